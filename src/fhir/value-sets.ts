@@ -1,0 +1,84 @@
+import type { Coding, ValueSet } from '@medplum/fhirtypes';
+
+/** The HCPCS Level II system URI PriorPath emits (CRD `aliases.fsh`); see `cds-services/README.md`. */
+export const HCPCS_SYSTEM = 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets';
+export const NDC_SYSTEM = 'http://hl7.org/fhir/sid/ndc';
+
+/**
+ * Other spellings of a code system seen in the wild, mapped to the one we store. HCPCS arrives under three URIs
+ * (CRD IG, THO/PAS, and the Inferno kits); all three mean the same codes.
+ */
+const SYSTEM_ALIASES: Record<string, string> = {
+  'http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets': HCPCS_SYSTEM,
+  'https://bluebutton.cms.gov/resources/codesystem/hcpcs': HCPCS_SYSTEM,
+  'http://bluebutton.cms.gov/resources/codesystem/hcpcs': HCPCS_SYSTEM,
+};
+
+/** Canonical form of a code system URI. */
+export function normalizeSystem(system: string | undefined): string | undefined {
+  return system === undefined ? undefined : (SYSTEM_ALIASES[system] ?? system);
+}
+
+/**
+ * Normalises an NDC to the 11-digit 5-4-2 form. Accepts 10-digit hyphenated forms (4-4-2, 5-3-2, 5-4-1) and
+ * 11-digit forms with or without hyphens; returns undefined when the string is not an NDC.
+ */
+export function normalizeNdc(code: string): string | undefined {
+  const trimmed = code.trim();
+  if (/^\d{11}$/.test(trimmed)) return trimmed;
+  const parts = trimmed.split('-');
+  if (parts.length === 3 && parts.every((p) => /^\d+$/.test(p))) {
+    const [a, b, c] = parts;
+    const total = a.length + b.length + c.length;
+    if (total === 11 && a.length === 5 && b.length === 4 && c.length === 2) return a + b + c;
+    if (total === 10) return a.padStart(5, '0') + b.padStart(4, '0') + c.padStart(2, '0');
+  }
+  return undefined;
+}
+
+/** The key a Coding is stored under: normalised system, a pipe, normalised code. */
+export function codingKey(system: string | undefined, code: string | undefined): string | undefined {
+  if (!system || !code) return undefined;
+  const sys = normalizeSystem(system) as string;
+  const c = sys === NDC_SYSTEM ? (normalizeNdc(code) ?? code) : code.trim();
+  return `${sys}|${c}`;
+}
+
+/**
+ * Local value sets indexed for O(1) membership tests. PriorPath never calls a terminology server at run time
+ * (design.md §4 "No code lookup at run time"): membership is decided on each ValueSet's local `expansion`.
+ */
+export class ValueSetIndex {
+  private readonly byUrl = new Map<string, { resource: ValueSet; keys: Set<string> }>();
+
+  add(vs: ValueSet): void {
+    if (!vs.url) throw new Error(`ValueSet ${vs.id ?? '?'} has no url`);
+    const keys = new Set<string>();
+    for (const c of vs.expansion?.contains ?? []) {
+      const key = codingKey(c.system, c.code);
+      if (key) keys.add(key);
+    }
+    this.byUrl.set(vs.url, { resource: vs, keys });
+    if (vs.version) this.byUrl.set(`${vs.url}|${vs.version}`, { resource: vs, keys });
+  }
+
+  has(url: string): boolean {
+    return this.byUrl.has(url);
+  }
+
+  get(url: string): ValueSet | undefined {
+    return this.byUrl.get(url)?.resource;
+  }
+
+  all(): ValueSet[] {
+    return [...new Set([...this.byUrl.values()].map((v) => v.resource))];
+  }
+
+  /** True when the coding is in the value set; throws for an unknown value set (a content error, caught at load). */
+  contains(url: string, coding: Pick<Coding, 'system' | 'code'>): boolean {
+    const entry = this.byUrl.get(url);
+    if (!entry) throw new Error(`Unknown value set ${url}`);
+    const key = codingKey(coding.system, coding.code);
+    return key !== undefined && entry.keys.has(key);
+  }
+}

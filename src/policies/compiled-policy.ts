@@ -1,0 +1,42 @@
+import type { CompiledExpression } from '../fhir/fhirpath.js';
+import type { FactDefinition, PolicyFile } from './policy-schema.js';
+
+/** A fact ready to evaluate: its expression parsed and its dependencies on other facts known. */
+export interface CompiledFact {
+  name: string;
+  def: FactDefinition;
+  expr: CompiledExpression;
+  /** Facts this one reads as `%name`. */
+  deps: string[];
+}
+
+export type RuleKind = 'requirement' | 'pathway' | 'limit';
+
+/** A requirement, pathway or limit with its parsed condition and the facts it reads. */
+export interface CompiledRule {
+  kind: RuleKind;
+  id: string;
+  when: CompiledExpression;
+  cite: string;
+  text: string;
+  facts: string[];
+  /** Requirement: reason when false. Limit: the payer's accepted justification. */
+  notCovered?: string;
+  justification?: string;
+  approval?: { days?: number; weeks?: number; months?: number };
+  propose?: { value: CompiledExpression; unit: string; display?: string };
+}
+
+/** A policy file after validation and compilation (design.md §5). */
+export interface CompiledPolicy {
+  file: PolicyFile;
+  path: string;
+  /** Facts in dependency order: every fact comes after the facts it reads. */
+  facts: CompiledFact[];
+  factsByName: Map<string, CompiledFact>;
+  requirements: CompiledRule[];
+  pathways: CompiledRule[];
+  limits: CompiledRule[];
+  /** Canonical URL of the policy's DTR Questionnaire, with `|version`. */
+  questionnaire: string;
+}

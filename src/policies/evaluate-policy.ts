@@ -1,0 +1,224 @@
+import type { CompiledPolicy, CompiledRule } from './compiled-policy.js';
+import type { FactType } from './policy-schema.js';
+
+/** Three-valued truth: true, false, or unknown (FHIRPath's empty collection). */
+export type Tri = true | false | 'unknown';
+
+export type FactValue = boolean | number | string;
+
+/** Where a fact's value came from: the EHR record, a DTR/PAS answer, or nowhere. */
+export type FactSource = 'ehr' | 'answer' | 'unknown';
+
+export interface FactResult {
+  name: string;
+  value?: FactValue;
+  source: FactSource;
+  error?: string;
+}
+
+export interface RuleResult {
+  kind: CompiledRule['kind'];
+  id: string;
+  cite: string;
+  text: string;
+  result: Tri;
+  error?: string;
+}
+
+/** The row of design.md §5's determination table this evaluation falls in. */
+export type Outcome = 'satisfied' | 'documentation-needed' | 'limit-exceeded' | 'not-covered' | 'error';
+
+export interface Proposal {
+  limitId: string;
+  value: number;
+  unit: string;
+  display?: string;
+}
+
+/** Everything the policy said about one order, with a trace of every fact and criterion. */
+export interface PolicyEvaluation {
+  policyId: string;
+  policyVersion: string;
+  outcome: Outcome;
+  facts: FactResult[];
+  rules: RuleResult[];
+  /** The pathway that approved the order (outcome satisfied). */
+  pathway?: RuleResult & { approval?: CompiledRule['approval'] };
+  /** Askable facts whose answer would decide the order, in policy order. */
+  missingFacts: string[];
+  /** Rules that failed, for not-covered and limit-exceeded reasons. */
+  failed: RuleResult[];
+  proposals: Proposal[];
+}
+
+/** The hook data a fact expression reads as FHIRPath variables (see cds-services/README.md). */
+export interface EvaluationData {
+  order: unknown;
+  patient?: unknown;
+  coverage?: unknown;
+  user?: unknown;
+  conditions: unknown[];
+  observations: unknown[];
+  medications: unknown[];
+  immunizations: unknown[];
+  /** Diagnosis codes (CodeableConcepts): the order's reasons, else the patient's qualifying Conditions. */
+  diagnoses: unknown[];
+  /** Planned start of the order, YYYY-MM-DD (design.md §6 "order date"). */
+  orderDate: string;
+}
+
+function coerce(type: FactType, values: unknown[]): FactValue | undefined {
+  if (values.length === 0) return undefined;
+  if (values.length > 1) throw new Error(`expected at most one value, got ${values.length}`);
+  const v = values[0];
+  switch (type) {
+    case 'boolean':
+      if (typeof v !== 'boolean') throw new Error(`expected a boolean, got ${JSON.stringify(v)}`);
+      return v;
+    case 'decimal':
+    case 'integer': {
+      const n = typeof v === 'number' ? v : Number.NaN;
+      if (!Number.isFinite(n)) throw new Error(`expected a number, got ${JSON.stringify(v)}`);
+      if (type === 'integer' && !Number.isInteger(n)) throw new Error(`expected an integer, got ${n}`);
+      return n;
+    }
+    case 'code':
+    case 'string':
+    case 'date':
+      if (typeof v !== 'string') throw new Error(`expected a string, got ${JSON.stringify(v)}`);
+      return v;
+  }
+}
+
+function tri(values: unknown[]): Tri {
+  if (values.length === 0) return 'unknown';
+  if (values.length === 1 && typeof values[0] === 'boolean') return values[0];
+  throw new Error(`a criterion must give true, false or nothing; got ${JSON.stringify(values)}`);
+}
+
+/**
+ * Evaluates one policy for one order (design.md §5, "One model, three uses"). `answers` are facts supplied by a
+ * QuestionnaireResponse (DTR/PAS); they take precedence over what the EHR data says, and facts derived from them are
+ * recomputed. Never throws for data problems: a failing fact or rule makes the outcome `error`, which the caller
+ * turns into `conditional`/`indeterminate`, never a positive assertion (design.md §4 "Errors").
+ */
+export function evaluatePolicy(
+  policy: CompiledPolicy,
+  data: EvaluationData,
+  answers: Record<string, FactValue> = {},
+): PolicyEvaluation {
+  const env: Record<string, unknown> = {
+    ...data,
+    orderDateTime: `${data.orderDate}T00:00:00Z`,
+  };
+  const factValues: Record<string, FactValue> = {};
+  const facts: FactResult[] = [];
+  let broken = false;
+
+  for (const f of policy.facts) {
+    if (Object.prototype.hasOwnProperty.call(answers, f.name)) {
+      const value = answers[f.name];
+      factValues[f.name] = value;
+      env[f.name] = value;
+      facts.push({ name: f.name, value, source: 'answer' });
+      continue;
+    }
+    try {
+      const value = coerce(f.def.type, f.expr(data.order, env));
+      if (value === undefined) {
+        env[f.name] = [];
+        facts.push({ name: f.name, source: 'unknown' });
+      } else {
+        factValues[f.name] = value;
+        env[f.name] = value;
+        facts.push({ name: f.name, value, source: 'ehr' });
+      }
+    } catch (err) {
+      broken = true;
+      env[f.name] = [];
+      facts.push({ name: f.name, source: 'unknown', error: (err as Error).message });
+    }
+  }
+
+  const run = (r: CompiledRule): RuleResult => {
+    const base = { kind: r.kind, id: r.id, cite: r.cite, text: r.text };
+    try {
+      return { ...base, result: tri(r.when(factValues, {})) };
+    } catch (err) {
+      broken = true;
+      return { ...base, result: 'unknown', error: (err as Error).message };
+    }
+  };
+  const requirements = policy.requirements.map(run);
+  const pathways = policy.pathways.map(run);
+  const limits = policy.limits.map(run);
+  const rules = [...requirements, ...pathways, ...limits];
+
+  const base = { policyId: policy.file.id, policyVersion: policy.file.version, facts, rules, proposals: [] as Proposal[] };
+  if (broken) return { ...base, outcome: 'error', missingFacts: [], failed: rules.filter((r) => r.error) };
+
+  const failedRequirements = requirements.filter((r) => r.result === false);
+  const allPathwaysFalse = pathways.every((p) => p.result === false);
+  if (failedRequirements.length > 0 || allPathwaysFalse) {
+    return {
+      ...base,
+      outcome: 'not-covered',
+      missingFacts: [],
+      failed: failedRequirements.length > 0 ? failedRequirements : pathways,
+    };
+  }
+
+  const exceeded = limits.filter((l) => l.result === false);
+  if (exceeded.length > 0) {
+    const proposals: Proposal[] = [];
+    for (const l of exceeded) {
+      const rule = policy.limits.find((r) => r.id === l.id);
+      if (!rule?.propose) continue;
+      const v = safeNumber(() => rule.propose!.value(factValues, {}));
+      if (v !== undefined) proposals.push({ limitId: l.id, value: v, unit: rule.propose.unit, display: rule.propose.display });
+    }
+    // The limit's justification is asked in DTR; so are the facts still unknown elsewhere.
+    return { ...base, proposals, outcome: 'limit-exceeded', missingFacts: missingFor(policy, rules.filter((r) => r.result === 'unknown'), factValues), failed: exceeded };
+  }
+
+  const approving = pathways.find((p) => p.result === true);
+  const unknownRequirements = requirements.filter((r) => r.result === 'unknown');
+  const unknownLimits = limits.filter((r) => r.result === 'unknown');
+  if (approving && unknownRequirements.length === 0 && unknownLimits.length === 0) {
+    const rule = policy.pathways.find((r) => r.id === approving.id);
+    return { ...base, outcome: 'satisfied', missingFacts: [], failed: [], pathway: { ...approving, approval: rule?.approval } };
+  }
+
+  const undecided = [...unknownRequirements, ...(approving ? [] : pathways.filter((p) => p.result === 'unknown')), ...unknownLimits];
+  return { ...base, outcome: 'documentation-needed', missingFacts: missingFor(policy, undecided, factValues), failed: [] };
+}
+
+function safeNumber(fn: () => unknown[]): number | undefined {
+  try {
+    const v = fn();
+    return v.length === 1 && typeof v[0] === 'number' && Number.isFinite(v[0]) ? v[0] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The askable facts behind undecided rules: an unknown fact that the clinician can answer, or, for a derived fact
+ * (askable: false), the unknown facts it is computed from.
+ */
+function missingFor(policy: CompiledPolicy, undecided: RuleResult[], known: Record<string, FactValue>): string[] {
+  const out = new Set<string>();
+  const visit = (name: string, seen: Set<string>) => {
+    if (seen.has(name) || Object.prototype.hasOwnProperty.call(known, name)) return;
+    seen.add(name);
+    const f = policy.factsByName.get(name);
+    if (!f) return;
+    if (f.def.askable) out.add(name);
+    else for (const d of f.deps) visit(d, seen);
+  };
+  for (const r of undecided) {
+    const rule = [...policy.requirements, ...policy.pathways, ...policy.limits].find((x) => x.id === r.id);
+    for (const name of rule?.facts ?? []) visit(name, new Set());
+  }
+  return policy.facts.map((f) => f.name).filter((n) => out.has(n));
+}

@@ -1,0 +1,139 @@
+import type {
+  CodeableConcept,
+  Condition,
+  Coverage,
+  Immunization,
+  MedicationRequest,
+  Observation,
+  Patient,
+  Practitioner,
+  PractitionerRole,
+  Resource,
+} from '@medplum/fhirtypes';
+import type { EvaluationData } from './evaluate-policy.js';
+
+/** The patient's record as resolved from prefetch or EHR queries, before it is narrowed to one order. */
+export interface PatientRecord {
+  patient?: Patient;
+  coverage?: Coverage;
+  /** The `user` prefetch: a PractitionerRole or Practitioner; PractitionerRoles found by reference are added. */
+  users: (PractitionerRole | Practitioner)[];
+  conditions: Condition[];
+  observations: Observation[];
+  medications: MedicationRequest[];
+  immunizations: Immunization[];
+  /** Every draft order of this hook call (order-sign/select) or the dispatched orders. */
+  orders: MedicationRequest[];
+  /** Resources found anywhere (prefetch, contained), for resolving references such as requester. */
+  byReference: Map<string, Resource>;
+}
+
+const CLINICAL_ACTIVE = new Set(['active', 'recurrence', 'relapse', 'remission']);
+const VERIFICATION_EXCLUDED = new Set(['refuted', 'entered-in-error']);
+
+/** design.md §6: Conditions that count as diagnoses (active, recurrence, relapse or remission; not refuted). */
+export function isQualifyingCondition(c: Condition): boolean {
+  const clinical = c.clinicalStatus?.coding?.map((x) => x.code) ?? [];
+  const verification = c.verificationStatus?.coding?.map((x) => x.code) ?? [];
+  if (verification.some((v) => v && VERIFICATION_EXCLUDED.has(v))) return false;
+  // US Core allows a missing clinicalStatus only for entered-in-error; a record without one is taken as current.
+  return clinical.length === 0 || clinical.some((v) => v !== undefined && CLINICAL_ACTIVE.has(v));
+}
+
+/** The date an observation speaks for, for ordering: effective[x] or issued. */
+function observationDate(o: Observation): string {
+  return o.effectiveDateTime ?? o.effectivePeriod?.start ?? o.effectiveInstant ?? o.issued ?? '';
+}
+
+/**
+ * The order date every recency window counts from (design.md §6): the planned start, else the validity start, else
+ * authoredOn, else today.
+ */
+export function orderDateOf(order: MedicationRequest, today: string): string {
+  const candidates = [
+    order.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start,
+    order.dispenseRequest?.validityPeriod?.start,
+    order.authoredOn,
+  ];
+  for (const c of candidates) {
+    if (typeof c === 'string' && /^\d{4}-\d{2}-\d{2}/.test(c)) return c.slice(0, 10);
+  }
+  return today;
+}
+
+function refKey(ref: string | undefined): string | undefined {
+  if (!ref) return undefined;
+  const m = ref.match(/([A-Za-z]+\/[A-Za-z0-9\-.]{1,64})(?:\/_history\/.*)?$/);
+  return m ? m[1] : ref;
+}
+
+/**
+ * Indexes a patient record once per request: conditions filtered, observations sorted oldest first (so `.last()` is
+ * the latest), and the other orders of the same call counted as concurrent therapy.
+ */
+export function indexRecord(record: PatientRecord): PatientRecord {
+  return {
+    ...record,
+    conditions: record.conditions.filter(isQualifyingCondition),
+    observations: [...record.observations]
+      .filter((o) => o.status !== 'entered-in-error' && o.status !== 'cancelled')
+      .sort((a, b) => observationDate(a).localeCompare(observationDate(b))),
+    immunizations: record.immunizations.filter((i) => i.status === 'completed'),
+  };
+}
+
+/**
+ * Narrows an indexed record to the FHIRPath variables of one order (see cds-services/README.md "Variables").
+ * `%diagnoses` is the order's own reasons when it has any, else the codes of the patient's qualifying Conditions.
+ */
+export function evaluationDataFor(record: PatientRecord, order: MedicationRequest, today: string): EvaluationData {
+  const users: Resource[] = [...record.users];
+  const requester = refKey(order.requester?.reference);
+  const requesterResource = requester ? (record.byReference.get(requester) ?? containedOf(order, order.requester?.reference)) : undefined;
+  if (requesterResource && !users.some((u) => u.resourceType === requesterResource.resourceType && u.id === requesterResource.id)) {
+    users.push(requesterResource);
+  }
+
+  const reasonConditions = (order.reasonReference ?? [])
+    .map((r) => record.byReference.get(refKey(r.reference) ?? '') ?? containedOf(order, r.reference))
+    .filter((r): r is Condition => r?.resourceType === 'Condition' && isQualifyingCondition(r));
+  const reasonCodes = order.reasonCode ?? [];
+  const diagnoses: CodeableConcept[] =
+    reasonConditions.length > 0 || reasonCodes.length > 0
+      ? [...reasonConditions.map((c) => c.code).filter((c): c is CodeableConcept => !!c), ...reasonCodes]
+      : record.conditions.map((c) => c.code).filter((c): c is CodeableConcept => !!c);
+
+  const others = record.orders.filter((o) => o !== order && o.id !== order.id);
+  const medications = [...record.medications.filter((m) => m.id !== order.id), ...others].map((m) => withMedicationCode(m, record));
+
+  return {
+    order,
+    patient: record.patient,
+    coverage: record.coverage,
+    user: users,
+    conditions: record.conditions,
+    observations: record.observations,
+    medications,
+    immunizations: record.immunizations,
+    diagnoses,
+    orderDate: orderDateOf(order, today),
+  };
+}
+
+function containedOf(order: MedicationRequest, ref: string | undefined): Resource | undefined {
+  if (!ref?.startsWith('#')) return undefined;
+  return order.contained?.find((c) => c.id === ref.slice(1));
+}
+
+/**
+ * A copy of a MedicationRequest whose medicationReference is replaced by the referenced Medication's code, so that
+ * fact expressions read `medication.memberOf(...)` the same way for coded and referenced drugs.
+ */
+export function withMedicationCode(m: MedicationRequest, record: Pick<PatientRecord, 'byReference'>): MedicationRequest {
+  if (m.medicationCodeableConcept || !m.medicationReference?.reference) return m;
+  const ref = m.medicationReference.reference;
+  const med = ref.startsWith('#') ? containedOf(m, ref) : record.byReference.get(refKey(ref) ?? '');
+  if (med?.resourceType !== 'Medication' || !med.code) return m;
+  const { medicationReference: _drop, ...rest } = m;
+  return { ...rest, medicationCodeableConcept: med.code };
+}

@@ -1,0 +1,302 @@
+import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { ZodError } from 'zod';
+import { compileFhirPath, referencedValueSets, resolveValueSetUrl } from '../fhir/fhirpath.js';
+import type { FhirPathOptions } from '../fhir/fhirpath.js';
+import type { ValueSetIndex } from '../fhir/value-sets.js';
+import type { CompiledFact, CompiledPolicy, CompiledRule, RuleKind } from './compiled-policy.js';
+import { factLibrarySchema, policySchema } from './policy-schema.js';
+import type { FactDefinition, PolicyFile } from './policy-schema.js';
+
+/** Variables every fact expression can read; facts may not take these names. */
+export const RESERVED_VARIABLES = [
+  'order',
+  'patient',
+  'coverage',
+  'user',
+  'conditions',
+  'observations',
+  'medications',
+  'immunizations',
+  'diagnoses',
+  'orderDate',
+  'orderDateTime',
+  'today',
+  'resource',
+  'context',
+  'rootResource',
+  'ucum',
+  'sct',
+  'loinc',
+] as const;
+
+/** Words of FHIRPath itself that may stand bare in a rule; anything else bare must be a fact name. */
+const FHIRPATH_WORDS = new Set([
+  'and',
+  'or',
+  'xor',
+  'implies',
+  'in',
+  'contains',
+  'div',
+  'mod',
+  'is',
+  'as',
+  'true',
+  'false',
+  'year',
+  'years',
+  'month',
+  'months',
+  'week',
+  'weeks',
+  'day',
+  'days',
+  'hour',
+  'hours',
+  'minute',
+  'minutes',
+  'second',
+  'seconds',
+  'millisecond',
+  'milliseconds',
+  '$this',
+  '$index',
+  '$total',
+]);
+
+/** One content problem, located by file and field (design.md §5: "a criterion that fails to compile stops start-up"). */
+export interface ContentProblem {
+  file: string;
+  field: string;
+  message: string;
+}
+
+/** Thrown when content does not load; its message lists every problem, one per line. */
+export class ContentError extends Error {
+  constructor(readonly problems: ContentProblem[]) {
+    super(
+      `Content failed to load:\n${problems.map((p) => `  ${p.file}: ${p.field}: ${p.message}`).join('\n')}`,
+    );
+    this.name = 'ContentError';
+  }
+}
+
+/** Bare identifiers of a rule expression that are not FHIRPath words, functions, members or strings. */
+export function bareIdentifiers(expression: string): string[] {
+  const stripped = expression.replace(/'(?:[^'\\]|\\.)*'/g, "''").replace(/`[^`]*`/g, '');
+  const out = new Set<string>();
+  for (const m of stripped.matchAll(/(?<![.%@\w$])([A-Za-z_][A-Za-z0-9_]*)(?!\s*\()/g)) {
+    if (!FHIRPATH_WORDS.has(m[1])) out.add(m[1]);
+  }
+  return [...out];
+}
+
+/** `%name` references of a fact expression. */
+export function variableReferences(expression: string): string[] {
+  const stripped = expression.replace(/'(?:[^'\\]|\\.)*'/g, "''");
+  return [...new Set([...stripped.matchAll(/%([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]))];
+}
+
+function zodProblems(file: string, err: ZodError): ContentProblem[] {
+  return err.issues.map((i) => ({ file, field: i.path.join('.') || '(root)', message: i.message }));
+}
+
+function readYaml(path: string): unknown {
+  return parseYaml(readFileSync(path, 'utf8'));
+}
+
+function listYaml(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const name of readdirSync(dir).sort()) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...listYaml(p));
+    else if (name.endsWith('.yaml') || name.endsWith('.yml')) out.push(p);
+  }
+  return out;
+}
+
+/** Options for loading the policies of one content root. */
+export interface LoadPoliciesOptions {
+  /** The `cds-services` directory. */
+  root: string;
+  valueSets: ValueSetIndex;
+  /** CANONICAL_BASE, e.g. https://priorpath.dev/fhir */
+  canonicalBase: string;
+}
+
+/**
+ * Loads, validates and compiles every policy under `<root>/policies`, with the fact libraries under `<root>/facts`.
+ * Collects every problem before failing, so an author sees all of them at once.
+ */
+export function loadPolicies(opts: LoadPoliciesOptions): CompiledPolicy[] {
+  const problems: ContentProblem[] = [];
+  const rel = (p: string) => relative(join(opts.root, '..'), p);
+  const valueSetBase = `${opts.canonicalBase}/ValueSet`;
+
+  const libraries = new Map<string, Record<string, FactDefinition>>();
+  for (const path of listYaml(join(opts.root, 'facts'))) {
+    const name = path.slice(path.lastIndexOf('/') + 1).replace(/\.ya?ml$/, '');
+    const parsed = factLibrarySchema.safeParse(readYaml(path));
+    if (!parsed.success) problems.push(...zodProblems(rel(path), parsed.error));
+    else libraries.set(name, parsed.data.facts);
+  }
+
+  const policies: CompiledPolicy[] = [];
+  for (const path of listYaml(join(opts.root, 'policies'))) {
+    let raw: unknown;
+    try {
+      raw = readYaml(path);
+    } catch (err) {
+      problems.push({ file: rel(path), field: '(yaml)', message: (err as Error).message });
+      continue;
+    }
+    const parsed = policySchema.safeParse(raw);
+    if (!parsed.success) {
+      problems.push(...zodProblems(rel(path), parsed.error));
+      continue;
+    }
+    const compiled = compilePolicy(parsed.data, rel(path), libraries, { ...opts, valueSetBase }, problems);
+    if (compiled) policies.push(compiled);
+  }
+
+  const ids = new Set<string>();
+  for (const p of policies) {
+    if (ids.has(p.file.id)) problems.push({ file: p.path, field: 'id', message: `duplicate policy id ${p.file.id}` });
+    ids.add(p.file.id);
+  }
+  if (problems.length > 0) throw new ContentError(problems);
+  return policies;
+}
+
+function compilePolicy(
+  file: PolicyFile,
+  path: string,
+  libraries: Map<string, Record<string, FactDefinition>>,
+  opts: LoadPoliciesOptions & { valueSetBase: string },
+  problems: ContentProblem[],
+): CompiledPolicy | undefined {
+  const before = problems.length;
+  const fpResources: FhirPathOptions = { valueSets: opts.valueSets, valueSetBase: opts.valueSetBase, model: 'r4' };
+  const fpFacts: FhirPathOptions = { ...fpResources, model: 'none' };
+
+  const expected = path.replace(/\\/g, '/').match(/policies\/([^/]+)\/([^/]+)\.ya?ml$/);
+  if (expected && (expected[1] !== file.payer || `${file.payer}-${expected[2]}` !== file.id)) {
+    problems.push({ file: path, field: 'id', message: `expected id ${expected[1]}-${expected[2]} and payer ${expected[1]}` });
+  }
+  const drugUrl = resolveValueSetUrl(file.drug, opts.valueSetBase);
+  if (!opts.valueSets.has(drugUrl)) problems.push({ file: path, field: 'drug', message: `unknown value set ${file.drug}` });
+
+  // Imported facts first, so a policy can override a library fact by name.
+  const defs: Record<string, FactDefinition> = {};
+  for (const lib of file.imports) {
+    const facts = libraries.get(lib);
+    if (!facts) problems.push({ file: path, field: 'imports', message: `unknown fact library ${lib}` });
+    else Object.assign(defs, facts);
+  }
+  Object.assign(defs, file.facts);
+
+  const compiledFacts = new Map<string, CompiledFact>();
+  for (const [name, def] of Object.entries(defs)) {
+    const field = `facts.${name}`;
+    if ((RESERVED_VARIABLES as readonly string[]).includes(name)) {
+      problems.push({ file: path, field, message: `"${name}" is a reserved variable name` });
+      continue;
+    }
+    for (const url of referencedValueSets(def.fhirpath, opts.valueSetBase)) {
+      if (!opts.valueSets.has(url)) problems.push({ file: path, field: `${field}.fhirpath`, message: `unknown value set ${url}` });
+    }
+    if (def.answerValueSet && !opts.valueSets.has(resolveValueSetUrl(def.answerValueSet, opts.valueSetBase))) {
+      problems.push({ file: path, field: `${field}.answerValueSet`, message: `unknown value set ${def.answerValueSet}` });
+    }
+    if (def.askable && (!def.linkId || !def.question)) {
+      problems.push({ file: path, field, message: 'an askable fact needs linkId and question' });
+    }
+    const deps = variableReferences(def.fhirpath).filter((v) => !(RESERVED_VARIABLES as readonly string[]).includes(v));
+    for (const d of deps) {
+      if (!(d in defs)) problems.push({ file: path, field: `${field}.fhirpath`, message: `unknown variable %${d}` });
+    }
+    try {
+      compiledFacts.set(name, { name, def, deps, expr: compileFhirPath(def.fhirpath, fpResources) });
+    } catch (err) {
+      problems.push({ file: path, field: `${field}.fhirpath`, message: `FHIRPath does not compile: ${(err as Error).message}` });
+    }
+  }
+  const linkIds = new Map<string, string>();
+  for (const f of compiledFacts.values()) {
+    if (!f.def.linkId) continue;
+    const other = linkIds.get(f.def.linkId);
+    if (other) problems.push({ file: path, field: `facts.${f.name}.linkId`, message: `linkId ${f.def.linkId} also used by ${other}` });
+    linkIds.set(f.def.linkId, f.name);
+  }
+
+  const ordered = orderFacts(compiledFacts, path, problems);
+
+  const compileRule = (kind: RuleKind, index: number, r: PolicyFile['limits'][number] | PolicyFile['pathways'][number] | PolicyFile['requirements'][number]): CompiledRule | undefined => {
+    const field = `${kind === 'requirement' ? 'requirements' : kind === 'pathway' ? 'pathways' : 'limits'}[${index}]`;
+    const facts = bareIdentifiers(r.when);
+    for (const f of facts) {
+      if (!compiledFacts.has(f)) problems.push({ file: path, field: `${field}.when`, message: `unknown fact ${f}` });
+    }
+    try {
+      const rule: CompiledRule = { kind, id: r.id, cite: r.cite, text: r.text, facts, when: compileFhirPath(r.when, fpFacts) };
+      if ('notCovered' in r) rule.notCovered = r.notCovered;
+      if ('approval' in r) rule.approval = r.approval;
+      if ('justification' in r) rule.justification = r.justification;
+      if ('propose' in r && r.propose) {
+        for (const f of bareIdentifiers(r.propose.value)) {
+          if (!compiledFacts.has(f)) problems.push({ file: path, field: `${field}.propose.value`, message: `unknown fact ${f}` });
+        }
+        rule.propose = { ...r.propose, value: compileFhirPath(r.propose.value, fpFacts) };
+      }
+      return rule;
+    } catch (err) {
+      problems.push({ file: path, field: `${field}.when`, message: `FHIRPath does not compile: ${(err as Error).message}` });
+      return undefined;
+    }
+  };
+
+  const ruleIds = new Set<string>();
+  for (const [i, r] of [...file.requirements, ...file.pathways, ...file.limits].entries()) {
+    if (ruleIds.has(r.id)) problems.push({ file: path, field: `rules[${i}].id`, message: `duplicate rule id ${r.id}` });
+    ruleIds.add(r.id);
+  }
+
+  const requirements = file.requirements.map((r, i) => compileRule('requirement', i, r));
+  const pathways = file.pathways.map((r, i) => compileRule('pathway', i, r));
+  const limits = file.limits.map((r, i) => compileRule('limit', i, r));
+  if (problems.length > before) return undefined;
+
+  return {
+    file,
+    path,
+    facts: ordered,
+    factsByName: compiledFacts,
+    requirements: requirements as CompiledRule[],
+    pathways: pathways as CompiledRule[],
+    limits: limits as CompiledRule[],
+    questionnaire: `${opts.canonicalBase}/Questionnaire/${file.id}|${file.version}`,
+  };
+}
+
+/** Topological order of facts by their `%fact` references; a cycle is a content error. */
+function orderFacts(facts: Map<string, CompiledFact>, path: string, problems: ContentProblem[]): CompiledFact[] {
+  const out: CompiledFact[] = [];
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (name: string, trail: string[]) => {
+    const f = facts.get(name);
+    if (!f || state.get(name) === 'done') return;
+    if (state.get(name) === 'visiting') {
+      problems.push({ file: path, field: `facts.${name}`, message: `circular fact reference ${[...trail, name].join(' -> ')}` });
+      return;
+    }
+    state.set(name, 'visiting');
+    for (const d of f.deps) visit(d, [...trail, name]);
+    state.set(name, 'done');
+    out.push(f);
+  };
+  for (const name of facts.keys()) visit(name, []);
+  return out;
+}

@@ -1,0 +1,122 @@
+import { z } from 'zod';
+
+/**
+ * The policy file format (`cds-services/policies/<payer>/<drug>.yaml`), design.md §5. Documented field by field in
+ * `cds-services/README.md`; keep the two in step.
+ */
+
+const citation = z
+  .string()
+  .min(3)
+  .describe('Seed clause this criterion comes from, e.g. "CP.PHAR.312 I.A.4.b.i"');
+
+const duration = z
+  .object({
+    days: z.number().int().positive().optional(),
+    weeks: z.number().int().positive().optional(),
+    months: z.number().int().positive().optional(),
+  })
+  .strict()
+  .refine((d) => [d.days, d.weeks, d.months].filter((x) => x !== undefined).length === 1, {
+    message: 'give exactly one of days, weeks, months',
+  });
+
+export const factTypes = ['boolean', 'decimal', 'integer', 'code', 'string', 'date'] as const;
+export type FactType = (typeof factTypes)[number];
+
+/** A named fact: FHIRPath over the hook's data, and the Questionnaire item that asks for it. */
+export const factSchema = z
+  .object({
+    type: z.enum(factTypes),
+    fhirpath: z.string().min(1).describe('Expression over %order, %patient, %conditions, ...; empty result = unknown'),
+    linkId: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'kebab-case linkId').optional(),
+    question: z.string().min(3).optional().describe('Question text shown in DTR'),
+    help: z.string().optional(),
+    unit: z.string().optional().describe('UCUM unit of a decimal fact, shown in DTR'),
+    answerValueSet: z.string().optional().describe('Value set id or URL of the allowed codes of a code fact'),
+    cite: citation.optional(),
+    absent: z
+      .enum(['unknown', 'false'])
+      .default('unknown')
+      .describe('What an empty search means: unknown (findings) or false (history, diagnosis); documentation only'),
+    askable: z.boolean().default(true).describe('false for facts the clinician is never asked (derived values)'),
+  })
+  .strict();
+export type FactDefinition = z.infer<typeof factSchema>;
+
+const ruleBase = {
+  id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'kebab-case id'),
+  when: z.string().min(1).describe('FHIRPath over the facts (three-valued)'),
+  cite: citation,
+  text: z.string().min(3).describe('The criterion in words, as the clinician reads it'),
+};
+
+export const requirementSchema = z
+  .object({
+    ...ruleBase,
+    notCovered: z.string().optional().describe('Reason shown when this requirement is false'),
+  })
+  .strict();
+
+export const pathwaySchema = z
+  .object({
+    ...ruleBase,
+    approval: duration.describe('Approval period when this pathway is met'),
+    cycles: z.number().int().positive().optional().describe('Cycles this approval covers, for the course limit'),
+  })
+  .strict();
+
+export const limitSchema = z
+  .object({
+    ...ruleBase,
+    propose: z
+      .object({
+        value: z.string().min(1).describe('FHIRPath over the facts giving the highest allowed dose'),
+        unit: z.string().min(1).describe('UCUM code of the proposed dose, e.g. ug/d'),
+        display: z.string().optional().describe('Human unit, e.g. mcg/day'),
+      })
+      .strict()
+      .optional(),
+    justification: z
+      .string()
+      .optional()
+      .describe('What the payer accepts instead (asked in DTR), e.g. "supported by practice guidelines"'),
+  })
+  .strict();
+
+export const policySchema = z
+  .object({
+    id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/),
+    version: z.string().min(1),
+    payer: z.string().min(1),
+    drug: z.string().min(1).describe('Value set id of the orders this policy governs'),
+    title: z.string().min(3),
+    source: z
+      .object({
+        id: z.string().min(2).describe('The seed document id, e.g. CP.PHAR.312'),
+        title: z.string().min(3),
+        url: z.string().url().optional(),
+        effective: z.string().optional(),
+      })
+      .strict(),
+    billingCodes: z
+      .array(z.object({ system: z.string(), code: z.string(), display: z.string().optional() }).strict())
+      .default([]),
+    imports: z.array(z.string()).default([]).describe('Fact libraries from cds-services/facts/<name>.yaml'),
+    facts: z.record(z.string().regex(/^[a-zA-Z][a-zA-Z0-9]*$/, 'camelCase fact name'), factSchema).default({}),
+    requirements: z.array(requirementSchema).default([]),
+    pathways: z.array(pathwaySchema).min(1),
+    limits: z.array(limitSchema).default([]),
+    offLabel: z.string().optional().describe('Where a use outside this policy goes (named in not-covered reasons)'),
+    notes: z.array(z.string()).default([]).describe('Reading decisions on ambiguous seed text, with citations'),
+  })
+  .strict();
+export type PolicyFile = z.infer<typeof policySchema>;
+
+export const factLibrarySchema = z
+  .object({
+    description: z.string().optional(),
+    facts: z.record(z.string().regex(/^[a-zA-Z][a-zA-Z0-9]*$/), factSchema),
+  })
+  .strict();
+export type FactLibraryFile = z.infer<typeof factLibrarySchema>;
