@@ -1,0 +1,165 @@
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CodeSystem, MedicationRequest, ValueSet } from '@medplum/fhirtypes';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { resolveValueSetUrl } from './fhir/fhirpath.js';
+import { ValueSetIndex } from './fhir/value-sets.js';
+import type { CompiledPolicy } from './policies/compiled-policy.js';
+import { ContentError, loadPolicies } from './policies/policy-loader.js';
+import type { ContentProblem } from './policies/policy-loader.js';
+
+/** A payer file, `cds-services/payers/<key>.yaml` (design.md §4 "Payer"). */
+export const payerSchema = z
+  .object({
+    key: z.string().regex(/^[a-z0-9-]+$/),
+    label: z.string().min(2).max(80),
+    identifiers: z.array(z.object({ system: z.string(), value: z.string() }).strict()).min(1),
+    contact: z
+      .object({ phone: z.string().optional(), url: z.string().optional(), email: z.string().optional(), note: z.string().optional() })
+      .passthrough()
+      .optional(),
+    topicUrl: z.string().optional(),
+    defaultAnswer: z
+      .union([
+        z.literal('none'),
+        z.object({ covered: z.enum(['covered', 'not-covered', 'conditional']), paNeeded: z.enum(['no-auth', 'auth-needed', 'conditional']).optional() }).strict(),
+      ])
+      .default('none'),
+  })
+  .passthrough();
+export type Payer = z.infer<typeof payerSchema>;
+
+/** A discovery entry, `cds-services/services/<id>.yaml` (CDS Hooks §Discovery). */
+export const serviceSchema = z
+  .object({
+    id: z.string(),
+    hook: z.enum(['order-sign', 'order-select', 'order-dispatch']),
+    title: z.string().optional(),
+    description: z.string(),
+    prefetch: z.record(z.string(), z.string()).optional(),
+    usageRequirements: z.string().optional(),
+    extension: z.record(z.string(), z.unknown()).optional(),
+  })
+  .passthrough();
+export type ServiceDefinition = z.infer<typeof serviceSchema>;
+
+/** The payer identifier system of design.md §4. */
+export const PAYER_ID_SYSTEM = 'https://priorpath.dev/fhir/sid/payer';
+
+/** Everything loaded from `cds-services/` and `questionnaires/` at start-up; immutable afterwards. */
+export interface Content {
+  services: ServiceDefinition[];
+  payers: Map<string, Payer>;
+  valueSets: ValueSetIndex;
+  codeSystems: CodeSystem[];
+  policies: CompiledPolicy[];
+  /** Questionnaires by canonical URL (and `url|version`). */
+  questionnaires: Map<string, Record<string, unknown>>;
+  canonicalBase: string;
+  loadedAt: Date;
+  loadMs: number;
+}
+
+function files(dir: string, ext: string[]): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => ext.some((e) => f.endsWith(e)))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
+/**
+ * Loads and compiles all content. Throws ContentError naming every bad file and field; the service refuses to
+ * start on it (design.md §5).
+ */
+export function loadContent(opts: { root: string; canonicalBase: string }): Content {
+  const started = performance.now();
+  const problems: ContentProblem[] = [];
+  const cds = join(opts.root, 'cds-services');
+
+  const valueSets = new ValueSetIndex();
+  const codeSystems: CodeSystem[] = [];
+  for (const path of files(join(cds, 'valuesets'), ['.json'])) {
+    try {
+      const res = JSON.parse(readFileSync(path, 'utf8')) as ValueSet | CodeSystem;
+      if (res.resourceType === 'ValueSet') valueSets.add(res);
+      else if (res.resourceType === 'CodeSystem') codeSystems.push(res);
+      else problems.push({ file: path, field: 'resourceType', message: 'expected ValueSet or CodeSystem' });
+    } catch (err) {
+      problems.push({ file: path, field: '(json)', message: (err as Error).message });
+    }
+  }
+
+  const payers = new Map<string, Payer>();
+  for (const path of files(join(cds, 'payers'), ['.yaml', '.yml'])) {
+    const parsed = payerSchema.safeParse(parseYaml(readFileSync(path, 'utf8')));
+    if (!parsed.success) {
+      for (const i of parsed.error.issues) problems.push({ file: path, field: i.path.join('.'), message: i.message });
+      continue;
+    }
+    if (!parsed.data.identifiers.some((i) => i.system === PAYER_ID_SYSTEM && i.value === parsed.data.key)) {
+      problems.push({ file: path, field: 'identifiers', message: `must include {system: ${PAYER_ID_SYSTEM}, value: ${parsed.data.key}}` });
+    }
+    payers.set(parsed.data.key, parsed.data);
+  }
+
+  const services: ServiceDefinition[] = [];
+  for (const path of files(join(cds, 'services'), ['.yaml', '.yml'])) {
+    const parsed = serviceSchema.safeParse(parseYaml(readFileSync(path, 'utf8')));
+    if (!parsed.success) {
+      for (const i of parsed.error.issues) problems.push({ file: path, field: i.path.join('.'), message: i.message });
+    } else services.push(parsed.data);
+  }
+
+  const questionnaires = new Map<string, Record<string, unknown>>();
+  for (const path of files(join(opts.root, 'questionnaires'), ['.json'])) {
+    try {
+      const q = JSON.parse(readFileSync(path, 'utf8')) as { resourceType?: string; url?: string; version?: string };
+      if (q.resourceType !== 'Questionnaire' || !q.url) {
+        problems.push({ file: path, field: 'url', message: 'expected a Questionnaire with a url' });
+        continue;
+      }
+      questionnaires.set(q.url, q);
+      if (q.version) questionnaires.set(`${q.url}|${q.version}`, q);
+    } catch (err) {
+      problems.push({ file: path, field: '(json)', message: (err as Error).message });
+    }
+  }
+
+  let policies: CompiledPolicy[] = [];
+  try {
+    policies = loadPolicies({ root: cds, valueSets, canonicalBase: opts.canonicalBase });
+  } catch (err) {
+    if (err instanceof ContentError) problems.push(...err.problems);
+    else throw err;
+  }
+  for (const p of policies) {
+    if (!payers.has(p.file.payer)) problems.push({ file: p.path, field: 'payer', message: `unknown payer ${p.file.payer}` });
+  }
+
+  if (problems.length > 0) throw new ContentError(problems);
+  return {
+    services,
+    payers,
+    valueSets,
+    codeSystems,
+    policies,
+    questionnaires,
+    canonicalBase: opts.canonicalBase,
+    loadedAt: new Date(),
+    loadMs: performance.now() - started,
+  };
+}
+
+/** The policies of a payer that govern an order, by the order's drug codes (design.md §4 "Which orders"). */
+export function policiesFor(content: Content, payer: string, order: MedicationRequest, medicationCode?: { coding?: { system?: string; code?: string }[] }): CompiledPolicy[] {
+  const concept = order.medicationCodeableConcept ?? medicationCode;
+  const codings = concept?.coding ?? [];
+  if (codings.length === 0) return [];
+  return content.policies.filter(
+    (p) =>
+      p.file.payer === payer &&
+      codings.some((c) => content.valueSets.contains(resolveValueSetUrl(p.file.drug, `${content.canonicalBase}/ValueSet`), c)),
+  );
+}

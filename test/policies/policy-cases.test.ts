@@ -1,0 +1,90 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
+import { parse as parseYaml } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { loadContent } from '../../src/content.js';
+import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
+import type { FactValue } from '../../src/policies/evaluate-policy.js';
+import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
+import { recordFromResources } from '../../src/policies/record-from-resources.js';
+import { deepMerge, repoRoot, storyOrder, storyResources } from '../helpers/stories.js';
+
+interface PolicyCase {
+  name: string;
+  cite: string;
+  from?: string;
+  remove?: string[];
+  add?: Resource[];
+  resources?: Resource[];
+  order?: Partial<MedicationRequest>;
+  answers?: Record<string, FactValue>;
+  expect: {
+    outcome: string;
+    pathway?: string;
+    missing?: string[];
+    notMissing?: string[];
+    failed?: string[];
+    proposal?: { value: number; unit: string };
+    facts?: Record<string, FactValue | null>;
+  };
+}
+
+interface CaseFile {
+  policy: string;
+  today: string;
+  cases: PolicyCase[];
+}
+
+const casesDir = join(repoRoot, 'test', 'policies', 'cases');
+const caseFiles = readdirSync(casesDir).filter((f) => f.endsWith('.yaml')).sort();
+const content = loadContent({ root: repoRoot, canonicalBase: 'https://priorpath.dev/fhir' });
+
+function buildCase(c: PolicyCase): { resources: Resource[]; order: MedicationRequest } {
+  if (c.from) {
+    const story = storyResources(c.from);
+    const drop = new Set(c.remove ?? []);
+    const base = storyOrder(c.from, story);
+    const order = deepMerge(base, c.order);
+    const resources = [...story.filter((r) => !drop.has(r.id ?? '') && r !== base), ...(c.add ?? [])];
+    return { resources, order };
+  }
+  if (!c.order) throw new Error(`case "${c.name}" needs either from: or order:`);
+  return { resources: [...(c.resources ?? []), ...(c.add ?? [])], order: c.order as MedicationRequest };
+}
+
+describe.each(caseFiles)('policy cases %s', (file) => {
+  const spec = parseYaml(readFileSync(join(casesDir, file), 'utf8')) as CaseFile;
+  const policy = content.policies.find((p) => p.file.id === spec.policy);
+
+  it('names a loaded policy', () => {
+    expect(policy, `policy ${spec.policy}`).toBeDefined();
+  });
+
+  it.each(spec.cases.map((c) => [`${c.name} [${c.cite}]`, c] as const))('%s', (_label, c) => {
+    expect(c.cite, 'every case cites the clause it tests').toBeTruthy();
+    const { resources, order } = buildCase(c);
+    const record = indexRecord(recordFromResources(resources, [order], order.requester?.reference));
+    const result = evaluatePolicy(policy!, evaluationDataFor(record, order, spec.today), c.answers ?? {});
+    const trace = JSON.stringify({ outcome: result.outcome, facts: result.facts, rules: result.rules, missing: result.missingFacts }, null, 1);
+
+    expect(result.outcome, trace).toBe(c.expect.outcome);
+    if (c.expect.pathway) expect(result.pathway?.id, trace).toBe(c.expect.pathway);
+    for (const m of c.expect.missing ?? []) expect(result.missingFacts, trace).toContain(m);
+    for (const m of c.expect.notMissing ?? []) expect(result.missingFacts, trace).not.toContain(m);
+    for (const f of c.expect.failed ?? []) expect(result.failed.map((r) => r.id), trace).toContain(f);
+    if (c.expect.proposal) {
+      const p = result.proposals[0];
+      expect(p, trace).toBeDefined();
+      expect(p.unit).toBe(c.expect.proposal.unit);
+      expect(p.value).toBeCloseTo(c.expect.proposal.value, 1);
+    }
+    for (const [name, value] of Object.entries(c.expect.facts ?? {})) {
+      const fact = result.facts.find((f) => f.name === name);
+      expect(fact, `fact ${name}`).toBeDefined();
+      if (value === null) expect(fact!.value, `${name} should be unknown\n${trace}`).toBeUndefined();
+      else if (typeof value === 'number') expect(fact!.value as number, `${name}\n${trace}`).toBeCloseTo(value, 2);
+      else expect(fact!.value, `${name}\n${trace}`).toBe(value);
+    }
+  });
+});
