@@ -1,0 +1,12 @@
+/**
+ * CDS Client authentication (CDS Hooks 2.0 §Trusting CDS Clients).
+ *
+ * @see https://cds-hooks.hl7.org/2.0/#trusting-cds-clients
+ * @module
+ */
+export { parseTrustedClients, validateTrustedClients, assertJwks } from './trusted-clients.js';
+export type { TrustedClient } from './trusted-clients.js';
+export { ReplayCache } from './replay-cache.js';
+export type { ReplayCacheOptions } from './replay-cache.js';
+export { ALLOWED_JWT_ALGORITHMS, AuthError, createJwtVerifier } from './jwt-verifier.js';
+export type { JwtVerifier, JwtVerifierOptions, VerifiedClient } from './jwt-verifier.js';
