@@ -112,6 +112,9 @@ export function loadContent(opts: { root: string; canonicalBase: string }): Cont
     } else services.push(parsed.data);
   }
 
+  const hookOrder = ['order-sign', 'order-select', 'order-dispatch'];
+  services.sort((a, b) => hookOrder.indexOf(a.hook) - hookOrder.indexOf(b.hook));
+
   const questionnaires = new Map<string, Record<string, unknown>>();
   for (const path of files(join(opts.root, 'questionnaires'), ['.json'])) {
     try {

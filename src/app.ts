@@ -1,0 +1,162 @@
+import express from 'express';
+import type { Request, Response, NextFunction, Router } from 'express';
+import { createJwtVerifier } from './auth/jwt-verifier.js';
+import { parseTrustedClients } from './auth/trusted-clients.js';
+import type { Config } from './config.js';
+import type { Content } from './content.js';
+import { methodNotAllowed, notFound } from './errors.js';
+import { handleHook, hashPatientId } from './hooks/hook-handler.js';
+import type { FetchLike } from './hooks/ehr-client.js';
+import { parseFeedback } from './hooks/feedback.js';
+import { cdsAuth } from './http/cds-auth.js';
+import { cors } from './http/cors.js';
+import { errorHandler } from './http/error-handler.js';
+import { jsonBody } from './http/json-body.js';
+import { createMetrics } from './http/metrics.js';
+import { requestContext } from './http/request-context.js';
+import type { ContextRequest } from './http/request-context.js';
+import { policyPageHandler } from './http/policy-page.js';
+import type { Logger } from './logger.js';
+import type { Storage } from './storage/storage.js';
+
+export interface AppDeps {
+  config: Config;
+  content: Content;
+  storage: Storage;
+  logger: Logger;
+  /** The embedded sandbox EHR, mounted at /sandbox/fhir when config.sandbox is on. */
+  sandboxFhir?: Router;
+  /** Outbound fetch for EHR queries (tests inject a fake; production uses global fetch). */
+  fetchImpl?: FetchLike;
+  today?: () => string;
+}
+
+const asyncHandler =
+  (fn: (req: Request, res: Response) => Promise<void>) =>
+  (req: Request, res: Response, next: NextFunction): void => {
+    fn(req, res).catch(next);
+  };
+
+const only = (allow: string) => (_req: Request, _res: Response, next: NextFunction) => next(methodNotAllowed(allow));
+
+/**
+ * Builds the Express app without listening (style.md: tests drive it with supertest). Only this edge writes HTTP;
+ * handlers return values.
+ */
+export function createApp(deps: AppDeps): express.Express {
+  const { config, content, storage, logger } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+  const metrics = createMetrics();
+  const verifier = createJwtVerifier({ trustedClients: parseTrustedClients(config.trustedClientsJson), fetchTimeoutMs: config.ehrTimeoutMs });
+  const servicesById = new Map(content.services.map((s) => [s.id, s]));
+  const discovery = JSON.stringify({ services: content.services });
+
+  app.use(requestContext(logger));
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get(
+    '/readyz',
+    asyncHandler(async (_req, res) => {
+      try {
+        await storage.ping();
+        res.json({ status: 'ready', policies: content.policies.length, services: content.services.length });
+      } catch {
+        res.status(503).type('application/fhir+json').send(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient', diagnostics: 'storage unreachable' }] }));
+      }
+    }),
+  );
+  app.get(
+    '/metrics',
+    asyncHandler(async (_req, res) => {
+      res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    }),
+  );
+  app.get('/policies/:id', policyPageHandler(content));
+
+  const cds = express.Router();
+  cds.use(cors(config.corsOrigins));
+  cds.get('/', (_req, res) => {
+    res.type('application/json').send(discovery);
+  });
+  cds.all('/', only('GET'));
+
+  const auth = cdsAuth({ mode: config.cdsAuth, verifier, audienceFor: (req) => `${config.publicBaseUrl}${req.baseUrl}${req.path}`.replace(/\/+$/, '') });
+  const known = (req: Request, _res: Response, next: NextFunction) => {
+    if (!servicesById.has(String(req.params.id))) return next(notFound(`Unknown CDS service ${String(req.params.id)}`));
+    next();
+  };
+
+  cds.post(
+    '/:id',
+    known,
+    auth,
+    jsonBody(),
+    asyncHandler(async (req, res) => {
+      const r = req as ContextRequest & { clientIss?: string };
+      const service = servicesById.get(String(req.params.id))!;
+      const started = performance.now();
+      let status = 200;
+      let outcome = 'error';
+      let patientHash = '';
+      let hookInstance = '';
+      try {
+        const result = await handleHook(
+          service,
+          req.body,
+          {
+            content,
+            storage,
+            publicBaseUrl: config.publicBaseUrl,
+            ehrTimeoutMs: config.ehrTimeoutMs,
+            defaultPayer: config.defaultPayer,
+            allowUnauthenticatedEhr: config.sandbox,
+            fetchImpl: deps.fetchImpl,
+            today: deps.today,
+          },
+          r.log,
+        );
+        outcome = result.outcome;
+        patientHash = hashPatientId(result.patientId);
+        hookInstance = result.hookInstance;
+        res.json(result.response);
+      } catch (err) {
+        status = (err as { status?: number }).status ?? 500;
+        outcome = `http-${status}`;
+        throw err;
+      } finally {
+        const seconds = (performance.now() - started) / 1000;
+        metrics.hookLatency.observe({ service: service.id, outcome: outcome.split('+')[0] }, seconds);
+        await storage
+          .saveAudit({ requestId: r.id, at: new Date().toISOString(), service: service.id, hookInstance, clientIss: r.clientIss, patientIdHash: patientHash, status, outcome, latencyMs: Math.round(seconds * 10000) / 10 })
+          .catch((e: unknown) => r.log.error({ err: e }, 'audit write failed'));
+      }
+    }),
+  );
+  cds.post(
+    '/:id/feedback',
+    known,
+    auth,
+    jsonBody(),
+    asyncHandler(async (req, res) => {
+      const records = parseFeedback(req.body, String(req.params.id));
+      let stored = 0;
+      for (const f of records) if (await storage.saveFeedback(f)) stored++;
+      (req as ContextRequest).log.info({ received: records.length, stored }, 'feedback');
+      res.status(200).json({});
+    }),
+  );
+  cds.all('/:id', known, only('POST'));
+  cds.all('/:id/feedback', known, only('POST'));
+  app.use('/cds-services', cds);
+
+  if (config.sandbox && deps.sandboxFhir) app.use('/sandbox/fhir', deps.sandboxFhir);
+
+  app.use((req, _res, next) => next(notFound(`No route for ${req.method} ${req.path}`)));
+  app.use(errorHandler(logger));
+  return app;
+}

@@ -1,0 +1,92 @@
+import { z } from 'zod';
+
+/**
+ * Service configuration (design.md §3). This is the only module that reads `process.env`; `loadConfig` is pure and
+ * takes the environment as an argument so tests can build any configuration.
+ */
+const schema = z.object({
+  NODE_ENV: z.string().default('development').describe('production turns off the sandbox and forbids CDS_AUTH=open'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000).describe('listen port'),
+  PUBLIC_BASE_URL: z.string().url().optional().describe('URL clients use; JWT aud is {PUBLIC_BASE_URL}/cds-services/{id}'),
+  CDS_TRUSTED_CLIENTS: z.string().optional().describe('JSON array of {iss, jku} | {iss, jwks} | {iss, jwksFile}'),
+  CDS_AUTH: z.enum(['required', 'open']).default('required').describe('open accepts unsigned calls (sandbox only)'),
+  DEFAULT_PAYER: z.string().optional().describe('payer key used when the Coverage names no known payer'),
+  DATABASE_URL: z.string().optional().describe('PostgreSQL URL; unset means embedded PGlite in DATA_DIR'),
+  DATA_DIR: z.string().default('./data').describe('embedded storage directory'),
+  SANDBOX: z.enum(['on', 'off']).optional().describe('mounts /sandbox/*, the demo page and open mode'),
+  FHIR_SANDBOX_URL: z.string().url().optional().describe('external FHIR server used instead of the embedded sandbox'),
+  EHR_TIMEOUT_MS: z.coerce.number().int().positive().max(60_000).default(2000).describe('per request to an EHR FHIR server'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino level'),
+  CANONICAL_BASE: z.string().url().default('https://priorpath.dev/fhir').describe('base of canonical URLs'),
+  CORS_ORIGINS: z.string().default('*').describe('comma-separated allowed origins for browser CDS clients, or *'),
+});
+
+export interface Config {
+  nodeEnv: string;
+  port: number;
+  publicBaseUrl: string;
+  trustedClientsJson?: string;
+  cdsAuth: 'required' | 'open';
+  defaultPayer?: string;
+  databaseUrl?: string;
+  dataDir: string;
+  sandbox: boolean;
+  fhirSandboxUrl?: string;
+  ehrTimeoutMs: number;
+  logLevel: string;
+  canonicalBase: string;
+  corsOrigins: string[] | '*';
+}
+
+/** Thrown for a bad configuration; its message names the variable. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Validates the environment and derives defaults. Never reads `process.env` itself. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = schema.safeParse(cleaned);
+  if (!parsed.success) {
+    const msgs = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration: ${msgs.join('; ')}`);
+  }
+  const e = parsed.data;
+  const production = e.NODE_ENV === 'production';
+  if (production && e.CDS_AUTH === 'open') {
+    throw new ConfigError('CDS_AUTH=open is refused when NODE_ENV=production: unauthenticated hook calls are for the sandbox only');
+  }
+  const sandbox = e.SANDBOX ? e.SANDBOX === 'on' : !production;
+  if (production && sandbox) throw new ConfigError('SANDBOX=on is refused when NODE_ENV=production');
+  if (e.CDS_TRUSTED_CLIENTS !== undefined) {
+    try {
+      JSON.parse(e.CDS_TRUSTED_CLIENTS);
+    } catch {
+      throw new ConfigError('CDS_TRUSTED_CLIENTS: not valid JSON');
+    }
+  }
+  return {
+    nodeEnv: e.NODE_ENV,
+    port: e.PORT,
+    publicBaseUrl: (e.PUBLIC_BASE_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
+    trustedClientsJson: e.CDS_TRUSTED_CLIENTS,
+    cdsAuth: e.CDS_AUTH,
+    defaultPayer: e.DEFAULT_PAYER,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: e.DATA_DIR,
+    sandbox,
+    fhirSandboxUrl: e.FHIR_SANDBOX_URL,
+    ehrTimeoutMs: e.EHR_TIMEOUT_MS,
+    logLevel: e.LOG_LEVEL,
+    canonicalBase: e.CANONICAL_BASE.replace(/\/+$/, ''),
+    corsOrigins: e.CORS_ORIGINS === '*' ? '*' : e.CORS_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),
+  };
+}
+
+/** Reads the process environment; the one place that touches `process.env`. */
+export function loadConfigFromProcess(): Config {
+  return loadConfig(process.env);
+}

@@ -1,0 +1,220 @@
+import type { MedicationRequest } from '@medplum/fhirtypes';
+import type { Content, Payer } from '../content.js';
+import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
+import type { Card } from './cards.js';
+import { dtrLaunchCard, externalReferenceCard, instructionsCard, proposeAlternateCard } from './cards.js';
+import type { CoverageAssertion } from './coverage-information.js';
+import { buildCoverageInformation, COVERAGE_INFO_URL } from './coverage-information.js';
+import type { OrderDecision } from './decide-orders.js';
+import type { HookRequest } from './hook-request.js';
+
+/** CDS Hooks response body (CDS Hooks 2.0 §CDS Service Response). */
+export interface HookResponse {
+  cards: Card[];
+  systemActions?: { type: 'update'; description: string; resource: MedicationRequest }[];
+}
+
+/** Configuration the request asked for, with the defaults discovery advertises ([dev-14], [dev-15], [dev-17]). */
+export interface EffectiveConfiguration {
+  coverageInfo: boolean;
+  guideline: boolean;
+  alternatives: boolean;
+  dtrCard: boolean;
+  maxCards: number;
+}
+
+export function effectiveConfiguration(c: Record<string, unknown>): EffectiveConfiguration {
+  const bool = (k: string, d: boolean) => (typeof c[k] === 'boolean' ? (c[k] as boolean) : d);
+  const max = c['max-cards'];
+  return {
+    coverageInfo: bool('coverage-info', true),
+    guideline: bool('guideline', true),
+    alternatives: bool('therapy-alternatives-req', true),
+    dtrCard: bool('dtr-clin', false),
+    maxCards: typeof max === 'number' && Number.isInteger(max) && max >= 0 ? max : 10,
+  };
+}
+
+function questionOf(decision: OrderDecision, name: string): string {
+  return decision.policy?.factsByName.get(name)?.def.question ?? name;
+}
+
+function cites(ev: PolicyEvaluation, kinds: string[]): string {
+  return [...new Set(ev.rules.filter((r) => kinds.includes(r.kind) && r.result === 'unknown').map((r) => r.cite))].join('; ');
+}
+
+/** The assertion codes of design.md §5's determination table, for one decision. */
+export function assertionFor(decision: OrderDecision, coverageRef: string, today: string, hook: HookRequest['hook']): CoverageAssertion {
+  const base = { coverageRef, assertionId: decision.assertionId, date: today, billingCodes: decision.policy?.file.billingCodes ?? [] };
+  if (decision.defaultAnswer) {
+    return { ...base, covered: decision.defaultAnswer.covered, paNeeded: decision.defaultAnswer.paNeeded ?? 'no-auth', reasons: [] };
+  }
+  const ev = decision.evaluation!;
+  const policy = decision.policy!;
+  const source = policy.file.source.id;
+  // CRD [hook-19]: order-select may carry coverage information but must not ask for documentation.
+  const asksForDocs = hook !== 'order-select';
+  switch (ev.outcome) {
+    case 'satisfied':
+      return {
+        ...base,
+        covered: 'covered',
+        paNeeded: 'satisfied',
+        satisfiedPaId: decision.authorization?.number,
+        expiryDate: decision.authorization?.end,
+        reasons: [{ text: `Meets ${source}: ${ev.pathway!.text} (${ev.pathway!.cite})` }],
+      };
+    case 'documentation-needed': {
+      const questions = ev.missingFacts.map((f) => questionOf(decision, f));
+      const text = `Prior authorization needed: documentation of ${questions.join('; ') || 'the policy criteria'} (${cites(ev, ['requirement', 'pathway', 'limit']) || source})`;
+      return asksForDocs
+        ? { ...base, covered: 'covered', paNeeded: 'auth-needed', docNeeded: 'clinical', docPurpose: 'withpa', questionnaire: policy.questionnaire, reasons: [{ text }] }
+        : { ...base, covered: 'covered', paNeeded: 'auth-needed', reasons: [{ text }] };
+    }
+    case 'limit-exceeded': {
+      const text = `Exceeds ${ev.failed.map((r) => `${r.text} (${r.cite})`).join('; ')}`;
+      return asksForDocs
+        ? { ...base, covered: 'covered', paNeeded: 'auth-needed', docNeeded: 'clinical', docPurpose: 'withpa', questionnaire: policy.questionnaire, reasons: [{ text }] }
+        : { ...base, covered: 'covered', paNeeded: 'auth-needed', reasons: [{ text }] };
+    }
+    case 'not-covered':
+      return { ...base, covered: 'not-covered', reasons: [{ text: notCoveredReason(decision) }] };
+    case 'error':
+      return {
+        ...base,
+        covered: 'indeterminate',
+        paNeeded: 'indeterminate',
+        reasons: [{ code: 'technical', text: 'The payer could not evaluate this order automatically; submit for prior authorization review.' }],
+      };
+  }
+}
+
+/** Why an order is not covered, naming the clause and, for uses outside the policy, where the off-label route is. */
+export function notCoveredReason(decision: OrderDecision): string {
+  const ev = decision.evaluation!;
+  const policy = decision.policy!.file;
+  const failedRequirement = ev.failed.find((r) => r.kind === 'requirement');
+  if (failedRequirement) {
+    const rule = decision.policy!.requirements.find((r) => r.id === failedRequirement.id);
+    const why = rule?.notCovered ?? `Does not meet: ${failedRequirement.text}`;
+    return `${why} (${failedRequirement.cite})${policy.offLabel ? `. ${policy.offLabel}` : ''}`;
+  }
+  return `No covered indication of ${policy.source.id} applies (${[...new Set(ev.failed.map((r) => r.cite))].join('; ')})${policy.offLabel ? `. ${policy.offLabel}` : ''}`;
+}
+
+/** The order as received plus the new coverage-information (replacing an earlier one) [resp-37]. */
+function withCoverageInfo(order: MedicationRequest, ext: ReturnType<typeof buildCoverageInformation>): MedicationRequest {
+  return { ...order, extension: [...(order.extension ?? []).filter((e) => e.url !== COVERAGE_INFO_URL), ext] };
+}
+
+function doseLabel(value: number, unit: string, display?: string): string {
+  const v = Math.round(value * 10) / 10;
+  return `${v} ${display ?? unit}`;
+}
+
+/**
+ * Shapes decisions into the CDS Hooks response: one systemAction update per governed order with the extension
+ * (never a card for coverage information, [resp-25]), and the accompanying cards of design.md §4.
+ */
+export function buildHookResponse(opts: {
+  req: HookRequest;
+  content: Content;
+  payer: Payer;
+  coverageRef?: string;
+  decisions: OrderDecision[];
+  today: string;
+  publicBaseUrl: string;
+}): HookResponse {
+  const { req, payer, decisions, today } = opts;
+  const cfg = effectiveConfiguration(req.configuration);
+  const version = req.requestedVersion === '2.2' ? '2.2' : '2.0';
+  const cards: Card[] = [];
+  const systemActions: NonNullable<HookResponse['systemActions']> = [];
+
+  for (const d of decisions) {
+    const orderRef = `MedicationRequest/${d.order.id ?? 'unknown'}`;
+    const drug = d.order.medicationCodeableConcept?.text ?? d.order.medicationCodeableConcept?.coding?.[0]?.display ?? 'this drug';
+    if (opts.coverageRef && cfg.coverageInfo) {
+      const assertion = assertionFor(d, opts.coverageRef, today, req.hook);
+      const ext = buildCoverageInformation(assertion, version);
+      systemActions.push({
+        type: 'update',
+        description: `${payer.label}: coverage information for ${drug} (${describe(d)})`,
+        resource: withCoverageInfo(d.order, ext),
+      });
+    }
+    if (!d.policy || !d.evaluation) continue;
+    const ev = d.evaluation;
+    const policy = d.policy.file;
+    if (cfg.coverageInfo) {
+      if (ev.outcome === 'documentation-needed') {
+        const lines = ev.missingFacts.map((f) => `- ${questionOf(d, f)}`);
+        cards.push(
+          instructionsCard(
+            payer.label,
+            `Prior authorization needed for ${drug}: documentation required`,
+            `${policy.source.id} needs documentation that the record does not show yet:\n\n${lines.join('\n')}\n\nComplete the payer's questionnaire (DTR) with the prior authorization request; answers already in the chart are pre-filled.`,
+            'info',
+            orderRef,
+          ),
+        );
+      } else if (ev.outcome === 'limit-exceeded') {
+        cards.push(
+          instructionsCard(
+            payer.label,
+            `Prior authorization needed for ${drug}: the order exceeds the policy limit`,
+            `${ev.failed.map((r) => `- ${r.text} (${r.cite})`).join('\n')}\n\n${d.policy.limits.find((l) => ev.failed.some((f) => f.id === l.id) && l.justification)?.justification ? `The payer accepts: ${d.policy.limits.find((l) => ev.failed.some((f) => f.id === l.id) && l.justification)!.justification}.` : ''}`.trim(),
+            'info',
+            orderRef,
+          ),
+        );
+      } else if (ev.outcome === 'not-covered') {
+        cards.push(instructionsCard(payer.label, `${drug} is not covered under ${policy.source.id} for this patient`, notCoveredReason(d), 'warning', orderRef));
+      }
+    }
+    if (cfg.alternatives && req.hook !== 'order-dispatch' && ev.outcome === 'limit-exceeded') {
+      const p = ev.proposals[0];
+      if (p) {
+        const updated = structuredClone(d.order);
+        const dose = updated.dosageInstruction?.[0]?.doseAndRate?.[0];
+        if (dose) {
+          dose.doseQuantity = { value: Math.round(p.value * 10) / 10, unit: p.display ?? p.unit, system: 'http://unitsofmeasure.org', code: p.unit };
+          const label = `Change the dose to ${doseLabel(p.value, p.unit, p.display)} (policy maximum)`;
+          cards.push(proposeAlternateCard(payer.label, `${drug} dose above ${policy.source.id} limit: ${doseLabel(p.value, p.unit, p.display)} is covered without review`, `${ev.failed.map((r) => `${r.text} (${r.cite})`).join('; ')}.`, label, updated, orderRef));
+        }
+      }
+    }
+    if (cfg.guideline) {
+      const links = [{ label: `${policy.source.id}: ${policy.title}`, url: `${opts.publicBaseUrl}/policies/${policy.id}` }];
+      if (policy.source.url) links.push({ label: `${policy.source.title} (payer site)`, url: policy.source.url });
+      const criteria = d.policy.pathways.map((p) => `- ${p.text} (${p.cite})`).slice(0, 12).join('\n');
+      cards.push(externalReferenceCard(payer.label, `${payer.label} coverage policy for ${drug}: ${policy.source.id}`, `Covered uses under ${policy.source.id}:\n\n${criteria}`, links, orderRef));
+    }
+    if (cfg.dtrCard && req.hook !== 'order-select' && (ev.outcome === 'documentation-needed' || ev.outcome === 'limit-exceeded')) {
+      cards.push(
+        dtrLaunchCard(payer.label, `${opts.publicBaseUrl}/dtr/launch.html`, { questionnaire: [d.policy.questionnaire], order: orderRef, coverage: opts.coverageRef, coverageAssertionId: d.assertionId }, orderRef),
+      );
+    }
+  }
+  const order: Record<Card['indicator'], number> = { critical: 0, warning: 1, info: 2 };
+  cards.sort((a, b) => order[a.indicator] - order[b.indicator]);
+  const response: HookResponse = { cards: cards.slice(0, cfg.maxCards) };
+  if (systemActions.length > 0) response.systemActions = systemActions;
+  return response;
+}
+
+function describe(d: OrderDecision): string {
+  if (d.defaultAnswer) return `${d.defaultAnswer.covered}, ${d.defaultAnswer.paNeeded ?? 'no-auth'}`;
+  switch (d.evaluation!.outcome) {
+    case 'satisfied':
+      return `prior authorization satisfied: ${d.authorization?.number ?? ''}`.trim();
+    case 'documentation-needed':
+      return 'prior authorization needed, documentation required';
+    case 'limit-exceeded':
+      return 'prior authorization needed, exceeds policy limit';
+    case 'not-covered':
+      return 'not covered';
+    case 'error':
+      return 'could not be evaluated';
+  }
+}

@@ -1,0 +1,93 @@
+import { randomUUID } from 'node:crypto';
+import type { MedicationRequest } from '@medplum/fhirtypes';
+
+/** CDS Hooks card (CDS Hooks 2.0 §Card Attributes), with only the fields PriorPath sends. */
+export interface Card {
+  uuid: string;
+  summary: string;
+  detail?: string;
+  indicator: 'info' | 'warning' | 'critical';
+  source: { label: string; url?: string; topic: { system: string; code: string; display?: string } };
+  suggestions?: Suggestion[];
+  selectionBehavior?: 'at-most-one' | 'any';
+  links?: { label: string; url: string; type: 'absolute' | 'smart'; appContext?: string }[];
+  extension?: Record<string, unknown>;
+}
+
+export interface Suggestion {
+  label: string;
+  uuid: string;
+  isRecommended?: boolean;
+  actions: { type: 'create' | 'update' | 'delete'; description: string; resource?: unknown; resourceId?: string }[];
+}
+
+/** Card topics: the CRD response-type codes, equal to the configuration option that turns the card off. */
+export const CARD_TYPE_SYSTEM = 'http://terminology.hl7.org/CodeSystem/cdshooks-card-type';
+
+/** CDS Hooks: summary SHALL be under 140 characters. Cuts at a word and adds an ellipsis when needed. */
+export function summaryOf(text: string): string {
+  const clean = text.replace(/\s+/g, ' ').trim();
+  if (clean.length < 140) return clean;
+  const cut = clean.slice(0, 136);
+  return `${cut.slice(0, cut.lastIndexOf(' ') > 80 ? cut.lastIndexOf(' ') : 136)}…`;
+}
+
+function card(label: string, topic: string, display: string, c: Omit<Card, 'uuid' | 'source'> & { sourceUrl?: string }): Card {
+  const { sourceUrl, ...rest } = c;
+  return {
+    uuid: randomUUID(),
+    ...rest,
+    summary: summaryOf(c.summary),
+    source: { label, ...(sourceUrl ? { url: sourceUrl } : {}), topic: { system: CARD_TYPE_SYSTEM, code: topic, display } },
+  };
+}
+
+/** Instructions card: text only, no links or suggestions (CRD cards.md "Instructions"). */
+export function instructionsCard(label: string, summary: string, detail: string, indicator: Card['indicator'], orderRef: string): Card {
+  return card(label, 'coverage-info', 'Coverage Information', {
+    summary,
+    detail,
+    indicator,
+    extension: { 'davinci-crd.associated-resource': [orderRef] },
+  });
+}
+
+/** External Reference card: links only of type absolute, with a summary of what they hold ([resp-18..20]). */
+export function externalReferenceCard(label: string, summary: string, detail: string, links: { label: string; url: string }[], orderRef: string): Card {
+  return card(label, 'guideline', 'Guideline', {
+    summary,
+    detail,
+    indicator: 'info',
+    links: links.map((l) => ({ ...l, type: 'absolute' as const })),
+    extension: { 'davinci-crd.associated-resource': [orderRef] },
+  });
+}
+
+/** Propose Alternate Request: one suggestion updating the draft order ([resp-53]). */
+export function proposeAlternateCard(label: string, summary: string, detail: string, suggestionLabel: string, updated: MedicationRequest, orderRef: string): Card {
+  return card(label, 'therapy-alternatives-req', 'Therapy Alternatives Required', {
+    summary,
+    detail,
+    indicator: 'info',
+    selectionBehavior: 'at-most-one',
+    suggestions: [
+      {
+        label: suggestionLabel,
+        uuid: randomUUID(),
+        isRecommended: false,
+        actions: [{ type: 'update', description: suggestionLabel, resource: updated }],
+      },
+    ],
+    extension: { 'davinci-crd.associated-resource': [orderRef] },
+  });
+}
+
+/** SMART-link card that launches DTR, for clients that cannot read coverage-information (opt-in, `dtr-clin`). */
+export function dtrLaunchCard(label: string, url: string, appContext: Record<string, unknown>, orderRef: string): Card {
+  return card(label, 'dtr-clin', 'Documentation Templates and Rules', {
+    summary: 'Complete the prior authorization documentation for this order',
+    indicator: 'info',
+    links: [{ label: 'Open documentation form (DTR)', url, type: 'smart', appContext: JSON.stringify(appContext) }],
+    extension: { 'davinci-crd.associated-resource': [orderRef] },
+  });
+}

@@ -1,0 +1,104 @@
+import type { Extension } from '@medplum/fhirtypes';
+
+/** http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information (CRD 2.0.1 and 2.2.1). */
+export const COVERAGE_INFO_URL = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
+/** Reason codes (CRD coverageAssertionReasons, temp code system). */
+export const CRD_TEMP_SYSTEM = 'http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp';
+
+/** What one coverage-information repetition asserts, before it is shaped for a CRD version. */
+export interface CoverageAssertion {
+  coverageRef: string;
+  assertionId: string;
+  date: string;
+  covered: 'covered' | 'not-covered' | 'conditional' | 'indeterminate';
+  paNeeded?: 'no-auth' | 'auth-needed' | 'satisfied' | 'conditional' | 'indeterminate';
+  docNeeded?: 'clinical';
+  docPurpose?: 'withpa';
+  infoNeeded?: 'OTH';
+  questionnaire?: string;
+  reasons: { text: string; code?: string }[];
+  satisfiedPaId?: string;
+  expiryDate?: string;
+  billingCodes?: { system: string; code: string; display?: string }[];
+}
+
+/**
+ * Builds the extension. Default: only what CRD 2.0.1 and 2.2 share (design.md §4 "Versions"): no indeterminate, no
+ * expiry-date. With `version === '2.2'` the full 2.2 form: expiry-date, and indeterminate stays indeterminate.
+ * The caller decides the codes; this function shapes them and enforces crd-ci-q1…q9.
+ */
+export function buildCoverageInformation(a: CoverageAssertion, version: '2.0' | '2.2'): Extension {
+  let { covered, paNeeded, infoNeeded } = a;
+  const reasons = [...a.reasons];
+  if (version !== '2.2') {
+    // 2.0.1 has no indeterminate: an internal failure is "conditional" with info-needed OTH and a reason.
+    if (covered === 'indeterminate') covered = 'conditional';
+    if (paNeeded === 'indeterminate') paNeeded = 'conditional';
+  }
+  const anyConditional = covered === 'conditional' || paNeeded === 'conditional';
+  if (anyConditional && !infoNeeded) infoNeeded = 'OTH';
+  if (covered === 'not-covered') paNeeded = undefined;
+
+  const ext: Extension[] = [{ url: 'coverage', valueReference: { reference: a.coverageRef } }, { url: 'covered', valueCode: covered }];
+  if (paNeeded) ext.push({ url: 'pa-needed', valueCode: paNeeded });
+  const docNeeded = covered === 'not-covered' || paNeeded === 'satisfied' ? undefined : a.docNeeded;
+  if (docNeeded) ext.push({ url: 'doc-needed', valueCode: docNeeded });
+  if (docNeeded && a.docPurpose) ext.push({ url: 'doc-purpose', valueCode: a.docPurpose });
+  if (infoNeeded) ext.push({ url: 'info-needed', valueCode: infoNeeded });
+  for (const b of a.billingCodes ?? []) ext.push({ url: 'billingCode', valueCoding: b });
+  for (const r of reasons) {
+    ext.push({
+      url: 'reason',
+      valueCodeableConcept: r.code ? { coding: [{ system: CRD_TEMP_SYSTEM, code: r.code }], text: r.text } : { text: r.text },
+    });
+  }
+  if (docNeeded && a.questionnaire) ext.push({ url: 'questionnaire', valueCanonical: a.questionnaire });
+  ext.push({ url: 'date', valueDate: a.date });
+  ext.push({ url: 'coverage-assertion-id', valueString: a.assertionId });
+  if (paNeeded === 'satisfied' && a.satisfiedPaId) ext.push({ url: 'satisfied-pa-id', valueString: a.satisfiedPaId });
+  if (version === '2.2' && a.expiryDate) ext.push({ url: 'expiry-date', valueDate: a.expiryDate });
+  return { url: COVERAGE_INFO_URL, extension: ext };
+}
+
+/**
+ * Checks invariants crd-ci-q1…q9 (CRD 2.2.1 ext-coverage-information) and the 2.0.1∩2.2 rules of design.md §4.
+ * Returns the broken rules; empty when the extension is valid. Used by the builder's tests and by every HTTP test.
+ */
+export function coverageInformationProblems(ext: Extension, version: '2.0' | '2.2' = '2.0'): string[] {
+  const subs = ext.extension ?? [];
+  const all = (url: string) => subs.filter((s) => s.url === url);
+  const code = (url: string) => all(url).map((s) => s.valueCode);
+  const problems: string[] = [];
+  const covered = code('covered');
+  const pa = code('pa-needed');
+  const doc = code('doc-needed');
+  const purpose = code('doc-purpose');
+  const info = code('info-needed');
+  const reason = all('reason');
+  if (ext.url !== COVERAGE_INFO_URL) problems.push('url');
+  if (all('coverage').length !== 1) problems.push('coverage 1..1');
+  if (covered.length !== 1) problems.push('covered 1..1');
+  if (all('date').length !== 1) problems.push('date 1..1');
+  if (all('coverage-assertion-id').length !== 1) problems.push('coverage-assertion-id 1..1');
+  if (pa.length > 1) problems.push('pa-needed 0..1');
+  if (all('questionnaire').length > 0 && doc.length === 0) problems.push('crd-ci-q1');
+  if (covered[0] === 'not-covered' && pa.length > 0) problems.push('crd-ci-q2');
+  if ([...covered, ...pa, ...doc].includes('conditional') && info.length === 0) problems.push('crd-ci-q3');
+  if (['satisfied', 'no-auth', 'not-covered'].includes(pa[0] ?? '') && purpose.includes('withpa')) problems.push('crd-ci-q4');
+  if ((all('satisfied-pa-id').length > 0) !== (pa[0] === 'satisfied')) problems.push('crd-ci-q5');
+  if (info.includes('OTH') && reason.length === 0) problems.push('crd-ci-q6');
+  for (const r of reason) {
+    const cc = r.valueCodeableConcept;
+    if (cc?.coding?.some((c) => c.system !== CRD_TEMP_SYSTEM) && !cc.text) problems.push('crd-ci-q7');
+  }
+  if (purpose.some((p) => p !== 'conditional') && reason.length === 0) problems.push('crd-ci-q8');
+  if ([...covered, ...pa, ...doc].includes('indeterminate') && reason.length === 0) problems.push('crd-ci-q9');
+  if (version === '2.0') {
+    if ([...covered, ...pa, ...doc].includes('indeterminate')) problems.push('2.0.1: no indeterminate');
+    for (const u of ['expiry-date', 'detail', 'contact', 'patient']) if (all(u).length > 0) problems.push(`2.0.1: no ${u}`);
+    if (covered[0] !== 'not-covered' && pa.length === 0) problems.push('pa-needed present unless not-covered');
+    if (doc.length > 1) problems.push('2.0.1: doc-needed 0..1');
+  }
+  if ((info.length > 0) !== [...covered, ...pa, ...doc].includes('conditional') && version === '2.0') problems.push('info-needed iff conditional');
+  return problems;
+}

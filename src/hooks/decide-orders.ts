@@ -1,0 +1,88 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { MedicationRequest } from '@medplum/fhirtypes';
+import type { Content, Payer } from '../content.js';
+import { policiesFor } from '../content.js';
+import type { Logger } from '../logger.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import { evaluatePolicy } from '../policies/evaluate-policy.js';
+import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
+import { evaluationDataFor, withMedicationCode } from '../policies/evaluation-data.js';
+import type { PatientRecord } from '../policies/evaluation-data.js';
+import type { AuthorizationRecord } from '../storage/storage.js';
+
+/** What PriorPath decided for one order: a policy evaluation, or the payer's default for ungoverned orders. */
+export interface OrderDecision {
+  order: MedicationRequest;
+  assertionId: string;
+  policy?: CompiledPolicy;
+  evaluation?: PolicyEvaluation;
+  /** For orders no policy governs and a payer with a default answer (design.md §6 last bullet). */
+  defaultAnswer?: Exclude<Payer['defaultAnswer'], 'none'>;
+  authorization?: AuthorizationRecord;
+  orderDate: string;
+}
+
+/** Adds a period to a date (YYYY-MM-DD) and returns the last day it covers. */
+export function periodEnd(start: string, d: { days?: number; weeks?: number; months?: number }): string {
+  const date = new Date(`${start}T00:00:00Z`);
+  if (d.months) date.setUTCMonth(date.getUTCMonth() + d.months);
+  else date.setUTCDate(date.getUTCDate() + (d.days ?? 0) + 7 * (d.weeks ?? 0));
+  date.setUTCDate(date.getUTCDate() - 1);
+  return date.toISOString().slice(0, 10);
+}
+
+/** An authorization number a person can read over the phone: payer, date, 8 random base32 characters. */
+export function authorizationNumber(payer: string, date: string): string {
+  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
+  const bytes = randomBytes(8);
+  const tail = [...bytes].map((b) => alphabet[b % alphabet.length]).join('');
+  return `PA-${payer.toUpperCase()}-${date.replace(/-/g, '')}-${tail}`;
+}
+
+/**
+ * The seam between protocol and policy (issue #3): hook data + payer in, one decision per governed order out.
+ * A policy that throws is contained here: the order gets an `error` evaluation, never a positive assertion.
+ */
+export function decideOrders(opts: {
+  content: Content;
+  payer: Payer;
+  record: PatientRecord;
+  orders: MedicationRequest[];
+  today: string;
+  log: Logger;
+}): OrderDecision[] {
+  const decisions: OrderDecision[] = [];
+  for (const order of opts.orders) {
+    const coded = withMedicationCode(order, opts.record);
+    const [policy] = policiesFor(opts.content, opts.payer.key, coded);
+    const data = evaluationDataFor(opts.record, order, opts.today);
+    if (!policy) {
+      if (opts.payer.defaultAnswer !== 'none' && coded.medicationCodeableConcept) {
+        decisions.push({ order, assertionId: randomUUID(), defaultAnswer: opts.payer.defaultAnswer, orderDate: data.orderDate });
+      }
+      continue;
+    }
+    let evaluation: PolicyEvaluation;
+    try {
+      evaluation = evaluatePolicy(policy, data);
+    } catch (err) {
+      opts.log.error({ policy: policy.file.id, err }, 'policy evaluation failed');
+      evaluation = { policyId: policy.file.id, policyVersion: policy.file.version, outcome: 'error', facts: [], rules: [], missingFacts: [], failed: [], proposals: [] };
+    }
+    if (evaluation.outcome === 'error') {
+      for (const r of [...evaluation.failed, ...evaluation.facts.filter((f) => f.error)]) {
+        opts.log.error({ policy: policy.file.id, criterion: 'id' in r ? r.id : r.name, reason: r.error }, 'policy criterion failed at run time');
+      }
+    }
+    const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, orderDate: data.orderDate };
+    if (evaluation.outcome === 'satisfied' && evaluation.pathway?.approval) {
+      decision.authorization = {
+        number: authorizationNumber(opts.payer.key, opts.today),
+        start: data.orderDate,
+        end: periodEnd(data.orderDate, evaluation.pathway.approval),
+      };
+    }
+    decisions.push(decision);
+  }
+  return decisions;
+}

@@ -1,0 +1,52 @@
+import type { Resource } from '@medplum/fhirtypes';
+
+/** A failed EHR query: unreachable, timed out, or a non-2xx answer. */
+export class EhrQueryError extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'EhrQueryError';
+  }
+}
+
+export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
+
+/**
+ * Reads from the EHR's FHIR API with the hook's access token (CDS Hooks §FHIR Resource Access), bounded by a timeout
+ * on every call (design.md §3 EHR_TIMEOUT_MS).
+ */
+export class EhrClient {
+  constructor(
+    private readonly baseUrl: string,
+    private readonly accessToken: string | undefined,
+    private readonly timeoutMs: number,
+    private readonly fetchImpl: FetchLike = fetch,
+  ) {}
+
+  async get(relative: string): Promise<Resource> {
+    const url = `${this.baseUrl}/${relative.replace(/^\/+/, '')}`;
+    const headers: Record<string, string> = { Accept: 'application/fhir+json' };
+    if (this.accessToken) headers.Authorization = `Bearer ${this.accessToken}`;
+    let res: Response;
+    try {
+      res = await this.fetchImpl(url, { headers, signal: AbortSignal.timeout(this.timeoutMs), redirect: 'error' });
+    } catch (err) {
+      const name = (err as Error).name;
+      throw new EhrQueryError(name === 'TimeoutError' || name === 'AbortError' ? `timed out after ${this.timeoutMs} ms` : `unreachable (${(err as Error).message})`);
+    }
+    if (!res.ok) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new EhrQueryError(`answered ${res.status}`, res.status);
+    }
+    let body: unknown;
+    try {
+      body = await res.json();
+    } catch {
+      throw new EhrQueryError('answered with a body that is not JSON');
+    }
+    if (!body || typeof body !== 'object' || typeof (body as Resource).resourceType !== 'string') throw new EhrQueryError('answered with something that is not a FHIR resource');
+    return body as Resource;
+  }
+}

@@ -1,0 +1,148 @@
+import { createHash } from 'node:crypto';
+import type { Coverage, MedicationRequest, Practitioner, PractitionerRole, Resource } from '@medplum/fhirtypes';
+import type { Content, ServiceDefinition } from '../content.js';
+import { badRequest, preconditionFailed } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { indexRecord } from '../policies/evaluation-data.js';
+import type { PatientRecord } from '../policies/evaluation-data.js';
+import type { Storage } from '../storage/storage.js';
+import type { HookResponse } from './build-response.js';
+import { buildHookResponse } from './build-response.js';
+import { decideOrders } from './decide-orders.js';
+import { EhrClient } from './ehr-client.js';
+import type { FetchLike } from './ehr-client.js';
+import type { HookRequest } from './hook-request.js';
+import { parseHookRequest, resourcesOf } from './hook-request.js';
+import { identifyPayer } from './payer.js';
+import { resolvePrefetch } from './prefetch.js';
+
+export interface HookDeps {
+  content: Content;
+  storage: Storage;
+  publicBaseUrl: string;
+  ehrTimeoutMs: number;
+  defaultPayer?: string;
+  /** Sandbox mode: query a fhirServer even without fhirAuthorization (the CDS Hooks Sandbox sends none). */
+  allowUnauthenticatedEhr: boolean;
+  fetchImpl?: FetchLike;
+  today?: () => string;
+}
+
+export interface HookResult {
+  response: HookResponse;
+  outcome: string;
+  patientId: string;
+  hookInstance: string;
+}
+
+/** A stable, non-reversible id for the audit trail: never the patient id itself. */
+export function hashPatientId(id: string): string {
+  return createHash('sha256').update(`priorpath:${id}`).digest('hex').slice(0, 32);
+}
+
+function asMedicationRequests(rs: Resource[]): MedicationRequest[] {
+  return rs.filter((r): r is MedicationRequest => r.resourceType === 'MedicationRequest');
+}
+
+/**
+ * Handles one order hook call end to end (CDS Hooks 2.0 §Calling a CDS Service; CRD hooks.md): validate, resolve
+ * prefetch, identify the payer, decide every governed order, record assertions, shape the response.
+ */
+export async function handleHook(service: ServiceDefinition, body: unknown, deps: HookDeps, log: Logger): Promise<HookResult> {
+  const req: HookRequest = parseHookRequest(body, service.hook);
+  const hookLog = log.child({ hookInstance: req.hookInstance, serviceId: service.id });
+  const today = deps.today?.() ?? new Date().toISOString().slice(0, 10);
+  const ehr =
+    req.fhirServer && (req.accessToken || deps.allowUnauthenticatedEhr)
+      ? new EhrClient(req.fhirServer, req.accessToken, deps.ehrTimeoutMs, deps.fetchImpl)
+      : undefined;
+
+  const { data, queried } = await resolvePrefetch(req, service.prefetch ?? {}, ehr, hookLog);
+
+  const byReference = new Map<string, Resource>();
+  const remember = (r: Resource) => {
+    if (r.id) byReference.set(`${r.resourceType}/${r.id}`, r);
+  };
+  for (const list of Object.values(data)) list.forEach(remember);
+  req.draftResources.forEach(remember);
+
+  let orders = req.draftOrders;
+  if (req.hook === 'order-dispatch') {
+    const meds = asMedicationRequests(data.medications ?? []);
+    orders = [];
+    for (const ref of req.dispatchedRefs) {
+      if (!ref.startsWith('MedicationRequest/')) continue;
+      let order = meds.find((m) => `MedicationRequest/${m.id}` === ref);
+      if (!order && ehr) order = (await ehr.get(ref).catch(() => undefined)) as MedicationRequest | undefined;
+      if (!order || order.resourceType !== 'MedicationRequest') throw preconditionFailed(`Dispatched order ${ref} was not prefetched and could not be fetched`, ['context.dispatchedOrders']);
+      remember(order);
+      orders.push(order);
+    }
+  }
+
+  const patient = (data.patient ?? []).find((r) => r.resourceType === 'Patient');
+  if (patient && patient.id && patient.id !== req.patientId) throw badRequest('prefetch.patient is not the patient in context.patientId', ['prefetch.patient']);
+
+  const payerMatch = await identifyPayer({ content: deps.content, coverages: data.coverage ?? [], byReference, ehr, defaultPayer: deps.defaultPayer });
+  const coverage: Coverage | undefined = payerMatch.coverage;
+
+  const users = (data.user ?? []).filter((r): r is PractitionerRole | Practitioner => r.resourceType === 'PractitionerRole' || r.resourceType === 'Practitioner');
+  const orderIds = new Set(orders.map((o) => o.id));
+  const record: PatientRecord = indexRecord({
+    patient: patient as PatientRecord['patient'],
+    coverage,
+    users,
+    conditions: (data.conditions ?? []).filter((r) => r.resourceType === 'Condition') as PatientRecord['conditions'],
+    observations: (data.observations ?? []).filter((r) => r.resourceType === 'Observation') as PatientRecord['observations'],
+    medications: asMedicationRequests(data.medications ?? []).filter((m) => !orderIds.has(m.id)),
+    immunizations: (data.immunizations ?? []).filter((r) => r.resourceType === 'Immunization') as PatientRecord['immunizations'],
+    orders: req.hook === 'order-dispatch' ? orders : asMedicationRequests(req.draftResources),
+    byReference,
+  });
+
+  const decisions = decideOrders({ content: deps.content, payer: payerMatch.payer, record, orders, today, log: hookLog });
+  for (const d of decisions) {
+    await deps.storage.saveAssertion({
+      assertionId: d.assertionId,
+      createdAt: new Date().toISOString(),
+      payer: payerMatch.payer.key,
+      policyId: d.policy?.file.id,
+      policyVersion: d.policy?.file.version,
+      patientId: req.patientId,
+      orderRef: `MedicationRequest/${d.order.id ?? ''}`,
+      hookInstance: req.hookInstance,
+      outcome: d.evaluation?.outcome ?? 'default',
+      facts: Object.fromEntries((d.evaluation?.facts ?? []).filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
+      missingFacts: d.evaluation?.missingFacts ?? [],
+      authorization: d.authorization,
+    });
+    // One decision line per order: ids, policy and criterion results; never fact values (style.md).
+    hookLog.info(
+      {
+        policy: d.policy?.file.id,
+        policyVersion: d.policy?.file.version,
+        outcome: d.evaluation?.outcome ?? 'default',
+        criteria: Object.fromEntries((d.evaluation?.rules ?? []).map((r) => [r.id, r.result])),
+        missing: d.evaluation?.missingFacts.length ?? 0,
+        coverageAssertionId: d.assertionId,
+        orderId: d.order.id,
+      },
+      'decision',
+    );
+  }
+
+  const response = buildHookResponse({
+    req,
+    content: deps.content,
+    payer: payerMatch.payer,
+    coverageRef: coverage?.id ? `Coverage/${coverage.id}` : undefined,
+    decisions,
+    today,
+    publicBaseUrl: deps.publicBaseUrl,
+  });
+  hookLog.info({ orders: orders.length, governed: decisions.length, queried: queried.length, cards: response.cards.length, payer: payerMatch.payer.key }, 'hook answered');
+  const outcome = decisions.length === 0 ? 'ungoverned' : [...new Set(decisions.map((d) => d.evaluation?.outcome ?? 'default'))].join('+');
+  return { response, outcome, patientId: req.patientId, hookInstance: req.hookInstance };
+}
+
+export { resourcesOf };

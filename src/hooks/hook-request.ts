@@ -1,0 +1,121 @@
+import type { Bundle, MedicationRequest, Resource } from '@medplum/fhirtypes';
+import { z } from 'zod';
+import { badRequest } from '../errors.js';
+
+/**
+ * The CDS Hooks request as PriorPath reads it (CDS Hooks 2.0 §HTTP Request; CRD hooks.md). Lenient where real
+ * clients differ (no Bundle.type, unknown context fields, empty access_token) and strict where meaning depends on it.
+ */
+const requestSchema = z
+  .object({
+    hook: z.string().min(1),
+    hookInstance: z.string().min(1),
+    fhirServer: z.string().url().optional(),
+    fhirAuthorization: z
+      .object({
+        access_token: z.string(),
+        token_type: z.string().optional(),
+        expires_in: z.number().optional(),
+        scope: z.string().optional(),
+        subject: z.string().optional(),
+        patient: z.string().optional(),
+      })
+      .passthrough()
+      .nullable()
+      .optional(),
+    context: z
+      .object({
+        patientId: z.string().min(1),
+        userId: z.string().optional(),
+        encounterId: z.string().optional(),
+        draftOrders: z.object({ resourceType: z.literal('Bundle'), entry: z.array(z.object({ resource: z.record(z.string(), z.unknown()).optional() }).passthrough()).optional() }).passthrough().optional(),
+        selections: z.array(z.string()).optional(),
+        dispatchedOrders: z.array(z.string()).optional(),
+        'dispatched-orders': z.array(z.string()).optional(),
+        order: z.string().optional(),
+        performer: z.string().optional(),
+      })
+      .passthrough(),
+    prefetch: z.record(z.string(), z.unknown()).nullable().optional(),
+    extension: z.record(z.string(), z.unknown()).optional(),
+  })
+  .passthrough();
+
+export type RawHookRequest = z.infer<typeof requestSchema>;
+
+/** A validated hook call, normalised across hook shapes. */
+export interface HookRequest {
+  raw: RawHookRequest;
+  hook: 'order-sign' | 'order-select' | 'order-dispatch';
+  hookInstance: string;
+  patientId: string;
+  userId?: string;
+  fhirServer?: string;
+  accessToken?: string;
+  prefetch: Record<string, unknown>;
+  /** order-sign/select: the draft MedicationRequests in scope (selections for order-select). */
+  draftOrders: MedicationRequest[];
+  /** Every resource in draftOrders (for reference resolution and "other orders" context). */
+  draftResources: Resource[];
+  /** order-dispatch: references of the dispatched orders. */
+  dispatchedRefs: string[];
+  configuration: Record<string, unknown>;
+  requestedVersion?: string;
+}
+
+/** Validates the body against the hook the service implements; throws a 400 OperationOutcome naming the field. */
+export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook']): HookRequest {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('Request body must be a JSON object');
+  const parsed = requestSchema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const path = issue.path.join('.');
+    throw badRequest(`Invalid CDS Hooks request: ${path || '(root)'}: ${issue.message}`, path ? [path] : undefined);
+  }
+  const raw = parsed.data;
+  if (raw.hook !== expectedHook) throw badRequest(`This service implements ${expectedHook}, not ${raw.hook}`, ['hook']);
+  const ctx = raw.context;
+
+  let draftResources: Resource[] = [];
+  let draftOrders: MedicationRequest[] = [];
+  let dispatchedRefs: string[] = [];
+  if (expectedHook === 'order-dispatch') {
+    dispatchedRefs = ctx.dispatchedOrders ?? ctx['dispatched-orders'] ?? (ctx.order ? [ctx.order] : []);
+    if (dispatchedRefs.length === 0) throw badRequest('order-dispatch needs context.dispatchedOrders (or the 2.0.1 context.order)', ['context.dispatchedOrders']);
+  } else {
+    if (!ctx.draftOrders) throw badRequest(`${expectedHook} needs context.draftOrders`, ['context.draftOrders']);
+    draftResources = (ctx.draftOrders.entry ?? []).map((e) => e.resource as unknown as Resource).filter((r) => r && typeof r.resourceType === 'string');
+    const meds = draftResources.filter((r): r is MedicationRequest => r.resourceType === 'MedicationRequest');
+    if (expectedHook === 'order-select' && ctx.selections) {
+      const selected = new Set(ctx.selections);
+      draftOrders = meds.filter((m) => selected.has(`MedicationRequest/${m.id}`));
+    } else draftOrders = meds;
+  }
+
+  const token = raw.fhirAuthorization?.access_token;
+  const version = raw.extension?.['davinci-crd.requestedVersion'];
+  const configuration = raw.extension?.['davinci-crd.configuration'];
+  return {
+    raw,
+    hook: expectedHook,
+    hookInstance: raw.hookInstance,
+    patientId: ctx.patientId,
+    userId: ctx.userId,
+    fhirServer: raw.fhirServer?.replace(/\/+$/, ''),
+    accessToken: token && token.trim() !== '' ? token : undefined,
+    prefetch: (raw.prefetch ?? {}) as Record<string, unknown>,
+    draftOrders,
+    draftResources,
+    dispatchedRefs,
+    configuration: typeof configuration === 'object' && configuration !== null ? (configuration as Record<string, unknown>) : {},
+    requestedVersion: typeof version === 'string' ? version : undefined,
+  };
+}
+
+/** Resources of a prefetch value: a searchset Bundle's entries, or a single resource. */
+export function resourcesOf(value: unknown): Resource[] {
+  if (!value || typeof value !== 'object') return [];
+  const r = value as Resource;
+  if (r.resourceType === 'Bundle') return ((r as Bundle).entry ?? []).map((e) => e.resource).filter((x): x is Resource => !!x && typeof x.resourceType === 'string');
+  return typeof r.resourceType === 'string' ? [r] : [];
+}

@@ -1,0 +1,56 @@
+import type { Coverage, Organization, Resource } from '@medplum/fhirtypes';
+import type { Content, Payer } from '../content.js';
+import { PAYER_ID_SYSTEM } from '../content.js';
+import { badRequest } from '../errors.js';
+import type { EhrClient } from './ehr-client.js';
+
+export interface PayerMatch {
+  payer: Payer;
+  coverage?: Coverage;
+  /** True when DEFAULT_PAYER stood in for a Coverage that named no known payer. */
+  defaulted: boolean;
+}
+
+function payerKeyOf(org: Pick<Organization, 'identifier'> | undefined): string | undefined {
+  return org?.identifier?.find((i) => i.system === PAYER_ID_SYSTEM && i.value)?.value;
+}
+
+/**
+ * Identifies the payer from the primary active Coverage (design.md §4 "Payer"; CRD [hook-13]): the payor's
+ * identifier in our payer system, on the reference or on the referenced Organization (contained, prefetched or
+ * fetched). No Coverage, several active Coverages or an unknown payer are a 400, unless DEFAULT_PAYER is set.
+ */
+export async function identifyPayer(opts: {
+  content: Content;
+  coverages: Resource[];
+  byReference: Map<string, Resource>;
+  ehr?: EhrClient;
+  defaultPayer?: string;
+}): Promise<PayerMatch> {
+  const { content, defaultPayer } = opts;
+  const fallback = defaultPayer ? content.payers.get(defaultPayer) : undefined;
+  const active = opts.coverages.filter((c): c is Coverage => c.resourceType === 'Coverage' && (c.status === undefined || c.status === 'active'));
+  if (active.length !== 1) {
+    if (fallback) return { payer: fallback, coverage: active[0], defaulted: true };
+    throw badRequest(
+      active.length === 0 ? 'No active Coverage for the patient: cannot tell which payer to ask' : `${active.length} active Coverages: send only the primary Coverage`,
+      ['prefetch.coverage'],
+    );
+  }
+  const coverage = active[0];
+  for (const payor of coverage.payor ?? []) {
+    let key = payerKeyOf({ identifier: payor.identifier ? [payor.identifier] : undefined });
+    const ref = payor.reference;
+    if (!key && ref) {
+      let org: Resource | undefined = ref.startsWith('#') ? coverage.contained?.find((c) => c.id === ref.slice(1)) : opts.byReference.get(ref);
+      if (!org && opts.ehr && /^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(ref)) {
+        org = await opts.ehr.get(ref).catch(() => undefined);
+      }
+      if (org?.resourceType === 'Organization') key = payerKeyOf(org);
+    }
+    const payer = key ? content.payers.get(key) : undefined;
+    if (payer) return { payer, coverage, defaulted: false };
+  }
+  if (fallback) return { payer: fallback, coverage, defaulted: true };
+  throw badRequest('The Coverage names no payer PriorPath serves (payor identifier system https://priorpath.dev/fhir/sid/payer)', ['prefetch.coverage.payor']);
+}

@@ -1,0 +1,82 @@
+import type { Resource } from '@medplum/fhirtypes';
+import { preconditionFailed } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { EhrClient } from './ehr-client.js';
+import type { HookRequest } from './hook-request.js';
+import { resourcesOf } from './hook-request.js';
+
+/** Keys a decision can be made without: a missing `user` leaves the prescriber's specialty unknown (asked in DTR). */
+const OPTIONAL_KEYS = new Set(['user']);
+
+/** Whether a prefetch value carries data: absent, null and OperationOutcome values are missing (design.md §4). */
+export function isUsablePrefetch(value: unknown): boolean {
+  if (value === undefined || value === null || typeof value !== 'object') return false;
+  return (value as Resource).resourceType !== 'OperationOutcome';
+}
+
+/** Fills a template's `{{context.x}}` tokens; undefined when a token has no value (the query cannot run). */
+export function fillTemplate(template: string, req: HookRequest): string | undefined {
+  let missing = false;
+  const out = template.replace(/\{\{\s*context\.([A-Za-z]+)\s*\}\}/g, (_m, name: string) => {
+    const v = (req.raw.context as Record<string, unknown>)[name];
+    if (typeof v !== 'string' || v === '') {
+      missing = true;
+      return '';
+    }
+    return encodeURIComponent(v).replace(/%2F/gi, '/');
+  });
+  return missing || out.includes('{{') ? undefined : out;
+}
+
+export interface ResolvedPrefetch {
+  /** Resources per key (OperationOutcome entries dropped). */
+  data: Record<string, Resource[]>;
+  /** Keys queried from the EHR because the client did not prefetch them. */
+  queried: string[];
+}
+
+/**
+ * Resolves every prefetch key the service declares: uses what the client sent, queries the EHR once per missing
+ * key (in parallel, each bounded by the EHR timeout), and answers 412 only when a required key is missing and could
+ * not be fetched (CDS Hooks §Prefetch; CRD foundation.md [found-5], [found-32]).
+ */
+export async function resolvePrefetch(
+  req: HookRequest,
+  templates: Record<string, string>,
+  ehr: EhrClient | undefined,
+  log: Logger,
+): Promise<ResolvedPrefetch> {
+  const data: Record<string, Resource[]> = {};
+  const queried: string[] = [];
+  const failed: string[] = [];
+  await Promise.all(
+    Object.entries(templates).map(async ([key, template]) => {
+      const value = req.prefetch[key];
+      if (isUsablePrefetch(value)) {
+        data[key] = resourcesOf(value).filter((r) => r.resourceType !== 'OperationOutcome');
+        return;
+      }
+      const query = fillTemplate(template, req);
+      if (!ehr || !query) {
+        if (!OPTIONAL_KEYS.has(key)) failed.push(key);
+        return;
+      }
+      try {
+        const res = await ehr.get(query);
+        data[key] = resourcesOf(res).filter((r) => r.resourceType !== 'OperationOutcome');
+        queried.push(key);
+      } catch (err) {
+        log.warn({ key, reason: (err as Error).message }, 'prefetch query failed');
+        if (!OPTIONAL_KEYS.has(key)) failed.push(key);
+      }
+    }),
+  );
+  if (failed.length > 0) {
+    failed.sort();
+    throw preconditionFailed(
+      `Prefetch ${failed.join(', ')} missing and could not be fetched from the EHR${ehr ? '' : ' (no fhirServer with fhirAuthorization in the request)'}`,
+      failed.map((k) => `prefetch.${k}`),
+    );
+  }
+  return { data, queried };
+}

@@ -1,0 +1,28 @@
+import type { NextFunction, Request, Response } from 'express';
+import { AuthError } from '../auth/jwt-verifier.js';
+import type { JwtVerifier } from '../auth/jwt-verifier.js';
+import { unauthorized } from '../errors.js';
+import type { ContextRequest } from './request-context.js';
+
+/**
+ * CDS client authentication for hook and feedback calls (CDS Hooks 2.0 §Trusting CDS Clients; design.md §4). Every
+ * failure is the same 401; the log says which check failed. `open` skips verification (sandbox only; config refuses
+ * it in production).
+ */
+export function cdsAuth(opts: { mode: 'required' | 'open'; verifier: JwtVerifier; audienceFor: (req: Request) => string }) {
+  return (req: Request, _res: Response, next: NextFunction): void => {
+    const r = req as ContextRequest & { clientIss?: string };
+    if (opts.mode === 'open') return next();
+    opts.verifier.verify(req.headers.authorization, opts.audienceFor(req)).then(
+      (client) => {
+        r.clientIss = client.iss;
+        r.log = r.log.child({ iss: client.iss });
+        next();
+      },
+      (err: unknown) => {
+        r.log.warn({ reason: err instanceof AuthError ? err.reason : (err as Error).message }, 'CDS client JWT rejected');
+        next(unauthorized());
+      },
+    );
+  };
+}

@@ -1,0 +1,36 @@
+import type { NextFunction, Request, Response } from 'express';
+import { HttpError, outcome } from '../errors.js';
+import type { Logger } from '../logger.js';
+
+/**
+ * The one error middleware (style.md): HttpErrors become their status and OperationOutcome; anything else is a 500
+ * `exception` naming only the request id. Stacks go to the log, never to the client.
+ */
+export function errorHandler(logger: Logger) {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
+    const log = (req as Request & { log?: Logger }).log ?? logger;
+    const requestId = (req as Request & { id?: string }).id;
+    if (res.headersSent) {
+      log.error({ err }, 'error after response started');
+      return;
+    }
+    if (err instanceof HttpError) {
+      if (err.status >= 500) log.error({ err }, 'request failed');
+      else log.info({ status: err.status, reason: err.message }, 'request rejected');
+      for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
+      res.status(err.status).type('application/fhir+json').send(JSON.stringify(err.outcome));
+      return;
+    }
+    // body-parser style errors from Express internals (e.g. a malformed URL) carry a status.
+    const status = typeof (err as { status?: unknown }).status === 'number' ? (err as { status: number }).status : 500;
+    if (status < 500) {
+      res.status(status).type('application/fhir+json').send(JSON.stringify(outcome('error', 'invalid', (err as Error).message ?? 'Bad request')));
+      return;
+    }
+    log.error({ err }, 'unhandled error');
+    res
+      .status(500)
+      .type('application/fhir+json')
+      .send(JSON.stringify(outcome('error', 'exception', `Internal error; quote request id ${requestId ?? 'unknown'} to support`)));
+  };
+}
