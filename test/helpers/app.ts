@@ -1,0 +1,69 @@
+import { Writable } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import type { JWK } from 'jose';
+import { createApp } from '../../src/app.js';
+import type { AppDeps } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { loadContent } from '../../src/content.js';
+import { createLogger } from '../../src/logger.js';
+import { MemoryStorage } from '../../src/storage/memory-storage.js';
+import { repoRoot } from './stories.js';
+
+export const BASE = 'http://priorpath.test';
+export const ISS = 'https://ehr.example.org';
+
+let content: ReturnType<typeof loadContent> | undefined;
+/** Content is immutable, so tests share one load. */
+export function testContent() {
+  content ??= loadContent({ root: repoRoot, canonicalBase: 'https://priorpath.dev/fhir' });
+  return content;
+}
+
+export interface TestKeys {
+  privateKey: CryptoKey;
+  jwk: JWK;
+  kid: string;
+}
+
+export async function makeKeys(alg: 'ES384' | 'RS384' = 'ES384'): Promise<TestKeys> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  const kid = randomUUID();
+  const jwk = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' };
+  return { privateKey: privateKey as CryptoKey, jwk, kid };
+}
+
+/** A CDS Hooks client JWT for the given service path, as a real EHR would sign it. */
+export async function signFor(keys: TestKeys, path: string, overrides: { iss?: string; aud?: string; jti?: string } = {}): Promise<string> {
+  return new SignJWT({})
+    .setProtectedHeader({ alg: 'ES384', typ: 'JWT', kid: keys.kid })
+    .setIssuer(overrides.iss ?? ISS)
+    .setAudience(overrides.aud ?? `${BASE}${path}`)
+    .setIssuedAt()
+    .setExpirationTime('5m')
+    .setJti(overrides.jti ?? randomUUID())
+    .sign(keys.privateKey);
+}
+
+/** Builds the app with a test configuration; returns it with its storage and captured log lines. */
+export function buildApp(opts: { env?: Record<string, string>; keys?: TestKeys; fetchImpl?: AppDeps['fetchImpl']; today?: string } = {}) {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  const env: Record<string, string> = {
+    PUBLIC_BASE_URL: BASE,
+    LOG_LEVEL: 'info',
+    EHR_TIMEOUT_MS: '300',
+    ...(opts.keys ? { CDS_TRUSTED_CLIENTS: JSON.stringify([{ iss: ISS, jwks: { keys: [opts.keys.jwk] } }]) } : { CDS_AUTH: 'open' }),
+    ...opts.env,
+  };
+  const config = loadConfig(env);
+  const storage = new MemoryStorage();
+  const logger = createLogger(config.logLevel, sink);
+  const app = createApp({ config, content: testContent(), storage, logger, fetchImpl: opts.fetchImpl, today: opts.today ? () => opts.today! : undefined });
+  return { app, storage, lines, config };
+}

@@ -1,0 +1,274 @@
+import request from 'supertest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { coverageInformationProblems, COVERAGE_INFO_URL } from '../../src/hooks/coverage-information.js';
+import { edgePatient, BIRTH_DATE, PATIENT_NAME } from '../fixtures/edge-patient.js';
+import { buildApp, makeKeys, signFor } from '../helpers/app.js';
+import type { TestKeys } from '../helpers/app.js';
+import { fakeEhr, silentEhr } from '../helpers/fake-ehr.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { expectValidHookResponse } from '../helpers/response-checks.js';
+
+const SIGN = '/cds-services/priorpath-order-sign';
+
+describe('CDS Hooks edge', () => {
+  let keys: TestKeys;
+  beforeAll(async () => {
+    keys = await makeKeys();
+  });
+
+  it('lists exactly the three contract services with their prefetch templates on discovery', async () => {
+    const { app } = buildApp({ keys });
+    const res = await request(app).get('/cds-services').expect(200);
+    const ids = res.body.services.map((s: { id: string; hook: string }) => `${s.id}:${s.hook}`);
+    expect(ids).toEqual(['priorpath-order-sign:order-sign', 'priorpath-order-select:order-select', 'priorpath-order-dispatch:order-dispatch']);
+    const sign = res.body.services[0];
+    expect(sign.prefetch).toEqual({
+      patient: 'Patient/{{context.patientId}}',
+      coverage: 'Coverage?patient={{context.patientId}}&status=active',
+      user: '{{context.userId}}',
+      conditions: 'Condition?patient={{context.patientId}}',
+      observations: 'Observation?patient={{context.patientId}}',
+      medications: 'MedicationRequest?patient={{context.patientId}}',
+      immunizations: 'Immunization?patient={{context.patientId}}',
+    });
+    expect(res.body.services[2].prefetch.user).toBeUndefined();
+    const codes = sign.extension['davinci-crd.configuration-options'].map((o: { code: string }) => o.code);
+    expect(codes).toEqual(expect.arrayContaining(['coverage-info', 'max-cards']));
+  });
+
+  it('answers CORS preflights on service and feedback routes', async () => {
+    const { app } = buildApp({ keys });
+    for (const path of ['/cds-services', SIGN, `${SIGN}/feedback`]) {
+      const res = await request(app).options(path).set('Origin', 'http://sandbox.example').set('Access-Control-Request-Method', 'POST').set('Access-Control-Request-Headers', 'authorization,content-type');
+      expect(res.status).toBe(204);
+      expect(res.headers['access-control-allow-origin']).toBe('*');
+      expect(res.headers['access-control-allow-headers']).toMatch(/authorization/i);
+    }
+  });
+
+  it('returns 404 with an OperationOutcome for an unknown service', async () => {
+    const { app } = buildApp({ keys });
+    const res = await request(app).post('/cds-services/no-such-service').send({});
+    expect(res.status).toBe(404);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+  });
+
+  it('returns 405 with Allow for the wrong method', async () => {
+    const { app } = buildApp({ keys });
+    const a = await request(app).get(SIGN);
+    expect(a.status).toBe(405);
+    expect(a.headers.allow).toBe('POST');
+    expect(a.body.resourceType).toBe('OperationOutcome');
+    const b = await request(app).delete('/cds-services');
+    expect(b.status).toBe(405);
+    expect(b.headers.allow).toBe('GET');
+  });
+
+  it('returns the same 401 OperationOutcome without a JWT and for a token signed for another service', async () => {
+    const { app } = buildApp({ keys });
+    const { resources, order } = edgePatient();
+    const none = await request(app).post(SIGN).send(orderSignRequest(resources, order));
+    const wrongAud = await request(app)
+      .post(SIGN)
+      .set('Authorization', `Bearer ${await signFor(keys, '/cds-services/priorpath-order-select')}`)
+      .send(orderSignRequest(resources, order));
+    for (const res of [none, wrongAud]) {
+      expect(res.status).toBe(401);
+      expect(res.body).toEqual(none.body);
+      expect(res.body.resourceType).toBe('OperationOutcome');
+    }
+  });
+
+  it('accepts a valid ES384 JWT and answers with the coverage-information system action', async () => {
+    const { app, storage } = buildApp({ keys });
+    const { resources, order } = edgePatient();
+    const res = await request(app).post(SIGN).set('Authorization', `Bearer ${await signFor(keys, SIGN)}`).send(orderSignRequest(resources, order));
+    expect(res.status).toBe(200);
+    expectValidHookResponse(res.body, 'order-sign');
+    expect(storage.audit.at(-1)?.clientIss).toBe('https://ehr.example.org');
+  });
+
+  it('refuses a replayed JWT', async () => {
+    const { app } = buildApp({ keys });
+    const { resources, order } = edgePatient();
+    const token = await signFor(keys, SIGN);
+    await request(app).post(SIGN).set('Authorization', `Bearer ${token}`).send(orderSignRequest(resources, order)).expect(200);
+    await request(app).post(SIGN).set('Authorization', `Bearer ${token}`).send(orderSignRequest(resources, order)).expect(401);
+  });
+
+  describe('bad input', () => {
+    const post = (body: string | object, type = 'application/json') => {
+      const { app } = buildApp();
+      return request(app).post(SIGN).set('Content-Type', type).send(typeof body === 'string' ? body : JSON.stringify(body));
+    };
+
+    it('returns 415 for a body that is not JSON', async () => {
+      const res = await post('hook=order-sign', 'application/x-www-form-urlencoded');
+      expect(res.status).toBe(415);
+      expect(res.body.resourceType).toBe('OperationOutcome');
+    });
+
+    it('returns 400 for malformed JSON', async () => {
+      const res = await post('{"hook": "order-sign",');
+      expect(res.status).toBe(400);
+      expect(res.body.issue[0].diagnostics).toMatch(/Malformed JSON/);
+    });
+
+    it('returns 400 for JSON nested deeper than 64 levels', async () => {
+      const res = await post(`${'['.repeat(100)}${']'.repeat(100)}`);
+      expect(res.status).toBe(400);
+      expect(res.body.issue[0].diagnostics).toMatch(/64/);
+    });
+
+    it('returns 400 naming context when context is missing', async () => {
+      const res = await post({ hook: 'order-sign', hookInstance: 'a0b1c2d3-0000-4000-8000-000000000001' });
+      expect(res.status).toBe(400);
+      expect(res.body.issue[0].diagnostics).toMatch(/context/);
+    });
+
+    it('returns 400 for wrong types', async () => {
+      const res = await post({ hook: 'order-sign', hookInstance: 42, context: { patientId: 'p', draftOrders: { resourceType: 'Bundle' } } });
+      expect(res.status).toBe(400);
+      expect(res.body.issue[0].expression).toEqual(['hookInstance']);
+    });
+
+    it('returns 400 when the hook does not match the service', async () => {
+      const res = await post({ hook: 'order-select', hookInstance: 'x', context: { patientId: 'p', draftOrders: { resourceType: 'Bundle' } } });
+      expect(res.status).toBe(400);
+    });
+
+    it('returns 413 for a 5 MiB body, with and without Content-Length, and stays up', async () => {
+      const { app } = buildApp();
+      const big = JSON.stringify({ hook: 'order-sign', pad: 'x'.repeat(5 * 1024 * 1024) });
+      const withLength = await request(app).post(SIGN).set('Content-Type', 'application/json').send(big);
+      expect(withLength.status).toBe(413);
+      expect(withLength.body.resourceType).toBe('OperationOutcome');
+      const server = app.listen(0);
+      try {
+        const port = (server.address() as { port: number }).port;
+        const chunked = await fetch(`http://127.0.0.1:${port}${SIGN}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: new ReadableStream({
+            start(controller) {
+              for (let i = 0; i < 5; i++) controller.enqueue(new TextEncoder().encode('x'.repeat(1024 * 1024)));
+              controller.close();
+            },
+          }),
+          duplex: 'half',
+        } as RequestInit);
+        expect(chunked.status).toBe(413);
+        const alive = await fetch(`http://127.0.0.1:${port}/healthz`);
+        expect(alive.status).toBe(200);
+      } finally {
+        server.close();
+      }
+    });
+  });
+
+  describe('prefetch', () => {
+    it('returns 412 when coverage prefetch is missing and there is no fhirServer', async () => {
+      const { app } = buildApp();
+      const { resources, order } = edgePatient();
+      const body = orderSignRequest(resources, order) as { prefetch: Record<string, unknown>; fhirServer?: string; fhirAuthorization?: unknown };
+      delete body.prefetch.coverage;
+      delete body.fhirServer;
+      delete body.fhirAuthorization;
+      const res = await request(app).post(SIGN).send(body);
+      expect(res.status).toBe(412);
+      expect(res.body.issue[0].expression).toEqual(['prefetch.coverage']);
+    });
+
+    it('queries the EHR with the access token for prefetch given as null or OperationOutcome', async () => {
+      const { resources: withId, order } = edgePatient();
+      // The Coverage names its payer only by reference here, so the Organization is read from the EHR too.
+      const resources = withId.map((r) => (r.resourceType === 'Coverage' ? { ...r, payor: [{ reference: 'Organization/payer-centene' }] } : r));
+      const ehr = fakeEhr(resources);
+      const { app } = buildApp({ fetchImpl: ehr.fetchImpl, env: { CDS_AUTH: 'open', SANDBOX: 'off', NODE_ENV: 'development' } });
+      const body = orderSignRequest(resources, order) as { prefetch: Record<string, unknown> };
+      body.prefetch.conditions = null;
+      body.prefetch.coverage = { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception' }] };
+      const res = await request(app).post(SIGN).send(body);
+      expect(res.status).toBe(200);
+      expect(ehr.calls.map((c) => c.url).sort()).toEqual(['http://ehr.example.org/fhir/Condition?patient=edge-pt', 'http://ehr.example.org/fhir/Coverage?patient=edge-pt&status=active', 'http://ehr.example.org/fhir/Organization/payer-centene']);
+      expect(ehr.calls.every((c) => c.auth === 'Bearer ehr-token-1')).toBe(true);
+      expectValidHookResponse(res.body, 'order-sign');
+    });
+
+    it('returns 412 within the timeout when the EHR never answers', async () => {
+      const { resources, order } = edgePatient();
+      const { app } = buildApp({ fetchImpl: silentEhr });
+      const body = orderSignRequest(resources, order) as { prefetch: Record<string, unknown> };
+      delete body.prefetch.observations;
+      const started = Date.now();
+      const res = await request(app).post(SIGN).send(body);
+      expect(res.status).toBe(412);
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(res.body.issue[0].expression).toEqual(['prefetch.observations']);
+    });
+  });
+
+  describe('payer identification', () => {
+    it('returns 400 when no Coverage is active', async () => {
+      const { app } = buildApp();
+      const { resources, order } = edgePatient();
+      const res = await request(app).post(SIGN).send(orderSignRequest(resources.filter((r) => r.resourceType !== 'Coverage'), order));
+      expect(res.status).toBe(400);
+      expect(res.body.issue[0].diagnostics).toMatch(/No active Coverage/);
+    });
+
+    it('returns 400 for several active Coverages', async () => {
+      const { app } = buildApp();
+      const { resources, order } = edgePatient();
+      const second = { ...resources.find((r) => r.resourceType === 'Coverage')!, id: 'edge-cov-2' };
+      const res = await request(app).post(SIGN).send(orderSignRequest([...resources, second], order));
+      expect(res.status).toBe(400);
+    });
+
+    it('returns 400 for an unknown payer, and uses DEFAULT_PAYER when set', async () => {
+      const { resources, order } = edgePatient('acme-health');
+      const strict = await request(buildApp().app).post(SIGN).send(orderSignRequest(resources, order));
+      expect(strict.status).toBe(400);
+      const lenient = await request(buildApp({ env: { CDS_AUTH: 'open', DEFAULT_PAYER: 'example' } }).app).post(SIGN).send(orderSignRequest(resources, order));
+      expect(lenient.status).toBe(200);
+      const ext = lenient.body.systemActions[0].resource.extension.find((e: { url: string }) => e.url === COVERAGE_INFO_URL);
+      expect(ext.extension.find((s: { url: string }) => s.url === 'covered').valueCode).toBe('covered');
+      expect(ext.extension.find((s: { url: string }) => s.url === 'pa-needed').valueCode).toBe('no-auth');
+      expect(coverageInformationProblems(ext)).toEqual([]);
+    });
+  });
+
+  it('never writes the patient name or birth date to the log', async () => {
+    const { app, lines } = buildApp({ env: { CDS_AUTH: 'open', LOG_LEVEL: 'trace' } });
+    const { resources, order } = edgePatient();
+    await request(app).post(SIGN).send(orderSignRequest(resources, order)).expect(200);
+    await request(app).post(SIGN).send({ ...orderSignRequest(resources, order), context: 'broken' }).expect(400);
+    const log = lines.join('');
+    expect(log).toContain('decision');
+    expect(log).not.toContain(PATIENT_NAME);
+    expect(log).not.toContain('Quintanilla');
+    expect(log).not.toContain(BIRTH_DATE);
+  });
+
+  it('records feedback idempotently and rejects feedback without outcome', async () => {
+    const { app, storage } = buildApp();
+    const fb = { feedback: [{ card: '0b5b1a43-5f7e-4d43-9d3a-2c7f7f0f1a11', outcome: 'overridden', outcomeTimestamp: '2026-11-23T10:00:00Z' }] };
+    await request(app).post(`${SIGN}/feedback`).send(fb).expect(200);
+    await request(app).post(`${SIGN}/feedback`).send(fb).expect(200);
+    expect(storage.feedback.size).toBe(1);
+    const bad = await request(app).post(`${SIGN}/feedback`).send({ feedback: [{ card: 'x' }] });
+    expect(bad.status).toBe(400);
+    expect(bad.body.resourceType).toBe('OperationOutcome');
+  });
+
+  it('serves health, readiness and Prometheus metrics with the hook histogram', async () => {
+    const { app } = buildApp();
+    const { resources, order } = edgePatient();
+    await request(app).post(SIGN).send(orderSignRequest(resources, order)).expect(200);
+    await request(app).get('/healthz').expect(200);
+    const ready = await request(app).get('/readyz').expect(200);
+    expect(ready.body.status).toBe('ready');
+    const m = await request(app).get('/metrics').expect(200);
+    expect(m.text).toMatch(/priorpath_hook_duration_seconds_bucket\{[^}]*service="priorpath-order-sign"/);
+  });
+});
