@@ -1,0 +1,45 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
+import { repoRoot } from './helpers/stories.js';
+
+describe('configuration', () => {
+  it('applies the documented defaults', () => {
+    const c = loadConfig({});
+    expect(c.port).toBe(3000);
+    expect(c.publicBaseUrl).toBe('http://localhost:3000');
+    expect(c.cdsAuth).toBe('required');
+    expect(c.sandbox).toBe(true);
+    expect(c.ehrTimeoutMs).toBe(2000);
+    expect(c.canonicalBase).toBe('https://priorpath.dev/fhir');
+    expect(c.dataDir).toBe('./data');
+  });
+
+  it('turns the sandbox off in production', () => {
+    expect(loadConfig({ NODE_ENV: 'production' }).sandbox).toBe(false);
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ EHR_TIMEOUT_MS: '-5' }, 'EHR_TIMEOUT_MS'],
+    [{ CDS_AUTH: 'maybe' }, 'CDS_AUTH'],
+    [{ PUBLIC_BASE_URL: 'not a url' }, 'PUBLIC_BASE_URL'],
+    [{ CDS_TRUSTED_CLIENTS: '[{' }, 'CDS_TRUSTED_CLIENTS'],
+    [{ NODE_ENV: 'production', CDS_AUTH: 'open' }, 'CDS_AUTH'],
+  ])('refuses %j with a message naming %s', (env, name) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(name);
+  });
+
+  it('exits with status 1 before listening when NODE_ENV=production and CDS_AUTH=open', () => {
+    const res = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'main.ts')], {
+      env: { PATH: process.env.PATH, NODE_ENV: 'production', CDS_AUTH: 'open', PORT: '0' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(res.status).toBe(1);
+    expect(res.stderr).toContain('CDS_AUTH');
+    expect(res.stdout).not.toContain('listening');
+  });
+});
