@@ -12,7 +12,7 @@ import { decideOrders } from './decide-orders.js';
 import { EhrClient } from './ehr-client.js';
 import type { FetchLike } from './ehr-client.js';
 import type { HookRequest } from './hook-request.js';
-import { parseHookRequest, resourcesOf } from './hook-request.js';
+import { parseHookRequest } from './hook-request.js';
 import { identifyPayer } from './payer.js';
 import { resolvePrefetch } from './prefetch.js';
 
@@ -44,11 +44,22 @@ function asMedicationRequests(rs: Resource[]): MedicationRequest[] {
   return rs.filter((r): r is MedicationRequest => r.resourceType === 'MedicationRequest');
 }
 
+/** A hook call resolved to what the policies read: the request, its payer, the patient record and the orders. */
+export interface HookContext {
+  req: HookRequest;
+  payerMatch: Awaited<ReturnType<typeof identifyPayer>>;
+  record: PatientRecord;
+  orders: MedicationRequest[];
+  today: string;
+  queried: string[];
+  log: Logger;
+}
+
 /**
- * Handles one order hook call end to end (CDS Hooks 2.0 §Calling a CDS Service; CRD hooks.md): validate, resolve
- * prefetch, identify the payer, decide every governed order, record assertions, shape the response.
+ * Validates the request, resolves prefetch (querying the EHR for what is missing), identifies the payer and builds
+ * the patient record (CDS Hooks 2.0 §Calling a CDS Service; CRD hooks.md, foundation.md §Prefetch).
  */
-export async function handleHook(service: ServiceDefinition, body: unknown, deps: HookDeps, log: Logger): Promise<HookResult> {
+export async function resolveHookContext(service: ServiceDefinition, body: unknown, deps: HookDeps, log: Logger): Promise<HookContext> {
   const req: HookRequest = parseHookRequest(body, service.hook);
   const hookLog = log.child({ hookInstance: req.hookInstance, serviceId: service.id });
   const today = deps.today?.() ?? new Date().toISOString().slice(0, 10);
@@ -100,6 +111,16 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
     byReference,
   });
 
+  return { req, payerMatch, record, orders, today, queried, log: hookLog };
+}
+
+/**
+ * Handles one order hook call end to end: resolve the context, decide every governed order, record assertions,
+ * shape the response.
+ */
+export async function handleHook(service: ServiceDefinition, body: unknown, deps: HookDeps, log: Logger): Promise<HookResult> {
+  const { req, payerMatch, record, orders, today, queried, log: hookLog } = await resolveHookContext(service, body, deps, log);
+  const coverage = payerMatch.coverage;
   const decisions = decideOrders({ content: deps.content, payer: payerMatch.payer, record, orders, today, log: hookLog });
   for (const d of decisions) {
     await deps.storage.saveAssertion({
@@ -145,4 +166,3 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
   return { response, outcome, patientId: req.patientId, hookInstance: req.hookInstance };
 }
 
-export { resourcesOf };
