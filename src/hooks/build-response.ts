@@ -1,4 +1,5 @@
 import type { MedicationRequest } from '@medplum/fhirtypes';
+import type { OrderResource } from './hook-request.js';
 import type { Content, Payer } from '../content.js';
 import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
 import type { Card } from './cards.js';
@@ -11,7 +12,7 @@ import type { HookRequest } from './hook-request.js';
 /** CDS Hooks response body (CDS Hooks 2.0 §CDS Service Response). */
 export interface HookResponse {
   cards: Card[];
-  systemActions?: { type: 'update'; description: string; resource: MedicationRequest }[];
+  systemActions?: { type: 'update'; description: string; resource: OrderResource }[];
 }
 
 /** Configuration the request asked for, with the defaults discovery advertises ([dev-14], [dev-15], [dev-17]). */
@@ -103,7 +104,7 @@ export function notCoveredReason(decision: OrderDecision): string {
 }
 
 /** The order as received plus the new coverage-information (replacing an earlier one) [resp-37]. */
-function withCoverageInfo(order: MedicationRequest, ext: ReturnType<typeof buildCoverageInformation>): MedicationRequest {
+function withCoverageInfo(order: OrderResource, ext: ReturnType<typeof buildCoverageInformation>): OrderResource {
   return { ...order, extension: [...(order.extension ?? []).filter((e) => e.url !== COVERAGE_INFO_URL), ext] };
 }
 
@@ -132,8 +133,8 @@ export function buildHookResponse(opts: {
   const systemActions: NonNullable<HookResponse['systemActions']> = [];
 
   for (const d of decisions) {
-    const orderRef = `MedicationRequest/${d.order.id ?? 'unknown'}`;
-    const drug = d.order.medicationCodeableConcept?.text ?? d.order.medicationCodeableConcept?.coding?.[0]?.display ?? 'this drug';
+    const orderRef = `${d.order.resourceType}/${d.order.id ?? 'unknown'}`;
+    const drug = orderLabel(d.order);
     if (opts.coverageRef && cfg.coverageInfo) {
       const assertion = assertionFor(d, opts.coverageRef, today, req.hook);
       const ext = buildCoverageInformation(assertion, version);
@@ -175,7 +176,7 @@ export function buildHookResponse(opts: {
     if (cfg.alternatives && req.hook !== 'order-dispatch' && ev.outcome === 'limit-exceeded') {
       const p = ev.proposals[0];
       if (p) {
-        const updated = structuredClone(d.order);
+        const updated = structuredClone(d.order as MedicationRequest);
         const dose = updated.dosageInstruction?.[0]?.doseAndRate?.[0];
         if (dose) {
           dose.doseQuantity = { value: Math.round(p.value * 10) / 10, unit: p.display ?? p.unit, system: 'http://unitsofmeasure.org', code: p.unit };
@@ -217,4 +218,17 @@ function describe(d: OrderDecision): string {
     case 'error':
       return 'could not be evaluated';
   }
+}
+
+/** How a clinician names the ordered item: the drug text, the code display, else the resource type. */
+function orderLabel(order: OrderResource): string {
+  const concept =
+    order.resourceType === 'MedicationRequest'
+      ? order.medicationCodeableConcept
+      : order.resourceType === 'DeviceRequest'
+        ? order.codeCodeableConcept
+        : order.resourceType === 'ServiceRequest'
+          ? order.code
+          : undefined;
+  return concept?.text ?? concept?.coding?.[0]?.display ?? (order.resourceType === 'MedicationRequest' ? 'this drug' : `this ${order.resourceType}`);
 }

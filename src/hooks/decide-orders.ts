@@ -1,5 +1,4 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { MedicationRequest } from '@medplum/fhirtypes';
 import type { Content, Payer } from '../content.js';
 import { policiesFor } from '../content.js';
 import type { Logger } from '../logger.js';
@@ -9,10 +8,11 @@ import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, withMedicationCode } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
 import type { AuthorizationRecord } from '../storage/storage.js';
+import type { OrderResource } from './hook-request.js';
 
 /** What PriorPath decided for one order: a policy evaluation, or the payer's default for ungoverned orders. */
 export interface OrderDecision {
-  order: MedicationRequest;
+  order: OrderResource;
   assertionId: string;
   policy?: CompiledPolicy;
   evaluation?: PolicyEvaluation;
@@ -47,12 +47,17 @@ export function decideOrders(opts: {
   content: Content;
   payer: Payer;
   record: PatientRecord;
-  orders: MedicationRequest[];
+  orders: OrderResource[];
   today: string;
   log: Logger;
 }): OrderDecision[] {
   const decisions: OrderDecision[] = [];
   for (const order of opts.orders) {
+    if (order.resourceType !== 'MedicationRequest') {
+      // No policy governs devices or services; only a payer default (e.g. the conformance-kit payer) answers them.
+      if (opts.payer.defaultAnswer !== 'none') decisions.push({ order, assertionId: randomUUID(), defaultAnswer: opts.payer.defaultAnswer, orderDate: opts.today });
+      continue;
+    }
     const coded = withMedicationCode(order, opts.record);
     const [policy] = policiesFor(opts.content, opts.payer.key, coded);
     const data = evaluationDataFor(opts.record, order, opts.today);

@@ -11,8 +11,9 @@ import { buildHookResponse } from './build-response.js';
 import { decideOrders } from './decide-orders.js';
 import { EhrClient } from './ehr-client.js';
 import type { FetchLike } from './ehr-client.js';
-import type { HookRequest } from './hook-request.js';
-import { parseHookRequest } from './hook-request.js';
+import type { HookRequest, OrderResource } from './hook-request.js';
+import { isOrder } from './hook-request.js';
+import { parseHookRequest, resourcesOf } from './hook-request.js';
 import { identifyPayer } from './payer.js';
 import { resolvePrefetch } from './prefetch.js';
 
@@ -49,7 +50,7 @@ export interface HookContext {
   req: HookRequest;
   payerMatch: Awaited<ReturnType<typeof identifyPayer>>;
   record: PatientRecord;
-  orders: MedicationRequest[];
+  orders: OrderResource[];
   today: string;
   queried: string[];
   log: Logger;
@@ -77,15 +78,16 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
   for (const list of Object.values(data)) list.forEach(remember);
   req.draftResources.forEach(remember);
 
-  let orders = req.draftOrders;
+  // Prefetch keys the service did not declare (e.g. the 2.0.1 kit's `order`) still help resolve references.
+  for (const [key, value] of Object.entries(req.prefetch)) if (!(key in data)) resourcesOf(value).forEach(remember);
+
+  let orders: OrderResource[] = req.draftOrders;
   if (req.hook === 'order-dispatch') {
-    const meds = asMedicationRequests(data.medications ?? []);
     orders = [];
     for (const ref of req.dispatchedRefs) {
-      if (!ref.startsWith('MedicationRequest/')) continue;
-      let order = meds.find((m) => `MedicationRequest/${m.id}` === ref);
-      if (!order && ehr) order = (await ehr.get(ref).catch(() => undefined)) as MedicationRequest | undefined;
-      if (!order || order.resourceType !== 'MedicationRequest') throw preconditionFailed(`Dispatched order ${ref} was not prefetched and could not be fetched`, ['context.dispatchedOrders']);
+      let order = byReference.get(ref);
+      if (!order && ehr && /^[A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(ref)) order = await ehr.get(ref).catch(() => undefined);
+      if (!isOrder(order)) throw preconditionFailed(`Dispatched order ${ref} was not prefetched and could not be fetched`, ['context.dispatchedOrders']);
       remember(order);
       orders.push(order);
     }
@@ -107,7 +109,7 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
     observations: (data.observations ?? []).filter((r) => r.resourceType === 'Observation') as PatientRecord['observations'],
     medications: asMedicationRequests(data.medications ?? []).filter((m) => !orderIds.has(m.id)),
     immunizations: (data.immunizations ?? []).filter((r) => r.resourceType === 'Immunization') as PatientRecord['immunizations'],
-    orders: req.hook === 'order-dispatch' ? orders : asMedicationRequests(req.draftResources),
+    orders: asMedicationRequests(req.hook === 'order-dispatch' ? orders : req.draftResources),
     byReference,
   });
 
@@ -130,7 +132,7 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
       policyId: d.policy?.file.id,
       policyVersion: d.policy?.file.version,
       patientId: req.patientId,
-      orderRef: `MedicationRequest/${d.order.id ?? ''}`,
+      orderRef: `${d.order.resourceType}/${d.order.id ?? ''}`,
       hookInstance: req.hookInstance,
       outcome: d.evaluation?.outcome ?? 'default',
       facts: Object.fromEntries((d.evaluation?.facts ?? []).filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),

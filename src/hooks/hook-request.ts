@@ -1,4 +1,9 @@
-import type { Bundle, MedicationRequest, Resource } from '@medplum/fhirtypes';
+import type { Bundle, DeviceRequest, MedicationRequest, NutritionOrder, Resource, ServiceRequest, VisionPrescription } from '@medplum/fhirtypes';
+
+/** The request resources CRD order hooks carry (CRD hooks.md "order-sign"): policies govern MedicationRequests. */
+export type OrderResource = MedicationRequest | DeviceRequest | ServiceRequest | NutritionOrder | VisionPrescription;
+export const ORDER_TYPES = new Set(['MedicationRequest', 'DeviceRequest', 'ServiceRequest', 'NutritionOrder', 'VisionPrescription']);
+export const isOrder = (r: Resource | undefined): r is OrderResource => !!r && ORDER_TYPES.has(r.resourceType);
 import { z } from 'zod';
 import { badRequest } from '../errors.js';
 
@@ -53,8 +58,8 @@ export interface HookRequest {
   fhirServer?: string;
   accessToken?: string;
   prefetch: Record<string, unknown>;
-  /** order-sign/select: the draft MedicationRequests in scope (selections for order-select). */
-  draftOrders: MedicationRequest[];
+  /** order-sign/select: the draft orders in scope (selections for order-select). */
+  draftOrders: OrderResource[];
   /** Every resource in draftOrders (for reference resolution and "other orders" context). */
   draftResources: Resource[];
   /** order-dispatch: references of the dispatched orders. */
@@ -77,7 +82,7 @@ export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook'
   const ctx = raw.context;
 
   let draftResources: Resource[] = [];
-  let draftOrders: MedicationRequest[] = [];
+  let draftOrders: OrderResource[] = [];
   let dispatchedRefs: string[] = [];
   if (expectedHook === 'order-dispatch') {
     dispatchedRefs = ctx.dispatchedOrders ?? ctx['dispatched-orders'] ?? (ctx.order ? [ctx.order] : []);
@@ -85,11 +90,11 @@ export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook'
   } else {
     if (!ctx.draftOrders) throw badRequest(`${expectedHook} needs context.draftOrders`, ['context.draftOrders']);
     draftResources = (ctx.draftOrders.entry ?? []).map((e) => e.resource as unknown as Resource).filter((r) => r && typeof r.resourceType === 'string');
-    const meds = draftResources.filter((r): r is MedicationRequest => r.resourceType === 'MedicationRequest');
+    const orders = draftResources.filter(isOrder);
     if (expectedHook === 'order-select' && ctx.selections) {
       const selected = new Set(ctx.selections);
-      draftOrders = meds.filter((m) => selected.has(`MedicationRequest/${m.id}`));
-    } else draftOrders = meds;
+      draftOrders = orders.filter((m) => selected.has(`${m.resourceType}/${m.id}`));
+    } else draftOrders = orders;
   }
 
   const token = raw.fhirAuthorization?.access_token;

@@ -8,7 +8,8 @@ export function fakeEhr(resources: Resource[]) {
   const fetchImpl: FetchLike = async (url, init) => {
     calls.push({ url, auth: (init.headers as Record<string, string>)?.Authorization });
     const u = new URL(url);
-    const path = u.pathname.replace(/^\/fhir\//, '');
+    const segments = u.pathname.split('/').filter(Boolean);
+    const path = segments.slice(segments.findIndex((x) => /^[A-Z]/.test(x))).join('/');
     const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/fhir+json' } });
     const [type, id] = path.split('/');
     if (id) {

@@ -36,7 +36,7 @@ export function expectValidHookResponse(body: { cards?: unknown[]; systemActions
   for (const a of (body.systemActions ?? []) as Record<string, any>[]) {
     expect(a.type).toBe('update');
     expect(a.description).toBeTruthy();
-    expect(a.resource.resourceType).toBe('MedicationRequest');
+    expect(['MedicationRequest', 'DeviceRequest', 'ServiceRequest', 'NutritionOrder', 'VisionPrescription']).toContain(a.resource.resourceType);
     const infos = (a.resource.extension ?? []).filter((e: Extension) => e.url === COVERAGE_INFO_URL);
     expect(infos.length).toBe(1);
     for (const e of infos) {
