@@ -1,0 +1,102 @@
+import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { loadContent } from '../../src/content.js';
+import { ContentError } from '../../src/policies/policy-loader.js';
+import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
+import { repoRoot } from '../helpers/stories.js';
+
+/** A small valid policy that each test breaks in one place. */
+function basePolicy(): Record<string, unknown> {
+  return {
+    id: 'acme-blinatumomab',
+    version: '2026-11',
+    payer: 'acme',
+    drug: 'blinatumomab',
+    title: 'Blinatumomab (Blincyto)',
+    source: { id: 'ACME-RX-101', title: 'Blincyto medical policy' },
+    imports: ['b-all-evidence'],
+    requirements: [{ id: 'b-all', when: 'bAll', cite: 'ACME-RX-101 1.a', text: 'Diagnosis of B-cell precursor ALL' }],
+    pathways: [{ id: 'relapsed', when: 'relapsedOrRefractory', cite: 'ACME-RX-101 1.c', text: 'Relapsed or refractory disease', approval: { months: 6 } }],
+    limits: [{ id: 'max-dose', when: 'dailyDoseUg <= 28', cite: 'ACME-RX-101 2', text: 'Dose does not exceed 28 mcg/day' }],
+  };
+}
+
+/** A content root with the real value sets and fact library plus one test payer and policy. */
+function contentRoot(policy: Record<string, unknown>): string {
+  const root = mkdtempSync(join(tmpdir(), 'priorpath-content-'));
+  cpSync(join(repoRoot, 'cds-services', 'valuesets'), join(root, 'cds-services', 'valuesets'), { recursive: true });
+  cpSync(join(repoRoot, 'cds-services', 'facts'), join(root, 'cds-services', 'facts'), { recursive: true });
+  mkdirSync(join(root, 'cds-services', 'payers'), { recursive: true });
+  writeFileSync(join(root, 'cds-services', 'payers', 'acme.yaml'), stringify({ key: 'acme', label: 'Acme Health', identifiers: [{ system: 'https://priorpath.dev/fhir/sid/payer', value: 'acme' }] }));
+  mkdirSync(join(root, 'cds-services', 'policies', 'acme'), { recursive: true });
+  writeFileSync(join(root, 'cds-services', 'policies', 'acme', 'blinatumomab.yaml'), stringify(policy));
+  return root;
+}
+
+function problemsOf(policy: Record<string, unknown>): string {
+  try {
+    loadContent({ root: contentRoot(policy), canonicalBase: 'https://priorpath.dev/fhir' });
+  } catch (err) {
+    expect(err).toBeInstanceOf(ContentError);
+    return (err as Error).message;
+  }
+  throw new Error('content loaded, but a problem was expected');
+}
+
+describe('policy loading', () => {
+  it('loads a new payer policy without code changes', () => {
+    const content = loadContent({ root: contentRoot(basePolicy()), canonicalBase: 'https://priorpath.dev/fhir' });
+    expect(content.policies.map((p) => p.file.id)).toEqual(['acme-blinatumomab']);
+    expect(content.policies[0].questionnaire).toBe('https://priorpath.dev/fhir/Questionnaire/acme-blinatumomab|2026-11');
+  });
+
+  it('fails naming file and field for a FHIRPath syntax error', () => {
+    const p = basePolicy();
+    p.facts = { broken: { type: 'boolean', askable: false, fhirpath: "%observations.where(code = 'x'" } };
+    expect(problemsOf(p)).toMatch(/policies\/acme\/blinatumomab\.yaml: facts\.broken\.fhirpath: FHIRPath does not compile/);
+  });
+
+  it('fails naming file and field for a rule that reads an unknown fact', () => {
+    const p = basePolicy();
+    p.pathways = [{ id: 'mrd', when: 'mrdPercnt >= 0.1', cite: 'ACME-RX-101 1.d', text: 'MRD positive', approval: { months: 6 } }];
+    expect(problemsOf(p)).toMatch(/blinatumomab\.yaml: pathways\[0\]\.when: unknown fact mrdPercnt/);
+  });
+
+  it('fails naming file and field for a criterion without a citation', () => {
+    const p = basePolicy();
+    p.requirements = [{ id: 'b-all', when: 'bAll', text: 'Diagnosis of B-ALL' }];
+    expect(problemsOf(p)).toMatch(/blinatumomab\.yaml: requirements\.0\.cite/);
+  });
+
+  it('fails for an unknown value set, an unknown import and a reserved fact name', () => {
+    const p = basePolicy();
+    p.imports = ['no-such-library'];
+    p.facts = { patient: { type: 'boolean', askable: false, fhirpath: "%conditions.code.memberOf('no-such-set')" } };
+    const msg = problemsOf(p);
+    expect(msg).toMatch(/imports: unknown fact library no-such-library/);
+    expect(msg).toMatch(/facts\.patient: "patient" is a reserved variable name/);
+  });
+
+  it('turns a fact that fails at run time into an error outcome, never an approval', () => {
+    const p = basePolicy();
+    // Two Conditions give two codes: a boolean fact must yield one value, so this fails at run time.
+    p.facts = { relapsedOrRefractory: { type: 'boolean', askable: false, fhirpath: '%conditions.exists() | true' } };
+    const content = loadContent({ root: contentRoot(p), canonicalBase: 'https://priorpath.dev/fhir' });
+    const policy = content.policies[0];
+    const ev = evaluatePolicy(policy, {
+      order: { resourceType: 'MedicationRequest' },
+      conditions: [],
+      observations: [],
+      medications: [],
+      immunizations: [],
+      diagnoses: [],
+      user: [],
+      orderDate: '2026-11-23',
+    });
+    expect(ev.outcome).toBe('error');
+    expect(ev.facts.find((f) => f.name === 'relapsedOrRefractory')?.error).toMatch(/at most one value/);
+  });
+});
