@@ -10,7 +10,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  */
 export function expectValidHookResponse(body: { cards?: unknown[]; systemActions?: unknown[] }, hook: string, version: '2.0' | '2.2' = '2.0'): Extension[] {
   expect(Array.isArray(body.cards)).toBe(true);
-  for (const c of body.cards as Record<string, any>[]) {
+  for (const c of body.cards as Record<string, any> /* response JSON */[]) {
     expect(c.summary.length).toBeLessThan(140);
     expect(['info', 'warning', 'critical']).toContain(c.indicator);
     expect(c.uuid).toMatch(UUID);
@@ -33,7 +33,7 @@ export function expectValidHookResponse(body: { cards?: unknown[]; systemActions
     for (const v of Object.values(c)) expect(v === null || v === '' || (Array.isArray(v) && v.length === 0)).toBe(false);
   }
   const exts: Extension[] = [];
-  for (const a of (body.systemActions ?? []) as Record<string, any>[]) {
+  for (const a of (body.systemActions ?? []) as Record<string, any> /* response JSON */[]) {
     expect(a.type).toBe('update');
     expect(a.description).toBeTruthy();
     expect(['MedicationRequest', 'DeviceRequest', 'ServiceRequest', 'NutritionOrder', 'VisionPrescription']).toContain(a.resource.resourceType);
