@@ -87,7 +87,7 @@ export class ContentError extends Error {
 export function bareIdentifiers(expression: string): string[] {
   const stripped = expression.replace(/'(?:[^'\\]|\\.)*'/g, "''").replace(/`[^`]*`/g, '');
   const out = new Set<string>();
-  for (const m of stripped.matchAll(/(?<![.%@\w$])([A-Za-z_][A-Za-z0-9_]*)(?!\s*\()/g)) {
+  for (const m of stripped.matchAll(/(?<![.%@\w$])([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\()/g)) {
     if (!FHIRPATH_WORDS.has(m[1])) out.add(m[1]);
   }
   return [...out];
@@ -269,10 +269,27 @@ function compilePolicy(
   const limits = file.limits.map((r, i) => compileRule('limit', i, r));
   if (problems.length > before) return undefined;
 
+  // Imported facts no rule reads are dropped: they cost evaluation time on every order and would be asked in DTR
+  // for nothing. Facts the policy defines itself are kept.
+  const used = new Set<string>();
+  const use = (name: string) => {
+    const f = compiledFacts.get(name);
+    if (!f || used.has(name)) return;
+    used.add(name);
+    f.deps.forEach(use);
+  };
+  for (const r of [...file.requirements, ...file.pathways, ...file.limits]) {
+    bareIdentifiers(r.when).forEach(use);
+    if ('propose' in r && r.propose) bareIdentifiers(r.propose.value).forEach(use);
+  }
+  Object.keys(file.facts).forEach(use);
+  const kept = ordered.filter((f) => used.has(f.name));
+  for (const name of [...compiledFacts.keys()]) if (!used.has(name)) compiledFacts.delete(name);
+
   return {
     file,
     path,
-    facts: ordered,
+    facts: kept,
     factsByName: compiledFacts,
     requirements: requirements as CompiledRule[],
     pathways: pathways as CompiledRule[],
