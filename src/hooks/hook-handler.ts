@@ -93,6 +93,16 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
     }
   }
 
+  // The prescriber's specialty comes from the user prefetch or the order's requester (design.md §6): read a requester
+  // PractitionerRole the request did not carry, when the EHR can be asked.
+  if (ehr) {
+    const missing = [...new Set(orders.map((o) => (o as { requester?: { reference?: string } }).requester?.reference))].filter(
+      (ref): ref is string => !!ref && /^PractitionerRole\/[A-Za-z0-9\-.]{1,64}$/.test(ref) && !byReference.has(ref),
+    );
+    const fetched = await Promise.all(missing.map((ref) => ehr.get(ref).catch(() => undefined)));
+    fetched.forEach((r) => r && remember(r));
+  }
+
   const patient = (data.patient ?? []).find((r) => r.resourceType === 'Patient');
   if (patient && patient.id && patient.id !== req.patientId) throw badRequest('prefetch.patient is not the patient in context.patientId', ['prefetch.patient']);
 

@@ -1,0 +1,168 @@
+import type { Extension, Observation, Resource } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { edgePatient } from '../fixtures/edge-patient.js';
+import { buildApp } from '../helpers/app.js';
+import { fakeEhr } from '../helpers/fake-ehr.js';
+import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
+import { expectValidHookResponse } from '../helpers/response-checks.js';
+
+const SIGN = '/cds-services/priorpath-order-sign';
+const sub = (ext: Extension, url: string) => ext.extension!.filter((e) => e.url === url);
+const code = (ext: Extension, url: string) => sub(ext, url)[0]?.valueCode;
+
+const mrd = (value: number): Observation => ({
+  resourceType: 'Observation',
+  id: 'edge-mrd',
+  status: 'final',
+  subject: { reference: 'Patient/edge-pt' },
+  code: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'mrd', display: 'Minimal residual disease' }] },
+  effectiveDateTime: '2026-11-09',
+  valueQuantity: { value, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
+});
+
+/** The Centene member of test/fixtures/edge-patient.ts (B-ALL in first remission), with changes. */
+function centene(opts: { add?: Resource[]; dose?: number; body?: Record<string, unknown> } = {}) {
+  const { resources, order } = edgePatient();
+  if (opts.dose !== undefined) order.dosageInstruction![0].doseAndRate![0].doseQuantity!.value = opts.dose;
+  return orderSignRequest([...resources, ...(opts.add ?? [])], order, opts.body);
+}
+
+describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
+  it('answers auth-needed with documentation and the Questionnaire when MRD is missing', async () => {
+    const { app, storage } = buildApp();
+    const res = await request(app).post(SIGN).send(centene()).expect(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-sign');
+    expect(code(ext, 'covered')).toBe('covered');
+    expect(code(ext, 'pa-needed')).toBe('auth-needed');
+    expect(code(ext, 'doc-needed')).toBe('clinical');
+    expect(code(ext, 'doc-purpose')).toBe('withpa');
+    expect(sub(ext, 'questionnaire')[0].valueCanonical).toBe('https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11');
+    expect(sub(ext, 'reason')[0].valueCodeableConcept!.text).toMatch(/MRD/);
+    const instructions = res.body.cards.find((c: { links?: unknown; suggestions?: unknown }) => !c.links && !c.suggestions);
+    expect(instructions.summary).toMatch(/documentation required/);
+    expect(instructions.detail).toMatch(/Minimal residual disease/);
+    const reference = res.body.cards.find((c: { links?: { type: string }[] }) => c.links?.every((l) => l.type === 'absolute'));
+    expect(reference.links[0].url).toBe('http://priorpath.test/policies/centene-blinatumomab');
+    const assertionId = sub(ext, 'coverage-assertion-id')[0].valueString!;
+    const stored = await storage.getAssertion(assertionId);
+    expect(stored?.missingFacts).toContain('mrdPercent');
+    expect(stored?.policyId).toBe('centene-blinatumomab');
+  });
+
+  it('approves at signing with an authorization number when the record shows MRD ≥ 0.1 %', async () => {
+    const { app, storage } = buildApp({ today: '2026-11-23' });
+    const res = await request(app).post(SIGN).send(centene({ add: [mrd(0.4)] })).expect(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-sign');
+    expect(code(ext, 'pa-needed')).toBe('satisfied');
+    const paId = sub(ext, 'satisfied-pa-id')[0].valueString!;
+    expect(paId).toMatch(/^PA-CENTENE-20261123-[A-Z0-9]{8}$/);
+    expect(sub(ext, 'doc-needed')).toHaveLength(0);
+    const stored = await storage.getAssertion(sub(ext, 'coverage-assertion-id')[0].valueString!);
+    expect(stored?.authorization).toEqual({ number: paId, start: '2026-11-25', end: '2027-05-24' });
+    expect(res.body.systemActions[0].description).toContain(paId);
+  });
+
+  it('sends the full 2.2 form (expiry-date) only when requestedVersion is 2.2', async () => {
+    const { app } = buildApp();
+    const body = centene({ add: [mrd(0.4)], body: { extension: { 'davinci-crd.requestedVersion': '2.2' } } });
+    const res = await request(app).post(SIGN).send(body).expect(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-sign', '2.2');
+    expect(sub(ext, 'expiry-date')[0].valueDate).toBe('2027-05-24');
+    const plain = await request(app).post(SIGN).send(centene({ add: [mrd(0.4)] })).expect(200);
+    expect(sub(expectValidHookResponse(plain.body, 'order-sign')[0], 'expiry-date')).toHaveLength(0);
+  });
+
+  it('proposes the same order at 28 mcg/day when the dose exceeds the policy limit', async () => {
+    const { app } = buildApp();
+    const res = await request(app).post(SIGN).send(centene({ add: [mrd(0.4)], dose: 56 })).expect(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-sign');
+    expect(code(ext, 'pa-needed')).toBe('auth-needed');
+    expect(sub(ext, 'reason')[0].valueCodeableConcept!.text).toMatch(/28 mcg/);
+    const propose = res.body.cards.find((c: { suggestions?: unknown[] }) => c.suggestions);
+    expect(propose.selectionBehavior).toBe('at-most-one');
+    const action = propose.suggestions[0].actions[0];
+    expect(action.type).toBe('update');
+    expect(action.resource.id).toBe('edge-order');
+    expect(action.resource.dosageInstruction[0].doseAndRate[0].doseQuantity).toMatchObject({ value: 28, code: 'ug/d', system: 'http://unitsofmeasure.org' });
+  });
+
+  it('answers not-covered citing the clause for T-cell ALL', async () => {
+    const { app } = buildApp();
+    const body = centene() as { prefetch: { conditions: unknown } };
+    body.prefetch.conditions = searchset([
+      {
+        resourceType: 'Condition',
+        id: 'edge-tall',
+        clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: 'active' }] },
+        code: { coding: [{ system: 'http://snomed.info/sct', code: '277575008', display: 'T-cell acute lymphoblastic leukemia' }] },
+        subject: { reference: 'Patient/edge-pt' },
+      },
+    ]);
+    const res = await request(app).post(SIGN).send(body).expect(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-sign');
+    expect(code(ext, 'covered')).toBe('not-covered');
+    expect(sub(ext, 'pa-needed')).toHaveLength(0);
+    expect(sub(ext, 'reason')[0].valueCodeableConcept!.text).toMatch(/CP\.PHAR\.312 I\.A\.1/);
+    const warning = res.body.cards.find((c: { indicator: string }) => c.indicator === 'warning');
+    expect(warning.summary).toMatch(/not covered/);
+  });
+
+  it('honours configuration: coverage-info false returns no system action, max-cards caps the cards', async () => {
+    const { app } = buildApp();
+    const off = await request(app).post(SIGN).send(centene({ body: { extension: { 'davinci-crd.configuration': { 'coverage-info': false } } } })).expect(200);
+    expect(off.body.systemActions).toBeUndefined();
+    const capped = await request(app).post(SIGN).send(centene({ body: { extension: { 'davinci-crd.configuration': { 'max-cards': 1, 'unknown-option': true } } } })).expect(200);
+    expect(capped.body.cards).toHaveLength(1);
+  });
+
+  it('offers the DTR SMART-link card only when dtr-clin is requested', async () => {
+    const { app } = buildApp();
+    const plain = await request(app).post(SIGN).send(centene()).expect(200);
+    expect(plain.body.cards.some((c: { links?: { type: string }[] }) => c.links?.some((l) => l.type === 'smart'))).toBe(false);
+    const res = await request(app).post(SIGN).send(centene({ body: { extension: { 'davinci-crd.configuration': { 'dtr-clin': true } } } })).expect(200);
+    const smart = res.body.cards.find((c: { links?: { type: string }[] }) => c.links?.some((l) => l.type === 'smart'));
+    expect(smart.links[0].url).toBe('http://priorpath.test/dtr/launch.html');
+    expect(JSON.parse(smart.links[0].appContext).questionnaire).toEqual(['https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11']);
+  });
+
+  it('does not ask for documentation on order-select [hook-19]', async () => {
+    const { app } = buildApp();
+    const body = { ...centene(), hook: 'order-select' } as unknown as Record<string, unknown> & { context: Record<string, unknown> };
+    body.context = { ...body.context, selections: ['MedicationRequest/edge-order'] };
+    const res = await request(app).post('/cds-services/priorpath-order-select').send(body).expect(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-select');
+    expect(code(ext, 'pa-needed')).toBe('auth-needed');
+    expect(sub(ext, 'doc-needed')).toHaveLength(0);
+    expect(sub(ext, 'questionnaire')).toHaveLength(0);
+  });
+
+  it('decides a dispatched order found in the medications prefetch (order-dispatch, both context shapes)', async () => {
+    const { resources, order } = edgePatient();
+    // No user at dispatch: the requester's PractitionerRole is read from the EHR for the specialty.
+    const ehr = fakeEhr(resources);
+    const { app } = buildApp({ fetchImpl: ehr.fetchImpl });
+    const signed = { ...order, status: 'active' as const };
+    const base = orderSignRequest([...resources, mrd(0.4), signed], order) as { context: Record<string, unknown>; prefetch: Record<string, unknown> };
+    base.prefetch.medications = searchset([signed]);
+    delete base.prefetch.user;
+    for (const context of [
+      { patientId: 'edge-pt', dispatchedOrders: ['MedicationRequest/edge-order'], performer: 'Organization/infusion-center' },
+      { patientId: 'edge-pt', order: 'MedicationRequest/edge-order', performer: 'Organization/infusion-center' },
+    ]) {
+      const res = await request(app).post('/cds-services/priorpath-order-dispatch').send({ ...base, hook: 'order-dispatch', context }).expect(200);
+      const [ext] = expectValidHookResponse(res.body, 'order-dispatch');
+      expect(code(ext, 'pa-needed')).toBe('satisfied');
+      expect(res.body.systemActions[0].resource.status).toBe('active');
+    }
+    expect(ehr.calls.map((c) => new URL(c.url).pathname)).toContain('/fhir/PractitionerRole/edge-role');
+  });
+
+  it('stays silent for a drug no policy governs (seed payers claim nothing)', async () => {
+    const { app } = buildApp();
+    const { resources, order } = edgePatient();
+    order.medicationCodeableConcept = { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '197361', display: 'amlodipine 5 MG Oral Tablet' }] };
+    const res = await request(app).post(SIGN).send(orderSignRequest(resources, order)).expect(200);
+    expect(res.body).toEqual({ cards: [] });
+  });
+});
