@@ -44,13 +44,142 @@ export interface FeedbackRecord {
   outcomeTimestamp: string;
 }
 
-/** The storage seam; the embedded and PostgreSQL backends implement it (issue #7). */
+/** Where an authorization number came from: CRD real-time approval, a PAS decision, or a reviewer. */
+export type AuthorizationSource = 'crd' | 'pas' | 'review';
+
+/** An issued authorization number with its period (YYYY-MM-DD, inclusive), as stored. */
+export interface IssuedAuthorization extends AuthorizationRecord {
+  payer: string;
+  source: AuthorizationSource;
+  assertionId?: string;
+  submissionId?: string;
+  issuedAt: string;
+}
+
+/** The state of a PAS request as a whole: every item approved, every item denied, some pended, or a mix. */
+export type PasStatus = 'approved' | 'denied' | 'pended' | 'partial';
+
+/** X12 306 review action codes PriorPath answers with (PAS `extension-reviewAction` → `code`). */
+export type ReviewActionCode = 'A1' | 'A3' | 'A4';
+
+/** A PAS `$submit` request as first decided, ready to store. */
+export interface NewPasSubmission {
+  id: string;
+  /** The request Bundle's identifier as `system|value`: the idempotency key (unique). */
+  bundleIdentifier: string;
+  /** SHA-256 of the request Bundle's canonical JSON without `id`, `meta` and `timestamp`. */
+  requestHash: string;
+  payer: string;
+  policyId?: string;
+  policyVersion?: string;
+  /** The Claim's identifiers as `system|value` ($inquire matches them). */
+  claimIdentifiers: string[];
+  /** The Patient's identifiers as `system|value` ($inquire requires an overlap when both sides have some). */
+  patientIdentifiers: string[];
+  status: PasStatus;
+  reviewAction: ReviewActionCode;
+  /** For pended requests: what is needed (questions, clinical review of a limit). Never clinical values. */
+  needed: string[];
+  preAuthRef?: string;
+  preAuthPeriod?: { start: string; end: string };
+  claimResponse: Record<string, unknown>;
+  responseBundle: Record<string, unknown>;
+  /** The request Bundle as received: the payer's record of the request (PAS spec-26). */
+  requestBundle: Record<string, unknown>;
+  /** The PAS module's per-item state, opaque to storage (re-rendering after a reviewer's decision). */
+  detail: Record<string, unknown>;
+  createdAt: string;
+}
+
+/** A stored PAS submission with its current state and every reviewer decision, oldest first. */
+export interface PasSubmission extends NewPasSubmission {
+  updatedAt: string;
+  decisions: ReviewDecision[];
+}
+
+export type ReviewDecisionKind = 'approve' | 'deny';
+
+/** A clinical reviewer's decision on a pended request: who, when, why. */
+export interface ReviewDecision {
+  submissionId: string;
+  decision: ReviewDecisionKind;
+  reviewer: string;
+  reason: string;
+  decidedAt: string;
+  authorizationNumber?: string;
+}
+
+/** A reviewer's decision together with the submission's new state, applied atomically. */
+export interface ReviewDecisionInput {
+  decision: ReviewDecision;
+  /** The state after the decision; applied only if the submission is still pended. */
+  next: Pick<PasSubmission, 'status' | 'reviewAction' | 'needed' | 'preAuthRef' | 'preAuthPeriod' | 'claimResponse' | 'responseBundle' | 'detail'>;
+  /** The authorization issued on approval (stored under the submission's payer). */
+  authorization?: AuthorizationRecord;
+}
+
+/** The reviewer work list entry: identifiers, payer, policy and what is needed; no clinical content. */
+export interface PendedSummary {
+  id: string;
+  bundleIdentifier: string;
+  payer: string;
+  policyId?: string;
+  policyVersion?: string;
+  createdAt: string;
+  needed: string[];
+}
+
+/** $inquire search keys; a submission matches when any listed key matches. */
+export interface PasQuery {
+  ids?: string[];
+  bundleIdentifiers?: string[];
+  claimIdentifiers?: string[];
+  preAuthRefs?: string[];
+  patientIdentifiers?: string[];
+  limit?: number;
+}
+
+/** Thrown for storage set-up problems (a data directory in use, a schema newer than this build). */
+export class StorageError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StorageError';
+  }
+}
+
+/**
+ * The storage seam (design.md §2 "Storage"). `createStorage` returns the embedded PGlite or the PostgreSQL backend;
+ * `MemoryStorage` serves unit tests. Every write resolves only once it is durable (committed and flushed).
+ */
 export interface Storage {
   saveAssertion(a: AssertionRecord): Promise<void>;
   getAssertion(assertionId: string): Promise<AssertionRecord | undefined>;
   saveAudit(a: HookAuditRecord): Promise<void>;
+  /** The most recent audit lines, newest first. */
+  listAudit(limit?: number): Promise<HookAuditRecord[]>;
   /** Idempotent on (service, card, outcome, outcomeTimestamp). Returns false for a duplicate. */
   saveFeedback(f: FeedbackRecord): Promise<boolean>;
+  listFeedback(limit?: number): Promise<FeedbackRecord[]>;
+  getAuthorization(number: string): Promise<IssuedAuthorization | undefined>;
+
+  /**
+   * Stores a new PAS submission and its authorization (if approved) atomically, unless one with the same
+   * `bundleIdentifier` exists: then nothing is written and the stored one is returned with `created: false`.
+   */
+  createPasSubmission(s: NewPasSubmission, authorization?: AuthorizationRecord): Promise<{ created: boolean; submission: PasSubmission }>;
+  getPasSubmission(id: string): Promise<PasSubmission | undefined>;
+  getPasSubmissionByBundleIdentifier(bundleIdentifier: string): Promise<PasSubmission | undefined>;
+  /** Submissions matching any key of the query, newest first. */
+  findPasSubmissions(q: PasQuery): Promise<PasSubmission[]>;
+  listPendedSubmissions(limit?: number): Promise<PendedSummary[]>;
+  /**
+   * Records a reviewer's decision and the submission's new state in one transaction, only if the submission is still
+   * pended. `applied: false` means it was not (already decided, or unknown: then `submission` is undefined).
+   */
+  recordReviewDecision(input: ReviewDecisionInput): Promise<{ applied: boolean; submission?: PasSubmission }>;
+
+  /** Readiness: resolves when the store answers a query (/readyz). */
   ping(): Promise<void>;
+  /** Flushes pending writes and releases the store. */
   close(): Promise<void>;
 }

@@ -1,0 +1,54 @@
+import type { Logger } from '../logger.js';
+import { migrate } from './migrations.js';
+import { openPglite } from './pglite-driver.js';
+import { openPostgres } from './postgres-driver.js';
+import type { SqlDriver } from './sql-driver.js';
+import { SqlStorage } from './sql-storage.js';
+import { StorageError } from './storage.js';
+
+export interface StorageConfig {
+  /** PostgreSQL URL (`DATABASE_URL`); unset means embedded PGlite in `dataDir`. */
+  databaseUrl?: string;
+  /** Embedded storage directory (`DATA_DIR`); PGlite's files go in `<dataDir>/pglite`. */
+  dataDir: string;
+  /** PostgreSQL only: the schema to use instead of the connection's default (tests isolate themselves this way). */
+  schema?: string;
+  logger?: Logger;
+}
+
+/**
+ * Opens the durable store (design.md §2, §3): a PostgreSQL pool when `databaseUrl` is set, else embedded PGlite in
+ * `dataDir`; runs the migrations; then writes a start-up marker and, on PGlite, checks that the commit really
+ * reached fsync(2), so a build whose durability hook silently stopped working refuses to start.
+ */
+export async function createStorage(config: StorageConfig): Promise<SqlStorage> {
+  if (config.schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(config.schema)) {
+    throw new StorageError(`schema must be a lower-case SQL identifier, got ${JSON.stringify(config.schema)}`);
+  }
+  let driver: SqlDriver;
+  let fsyncCount: (() => number) | undefined;
+  if (config.databaseUrl) {
+    driver = await openPostgres(config.databaseUrl, { logger: config.logger, schema: config.schema });
+  } else {
+    const pglite = await openPglite(config.dataDir);
+    driver = pglite;
+    fsyncCount = () => pglite.fsyncCount;
+  }
+  try {
+    const applied = await migrate(driver, { schema: config.databaseUrl ? config.schema : undefined });
+    const before = fsyncCount?.() ?? 0;
+    await driver.query(
+      `INSERT INTO storage_meta (key, value, updated_at) VALUES ('last_opened', $1, now())
+       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
+      [new Date().toISOString()],
+    );
+    if (fsyncCount && fsyncCount() <= before) {
+      throw new StorageError('embedded storage committed without fsync: refusing to run with writes that would not survive a crash');
+    }
+    config.logger?.info({ storage: driver.kind, migrationsApplied: applied }, 'storage ready');
+    return new SqlStorage(driver);
+  } catch (err) {
+    await driver.close().catch(() => undefined);
+    throw err;
+  }
+}

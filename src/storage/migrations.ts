@@ -1,0 +1,154 @@
+import type { SqlDriver } from './sql-driver.js';
+import { StorageError } from './storage.js';
+
+/** One schema step. Versions are applied in order, each once; a released migration is never edited, only followed. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * The schema, as numbered steps run identically on PGlite and PostgreSQL (design.md §2: same SQL on both). Only SQL
+ * that PostgreSQL 15 (Debian's server) and PGlite's PostgreSQL 18 both accept.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema: assertions, authorizations, PAS submissions, reviewer decisions, hook audit, feedback',
+    sql: `
+CREATE TABLE storage_meta (
+  key text PRIMARY KEY,
+  value text NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- CRD coverage assertions (design.md §2; CRD [found-11]): facts are clinical, kept for DTR pre-fill and disputes.
+CREATE TABLE crd_assertions (
+  assertion_id text PRIMARY KEY,
+  created_at timestamptz NOT NULL,
+  payer text NOT NULL,
+  policy_id text,
+  policy_version text,
+  patient_id text NOT NULL,
+  order_ref text NOT NULL,
+  hook_instance text NOT NULL,
+  outcome text NOT NULL,
+  facts jsonb NOT NULL,
+  missing_facts jsonb NOT NULL,
+  authorization_number text
+);
+CREATE INDEX crd_assertions_patient ON crd_assertions (patient_id, created_at);
+
+-- Every authorization number PriorPath issued, whichever path issued it.
+CREATE TABLE authorizations (
+  number text PRIMARY KEY,
+  payer text NOT NULL,
+  source text NOT NULL CHECK (source IN ('crd', 'pas', 'review')),
+  assertion_id text,
+  submission_id text,
+  start_date date NOT NULL,
+  end_date date NOT NULL CHECK (end_date >= start_date),
+  issued_at timestamptz NOT NULL
+);
+
+-- PAS $submit requests (idempotent on the request Bundle identifier) and their current answer.
+CREATE TABLE pas_submissions (
+  id text PRIMARY KEY,
+  bundle_identifier text NOT NULL UNIQUE,
+  request_hash text NOT NULL,
+  payer text NOT NULL,
+  policy_id text,
+  policy_version text,
+  claim_identifiers jsonb NOT NULL,
+  patient_identifiers jsonb NOT NULL,
+  status text NOT NULL CHECK (status IN ('approved', 'denied', 'pended', 'partial')),
+  review_action text NOT NULL CHECK (review_action IN ('A1', 'A3', 'A4')),
+  needed jsonb NOT NULL,
+  pre_auth_ref text,
+  pre_auth_start date,
+  pre_auth_end date,
+  claim_response jsonb NOT NULL,
+  response_bundle jsonb NOT NULL,
+  request_bundle jsonb NOT NULL,
+  detail jsonb NOT NULL,
+  created_at timestamptz NOT NULL,
+  updated_at timestamptz NOT NULL
+);
+CREATE INDEX pas_submissions_pended ON pas_submissions (created_at) WHERE review_action = 'A4';
+CREATE INDEX pas_submissions_pre_auth_ref ON pas_submissions (pre_auth_ref);
+
+-- Clinical reviewers' decisions on pended requests: who, when, why (append-only).
+CREATE TABLE review_decisions (
+  id bigserial PRIMARY KEY,
+  submission_id text NOT NULL REFERENCES pas_submissions (id),
+  decision text NOT NULL CHECK (decision IN ('approve', 'deny')),
+  reviewer text NOT NULL,
+  reason text NOT NULL,
+  decided_at timestamptz NOT NULL,
+  authorization_number text
+);
+CREATE INDEX review_decisions_submission ON review_decisions (submission_id, id);
+
+-- One line per hook call (CRD [found-37]): ids, a patient id hash, status, outcome, latency. Never clinical content.
+CREATE TABLE hook_audit (
+  id bigserial PRIMARY KEY,
+  request_id text NOT NULL,
+  at timestamptz NOT NULL,
+  service text NOT NULL,
+  hook_instance text NOT NULL,
+  client_iss text,
+  patient_id_hash text NOT NULL,
+  status integer NOT NULL,
+  outcome text NOT NULL,
+  latency_ms double precision NOT NULL
+);
+CREATE INDEX hook_audit_at ON hook_audit (at);
+
+-- CDS Hooks feedback, idempotent on its natural key.
+CREATE TABLE feedback (
+  service text NOT NULL,
+  card text NOT NULL,
+  outcome text NOT NULL,
+  outcome_timestamp text NOT NULL,
+  accepted_suggestions jsonb NOT NULL,
+  override_reason jsonb,
+  received_at timestamptz NOT NULL,
+  PRIMARY KEY (service, card, outcome, outcome_timestamp)
+);
+`,
+  },
+];
+
+/** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */
+export const MIGRATION_LOCK_KEY = 4_717_302_915;
+
+/**
+ * Brings the schema up to date in one transaction under a transaction-scoped advisory lock: a second replica
+ * starting at the same moment waits, then finds nothing left to do. Refuses a database whose schema is newer than
+ * this build (a rolled-back deployment must not write into a schema it does not know).
+ */
+export async function migrate(driver: SqlDriver, opts: { migrations?: readonly Migration[]; schema?: string } = {}): Promise<number[]> {
+  const ordered = [...(opts.migrations ?? MIGRATIONS)].sort((a, b) => a.version - b.version);
+  return driver.transaction(async (tx) => {
+    await tx.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+    if (opts.schema) await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${opts.schema}`);
+    await tx.exec(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+    );
+    const done = new Set((await tx.query<{ version: number }>('SELECT version FROM schema_migrations')).map((r) => Number(r.version)));
+    const known = ordered.at(-1)?.version ?? 0;
+    const newest = Math.max(0, ...done);
+    if (newest > known) {
+      throw new StorageError(`database schema version ${newest} is newer than this build knows (${known}); deploy the newer build`);
+    }
+    const applied: number[] = [];
+    for (const m of ordered) {
+      if (done.has(m.version)) continue;
+      await tx.exec(m.sql);
+      await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      applied.push(m.version);
+    }
+    return applied;
+  });
+}

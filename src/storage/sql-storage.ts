@@ -1,0 +1,494 @@
+import type { SqlDriver } from './sql-driver.js';
+import type {
+  AssertionRecord,
+  AuthorizationRecord,
+  FeedbackRecord,
+  HookAuditRecord,
+  IssuedAuthorization,
+  NewPasSubmission,
+  PasQuery,
+  PasSubmission,
+  PendedSummary,
+  ReviewDecision,
+  ReviewDecisionInput,
+  Storage,
+} from './storage.js';
+import { StorageError } from './storage.js';
+import { WriteBatcher } from './write-batcher.js';
+
+/** Timestamps and dates are read as text so that both drivers give the same strings (no Date, no local time). */
+const ts = (col: string) => `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+const day = (col: string) => `to_char(${col}, 'YYYY-MM-DD')`;
+/** JSON goes in as text and is cast in SQL: one encoding for both drivers, whatever their parameter serializers. */
+const json = (v: unknown) => JSON.stringify(v ?? null);
+const opt = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
+
+type Queued = { kind: 'assertion'; record: AssertionRecord } | { kind: 'audit'; record: HookAuditRecord };
+
+const BATCH_SQL = `
+WITH assertions AS (
+  INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts, authorization_number)
+  SELECT x.assertion_id, x.created_at, x.payer, x.policy_id, x.policy_version, x.patient_id, x.order_ref, x.hook_instance, x.outcome,
+         coalesce(x.facts, '{}'::jsonb), coalesce(x.missing_facts, '[]'::jsonb), x.authorization_number
+  FROM jsonb_to_recordset($1::text::jsonb) AS x(assertion_id text, created_at timestamptz, payer text, policy_id text, policy_version text,
+       patient_id text, order_ref text, hook_instance text, outcome text, facts jsonb, missing_facts jsonb, authorization_number text)
+  ON CONFLICT (assertion_id) DO UPDATE SET created_at = EXCLUDED.created_at, payer = EXCLUDED.payer, policy_id = EXCLUDED.policy_id,
+    policy_version = EXCLUDED.policy_version, patient_id = EXCLUDED.patient_id, order_ref = EXCLUDED.order_ref,
+    hook_instance = EXCLUDED.hook_instance, outcome = EXCLUDED.outcome, facts = EXCLUDED.facts,
+    missing_facts = EXCLUDED.missing_facts, authorization_number = EXCLUDED.authorization_number
+), authorizations_issued AS (
+  INSERT INTO authorizations (number, payer, source, assertion_id, start_date, end_date, issued_at)
+  SELECT x.number, x.payer, 'crd', x.assertion_id, x.start_date, x.end_date, x.issued_at
+  FROM jsonb_to_recordset($2::text::jsonb) AS x(number text, payer text, assertion_id text, start_date date, end_date date, issued_at timestamptz)
+  ON CONFLICT (number) DO NOTHING
+)
+INSERT INTO hook_audit (request_id, at, service, hook_instance, client_iss, patient_id_hash, status, outcome, latency_ms)
+SELECT x.request_id, x.at, x.service, coalesce(x.hook_instance, ''), x.client_iss, coalesce(x.patient_id_hash, ''), x.status, x.outcome, x.latency_ms
+FROM jsonb_to_recordset($3::text::jsonb) AS x(request_id text, at timestamptz, service text, hook_instance text, client_iss text,
+     patient_id_hash text, status integer, outcome text, latency_ms double precision)`;
+
+const SUBMISSION_COLUMNS = `id, bundle_identifier, request_hash, payer, policy_id, policy_version, claim_identifiers, patient_identifiers,
+  status, review_action, needed, pre_auth_ref, ${day('pre_auth_start')} AS pre_auth_start, ${day('pre_auth_end')} AS pre_auth_end,
+  claim_response, response_bundle, request_bundle, detail, ${ts('created_at')} AS created_at, ${ts('updated_at')} AS updated_at`;
+
+interface SubmissionRow {
+  id: string;
+  bundle_identifier: string;
+  request_hash: string;
+  payer: string;
+  policy_id: string | null;
+  policy_version: string | null;
+  claim_identifiers: string[];
+  patient_identifiers: string[];
+  status: PasSubmission['status'];
+  review_action: PasSubmission['reviewAction'];
+  needed: string[];
+  pre_auth_ref: string | null;
+  pre_auth_start: string | null;
+  pre_auth_end: string | null;
+  claim_response: Record<string, unknown>;
+  response_bundle: Record<string, unknown>;
+  request_bundle: Record<string, unknown>;
+  detail: Record<string, unknown>;
+  created_at: string;
+  updated_at: string;
+}
+
+interface DecisionRow {
+  submission_id: string;
+  decision: ReviewDecision['decision'];
+  reviewer: string;
+  reason: string;
+  decided_at: string;
+  authorization_number: string | null;
+}
+
+/**
+ * The durable Storage over SQL (design.md §2): the same statements on embedded PGlite and on PostgreSQL. Every
+ * write is one statement (data-modifying CTEs where several tables change together), so each is atomic without a
+ * client-side transaction, and resolves after commit.
+ */
+export class SqlStorage implements Storage {
+  private closed = false;
+  private readonly batcher = new WriteBatcher<Queued>((items) => this.writeBatch(items));
+
+  constructor(readonly driver: SqlDriver) {}
+
+  get kind(): SqlDriver['kind'] {
+    return this.driver.kind;
+  }
+
+  private open(): void {
+    if (this.closed) throw new StorageError('storage is closed');
+  }
+
+  private async writeBatch(items: Queued[]): Promise<void> {
+    const assertions = new Map<string, AssertionRecord>();
+    const audits: HookAuditRecord[] = [];
+    for (const q of items) {
+      if (q.kind === 'assertion') assertions.set(q.record.assertionId, q.record);
+      else audits.push(q.record);
+    }
+    const a = [...assertions.values()];
+    await this.driver.query(BATCH_SQL, [
+      json(
+        a.map((r) => ({
+          assertion_id: r.assertionId,
+          created_at: r.createdAt,
+          payer: r.payer,
+          policy_id: r.policyId,
+          policy_version: r.policyVersion,
+          patient_id: r.patientId,
+          order_ref: r.orderRef,
+          hook_instance: r.hookInstance,
+          outcome: r.outcome,
+          facts: r.facts ?? {},
+          missing_facts: r.missingFacts ?? [],
+          authorization_number: r.authorization?.number,
+        })),
+      ),
+      json(
+        a
+          .filter((r) => r.authorization)
+          .map((r) => ({ number: r.authorization!.number, payer: r.payer, assertion_id: r.assertionId, start_date: r.authorization!.start, end_date: r.authorization!.end, issued_at: r.createdAt })),
+      ),
+      json(
+        audits.map((r) => ({
+          request_id: r.requestId,
+          at: r.at,
+          service: r.service,
+          hook_instance: r.hookInstance,
+          client_iss: r.clientIss,
+          patient_id_hash: r.patientIdHash,
+          status: r.status,
+          outcome: r.outcome,
+          latency_ms: r.latencyMs,
+        })),
+      ),
+    ]);
+  }
+
+  async saveAssertion(a: AssertionRecord): Promise<void> {
+    this.open();
+    await this.batcher.add({ kind: 'assertion', record: a });
+  }
+
+  async getAssertion(assertionId: string): Promise<AssertionRecord | undefined> {
+    const rows = await this.driver.query<{
+      assertion_id: string;
+      created_at: string;
+      payer: string;
+      policy_id: string | null;
+      policy_version: string | null;
+      patient_id: string;
+      order_ref: string;
+      hook_instance: string;
+      outcome: string;
+      facts: Record<string, unknown>;
+      missing_facts: string[];
+      number: string | null;
+      start_date: string | null;
+      end_date: string | null;
+    }>(
+      `SELECT c.assertion_id, ${ts('c.created_at')} AS created_at, c.payer, c.policy_id, c.policy_version, c.patient_id, c.order_ref,
+              c.hook_instance, c.outcome, c.facts, c.missing_facts, a.number, ${day('a.start_date')} AS start_date, ${day('a.end_date')} AS end_date
+       FROM crd_assertions c LEFT JOIN authorizations a ON a.number = c.authorization_number
+       WHERE c.assertion_id = $1`,
+      [assertionId],
+    );
+    const r = rows[0];
+    if (!r) return undefined;
+    return {
+      assertionId: r.assertion_id,
+      createdAt: r.created_at,
+      payer: r.payer,
+      policyId: opt(r.policy_id),
+      policyVersion: opt(r.policy_version),
+      patientId: r.patient_id,
+      orderRef: r.order_ref,
+      hookInstance: r.hook_instance,
+      outcome: r.outcome,
+      facts: r.facts,
+      missingFacts: r.missing_facts,
+      ...(r.number && r.start_date && r.end_date ? { authorization: { number: r.number, start: r.start_date, end: r.end_date } } : {}),
+    };
+  }
+
+  async saveAudit(a: HookAuditRecord): Promise<void> {
+    this.open();
+    await this.batcher.add({ kind: 'audit', record: a });
+  }
+
+  async listAudit(limit = 100): Promise<HookAuditRecord[]> {
+    const rows = await this.driver.query<{
+      request_id: string;
+      at: string;
+      service: string;
+      hook_instance: string;
+      client_iss: string | null;
+      patient_id_hash: string;
+      status: number;
+      outcome: string;
+      latency_ms: number;
+    }>(
+      `SELECT request_id, ${ts('at')} AS at, service, hook_instance, client_iss, patient_id_hash, status, outcome, latency_ms
+       FROM hook_audit ORDER BY id DESC LIMIT $1`,
+      [limit],
+    );
+    return rows.map((r) => ({
+      requestId: r.request_id,
+      at: r.at,
+      service: r.service,
+      hookInstance: r.hook_instance,
+      ...(r.client_iss !== null ? { clientIss: r.client_iss } : {}),
+      patientIdHash: r.patient_id_hash,
+      status: Number(r.status),
+      outcome: r.outcome,
+      latencyMs: Number(r.latency_ms),
+    }));
+  }
+
+  async saveFeedback(f: FeedbackRecord): Promise<boolean> {
+    this.open();
+    const rows = await this.driver.query(
+      `INSERT INTO feedback (service, card, outcome, outcome_timestamp, accepted_suggestions, override_reason, received_at)
+       VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, now())
+       ON CONFLICT DO NOTHING RETURNING service`,
+      [f.service, f.card, f.outcome, f.outcomeTimestamp, json(f.acceptedSuggestions ?? []), f.overrideReason === undefined ? null : json(f.overrideReason)],
+    );
+    return rows.length === 1;
+  }
+
+  async listFeedback(limit = 100): Promise<FeedbackRecord[]> {
+    const rows = await this.driver.query<{
+      service: string;
+      card: string;
+      outcome: string;
+      outcome_timestamp: string;
+      accepted_suggestions: string[];
+      override_reason: unknown;
+    }>(
+      `SELECT service, card, outcome, outcome_timestamp, accepted_suggestions, override_reason
+       FROM feedback ORDER BY received_at DESC, outcome_timestamp DESC LIMIT $1`,
+      [limit],
+    );
+    return rows.map((r) => ({
+      service: r.service,
+      card: r.card,
+      outcome: r.outcome,
+      outcomeTimestamp: r.outcome_timestamp,
+      acceptedSuggestions: r.accepted_suggestions,
+      ...(r.override_reason !== null ? { overrideReason: r.override_reason } : {}),
+    }));
+  }
+
+  async getAuthorization(number: string): Promise<IssuedAuthorization | undefined> {
+    const rows = await this.driver.query<{
+      number: string;
+      payer: string;
+      source: IssuedAuthorization['source'];
+      assertion_id: string | null;
+      submission_id: string | null;
+      start_date: string;
+      end_date: string;
+      issued_at: string;
+    }>(
+      `SELECT number, payer, source, assertion_id, submission_id, ${day('start_date')} AS start_date, ${day('end_date')} AS end_date, ${ts('issued_at')} AS issued_at
+       FROM authorizations WHERE number = $1`,
+      [number],
+    );
+    const r = rows[0];
+    if (!r) return undefined;
+    return {
+      number: r.number,
+      payer: r.payer,
+      source: r.source,
+      ...(r.assertion_id !== null ? { assertionId: r.assertion_id } : {}),
+      ...(r.submission_id !== null ? { submissionId: r.submission_id } : {}),
+      start: r.start_date,
+      end: r.end_date,
+      issuedAt: r.issued_at,
+    };
+  }
+
+  async createPasSubmission(s: NewPasSubmission, authorization?: AuthorizationRecord): Promise<{ created: boolean; submission: PasSubmission }> {
+    this.open();
+    const rows = await this.driver.query<{ created: number }>(
+      `WITH ins AS (
+         INSERT INTO pas_submissions (id, bundle_identifier, request_hash, payer, policy_id, policy_version, claim_identifiers, patient_identifiers,
+           status, review_action, needed, pre_auth_ref, pre_auth_start, pre_auth_end, claim_response, response_bundle, request_bundle, detail,
+           created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, $10, $11::text::jsonb, $12, $13::date, $14::date,
+           $15::text::jsonb, $16::text::jsonb, $17::text::jsonb, $18::text::jsonb, $19::timestamptz, $19::timestamptz)
+         ON CONFLICT (bundle_identifier) DO NOTHING
+         RETURNING id, payer
+       ), issued AS (
+         INSERT INTO authorizations (number, payer, source, submission_id, start_date, end_date, issued_at)
+         SELECT $20::text, ins.payer, 'pas', ins.id, $21::date, $22::date, $19::timestamptz FROM ins WHERE $20::text IS NOT NULL
+       )
+       SELECT count(*)::integer AS created FROM ins`,
+      [
+        s.id,
+        s.bundleIdentifier,
+        s.requestHash,
+        s.payer,
+        s.policyId ?? null,
+        s.policyVersion ?? null,
+        json(s.claimIdentifiers),
+        json(s.patientIdentifiers),
+        s.status,
+        s.reviewAction,
+        json(s.needed),
+        s.preAuthRef ?? null,
+        s.preAuthPeriod?.start ?? null,
+        s.preAuthPeriod?.end ?? null,
+        json(s.claimResponse),
+        json(s.responseBundle),
+        json(s.requestBundle),
+        json(s.detail),
+        s.createdAt,
+        authorization?.number ?? null,
+        authorization?.start ?? null,
+        authorization?.end ?? null,
+      ],
+    );
+    const created = Number(rows[0]?.created ?? 0) === 1;
+    const submission = await this.getPasSubmissionByBundleIdentifier(s.bundleIdentifier);
+    if (!submission) throw new StorageError(`PAS submission ${s.bundleIdentifier} was neither stored nor found`);
+    return { created, submission };
+  }
+
+  private async decisionsFor(ids: string[]): Promise<Map<string, ReviewDecision[]>> {
+    const out = new Map<string, ReviewDecision[]>();
+    if (ids.length === 0) return out;
+    const rows = await this.driver.query<DecisionRow>(
+      `SELECT submission_id, decision, reviewer, reason, ${ts('decided_at')} AS decided_at, authorization_number
+       FROM review_decisions WHERE submission_id IN (SELECT jsonb_array_elements_text($1::text::jsonb)) ORDER BY id`,
+      [json(ids)],
+    );
+    for (const r of rows) {
+      const list = out.get(r.submission_id) ?? [];
+      list.push({
+        submissionId: r.submission_id,
+        decision: r.decision,
+        reviewer: r.reviewer,
+        reason: r.reason,
+        decidedAt: r.decided_at,
+        ...(r.authorization_number !== null ? { authorizationNumber: r.authorization_number } : {}),
+      });
+      out.set(r.submission_id, list);
+    }
+    return out;
+  }
+
+  private async submissions(where: string, params: unknown[], limit = 50): Promise<PasSubmission[]> {
+    const rows = await this.driver.query<SubmissionRow>(
+      `SELECT ${SUBMISSION_COLUMNS} FROM pas_submissions WHERE ${where} ORDER BY created_at DESC, id LIMIT ${Math.max(1, Math.min(500, Math.floor(limit)))}`,
+      params,
+    );
+    const decisions = await this.decisionsFor(rows.map((r) => r.id));
+    return rows.map((r) => ({
+      id: r.id,
+      bundleIdentifier: r.bundle_identifier,
+      requestHash: r.request_hash,
+      payer: r.payer,
+      ...(r.policy_id !== null ? { policyId: r.policy_id } : {}),
+      ...(r.policy_version !== null ? { policyVersion: r.policy_version } : {}),
+      claimIdentifiers: r.claim_identifiers,
+      patientIdentifiers: r.patient_identifiers,
+      status: r.status,
+      reviewAction: r.review_action,
+      needed: r.needed,
+      ...(r.pre_auth_ref !== null ? { preAuthRef: r.pre_auth_ref } : {}),
+      ...(r.pre_auth_start !== null && r.pre_auth_end !== null ? { preAuthPeriod: { start: r.pre_auth_start, end: r.pre_auth_end } } : {}),
+      claimResponse: r.claim_response,
+      responseBundle: r.response_bundle,
+      requestBundle: r.request_bundle,
+      detail: r.detail,
+      createdAt: r.created_at,
+      updatedAt: r.updated_at,
+      decisions: decisions.get(r.id) ?? [],
+    }));
+  }
+
+  async getPasSubmission(id: string): Promise<PasSubmission | undefined> {
+    return (await this.submissions('id = $1', [id], 1))[0];
+  }
+
+  async getPasSubmissionByBundleIdentifier(bundleIdentifier: string): Promise<PasSubmission | undefined> {
+    return (await this.submissions('bundle_identifier = $1', [bundleIdentifier], 1))[0];
+  }
+
+  async findPasSubmissions(q: PasQuery): Promise<PasSubmission[]> {
+    const anyOf = (list: string[] | undefined) => json(list ?? []);
+    return this.submissions(
+      `id IN (SELECT jsonb_array_elements_text($1::text::jsonb))
+       OR bundle_identifier IN (SELECT jsonb_array_elements_text($2::text::jsonb))
+       OR pre_auth_ref IN (SELECT jsonb_array_elements_text($3::text::jsonb))
+       OR id IN (SELECT submission_id FROM review_decisions WHERE authorization_number IN (SELECT jsonb_array_elements_text($3::text::jsonb)))
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(claim_identifiers) c WHERE c IN (SELECT jsonb_array_elements_text($4::text::jsonb)))
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(patient_identifiers) p WHERE p IN (SELECT jsonb_array_elements_text($5::text::jsonb)))`,
+      [anyOf(q.ids), anyOf(q.bundleIdentifiers), anyOf(q.preAuthRefs), anyOf(q.claimIdentifiers), anyOf(q.patientIdentifiers)],
+      q.limit ?? 50,
+    );
+  }
+
+  async listPendedSubmissions(limit = 100): Promise<PendedSummary[]> {
+    const rows = await this.driver.query<{
+      id: string;
+      bundle_identifier: string;
+      payer: string;
+      policy_id: string | null;
+      policy_version: string | null;
+      created_at: string;
+      needed: string[];
+    }>(
+      `SELECT id, bundle_identifier, payer, policy_id, policy_version, ${ts('created_at')} AS created_at, needed
+       FROM pas_submissions WHERE review_action = 'A4' ORDER BY created_at, id LIMIT $1`,
+      [limit],
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      bundleIdentifier: r.bundle_identifier,
+      payer: r.payer,
+      ...(r.policy_id !== null ? { policyId: r.policy_id } : {}),
+      ...(r.policy_version !== null ? { policyVersion: r.policy_version } : {}),
+      createdAt: r.created_at,
+      needed: r.needed,
+    }));
+  }
+
+  async recordReviewDecision(input: ReviewDecisionInput): Promise<{ applied: boolean; submission?: PasSubmission }> {
+    this.open();
+    const { decision: d, next, authorization } = input;
+    const rows = await this.driver.query<{ applied: number }>(
+      `WITH upd AS (
+         UPDATE pas_submissions SET status = $2, review_action = $3, needed = $4::text::jsonb, pre_auth_ref = $5, pre_auth_start = $6::date,
+           pre_auth_end = $7::date, claim_response = $8::text::jsonb, response_bundle = $9::text::jsonb, detail = $10::text::jsonb,
+           updated_at = $11::timestamptz
+         WHERE id = $1 AND review_action = 'A4'
+         RETURNING id, payer
+       ), decided AS (
+         INSERT INTO review_decisions (submission_id, decision, reviewer, reason, decided_at, authorization_number)
+         SELECT upd.id, $12, $13, $14, $11::timestamptz, $15::text FROM upd
+       ), issued AS (
+         INSERT INTO authorizations (number, payer, source, submission_id, start_date, end_date, issued_at)
+         SELECT $15::text, upd.payer, 'review', upd.id, $16::date, $17::date, $11::timestamptz FROM upd WHERE $15::text IS NOT NULL AND $16::date IS NOT NULL
+       )
+       SELECT count(*)::integer AS applied FROM upd`,
+      [
+        d.submissionId,
+        next.status,
+        next.reviewAction,
+        json(next.needed),
+        next.preAuthRef ?? null,
+        next.preAuthPeriod?.start ?? null,
+        next.preAuthPeriod?.end ?? null,
+        json(next.claimResponse),
+        json(next.responseBundle),
+        json(next.detail),
+        d.decidedAt,
+        d.decision,
+        d.reviewer,
+        d.reason,
+        d.authorizationNumber ?? authorization?.number ?? null,
+        authorization?.start ?? null,
+        authorization?.end ?? null,
+      ],
+    );
+    const applied = Number(rows[0]?.applied ?? 0) === 1;
+    return { applied, submission: await this.getPasSubmission(d.submissionId) };
+  }
+
+  async ping(): Promise<void> {
+    this.open();
+    await this.driver.query('SELECT 1');
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.batcher.drain();
+    await this.driver.close();
+  }
+}

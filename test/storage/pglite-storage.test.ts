@@ -1,0 +1,101 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createStorage } from '../../src/storage/create-storage.js';
+import { MIGRATIONS } from '../../src/storage/migrations.js';
+import type { PgliteDriver } from '../../src/storage/pglite-driver.js';
+import type { SqlStorage } from '../../src/storage/sql-storage.js';
+import { StorageError } from '../../src/storage/storage.js';
+import { newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
+
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'priorpath-pglite-'));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('embedded PGlite storage', () => {
+  let dir: string;
+  let storage: SqlStorage;
+  beforeAll(async () => {
+    dir = tempDir();
+    storage = await createStorage({ dataDir: dir });
+  }, 60_000);
+  afterAll(async () => {
+    await storage?.close();
+  });
+
+  it('is the PGlite backend when no DATABASE_URL is given', () => {
+    expect(storage.kind).toBe('pglite');
+  });
+
+  storageContract(() => storage);
+
+  it('flushes every acknowledged commit to disk with fsync(2)', async () => {
+    const driver = storage.driver as PgliteDriver;
+    const before = driver.fsyncCount;
+    await storage.saveAudit(newAudit());
+    const afterOne = driver.fsyncCount;
+    expect(afterOne).toBeGreaterThan(before);
+    await storage.createPasSubmission(newSubmission());
+    expect(driver.fsyncCount).toBeGreaterThan(afterOne);
+  });
+
+  it('refuses to open a data directory this process already has open', async () => {
+    await expect(createStorage({ dataDir: dir })).rejects.toThrow(StorageError);
+  });
+});
+
+describe('embedded PGlite durability', () => {
+  it('reads back every write after close and reopen of the same directory, migrating only once', async () => {
+    const dir = tempDir();
+    const first = await createStorage({ dataDir: dir });
+    const assertion = newAssertion({ authorization: { number: 'PA-DUR-1', start: '2026-11-01', end: '2027-04-30' } });
+    const audits = Array.from({ length: 50 }, () => newAudit());
+    const submission = newSubmission();
+    await Promise.all([first.saveAssertion(assertion), ...audits.map((a) => first.saveAudit(a)), first.createPasSubmission(submission)]);
+    await first.saveFeedback({ service: 's', card: 'c', outcome: 'accepted', acceptedSuggestions: ['u'], outcomeTimestamp: 't' });
+    await first.close();
+
+    const second = await createStorage({ dataDir: dir });
+    try {
+      expect(await second.getAssertion(assertion.assertionId)).toEqual(assertion);
+      expect(await second.getAuthorization('PA-DUR-1')).toMatchObject({ source: 'crd' });
+      const listed = await second.listAudit(1000);
+      for (const a of audits) expect(listed).toContainEqual(a);
+      expect(await second.getPasSubmission(submission.id)).toMatchObject({ bundleIdentifier: submission.bundleIdentifier, needed: submission.needed });
+      expect(await second.saveFeedback({ service: 's', card: 'c', outcome: 'accepted', acceptedSuggestions: ['u'], outcomeTimestamp: 't' })).toBe(false);
+      const versions = await second.driver.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
+      expect(versions.map((v) => Number(v.version))).toEqual(MIGRATIONS.map((m) => m.version));
+    } finally {
+      await second.close();
+    }
+  }, 60_000);
+
+  it('takes over a lock left by a process that no longer runs, and refuses a schema newer than this build', async () => {
+    const dir = tempDir();
+    const s = await createStorage({ dataDir: dir });
+    await s.driver.query("INSERT INTO schema_migrations (version, name) VALUES (9999, 'from the future')");
+    await s.close();
+    // A SIGKILLed server leaves its lock file behind; pid 2^22 + 1 is above Linux's pid_max default.
+    writeFileSync(join(dir, 'storage.lock'), `${4_194_305}\n`);
+    await expect(createStorage({ dataDir: dir })).rejects.toThrow(/schema version 9999 is newer/);
+  }, 60_000);
+
+  it('refuses a data directory locked by a running process', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'storage.lock'), `${process.ppid}\n`);
+    await expect(createStorage({ dataDir: dir })).rejects.toThrow(/in use by process/);
+  });
+
+  it('rejects writes after close', async () => {
+    const s = await createStorage({ dataDir: tempDir() });
+    await s.close();
+    await expect(s.saveAudit(newAudit())).rejects.toThrow(/closed/);
+  }, 60_000);
+});

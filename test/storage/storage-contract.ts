@@ -1,0 +1,194 @@
+import { randomUUID } from 'node:crypto';
+import { expect, it } from 'vitest';
+import type { AssertionRecord, HookAuditRecord, NewPasSubmission, Storage } from '../../src/storage/storage.js';
+
+/** A pended (A4) or approved (A1) submission with unique identifiers. */
+export function newSubmission(overrides: Partial<NewPasSubmission> = {}): NewPasSubmission {
+  const id = randomUUID();
+  return {
+    id,
+    bundleIdentifier: `urn:test:bundle|${id}`,
+    requestHash: 'a'.repeat(64),
+    payer: 'mmm',
+    policyId: 'mmm-blinatumomab',
+    policyVersion: '2026-11',
+    claimIdentifiers: [`urn:trnorg:test|${id}`],
+    patientIdentifiers: [`http://example.org/member|${id.slice(0, 8)}`],
+    status: 'pended',
+    reviewAction: 'A4',
+    needed: ['Minimal residual disease (MRD) level, in percent'],
+    claimResponse: { resourceType: 'ClaimResponse', id, outcome: 'complete' },
+    responseBundle: { resourceType: 'Bundle', type: 'collection', entry: [{ resource: { resourceType: 'ClaimResponse', id } }] },
+    requestBundle: { resourceType: 'Bundle', type: 'collection', identifier: { system: 'urn:test:bundle', value: id } },
+    detail: { items: [{ sequence: 1, outcome: 'documentation-needed' }] },
+    createdAt: new Date().toISOString(),
+    ...overrides,
+  };
+}
+
+export function newAssertion(overrides: Partial<AssertionRecord> = {}): AssertionRecord {
+  return {
+    assertionId: randomUUID(),
+    createdAt: new Date().toISOString(),
+    payer: 'bcbsnc',
+    policyId: 'bcbsnc-blinatumomab',
+    policyVersion: '2026-11',
+    patientId: 'patient-1',
+    orderRef: 'MedicationRequest/order-1',
+    hookInstance: randomUUID(),
+    outcome: 'documentation-needed',
+    facts: { bAll: true, mrdPercent: 0.25, diseaseStatus: 'cr1' },
+    missingFacts: ['specialist'],
+    ...overrides,
+  };
+}
+
+export function newAudit(overrides: Partial<HookAuditRecord> = {}): HookAuditRecord {
+  return {
+    requestId: randomUUID(),
+    at: new Date().toISOString(),
+    service: 'priorpath-order-sign',
+    hookInstance: randomUUID(),
+    clientIss: 'https://ehr.example.org',
+    patientIdHash: 'f'.repeat(32),
+    status: 200,
+    outcome: 'satisfied',
+    latencyMs: 3.4,
+    ...overrides,
+  };
+}
+
+/**
+ * The behaviour every Storage backend shares (issue: "PAS prior-auth submission with durable storage"). `get` returns
+ * the backend under test, opened once for the file.
+ */
+export function storageContract(get: () => Storage): void {
+  it('round-trips a CRD assertion with its facts, missing facts and authorization', async () => {
+    const a = newAssertion({ outcome: 'satisfied', missingFacts: [], authorization: { number: `PA-T-${randomUUID().slice(0, 8)}`, start: '2026-11-01', end: '2027-04-30' } });
+    await get().saveAssertion(a);
+    expect(await get().getAssertion(a.assertionId)).toEqual(a);
+    expect(await get().getAuthorization(a.authorization!.number)).toMatchObject({ source: 'crd', payer: a.payer, assertionId: a.assertionId, start: '2026-11-01', end: '2027-04-30' });
+    expect(await get().getAssertion(randomUUID())).toBeUndefined();
+  });
+
+  it('keeps optional assertion fields absent when they were absent', async () => {
+    const a = newAssertion({ policyId: undefined, policyVersion: undefined, outcome: 'default', facts: {}, missingFacts: [] });
+    delete a.policyId;
+    delete a.policyVersion;
+    await get().saveAssertion(a);
+    expect(await get().getAssertion(a.assertionId)).toEqual(a);
+  });
+
+  it('stores every one of many concurrent audit lines, newest first, with only ids, hashes and outcomes', async () => {
+    const lines = Array.from({ length: 120 }, (_, i) => newAudit({ status: i % 7 === 0 ? 400 : 200, latencyMs: i / 10 }));
+    await Promise.all(lines.map((l) => get().saveAudit(l)));
+    const listed = await get().listAudit(1000);
+    for (const l of lines) expect(listed).toContainEqual(l);
+    const mine = listed.filter((l) => lines.some((x) => x.requestId === l.requestId));
+    expect(mine.map((l) => l.requestId)).toEqual([...lines].reverse().map((l) => l.requestId));
+    expect(Object.keys(mine[0]).sort()).toEqual(['at', 'clientIss', 'hookInstance', 'latencyMs', 'outcome', 'patientIdHash', 'requestId', 'service', 'status']);
+  });
+
+  it('stores assertions and audit lines queued together in one batch', async () => {
+    const as = Array.from({ length: 20 }, () => newAssertion());
+    const ls = Array.from({ length: 20 }, () => newAudit({ clientIss: undefined }));
+    delete ls[0].clientIss;
+    await Promise.all([...as.map((a) => get().saveAssertion(a)), ...ls.map((l) => get().saveAudit(l))]);
+    for (const a of as) expect(await get().getAssertion(a.assertionId)).toEqual(a);
+    const listed = await get().listAudit(1000);
+    expect(listed.find((l) => l.requestId === ls[0].requestId)).toEqual(ls[0]);
+  });
+
+  it('stores feedback once per (service, card, outcome, outcomeTimestamp)', async () => {
+    const f = { service: 'priorpath-order-sign', card: randomUUID(), outcome: 'overridden', acceptedSuggestions: [], overrideReason: { reason: { code: 'x' } }, outcomeTimestamp: '2026-11-23T10:00:00Z' };
+    expect(await get().saveFeedback(f)).toBe(true);
+    expect(await get().saveFeedback({ ...f })).toBe(false);
+    expect(await get().saveFeedback({ ...f, outcome: 'accepted' })).toBe(true);
+    const listed = (await get().listFeedback(1000)).filter((x) => x.card === f.card);
+    expect(listed).toHaveLength(2);
+    expect(listed).toContainEqual(f);
+  });
+
+  it('creates a PAS submission once per bundle identifier and returns the stored one on a repeat', async () => {
+    const s = newSubmission({ status: 'approved', reviewAction: 'A1', needed: [], preAuthRef: `PA-MMM-${randomUUID().slice(0, 8)}`, preAuthPeriod: { start: '2026-11-23', end: '2027-05-22' } });
+    const first = await get().createPasSubmission(s, { number: s.preAuthRef!, start: '2026-11-23', end: '2027-05-22' });
+    expect(first.created).toBe(true);
+    expect(first.submission).toEqual({ ...s, updatedAt: s.createdAt, decisions: [] });
+    const again = await get().createPasSubmission({ ...s, id: randomUUID(), requestHash: 'b'.repeat(64), status: 'denied', reviewAction: 'A3' });
+    expect(again.created).toBe(false);
+    expect(again.submission.id).toBe(s.id);
+    expect(again.submission.requestHash).toBe(s.requestHash);
+    expect(await get().getAuthorization(s.preAuthRef!)).toMatchObject({ source: 'pas', submissionId: s.id, payer: 'mmm', start: '2026-11-23', end: '2027-05-22' });
+    expect(await get().getPasSubmissionByBundleIdentifier(s.bundleIdentifier)).toMatchObject({ id: s.id });
+    expect(await get().getPasSubmission(s.id)).toMatchObject({ bundleIdentifier: s.bundleIdentifier });
+  });
+
+  it('lets exactly one of many concurrent identical submissions create the record', async () => {
+    const base = newSubmission();
+    const results = await Promise.all(Array.from({ length: 8 }, () => get().createPasSubmission({ ...base, id: randomUUID() })));
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    expect(new Set(results.map((r) => r.submission.id)).size).toBe(1);
+  });
+
+  it('finds submissions by id, bundle identifier, claim identifier, authorization number or patient identifier', async () => {
+    const s = newSubmission({ status: 'approved', reviewAction: 'A1', needed: [], preAuthRef: `PA-F-${randomUUID().slice(0, 8)}`, preAuthPeriod: { start: '2026-11-01', end: '2027-04-30' } });
+    await get().createPasSubmission(s);
+    for (const q of [{ ids: [s.id] }, { bundleIdentifiers: [s.bundleIdentifier] }, { claimIdentifiers: ['x|y', s.claimIdentifiers[0]] }, { preAuthRefs: [s.preAuthRef!] }, { patientIdentifiers: s.patientIdentifiers }]) {
+      const found = await get().findPasSubmissions(q);
+      expect(found.map((f) => f.id), JSON.stringify(q)).toContain(s.id);
+    }
+    expect(await get().findPasSubmissions({ preAuthRefs: ['PA-NOPE'] })).toEqual([]);
+    expect(await get().findPasSubmissions({})).toEqual([]);
+  });
+
+  it('lists pended submissions oldest first with what is needed, and applies a reviewer decision exactly once', async () => {
+    const older = newSubmission({ createdAt: new Date(Date.now() - 60_000).toISOString(), needed: ['Clinical review: dose above 28 mcg/day (MP-RX-FP-14-23 II.B)'] });
+    const newer = newSubmission();
+    await get().createPasSubmission(newer);
+    await get().createPasSubmission(older);
+    const pended = (await get().listPendedSubmissions(1000)).filter((p) => p.id === older.id || p.id === newer.id);
+    expect(pended.map((p) => p.id)).toEqual([older.id, newer.id]);
+    expect(pended[0]).toEqual({ id: older.id, bundleIdentifier: older.bundleIdentifier, payer: 'mmm', policyId: 'mmm-blinatumomab', policyVersion: '2026-11', createdAt: older.createdAt, needed: older.needed });
+
+    const number = `PA-R-${randomUUID().slice(0, 8)}`;
+    const decidedAt = new Date().toISOString();
+    const next = {
+      status: 'approved' as const,
+      reviewAction: 'A1' as const,
+      needed: [],
+      preAuthRef: number,
+      preAuthPeriod: { start: '2026-11-23', end: '2027-05-22' },
+      claimResponse: { resourceType: 'ClaimResponse', id: older.id, preAuthRef: number },
+      responseBundle: { resourceType: 'Bundle', type: 'collection', entry: [] },
+      detail: { items: [{ sequence: 1, reviewAction: 'A1' }] },
+    };
+    const decision = { submissionId: older.id, decision: 'approve' as const, reviewer: 'dr.reviewer@payer.example', reason: 'MRD documented in the attached report', decidedAt, authorizationNumber: number };
+    const applied = await get().recordReviewDecision({ decision, next, authorization: { number, start: '2026-11-23', end: '2027-05-22' } });
+    expect(applied.applied).toBe(true);
+    expect(applied.submission).toMatchObject({ ...next, updatedAt: decidedAt, decisions: [decision] });
+    expect(await get().getAuthorization(number)).toMatchObject({ source: 'review', submissionId: older.id, payer: 'mmm' });
+    expect((await get().findPasSubmissions({ preAuthRefs: [number] })).map((s) => s.id)).toEqual([older.id]);
+
+    const second = await get().recordReviewDecision({ decision: { ...decision, decision: 'deny', reviewer: 'someone.else', authorizationNumber: undefined }, next: { ...next, status: 'denied', reviewAction: 'A3', preAuthRef: undefined, preAuthPeriod: undefined } });
+    expect(second.applied).toBe(false);
+    expect(second.submission?.decisions).toHaveLength(1);
+    expect(second.submission?.reviewAction).toBe('A1');
+    expect((await get().listPendedSubmissions(1000)).map((p) => p.id)).not.toContain(older.id);
+    expect(await get().recordReviewDecision({ decision: { ...decision, submissionId: randomUUID() }, next })).toEqual({ applied: false });
+  });
+
+  it('lets exactly one of two concurrent reviewer decisions apply', async () => {
+    const s = newSubmission();
+    await get().createPasSubmission(s);
+    const next = { status: 'denied' as const, reviewAction: 'A3' as const, needed: [], claimResponse: {}, responseBundle: {}, detail: {} };
+    const decide = (reviewer: string) =>
+      get().recordReviewDecision({ decision: { submissionId: s.id, decision: 'deny', reviewer, reason: 'not B-ALL', decidedAt: new Date().toISOString() }, next });
+    const results = await Promise.all([decide('a'), decide('b'), decide('c')]);
+    expect(results.filter((r) => r.applied)).toHaveLength(1);
+    expect((await get().getPasSubmission(s.id))?.decisions).toHaveLength(1);
+  });
+
+  it('answers ping', async () => {
+    await expect(get().ping()).resolves.toBeUndefined();
+  });
+}
