@@ -116,6 +116,20 @@ function memberOfTable(options: FhirPathOptions) {
  * `fhirpath` (style.md "one module owns each outside dependency").
  */
 export function compileFhirPath(expression: string, options: FhirPathOptions): CompiledExpression {
+  // Policies share library facts; ANTLR parsing is the slow part of start-up, so parse each text once per load.
+  let cache = compileCache.get(options.valueSets);
+  if (!cache) compileCache.set(options.valueSets, (cache = new Map()));
+  const key = `${options.model}|${options.valueSetBase}|${expression}`;
+  const hit = cache.get(key);
+  if (hit) return hit;
+  const compiled = compileUncached(expression, options);
+  cache.set(key, compiled);
+  return compiled;
+}
+
+const compileCache = new WeakMap<ValueSetIndex, Map<string, CompiledExpression>>();
+
+function compileUncached(expression: string, options: FhirPathOptions): CompiledExpression {
   const fn = fhirpath.compile(expression, options.model === 'r4' ? r4Model : undefined, {
     userInvocationTable: { ...memberOfTable(options), ...collectionFilters(options) },
     resolveInternalTypes: true,
