@@ -34,11 +34,11 @@ async function main(): Promise<void> {
     throw err;
   }
   const storage = new MemoryStorage();
-  const sandboxFhir = config.sandbox ? await mountSandbox(root) : undefined;
-  const app = createApp({ config, content, storage, logger, sandboxFhir });
+  const sandbox = config.sandbox ? await mountSandbox(root, logger) : undefined;
+  const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router });
   const server = app.listen(config.port, () => {
     logger.info(
-      { port: config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },
+      { port: config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },
       'PriorPath listening',
     );
   });

@@ -1,19 +1,14 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Router } from 'express';
+import type { Logger } from '../logger.js';
+import { createSandboxFhir, loadSandboxBundles } from './sandbox-fhir.js';
 
 /**
- * Loads the sandbox stories and builds the embedded EHR FHIR router (design.md §2 "Sandbox EHR FHIR server").
- * Returns undefined when the sandbox module is absent, so the service still starts.
+ * Loads the sandbox stories (dates shifted so they stay recent) and builds the embedded EHR FHIR router
+ * (design.md §2 "Sandbox EHR FHIR server"). Mounted at /sandbox/fhir only when the sandbox is on.
  */
-export async function mountSandbox(root: string): Promise<Router | undefined> {
-  const dir = join(root, 'sandbox');
-  if (!existsSync(join(root, 'src', 'sandbox', 'sandbox-fhir.ts'))) return undefined;
-  const modulePath = './sandbox-fhir.js';
-  const mod = (await import(modulePath)) as unknown as {
-    createSandboxFhir: (o: { bundles: unknown[] }) => Promise<{ router: Router }>;
-    loadSandboxBundles: (dir: string, o?: { today?: string }) => unknown[];
-  };
-  const { router } = await mod.createSandboxFhir({ bundles: mod.loadSandboxBundles(dir) });
-  return router;
+export async function mountSandbox(root: string, logger: Logger): Promise<{ router: Router; resources: number; ms: number }> {
+  const started = performance.now();
+  const sandbox = await createSandboxFhir({ bundles: loadSandboxBundles(join(root, 'sandbox')), logger });
+  return { router: sandbox.router, resources: sandbox.startup.resources, ms: performance.now() - started };
 }
