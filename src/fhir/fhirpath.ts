@@ -42,10 +42,19 @@ export function resourceDate(r: Record<string, unknown>): string | undefined {
   return typeof v === 'string' && /^\d{4}-\d{2}-\d{2}/.test(v) ? v.slice(0, 10) : undefined;
 }
 
+const windowStarts = new Map<string, string>();
+/** `date` minus `days`, memoised: every order asks for the same few windows. */
 function daysBefore(date: string, days: number): string {
-  const d = new Date(`${date}T00:00:00Z`);
-  d.setUTCDate(d.getUTCDate() - days);
-  return d.toISOString().slice(0, 10);
+  const key = `${date}|${days}`;
+  let start = windowStarts.get(key);
+  if (start === undefined) {
+    const d = new Date(`${date}T00:00:00Z`);
+    d.setUTCDate(d.getUTCDate() - days);
+    start = d.toISOString().slice(0, 10);
+    if (windowStarts.size > 10_000) windowStarts.clear();
+    windowStarts.set(key, start);
+  }
+  return start;
 }
 
 /**
