@@ -18,16 +18,17 @@ const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = 32;
 const STORY = process.env.BENCH_STORY ?? 'centene-mrd-positive';
 
-function start(args: string[], env: Record<string, string>, ready: RegExp): Promise<{ proc: ChildProcess; ms: number }> {
+function start(args: string[], env: Record<string, string>, ready: RegExp | null): Promise<{ proc: ChildProcess; ms: number }> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const onData = (d: Buffer) => {
       out += String(d);
-      if (ready.test(out)) resolve({ proc, ms: performance.now() - started });
+      if (ready?.test(out)) resolve({ proc, ms: performance.now() - started });
     };
     proc.stdout!.on('data', onData);
+    if (!ready) resolve({ proc, ms: 0 });
     proc.stderr!.on('data', (d: Buffer) => (out += String(d)));
     proc.on('exit', (code) => reject(new Error(`process exited ${code}: ${out}`)));
     setTimeout(() => reject(new Error(`not ready after 30 s: ${out}`)), 30_000).unref();
@@ -55,7 +56,8 @@ async function main(): Promise<void> {
 
   const port = 3900 + Math.floor(Math.random() * 50);
   const base = `http://127.0.0.1:${port}`;
-  const pp = await start(['src/main.ts'], { PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'silent', PUBLIC_BASE_URL: base, NODE_ENV: 'development' }, /./);
+  const pp = await start(['src/main.ts'], { PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'warn', PUBLIC_BASE_URL: base, NODE_ENV: 'development' }, null);
+  const spawned = performance.now();
   // main.ts logs nothing at silent level: poll health instead.
   const t0 = performance.now();
   for (;;) {
@@ -66,7 +68,8 @@ async function main(): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 20));
   }
-  const startupMs = pp.ms + (performance.now() - t0);
+  const startupMs = performance.now() - spawned;
+  void t0;
   const sign = `${base}/cds-services/priorpath-order-sign`;
   const first = await fetch(sign, { method: 'POST', headers: { 'content-type': 'application/json' }, body: fullBody });
   const responseBytes = Buffer.from(await first.arrayBuffer());
