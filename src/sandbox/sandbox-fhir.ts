@@ -91,6 +91,9 @@ const ADVERTISED = [
 
 type Query = Record<string, string | string[]>;
 
+/** CapabilityStatement.date: when this server (and its content) was built. */
+const STARTED = new Date().toISOString();
+
 /**
  * The embedded sandbox EHR FHIR server (design.md §2): Medplum's FhirRouter over its in-memory repository, behind a
  * small Express edge that adds what browser clients and the CDS Hooks Sandbox need (research/cds-hooks.md §2.3):
@@ -442,7 +445,7 @@ function capabilityStatement(base: string, smart: SmartEndpoints | undefined): C
   return {
     resourceType: 'CapabilityStatement',
     status: 'active',
-    date: '2026-11-23',
+    date: STARTED,
     publisher: 'PriorPath',
     kind: 'instance',
     software: { name: 'PriorPath sandbox EHR FHIR server (Medplum fhir-router, in memory)' },

@@ -159,9 +159,12 @@ describe('embedded sandbox FHIR server', () => {
 
   describe('protocol', () => protocolSuite(() => target));
 
-  it('starts fast: definitions and eleven stories in well under a second', () => {
+  it('starts fast: definitions and the eleven stories well inside the start-up budget', () => {
     expect(sandbox.startup.resources).toBeGreaterThan(150);
-    expect(sandbox.startup.definitionsMs + sandbox.startup.loadMs).toBeLessThan(1500);
+    expect(
+      sandbox.startup.definitionsMs + sandbox.startup.loadMs,
+      'design.md §9: the whole service starts in 2 s',
+    ).toBeLessThan(2000);
   });
 
   it('serves application/fhir+json with CORS on every answer, errors included', async () => {
