@@ -110,6 +110,7 @@ export function evaluatePolicy(
   const env: Record<string, unknown> = {
     ...data,
     orderDateTime: `${data.orderDate}T00:00:00Z`,
+    policyDrug: policy.file.drug,
   };
   const factValues: Record<string, FactValue> = {};
   const facts: FactResult[] = [];

@@ -20,6 +20,7 @@ export const RESERVED_VARIABLES = [
   'medications',
   'immunizations',
   'diagnoses',
+  'policyDrug',
   'orderDate',
   'orderDateTime',
   'today',
