@@ -177,9 +177,8 @@ export function buildHookResponse(opts: {
       const p = ev.proposals[0];
       if (p) {
         const updated = structuredClone(d.order as MedicationRequest);
-        const dose = updated.dosageInstruction?.[0]?.doseAndRate?.[0];
-        if (dose) {
-          dose.doseQuantity = { value: Math.round(p.value * 10) / 10, unit: p.display ?? p.unit, system: 'http://unitsofmeasure.org', code: p.unit };
+        const target = { value: Math.round(p.value * 10) / 10, unit: p.display ?? p.unit, system: 'http://unitsofmeasure.org', code: p.unit };
+        if (proposeDose(updated, target)) {
           const label = `Change the dose to ${doseLabel(p.value, p.unit, p.display)} (policy maximum)`;
           cards.push(proposeAlternateCard(payer.label, `${drug} dose above ${policy.source.id} limit: ${doseLabel(p.value, p.unit, p.display)} is covered without review`, `${ev.failed.map((r) => `${r.text} (${r.cite})`).join('; ')}.`, label, updated, orderRef));
         }
@@ -231,4 +230,18 @@ function orderLabel(order: OrderResource): string {
           ? order.code
           : undefined;
   return concept?.text ?? concept?.coding?.[0]?.display ?? (order.resourceType === 'MedicationRequest' ? 'this drug' : `this ${order.resourceType}`);
+}
+
+/**
+ * Writes the proposed dose into the order: every instruction whose dose in the same unit exceeds it (a step-dosed
+ * cycle keeps its lower first-week dose), or, when units differ, the instruction holding the highest dose (the last).
+ * Returns false when the order has no dose to change.
+ */
+export function proposeDose(order: MedicationRequest, target: { value: number; unit: string; system: string; code: string }): boolean {
+  const doses = (order.dosageInstruction ?? []).map((i) => i.doseAndRate?.[0]).filter((d): d is NonNullable<typeof d> => !!d?.doseQuantity);
+  if (doses.length === 0) return false;
+  const sameUnit = (q: { code?: string; unit?: string }) => q.code === target.code || (target.code === 'ug/d' && (q.code === 'mcg/d' || q.unit === 'mcg/d'));
+  const over = doses.filter((d) => sameUnit(d.doseQuantity!) && (d.doseQuantity!.value ?? 0) > target.value);
+  for (const d of over.length > 0 ? over : [doses[doses.length - 1]]) d.doseQuantity = { ...target };
+  return true;
 }
