@@ -178,8 +178,9 @@ export function evaluatePolicy(
       const v = safeNumber(() => rule.propose!.value(factValues, {}));
       if (v !== undefined) proposals.push({ limitId: l.id, value: v, unit: rule.propose.unit, display: rule.propose.display });
     }
-    // The limit's justification is asked in DTR; so are the facts still unknown elsewhere.
-    return { ...base, proposals, outcome: 'limit-exceeded', missingFacts: missingFor(policy, rules.filter((r) => r.result === 'unknown'), factValues), failed: exceeded };
+    // DTR asks what could lift the limit (its unknown facts, e.g. a guideline-support attestation) and whatever is
+    // still unknown elsewhere.
+    return { ...base, proposals, outcome: 'limit-exceeded', missingFacts: missingFor(policy, [...exceeded, ...rules.filter((r) => r.result === 'unknown')], factValues), failed: exceeded };
   }
 
   const approving = pathways.find((p) => p.result === true);
