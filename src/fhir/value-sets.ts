@@ -79,6 +79,16 @@ export class ValueSetIndex {
     const entry = this.byUrl.get(url);
     if (!entry) throw new Error(`Unknown value set ${url}`);
     const key = codingKey(coding.system, coding.code);
-    return key !== undefined && entry.keys.has(key);
+    if (key !== undefined && entry.keys.has(key)) return true;
+    // A 10-digit NDC written without hyphens could be 4-4-2, 5-3-2 or 5-4-1: it matches when any reading does.
+    if (normalizeSystem(coding.system) === NDC_SYSTEM && coding.code && /^\d{10}$/.test(coding.code.trim())) {
+      return tenDigitNdcReadings(coding.code.trim()).some((c) => entry.keys.has(`${NDC_SYSTEM}|${c}`));
+    }
+    return false;
   }
+}
+
+/** The three 11-digit forms an unhyphenated 10-digit NDC may stand for (4-4-2, 5-3-2, 5-4-1). */
+export function tenDigitNdcReadings(code: string): string[] {
+  return [`0${code}`, `${code.slice(0, 5)}0${code.slice(5)}`, `${code.slice(0, 9)}0${code.slice(9)}`];
 }

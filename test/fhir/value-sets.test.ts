@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { HCPCS_SYSTEM, NDC_SYSTEM, ValueSetIndex, normalizeNdc } from '../../src/fhir/value-sets.js';
+
+const vs = new ValueSetIndex();
+vs.add({
+  resourceType: 'ValueSet',
+  status: 'active',
+  url: 'https://priorpath.dev/fhir/ValueSet/blinatumomab',
+  expansion: {
+    timestamp: '2026-11-01',
+    contains: [
+      { system: NDC_SYSTEM, code: '55513016001' },
+      { system: HCPCS_SYSTEM, code: 'J9039' },
+      { system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '1597262' },
+    ],
+  },
+});
+const url = 'https://priorpath.dev/fhir/ValueSet/blinatumomab';
+
+describe('local value sets', () => {
+  it.each(['55513-160-01', '55513-0160-01', '55513016001', '5551316001'])('matches the Blincyto kit NDC written %s', (code) => {
+    expect(vs.contains(url, { system: NDC_SYSTEM, code })).toBe(true);
+  });
+
+  it.each([
+    'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets',
+    'http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets',
+    'https://bluebutton.cms.gov/resources/codesystem/hcpcs',
+  ])('matches J9039 under the HCPCS system %s', (system) => {
+    expect(vs.contains(url, { system, code: 'J9039' })).toBe(true);
+  });
+
+  it('does not match another drug, another system, or the stabilizer vial', () => {
+    expect(vs.contains(url, { system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '1942954' })).toBe(false);
+    expect(vs.contains(url, { system: 'http://snomed.info/sct', code: '1597262' })).toBe(false);
+    expect(vs.contains(url, { system: NDC_SYSTEM, code: '55513-155-01' })).toBe(false);
+  });
+
+  it('normalises 10-digit hyphenated NDCs to 11 digits', () => {
+    expect(normalizeNdc('0008-0100-01')).toBe('00008010001');
+    expect(normalizeNdc('55513-160-01')).toBe('55513016001');
+    expect(normalizeNdc('12345-6789-1')).toBe('12345678901');
+    expect(normalizeNdc('not an ndc')).toBeUndefined();
+  });
+});
