@@ -68,9 +68,10 @@ CREATE TABLE pas_submissions (
   pre_auth_ref text,
   pre_auth_start date,
   pre_auth_end date,
-  claim_response jsonb NOT NULL,
-  response_bundle jsonb NOT NULL,
-  request_bundle jsonb NOT NULL,
+  -- json, not jsonb: the documents keep their key order and number forms, so a replay returns the same text.
+  claim_response json NOT NULL,
+  response_bundle json NOT NULL,
+  request_bundle json NOT NULL,
   detail jsonb NOT NULL,
   created_at timestamptz NOT NULL,
   updated_at timestamptz NOT NULL

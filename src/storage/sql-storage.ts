@@ -299,7 +299,7 @@ export class SqlStorage implements Storage {
            status, review_action, needed, pre_auth_ref, pre_auth_start, pre_auth_end, claim_response, response_bundle, request_bundle, detail,
            created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, $10, $11::text::jsonb, $12, $13::date, $14::date,
-           $15::text::jsonb, $16::text::jsonb, $17::text::jsonb, $18::text::jsonb, $19::timestamptz, $19::timestamptz)
+           $15::text::json, $16::text::json, $17::text::json, $18::text::jsonb, $19::timestamptz, $19::timestamptz)
          ON CONFLICT (bundle_identifier) DO NOTHING
          RETURNING id, payer
        ), issued AS (
@@ -444,7 +444,7 @@ export class SqlStorage implements Storage {
     const rows = await this.driver.query<{ applied: number }>(
       `WITH upd AS (
          UPDATE pas_submissions SET status = $2, review_action = $3, needed = $4::text::jsonb, pre_auth_ref = $5, pre_auth_start = $6::date,
-           pre_auth_end = $7::date, claim_response = $8::text::jsonb, response_bundle = $9::text::jsonb, detail = $10::text::jsonb,
+           pre_auth_end = $7::date, claim_response = $8::text::json, response_bundle = $9::text::json, detail = $10::text::jsonb,
            updated_at = $11::timestamptz
          WHERE id = $1 AND review_action = 'A4'
          RETURNING id, payer

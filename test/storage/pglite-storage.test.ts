@@ -25,7 +25,7 @@ describe('embedded PGlite storage', () => {
   beforeAll(async () => {
     dir = tempDir();
     storage = await createStorage({ dataDir: dir });
-  }, 60_000);
+  }, 120_000);
   afterAll(async () => {
     await storage?.close();
   });
@@ -52,8 +52,10 @@ describe('embedded PGlite storage', () => {
 });
 
 describe('embedded PGlite durability', () => {
+  // One directory through its life: writes, a clean reopen, a stale lock, a schema from the future.
+  const dir = tempDir();
+
   it('reads back every write after close and reopen of the same directory, migrating only once', async () => {
-    const dir = tempDir();
     const first = await createStorage({ dataDir: dir });
     const assertion = newAssertion({ authorization: { number: 'PA-DUR-1', start: '2026-11-01', end: '2027-04-30' } });
     const audits = Array.from({ length: 50 }, () => newAudit());
@@ -61,6 +63,7 @@ describe('embedded PGlite durability', () => {
     await Promise.all([first.saveAssertion(assertion), ...audits.map((a) => first.saveAudit(a)), first.createPasSubmission(submission)]);
     await first.saveFeedback({ service: 's', card: 'c', outcome: 'accepted', acceptedSuggestions: ['u'], outcomeTimestamp: 't' });
     await first.close();
+    await expect(first.saveAudit(newAudit())).rejects.toThrow(/closed/);
 
     const second = await createStorage({ dataDir: dir });
     try {
@@ -68,34 +71,26 @@ describe('embedded PGlite durability', () => {
       expect(await second.getAuthorization('PA-DUR-1')).toMatchObject({ source: 'crd' });
       const listed = await second.listAudit(1000);
       for (const a of audits) expect(listed).toContainEqual(a);
-      expect(await second.getPasSubmission(submission.id)).toMatchObject({ bundleIdentifier: submission.bundleIdentifier, needed: submission.needed });
+      expect(await second.getPasSubmission(submission.id)).toEqual({ ...submission, updatedAt: submission.createdAt, decisions: [] });
       expect(await second.saveFeedback({ service: 's', card: 'c', outcome: 'accepted', acceptedSuggestions: ['u'], outcomeTimestamp: 't' })).toBe(false);
       const versions = await second.driver.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
       expect(versions.map((v) => Number(v.version))).toEqual(MIGRATIONS.map((m) => m.version));
     } finally {
       await second.close();
     }
-  }, 60_000);
-
-  it('takes over a lock left by a process that no longer runs, and refuses a schema newer than this build', async () => {
-    const dir = tempDir();
-    const s = await createStorage({ dataDir: dir });
-    await s.driver.query("INSERT INTO schema_migrations (version, name) VALUES (9999, 'from the future')");
-    await s.close();
-    // A SIGKILLed server leaves its lock file behind; pid 2^22 + 1 is above Linux's pid_max default.
-    writeFileSync(join(dir, 'storage.lock'), `${4_194_305}\n`);
-    await expect(createStorage({ dataDir: dir })).rejects.toThrow(/schema version 9999 is newer/);
-  }, 60_000);
+  }, 120_000);
 
   it('refuses a data directory locked by a running process', async () => {
-    const dir = tempDir();
     writeFileSync(join(dir, 'storage.lock'), `${process.ppid}\n`);
     await expect(createStorage({ dataDir: dir })).rejects.toThrow(/in use by process/);
   });
 
-  it('rejects writes after close', async () => {
-    const s = await createStorage({ dataDir: tempDir() });
+  it('takes over a lock left by a process that no longer runs, and refuses a schema newer than this build', async () => {
+    // A SIGKILLed server leaves its lock file behind; pid 2^22 + 1 is above Linux's pid_max default.
+    writeFileSync(join(dir, 'storage.lock'), `${4_194_305}\n`);
+    const s = await createStorage({ dataDir: dir });
+    await s.driver.query("INSERT INTO schema_migrations (version, name) VALUES (9999, 'from the future')");
     await s.close();
-    await expect(s.saveAudit(newAudit())).rejects.toThrow(/closed/);
+    await expect(createStorage({ dataDir: dir })).rejects.toThrow(/schema version 9999 is newer/);
   }, 60_000);
 });
