@@ -1,0 +1,256 @@
+import type {
+  Coding,
+  Extension,
+  Questionnaire,
+  QuestionnaireItem,
+  QuestionnaireResponse,
+  QuestionnaireResponseItem,
+  QuestionnaireResponseItemAnswer,
+  Reference,
+} from '@medplum/fhirtypes';
+import { resolveValueSetUrl } from '../fhir/fhirpath.js';
+import type { ValueSetIndex } from '../fhir/value-sets.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import type { FactValue } from '../policies/evaluate-policy.js';
+import type { FactType } from '../policies/policy-schema.js';
+import { CRD_TEMP_SYSTEM } from '../hooks/coverage-information.js';
+import { DTR_QR, EXT_INFORMATION_ORIGIN, EXT_INTENDED_USE, EXT_QR_CONTEXT, EXT_QR_COVERAGE } from './fhir-urls.js';
+import type { DtrVersion } from './fhir-urls.js';
+import { justificationLinkId } from './questionnaire-builder.js';
+
+/** DTR `information-origin` source, folded to the three values both DTR 2.0.1 and 2.2 mean. */
+export type InformationOrigin = 'auto' | 'override' | 'manual';
+
+/** One problem with an answer, located by FHIRPath-style path (for a 400 OperationOutcome). */
+export interface AnswerProblem {
+  path: string;
+  message: string;
+}
+
+/** What a QuestionnaireResponse says, in the policy's terms. */
+export interface ParsedAnswers {
+  /** Fact values by fact name: what `evaluatePolicy` takes as `answers`. */
+  answers: Record<string, FactValue>;
+  /** `information-origin` of each answered item, by linkId. An answer without the extension counts as manual. */
+  origins: Record<string, InformationOrigin>;
+  /** Answers to justification questions that are not facts (`justification-<limitId>`), by limit id. */
+  justifications: Record<string, boolean>;
+  /** Answers that could not be read (wrong value type, code outside the answer value set, repeated answers). */
+  problems: AnswerProblem[];
+}
+
+const ORIGIN: Record<string, InformationOrigin> = {
+  auto: 'auto',
+  'auto-client': 'auto',
+  'auto-server': 'auto',
+  override: 'override',
+  manual: 'manual',
+};
+
+/** The DTR information-origin of an answer (DTR §QuestionnaireResponse "information-origin"; 2.0.1 and 2.2 codes). */
+export function originOf(answer: QuestionnaireResponseItemAnswer): InformationOrigin {
+  const ext = answer.extension?.find((e) => e.url === EXT_INFORMATION_ORIGIN);
+  const code = ext?.extension?.find((e) => e.url === 'source')?.valueCode;
+  return (code && ORIGIN[code]) || 'manual';
+}
+
+const isDate = (s: string) => /^\d{4}(-\d{2}(-\d{2})?)?$/.test(s);
+
+/** Reads one answer as a value of the fact's type; returns an error message when it is the wrong kind. */
+function readValue(
+  a: QuestionnaireResponseItemAnswer,
+  type: FactType,
+  codes: Set<string> | undefined,
+): FactValue | string[] {
+  switch (type) {
+    case 'boolean':
+      return typeof a.valueBoolean === 'boolean' ? a.valueBoolean : ['expected valueBoolean'];
+    case 'decimal': {
+      const v = a.valueDecimal ?? a.valueInteger ?? a.valueQuantity?.value;
+      return typeof v === 'number' && Number.isFinite(v) ? v : ['expected valueDecimal'];
+    }
+    case 'integer': {
+      const v = a.valueInteger ?? a.valueDecimal;
+      return typeof v === 'number' && Number.isInteger(v) ? v : ['expected valueInteger'];
+    }
+    case 'code': {
+      const code = a.valueCoding?.code;
+      if (typeof code !== 'string' || code === '') return ['expected valueCoding with a code'];
+      return codes && !codes.has(code) ? [`code ${code} is not in the answer value set`] : code;
+    }
+    case 'date': {
+      const v = a.valueDate ?? a.valueDateTime?.slice(0, 10);
+      return typeof v === 'string' && isDate(v) ? v : ['expected valueDate'];
+    }
+    case 'string':
+      return typeof a.valueString === 'string' ? a.valueString : ['expected valueString'];
+  }
+}
+
+/**
+ * Reads a QuestionnaireResponse into fact values (design.md §5: DTR and PAS answers override EHR facts by name).
+ * Walks nested items (groups and items under answers); an item maps to the fact whose `linkId` it carries. Items
+ * without an answer are unknown; items PriorPath does not know (display, groups, other forms' questions) are ignored.
+ */
+export function answersFromQuestionnaireResponse(
+  policy: CompiledPolicy,
+  qr: QuestionnaireResponse,
+  valueSets?: ValueSetIndex,
+  valueSetBase?: string,
+): ParsedAnswers {
+  const byLinkId = new Map<string, string>();
+  for (const f of policy.facts) if (f.def.linkId && f.def.askable) byLinkId.set(f.def.linkId, f.name);
+  const justificationIds = new Map(
+    policy.limits.filter((l) => l.justification).map((l) => [justificationLinkId(l.id), l.id]),
+  );
+  const out: ParsedAnswers = { answers: {}, origins: {}, justifications: {}, problems: [] };
+
+  const codesFor = (name: string): Set<string> | undefined => {
+    const ref = policy.factsByName.get(name)?.def.answerValueSet;
+    if (!ref || !valueSets || !valueSetBase) return undefined;
+    const vs = valueSets.get(resolveValueSetUrl(ref, valueSetBase));
+    return vs ? new Set((vs.expansion?.contains ?? []).map((c) => c.code).filter((c): c is string => !!c)) : undefined;
+  };
+
+  const walk = (items: QuestionnaireResponseItem[] | undefined, path: string) => {
+    (items ?? []).forEach((item, i) => {
+      const here = `${path}.item[${i}]`;
+      const answers = item.answer ?? [];
+      const fact = byLinkId.get(item.linkId);
+      const limit = justificationIds.get(item.linkId);
+      if ((fact || limit) && answers.length > 0) {
+        if (answers.length > 1)
+          out.problems.push({ path: here, message: `${item.linkId} takes one answer, got ${answers.length}` });
+        const type = fact ? policy.factsByName.get(fact)!.def.type : 'boolean';
+        const v = readValue(answers[0], type, fact ? codesFor(fact) : undefined);
+        if (Array.isArray(v))
+          out.problems.push({ path: `${here}.answer[0]`, message: `${item.linkId}: ${v.join('; ')}` });
+        else {
+          if (fact) out.answers[fact] = v;
+          else out.justifications[limit!] = v as boolean;
+          out.origins[item.linkId] = originOf(answers[0]);
+        }
+      }
+      walk(item.item, here);
+      answers.forEach((a, j) => walk(a.item, `${here}.answer[${j}]`));
+    });
+  };
+  walk(qr.item, 'QuestionnaireResponse');
+  return out;
+}
+
+/** Options of a pre-filled response. */
+export interface PrefillOptions {
+  valueSets: ValueSetIndex;
+  canonicalBase: string;
+  subject?: Reference;
+  coverage?: Reference;
+  orders?: Reference[];
+  /** Wire shape: 2.0.1 (Coverage in qr-context, origin `auto`) or 2.2 (qr-coverage, origin `auto-server`). */
+  dtrVersion?: DtrVersion;
+  /** Extensions to add, e.g. the CRD coverage-information that links the response to its assertion (DTR 2.2). */
+  extension?: Extension[];
+  id?: string;
+  authored?: string;
+}
+
+function answerValue(
+  value: unknown,
+  type: FactType,
+  coding: (code: string) => Coding | undefined,
+): QuestionnaireResponseItemAnswer | undefined {
+  switch (type) {
+    case 'boolean':
+      return typeof value === 'boolean' ? { valueBoolean: value } : undefined;
+    case 'decimal':
+      return typeof value === 'number' && Number.isFinite(value) ? { valueDecimal: value } : undefined;
+    case 'integer':
+      return typeof value === 'number' && Number.isInteger(value) ? { valueInteger: value } : undefined;
+    case 'code': {
+      const c = typeof value === 'string' ? coding(value) : undefined;
+      return c ? { valueCoding: c } : undefined;
+    }
+    case 'date':
+      return typeof value === 'string' && isDate(value.slice(0, 10)) ? { valueDate: value.slice(0, 10) } : undefined;
+    case 'string':
+      return typeof value === 'string' ? { valueString: value } : undefined;
+  }
+}
+
+/**
+ * A draft QuestionnaireResponse for a Questionnaire, pre-filled from fact values the payer already holds (the facts
+ * recorded at CRD time), each answer marked `information-origin` auto (DTR §"Populating the QuestionnaireResponse":
+ * payer-filled answers are `auto` in 2.0.1, `auto-server` in 2.2). Status in-progress; no author (the payer did not
+ * author it); the item tree follows the Questionnaire's groups.
+ */
+export function prefilledResponse(
+  policy: CompiledPolicy,
+  questionnaire: Questionnaire,
+  facts: Record<string, unknown>,
+  opts: PrefillOptions,
+): QuestionnaireResponse {
+  const version = opts.dtrVersion ?? '2.0.1';
+  const byLinkId = new Map<string, { name: string; type: FactType; answerValueSet?: string }>();
+  for (const f of policy.facts)
+    if (f.def.linkId && f.def.askable)
+      byLinkId.set(f.def.linkId, { name: f.name, type: f.def.type, answerValueSet: f.def.answerValueSet });
+  const origin: Extension = {
+    url: EXT_INFORMATION_ORIGIN,
+    extension: [{ url: 'source', valueCode: version === '2.2' ? 'auto-server' : 'auto' }],
+  };
+
+  const codingFor =
+    (ref: string | undefined) =>
+    (code: string): Coding | undefined => {
+      if (!ref) return undefined;
+      const vs = opts.valueSets.get(resolveValueSetUrl(ref, `${opts.canonicalBase}/ValueSet`));
+      const c = vs?.expansion?.contains?.find((x) => x.code === code);
+      return c ? { system: c.system, code: c.code, ...(c.display ? { display: c.display } : {}) } : undefined;
+    };
+
+  const fill = (items: QuestionnaireItem[] | undefined): QuestionnaireResponseItem[] => {
+    const out: QuestionnaireResponseItem[] = [];
+    for (const item of items ?? []) {
+      if (item.type === 'display') continue;
+      if (item.type === 'group') {
+        const children = fill(item.item);
+        if (children.length > 0)
+          out.push({ linkId: item.linkId, ...(item.text ? { text: item.text } : {}), item: children });
+        continue;
+      }
+      const fact = byLinkId.get(item.linkId);
+      const answer = fact ? answerValue(facts[fact.name], fact.type, codingFor(fact.answerValueSet)) : undefined;
+      if (answer)
+        out.push({
+          linkId: item.linkId,
+          ...(item.text ? { text: item.text } : {}),
+          answer: [{ ...answer, extension: [origin] }],
+        });
+    }
+    return out;
+  };
+
+  const extension: Extension[] = [];
+  if (opts.coverage)
+    extension.push({ url: version === '2.2' ? EXT_QR_COVERAGE : EXT_QR_CONTEXT, valueReference: opts.coverage });
+  for (const o of opts.orders ?? []) extension.push({ url: EXT_QR_CONTEXT, valueReference: o });
+  extension.push({
+    url: EXT_INTENDED_USE,
+    valueCodeableConcept: {
+      coding: [{ system: CRD_TEMP_SYSTEM, code: 'withpa', display: 'With prior authorization' }],
+    },
+  });
+  extension.push(...(opts.extension ?? []));
+
+  return {
+    resourceType: 'QuestionnaireResponse',
+    ...(opts.id ? { id: opts.id } : {}),
+    meta: { profile: [DTR_QR] },
+    extension,
+    questionnaire: questionnaire.version ? `${questionnaire.url}|${questionnaire.version}` : questionnaire.url,
+    status: 'in-progress',
+    ...(opts.subject ? { subject: opts.subject } : {}),
+    ...(opts.authored ? { authored: opts.authored } : {}),
+    item: fill(questionnaire.item),
+  };
+}

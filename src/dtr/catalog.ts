@@ -1,0 +1,91 @@
+import type { Questionnaire, QuestionnaireItem, ValueSet } from '@medplum/fhirtypes';
+import type { Content } from '../content.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import { policyStructure } from './policy-structure.js';
+import type { PolicyStructure } from './policy-structure.js';
+import { buildQuestionnaire, flattenItems } from './questionnaire-builder.js';
+
+/** The Questionnaires the payer serves, indexed once when the router is built (content is immutable). */
+export interface DtrCatalog {
+  /** Every Questionnaire, current policy versions first. */
+  all: Questionnaire[];
+  byId: Map<string, Questionnaire>;
+  /** By `url` (the current version) and by `url|version`. */
+  byCanonical: Map<string, Questionnaire>;
+  policyOf: Map<Questionnaire, CompiledPolicy>;
+  /** The current Questionnaire of a policy. */
+  forPolicy: Map<string, Questionnaire>;
+  structureOf: Map<string, PolicyStructure>;
+  /** The ValueSets a Questionnaire's items bind (`answerValueSet`), resolved against local content. */
+  valueSetsOf(q: Questionnaire): ValueSet[];
+}
+
+/**
+ * Indexes the committed Questionnaires (`questionnaires/<policy-id>.json`, proven equal to the generated ones by the
+ * content test) and, for a policy whose file is missing or stale, the Questionnaire generated from the policy itself,
+ * so a policy never goes without its form.
+ */
+export function buildCatalog(content: Content): DtrCatalog {
+  const byId = new Map<string, Questionnaire>();
+  const byCanonical = new Map<string, Questionnaire>();
+  const policyOf = new Map<Questionnaire, CompiledPolicy>();
+  const forPolicy = new Map<string, Questionnaire>();
+  const structureOf = new Map<string, PolicyStructure>();
+  const all: Questionnaire[] = [];
+
+  for (const policy of content.policies) {
+    const structure = policyStructure(policy);
+    structureOf.set(policy.file.id, structure);
+    const committed = content.questionnaires.get(policy.questionnaire) as unknown as Questionnaire | undefined;
+    const q =
+      committed ??
+      buildQuestionnaire(
+        policy,
+        {
+          canonicalBase: content.canonicalBase,
+          valueSets: content.valueSets,
+          payerLabel: content.payers.get(policy.file.payer)?.label,
+        },
+        structure,
+      );
+    all.push(q);
+    policyOf.set(q, policy);
+    forPolicy.set(policy.file.id, q);
+    if (q.id) byId.set(q.id, q);
+    if (q.url) {
+      byCanonical.set(q.url, q);
+      if (q.version) byCanonical.set(`${q.url}|${q.version}`, q);
+    }
+  }
+  // Other committed forms (e.g. an earlier version kept for responses in flight) stay readable.
+  for (const raw of new Set(content.questionnaires.values())) {
+    const q = raw as unknown as Questionnaire;
+    if (all.some((x) => x === q || (x.url === q.url && x.version === q.version))) continue;
+    all.push(q);
+    if (q.id && !byId.has(q.id)) byId.set(q.id, q);
+    if (q.url && !byCanonical.has(q.url)) byCanonical.set(q.url, q);
+    if (q.url && q.version) byCanonical.set(`${q.url}|${q.version}`, q);
+  }
+
+  const vsCache = new Map<Questionnaire, ValueSet[]>();
+  const valueSetsOf = (q: Questionnaire): ValueSet[] => {
+    let out = vsCache.get(q);
+    if (!out) {
+      const refs = [
+        ...new Set(
+          flattenItems(q.item as QuestionnaireItem[] | undefined)
+            .map((i) => i.answerValueSet)
+            .filter((r): r is string => !!r),
+        ),
+      ];
+      out = refs
+        .map((r) => content.valueSets.get(r) ?? content.valueSets.get(r.split('|')[0]))
+        .filter((v): v is ValueSet => !!v);
+      out = [...new Set(out)];
+      vsCache.set(q, out);
+    }
+    return out;
+  };
+
+  return { all, byId, byCanonical, policyOf, forPolicy, structureOf, valueSetsOf };
+}

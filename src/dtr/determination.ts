@@ -1,0 +1,85 @@
+import { randomUUID } from 'node:crypto';
+import type { Extension, MedicationRequest } from '@medplum/fhirtypes';
+import { assertionFor } from '../hooks/build-response.js';
+import { buildCoverageInformation, COVERAGE_INFO_URL } from '../hooks/coverage-information.js';
+import type { OrderDecision } from '../hooks/decide-orders.js';
+import { authorizationNumber, periodEnd } from '../hooks/decide-orders.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
+import type { AssertionRecord, Storage } from '../storage/storage.js';
+
+/** A DTR determination: the CRD coverage-information extension for a response, and the assertion behind it. */
+export interface Determination {
+  extension: Extension;
+  assertion: AssertionRecord;
+}
+
+/**
+ * Shapes an evaluation of answers into the CRD `ext-coverage-information` the completed QuestionnaireResponse carries
+ * (DTR §Adaptive "MAY/SHOULD carry coverage-information"; design.md §7), with the same codes CRD would send for the
+ * same facts (`assertionFor` / `buildCoverageInformation` from the CRD edge). A satisfied determination gets an
+ * authorization number and period, like real-time approval at signing. The assertion is stored so PAS and disputes
+ * can find it by its `coverage-assertion-id`.
+ */
+export async function determine(opts: {
+  policy: CompiledPolicy;
+  evaluation: PolicyEvaluation;
+  today: string;
+  coverageRef?: string;
+  orderRef?: string;
+  patientId?: string;
+  source: string;
+  storage: Storage;
+  version?: '2.0' | '2.2';
+}): Promise<Determination> {
+  const { policy, evaluation, today } = opts;
+  const orderId = opts.orderRef?.startsWith('MedicationRequest/')
+    ? opts.orderRef.slice('MedicationRequest/'.length)
+    : undefined;
+  const order: MedicationRequest = {
+    resourceType: 'MedicationRequest',
+    status: 'draft',
+    intent: 'order',
+    subject: { reference: opts.patientId ? `Patient/${opts.patientId}` : 'Patient/unknown' },
+    ...(orderId ? { id: orderId } : {}),
+  };
+  const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, orderDate: today };
+  if (evaluation.outcome === 'satisfied' && evaluation.pathway?.approval) {
+    decision.authorization = {
+      number: authorizationNumber(policy.file.payer, today),
+      start: today,
+      end: periodEnd(today, evaluation.pathway.approval),
+    };
+  }
+  const assertion = assertionFor(decision, opts.coverageRef ?? 'Coverage/unknown', today, 'order-sign');
+  const extension = buildCoverageInformation(assertion, opts.version ?? '2.0');
+  if (!opts.coverageRef) {
+    // The response named no Coverage: keep the required element, without inventing a reference.
+    extension.extension = extension.extension?.map((e) =>
+      e.url === 'coverage'
+        ? { url: 'coverage', valueReference: { display: 'The Coverage of the DTR launch context' } }
+        : e,
+    );
+  }
+  const record: AssertionRecord = {
+    assertionId: decision.assertionId,
+    createdAt: new Date().toISOString(),
+    payer: policy.file.payer,
+    policyId: policy.file.id,
+    policyVersion: policy.file.version,
+    patientId: opts.patientId ?? '',
+    orderRef: opts.orderRef ?? '',
+    hookInstance: opts.source,
+    outcome: evaluation.outcome,
+    facts: Object.fromEntries(evaluation.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
+    missingFacts: evaluation.missingFacts,
+    ...(decision.authorization ? { authorization: decision.authorization } : {}),
+  };
+  await opts.storage.saveAssertion(record);
+  return { extension, assertion: record };
+}
+
+/** Replaces any coverage-information on a resource with a new one. */
+export function withCoverageInformation<T extends { extension?: Extension[] }>(resource: T, ext: Extension): T {
+  return { ...resource, extension: [...(resource.extension ?? []).filter((e) => e.url !== COVERAGE_INFO_URL), ext] };
+}

@@ -1,0 +1,203 @@
+import type { Extension, MedicationRequest, Questionnaire, QuestionnaireResponse } from '@medplum/fhirtypes';
+import type { Content } from '../content.js';
+import { HttpError, outcome } from '../errors.js';
+import { COVERAGE_INFO_URL } from '../hooks/coverage-information.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import { evaluatePolicy } from '../policies/evaluate-policy.js';
+import type { EvaluationData, FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
+import { evaluationDataFor, indexRecord } from '../policies/evaluation-data.js';
+import type { PatientRecord } from '../policies/evaluation-data.js';
+import { answersFromQuestionnaireResponse } from './answers.js';
+import type { ParsedAnswers } from './answers.js';
+import { tokenize } from './expressions.js';
+import { askableClosure } from './policy-structure.js';
+import { questionnaireUrl } from './questionnaire-builder.js';
+
+/** The policy a Questionnaire canonical (`url` or `url|version`) belongs to, and the version asked for. */
+export function policyForQuestionnaire(
+  content: Content,
+  canonical: string | undefined,
+): { policy: CompiledPolicy; version?: string } | undefined {
+  if (!canonical) return undefined;
+  const [url, version] = canonical.split('|');
+  const policy = content.policies.find((p) => questionnaireUrl(content.canonicalBase, p.file.id) === url);
+  return policy ? { policy, version } : undefined;
+}
+
+/**
+ * The Questionnaire canonical a response answers: `QuestionnaireResponse.questionnaire`, or for an adaptive response
+ * (`#contained`) the contained Questionnaire's `derivedFrom` or `url` (SDC §Adaptive Questionnaires).
+ */
+export function answeredCanonical(qr: QuestionnaireResponse): string | undefined {
+  const ref = qr.questionnaire;
+  if (!ref?.startsWith('#')) return ref;
+  const q = (qr.contained ?? []).find(
+    (c): c is Questionnaire => c.resourceType === 'Questionnaire' && c.id === ref.slice(1),
+  );
+  return q?.derivedFrom?.[0] ?? q?.url;
+}
+
+/** The `coverage-assertion-id`s in a resource's CRD coverage-information extensions (an order, or a DTR 2.2 response). */
+export function coverageAssertionIds(resource: { extension?: Extension[] } | undefined): string[] {
+  return (resource?.extension ?? [])
+    .filter((e) => e.url === COVERAGE_INFO_URL)
+    .map((e) => e.extension?.find((s) => s.url === 'coverage-assertion-id')?.valueString)
+    .filter((v): v is string => typeof v === 'string' && v !== '');
+}
+
+/** Input of {@link evaluateQuestionnaireResponse}. */
+export interface EvaluateResponseInput {
+  content: Content;
+  qr: QuestionnaireResponse;
+  /**
+   * The patient's whole record (as at CRD time), when the caller has it: facts not answered are read from it. Absent:
+   * only the answers (and `knownFacts`) count, and every other askable fact is unknown.
+   */
+  record?: PatientRecord;
+  /** The order being decided, for a record (default: the record's first order). */
+  order?: MedicationRequest;
+  /**
+   * Fact values already established for this order, e.g. `AssertionRecord.facts` found through the response's or the
+   * order's `coverage-assertion-id`. Answers override them; a derived fact is dropped when an answer changed a fact it
+   * is computed from, so it is recomputed from the answer.
+   */
+  knownFacts?: Record<string, unknown>;
+  /** YYYY-MM-DD: the order date when there is no record. */
+  today: string;
+}
+
+export interface EvaluateResponseResult extends ParsedAnswers {
+  policy: CompiledPolicy;
+  evaluation: PolicyEvaluation;
+  /** e.g. the response answers an older version of the Questionnaire. */
+  warnings: string[];
+}
+
+const answersOnlyCache = new WeakMap<CompiledPolicy, CompiledPolicy>();
+
+/** Variables that are not patient data: a derived fact reading only these and other facts needs no record. */
+const NOT_RECORD = new Set(['orderDate', 'orderDateTime', 'today', 'policyDrug', 'ucum', 'sct', 'loinc']);
+
+/**
+ * The policy as it runs over answers alone. An askable fact is known only when answered (its EHR expression would
+ * read an empty record as "false" for history facts). A derived fact computed from other facts runs over the answers;
+ * one that also reads the record runs only once every askable fact it is computed from is answered, and is unknown
+ * before: over an empty record, "no Condition" or "no MedicationRequest" would otherwise turn an unanswered question
+ * into a definite "false". A derived fact that reads nothing but the record is unknown.
+ */
+function answersOnly(policy: CompiledPolicy): CompiledPolicy {
+  let view = answersOnlyCache.get(policy);
+  if (!view) {
+    const unknown = () => [];
+    const isUnknown = (v: unknown) => v === undefined || (Array.isArray(v) && v.length === 0);
+    view = {
+      ...policy,
+      facts: policy.facts.map((f) => {
+        if (f.def.askable || f.deps.length === 0) return { ...f, expr: unknown };
+        const readsRecord = tokenize(f.def.fhirpath).some(
+          (t) => t.kind === 'var' && !policy.factsByName.has(t.name!) && !NOT_RECORD.has(t.name!),
+        );
+        if (!readsRecord) return f;
+        const needs = [...askableClosure(policy, f.deps).askable];
+        return {
+          ...f,
+          expr: (resource: unknown, env: Record<string, unknown>) =>
+            needs.some((d) => isUnknown(env[d])) ? [] : f.expr(resource, env),
+        };
+      }),
+    };
+    answersOnlyCache.set(policy, view);
+  }
+  return view;
+}
+
+function emptyData(today: string): EvaluationData {
+  return {
+    order: { resourceType: 'MedicationRequest' },
+    conditions: [],
+    observations: [],
+    medications: [],
+    immunizations: [],
+    diagnoses: [],
+    orderDate: today,
+  };
+}
+
+const isFactValue = (v: unknown): v is FactValue =>
+  typeof v === 'boolean' || typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v));
+
+/** Answers plus the known facts they leave standing (see {@link EvaluateResponseInput.knownFacts}). */
+export function withKnownFacts(
+  policy: CompiledPolicy,
+  answers: Record<string, FactValue>,
+  known: Record<string, unknown> | undefined,
+): Record<string, FactValue> {
+  if (!known) return answers;
+  const out: Record<string, FactValue> = { ...answers };
+  const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
+  for (const f of policy.facts) {
+    const v = known[f.name];
+    if (has(answers, f.name) || !isFactValue(v)) continue;
+    if (f.def.askable) out[f.name] = v;
+    else {
+      const { askable } = askableClosure(policy, f.deps);
+      if ([...askable].every((d) => !has(answers, d) || answers[d] === known[d])) out[f.name] = v;
+    }
+  }
+  return out;
+}
+
+/**
+ * Evaluates a DTR QuestionnaireResponse with the same `evaluatePolicy` CRD runs (design.md §5, "One model, three
+ * uses": uses 2 and 3), the answers overriding what the EHR data says. This is the function PAS reuses for the
+ * QuestionnaireResponse attached to a prior-authorization request.
+ *
+ * Throws a 422 HttpError when the response answers no Questionnaire of a loaded policy.
+ */
+export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): EvaluateResponseResult {
+  const { content, qr, today } = input;
+  const canonical = answeredCanonical(qr);
+  const found = policyForQuestionnaire(content, canonical);
+  if (!found) {
+    throw new HttpError(
+      422,
+      outcome(
+        'error',
+        'not-found',
+        `QuestionnaireResponse.questionnaire ${canonical ?? '(missing)'} is not a Questionnaire of this payer service`,
+        ['QuestionnaireResponse.questionnaire'],
+      ),
+    );
+  }
+  const { policy, version } = found;
+  const warnings: string[] = [];
+  if (version && version !== policy.file.version) {
+    warnings.push(
+      `The response answers version ${version} of the Questionnaire; it was evaluated against the current policy version ${policy.file.version}`,
+    );
+  }
+  const parsed = answersFromQuestionnaireResponse(policy, qr, content.valueSets, `${content.canonicalBase}/ValueSet`);
+  const answers = withKnownFacts(policy, parsed.answers, input.knownFacts);
+
+  let evaluation: PolicyEvaluation;
+  if (input.record) {
+    const indexed = indexRecord(input.record);
+    const order = input.order ?? indexed.orders[0] ?? ({ resourceType: 'MedicationRequest' } as MedicationRequest);
+    evaluation = evaluatePolicy(policy, evaluationDataFor(indexed, order, today), answers);
+  } else {
+    evaluation = evaluatePolicy(answersOnly(policy), emptyData(today), answers);
+  }
+  return { ...parsed, policy, evaluation, warnings };
+}
+
+/** The references of a response's DTR context extensions, by resource type (qr-context and qr-coverage). */
+export function responseContext(qr: QuestionnaireResponse): { coverage?: string; orders: string[] } {
+  const refs = (qr.extension ?? [])
+    .filter((e) => e.url.endsWith('/qr-context') || e.url.endsWith('/qr-coverage'))
+    .map((e) => e.valueReference?.reference)
+    .filter((r): r is string => typeof r === 'string');
+  return {
+    coverage: refs.find((r) => r.startsWith('Coverage/')),
+    orders: refs.filter((r) => !r.startsWith('Coverage/')),
+  };
+}

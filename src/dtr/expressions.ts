@@ -1,0 +1,533 @@
+import type { ValueSetIndex } from '../fhir/value-sets.js';
+import { HCPCS_SYSTEM } from '../fhir/value-sets.js';
+import { resolveValueSetUrl } from '../fhir/fhirpath.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import type { FactType } from '../policies/policy-schema.js';
+
+/**
+ * Turns policy FHIRPath (design.md §5) into the FHIRPath an SDC renderer runs in the browser:
+ * - `initialExpression`s: a fact's expression over the EHR data, rewritten to read the Questionnaire's launch contexts
+ *   and `x-fhir-query` variables (SDC §Expression-based population);
+ * - `enableWhenExpression`s: a rule's condition over the answers given so far (`%resource` = the
+ *   QuestionnaireResponse), used to hide questions for a covered use the answers already rule out.
+ *
+ * Only the text is rewritten; nothing here evaluates. The translations are checked by running them through fhirpath.js
+ * (the engine LHC-Forms and Smart Forms use) against the server's own results in test/dtr.
+ */
+
+interface Token {
+  kind: 'string' | 'var' | 'ident' | 'space' | 'other';
+  text: string;
+  /** Variable or identifier name. */
+  name?: string;
+}
+
+/** A lexical pass good enough for rewriting: strings, `%vars`, identifiers, and everything else verbatim. */
+export function tokenize(expr: string): Token[] {
+  const out: Token[] = [];
+  let i = 0;
+  const n = expr.length;
+  while (i < n) {
+    const c = expr[i];
+    if (c === "'" || c === '`') {
+      let j = i + 1;
+      while (j < n && expr[j] !== c) j += expr[j] === '\\' ? 2 : 1;
+      out.push({ kind: c === "'" ? 'string' : 'other', text: expr.slice(i, j + 1) });
+      i = j + 1;
+    } else if (c === '%' && /[A-Za-z_]/.test(expr[i + 1] ?? '')) {
+      const m = /^%([A-Za-z_][A-Za-z0-9_]*)/.exec(expr.slice(i))!;
+      out.push({ kind: 'var', text: m[0], name: m[1] });
+      i += m[0].length;
+    } else if (c === '@') {
+      const m = /^@[0-9A-Za-z:\-+.]*/.exec(expr.slice(i))!;
+      out.push({ kind: 'other', text: m[0] });
+      i += m[0].length;
+    } else if (/[A-Za-z_]/.test(c)) {
+      const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(expr.slice(i))!;
+      out.push({ kind: 'ident', text: m[0], name: m[0] });
+      i += m[0].length;
+    } else if (c === '$' || /[0-9]/.test(c)) {
+      const m = /^(\$[A-Za-z_]+|\d+(\.\d+)?)/.exec(expr.slice(i));
+      const text = m?.[0] ?? c;
+      out.push({ kind: 'other', text });
+      i += text.length;
+    } else if (/\s/.test(c)) {
+      const m = /^\s+/.exec(expr.slice(i))!;
+      out.push({ kind: 'space', text: m[0] });
+      i += m[0].length;
+    } else {
+      out.push({ kind: 'other', text: c });
+      i++;
+    }
+  }
+  return out;
+}
+
+function significant(tokens: Token[], from: number, step: 1 | -1): Token | undefined {
+  for (let i = from + step; i >= 0 && i < tokens.length; i += step) if (tokens[i].kind !== 'space') return tokens[i];
+  return undefined;
+}
+
+/** An identifier that is neither a member (`.x`) nor a function call (`x(`): a fact name in a rule. */
+function isBare(tokens: Token[], i: number): boolean {
+  return significant(tokens, i, -1)?.text !== '.' && significant(tokens, i, 1)?.text !== '(';
+}
+
+const quote = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Client-side population (initialExpression)
+
+/** How faithfully a renderer reproduces the server's value of a fact. */
+export type Portability = 'portable' | 'approximate' | 'none';
+
+export interface ClientExpression {
+  /** FHIRPath for `sdc-questionnaire-initialExpression`; absent when the fact cannot be read by a renderer. */
+  expression?: string;
+  portability: Portability;
+  /** Why the expression is approximate or absent (goes into the item's designNote). */
+  notes: string[];
+}
+
+/** The x-fhir-query variables every generated Questionnaire declares (searchset Bundles in the renderer). */
+export const CLIENT_QUERIES = [
+  {
+    name: 'conditions',
+    query: 'Condition?patient={{%patient.id}}',
+    description: "The patient's Conditions (all of them, as the CRD prefetch)",
+  },
+  {
+    name: 'observations',
+    query: 'Observation?patient={{%patient.id}}&_sort=date&_count=1000',
+    description: "The patient's Observations, oldest first, so that .last() is the latest result as on the server",
+  },
+  {
+    name: 'medications',
+    query: 'MedicationRequest?patient={{%patient.id}}',
+    description: "The patient's MedicationRequests",
+  },
+  { name: 'immunizations', query: 'Immunization?patient={{%patient.id}}', description: "The patient's Immunizations" },
+] as const;
+
+const QUALIFYING_CONDITION =
+  "(clinicalStatus.coding.empty() or clinicalStatus.coding.where(code in ('active' | 'recurrence' | 'relapse' | 'remission')).exists())" +
+  " and verificationStatus.coding.where(code in ('refuted' | 'entered-in-error')).empty()";
+
+/**
+ * What each server-side variable (cds-services/README.md "Variables") becomes in the renderer. The renderer has the
+ * launch contexts (patient, user, encounter) and the x-fhir-query Bundles; it has no order and no Coverage.
+ */
+const CLIENT_VARIABLES: Record<string, { expr?: string; portability: Portability; note?: string }> = {
+  patient: { expr: '%patient', portability: 'portable' },
+  user: {
+    expr: '%user',
+    portability: 'approximate',
+    note: "%user is the SMART user (fhirUser), not the order's requester",
+  },
+  conditions: { expr: `%conditions.entry.resource.where(${QUALIFYING_CONDITION})`, portability: 'portable' },
+  observations: {
+    expr: "%observations.entry.resource.where(status != 'entered-in-error' and status != 'cancelled')",
+    portability: 'approximate',
+    note: 'the latest result relies on the EHR honouring _sort=date (and returning every page)',
+  },
+  medications: {
+    expr: '%medications.entry.resource',
+    portability: 'approximate',
+    note: 'the MedicationRequest search also returns this order once the EHR has stored it, and a medicationReference is not resolved to its Medication',
+  },
+  immunizations: { expr: "%immunizations.entry.resource.where(status = 'completed')", portability: 'portable' },
+  diagnoses: {
+    expr: `%conditions.entry.resource.where(${QUALIFYING_CONDITION}).code`,
+    portability: 'approximate',
+    note: "diagnoses are the patient's qualifying Conditions; the order's reasonCode/reasonReference (which the server prefers) is not visible",
+  },
+  orderDate: {
+    expr: 'today().toString()',
+    portability: 'approximate',
+    note: "today's date stands in for the order's planned start",
+  },
+  orderDateTime: {
+    expr: "(today().toString() + 'T00:00:00Z')",
+    portability: 'approximate',
+    note: "today's date stands in for the order's planned start",
+  },
+  order: {
+    portability: 'none',
+    note: 'reads the order, which no SDC launch context carries; pre-filled by the payer from the CRD facts',
+  },
+  coverage: { portability: 'none', note: 'reads the Coverage, which no SDC launch context carries' },
+  resource: { portability: 'none', note: 'reads %resource, which is the QuestionnaireResponse in a renderer' },
+  context: { portability: 'none', note: 'reads %context, which differs in a renderer' },
+  rootResource: { portability: 'none', note: 'reads %rootResource, which differs in a renderer' },
+  ucum: { expr: '%ucum', portability: 'portable' },
+  sct: { expr: '%sct', portability: 'portable' },
+  loinc: { expr: '%loinc', portability: 'portable' },
+};
+
+const RANK: Record<Portability, number> = { portable: 0, approximate: 1, none: 2 };
+const worst = (a: Portability, b: Portability): Portability => (RANK[a] >= RANK[b] ? a : b);
+
+/** The code test of a value set, spelled out from its local expansion (HCPCS under all three system URIs). */
+function valueSetCheck(valueSets: ValueSetIndex, url: string): string | undefined {
+  const vs = valueSets.get(url);
+  if (!vs) return undefined;
+  const bySystem = new Map<string, string[]>();
+  for (const c of vs.expansion?.contains ?? []) {
+    if (!c.system || !c.code) continue;
+    bySystem.set(c.system, [...(bySystem.get(c.system) ?? []), c.code]);
+  }
+  const tests = [...bySystem].map(([system, codes]) => {
+    const systems =
+      system === HCPCS_SYSTEM
+        ? [
+            HCPCS_SYSTEM,
+            'http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets',
+            'https://bluebutton.cms.gov/resources/codesystem/hcpcs',
+            'http://bluebutton.cms.gov/resources/codesystem/hcpcs',
+          ]
+        : [system];
+    const sys = systems.length === 1 ? `system = ${quote(system)}` : `system in (${systems.map(quote).join(' | ')})`;
+    const list = codes.length === 1 ? `code = ${quote(codes[0])}` : `code in (${codes.map(quote).join(' | ')})`;
+    return `(${sys} and ${list})`;
+  });
+  return tests.length === 0 ? 'false' : tests.join(' or ');
+}
+
+/** What a resource is "about" (src/fhir/fhirpath.ts `conceptsOf`): its code, vaccine code or medication code. */
+const CONCEPTS = '(code | vaccineCode | medication.ofType(CodeableConcept))';
+/** The date a resource speaks for (src/fhir/fhirpath.ts `resourceDate`), at date precision. */
+const RESOURCE_DATE =
+  '(effective.ofType(dateTime) | effective.ofType(instant) | effective.ofType(Period).start | onset.ofType(Period).start' +
+  ' | occurrence.ofType(dateTime) | onset.ofType(dateTime) | authoredOn | issued).first().toString().substring(0, 10).toDate()';
+
+/**
+ * Standard-FHIRPath spellings of the functions PriorPath adds on the server (src/fhir/fhirpath.ts), so any engine
+ * runs them without a terminology server: `memberOf` from the local expansion (same three-valued result: empty for
+ * empty input, else whether any Coding is in the set), and the fast filters `coded`, `codedIn`, `recent` as the
+ * `where()` they stand for (cds-services/README.md "Fast filters").
+ */
+function standardCall(
+  name: string,
+  args: string[],
+  ctx: { valueSets: ValueSetIndex; valueSetBase: string },
+): string | undefined {
+  const literal = (a: string | undefined) =>
+    a !== undefined && /^'(?:[^'\\]|\\.)*'$/.test(a.trim()) ? a.trim().slice(1, -1).replace(/\\(.)/g, '$1') : undefined;
+  switch (name) {
+    case 'memberOf': {
+      const ref = literal(args[0]);
+      const check =
+        ref === undefined || args.length !== 1
+          ? undefined
+          : valueSetCheck(ctx.valueSets, resolveValueSetUrl(ref, ctx.valueSetBase));
+      return (
+        check && `select((coding | $this).where(${check}).exists()).aggregate(iif($total = true, true, $this), {})`
+      );
+    }
+    case 'codedIn': {
+      const ref = literal(args[0]);
+      const check =
+        ref === undefined || args.length !== 1
+          ? undefined
+          : valueSetCheck(ctx.valueSets, resolveValueSetUrl(ref, ctx.valueSetBase));
+      return check && `where(${CONCEPTS}.coding.where(${check}).exists())`;
+    }
+    case 'coded':
+      return args.length === 2
+        ? `where(${CONCEPTS}.coding.where(system = ${args[0].trim()} and code = ${args[1].trim()}).exists())`
+        : undefined;
+    case 'recent': {
+      const days = args[1]?.trim();
+      return args.length === 2 && /^\d+$/.test(days ?? '')
+        ? `where(${RESOURCE_DATE} >= (${args[0].trim()}).toString().substring(0, 10).toDate() - ${days} days)`
+        : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Server-only functions (src/fhir/fhirpath.ts); a renderer's FHIRPath engine has none of them. */
+export const SERVER_FUNCTIONS = ['memberOf', 'coded', 'codedIn', 'recent'];
+
+/** The arguments of the call whose name is `tokens[i]`: their texts and the index of the closing parenthesis. */
+function callArgs(tokens: Token[], i: number): { args: string[]; end: number } | undefined {
+  let j = i + 1;
+  while (tokens[j]?.kind === 'space') j++;
+  if (tokens[j]?.text !== '(') return undefined;
+  let depth = 0;
+  const args: string[] = [];
+  let current = '';
+  for (let k = j; k < tokens.length; k++) {
+    const t = tokens[k];
+    if (t.text === '(' || t.text === '[' || t.text === '{') {
+      if (depth++ === 0) continue;
+    } else if (t.text === ')' || t.text === ']' || t.text === '}') {
+      if (--depth === 0) {
+        if (current.trim() !== '' || args.length > 0) args.push(current);
+        return { args, end: k };
+      }
+    } else if (t.text === ',' && depth === 1) {
+      args.push(current);
+      current = '';
+      continue;
+    }
+    current += t.text;
+  }
+  return undefined;
+}
+
+/**
+ * The initialExpression of a fact for a renderer with the Questionnaire's launch contexts and x-fhir-query variables:
+ * the fact's own FHIRPath with each server variable replaced by its renderer counterpart, the facts it reads inlined,
+ * and the server-only functions spelled out in standard FHIRPath. Code facts get none (a choice item needs a Coding;
+ * the fact yields a code), nor do facts that read the order or the Coverage.
+ */
+export function clientInitialExpression(
+  policy: CompiledPolicy,
+  factName: string,
+  ctx: { valueSets: ValueSetIndex; valueSetBase: string },
+): ClientExpression {
+  interface Acc {
+    text: string;
+    portability: Portability;
+    notes: Set<string>;
+  }
+  const memo = new Map<string, ClientExpression>();
+
+  const translateText = (expr: string, stack: string[]): Acc => {
+    const acc: Acc = { text: '', portability: 'portable', notes: new Set() };
+    const merge = (p: Portability, notes: Iterable<string>) => {
+      acc.portability = worst(acc.portability, p);
+      for (const n of notes) acc.notes.add(n);
+    };
+    const tokens = tokenize(expr);
+    for (let i = 0; i < tokens.length; i++) {
+      const t = tokens[i];
+      if (t.kind === 'var') {
+        if (t.name === 'policyDrug') {
+          acc.text += quote(policy.file.drug);
+          continue;
+        }
+        const v = CLIENT_VARIABLES[t.name!];
+        if (v) {
+          merge(v.portability, v.note ? [v.note] : []);
+          acc.text += v.expr ?? '{}';
+        } else if (policy.factsByName.has(t.name!)) {
+          const dep = translateFact(t.name!, stack);
+          merge(dep.portability, dep.notes);
+          acc.text += dep.expression === undefined ? '{}' : `(${dep.expression})`;
+        } else {
+          merge('none', [`reads %${t.name}, which a renderer does not have`]);
+          acc.text += t.text;
+        }
+        continue;
+      }
+      if (t.kind === 'ident' && SERVER_FUNCTIONS.includes(t.name!) && significant(tokens, i, -1)?.text === '.') {
+        const call = callArgs(tokens, i);
+        if (call) {
+          const args = call.args.map((a) => translateText(a, stack));
+          args.forEach((a) => merge(a.portability, a.notes));
+          const replacement = standardCall(
+            t.name!,
+            args.map((a) => a.text),
+            ctx,
+          );
+          if (replacement) {
+            acc.text += replacement;
+            i = call.end;
+            continue;
+          }
+        }
+        merge('none', [`${t.name}() with arguments PriorPath cannot spell out in standard FHIRPath`]);
+      }
+      acc.text += t.text;
+    }
+    return acc;
+  };
+
+  const translateFact = (name: string, stack: string[]): ClientExpression => {
+    const cached = memo.get(name);
+    if (cached) return cached;
+    const fact = policy.factsByName.get(name);
+    if (!fact) return { portability: 'none', notes: [`unknown fact ${name}`] };
+    if (stack.includes(name)) return { portability: 'none', notes: ['circular fact reference'] };
+    const acc = translateText(fact.def.fhirpath, [...stack, name]);
+    const result: ClientExpression = { portability: acc.portability, notes: [...acc.notes] };
+    if (acc.portability !== 'none') result.expression = acc.text.replace(/\s+/g, ' ').trim();
+    memo.set(name, result);
+    return result;
+  };
+
+  const fact = policy.factsByName.get(factName);
+  if (!fact) return { portability: 'none', notes: [`unknown fact ${factName}`] };
+  if (/^\s*\{\s*\}\s*$/.test(fact.def.fhirpath)) {
+    return { portability: 'none', notes: ['an attestation: never in the record, always answered'] };
+  }
+  if (fact.def.type === 'code') {
+    return {
+      portability: 'none',
+      notes: ['a choice item needs a Coding and the fact yields a code: pre-filled by the payer from the CRD facts'],
+    };
+  }
+  const r = translateFact(factName, []);
+  if (r.expression === undefined) return r;
+  if (!tokenize(r.expression).some((t) => t.kind === 'var'))
+    return { portability: 'none', notes: ['computed only from answers to other questions'] };
+  // A date item wants a FHIR date; the facts library yields the date as a string.
+  const expression = fact.def.type === 'date' ? `(${r.expression}).toString().substring(0, 10).toDate()` : r.expression;
+  return { ...r, expression };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Answers so far (enableWhenExpression)
+
+/** The FHIRPath that reads an item's answer from the QuestionnaireResponse being filled in (`%resource`). */
+export function answerPath(linkId: string, type: FactType): string {
+  const value: Record<FactType, string> = {
+    boolean: 'valueBoolean',
+    decimal: 'valueDecimal',
+    integer: 'valueInteger',
+    code: 'valueCoding.code',
+    date: 'valueDate',
+    string: 'valueString',
+  };
+  return `%resource.repeat(item).where(linkId = ${quote(linkId)}).answer.${value[type]}`;
+}
+
+/**
+ * True when an expression is monotone in unknown inputs under FHIRPath's three-valued logic: replacing an unknown
+ * (empty) input by a value can turn an empty result into true or false, but never flip true and false. Then a
+ * `false` computed with some inputs unknown stays false whatever they turn out to be, which is what makes hiding a
+ * question safe. `iif`, `exists()`, unions and their kind turn "unknown" into a definite value, so they fail.
+ */
+export function isMonotone(expr: string): boolean {
+  let s = expr.replace(/'(?:[^'\\]|\\.)*'/g, "''");
+  while (/''\s*\|\s*''/.test(s)) s = s.replace(/''\s*\|\s*''/g, "''");
+  if (s.includes('|') || s.includes('~')) return false;
+  if (
+    /\b(iif|exists|empty|count|hasValue|all|allTrue|anyTrue|allFalse|anyFalse|isDistinct|subsetOf|supersetOf|combine|union|aggregate|exclude|intersect|distinct|children|descendants|repeat|trace|sum|min|max|avg)\s*\(/.test(
+      s,
+    )
+  )
+    return false;
+  s = s.replace(/\bin\s*\(\s*''\s*\)/g, ' ').replace(/\bin\s*''/g, ' ');
+  if (/\bin\b/.test(s)) return false;
+  if (/(?<!\.\s*)\bcontains\b(?!\s*\()/.test(s)) return false;
+  return true;
+}
+
+/**
+ * Splits an expression at top-level `and` (a conjunction) or `or` (a disjunction), respecting parentheses, strings and
+ * FHIRPath precedence (`and` binds tighter than `or`/`xor`, `implies` is loosest). An expression that is not such a
+ * chain comes back whole.
+ */
+export function splitTopLevel(expr: string, op: 'and' | 'or'): string[] {
+  let text = expr.trim();
+  for (;;) {
+    const inner = unwrapParens(text);
+    if (inner === undefined) break;
+    text = inner.trim();
+  }
+  const tokens = tokenize(text);
+  let depth = 0;
+  const cuts: number[] = [];
+  let blocked = false;
+  tokens.forEach((t, i) => {
+    if (t.text === '(' || t.text === '[' || t.text === '{') depth++;
+    else if (t.text === ')' || t.text === ']' || t.text === '}') depth--;
+    else if (depth === 0 && t.kind === 'ident' && significant(tokens, i, -1)?.text !== '.') {
+      if (t.name === 'implies' || t.name === 'xor') blocked = true;
+      else if (t.name === 'or' && op === 'and') blocked = true;
+      else if (t.name === op) cuts.push(i);
+    }
+  });
+  if (blocked || cuts.length === 0) return [text];
+  const parts: string[] = [];
+  let start = 0;
+  for (const c of [...cuts, tokens.length]) {
+    parts.push(
+      tokens
+        .slice(start, c)
+        .map((t) => t.text)
+        .join('')
+        .trim(),
+    );
+    start = c + 1;
+  }
+  return parts.filter((p) => p.length > 0);
+}
+
+function unwrapParens(text: string): string | undefined {
+  if (!text.startsWith('(') || !text.endsWith(')')) return undefined;
+  const tokens = tokenize(text);
+  let depth = 0;
+  for (let i = 0; i < tokens.length; i++) {
+    if (tokens[i].text === '(') depth++;
+    else if (tokens[i].text === ')') {
+      depth--;
+      if (depth === 0 && i !== tokens.length - 1) return undefined;
+    }
+  }
+  return text.slice(1, -1);
+}
+
+/** How a rule's facts are read when the rule is evaluated over the answers so far. */
+export interface AnswerContext {
+  /** The item asking for an askable fact (undefined: the fact is not asked in this Questionnaire). */
+  itemFor(fact: string): { linkId: string; type: FactType } | undefined;
+  /** Facts treated as unknown whatever is answered (the questions being hidden or shown). */
+  unknown: Set<string>;
+}
+
+/**
+ * A rule condition (or part of one) as FHIRPath over the QuestionnaireResponse: askable facts read their answers,
+ * derived facts are inlined from their own expressions, and everything else (EHR data, order date, facts in
+ * `unknown`) is empty. Returns undefined when the result could not be trusted (not monotone) or reads no answer.
+ */
+export function ruleOverAnswers(policy: CompiledPolicy, condition: string, ctx: AnswerContext): string | undefined {
+  const raw: string[] = [condition];
+  let readsAnswers = false;
+  const factText = (name: string, stack: string[]): string => {
+    const fact = policy.factsByName.get(name);
+    if (!fact || ctx.unknown.has(name) || stack.includes(name)) return '{}';
+    if (fact.def.askable) {
+      const item = ctx.itemFor(name);
+      if (!item) return '{}';
+      readsAnswers = true;
+      return answerPath(item.linkId, item.type);
+    }
+    const tokens = tokenize(fact.def.fhirpath);
+    // A derived fact that reads the record (or calls a server-only function) is unknown over the answers alone.
+    const readsRecord = tokens.some(
+      (t, i) =>
+        (t.kind === 'var' && !policy.factsByName.has(t.name!) && !/^(ucum|sct|loinc|policyDrug)$/.test(t.name!)) ||
+        (t.kind === 'ident' && SERVER_FUNCTIONS.includes(t.name!) && significant(tokens, i, -1)?.text === '.'),
+    );
+    if (readsRecord) return '{}';
+    raw.push(fact.def.fhirpath);
+    return `(${tokens
+      .map((t) =>
+        t.kind !== 'var'
+          ? t.text
+          : t.name === 'policyDrug'
+            ? quote(policy.file.drug)
+            : policy.factsByName.has(t.name!)
+              ? factText(t.name!, [...stack, name])
+              : t.text,
+      )
+      .join('')
+      .replace(/\s+/g, ' ')
+      .trim()})`;
+  };
+  const tokens = tokenize(condition);
+  const text = tokens
+    .map((t, i) =>
+      t.kind === 'ident' && isBare(tokens, i) && policy.factsByName.has(t.name!) ? factText(t.name!, []) : t.text,
+    )
+    .join('')
+    .replace(/\s+/g, ' ')
+    .trim();
+  if (!readsAnswers || !raw.every(isMonotone)) return undefined;
+  return text;
+}

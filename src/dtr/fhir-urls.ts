@@ -1,0 +1,39 @@
+/**
+ * Canonical URLs of the SDC and Da Vinci DTR artefacts PriorPath's Questionnaires, packages and responses use.
+ * SDC: https://hl7.org/fhir/uv/sdc/ (3.0.0, the base of DTR 2.0.1). DTR: https://hl7.org/fhir/us/davinci-dtr/.
+ */
+
+export const SDC = 'http://hl7.org/fhir/uv/sdc/StructureDefinition';
+export const DTR = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition';
+
+/** DTR standard (non-adaptive) Questionnaire profile; same id in DTR 2.0.1 and 2.2. */
+export const DTR_STD_QUESTIONNAIRE = `${DTR}/dtr-std-questionnaire`;
+/** The Questionnaire contained in `$next-question` responses (DTR 2.0.1 and 2.2). */
+export const DTR_ADAPT_QUESTIONNAIRE = `${DTR}/dtr-questionnaire-adapt`;
+export const SDC_ADAPT_QUESTIONNAIRE = `${SDC}/sdc-questionnaire-adapt`;
+export const DTR_QR = `${DTR}/dtr-questionnaireresponse`;
+export const DTR_QR_ADAPT = `${DTR}/dtr-questionnaireresponse-adapt`;
+export const DTR_PACKAGE_BUNDLE = `${DTR}/DTR-QPackageBundle`;
+export const DTR_PACKAGE_OUTPUT = `${DTR}/dtr-qpackage-output-parameters`;
+
+export const EXT_LAUNCH_CONTEXT = `${SDC}/sdc-questionnaire-launchContext`;
+export const LAUNCH_CONTEXT_SYSTEM = 'http://hl7.org/fhir/uv/sdc/CodeSystem/launchContext';
+export const EXT_VARIABLE = 'http://hl7.org/fhir/StructureDefinition/variable';
+export const EXT_INITIAL_EXPRESSION = `${SDC}/sdc-questionnaire-initialExpression`;
+export const EXT_ENABLE_WHEN_EXPRESSION = `${SDC}/sdc-questionnaire-enableWhenExpression`;
+export const EXT_ITEM_CONTROL = 'http://hl7.org/fhir/StructureDefinition/questionnaire-itemControl';
+export const ITEM_CONTROL_SYSTEM = 'http://hl7.org/fhir/questionnaire-item-control';
+export const EXT_QUESTIONNAIRE_UNIT = 'http://hl7.org/fhir/StructureDefinition/questionnaire-unit';
+export const EXT_DESIGN_NOTE = 'http://hl7.org/fhir/StructureDefinition/designNote';
+export const EXT_ADAPTIVE = `${SDC}/sdc-questionnaire-questionnaireAdaptive`;
+
+export const EXT_INFORMATION_ORIGIN = `${DTR}/information-origin`;
+export const EXT_QR_CONTEXT = `${DTR}/qr-context`;
+/** DTR 2.2: the Coverage moves out of qr-context into its own extension. */
+export const EXT_QR_COVERAGE = `${DTR}/qr-coverage`;
+export const EXT_INTENDED_USE = `${DTR}/intendedUse`;
+
+export const UCUM = 'http://unitsofmeasure.org';
+
+/** DTR version a client speaks, as far as wire shapes differ (research/dtr-pas.md §1.2, §1.6). */
+export type DtrVersion = '2.0.1' | '2.2';

@@ -1,0 +1,184 @@
+import type { Parameters, Questionnaire, QuestionnaireItem, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
+import type { Content } from '../content.js';
+import { badRequest, HttpError, outcome } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Storage } from '../storage/storage.js';
+import type { DtrCatalog } from './catalog.js';
+import { determine, withCoverageInformation } from './determination.js';
+import {
+  answeredCanonical,
+  evaluateQuestionnaireResponse,
+  policyForQuestionnaire,
+  responseContext,
+} from './evaluate-response.js';
+import {
+  DTR_ADAPT_QUESTIONNAIRE,
+  DTR_QR_ADAPT,
+  EXT_ADAPTIVE,
+  EXT_ENABLE_WHEN_EXPRESSION,
+  SDC_ADAPT_QUESTIONNAIRE,
+} from './fhir-urls.js';
+import { flattenItems, justificationLinkId } from './questionnaire-builder.js';
+import { responseShapeProblems } from './response-shape.js';
+
+export interface NextQuestionDeps {
+  content: Content;
+  catalog: DtrCatalog;
+  storage: Storage;
+  today: string;
+  log: Logger;
+}
+
+const INPUT_NAMES = ['questionnaire-response', 'questionnaire-response-in', 'in'];
+
+/** The QuestionnaireResponse of a `$next-question` call: a bare resource, or Parameters under any name SDC/DTR used. */
+export function nextQuestionInput(body: unknown): QuestionnaireResponse {
+  const r = body as Resource | undefined;
+  if (r?.resourceType === 'QuestionnaireResponse') return r;
+  if (r?.resourceType === 'Parameters') {
+    const p = ((r as Parameters).parameter ?? []).find(
+      (x) => INPUT_NAMES.includes(x.name) && x.resource?.resourceType === 'QuestionnaireResponse',
+    );
+    if (p) return p.resource as QuestionnaireResponse;
+    throw badRequest(
+      `$next-question takes a QuestionnaireResponse, or Parameters with one under "questionnaire-response"`,
+      ['Parameters.parameter'],
+    );
+  }
+  throw badRequest('$next-question takes a QuestionnaireResponse (SDC adaptive form)', ['QuestionnaireResponse']);
+}
+
+/**
+ * SDC `$next-question` for PriorPath's forms (SDC §Adaptive Questionnaires; DTR §"Adaptive Form"). Stateless: every
+ * call derives everything from the posted response. The contained Questionnaire (`derivedFrom` the policy's
+ * canonical) grows by the questions still needed, found by running `evaluatePolicy` over the answers so far: the
+ * `missingFacts` of the first group of the static form (universal criteria, shared indication, each pathway, limits)
+ * that has any, and the justification of an exceeded limit. A question asked before and left unanswered is not asked
+ * again. When nothing is left to ask, the response comes back `completed` with the determination in
+ * `ext-coverage-information`.
+ */
+export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promise<QuestionnaireResponse> {
+  const qr = nextQuestionInput(body);
+  const problems = responseShapeProblems(qr, { requireQuestionnaire: true });
+  if (problems.length > 0)
+    throw new HttpError(400, {
+      resourceType: 'OperationOutcome',
+      issue: problems.map((p) => ({
+        severity: 'error',
+        code: 'invalid',
+        diagnostics: p.message,
+        expression: [p.path],
+      })),
+    });
+
+  const canonical = answeredCanonical(qr);
+  const found = policyForQuestionnaire(deps.content, canonical);
+  if (!found)
+    throw new HttpError(
+      400,
+      outcome('error', 'not-found', `${canonical ?? 'The response'} is not a Questionnaire of this payer service`, [
+        'QuestionnaireResponse.questionnaire',
+      ]),
+    );
+  const { policy } = found;
+  const staticForm = deps.catalog.forPolicy.get(policy.file.id)!;
+  const structure = deps.catalog.structureOf.get(policy.file.id)!;
+
+  const containedId = qr.questionnaire?.startsWith('#') ? qr.questionnaire.slice(1) : 'adaptive';
+  const previous = (qr.contained ?? []).find(
+    (c): c is Questionnaire => c.resourceType === 'Questionnaire' && c.id === containedId,
+  );
+  const asked = new Set(flattenItems(previous?.item).map((i) => i.linkId));
+
+  const result = evaluateQuestionnaireResponse({
+    content: deps.content,
+    qr: { ...qr, questionnaire: `${staticForm.url}|${staticForm.version}` },
+    today: deps.today,
+  });
+  if (result.problems.length > 0) {
+    throw new HttpError(400, {
+      resourceType: 'OperationOutcome',
+      issue: result.problems.map((p) => ({
+        severity: 'error',
+        code: 'invalid',
+        diagnostics: p.message,
+        expression: [p.path],
+      })),
+    });
+  }
+  const ev = result.evaluation;
+
+  const linkIdOf = (fact: string) => policy.factsByName.get(fact)?.def.linkId;
+  const toAsk: string[] = [];
+  if (ev.outcome === 'documentation-needed' || ev.outcome === 'limit-exceeded') {
+    const missing = new Set(ev.missingFacts.filter((f) => !asked.has(linkIdOf(f) ?? '')));
+    const stage = structure.groups.find((g) => g.facts.some((f) => missing.has(f)));
+    if (stage) toAsk.push(...stage.facts.filter((f) => missing.has(f)).map((f) => linkIdOf(f)!));
+    if (ev.outcome === 'limit-exceeded') {
+      for (const j of structure.justifications.filter((x) => ev.failed.some((r) => r.id === x.limit.id))) {
+        const links = j.facts.length > 0 ? j.facts.map((f) => linkIdOf(f)!) : [justificationLinkId(j.limit.id)];
+        for (const l of links) if (!asked.has(l) && !toAsk.includes(l)) toAsk.push(l);
+      }
+    }
+  }
+
+  const staticItems = new Map(flattenItems(staticForm.item).map((i) => [i.linkId, i]));
+  const newItems = toAsk.map((l) => adaptiveItem(staticItems.get(l)!));
+  const contained: Questionnaire = {
+    resourceType: 'Questionnaire',
+    id: containedId,
+    meta: { profile: [DTR_ADAPT_QUESTIONNAIRE, SDC_ADAPT_QUESTIONNAIRE] },
+    extension: [{ url: EXT_ADAPTIVE, valueBoolean: true }],
+    ...(previous?.url ? { url: previous.url } : {}),
+    derivedFrom: [`${staticForm.url}|${staticForm.version}`],
+    title: staticForm.title,
+    status: 'active',
+    subjectType: ['Patient'],
+    item: [...(previous?.item ?? []), ...newItems],
+  };
+  let out: QuestionnaireResponse = {
+    ...qr,
+    meta: { ...(qr.meta ?? {}), profile: [DTR_QR_ADAPT] },
+    contained: [
+      contained,
+      ...(qr.contained ?? []).filter((c) => !(c.resourceType === 'Questionnaire' && c.id === containedId)),
+    ],
+    questionnaire: `#${containedId}`,
+    status: newItems.length > 0 ? 'in-progress' : 'completed',
+  };
+  if (newItems.length === 0) {
+    const ctx = responseContext(qr);
+    const d = await determine({
+      policy,
+      evaluation: ev,
+      today: deps.today,
+      coverageRef: ctx.coverage,
+      orderRef: ctx.orders[0],
+      patientId: qr.subject?.reference?.startsWith('Patient/')
+        ? qr.subject.reference.slice('Patient/'.length)
+        : undefined,
+      source: 'dtr:$next-question',
+      storage: deps.storage,
+    });
+    out = withCoverageInformation(out, d.extension);
+    deps.log.info(
+      { policy: policy.file.id, outcome: ev.outcome, coverageAssertionId: d.assertion.assertionId },
+      'next-question completed',
+    );
+  } else {
+    deps.log.info({ policy: policy.file.id, asked: newItems.length }, 'next-question');
+  }
+  return out;
+}
+
+/** A static item as the adaptive profile allows it: no enableWhen/enableWhenExpression (dtr-questionnaire-adapt). */
+function adaptiveItem(item: QuestionnaireItem): QuestionnaireItem {
+  const copy = structuredClone(item);
+  delete copy.enableWhen;
+  delete copy.enableBehavior;
+  if (copy.extension) {
+    copy.extension = copy.extension.filter((e) => e.url !== EXT_ENABLE_WHEN_EXPRESSION);
+    if (copy.extension.length === 0) delete copy.extension;
+  }
+  return copy;
+}

@@ -1,0 +1,343 @@
+import type { Extension, Questionnaire, QuestionnaireItem } from '@medplum/fhirtypes';
+import { resolveValueSetUrl } from '../fhir/fhirpath.js';
+import type { ValueSetIndex } from '../fhir/value-sets.js';
+import type { CompiledPolicy, CompiledRule } from '../policies/compiled-policy.js';
+import type { FactType } from '../policies/policy-schema.js';
+import { clientInitialExpression, CLIENT_QUERIES, ruleOverAnswers, splitTopLevel } from './expressions.js';
+import {
+  DTR_STD_QUESTIONNAIRE,
+  EXT_DESIGN_NOTE,
+  EXT_ENABLE_WHEN_EXPRESSION,
+  EXT_INITIAL_EXPRESSION,
+  EXT_ITEM_CONTROL,
+  EXT_LAUNCH_CONTEXT,
+  EXT_QUESTIONNAIRE_UNIT,
+  EXT_VARIABLE,
+  ITEM_CONTROL_SYSTEM,
+  LAUNCH_CONTEXT_SYSTEM,
+  UCUM,
+} from './fhir-urls.js';
+import { policyStructure } from './policy-structure.js';
+import type { FactGroup, PolicyStructure } from './policy-structure.js';
+
+/** What the builder needs besides the policy. */
+export interface QuestionnaireBuildContext {
+  /** CANONICAL_BASE, e.g. https://priorpath.dev/fhir */
+  canonicalBase: string;
+  valueSets: ValueSetIndex;
+  /** The payer's label, for `publisher`. */
+  payerLabel?: string;
+}
+
+/** `{canonicalBase}/Questionnaire/{policyId}` (design.md §5: one Questionnaire per policy, versioned with it). */
+export function questionnaireUrl(canonicalBase: string, policyId: string): string {
+  return `${canonicalBase}/Questionnaire/${policyId}`;
+}
+
+/** The linkId of the question asked when a limit is exceeded and the policy names no attestation fact for it. */
+export function justificationLinkId(limitId: string): string {
+  return `justification-${limitId}`;
+}
+
+/** Questionnaire item type of each fact type (SDC; R4 `QuestionnaireItemType`). */
+export const ITEM_TYPE: Record<FactType, QuestionnaireItem['type']> = {
+  boolean: 'boolean',
+  decimal: 'decimal',
+  integer: 'integer',
+  code: 'choice',
+  date: 'date',
+  string: 'string',
+};
+
+const UNIT_DISPLAY: Record<string, string> = {
+  'ug/d': 'mcg/day',
+  'mg/d': 'mg/day',
+  'ug/m2/d': 'mcg/m²/day',
+  'mg/m2': 'mg/m²',
+  'mg/m2/d': 'mg/m²/day',
+  m2: 'm²',
+  '%': '%',
+  kg: 'kg',
+  cm: 'cm',
+};
+
+const GROUP_TEXT: Record<Exclude<FactGroup['kind'], 'pathway'>, string> = {
+  requirements: 'Requirements for every covered use',
+  indication: 'Indication',
+  limits: 'Dose, quantity and course',
+  justifications: 'Justification when a limit is exceeded',
+};
+
+const escapeHtml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+const pascal = (id: string) =>
+  id
+    .split(/[^A-Za-z0-9]+/)
+    .filter(Boolean)
+    .map((w) => w[0].toUpperCase() + w.slice(1))
+    .join('');
+
+/** A canonical with its version, for every reference inside a package (DTR: "all references SHALL be version-specific"). */
+export function answerValueSetCanonical(ref: string, canonicalBase: string, valueSets: ValueSetIndex): string {
+  const url = resolveValueSetUrl(ref, `${canonicalBase}/ValueSet`);
+  const version = valueSets.get(url)?.version;
+  return version ? `${url}|${version}` : url;
+}
+
+function ruleLabel(r: CompiledRule): string {
+  return `${r.text.replace(/\s+/g, ' ').trim()} (${r.cite})`;
+}
+
+function helpItem(linkId: string, text: string): QuestionnaireItem {
+  return {
+    linkId: `${linkId}-help`,
+    type: 'display',
+    text,
+    extension: [
+      {
+        url: EXT_ITEM_CONTROL,
+        valueCodeableConcept: {
+          coding: [{ system: ITEM_CONTROL_SYSTEM, code: 'help', display: 'Help-Button' }],
+          text: 'Help-Button',
+        },
+      },
+    ],
+  };
+}
+
+function expressionExtension(url: string, expression: string, description?: string): Extension {
+  return { url, valueExpression: { language: 'text/fhirpath', expression, ...(description ? { description } : {}) } };
+}
+
+/** The `enableWhenExpression` of a pathway's own questions: shown unless the answers so far make the pathway false. */
+function pathwayGate(
+  policy: CompiledPolicy,
+  group: FactGroup,
+  itemFor: (f: string) => { linkId: string; type: FactType } | undefined,
+): string | undefined {
+  const own = new Set(group.facts);
+  const clauses = splitTopLevel(ruleText(policy, group.rule!), 'and')
+    .map((c) => ruleOverAnswers(policy, c, { itemFor, unknown: own }))
+    .filter((e): e is string => e !== undefined)
+    .map((e) => `(${e}) = false`);
+  return clauses.length === 0 ? undefined : `iif(${clauses.join(' or ')}, false, true)`;
+}
+
+/** A justification question is shown unless every limit it can rescue is already met by the answers so far. */
+function justificationGate(
+  policy: CompiledPolicy,
+  limits: { limit: CompiledRule; facts: string[] }[],
+  itemFor: (f: string) => { linkId: string; type: FactType } | undefined,
+): string | undefined {
+  const perLimit: string[] = [];
+  for (const { limit, facts } of limits) {
+    const met = splitTopLevel(ruleText(policy, limit), 'or')
+      .map((d) => ruleOverAnswers(policy, d, { itemFor, unknown: new Set(facts) }))
+      .filter((e): e is string => e !== undefined)
+      .map((e) => `(${e}) = true`);
+    if (met.length === 0) return undefined;
+    perLimit.push(met.length === 1 ? met[0] : `(${met.join(' or ')})`);
+  }
+  return perLimit.length === 0 ? undefined : `iif(${perLimit.join(' and ')}, false, true)`;
+}
+
+/** The source text of a rule's condition (the compiled rule keeps only the function). */
+function ruleText(policy: CompiledPolicy, rule: CompiledRule): string {
+  const f = policy.file;
+  const src = [...f.requirements, ...f.pathways, ...f.limits].find((r) => r.id === rule.id);
+  return src?.when ?? '';
+}
+
+/**
+ * Generates the DTR Questionnaire of a policy (design.md §5, §7; DTR `dtr-std-questionnaire` on SDC 3.0): one question
+ * per askable fact a rule can need (linkId = the fact's linkId), grouped by the rule kind or pathway that needs it,
+ * each pre-populated by an `initialExpression` derived from the fact's own FHIRPath where a renderer can run it, with
+ * a help display citing the policy clauses that use the answer. A pathway's own questions are hidden
+ * (`enableWhenExpression`) once the answers so far make that pathway false; justification questions are hidden while
+ * every limit they could rescue is met. Deterministic: the same policy gives byte-identical JSON.
+ */
+export function buildQuestionnaire(
+  policy: CompiledPolicy,
+  ctx: QuestionnaireBuildContext,
+  structure: PolicyStructure = policyStructure(policy),
+): Questionnaire {
+  const file = policy.file;
+  const itemFor = (name: string) => {
+    const def = policy.factsByName.get(name)?.def;
+    return def?.linkId && structure.usedBy.has(name) ? { linkId: def.linkId, type: def.type } : undefined;
+  };
+
+  const factItem = (name: string): QuestionnaireItem => {
+    const def = policy.factsByName.get(name)!.def;
+    const item: QuestionnaireItem = {
+      linkId: def.linkId!,
+      text: def.question!.replace(/\s+/g, ' ').trim(),
+      type: ITEM_TYPE[def.type],
+    };
+    const extension: Extension[] = [];
+    const init = clientInitialExpression(policy, name, {
+      valueSets: ctx.valueSets,
+      valueSetBase: `${ctx.canonicalBase}/ValueSet`,
+    });
+    if (init.expression) extension.push(expressionExtension(EXT_INITIAL_EXPRESSION, init.expression));
+    if (def.type === 'decimal' && def.unit) {
+      extension.push({
+        url: EXT_QUESTIONNAIRE_UNIT,
+        valueCoding: { system: UCUM, code: def.unit, display: UNIT_DISPLAY[def.unit] ?? def.unit },
+      });
+    }
+    if (init.portability !== 'portable') {
+      extension.push({
+        url: EXT_DESIGN_NOTE,
+        valueMarkdown: `Pre-population: ${init.portability}${init.notes.length ? ` (${init.notes.join('; ')})` : ''}.`,
+      });
+    }
+    if (extension.length > 0) item.extension = extension;
+    if (def.type === 'code' && def.answerValueSet)
+      item.answerValueSet = answerValueSetCanonical(def.answerValueSet, ctx.canonicalBase, ctx.valueSets);
+
+    const rules = structure.usedBy.get(name) ?? [];
+    const cites = rules.map(ruleLabel);
+    if (def.cite && !rules.some((r) => r.cite === def.cite)) cites.unshift(def.cite);
+    const help = [
+      def.help?.replace(/\s+/g, ' ').trim(),
+      `Policy criteria that use this answer: ${[...new Set(cites)].join('; ')}.`,
+    ]
+      .filter(Boolean)
+      .join(' ');
+    item.item = [helpItem(def.linkId!, help)];
+    return item;
+  };
+
+  const groups: QuestionnaireItem[] = [];
+  for (const g of structure.groups) {
+    if (g.kind === 'justifications') {
+      const items: QuestionnaireItem[] = [];
+      const placed = new Set<string>();
+      for (const j of structure.justifications) {
+        const questions =
+          j.facts.length > 0
+            ? j.facts.filter((f) => !placed.has(f)).map((f) => ({ fact: f, item: factItem(f) }))
+            : [{ fact: undefined, item: syntheticJustification(j.limit) }];
+        for (const q of questions) {
+          if (q.fact) placed.add(q.fact);
+          const limits = q.fact ? structure.justifications.filter((x) => x.facts.includes(q.fact!)) : [j];
+          const gate = justificationGate(policy, limits, itemFor);
+          if (gate)
+            q.item.extension = [
+              ...(q.item.extension ?? []),
+              expressionExtension(
+                EXT_ENABLE_WHEN_EXPRESSION,
+                gate,
+                'Asked unless the answers so far already meet the limit',
+              ),
+            ];
+          items.push(q.item);
+        }
+      }
+      if (items.length > 0)
+        groups.push({ linkId: 'group-justifications', text: GROUP_TEXT.justifications, type: 'group', item: items });
+      continue;
+    }
+    const group: QuestionnaireItem = {
+      linkId: g.kind === 'pathway' ? `group-pathway-${g.rule!.id}` : `group-${g.kind}`,
+      text: g.kind === 'pathway' ? `Covered use: ${ruleLabel(g.rule!)}` : GROUP_TEXT[g.kind],
+      type: 'group',
+      item: g.facts.map(factItem),
+    };
+    if (g.kind === 'pathway') {
+      const gate = pathwayGate(policy, g, itemFor);
+      if (gate)
+        group.extension = [
+          expressionExtension(
+            EXT_ENABLE_WHEN_EXPRESSION,
+            gate,
+            'Asked unless the answers so far rule this covered use out',
+          ),
+        ];
+    }
+    groups.push(group);
+  }
+
+  const description =
+    `Documentation for prior authorization under ${file.source.id} (${file.source.title}). ` +
+    `Generated from PriorPath policy ${file.id} version ${file.version}: the answers are evaluated by the same rules as the ` +
+    `coverage requirements (CRD) and prior authorization (PAS) decisions.`;
+
+  return {
+    resourceType: 'Questionnaire',
+    id: file.id,
+    meta: { profile: [DTR_STD_QUESTIONNAIRE] },
+    text: { status: 'generated', div: narrative(file.title, description, groups) },
+    extension: [
+      ...launchContexts(),
+      ...CLIENT_QUERIES.map(
+        (q): Extension => ({
+          url: EXT_VARIABLE,
+          valueExpression: {
+            name: q.name,
+            language: 'application/x-fhir-query',
+            expression: q.query,
+            description: q.description,
+          },
+        }),
+      ),
+    ],
+    url: questionnaireUrl(ctx.canonicalBase, file.id),
+    version: file.version,
+    name: pascal(file.id),
+    title: `${file.title}: prior authorization documentation (${file.source.id})`,
+    status: 'active',
+    subjectType: ['Patient'],
+    ...(ctx.payerLabel ? { publisher: ctx.payerLabel } : {}),
+    description,
+    item: groups,
+  };
+}
+
+function syntheticJustification(limit: CompiledRule): QuestionnaireItem {
+  const linkId = justificationLinkId(limit.id);
+  return {
+    linkId,
+    type: 'boolean',
+    text: `If the order exceeds this limit (${limit.text.replace(/\s+/g, ' ').trim()}): is the ${limit.justification!.replace(/\s+/g, ' ').trim()}?`,
+    item: [
+      helpItem(
+        linkId,
+        `The payer accepts an order above the limit when the prescriber documents it: ${limit.justification} (${limit.cite}).`,
+      ),
+    ],
+  };
+}
+
+/** SDC launch contexts (patient, user, encounter), codes from the SDC launchContext code system. */
+function launchContexts(): Extension[] {
+  const ctx = (code: string, display: string, types: string[], description: string): Extension => ({
+    url: EXT_LAUNCH_CONTEXT,
+    extension: [
+      { url: 'name', valueCoding: { system: LAUNCH_CONTEXT_SYSTEM, code, display } },
+      ...types.map((t) => ({ url: 'type', valueCode: t })),
+      { url: 'description', valueString: description },
+    ],
+  });
+  return [
+    ctx('patient', 'Patient', ['Patient'], 'The patient the order is for'),
+    ctx('user', 'User', ['Practitioner', 'PractitionerRole'], 'The clinician completing the form'),
+    ctx('encounter', 'Encounter', ['Encounter'], 'The encounter in which the order was written, if any'),
+  ];
+}
+
+function narrative(title: string, description: string, groups: QuestionnaireItem[]): string {
+  const list = groups
+    .map(
+      (g) =>
+        `<li>${escapeHtml(g.text ?? '')}<ul>${(g.item ?? []).map((i) => `<li>${escapeHtml(i.text ?? '')}</li>`).join('')}</ul></li>`,
+    )
+    .join('');
+  return `<div xmlns="http://www.w3.org/1999/xhtml"><p><b>${escapeHtml(title)}</b></p><p>${escapeHtml(description)}</p><ul>${list}</ul></div>`;
+}
+
+/** Every item of a Questionnaire, depth first. */
+export function flattenItems(items: QuestionnaireItem[] | undefined): QuestionnaireItem[] {
+  return (items ?? []).flatMap((i) => [i, ...flattenItems(i.item)]);
+}

@@ -1,0 +1,342 @@
+import { randomUUID } from 'node:crypto';
+import type {
+  Bundle,
+  BundleEntry,
+  Coverage,
+  Extension,
+  MedicationRequest,
+  OperationOutcome,
+  OperationOutcomeIssue,
+  Parameters,
+  ParametersParameter,
+  Questionnaire,
+  Resource,
+} from '@medplum/fhirtypes';
+import type { Content } from '../content.js';
+import { policiesFor } from '../content.js';
+import { badRequest } from '../errors.js';
+import { COVERAGE_INFO_URL } from '../hooks/coverage-information.js';
+import { identifyPayer } from '../hooks/payer.js';
+import type { Logger } from '../logger.js';
+import { withMedicationCode } from '../policies/evaluation-data.js';
+import type { AssertionRecord, Storage } from '../storage/storage.js';
+import { prefilledResponse } from './answers.js';
+import type { DtrCatalog } from './catalog.js';
+import { coverageAssertionIds } from './evaluate-response.js';
+import { DTR_PACKAGE_BUNDLE, DTR_PACKAGE_OUTPUT } from './fhir-urls.js';
+import type { DtrVersion } from './fhir-urls.js';
+
+/** Which DTR wire shape a package response takes: one version's, or both (`PackageBundle` and `packagebundle`). */
+export type PackageShape = DtrVersion | 'both';
+
+export interface PackageDeps {
+  content: Content;
+  storage: Storage;
+  catalog: DtrCatalog;
+  /** `{PUBLIC_BASE_URL}/fhir`: where the package's resources can be read back (Bundle.entry.fullUrl). */
+  fhirBase: string;
+  /** DEFAULT_PAYER: the payer used when a Coverage names none PriorPath serves (design.md §3). */
+  defaultPayer?: string;
+  /** The shape when the request carries no DTR version signal. Default `both`. */
+  defaultShape?: PackageShape;
+  log: Logger;
+}
+
+const ORDER_TYPES = new Set([
+  'Appointment',
+  'Encounter',
+  'CommunicationRequest',
+  'DeviceRequest',
+  'ImmunizationRecommendation',
+  'MedicationRequest',
+  'NutritionOrder',
+  'ServiceRequest',
+  'SupplyRequest',
+  'VisionPrescription',
+]);
+
+/** The inputs of `$questionnaire-package` (DTR `dtr-qpackage-input-parameters`, 2.0.1 and 2.2 read leniently). */
+export interface PackageRequest {
+  coverages: Coverage[];
+  orders: Resource[];
+  questionnaires: string[];
+  context?: string;
+  referenced: Resource[];
+  shape?: DtrVersion;
+}
+
+/**
+ * Reads and checks the input Parameters; a malformed request is a 400 OperationOutcome naming the parameter
+ * (DTR: coverage 1..* (1..1 in 2.2), order 0..*, questionnaire 0..* canonical, context 0..1 string, invariant dtr-1:
+ * at least one of order, questionnaire, context).
+ */
+export function parsePackageRequest(body: unknown): PackageRequest {
+  if (typeof body !== 'object' || body === null || (body as { resourceType?: unknown }).resourceType !== 'Parameters') {
+    throw badRequest('$questionnaire-package takes a Parameters resource', ['Parameters']);
+  }
+  const params = (body as Parameters).parameter;
+  if (params !== undefined && !Array.isArray(params))
+    throw badRequest('Parameters.parameter must be an array', ['Parameters.parameter']);
+  const req: PackageRequest = { coverages: [], orders: [], questionnaires: [], referenced: [] };
+  (params ?? []).forEach((p: ParametersParameter, i) => {
+    const at = `Parameters.parameter[${i}]`;
+    if (typeof p !== 'object' || p === null || typeof p.name !== 'string')
+      throw badRequest('Every parameter needs a name', [at]);
+    const resource = p.resource as Resource | undefined;
+    switch (p.name) {
+      case 'coverage':
+        if (resource?.resourceType !== 'Coverage')
+          throw badRequest('Parameter coverage must carry a Coverage resource', [`${at}.resource`]);
+        req.coverages.push(resource);
+        break;
+      case 'order':
+        if (!resource || typeof resource.resourceType !== 'string' || !ORDER_TYPES.has(resource.resourceType)) {
+          throw badRequest(`Parameter order must carry an order resource (${[...ORDER_TYPES].join(', ')})`, [
+            `${at}.resource`,
+          ]);
+        }
+        req.orders.push(resource);
+        break;
+      case 'questionnaire': {
+        const v = p.valueCanonical ?? p.valueUri ?? p.valueUrl ?? p.valueString;
+        if (typeof v !== 'string' || v.trim() === '')
+          throw badRequest('Parameter questionnaire must carry a canonical (valueCanonical)', [`${at}.valueCanonical`]);
+        req.questionnaires.push(v.trim());
+        break;
+      }
+      case 'context': {
+        const v = p.valueString ?? p.valueId ?? p.valueCode;
+        if (typeof v !== 'string' || v.trim() === '')
+          throw badRequest('Parameter context must carry a string (valueString)', [`${at}.valueString`]);
+        if (req.context !== undefined) throw badRequest('Parameter context may appear once', [at]);
+        req.context = v.trim();
+        break;
+      }
+      case 'referenced':
+        if (resource && typeof resource.resourceType === 'string') req.referenced.push(resource);
+        break;
+      default:
+        // changedsince and parameters of later versions are accepted and not acted on.
+        break;
+    }
+  });
+  if (req.coverages.length === 0)
+    throw badRequest('$questionnaire-package needs a coverage parameter (a Coverage resource)', [
+      'Parameters.parameter',
+    ]);
+  if (req.orders.length === 0 && req.questionnaires.length === 0 && req.context === undefined) {
+    throw badRequest('dtr-1: give at least one of order, questionnaire or context', ['Parameters.parameter']);
+  }
+  req.shape = shapeSignal(body as Parameters);
+  return req;
+}
+
+/**
+ * The DTR version a request announces, if any: the version of the input-parameters profile it claims in
+ * `meta.profile` (`…/dtr-qpackage-input-parameters|2.2.0`), the only in-band signal DTR defines.
+ */
+function shapeSignal(p: Parameters): DtrVersion | undefined {
+  for (const prof of p.meta?.profile ?? []) {
+    const m = /\/dtr-qpackage-input-parameters\|(\d+)\.(\d+)/.exec(prof);
+    if (m) return Number(m[1]) > 2 || (Number(m[1]) === 2 && Number(m[2]) >= 2) ? '2.2' : '2.0.1';
+  }
+  return undefined;
+}
+
+function issue(
+  severity: OperationOutcomeIssue['severity'],
+  code: OperationOutcomeIssue['code'],
+  diagnostics: string,
+): OperationOutcomeIssue {
+  return { severity, code, diagnostics };
+}
+
+/** The canonicals named by `coverage-information.questionnaire` on an order (CRD: the forms DTR should use). */
+function extensionQuestionnaires(order: Resource): string[] {
+  const exts = ((order as { extension?: Extension[] }).extension ?? []).filter((e) => e.url === COVERAGE_INFO_URL);
+  return exts
+    .flatMap((e) => (e.extension ?? []).filter((s) => s.url === 'questionnaire').map((s) => s.valueCanonical))
+    .filter((v): v is string => !!v);
+}
+
+function refOf(r: Resource | undefined): string | undefined {
+  return r?.id ? `${r.resourceType}/${r.id}` : undefined;
+}
+
+/**
+ * `$questionnaire-package` (DTR §"Retrieving Questionnaire Packages"; design.md §7). Chooses the forms — the
+ * requested canonicals when given (DTR 2.2: they limit the result), otherwise the union of the orders'
+ * coverage-information `questionnaire`s, the policies of the CRD assertions named by `context` or by the orders'
+ * `coverage-assertion-id`, and the policy governing each order's drug for the coverage's payer — and returns one
+ * collection Bundle per form: the Questionnaire, the ValueSets it binds (with their local expansions) and, when a CRD
+ * assertion for that policy is found, a QuestionnaireResponse pre-filled from the facts recorded at signing.
+ * Nothing applicable is an `outcome` part, never an HTTP error; an unknown assertion id only means no pre-fill.
+ */
+export async function questionnairePackage(req: PackageRequest, deps: PackageDeps): Promise<Parameters> {
+  const { content, catalog } = deps;
+  const shape: PackageShape = req.shape ?? deps.defaultShape ?? 'both';
+  const issues: OperationOutcomeIssue[] = [];
+
+  // CRD assertions: the context parameter and every order's coverage-assertion-id.
+  const assertionIds = [
+    ...new Set([
+      ...(req.context ? [req.context] : []),
+      ...req.orders.flatMap((o) => coverageAssertionIds(o as { extension?: Extension[] })),
+    ]),
+  ];
+  const assertions: AssertionRecord[] = [];
+  for (const id of assertionIds) {
+    try {
+      const a = await deps.storage.getAssertion(id);
+      if (a) assertions.push(a);
+      else
+        deps.log.info({ coverageAssertionId: id }, 'questionnaire-package: unknown coverage-assertion-id, no pre-fill');
+    } catch (err) {
+      deps.log.warn({ err, coverageAssertionId: id }, 'questionnaire-package: assertion lookup failed, no pre-fill');
+    }
+  }
+
+  const chosen: Questionnaire[] = [];
+  const add = (q: Questionnaire | undefined) => {
+    if (q && !chosen.includes(q)) chosen.push(q);
+  };
+  if (req.questionnaires.length > 0) {
+    for (const c of req.questionnaires) {
+      const q = catalog.byCanonical.get(c);
+      if (q) add(q);
+      else issues.push(issue('warning', 'not-found', `Questionnaire ${c} is not offered by this payer`));
+    }
+  } else {
+    for (const o of req.orders) {
+      for (const c of extensionQuestionnaires(o)) {
+        const q = catalog.byCanonical.get(c);
+        if (q) add(q);
+        else
+          issues.push(
+            issue(
+              'warning',
+              'not-found',
+              `Questionnaire ${c} named by the order's coverage-information is not offered by this payer`,
+            ),
+          );
+      }
+    }
+    for (const a of assertions) if (a.policyId) add(catalog.forPolicy.get(a.policyId));
+    const meds = req.orders.filter((o): o is MedicationRequest => o.resourceType === 'MedicationRequest');
+    if (meds.length > 0) {
+      const byReference = new Map<string, Resource>();
+      for (const r of [...req.referenced, ...req.orders, ...req.coverages]) {
+        const ref = refOf(r);
+        if (ref) byReference.set(ref, r);
+      }
+      for (const coverage of req.coverages) {
+        let payerKey: string | undefined;
+        try {
+          payerKey = (
+            await identifyPayer({ content, coverages: [coverage], byReference, defaultPayer: deps.defaultPayer })
+          ).payer.key;
+        } catch {
+          issues.push(
+            issue(
+              'information',
+              'not-found',
+              `Coverage${coverage.id ? ` ${coverage.id}` : ''} names no payer PriorPath serves, or is not active`,
+            ),
+          );
+          continue;
+        }
+        for (const order of meds)
+          for (const p of policiesFor(content, payerKey, withMedicationCode(order, { byReference })))
+            add(catalog.forPolicy.get(p.file.id));
+      }
+    }
+  }
+
+  const bundles = chosen.map((q) => packageBundle(q, req, assertions, shape, deps));
+  const parameter: ParametersParameter[] = [];
+  for (const b of bundles) {
+    if (shape !== '2.2') parameter.push({ name: 'PackageBundle', resource: b });
+    if (shape !== '2.0.1') parameter.push({ name: 'packagebundle', resource: b });
+  }
+  if (chosen.length === 0) {
+    const flagged = assertions.some(
+      (a) => a.missingFacts.length > 0 || a.outcome === 'documentation-needed' || a.outcome === 'limit-exceeded',
+    );
+    issues.unshift(
+      issue(
+        flagged ? 'warning' : 'information',
+        'not-found',
+        flagged
+          ? 'Documentation was flagged at order signing but no payer form applies to these orders; submit the prior authorization request with supporting documentation, or contact the payer.'
+          : 'No payer Questionnaire applies: PriorPath holds no policy for these orders under this coverage, and none was requested.',
+      ),
+    );
+  }
+  if (issues.length > 0)
+    parameter.push({
+      name: 'outcome',
+      resource: { resourceType: 'OperationOutcome', issue: issues } satisfies OperationOutcome,
+    });
+  deps.log.info(
+    {
+      forms: chosen.map((q) => q.id),
+      prefilled: bundles.filter((b) => b.entry?.some((e) => e.resource?.resourceType === 'QuestionnaireResponse'))
+        .length,
+      shape,
+    },
+    'questionnaire-package',
+  );
+  return { resourceType: 'Parameters', meta: { profile: [DTR_PACKAGE_OUTPUT] }, parameter };
+}
+
+function packageBundle(
+  q: Questionnaire,
+  req: PackageRequest,
+  assertions: AssertionRecord[],
+  shape: PackageShape,
+  deps: PackageDeps,
+): Bundle {
+  const { catalog, content } = deps;
+  const entry: BundleEntry[] = [{ fullUrl: `${deps.fhirBase}/Questionnaire/${q.id}`, resource: q }];
+  for (const vs of catalog.valueSetsOf(q)) entry.push({ fullUrl: `${deps.fhirBase}/ValueSet/${vs.id}`, resource: vs });
+
+  const policy = catalog.policyOf.get(q);
+  const assertion = policy && assertions.find((a) => a.policyId === policy.file.id);
+  if (policy && assertion) {
+    const order =
+      req.orders.find((o) => coverageAssertionIds(o as { extension?: Extension[] }).includes(assertion.assertionId)) ??
+      req.orders[0];
+    const coverage = req.coverages[0];
+    const subject = coverage?.beneficiary?.reference
+      ? { reference: coverage.beneficiary.reference }
+      : assertion.patientId
+        ? { reference: `Patient/${assertion.patientId}` }
+        : undefined;
+    const orderRef =
+      refOf(order) ?? (assertion.orderRef && !assertion.orderRef.endsWith('/') ? assertion.orderRef : undefined);
+    const coverageInfo = ((order as { extension?: Extension[] } | undefined)?.extension ?? []).filter(
+      (e) => e.url === COVERAGE_INFO_URL && coverageAssertionIds({ extension: [e] }).includes(assertion.assertionId),
+    );
+    const id = randomUUID();
+    const qr = prefilledResponse(policy, q, assertion.facts, {
+      valueSets: content.valueSets,
+      canonicalBase: content.canonicalBase,
+      subject,
+      coverage: refOf(coverage) ? { reference: refOf(coverage) } : undefined,
+      orders: orderRef ? [{ reference: orderRef }] : [],
+      dtrVersion: shape === '2.2' ? '2.2' : '2.0.1',
+      // DTR 2.2 lets the response carry the CRD coverage-information, which links it to the assertion for PAS.
+      extension: shape === '2.2' ? coverageInfo : [],
+      id,
+    });
+    entry.push({ fullUrl: `urn:uuid:${id}`, resource: qr });
+  }
+  return {
+    resourceType: 'Bundle',
+    id: randomUUID(),
+    meta: { profile: [DTR_PACKAGE_BUNDLE] },
+    type: 'collection',
+    timestamp: new Date().toISOString(),
+    entry,
+  };
+}

@@ -1,0 +1,84 @@
+import { randomUUID } from 'node:crypto';
+import type { QuestionnaireResponse } from '@medplum/fhirtypes';
+import type { Content } from '../content.js';
+import { HttpError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Storage } from '../storage/storage.js';
+import type { AnswerProblem } from './answers.js';
+import { determine, withCoverageInformation } from './determination.js';
+import {
+  answeredCanonical,
+  coverageAssertionIds,
+  evaluateQuestionnaireResponse,
+  policyForQuestionnaire,
+  responseContext,
+} from './evaluate-response.js';
+import { responseShapeProblems } from './response-shape.js';
+
+export interface SubmitResponseDeps {
+  content: Content;
+  storage: Storage;
+  today: string;
+  log: Logger;
+}
+
+function invalid(problems: AnswerProblem[]): HttpError {
+  return new HttpError(400, {
+    resourceType: 'OperationOutcome',
+    issue: problems.map((p) => ({ severity: 'error', code: 'invalid', diagnostics: p.message, expression: [p.path] })),
+  });
+}
+
+/**
+ * `POST /QuestionnaireResponse`: a DTR response sent to the payer (DTR §"Storing and sending QuestionnaireResponses";
+ * design.md §7). Checks its shape, evaluates the answers with the policy's rules — over the facts of the CRD assertion
+ * the response names in a coverage-information extension (DTR 2.2), else the answers alone — and returns the response
+ * with an id and the determination in `ext-coverage-information`. The determination is stored as an assertion;
+ * the response itself is not kept (no QuestionnaireResponse store yet).
+ */
+export async function submitQuestionnaireResponse(
+  body: unknown,
+  deps: SubmitResponseDeps,
+): Promise<QuestionnaireResponse> {
+  const shape = responseShapeProblems(body, { requireQuestionnaire: true });
+  if (shape.length > 0) throw invalid(shape);
+  const qr = body as QuestionnaireResponse;
+
+  const found = policyForQuestionnaire(deps.content, answeredCanonical(qr));
+  let knownFacts: Record<string, unknown> | undefined;
+  for (const id of coverageAssertionIds(qr)) {
+    const a = await deps.storage.getAssertion(id).catch(() => undefined);
+    if (a && found && a.policyId === found.policy.file.id) {
+      knownFacts = a.facts;
+      break;
+    }
+  }
+  const result = evaluateQuestionnaireResponse({ content: deps.content, qr, knownFacts, today: deps.today });
+  if (result.problems.length > 0) throw invalid(result.problems);
+
+  const ctx = responseContext(qr);
+  const patientRef = qr.subject?.reference;
+  const d = await determine({
+    policy: result.policy,
+    evaluation: result.evaluation,
+    today: deps.today,
+    coverageRef: ctx.coverage,
+    orderRef: ctx.orders[0],
+    patientId: patientRef?.startsWith('Patient/') ? patientRef.slice('Patient/'.length) : undefined,
+    source: 'dtr:QuestionnaireResponse',
+    storage: deps.storage,
+  });
+  deps.log.info(
+    {
+      policy: result.policy.file.id,
+      outcome: result.evaluation.outcome,
+      coverageAssertionId: d.assertion.assertionId,
+      warnings: result.warnings.length,
+    },
+    'questionnaire-response evaluated',
+  );
+  return withCoverageInformation(
+    { ...qr, id: randomUUID(), meta: { ...(qr.meta ?? {}), versionId: '1', lastUpdated: new Date().toISOString() } },
+    d.extension,
+  );
+}

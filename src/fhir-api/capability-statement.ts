@@ -1,0 +1,90 @@
+import type { CapabilityStatement } from '@medplum/fhirtypes';
+
+/**
+ * The payer FHIR API's CapabilityStatement (FHIR R4 §CapabilityStatement; DTR `dtr-payer-service`; PAS server). The
+ * Claim operations are served by the PAS router mounted on the same base; they are declared here so that one
+ * `/fhir/metadata` describes the whole endpoint.
+ */
+export function capabilityStatement(opts: { fhirBase: string; date: string; version?: string }): CapabilityStatement {
+  const op = (name: string, definition: string) => ({ name, definition });
+  return {
+    resourceType: 'CapabilityStatement',
+    status: 'active',
+    date: opts.date,
+    publisher: 'PriorPath',
+    kind: 'instance',
+    instantiates: ['http://hl7.org/fhir/us/davinci-dtr/CapabilityStatement/dtr-payer-service'],
+    software: { name: 'PriorPath', ...(opts.version ? { version: opts.version } : {}) },
+    implementation: {
+      description: 'PriorPath payer API: Da Vinci DTR (Questionnaire packages, adaptive forms) and PAS',
+      url: opts.fhirBase,
+    },
+    fhirVersion: '4.0.1',
+    format: ['json', 'application/fhir+json'],
+    rest: [
+      {
+        mode: 'server',
+        documentation:
+          'Every error is an OperationOutcome. Questionnaires and ValueSets are generated from PriorPath coverage policies.',
+        resource: [
+          {
+            type: 'Questionnaire',
+            profile: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-std-questionnaire',
+            interaction: [{ code: 'read' }, { code: 'search-type' }],
+            searchParam: [
+              { name: 'url', type: 'uri', documentation: 'Canonical URL, optionally with |version' },
+              { name: 'version', type: 'token' },
+              { name: '_id', type: 'token' },
+              { name: 'name', type: 'string' },
+              { name: 'status', type: 'token' },
+            ],
+            operation: [
+              op(
+                'questionnaire-package',
+                'http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/questionnaire-package',
+              ),
+              op('next-question', 'http://hl7.org/fhir/uv/sdc/OperationDefinition/Questionnaire-next-question'),
+              op(
+                'log-questionnaire-errors',
+                'http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/log-questionnaire-errors',
+              ),
+            ],
+          },
+          {
+            type: 'ValueSet',
+            interaction: [{ code: 'read' }, { code: 'search-type' }],
+            searchParam: [
+              { name: 'url', type: 'uri', documentation: 'Canonical URL, optionally with |version' },
+              { name: 'version', type: 'token' },
+              { name: '_id', type: 'token' },
+              { name: 'name', type: 'string' },
+            ],
+            operation: [op('expand', 'http://hl7.org/fhir/OperationDefinition/ValueSet-expand')],
+          },
+          {
+            type: 'QuestionnaireResponse',
+            profile: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-questionnaireresponse',
+            interaction: [
+              {
+                code: 'create',
+                documentation: 'Evaluates the answers and returns the determination in ext-coverage-information',
+              },
+            ],
+          },
+          {
+            type: 'Claim',
+            profile: 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claim',
+            operation: [
+              op('submit', 'http://hl7.org/fhir/us/davinci-pas/OperationDefinition/Claim-submit'),
+              op('inquire', 'http://hl7.org/fhir/us/davinci-pas/OperationDefinition/Claim-inquiry'),
+            ],
+          },
+        ],
+        operation: [
+          op('questionnaire-package', 'http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/questionnaire-package'),
+          op('next-question', 'http://hl7.org/fhir/uv/sdc/OperationDefinition/Questionnaire-next-question'),
+        ],
+      },
+    ],
+  };
+}

@@ -1,0 +1,241 @@
+import express from 'express';
+import type { NextFunction, Request, Response } from 'express';
+import type { Bundle, OperationOutcome, Parameters, Questionnaire, Resource, ValueSet } from '@medplum/fhirtypes';
+import type { Content } from '../content.js';
+import { badRequest, methodNotAllowed, notFound, outcome } from '../errors.js';
+import { buildCatalog } from '../dtr/catalog.js';
+import { nextQuestion } from '../dtr/next-question.js';
+import { parsePackageRequest, questionnairePackage } from '../dtr/questionnaire-package.js';
+import type { PackageShape } from '../dtr/questionnaire-package.js';
+import { submitQuestionnaireResponse } from '../dtr/submit-response.js';
+import { jsonBody } from '../http/json-body.js';
+import type { Logger } from '../logger.js';
+import type { Storage } from '../storage/storage.js';
+import { capabilityStatement } from './capability-statement.js';
+import { expandValueSet } from './value-set-expand.js';
+
+/** What the payer FHIR router needs; the last three are optional so that `{ content, storage, publicBaseUrl, logger }` suffices. */
+export interface FhirRouterDeps {
+  content: Content;
+  storage: Storage;
+  /** PUBLIC_BASE_URL; the router is mounted at `{PUBLIC_BASE_URL}/fhir`. */
+  publicBaseUrl: string;
+  logger: Logger;
+  /** DEFAULT_PAYER (design.md §3), for Coverages that name no payer PriorPath serves. */
+  defaultPayer?: string;
+  /** Today's date (YYYY-MM-DD), injectable for tests. */
+  today?: () => string;
+  /** `$questionnaire-package` wire shape when the request does not announce a DTR version. Default `both`. */
+  packageShape?: PackageShape;
+}
+
+const FHIR_JSON = 'application/fhir+json';
+const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
+
+function send(res: Response, status: number, body: Resource): void {
+  res.status(status).type(FHIR_JSON).send(JSON.stringify(body));
+}
+
+function logOf(req: Request, fallback: Logger): Logger {
+  return (req as Request & { log?: Logger }).log ?? fallback;
+}
+
+const only = (allow: string) => (_req: Request, _res: Response, next: NextFunction) => next(methodNotAllowed(allow));
+
+/** `$expand` and other POSTs may come without a body; read JSON only when one is sent. */
+function optionalJsonBody() {
+  const read = jsonBody();
+  return (req: Request, res: Response, next: NextFunction) => {
+    const length = req.headers['content-length'];
+    if ((length === undefined || length === '0') && req.headers['transfer-encoding'] === undefined) return next();
+    read(req, res, next);
+  };
+}
+
+function searchset(selfUrl: string, base: string, resources: Resource[]): Bundle {
+  return {
+    resourceType: 'Bundle',
+    type: 'searchset',
+    total: resources.length,
+    link: [{ relation: 'self', url: selfUrl }],
+    entry: resources.map((r) => ({
+      fullUrl: `${base}/${r.resourceType}/${r.id}`,
+      resource: r,
+      search: { mode: 'match' },
+    })),
+  };
+}
+
+function queryValue(req: Request, name: string): string | undefined {
+  const v = req.query[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw badRequest(`Search parameter ${name} may be given once`, [name]);
+  return v;
+}
+
+/** Canonical-resource search: url (with |version), version, _id, name, status. Unknown parameters are ignored (lenient). */
+function searchCanonical<T extends { id?: string; url?: string; version?: string; name?: string; status?: string }>(
+  req: Request,
+  all: T[],
+): T[] {
+  const url = queryValue(req, 'url');
+  const version = queryValue(req, 'version');
+  const id = queryValue(req, '_id');
+  const name = queryValue(req, 'name');
+  const status = queryValue(req, 'status');
+  const [u, uv] = url?.split('|') ?? [];
+  return all.filter(
+    (r) =>
+      (url === undefined || (r.url === u && (uv === undefined || r.version === uv))) &&
+      (version === undefined || r.version === version) &&
+      (id === undefined || id.split(',').includes(r.id ?? '')) &&
+      (name === undefined || (r.name ?? '').toLowerCase().startsWith(name.toLowerCase())) &&
+      (status === undefined || status.split(',').includes(r.status ?? '')),
+  );
+}
+
+/**
+ * The payer FHIR API (design.md §2 "Payer FHIR API", §7 DTR contract), to be mounted at `/fhir`:
+ * `GET /metadata`; Questionnaire read and search; ValueSet read, search and `$expand`; `$questionnaire-package`
+ * (type and system level); `$next-question` (type and system level); `$log-questionnaire-errors`;
+ * `POST /QuestionnaireResponse`. Paths it does not own fall through (`next()`), so the PAS router can share `/fhir`.
+ * Errors are thrown as HttpErrors for the app's error middleware, which answers with an OperationOutcome.
+ */
+export function createFhirRouter(deps: FhirRouterDeps): express.Router {
+  const { content, storage, logger } = deps;
+  const router = express.Router();
+  const fhirBase = `${deps.publicBaseUrl.replace(/\/+$/, '')}/fhir`;
+  const catalog = buildCatalog(content);
+  const valueSets = content.valueSets.all().sort((a, b) => (a.id ?? '').localeCompare(b.id ?? ''));
+  const metadata = capabilityStatement({ fhirBase, date: content.loadedAt.toISOString() });
+  const today = () => deps.today?.() ?? new Date().toISOString().slice(0, 10);
+  const selfUrl = (req: Request) =>
+    `${fhirBase}${req.path}${req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?')) : ''}`;
+
+  router.get('/metadata', (_req, res) => send(res, 200, metadata));
+  router.all('/metadata', only('GET'));
+
+  const packageHandler = async (req: Request, res: Response) => {
+    const log = logOf(req, logger);
+    const parsed = parsePackageRequest(req.body);
+    const out: Parameters = await questionnairePackage(parsed, {
+      content,
+      storage,
+      catalog,
+      fhirBase,
+      defaultPayer: deps.defaultPayer,
+      defaultShape: deps.packageShape,
+      log,
+    });
+    send(res, 200, out);
+  };
+  router.post('/Questionnaire/$questionnaire-package', jsonBody(), packageHandler);
+  router.post('/$questionnaire-package', jsonBody(), packageHandler);
+  router.all(['/Questionnaire/$questionnaire-package', '/$questionnaire-package'], only('POST'));
+
+  const nextQuestionHandler = async (req: Request, res: Response) => {
+    send(
+      res,
+      200,
+      await nextQuestion(req.body, { content, catalog, storage, today: today(), log: logOf(req, logger) }),
+    );
+  };
+  router.post('/Questionnaire/$next-question', jsonBody(), nextQuestionHandler);
+  router.post('/$next-question', jsonBody(), nextQuestionHandler);
+  router.all(['/Questionnaire/$next-question', '/$next-question'], only('POST'));
+
+  // DTR $log-questionnaire-errors: clients report broken expressions; we log which form and how many issues.
+  router.post('/Questionnaire/$log-questionnaire-errors', jsonBody(), (req, res) => {
+    const body = req.body as Parameters;
+    if (body?.resourceType !== 'Parameters')
+      throw badRequest('$log-questionnaire-errors takes a Parameters resource', ['Parameters']);
+    const questionnaire = body.parameter?.find((p) => p.name === 'questionnaire')?.valueCanonical;
+    const issues = (body.parameter ?? [])
+      .filter((p) => p.name === 'operationOutcome' || p.name === 'outcome')
+      .flatMap((p) => (p.resource as OperationOutcome | undefined)?.issue ?? []);
+    logOf(req, logger).warn(
+      { questionnaire, issues: issues.length, diagnostics: issues.map((i) => i.diagnostics).slice(0, 10) },
+      'questionnaire errors reported by a DTR client',
+    );
+    send(res, 200, outcome('information', 'informational', `Logged ${issues.length} issue(s)`));
+  });
+  router.all('/Questionnaire/$log-questionnaire-errors', only('POST'));
+
+  router.get('/Questionnaire', (req, res) =>
+    send(res, 200, searchset(selfUrl(req), fhirBase, searchCanonical(req, catalog.all) as Questionnaire[])),
+  );
+  router.all('/Questionnaire', only('GET'));
+  router.get('/Questionnaire/:id', (req, res) => {
+    const id = String(req.params.id);
+    const q = FHIR_ID.test(id) ? catalog.byId.get(id) : undefined;
+    if (!q) throw notFound(`Questionnaire/${id} is not known`);
+    send(res, 200, q);
+  });
+  router.all('/Questionnaire/:id', only('GET'));
+
+  const valueSetByUrl = (url: string): ValueSet => {
+    const vs = content.valueSets.get(url);
+    if (!vs) throw notFound(`ValueSet ${url} is not known`);
+    return vs;
+  };
+  const expandParams = (req: Request) => {
+    const body = req.body as Parameters | undefined;
+    const param = (name: string) => body?.parameter?.find((p) => p.name === name);
+    if (body !== undefined && body.resourceType !== 'Parameters')
+      throw badRequest('ValueSet/$expand takes a Parameters resource', ['Parameters']);
+    const num = (name: string) => {
+      const raw = queryValue(req, name) ?? param(name)?.valueInteger;
+      if (raw === undefined) return undefined;
+      const n = Number(raw);
+      if (!Number.isInteger(n) || n < 0) throw badRequest(`${name} must be a non-negative integer`, [name]);
+      return n;
+    };
+    return {
+      url: queryValue(req, 'url') ?? param('url')?.valueUri ?? param('url')?.valueUrl ?? param('url')?.valueCanonical,
+      valueSetVersion: queryValue(req, 'valueSetVersion') ?? param('valueSetVersion')?.valueString,
+      inline: param('valueSet')?.resource as ValueSet | undefined,
+      filter: queryValue(req, 'filter') ?? param('filter')?.valueString,
+      count: num('count'),
+      offset: num('offset'),
+    };
+  };
+  const expandHandler = (req: Request, res: Response) => {
+    const p = expandParams(req);
+    let vs: ValueSet;
+    if (p.url) vs = valueSetByUrl(p.valueSetVersion && !p.url.includes('|') ? `${p.url}|${p.valueSetVersion}` : p.url);
+    else if (p.inline?.resourceType === 'ValueSet' && p.inline.url) vs = valueSetByUrl(p.inline.url);
+    else throw badRequest('ValueSet/$expand needs a url parameter', ['url']);
+    send(res, 200, expandValueSet(vs, p));
+  };
+  router.get('/ValueSet/$expand', expandHandler);
+  router.post('/ValueSet/$expand', optionalJsonBody(), expandHandler);
+  router.all('/ValueSet/$expand', only('GET, POST'));
+  router.get('/ValueSet', (req, res) =>
+    send(res, 200, searchset(selfUrl(req), fhirBase, searchCanonical(req, valueSets))),
+  );
+  router.all('/ValueSet', only('GET'));
+  const valueSetById = (id: string): ValueSet => {
+    const vs = FHIR_ID.test(id) ? valueSets.find((v) => v.id === id) : undefined;
+    if (!vs) throw notFound(`ValueSet/${id} is not known`);
+    return vs;
+  };
+  router.get('/ValueSet/:id/$expand', (req, res) =>
+    send(res, 200, expandValueSet(valueSetById(String(req.params.id)), expandParams(req))),
+  );
+  router.all('/ValueSet/:id/$expand', only('GET'));
+  router.get('/ValueSet/:id', (req, res) => send(res, 200, valueSetById(String(req.params.id))));
+  router.all('/ValueSet/:id', only('GET'));
+
+  router.post('/QuestionnaireResponse', jsonBody(), async (req, res) => {
+    const qr = await submitQuestionnaireResponse(req.body, {
+      content,
+      storage,
+      today: today(),
+      log: logOf(req, logger),
+    });
+    res.setHeader('Location', `${fhirBase}/QuestionnaireResponse/${qr.id}/_history/1`);
+    send(res, 201, qr);
+  });
+
+  return router;
+}

@@ -1,0 +1,218 @@
+/**
+ * "One model, three uses" (design.md §5), as properties over random fact combinations for every policy:
+ * - CRD over a record that holds the facts and DTR over a QuestionnaireResponse that answers them reach the same
+ *   determination (`evaluatePolicy` vs `evaluateQuestionnaireResponse` with an empty record);
+ * - the Questionnaire's FHIRPath initialExpressions, run by fhirpath.js as a renderer would (launch contexts and
+ *   x-fhir-query Bundles), give the values the server reads from the same record;
+ * - a question hidden by an enableWhenExpression never matters: when the gate is closed, the pathway (or the limit)
+ *   it belongs to comes out false (met) whatever is answered to the hidden questions.
+ */
+import type { Questionnaire, QuestionnaireResponse } from '@medplum/fhirtypes';
+import { describe, expect, it } from 'vitest';
+import { prefilledResponse } from '../../src/dtr/answers.js';
+import { evaluateQuestionnaireResponse } from '../../src/dtr/evaluate-response.js';
+import { EXT_ENABLE_WHEN_EXPRESSION, EXT_INITIAL_EXPRESSION } from '../../src/dtr/fhir-urls.js';
+import { policyStructure } from '../../src/dtr/policy-structure.js';
+import { buildQuestionnaire, flattenItems, justificationLinkId } from '../../src/dtr/questionnaire-builder.js';
+import { compileFhirPath } from '../../src/fhir/fhirpath.js';
+import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
+import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
+import type { FactValue, PolicyEvaluation } from '../../src/policies/evaluate-policy.js';
+import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
+import { recordFromResources } from '../../src/policies/record-from-resources.js';
+import {
+  CANONICAL_BASE,
+  dtrContent,
+  factDomain,
+  pick,
+  randomAssignment,
+  rng,
+  searchset,
+  synthesizeRecord,
+  TODAY,
+} from './helpers.js';
+import type { SynthesizedRecord } from './helpers.js';
+
+const content = dtrContent();
+const RUNS = 150;
+
+function questionnaireOf(policy: CompiledPolicy): Questionnaire {
+  return buildQuestionnaire(policy, { canonicalBase: CANONICAL_BASE, valueSets: content.valueSets });
+}
+
+function crd(policy: CompiledPolicy, s: SynthesizedRecord): PolicyEvaluation {
+  const record = indexRecord(recordFromResources(s.resources, [s.order], s.order.requester?.reference));
+  return evaluatePolicy(policy, evaluationDataFor(record, s.order, TODAY), s.overrides);
+}
+
+function dependsOnOverride(
+  policy: CompiledPolicy,
+  fact: string,
+  overrides: Record<string, unknown>,
+  seen = new Set<string>(),
+): boolean {
+  if (Object.prototype.hasOwnProperty.call(overrides, fact)) return true;
+  if (seen.has(fact)) return false;
+  seen.add(fact);
+  return (policy.factsByName.get(fact)?.deps ?? []).some((d) => dependsOnOverride(policy, d, overrides, seen));
+}
+
+function summary(ev: PolicyEvaluation) {
+  return { outcome: ev.outcome, pathway: ev.pathway?.id, failed: ev.failed.map((r) => r.id).sort() };
+}
+
+describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, policy) => {
+  const structure = policyStructure(policy);
+  const q = questionnaireOf(policy);
+
+  it(`CRD over a record holding the facts and DTR over answers agree (${RUNS} random combinations)`, () => {
+    const r = rng(0x5eed ^ policy.file.id.length);
+    const outcomes = new Map<string, number>();
+    for (let run = 0; run < RUNS; run++) {
+      const assignment = randomAssignment(policy, structure.asked, r);
+      const s = synthesizeRecord(policy, assignment);
+      const atCrd = crd(policy, s);
+      // What the EHR holds for each question (the synthesized record may imply more than was drawn), plus the facts
+      // no record can hold: exactly what a QuestionnaireResponse answering every question would carry.
+      const held: Record<string, unknown> = {
+        ...Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
+        ...s.overrides,
+      };
+      const asked = Object.fromEntries(structure.asked.filter((f) => held[f] !== undefined).map((f) => [f, held[f]]));
+      const qr = prefilledResponse(policy, q, asked, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE });
+      const atDtr = evaluateQuestionnaireResponse({ content, qr, today: TODAY });
+      expect(atDtr.problems).toEqual([]);
+      expect(Object.keys(atDtr.answers).sort(), 'every held fact travels through the QuestionnaireResponse').toEqual(
+        Object.keys(asked).sort(),
+      );
+      const ctx = JSON.stringify({ assignment, asked }, null, 1);
+      expect(summary(atDtr.evaluation), ctx).toEqual(summary(atCrd));
+      outcomes.set(atCrd.outcome, (outcomes.get(atCrd.outcome) ?? 0) + 1);
+    }
+    // The generator reaches more than one row of the determination table.
+    expect(outcomes.size, JSON.stringify([...outcomes])).toBeGreaterThan(1);
+  });
+
+  it('initialExpressions run by fhirpath.js give the values the server reads from the same record', () => {
+    const r = rng(0xfeed ^ policy.file.id.length);
+    const items = flattenItems(q.item).filter((i) => i.extension?.some((e) => e.url === EXT_INITIAL_EXPRESSION));
+    const compiled = items.map((i) => ({
+      linkId: i.linkId,
+      fact: structure.asked.find((n) => policy.factsByName.get(n)!.def.linkId === i.linkId)!,
+      fn: compileFhirPath(i.extension!.find((e) => e.url === EXT_INITIAL_EXPRESSION)!.valueExpression!.expression!, {
+        valueSets: content.valueSets,
+        valueSetBase: `${CANONICAL_BASE}/ValueSet`,
+        model: 'r4',
+      }),
+    }));
+    let compared = 0;
+    for (let run = 0; run < 60; run++) {
+      const s = synthesizeRecord(policy, randomAssignment(policy, structure.asked, r));
+      const atCrd = crd(policy, s);
+      const of = (t: string) => s.resources.filter((x) => x.resourceType === t);
+      const observations = of('Observation').sort((a, b) =>
+        String((a as { effectiveDateTime?: string }).effectiveDateTime).localeCompare(
+          String((b as { effectiveDateTime?: string }).effectiveDateTime),
+        ),
+      );
+      const env = {
+        patient: s.patient,
+        user: of('PractitionerRole')[0],
+        conditions: searchset(of('Condition')),
+        observations: searchset(observations),
+        medications: searchset(of('MedicationRequest').filter((m) => m.id !== s.order.id)),
+        immunizations: searchset(of('Immunization')),
+      };
+      const emptyQr: QuestionnaireResponse = { resourceType: 'QuestionnaireResponse', status: 'in-progress' };
+      for (const c of compiled) {
+        // A fact given as an answer (no record can hold it) is not read from the record on either side.
+        if (dependsOnOverride(policy, c.fact, s.overrides)) continue;
+        const server = atCrd.facts.find((f) => f.name === c.fact)?.value;
+        const client = c.fn(emptyQr, { ...env, resource: emptyQr });
+        expect(client.length, `${c.linkId}: ${JSON.stringify(client)}`).toBeLessThanOrEqual(1);
+        expect(client[0], `${c.linkId} (${c.fact})`).toEqual(server);
+        compared++;
+      }
+    }
+    if (compiled.length > 0) expect(compared).toBeGreaterThan(0);
+  });
+
+  it('a closed enableWhenExpression only hides questions whose answers cannot change the determination', () => {
+    const r = rng(0xbeef ^ policy.file.id.length);
+    const gated = flattenItems(q.item).filter((i) => i.extension?.some((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION));
+    const gates = gated.map((i) => ({
+      item: i,
+      fn: compileFhirPath(
+        i.extension!.find((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION)!.valueExpression!.expression!,
+        {
+          valueSets: content.valueSets,
+          valueSetBase: `${CANONICAL_BASE}/ValueSet`,
+          model: 'r4',
+        },
+      ),
+      // The facts it hides and the rules it is about.
+      hidden:
+        i.type === 'group'
+          ? flattenItems(i.item)
+              .filter((x) => x.type !== 'display')
+              .map((x) => structure.asked.find((n) => policy.factsByName.get(n)!.def.linkId === x.linkId)!)
+          : [structure.asked.find((n) => policy.factsByName.get(n)!.def.linkId === i.linkId)].filter(
+              (x): x is string => !!x,
+            ),
+      rule: i.type === 'group' ? i.linkId.replace(/^group-pathway-/, '') : undefined,
+      limits:
+        i.type === 'group'
+          ? []
+          : structure.justifications
+              .filter(
+                (j) =>
+                  j.facts.some((f) => policy.factsByName.get(f)!.def.linkId === i.linkId) ||
+                  justificationLinkId(j.limit.id) === i.linkId,
+              )
+              .map((j) => j.limit.id),
+    }));
+    let closed = 0;
+    for (let run = 0; run < 60; run++) {
+      const assignment = randomAssignment(policy, structure.asked, r);
+      const answered = Object.fromEntries(Object.entries(assignment).filter(([, v]) => v !== undefined)) as Record<
+        string,
+        FactValue
+      >;
+      const qr = prefilledResponse(policy, q, answered, {
+        valueSets: content.valueSets,
+        canonicalBase: CANONICAL_BASE,
+      });
+      for (const g of gates) {
+        const open = g.fn(qr, { resource: qr });
+        expect(open.length, g.item.linkId).toBe(1);
+        if (open[0] !== false) continue;
+        closed++;
+        // Whatever the hidden questions get, the rule stays decided the same way.
+        for (let k = 0; k < 6; k++) {
+          const variant: Record<string, FactValue> = { ...answered };
+          for (const f of g.hidden) {
+            const v = pick(r, factDomain(policy, f));
+            if (v === undefined) delete variant[f];
+            else variant[f] = v;
+          }
+          const vqr = prefilledResponse(policy, q, variant, {
+            valueSets: content.valueSets,
+            canonicalBase: CANONICAL_BASE,
+          });
+          const ev = evaluateQuestionnaireResponse({ content, qr: vqr, today: TODAY }).evaluation;
+          if (g.rule)
+            expect(
+              ev.rules.find((x) => x.id === g.rule)?.result,
+              `${g.item.linkId} closed: ${JSON.stringify(variant)}`,
+            ).toBe(false);
+          for (const l of g.limits)
+            expect(
+              ev.rules.find((x) => x.id === l)?.result,
+              `${g.item.linkId} closed: ${JSON.stringify(variant)}`,
+            ).toBe(true);
+        }
+      }
+    }
+    if (gates.length > 0) expect(closed, 'some gate closes in the random runs').toBeGreaterThan(0);
+  }, 120_000);
+});

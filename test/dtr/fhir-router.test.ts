@@ -1,0 +1,373 @@
+/**
+ * The payer FHIR API on the wire (design.md §7 DTR contract): metadata, Questionnaire and ValueSet read/search,
+ * ValueSet/$expand, $questionnaire-package input checks and shapes, fall-through for paths the PAS router owns.
+ */
+import type { Bundle, CapabilityStatement, Parameters, Questionnaire, ValueSet } from '@medplum/fhirtypes';
+import type { Express } from 'express';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { CANONICAL_BASE, dtrContent, fhirApp, fhirIssues } from './helpers.js';
+
+const content = dtrContent();
+const policy = content.policies.find((p) => p.file.id === 'centene-blinatumomab') ?? content.policies[0];
+const qUrl = `${CANONICAL_BASE}/Questionnaire/${policy.file.id}`;
+const FHIR = 'application/fhir+json';
+const coverage = (payer = policy.file.payer) => ({
+  resourceType: 'Coverage',
+  id: 'cov1',
+  status: 'active',
+  beneficiary: { reference: 'Patient/p1' },
+  payor: [{ identifier: { system: 'https://priorpath.dev/fhir/sid/payer', value: payer } }],
+});
+const packageRequest = (parameter: unknown[], meta?: unknown) => ({
+  resourceType: 'Parameters',
+  ...(meta ? { meta } : {}),
+  parameter,
+});
+
+describe('GET /fhir/metadata', () => {
+  it('returns a valid R4 CapabilityStatement declaring the DTR and PAS interactions and operations', async () => {
+    const { app } = fhirApp();
+    const res = await request(app)
+      .get('/fhir/metadata')
+      .expect(200)
+      .expect('Content-Type', /application\/fhir\+json/);
+    const cs = res.body as CapabilityStatement;
+    expect(cs.resourceType).toBe('CapabilityStatement');
+    expect(cs.fhirVersion).toBe('4.0.1');
+    expect(fhirIssues(cs)).toEqual([]);
+    const resources = Object.fromEntries(cs.rest![0].resource!.map((r) => [r.type, r]));
+    expect(resources.Questionnaire.interaction!.map((i) => i.code)).toEqual(['read', 'search-type']);
+    expect(resources.Questionnaire.operation!.map((o) => o.name)).toEqual(
+      expect.arrayContaining(['questionnaire-package', 'next-question']),
+    );
+    expect(resources.ValueSet.operation!.map((o) => o.name)).toContain('expand');
+    expect(resources.QuestionnaireResponse.interaction!.map((i) => i.code)).toEqual(['create']);
+    expect(resources.Claim.operation!.map((o) => o.name)).toEqual(['submit', 'inquire']);
+    expect(cs.rest![0].operation!.map((o) => o.name)).toContain('questionnaire-package');
+  });
+
+  it('answers 405 with Allow for other methods', async () => {
+    const { app } = fhirApp();
+    const res = await request(app).post('/fhir/metadata').send({}).expect(405);
+    expect(res.headers.allow).toBe('GET');
+    expect(res.body.resourceType).toBe('OperationOutcome');
+  });
+});
+
+describe('Questionnaire read and search', () => {
+  it('reads every policy Questionnaire by id, identical to the committed file', async () => {
+    const { app } = fhirApp();
+    for (const p of content.policies) {
+      const res = await request(app).get(`/fhir/Questionnaire/${p.file.id}`).expect(200);
+      expect(res.body).toEqual(content.questionnaires.get(p.questionnaire));
+    }
+  });
+
+  it('answers 404 OperationOutcome for an unknown id', async () => {
+    const { app } = fhirApp();
+    const res = await request(app).get('/fhir/Questionnaire/nope').expect(404);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+  });
+
+  it('searches by url, by url|version and by _id, as a searchset Bundle', async () => {
+    const { app } = fhirApp();
+    const byUrl = (await request(app).get('/fhir/Questionnaire').query({ url: qUrl }).expect(200)).body as Bundle;
+    expect(byUrl.type).toBe('searchset');
+    expect(byUrl.total).toBe(1);
+    expect((byUrl.entry![0].resource as Questionnaire).url).toBe(qUrl);
+    expect(byUrl.entry![0].fullUrl).toBe(`http://priorpath.test/fhir/Questionnaire/${policy.file.id}`);
+    expect(fhirIssues(byUrl)).toEqual([]);
+    expect(
+      (
+        (
+          await request(app)
+            .get('/fhir/Questionnaire')
+            .query({ url: `${qUrl}|${policy.file.version}` })
+        ).body as Bundle
+      ).total,
+    ).toBe(1);
+    expect(
+      (
+        (
+          await request(app)
+            .get('/fhir/Questionnaire')
+            .query({ url: `${qUrl}|1999-01` })
+        ).body as Bundle
+      ).total,
+    ).toBe(0);
+    expect(((await request(app).get('/fhir/Questionnaire').query({ _id: policy.file.id })).body as Bundle).total).toBe(
+      1,
+    );
+    expect(((await request(app).get('/fhir/Questionnaire')).body as Bundle).total).toBe(content.policies.length);
+  });
+});
+
+describe('ValueSet read, search and $expand', () => {
+  const vs = content.valueSets.get(`${CANONICAL_BASE}/ValueSet/disease-status`)!;
+
+  it('reads by id and searches by url', async () => {
+    const { app } = fhirApp();
+    expect((await request(app).get('/fhir/ValueSet/disease-status').expect(200)).body.url).toBe(vs.url);
+    const b = (
+      await request(app)
+        .get('/fhir/ValueSet')
+        .query({ url: `${vs.url}|${vs.version}` })
+        .expect(200)
+    ).body as Bundle;
+    expect(b.total).toBe(1);
+    await request(app).get('/fhir/ValueSet/no-such-set').expect(404);
+  });
+
+  it('expands by url (with |version), by id, and by POSTed Parameters; filter, offset and count page the result', async () => {
+    const { app } = fhirApp();
+    const byUrl = (
+      await request(app)
+        .get('/fhir/ValueSet/$expand')
+        .query({ url: `${vs.url}|${vs.version}` })
+        .expect(200)
+    ).body as ValueSet;
+    expect(byUrl.expansion!.contains!.map((c) => c.code)).toEqual(vs.expansion!.contains!.map((c) => c.code));
+    expect(byUrl.expansion!.total).toBe(vs.expansion!.contains!.length);
+    expect(fhirIssues(byUrl)).toEqual([]);
+    const byId = (
+      await request(app).get('/fhir/ValueSet/disease-status/$expand').query({ filter: 'remission' }).expect(200)
+    ).body as ValueSet;
+    expect(byId.expansion!.contains!.every((c) => /remission/i.test(c.display ?? ''))).toBe(true);
+    expect(byId.expansion!.total).toBe(byId.expansion!.contains!.length);
+    const paged = (
+      await request(app).get('/fhir/ValueSet/$expand').query({ url: vs.url!, offset: '1', count: '2' }).expect(200)
+    ).body as ValueSet;
+    expect(paged.expansion!.contains!.map((c) => c.code)).toEqual(
+      vs.expansion!.contains!.slice(1, 3).map((c) => c.code),
+    );
+    const posted = (
+      await request(app)
+        .post('/fhir/ValueSet/$expand')
+        .set('Content-Type', FHIR)
+        .send(JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'url', valueUri: vs.url }] }))
+        .expect(200)
+    ).body as ValueSet;
+    expect(posted.id).toBe('disease-status');
+    await request(app)
+      .post(`/fhir/ValueSet/$expand?url=${encodeURIComponent(vs.url!)}`)
+      .expect(200);
+  });
+
+  it('answers 400 without url, 404 for an unknown url, 400 for a bad count', async () => {
+    const { app } = fhirApp();
+    expect((await request(app).get('/fhir/ValueSet/$expand').expect(400)).body.resourceType).toBe('OperationOutcome');
+    await request(app).get('/fhir/ValueSet/$expand').query({ url: 'http://example.org/nope' }).expect(404);
+    await request(app).get('/fhir/ValueSet/$expand').query({ url: vs.url!, count: '-1' }).expect(400);
+  });
+});
+
+describe('paths the router does not own', () => {
+  it('pass through untouched, with the request body unread, to a router mounted after it (the PAS router)', async () => {
+    const { app } = fhirApp();
+    const res = await request(app)
+      .post('/fhir/Claim/$submit')
+      .set('Content-Type', FHIR)
+      .send(JSON.stringify({ resourceType: 'Bundle', type: 'collection' }))
+      .expect(299);
+    expect(res.body).toEqual({ passedThrough: true, body: { resourceType: 'Bundle', type: 'collection' } });
+    expect((await request(app).get('/fhir/Claim').expect(298)).body.path).toBe('/Claim');
+    expect((await request(app).get('/fhir/QuestionnaireResponse/abc').expect(298)).body.path).toBe(
+      '/QuestionnaireResponse/abc',
+    );
+    await request(app).get('/fhir/Patient/1').expect(298);
+  });
+});
+
+describe('POST $questionnaire-package: input checks', () => {
+  const post = (app: Express, body: unknown, path = '/fhir/Questionnaire/$questionnaire-package') =>
+    request(app).post(path).set('Content-Type', FHIR).send(JSON.stringify(body));
+
+  it('answers 400 OperationOutcome when the body is not Parameters', async () => {
+    const { app } = fhirApp();
+    const res = await post(app, { resourceType: 'Bundle' }).expect(400);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+  });
+
+  it('answers 400 without a coverage parameter', async () => {
+    const { app } = fhirApp();
+    const res = await post(app, packageRequest([{ name: 'questionnaire', valueCanonical: qUrl }])).expect(400);
+    expect(res.body.issue[0].diagnostics).toMatch(/coverage/);
+  });
+
+  it('answers 400 when coverage carries no Coverage, or order no order resource', async () => {
+    const { app } = fhirApp();
+    await post(
+      app,
+      packageRequest([
+        { name: 'coverage', resource: { resourceType: 'Patient' } },
+        { name: 'questionnaire', valueCanonical: qUrl },
+      ]),
+    ).expect(400);
+    await post(
+      app,
+      packageRequest([
+        { name: 'coverage', resource: coverage() },
+        { name: 'order', valueString: 'MedicationRequest/1' },
+      ]),
+    ).expect(400);
+    await post(
+      app,
+      packageRequest([
+        { name: 'coverage', resource: coverage() },
+        { name: 'questionnaire', valueInteger: 3 },
+      ]),
+    ).expect(400);
+  });
+
+  it('answers 400 for dtr-1: no order, questionnaire or context', async () => {
+    const { app } = fhirApp();
+    const res = await post(app, packageRequest([{ name: 'coverage', resource: coverage() }])).expect(400);
+    expect(res.body.issue[0].diagnostics).toMatch(/dtr-1/);
+  });
+
+  it('answers 415 for a non-JSON body and 400 for malformed JSON', async () => {
+    const { app } = fhirApp();
+    await request(app).post('/fhir/$questionnaire-package').set('Content-Type', 'text/plain').send('hello').expect(415);
+    await request(app)
+      .post('/fhir/$questionnaire-package')
+      .set('Content-Type', FHIR)
+      .send('{"resourceType":')
+      .expect(400);
+  });
+
+  it('answers 405 for GET', async () => {
+    const { app } = fhirApp();
+    const res = await request(app).get('/fhir/Questionnaire/$questionnaire-package').expect(405);
+    expect(res.headers.allow).toBe('POST');
+  });
+});
+
+describe('POST $questionnaire-package: forms and shapes', () => {
+  const post = (app: Express, body: unknown, path = '/fhir/Questionnaire/$questionnaire-package') =>
+    request(app).post(path).set('Content-Type', FHIR).send(JSON.stringify(body));
+
+  it('returns the requested Questionnaire with its ValueSets, under both PackageBundle and packagebundle by default', async () => {
+    const { app } = fhirApp();
+    const res = await post(
+      app,
+      packageRequest([
+        { name: 'coverage', resource: coverage() },
+        { name: 'questionnaire', valueCanonical: `${qUrl}|${policy.file.version}` },
+      ]),
+    ).expect(200);
+    const out = res.body as Parameters;
+    expect(out.parameter!.map((p) => p.name)).toEqual(['PackageBundle', 'packagebundle']);
+    const bundle = out.parameter![0].resource as Bundle;
+    expect(out.parameter![1].resource).toEqual(bundle);
+    expect(bundle.type).toBe('collection');
+    expect(bundle.entry![0].resource!.resourceType).toBe('Questionnaire');
+    expect((bundle.entry![0].resource as Questionnaire).url).toBe(qUrl);
+    const valueSetUrls = bundle
+      .entry!.filter((e) => e.resource!.resourceType === 'ValueSet')
+      .map((e) => `${(e.resource as ValueSet).url}|${(e.resource as ValueSet).version}`);
+    const bound =
+      JSON.stringify(bundle.entry![0].resource)
+        .match(/"answerValueSet":"([^"]+)"/g)
+        ?.map((m) => m.slice(18, -1)) ?? [];
+    expect(valueSetUrls.sort()).toEqual([...new Set(bound)].sort());
+    expect(bundle.entry!.some((e) => e.resource!.resourceType === 'QuestionnaireResponse')).toBe(false);
+    expect(fhirIssues(out)).toEqual([]);
+  });
+
+  it('serves the system-level path too, and follows the DTR version the input profile announces', async () => {
+    const { app } = fhirApp();
+    const params = [
+      { name: 'coverage', resource: coverage() },
+      { name: 'questionnaire', valueCanonical: qUrl },
+    ];
+    const v22 = (
+      await post(
+        app,
+        packageRequest(params, {
+          profile: ['http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-input-parameters|2.2.0'],
+        }),
+        '/fhir/$questionnaire-package',
+      ).expect(200)
+    ).body as Parameters;
+    expect(v22.parameter!.map((p) => p.name)).toEqual(['packagebundle']);
+    const v201 = (
+      await post(
+        app,
+        packageRequest(params, {
+          profile: ['http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-input-parameters|2.0.1'],
+        }),
+      )
+    ).body as Parameters;
+    expect(v201.parameter!.map((p) => p.name)).toEqual(['PackageBundle']);
+  });
+
+  it('answers an outcome part, not an error, when nothing applies', async () => {
+    const { app } = fhirApp();
+    const unknown = (
+      await post(
+        app,
+        packageRequest([
+          { name: 'coverage', resource: coverage() },
+          { name: 'questionnaire', valueCanonical: 'http://example.org/Questionnaire/x' },
+        ]),
+      ).expect(200)
+    ).body as Parameters;
+    expect(unknown.parameter!.map((p) => p.name)).toEqual(['outcome']);
+    expect(unknown.parameter![0].resource!.resourceType).toBe('OperationOutcome');
+    const ungoverned = {
+      resourceType: 'MedicationRequest',
+      id: 'o1',
+      status: 'draft',
+      intent: 'order',
+      subject: { reference: 'Patient/p1' },
+      medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '161' }] },
+    };
+    const none = (
+      await post(
+        app,
+        packageRequest([
+          { name: 'coverage', resource: coverage() },
+          { name: 'order', resource: ungoverned },
+        ]),
+      ).expect(200)
+    ).body as Parameters;
+    expect(none.parameter!.map((p) => p.name)).toEqual(['outcome']);
+    const unknownPayer = (
+      await post(
+        app,
+        packageRequest([
+          { name: 'coverage', resource: coverage('nobody') },
+          { name: 'order', resource: ungoverned },
+        ]),
+      ).expect(200)
+    ).body as Parameters;
+    expect(unknownPayer.parameter!.map((p) => p.name)).toEqual(['outcome']);
+  });
+
+  it('picks the form from the policy governing the order for the coverage payer; an unknown context id only means no pre-fill', async () => {
+    const { app } = fhirApp();
+    const drug = content.valueSets.get(`${CANONICAL_BASE}/ValueSet/${policy.file.drug}`)!.expansion!.contains![0];
+    const order = {
+      resourceType: 'MedicationRequest',
+      id: 'o1',
+      status: 'draft',
+      intent: 'order',
+      subject: { reference: 'Patient/p1' },
+      medicationCodeableConcept: { coding: [{ system: drug.system, code: drug.code }] },
+    };
+    const out = (
+      await post(
+        app,
+        packageRequest([
+          { name: 'coverage', resource: coverage() },
+          { name: 'order', resource: order },
+          { name: 'context', valueString: 'no-such-assertion' },
+        ]),
+      ).expect(200)
+    ).body as Parameters;
+    const bundles = out.parameter!.filter((p) => p.name === 'PackageBundle').map((p) => p.resource as Bundle);
+    expect(bundles.map((b) => (b.entry![0].resource as Questionnaire).url)).toEqual([qUrl]);
+    expect(bundles[0].entry!.some((e) => e.resource!.resourceType === 'QuestionnaireResponse')).toBe(false);
+  });
+});

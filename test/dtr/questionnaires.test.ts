@@ -1,0 +1,203 @@
+/**
+ * Content tests for the generated DTR Questionnaires (design.md §5: questionnaires/<payer>-<drug>.json is generated
+ * from the policy; §7: SDC launchContext, x-fhir-query variables, FHIRPath initialExpressions, enableWhenExpression,
+ * answer ValueSets with local expansions).
+ */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Questionnaire, QuestionnaireItem } from '@medplum/fhirtypes';
+import { describe, expect, it } from 'vitest';
+import { compileFhirPath } from '../../src/fhir/fhirpath.js';
+import { SERVER_FUNCTIONS, tokenize } from '../../src/dtr/expressions.js';
+import {
+  EXT_ENABLE_WHEN_EXPRESSION,
+  EXT_INITIAL_EXPRESSION,
+  EXT_LAUNCH_CONTEXT,
+  EXT_VARIABLE,
+  LAUNCH_CONTEXT_SYSTEM,
+} from '../../src/dtr/fhir-urls.js';
+import { policyStructure } from '../../src/dtr/policy-structure.js';
+import { flattenItems, justificationLinkId } from '../../src/dtr/questionnaire-builder.js';
+import { generateQuestionnaireFiles } from '../../src/dtr/questionnaire-files.js';
+import { repoRoot } from '../helpers/stories.js';
+import { CANONICAL_BASE, dtrContent, fhirIssues } from './helpers.js';
+
+const content = dtrContent();
+const files = generateQuestionnaireFiles(content);
+const dir = join(repoRoot, 'questionnaires');
+
+function expressions(item: QuestionnaireItem | Questionnaire, url: string): string[] {
+  return (item.extension ?? []).filter((e) => e.url === url).map((e) => e.valueExpression?.expression ?? '');
+}
+
+describe('generated questionnaires', () => {
+  it('there is one per policy, and the committed files are exactly what the policies generate (npm run questionnaires)', () => {
+    expect(files.length).toBe(content.policies.length);
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) {
+      const path = join(dir, f.fileName);
+      expect(existsSync(path), `${f.fileName} is committed`).toBe(true);
+      expect(readFileSync(path, 'utf8'), `${f.fileName} is up to date: run npm run questionnaires`).toBe(f.text);
+    }
+    const committed = readdirSync(dir).filter((n) => n.endsWith('.json'));
+    expect(committed.sort()).toEqual(files.map((f) => f.fileName).sort());
+  });
+
+  it('generation is deterministic', () => {
+    expect(generateQuestionnaireFiles(content).map((f) => f.text)).toEqual(files.map((f) => f.text));
+  });
+
+  describe.each(files.map((f) => [f.policy.file.id, f] as const))('%s', (_id, f) => {
+    const q = f.questionnaire;
+    const policy = f.policy;
+    const structure = policyStructure(policy);
+    const items = flattenItems(q.item);
+    const questions = items.filter((i) => i.type !== 'group' && i.type !== 'display');
+
+    it('is a valid FHIR R4 Questionnaire (Medplum validator)', () => {
+      expect(fhirIssues(q)).toEqual([]);
+    });
+
+    it('carries its canonical, the policy version, the DTR profile, subjectType Patient and narrative', () => {
+      expect(q.url).toBe(`${CANONICAL_BASE}/Questionnaire/${policy.file.id}`);
+      expect(`${q.url}|${q.version}`).toBe(policy.questionnaire);
+      expect(q.status).toBe('active');
+      expect(q.subjectType).toEqual(['Patient']);
+      expect(q.meta?.profile).toContain('http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-std-questionnaire');
+      expect(q.text?.div).toContain('xmlns="http://www.w3.org/1999/xhtml"');
+      expect(q.name).toMatch(/^[A-Z][A-Za-z0-9_]*$/);
+    });
+
+    it('declares the SDC launch contexts patient, user and encounter, and x-fhir-query variables for the record', () => {
+      const contexts = (q.extension ?? [])
+        .filter((e) => e.url === EXT_LAUNCH_CONTEXT)
+        .map((e) => e.extension?.find((x) => x.url === 'name')?.valueCoding);
+      expect(contexts.map((c) => c?.code)).toEqual(['patient', 'user', 'encounter']);
+      expect(contexts.every((c) => c?.system === LAUNCH_CONTEXT_SYSTEM)).toBe(true);
+      const vars = (q.extension ?? []).filter((e) => e.url === EXT_VARIABLE).map((e) => e.valueExpression!);
+      expect(vars.map((v) => v.name)).toEqual(['conditions', 'observations', 'medications', 'immunizations']);
+      expect(
+        vars.every(
+          (v) => v.language === 'application/x-fhir-query' && v.expression!.includes('patient={{%patient.id}}'),
+        ),
+      ).toBe(true);
+    });
+
+    it('asks every askable fact a rule can need, once, with the fact linkId and type', () => {
+      const linkIds = questions.map((i) => i.linkId);
+      for (const name of structure.asked) {
+        const def = policy.factsByName.get(name)!.def;
+        const item = questions.find((i) => i.linkId === def.linkId);
+        expect(item, `${name} (${def.linkId}) has an item`).toBeDefined();
+        expect(item!.type).toBe(
+          {
+            boolean: 'boolean',
+            decimal: 'decimal',
+            integer: 'integer',
+            code: 'choice',
+            date: 'date',
+            string: 'string',
+          }[def.type],
+        );
+        expect(item!.text).toBeTruthy();
+      }
+      expect(new Set(items.map((i) => i.linkId)).size, 'linkIds are unique').toBe(items.length);
+      expect(linkIds.length).toBeGreaterThanOrEqual(structure.asked.length);
+    });
+
+    it('maps every question to a policy fact or a limit justification', () => {
+      const factLinkIds = new Set(structure.asked.map((n) => policy.factsByName.get(n)!.def.linkId));
+      const justifications = new Set(
+        policy.limits.filter((l) => l.justification).map((l) => justificationLinkId(l.id)),
+      );
+      for (const i of questions)
+        expect(factLinkIds.has(i.linkId) || justifications.has(i.linkId), `${i.linkId} maps to a fact`).toBe(true);
+    });
+
+    it('has a help display under every question that cites the policy clauses using it', () => {
+      for (const i of questions) {
+        const help = (i.item ?? []).find((x) => x.type === 'display');
+        expect(help, `${i.linkId} has help`).toBeDefined();
+        expect(help!.extension?.[0]?.valueCodeableConcept?.coding?.[0]?.code).toBe('help');
+        const fact = structure.asked.find((n) => policy.factsByName.get(n)!.def.linkId === i.linkId);
+        for (const r of fact ? structure.usedBy.get(fact)! : []) expect(help!.text).toContain(r.cite);
+      }
+    });
+
+    it('binds code questions to a loaded ValueSet, by versioned canonical, and gives decimals their UCUM unit', () => {
+      for (const i of questions.filter((x) => x.type === 'choice')) {
+        expect(i.answerValueSet).toMatch(/\|/);
+        expect(content.valueSets.get(i.answerValueSet!), i.answerValueSet).toBeDefined();
+        expect(content.valueSets.get(i.answerValueSet!)!.expansion?.contains?.length).toBeGreaterThan(0);
+      }
+      for (const name of structure.asked) {
+        const def = policy.factsByName.get(name)!.def;
+        if (def.type !== 'decimal' || !def.unit) continue;
+        const item = questions.find((x) => x.linkId === def.linkId)!;
+        expect(item.extension?.find((e) => e.url.endsWith('questionnaire-unit'))?.valueCoding).toMatchObject({
+          system: 'http://unitsofmeasure.org',
+          code: def.unit,
+        });
+      }
+    });
+
+    it('groups questions by rule kind or pathway, and gates pathway groups and justifications with enableWhenExpression', () => {
+      const groups = (q.item ?? []).map((g) => g.linkId);
+      expect(groups.every((g) => g.startsWith('group-'))).toBe(true);
+      for (const g of structure.groups.filter((x) => x.kind === 'pathway'))
+        expect(groups).toContain(`group-pathway-${g.rule!.id}`);
+      const gated = items.filter((i) => expressions(i, EXT_ENABLE_WHEN_EXPRESSION).length > 0);
+      for (const i of gated)
+        expect(i.linkId.startsWith('group-pathway-') || structure.justifications.length > 0, i.linkId).toBe(true);
+    });
+
+    it('has FHIRPath that fhirpath.js compiles and that uses no server-only function', () => {
+      const all = [
+        ...items.flatMap((i) => [
+          ...expressions(i, EXT_INITIAL_EXPRESSION),
+          ...expressions(i, EXT_ENABLE_WHEN_EXPRESSION),
+        ]),
+      ];
+      expect(all.length).toBeGreaterThan(0);
+      for (const e of all) {
+        const tokens = tokenize(e);
+        const calls = tokens.filter(
+          (t, k) => t.kind === 'ident' && SERVER_FUNCTIONS.includes(t.name!) && tokens[k - 1]?.text === '.',
+        );
+        expect(
+          calls.map((t) => t.name),
+          e.slice(0, 200),
+        ).toEqual([]);
+        expect(() =>
+          compileFhirPath(e, { valueSets: content.valueSets, valueSetBase: `${CANONICAL_BASE}/ValueSet`, model: 'r4' }),
+        ).not.toThrow();
+      }
+    });
+
+    it('pre-populates with FHIRPath initialExpressions where a renderer can read the fact, and says why not elsewhere', () => {
+      let withExpression = 0;
+      for (const i of questions) {
+        const init = expressions(i, EXT_INITIAL_EXPRESSION);
+        const note = i.extension?.find((e) => e.url.endsWith('designNote'))?.valueMarkdown;
+        if (init.length > 0) withExpression++;
+        else expect(note, `${i.linkId}: no initialExpression needs a design note`).toMatch(/Pre-population: none/);
+        for (const e of init) expect(e).not.toMatch(/%(order|coverage)\b/);
+      }
+      expect(withExpression).toBeGreaterThan(0);
+    });
+
+    it('every derived fact a rule reads can be computed from questions the form asks (DTR can decide what CRD decides)', () => {
+      const recordOnly = structure.derived.filter((d) => policy.factsByName.get(d)!.deps.length === 0);
+      // Record-only derived facts are unknown over answers alone; they must not be the only way to decide a rule.
+      for (const d of recordOnly) {
+        const readers = [...policy.requirements, ...policy.pathways, ...policy.limits].filter((r) =>
+          r.facts.includes(d),
+        );
+        expect(
+          readers.map((r) => r.id),
+          `${d} is read directly by a rule`,
+        ).toEqual([]);
+      }
+    });
+  });
+});
