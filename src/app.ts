@@ -16,6 +16,7 @@ import { createMetrics } from './http/metrics.js';
 import { requestContext } from './http/request-context.js';
 import type { ContextRequest } from './http/request-context.js';
 import { policyPageHandler } from './http/policy-page.js';
+import { createFhirRouter } from './fhir-api/fhir-router.js';
 import type { Logger } from './logger.js';
 import type { Storage } from './storage/storage.js';
 
@@ -153,6 +154,9 @@ export function createApp(deps: AppDeps): express.Express {
   cds.all('/:id', known, only('POST'));
   cds.all('/:id/feedback', known, only('POST'));
   app.use('/cds-services', cds);
+
+  // The payer FHIR API (DTR, and PAS when mounted): browsers (the DTR SMART app) call it cross-origin.
+  app.use('/fhir', cors(config.corsOrigins), createFhirRouter({ content, storage, publicBaseUrl: config.publicBaseUrl, logger, defaultPayer: config.defaultPayer, today: deps.today }));
 
   if (config.sandbox && deps.sandboxFhir) app.use('/sandbox/fhir', deps.sandboxFhir);
 
