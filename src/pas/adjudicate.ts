@@ -1,0 +1,187 @@
+import type { MedicationRequest, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
+import type { Content, Payer } from '../content.js';
+import { policiesFor } from '../content.js';
+import { answeredCanonical, evaluateQuestionnaireResponse, policyForQuestionnaire } from '../dtr/evaluate-response.js';
+import { HttpError, badRequest } from '../errors.js';
+import { notCoveredReason } from '../hooks/build-response.js';
+import { authorizationNumber, periodEnd } from '../hooks/decide-orders.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import { evaluatePolicy } from '../policies/evaluate-policy.js';
+import type { Outcome, PolicyEvaluation, Tri } from '../policies/evaluate-policy.js';
+import { evaluationDataFor, indexRecord, withMedicationCode } from '../policies/evaluation-data.js';
+import { recordFromResources } from '../policies/record-from-resources.js';
+import type { AuthorizationRecord, ReviewActionCode } from '../storage/storage.js';
+import type { PasRequest, RequestedItem } from './request-bundle.js';
+
+/** What PriorPath decided for one Claim item; stored with the submission (no fact values, only criterion results). */
+export interface ItemDecision {
+  sequence: number;
+  policyId?: string;
+  policyVersion?: string;
+  outcome: Outcome | 'ungoverned';
+  reviewAction: ReviewActionCode;
+  /** Pended: what is needed, in words (the unanswered questions, the limit a clinician must review). */
+  needed: string[];
+  /** Why: the approving pathway (A1) or the clause the request fails (A3), each citing the policy. */
+  reasons: string[];
+  /** Each criterion's result (true/false/unknown) with its citation, for the reviewer. */
+  criteria: { id: string; cite: string; text: string; result: Tri }[];
+  orderDate: string;
+  authorization?: AuthorizationRecord;
+  /** The period a reviewer's approval grants unless the reviewer gives one. */
+  reviewPeriod: { start: string; end: string };
+  /** The clinical reviewer's decision, once made. */
+  review?: { decision: 'approve' | 'deny'; reason: string; decidedAt: string };
+}
+
+const DAY = /^\d{4}-\d{2}-\d{2}/;
+
+/** The order an item asks for: its requestedService, else a MedicationRequest of the Bundle for the same drug, else one built from the item. */
+function orderFor(req: PasRequest, it: RequestedItem, content: Content, payer: Payer): MedicationRequest {
+  if (it.requestedService?.resourceType === 'MedicationRequest') return it.requestedService;
+  const requestable = req.resources.filter(
+    (r): r is MedicationRequest => r.resourceType === 'MedicationRequest' && (r.status === 'draft' || r.status === 'active' || r.status === undefined),
+  );
+  const governedBySame = requestable.find((m) => {
+    const coded = withMedicationCode(m, { byReference: req.byReference });
+    const a = policiesFor(content, payer.key, coded).map((p) => p.file.id);
+    const b = policiesFor(content, payer.key, { resourceType: 'MedicationRequest', status: 'draft', intent: 'order', subject: {} }, { coding: it.codings }).map((p) => p.file.id);
+    return a.length > 0 && a.some((id) => b.includes(id));
+  });
+  if (governedBySame) return governedBySame;
+  const period = it.item.servicedPeriod?.start ?? it.item.servicedDate;
+  return {
+    resourceType: 'MedicationRequest',
+    id: `claim-item-${it.sequence}`,
+    status: 'draft',
+    intent: 'order',
+    subject: req.claim.patient ?? {},
+    medicationCodeableConcept: it.item.productOrService,
+    ...(req.claim.provider ? { requester: req.claim.provider } : {}),
+    ...(period && DAY.test(period) ? { dispenseRequest: { validityPeriod: { start: period.slice(0, 10) } } } : {}),
+  };
+}
+
+/**
+ * The answers to this policy's Questionnaire among the request's QuestionnaireResponses, as one response (several
+ * are read in order, a later answer overriding an earlier one). Responses to other forms are evidence PriorPath does
+ * not read.
+ */
+function responseFor(content: Content, policy: CompiledPolicy, qrs: QuestionnaireResponse[]): QuestionnaireResponse | undefined {
+  const mine = qrs.filter((q) => policyForQuestionnaire(content, answeredCanonical(q))?.policy.file.id === policy.file.id);
+  if (mine.length <= 1) return mine[0];
+  return { ...mine[0], item: mine.flatMap((q) => q.item ?? []) };
+}
+
+/** The approval a reviewer grants by default: the pathway that held, else the shortest pathway approval of the policy. */
+function defaultApproval(policy: CompiledPolicy, ev: PolicyEvaluation): { days?: number; weeks?: number; months?: number } {
+  const held = ev.rules.find((r) => r.kind === 'pathway' && r.result === true);
+  const rule = policy.pathways.find((p) => p.id === held?.id);
+  if (rule?.approval) return rule.approval;
+  const days = (a: { days?: number; weeks?: number; months?: number }) => (a.days ?? 0) + 7 * (a.weeks ?? 0) + 30 * (a.months ?? 0);
+  const approvals = policy.pathways.map((p) => p.approval).filter((a): a is NonNullable<typeof a> => !!a);
+  return approvals.sort((a, b) => days(a) - days(b))[0] ?? { days: 30 };
+}
+
+function questionOf(policy: CompiledPolicy, fact: string): string {
+  return policy.factsByName.get(fact)?.def.question ?? fact;
+}
+
+/**
+ * Decides one evaluation as PAS does (design.md §5 determination table → X12 306): satisfied → A1 certified, with an
+ * authorization number and the approving pathway's period; not-covered → A3 with the clause; documentation needed,
+ * a limit exceeded or a policy failure → A4 pended (documentation or clinical review), never a positive answer.
+ */
+export function decisionFor(policy: CompiledPolicy, ev: PolicyEvaluation, opts: { sequence: number; orderDate: string; payer: string; today: string }): ItemDecision {
+  const criteria = ev.rules.map((r) => ({ id: r.id, cite: r.cite, text: r.text, result: r.result }));
+  const approval = defaultApproval(policy, ev);
+  const reviewPeriod = { start: opts.orderDate, end: periodEnd(opts.orderDate, approval) };
+  const base = { sequence: opts.sequence, policyId: policy.file.id, policyVersion: policy.file.version, outcome: ev.outcome, criteria, orderDate: opts.orderDate, reviewPeriod };
+  const source = policy.file.source.id;
+  switch (ev.outcome) {
+    case 'satisfied': {
+      const end = ev.pathway?.approval ? periodEnd(opts.orderDate, ev.pathway.approval) : reviewPeriod.end;
+      return {
+        ...base,
+        reviewAction: 'A1',
+        needed: [],
+        reasons: [`Meets ${source}: ${ev.pathway!.text} (${ev.pathway!.cite})`],
+        authorization: { number: authorizationNumber(opts.payer, opts.today), start: opts.orderDate, end },
+      };
+    }
+    case 'not-covered': {
+      const reason = notCoveredReason({ order: { resourceType: 'MedicationRequest', status: 'draft', intent: 'order', subject: {} }, assertionId: '', policy, evaluation: ev, orderDate: opts.orderDate });
+      return { ...base, reviewAction: 'A3', needed: [], reasons: [reason] };
+    }
+    case 'limit-exceeded': {
+      const limits = ev.failed.map((r) => {
+        const rule = policy.limits.find((l) => l.id === r.id);
+        return `Clinical review: exceeds ${r.text} (${r.cite})${rule?.justification ? `; the policy accepts ${rule.justification}` : ''}`;
+      });
+      return { ...base, reviewAction: 'A4', needed: [...limits, ...ev.missingFacts.map((f) => questionOf(policy, f))], reasons: [] };
+    }
+    case 'documentation-needed': {
+      const questions = ev.missingFacts.map((f) => questionOf(policy, f));
+      const undecided = [...new Set(ev.rules.filter((r) => r.result === 'unknown').map((r) => r.cite))].join('; ');
+      return { ...base, reviewAction: 'A4', needed: questions.length > 0 ? questions : [`Documentation of ${undecided || source}`], reasons: [] };
+    }
+    case 'error':
+      return { ...base, reviewAction: 'A4', needed: [`Clinical review: ${source} could not be evaluated automatically for this request`], reasons: [] };
+  }
+}
+
+/**
+ * Adjudicates every item of a PAS request against the payer's policies, over the facts of the Bundle's own resources
+ * with the QuestionnaireResponse answers taking precedence (design.md §5, use 3). An item no policy governs is pended
+ * for a reviewer: PriorPath holds only these policies and must not answer for drugs it does not know.
+ */
+export function adjudicate(opts: { content: Content; payer: Payer; request: PasRequest; today: string }): ItemDecision[] {
+  const { content, payer, request: req, today } = opts;
+  return req.items.map((it) => {
+    const order = orderFor(req, it, content, payer);
+    const coded = withMedicationCode(order, { byReference: req.byReference });
+    const [policy] = [...policiesFor(content, payer.key, coded), ...policiesFor(content, payer.key, { ...coded, medicationCodeableConcept: undefined }, { coding: it.codings })];
+    const practitioner = req.claim.provider?.reference;
+    const resources: Resource[] = req.resources.some((r) => r === order) ? req.resources : [...req.resources, order];
+    const record = recordFromResources(resources, [order], practitioner && /^(PractitionerRole|Practitioner)\//.test(practitioner) ? practitioner : undefined);
+    for (const [k, r] of req.byReference) record.byReference.set(k, r);
+    if (practitioner) {
+      const user = req.byReference.get(practitioner);
+      if (user && (user.resourceType === 'PractitionerRole' || user.resourceType === 'Practitioner') && !record.users.includes(user)) record.users.push(user);
+    }
+    const orderDate = evaluationDataFor(indexRecord(record), order, today).orderDate;
+
+    if (!policy) {
+      const period = { start: orderDate, end: periodEnd(orderDate, { days: 30 }) };
+      return {
+        sequence: it.sequence,
+        outcome: 'ungoverned',
+        reviewAction: 'A4',
+        needed: [`Clinical review: no computable ${payer.label} policy governs ${it.codings.map((c) => `${c.system ?? ''}|${c.code}`).join(', ')}`],
+        reasons: [],
+        criteria: [],
+        orderDate,
+        reviewPeriod: period,
+      } satisfies ItemDecision;
+    }
+
+    let ev: PolicyEvaluation;
+    const qr = responseFor(content, policy, req.questionnaireResponses);
+    try {
+      if (qr) {
+        // The same evaluation DTR runs for a completed response: the Bundle's record, the answers overriding it.
+        const result = evaluateQuestionnaireResponse({ content, qr, record, order, today });
+        if (result.problems.length > 0) {
+          throw badRequest(`QuestionnaireResponse answers that cannot be read: ${result.problems.map((p) => p.message).join('; ')}`, result.problems.map((p) => p.path));
+        }
+        ev = result.evaluation;
+      } else {
+        ev = evaluatePolicy(policy, evaluationDataFor(indexRecord(record), order, today));
+      }
+    } catch (err) {
+      if (err instanceof HttpError) throw err;
+      ev = { policyId: policy.file.id, policyVersion: policy.file.version, outcome: 'error', facts: [], rules: [], missingFacts: [], failed: [], proposals: [] };
+    }
+    return decisionFor(policy, ev, { sequence: it.sequence, orderDate, payer: payer.key, today });
+  });
+}

@@ -1,0 +1,157 @@
+import type { Bundle, BundleEntry, ClaimResponse, ClaimResponseItem, Extension, Reference, Resource } from '@medplum/fhirtypes';
+import type { PasStatus, ReviewActionCode } from '../storage/storage.js';
+import type { ItemDecision } from './adjudicate.js';
+import {
+  ADJUDICATION_SYSTEM,
+  EXT_ADMINISTRATION_REFERENCE_NUMBER,
+  EXT_AUTHORIZED_PROVIDER_TYPE,
+  EXT_CLAIM_RESPONSE_REVIEWER,
+  EXT_ITEM_AUTHORIZED_PROVIDER,
+  EXT_ITEM_PRE_AUTH_ISSUE_DATE,
+  EXT_ITEM_PRE_AUTH_PERIOD,
+  EXT_REVIEW_ACTION,
+  EXT_REVIEW_ACTION_CODE,
+  PAS_CLAIM_RESPONSE,
+  PAS_REFERENCE_SYSTEM,
+  PAS_RESPONSE_BUNDLE,
+  REVIEW_ACTION_DISPLAY,
+  X12_306,
+  X12_98,
+} from './pas-urls.js';
+import type { PasRequest } from './request-bundle.js';
+
+/** The submission-level summary of item decisions: pended if any item is, else approved/denied/partial. */
+export function summarize(items: ItemDecision[]): { status: PasStatus; reviewAction: ReviewActionCode } {
+  if (items.some((i) => i.reviewAction === 'A4')) return { status: 'pended', reviewAction: 'A4' };
+  if (items.every((i) => i.reviewAction === 'A1')) return { status: 'approved', reviewAction: 'A1' };
+  if (items.every((i) => i.reviewAction === 'A3')) return { status: 'denied', reviewAction: 'A3' };
+  return { status: 'partial', reviewAction: 'A1' };
+}
+
+function reviewAction(d: ItemDecision): Extension {
+  return {
+    url: EXT_REVIEW_ACTION,
+    extension: [
+      { url: EXT_REVIEW_ACTION_CODE, valueCodeableConcept: { coding: [{ system: X12_306, code: d.reviewAction, display: REVIEW_ACTION_DISPLAY[d.reviewAction] }] } },
+      ...(d.authorization ? [{ url: 'number', valueString: d.authorization.number }] : []),
+    ],
+  };
+}
+
+/** The resources a response references, echoed with the fullUrl and id they had in the request (PAS spec-33). */
+function echoed(req: PasRequest, refs: (Reference | undefined)[]): BundleEntry[] {
+  const out: BundleEntry[] = [];
+  const seen = new Set<Resource>();
+  for (const ref of refs) {
+    const l = ref?.reference ? req.index.resolve(ref.reference) : undefined;
+    if (!l || seen.has(l.resource)) continue;
+    seen.add(l.resource);
+    out.push({ fullUrl: l.fullUrl ?? `urn:uuid:${l.resource.resourceType}-${l.resource.id ?? out.length}`, resource: l.resource });
+  }
+  return out;
+}
+
+export interface ResponseMeta {
+  /** PriorPath's id of the submission: ClaimResponse.id and its reference number (REF-NT). */
+  id: string;
+  created: string;
+  /** Set once a clinician reviewed the request. */
+  humanReviewed?: boolean;
+}
+
+/**
+ * The PAS response Bundle (PAS 2.2.1 PASResponseBundle / PASClaimResponse): the ClaimResponse first, with per item
+ * `adjudication` carrying the `reviewAction` X12 306 code (A1 certified in total, A3 not certified, A4 pended) and
+ * its authorization number, the item's preAuthPeriod, and process notes giving the reasons or what is needed; then
+ * the Patient, insurer and requestor it references, as they were in the request.
+ */
+export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta: ResponseMeta): { bundle: Bundle; claimResponse: ClaimResponse } {
+  const notes: { number: number; type: 'display'; text: string }[] = [];
+  const note = (text: string) => {
+    notes.push({ number: notes.length + 1, type: 'display', text });
+    return notes.length;
+  };
+  const requestor = req.claim.provider;
+  const approved = items.filter((i) => i.reviewAction === 'A1' && i.authorization);
+  const latest = [...approved].sort((a, b) => (b.review?.decidedAt ?? '').localeCompare(a.review?.decidedAt ?? ''))[0]?.authorization;
+  const requestedPeriod = (seq: number) => {
+    const item = req.claim.item?.find((i) => i.sequence === seq);
+    return item?.servicedPeriod ? { url: 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-itemRequestedServiceDate', valuePeriod: item.servicedPeriod } : undefined;
+  };
+
+  const crItems: ClaimResponseItem[] = items.map((d) => {
+    const noteNumbers: number[] = [];
+    for (const r of d.reasons) noteNumbers.push(note(r));
+    if (d.reviewAction === 'A4') for (const n of d.needed) noteNumbers.push(note(`Needed: ${n}`));
+    if (d.review) noteNumbers.push(note(`Clinical review (${d.review.decision === 'approve' ? 'approved' : 'denied'}): ${d.review.reason}`));
+    const extension: Extension[] = [];
+    if (d.authorization) {
+      extension.push({ url: EXT_ITEM_PRE_AUTH_ISSUE_DATE, valueDate: (d.review?.decidedAt ?? meta.created).slice(0, 10) });
+      extension.push({ url: EXT_ITEM_PRE_AUTH_PERIOD, valuePeriod: { start: d.authorization.start, end: d.authorization.end } });
+    }
+    const requested = requestedPeriod(d.sequence);
+    if (requested) extension.push(requested);
+    if (requestor) {
+      extension.push({
+        url: EXT_ITEM_AUTHORIZED_PROVIDER,
+        extension: [
+          { url: 'provider', valueReference: { reference: requestor.reference } },
+          { url: EXT_AUTHORIZED_PROVIDER_TYPE, valueCodeableConcept: { coding: [{ system: X12_98, code: '1P', display: 'Provider' }] } },
+        ],
+      });
+    }
+    return {
+      ...(extension.length > 0 ? { extension } : {}),
+      itemSequence: d.sequence,
+      ...(noteNumbers.length > 0 ? { noteNumber: noteNumbers } : {}),
+      adjudication: [{ category: { coding: [{ system: ADJUDICATION_SYSTEM, code: 'submitted' }] }, extension: [reviewAction(d)] }],
+    };
+  });
+
+  const { status } = summarize(items);
+  const disposition: Record<PasStatus, string> = {
+    approved: 'Certified in total',
+    denied: 'Not certified',
+    pended: items.some((i) => i.needed.some((n) => n.startsWith('Clinical review'))) ? 'Pended for clinical review' : 'Pended: documentation needed',
+    partial: 'Certified in part',
+  };
+  const claimIdentifier = req.claim.identifier?.[0];
+  const claimResponse: ClaimResponse = {
+    resourceType: 'ClaimResponse',
+    id: meta.id,
+    meta: { profile: [PAS_CLAIM_RESPONSE] },
+    extension: [
+      { url: EXT_ADMINISTRATION_REFERENCE_NUMBER, valueString: meta.id },
+      ...(meta.humanReviewed ? [{ url: EXT_CLAIM_RESPONSE_REVIEWER, extension: [{ url: 'wasHumanReviewedFlag', valueBoolean: true }] }] : []),
+    ],
+    identifier: [{ system: PAS_REFERENCE_SYSTEM, value: meta.id }],
+    status: 'active',
+    type: req.claim.type ?? { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/claim-type', code: 'pharmacy' }] },
+    use: 'preauthorization',
+    patient: { reference: req.claim.patient?.reference },
+    created: meta.created,
+    insurer: req.claim.insurer ?? { display: 'payer' },
+    ...(requestor ? { requestor } : {}),
+    request: claimIdentifier ? { identifier: claimIdentifier } : { reference: req.claimFullUrl ?? `Claim/${req.claim.id ?? ''}` },
+    outcome: 'complete',
+    disposition: disposition[status],
+    ...(latest ? { preAuthRef: latest.number, preAuthPeriod: { start: latest.start, end: latest.end } } : {}),
+    item: crItems,
+    ...(notes.length > 0 ? { processNote: notes } : {}),
+  };
+
+  const crFullUrl = `urn:uuid:${meta.id}`;
+  const bundle: Bundle = {
+    resourceType: 'Bundle',
+    meta: { profile: [PAS_RESPONSE_BUNDLE] },
+    ...(req.bundle.identifier ? { identifier: req.bundle.identifier } : {}),
+    type: 'collection',
+    timestamp: meta.created,
+    // The Claim is echoed only when it has no identifier to be referenced by (PAS spec-30).
+    entry: [
+      { fullUrl: crFullUrl, resource: claimResponse },
+      ...echoed(req, [req.claim.patient, req.claim.insurer, requestor, ...(claimIdentifier ? [] : [{ reference: req.claimFullUrl ?? `Claim/${req.claim.id ?? ''}` }])]),
+    ],
+  };
+  return { bundle, claimResponse };
+}

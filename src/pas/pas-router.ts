@@ -1,0 +1,156 @@
+import { randomUUID } from 'node:crypto';
+import express from 'express';
+import type { Request, Response } from 'express';
+import type { Content, Payer } from '../content.js';
+import { PAYER_ID_SYSTEM } from '../content.js';
+import { HttpError, badRequest, methodNotAllowed, outcome } from '../errors.js';
+import { identifyPayer } from '../hooks/payer.js';
+import type { Logger } from '../logger.js';
+import type { AuthorizationRecord, PasSubmission, Storage } from '../storage/storage.js';
+import { adjudicate } from './adjudicate.js';
+import type { ItemDecision } from './adjudicate.js';
+import { buildResponseBundle, summarize } from './claim-response.js';
+import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
+import { parseInquiry, samePatient } from './inquiry.js';
+import { identifierKey, parsePasRequest, unwrapOperationInput } from './request-bundle.js';
+import type { PasRequest } from './request-bundle.js';
+
+export interface PasDeps {
+  content: Content;
+  storage: Storage;
+  logger: Logger;
+  /** YYYY-MM-DD; tests pin it. Default: the UTC date. */
+  today?: () => string;
+  /** `DEFAULT_PAYER`: the payer assumed when the Coverage names none PriorPath serves (design.md §3). */
+  defaultPayer?: string;
+}
+
+/** 409: the request Bundle identifier was used before for different content (see createPasRouter). */
+function conflict(bundleIdentifier: string): HttpError {
+  return new HttpError(
+    409,
+    outcome(
+      'error',
+      'duplicate',
+      `Bundle.identifier ${bundleIdentifier} was already submitted with different content. A PAS request identifier names one request: resend the same Bundle to get its answer, or give a changed request a new identifier.`,
+      ['Bundle.identifier'],
+    ),
+  );
+}
+
+/** The payer of the request: the Coverage's payor, else the Claim's insurer, by our payer identifier (design.md §4 "Payer"). */
+async function payerOf(content: Content, req: PasRequest, defaultPayer?: string): Promise<Payer> {
+  try {
+    return (await identifyPayer({ content, coverages: [req.coverage], byReference: req.byReference })).payer;
+  } catch (err) {
+    if (!(err instanceof HttpError) || err.status !== 400) throw err;
+    const insurer = req.claim.insurer;
+    const org = insurer?.reference ? req.byReference.get(insurer.reference) : undefined;
+    const ids = [...(insurer?.identifier ? [insurer.identifier] : []), ...(org?.resourceType === 'Organization' ? (org.identifier ?? []) : [])];
+    const key = ids.find((i) => i.system === PAYER_ID_SYSTEM && i.value && content.payers.has(i.value))?.value;
+    if (key) return content.payers.get(key)!;
+    const fallback = defaultPayer ? content.payers.get(defaultPayer) : undefined;
+    if (fallback) return fallback;
+    const reason = req.coverage.status && req.coverage.status !== 'active' ? `the Coverage is ${req.coverage.status}` : 'neither the Coverage payor nor the Claim insurer names a payer PriorPath serves';
+    throw badRequest(`Unknown payer: ${reason} (identifier system ${PAYER_ID_SYSTEM})`, ['Claim.insurance.coverage.payor', 'Claim.insurer']);
+  }
+}
+
+/** One authorization number for the request; every approved item carries it, each with its own period. */
+function shareAuthorization(items: ItemDecision[]): AuthorizationRecord | undefined {
+  const approved = items.filter((i) => i.authorization);
+  if (approved.length === 0) return undefined;
+  const number = approved[0].authorization!.number;
+  for (const i of approved) i.authorization = { ...i.authorization!, number };
+  const starts = approved.map((i) => i.authorization!.start).sort();
+  const ends = approved.map((i) => i.authorization!.end).sort();
+  return { number, start: starts[0], end: ends[ends.length - 1] };
+}
+
+/** The answer to a resubmission of a stored request: its current response, or 409 when the content differs. */
+function replay(stored: PasSubmission, req: PasRequest): Record<string, unknown> {
+  if (stored.requestHash !== req.requestHash) throw conflict(req.bundleIdentifier);
+  return stored.responseBundle;
+}
+
+/**
+ * PAS operations on the payer FHIR base (design.md §8; Da Vinci PAS 2.2.1 Claim-submit and Claim-inquiry), mounted at
+ * `/fhir` beside the DTR router: it answers `POST /Claim/$submit` and `POST /Claim/$inquire` and passes every other
+ * path on with `next()`.
+ *
+ * `$submit` validates the request Bundle (400 OperationOutcome naming the problem, nothing stored), decides each item
+ * from the payer's policy over the Bundle's own resources and the QuestionnaireResponse answers, stores the request
+ * and its answer durably, and only then returns the PAS response Bundle. It is idempotent on `Bundle.identifier`: the
+ * same identifier with the same content (ignoring `Bundle.id`, `meta` and `timestamp`) returns the stored answer,
+ * including any later reviewer decision, without a second record; the same identifier with different content is a
+ * 409 OperationOutcome (`duplicate`), because one identifier names one request.
+ *
+ * `$inquire` returns a Parameters with one `return` PAS response Bundle per matching request (none: no parameters).
+ */
+export function createPasRouter(deps: PasDeps): express.Router {
+  const { content, storage, logger } = deps;
+  const router = express.Router();
+  const today = () => deps.today?.() ?? new Date().toISOString().slice(0, 10);
+  const body = ensureJsonBody();
+
+  const submitHandler = handler(async (req: Request, res: Response) => {
+    const log = logOf(req, logger);
+    const request = parsePasRequest(unwrapOperationInput(req.body, '$submit'));
+    const stored = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier);
+    if (stored) {
+      const answer = replay(stored, request);
+      log.info({ submissionId: stored.id, reviewAction: stored.reviewAction, replay: true }, 'pas submit');
+      return sendFhir(res, 200, answer);
+    }
+
+    const payer = await payerOf(content, request, deps.defaultPayer);
+    const items = adjudicate({ content, payer, request, today: today() });
+    const authorization = shareAuthorization(items);
+    const id = randomUUID();
+    const created = new Date().toISOString();
+    const { bundle, claimResponse } = buildResponseBundle(request, items, { id, created });
+    const { status, reviewAction } = summarize(items);
+    const first = items.find((i) => i.policyId);
+    const result = await storage.createPasSubmission(
+      {
+        id,
+        bundleIdentifier: request.bundleIdentifier,
+        requestHash: request.requestHash,
+        payer: payer.key,
+        policyId: first?.policyId,
+        policyVersion: first?.policyVersion,
+        claimIdentifiers: (request.claim.identifier ?? []).map(identifierKey).filter((k): k is string => !!k),
+        patientIdentifiers: (request.patient.identifier ?? []).map(identifierKey).filter((k): k is string => !!k),
+        status,
+        reviewAction,
+        needed: items.filter((i) => i.reviewAction === 'A4').flatMap((i) => i.needed),
+        ...(authorization ? { preAuthRef: authorization.number, preAuthPeriod: { start: authorization.start, end: authorization.end } } : {}),
+        claimResponse: claimResponse as unknown as Record<string, unknown>,
+        responseBundle: bundle as unknown as Record<string, unknown>,
+        requestBundle: request.bundle as unknown as Record<string, unknown>,
+        detail: { items },
+        createdAt: created,
+      },
+      authorization,
+    );
+    if (!result.created) {
+      // Another replica or request stored the same identifier first: answer as a resubmission would be.
+      return sendFhir(res, 200, replay(result.submission, request));
+    }
+    // One decision line per request: ids, policy and review actions; never clinical content (style.md).
+    log.info({ submissionId: id, payer: payer.key, policy: first?.policyId, policyVersion: first?.policyVersion, reviewAction, items: items.map((i) => `${i.sequence}:${i.reviewAction}`) }, 'pas submit');
+    sendFhir(res, 200, bundle);
+  });
+
+  const inquireHandler = handler(async (req: Request, res: Response) => {
+    const inquiry = parseInquiry(req.body);
+    const found = (await storage.findPasSubmissions(inquiry.query)).filter((s) => samePatient(inquiry, s));
+    logOf(req, logger).info({ matches: found.length }, 'pas inquire');
+    sendFhir(res, 200, { resourceType: 'Parameters', ...(found.length > 0 ? { parameter: found.map((s) => ({ name: 'return', resource: s.responseBundle })) } : {}) });
+  });
+
+  router.post(/^\/Claim\/\$submit\/?$/, body, submitHandler);
+  router.post(/^\/Claim\/\$inquire\/?$/, body, inquireHandler);
+  router.all(/^\/Claim\/\$(submit|inquire)\/?$/, (_req, _res, next) => next(methodNotAllowed('POST')));
+  return router;
+}

@@ -1,0 +1,36 @@
+/**
+ * Canonical URLs and code systems of Da Vinci PAS 2.2.1 (http://hl7.org/fhir/us/davinci-pas, input/fsh in the IG
+ * source) that PriorPath's $submit and $inquire read and write.
+ */
+export const PAS = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition';
+
+export const PAS_CLAIM_RESPONSE = `${PAS}/profile-claimresponse`;
+export const PAS_RESPONSE_BUNDLE = `${PAS}/profile-pas-response-bundle`;
+export const PAS_INQUIRY_RESPONSE_BUNDLE = `${PAS}/profile-pas-inquiry-response-bundle`;
+
+/** `Claim.item.extension[requestedService]`: the order (MedicationRequest, ServiceRequest, ...) an item asks for. */
+export const EXT_REQUESTED_SERVICE = `${PAS}/extension-requestedService`;
+/** REF-BB: an authorization number (Claim, Claim.item; ClaimResponse). $inquire searches by it. */
+export const EXT_AUTHORIZATION_NUMBER = `${PAS}/extension-authorizationNumber`;
+/** REF-NT: the payer's reference number for a request that has no authorization (yet). $inquire searches by it. */
+export const EXT_ADMINISTRATION_REFERENCE_NUMBER = `${PAS}/extension-administrationReferenceNumber`;
+export const EXT_REVIEW_ACTION = `${PAS}/extension-reviewAction`;
+export const EXT_REVIEW_ACTION_CODE = `${PAS}/extension-reviewActionCode`;
+export const EXT_ITEM_PRE_AUTH_ISSUE_DATE = `${PAS}/extension-itemPreAuthIssueDate`;
+export const EXT_ITEM_PRE_AUTH_PERIOD = `${PAS}/extension-itemPreAuthPeriod`;
+export const EXT_ITEM_REQUESTED_SERVICE_DATE = `${PAS}/extension-itemRequestedServiceDate`;
+export const EXT_ITEM_AUTHORIZED_PROVIDER = `${PAS}/extension-itemAuthorizedProvider`;
+export const EXT_AUTHORIZED_PROVIDER_TYPE = `${PAS}/extension-authorizedProviderType`;
+export const EXT_CLAIM_RESPONSE_REVIEWER = `${PAS}/extension-claimResponseReviewer`;
+
+/** X12 306 "Action Code" (HCR01): the review outcome of an item. */
+export const X12_306 = 'https://codesystem.x12.org/005010/306';
+/** X12 98 "Entity Identifier Code" (NM101), for the authorized provider's type; 1P = Provider. */
+export const X12_98 = 'https://codesystem.x12.org/005010/98';
+
+export const ADJUDICATION_SYSTEM = 'http://terminology.hl7.org/CodeSystem/adjudication';
+
+/** Identifier system of PriorPath's reference numbers for PAS requests (REF-NT, ClaimResponse.identifier). */
+export const PAS_REFERENCE_SYSTEM = 'https://priorpath.dev/fhir/sid/pas-request';
+
+export const REVIEW_ACTION_DISPLAY = { A1: 'Certified in total', A3: 'Not Certified', A4: 'Pended' } as const;

@@ -1,0 +1,232 @@
+import { createHash } from 'node:crypto';
+import type {
+  Bundle,
+  BundleEntry,
+  Claim,
+  ClaimItem,
+  Coding,
+  Coverage,
+  Identifier,
+  Patient,
+  QuestionnaireResponse,
+  Reference,
+  Resource,
+} from '@medplum/fhirtypes';
+import { badRequest } from '../errors.js';
+import { EXT_REQUESTED_SERVICE } from './pas-urls.js';
+
+/** `system|value` of an identifier (`|value` without a system), the form identifiers are stored and matched in. */
+export function identifierKey(i: Identifier | undefined): string | undefined {
+  if (!i?.value) return undefined;
+  return `${i.system ?? ''}|${i.value}`;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The PAS operation input: the Bundle itself, or a Parameters whose `resource` parameter holds it (PAS 2.2.1
+ * OperationDefinition Claim-submit / Claim-inquiry, parameter `resource`; a single resource input may be posted bare).
+ */
+export function unwrapOperationInput(body: unknown, operation: '$submit' | '$inquire'): Record<string, unknown> {
+  if (!isObject(body)) throw badRequest(`${operation} expects a Bundle or a Parameters resource`);
+  if (body.resourceType === 'Parameters') {
+    const params = Array.isArray(body.parameter) ? body.parameter : [];
+    const p = params.find((x): x is Record<string, unknown> => isObject(x) && x.name === 'resource');
+    if (!p || !isObject(p.resource)) throw badRequest(`${operation}: the Parameters has no "resource" parameter holding the request Bundle`, ['Parameters.parameter']);
+    return p.resource;
+  }
+  return body;
+}
+
+/** A Bundle entry with where it sits, for error paths. */
+interface Located {
+  resource: Resource;
+  fullUrl?: string;
+  path: string;
+}
+
+/** Resolves references between the resources of one Bundle (FHIR R4 Bundle §"Resolving references in Bundles"). */
+export class BundleIndex {
+  private readonly byFullUrl = new Map<string, Located>();
+  private readonly byTypeId = new Map<string, Located>();
+  readonly all: Located[] = [];
+
+  constructor(entries: BundleEntry[], path = 'Bundle') {
+    entries.forEach((e, i) => this.add(e, `${path}.entry[${i}]`));
+  }
+
+  private add(e: BundleEntry, path: string): void {
+    const r = e.resource;
+    if (!r || typeof r.resourceType !== 'string') return;
+    const located: Located = { resource: r, fullUrl: e.fullUrl, path: `${path}.resource` };
+    this.all.push(located);
+    if (e.fullUrl) this.byFullUrl.set(e.fullUrl, located);
+    if (r.id) this.byTypeId.set(`${r.resourceType}/${r.id}`, located);
+    // A DTR QuestionnaireResponse Bundle (or any nested Bundle) brings its own resources as evidence.
+    if (r.resourceType === 'Bundle') (r.entry ?? []).forEach((n, j) => this.add(n, `${path}.resource.entry[${j}]`));
+  }
+
+  /** The resource a literal reference names, or undefined. Contained (`#id`) references are resolved by the caller. */
+  resolve(reference: string): Located | undefined {
+    const ref = reference.replace(/\/_history\/[^/]+$/, '');
+    const exact = this.byFullUrl.get(ref);
+    if (exact) return exact;
+    const m = ref.match(/(?:^|\/)([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})$/);
+    return m ? this.byTypeId.get(`${m[1]}/${m[2]}`) : undefined;
+  }
+
+  /** How other resources refer to `r`: its fullUrl and `Type/id`, for a reference map keyed both ways. */
+  static keysOf(l: Located): string[] {
+    return [l.fullUrl, l.resource.id ? `${l.resource.resourceType}/${l.resource.id}` : undefined].filter((k): k is string => !!k);
+  }
+}
+
+/** Every `reference` string inside a value, with its FHIRPath-like location. */
+function* referencesIn(value: unknown, path: string): Generator<{ reference: string; path: string }> {
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) yield* referencesIn(value[i], `${path}[${i}]`);
+  } else if (isObject(value)) {
+    for (const [k, v] of Object.entries(value)) {
+      if (k === 'contained') continue;
+      if (k === 'reference' && typeof v === 'string') yield { reference: v, path };
+      else yield* referencesIn(v, `${path}.${k}`);
+    }
+  }
+}
+
+/** One Claim item as PAS asks for it. */
+export interface RequestedItem {
+  item: ClaimItem;
+  sequence: number;
+  codings: Coding[];
+  /** The order named by the item's requestedService extension, when it is in the Bundle. */
+  requestedService?: Resource;
+}
+
+/** A structurally valid PAS request: the Claim and what it references, all resolved inside the Bundle. */
+export interface PasRequest {
+  bundle: Bundle;
+  /** `system|value` of Bundle.identifier: the idempotency key. */
+  bundleIdentifier: string;
+  requestHash: string;
+  claim: Claim;
+  claimFullUrl?: string;
+  patient: Patient;
+  patientFullUrl?: string;
+  coverage: Coverage;
+  items: RequestedItem[];
+  /** QuestionnaireResponses named by Claim.supportingInfo (directly or as the first entry of a DTR QR Bundle). */
+  questionnaireResponses: QuestionnaireResponse[];
+  index: BundleIndex;
+  /** Every resource of the Bundle, nested Bundles included (the evidence the policy reads). */
+  resources: Resource[];
+  /** Resources keyed by fullUrl and by `Type/id`. */
+  byReference: Map<string, Resource>;
+}
+
+/** JSON with object keys sorted: the same content always hashes the same, whatever the key order on the wire. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (isObject(v)) {
+    return `{${Object.keys(v)
+      .sort()
+      .filter((k) => v[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/**
+ * The idempotency fingerprint of a request Bundle: SHA-256 of its canonical JSON without `id`, `meta` and
+ * `timestamp`, which a client may regenerate when it resends the same request.
+ */
+export function requestHash(bundle: Record<string, unknown>): string {
+  const { id: _id, meta: _meta, timestamp: _ts, ...content } = bundle;
+  return createHash('sha256').update(canonicalJson(content)).digest('hex');
+}
+
+/**
+ * Validates a PAS request Bundle (PAS 2.2.1 PASRequestBundle, PASClaim; specification §"Submitting a prior
+ * authorization": spec-12, spec-13): a collection Bundle with an identifier, one preauthorization Claim with items,
+ * a Patient and a Coverage, and every reference of the Claim resolvable inside the Bundle. Throws a 400 naming the
+ * first problem; never looks at content (payers, policies), so the same parse serves re-rendering stored requests.
+ */
+export function parsePasRequest(input: Record<string, unknown>): PasRequest {
+  if (input.resourceType !== 'Bundle') {
+    throw badRequest(`Claim/$submit expects a PAS request Bundle, got ${typeof input.resourceType === 'string' ? input.resourceType : 'no resourceType'}`, ['Bundle']);
+  }
+  const bundle = input as unknown as Bundle;
+  if (bundle.type !== 'collection') throw badRequest(`A PAS request Bundle has type "collection", got ${JSON.stringify(bundle.type ?? null)}`, ['Bundle.type']);
+  const bundleIdentifier = identifierKey(bundle.identifier);
+  if (!bundleIdentifier) throw badRequest('A PAS request Bundle needs an identifier with a value (PASRequestBundle identifier 1..1): it makes $submit idempotent', ['Bundle.identifier']);
+  if (!Array.isArray(bundle.entry) || bundle.entry.length === 0) throw badRequest('The PAS request Bundle has no entries; the first must be the Claim', ['Bundle.entry']);
+
+  const index = new BundleIndex(bundle.entry);
+  const claims = bundle.entry.map((e, i) => ({ e, i })).filter(({ e }) => e.resource?.resourceType === 'Claim');
+  if (claims.length === 0) throw badRequest('The PAS request Bundle holds no Claim (its first entry must be the prior authorization Claim)', ['Bundle.entry']);
+  if (claims.length > 1) throw badRequest('The PAS request Bundle holds more than one Claim; Claim updates are not supported, send a new request', ['Bundle.entry']);
+  const claim = claims[0].e.resource as Claim;
+  const claimPath = `Bundle.entry[${claims[0].i}].resource`;
+  if (claim.use !== 'preauthorization') throw badRequest(`Claim.use must be "preauthorization", got ${JSON.stringify(claim.use ?? null)}`, [`${claimPath}.use`]);
+  if (!Array.isArray(claim.item) || claim.item.length === 0) throw badRequest('The Claim has no items: name the drug requested in Claim.item.productOrService', [`${claimPath}.item`]);
+
+  for (const { reference, path } of referencesIn(claim, claimPath)) {
+    if (reference.startsWith('#')) {
+      if (!claim.contained?.some((c) => c.id === reference.slice(1))) throw badRequest(`Contained reference ${reference} does not resolve`, [path]);
+      continue;
+    }
+    if (!index.resolve(reference)) throw badRequest(`Reference ${reference} does not resolve inside the Bundle (every resource the Claim references must be included)`, [path]);
+  }
+
+  const target = <T extends Resource>(ref: Reference | undefined, type: T['resourceType'], path: string, what: string): { resource: T; fullUrl?: string } => {
+    if (!ref?.reference) throw badRequest(`The Claim names no ${what}`, [path]);
+    const found = ref.reference.startsWith('#') ? { resource: claim.contained?.find((c) => c.id === ref.reference!.slice(1)), fullUrl: undefined } : index.resolve(ref.reference);
+    if (found?.resource?.resourceType !== type) throw badRequest(`${path} must reference a ${type}, found ${found?.resource?.resourceType ?? 'nothing'}`, [path]);
+    return { resource: found.resource as T, fullUrl: found.fullUrl };
+  };
+
+  const patient = target<Patient>(claim.patient, 'Patient', `${claimPath}.patient`, 'patient');
+  const insurance = claim.insurance?.find((i) => i.focal) ?? claim.insurance?.[0];
+  const coverage = target<Coverage>(insurance?.coverage, 'Coverage', `${claimPath}.insurance.coverage`, 'Coverage (Claim.insurance.coverage)');
+
+  const items: RequestedItem[] = claim.item.map((item, i) => {
+    const path = `${claimPath}.item[${i}]`;
+    if (typeof item.sequence !== 'number') throw badRequest('Every Claim item needs a sequence', [`${path}.sequence`]);
+    const codings = (item.productOrService?.coding ?? []).filter((c) => c.code);
+    if (codings.length === 0) throw badRequest('Claim item has no productOrService code (HCPCS, RxNorm or NDC of the drug)', [`${path}.productOrService`]);
+    const ref = item.extension?.find((e) => e.url === EXT_REQUESTED_SERVICE)?.valueReference?.reference;
+    return { item, sequence: item.sequence, codings, requestedService: ref ? index.resolve(ref)?.resource : undefined };
+  });
+  const sequences = new Set(items.map((i) => i.sequence));
+  if (sequences.size !== items.length) throw badRequest('Claim item sequences must be unique', [`${claimPath}.item`]);
+
+  const questionnaireResponses: QuestionnaireResponse[] = [];
+  (claim.supportingInfo ?? []).forEach((s) => {
+    const ref = s.valueReference?.reference;
+    const found = ref ? index.resolve(ref)?.resource : undefined;
+    if (found?.resourceType === 'QuestionnaireResponse') questionnaireResponses.push(found);
+    if (found?.resourceType === 'Bundle') {
+      for (const e of found.entry ?? []) if (e.resource?.resourceType === 'QuestionnaireResponse') questionnaireResponses.push(e.resource);
+    }
+  });
+
+  const byReference = new Map<string, Resource>();
+  for (const l of index.all) for (const k of BundleIndex.keysOf(l)) byReference.set(k, l.resource);
+
+  return {
+    bundle,
+    bundleIdentifier,
+    requestHash: requestHash(input),
+    claim,
+    claimFullUrl: claims[0].e.fullUrl,
+    patient: patient.resource,
+    patientFullUrl: patient.fullUrl,
+    coverage: coverage.resource,
+    items,
+    questionnaireResponses,
+    index,
+    resources: index.all.map((l) => l.resource),
+    byReference,
+  };
+}

@@ -1,0 +1,163 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import express from 'express';
+import type { NextFunction, Request, Response } from 'express';
+import { z } from 'zod';
+import { HttpError, badRequest, methodNotAllowed, notFound, outcome, unauthorized } from '../errors.js';
+import { authorizationNumber } from '../hooks/decide-orders.js';
+import type { Logger } from '../logger.js';
+import type { AuthorizationRecord, PasSubmission, Storage } from '../storage/storage.js';
+import type { ItemDecision } from './adjudicate.js';
+import { buildResponseBundle, summarize } from './claim-response.js';
+import { ensureJsonBody, handler, logOf } from './http.js';
+import { parsePasRequest } from './request-bundle.js';
+
+export interface ReviewDeps {
+  storage: Storage;
+  logger: Logger;
+  /** `REVIEW_TOKEN`: the bearer token reviewers present. Unset: every call is refused (401). */
+  reviewToken?: string;
+}
+
+const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a date YYYY-MM-DD');
+const decisionSchema = z
+  .object({
+    decision: z.enum(['approve', 'deny']),
+    reviewer: z.string().trim().min(1).max(200),
+    reason: z.string().trim().min(1).max(4000),
+    /** Approval period; default: the policy's approval from the order's planned start. */
+    period: z.object({ start: day, end: day }).strict().refine((p) => p.end >= p.start, 'period.end is before period.start').optional(),
+  })
+  .strict();
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** Bearer-token check in constant time; refuses everything when no token is configured. */
+function requireToken(token: string | undefined) {
+  const expected = token ? digest(token) : undefined;
+  return (req: Request, _res: Response, next: NextFunction): void => {
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!expected || !m || !timingSafeEqual(digest(m[1]), expected)) return next(unauthorized());
+    next();
+  };
+}
+
+interface Detail {
+  items: ItemDecision[];
+}
+
+/** What a reviewer sees of one request: identifiers, payer, policy, the criteria results and decisions; no patient data. */
+function reviewView(s: PasSubmission) {
+  const items = ((s.detail as unknown as Detail).items ?? []).map((i) => ({
+    sequence: i.sequence,
+    policyId: i.policyId,
+    policyVersion: i.policyVersion,
+    outcome: i.outcome,
+    reviewAction: i.reviewAction,
+    needed: i.needed,
+    reasons: i.reasons,
+    criteria: i.criteria,
+    ...(i.authorization ? { authorization: i.authorization } : {}),
+  }));
+  return {
+    id: s.id,
+    bundleIdentifier: s.bundleIdentifier,
+    payer: s.payer,
+    policyId: s.policyId,
+    policyVersion: s.policyVersion,
+    status: s.status,
+    reviewAction: s.reviewAction,
+    needed: s.needed,
+    ...(s.preAuthRef ? { preAuthRef: s.preAuthRef, preAuthPeriod: s.preAuthPeriod } : {}),
+    createdAt: s.createdAt,
+    updatedAt: s.updatedAt,
+    items,
+    decisions: s.decisions,
+  };
+}
+
+/**
+ * The clinical reviewer's API for pended PAS requests (design.md §8: pended, then decided), mounted at `/review`:
+ * `GET /pended` lists what waits (ids, payer, policy, created, what is needed), `GET /:id` shows one request's
+ * criteria results and decisions, `POST /:id/decision` with `{ decision: 'approve'|'deny', reviewer, reason,
+ * period? }` records who decided, when and why; an approval issues an authorization number and period. Afterwards
+ * `$inquire` (and a resubmission of the same request) return A1 or A3. Every call needs `Authorization: Bearer
+ * <REVIEW_TOKEN>`; with no token configured the API refuses all calls.
+ */
+export function createReviewRouter(deps: ReviewDeps): express.Router {
+  const { storage, logger } = deps;
+  const router = express.Router();
+  router.use(requireToken(deps.reviewToken));
+
+  router.get(
+    '/pended',
+    handler(async (_req, res) => {
+      res.json({ pended: await storage.listPendedSubmissions(500) });
+    }),
+  );
+  router.all('/pended', (_req, _res, next) => next(methodNotAllowed('GET')));
+
+  router.get(
+    '/:id',
+    handler(async (req, res) => {
+      const s = await storage.getPasSubmission(String(req.params.id));
+      if (!s) throw notFound(`No PAS request ${String(req.params.id)}`);
+      res.json(reviewView(s));
+    }),
+  );
+
+  router.post(
+    '/:id/decision',
+    ensureJsonBody(),
+    handler(async (req, res) => {
+      const parsed = decisionSchema.safeParse(req.body);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        throw badRequest(`Invalid decision: ${issue.path.join('.') || 'body'}: ${issue.message}. Send { decision: "approve" | "deny", reviewer, reason }`, [issue.path.join('.') || 'body']);
+      }
+      const { decision, reviewer, reason, period } = parsed.data;
+      const id = String(req.params.id);
+      const s = await storage.getPasSubmission(id);
+      if (!s) throw notFound(`No PAS request ${id}`);
+      if (s.reviewAction !== 'A4') throw new HttpError(409, outcome('error', 'conflict', `PAS request ${id} is not pended (it is ${s.status}); it was decided before`));
+
+      const decidedAt = new Date().toISOString();
+      const detail = s.detail as unknown as Detail;
+      const number = decision === 'approve' ? authorizationNumber(s.payer, decidedAt.slice(0, 10)) : undefined;
+      const items: ItemDecision[] = detail.items.map((i) => {
+        if (i.reviewAction !== 'A4') return i;
+        const review = { decision, reason, decidedAt };
+        if (decision === 'approve') {
+          const p = period ?? i.reviewPeriod;
+          return { ...i, reviewAction: 'A1', needed: [], reasons: [`Certified on clinical review`], authorization: { number: number!, start: p.start, end: p.end }, review };
+        }
+        return { ...i, reviewAction: 'A3', needed: [], reasons: [`Not certified on clinical review: ${reason}`], review };
+      });
+      const granted = items.filter((i) => i.review && i.authorization).map((i) => i.authorization!);
+      const authorization: AuthorizationRecord | undefined =
+        number && granted.length > 0 ? { number, start: granted.map((g) => g.start).sort()[0], end: granted.map((g) => g.end).sort().at(-1)! } : undefined;
+
+      const request = parsePasRequest(s.requestBundle);
+      const { bundle, claimResponse } = buildResponseBundle(request, items, { id: s.id, created: s.createdAt, humanReviewed: true });
+      const { status, reviewAction } = summarize(items);
+      const result = await storage.recordReviewDecision({
+        decision: { submissionId: id, decision, reviewer, reason, decidedAt, ...(authorization ? { authorizationNumber: authorization.number } : {}) },
+        next: {
+          status,
+          reviewAction,
+          needed: [],
+          ...(authorization ? { preAuthRef: authorization.number, preAuthPeriod: { start: authorization.start, end: authorization.end } } : { preAuthRef: s.preAuthRef, preAuthPeriod: s.preAuthPeriod }),
+          claimResponse: claimResponse as unknown as Record<string, unknown>,
+          responseBundle: bundle as unknown as Record<string, unknown>,
+          detail: { items },
+        },
+        authorization,
+      });
+      if (!result.applied) throw new HttpError(409, outcome('error', 'conflict', `PAS request ${id} was decided by someone else meanwhile`));
+      logOf(req, logger).info({ submissionId: id, decision, reviewAction, authorization: authorization?.number }, 'pas review decision');
+      res.json(reviewView(result.submission!));
+    }),
+  );
+  router.all('/:id/decision', (_req, _res, next) => next(methodNotAllowed('POST')));
+  return router;
+}

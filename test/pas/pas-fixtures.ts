@@ -1,0 +1,164 @@
+import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import type { Bundle, BundleEntry, Claim, ClaimResponse, MedicationRequest, QuestionnaireResponse, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
+import express from 'express';
+import { errorHandler } from '../../src/http/error-handler.js';
+import { requestContext } from '../../src/http/request-context.js';
+import { createLogger } from '../../src/logger.js';
+import { createPasRouter } from '../../src/pas/pas-router.js';
+import { createReviewRouter } from '../../src/pas/review-router.js';
+import type { Storage } from '../../src/storage/storage.js';
+import { testContent } from '../helpers/app.js';
+import { storyOrder, storyResources } from '../helpers/stories.js';
+
+export const TODAY = '2026-11-23';
+export const REVIEW_TOKEN = 'test-review-token-5f2c';
+const EHR = 'https://ehr.example.org/fhir';
+
+/** An Express app with the PAS router at /fhir and the reviewer API at /review, as the lead mounts them. */
+export function pasApp(storage: Storage, opts: { reviewToken?: string | null; today?: string } = {}) {
+  const lines: string[] = [];
+  const logger = createLogger('info', new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
+  const app = express();
+  app.use(requestContext(logger));
+  app.use('/fhir', createPasRouter({ content: testContent(), storage, logger, today: () => opts.today ?? TODAY }));
+  app.use('/review', createReviewRouter({ storage, logger, reviewToken: opts.reviewToken === null ? undefined : (opts.reviewToken ?? REVIEW_TOKEN) }));
+  app.use((_req, res) => res.status(404).json({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'not-found' }] }));
+  app.use(errorHandler(logger));
+  return { app, lines };
+}
+
+/** A DTR QuestionnaireResponse answering the given policy questions (linkId → answer). */
+export function questionnaireResponse(policyId: string, answers: Record<string, QuestionnaireResponseItem['answer']>, patientRef: string): QuestionnaireResponse {
+  return {
+    resourceType: 'QuestionnaireResponse',
+    id: `qr-${randomUUID().slice(0, 8)}`,
+    questionnaire: `https://priorpath.dev/fhir/Questionnaire/${policyId}|2026-11`,
+    status: 'completed',
+    subject: { reference: patientRef },
+    authored: `${TODAY}T09:00:00Z`,
+    item: Object.entries(answers).map(([linkId, answer]) => ({
+      linkId,
+      answer: answer?.map((a) => ({
+        ...a,
+        extension: [{ url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin', extension: [{ url: 'source', valueCode: 'manual' }] }],
+      })),
+    })),
+  };
+}
+
+export interface StoryBundleOptions {
+  /** Bundle.identifier value (default: a fresh UUID). */
+  identifier?: string;
+  /** QuestionnaireResponse answers by linkId; omit for no QuestionnaireResponse. */
+  answers?: Record<string, QuestionnaireResponseItem['answer']>;
+  /** Story resources (by id) left out of the Bundle. */
+  remove?: string[];
+  /** Put the QuestionnaireResponse inside a DTR QuestionnaireResponse Bundle instead of directly. */
+  qrBundle?: boolean;
+  /** Item code: HCPCS J9039 (default) or the order's own RxNorm code. */
+  code?: 'hcpcs' | 'rxnorm';
+}
+
+/**
+ * A PAS request Bundle (PAS 2.2.1 PASRequestBundle) built from a sandbox story: the Claim first (preauthorization, one
+ * item for the story's order with HCPCS J9039 and a requestedService reference), then every story resource with an
+ * EHR fullUrl, and the QuestionnaireResponse as supportingInfo.
+ */
+export function storyBundle(story: string, opts: StoryBundleOptions = {}): Bundle {
+  const all = storyResources(story);
+  const resources = all.filter((r) => !(opts.remove ?? []).includes(r.id ?? ''));
+  const order = storyOrder(story, all) as MedicationRequest;
+  const patient = all.find((r) => r.resourceType === 'Patient')!;
+  const coverage = all.find((r) => r.resourceType === 'Coverage')!;
+  const role = resources.find((r) => r.resourceType === 'PractitionerRole');
+  const payerOrg = resources.find((r) => r.resourceType === 'Organization' && r.id?.startsWith('payer-'));
+  const patientRef = `Patient/${patient.id}`;
+  const policyId = `${story.split('-')[0]}-blinatumomab`;
+  const qr = opts.answers ? questionnaireResponse(policyId, opts.answers, patientRef) : undefined;
+  const qrUrl = `urn:uuid:${randomUUID()}`;
+
+  const claim: Claim = {
+    resourceType: 'Claim',
+    id: `claim-${story}`,
+    identifier: [{ system: 'urn:trnorg:1122334455', value: `TRN-${randomUUID().slice(0, 8)}` }],
+    status: 'active',
+    type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/claim-type', code: 'professional' }] },
+    use: 'preauthorization',
+    patient: { reference: patientRef },
+    created: `${TODAY}T09:05:00Z`,
+    insurer: payerOrg ? { reference: `Organization/${payerOrg.id}` } : { display: 'payer' },
+    provider: role ? { reference: `PractitionerRole/${role.id}` } : { display: 'requesting provider' },
+    priority: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/processpriority', code: 'normal' }] },
+    insurance: [{ sequence: 1, focal: true, coverage: { reference: `Coverage/${coverage.id}` } }],
+    ...(qr
+      ? {
+          supportingInfo: [
+            {
+              sequence: 1,
+              category: { coding: [{ system: 'http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes', code: 'additionalInformation' }] },
+              valueReference: { reference: qrUrl },
+            },
+          ],
+        }
+      : {}),
+    item: [
+      {
+        sequence: 1,
+        extension: [{ url: 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-requestedService', valueReference: { reference: `MedicationRequest/${order.id}` } }],
+        category: { coding: [{ system: 'https://codesystem.x12.org/005010/1365', code: '1', display: 'Medical Care' }] },
+        productOrService:
+          opts.code === 'rxnorm'
+            ? order.medicationCodeableConcept!
+            : { coding: [{ system: 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets', code: 'J9039', display: 'Injection, blinatumomab, 1 microgram' }] },
+        quantity: { value: 784, unit: 'ug' },
+        locationCodeableConcept: { coding: [{ system: 'https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set', code: '21' }] },
+      },
+    ],
+  };
+
+  const entries: BundleEntry[] = [
+    { fullUrl: `${EHR}/Claim/${claim.id}`, resource: claim },
+    ...resources.map((r: Resource) => ({ fullUrl: `${EHR}/${r.resourceType}/${r.id}`, resource: r })),
+  ];
+  if (qr) {
+    if (opts.qrBundle) {
+      entries.push({ fullUrl: qrUrl, resource: { resourceType: 'Bundle', type: 'collection', entry: [{ fullUrl: `urn:uuid:${randomUUID()}`, resource: qr }] } });
+    } else entries.push({ fullUrl: qrUrl, resource: qr });
+  }
+  return {
+    resourceType: 'Bundle',
+    identifier: { system: 'urn:ehr.example.org:pas-transaction', value: opts.identifier ?? randomUUID() },
+    type: 'collection',
+    timestamp: `${TODAY}T09:05:00Z`,
+    entry: entries,
+  };
+}
+
+/** The ClaimResponse of a PAS response Bundle (its first entry, PAS "ClaimResponseFirst"). */
+export function claimResponseOf(bundle: Bundle): ClaimResponse {
+  const cr = bundle.entry?.[0]?.resource;
+  if (cr?.resourceType !== 'ClaimResponse') throw new Error(`first entry is ${cr?.resourceType}, not a ClaimResponse`);
+  return cr;
+}
+
+/** The X12 306 review action codes (`system#code`) of every item of a ClaimResponse. */
+export function reviewActions(cr: ClaimResponse): string[] {
+  const pas = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition';
+  return (cr.item ?? []).flatMap((i) =>
+    (i.adjudication ?? []).flatMap((a) =>
+      (a.extension ?? [])
+        .filter((e) => e.url === `${pas}/extension-reviewAction`)
+        .flatMap((e) => (e.extension ?? []).filter((x) => x.url === `${pas}/extension-reviewActionCode`))
+        .map((x) => `${x.valueCodeableConcept?.coding?.[0]?.system}#${x.valueCodeableConcept?.coding?.[0]?.code}`),
+    ),
+  );
+}
+
+/** A $inquire Parameters naming a request by its Bundle identifier or its authorization number. */
+export function inquiryParameters(q: { identifier?: { system: string; value: string }; preAuthRef?: string }) {
+  return {
+    resourceType: 'Parameters',
+    parameter: [...(q.identifier ? [{ name: 'identifier', valueIdentifier: q.identifier }] : []), ...(q.preAuthRef ? [{ name: 'preAuthRef', valueString: q.preAuthRef }] : [])],
+  };
+}
