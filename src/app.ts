@@ -17,6 +17,8 @@ import { requestContext } from './http/request-context.js';
 import type { ContextRequest } from './http/request-context.js';
 import { policyPageHandler } from './http/policy-page.js';
 import { createFhirRouter } from './fhir-api/fhir-router.js';
+import { createPasRouter } from './pas/pas-router.js';
+import { createReviewRouter } from './pas/review-router.js';
 import type { Logger } from './logger.js';
 import type { Storage } from './storage/storage.js';
 
@@ -157,6 +159,8 @@ export function createApp(deps: AppDeps): express.Express {
 
   // The payer FHIR API (DTR, and PAS when mounted): browsers (the DTR SMART app) call it cross-origin.
   app.use('/fhir', cors(config.corsOrigins), createFhirRouter({ content, storage, publicBaseUrl: config.publicBaseUrl, logger, defaultPayer: config.defaultPayer, today: deps.today }));
+  app.use('/fhir', createPasRouter({ content, storage, logger, today: deps.today, defaultPayer: config.defaultPayer }));
+  app.use('/review', createReviewRouter({ storage, logger, reviewToken: config.reviewToken }));
 
   if (config.sandbox && deps.sandboxFhir) app.use('/sandbox/fhir', deps.sandboxFhir);
 

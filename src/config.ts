@@ -19,6 +19,7 @@ const schema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino level'),
   CANONICAL_BASE: z.string().url().default('https://priorpath.dev/fhir').describe('base of canonical URLs'),
   CORS_ORIGINS: z.string().default('*').describe('comma-separated allowed origins for browser CDS clients, or *'),
+  REVIEW_TOKEN: z.string().min(16).optional().describe('bearer token for the reviewer API (/review); unset refuses it'),
 });
 
 export interface Config {
@@ -36,6 +37,7 @@ export interface Config {
   logLevel: string;
   canonicalBase: string;
   corsOrigins: string[] | '*';
+  reviewToken?: string;
 }
 
 /** Thrown for a bad configuration; its message names the variable. */
@@ -83,6 +85,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     logLevel: e.LOG_LEVEL,
     canonicalBase: e.CANONICAL_BASE.replace(/\/+$/, ''),
     corsOrigins: e.CORS_ORIGINS === '*' ? '*' : e.CORS_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),
+    reviewToken: e.REVIEW_TOKEN,
   };
 }
 

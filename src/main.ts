@@ -5,7 +5,8 @@ import { ConfigError, loadConfigFromProcess } from './config.js';
 import { loadContent } from './content.js';
 import { createLogger } from './logger.js';
 import { ContentError } from './policies/policy-loader.js';
-import { MemoryStorage } from './storage/memory-storage.js';
+import { createStorage } from './storage/create-storage.js';
+import { deferredStorage } from './storage/deferred-storage.js';
 import { mountSandbox } from './sandbox/mount.js';
 
 const started = performance.now();
@@ -33,7 +34,13 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const storage = new MemoryStorage();
+  // Listen at once; storage calls wait until the durable store is open (PGlite's first start takes seconds).
+  const opening = createStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  opening.catch((err: unknown) => {
+    process.stderr.write(`priorpath: storage failed to open: ${(err as Error).message}\n`);
+    process.exit(1);
+  });
+  const storage = deferredStorage(opening);
   const sandbox = config.sandbox ? await mountSandbox(root, logger) : undefined;
   const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router });
   const server = app.listen(config.port, () => {
