@@ -56,7 +56,8 @@ async function main(): Promise<void> {
 
   const port = 3900 + Math.floor(Math.random() * 50);
   const base = `http://127.0.0.1:${port}`;
-  const pp = await start(['src/main.ts'], { PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'warn', PUBLIC_BASE_URL: base, NODE_ENV: 'development' }, null);
+  const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-bench-data-'));
+  const pp = await start(['src/main.ts'], { PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'warn', PUBLIC_BASE_URL: base, NODE_ENV: 'development', DATA_DIR: dataDir }, null);
   const spawned = performance.now();
   // main.ts logs nothing at silent level: poll health instead.
   const t0 = performance.now();
