@@ -31,6 +31,8 @@ export interface LaunchContext {
   /** `Practitioner/id` or `PractitionerRole/id` of the signed-in clinician (`fhirUser` in the id_token). */
   user?: string;
   encounter?: string;
+  /** A path on this server to return to when the app is done (PriorPath's `appContext.returnUrl`; sandbox only). */
+  returnUrl?: string;
 }
 
 /** A registered SMART client. Public clients only (no secret): the sandbox serves browser apps. */
@@ -244,7 +246,9 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
       questionnaire: questionnaire.length ? questionnaire : undefined,
       user: first(q.user),
       encounter: first(q.encounter),
+      returnUrl: first(q.return),
     };
+    if (ctx.returnUrl !== undefined && !/^\/(?!\/)[^\\]*$/.test(ctx.returnUrl)) throw new OAuthError('invalid_request', 'return must be a path on this server');
     for (const [k, v] of Object.entries(ctx)) if (v === undefined) delete (ctx as Record<string, unknown>)[k];
     const app = first(q.app) ?? `${base}/dtr/launch.html`;
     let appUrl: URL;
@@ -356,10 +360,9 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
       if (ctx.coverage) fhirContext.push({ reference: ctx.coverage });
       for (const q of ctx.questionnaire ?? []) fhirContext.push({ canonical: q, type: 'Questionnaire' });
       if (fhirContext.length) body.fhirContext = fhirContext;
-      const appContext = { order: ctx.order, coverage: ctx.coverage, coverageAssertionId: ctx.coverageAssertionId, questionnaire: ctx.questionnaire };
+      const appContext = { order: ctx.order, coverage: ctx.coverage, coverageAssertionId: ctx.coverageAssertionId, questionnaire: ctx.questionnaire, returnUrl: ctx.returnUrl };
       if (Object.values(appContext).some((v) => v !== undefined)) body.appContext = JSON.stringify(appContext);
       body.need_patient_banner = true;
-      body.smart_style_url = `${base}/dtr/smart-style.json`;
     }
     if (scopes.includes('openid') && scopes.includes('fhirUser') && ctx?.user) body.id_token = await signIdToken(grant, ctx.user);
     res.json(body);

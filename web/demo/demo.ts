@@ -1,0 +1,585 @@
+import type {
+  Bundle,
+  BundleEntry,
+  Claim,
+  ClaimResponse,
+  Coverage,
+  Extension,
+  MedicationRequest,
+  Patient,
+  PractitionerRole,
+  QuestionnaireResponse,
+  Resource,
+} from '@medplum/fhirtypes';
+import { coverageInformationOf, formatDate, summarizeCoverage } from '../shared/coverage.js';
+import type { CoverageSummary } from '../shared/coverage.js';
+import { byId, describeErrorBody, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock } from '../shared/dom.js';
+import { applyForm, describeOrder, DRUGS, formOf, UNIT_DISPLAY } from './order.js';
+import type { DrugKey, OrderForm } from './order.js';
+
+/**
+ * The demo EHR page (design.md §1, §2): a small EHR over the sandbox FHIR server. It lists the sandbox stories, opens
+ * a chart with the story's draft order, signs it through PriorPath's real CDS Hooks endpoint (order-sign, a signed
+ * client JWT, full prefetch), applies the systemAction, shows cards and the coverage-information in plain words next
+ * to the raw messages, launches the DTR SMART app, and submits a PAS request.
+ */
+
+interface Story {
+  id: string;
+  patientId?: string;
+  patientName?: string;
+  payer?: string;
+  orderId?: string;
+  story?: string;
+  expected?: string;
+}
+interface StoriesAnswer {
+  stories: Story[];
+  publicBaseUrl?: string;
+}
+interface Card {
+  uuid?: string;
+  summary: string;
+  detail?: string;
+  indicator: string;
+  source: { label: string; url?: string };
+  links?: { label: string; url: string; type: string; appContext?: string }[];
+  suggestions?: { label: string; uuid?: string; actions?: { type: string; description?: string; resource?: Resource }[] }[];
+}
+interface HookResponse {
+  cards?: Card[];
+  systemActions?: { type: string; description?: string; resource?: Resource }[];
+}
+
+const SERVICE = 'priorpath-order-sign';
+const PAS_TEMP = 'http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes';
+const REVIEW_ACTION = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-reviewAction';
+const REVIEW_ACTION_CODE = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-reviewActionCode';
+
+/** Every URL is relative to the page, so the demo works under a path prefix too. */
+const here = (path: string) => new URL(path, document.baseURI).toString();
+const fhirUrl = (path: string) => here(`sandbox/fhir/${path}`);
+let publicBase = new URL('.', document.baseURI).toString().replace(/\/$/, '');
+
+const state: {
+  stories: Story[];
+  story?: Story;
+  patient?: Patient;
+  coverage?: Coverage;
+  order?: MedicationRequest;
+  chartOrder?: MedicationRequest;
+  role?: PractitionerRole;
+  lastSummary?: CoverageSummary;
+  signedOrder?: MedicationRequest;
+  signing: boolean;
+} = { stories: [], signing: false };
+
+function uuid(): string {
+  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const x = [...b].map((n) => n.toString(16).padStart(2, '0')).join('');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+function setStatus(text: string, kind: 'busy' | 'ok' | 'error' = 'ok'): void {
+  const el = byId('status');
+  el.textContent = text;
+  el.className = `status status-${kind}`;
+  el.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+}
+
+const fhirGet = <T>(path: string) => fetchJson<T>(fhirUrl(path));
+const fhirPut = <T extends Resource>(r: T) =>
+  fetchJson<T>(fhirUrl(`${r.resourceType}/${encodeURIComponent(r.id ?? '')}`), { method: 'PUT', headers: { 'Content-Type': 'application/fhir+json' }, body: JSON.stringify(r) });
+const entries = <T extends Resource>(b: Bundle | undefined, type?: string) =>
+  (b?.entry ?? []).map((e) => e.resource).filter((r): r is T => !!r && (!type || r.resourceType === type));
+
+function patientName(p: Patient | undefined): string {
+  const n = p?.name?.[0];
+  return n ? [...(n.given ?? []), n.family].filter(Boolean).join(' ') : (p?.id ?? '');
+}
+
+function age(birthDate: string | undefined): string {
+  if (!birthDate) return '';
+  const b = new Date(`${birthDate}T00:00:00Z`);
+  const now = new Date();
+  let years = now.getUTCFullYear() - b.getUTCFullYear();
+  if (now.getUTCMonth() < b.getUTCMonth() || (now.getUTCMonth() === b.getUTCMonth() && now.getUTCDate() < b.getUTCDate())) years--;
+  return years >= 2 ? `${years} years` : `${Math.max(0, Math.floor((now.getTime() - b.getTime()) / (30.44 * 86_400_000)))} months`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Patient list
+
+async function showPatients(): Promise<void> {
+  const answer = await fetchJson<StoriesAnswer>(here('sandbox/stories'));
+  state.stories = answer.stories;
+  if (answer.publicBaseUrl) publicBase = answer.publicBaseUrl;
+  const rows = answer.stories
+    .filter((s) => s.patientId)
+    .map((s) =>
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'row' }, h('a', { href: `?story=${encodeURIComponent(s.id)}` }, s.patientName ?? s.id)),
+        h('td', {}, (s.payer ?? '').toUpperCase()),
+        h('td', {}, s.story ?? ''),
+      ),
+    );
+  fill(
+    byId('patient-list'),
+    h('table', { class: 'patients' }, h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Patient'), h('th', { scope: 'col' }, 'Payer'), h('th', { scope: 'col' }, 'Story'))), h('tbody', {}, rows)),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Chart
+
+const draftKey = (id: string) => `priorpath-demo:draft:${id}`;
+
+function readForm(): OrderForm {
+  const num = (id: string) => {
+    const v = byId<HTMLInputElement>(id).value.trim();
+    return v === '' ? undefined : Number(v);
+  };
+  return {
+    drug: byId<HTMLSelectElement>('drug').value as DrugKey,
+    dose: num('dose'),
+    unit: byId<HTMLSelectElement>('unit').value,
+    phase: byId<HTMLSelectElement>('phase').value,
+    cycles: num('cycles'),
+  };
+}
+
+function writeForm(f: OrderForm): void {
+  byId<HTMLSelectElement>('drug').value = f.drug;
+  byId<HTMLInputElement>('dose').value = f.dose === undefined ? '' : String(f.dose);
+  byId<HTMLSelectElement>('unit').value = f.unit in UNIT_DISPLAY ? f.unit : DRUGS[f.drug].defaultDose.unit;
+  byId<HTMLSelectElement>('phase').value = f.phase;
+  byId<HTMLInputElement>('cycles').value = f.cycles === undefined ? '' : String(f.cycles);
+  updateOrderText();
+}
+
+function updateOrderText(): void {
+  if (!state.order) return;
+  byId('order-text').textContent = describeOrder(applyForm(state.order, readForm()));
+}
+
+function saveDraft(): void {
+  if (state.story) sessionStorage.setItem(draftKey(state.story.id), JSON.stringify(readForm()));
+}
+
+async function openChart(storyId: string): Promise<void> {
+  const story = state.stories.find((s) => s.id === storyId);
+  if (!story?.patientId) {
+    setStatus(`No sandbox patient ${storyId}.`, 'error');
+    return;
+  }
+  state.story = story;
+  byId('patients').hidden = true;
+  byId('chart').hidden = false;
+  setStatus('Opening the chart…', 'busy');
+  const [patient, coverages] = await Promise.all([
+    fhirGet<Patient>(`Patient/${encodeURIComponent(story.patientId)}`),
+    fhirGet<Bundle>(`Coverage?patient=${encodeURIComponent(story.patientId)}&status=active`),
+  ]);
+  state.patient = patient;
+  state.coverage = entries<Coverage>(coverages, 'Coverage')[0];
+  if (story.orderId) state.order = await fhirGet<MedicationRequest>(`MedicationRequest/${encodeURIComponent(story.orderId)}`);
+  state.chartOrder = state.order;
+  const requester = state.order?.requester?.reference;
+  if (requester?.startsWith('PractitionerRole/')) state.role = await fhirGet<PractitionerRole>(requester).catch(() => undefined);
+
+  byId('chart-title').textContent = patientName(patient);
+  document.title = `${patientName(patient)} — PriorPath demo EHR`;
+  const mrn = patient.identifier?.find((i) => i.type?.coding?.some((c) => c.code === 'MR'))?.value;
+  fill(
+    byId('patient-banner'),
+    h('span', { class: 'banner-name' }, patientName(patient)),
+    h('span', {}, `${age(patient.birthDate)} · ${patient.gender ?? ''}`),
+    h('span', {}, `Born ${formatDate(patient.birthDate)}`),
+    mrn ? h('span', {}, `MRN ${mrn}`) : null,
+    state.coverage ? h('span', {}, `Coverage: ${state.coverage.payor?.[0]?.display ?? ''} ${state.coverage.class?.find((c) => c.type?.coding?.some((x) => x.code === 'plan'))?.name ?? ''}`.trim()) : null,
+  );
+  byId('story').textContent = story.story ?? '';
+  byId('ehr-user').textContent = state.role?.practitioner?.display ? `Signed in: ${state.role.practitioner.display}` : '';
+
+  const saved = sessionStorage.getItem(draftKey(story.id));
+  const form = saved ? (JSON.parse(saved) as OrderForm) : state.order ? formOf(state.order) : { drug: 'blinatumomab' as DrugKey, dose: 28, unit: 'ug/d', phase: '', cycles: 1 };
+  writeForm(form);
+  await showDocumentation();
+  byId('sign').textContent = state.order && coverageInformationOf(state.order).length > 0 ? 'Sign again' : 'Sign order';
+  setStatus('');
+}
+
+/** What the chart already holds from DTR: the latest QuestionnaireResponse for this patient. */
+async function showDocumentation(): Promise<void> {
+  if (!state.patient?.id) return;
+  const found = await fhirGet<Bundle>(`QuestionnaireResponse?patient=${encodeURIComponent(state.patient.id)}`).catch(() => undefined);
+  const responses = entries<QuestionnaireResponse>(found, 'QuestionnaireResponse').sort((a, b) => (b.authored ?? '').localeCompare(a.authored ?? ''));
+  const latest = responses[0];
+  const box = byId('documentation');
+  if (!latest) {
+    box.hidden = true;
+    return;
+  }
+  const when = latest.authored ? `${formatDate(latest.authored)} ${latest.authored.slice(11, 16)}` : '';
+  fill(
+    box,
+    h('h2', {}, 'Documentation on file'),
+    h('p', { 'data-testid': 'documentation-on-file' }, `Prior authorization questionnaire ${latest.status === 'completed' ? 'completed' : latest.status} ${when} (QuestionnaireResponse/${latest.id}).`),
+    h('p', { class: 'muted' }, 'Sign the order again so the payer sees the documentation.'),
+  );
+  box.hidden = false;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Signing (CDS Hooks order-sign)
+
+/** The prefetch PriorPath's discovery asks for (design.md §4), read from the sandbox FHIR server as an EHR would. */
+async function buildPrefetch(patientId: string, userRef: string | undefined): Promise<Record<string, unknown>> {
+  const p = encodeURIComponent(patientId);
+  const [patient, coverage, user, conditions, observations, medications, immunizations] = await Promise.all([
+    fhirGet<Patient>(`Patient/${p}`),
+    fhirGet<Bundle>(`Coverage?patient=${p}&status=active`),
+    userRef ? fhirGet<Resource>(userRef).catch(() => null) : Promise.resolve(null),
+    fhirGet<Bundle>(`Condition?patient=${p}`),
+    fhirGet<Bundle>(`Observation?patient=${p}`),
+    fhirGet<Bundle>(`MedicationRequest?patient=${p}`),
+    fhirGet<Bundle>(`Immunization?patient=${p}`),
+  ]);
+  return { patient, coverage, user, conditions, observations, medications, immunizations };
+}
+
+async function sign(): Promise<void> {
+  if (!state.order || !state.patient?.id || state.signing) return;
+  const form = readForm();
+  if (form.dose === undefined || !Number.isFinite(form.dose) || form.dose <= 0) {
+    setStatus('Enter a dose greater than zero before signing.', 'error');
+    byId('dose').focus();
+    return;
+  }
+  state.signing = true;
+  const button = byId<HTMLButtonElement>('sign');
+  button.disabled = true;
+  try {
+    saveDraft();
+    setStatus('Signing: asking the payer (CDS Hooks order-sign)…', 'busy');
+    // The EHR keeps the draft as edited, so the DTR app reads the same order.
+    const draft = await fhirPut(applyForm(state.order, form));
+    state.order = draft;
+    const aud = `${publicBase}/cds-services/${SERVICE}`;
+    const auth = await fetchJson<{ token: string; fhirAuthorization?: Record<string, unknown> }>(here('sandbox/auth/cds-token'), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ aud, patient: state.patient.id }),
+    });
+    const userId = state.order.requester?.reference;
+    const request = {
+      hook: 'order-sign',
+      hookInstance: uuid(),
+      fhirServer: `${publicBase}/sandbox/fhir`,
+      ...(auth.fhirAuthorization ? { fhirAuthorization: auth.fhirAuthorization } : {}),
+      context: {
+        ...(userId ? { userId } : {}),
+        patientId: state.patient.id,
+        draftOrders: { resourceType: 'Bundle', type: 'collection', entry: [{ resource: draft }] },
+      },
+      prefetch: await buildPrefetch(state.patient.id, userId),
+      extension: { 'davinci-crd.requestedVersion': '2.2' },
+    };
+    let response: HookResponse;
+    try {
+      response = await fetchJson<HookResponse>(here(`cds-services/${SERVICE}`), {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${auth.token}` },
+        body: JSON.stringify(request),
+      });
+    } catch (err) {
+      showRaw(request, err instanceof HttpError ? err.body : String(err));
+      throw err;
+    }
+    await applySystemActions(response);
+    renderResult(response);
+    showRaw(request, response);
+    button.textContent = 'Sign again';
+    setStatus('Order signed; the payer answered.', 'ok');
+    byId('result').focus();
+  } catch (err) {
+    setStatus(`Signing failed: ${(err as Error).message}`, 'error');
+  } finally {
+    state.signing = false;
+    button.disabled = false;
+  }
+}
+
+/** CDS Hooks §systemActions: the EHR applies each `update` (the order with coverage-information) to its record. */
+async function applySystemActions(response: HookResponse): Promise<void> {
+  for (const action of response.systemActions ?? []) {
+    const r = action.resource;
+    if (action.type !== 'update' || r?.resourceType !== 'MedicationRequest' || r.id !== state.order?.id) continue;
+    state.order = await fhirPut(r as MedicationRequest);
+    state.signedOrder = state.order;
+  }
+}
+
+function renderResult(response: HookResponse): void {
+  const coverageBox = byId('coverage');
+  const infos = (response.systemActions ?? []).flatMap((a) => coverageInformationOf(a.resource));
+  const summaries = infos.map((e) => summarizeCoverage(e, 'signing'));
+  state.lastSummary = summaries[0];
+  const payer = response.cards?.[0]?.source.label;
+  fill(
+    coverageBox,
+    summaries.length === 0 ? h('p', { class: 'decision decision-unclear' }, 'The payer sent no coverage information for this order.') : null,
+    summaries.map((s) =>
+      h(
+        'div',
+        { class: 'coverage' },
+        h('p', { class: `decision decision-${s.tone}`, 'data-testid': 'coverage-headline' }, s.headline),
+        h(
+          'dl',
+          {},
+          payer ? [h('dt', {}, 'Payer'), h('dd', {}, payer)] : null,
+          s.reasons.length ? [h('dt', {}, s.tone === 'approved' ? 'Why' : 'Reason'), h('dd', {}, s.reasons.join(' '))] : null,
+          s.paId ? [h('dt', {}, 'Authorization number'), h('dd', { 'data-testid': 'pa-number' }, s.paId)] : null,
+          s.expiry ? [h('dt', {}, 'Valid until'), h('dd', {}, formatDate(s.expiry))] : null,
+          s.questionnaires.length ? [h('dt', {}, 'Form'), h('dd', {}, s.questionnaires.join(', '))] : null,
+          s.assertionId ? [h('dt', {}, 'Coverage assertion'), h('dd', { class: 'mono' }, s.assertionId)] : null,
+        ),
+      ),
+    ),
+  );
+
+  const actions = byId('actions');
+  const s = summaries[0];
+  fill(
+    actions,
+    s?.docNeeded ? h('button', { type: 'button', class: 'primary', id: 'complete-doc' }, 'Complete documentation') : null,
+    s && (s.tone === 'needed' || s.tone === 'unclear') ? h('button', { type: 'button', id: 'submit-pas' }, 'Submit prior authorization') : null,
+  );
+  document.getElementById('complete-doc')?.addEventListener('click', () => launchDtr(s!));
+  document.getElementById('submit-pas')?.addEventListener('click', () => {
+    void submitPas();
+  });
+
+  fill(
+    byId('cards'),
+    (response.cards ?? []).length ? h('h3', {}, `Cards (${response.cards!.length})`) : null,
+    (response.cards ?? []).map(renderCard),
+  );
+  byId('result').hidden = false;
+  byId('pas').hidden = true;
+}
+
+function renderCard(card: Card): HTMLElement {
+  return h(
+    'article',
+    { class: `card card-${card.indicator}` },
+    h('p', { class: 'card-source' }, h('span', { class: `indicator indicator-${card.indicator}` }, card.indicator), ` ${card.source.label}`),
+    h('h4', {}, card.summary),
+    card.detail ? markdownBlock(card.detail) : null,
+    (card.links ?? []).length
+      ? h(
+          'ul',
+          { class: 'links' },
+          card.links!.map((l) =>
+            l.type === 'smart'
+              ? h('li', {}, h('button', { type: 'button', 'data-smart': l.url }, l.label))
+              : h('li', {}, h('a', { href: l.url, target: '_blank', rel: 'noopener' }, l.label)),
+          ),
+        )
+      : null,
+    (card.suggestions ?? []).map((sg) => {
+      const button = h('button', { type: 'button' }, sg.label);
+      button.addEventListener('click', () => applySuggestion(sg));
+      return h('p', { class: 'suggestion' }, button);
+    }),
+  );
+}
+
+/** A Propose Alternate Request suggestion: take its updated order's dose into the form (the clinician signs again). */
+function applySuggestion(sg: NonNullable<Card['suggestions']>[number]): void {
+  const updated = sg.actions?.find((a) => a.resource?.resourceType === 'MedicationRequest')?.resource as MedicationRequest | undefined;
+  if (!updated) return;
+  const f = formOf(updated);
+  writeForm({ ...readForm(), dose: f.dose, unit: f.unit });
+  saveDraft();
+  setStatus(`Dose changed to ${f.dose} ${UNIT_DISPLAY[f.unit] ?? f.unit}. Sign again to send it to the payer.`, 'ok');
+  byId('dose').focus();
+}
+
+function showRaw(request: unknown, response: unknown): void {
+  fill(
+    byId('raw'),
+    h('h2', {}, 'Raw messages'),
+    h('details', {}, h('summary', {}, 'CDS Hooks request (order-sign, with prefetch)'), jsonBlock(request)),
+    h('details', { open: true }, h('summary', {}, 'CDS Hooks response'), jsonBlock(response)),
+  );
+  byId('raw').hidden = false;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// DTR launch (SMART EHR launch through the sandbox authorization server)
+
+function launchDtr(s: CoverageSummary): void {
+  if (!state.patient?.id || !state.order?.id || !state.story) return;
+  const q = new URLSearchParams({
+    patient: state.patient.id,
+    order: `MedicationRequest/${state.order.id}`,
+    ...(state.coverage?.id ? { coverage: `Coverage/${state.coverage.id}` } : {}),
+    ...(s.assertionId ? { coverageAssertionId: s.assertionId } : {}),
+    ...(state.order.requester?.reference ? { user: state.order.requester.reference } : {}),
+    return: `${new URL('.', document.baseURI).pathname}?story=${encodeURIComponent(state.story.id)}`,
+  });
+  for (const c of s.questionnaires) q.append('questionnaire', c);
+  setStatus('Opening the documentation app (DTR)…', 'busy');
+  location.assign(here(`sandbox/auth/launch?${q.toString()}`));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// PAS (Claim/$submit)
+
+async function buildPasBundle(): Promise<Bundle> {
+  const patient = state.patient!;
+  const order = state.order!;
+  const coverage = state.coverage!;
+  const p = encodeURIComponent(patient.id!);
+  const [conditions, observations, medications, immunizations, responses] = await Promise.all(
+    [`Condition?patient=${p}`, `Observation?patient=${p}`, `MedicationRequest?patient=${p}`, `Immunization?patient=${p}`, `QuestionnaireResponse?patient=${p}`].map((q) => fhirGet<Bundle>(q)),
+  );
+  const qr = entries<QuestionnaireResponse>(responses, 'QuestionnaireResponse')
+    .filter((r) => r.status === 'completed')
+    .sort((a, b) => (b.authored ?? '').localeCompare(a.authored ?? ''))[0];
+  const refs = new Map<string, Resource>();
+  const add = (r: Resource | undefined | null) => {
+    if (r?.id) refs.set(`${r.resourceType}/${r.id}`, r);
+  };
+  [patient, coverage, order, qr].forEach(add);
+  for (const b of [conditions, observations, medications, immunizations]) entries<Resource>(b).forEach(add);
+  const role = state.role;
+  add(role);
+  for (const ref of [role?.practitioner?.reference, role?.organization?.reference, coverage.payor?.[0]?.reference]) {
+    if (ref && !refs.has(ref)) add(await fhirGet<Resource>(ref).catch(() => null));
+  }
+  const drug = DRUGS[formOf(order).drug];
+  const dose = order.dosageInstruction?.[0]?.doseAndRate?.[0]?.doseQuantity;
+  const claim: Claim = {
+    resourceType: 'Claim',
+    id: uuid(),
+    identifier: [{ system: `${publicBase}/sandbox/claim`, value: uuid() }],
+    status: 'active',
+    type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/claim-type', code: 'professional' }] },
+    use: 'preauthorization',
+    patient: { reference: `Patient/${patient.id}` },
+    created: new Date().toISOString(),
+    insurer: coverage.payor?.[0]?.reference ? { reference: coverage.payor[0].reference } : { display: coverage.payor?.[0]?.display ?? 'payer' },
+    provider: role?.id ? { reference: `PractitionerRole/${role.id}` } : { display: 'requesting provider' },
+    priority: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/processpriority', code: 'normal' }] },
+    insurance: [{ sequence: 1, focal: true, coverage: { reference: `Coverage/${coverage.id}` } }],
+    ...(qr ? { supportingInfo: [{ sequence: 1, category: { coding: [{ system: PAS_TEMP, code: 'additionalInformation' }] }, valueReference: { reference: `QuestionnaireResponse/${qr.id}` } }] } : {}),
+    item: [
+      {
+        sequence: 1,
+        extension: [{ url: 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-requestedService', valueReference: { reference: `MedicationRequest/${order.id}` } }],
+        category: { coding: [{ system: 'https://codesystem.x12.org/005010/1365', code: '1', display: 'Medical Care' }] },
+        productOrService: { coding: [{ system: 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets', code: drug.hcpcs.code, display: drug.hcpcs.display }] },
+        ...(dose?.value !== undefined ? { quantity: { value: dose.value, unit: dose.unit } } : {}),
+      },
+    ],
+  };
+  const fhirBase = `${publicBase}/sandbox/fhir`;
+  const entry: BundleEntry[] = [{ fullUrl: `${fhirBase}/Claim/${claim.id}`, resource: claim }, ...[...refs.values()].map((r) => ({ fullUrl: `${fhirBase}/${r.resourceType}/${r.id}`, resource: r }))];
+  return { resourceType: 'Bundle', identifier: { system: `${publicBase}/sandbox/pas-request`, value: uuid() }, type: 'collection', timestamp: new Date().toISOString(), entry };
+}
+
+function reviewActionOf(cr: ClaimResponse): string | undefined {
+  for (const item of cr.item ?? [])
+    for (const adj of item.adjudication ?? [])
+      for (const ext of adj.extension ?? [])
+        if (ext.url === REVIEW_ACTION) {
+          const code = (ext.extension ?? []).find((e: Extension) => e.url === REVIEW_ACTION_CODE)?.valueCodeableConcept?.coding?.[0]?.code;
+          if (code) return code;
+        }
+  return undefined;
+}
+
+async function submitPas(): Promise<void> {
+  const box = byId('pas');
+  box.hidden = false;
+  fill(box, h('h2', {}, 'Prior authorization request (PAS)'), h('p', {}, 'Sending the request…'));
+  let request: Bundle | undefined;
+  try {
+    request = await buildPasBundle();
+    const answer = await fetchJson<Bundle>(here('fhir/Claim/$submit'), { method: 'POST', headers: { 'Content-Type': 'application/fhir+json' }, body: JSON.stringify(request) });
+    const cr = answer.entry?.[0]?.resource as ClaimResponse | undefined;
+    const code = cr ? reviewActionOf(cr) : undefined;
+    const period = cr?.preAuthPeriod;
+    const notes = (cr?.processNote ?? []).map((n) => n.text).filter(Boolean).join(' ');
+    const headline =
+      code === 'A1'
+        ? `Prior authorization approved: ${cr?.preAuthRef ?? ''}${period?.end ? ` valid until ${formatDate(period.end)}` : ''}`
+        : code === 'A3'
+          ? `Prior authorization denied${notes ? `: ${notes}` : ''}`
+          : code === 'A4'
+            ? `Pended for review${notes ? `: ${notes}` : ''}`
+            : `The payer answered${code ? ` (${code})` : ''}`;
+    const tone = code === 'A1' ? 'approved' : code === 'A3' ? 'not-covered' : 'needed';
+    fill(
+      box,
+      h('h2', {}, 'Prior authorization request (PAS)'),
+      h('p', { class: `decision decision-${tone}`, 'data-testid': 'pas-decision' }, headline),
+      code === 'A1' && notes ? h('p', {}, notes) : null,
+      h('details', {}, h('summary', {}, 'PAS request Bundle'), jsonBlock(request)),
+      h('details', {}, h('summary', {}, 'PAS response Bundle'), jsonBlock(answer)),
+    );
+  } catch (err) {
+    const missing = err instanceof HttpError && err.status === 404;
+    fill(
+      box,
+      h('h2', {}, 'Prior authorization request (PAS)'),
+      h('p', { class: 'decision decision-unclear' }, missing ? 'Prior authorization submission (PAS) is not available on this server.' : `The request failed: ${(err as Error).message}`),
+      err instanceof HttpError && describeErrorBody(err.body) ? null : null,
+      request ? h('details', {}, h('summary', {}, 'PAS request Bundle'), jsonBlock(request)) : null,
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+function wire(): void {
+  byId('order-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    void sign();
+  });
+  byId('order-form').addEventListener('input', () => {
+    updateOrderText();
+    saveDraft();
+  });
+  byId('drug').addEventListener('change', () => {
+    const drug = byId<HTMLSelectElement>('drug').value as DrugKey;
+    writeForm({ ...readForm(), dose: DRUGS[drug].defaultDose.value, unit: DRUGS[drug].defaultDose.unit });
+    saveDraft();
+  });
+  byId('reset').addEventListener('click', () => {
+    if (!state.story || !state.chartOrder) return;
+    sessionStorage.removeItem(draftKey(state.story.id));
+    writeForm(formOf(state.chartOrder));
+    setStatus("Back to the chart's draft order.", 'ok');
+  });
+  document.addEventListener('click', (e) => {
+    const smart = (e.target as HTMLElement).closest('[data-smart]');
+    if (smart && state.lastSummary) launchDtr(state.lastSummary);
+  });
+}
+
+async function main(): Promise<void> {
+  wire();
+  await showPatients();
+  const story = new URLSearchParams(location.search).get('story');
+  if (story) await openChart(story);
+}
+
+main().catch((err: unknown) => setStatus(`The demo EHR could not load: ${(err as Error).message}`, 'error'));

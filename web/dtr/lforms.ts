@@ -1,0 +1,56 @@
+import type { Questionnaire, QuestionnaireResponse, ValueSet } from '@medplum/fhirtypes';
+
+/**
+ * The slice of the LHC-Forms API (lforms 40, `LForms.Util`) the DTR app uses. LHC-Forms is loaded from
+ * `/dtr/vendor/lforms-40.1.3/` by classic script tags before the app module runs.
+ * @see https://lhncbc.github.io/lforms/ (API), https://github.com/lhncbc/lforms/blob/master/sdc-support.md
+ */
+export interface LFormsUtil {
+  setFHIRContext(client: unknown, vars?: Record<string, unknown>): void;
+  addFormToPage(form: unknown, container: HTMLElement, options?: Record<string, unknown>): Promise<void>;
+  convertFHIRQuestionnaireToLForms(q: Questionnaire, version: 'R4'): unknown;
+  mergeFHIRDataIntoLForms(type: 'QuestionnaireResponse', qr: QuestionnaireResponse, form: unknown, version: 'R4'): unknown;
+  getFormFHIRData(type: 'QuestionnaireResponse', version: 'R4', container: HTMLElement, options?: Record<string, unknown>): unknown;
+  checkValidity(container: HTMLElement): string[] | null;
+  removeFormsFromPage(container: HTMLElement): void;
+}
+
+export function lforms(): LFormsUtil {
+  const lf = (window as unknown as { LForms?: { Util?: LFormsUtil } }).LForms;
+  if (!lf?.Util) throw new Error('The form renderer (LHC-Forms) did not load.');
+  return lf.Util;
+}
+
+/**
+ * A copy of the Questionnaire whose `answerValueSet`s point at contained, expanded copies of the package's ValueSets
+ * (`#id`), so the renderer needs no terminology server: the EHR's FHIR server does not hold the payer's value sets,
+ * and the package already carries them expanded (DTR §Questionnaire package: "every external ValueSet, expanded").
+ */
+export function withContainedValueSets(q: Questionnaire, valueSets: ValueSet[]): Questionnaire {
+  const copy = structuredClone(q);
+  const contained = [...(copy.contained ?? [])];
+  const byCanonical = new Map<string, ValueSet>();
+  for (const vs of valueSets) {
+    if (!vs.url || !vs.expansion) continue;
+    byCanonical.set(vs.url, vs);
+    if (vs.version) byCanonical.set(`${vs.url}|${vs.version}`, vs);
+  }
+  const added = new Set<string>();
+  const visit = (items: Questionnaire['item']) => {
+    for (const item of items ?? []) {
+      const vs = item.answerValueSet ? byCanonical.get(item.answerValueSet) : undefined;
+      if (vs) {
+        const id = (vs.id ?? `vs${added.size}`).replace(/[^A-Za-z0-9\-.]/g, '-');
+        if (!added.has(id)) {
+          contained.push({ ...structuredClone(vs), id } as ValueSet);
+          added.add(id);
+        }
+        item.answerValueSet = `#${id}`;
+      }
+      visit(item.item);
+    }
+  };
+  visit(copy.item);
+  if (contained.length) copy.contained = contained;
+  return copy;
+}

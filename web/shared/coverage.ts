@@ -1,0 +1,80 @@
+import type { Extension, Resource } from '@medplum/fhirtypes';
+
+/** CRD `ext-coverage-information` (CRD 2.0.1 and 2.2). */
+export const COVERAGE_INFO_URL = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
+
+/** What one coverage-information extension says, in the words a clinician reads. */
+export interface CoverageSummary {
+  /** approved: PA satisfied; needed: PA needed; not-covered; no-auth: covered, no PA; unclear: conditional or indeterminate. */
+  tone: 'approved' | 'needed' | 'not-covered' | 'no-auth' | 'unclear';
+  headline: string;
+  /** The payer's reasons, as sent. */
+  reasons: string[];
+  docNeeded?: string;
+  questionnaires: string[];
+  assertionId?: string;
+  paId?: string;
+  expiry?: string;
+  coverage?: string;
+}
+
+const sub = (ext: Extension, url: string) => (ext.extension ?? []).filter((e) => e.url === url);
+const code = (ext: Extension, url: string) => sub(ext, url)[0]?.valueCode;
+
+/** "2027-05-20" → "20 May 2027" (the reader's locale would vary by machine; this page states dates one way). */
+export function formatDate(date: string | undefined): string {
+  if (!date) return '';
+  const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(date);
+  if (!m) return date;
+  const months = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+  return `${Number(m[3])} ${months[Number(m[2]) - 1]} ${m[1]}`;
+}
+
+/** Every coverage-information extension on a resource (an order, or a DTR QuestionnaireResponse). */
+export function coverageInformationOf(resource: Resource | undefined): Extension[] {
+  return ((resource as { extension?: Extension[] } | undefined)?.extension ?? []).filter((e) => e.url === COVERAGE_INFO_URL);
+}
+
+/**
+ * Reads a coverage-information extension into plain words (CRD §Coverage Information: covered, pa-needed, doc-needed,
+ * satisfied-pa-id, reason). `when` picks the wording: at order signing, or after the DTR form was sent.
+ */
+export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentation'): CoverageSummary {
+  const covered = code(ext, 'covered');
+  const pa = code(ext, 'pa-needed');
+  const docNeeded = code(ext, 'doc-needed');
+  const reasons = sub(ext, 'reason')
+    .map((r) => r.valueCodeableConcept?.text ?? r.valueCodeableConcept?.coding?.[0]?.display ?? r.valueCodeableConcept?.coding?.[0]?.code)
+    .filter((t): t is string => !!t);
+  const base = {
+    reasons,
+    docNeeded,
+    questionnaires: sub(ext, 'questionnaire')
+      .map((q) => q.valueCanonical)
+      .filter((q): q is string => !!q),
+    assertionId: sub(ext, 'coverage-assertion-id')[0]?.valueString,
+    paId: sub(ext, 'satisfied-pa-id')[0]?.valueString,
+    expiry: sub(ext, 'expiry-date')[0]?.valueDate,
+    coverage: sub(ext, 'coverage')[0]?.valueReference?.reference,
+  };
+  if (covered === 'not-covered') {
+    return { ...base, tone: 'not-covered', headline: `Not covered: ${reasons.join('; ') || 'the payer does not cover this order'}` };
+  }
+  if (pa === 'satisfied') {
+    const until = base.expiry ? ` valid until ${formatDate(base.expiry)}` : '';
+    const headline =
+      when === 'signing'
+        ? `Approved at signing: ${base.paId ?? 'prior authorization on file'}${until}`
+        : `Prior authorization approved: ${base.paId ?? 'on file'}${until}`;
+    return { ...base, tone: 'approved', headline };
+  }
+  if (pa === 'auth-needed') {
+    if (when === 'documentation') {
+      const still = reasons.map((r) => r.replace(/^Prior authorization needed: documentation of /, '')).join('; ');
+      return { ...base, tone: 'needed', headline: `Still needed: ${still || 'clinical review of the request'}` };
+    }
+    return { ...base, tone: 'needed', headline: docNeeded ? 'Prior authorization needed — documentation required' : 'Prior authorization needed' };
+  }
+  if (pa === 'no-auth' && covered === 'covered') return { ...base, tone: 'no-auth', headline: 'Covered — no prior authorization needed' };
+  return { ...base, tone: 'unclear', headline: 'The payer could not decide automatically — submit the request for review' };
+}
