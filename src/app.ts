@@ -21,6 +21,7 @@ import { createPasRouter } from './pas/pas-router.js';
 import { createReviewRouter } from './pas/review-router.js';
 import type { Logger } from './logger.js';
 import type { Storage } from './storage/storage.js';
+import { EvaluationCache } from './policies/evaluation-cache.js';
 
 export interface AppDeps {
   config: Config;
@@ -55,6 +56,7 @@ export function createApp(deps: AppDeps): express.Express {
   const metrics = createMetrics();
   const verifier = createJwtVerifier({ trustedClients: parseTrustedClients(config.trustedClientsJson), fetchTimeoutMs: config.ehrTimeoutMs });
   const servicesById = new Map(content.services.map((s) => [s.id, s]));
+  const evaluations = new EvaluationCache();
   const discovery = JSON.stringify({ services: content.services });
 
   app.use(requestContext(logger));
@@ -120,6 +122,7 @@ export function createApp(deps: AppDeps): express.Express {
             allowUnauthenticatedEhr: config.sandbox,
             fetchImpl: deps.fetchImpl,
             today: deps.today,
+            cache: evaluations,
           },
           r.log,
         );

@@ -8,6 +8,7 @@ import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, withMedicationCode } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
 import type { AuthorizationRecord } from '../storage/storage.js';
+import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import type { OrderResource } from './hook-request.js';
 
 /** What PriorPath decided for one order: a policy evaluation, or the payer's default for ungoverned orders. */
@@ -50,6 +51,8 @@ export function decideOrders(opts: {
   orders: OrderResource[];
   today: string;
   log: Logger;
+  /** Remembers evaluations of identical data (optional; see EvaluationCache). */
+  cache?: EvaluationCache;
 }): OrderDecision[] {
   const decisions: OrderDecision[] = [];
   for (const order of opts.orders) {
@@ -69,7 +72,7 @@ export function decideOrders(opts: {
     }
     let evaluation: PolicyEvaluation;
     try {
-      evaluation = evaluatePolicy(policy, data);
+      evaluation = opts.cache ? opts.cache.evaluate(policy, data) : evaluatePolicy(policy, data);
     } catch (err) {
       opts.log.error({ policy: policy.file.id, err }, 'policy evaluation failed');
       evaluation = { policyId: policy.file.id, policyVersion: policy.file.version, outcome: 'error', facts: [], rules: [], missingFacts: [], failed: [], proposals: [] };

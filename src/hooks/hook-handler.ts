@@ -6,6 +6,7 @@ import type { Logger } from '../logger.js';
 import { indexRecord } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
 import type { Storage } from '../storage/storage.js';
+import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import type { HookResponse } from './build-response.js';
 import { buildHookResponse } from './build-response.js';
 import { decideOrders } from './decide-orders.js';
@@ -27,6 +28,7 @@ export interface HookDeps {
   allowUnauthenticatedEhr: boolean;
   fetchImpl?: FetchLike;
   today?: () => string;
+  cache?: EvaluationCache;
 }
 
 export interface HookResult {
@@ -133,7 +135,7 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
 export async function handleHook(service: ServiceDefinition, body: unknown, deps: HookDeps, log: Logger): Promise<HookResult> {
   const { req, payerMatch, record, orders, today, queried, log: hookLog } = await resolveHookContext(service, body, deps, log);
   const coverage = payerMatch.coverage;
-  const decisions = decideOrders({ content: deps.content, payer: payerMatch.payer, record, orders, today, log: hookLog });
+  const decisions = decideOrders({ content: deps.content, payer: payerMatch.payer, record, orders, today, log: hookLog, cache: deps.cache });
   for (const d of decisions) {
     await deps.storage.saveAssertion({
       assertionId: d.assertionId,

@@ -10,18 +10,30 @@ const JSON_TYPES = /^application\/(json|fhir\+json|json\+fhir)\s*(;|$)/i;
 
 /** Nesting depth of a JSON text, counted without parsing (strings are skipped). */
 export function jsonDepth(text: string): number {
+  // Jump from one structural character to the next instead of visiting every character: bodies are mostly strings.
+  const structural = /["{}[\]]/g;
   let depth = 0;
   let max = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text.charCodeAt(i);
-    if (inString) {
-      if (ch === 92) i++; // backslash escapes the next char
-      else if (ch === 34) inString = false;
-    } else if (ch === 34) inString = true;
-    else if (ch === 123 || ch === 91) {
+  let m: RegExpExecArray | null;
+  while ((m = structural.exec(text)) !== null) {
+    const ch = m[0];
+    if (ch === '"') {
+      // Skip to the closing quote, stepping over escaped ones.
+      let i = m.index + 1;
+      for (;;) {
+        const q = text.indexOf('"', i);
+        if (q < 0) return max;
+        let backslashes = 0;
+        for (let k = q - 1; k >= 0 && text.charCodeAt(k) === 92; k--) backslashes++;
+        if (backslashes % 2 === 0) {
+          structural.lastIndex = q + 1;
+          break;
+        }
+        i = q + 1;
+      }
+    } else if (ch === '{' || ch === '[') {
       if (++depth > max) max = depth;
-    } else if (ch === 125 || ch === 93) depth--;
+    } else depth--;
   }
   return max;
 }
