@@ -8,34 +8,26 @@ export const MAX_JSON_DEPTH = 64;
 
 const JSON_TYPES = /^application\/(json|fhir\+json|json\+fhir)\s*(;|$)/i;
 
-/** Nesting depth of a JSON text, counted without parsing (strings are skipped). */
-export function jsonDepth(text: string): number {
-  // Jump from one structural character to the next instead of visiting every character: bodies are mostly strings.
-  const structural = /["{}[\]]/g;
-  let depth = 0;
-  let max = 0;
-  let m: RegExpExecArray | null;
-  while ((m = structural.exec(text)) !== null) {
-    const ch = m[0];
-    if (ch === '"') {
-      // Skip to the closing quote, stepping over escaped ones.
-      let i = m.index + 1;
-      for (;;) {
-        const q = text.indexOf('"', i);
-        if (q < 0) return max;
-        let backslashes = 0;
-        for (let k = q - 1; k >= 0 && text.charCodeAt(k) === 92; k--) backslashes++;
-        if (backslashes % 2 === 0) {
-          structural.lastIndex = q + 1;
-          break;
-        }
-        i = q + 1;
+/**
+ * Whether a parsed JSON value nests deeper than `limit` (objects and arrays each count one level). Walks the parsed
+ * value iteratively and stops at the first branch past the limit, so it costs little on ordinary bodies.
+ */
+export function deeperThan(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth > limit) return true;
+    if (Array.isArray(v)) {
+      for (const item of v) if (item !== null && typeof item === 'object') stack.push([item, depth + 1]);
+    } else {
+      for (const key in v) {
+        const item = (v as Record<string, unknown>)[key];
+        if (item !== null && typeof item === 'object') stack.push([item, depth + 1]);
       }
-    } else if (ch === '{' || ch === '[') {
-      if (++depth > max) max = depth;
-    } else depth--;
+    }
   }
-  return max;
+  return false;
 }
 
 /**
@@ -82,12 +74,16 @@ export function jsonBody(limit = MAX_BODY_BYTES) {
       if (done) return;
       const text = Buffer.concat(chunks, size).toString('utf8');
       if (text.trim().length === 0) return finish(badRequest('Request body is empty; expected a JSON object'));
-      if (jsonDepth(text) > MAX_JSON_DEPTH) return finish(badRequest(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`));
+      let parsed: unknown;
       try {
-        req.body = JSON.parse(text);
+        parsed = JSON.parse(text);
       } catch (err) {
+        // A pathologically deep body can exhaust the parser's stack: it is refused the same way as any deep body.
+        if (err instanceof RangeError) return finish(badRequest(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`));
         return finish(badRequest(`Malformed JSON: ${(err as Error).message}`));
       }
+      if (deeperThan(parsed, MAX_JSON_DEPTH)) return finish(badRequest(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`));
+      req.body = parsed;
       finish();
     });
   };
