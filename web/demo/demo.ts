@@ -225,12 +225,16 @@ async function showDocumentation(): Promise<void> {
     box.hidden = true;
     return;
   }
-  const when = latest.authored ? `${formatDate(latest.authored)} ${latest.authored.slice(11, 16)}` : '';
+  const when = latest.authored ? `${formatDate(latest.authored)} ${latest.authored.slice(11, 16)} UTC` : '';
+  const decided = coverageInformationOf(latest)
+    .map((e) => summarizeCoverage(e, 'documentation'))
+    .filter((s) => s.tone !== 'needed' || s.reasons.length > 0)[0];
   fill(
     box,
     h('h2', {}, 'Documentation on file'),
     h('p', { 'data-testid': 'documentation-on-file' }, `Prior authorization questionnaire ${latest.status === 'completed' ? 'completed' : latest.status} ${when} (QuestionnaireResponse/${latest.id}).`),
-    h('p', { class: 'muted' }, 'Sign the order again so the payer sees the documentation.'),
+    decided ? h('p', { class: `decision decision-${decided.tone}` }, `Payer's answer to the documentation: ${decided.headline}`) : null,
+    h('p', { class: 'muted' }, 'Sign the order again to get the payer\'s answer at signing, or submit the prior authorization request with this documentation.'),
   );
   box.hidden = false;
 }

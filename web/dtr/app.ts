@@ -271,14 +271,14 @@ async function save(state: FormState): Promise<void> {
   try {
     const qr = finalResponse(state, currentResponse(state));
     setStatus('Saving the documentation in the EHR…');
-    const saved = await state.client.create<QuestionnaireResponse>(qr as never);
+    let saved = await state.client.create<QuestionnaireResponse>(qr as never);
     setStatus('Sending the documentation to the payer…');
     const decided = await fetchJson<QuestionnaireResponse>(`${payerBase}/QuestionnaireResponse`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/fhir+json' },
       body: JSON.stringify(qr),
     });
-    await recordOnOrder(state, decided);
+    saved = await recordDetermination(state, saved, decided);
     showDetermination(state, qr, saved, decided);
   } catch (err) {
     button.disabled = false;
@@ -297,6 +297,17 @@ async function recordOnOrder(state: FormState, decided: QuestionnaireResponse): 
   const current = await state.client.request<MedicationRequest>(`${state.order.resourceType}/${state.order.id}`);
   const updated: MedicationRequest = { ...current, extension: [...(current.extension ?? []).filter((e) => e.url !== COVERAGE_INFO_URL), ext] };
   state.order = await state.client.update<MedicationRequest>(updated as never);
+}
+
+/**
+ * Records the payer's answer in the EHR: on the order (see {@link recordOnOrder}) and on the saved response, which
+ * DTR 2.2 lets carry the coverage-information it produced, so the chart shows what the documentation achieved.
+ */
+async function recordDetermination(state: FormState, saved: QuestionnaireResponse, decided: QuestionnaireResponse): Promise<QuestionnaireResponse> {
+  await recordOnOrder(state, decided);
+  const ext = coverageInformationOf(decided)[0];
+  if (!ext || !saved.id) return saved;
+  return state.client.update<QuestionnaireResponse>({ ...saved, extension: [...(saved.extension ?? []).filter((e) => e.url !== COVERAGE_INFO_URL), ext] } as never);
 }
 
 function showDetermination(state: FormState, sent: QuestionnaireResponse, saved: QuestionnaireResponse, decided: QuestionnaireResponse): void {
@@ -351,6 +362,7 @@ async function runAdaptive(state: FormState, user: Resource | undefined): Promis
     if (qr.status === 'completed') {
       const saved = await state.client.create<QuestionnaireResponse>(stampInformationOrigin(qr, state.initial, state.author) as never);
       await recordOnOrder(state, qr);
+      // the completed adaptive response already carries the determination
       showDetermination(state, qr, saved, qr);
       return;
     }

@@ -1,0 +1,124 @@
+import type { Extension, MedicationRequest, QuestionnaireResponse } from '@medplum/fhirtypes';
+import express from 'express';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { createSandboxAuth } from '../../src/sandbox-auth/index.js';
+import { createWebRouter } from '../../src/web/index.js';
+import { COVERAGE_INFO_URL, summarizeCoverage } from '../../web/shared/coverage.js';
+import { applyForm, formOf, TREATMENT_PHASE_URL } from '../../web/demo/order.js';
+import { countOrigins, INFORMATION_ORIGIN_URL, pruneEmpty, snapshotAnswers, stampInformationOrigin } from '../../web/dtr/origin.js';
+import { storyOrder } from '../helpers/stories.js';
+
+const sourceOf = (qr: QuestionnaireResponse, linkId: string) =>
+  qr.item?.flatMap((i) => [i, ...(i.item ?? [])]).find((i) => i.linkId === linkId)?.answer?.[0]?.extension?.find((e) => e.url === INFORMATION_ORIGIN_URL);
+
+describe('DTR information-origin', () => {
+  const prefilled: QuestionnaireResponse = {
+    resourceType: 'QuestionnaireResponse',
+    status: 'in-progress',
+    item: [
+      { linkId: 'g', item: [{ linkId: 'b-all-diagnosis', answer: [{ valueBoolean: true }] }, { linkId: 'daily-dose', answer: [{ valueDecimal: 28 }] }] },
+      { linkId: 'disease-status', answer: [{ valueCoding: { system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'cr1', display: 'First complete remission' } }] },
+    ],
+  };
+
+  it('marks untouched pre-filled answers auto, changed ones override and new ones manual, with an author only for the last two', () => {
+    const final: QuestionnaireResponse = {
+      ...prefilled,
+      status: 'completed',
+      item: [
+        { linkId: 'g', item: [{ linkId: 'b-all-diagnosis', answer: [{ valueBoolean: true }] }, { linkId: 'daily-dose', answer: [{ valueDecimal: 15 }] }] },
+        { linkId: 'disease-status', answer: [{ valueCoding: { system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'cr1' } }] },
+        { linkId: 'mrd-percent', answer: [{ valueDecimal: 0.5 }] },
+      ],
+    };
+    const stamped = stampInformationOrigin(final, snapshotAnswers(prefilled), 'PractitionerRole/r1');
+    const code = (linkId: string) => sourceOf(stamped, linkId)?.extension?.find((e: Extension) => e.url === 'source')?.valueCode;
+    expect(code('b-all-diagnosis')).toBe('auto');
+    expect(code('disease-status')).toBe('auto');
+    expect(code('daily-dose')).toBe('override');
+    expect(code('mrd-percent')).toBe('manual');
+    expect(sourceOf(stamped, 'b-all-diagnosis')?.extension?.some((e: Extension) => e.url === 'author')).toBe(false);
+    expect(JSON.stringify(sourceOf(stamped, 'mrd-percent'))).toContain('PractitionerRole/r1');
+    expect(countOrigins(stamped)).toEqual({ auto: 2, override: 1, manual: 1 });
+  });
+
+  it('drops unanswered items and empty groups', () => {
+    expect(pruneEmpty([{ linkId: 'g', item: [{ linkId: 'x' }, { linkId: 'y', answer: [] }] }, { linkId: 'z', answer: [{ valueString: 'a' }] }])).toEqual([
+      { linkId: 'z', answer: [{ valueString: 'a' }] },
+    ]);
+  });
+});
+
+describe('coverage-information in plain words', () => {
+  const ext = (subs: Extension[]): Extension => ({ url: COVERAGE_INFO_URL, extension: [{ url: 'coverage', valueReference: { reference: 'Coverage/c' } }, ...subs] });
+
+  it('says documentation is required, approved with number and date, or not covered with the clause', () => {
+    expect(summarizeCoverage(ext([{ url: 'covered', valueCode: 'covered' }, { url: 'pa-needed', valueCode: 'auth-needed' }, { url: 'doc-needed', valueCode: 'clinical' }]), 'signing').headline).toBe(
+      'Prior authorization needed — documentation required',
+    );
+    const approved = summarizeCoverage(
+      ext([{ url: 'covered', valueCode: 'covered' }, { url: 'pa-needed', valueCode: 'satisfied' }, { url: 'satisfied-pa-id', valueString: 'PA-X-1' }, { url: 'expiry-date', valueDate: '2027-05-20' }]),
+      'signing',
+    );
+    expect(approved.headline).toBe('Approved at signing: PA-X-1 valid until 20 May 2027');
+    const notCovered = summarizeCoverage(ext([{ url: 'covered', valueCode: 'not-covered' }, { url: 'reason', valueCodeableConcept: { text: 'T-cell ALL is not B-ALL (I.A.1)' } }]), 'signing');
+    expect(notCovered.headline).toBe('Not covered: T-cell ALL is not B-ALL (I.A.1)');
+    const still = summarizeCoverage(
+      ext([{ url: 'covered', valueCode: 'covered' }, { url: 'pa-needed', valueCode: 'auth-needed' }, { url: 'reason', valueCodeableConcept: { text: 'Prior authorization needed: documentation of MRD level (I.A.4.a)' } }]),
+      'documentation',
+    );
+    expect(still.headline).toBe('Still needed: MRD level (I.A.4.a)');
+  });
+});
+
+describe('demo order form', () => {
+  it('changes dose, phase and cycles on the story draft and keeps everything else', () => {
+    const base = storyOrder('centene-missing-mrd') as MedicationRequest;
+    expect(formOf(base)).toMatchObject({ drug: 'blinatumomab', dose: 28, unit: 'ug/d', phase: 'induction', cycles: 4 });
+    const edited = applyForm(base, { drug: 'blinatumomab', dose: 15, unit: 'ug/m2/d', phase: 'consolidation', cycles: 2 });
+    expect(edited.dosageInstruction?.[0]?.doseAndRate?.[0]?.doseQuantity).toEqual({ value: 15, unit: 'mcg/m2/d', system: 'http://unitsofmeasure.org', code: 'ug/m2/d' });
+    expect(edited.extension?.find((e) => e.url === TREATMENT_PHASE_URL)?.valueCode).toBe('consolidation');
+    expect(edited.dispenseRequest?.numberOfRepeatsAllowed).toBe(1);
+    expect(edited.requester).toEqual(base.requester);
+    const besponsa = applyForm(base, { drug: 'inotuzumab', dose: 0.8, unit: 'mg/m2', phase: '', cycles: 1 });
+    expect(besponsa.medicationCodeableConcept?.coding?.map((c) => c.code)).toEqual(['1942954', 'J9229']);
+    expect(besponsa.extension).toBeUndefined();
+  });
+});
+
+describe('web router', () => {
+  const BASE = 'http://priorpath.test';
+  const app = express();
+  app.use(createWebRouter({ publicBaseUrl: BASE, sandboxAuth: createSandboxAuth({ publicBaseUrl: BASE }) }));
+
+  it('serves the demo page and the DTR pages with a same-origin content security policy', async () => {
+    for (const path of ['/', '/dtr/index.html', '/dtr/launch.html']) {
+      const res = await request(app).get(path);
+      expect(res.status).toBe(200);
+      expect(res.headers['content-type']).toMatch(/text\/html/);
+      expect(res.headers['content-security-policy']).toContain("script-src 'self'");
+      expect(res.text).not.toMatch(/src="https?:\/\//);
+    }
+  });
+
+  it('serves the bundles it builds and the vendored LHC-Forms files', async () => {
+    for (const path of ['/dtr/app.js', '/dtr/launch.js', '/demo/demo.js']) {
+      const res = await request(app).get(path);
+      expect(res.status, path).toBe(200);
+      expect(res.headers['content-type']).toMatch(/javascript/);
+    }
+    const lforms = await request(app).get('/dtr/vendor/lforms-40.1.3/lformsFHIR.min.js');
+    expect(lforms.status).toBe(200);
+    expect((await request(app).get('/dtr/app.ts')).status).toBe(404);
+  });
+
+  it('lists the sandbox stories with their one-line summaries and draft orders', async () => {
+    const res = await request(app).get('/sandbox/stories');
+    expect(res.status).toBe(200);
+    expect(res.body.publicBaseUrl).toBe(BASE);
+    const story = (res.body.stories as { id: string; orderId?: string; story?: string }[]).find((s) => s.id === 'centene-missing-mrd');
+    expect(story).toMatchObject({ orderId: 'centene-missing-mrd-order', patientId: 'centene-missing-mrd' });
+    expect(story?.story).toContain('MRD');
+  });
+});
