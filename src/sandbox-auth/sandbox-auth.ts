@@ -237,7 +237,8 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
    */
   router.get('/launch', (req, res) => {
     const q = req.query as Record<string, unknown>;
-    const questionnaire = [first(q.questionnaire), ...String(first(q.questionnaires) ?? '').split(',')].filter((s): s is string => !!s);
+    const all = (v: unknown): string[] => (Array.isArray(v) ? v : [v]).filter((x): x is string => typeof x === 'string' && x !== '');
+    const questionnaire = [...all(q.questionnaire), ...all(q.questionnaires).flatMap((s) => s.split(','))].filter(Boolean);
     const ctx: LaunchContext = {
       patient: first(q.patient),
       order: first(q.order),

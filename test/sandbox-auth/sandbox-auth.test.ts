@@ -68,6 +68,19 @@ describe('sandbox SMART EHR launch', () => {
     expect(loc.searchParams.get('launch')).toMatch(/^[A-Za-z0-9_-]{20,}$/);
   });
 
+  it('binds every questionnaire and the return path to the launch (appContext)', async () => {
+    const { app } = setup();
+    const res = await request(app).get('/sandbox/auth/launch?patient=p1&questionnaire=https://q/a%7C1&questionnaire=https://q/b&return=/%3Fstory%3Dx&format=json');
+    expect(res.status).toBe(200);
+    const { verifier, challenge } = pkce();
+    const auth = await request(app).get('/sandbox/auth/authorize').query(authorizeQuery({ launch: res.body.launch as string, code_challenge: challenge }));
+    const code = new URL(auth.headers.location as string).searchParams.get('code') ?? '';
+    const token = await tokenRequest(app, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier, client_id: 'priorpath-dtr' });
+    expect(JSON.parse(token.body.appContext as string)).toEqual({ questionnaire: ['https://q/a|1', 'https://q/b'], returnUrl: '/?story=x' });
+    const bad = await request(app).get('/sandbox/auth/launch').query({ patient: 'p1', return: '//evil.example/' });
+    expect(bad.status).toBe(400);
+  });
+
   it('refuses to send a launch to an app on another site', async () => {
     const { app } = setup();
     const res = await request(app).get('/sandbox/auth/launch').query({ patient: 'p1', app: 'https://evil.example/launch' });
