@@ -33,6 +33,8 @@ export interface LaunchContext {
   encounter?: string;
   /** A path on this server to return to when the app is done (PriorPath's `appContext.returnUrl`; sandbox only). */
   returnUrl?: string;
+  /** Ask the DTR app for the adaptive form ($next-question) even when the payer's form is static (demo option). */
+  adaptive?: boolean;
 }
 
 /** A registered SMART client. Public clients only (no secret): the sandbox serves browser apps. */
@@ -248,6 +250,7 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
       user: first(q.user),
       encounter: first(q.encounter),
       returnUrl: first(q.return),
+      adaptive: ['1', 'true'].includes(first(q.adaptive) ?? '') ? true : undefined,
     };
     if (ctx.returnUrl !== undefined && !/^\/(?!\/)[^\\]*$/.test(ctx.returnUrl)) throw new OAuthError('invalid_request', 'return must be a path on this server');
     for (const [k, v] of Object.entries(ctx)) if (v === undefined) delete (ctx as Record<string, unknown>)[k];
@@ -361,7 +364,7 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
       if (ctx.coverage) fhirContext.push({ reference: ctx.coverage });
       for (const q of ctx.questionnaire ?? []) fhirContext.push({ canonical: q, type: 'Questionnaire' });
       if (fhirContext.length) body.fhirContext = fhirContext;
-      const appContext = { order: ctx.order, coverage: ctx.coverage, coverageAssertionId: ctx.coverageAssertionId, questionnaire: ctx.questionnaire, returnUrl: ctx.returnUrl };
+      const appContext = { order: ctx.order, coverage: ctx.coverage, coverageAssertionId: ctx.coverageAssertionId, questionnaire: ctx.questionnaire, returnUrl: ctx.returnUrl, adaptive: ctx.adaptive };
       if (Object.values(appContext).some((v) => v !== undefined)) body.appContext = JSON.stringify(appContext);
       body.need_patient_banner = true;
     }

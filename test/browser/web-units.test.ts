@@ -6,7 +6,7 @@ import { createSandboxAuth } from '../../src/sandbox-auth/index.js';
 import { createWebRouter } from '../../src/web/index.js';
 import { COVERAGE_INFO_URL, summarizeCoverage } from '../../web/shared/coverage.js';
 import { applyForm, formOf, TREATMENT_PHASE_URL } from '../../web/demo/order.js';
-import { countOrigins, INFORMATION_ORIGIN_URL, pruneEmpty, snapshotAnswers, stampInformationOrigin } from '../../web/dtr/origin.js';
+import { countOrigins, INFORMATION_ORIGIN_URL, mergeAdaptiveAnswers, pruneEmpty, snapshotAnswers, stampInformationOrigin } from '../../web/dtr/origin.js';
 import { storyOrder } from '../helpers/stories.js';
 
 const sourceOf = (qr: QuestionnaireResponse, linkId: string) =>
@@ -41,6 +41,15 @@ describe('DTR information-origin', () => {
     expect(sourceOf(stamped, 'b-all-diagnosis')?.extension?.some((e: Extension) => e.url === 'author')).toBe(false);
     expect(JSON.stringify(sourceOf(stamped, 'mrd-percent'))).toContain('PractitionerRole/r1');
     expect(countOrigins(stamped)).toEqual({ auto: 2, override: 1, manual: 1 });
+  });
+
+  it('keeps earlier adaptive answers and takes this step\'s form as the truth for its own questions', () => {
+    const previous = [{ linkId: 'g', item: [{ linkId: 'a', answer: [{ valueBoolean: true }] }, { linkId: 'b', answer: [{ valueDecimal: 1 }] }] }];
+    const merged = mergeAdaptiveAnswers(previous, ['b', 'c'], [{ linkId: 'c', answer: [{ valueDecimal: 0.5 }] }]);
+    expect(merged).toEqual([
+      { linkId: 'a', answer: [{ valueBoolean: true }] },
+      { linkId: 'c', answer: [{ valueDecimal: 0.5 }] },
+    ]);
   });
 
   it('drops unanswered items and empty groups', () => {

@@ -362,9 +362,11 @@ function renderResult(response: HookResponse): void {
   fill(
     actions,
     s?.docNeeded ? h('button', { type: 'button', class: 'primary', id: 'complete-doc' }, 'Complete documentation') : null,
+    s?.docNeeded ? h('button', { type: 'button', id: 'complete-doc-adaptive' }, 'Complete documentation (adaptive form)') : null,
     s && (s.tone === 'needed' || s.tone === 'unclear') ? h('button', { type: 'button', id: 'submit-pas' }, 'Submit prior authorization') : null,
   );
   document.getElementById('complete-doc')?.addEventListener('click', () => launchDtr(s!));
+  document.getElementById('complete-doc-adaptive')?.addEventListener('click', () => launchDtr(s!, true));
   document.getElementById('submit-pas')?.addEventListener('click', () => {
     void submitPas();
   });
@@ -428,7 +430,7 @@ function showRaw(request: unknown, response: unknown): void {
 // ---------------------------------------------------------------------------------------------------------------
 // DTR launch (SMART EHR launch through the sandbox authorization server)
 
-function launchDtr(s: CoverageSummary): void {
+function launchDtr(s: CoverageSummary, adaptive = false): void {
   if (!state.patient?.id || !state.order?.id || !state.story) return;
   const q = new URLSearchParams({
     patient: state.patient.id,
@@ -437,6 +439,7 @@ function launchDtr(s: CoverageSummary): void {
     ...(s.assertionId ? { coverageAssertionId: s.assertionId } : {}),
     ...(state.order.requester?.reference ? { user: state.order.requester.reference } : {}),
     return: `${new URL('.', document.baseURI).pathname}?story=${encodeURIComponent(state.story.id)}`,
+    ...(adaptive ? { adaptive: '1' } : {}),
   });
   for (const c of s.questionnaires) q.append('questionnaire', c);
   setStatus('Opening the documentation app (DTR)…', 'busy');

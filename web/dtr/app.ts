@@ -16,7 +16,7 @@ import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, summarizeCoverage
 import { byId, describeErrorBody, fetchJson, fill, h, HttpError, jsonBlock } from '../shared/dom.js';
 import { lforms, withContainedValueSets } from './lforms.js';
 import type { AnswerSnapshot } from './origin.js';
-import { countOrigins, pruneEmpty, snapshotAnswers, stampInformationOrigin } from './origin.js';
+import { countOrigins, flattenAnswered, mergeAdaptiveAnswers, pruneEmpty, snapshotAnswers, stampInformationOrigin } from './origin.js';
 
 /**
  * The PriorPath DTR SMART app (design.md §2, §7; DTR 2.x §"DTR SMART App"): after the EHR launch it reads the order
@@ -44,6 +44,8 @@ interface DtrContext {
   assertionId?: string;
   questionnaires: string[];
   returnUrl?: string;
+  /** Use the payer's adaptive form (`$next-question`) even for a static Questionnaire. */
+  adaptive?: boolean;
 }
 
 const statusEl = () => byId('status');
@@ -87,6 +89,7 @@ function readContext(client: Client): DtrContext {
   const q = app.questionnaire;
   for (const c of Array.isArray(q) ? q : typeof q === 'string' ? [q] : []) if (typeof c === 'string' && !ctx.questionnaires.includes(c)) ctx.questionnaires.push(c);
   if (typeof app.returnUrl === 'string' && app.returnUrl.startsWith('/')) ctx.returnUrl = app.returnUrl;
+  ctx.adaptive = app.adaptive === true || app.adaptive === 'true';
   return ctx;
 }
 
@@ -197,8 +200,8 @@ async function main(): Promise<void> {
   const container = byId('form');
   const state: FormState = { client, ctx, patient, order, coverage, questionnaire, canonical, initial: new Map(), author, container };
 
-  if (questionnaire.extension?.some((e) => e.url === EXT_ADAPTIVE && (e.valueBoolean === true || !!e.valueUrl))) {
-    await runAdaptive(state, user);
+  if (ctx.adaptive || questionnaire.extension?.some((e) => e.url === EXT_ADAPTIVE && (e.valueBoolean === true || !!e.valueUrl))) {
+    await runAdaptive(state, user, valueSets, prefilled);
     return;
   }
 
@@ -344,45 +347,63 @@ function showDetermination(state: FormState, sent: QuestionnaireResponse, saved:
  * answers so far. The response with its contained Questionnaire goes to `$next-question` until it comes back
  * completed, carrying the determination.
  */
-async function runAdaptive(state: FormState, user: Resource | undefined): Promise<void> {
+async function runAdaptive(state: FormState, user: Resource | undefined, valueSets: ValueSet[], prefilled: QuestionnaireResponse | undefined): Promise<void> {
   const util = lforms();
   util.setFHIRContext(state.client, { patient: state.patient, ...(user ? { user } : {}) });
   const adaptiveUrl = state.questionnaire.extension?.find((e) => e.url === EXT_ADAPTIVE)?.valueUrl ?? `${payerBase}/Questionnaire/$next-question`;
+  // The payer's contained Questionnaire carries only the questions; population needs the form's launch contexts and
+  // x-fhir-query variables, which the static form declares (SDC §launchContext, §variable).
+  const population = (state.questionnaire.extension ?? []).filter((e) => /launchContext|\/variable$/.test(e.url));
   let qr: QuestionnaireResponse = {
     resourceType: 'QuestionnaireResponse',
-    contained: [{ ...structuredClone(state.questionnaire), id: 'q', derivedFrom: [state.canonical], item: [] }],
-    questionnaire: '#q',
+    contained: [{ resourceType: 'Questionnaire', id: 'adaptive', status: 'active', derivedFrom: [state.canonical], extension: [{ url: EXT_ADAPTIVE, valueBoolean: true }] }],
+    questionnaire: '#adaptive',
     status: 'in-progress',
     subject: { reference: `Patient/${state.patient.id}` },
     extension: finalResponse(state, { resourceType: 'QuestionnaireResponse', status: 'in-progress' }).extension,
+    // What the payer already knows from signing goes first, so it asks only for the rest.
+    item: flattenAnswered(prefilled?.item),
   };
+  state.initial = snapshotAnswers(prefilled);
   const step = async (): Promise<void> => {
     setStatus('Asking the payer for the next questions…');
     qr = await fetchJson<QuestionnaireResponse>(adaptiveUrl, { method: 'POST', headers: { 'Content-Type': 'application/fhir+json' }, body: JSON.stringify(qr) });
     if (qr.status === 'completed') {
       const saved = await state.client.create<QuestionnaireResponse>(stampInformationOrigin(qr, state.initial, state.author) as never);
+      // the completed adaptive response already carries the determination (DTR 2.2 §Adaptive forms)
       await recordOnOrder(state, qr);
-      // the completed adaptive response already carries the determination
       showDetermination(state, qr, saved, qr);
       return;
     }
     const contained = qr.contained?.find((r): r is Questionnaire => r.resourceType === 'Questionnaire');
     if (!contained) throw new Error('The payer sent no questions.');
-    let form = util.convertFHIRQuestionnaireToLForms(contained, 'R4');
-    if (qr.item?.length) form = util.mergeFHIRDataIntoLForms('QuestionnaireResponse', qr, form, 'R4');
+    const renderable = withContainedValueSets({ ...contained, extension: [...(contained.extension ?? []), ...population] }, valueSets);
+    let form = util.convertFHIRQuestionnaireToLForms(renderable, 'R4');
+    const before = snapshotAnswers(qr);
+    // LHC-Forms merges only answers to questions on the form; earlier answers stay in the response.
+    const onForm = new Set((contained.item ?? []).map((i) => i.linkId));
+    const mine = flattenAnswered(qr.item).filter((i) => onForm.has(i.linkId));
+    if (mine.length) form = util.mergeFHIRDataIntoLForms('QuestionnaireResponse', { resourceType: 'QuestionnaireResponse', status: 'in-progress', item: mine }, form, 'R4');
     await customElements.whenDefined('wc-lhc-form');
     await util.addFormToPage(form, state.container, { prepopulate: true });
-    const now = currentResponse(state);
-    for (const [k, v] of snapshotAnswers(now)) if (!state.initial.has(k) && !snapshotAnswers(qr).has(k)) state.initial.set(k, v);
-    setStatus('Answer the questions and continue.', 'ok');
+    // Answers the form filled in from the chart on this step are the pre-filled ones (origin auto).
+    for (const [k, v] of snapshotAnswers(currentResponse(state))) if (!before.has(k) && !state.initial.has(k)) state.initial.set(k, v);
+    setStatus('Answer these questions and continue; the payer asks only what it still needs.', 'ok');
+    byId<HTMLButtonElement>('save').disabled = false;
   };
   byId('actions').hidden = false;
   const button = byId<HTMLButtonElement>('save');
   button.textContent = 'Continue';
   button.addEventListener('click', () => {
+    button.disabled = true;
     const answered = currentResponse(state);
-    qr = { ...qr, item: stampInformationOrigin({ ...answered, item: pruneEmpty(answered.item) }, state.initial, state.author).item };
-    step().catch(fail);
+    const onForm = (qr.contained?.find((r): r is Questionnaire => r.resourceType === 'Questionnaire')?.item ?? []).map((i) => i.linkId);
+    const item = mergeAdaptiveAnswers(qr.item, onForm, pruneEmpty(answered.item));
+    qr = { ...qr, item: stampInformationOrigin({ ...qr, item }, state.initial, state.author).item };
+    step().catch((err: unknown) => {
+      button.disabled = false;
+      fail(err);
+    });
   });
   await step();
 }

@@ -102,3 +102,21 @@ export function pruneEmpty(items: QuestionnaireResponseItem[] | undefined): Ques
   }
   return out.length ? out : undefined;
 }
+
+/** The answered questions of a response as a flat list (groups dissolved), as an adaptive response holds them. */
+export function flattenAnswered(items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] {
+  const out: QuestionnaireResponseItem[] = [];
+  walk(items, (item) => {
+    if (item.answer?.some((a) => Object.keys(a).some((k) => k.startsWith('value')))) out.push({ linkId: item.linkId, ...(item.text ? { text: item.text } : {}), answer: item.answer.map(({ item: _i, ...a }) => a) });
+  });
+  return out;
+}
+
+/**
+ * Answers so far plus this step's: every earlier answer to a question not on this step's form, then the form's own
+ * answers (a question on the form that the clinician cleared is dropped).
+ */
+export function mergeAdaptiveAnswers(previous: QuestionnaireResponseItem[] | undefined, onForm: string[], answered: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] {
+  const shown = new Set(onForm);
+  return [...flattenAnswered(previous).filter((i) => !shown.has(i.linkId)), ...flattenAnswered(answered)];
+}
