@@ -21,7 +21,8 @@ async function vendorLforms(version: string): Promise<void> {
     const dest = join(WEB_DIR, 'vendor', `lforms-${version}`);
     rmSync(dest, { recursive: true, force: true });
     mkdirSync(join(dest, 'assets', 'lib'), { recursive: true });
-    for (const f of ['lhc-forms.js', 'styles.css', 'down_arrow_gray_10_10.png', 'magnifying_glass.png']) cpSync(join(src, 'webcomponent', f), join(dest, f));
+    for (const f of ['lhc-forms.js', 'styles.css', 'down_arrow_gray_10_10.png', 'magnifying_glass.png'])
+      cpSync(join(src, 'webcomponent', f), join(dest, f));
     cpSync(join(src, 'webcomponent', 'assets', 'lib', 'zone.min.js'), join(dest, 'assets', 'lib', 'zone.min.js'));
     cpSync(join(src, 'fhir', 'R4', 'lformsFHIR.min.js'), join(dest, 'lformsFHIR.min.js'));
     cpSync(join(src, 'LICENSE.md'), join(dest, 'LICENSE.md'));

@@ -99,7 +99,20 @@ const CAPABILITIES = [
   'sso-openid-connect',
   'authorize-post',
 ];
-const SCOPES = ['openid', 'fhirUser', 'launch', 'online_access', 'patient/*.read', 'patient/*.rs', 'user/*.read', 'user/*.rs', 'user/*.cruds', 'user/*.write', 'patient/*.cruds', 'patient/*.write'];
+const SCOPES = [
+  'openid',
+  'fhirUser',
+  'launch',
+  'online_access',
+  'patient/*.read',
+  'patient/*.rs',
+  'user/*.read',
+  'user/*.rs',
+  'user/*.cruds',
+  'user/*.write',
+  'patient/*.cruds',
+  'patient/*.write',
+];
 /** RFC 7636 §4.1: 43–128 unreserved characters. */
 const VERIFIER = /^[A-Za-z0-9\-._~]{43,128}$/;
 
@@ -128,7 +141,8 @@ class OAuthError extends Error {
 
 const b64url = (buf: Buffer) => buf.toString('base64url');
 const s256 = (verifier: string) => b64url(createHash('sha256').update(verifier).digest());
-const first = (v: unknown): string | undefined => (typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined);
+const first = (v: unknown): string | undefined =>
+  typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined;
 
 function isLoopback(url: URL): boolean {
   return url.hostname === 'localhost' || url.hostname === '127.0.0.1' || url.hostname === '[::1]';
@@ -138,7 +152,12 @@ function isLoopback(url: URL): boolean {
 function es384KeyPair(prefix: string): { privateKey: KeyObject; publicKey: KeyObject; kid: string; jwk: JWK } {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
   const kid = `${prefix}-${randomUUID().slice(0, 8)}`;
-  return { privateKey, publicKey, kid, jwk: { ...(publicKey.export({ format: 'jwk' }) as JWK), kid, alg: 'ES384', use: 'sig' } };
+  return {
+    privateKey,
+    publicKey,
+    kid,
+    jwk: { ...(publicKey.export({ format: 'jwk' }) as JWK), kid, alg: 'ES384', use: 'sig' },
+  };
 }
 
 /**
@@ -153,7 +172,11 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
   const now = opts.now ?? Date.now;
   const tokenLifetime = opts.tokenLifetimeSec ?? 3600;
   const codeLifetime = opts.codeLifetimeSec ?? 60;
-  const clients = new Map((opts.clients ?? [{ clientId: DEFAULT_CLIENT_ID, redirectUris: [`${base}/dtr/`, `${base}/dtr/index.html`] }]).map((c) => [c.clientId, c]));
+  const clients = new Map(
+    (opts.clients ?? [{ clientId: DEFAULT_CLIENT_ID, redirectUris: [`${base}/dtr/`, `${base}/dtr/index.html`] }]).map(
+      (c) => [c.clientId, c],
+    ),
+  );
 
   const tokenKeys = es384KeyPair('sandbox-auth');
   const tokenKid = tokenKeys.kid;
@@ -239,8 +262,11 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
    */
   router.get('/launch', (req, res) => {
     const q = req.query as Record<string, unknown>;
-    const all = (v: unknown): string[] => (Array.isArray(v) ? v : [v]).filter((x): x is string => typeof x === 'string' && x !== '');
-    const questionnaire = [...all(q.questionnaire), ...all(q.questionnaires).flatMap((s) => s.split(','))].filter(Boolean);
+    const all = (v: unknown): string[] =>
+      (Array.isArray(v) ? v : [v]).filter((x): x is string => typeof x === 'string' && x !== '');
+    const questionnaire = [...all(q.questionnaire), ...all(q.questionnaires).flatMap((s) => s.split(','))].filter(
+      Boolean,
+    );
     const ctx: LaunchContext = {
       patient: first(q.patient),
       order: first(q.order),
@@ -252,7 +278,8 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
       returnUrl: first(q.return),
       adaptive: ['1', 'true'].includes(first(q.adaptive) ?? '') ? true : undefined,
     };
-    if (ctx.returnUrl !== undefined && !/^\/(?!\/)[^\\]*$/.test(ctx.returnUrl)) throw new OAuthError('invalid_request', 'return must be a path on this server');
+    if (ctx.returnUrl !== undefined && !/^\/(?!\/)[^\\]*$/.test(ctx.returnUrl))
+      throw new OAuthError('invalid_request', 'return must be a path on this server');
     for (const [k, v] of Object.entries(ctx)) if (v === undefined) delete (ctx as Record<string, unknown>)[k];
     const app = first(q.app) ?? `${base}/dtr/launch.html`;
     let appUrl: URL;
@@ -261,7 +288,8 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
     } catch {
       throw new OAuthError('invalid_request', 'app is not a URL');
     }
-    if (appUrl.origin !== baseOrigin && !isLoopback(appUrl)) throw new OAuthError('invalid_request', 'app must be on this server or on loopback');
+    if (appUrl.origin !== baseOrigin && !isLoopback(appUrl))
+      throw new OAuthError('invalid_request', 'app must be on this server or on loopback');
     const launch = createLaunch(ctx);
     appUrl.searchParams.set('iss', fhirBase);
     appUrl.searchParams.set('launch', launch);
@@ -275,12 +303,18 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
 
   /** SMART §Obtain authorization code; RFC 6749 §4.1.1. Auto-approves. GET, or POST with a form (authorize-post). */
   const authorize = (req: Request, res: Response) => {
-    const p = { ...(req.query as Record<string, unknown>), ...(req.method === 'POST' && req.body && typeof req.body === 'object' ? (req.body as Record<string, unknown>) : {}) };
+    const p = {
+      ...(req.query as Record<string, unknown>),
+      ...(req.method === 'POST' && req.body && typeof req.body === 'object'
+        ? (req.body as Record<string, unknown>)
+        : {}),
+    };
     const clientId = first(p.client_id);
     const redirectUri = first(p.redirect_uri);
     // RFC 6749 §4.1.2.1: with a missing or unregistered redirect URI the error is shown, never redirected.
     if (!clientId) throw new OAuthError('invalid_request', 'client_id is required');
-    if (!redirectUri || !redirectAllowed(clientId, redirectUri)) throw new OAuthError('invalid_request', 'redirect_uri is missing or not registered for this client');
+    if (!redirectUri || !redirectAllowed(clientId, redirectUri))
+      throw new OAuthError('invalid_request', 'redirect_uri is missing or not registered for this client');
     const state = first(p.state);
     const fail = (error: string, description: string) => {
       const url = new URL(redirectUri);
@@ -308,11 +342,22 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
     } else if (scope.includes('launch')) {
       return fail('invalid_request', 'scope launch needs a launch parameter');
     } else if (scope.includes('launch/patient')) {
-      return fail('invalid_scope', 'stand-alone patient selection is not available in the sandbox; launch from the demo page');
+      return fail(
+        'invalid_scope',
+        'stand-alone patient selection is not available in the sandbox; launch from the demo page',
+      );
     }
     sweep();
     const code = b64url(randomBytes(32));
-    codes.set(code, { clientId, redirectUri, challenge, scope: scope.join(' '), launch, expires: now() + codeLifetime * 1000, used: false });
+    codes.set(code, {
+      clientId,
+      redirectUri,
+      challenge,
+      scope: scope.join(' '),
+      launch,
+      expires: now() + codeLifetime * 1000,
+      used: false,
+    });
     const url = new URL(redirectUri);
     url.searchParams.set('code', code);
     url.searchParams.set('state', state);
@@ -326,9 +371,11 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
     res.setHeader('Cache-Control', 'no-store');
     res.setHeader('Pragma', 'no-cache');
     const b = (req.body ?? {}) as Record<string, unknown>;
-    if (!req.is('application/x-www-form-urlencoded')) throw new OAuthError('invalid_request', 'send the token request as application/x-www-form-urlencoded');
+    if (!req.is('application/x-www-form-urlencoded'))
+      throw new OAuthError('invalid_request', 'send the token request as application/x-www-form-urlencoded');
     const grantType = first(b.grant_type);
-    if (grantType !== 'authorization_code') throw new OAuthError('unsupported_grant_type', 'only authorization_code is supported');
+    if (grantType !== 'authorization_code')
+      throw new OAuthError('unsupported_grant_type', 'only authorization_code is supported');
     const code = first(b.code);
     const grant = code ? codes.get(code) : undefined;
     if (!grant) throw new OAuthError('invalid_grant', 'unknown authorization code');
@@ -340,11 +387,15 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
     grant.used = true;
     if (grant.expires < now()) throw new OAuthError('invalid_grant', 'authorization code expired');
     const clientId = first(b.client_id);
-    if (clientId !== grant.clientId) throw new OAuthError('invalid_grant', 'client_id does not match the authorization request');
-    if (first(b.redirect_uri) !== grant.redirectUri) throw new OAuthError('invalid_grant', 'redirect_uri does not match the authorization request');
+    if (clientId !== grant.clientId)
+      throw new OAuthError('invalid_grant', 'client_id does not match the authorization request');
+    if (first(b.redirect_uri) !== grant.redirectUri)
+      throw new OAuthError('invalid_grant', 'redirect_uri does not match the authorization request');
     const verifier = first(b.code_verifier);
-    if (!verifier || !VERIFIER.test(verifier)) throw new OAuthError('invalid_grant', 'code_verifier is missing or malformed');
-    if (s256(verifier) !== grant.challenge) throw new OAuthError('invalid_grant', 'code_verifier does not match code_challenge');
+    if (!verifier || !VERIFIER.test(verifier))
+      throw new OAuthError('invalid_grant', 'code_verifier is missing or malformed');
+    if (s256(verifier) !== grant.challenge)
+      throw new OAuthError('invalid_grant', 'code_verifier does not match code_challenge');
 
     const jti = randomUUID();
     grant.tokenJti = jti;
@@ -364,11 +415,19 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
       if (ctx.coverage) fhirContext.push({ reference: ctx.coverage });
       for (const q of ctx.questionnaire ?? []) fhirContext.push({ canonical: q, type: 'Questionnaire' });
       if (fhirContext.length) body.fhirContext = fhirContext;
-      const appContext = { order: ctx.order, coverage: ctx.coverage, coverageAssertionId: ctx.coverageAssertionId, questionnaire: ctx.questionnaire, returnUrl: ctx.returnUrl, adaptive: ctx.adaptive };
+      const appContext = {
+        order: ctx.order,
+        coverage: ctx.coverage,
+        coverageAssertionId: ctx.coverageAssertionId,
+        questionnaire: ctx.questionnaire,
+        returnUrl: ctx.returnUrl,
+        adaptive: ctx.adaptive,
+      };
       if (Object.values(appContext).some((v) => v !== undefined)) body.appContext = JSON.stringify(appContext);
       body.need_patient_banner = true;
     }
-    if (scopes.includes('openid') && scopes.includes('fhirUser') && ctx?.user) body.id_token = await signIdToken(grant, ctx.user);
+    if (scopes.includes('openid') && scopes.includes('fhirUser') && ctx?.user)
+      body.id_token = await signIdToken(grant, ctx.user);
     res.json(body);
   });
 
@@ -397,8 +456,26 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
     if (patient) {
       const scope = 'patient/*.read';
       const jti = randomUUID();
-      const access = await signAccessToken({ clientId: 'priorpath-cds', redirectUri: '', challenge: '', scope, launch: { patient }, expires: 0, used: true }, jti);
-      out.fhirAuthorization = { access_token: access, token_type: 'Bearer', expires_in: tokenLifetime, scope, subject: 'priorpath-cds', patient };
+      const access = await signAccessToken(
+        {
+          clientId: 'priorpath-cds',
+          redirectUri: '',
+          challenge: '',
+          scope,
+          launch: { patient },
+          expires: 0,
+          used: true,
+        },
+        jti,
+      );
+      out.fhirAuthorization = {
+        access_token: access,
+        token_type: 'Bearer',
+        expires_in: tokenLifetime,
+        scope,
+        subject: 'priorpath-cds',
+        patient,
+      };
     }
     res.json(out);
   });
@@ -410,7 +487,10 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
       return;
     }
     const parse = err as { type?: string; status?: number };
-    if (parse.type === 'entity.parse.failed' || (typeof parse.status === 'number' && parse.status >= 400 && parse.status < 500)) {
+    if (
+      parse.type === 'entity.parse.failed' ||
+      (typeof parse.status === 'number' && parse.status >= 400 && parse.status < 500)
+    ) {
       res.status(400).json({ error: 'invalid_request', error_description: 'malformed request body' });
       return;
     }
@@ -432,7 +512,11 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
         .sign(cdsKeys.privateKey),
   };
 
-  const endpoints = { authorizeUrl: `${authBase}/authorize`, tokenUrl: `${authBase}/token`, capabilities: CAPABILITIES };
+  const endpoints = {
+    authorizeUrl: `${authBase}/authorize`,
+    tokenUrl: `${authBase}/token`,
+    capabilities: CAPABILITIES,
+  };
   const smartConfiguration = {
     issuer: authBase,
     jwks_uri: `${authBase}/jwks`,

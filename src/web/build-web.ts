@@ -34,7 +34,10 @@ export interface BuildWebOptions {
 export async function buildWebAssets(opts: BuildWebOptions = {}): Promise<WebAsset[]> {
   const esbuild = await import('esbuild');
   const outdir = opts.outdir ?? join(WEB_DIR, '.build');
-  const entryPoints = Object.entries(WEB_ENTRIES).map(([path, src]) => ({ in: join(WEB_DIR, src), out: path.slice(1).replace(/\.js$/, '') }));
+  const entryPoints = Object.entries(WEB_ENTRIES).map(([path, src]) => ({
+    in: join(WEB_DIR, src),
+    out: path.slice(1).replace(/\.js$/, ''),
+  }));
   const result = await esbuild.build({
     entryPoints,
     outdir,

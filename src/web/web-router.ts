@@ -60,7 +60,9 @@ function file(path: string, type?: string) {
 export function createWebRouter(deps: WebRouterDeps): Router {
   const router = express.Router();
   const built: Promise<Map<string, WebAsset>> = buildWebAssets().then((list) => new Map(list.map((a) => [a.path, a])));
-  built.catch((err: unknown) => deps.logger?.error({ err }, 'web bundle build failed; the demo page and DTR app are unavailable'));
+  built.catch((err: unknown) =>
+    deps.logger?.error({ err }, 'web bundle build failed; the demo page and DTR app are unavailable'),
+  );
 
   let stories: SandboxStory[] | undefined;
   const storiesDir = deps.storiesDir ?? join(WEB_DIR, '..', 'sandbox');
@@ -74,11 +76,19 @@ export function createWebRouter(deps: WebRouterDeps): Router {
   router.get('/dtr/dtr.css', file('dtr/dtr.css'));
   router.get('/favicon.ico', (_req, res) => {
     res.type('image/svg+xml').setHeader('Cache-Control', 'public, max-age=86400');
-    res.send('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#123b63"/><path d="M4 4h5a3 3 0 0 1 0 6H6v2H4z" fill="#fff"/></svg>');
+    res.send(
+      '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#123b63"/><path d="M4 4h5a3 3 0 0 1 0 6H6v2H4z" fill="#fff"/></svg>',
+    );
   });
   router.use(
     `/dtr/vendor/${LFORMS_DIR}`,
-    express.static(join(WEB_DIR, 'vendor', LFORMS_DIR), { index: false, dotfiles: 'deny', immutable: true, maxAge: '7d', fallthrough: true }),
+    express.static(join(WEB_DIR, 'vendor', LFORMS_DIR), {
+      index: false,
+      dotfiles: 'deny',
+      immutable: true,
+      maxAge: '7d',
+      fallthrough: true,
+    }),
   );
 
   const asset = async (req: Request, res: Response, next: NextFunction) => {
@@ -86,7 +96,10 @@ export function createWebRouter(deps: WebRouterDeps): Router {
     try {
       assets = await built;
     } catch (err) {
-      res.status(503).type('text/plain').send(`The web bundle could not be built: ${(err as Error).message}`);
+      res
+        .status(503)
+        .type('text/plain')
+        .send(`The web bundle could not be built: ${(err as Error).message}`);
       return;
     }
     const a = assets.get(req.path);

@@ -45,7 +45,11 @@ export async function startDemoServer(): Promise<DemoServer> {
   const logger = createLogger(config.logLevel);
   const content = loadContent({ root: repoRoot, canonicalBase: config.canonicalBase });
   const storage = new MemoryStorage();
-  const sandbox = await createSandboxFhir({ bundles: loadSandboxBundles(join(repoRoot, 'sandbox')), smart: sandboxAuth.endpoints, logger });
+  const sandbox = await createSandboxFhir({
+    bundles: loadSandboxBundles(join(repoRoot, 'sandbox')),
+    smart: sandboxAuth.endpoints,
+    logger,
+  });
   const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox.router });
 
   const outer = express();

@@ -6,19 +6,46 @@ import { createSandboxAuth } from '../../src/sandbox-auth/index.js';
 import { createWebRouter } from '../../src/web/index.js';
 import { COVERAGE_INFO_URL, summarizeCoverage } from '../../web/shared/coverage.js';
 import { applyForm, formOf, TREATMENT_PHASE_URL } from '../../web/demo/order.js';
-import { countOrigins, INFORMATION_ORIGIN_URL, mergeAdaptiveAnswers, pruneEmpty, snapshotAnswers, stampInformationOrigin } from '../../web/dtr/origin.js';
+import {
+  countOrigins,
+  INFORMATION_ORIGIN_URL,
+  mergeAdaptiveAnswers,
+  pruneEmpty,
+  snapshotAnswers,
+  stampInformationOrigin,
+} from '../../web/dtr/origin.js';
 import { storyOrder } from '../helpers/stories.js';
 
 const sourceOf = (qr: QuestionnaireResponse, linkId: string) =>
-  qr.item?.flatMap((i) => [i, ...(i.item ?? [])]).find((i) => i.linkId === linkId)?.answer?.[0]?.extension?.find((e) => e.url === INFORMATION_ORIGIN_URL);
+  qr.item
+    ?.flatMap((i) => [i, ...(i.item ?? [])])
+    .find((i) => i.linkId === linkId)
+    ?.answer?.[0]?.extension?.find((e) => e.url === INFORMATION_ORIGIN_URL);
 
 describe('DTR information-origin', () => {
   const prefilled: QuestionnaireResponse = {
     resourceType: 'QuestionnaireResponse',
     status: 'in-progress',
     item: [
-      { linkId: 'g', item: [{ linkId: 'b-all-diagnosis', answer: [{ valueBoolean: true }] }, { linkId: 'daily-dose', answer: [{ valueDecimal: 28 }] }] },
-      { linkId: 'disease-status', answer: [{ valueCoding: { system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'cr1', display: 'First complete remission' } }] },
+      {
+        linkId: 'g',
+        item: [
+          { linkId: 'b-all-diagnosis', answer: [{ valueBoolean: true }] },
+          { linkId: 'daily-dose', answer: [{ valueDecimal: 28 }] },
+        ],
+      },
+      {
+        linkId: 'disease-status',
+        answer: [
+          {
+            valueCoding: {
+              system: 'https://priorpath.dev/fhir/CodeSystem/evidence',
+              code: 'cr1',
+              display: 'First complete remission',
+            },
+          },
+        ],
+      },
     ],
   };
 
@@ -27,13 +54,23 @@ describe('DTR information-origin', () => {
       ...prefilled,
       status: 'completed',
       item: [
-        { linkId: 'g', item: [{ linkId: 'b-all-diagnosis', answer: [{ valueBoolean: true }] }, { linkId: 'daily-dose', answer: [{ valueDecimal: 15 }] }] },
-        { linkId: 'disease-status', answer: [{ valueCoding: { system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'cr1' } }] },
+        {
+          linkId: 'g',
+          item: [
+            { linkId: 'b-all-diagnosis', answer: [{ valueBoolean: true }] },
+            { linkId: 'daily-dose', answer: [{ valueDecimal: 15 }] },
+          ],
+        },
+        {
+          linkId: 'disease-status',
+          answer: [{ valueCoding: { system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'cr1' } }],
+        },
         { linkId: 'mrd-percent', answer: [{ valueDecimal: 0.5 }] },
       ],
     };
     const stamped = stampInformationOrigin(final, snapshotAnswers(prefilled), 'PractitionerRole/r1');
-    const code = (linkId: string) => sourceOf(stamped, linkId)?.extension?.find((e: Extension) => e.url === 'source')?.valueCode;
+    const code = (linkId: string) =>
+      sourceOf(stamped, linkId)?.extension?.find((e: Extension) => e.url === 'source')?.valueCode;
     expect(code('b-all-diagnosis')).toBe('auto');
     expect(code('disease-status')).toBe('auto');
     expect(code('daily-dose')).toBe('override');
@@ -43,8 +80,16 @@ describe('DTR information-origin', () => {
     expect(countOrigins(stamped)).toEqual({ auto: 2, override: 1, manual: 1 });
   });
 
-  it('keeps earlier adaptive answers and takes this step\'s form as the truth for its own questions', () => {
-    const previous = [{ linkId: 'g', item: [{ linkId: 'a', answer: [{ valueBoolean: true }] }, { linkId: 'b', answer: [{ valueDecimal: 1 }] }] }];
+  it("keeps earlier adaptive answers and takes this step's form as the truth for its own questions", () => {
+    const previous = [
+      {
+        linkId: 'g',
+        item: [
+          { linkId: 'a', answer: [{ valueBoolean: true }] },
+          { linkId: 'b', answer: [{ valueDecimal: 1 }] },
+        ],
+      },
+    ];
     const merged = mergeAdaptiveAnswers(previous, ['b', 'c'], [{ linkId: 'c', answer: [{ valueDecimal: 0.5 }] }]);
     expect(merged).toEqual([
       { linkId: 'a', answer: [{ valueBoolean: true }] },
@@ -53,28 +98,59 @@ describe('DTR information-origin', () => {
   });
 
   it('drops unanswered items and empty groups', () => {
-    expect(pruneEmpty([{ linkId: 'g', item: [{ linkId: 'x' }, { linkId: 'y', answer: [] }] }, { linkId: 'z', answer: [{ valueString: 'a' }] }])).toEqual([
-      { linkId: 'z', answer: [{ valueString: 'a' }] },
-    ]);
+    expect(
+      pruneEmpty([
+        { linkId: 'g', item: [{ linkId: 'x' }, { linkId: 'y', answer: [] }] },
+        { linkId: 'z', answer: [{ valueString: 'a' }] },
+      ]),
+    ).toEqual([{ linkId: 'z', answer: [{ valueString: 'a' }] }]);
   });
 });
 
 describe('coverage-information in plain words', () => {
-  const ext = (subs: Extension[]): Extension => ({ url: COVERAGE_INFO_URL, extension: [{ url: 'coverage', valueReference: { reference: 'Coverage/c' } }, ...subs] });
+  const ext = (subs: Extension[]): Extension => ({
+    url: COVERAGE_INFO_URL,
+    extension: [{ url: 'coverage', valueReference: { reference: 'Coverage/c' } }, ...subs],
+  });
 
   it('says documentation is required, approved with number and date, or not covered with the clause', () => {
-    expect(summarizeCoverage(ext([{ url: 'covered', valueCode: 'covered' }, { url: 'pa-needed', valueCode: 'auth-needed' }, { url: 'doc-needed', valueCode: 'clinical' }]), 'signing').headline).toBe(
-      'Prior authorization needed — documentation required',
-    );
+    expect(
+      summarizeCoverage(
+        ext([
+          { url: 'covered', valueCode: 'covered' },
+          { url: 'pa-needed', valueCode: 'auth-needed' },
+          { url: 'doc-needed', valueCode: 'clinical' },
+        ]),
+        'signing',
+      ).headline,
+    ).toBe('Prior authorization needed — documentation required');
     const approved = summarizeCoverage(
-      ext([{ url: 'covered', valueCode: 'covered' }, { url: 'pa-needed', valueCode: 'satisfied' }, { url: 'satisfied-pa-id', valueString: 'PA-X-1' }, { url: 'expiry-date', valueDate: '2027-05-20' }]),
+      ext([
+        { url: 'covered', valueCode: 'covered' },
+        { url: 'pa-needed', valueCode: 'satisfied' },
+        { url: 'satisfied-pa-id', valueString: 'PA-X-1' },
+        { url: 'expiry-date', valueDate: '2027-05-20' },
+      ]),
       'signing',
     );
     expect(approved.headline).toBe('Approved at signing: PA-X-1 valid until 20 May 2027');
-    const notCovered = summarizeCoverage(ext([{ url: 'covered', valueCode: 'not-covered' }, { url: 'reason', valueCodeableConcept: { text: 'T-cell ALL is not B-ALL (I.A.1)' } }]), 'signing');
+    const notCovered = summarizeCoverage(
+      ext([
+        { url: 'covered', valueCode: 'not-covered' },
+        { url: 'reason', valueCodeableConcept: { text: 'T-cell ALL is not B-ALL (I.A.1)' } },
+      ]),
+      'signing',
+    );
     expect(notCovered.headline).toBe('Not covered: T-cell ALL is not B-ALL (I.A.1)');
     const still = summarizeCoverage(
-      ext([{ url: 'covered', valueCode: 'covered' }, { url: 'pa-needed', valueCode: 'auth-needed' }, { url: 'reason', valueCodeableConcept: { text: 'Prior authorization needed: documentation of MRD level (I.A.4.a)' } }]),
+      ext([
+        { url: 'covered', valueCode: 'covered' },
+        { url: 'pa-needed', valueCode: 'auth-needed' },
+        {
+          url: 'reason',
+          valueCodeableConcept: { text: 'Prior authorization needed: documentation of MRD level (I.A.4.a)' },
+        },
+      ]),
       'documentation',
     );
     expect(still.headline).toBe('Still needed: MRD level (I.A.4.a)');
@@ -85,8 +161,19 @@ describe('demo order form', () => {
   it('changes dose, phase and cycles on the story draft and keeps everything else', () => {
     const base = storyOrder('centene-missing-mrd') as MedicationRequest;
     expect(formOf(base)).toMatchObject({ drug: 'blinatumomab', dose: 28, unit: 'ug/d', phase: 'induction', cycles: 4 });
-    const edited = applyForm(base, { drug: 'blinatumomab', dose: 15, unit: 'ug/m2/d', phase: 'consolidation', cycles: 2 });
-    expect(edited.dosageInstruction?.[0]?.doseAndRate?.[0]?.doseQuantity).toEqual({ value: 15, unit: 'mcg/m2/d', system: 'http://unitsofmeasure.org', code: 'ug/m2/d' });
+    const edited = applyForm(base, {
+      drug: 'blinatumomab',
+      dose: 15,
+      unit: 'ug/m2/d',
+      phase: 'consolidation',
+      cycles: 2,
+    });
+    expect(edited.dosageInstruction?.[0]?.doseAndRate?.[0]?.doseQuantity).toEqual({
+      value: 15,
+      unit: 'mcg/m2/d',
+      system: 'http://unitsofmeasure.org',
+      code: 'ug/m2/d',
+    });
     expect(edited.extension?.find((e) => e.url === TREATMENT_PHASE_URL)?.valueCode).toBe('consolidation');
     expect(edited.dispenseRequest?.numberOfRepeatsAllowed).toBe(1);
     expect(edited.requester).toEqual(base.requester);
@@ -126,7 +213,9 @@ describe('web router', () => {
     const res = await request(app).get('/sandbox/stories');
     expect(res.status).toBe(200);
     expect(res.body.publicBaseUrl).toBe(BASE);
-    const story = (res.body.stories as { id: string; orderId?: string; story?: string }[]).find((s) => s.id === 'centene-missing-mrd');
+    const story = (res.body.stories as { id: string; orderId?: string; story?: string }[]).find(
+      (s) => s.id === 'centene-missing-mrd',
+    );
     expect(story).toMatchObject({ orderId: 'centene-missing-mrd-order', patientId: 'centene-missing-mrd' });
     expect(story?.story).toContain('MRD');
   });

@@ -38,7 +38,12 @@ function authorizeQuery(over: Record<string, string | undefined> = {}) {
 }
 
 /** Launch → authorize → the code from the redirect. */
-async function getCode(app: express.Express, auth: ReturnType<typeof createSandboxAuth>, challenge: string, over: Record<string, string | undefined> = {}) {
+async function getCode(
+  app: express.Express,
+  auth: ReturnType<typeof createSandboxAuth>,
+  challenge: string,
+  over: Record<string, string | undefined> = {},
+) {
   const launch = auth.createLaunch({
     patient: 'centene-missing-mrd',
     order: 'MedicationRequest/centene-missing-mrd-order',
@@ -47,7 +52,9 @@ async function getCode(app: express.Express, auth: ReturnType<typeof createSandb
     questionnaire: ['https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11'],
     user: 'Practitioner/centene-missing-mrd-practitioner',
   });
-  const res = await request(app).get('/sandbox/auth/authorize').query(authorizeQuery({ launch, code_challenge: challenge, ...over }));
+  const res = await request(app)
+    .get('/sandbox/auth/authorize')
+    .query(authorizeQuery({ launch, code_challenge: challenge, ...over }));
   expect(res.status).toBe(302);
   const loc = new URL(res.headers.location as string);
   return { loc, code: loc.searchParams.get('code') ?? '' };
@@ -60,7 +67,9 @@ function tokenRequest(app: express.Express, form: Record<string, string>) {
 describe('sandbox SMART EHR launch', () => {
   it('redirects GET /launch to the DTR launch page with iss and an opaque launch id', async () => {
     const { app } = setup();
-    const res = await request(app).get('/sandbox/auth/launch').query({ patient: 'p1', order: 'MedicationRequest/o1', coverage: 'Coverage/c1' });
+    const res = await request(app)
+      .get('/sandbox/auth/launch')
+      .query({ patient: 'p1', order: 'MedicationRequest/o1', coverage: 'Coverage/c1' });
     expect(res.status).toBe(302);
     const loc = new URL(res.headers.location as string);
     expect(loc.origin + loc.pathname).toBe(`${BASE}/dtr/launch.html`);
@@ -70,20 +79,35 @@ describe('sandbox SMART EHR launch', () => {
 
   it('binds every questionnaire and the return path to the launch (appContext)', async () => {
     const { app } = setup();
-    const res = await request(app).get('/sandbox/auth/launch?patient=p1&questionnaire=https://q/a%7C1&questionnaire=https://q/b&return=/%3Fstory%3Dx&format=json');
+    const res = await request(app).get(
+      '/sandbox/auth/launch?patient=p1&questionnaire=https://q/a%7C1&questionnaire=https://q/b&return=/%3Fstory%3Dx&format=json',
+    );
     expect(res.status).toBe(200);
     const { verifier, challenge } = pkce();
-    const auth = await request(app).get('/sandbox/auth/authorize').query(authorizeQuery({ launch: res.body.launch as string, code_challenge: challenge }));
+    const auth = await request(app)
+      .get('/sandbox/auth/authorize')
+      .query(authorizeQuery({ launch: res.body.launch as string, code_challenge: challenge }));
     const code = new URL(auth.headers.location as string).searchParams.get('code') ?? '';
-    const token = await tokenRequest(app, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier, client_id: 'priorpath-dtr' });
-    expect(JSON.parse(token.body.appContext as string)).toEqual({ questionnaire: ['https://q/a|1', 'https://q/b'], returnUrl: '/?story=x' });
+    const token = await tokenRequest(app, {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT,
+      code_verifier: verifier,
+      client_id: 'priorpath-dtr',
+    });
+    expect(JSON.parse(token.body.appContext as string)).toEqual({
+      questionnaire: ['https://q/a|1', 'https://q/b'],
+      returnUrl: '/?story=x',
+    });
     const bad = await request(app).get('/sandbox/auth/launch').query({ patient: 'p1', return: '//evil.example/' });
     expect(bad.status).toBe(400);
   });
 
   it('refuses to send a launch to an app on another site', async () => {
     const { app } = setup();
-    const res = await request(app).get('/sandbox/auth/launch').query({ patient: 'p1', app: 'https://evil.example/launch' });
+    const res = await request(app)
+      .get('/sandbox/auth/launch')
+      .query({ patient: 'p1', app: 'https://evil.example/launch' });
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_request');
   });
@@ -93,27 +117,55 @@ describe('sandbox SMART EHR launch', () => {
     const { verifier, challenge } = pkce();
     const { loc, code } = await getCode(app, auth, challenge);
     expect(loc.searchParams.get('state')).toBe('st-123');
-    const res = await tokenRequest(app, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier, client_id: 'priorpath-dtr' });
+    const res = await tokenRequest(app, {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT,
+      code_verifier: verifier,
+      client_id: 'priorpath-dtr',
+    });
     expect(res.status).toBe(200);
     expect(res.headers['cache-control']).toBe('no-store');
-    expect(res.body).toMatchObject({ token_type: 'Bearer', expires_in: 3600, patient: 'centene-missing-mrd', need_patient_banner: true });
+    expect(res.body).toMatchObject({
+      token_type: 'Bearer',
+      expires_in: 3600,
+      patient: 'centene-missing-mrd',
+      need_patient_banner: true,
+    });
     expect(res.body.fhirContext).toEqual([
       { reference: 'MedicationRequest/centene-missing-mrd-order' },
       { reference: 'Coverage/centene-missing-mrd-coverage' },
       { canonical: 'https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11', type: 'Questionnaire' },
     ]);
-    expect(JSON.parse(res.body.appContext as string)).toMatchObject({ coverageAssertionId: 'a-1', order: 'MedicationRequest/centene-missing-mrd-order' });
-    expect(decodeJwt(res.body.id_token as string).fhirUser).toBe(`${FHIR}/Practitioner/centene-missing-mrd-practitioner`);
-    const header = JSON.parse(Buffer.from((res.body.access_token as string).split('.')[0], 'base64url').toString()) as { alg: string; kid: string };
+    expect(JSON.parse(res.body.appContext as string)).toMatchObject({
+      coverageAssertionId: 'a-1',
+      order: 'MedicationRequest/centene-missing-mrd-order',
+    });
+    expect(decodeJwt(res.body.id_token as string).fhirUser).toBe(
+      `${FHIR}/Practitioner/centene-missing-mrd-practitioner`,
+    );
+    const header = JSON.parse(Buffer.from((res.body.access_token as string).split('.')[0], 'base64url').toString()) as {
+      alg: string;
+      kid: string;
+    };
     expect(header.alg).toBe('ES384');
-    await expect(auth.verifyAccessToken(res.body.access_token as string)).resolves.toMatchObject({ patient: 'centene-missing-mrd', clientId: 'priorpath-dtr' });
+    await expect(auth.verifyAccessToken(res.body.access_token as string)).resolves.toMatchObject({
+      patient: 'centene-missing-mrd',
+      clientId: 'priorpath-dtr',
+    });
   });
 
   it('returns invalid_grant when the code_verifier does not match the challenge', async () => {
     const { app, auth } = setup();
     const { challenge } = pkce();
     const { code } = await getCode(app, auth, challenge);
-    const res = await tokenRequest(app, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: pkce().verifier, client_id: 'priorpath-dtr' });
+    const res = await tokenRequest(app, {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT,
+      code_verifier: pkce().verifier,
+      client_id: 'priorpath-dtr',
+    });
     expect(res.status).toBe(400);
     expect(res.body).toMatchObject({ error: 'invalid_grant' });
     expect(res.body.access_token).toBeUndefined();
@@ -122,7 +174,12 @@ describe('sandbox SMART EHR launch', () => {
   it('returns invalid_grant when the code_verifier is missing', async () => {
     const { app, auth } = setup();
     const { code } = await getCode(app, auth, pkce().challenge);
-    const res = await tokenRequest(app, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, client_id: 'priorpath-dtr' });
+    const res = await tokenRequest(app, {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT,
+      client_id: 'priorpath-dtr',
+    });
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_grant');
   });
@@ -130,8 +187,12 @@ describe('sandbox SMART EHR launch', () => {
   it('redirects with invalid_request when the authorization request has no S256 challenge', async () => {
     const { app, auth } = setup();
     const launch = auth.createLaunch({ patient: 'p1' });
-    const plain = await request(app).get('/sandbox/auth/authorize').query(authorizeQuery({ launch, code_challenge: pkce().challenge, code_challenge_method: 'plain' }));
-    const none = await request(app).get('/sandbox/auth/authorize').query(authorizeQuery({ launch, code_challenge_method: undefined }));
+    const plain = await request(app)
+      .get('/sandbox/auth/authorize')
+      .query(authorizeQuery({ launch, code_challenge: pkce().challenge, code_challenge_method: 'plain' }));
+    const none = await request(app)
+      .get('/sandbox/auth/authorize')
+      .query(authorizeQuery({ launch, code_challenge_method: undefined }));
     for (const res of [plain, none]) {
       expect(res.status).toBe(302);
       const loc = new URL(res.headers.location as string);
@@ -145,7 +206,13 @@ describe('sandbox SMART EHR launch', () => {
     const { app, auth } = setup();
     const { verifier, challenge } = pkce();
     const { code } = await getCode(app, auth, challenge);
-    const form = { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier, client_id: 'priorpath-dtr' };
+    const form = {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT,
+      code_verifier: verifier,
+      client_id: 'priorpath-dtr',
+    };
     const first = await tokenRequest(app, form);
     expect(first.status).toBe(200);
     const again = await tokenRequest(app, form);
@@ -160,7 +227,13 @@ describe('sandbox SMART EHR launch', () => {
     const { verifier, challenge } = pkce();
     const { code } = await getCode(app, auth, challenge);
     t += 61_000;
-    const res = await tokenRequest(app, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier, client_id: 'priorpath-dtr' });
+    const res = await tokenRequest(app, {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT,
+      code_verifier: verifier,
+      client_id: 'priorpath-dtr',
+    });
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_grant');
   });
@@ -169,7 +242,13 @@ describe('sandbox SMART EHR launch', () => {
     const { app, auth } = setup();
     const { verifier, challenge } = pkce();
     const { code } = await getCode(app, auth, challenge);
-    const res = await tokenRequest(app, { grant_type: 'authorization_code', code, redirect_uri: `${BASE}/dtr/`, code_verifier: verifier, client_id: 'priorpath-dtr' });
+    const res = await tokenRequest(app, {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: `${BASE}/dtr/`,
+      code_verifier: verifier,
+      client_id: 'priorpath-dtr',
+    });
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_grant');
   });
@@ -189,7 +268,13 @@ describe('sandbox SMART EHR launch', () => {
     const { app, auth } = setup();
     const { verifier, challenge } = pkce();
     const { code } = await getCode(app, auth, challenge);
-    const res = await tokenRequest(app, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier, client_id: 'someone-else' });
+    const res = await tokenRequest(app, {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT,
+      code_verifier: verifier,
+      client_id: 'someone-else',
+    });
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_grant');
   });
@@ -206,10 +291,14 @@ describe('sandbox SMART EHR launch', () => {
 
   it('redirects with an error for an unknown launch or a wrong aud', async () => {
     const { app, auth } = setup();
-    const badLaunch = await request(app).get('/sandbox/auth/authorize').query(authorizeQuery({ launch: 'nope', code_challenge: pkce().challenge }));
+    const badLaunch = await request(app)
+      .get('/sandbox/auth/authorize')
+      .query(authorizeQuery({ launch: 'nope', code_challenge: pkce().challenge }));
     expect(new URL(badLaunch.headers.location as string).searchParams.get('error')).toBe('invalid_request');
     const launch = auth.createLaunch({ patient: 'p1' });
-    const badAud = await request(app).get('/sandbox/auth/authorize').query(authorizeQuery({ launch, code_challenge: pkce().challenge, aud: 'https://other.example/fhir' }));
+    const badAud = await request(app)
+      .get('/sandbox/auth/authorize')
+      .query(authorizeQuery({ launch, code_challenge: pkce().challenge, aud: 'https://other.example/fhir' }));
     expect(new URL(badAud.headers.location as string).searchParams.get('error')).toBe('invalid_request');
   });
 
@@ -239,11 +328,18 @@ describe('sandbox CDS client', () => {
 
   it('hands the demo page a token only for PriorPath CDS services', async () => {
     const { app } = setup();
-    const ok = await request(app).post('/sandbox/auth/cds-token').send({ aud: `${BASE}/cds-services/priorpath-order-sign`, patient: 'p1' });
+    const ok = await request(app)
+      .post('/sandbox/auth/cds-token')
+      .send({ aud: `${BASE}/cds-services/priorpath-order-sign`, patient: 'p1' });
     expect(ok.status).toBe(200);
     expect(decodeJwt(ok.body.token as string).aud).toBe(`${BASE}/cds-services/priorpath-order-sign`);
     expect(ok.body.fhirAuthorization).toMatchObject({ token_type: 'Bearer', patient: 'p1', subject: 'priorpath-cds' });
-    for (const aud of ['https://evil.example/cds-services/x', `${BASE}/fhir/Claim`, `${BASE}/cds-services/../fhir`, '']) {
+    for (const aud of [
+      'https://evil.example/cds-services/x',
+      `${BASE}/fhir/Claim`,
+      `${BASE}/cds-services/../fhir`,
+      '',
+    ]) {
       const res = await request(app).post('/sandbox/auth/cds-token').send({ aud });
       expect(res.status).toBe(400);
       expect(res.body.token).toBeUndefined();

@@ -44,7 +44,11 @@ interface Card {
   indicator: string;
   source: { label: string; url?: string };
   links?: { label: string; url: string; type: string; appContext?: string }[];
-  suggestions?: { label: string; uuid?: string; actions?: { type: string; description?: string; resource?: Resource }[] }[];
+  suggestions?: {
+    label: string;
+    uuid?: string;
+    actions?: { type: string; description?: string; resource?: Resource }[];
+  }[];
 }
 interface HookResponse {
   cards?: Card[];
@@ -92,7 +96,11 @@ function setStatus(text: string, kind: 'busy' | 'ok' | 'error' = 'ok'): void {
 
 const fhirGet = <T>(path: string) => fetchJson<T>(fhirUrl(path));
 const fhirPut = <T extends Resource>(r: T) =>
-  fetchJson<T>(fhirUrl(`${r.resourceType}/${encodeURIComponent(r.id ?? '')}`), { method: 'PUT', headers: { 'Content-Type': 'application/fhir+json' }, body: JSON.stringify(r) });
+  fetchJson<T>(fhirUrl(`${r.resourceType}/${encodeURIComponent(r.id ?? '')}`), {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/fhir+json' },
+    body: JSON.stringify(r),
+  });
 const entries = <T extends Resource>(b: Bundle | undefined, type?: string) =>
   (b?.entry ?? []).map((e) => e.resource).filter((r): r is T => !!r && (!type || r.resourceType === type));
 
@@ -106,8 +114,14 @@ function age(birthDate: string | undefined): string {
   const b = new Date(`${birthDate}T00:00:00Z`);
   const now = new Date();
   let years = now.getUTCFullYear() - b.getUTCFullYear();
-  if (now.getUTCMonth() < b.getUTCMonth() || (now.getUTCMonth() === b.getUTCMonth() && now.getUTCDate() < b.getUTCDate())) years--;
-  return years >= 2 ? `${years} years` : `${Math.max(0, Math.floor((now.getTime() - b.getTime()) / (30.44 * 86_400_000)))} months`;
+  if (
+    now.getUTCMonth() < b.getUTCMonth() ||
+    (now.getUTCMonth() === b.getUTCMonth() && now.getUTCDate() < b.getUTCDate())
+  )
+    years--;
+  return years >= 2
+    ? `${years} years`
+    : `${Math.max(0, Math.floor((now.getTime() - b.getTime()) / (30.44 * 86_400_000)))} months`;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -130,7 +144,22 @@ async function showPatients(): Promise<void> {
     );
   fill(
     byId('patient-list'),
-    h('table', { class: 'patients' }, h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Patient'), h('th', { scope: 'col' }, 'Payer'), h('th', { scope: 'col' }, 'Story'))), h('tbody', {}, rows)),
+    h(
+      'table',
+      { class: 'patients' },
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          h('th', { scope: 'col' }, 'Patient'),
+          h('th', { scope: 'col' }, 'Payer'),
+          h('th', { scope: 'col' }, 'Story'),
+        ),
+      ),
+      h('tbody', {}, rows),
+    ),
   );
 }
 
@@ -187,10 +216,12 @@ async function openChart(storyId: string): Promise<void> {
   ]);
   state.patient = patient;
   state.coverage = entries<Coverage>(coverages, 'Coverage')[0];
-  if (story.orderId) state.order = await fhirGet<MedicationRequest>(`MedicationRequest/${encodeURIComponent(story.orderId)}`);
+  if (story.orderId)
+    state.order = await fhirGet<MedicationRequest>(`MedicationRequest/${encodeURIComponent(story.orderId)}`);
   state.chartOrder = state.order;
   const requester = state.order?.requester?.reference;
-  if (requester?.startsWith('PractitionerRole/')) state.role = await fhirGet<PractitionerRole>(requester).catch(() => undefined);
+  if (requester?.startsWith('PractitionerRole/'))
+    state.role = await fhirGet<PractitionerRole>(requester).catch(() => undefined);
 
   byId('chart-title').textContent = patientName(patient);
   document.title = `${patientName(patient)} — PriorPath demo EHR`;
@@ -201,13 +232,25 @@ async function openChart(storyId: string): Promise<void> {
     h('span', {}, `${age(patient.birthDate)} · ${patient.gender ?? ''}`),
     h('span', {}, `Born ${formatDate(patient.birthDate)}`),
     mrn ? h('span', {}, `MRN ${mrn}`) : null,
-    state.coverage ? h('span', {}, `Coverage: ${state.coverage.payor?.[0]?.display ?? ''} ${state.coverage.class?.find((c) => c.type?.coding?.some((x) => x.code === 'plan'))?.name ?? ''}`.trim()) : null,
+    state.coverage
+      ? h(
+          'span',
+          {},
+          `Coverage: ${state.coverage.payor?.[0]?.display ?? ''} ${state.coverage.class?.find((c) => c.type?.coding?.some((x) => x.code === 'plan'))?.name ?? ''}`.trim(),
+        )
+      : null,
   );
   byId('story').textContent = story.story ?? '';
-  byId('ehr-user').textContent = state.role?.practitioner?.display ? `Signed in: ${state.role.practitioner.display}` : '';
+  byId('ehr-user').textContent = state.role?.practitioner?.display
+    ? `Signed in: ${state.role.practitioner.display}`
+    : '';
 
   const saved = sessionStorage.getItem(draftKey(story.id));
-  const form = saved ? (JSON.parse(saved) as OrderForm) : state.order ? formOf(state.order) : { drug: 'blinatumomab' as DrugKey, dose: 28, unit: 'ug/d', phase: '', cycles: 1 };
+  const form = saved
+    ? (JSON.parse(saved) as OrderForm)
+    : state.order
+      ? formOf(state.order)
+      : { drug: 'blinatumomab' as DrugKey, dose: 28, unit: 'ug/d', phase: '', cycles: 1 };
   writeForm(form);
   await showDocumentation();
   byId('sign').textContent = state.order && coverageInformationOf(state.order).length > 0 ? 'Sign again' : 'Sign order';
@@ -217,8 +260,12 @@ async function openChart(storyId: string): Promise<void> {
 /** What the chart already holds from DTR: the latest QuestionnaireResponse for this patient. */
 async function showDocumentation(): Promise<void> {
   if (!state.patient?.id) return;
-  const found = await fhirGet<Bundle>(`QuestionnaireResponse?patient=${encodeURIComponent(state.patient.id)}`).catch(() => undefined);
-  const responses = entries<QuestionnaireResponse>(found, 'QuestionnaireResponse').sort((a, b) => (b.authored ?? '').localeCompare(a.authored ?? ''));
+  const found = await fhirGet<Bundle>(`QuestionnaireResponse?patient=${encodeURIComponent(state.patient.id)}`).catch(
+    () => undefined,
+  );
+  const responses = entries<QuestionnaireResponse>(found, 'QuestionnaireResponse').sort((a, b) =>
+    (b.authored ?? '').localeCompare(a.authored ?? ''),
+  );
   const latest = responses[0];
   const box = byId('documentation');
   if (!latest) {
@@ -232,9 +279,23 @@ async function showDocumentation(): Promise<void> {
   fill(
     box,
     h('h2', {}, 'Documentation on file'),
-    h('p', { 'data-testid': 'documentation-on-file' }, `Prior authorization questionnaire ${latest.status === 'completed' ? 'completed' : latest.status} ${when} (QuestionnaireResponse/${latest.id}).`),
-    decided ? h('p', { class: `decision decision-${decided.tone}` }, `Payer's answer to the documentation: ${decided.headline}`) : null,
-    h('p', { class: 'muted' }, 'Sign the order again to get the payer\'s answer at signing, or submit the prior authorization request with this documentation.'),
+    h(
+      'p',
+      { 'data-testid': 'documentation-on-file' },
+      `Prior authorization questionnaire ${latest.status === 'completed' ? 'completed' : latest.status} ${when} (QuestionnaireResponse/${latest.id}).`,
+    ),
+    decided
+      ? h(
+          'p',
+          { class: `decision decision-${decided.tone}` },
+          `Payer's answer to the documentation: ${decided.headline}`,
+        )
+      : null,
+    h(
+      'p',
+      { class: 'muted' },
+      "Sign the order again to get the payer's answer at signing, or submit the prior authorization request with this documentation.",
+    ),
   );
   box.hidden = false;
 }
@@ -275,11 +336,14 @@ async function sign(): Promise<void> {
     const draft = await fhirPut(applyForm(state.order, form));
     state.order = draft;
     const aud = `${publicBase}/cds-services/${SERVICE}`;
-    const auth = await fetchJson<{ token: string; fhirAuthorization?: Record<string, unknown> }>(here('sandbox/auth/cds-token'), {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ aud, patient: state.patient.id }),
-    });
+    const auth = await fetchJson<{ token: string; fhirAuthorization?: Record<string, unknown> }>(
+      here('sandbox/auth/cds-token'),
+      {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ aud, patient: state.patient.id }),
+      },
+    );
     const userId = state.order.requester?.reference;
     const request = {
       hook: 'order-sign',
@@ -337,7 +401,9 @@ function renderResult(response: HookResponse): void {
   const payer = response.cards?.[0]?.source.label;
   fill(
     coverageBox,
-    summaries.length === 0 ? h('p', { class: 'decision decision-unclear' }, 'The payer sent no coverage information for this order.') : null,
+    summaries.length === 0
+      ? h('p', { class: 'decision decision-unclear' }, 'The payer sent no coverage information for this order.')
+      : null,
     summaries.map((s) =>
       h(
         'div',
@@ -347,7 +413,9 @@ function renderResult(response: HookResponse): void {
           'dl',
           {},
           payer ? [h('dt', {}, 'Payer'), h('dd', {}, payer)] : null,
-          s.reasons.length ? [h('dt', {}, s.tone === 'approved' ? 'Why' : 'Reason'), h('dd', {}, s.reasons.join(' '))] : null,
+          s.reasons.length
+            ? [h('dt', {}, s.tone === 'approved' ? 'Why' : 'Reason'), h('dd', {}, s.reasons.join(' '))]
+            : null,
           s.paId ? [h('dt', {}, 'Authorization number'), h('dd', { 'data-testid': 'pa-number' }, s.paId)] : null,
           s.expiry ? [h('dt', {}, 'Valid until'), h('dd', {}, formatDate(s.expiry))] : null,
           s.questionnaires.length ? [h('dt', {}, 'Form'), h('dd', {}, s.questionnaires.join(', '))] : null,
@@ -361,9 +429,15 @@ function renderResult(response: HookResponse): void {
   const s = summaries[0];
   fill(
     actions,
-    s?.docNeeded ? h('button', { type: 'button', class: 'primary', id: 'complete-doc' }, 'Complete documentation') : null,
-    s?.docNeeded ? h('button', { type: 'button', id: 'complete-doc-adaptive' }, 'Complete documentation (adaptive form)') : null,
-    s && (s.tone === 'needed' || s.tone === 'unclear') ? h('button', { type: 'button', id: 'submit-pas' }, 'Submit prior authorization') : null,
+    s?.docNeeded
+      ? h('button', { type: 'button', class: 'primary', id: 'complete-doc' }, 'Complete documentation')
+      : null,
+    s?.docNeeded
+      ? h('button', { type: 'button', id: 'complete-doc-adaptive' }, 'Complete documentation (adaptive form)')
+      : null,
+    s && (s.tone === 'needed' || s.tone === 'unclear')
+      ? h('button', { type: 'button', id: 'submit-pas' }, 'Submit prior authorization')
+      : null,
   );
   document.getElementById('complete-doc')?.addEventListener('click', () => launchDtr(s!));
   document.getElementById('complete-doc-adaptive')?.addEventListener('click', () => launchDtr(s!, true));
@@ -384,7 +458,12 @@ function renderCard(card: Card): HTMLElement {
   return h(
     'article',
     { class: `card card-${card.indicator}` },
-    h('p', { class: 'card-source' }, h('span', { class: `indicator indicator-${card.indicator}` }, card.indicator), ` ${card.source.label}`),
+    h(
+      'p',
+      { class: 'card-source' },
+      h('span', { class: `indicator indicator-${card.indicator}` }, card.indicator),
+      ` ${card.source.label}`,
+    ),
     h('h4', {}, card.summary),
     card.detail ? markdownBlock(card.detail) : null,
     (card.links ?? []).length
@@ -408,7 +487,9 @@ function renderCard(card: Card): HTMLElement {
 
 /** A Propose Alternate Request suggestion: take its updated order's dose into the form (the clinician signs again). */
 function applySuggestion(sg: NonNullable<Card['suggestions']>[number]): void {
-  const updated = sg.actions?.find((a) => a.resource?.resourceType === 'MedicationRequest')?.resource as MedicationRequest | undefined;
+  const updated = sg.actions?.find((a) => a.resource?.resourceType === 'MedicationRequest')?.resource as
+    | MedicationRequest
+    | undefined;
   if (!updated) return;
   const f = formOf(updated);
   writeForm({ ...readForm(), dose: f.dose, unit: f.unit });
@@ -455,7 +536,13 @@ async function buildPasBundle(): Promise<Bundle> {
   const coverage = state.coverage!;
   const p = encodeURIComponent(patient.id!);
   const [conditions, observations, medications, immunizations, responses] = await Promise.all(
-    [`Condition?patient=${p}`, `Observation?patient=${p}`, `MedicationRequest?patient=${p}`, `Immunization?patient=${p}`, `QuestionnaireResponse?patient=${p}`].map((q) => fhirGet<Bundle>(q)),
+    [
+      `Condition?patient=${p}`,
+      `Observation?patient=${p}`,
+      `MedicationRequest?patient=${p}`,
+      `Immunization?patient=${p}`,
+      `QuestionnaireResponse?patient=${p}`,
+    ].map((q) => fhirGet<Bundle>(q)),
   );
   const qr = entries<QuestionnaireResponse>(responses, 'QuestionnaireResponse')
     .filter((r) => r.status === 'completed')
@@ -482,24 +569,60 @@ async function buildPasBundle(): Promise<Bundle> {
     use: 'preauthorization',
     patient: { reference: `Patient/${patient.id}` },
     created: new Date().toISOString(),
-    insurer: coverage.payor?.[0]?.reference ? { reference: coverage.payor[0].reference } : { display: coverage.payor?.[0]?.display ?? 'payer' },
+    insurer: coverage.payor?.[0]?.reference
+      ? { reference: coverage.payor[0].reference }
+      : { display: coverage.payor?.[0]?.display ?? 'payer' },
     provider: role?.id ? { reference: `PractitionerRole/${role.id}` } : { display: 'requesting provider' },
     priority: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/processpriority', code: 'normal' }] },
     insurance: [{ sequence: 1, focal: true, coverage: { reference: `Coverage/${coverage.id}` } }],
-    ...(qr ? { supportingInfo: [{ sequence: 1, category: { coding: [{ system: PAS_TEMP, code: 'additionalInformation' }] }, valueReference: { reference: `QuestionnaireResponse/${qr.id}` } }] } : {}),
+    ...(qr
+      ? {
+          supportingInfo: [
+            {
+              sequence: 1,
+              category: { coding: [{ system: PAS_TEMP, code: 'additionalInformation' }] },
+              valueReference: { reference: `QuestionnaireResponse/${qr.id}` },
+            },
+          ],
+        }
+      : {}),
     item: [
       {
         sequence: 1,
-        extension: [{ url: 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-requestedService', valueReference: { reference: `MedicationRequest/${order.id}` } }],
-        category: { coding: [{ system: 'https://codesystem.x12.org/005010/1365', code: '1', display: 'Medical Care' }] },
-        productOrService: { coding: [{ system: 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets', code: drug.hcpcs.code, display: drug.hcpcs.display }] },
+        extension: [
+          {
+            url: 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-requestedService',
+            valueReference: { reference: `MedicationRequest/${order.id}` },
+          },
+        ],
+        category: {
+          coding: [{ system: 'https://codesystem.x12.org/005010/1365', code: '1', display: 'Medical Care' }],
+        },
+        productOrService: {
+          coding: [
+            {
+              system: 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets',
+              code: drug.hcpcs.code,
+              display: drug.hcpcs.display,
+            },
+          ],
+        },
         ...(dose?.value !== undefined ? { quantity: { value: dose.value, unit: dose.unit } } : {}),
       },
     ],
   };
   const fhirBase = `${publicBase}/sandbox/fhir`;
-  const entry: BundleEntry[] = [{ fullUrl: `${fhirBase}/Claim/${claim.id}`, resource: claim }, ...[...refs.values()].map((r) => ({ fullUrl: `${fhirBase}/${r.resourceType}/${r.id}`, resource: r }))];
-  return { resourceType: 'Bundle', identifier: { system: `${publicBase}/sandbox/pas-request`, value: uuid() }, type: 'collection', timestamp: new Date().toISOString(), entry };
+  const entry: BundleEntry[] = [
+    { fullUrl: `${fhirBase}/Claim/${claim.id}`, resource: claim },
+    ...[...refs.values()].map((r) => ({ fullUrl: `${fhirBase}/${r.resourceType}/${r.id}`, resource: r })),
+  ];
+  return {
+    resourceType: 'Bundle',
+    identifier: { system: `${publicBase}/sandbox/pas-request`, value: uuid() },
+    type: 'collection',
+    timestamp: new Date().toISOString(),
+    entry,
+  };
 }
 
 function reviewActionOf(cr: ClaimResponse): string | undefined {
@@ -507,7 +630,8 @@ function reviewActionOf(cr: ClaimResponse): string | undefined {
     for (const adj of item.adjudication ?? [])
       for (const ext of adj.extension ?? [])
         if (ext.url === REVIEW_ACTION) {
-          const code = (ext.extension ?? []).find((e: Extension) => e.url === REVIEW_ACTION_CODE)?.valueCodeableConcept?.coding?.[0]?.code;
+          const code = (ext.extension ?? []).find((e: Extension) => e.url === REVIEW_ACTION_CODE)?.valueCodeableConcept
+            ?.coding?.[0]?.code;
           if (code) return code;
         }
   return undefined;
@@ -520,11 +644,18 @@ async function submitPas(): Promise<void> {
   let request: Bundle | undefined;
   try {
     request = await buildPasBundle();
-    const answer = await fetchJson<Bundle>(here('fhir/Claim/$submit'), { method: 'POST', headers: { 'Content-Type': 'application/fhir+json' }, body: JSON.stringify(request) });
+    const answer = await fetchJson<Bundle>(here('fhir/Claim/$submit'), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/fhir+json' },
+      body: JSON.stringify(request),
+    });
     const cr = answer.entry?.[0]?.resource as ClaimResponse | undefined;
     const code = cr ? reviewActionOf(cr) : undefined;
     const period = cr?.preAuthPeriod;
-    const notes = (cr?.processNote ?? []).map((n) => n.text).filter(Boolean).join(' ');
+    const notes = (cr?.processNote ?? [])
+      .map((n) => n.text)
+      .filter(Boolean)
+      .join(' ');
     const headline =
       code === 'A1'
         ? `Prior authorization approved: ${cr?.preAuthRef ?? ''}${period?.end ? ` valid until ${formatDate(period.end)}` : ''}`
@@ -547,7 +678,13 @@ async function submitPas(): Promise<void> {
     fill(
       box,
       h('h2', {}, 'Prior authorization request (PAS)'),
-      h('p', { class: 'decision decision-unclear' }, missing ? 'Prior authorization submission (PAS) is not available on this server.' : `The request failed: ${(err as Error).message}`),
+      h(
+        'p',
+        { class: 'decision decision-unclear' },
+        missing
+          ? 'Prior authorization submission (PAS) is not available on this server.'
+          : `The request failed: ${(err as Error).message}`,
+      ),
       err instanceof HttpError && describeErrorBody(err.body) ? null : null,
       request ? h('details', {}, h('summary', {}, 'PAS request Bundle'), jsonBlock(request)) : null,
     );

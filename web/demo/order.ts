@@ -58,7 +58,9 @@ export interface OrderForm {
 
 export function drugOf(order: MedicationRequest | undefined): DrugKey {
   const codes = (order?.medicationCodeableConcept?.coding ?? []).map((c) => c.code);
-  return DRUGS.inotuzumab.concept.coding!.some((c) => codes.includes(c.code)) || codes.includes('1942950') ? 'inotuzumab' : 'blinatumomab';
+  return DRUGS.inotuzumab.concept.coding!.some((c) => codes.includes(c.code)) || codes.includes('1942950')
+    ? 'inotuzumab'
+    : 'blinatumomab';
 }
 
 /** The form's view of a draft order. */
@@ -89,7 +91,8 @@ export function applyForm(base: MedicationRequest, f: OrderForm): MedicationRequ
   const dr = di.doseAndRate[0];
   if (f.dose !== undefined && Number.isFinite(f.dose)) {
     dr.doseQuantity = { value: f.dose, unit: UNIT_WIRE[f.unit] ?? f.unit, system: UCUM, code: f.unit };
-    if (f.dose !== before.dose || f.unit !== before.unit || f.drug !== before.drug) di.text = `${f.dose} ${UNIT_DISPLAY[f.unit] ?? f.unit} (as edited at signing)`;
+    if (f.dose !== before.dose || f.unit !== before.unit || f.drug !== before.drug)
+      di.text = `${f.dose} ${UNIT_DISPLAY[f.unit] ?? f.unit} (as edited at signing)`;
   } else delete dr.doseQuantity;
   o.extension = (o.extension ?? []).filter((e) => e.url !== TREATMENT_PHASE_URL);
   if (f.phase) o.extension.unshift({ url: TREATMENT_PHASE_URL, valueCode: f.phase });
@@ -102,8 +105,13 @@ export function applyForm(base: MedicationRequest, f: OrderForm): MedicationRequ
 
 /** One line describing the order, for the clinician to check before signing. */
 export function describeOrder(order: MedicationRequest): string {
-  const drug = order.medicationCodeableConcept?.text ?? order.medicationCodeableConcept?.coding?.[0]?.display ?? 'Medication';
-  const text = order.dosageInstruction?.map((d) => d.text).filter(Boolean).join('; ');
-  const start = order.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start ?? order.dispenseRequest?.validityPeriod?.start;
+  const drug =
+    order.medicationCodeableConcept?.text ?? order.medicationCodeableConcept?.coding?.[0]?.display ?? 'Medication';
+  const text = order.dosageInstruction
+    ?.map((d) => d.text)
+    .filter(Boolean)
+    .join('; ');
+  const start =
+    order.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start ?? order.dispenseRequest?.validityPeriod?.start;
   return `${drug}${text ? ` — ${text}` : ''}${start ? `, starting ${start}` : ''}`;
 }

@@ -16,7 +16,14 @@ import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, summarizeCoverage
 import { byId, describeErrorBody, fetchJson, fill, h, HttpError, jsonBlock } from '../shared/dom.js';
 import { lforms, withContainedValueSets } from './lforms.js';
 import type { AnswerSnapshot } from './origin.js';
-import { countOrigins, flattenAnswered, mergeAdaptiveAnswers, pruneEmpty, snapshotAnswers, stampInformationOrigin } from './origin.js';
+import {
+  countOrigins,
+  flattenAnswered,
+  mergeAdaptiveAnswers,
+  pruneEmpty,
+  snapshotAnswers,
+  stampInformationOrigin,
+} from './origin.js';
 
 /**
  * The PriorPath DTR SMART app (design.md §2, §7; DTR 2.x §"DTR SMART App"): after the EHR launch it reads the order
@@ -59,7 +66,8 @@ function setStatus(text: string, kind: 'busy' | 'ok' | 'error' = 'busy'): void {
 
 /** appContext is JSON (PriorPath's CRD card and sandbox launch) or `key=value&…` (the CRD reference implementation). */
 export function parseAppContext(raw: unknown): Record<string, unknown> {
-  if (typeof raw !== 'string' || raw.trim() === '') return typeof raw === 'object' && raw ? (raw as Record<string, unknown>) : {};
+  if (typeof raw !== 'string' || raw.trim() === '')
+    return typeof raw === 'object' && raw ? (raw as Record<string, unknown>) : {};
   try {
     const v: unknown = JSON.parse(raw);
     if (v && typeof v === 'object') return v as Record<string, unknown>;
@@ -78,16 +86,19 @@ function readContext(client: Client): DtrContext {
   const token = (client.state.tokenResponse ?? {}) as Record<string, unknown>;
   const app = parseAppContext(token.appContext);
   const ctx: DtrContext = { patientId: client.patient.id ?? undefined, questionnaires: [] };
-  for (const item of (token.fhirContext as { reference?: string; canonical?: string; type?: string }[] | undefined) ?? []) {
+  for (const item of (token.fhirContext as { reference?: string; canonical?: string; type?: string }[] | undefined) ??
+    []) {
     if (item.reference?.startsWith('Coverage/')) ctx.coverageRef = item.reference;
-    else if (item.reference && /^(MedicationRequest|ServiceRequest|DeviceRequest)\//.test(item.reference)) ctx.orderRef = item.reference;
+    else if (item.reference && /^(MedicationRequest|ServiceRequest|DeviceRequest)\//.test(item.reference))
+      ctx.orderRef = item.reference;
     if (item.canonical && (item.type === 'Questionnaire' || !item.type)) ctx.questionnaires.push(item.canonical);
   }
   ctx.orderRef ??= typeof app.order === 'string' ? app.order : undefined;
   ctx.coverageRef ??= typeof app.coverage === 'string' ? app.coverage : undefined;
   ctx.assertionId = typeof app.coverageAssertionId === 'string' ? app.coverageAssertionId : undefined;
   const q = app.questionnaire;
-  for (const c of Array.isArray(q) ? q : typeof q === 'string' ? [q] : []) if (typeof c === 'string' && !ctx.questionnaires.includes(c)) ctx.questionnaires.push(c);
+  for (const c of Array.isArray(q) ? q : typeof q === 'string' ? [q] : [])
+    if (typeof c === 'string' && !ctx.questionnaires.includes(c)) ctx.questionnaires.push(c);
   if (typeof app.returnUrl === 'string' && app.returnUrl.startsWith('/')) ctx.returnUrl = app.returnUrl;
   ctx.adaptive = app.adaptive === true || app.adaptive === 'true';
   return ctx;
@@ -95,7 +106,9 @@ function readContext(client: Client): DtrContext {
 
 function patientName(p: Patient): string {
   const n = p.name?.[0];
-  return n ? [...(n.prefix ?? []), ...(n.given ?? []), n.family].filter(Boolean).join(' ') : (p.id ?? 'Unknown patient');
+  return n
+    ? [...(n.prefix ?? []), ...(n.given ?? []), n.family].filter(Boolean).join(' ')
+    : (p.id ?? 'Unknown patient');
 }
 
 function renderBanner(p: Patient, order: MedicationRequest | undefined): void {
@@ -105,7 +118,13 @@ function renderBanner(p: Patient, order: MedicationRequest | undefined): void {
     h('span', {}, `Born ${formatDate(p.birthDate)}`),
     p.gender ? h('span', {}, p.gender) : null,
     mrn ? h('span', {}, `MRN ${mrn}`) : null,
-    order ? h('span', { class: 'banner-order' }, `Order: ${order.medicationCodeableConcept?.text ?? order.medicationCodeableConcept?.coding?.[0]?.display ?? 'medication'}`) : null,
+    order
+      ? h(
+          'span',
+          { class: 'banner-order' },
+          `Order: ${order.medicationCodeableConcept?.text ?? order.medicationCodeableConcept?.coding?.[0]?.display ?? 'medication'}`,
+        )
+      : null,
   ];
   byId('banner').replaceChildren(...parts.filter((x): x is HTMLSpanElement => x !== null));
   byId('banner').hidden = false;
@@ -117,8 +136,14 @@ export function firstPackage(answer: Resource): { bundle?: Bundle; outcome?: Ope
   if (answer.resourceType === 'OperationOutcome') return { outcome: answer };
   if (answer.resourceType === 'Parameters') {
     const params = (answer as Parameters).parameter ?? [];
-    const bundle = params.find((p) => (p.name === 'PackageBundle' || p.name === 'packagebundle' || p.name === 'return') && p.resource?.resourceType === 'Bundle')?.resource as Bundle | undefined;
-    const outcome = params.find((p) => p.resource?.resourceType === 'OperationOutcome')?.resource as OperationOutcome | undefined;
+    const bundle = params.find(
+      (p) =>
+        (p.name === 'PackageBundle' || p.name === 'packagebundle' || p.name === 'return') &&
+        p.resource?.resourceType === 'Bundle',
+    )?.resource as Bundle | undefined;
+    const outcome = params.find((p) => p.resource?.resourceType === 'OperationOutcome')?.resource as
+      | OperationOutcome
+      | undefined;
     return { bundle, outcome };
   }
   return {};
@@ -127,7 +152,9 @@ export function firstPackage(answer: Resource): { bundle?: Bundle; outcome?: Ope
 async function readCoverage(client: Client, ctx: DtrContext, order: MedicationRequest | undefined): Promise<Coverage> {
   const ref = ctx.coverageRef ?? order?.insurance?.[0]?.reference;
   if (ref) return client.request<Coverage>(ref);
-  const found = await client.request<Bundle>(`Coverage?patient=${encodeURIComponent(ctx.patientId ?? '')}&status=active`);
+  const found = await client.request<Bundle>(
+    `Coverage?patient=${encodeURIComponent(ctx.patientId ?? '')}&status=active`,
+  );
   const coverage = found.entry?.map((e) => e.resource).find((r): r is Coverage => r?.resourceType === 'Coverage');
   if (!coverage) throw new Error('The EHR has no active Coverage for this patient.');
   return coverage;
@@ -189,8 +216,12 @@ async function main(): Promise<void> {
     setStatus(why || 'The payer has no form for this order.', 'ok');
     return;
   }
-  const valueSets = (bundle.entry ?? []).map((e) => e.resource).filter((r): r is ValueSet => r?.resourceType === 'ValueSet');
-  const prefilled = (bundle.entry ?? []).map((e) => e.resource).find((r): r is QuestionnaireResponse => r?.resourceType === 'QuestionnaireResponse');
+  const valueSets = (bundle.entry ?? [])
+    .map((e) => e.resource)
+    .filter((r): r is ValueSet => r?.resourceType === 'ValueSet');
+  const prefilled = (bundle.entry ?? [])
+    .map((e) => e.resource)
+    .find((r): r is QuestionnaireResponse => r?.resourceType === 'QuestionnaireResponse');
   const canonical = questionnaire.version ? `${questionnaire.url}|${questionnaire.version}` : (questionnaire.url ?? '');
   byId('form-title').textContent = questionnaire.title ?? 'Prior authorization documentation';
   if (crdSummary?.reasons.length) byId('form-why').textContent = crdSummary.reasons.join(' ');
@@ -198,9 +229,23 @@ async function main(): Promise<void> {
   const user = await readUser(client, order);
   const author = client.getFhirUser() ?? order?.requester?.reference ?? undefined;
   const container = byId('form');
-  const state: FormState = { client, ctx, patient, order, coverage, questionnaire, canonical, initial: new Map(), author, container };
+  const state: FormState = {
+    client,
+    ctx,
+    patient,
+    order,
+    coverage,
+    questionnaire,
+    canonical,
+    initial: new Map(),
+    author,
+    container,
+  };
 
-  if (ctx.adaptive || questionnaire.extension?.some((e) => e.url === EXT_ADAPTIVE && (e.valueBoolean === true || !!e.valueUrl))) {
+  if (
+    ctx.adaptive ||
+    questionnaire.extension?.some((e) => e.url === EXT_ADAPTIVE && (e.valueBoolean === true || !!e.valueUrl))
+  ) {
     await runAdaptive(state, user, valueSets, prefilled);
     return;
   }
@@ -214,7 +259,12 @@ async function main(): Promise<void> {
   await util.addFormToPage(form, container, { prepopulate: true });
   state.initial = snapshotAnswers(currentResponse(state));
   const filled = [...state.initial.keys()].length;
-  setStatus(filled ? `${filled} answer${filled === 1 ? '' : 's'} pre-filled from the chart. Complete the rest and save.` : 'Complete the form and save.', 'ok');
+  setStatus(
+    filled
+      ? `${filled} answer${filled === 1 ? '' : 's'} pre-filled from the chart. Complete the rest and save.`
+      : 'Complete the form and save.',
+    'ok',
+  );
   byId('actions').hidden = false;
   byId<HTMLButtonElement>('save').addEventListener('click', () => {
     void save(state);
@@ -233,15 +283,24 @@ async function readUser(client: Client, order: MedicationRequest | undefined): P
 }
 
 function currentResponse(state: FormState): QuestionnaireResponse {
-  return lforms().getFormFHIRData('QuestionnaireResponse', 'R4', state.container, { subject: { reference: `Patient/${state.patient.id}` } }) as QuestionnaireResponse;
+  return lforms().getFormFHIRData('QuestionnaireResponse', 'R4', state.container, {
+    subject: { reference: `Patient/${state.patient.id}` },
+  }) as QuestionnaireResponse;
 }
 
 /** The response as DTR wants it (DTR 2.0.1 `dtr-questionnaireresponse`): context, intended use, origins, author. */
 function finalResponse(state: FormState, from: QuestionnaireResponse): QuestionnaireResponse {
   const extension: Extension[] = [];
-  if (state.order?.id) extension.push({ url: EXT_QR_CONTEXT, valueReference: { reference: `${state.order.resourceType}/${state.order.id}` } });
+  if (state.order?.id)
+    extension.push({
+      url: EXT_QR_CONTEXT,
+      valueReference: { reference: `${state.order.resourceType}/${state.order.id}` },
+    });
   extension.push({ url: EXT_QR_CONTEXT, valueReference: { reference: `Coverage/${state.coverage.id}` } });
-  extension.push({ url: EXT_INTENDED_USE, valueCodeableConcept: { coding: [{ system: CRD_TEMP, code: 'withpa', display: 'With prior authorization' }] } });
+  extension.push({
+    url: EXT_INTENDED_USE,
+    valueCodeableConcept: { coding: [{ system: CRD_TEMP, code: 'withpa', display: 'With prior authorization' }] },
+  });
   // DTR 2.2: the CRD coverage-information links the response to the assertion made at signing.
   extension.push(...coverageInformationOf(state.order));
   const qr: QuestionnaireResponse = {
@@ -264,7 +323,14 @@ async function save(state: FormState): Promise<void> {
   const list = byId('problems');
   list.replaceChildren();
   if (problems && problems.length) {
-    list.append(h('p', {}, 'Please correct the form before saving:'), h('ul', {}, problems.map((p) => h('li', {}, p))));
+    list.append(
+      h('p', {}, 'Please correct the form before saving:'),
+      h(
+        'ul',
+        {},
+        problems.map((p) => h('li', {}, p)),
+      ),
+    );
     list.hidden = false;
     setStatus('The form has problems; see above the Save button.', 'error');
     return;
@@ -298,7 +364,10 @@ async function recordOnOrder(state: FormState, decided: QuestionnaireResponse): 
   const ext = coverageInformationOf(decided)[0];
   if (!ext || !state.order?.id) return;
   const current = await state.client.request<MedicationRequest>(`${state.order.resourceType}/${state.order.id}`);
-  const updated: MedicationRequest = { ...current, extension: [...(current.extension ?? []).filter((e) => e.url !== COVERAGE_INFO_URL), ext] };
+  const updated: MedicationRequest = {
+    ...current,
+    extension: [...(current.extension ?? []).filter((e) => e.url !== COVERAGE_INFO_URL), ext],
+  };
   state.order = await state.client.update<MedicationRequest>(updated as never);
 }
 
@@ -306,14 +375,26 @@ async function recordOnOrder(state: FormState, decided: QuestionnaireResponse): 
  * Records the payer's answer in the EHR: on the order (see {@link recordOnOrder}) and on the saved response, which
  * DTR 2.2 lets carry the coverage-information it produced, so the chart shows what the documentation achieved.
  */
-async function recordDetermination(state: FormState, saved: QuestionnaireResponse, decided: QuestionnaireResponse): Promise<QuestionnaireResponse> {
+async function recordDetermination(
+  state: FormState,
+  saved: QuestionnaireResponse,
+  decided: QuestionnaireResponse,
+): Promise<QuestionnaireResponse> {
   await recordOnOrder(state, decided);
   const ext = coverageInformationOf(decided)[0];
   if (!ext || !saved.id) return saved;
-  return state.client.update<QuestionnaireResponse>({ ...saved, extension: [...(saved.extension ?? []).filter((e) => e.url !== COVERAGE_INFO_URL), ext] } as never);
+  return state.client.update<QuestionnaireResponse>({
+    ...saved,
+    extension: [...(saved.extension ?? []).filter((e) => e.url !== COVERAGE_INFO_URL), ext],
+  } as never);
 }
 
-function showDetermination(state: FormState, sent: QuestionnaireResponse, saved: QuestionnaireResponse, decided: QuestionnaireResponse): void {
+function showDetermination(
+  state: FormState,
+  sent: QuestionnaireResponse,
+  saved: QuestionnaireResponse,
+  decided: QuestionnaireResponse,
+): void {
   const ext = coverageInformationOf(decided)[0];
   const summary = ext ? summarizeCoverage(ext, 'documentation') : undefined;
   const counts = countOrigins(sent);
@@ -332,7 +413,9 @@ function showDetermination(state: FormState, sent: QuestionnaireResponse, saved:
       { class: 'saved' },
       `Saved in the EHR as QuestionnaireResponse/${saved.id ?? '?'}: ${counts.auto} answer${counts.auto === 1 ? '' : 's'} as pre-filled, ${counts.override} changed, ${counts.manual} entered by hand.`,
     ),
-    state.ctx.returnUrl ? h('p', {}, h('a', { href: state.ctx.returnUrl, class: 'button' }, 'Return to the EHR')) : null,
+    state.ctx.returnUrl
+      ? h('p', {}, h('a', { href: state.ctx.returnUrl, class: 'button' }, 'Return to the EHR'))
+      : null,
     h('details', {}, h('summary', {}, 'QuestionnaireResponse sent to the payer'), jsonBlock(sent)),
     h('details', {}, h('summary', {}, "Payer's answer"), jsonBlock(decided)),
   );
@@ -347,16 +430,31 @@ function showDetermination(state: FormState, sent: QuestionnaireResponse, saved:
  * answers so far. The response with its contained Questionnaire goes to `$next-question` until it comes back
  * completed, carrying the determination.
  */
-async function runAdaptive(state: FormState, user: Resource | undefined, valueSets: ValueSet[], prefilled: QuestionnaireResponse | undefined): Promise<void> {
+async function runAdaptive(
+  state: FormState,
+  user: Resource | undefined,
+  valueSets: ValueSet[],
+  prefilled: QuestionnaireResponse | undefined,
+): Promise<void> {
   const util = lforms();
   util.setFHIRContext(state.client, { patient: state.patient, ...(user ? { user } : {}) });
-  const adaptiveUrl = state.questionnaire.extension?.find((e) => e.url === EXT_ADAPTIVE)?.valueUrl ?? `${payerBase}/Questionnaire/$next-question`;
+  const adaptiveUrl =
+    state.questionnaire.extension?.find((e) => e.url === EXT_ADAPTIVE)?.valueUrl ??
+    `${payerBase}/Questionnaire/$next-question`;
   // The payer's contained Questionnaire carries only the questions; population needs the form's launch contexts and
   // x-fhir-query variables, which the static form declares (SDC §launchContext, §variable).
   const population = (state.questionnaire.extension ?? []).filter((e) => /launchContext|\/variable$/.test(e.url));
   let qr: QuestionnaireResponse = {
     resourceType: 'QuestionnaireResponse',
-    contained: [{ resourceType: 'Questionnaire', id: 'adaptive', status: 'active', derivedFrom: [state.canonical], extension: [{ url: EXT_ADAPTIVE, valueBoolean: true }] }],
+    contained: [
+      {
+        resourceType: 'Questionnaire',
+        id: 'adaptive',
+        status: 'active',
+        derivedFrom: [state.canonical],
+        extension: [{ url: EXT_ADAPTIVE, valueBoolean: true }],
+      },
+    ],
     questionnaire: '#adaptive',
     status: 'in-progress',
     subject: { reference: `Patient/${state.patient.id}` },
@@ -367,9 +465,15 @@ async function runAdaptive(state: FormState, user: Resource | undefined, valueSe
   state.initial = snapshotAnswers(prefilled);
   const step = async (): Promise<void> => {
     setStatus('Asking the payer for the next questions…');
-    qr = await fetchJson<QuestionnaireResponse>(adaptiveUrl, { method: 'POST', headers: { 'Content-Type': 'application/fhir+json' }, body: JSON.stringify(qr) });
+    qr = await fetchJson<QuestionnaireResponse>(adaptiveUrl, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/fhir+json' },
+      body: JSON.stringify(qr),
+    });
     if (qr.status === 'completed') {
-      const saved = await state.client.create<QuestionnaireResponse>(stampInformationOrigin(qr, state.initial, state.author) as never);
+      const saved = await state.client.create<QuestionnaireResponse>(
+        stampInformationOrigin(qr, state.initial, state.author) as never,
+      );
       // the completed adaptive response already carries the determination (DTR 2.2 §Adaptive forms)
       await recordOnOrder(state, qr);
       showDetermination(state, qr, saved, qr);
@@ -377,17 +481,27 @@ async function runAdaptive(state: FormState, user: Resource | undefined, valueSe
     }
     const contained = qr.contained?.find((r): r is Questionnaire => r.resourceType === 'Questionnaire');
     if (!contained) throw new Error('The payer sent no questions.');
-    const renderable = withContainedValueSets({ ...contained, extension: [...(contained.extension ?? []), ...population] }, valueSets);
+    const renderable = withContainedValueSets(
+      { ...contained, extension: [...(contained.extension ?? []), ...population] },
+      valueSets,
+    );
     let form = util.convertFHIRQuestionnaireToLForms(renderable, 'R4');
     const before = snapshotAnswers(qr);
     // LHC-Forms merges only answers to questions on the form; earlier answers stay in the response.
     const onForm = new Set((contained.item ?? []).map((i) => i.linkId));
     const mine = flattenAnswered(qr.item).filter((i) => onForm.has(i.linkId));
-    if (mine.length) form = util.mergeFHIRDataIntoLForms('QuestionnaireResponse', { resourceType: 'QuestionnaireResponse', status: 'in-progress', item: mine }, form, 'R4');
+    if (mine.length)
+      form = util.mergeFHIRDataIntoLForms(
+        'QuestionnaireResponse',
+        { resourceType: 'QuestionnaireResponse', status: 'in-progress', item: mine },
+        form,
+        'R4',
+      );
     await customElements.whenDefined('wc-lhc-form');
     await util.addFormToPage(form, state.container, { prepopulate: true });
     // Answers the form filled in from the chart on this step are the pre-filled ones (origin auto).
-    for (const [k, v] of snapshotAnswers(currentResponse(state))) if (!before.has(k) && !state.initial.has(k)) state.initial.set(k, v);
+    for (const [k, v] of snapshotAnswers(currentResponse(state)))
+      if (!before.has(k) && !state.initial.has(k)) state.initial.set(k, v);
     setStatus('Answer these questions and continue; the payer asks only what it still needs.', 'ok');
     byId<HTMLButtonElement>('save').disabled = false;
   };
@@ -397,7 +511,9 @@ async function runAdaptive(state: FormState, user: Resource | undefined, valueSe
   button.addEventListener('click', () => {
     button.disabled = true;
     const answered = currentResponse(state);
-    const onForm = (qr.contained?.find((r): r is Questionnaire => r.resourceType === 'Questionnaire')?.item ?? []).map((i) => i.linkId);
+    const onForm = (qr.contained?.find((r): r is Questionnaire => r.resourceType === 'Questionnaire')?.item ?? []).map(
+      (i) => i.linkId,
+    );
     const item = mergeAdaptiveAnswers(qr.item, onForm, pruneEmpty(answered.item));
     qr = { ...qr, item: stampInformationOrigin({ ...qr, item }, state.initial, state.author).item };
     step().catch((err: unknown) => {
@@ -409,7 +525,7 @@ async function runAdaptive(state: FormState, user: Resource | undefined, valueSe
 }
 
 function fail(err: unknown): void {
-  const message = err instanceof HttpError ? err.message : (err as Error)?.message ?? String(err);
+  const message = err instanceof HttpError ? err.message : ((err as Error)?.message ?? String(err));
   setStatus(`Something went wrong: ${message}`, 'error');
 }
 

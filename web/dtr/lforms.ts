@@ -9,8 +9,18 @@ export interface LFormsUtil {
   setFHIRContext(client: unknown, vars?: Record<string, unknown>): void;
   addFormToPage(form: unknown, container: HTMLElement, options?: Record<string, unknown>): Promise<void>;
   convertFHIRQuestionnaireToLForms(q: Questionnaire, version: 'R4'): unknown;
-  mergeFHIRDataIntoLForms(type: 'QuestionnaireResponse', qr: QuestionnaireResponse, form: unknown, version: 'R4'): unknown;
-  getFormFHIRData(type: 'QuestionnaireResponse', version: 'R4', container: HTMLElement, options?: Record<string, unknown>): unknown;
+  mergeFHIRDataIntoLForms(
+    type: 'QuestionnaireResponse',
+    qr: QuestionnaireResponse,
+    form: unknown,
+    version: 'R4',
+  ): unknown;
+  getFormFHIRData(
+    type: 'QuestionnaireResponse',
+    version: 'R4',
+    container: HTMLElement,
+    options?: Record<string, unknown>,
+  ): unknown;
   checkValidity(container: HTMLElement): string[] | null;
   removeFormsFromPage(container: HTMLElement): void;
 }

@@ -1,4 +1,9 @@
-import type { Extension, QuestionnaireResponse, QuestionnaireResponseItem, QuestionnaireResponseItemAnswer } from '@medplum/fhirtypes';
+import type {
+  Extension,
+  QuestionnaireResponse,
+  QuestionnaireResponseItem,
+  QuestionnaireResponseItemAnswer,
+} from '@medplum/fhirtypes';
 
 /** DTR `information-origin` (2.0.1 and 2.2 URL): who or what supplied an answer. */
 export const INFORMATION_ORIGIN_URL = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin';
@@ -53,7 +58,11 @@ export function originOf(linkId: string, answer: QuestionnaireResponseItemAnswer
  * invariant dtrx-1: an author for override and manual answers, none for auto). Existing origin extensions are
  * replaced. `author` is the clinician completing the form (`fhirUser`), as a reference.
  */
-export function stampInformationOrigin(qr: QuestionnaireResponse, initial: AnswerSnapshot, author?: string): QuestionnaireResponse {
+export function stampInformationOrigin(
+  qr: QuestionnaireResponse,
+  initial: AnswerSnapshot,
+  author?: string,
+): QuestionnaireResponse {
   const copy = structuredClone(qr);
   walk(copy.item, (item) => {
     for (const a of item.answer ?? []) {
@@ -63,7 +72,18 @@ export function stampInformationOrigin(qr: QuestionnaireResponse, initial: Answe
         ext.extension!.push({
           url: 'author',
           extension: [
-            { url: 'role', valueCodeableConcept: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/practitioner-role', code: 'doctor', display: 'Doctor' }] } },
+            {
+              url: 'role',
+              valueCodeableConcept: {
+                coding: [
+                  {
+                    system: 'http://terminology.hl7.org/CodeSystem/practitioner-role',
+                    code: 'doctor',
+                    display: 'Doctor',
+                  },
+                ],
+              },
+            },
             { url: 'practitioner', valueReference: { reference: author } },
           ],
         });
@@ -79,7 +99,9 @@ export function countOrigins(qr: QuestionnaireResponse): Record<Origin, number> 
   const out: Record<Origin, number> = { auto: 0, override: 0, manual: 0 };
   walk(qr.item, (item) => {
     for (const a of item.answer ?? []) {
-      const code = a.extension?.find((e) => e.url === INFORMATION_ORIGIN_URL)?.extension?.find((e) => e.url === 'source')?.valueCode;
+      const code = a.extension
+        ?.find((e) => e.url === INFORMATION_ORIGIN_URL)
+        ?.extension?.find((e) => e.url === 'source')?.valueCode;
       if (code === 'auto' || code === 'override' || code === 'manual') out[code]++;
     }
   });
@@ -107,7 +129,12 @@ export function pruneEmpty(items: QuestionnaireResponseItem[] | undefined): Ques
 export function flattenAnswered(items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] {
   const out: QuestionnaireResponseItem[] = [];
   walk(items, (item) => {
-    if (item.answer?.some((a) => Object.keys(a).some((k) => k.startsWith('value')))) out.push({ linkId: item.linkId, ...(item.text ? { text: item.text } : {}), answer: item.answer.map(({ item: _i, ...a }) => a) });
+    if (item.answer?.some((a) => Object.keys(a).some((k) => k.startsWith('value'))))
+      out.push({
+        linkId: item.linkId,
+        ...(item.text ? { text: item.text } : {}),
+        answer: item.answer.map(({ item: _i, ...a }) => a),
+      });
   });
   return out;
 }
@@ -116,7 +143,11 @@ export function flattenAnswered(items: QuestionnaireResponseItem[] | undefined):
  * Answers so far plus this step's: every earlier answer to a question not on this step's form, then the form's own
  * answers (a question on the form that the clinician cleared is dropped).
  */
-export function mergeAdaptiveAnswers(previous: QuestionnaireResponseItem[] | undefined, onForm: string[], answered: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] {
+export function mergeAdaptiveAnswers(
+  previous: QuestionnaireResponseItem[] | undefined,
+  onForm: string[],
+  answered: QuestionnaireResponseItem[] | undefined,
+): QuestionnaireResponseItem[] {
   const shown = new Set(onForm);
   return [...flattenAnswered(previous).filter((i) => !shown.has(i.linkId)), ...flattenAnswered(answered)];
 }

@@ -26,13 +26,28 @@ export function formatDate(date: string | undefined): string {
   if (!date) return '';
   const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(date);
   if (!m) return date;
-  const months = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+  const months = [
+    'January',
+    'February',
+    'March',
+    'April',
+    'May',
+    'June',
+    'July',
+    'August',
+    'September',
+    'October',
+    'November',
+    'December',
+  ];
   return `${Number(m[3])} ${months[Number(m[2]) - 1]} ${m[1]}`;
 }
 
 /** Every coverage-information extension on a resource (an order, or a DTR QuestionnaireResponse). */
 export function coverageInformationOf(resource: Resource | undefined): Extension[] {
-  return ((resource as { extension?: Extension[] } | undefined)?.extension ?? []).filter((e) => e.url === COVERAGE_INFO_URL);
+  return ((resource as { extension?: Extension[] } | undefined)?.extension ?? []).filter(
+    (e) => e.url === COVERAGE_INFO_URL,
+  );
 }
 
 /**
@@ -44,7 +59,12 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
   const pa = code(ext, 'pa-needed');
   const docNeeded = code(ext, 'doc-needed');
   const reasons = sub(ext, 'reason')
-    .map((r) => r.valueCodeableConcept?.text ?? r.valueCodeableConcept?.coding?.[0]?.display ?? r.valueCodeableConcept?.coding?.[0]?.code)
+    .map(
+      (r) =>
+        r.valueCodeableConcept?.text ??
+        r.valueCodeableConcept?.coding?.[0]?.display ??
+        r.valueCodeableConcept?.coding?.[0]?.code,
+    )
     .filter((t): t is string => !!t);
   const base = {
     reasons,
@@ -58,7 +78,11 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
     coverage: sub(ext, 'coverage')[0]?.valueReference?.reference,
   };
   if (covered === 'not-covered') {
-    return { ...base, tone: 'not-covered', headline: `Not covered: ${reasons.join('; ') || 'the payer does not cover this order'}` };
+    return {
+      ...base,
+      tone: 'not-covered',
+      headline: `Not covered: ${reasons.join('; ') || 'the payer does not cover this order'}`,
+    };
   }
   if (pa === 'satisfied') {
     const until = base.expiry ? ` valid until ${formatDate(base.expiry)}` : '';
@@ -73,8 +97,17 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
       const still = reasons.map((r) => r.replace(/^Prior authorization needed: documentation of /, '')).join('; ');
       return { ...base, tone: 'needed', headline: `Still needed: ${still || 'clinical review of the request'}` };
     }
-    return { ...base, tone: 'needed', headline: docNeeded ? 'Prior authorization needed — documentation required' : 'Prior authorization needed' };
+    return {
+      ...base,
+      tone: 'needed',
+      headline: docNeeded ? 'Prior authorization needed — documentation required' : 'Prior authorization needed',
+    };
   }
-  if (pa === 'no-auth' && covered === 'covered') return { ...base, tone: 'no-auth', headline: 'Covered — no prior authorization needed' };
-  return { ...base, tone: 'unclear', headline: 'The payer could not decide automatically — submit the request for review' };
+  if (pa === 'no-auth' && covered === 'covered')
+    return { ...base, tone: 'no-auth', headline: 'Covered — no prior authorization needed' };
+  return {
+    ...base,
+    tone: 'unclear',
+    headline: 'The payer could not decide automatically — submit the request for review',
+  };
 }

@@ -23,7 +23,8 @@ export function h<K extends keyof HTMLElementTagNameMap>(
 /** Replaces an element's children; null, undefined and false children are skipped. */
 export function fill(el: HTMLElement, ...children: (Child | Child[])[]): HTMLElement {
   el.replaceChildren();
-  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(typeof c === 'string' ? document.createTextNode(c) : c);
+  for (const c of children.flat())
+    if (c !== null && c !== undefined && c !== false) el.append(typeof c === 'string' ? document.createTextNode(c) : c);
   return el;
 }
 
@@ -38,7 +39,14 @@ export function markdownBlock(text: string): HTMLElement {
   const box = h('div', { class: 'md' });
   for (const para of text.split(/\n{2,}/)) {
     const lines = para.split('\n');
-    if (lines.every((l) => /^\s*[-*] /.test(l))) box.append(h('ul', {}, lines.map((l) => h('li', {}, l.replace(/^\s*[-*] /, '')))));
+    if (lines.every((l) => /^\s*[-*] /.test(l)))
+      box.append(
+        h(
+          'ul',
+          {},
+          lines.map((l) => h('li', {}, l.replace(/^\s*[-*] /, ''))),
+        ),
+      );
     else box.append(h('p', {}, lines.join(' ')));
   }
   return box;
@@ -62,8 +70,19 @@ export class HttpError extends Error {
 
 /** What an OperationOutcome (or OAuth error body) says, for an error message a person can read. */
 export function describeErrorBody(body: unknown): string {
-  const b = body as { resourceType?: string; issue?: { diagnostics?: string; details?: { text?: string } }[]; error_description?: string; error?: string } | undefined;
-  if (b?.resourceType === 'OperationOutcome') return (b.issue ?? []).map((i) => i.diagnostics ?? i.details?.text).filter(Boolean).join('; ');
+  const b = body as
+    | {
+        resourceType?: string;
+        issue?: { diagnostics?: string; details?: { text?: string } }[];
+        error_description?: string;
+        error?: string;
+      }
+    | undefined;
+  if (b?.resourceType === 'OperationOutcome')
+    return (b.issue ?? [])
+      .map((i) => i.diagnostics ?? i.details?.text)
+      .filter(Boolean)
+      .join('; ');
   return b?.error_description ?? b?.error ?? '';
 }
 
@@ -72,7 +91,11 @@ export async function fetchJson<T = unknown>(url: string, init: RequestInit & { 
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), init.timeoutMs ?? 15_000);
   try {
-    const res = await fetch(url, { ...init, signal: controller.signal, headers: { Accept: 'application/fhir+json, application/json', ...(init.headers ?? {}) } });
+    const res = await fetch(url, {
+      ...init,
+      signal: controller.signal,
+      headers: { Accept: 'application/fhir+json, application/json', ...(init.headers ?? {}) },
+    });
     const text = await res.text();
     let body: unknown = undefined;
     try {
@@ -80,7 +103,12 @@ export async function fetchJson<T = unknown>(url: string, init: RequestInit & { 
     } catch {
       body = text;
     }
-    if (!res.ok) throw new HttpError(res.status, body, `${init.method ?? 'GET'} ${new URL(url, location.href).pathname} answered ${res.status}${describeErrorBody(body) ? `: ${describeErrorBody(body)}` : ''}`);
+    if (!res.ok)
+      throw new HttpError(
+        res.status,
+        body,
+        `${init.method ?? 'GET'} ${new URL(url, location.href).pathname} answered ${res.status}${describeErrorBody(body) ? `: ${describeErrorBody(body)}` : ''}`,
+      );
     return body as T;
   } finally {
     clearTimeout(timer);
