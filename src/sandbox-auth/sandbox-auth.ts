@@ -172,11 +172,23 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
   const now = opts.now ?? Date.now;
   const tokenLifetime = opts.tokenLifetimeSec ?? 3600;
   const codeLifetime = opts.codeLifetimeSec ?? 60;
-  const clients = new Map(
-    (opts.clients ?? [{ clientId: DEFAULT_CLIENT_ID, redirectUris: [`${base}/dtr/`, `${base}/dtr/index.html`] }]).map(
-      (c) => [c.clientId, c],
-    ),
-  );
+  // The DTR app's own redirect URIs; on a loopback base also under the other loopback name (localhost vs 127.0.0.1),
+  // because a developer may open the demo under either.
+  const baseUrl = new URL(base);
+  const dtrBases = [base];
+  if (isLoopback(baseUrl)) {
+    for (const host of ['localhost', '127.0.0.1']) {
+      const alt = new URL(base);
+      alt.hostname = host;
+      const s = alt.toString().replace(/\/+$/, '');
+      if (!dtrBases.includes(s)) dtrBases.push(s);
+    }
+  }
+  const defaultClient: SandboxClient = {
+    clientId: DEFAULT_CLIENT_ID,
+    redirectUris: dtrBases.flatMap((b) => [`${b}/dtr/`, `${b}/dtr/index.html`]),
+  };
+  const clients = new Map((opts.clients ?? [defaultClient]).map((c) => [c.clientId, c]));
 
   const tokenKeys = es384KeyPair('sandbox-auth');
   const tokenKid = tokenKeys.kid;

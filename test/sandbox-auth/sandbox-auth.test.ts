@@ -264,6 +264,25 @@ describe('sandbox SMART EHR launch', () => {
     expect(res.body.error).toBe('invalid_request');
   });
 
+  it('accepts the DTR app under the other loopback name when the server runs on loopback', async () => {
+    const auth = createSandboxAuth({ publicBaseUrl: 'http://localhost:3000' });
+    const app = express();
+    app.use('/sandbox/auth', auth.router);
+    const launch = auth.createLaunch({ patient: 'p1' });
+    const res = await request(app)
+      .get('/sandbox/auth/authorize')
+      .query(
+        authorizeQuery({
+          launch,
+          code_challenge: pkce().challenge,
+          aud: 'http://localhost:3000/sandbox/fhir',
+          redirect_uri: 'http://127.0.0.1:3000/dtr/index.html',
+        }),
+      );
+    expect(res.status).toBe(302);
+    expect(new URL(res.headers.location as string).searchParams.get('code')).toBeTruthy();
+  });
+
   it('returns invalid_grant when another client redeems the code', async () => {
     const { app, auth } = setup();
     const { verifier, challenge } = pkce();
