@@ -4,10 +4,10 @@ import { policiesFor } from '../content.js';
 import type { Logger } from '../logger.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { evaluatePolicy } from '../policies/evaluate-policy.js';
-import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
+import type { FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, withMedicationCode } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
-import type { AuthorizationRecord } from '../storage/storage.js';
+import type { AssertionRecord, AuthorizationRecord } from '../storage/storage.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import type { OrderResource } from './hook-request.js';
 
@@ -53,6 +53,8 @@ export function decideOrders(opts: {
   log: Logger;
   /** Remembers evaluations of identical data (optional; see EvaluationCache). */
   cache?: EvaluationCache;
+  /** Earlier assertions (CRD or DTR) named by the orders' own coverage-information, keyed by order id. */
+  prior?: Map<string, AssertionRecord>;
 }): OrderDecision[] {
   const decisions: OrderDecision[] = [];
   for (const order of opts.orders) {
@@ -71,8 +73,20 @@ export function decideOrders(opts: {
       continue;
     }
     let evaluation: PolicyEvaluation;
+    const prior = order.id ? opts.prior?.get(order.id) : undefined;
+    const usablePrior = prior && prior.policyId === policy.file.id && prior.payer === opts.payer.key ? prior : undefined;
     try {
-      evaluation = opts.cache ? opts.cache.evaluate(policy, data) : evaluatePolicy(policy, data);
+      const evaluate = (answers: Record<string, FactValue>) => (opts.cache ? opts.cache.evaluate(policy, data, answers) : evaluatePolicy(policy, data, answers));
+      evaluation = evaluate({});
+      // CRD [resp-36]: take the previous decision into account. What the clinician documented for this order (DTR)
+      // fills the facts the chart still lacks; the chart wins wherever it speaks.
+      if (usablePrior && evaluation.outcome !== 'satisfied' && evaluation.outcome !== 'error') {
+        const unknown = new Set(evaluation.facts.filter((f) => f.source === 'unknown').map((f) => f.name));
+        const answers = Object.fromEntries(
+          Object.entries(usablePrior.facts).filter(([name, v]) => unknown.has(name) && policy.factsByName.get(name)?.def.askable && isFactValue(v)),
+        ) as Record<string, FactValue>;
+        if (Object.keys(answers).length > 0) evaluation = evaluate(answers);
+      }
     } catch (err) {
       opts.log.error({ policy: policy.file.id, err }, 'policy evaluation failed');
       evaluation = { policyId: policy.file.id, policyVersion: policy.file.version, outcome: 'error', facts: [], rules: [], missingFacts: [], failed: [], proposals: [] };
@@ -83,7 +97,11 @@ export function decideOrders(opts: {
       }
     }
     const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, orderDate: data.orderDate };
-    if (evaluation.outcome === 'satisfied' && evaluation.pathway?.approval) {
+    const priorAuth = usablePrior?.authorization;
+    if (evaluation.outcome === 'satisfied' && priorAuth && priorAuth.end >= opts.today) {
+      // The authorization already issued for this order stands: the EHR must not see a second number for it.
+      decision.authorization = priorAuth;
+    } else if (evaluation.outcome === 'satisfied' && evaluation.pathway?.approval) {
       decision.authorization = {
         number: authorizationNumber(opts.payer.key, opts.today),
         start: data.orderDate,
@@ -93,4 +111,8 @@ export function decideOrders(opts: {
     decisions.push(decision);
   }
   return decisions;
+}
+
+function isFactValue(v: unknown): v is FactValue {
+  return typeof v === 'boolean' || typeof v === 'number' || typeof v === 'string';
 }

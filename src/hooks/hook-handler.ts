@@ -5,7 +5,8 @@ import { badRequest, preconditionFailed } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { indexRecord } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
-import type { Storage } from '../storage/storage.js';
+import type { AssertionRecord, Storage } from '../storage/storage.js';
+import { COVERAGE_INFO_URL } from './coverage-information.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import type { HookResponse } from './build-response.js';
 import { buildHookResponse } from './build-response.js';
@@ -135,7 +136,8 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
 export async function handleHook(service: ServiceDefinition, body: unknown, deps: HookDeps, log: Logger): Promise<HookResult> {
   const { req, payerMatch, record, orders, today, queried, log: hookLog } = await resolveHookContext(service, body, deps, log);
   const coverage = payerMatch.coverage;
-  const decisions = decideOrders({ content: deps.content, payer: payerMatch.payer, record, orders, today, log: hookLog, cache: deps.cache });
+  const prior = await priorAssertions(orders, req.patientId, deps.storage);
+  const decisions = decideOrders({ content: deps.content, payer: payerMatch.payer, record, orders, today, log: hookLog, cache: deps.cache, prior });
   for (const d of decisions) {
     await deps.storage.saveAssertion({
       assertionId: d.assertionId,
@@ -180,3 +182,25 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
   return { response, outcome, patientId: req.patientId, hookInstance: req.hookInstance };
 }
 
+
+/**
+ * The assertions an order already carries in its coverage-information (from an earlier CRD call or a DTR
+ * determination written back to the order), when they are ours and about this patient.
+ */
+async function priorAssertions(orders: OrderResource[], patientId: string, storage: Storage): Promise<Map<string, AssertionRecord>> {
+  const out = new Map<string, AssertionRecord>();
+  await Promise.all(
+    orders.map(async (o) => {
+      const ids = (o.extension ?? [])
+        .filter((e) => e.url === COVERAGE_INFO_URL)
+        .flatMap((e) => e.extension ?? [])
+        .filter((e) => e.url === 'coverage-assertion-id' && typeof e.valueString === 'string')
+        .map((e) => e.valueString as string);
+      for (const id of ids.slice(0, 5)) {
+        const a = await storage.getAssertion(id).catch(() => undefined);
+        if (a && a.patientId === patientId && o.id && (!out.has(o.id) || (a.authorization && !out.get(o.id)!.authorization))) out.set(o.id, a);
+      }
+    }),
+  );
+  return out;
+}
