@@ -21,6 +21,8 @@ import { createPasRouter } from './pas/pas-router.js';
 import { createReviewRouter } from './pas/review-router.js';
 import type { Logger } from './logger.js';
 import type { Storage } from './storage/storage.js';
+import type { SandboxAuth } from './sandbox-auth/sandbox-auth.js';
+import { createWebRouter } from './web/index.js';
 import { EvaluationCache } from './policies/evaluation-cache.js';
 
 export interface AppDeps {
@@ -30,6 +32,8 @@ export interface AppDeps {
   logger: Logger;
   /** The embedded sandbox EHR, mounted at /sandbox/fhir when config.sandbox is on. */
   sandboxFhir?: Router;
+  /** Sandbox SMART authorization and the sandbox's own CDS client (demo page), mounted when config.sandbox is on. */
+  sandboxAuth?: SandboxAuth;
   /** Outbound fetch for EHR queries (tests inject a fake; production uses global fetch). */
   fetchImpl?: FetchLike;
   today?: () => string;
@@ -54,7 +58,10 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
   app.set('query parser', 'simple');
   const metrics = createMetrics();
-  const verifier = createJwtVerifier({ trustedClients: parseTrustedClients(config.trustedClientsJson), fetchTimeoutMs: config.ehrTimeoutMs });
+  const trusted = parseTrustedClients(config.trustedClientsJson);
+  // The demo page signs its hooks with the sandbox EHR's own key, so they pass the same verification as any EHR.
+  if (config.sandbox && deps.sandboxAuth) trusted.push({ iss: deps.sandboxAuth.cdsClient.iss, jwks: deps.sandboxAuth.cdsClient.jwks });
+  const verifier = createJwtVerifier({ trustedClients: trusted, fetchTimeoutMs: config.ehrTimeoutMs });
   const servicesById = new Map(content.services.map((s) => [s.id, s]));
   const evaluations = new EvaluationCache();
   const discovery = JSON.stringify({ services: content.services });
@@ -166,6 +173,11 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/review', createReviewRouter({ storage, logger, reviewToken: config.reviewToken }));
 
   if (config.sandbox && deps.sandboxFhir) app.use('/sandbox/fhir', deps.sandboxFhir);
+  if (config.sandbox && deps.sandboxAuth) {
+    app.use('/sandbox/auth', deps.sandboxAuth.router);
+    // The demo EHR page at / and the DTR SMART app at /dtr.
+    app.use(createWebRouter({ publicBaseUrl: config.publicBaseUrl, sandboxAuth: deps.sandboxAuth, logger }));
+  }
 
   app.use((req, _res, next) => next(notFound(`No route for ${req.method} ${req.path}`)));
   app.use(errorHandler(logger));

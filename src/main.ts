@@ -8,6 +8,7 @@ import { ContentError } from './policies/policy-loader.js';
 import { createStorage } from './storage/create-storage.js';
 import { deferredStorage } from './storage/deferred-storage.js';
 import { mountSandbox } from './sandbox/mount.js';
+import { createSandboxAuth } from './sandbox-auth/index.js';
 
 const started = performance.now();
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -41,8 +42,9 @@ async function main(): Promise<void> {
     process.exit(1);
   });
   const storage = deferredStorage(opening);
-  const sandbox = config.sandbox ? await mountSandbox(root, logger) : undefined;
-  const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router });
+  const sandboxAuth = config.sandbox ? createSandboxAuth({ publicBaseUrl: config.publicBaseUrl }) : undefined;
+  const sandbox = config.sandbox ? await mountSandbox(root, logger, sandboxAuth?.endpoints) : undefined;
+  const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth });
   const server = app.listen(config.port, () => {
     logger.info(
       { port: config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },
