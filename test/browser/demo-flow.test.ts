@@ -1,8 +1,8 @@
 import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { chromium } from 'playwright-core';
-import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot, startDemoServer } from './start-demo-server.js';
 import type { DemoServer } from './start-demo-server.js';
 
@@ -22,51 +22,78 @@ async function textOf(page: Page, selector: string): Promise<string> {
 /** The LHC-Forms row of one question (its linkId), to reach the inputs a clinician sees next to the question. */
 const question = (page: Page, linkId: string) => page.locator(`lhc-item[id^="item-${linkId}/"]`);
 
+const PA = /PA-CENTENE-\d{8}-[A-Z0-9]{8}/;
+
 describe.skipIf(!hasChromium)(
   `demo EHR and DTR app in Chromium${hasChromium ? '' : ` (skipped: ${CHROMIUM} absent)`}`,
   () => {
-    let server: DemoServer;
     let browser: Browser;
+    /** Each test gets a fresh service (a fresh sandbox EHR) and a fresh browser context. */
+    let server: DemoServer | undefined;
+    let context: BrowserContext | undefined;
     let page: Page;
-    const problems: string[] = [];
-    const outside: string[] = [];
-    let step = 0;
-    /** What the page says after signing again, once DTR is done (checked by the pinned known-gap test below). */
-    let resigned = '';
-    const shot = async (name: string) => {
-      const path = join(ARTIFACTS, `${String(++step).padStart(2, '0')}-${name}.png`);
-      await page.screenshot({ path, fullPage: true });
-      return path;
-    };
+    let problems: string[] = [];
+    let outside: string[] = [];
 
-    beforeAll(async () => {
-      rmSync(ARTIFACTS, { recursive: true, force: true });
-      mkdirSync(ARTIFACTS, { recursive: true });
+    const open = async () => {
       server = await startDemoServer();
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-      });
-      page = await browser.newPage({ viewport: { width: 1440, height: 960 } });
+      const url = server.url;
+      context = await browser.newContext({ viewport: { width: 1440, height: 960 } });
+      page = await context.newPage();
       page.setDefaultTimeout(15_000);
+      problems = [];
+      outside = [];
       page.on('console', (m) => {
         if (m.type() === 'error') problems.push(`console error on ${page.url()}: ${m.text()}`);
       });
       page.on('pageerror', (e) => problems.push(`uncaught exception on ${page.url()}: ${e.message}`));
       page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
       page.on('request', (r) => {
-        if (!r.url().startsWith(server.url) && !r.url().startsWith('data:')) outside.push(r.url());
+        if (!r.url().startsWith(url) && !r.url().startsWith('data:')) outside.push(r.url());
       });
+      return url;
+    };
+    let step = 0;
+    const shot = async (name: string) => {
+      const path = join(ARTIFACTS, `${String(++step).padStart(2, '0')}-${name}.png`);
+      await page.screenshot({ path, fullPage: true });
+      return path;
+    };
+    /** Opens the story's chart and signs its draft order as it is; the page asks for documentation. */
+    const signAndExpectDocumentation = async (url: string) => {
+      await page.goto(`${url}/?story=centene-missing-mrd`);
+      await page.getByRole('heading', { name: /Kwame/ }).waitFor();
+      await page.getByRole('button', { name: 'Sign order' }).click();
+      await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+      const result = await textOf(page, '#result');
+      expect(result).toContain('Prior authorization needed');
+      expect(result).toContain('documentation required');
+    };
+
+    beforeAll(async () => {
+      rmSync(ARTIFACTS, { recursive: true, force: true });
+      mkdirSync(ARTIFACTS, { recursive: true });
+      browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+      });
+    });
+
+    afterEach(async () => {
+      await context?.close();
+      await server?.close();
+      context = undefined;
+      server = undefined;
     });
 
     afterAll(async () => {
       await browser?.close();
-      await server?.close();
     });
 
-    it('centene-missing-mrd: signing asks for documentation, DTR pre-fills from the chart, the MRD answer is approved by the payer and is on file back in the EHR', async () => {
+    it('centene-missing-mrd: documentation required at signing, DTR pre-filled from the chart, the MRD result entered, approved at signing again', async () => {
+      const url = await open();
       // The demo EHR lists the sandbox patients with their stories.
-      await page.goto(`${server.url}/`);
+      await page.goto(`${url}/`);
       await page.getByRole('heading', { name: 'Patients' }).waitFor();
       expect(await textOf(page, '#patient-list')).toContain('no MRD result in the chart');
       await shot('patients');
@@ -114,31 +141,32 @@ describe.skipIf(!hasChromium)(
       await page.getByRole('button', { name: 'Save and send to the payer' }).click();
       await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
       const determination = await textOf(page, '#result');
-      expect(determination).toMatch(/Prior authorization approved: PA-CENTENE-\d{8}-[A-Z0-9]{8}/);
+      expect(determination).toMatch(new RegExp(`Prior authorization approved: ${PA.source}`));
       expect(determination).toMatch(
         /Saved in the EHR as QuestionnaireResponse\/\S+: \d+ answers as pre-filled, 0 changed, 3 entered by hand/,
       );
+      const issued = PA.exec(determination)![0];
       await shot('dtr-determination');
 
       // Back in the EHR the documentation and the payer's answer to it are on file.
       await page.getByRole('link', { name: 'Return to the EHR' }).first().click();
       await page.getByRole('heading', { name: 'Documentation on file' }).waitFor();
       const onFile = await textOf(page, '#documentation');
-      expect(onFile).toMatch(/Prior authorization questionnaire completed/);
-      expect(onFile).toMatch(
-        /Payer's answer to the documentation: Prior authorization approved: PA-CENTENE-\d{8}-[A-Z0-9]{8}/,
-      );
+      expect(onFile).toContain('Prior authorization questionnaire completed');
+      expect(onFile).toContain(`Payer's answer to the documentation: Prior authorization approved: ${issued}`);
       expect(await page.getByLabel('Dose').inputValue()).toBe('28');
       await shot('back-in-ehr');
 
-      // Signing again sends the order to the payer once more; the page shows its answer.
+      // Signing again: approved at signing, with the authorization number the documentation earned.
       await page.getByRole('button', { name: 'Sign again' }).click();
-      await page.getByText('Order signed; the payer answered.').waitFor();
-      resigned = await textOf(page, '#result');
-      expect(resigned).toMatch(/Approved at signing: PA-|Prior authorization needed/);
-      const final = await shot('signed-again');
-      // The README's screenshot: written when missing or when asked (UPDATE_SCREENSHOTS=1), so a test run leaves the
-      // tracked file alone (its authorization numbers and times differ on every run).
+      await page.getByText(/Approved at signing: PA-/).waitFor();
+      const again = await textOf(page, '#result');
+      expect(again).toMatch(/Approved at signing: PA-CENTENE-\d{8}-[A-Z0-9]{8} valid until \d{1,2} [A-Z][a-z]+ \d{4}/);
+      expect(again).toContain(issued);
+      expect(again).not.toContain('documentation required');
+      const final = await shot('signed-again-approved');
+      // The README's screenshot: written when missing or when asked (UPDATE_SCREENSHOTS=1), so a test run leaves
+      // the tracked file alone (its authorization numbers and times differ on every run).
       const readme = join(repoRoot, 'docs', 'screenshots', 'demo.png');
       if (!existsSync(readme) || process.env.UPDATE_SCREENSHOTS === '1') {
         mkdirSync(dirname(readme), { recursive: true });
@@ -149,45 +177,9 @@ describe.skipIf(!hasChromium)(
       expect(problems, 'browser console errors and failed requests').toEqual([]);
     }, 120_000);
 
-    /*
-     * Known gap, pinned: order-sign evaluates the EHR record only, and the MRD result lives in the DTR response, so
-     * signing again still asks for documentation. This flips to passing (and `.fails` must go) once CRD honours the
-     * DTR determination recorded on the order (its coverage-assertion-id names a stored assertion with an
-     * authorization for this patient, order and policy).
-     */
-    it.fails('signing again after the DTR approval is approved at signing with the authorization number', () => {
-      expect(resigned).toMatch(
-        /Approved at signing: PA-CENTENE-\d{8}-[A-Z0-9]{8} valid until \d{1,2} [A-Z][a-z]+ \d{4}/,
-      );
-      expect(resigned).not.toContain('documentation required');
-    });
-
-    it('submits a PAS request with the completed documentation and shows the decision', async () => {
-      await page.goto(`${server.url}/?story=centene-missing-mrd`);
-      await page.getByRole('heading', { name: 'Documentation on file' }).waitFor();
-      // A fresh signing of a changed order (MRD on file, a 2-cycle request) needs a prior authorization request.
-      await page.getByLabel('Cycles requested').fill('2');
-      await page.getByRole('button', { name: /Sign/ }).click();
-      await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
-      const submit = page.getByRole('button', { name: 'Submit prior authorization' });
-      if ((await submit.count()) === 0) {
-        // Approved at signing already: nothing to submit, which the page says plainly.
-        expect(await textOf(page, '#result')).toMatch(/Approved at signing: PA-/);
-        return;
-      }
-      await submit.click();
-      await page.getByTestId('pas-decision').waitFor();
-      expect(await textOf(page, '#pas')).toMatch(
-        /Prior authorization approved: PA-|Pended for review|Prior authorization denied/,
-      );
-      await shot('pas-decision');
-      expect(problems).toEqual([]);
-    }, 60_000);
-
-    it('adaptive form: $next-question asks only what signing left open (the MRD) and ends with the determination', async () => {
-      await page.goto(`${server.url}/?story=centene-missing-mrd`);
-      await page.getByRole('button', { name: /Sign/ }).click();
-      await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    it('adaptive form asks only what signing left open (the MRD); the PAS request with that documentation is approved', async () => {
+      const url = await open();
+      await signAndExpectDocumentation(url);
       await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
       await page.waitForURL(/\/dtr\/index\.html/);
       await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
@@ -199,9 +191,30 @@ describe.skipIf(!hasChromium)(
       await page.getByRole('button', { name: 'Continue' }).click();
       await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
       expect(await textOf(page, '#result')).toMatch(
-        /Prior authorization approved: PA-CENTENE-\d{8}-[A-Z0-9]{8}.*1 entered by hand/,
+        new RegExp(`Prior authorization approved: ${PA.source}.*1 entered by hand`),
       );
       await shot('adaptive-determination');
+
+      // Back in the EHR, the prior authorization request goes to PAS with the completed documentation.
+      await page.getByRole('link', { name: 'Return to the EHR' }).first().click();
+      await page.getByRole('heading', { name: 'Documentation on file' }).waitFor();
+      await page.locator('#documentation').getByRole('button', { name: 'Submit prior authorization' }).click();
+      await page.getByTestId('pas-decision').waitFor();
+      expect(await textOf(page, '#pas')).toMatch(
+        new RegExp(`Prior authorization approved: ${PA.source} valid until \\d{1,2} [A-Z][a-z]+ \\d{4}`),
+      );
+      await shot('pas-approved');
+      expect(outside).toEqual([]);
+      expect(problems).toEqual([]);
+    }, 120_000);
+
+    it('a PAS request without the documentation is pended for it, in plain words', async () => {
+      const url = await open();
+      await signAndExpectDocumentation(url);
+      await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' }).click();
+      await page.getByTestId('pas-decision').waitFor();
+      expect(await textOf(page, '#pas')).toMatch(/Pended for review|Prior authorization denied/);
+      await shot('pas-without-documentation');
       expect(problems).toEqual([]);
     }, 60_000);
   },

@@ -296,7 +296,11 @@ async function showDocumentation(): Promise<void> {
       { class: 'muted' },
       "Sign the order again to get the payer's answer at signing, or submit the prior authorization request with this documentation.",
     ),
+    h('div', { class: 'buttons' }, h('button', { type: 'button', id: 'submit-pas-doc' }, 'Submit prior authorization')),
   );
+  document.getElementById('submit-pas-doc')?.addEventListener('click', () => {
+    void submitPas();
+  });
   box.hidden = false;
 }
 
