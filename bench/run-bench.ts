@@ -86,6 +86,19 @@ async function main(): Promise<void> {
     const rss = rssOf(pp.proc.pid!);
     const queryingBody = JSON.stringify({ ...full, fhirServer: `${base}/sandbox/fhir`, fhirAuthorization: undefined, prefetch: { patient: (full.prefetch as Record<string, unknown>).patient } });
     const q = await load(sign, queryingBody);
+    // DTR: the package for an order whose documentation is missing, carrying the CRD assertion (pre-fill from storage).
+    const dtrStory = 'centene-missing-mrd';
+    const dtrResources = storyResources(dtrStory);
+    const signed = await fetch(sign, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(orderSignRequest(dtrResources, storyOrder(dtrStory, dtrResources))) });
+    const signedOrder = ((await signed.json()) as { systemActions: { resource: unknown }[] }).systemActions[0].resource;
+    const packageBody = JSON.stringify({
+      resourceType: 'Parameters',
+      parameter: [
+        { name: 'coverage', resource: dtrResources.find((r) => r.resourceType === 'Coverage') },
+        { name: 'order', resource: signedOrder },
+      ],
+    });
+    const pkg = await load(`${base}/fhir/Questionnaire/$questionnaire-package`, packageBody);
 
     const row = (name: string, r: autocannon.Result) =>
       `| ${name.padEnd(44)} | ${String(r.latency.p50).padStart(6)} | ${String(r.latency.p99).padStart(6)} | ${String(Math.round(r.requests.average)).padStart(7)} | ${String(r.non2xx).padStart(5)} |`;
@@ -97,10 +110,12 @@ async function main(): Promise<void> {
       row('bare Express baseline (same body, same bytes)', b),
       row('PriorPath order-sign, full prefetch', p),
       row('PriorPath order-sign, queries sandbox EHR', q),
+      row('PriorPath $questionnaire-package (with pre-fill)', pkg),
       '',
       `throughput ratio (PriorPath / baseline): ${(p.requests.average / b.requests.average).toFixed(2)} (target >= 0.5)`,
       `p99 ratio (PriorPath / baseline): ${(p.latency.p99 / Math.max(1, b.latency.p99)).toFixed(2)} (target <= 2)`,
       `order-sign with EHR queries p99: ${q.latency.p99} ms (target <= 50)`,
+      `$questionnaire-package p99: ${pkg.latency.p99} ms (target <= 20)`,
       `start-up to healthy: ${Math.round(startupMs)} ms (target <= 2000); resident memory after load: ${Math.round(rss)} MiB (target <= 200)`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
