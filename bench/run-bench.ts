@@ -84,8 +84,20 @@ async function main(): Promise<void> {
     const b = await load(`http://127.0.0.1:${basePort}/cds-services/priorpath-order-sign`, fullBody);
     const p = await load(sign, fullBody);
     const rss = rssOf(pp.proc.pid!);
-    const queryingBody = JSON.stringify({ ...full, fhirServer: `${base}/sandbox/fhir`, fhirAuthorization: undefined, prefetch: { patient: (full.prefetch as Record<string, unknown>).patient } });
+    // The EHR is another system: its sandbox FHIR server runs in a process of its own, as a real EHR would.
+    const ehrPort = port + 200;
+    const ehr = await start(['src/main.ts'], { PORT: String(ehrPort), CDS_AUTH: 'open', LOG_LEVEL: 'warn', NODE_ENV: 'development', DATA_DIR: mkdtempSync(join(tmpdir(), 'priorpath-bench-ehr-')) }, null);
+    for (;;) {
+      try {
+        if ((await fetch(`http://127.0.0.1:${ehrPort}/sandbox/fhir/metadata`)).ok) break;
+      } catch {
+        /* not yet */
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const queryingBody = JSON.stringify({ ...full, fhirServer: `http://127.0.0.1:${ehrPort}/sandbox/fhir`, fhirAuthorization: undefined, prefetch: { patient: (full.prefetch as Record<string, unknown>).patient } });
     const q = await load(sign, queryingBody);
+    ehr.proc.kill('SIGTERM');
     // DTR: the package for an order whose documentation is missing, carrying the CRD assertion (pre-fill from storage).
     const dtrStory = 'centene-missing-mrd';
     const dtrResources = storyResources(dtrStory);
@@ -109,7 +121,7 @@ async function main(): Promise<void> {
       '|---|---:|---:|---:|---:|',
       row('bare Express baseline (same body, same bytes)', b),
       row('PriorPath order-sign, full prefetch', p),
-      row('PriorPath order-sign, queries sandbox EHR', q),
+      row('PriorPath order-sign, queries the EHR (own process)', q),
       row('PriorPath $questionnaire-package (with pre-fill)', pkg),
       '',
       `throughput ratio (PriorPath / baseline): ${(p.requests.average / b.requests.average).toFixed(2)} (target >= 0.5)`,
