@@ -74,6 +74,7 @@ export function createWebRouter(deps: WebRouterDeps): Router {
   router.get('/dtr/index.html', page('dtr/index.html'));
   router.get('/dtr/launch.html', page('dtr/launch.html'));
   router.get('/dtr/dtr.css', file('dtr/dtr.css'));
+  router.get('/shared/base.css', file('shared/base.css'));
   router.get('/favicon.ico', (_req, res) => {
     res.type('image/svg+xml').setHeader('Cache-Control', 'public, max-age=86400');
     res.send(
