@@ -155,14 +155,16 @@ export function loadContent(opts: { root: string; canonicalBase: string }): Cont
   };
 }
 
-/** The policies of a payer that govern an order, by the order's drug codes (design.md §4 "Which orders"). */
-export function policiesFor(content: Content, payer: string, order: MedicationRequest, medicationCode?: { coding?: { system?: string; code?: string }[] }): CompiledPolicy[] {
-  const concept = order.medicationCodeableConcept ?? medicationCode;
-  const codings = concept?.coding ?? [];
+/** The policies of a payer that govern any of these drug codings (design.md §4 "Which orders a policy governs"). */
+export function policiesForCodings(content: Content, payer: string, codings: { system?: string; code?: string }[]): CompiledPolicy[] {
   if (codings.length === 0) return [];
+  const base = `${content.canonicalBase}/ValueSet`;
   return content.policies.filter(
-    (p) =>
-      p.file.payer === payer &&
-      codings.some((c) => content.valueSets.contains(resolveValueSetUrl(p.file.drug, `${content.canonicalBase}/ValueSet`), c)),
+    (p) => p.file.payer === payer && codings.some((c) => content.valueSets.contains(resolveValueSetUrl(p.file.drug, base), c)),
   );
+}
+
+/** The policies of a payer that govern an order, by the order's drug codes (a medicationReference resolved first). */
+export function policiesFor(content: Content, payer: string, order: MedicationRequest): CompiledPolicy[] {
+  return policiesForCodings(content, payer, order.medicationCodeableConcept?.coding ?? []);
 }

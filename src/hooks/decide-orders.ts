@@ -5,7 +5,7 @@ import type { Logger } from '../logger.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
-import { evaluationDataFor, withMedicationCode } from '../policies/evaluation-data.js';
+import { evaluationDataFor, orderDateOf, withMedicationCode } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
 import type { AssertionRecord, AuthorizationRecord } from '../storage/storage.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
@@ -65,13 +65,14 @@ export function decideOrders(opts: {
     }
     const coded = withMedicationCode(order, opts.record);
     const [policy] = policiesFor(opts.content, opts.payer.key, coded);
-    const data = evaluationDataFor(opts.record, order, opts.today);
     if (!policy) {
       if (opts.payer.defaultAnswer !== 'none' && coded.medicationCodeableConcept) {
-        decisions.push({ order, assertionId: randomUUID(), defaultAnswer: opts.payer.defaultAnswer, orderDate: data.orderDate });
+        decisions.push({ order, assertionId: randomUUID(), defaultAnswer: opts.payer.defaultAnswer, orderDate: orderDateOf(order, opts.today) });
       }
       continue;
     }
+    // Only governed orders pay for narrowing the record to FHIRPath variables.
+    const data = evaluationDataFor(opts.record, order, opts.today);
     let evaluation: PolicyEvaluation;
     const prior = order.id ? opts.prior?.get(order.id) : undefined;
     const usablePrior = prior && prior.policyId === policy.file.id && prior.payer === opts.payer.key ? prior : undefined;

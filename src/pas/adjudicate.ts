@@ -1,6 +1,6 @@
 import type { MedicationRequest, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
 import type { Content, Payer } from '../content.js';
-import { policiesFor } from '../content.js';
+import { policiesFor, policiesForCodings } from '../content.js';
 import { answeredCanonical, evaluateQuestionnaireResponse, policyForQuestionnaire } from '../dtr/evaluate-response.js';
 import { HttpError, badRequest } from '../errors.js';
 import { notCoveredReason } from '../hooks/build-response.js';
@@ -42,12 +42,10 @@ function orderFor(req: PasRequest, it: RequestedItem, content: Content, payer: P
   const requestable = req.resources.filter(
     (r): r is MedicationRequest => r.resourceType === 'MedicationRequest' && (r.status === 'draft' || r.status === 'active' || r.status === undefined),
   );
-  const governedBySame = requestable.find((m) => {
-    const coded = withMedicationCode(m, { byReference: req.byReference });
-    const a = policiesFor(content, payer.key, coded).map((p) => p.file.id);
-    const b = policiesFor(content, payer.key, { resourceType: 'MedicationRequest', status: 'draft', intent: 'order', subject: {} }, { coding: it.codings }).map((p) => p.file.id);
-    return a.length > 0 && a.some((id) => b.includes(id));
-  });
+  const itemPolicies = new Set(policiesForCodings(content, payer.key, it.codings).map((p) => p.file.id));
+  const governedBySame = requestable.find((m) =>
+    policiesFor(content, payer.key, withMedicationCode(m, { byReference: req.byReference })).some((p) => itemPolicies.has(p.file.id)),
+  );
   if (governedBySame) return governedBySame;
   const period = it.item.servicedPeriod?.start ?? it.item.servicedDate;
   return {
@@ -140,7 +138,7 @@ export function adjudicate(opts: { content: Content; payer: Payer; request: PasR
   return req.items.map((it) => {
     const order = orderFor(req, it, content, payer);
     const coded = withMedicationCode(order, { byReference: req.byReference });
-    const [policy] = [...policiesFor(content, payer.key, coded), ...policiesFor(content, payer.key, { ...coded, medicationCodeableConcept: undefined }, { coding: it.codings })];
+    const [policy] = [...policiesFor(content, payer.key, coded), ...policiesForCodings(content, payer.key, it.codings)];
     const practitioner = req.claim.provider?.reference;
     const resources: Resource[] = req.resources.some((r) => r === order) ? req.resources : [...req.resources, order];
     const record = recordFromResources(resources, [order], practitioner && /^(PractitionerRole|Practitioner)\//.test(practitioner) ? practitioner : undefined);
