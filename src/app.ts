@@ -61,7 +61,13 @@ export function createApp(deps: AppDeps): express.Express {
   const trusted = parseTrustedClients(config.trustedClientsJson);
   // The demo page signs its hooks with the sandbox EHR's own key, so they pass the same verification as any EHR.
   if (config.sandbox && deps.sandboxAuth) trusted.push({ iss: deps.sandboxAuth.cdsClient.iss, jwks: deps.sandboxAuth.cdsClient.jwks });
-  const verifier = createJwtVerifier({ trustedClients: trusted, fetchTimeoutMs: config.ehrTimeoutMs });
+  // The jti record lives in storage: replicas sharing PostgreSQL refuse a token replayed against any of them.
+  const verifier = createJwtVerifier({
+    trustedClients: trusted,
+    fetchTimeoutMs: config.ehrTimeoutMs,
+    recordJti: (r, nowMs) => storage.recordJti(r, nowMs),
+    allowReplay: config.cdsJtiReplay === 'allow',
+  });
   const servicesById = new Map(content.services.map((s) => [s.id, s]));
   const evaluations = new EvaluationCache();
   const discovery = JSON.stringify({ services: content.services });

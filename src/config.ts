@@ -10,6 +10,10 @@ const schema = z.object({
   PUBLIC_BASE_URL: z.string().url().optional().describe('URL clients use; JWT aud is {PUBLIC_BASE_URL}/cds-services/{id}'),
   CDS_TRUSTED_CLIENTS: z.string().optional().describe('JSON array of {iss, jku} | {iss, jwks} | {iss, jwksFile}'),
   CDS_AUTH: z.enum(['required', 'open']).default('required').describe('open accepts unsigned calls (sandbox only)'),
+  CDS_JTI_REPLAY: z
+    .enum(['reject', 'allow'])
+    .default('reject')
+    .describe('allow accepts a CDS client JWT whose jti was seen before (conformance kits that reuse one JWT); refused in production'),
   DEFAULT_PAYER: z.string().optional().describe('payer key used when the Coverage names no known payer'),
   DATABASE_URL: z.string().optional().describe('PostgreSQL URL; unset means embedded PGlite in DATA_DIR'),
   DATA_DIR: z.string().default('./data').describe('embedded storage directory'),
@@ -28,6 +32,8 @@ export interface Config {
   publicBaseUrl: string;
   trustedClientsJson?: string;
   cdsAuth: 'required' | 'open';
+  /** `allow`: a CDS client JWT may be used for several hook calls within its lifetime (Inferno's service_call_test). */
+  cdsJtiReplay: 'reject' | 'allow';
   defaultPayer?: string;
   databaseUrl?: string;
   dataDir: string;
@@ -61,6 +67,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (production && e.CDS_AUTH === 'open') {
     throw new ConfigError('CDS_AUTH=open is refused when NODE_ENV=production: unauthenticated hook calls are for the sandbox only');
   }
+  if (production && e.CDS_JTI_REPLAY === 'allow') {
+    throw new ConfigError('CDS_JTI_REPLAY=allow is refused when NODE_ENV=production: replayed hook JWTs are for conformance runs only');
+  }
   const sandbox = e.SANDBOX ? e.SANDBOX === 'on' : !production;
   if (production && sandbox) throw new ConfigError('SANDBOX=on is refused when NODE_ENV=production');
   if (e.CDS_TRUSTED_CLIENTS !== undefined) {
@@ -76,6 +85,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     publicBaseUrl: (e.PUBLIC_BASE_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
     trustedClientsJson: e.CDS_TRUSTED_CLIENTS,
     cdsAuth: e.CDS_AUTH,
+    cdsJtiReplay: e.CDS_JTI_REPLAY,
     defaultPayer: e.DEFAULT_PAYER,
     databaseUrl: e.DATABASE_URL,
     dataDir: e.DATA_DIR,

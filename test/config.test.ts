@@ -10,6 +10,7 @@ describe('configuration', () => {
     expect(c.port).toBe(3000);
     expect(c.publicBaseUrl).toBe('http://localhost:3000');
     expect(c.cdsAuth).toBe('required');
+    expect(c.cdsJtiReplay).toBe('reject');
     expect(c.sandbox).toBe(true);
     expect(c.ehrTimeoutMs).toBe(2000);
     expect(c.canonicalBase).toBe('https://priorpath.dev/fhir');
@@ -27,6 +28,8 @@ describe('configuration', () => {
     [{ PUBLIC_BASE_URL: 'not a url' }, 'PUBLIC_BASE_URL'],
     [{ CDS_TRUSTED_CLIENTS: '[{' }, 'CDS_TRUSTED_CLIENTS'],
     [{ NODE_ENV: 'production', CDS_AUTH: 'open' }, 'CDS_AUTH'],
+    [{ CDS_JTI_REPLAY: 'sometimes' }, 'CDS_JTI_REPLAY'],
+    [{ NODE_ENV: 'production', CDS_JTI_REPLAY: 'allow' }, 'CDS_JTI_REPLAY'],
   ])('refuses %j with a message naming %s', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(name);

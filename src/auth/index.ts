@@ -8,5 +8,5 @@ export { parseTrustedClients, validateTrustedClients, assertJwks } from './trust
 export type { TrustedClient } from './trusted-clients.js';
 export { ReplayCache } from './replay-cache.js';
 export type { ReplayCacheOptions } from './replay-cache.js';
-export { ALLOWED_JWT_ALGORITHMS, AuthError, createJwtVerifier } from './jwt-verifier.js';
-export type { JwtVerifier, JwtVerifierOptions, VerifiedClient } from './jwt-verifier.js';
+export { ALLOWED_JWT_ALGORITHMS, AuthError, ReplayCheckUnavailable, createJwtVerifier, memoryJtiRecorder } from './jwt-verifier.js';
+export type { JtiRecorder, JwtVerifier, JwtVerifierOptions, VerifiedClient } from './jwt-verifier.js';

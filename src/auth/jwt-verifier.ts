@@ -5,7 +5,8 @@
  * security.md): the JWT is signed with an asymmetric key (ES384 or RS384; RS256 also
  * accepted), its issuer must be a pre-configured trusted client, a `jku` header must
  * match that client's pre-configured JWK Set URL, and `aud`, `exp`, `iat`, `jti` are
- * required and checked. `jti` is remembered to block replays.
+ * required and checked. `jti` is recorded (in storage when the app gives one, shared by replicas on PostgreSQL) to
+ * block replays.
  *
  * @see https://cds-hooks.hl7.org/2.0/#trusting-cds-clients
  * @see https://hl7.org/fhir/us/davinci-crd/security.html
@@ -18,6 +19,7 @@ import type { JWTPayload, JWTVerifyGetKey, ProtectedHeaderParameters } from 'jos
 import { ReplayCache } from './replay-cache.js';
 import { assertJwks, validateTrustedClients } from './trusted-clients.js';
 import type { TrustedClient } from './trusted-clients.js';
+import type { JtiRecord } from '../storage/storage.js';
 
 /**
  * Signature algorithms accepted for CDS Client JWTs. CDS Hooks 2.0 requires ES384 and
@@ -79,6 +81,40 @@ export interface JwtVerifierOptions {
   now?: () => number;
   /** Timeout for fetching a configured `jku` JWK Set, in ms (default 2000). */
   fetchTimeoutMs?: number;
+  /**
+   * Where accepted `jti`s are recorded (the app passes `storage.recordJti`, so replicas sharing PostgreSQL share the
+   * record). Resolves `false` for a replay. Default: an in-process {@link ReplayCache}.
+   */
+  recordJti?: JtiRecorder;
+  /**
+   * `true` accepts a `jti` seen before (`CDS_JTI_REPLAY=allow`: a conformance kit that reuses one JWT for several
+   * hook calls). Every other check still applies. Default `false`.
+   */
+  allowReplay?: boolean;
+}
+
+/**
+ * Records a JWT id until `expiresAtMs`; resolves `false` when it is a replay (same issuer and jti, unexpired).
+ * Rejects only when the record cannot be reached: the caller then fails closed.
+ */
+export type JtiRecorder = (r: JtiRecord, nowMs: number) => Promise<boolean>;
+
+/**
+ * The replay record could not be consulted (storage down). Not an authentication failure: the caller answers 503 and
+ * the client may retry with a fresh token.
+ */
+export class ReplayCheckUnavailable extends Error {
+  constructor(options?: { cause?: unknown }) {
+    super('jti replay record unavailable', options);
+    this.name = 'ReplayCheckUnavailable';
+  }
+}
+
+/** An in-process recorder over a {@link ReplayCache} (one process; tests and the default). */
+export function memoryJtiRecorder(options: { clockToleranceSec?: number; now?: () => number } = {}): JtiRecorder {
+  // The record's expiry already includes the tolerance, so the cache adds none.
+  const cache = new ReplayCache({ clockToleranceSec: 0, now: options.now });
+  return async (r) => cache.checkAndRemember(r.issuer, r.jti, r.expiresAtMs / 1000);
 }
 
 /**
@@ -93,13 +129,14 @@ export interface JwtVerifier {
    * @param authorizationHeader - raw header value, expected `Bearer <compact JWS>`
    * @param audience - the CDS Service endpoint URL being called (the required `aud` value)
    * @returns the authenticated client
-   * @throws AuthError on any failure (never a jose error)
+   * @throws AuthError on any failure (never a jose error); ReplayCheckUnavailable when the replay record is down
    */
   verify(authorizationHeader: string | undefined, audience: string): Promise<VerifiedClient>;
 }
 
 const ALLOWED = new Set<string>(ALLOWED_JWT_ALGORITHMS);
 const BEARER = /^Bearer +([^\s]+) *$/i;
+const MAX_JTI_LENGTH = 256;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 interface ClientEntry {
@@ -127,7 +164,7 @@ export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
   }
   const now = opts.now ?? Date.now;
   const fetchTimeoutMs = opts.fetchTimeoutMs ?? 2000;
-  const replay = new ReplayCache({ clockToleranceSec, now });
+  const recordJti = opts.recordJti ?? memoryJtiRecorder({ now });
 
   const clients = new Map<string, ClientEntry>();
   for (const client of validateTrustedClients(opts.trustedClients, 'trustedClients')) {
@@ -203,7 +240,15 @@ export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
     const { jti } = payload;
     if (typeof jti !== 'string' || jti === '') throw new AuthError('jti claim missing or not a non-empty string');
 
-    if (!replay.checkAndRemember(iss, jti, payload.exp)) throw new AuthError('replayed jti');
+    if (jti.length > MAX_JTI_LENGTH) throw new AuthError(`jti longer than ${MAX_JTI_LENGTH} characters`);
+
+    let fresh: boolean;
+    try {
+      fresh = await recordJti({ issuer: `cds:${iss}`, jti, expiresAtMs: (payload.exp + clockToleranceSec) * 1000 }, currentDate.getTime());
+    } catch (err) {
+      throw new ReplayCheckUnavailable({ cause: err });
+    }
+    if (!fresh && !opts.allowReplay) throw new AuthError('replayed jti');
 
     return { iss, jti, kid, alg };
   }

@@ -1,9 +1,11 @@
 import type {
+  ApiAccessRecord,
   AssertionRecord,
   AuthorizationRecord,
   FeedbackRecord,
   HookAuditRecord,
   IssuedAuthorization,
+  JtiRecord,
   NewPasSubmission,
   PasQuery,
   PasSubmission,
@@ -21,6 +23,8 @@ export class MemoryStorage implements Storage {
   readonly feedback = new Map<string, FeedbackRecord>();
   readonly authorizations = new Map<string, IssuedAuthorization>();
   readonly submissions = new Map<string, PasSubmission>();
+  readonly jtis = new Map<string, number>();
+  readonly access: ApiAccessRecord[] = [];
 
   async saveAssertion(a: AssertionRecord): Promise<void> {
     this.assertions.set(a.assertionId, structuredClone(a));
@@ -106,6 +110,22 @@ export class MemoryStorage implements Storage {
       this.authorizations.set(a.number, { ...a, payer: s.payer, source: 'review', submissionId: s.id, issuedAt: input.decision.decidedAt });
     }
     return { applied: true, submission: structuredClone(s) };
+  }
+
+  async recordJti(r: JtiRecord, nowMs: number = Date.now()): Promise<boolean> {
+    const key = JSON.stringify([r.issuer, r.jti]);
+    const until = this.jtis.get(key);
+    if (until !== undefined && until > nowMs) return false;
+    if (this.jtis.size >= 100_000) for (const [k, t] of this.jtis) if (t <= nowMs) this.jtis.delete(k);
+    this.jtis.set(key, r.expiresAtMs);
+    return true;
+  }
+  async saveApiAccess(a: ApiAccessRecord): Promise<void> {
+    this.access.push({ ...a, resourceIds: [...a.resourceIds] });
+    if (this.access.length > 10_000) this.access.splice(0, this.access.length - 10_000);
+  }
+  async listApiAccess(limit = 100): Promise<ApiAccessRecord[]> {
+    return this.access.slice(-limit).reverse().map((a) => ({ ...a, resourceIds: [...a.resourceIds] }));
   }
 
   async ping(): Promise<void> {}

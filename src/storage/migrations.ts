@@ -119,6 +119,34 @@ CREATE TABLE feedback (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'JWT replay record shared by replicas; payer FHIR API access log',
+    sql: `
+-- JWT ids already accepted (CDS client JWTs, payer client assertions) until they expire: a replay is refused by
+-- whichever replica it reaches. Epoch milliseconds, compared with the verifier's own clock.
+CREATE TABLE jwt_replay (
+  issuer text NOT NULL,
+  jti text NOT NULL,
+  expires_at_ms bigint NOT NULL,
+  PRIMARY KEY (issuer, jti)
+);
+CREATE INDEX jwt_replay_expires ON jwt_replay (expires_at_ms);
+
+-- One line per payer FHIR API call (design.md §8): client, operation, resource ids, outcome. Never clinical content.
+CREATE TABLE api_access_log (
+  id bigserial PRIMARY KEY,
+  request_id text NOT NULL,
+  at timestamptz NOT NULL,
+  client_id text,
+  operation text NOT NULL,
+  resource_ids jsonb NOT NULL,
+  status integer NOT NULL,
+  outcome text NOT NULL
+);
+CREATE INDEX api_access_log_at ON api_access_log (at);
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

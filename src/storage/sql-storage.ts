@@ -1,10 +1,12 @@
 import type { SqlDriver } from './sql-driver.js';
 import type {
+  ApiAccessRecord,
   AssertionRecord,
   AuthorizationRecord,
   FeedbackRecord,
   HookAuditRecord,
   IssuedAuthorization,
+  JtiRecord,
   NewPasSubmission,
   PasQuery,
   PasSubmission,
@@ -46,6 +48,24 @@ INSERT INTO hook_audit (request_id, at, service, hook_instance, client_iss, pati
 SELECT x.request_id, x.at, x.service, coalesce(x.hook_instance, ''), x.client_iss, coalesce(x.patient_id_hash, ''), x.status, x.outcome, x.latency_ms
 FROM jsonb_to_recordset($3::text::jsonb) AS x(request_id text, at timestamptz, service text, hook_instance text, client_iss text,
      patient_id_hash text, status integer, outcome text, latency_ms double precision)`;
+
+/**
+ * A JWT id is inserted, or its expired record renewed; a live record makes the statement return no row (a replay).
+ * ON CONFLICT is atomic on the primary key, so of two replicas inserting the same id at once exactly one gets a row.
+ */
+const RECORD_JTI_SQL = `
+INSERT INTO jwt_replay (issuer, jti, expires_at_ms) VALUES ($1, $2, $3)
+ON CONFLICT (issuer, jti) DO UPDATE SET expires_at_ms = EXCLUDED.expires_at_ms WHERE jwt_replay.expires_at_ms <= $4
+RETURNING jti`;
+
+/** Expired JWT ids are deleted at most this often (ms), by whichever call notices. */
+const JTI_SWEEP_INTERVAL_MS = 60_000;
+
+const ACCESS_SQL = `
+INSERT INTO api_access_log (request_id, at, client_id, operation, resource_ids, status, outcome)
+SELECT x.request_id, x.at, x.client_id, x.operation, coalesce(x.resource_ids, '[]'::jsonb), x.status, x.outcome
+FROM jsonb_to_recordset($1::text::jsonb) AS x(request_id text, at timestamptz, client_id text, operation text, resource_ids jsonb,
+     status integer, outcome text)`;
 
 const SUBMISSION_COLUMNS = `id, bundle_identifier, request_hash, payer, policy_id, policy_version, claim_identifiers, patient_identifiers,
   status, review_action, needed, pre_auth_ref, ${day('pre_auth_start')} AS pre_auth_start, ${day('pre_auth_end')} AS pre_auth_end,
@@ -91,6 +111,8 @@ interface DecisionRow {
 export class SqlStorage implements Storage {
   private closed = false;
   private readonly batcher = new WriteBatcher<Queued>((items) => this.writeBatch(items));
+  private readonly accessBatcher = new WriteBatcher<ApiAccessRecord>((items) => this.writeAccess(items));
+  private lastJtiSweep = 0;
 
   constructor(readonly driver: SqlDriver) {}
 
@@ -480,6 +502,53 @@ export class SqlStorage implements Storage {
     return { applied, submission: await this.getPasSubmission(d.submissionId) };
   }
 
+  /**
+   * The replay check runs on every authenticated call, so its commit does not wait for the WAL flush
+   * (`synchronous_commit off` for this transaction only): the row is visible to every replica the moment it commits,
+   * and a database crash can forget at most the last few ids, which expire within minutes anyway.
+   */
+  async recordJti(r: JtiRecord, nowMs: number = Date.now()): Promise<boolean> {
+    this.open();
+    const fresh = await this.driver.transaction(async (tx) => {
+      await tx.exec('SET LOCAL synchronous_commit TO off');
+      const rows = await tx.query(RECORD_JTI_SQL, [r.issuer, r.jti, Math.ceil(r.expiresAtMs), Math.floor(nowMs)]);
+      return rows.length === 1;
+    });
+    if (nowMs - this.lastJtiSweep >= JTI_SWEEP_INTERVAL_MS) {
+      this.lastJtiSweep = nowMs;
+      // Housekeeping only: a failed sweep is retried by a later call.
+      this.driver.query('DELETE FROM jwt_replay WHERE expires_at_ms <= $1', [Math.floor(nowMs)]).catch(() => undefined);
+    }
+    return fresh;
+  }
+
+  async saveApiAccess(a: ApiAccessRecord): Promise<void> {
+    this.open();
+    await this.accessBatcher.add(a);
+  }
+
+  private async writeAccess(items: ApiAccessRecord[]): Promise<void> {
+    await this.driver.query(ACCESS_SQL, [
+      json(items.map((r) => ({ request_id: r.requestId, at: r.at, client_id: r.clientId, operation: r.operation, resource_ids: r.resourceIds, status: r.status, outcome: r.outcome }))),
+    ]);
+  }
+
+  async listApiAccess(limit = 100): Promise<ApiAccessRecord[]> {
+    const rows = await this.driver.query<{ request_id: string; at: string; client_id: string | null; operation: string; resource_ids: string[]; status: number; outcome: string }>(
+      `SELECT request_id, ${ts('at')} AS at, client_id, operation, resource_ids, status, outcome FROM api_access_log ORDER BY id DESC LIMIT $1`,
+      [limit],
+    );
+    return rows.map((r) => ({
+      requestId: r.request_id,
+      at: r.at,
+      ...(r.client_id !== null ? { clientId: r.client_id } : {}),
+      operation: r.operation,
+      resourceIds: r.resource_ids,
+      status: Number(r.status),
+      outcome: r.outcome,
+    }));
+  }
+
   async ping(): Promise<void> {
     this.open();
     await this.driver.query('SELECT 1');
@@ -489,6 +558,7 @@ export class SqlStorage implements Storage {
     if (this.closed) return;
     this.closed = true;
     await this.batcher.drain();
+    await this.accessBatcher.drain();
     await this.driver.close();
   }
 }

@@ -35,6 +35,36 @@ export interface HookAuditRecord {
   latencyMs: number;
 }
 
+/**
+ * A JWT id seen once (CDS Hooks 2.0 §Trusting CDS Clients `jti`; SMART Backend Services client assertion `jti`, RFC
+ * 7523 §3). `issuer` is namespaced by the caller (e.g. `cds:<iss>`, `client:<clientId>`) so a CDS client and a payer
+ * API client with the same name never collide.
+ */
+export interface JtiRecord {
+  issuer: string;
+  jti: string;
+  /** Epoch milliseconds after which the token can no longer be accepted (its `exp` plus clock tolerance). */
+  expiresAtMs: number;
+}
+
+/**
+ * One line per payer FHIR API call (design.md §8 "Who may call"): which client, which operation, which resource ids,
+ * and the outcome. Never clinical content.
+ */
+export interface ApiAccessRecord {
+  requestId: string;
+  at: string;
+  /** The authenticated client id; absent when the call was refused before a client was known, or in open mode. */
+  clientId?: string;
+  /** `METHOD route` as declared, e.g. `POST /Claim/$submit`. */
+  operation: string;
+  /** Logical ids the call named or produced (`Questionnaire/…`, `Claim/…`), never contents. */
+  resourceIds: string[];
+  status: number;
+  /** `ok`, or why it was refused (`no-token`, `invalid-token`, `insufficient-scope`, `error`). */
+  outcome: string;
+}
+
 export interface FeedbackRecord {
   service: string;
   card: string;
@@ -177,6 +207,17 @@ export interface Storage {
    * pended. `applied: false` means it was not (already decided, or unknown: then `submission` is undefined).
    */
   recordReviewDecision(input: ReviewDecisionInput): Promise<{ applied: boolean; submission?: PasSubmission }>;
+
+  /**
+   * Records a JWT id until `expiresAtMs`. Resolves `true` when it is new (or its earlier record has expired) and
+   * `false` when the same (issuer, jti) is recorded and unexpired: a replay. One atomic step, so with PostgreSQL
+   * exactly one of several replicas accepts a token; `nowMs` is the verifier's clock (default `Date.now()`).
+   */
+  recordJti(r: JtiRecord, nowMs?: number): Promise<boolean>;
+  /** Appends a payer FHIR API access line (design.md §8). */
+  saveApiAccess(a: ApiAccessRecord): Promise<void>;
+  /** The most recent API access lines, newest first. */
+  listApiAccess(limit?: number): Promise<ApiAccessRecord[]>;
 
   /** Readiness: resolves when the store answers a query (/readyz). */
   ping(): Promise<void>;

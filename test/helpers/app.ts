@@ -46,7 +46,7 @@ export async function signFor(keys: TestKeys, path: string, overrides: { iss?: s
 }
 
 /** Builds the app with a test configuration; returns it with its storage and captured log lines. */
-export function buildApp(opts: { env?: Record<string, string>; keys?: TestKeys; fetchImpl?: AppDeps['fetchImpl']; today?: string } = {}) {
+export function buildApp(opts: { env?: Record<string, string>; keys?: TestKeys; fetchImpl?: AppDeps['fetchImpl']; today?: string; storage?: MemoryStorage } = {}) {
   const lines: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {
@@ -62,7 +62,8 @@ export function buildApp(opts: { env?: Record<string, string>; keys?: TestKeys; 
     ...opts.env,
   };
   const config = loadConfig(env);
-  const storage = new MemoryStorage();
+  // A second app over the same storage stands for a second replica sharing one database.
+  const storage = opts.storage ?? new MemoryStorage();
   const logger = createLogger(config.logLevel, sink);
   const app = createApp({ config, content: testContent(), storage, logger, fetchImpl: opts.fetchImpl, today: opts.today ? () => opts.today! : undefined });
   return { app, storage, lines, config };

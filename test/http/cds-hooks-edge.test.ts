@@ -96,6 +96,34 @@ describe('CDS Hooks edge', () => {
     await request(app).post(SIGN).set('Authorization', `Bearer ${token}`).send(orderSignRequest(resources, order)).expect(401);
   });
 
+  it('records the JWT id in storage, so another replica sharing it refuses the replay', async () => {
+    const { app, storage } = buildApp({ keys });
+    const { app: replica } = buildApp({ keys, storage });
+    const { resources, order } = edgePatient();
+    const token = await signFor(keys, SIGN);
+    await request(app).post(SIGN).set('Authorization', `Bearer ${token}`).send(orderSignRequest(resources, order)).expect(200);
+    expect(storage.jtis.size).toBe(1);
+    await request(replica).post(SIGN).set('Authorization', `Bearer ${token}`).send(orderSignRequest(resources, order)).expect(401);
+  });
+
+  it('accepts one JWT for several hook calls only with CDS_JTI_REPLAY=allow, still checking its audience', async () => {
+    const { app } = buildApp({ keys, env: { CDS_JTI_REPLAY: 'allow' } });
+    const { resources, order } = edgePatient();
+    const token = await signFor(keys, SIGN);
+    for (let i = 0; i < 3; i++) await request(app).post(SIGN).set('Authorization', `Bearer ${token}`).send(orderSignRequest(resources, order)).expect(200);
+    await request(app).post('/cds-services/priorpath-order-select').set('Authorization', `Bearer ${token}`).send(orderSignRequest(resources, order)).expect(401);
+  });
+
+  it('answers 503 (not 401, not 500) when the replay record cannot be reached', async () => {
+    const { app, storage } = buildApp({ keys });
+    storage.recordJti = () => Promise.reject(new Error('connection refused'));
+    const { resources, order } = edgePatient();
+    const res = await request(app).post(SIGN).set('Authorization', `Bearer ${await signFor(keys, SIGN)}`).send(orderSignRequest(resources, order));
+    expect(res.status).toBe(503);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+    expect(res.body.issue[0].code).toBe('transient');
+  });
+
   describe('bad input', () => {
     const post = (body: string | object, type = 'application/json') => {
       const { app } = buildApp();

@@ -188,6 +188,44 @@ export function storageContract(get: () => Storage): void {
     expect((await get().getPasSubmission(s.id))?.decisions).toHaveLength(1);
   });
 
+  it('accepts a JWT id once and refuses it again until it expires, per issuer', async () => {
+    const jti = randomUUID();
+    const now = Date.now();
+    const r = { issuer: 'cds:https://ehr.example.org', jti, expiresAtMs: now + 360_000 };
+    expect(await get().recordJti(r, now)).toBe(true);
+    expect(await get().recordJti(r, now + 1000)).toBe(false);
+    expect(await get().recordJti({ ...r, expiresAtMs: now + 999_999 }, now + 2000)).toBe(false);
+    expect(await get().recordJti({ ...r, issuer: 'client:ehr-backend' }, now)).toBe(true);
+    // Once its record has expired the token itself no longer verifies, so the id may be recorded afresh.
+    expect(await get().recordJti({ ...r, expiresAtMs: now + 720_000 }, now + 360_001)).toBe(true);
+    expect(await get().recordJti(r, now + 360_002)).toBe(false);
+  });
+
+  it('lets exactly one of many concurrent calls with the same JWT id through', async () => {
+    const r = { issuer: 'client:ehr-backend', jti: randomUUID(), expiresAtMs: Date.now() + 300_000 };
+    const results = await Promise.all(Array.from({ length: 12 }, () => get().recordJti({ ...r })));
+    expect(results.filter(Boolean)).toHaveLength(1);
+  });
+
+  it('keeps an access line per payer API call with the client, operation, resource ids and outcome, newest first', async () => {
+    const lines = Array.from({ length: 30 }, (_, i) => ({
+      requestId: randomUUID(),
+      at: new Date().toISOString(),
+      clientId: 'ehr-backend',
+      operation: 'POST /Claim/$submit',
+      resourceIds: [`Claim/${randomUUID()}`],
+      status: i % 5 === 0 ? 403 : 200,
+      outcome: i % 5 === 0 ? 'insufficient-scope' : 'ok',
+    }));
+    const anonymous = { requestId: randomUUID(), at: new Date().toISOString(), operation: 'GET /Questionnaire/:id', resourceIds: [], status: 401, outcome: 'no-token' };
+    await Promise.all([...lines.map((l) => get().saveApiAccess(l)), get().saveApiAccess(anonymous)]);
+    const listed = await get().listApiAccess(1000);
+    for (const l of lines) expect(listed).toContainEqual(l);
+    expect(listed).toContainEqual(anonymous);
+    const mine = listed.filter((l) => lines.some((x) => x.requestId === l.requestId));
+    expect(mine.map((l) => l.requestId)).toEqual([...lines].reverse().map((l) => l.requestId));
+  });
+
   it('answers ping', async () => {
     await expect(get().ping()).resolves.toBeUndefined();
   });
