@@ -47,6 +47,26 @@ export type ServiceDefinition = z.infer<typeof serviceSchema>;
 /** The payer identifier system of design.md §4. */
 export const PAYER_ID_SYSTEM = 'https://priorpath.dev/fhir/sid/payer';
 
+/**
+ * The CANONICAL_BASE the committed content files are written with (value sets, generated Questionnaires and
+ * Libraries). Code systems, identifier systems and extension URLs under it are identities the EHR data carries, so
+ * they never move; only the canonicals of the payer's own knowledge artifacts follow CANONICAL_BASE.
+ */
+export const AUTHORING_BASE = 'https://priorpath.dev/fhir';
+
+const ARTIFACT_URL = /https:\/\/priorpath\.dev\/fhir\/(ValueSet|Questionnaire|Library)\//g;
+
+/**
+ * Rewrites the artifact canonicals (`…/ValueSet/`, `…/Questionnaire/`, `…/Library/`) of a content file's JSON text
+ * from AUTHORING_BASE to `canonicalBase` (design.md §3 `CANONICAL_BASE`), before the text is parsed.
+ */
+export function rebaseContentText(text: string, canonicalBase: string): string {
+  if (canonicalBase === AUTHORING_BASE) return text;
+  // JSON-escaped, so a base with unusual characters cannot break the document.
+  const escaped = JSON.stringify(canonicalBase).slice(1, -1);
+  return text.replace(ARTIFACT_URL, (_m, type: string) => `${escaped}/${type}/`);
+}
+
 /** Everything loaded from `cds-services/` and `questionnaires/` at start-up; immutable afterwards. */
 export interface Content {
   services: ServiceDefinition[];
@@ -82,7 +102,7 @@ export function loadContent(opts: { root: string; canonicalBase: string }): Cont
   const codeSystems: CodeSystem[] = [];
   for (const path of files(join(cds, 'valuesets'), ['.json'])) {
     try {
-      const res = JSON.parse(readFileSync(path, 'utf8')) as ValueSet | CodeSystem;
+      const res = JSON.parse(rebaseContentText(readFileSync(path, 'utf8'), opts.canonicalBase)) as ValueSet | CodeSystem;
       if (res.resourceType === 'ValueSet') valueSets.add(res);
       else if (res.resourceType === 'CodeSystem') codeSystems.push(res);
       else problems.push({ file: path, field: 'resourceType', message: 'expected ValueSet or CodeSystem' });
@@ -118,7 +138,11 @@ export function loadContent(opts: { root: string; canonicalBase: string }): Cont
   const questionnaires = new Map<string, Record<string, unknown>>();
   for (const path of files(join(opts.root, 'questionnaires'), ['.json'])) {
     try {
-      const q = JSON.parse(readFileSync(path, 'utf8')) as { resourceType?: string; url?: string; version?: string };
+      const q = JSON.parse(rebaseContentText(readFileSync(path, 'utf8'), opts.canonicalBase)) as {
+        resourceType?: string;
+        url?: string;
+        version?: string;
+      };
       if (q.resourceType !== 'Questionnaire' || !q.url) {
         problems.push({ file: path, field: 'url', message: 'expected a Questionnaire with a url' });
         continue;

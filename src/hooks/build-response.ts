@@ -21,6 +21,8 @@ export interface EffectiveConfiguration {
   guideline: boolean;
   alternatives: boolean;
   dtrCard: boolean;
+  /** `dtr-launch-query`: the DTR card's appContext in the reference implementations' query form (implies the card). */
+  dtrCardForm: 'json' | 'query';
   maxCards: number;
 }
 
@@ -31,7 +33,8 @@ export function effectiveConfiguration(c: Record<string, unknown>): EffectiveCon
     coverageInfo: bool('coverage-info', true),
     guideline: bool('guideline', true),
     alternatives: bool('therapy-alternatives-req', true),
-    dtrCard: bool('dtr-clin', false),
+    dtrCard: bool('dtr-clin', false) || bool('dtr-launch-query', false),
+    dtrCardForm: bool('dtr-launch-query', false) ? 'query' : 'json',
     maxCards: typeof max === 'number' && Number.isInteger(max) && max >= 0 ? max : 10,
   };
 }
@@ -192,7 +195,13 @@ export function buildHookResponse(opts: {
     }
     if (cfg.dtrCard && req.hook !== 'order-select' && (ev.outcome === 'documentation-needed' || ev.outcome === 'limit-exceeded')) {
       cards.push(
-        dtrLaunchCard(payer.label, `${opts.publicBaseUrl}/dtr/launch.html`, { questionnaire: [d.policy.questionnaire], order: orderRef, coverage: opts.coverageRef, coverageAssertionId: d.assertionId }, orderRef),
+        dtrLaunchCard(
+          payer.label,
+          `${opts.publicBaseUrl}/dtr/launch.html`,
+          { questionnaire: [d.policy.questionnaire], order: orderRef, coverage: opts.coverageRef, coverageAssertionId: d.assertionId },
+          orderRef,
+          cfg.dtrCardForm,
+        ),
       );
     }
   }

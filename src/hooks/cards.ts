@@ -82,12 +82,39 @@ export function proposeAlternateCard(label: string, summary: string, detail: str
   });
 }
 
+/**
+ * How the DTR launch context travels in a smart link's `appContext` (CDS Hooks 2.0 §Link: an opaque string): `json`
+ * is PriorPath's own (`{"questionnaire":[…],"order":…,"coverage":…,"coverageAssertionId":…}`); `query` is the
+ * `questionnaire=…&order=…&coverage=…` form the Da Vinci CRD and DTR reference implementations exchange, with
+ * `coverageAssertionId` added so that the DTR app can pass it to `$questionnaire-package` as `context`.
+ */
+export type AppContextForm = 'json' | 'query';
+
+/** The DTR launch context of one order. */
+export interface DtrLaunchContext {
+  questionnaire: string[];
+  order: string;
+  coverage?: string;
+  coverageAssertionId?: string;
+}
+
+/** The `key=value&…` form: values as the reference implementations send them, escaped only where they must be. */
+export function queryAppContext(ctx: DtrLaunchContext): string {
+  const esc = (v: string) => (/[&=#%+\s]/.test(v) ? encodeURIComponent(v) : v);
+  const parts = ctx.questionnaire.map((q) => `questionnaire=${esc(q)}`);
+  parts.push(`order=${esc(ctx.order)}`);
+  if (ctx.coverage) parts.push(`coverage=${esc(ctx.coverage)}`);
+  if (ctx.coverageAssertionId) parts.push(`coverageAssertionId=${esc(ctx.coverageAssertionId)}`);
+  return parts.join('&');
+}
+
 /** SMART-link card that launches DTR, for clients that cannot read coverage-information (opt-in, `dtr-clin`). */
-export function dtrLaunchCard(label: string, url: string, appContext: Record<string, unknown>, orderRef: string): Card {
+export function dtrLaunchCard(label: string, url: string, ctx: DtrLaunchContext, orderRef: string, form: AppContextForm = 'json'): Card {
+  const appContext = form === 'query' ? queryAppContext(ctx) : JSON.stringify(ctx);
   return card(label, 'dtr-clin', 'Documentation Templates and Rules', {
     summary: 'Complete the prior authorization documentation for this order',
     indicator: 'info',
-    links: [{ label: 'Open documentation form (DTR)', url, type: 'smart', appContext: JSON.stringify(appContext) }],
+    links: [{ label: 'Open documentation form (DTR)', url, type: 'smart', appContext }],
     extension: { 'davinci-crd.associated-resource': [orderRef] },
   });
 }

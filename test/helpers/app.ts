@@ -46,7 +46,16 @@ export async function signFor(keys: TestKeys, path: string, overrides: { iss?: s
 }
 
 /** Builds the app with a test configuration; returns it with its storage and captured log lines. */
-export function buildApp(opts: { env?: Record<string, string>; keys?: TestKeys; fetchImpl?: AppDeps['fetchImpl']; today?: string; storage?: MemoryStorage } = {}) {
+export function buildApp(
+  opts: {
+    env?: Record<string, string>;
+    keys?: TestKeys;
+    fetchImpl?: AppDeps['fetchImpl'];
+    today?: string;
+    storage?: MemoryStorage;
+    content?: AppDeps['content'];
+  } = {},
+) {
   const lines: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {
@@ -65,6 +74,6 @@ export function buildApp(opts: { env?: Record<string, string>; keys?: TestKeys; 
   // A second app over the same storage stands for a second replica sharing one database.
   const storage = opts.storage ?? new MemoryStorage();
   const logger = createLogger(config.logLevel, sink);
-  const app = createApp({ config, content: testContent(), storage, logger, fetchImpl: opts.fetchImpl, today: opts.today ? () => opts.today! : undefined });
+  const app = createApp({ config, content: opts.content ?? testContent(), storage, logger, fetchImpl: opts.fetchImpl, today: opts.today ? () => opts.today! : undefined });
   return { app, storage, lines, config };
 }
