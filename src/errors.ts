@@ -15,6 +15,58 @@ export class HttpError extends Error {
   }
 }
 
+/**
+ * An expected failure of the domain (the coverage core, the policy engine): an OperationOutcome issue code and a
+ * message, no HTTP status. The edges' one error middleware maps the code to a status ({@link statusForIssue}), so
+ * the core stays free of HTTP (design.md §2).
+ */
+export class DomainError extends Error {
+  constructor(
+    readonly code: OperationOutcomeIssue['code'],
+    message: string,
+    readonly expression?: string[],
+  ) {
+    super(message);
+    this.name = 'DomainError';
+  }
+
+  get outcome(): OperationOutcome {
+    return outcome('error', this.code, this.message, this.expression);
+  }
+}
+
+const STATUS_BY_ISSUE: Partial<Record<NonNullable<OperationOutcomeIssue['code']>, number>> = {
+  login: 401,
+  unknown: 401,
+  forbidden: 403,
+  security: 403,
+  suppressed: 403,
+  'not-found': 404,
+  deleted: 404,
+  conflict: 409,
+  duplicate: 409,
+  incomplete: 412,
+  'too-costly': 413,
+  'business-rule': 422,
+  processing: 422,
+  throttled: 429,
+  exception: 500,
+  timeout: 500,
+  transient: 503,
+  'lock-error': 500,
+  'no-store': 500,
+};
+
+/** The HTTP status for an OperationOutcome issue code (FHIR R4 http.html "Status codes"); 400 for input problems. */
+export function statusForIssue(code: OperationOutcomeIssue['code']): number {
+  return (code && STATUS_BY_ISSUE[code]) || 400;
+}
+
+/** A DomainError as the HttpError an edge answers with. Other errors pass through unchanged. */
+export function toHttpError(err: unknown): unknown {
+  return err instanceof DomainError ? new HttpError(statusForIssue(err.code), err.outcome) : err;
+}
+
 /** An OperationOutcome with one issue. */
 export function outcome(
   severity: OperationOutcomeIssue['severity'],

@@ -4,9 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { loadConfigFromProcess } from '../config.js';
 import { loadContent } from '../content.js';
 import type { Content } from '../content.js';
-import { assertionFor } from '../hooks/build-response.js';
-import { buildCoverageInformation } from '../hooks/coverage-information.js';
-import { decideOrders } from '../hooks/decide-orders.js';
+import { assertionFor, buildCoverageInformation } from '../coverage/coverage-information.js';
+import { decideOrders, determinationFor } from '../coverage/decide-orders.js';
 import { resolveHookContext } from '../hooks/hook-handler.js';
 import { createLogger } from '../logger.js';
 import { MemoryStorage } from '../storage/memory-storage.js';
@@ -51,7 +50,16 @@ export async function explain(content: Content, body: unknown, opts: { payer?: s
     const version = ctx.req.requestedVersion === '2.2' ? '2.2' : '2.0';
     out('  coverage-information:');
     out(
-      JSON.stringify(buildCoverageInformation(assertionFor(d, coverageRef, ctx.today, ctx.req.hook), version), null, 2)
+      JSON.stringify(buildCoverageInformation(
+        assertionFor(determinationFor(d), {
+          coverageRef,
+          assertionId: d.assertionId,
+          date: ctx.today,
+          billingCodes: d.policy?.file.billingCodes,
+          askForDocumentation: ctx.req.hook !== 'order-select',
+        }),
+        version,
+      ), null, 2)
         .split('\n')
         .map((l) => `    ${l}`)
         .join('\n'),

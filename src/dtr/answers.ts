@@ -13,7 +13,7 @@ import type { ValueSetIndex } from '../fhir/value-sets.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { FactValue } from '../policies/evaluate-policy.js';
 import type { FactType } from '../policies/policy-schema.js';
-import { CRD_TEMP_SYSTEM } from '../hooks/coverage-information.js';
+import { CRD_TEMP_SYSTEM } from '../coverage/coverage-information.js';
 import { DTR_QR, EXT_INFORMATION_ORIGIN, EXT_INTENDED_USE, EXT_QR_CONTEXT, EXT_QR_COVERAGE } from './fhir-urls.js';
 import type { DtrVersion } from './fhir-urls.js';
 import { justificationLinkId } from './questionnaire-builder.js';

@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Extension, MedicationRequest } from '@medplum/fhirtypes';
-import { assertionFor } from '../hooks/build-response.js';
-import { buildCoverageInformation, COVERAGE_INFO_URL } from '../hooks/coverage-information.js';
-import type { OrderDecision } from '../hooks/decide-orders.js';
-import { authorizationNumber, periodEnd } from '../hooks/decide-orders.js';
+import type { Extension } from '@medplum/fhirtypes';
+import { newApproval } from '../coverage/authorization.js';
+import { assertionFor, buildCoverageInformation, COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
+import { determinationOf } from '../coverage/determination.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
@@ -17,7 +16,7 @@ export interface Determination {
 /**
  * Shapes an evaluation of answers into the CRD `ext-coverage-information` the completed QuestionnaireResponse carries
  * (DTR §Adaptive "MAY/SHOULD carry coverage-information"; design.md §7), with the same codes CRD would send for the
- * same facts (`assertionFor` / `buildCoverageInformation` from the CRD edge). A satisfied determination gets an
+ * same facts (the coverage core's determination, shaped by `assertionFor` / `buildCoverageInformation`). A satisfied determination gets an
  * authorization number and period, like real-time approval at signing. The assertion is stored so PAS and disputes
  * can find it by its `coverage-assertion-id`.
  */
@@ -33,25 +32,18 @@ export async function determine(opts: {
   version?: '2.0' | '2.2';
 }): Promise<Determination> {
   const { policy, evaluation, today } = opts;
-  const orderId = opts.orderRef?.startsWith('MedicationRequest/')
-    ? opts.orderRef.slice('MedicationRequest/'.length)
-    : undefined;
-  const order: MedicationRequest = {
-    resourceType: 'MedicationRequest',
-    status: 'draft',
-    intent: 'order',
-    subject: { reference: opts.patientId ? `Patient/${opts.patientId}` : 'Patient/unknown' },
-    ...(orderId ? { id: orderId } : {}),
-  };
-  const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, orderDate: today };
-  if (evaluation.outcome === 'satisfied' && evaluation.pathway?.approval) {
-    decision.authorization = {
-      number: authorizationNumber(policy.file.payer, today),
-      start: today,
-      end: periodEnd(today, evaluation.pathway.approval),
-    };
-  }
-  const assertion = assertionFor(decision, opts.coverageRef ?? 'Coverage/unknown', today, 'order-sign');
+  const assertionId = randomUUID();
+  const authorization =
+    evaluation.outcome === 'satisfied' && evaluation.pathway?.approval
+      ? newApproval(policy.file.payer, today, today, evaluation.pathway.approval)
+      : undefined;
+  const determination = determinationOf(policy, evaluation, authorization);
+  const assertion = assertionFor(determination, {
+    coverageRef: opts.coverageRef ?? 'Coverage/unknown',
+    assertionId,
+    date: today,
+    billingCodes: policy.file.billingCodes,
+  });
   const extension = buildCoverageInformation(assertion, opts.version ?? '2.0');
   if (!opts.coverageRef) {
     // The response named no Coverage: keep the required element, without inventing a reference.
@@ -62,7 +54,7 @@ export async function determine(opts: {
     );
   }
   const record: AssertionRecord = {
-    assertionId: decision.assertionId,
+    assertionId,
     createdAt: new Date().toISOString(),
     payer: policy.file.payer,
     policyId: policy.file.id,
@@ -73,7 +65,7 @@ export async function determine(opts: {
     outcome: evaluation.outcome,
     facts: Object.fromEntries(evaluation.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
     missingFacts: evaluation.missingFacts,
-    ...(decision.authorization ? { authorization: decision.authorization } : {}),
+    ...(authorization ? { authorization } : {}),
   };
   await opts.storage.saveAssertion(record);
   return { extension, assertion: record };

@@ -1,7 +1,7 @@
 import type { Extension, MedicationRequest, Questionnaire, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import { HttpError, outcome } from '../errors.js';
-import { COVERAGE_INFO_URL } from '../hooks/coverage-information.js';
+import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { EvaluationData, FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';

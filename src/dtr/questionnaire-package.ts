@@ -15,8 +15,8 @@ import type {
 import type { Content } from '../content.js';
 import { policiesFor } from '../content.js';
 import { badRequest } from '../errors.js';
-import { COVERAGE_INFO_URL } from '../hooks/coverage-information.js';
-import { identifyPayer } from '../hooks/payer.js';
+import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
+import { identifyPayer } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import { withMedicationCode } from '../policies/evaluation-data.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';

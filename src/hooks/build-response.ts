@@ -1,12 +1,11 @@
 import type { MedicationRequest } from '@medplum/fhirtypes';
-import type { OrderResource } from './hook-request.js';
 import type { Content, Payer } from '../content.js';
-import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
+import { assertionFor, buildCoverageInformation, COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
+import type { OrderDecision } from '../coverage/decide-orders.js';
+import { determinationFor } from '../coverage/decide-orders.js';
+import type { OrderResource } from '../coverage/order.js';
 import type { Card } from './cards.js';
 import { dtrLaunchCard, externalReferenceCard, instructionsCard, proposeAlternateCard } from './cards.js';
-import type { CoverageAssertion } from './coverage-information.js';
-import { buildCoverageInformation, COVERAGE_INFO_URL } from './coverage-information.js';
-import type { OrderDecision } from './decide-orders.js';
 import type { HookRequest } from './hook-request.js';
 
 /** CDS Hooks response body (CDS Hooks 2.0 §CDS Service Response). */
@@ -37,73 +36,6 @@ export function effectiveConfiguration(c: Record<string, unknown>): EffectiveCon
     dtrCardForm: bool('dtr-launch-query', false) ? 'query' : 'json',
     maxCards: typeof max === 'number' && Number.isInteger(max) && max >= 0 ? max : 10,
   };
-}
-
-function questionOf(decision: OrderDecision, name: string): string {
-  return decision.policy?.factsByName.get(name)?.def.question ?? name;
-}
-
-function cites(ev: PolicyEvaluation, kinds: string[]): string {
-  return [...new Set(ev.rules.filter((r) => kinds.includes(r.kind) && r.result === 'unknown').map((r) => r.cite))].join('; ');
-}
-
-/** The assertion codes of design.md §5's determination table, for one decision. */
-export function assertionFor(decision: OrderDecision, coverageRef: string, today: string, hook: HookRequest['hook']): CoverageAssertion {
-  const base = { coverageRef, assertionId: decision.assertionId, date: today, billingCodes: decision.policy?.file.billingCodes ?? [] };
-  if (decision.defaultAnswer) {
-    return { ...base, covered: decision.defaultAnswer.covered, paNeeded: decision.defaultAnswer.paNeeded ?? 'no-auth', reasons: [] };
-  }
-  const ev = decision.evaluation!;
-  const policy = decision.policy!;
-  const source = policy.file.source.id;
-  // CRD [hook-19]: order-select may carry coverage information but must not ask for documentation.
-  const asksForDocs = hook !== 'order-select';
-  switch (ev.outcome) {
-    case 'satisfied':
-      return {
-        ...base,
-        covered: 'covered',
-        paNeeded: 'satisfied',
-        satisfiedPaId: decision.authorization?.number,
-        expiryDate: decision.authorization?.end,
-        reasons: [{ text: `Meets ${source}: ${ev.pathway!.text} (${ev.pathway!.cite})` }],
-      };
-    case 'documentation-needed': {
-      const questions = ev.missingFacts.map((f) => questionOf(decision, f));
-      const text = `Prior authorization needed: documentation of ${questions.join('; ') || 'the policy criteria'} (${cites(ev, ['requirement', 'pathway', 'limit']) || source})`;
-      return asksForDocs
-        ? { ...base, covered: 'covered', paNeeded: 'auth-needed', docNeeded: 'clinical', docPurpose: 'withpa', questionnaire: policy.questionnaire, reasons: [{ text }] }
-        : { ...base, covered: 'covered', paNeeded: 'auth-needed', reasons: [{ text }] };
-    }
-    case 'limit-exceeded': {
-      const text = `Exceeds ${ev.failed.map((r) => `${r.text} (${r.cite})`).join('; ')}`;
-      return asksForDocs
-        ? { ...base, covered: 'covered', paNeeded: 'auth-needed', docNeeded: 'clinical', docPurpose: 'withpa', questionnaire: policy.questionnaire, reasons: [{ text }] }
-        : { ...base, covered: 'covered', paNeeded: 'auth-needed', reasons: [{ text }] };
-    }
-    case 'not-covered':
-      return { ...base, covered: 'not-covered', reasons: [{ text: notCoveredReason(decision) }] };
-    case 'error':
-      return {
-        ...base,
-        covered: 'indeterminate',
-        paNeeded: 'indeterminate',
-        reasons: [{ code: 'technical', text: 'The payer could not evaluate this order automatically; submit for prior authorization review.' }],
-      };
-  }
-}
-
-/** Why an order is not covered, naming the clause and, for uses outside the policy, where the off-label route is. */
-export function notCoveredReason(decision: OrderDecision): string {
-  const ev = decision.evaluation!;
-  const policy = decision.policy!.file;
-  const failedRequirement = ev.failed.find((r) => r.kind === 'requirement');
-  if (failedRequirement) {
-    const rule = decision.policy!.requirements.find((r) => r.id === failedRequirement.id);
-    const why = rule?.notCovered ?? `Does not meet: ${failedRequirement.text}`;
-    return `${why} (${failedRequirement.cite})${policy.offLabel ? `. ${policy.offLabel}` : ''}`;
-  }
-  return `No covered indication of ${policy.source.id} applies (${[...new Set(ev.failed.map((r) => r.cite))].join('; ')})${policy.offLabel ? `. ${policy.offLabel}` : ''}`;
 }
 
 /** The order as received plus the new coverage-information (replacing an earlier one) [resp-37]. */
@@ -138,12 +70,20 @@ export function buildHookResponse(opts: {
   for (const d of decisions) {
     const orderRef = `${d.order.resourceType}/${d.order.id ?? 'unknown'}`;
     const drug = orderLabel(d.order);
+    const determination = determinationFor(d);
     if (opts.coverageRef && cfg.coverageInfo) {
-      const assertion = assertionFor(d, opts.coverageRef, today, req.hook);
+      const assertion = assertionFor(determination, {
+        coverageRef: opts.coverageRef,
+        assertionId: d.assertionId,
+        date: today,
+        billingCodes: d.policy?.file.billingCodes,
+        // CRD [hook-19]: order-select may carry coverage information but must not ask for documentation.
+        askForDocumentation: req.hook !== 'order-select',
+      });
       const ext = buildCoverageInformation(assertion, version);
       systemActions.push({
         type: 'update',
-        description: `${payer.label}: coverage information for ${drug} (${describe(d)})`,
+        description: `${payer.label}: coverage information for ${drug} (${determination.summary})`,
         resource: withCoverageInfo(d.order, ext),
       });
     }
@@ -152,7 +92,7 @@ export function buildHookResponse(opts: {
     const policy = d.policy.file;
     if (cfg.coverageInfo) {
       if (ev.outcome === 'documentation-needed') {
-        const lines = ev.missingFacts.map((f) => `- ${questionOf(d, f)}`);
+        const lines = determination.needed.map((q) => `- ${q}`);
         cards.push(
           instructionsCard(
             payer.label,
@@ -173,7 +113,7 @@ export function buildHookResponse(opts: {
           ),
         );
       } else if (ev.outcome === 'not-covered') {
-        cards.push(instructionsCard(payer.label, `${drug} is not covered under ${policy.source.id} for this patient`, notCoveredReason(d), 'warning', orderRef));
+        cards.push(instructionsCard(payer.label, `${drug} is not covered under ${policy.source.id} for this patient`, determination.reasons[0].text, 'warning', orderRef));
       }
     }
     if (cfg.alternatives && req.hook !== 'order-dispatch' && ev.outcome === 'limit-exceeded') {
@@ -210,22 +150,6 @@ export function buildHookResponse(opts: {
   const response: HookResponse = { cards: cards.slice(0, cfg.maxCards) };
   if (systemActions.length > 0) response.systemActions = systemActions;
   return response;
-}
-
-function describe(d: OrderDecision): string {
-  if (d.defaultAnswer) return `${d.defaultAnswer.covered}, ${d.defaultAnswer.paNeeded ?? 'no-auth'}`;
-  switch (d.evaluation!.outcome) {
-    case 'satisfied':
-      return `prior authorization satisfied: ${d.authorization?.number ?? ''}`.trim();
-    case 'documentation-needed':
-      return 'prior authorization needed, documentation required';
-    case 'limit-exceeded':
-      return 'prior authorization needed, exceeds policy limit';
-    case 'not-covered':
-      return 'not covered';
-    case 'error':
-      return 'could not be evaluated';
-  }
 }
 
 /** How a clinician names the ordered item: the drug text, the code display, else the resource type. */

@@ -6,17 +6,18 @@ import type { Logger } from '../logger.js';
 import { indexRecord } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
-import { COVERAGE_INFO_URL } from './coverage-information.js';
+import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import type { HookResponse } from './build-response.js';
 import { buildHookResponse } from './build-response.js';
-import { decideOrders } from './decide-orders.js';
+import { decideOrders } from '../coverage/decide-orders.js';
 import { EhrClient } from './ehr-client.js';
 import type { FetchLike } from './ehr-client.js';
-import type { HookRequest, OrderResource } from './hook-request.js';
-import { isOrder } from './hook-request.js';
+import type { OrderResource } from '../coverage/order.js';
+import { isOrder } from '../coverage/order.js';
+import type { HookRequest } from './hook-request.js';
 import { parseHookRequest, resourcesOf } from './hook-request.js';
-import { identifyPayer } from './payer.js';
+import { identifyPayer } from '../coverage/payer.js';
 import { resolvePrefetch } from './prefetch.js';
 
 export interface HookDeps {

@@ -1,10 +1,7 @@
-import type { Bundle, DeviceRequest, MedicationRequest, NutritionOrder, Resource, ServiceRequest, VisionPrescription } from '@medplum/fhirtypes';
-
-/** The request resources CRD order hooks carry (CRD hooks.md "order-sign"): policies govern MedicationRequests. */
-export type OrderResource = MedicationRequest | DeviceRequest | ServiceRequest | NutritionOrder | VisionPrescription;
-export const ORDER_TYPES = new Set(['MedicationRequest', 'DeviceRequest', 'ServiceRequest', 'NutritionOrder', 'VisionPrescription']);
-export const isOrder = (r: Resource | undefined): r is OrderResource => !!r && ORDER_TYPES.has(r.resourceType);
+import type { Bundle, Resource } from '@medplum/fhirtypes';
 import { z } from 'zod';
+import type { OrderResource } from '../coverage/order.js';
+import { isOrder } from '../coverage/order.js';
 import { badRequest } from '../errors.js';
 
 /**

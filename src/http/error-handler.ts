@@ -1,5 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
-import { HttpError, outcome } from '../errors.js';
+import { HttpError, outcome, toHttpError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 /**
@@ -7,7 +7,9 @@ import type { Logger } from '../logger.js';
  * `exception` naming only the request id. Stacks go to the log, never to the client.
  */
 export function errorHandler(logger: Logger) {
-  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
+  return (thrown: unknown, req: Request, res: Response, _next: NextFunction): void => {
+    // Domain errors carry an issue code, not a status: this is where the code becomes one.
+    const err = toHttpError(thrown);
     const log = (req as Request & { log?: Logger }).log ?? logger;
     const requestId = (req as Request & { id?: string }).id;
     if (res.headersSent) {

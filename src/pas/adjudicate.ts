@@ -2,9 +2,9 @@ import type { MedicationRequest, QuestionnaireResponse, Resource } from '@medplu
 import type { Content, Payer } from '../content.js';
 import { policiesFor, policiesForCodings } from '../content.js';
 import { answeredCanonical, evaluateQuestionnaireResponse, policyForQuestionnaire } from '../dtr/evaluate-response.js';
-import { HttpError, badRequest } from '../errors.js';
-import { notCoveredReason } from '../hooks/build-response.js';
-import { authorizationNumber, periodEnd } from '../hooks/decide-orders.js';
+import { newApproval, periodEnd } from '../coverage/authorization.js';
+import { determinationOf } from '../coverage/determination.js';
+import { DomainError, HttpError, badRequest } from '../errors.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { Outcome, PolicyEvaluation, Tri } from '../policies/evaluate-policy.js';
@@ -81,51 +81,27 @@ function defaultApproval(policy: CompiledPolicy, ev: PolicyEvaluation): { days?:
   return approvals.sort((a, b) => days(a) - days(b))[0] ?? { days: 30 };
 }
 
-function questionOf(policy: CompiledPolicy, fact: string): string {
-  return policy.factsByName.get(fact)?.def.question ?? fact;
-}
-
 /**
- * Decides one evaluation as PAS does (design.md §5 determination table → X12 306): satisfied → A1 certified, with an
- * authorization number and the approving pathway's period; not-covered → A3 with the clause; documentation needed,
- * a limit exceeded or a policy failure → A4 pended (documentation or clinical review), never a positive answer.
+ * Decides one evaluation as PAS does: the coverage core's determination (design.md §5) with its X12 306 review
+ * action: satisfied → A1 certified, with an authorization number and the approving pathway's period; not-covered →
+ * A3 with the clause; documentation needed, a limit exceeded or a policy failure → A4 pended (documentation or
+ * clinical review), never a positive answer.
  */
 export function decisionFor(policy: CompiledPolicy, ev: PolicyEvaluation, opts: { sequence: number; orderDate: string; payer: string; today: string }): ItemDecision {
   const criteria = ev.rules.map((r) => ({ id: r.id, cite: r.cite, text: r.text, result: r.result }));
   const approval = defaultApproval(policy, ev);
   const reviewPeriod = { start: opts.orderDate, end: periodEnd(opts.orderDate, approval) };
   const base = { sequence: opts.sequence, policyId: policy.file.id, policyVersion: policy.file.version, outcome: ev.outcome, criteria, orderDate: opts.orderDate, reviewPeriod };
-  const source = policy.file.source.id;
-  switch (ev.outcome) {
-    case 'satisfied': {
-      const end = ev.pathway?.approval ? periodEnd(opts.orderDate, ev.pathway.approval) : reviewPeriod.end;
-      return {
-        ...base,
-        reviewAction: 'A1',
-        needed: [],
-        reasons: [`Meets ${source}: ${ev.pathway!.text} (${ev.pathway!.cite})`],
-        authorization: { number: authorizationNumber(opts.payer, opts.today), start: opts.orderDate, end },
-      };
-    }
-    case 'not-covered': {
-      const reason = notCoveredReason({ order: { resourceType: 'MedicationRequest', status: 'draft', intent: 'order', subject: {} }, assertionId: '', policy, evaluation: ev, orderDate: opts.orderDate });
-      return { ...base, reviewAction: 'A3', needed: [], reasons: [reason] };
-    }
-    case 'limit-exceeded': {
-      const limits = ev.failed.map((r) => {
-        const rule = policy.limits.find((l) => l.id === r.id);
-        return `Clinical review: exceeds ${r.text} (${r.cite})${rule?.justification ? `; the policy accepts ${rule.justification}` : ''}`;
-      });
-      return { ...base, reviewAction: 'A4', needed: [...limits, ...ev.missingFacts.map((f) => questionOf(policy, f))], reasons: [] };
-    }
-    case 'documentation-needed': {
-      const questions = ev.missingFacts.map((f) => questionOf(policy, f));
-      const undecided = [...new Set(ev.rules.filter((r) => r.result === 'unknown').map((r) => r.cite))].join('; ');
-      return { ...base, reviewAction: 'A4', needed: questions.length > 0 ? questions : [`Documentation of ${undecided || source}`], reasons: [] };
-    }
-    case 'error':
-      return { ...base, reviewAction: 'A4', needed: [`Clinical review: ${source} could not be evaluated automatically for this request`], reasons: [] };
-  }
+  const authorization =
+    ev.outcome === 'satisfied' ? newApproval(opts.payer, opts.today, opts.orderDate, ev.pathway?.approval ?? approval) : undefined;
+  const d = determinationOf(policy, ev, authorization);
+  return {
+    ...base,
+    reviewAction: d.reviewAction,
+    needed: d.reviewAction === 'A4' ? d.needed : [],
+    reasons: d.reviewAction === 'A4' ? [] : d.reasons.map((r) => r.text),
+    ...(authorization ? { authorization } : {}),
+  };
 }
 
 /**
@@ -177,7 +153,7 @@ export function adjudicate(opts: { content: Content; payer: Payer; request: PasR
         ev = evaluatePolicy(policy, evaluationDataFor(indexRecord(record), order, today));
       }
     } catch (err) {
-      if (err instanceof HttpError) throw err;
+      if (err instanceof HttpError || err instanceof DomainError) throw err;
       ev = { policyId: policy.file.id, policyVersion: policy.file.version, outcome: 'error', facts: [], rules: [], missingFacts: [], failed: [], proposals: [] };
     }
     return decisionFor(policy, ev, { sequence: it.sequence, orderDate, payer: payer.key, today });

@@ -3,8 +3,8 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import type { Content, Payer } from '../content.js';
 import { PAYER_ID_SYSTEM } from '../content.js';
-import { HttpError, badRequest, methodNotAllowed, outcome } from '../errors.js';
-import { identifyPayer } from '../hooks/payer.js';
+import { DomainError, HttpError, badRequest, methodNotAllowed, outcome } from '../errors.js';
+import { identifyPayer } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import type { AuthorizationRecord, PasSubmission, Storage } from '../storage/storage.js';
 import { adjudicate } from './adjudicate.js';
@@ -43,7 +43,7 @@ async function payerOf(content: Content, req: PasRequest, defaultPayer?: string)
   try {
     return (await identifyPayer({ content, coverages: [req.coverage], byReference: req.byReference })).payer;
   } catch (err) {
-    if (!(err instanceof HttpError) || err.status !== 400) throw err;
+    if (!(err instanceof DomainError) || err.code !== 'invalid') throw err;
     const insurer = req.claim.insurer;
     const org = insurer?.reference ? req.byReference.get(insurer.reference) : undefined;
     const ids = [...(insurer?.identifier ? [insurer.identifier] : []), ...(org?.resourceType === 'Organization' ? (org.identifier ?? []) : [])];

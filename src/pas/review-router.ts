@@ -3,7 +3,7 @@ import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import { z } from 'zod';
 import { HttpError, badRequest, methodNotAllowed, notFound, outcome, unauthorized } from '../errors.js';
-import { authorizationNumber } from '../hooks/decide-orders.js';
+import { authorizationNumber } from '../coverage/authorization.js';
 import type { Logger } from '../logger.js';
 import type { AuthorizationRecord, PasSubmission, Storage } from '../storage/storage.js';
 import type { ItemDecision } from './adjudicate.js';

@@ -19,7 +19,7 @@ import { originOf } from '../../src/dtr/answers.js';
 import { evaluateQuestionnaireResponse } from '../../src/dtr/evaluate-response.js';
 import { policyStructure } from '../../src/dtr/policy-structure.js';
 import { flattenItems, justificationLinkId } from '../../src/dtr/questionnaire-builder.js';
-import { COVERAGE_INFO_URL, coverageInformationProblems } from '../../src/hooks/coverage-information.js';
+import { COVERAGE_INFO_URL, coverageInformationProblems } from '../../src/coverage/coverage-information.js';
 import { handleHook } from '../../src/hooks/hook-handler.js';
 import { createLogger } from '../../src/logger.js';
 import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';

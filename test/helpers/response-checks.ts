@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import { coverageInformationProblems, COVERAGE_INFO_URL } from '../../src/hooks/coverage-information.js';
+import { coverageInformationProblems, COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
 import type { Extension } from '@medplum/fhirtypes';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { coverageInformationProblems, COVERAGE_INFO_URL } from '../../src/hooks/coverage-information.js';
+import { coverageInformationProblems, COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
 import { edgePatient, BIRTH_DATE, PATIENT_NAME } from '../fixtures/edge-patient.js';
 import { buildApp, makeKeys, signFor } from '../helpers/app.js';
 import type { TestKeys } from '../helpers/app.js';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { COVERAGE_INFO_URL } from '../../src/hooks/coverage-information.js';
+import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
 import { edgePatient } from '../fixtures/edge-patient.js';
 import { buildApp } from '../helpers/app.js';
 import { fakeEhr } from '../helpers/fake-ehr.js';

@@ -6,7 +6,7 @@ import type { Bundle, Extension, MedicationRequest } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import { COVERAGE_INFO_URL } from '../../src/hooks/coverage-information.js';
+import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
 import { createLogger } from '../../src/logger.js';
 import { mountSandbox } from '../../src/sandbox/mount.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';

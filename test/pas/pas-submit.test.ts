@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Bundle } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { periodEnd } from '../../src/hooks/decide-orders.js';
+import { periodEnd } from '../../src/coverage/authorization.js';
 import { createStorage } from '../../src/storage/create-storage.js';
 import type { SqlStorage } from '../../src/storage/sql-storage.js';
 import { testContent } from '../helpers/app.js';

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Content, Payer } from '../content.js';
 import { policiesFor } from '../content.js';
 import type { Logger } from '../logger.js';
@@ -9,7 +9,10 @@ import { evaluationDataFor, orderDateOf, withMedicationCode } from '../policies/
 import type { PatientRecord } from '../policies/evaluation-data.js';
 import type { AssertionRecord, AuthorizationRecord } from '../storage/storage.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
-import type { OrderResource } from './hook-request.js';
+import { newApproval } from './authorization.js';
+import type { Determination } from './determination.js';
+import { defaultDetermination, determinationOf } from './determination.js';
+import type { OrderResource } from './order.js';
 
 /** What PriorPath decided for one order: a policy evaluation, or the payer's default for ungoverned orders. */
 export interface OrderDecision {
@@ -23,25 +26,14 @@ export interface OrderDecision {
   orderDate: string;
 }
 
-/** Adds a period to a date (YYYY-MM-DD) and returns the last day it covers. */
-export function periodEnd(start: string, d: { days?: number; weeks?: number; months?: number }): string {
-  const date = new Date(`${start}T00:00:00Z`);
-  if (d.months) date.setUTCMonth(date.getUTCMonth() + d.months);
-  else date.setUTCDate(date.getUTCDate() + (d.days ?? 0) + 7 * (d.weeks ?? 0));
-  date.setUTCDate(date.getUTCDate() - 1);
-  return date.toISOString().slice(0, 10);
-}
-
-/** An authorization number a person can read over the phone: payer, date, 8 random base32 characters. */
-export function authorizationNumber(payer: string, date: string): string {
-  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
-  const bytes = randomBytes(8);
-  const tail = [...bytes].map((b) => alphabet[b % alphabet.length]).join('');
-  return `PA-${payer.toUpperCase()}-${date.replace(/-/g, '')}-${tail}`;
+/** The determination of a decision: the policy's, or the payer's default answer. */
+export function determinationFor(decision: OrderDecision): Determination {
+  if (decision.defaultAnswer) return defaultDetermination(decision.defaultAnswer);
+  return determinationOf(decision.policy!, decision.evaluation!, decision.authorization);
 }
 
 /**
- * The seam between protocol and policy (issue #3): hook data + payer in, one decision per governed order out.
+ * The seam between protocol and policy: hook data + payer in, one decision per governed order out.
  * A policy that throws is contained here: the order gets an `error` evaluation, never a positive assertion.
  */
 export function decideOrders(opts: {
@@ -103,11 +95,7 @@ export function decideOrders(opts: {
       // The authorization already issued for this order stands: the EHR must not see a second number for it.
       decision.authorization = priorAuth;
     } else if (evaluation.outcome === 'satisfied' && evaluation.pathway?.approval) {
-      decision.authorization = {
-        number: authorizationNumber(opts.payer.key, opts.today),
-        start: data.orderDate,
-        end: periodEnd(data.orderDate, evaluation.pathway.approval),
-      };
+      decision.authorization = newApproval(opts.payer.key, opts.today, data.orderDate, evaluation.pathway.approval);
     }
     decisions.push(decision);
   }

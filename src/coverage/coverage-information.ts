@@ -1,4 +1,5 @@
 import type { Extension } from '@medplum/fhirtypes';
+import type { CoveredCode, Determination, PaNeededCode } from './determination.js';
 
 /** http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information (CRD 2.0.1 and 2.2.1). */
 export const COVERAGE_INFO_URL = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
@@ -10,8 +11,8 @@ export interface CoverageAssertion {
   coverageRef: string;
   assertionId: string;
   date: string;
-  covered: 'covered' | 'not-covered' | 'conditional' | 'indeterminate';
-  paNeeded?: 'no-auth' | 'auth-needed' | 'satisfied' | 'conditional' | 'indeterminate';
+  covered: CoveredCode;
+  paNeeded?: PaNeededCode;
   docNeeded?: 'clinical';
   docPurpose?: 'withpa';
   infoNeeded?: 'OTH';
@@ -20,6 +21,28 @@ export interface CoverageAssertion {
   satisfiedPaId?: string;
   expiryDate?: string;
   billingCodes?: { system: string; code: string; display?: string }[];
+}
+
+/**
+ * The assertion a determination makes about one order and coverage (design.md §5 table). `askForDocumentation` is
+ * false where documentation must not be requested (CRD [hook-19]: order-select): the codes stay, doc-needed goes.
+ */
+export function assertionFor(
+  d: Determination,
+  opts: { coverageRef: string; assertionId: string; date: string; billingCodes?: CoverageAssertion['billingCodes']; askForDocumentation?: boolean },
+): CoverageAssertion {
+  const asks = (opts.askForDocumentation ?? true) && !!d.questionnaire;
+  return {
+    coverageRef: opts.coverageRef,
+    assertionId: opts.assertionId,
+    date: opts.date,
+    billingCodes: opts.billingCodes ?? [],
+    covered: d.covered,
+    ...(d.paNeeded ? { paNeeded: d.paNeeded } : {}),
+    ...(asks ? { docNeeded: 'clinical' as const, docPurpose: 'withpa' as const, questionnaire: d.questionnaire } : {}),
+    reasons: d.reasons,
+    ...(d.paNeeded === 'satisfied' ? { satisfiedPaId: d.authorization?.number, expiryDate: d.authorization?.end } : {}),
+  };
 }
 
 /**

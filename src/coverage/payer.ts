@@ -1,9 +1,14 @@
 import type { Coverage, Organization, Resource } from '@medplum/fhirtypes';
 import type { Content, Payer } from '../content.js';
 import { PAYER_ID_SYSTEM } from '../content.js';
-import { badRequest } from '../errors.js';
-import type { EhrClient } from './ehr-client.js';
+import { DomainError } from '../errors.js';
 
+/** Reads one resource by reference from the EHR (the CRD edge's EHR client, or nothing in PAS). */
+export interface ResourceReader {
+  get(reference: string): Promise<Resource>;
+}
+
+/** The payer an order is asked of, and the Coverage that named it. */
 export interface PayerMatch {
   payer: Payer;
   coverage?: Coverage;
@@ -18,13 +23,14 @@ function payerKeyOf(org: Pick<Organization, 'identifier'> | undefined): string |
 /**
  * Identifies the payer from the primary active Coverage (design.md §4 "Payer"; CRD [hook-13]): the payor's
  * identifier in our payer system, on the reference or on the referenced Organization (contained, prefetched or
- * fetched). No Coverage, several active Coverages or an unknown payer are a 400, unless DEFAULT_PAYER is set.
+ * fetched). No Coverage, several active Coverages or an unknown payer are a DomainError `invalid` (the edges answer
+ * 400), unless DEFAULT_PAYER is set.
  */
 export async function identifyPayer(opts: {
   content: Content;
   coverages: Resource[];
   byReference: Map<string, Resource>;
-  ehr?: EhrClient;
+  ehr?: ResourceReader;
   defaultPayer?: string;
 }): Promise<PayerMatch> {
   const { content, defaultPayer } = opts;
@@ -32,7 +38,8 @@ export async function identifyPayer(opts: {
   const active = opts.coverages.filter((c): c is Coverage => c.resourceType === 'Coverage' && (c.status === undefined || c.status === 'active'));
   if (active.length !== 1) {
     if (fallback) return { payer: fallback, coverage: active[0], defaulted: true };
-    throw badRequest(
+    throw new DomainError(
+      'invalid',
       active.length === 0 ? 'No active Coverage for the patient: cannot tell which payer to ask' : `${active.length} active Coverages: send only the primary Coverage`,
       ['prefetch.coverage'],
     );
@@ -52,5 +59,5 @@ export async function identifyPayer(opts: {
     if (payer) return { payer, coverage, defaulted: false };
   }
   if (fallback) return { payer: fallback, coverage, defaulted: true };
-  throw badRequest('The Coverage names no payer PriorPath serves (payor identifier system https://priorpath.dev/fhir/sid/payer)', ['prefetch.coverage.payor']);
+  throw new DomainError('invalid', 'The Coverage names no payer PriorPath serves (payor identifier system https://priorpath.dev/fhir/sid/payer)', ['prefetch.coverage.payor']);
 }
