@@ -3,7 +3,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { loadContent } from '../../src/content.js';
 import { generateQuestionnaireFiles } from '../../src/dtr/questionnaire-files.js';
-import { COVERAGE_INFO_URL } from '../../src/hooks/coverage-information.js';
+import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { repoRoot, storyOrder, storyResources } from '../helpers/stories.js';

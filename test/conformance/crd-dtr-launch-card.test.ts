@@ -1,7 +1,7 @@
 import type { Extension, MedicationRequest } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { COVERAGE_INFO_URL } from '../../src/hooks/coverage-information.js';
+import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
