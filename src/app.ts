@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import express from 'express';
 import type { Request, Response, NextFunction, Router } from 'express';
 import { createJwtVerifier } from './auth/jwt-verifier.js';
@@ -23,6 +24,7 @@ import type { Logger } from './logger.js';
 import type { Storage } from './storage/storage.js';
 import type { SandboxAuth } from './sandbox-auth/sandbox-auth.js';
 import { createWebRouter } from './web/index.js';
+import { createReviewPageRouter } from './web/review-page.js';
 import { EvaluationCache } from './policies/evaluation-cache.js';
 
 export interface AppDeps {
@@ -176,7 +178,16 @@ export function createApp(deps: AppDeps): express.Express {
   // The payer FHIR API (DTR, and PAS when mounted): browsers (the DTR SMART app) call it cross-origin.
   app.use('/fhir', cors(config.corsOrigins), createFhirRouter({ content, storage, publicBaseUrl: config.publicBaseUrl, logger, defaultPayer: config.defaultPayer, today: deps.today }));
   app.use('/fhir', createPasRouter({ content, storage, logger, today: deps.today, defaultPayer: config.defaultPayer }));
-  app.use('/review', createReviewRouter({ storage, logger, reviewToken: config.reviewToken }));
+  // The sandbox offers a demo reviewer: with no REVIEW_TOKEN configured it makes one up for this process only.
+  const demoReviewToken = config.sandbox && !config.reviewToken ? randomBytes(32).toString('base64url') : undefined;
+  app.use(
+    '/review',
+    createReviewPageRouter({
+      logger,
+      ...(demoReviewToken ? { demoReviewer: { token: demoReviewToken, name: 'Dana Reyes, MD (demo reviewer)' } } : {}),
+    }),
+  );
+  app.use('/review', createReviewRouter({ storage, logger, reviewToken: config.reviewToken ?? demoReviewToken }));
 
   if (config.sandbox && deps.sandboxFhir) app.use('/sandbox/fhir', deps.sandboxFhir);
   if (config.sandbox && deps.sandboxAuth) {

@@ -25,7 +25,7 @@ export interface ItemDecision {
   /** Why: the approving pathway (A1) or the clause the request fails (A3), each citing the policy. */
   reasons: string[];
   /** Each criterion's result (true/false/unknown) with its citation, for the reviewer. */
-  criteria: { id: string; cite: string; text: string; result: Tri }[];
+  criteria: { id: string; kind?: 'requirement' | 'pathway' | 'limit'; cite: string; text: string; result: Tri; evidence?: CriterionEvidence[] }[];
   orderDate: string;
   authorization?: AuthorizationRecord;
   /** The period a reviewer's approval grants unless the reviewer gives one. */
@@ -81,6 +81,27 @@ function defaultApproval(policy: CompiledPolicy, ev: PolicyEvaluation): { days?:
   return approvals.sort((a, b) => days(a) - days(b))[0] ?? { days: 30 };
 }
 
+/** A fact a criterion reads, as the reviewer sees it: its question, its value and whether the chart or an answer gave it. */
+export interface CriterionEvidence {
+  fact: string;
+  question: string;
+  value?: boolean | number | string;
+  source: 'ehr' | 'answer' | 'unknown';
+}
+
+/** Each criterion's facts with their values (the evidence behind true/false/unknown), for the reviewer's trace. */
+function evidenceOf(policy: CompiledPolicy, ev: PolicyEvaluation, ruleId: string): CriterionEvidence[] {
+  const rule = [...policy.requirements, ...policy.pathways, ...policy.limits].find((r) => r.id === ruleId);
+  return (rule?.facts ?? []).map((name) => {
+    const f = ev.facts.find((x) => x.name === name);
+    return { fact: name, question: questionOf(policy, name), ...(f?.value !== undefined ? { value: f.value } : {}), source: f?.source ?? 'unknown' };
+  });
+}
+
+function questionOf(policy: CompiledPolicy, fact: string): string {
+  return policy.factsByName.get(fact)?.def.question ?? fact;
+}
+
 /**
  * Decides one evaluation as PAS does: the coverage core's determination (design.md §5) with its X12 306 review
  * action: satisfied → A1 certified, with an authorization number and the approving pathway's period; not-covered →
@@ -88,7 +109,7 @@ function defaultApproval(policy: CompiledPolicy, ev: PolicyEvaluation): { days?:
  * clinical review), never a positive answer.
  */
 export function decisionFor(policy: CompiledPolicy, ev: PolicyEvaluation, opts: { sequence: number; orderDate: string; payer: string; today: string }): ItemDecision {
-  const criteria = ev.rules.map((r) => ({ id: r.id, cite: r.cite, text: r.text, result: r.result }));
+  const criteria = ev.rules.map((r) => ({ id: r.id, kind: r.kind, cite: r.cite, text: r.text, result: r.result, evidence: evidenceOf(policy, ev, r.id) }));
   const approval = defaultApproval(policy, ev);
   const reviewPeriod = { start: opts.orderDate, end: periodEnd(opts.orderDate, approval) };
   const base = { sequence: opts.sequence, policyId: policy.file.id, policyVersion: policy.file.version, outcome: ev.outcome, criteria, orderDate: opts.orderDate, reviewPeriod };

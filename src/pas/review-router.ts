@@ -10,6 +10,8 @@ import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf } from './http.js';
 import { parsePasRequest } from './request-bundle.js';
+import { reviewCase } from './review-case.js';
+import type { ReviewCase } from './review-case.js';
 
 export interface ReviewDeps {
   storage: Storage;
@@ -46,7 +48,16 @@ interface Detail {
   items: ItemDecision[];
 }
 
-/** What a reviewer sees of one request: identifiers, payer, policy, the criteria results and decisions; no patient data. */
+/** The request as the reviewer reads it (patient, order, answers, attachments, chart facts); absent if unreadable. */
+function caseOf(s: PasSubmission): ReviewCase | undefined {
+  try {
+    return reviewCase(parsePasRequest(s.requestBundle));
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a reviewer sees of one request: identifiers, payer, policy, the criteria with their evidence, the request itself, decisions. */
 function reviewView(s: PasSubmission) {
   const items = ((s.detail as unknown as Detail).items ?? []).map((i) => ({
     sequence: i.sequence,
@@ -57,6 +68,7 @@ function reviewView(s: PasSubmission) {
     needed: i.needed,
     reasons: i.reasons,
     criteria: i.criteria,
+    reviewPeriod: i.reviewPeriod,
     ...(i.authorization ? { authorization: i.authorization } : {}),
   }));
   return {
@@ -73,6 +85,7 @@ function reviewView(s: PasSubmission) {
     updatedAt: s.updatedAt,
     items,
     decisions: s.decisions,
+    case: caseOf(s),
   };
 }
 

@@ -9,6 +9,7 @@ export const WEB_ENTRIES: Record<string, string> = {
   '/dtr/launch.js': 'dtr/launch.ts',
   '/dtr/app.js': 'dtr/app.ts',
   '/demo/demo.js': 'demo/demo.ts',
+  '/review/workbench.js': 'review/workbench.ts',
 };
 
 /** One built file: its URL path, bytes and content type. */

@@ -1,0 +1,159 @@
+import { copyFileSync, existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { hasChromium, launchChromium, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
+import type { BrowserSession } from './browser-session.js';
+import { repoRoot } from './start-demo-server.js';
+
+const ARTIFACTS = join(repoRoot, 'test-artifacts', 'review-workbench');
+
+/** The clinician signs Kwame's Blincyto order and sends the PAS request without documentation: it is pended. */
+async function pendKwame(page: Page, url: string): Promise<void> {
+  await page.goto(`${url}/?story=centene-missing-mrd`);
+  await page.getByRole('button', { name: 'Sign order' }).click();
+  await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+  await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' }).click();
+  await page.getByTestId('pas-decision').waitFor();
+  expect(await textOf(page, '#pas')).toContain('Pended for review');
+}
+
+describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () => {
+  let browser: Browser;
+  let s: BrowserSession | undefined;
+
+  beforeAll(async () => {
+    rmSync(ARTIFACTS, { recursive: true, force: true });
+    browser = await launchChromium();
+  });
+  afterEach(async () => {
+    await s?.close();
+    s = undefined;
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it('the demo reviewer signs in, finds the pended request by patient and drug, reads the trace and the chart, and approves it for a period', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1366, height: 900 });
+    const { page, url } = s;
+    await pendKwame(page, url);
+
+    await page.goto(`${url}/review`);
+    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await page.getByRole('heading', { name: 'Pended requests' }).waitFor();
+    await page.getByTestId('queue').waitFor();
+    const queue = await textOf(page, '[data-testid=queue]');
+    // Patient, member id, drug and dose, payer, policy, what is missing, age in queue.
+    expect(queue).toContain('Kwame');
+    expect(queue).toContain('U5521039476');
+    expect(queue).toMatch(/Blincyto.*28 mcg/);
+    expect(queue).toMatch(/centene/i);
+    expect(queue).toMatch(/Minimal residual disease/i);
+    expect(queue).toMatch(/\d+ min/);
+    await s.shot('queue');
+
+    await page.getByRole('link', { name: /Kwame/ }).click();
+    await page.getByRole('heading', { name: /Kwame.*Blincyto/ }).waitFor();
+    const summary = await textOf(page, '[data-testid=request-summary]');
+    expect(summary).toContain('U5521039476');
+    expect(summary).toContain('Pended for review');
+    // The policy trace: every criterion with its result, its citation and the facts behind it.
+    const rows = page.getByTestId('trace').first().locator('tbody tr');
+    expect(await rows.count()).toBeGreaterThan(3);
+    // Covered uses that are plainly not met fold under one line, one click from view.
+    await page.getByText(/other covered uses?, not met/).click();
+    const traceText = await textOf(page, 'section[aria-label="Policy trace"]');
+    expect(traceText).toMatch(/\bMet\b/);
+    expect(traceText).toMatch(/Not met/);
+    expect(traceText).toMatch(/Not met/);
+    expect(traceText).toMatch(/Unknown/);
+    expect(traceText).toMatch(/CP\.PHAR/);
+    expect(traceText).toMatch(/\((chart|answer|no data)\)/);
+    // The chart facts the request carries, each with its date.
+    const facts = await textOf(page, '[data-testid=facts]');
+    expect(facts).toMatch(/Condition/);
+    expect(facts).toMatch(/\d{1,2} [A-Z][a-z]+ \d{4}/);
+    await s.shot('request');
+    await page.getByText(/other covered uses?, not met/).click();
+    await page.evaluate(() => window.scrollTo(0, 0));
+    const workbench = await s.shot('workbench', true);
+    if (!existsSync(join(SCREENSHOTS, 'review-workbench.png')) || process.env.UPDATE_SCREENSHOTS === '1')
+      copyFileSync(workbench, join(SCREENSHOTS, 'review-workbench.png'));
+
+    // Recording without a decision or a reason is refused with a clear message.
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    expect(await textOf(page, '#decide-error')).toContain('choose Approve or Deny');
+    await page.getByRole('radio', { name: 'Approve' }).check();
+    await page.getByLabel('Approved until').fill('2099-01-31');
+    await page.getByLabel(/Reason/).fill('MRD below 0.1% on the outside report faxed today.');
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    await page.getByTestId('decisions').waitFor();
+    expect(await textOf(page, '[data-testid=request-status]')).toMatch(
+      /Approved: PA-CENTENE-\d{8}-[A-Z0-9]{8}, .* to 31 January 2099/,
+    );
+    const history = await textOf(page, '[data-testid=decisions]');
+    expect(history).toContain('Dana Reyes, MD (demo reviewer)');
+    expect(history).toContain('MRD below 0.1%');
+    expect(await page.getByRole('button', { name: 'Record the decision' }).count()).toBe(0);
+
+    // The queue no longer holds it; the session's history does.
+    await page.getByRole('link', { name: '← Pended requests' }).click();
+    await page.getByText('Nothing is waiting for review.').waitFor();
+    expect(await textOf(page, '#history')).toMatch(/Kwame.*Approved \(PA-CENTENE/);
+    expect(s.outside).toEqual([]);
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
+  it('keyboard only, on a 390 px phone: sign in, open the request and deny it with a reason; a wrong token is refused', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 390, height: 844 });
+    const { page, url } = s;
+    await pendKwame(page, url);
+
+    await page.goto(`${url}/review`);
+    // A wrong token: refused, back to sign-in with the reason.
+    await page.getByLabel(/Your name/).fill('Someone Else');
+    await page.getByLabel('Reviewer access token').fill('not-the-token-at-all');
+    await page.getByLabel('Reviewer access token').press('Enter');
+    await page.getByText('Your reviewer token was not accepted').waitFor();
+
+    // Keyboard only from here: Tab to the demo sign-in, Enter.
+    await page.locator('body').focus();
+    const tabTo = async (accessibleName: RegExp, max = 30) => {
+      for (let i = 0; i < max; i++) {
+        await page.keyboard.press('Tab');
+        const name = await page.evaluate(() => {
+          const el = document.activeElement as HTMLElement | null;
+          if (!el || el === document.body) return '';
+          return `${el?.getAttribute('aria-label') ?? ''} ${el?.textContent ?? ''} ${el?.id ?? ''}`;
+        });
+        if (accessibleName.test(name)) return;
+      }
+      throw new Error(`could not Tab to ${accessibleName}`);
+    };
+    await tabTo(/demo reviewer/);
+    await page.keyboard.press('Enter');
+    await page.getByTestId('queue').waitFor();
+    await tabTo(/Kwame/);
+    // Focus is visible: the focused link draws an outline.
+    expect(await page.evaluate(() => getComputedStyle(document.activeElement!).outlineStyle)).not.toBe('none');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: /Kwame/ }).waitFor();
+    expect(await overflowsSideways(page)).toBeLessThanOrEqual(0);
+    await s.shot('phone-request');
+
+    await tabTo(/decide-approve/, 200);
+    await page.keyboard.press('ArrowRight');
+    expect(await page.getByRole('radio', { name: 'Deny' }).isChecked()).toBe(true);
+    await tabTo(/decision-reason/);
+    await page.keyboard.type('Not medically necessary: no MRD result and none planned.');
+    await tabTo(/Record the decision/);
+    await page.keyboard.press('Enter');
+    await page.getByTestId('decisions').waitFor();
+    expect(await textOf(page, '[data-testid=request-status]')).toBe('Denied');
+    expect(await textOf(page, '[data-testid=decisions]')).toContain('no MRD result and none planned');
+    expect(await overflowsSideways(page)).toBeLessThanOrEqual(0);
+    await s.shot('phone-denied');
+    expect(s.problems.filter((p) => !p.includes('401'))).toEqual([]);
+  }, 90_000);
+});

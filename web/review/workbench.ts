@@ -1,0 +1,807 @@
+import { formatDate } from '../shared/coverage.js';
+import { byId, fetchJson, fill, h, HttpError } from '../shared/dom.js';
+
+/**
+ * The clinical reviewer's workbench (design.md §2 "Reviewer", §8 "pended, then decided"): sign in, the queue of
+ * pended PAS requests, one request with its documentation, chart facts and the policy's trace, and the decision
+ * (approve with a period, or deny with a reason). It reads and writes only through the reviewer API at `/review`
+ * with the reviewer's bearer token; nothing clinical is kept in the browser beyond the page itself.
+ */
+
+type Tri = true | false | 'unknown';
+interface Evidence {
+  fact: string;
+  question: string;
+  value?: boolean | number | string;
+  source: 'ehr' | 'answer' | 'unknown';
+}
+interface Criterion {
+  id: string;
+  kind?: 'requirement' | 'pathway' | 'limit';
+  cite: string;
+  text: string;
+  result: Tri;
+  evidence?: Evidence[];
+}
+interface Item {
+  sequence: number;
+  policyId?: string;
+  policyVersion?: string;
+  outcome: string;
+  reviewAction: string;
+  needed: string[];
+  reasons: string[];
+  criteria: Criterion[];
+  reviewPeriod?: { start: string; end: string };
+  authorization?: { number: string; start: string; end: string };
+}
+interface Decision {
+  decision: 'approve' | 'deny';
+  reviewer: string;
+  reason: string;
+  decidedAt: string;
+  authorizationNumber?: string;
+}
+interface Case {
+  patient: { name: string; birthDate?: string; gender?: string; memberId?: string };
+  payerName?: string;
+  orders: { sequence: number; drug: string; dose?: string; sig?: string; cycles?: number; start?: string }[];
+  answers: {
+    questionnaire?: string;
+    authored?: string;
+    items: { question: string; answer: string; origin?: string }[];
+  }[];
+  attachments: { title: string; contentType?: string; size?: number; date?: string; url?: string; data?: string }[];
+  facts: { kind: string; what: string; value?: string; status?: string; date?: string }[];
+}
+interface RequestView {
+  id: string;
+  payer: string;
+  policyId?: string;
+  policyVersion?: string;
+  status: string;
+  reviewAction: string;
+  needed: string[];
+  preAuthRef?: string;
+  preAuthPeriod?: { start: string; end: string };
+  createdAt: string;
+  updatedAt: string;
+  items: Item[];
+  decisions: Decision[];
+  case?: Case;
+}
+/** A pended-list entry: the API's summary, with the patient fields when the API gives them. */
+interface Pended {
+  id: string;
+  payer: string;
+  policyId?: string;
+  createdAt: string;
+  needed: string[];
+  patientName?: string;
+  memberId?: string;
+  drug?: string;
+  dose?: string;
+  missing?: string[];
+}
+
+const SESSION_KEY = 'priorpath-review:session';
+interface Session {
+  token: string;
+  reviewer: string;
+}
+const base = new URL('/review', location.href).toString();
+let session: Session | undefined;
+const decidedHere: { id: string; patient: string; drug: string; decision: Decision }[] = [];
+
+function setStatus(text: string, kind: 'busy' | 'ok' | 'error' = 'ok'): void {
+  const el = byId('status');
+  el.textContent = text;
+  el.className = `status status-${kind}`;
+  el.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+}
+
+function loadSession(): Session | undefined {
+  try {
+    const s = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? 'null') as Session | null;
+    return s?.token && s.reviewer ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function signIn(s: Session): void {
+  session = s;
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
+  void route();
+}
+
+function signOut(message = ''): void {
+  session = undefined;
+  sessionStorage.removeItem(SESSION_KEY);
+  if (location.hash) history.replaceState(null, '', location.pathname);
+  setStatus(message, message ? 'error' : 'ok');
+  void showSignIn();
+}
+
+async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
+  try {
+    return await fetchJson<T>(`${base}${path}`, {
+      ...init,
+      headers: { ...(init.headers ?? {}), Authorization: `Bearer ${session?.token ?? ''}` },
+    });
+  } catch (err) {
+    if (err instanceof HttpError && err.status === 401) {
+      signOut('Your reviewer token was not accepted. Sign in again.');
+    }
+    throw err;
+  }
+}
+
+/** "12 min", "3 h 5 min", "2 days 4 h": how long a request has waited. */
+export function ageOf(since: string, now = Date.now()): string {
+  const minutes = Math.max(0, Math.floor((now - Date.parse(since)) / 60_000));
+  if (minutes < 60) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours} h ${minutes % 60} min`;
+  const days = Math.floor(hours / 24);
+  return `${days} day${days === 1 ? '' : 's'} ${hours % 24} h`;
+}
+
+/** "2027-05-20T14:05:00Z" → "20 May 2027, 14:05 UTC"; a bare date stays a date. */
+function dateTime(s: string | undefined): string {
+  if (!s) return '';
+  const m = /T(\d{2}:\d{2})/.exec(s);
+  if (!m) return formatDate(s);
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) return formatDate(s);
+  const iso = d.toISOString();
+  return `${formatDate(iso)}, ${iso.slice(11, 16)} UTC`;
+}
+
+const resultWords: Record<string, string> = { true: 'Met', false: 'Not met', unknown: 'Unknown' };
+const sourceWords: Record<Evidence['source'], string> = { ehr: 'chart', answer: 'answer', unknown: 'no data' };
+const originWords: Record<string, string> = {
+  auto: 'from the chart',
+  override: 'changed by the clinician',
+  manual: 'entered by the clinician',
+};
+
+/** A fact with no question of its own is named in code (`mrdPositive`): read it as words. */
+function factWords(e: Evidence): string {
+  if (e.question !== e.fact) return e.question;
+  const words = e.fact.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+function valueText(v: Evidence['value']): string {
+  if (v === undefined) return 'unknown';
+  if (typeof v === 'boolean') return v ? 'yes' : 'no';
+  return String(v);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+async function showSignIn(): Promise<void> {
+  for (const id of ['queue', 'request']) byId(id).hidden = true;
+  byId('sign-in').hidden = false;
+  byId('who').textContent = '';
+  byId('sign-out').hidden = true;
+  const options = await fetchJson<{ demoReviewer: string | null }>(`${base}/sign-in`).catch(() => ({
+    demoReviewer: null,
+  }));
+  byId('demo-sign-in').hidden = !options.demoReviewer;
+  if (options.demoReviewer) byId('demo-reviewer').textContent = `Sign in as ${options.demoReviewer}`;
+}
+
+async function route(): Promise<void> {
+  if (!session) {
+    await showSignIn();
+    return;
+  }
+  byId('sign-in').hidden = true;
+  byId('who').textContent = `Signed in: ${session.reviewer}`;
+  byId('sign-out').hidden = false;
+  const m = /^#\/request\/([A-Za-z0-9._-]+)$/.exec(location.hash);
+  if (m) await showRequest(m[1]);
+  else await showQueue();
+}
+
+async function showQueue(): Promise<void> {
+  byId('request').hidden = true;
+  byId('queue').hidden = false;
+  document.title = 'Pended requests — PriorPath clinical review';
+  setStatus('Loading the pended requests…', 'busy');
+  const { pended } = await api<{ pended: Pended[] }>('/pended');
+  // The list names the patient and drug when the API provides them; otherwise each request is read once.
+  const rows = await Promise.all(
+    pended.map(async (p) => {
+      if (p.patientName && p.drug) return p;
+      const v = await api<RequestView>(`/${encodeURIComponent(p.id)}`).catch(() => undefined);
+      const order = v?.case?.orders[0];
+      return {
+        ...p,
+        patientName: p.patientName ?? v?.case?.patient.name,
+        memberId: p.memberId ?? v?.case?.patient.memberId,
+        drug: p.drug ?? order?.drug,
+        dose: p.dose ?? order?.dose,
+        payerName: v?.case?.payerName,
+      };
+    }),
+  );
+  rows.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  byId('queue-count').textContent = rows.length
+    ? `${rows.length} request${rows.length === 1 ? '' : 's'} waiting, oldest first.`
+    : 'Nothing is waiting for review.';
+  fill(
+    byId('queue-list'),
+    rows.length
+      ? h(
+          'table',
+          { 'data-testid': 'queue' },
+          h(
+            'thead',
+            {},
+            h(
+              'tr',
+              {},
+              ['Patient', 'Member id', 'Drug and dose', 'Payer', 'Policy', 'What is missing', 'In queue'].map((c) =>
+                h('th', { scope: 'col' }, c),
+              ),
+            ),
+          ),
+          h(
+            'tbody',
+            {},
+            rows.map((r) =>
+              h(
+                'tr',
+                {},
+                h(
+                  'th',
+                  { scope: 'row' },
+                  h('a', { href: `#/request/${r.id}` }, r.patientName ?? `Request ${r.id.slice(0, 8)}`),
+                ),
+                h('td', {}, r.memberId ?? ''),
+                h('td', {}, [r.drug ?? '', r.dose ? `, ${r.dose}` : ''].join('')),
+                h('td', {}, ('payerName' in r && r.payerName) || r.payer.toUpperCase()),
+                h('td', {}, r.policyId ?? ''),
+                h('td', {}, (r.missing ?? r.needed).join('; ') || 'Clinical review'),
+                h('td', { title: dateTime(r.createdAt) }, ageOf(r.createdAt)),
+              ),
+            ),
+          ),
+        )
+      : null,
+  );
+  renderHistory();
+  setStatus('');
+}
+
+function renderHistory(): void {
+  byId('history').hidden = decidedHere.length === 0;
+  fill(
+    byId('history-list'),
+    decidedHere.length
+      ? h(
+          'table',
+          {},
+          h(
+            'thead',
+            {},
+            h(
+              'tr',
+              {},
+              ['Patient', 'Drug', 'Decision', 'Reason', 'When'].map((c) => h('th', { scope: 'col' }, c)),
+            ),
+          ),
+          h(
+            'tbody',
+            {},
+            decidedHere.map((d) =>
+              h(
+                'tr',
+                {},
+                h('th', { scope: 'row' }, h('a', { href: `#/request/${d.id}` }, d.patient)),
+                h('td', {}, d.drug),
+                h('td', {}, decisionWords(d.decision)),
+                h('td', {}, d.decision.reason),
+                h('td', {}, dateTime(d.decision.decidedAt)),
+              ),
+            ),
+          ),
+        )
+      : null,
+  );
+}
+
+function decisionWords(d: Decision): string {
+  return d.decision === 'approve' ? `Approved${d.authorizationNumber ? ` (${d.authorizationNumber})` : ''}` : 'Denied';
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+type Kid = Node | string | null | undefined | false;
+function section(title: string, ...children: (Kid | Kid[])[]): HTMLElement {
+  return h('section', { class: 'panel', 'aria-label': title }, h('h2', {}, title), ...children);
+}
+
+function criteriaTable(criteria: Criterion[]): HTMLElement {
+  return h(
+    'div',
+    { class: 'table-wrap' },
+    h(
+      'table',
+      { 'data-testid': 'trace' },
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          ['Result', 'Criterion', 'Evidence'].map((c) => h('th', { scope: 'col' }, c)),
+        ),
+      ),
+      h(
+        'tbody',
+        {},
+        criteria.map((c) =>
+          h(
+            'tr',
+            {},
+            h('td', {}, h('span', { class: `result result-${String(c.result)}` }, resultWords[String(c.result)])),
+            h('td', {}, h('div', {}, c.text), h('div', { class: 'cite' }, c.cite)),
+            h(
+              'td',
+              {},
+              c.evidence?.length
+                ? h(
+                    'ul',
+                    { class: 'evidence' },
+                    c.evidence.map((e) =>
+                      h(
+                        'li',
+                        {},
+                        `${factWords(e)}${factWords(e).endsWith('?') ? ' ' : ': '}`,
+                        h('strong', {}, valueText(e.value)),
+                        ` (${sourceWords[e.source]})`,
+                      ),
+                    ),
+                  )
+                : h('span', { class: 'muted' }, '—'),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+/**
+ * Every criterion with its result, citation and evidence: the requirements, the covered uses that are met or still
+ * open, and the limits; covered uses that are plainly not met fold away under one line (still one click from view).
+ */
+function traceOf(items: Item[]): HTMLElement {
+  return section(
+    'Policy trace',
+    ...items.map((it) => {
+      const pathways = it.criteria.filter((c) => c.kind === 'pathway');
+      const open = pathways.filter((c) => c.result !== false);
+      const closed = pathways.filter((c) => c.result === false);
+      const others = it.criteria.filter((c) => c.kind !== 'pathway');
+      return h(
+        'div',
+        {},
+        items.length > 1 ? h('h3', {}, `Item ${it.sequence}`) : null,
+        it.criteria.length === 0 ? h('p', { class: 'muted' }, 'No policy governs this item.') : null,
+        others.length
+          ? criteriaTable([
+              ...others.filter((c) => c.kind !== 'limit'),
+              ...open,
+              ...others.filter((c) => c.kind === 'limit'),
+            ])
+          : open.length
+            ? criteriaTable(open)
+            : null,
+        closed.length
+          ? h(
+              'details',
+              { class: 'closed-pathways' },
+              h('summary', {}, `${closed.length} other covered use${closed.length === 1 ? '' : 's'}, not met`),
+              criteriaTable(closed),
+            )
+          : null,
+      );
+    }),
+  );
+}
+
+function caseSections(c: Case | undefined): HTMLElement[] {
+  if (!c) return [section('Request', h('p', { class: 'muted' }, 'The stored request could not be read.'))];
+  const out: HTMLElement[] = [];
+  out.push(
+    section(
+      'Documentation answers',
+      c.answers.length === 0
+        ? h('p', { class: 'muted' }, 'The request carries no questionnaire answers.')
+        : c.answers.map((a) =>
+            h(
+              'div',
+              { class: 'table-wrap' },
+              a.authored ? h('p', { class: 'muted' }, `Completed ${dateTime(a.authored)}`) : null,
+              h(
+                'table',
+                { 'data-testid': 'answers' },
+                h(
+                  'thead',
+                  {},
+                  h(
+                    'tr',
+                    {},
+                    ['Question', 'Answer', 'Source'].map((x) => h('th', { scope: 'col' }, x)),
+                  ),
+                ),
+                h(
+                  'tbody',
+                  {},
+                  a.items.map((i) =>
+                    h(
+                      'tr',
+                      {},
+                      h('td', {}, i.question),
+                      h('td', {}, h('strong', {}, i.answer)),
+                      h('td', {}, originWords[i.origin ?? ''] ?? ''),
+                    ),
+                  ),
+                ),
+              ),
+            ),
+          ),
+    ),
+  );
+  out.push(
+    section(
+      'Attachments',
+      c.attachments.length === 0
+        ? h('p', { class: 'muted' }, 'No attachments.')
+        : h(
+            'ul',
+            {},
+            c.attachments.map((a) => {
+              const label = [
+                a.title,
+                a.contentType,
+                a.size !== undefined ? `${Math.max(1, Math.round(a.size / 1024))} KB` : '',
+                a.date ? formatDate(a.date) : '',
+              ]
+                .filter(Boolean)
+                .join(' · ');
+              if (a.data) {
+                const link = h(
+                  'a',
+                  { href: `data:${a.contentType ?? 'application/octet-stream'};base64,${a.data}`, download: a.title },
+                  label,
+                );
+                return h('li', {}, link);
+              }
+              return h(
+                'li',
+                {},
+                a.url && /^https?:/.test(a.url)
+                  ? h('a', { href: a.url, target: '_blank', rel: 'noopener' }, label)
+                  : label,
+              );
+            }),
+          ),
+    ),
+  );
+  out.push(
+    section(
+      'Chart facts in the request',
+      c.facts.length === 0
+        ? h('p', { class: 'muted' }, 'The request carries no chart resources.')
+        : h(
+            'div',
+            { class: 'table-wrap' },
+            h(
+              'table',
+              { 'data-testid': 'facts' },
+              h(
+                'thead',
+                {},
+                h(
+                  'tr',
+                  {},
+                  ['Date', 'Kind', 'What', 'Value', 'Status'].map((x) => h('th', { scope: 'col' }, x)),
+                ),
+              ),
+              h(
+                'tbody',
+                {},
+                c.facts.map((f) =>
+                  h(
+                    'tr',
+                    {},
+                    h('td', {}, f.date ? formatDate(f.date) : 'no date'),
+                    h('td', {}, f.kind),
+                    h('td', {}, f.what),
+                    h('td', {}, f.value ?? ''),
+                    h('td', {}, f.status ?? ''),
+                  ),
+                ),
+              ),
+            ),
+          ),
+    ),
+  );
+  return out;
+}
+
+function decisionForm(v: RequestView): HTMLElement {
+  const period = v.items.find((i) => i.reviewAction === 'A4')?.reviewPeriod ?? v.items[0]?.reviewPeriod;
+  const form = h(
+    'form',
+    { id: 'decide', novalidate: true },
+    h(
+      'fieldset',
+      {},
+      h('legend', {}, 'Decision'),
+      h(
+        'label',
+        { class: 'choice' },
+        h('input', { type: 'radio', name: 'decision', value: 'approve', id: 'decide-approve' }),
+        'Approve',
+      ),
+      h(
+        'label',
+        { class: 'choice' },
+        h('input', { type: 'radio', name: 'decision', value: 'deny', id: 'decide-deny' }),
+        'Deny',
+      ),
+    ),
+    h(
+      'div',
+      { class: 'field period', id: 'period-fields' },
+      h(
+        'div',
+        {},
+        h('label', { for: 'period-start' }, 'Approved from'),
+        h('input', { id: 'period-start', type: 'date', value: period?.start }),
+      ),
+      h(
+        'div',
+        {},
+        h('label', { for: 'period-end' }, 'Approved until'),
+        h('input', { id: 'period-end', type: 'date', value: period?.end }),
+      ),
+    ),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: 'decision-reason' }, 'Reason (sent to the requesting clinician)'),
+      h('textarea', { id: 'decision-reason', required: true }),
+    ),
+    h('p', { id: 'decide-error', class: 'form-error', role: 'alert' }),
+    h('button', { type: 'submit', class: 'primary', id: 'decide-submit' }, 'Record the decision'),
+  );
+  const periodFields = form.querySelector<HTMLElement>('#period-fields')!;
+  form.addEventListener('change', () => {
+    const choice = form.querySelector<HTMLInputElement>('input[name=decision]:checked')?.value;
+    periodFields.hidden = choice === 'deny';
+  });
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    void decide(v, form);
+  });
+  return section('Decide', form);
+}
+
+async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
+  const error = form.querySelector<HTMLElement>('#decide-error')!;
+  const choice = form.querySelector<HTMLInputElement>('input[name=decision]:checked')?.value as
+    | 'approve'
+    | 'deny'
+    | undefined;
+  const reason = form.querySelector<HTMLTextAreaElement>('#decision-reason')!.value.trim();
+  const start = form.querySelector<HTMLInputElement>('#period-start')!.value;
+  const end = form.querySelector<HTMLInputElement>('#period-end')!.value;
+  const problems: string[] = [];
+  if (!choice) problems.push('choose Approve or Deny');
+  if (!reason) problems.push(choice === 'deny' ? 'give the reason for the denial' : 'give a reason');
+  if (choice === 'approve' && (!start || !end)) problems.push('give the approval period');
+  if (choice === 'approve' && start && end && end < start) problems.push('the period ends before it starts');
+  if (problems.length) {
+    error.textContent = `Before recording: ${problems.join('; ')}.`;
+    (
+      form.querySelector<HTMLElement>(!choice ? '#decide-approve' : !reason ? '#decision-reason' : '#period-start') ??
+      form
+    ).focus();
+    return;
+  }
+  error.textContent = '';
+  const button = form.querySelector<HTMLButtonElement>('#decide-submit')!;
+  button.disabled = true;
+  try {
+    const decided = await api<RequestView>(`/${encodeURIComponent(v.id)}/decision`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({
+        decision: choice,
+        reviewer: session!.reviewer,
+        reason,
+        ...(choice === 'approve' ? { period: { start, end } } : {}),
+      }),
+    });
+    const last = decided.decisions.at(-1);
+    if (last)
+      decidedHere.unshift({
+        id: v.id,
+        patient: v.case?.patient.name ?? v.id,
+        drug: v.case?.orders[0]?.drug ?? '',
+        decision: last,
+      });
+    renderRequest(decided);
+    setStatus(
+      last
+        ? `${decisionWords(last)}. The requesting clinician sees it at the next signing or inquiry.`
+        : 'Decision recorded.',
+      'ok',
+    );
+  } catch (err) {
+    button.disabled = false;
+    error.textContent = `The decision was not recorded: ${(err as Error).message}`;
+  }
+}
+
+function renderRequest(v: RequestView): void {
+  const c = v.case;
+  const order = c?.orders[0];
+  byId('request-title').textContent = c ? `${c.patient.name}: ${order?.drug ?? 'request'}` : `Request ${v.id}`;
+  document.title = `${byId('request-title').textContent} — PriorPath clinical review`;
+  const pended = v.reviewAction === 'A4';
+  const missing = [...new Set(v.items.flatMap((i) => i.needed))];
+  fill(
+    byId('request-body'),
+    h(
+      'div',
+      { class: 'grid' },
+      h(
+        'div',
+        {},
+        section(
+          'Request',
+          h(
+            'dl',
+            { 'data-testid': 'request-summary' },
+            c
+              ? [
+                  h('dt', {}, 'Patient'),
+                  h(
+                    'dd',
+                    {},
+                    [
+                      c.patient.name,
+                      c.patient.birthDate ? `born ${formatDate(c.patient.birthDate)}` : '',
+                      c.patient.gender ?? '',
+                    ]
+                      .filter(Boolean)
+                      .join(', '),
+                  ),
+                ]
+              : null,
+            c?.patient.memberId ? [h('dt', {}, 'Member id'), h('dd', {}, c.patient.memberId)] : null,
+            [h('dt', {}, 'Payer'), h('dd', {}, c?.payerName ?? v.payer.toUpperCase())],
+            v.policyId
+              ? [
+                  h('dt', {}, 'Policy'),
+                  h('dd', {}, `${v.policyId}${v.policyVersion ? ` (version ${v.policyVersion})` : ''}`),
+                ]
+              : null,
+            (c?.orders ?? []).flatMap((o) => [
+              h('dt', {}, c!.orders.length > 1 ? `Order ${o.sequence}` : 'Order'),
+              h(
+                'dd',
+                {},
+                [
+                  o.drug,
+                  o.dose,
+                  o.sig && o.sig !== o.dose ? `(${o.sig})` : '',
+                  o.cycles ? `${o.cycles} cycle${o.cycles === 1 ? '' : 's'}` : '',
+                  o.start ? `from ${formatDate(o.start)}` : '',
+                ]
+                  .filter(Boolean)
+                  .join(' · '),
+              ),
+            ]),
+            [
+              h('dt', {}, 'Submitted'),
+              h('dd', {}, `${dateTime(v.createdAt)}${pended ? ` (waiting ${ageOf(v.createdAt)})` : ''}`),
+            ],
+            [h('dt', {}, 'Status'), h('dd', { 'data-testid': 'request-status' }, statusWords(v))],
+          ),
+          pended && missing.length
+            ? h('p', { class: 'missing' }, h('strong', {}, 'What is missing: '), missing.join('; '))
+            : null,
+        ),
+        traceOf(v.items),
+        ...caseSections(c),
+      ),
+      h(
+        'div',
+        {},
+        pended ? decisionForm(v) : null,
+        section(
+          'Decision history',
+          v.decisions.length === 0
+            ? h('p', { class: 'muted' }, 'No reviewer has decided this request yet.')
+            : h(
+                'ul',
+                { 'data-testid': 'decisions' },
+                v.decisions.map((d) =>
+                  h(
+                    'li',
+                    {},
+                    h('p', { class: `decision decision-${d.decision}` }, decisionWords(d)),
+                    h('p', {}, `${d.reviewer}, ${dateTime(d.decidedAt)}: ${d.reason}`),
+                  ),
+                ),
+              ),
+        ),
+      ),
+    ),
+  );
+}
+
+function statusWords(v: RequestView): string {
+  switch (v.reviewAction) {
+    case 'A1':
+      return `Approved${v.preAuthRef ? `: ${v.preAuthRef}` : ''}${v.preAuthPeriod ? `, ${formatDate(v.preAuthPeriod.start)} to ${formatDate(v.preAuthPeriod.end)}` : ''}`;
+    case 'A3':
+      return 'Denied';
+    case 'A4':
+      return 'Pended for review';
+    default:
+      return v.status;
+  }
+}
+
+async function showRequest(id: string): Promise<void> {
+  byId('queue').hidden = true;
+  setStatus('Loading the request…', 'busy');
+  const v = await api<RequestView>(`/${encodeURIComponent(id)}`);
+  renderRequest(v);
+  byId('request').hidden = false;
+  setStatus('');
+  byId('request').focus();
+}
+
+function wire(): void {
+  byId('token-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const reviewer = byId<HTMLInputElement>('reviewer-name').value.trim();
+    const token = byId<HTMLInputElement>('reviewer-token').value.trim();
+    if (!reviewer || !token) {
+      setStatus('Enter your name and your reviewer token.', 'error');
+      byId(!reviewer ? 'reviewer-name' : 'reviewer-token').focus();
+      return;
+    }
+    signIn({ reviewer, token });
+  });
+  byId('demo-reviewer').addEventListener('click', () => {
+    fetchJson<{ token: string; reviewer: string }>(`${base}/demo-sign-in`, { method: 'POST' })
+      .then((s) => signIn({ token: s.token, reviewer: s.reviewer }))
+      .catch((err: unknown) => setStatus(`The demo sign-in failed: ${(err as Error).message}`, 'error'));
+  });
+  byId('sign-out').addEventListener('click', () => signOut());
+  window.addEventListener('hashchange', () => {
+    route().catch(fail);
+  });
+}
+
+function fail(err: unknown): void {
+  if (err instanceof HttpError && err.status === 401) return;
+  setStatus(`Something went wrong: ${(err as Error).message}`, 'error');
+}
+
+wire();
+session = loadSession();
+route().catch(fail);
