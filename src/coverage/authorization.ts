@@ -1,0 +1,34 @@
+import { randomBytes } from 'node:crypto';
+import type { AuthorizationRecord } from '../storage/storage.js';
+
+/** A policy's approval length (policy file `approval`). */
+export interface ApprovalLength {
+  days?: number;
+  weeks?: number;
+  months?: number;
+}
+
+/** Adds a period to a date (YYYY-MM-DD) and returns the last day it covers. */
+export function periodEnd(start: string, d: ApprovalLength): string {
+  const date = new Date(`${start}T00:00:00Z`);
+  if (d.months) date.setUTCMonth(date.getUTCMonth() + d.months);
+  else date.setUTCDate(date.getUTCDate() + (d.days ?? 0) + 7 * (d.weeks ?? 0));
+  date.setUTCDate(date.getUTCDate() - 1);
+  return date.toISOString().slice(0, 10);
+}
+
+/** An authorization number a person can read over the phone: payer, date, 8 random base32 characters. */
+export function authorizationNumber(payer: string, date: string): string {
+  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
+  const bytes = randomBytes(8);
+  const tail = [...bytes].map((b) => alphabet[b % alphabet.length]).join('');
+  return `PA-${payer.toUpperCase()}-${date.replace(/-/g, '')}-${tail}`;
+}
+
+/**
+ * A new approval (docs/design.md §5 "satisfied"): a fresh number and the period from the order's planned start
+ * for the policy's approval length. Whether the order already holds one is the authorization record's business.
+ */
+export function newApproval(payer: string, today: string, orderDate: string, length: ApprovalLength): AuthorizationRecord {
+  return { number: authorizationNumber(payer, today), start: orderDate, end: periodEnd(orderDate, length) };
+}

@@ -1,0 +1,139 @@
+import type { Payer } from '../content.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import type { Outcome, PolicyEvaluation } from '../policies/evaluate-policy.js';
+import type { AuthorizationRecord, ReviewActionCode } from '../storage/storage.js';
+
+/** CRD `covered` codes (ext-coverage-information). */
+export type CoveredCode = 'covered' | 'not-covered' | 'conditional' | 'indeterminate';
+/** CRD `pa-needed` codes. */
+export type PaNeededCode = 'no-auth' | 'auth-needed' | 'satisfied' | 'conditional' | 'indeterminate';
+
+/**
+ * What PriorPath decided for one order, in every edge's terms at once (design.md §5 determination table and §8): the
+ * CRD coverage-information codes and reason, the words for cards and reviewers, and the PAS review action. CRD, DTR
+ * and PAS each shape this one value into their protocol; none of them maps an outcome to codes by itself, so the
+ * three can never disagree.
+ */
+export interface Determination {
+  outcome: Outcome | 'default';
+  covered: CoveredCode;
+  /** Absent for not-covered (crd-ci-q2). */
+  paNeeded?: PaNeededCode;
+  /** The Questionnaire canonical to complete, when documentation is what is needed (CRD doc-needed clinical, withpa). */
+  questionnaire?: string;
+  /** Why, citing the policy: the CRD `reason`, and the PAS reasons for A1 and A3. */
+  reasons: { text: string; code?: string }[];
+  /** What is missing, in words a clinician or reviewer reads: questions, limits to review. Empty unless pended. */
+  needed: string[];
+  /** The X12 306 review action PAS answers with: A1 certified, A3 not certified, A4 pended. */
+  reviewAction: ReviewActionCode;
+  /** One line for humans (the CRD systemAction description). */
+  summary: string;
+  /** The approval (number and period) when the order is authorized. */
+  authorization?: AuthorizationRecord;
+}
+
+function questionOf(policy: CompiledPolicy, name: string): string {
+  return policy.factsByName.get(name)?.def.question ?? name;
+}
+
+function unknownCites(ev: PolicyEvaluation, kinds: string[]): string {
+  return [...new Set(ev.rules.filter((r) => kinds.includes(r.kind) && r.result === 'unknown').map((r) => r.cite))].join('; ');
+}
+
+/** Why an order is not covered, naming the clause and, for uses outside the policy, where the off-label route is. */
+export function notCoveredReason(policy: CompiledPolicy, ev: PolicyEvaluation): string {
+  const file = policy.file;
+  const failedRequirement = ev.failed.find((r) => r.kind === 'requirement');
+  if (failedRequirement) {
+    const rule = policy.requirements.find((r) => r.id === failedRequirement.id);
+    const why = rule?.notCovered ?? `Does not meet: ${failedRequirement.text}`;
+    return `${why} (${failedRequirement.cite})${file.offLabel ? `. ${file.offLabel}` : ''}`;
+  }
+  return `No covered indication of ${file.source.id} applies (${[...new Set(ev.failed.map((r) => r.cite))].join('; ')})${file.offLabel ? `. ${file.offLabel}` : ''}`;
+}
+
+/**
+ * The determination for a policy evaluation (design.md §5): the one mapping from an outcome to CRD codes, reasons,
+ * what is needed and the PAS review action. `authorization` is the order's approval when it is satisfied.
+ */
+export function determinationOf(policy: CompiledPolicy, ev: PolicyEvaluation, authorization?: AuthorizationRecord): Determination {
+  const source = policy.file.source.id;
+  switch (ev.outcome) {
+    case 'satisfied':
+      return {
+        outcome: 'satisfied',
+        covered: 'covered',
+        paNeeded: 'satisfied',
+        reasons: [{ text: `Meets ${source}: ${ev.pathway!.text} (${ev.pathway!.cite})` }],
+        needed: [],
+        reviewAction: 'A1',
+        summary: `prior authorization satisfied: ${authorization?.number ?? ''}`.trim(),
+        ...(authorization ? { authorization } : {}),
+      };
+    case 'documentation-needed': {
+      const questions = ev.missingFacts.map((f) => questionOf(policy, f));
+      const undecided = unknownCites(ev, ['requirement', 'pathway', 'limit']);
+      return {
+        outcome: 'documentation-needed',
+        covered: 'covered',
+        paNeeded: 'auth-needed',
+        questionnaire: policy.questionnaire,
+        reasons: [{ text: `Prior authorization needed: documentation of ${questions.join('; ') || 'the policy criteria'} (${undecided || source})` }],
+        needed: questions.length > 0 ? questions : [`Documentation of ${undecided || source}`],
+        reviewAction: 'A4',
+        summary: 'prior authorization needed, documentation required',
+      };
+    }
+    case 'limit-exceeded': {
+      const limits = ev.failed.map((r) => {
+        const rule = policy.limits.find((l) => l.id === r.id);
+        return `Clinical review: exceeds ${r.text} (${r.cite})${rule?.justification ? `; the policy accepts ${rule.justification}` : ''}`;
+      });
+      return {
+        outcome: 'limit-exceeded',
+        covered: 'covered',
+        paNeeded: 'auth-needed',
+        questionnaire: policy.questionnaire,
+        reasons: [{ text: `Exceeds ${ev.failed.map((r) => `${r.text} (${r.cite})`).join('; ')}` }],
+        needed: [...limits, ...ev.missingFacts.map((f) => questionOf(policy, f))],
+        reviewAction: 'A4',
+        summary: 'prior authorization needed, exceeds policy limit',
+      };
+    }
+    case 'not-covered':
+      return {
+        outcome: 'not-covered',
+        covered: 'not-covered',
+        reasons: [{ text: notCoveredReason(policy, ev) }],
+        needed: [],
+        reviewAction: 'A3',
+        summary: 'not covered',
+      };
+    case 'error':
+      // Never a positive answer on an internal failure: indeterminate in CRD, pended for a person in PAS.
+      return {
+        outcome: 'error',
+        covered: 'indeterminate',
+        paNeeded: 'indeterminate',
+        reasons: [{ code: 'technical', text: 'The payer could not evaluate this order automatically; submit for prior authorization review.' }],
+        needed: [`Clinical review: ${source} could not be evaluated automatically for this request`],
+        reviewAction: 'A4',
+        summary: 'could not be evaluated',
+      };
+  }
+}
+
+/** The determination for an order no policy governs, from the payer's default answer (design.md §6 last bullet). */
+export function defaultDetermination(answer: Exclude<Payer['defaultAnswer'], 'none'>): Determination {
+  const paNeeded = answer.paNeeded ?? 'no-auth';
+  return {
+    outcome: 'default',
+    covered: answer.covered,
+    paNeeded,
+    reasons: [],
+    needed: [],
+    reviewAction: answer.covered === 'not-covered' ? 'A3' : answer.covered === 'covered' && paNeeded === 'no-auth' ? 'A1' : 'A4',
+    summary: `${answer.covered}, ${paNeeded}`,
+  };
+}
