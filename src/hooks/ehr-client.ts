@@ -1,4 +1,5 @@
 import type { Resource } from '@medplum/fhirtypes';
+import { ShapeError, assertFhirResource } from '../fhir/fhir-shape.js';
 
 /** A failed EHR query: unreachable, timed out, or a non-2xx answer. */
 export class EhrQueryError extends Error {
@@ -47,6 +48,13 @@ export class EhrClient {
       throw new EhrQueryError('answered with a body that is not JSON');
     }
     if (!body || typeof body !== 'object' || typeof (body as Resource).resourceType !== 'string') throw new EhrQueryError('answered with something that is not a FHIR resource');
+    // What the EHR answers is read by the same code as prefetch, so it must have the same FHIR shape.
+    try {
+      assertFhirResource(body);
+    } catch (err) {
+      if (err instanceof ShapeError) throw new EhrQueryError(`answered with invalid FHIR JSON (${err.path}: ${err.problem})`);
+      throw err;
+    }
     return body as Resource;
   }
 }

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { OrderResource } from '../coverage/order.js';
 import { isOrder } from '../coverage/order.js';
 import { badRequest } from '../errors.js';
+import { ShapeError, assertFhirResource } from '../fhir/fhir-shape.js';
 
 /**
  * The CDS Hooks request as PriorPath reads it (CDS Hooks 2.0 §HTTP Request; CRD hooks.md). Lenient where real
@@ -75,6 +76,7 @@ export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook'
     throw badRequest(`Invalid CDS Hooks request: ${path || '(root)'}: ${issue.message}`, path ? [path] : undefined);
   }
   const raw = parsed.data;
+  checkFhirContent(raw);
   if (raw.hook !== expectedHook) throw badRequest(`This service implements ${expectedHook}, not ${raw.hook}`, ['hook']);
   const ctx = raw.context;
 
@@ -112,6 +114,27 @@ export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook'
     configuration: typeof configuration === 'object' && configuration !== null ? (configuration as Record<string, unknown>) : {},
     requestedVersion: typeof version === 'string' ? version : undefined,
   };
+}
+
+/**
+ * Every FHIR resource the request carries (draft orders, prefetch values) must have the JSON shape FHIR defines
+ * before anything reads it: a 400 names the first path that does not. A prefetch value is a resource, or null /
+ * absent for "not prefetched" (CDS Hooks §Prefetch).
+ */
+function checkFhirContent(raw: RawHookRequest): void {
+  const check = (value: unknown, path: string) => {
+    try {
+      assertFhirResource(value, path);
+    } catch (err) {
+      if (err instanceof ShapeError) throw badRequest(`Invalid CDS Hooks request: ${err.message}`, [err.path]);
+      throw err;
+    }
+  };
+  if (raw.context.draftOrders !== undefined) check(raw.context.draftOrders, 'context.draftOrders');
+  for (const [key, value] of Object.entries(raw.prefetch ?? {})) {
+    if (value === null || value === undefined) continue;
+    check(value, `prefetch.${key}`);
+  }
 }
 
 /** Resources of a prefetch value: a searchset Bundle's entries, or a single resource. */

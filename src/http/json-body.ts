@@ -1,5 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
 import { badRequest, payloadTooLarge, unsupportedMediaType } from '../errors.js';
+import { FORBIDDEN_CHARACTERS, ShapeError, assertFhirResource } from '../fhir/fhir-shape.js';
 
 /** design.md §4 "Errors": bodies over 1 MiB are refused, with or without Content-Length. */
 export const MAX_BODY_BYTES = 1_048_576;
@@ -28,6 +29,54 @@ export function deeperThan(value: unknown, limit: number): boolean {
     }
   }
   return false;
+}
+
+/** A JSON text may hold a forbidden character only as a `\\u` escape: control characters and surrogates. */
+const SUSPECT_ESCAPE = /\\u(00[01][0-9a-fA-F]|[dD][89a-fA-F][0-9a-fA-F]{2})/;
+
+/**
+ * The path of the first string (value or key) holding a control character other than tab, LF and CR, or an
+ * unpaired surrogate; undefined when there is none.
+ */
+export function forbiddenCharacterPath(value: unknown, path = '(root)'): string | undefined {
+  if (typeof value === 'string') return FORBIDDEN_CHARACTERS.test(value) ? path : undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = forbiddenCharacterPath(value[i], `${path}[${i}]`);
+      if (found) return found;
+    }
+  } else if (value !== null && typeof value === 'object') {
+    for (const key in value) {
+      const at = path === '(root)' ? key : `${path}.${key}`;
+      if (FORBIDDEN_CHARACTERS.test(key)) return at;
+      const found = forbiddenCharacterPath((value as Record<string, unknown>)[key], at);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Checks a parsed body before any handler reads it (design.md §4 "Errors"): control characters (other than tab,
+ * LF, CR) and unpaired surrogates are refused anywhere, as FHIR R4 forbids them in strings and PostgreSQL cannot
+ * store NUL; a FHIR resource (a body with a resourceType) must have the JSON shape FHIR defines. Throws a 400
+ * naming the path.
+ */
+export function checkBody(text: string, parsed: unknown): void {
+  if (SUSPECT_ESCAPE.test(text)) {
+    const path = forbiddenCharacterPath(parsed);
+    if (path) {
+      throw badRequest(`${path}: control characters (other than tab, line feed, carriage return) and unpaired surrogates are not accepted`, [path]);
+    }
+  }
+  if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) && typeof (parsed as { resourceType?: unknown }).resourceType === 'string') {
+    try {
+      assertFhirResource(parsed);
+    } catch (err) {
+      if (err instanceof ShapeError) throw badRequest(`Invalid FHIR JSON: ${err.message}`, [err.path]);
+      throw err;
+    }
+  }
 }
 
 /**
@@ -83,6 +132,11 @@ export function jsonBody(limit = MAX_BODY_BYTES) {
         return finish(badRequest(`Malformed JSON: ${(err as Error).message}`));
       }
       if (deeperThan(parsed, MAX_JSON_DEPTH)) return finish(badRequest(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`));
+      try {
+        checkBody(text, parsed);
+      } catch (err) {
+        return finish(err);
+      }
       req.body = parsed;
       finish();
     });

@@ -1,5 +1,5 @@
 import type { CompiledPolicy, CompiledRule } from './compiled-policy.js';
-import type { FactType } from './policy-schema.js';
+import type { FactDefinition, FactType } from './policy-schema.js';
 
 /** Three-valued truth: true, false, or unknown (FHIRPath's empty collection). */
 export type Tri = true | false | 'unknown';
@@ -90,6 +90,20 @@ function coerce(type: FactType, values: unknown[]): FactValue | undefined {
   }
 }
 
+/**
+ * Whether a fact value can be true of a patient (design.md §4: an unreadable dose is an unknown fact, never a reason
+ * to approve). A measured amount (a number with a unit: dose, weight, height, BSA) is never negative, and never zero
+ * unless it is a percentage (MRD 0 % is a result); a date the record states (birth date) is not after the order
+ * date or today. Anything else is treated as not known, so DTR asks for it and no rule approves on it.
+ */
+export function plausible(def: Pick<FactDefinition, 'type' | 'unit'>, value: FactValue, latestDate: string): boolean {
+  if ((def.type === 'decimal' || def.type === 'integer') && def.unit && typeof value === 'number') {
+    return value > 0 || (value === 0 && def.unit === '%');
+  }
+  if (def.type === 'date' && typeof value === 'string') return value.slice(0, 10) <= latestDate;
+  return true;
+}
+
 function tri(values: unknown[]): Tri {
   if (values.length === 0) return 'unknown';
   if (values.length === 1 && typeof values[0] === 'boolean') return values[0];
@@ -116,8 +130,9 @@ export function evaluatePolicy(
   const facts: FactResult[] = [];
   let broken = false;
 
+  const latestDate = [data.orderDate, new Date().toISOString().slice(0, 10)].sort()[0];
   for (const f of policy.facts) {
-    if (Object.prototype.hasOwnProperty.call(answers, f.name)) {
+    if (Object.prototype.hasOwnProperty.call(answers, f.name) && plausible(f.def, answers[f.name], latestDate)) {
       const value = answers[f.name];
       factValues[f.name] = value;
       env[f.name] = value;
@@ -125,7 +140,8 @@ export function evaluatePolicy(
       continue;
     }
     try {
-      const value = coerce(f.def.type, f.expr(data.order, env));
+      const read = coerce(f.def.type, f.expr(data.order, env));
+      const value = read !== undefined && plausible(f.def, read, latestDate) ? read : undefined;
       if (value === undefined) {
         env[f.name] = [];
         facts.push({ name: f.name, source: 'unknown' });

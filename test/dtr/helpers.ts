@@ -24,7 +24,7 @@ import { errorHandler } from '../../src/http/error-handler.js';
 import { requestContext } from '../../src/http/request-context.js';
 import { createLogger } from '../../src/logger.js';
 import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
-import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
+import { evaluatePolicy, plausible } from '../../src/policies/evaluate-policy.js';
 import type { FactValue } from '../../src/policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
 import { recordFromResources } from '../../src/policies/record-from-resources.js';
@@ -164,7 +164,8 @@ export function factDomain(policy: CompiledPolicy, name: string, c: Content = dt
       const out = new Set<number>([0, 1, 9, 15, 28, 35]);
       for (const n of numbers)
         for (const d of [-0.05, 0, 0.05]) out.add(Math.max(0, Math.round((n + n * d) * 1000) / 1000));
-      return [...out, undefined];
+      // Values the engine reads as unknown (a zero dose: design.md §4) are no answer at all, which `undefined` covers.
+      return [...[...out].filter((v) => plausible(def, v, '9999-12-31')), undefined];
     }
     case 'integer': {
       const top = Math.max(10, ...numbers);
