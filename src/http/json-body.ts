@@ -79,22 +79,59 @@ export function checkBody(text: string, parsed: unknown): void {
   }
 }
 
+/** After a 413, how much more of the refused body is read and discarded before the connection is closed. */
+export const DRAIN_LIMIT_BYTES = 16 * 1_048_576;
+/** ... and for how long. */
+export const DRAIN_LIMIT_MS = 10_000;
+
+/**
+ * Discards the rest of a refused body so that the client, still sending, reads the 413 instead of a reset
+ * (closing a socket the peer is writing to makes its kernel answer with RST, which discards the unread response).
+ * The connection stays usable when the body ends within the bounds; past them (a client streaming gigabytes) the
+ * socket is closed once the 413 has been flushed.
+ */
+function drainRefused(req: Request, res: Response, alreadyRead: number): void {
+  let drained = alreadyRead;
+  const socket = req.socket;
+  const close = () => {
+    cleanup();
+    if (res.writableFinished) socket.destroy();
+    else res.once('finish', () => socket.destroy());
+  };
+  const timer = setTimeout(close, DRAIN_LIMIT_MS);
+  timer.unref();
+  const onData = (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > DRAIN_LIMIT_BYTES) close();
+  };
+  const cleanup = () => {
+    clearTimeout(timer);
+    req.off('data', onData);
+    req.off('end', cleanup);
+    req.off('close', cleanup);
+  };
+  req.on('data', onData);
+  req.on('end', cleanup);
+  req.on('close', cleanup);
+  req.resume();
+}
+
 /**
  * Reads a JSON request body with a hard byte limit, counting bytes as they arrive so chunked bodies without
- * Content-Length are bounded too. Sets `req.body`; errors are OperationOutcome HttpErrors (413, 415, 400).
+ * Content-Length are bounded too. Sets `req.body`; errors are OperationOutcome HttpErrors (413, 415, 400). A refused
+ * body is drained (bounded) rather than cut off, so the client reads its 413.
  */
 export function jsonBody(limit = MAX_BODY_BYTES) {
   return (req: Request, res: Response, next: NextFunction): void => {
     if (req.method !== 'POST' && req.method !== 'PUT') return next();
     const declared = Number(req.headers['content-length'] ?? Number.NaN);
     if (Number.isFinite(declared) && declared > limit) {
-      res.setHeader('Connection', 'close');
-      req.resume();
+      drainRefused(req, res, 0);
       return next(payloadTooLarge(limit));
     }
     const type = req.headers['content-type'];
     if (!type || !JSON_TYPES.test(type)) {
-      req.resume();
+      drainRefused(req, res, 0);
       return next(unsupportedMediaType());
     }
     const chunks: Buffer[] = [];
@@ -105,19 +142,19 @@ export function jsonBody(limit = MAX_BODY_BYTES) {
       done = true;
       next(err);
     };
-    req.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       if (done) return;
       size += chunk.length;
       if (size > limit) {
-        res.setHeader('Connection', 'close');
         chunks.length = 0;
-        req.removeAllListeners('data');
-        req.resume();
+        req.off('data', onData);
+        drainRefused(req, res, size);
         finish(payloadTooLarge(limit));
         return;
       }
       chunks.push(chunk);
-    });
+    };
+    req.on('data', onData);
     req.on('error', () => finish(badRequest('Request body could not be read')));
     req.on('end', () => {
       if (done) return;
