@@ -1,0 +1,185 @@
+/**
+ * Property-based fuzzing of every JSON edge (CDS Hooks, DTR, PAS, reviewer-facing PAS inquiry): random bodies and
+ * realistic requests with random mutations (values replaced by arbitrary JSON, keys deleted, objects wrapped in
+ * arrays, NUL bytes, huge numbers) never produce a 5xx, a stack trace, a non-OperationOutcome error body, or an
+ * answer slower than a generous bound (design.md §4 "Errors"). Bounded by run count, seeded for reproducibility
+ * (FUZZ_SEED, FUZZ_RUNS to explore further).
+ */
+import type { MedicationRequest, Observation, Resource } from '@medplum/fhirtypes';
+import fc from 'fast-check';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { edgePatient } from '../fixtures/edge-patient.js';
+import { buildApp } from '../helpers/app.js';
+import { fakeEhr } from '../helpers/fake-ehr.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { inquiryParameters, questionnaireResponse, storyBundle, TODAY } from '../pas/pas-fixtures.js';
+
+const RUNS = Number(process.env.FUZZ_RUNS ?? 120);
+const SEED = Number(process.env.FUZZ_SEED ?? 20261202);
+/** Far above any real answer (milliseconds); only a hang or a pathological slowdown reaches it. */
+const PER_REQUEST_MS = 5000;
+const FHIR_JSON = 'application/fhir+json';
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+type Path = (string | number)[];
+
+function pathsOf(value: Json, prefix: Path = [], out: Path[] = []): Path[] {
+  out.push(prefix);
+  if (Array.isArray(value)) value.forEach((v, i) => pathsOf(v, [...prefix, i], out));
+  else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) pathsOf(v, [...prefix, k], out);
+  return out;
+}
+
+type Mutation = { at: number; op: 'replace' | 'delete' | 'wrap' | 'nul' | 'null' | 'huge' | 'empty'; value: Json };
+
+/** Applies mutations to a copy of `seed`, each at a path chosen by index among the paths the body has by then. */
+function mutate(seed: Json, mutations: Mutation[]): Json {
+  let body = structuredClone(seed);
+  for (const m of mutations) {
+    const paths = pathsOf(body);
+    const path = paths[m.at % paths.length];
+    if (path.length === 0) {
+      if (m.op === 'replace') body = m.value;
+      continue;
+    }
+    const parent = path.slice(0, -1).reduce<Json>((v, k) => (v as Record<string, Json>)[k as string], body) as Record<string | number, Json>;
+    const key = path[path.length - 1];
+    const current = parent[key];
+    switch (m.op) {
+      case 'replace':
+        parent[key] = m.value;
+        break;
+      case 'delete':
+        if (Array.isArray(parent)) parent.splice(key as number, 1);
+        else delete parent[key];
+        break;
+      case 'wrap':
+        parent[key] = Array.isArray(current) ? (current[0] ?? null) : [current];
+        break;
+      case 'nul':
+        parent[key] = typeof current === 'string' ? `${current.slice(0, 3)}\u0000${current.slice(3)}` : '\u0000';
+        break;
+      case 'null':
+        parent[key] = null;
+        break;
+      case 'huge':
+        parent[key] = typeof current === 'number' ? -current * 1e300 : 'x'.repeat(10_000);
+        break;
+      case 'empty':
+        parent[key] = Array.isArray(current) ? [] : typeof current === 'object' && current !== null ? {} : '';
+        break;
+    }
+  }
+  return body;
+}
+
+const mutationArb = fc.record({
+  at: fc.nat(),
+  op: fc.constantFrom<Mutation['op']>('replace', 'delete', 'wrap', 'nul', 'null', 'huge', 'empty'),
+  value: fc.jsonValue({ maxDepth: 3 }) as fc.Arbitrary<Json>,
+});
+
+const mrd: Observation = {
+  resourceType: 'Observation',
+  id: 'edge-mrd',
+  status: 'final',
+  subject: { reference: 'Patient/edge-pt' },
+  code: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'mrd' }] },
+  effectiveDateTime: '2026-11-09',
+  valueQuantity: { value: 0.4, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
+};
+
+const { resources, order } = edgePatient();
+const all: Resource[] = [...resources, mrd];
+const coverage = resources.find((r) => r.resourceType === 'Coverage')!;
+const signed = orderSignRequest(all, order) as unknown as Json;
+const dispatch = {
+  ...(orderSignRequest(all, order) as Record<string, unknown>),
+  hook: 'order-dispatch',
+  context: { patientId: 'edge-pt', dispatchedOrders: ['MedicationRequest/edge-order'], performer: 'Organization/pharmacy-1' },
+} as unknown as Json;
+(dispatch as { prefetch: Record<string, unknown> }).prefetch.order = order as unknown as Json;
+
+const pasBundle = storyBundle('centene-missing-mrd', { answers: { 'mrd-percent': [{ valueDecimal: 0.52 }] } }) as unknown as Json;
+const qr = questionnaireResponse('centene-blinatumomab', { 'mrd-percent': [{ valueDecimal: 0.52 }] }, 'Patient/edge-pt') as unknown as Json;
+const packageParams = {
+  resourceType: 'Parameters',
+  parameter: [
+    { name: 'coverage', resource: coverage },
+    { name: 'order', resource: order as MedicationRequest },
+  ],
+} as unknown as Json;
+const nextQuestion = {
+  resourceType: 'QuestionnaireResponse',
+  status: 'in-progress',
+  subject: { reference: 'Patient/edge-pt' },
+  questionnaire: '#adaptive',
+  contained: [{ resourceType: 'Questionnaire', id: 'adaptive', status: 'active', derivedFrom: ['https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11'] }],
+} as unknown as Json;
+const inquiry = inquiryParameters({ identifier: { system: 'urn:ehr.example.org:pas-transaction', value: 'x' } }) as unknown as Json;
+const feedback = { feedback: [{ card: 'f2f5d3b2-3c1e-4f4a-9d7a-1b2c3d4e5f60', outcome: 'accepted', acceptedSuggestions: [{ id: '0b8e2b7e-6a8f-4c57-9f4e-8a1d2c3b4a50' }], outcomeTimestamp: `${TODAY}T10:00:00Z` }] } as unknown as Json;
+
+const targets: { name: string; path: string; seed: Json; type: string }[] = [
+  { name: 'CRD order-sign', path: '/cds-services/priorpath-order-sign', seed: signed, type: 'application/json' },
+  { name: 'CRD order-dispatch', path: '/cds-services/priorpath-order-dispatch', seed: dispatch, type: 'application/json' },
+  { name: 'CRD feedback', path: '/cds-services/priorpath-order-sign/feedback', seed: feedback, type: 'application/json' },
+  { name: 'DTR $questionnaire-package', path: '/fhir/Questionnaire/$questionnaire-package', seed: packageParams, type: FHIR_JSON },
+  { name: 'DTR $next-question', path: '/fhir/Questionnaire/$next-question', seed: nextQuestion, type: FHIR_JSON },
+  { name: 'DTR QuestionnaireResponse', path: '/fhir/QuestionnaireResponse', seed: qr, type: FHIR_JSON },
+  { name: 'PAS Claim/$submit', path: '/fhir/Claim/$submit', seed: pasBundle, type: FHIR_JSON },
+  { name: 'PAS Claim/$inquire', path: '/fhir/Claim/$inquire', seed: inquiry, type: FHIR_JSON },
+];
+
+const STACK = /\bat [^\n]*\.(ts|js|mjs|cjs):\d+|node_modules|Error: .*\n\s+at /;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+/** Sends one body and checks the properties every answer must have. */
+async function expectSane(app: Parameters<typeof request>[0], target: (typeof targets)[number], body: string) {
+  const res = await withTimeout(Promise.resolve(request(app).post(target.path).set('Content-Type', target.type).send(body)), PER_REQUEST_MS, target.name);
+  expect(res.status, `${target.name} answered ${res.status} to ${body.slice(0, 300)}`).toBeLessThan(500);
+  expect(res.text).not.toMatch(STACK);
+  if (res.status >= 400) {
+    expect(res.body?.resourceType, `${target.name} ${res.status} body`).toBe('OperationOutcome');
+    expect(Array.isArray(res.body.issue)).toBe(true);
+  }
+}
+
+describe('fuzz: no 5xx, no stack, bounded time, on every JSON edge', () => {
+  const ehr = fakeEhr(all);
+  const { app } = buildApp({ fetchImpl: ehr.fetchImpl, today: TODAY, env: { DEFAULT_PAYER: 'centene' } });
+
+  it.each(targets.map((t) => [t.name, t] as const))('%s: the unmutated seed is answered 2xx', async (_name, target) => {
+    const res = await request(app).post(target.path).set('Content-Type', target.type).send(JSON.stringify(target.seed));
+    expect(res.status, JSON.stringify(res.body).slice(0, 400)).toBeLessThan(300);
+  });
+
+  it.each(targets.map((t) => [t.name, t] as const))('%s: mutated realistic bodies', async (_name, target) => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(mutationArb, { minLength: 1, maxLength: 4 }), async (mutations) => {
+        await expectSane(app, target, JSON.stringify(mutate(target.seed, mutations)));
+      }),
+      { numRuns: RUNS, seed: SEED },
+    );
+  }, 120_000);
+
+  it.each(targets.map((t) => [t.name, t] as const))('%s: arbitrary JSON and non-JSON bodies', async (_name, target) => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)),
+          fc.string({ unit: 'binary', maxLength: 200 }),
+          fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v).slice(0, -1)),
+        ),
+        async (body) => {
+          await expectSane(app, target, body);
+        },
+      ),
+      { numRuns: Math.ceil(RUNS / 2), seed: SEED },
+    );
+  }, 120_000);
+});
