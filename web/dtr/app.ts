@@ -9,17 +9,24 @@ import type {
   Patient,
   Questionnaire,
   QuestionnaireResponse,
+  QuestionnaireResponseItemAnswer,
   Resource,
   ValueSet,
 } from '@medplum/fhirtypes';
 import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, summarizeCoverage } from '../shared/coverage.js';
 import { byId, describeErrorBody, fetchJson, fill, h, HttpError, jsonBlock } from '../shared/dom.js';
+import { chartSources, originLine } from './chart-origin.js';
+import type { ChartData, ChartSource } from './chart-origin.js';
+import { DraftSaver, latestResponse } from './draft.js';
 import { lforms, withContainedValueSets } from './lforms.js';
 import type { AnswerSnapshot } from './origin.js';
 import {
+  answerKey,
   countOrigins,
   flattenAnswered,
+  INFORMATION_ORIGIN_URL,
   mergeAdaptiveAnswers,
+  originOf,
   pruneEmpty,
   snapshotAnswers,
   stampInformationOrigin,
@@ -57,7 +64,7 @@ interface DtrContext {
 
 const statusEl = () => byId('status');
 
-function setStatus(text: string, kind: 'busy' | 'ok' | 'error' = 'busy'): void {
+function setStatus(text: string, kind: 'busy' | 'ok' | 'warn' | 'error' = 'busy'): void {
   const el = statusEl();
   el.textContent = text;
   el.className = `status status-${kind}`;
@@ -169,8 +176,19 @@ interface FormState {
   questionnaire: Questionnaire;
   canonical: string;
   initial: AnswerSnapshot;
+  /** The pre-filled answers as the clinician read them, for "changed by you (the chart said …)". */
+  initialText: Map<string, string>;
+  /** linkIds the payer pre-filled from what it read at signing. */
+  fromPayer: Set<string>;
+  /** Where each pre-filled answer was read from in the chart (filled in once the chart has been read). */
+  sources: Map<string, ChartSource>;
   author?: string;
   container: HTMLElement;
+  draft?: DraftSaver;
+  /** A send is in flight: a second click (or Enter) does nothing. */
+  sending: boolean;
+  valueSets: ValueSet[];
+  prefilled?: QuestionnaireResponse;
 }
 
 async function main(): Promise<void> {
@@ -238,8 +256,14 @@ async function main(): Promise<void> {
     questionnaire,
     canonical,
     initial: new Map(),
+    initialText: new Map(),
+    fromPayer: new Set(),
+    sources: new Map(),
     author,
     container,
+    sending: false,
+    valueSets,
+    prefilled,
   };
 
   if (
@@ -250,25 +274,204 @@ async function main(): Promise<void> {
     return;
   }
 
-  setStatus('Filling in what the chart already shows…');
-  const util = lforms();
-  util.setFHIRContext(client, { patient, ...(user ? { user } : {}) });
-  let form = util.convertFHIRQuestionnaireToLForms(withContainedValueSets(questionnaire, valueSets), 'R4');
-  if (prefilled?.item?.length) form = util.mergeFHIRDataIntoLForms('QuestionnaireResponse', prefilled, form, 'R4');
-  await customElements.whenDefined('wc-lhc-form');
-  await util.addFormToPage(form, container, { prepopulate: true });
-  state.initial = snapshotAnswers(currentResponse(state));
-  const filled = [...state.initial.keys()].length;
-  setStatus(
-    filled
-      ? `${filled} answer${filled === 1 ? '' : 's'} pre-filled from the chart. Complete the rest and save.`
-      : 'Complete the form and save.',
-    'ok',
-  );
-  byId('actions').hidden = false;
+  lforms().setFHIRContext(client, { patient, ...(user ? { user } : {}) });
   byId<HTMLButtonElement>('save').addEventListener('click', () => {
     void save(state);
   });
+  wireForm(state);
+  void readChart(state, user);
+
+  // DTR §"Resuming": the newest response for this form and order in the EHR decides where the clinician starts.
+  setStatus('Looking for answers already saved in the EHR…');
+  const orderRef = order?.id ? `${order.resourceType}/${order.id}` : undefined;
+  const found = await client
+    .request<Bundle>(`QuestionnaireResponse?patient=${encodeURIComponent(patient.id ?? '')}&_count=200`)
+    .catch(() => undefined);
+  const previous = latestResponse(found, canonical, orderRef);
+  if (previous && previous.status !== 'in-progress' && coverageInformationOf(previous).length > 0) {
+    showSent(state, previous);
+    return;
+  }
+  await renderForm(state, previous?.status === 'in-progress' ? previous : undefined);
+}
+
+/**
+ * Renders the form: pre-filled from the chart and the payer's copy (a fresh start), or with the answers of a draft
+ * saved in the EHR (resuming: nothing is pre-filled over them; each answer keeps the origin it had), or with the
+ * answers sent before (revising).
+ */
+async function renderForm(
+  state: FormState,
+  draft: QuestionnaireResponse | undefined,
+  revising?: QuestionnaireResponse,
+): Promise<void> {
+  const util = lforms();
+  setStatus(draft ? 'Opening the answers saved in the EHR…' : 'Filling in what the chart already shows…');
+  util.removeFormsFromPage(state.container);
+  let form = util.convertFHIRQuestionnaireToLForms(withContainedValueSets(state.questionnaire, state.valueSets), 'R4');
+  const base = draft ?? revising;
+  if (base?.item?.length) form = util.mergeFHIRDataIntoLForms('QuestionnaireResponse', base, form, 'R4');
+  else if (state.prefilled?.item?.length)
+    form = util.mergeFHIRDataIntoLForms('QuestionnaireResponse', state.prefilled, form, 'R4');
+  await customElements.whenDefined('wc-lhc-form');
+  await util.addFormToPage(form, state.container, { prepopulate: !base });
+  state.fromPayer = new Set(snapshotAnswers(state.prefilled).keys());
+  if (base) {
+    // The saved answers' own origins say which were the chart's: those count as pre-filled.
+    const initial: AnswerSnapshot = new Map();
+    for (const item of flattenAnswered(base.item)) {
+      const origins = (item.answer ?? []).map(
+        (a) =>
+          a.extension?.find((e) => e.url === INFORMATION_ORIGIN_URL)?.extension?.find((e) => e.url === 'source')
+            ?.valueCode,
+      );
+      if (origins.some((o) => o?.startsWith('auto'))) initial.set(item.linkId, (item.answer ?? []).map(answerKey));
+      else if (origins.includes('override')) initial.set(item.linkId, ['(changed)']);
+    }
+    state.initial = initial;
+  } else {
+    state.initial = snapshotAnswers(currentResponse(state));
+  }
+  state.initialText = new Map(
+    flattenAnswered(currentResponse(state).item)
+      .filter((i) => state.initial.has(i.linkId) && !state.initial.get(i.linkId)!.includes('(changed)'))
+      .map((i) => [i.linkId, (i.answer ?? []).map(answerText).join(', ')]),
+  );
+
+  await state.draft?.stop();
+  state.draft = newDraft(state, draft?.id);
+  showOrigins(state);
+  const filled = [...state.initial.keys()].length;
+  setStatus(
+    draft
+      ? `Your answers saved ${formatWhen(draft.meta?.lastUpdated ?? draft.authored)} are back. Complete the rest and send.`
+      : revising
+        ? 'The answers you sent are in the form: change what you need and send again.'
+        : filled
+          ? `${filled} answer${filled === 1 ? '' : 's'} pre-filled from the chart. Complete the rest and save.`
+          : 'Complete the form and save.',
+    'ok',
+  );
+  byId('draft-status').textContent = draft ? 'Draft saved in the EHR.' : '';
+  byId('result').hidden = true;
+  byId('actions').hidden = false;
+  const button = byId<HTMLButtonElement>('save');
+  button.disabled = false;
+  button.textContent = revising ? 'Save and send again' : 'Save and send to the payer';
+}
+
+/** Autosave of the in-progress response to the EHR (DTR §"Saving": in-progress responses are kept in the EHR). */
+function newDraft(state: FormState, id: string | undefined): DraftSaver {
+  return new DraftSaver(
+    { serverUrl: state.client.state.serverUrl, authorization: () => state.client.getAuthorizationHeader() },
+    () => ({ ...finalResponse(state, currentResponse(state)), status: 'in-progress' }),
+    (at) => {
+      byId('draft-status').textContent = `Draft saved in the EHR at ${at.slice(11, 16)} UTC.`;
+    },
+    (err) => {
+      byId('draft-status').textContent =
+        `The draft could not be saved in the EHR (${err.message}); your answers are still on this page.`;
+    },
+    1200,
+    id,
+  );
+}
+
+function formatWhen(iso: string | undefined): string {
+  return iso ? `on ${formatDate(iso)} at ${iso.slice(11, 16)} UTC` : 'earlier';
+}
+
+function answerText(a: QuestionnaireResponseItemAnswer): string {
+  if (a.valueBoolean !== undefined) return a.valueBoolean ? 'Yes' : 'No';
+  if (a.valueCoding) return a.valueCoding.display ?? a.valueCoding.code ?? '';
+  if (a.valueQuantity) return `${a.valueQuantity.value ?? ''} ${a.valueQuantity.unit ?? ''}`.trim();
+  const v = Object.entries(a).find(([k]) => k.startsWith('value'))?.[1];
+  return v === undefined ? '' : String(v);
+}
+
+/** Every edit: show where each answer now comes from, and save the draft after a pause. */
+function wireForm(state: FormState): void {
+  const edited = () => {
+    showOrigins(state);
+    state.draft?.schedule();
+  };
+  for (const type of ['change', 'input']) state.container.addEventListener(type, edited);
+  // LHC-Forms' radio groups and autocompletes settle their model after the click; read it a tick later.
+  state.container.addEventListener('click', () => setTimeout(edited, 0));
+  // Arrow keys move between the choices of a radio group without choosing (Space chooses): one stray key press must
+  // not silently change a pre-filled answer, as native radio groups do (WAI-ARIA APG radio group, manual selection).
+  state.container.addEventListener(
+    'keydown',
+    (e) => {
+      const t = e.target;
+      if (!(t instanceof HTMLInputElement) || t.type !== 'radio') return;
+      const step = ({ ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 } as Record<string, number>)[e.key];
+      if (!step) return;
+      e.preventDefault();
+      e.stopPropagation();
+      const group = [
+        ...state.container.querySelectorAll<HTMLInputElement>(`input[type=radio][name="${CSS.escape(t.name)}"]`),
+      ];
+      group[(group.indexOf(t) + step + group.length) % group.length]?.focus();
+    },
+    true,
+  );
+  // Work in progress is kept in the EHR: a closed tab, a refresh or Back saves it on the way out.
+  addEventListener('pagehide', () => state.draft?.flush());
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'hidden') state.draft?.flush();
+  });
+}
+
+/** Reads the chart searches the form's variables use, to name the resource and date behind each pre-filled answer. */
+async function readChart(state: FormState, user: Resource | undefined): Promise<void> {
+  const p = encodeURIComponent(state.patient.id ?? '');
+  const get = (q: string) => state.client.request<Bundle>(q).catch(() => undefined);
+  const [conditions, observations, medications, immunizations] = await Promise.all([
+    get(`Condition?patient=${p}`),
+    get(`Observation?patient=${p}`),
+    get(`MedicationRequest?patient=${p}`),
+    get(`Immunization?patient=${p}`),
+  ]);
+  const data: ChartData = { conditions, observations, medications, immunizations, patient: state.patient, user };
+  state.sources = chartSources(state.questionnaire, data);
+  showOrigins(state);
+}
+
+/** Under every answered question, where its answer came from (DTR information-origin, in words), always visible. */
+function showOrigins(state: FormState): void {
+  if (!state.container.querySelector('lhc-item')) return;
+  let qr: QuestionnaireResponse;
+  try {
+    qr = currentResponse(state);
+  } catch {
+    return;
+  }
+  const answered = new Map(flattenAnswered(qr.item).map((i) => [i.linkId, i.answer ?? []]));
+  for (const el of state.container.querySelectorAll<HTMLElement>('lhc-item.lhc-item-question')) {
+    const linkId = /^item-(.+?)(\/\d+)+$/.exec(el.id)?.[1];
+    if (!linkId) continue;
+    const host = el.querySelector<HTMLElement>(':scope > lhc-item-question') ?? el;
+    let line = host.querySelector<HTMLElement>(':scope > .origin-line');
+    const answers = answered.get(linkId);
+    if (!answers?.length) {
+      line?.remove();
+      continue;
+    }
+    const origin = originOf(linkId, answers[0], state.initial);
+    if (!line) {
+      line = document.createElement('p');
+      line.className = 'origin-line';
+      host.append(line);
+    }
+    line.dataset.origin = origin;
+    line.textContent = originLine(
+      origin,
+      state.sources.get(linkId),
+      state.initialText.get(linkId),
+      state.fromPayer.has(linkId),
+    );
+  }
 }
 
 /** The clinician (SMART `fhirUser`), else the order's requester: the `user` launch context of the form. */
@@ -317,30 +520,81 @@ function finalResponse(state: FormState, from: QuestionnaireResponse): Questionn
   return stampInformationOrigin(qr, state.initial, state.author);
 }
 
+/**
+ * Required questions the clinician can see and has not answered (Questionnaire.item.required; a question hidden by
+ * enableWhen is not shown, so it is not asked).
+ */
+function unansweredRequired(state: FormState): { linkId: string; text: string }[] {
+  const answered = new Set(flattenAnswered(currentResponse(state).item).map((i) => i.linkId));
+  const out: { linkId: string; text: string }[] = [];
+  const visit = (items: Questionnaire['item']) => {
+    for (const item of items ?? []) {
+      const shown = state.container.querySelector(`lhc-item[id^="item-${CSS.escape(item.linkId)}/"]`);
+      if (item.required && item.type !== 'group' && item.type !== 'display' && shown && !answered.has(item.linkId))
+        out.push({ linkId: item.linkId, text: item.text ?? item.linkId });
+      visit(item.item);
+    }
+  };
+  visit(state.questionnaire.item);
+  return out;
+}
+
+function focusQuestion(state: FormState, linkId: string): void {
+  const el = state.container.querySelector<HTMLElement>(`lhc-item[id^="item-${CSS.escape(linkId)}/"]`);
+  el?.scrollIntoView({ block: 'center' });
+  (el?.querySelector<HTMLElement>('input, textarea, select') ?? el)?.focus();
+}
+
 async function save(state: FormState): Promise<void> {
+  if (state.sending) return;
   const button = byId<HTMLButtonElement>('save');
-  const problems = lforms().checkValidity(state.container);
   const list = byId('problems');
   list.replaceChildren();
-  if (problems && problems.length) {
+  const missing = unansweredRequired(state);
+  const problems = lforms().checkValidity(state.container) ?? [];
+  if (missing.length || problems.length) {
     list.append(
-      h('p', {}, 'Please correct the form before saving:'),
+      h(
+        'p',
+        {},
+        missing.length ? 'Answer these required questions before sending:' : 'Please correct the form before saving:',
+      ),
       h(
         'ul',
         {},
+        missing.map((m) => {
+          const b = h('button', { type: 'button', class: 'link' }, m.text);
+          b.addEventListener('click', () => focusQuestion(state, m.linkId));
+          return h('li', {}, b);
+        }),
         problems.map((p) => h('li', {}, p)),
       ),
     );
     list.hidden = false;
-    setStatus('The form has problems; see above the Save button.', 'error');
+    setStatus(
+      missing.length
+        ? `Not sent: ${missing.length} required question${missing.length === 1 ? ' is' : 's are'} unanswered. Your answers are kept as a draft.`
+        : 'Not sent: the form has problems; see above the Save button.',
+      'error',
+    );
+    void state.draft?.saveNow().catch(() => undefined);
     return;
   }
   list.hidden = true;
+  state.sending = true;
   button.disabled = true;
+  const draftId = state.draft?.id;
   try {
+    await state.draft?.stop();
     const qr = finalResponse(state, currentResponse(state));
     setStatus('Saving the documentation in the EHR…');
-    let saved = await state.client.create<QuestionnaireResponse>(qr as never);
+    // The draft becomes the completed response: one QuestionnaireResponse per form and order in the EHR.
+    const id = state.draft?.id ?? draftId;
+    let saved = id
+      ? await state.client.update<QuestionnaireResponse>({ ...qr, id } as never)
+      : await state.client.create<QuestionnaireResponse>(qr as never);
+    state.draft = newDraft(state, saved.id);
+    await state.draft.stop();
     setStatus('Sending the documentation to the payer…');
     const decided = await fetchJson<QuestionnaireResponse>(`${payerBase}/QuestionnaireResponse`, {
       method: 'POST',
@@ -351,7 +605,10 @@ async function save(state: FormState): Promise<void> {
     showDetermination(state, qr, saved, decided);
   } catch (err) {
     button.disabled = false;
-    setStatus(`Could not save: ${(err as Error).message}`, 'error');
+    setStatus(`Not sent: ${(err as Error).message}. Your answers are still on this page.`, 'error');
+    state.draft = newDraft(state, state.draft?.id ?? draftId);
+  } finally {
+    state.sending = false;
   }
 }
 
@@ -420,9 +677,60 @@ function showDetermination(
     h('details', {}, h('summary', {}, "Payer's answer"), jsonBlock(decided)),
   );
   result.hidden = false;
-  byId('actions').hidden = true;
-  setStatus('Documentation saved and sent.', 'ok');
+  const tone = summary?.tone ?? 'unclear';
+  const still = tone === 'needed' || tone === 'unclear';
+  // When the payer still needs something, the form stays open to complete and send again.
+  byId('actions').hidden = !still || state.container.childElementCount === 0;
+  byId<HTMLButtonElement>('save').textContent = 'Save and send again';
+  byId<HTMLButtonElement>('save').disabled = false;
+  if (still) state.draft = newDraft(state, saved.id);
+  else {
+    lforms().removeFormsFromPage(state.container);
+    byId('draft-status').textContent = '';
+  }
+  setStatus(
+    tone === 'approved' || tone === 'no-auth'
+      ? 'Saved in the EHR and sent to the payer.'
+      : tone === 'not-covered'
+        ? 'Saved in the EHR and sent: the payer does not cover this order.'
+        : 'Saved in the EHR and sent, but the payer still needs more (see the determination).',
+    tone === 'approved' || tone === 'no-auth' ? 'ok' : tone === 'not-covered' ? 'error' : 'warn',
+  );
   result.focus();
+}
+
+/**
+ * The documentation for this order was sent before (a refresh, Back, or a new launch): show what the payer answered
+ * instead of a blank form, with a way to revise the answers.
+ */
+function showSent(state: FormState, sent: QuestionnaireResponse): void {
+  const ext = coverageInformationOf(sent)[0];
+  const summary = ext ? summarizeCoverage(ext, 'documentation') : undefined;
+  const result = byId('result');
+  const revise = h('button', { type: 'button', id: 'revise' }, 'Revise the answers and send again');
+  revise.addEventListener('click', () => {
+    void renderForm(state, undefined, sent);
+  });
+  fill(
+    result,
+    h('h2', {}, 'Payer determination'),
+    h(
+      'p',
+      { class: `decision decision-${summary?.tone ?? 'unclear'}`, 'data-testid': 'dtr-determination' },
+      summary?.headline ?? 'The payer received the documentation but sent no determination.',
+    ),
+    summary && summary.tone !== 'needed' && summary.reasons.length ? h('p', {}, summary.reasons.join(' ')) : null,
+    h('p', { class: 'saved' }, `Sent ${formatWhen(sent.authored)}; saved in the EHR.`),
+    h(
+      'div',
+      { class: 'buttons' },
+      state.ctx.returnUrl ? h('a', { href: state.ctx.returnUrl, class: 'button' }, 'Return to the EHR') : null,
+      revise,
+    ),
+  );
+  result.hidden = false;
+  byId('actions').hidden = true;
+  setStatus('This documentation was already sent to the payer.', 'ok');
 }
 
 /**

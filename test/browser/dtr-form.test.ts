@@ -1,0 +1,195 @@
+import { copyFileSync, existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Bundle, QuestionnaireResponse } from '@medplum/fhirtypes';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { hasChromium, launchChromium, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
+import type { BrowserSession } from './browser-session.js';
+import { repoRoot } from './start-demo-server.js';
+
+const ARTIFACTS = join(repoRoot, 'test-artifacts', 'dtr-form');
+
+/** The LHC-Forms row of one question (its linkId). */
+const question = (page: Page, linkId: string) => page.locator(`lhc-item[id^="item-${linkId}/"]`);
+
+/** Signs the story's draft order in the demo EHR and opens the DTR form from the payer's answer. */
+async function openForm(page: Page, url: string, story: string): Promise<void> {
+  await page.goto(`${url}/?story=${story}`);
+  await page.getByRole('button', { name: 'Sign order' }).click();
+  await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+  await page.getByRole('button', { name: 'Complete documentation', exact: true }).click();
+  await page.waitForURL(/\/dtr\/index\.html/);
+  await page.getByText(/answers? pre-filled from the chart/).waitFor({ timeout: 30_000 });
+}
+
+/** The QuestionnaireResponses the sandbox EHR holds for a patient. */
+async function responsesInEhr(s: BrowserSession, patient: string): Promise<QuestionnaireResponse[]> {
+  const res = await s.page.request.get(`${s.url}/sandbox/fhir/QuestionnaireResponse?patient=${patient}&_count=100`);
+  const bundle = (await res.json()) as Bundle;
+  return (bundle.entry ?? []).map((e) => e.resource as QuestionnaireResponse);
+}
+
+const answerOf = (qr: QuestionnaireResponse | undefined, linkId: string) => {
+  const find = (items: QuestionnaireResponse['item']): unknown => {
+    for (const i of items ?? []) {
+      if (i.linkId === linkId) return i.answer?.[0];
+      const inner = find(i.item);
+      if (inner) return inner;
+    }
+    return undefined;
+  };
+  return find(qr?.item);
+};
+
+describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
+  let browser: Browser;
+  let s: BrowserSession | undefined;
+
+  beforeAll(async () => {
+    rmSync(ARTIFACTS, { recursive: true, force: true });
+    browser = await launchChromium();
+  });
+  afterEach(async () => {
+    await s?.close();
+    s = undefined;
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it('shows where each answer came from, saves the draft in the EHR, brings it back after a refresh, sends once, and a later refresh shows the decision instead of a blank form', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await openForm(page, url, 'centene-missing-mrd');
+
+    // Per-field origin, visible without a popover: the chart resource and its date, or who entered it.
+    const dx = question(page, 'b-all-diagnosis').locator('.origin-line');
+    await dx.waitFor();
+    await page.waitForFunction(() =>
+      /Condition: .*, \d{1,2} [A-Z][a-z]+ \d{4}/.test(
+        document.querySelector('lhc-item[id^="item-b-all-diagnosis/"] .origin-line')?.textContent ?? '',
+      ),
+    );
+    expect(await dx.innerText()).toMatch(
+      /^From the chart: Condition: B-cell acute lymphoblastic leukemia.*, \d{1,2} [A-Z][a-z]+ \d{4}$/,
+    );
+    expect(await question(page, 'prescriber-specialist').locator('.origin-line').innerText()).toContain(
+      'From the chart',
+    );
+    expect(await question(page, 'mrd-percent').locator('.origin-line').count()).toBe(0);
+    const form = await s.shot('form', true);
+    if (!existsSync(join(SCREENSHOTS, 'dtr-form.png')) || process.env.UPDATE_SCREENSHOTS === '1')
+      copyFileSync(form, join(SCREENSHOTS, 'dtr-form.png'));
+
+    // Keyboard: a stray arrow key on a pre-filled Yes moves focus, never the answer; the focus is visible.
+    const yes = question(page, 'b-all-diagnosis').getByRole('radio', { name: 'Yes', exact: true });
+    await yes.focus();
+    await page.keyboard.press('ArrowRight');
+    expect(await yes.isChecked()).toBe(true);
+    const no = question(page, 'b-all-diagnosis').getByRole('radio', { name: 'No', exact: true });
+    expect(await no.evaluate((el) => el === document.activeElement)).toBe(true);
+    expect(await no.evaluate((el) => getComputedStyle(el.closest('.ant-radio-wrapper')!).outlineStyle)).toBe('solid');
+    await page.keyboard.press('ArrowLeft');
+    expect(await yes.isChecked()).toBe(true);
+
+    // The clinician types the MRD and answers one question; the draft reaches the EHR without any button.
+    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
+    await question(page, 'responding-to-therapy').getByText('No', { exact: true }).click();
+    await page.getByText(/Draft saved in the EHR at \d{2}:\d{2} UTC/).waitFor();
+    expect(await question(page, 'mrd-percent').locator('.origin-line').innerText()).toBe('Entered by you');
+    let stored = await responsesInEhr(s, 'centene-missing-mrd');
+    expect(stored.map((r) => r.status)).toEqual(['in-progress']);
+    expect(answerOf(stored[0], 'mrd-percent')).toMatchObject({ valueDecimal: 0.5 });
+
+    // A later change goes to the same draft (no second resource), and a refresh brings every answer back.
+    await question(page, 'kmt2a-rearranged').getByText('No', { exact: true }).click();
+    await page.reload();
+    await page.getByText(/Your answers saved .* are back/).waitFor({ timeout: 30_000 });
+    expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).inputValue()).toBe('0.5');
+    expect(await question(page, 'kmt2a-rearranged').getByRole('radio', { name: 'No', exact: true }).isChecked()).toBe(
+      true,
+    );
+    expect(
+      await question(page, 'responding-to-therapy').getByRole('radio', { name: 'No', exact: true }).isChecked(),
+    ).toBe(true);
+    expect(await question(page, 'mrd-percent').locator('.origin-line').innerText()).toBe('Entered by you');
+    stored = await responsesInEhr(s, 'centene-missing-mrd');
+    expect(stored).toHaveLength(1);
+    await s.shot('resumed');
+
+    // Send, double-clicked: one completed response, one determination.
+    await page.getByRole('button', { name: 'Save and send to the payer' }).dblclick();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    expect(await textOf(page, '#result')).toMatch(/Prior authorization approved: PA-CENTENE-/);
+    expect(await textOf(page, '#status')).toBe('Saved in the EHR and sent to the payer.');
+    stored = await responsesInEhr(s, 'centene-missing-mrd');
+    expect(stored.map((r) => r.status)).toEqual(['completed']);
+
+    // Refresh (or Back) after the decision: the decision, not a blank form with an active Save.
+    await page.reload();
+    await page.getByText('This documentation was already sent to the payer.').waitFor({ timeout: 30_000 });
+    expect(await textOf(page, '#result')).toMatch(/Prior authorization approved: PA-CENTENE-/);
+    expect(await page.getByRole('button', { name: /Save and send/ }).isVisible()).toBe(false);
+    expect(await page.locator('lhc-item').count()).toBe(0);
+    await s.shot('sent-then-refreshed');
+    // Revising starts from the answers sent.
+    await page.getByRole('button', { name: 'Revise the answers and send again' }).click();
+    await page.getByText('The answers you sent are in the form').waitFor();
+    expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).inputValue()).toBe('0.5');
+    expect(s.outside).toEqual([]);
+    expect(s.problems).toEqual([]);
+  }, 150_000);
+
+  it('a required attestation left unanswered blocks sending with a message naming it; nothing is reported sent', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    // The payer's form marks its attestation required (Questionnaire.item.required), as a payer may.
+    await page.route('**/fhir/Questionnaire/$questionnaire-package', async (route) => {
+      const res = await route.fetch();
+      const text = (await res.text()).replace(
+        /"linkId":\s*"responding-to-therapy",/,
+        '"linkId": "responding-to-therapy", "required": true,',
+      );
+      await route.fulfill({ response: res, body: text });
+    });
+    await openForm(page, url, 'centene-missing-mrd');
+    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    const problems = await textOf(page, '#problems');
+    expect(problems).toContain('Answer these required questions before sending');
+    expect(problems).toContain('Is the patient responding positively to Blincyto');
+    expect(await textOf(page, '#status')).toMatch(/^Not sent: 1 required question is unanswered/);
+    expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(0);
+    await s.shot('required-blocked');
+    // The message's link takes the clinician to the question.
+    await page
+      .locator('#problems')
+      .getByRole('button', { name: /responding positively/ })
+      .click();
+    expect(await question(page, 'responding-to-therapy').evaluate((el) => el.contains(document.activeElement))).toBe(
+      true,
+    );
+    await question(page, 'responding-to-therapy').getByText('Yes', { exact: true }).click();
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    expect(await textOf(page, '#status')).toMatch(/^Saved in the EHR and sent/);
+    expect((await responsesInEhr(s, 'centene-missing-mrd')).filter((r) => r.status === 'completed')).toHaveLength(1);
+  }, 120_000);
+
+  it('works on a 360 px phone: no sideways scrolling, every answer reachable', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });
+    const { page, url } = s;
+    await openForm(page, url, 'centene-missing-mrd');
+    await question(page, 'b-all-diagnosis').locator('.origin-line').waitFor();
+    expect(await overflowsSideways(page)).toBeLessThanOrEqual(0);
+    const mrd = page.getByRole('textbox', { name: /Minimal residual disease/ });
+    const box = await mrd.boundingBox();
+    expect(box!.x + box!.width).toBeLessThanOrEqual(360);
+    await mrd.fill('0.5');
+    await page.evaluate(() => window.scrollTo(0, 0));
+    const phone = await s.shot('phone', true);
+    if (!existsSync(join(SCREENSHOTS, 'dtr-phone.png')) || process.env.UPDATE_SCREENSHOTS === '1')
+      copyFileSync(phone, join(SCREENSHOTS, 'dtr-phone.png'));
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+});
