@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import express from 'express';
 import type { Request, Response, NextFunction, Router } from 'express';
 import { createJwtVerifier } from './auth/jwt-verifier.js';
+import { parsePayerClients, validatePayerClients } from './auth/payer-clients.js';
+import { createTokenService } from './auth/token-service.js';
 import { parseTrustedClients } from './auth/trusted-clients.js';
 import type { Config } from './config.js';
 import type { Content } from './content.js';
@@ -18,6 +20,10 @@ import { requestContext } from './http/request-context.js';
 import type { ContextRequest } from './http/request-context.js';
 import { policyPageHandler } from './http/policy-page.js';
 import { createFhirRouter } from './fhir-api/fhir-router.js';
+import { PAYER_API_SCOPES } from './fhir-api/smart-configuration.js';
+import { payerApiGate } from './http/payer-api-auth.js';
+import { tokenEndpointRouter } from './http/token-endpoint.js';
+import { sandboxPayerTokenRouter } from './sandbox-auth/payer-token-route.js';
 import { createPasRouter } from './pas/pas-router.js';
 import { createReviewRouter } from './pas/review-router.js';
 import type { Logger } from './logger.js';
@@ -175,8 +181,18 @@ export function createApp(deps: AppDeps): express.Express {
   cds.all('/:id/feedback', known, only('POST'));
   app.use('/cds-services', cds);
 
-  // The payer FHIR API (DTR, and PAS when mounted): browsers (the DTR SMART app) call it cross-origin.
-  app.use('/fhir', cors(config.corsOrigins), createFhirRouter({ content, storage, publicBaseUrl: config.publicBaseUrl, logger, defaultPayer: config.defaultPayer, today: deps.today }));
+  // The payer FHIR API (DTR, PAS) behind SMART Backend Services (design.md §8). The sandbox EHR is a registered
+  // client, so the demo page and the DTR app get tokens through it like any EHR would.
+  const payerClients = parsePayerClients(config.payerApiClientsJson);
+  if (config.sandbox && deps.sandboxAuth) {
+    const sandboxClient = deps.sandboxAuth.payerClient;
+    payerClients.push(...validatePayerClients([{ clientId: sandboxClient.clientId, jwks: sandboxClient.jwks, scopes: PAYER_API_SCOPES }], 'sandbox EHR client'));
+  }
+  const tokens = createTokenService({ clients: payerClients, publicBaseUrl: config.publicBaseUrl, storage, fetchTimeoutMs: config.ehrTimeoutMs });
+  app.use('/auth/token', tokenEndpointRouter(tokens));
+  // Browsers (the DTR SMART app) call the payer API cross-origin.
+  app.use('/fhir', cors(config.corsOrigins), payerApiGate({ mode: config.payerApiAuth, tokens, storage, logger }));
+  app.use('/fhir', createFhirRouter({ content, storage, publicBaseUrl: config.publicBaseUrl, logger, defaultPayer: config.defaultPayer, today: deps.today, tokenEndpoint: tokens.tokenEndpoint }));
   app.use('/fhir', createPasRouter({ content, storage, logger, today: deps.today, defaultPayer: config.defaultPayer }));
   // The sandbox offers a demo reviewer: with no REVIEW_TOKEN configured it makes one up for this process only.
   const demoReviewToken = config.sandbox && !config.reviewToken ? randomBytes(32).toString('base64url') : undefined;
@@ -192,6 +208,7 @@ export function createApp(deps: AppDeps): express.Express {
   if (config.sandbox && deps.sandboxFhir) app.use('/sandbox/fhir', deps.sandboxFhir);
   if (config.sandbox && deps.sandboxAuth) {
     app.use('/sandbox/auth', deps.sandboxAuth.router);
+    app.use('/sandbox/payer-token', sandboxPayerTokenRouter(tokens, deps.sandboxAuth.payerClient));
     // The demo EHR page at / and the DTR SMART app at /dtr.
     app.use(createWebRouter({ publicBaseUrl: config.publicBaseUrl, sandboxAuth: deps.sandboxAuth, logger }));
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parsePayerClients } from './auth/payer-clients.js';
 
 /**
  * Service configuration (design.md §3). This is the only module that reads `process.env`; `loadConfig` is pure and
@@ -14,6 +15,8 @@ const schema = z.object({
     .enum(['reject', 'allow'])
     .default('reject')
     .describe('allow accepts a CDS client JWT whose jti was seen before (conformance kits that reuse one JWT); refused in production'),
+  PAYER_API_CLIENTS: z.string().optional().describe('JSON array of {clientId, jku | jwks | jwksFile, scopes}: SMART Backend Services clients of /fhir'),
+  PAYER_API_AUTH: z.enum(['required', 'open']).default('required').describe('open serves /fhir without tokens (sandbox only; refused in production)'),
   DEFAULT_PAYER: z.string().optional().describe('payer key used when the Coverage names no known payer'),
   DATABASE_URL: z.string().optional().describe('PostgreSQL URL; unset means embedded PGlite in DATA_DIR'),
   DATA_DIR: z.string().default('./data').describe('embedded storage directory'),
@@ -34,6 +37,9 @@ export interface Config {
   cdsAuth: 'required' | 'open';
   /** `allow`: a CDS client JWT may be used for several hook calls within its lifetime (Inferno's service_call_test). */
   cdsJtiReplay: 'reject' | 'allow';
+  /** `PAYER_API_CLIENTS` as given (parsed by auth/payer-clients.ts). */
+  payerApiClientsJson?: string;
+  payerApiAuth: 'required' | 'open';
   defaultPayer?: string;
   databaseUrl?: string;
   dataDir: string;
@@ -72,6 +78,19 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   const sandbox = e.SANDBOX ? e.SANDBOX === 'on' : !production;
   if (production && sandbox) throw new ConfigError('SANDBOX=on is refused when NODE_ENV=production');
+  if (e.PAYER_API_AUTH === 'open' && production) {
+    throw new ConfigError('PAYER_API_AUTH=open is refused when NODE_ENV=production: the payer FHIR API serves prior-authorization data');
+  }
+  if (e.PAYER_API_AUTH === 'open' && !sandbox) {
+    throw new ConfigError('PAYER_API_AUTH=open needs SANDBOX=on: an open payer FHIR API is for the sandbox only');
+  }
+  if (e.PAYER_API_CLIENTS !== undefined) {
+    try {
+      parsePayerClients(e.PAYER_API_CLIENTS);
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
+  }
   if (e.CDS_TRUSTED_CLIENTS !== undefined) {
     try {
       JSON.parse(e.CDS_TRUSTED_CLIENTS);
@@ -86,6 +105,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     trustedClientsJson: e.CDS_TRUSTED_CLIENTS,
     cdsAuth: e.CDS_AUTH,
     cdsJtiReplay: e.CDS_JTI_REPLAY,
+    payerApiClientsJson: e.PAYER_API_CLIENTS,
+    payerApiAuth: e.PAYER_API_AUTH,
     defaultPayer: e.DEFAULT_PAYER,
     databaseUrl: e.DATABASE_URL,
     dataDir: e.DATA_DIR,

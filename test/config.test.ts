@@ -11,6 +11,7 @@ describe('configuration', () => {
     expect(c.publicBaseUrl).toBe('http://localhost:3000');
     expect(c.cdsAuth).toBe('required');
     expect(c.cdsJtiReplay).toBe('reject');
+    expect(c.payerApiAuth).toBe('required');
     expect(c.sandbox).toBe(true);
     expect(c.ehrTimeoutMs).toBe(2000);
     expect(c.canonicalBase).toBe('https://priorpath.dev/fhir');
@@ -30,9 +31,26 @@ describe('configuration', () => {
     [{ NODE_ENV: 'production', CDS_AUTH: 'open' }, 'CDS_AUTH'],
     [{ CDS_JTI_REPLAY: 'sometimes' }, 'CDS_JTI_REPLAY'],
     [{ NODE_ENV: 'production', CDS_JTI_REPLAY: 'allow' }, 'CDS_JTI_REPLAY'],
+    [{ PAYER_API_AUTH: 'sometimes' }, 'PAYER_API_AUTH'],
+    [{ NODE_ENV: 'production', PAYER_API_AUTH: 'open' }, 'PAYER_API_AUTH'],
+    [{ SANDBOX: 'off', PAYER_API_AUTH: 'open' }, 'PAYER_API_AUTH'],
+    [{ PAYER_API_CLIENTS: '[{"clientId":"a"' }, 'PAYER_API_CLIENTS'],
+    [{ PAYER_API_CLIENTS: '[{"clientId":"a","jku":"http://ehr.example.org/jwks.json","scopes":["system/Claim.c"]}]' }, 'PAYER_API_CLIENTS'],
+    [{ PAYER_API_CLIENTS: '[{"clientId":"a","jwks":{"keys":[]},"scopes":["patient/*.read"]}]' }, 'PAYER_API_CLIENTS'],
   ])('refuses %j with a message naming %s', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(name);
+  });
+
+  it('exits with status 1 before listening when NODE_ENV=production and PAYER_API_AUTH=open', () => {
+    const res = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'main.ts')], {
+      env: { PATH: process.env.PATH, NODE_ENV: 'production', PAYER_API_AUTH: 'open', PORT: '0' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(res.status).toBe(1);
+    expect(res.stderr).toContain('PAYER_API_AUTH');
+    expect(res.stdout).not.toContain('listening');
   });
 
   it('exits with status 1 before listening when NODE_ENV=production and CDS_AUTH=open', () => {

@@ -256,7 +256,15 @@ export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
   return { verify };
 }
 
-function buildKeySource(client: TrustedClient, fetchTimeoutMs: number): JWTVerifyGetKey {
+/**
+ * The verification keys of one client: inline `jwks`, a `jwksFile` read now, or its registered `jku` fetched lazily
+ * (with a timeout, cached, refetched on an unknown `kid` at most every 30 s). Shared by CDS client and payer API
+ * client verification.
+ *
+ * @see https://cds-hooks.hl7.org/2.0/#trusting-cds-clients
+ * @see https://hl7.org/fhir/smart-app-launch/backend-services.html#registering-a-client-communicating-public-keys
+ */
+export function buildKeySource(client: TrustedClient, fetchTimeoutMs: number): JWTVerifyGetKey {
   const where = `trusted client "${client.iss}"`;
   try {
     if (client.jwks !== undefined) return createLocalJWKSet(client.jwks);

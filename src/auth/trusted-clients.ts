@@ -136,7 +136,13 @@ export function assertJwks(value: unknown, where: string): { keys: JWK[] } {
   return { keys: value.keys as JWK[] };
 }
 
-function assertJkuUrl(jku: unknown, where: string): asserts jku is string {
+/**
+ * Asserts a `jku` is an https URL (http only for 127.0.0.1 / localhost), so keys never travel in clear.
+ *
+ * @throws Error prefixed with `where`
+ * @see https://cds-hooks.hl7.org/2.0/#trusting-cds-clients
+ */
+export function assertJkuUrl(jku: unknown, where: string): asserts jku is string {
   if (typeof jku !== 'string') throw new Error(`${where} "jku" must be a URL string`);
   let url: URL;
   try {

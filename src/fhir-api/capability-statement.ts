@@ -5,7 +5,7 @@ import type { CapabilityStatement } from '@medplum/fhirtypes';
  * Claim operations are served by the PAS router mounted on the same base; they are declared here so that one
  * `/fhir/metadata` describes the whole endpoint.
  */
-export function capabilityStatement(opts: { fhirBase: string; date: string; version?: string }): CapabilityStatement {
+export function capabilityStatement(opts: { fhirBase: string; date: string; version?: string; tokenEndpoint?: string }): CapabilityStatement {
   const op = (name: string, definition: string) => ({ name, definition });
   return {
     resourceType: 'CapabilityStatement',
@@ -26,6 +26,27 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
         mode: 'server',
         documentation:
           'Every error is an OperationOutcome. Questionnaires and ValueSets are generated from PriorPath coverage policies.',
+        // SMART Backend Services (design.md §8): where clients get tokens; details in .well-known/smart-configuration.
+        security: {
+          cors: true,
+          service: [
+            {
+              coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }],
+              text: 'SMART Backend Services: client_credentials with a private_key_jwt assertion (RS384 or ES384), system/ scopes',
+            },
+          ],
+          ...(opts.tokenEndpoint
+            ? {
+                extension: [
+                  {
+                    url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
+                    extension: [{ url: 'token', valueUri: opts.tokenEndpoint }],
+                  },
+                ],
+              }
+            : {}),
+          description: `Every operation except metadata and .well-known/smart-configuration needs a bearer token with a system/ scope: see ${opts.fhirBase}/.well-known/smart-configuration`,
+        },
         resource: [
           {
             type: 'Questionnaire',

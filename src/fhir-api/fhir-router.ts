@@ -12,6 +12,7 @@ import { jsonBody } from '../http/json-body.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
 import { capabilityStatement } from './capability-statement.js';
+import { smartConfiguration } from './smart-configuration.js';
 import { expandValueSet } from './value-set-expand.js';
 
 /** What the payer FHIR router needs; the last three are optional so that `{ content, storage, publicBaseUrl, logger }` suffices. */
@@ -25,6 +26,8 @@ export interface FhirRouterDeps {
   defaultPayer?: string;
   /** Today's date (YYYY-MM-DD), injectable for tests. */
   today?: () => string;
+  /** The payer API token endpoint, declared in the CapabilityStatement's `rest.security` and the SMART configuration. */
+  tokenEndpoint?: string;
   /** `$questionnaire-package` wire shape when the request does not announce a DTR version. Default `both`. */
   packageShape?: PackageShape;
 }
@@ -107,13 +110,18 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   const fhirBase = `${deps.publicBaseUrl.replace(/\/+$/, '')}/fhir`;
   const catalog = buildCatalog(content);
   const valueSets = content.valueSets.all().sort((a, b) => (a.id ?? '').localeCompare(b.id ?? ''));
-  const metadata = capabilityStatement({ fhirBase, date: content.loadedAt.toISOString() });
+  const tokenEndpoint = deps.tokenEndpoint ?? `${deps.publicBaseUrl.replace(/\/+$/, '')}/auth/token`;
+  const metadata = capabilityStatement({ fhirBase, date: content.loadedAt.toISOString(), tokenEndpoint });
+  const smart = smartConfiguration({ tokenEndpoint });
   const today = () => deps.today?.() ?? new Date().toISOString().slice(0, 10);
   const selfUrl = (req: Request) =>
     `${fhirBase}${req.path}${req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?')) : ''}`;
 
   router.get('/metadata', (_req, res) => send(res, 200, metadata));
   router.all('/metadata', only('GET'));
+  router.get('/.well-known/smart-configuration', (_req, res) => {
+    res.status(200).json(smart);
+  });
 
   const packageHandler = async (req: Request, res: Response) => {
     const log = logOf(req, logger);

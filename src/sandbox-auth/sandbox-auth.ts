@@ -69,6 +69,18 @@ export interface SandboxCdsClient {
   sign(aud: string): Promise<string>;
 }
 
+/**
+ * The sandbox EHR as a SMART Backend Services client of PriorPath's payer API (design.md §8): it signs client
+ * assertions with the sandbox EHR's key server-side, so the browser pages only ever hold the resulting access token.
+ */
+export interface SandboxPayerClient {
+  clientId: string;
+  /** Public keys to register (a PAYER_API_CLIENTS `jwks`). */
+  jwks: { keys: JWK[] };
+  /** A client assertion for the token endpoint `aud` (RFC 7523; ES384, kid, jti, 5 min). */
+  signAssertion(aud: string): Promise<string>;
+}
+
 export interface SandboxAuth {
   /** Mount at `/sandbox/auth`. */
   router: Router;
@@ -77,6 +89,7 @@ export interface SandboxAuth {
   /** Endpoints for `createSandboxFhir({ smart })`. */
   endpoints: { authorizeUrl: string; tokenUrl: string; capabilities: string[] };
   cdsClient: SandboxCdsClient;
+  payerClient: SandboxPayerClient;
   /** Checks an access token this server issued for the sandbox FHIR server; throws when invalid. */
   verifyAccessToken(token: string): Promise<{ patient?: string; scope: string; clientId?: string }>;
   /** Creates a launch id bound to `ctx` (what `GET /launch` does), for tests and server-side callers. */
@@ -524,6 +537,21 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
         .sign(cdsKeys.privateKey),
   };
 
+  const payerClient: SandboxPayerClient = {
+    clientId: 'priorpath-sandbox-ehr',
+    jwks: { keys: [cdsJwk] },
+    signAssertion: (aud: string) =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'ES384', typ: 'JWT', kid: cdsKid })
+        .setIssuer('priorpath-sandbox-ehr')
+        .setSubject('priorpath-sandbox-ehr')
+        .setAudience(aud)
+        .setIssuedAt(Math.floor(now() / 1000))
+        .setExpirationTime(Math.floor(now() / 1000) + 300)
+        .setJti(randomUUID())
+        .sign(cdsKeys.privateKey),
+  };
+
   const endpoints = {
     authorizeUrl: `${authBase}/authorize`,
     tokenUrl: `${authBase}/token`,
@@ -547,6 +575,7 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
     smartConfiguration,
     endpoints,
     cdsClient,
+    payerClient,
     createLaunch,
     async verifyAccessToken(token: string) {
       const { payload } = await jwtVerify(token, tokenKeys.publicKey, {

@@ -120,6 +120,11 @@ export class MemoryStorage implements Storage {
     this.jtis.set(key, r.expiresAtMs);
     return true;
   }
+  readonly settings = new Map<string, string>();
+  async sharedSetting(key: string, initial: string): Promise<string> {
+    if (!this.settings.has(key)) this.settings.set(key, initial);
+    return this.settings.get(key)!;
+  }
   async saveApiAccess(a: ApiAccessRecord): Promise<void> {
     this.access.push({ ...a, resourceIds: [...a.resourceIds] });
     if (this.access.length > 10_000) this.access.splice(0, this.access.length - 10_000);

@@ -522,6 +522,21 @@ export class SqlStorage implements Storage {
     return fresh;
   }
 
+  async sharedSetting(key: string, initial: string): Promise<string> {
+    this.open();
+    // One statement: insert unless present, then read whichever value won (ours or the replica's that came first).
+    const rows = await this.driver.query<{ value: string }>(
+      `WITH ins AS (INSERT INTO storage_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING value)
+       SELECT value FROM ins UNION ALL SELECT value FROM storage_meta WHERE key = $1 LIMIT 1`,
+      [`shared:${key}`, initial],
+    );
+    if (rows[0]) return rows[0].value;
+    // A replica inserted it after this statement's snapshot was taken: its row is committed now.
+    const again = await this.driver.query<{ value: string }>('SELECT value FROM storage_meta WHERE key = $1', [`shared:${key}`]);
+    if (!again[0]) throw new StorageError(`shared setting ${key} could not be stored`);
+    return again[0].value;
+  }
+
   async saveApiAccess(a: ApiAccessRecord): Promise<void> {
     this.open();
     await this.accessBatcher.add(a);

@@ -214,6 +214,11 @@ export interface Storage {
    * exactly one of several replicas accepts a token; `nowMs` is the verifier's clock (default `Date.now()`).
    */
   recordJti(r: JtiRecord, nowMs?: number): Promise<boolean>;
+  /**
+   * A value every replica must share (e.g. the payer API token signing key): the stored one, or `initial` if none is
+   * stored yet. The first writer wins, so replicas starting together agree.
+   */
+  sharedSetting(key: string, initial: string): Promise<string>;
   /** Appends a payer FHIR API access line (design.md §8). */
   saveApiAccess(a: ApiAccessRecord): Promise<void>;
   /** The most recent API access lines, newest first. */

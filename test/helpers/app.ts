@@ -68,6 +68,9 @@ export function buildApp(
     LOG_LEVEL: 'info',
     EHR_TIMEOUT_MS: '300',
     ...(opts.keys ? { CDS_TRUSTED_CLIENTS: JSON.stringify([{ iss: ISS, jwks: { keys: [opts.keys.jwk] } }]) } : { CDS_AUTH: 'open' }),
+    // An explicit open payer API: suites about DTR and PAS behaviour call /fhir without tokens; the SMART Backend
+    // Services gate has its own suite (test/http/payer-api-auth.test.ts), which sets PAYER_API_AUTH=required.
+    ...(opts.env?.SANDBOX === 'off' || opts.env?.NODE_ENV === 'production' ? {} : { PAYER_API_AUTH: 'open' }),
     ...opts.env,
   };
   const config = loadConfig(env);

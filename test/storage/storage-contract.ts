@@ -226,6 +226,13 @@ export function storageContract(get: () => Storage): void {
     expect(mine.map((l) => l.requestId)).toEqual([...lines].reverse().map((l) => l.requestId));
   });
 
+  it('keeps the first value of a shared setting, whoever asks later or at the same time', async () => {
+    const key = `test-${randomUUID()}`;
+    const answers = await Promise.all(['a', 'b', 'c', 'd'].map((v) => get().sharedSetting(key, v)));
+    expect(new Set(answers).size).toBe(1);
+    expect(await get().sharedSetting(key, 'later')).toBe(answers[0]);
+  });
+
   it('answers ping', async () => {
     await expect(get().ping()).resolves.toBeUndefined();
   });

@@ -1,3 +1,5 @@
+import { payerAuthorization } from './payer-token.js';
+
 /** Tiny DOM helpers: build elements with text (never innerHTML from data), so nothing a server sends becomes markup. */
 
 type Child = Node | string | null | undefined | false;
@@ -91,11 +93,15 @@ export async function fetchJson<T = unknown>(url: string, init: RequestInit & { 
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), init.timeoutMs ?? 15_000);
   try {
-    const res = await fetch(url, {
-      ...init,
-      signal: controller.signal,
-      headers: { Accept: 'application/fhir+json, application/json', ...(init.headers ?? {}) },
-    });
+    const call = async (renew: boolean) =>
+      fetch(url, {
+        ...init,
+        signal: controller.signal,
+        headers: { Accept: 'application/fhir+json, application/json', ...(await payerAuthorization(url, { renew })), ...(init.headers ?? {}) },
+      });
+    let res = await call(false);
+    // A payer API token can expire between two clicks: renew it once.
+    if (res.status === 401 && (await payerAuthorization(url)).Authorization) res = await call(true);
     const text = await res.text();
     let body: unknown = undefined;
     try {

@@ -1,0 +1,187 @@
+import express from 'express';
+import type { NextFunction, Request, Response } from 'express';
+import { allows } from '../auth/scopes.js';
+import type { Permission } from '../auth/scopes.js';
+import { InvalidAccessToken } from '../auth/token-service.js';
+import type { ApiCaller, TokenService } from '../auth/token-service.js';
+import { HttpError, notFound, outcome } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Storage } from '../storage/storage.js';
+import type { ContextRequest } from './request-context.js';
+
+/**
+ * One operation of the payer FHIR API and the scope it needs. `scope: null` marks a public route. Paths are Express
+ * paths relative to `/fhir`, matched in table order, so specific paths come before `:id` patterns.
+ */
+export interface PayerApiRoute {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH';
+  path: string;
+  /** `[resourceType, permission]` of SMART `system/` scopes (`['Claim', 'c']` is granted by `system/Claim.c`). */
+  scope: readonly [string, Permission] | null;
+}
+
+const route = (method: PayerApiRoute['method'], path: string, scope: PayerApiRoute['scope']): PayerApiRoute => ({ method, path, scope });
+
+/**
+ * Every route of the payer FHIR API with its scope (design.md §8 "Who may call"). A route not listed here is not
+ * served: the gate answers 404 before any router sees the request, so a new route is unreachable until it declares
+ * its scope — add one line.
+ */
+export const PAYER_API_ROUTES: readonly PayerApiRoute[] = [
+  route('GET', '/metadata', null),
+  route('GET', '/.well-known/smart-configuration', null),
+  // DTR (design.md §7)
+  route('POST', '/Questionnaire/$questionnaire-package', ['Questionnaire', 'r']),
+  route('POST', '/$questionnaire-package', ['Questionnaire', 'r']),
+  route('POST', '/Questionnaire/$next-question', ['Questionnaire', 'r']),
+  route('POST', '/$next-question', ['Questionnaire', 'r']),
+  route('POST', '/Questionnaire/$log-questionnaire-errors', ['Questionnaire', 'r']),
+  route('GET', '/Questionnaire', ['Questionnaire', 's']),
+  route('GET', '/Questionnaire/:id', ['Questionnaire', 'r']),
+  route('GET', '/ValueSet/$expand', ['ValueSet', 'r']),
+  route('POST', '/ValueSet/$expand', ['ValueSet', 'r']),
+  route('GET', '/ValueSet', ['ValueSet', 's']),
+  route('GET', '/ValueSet/:id/$expand', ['ValueSet', 'r']),
+  route('GET', '/ValueSet/:id', ['ValueSet', 'r']),
+  route('GET', '/Library', ['Library', 's']),
+  route('GET', '/Library/:id', ['Library', 'r']),
+  route('POST', '/QuestionnaireResponse', ['QuestionnaireResponse', 'c']),
+  // PAS (design.md §8)
+  route('POST', '/Claim/$submit', ['Claim', 'c']),
+  route('POST', '/Claim/$inquire', ['ClaimResponse', 'r']),
+  // PAS Subscriptions (R4 Subscriptions Backport)
+  route('POST', '/Subscription', ['Subscription', 'c']),
+  route('GET', '/Subscription', ['Subscription', 's']),
+  route('GET', '/Subscription/:id/$status', ['Subscription', 'r']),
+  route('GET', '/Subscription/:id/$events', ['Subscription', 'r']),
+  route('GET', '/Subscription/:id', ['Subscription', 'r']),
+  route('PUT', '/Subscription/:id', ['Subscription', 'u']),
+  route('DELETE', '/Subscription/:id', ['Subscription', 'd']),
+];
+
+/** The authenticated payer API client of a request (undefined in open mode). */
+export type PayerApiRequest = ContextRequest & { payerClient?: ApiCaller; payerApi?: { operation: string; outcome?: string } };
+
+const BEARER = /^Bearer +([^\s]+) *$/i;
+
+export interface PayerApiGateOptions {
+  mode: 'required' | 'open';
+  tokens: TokenService;
+  storage: Storage;
+  logger: Logger;
+  routes?: readonly PayerApiRoute[];
+}
+
+/**
+ * The payer FHIR API's door, mounted at `/fhir` before the DTR and PAS routers (SMART Backend Services; design.md §8).
+ * Public routes pass; every other declared route needs a bearer access token from the token endpoint (401
+ * OperationOutcome + `WWW-Authenticate` when absent or invalid) carrying its scope (403 `insufficient_scope`); a
+ * declared path with another method is 405; an undeclared path is 404. Every call leaves one access line in storage:
+ * client id, operation, resource ids, status and outcome, never a body. `open` (sandbox only) skips the token checks.
+ */
+export function payerApiGate(opts: PayerApiGateOptions): express.Router {
+  const gate = express.Router();
+  const routes = opts.routes ?? PAYER_API_ROUTES;
+  const realm = opts.tokens.audience;
+
+  const refuse = (req: PayerApiRequest, status: 401 | 403, code: string, reason: string, challenge: string, diagnostics: string): HttpError => {
+    req.payerApi = { ...(req.payerApi ?? { operation: '' }), outcome: code };
+    req.log.warn({ status, reason }, 'payer API call refused');
+    const issueCode = status === 401 ? 'login' : 'forbidden';
+    return new HttpError(status, outcome('error', issueCode, diagnostics), { 'WWW-Authenticate': challenge });
+  };
+
+  const authenticate = async (req: PayerApiRequest): Promise<ApiCaller> => {
+    const header = req.headers.authorization;
+    if (!header) throw refuse(req, 401, 'no-token', 'no Authorization header', `Bearer realm="${realm}"`, 'Authentication required: a bearer access token from the token endpoint');
+    const m = BEARER.exec(header);
+    if (!m) throw refuse(req, 401, 'invalid-token', 'Authorization scheme is not Bearer', `Bearer realm="${realm}", error="invalid_request"`, 'Authentication failed');
+    try {
+      const caller = await opts.tokens.verifyAccessToken(m[1]);
+      req.payerClient = caller;
+      req.log = req.log.child({ clientId: caller.clientId });
+      return caller;
+    } catch (err) {
+      if (err instanceof InvalidAccessToken) throw refuse(req, 401, 'invalid-token', err.reason, `Bearer realm="${realm}", error="invalid_token"`, 'Authentication failed');
+      // Storage (which holds the signing key) is down: ours, not the caller's fault.
+      req.log.error({ err }, 'payer API token check unavailable');
+      throw new HttpError(503, outcome('error', 'transient', 'Authentication temporarily unavailable'), { 'Retry-After': '1' });
+    }
+  };
+
+  // The access line is written when the response is done, off the request's path.
+  gate.use((req: Request, res: Response, next: NextFunction) => {
+    const r = req as PayerApiRequest;
+    r.payerApi = { operation: `${req.method} ${req.path.slice(0, 120)}` };
+    res.on('finish', () => {
+      const status = res.statusCode;
+      const line = {
+        requestId: r.id,
+        at: new Date().toISOString(),
+        ...(r.payerClient ? { clientId: r.payerClient.clientId } : {}),
+        operation: r.payerApi?.operation ?? req.method,
+        resourceIds: resourceIds(req, res),
+        status,
+        outcome: r.payerApi?.outcome ?? (status < 400 ? 'ok' : `http-${status}`),
+      };
+      opts.storage.saveApiAccess(line).catch((err: unknown) => r.log.error({ err }, 'payer API access log write failed'));
+    });
+    next();
+  });
+
+  const byPath = new Map<string, PayerApiRoute[]>();
+  for (const rt of routes) byPath.set(rt.path, [...(byPath.get(rt.path) ?? []), rt]);
+  for (const [path, list] of byPath) {
+    for (const rt of list) {
+      const register = gate[rt.method.toLowerCase() as 'get' | 'post' | 'put' | 'delete' | 'patch'].bind(gate);
+      register(path, (req: Request, _res: Response, next: NextFunction) => {
+        const r = req as PayerApiRequest;
+        r.payerApi = { operation: `${rt.method} ${rt.path}` };
+        if (rt.scope === null || opts.mode === 'open') return next('router');
+        const [type, permission] = rt.scope;
+        authenticate(r).then(
+          (caller) => {
+            if (!allows(caller.scopes, type, permission)) {
+              const needed = `system/${type}.${permission}`;
+              return next(refuse(r, 403, 'insufficient-scope', `scope ${needed} not granted`, `Bearer realm="${realm}", error="insufficient_scope", scope="${needed}"`, `This operation needs the scope ${needed}`));
+            }
+            next('router');
+          },
+          (err: unknown) => next(err),
+        );
+      });
+    }
+    const allow = [...new Set(list.map((rt) => rt.method))].join(', ');
+    gate.all(path, (req: Request, res: Response, next: NextFunction) => {
+      if (req.method === 'OPTIONS') return next('router');
+      next(new HttpError(405, outcome('error', 'not-supported', `Method not allowed; use ${allow}`), { Allow: allow }));
+    });
+  }
+
+  // Not a declared route: authenticate first (a caller without a token learns nothing), then 404.
+  gate.use((req: Request, _res: Response, next: NextFunction) => {
+    const r = req as PayerApiRequest;
+    if (opts.mode === 'open') return next(notFound(`No route for ${req.method} /fhir${req.path}`));
+    authenticate(r).then(
+      () => next(notFound(`No route for ${req.method} /fhir${req.path}`)),
+      (err: unknown) => next(err),
+    );
+  });
+  return gate;
+}
+
+/** Logical ids a call named or produced: path ids, the created resource's Location, the request Bundle identifier. */
+function resourceIds(req: Request, res: Response): string[] {
+  const ids: string[] = [];
+  const m = /^\/([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/|$)/.exec(req.path);
+  if (m && !m[2].startsWith('$')) ids.push(`${m[1]}/${m[2]}`);
+  const location = res.getHeader('Location');
+  const loc = typeof location === 'string' ? /\/fhir\/([A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64})/.exec(location) : null;
+  if (loc) ids.push(loc[1]);
+  const body = req.body as { resourceType?: unknown; identifier?: { system?: unknown; value?: unknown } } | undefined;
+  // The PAS request Bundle's identifier names the request, not the patient (PAS: Bundle.identifier is the submitter's tracking id).
+  if (body?.resourceType === 'Bundle' && typeof body.identifier?.value === 'string') {
+    ids.push(`Bundle?identifier=${typeof body.identifier.system === 'string' ? `${body.identifier.system}|` : ''}${body.identifier.value}`.slice(0, 300));
+  }
+  return ids;
+}
