@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   });
   const storage = deferredStorage(opening);
   const sandboxAuth = config.sandbox ? createSandboxAuth({ publicBaseUrl: config.publicBaseUrl }) : undefined;
-  const sandbox = config.sandbox ? await mountSandbox(root, logger, sandboxAuth?.endpoints) : undefined;
+  const sandbox = config.sandbox ? await mountSandbox(root, logger, sandboxAuth?.endpoints, sandboxAuth?.checkAccess) : undefined;
   const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth });
   const server = app.listen(config.port, () => {
     logger.info(

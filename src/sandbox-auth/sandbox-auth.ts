@@ -4,6 +4,8 @@ import express from 'express';
 import type { NextFunction, Request, Response, Router } from 'express';
 import { SignJWT, jwtVerify } from 'jose';
 import type { JWK } from 'jose';
+import { grantableScopes, scopeAllows } from './sandbox-scopes.js';
+import type { SandboxPermission } from './sandbox-scopes.js';
 
 /**
  * The sandbox's SMART authorization server (design.md §2 "Sandbox SMART auth"): SMART App Launch 2.x EHR launch with
@@ -92,6 +94,14 @@ export interface SandboxAuth {
   payerClient: SandboxPayerClient;
   /** Checks an access token this server issued for the sandbox FHIR server; throws when invalid. */
   verifyAccessToken(token: string): Promise<{ patient?: string; scope: string; clientId?: string }>;
+  /**
+   * Whether an `Authorization` header may perform every `needs` interaction on the sandbox FHIR server: `invalid-token`
+   * when the bearer token is not one this server issued (or is expired), `insufficient-scope` when a scope is missing.
+   */
+  checkAccess(
+    authorization: string,
+    needs: readonly (readonly [string, SandboxPermission])[],
+  ): Promise<'ok' | 'invalid-token' | 'insufficient-scope'>;
   /** Creates a launch id bound to `ctx` (what `GET /launch` does), for tests and server-side callers. */
   createLaunch(ctx: LaunchContext): string;
 }
@@ -356,8 +366,12 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
     if (first(p.code_challenge_method) !== 'S256' || !challenge || !/^[A-Za-z0-9\-_]{43}$/.test(challenge)) {
       return fail('invalid_request', 'PKCE is required: code_challenge with code_challenge_method=S256');
     }
-    const scope = (first(p.scope) ?? '').split(/\s+/).filter(Boolean);
-    if (scope.length === 0) return fail('invalid_scope', 'scope is required');
+    const requested = (first(p.scope) ?? '').split(/\s+/).filter(Boolean);
+    if (requested.length === 0) return fail('invalid_scope', 'scope is required');
+    // Only what the app asked for and the demo clinician may have: never a system/ scope, never one not requested.
+    const scope = grantableScopes(requested);
+    if (!scope.some((s) => s.includes('/') && !s.startsWith('launch/')) && !scope.includes('openid'))
+      return fail('invalid_scope', 'none of the requested scopes can be granted (patient/ or user/ scopes)');
     let launch: LaunchContext | undefined;
     const launchId = first(p.launch);
     if (launchId !== undefined) {
@@ -570,6 +584,21 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
     capabilities: CAPABILITIES,
   };
 
+  const verifyAccessToken = async (token: string) => {
+    const { payload } = await jwtVerify(token, tokenKeys.publicKey, {
+      issuer: authBase,
+      audience: fhirBase,
+      algorithms: ['ES384'],
+      currentDate: new Date(now()),
+    });
+    if (!payload.jti || revoked.has(payload.jti)) throw new Error('access token revoked');
+    return {
+      patient: typeof payload.patient === 'string' ? payload.patient : undefined,
+      scope: typeof payload.scope === 'string' ? payload.scope : '',
+      clientId: typeof payload.client_id === 'string' ? payload.client_id : undefined,
+    };
+  };
+
   return {
     router,
     smartConfiguration,
@@ -577,19 +606,17 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
     cdsClient,
     payerClient,
     createLaunch,
-    async verifyAccessToken(token: string) {
-      const { payload } = await jwtVerify(token, tokenKeys.publicKey, {
-        issuer: authBase,
-        audience: fhirBase,
-        algorithms: ['ES384'],
-        currentDate: new Date(now()),
-      });
-      if (!payload.jti || revoked.has(payload.jti)) throw new Error('access token revoked');
-      return {
-        patient: typeof payload.patient === 'string' ? payload.patient : undefined,
-        scope: typeof payload.scope === 'string' ? payload.scope : '',
-        clientId: typeof payload.client_id === 'string' ? payload.client_id : undefined,
-      };
+    async checkAccess(authorization, needs) {
+      const m = /^Bearer +([^\s]+) *$/i.exec(authorization);
+      if (!m) return 'invalid-token';
+      let scope: string;
+      try {
+        ({ scope } = await verifyAccessToken(m[1]));
+      } catch {
+        return 'invalid-token';
+      }
+      return needs.every(([type, permission]) => scopeAllows(scope, type, permission)) ? 'ok' : 'insufficient-scope';
     },
+    verifyAccessToken,
   };
 }

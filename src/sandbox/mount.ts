@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Router } from 'express';
 import type { Logger } from '../logger.js';
 import { createSandboxFhir, loadSandboxBundles } from './sandbox-fhir.js';
-import type { SmartEndpoints } from './sandbox-fhir.js';
+import type { SandboxFhirOptions, SmartEndpoints } from './sandbox-fhir.js';
 
 /**
  * Loads the sandbox stories (dates shifted so they stay recent) and builds the embedded EHR FHIR router
@@ -12,8 +12,9 @@ export async function mountSandbox(
   root: string,
   logger: Logger,
   smart?: SmartEndpoints,
+  checkAccess?: SandboxFhirOptions['checkAccess'],
 ): Promise<{ router: Router; resources: number; ms: number }> {
   const started = performance.now();
-  const sandbox = await createSandboxFhir({ bundles: loadSandboxBundles(join(root, 'sandbox')), logger, smart });
+  const sandbox = await createSandboxFhir({ bundles: loadSandboxBundles(join(root, 'sandbox')), logger, smart, checkAccess });
   return { router: sandbox.router, resources: sandbox.startup.resources, ms: performance.now() - started };
 }

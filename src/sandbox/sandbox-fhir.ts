@@ -33,6 +33,15 @@ export interface SandboxFhirOptions {
   /** absolute base URL used in fullUrl, links and Location; default: protocol + host + the mount path of the request */
   baseUrl?: string;
   smart?: SmartEndpoints;
+  /**
+   * Checks a request's `Authorization` header against the interactions it needs (the sandbox SMART server's
+   * `checkAccess`): a token limits its holder to the scopes it was granted. Requests without a token stay open (the
+   * demo's own CDS queries, tests); unset: no checks.
+   */
+  checkAccess?: (
+    authorization: string,
+    needs: readonly (readonly [string, 'c' | 'r' | 'u' | 'd' | 's'])[],
+  ) => Promise<'ok' | 'invalid-token' | 'insufficient-scope'>;
   /** pino-style logger for unexpected failures (never given request bodies) */
   logger?: { error: (obj: object, msg: string) => void };
 }
@@ -175,6 +184,47 @@ function fhirRequest(
   return { method, url, pathname: '', params: {}, query, body, headers };
 }
 
+/**
+ * The SMART interactions a request performs: read (`r`) of an instance, search (`s`) of a type (or of every `_type`
+ * in a system search, `*` when none is named), create (`c`), update (`u`); a transaction or batch needs those of
+ * each of its entries.
+ */
+function interactionsOf(
+  method: string,
+  type: string | undefined,
+  segments: string[],
+  isSearch: boolean,
+  body: unknown,
+  query: Query,
+): [string, 'c' | 'r' | 'u' | 'd' | 's'][] {
+  if (isSearch) {
+    if (type) return [[type, 's']];
+    const types = String(query._type ?? '')
+      .split(',')
+      .filter(Boolean);
+    return (types.length ? types : ['*']).map((t) => [t, 's']);
+  }
+  if (method === 'GET') return [[type ?? '*', 'r']];
+  if (method === 'PUT') return [[type ?? '*', 'u']];
+  if (type) return [[type, 'c']];
+  const entries = (body as Bundle | undefined)?.entry ?? [];
+  return entries.map((e): [string, 'c' | 'r' | 'u' | 'd' | 's'] => {
+    const m = e.request?.method ?? 'POST';
+    const t = (e.request?.url ?? '').split(/[/?]/)[0] || e.resource?.resourceType || '*';
+    const p =
+      m === 'GET'
+        ? (e.request?.url ?? '').includes('/')
+          ? 'r'
+          : 's'
+        : m === 'PUT' || m === 'PATCH'
+          ? 'u'
+          : m === 'DELETE'
+            ? 'd'
+            : 'c';
+    return [t, p];
+  });
+}
+
 /** Indexes the StructureDefinition of every resource type in `value` (a resource, its contained resources, a Bundle's entries). */
 function ensureTypesOf(value: unknown): void {
   if (!value || typeof value !== 'object') return;
@@ -309,6 +359,26 @@ async function handle(
     }
     ensureTypesOf(body);
     request = fhirRequest(method, segments.join('/'), query, body, req.headers);
+  }
+
+  const authorization = req.headers.authorization;
+  if (opts.checkAccess && authorization) {
+    const needs = interactionsOf(method, type, segments, isSearch, req.body, query);
+    const verdict = await opts.checkAccess(authorization, needs);
+    if (verdict === 'invalid-token')
+      throw new HttpError(401, outcome('error', 'login', 'The access token is not valid here'), {
+        'WWW-Authenticate': 'Bearer error="invalid_token"',
+      });
+    if (verdict === 'insufficient-scope')
+      throw new HttpError(
+        403,
+        outcome(
+          'error',
+          'forbidden',
+          `The access token's scopes do not cover ${needs.map(([t, p]) => `${t}.${p}`).join(', ')}`,
+        ),
+        { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
+      );
   }
 
   const [oo, resource] = await fhir.handleRequest(request, repo);
