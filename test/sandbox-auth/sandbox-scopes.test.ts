@@ -30,7 +30,7 @@ function setup() {
 }
 
 /** EHR launch, authorize with `scope`, exchange the code: the token response. */
-async function launchWith(app: express.Express, auth: ReturnType<typeof createSandboxAuth>, scope: string) {
+async function launchWith(app: express.Express, auth: ReturnType<typeof createSandboxAuth>, scope: string): Promise<{ access_token?: string; scope?: string; error?: string }> {
   const verifier = randomBytes(32).toString('base64url');
   const challenge = createHash('sha256').update(verifier).digest('base64url');
   const launch = auth.createLaunch({ patient: PATIENT, user: `Practitioner/${PATIENT}-practitioner` });
@@ -39,7 +39,8 @@ async function launchWith(app: express.Express, auth: ReturnType<typeof createSa
     .query({ response_type: 'code', client_id: 'priorpath-dtr', redirect_uri: REDIRECT, scope, state: 's1', aud: FHIR, code_challenge_method: 'S256', code_challenge: challenge, launch });
   expect(authz.status).toBe(302);
   const loc = new URL(authz.headers.location as string);
-  if (loc.searchParams.get('error')) return { error: loc.searchParams.get('error') };
+  const error = loc.searchParams.get('error');
+  if (error) return { error };
   const token = await request(app)
     .post('/sandbox/auth/token')
     .type('form')
@@ -62,7 +63,7 @@ describe('sandbox SMART scopes', () => {
     const ehr = express();
     ehr.use('/sandbox/fhir', (await createSandboxFhir({ bundles: loadSandboxBundles(join(repoRoot, 'sandbox')), baseUrl: FHIR, checkAccess: auth.checkAccess })).router);
     const t = await launchWith(app, auth, 'launch openid fhirUser patient/Observation.rs patient/Patient.r');
-    const bearer = `Bearer ${t.access_token}`;
+    const bearer = `Bearer ${t.access_token!}`;
     await request(ehr).get(`/sandbox/fhir/Observation?patient=${PATIENT}`).set('Authorization', bearer).expect(200);
     await request(ehr).get(`/sandbox/fhir/Patient/${PATIENT}`).set('Authorization', bearer).expect(200);
     const meds = await request(ehr).get(`/sandbox/fhir/MedicationRequest?patient=${PATIENT}`).set('Authorization', bearer);
