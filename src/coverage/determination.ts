@@ -79,7 +79,14 @@ export function determinationOf(policy: CompiledPolicy, ev: PolicyEvaluation, au
         covered: 'covered',
         paNeeded: 'auth-needed',
         questionnaire: policy.questionnaire,
-        reasons: [{ text: `Prior authorization needed: documentation of ${questions.join('; ') || 'the policy criteria'} (${undecided || source})` }],
+        // The questions are quoted as a list after a colon, never pasted into a sentence ("documentation of Do you…?").
+        reasons: [
+          {
+            text: questions.length
+              ? `Prior authorization needed. Still to document (${undecided || source}): ${questions.join('; ')}`
+              : `Prior authorization needed: documentation for ${undecided || source}`,
+          },
+        ],
         needed: questions.length > 0 ? questions : [`Documentation of ${undecided || source}`],
         reviewAction: 'A4',
         summary: 'prior authorization needed, documentation required',
@@ -88,14 +95,15 @@ export function determinationOf(policy: CompiledPolicy, ev: PolicyEvaluation, au
     case 'limit-exceeded': {
       const limits = ev.failed.map((r) => {
         const rule = policy.limits.find((l) => l.id === r.id);
-        return `Clinical review: exceeds ${r.text} (${r.cite})${rule?.justification ? `; the policy accepts ${rule.justification}` : ''}`;
+        return `Clinical review: the order is outside the limit "${r.text}" (${r.cite})${rule?.justification ? `; the policy accepts ${rule.justification}` : ''}`;
       });
       return {
         outcome: 'limit-exceeded',
         covered: 'covered',
         paNeeded: 'auth-needed',
         questionnaire: policy.questionnaire,
-        reasons: [{ text: `Exceeds ${ev.failed.map((r) => `${r.text} (${r.cite})`).join('; ')}` }],
+        // A limit's text states the rule ("Dose does not exceed 28 mcg per day…"): name it as the limit the order is outside.
+        reasons: [{ text: `Outside the policy limit: ${ev.failed.map((r) => `${r.text} (${r.cite})`).join('; ')}` }],
         needed: [...limits, ...ev.missingFacts.map((f) => questionOf(policy, f))],
         reviewAction: 'A4',
         summary: 'prior authorization needed, exceeds policy limit',

@@ -108,7 +108,8 @@ export function buildHookResponse(opts: {
             payer.label,
             `Prior authorization needed for ${drug}: the order exceeds the policy limit`,
             `${ev.failed.map((r) => `- ${r.text} (${r.cite})`).join('\n')}\n\n${d.policy.limits.find((l) => ev.failed.some((f) => f.id === l.id) && l.justification)?.justification ? `The payer accepts: ${d.policy.limits.find((l) => ev.failed.some((f) => f.id === l.id) && l.justification)!.justification}.` : ''}`.trim(),
-            'info',
+            // CRD [resp-1]: the indicator is the clinician's view; an order over the policy limit needs their attention.
+            'warning',
             orderRef,
           ),
         );

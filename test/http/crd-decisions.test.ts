@@ -38,7 +38,7 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(code(ext, 'doc-needed')).toBe('clinical');
     expect(code(ext, 'doc-purpose')).toBe('withpa');
     expect(sub(ext, 'questionnaire')[0].valueCanonical).toBe('https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11');
-    expect(sub(ext, 'reason')[0].valueCodeableConcept!.text).toMatch(/MRD/);
+    expect(sub(ext, 'reason')[0].valueCodeableConcept!.text).toMatch(/^Prior authorization needed\. Still to document \(CP\.PHAR\.312 [^)]*\): Minimal residual disease \(MRD\)/);
     const instructions = res.body.cards.find((c: { links?: unknown; suggestions?: unknown }) => !c.links && !c.suggestions);
     expect(instructions.summary).toMatch(/documentation required/);
     expect(instructions.detail).toMatch(/Minimal residual disease/);
@@ -78,7 +78,10 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     const res = await request(app).post(SIGN).send(centene({ add: [mrd(0.4)], dose: 56 })).expect(200);
     const [ext] = expectValidHookResponse(res.body, 'order-sign');
     expect(code(ext, 'pa-needed')).toBe('auth-needed');
-    expect(sub(ext, 'reason')[0].valueCodeableConcept!.text).toMatch(/28 mcg/);
+    expect(sub(ext, 'reason')[0].valueCodeableConcept!.text).toMatch(/^Outside the policy limit: .*28 mcg/);
+    // An order over the limit needs the clinician's attention: a warning card, not info.
+    const limit = res.body.cards.find((c: { summary: string }) => /exceeds the policy limit/.test(c.summary));
+    expect(limit.indicator).toBe('warning');
     const propose = res.body.cards.find((c: { suggestions?: unknown[] }) => c.suggestions);
     expect(propose.selectionBehavior).toBe('at-most-one');
     const action = propose.suggestions[0].actions[0];

@@ -166,7 +166,7 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
     const cr = claimResponseOf(res.body);
     expect(reviewActions(cr)).toEqual([`${X12}#A4`]);
     expect(cr.disposition).toBe('Pended for clinical review');
-    expect(JSON.stringify(cr.processNote)).toMatch(/Needed: Clinical review: exceeds .*28/);
+    expect(JSON.stringify(cr.processNote)).toMatch(/Needed: Clinical review: the order is outside the limit .*28/);
     const detail = await review().get(`/${cr.id}`);
     expect(detail.status).toBe(200);
     expect(detail.body.items[0].criteria.find((c: { id: string }) => c.id === 'max-daily-dose')).toMatchObject({ result: false });

@@ -94,7 +94,13 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
   }
   if (pa === 'auth-needed') {
     if (when === 'documentation') {
-      const still = reasons.map((r) => r.replace(/^Prior authorization needed: documentation of /, '')).join('; ');
+      const still = reasons
+        .map((r) =>
+          r
+            .replace(/^Prior authorization needed\. Still to document \([^)]*\): /, '')
+            .replace(/^Prior authorization needed: documentation (of|for) /, ''),
+        )
+        .join('; ');
       return { ...base, tone: 'needed', headline: `Still needed: ${still || 'clinical review of the request'}` };
     }
     return {
