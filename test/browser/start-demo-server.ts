@@ -43,6 +43,7 @@ export async function startDemoServer(): Promise<DemoServer> {
   const sandbox = await createSandboxFhir({
     bundles: loadSandboxBundles(join(repoRoot, 'sandbox')),
     smart: sandboxAuth.endpoints,
+    checkAccess: sandboxAuth.checkAccess,
     logger,
   });
   server.on('request', createApp({ config, content, storage, logger, sandboxFhir: sandbox.router, sandboxAuth }));
