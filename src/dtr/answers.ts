@@ -14,7 +14,14 @@ import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { FactValue } from '../policies/evaluate-policy.js';
 import type { FactType } from '../policies/policy-schema.js';
 import { CRD_TEMP_SYSTEM } from '../coverage/coverage-information.js';
-import { DTR_QR, EXT_INFORMATION_ORIGIN, EXT_INTENDED_USE, EXT_QR_CONTEXT, EXT_QR_COVERAGE } from './fhir-urls.js';
+import {
+  CRD_COVERAGE_INFORMATION_CODES,
+  DTR_QR,
+  EXT_INFORMATION_ORIGIN,
+  EXT_INTENDED_USE,
+  EXT_QR_CONTEXT,
+  EXT_QR_COVERAGE,
+} from './fhir-urls.js';
 import type { DtrVersion } from './fhir-urls.js';
 import { justificationLinkId } from './questionnaire-builder.js';
 
@@ -230,6 +237,19 @@ export function prefilledResponse(
     return out;
   };
 
+  // DTR 2.0.1 requires at least one item (2.2 allows none): with no answers the response lists the questions, unanswered.
+  const skeleton = (items: QuestionnaireItem[] | undefined): QuestionnaireResponseItem[] => {
+    const out: QuestionnaireResponseItem[] = [];
+    for (const i of items ?? []) {
+      if (i.type === 'display') continue;
+      const children = i.type === 'group' ? skeleton(i.item) : [];
+      if (i.type === 'group' && children.length === 0) continue;
+      out.push({ linkId: i.linkId, ...(i.text ? { text: i.text } : {}), ...(children.length > 0 ? { item: children } : {}) });
+    }
+    return out;
+  };
+  const filled = fill(questionnaire.item);
+
   const extension: Extension[] = [];
   if (opts.coverage)
     extension.push({ url: version === '2.2' ? EXT_QR_COVERAGE : EXT_QR_CONTEXT, valueReference: opts.coverage });
@@ -237,7 +257,14 @@ export function prefilledResponse(
   extension.push({
     url: EXT_INTENDED_USE,
     valueCodeableConcept: {
-      coding: [{ system: CRD_TEMP_SYSTEM, code: 'withpa', display: 'With prior authorization' }],
+      // DTR 2.0.1 binds intendedUse to CRD's temporary code system; 2.2 to coverage-information-codes.
+      coding: [
+        {
+          system: version === '2.2' ? CRD_COVERAGE_INFORMATION_CODES : CRD_TEMP_SYSTEM,
+          code: 'withpa',
+          display: 'With prior authorization',
+        },
+      ],
     },
   });
   extension.push(...(opts.extension ?? []));
@@ -251,6 +278,6 @@ export function prefilledResponse(
     status: 'in-progress',
     ...(opts.subject ? { subject: opts.subject } : {}),
     ...(opts.authored ? { authored: opts.authored } : {}),
-    item: fill(questionnaire.item),
+    item: filled.length > 0 || version === '2.2' ? filled : skeleton(questionnaire.item),
   };
 }

@@ -32,6 +32,8 @@ export const EXT_QR_CONTEXT = `${DTR}/qr-context`;
 /** DTR 2.2: the Coverage moves out of qr-context into its own extension. */
 export const EXT_QR_COVERAGE = `${DTR}/qr-coverage`;
 export const EXT_INTENDED_USE = `${DTR}/intendedUse`;
+/** CRD 2.2 code system of the DocReason codes (`withpa`, …) that DTR 2.2's intendedUse binds (FHIR-50276). */
+export const CRD_COVERAGE_INFORMATION_CODES = 'http://hl7.org/fhir/us/davinci-crd/CodeSystem/coverage-information-codes';
 
 export const UCUM = 'http://unitsofmeasure.org';
 

@@ -10,6 +10,7 @@ import type {
   Parameters,
   ParametersParameter,
   Questionnaire,
+  QuestionnaireResponseItem,
   Resource,
 } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
@@ -252,11 +253,17 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
     }
   }
 
-  const bundles = chosen.map((q) => packageBundle(q, req, assertions, shape, deps));
+  // Each part holds the shape of its version: `PackageBundle` parts 2.0.1 bundles, `packagebundle` parts 2.2 bundles
+  // (FHIR parameter names are case-sensitive). 2.0.1 parts come first: the DTR reference app reads parameter[0].
+  const versions: DtrVersion[] = shape === 'both' ? ['2.0.1', '2.2'] : [shape];
   const parameter: ParametersParameter[] = [];
-  for (const b of bundles) {
-    if (shape !== '2.2') parameter.push({ name: 'PackageBundle', resource: b });
-    if (shape !== '2.0.1') parameter.push({ name: 'packagebundle', resource: b });
+  const bundles: Bundle[] = [];
+  for (const v of versions) {
+    for (const q of chosen) {
+      const b = packageBundle(q, req, assertions, v, deps);
+      bundles.push(b);
+      parameter.push({ name: v === '2.2' ? 'packagebundle' : 'PackageBundle', resource: b });
+    }
   }
   if (chosen.length === 0) {
     const flagged = assertions.some(
@@ -272,28 +279,41 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
       ),
     );
   }
-  if (issues.length > 0)
-    parameter.push({
-      name: 'outcome',
-      resource: { resourceType: 'OperationOutcome', issue: issues } satisfies OperationOutcome,
-    });
+  if (issues.length > 0) {
+    const outcome: OperationOutcome = { resourceType: 'OperationOutcome', issue: issues };
+    // DTR 2.0.1 names the part `operationOutcome` (dtr-qpackage-output-parameters slice Outcome), 2.2 `outcome`.
+    if (shape !== '2.2') parameter.push({ name: 'operationOutcome', resource: outcome });
+    if (shape !== '2.0.1') parameter.push({ name: 'outcome', resource: outcome });
+  }
   deps.log.info(
     {
       forms: chosen.map((q) => q.id),
-      prefilled: bundles.filter((b) => b.entry?.some((e) => e.resource?.resourceType === 'QuestionnaireResponse'))
-        .length,
+      prefilled: bundles.filter((b) =>
+        b.entry?.some((e) => e.resource?.resourceType === 'QuestionnaireResponse' && (e.resource.item ?? []).some(hasAnswer)),
+      ).length,
       shape,
     },
     'questionnaire-package',
   );
-  return { resourceType: 'Parameters', meta: { profile: [DTR_PACKAGE_OUTPUT] }, parameter };
+  // The output profile (same URL in 2.0.1 and 2.2) is claimed only where it holds: 2.0.1 needs a PackageBundle.
+  const conforms = shape === '2.2' || bundles.length > 0;
+  return { resourceType: 'Parameters', ...(conforms ? { meta: { profile: [DTR_PACKAGE_OUTPUT] } } : {}), parameter };
 }
 
+function hasAnswer(item: QuestionnaireResponseItem): boolean {
+  return (item.answer ?? []).length > 0 || (item.item ?? []).some(hasAnswer);
+}
+
+/**
+ * One package Bundle (DTR-QPackageBundle, invariant dtrb-1: the Questionnaire first), in the shape of one DTR
+ * version, always with exactly one draft QuestionnaireResponse (2.0.1 "one or more", 2.2 oper-18 "exactly one"):
+ * pre-filled from the CRD assertion for this policy when one was found, otherwise with no answers.
+ */
 function packageBundle(
   q: Questionnaire,
   req: PackageRequest,
   assertions: AssertionRecord[],
-  shape: PackageShape,
+  version: DtrVersion,
   deps: PackageDeps,
 ): Bundle {
   const { catalog, content } = deps;
@@ -302,31 +322,34 @@ function packageBundle(
 
   const policy = catalog.policyOf.get(q);
   const assertion = policy && assertions.find((a) => a.policyId === policy.file.id);
-  if (policy && assertion) {
+  if (policy) {
     const order =
-      req.orders.find((o) => coverageAssertionIds(o as { extension?: Extension[] }).includes(assertion.assertionId)) ??
+      (assertion &&
+        req.orders.find((o) => coverageAssertionIds(o as { extension?: Extension[] }).includes(assertion.assertionId))) ??
       req.orders[0];
     const coverage = req.coverages[0];
     const subject = coverage?.beneficiary?.reference
       ? { reference: coverage.beneficiary.reference }
-      : assertion.patientId
+      : assertion?.patientId
         ? { reference: `Patient/${assertion.patientId}` }
         : undefined;
     const orderRef =
-      refOf(order) ?? (assertion.orderRef && !assertion.orderRef.endsWith('/') ? assertion.orderRef : undefined);
-    const coverageInfo = ((order as { extension?: Extension[] } | undefined)?.extension ?? []).filter(
-      (e) => e.url === COVERAGE_INFO_URL && coverageAssertionIds({ extension: [e] }).includes(assertion.assertionId),
-    );
+      refOf(order) ?? (assertion?.orderRef && !assertion.orderRef.endsWith('/') ? assertion.orderRef : undefined);
+    const coverageInfo = assertion
+      ? ((order as { extension?: Extension[] } | undefined)?.extension ?? []).filter(
+          (e) => e.url === COVERAGE_INFO_URL && coverageAssertionIds({ extension: [e] }).includes(assertion.assertionId),
+        )
+      : [];
     const id = randomUUID();
-    const qr = prefilledResponse(policy, q, assertion.facts, {
+    const qr = prefilledResponse(policy, q, assertion?.facts ?? {}, {
       valueSets: content.valueSets,
       canonicalBase: content.canonicalBase,
       subject,
       coverage: refOf(coverage) ? { reference: refOf(coverage) } : undefined,
       orders: orderRef ? [{ reference: orderRef }] : [],
-      dtrVersion: shape === '2.2' ? '2.2' : '2.0.1',
+      dtrVersion: version,
       // DTR 2.2 lets the response carry the CRD coverage-information, which links it to the assertion for PAS.
-      extension: shape === '2.2' ? coverageInfo : [],
+      extension: version === '2.2' ? coverageInfo : [],
       id,
     });
     entry.push({ fullUrl: `urn:uuid:${id}`, resource: qr });

@@ -2,7 +2,7 @@
  * The payer FHIR API on the wire (design.md §7 DTR contract): metadata, Questionnaire and ValueSet read/search,
  * ValueSet/$expand, $questionnaire-package input checks and shapes, fall-through for paths the PAS router owns.
  */
-import type { Bundle, CapabilityStatement, Parameters, Questionnaire, ValueSet } from '@medplum/fhirtypes';
+import type { Bundle, CapabilityStatement, Parameters, Questionnaire, QuestionnaireResponse, ValueSet } from '@medplum/fhirtypes';
 import type { Express } from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
@@ -247,7 +247,7 @@ describe('POST $questionnaire-package: forms and shapes', () => {
   const post = (app: Express, body: unknown, path = '/fhir/Questionnaire/$questionnaire-package') =>
     request(app).post(path).set('Content-Type', FHIR).send(JSON.stringify(body));
 
-  it('returns the requested Questionnaire with its ValueSets, under both PackageBundle and packagebundle by default', async () => {
+  it('returns the requested Questionnaire with its ValueSets, a 2.0.1 PackageBundle and a 2.2 packagebundle by default', async () => {
     const { app } = fhirApp();
     const res = await post(
       app,
@@ -259,7 +259,8 @@ describe('POST $questionnaire-package: forms and shapes', () => {
     const out = res.body as Parameters;
     expect(out.parameter!.map((p) => p.name)).toEqual(['PackageBundle', 'packagebundle']);
     const bundle = out.parameter![0].resource as Bundle;
-    expect(out.parameter![1].resource).toEqual(bundle);
+    const bundle22 = out.parameter![1].resource as Bundle;
+    expect(bundle22.entry![0].resource).toEqual(bundle.entry![0].resource);
     expect(bundle.type).toBe('collection');
     expect(bundle.entry![0].resource!.resourceType).toBe('Questionnaire');
     expect((bundle.entry![0].resource as Questionnaire).url).toBe(qUrl);
@@ -271,7 +272,19 @@ describe('POST $questionnaire-package: forms and shapes', () => {
         .match(/"answerValueSet":"([^"]+)"/g)
         ?.map((m) => m.slice(18, -1)) ?? [];
     expect(valueSetUrls.sort()).toEqual([...new Set(bound)].sort());
-    expect(bundle.entry!.some((e) => e.resource!.resourceType === 'QuestionnaireResponse')).toBe(false);
+    // No CRD context: each bundle still holds one draft response, without answers, in its version's shape.
+    const qrOf = (b: Bundle) => b.entry!.filter((e) => e.resource!.resourceType === 'QuestionnaireResponse').map((e) => e.resource as QuestionnaireResponse);
+    const [qr201] = qrOf(bundle);
+    const [qr22] = qrOf(bundle22);
+    expect(qrOf(bundle)).toHaveLength(1);
+    expect(qrOf(bundle22)).toHaveLength(1);
+    const answers = (qr: QuestionnaireResponse) => JSON.stringify(qr.item ?? []).includes('"answer"');
+    expect(answers(qr201) || answers(qr22)).toBe(false);
+    expect(qr201.item!.length).toBeGreaterThan(0);
+    const urls = (qr: QuestionnaireResponse) => qr.extension!.map((e) => e.url.split('/').pop());
+    expect(urls(qr201)).toContain('qr-context');
+    expect(urls(qr201)).not.toContain('qr-coverage');
+    expect(urls(qr22)).toContain('qr-coverage');
     expect(fhirIssues(out)).toEqual([]);
   });
 
@@ -313,7 +326,7 @@ describe('POST $questionnaire-package: forms and shapes', () => {
         ]),
       ).expect(200)
     ).body as Parameters;
-    expect(unknown.parameter!.map((p) => p.name)).toEqual(['outcome']);
+    expect(unknown.parameter!.map((p) => p.name)).toEqual(['operationOutcome', 'outcome']);
     expect(unknown.parameter![0].resource!.resourceType).toBe('OperationOutcome');
     const ungoverned = {
       resourceType: 'MedicationRequest',
@@ -332,7 +345,7 @@ describe('POST $questionnaire-package: forms and shapes', () => {
         ]),
       ).expect(200)
     ).body as Parameters;
-    expect(none.parameter!.map((p) => p.name)).toEqual(['outcome']);
+    expect(none.parameter!.map((p) => p.name)).toEqual(['operationOutcome', 'outcome']);
     const unknownPayer = (
       await post(
         app,
@@ -342,7 +355,7 @@ describe('POST $questionnaire-package: forms and shapes', () => {
         ]),
       ).expect(200)
     ).body as Parameters;
-    expect(unknownPayer.parameter!.map((p) => p.name)).toEqual(['outcome']);
+    expect(unknownPayer.parameter!.map((p) => p.name)).toEqual(['operationOutcome', 'outcome']);
   });
 
   it('picks the form from the policy governing the order for the coverage payer; an unknown context id only means no pre-fill', async () => {
@@ -368,6 +381,8 @@ describe('POST $questionnaire-package: forms and shapes', () => {
     ).body as Parameters;
     const bundles = out.parameter!.filter((p) => p.name === 'PackageBundle').map((p) => p.resource as Bundle);
     expect(bundles.map((b) => (b.entry![0].resource as Questionnaire).url)).toEqual([qUrl]);
-    expect(bundles[0].entry!.some((e) => e.resource!.resourceType === 'QuestionnaireResponse')).toBe(false);
+    const qrs = bundles[0].entry!.filter((e) => e.resource!.resourceType === 'QuestionnaireResponse');
+    expect(qrs).toHaveLength(1);
+    expect(JSON.stringify(qrs[0].resource)).not.toContain('"answer"');
   });
 });
