@@ -193,7 +193,7 @@ export function createApp(deps: AppDeps): express.Express {
   // Browsers (the DTR SMART app) call the payer API cross-origin.
   app.use('/fhir', cors(config.corsOrigins), payerApiGate({ mode: config.payerApiAuth, tokens, storage, logger }));
   app.use('/fhir', createFhirRouter({ content, storage, publicBaseUrl: config.publicBaseUrl, logger, defaultPayer: config.defaultPayer, today: deps.today, tokenEndpoint: tokens.tokenEndpoint }));
-  app.use('/fhir', createPasRouter({ content, storage, logger, today: deps.today, defaultPayer: config.defaultPayer }));
+  app.use('/fhir', createPasRouter({ content, storage, logger, today: deps.today, defaultPayer: config.defaultPayer, pasVersion: config.pasVersion }));
   // The sandbox offers a demo reviewer: with no REVIEW_TOKEN configured it makes one up for this process only.
   const demoReviewToken = config.sandbox && !config.reviewToken ? randomBytes(32).toString('base64url') : undefined;
   app.use(

@@ -27,6 +27,10 @@ const schema = z.object({
   CANONICAL_BASE: z.string().url().default('https://priorpath.dev/fhir').describe('base of canonical URLs'),
   CORS_ORIGINS: z.string().default('*').describe('comma-separated allowed origins for browser CDS clients, or *'),
   REVIEW_TOKEN: z.string().min(16).optional().describe('bearer token for the reviewer API (/review); unset refuses it'),
+  PAS_VERSION: z
+    .enum(['2.2.1', '2.0.1'])
+    .default('2.2.1')
+    .describe('PAS version answered when a request names none in meta.profile (e.g. 2.0.1 for the Inferno PAS v2.0.1 suite)'),
 });
 
 export interface Config {
@@ -50,6 +54,8 @@ export interface Config {
   canonicalBase: string;
   corsOrigins: string[] | '*';
   reviewToken?: string;
+  /** PAS_VERSION: the PAS shapes answered to a request that announces no version. */
+  pasVersion: '2.2.1' | '2.0.1';
 }
 
 /** Thrown for a bad configuration; its message names the variable. */
@@ -117,6 +123,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     canonicalBase: e.CANONICAL_BASE.replace(/\/+$/, ''),
     corsOrigins: e.CORS_ORIGINS === '*' ? '*' : e.CORS_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),
     reviewToken: e.REVIEW_TOKEN,
+    pasVersion: e.PAS_VERSION,
   };
 }
 

@@ -1,4 +1,4 @@
-import type { Bundle, BundleEntry, ClaimResponse, ClaimResponseItem, Extension, Reference, Resource } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, ClaimResponse, ClaimResponseItem, Extension, PractitionerRole, Reference, Resource } from '@medplum/fhirtypes';
 import type { PasStatus, ReviewActionCode } from '../storage/storage.js';
 import type { ItemDecision } from './adjudicate.js';
 import {
@@ -19,6 +19,8 @@ import {
   X12_98,
 } from './pas-urls.js';
 import type { PasRequest } from './request-bundle.js';
+import { pasVersionOf } from './pas-version.js';
+import type { PasVersion } from './pas-version.js';
 
 /** The submission-level summary of item decisions: pended if any item is, else approved/denied/partial. */
 export function summarize(items: ItemDecision[]): { status: PasStatus; reviewAction: ReviewActionCode } {
@@ -38,17 +40,54 @@ function reviewAction(d: ItemDecision): Extension {
   };
 }
 
-/** The resources a response references, echoed with the fullUrl and id they had in the request (PAS spec-33). */
-function echoed(req: PasRequest, refs: (Reference | undefined)[]): BundleEntry[] {
+/** Every `reference` string inside a resource (extensions and nested elements included). */
+function referencesIn(value: unknown, out: string[] = []): string[] {
+  if (Array.isArray(value)) for (const v of value) referencesIn(v, out);
+  else if (typeof value === 'object' && value !== null) {
+    for (const [k, v] of Object.entries(value)) {
+      if (k === 'reference' && typeof v === 'string') out.push(v);
+      else if (k !== 'contained') referencesIn(v, out);
+    }
+  }
+  return out;
+}
+
+/**
+ * The resources a response references, and transitively what those reference (a PractitionerRole's Practitioner and
+ * Organization), each exactly once, with the fullUrl and id they had in the request (PAS: every resource referenced
+ * SHALL be in the Bundle, once; spec-33). References the request Bundle cannot resolve are left as they are.
+ */
+function echoed(req: PasRequest, refs: (Reference | undefined)[], exclude: Set<Resource>): BundleEntry[] {
   const out: BundleEntry[] = [];
-  const seen = new Set<Resource>();
-  for (const ref of refs) {
-    const l = ref?.reference ? req.index.resolve(ref.reference) : undefined;
+  const seen = new Set<Resource>(exclude);
+  const queue = refs.map((r) => r?.reference).filter((r): r is string => !!r);
+  while (queue.length > 0) {
+    const ref = queue.shift()!;
+    const l = ref.startsWith('#') ? undefined : req.index.resolve(ref);
     if (!l || seen.has(l.resource)) continue;
     seen.add(l.resource);
     out.push({ fullUrl: l.fullUrl ?? `urn:uuid:${l.resource.resourceType}-${l.resource.id ?? out.length}`, resource: l.resource });
+    queue.push(...referencesIn(l.resource));
   }
   return out;
+}
+
+/**
+ * The provider an item is authorized for: PAS itemAuthorizedProvider.provider is a Practitioner or an Organization,
+ * so a requesting PractitionerRole is named by its Practitioner (else its Organization).
+ */
+function authorizedProvider(req: PasRequest, requestor: Reference | undefined): Reference | undefined {
+  if (!requestor?.reference) return undefined;
+  const l = req.index.resolve(requestor.reference);
+  if (l?.resource.resourceType === 'PractitionerRole') {
+    const role = l.resource as PractitionerRole;
+    const ref = role.practitioner?.reference ?? role.organization?.reference;
+    return ref ? { reference: ref } : undefined;
+  }
+  if (/^(Practitioner|Organization)\//.test(requestor.reference) || l?.resource.resourceType === 'Practitioner' || l?.resource.resourceType === 'Organization') {
+    return { reference: requestor.reference };
+  }
+  return undefined;
 }
 
 export interface ResponseMeta {
@@ -57,6 +96,8 @@ export interface ResponseMeta {
   created: string;
   /** Set once a clinician reviewed the request. */
   humanReviewed?: boolean;
+  /** The PAS version to answer in; default: the one the request Bundle announces, else 2.2.1. */
+  version?: PasVersion;
 }
 
 /**
@@ -72,6 +113,8 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
     return notes.length;
   };
   const requestor = req.claim.provider;
+  const version = meta.version ?? pasVersionOf(req.bundle, '2.2.1');
+  const provider = authorizedProvider(req, requestor);
   const approved = items.filter((i) => i.reviewAction === 'A1' && i.authorization);
   const latest = [...approved].sort((a, b) => (b.review?.decidedAt ?? '').localeCompare(a.review?.decidedAt ?? ''))[0]?.authorization;
   const requestedPeriod = (seq: number) => {
@@ -91,15 +134,20 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
     }
     const requested = requestedPeriod(d.sequence);
     if (requested) extension.push(requested);
-    if (requestor) {
+    if (provider) {
       extension.push({
         url: EXT_ITEM_AUTHORIZED_PROVIDER,
         extension: [
-          { url: 'provider', valueReference: { reference: requestor.reference } },
-          { url: EXT_AUTHORIZED_PROVIDER_TYPE, valueCodeableConcept: { coding: [{ system: X12_98, code: '1P', display: 'Provider' }] } },
+          { url: 'provider', valueReference: provider },
+          {
+            url: version === '2.0.1' ? 'providerType' : EXT_AUTHORIZED_PROVIDER_TYPE,
+            valueCodeableConcept: { coding: [{ system: X12_98, code: '1P', display: 'Provider' }] },
+          },
         ],
       });
     }
+    // REF-NT, PriorPath's reference number: PAS 2.2.1 allows it on ClaimResponse.item (not the root); 2.0.1 anywhere.
+    extension.push({ url: EXT_ADMINISTRATION_REFERENCE_NUMBER, valueString: meta.id });
     return {
       ...(extension.length > 0 ? { extension } : {}),
       itemSequence: d.sequence,
@@ -120,10 +168,7 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
     resourceType: 'ClaimResponse',
     id: meta.id,
     meta: { profile: [PAS_CLAIM_RESPONSE] },
-    extension: [
-      { url: EXT_ADMINISTRATION_REFERENCE_NUMBER, valueString: meta.id },
-      ...(meta.humanReviewed ? [{ url: EXT_CLAIM_RESPONSE_REVIEWER, extension: [{ url: 'wasHumanReviewedFlag', valueBoolean: true }] }] : []),
-    ],
+    ...(meta.humanReviewed ? { extension: [{ url: EXT_CLAIM_RESPONSE_REVIEWER, extension: [{ url: 'wasHumanReviewedFlag', valueBoolean: true }] }] } : {}),
     identifier: [{ system: PAS_REFERENCE_SYSTEM, value: meta.id }],
     status: 'active',
     type: req.claim.type ?? { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/claim-type', code: 'pharmacy' }] },
@@ -150,7 +195,11 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
     // The Claim is echoed only when it has no identifier to be referenced by (PAS spec-30).
     entry: [
       { fullUrl: crFullUrl, resource: claimResponse },
-      ...echoed(req, [req.claim.patient, req.claim.insurer, requestor, ...(claimIdentifier ? [] : [{ reference: req.claimFullUrl ?? `Claim/${req.claim.id ?? ''}` }])]),
+      ...echoed(
+        req,
+        [req.claim.patient, req.claim.insurer, requestor, provider, ...(claimIdentifier ? [] : [{ reference: req.claimFullUrl ?? `Claim/${req.claim.id ?? ''}` }])],
+        new Set(),
+      ),
     ],
   };
   return { bundle, claimResponse };

@@ -3,7 +3,7 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import type { Content, Payer } from '../content.js';
 import { PAYER_ID_SYSTEM } from '../content.js';
-import { DomainError, HttpError, badRequest, methodNotAllowed, outcome } from '../errors.js';
+import { DomainError, HttpError, badRequest, methodNotAllowed, notFound, outcome } from '../errors.js';
 import { identifyPayer } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import type { AuthorizationRecord, PasSubmission, Storage } from '../storage/storage.js';
@@ -14,6 +14,15 @@ import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
 import { parseInquiry, samePatient } from './inquiry.js';
 import { identifierKey, parsePasRequest, unwrapOperationInput } from './request-bundle.js';
 import type { PasRequest } from './request-bundle.js';
+import { pasVersionOf } from './pas-version.js';
+import type { PasVersion } from './pas-version.js';
+
+/** The inquiry Bundle of a `$inquire` body (bare, or the Parameters `resource`), for its version signal. */
+function unwrapInquiry(body: unknown): unknown {
+  const b = body as { resourceType?: string; parameter?: { name?: string; resource?: unknown }[] } | undefined;
+  if (b?.resourceType === 'Parameters') return b.parameter?.find((p) => p.name === 'resource')?.resource;
+  return body;
+}
 
 export interface PasDeps {
   content: Content;
@@ -23,6 +32,8 @@ export interface PasDeps {
   today?: () => string;
   /** `DEFAULT_PAYER`: the payer assumed when the Coverage names none PriorPath serves (design.md §3). */
   defaultPayer?: string;
+  /** `PAS_VERSION`: the version answered when a request announces none. Default 2.2.1. */
+  pasVersion?: PasVersion;
 }
 
 /** 409: the request Bundle identifier was used before for different content (see createPasRouter). */
@@ -96,6 +107,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
   const submitHandler = handler(async (req: Request, res: Response) => {
     const log = logOf(req, logger);
     const request = parsePasRequest(unwrapOperationInput(req.body, '$submit'));
+    const version = pasVersionOf(request.bundle, deps.pasVersion ?? '2.2.1');
     const stored = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier);
     if (stored) {
       const answer = replay(stored, request);
@@ -108,7 +120,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const authorization = shareAuthorization(items);
     const id = randomUUID();
     const created = new Date().toISOString();
-    const { bundle, claimResponse } = buildResponseBundle(request, items, { id, created });
+    const { bundle, claimResponse } = buildResponseBundle(request, items, { id, created, version });
     const { status, reviewAction } = summarize(items);
     const first = items.find((i) => i.policyId);
     const result = await storage.createPasSubmission(
@@ -145,7 +157,14 @@ export function createPasRouter(deps: PasDeps): express.Router {
   const inquireHandler = handler(async (req: Request, res: Response) => {
     const inquiry = parseInquiry(req.body);
     const found = (await storage.findPasSubmissions(inquiry.query)).filter((s) => samePatient(inquiry, s));
-    logOf(req, logger).info({ matches: found.length }, 'pas inquire');
+    const version = pasVersionOf(unwrapInquiry(req.body), deps.pasVersion ?? '2.2.1');
+    logOf(req, logger).info({ matches: found.length, version }, 'pas inquire');
+    if (version === '2.0.1') {
+      // PAS 2.0.1 Claim-inquiry: `return` 1..1 Bundle, so the answer is the (latest) matching response Bundle itself.
+      if (found.length === 0) throw notFound('No prior authorization request matches this inquiry');
+      const latest = [...found].sort((a, b) => b.createdAt.localeCompare(a.createdAt))[0];
+      return sendFhir(res, 200, latest.responseBundle);
+    }
     sendFhir(res, 200, { resourceType: 'Parameters', ...(found.length > 0 ? { parameter: found.map((s) => ({ name: 'return', resource: s.responseBundle })) } : {}) });
   });
 

@@ -20,6 +20,7 @@ export const EXT_ITEM_PRE_AUTH_ISSUE_DATE = `${PAS}/extension-itemPreAuthIssueDa
 export const EXT_ITEM_PRE_AUTH_PERIOD = `${PAS}/extension-itemPreAuthPeriod`;
 export const EXT_ITEM_REQUESTED_SERVICE_DATE = `${PAS}/extension-itemRequestedServiceDate`;
 export const EXT_ITEM_AUTHORIZED_PROVIDER = `${PAS}/extension-itemAuthorizedProvider`;
+/** PAS 2.2.1: the sub-extension of itemAuthorizedProvider naming the provider's type (2.0.1 names it `providerType`). */
 export const EXT_AUTHORIZED_PROVIDER_TYPE = `${PAS}/extension-authorizedProviderType`;
 export const EXT_CLAIM_RESPONSE_REVIEWER = `${PAS}/extension-claimResponseReviewer`;
 

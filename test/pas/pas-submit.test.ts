@@ -124,7 +124,9 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
     expect(cr.preAuthRef).toBeUndefined();
     const question = testContent().policies.find((p) => p.file.id === 'centene-blinatumomab')!.factsByName.get('mrdPercent')!.def.question!;
     expect(JSON.stringify(cr.processNote)).toContain(`Needed: ${question}`);
-    const reference = cr.extension?.find((e) => e.url.endsWith('extension-administrationReferenceNumber'))?.valueString;
+    // PAS 2.2.1 allows administrationReferenceNumber on ClaimResponse.item, not on the root.
+    expect(cr.extension?.some((e) => e.url.endsWith('extension-administrationReferenceNumber')) ?? false).toBe(false);
+    const reference = cr.item?.[0].extension?.find((e) => e.url.endsWith('extension-administrationReferenceNumber'))?.valueString;
     expect(reference).toBe(cr.id);
 
     const pended = await review().get('/pended');

@@ -1,0 +1,139 @@
+import type { Bundle, ClaimResponse, Extension, Resource } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { MemoryStorage } from '../../src/storage/memory-storage.js';
+import { buildApp } from '../helpers/app.js';
+import { claimResponseOf, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
+
+/**
+ * The substance of the Inferno PAS server suites (inferno-framework/davinci-pas-test-kit, `davinci_pas_server_suite_v201`
+ * and `davinci_pas_server_suite_v221`) that runs without the HL7 validator: each `it` names the kit test group or the
+ * PAS rule it mirrors. Requests are PAS request Bundles built from the sandbox stories.
+ */
+const X12 = 'https://codesystem.x12.org/005010/306';
+const PAS = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition';
+const FHIR_JSON = 'application/fhir+json';
+
+function app(env: Record<string, string> = {}) {
+  return buildApp({ env, storage: new MemoryStorage() }).app;
+}
+const submit = (a: ReturnType<typeof app>, body: unknown) => request(a).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
+const inquire = (a: ReturnType<typeof app>, body: unknown) => request(a).post('/fhir/Claim/$inquire').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
+
+function withVersion(bundle: Bundle, version: string): Bundle {
+  return { ...bundle, meta: { profile: [`${PAS}/profile-pas-request-bundle|${version}`] } };
+}
+
+/** Every relative reference in the response that names a resource type resolves to exactly one entry of the Bundle. */
+function unresolved(bundle: Bundle): string[] {
+  const keys = bundle.entry!.map((e) => `${e.resource!.resourceType}/${e.resource!.id}`);
+  const refs: string[] = [];
+  const walk = (v: unknown) => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object')
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'reference' && typeof x === 'string') refs.push(x);
+        else walk(x);
+      }
+  };
+  bundle.entry!.forEach((e) => walk(e.resource));
+  return refs.filter((r) => /^[A-Z][A-Za-z]+\/[^/]+$/.test(r)).filter((r) => keys.filter((k) => k === r).length !== 1);
+}
+
+const approval = () => storyBundle('centene-missing-mrd', { answers: { 'mrd-percent': [{ valueDecimal: 0.52 }] } });
+const pended = () => storyBundle('centene-missing-mrd');
+const denial = () => storyBundle('bcbsnc-t-all');
+
+describe('PAS server: approval, denial, pended (kit groups 2.1-2.3, v2.0.1 and v2.2.1)', () => {
+  it.each([
+    ['approval', 'A1', approval],
+    ['denial', 'A3', denial],
+    ['pended', 'A4', pended],
+  ] as const)('%s: 200, a collection Bundle with the ClaimResponse first and reviewActionCode %s', async (_name, code, make) => {
+    const a = app();
+    const res = await submit(a, make());
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.headers['content-type']).toMatch(/json/);
+    const out = res.body as Bundle;
+    expect(out.type).toBe('collection');
+    expect(out.entry![0].resource!.resourceType).toBe('ClaimResponse');
+    expect(reviewActions(claimResponseOf(out))).toEqual([`${X12}#${code}`]);
+  });
+
+  it('echoes the PractitionerRole with the Practitioner and Organization it references, each exactly once (PAS: every referenced resource once)', async () => {
+    const res = await submit(app(), approval());
+    const out = res.body as Bundle;
+    expect(unresolved(out)).toEqual([]);
+    const types = out.entry!.map((e) => (e.resource as Resource).resourceType);
+    expect(types.filter((t) => t === 'PractitionerRole')).toHaveLength(1);
+    expect(types.filter((t) => t === 'Practitioner')).toHaveLength(1);
+    const ids = out.entry!.map((e) => `${e.resource!.resourceType}/${e.resource!.id}`);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids).toContain('Organization/centene-missing-mrd-clinic');
+    expect(ids).toContain('Practitioner/centene-missing-mrd-practitioner');
+  });
+});
+
+describe('PAS 2.2.1 shapes (request profile |2.2.1, or no version signal)', () => {
+  it('names the authorized provider by its Practitioner, typed with the extension-authorizedProviderType URL', async () => {
+    const cr = claimResponseOf((await submit(app(), withVersion(approval(), '2.2.1'))).body);
+    const provider = cr.item![0].extension!.find((e) => e.url === `${PAS}/extension-itemAuthorizedProvider`)!;
+    expect(provider.extension!.map((e) => e.url)).toEqual(['provider', `${PAS}/extension-authorizedProviderType`]);
+    expect(provider.extension![0].valueReference!.reference).toBe('Practitioner/centene-missing-mrd-practitioner');
+  });
+
+  it('keeps administrationReferenceNumber inside its contexts (ClaimResponse.item), not on the root', async () => {
+    const cr = claimResponseOf((await submit(app(), approval())).body) as ClaimResponse;
+    expect((cr.extension ?? []).some((e: Extension) => e.url === `${PAS}/extension-administrationReferenceNumber`)).toBe(false);
+    expect(cr.item![0].extension!.find((e) => e.url === `${PAS}/extension-administrationReferenceNumber`)!.valueString).toBe(cr.id);
+  });
+
+  it('$inquire answers a Parameters of return Bundles (kit group 3, v2.2.1)', async () => {
+    const a = app();
+    const bundle = approval();
+    await submit(a, bundle).expect(200);
+    const res = await inquire(a, { resourceType: 'Parameters', parameter: [{ name: 'identifier', valueIdentifier: bundle.identifier }] });
+    expect(res.status).toBe(200);
+    expect(res.body.resourceType).toBe('Parameters');
+    expect(res.body.parameter.map((p: { name: string }) => p.name)).toEqual(['return']);
+    expect(res.body.parameter[0].resource.entry[0].resource.resourceType).toBe('ClaimResponse');
+  });
+});
+
+describe('PAS 2.0.1 shapes (request profile |2.0.1, or PAS_VERSION=2.0.1)', () => {
+  it('types the authorized provider with the providerType sub-extension', async () => {
+    const cr = claimResponseOf((await submit(app(), withVersion(approval(), '2.0.1'))).body);
+    const provider = cr.item![0].extension!.find((e) => e.url === `${PAS}/extension-itemAuthorizedProvider`)!;
+    expect(provider.extension!.map((e) => e.url)).toEqual(['provider', 'providerType']);
+  });
+
+  it('answers 2.0.1 shapes to a request without a version when PAS_VERSION=2.0.1', async () => {
+    const cr = claimResponseOf((await submit(app({ PAS_VERSION: '2.0.1' }), approval())).body);
+    const provider = cr.item![0].extension!.find((e) => e.url === `${PAS}/extension-itemAuthorizedProvider`)!;
+    expect(provider.extension![1].url).toBe('providerType');
+  });
+
+  it('$inquire answers the matching response Bundle itself (Claim-inquiry return 1..1 Bundle), 404 when nothing matches', async () => {
+    const a = app({ PAS_VERSION: '2.0.1' });
+    const bundle = pended();
+    const submitted = await submit(a, bundle).expect(200);
+    const inquiry = { resourceType: 'Bundle', type: 'collection', entry: (bundle.entry ?? []).map((e) => ({ ...e })) } as Bundle;
+    const res = await inquire(a, inquiry);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body.resourceType).toBe('Bundle');
+    expect(claimResponseOf(res.body).id).toBe(claimResponseOf(submitted.body).id);
+    const other = storyBundle('centene-missing-mrd');
+    const none = await inquire(a, { resourceType: 'Bundle', type: 'collection', entry: other.entry });
+    expect(none.status).toBe(404);
+    expect(none.body.resourceType).toBe('OperationOutcome');
+  });
+});
+
+describe('PAS error handling (kit group 4: nonconformant_pas_bundle.json)', () => {
+  it.each(['$submit', '$inquire'])('answers an empty Bundle to %s with a non-2xx OperationOutcome', async (op) => {
+    const res = await request(app()).post(`/fhir/Claim/${op}`).set('Content-Type', FHIR_JSON).send(JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [] }));
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect(res.status).toBeLessThan(500);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+  });
+});
