@@ -1,25 +1,44 @@
 # PriorPath service image. docker-compose.yml runs it as the service (two replicas) and as the one-shot loader that
 # puts the sandbox stories into HAPI FHIR. See docs/docker.md.
-FROM node:20-bookworm-slim
+#
+# Two stages: the build stage has the dev dependencies (esbuild, tsx) and writes dist/ (the service as plain
+# JavaScript, the web bundles in dist/public); the runtime stage has production dependencies only and runs
+# `node dist/main.js` (design.md §9: built JavaScript, no TypeScript loader, no bundler in production).
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
+    NPM_CONFIG_FUND=false \
+    NPM_CONFIG_AUDIT=false
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY . .
+RUN npm run build
 
+FROM node:20-bookworm-slim
 WORKDIR /app
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
     NPM_CONFIG_FUND=false \
     NPM_CONFIG_AUDIT=false
 
-# Dependencies first, so a source change does not reinstall them. The service runs its TypeScript with tsx, and the
-# loader and `npm test` in a container need the rest, so this is a plain `npm ci`.
+# Dependencies first, so a source change does not reinstall them.
 COPY package.json package-lock.json ./
-RUN npm ci && npm cache clean --force
+RUN npm ci --omit=dev && npm cache clean --force
 
-COPY . .
+# What the service reads at run time: the built code, the policies and questionnaires, the sandbox stories and the
+# web pages (HTML, CSS and the vendored LHC-Forms; their scripts are the prebuilt bundles in dist/public).
+COPY --from=build /app/dist ./dist
+COPY cds-services ./cds-services
+COPY questionnaires ./questionnaires
+COPY sandbox ./sandbox
+COPY web ./web
 # DATA_DIR (./data) holds the embedded PGlite database when DATABASE_URL is unset.
 RUN mkdir -p /app/data && chown node:node /app/data
 USER node
 
 ENV PORT=3000
 EXPOSE 3000
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
-CMD ["npm", "start"]
+# node itself as the process: it handles SIGTERM (drains, closes storage); compose adds tini (init: true) for reaping.
+CMD ["node", "dist/main.js"]

@@ -1,6 +1,6 @@
 /**
- * `npm run build:web` — bundles the DTR SMART app and the demo EHR page into `dist/web/` (the server itself builds
- * the same bundles in memory when the sandbox is on, so this is for inspection or hosting them elsewhere).
+ * `npm run build:web` — bundles the DTR SMART app and the demo EHR page into `dist/public/` (`npm run build` does
+ * the same; the server run from `dist/` serves them from there, run from source it builds them in memory).
  *
  * `npm run build:web -- --vendor-lforms <version>` — refreshes the vendored LHC-Forms build in
  * `web/vendor/lforms-<version>/` from the npm package (fetched with `npm pack`; see web/vendor/README.md).
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     await vendorLforms(args[i + 1] ?? '');
     return;
   }
-  const outdir = join(WEB_DIR, '..', 'dist', 'web');
+  const outdir = join(WEB_DIR, '..', 'dist', 'public');
   const started = performance.now();
   await buildWebAssets({ outdir });
   process.stdout.write(`web bundles written to ${outdir} in ${Math.round(performance.now() - started)} ms\n`);

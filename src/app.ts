@@ -45,6 +45,8 @@ export interface AppDeps {
   /** Outbound fetch for EHR queries (tests inject a fake; production uses global fetch). */
   fetchImpl?: FetchLike;
   today?: () => string;
+  /** Prebuilt web bundles (`dist/public`, written by `npm run build`); unset bundles them in memory with esbuild. */
+  webAssetsDir?: string;
 }
 
 const asyncHandler =
@@ -210,7 +212,7 @@ export function createApp(deps: AppDeps): express.Express {
     app.use('/sandbox/auth', deps.sandboxAuth.router);
     app.use('/sandbox/payer-token', sandboxPayerTokenRouter(tokens, deps.sandboxAuth.payerClient));
     // The demo EHR page at / and the DTR SMART app at /dtr.
-    app.use(createWebRouter({ publicBaseUrl: config.publicBaseUrl, sandboxAuth: deps.sandboxAuth, logger }));
+    app.use(createWebRouter({ publicBaseUrl: config.publicBaseUrl, sandboxAuth: deps.sandboxAuth, logger, prebuiltDir: deps.webAssetsDir }));
   }
 
   app.use((req, _res, next) => next(notFound(`No route for ${req.method} ${req.path}`)));

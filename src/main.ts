@@ -7,11 +7,14 @@ import { createLogger } from './logger.js';
 import { ContentError } from './policies/policy-loader.js';
 import { createStorage } from './storage/create-storage.js';
 import { deferredStorage } from './storage/deferred-storage.js';
-import { mountSandbox } from './sandbox/mount.js';
-import { createSandboxAuth } from './sandbox-auth/index.js';
+import type { SandboxAuth } from './sandbox-auth/index.js';
+import type { mountSandbox } from './sandbox/mount.js';
 
 const started = performance.now();
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const here = fileURLToPath(import.meta.url);
+const root = join(dirname(here), '..');
+/** Run as built JavaScript (`node dist/main.js`): the web bundles were written ahead into dist/public. */
+const built = here.endsWith('.js');
 
 async function main(): Promise<void> {
   let config;
@@ -42,9 +45,18 @@ async function main(): Promise<void> {
     process.exit(1);
   });
   const storage = deferredStorage(opening);
-  const sandboxAuth = config.sandbox ? createSandboxAuth({ publicBaseUrl: config.publicBaseUrl }) : undefined;
-  const sandbox = config.sandbox ? await mountSandbox(root, logger, sandboxAuth?.endpoints, sandboxAuth?.checkAccess) : undefined;
-  const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth });
+  // The sandbox (Medplum's FHIR router and definitions, the SMART sandbox, the web apps) is loaded only when it is
+  // on: a production process never pays its start-up time or memory.
+  let sandboxAuth: SandboxAuth | undefined;
+  let sandbox: Awaited<ReturnType<typeof mountSandbox>> | undefined;
+  if (config.sandbox) {
+    const { createSandboxAuth } = await import('./sandbox-auth/index.js');
+    const { mountSandbox } = await import('./sandbox/mount.js');
+    sandboxAuth = createSandboxAuth({ publicBaseUrl: config.publicBaseUrl });
+    sandbox = await mountSandbox(root, logger, sandboxAuth.endpoints, sandboxAuth.checkAccess);
+  }
+  const webAssetsDir = built ? join(root, 'dist', 'public') : undefined;
+  const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth, webAssetsDir });
   const server = app.listen(config.port, () => {
     logger.info(
       { port: config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -60,6 +61,22 @@ export async function buildWebAssets(opts: BuildWebOptions = {}): Promise<WebAss
     const path = `/${relative(outdir, f.path).split('\\').join('/')}`;
     return { path, contents: f.contents, contentType: contentTypeOf(path) };
   });
+}
+
+/**
+ * Reads bundles written ahead by `npm run build` (`dist/public/`), so a production image serves the web apps without
+ * a bundler. Returns undefined when the directory holds no complete build.
+ */
+export function readBuiltWebAssets(dir: string): WebAsset[] | undefined {
+  const assets: WebAsset[] = [];
+  for (const path of Object.keys(WEB_ENTRIES)) {
+    for (const p of [path, `${path}.map`]) {
+      const file = join(dir, p);
+      if (!existsSync(file)) return undefined;
+      assets.push({ path: p, contents: readFileSync(file), contentType: contentTypeOf(p) });
+    }
+  }
+  return assets;
 }
 
 function contentTypeOf(path: string): string {

@@ -5,7 +5,7 @@ import type { NextFunction, Request, Response, Router } from 'express';
 import type { SandboxAuth } from '../sandbox-auth/sandbox-auth.js';
 import { describeStories, loadSandboxBundles } from '../sandbox/sandbox-bundles.js';
 import type { SandboxStory } from '../sandbox/sandbox-bundles.js';
-import { buildWebAssets, WEB_DIR } from './build-web.js';
+import { buildWebAssets, readBuiltWebAssets, WEB_DIR } from './build-web.js';
 import type { WebAsset } from './build-web.js';
 
 /** The vendored LHC-Forms build (web/vendor/README.md says where it comes from). */
@@ -17,6 +17,8 @@ export interface WebRouterDeps {
   /** Where the sandbox stories live (default `<repo>/sandbox`). */
   storiesDir?: string;
   logger?: { error: (obj: object, msg: string) => void };
+  /** Serve the bundles `npm run build` wrote here (`dist/public`) instead of bundling in memory (needs esbuild). */
+  prebuiltDir?: string;
 }
 
 /**
@@ -59,7 +61,10 @@ function file(path: string, type?: string) {
  */
 export function createWebRouter(deps: WebRouterDeps): Router {
   const router = express.Router();
-  const built: Promise<Map<string, WebAsset>> = buildWebAssets().then((list) => new Map(list.map((a) => [a.path, a])));
+  const prebuilt = deps.prebuiltDir ? readBuiltWebAssets(deps.prebuiltDir) : undefined;
+  const built: Promise<Map<string, WebAsset>> = (prebuilt ? Promise.resolve(prebuilt) : buildWebAssets()).then(
+    (list) => new Map(list.map((a) => [a.path, a])),
+  );
   built.catch((err: unknown) =>
     deps.logger?.error({ err }, 'web bundle build failed; the demo page and DTR app are unavailable'),
   );

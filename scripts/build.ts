@@ -1,0 +1,60 @@
+/**
+ * `npm run build` — the production build (design.md §9: production runs built JavaScript, not a TypeScript loader).
+ *
+ * - `src/**\/*.ts` → `dist/**\/*.js`, one file per source file, same tree (so `dist/main.js` finds the repository's
+ *   `cds-services/`, `questionnaires/`, `sandbox/` and `web/` at `..`, exactly as `src/main.ts` does). esbuild only
+ *   strips types (about a second); type checking is `npm run typecheck`, run by CI.
+ * - data files the sources read next to themselves (`src/sandbox/definitions/*.json`) are copied alongside.
+ * - the browser bundles of the DTR app and the demo page → `dist/public/` (the server serves them from there when it
+ *   runs from `dist/`, so a production image needs no bundler).
+ *
+ * `npm start` runs this first (prestart), then `node dist/main.js`.
+ */
+import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { buildWebAssets } from '../src/web/build-web.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const src = join(root, 'src');
+const dist = join(root, 'dist');
+
+function walk(dir: string, out: string[] = []): string[] {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) walk(path, out);
+    else out.push(path);
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  rmSync(dist, { recursive: true, force: true });
+  const files = walk(src);
+  const entryPoints = files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
+  const result = await build({
+    entryPoints,
+    outdir: dist,
+    outbase: src,
+    bundle: false,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    sourcemap: 'linked',
+    sourcesContent: false,
+    logLevel: 'silent',
+    tsconfig: join(root, 'tsconfig.json'),
+  });
+  if (result.errors.length > 0) throw new Error(result.errors.map((e) => e.text).join('; '));
+  for (const f of files.filter((f) => f.endsWith('.json'))) cpSync(f, join(dist, relative(src, f)));
+  await buildWebAssets({ outdir: join(dist, 'public') });
+  if (!existsSync(join(dist, 'main.js'))) throw new Error('dist/main.js was not written');
+  process.stdout.write(`built ${entryPoints.length} modules and the web bundles into dist/ in ${Math.round(performance.now() - started)} ms\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`build: ${(err as Error).message}\n`);
+  process.exit(1);
+});
