@@ -46,6 +46,8 @@ async function main(): Promise<void> {
     sourcesContent: false,
     logLevel: 'silent',
     tsconfig: join(root, 'tsconfig.json'),
+    // Keep `with { type: 'json' }`: Node needs it to import JSON (esbuild would drop it for a node20 target).
+    supported: { 'import-attributes': true },
   });
   if (result.errors.length > 0) throw new Error(result.errors.map((e) => e.text).join('; '));
   for (const f of files.filter((f) => f.endsWith('.json'))) cpSync(f, join(dist, relative(src, f)));

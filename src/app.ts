@@ -202,6 +202,7 @@ export function createApp(deps: AppDeps): express.Express {
     '/review',
     createReviewPageRouter({
       logger,
+      prebuiltDir: deps.webAssetsDir,
       ...(demoReviewToken ? { demoReviewer: { token: demoReviewToken, name: 'Dana Reyes, MD (demo reviewer)' } } : {}),
     }),
   );

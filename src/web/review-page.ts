@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import express from 'express';
 import type { Request, Response, Router } from 'express';
 import { methodNotAllowed, notFound } from '../errors.js';
-import { buildWebAssets, WEB_DIR } from './build-web.js';
+import { buildWebAssets, readBuiltWebAssets, WEB_DIR } from './build-web.js';
 import type { WebAsset } from './build-web.js';
 
 export interface ReviewPageDeps {
@@ -12,6 +12,8 @@ export interface ReviewPageDeps {
    */
   demoReviewer?: { token: string; name: string };
   logger?: { error: (obj: object, msg: string) => void };
+  /** Serve the bundle `npm run build` wrote here (`dist/public`) instead of bundling (production has no esbuild). */
+  prebuiltDir?: string;
 }
 
 /** The workbench holds no data of its own: everything comes from the reviewer API with the reviewer's token. */
@@ -36,7 +38,8 @@ export function createReviewPageRouter(deps: ReviewPageDeps): Router {
   const router = express.Router({ strict: false });
   let built: Promise<Map<string, WebAsset>> | undefined;
   const assets = () => {
-    built ??= buildWebAssets().then((list) => new Map(list.map((a) => [a.path, a])));
+    const prebuilt = deps.prebuiltDir ? readBuiltWebAssets(deps.prebuiltDir) : undefined;
+    built ??= (prebuilt ? Promise.resolve(prebuilt) : buildWebAssets()).then((list) => new Map(list.map((a) => [a.path, a])));
     return built;
   };
 
