@@ -47,6 +47,8 @@ export interface AppDeps {
   today?: () => string;
   /** Prebuilt web bundles (`dist/public`, written by `npm run build`); unset bundles them in memory with esbuild. */
   webAssetsDir?: string;
+  /** True once SIGTERM started the drain: /readyz answers 503 and responses close their connection. */
+  isDraining?: () => boolean;
 }
 
 const asyncHandler =
@@ -83,6 +85,11 @@ export function createApp(deps: AppDeps): express.Express {
   const discovery = JSON.stringify({ services: content.services });
 
   app.use(requestContext(logger));
+  // While draining, every answer closes its connection so that keep-alive clients reconnect to another replica.
+  app.use((_req, res, next) => {
+    if (deps.isDraining?.()) res.setHeader('Connection', 'close');
+    next();
+  });
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -90,6 +97,10 @@ export function createApp(deps: AppDeps): express.Express {
   app.get(
     '/readyz',
     asyncHandler(async (_req, res) => {
+      if (deps.isDraining?.()) {
+        res.status(503).type('application/fhir+json').send(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'transient', diagnostics: 'shutting down' }] }));
+        return;
+      }
       try {
         await storage.ping();
         res.json({ status: 'ready', policies: content.policies.length, services: content.services.length });

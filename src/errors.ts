@@ -64,7 +64,10 @@ export function statusForIssue(code: OperationOutcomeIssue['code']): number {
 
 /** A DomainError as the HttpError an edge answers with. Other errors pass through unchanged. */
 export function toHttpError(err: unknown): unknown {
-  return err instanceof DomainError ? new HttpError(statusForIssue(err.code), err.outcome) : err;
+  if (!(err instanceof DomainError)) return err;
+  const status = statusForIssue(err.code);
+  // A transient failure tells the client when to try again (RFC 9110 §10.2.3).
+  return new HttpError(status, err.outcome, status === 503 ? { 'Retry-After': '5' } : {});
 }
 
 /** An OperationOutcome with one issue. */

@@ -1,3 +1,4 @@
+import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createApp } from './app.js';
@@ -15,6 +16,8 @@ const here = fileURLToPath(import.meta.url);
 const root = join(dirname(here), '..');
 /** Run as built JavaScript (`node dist/main.js`): the web bundles were written ahead into dist/public. */
 const built = here.endsWith('.js');
+/** How long a SIGTERM drain may take: in-flight hooks are bounded by EHR_TIMEOUT_MS (default 2 s) well inside it. */
+const SHUTDOWN_GRACE_MS = 10_000;
 
 async function main(): Promise<void> {
   let config;
@@ -56,21 +59,37 @@ async function main(): Promise<void> {
     sandbox = await mountSandbox(root, logger, sandboxAuth.endpoints, sandboxAuth.checkAccess);
   }
   const webAssetsDir = built ? join(root, 'dist', 'public') : undefined;
-  const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth, webAssetsDir });
+  let draining = false;
+  const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth, webAssetsDir, isDraining: () => draining });
   const server = app.listen(config.port, () => {
     logger.info(
-      { port: config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },
+      { port: (server.address() as AddressInfo | null)?.port ?? config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },
       'PriorPath listening',
     );
   });
-  const stop = () => {
+  // SIGTERM drains: stop accepting connections, close idle keep-alive ones, let in-flight requests finish (each is
+  // bounded by EHR_TIMEOUT_MS and the storage timeouts), close storage, exit 0. Past the grace period, exit 1.
+  const stop = (signal: string) => {
+    if (draining) return;
+    draining = true;
+    logger.info({ signal }, 'draining: in-flight requests finish, no new connections');
     server.close(() => {
-      void storage.close().then(() => process.exit(0));
+      void storage
+        .close()
+        .catch((err: unknown) => logger.error({ err }, 'storage close failed'))
+        .then(() => {
+          logger.info('drained; exiting');
+          process.exit(0);
+        });
     });
-    setTimeout(() => process.exit(0), 5000).unref();
+    server.closeIdleConnections();
+    setTimeout(() => {
+      logger.error({ graceMs: SHUTDOWN_GRACE_MS }, 'drain did not finish in time; exiting');
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS).unref();
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 main().catch((err: unknown) => {

@@ -1,14 +1,36 @@
 import type { Pool, PoolClient } from 'pg';
 import type { Logger } from '../logger.js';
 import type { SqlDriver, SqlSession } from './sql-driver.js';
+import { StorageUnavailableError } from './storage.js';
+
+/** SQLSTATE classes and codes meaning "the server is not there right now", not "this statement is wrong". */
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', '57P01', '57P02', '57P03', '53300']);
+const UNAVAILABLE_MESSAGE = /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection closed|the database system is (starting up|shutting down)/i;
+
+/** Whether a pg error means the server is unreachable (class 08 connection exceptions, 57P0x shutdown/start-up). */
+export function isUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code.startsWith('08'))) return true;
+  return err instanceof Error && UNAVAILABLE_MESSAGE.test(err.message);
+}
+
+const classify = (err: unknown): unknown => (isUnavailable(err) ? new StorageUnavailableError(err) : err);
 
 function session(c: Pool | PoolClient): SqlSession {
   return {
     async query<T>(sql: string, params: unknown[] = []) {
-      return (await c.query(sql, params)).rows as T[];
+      try {
+        return (await c.query(sql, params)).rows as T[];
+      } catch (err) {
+        throw classify(err);
+      }
     },
     async exec(sql: string) {
-      await c.query(sql);
+      try {
+        await c.query(sql);
+      } catch (err) {
+        throw classify(err);
+      }
     },
   };
 }
@@ -34,7 +56,9 @@ export async function openPostgres(databaseUrl: string, opts: { logger?: Logger;
     kind: 'postgres',
     ...session(pool),
     async transaction(fn) {
-      const client = await pool.connect();
+      const client = await pool.connect().catch((err: unknown) => {
+        throw classify(err);
+      });
       let broken = false;
       try {
         await client.query('BEGIN');
@@ -45,7 +69,7 @@ export async function openPostgres(databaseUrl: string, opts: { logger?: Logger;
         await client.query('ROLLBACK').catch(() => {
           broken = true;
         });
-        throw err;
+        throw classify(err);
       } finally {
         // A connection that cannot even roll back is discarded rather than returned to the pool.
         client.release(broken);

@@ -1,3 +1,5 @@
+import { DomainError } from '../errors.js';
+
 /** A CRD coverage assertion as kept for DTR context, PAS and disputes (design.md §2 "Storage"; CRD [found-11]). */
 export interface AssertionRecord {
   assertionId: string;
@@ -167,6 +169,19 @@ export interface PasQuery {
   preAuthRefs?: string[];
   patientIdentifiers?: string[];
   limit?: number;
+}
+
+/**
+ * The database cannot be reached right now (connection refused or lost, server shutting down or starting). Nothing
+ * was written; the same request may be retried. A domain error with issue code `transient`, which the edges answer
+ * 503 with Retry-After (design.md §4 "Errors"; FHIR R4 http.html).
+ */
+export class StorageUnavailableError extends DomainError {
+  constructor(cause: unknown) {
+    super('transient', 'Storage is temporarily unavailable; nothing was stored. Retry the same request shortly.');
+    this.name = 'StorageUnavailableError';
+    this.cause = cause;
+  }
 }
 
 /** Thrown for storage set-up problems (a data directory in use, a schema newer than this build). */

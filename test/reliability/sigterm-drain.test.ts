@@ -1,0 +1,77 @@
+/**
+ * SIGTERM drains (design.md §2 "Ops"; a rolling deploy behind a load balancer): the process stops accepting
+ * connections and reports not-ready, lets the hook in flight finish with its full answer, then exits 0.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Resource } from '@medplum/fhirtypes';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { edgePatient } from '../fixtures/edge-patient.js';
+import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
+import { killAll, startPriorPath, waitForStatus } from '../helpers/priorpath-process.js';
+
+const { resources, order } = edgePatient();
+let ehr: http.Server;
+let ehrBase: string;
+/** Resolves when the EHR has received the hook's Observation query (the hook is then surely in flight). */
+let queried: () => void;
+const observationQueried = new Promise<void>((resolve) => (queried = resolve));
+
+beforeAll(async () => {
+  // An EHR that takes 1.5 s to answer the Observation search (inside the 5 s EHR_TIMEOUT_MS the server gets).
+  ehr = http.createServer((req, res) => {
+    const type = (req.url ?? '').split('?')[0].split('/').pop()!;
+    const body = JSON.stringify(searchset(resources.filter((r: Resource) => r.resourceType === type)));
+    if (type === 'Observation') {
+      queried();
+      setTimeout(() => res.writeHead(200, { 'content-type': 'application/fhir+json' }).end(body), 1500);
+    } else res.writeHead(200, { 'content-type': 'application/fhir+json' }).end(body);
+  });
+  await new Promise<void>((resolve) => ehr.listen(0, '127.0.0.1', resolve));
+  ehrBase = `http://127.0.0.1:${(ehr.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  killAll();
+  ehr.closeAllConnections();
+  await new Promise((resolve) => ehr.close(resolve));
+});
+
+describe('SIGTERM', () => {
+  it('finishes the in-flight hook with its full answer, refuses new connections, then exits 0', async () => {
+    const pp = await startPriorPath({ EHR_TIMEOUT_MS: '5000' });
+    expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
+    const body = orderSignRequest(resources, order, { fhirServer: ehrBase }) as { prefetch: Record<string, unknown> };
+    delete body.prefetch.observations;
+    const inFlight = fetch(`${pp.base}/cds-services/priorpath-order-sign`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(20_000),
+    });
+    await observationQueried;
+    pp.child.kill('SIGTERM');
+    // The listening socket closes at once: a new connection is refused while the old request is still running.
+    const refused = await waitUntilRefused(pp.port);
+    expect(refused).toBe(true);
+
+    const res = await inFlight;
+    expect(res.status).toBe(200);
+    const answer = (await res.json()) as { systemActions: { resource: { resourceType: string } }[] };
+    expect(answer.systemActions[0].resource.resourceType).toBe('MedicationRequest');
+    expect(await pp.exited).toBe(0);
+    expect(pp.output()).toContain('draining');
+  }, 120_000);
+});
+
+/** Tries to connect until the port refuses (bounded); true when refused. */
+async function waitUntilRefused(port: number): Promise<boolean> {
+  for (let i = 0; i < 50; i++) {
+    const ok = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1000) }).then(
+      () => true,
+      () => false,
+    );
+    if (!ok) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
