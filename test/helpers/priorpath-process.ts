@@ -1,9 +1,57 @@
+import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import { PAYER_API_SCOPES } from '../../src/fhir-api/smart-configuration.js';
 import { repoRoot } from './stories.js';
+
+/** The URL clients use for every replica (as behind a load balancer): JWT audiences are built from it. */
+export const PUBLIC_BASE_URL = 'http://priorpath.test';
+const CLIENT_ID = 'reliability-tests';
+const clientKey = (async () => {
+  const { privateKey, publicKey } = await generateKeyPair('ES384', { extractable: true });
+  const kid = randomUUID();
+  return { privateKey, kid, jwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES384', use: 'sig' } };
+})();
+
+/** PAYER_API_CLIENTS registering this test run's Backend Services client with every payer API scope. */
+export async function payerClientsEnv(): Promise<string> {
+  const { jwk } = await clientKey;
+  return JSON.stringify([{ clientId: CLIENT_ID, jwks: { keys: [jwk] }, scopes: PAYER_API_SCOPES }]);
+}
+
+/**
+ * A payer API access token from the process's token endpoint (SMART Backend Services: client_credentials with a
+ * private_key_jwt assertion), as a real payer API client obtains one.
+ */
+export async function payerToken(base: string): Promise<string> {
+  const { privateKey, kid } = await clientKey;
+  const now = Math.floor(Date.now() / 1000);
+  const assertion = await new SignJWT({})
+    .setProtectedHeader({ alg: 'ES384', typ: 'JWT', kid })
+    .setIssuer(CLIENT_ID)
+    .setSubject(CLIENT_ID)
+    .setAudience(`${PUBLIC_BASE_URL}/auth/token`)
+    .setIssuedAt(now)
+    .setExpirationTime(now + 240)
+    .setJti(randomUUID())
+    .sign(privateKey);
+  const res = await fetch(`${base}/auth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'client_credentials',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: assertion,
+      scope: PAYER_API_SCOPES.join(' '),
+    }).toString(),
+  });
+  if (res.status !== 200) throw new Error(`token endpoint answered ${res.status}: ${await res.text()}`);
+  return ((await res.json()) as { access_token: string }).access_token;
+}
 
 /** A PriorPath server process started from src/main.ts, as `npm start` runs it. */
 export interface PriorPathProcess {
@@ -24,10 +72,12 @@ export function killAll(): void {
 }
 
 /**
- * Starts `src/main.ts` in its own process on a free port with the given environment (open CDS and payer API auth,
- * no sandbox, warnings only, unless overridden); resolves once it logs "PriorPath listening".
+ * Starts `src/main.ts` in its own process on a free port with the given environment (open CDS auth, the payer API
+ * with this run's Backend Services client, no sandbox, unless overridden); resolves once it logs "PriorPath
+ * listening".
  */
-export function startPriorPath(env: Record<string, string> = {}, timeoutMs = 60_000): Promise<PriorPathProcess> {
+export async function startPriorPath(env: Record<string, string> = {}, timeoutMs = 60_000): Promise<PriorPathProcess> {
+  const payerClients = await payerClientsEnv();
   const child = spawn(process.execPath, ['--import', 'tsx', join('src', 'main.ts')], {
     cwd: repoRoot,
     env: {
@@ -36,10 +86,11 @@ export function startPriorPath(env: Record<string, string> = {}, timeoutMs = 60_
       NODE_ENV: 'development',
       SANDBOX: 'off',
       CDS_AUTH: 'open',
-      PAYER_API_AUTH: 'open',
+      PAYER_API_AUTH: 'required',
+      PAYER_API_CLIENTS: payerClients,
       LOG_LEVEL: 'info',
       DATA_DIR: mkdtempSync(join(tmpdir(), 'priorpath-proc-')),
-      PUBLIC_BASE_URL: 'http://127.0.0.1',
+      PUBLIC_BASE_URL,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -49,7 +100,7 @@ export function startPriorPath(env: Record<string, string> = {}, timeoutMs = 60_
   child.stdout!.on('data', (c: Buffer) => (out += String(c)));
   child.stderr!.on('data', (c: Buffer) => (out += String(c)));
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
-  return new Promise((resolve, reject) => {
+  return new Promise<PriorPathProcess>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`PriorPath did not start in ${timeoutMs} ms: ${out.slice(-2000)}`)), timeoutMs);
     const onData = () => {
       const line = out.split('\n').find((l) => l.includes('"PriorPath listening"'));

@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import type { Bundle } from '@medplum/fhirtypes';
 import { afterAll, describe, expect, it } from 'vitest';
-import { killAll, startPriorPath, waitForStatus } from '../helpers/priorpath-process.js';
+import { killAll, payerToken, startPriorPath, waitForStatus } from '../helpers/priorpath-process.js';
 import type { PriorPathProcess } from '../helpers/priorpath-process.js';
 import { repoRoot } from '../helpers/stories.js';
 import { claimResponseOf, inquiryParameters, storyBundle } from '../pas/pas-fixtures.js';
@@ -46,14 +46,17 @@ afterAll(() => {
   }
 });
 
+let token = '';
+const fhirHeaders = () => ({ 'content-type': 'application/fhir+json', authorization: `Bearer ${token}` });
 const submit = (pp: PriorPathProcess, body: unknown) =>
-  fetch(`${pp.base}/fhir/Claim/$submit`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(20_000) });
+  fetch(`${pp.base}/fhir/Claim/$submit`, { method: 'POST', headers: fhirHeaders(), body: JSON.stringify(body), signal: AbortSignal.timeout(20_000) });
 
 describe.skipIf(!!reason)('PostgreSQL stops and restarts under a running PriorPath', () => {
   it('503 with Retry-After while down, recovers without restart, loses nothing it acknowledged', async () => {
     const url = execFileSync('bash', ['scripts/db-ci-postgres.sh'], { cwd: repoRoot, env: { ...process.env, PG_CLUSTER: CLUSTER, PG_PORT: PORT }, encoding: 'utf8' }).trim();
     const pp = await startPriorPath({ DATABASE_URL: url });
     expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
+    token = await payerToken(pp.base);
 
     // Steady traffic through the whole outage: every answer is 200 (acknowledged) or 503 (not stored, retry).
     const acked: string[] = [];
@@ -101,7 +104,7 @@ describe.skipIf(!!reason)('PostgreSQL stops and restarts under a running PriorPa
     for (const value of acked) {
       const res = await fetch(`${pp.base}/fhir/Claim/$inquire`, {
         method: 'POST',
-        headers: { 'content-type': 'application/fhir+json' },
+        headers: fhirHeaders(),
         body: JSON.stringify(inquiryParameters({ identifier: { system: 'urn:ehr.example.org:pas-transaction', value } })),
       });
       const found = (await res.json()) as { parameter?: { resource: Bundle }[] };
