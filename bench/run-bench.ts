@@ -35,8 +35,8 @@ function start(args: string[], env: Record<string, string>, ready: RegExp | null
   });
 }
 
-async function load(url: string, body: string): Promise<autocannon.Result> {
-  return autocannon({ url, method: 'POST', connections: CONNECTIONS, duration: DURATION, headers: { 'content-type': 'application/json' }, body });
+async function load(url: string, body: string, headers: Record<string, string> = {}): Promise<autocannon.Result> {
+  return autocannon({ url, method: 'POST', connections: CONNECTIONS, duration: DURATION, headers: { 'content-type': 'application/json', ...headers }, body });
 }
 
 function rssOf(pid: number): number {
@@ -110,7 +110,9 @@ async function main(): Promise<void> {
         { name: 'order', resource: signedOrder },
       ],
     });
-    const pkg = await load(`${base}/fhir/Questionnaire/$questionnaire-package`, packageBody);
+    // The payer API needs a SMART Backend Services token: the sandbox EHR's, as the DTR app gets it (lives 5 min).
+    const payerToken = ((await (await fetch(`${base}/sandbox/payer-token`, { method: 'POST' })).json()) as { access_token: string }).access_token;
+    const pkg = await load(`${base}/fhir/Questionnaire/$questionnaire-package`, packageBody, { authorization: `Bearer ${payerToken}` });
 
     const row = (name: string, r: autocannon.Result) =>
       `| ${name.padEnd(44)} | ${String(r.latency.p50).padStart(6)} | ${String(r.latency.p99).padStart(6)} | ${String(Math.round(r.requests.average)).padStart(7)} | ${String(r.non2xx).padStart(5)} |`;

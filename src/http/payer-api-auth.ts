@@ -16,11 +16,20 @@ import type { ContextRequest } from './request-context.js';
 export interface PayerApiRoute {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH';
   path: string;
-  /** `[resourceType, permission]` of SMART `system/` scopes (`['Claim', 'c']` is granted by `system/Claim.c`). */
+  /**
+   * `[resourceType, permission]` of SMART `system/` scopes (`['Claim', 'c']` is granted by `system/Claim.c`); `also`
+   * names another scope that serves as well (the first one is what a 403 asks for).
+   */
   scope: readonly [string, Permission] | null;
+  also?: readonly [string, Permission];
 }
 
-const route = (method: PayerApiRoute['method'], path: string, scope: PayerApiRoute['scope']): PayerApiRoute => ({ method, path, scope });
+const route = (method: PayerApiRoute['method'], path: string, scope: PayerApiRoute['scope'], also?: PayerApiRoute['also']): PayerApiRoute => ({
+  method,
+  path,
+  scope,
+  ...(also ? { also } : {}),
+});
 
 /**
  * Every route of the payer FHIR API with its scope (design.md §8 "Who may call"). A route not listed here is not
@@ -48,7 +57,8 @@ export const PAYER_API_ROUTES: readonly PayerApiRoute[] = [
   route('POST', '/QuestionnaireResponse', ['QuestionnaireResponse', 'c']),
   // PAS (design.md §8)
   route('POST', '/Claim/$submit', ['Claim', 'c']),
-  route('POST', '/Claim/$inquire', ['ClaimResponse', 'r']),
+  // $inquire returns the stored ClaimResponse; a client holding Claim read (the request it filed) may ask too.
+  route('POST', '/Claim/$inquire', ['ClaimResponse', 'r'], ['Claim', 'r']),
   // PAS Subscriptions (R4 Subscriptions Backport)
   route('POST', '/Subscription', ['Subscription', 'c']),
   route('GET', '/Subscription', ['Subscription', 's']),
@@ -141,7 +151,7 @@ export function payerApiGate(opts: PayerApiGateOptions): express.Router {
         const [type, permission] = rt.scope;
         authenticate(r).then(
           (caller) => {
-            if (!allows(caller.scopes, type, permission)) {
+            if (!allows(caller.scopes, type, permission) && !(rt.also && allows(caller.scopes, rt.also[0], rt.also[1]))) {
               const needed = `system/${type}.${permission}`;
               return next(refuse(r, 403, 'insufficient-scope', `scope ${needed} not granted`, `Bearer realm="${realm}", error="insufficient_scope", scope="${needed}"`, `This operation needs the scope ${needed}`));
             }

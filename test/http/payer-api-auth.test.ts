@@ -93,6 +93,7 @@ function clients() {
     { clientId: 'ehr-es', jwks: { keys: [es.jwk] }, scopes: PAYER_API_SCOPES },
     { clientId: 'ehr-rs', jwks: { keys: [rs.jwk] }, scopes: 'system/Questionnaire.read system/ValueSet.read' },
     { clientId: 'ehr-jku', jku: jkuUrl, scopes: ['system/Claim.c', 'system/ClaimResponse.rs'] },
+    { clientId: 'ehr-claims', jwks: { keys: [es.jwk] }, scopes: ['system/Claim.cr'] },
   ];
 }
 
@@ -365,6 +366,14 @@ describe('every /fhir route refuses without a token, works with its scope and an
     await request(app).get('/fhir/Questionnaire/centene-blinatumomab').set('Authorization', `Bearer ${token}`).expect(200);
     const submit = await post('/fhir/Claim/$submit', storyBundle('centene-missing-mrd'))(app, token);
     expect(submit.status).toBe(403);
+  });
+
+  it('lets a client holding Claim create and read (not ClaimResponse) file and inquire', async () => {
+    const token = await accessToken(app, 'system/Claim.cr', 'ehr-claims', es);
+    await post('/fhir/Claim/$submit', storyBundle('centene-missing-mrd'))(app, token).expect(200);
+    await post('/fhir/Claim/$inquire', inquiryParameters({ preAuthRef: 'PA-NONE-2' }))(app, token).expect(200);
+    const onlyCreate = await accessToken(app, 'system/Claim.c', 'ehr-claims', es);
+    await post('/fhir/Claim/$inquire', inquiryParameters({ preAuthRef: 'PA-NONE-2' }))(app, onlyCreate).expect(403);
   });
 
   it('answers 401 for an undeclared path without a token, 404 with one, and 405 for a declared path with another method', async () => {
