@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { createSandboxAuth } from '../../src/sandbox-auth/index.js';
 import { createWebRouter } from '../../src/web/index.js';
 import { COVERAGE_INFO_URL, summarizeCoverage } from '../../web/shared/coverage.js';
-import { applyForm, formOf, TREATMENT_PHASE_URL } from '../../web/demo/order.js';
+import { applyForm, formOf, sigWithDose, TREATMENT_PHASE_URL } from '../../web/demo/order.js';
 import {
   countOrigins,
   INFORMATION_ORIGIN_URL,
@@ -178,8 +178,24 @@ describe('demo order form', () => {
     expect(edited.dispenseRequest?.numberOfRepeatsAllowed).toBe(1);
     expect(edited.requester).toEqual(base.requester);
     const besponsa = applyForm(base, { drug: 'inotuzumab', dose: 0.8, unit: 'mg/m2', phase: '', cycles: 1 });
+    expect(besponsa.dosageInstruction?.[0]?.text).toBe('0.8 mg/m²');
     expect(besponsa.medicationCodeableConcept?.coding?.map((c) => c.code)).toEqual(['1942954', 'J9229']);
     expect(besponsa.extension).toBeUndefined();
+  });
+});
+
+describe('the sig after a dose change', () => {
+  it("keeps the prescriber's words and changes only the dose they state (accepting the payer's 28 mcg/day)", () => {
+    const base = storyOrder('centene-over-dose') as MedicationRequest;
+    expect(base.dosageInstruction?.[0]?.text).toBe('56 mcg/day continuous IV infusion, days 1-28');
+    const accepted = applyForm(base, { ...formOf(base), dose: 28 });
+    expect(accepted.dosageInstruction?.[0]?.text).toBe('28 mcg/day continuous IV infusion, days 1-28');
+    expect(accepted.dosageInstruction?.[0]?.doseAndRate?.[0]?.doseQuantity?.value).toBe(28);
+    const f = formOf(base);
+    expect(sigWithDose('Infuse over 28 days', f, { ...f, dose: 28 })).toBe('Infuse over 28 days');
+    expect(sigWithDose('9 mcg/day days 1-7, then 28 mcg/day', { ...f, dose: 28 }, { ...f, dose: 15 })).toBe(
+      '9 mcg/day days 1-7, then 15 mcg/day',
+    );
   });
 });
 

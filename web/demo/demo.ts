@@ -6,6 +6,7 @@ import type {
   Coverage,
   Extension,
   MedicationRequest,
+  Parameters,
   Patient,
   PractitionerRole,
   QuestionnaireResponse,
@@ -75,8 +76,38 @@ const state: {
   role?: PractitionerRole;
   lastSummary?: CoverageSummary;
   signedOrder?: MedicationRequest;
+  /** The order form as it was signed: the payer's answer on screen belongs to exactly this order. */
+  signedForm?: OrderForm;
   signing: boolean;
-} = { stories: [], signing: false };
+  /** A PAS request is in flight: the submit buttons are disabled until it answers. */
+  submitting: boolean;
+  /** Polls `$inquire` while the order's request is pended, so the reviewer's decision shows when it arrives. */
+  inquiryTimer?: ReturnType<typeof setTimeout>;
+} = { stories: [], signing: false, submitting: false };
+
+/** m2 → m² wherever a unit is written for a person (the wire keeps UCUM's m2). */
+const readable = (t: string) => t.replace(/\bm2\b/g, 'm²');
+
+/** Whether the order on the form differs from the order as signed. */
+function changedSinceSigning(): boolean {
+  return !!state.signedForm && JSON.stringify(readForm()) !== JSON.stringify(state.signedForm);
+}
+
+/**
+ * Any edit after signing (dose, unit, drug, phase, cycles) takes the payer's answer off the screen: it was for the
+ * order as signed. Undoing the edit brings it back.
+ */
+function markStale(): void {
+  const result = byId('result');
+  if (result.hidden || !state.signedForm) return;
+  const stale = changedSinceSigning();
+  result.classList.toggle('stale', stale);
+  const note = byId('stale-note');
+  note.hidden = !stale;
+  if (stale) setStatus('');
+  if (stale && state.order)
+    note.textContent = `The order changed after signing (now: ${readable(describeOrder(applyForm(state.order, readForm())))}). The payer's answer was for the order as signed: sign again.`;
+}
 
 function uuid(): string {
   if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
@@ -193,7 +224,7 @@ function writeForm(f: OrderForm): void {
 
 function updateOrderText(): void {
   if (!state.order) return;
-  byId('order-text').textContent = describeOrder(applyForm(state.order, readForm()));
+  byId('order-text').textContent = readable(describeOrder(applyForm(state.order, readForm())));
 }
 
 function saveDraft(): void {
@@ -232,13 +263,7 @@ async function openChart(storyId: string): Promise<void> {
     h('span', {}, `${age(patient.birthDate)} · ${patient.gender ?? ''}`),
     h('span', {}, `Born ${formatDate(patient.birthDate)}`),
     mrn ? h('span', {}, `MRN ${mrn}`) : null,
-    state.coverage
-      ? h(
-          'span',
-          {},
-          `Coverage: ${state.coverage.payor?.[0]?.display ?? ''} ${state.coverage.class?.find((c) => c.type?.coding?.some((x) => x.code === 'plan'))?.name ?? ''}`.trim(),
-        )
-      : null,
+    state.coverage ? h('span', {}, `Coverage: ${coverageName(state.coverage)}`) : null,
   );
   byId('story').textContent = story.story ?? '';
   byId('ehr-user').textContent = state.role?.practitioner?.display
@@ -253,8 +278,26 @@ async function openChart(storyId: string): Promise<void> {
       : { drug: 'blinatumomab' as DrugKey, dose: 28, unit: 'ug/d', phase: '', cycles: 1 };
   writeForm(form);
   await showDocumentation();
+  const pas = loadPas(state.order?.id);
+  if (pas) renderPas(pas);
   byId('sign').textContent = state.order && coverageInformationOf(state.order).length > 0 ? 'Sign again' : 'Sign order';
   setStatus('');
+}
+
+/** "OHSU Health employee medical plan", not "OHSU Health OHSU Health employee medical plan". */
+function coverageName(c: Coverage): string {
+  const payer = c.payor?.[0]?.display ?? '';
+  const plan = c.class?.find((k) => k.type?.coding?.some((x) => x.code === 'plan'))?.name ?? '';
+  if (!plan) return payer;
+  return plan.toLowerCase().startsWith(payer.toLowerCase()) ? plan : `${payer} · ${plan}`;
+}
+
+/** "2 December 2026, 14:05 UTC": the page's one way of writing a moment. */
+function when(iso: string | undefined): string {
+  if (!iso) return '';
+  return /T\d{2}:\d{2}/.test(iso)
+    ? `${formatDate(iso)}, ${new Date(iso).toISOString().slice(11, 16)} UTC`
+    : formatDate(iso);
 }
 
 /** What the chart already holds from DTR: the latest QuestionnaireResponse for this patient. */
@@ -272,7 +315,7 @@ async function showDocumentation(): Promise<void> {
     box.hidden = true;
     return;
   }
-  const when = latest.authored ? `${formatDate(latest.authored)} ${latest.authored.slice(11, 16)} UTC` : '';
+  const at = when(latest.authored);
   const decided = coverageInformationOf(latest)
     .map((e) => summarizeCoverage(e, 'documentation'))
     .filter((s) => s.tone !== 'needed' || s.reasons.length > 0)[0];
@@ -282,7 +325,9 @@ async function showDocumentation(): Promise<void> {
     h(
       'p',
       { 'data-testid': 'documentation-on-file' },
-      `Prior authorization questionnaire ${latest.status === 'completed' ? 'completed' : latest.status} ${when} (QuestionnaireResponse/${latest.id}).`,
+      latest.status === 'in-progress'
+        ? `Prior authorization questionnaire started, not sent yet (last saved ${at}).`
+        : `Prior authorization questionnaire completed ${at}.`,
     ),
     decided
       ? h(
@@ -297,6 +342,12 @@ async function showDocumentation(): Promise<void> {
       "Sign the order again to get the payer's answer at signing, or submit the prior authorization request with this documentation.",
     ),
     h('div', { class: 'buttons' }, h('button', { type: 'button', id: 'submit-pas-doc' }, 'Submit prior authorization')),
+    h(
+      'details',
+      { class: 'tech' },
+      h('summary', {}, 'Details'),
+      h('p', { class: 'mono' }, `QuestionnaireResponse/${latest.id}`),
+    ),
   );
   document.getElementById('submit-pas-doc')?.addEventListener('click', () => {
     void submitPas();
@@ -374,10 +425,14 @@ async function sign(): Promise<void> {
       throw err;
     }
     await applySystemActions(response);
+    state.signedForm = form;
     renderResult(response);
     showRaw(request, response);
     button.textContent = 'Sign again';
-    setStatus('Order signed; the payer answered.', 'ok');
+    setStatus(
+      `Order signed. ${state.lastSummary ? plainStatus(state.lastSummary) : 'The payer sent no coverage information.'}`,
+      'ok',
+    );
     byId('result').focus();
   } catch (err) {
     setStatus(`Signing failed: ${(err as Error).message}`, 'error');
@@ -397,6 +452,22 @@ async function applySystemActions(response: HookResponse): Promise<void> {
   }
 }
 
+/** The status line after signing, in a few words that match the answer. */
+function plainStatus(s: CoverageSummary): string {
+  switch (s.tone) {
+    case 'approved':
+      return 'Approved by the payer.';
+    case 'no-auth':
+      return 'Covered; no prior authorization needed.';
+    case 'needed':
+      return s.docNeeded ? 'The payer needs documentation.' : 'Prior authorization is needed.';
+    case 'not-covered':
+      return 'The payer does not cover this order.';
+    case 'unclear':
+      return 'The payer could not decide automatically.';
+  }
+}
+
 function renderResult(response: HookResponse): void {
   const coverageBox = byId('coverage');
   const infos = (response.systemActions ?? []).flatMap((a) => coverageInformationOf(a.resource));
@@ -412,25 +483,57 @@ function renderResult(response: HookResponse): void {
       h(
         'div',
         { class: 'coverage' },
-        h('p', { class: `decision decision-${s.tone}`, 'data-testid': 'coverage-headline' }, s.headline),
+        h(
+          'p',
+          { class: `decision decision-${s.tone}`, 'data-testid': 'coverage-headline' },
+          s.tone === 'not-covered' ? `Not covered${payer ? ` by ${payer}` : ''}` : readable(s.headline),
+        ),
         h(
           'dl',
           {},
           payer ? [h('dt', {}, 'Payer'), h('dd', {}, payer)] : null,
           s.reasons.length
-            ? [h('dt', {}, s.tone === 'approved' ? 'Why' : 'Reason'), h('dd', {}, s.reasons.join(' '))]
+            ? [
+                h('dt', {}, s.tone === 'approved' ? 'Why' : s.reasons.length > 1 ? 'Reasons' : 'Reason'),
+                h(
+                  'dd',
+                  {},
+                  s.reasons.length > 1
+                    ? h(
+                        'ul',
+                        { class: 'reasons' },
+                        s.reasons.map((r) => h('li', {}, readable(r))),
+                      )
+                    : readable(s.reasons[0]),
+                ),
+              ]
             : null,
           s.paId ? [h('dt', {}, 'Authorization number'), h('dd', { 'data-testid': 'pa-number' }, s.paId)] : null,
           s.expiry ? [h('dt', {}, 'Valid until'), h('dd', {}, formatDate(s.expiry))] : null,
-          s.questionnaires.length ? [h('dt', {}, 'Form'), h('dd', {}, s.questionnaires.join(', '))] : null,
-          s.assertionId ? [h('dt', {}, 'Coverage assertion'), h('dd', { class: 'mono' }, s.assertionId)] : null,
         ),
+        s.questionnaires.length || s.assertionId
+          ? h(
+              'details',
+              { class: 'tech' },
+              h('summary', {}, 'Details'),
+              h(
+                'dl',
+                {},
+                s.questionnaires.length
+                  ? [h('dt', {}, 'Form'), h('dd', { class: 'mono' }, s.questionnaires.join(', '))]
+                  : null,
+                s.assertionId ? [h('dt', {}, 'Coverage assertion'), h('dd', { class: 'mono' }, s.assertionId)] : null,
+              ),
+            )
+          : null,
       ),
     ),
   );
 
   const actions = byId('actions');
   const s = summaries[0];
+  // What the coverage block already says is not repeated by a card.
+  const shown = new Set(summaries.flatMap((x) => x.reasons));
   fill(
     actions,
     s?.docNeeded
@@ -452,24 +555,28 @@ function renderResult(response: HookResponse): void {
   fill(
     byId('cards'),
     (response.cards ?? []).length ? h('h3', {}, `Cards (${response.cards!.length})`) : null,
-    (response.cards ?? []).map(renderCard),
+    (response.cards ?? []).map((c) => renderCard(c, shown)),
   );
   byId('result').hidden = false;
-  byId('pas').hidden = true;
+  byId('result').classList.remove('stale');
+  byId('stale-note').hidden = true;
+  byId('pas').hidden = !loadPas(state.order?.id);
 }
 
-function renderCard(card: Card): HTMLElement {
+const INDICATOR_WORDS: Record<string, string> = { info: 'Information', warning: 'Warning', critical: 'Critical' };
+
+function renderCard(card: Card, shown: Set<string>): HTMLElement {
   return h(
     'article',
     { class: `card card-${card.indicator}` },
     h(
       'p',
       { class: 'card-source' },
-      h('span', { class: `indicator indicator-${card.indicator}` }, card.indicator),
+      h('span', { class: `indicator indicator-${card.indicator}` }, INDICATOR_WORDS[card.indicator] ?? card.indicator),
       ` ${card.source.label}`,
     ),
-    h('h4', {}, card.summary),
-    card.detail ? markdownBlock(card.detail) : null,
+    h('h4', {}, readable(card.summary)),
+    card.detail && !shown.has(card.detail.trim()) ? markdownBlock(readable(card.detail)) : null,
     (card.links ?? []).length
       ? h(
           'ul',
@@ -498,6 +605,7 @@ function applySuggestion(sg: NonNullable<Card['suggestions']>[number]): void {
   const f = formOf(updated);
   writeForm({ ...readForm(), dose: f.dose, unit: f.unit });
   saveDraft();
+  markStale();
   setStatus(`Dose changed to ${f.dose} ${UNIT_DISPLAY[f.unit] ?? f.unit}. Sign again to send it to the payer.`, 'ok');
   byId('dose').focus();
 }
@@ -507,7 +615,7 @@ function showRaw(request: unknown, response: unknown): void {
     byId('raw'),
     h('h2', {}, 'Raw messages'),
     h('details', {}, h('summary', {}, 'CDS Hooks request (order-sign, with prefetch)'), jsonBlock(request)),
-    h('details', { open: true }, h('summary', {}, 'CDS Hooks response'), jsonBlock(response)),
+    h('details', {}, h('summary', {}, 'CDS Hooks response'), jsonBlock(response)),
   );
   byId('raw').hidden = false;
 }
@@ -641,9 +749,142 @@ function reviewActionOf(cr: ClaimResponse): string | undefined {
   return undefined;
 }
 
+/** The demo EHR's record of the order's prior authorization request: what it sent and the payer's latest answer. */
+interface PasRecord {
+  orderId: string;
+  /** The request Bundle's identifier, which `$inquire` finds the request by. */
+  identifier: { system: string; value: string };
+  claimResponse: ClaimResponse;
+  sentAt: string;
+}
+const pasKey = (orderId: string) => `priorpath-demo:pas:${orderId}`;
+
+function loadPas(orderId: string | undefined): PasRecord | undefined {
+  if (!orderId) return undefined;
+  try {
+    return (JSON.parse(localStorage.getItem(pasKey(orderId)) ?? 'null') as PasRecord | null) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function savePas(r: PasRecord): void {
+  localStorage.setItem(pasKey(r.orderId), JSON.stringify(r));
+}
+
+function setSubmitting(on: boolean): void {
+  state.submitting = on;
+  for (const id of ['submit-pas', 'submit-pas-doc']) {
+    const b = document.getElementById(id) as HTMLButtonElement | null;
+    if (!b) continue;
+    b.disabled = on;
+    b.setAttribute('aria-busy', String(on));
+  }
+}
+
+/** Shows the order's prior authorization request as the payer last answered it. */
+function renderPas(r: PasRecord, extra: (HTMLElement | null)[] = []): void {
+  const box = byId('pas');
+  const cr = r.claimResponse;
+  const code = reviewActionOf(cr);
+  const period = cr.preAuthPeriod;
+  const notes = (cr.processNote ?? []).map((n) => n.text).filter((t): t is string => !!t);
+  const needed = notes.filter((n) => /^Needed: /.test(n)).map((n) => n.replace(/^Needed: /, ''));
+  const other = notes.filter((n) => !/^Needed: /.test(n));
+  const headline =
+    code === 'A1'
+      ? `Prior authorization approved: ${cr.preAuthRef ?? ''}${period?.end ? ` valid until ${formatDate(period.end)}` : ''}`
+      : code === 'A3'
+        ? 'Prior authorization denied'
+        : code === 'A4'
+          ? 'Pended for review'
+          : `The payer answered${code ? ` (${code})` : ''}`;
+  const tone = code === 'A1' ? 'approved' : code === 'A3' ? 'not-covered' : 'needed';
+  fill(
+    box,
+    h('h2', {}, 'Prior authorization request (PAS)'),
+    h('p', { class: `decision decision-${tone}`, 'data-testid': 'pas-decision' }, headline),
+    h('p', { class: 'muted', 'data-testid': 'pas-sent' }, `Sent ${when(r.sentAt)}.`),
+    needed.length
+      ? h(
+          'div',
+          {},
+          h('p', {}, 'The payer still needs:'),
+          h(
+            'ul',
+            { class: 'notes' },
+            needed.map((n) => h('li', {}, readable(n))),
+          ),
+        )
+      : null,
+    other.length
+      ? h(
+          'ul',
+          { class: 'notes' },
+          other.map((n) => h('li', {}, readable(n))),
+        )
+      : null,
+    code === 'A4'
+      ? h(
+          'p',
+          { class: 'muted', 'data-testid': 'pas-waiting' },
+          'A reviewer decides pended requests; the answer appears here when it arrives.',
+        )
+      : null,
+    ...extra,
+    h(
+      'details',
+      { class: 'tech' },
+      h('summary', {}, 'Details'),
+      h('p', { class: 'mono' }, `ClaimResponse/${cr.id ?? ''} · request ${r.identifier.value}`),
+    ),
+  );
+  box.hidden = false;
+  clearTimeout(state.inquiryTimer);
+  if (code === 'A4') state.inquiryTimer = setTimeout(() => void inquire(r), INQUIRY_EVERY_MS);
+}
+
+/** How often the page asks the payer about a pended request (PAS `$inquire`); the sandbox reviewer is quick. */
+const INQUIRY_EVERY_MS = 3000;
+
+/** PAS `$inquire` by the request's identifier: a pended request's decision, once a reviewer has made it. */
+async function inquire(r: PasRecord): Promise<void> {
+  if (state.order?.id !== r.orderId) return;
+  try {
+    const answer = await fetchJson<Parameters>(here('fhir/Claim/$inquire'), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/fhir+json' },
+      body: JSON.stringify({
+        resourceType: 'Parameters',
+        parameter: [{ name: 'identifier', valueIdentifier: r.identifier }],
+      }),
+    });
+    const bundle = answer.parameter?.find((p) => p.resource?.resourceType === 'Bundle')?.resource as Bundle | undefined;
+    const cr = bundle?.entry
+      ?.map((e) => e.resource)
+      .find((x): x is ClaimResponse => x?.resourceType === 'ClaimResponse');
+    if (cr && reviewActionOf(cr) !== reviewActionOf(r.claimResponse)) {
+      const next = { ...r, claimResponse: cr };
+      savePas(next);
+      renderPas(next);
+      setStatus(
+        `The payer decided the prior authorization request: ${reviewActionOf(cr) === 'A1' ? 'approved' : 'denied'}.`,
+        'ok',
+      );
+      return;
+    }
+  } catch {
+    // The next poll tries again; the page keeps showing the pended request.
+  }
+  clearTimeout(state.inquiryTimer);
+  state.inquiryTimer = setTimeout(() => void inquire(r), INQUIRY_EVERY_MS);
+}
+
 async function submitPas(): Promise<void> {
+  if (state.submitting) return;
   const box = byId('pas');
   box.hidden = false;
+  setSubmitting(true);
   fill(box, h('h2', {}, 'Prior authorization request (PAS)'), h('p', {}, 'Sending the request…'));
   let request: Bundle | undefined;
   try {
@@ -654,29 +895,18 @@ async function submitPas(): Promise<void> {
       body: JSON.stringify(request),
     });
     const cr = answer.entry?.[0]?.resource as ClaimResponse | undefined;
-    const code = cr ? reviewActionOf(cr) : undefined;
-    const period = cr?.preAuthPeriod;
-    const notes = (cr?.processNote ?? [])
-      .map((n) => n.text)
-      .filter(Boolean)
-      .join(' ');
-    const headline =
-      code === 'A1'
-        ? `Prior authorization approved: ${cr?.preAuthRef ?? ''}${period?.end ? ` valid until ${formatDate(period.end)}` : ''}`
-        : code === 'A3'
-          ? `Prior authorization denied${notes ? `: ${notes}` : ''}`
-          : code === 'A4'
-            ? `Pended for review${notes ? `: ${notes}` : ''}`
-            : `The payer answered${code ? ` (${code})` : ''}`;
-    const tone = code === 'A1' ? 'approved' : code === 'A3' ? 'not-covered' : 'needed';
-    fill(
-      box,
-      h('h2', {}, 'Prior authorization request (PAS)'),
-      h('p', { class: `decision decision-${tone}`, 'data-testid': 'pas-decision' }, headline),
-      code === 'A1' && notes ? h('p', {}, notes) : null,
+    if (!cr || cr.resourceType !== 'ClaimResponse') throw new Error('the payer sent no ClaimResponse');
+    const record: PasRecord = {
+      orderId: state.order!.id!,
+      identifier: request.identifier as { system: string; value: string },
+      claimResponse: cr,
+      sentAt: new Date().toISOString(),
+    };
+    savePas(record);
+    renderPas(record, [
       h('details', {}, h('summary', {}, 'PAS request Bundle'), jsonBlock(request)),
       h('details', {}, h('summary', {}, 'PAS response Bundle'), jsonBlock(answer)),
-    );
+    ]);
   } catch (err) {
     const missing = err instanceof HttpError && err.status === 404;
     fill(
@@ -689,9 +919,10 @@ async function submitPas(): Promise<void> {
           ? 'Prior authorization submission (PAS) is not available on this server.'
           : `The request failed: ${(err as Error).message}`,
       ),
-      err instanceof HttpError && describeErrorBody(err.body) ? null : null,
       request ? h('details', {}, h('summary', {}, 'PAS request Bundle'), jsonBlock(request)) : null,
     );
+  } finally {
+    setSubmitting(false);
   }
 }
 
@@ -705,16 +936,20 @@ function wire(): void {
   byId('order-form').addEventListener('input', () => {
     updateOrderText();
     saveDraft();
+    markStale();
   });
+  byId('order-form').addEventListener('change', markStale);
   byId('drug').addEventListener('change', () => {
     const drug = byId<HTMLSelectElement>('drug').value as DrugKey;
     writeForm({ ...readForm(), dose: DRUGS[drug].defaultDose.value, unit: DRUGS[drug].defaultDose.unit });
     saveDraft();
+    markStale();
   });
   byId('reset').addEventListener('click', () => {
     if (!state.story || !state.chartOrder) return;
     sessionStorage.removeItem(draftKey(state.story.id));
     writeForm(formOf(state.chartOrder));
+    markStale();
     setStatus("Back to the chart's draft order.", 'ok');
   });
   document.addEventListener('click', (e) => {

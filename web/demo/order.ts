@@ -1,4 +1,5 @@
 import type { CodeableConcept, MedicationRequest } from '@medplum/fhirtypes';
+import { formatDate } from '../shared/coverage.js';
 
 /** Pure order editing for the demo EHR: what the form shows and how a form edit changes the draft order. */
 
@@ -92,7 +93,7 @@ export function applyForm(base: MedicationRequest, f: OrderForm): MedicationRequ
   if (f.dose !== undefined && Number.isFinite(f.dose)) {
     dr.doseQuantity = { value: f.dose, unit: UNIT_WIRE[f.unit] ?? f.unit, system: UCUM, code: f.unit };
     if (f.dose !== before.dose || f.unit !== before.unit || f.drug !== before.drug)
-      di.text = `${f.dose} ${UNIT_DISPLAY[f.unit] ?? f.unit} (as edited at signing)`;
+      di.text = sigWithDose(di.text, before, f);
   } else delete dr.doseQuantity;
   o.extension = (o.extension ?? []).filter((e) => e.url !== TREATMENT_PHASE_URL);
   if (f.phase) o.extension.unshift({ url: TREATMENT_PHASE_URL, valueCode: f.phase });
@@ -101,6 +102,23 @@ export function applyForm(base: MedicationRequest, f: OrderForm): MedicationRequ
     o.dispenseRequest = { ...(o.dispenseRequest ?? {}), numberOfRepeatsAllowed: f.cycles - 1 };
   }
   return o;
+}
+
+const escapeRe = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * The order's sig with the new dose: the prescriber's own words are kept and only the dose they state changes
+ * ("56 mcg/day continuous IV infusion, days 1-28" → "28 mcg/day continuous IV infusion, days 1-28"). A sig that
+ * states no dose stays as written; a new drug gets a sig of its dose alone (the old drug's directions do not apply).
+ */
+export function sigWithDose(text: string | undefined, before: OrderForm, f: OrderForm): string | undefined {
+  const dose = `${f.dose} ${UNIT_DISPLAY[f.unit] ?? f.unit}`;
+  if (f.drug !== before.drug || !text) return dose;
+  if (before.dose === undefined) return text;
+  const stated = new RegExp(
+    `(^|[^\\d.])${escapeRe(String(before.dose))}\\s*(?:mcg|µg|ug|mg)(?:\\s*/\\s*m(?:2|²))?(?:\\s*/\\s*(?:day|d))?(?![\\w²])`,
+  );
+  return stated.test(text) ? text.replace(stated, (_m, lead: string) => `${lead}${dose}`) : text;
 }
 
 /** One line describing the order, for the clinician to check before signing. */
@@ -113,5 +131,5 @@ export function describeOrder(order: MedicationRequest): string {
     .join('; ');
   const start =
     order.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start ?? order.dispenseRequest?.validityPeriod?.start;
-  return `${drug}${text ? ` — ${text}` : ''}${start ? `, starting ${start}` : ''}`;
+  return `${drug}${text ? ` — ${text}` : ''}${start ? `, starting ${formatDate(start)}` : ''}`;
 }

@@ -1,0 +1,123 @@
+import { join } from 'node:path';
+import type { Browser } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { hasChromium, launchChromium, openSession, overflowsSideways, textOf } from './browser-session.js';
+import type { BrowserSession } from './browser-session.js';
+import { repoRoot } from './start-demo-server.js';
+
+const ARTIFACTS = join(repoRoot, 'test-artifacts', 'demo-order-record');
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
+
+describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to the order as signed', () => {
+  let browser: Browser;
+  let s: BrowserSession | undefined;
+
+  beforeAll(async () => {
+    browser = await launchChromium();
+  });
+  afterEach(async () => {
+    await s?.close();
+    s = undefined;
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it("over the dose limit: a warning card; accepting 28 mcg/day keeps the order's sig; after approval any edit says sign again", async () => {
+    s = await openSession(browser, ARTIFACTS);
+    const { page, url } = s;
+    await page.goto(`${url}/?story=centene-over-dose`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    const limitCard = page.locator('.card', { hasText: 'exceeds the policy limit' });
+    expect(await limitCard.locator('.indicator').innerText()).toMatch(/warning/i);
+    expect(await textOf(page, '#result')).not.toMatch(/Exceeds Dose does not exceed/);
+
+    await page.getByRole('button', { name: /Change the dose to 28/ }).click();
+    expect(await page.getByLabel('Dose').inputValue()).toBe('28');
+    const orderText = await textOf(page, '#order-text');
+    expect(orderText).toContain('28 mcg/day continuous IV infusion, days 1-28');
+    expect(orderText).not.toContain('as edited at signing');
+    expect(orderText).toMatch(/starting \d{1,2} [A-Z][a-z]+ \d{4}/);
+
+    await page.getByRole('button', { name: 'Sign again' }).click();
+    await page.getByText(/Approved at signing: PA-CENTENE-/).waitFor();
+    expect(await textOf(page, '#status')).toBe('Order signed. Approved by the payer.');
+    // The visible answer shows no canonical URLs or UUIDs; they are behind "Details".
+    const visible = await textOf(page, '#result');
+    expect(visible).not.toMatch(UUID);
+    expect(visible).not.toMatch(/https?:\/\//);
+
+    // Any edit after signing takes the approval off the screen; undoing it brings it back.
+    await page.getByLabel('Dose').fill('56');
+    expect(await page.getByText(/Approved at signing/).isVisible()).toBe(false);
+    expect(await textOf(page, '#stale-note')).toMatch(/The order changed after signing .*56 mcg\/day.*sign again/);
+    await s.shot('stale-after-dose-edit');
+    await page.getByLabel('Dose').fill('28');
+    expect(await page.getByText(/Approved at signing/).isVisible()).toBe(true);
+    await page.getByLabel('Drug').selectOption('inotuzumab');
+    expect(await page.getByText(/Approved at signing/).isVisible()).toBe(false);
+    expect(await page.locator('#stale-note').isVisible()).toBe(true);
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
+  it('not covered: said once, as a warning, without repeating the reason three times', async () => {
+    s = await openSession(browser, ARTIFACTS);
+    const { page, url } = s;
+    await page.goto(`${url}/?story=bcbsnc-t-all`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    const headline = await textOf(page, '[data-testid=coverage-headline]');
+    expect(headline).toMatch(/^Not covered by /);
+    const reason = await textOf(page, '#coverage dd >> nth=1');
+    const text = await textOf(page, '#result');
+    expect(text.split(reason.slice(0, 60)).length - 1).toBe(1);
+    expect(await page.locator('.card.card-warning').count()).toBeGreaterThan(0);
+    expect(await textOf(page, '#status')).toBe('Order signed. The payer does not cover this order.');
+  }, 60_000);
+
+  it('PAS: the button is disabled while the request is in flight (a double click sends one), pended survives a refresh, and the reviewer decision appears when it arrives', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 390, height: 844 });
+    const { page, url, server } = s;
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    expect(await overflowsSideways(page)).toBeLessThanOrEqual(0);
+    const unit = await page.getByLabel('Unit').boundingBox();
+    expect(unit!.x + unit!.width).toBeLessThanOrEqual(390);
+    await s.shot('phone-signed');
+
+    const submit = page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' });
+    const submits: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().endsWith('/fhir/Claim/$submit')) submits.push(r.url());
+    });
+    await submit.dblclick();
+    await page.getByTestId('pas-decision').waitFor();
+    expect(await textOf(page, '[data-testid=pas-decision]')).toBe('Pended for review');
+    expect(await textOf(page, '#pas')).toContain('The payer still needs:');
+    expect(await submit.isDisabled()).toBe(false);
+    expect(submits).toHaveLength(1);
+    const pended = await server.storage.listPendedSubmissions(50);
+    expect(pended).toHaveLength(1);
+
+    await page.reload();
+    await page.getByTestId('pas-decision').waitFor();
+    expect(await textOf(page, '[data-testid=pas-decision]')).toBe('Pended for review');
+    expect(await page.getByTestId('pas-waiting').isVisible()).toBe(true);
+
+    // The reviewer approves through the reviewer API; the page shows it without a reload.
+    const signIn = await page.request.post(`${url}/review/demo-sign-in`);
+    const { token } = (await signIn.json()) as { token: string };
+    const decided = await page.request.post(`${url}/review/${pended[0].id}/decision`, {
+      headers: { Authorization: `Bearer ${token}` },
+      data: { decision: 'approve', reviewer: 'Dana Reyes, MD', reason: 'MRD 0.3 % on the outside flow report' },
+    });
+    expect(decided.status()).toBe(200);
+    await page.getByText(/Prior authorization approved: PA-CENTENE-/).waitFor({ timeout: 15_000 });
+    expect(await textOf(page, '#status')).toContain('approved');
+    expect(await overflowsSideways(page)).toBeLessThanOrEqual(0);
+    await s.shot('phone-decided');
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+});
