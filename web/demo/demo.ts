@@ -851,7 +851,7 @@ const INQUIRY_EVERY_MS = 3000;
 async function inquire(r: PasRecord): Promise<void> {
   if (state.order?.id !== r.orderId) return;
   try {
-    const answer = await fetchJson<Parameters>(here('fhir/Claim/$inquire'), {
+    const answer = await fetchJson<Parameters | Bundle>(here('fhir/Claim/$inquire'), {
       method: 'POST',
       headers: { 'Content-Type': 'application/fhir+json' },
       body: JSON.stringify({
@@ -859,7 +859,11 @@ async function inquire(r: PasRecord): Promise<void> {
         parameter: [{ name: 'identifier', valueIdentifier: r.identifier }],
       }),
     });
-    const bundle = answer.parameter?.find((p) => p.resource?.resourceType === 'Bundle')?.resource as Bundle | undefined;
+    // PAS 2.0.1 answers the Bundle itself, 2.2.1 a Parameters holding it.
+    const bundle =
+      answer.resourceType === 'Bundle'
+        ? answer
+        : (answer.parameter?.find((p) => p.resource?.resourceType === 'Bundle')?.resource as Bundle | undefined);
     const cr = bundle?.entry
       ?.map((e) => e.resource)
       .find((x): x is ClaimResponse => x?.resourceType === 'ClaimResponse');
