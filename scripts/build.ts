@@ -7,13 +7,16 @@
  * - data files the sources read next to themselves (`src/sandbox/definitions/*.json`) are copied alongside.
  * - the browser bundles of the DTR app and the demo page → `dist/public/` (the server serves them from there when it
  *   runs from `dist/`, so a production image needs no bundler).
+ * - `dist/pglite-template/`: an initialised embedded database (initdb + migrations), made once per PGlite version
+ *   and schema and kept across builds; a new DATA_DIR starts as a copy of it (pglite-template.ts).
  *
  * `npm start` runs this first (prestart), then `node dist/main.js`.
  */
 import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
+import type * as TemplateModule from '../src/storage/pglite-template.js';
 import { buildWebAssets } from '../src/web/build-web.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -31,7 +34,8 @@ function walk(dir: string, out: string[] = []): string[] {
 
 async function main(): Promise<void> {
   const started = performance.now();
-  rmSync(dist, { recursive: true, force: true });
+  // Everything but the PGlite template (made once per PGlite version and schema, below) is written afresh.
+  if (existsSync(dist)) for (const name of readdirSync(dist)) if (name !== 'pglite-template') rmSync(join(dist, name), { recursive: true, force: true });
   const files = walk(src);
   const entryPoints = files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
   const result = await build({
@@ -53,7 +57,12 @@ async function main(): Promise<void> {
   for (const f of files.filter((f) => f.endsWith('.json'))) cpSync(f, join(dist, relative(src, f)));
   await buildWebAssets({ outdir: join(dist, 'public') });
   if (!existsSync(join(dist, 'main.js'))) throw new Error('dist/main.js was not written');
-  process.stdout.write(`built ${entryPoints.length} modules and the web bundles into dist/ in ${Math.round(performance.now() - started)} ms\n`);
+  // Imported from the built output: the template is made by the same code (and PGlite) that will open its copies.
+  const { ensurePgliteTemplate } = (await import(pathToFileURL(join(dist, 'storage', 'pglite-template.js')).href)) as typeof TemplateModule;
+  const made = await ensurePgliteTemplate(join(dist, 'pglite-template'));
+  process.stdout.write(
+    `built ${entryPoints.length} modules and the web bundles into dist/${made ? ', and the embedded storage template,' : ''} in ${Math.round(performance.now() - started)} ms\n`,
+  );
 }
 
 main().catch((err: unknown) => {

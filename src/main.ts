@@ -8,6 +8,7 @@ import { createLogger } from './logger.js';
 import { ContentError } from './policies/policy-loader.js';
 import { createStorage } from './storage/create-storage.js';
 import { deferredStorage } from './storage/deferred-storage.js';
+import { pgliteTemplateData } from './storage/pglite-template.js';
 import type { SandboxAuth } from './sandbox-auth/index.js';
 import type { mountSandbox } from './sandbox/mount.js';
 
@@ -41,13 +42,15 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  // Listen at once; storage calls wait until the durable store is open (PGlite's first start takes seconds).
-  const opening = createStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  // Listen at once: hooks are answered while the store opens (their records are written once it is open); PAS,
+  // DTR and the reviewer wait for it (deferred-storage.ts).
+  const pgliteTemplate = built ? pgliteTemplateData(join(root, 'dist', 'pglite-template')) : undefined;
+  const opening = createStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteTemplate, logger });
   opening.catch((err: unknown) => {
     process.stderr.write(`priorpath: storage failed to open: ${(err as Error).message}\n`);
     process.exit(1);
   });
-  const storage = deferredStorage(opening);
+  const storage = deferredStorage(opening, { onLateWriteError: (err, method) => logger.error({ err, method }, 'a record kept while storage opened could not be written') });
   // The sandbox (Medplum's FHIR router and definitions, the SMART sandbox, the web apps) is loaded only when it is
   // on: a production process never pays its start-up time or memory.
   let sandboxAuth: SandboxAuth | undefined;

@@ -13,6 +13,8 @@ export interface StorageConfig {
   dataDir: string;
   /** PostgreSQL only: the schema to use instead of the connection's default (tests isolate themselves this way). */
   schema?: string;
+  /** Embedded only: an initialised PGlite data directory a new `dataDir` starts as a copy of (pglite-template.ts). */
+  pgliteTemplate?: string;
   logger?: Logger;
 }
 
@@ -30,7 +32,7 @@ export async function createStorage(config: StorageConfig): Promise<SqlStorage> 
   if (config.databaseUrl) {
     driver = await openPostgres(config.databaseUrl, { logger: config.logger, schema: config.schema });
   } else {
-    const pglite = await openPglite(config.dataDir);
+    const pglite = await openPglite(config.dataDir, { template: config.pgliteTemplate });
     driver = pglite;
     fsyncCount = () => pglite.fsyncCount;
   }

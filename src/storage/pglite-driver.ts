@@ -1,18 +1,12 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { PGlite, PGliteOptions, Transaction } from '@electric-sql/pglite';
+import { Worker } from 'node:worker_threads';
+import type { PgliteWorkerData, WorkerReply, WorkerRequest } from './pglite-worker.js';
 import type { SqlDriver, SqlSession } from './sql-driver.js';
 import { StorageError } from './storage.js';
 
 /** Directories opened by this process: two PGlite instances on one directory would corrupt it. */
 const openDirs = new Set<string>();
-
-interface NodeStream {
-  nfd?: number;
-}
-interface StreamOps {
-  fsync?: (stream: NodeStream) => number;
-}
 
 /**
  * Takes `DATA_DIR/storage.lock` for this process. PGlite is one process per directory (it has no postmaster.pid);
@@ -59,104 +53,158 @@ function releaseLock(path: string): void {
 }
 
 /**
- * Start parameters for durable commits. PGlite's defaults run PostgreSQL with `-F` (fsync off) and its Node
- * filesystem has no fsync, so a commit would only reach the page cache. We drop `-F`, make WAL flushes call
- * fsync(2) (`wal_sync_method=fsync`; fdatasync is a no-op in the Emscripten runtime) and give NODEFS a real fsync
- * below. `shared_buffers` is kept small: PGlite's WebAssembly heap is part of our resident memory.
+ * Start parameters for durable commits (PGlite's defaults minus `-F` are added in the worker). WAL flushes call
+ * fsync(2) (`wal_sync_method=fsync`; fdatasync is a no-op in the Emscripten runtime, and the worker gives NODEFS a
+ * real fsync). `shared_buffers` is kept small: PGlite's WebAssembly heap is part of our resident memory.
  */
-function startParams(defaults: readonly string[]): string[] {
-  return [...defaults.filter((p) => p !== '-F'), '-c', 'wal_sync_method=fsync', '-c', 'shared_buffers=16MB'];
-}
+const EXTRA_PARAMS = ['-c', 'wal_sync_method=fsync', '-c', 'shared_buffers=16MB'];
 
 export interface PgliteDriver extends SqlDriver {
   /** fsync(2) calls made by PostgreSQL so far: lets start-up verify that commits really reach the disk. */
   readonly fsyncCount: number;
 }
 
-/** Opens (creating on first use) the embedded PostgreSQL in `DATA_DIR/pglite`. */
-export async function openPglite(dataDir: string): Promise<PgliteDriver> {
+export interface PgliteOptions {
+  /**
+   * An initialised, cleanly closed PGlite data directory (pglite-template.ts). A new DATA_DIR starts as a copy of it
+   * instead of running initdb (seconds of WebAssembly), so the service is ready in well under a second.
+   */
+  template?: string;
+}
+
+/** PostgreSQL's error, rebuilt on this side of the thread boundary with its SQLSTATE. */
+class PgliteError extends Error {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+    this.name = 'PgliteError';
+  }
+}
+
+/**
+ * Starts the worker thread (pglite-worker.ts). Run from source (tests, `tsx`), the worker first registers tsx's
+ * loader so it can import the TypeScript file; run from dist/ it is plain JavaScript.
+ */
+function startWorker(data: PgliteWorkerData): Worker {
+  const fromSource = import.meta.url.endsWith('.ts');
+  const url = new URL(fromSource ? './pglite-worker.ts' : './pglite-worker.js', import.meta.url);
+  if (!fromSource) return new Worker(url, { workerData: data });
+  const boot = `import('tsx/esm/api').then((m) => m.register()).then(() => import(${JSON.stringify(url.href)}))`;
+  return new Worker(boot, { eval: true, workerData: data });
+}
+
+/**
+ * Opens (creating on first use) the embedded PostgreSQL in `DATA_DIR/pglite`, in a worker thread so that its
+ * statements never run on the event loop that serves requests.
+ */
+export async function openPglite(dataDir: string, opts: PgliteOptions = {}): Promise<PgliteDriver> {
   const dir = resolve(dataDir);
   if (openDirs.has(dir)) throw new StorageError(`DATA_DIR ${dir} is already open in this process`);
   mkdirSync(dir, { recursive: true });
   const lock = takeLock(dir);
   openDirs.add(dir);
-  try {
-    // Loaded on demand so that a PostgreSQL deployment never pays for the WebAssembly module.
-    const { PGlite: PGliteClass } = await import('@electric-sql/pglite');
-    const { NodeFS } = await import('@electric-sql/pglite/nodefs');
-    let fsyncs = 0;
-    let patched = false;
-
-    class DurableNodeFS extends NodeFS {
-      override async init(pg: PGlite, opts: Parameters<InstanceType<typeof NodeFS>['init']>[1]) {
-        const result = await super.init(pg, opts);
-        const preRun = result.emscriptenOpts.preRun ?? [];
-        preRun.push((mod) => {
-          const ops = (mod.NODEFS as unknown as { stream_ops?: StreamOps }).stream_ops;
-          if (!ops) return;
-          ops.fsync = (stream) => {
-            if (stream.nfd !== undefined) {
-              try {
-                fsyncSync(stream.nfd);
-              } catch (err) {
-                // Directories cannot always be fsynced through a read-only descriptor; files must be.
-                const code = (err as NodeJS.ErrnoException).code;
-                if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EBADF') throw err;
-              }
-              fsyncs++;
-            }
-            return 0;
-          };
-          patched = true;
-        });
-        result.emscriptenOpts.preRun = preRun;
-        return result;
-      }
-    }
-
-    const options: PGliteOptions = { fs: new DurableNodeFS(join(dir, 'pglite')), relaxedDurability: false, startParams: startParams(PGliteClass.defaultStartParams) };
-    const db = await PGliteClass.create(options);
-    if (!patched) {
-      await db.close();
-      throw new StorageError('this PGlite build exposes no Node filesystem hooks: cannot make commits durable');
-    }
-    return pgliteDriver(db, () => fsyncs, () => {
-      openDirs.delete(dir);
-      releaseLock(lock);
-    });
-  } catch (err) {
+  const release = () => {
     openDirs.delete(dir);
     releaseLock(lock);
+  };
+  try {
+    const pgdir = join(dir, 'pglite');
+    if (opts.template && !existsSync(join(pgdir, 'PG_VERSION')) && existsSync(join(opts.template, 'PG_VERSION'))) {
+      rmSync(pgdir, { recursive: true, force: true });
+      cpSync(opts.template, pgdir, { recursive: true });
+    }
+    const worker = startWorker({ dir, extraParams: EXTRA_PARAMS });
+    const fsyncs = await new Promise<number>((res, rej) => {
+      const onError = (err: Error) => rej(err);
+      worker.once('error', onError);
+      worker.once('message', (m: { ready: boolean; error?: { message: string }; fsyncs: number }) => {
+        worker.off('error', onError);
+        if (m.ready) res(m.fsyncs);
+        else rej(new StorageError(`embedded storage failed to open: ${m.error?.message ?? 'unknown error'}`));
+      });
+    });
+    return workerDriver(worker, fsyncs, release);
+  } catch (err) {
+    release();
     throw err;
   }
 }
 
-function session(db: PGlite | Transaction): SqlSession {
-  return {
+function workerDriver(worker: Worker, initialFsyncs: number, onClose: () => void): PgliteDriver {
+  let fsyncs = initialFsyncs;
+  let nextId = 1;
+  let closed = false;
+  let closing = false;
+  let failure: Error | undefined;
+  const pending = new Map<number, { resolve: (r: WorkerReply) => void; reject: (e: Error) => void }>();
+  // The worker keeps the process alive only while a statement is in flight, as the in-thread PGlite did.
+  worker.unref();
+
+  worker.on('message', (r: WorkerReply) => {
+    fsyncs = r.fsyncs;
+    const p = pending.get(r.id);
+    if (!p) return;
+    pending.delete(r.id);
+    if (pending.size === 0) worker.unref();
+    if (r.error) p.reject(new PgliteError(r.error.message, r.error.code));
+    else p.resolve(r);
+  });
+  const fail = (err: Error) => {
+    failure = err;
+    for (const p of pending.values()) p.reject(err);
+    pending.clear();
+  };
+  worker.on('error', (err) => fail(new StorageError(`embedded storage stopped: ${err.message}`)));
+  worker.on('exit', () => {
+    if (!closing) fail(new StorageError('embedded storage stopped'));
+  });
+
+  const send = (req: Omit<WorkerRequest, 'id'>): Promise<WorkerReply> => {
+    if (failure) return Promise.reject(failure);
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      if (pending.size === 1) worker.ref();
+      worker.postMessage({ ...req, id });
+    });
+  };
+  const session = (tx?: number): SqlSession => ({
     async query<T>(sql: string, params: unknown[] = []) {
-      return (await db.query<T>(sql, params)).rows;
+      return (await send({ op: 'query', sql, params, tx })).rows as T[];
     },
     async exec(sql: string) {
-      await db.exec(sql);
+      await send({ op: 'exec', sql, tx });
     },
-  };
-}
+  });
 
-function pgliteDriver(db: PGlite, fsyncCount: () => number, onClose: () => void): PgliteDriver {
-  let closed = false;
   return {
     kind: 'pglite',
     get fsyncCount() {
-      return fsyncCount();
+      return fsyncs;
     },
-    ...session(db),
-    transaction: (fn) => db.transaction((tx) => fn(session(tx))),
+    ...session(),
+    async transaction(fn) {
+      const { tx } = await send({ op: 'begin' });
+      let result;
+      try {
+        result = await fn(session(tx));
+      } catch (err) {
+        await send({ op: 'rollback', tx }).catch(() => undefined);
+        throw err;
+      }
+      await send({ op: 'commit', tx });
+      return result;
+    },
     async close() {
       if (closed) return;
-      closed = true;
+      closing = true;
       try {
-        await db.close();
+        await send({ op: 'close' });
       } finally {
+        closed = true;
+        await worker.terminate().catch(() => undefined);
         onClose();
       }
     },

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { deferredStorage } from '../../src/storage/deferred-storage.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
+import { newAssertion, newAudit } from './storage-contract.js';
 
 describe('storage that is still opening', () => {
   it('reports not ready on ping, and makes other calls wait for the backend', async () => {
@@ -13,6 +14,29 @@ describe('storage that is still opening', () => {
     await expect(pending).resolves.toBe(true);
     expect(backend.feedback.size).toBe(1);
     await expect(storage.ping()).resolves.toBeUndefined();
+    expect(storage.ready).toBe(true);
+  });
+
+  it("answers a hook's calls while opening, then writes them before anything else reaches the store", async () => {
+    let open!: (s: MemoryStorage) => void;
+    const backend = new MemoryStorage();
+    const storage = deferredStorage(new Promise((r) => (open = r)));
+    const assertion = newAssertion({ authorization: { number: 'PA-EARLY-1', start: '2026-12-01', end: '2027-05-31' } });
+    // None of these waits for the store: a hook arriving during start-up is answered.
+    await storage.saveAssertion(assertion);
+    await storage.saveAudit(newAudit());
+    expect(await storage.getAssertion(assertion.assertionId)).toEqual(assertion);
+    const jwt = { issuer: 'https://ehr.example', jti: 'j-1', expiresAtMs: Date.now() + 300_000 };
+    expect(await storage.recordJti(jwt)).toBe(true);
+    expect(await storage.recordJti(jwt)).toBe(false);
+    expect(backend.assertions.size).toBe(0);
+    // PAS waits for the store, and then sees the authorization issued at signing.
+    const lookup = storage.getAuthorization('PA-EARLY-1');
+    open(backend);
+    expect(await lookup).toMatchObject({ number: 'PA-EARLY-1' });
+    expect(await backend.getAssertion(assertion.assertionId)).toEqual(assertion);
+    expect(await backend.listAudit()).toHaveLength(1);
+    expect(await storage.recordJti(jwt)).toBe(false);
     expect(storage.ready).toBe(true);
   });
 

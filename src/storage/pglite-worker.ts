@@ -1,0 +1,190 @@
+/**
+ * The embedded PostgreSQL (PGlite) in a worker thread. PGlite is PostgreSQL compiled to WebAssembly: each statement
+ * runs synchronously on the thread that owns it, so on the main thread every commit (and its fsync) stalls every
+ * request in flight. Here it runs on its own thread; the main thread sends statements and awaits their rows
+ * (pglite-driver.ts). Durability is unchanged: a reply is sent only after PGlite has committed, which includes the
+ * WAL fsync(2) this file makes real.
+ *
+ * Messages in: `{ id, op: 'query' | 'exec' | 'begin' | 'commit' | 'rollback' | 'close', sql?, params?, tx? }`.
+ * Messages out: `{ id, rows? , error?, fsyncs }` and, once, `{ ready: true, fsyncs }` or `{ ready: false, error }`.
+ */
+import { fsyncSync } from 'node:fs';
+import { join } from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+import type { PGlite, PGliteOptions, Transaction } from '@electric-sql/pglite';
+
+/** What the main thread passes in `workerData`. */
+export interface PgliteWorkerData {
+  /** The resolved DATA_DIR; PGlite's files live in `<dir>/pglite`. */
+  dir: string;
+  /** Extra PostgreSQL start parameters (after PGlite's defaults minus `-F`). */
+  extraParams: string[];
+}
+
+/** A request to the worker. */
+export interface WorkerRequest {
+  id: number;
+  op: 'query' | 'exec' | 'begin' | 'commit' | 'rollback' | 'close';
+  sql?: string;
+  params?: unknown[];
+  /** Transaction id (from the reply to `begin`) for statements inside a transaction. */
+  tx?: number;
+}
+
+/** A reply; `error` carries PostgreSQL's message and SQLSTATE code. */
+export interface WorkerReply {
+  id: number;
+  rows?: unknown[];
+  tx?: number;
+  error?: { message: string; code?: string };
+  fsyncs: number;
+}
+
+interface NodeStream {
+  nfd?: number;
+}
+interface StreamOps {
+  fsync?: (stream: NodeStream) => number;
+}
+
+interface OpenTx {
+  tx: Transaction;
+  finish: (commit: boolean) => void;
+  done: Promise<void>;
+}
+
+const port = parentPort!;
+const data = workerData as PgliteWorkerData;
+let fsyncs = 0;
+
+async function open(): Promise<PGlite> {
+  const { PGlite: PGliteClass } = await import('@electric-sql/pglite');
+  const { NodeFS } = await import('@electric-sql/pglite/nodefs');
+  let patched = false;
+
+  /**
+   * PGlite's Node filesystem has no fsync (and its defaults run PostgreSQL with `-F`), so a commit would only reach
+   * the page cache. NODEFS gets a real fsync(2) here; `wal_sync_method=fsync` makes WAL flushes call it.
+   */
+  class DurableNodeFS extends NodeFS {
+    override async init(pg: PGlite, opts: Parameters<InstanceType<typeof NodeFS>['init']>[1]) {
+      const result = await super.init(pg, opts);
+      const preRun = result.emscriptenOpts.preRun ?? [];
+      preRun.push((mod) => {
+        const ops = (mod.NODEFS as unknown as { stream_ops?: StreamOps }).stream_ops;
+        if (!ops) return;
+        ops.fsync = (stream) => {
+          if (stream.nfd !== undefined) {
+            try {
+              fsyncSync(stream.nfd);
+            } catch (err) {
+              // Directories cannot always be fsynced through a read-only descriptor; files must be.
+              const code = (err as NodeJS.ErrnoException).code;
+              if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EBADF') throw err;
+            }
+            fsyncs++;
+          }
+          return 0;
+        };
+        patched = true;
+      });
+      result.emscriptenOpts.preRun = preRun;
+      return result;
+    }
+  }
+
+  const startParams = [...PGliteClass.defaultStartParams.filter((p) => p !== '-F'), ...data.extraParams];
+  const options: PGliteOptions = { fs: new DurableNodeFS(join(data.dir, 'pglite')), relaxedDurability: false, startParams };
+  const db = await PGliteClass.create(options);
+  if (!patched) {
+    await db.close();
+    throw new Error('this PGlite build exposes no Node filesystem hooks: cannot make commits durable');
+  }
+  return db;
+}
+
+function errorOf(err: unknown): { message: string; code?: string } {
+  const e = err as { message?: string; code?: string };
+  return { message: e.message ?? String(err), code: typeof e.code === 'string' ? e.code : undefined };
+}
+
+async function serve(db: PGlite): Promise<void> {
+  const txs = new Map<number, OpenTx>();
+  let nextTx = 1;
+  const reply = (r: Omit<WorkerReply, 'fsyncs'>) => port.postMessage({ ...r, fsyncs });
+
+  port.on('message', (m: WorkerRequest) => {
+    void (async () => {
+      try {
+        switch (m.op) {
+          case 'query': {
+            const target = m.tx !== undefined ? txs.get(m.tx)?.tx : db;
+            if (!target) throw new Error(`no open transaction ${m.tx}`);
+            const res = await target.query(m.sql!, m.params ?? []);
+            reply({ id: m.id, rows: res.rows });
+            return;
+          }
+          case 'exec': {
+            const target = m.tx !== undefined ? txs.get(m.tx)?.tx : db;
+            if (!target) throw new Error(`no open transaction ${m.tx}`);
+            await target.exec(m.sql!);
+            reply({ id: m.id, rows: [] });
+            return;
+          }
+          case 'begin': {
+            // PGlite's transaction() holds its lock until the callback settles, so statements outside this
+            // transaction wait, as they would for a PostgreSQL connection's row locks.
+            const id = nextTx++;
+            let started!: () => void;
+            const begun = new Promise<void>((r) => (started = r));
+            const entry = {} as OpenTx;
+            const decided = new Promise<boolean>((r) => (entry.finish = r));
+            entry.done = db
+              .transaction(async (tx) => {
+                entry.tx = tx;
+                txs.set(id, entry);
+                started();
+                if (!(await decided)) await tx.rollback();
+              })
+              .then(() => undefined);
+            entry.done.catch(() => undefined); // reported to whoever awaits it ('commit'), never unhandled
+            // A failure to begin is reported here; a failure at commit is reported by 'commit'.
+            await Promise.race([begun, entry.done]);
+            if (!txs.has(id)) throw new Error('transaction did not start');
+            reply({ id: m.id, tx: id });
+            return;
+          }
+          case 'commit':
+          case 'rollback': {
+            const open = txs.get(m.tx!);
+            if (!open) throw new Error(`no open transaction ${m.tx}`);
+            open.finish(m.op === 'commit');
+            try {
+              await open.done;
+            } finally {
+              txs.delete(m.tx!);
+            }
+            reply({ id: m.id, rows: [] });
+            return;
+          }
+          case 'close': {
+            await db.close();
+            reply({ id: m.id, rows: [] });
+            port.close();
+            return;
+          }
+        }
+      } catch (err) {
+        reply({ id: m.id, error: errorOf(err) });
+      }
+    })();
+  });
+}
+
+open().then(
+  (db) => {
+    port.postMessage({ ready: true, fsyncs });
+    return serve(db);
+  },
+  (err: unknown) => port.postMessage({ ready: false, error: errorOf(err), fsyncs }),
+);
