@@ -51,7 +51,7 @@ export async function explain(content: Content, body: unknown, opts: { payer?: s
     out('  coverage-information:');
     out(
       JSON.stringify(buildCoverageInformation(
-        assertionFor(determinationFor(d), {
+        assertionFor(determinationFor(d, ctx.today), {
           coverageRef,
           assertionId: d.assertionId,
           date: ctx.today,

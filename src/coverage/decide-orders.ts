@@ -7,12 +7,13 @@ import { evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, orderDateOf, withMedicationCode } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
-import type { AssertionRecord, AuthorizationRecord } from '../storage/storage.js';
+import type { AssertionRecord, AuthorizationRecord, OrderRecord } from '../storage/storage.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import { newApproval } from './authorization.js';
 import type { Determination } from './determination.js';
 import { defaultDetermination, determinationOf } from './determination.js';
 import type { OrderResource } from './order.js';
+import { withOrderRecord } from './order-record.js';
 
 /** What PriorPath decided for one order: a policy evaluation, or the payer's default for ungoverned orders. */
 export interface OrderDecision {
@@ -24,12 +25,14 @@ export interface OrderDecision {
   defaultAnswer?: Exclude<Payer['defaultAnswer'], 'none'>;
   authorization?: AuthorizationRecord;
   orderDate: string;
+  /** The order's authorization record, once read or written (design.md §8). */
+  record?: OrderRecord;
 }
 
-/** The determination of a decision: the policy's, or the payer's default answer. */
-export function determinationFor(decision: OrderDecision): Determination {
+/** The determination of a decision: the order's record where it has a decision, else the policy's, else the payer's default. */
+export function determinationFor(decision: OrderDecision, today: string): Determination {
   if (decision.defaultAnswer) return defaultDetermination(decision.defaultAnswer);
-  return determinationOf(decision.policy!, decision.evaluation!, decision.authorization);
+  return withOrderRecord(determinationOf(decision.policy!, decision.evaluation!, decision.authorization), decision.record, today);
 }
 
 /**

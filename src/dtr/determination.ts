@@ -3,6 +3,7 @@ import type { Extension } from '@medplum/fhirtypes';
 import { newApproval } from '../coverage/authorization.js';
 import { assertionFor, buildCoverageInformation, COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 import { determinationOf } from '../coverage/determination.js';
+import { orderKeyOf, recordEvaluation, withOrderRecord } from '../coverage/order-record.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
@@ -16,8 +17,9 @@ export interface Determination {
 /**
  * Shapes an evaluation of answers into the CRD `ext-coverage-information` the completed QuestionnaireResponse carries
  * (DTR §Adaptive "MAY/SHOULD carry coverage-information"; design.md §7), with the same codes CRD would send for the
- * same facts (the coverage core's determination, shaped by `assertionFor` / `buildCoverageInformation`). A satisfied determination gets an
- * authorization number and period, like real-time approval at signing. The assertion is stored so PAS and disputes
+ * same facts (the coverage core's determination, shaped by `assertionFor` / `buildCoverageInformation`). A satisfied
+ * determination gets an authorization number and period, like real-time approval at signing, unless the order's
+ * record already holds its decision: then that decision is the determination. The assertion is stored so PAS and disputes
  * can find it by its `coverage-assertion-id`.
  */
 export async function determine(opts: {
@@ -37,7 +39,15 @@ export async function determine(opts: {
     evaluation.outcome === 'satisfied' && evaluation.pathway?.approval
       ? newApproval(policy.file.payer, today, today, evaluation.pathway.approval)
       : undefined;
-  const determination = determinationOf(policy, evaluation, authorization);
+  let determination = determinationOf(policy, evaluation, authorization);
+  // The order's one record (design.md §8): a decision already made (a reviewer's approval included) is what DTR
+  // shows; an approval made here is the order's, issued once.
+  const key = orderKeyOf({ payer: policy.file.payer, patientId: opts.patientId, orderRef: opts.orderRef, drug: policy.file.drug });
+  if (key) {
+    const record = await recordEvaluation(opts.storage, key, determination, { source: 'dtr', actor: opts.source, assertionId, policyId: policy.file.id });
+    determination = withOrderRecord(determination, record, today);
+  }
+  const issued = determination.authorization;
   const assertion = assertionFor(determination, {
     coverageRef: opts.coverageRef ?? 'Coverage/unknown',
     assertionId,
@@ -62,10 +72,10 @@ export async function determine(opts: {
     patientId: opts.patientId ?? '',
     orderRef: opts.orderRef ?? '',
     hookInstance: opts.source,
-    outcome: evaluation.outcome,
+    outcome: determination.outcome,
     facts: Object.fromEntries(evaluation.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
     missingFacts: evaluation.missingFacts,
-    ...(authorization ? { authorization } : {}),
+    ...(issued ? { authorization: issued } : {}),
   };
   await opts.storage.saveAssertion(record);
   return { extension, assertion: record };

@@ -70,7 +70,7 @@ export function buildHookResponse(opts: {
   for (const d of decisions) {
     const orderRef = `${d.order.resourceType}/${d.order.id ?? 'unknown'}`;
     const drug = orderLabel(d.order);
-    const determination = determinationFor(d);
+    const determination = determinationFor(d, today);
     if (opts.coverageRef && cfg.coverageInfo) {
       const assertion = assertionFor(determination, {
         coverageRef: opts.coverageRef,
@@ -91,18 +91,21 @@ export function buildHookResponse(opts: {
     const ev = d.evaluation;
     const policy = d.policy.file;
     if (cfg.coverageInfo) {
-      if (ev.outcome === 'documentation-needed') {
+      if (determination.outcome === 'documentation-needed') {
         const lines = determination.needed.map((q) => `- ${q}`);
         cards.push(
           instructionsCard(
             payer.label,
             `Prior authorization needed for ${drug}: documentation required`,
-            `${policy.source.id} needs documentation that the record does not show yet:\n\n${lines.join('\n')}\n\nComplete the payer's questionnaire (DTR) with the prior authorization request; answers already in the chart are pre-filled.`,
+            `${policy.source.id} needs documentation that the record does not show yet:\n\n${lines.join('\n')}\n\nComplete the payer's questionnaire (DTR) with the prior authorization request; answers already in the chart are pre-filled.${determination.reasons
+              .slice(1)
+              .map((r) => `\n\n${r.text}`)
+              .join('')}`,
             'info',
             orderRef,
           ),
         );
-      } else if (ev.outcome === 'limit-exceeded') {
+      } else if (determination.outcome === 'limit-exceeded') {
         cards.push(
           instructionsCard(
             payer.label,
@@ -113,11 +116,12 @@ export function buildHookResponse(opts: {
             orderRef,
           ),
         );
-      } else if (ev.outcome === 'not-covered') {
-        cards.push(instructionsCard(payer.label, `${drug} is not covered under ${policy.source.id} for this patient`, determination.reasons[0].text, 'warning', orderRef));
+      } else if (determination.outcome === 'not-covered') {
+        const summary = d.record?.state === 'denied' ? `Prior authorization for ${drug} was denied` : `${drug} is not covered under ${policy.source.id} for this patient`;
+        cards.push(instructionsCard(payer.label, summary, determination.reasons[0].text, 'warning', orderRef));
       }
     }
-    if (cfg.alternatives && req.hook !== 'order-dispatch' && ev.outcome === 'limit-exceeded') {
+    if (cfg.alternatives && req.hook !== 'order-dispatch' && determination.outcome === 'limit-exceeded') {
       const p = ev.proposals[0];
       if (p) {
         const updated = structuredClone(d.order as MedicationRequest);
@@ -134,7 +138,7 @@ export function buildHookResponse(opts: {
       const criteria = d.policy.pathways.map((p) => `- ${p.text} (${p.cite})`).slice(0, 12).join('\n');
       cards.push(externalReferenceCard(payer.label, `${payer.label} coverage policy for ${drug}: ${policy.source.id}`, `Covered uses under ${policy.source.id}:\n\n${criteria}`, links, orderRef));
     }
-    if (cfg.dtrCard && req.hook !== 'order-select' && (ev.outcome === 'documentation-needed' || ev.outcome === 'limit-exceeded')) {
+    if (cfg.dtrCard && req.hook !== 'order-select' && (determination.outcome === 'documentation-needed' || determination.outcome === 'limit-exceeded')) {
       cards.push(
         dtrLaunchCard(
           payer.label,

@@ -11,6 +11,7 @@ import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import type { HookResponse } from './build-response.js';
 import { buildHookResponse } from './build-response.js';
 import { decideOrders } from '../coverage/decide-orders.js';
+import { settleOrderDecisions } from '../coverage/order-record.js';
 import { EhrClient } from './ehr-client.js';
 import type { FetchLike } from './ehr-client.js';
 import type { OrderResource } from '../coverage/order.js';
@@ -139,6 +140,8 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
   const coverage = payerMatch.coverage;
   const prior = await priorAssertions(orders, req.patientId, deps.storage);
   const decisions = decideOrders({ content: deps.content, payer: payerMatch.payer, record, orders, today, log: hookLog, cache: deps.cache, prior });
+  // The order's one record (design.md §8): a decision already made stands; an approval at signing is issued once.
+  await settleOrderDecisions({ storage: deps.storage, payer: payerMatch.payer.key, patientId: req.patientId, decisions, actor: `${req.hook} ${req.hookInstance}` });
   for (const d of decisions) {
     await deps.storage.saveAssertion({
       assertionId: d.assertionId,

@@ -10,7 +10,8 @@ import { evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { Outcome, PolicyEvaluation, Tri } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord, withMedicationCode } from '../policies/evaluation-data.js';
 import { recordFromResources } from '../policies/record-from-resources.js';
-import type { AuthorizationRecord, ReviewActionCode } from '../storage/storage.js';
+import type { AuthorizationRecord, OrderKey, ReviewActionCode } from '../storage/storage.js';
+import { orderKeyOf } from '../coverage/order-record.js';
 import type { PasRequest, RequestedItem } from './request-bundle.js';
 
 /** What PriorPath decided for one Claim item; stored with the submission (no fact values, only criterion results). */
@@ -32,6 +33,10 @@ export interface ItemDecision {
   reviewPeriod: { start: string; end: string };
   /** The clinical reviewer's decision, once made. */
   review?: { decision: 'approve' | 'deny'; reason: string; decidedAt: string };
+  /** The order's record key (design.md §8), when the item names an order of a known patient. */
+  order?: OrderKey;
+  /** Set when the order already had this decision before the request (approved or denied elsewhere). */
+  fromOrderRecord?: boolean;
 }
 
 const DAY = /^\d{4}-\d{2}-\d{2}/;
@@ -177,6 +182,10 @@ export function adjudicate(opts: { content: Content; payer: Payer; request: PasR
       if (err instanceof HttpError || err instanceof DomainError) throw err;
       ev = { policyId: policy.file.id, policyVersion: policy.file.version, outcome: 'error', facts: [], rules: [], missingFacts: [], failed: [], proposals: [] };
     }
-    return decisionFor(policy, ev, { sequence: it.sequence, orderDate, payer: payer.key, today });
+    const decision = decisionFor(policy, ev, { sequence: it.sequence, orderDate, payer: payer.key, today });
+    // Only an order the EHR named (not one built from the Claim item) has a record to share with CRD and DTR.
+    const named = order.id && !order.id.startsWith('claim-item-') ? `MedicationRequest/${order.id}` : undefined;
+    const key = orderKeyOf({ payer: payer.key, patientId: req.patient.id, orderRef: named, drug: policy.file.drug });
+    return key ? { ...decision, order: key } : decision;
   });
 }

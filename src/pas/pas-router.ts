@@ -6,7 +6,8 @@ import { PAYER_ID_SYSTEM } from '../content.js';
 import { DomainError, HttpError, badRequest, methodNotAllowed, notFound, outcome } from '../errors.js';
 import { identifyPayer } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
-import type { AuthorizationRecord, PasSubmission, Storage } from '../storage/storage.js';
+import type { AuthorizationRecord, NewPasSubmission, OrderKey, PasSubmission, Storage } from '../storage/storage.js';
+import { PROVISIONAL, UNDECIDED, recordedDecision } from '../coverage/order-record.js';
 import { adjudicate } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
@@ -67,15 +68,21 @@ async function payerOf(content: Content, req: PasRequest, defaultPayer?: string)
   }
 }
 
-/** One authorization number for the request; every approved item carries it, each with its own period. */
-function shareAuthorization(items: ItemDecision[]): AuthorizationRecord | undefined {
+/** One authorization number for the new approvals of a request; every such item carries it, each with its own period. */
+function shareAuthorization(items: ItemDecision[]): void {
   const approved = items.filter((i) => i.authorization);
-  if (approved.length === 0) return undefined;
+  if (approved.length === 0) return;
   const number = approved[0].authorization!.number;
   for (const i of approved) i.authorization = { ...i.authorization!, number };
-  const starts = approved.map((i) => i.authorization!.start).sort();
-  const ends = approved.map((i) => i.authorization!.end).sort();
-  return { number, start: starts[0], end: ends[ends.length - 1] };
+}
+
+/** The request's authorization (ClaimResponse.preAuthRef and period): the first approved item's number, the widest period. */
+function requestAuthorization(items: ItemDecision[]): AuthorizationRecord | undefined {
+  const approved = items.filter((i) => i.reviewAction === 'A1' && i.authorization);
+  if (approved.length === 0) return undefined;
+  const number = approved[0].authorization!.number;
+  const mine = approved.filter((i) => i.authorization!.number === number);
+  return { number, start: mine.map((i) => i.authorization!.start).sort()[0], end: mine.map((i) => i.authorization!.end).sort().at(-1)! };
 }
 
 /** The answer to a resubmission of a stored request: its current response, or 409 when the content differs. */
@@ -107,7 +114,6 @@ export function createPasRouter(deps: PasDeps): express.Router {
   const submitHandler = handler(async (req: Request, res: Response) => {
     const log = logOf(req, logger);
     const request = parsePasRequest(unwrapOperationInput(req.body, '$submit'));
-    const version = pasVersionOf(request.bundle, deps.pasVersion ?? '2.2.1');
     const stored = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier);
     if (stored) {
       const answer = replay(stored, request);
@@ -116,43 +122,115 @@ export function createPasRouter(deps: PasDeps): express.Router {
     }
 
     const payer = await payerOf(content, request, deps.defaultPayer);
-    const items = adjudicate({ content, payer, request, today: today() });
-    const authorization = shareAuthorization(items);
+    const answer = await decideRequest(request, payer, log);
+    sendFhir(res, 200, answer);
+  });
+
+  /**
+   * Decides a new request with the orders' one record (design.md §8): an order that already has a decision gets it
+   * again, whatever the Bundle identifier; an approval is the order's, issued once; a request whose orders another
+   * request already pends collapses into that pended request. Returns the response Bundle to send.
+   */
+  async function decideRequest(request: PasRequest, payer: Payer, log: Logger, attempt = 0): Promise<Record<string, unknown>> {
+    const day = today();
+    const version = pasVersionOf(request.bundle, deps.pasVersion ?? '2.2.1');
+    const items = adjudicate({ content, payer, request, today: day });
+    const records = await Promise.all(items.map((i) => (i.order ? storage.getOrderRecord(i.order) : Promise.resolve(undefined))));
+    items.forEach((item, n) => {
+      const decided = recordedDecision(records[n], day);
+      if (!decided) return;
+      items[n] =
+        decided.reviewAction === 'A1'
+          ? { ...item, reviewAction: 'A1', needed: [], reasons: [decided.reason], authorization: decided.authorization, fromOrderRecord: true }
+          : { ...item, reviewAction: 'A3', needed: [], reasons: [decided.reason], authorization: undefined, fromOrderRecord: true };
+    });
+
+    // A repeat of a pended request (a double click, a resubmission while review is under way) is that request.
+    const pendedBy = new Set(items.map((i, n) => (i.reviewAction === 'A4' && records[n]?.state === 'pended' ? records[n]?.submissionId : undefined)));
+    if (pendedBy.size === 1 && !pendedBy.has(undefined) && items.every((i) => i.reviewAction === 'A4')) {
+      const pended = await storage.getPasSubmission([...pendedBy][0]!);
+      if (pended) {
+        await storage.addPasSubmissionAlias({
+          bundleIdentifier: request.bundleIdentifier,
+          submissionId: pended.id,
+          requestHash: request.requestHash,
+          claimIdentifiers: (request.claim.identifier ?? []).map(identifierKey).filter((k): k is string => !!k),
+          createdAt: new Date().toISOString(),
+        });
+        log.info({ submissionId: pended.id, reviewAction: pended.reviewAction, collapsed: true }, 'pas submit');
+        return pended.responseBundle;
+      }
+    }
+
     const id = randomUUID();
     const created = new Date().toISOString();
+    shareAuthorization(items.filter((i) => !i.fromOrderRecord));
+    // New approvals and denials become the orders' decisions now; a concurrent decision of the same order wins.
+    for (const [n, item] of items.entries()) {
+      if (!item.order || item.fromOrderRecord || item.reviewAction === 'A4') continue;
+      const state = item.reviewAction === 'A1' ? 'approved' : 'denied';
+      const { record } = await storage.applyOrderChange({
+        key: item.order,
+        from: UNDECIDED,
+        change: {
+          state,
+          at: created,
+          source: 'pas',
+          actor: `PAS ${id}`,
+          reason: item.reasons[0] ?? state,
+          policyId: item.policyId,
+          submissionId: id,
+          ...(item.authorization ? { authorization: item.authorization } : {}),
+        },
+      });
+      const decided = recordedDecision(record, day);
+      if (decided?.reviewAction === 'A1') items[n] = { ...item, reviewAction: 'A1', authorization: decided.authorization };
+      else if (decided?.reviewAction === 'A3' && item.reviewAction === 'A1') items[n] = { ...item, reviewAction: 'A3', reasons: [decided.reason], authorization: undefined };
+    }
+
+    const authorization = requestAuthorization(items);
     const { bundle, claimResponse } = buildResponseBundle(request, items, { id, created, version });
     const { status, reviewAction } = summarize(items);
     const first = items.find((i) => i.policyId);
-    const result = await storage.createPasSubmission(
-      {
-        id,
-        bundleIdentifier: request.bundleIdentifier,
-        requestHash: request.requestHash,
-        payer: payer.key,
-        policyId: first?.policyId,
-        policyVersion: first?.policyVersion,
-        claimIdentifiers: (request.claim.identifier ?? []).map(identifierKey).filter((k): k is string => !!k),
-        patientIdentifiers: (request.patient.identifier ?? []).map(identifierKey).filter((k): k is string => !!k),
-        status,
-        reviewAction,
-        needed: items.filter((i) => i.reviewAction === 'A4').flatMap((i) => i.needed),
-        ...(authorization ? { preAuthRef: authorization.number, preAuthPeriod: { start: authorization.start, end: authorization.end } } : {}),
-        claimResponse: claimResponse as unknown as Record<string, unknown>,
-        responseBundle: bundle as unknown as Record<string, unknown>,
-        requestBundle: request.bundle as unknown as Record<string, unknown>,
-        detail: { items },
-        createdAt: created,
-      },
-      authorization,
-    );
+    const submission: NewPasSubmission = {
+      id,
+      bundleIdentifier: request.bundleIdentifier,
+      requestHash: request.requestHash,
+      payer: payer.key,
+      policyId: first?.policyId,
+      policyVersion: first?.policyVersion,
+      claimIdentifiers: (request.claim.identifier ?? []).map(identifierKey).filter((k): k is string => !!k),
+      patientIdentifiers: (request.patient.identifier ?? []).map(identifierKey).filter((k): k is string => !!k),
+      status,
+      reviewAction,
+      needed: items.filter((i) => i.reviewAction === 'A4').flatMap((i) => i.needed),
+      ...(authorization ? { preAuthRef: authorization.number, preAuthPeriod: { start: authorization.start, end: authorization.end } } : {}),
+      claimResponse: claimResponse as unknown as Record<string, unknown>,
+      responseBundle: bundle as unknown as Record<string, unknown>,
+      requestBundle: request.bundle as unknown as Record<string, unknown>,
+      detail: { items },
+      createdAt: created,
+    };
+    // The pended orders are marked in the same transaction as the request is stored: of two requests for one order,
+    // on any replica, exactly one pends it.
+    const pending = items
+      .filter((i): i is ItemDecision & { order: OrderKey } => !!i.order && i.reviewAction === 'A4')
+      .map((i) => ({
+        key: i.order,
+        from: PROVISIONAL,
+        change: { state: 'pended' as const, at: created, source: 'pas' as const, actor: `PAS ${id}`, reason: i.needed.join('; ') || 'clinical review', policyId: i.policyId, submissionId: id },
+      }));
+    const result = await storage.createPasSubmissionForOrders(submission, pending, authorization);
     if (!result.created) {
-      // Another replica or request stored the same identifier first: answer as a resubmission would be.
-      return sendFhir(res, 200, replay(result.submission, request));
+      if (result.submission) return replay(result.submission, request);
+      // Another request pended or decided one of these orders first: answer as that order's record now says.
+      if (attempt < 2) return decideRequest(request, payer, log, attempt + 1);
+      throw new DomainError('transient', 'The order changed while this request was decided; send it again');
     }
     // One decision line per request: ids, policy and review actions; never clinical content (style.md).
     log.info({ submissionId: id, payer: payer.key, policy: first?.policyId, policyVersion: first?.policyVersion, reviewAction, items: items.map((i) => `${i.sequence}:${i.reviewAction}`) }, 'pas submit');
-    sendFhir(res, 200, bundle);
-  });
+    return bundle as unknown as Record<string, unknown>;
+  }
 
   const inquireHandler = handler(async (req: Request, res: Response) => {
     const inquiry = parseInquiry(req.body);

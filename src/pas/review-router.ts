@@ -5,7 +5,8 @@ import { z } from 'zod';
 import { HttpError, badRequest, methodNotAllowed, notFound, outcome, unauthorized } from '../errors.js';
 import { authorizationNumber } from '../coverage/authorization.js';
 import type { Logger } from '../logger.js';
-import type { AuthorizationRecord, PasSubmission, Storage } from '../storage/storage.js';
+import { UNDECIDED } from '../coverage/order-record.js';
+import type { AuthorizationRecord, OrderKey, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf } from './http.js';
@@ -90,6 +91,42 @@ function reviewView(s: PasSubmission) {
 }
 
 /**
+ * One entry of the reviewer's queue (`GET /review/pended`): the stored summary (id, bundleIdentifier, payer,
+ * policyId, policyVersion, createdAt, needed) plus what a reviewer recognises a request by: `patientName`,
+ * `memberId`, `drug`, `dose` (the first item's order), `missing` (= needed: what the request lacks) and
+ * `ageSeconds` (time in the queue). Fields the request does not give are absent.
+ */
+export interface PendedEntry extends PendedSummary {
+  patientName?: string;
+  memberId?: string;
+  drug?: string;
+  dose?: string;
+  missing: string[];
+  ageSeconds: number;
+}
+
+/** The pended queue, oldest first, each entry naming its patient and order (one read of the stored requests). */
+async function pendedQueue(storage: Storage, now = Date.now()): Promise<PendedEntry[]> {
+  const pended = await storage.listPendedSubmissions(500);
+  const stored = pended.length > 0 ? await storage.findPasSubmissions({ ids: pended.map((p) => p.id), limit: 500 }) : [];
+  const byId = new Map(stored.map((s) => [s.id, s]));
+  return pended.map((p) => {
+    const s = byId.get(p.id);
+    const c = s ? caseOf(s) : undefined;
+    const order = c?.orders[0];
+    return {
+      ...p,
+      ...(c ? { patientName: c.patient.name } : {}),
+      ...(c?.patient.memberId ? { memberId: c.patient.memberId } : {}),
+      ...(order ? { drug: order.drug } : {}),
+      ...(order?.dose ? { dose: order.dose } : {}),
+      missing: p.needed,
+      ageSeconds: Math.max(0, Math.round((now - Date.parse(p.createdAt)) / 1000)),
+    };
+  });
+}
+
+/**
  * The clinical reviewer's API for pended PAS requests (design.md §8: pended, then decided), mounted at `/review`:
  * `GET /pended` lists what waits (ids, payer, policy, created, what is needed), `GET /:id` shows one request's
  * criteria results and decisions, `POST /:id/decision` with `{ decision: 'approve'|'deny', reviewer, reason,
@@ -105,7 +142,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
   router.get(
     '/pended',
     handler(async (_req, res) => {
-      res.json({ pended: await storage.listPendedSubmissions(500) });
+      res.json({ pended: await pendedQueue(storage) });
     }),
   );
   router.all('/pended', (_req, _res, next) => next(methodNotAllowed('GET')));
@@ -153,7 +190,25 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       const request = parsePasRequest(s.requestBundle);
       const { bundle, claimResponse } = buildResponseBundle(request, items, { id: s.id, created: s.createdAt, humanReviewed: true });
       const { status, reviewAction } = summarize(items);
+      // The reviewer's decision is the order's decision (design.md §8): the orders change with the request, or neither.
+      const orders = items
+        .filter((i): i is ItemDecision & { order: OrderKey } => !!i.order && !!i.review)
+        .map((i) => ({
+          key: i.order,
+          from: UNDECIDED,
+          change: {
+            state: decision === 'approve' ? ('approved' as const) : ('denied' as const),
+            at: decidedAt,
+            source: 'review' as const,
+            actor: reviewer,
+            reason,
+            policyId: i.policyId,
+            submissionId: id,
+            ...(i.authorization ? { authorization: i.authorization } : {}),
+          },
+        }));
       const result = await storage.recordReviewDecision({
+        orders,
         decision: { submissionId: id, decision, reviewer, reason, decidedAt, ...(authorization ? { authorizationNumber: authorization.number } : {}) },
         next: {
           status,
@@ -166,7 +221,19 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         },
         authorization,
       });
-      if (!result.applied) throw new HttpError(409, outcome('error', 'conflict', `PAS request ${id} was decided by someone else meanwhile`));
+      if (!result.applied) {
+        const decidedElsewhere = (await Promise.all(orders.map((o) => storage.getOrderRecord(o.key)))).find((r) => r && r.state !== 'pended' && r.submissionId !== id);
+        throw new HttpError(
+          409,
+          outcome(
+            'error',
+            'conflict',
+            decidedElsewhere
+              ? `The order of PAS request ${id} was ${decidedElsewhere.state} meanwhile${decidedElsewhere.authorization ? ` (${decidedElsewhere.authorization.number})` : ''}; it has one decision`
+              : `PAS request ${id} was decided by someone else meanwhile`,
+          ),
+        );
+      }
       logOf(req, logger).info({ submissionId: id, decision, reviewAction, authorization: authorization?.number }, 'pas review decision');
       res.json(reviewView(result.submission!));
     }),

@@ -1,18 +1,25 @@
+import { randomUUID } from 'node:crypto';
 import type {
   ApiAccessRecord,
   AssertionRecord,
   AuthorizationRecord,
   FeedbackRecord,
+  GuardedOrderChange,
   HookAuditRecord,
   IssuedAuthorization,
   JtiRecord,
   NewPasSubmission,
+  OrderKey,
+  OrderRecord,
   PasQuery,
   PasSubmission,
+  PasSubmissionAlias,
   PendedSummary,
   ReviewDecisionInput,
   Storage,
 } from './storage.js';
+
+const orderKeyOf = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef, k.drug]);
 
 const overlaps = (a: string[] | undefined, b: string[]) => !!a && a.some((x) => b.includes(x));
 
@@ -25,6 +32,85 @@ export class MemoryStorage implements Storage {
   readonly submissions = new Map<string, PasSubmission>();
   readonly jtis = new Map<string, number>();
   readonly access: ApiAccessRecord[] = [];
+  readonly orders = new Map<string, OrderRecord>();
+  readonly aliases = new Map<string, PasSubmissionAlias>();
+
+  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<void> {
+    if (!this.aliases.has(a.bundleIdentifier)) this.aliases.set(a.bundleIdentifier, structuredClone(a));
+  }
+
+  /** Whether a guarded change may apply now (no awaits between this check and the write: one step, like SQL). */
+  private allows(c: GuardedOrderChange): boolean {
+    const current = this.orders.get(orderKeyOf(c.key));
+    return !current || c.from.includes(current.state);
+  }
+
+  private applyNow({ key, change: c }: GuardedOrderChange): void {
+    const k = orderKeyOf(key);
+    const current = this.orders.get(k);
+    const record: OrderRecord = current ?? { ...key, id: randomUUID(), state: c.state, reason: c.reason, createdAt: c.at, updatedAt: c.at, history: [] };
+    record.state = c.state;
+    record.reason = c.reason;
+    record.updatedAt = c.at;
+    if (c.policyId) record.policyId = c.policyId;
+    if (c.submissionId) record.submissionId = c.submissionId;
+    const issuing = c.state === 'approved' && c.authorization && !record.authorization;
+    if (issuing) {
+      record.authorization = { ...c.authorization! };
+      this.authorizations.set(c.authorization!.number, {
+        ...c.authorization!,
+        payer: key.payer,
+        source: c.source,
+        ...(c.assertionId ? { assertionId: c.assertionId } : {}),
+        ...(c.submissionId ? { submissionId: c.submissionId } : {}),
+        issuedAt: c.at,
+      });
+    }
+    record.history.push({
+      at: c.at,
+      source: c.source,
+      actor: c.actor,
+      state: c.state,
+      reason: c.reason,
+      ...(c.state === 'approved' && record.authorization ? { authorizationNumber: record.authorization.number } : {}),
+      ...(c.submissionId ? { submissionId: c.submissionId } : {}),
+      ...(c.assertionId ? { assertionId: c.assertionId } : {}),
+    });
+    this.orders.set(k, record);
+  }
+
+  async getOrderRecord(key: OrderKey): Promise<OrderRecord | undefined> {
+    const r = this.orders.get(orderKeyOf(key));
+    return r ? structuredClone(r) : undefined;
+  }
+  async findOrderRecords(q: { payer: string; patientId: string; orderRefs: string[] }): Promise<OrderRecord[]> {
+    return [...this.orders.values()].filter((r) => r.payer === q.payer && r.patientId === q.patientId && q.orderRefs.includes(r.orderRef)).map((r) => structuredClone(r));
+  }
+  async findOrderRecordsBySubmission(submissionId: string): Promise<OrderRecord[]> {
+    return [...this.orders.values()].filter((r) => r.submissionId === submissionId).map((r) => structuredClone(r));
+  }
+  async applyOrderChange(c: GuardedOrderChange): Promise<{ applied: boolean; record: OrderRecord }> {
+    const applied = this.allows(c);
+    if (applied) this.applyNow(c);
+    return { applied, record: structuredClone(this.orders.get(orderKeyOf(c.key))!) };
+  }
+  async createPasSubmissionForOrders(
+    s: NewPasSubmission,
+    orders: GuardedOrderChange[],
+    authorization?: AuthorizationRecord,
+  ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord }> {
+    const existing = [...this.submissions.values()].find((x) => x.bundleIdentifier === s.bundleIdentifier);
+    if (existing) return { created: false, submission: structuredClone(existing) };
+    const refused = orders.find((o) => !this.allows(o));
+    if (refused) return { created: false, blockedBy: structuredClone(this.orders.get(orderKeyOf(refused.key))!) };
+    const stored: PasSubmission = { ...structuredClone(s), updatedAt: s.createdAt, decisions: [] };
+    this.submissions.set(s.id, stored);
+    for (const o of orders) this.applyNow(o);
+    if (authorization && !this.authorizations.has(authorization.number)) {
+      this.authorizations.set(authorization.number, { ...authorization, payer: s.payer, source: 'pas', submissionId: s.id, issuedAt: s.createdAt });
+    }
+    return { created: true, submission: structuredClone(stored) };
+  }
 
   async saveAssertion(a: AssertionRecord): Promise<void> {
     this.assertions.set(a.assertionId, structuredClone(a));
@@ -74,7 +160,9 @@ export class MemoryStorage implements Storage {
   }
   async getPasSubmissionByBundleIdentifier(bundleIdentifier: string): Promise<PasSubmission | undefined> {
     for (const s of this.submissions.values()) if (s.bundleIdentifier === bundleIdentifier) return structuredClone(s);
-    return undefined;
+    const alias = this.aliases.get(bundleIdentifier);
+    const target = alias ? this.submissions.get(alias.submissionId) : undefined;
+    return alias && target ? { ...structuredClone(target), requestHash: alias.requestHash } : undefined;
   }
   async findPasSubmissions(q: PasQuery): Promise<PasSubmission[]> {
     return [...this.submissions.values()]
@@ -85,7 +173,8 @@ export class MemoryStorage implements Storage {
           (s.preAuthRef !== undefined && q.preAuthRefs?.includes(s.preAuthRef)) ||
           s.decisions.some((d) => d.authorizationNumber && q.preAuthRefs?.includes(d.authorizationNumber)) ||
           overlaps(q.claimIdentifiers, s.claimIdentifiers) ||
-          overlaps(q.patientIdentifiers, s.patientIdentifiers),
+          overlaps(q.patientIdentifiers, s.patientIdentifiers) ||
+          [...this.aliases.values()].some((a) => a.submissionId === s.id && (q.bundleIdentifiers?.includes(a.bundleIdentifier) || overlaps(q.claimIdentifiers, a.claimIdentifiers))),
       )
       .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
       .slice(0, q.limit ?? 50)
@@ -103,6 +192,8 @@ export class MemoryStorage implements Storage {
     const s = this.submissions.get(input.decision.submissionId);
     if (!s) return { applied: false };
     if (s.reviewAction !== 'A4') return { applied: false, submission: structuredClone(s) };
+    if ((input.orders ?? []).some((o) => !this.allows(o))) return { applied: false, submission: structuredClone(s) };
+    for (const o of input.orders ?? []) this.applyNow(o);
     Object.assign(s, structuredClone(input.next), { updatedAt: input.decision.decidedAt });
     s.decisions.push({ ...input.decision });
     if (input.authorization) {

@@ -147,6 +147,61 @@ CREATE TABLE api_access_log (
 CREATE INDEX api_access_log_at ON api_access_log (at);
 `,
   },
+  {
+    version: 3,
+    name: 'one authorization record per order with its history',
+    sql: `
+-- One record per (payer, patient, order, drug) that CRD, DTR, PAS and the reviewer share (design.md §8): the unique
+-- key is what makes "one decision per order" hold across replicas.
+CREATE TABLE order_authorizations (
+  id text PRIMARY KEY,
+  payer text NOT NULL,
+  patient_id text NOT NULL,
+  order_ref text NOT NULL,
+  drug text NOT NULL,
+  state text NOT NULL CHECK (state IN ('auth-needed', 'not-covered', 'pended', 'approved', 'denied')),
+  policy_id text,
+  reason text NOT NULL,
+  authorization_number text,
+  auth_start date,
+  auth_end date,
+  submission_id text,
+  created_at timestamptz NOT NULL,
+  updated_at timestamptz NOT NULL,
+  UNIQUE (payer, patient_id, order_ref, drug)
+);
+CREATE INDEX order_authorizations_submission ON order_authorizations (submission_id);
+
+-- Every change of an order's state: who, when, why (append-only).
+CREATE TABLE order_authorization_events (
+  id bigserial PRIMARY KEY,
+  order_id text NOT NULL REFERENCES order_authorizations (id),
+  at timestamptz NOT NULL,
+  source text NOT NULL CHECK (source IN ('crd', 'dtr', 'pas', 'review')),
+  actor text NOT NULL,
+  state text NOT NULL,
+  reason text NOT NULL,
+  authorization_number text,
+  submission_id text,
+  assertion_id text
+);
+CREATE INDEX order_authorization_events_order ON order_authorization_events (order_id, id);
+
+-- A repeat of a pended request under another Bundle identifier collapses into it: its identifiers name the pended
+-- request from then on (a resend replays it, $inquire finds it).
+CREATE TABLE pas_submission_aliases (
+  bundle_identifier text PRIMARY KEY,
+  submission_id text NOT NULL REFERENCES pas_submissions (id),
+  request_hash text NOT NULL,
+  claim_identifiers jsonb NOT NULL,
+  created_at timestamptz NOT NULL
+);
+CREATE INDEX pas_submission_aliases_submission ON pas_submission_aliases (submission_id);
+
+ALTER TABLE authorizations DROP CONSTRAINT IF EXISTS authorizations_source_check;
+ALTER TABLE authorizations ADD CONSTRAINT authorizations_source_check CHECK (source IN ('crd', 'dtr', 'pas', 'review'));
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

@@ -1,15 +1,21 @@
-import type { SqlDriver } from './sql-driver.js';
+import { randomUUID } from 'node:crypto';
+import type { SqlDriver, SqlSession } from './sql-driver.js';
 import type {
   ApiAccessRecord,
   AssertionRecord,
   AuthorizationRecord,
   FeedbackRecord,
+  GuardedOrderChange,
   HookAuditRecord,
   IssuedAuthorization,
   JtiRecord,
   NewPasSubmission,
+  OrderEvent,
+  OrderKey,
+  OrderRecord,
   PasQuery,
   PasSubmission,
+  PasSubmissionAlias,
   PendedSummary,
   ReviewDecision,
   ReviewDecisionInput,
@@ -93,6 +99,141 @@ interface SubmissionRow {
   created_at: string;
   updated_at: string;
 }
+
+/**
+ * An order's guarded change (design.md §8) in one statement: the upsert applies when the order has no record or its
+ * state is among the allowed ones; an approval number already on the record is kept; the event and the issued
+ * authorization are written only when the change applied. ON CONFLICT takes the row lock, so concurrent changes to
+ * one order, from any replica, apply one after another and each sees the other's result.
+ */
+const ORDER_CHANGE_SQL = `
+WITH up AS (
+  INSERT INTO order_authorizations AS o (id, payer, patient_id, order_ref, drug, state, policy_id, reason, authorization_number, auth_start, auth_end,
+    submission_id, created_at, updated_at)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::date, $11::date, $12, $13::timestamptz, $13::timestamptz)
+  ON CONFLICT (payer, patient_id, order_ref, drug) DO UPDATE SET
+    state = EXCLUDED.state,
+    policy_id = coalesce(EXCLUDED.policy_id, o.policy_id),
+    reason = EXCLUDED.reason,
+    authorization_number = coalesce(o.authorization_number, EXCLUDED.authorization_number),
+    auth_start = CASE WHEN o.authorization_number IS NULL THEN EXCLUDED.auth_start ELSE o.auth_start END,
+    auth_end = CASE WHEN o.authorization_number IS NULL THEN EXCLUDED.auth_end ELSE o.auth_end END,
+    submission_id = coalesce(EXCLUDED.submission_id, o.submission_id),
+    updated_at = EXCLUDED.updated_at
+  WHERE o.state IN (SELECT jsonb_array_elements_text($14::text::jsonb))
+  RETURNING o.id, o.payer, o.authorization_number
+), ev AS (
+  INSERT INTO order_authorization_events (order_id, at, source, actor, state, reason, authorization_number, submission_id, assertion_id)
+  SELECT up.id, $13::timestamptz, $15, $16, $6, $8, CASE WHEN $6 = 'approved' THEN up.authorization_number END, $12, $17 FROM up
+), issued AS (
+  INSERT INTO authorizations (number, payer, source, assertion_id, submission_id, start_date, end_date, issued_at)
+  SELECT $9::text, up.payer, $15, $17, $12, $10::date, $11::date, $13::timestamptz FROM up WHERE $9::text IS NOT NULL AND up.authorization_number = $9::text
+  ON CONFLICT (number) DO NOTHING
+)
+SELECT id FROM up`;
+
+const ORDER_COLUMNS = `id, payer, patient_id, order_ref, drug, state, policy_id, reason, authorization_number, ${day('auth_start')} AS auth_start,
+  ${day('auth_end')} AS auth_end, submission_id, ${ts('created_at')} AS created_at, ${ts('updated_at')} AS updated_at`;
+
+interface OrderRow {
+  id: string;
+  payer: string;
+  patient_id: string;
+  order_ref: string;
+  drug: string;
+  state: OrderRecord['state'];
+  policy_id: string | null;
+  reason: string;
+  authorization_number: string | null;
+  auth_start: string | null;
+  auth_end: string | null;
+  submission_id: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+interface OrderEventRow {
+  order_id: string;
+  at: string;
+  source: OrderEvent['source'];
+  actor: string;
+  state: OrderEvent['state'];
+  reason: string;
+  authorization_number: string | null;
+  submission_id: string | null;
+  assertion_id: string | null;
+}
+
+/** Thrown inside a transaction to roll it back when an order's change is refused. */
+class OrderRefused extends Error {
+  constructor(readonly key: OrderKey) {
+    super('order change refused');
+  }
+}
+
+async function applyOrderChangeIn(db: SqlSession, { key, change: c, from }: GuardedOrderChange): Promise<boolean> {
+  const rows = await db.query<{ id: string }>(ORDER_CHANGE_SQL, [
+    randomUUID(),
+    key.payer,
+    key.patientId,
+    key.orderRef,
+    key.drug,
+    c.state,
+    c.policyId ?? null,
+    c.reason,
+    c.state === 'approved' ? (c.authorization?.number ?? null) : null,
+    c.state === 'approved' ? (c.authorization?.start ?? null) : null,
+    c.state === 'approved' ? (c.authorization?.end ?? null) : null,
+    c.submissionId ?? null,
+    c.at,
+    json(from),
+    c.source,
+    c.actor,
+    c.assertionId ?? null,
+  ]);
+  return rows.length === 1;
+}
+
+async function readOrders(db: SqlSession, where: string, params: unknown[]): Promise<OrderRecord[]> {
+  const rows = await db.query<OrderRow>(`SELECT ${ORDER_COLUMNS} FROM order_authorizations WHERE ${where} ORDER BY created_at, id LIMIT 200`, params);
+  if (rows.length === 0) return [];
+  const events = await db.query<OrderEventRow>(
+    `SELECT order_id, ${ts('at')} AS at, source, actor, state, reason, authorization_number, submission_id, assertion_id
+     FROM order_authorization_events WHERE order_id IN (SELECT jsonb_array_elements_text($1::text::jsonb)) ORDER BY id`,
+    [json(rows.map((r) => r.id))],
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    payer: r.payer,
+    patientId: r.patient_id,
+    orderRef: r.order_ref,
+    drug: r.drug,
+    state: r.state,
+    ...(r.policy_id !== null ? { policyId: r.policy_id } : {}),
+    reason: r.reason,
+    ...(r.authorization_number !== null && r.auth_start !== null && r.auth_end !== null
+      ? { authorization: { number: r.authorization_number, start: r.auth_start, end: r.auth_end } }
+      : {}),
+    ...(r.submission_id !== null ? { submissionId: r.submission_id } : {}),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    history: events
+      .filter((e) => e.order_id === r.id)
+      .map((e) => ({
+        at: e.at,
+        source: e.source,
+        actor: e.actor,
+        state: e.state,
+        reason: e.reason,
+        ...(e.authorization_number !== null ? { authorizationNumber: e.authorization_number } : {}),
+        ...(e.submission_id !== null ? { submissionId: e.submission_id } : {}),
+        ...(e.assertion_id !== null ? { assertionId: e.assertion_id } : {}),
+      })),
+  }));
+}
+
+const BY_KEY = 'payer = $1 AND patient_id = $2 AND order_ref = $3 AND drug = $4';
+const keyParams = (k: OrderKey) => [k.payer, k.patientId, k.orderRef, k.drug];
 
 interface DecisionRow {
   submission_id: string;
@@ -360,6 +501,84 @@ export class SqlStorage implements Storage {
     return { created, submission };
   }
 
+  async createPasSubmissionForOrders(
+    s: NewPasSubmission,
+    orders: GuardedOrderChange[],
+    authorization?: AuthorizationRecord,
+  ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord }> {
+    this.open();
+    try {
+      const created = await this.driver.transaction(async (tx) => {
+        const rows = await tx.query(
+          `INSERT INTO pas_submissions (id, bundle_identifier, request_hash, payer, policy_id, policy_version, claim_identifiers, patient_identifiers,
+             status, review_action, needed, pre_auth_ref, pre_auth_start, pre_auth_end, claim_response, response_bundle, request_bundle, detail,
+             created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, $10, $11::text::jsonb, $12, $13::date, $14::date,
+             $15::text::json, $16::text::json, $17::text::json, $18::text::jsonb, $19::timestamptz, $19::timestamptz)
+           ON CONFLICT (bundle_identifier) DO NOTHING RETURNING id`,
+          [
+            s.id,
+            s.bundleIdentifier,
+            s.requestHash,
+            s.payer,
+            s.policyId ?? null,
+            s.policyVersion ?? null,
+            json(s.claimIdentifiers),
+            json(s.patientIdentifiers),
+            s.status,
+            s.reviewAction,
+            json(s.needed),
+            s.preAuthRef ?? null,
+            s.preAuthPeriod?.start ?? null,
+            s.preAuthPeriod?.end ?? null,
+            json(s.claimResponse),
+            json(s.responseBundle),
+            json(s.requestBundle),
+            json(s.detail),
+            s.createdAt,
+          ],
+        );
+        if (rows.length === 0) return false;
+        for (const o of orders) if (!(await applyOrderChangeIn(tx, o))) throw new OrderRefused(o.key);
+        if (authorization) {
+          await tx.query(
+            `INSERT INTO authorizations (number, payer, source, submission_id, start_date, end_date, issued_at)
+             VALUES ($1, $2, 'pas', $3, $4::date, $5::date, $6::timestamptz) ON CONFLICT (number) DO NOTHING`,
+            [authorization.number, s.payer, s.id, authorization.start, authorization.end, s.createdAt],
+          );
+        }
+        return true;
+      });
+      const submission = await this.getPasSubmissionByBundleIdentifier(s.bundleIdentifier);
+      if (created && submission) return { created: true, submission };
+      return { created: false, submission };
+    } catch (err) {
+      if (!(err instanceof OrderRefused)) throw err;
+      return { created: false, blockedBy: await this.getOrderRecord(err.key) };
+    }
+  }
+
+  async getOrderRecord(key: OrderKey): Promise<OrderRecord | undefined> {
+    return (await readOrders(this.driver, BY_KEY, keyParams(key)))[0];
+  }
+
+  async findOrderRecords(q: { payer: string; patientId: string; orderRefs: string[] }): Promise<OrderRecord[]> {
+    if (q.orderRefs.length === 0) return [];
+    return readOrders(this.driver, 'payer = $1 AND patient_id = $2 AND order_ref IN (SELECT jsonb_array_elements_text($3::text::jsonb))', [q.payer, q.patientId, json(q.orderRefs)]);
+  }
+
+  async findOrderRecordsBySubmission(submissionId: string): Promise<OrderRecord[]> {
+    return readOrders(this.driver, 'submission_id = $1', [submissionId]);
+  }
+
+  async applyOrderChange(c: GuardedOrderChange): Promise<{ applied: boolean; record: OrderRecord }> {
+    this.open();
+    const applied = await applyOrderChangeIn(this.driver, c);
+    const record = await this.getOrderRecord(c.key);
+    if (!record) throw new StorageError(`order record ${c.key.orderRef} was neither written nor found`);
+    return { applied, record };
+  }
+
   private async decisionsFor(ids: string[]): Promise<Map<string, ReviewDecision[]>> {
     const out = new Map<string, ReviewDecision[]>();
     if (ids.length === 0) return out;
@@ -418,7 +637,21 @@ export class SqlStorage implements Storage {
   }
 
   async getPasSubmissionByBundleIdentifier(bundleIdentifier: string): Promise<PasSubmission | undefined> {
-    return (await this.submissions('bundle_identifier = $1', [bundleIdentifier], 1))[0];
+    const own = (await this.submissions('bundle_identifier = $1', [bundleIdentifier], 1))[0];
+    if (own) return own;
+    const alias = (await this.driver.query<{ submission_id: string; request_hash: string }>('SELECT submission_id, request_hash FROM pas_submission_aliases WHERE bundle_identifier = $1', [bundleIdentifier]))[0];
+    if (!alias) return undefined;
+    const target = await this.getPasSubmission(alias.submission_id);
+    return target ? { ...target, requestHash: alias.request_hash } : undefined;
+  }
+
+  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<void> {
+    this.open();
+    await this.driver.query(
+      `INSERT INTO pas_submission_aliases (bundle_identifier, submission_id, request_hash, claim_identifiers, created_at)
+       VALUES ($1, $2, $3, $4::text::jsonb, $5::timestamptz) ON CONFLICT (bundle_identifier) DO NOTHING`,
+      [a.bundleIdentifier, a.submissionId, a.requestHash, json(a.claimIdentifiers), a.createdAt],
+    );
   }
 
   async findPasSubmissions(q: PasQuery): Promise<PasSubmission[]> {
@@ -429,7 +662,9 @@ export class SqlStorage implements Storage {
        OR pre_auth_ref IN (SELECT jsonb_array_elements_text($3::text::jsonb))
        OR id IN (SELECT submission_id FROM review_decisions WHERE authorization_number IN (SELECT jsonb_array_elements_text($3::text::jsonb)))
        OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(claim_identifiers) c WHERE c IN (SELECT jsonb_array_elements_text($4::text::jsonb)))
-       OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(patient_identifiers) p WHERE p IN (SELECT jsonb_array_elements_text($5::text::jsonb)))`,
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(patient_identifiers) p WHERE p IN (SELECT jsonb_array_elements_text($5::text::jsonb)))
+       OR id IN (SELECT a.submission_id FROM pas_submission_aliases a WHERE a.bundle_identifier IN (SELECT jsonb_array_elements_text($2::text::jsonb))
+                 OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(a.claim_identifiers) c WHERE c IN (SELECT jsonb_array_elements_text($4::text::jsonb))))`,
       [anyOf(q.ids), anyOf(q.bundleIdentifiers), anyOf(q.preAuthRefs), anyOf(q.claimIdentifiers), anyOf(q.patientIdentifiers)],
       q.limit ?? 50,
     );
@@ -463,7 +698,7 @@ export class SqlStorage implements Storage {
   async recordReviewDecision(input: ReviewDecisionInput): Promise<{ applied: boolean; submission?: PasSubmission }> {
     this.open();
     const { decision: d, next, authorization } = input;
-    const rows = await this.driver.query<{ applied: number }>(
+    const run = async (db: SqlSession) => db.query<{ applied: number }>(
       `WITH upd AS (
          UPDATE pas_submissions SET status = $2, review_action = $3, needed = $4::text::jsonb, pre_auth_ref = $5, pre_auth_start = $6::date,
            pre_auth_end = $7::date, claim_response = $8::text::json, response_bundle = $9::text::json, detail = $10::text::jsonb,
@@ -498,7 +733,22 @@ export class SqlStorage implements Storage {
         authorization?.end ?? null,
       ],
     );
-    const applied = Number(rows[0]?.applied ?? 0) === 1;
+    let applied: boolean;
+    if (!input.orders?.length) {
+      applied = Number((await run(this.driver))[0]?.applied ?? 0) === 1;
+    } else {
+      // The orders' decision and the request's are one: both apply, or neither.
+      try {
+        applied = await this.driver.transaction(async (tx) => {
+          if (Number((await run(tx))[0]?.applied ?? 0) !== 1) return false;
+          for (const o of input.orders ?? []) if (!(await applyOrderChangeIn(tx, o))) throw new OrderRefused(o.key);
+          return true;
+        });
+      } catch (err) {
+        if (!(err instanceof OrderRefused)) throw err;
+        applied = false;
+      }
+    }
     return { applied, submission: await this.getPasSubmission(d.submissionId) };
   }
 

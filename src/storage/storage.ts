@@ -76,8 +76,75 @@ export interface FeedbackRecord {
   outcomeTimestamp: string;
 }
 
-/** Where an authorization number came from: CRD real-time approval, a PAS decision, or a reviewer. */
-export type AuthorizationSource = 'crd' | 'pas' | 'review';
+/** Where an authorization number came from: CRD real-time approval, a DTR determination, a PAS decision, or a reviewer. */
+export type AuthorizationSource = 'crd' | 'dtr' | 'pas' | 'review';
+
+/** The key of an order's authorization record (design.md §8 "One authorization per order"). */
+export interface OrderKey {
+  payer: string;
+  /** The EHR's patient id (CRD context.patientId, the DTR response's subject, the PAS Claim's patient). */
+  patientId: string;
+  /** The order as `MedicationRequest/{id}`. */
+  orderRef: string;
+  /** The drug: the governing policy's `drug` (its value set id). */
+  drug: string;
+}
+
+/**
+ * Where an order stands. `auth-needed` and `not-covered` are provisional (the next evaluation may change them);
+ * `pended` waits for a reviewer; `approved` and `denied` are the order's decision and stay.
+ */
+export type OrderState = 'auth-needed' | 'not-covered' | 'pended' | 'approved' | 'denied';
+
+/** One change of an order's state: who (the edge and the person or request), when, why. */
+export interface OrderEvent {
+  at: string;
+  source: AuthorizationSource;
+  /** Who: the reviewer's name, or the request that caused it (e.g. `order-sign <hookInstance>`, `PAS <id>`). */
+  actor: string;
+  state: OrderState;
+  reason: string;
+  authorizationNumber?: string;
+  submissionId?: string;
+  assertionId?: string;
+}
+
+/** An order's authorization record: its state, its approval once issued, and every change, oldest first. */
+export interface OrderRecord extends OrderKey {
+  id: string;
+  state: OrderState;
+  policyId?: string;
+  /** The latest reason (the last event's). */
+  reason: string;
+  /** The approval, once issued: never replaced. */
+  authorization?: AuthorizationRecord;
+  /** The PAS request that pends the order or carries its decision. */
+  submissionId?: string;
+  createdAt: string;
+  updatedAt: string;
+  history: OrderEvent[];
+}
+
+/** A change to apply to an order's record. */
+export interface OrderChange {
+  state: OrderState;
+  at: string;
+  source: AuthorizationSource;
+  actor: string;
+  reason: string;
+  policyId?: string;
+  /** For `approved`: the approval to issue, used only when the record holds none yet. */
+  authorization?: AuthorizationRecord;
+  submissionId?: string;
+  assertionId?: string;
+}
+
+/** A guarded change: applied when the order has no record yet or its state is one of `from`. */
+export interface GuardedOrderChange {
+  key: OrderKey;
+  change: OrderChange;
+  from: OrderState[];
+}
 
 /** An issued authorization number with its period (YYYY-MM-DD, inclusive), as stored. */
 export interface IssuedAuthorization extends AuthorizationRecord {
@@ -123,6 +190,15 @@ export interface NewPasSubmission {
   createdAt: string;
 }
 
+/** A request that collapsed into a pended one: its identifiers name that submission. */
+export interface PasSubmissionAlias {
+  bundleIdentifier: string;
+  submissionId: string;
+  requestHash: string;
+  claimIdentifiers: string[];
+  createdAt: string;
+}
+
 /** A stored PAS submission with its current state and every reviewer decision, oldest first. */
 export interface PasSubmission extends NewPasSubmission {
   updatedAt: string;
@@ -143,6 +219,8 @@ export interface ReviewDecision {
 
 /** A reviewer's decision together with the submission's new state, applied atomically. */
 export interface ReviewDecisionInput {
+  /** The orders the decision decides, applied in the same transaction; any refused change refuses the decision. */
+  orders?: GuardedOrderChange[];
   decision: ReviewDecision;
   /** The state after the decision; applied only if the submission is still pended. */
   next: Pick<PasSubmission, 'status' | 'reviewAction' | 'needed' | 'preAuthRef' | 'preAuthPeriod' | 'claimResponse' | 'responseBundle' | 'detail'>;
@@ -212,8 +290,21 @@ export interface Storage {
    * `bundleIdentifier` exists: then nothing is written and the stored one is returned with `created: false`.
    */
   createPasSubmission(s: NewPasSubmission, authorization?: AuthorizationRecord): Promise<{ created: boolean; submission: PasSubmission }>;
+  /**
+   * Like createPasSubmission, and applies the orders' changes in the same transaction (a pended request marks its
+   * orders pended). When an order's change is refused (another request pended or decided it first) nothing is
+   * written and `blockedBy` is that order's record; PostgreSQL's row locks make this hold across processes.
+   */
+  createPasSubmissionForOrders(
+    s: NewPasSubmission,
+    orders: GuardedOrderChange[],
+    authorization?: AuthorizationRecord,
+  ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord }>;
   getPasSubmission(id: string): Promise<PasSubmission | undefined>;
+  /** The submission a Bundle identifier names: its own, or one it collapsed into (then `requestHash` is the alias's). */
   getPasSubmissionByBundleIdentifier(bundleIdentifier: string): Promise<PasSubmission | undefined>;
+  /** Records that a request (Bundle and Claim identifiers) collapsed into a stored submission. First alias wins. */
+  addPasSubmissionAlias(a: PasSubmissionAlias): Promise<void>;
   /** Submissions matching any key of the query, newest first. */
   findPasSubmissions(q: PasQuery): Promise<PasSubmission[]>;
   listPendedSubmissions(limit?: number): Promise<PendedSummary[]>;
@@ -238,6 +329,19 @@ export interface Storage {
   saveApiAccess(a: ApiAccessRecord): Promise<void>;
   /** The most recent API access lines, newest first. */
   listApiAccess(limit?: number): Promise<ApiAccessRecord[]>;
+
+  /** An order's authorization record with its history. */
+  getOrderRecord(key: OrderKey): Promise<OrderRecord | undefined>;
+  /** The records of a patient's orders at one payer (every drug), for deciding several orders at once. */
+  findOrderRecords(q: { payer: string; patientId: string; orderRefs: string[] }): Promise<OrderRecord[]>;
+  /** The records a PAS request pends or decides. */
+  findOrderRecordsBySubmission(submissionId: string): Promise<OrderRecord[]>;
+  /**
+   * Applies a change to an order's record atomically: inserted when the order has none, updated when its state is
+   * one of `from`, else refused (`applied: false`, the current record returned). An approval already on the record
+   * is kept: an approval is issued once per order; a new one is also recorded among issued authorizations.
+   */
+  applyOrderChange(c: GuardedOrderChange): Promise<{ applied: boolean; record: OrderRecord }>;
 
   /** Readiness: resolves when the store answers a query (/readyz). */
   ping(): Promise<void>;

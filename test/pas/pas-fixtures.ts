@@ -58,6 +58,8 @@ export interface StoryBundleOptions {
   qrBundle?: boolean;
   /** Item code: HCPCS J9039 (default) or the order's own RxNorm code. */
   code?: 'hcpcs' | 'rxnorm';
+  /** Another order of the same patient (the story's order under this id): orders have one decision each. */
+  orderId?: string;
 }
 
 /**
@@ -66,9 +68,11 @@ export interface StoryBundleOptions {
  * EHR fullUrl, and the QuestionnaireResponse as supportingInfo.
  */
 export function storyBundle(story: string, opts: StoryBundleOptions = {}): Bundle {
-  const all = storyResources(story);
+  const stored = storyResources(story);
+  const storyOrderId = storyOrder(story, stored).id;
+  const all = opts.orderId ? stored.map((r) => (r.resourceType === 'MedicationRequest' && r.id === storyOrderId ? { ...r, id: opts.orderId } : r)) : stored;
   const resources = all.filter((r) => !(opts.remove ?? []).includes(r.id ?? ''));
-  const order = storyOrder(story, all) as MedicationRequest;
+  const order = all.find((r) => r.resourceType === 'MedicationRequest' && r.id === (opts.orderId ?? storyOrderId)) as MedicationRequest;
   const patient = all.find((r) => r.resourceType === 'Patient')!;
   const coverage = all.find((r) => r.resourceType === 'Coverage')!;
   const role = resources.find((r) => r.resourceType === 'PractitionerRole');

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
-import type { AssertionRecord, HookAuditRecord, NewPasSubmission, Storage } from '../../src/storage/storage.js';
+import type { AssertionRecord, GuardedOrderChange, HookAuditRecord, NewPasSubmission, OrderKey, OrderState, Storage } from '../../src/storage/storage.js';
 
 /** A pended (A4) or approved (A1) submission with unique identifiers. */
 export function newSubmission(overrides: Partial<NewPasSubmission> = {}): NewPasSubmission {
@@ -231,6 +231,85 @@ export function storageContract(get: () => Storage): void {
     const answers = await Promise.all(['a', 'b', 'c', 'd'].map((v) => get().sharedSetting(key, v)));
     expect(new Set(answers).size).toBe(1);
     expect(await get().sharedSetting(key, 'later')).toBe(answers[0]);
+  });
+
+  const orderKey = (): OrderKey => ({ payer: 'centene', patientId: `pat-${randomUUID().slice(0, 8)}`, orderRef: `MedicationRequest/${randomUUID()}`, drug: 'blinatumomab' });
+  const OPEN: OrderState[] = ['auth-needed', 'not-covered'];
+  const change = (key: OrderKey, state: OrderState, extra: Partial<GuardedOrderChange['change']> = {}, from: OrderState[] = OPEN): GuardedOrderChange => ({
+    key,
+    from,
+    change: { state, at: new Date().toISOString(), source: 'crd', actor: 'order-sign hook-1', reason: `now ${state}`, policyId: 'centene-blinatumomab', ...extra },
+  });
+
+  it("keeps one record per order with every change's who, when and why, and issues its approval once", async () => {
+    const key = orderKey();
+    expect(await get().getOrderRecord(key)).toBeUndefined();
+    const first = await get().applyOrderChange(change(key, 'auth-needed', { reason: 'MRD level not documented' }));
+    expect(first).toMatchObject({ applied: true, record: { ...key, state: 'auth-needed', reason: 'MRD level not documented', policyId: 'centene-blinatumomab' } });
+    const number = `PA-CENTENE-${randomUUID().slice(0, 8)}`;
+    const approved = await get().applyOrderChange(
+      change(key, 'approved', { source: 'review', actor: 'Dr. Ada Reviewer', reason: 'MRD 0.4 % in the attached report', authorization: { number, start: '2026-11-23', end: '2027-05-22' }, submissionId: 'sub-1' }, [...OPEN, 'pended']),
+    );
+    expect(approved.applied).toBe(true);
+    expect(approved.record).toMatchObject({ state: 'approved', authorization: { number, start: '2026-11-23', end: '2027-05-22' }, submissionId: 'sub-1' });
+    expect(approved.record.history.map((h) => [h.source, h.actor, h.state, h.reason, h.authorizationNumber])).toEqual([
+      ['crd', 'order-sign hook-1', 'auth-needed', 'MRD level not documented', undefined],
+      ['review', 'Dr. Ada Reviewer', 'approved', 'MRD 0.4 % in the attached report', number],
+    ]);
+    expect(await get().getAuthorization(number)).toMatchObject({ source: 'review', payer: 'centene', submissionId: 'sub-1' });
+
+    // A decided order refuses a provisional change and a second approval: the record and its number stand.
+    const again = await get().applyOrderChange(change(key, 'approved', { authorization: { number: 'PA-OTHER-1', start: '2026-11-24', end: '2027-05-23' } }));
+    expect(again.applied).toBe(false);
+    expect(again.record.authorization?.number).toBe(number);
+    expect((await get().applyOrderChange(change(key, 'auth-needed'))).applied).toBe(false);
+    expect(await get().getAuthorization('PA-OTHER-1')).toBeUndefined();
+    expect((await get().findOrderRecords({ payer: 'centene', patientId: key.patientId, orderRefs: [key.orderRef, 'MedicationRequest/none'] })).map((r) => r.id)).toEqual([approved.record.id]);
+    expect((await get().findOrderRecordsBySubmission('sub-1')).map((r) => r.id)).toEqual([approved.record.id]);
+  });
+
+  it('issues one approval number when many approvals of one order race', async () => {
+    const key = orderKey();
+    const tries = Array.from({ length: 8 }, (_, i) => change(key, 'approved', { authorization: { number: `PA-RACE-${randomUUID().slice(0, 8)}-${i}`, start: '2026-11-23', end: '2027-05-22' } }));
+    const results = await Promise.all(tries.map((t) => get().applyOrderChange(t)));
+    expect(results.filter((r) => r.applied)).toHaveLength(1);
+    const numbers = new Set(results.map((r) => r.record.authorization?.number));
+    expect(numbers.size).toBe(1);
+    const record = await get().getOrderRecord(key);
+    expect(record?.history).toHaveLength(1);
+  });
+
+  it('pends an order for exactly one of many concurrent PAS requests; the others see which', async () => {
+    const key = orderKey();
+    const subs = Array.from({ length: 6 }, () => newSubmission());
+    const results = await Promise.all(
+      subs.map((s) => get().createPasSubmissionForOrders(s, [change(key, 'pended', { source: 'pas', actor: `PAS ${s.id}`, submissionId: s.id, reason: 'documentation needed' })])),
+    );
+    const created = results.filter((r) => r.created);
+    expect(created).toHaveLength(1);
+    const winner = created[0].submission!.id;
+    for (const r of results.filter((x) => !x.created)) expect(r.blockedBy).toMatchObject({ state: 'pended', submissionId: winner });
+    // Nothing of the refused requests was stored.
+    const losers = subs.filter((s) => s.id !== winner);
+    for (const s of losers) expect(await get().getPasSubmission(s.id)).toBeUndefined();
+    expect((await get().getOrderRecord(key))?.history).toHaveLength(1);
+  });
+
+  it("applies a reviewer's decision to the request and its orders together, or to neither", async () => {
+    const key = orderKey();
+    const s = newSubmission();
+    await get().createPasSubmissionForOrders(s, [change(key, 'pended', { source: 'pas', actor: `PAS ${s.id}`, submissionId: s.id })]);
+    const next = { status: 'denied' as const, reviewAction: 'A3' as const, needed: [], claimResponse: {}, responseBundle: {}, detail: {} };
+    const decision = { submissionId: s.id, decision: 'deny' as const, reviewer: 'Dr. B', reason: 'T-ALL, not B-ALL', decidedAt: new Date().toISOString() };
+    // The order was decided elsewhere meanwhile: the reviewer's decision is refused, the request stays pended.
+    const other = orderKey();
+    await get().applyOrderChange(change(other, 'denied'));
+    const refused = await get().recordReviewDecision({ decision, next, orders: [change(other, 'denied', { source: 'review', actor: 'Dr. B' }, ['pended'])] });
+    expect(refused.applied).toBe(false);
+    expect(refused.submission?.reviewAction).toBe('A4');
+    const ok = await get().recordReviewDecision({ decision, next, orders: [change(key, 'denied', { source: 'review', actor: 'Dr. B', reason: 'T-ALL, not B-ALL', submissionId: s.id }, ['pended'])] });
+    expect(ok.applied).toBe(true);
+    expect(await get().getOrderRecord(key)).toMatchObject({ state: 'denied', reason: 'T-ALL, not B-ALL' });
   });
 
   it('answers ping', async () => {

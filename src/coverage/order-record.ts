@@ -1,0 +1,174 @@
+import type { AuthorizationSource, GuardedOrderChange, OrderKey, OrderRecord, OrderState, Storage } from '../storage/storage.js';
+import type { OrderDecision } from './decide-orders.js';
+import type { Determination } from './determination.js';
+import { determinationOf } from './determination.js';
+
+/**
+ * The order's one authorization record (design.md §8 "One authorization per order"): CRD, DTR, PAS and the reviewer
+ * read it before they answer and write what they decided. The rules of who may change what live here; storage
+ * applies each change atomically under the order's row lock.
+ */
+
+/** States an evaluation may overwrite: nothing was decided yet. */
+export const PROVISIONAL: OrderState[] = ['auth-needed', 'not-covered'];
+/** States a decision (an approval at signing or in DTR, a PAS answer, a reviewer) may overwrite. */
+export const UNDECIDED: OrderState[] = ['auth-needed', 'not-covered', 'pended'];
+
+/** True when the order has its decision: approved or denied. */
+export function isDecided(record: OrderRecord | undefined): record is OrderRecord & { state: 'approved' | 'denied' } {
+  return record?.state === 'approved' || record?.state === 'denied';
+}
+
+/** The record key of an order; undefined when the order cannot be named (no id, no patient). */
+export function orderKeyOf(k: { payer: string; patientId?: string; orderRef?: string; drug: string }): OrderKey | undefined {
+  if (!k.patientId || !k.orderRef || /\/$/.test(k.orderRef)) return undefined;
+  return { payer: k.payer, patientId: k.patientId, orderRef: k.orderRef, drug: k.drug };
+}
+
+/** Who changes the record, and on what grounds. */
+export interface Actor {
+  source: AuthorizationSource;
+  actor: string;
+  at?: string;
+  assertionId?: string;
+  submissionId?: string;
+}
+
+/** The state an evaluation's determination puts an undecided order in. */
+export function stateOf(d: Determination): OrderState {
+  if (d.outcome === 'satisfied' && d.authorization) return 'approved';
+  if (d.outcome === 'not-covered') return 'not-covered';
+  return 'auth-needed';
+}
+
+/** The decision an order's record holds, in the words every edge uses; undefined while it has none (or it expired). */
+export function recordedDecision(
+  record: OrderRecord | undefined,
+  today: string,
+): { reviewAction: 'A1'; reason: string; authorization: NonNullable<OrderRecord['authorization']> } | { reviewAction: 'A3'; reason: string } | undefined {
+  if (record?.state === 'approved' && record.authorization && record.authorization.end >= today) {
+    const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
+    return { reviewAction: 'A1', reason: `Approved${approvedBy?.source === 'review' ? ' on clinical review' : ''}: ${record.reason}`, authorization: record.authorization };
+  }
+  if (record?.state === 'denied') return { reviewAction: 'A3', reason: `Prior authorization denied: ${record.reason}` };
+  return undefined;
+}
+
+/**
+ * The determination as the order's record has it: the order's decision wins over a fresh evaluation. An approval
+ * (by any path, the reviewer's included) answers `satisfied` with its number and period while it lasts; a denial
+ * answers not covered with its reason; a pended request adds that it waits for review.
+ */
+export function withOrderRecord(d: Determination, record: OrderRecord | undefined, today: string): Determination {
+  if (!record) return d;
+  const decided = recordedDecision(record, today);
+  if (decided?.reviewAction === 'A1') {
+    const reasons = d.outcome === 'satisfied' ? d.reasons : [{ text: decided.reason }];
+    return {
+      ...d,
+      outcome: 'satisfied',
+      covered: 'covered',
+      paNeeded: 'satisfied',
+      questionnaire: undefined,
+      reasons,
+      needed: [],
+      reviewAction: 'A1',
+      summary: `prior authorization satisfied: ${decided.authorization.number}`,
+      authorization: decided.authorization,
+    };
+  }
+  if (decided?.reviewAction === 'A3') {
+    return {
+      ...d,
+      outcome: 'not-covered',
+      covered: 'not-covered',
+      paNeeded: undefined,
+      questionnaire: undefined,
+      reasons: [{ text: decided.reason }],
+      needed: [],
+      reviewAction: 'A3',
+      summary: 'prior authorization denied',
+      authorization: undefined,
+    };
+  }
+  if (record.state === 'pended' && d.reviewAction === 'A4') {
+    const since = [...record.history].reverse().find((h) => h.state === 'pended')?.at.slice(0, 10);
+    return {
+      ...d,
+      reasons: [...d.reasons, { text: `A prior authorization request for this order is pended for clinical review${since ? ` since ${since}` : ''}.` }],
+      summary: 'prior authorization pended for review',
+    };
+  }
+  return d;
+}
+
+/**
+ * Writes what an evaluation determined for an order and returns the record as it now stands. A new approval is
+ * applied unless the order already has a decision (then the decision stands and the proposed number is dropped);
+ * a provisional state is written only when it changes.
+ */
+export async function recordEvaluation(
+  storage: Storage,
+  key: OrderKey,
+  d: Determination,
+  who: Actor & { policyId?: string },
+  current?: OrderRecord | null,
+): Promise<OrderRecord | undefined> {
+  const record = current === undefined ? await storage.getOrderRecord(key) : (current ?? undefined);
+  if (isDecided(record)) return record;
+  const state = stateOf(d);
+  if (record && state !== 'approved' && (record.state === state || record.state === 'pended')) return record;
+  const change: GuardedOrderChange = {
+    key,
+    from: state === 'approved' ? UNDECIDED : PROVISIONAL,
+    change: {
+      state,
+      at: who.at ?? new Date().toISOString(),
+      source: who.source,
+      actor: who.actor,
+      reason: d.reasons[0]?.text ?? d.summary,
+      ...(who.policyId ? { policyId: who.policyId } : {}),
+      ...(state === 'approved' ? { authorization: d.authorization } : {}),
+      ...(who.assertionId ? { assertionId: who.assertionId } : {}),
+      ...(who.submissionId ? { submissionId: who.submissionId } : {}),
+    },
+  };
+  return (await storage.applyOrderChange(change)).record;
+}
+
+/**
+ * CRD: reads the records of the hook's governed orders, lets each order's decision stand over the evaluation, and
+ * records what signing determined (an approval at signing is the order's approval, issued once).
+ */
+export async function settleOrderDecisions(opts: {
+  storage: Storage;
+  payer: string;
+  patientId: string;
+  decisions: OrderDecision[];
+  actor: string;
+}): Promise<void> {
+  const governed = opts.decisions.filter((d) => d.policy && d.order.id);
+  if (governed.length === 0) return;
+  const refs = [...new Set(governed.map((d) => `${d.order.resourceType}/${d.order.id}`))];
+  const records = await opts.storage.findOrderRecords({ payer: opts.payer, patientId: opts.patientId, orderRefs: refs });
+  await Promise.all(
+    governed.map(async (d) => {
+      const key = orderKeyOf({ payer: opts.payer, patientId: opts.patientId, orderRef: `${d.order.resourceType}/${d.order.id}`, drug: d.policy!.file.drug });
+      if (!key) return;
+      const current = records.find((r) => r.orderRef === key.orderRef && r.drug === key.drug) ?? null;
+      const determination = determinationOf(d.policy!, d.evaluation!, d.authorization);
+      const record = await recordEvaluation(
+        opts.storage,
+        key,
+        determination,
+        { source: 'crd', actor: opts.actor, assertionId: d.assertionId, policyId: d.policy!.file.id },
+        current,
+      );
+      if (record) {
+        d.record = record;
+        if (record.state === 'approved') d.authorization = record.authorization;
+        else if (d.authorization && record.authorization?.number !== d.authorization.number) d.authorization = undefined;
+      }
+    }),
+  );
+}
