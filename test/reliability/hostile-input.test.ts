@@ -187,7 +187,8 @@ describe('nonsense clinical values are unknown facts, never an approval', () => 
       .set('Content-Type', FHIR_JSON)
       .send(JSON.stringify(storyBundle('centene-missing-mrd', { answers: { 'mrd-percent': [{ valueDecimal: 0.52 }] } })));
     expect(reviewActions(claimResponseOf(answered.body))).toEqual([`${X12}#A1`]);
-    const negative = storyBundle('centene-missing-mrd', { answers: { 'mrd-percent': [{ valueDecimal: 0.52 }], 'daily-dose': [{ valueDecimal: -5 }] } });
+    // Another order of the patient: the order approved above keeps its one decision (design.md §8).
+    const negative = storyBundle('centene-missing-mrd', { orderId: 'centene-missing-mrd-negative-order', answers: { 'mrd-percent': [{ valueDecimal: 0.52 }], 'daily-dose': [{ valueDecimal: -5 }] } });
     const order = negative.entry!.map((e) => e.resource!).find((r) => r.resourceType === 'MedicationRequest' && r.id?.endsWith('-order')) as MedicationRequest;
     order.dosageInstruction![0].doseAndRate![0].doseQuantity!.value = -5;
     const res = await request(app).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(negative));
