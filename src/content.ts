@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CodeSystem, MedicationRequest, ValueSet } from '@medplum/fhirtypes';
+import type { CodeSystem, Library, MedicationRequest, ValueSet } from '@medplum/fhirtypes';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { resolveValueSetUrl } from './fhir/fhirpath.js';
@@ -76,6 +76,8 @@ export interface Content {
   policies: CompiledPolicy[];
   /** Questionnaires by canonical URL (and `url|version`). */
   questionnaires: Map<string, Record<string, unknown>>;
+  /** CQL + ELM Libraries generated from the policies (`libraries/<id>.json`, `npm run libraries`), by id. */
+  libraries: Map<string, Library>;
   canonicalBase: string;
   loadedAt: Date;
   loadMs: number;
@@ -154,6 +156,20 @@ export function loadContent(opts: { root: string; canonicalBase: string }): Cont
     }
   }
 
+  const libraries = new Map<string, Library>();
+  for (const path of files(join(opts.root, 'libraries'), ['.json'])) {
+    try {
+      const l = JSON.parse(rebaseContentText(readFileSync(path, 'utf8'), opts.canonicalBase)) as Library;
+      if (l.resourceType !== 'Library' || !l.id || !l.url) {
+        problems.push({ file: path, field: 'url', message: 'expected a Library with an id and a url' });
+        continue;
+      }
+      libraries.set(l.id, l);
+    } catch (err) {
+      problems.push({ file: path, field: '(json)', message: (err as Error).message });
+    }
+  }
+
   let policies: CompiledPolicy[] = [];
   try {
     policies = loadPolicies({ root: cds, valueSets, canonicalBase: opts.canonicalBase });
@@ -173,6 +189,7 @@ export function loadContent(opts: { root: string; canonicalBase: string }): Cont
     codeSystems,
     policies,
     questionnaires,
+    libraries,
     canonicalBase: opts.canonicalBase,
     loadedAt: new Date(),
     loadMs: performance.now() - started,

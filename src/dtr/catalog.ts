@@ -1,8 +1,9 @@
-import type { Questionnaire, QuestionnaireItem, ValueSet } from '@medplum/fhirtypes';
+import type { Library, Questionnaire, QuestionnaireItem, ValueSet } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { policyStructure } from './policy-structure.js';
 import type { PolicyStructure } from './policy-structure.js';
+import { cqlQuestionnaire, libraryClosure } from './cql-questionnaire.js';
 import { buildQuestionnaire, flattenItems } from './questionnaire-builder.js';
 
 /** The Questionnaires the payer serves, indexed once when the router is built (content is immutable). */
@@ -18,6 +19,10 @@ export interface DtrCatalog {
   structureOf: Map<string, PolicyStructure>;
   /** The ValueSets a Questionnaire's items bind (`answerValueSet`), resolved against local content. */
   valueSetsOf(q: Questionnaire): ValueSet[];
+  /** The DTR 2.0.1 form of a Questionnaire (CQL pre-population) and its Libraries, when its policy has a Library. */
+  cqlFormOf(q: Questionnaire): { questionnaire: Questionnaire; libraries: Library[] } | undefined;
+  /** Every Library, for `/fhir/Library`. */
+  libraries: Library[];
 }
 
 /**
@@ -87,5 +92,19 @@ export function buildCatalog(content: Content): DtrCatalog {
     return out;
   };
 
-  return { all, byId, byCanonical, policyOf, forPolicy, structureOf, valueSetsOf };
+  // DTR 2.0.1 forms are derived once here, from the committed Libraries (content is immutable).
+  const libraries = [...content.libraries.values()];
+  const libraryByCanonical = (canonical: string) => {
+    const [url, version] = canonical.split('|');
+    return libraries.find((l) => l.url === url && (version === undefined || l.version === version));
+  };
+  const cqlForms = new Map<Questionnaire, { questionnaire: Questionnaire; libraries: Library[] }>();
+  for (const [q, policy] of policyOf) {
+    const library = content.libraries.get(policy.file.id);
+    if (!library || library.version !== policy.file.version) continue;
+    cqlForms.set(q, { questionnaire: cqlQuestionnaire(q, policy, library), libraries: libraryClosure(library, libraryByCanonical) });
+  }
+  const cqlFormOf = (q: Questionnaire) => cqlForms.get(q);
+
+  return { all, byId, byCanonical, policyOf, forPolicy, structureOf, valueSetsOf, cqlFormOf, libraries };
 }

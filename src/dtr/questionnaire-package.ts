@@ -317,7 +317,10 @@ function packageBundle(
   deps: PackageDeps,
 ): Bundle {
   const { catalog, content } = deps;
-  const entry: BundleEntry[] = [{ fullUrl: `${deps.fhirBase}/Questionnaire/${q.id}`, resource: q }];
+  // DTR 2.0.1 clients pre-populate with CQL: they get the CQL form and its Libraries (CQL + ELM, with dependencies).
+  const cqlForm = version === '2.0.1' ? catalog.cqlFormOf(q) : undefined;
+  const entry: BundleEntry[] = [{ fullUrl: `${deps.fhirBase}/Questionnaire/${q.id}`, resource: cqlForm?.questionnaire ?? q }];
+  for (const lib of cqlForm?.libraries ?? []) entry.push({ fullUrl: `${deps.fhirBase}/Library/${lib.id}`, resource: lib });
   for (const vs of catalog.valueSetsOf(q)) entry.push({ fullUrl: `${deps.fhirBase}/ValueSet/${vs.id}`, resource: vs });
 
   const policy = catalog.policyOf.get(q);

@@ -83,6 +83,16 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
             operation: [op('expand', 'http://hl7.org/fhir/OperationDefinition/ValueSet-expand')],
           },
           {
+            type: 'Library',
+            interaction: [{ code: 'read' }, { code: 'search-type' }],
+            searchParam: [
+              { name: 'url', type: 'uri', documentation: 'Canonical URL, optionally with |version' },
+              { name: 'version', type: 'token' },
+              { name: '_id', type: 'token' },
+              { name: 'name', type: 'string' },
+            ],
+          },
+          {
             type: 'QuestionnaireResponse',
             profile: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-questionnaireresponse',
             interaction: [

@@ -181,6 +181,17 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   });
   router.all('/Questionnaire/:id', only('GET'));
 
+  // Libraries (CQL + ELM) named by the DTR 2.0.1 forms' cqf-library (DTR: payers SHALL make them available).
+  router.get('/Library', (req, res) => send(res, 200, searchset(selfUrl(req), fhirBase, searchCanonical(req, catalog.libraries))));
+  router.all('/Library', only('GET'));
+  router.get('/Library/:id', (req, res) => {
+    const id = String(req.params.id);
+    const l = FHIR_ID.test(id) ? catalog.libraries.find((x) => x.id === id) : undefined;
+    if (!l) throw notFound(`Library/${id} is not known`);
+    send(res, 200, l);
+  });
+  router.all('/Library/:id', only('GET'));
+
   const valueSetByUrl = (url: string): ValueSet => {
     const vs = content.valueSets.get(url);
     if (!vs) throw notFound(`ValueSet ${url} is not known`);

@@ -260,7 +260,11 @@ describe('POST $questionnaire-package: forms and shapes', () => {
     expect(out.parameter!.map((p) => p.name)).toEqual(['PackageBundle', 'packagebundle']);
     const bundle = out.parameter![0].resource as Bundle;
     const bundle22 = out.parameter![1].resource as Bundle;
-    expect(bundle22.entry![0].resource).toEqual(bundle.entry![0].resource);
+    // The same form (url, version, questions); the 2.0.1 one pre-populates with CQL, the 2.2 one with FHIRPath.
+    const [q201, q22] = [bundle, bundle22].map((b) => b.entry![0].resource as Questionnaire);
+    expect([q201.url, q201.version]).toEqual([q22.url, q22.version]);
+    const linkIds = (q: Questionnaire) => JSON.stringify(q.item).match(/"linkId":"[^"]+"/g);
+    expect(linkIds(q201)).toEqual(linkIds(q22));
     expect(bundle.type).toBe('collection');
     expect(bundle.entry![0].resource!.resourceType).toBe('Questionnaire');
     expect((bundle.entry![0].resource as Questionnaire).url).toBe(qUrl);

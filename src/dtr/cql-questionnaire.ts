@@ -1,0 +1,64 @@
+import type { Extension, Library, Questionnaire, QuestionnaireItem } from '@medplum/fhirtypes';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import { EXT_INITIAL_EXPRESSION, EXT_VARIABLE } from './fhir-urls.js';
+
+/** SDC / CQF: the Library whose definitions a Questionnaire's CQL expressions name. */
+export const EXT_CQF_LIBRARY = 'http://hl7.org/fhir/StructureDefinition/cqf-library';
+
+/**
+ * The form a DTR 2.0.1 client receives (DTR 2.0.1 requirements #62, #64, #83, #98: CQL SHALL be used for
+ * pre-population; the Inferno 2.0.1 payer tests require `text/cql` item and root expressions and a `cqf-library`
+ * equal to a packaged Library's url). Same items, wording and enable logic as the FHIRPath form; pre-population moves
+ * to the policy's Library: an item whose fact the Library expresses gets the `text/cql` initialExpression
+ * `"Library".fact`; an item whose fact it does not express loses its FHIRPath initialExpression (the package's
+ * QuestionnaireResponse still carries what CRD read from the chart), and the FHIRPath/x-fhir-query variables go, since
+ * only those expressions used them.
+ */
+export function cqlQuestionnaire(q: Questionnaire, policy: CompiledPolicy, library: Library): Questionnaire {
+  const defines = new Set(definesOf(library));
+  const factByLinkId = new Map<string, string>();
+  for (const f of policy.facts) if (f.def.linkId) factByLinkId.set(f.def.linkId, f.name);
+
+  const items = (list: QuestionnaireItem[] | undefined): QuestionnaireItem[] | undefined =>
+    list?.map((item) => {
+      const fact = factByLinkId.get(item.linkId);
+      const extension = (item.extension ?? []).flatMap((e): Extension[] => {
+        if (e.url !== EXT_INITIAL_EXPRESSION) return [e];
+        if (!fact || !defines.has(fact)) return [];
+        return [{ url: EXT_INITIAL_EXPRESSION, valueExpression: { language: 'text/cql', expression: `"${library.name}".${fact}` } }];
+      });
+      const out: QuestionnaireItem = { ...item, ...(item.item ? { item: items(item.item) } : {}) };
+      if (extension.length > 0) out.extension = extension;
+      else delete out.extension;
+      return out;
+    });
+
+  return {
+    ...q,
+    extension: [...(q.extension ?? []).filter((e) => e.url !== EXT_VARIABLE), { url: EXT_CQF_LIBRARY, valueCanonical: library.url }],
+    item: items(q.item),
+  };
+}
+
+/** The expression definitions of a Library's ELM (`application/elm+json` content). */
+export function definesOf(library: Library): string[] {
+  const elm = library.content?.find((c) => c.contentType === 'application/elm+json')?.data;
+  if (!elm) return [];
+  const parsed = JSON.parse(Buffer.from(elm, 'base64').toString('utf8')) as { library?: { statements?: { def?: { name: string }[] } } };
+  return (parsed.library?.statements?.def ?? []).map((d) => d.name).filter((n) => n !== 'Patient');
+}
+
+/** A Library and, recursively, the Libraries it depends on (relatedArtifact depends-on), each once. */
+export function libraryClosure(library: Library, byCanonical: (canonical: string) => Library | undefined): Library[] {
+  const out: Library[] = [];
+  const visit = (l: Library) => {
+    if (out.includes(l)) return;
+    out.push(l);
+    for (const r of l.relatedArtifact ?? []) {
+      const dep = r.type === 'depends-on' && r.resource ? byCanonical(r.resource) : undefined;
+      if (dep) visit(dep);
+    }
+  };
+  visit(library);
+  return out;
+}
