@@ -306,6 +306,8 @@ const ROUTES: RouteCase[] = [
   { name: 'ValueSet/{id}/$expand', scope: 'system/ValueSet.r', ok: 200, call: get('/fhir/ValueSet/b-all-snomed/$expand') },
   { name: 'ValueSet/$expand (GET)', scope: 'system/ValueSet.r', ok: 200, call: get('/fhir/ValueSet/$expand?url=' + VS) },
   { name: 'ValueSet/$expand (POST)', scope: 'system/ValueSet.r', ok: 200, call: post('/fhir/ValueSet/$expand', { resourceType: 'Parameters', parameter: [{ name: 'url', valueUri: VS }] }) },
+  { name: 'Library search', scope: 'system/Library.s', ok: 200, call: get('/fhir/Library') },
+  { name: 'Library read', scope: 'system/Library.r', ok: 200, call: get('/fhir/Library/centene-blinatumomab') },
   {
     name: 'QuestionnaireResponse create',
     scope: 'system/QuestionnaireResponse.c',
