@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
@@ -10,136 +11,212 @@ import { orderSignRequest } from '../test/helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../test/helpers/stories.js';
 
 /**
- * `npm run bench` (design.md §9): PriorPath and a bare Express baseline, each in its own process, loaded in one run
- * by autocannon from this process; prints latency, throughput and the ratio. Loopback only; bounded in time.
+ * `npm run bench` (design.md §9). Runs the BUILT service (`node dist/main.js`, after `npm run build`) and a bare
+ * Express baseline, each in its own process, and loads them from this process with autocannon:
+ * - order-sign with full prefetch, every request a different patient and hookInstance (both servers get the same
+ *   bodies, in the same order), then the same with one identical body (what the evaluation cache measures);
+ * - order-sign with only the Patient prefetched, the rest queried from an EHR stub in its own process that answers
+ *   from memory (bench/ehr-stub.ts), again a different patient per request;
+ * - apart: order-sign querying the embedded sandbox EHR, and `$questionnaire-package` with CRD pre-fill, both on a
+ *   second PriorPath process with SANDBOX=on and PAYER_API_AUTH=open (the documented open mode of the sandbox);
+ * - resident memory of the service sampled during every run, and start to ready (`/readyz` 200) on a new DATA_DIR.
+ * Loopback only; bounded in time (BENCH_SECONDS per run, default 10).
  */
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = 32;
 const STORY = process.env.BENCH_STORY ?? 'centene-mrd-positive';
+const DTR_STORY = 'centene-missing-mrd';
+const PORT = Number(process.env.BENCH_PORT ?? 4400);
+/** `npm run profile`: one full-prefetch load (distinct patients) under `node --cpu-prof`, then the profile's path. */
+const PROFILE = process.argv.includes('--profile');
 
-function start(args: string[], env: Record<string, string>, ready: RegExp | null): Promise<{ proc: ChildProcess; ms: number }> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const onData = (d: Buffer) => {
-      out += String(d);
-      if (ready?.test(out)) resolve({ proc, ms: performance.now() - started });
-    };
-    proc.stdout!.on('data', onData);
-    if (!ready) resolve({ proc, ms: 0 });
-    proc.stderr!.on('data', (d: Buffer) => (out += String(d)));
-    proc.on('exit', (code) => reject(new Error(`process exited ${code}: ${out}`)));
-    setTimeout(() => reject(new Error(`not ready after 30 s: ${out}`)), 30_000).unref();
-  });
+const children: ChildProcess[] = [];
+
+function spawnNode(args: string[], env: Record<string, string>): { proc: ChildProcess; output: () => string; spawnedAt: number } {
+  const proc = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(proc);
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += String(d)));
+  proc.stderr!.on('data', (d: Buffer) => (out += String(d)));
+  return { proc, output: () => out, spawnedAt: performance.now() };
 }
 
-async function load(url: string, body: string, headers: Record<string, string> = {}): Promise<autocannon.Result> {
-  return autocannon({ url, method: 'POST', connections: CONNECTIONS, duration: DURATION, headers: { 'content-type': 'application/json', ...headers }, body });
+/** A helper process written in TypeScript (baseline, EHR stub): tsx only loads it; it prints `ready`. */
+async function startHelper(script: string, args: string[]): Promise<ChildProcess> {
+  const h = spawnNode(['--import', 'tsx', script, ...args], {});
+  await until(async () => h.output().includes('ready'), `${script}: ${h.output()}`);
+  return h.proc;
 }
 
-function rssOf(pid: number): number {
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 120_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`not ready after ${timeoutMs} ms: ${what}`);
+}
+
+/** Starts `node dist/main.js` on a new DATA_DIR; resolves with the milliseconds from spawn to healthy and to ready. */
+async function startPriorPath(port: number, env: Record<string, string>, nodeArgs: string[] = []) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-bench-data-'));
+  const pp = spawnNode([...nodeArgs, 'dist/main.js'], { PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'warn', PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, NODE_ENV: 'development', DATA_DIR: dataDir, ...env });
+  const base = `http://127.0.0.1:${port}`;
+  let healthyMs = 0;
+  await until(async () => {
+    if (pp.proc.exitCode !== null) throw new Error(pp.output());
+    if (!healthyMs && (await fetch(`${base}/healthz`)).ok) healthyMs = performance.now() - pp.spawnedAt;
+    return (await fetch(`${base}/readyz`)).ok;
+  }, `PriorPath on ${port}: ${pp.output()}`);
+  const readyMs = performance.now() - pp.spawnedAt;
+  return { ...pp, base, dataDir, healthyMs, readyMs };
+}
+
+function rssMiB(pid: number): number {
   try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return Number(status.match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) / 1024;
+    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
   } catch {
     return 0;
   }
 }
 
+/** The story's body as patient `b<n>-<id>` with a fresh hookInstance: every id that names the patient changes. */
+function reidentify(body: string, patientId: string, hookInstance: string, n: number): string {
+  return body.split(patientId).join(`b${n}-${patientId}`).replace(hookInstance, randomUUID());
+}
+
+interface Run {
+  result: autocannon.Result;
+  rssMax: number;
+}
+
+/** Loads `url` for DURATION with `bodyAt(i)` as the i-th request's body, sampling the server's RSS meanwhile. */
+async function load(url: string, bodyAt: (i: number) => string, pid?: number): Promise<Run> {
+  let i = 0;
+  let rssMax = 0;
+  const sampler = pid ? setInterval(() => (rssMax = Math.max(rssMax, rssMiB(pid))), 200) : undefined;
+  try {
+    const result = await autocannon({
+      url,
+      connections: CONNECTIONS,
+      duration: DURATION,
+      requests: [{ method: 'POST', headers: { 'content-type': 'application/json' }, setupRequest: (req) => ({ ...req, body: bodyAt(i++) }) }],
+    });
+    return { result, rssMax };
+  } finally {
+    if (sampler) clearInterval(sampler);
+  }
+}
+
+const row = (name: string, r: Run) =>
+  `| ${name} | ${r.result.latency.p50} | ${r.result.latency.p99} | ${Math.round(r.result.requests.average)} | ${r.result.non2xx + r.result.errors} | ${r.rssMax ? Math.round(r.rssMax) : '–'} |`;
+
 async function main(): Promise<void> {
+  if (!existsSync(join(root, 'dist', 'main.js'))) throw new Error('dist/main.js is missing: run `npm run build` first (npm run bench does)');
   const resources: Resource[] = storyResources(STORY);
   const order: MedicationRequest = storyOrder(STORY, resources);
+  const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;
   const full = orderSignRequest(resources, order);
   const fullBody = JSON.stringify(full);
+  const hookInstance = full.hookInstance as string;
+  const distinct = (offset: number) => (i: number) => reidentify(fullBody, patientId, hookInstance, offset + i);
 
-  const port = 3900 + Math.floor(Math.random() * 50);
-  const base = `http://127.0.0.1:${port}`;
-  const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-bench-data-'));
-  const pp = await start(['src/main.ts'], { PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'warn', PUBLIC_BASE_URL: base, NODE_ENV: 'development', DATA_DIR: dataDir }, null);
-  const spawned = performance.now();
-  // main.ts logs nothing at silent level: poll health instead.
-  const t0 = performance.now();
-  for (;;) {
-    try {
-      if ((await fetch(`${base}/healthz`)).ok) break;
-    } catch {
-      /* not yet */
-    }
-    await new Promise((r) => setTimeout(r, 20));
+  if (PROFILE) {
+    const profileDir = join(root, 'profiles');
+    const pp = await startPriorPath(PORT, { SANDBOX: 'off' }, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
+    const run = await load(`${pp.base}/cds-services/priorpath-order-sign`, distinct(0), pp.proc.pid);
+    const exited = new Promise((r) => pp.proc.once('exit', r));
+    pp.proc.kill('SIGTERM');
+    await exited;
+    process.stdout.write(
+      `${row('order-sign, full prefetch, distinct patients (profiled)', run)}\nCPU profile written to ${profileDir}/ (newest *.cpuprofile): open it in Chrome DevTools (Performance → Load profile) or https://www.speedscope.app\n`,
+    );
+    rmSync(pp.dataDir, { recursive: true, force: true });
+    return;
   }
-  const startupMs = performance.now() - spawned;
-  void t0;
-  const sign = `${base}/cds-services/priorpath-order-sign`;
-  const first = await fetch(sign, { method: 'POST', headers: { 'content-type': 'application/json' }, body: fullBody });
+  const pp = await startPriorPath(PORT, { SANDBOX: 'off' });
+  const rssIdle = rssMiB(pp.proc.pid!);
+  const sign = `${pp.base}/cds-services/priorpath-order-sign`;
+  const first = await fetch(sign, { method: 'POST', headers: { 'content-type': 'application/json' }, body: distinct(9_000_000)(0) });
   const responseBytes = Buffer.from(await first.arrayBuffer());
   if (first.status !== 200) throw new Error(`PriorPath answered ${first.status}: ${String(responseBytes)}`);
   const dir = mkdtempSync(join(tmpdir(), 'priorpath-bench-'));
   writeFileSync(join(dir, 'response.json'), responseBytes);
-  const basePort = port + 100;
-  const baseline = await start(['bench/baseline-server.ts', join(dir, 'response.json'), String(basePort)], {}, /ready/);
+  const basePort = PORT + 1;
+  await startHelper('bench/baseline-server.ts', [join(dir, 'response.json'), String(basePort)]);
+  const baseUrl = `http://127.0.0.1:${basePort}/cds-services/priorpath-order-sign`;
+  const ehrPort = PORT + 2;
+  await startHelper('bench/ehr-stub.ts', [STORY, String(ehrPort)]);
 
-  try {
-    const b = await load(`http://127.0.0.1:${basePort}/cds-services/priorpath-order-sign`, fullBody);
-    const p = await load(sign, fullBody);
-    const rss = rssOf(pp.proc.pid!);
-    // The EHR is another system: its sandbox FHIR server runs in a process of its own, as a real EHR would.
-    const ehrPort = port + 200;
-    const ehr = await start(['src/main.ts'], { PORT: String(ehrPort), CDS_AUTH: 'open', LOG_LEVEL: 'warn', NODE_ENV: 'development', DATA_DIR: mkdtempSync(join(tmpdir(), 'priorpath-bench-ehr-')) }, null);
-    for (;;) {
-      try {
-        if ((await fetch(`http://127.0.0.1:${ehrPort}/sandbox/fhir/metadata`)).ok) break;
-      } catch {
-        /* not yet */
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const queryingBody = JSON.stringify({ ...full, fhirServer: `http://127.0.0.1:${ehrPort}/sandbox/fhir`, fhirAuthorization: undefined, prefetch: { patient: (full.prefetch as Record<string, unknown>).patient } });
-    const q = await load(sign, queryingBody);
-    ehr.proc.kill('SIGTERM');
-    // DTR: the package for an order whose documentation is missing, carrying the CRD assertion (pre-fill from storage).
-    const dtrStory = 'centene-missing-mrd';
-    const dtrResources = storyResources(dtrStory);
-    const signed = await fetch(sign, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(orderSignRequest(dtrResources, storyOrder(dtrStory, dtrResources))) });
-    const signedOrder = ((await signed.json()) as { systemActions: { resource: unknown }[] }).systemActions[0].resource;
-    const packageBody = JSON.stringify({
-      resourceType: 'Parameters',
-      parameter: [
-        { name: 'coverage', resource: dtrResources.find((r) => r.resourceType === 'Coverage') },
-        { name: 'order', resource: signedOrder },
-      ],
-    });
-    // The payer API needs a SMART Backend Services token: the sandbox EHR's, as the DTR app gets it (lives 5 min).
-    const payerToken = ((await (await fetch(`${base}/sandbox/payer-token`, { method: 'POST' })).json()) as { access_token: string }).access_token;
-    const pkg = await load(`${base}/fhir/Questionnaire/$questionnaire-package`, packageBody, { authorization: `Bearer ${payerToken}` });
+  // Same bodies in the same order for both servers; PriorPath has never seen them (its cache cannot answer).
+  const b = await load(baseUrl, distinct(0));
+  const p = await load(sign, distinct(0), pp.proc.pid);
+  const bSame = await load(baseUrl, () => fullBody);
+  const pSame = await load(sign, () => fullBody, pp.proc.pid);
+  const queryingTemplate = JSON.stringify({ ...full, fhirServer: `http://127.0.0.1:${ehrPort}`, prefetch: { patient: (full.prefetch as Record<string, unknown>).patient } });
+  const q = await load(sign, (i) => reidentify(queryingTemplate, patientId, hookInstance, 1_000_000 + i), pp.proc.pid);
+  const rssAfter = rssMiB(pp.proc.pid!);
+  pp.proc.kill('SIGTERM');
 
-    const row = (name: string, r: autocannon.Result) =>
-      `| ${name.padEnd(44)} | ${String(r.latency.p50).padStart(6)} | ${String(r.latency.p99).padStart(6)} | ${String(Math.round(r.requests.average)).padStart(7)} | ${String(r.non2xx).padStart(5)} |`;
-    const lines = [
-      `body ${Math.round(fullBody.length / 1024)} KB (story ${STORY}), ${CONNECTIONS} connections, ${DURATION} s each, node ${process.version}`,
-      '',
-      '| run | p50 ms | p99 ms | req/s | non-2xx |',
-      '|---|---:|---:|---:|---:|',
-      row('bare Express baseline (same body, same bytes)', b),
-      row('PriorPath order-sign, full prefetch', p),
-      row('PriorPath order-sign, queries the EHR (own process)', q),
-      row('PriorPath $questionnaire-package (with pre-fill)', pkg),
-      '',
-      `throughput ratio (PriorPath / baseline): ${(p.requests.average / b.requests.average).toFixed(2)} (target >= 0.5)`,
-      `p99 ratio (PriorPath / baseline): ${(p.latency.p99 / Math.max(1, b.latency.p99)).toFixed(2)} (target <= 2)`,
-      `order-sign with EHR queries p99: ${q.latency.p99} ms (target <= 50)`,
-      `$questionnaire-package p99: ${pkg.latency.p99} ms (target <= 20)`,
-      `start-up to healthy: ${Math.round(startupMs)} ms (target <= 2000); resident memory after load: ${Math.round(rss)} MiB (target <= 200)`,
-    ];
-    process.stdout.write(`${lines.join('\n')}\n`);
-  } finally {
-    pp.proc.kill('SIGTERM');
-    baseline.proc.kill('SIGTERM');
-  }
+  // The sandbox process: its embedded EHR (Medplum in memory) and the payer API in its documented open mode.
+  const sb = await startPriorPath(PORT + 3, { SANDBOX: 'on', PAYER_API_AUTH: 'open' });
+  const sbSign = `${sb.base}/cds-services/priorpath-order-sign`;
+  const sandboxBody = JSON.stringify({ ...full, fhirServer: `${sb.base}/sandbox/fhir`, fhirAuthorization: undefined, prefetch: { patient: (full.prefetch as Record<string, unknown>).patient } });
+  const s = await load(sbSign, () => sandboxBody.replace(hookInstance, randomUUID()), sb.proc.pid);
+  const dtrResources = storyResources(DTR_STORY);
+  const signed = await fetch(sbSign, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(orderSignRequest(dtrResources, storyOrder(DTR_STORY, dtrResources))) });
+  const signedOrder = ((await signed.json()) as { systemActions: { resource: unknown }[] }).systemActions[0].resource;
+  const packageBody = JSON.stringify({
+    resourceType: 'Parameters',
+    parameter: [
+      { name: 'coverage', resource: dtrResources.find((r) => r.resourceType === 'Coverage') },
+      { name: 'order', resource: signedOrder },
+    ],
+  });
+  const probe = await fetch(`${sb.base}/fhir/Questionnaire/$questionnaire-package`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: packageBody });
+  if (probe.status !== 200) throw new Error(`$questionnaire-package answered ${probe.status}: ${await probe.text()}`);
+  const pkg = await load(`${sb.base}/fhir/Questionnaire/$questionnaire-package`, () => packageBody, sb.proc.pid);
+
+  const ratio = (x: number, y: number) => (x / Math.max(1, y)).toFixed(2);
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  const lines = [
+    `${new Date().toISOString()} · ${cpus().length} × ${cpu} · node ${process.version} · story ${STORY} (${Math.round(fullBody.length / 1024)} KB body) · ${CONNECTIONS} connections, ${DURATION} s a run`,
+    '',
+    '| run | p50 ms | p99 ms | req/s | errors | RSS max MiB |',
+    '|---|---:|---:|---:|---:|---:|',
+    row('bare Express baseline, distinct bodies', b),
+    row('order-sign, full prefetch, distinct patients', p),
+    row('bare Express baseline, identical body', bSame),
+    row('order-sign, full prefetch, identical body (cache)', pSame),
+    row('order-sign, EHR queries to a stub (own process)', q),
+    row('order-sign, EHR queries to the sandbox EHR (SANDBOX=on)', s),
+    row('$questionnaire-package with pre-fill (SANDBOX=on)', pkg),
+    '',
+    '| target (design.md §9) | measured |',
+    '|---|---|',
+    `| order-sign throughput ≥ 0.5 × baseline | ${ratio(p.result.requests.average, b.result.requests.average)} × |`,
+    `| order-sign p99 ≤ 2 × baseline p99 | ${ratio(p.result.latency.p99, b.result.latency.p99)} × |`,
+    `| identical body (reported apart) | ${ratio(pSame.result.requests.average, bSame.result.requests.average)} × throughput, p99 ${ratio(pSame.result.latency.p99, bSame.result.latency.p99)} × |`,
+    `| EHR-query p99 ≤ 2 × full-prefetch p99 | ${q.result.latency.p99} ms = ${ratio(q.result.latency.p99, p.result.latency.p99)} × |`,
+    `| \`$questionnaire-package\` p99 ≤ 20 ms | ${pkg.result.latency.p99} ms |`,
+    `| start to ready ≤ 2 s (new DATA_DIR, SANDBOX=off) | ${Math.round(pp.readyMs)} ms (healthy after ${Math.round(pp.healthyMs)} ms); SANDBOX=on ${Math.round(sb.readyMs)} ms |`,
+    `| resident memory ≤ 200 MiB (SANDBOX=off) | idle after start ${Math.round(rssIdle)} MiB, max under load ${Math.round(Math.max(p.rssMax, pSame.rssMax, q.rssMax))} MiB, after load ${Math.round(rssAfter)} MiB |`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  rmSync(dir, { recursive: true, force: true });
+  for (const d of [pp.dataDir, sb.dataDir]) rmSync(d, { recursive: true, force: true });
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${(err as Error).message}\n`);
-  process.exit(1);
-});
+main()
+  .catch((err: unknown) => {
+    process.stderr.write(`bench failed: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  });

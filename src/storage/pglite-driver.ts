@@ -1,4 +1,5 @@
-import { closeSync, cpSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { cp } from 'node:fs/promises';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { PgliteWorkerData, WorkerReply, WorkerRequest } from './pglite-worker.js';
@@ -113,7 +114,8 @@ export async function openPglite(dataDir: string, opts: PgliteOptions = {}): Pro
     const pgdir = join(dir, 'pglite');
     if (opts.template && !existsSync(join(pgdir, 'PG_VERSION')) && existsSync(join(opts.template, 'PG_VERSION'))) {
       rmSync(pgdir, { recursive: true, force: true });
-      cpSync(opts.template, pgdir, { recursive: true });
+      // Asynchronous: the service already answers (health, discovery, hooks) while the copy runs.
+      await cp(opts.template, pgdir, { recursive: true });
     }
     const worker = startWorker({ dir, extraParams: EXTRA_PARAMS });
     const fsyncs = await new Promise<number>((res, rej) => {
