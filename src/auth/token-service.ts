@@ -29,6 +29,8 @@ export const ACCESS_TOKEN_LIFETIME_SEC = 300;
 /** An assertion may live at most this long (SMART Backend Services: `exp` no more than five minutes in the future). */
 const MAX_ASSERTION_LIFETIME_SEC = 300;
 const CLOCK_TOLERANCE_SEC = 60;
+/** Verified access tokens remembered at most (each lives five minutes; the map is emptied when full). */
+const MAX_VERIFIED = 10_000;
 const SIGNING_KEY_SETTING = 'payer-api-token-signing-key';
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
@@ -119,12 +121,13 @@ export function createTokenService(opts: TokenServiceOptions): TokenService {
   const tokenEndpoint = `${base}/auth/token`;
   const audience = `${base}/fhir`;
   const issuer = base;
-  const now = opts.now ?? Date.now;
+  const now = opts.now ?? (() => Date.now());
   const clients = new Map<string, { client: PayerClient; keys: JWTVerifyGetKey }>();
   for (const client of opts.clients) {
     clients.set(client.clientId, { client, keys: buildKeySource({ iss: client.clientId, jku: client.jku, jwks: client.jwks, jwksFile: client.jwksFile }, opts.fetchTimeoutMs) });
   }
 
+  const verified = new Map<string, { caller: ApiCaller; expMs: number }>();
   let signing: Promise<{ privateKey: CryptoKey; publicKey: CryptoKey; kid: string }> | undefined;
   const signingKey = () => {
     signing ??= (async () => {
@@ -229,6 +232,14 @@ export function createTokenService(opts: TokenServiceOptions): TokenService {
 
     async verifyAccessToken(token) {
       if (!COMPACT_JWS.test(token)) throw new InvalidAccessToken('not a compact JWS');
+      // A client uses one token for many calls: its signature is checked once, its expiry and registration every time.
+      const seen = verified.get(token);
+      if (seen && seen.expMs > now()) {
+        const entry = clients.get(seen.caller.clientId);
+        if (!entry) throw new InvalidAccessToken(`client ${JSON.stringify(seen.caller.clientId)} is no longer registered`);
+        return seen.caller;
+      }
+      if (seen) verified.delete(token);
       const key = await signingKey();
       let payload: JWTPayload;
       try {
@@ -250,7 +261,10 @@ export function createTokenService(opts: TokenServiceOptions): TokenService {
       const scope = typeof payload.scope === 'string' ? payload.scope : '';
       // Scopes are re-read against the registration for the same reason.
       const scopes = parseScopes(grantScopes(scope, entry.client.grants).join(' '));
-      return { clientId, scopes, scope };
+      const caller = { clientId, scopes, scope };
+      if (verified.size >= MAX_VERIFIED) verified.clear();
+      verified.set(token, { caller, expMs: (payload.exp as number) * 1000 });
+      return caller;
     },
   };
 }

@@ -426,6 +426,21 @@ describe('access tokens that must not open the API', () => {
     expect(basic.status).toBe(401);
   });
 
+  it('stops accepting a token once it expires, even one it has already accepted', async () => {
+    const { app } = securedApp();
+    const token = await accessToken(app, 'system/Questionnaire.r');
+    await request(app).get('/fhir/Questionnaire/centene-blinatumomab').set('Authorization', `Bearer ${token}`).expect(200);
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 301_000);
+      const late = await request(app).get('/fhir/Questionnaire/centene-blinatumomab').set('Authorization', `Bearer ${token}`);
+      expect(late.status).toBe(401);
+      expect(late.headers['www-authenticate']).toContain('error="invalid_token"');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('accepts a token issued by one replica at another sharing the storage', async () => {
     const storage = new MemoryStorage();
     const { app } = securedApp(storage);
