@@ -32,6 +32,15 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
+  // Storage opens first: the embedded store copies its template and starts on its own thread while the policies
+  // compile here. Listen at once: hooks are answered while the store opens (their records are written once it is
+  // open); PAS, DTR and the reviewer wait for it (deferred-storage.ts).
+  const pgliteTemplate = built ? pgliteTemplateData(join(root, 'dist', 'pglite-template')) : undefined;
+  const opening = createStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteTemplate, logger });
+  opening.catch((err: unknown) => {
+    process.stderr.write(`priorpath: storage failed to open: ${(err as Error).message}\n`);
+    process.exit(1);
+  });
   let content;
   try {
     content = loadContent({ root, canonicalBase: config.canonicalBase });
@@ -42,14 +51,6 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  // Listen at once: hooks are answered while the store opens (their records are written once it is open); PAS,
-  // DTR and the reviewer wait for it (deferred-storage.ts).
-  const pgliteTemplate = built ? pgliteTemplateData(join(root, 'dist', 'pglite-template')) : undefined;
-  const opening = createStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteTemplate, logger });
-  opening.catch((err: unknown) => {
-    process.stderr.write(`priorpath: storage failed to open: ${(err as Error).message}\n`);
-    process.exit(1);
-  });
   const storage = deferredStorage(opening, { onLateWriteError: (err, method) => logger.error({ err, method }, 'a record kept while storage opened could not be written') });
   // The sandbox (Medplum's FHIR router and definitions, the SMART sandbox, the web apps) is loaded only when it is
   // on: a production process never pays its start-up time or memory.

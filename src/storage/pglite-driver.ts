@@ -1,5 +1,4 @@
-import { cp } from 'node:fs/promises';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { PgliteWorkerData, WorkerReply, WorkerRequest } from './pglite-worker.js';
@@ -111,13 +110,9 @@ export async function openPglite(dataDir: string, opts: PgliteOptions = {}): Pro
     releaseLock(lock);
   };
   try {
-    const pgdir = join(dir, 'pglite');
-    if (opts.template && !existsSync(join(pgdir, 'PG_VERSION')) && existsSync(join(opts.template, 'PG_VERSION'))) {
-      rmSync(pgdir, { recursive: true, force: true });
-      // Asynchronous: the service already answers (health, discovery, hooks) while the copy runs.
-      await cp(opts.template, pgdir, { recursive: true });
-    }
-    const worker = startWorker({ dir, extraParams: EXTRA_PARAMS });
+    // Started before any await: the worker copies the template (if any) and compiles PGlite on its own thread while
+    // this one goes on (main.ts loads the policies meanwhile).
+    const worker = startWorker({ dir, extraParams: EXTRA_PARAMS, template: opts.template });
     const fsyncs = await new Promise<number>((res, rej) => {
       const onError = (err: Error) => rej(err);
       worker.once('error', onError);

@@ -8,7 +8,7 @@
  * Messages in: `{ id, op: 'query' | 'exec' | 'begin' | 'commit' | 'rollback' | 'close', sql?, params?, tx? }`.
  * Messages out: `{ id, rows? , error?, fsyncs }` and, once, `{ ready: true, fsyncs }` or `{ ready: false, error }`.
  */
-import { fsyncSync } from 'node:fs';
+import { cpSync, existsSync, fsyncSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { PGlite, PGliteOptions, Transaction } from '@electric-sql/pglite';
@@ -19,6 +19,8 @@ export interface PgliteWorkerData {
   dir: string;
   /** Extra PostgreSQL start parameters (after PGlite's defaults minus `-F`). */
   extraParams: string[];
+  /** An initialised data directory that a new `<dir>/pglite` starts as a copy of (pglite-template.ts). */
+  template?: string;
 }
 
 /** A request to the worker. */
@@ -58,6 +60,11 @@ const data = workerData as PgliteWorkerData;
 let fsyncs = 0;
 
 async function open(): Promise<PGlite> {
+  const pgdir = join(data.dir, 'pglite');
+  if (data.template && !existsSync(join(pgdir, 'PG_VERSION')) && existsSync(join(data.template, 'PG_VERSION'))) {
+    rmSync(pgdir, { recursive: true, force: true });
+    cpSync(data.template, pgdir, { recursive: true });
+  }
   const { PGlite: PGliteClass } = await import('@electric-sql/pglite');
   const { NodeFS } = await import('@electric-sql/pglite/nodefs');
   let patched = false;
@@ -94,7 +101,7 @@ async function open(): Promise<PGlite> {
   }
 
   const startParams = [...PGliteClass.defaultStartParams.filter((p) => p !== '-F'), ...data.extraParams];
-  const options: PGliteOptions = { fs: new DurableNodeFS(join(data.dir, 'pglite')), relaxedDurability: false, startParams };
+  const options: PGliteOptions = { fs: new DurableNodeFS(pgdir), relaxedDurability: false, startParams };
   const db = await PGliteClass.create(options);
   if (!patched) {
     await db.close();
