@@ -25,6 +25,9 @@ import { payerApiGate } from './http/payer-api-auth.js';
 import { tokenEndpointRouter } from './http/token-endpoint.js';
 import { sandboxPayerTokenRouter } from './sandbox-auth/payer-token-route.js';
 import { createPasRouter } from './pas/pas-router.js';
+import { SubscriptionNotifier } from './pas/subscription-notifier.js';
+import type { NotifyFetch } from './pas/subscription-notifier.js';
+import { createSubscriptionRouter } from './pas/subscription-router.js';
 import { createReviewRouter } from './pas/review-router.js';
 import type { Logger } from './logger.js';
 import type { Storage } from './storage/storage.js';
@@ -49,6 +52,8 @@ export interface AppDeps {
   webAssetsDir?: string;
   /** True once SIGTERM started the drain: /readyz answers 503 and responses close their connection. */
   isDraining?: () => boolean;
+  /** Outbound POST for PAS subscription notifications (tests may inject one; default global fetch). */
+  notifyFetch?: NotifyFetch;
 }
 
 const asyncHandler =
@@ -206,6 +211,11 @@ export function createApp(deps: AppDeps): express.Express {
   // Browsers (the DTR SMART app) call the payer API cross-origin.
   app.use('/fhir', cors(config.corsOrigins), payerApiGate({ mode: config.payerApiAuth, tokens, storage, logger }));
   app.use('/fhir', createFhirRouter({ content, storage, publicBaseUrl: config.publicBaseUrl, logger, defaultPayer: config.defaultPayer, today: deps.today, tokenEndpoint: tokens.tokenEndpoint }));
+  // PAS Subscriptions: the notifier delivers from the durable outbox; main.ts kicks it at start-up to resume.
+  const fhirBase = `${config.publicBaseUrl}/fhir`;
+  const notifier = new SubscriptionNotifier({ storage, logger, fhirBase, ...(deps.notifyFetch ? { fetchImpl: deps.notifyFetch } : {}) });
+  app.locals.subscriptionNotifier = notifier;
+  app.use('/fhir', createSubscriptionRouter({ storage, logger, notifier, fhirBase }));
   app.use('/fhir', createPasRouter({ content, storage, logger, today: deps.today, defaultPayer: config.defaultPayer, pasVersion: config.pasVersion }));
   // The sandbox offers a demo reviewer: with no REVIEW_TOKEN configured it makes one up for this process only.
   const demoReviewToken = config.sandbox && !config.reviewToken ? randomBytes(32).toString('base64url') : undefined;
@@ -217,7 +227,7 @@ export function createApp(deps: AppDeps): express.Express {
       ...(demoReviewToken ? { demoReviewer: { token: demoReviewToken, name: 'Dana Reyes, MD (demo reviewer)' } } : {}),
     }),
   );
-  app.use('/review', createReviewRouter({ storage, logger, reviewToken: config.reviewToken ?? demoReviewToken }));
+  app.use('/review', createReviewRouter({ storage, logger, reviewToken: config.reviewToken ?? demoReviewToken, notifier }));
 
   if (config.sandbox && deps.sandboxFhir) app.use('/sandbox/fhir', deps.sandboxFhir);
   if (config.sandbox && deps.sandboxAuth) {

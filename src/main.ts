@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createApp } from './app.js';
+import type { SubscriptionNotifier } from './pas/subscription-notifier.js';
 import { ConfigError, loadConfigFromProcess } from './config.js';
 import { loadContent } from './content.js';
 import { createLogger } from './logger.js';
@@ -70,12 +71,15 @@ async function main(): Promise<void> {
       { port: (server.address() as AddressInfo | null)?.port ?? config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },
       'PriorPath listening',
     );
+    // Notifications queued before a restart (or by a replica that stopped) go out now.
+    (app.locals.subscriptionNotifier as SubscriptionNotifier).kick();
   });
   // SIGTERM drains: stop accepting connections, close idle keep-alive ones, let in-flight requests finish (each is
   // bounded by EHR_TIMEOUT_MS and the storage timeouts), close storage, exit 0. Past the grace period, exit 1.
   const stop = (signal: string) => {
     if (draining) return;
     draining = true;
+    (app.locals.subscriptionNotifier as SubscriptionNotifier).stop();
     logger.info({ signal }, 'draining: in-flight requests finish, no new connections');
     server.close(() => {
       void storage

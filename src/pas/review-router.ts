@@ -19,6 +19,8 @@ export interface ReviewDeps {
   logger: Logger;
   /** `REVIEW_TOKEN`: the bearer token reviewers present. Unset: every call is refused (401). */
   reviewToken?: string;
+  /** Told after each decision, so PAS subscribers hear of it within moments (the event itself is in storage). */
+  notifier?: { kick(): void };
 }
 
 const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a date YYYY-MM-DD');
@@ -235,6 +237,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         );
       }
       logOf(req, logger).info({ submissionId: id, decision, reviewAction, authorization: authorization?.number }, 'pas review decision');
+      deps.notifier?.kick();
       res.json(reviewView(result.submission!));
     }),
   );

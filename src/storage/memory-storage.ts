@@ -14,6 +14,9 @@ import type {
   PasQuery,
   PasSubmission,
   PasSubmissionAlias,
+  DueDelivery,
+  SubscriptionRecord,
+  SubscriptionStatus,
   PendedSummary,
   ReviewDecisionInput,
   Storage,
@@ -34,6 +37,82 @@ export class MemoryStorage implements Storage {
   readonly access: ApiAccessRecord[] = [];
   readonly orders = new Map<string, OrderRecord>();
   readonly aliases = new Map<string, PasSubmissionAlias>();
+  readonly subscriptions = new Map<string, SubscriptionRecord>();
+  readonly pasEvents: { id: number; submissionId: string; dispatched: boolean }[] = [];
+  readonly deliveries: {
+    id: number;
+    subscriptionId: string;
+    kind: DueDelivery['kind'];
+    eventNumber?: number;
+    submissionId?: string;
+    attempts: number;
+    nextAttemptAt: string;
+    deliveredAt?: string;
+    lastError?: string;
+  }[] = [];
+  private sequence = 0;
+
+  async saveSubscription(x: SubscriptionRecord): Promise<void> {
+    const current = this.subscriptions.get(x.id);
+    this.subscriptions.set(x.id, { ...structuredClone(x), eventsCount: current?.eventsCount ?? x.eventsCount });
+  }
+  async getSubscription(id: string): Promise<SubscriptionRecord | undefined> {
+    const x = this.subscriptions.get(id);
+    return x ? structuredClone(x) : undefined;
+  }
+  async listSubscriptions(): Promise<SubscriptionRecord[]> {
+    return [...this.subscriptions.values()].map((x) => structuredClone(x));
+  }
+  async deleteSubscription(id: string): Promise<boolean> {
+    const had = this.subscriptions.delete(id);
+    for (let i = this.deliveries.length - 1; i >= 0; i--) if (this.deliveries[i].subscriptionId === id) this.deliveries.splice(i, 1);
+    return had;
+  }
+  async setSubscriptionStatus(id: string, status: SubscriptionStatus, at: string): Promise<void> {
+    const x = this.subscriptions.get(id);
+    if (x) Object.assign(x, { status, updatedAt: at });
+  }
+  async enqueueHandshake(subscriptionId: string, at: string): Promise<void> {
+    this.deliveries.push({ id: ++this.sequence, subscriptionId, kind: 'handshake', attempts: 0, nextAttemptAt: at });
+  }
+  async pendingPasEvents(limit = 100): Promise<{ id: number; submissionId: string }[]> {
+    return this.pasEvents.filter((e) => !e.dispatched).slice(0, limit).map((e) => ({ id: e.id, submissionId: e.submissionId }));
+  }
+  async dispatchPasEvent(eventId: number, submissionId: string, subscriptionIds: string[], at: string): Promise<void> {
+    const event = this.pasEvents.find((e) => e.id === eventId);
+    if (!event || event.dispatched) return;
+    event.dispatched = true;
+    for (const id of subscriptionIds) {
+      const x = this.subscriptions.get(id);
+      if (!x || (x.status !== 'requested' && x.status !== 'active')) continue;
+      x.eventsCount += 1;
+      this.deliveries.push({ id: ++this.sequence, subscriptionId: id, kind: 'event-notification', eventNumber: x.eventsCount, submissionId, attempts: 0, nextAttemptAt: at });
+    }
+  }
+  async claimDueDeliveries(now: string, leaseMs: number, limit: number): Promise<DueDelivery[]> {
+    const due = this.deliveries.filter((d) => !d.deliveredAt && d.nextAttemptAt <= now).slice(0, limit);
+    const leased = new Date(Date.parse(now) + leaseMs).toISOString();
+    const out: DueDelivery[] = [];
+    for (const d of due) {
+      d.nextAttemptAt = leased;
+      d.attempts += 1;
+      const subscription = this.subscriptions.get(d.subscriptionId);
+      if (!subscription) continue;
+      out.push({ id: d.id, kind: d.kind, ...(d.eventNumber !== undefined ? { eventNumber: d.eventNumber } : {}), ...(d.submissionId ? { submissionId: d.submissionId } : {}), attempts: d.attempts, subscription: structuredClone(subscription) });
+    }
+    return out;
+  }
+  async completeDelivery(id: number, at: string): Promise<void> {
+    const d = this.deliveries.find((x) => x.id === id);
+    if (d) Object.assign(d, { deliveredAt: at, lastError: undefined });
+  }
+  async failDelivery(id: number, nextAttemptAt: string, error: string): Promise<void> {
+    const d = this.deliveries.find((x) => x.id === id);
+    if (d) Object.assign(d, { nextAttemptAt, lastError: error });
+  }
+  async countUndelivered(): Promise<number> {
+    return this.deliveries.filter((d) => !d.deliveredAt).length;
+  }
 
   async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<void> {
     if (!this.aliases.has(a.bundleIdentifier)) this.aliases.set(a.bundleIdentifier, structuredClone(a));
@@ -196,6 +275,7 @@ export class MemoryStorage implements Storage {
     for (const o of input.orders ?? []) this.applyNow(o);
     Object.assign(s, structuredClone(input.next), { updatedAt: input.decision.decidedAt });
     s.decisions.push({ ...input.decision });
+    this.pasEvents.push({ id: ++this.sequence, submissionId: s.id, dispatched: false });
     if (input.authorization) {
       const a = input.authorization;
       this.authorizations.set(a.number, { ...a, payer: s.payer, source: 'review', submissionId: s.id, issuedAt: input.decision.decidedAt });

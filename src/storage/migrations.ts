@@ -202,6 +202,51 @@ ALTER TABLE authorizations DROP CONSTRAINT IF EXISTS authorizations_source_check
 ALTER TABLE authorizations ADD CONSTRAINT authorizations_source_check CHECK (source IN ('crd', 'dtr', 'pas', 'review'));
 `,
   },
+  {
+    version: 4,
+    name: 'PAS Subscriptions (R4 backport): subscriptions, decision events, durable notification outbox',
+    sql: `
+-- Rest-hook Subscriptions to the PAS topic (R4 Subscriptions Backport), as the client created them.
+CREATE TABLE subscriptions (
+  id text PRIMARY KEY,
+  owner text,
+  status text NOT NULL CHECK (status IN ('requested', 'active', 'error', 'off')),
+  topic text NOT NULL,
+  filters jsonb NOT NULL,
+  endpoint text NOT NULL,
+  headers jsonb NOT NULL,
+  content text NOT NULL CHECK (content IN ('empty', 'id-only', 'full-resource')),
+  resource json NOT NULL,
+  events_count bigint NOT NULL DEFAULT 0,
+  created_at timestamptz NOT NULL,
+  updated_at timestamptz NOT NULL
+);
+
+-- A pended request was decided: written in the decision's transaction, so no decision goes unnotified.
+CREATE TABLE pas_events (
+  id bigserial PRIMARY KEY,
+  submission_id text NOT NULL REFERENCES pas_submissions (id),
+  at timestamptz NOT NULL,
+  dispatched boolean NOT NULL DEFAULT false
+);
+CREATE INDEX pas_events_pending ON pas_events (id) WHERE NOT dispatched;
+
+-- The outbox: one row per notification to send (handshake or event), retried with backoff until delivered.
+CREATE TABLE subscription_deliveries (
+  id bigserial PRIMARY KEY,
+  subscription_id text NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+  kind text NOT NULL CHECK (kind IN ('handshake', 'event-notification')),
+  event_number bigint,
+  submission_id text,
+  attempts integer NOT NULL DEFAULT 0,
+  next_attempt_at timestamptz NOT NULL,
+  delivered_at timestamptz,
+  last_error text,
+  created_at timestamptz NOT NULL
+);
+CREATE INDEX subscription_deliveries_due ON subscription_deliveries (next_attempt_at) WHERE delivered_at IS NULL;
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

@@ -16,6 +16,9 @@ import type {
   PasQuery,
   PasSubmission,
   PasSubmissionAlias,
+  DueDelivery,
+  SubscriptionRecord,
+  SubscriptionStatus,
   PendedSummary,
   ReviewDecision,
   ReviewDecisionInput,
@@ -234,6 +237,23 @@ async function readOrders(db: SqlSession, where: string, params: unknown[]): Pro
 
 const BY_KEY = 'payer = $1 AND patient_id = $2 AND order_ref = $3 AND drug = $4';
 const keyParams = (k: OrderKey) => [k.payer, k.patientId, k.orderRef, k.drug];
+
+const SUBSCRIPTION_COLUMNS = `id, owner, status, topic, filters, endpoint, headers, content, resource, events_count, ${ts('created_at')} AS created_at, ${ts('updated_at')} AS updated_at`;
+
+interface SubscriptionRow {
+  id: string;
+  owner: string | null;
+  status: SubscriptionStatus;
+  topic: string;
+  filters: string[];
+  endpoint: string;
+  headers: string[];
+  content: SubscriptionRecord['content'];
+  resource: Record<string, unknown>;
+  events_count: number | string;
+  created_at: string;
+  updated_at: string;
+}
 
 interface DecisionRow {
   submission_id: string;
@@ -558,6 +578,123 @@ export class SqlStorage implements Storage {
     }
   }
 
+  private subscriptionOf(r: SubscriptionRow): SubscriptionRecord {
+    return {
+      id: r.id,
+      ...(r.owner !== null ? { owner: r.owner } : {}),
+      status: r.status,
+      topic: r.topic,
+      filters: r.filters,
+      endpoint: r.endpoint,
+      headers: r.headers,
+      content: r.content,
+      resource: r.resource,
+      eventsCount: Number(r.events_count),
+      createdAt: r.created_at,
+      updatedAt: r.updated_at,
+    };
+  }
+
+  async saveSubscription(x: SubscriptionRecord): Promise<void> {
+    this.open();
+    await this.driver.query(
+      `INSERT INTO subscriptions (id, owner, status, topic, filters, endpoint, headers, content, resource, events_count, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7::text::jsonb, $8, $9::text::json, $10, $11::timestamptz, $12::timestamptz)
+       ON CONFLICT (id) DO UPDATE SET owner = EXCLUDED.owner, status = EXCLUDED.status, topic = EXCLUDED.topic, filters = EXCLUDED.filters,
+         endpoint = EXCLUDED.endpoint, headers = EXCLUDED.headers, content = EXCLUDED.content, resource = EXCLUDED.resource, updated_at = EXCLUDED.updated_at`,
+      [x.id, x.owner ?? null, x.status, x.topic, json(x.filters), x.endpoint, json(x.headers), x.content, json(x.resource), x.eventsCount, x.createdAt, x.updatedAt],
+    );
+  }
+
+  async getSubscription(id: string): Promise<SubscriptionRecord | undefined> {
+    const rows = await this.driver.query<SubscriptionRow>(`SELECT ${SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1`, [id]);
+    return rows[0] ? this.subscriptionOf(rows[0]) : undefined;
+  }
+
+  async listSubscriptions(): Promise<SubscriptionRecord[]> {
+    const rows = await this.driver.query<SubscriptionRow>(`SELECT ${SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id LIMIT 1000`);
+    return rows.map((r) => this.subscriptionOf(r));
+  }
+
+  async deleteSubscription(id: string): Promise<boolean> {
+    this.open();
+    return (await this.driver.query('DELETE FROM subscriptions WHERE id = $1 RETURNING id', [id])).length === 1;
+  }
+
+  async setSubscriptionStatus(id: string, status: SubscriptionStatus, at: string): Promise<void> {
+    this.open();
+    await this.driver.query('UPDATE subscriptions SET status = $2, updated_at = $3::timestamptz WHERE id = $1', [id, status, at]);
+  }
+
+  async enqueueHandshake(subscriptionId: string, at: string): Promise<void> {
+    this.open();
+    await this.driver.query(
+      `INSERT INTO subscription_deliveries (subscription_id, kind, next_attempt_at, created_at) VALUES ($1, 'handshake', $2::timestamptz, $2::timestamptz)`,
+      [subscriptionId, at],
+    );
+  }
+
+  async pendingPasEvents(limit = 100): Promise<{ id: number; submissionId: string }[]> {
+    const rows = await this.driver.query<{ id: number; submission_id: string }>('SELECT id, submission_id FROM pas_events WHERE NOT dispatched ORDER BY id LIMIT $1', [limit]);
+    return rows.map((r) => ({ id: Number(r.id), submissionId: r.submission_id }));
+  }
+
+  async dispatchPasEvent(eventId: number, submissionId: string, subscriptionIds: string[], at: string): Promise<void> {
+    this.open();
+    await this.driver.transaction(async (tx) => {
+      const mine = await tx.query('UPDATE pas_events SET dispatched = true WHERE id = $1 AND NOT dispatched RETURNING id', [eventId]);
+      if (mine.length === 0) return;
+      for (const id of subscriptionIds) {
+        await tx.query(
+          `WITH n AS (UPDATE subscriptions SET events_count = events_count + 1 WHERE id = $1 AND status IN ('requested', 'active') RETURNING events_count)
+           INSERT INTO subscription_deliveries (subscription_id, kind, event_number, submission_id, next_attempt_at, created_at)
+           SELECT $1, 'event-notification', n.events_count, $2, $3::timestamptz, $3::timestamptz FROM n`,
+          [id, submissionId, at],
+        );
+      }
+    });
+  }
+
+  async claimDueDeliveries(now: string, leaseMs: number, limit: number): Promise<DueDelivery[]> {
+    this.open();
+    // SKIP LOCKED: replicas claim different rows; the lease (next_attempt_at moved forward) keeps a claimed row from
+    // being sent twice while its delivery is under way, and brings it back if the claiming process dies.
+    const rows = await this.driver.query<{ id: number; kind: DueDelivery['kind']; event_number: number | null; submission_id: string | null; attempts: number; subscription_id: string }>(
+      `UPDATE subscription_deliveries d SET next_attempt_at = $1::timestamptz + ($2 || ' milliseconds')::interval, attempts = d.attempts + 1
+       WHERE d.id IN (SELECT id FROM subscription_deliveries WHERE delivered_at IS NULL AND next_attempt_at <= $1::timestamptz
+                      ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+       RETURNING d.id, d.kind, d.event_number, d.submission_id, d.attempts, d.subscription_id`,
+      [now, String(Math.floor(leaseMs)), limit],
+    );
+    const out: DueDelivery[] = [];
+    for (const r of rows.sort((a, b) => Number(a.id) - Number(b.id))) {
+      const subscription = await this.getSubscription(r.subscription_id);
+      if (!subscription) continue;
+      out.push({
+        id: Number(r.id),
+        kind: r.kind,
+        ...(r.event_number !== null ? { eventNumber: Number(r.event_number) } : {}),
+        ...(r.submission_id !== null ? { submissionId: r.submission_id } : {}),
+        attempts: Number(r.attempts),
+        subscription,
+      });
+    }
+    return out;
+  }
+
+  async completeDelivery(id: number, at: string): Promise<void> {
+    await this.driver.query('UPDATE subscription_deliveries SET delivered_at = $2::timestamptz, last_error = NULL WHERE id = $1', [id, at]);
+  }
+
+  async failDelivery(id: number, nextAttemptAt: string, error: string): Promise<void> {
+    await this.driver.query('UPDATE subscription_deliveries SET next_attempt_at = $2::timestamptz, last_error = $3 WHERE id = $1', [id, nextAttemptAt, error.slice(0, 500)]);
+  }
+
+  async countUndelivered(): Promise<number> {
+    const rows = await this.driver.query<{ n: number }>('SELECT count(*)::integer AS n FROM subscription_deliveries WHERE delivered_at IS NULL');
+    return Number(rows[0]?.n ?? 0);
+  }
+
   async getOrderRecord(key: OrderKey): Promise<OrderRecord | undefined> {
     return (await readOrders(this.driver, BY_KEY, keyParams(key)))[0];
   }
@@ -711,6 +848,10 @@ export class SqlStorage implements Storage {
        ), issued AS (
          INSERT INTO authorizations (number, payer, source, submission_id, start_date, end_date, issued_at)
          SELECT $15::text, upd.payer, 'review', upd.id, $16::date, $17::date, $11::timestamptz FROM upd WHERE $15::text IS NOT NULL AND $16::date IS NOT NULL
+         ON CONFLICT (number) DO NOTHING
+       ), evented AS (
+         -- The decision is an event for PAS Subscriptions, committed with it (the outbox's source).
+         INSERT INTO pas_events (submission_id, at) SELECT upd.id, $11::timestamptz FROM upd
        )
        SELECT count(*)::integer AS applied FROM upd`,
       [

@@ -190,6 +190,38 @@ export interface NewPasSubmission {
   createdAt: string;
 }
 
+/** Subscription status (R4 Subscriptions Backport `backport-subscription-status` codes). */
+export type SubscriptionStatus = 'requested' | 'active' | 'error' | 'off';
+
+/** A rest-hook Subscription to the PAS topic as stored (the client's resource, and what delivery reads from it). */
+export interface SubscriptionRecord {
+  id: string;
+  /** The payer API client that created it (only it may read, change or delete it); absent in open mode. */
+  owner?: string;
+  status: SubscriptionStatus;
+  topic: string;
+  /** Filter criteria as given (`org-identifier=…`, `patient=…`). */
+  filters: string[];
+  endpoint: string;
+  /** Extra HTTP headers the client asked for (`Authorization: …`). */
+  headers: string[];
+  content: 'empty' | 'id-only' | 'full-resource';
+  resource: Record<string, unknown>;
+  eventsCount: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** One notification to send, claimed for delivery, with its subscription. */
+export interface DueDelivery {
+  id: number;
+  kind: 'handshake' | 'event-notification';
+  eventNumber?: number;
+  submissionId?: string;
+  attempts: number;
+  subscription: SubscriptionRecord;
+}
+
 /** A request that collapsed into a pended one: its identifiers name that submission. */
 export interface PasSubmissionAlias {
   bundleIdentifier: string;
@@ -342,6 +374,32 @@ export interface Storage {
    * is kept: an approval is issued once per order; a new one is also recorded among issued authorizations.
    */
   applyOrderChange(c: GuardedOrderChange): Promise<{ applied: boolean; record: OrderRecord }>;
+
+  /** Creates or replaces a Subscription (the event count is kept on replace). */
+  saveSubscription(s: SubscriptionRecord): Promise<void>;
+  getSubscription(id: string): Promise<SubscriptionRecord | undefined>;
+  listSubscriptions(): Promise<SubscriptionRecord[]>;
+  /** Deletes a Subscription and its undelivered notifications. Returns false when there was none. */
+  deleteSubscription(id: string): Promise<boolean>;
+  setSubscriptionStatus(id: string, status: SubscriptionStatus, at: string): Promise<void>;
+  /** Queues a handshake for a Subscription (sent by the delivery loop). */
+  enqueueHandshake(subscriptionId: string, at: string): Promise<void>;
+  /** Decision events (written with reviewer decisions) not yet turned into notifications, oldest first. */
+  pendingPasEvents(limit?: number): Promise<{ id: number; submissionId: string }[]>;
+  /**
+   * Turns one decision event into a notification per matching subscription (each numbered by its subscription's
+   * event count) and marks it dispatched, in one transaction; a no-op when another replica dispatched it first.
+   */
+  dispatchPasEvent(eventId: number, submissionId: string, subscriptionIds: string[], at: string): Promise<void>;
+  /**
+   * Claims up to `limit` notifications due at `now` for `leaseMs` (another replica skips them meanwhile), with
+   * their subscriptions.
+   */
+  claimDueDeliveries(now: string, leaseMs: number, limit: number): Promise<DueDelivery[]>;
+  completeDelivery(id: number, at: string): Promise<void>;
+  failDelivery(id: number, nextAttemptAt: string, error: string): Promise<void>;
+  /** Notifications still waiting for delivery (for readiness and tests). */
+  countUndelivered(): Promise<number>;
 
   /** Readiness: resolves when the store answers a query (/readyz). */
   ping(): Promise<void>;

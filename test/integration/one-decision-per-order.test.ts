@@ -1,6 +1,8 @@
-import type { Bundle, Extension, MedicationRequest, QuestionnaireResponse } from '@medplum/fhirtypes';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Bundle, ClaimResponse, Extension, MedicationRequest, Parameters, QuestionnaireResponse } from '@medplum/fhirtypes';
 import request from 'supertest';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
@@ -14,9 +16,74 @@ const REVIEW_TOKEN = 'review-token-for-one-decision-test';
 const STORY = 'centene-missing-mrd';
 const sub = (ext: Extension, url: string) => ext.extension!.find((e) => e.url === url);
 
+/** A PAS client's notification endpoint on a free local port: records each notification; `fail` answers 503 first. */
+async function receiver(opts: { fail?: number } = {}) {
+  const received: Bundle[] = [];
+  let failures = opts.fail ?? 0;
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      if (failures > 0) {
+        failures--;
+        res.statusCode = 503;
+        return res.end();
+      }
+      received.push(JSON.parse(body) as Bundle);
+      res.statusCode = 200;
+      res.end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  servers.push(server);
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/notify`, received };
+}
+const servers: ReturnType<typeof createServer>[] = [];
+afterEach(() => {
+  for (const s of servers.splice(0)) s.close();
+});
+
+async function until<T>(what: string, probe: () => T | undefined, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A PASSubscription (R4 backport) for one member's requests, full-resource notifications to `endpoint`. */
+function pasSubscription(endpoint: string, memberId: string) {
+  return {
+    resourceType: 'Subscription',
+    status: 'requested',
+    reason: 'Decisions on pended prior authorization requests',
+    criteria: 'http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic',
+    _criteria: { extension: [{ url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria', valueString: `patient=${memberId}` }] },
+    channel: {
+      type: 'rest-hook',
+      endpoint,
+      payload: 'application/fhir+json',
+      _payload: { extension: [{ url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content', valueCode: 'full-resource' }] },
+    },
+  };
+}
+
+const statusOf = (b: Bundle) => b.entry![0].resource as Parameters;
+const param = (p: Parameters, name: string) => p.parameter!.find((x) => x.name === name);
+
 describe('one decision per order: CRD, PAS, the reviewer and DTR share the order record', () => {
-  it('sign → PAS pended → duplicates collapse → reviewer approves → re-sign satisfied with the same number → $inquire A1', async () => {
+  it('sign → PAS pended → duplicates collapse → reviewer approves → notification → re-sign satisfied with the same number → $inquire A1', async () => {
     const { app, storage } = buildApp({ env: { REVIEW_TOKEN }, today: '2026-11-23' });
+    // 0. The submitting system subscribes to decisions on its member's requests; the handshake arrives.
+    const endpoint = await receiver();
+    const created = await request(app).post('/fhir/Subscription').send(pasSubscription(endpoint.url, 'U5521039476')).expect(201);
+    const handshake = await until('the handshake', () => endpoint.received[0]);
+    expect(handshake.type).toBe('history');
+    expect(param(statusOf(handshake), 'type')?.valueCode).toBe('handshake');
+    await until('the subscription to become active', () => (storage.subscriptions.get(created.body.id)?.status === 'active' ? true : undefined));
+    expect((await request(app).get(`/fhir/Subscription/${created.body.id}`).expect(200)).body.status).toBe('active');
     const review = () => ({
       get: (path: string) => request(app).get(`/review${path}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`),
       post: (path: string, body: object) => request(app).post(`/review${path}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`).send(body),
@@ -57,6 +124,18 @@ describe('one decision per order: CRD, PAS, the reviewer and DTR share the order
       .expect(200);
     const number: string = decided.body.preAuthRef;
     expect(number).toMatch(/^PA-CENTENE-/);
+
+    // The subscriber hears of it: a notification whose focus is the PAS response Bundle with the approval.
+    const note = await until('the event notification', () => endpoint.received.find((b) => param(statusOf(b), 'type')?.valueCode === 'event-notification'));
+    const event = param(statusOf(note), 'notification-event')!;
+    expect(event.part!.find((p) => p.name === 'event-number')?.valueString).toBe('1');
+    const focus = event.part!.find((p) => p.name === 'focus')!.valueReference!.reference;
+    const focused = note.entry!.find((e) => e.fullUrl === focus)!.resource as Bundle;
+    expect(focused.type).toBe('collection');
+    const notified = focused.entry![0].resource as ClaimResponse;
+    expect(notified.id).toBe(pended.id);
+    expect(reviewActions(notified)).toEqual([`${X12}#A1`]);
+    expect(notified.preAuthRef).toBe(number);
     const record = await storage.getOrderRecord(key);
     expect(record).toMatchObject({ state: 'approved', authorization: { number } });
     expect(record!.history.map((h) => [h.source, h.state])).toEqual([
@@ -103,6 +182,32 @@ describe('one decision per order: CRD, PAS, the reviewer and DTR share the order
     const dtrExt = (saved.body.extension as Extension[]).find((e) => e.url === COVERAGE_INFO_URL)!;
     expect(sub(dtrExt, 'pa-needed')!.valueCode).toBe('satisfied');
     expect(sub(dtrExt, 'satisfied-pa-id')!.valueString).toBe(number);
+  });
+
+  it('retries a notification endpoint that fails, with backoff, and loses nothing when another process takes over', async () => {
+    const story = 'centene-over-dose';
+    const { app, storage } = buildApp({ env: { REVIEW_TOKEN }, today: '2026-11-23' });
+    const memberId = (storyBundle(story).entry!.map((e) => e.resource!).find((r) => r.resourceType === 'Coverage') as { subscriberId?: string }).subscriberId;
+    const endpoint = await receiver({ fail: 2 });
+    const sub = await request(app).post('/fhir/Subscription').send(pasSubscription(endpoint.url, memberId ?? '')).expect(201);
+    const pended = claimResponseOf((await request(app).post('/fhir/Claim/$submit').send(storyBundle(story)).expect(200)).body);
+    // The endpoint is down for the handshake's first two attempts; it is retried, not dropped.
+    await until('the handshake after two failures', () => endpoint.received[0], 15_000);
+    (app.locals.subscriptionNotifier as { stop(): void }).stop();
+    await request(app)
+      .post(`/review/${pended.id}/decision`)
+      .set('Authorization', `Bearer ${REVIEW_TOKEN}`)
+      .send({ decision: 'deny', reviewer: 'Dr. L. Chen', reason: 'No guideline support for 56 mcg/day' })
+      .expect(200);
+    // This process stopped before sending: the event waits in storage, and a new process over it delivers it.
+    expect(endpoint.received).toHaveLength(1);
+    expect(await storage.pendingPasEvents()).toHaveLength(1);
+    const next = buildApp({ env: { REVIEW_TOKEN }, today: '2026-11-23', storage });
+    (next.app.locals.subscriptionNotifier as { kick(): void }).kick();
+    const note = await until('the event after the take-over', () => endpoint.received.find((b) => param(statusOf(b), 'type')?.valueCode === 'event-notification'));
+    expect(param(statusOf(note), 'subscription')?.valueReference?.reference).toMatch(new RegExp(`/Subscription/${sub.body.id}$`));
+    expect(JSON.stringify(note)).toContain('No guideline support for 56 mcg/day');
+    expect(await storage.countUndelivered()).toBe(0);
   });
 
   it('answers a denied order the same way everywhere: PAS A3 under a new identifier, not covered at signing', async () => {

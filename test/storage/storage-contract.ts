@@ -312,6 +312,58 @@ export function storageContract(get: () => Storage): void {
     expect(await get().getOrderRecord(key)).toMatchObject({ state: 'denied', reason: 'T-ALL, not B-ALL' });
   });
 
+  it('keeps PAS subscriptions and a durable notification outbox: decision events, numbered deliveries, leases, retries', async () => {
+    const now = new Date().toISOString();
+    const id = randomUUID();
+    const sub = {
+      id,
+      owner: 'ehr-backend',
+      status: 'requested' as const,
+      topic: 'http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic',
+      filters: ['org-identifier=1234567893'],
+      endpoint: 'https://ehr.example.org/pas-notify',
+      headers: ['Authorization: Bearer abc'],
+      content: 'full-resource' as const,
+      resource: { resourceType: 'Subscription', id },
+      eventsCount: 0,
+      createdAt: now,
+      updatedAt: now,
+    };
+    await get().saveSubscription(sub);
+    expect(await get().getSubscription(id)).toEqual(sub);
+    await get().enqueueHandshake(id, now);
+
+    // A reviewer's decision writes its event in the same transaction.
+    const s = newSubmission();
+    await get().createPasSubmission(s);
+    const next = { status: 'approved' as const, reviewAction: 'A1' as const, needed: [], claimResponse: {}, responseBundle: {}, detail: {} };
+    await get().recordReviewDecision({ decision: { submissionId: s.id, decision: 'approve', reviewer: 'Dr. A', reason: 'documented', decidedAt: now }, next });
+    const events = (await get().pendingPasEvents(1000)).filter((e) => e.submissionId === s.id);
+    expect(events).toHaveLength(1);
+    await Promise.all([get().dispatchPasEvent(events[0].id, s.id, [id], now), get().dispatchPasEvent(events[0].id, s.id, [id], now)]);
+    expect((await get().pendingPasEvents(1000)).filter((e) => e.submissionId === s.id)).toEqual([]);
+    expect((await get().getSubscription(id))?.eventsCount).toBe(1);
+
+    // Two replicas claiming at once get each notification once; a claimed one is leased, a failed one comes back later.
+    const later = new Date(Date.now() + 1000).toISOString();
+    const [a, b] = await Promise.all([get().claimDueDeliveries(later, 60_000, 50), get().claimDueDeliveries(later, 60_000, 50)]);
+    const mine = [...a, ...b].filter((d) => d.subscription.id === id);
+    expect(mine.map((d) => d.kind).sort()).toEqual(['event-notification', 'handshake']);
+    expect(mine.find((d) => d.kind === 'event-notification')).toMatchObject({ eventNumber: 1, submissionId: s.id, attempts: 1 });
+    expect((await get().claimDueDeliveries(later, 60_000, 50)).filter((d) => d.subscription.id === id)).toEqual([]);
+    const handshake = mine.find((d) => d.kind === 'handshake')!;
+    const event = mine.find((d) => d.kind === 'event-notification')!;
+    await get().completeDelivery(handshake.id, later);
+    const retryAt = new Date(Date.now() + 5000).toISOString();
+    await get().failDelivery(event.id, retryAt, 'HTTP 503');
+    expect((await get().claimDueDeliveries(later, 60_000, 50)).filter((d) => d.subscription.id === id)).toEqual([]);
+    const retried = (await get().claimDueDeliveries(new Date(Date.now() + 6000).toISOString(), 60_000, 50)).filter((d) => d.subscription.id === id);
+    expect(retried).toMatchObject([{ id: event.id, attempts: 2 }]);
+    await get().completeDelivery(event.id, later);
+    expect(await get().deleteSubscription(id)).toBe(true);
+    expect(await get().getSubscription(id)).toBeUndefined();
+  });
+
   it('answers ping', async () => {
     await expect(get().ping()).resolves.toBeUndefined();
   });

@@ -1,0 +1,79 @@
+import { randomUUID } from 'node:crypto';
+import type { Bundle, BundleEntry, Parameters, ParametersParameter } from '@medplum/fhirtypes';
+import type { SubscriptionRecord } from '../storage/storage.js';
+
+/** The PAS subscription topic (PAS 2.x "Subscriptions", PASSubscription `criteria`). */
+export const PAS_TOPIC = 'http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic';
+const BACKPORT = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition';
+/** R4 backport extensions and profiles (Subscriptions R5 Backport 1.1.0). */
+export const EXT_FILTER_CRITERIA = `${BACKPORT}/backport-filter-criteria`;
+export const EXT_PAYLOAD_CONTENT = `${BACKPORT}/backport-payload-content`;
+export const PROFILE_SUBSCRIPTION = `${BACKPORT}/backport-subscription`;
+const PROFILE_STATUS = `${BACKPORT}/backport-subscription-status-r4`;
+const PROFILE_NOTIFICATION = `${BACKPORT}/backport-subscription-notification-r4`;
+
+/** What a notification is about: a handshake, or a decided PAS request with its current response Bundle. */
+export type NotificationKind =
+  | { type: 'handshake' }
+  | { type: 'event-notification'; eventNumber: number; submissionId: string; responseBundle?: Record<string, unknown>; at: string };
+
+/**
+ * The SubscriptionStatus Parameters (`backport-subscription-status-r4`): which subscription, its topic and status,
+ * the notification type, the event count and, for an event, its number, time and focus.
+ */
+export function subscriptionStatus(sub: SubscriptionRecord, fhirBase: string, kind: NotificationKind, focus?: string): Parameters {
+  const parameter: ParametersParameter[] = [
+    { name: 'subscription', valueReference: { reference: `${fhirBase}/Subscription/${sub.id}` } },
+    { name: 'topic', valueCanonical: sub.topic },
+    { name: 'status', valueCode: sub.status === 'requested' ? 'requested' : sub.status },
+    { name: 'type', valueCode: kind.type },
+    { name: 'events-since-subscription-start', valueString: String(kind.type === 'handshake' ? sub.eventsCount : Math.max(sub.eventsCount, kind.eventNumber)) },
+  ];
+  if (kind.type === 'event-notification') {
+    parameter.push({
+      name: 'notification-event',
+      part: [
+        { name: 'event-number', valueString: String(kind.eventNumber) },
+        { name: 'timestamp', valueInstant: kind.at },
+        ...(focus ? [{ name: 'focus', valueReference: { reference: focus } }] : []),
+      ],
+    });
+  }
+  return { resourceType: 'Parameters', id: randomUUID(), meta: { profile: [PROFILE_STATUS] }, parameter };
+}
+
+/**
+ * A notification Bundle (backport `subscription-notification-r4`, a `history` Bundle): the SubscriptionStatus first,
+ * then, for `full-resource`, the PAS response Bundle (a `collection` holding the ClaimResponse) that the event's
+ * focus names (PAS 2.2.1: notifications carry the full PAS Response Bundle). `id-only` names the ClaimResponse
+ * without content; `empty` names nothing.
+ */
+export function notificationBundle(sub: SubscriptionRecord, fhirBase: string, kind: NotificationKind): Bundle {
+  const entries: BundleEntry[] = [];
+  let focus: string | undefined;
+  if (kind.type === 'event-notification' && sub.content !== 'empty') {
+    if (sub.content === 'full-resource' && kind.responseBundle) {
+      focus = `${fhirBase}/Bundle/${String(kind.responseBundle.id ?? kind.submissionId)}`;
+      entries.push({
+        fullUrl: focus,
+        resource: kind.responseBundle as unknown as Bundle,
+        request: { method: 'PUT', url: `Bundle/${String(kind.responseBundle.id ?? kind.submissionId)}` },
+        response: { status: '200' },
+      });
+    } else {
+      focus = `${fhirBase}/ClaimResponse/${kind.submissionId}`;
+    }
+  }
+  const status = subscriptionStatus(sub, fhirBase, kind, focus);
+  return {
+    resourceType: 'Bundle',
+    id: randomUUID(),
+    meta: { profile: [PROFILE_NOTIFICATION] },
+    type: 'history',
+    timestamp: new Date().toISOString(),
+    entry: [
+      { fullUrl: `urn:uuid:${status.id}`, resource: status, request: { method: 'GET', url: `${fhirBase}/Subscription/${sub.id}/$status` }, response: { status: '200' } },
+      ...entries,
+    ],
+  };
+}

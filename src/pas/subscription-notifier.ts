@@ -1,0 +1,178 @@
+import type { Identifier, Organization, PractitionerRole } from '@medplum/fhirtypes';
+import type { Logger } from '../logger.js';
+import type { DueDelivery, PasSubmission, Storage, SubscriptionRecord } from '../storage/storage.js';
+import { parsePasRequest } from './request-bundle.js';
+import { notificationBundle } from './subscription-notifications.js';
+
+/** How one notification is POSTed; tests inject a fake. */
+export type NotifyFetch = (url: string, init: { method: 'POST'; headers: Record<string, string>; body: string; signal: AbortSignal }) => Promise<{ ok: boolean; status: number }>;
+
+export interface NotifierOptions {
+  storage: Storage;
+  logger: Logger;
+  /** `{PUBLIC_BASE_URL}/fhir`: the base the notifications' references use. */
+  fhirBase: string;
+  fetchImpl?: NotifyFetch;
+  /** Per-notification timeout (ms). */
+  timeoutMs?: number;
+  /** First retry delay (ms); doubles per attempt up to `maxDelayMs`. */
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+const HANDSHAKE_ATTEMPTS = 5;
+const EVENT_ATTEMPTS = 30;
+
+/** The identifiers a request's sender goes by: the requesting provider's organization (PAS 2.2 `org-identifier`). */
+function senderIdentifiers(s: PasSubmission): string[] {
+  try {
+    const req = parsePasRequest(s.requestBundle);
+    const provider = req.claim.provider?.reference ? req.byReference.get(req.claim.provider.reference) : undefined;
+    const orgRef = provider?.resourceType === 'PractitionerRole' ? (provider as PractitionerRole).organization?.reference : undefined;
+    const org = provider?.resourceType === 'Organization' ? provider : orgRef ? req.byReference.get(orgRef) : undefined;
+    const ids: Identifier[] = org?.resourceType === 'Organization' ? ((org as Organization).identifier ?? []) : [];
+    return ids.flatMap((i) => (i.value ? [i.value, `${i.system ?? ''}|${i.value}`] : []));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Whether a subscription's filters select a decided request (all must hold): `org-identifier=<id>` the sender's
+ * organization, `patient=<member id>` one of the patient's identifiers. No filter selects every request.
+ */
+export function subscriptionMatches(sub: SubscriptionRecord, s: PasSubmission): boolean {
+  return sub.filters.every((f) => {
+    const [name, value] = [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1)];
+    if (name === 'org-identifier') return senderIdentifiers(s).includes(value);
+    if (name === 'patient') return s.patientIdentifiers.some((p) => p === value || p.endsWith(`|${value}`));
+    return false;
+  });
+}
+
+function headersOf(sub: SubscriptionRecord): Record<string, string> {
+  const out: Record<string, string> = { 'Content-Type': 'application/fhir+json' };
+  for (const h of sub.headers) {
+    const i = h.indexOf(':');
+    if (i > 0) out[h.slice(0, i).trim()] = h.slice(i + 1).trim();
+  }
+  return out;
+}
+
+/**
+ * Delivers PAS subscription notifications from the durable outbox (design.md §8; R4 Subscriptions Backport
+ * rest-hook): decision events become numbered notifications per matching subscription, each POSTed to its endpoint
+ * and retried with exponential backoff until it succeeds. Everything it works from is in storage, so a restart or
+ * another replica picks up where it stopped. `kick()` runs it soon; it keeps itself scheduled while work remains.
+ */
+export class SubscriptionNotifier {
+  private running: Promise<void> | undefined;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly fetchImpl: NotifyFetch;
+
+  constructor(private readonly opts: NotifierOptions) {
+    this.fetchImpl = opts.fetchImpl ?? ((url, init) => fetch(url, init));
+  }
+
+  /** Runs a pass soon (after a decision, a new subscription, or at start-up to resume). */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.pass()
+      .catch((err: unknown) => this.opts.logger.warn({ err }, 'subscription notifier pass failed'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** Waits for the current pass (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.kick(), ms);
+    this.timer.unref();
+  }
+
+  private async pass(): Promise<void> {
+    const { storage } = this.opts;
+    await this.dispatchEvents();
+    const now = new Date();
+    const due = await storage.claimDueDeliveries(now.toISOString(), (this.opts.timeoutMs ?? 5000) * 2, 20);
+    await Promise.all(due.map((d) => this.deliver(d)));
+    const left = await storage.countUndelivered();
+    if (left > 0) this.schedule(due.length > 0 ? 50 : 1000);
+  }
+
+  private async dispatchEvents(): Promise<void> {
+    const { storage } = this.opts;
+    const events = await storage.pendingPasEvents(100);
+    if (events.length === 0) return;
+    const subs = (await storage.listSubscriptions()).filter((s) => s.status === 'active' || s.status === 'requested');
+    for (const e of events) {
+      const submission = await storage.getPasSubmission(e.submissionId);
+      const targets = submission ? subs.filter((s) => subscriptionMatches(s, submission)).map((s) => s.id) : [];
+      await storage.dispatchPasEvent(e.id, e.submissionId, targets, new Date().toISOString());
+    }
+  }
+
+  private delay(attempts: number): number {
+    const base = this.opts.baseDelayMs ?? 1000;
+    return Math.min(this.opts.maxDelayMs ?? 300_000, base * 2 ** Math.max(0, attempts - 1));
+  }
+
+  private async deliver(d: DueDelivery): Promise<void> {
+    const { storage, logger, fhirBase } = this.opts;
+    const sub = d.subscription;
+    const at = new Date().toISOString();
+    let kind: Parameters<typeof notificationBundle>[2];
+    if (d.kind === 'handshake') kind = { type: 'handshake' };
+    else {
+      // The request's current state at sending time: a later change is what the client should see.
+      const s = d.submissionId ? await storage.getPasSubmission(d.submissionId) : undefined;
+      kind = { type: 'event-notification', eventNumber: d.eventNumber ?? 0, submissionId: d.submissionId ?? '', responseBundle: s?.responseBundle, at: s?.updatedAt ?? at };
+    }
+    const body = JSON.stringify(notificationBundle(sub, fhirBase, kind));
+    let error: string | undefined;
+    try {
+      const res = await this.fetchImpl(sub.endpoint, { method: 'POST', headers: headersOf(sub), body, signal: AbortSignal.timeout(this.opts.timeoutMs ?? 5000) });
+      if (!res.ok) error = `HTTP ${res.status}`;
+    } catch (err) {
+      error = (err as Error).name === 'TimeoutError' ? 'timeout' : ((err as Error).message ?? 'network error');
+    }
+    // Ids and outcomes only: a notification carries clinical content, the log never does.
+    if (!error) {
+      await storage.completeDelivery(d.id, new Date().toISOString());
+      if (d.kind === 'handshake' && sub.status === 'requested') await storage.setSubscriptionStatus(sub.id, 'active', new Date().toISOString());
+      logger.info({ subscription: sub.id, kind: d.kind, eventNumber: d.eventNumber, attempts: d.attempts }, 'subscription notification delivered');
+      return;
+    }
+    const limit = d.kind === 'handshake' ? HANDSHAKE_ATTEMPTS : EVENT_ATTEMPTS;
+    if (d.attempts >= limit) {
+      await storage.completeDelivery(d.id, new Date().toISOString());
+      await storage.setSubscriptionStatus(sub.id, 'error', new Date().toISOString());
+      logger.warn({ subscription: sub.id, kind: d.kind, attempts: d.attempts, error }, 'subscription endpoint failed too often: status error');
+      return;
+    }
+    const next = new Date(Date.now() + this.delay(d.attempts)).toISOString();
+    await storage.failDelivery(d.id, next, error);
+    logger.info({ subscription: sub.id, kind: d.kind, attempts: d.attempts, error, retryAt: next }, 'subscription notification failed; will retry');
+  }
+}

@@ -1,0 +1,172 @@
+import { randomUUID } from 'node:crypto';
+import express from 'express';
+import type { Request, Response } from 'express';
+import { badRequest, HttpError, methodNotAllowed, notFound, outcome } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Storage, SubscriptionRecord } from '../storage/storage.js';
+import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
+import { EXT_FILTER_CRITERIA, EXT_PAYLOAD_CONTENT, PAS_TOPIC, PROFILE_SUBSCRIPTION, subscriptionStatus } from './subscription-notifications.js';
+import type { SubscriptionNotifier } from './subscription-notifier.js';
+
+export interface SubscriptionDeps {
+  storage: Storage;
+  logger: Logger;
+  notifier: SubscriptionNotifier;
+  /** `{PUBLIC_BASE_URL}/fhir`. */
+  fhirBase: string;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const FILTERS = new Set(['org-identifier', 'patient']);
+
+/** The payer API client of the request (set by the payer API gate; absent in open mode). */
+function clientOf(req: Request): string | undefined {
+  return (req as Request & { payerClient?: { clientId?: string } }).payerClient?.clientId;
+}
+
+/**
+ * Reads a PASSubscription (PAS 2.2.1 `profile-subscription` on the R4 backport): `criteria` the PAS topic, filters
+ * in `_criteria` `backport-filter-criteria` (`org-identifier=…`, `patient=…`), a `rest-hook` channel with an
+ * absolute http(s) endpoint, JSON payload, content from `_payload` `backport-payload-content` (default
+ * `full-resource`, which PAS requires). Anything else is a 400 naming the element.
+ */
+export function parseSubscription(body: unknown, id: string, owner: string | undefined, now: string): SubscriptionRecord {
+  if (!isObject(body) || body.resourceType !== 'Subscription') throw badRequest('Expected a Subscription resource (R4 Subscriptions Backport)', ['Subscription']);
+  if (body.criteria !== PAS_TOPIC) {
+    throw new HttpError(400, outcome('error', 'not-supported', `Subscription.criteria must be the PAS topic ${PAS_TOPIC}`, ['Subscription.criteria']));
+  }
+  const criteriaExt = isObject(body._criteria) && Array.isArray(body._criteria.extension) ? body._criteria.extension.filter(isObject) : [];
+  const filters = criteriaExt.filter((e) => e.url === EXT_FILTER_CRITERIA).map((e) => e.valueString);
+  for (const f of filters) {
+    const name = typeof f === 'string' ? f.slice(0, f.indexOf('=')) : '';
+    if (typeof f !== 'string' || !f.includes('=') || !FILTERS.has(name) || f.length > 256 || f.endsWith('=')) {
+      throw badRequest(`Unsupported filter ${JSON.stringify(f)}: use org-identifier=<sender id> or patient=<member id>`, ['Subscription._criteria.extension']);
+    }
+  }
+  const channel = isObject(body.channel) ? body.channel : undefined;
+  if (!channel) throw badRequest('Subscription.channel is required', ['Subscription.channel']);
+  if (channel.type !== 'rest-hook') throw new HttpError(400, outcome('error', 'not-supported', 'Only the rest-hook channel is supported (PAS)', ['Subscription.channel.type']));
+  const endpoint = channel.endpoint;
+  let url: URL | undefined;
+  try {
+    url = typeof endpoint === 'string' ? new URL(endpoint) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) throw badRequest('Subscription.channel.endpoint must be an absolute http(s) URL', ['Subscription.channel.endpoint']);
+  const payload = channel.payload ?? 'application/fhir+json';
+  if (payload !== 'application/fhir+json' && payload !== 'application/json') {
+    throw new HttpError(400, outcome('error', 'not-supported', 'Subscription.channel.payload must be application/fhir+json', ['Subscription.channel.payload']));
+  }
+  const payloadExt = isObject(channel._payload) && Array.isArray(channel._payload.extension) ? channel._payload.extension.filter(isObject) : [];
+  const content = payloadExt.find((e) => e.url === EXT_PAYLOAD_CONTENT)?.valueCode ?? 'full-resource';
+  if (content !== 'full-resource' && content !== 'id-only' && content !== 'empty') {
+    throw badRequest('backport-payload-content must be full-resource, id-only or empty', ['Subscription.channel._payload.extension']);
+  }
+  const headers = Array.isArray(channel.header) ? channel.header : [];
+  if (!headers.every((h) => typeof h === 'string' && /^[A-Za-z0-9-]+:/.test(h) && h.length < 4096)) {
+    throw badRequest('Subscription.channel.header entries must be "Name: value" strings', ['Subscription.channel.header']);
+  }
+  const resource = { ...body, id, status: 'requested', meta: { profile: [PROFILE_SUBSCRIPTION], lastUpdated: now } };
+  return {
+    id,
+    ...(owner ? { owner } : {}),
+    status: 'requested',
+    topic: PAS_TOPIC,
+    filters: filters as string[],
+    endpoint: url.toString(),
+    headers: headers as string[],
+    content,
+    resource,
+    eventsCount: 0,
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+/** The Subscription as the client reads it back: what it sent, with the server's id and current status. */
+function view(s: SubscriptionRecord): Record<string, unknown> {
+  return { ...s.resource, id: s.id, status: s.status, meta: { ...(s.resource.meta as object), lastUpdated: s.updatedAt } };
+}
+
+/**
+ * PAS Subscriptions on the payer FHIR API (design.md §8; PAS "Subscriptions", R4 Subscriptions Backport): `POST
+ * /Subscription` creates a rest-hook subscription to the PAS topic and starts the handshake (status `requested`,
+ * then `active` once the endpoint took it), `GET /Subscription[/:id]`, `GET /Subscription/:id/$status`, `PUT
+ * /Subscription/:id` and `DELETE /Subscription/:id`. A client sees and changes only its own subscriptions. Each route
+ * is one line of the payer API gate's route table (its scope: `system/Subscription.*`).
+ */
+export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router {
+  const { storage, notifier, fhirBase } = deps;
+  const router = express.Router();
+  const body = ensureJsonBody();
+
+  async function owned(req: Request): Promise<SubscriptionRecord> {
+    const s = await storage.getSubscription(String(req.params.id));
+    const client = clientOf(req);
+    // Another client's subscription is not there for this one (no hint that it exists).
+    if (!s || (s.owner && client && s.owner !== client)) throw notFound(`No Subscription ${String(req.params.id)}`);
+    return s;
+  }
+
+  router.post(
+    '/Subscription',
+    body,
+    handler(async (req: Request, res: Response) => {
+      const now = new Date().toISOString();
+      const s = parseSubscription(req.body, randomUUID(), clientOf(req), now);
+      await storage.saveSubscription(s);
+      await storage.enqueueHandshake(s.id, now);
+      notifier.kick();
+      logOf(req, deps.logger).info({ subscription: s.id, content: s.content, filters: s.filters.length }, 'subscription created');
+      res.setHeader('Location', `${fhirBase}/Subscription/${s.id}`);
+      sendFhir(res, 201, view(s));
+    }),
+  );
+  router.get(
+    '/Subscription',
+    handler(async (req: Request, res: Response) => {
+      const client = clientOf(req);
+      const mine = (await storage.listSubscriptions()).filter((s) => !s.owner || !client || s.owner === client);
+      sendFhir(res, 200, { resourceType: 'Bundle', type: 'searchset', total: mine.length, entry: mine.map((s) => ({ fullUrl: `${fhirBase}/Subscription/${s.id}`, resource: view(s), search: { mode: 'match' } })) });
+    }),
+  );
+  router.get(
+    '/Subscription/:id/\\$status',
+    handler(async (req: Request, res: Response) => {
+      const s = await owned(req);
+      const status = subscriptionStatus(s, fhirBase, { type: 'handshake' });
+      (status.parameter ?? []).find((p) => p.name === 'type')!.valueCode = 'query-status';
+      sendFhir(res, 200, { resourceType: 'Bundle', type: 'searchset', total: 1, entry: [{ fullUrl: `urn:uuid:${status.id}`, resource: status, search: { mode: 'match' } }] });
+    }),
+  );
+  router.get(
+    '/Subscription/:id',
+    handler(async (req: Request, res: Response) => sendFhir(res, 200, view(await owned(req)))),
+  );
+  router.put(
+    '/Subscription/:id',
+    body,
+    handler(async (req: Request, res: Response) => {
+      const current = await owned(req);
+      const now = new Date().toISOString();
+      const next = parseSubscription(req.body, current.id, current.owner, now);
+      const off = isObject(req.body) && req.body.status === 'off';
+      await storage.saveSubscription({ ...next, status: off ? 'off' : 'requested', createdAt: current.createdAt, eventsCount: current.eventsCount });
+      if (!off) await storage.enqueueHandshake(current.id, now);
+      notifier.kick();
+      sendFhir(res, 200, view((await storage.getSubscription(current.id))!));
+    }),
+  );
+  router.delete(
+    '/Subscription/:id',
+    handler(async (req: Request, res: Response) => {
+      const s = await owned(req);
+      await storage.deleteSubscription(s.id);
+      logOf(req, deps.logger).info({ subscription: s.id }, 'subscription deleted');
+      res.status(204).end();
+    }),
+  );
+  router.all(/^\/Subscription(\/[^/]+)?\/?$/, (_req, _res, next) => next(methodNotAllowed('GET, POST, PUT, DELETE')));
+  return router;
+}
