@@ -207,6 +207,8 @@ describe('one decision per order: CRD, PAS, the reviewer and DTR share the order
     const note = await until('the event after the take-over', () => endpoint.received.find((b) => param(statusOf(b), 'type')?.valueCode === 'event-notification'));
     expect(param(statusOf(note), 'subscription')?.valueReference?.reference).toMatch(new RegExp(`/Subscription/${sub.body.id}$`));
     expect(JSON.stringify(note)).toContain('No guideline support for 56 mcg/day');
+    // The receiver has it before the sender hears the 200: wait for the outbox to mark it delivered.
+    await (next.app.locals.subscriptionNotifier as { idle(): Promise<void> }).idle();
     expect(await storage.countUndelivered()).toBe(0);
   });
 
