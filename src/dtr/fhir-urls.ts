@@ -37,5 +37,5 @@ export const CRD_COVERAGE_INFORMATION_CODES = 'http://hl7.org/fhir/us/davinci-cr
 
 export const UCUM = 'http://unitsofmeasure.org';
 
-/** DTR version a client speaks, as far as wire shapes differ (research/dtr-pas.md §1.2, §1.6). */
+/** DTR version a client speaks, as far as wire shapes differ (DTR 2.0.1 vs 2.2 package and parameter names; design.md §7). */
 export type DtrVersion = '2.0.1' | '2.2';

@@ -105,7 +105,7 @@ const STARTED = new Date().toISOString();
 
 /**
  * The embedded sandbox EHR FHIR server (design.md §2): Medplum's FhirRouter over its in-memory repository, behind a
- * small Express edge that adds what browser clients and the CDS Hooks Sandbox need (research/cds-hooks.md §2.3):
+ * small Express edge that adds what browser clients and the CDS Hooks Sandbox need:
  * `metadata`, CORS on every route, any JSON Accept header, `POST _search`, searchset Bundles with `fullUrl`s and
  * links, `patient=<bare id>` searches, `_include`, and OperationOutcome errors.
  */
