@@ -141,6 +141,7 @@ const CLIENT_VARIABLES: Record<string, { expr?: string; portability: Portability
     portability: 'approximate',
     note: "diagnoses are the patient's qualifying Conditions; the order's reasonCode/reasonReference (which the server prefers) is not visible",
   },
+  diagnosesComplete: { expr: 'true', portability: 'portable' },
   orderDate: {
     expr: 'today().toString()',
     portability: 'approximate',
@@ -230,7 +231,14 @@ function standardCall(
         ref === undefined || args.length !== 1
           ? undefined
           : valueSetCheck(ctx.valueSets, resolveValueSetUrl(ref, ctx.valueSetBase));
-      return check && `where(${CONCEPTS}.coding.where(${check}).exists())`;
+      if (!check || ref === undefined) return undefined;
+      // Drug sets also match by name (src/fhir/value-sets.ts `nameIn`): the same fallback, spelled out.
+      const names = ctx.valueSets.namesOf(resolveValueSetUrl(ref, ctx.valueSetBase));
+      const byName =
+        names.length === 0
+          ? ''
+          : ` or ${CONCEPTS}.select(text | coding.display).where(${names.map((n) => `lower().contains(${quote(n)})`).join(' or ')}).exists()`;
+      return `where(${CONCEPTS}.coding.where(${check}).exists()${byName})`;
     }
     case 'coded':
       return args.length === 2

@@ -17,6 +17,8 @@ export interface FhirPathOptions {
 interface CodingLike {
   system?: string;
   code?: string;
+  text?: string;
+  display?: string;
   coding?: CodingLike[];
 }
 
@@ -63,7 +65,8 @@ function daysBefore(date: string, days: number): string {
  * Questionnaire needs a portable expression):
  * - `coded(system, code)` = `where(code.coding.where(system = S and code = C).exists())` (also vaccineCode and
  *   medicationCodeableConcept);
- * - `codedIn(valueSet)` = `where(code.memberOf(VS))`;
+ * - `codedIn(valueSet)` = `where(code.memberOf(VS))`, where a drug set's `valueset-match-name` names also match the
+ *   concept's text or displays (design.md §6 "Clinical readings");
  * - `recent(date, days)` = resources whose clinically relevant date is on or after `date - days` (date precision).
  */
 function collectionFilters(options: FhirPathOptions) {
@@ -77,7 +80,12 @@ function collectionFilters(options: FhirPathOptions) {
     codedIn: {
       fn: (inputs: unknown[], ref: string) => {
         const url = resolveValueSetUrl(ref, options.valueSetBase);
-        return inputsOf(inputs).filter((r) => conceptsOf(r).some((c) => c.coding?.some((x) => options.valueSets.contains(url, x))));
+        // By a listed code, else (for drug sets that name their drugs) by the drug's name in the text or displays.
+        return inputsOf(inputs).filter((r) =>
+          conceptsOf(r).some(
+            (c) => c.coding?.some((x) => options.valueSets.contains(url, x)) || options.valueSets.nameIn(url, c) !== undefined,
+          ),
+        );
       },
       arity: { 1: ['String'] },
     },
@@ -110,7 +118,9 @@ function memberOfTable(options: FhirPathOptions) {
         const hit = inputs.some((item) => {
           if (typeof item === 'string') return false;
           const c = item as CodingLike;
-          if (c.coding) return c.coding.some((cc) => options.valueSets.contains(url, cc));
+          if (c.coding || c.text) {
+            return (c.coding ?? []).some((cc) => options.valueSets.contains(url, cc)) || options.valueSets.nameIn(url, c) !== undefined;
+          }
           return options.valueSets.contains(url, c);
         });
         return [hit];

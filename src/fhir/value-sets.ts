@@ -3,6 +3,11 @@ import type { Coding, ValueSet } from '@medplum/fhirtypes';
 /** The HCPCS Level II system URI PriorPath emits (CRD `aliases.fsh`); see `cds-services/README.md`. */
 export const HCPCS_SYSTEM = 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets';
 export const NDC_SYSTEM = 'http://hl7.org/fhir/sid/ndc';
+/**
+ * ValueSet extension naming a drug (ingredient or brand) whose orders belong to the set even when no listed code is on
+ * them: design.md §6 "Clinical readings" (match by RxNorm at any level, and by ingredient name as a fallback).
+ */
+export const MATCH_NAME_EXT = 'https://priorpath.dev/fhir/StructureDefinition/valueset-match-name';
 
 /**
  * Other spellings of a code system seen in the wild, mapped to the one we store. HCPCS arrives under three URIs
@@ -49,7 +54,7 @@ export function codingKey(system: string | undefined, code: string | undefined):
  * (design.md §4 "No code lookup at run time"): membership is decided on each ValueSet's local `expansion`.
  */
 export class ValueSetIndex {
-  private readonly byUrl = new Map<string, { resource: ValueSet; keys: Set<string> }>();
+  private readonly byUrl = new Map<string, { resource: ValueSet; keys: Set<string>; names: string[] }>();
 
   add(vs: ValueSet): void {
     if (!vs.url) throw new Error(`ValueSet ${vs.id ?? '?'} has no url`);
@@ -58,8 +63,30 @@ export class ValueSetIndex {
       const key = codingKey(c.system, c.code);
       if (key) keys.add(key);
     }
-    this.byUrl.set(vs.url, { resource: vs, keys });
-    if (vs.version) this.byUrl.set(`${vs.url}|${vs.version}`, { resource: vs, keys });
+    const names = (vs.extension ?? [])
+      .filter((e) => e.url === MATCH_NAME_EXT && typeof e.valueString === 'string' && e.valueString.trim().length > 2)
+      .map((e) => e.valueString!.trim().toLowerCase());
+    this.byUrl.set(vs.url, { resource: vs, keys, names });
+    if (vs.version) this.byUrl.set(`${vs.url}|${vs.version}`, { resource: vs, keys, names });
+  }
+
+  /** The drug names a set also matches by (lower case; empty for sets matched by code only). */
+  namesOf(url: string): string[] {
+    return this.byUrl.get(url)?.names ?? [];
+  }
+
+  /**
+   * The set's drug name found in a concept's text or coding displays (case-insensitive), or undefined. The fallback
+   * for orders no listed code recognises (design.md §6 "Clinical readings"): e.g. "ponatinib" in
+   * `medicationCodeableConcept.text`.
+   */
+  nameIn(url: string, concept: { text?: string; coding?: { display?: string }[] } | undefined): string | undefined {
+    const names = this.byUrl.get(url)?.names;
+    if (!names || names.length === 0 || !concept) return undefined;
+    const texts = [concept.text, ...(concept.coding ?? []).map((c) => c.display)]
+      .filter((t): t is string => typeof t === 'string')
+      .map((t) => t.toLowerCase());
+    return names.find((n) => texts.some((t) => t.includes(n)));
   }
 
   has(url: string): boolean {

@@ -1,4 +1,4 @@
-import type { MedicationRequest, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
+import type { CodeableConcept, Condition, MedicationRequest, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
 import type { Content, Payer } from '../content.js';
 import { policiesFor, policiesForCodings } from '../content.js';
 import { answeredCanonical, evaluateQuestionnaireResponse, policyForQuestionnaire } from '../dtr/evaluate-response.js';
@@ -130,6 +130,20 @@ export function decisionFor(policy: CompiledPolicy, ev: PolicyEvaluation, opts: 
   };
 }
 
+/** Claim.diagnosis codes as active Conditions (a diagnosisReference to a Condition in the Bundle is read as it is). */
+function claimDiagnoses(req: PasRequest): Condition[] {
+  return (req.claim.diagnosis ?? [])
+    .map((d) => d.diagnosisCodeableConcept)
+    .filter((c): c is CodeableConcept => !!c?.coding?.length)
+    .map((code, i) => ({
+      resourceType: 'Condition',
+      id: `claim-diagnosis-${i + 1}`,
+      clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: 'active' }] },
+      code,
+      subject: { reference: req.patientFullUrl ?? `Patient/${req.patient.id ?? ''}` },
+    }));
+}
+
 /**
  * Adjudicates every item of a PAS request against the payer's policies, over the facts of the Bundle's own resources
  * with the QuestionnaireResponse answers taking precedence (design.md §5, use 3). An item no policy governs is pended
@@ -145,6 +159,10 @@ export function adjudicate(opts: { content: Content; payer: Payer; request: PasR
     const resources: Resource[] = req.resources.some((r) => r === order) ? req.resources : [...req.resources, order];
     const record = recordFromResources(resources, [order], practitioner && /^(PractitionerRole|Practitioner)\//.test(practitioner) ? practitioner : undefined);
     for (const [k, r] of req.byReference) record.byReference.set(k, r);
+    // A PAS Bundle is not the whole chart: the Claim's diagnoses count as the patient's conditions, and a request that
+    // carries none leaves the diagnosis unknown (A4, documentation), never "a different diagnosis" (A3).
+    record.diagnosesComplete = false;
+    record.conditions.push(...claimDiagnoses(req));
     if (practitioner) {
       const user = req.byReference.get(practitioner);
       if (user && (user.resourceType === 'PractitionerRole' || user.resourceType === 'Practitioner') && !record.users.includes(user)) record.users.push(user);

@@ -8,6 +8,11 @@ export interface CompiledFact {
   expr: CompiledExpression;
   /** Facts this one reads as `%name`. */
   deps: string[];
+  /**
+   * For facts over drug value sets that also match by name: the drug name when an order belongs to one of those sets
+   * by its name only (no listed code), so the reason can say a name decided (design.md §6 "Clinical readings").
+   */
+  nameOnly?: (order: unknown) => string | undefined;
 }
 
 export type RuleKind = 'requirement' | 'pathway' | 'limit';

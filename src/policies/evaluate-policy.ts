@@ -49,6 +49,11 @@ export interface PolicyEvaluation {
   /** Rules that failed, for not-covered and limit-exceeded reasons. */
   failed: RuleResult[];
   proposals: Proposal[];
+  /**
+   * Where a drug was recognised by its name rather than a listed code (design.md §6 "Clinical readings"); the same
+   * words are appended to the text of every rule that reads the fact, so reasons say when a name decided.
+   */
+  notes?: string[];
 }
 
 /** The hook data a fact expression reads as FHIRPath variables (see cds-services/README.md). */
@@ -63,6 +68,12 @@ export interface EvaluationData {
   immunizations: unknown[];
   /** Diagnosis codes (CodeableConcepts): the order's reasons, else the patient's qualifying Conditions. */
   diagnoses: unknown[];
+  /**
+   * Whether `diagnoses` comes from the patient's whole problem list (CRD prefetch, EHR search: no diagnosis means none,
+   * so a diagnosis fact is false) or from a partial source such as a PAS Bundle (no diagnosis means unknown: A4, never
+   * A3). Read by facts as `%diagnosesComplete`; default true.
+   */
+  diagnosesComplete?: boolean;
   /** Planned start of the order, YYYY-MM-DD (design.md §6 "order date"). */
   orderDate: string;
 }
@@ -123,6 +134,7 @@ export function evaluatePolicy(
 ): PolicyEvaluation {
   const env: Record<string, unknown> = {
     ...data,
+    diagnosesComplete: data.diagnosesComplete ?? true,
     orderDateTime: `${data.orderDate}T00:00:00Z`,
     policyDrug: policy.file.drug,
   };
@@ -157,8 +169,11 @@ export function evaluatePolicy(
     }
   }
 
+  const nameNotes = namesThatDecided(policy, data, factValues);
   const run = (r: CompiledRule): RuleResult => {
-    const base = { kind: r.kind, id: r.id, cite: r.cite, text: r.text };
+    const notes = ruleClosure(policy, r.facts).flatMap((f) => nameNotes.get(f) ?? []);
+    const text = notes.length > 0 ? `${r.text} [${[...new Set(notes)].join('; ')}]` : r.text;
+    const base = { kind: r.kind, id: r.id, cite: r.cite, text };
     try {
       return { ...base, result: tri(r.when(factValues, {})) };
     } catch (err) {
@@ -171,7 +186,15 @@ export function evaluatePolicy(
   const limits = policy.limits.map(run);
   const rules = [...requirements, ...pathways, ...limits];
 
-  const base = { policyId: policy.file.id, policyVersion: policy.file.version, facts, rules, proposals: [] as Proposal[] };
+  const allNotes = [...new Set([...nameNotes.values()].flat())];
+  const base = {
+    policyId: policy.file.id,
+    policyVersion: policy.file.version,
+    facts,
+    rules,
+    proposals: [] as Proposal[],
+    ...(allNotes.length > 0 ? { notes: allNotes } : {}),
+  };
   if (broken) return { ...base, outcome: 'error', missingFacts: [], failed: rules.filter((r) => r.error) };
 
   const failedRequirements = requirements.filter((r) => r.result === false);
@@ -209,6 +232,42 @@ export function evaluatePolicy(
 
   const undecided = [...unknownRequirements, ...(approving ? [] : pathways.filter((p) => p.result === 'unknown')), ...unknownLimits];
   return { ...base, outcome: 'documentation-needed', missingFacts: missingFor(policy, undecided, factValues), failed: [] };
+}
+
+const NAME_MATCH_STATUSES = new Set(['active', 'draft', 'on-hold', 'completed']);
+
+/** Per known fact over a name-matching drug set: the orders it counted by name only. */
+function namesThatDecided(policy: CompiledPolicy, data: EvaluationData, known: Record<string, FactValue>): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const f of policy.facts) {
+    if (!f.nameOnly || !Object.prototype.hasOwnProperty.call(known, f.name)) continue;
+    const notes = data.medications
+      .filter((m) => NAME_MATCH_STATUSES.has(String((m as { status?: string }).status)))
+      .map((m) => f.nameOnly!(m))
+      .filter((n): n is string => n !== undefined);
+    if (notes.length > 0) out.set(f.name, notes);
+  }
+  return out;
+}
+
+const closureCache = new WeakMap<CompiledPolicy, Map<string, string[]>>();
+/** The facts a rule reads, with the facts those are computed from. */
+function ruleClosure(policy: CompiledPolicy, names: string[]): string[] {
+  let cache = closureCache.get(policy);
+  if (!cache) closureCache.set(policy, (cache = new Map()));
+  const key = names.join(',');
+  const hit = cache.get(key);
+  if (hit) return hit;
+  const seen = new Set<string>();
+  const visit = (n: string) => {
+    if (seen.has(n)) return;
+    seen.add(n);
+    policy.factsByName.get(n)?.deps.forEach(visit);
+  };
+  names.forEach(visit);
+  const out = [...seen];
+  cache.set(key, out);
+  return out;
 }
 
 function safeNumber(fn: () => unknown[]): number | undefined {

@@ -26,6 +26,11 @@ export interface PatientRecord {
   orders: MedicationRequest[];
   /** Resources found anywhere (prefetch, contained), for resolving references such as requester. */
   byReference: Map<string, Resource>;
+  /**
+   * false when `conditions` is not the patient's whole problem list (a PAS Bundle carries what the provider chose to
+   * send): then no diagnosis at all is unknown, never "another diagnosis" (design.md §6 "Clinical readings").
+   */
+  diagnosesComplete?: boolean;
 }
 
 const CLINICAL_ACTIVE = new Set(['active', 'recurrence', 'relapse', 'remission']);
@@ -96,8 +101,11 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
 
   const reasonConditions = (order.reasonReference ?? [])
     .map((r) => record.byReference.get(refKey(r.reference) ?? '') ?? containedOf(order, r.reference))
-    .filter((r): r is Condition => r?.resourceType === 'Condition' && isQualifyingCondition(r));
-  const reasonCodes = order.reasonCode ?? [];
+    .filter((r): r is Condition => r?.resourceType === 'Condition' && isQualifyingCondition(r) && namesDisease(r.code));
+  // design.md §6 "Clinical readings": encounter and procedure reasons (ICD-10-CM Z51.x chemotherapy encounter, Z09,
+  // Z79.x long-term drug therapy, any Z code) and text-only reasons are not diagnoses; the order's reason decides only
+  // when it names a disease, otherwise the problem list does.
+  const reasonCodes = (order.reasonCode ?? []).filter(namesDisease);
   const diagnoses: CodeableConcept[] =
     reasonConditions.length > 0 || reasonCodes.length > 0
       ? [...reasonConditions.map((c) => c.code).filter((c): c is CodeableConcept => !!c), ...reasonCodes]
@@ -116,8 +124,17 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
     medications,
     immunizations: record.immunizations,
     diagnoses,
+    diagnosesComplete: record.diagnosesComplete ?? true,
     orderDate: orderDateOf(order, today),
   };
+}
+
+const ICD10CM = 'http://hl7.org/fhir/sid/icd-10-cm';
+
+/** A reason concept that names a disease: it has a coding, and not only ICD-10-CM Z codes (encounters, history). */
+function namesDisease(c: CodeableConcept | undefined): boolean {
+  const codings = (c?.coding ?? []).filter((x) => x.code);
+  return codings.length > 0 && codings.some((x) => !(x.system === ICD10CM && /^Z/i.test(x.code!.trim())));
 }
 
 function containedOf(order: MedicationRequest, ref: string | undefined): Resource | undefined {

@@ -20,6 +20,7 @@ export const RESERVED_VARIABLES = [
   'medications',
   'immunizations',
   'diagnoses',
+  'diagnosesComplete',
   'policyDrug',
   'orderDate',
   'orderDateTime',
@@ -172,6 +173,32 @@ export function loadPolicies(opts: LoadPoliciesOptions): CompiledPolicy[] {
   return policies;
 }
 
+/**
+ * The drug value sets with match names that a fact reads (`codedIn`/`memberOf`, `%policyDrug` included), turned into a
+ * test for an order that belongs to one of them by name only. Undefined when the fact reads no such set.
+ */
+function nameOnlyMatcher(
+  expression: string,
+  drug: string,
+  opts: { valueSets: LoadPoliciesOptions['valueSets']; valueSetBase: string },
+): ((order: unknown) => string | undefined) | undefined {
+  const urls = referencedValueSets(expression, opts.valueSetBase);
+  if (/codedIn\(\s*%policyDrug\s*\)/.test(expression)) urls.push(resolveValueSetUrl(drug, opts.valueSetBase));
+  const named = [...new Set(urls)].filter((u) => opts.valueSets.has(u) && opts.valueSets.namesOf(u).length > 0);
+  if (named.length === 0) return undefined;
+  return (order: unknown) => {
+    const concept = (order as { medicationCodeableConcept?: { text?: string; coding?: { system?: string; code?: string; display?: string }[] } })
+      ?.medicationCodeableConcept;
+    if (!concept) return undefined;
+    for (const url of named) {
+      if ((concept.coding ?? []).some((c) => opts.valueSets.contains(url, c))) continue;
+      const name = opts.valueSets.nameIn(url, concept);
+      if (name) return `${name} recognised by name in "${(concept.text ?? concept.coding?.find((c) => c.display)?.display ?? '').slice(0, 80)}", not by a listed code`;
+    }
+    return undefined;
+  };
+}
+
 function compilePolicy(
   file: PolicyFile,
   path: string,
@@ -220,7 +247,8 @@ function compilePolicy(
       if (!(d in defs)) problems.push({ file: path, field: `${field}.fhirpath`, message: `unknown variable %${d}` });
     }
     try {
-      compiledFacts.set(name, { name, def, deps, expr: compileFhirPath(def.fhirpath, fpResources) });
+      const nameOnly = nameOnlyMatcher(def.fhirpath, file.drug, opts);
+      compiledFacts.set(name, { name, def, deps, expr: compileFhirPath(def.fhirpath, fpResources), ...(nameOnly ? { nameOnly } : {}) });
     } catch (err) {
       problems.push({ file: path, field: `${field}.fhirpath`, message: `FHIRPath does not compile: ${(err as Error).message}` });
     }

@@ -174,7 +174,8 @@ describe('evidence CodeSystem', () => {
   });
 
   it('has the answer codes design.md §6 names', () => {
-    expect(codesOf('disease-status')).toEqual(['relapsed', 'refractory', 'cr1', 'cr2', 'cr3']);
+    // "newly diagnosed / not in remission" is an answer a first-line order needs (design.md §6 "Clinical readings").
+    expect(codesOf('disease-status')).toEqual(['newly-diagnosed', 'relapsed', 'refractory', 'cr1', 'cr2', 'cr3']);
     expect(codesOf('ph-status')).toEqual(['positive', 'negative', 'ph-like']);
     expect(codesOf('cd19-status')).toEqual(['positive', 'negative']);
     expect(codesOf('kmt2a-status')).toEqual(['rearranged', 'not-rearranged']);
@@ -185,6 +186,7 @@ describe('evidence CodeSystem', () => {
       'ph-status',
       'cd19-status',
       'kmt2a-status',
+      'cd22-status',
     ]);
   });
 });
