@@ -539,3 +539,41 @@ export function ruleOverAnswers(policy: CompiledPolicy, condition: string, ctx: 
   if (!readsAnswers || !raw.every(isMonotone)) return undefined;
   return text;
 }
+
+/**
+ * An `askWhen` condition (FHIRPath over facts and `%orderDate`) for a renderer: a fact with a form item reads its
+ * answer, a fact without one reads its own client initialExpression (e.g. the birth date from `%patient`), and the
+ * order date is today. Undefined when nothing in it can be known in the renderer.
+ */
+export function askWhenForRenderer(
+  policy: CompiledPolicy,
+  askWhen: string,
+  ctx: {
+    itemFor: (f: string) => { linkId: string; type: FactType } | undefined;
+    valueSets: ValueSetIndex;
+    valueSetBase: string;
+  },
+): string | undefined {
+  const tokens = tokenize(askWhen);
+  let known = false;
+  const text = tokens
+    .map((t, i) => {
+      if (t.kind === 'var' && (t.name === 'orderDate' || t.name === 'orderDateTime')) {
+        return t.name === 'orderDate' ? 'today().toString()' : "(today().toString() + 'T00:00:00Z')";
+      }
+      if (t.kind !== 'ident' || !isBare(tokens, i) || !policy.factsByName.has(t.name!)) return t.text;
+      const item = ctx.itemFor(t.name!);
+      if (item) {
+        known = true;
+        return answerPath(item.linkId, item.type);
+      }
+      const init = clientInitialExpression(policy, t.name!, ctx);
+      if (init.expression === undefined) return '{}';
+      known = true;
+      return `(${init.expression})`;
+    })
+    .join('')
+    .replace(/\s+/g, ' ')
+    .trim();
+  return known ? text : undefined;
+}

@@ -3,7 +3,7 @@ import { resolveValueSetUrl } from '../fhir/fhirpath.js';
 import type { ValueSetIndex } from '../fhir/value-sets.js';
 import type { CompiledPolicy, CompiledRule } from '../policies/compiled-policy.js';
 import type { FactType } from '../policies/policy-schema.js';
-import { clientInitialExpression, CLIENT_QUERIES, ruleOverAnswers, splitTopLevel } from './expressions.js';
+import { askWhenForRenderer, clientInitialExpression, CLIENT_QUERIES, ruleOverAnswers, splitTopLevel } from './expressions.js';
 import {
   DTR_STD_QUESTIONNAIRE,
   EXT_DESIGN_NOTE,
@@ -123,6 +123,25 @@ function pathwayGate(
   return clauses.length === 0 ? undefined : `iif(${clauses.join(' or ')}, false, true)`;
 }
 
+/**
+ * The `enableWhenExpression` of a question or attachment with an `askWhen`: shown unless the answers so far (the
+ * pre-filled ones included, e.g. the birth date) make the condition false. The renderer has no order, so `%orderDate`
+ * is today (design.md §6 "Clinical readings": questions are asked only of the patients they concern).
+ */
+function askWhenGate(
+  policy: CompiledPolicy,
+  askWhen: string | undefined,
+  ctx: {
+    itemFor: (f: string) => { linkId: string; type: FactType } | undefined;
+    valueSets: ValueSetIndex;
+    valueSetBase: string;
+  },
+): string | undefined {
+  if (!askWhen) return undefined;
+  const e = askWhenForRenderer(policy, askWhen, ctx);
+  return e === undefined ? undefined : `iif((${e}) = false, false, true)`;
+}
+
 /** A justification question is shown unless every limit it can rescue is already met by the answers so far. */
 function justificationGate(
   policy: CompiledPolicy,
@@ -167,6 +186,8 @@ export function buildQuestionnaire(
     return def?.linkId && structure.usedBy.has(name) ? { linkId: def.linkId, type: def.type } : undefined;
   };
 
+  const gateCtx = { itemFor, valueSets: ctx.valueSets, valueSetBase: `${ctx.canonicalBase}/ValueSet` };
+
   const factItem = (name: string): QuestionnaireItem => {
     const def = policy.factsByName.get(name)!.def;
     const item: QuestionnaireItem = {
@@ -206,6 +227,13 @@ export function buildQuestionnaire(
       .filter(Boolean)
       .join(' ');
     item.item = [helpItem(def.linkId!, help)];
+    const gate = askWhenGate(policy, def.askWhen, gateCtx);
+    if (gate) {
+      item.extension = [
+        ...(item.extension ?? []),
+        expressionExtension(EXT_ENABLE_WHEN_EXPRESSION, gate, 'Asked only of the patients this question concerns'),
+      ];
+    }
     return item;
   };
 
@@ -257,6 +285,27 @@ export function buildQuestionnaire(
         ];
     }
     groups.push(group);
+  }
+
+  if (policy.attachments.length > 0) {
+    groups.push({
+      linkId: 'group-attachments',
+      text: 'Documents to attach',
+      type: 'group',
+      item: policy.attachments.map((a): QuestionnaireItem => {
+        const gate = askWhenGate(policy, a.askWhenText, gateCtx);
+        return {
+          linkId: a.linkId,
+          text: a.text.replace(/\s+/g, ' ').trim(),
+          type: 'attachment',
+          repeats: true,
+          ...(gate
+            ? { extension: [expressionExtension(EXT_ENABLE_WHEN_EXPRESSION, gate, 'Asked only when this document applies')] }
+            : {}),
+          item: [helpItem(a.linkId, `The policy asks for this document: ${a.cite}.`)],
+        };
+      }),
+    });
   }
 
   const description =

@@ -13,6 +13,8 @@ export interface CompiledFact {
    * by its name only (no listed code), so the reason can say a name decided (design.md §6 "Clinical readings").
    */
   nameOnly?: (order: unknown) => string | undefined;
+  /** `askWhen` compiled over the facts: a question whose condition is false is not asked (hidden in DTR). */
+  askWhen?: CompiledExpression;
 }
 
 export type RuleKind = 'requirement' | 'pathway' | 'limit';
@@ -42,6 +44,8 @@ export interface CompiledPolicy {
   requirements: CompiledRule[];
   pathways: CompiledRule[];
   limits: CompiledRule[];
+  /** Attachment items with their `askWhen` compiled. */
+  attachments: { linkId: string; text: string; cite: string; askWhen?: CompiledExpression; askWhenText?: string }[];
   /** Canonical URL of the policy's DTR Questionnaire, with `|version`. */
   questionnaire: string;
 }

@@ -219,7 +219,7 @@ export function evaluatePolicy(
     }
     // DTR asks what could lift the limit (its unknown facts, e.g. a guideline-support attestation) and whatever is
     // still unknown elsewhere.
-    return { ...base, proposals, outcome: 'limit-exceeded', missingFacts: missingFor(policy, [...exceeded, ...rules.filter((r) => r.result === 'unknown')], factValues), failed: exceeded };
+    return { ...base, proposals, outcome: 'limit-exceeded', missingFacts: missingFor(policy, [...exceeded, ...rules.filter((r) => r.result === 'unknown')], factValues, data.orderDate), failed: exceeded };
   }
 
   const approving = pathways.find((p) => p.result === true);
@@ -231,7 +231,7 @@ export function evaluatePolicy(
   }
 
   const undecided = [...unknownRequirements, ...(approving ? [] : pathways.filter((p) => p.result === 'unknown')), ...unknownLimits];
-  return { ...base, outcome: 'documentation-needed', missingFacts: missingFor(policy, undecided, factValues), failed: [] };
+  return { ...base, outcome: 'documentation-needed', missingFacts: missingFor(policy, undecided, factValues, data.orderDate), failed: [] };
 }
 
 const NAME_MATCH_STATUSES = new Set(['active', 'draft', 'on-hold', 'completed']);
@@ -270,6 +270,21 @@ function ruleClosure(policy: CompiledPolicy, names: string[]): string[] {
   return out;
 }
 
+/** True only when an `askWhen` condition is known to be false for this patient; unknown shows the question. */
+export function askWhenFalse(
+  askWhen: CompiledPolicy['facts'][number]['askWhen'],
+  known: Record<string, FactValue>,
+  orderDate: string,
+): boolean {
+  if (!askWhen) return false;
+  try {
+    const v = askWhen(known, { orderDate, orderDateTime: `${orderDate}T00:00:00Z` });
+    return v.length === 1 && v[0] === false;
+  } catch {
+    return false;
+  }
+}
+
 function safeNumber(fn: () => unknown[]): number | undefined {
   try {
     const v = fn();
@@ -283,14 +298,17 @@ function safeNumber(fn: () => unknown[]): number | undefined {
  * The askable facts behind undecided rules: an unknown fact that the clinician can answer, or, for a derived fact
  * (askable: false), the unknown facts it is computed from.
  */
-function missingFor(policy: CompiledPolicy, undecided: RuleResult[], known: Record<string, FactValue>): string[] {
+function missingFor(policy: CompiledPolicy, undecided: RuleResult[], known: Record<string, FactValue>, orderDate: string): string[] {
   const out = new Set<string>();
   const visit = (name: string, seen: Set<string>) => {
     if (seen.has(name) || Object.prototype.hasOwnProperty.call(known, name)) return;
     seen.add(name);
     const f = policy.factsByName.get(name);
     if (!f) return;
-    if (f.def.askable) out.add(name);
+    if (f.def.askable) {
+      // A question for other patients (askWhen false: e.g. the AYA question for a 4-month-old) is never asked.
+      if (!askWhenFalse(f.askWhen, known, orderDate)) out.add(name);
+    }
     else for (const d of f.deps) visit(d, seen);
   };
   for (const r of undecided) {

@@ -263,6 +263,32 @@ function compilePolicy(
 
   const ordered = orderFacts(compiledFacts, path, problems);
 
+  /** Compiles an `askWhen` over the facts; every name it reads must be a fact. */
+  const compileAskWhen = (expr: string, field: string) => {
+    for (const f of bareIdentifiers(expr)) {
+      if (!compiledFacts.has(f)) problems.push({ file: path, field, message: `unknown fact ${f}` });
+    }
+    try {
+      return compileFhirPath(expr, fpFacts);
+    } catch (err) {
+      problems.push({ file: path, field, message: `FHIRPath does not compile: ${(err as Error).message}` });
+      return undefined;
+    }
+  };
+  for (const f of compiledFacts.values()) {
+    if (f.def.askWhen) f.askWhen = compileAskWhen(f.def.askWhen, `facts.${f.name}.askWhen`);
+  }
+  const attachments = file.attachments.map((a, i) => ({
+    linkId: a.linkId,
+    text: a.text,
+    cite: a.cite,
+    ...(a.askWhen ? { askWhen: compileAskWhen(a.askWhen, `attachments[${i}].askWhen`), askWhenText: a.askWhen } : {}),
+  }));
+  for (const a of file.attachments) {
+    if (linkIds.has(a.linkId)) problems.push({ file: path, field: 'attachments', message: `linkId ${a.linkId} also used by ${linkIds.get(a.linkId)}` });
+    linkIds.set(a.linkId, `attachment ${a.linkId}`);
+  }
+
   const compileRule = (kind: RuleKind, index: number, r: PolicyFile['limits'][number] | PolicyFile['pathways'][number] | PolicyFile['requirements'][number]): CompiledRule | undefined => {
     const field = `${kind === 'requirement' ? 'requirements' : kind === 'pathway' ? 'pathways' : 'limits'}[${index}]`;
     const facts = bareIdentifiers(r.when);
@@ -306,12 +332,14 @@ function compilePolicy(
     if (!f || used.has(name)) return;
     used.add(name);
     f.deps.forEach(use);
+    if (f.def.askWhen) bareIdentifiers(f.def.askWhen).forEach(use);
   };
   for (const r of [...file.requirements, ...file.pathways, ...file.limits]) {
     bareIdentifiers(r.when).forEach(use);
     if ('propose' in r && r.propose) bareIdentifiers(r.propose.value).forEach(use);
   }
   Object.keys(file.facts).forEach(use);
+  for (const a of file.attachments) if (a.askWhen) bareIdentifiers(a.askWhen).forEach(use);
   const kept = ordered.filter((f) => used.has(f.name));
   for (const name of [...compiledFacts.keys()]) if (!used.has(name)) compiledFacts.delete(name);
 
@@ -323,6 +351,7 @@ function compilePolicy(
     requirements: requirements as CompiledRule[],
     pathways: pathways as CompiledRule[],
     limits: limits as CompiledRule[],
+    attachments: attachments.map((a) => (a.askWhen === undefined ? { linkId: a.linkId, text: a.text, cite: a.cite } : (a as CompiledPolicy['attachments'][number]))),
     questionnaire: `${opts.canonicalBase}/Questionnaire/${file.id}|${file.version}`,
   };
 }

@@ -40,6 +40,13 @@ export const factSchema = z
       .default('unknown')
       .describe('What an empty search means: unknown (findings) or false (history, diagnosis); documentation only'),
     askable: z.boolean().default(true).describe('false for facts the clinician is never asked (derived values)'),
+    askWhen: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'FHIRPath over the facts (and %orderDate): the question is asked only of the patients it concerns; false hides it, unknown shows it',
+      ),
   })
   .strict();
 export type FactDefinition = z.infer<typeof factSchema>;
@@ -84,6 +91,17 @@ export const limitSchema = z
   })
   .strict();
 
+/** A document the seed asks the prescriber to submit: a Questionnaire `attachment` item (design.md §6 "Clinical readings"). */
+export const attachmentSchema = z
+  .object({
+    linkId: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'kebab-case linkId'),
+    text: z.string().min(3).describe('What to attach, as the clinician reads it'),
+    cite: citation,
+    askWhen: z.string().min(1).optional().describe('FHIRPath over the facts: shown unless this is false'),
+  })
+  .strict();
+export type AttachmentDefinition = z.infer<typeof attachmentSchema>;
+
 export const policySchema = z
   .object({
     id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/),
@@ -107,6 +125,7 @@ export const policySchema = z
     requirements: z.array(requirementSchema).default([]),
     pathways: z.array(pathwaySchema).min(1),
     limits: z.array(limitSchema).default([]),
+    attachments: z.array(attachmentSchema).default([]).describe('Documents the seed asks for, as attachment items'),
     offLabel: z.string().optional().describe('Where a use outside this policy goes (named in not-covered reasons)'),
     notes: z.array(z.string()).default([]).describe('Reading decisions on ambiguous seed text, with citations'),
   })

@@ -183,7 +183,8 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
         canonicalBase: CANONICAL_BASE,
       });
       for (const g of gates) {
-        const open = g.fn(qr, { resource: qr });
+        // The renderer has the SDC launch context %patient (age-gated questions read its birth date).
+        const open = g.fn(qr, { resource: qr, patient: { resourceType: 'Patient', birthDate: '1980-01-01' } });
         expect(open.length, g.item.linkId).toBe(1);
         if (open[0] !== false) continue;
         closed++;

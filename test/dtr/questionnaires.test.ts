@@ -52,7 +52,8 @@ describe('generated questionnaires', () => {
     const policy = f.policy;
     const structure = policyStructure(policy);
     const items = flattenItems(q.item);
-    const questions = items.filter((i) => i.type !== 'group' && i.type !== 'display');
+    const questions = items.filter((i) => i.type !== 'group' && i.type !== 'display' && i.type !== 'attachment');
+    const attachments = items.filter((i) => i.type === 'attachment');
 
     it('is a valid FHIR R4 Questionnaire (Medplum validator)', () => {
       expect(fhirIssues(q)).toEqual([]);
@@ -141,14 +142,30 @@ describe('generated questionnaires', () => {
       }
     });
 
-    it('groups questions by rule kind or pathway, and gates pathway groups and justifications with enableWhenExpression', () => {
+    it('groups questions by rule kind or pathway, and gates pathway groups, justifications and askWhen questions with enableWhenExpression', () => {
       const groups = (q.item ?? []).map((g) => g.linkId);
       expect(groups.every((g) => g.startsWith('group-'))).toBe(true);
       for (const g of structure.groups.filter((x) => x.kind === 'pathway'))
         expect(groups).toContain(`group-pathway-${g.rule!.id}`);
+      const askWhen = new Set([
+        ...policy.facts.filter((f) => f.def.askWhen).map((f) => f.def.linkId),
+        ...policy.attachments.filter((a) => a.askWhen).map((a) => a.linkId),
+      ]);
       const gated = items.filter((i) => expressions(i, EXT_ENABLE_WHEN_EXPRESSION).length > 0);
       for (const i of gated)
-        expect(i.linkId.startsWith('group-pathway-') || structure.justifications.length > 0, i.linkId).toBe(true);
+        expect(
+          i.linkId.startsWith('group-pathway-') || structure.justifications.length > 0 || askWhen.has(i.linkId),
+          i.linkId,
+        ).toBe(true);
+    });
+
+    it('asks for the documents the seed asks for as attachment items citing the clause (design.md §6 "Clinical readings")', () => {
+      expect(attachments.map((i) => i.linkId)).toEqual(policy.attachments.map((a) => a.linkId));
+      expect(attachments.length, 'every seed asks for some document').toBeGreaterThan(0);
+      for (const a of policy.attachments) {
+        const item = attachments.find((i) => i.linkId === a.linkId)!;
+        expect(item.item?.find((x) => x.type === 'display')?.text).toContain(a.cite);
+      }
     });
 
     it('has FHIRPath that fhirpath.js compiles and that uses no server-only function', () => {

@@ -115,6 +115,30 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
     expect(cr.item?.[0].noteNumber?.length).toBeGreaterThan(0);
   });
 
+  it('pends (A4), never A3, a request that carries no diagnosis at all: a missing diagnosis is not a different one (design.md §6 "Clinical readings")', async () => {
+    const res = await submit(storyBundle('centene-mrd-positive', { remove: ['centene-mrd-positive-dx'] }));
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const cr = claimResponseOf(res.body);
+    expect(reviewActions(cr)).toEqual([`${X12}#A4`]);
+    const question = testContent().policies.find((p) => p.file.id === 'centene-blinatumomab')!.factsByName.get('bAll')!.def.question!;
+    expect(JSON.stringify(cr.processNote)).toContain(question);
+    expect(JSON.stringify(cr.processNote)).not.toMatch(/T-cell ALL or a lymphoma/);
+  });
+
+  it('reads the diagnosis from Claim.diagnosis when the Bundle carries no Condition: B-ALL in remission with MRD is certified (A1)', async () => {
+    const bundle = storyBundle('centene-mrd-positive', { remove: ['centene-mrd-positive-dx'] });
+    const claim = bundle.entry![0].resource as { diagnosis?: unknown[] };
+    claim.diagnosis = [
+      {
+        sequence: 1,
+        diagnosisCodeableConcept: { coding: [{ system: 'http://snomed.info/sct', code: '277571004', display: 'B-cell acute lymphoblastic leukemia' }] },
+      },
+    ];
+    const res = await submit(bundle);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(reviewActions(claimResponseOf(res.body))).toEqual([`${X12}#A1`]);
+  });
+
   it('pends (A4) a request missing evidence, naming what is needed; a reviewer approves it and $inquire then shows A1 with an authorization', async () => {
     // Another order of the patient than the one approved above: each order has its own decision.
     const bundle = storyBundle('centene-missing-mrd', { orderId: 'centene-missing-mrd-order-review' });

@@ -486,7 +486,8 @@ const PROMISES: Record<string, Promise_> = {
     specialty: '207RH0003X',
     dose: [9, 'ug/d'],
     phase: 'induction',
-    expected: 'not-covered',
+    // design.md §6 "Clinical readings": BCBSNC asks about label/compendia support for another cancer.
+    expected: 'auth-needed',
   },
 };
 
