@@ -42,7 +42,9 @@ function unresolved(bundle: Bundle): string[] {
 
 const approval = () => storyBundle('centene-missing-mrd', { answers: { 'mrd-percent': [{ valueDecimal: 0.52 }] } });
 const pended = () => storyBundle('centene-missing-mrd');
-const denial = () => storyBundle('bcbsnc-t-all');
+// MMM D.i denies DLBCL outright; BCBSNC asks about label/compendia support for T-cell ALL instead (design.md §6
+// "Clinical readings"), so the T-ALL story is pended, not denied.
+const denial = () => storyBundle('mmm-dlbcl-offlabel');
 
 describe('PAS server: approval, denial, pended (kit groups 2.1-2.3, v2.0.1 and v2.2.1)', () => {
   it.each([
