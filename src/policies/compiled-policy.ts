@@ -31,6 +31,8 @@ export interface CompiledRule {
   notCovered?: string;
   justification?: string;
   approval?: { days?: number; weeks?: number; months?: number };
+  /** Pathway: the most cycles one approval covers (per request); more is a limit exceeded. */
+  cycles?: number;
   propose?: { value: CompiledExpression; unit: string; display?: string };
 }
 

@@ -184,6 +184,20 @@ export function evaluatePolicy(
   const requirements = policy.requirements.map(run);
   const pathways = policy.pathways.map(run);
   const limits = policy.limits.map(run);
+  // A pathway's `cycles` is what one approval covers: when the pathway that would approve is asked for more cycles
+  // (cyclesRequested), that is a limit exceeded (design.md §5 row 3), not an approval of the whole request.
+  const approvingNow = pathways.find((p) => p.result === true);
+  const approvingRule = approvingNow && policy.pathways.find((r) => r.id === approvingNow.id);
+  const requested = factValues.cyclesRequested;
+  if (approvingRule?.cycles !== undefined && typeof requested === 'number' && requested > approvingRule.cycles) {
+    limits.push({
+      kind: 'limit',
+      id: `${approvingRule.id}-cycles`,
+      cite: approvingRule.cite,
+      text: `One approval of this use covers at most ${approvingRule.cycles} cycle${approvingRule.cycles === 1 ? '' : 's'}; the order asks for ${requested}`,
+      result: false,
+    });
+  }
   const rules = [...requirements, ...pathways, ...limits];
 
   const allNotes = [...new Set([...nameNotes.values()].flat())];

@@ -299,6 +299,7 @@ function compilePolicy(
       const rule: CompiledRule = { kind, id: r.id, cite: r.cite, text: r.text, facts, when: compileFhirPath(r.when, fpFacts) };
       if ('notCovered' in r) rule.notCovered = r.notCovered;
       if ('approval' in r) rule.approval = r.approval;
+      if ('cycles' in r && r.cycles !== undefined) rule.cycles = r.cycles;
       if ('justification' in r) rule.justification = r.justification;
       if ('propose' in r && r.propose) {
         for (const f of bareIdentifiers(r.propose.value)) {

@@ -69,7 +69,12 @@ export const pathwaySchema = z
   .object({
     ...ruleBase,
     approval: duration.describe('Approval period when this pathway is met'),
-    cycles: z.number().int().positive().optional().describe('Cycles this approval covers, for the course limit'),
+    cycles: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe('Cycles one approval covers: an order asking for more (fact cyclesRequested) is a limit exceeded'),
   })
   .strict();
 
