@@ -160,6 +160,12 @@ export function loadContent(opts: { root: string; canonicalBase: string }): Cont
   for (const path of files(join(opts.root, 'libraries'), ['.json'])) {
     try {
       const l = JSON.parse(rebaseContentText(readFileSync(path, 'utf8'), opts.canonicalBase)) as Library;
+      // The CQL and ELM name value sets by canonical too: rebase inside the base64 content as well.
+      if (opts.canonicalBase !== AUTHORING_BASE) {
+        for (const c of l.content ?? []) {
+          if (c.data) c.data = Buffer.from(rebaseContentText(Buffer.from(c.data, 'base64').toString('utf8'), opts.canonicalBase), 'utf8').toString('base64');
+        }
+      }
       if (l.resourceType !== 'Library' || !l.id || !l.url) {
         problems.push({ file: path, field: 'url', message: 'expected a Library with an id and a url' });
         continue;

@@ -3,7 +3,7 @@ import type { Content } from '../content.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { policyStructure } from './policy-structure.js';
 import type { PolicyStructure } from './policy-structure.js';
-import { cqlQuestionnaire, libraryClosure } from './cql-questionnaire.js';
+import { cqlQuestionnaire, libraryClosure, valueSetsOfLibrary } from './cql-questionnaire.js';
 import { buildQuestionnaire, flattenItems } from './questionnaire-builder.js';
 
 /** The Questionnaires the payer serves, indexed once when the router is built (content is immutable). */
@@ -20,7 +20,7 @@ export interface DtrCatalog {
   /** The ValueSets a Questionnaire's items bind (`answerValueSet`), resolved against local content. */
   valueSetsOf(q: Questionnaire): ValueSet[];
   /** The DTR 2.0.1 form of a Questionnaire (CQL pre-population) and its Libraries, when its policy has a Library. */
-  cqlFormOf(q: Questionnaire): { questionnaire: Questionnaire; libraries: Library[] } | undefined;
+  cqlFormOf(q: Questionnaire): { questionnaire: Questionnaire; libraries: Library[]; valueSets: ValueSet[] } | undefined;
   /** Every Library, for `/fhir/Library`. */
   libraries: Library[];
 }
@@ -98,11 +98,16 @@ export function buildCatalog(content: Content): DtrCatalog {
     const [url, version] = canonical.split('|');
     return libraries.find((l) => l.url === url && (version === undefined || l.version === version));
   };
-  const cqlForms = new Map<Questionnaire, { questionnaire: Questionnaire; libraries: Library[] }>();
+  const cqlForms = new Map<Questionnaire, { questionnaire: Questionnaire; libraries: Library[]; valueSets: ValueSet[] }>();
   for (const [q, policy] of policyOf) {
     const library = content.libraries.get(policy.file.id);
     if (!library || library.version !== policy.file.version) continue;
-    cqlForms.set(q, { questionnaire: cqlQuestionnaire(q, policy, library), libraries: libraryClosure(library, libraryByCanonical) });
+    const closure = libraryClosure(library, libraryByCanonical);
+    const bound = new Set(valueSetsOf(q));
+    const valueSets = [
+      ...new Set(closure.flatMap(valueSetsOfLibrary).map((url) => content.valueSets.get(url)).filter((v): v is ValueSet => !!v && !bound.has(v))),
+    ];
+    cqlForms.set(q, { questionnaire: cqlQuestionnaire(q, policy, library), libraries: closure, valueSets });
   }
   const cqlFormOf = (q: Questionnaire) => cqlForms.get(q);
 

@@ -1,4 +1,4 @@
-import type { Extension, Library, Questionnaire, QuestionnaireItem } from '@medplum/fhirtypes';
+import type { Library, Questionnaire, QuestionnaireItem } from '@medplum/fhirtypes';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { EXT_INITIAL_EXPRESSION, EXT_VARIABLE } from './fhir-urls.js';
 
@@ -10,7 +10,8 @@ export const EXT_CQF_LIBRARY = 'http://hl7.org/fhir/StructureDefinition/cqf-libr
  * pre-population; the Inferno 2.0.1 payer tests require `text/cql` item and root expressions and a `cqf-library`
  * equal to a packaged Library's url). Same items, wording and enable logic as the FHIRPath form; pre-population moves
  * to the policy's Library: an item whose fact the Library expresses gets the `text/cql` initialExpression
- * `"Library".fact`; an item whose fact it does not express loses its FHIRPath initialExpression (the package's
+ * `"Library".fact` (also facts about the order, which the CQL reads); an item whose fact it does not express loses
+ * its FHIRPath initialExpression (the package's
  * QuestionnaireResponse still carries what CRD read from the chart), and the FHIRPath/x-fhir-query variables go, since
  * only those expressions used them.
  */
@@ -22,11 +23,12 @@ export function cqlQuestionnaire(q: Questionnaire, policy: CompiledPolicy, libra
   const items = (list: QuestionnaireItem[] | undefined): QuestionnaireItem[] | undefined =>
     list?.map((item) => {
       const fact = factByLinkId.get(item.linkId);
-      const extension = (item.extension ?? []).flatMap((e): Extension[] => {
-        if (e.url !== EXT_INITIAL_EXPRESSION) return [e];
-        if (!fact || !defines.has(fact)) return [];
-        return [{ url: EXT_INITIAL_EXPRESSION, valueExpression: { language: 'text/cql', expression: `"${library.name}".${fact}` } }];
-      });
+      // The CQL can read the order (parameter medication_request), so facts about the order get an expression here
+      // even where the FHIRPath form, which has no order in its launch context, has none.
+      const extension = (item.extension ?? []).filter((e) => e.url !== EXT_INITIAL_EXPRESSION);
+      if (fact && defines.has(fact) && item.type !== 'group' && item.type !== 'display') {
+        extension.push({ url: EXT_INITIAL_EXPRESSION, valueExpression: { language: 'text/cql', expression: `"${library.name}".${fact}` } });
+      }
       const out: QuestionnaireItem = { ...item, ...(item.item ? { item: items(item.item) } : {}) };
       if (extension.length > 0) out.extension = extension;
       else delete out.extension;
@@ -40,12 +42,23 @@ export function cqlQuestionnaire(q: Questionnaire, policy: CompiledPolicy, libra
   };
 }
 
+interface ElmLibrary {
+  library?: { statements?: { def?: { name: string }[] }; valueSets?: { def?: { id: string }[] } };
+}
+
+function elmOf(library: Library): ElmLibrary {
+  const elm = library.content?.find((c) => c.contentType === 'application/elm+json')?.data;
+  return elm ? (JSON.parse(Buffer.from(elm, 'base64').toString('utf8')) as ElmLibrary) : {};
+}
+
 /** The expression definitions of a Library's ELM (`application/elm+json` content). */
 export function definesOf(library: Library): string[] {
-  const elm = library.content?.find((c) => c.contentType === 'application/elm+json')?.data;
-  if (!elm) return [];
-  const parsed = JSON.parse(Buffer.from(elm, 'base64').toString('utf8')) as { library?: { statements?: { def?: { name: string }[] } } };
-  return (parsed.library?.statements?.def ?? []).map((d) => d.name).filter((n) => n !== 'Patient');
+  return (elmOf(library).library?.statements?.def ?? []).map((d) => d.name).filter((n) => n !== 'Patient');
+}
+
+/** The value set canonicals a Library's ELM names (the package carries them, expanded: DTR "external ValueSets"). */
+export function valueSetsOfLibrary(library: Library): string[] {
+  return (elmOf(library).library?.valueSets?.def ?? []).map((d) => d.id);
 }
 
 /** A Library and, recursively, the Libraries it depends on (relatedArtifact depends-on), each once. */

@@ -321,7 +321,7 @@ function packageBundle(
   const cqlForm = version === '2.0.1' ? catalog.cqlFormOf(q) : undefined;
   const entry: BundleEntry[] = [{ fullUrl: `${deps.fhirBase}/Questionnaire/${q.id}`, resource: cqlForm?.questionnaire ?? q }];
   for (const lib of cqlForm?.libraries ?? []) entry.push({ fullUrl: `${deps.fhirBase}/Library/${lib.id}`, resource: lib });
-  for (const vs of catalog.valueSetsOf(q)) entry.push({ fullUrl: `${deps.fhirBase}/ValueSet/${vs.id}`, resource: vs });
+  for (const vs of [...catalog.valueSetsOf(q), ...(cqlForm?.valueSets ?? [])]) entry.push({ fullUrl: `${deps.fhirBase}/ValueSet/${vs.id}`, resource: vs });
 
   const policy = catalog.policyOf.get(q);
   const assertion = policy && assertions.find((a) => a.policyId === policy.file.id);

@@ -268,7 +268,8 @@ describe('POST $questionnaire-package: forms and shapes', () => {
     expect(bundle.type).toBe('collection');
     expect(bundle.entry![0].resource!.resourceType).toBe('Questionnaire');
     expect((bundle.entry![0].resource as Questionnaire).url).toBe(qUrl);
-    const valueSetUrls = bundle
+    // The answer ValueSets (the 2.0.1 bundle also carries the ValueSets its CQL Libraries name, checked elsewhere).
+    const valueSetUrls = bundle22
       .entry!.filter((e) => e.resource!.resourceType === 'ValueSet')
       .map((e) => `${(e.resource as ValueSet).url}|${(e.resource as ValueSet).version}`);
     const bound =
