@@ -10,6 +10,7 @@ import type { PatientRecord } from '../policies/evaluation-data.js';
 import type { AssertionRecord, AuthorizationRecord, OrderRecord } from '../storage/storage.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import { newApproval } from './authorization.js';
+import { laterStartThatQualifies } from './later-start.js';
 import type { Determination } from './determination.js';
 import { defaultDetermination, determinationOf } from './determination.js';
 import type { OrderResource } from './order.js';
@@ -27,12 +28,29 @@ export interface OrderDecision {
   orderDate: string;
   /** The order's authorization record, once read or written (design.md §8). */
   record?: OrderRecord;
+  /** Not covered only because of a window before the planned start: the first later start that would qualify. */
+  laterStart?: { date: string; criteria: string[] };
 }
 
 /** The determination of a decision: the order's record where it has a decision, else the policy's, else the payer's default. */
 export function determinationFor(decision: OrderDecision, today: string): Determination {
   if (decision.defaultAnswer) return defaultDetermination(decision.defaultAnswer);
-  return withOrderRecord(determinationOf(decision.policy!, decision.evaluation!, decision.authorization), decision.record, today);
+  const d = withOrderRecord(determinationOf(decision.policy!, decision.evaluation!, decision.authorization), decision.record, today);
+  if (!decision.laterStart || d.outcome !== 'not-covered' || d.reasons.length === 0) return d;
+  // The clinician can act on a timing exclusion: say which start date would no longer be excluded.
+  const [first, ...rest] = d.reasons;
+  const start = `A planned start on or after ${longDate(decision.laterStart.date)}`;
+  const hint = decision.laterStart.criteria.length
+    ? `${start} would meet "${decision.laterStart.criteria.join('" and "')}": change the start date and sign again.`
+    : `${start} would no longer be excluded: change the start date and sign again.`;
+  return { ...d, reasons: [{ ...first, text: `${first.text.replace(/\.?$/, '.')} ${hint}` }, ...rest] };
+}
+
+const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+/** "2026-12-17" → "17 December 2026". */
+function longDate(date: string): string {
+  const [y, m, d] = date.split('-').map(Number);
+  return `${d} ${MONTHS[m - 1]} ${y}`;
 }
 
 /**
@@ -93,6 +111,8 @@ export function decideOrders(opts: {
       }
     }
     const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, orderDate: data.orderDate };
+    const laterStart = laterStartThatQualifies(policy, data, evaluation);
+    if (laterStart) decision.laterStart = laterStart;
     const priorAuth = usablePrior?.authorization;
     if (evaluation.outcome === 'satisfied' && priorAuth && priorAuth.end >= opts.today) {
       // The authorization already issued for this order stands: the EHR must not see a second number for it.

@@ -86,6 +86,24 @@ function runAgainst(label: string, externalUrl: string | undefined) {
       expect({ covered: sub('covered'), pa: sub('pa-needed') }, story.expected).toEqual(want);
       expect(body.systemActions![0].resource.extension!.some((e) => e.url === COVERAGE_INFO_URL)).toBe(true);
     });
+
+    const reasonOf = (body: { systemActions?: { resource: MedicationRequest }[] }) =>
+      body.systemActions![0].resource.extension!.find((e) => e.url === COVERAGE_INFO_URL)!.extension!.find((e) => e.url === 'reason')?.valueCodeableConcept?.text ?? '';
+
+    it('a live vaccine days before the planned start: not covered, with the first start date that would meet the criterion; a T-cell ALL gets no such hint', async () => {
+      const vaccine = stories.find((s) => s.id === 'ohsu-live-vaccine')!;
+      const { body } = await signWithQueries(base, fhirServer, vaccine.id, vaccine.patientId);
+      const reason = reasonOf(body);
+      expect(reason).toMatch(/live vaccine within the 2 weeks before the planned start/);
+      const m = /A planned start on or after (\d{1,2}) ([A-Z][a-z]+) (\d{4}) would meet "The patient has not received a live vaccine within 2 weeks before starting therapy": change the start date and sign again\.$/.exec(reason);
+      expect(m, reason).not.toBeNull();
+      // The suggested start is after the planned one (the story's vaccine is 6 days before it).
+      const order = body.systemActions![0].resource;
+      const planned = order.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start ?? order.dispenseRequest?.validityPeriod?.start;
+      expect(Date.parse(`${m![1]} ${m![2]} ${m![3]} UTC`)).toBeGreaterThan(Date.parse(`${planned!.slice(0, 10)}T00:00:00Z`));
+      const tall = stories.find((s) => s.id === 'bcbsnc-t-all')!;
+      expect(reasonOf((await signWithQueries(base, fhirServer, tall.id, tall.patientId)).body)).not.toMatch(/planned start on or after/);
+    });
   });
 }
 
