@@ -147,7 +147,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.route('**/fhir/Questionnaire/$questionnaire-package', async (route) => {
       const res = await route.fetch();
       const text = (await res.text()).replace(
-        /"linkId":\s*"responding-to-therapy",/,
+        /"linkId":\s*"responding-to-therapy",/g,
         '"linkId": "responding-to-therapy", "required": true,',
       );
       await route.fulfill({ response: res, body: text });

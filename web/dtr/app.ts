@@ -137,17 +137,35 @@ function renderBanner(p: Patient, order: MedicationRequest | undefined): void {
   byId('banner').hidden = false;
 }
 
-/** The first package Bundle of a `$questionnaire-package` answer: Parameters (2.0.1 `PackageBundle`, 2.2 `packagebundle`) or a bare Bundle. */
+/** Whether a package's Questionnaire computes anything in CQL, which this app's renderer (LHC-Forms) cannot run. */
+function needsCql(bundle: Bundle): boolean {
+  const q = bundle.entry?.find((e) => e.resource?.resourceType === 'Questionnaire')?.resource;
+  let cql = false;
+  JSON.stringify(q ?? {}, (k, v: unknown) => {
+    if (k === 'language' && typeof v === 'string' && v.startsWith('text/cql')) cql = true;
+    return v;
+  });
+  return cql;
+}
+
+/**
+ * The package Bundle to render from a `$questionnaire-package` answer: Parameters (2.0.1 `PackageBundle`, 2.2
+ * `packagebundle`) or a bare Bundle. A payer may send the same form in both versions; this app pre-fills with FHIRPath
+ * and x-fhir-query (SDC), so it takes the first package whose Questionnaire needs no CQL, else the first.
+ */
 export function firstPackage(answer: Resource): { bundle?: Bundle; outcome?: OperationOutcome } {
   if (answer.resourceType === 'Bundle') return { bundle: answer };
   if (answer.resourceType === 'OperationOutcome') return { outcome: answer };
   if (answer.resourceType === 'Parameters') {
     const params = (answer as Parameters).parameter ?? [];
-    const bundle = params.find(
-      (p) =>
-        (p.name === 'PackageBundle' || p.name === 'packagebundle' || p.name === 'return') &&
-        p.resource?.resourceType === 'Bundle',
-    )?.resource as Bundle | undefined;
+    const bundles = params
+      .filter(
+        (p) =>
+          (p.name === 'PackageBundle' || p.name === 'packagebundle' || p.name === 'return') &&
+          p.resource?.resourceType === 'Bundle',
+      )
+      .map((p) => p.resource as Bundle);
+    const bundle = bundles.find((b) => !needsCql(b)) ?? bundles[0];
     const outcome = params.find((p) => p.resource?.resourceType === 'OperationOutcome')?.resource as
       | OperationOutcome
       | undefined;
