@@ -64,7 +64,7 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
   it('not covered: said once, as a warning, without repeating the reason three times', async () => {
     s = await openSession(browser, ARTIFACTS);
     const { page, url } = s;
-    await page.goto(`${url}/?story=bcbsnc-t-all`);
+    await page.goto(`${url}/?story=mmm-dlbcl-offlabel`);
     await page.getByRole('button', { name: 'Sign order' }).click();
     await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
     const headline = await textOf(page, '[data-testid=coverage-headline]');

@@ -90,7 +90,7 @@ function runAgainst(label: string, externalUrl: string | undefined) {
     const reasonOf = (body: { systemActions?: { resource: MedicationRequest }[] }) =>
       body.systemActions![0].resource.extension!.find((e) => e.url === COVERAGE_INFO_URL)!.extension!.find((e) => e.url === 'reason')?.valueCodeableConcept?.text ?? '';
 
-    it('a live vaccine days before the planned start: not covered, with the first start date that would meet the criterion; a T-cell ALL gets no such hint', async () => {
+    it('a live vaccine days before the planned start: not covered, with the first start date that would meet the criterion; an off-label diagnosis gets no such hint', async () => {
       const vaccine = stories.find((s) => s.id === 'ohsu-live-vaccine')!;
       const { body } = await signWithQueries(base, fhirServer, vaccine.id, vaccine.patientId);
       const reason = reasonOf(body);
@@ -101,7 +101,7 @@ function runAgainst(label: string, externalUrl: string | undefined) {
       const order = body.systemActions![0].resource;
       const planned = order.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start ?? order.dispenseRequest?.validityPeriod?.start;
       expect(Date.parse(`${m![1]} ${m![2]} ${m![3]} UTC`)).toBeGreaterThan(Date.parse(`${planned!.slice(0, 10)}T00:00:00Z`));
-      const tall = stories.find((s) => s.id === 'bcbsnc-t-all')!;
+      const tall = stories.find((s) => s.id === 'mmm-dlbcl-offlabel')!;
       expect(reasonOf((await signWithQueries(base, fhirServer, tall.id, tall.patientId)).body)).not.toMatch(/planned start on or after/);
     });
   });
