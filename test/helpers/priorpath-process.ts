@@ -97,8 +97,10 @@ export async function startPriorPath(env: Record<string, string> = {}, timeoutMs
   });
   running.add(child);
   let out = '';
-  child.stdout!.on('data', (c: Buffer) => (out += String(c)));
-  child.stderr!.on('data', (c: Buffer) => (out += String(c)));
+  // The last 256 KiB of output is enough for any assertion and keeps long runs (npm run soak) bounded.
+  const keep = (c: Buffer) => (out = (out + String(c)).slice(-262_144));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   return new Promise<PriorPathProcess>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`PriorPath did not start in ${timeoutMs} ms: ${out.slice(-2000)}`)), timeoutMs);
