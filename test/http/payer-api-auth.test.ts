@@ -14,6 +14,7 @@ import { PAYER_API_SCOPES } from '../../src/fhir-api/smart-configuration.js';
 import { PAYER_API_ROUTES } from '../../src/http/payer-api-auth.js';
 import { createFhirRouter } from '../../src/fhir-api/fhir-router.js';
 import { createPasRouter } from '../../src/pas/pas-router.js';
+import { createSubscriptionRouter } from '../../src/pas/subscription-router.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { createLogger } from '../../src/logger.js';
 import { BASE, buildApp, testContent } from '../helpers/app.js';
@@ -287,6 +288,19 @@ const adaptive = {
   ],
 };
 const VS = 'https://priorpath.dev/fhir/ValueSet/b-all-snomed';
+let hookUrl = 'http://127.0.0.1:9/hook';
+const subscription = () => ({
+  resourceType: 'Subscription',
+  status: 'requested',
+  reason: 'Decisions on pended prior authorization requests',
+  criteria: 'http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic',
+  _criteria: { extension: [{ url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria', valueString: 'patient=U5521039476' }] },
+  channel: { type: 'rest-hook', endpoint: hookUrl, payload: 'application/fhir+json' },
+});
+const subscriptionIds: string[] = [];
+const put = (path: () => string, body: () => unknown) => (app: ReturnType<typeof securedApp>['app'], token?: string) =>
+  withToken(request(app).put(path()).set('Content-Type', FHIR).send(JSON.stringify(body())), token);
+const lazyGet = (path: () => string) => (app: ReturnType<typeof securedApp>['app'], token?: string) => withToken(request(app).get(path()), token);
 
 const ROUTES: RouteCase[] = [
   { name: 'Questionnaire search', scope: 'system/Questionnaire.s', ok: 200, call: get('/fhir/Questionnaire?url=https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab') },
@@ -316,19 +330,40 @@ const ROUTES: RouteCase[] = [
   },
   { name: 'Claim/$submit', scope: 'system/Claim.c', ok: 200, call: (app, token) => post('/fhir/Claim/$submit', storyBundle('centene-missing-mrd'))(app, token) },
   { name: 'Claim/$inquire', scope: 'system/ClaimResponse.r', ok: 200, call: post('/fhir/Claim/$inquire', inquiryParameters({ preAuthRef: 'PA-NONE-1' })) },
+  { name: 'Subscription create', scope: 'system/Subscription.c', ok: 201, call: (app, token) => post('/fhir/Subscription', subscription())(app, token) },
+  { name: 'Subscription search', scope: 'system/Subscription.s', ok: 200, call: get('/fhir/Subscription') },
+  { name: 'Subscription read', scope: 'system/Subscription.r', ok: 200, call: lazyGet(() => `/fhir/Subscription/${subscriptionIds[0]}`) },
+  { name: 'Subscription $status', scope: 'system/Subscription.r', ok: 200, call: lazyGet(() => `/fhir/Subscription/${subscriptionIds[0]}/$status`) },
+  { name: 'Subscription update', scope: 'system/Subscription.u', ok: 200, call: put(() => `/fhir/Subscription/${subscriptionIds[0]}`, () => ({ ...subscription(), id: subscriptionIds[0] })) },
+  {
+    name: 'Subscription delete',
+    scope: 'system/Subscription.d',
+    ok: 204,
+    call: (app, token) => withToken(request(app).delete(`/fhir/Subscription/${subscriptionIds[0]}`), token),
+  },
 ];
 
 /** A route path as written, or a regular expression route (`/^\/Claim\/\$submit\/?$/`) read back as the path it matches. */
 function pathOf(path: string | RegExp): string {
-  if (typeof path === 'string') return path;
+  if (typeof path === 'string') return path.replace(/\\(.)/g, '$1');
   return path.source.replace(/^\^/, '').replace(/\\\/\?\$$/, '').replace(/\$$/, '').replace(/\\(.)/g, '$1');
 }
 
 describe('every /fhir route refuses without a token, works with its scope and answers 403 without it', () => {
   let app: ReturnType<typeof securedApp>['app'];
   let storage: MemoryStorage;
-  beforeAll(() => {
+  let hooks: Server;
+  beforeAll(async () => {
+    hooks = createServer((_req, res) => res.end('{}'));
+    await new Promise<void>((resolve) => hooks.listen(0, '127.0.0.1', resolve));
+    hookUrl = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/hook`;
     ({ app, storage } = securedApp());
+    const created = await post('/fhir/Subscription', subscription())(app, await accessToken(app, 'system/Subscription.c'));
+    expect(created.status, JSON.stringify(created.body).slice(0, 300)).toBe(201);
+    subscriptionIds.push(created.body.id as string);
+  });
+  afterAll(async () => {
+    await new Promise<void>((resolve) => hooks.close(() => resolve()));
   });
 
   it.each(ROUTES.map((r) => [r.name, r] as const))('%s', async (_name, r) => {
@@ -351,7 +386,13 @@ describe('every /fhir route refuses without a token, works with its scope and an
 
   it('covers every route the DTR and PAS routers serve, and every one of them declares its scope', () => {
     const logger = createLogger('silent');
-    const served = [createFhirRouter({ content: testContent(), storage, publicBaseUrl: BASE, logger }), createPasRouter({ content: testContent(), storage, logger })].flatMap((router) =>
+    // Only the route table is read; no notification is ever sent here.
+    const notifier = {} as Parameters<typeof createSubscriptionRouter>[0]['notifier'];
+    const served = [
+      createFhirRouter({ content: testContent(), storage, publicBaseUrl: BASE, logger }),
+      createPasRouter({ content: testContent(), storage, logger }),
+      createSubscriptionRouter({ storage, logger, notifier, fhirBase: `${BASE}/fhir` }),
+    ].flatMap((router) =>
       (router.stack as { route?: { path: string | RegExp | (string | RegExp)[]; methods: Record<string, boolean> } }[])
         .filter((l) => l.route && !l.route.methods._all)
         .flatMap((l) => [l.route!.path].flat().flatMap((path) => Object.keys(l.route!.methods).map((m) => `${m.toUpperCase()} ${pathOf(path)}`))),
