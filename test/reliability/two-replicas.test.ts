@@ -158,7 +158,8 @@ describe('two replicas on one PostgreSQL', () => {
 
   it.skipIf(!baseUrl)("answers on one replica with the reviewer's decision made on the other", async ({ skip: skipTest }) => {
     if (skip) return skipTest(skip);
-    const bundle = storyBundle('centene-missing-mrd');
+    // Another order of the patient than the one approved above: each order has one decision (design.md §8).
+    const bundle = storyBundle('centene-missing-mrd', { orderId: 'centene-missing-mrd-replica-order' });
     const submitted = await fhir(a, '/Claim/$submit', bundle);
     expect(submitted.status).toBe(200);
     expect(reviewActions(claimResponseOf((await submitted.json()) as Bundle))).toEqual([`${X12}#A4`]);
