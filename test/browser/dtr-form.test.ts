@@ -94,7 +94,6 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
 
     // The clinician types the MRD and answers one question; the draft reaches the EHR without any button.
     await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
-    await question(page, 'responding-to-therapy').getByText('No', { exact: true }).click();
     await page.getByText(/Draft saved in the EHR at \d{2}:\d{2} UTC/).waitFor();
     expect(await question(page, 'mrd-percent').locator('.origin-line').innerText()).toBe('Entered by you');
     let stored = await responsesInEhr(s, 'centene-missing-mrd');
@@ -102,16 +101,10 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(answerOf(stored[0], 'mrd-percent')).toMatchObject({ valueDecimal: 0.5 });
 
     // A later change goes to the same draft (no second resource), and a refresh brings every answer back.
-    await question(page, 'kmt2a-rearranged').getByText('No', { exact: true }).click();
+    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.6');
     await page.reload();
     await page.getByText(/Your answers saved .* are back/).waitFor({ timeout: 30_000 });
-    expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).inputValue()).toBe('0.5');
-    expect(await question(page, 'kmt2a-rearranged').getByRole('radio', { name: 'No', exact: true }).isChecked()).toBe(
-      true,
-    );
-    expect(
-      await question(page, 'responding-to-therapy').getByRole('radio', { name: 'No', exact: true }).isChecked(),
-    ).toBe(true);
+    expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).inputValue()).toBe('0.6');
     expect(await question(page, 'mrd-percent').locator('.origin-line').innerText()).toBe('Entered by you');
     stored = await responsesInEhr(s, 'centene-missing-mrd');
     expect(stored).toHaveLength(1);
@@ -135,7 +128,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     // Revising starts from the answers sent.
     await page.getByRole('button', { name: 'Revise the answers and send again' }).click();
     await page.getByText('The answers you sent are in the form').waitFor();
-    expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).inputValue()).toBe('0.5');
+    expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).inputValue()).toBe('0.6');
     expect(s.outside).toEqual([]);
     expect(s.problems).toEqual([]);
   }, 150_000);
@@ -147,29 +140,26 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.route('**/fhir/Questionnaire/$questionnaire-package', async (route) => {
       const res = await route.fetch();
       const text = (await res.text()).replace(
-        /"linkId":\s*"responding-to-therapy",/g,
-        '"linkId": "responding-to-therapy", "required": true,',
+        /"linkId":\s*"mrd-percent",/g,
+        '"linkId": "mrd-percent", "required": true,',
       );
       await route.fulfill({ response: res, body: text });
     });
     await openForm(page, url, 'centene-missing-mrd');
-    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
     const problems = await textOf(page, '#problems');
     expect(problems).toContain('Answer these required questions before sending');
-    expect(problems).toContain('Is the patient responding positively to Blincyto');
+    expect(problems).toContain('Minimal residual disease (MRD) level');
     expect(await textOf(page, '#status')).toMatch(/^Not sent: 1 required question is unanswered/);
     expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(0);
     await s.shot('required-blocked');
     // The message's link takes the clinician to the question.
     await page
       .locator('#problems')
-      .getByRole('button', { name: /responding positively/ })
+      .getByRole('button', { name: /Minimal residual disease/ })
       .click();
-    expect(await question(page, 'responding-to-therapy').evaluate((el) => el.contains(document.activeElement))).toBe(
-      true,
-    );
-    await question(page, 'responding-to-therapy').getByText('Yes', { exact: true }).click();
+    expect(await question(page, 'mrd-percent').evaluate((el) => el.contains(document.activeElement))).toBe(true);
+    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
     await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
     expect(await textOf(page, '#status')).toMatch(/^Saved in the EHR and sent/);
