@@ -18,7 +18,7 @@ import { byId, describeErrorBody, fetchJson, fill, h, HttpError, jsonBlock } fro
 import { chartSources, originLine } from './chart-origin.js';
 import type { ChartData, ChartSource } from './chart-origin.js';
 import { DraftSaver, latestResponse } from './draft.js';
-import { lforms, withContainedValueSets } from './lforms.js';
+import { lforms, withContainedValueSets, withViewMode } from './lforms.js';
 import type { AnswerSnapshot } from './origin.js';
 import {
   answerKey,
@@ -332,7 +332,7 @@ async function renderForm(
   else if (state.prefilled?.item?.length)
     form = util.mergeFHIRDataIntoLForms('QuestionnaireResponse', state.prefilled, form, 'R4');
   await customElements.whenDefined('wc-lhc-form');
-  await util.addFormToPage(form, state.container, { prepopulate: !base });
+  await util.addFormToPage(withViewMode(form), state.container, { prepopulate: !base });
   state.fromPayer = new Set(snapshotAnswers(state.prefilled).keys());
   if (base) {
     // The saved answers' own origins say which were the chart's: those count as pre-filled.
@@ -824,7 +824,7 @@ async function runAdaptive(
         'R4',
       );
     await customElements.whenDefined('wc-lhc-form');
-    await util.addFormToPage(form, state.container, { prepopulate: true });
+    await util.addFormToPage(withViewMode(form), state.container, { prepopulate: true });
     // Answers the form filled in from the chart on this step are the pre-filled ones (origin auto).
     for (const [k, v] of snapshotAnswers(currentResponse(state)))
       if (!before.has(k) && !state.initial.has(k)) state.initial.set(k, v);

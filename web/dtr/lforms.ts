@@ -64,3 +64,15 @@ export function withContainedValueSets(q: Questionnaire, valueSets: ValueSet[]):
   if (contained.length) copy.contained = contained;
   return copy;
 }
+
+/**
+ * Sets the form's view mode from the screen width before it is added to the page. LHC-Forms' automatic mode starts
+ * at the desktop layout and only changes on a window resize, so a form opened on a phone could keep the two-column
+ * layout and scroll sideways; the thresholds are LHC-Forms' own (≤ 400 px small, ≤ 600 px medium).
+ */
+export function withViewMode(form: unknown, width: number = window.innerWidth): unknown {
+  const f = form as { templateOptions?: Record<string, unknown> };
+  const viewMode = width <= 400 ? 'sm' : width <= 600 ? 'md' : 'lg';
+  f.templateOptions = { ...(f.templateOptions ?? {}), viewMode };
+  return f;
+}
