@@ -238,6 +238,8 @@ async function openChart(storyId: string): Promise<void> {
     return;
   }
   state.story = story;
+  byId<HTMLButtonElement>('sign').disabled = true;
+  byId<HTMLButtonElement>('reset').disabled = true;
   byId('patients').hidden = true;
   byId('chart').hidden = false;
   setStatus('Opening the chart…', 'busy');
@@ -281,6 +283,10 @@ async function openChart(storyId: string): Promise<void> {
   const pas = loadPas(state.order?.id);
   if (pas) renderPas(pas);
   byId('sign').textContent = state.order && coverageInformationOf(state.order).length > 0 ? 'Sign again' : 'Sign order';
+  // The buttons stay disabled until the chart's order is loaded: a click before then had nothing to sign and was
+  // silently dropped.
+  byId<HTMLButtonElement>('sign').disabled = !state.order;
+  byId<HTMLButtonElement>('reset').disabled = !state.chartOrder;
   setStatus('');
 }
 
