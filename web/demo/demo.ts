@@ -14,7 +14,7 @@ import type {
 } from '@medplum/fhirtypes';
 import { coverageInformationOf, formatDate, summarizeCoverage } from '../shared/coverage.js';
 import type { CoverageSummary } from '../shared/coverage.js';
-import { byId, describeErrorBody, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock } from '../shared/dom.js';
+import { byId, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock } from '../shared/dom.js';
 import { applyForm, describeOrder, DRUGS, formOf, UNIT_DISPLAY } from './order.js';
 import type { DrugKey, OrderForm } from './order.js';
 
