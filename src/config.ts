@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parsePayerClients } from './auth/payer-clients.js';
+import { parseTrustedClients } from './auth/trusted-clients.js';
 
 /**
  * Service configuration (design.md §3). This is the only module that reads `process.env`; `loadConfig` is pure and
@@ -98,10 +99,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     }
   }
   if (e.CDS_TRUSTED_CLIENTS !== undefined) {
+    // The whole shape, not only the JSON: a client without keys or with an http jku is a bad value that must stop
+    // start-up with a message naming the variable, not a stack from createApp.
     try {
-      JSON.parse(e.CDS_TRUSTED_CLIENTS);
-    } catch {
-      throw new ConfigError('CDS_TRUSTED_CLIENTS: not valid JSON');
+      parseTrustedClients(e.CDS_TRUSTED_CLIENTS);
+    } catch (err) {
+      const message = (err as Error).message;
+      throw new ConfigError(message.includes('CDS_TRUSTED_CLIENTS') ? message : `CDS_TRUSTED_CLIENTS: ${message}`);
     }
   }
   return {
@@ -125,6 +129,17 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     reviewToken: e.REVIEW_TOKEN,
     pasVersion: e.PAS_VERSION,
   };
+}
+
+/**
+ * The checks that need the loaded content (design.md §3: a bad value stops start-up naming the variable):
+ * `DEFAULT_PAYER` must be a payer key with a file in `cds-services/payers/`, or every call it should rescue is a 400.
+ */
+export function checkConfigAgainstContent(config: Pick<Config, 'defaultPayer'>, payerKeys: Iterable<string>): void {
+  const keys = [...payerKeys];
+  if (config.defaultPayer !== undefined && !keys.includes(config.defaultPayer)) {
+    throw new ConfigError(`DEFAULT_PAYER: no payer "${config.defaultPayer}" (cds-services/payers/ holds ${keys.sort().join(', ')})`);
+  }
 }
 
 /** Reads the process environment; the one place that touches `process.env`. */

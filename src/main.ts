@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createApp } from './app.js';
 import type { SubscriptionNotifier } from './pas/subscription-notifier.js';
-import { ConfigError, loadConfigFromProcess } from './config.js';
+import { checkConfigAgainstContent, ConfigError, loadConfigFromProcess } from './config.js';
 import { loadContent } from './content.js';
 import { createLogger } from './logger.js';
 import { ContentError } from './policies/policy-loader.js';
@@ -45,8 +45,9 @@ async function main(): Promise<void> {
   let content;
   try {
     content = loadContent({ root, canonicalBase: config.canonicalBase });
+    checkConfigAgainstContent(config, content.payers.keys());
   } catch (err) {
-    if (err instanceof ContentError) {
+    if (err instanceof ContentError || err instanceof ConfigError) {
       process.stderr.write(`priorpath: ${err.message}\n`);
       process.exit(1);
     }

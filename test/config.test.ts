@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { checkConfigAgainstContent, ConfigError, loadConfig } from '../src/config.js';
 import { repoRoot } from './helpers/stories.js';
 
 describe('configuration', () => {
@@ -28,6 +28,9 @@ describe('configuration', () => {
     [{ CDS_AUTH: 'maybe' }, 'CDS_AUTH'],
     [{ PUBLIC_BASE_URL: 'not a url' }, 'PUBLIC_BASE_URL'],
     [{ CDS_TRUSTED_CLIENTS: '[{' }, 'CDS_TRUSTED_CLIENTS'],
+    [{ CDS_TRUSTED_CLIENTS: '[{"iss":"https://ehr.example.org"}]' }, 'CDS_TRUSTED_CLIENTS'],
+    [{ CDS_TRUSTED_CLIENTS: '[{"iss":"https://ehr.example.org","jku":"http://ehr.example.org/jwks.json"}]' }, 'CDS_TRUSTED_CLIENTS'],
+    [{ CDS_TRUSTED_CLIENTS: '{"iss":"https://ehr.example.org","jwksFile":"keys.json"}' }, 'CDS_TRUSTED_CLIENTS'],
     [{ NODE_ENV: 'production', CDS_AUTH: 'open' }, 'CDS_AUTH'],
     [{ CDS_JTI_REPLAY: 'sometimes' }, 'CDS_JTI_REPLAY'],
     [{ NODE_ENV: 'production', CDS_JTI_REPLAY: 'allow' }, 'CDS_JTI_REPLAY'],
@@ -40,6 +43,25 @@ describe('configuration', () => {
   ])('refuses %j with a message naming %s', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(name);
+  });
+
+  it('refuses a DEFAULT_PAYER that names no payer file, naming the variable, and accepts a payer key', () => {
+    const keys = ['bcbsnc', 'centene', 'example', 'mmm', 'ohsu'];
+    expect(() => checkConfigAgainstContent(loadConfig({ DEFAULT_PAYER: 'acme' }), keys)).toThrow(ConfigError);
+    expect(() => checkConfigAgainstContent(loadConfig({ DEFAULT_PAYER: 'acme' }), keys)).toThrow('DEFAULT_PAYER');
+    expect(() => checkConfigAgainstContent(loadConfig({ DEFAULT_PAYER: 'example' }), keys)).not.toThrow();
+    expect(() => checkConfigAgainstContent(loadConfig({}), keys)).not.toThrow();
+  });
+
+  it('exits with status 1 before listening for an unknown DEFAULT_PAYER, naming it without a stack', () => {
+    const res = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'main.ts')], {
+      env: { PATH: process.env.PATH, NODE_ENV: 'production', DEFAULT_PAYER: 'acme', PORT: '0', LOG_LEVEL: 'silent', DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(res.status).toBe(1);
+    expect(res.stderr).toContain('DEFAULT_PAYER');
+    expect(res.stderr).not.toMatch(/\n\s+at /);
   });
 
   it('exits with status 1 before listening when NODE_ENV=production and PAYER_API_AUTH=open', () => {
