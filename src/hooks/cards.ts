@@ -85,8 +85,9 @@ export function proposeAlternateCard(label: string, summary: string, detail: str
 /**
  * How the DTR launch context travels in a smart link's `appContext` (CDS Hooks 2.0 §Link: an opaque string): `json`
  * is PriorPath's own (`{"questionnaire":[…],"order":…,"coverage":…,"coverageAssertionId":…}`); `query` is the
- * `questionnaire=…&order=…&coverage=…` form the Da Vinci CRD and DTR reference implementations exchange, with
- * `coverageAssertionId` added so that the DTR app can pass it to `$questionnaire-package` as `context`.
+ * `questionnaire=…&order=…&coverage=…` form the Da Vinci CRD and DTR reference implementations exchange, with the
+ * coverage-assertion-id added as `context` (the key the DTR reference app forwards as the `$questionnaire-package`
+ * `context` parameter) and as `coverageAssertionId` (the key PriorPath's own DTR app reads).
  */
 export type AppContextForm = 'json' | 'query';
 
@@ -98,13 +99,17 @@ export interface DtrLaunchContext {
   coverageAssertionId?: string;
 }
 
-/** The `key=value&…` form: values as the reference implementations send them, escaped only where they must be. */
+/**
+ * The `key=value&…` form: values as the reference implementations send them, escaped only where they must be. The
+ * DTR reference app URI-decodes the whole string (after turning `+` into a space), then splits on `&` and `=`, and
+ * keeps the first value of a key.
+ */
 export function queryAppContext(ctx: DtrLaunchContext): string {
   const esc = (v: string) => (/[&=#%+\s]/.test(v) ? encodeURIComponent(v) : v);
   const parts = ctx.questionnaire.map((q) => `questionnaire=${esc(q)}`);
   parts.push(`order=${esc(ctx.order)}`);
   if (ctx.coverage) parts.push(`coverage=${esc(ctx.coverage)}`);
-  if (ctx.coverageAssertionId) parts.push(`coverageAssertionId=${esc(ctx.coverageAssertionId)}`);
+  if (ctx.coverageAssertionId) parts.push(`context=${esc(ctx.coverageAssertionId)}`, `coverageAssertionId=${esc(ctx.coverageAssertionId)}`);
   return parts.join('&');
 }
 

@@ -9,17 +9,20 @@ import { storyOrder, storyResources } from '../helpers/stories.js';
 const SIGN = '/cds-services/priorpath-order-sign';
 
 /**
- * How the DTR reference app reads `appContext` when the launch has no fhirContext: the whole string URI-decoded,
- * then `key=value` pairs split on `&` (HL7-DaVinci/dtr launch handling; the CRD reference implementation's
- * smartLinkBuilder writes `questionnaire=…&order=…&coverage=…`).
+ * How the DTR reference app reads a legacy `appContext` (HL7-DaVinci/dtr, src/index.js): `+` turned into `%20`, the
+ * whole string URI-decoded, split on `&`, each pair split on `=` keeping the part between the first and second `=`,
+ * and the first value of a key kept (the CRD reference implementation's smartLinkBuilder writes
+ * `questionnaire=…&order=…&coverage=…`). Every value is collected here too, to show there is one per key.
  */
-function parseLikeDtrReferenceApp(appContext: string): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const pair of decodeURIComponent(appContext).split('&')) {
-    const i = pair.indexOf('=');
-    (out[pair.slice(0, i)] ??= []).push(pair.slice(i + 1));
+function parseLikeDtrReferenceApp(appContext: string): { kept: Record<string, string>; all: Record<string, string[]> } {
+  const kept: Record<string, string> = {};
+  const all: Record<string, string[]> = {};
+  for (const pair of decodeURIComponent(appContext.replace(/\+/g, '%20')).split('&')) {
+    const [key, value] = pair.split('=');
+    kept[key] ||= value;
+    (all[key] ??= []).push(value);
   }
-  return out;
+  return { kept, all };
 }
 
 describe('CRD smart-link card in the reference implementations\' appContext form (configuration dtr-launch-query)', () => {
@@ -39,15 +42,19 @@ describe('CRD smart-link card in the reference implementations\' appContext form
     const link = res.body.cards.flatMap((c: { links?: { type: string; appContext?: string }[] }) => c.links ?? []).find((l: { type: string }) => l.type === 'smart');
     expect(link, 'a smart link').toBeDefined();
     expect(() => JSON.parse(link.appContext)).toThrow();
-    const ctx = parseLikeDtrReferenceApp(link.appContext);
+    const { kept, all } = parseLikeDtrReferenceApp(link.appContext);
     const updated = res.body.systemActions[0].resource as MedicationRequest;
     const info = updated.extension!.find((e) => e.url === COVERAGE_INFO_URL)!;
     const sub = (url: string) => info.extension!.filter((e: Extension) => e.url === url);
-    expect(ctx.questionnaire).toEqual(sub('questionnaire').map((e) => e.valueCanonical));
-    expect(ctx.order).toEqual([`MedicationRequest/${order.id}`]);
+    expect(all.questionnaire).toEqual(sub('questionnaire').map((e) => e.valueCanonical));
+    expect(kept.order).toBe(`MedicationRequest/${order.id}`);
     const coverage = resources.find((r) => r.resourceType === 'Coverage')!;
-    expect(ctx.coverage).toEqual([`Coverage/${coverage.id}`]);
-    expect(ctx.coverageAssertionId).toEqual([sub('coverage-assertion-id')[0].valueString]);
+    expect(kept.coverage).toBe(`Coverage/${coverage.id}`);
+    // The reference app sends appContext.context to $questionnaire-package as `context`: the coverage-assertion-id.
+    const assertionId = sub('coverage-assertion-id')[0].valueString;
+    expect(all.context).toEqual([assertionId]);
+    expect(all.coverageAssertionId).toEqual([assertionId]);
+    for (const values of Object.values(all)) expect(values).toHaveLength(1);
   });
 
   it('keeps the JSON form for dtr-clin alone', async () => {
