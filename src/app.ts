@@ -129,7 +129,16 @@ export function createApp(deps: AppDeps): express.Express {
   });
   cds.all('/', only('GET'));
 
-  const auth = cdsAuth({ mode: config.cdsAuth, verifier, audienceFor: (req) => `${config.publicBaseUrl}${req.baseUrl}${req.path}`.replace(/\/+$/, '') });
+  // aud is the URL called (design.md §4). A feedback call may also carry the service's own URL: CDS Hooks 2.0 defines
+  // aud as "the CDS Service endpoint, as specified in the discovery endpoint" and signs feedback calls the same way.
+  const auth = cdsAuth({
+    mode: config.cdsAuth,
+    verifier,
+    audienceFor: (req) => {
+      const called = `${config.publicBaseUrl}${req.baseUrl}${req.path}`.replace(/\/+$/, '');
+      return called.endsWith('/feedback') ? [called, called.slice(0, -'/feedback'.length)] : called;
+    },
+  });
   const known = (req: Request, _res: Response, next: NextFunction) => {
     if (!servicesById.has(String(req.params.id))) return next(notFound(`Unknown CDS service ${String(req.params.id)}`));
     next();

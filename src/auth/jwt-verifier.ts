@@ -127,11 +127,12 @@ export interface JwtVerifier {
    * Verifies an `Authorization` header value for a call to the CDS Service at `audience`.
    *
    * @param authorizationHeader - raw header value, expected `Bearer <compact JWS>`
-   * @param audience - the CDS Service endpoint URL being called (the required `aud` value)
+   * @param audience - the CDS Service endpoint URL being called (the required `aud` value); several when more than
+   *   one URL names the endpoint (a feedback call: its own URL or the service's)
    * @returns the authenticated client
    * @throws AuthError on any failure (never a jose error); ReplayCheckUnavailable when the replay record is down
    */
-  verify(authorizationHeader: string | undefined, audience: string): Promise<VerifiedClient>;
+  verify(authorizationHeader: string | undefined, audience: string | string[]): Promise<VerifiedClient>;
 }
 
 const ALLOWED = new Set<string>(ALLOWED_JWT_ALGORITHMS);
@@ -171,7 +172,7 @@ export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
     clients.set(client.iss, { client, keys: buildKeySource(client, fetchTimeoutMs) });
   }
 
-  async function verify(authorizationHeader: string | undefined, audience: string): Promise<VerifiedClient> {
+  async function verify(authorizationHeader: string | undefined, audience: string | string[]): Promise<VerifiedClient> {
     if (typeof authorizationHeader !== 'string' || authorizationHeader === '') {
       throw new AuthError('missing Authorization header');
     }

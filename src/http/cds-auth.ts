@@ -9,7 +9,7 @@ import type { ContextRequest } from './request-context.js';
  * failure is the same 401; the log says which check failed. `open` skips verification (sandbox only; config refuses
  * it in production).
  */
-export function cdsAuth(opts: { mode: 'required' | 'open'; verifier: JwtVerifier; audienceFor: (req: Request) => string }) {
+export function cdsAuth(opts: { mode: 'required' | 'open'; verifier: JwtVerifier; audienceFor: (req: Request) => string | string[] }) {
   return (req: Request, _res: Response, next: NextFunction): void => {
     const r = req as ContextRequest & { clientIss?: string };
     if (opts.mode === 'open') return next();

@@ -289,6 +289,18 @@ describe('CDS Hooks edge', () => {
     expect(bad.body.resourceType).toBe('OperationOutcome');
   });
 
+  it('requires a JWT on feedback, whose aud is the feedback URL or the service endpoint (CDS Hooks 2.0 aud), never another service', async () => {
+    const { app, storage } = buildApp({ keys });
+    const fb = { feedback: [{ card: '3f1c2a9e-7b7d-4f4e-9a51-2b8e0c6d5a10', outcome: 'overridden', outcomeTimestamp: '2026-11-23T10:00:00Z' }] };
+    expect((await request(app).post(`${SIGN}/feedback`).send(fb)).status).toBe(401);
+    await request(app).post(`${SIGN}/feedback`).set('Authorization', `Bearer ${await signFor(keys, `${SIGN}/feedback`)}`).send(fb).expect(200);
+    await request(app).post(`${SIGN}/feedback`).set('Authorization', `Bearer ${await signFor(keys, SIGN)}`).send(fb).expect(200);
+    const other = await request(app).post(`${SIGN}/feedback`).set('Authorization', `Bearer ${await signFor(keys, '/cds-services/priorpath-order-select')}`).send(fb);
+    expect(other.status).toBe(401);
+    expect(other.body.resourceType).toBe('OperationOutcome');
+    expect(storage.feedback.size).toBe(1);
+  });
+
   it('serves health, readiness and Prometheus metrics with the hook histogram', async () => {
     const { app } = buildApp();
     const { resources, order } = edgePatient();
