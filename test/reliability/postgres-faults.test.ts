@@ -78,7 +78,8 @@ describe.skipIf(!!reason)('PostgreSQL stops and restarts under a running PriorPa
       }
     })();
 
-    await new Promise((r) => setTimeout(r, 500));
+    // Some submissions acknowledged before the outage (bounded wait: a loaded machine answers slowly).
+    await until(() => acked.length > 0, 30_000);
     ctl('stop');
     expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 503, 30_000)).toBe(503);
     const down = await submit(pp, storyBundle('centene-mrd-positive'));
@@ -89,7 +90,9 @@ describe.skipIf(!!reason)('PostgreSQL stops and restarts under a running PriorPa
 
     ctl('start');
     expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
-    await new Promise((r) => setTimeout(r, 500));
+    // And some after it, so the traffic crosses the recovery.
+    const ackedBeforeRecovery = acked.length;
+    await until(() => acked.length > ackedBeforeRecovery, 30_000);
     stop = true;
     await traffic;
 
@@ -114,3 +117,9 @@ describe.skipIf(!!reason)('PostgreSQL stops and restarts under a running PriorPa
     expect(pp.child.exitCode).toBeNull();
   }, 180_000);
 });
+
+/** Polls a condition every 25 ms until it holds or the bound passes (the assertions after it say what was seen). */
+async function until(cond: () => boolean, boundMs: number): Promise<void> {
+  const end = Date.now() + boundMs;
+  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
+}
