@@ -4,13 +4,31 @@ import type { Extension } from '@medplum/fhirtypes';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+/** A card as it arrives (JSON, unchecked: every field is what the test asserts on). */
+interface CardJson {
+  summary: string;
+  indicator: string;
+  uuid: string;
+  source: { label?: string; topic: { system?: string; code?: string } };
+  suggestions?: { uuid: string; label: string; actions: { description?: string }[] }[];
+  selectionBehavior?: string;
+  links?: { type: string }[];
+}
+
+/** A system action as it arrives (JSON, unchecked). */
+interface SystemActionJson {
+  type: string;
+  description?: string;
+  resource: { resourceType: string; extension?: Extension[] };
+}
+
 /**
  * The shared response check every HTTP test runs: CDS Hooks card rules (summary < 140, source.label/topic, uuids,
  * selectionBehavior with suggestions, no empty arrays) and crd-ci-q1…q9 on every coverage-information extension.
  */
 export function expectValidHookResponse(body: { cards?: unknown[]; systemActions?: unknown[] }, hook: string, version: '2.0' | '2.2' = '2.0'): Extension[] {
   expect(Array.isArray(body.cards)).toBe(true);
-  for (const c of body.cards as Record<string, any> /* response JSON */[]) {
+  for (const c of body.cards as CardJson[]) {
     expect(c.summary.length).toBeLessThan(140);
     expect(['info', 'warning', 'critical']).toContain(c.indicator);
     expect(c.uuid).toMatch(UUID);
@@ -33,7 +51,7 @@ export function expectValidHookResponse(body: { cards?: unknown[]; systemActions
     for (const v of Object.values(c)) expect(v === null || v === '' || (Array.isArray(v) && v.length === 0)).toBe(false);
   }
   const exts: Extension[] = [];
-  for (const a of (body.systemActions ?? []) as Record<string, any> /* response JSON */[]) {
+  for (const a of (body.systemActions ?? []) as SystemActionJson[]) {
     expect(a.type).toBe('update');
     expect(a.description).toBeTruthy();
     expect(['MedicationRequest', 'DeviceRequest', 'ServiceRequest', 'NutritionOrder', 'VisionPrescription']).toContain(a.resource.resourceType);
