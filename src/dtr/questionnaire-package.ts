@@ -186,12 +186,15 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
     ]),
   ];
   const assertions: AssertionRecord[] = [];
+  let contextUnknown = false;
   for (const id of assertionIds) {
     try {
       const a = await deps.storage.getAssertion(id);
       if (a) assertions.push(a);
-      else
+      else {
+        if (id === req.context) contextUnknown = true;
         deps.log.info({ coverageAssertionId: id }, 'questionnaire-package: unknown coverage-assertion-id, no pre-fill');
+      }
     } catch (err) {
       deps.log.warn({ err, coverageAssertionId: id }, 'questionnaire-package: assertion lookup failed, no pre-fill');
     }
@@ -275,7 +278,11 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
         'not-found',
         flagged
           ? 'Documentation was flagged at order signing but no payer form applies to these orders; submit the prior authorization request with supporting documentation, or contact the payer.'
-          : 'No payer Questionnaire applies: PriorPath holds no policy for these orders under this coverage, and none was requested.',
+          : contextUnknown
+            ? `No payer Questionnaire applies: the context ${req.context} is not a coverage-assertion-id this payer recorded, and no order or Questionnaire given names a form.`
+            : req.questionnaires.length > 0
+              ? 'No payer Questionnaire applies: none of the requested Questionnaires is offered by this payer.'
+              : 'No payer Questionnaire applies: PriorPath holds no policy for these orders under this coverage, and none was requested.',
       ),
     );
   }
