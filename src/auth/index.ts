@@ -4,7 +4,8 @@
  * @see https://cds-hooks.hl7.org/2.0/#trusting-cds-clients
  * @module
  */
-export { parseTrustedClients, validateTrustedClients, assertJwks } from './trusted-clients.js';
+export { parseTrustedClients, validateTrustedClients } from './trusted-clients.js';
+export { assertJwks } from './key-source.js';
 export type { TrustedClient } from './trusted-clients.js';
 export { ReplayCache } from './replay-cache.js';
 export type { ReplayCacheOptions } from './replay-cache.js';

@@ -17,7 +17,8 @@ import { resolve } from 'node:path';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import type { JWTPayload, JWTVerifyGetKey, ProtectedHeaderParameters } from 'jose';
 import { ReplayCache } from './replay-cache.js';
-import { assertJwks, validateTrustedClients } from './trusted-clients.js';
+import { assertJwks } from './key-source.js';
+import { validateTrustedClients } from './trusted-clients.js';
 import type { TrustedClient } from './trusted-clients.js';
 import type { JtiRecord } from '../storage/storage.js';
 

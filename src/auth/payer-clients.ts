@@ -6,10 +6,10 @@
  * @see https://hl7.org/fhir/smart-app-launch/backend-services.html#registering-a-client-communicating-public-keys
  * @module
  */
-import type { JWK } from 'jose';
 import { parseSystemScope } from './scopes.js';
 import type { SystemScope } from './scopes.js';
-import { assertJkuUrl, assertJwks } from './trusted-clients.js';
+import { isPlainObject, parseJsonEnv, readKeySource } from './key-source.js';
+import type { KeySource } from './key-source.js';
 
 const ENV_NAME = 'PAYER_API_CLIENTS';
 
@@ -18,11 +18,8 @@ const ENV_NAME = 'PAYER_API_CLIENTS';
  * in an assertion header must equal it), `jwks` (inline public keys) or `jwksFile` (a JSON JWK Set file, read at
  * start relative to the working directory).
  */
-export interface PayerClient {
+export interface PayerClient extends KeySource {
   clientId: string;
-  jku?: string;
-  jwks?: { keys: JWK[] };
-  jwksFile?: string;
   /** The scopes as registered (strings), and parsed. */
   scopes: string[];
   grants: SystemScope[];
@@ -37,14 +34,8 @@ export interface PayerClient {
  * @see https://hl7.org/fhir/smart-app-launch/backend-services.html
  */
 export function parsePayerClients(json: string | undefined): PayerClient[] {
-  if (json === undefined || json.trim() === '') return [];
-  let value: unknown;
-  try {
-    value = JSON.parse(json);
-  } catch (err) {
-    throw new Error(`${ENV_NAME} is not valid JSON: ${(err as Error).message}`);
-  }
-  return validatePayerClients(value, ENV_NAME);
+  const value = parseJsonEnv(json, ENV_NAME);
+  return value === undefined ? [] : validatePayerClients(value, ENV_NAME);
 }
 
 /** Validates an already-parsed client list (also for hand-built lists, e.g. the sandbox EHR's registration). */
@@ -53,13 +44,12 @@ export function validatePayerClients(value: unknown, source = ENV_NAME): PayerCl
   const seen = new Set<string>();
   return value.map((raw: unknown, i) => {
     const where = `${source}[${i}]`;
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${where} must be an object`);
-    const { clientId, jku, jwks, jwksFile, scopes } = raw as Record<string, unknown>;
+    if (!isPlainObject(raw)) throw new Error(`${where} must be an object`);
+    const { clientId, scopes } = raw;
     if (typeof clientId !== 'string' || clientId.trim() === '' || clientId.length > 200) throw new Error(`${where} needs "clientId" (a non-empty string)`);
     if (seen.has(clientId)) throw new Error(`${where}: duplicate clientId "${clientId}"`);
     seen.add(clientId);
-    const sources = [jku, jwks, jwksFile].filter((s) => s !== undefined).length;
-    if (sources !== 1) throw new Error(`${where} (clientId "${clientId}") must set exactly one of "jku", "jwks" or "jwksFile"`);
+    const keys = readKeySource(raw, `${where} (clientId "${clientId}")`);
     const list = typeof scopes === 'string' ? scopes.split(/\s+/).filter(Boolean) : scopes;
     if (!Array.isArray(list) || list.length === 0 || !list.every((s) => typeof s === 'string')) {
       throw new Error(`${where} (clientId "${clientId}") needs "scopes": system/ scopes such as "system/Claim.c"`);
@@ -69,16 +59,6 @@ export function validatePayerClients(value: unknown, source = ENV_NAME): PayerCl
       if (!parsed) throw new Error(`${where} (clientId "${clientId}"): "${s}" is not a system/ scope (e.g. system/Questionnaire.rs)`);
       return parsed;
     });
-    const client: PayerClient = { clientId, scopes: list as string[], grants };
-    if (jku !== undefined) {
-      assertJkuUrl(jku, `${where} (clientId "${clientId}")`);
-      client.jku = jku;
-    } else if (jwks !== undefined) {
-      client.jwks = assertJwks(jwks, `${where} (clientId "${clientId}") "jwks"`);
-    } else {
-      if (typeof jwksFile !== 'string' || jwksFile.trim() === '') throw new Error(`${where} (clientId "${clientId}") "jwksFile" must be a path`);
-      client.jwksFile = jwksFile;
-    }
-    return client;
+    return { clientId, scopes: list as string[], grants, ...keys };
   });
 }

@@ -11,13 +11,11 @@
  * @see https://hl7.org/fhir/us/davinci-crd/security.html
  * @module
  */
-import type { JWK } from 'jose';
+import { isPlainObject, parseJsonEnv, readKeySource } from './key-source.js';
+import type { KeySource } from './key-source.js';
 
 /** Name of the environment variable holding the trusted-client list. */
 const ENV_NAME = 'CDS_TRUSTED_CLIENTS';
-
-/** JWK members that only exist on private (or symmetric) keys. */
-const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'] as const;
 
 /**
  * One trusted CDS Client: its issuer and exactly one source of verification keys.
@@ -30,11 +28,8 @@ const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'
  *
  * @see https://cds-hooks.hl7.org/2.0/#trusting-cds-clients
  */
-export interface TrustedClient {
+export interface TrustedClient extends KeySource {
   iss: string;
-  jku?: string;
-  jwks?: { keys: JWK[] };
-  jwksFile?: string;
 }
 
 /**
@@ -53,14 +48,8 @@ export interface TrustedClient {
  * @see https://cds-hooks.hl7.org/2.0/#trusting-cds-clients
  */
 export function parseTrustedClients(json: string | undefined): TrustedClient[] {
-  if (json === undefined || json.trim() === '') return [];
-  let value: unknown;
-  try {
-    value = JSON.parse(json);
-  } catch (err) {
-    throw new Error(`${ENV_NAME} is not valid JSON: ${(err as Error).message}`);
-  }
-  return validateTrustedClients(value, ENV_NAME);
+  const value = parseJsonEnv(json, ENV_NAME);
+  return value === undefined ? [] : validateTrustedClients(value, ENV_NAME);
 }
 
 /**
@@ -80,82 +69,13 @@ export function validateTrustedClients(value: unknown, source: string = ENV_NAME
   return value.map((raw: unknown, i: number): TrustedClient => {
     const where = `${source}[${i}]`;
     if (!isPlainObject(raw)) throw new Error(`${where} must be an object`);
-    const { iss, jku, jwks, jwksFile } = raw;
+    const { iss } = raw;
     if (typeof iss !== 'string' || iss.trim() === '') {
       throw new Error(`${where} is missing "iss" (non-empty string)`);
     }
     if (seen.has(iss)) throw new Error(`${where}: duplicate iss "${iss}"`);
     seen.add(iss);
 
-    const sources = [jku, jwks, jwksFile].filter((s) => s !== undefined).length;
-    if (sources === 0) {
-      throw new Error(`${where} (iss "${iss}") needs one of "jku", "jwks" or "jwksFile"`);
-    }
-    if (sources > 1) {
-      throw new Error(`${where} (iss "${iss}") must set exactly one of "jku", "jwks" or "jwksFile"`);
-    }
-
-    const client: TrustedClient = { iss };
-    if (jku !== undefined) {
-      assertJkuUrl(jku, `${where} (iss "${iss}")`);
-      client.jku = jku;
-    } else if (jwks !== undefined) {
-      client.jwks = assertJwks(jwks, `${where} (iss "${iss}") "jwks"`);
-    } else {
-      if (typeof jwksFile !== 'string' || jwksFile.trim() === '') {
-        throw new Error(`${where} (iss "${iss}") "jwksFile" must be a non-empty path string`);
-      }
-      client.jwksFile = jwksFile;
-    }
-    return client;
+    return { iss, ...readKeySource(raw, `${where} (iss "${iss}")`) };
   });
-}
-
-/**
- * Asserts a value is a JWK Set (RFC 7517 §5) containing only public keys; returns it typed.
- * Used for inline `jwks` and for `jwksFile` contents.
- *
- * @throws Error prefixed with `where` when malformed or when a key carries private material
- * @see https://cds-hooks.hl7.org/2.0/#trusting-cds-clients
- */
-export function assertJwks(value: unknown, where: string): { keys: JWK[] } {
-  if (!isPlainObject(value) || !Array.isArray(value.keys)) {
-    throw new Error(`${where} must be a JWK Set: {"keys": [...]}`);
-  }
-  value.keys.forEach((key: unknown, i: number) => {
-    if (!isPlainObject(key) || typeof key.kty !== 'string') {
-      throw new Error(`${where}.keys[${i}] must be a JWK object with a string "kty"`);
-    }
-    const leaked = PRIVATE_JWK_MEMBERS.filter((m) => m in key);
-    if (leaked.length > 0) {
-      throw new Error(
-        `${where}.keys[${i}] contains private/secret key material (${leaked.join(', ')}); configure public keys only`,
-      );
-    }
-  });
-  return { keys: value.keys as JWK[] };
-}
-
-/**
- * Asserts a `jku` is an https URL (http only for 127.0.0.1 / localhost), so keys never travel in clear.
- *
- * @throws Error prefixed with `where`
- * @see https://cds-hooks.hl7.org/2.0/#trusting-cds-clients
- */
-export function assertJkuUrl(jku: unknown, where: string): asserts jku is string {
-  if (typeof jku !== 'string') throw new Error(`${where} "jku" must be a URL string`);
-  let url: URL;
-  try {
-    url = new URL(jku);
-  } catch {
-    throw new Error(`${where} "jku" is not a valid absolute URL: ${jku}`);
-  }
-  const loopback = url.hostname === '127.0.0.1' || url.hostname === 'localhost';
-  if (url.protocol === 'https:') return;
-  if (url.protocol === 'http:' && loopback) return;
-  throw new Error(`${where} "jku" must use https (http is allowed only for 127.0.0.1/localhost): ${jku}`);
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
