@@ -1,4 +1,4 @@
-import type { Bundle, ClaimResponse, Extension, Resource } from '@medplum/fhirtypes';
+import type { Bundle, Claim, ClaimResponse, Extension, Parameters, Patient, Resource } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
@@ -137,5 +137,128 @@ describe('PAS error handling (kit group 4: nonconformant_pas_bundle.json)', () =
     expect(res.status).toBeGreaterThanOrEqual(400);
     expect(res.status).toBeLessThan(500);
     expect(res.body.resourceType).toBe('OperationOutcome');
+  });
+});
+
+/**
+ * Every reference in a Bundle resolves to exactly one entry: a `urn:` or absolute reference by `fullUrl`, a relative
+ * `Type/id` by the entry with that type and id (PAS: every resource referenced SHALL be in the Bundle, once;
+ * Bundle reference resolution). References by identifier only, or to contained resources, need no entry.
+ */
+function closureProblems(bundle: Bundle): string[] {
+  const entries = bundle.entry ?? [];
+  const problems: string[] = [];
+  const refs: string[] = [];
+  const walk = (v: unknown) => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object')
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'reference' && typeof x === 'string') refs.push(x);
+        else if (k !== 'contained') walk(x);
+      }
+  };
+  entries.forEach((e) => walk(e.resource));
+  for (const ref of refs) {
+    if (ref.startsWith('#')) continue;
+    const matches = /^(urn:|https?:)/.test(ref)
+      ? entries.filter((e) => e.fullUrl === ref)
+      : entries.filter((e) => `${e.resource!.resourceType}/${e.resource!.id}` === ref);
+    if (matches.length !== 1) problems.push(`${ref} resolves to ${matches.length} entries`);
+  }
+  const fullUrls = entries.map((e) => e.fullUrl);
+  if (fullUrls.some((f) => !f)) problems.push('an entry without fullUrl');
+  if (new Set(fullUrls).size !== fullUrls.length) problems.push('a fullUrl twice');
+  const keys = entries.map((e) => `${e.resource!.resourceType}/${e.resource!.id}`);
+  if (new Set(keys).size !== keys.length) problems.push('a resource twice');
+  return problems;
+}
+
+describe.each(['2.0.1', '2.2.1'] as const)('PAS %s response Bundle (kit: response Bundle conformant, ClaimResponse first, referenced resources present)', (version) => {
+  it.each([
+    ['approval', 'A1', approval],
+    ['denial', 'A3', denial],
+    ['pended', 'A4', pended],
+  ] as const)('%s: PASResponseBundle shape, reference closure, PASClaimResponse fields', async (_name, code, make) => {
+    const requestBundle = withVersion(make(), version);
+    const claim = requestBundle.entry![0].resource as Claim;
+    const res = await submit(app(), requestBundle);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const out = res.body as Bundle;
+    expect(out.type).toBe('collection');
+    expect(out.identifier, 'PASResponseBundle.identifier (1..1 in 2.2.1)').toEqual(requestBundle.identifier);
+    expect(out.timestamp).toMatch(/^\d{4}-\d{2}-\d{2}T/);
+    for (const e of out.entry!) expect(e.request ?? e.response ?? e.search, 'no request/response/search on entries').toBeUndefined();
+    expect(closureProblems(out)).toEqual([]);
+    const cr = claimResponseOf(out);
+    expect(cr.status).toBe('active');
+    expect(cr.use).toBe('preauthorization');
+    expect(['complete', 'partial', 'error']).toContain(cr.outcome);
+    expect(cr.request!.identifier ?? cr.request!.reference, 'request names the Claim').toEqual(claim.identifier![0]);
+    expect(cr.patient!.reference).toBe(claim.patient!.reference);
+    expect(cr.item!.map((i) => i.itemSequence)).toEqual(claim.item!.map((i) => i.sequence));
+    for (const item of cr.item!) {
+      expect(item.adjudication![0].category.coding![0].code, 'adjudication.category fixed to submitted').toBe('submitted');
+      // The administration reference number (REF-NT) sits on the item, where both versions allow it.
+      expect(item.extension!.filter((e) => e.url === `${PAS}/extension-administrationReferenceNumber`)).toHaveLength(1);
+    }
+    expect((cr.extension ?? []).map((e: Extension) => e.url)).not.toContain(`${PAS}/extension-administrationReferenceNumber`);
+    expect(reviewActions(cr)).toEqual([`${X12}#${code}`]);
+    if (code === 'A1') {
+      expect(cr.preAuthRef).toBeTruthy();
+      expect(cr.preAuthPeriod?.start).toBeTruthy();
+      expect(cr.item![0].extension!.find((e) => e.url === `${PAS}/extension-itemPreAuthPeriod`)?.valuePeriod).toEqual(cr.preAuthPeriod);
+    } else {
+      expect(cr.preAuthRef).toBeUndefined();
+      expect((cr.processNote ?? []).length, 'the reasons or what is needed').toBeGreaterThan(0);
+    }
+    const provider = cr.item![0].extension!.find((e) => e.url === `${PAS}/extension-itemAuthorizedProvider`)!;
+    expect(provider.extension!.map((e) => e.url)).toEqual(['provider', version === '2.0.1' ? 'providerType' : `${PAS}/extension-authorizedProviderType`]);
+  });
+
+  it('$inquire with the kit\'s inquiry Bundle (Claim with the original identifier, Patient): the current decision, in this version\'s envelope', async () => {
+    const a = app();
+    const requestBundle = withVersion(pended(), version);
+    const submitted = (await submit(a, requestBundle).expect(200)).body as Bundle;
+    const claim = requestBundle.entry![0].resource as Claim;
+    const patient = requestBundle.entry!.find((e) => e.resource?.resourceType === 'Patient')!.resource as Patient;
+    const inquiry: Bundle = {
+      resourceType: 'Bundle',
+      meta: { profile: [`${PAS}/profile-pas-inquiry-request-bundle|${version}`] },
+      identifier: { system: 'urn:ehr.example.org:pas-inquiry', value: `INQ-${version}` },
+      type: 'collection',
+      timestamp: '2026-11-23T10:00:00Z',
+      entry: [
+        { fullUrl: 'urn:uuid:3f0c2a43-inq-claim', resource: { resourceType: 'Claim', identifier: claim.identifier, status: 'active', use: 'preauthorization', patient: { reference: 'urn:uuid:3f0c2a43-inq-patient' } } as Claim },
+        { fullUrl: 'urn:uuid:3f0c2a43-inq-patient', resource: { resourceType: 'Patient', id: patient.id, identifier: patient.identifier } },
+      ],
+    };
+    const res = await inquire(a, inquiry);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const bundles: Bundle[] = version === '2.0.1' ? [res.body as Bundle] : ((res.body as Parameters).parameter ?? []).filter((p) => p.name === 'return').map((p) => p.resource as Bundle);
+    expect(res.body.resourceType).toBe(version === '2.0.1' ? 'Bundle' : 'Parameters');
+    expect(bundles).toHaveLength(1);
+    expect(claimResponseOf(bundles[0]).id).toBe(claimResponseOf(submitted).id);
+    expect(reviewActions(claimResponseOf(bundles[0]))).toEqual([`${X12}#A4`]);
+    expect(closureProblems(bundles[0])).toEqual([]);
+  });
+});
+
+describe('PAS error handling, both versions (kit group 4 and PAS "4xx SHALL return one OperationOutcome")', () => {
+  it.each(['2.0.1', '2.2.1'])('a request Bundle without identifier (PASRequestBundle.identifier 1..1): 400 OperationOutcome, and nothing stored (%s)', async (version) => {
+    const a = app();
+    const b = withVersion(approval(), version);
+    const res = await submit(a, { ...b, identifier: undefined });
+    expect(res.status).toBe(400);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+    expect(res.body.issue[0].severity).toBe('error');
+    // Nothing was kept: the same request, well formed, is decided afresh (A1).
+    expect(reviewActions(claimResponseOf((await submit(a, b).expect(200)).body))).toEqual([`${X12}#A1`]);
+  });
+
+  it('ClaimFirst is the submitter\'s duty: a Bundle with the Claim elsewhere is still read (tolerant reader), and the response keeps ClaimResponseFirst', async () => {
+    const b = approval();
+    const res = await submit(app(), { ...b, entry: [...b.entry!.slice(1), b.entry![0]] });
+    expect(res.status).toBe(200);
+    expect(reviewActions(claimResponseOf(res.body))).toEqual([`${X12}#A1`]);
   });
 });
