@@ -47,7 +47,9 @@ export async function identifyPayer(opts: {
   const coverage = active[0];
   for (const payor of coverage.payor ?? []) {
     let key = payerKeyOf({ identifier: payor.identifier ? [payor.identifier] : undefined });
-    const ref = payor.reference;
+    // An absolute reference (`https://ehr.example.org/fhir/Organization/x`) names the same Organization as its
+    // relative form, which is how prefetched resources are indexed and how the EHR is asked.
+    const ref = payor.reference?.startsWith('#') ? payor.reference : (payor.reference?.match(/([A-Za-z]+\/[A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]*)?$/)?.[1] ?? payor.reference);
     if (!key && ref) {
       let org: Resource | undefined = ref.startsWith('#') ? coverage.contained?.find((c) => c.id === ref.slice(1)) : opts.byReference.get(ref);
       if (!org && opts.ehr && /^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(ref)) {

@@ -46,6 +46,12 @@ export function hashPatientId(id: string): string {
   return createHash('sha256').update(`priorpath:${id}`).digest('hex').slice(0, 32);
 }
 
+/** `Type/id` of a relative or absolute literal reference (`…/fhir/Medication/x`, `Medication/x/_history/2`); contained (`#x`) stays as is. */
+function relativeReference(ref: string | undefined): string | undefined {
+  if (!ref || ref.startsWith('#')) return ref;
+  return ref.match(/([A-Za-z]+\/[A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]*)?$/)?.[1] ?? ref;
+}
+
 function asMedicationRequests(rs: Resource[]): MedicationRequest[] {
   return rs.filter((r): r is MedicationRequest => r.resourceType === 'MedicationRequest');
 }
@@ -104,7 +110,12 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
     const missing = [...new Set(orders.map((o) => (o as { requester?: { reference?: string } }).requester?.reference))].filter(
       (ref): ref is string => !!ref && /^PractitionerRole\/[A-Za-z0-9\-.]{1,64}$/.test(ref) && !byReference.has(ref),
     );
-    const fetched = await Promise.all(missing.map((ref) => ehr.get(ref).catch(() => undefined)));
+    // The drug of an order written as a medicationReference decides which policy governs it (design.md §4 "Which
+    // orders a policy governs": "the referenced or contained Medication"): read a Medication the request did not carry.
+    const medications = [...new Set(orders.map((o) => relativeReference((o as { medicationReference?: { reference?: string } }).medicationReference?.reference)))].filter(
+      (ref): ref is string => !!ref && /^Medication\/[A-Za-z0-9\-.]{1,64}$/.test(ref) && !byReference.has(ref),
+    );
+    const fetched = await Promise.all([...missing, ...medications].map((ref) => ehr.get(ref).catch(() => undefined)));
     fetched.forEach((r) => r && remember(r));
   }
 

@@ -1,4 +1,4 @@
-import type { Extension, Observation, Resource } from '@medplum/fhirtypes';
+import type { Coverage, Extension, Observation, Resource } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { edgePatient } from '../fixtures/edge-patient.js';
@@ -159,6 +159,34 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
       expect(res.body.systemActions[0].resource.status).toBe('active');
     }
     expect(ehr.calls.map((c) => new URL(c.url).pathname)).toContain('/fhir/PractitionerRole/edge-role');
+  });
+
+  it('governs an order whose drug is a medicationReference to a Medication it reads from the EHR (design.md §4: the referenced Medication)', async () => {
+    const { resources, order } = edgePatient();
+    const blincyto: Resource = { resourceType: 'Medication', id: 'blincyto-35', code: order.medicationCodeableConcept };
+    const ehr = fakeEhr([...resources, mrd(0.4), blincyto]);
+    const { app } = buildApp({ fetchImpl: ehr.fetchImpl, today: '2026-11-23' });
+    const { medicationCodeableConcept: _code, ...rest } = order;
+    for (const reference of ['Medication/blincyto-35', 'http://ehr.example.org/fhir/Medication/blincyto-35']) {
+      const byReference = { ...rest, medicationReference: { reference } };
+      const res = await request(app).post(SIGN).send(orderSignRequest([...resources, mrd(0.4)], byReference)).expect(200);
+      const [ext] = expectValidHookResponse(res.body, 'order-sign');
+      expect(code(ext, 'pa-needed')).toBe('satisfied');
+      expect(res.body.systemActions[0].resource.medicationReference).toEqual({ reference });
+    }
+    expect(ehr.calls.map((c) => new URL(c.url).pathname)).toContain('/fhir/Medication/blincyto-35');
+  });
+
+  it('identifies the payer from an absolute payor reference to an Organization it reads from the EHR', async () => {
+    const { resources, order } = edgePatient();
+    const ehr = fakeEhr([...resources, mrd(0.4)]);
+    const { app } = buildApp({ fetchImpl: ehr.fetchImpl, today: '2026-11-23' });
+    const body = structuredClone(orderSignRequest([...resources, mrd(0.4)], order)) as { prefetch: { coverage: { entry: { resource: Coverage }[] } } };
+    body.prefetch.coverage.entry[0].resource.payor = [{ reference: 'http://ehr.example.org/fhir/Organization/payer-centene' }];
+    const res = await request(app).post(SIGN).send(body).expect(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-sign');
+    expect(code(ext, 'covered')).toBe('covered');
+    expect(res.body.cards[0].source.label).toMatch(/^Centene/);
   });
 
   it('stays silent for a drug no policy governs (seed payers claim nothing)', async () => {
