@@ -9,6 +9,15 @@ export interface CompiledFact {
   /** Facts this one reads as `%name`. */
   deps: string[];
   /**
+   * What the fact's value is a function of, besides the order's data: its type, unit and expression, the drug when
+   * it reads `%policyDrug`, and the share keys of the facts it reads. Two policies whose facts have the same key get
+   * the same value over the same data, so it is evaluated once (see `FactMemo`); a policy that overrides a library
+   * fact it reads gets a different key.
+   */
+  shareKey: string;
+  /** Whether the value depends on the order date: it reads `%orderDate`/`%orderDateTime`, is a date, or reads such a fact. */
+  dated: boolean;
+  /**
    * For facts over drug value sets that also match by name: the drug name when an order belongs to one of those sets
    * by its name only (no listed code), so the reason can say a name decided (design.md §6 "Clinical readings").
    */

@@ -1,4 +1,4 @@
-import type { CompiledPolicy, CompiledRule } from './compiled-policy.js';
+import type { CompiledFact, CompiledPolicy, CompiledRule } from './compiled-policy.js';
 import type { FactDefinition, FactType } from './policy-schema.js';
 
 /** Three-valued truth: true, false, or unknown (FHIRPath's empty collection). */
@@ -76,6 +76,27 @@ export interface EvaluationData {
   diagnosesComplete?: boolean;
   /** Planned start of the order, YYYY-MM-DD (design.md §6 "order date"). */
   orderDate: string;
+  /**
+   * Facts already evaluated over this data, shared by every policy evaluated over it (and by the same data at
+   * another order date: copies made with `{ ...data, orderDate }` keep the memo). Without it nothing is shared.
+   */
+  memo?: FactMemo;
+}
+
+/** What one fact expression gave over one order's data: a plausible value, nothing (unknown), or an error. */
+export interface FactRead {
+  value?: FactValue;
+  error?: string;
+}
+
+/**
+ * Fact results by `CompiledFact.shareKey` (with `@orderDate` for dated facts) over one order's data: a fact defined the
+ * same way in several policies (the shared fact library) is evaluated once per order, not once per policy
+ * (design.md §9). `evaluated` counts the expressions actually run.
+ */
+export class FactMemo {
+  readonly reads = new Map<string, FactRead>();
+  evaluated = 0;
 }
 
 function coerce(type: FactType, values: unknown[]): FactValue | undefined {
@@ -132,42 +153,8 @@ export function evaluatePolicy(
   data: EvaluationData,
   answers: Record<string, FactValue> = {},
 ): PolicyEvaluation {
-  const env: Record<string, unknown> = {
-    ...data,
-    diagnosesComplete: data.diagnosesComplete ?? true,
-    orderDateTime: `${data.orderDate}T00:00:00Z`,
-    policyDrug: policy.file.drug,
-  };
-  const factValues: Record<string, FactValue> = {};
-  const facts: FactResult[] = [];
-  let broken = false;
-
-  const latestDate = [data.orderDate, new Date().toISOString().slice(0, 10)].sort()[0];
-  for (const f of policy.facts) {
-    if (Object.prototype.hasOwnProperty.call(answers, f.name) && plausible(f.def, answers[f.name], latestDate)) {
-      const value = answers[f.name];
-      factValues[f.name] = value;
-      env[f.name] = value;
-      facts.push({ name: f.name, value, source: 'answer' });
-      continue;
-    }
-    try {
-      const read = coerce(f.def.type, f.expr(data.order, env));
-      const value = read !== undefined && plausible(f.def, read, latestDate) ? read : undefined;
-      if (value === undefined) {
-        env[f.name] = [];
-        facts.push({ name: f.name, source: 'unknown' });
-      } else {
-        factValues[f.name] = value;
-        env[f.name] = value;
-        facts.push({ name: f.name, value, source: 'ehr' });
-      }
-    } catch (err) {
-      broken = true;
-      env[f.name] = [];
-      facts.push({ name: f.name, source: 'unknown', error: (err as Error).message });
-    }
-  }
+  const { factValues, facts, broken: factsBroken } = readFacts(policy, data, answers);
+  let broken = factsBroken;
 
   const nameNotes = namesThatDecided(policy, data, factValues);
   const run = (r: CompiledRule): RuleResult => {
@@ -248,6 +235,91 @@ export function evaluatePolicy(
   return { ...base, outcome: 'documentation-needed', missingFacts: missingFor(policy, undecided, factValues, data.orderDate), failed: [] };
 }
 
+/**
+ * Reads the policy's facts over the data, in dependency order (answers first, then the memo, then the expression);
+ * `only` limits it to those facts (a closure: every fact's dependencies included).
+ */
+function readFacts(
+  policy: CompiledPolicy,
+  data: EvaluationData,
+  answers: Record<string, FactValue>,
+  only?: Set<string>,
+): { factValues: Record<string, FactValue>; facts: FactResult[]; broken: boolean } {
+  const { memo: _memo, ...vars } = data;
+  const env: Record<string, unknown> = {
+    ...vars,
+    diagnosesComplete: data.diagnosesComplete ?? true,
+    orderDateTime: `${data.orderDate}T00:00:00Z`,
+    policyDrug: policy.file.drug,
+  };
+  const factValues: Record<string, FactValue> = {};
+  const facts: FactResult[] = [];
+  let broken = false;
+
+  const latestDate = [data.orderDate, new Date().toISOString().slice(0, 10)].sort()[0];
+  // Facts that are answered, or read an answered fact, have values of their own in this evaluation: never shared.
+  const fromAnswers = new Set<string>();
+  for (const f of policy.facts) {
+    if (only && !only.has(f.name)) continue;
+    if (Object.prototype.hasOwnProperty.call(answers, f.name) && plausible(f.def, answers[f.name], latestDate)) {
+      const value = answers[f.name];
+      factValues[f.name] = value;
+      env[f.name] = value;
+      facts.push({ name: f.name, value, source: 'answer' });
+      fromAnswers.add(f.name);
+      continue;
+    }
+    const shared = data.memo !== undefined && !f.deps.some((d) => fromAnswers.has(d));
+    if (!shared) fromAnswers.add(f.name);
+    const key = f.dated ? `${f.shareKey}@${data.orderDate}` : f.shareKey;
+    let read = shared ? data.memo!.reads.get(key) : undefined;
+    if (read === undefined) {
+      read = readFact(f, data, env, latestDate);
+      if (shared) {
+        data.memo!.evaluated++;
+        data.memo!.reads.set(key, read);
+      }
+    }
+    if (read.error !== undefined) {
+      broken = true;
+      env[f.name] = [];
+      facts.push({ name: f.name, source: 'unknown', error: read.error });
+    } else if (read.value === undefined) {
+      env[f.name] = [];
+      facts.push({ name: f.name, source: 'unknown' });
+    } else {
+      factValues[f.name] = read.value;
+      env[f.name] = read.value;
+      facts.push({ name: f.name, value: read.value, source: 'ehr' });
+    }
+  }
+  return { factValues, facts, broken };
+}
+
+/**
+ * The results of some of a policy's rules, reading only the facts they need (with no answers): what the later-start
+ * search asks at each date. `error` when one of those facts or rules fails, as the whole evaluation would.
+ */
+export function evaluateRules(policy: CompiledPolicy, data: EvaluationData, rules: CompiledRule[]): Tri[] | 'error' {
+  const { factValues, broken } = readFacts(policy, data, {}, new Set(ruleClosure(policy, rules.flatMap((r) => r.facts))));
+  if (broken) return 'error';
+  try {
+    return rules.map((r) => tri(r.when(factValues, {})));
+  } catch {
+    return 'error';
+  }
+}
+
+/** Runs one fact's expression: its value when plausible, nothing when unknown, or the error it threw. */
+function readFact(f: CompiledFact, data: EvaluationData, env: Record<string, unknown>, latestDate: string): FactRead {
+  try {
+    const read = coerce(f.def.type, f.expr(data.order, env));
+    return read !== undefined && plausible(f.def, read, latestDate) ? { value: read } : {};
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
 const NAME_MATCH_STATUSES = new Set(['active', 'draft', 'on-hold', 'completed']);
 
 /** Per known fact over a name-matching drug set: the orders it counted by name only. */
@@ -282,6 +354,11 @@ function ruleClosure(policy: CompiledPolicy, names: string[]): string[] {
   const out = [...seen];
   cache.set(key, out);
   return out;
+}
+
+/** Whether a rule's result can change with the order date: a fact it reads, directly or not, is dated. */
+export function ruleReadsOrderDate(policy: CompiledPolicy, rule: Pick<CompiledRule, 'facts'>): boolean {
+  return ruleClosure(policy, rule.facts).some((n) => policy.factsByName.get(n)?.dated === true);
 }
 
 /** True only when an `askWhen` condition is known to be false for this patient; unknown shows the question. */

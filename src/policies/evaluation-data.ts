@@ -11,6 +11,7 @@ import type {
   Resource,
 } from '@medplum/fhirtypes';
 import type { EvaluationData } from './evaluate-policy.js';
+import { FactMemo } from './evaluate-policy.js';
 
 /** The patient's record as resolved from prefetch or EHR queries, before it is narrowed to one order. */
 export interface PatientRecord {
@@ -88,7 +89,8 @@ export function indexRecord(record: PatientRecord): PatientRecord {
 }
 
 /**
- * Narrows an indexed record to the FHIRPath variables of one order (see cds-services/README.md "Variables").
+ * Narrows an indexed record to the FHIRPath variables of one order (see cds-services/README.md "Variables"), with an
+ * empty fact memo: every policy evaluated over the result shares the facts they define alike.
  * `%diagnoses` is the order's own reasons when it has any, else the codes of the patient's qualifying Conditions.
  */
 export function evaluationDataFor(record: PatientRecord, order: MedicationRequest, today: string): EvaluationData {
@@ -126,6 +128,7 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
     diagnoses,
     diagnosesComplete: record.diagnosesComplete ?? true,
     orderDate: orderDateOf(order, today),
+    memo: new FactMemo(),
   };
 }
 

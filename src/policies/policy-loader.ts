@@ -248,7 +248,7 @@ function compilePolicy(
     }
     try {
       const nameOnly = nameOnlyMatcher(def.fhirpath, file.drug, opts);
-      compiledFacts.set(name, { name, def, deps, expr: compileFhirPath(def.fhirpath, fpResources), ...(nameOnly ? { nameOnly } : {}) });
+      compiledFacts.set(name, { name, def, deps, expr: compileFhirPath(def.fhirpath, fpResources), shareKey: '', dated: false, ...(nameOnly ? { nameOnly } : {}) });
     } catch (err) {
       problems.push({ file: path, field: `${field}.fhirpath`, message: `FHIRPath does not compile: ${(err as Error).message}` });
     }
@@ -262,6 +262,15 @@ function compilePolicy(
   }
 
   const ordered = orderFacts(compiledFacts, path, problems);
+  // Dependencies come first in `ordered`, so every fact's dependencies have their keys when it is reached.
+  for (const f of ordered) {
+    const reads = variableReferences(f.def.fhirpath);
+    const deps = f.deps.map((d) => compiledFacts.get(d)).filter((d): d is CompiledFact => d !== undefined);
+    f.dated = f.def.type === 'date' || reads.includes('orderDate') || reads.includes('orderDateTime') || deps.some((d) => d.dated);
+    f.shareKey = shareKeyOf(
+      JSON.stringify([f.def.type, f.def.unit ?? null, f.def.fhirpath, reads.includes('policyDrug') ? file.drug : null, deps.map((d) => [d.name, d.shareKey])]),
+    );
+  }
 
   /** Compiles an `askWhen` over the facts; every name it reads must be a fact. */
   const compileAskWhen = (expr: string, field: string) => {
@@ -355,6 +364,14 @@ function compilePolicy(
     attachments: attachments.map((a) => (a.askWhen === undefined ? { linkId: a.linkId, text: a.text, cite: a.cite } : (a as CompiledPolicy['attachments'][number]))),
     questionnaire: `${opts.canonicalBase}/Questionnaire/${file.id}|${file.version}`,
   };
+}
+
+const shareKeys = new Map<string, string>();
+/** A short, stable name for a fact's full definition text (interned: the same text always gets the same key). */
+function shareKeyOf(definition: string): string {
+  let key = shareKeys.get(definition);
+  if (key === undefined) shareKeys.set(definition, (key = `f${shareKeys.size}`));
+  return key;
 }
 
 /** Topological order of facts by their `%fact` references; a cycle is a content error. */
