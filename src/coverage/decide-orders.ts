@@ -70,7 +70,7 @@ export function decideOrders(opts: {
   prior?: Map<string, AssertionRecord>;
 }): OrderDecision[] {
   const decisions: OrderDecision[] = [];
-  for (const order of opts.orders) {
+  for (const [index, order] of opts.orders.entries()) {
     if (order.resourceType !== 'MedicationRequest') {
       // No policy governs devices or services; only a payer default (e.g. the conformance-kit payer) answers them.
       if (opts.payer.defaultAnswer !== 'none') decisions.push({ order, assertionId: randomUUID(), defaultAnswer: opts.payer.defaultAnswer, orderDate: opts.today });
@@ -90,7 +90,9 @@ export function decideOrders(opts: {
     const prior = order.id ? opts.prior?.get(order.id) : undefined;
     const usablePrior = prior && prior.policyId === policy.file.id && prior.payer === opts.payer.key ? prior : undefined;
     try {
-      const evaluate = (answers: Record<string, FactValue>) => (opts.cache ? opts.cache.evaluate(policy, data, answers) : evaluatePolicy(policy, data, answers));
+      // The record's source digest names its data; the order's place and the date complete what the data is built from.
+      const source = opts.record.sourceDigest !== undefined ? `${opts.record.sourceDigest}|${index}|${order.id ?? ''}|${opts.today}` : undefined;
+      const evaluate = (answers: Record<string, FactValue>) => (opts.cache ? opts.cache.evaluate(policy, data, answers, source) : evaluatePolicy(policy, data, answers));
       evaluation = evaluate({});
       // CRD [resp-36]: take the previous decision into account. What the clinician documented for this order (DTR)
       // fills the facts the chart still lacks; the chart wins wherever it speaks.

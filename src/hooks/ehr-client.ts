@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Resource } from '@medplum/fhirtypes';
 import { ShapeError, assertFhirResource } from '../fhir/fhir-shape.js';
 
@@ -26,6 +27,17 @@ export class EhrClient {
     private readonly fetchImpl: FetchLike = fetch,
   ) {}
 
+  /** One line per successful read: the query and a digest of the bytes answered (see `answersDigest`). */
+  private readonly answered: string[] = [];
+
+  /**
+   * A digest of every answer read so far, independent of the order the reads completed in: with the request body's
+   * digest it names the data a hook's record was built from, for the evaluation cache (no re-serialisation).
+   */
+  answersDigest(): string {
+    return [...this.answered].sort().join('\n');
+  }
+
   async get(relative: string): Promise<Resource> {
     const url = `${this.baseUrl}/${relative.replace(/^\/+/, '')}`;
     const headers: Record<string, string> = { Accept: 'application/fhir+json' };
@@ -42,8 +54,10 @@ export class EhrClient {
       throw new EhrQueryError(`answered ${res.status}`, res.status);
     }
     let body: unknown;
+    let text: string;
     try {
-      body = await res.json();
+      text = await res.text();
+      body = JSON.parse(text);
     } catch {
       throw new EhrQueryError('answered with a body that is not JSON');
     }
@@ -55,6 +69,7 @@ export class EhrClient {
       if (err instanceof ShapeError) throw new EhrQueryError(`answered with invalid FHIR JSON (${err.path}: ${err.problem})`);
       throw err;
     }
+    this.answered.push(`${relative} ${createHash('sha256').update(text).digest('base64')}`);
     return body as Resource;
   }
 }

@@ -20,6 +20,7 @@ import type { HookRequest } from './hook-request.js';
 import { parseHookRequest, resourcesOf } from './hook-request.js';
 import { identifyPayer } from '../coverage/payer.js';
 import { resolvePrefetch } from './prefetch.js';
+import { rawBodyOf } from '../http/json-body.js';
 
 export interface HookDeps {
   content: Content;
@@ -138,6 +139,9 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
     orders: asMedicationRequests(req.hook === 'order-dispatch' ? orders : req.draftResources),
     byReference,
   });
+  // What the record was built from, as bytes: the request body and the EHR's answers (evaluation-cache keys).
+  const raw = rawBodyOf(body);
+  if (raw) record.sourceDigest = createHash('sha256').update(raw).update(ehr?.answersDigest() ?? '').digest('base64');
 
   return { req, payerMatch, record, orders, today, queried, log: hookLog };
 }

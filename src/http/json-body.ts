@@ -79,6 +79,16 @@ export function checkBody(text: string, parsed: unknown): void {
   }
 }
 
+const rawBodies = new WeakMap<object, Buffer>();
+
+/**
+ * The bytes a parsed JSON body was read from (for a body object `jsonBody` produced), so a handler can key a cache
+ * on them without serialising the parsed value again. Kept only as long as the parsed body is.
+ */
+export function rawBodyOf(body: unknown): Buffer | undefined {
+  return body !== null && typeof body === 'object' ? rawBodies.get(body) : undefined;
+}
+
 /** After a 413, how much more of the refused body is read and discarded before the connection is closed. */
 export const DRAIN_LIMIT_BYTES = 16 * 1_048_576;
 /** ... and for how long. */
@@ -158,7 +168,8 @@ export function jsonBody(limit = MAX_BODY_BYTES) {
     req.on('error', () => finish(badRequest('Request body could not be read')));
     req.on('end', () => {
       if (done) return;
-      const text = Buffer.concat(chunks, size).toString('utf8');
+      const raw = Buffer.concat(chunks, size);
+      const text = raw.toString('utf8');
       if (text.trim().length === 0) return finish(badRequest('Request body is empty; expected a JSON object'));
       let parsed: unknown;
       try {
@@ -174,6 +185,7 @@ export function jsonBody(limit = MAX_BODY_BYTES) {
       } catch (err) {
         return finish(err);
       }
+      if (parsed !== null && typeof parsed === 'object') rawBodies.set(parsed, raw);
       req.body = parsed;
       finish();
     });

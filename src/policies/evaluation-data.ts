@@ -32,6 +32,11 @@ export interface PatientRecord {
    * send): then no diagnosis at all is unknown, never "another diagnosis" (design.md §6 "Clinical readings").
    */
   diagnosesComplete?: boolean;
+  /**
+   * A digest of the bytes this record was built from (a hook's request body and the EHR's answers), when known:
+   * records with equal digests are equal, so the evaluation cache keys on it instead of serialising the record.
+   */
+  sourceDigest?: string;
 }
 
 const CLINICAL_ACTIVE = new Set(['active', 'recurrence', 'relapse', 'remission']);

@@ -22,6 +22,18 @@ describe('evaluation cache', () => {
     expect(cache.misses).toBe(2);
   });
 
+  it('keys on the digest of the bytes the data came from when it is given', () => {
+    const cache = new EvaluationCache();
+    const first = cache.evaluate(policy, data(), {}, 'body-digest-1|0|order|2026-11-23');
+    expect(cache.evaluate(policy, data(), {}, 'body-digest-1|0|order|2026-11-23')).toBe(first);
+    expect(cache.hits).toBe(1);
+    // Another body (another digest), or the same body with answers, is evaluated afresh.
+    cache.evaluate(policy, data(), {}, 'body-digest-2|0|order|2026-11-23');
+    const answered = cache.evaluate(policy, data(), { mrdPercent: 0.5 }, 'body-digest-1|0|order|2026-11-23');
+    expect(answered.outcome).not.toBe(first.outcome);
+    expect(cache.misses).toBe(3);
+  });
+
   it('forgets the least recently used entry beyond its capacity', () => {
     const cache = new EvaluationCache(1);
     cache.evaluate(policy, data());
