@@ -1,0 +1,137 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Coverage, MedicationRequest, Resource } from '@medplum/fhirtypes';
+import { loadContent } from '../src/content.js';
+import { decideOrders } from '../src/coverage/decide-orders.js';
+import { buildCatalog } from '../src/dtr/catalog.js';
+import { questionnairePackage } from '../src/dtr/questionnaire-package.js';
+import { createLogger } from '../src/logger.js';
+import { evaluatePolicy } from '../src/policies/evaluate-policy.js';
+import { evaluationDataFor, indexRecord } from '../src/policies/evaluation-data.js';
+import { recordFromResources } from '../src/policies/record-from-resources.js';
+import { MemoryStorage } from '../src/storage/memory-storage.js';
+import { repoRoot, storyOrder, storyResources } from '../test/helpers/stories.js';
+
+/**
+ * `npm run bench:eval`: the evaluation hot path alone, CPU only, in this process (no HTTP, no storage), so it can be
+ * measured on a shared machine by taking the best of several rounds. Every record is a distinct object graph (a
+ * structured clone per iteration, made before timing), so nothing keyed on object identity can carry over from one
+ * record to the next, just as no two hook requests share objects. Three figures:
+ * - every policy over every sandbox story (5 policies × 15 stories per round): what a change to fact evaluation buys;
+ * - the hook's decision step (`decideOrders`: the governing policy of the story's payer, later-start search
+ *   included), per story: what an order-sign pays for evaluation;
+ * - `$questionnaire-package` with pre-fill, built and serialised (JSON.stringify) as the FHIR router sends it.
+ * BENCH_ROUNDS (default 5) rounds of BENCH_ITERATIONS (default 4) records each; prints the best and median round.
+ */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 4);
+const TODAY = '2026-11-23';
+
+const content = loadContent({ root: repoRoot, canonicalBase: 'https://priorpath.dev/fhir' });
+const log = createLogger('silent');
+const stories = readdirSync(join(repoRoot, 'sandbox'))
+  .filter((f) => f.endsWith('.json'))
+  .map((f) => f.replace(/\.json$/, ''))
+  .sort();
+
+interface Story {
+  id: string;
+  payer: string;
+  resources: Resource[];
+}
+const loaded: Story[] = stories.map((id) => ({ id, payer: id.split('-')[0], resources: storyResources(id) }));
+
+/** Distinct copies of every story, made before timing. */
+function copies(): { story: Story; resources: Resource[]; order: MedicationRequest }[] {
+  const out = [];
+  for (let i = 0; i < ITERATIONS; i++) {
+    for (const story of loaded) {
+      const resources = structuredClone(story.resources);
+      out.push({ story, resources, order: storyOrder(story.id, resources) });
+    }
+  }
+  return out;
+}
+
+function timeRounds(name: string, unit: string, perRound: number, run: () => void): void {
+  const times: number[] = [];
+  run(); // warm-up: JIT and the module-level memos every process has after its first request
+  for (let r = 0; r < ROUNDS; r++) {
+    const started = performance.now();
+    run();
+    times.push(performance.now() - started);
+  }
+  times.sort((a, b) => a - b);
+  const fmt = (ms: number) => ((ms / perRound) * 1000).toFixed(0);
+  process.stdout.write(`${name}: best ${fmt(times[0])} µs/${unit}, median ${fmt(times[Math.floor(times.length / 2)])} µs/${unit} (${perRound} ${unit}s a round)\n`);
+}
+
+function everyPolicy(): void {
+  let sets = copies();
+  let outcomes = 0;
+  timeRounds('every policy × every story', 'record', sets.length, () => {
+    for (const { resources, order } of sets) {
+      const record = indexRecord(recordFromResources(resources, [order], order.requester?.reference));
+      const data = evaluationDataFor(record, order, TODAY);
+      for (const policy of content.policies) if (evaluatePolicy(policy, data).outcome !== 'error') outcomes++;
+    }
+    sets = copies();
+  });
+  if (outcomes === 0) throw new Error('no evaluation succeeded');
+}
+
+function hookDecisions(): void {
+  let sets = copies();
+  timeRounds('decideOrders (governing policy, later start)', 'order', sets.length, () => {
+    for (const { story, resources, order } of sets) {
+      const record = indexRecord(recordFromResources(resources, [order], order.requester?.reference));
+      const payer = content.payers.get(story.payer)!;
+      const decisions = decideOrders({ content, payer, record, orders: [order], today: TODAY, log });
+      if (decisions.length !== 1) throw new Error(`${story.id}: expected one decision`);
+    }
+    sets = copies();
+  });
+}
+
+async function questionnairePackages(): Promise<void> {
+  const storage = new MemoryStorage();
+  const catalog = buildCatalog(content);
+  const story = loaded.find((s) => s.id === 'centene-missing-mrd')!;
+  const order = storyOrder(story.id, story.resources);
+  const record = indexRecord(recordFromResources(story.resources, [order], order.requester?.reference));
+  const [d] = decideOrders({ content, payer: content.payers.get(story.payer)!, record, orders: [order], today: TODAY, log });
+  await storage.saveAssertion({
+    assertionId: d.assertionId,
+    createdAt: new Date().toISOString(),
+    payer: story.payer,
+    policyId: d.policy!.file.id,
+    policyVersion: d.policy!.file.version,
+    patientId: 'bench',
+    orderRef: `MedicationRequest/${order.id}`,
+    hookInstance: 'bench',
+    outcome: d.evaluation!.outcome,
+    facts: Object.fromEntries(d.evaluation!.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
+    missingFacts: d.evaluation!.missingFacts,
+  });
+  const coverage = story.resources.find((r): r is Coverage => r.resourceType === 'Coverage')!;
+  const signed = { ...order, extension: [{ url: 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information', extension: [{ url: 'coverage-assertion-id', valueString: d.assertionId }] }] };
+  const deps = { content, storage, catalog, fhirBase: 'http://127.0.0.1/fhir', log };
+  const n = ITERATIONS * 10;
+  const times: number[] = [];
+  let bytes = 0;
+  for (let r = 0; r <= ROUNDS; r++) {
+    const started = performance.now();
+    for (let i = 0; i < n; i++) {
+      const body = JSON.parse(JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'coverage', resource: coverage }, { name: 'order', resource: signed }] }));
+      const { parsePackageRequest } = await import('../src/dtr/questionnaire-package.js');
+      bytes = JSON.stringify(await questionnairePackage(parsePackageRequest(body), deps)).length;
+    }
+    if (r > 0) times.push(performance.now() - started);
+  }
+  times.sort((a, b) => a - b);
+  process.stdout.write(`$questionnaire-package (pre-fill, serialised, ${Math.round(bytes / 1024)} KB): best ${((times[0] / n) * 1000).toFixed(0)} µs/request, median ${((times[Math.floor(times.length / 2)] / n) * 1000).toFixed(0)} µs/request\n`);
+}
+
+everyPolicy();
+hookDecisions();
+await questionnairePackages();
