@@ -1,11 +1,12 @@
 import type { Bundle, Extension, MedicationRequest, Questionnaire, ValueSet } from '@medplum/fhirtypes';
 import request from 'supertest';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadContent } from '../../src/content.js';
 import { generateQuestionnaireFiles } from '../../src/dtr/questionnaire-files.js';
 import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
+import { killAll, payerToken, startPriorPath } from '../helpers/priorpath-process.js';
 import { repoRoot, storyOrder, storyResources } from '../helpers/stories.js';
 
 // design.md §3: CANONICAL_BASE is the base of the canonical URLs of Questionnaires, ValueSets and Libraries.
@@ -66,4 +67,29 @@ describe('CANONICAL_BASE other than the default', () => {
     const read = await request(app).get('/fhir/Questionnaire').query({ url: q.url }).expect(200);
     expect(read.body.entry?.[0]?.resource?.url).toBe(q.url);
   });
+});
+
+describe('the service started with CANONICAL_BASE on another base (npm start, its own process)', () => {
+  afterAll(() => killAll());
+
+  it('starts, answers CRD with the Questionnaire on that base, and the payer API serves it there', async () => {
+    const proc = await startPriorPath({ CANONICAL_BASE: OTHER_BASE });
+    const resources = storyResources('centene-missing-mrd');
+    const order = storyOrder('centene-missing-mrd', resources);
+    const signed = await fetch(`${proc.base}/cds-services/priorpath-order-sign`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(orderSignRequest(resources, order)),
+    });
+    expect(signed.status).toBe(200);
+    const resource = ((await signed.json()) as { systemActions: { resource: MedicationRequest }[] }).systemActions[0].resource;
+    const info = resource.extension!.find((e) => e.url === COVERAGE_INFO_URL)!;
+    const canonical = info.extension!.find((e: Extension) => e.url === 'questionnaire')!.valueCanonical!;
+    expect(canonical.startsWith(`${OTHER_BASE}/Questionnaire/centene-blinatumomab|`)).toBe(true);
+    const token = await payerToken(proc.base);
+    const found = await fetch(`${proc.base}/fhir/Questionnaire?url=${encodeURIComponent(canonical.split('|')[0])}`, { headers: { authorization: `Bearer ${token}` } });
+    expect(found.status).toBe(200);
+    const bundle = (await found.json()) as Bundle;
+    expect((bundle.entry ?? []).map((e) => (e.resource as Questionnaire).url)).toEqual([canonical.split('|')[0]]);
+  }, 90_000);
 });

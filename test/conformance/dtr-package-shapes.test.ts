@@ -115,6 +115,10 @@ describe('no version signal', () => {
     expect([...sources(qr22)]).toEqual(['auto-server']);
     expect(ext(qr22, 'qr-coverage')).toHaveLength(1);
     expect(ext(qr201, 'qr-coverage')).toHaveLength(0);
+    expect(ext(qr22, 'qr-context').map((e) => e.valueReference!.reference)).toEqual([`MedicationRequest/${order.id}`]);
+    const use = (qr: QuestionnaireResponse) => ext(qr, 'intendedUse')[0].valueCodeableConcept!.coding![0].system;
+    expect(use(qr22)).toBe('http://hl7.org/fhir/us/davinci-crd/CodeSystem/coverage-information-codes');
+    expect(use(qr201)).toBe('http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp');
     const questionnaires = [parts(out, 'PackageBundle')[0], parts(out, 'packagebundle')[0]].map((b) => (b.entry![0].resource as Resource).id);
     expect(questionnaires[0]).toBe(questionnaires[1]);
   });
