@@ -289,6 +289,69 @@ describe('order-dispatch hook group (kit group 3.5)', () => {
   });
 });
 
+/** The kit's preset request bodies (config/presets: patient pat015, Coverage cov015 whose payor is a bare reference). */
+function kitPreset() {
+  const signFixture = JSON.parse(readFileSync(join(repoRoot, 'test', 'fixtures', 'hooks', 'inferno-crd-order-sign.json'), 'utf8')) as Body;
+  const patient = signFixture.prefetch.patient as Resource;
+  const coverageBundle = signFixture.prefetch.coverage as { entry: { resource: Resource }[] };
+  const common = { fhirServer: signFixture.fhirServer, fhirAuthorization: signFixture.fhirAuthorization };
+  const azathioprine: MedicationRequest = {
+    resourceType: 'MedicationRequest',
+    id: 'pat015-mr-azathioprine',
+    status: 'draft',
+    intent: 'order',
+    medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '105611', display: 'azathioprine 50 MG Oral Tablet [Imuran]' }] },
+    subject: { reference: 'Patient/pat015' },
+    authoredOn: '2026-11-23',
+    requester: { reference: 'Practitioner/pra1234' },
+    reasonCode: [{ coding: [{ system: 'http://snomed.info/sct', code: '52042003', display: 'Systemic lupus erythematosus glomerulonephritis syndrome' }] }],
+    insurance: [{ reference: 'Coverage/cov015' }],
+    dosageInstruction: [{ text: '50 mg by mouth once daily', timing: { repeat: { frequency: 1, period: 1, periodUnit: 'd' } } }],
+    dispenseRequest: { numberOfRepeatsAllowed: 3, quantity: { value: 30, unit: 'tablet' } },
+  };
+  const homeHealth = {
+    resourceType: 'ServiceRequest',
+    id: 'servreq-g0180-1',
+    status: 'active',
+    intent: 'order',
+    code: { coding: [{ system: 'https://bluebutton.cms.gov/resources/codesystem/hcpcs', code: 'G0180', display: 'Physician certification for home health services' }] },
+    subject: { reference: 'Patient/pat015' },
+    authoredOn: '2026-11-23',
+    requester: { reference: 'Practitioner/pra1234' },
+    performer: [{ reference: 'Practitioner/pra1234' }],
+    insurance: [{ reference: 'Coverage/cov015' }],
+  } as Resource;
+  const select = {
+    hook: 'order-select',
+    hookInstance: '8a6c0b4e-1d3f-4a51-9e2d-7c1b5f0a2e91',
+    ...common,
+    context: { userId: 'Practitioner/pra1234', patientId: 'pat015', selections: ['MedicationRequest/pat015-mr-azathioprine'], draftOrders: { resourceType: 'Bundle', type: 'collection', entry: [{ resource: azathioprine }] } },
+    prefetch: { coverage: coverageBundle },
+    extension: { 'davinci-crd.configuration': { coverage: true, 'max-cards': 10 } },
+  };
+  const dispatch = {
+    hook: 'order-dispatch',
+    hookInstance: 'f2b7c1d0-6e4a-4c2b-8a9f-3d5e7b1c0a42',
+    ...common,
+    context: { patientId: 'pat015', order: 'ServiceRequest/servreq-g0180-1', performer: 'Practitioner/pra1234' },
+    prefetch: { coverage: coverageBundle, order: homeHealth, patient },
+  };
+  return { select, dispatch, azathioprine, homeHealth, ehr: [patient, ...coverageBundle.entry.map((e) => e.resource), homeHealth, azathioprine] };
+}
+
+describe("the kit's preset request bodies (patient pat015, payer by reference only; DEFAULT_PAYER=example)", () => {
+  it('order-select (azathioprine, selections, RI configuration codes) and order-dispatch (ServiceRequest G0180 in the `order` prefetch) pass the hook group checks', async () => {
+    const preset = kitPreset();
+    const app = kitApp({ env: { DEFAULT_PAYER: 'example' }, fetchImpl: fakeEhr(preset.ehr).fetchImpl });
+    const selected = await request(app).post(SELECT).set('Authorization', `Bearer ${await kitToken(SELECT)}`).send(preset.select).expect(200);
+    expectKitHookGroupPasses(selected, 'order-select', [preset.azathioprine]);
+    const dispatched = await request(app).post(DISPATCH).set('Authorization', `Bearer ${await kitToken(DISPATCH)}`).send(preset.dispatch).expect(200);
+    expectKitHookGroupPasses(dispatched, 'order-dispatch', [preset.homeHealth]);
+    expect(coverageInfoActions(dispatched.body), 'crd_coverage_info_system_action_received (required for order-dispatch)').toHaveLength(1);
+    expect(codeOf(coverageInfo(dispatched.body), 'covered')).toEqual(['covered']);
+  });
+});
+
 describe('Required Card Response Validation (kit group 3.7): across the hooks run, each required type at least once', () => {
   it('an External Reference card, an Instructions card and a valid Coverage Information system action', async () => {
     const app = kitApp({ env: { CDS_JTI_REPLAY: 'allow' } });
