@@ -5,6 +5,7 @@ import { loadContent } from '../src/content.js';
 import { decideOrders } from '../src/coverage/decide-orders.js';
 import { buildCatalog } from '../src/dtr/catalog.js';
 import { questionnairePackage } from '../src/dtr/questionnaire-package.js';
+import { jsonBytes } from '../src/fhir/prebuilt-json.js';
 import { createLogger } from '../src/logger.js';
 import { evaluatePolicy } from '../src/policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../src/policies/evaluation-data.js';
@@ -20,7 +21,7 @@ import { repoRoot, storyOrder, storyResources } from '../test/helpers/stories.js
  * - every policy over every sandbox story (5 policies × 15 stories per round): what a change to fact evaluation buys;
  * - the hook's decision step (`decideOrders`: the governing policy of the story's payer, later-start search
  *   included), per story: what an order-sign pays for evaluation;
- * - `$questionnaire-package` with pre-fill, built and serialised (JSON.stringify) as the FHIR router sends it.
+ * - `$questionnaire-package` with pre-fill, built and serialised to bytes as the FHIR router sends it.
  * BENCH_ROUNDS (default 5) rounds of BENCH_ITERATIONS (default 4) records each; prints the best and median round.
  */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -124,7 +125,7 @@ async function questionnairePackages(): Promise<void> {
     for (let i = 0; i < n; i++) {
       const body = JSON.parse(JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'coverage', resource: coverage }, { name: 'order', resource: signed }] }));
       const { parsePackageRequest } = await import('../src/dtr/questionnaire-package.js');
-      bytes = JSON.stringify(await questionnairePackage(parsePackageRequest(body), deps)).length;
+      bytes = jsonBytes(await questionnairePackage(parsePackageRequest(body), deps)).length;
     }
     if (r > 0) times.push(performance.now() - started);
   }

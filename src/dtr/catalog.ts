@@ -5,6 +5,7 @@ import { policyStructure } from './policy-structure.js';
 import type { PolicyStructure } from './policy-structure.js';
 import { cqlQuestionnaire, libraryClosure, valueSetsOfLibrary } from './cql-questionnaire.js';
 import { buildQuestionnaire, flattenItems } from './questionnaire-builder.js';
+import { prebuildJson } from '../fhir/prebuilt-json.js';
 
 /** The Questionnaires the payer serves, indexed once when the router is built (content is immutable). */
 export interface DtrCatalog {
@@ -87,6 +88,7 @@ export function buildCatalog(content: Content): DtrCatalog {
         .map((r) => content.valueSets.get(r) ?? content.valueSets.get(r.split('|')[0]))
         .filter((v): v is ValueSet => !!v);
       out = [...new Set(out)];
+      out.forEach(prebuildJson);
       vsCache.set(q, out);
     }
     return out;
@@ -110,6 +112,10 @@ export function buildCatalog(content: Content): DtrCatalog {
     cqlForms.set(q, { questionnaire: cqlQuestionnaire(q, policy, library), libraries: closure, valueSets });
   }
   const cqlFormOf = (q: Questionnaire) => cqlForms.get(q);
+
+  // Every resource a package carries unchanged is serialised once, here (src/fhir/prebuilt-json.ts).
+  for (const q of all) prebuildJson(q);
+  for (const form of cqlForms.values()) [form.questionnaire, ...form.libraries, ...form.valueSets].forEach(prebuildJson);
 
   return { all, byId, byCanonical, policyOf, forPolicy, structureOf, valueSetsOf, cqlFormOf, libraries };
 }

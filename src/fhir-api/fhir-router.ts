@@ -6,6 +6,7 @@ import { badRequest, methodNotAllowed, notFound, outcome } from '../errors.js';
 import { buildCatalog } from '../dtr/catalog.js';
 import { nextQuestion } from '../dtr/next-question.js';
 import { parsePackageRequest, questionnairePackage } from '../dtr/questionnaire-package.js';
+import { jsonBytes } from '../fhir/prebuilt-json.js';
 import type { PackageShape } from '../dtr/questionnaire-package.js';
 import { submitQuestionnaireResponse } from '../dtr/submit-response.js';
 import { jsonBody } from '../http/json-body.js';
@@ -35,8 +36,10 @@ export interface FhirRouterDeps {
 const FHIR_JSON = 'application/fhir+json';
 const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
+/** Sends a resource as FHIR JSON; content resources in it are spliced in from their prebuilt bytes. */
 function send(res: Response, status: number, body: Resource): void {
-  res.status(status).type(FHIR_JSON).send(JSON.stringify(body));
+  // The charset Express adds to a string body, stated here because the body is bytes.
+  res.status(status).type(`${FHIR_JSON}; charset=utf-8`).send(jsonBytes(body));
 }
 
 function logOf(req: Request, fallback: Logger): Logger {
