@@ -18,6 +18,12 @@ export interface CompiledFact {
   /** Whether the value depends on the order date: it reads `%orderDate`/`%orderDateTime`, is a date, or reads such a fact. */
   dated: boolean;
   /**
+   * For a fact computed only from other facts (and the order date): the variables it reads. Its value is then a
+   * function of their values alone, remembered across requests (see `evaluate-policy.ts`). Undefined for facts that
+   * read the record.
+   */
+  pureOf?: string[];
+  /**
    * For facts over drug value sets that also match by name: the drug name when an order belongs to one of those sets
    * by its name only (no listed code), so the reason can say a name decided (design.md §6 "Clinical readings").
    */
@@ -32,6 +38,7 @@ export type RuleKind = 'requirement' | 'pathway' | 'limit';
 export interface CompiledRule {
   kind: RuleKind;
   id: string;
+  /** Over the facts only (model `none`, no variables): its result is a function of the values of `facts`. */
   when: CompiledExpression;
   cite: string;
   text: string;

@@ -161,12 +161,10 @@ export function evaluatePolicy(
     const notes = ruleClosure(policy, r.facts).flatMap((f) => nameNotes.get(f) ?? []);
     const text = notes.length > 0 ? `${r.text} [${[...new Set(notes)].join('; ')}]` : r.text;
     const base = { kind: r.kind, id: r.id, cite: r.cite, text };
-    try {
-      return { ...base, result: tri(r.when(factValues, {})) };
-    } catch (err) {
-      broken = true;
-      return { ...base, result: 'unknown', error: (err as Error).message };
-    }
+    const outcome = ruleOutcome(r, factValues);
+    if (outcome.error === undefined) return { ...base, result: outcome.result };
+    broken = true;
+    return { ...base, result: 'unknown', error: outcome.error };
   };
   const requirements = policy.requirements.map(run);
   const pathways = policy.pathways.map(run);
@@ -273,6 +271,12 @@ function readFacts(
     if (!shared) fromAnswers.add(f.name);
     const key = f.dated ? `${f.shareKey}@${data.orderDate}` : f.shareKey;
     let read = shared ? data.memo!.reads.get(key) : undefined;
+    if (read === undefined && f.pureOf) {
+      // Computed from facts alone: the same input values give the same value, whichever patient they belong to.
+      const pureKey = `${f.shareKey}|${valuesKey(f.pureOf.map((v) => env[v]))}`;
+      read = pureReads.get(pureKey);
+      if (read === undefined) remember(pureReads, pureKey, (read = readFact(f, data, env, latestDate)));
+    }
     if (read === undefined) {
       read = readFact(f, data, env, latestDate);
       if (shared) {
@@ -303,11 +307,54 @@ function readFacts(
 export function evaluateRules(policy: CompiledPolicy, data: EvaluationData, rules: CompiledRule[]): Tri[] | 'error' {
   const { factValues, broken } = readFacts(policy, data, {}, new Set(ruleClosure(policy, rules.flatMap((r) => r.facts))));
   if (broken) return 'error';
-  try {
-    return rules.map((r) => tri(r.when(factValues, {})));
-  } catch {
-    return 'error';
+  const results: Tri[] = [];
+  for (const r of rules) {
+    const outcome = ruleOutcome(r, factValues);
+    if (outcome.error !== undefined) return 'error';
+    results.push(outcome.result);
   }
+  return results;
+}
+
+/** Entries kept per memo below; past it the memo starts again (a bound, not an eviction policy). */
+const PURE_MEMO_ENTRIES = 4096;
+/** Values of facts computed from facts alone, by share key and input values (`CompiledFact.pureOf`). */
+const pureReads = new Map<string, FactRead>();
+/** Rule results by the values of the facts the rule reads: a rule is a function of those values alone. */
+const ruleOutcomes = new WeakMap<CompiledRule, Map<string, { result: Tri; error?: undefined } | { result?: undefined; error: string }>>();
+
+function remember<V>(memo: Map<string, V>, key: string, value: V): void {
+  if (memo.size >= PURE_MEMO_ENTRIES) memo.clear();
+  memo.set(key, value);
+}
+
+/** A key for a list of FHIRPath variable values (fact values, `[]` for unknown, strings): equal keys, equal values. */
+function valuesKey(values: unknown[]): string {
+  return values
+    .map((v) => {
+      if (typeof v === 'number') return Object.is(v, -0) ? 'n-0' : `n${v}`;
+      if (typeof v === 'boolean') return v ? 'T' : 'F';
+      if (typeof v === 'string') return JSON.stringify(v);
+      return Array.isArray(v) && v.length === 0 ? '{}' : `j${JSON.stringify(v)}`;
+    })
+    .join(',');
+}
+
+/** A rule's result over the fact values (or the error it throws), remembered by the values it reads. */
+function ruleOutcome(r: CompiledRule, factValues: Record<string, FactValue>): { result: Tri; error?: undefined } | { result?: undefined; error: string } {
+  let memo = ruleOutcomes.get(r);
+  if (!memo) ruleOutcomes.set(r, (memo = new Map()));
+  const key = valuesKey(r.facts.map((n) => (Object.prototype.hasOwnProperty.call(factValues, n) ? factValues[n] : [])));
+  let outcome = memo.get(key);
+  if (outcome === undefined) {
+    try {
+      outcome = { result: tri(r.when(factValues, {})) };
+    } catch (err) {
+      outcome = { error: (err as Error).message };
+    }
+    remember(memo, key, outcome);
+  }
+  return outcome;
 }
 
 /** Runs one fact's expression: its value when plausible, nothing when unknown, or the error it threw. */

@@ -267,6 +267,8 @@ function compilePolicy(
     const reads = variableReferences(f.def.fhirpath);
     const deps = f.deps.map((d) => compiledFacts.get(d)).filter((d): d is CompiledFact => d !== undefined);
     f.dated = f.def.type === 'date' || reads.includes('orderDate') || reads.includes('orderDateTime') || deps.some((d) => d.dated);
+    const pureOf = pureVariables(f.def, reads, compiledFacts);
+    if (pureOf) f.pureOf = pureOf;
     f.shareKey = shareKeyOf(
       JSON.stringify([f.def.type, f.def.unit ?? null, f.def.fhirpath, reads.includes('policyDrug') ? file.drug : null, deps.map((d) => [d.name, d.shareKey])]),
     );
@@ -364,6 +366,24 @@ function compilePolicy(
     attachments: attachments.map((a) => (a.askWhen === undefined ? { linkId: a.linkId, text: a.text, cite: a.cite } : (a as CompiledPolicy['attachments'][number]))),
     questionnaire: `${opts.canonicalBase}/Questionnaire/${file.id}|${file.version}`,
   };
+}
+
+/** Variables besides facts whose values a fact computed from facts may read. */
+const PURE_INPUTS = new Set(['orderDate', 'orderDateTime', 'policyDrug']);
+
+/**
+ * The variables a fact reads when it is computed from facts alone: it names no record variable, reaches nothing from
+ * the root (no bare member, no `$this`, no function at the root but `iif`), asks no clock (`today()`, `now()`), and is
+ * not a date (plausibility of a date depends on today). Undefined otherwise.
+ */
+function pureVariables(def: FactDefinition, reads: string[], facts: Map<string, CompiledFact>): string[] | undefined {
+  if (def.type === 'date') return undefined;
+  if (!reads.every((v) => PURE_INPUTS.has(v) || facts.has(v))) return undefined;
+  const text = def.fhirpath.replace(/'(?:[^'\\]|\\.)*'/g, "''");
+  if (/\$(this|index|total)|\b(today|now|timeOfDay)\s*\(/.test(text)) return undefined;
+  if (bareIdentifiers(def.fhirpath).length > 0) return undefined;
+  for (const m of text.matchAll(/(?<![.%\w$])([A-Za-z_][A-Za-z0-9_]*)\s*\(/g)) if (m[1] !== 'iif') return undefined;
+  return reads;
 }
 
 const shareKeys = new Map<string, string>();

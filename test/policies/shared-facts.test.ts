@@ -52,6 +52,35 @@ describe('facts shared between policies (design.md §9: a shared fact is evaluat
     }
   });
 
+  it('runs a fact computed from facts alone once for two orders whose inputs agree, and reads the record afresh', () => {
+    const centene = content.policies.find((p) => p.file.id === 'centene-blinatumomab')!;
+    const derived = centene.factsByName.get('mrdPositive')!;
+    const fromRecord = centene.factsByName.get('mrdPercent')!;
+    expect(derived.pureOf).toEqual(['mrdPercent']);
+    expect(fromRecord.pureOf).toBeUndefined();
+    const runs = { derived: 0, fromRecord: 0 };
+    const [exprD, exprR] = [derived.expr, fromRecord.expr];
+    derived.expr = (...args) => (runs.derived++, exprD(...args));
+    fromRecord.expr = (...args) => (runs.fromRecord++, exprR(...args));
+    try {
+      // The second order reads its own record but meets the same MRD value (other tests may have met it first).
+      const first = evaluatePolicy(centene, dataFor('centene-mrd-positive'));
+      const second = evaluatePolicy(centene, dataFor('centene-mrd-positive'));
+      expect(second).toEqual(first);
+      expect(runs.fromRecord).toBe(2);
+      expect(runs.derived).toBeLessThanOrEqual(1);
+      // An answered MRD no other order has had: computed once, then remembered for the next order that has it.
+      runs.derived = 0;
+      const answered = [0, 1].map(() => evaluatePolicy(centene, dataFor('centene-mrd-positive'), { mrdPercent: 0.0137 }));
+      expect(answered[0].facts.find((f) => f.name === 'mrdPositive')?.value).toBe(true);
+      expect(answered[1]).toEqual(answered[0]);
+      expect(runs.derived).toBe(1);
+    } finally {
+      derived.expr = exprD;
+      fromRecord.expr = exprR;
+    }
+  });
+
   it('keeps a policy override of a library fact apart from the library fact', () => {
     const keysByName = new Map<string, Set<string>>();
     for (const p of content.policies) {
