@@ -1,12 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createApp } from './app.js';
 import type { SubscriptionNotifier } from './pas/subscription-notifier.js';
 import { checkConfigAgainstContent, ConfigError, loadConfigFromProcess } from './config.js';
-import { loadContent } from './content.js';
 import { createLogger } from './logger.js';
-import { ContentError } from './policies/policy-loader.js';
 import { createStorage } from './storage/create-storage.js';
 import { deferredStorage } from './storage/deferred-storage.js';
 import { pgliteTemplateData } from './storage/pglite-template.js';
@@ -33,8 +30,9 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
-  // Storage opens first: the embedded store copies its template and starts on its own thread while the policies
-  // compile here. Listen at once: hooks are answered while the store opens (their records are written once it is
+  // Storage opens first: the embedded store copies its template and starts on its own thread while the rest of the
+  // service (Express, FHIRPath, the policies: about a second of module loading and compilation) loads here. So this
+  // file imports only configuration, logging and storage statically; everything else is imported after this line. Listen at once: hooks are answered while the store opens (their records are written once it is
   // open); PAS, DTR and the reviewer wait for it (deferred-storage.ts).
   const pgliteTemplate = built ? pgliteTemplateData(join(root, 'dist', 'pglite-template')) : undefined;
   const opening = createStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteTemplate, logger });
@@ -42,6 +40,7 @@ async function main(): Promise<void> {
     process.stderr.write(`priorpath: storage failed to open: ${(err as Error).message}\n`);
     process.exit(1);
   });
+  const [{ loadContent }, { ContentError }, { createApp }] = await Promise.all([import('./content.js'), import('./policies/policy-loader.js'), import('./app.js')]);
   let content;
   try {
     content = loadContent({ root, canonicalBase: config.canonicalBase });

@@ -105,7 +105,8 @@ export function withOrderRecord(d: Determination, record: OrderRecord | undefine
 /**
  * Writes what an evaluation determined for an order and returns the record as it now stands. A new approval is
  * applied unless the order already has a decision (then the decision stands and the proposed number is dropped);
- * a provisional state is written only when it changes.
+ * a provisional state is written only when it changes. With `behind` (CRD), a provisional change is queued behind
+ * the answer (Storage.queueOrderChange) and the record as read is returned; an approval is still durable first.
  */
 export async function recordEvaluation(
   storage: Storage,
@@ -113,6 +114,7 @@ export async function recordEvaluation(
   d: Determination,
   who: Actor & { policyId?: string },
   current?: OrderRecord | null,
+  opts: { behind?: boolean } = {},
 ): Promise<OrderRecord | undefined> {
   const record = current === undefined ? await storage.getOrderRecord(key) : (current ?? undefined);
   if (isDecided(record)) return record;
@@ -133,6 +135,12 @@ export async function recordEvaluation(
       ...(who.submissionId ? { submissionId: who.submissionId } : {}),
     },
   };
+  if (opts.behind && state !== 'approved') {
+    // Provisional: nothing is decided, so the answer does not depend on it (withOrderRecord reads only decisions
+    // and `pended`, which this change never overwrites).
+    await storage.queueOrderChange(change);
+    return record;
+  }
   return (await storage.applyOrderChange(change)).record;
 }
 
@@ -163,6 +171,7 @@ export async function settleOrderDecisions(opts: {
         determination,
         { source: 'crd', actor: opts.actor, assertionId: d.assertionId, policyId: d.policy!.file.id },
         current,
+        { behind: true },
       );
       if (record) {
         d.record = record;

@@ -158,7 +158,8 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
   // The order's one record (design.md §8): a decision already made stands; an approval at signing is issued once.
   await settleOrderDecisions({ storage: deps.storage, payer: payerMatch.payer.key, patientId: req.patientId, decisions, actor: `${req.hook} ${req.hookInstance}` });
   for (const d of decisions) {
-    await deps.storage.saveAssertion({
+    // Written behind the answer (design.md §9); readable at once by DTR and PAS in this process.
+    await deps.storage.queueAssertion({
       assertionId: d.assertionId,
       createdAt: new Date().toISOString(),
       payer: payerMatch.payer.key,

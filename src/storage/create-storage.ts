@@ -48,7 +48,7 @@ export async function createStorage(config: StorageConfig): Promise<SqlStorage> 
       throw new StorageError('embedded storage committed without fsync: refusing to run with writes that would not survive a crash');
     }
     config.logger?.info({ storage: driver.kind, migrationsApplied: applied }, 'storage ready');
-    return new SqlStorage(driver);
+    return new SqlStorage(driver, { logger: config.logger });
   } catch (err) {
     await driver.close().catch(() => undefined);
     throw err;

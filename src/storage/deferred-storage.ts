@@ -4,6 +4,8 @@ import { StorageError } from './storage.js';
 /** The records a hook call writes, kept in memory while the store opens and written, in order, once it is open. */
 type EarlyWrite =
   | { method: 'saveAssertion'; args: Parameters<Storage['saveAssertion']> }
+  | { method: 'queueAssertion'; args: Parameters<Storage['queueAssertion']> }
+  | { method: 'queueOrderChange'; args: Parameters<Storage['queueOrderChange']> }
   | { method: 'saveAudit'; args: Parameters<Storage['saveAudit']> }
   | { method: 'saveApiAccess'; args: Parameters<Storage['saveApiAccess']> }
   | { method: 'recordJti'; args: Parameters<Storage['recordJti']> };
@@ -53,6 +55,13 @@ export function deferredStorage(opening: Promise<Storage>, opts: DeferredStorage
     async saveAssertion(a) {
       assertions.set((a as AssertionRecord).assertionId, a as AssertionRecord);
       early.push({ method: 'saveAssertion', args: [a as AssertionRecord] });
+    },
+    async queueAssertion(a) {
+      assertions.set((a as AssertionRecord).assertionId, a as AssertionRecord);
+      early.push({ method: 'queueAssertion', args: [a as AssertionRecord] });
+    },
+    async queueOrderChange(c) {
+      early.push({ method: 'queueOrderChange', args: [c as Parameters<Storage['queueOrderChange']>[0]] });
     },
     async getAssertion(id) {
       return assertions.get(id as string);

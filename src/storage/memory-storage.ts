@@ -191,6 +191,12 @@ export class MemoryStorage implements Storage {
     return { created: true, submission: structuredClone(stored) };
   }
 
+  async queueAssertion(a: AssertionRecord): Promise<void> {
+    await this.saveAssertion(a);
+  }
+  async queueOrderChange(c: GuardedOrderChange): Promise<void> {
+    await this.applyOrderChange(c);
+  }
   async saveAssertion(a: AssertionRecord): Promise<void> {
     this.assertions.set(a.assertionId, structuredClone(a));
     if (a.authorization && !this.authorizations.has(a.authorization.number)) {

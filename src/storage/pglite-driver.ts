@@ -57,7 +57,7 @@ function releaseLock(path: string): void {
  * fsync(2) (`wal_sync_method=fsync`; fdatasync is a no-op in the Emscripten runtime, and the worker gives NODEFS a
  * real fsync). `shared_buffers` is kept small: PGlite's WebAssembly heap is part of our resident memory.
  */
-const EXTRA_PARAMS = ['-c', 'wal_sync_method=fsync', '-c', 'shared_buffers=16MB'];
+const EXTRA_PARAMS = ['-c', 'wal_sync_method=fsync', '-c', 'shared_buffers=8MB'];
 
 export interface PgliteDriver extends SqlDriver {
   /** fsync(2) calls made by PostgreSQL so far: lets start-up verify that commits really reach the disk. */

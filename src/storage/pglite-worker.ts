@@ -8,8 +8,10 @@
  * Messages in: `{ id, op: 'query' | 'exec' | 'begin' | 'commit' | 'rollback' | 'close', sql?, params?, tx? }`.
  * Messages out: `{ id, rows? , error?, fsyncs }` and, once, `{ ready: true, fsyncs }` or `{ ready: false, error }`.
  */
-import { cpSync, existsSync, fsyncSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, existsSync, fsyncSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { PGlite, PGliteOptions, Transaction } from '@electric-sql/pglite';
 
@@ -59,13 +61,26 @@ const port = parentPort!;
 const data = workerData as PgliteWorkerData;
 let fsyncs = 0;
 
+/**
+ * PostgreSQL's WebAssembly runs on V8's baseline compiler (Liftoff) only. Measured with this build on the 2-core
+ * machine: optimising its hot functions (TurboFan) cost about 40-70 MiB more resident memory and seconds of CPU on
+ * the cores the requests need, for no faster steady-state statements (README "Memory"). Process-wide, but PGlite is
+ * the only WebAssembly this service runs. Set before the module is compiled.
+ */
+setFlagsFromString('--liftoff-only');
+
 async function open(): Promise<PGlite> {
   const pgdir = join(data.dir, 'pglite');
+  // PGlite's module (9 MB of WebAssembly) compiles on V8's background threads while this thread copies the template.
+  const pgliteDist = dirname(createRequire(import.meta.url).resolve('@electric-sql/pglite'));
+  const compiling = WebAssembly.compile(readFileSync(join(pgliteDist, 'pglite.wasm')));
+  compiling.catch(() => undefined); // awaited below; a failure is reported there
+  const imported = import('@electric-sql/pglite');
   if (data.template && !existsSync(join(pgdir, 'PG_VERSION')) && existsSync(join(data.template, 'PG_VERSION'))) {
     rmSync(pgdir, { recursive: true, force: true });
     cpSync(data.template, pgdir, { recursive: true });
   }
-  const { PGlite: PGliteClass } = await import('@electric-sql/pglite');
+  const { PGlite: PGliteClass } = await imported;
   const { NodeFS } = await import('@electric-sql/pglite/nodefs');
   let patched = false;
 
@@ -101,7 +116,7 @@ async function open(): Promise<PGlite> {
   }
 
   const startParams = [...PGliteClass.defaultStartParams.filter((p) => p !== '-F'), ...data.extraParams];
-  const options: PGliteOptions = { fs: new DurableNodeFS(pgdir), relaxedDurability: false, startParams };
+  const options: PGliteOptions = { fs: new DurableNodeFS(pgdir), relaxedDurability: false, startParams, pgliteWasmModule: await compiling };
   const db = await PGliteClass.create(options);
   if (!patched) {
     await db.close();

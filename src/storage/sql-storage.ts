@@ -26,6 +26,9 @@ import type {
 } from './storage.js';
 import { StorageError } from './storage.js';
 import { WriteBatcher } from './write-batcher.js';
+import { WriteBehind } from './write-behind.js';
+import type { AppliedChange, BehindItem } from './write-behind.js';
+import type { Logger } from '../logger.js';
 
 /** Timestamps and dates are read as text so that both drivers give the same strings (no Date, no local time). */
 const ts = (col: string) => `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
@@ -197,13 +200,16 @@ async function applyOrderChangeIn(db: SqlSession, { key, change: c, from }: Guar
   return rows.length === 1;
 }
 
+/** An order's events, oldest first, as one JSON array (so a record and its history are read in one statement). */
+const EVENTS_JSON = `coalesce((SELECT jsonb_agg(jsonb_build_object('at', ${ts('e.at')}, 'source', e.source, 'actor', e.actor, 'state', e.state,
+  'reason', e.reason, 'authorization_number', e.authorization_number, 'submission_id', e.submission_id, 'assertion_id', e.assertion_id) ORDER BY e.id)
+  FROM order_authorization_events e WHERE e.order_id = o.id), '[]'::jsonb) AS events`;
+
+/** Order records with their history in one statement: one round trip on the hook's path (design.md §9). */
 async function readOrders(db: SqlSession, where: string, params: unknown[]): Promise<OrderRecord[]> {
-  const rows = await db.query<OrderRow>(`SELECT ${ORDER_COLUMNS} FROM order_authorizations WHERE ${where} ORDER BY created_at, id LIMIT 200`, params);
-  if (rows.length === 0) return [];
-  const events = await db.query<OrderEventRow>(
-    `SELECT order_id, ${ts('at')} AS at, source, actor, state, reason, authorization_number, submission_id, assertion_id
-     FROM order_authorization_events WHERE order_id IN (SELECT jsonb_array_elements_text($1::text::jsonb)) ORDER BY id`,
-    [json(rows.map((r) => r.id))],
+  const rows = await db.query<OrderRow & { events: Omit<OrderEventRow, 'order_id'>[] }>(
+    `SELECT ${ORDER_COLUMNS}, ${EVENTS_JSON} FROM order_authorizations o WHERE ${where} ORDER BY created_at, id LIMIT 200`,
+    params,
   );
   return rows.map((r) => ({
     id: r.id,
@@ -220,20 +226,31 @@ async function readOrders(db: SqlSession, where: string, params: unknown[]): Pro
     ...(r.submission_id !== null ? { submissionId: r.submission_id } : {}),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
-    history: events
-      .filter((e) => e.order_id === r.id)
-      .map((e) => ({
-        at: e.at,
-        source: e.source,
-        actor: e.actor,
-        state: e.state,
-        reason: e.reason,
-        ...(e.authorization_number !== null ? { authorizationNumber: e.authorization_number } : {}),
-        ...(e.submission_id !== null ? { submissionId: e.submission_id } : {}),
-        ...(e.assertion_id !== null ? { assertionId: e.assertion_id } : {}),
-      })),
+    history: (typeof r.events === 'string' ? (JSON.parse(r.events) as typeof r.events) : r.events).map((e) => ({
+      at: e.at,
+      source: e.source,
+      actor: e.actor,
+      state: e.state,
+      reason: e.reason,
+      ...(e.authorization_number !== null ? { authorizationNumber: e.authorization_number } : {}),
+      ...(e.submission_id !== null ? { submissionId: e.submission_id } : {}),
+      ...(e.assertion_id !== null ? { assertionId: e.assertion_id } : {}),
+    })),
   }));
 }
+
+/** Several orders' records by key, in one statement. */
+function readOrdersByKeys(db: SqlSession, keys: OrderKey[]): Promise<OrderRecord[]> {
+  return readOrders(
+    db,
+    `(payer, patient_id, order_ref, drug) IN (SELECT x.payer, x.patient_id, x.order_ref, x.drug
+       FROM jsonb_to_recordset($1::text::jsonb) AS x(payer text, patient_id text, order_ref text, drug text))`,
+    [json(keys.map((k) => ({ payer: k.payer, patient_id: k.patientId, order_ref: k.orderRef, drug: k.drug })))],
+  );
+}
+
+const sameKey = (r: OrderKey, k: OrderKey) => r.payer === k.payer && r.patientId === k.patientId && r.orderRef === k.orderRef && r.drug === k.drug;
+const keyText = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef, k.drug]);
 
 const BY_KEY = 'payer = $1 AND patient_id = $2 AND order_ref = $3 AND drug = $4';
 const keyParams = (k: OrderKey) => [k.payer, k.patientId, k.orderRef, k.drug];
@@ -273,9 +290,73 @@ export class SqlStorage implements Storage {
   private closed = false;
   private readonly batcher = new WriteBatcher<Queued>((items) => this.writeBatch(items));
   private readonly accessBatcher = new WriteBatcher<ApiAccessRecord>((items) => this.writeAccess(items));
+  /** CRD's records behind the answer, and every order change: one transaction per batch (write-behind.ts). */
+  private readonly behind: WriteBehind;
   private lastJtiSweep = 0;
 
-  constructor(readonly driver: SqlDriver) {}
+  constructor(
+    readonly driver: SqlDriver,
+    opts: { logger?: Logger } = {},
+  ) {
+    this.behind = new WriteBehind(
+      {
+        writeBatch: (items, awaited) => this.writeBehindBatch(items, awaited),
+        writeOne: (item) => this.writeBehindOne(item),
+      },
+      { logger: opts.logger },
+    );
+  }
+
+  /** Records queued behind hook answers and not yet written (tests, metrics). */
+  get queuedWrites(): number {
+    return this.behind.size;
+  }
+
+  /**
+   * One transaction: the assertions in one statement, then the order changes in queue order (sorted by order, so two
+   * replicas' batches take row locks in the same order and never deadlock), then the awaited changes' records.
+   */
+  private async writeBehindBatch(items: BehindItem[], awaited: GuardedOrderChange[]): Promise<AppliedChange[]> {
+    const assertions = items.flatMap((i) => (i.kind === 'assertion' ? [i.record] : []));
+    const changes = items.flatMap((i) => (i.kind === 'order' ? [i.change] : []));
+    changes.sort((a, b) => (keyText(a.key) < keyText(b.key) ? -1 : keyText(a.key) > keyText(b.key) ? 1 : 0));
+    const write = async (db: SqlSession) => {
+      if (assertions.length > 0) await this.writeAssertions(db, assertions);
+      const applied = new Map<GuardedOrderChange, boolean>();
+      for (const c of changes) applied.set(c, await applyOrderChangeIn(db, c));
+      if (awaited.length === 0) return [];
+      const records = await readOrdersByKeys(db, awaited.map((c) => c.key));
+      return awaited.map((c) => {
+        const record = records.find((r) => sameKey(r, c.key));
+        if (!record) throw new StorageError(`order record ${c.key.orderRef} was neither written nor found`);
+        return { applied: applied.get(c) ?? false, record };
+      });
+    };
+    // A single statement commits on its own; several share one transaction (one commit, one WAL flush).
+    if (changes.length === 0) return write(this.driver);
+    return this.driver.transaction(write);
+  }
+
+  private async writeBehindOne(item: BehindItem): Promise<AppliedChange | undefined> {
+    if (item.kind === 'assertion') {
+      await this.writeAssertions(this.driver, [item.record]);
+      return undefined;
+    }
+    const applied = await applyOrderChangeIn(this.driver, item.change);
+    const record = (await readOrders(this.driver, BY_KEY, keyParams(item.change.key)))[0];
+    if (!record) throw new StorageError(`order record ${item.change.key.orderRef} was neither written nor found`);
+    return { applied, record };
+  }
+
+  async queueAssertion(a: AssertionRecord): Promise<void> {
+    this.open();
+    await this.behind.add({ kind: 'assertion', record: a });
+  }
+
+  async queueOrderChange(c: GuardedOrderChange): Promise<void> {
+    this.open();
+    await this.behind.add({ kind: 'order', change: c });
+  }
 
   get kind(): SqlDriver['kind'] {
     return this.driver.kind;
@@ -286,14 +367,19 @@ export class SqlStorage implements Storage {
   }
 
   private async writeBatch(items: Queued[]): Promise<void> {
-    const assertions = new Map<string, AssertionRecord>();
+    const assertions: AssertionRecord[] = [];
     const audits: HookAuditRecord[] = [];
     for (const q of items) {
-      if (q.kind === 'assertion') assertions.set(q.record.assertionId, q.record);
+      if (q.kind === 'assertion') assertions.push(q.record);
       else audits.push(q.record);
     }
-    const a = [...assertions.values()];
-    await this.driver.query(BATCH_SQL, [
+    await this.writeAssertions(this.driver, assertions, audits);
+  }
+
+  /** Assertions (the last one per id wins), their authorizations and audit lines in one statement. */
+  private async writeAssertions(db: SqlSession, list: AssertionRecord[], audits: HookAuditRecord[] = []): Promise<void> {
+    const a = [...new Map(list.map((r) => [r.assertionId, r])).values()];
+    await db.query(BATCH_SQL, [
       json(
         a.map((r) => ({
           assertion_id: r.assertionId,
@@ -337,6 +423,9 @@ export class SqlStorage implements Storage {
   }
 
   async getAssertion(assertionId: string): Promise<AssertionRecord | undefined> {
+    // Read-your-writes: an assertion queued behind a hook answer is answered from the queue until it is written.
+    const queued = this.behind.pendingAssertion(assertionId);
+    if (queued) return structuredClone(queued);
     const rows = await this.driver.query<{
       assertion_id: string;
       created_at: string;
@@ -527,6 +616,8 @@ export class SqlStorage implements Storage {
     authorization?: AuthorizationRecord,
   ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord }> {
     this.open();
+    // PAS after CRD: the orders' changes queued behind hook answers are written first, so this sees them.
+    await this.behind.settled(orders.map((o) => o.key));
     try {
       const created = await this.driver.transaction(async (tx) => {
         const rows = await tx.query(
@@ -695,25 +786,31 @@ export class SqlStorage implements Storage {
     return Number(rows[0]?.n ?? 0);
   }
 
+  // Order reads wait for this process's queued changes to those orders (read-your-writes); never a cache: the
+  // record is read from the database every time, so a decision made on another replica is seen at once.
   async getOrderRecord(key: OrderKey): Promise<OrderRecord | undefined> {
+    await this.behind.settled([key]);
     return (await readOrders(this.driver, BY_KEY, keyParams(key)))[0];
   }
 
   async findOrderRecords(q: { payer: string; patientId: string; orderRefs: string[] }): Promise<OrderRecord[]> {
     if (q.orderRefs.length === 0) return [];
+    await this.behind.settledFor(q.payer, q.patientId, q.orderRefs);
     return readOrders(this.driver, 'payer = $1 AND patient_id = $2 AND order_ref IN (SELECT jsonb_array_elements_text($3::text::jsonb))', [q.payer, q.patientId, json(q.orderRefs)]);
   }
 
   async findOrderRecordsBySubmission(submissionId: string): Promise<OrderRecord[]> {
+    await this.behind.settled();
     return readOrders(this.driver, 'submission_id = $1', [submissionId]);
   }
 
+  /**
+   * Applied after the changes queued before it, in the next batch's transaction: concurrent callers (hooks approving
+   * at signing, PAS, DTR) share one commit, and each resolves once that commit is durable.
+   */
   async applyOrderChange(c: GuardedOrderChange): Promise<{ applied: boolean; record: OrderRecord }> {
     this.open();
-    const applied = await applyOrderChangeIn(this.driver, c);
-    const record = await this.getOrderRecord(c.key);
-    if (!record) throw new StorageError(`order record ${c.key.orderRef} was neither written nor found`);
-    return { applied, record };
+    return this.behind.apply(c);
   }
 
   private async decisionsFor(ids: string[]): Promise<Map<string, ReviewDecision[]>> {
@@ -834,6 +931,7 @@ export class SqlStorage implements Storage {
 
   async recordReviewDecision(input: ReviewDecisionInput): Promise<{ applied: boolean; submission?: PasSubmission }> {
     this.open();
+    await this.behind.settled((input.orders ?? []).map((o) => o.key));
     const { decision: d, next, authorization } = input;
     const run = async (db: SqlSession) => db.query<{ applied: number }>(
       `WITH upd AS (
@@ -963,6 +1061,7 @@ export class SqlStorage implements Storage {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.behind.close();
     await this.batcher.drain();
     await this.accessBatcher.drain();
     await this.driver.close();

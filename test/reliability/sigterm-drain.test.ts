@@ -2,10 +2,15 @@
  * SIGTERM drains (design.md §2 "Ops"; a rolling deploy behind a load balancer): the process stops accepting
  * connections and reports not-ready, lets the hook in flight finish with its full answer, then exits 0.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Resource } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
+import { createStorage } from '../../src/storage/create-storage.js';
 import { edgePatient } from '../fixtures/edge-patient.js';
 import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
 import { killAll, startPriorPath, waitForStatus } from '../helpers/priorpath-process.js';
@@ -61,6 +66,39 @@ describe('SIGTERM', () => {
     expect(await pp.exited).toBe(0);
     expect(pp.output()).toContain('draining');
   }, 120_000);
+});
+
+describe('SIGTERM with hook records still queued', () => {
+  it('writes every assertion of the hooks it answered before it exits', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-drain-'));
+    try {
+      const pp = await startPriorPath({ DATA_DIR: dataDir });
+      expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
+      const answers = await Promise.all(
+        Array.from({ length: 24 }, () =>
+          fetch(`${pp.base}/cds-services/priorpath-order-sign`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(orderSignRequest(resources, order)) }),
+        ),
+      );
+      // Answered: their records were queued behind the answers, possibly not written yet.
+      pp.child.kill('SIGTERM');
+      const ids: string[] = [];
+      for (const res of answers) {
+        expect(res.status).toBe(200);
+        const body = (await res.json()) as { systemActions: { resource: { extension?: { url: string; extension?: { url: string; valueString?: string }[] }[] } }[] };
+        const info = body.systemActions[0].resource.extension?.find((e) => e.url === COVERAGE_INFO_URL);
+        ids.push(info!.extension!.find((e) => e.url === 'coverage-assertion-id')!.valueString!);
+      }
+      expect(await pp.exited).toBe(0);
+      const storage = await createStorage({ dataDir });
+      try {
+        for (const id of ids) expect(await storage.getAssertion(id)).toMatchObject({ assertionId: id });
+      } finally {
+        await storage.close();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 180_000);
 });
 
 /** Tries to connect until the port refuses (bounded); true when refused. */

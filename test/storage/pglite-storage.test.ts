@@ -62,12 +62,16 @@ describe('embedded PGlite durability', () => {
     const submission = newSubmission();
     await Promise.all([first.saveAssertion(assertion), ...audits.map((a) => first.saveAudit(a)), first.createPasSubmission(submission)]);
     await first.saveFeedback({ service: 's', card: 'c', outcome: 'accepted', acceptedSuggestions: ['u'], outcomeTimestamp: 't' });
+    // Written behind a hook's answer: close() writes them before it releases the directory.
+    const queued = Array.from({ length: 30 }, () => newAssertion());
+    for (const q of queued) await first.queueAssertion(q);
     await first.close();
     await expect(first.saveAudit(newAudit())).rejects.toThrow(/closed/);
 
     const second = await createStorage({ dataDir: dir });
     try {
       expect(await second.getAssertion(assertion.assertionId)).toEqual(assertion);
+      for (const q of queued) expect(await second.getAssertion(q.assertionId)).toEqual(q);
       expect(await second.getAuthorization('PA-DUR-1')).toMatchObject({ source: 'crd' });
       const listed = await second.listAudit(1000);
       for (const a of audits) expect(listed).toContainEqual(a);

@@ -1,0 +1,106 @@
+/**
+ * The hook answers without waiting for its writes (design.md §9: storage off the hook's critical path): the coverage
+ * assertion and the order's provisional change are queued behind the answer, readable at once by this process, and
+ * written once the database takes writes again. An approval at signing is not: it is durable before the answer.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
+import { createStorage } from '../../src/storage/create-storage.js';
+import { migrate } from '../../src/storage/migrations.js';
+import { openPglite } from '../../src/storage/pglite-driver.js';
+import type { PgliteDriver } from '../../src/storage/pglite-driver.js';
+import type { SqlDriver } from '../../src/storage/sql-driver.js';
+import { SqlStorage } from '../../src/storage/sql-storage.js';
+import { BASE, testContent } from '../helpers/app.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { storyOrder, storyResources } from '../helpers/stories.js';
+
+const WRITE = /^\s*(WITH|INSERT|UPDATE|DELETE)\b/i;
+
+/** The embedded database with a valve on its writes: held, every write waits; reads go through. */
+function heldWrites(driver: PgliteDriver) {
+  let open: Promise<void> = Promise.resolve();
+  let release = () => {};
+  const gate = async (sql: string) => {
+    if (WRITE.test(sql) && !/^\s*SELECT/i.test(sql)) await open;
+  };
+  const held: SqlDriver = {
+    kind: driver.kind,
+    async query(sql, params) {
+      await gate(sql);
+      return driver.query(sql, params);
+    },
+    exec: (sql) => driver.exec(sql),
+    async transaction(fn) {
+      await open;
+      return driver.transaction(fn);
+    },
+    close: () => driver.close(),
+  };
+  return {
+    driver: held,
+    hold: () => {
+      open = new Promise((r) => (release = r));
+    },
+    release: () => release(),
+  };
+}
+
+const assertionIdOf = (body: { systemActions: { resource: { extension?: { url: string; extension?: { url: string; valueString?: string }[] }[] } }[] }) =>
+  body.systemActions[0].resource.extension!.find((e) => e.url === COVERAGE_INFO_URL)!.extension!.find((e) => e.url === 'coverage-assertion-id')!.valueString!;
+
+describe('hook writes behind the answer', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'priorpath-behind-'));
+  let valve: ReturnType<typeof heldWrites>;
+  let storage: SqlStorage;
+  let app: ReturnType<typeof createApp>;
+
+  beforeAll(async () => {
+    const driver = await openPglite(dir);
+    await migrate(driver);
+    valve = heldWrites(driver);
+    storage = new SqlStorage(valve.driver);
+    const config = loadConfig({ PUBLIC_BASE_URL: BASE, CDS_AUTH: 'open', PAYER_API_AUTH: 'open', LOG_LEVEL: 'silent', DATA_DIR: dir });
+    app = createApp({ config, content: testContent(), storage, logger: createLogger('silent') });
+  }, 120_000);
+  afterAll(async () => {
+    valve.release();
+    await storage.close().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers while the database takes no writes; the assertion and the order record are readable at once, and stored once it does', async () => {
+    const resources = storyResources('centene-missing-mrd');
+    const order = storyOrder('centene-missing-mrd', resources);
+    valve.hold();
+    const res = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order));
+    expect(res.status).toBe(200);
+    const id = assertionIdOf(res.body);
+    expect(storage.queuedWrites).toBeGreaterThan(0);
+
+    // DTR and PAS in this process find what the hook decided although nothing is written yet.
+    const assertion = await storage.getAssertion(id);
+    expect(assertion).toMatchObject({ assertionId: id, outcome: 'documentation-needed', orderRef: `MedicationRequest/${order.id}` });
+    const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;
+    const reading = storage.findOrderRecords({ payer: assertion!.payer, patientId, orderRefs: [`MedicationRequest/${order.id}`] });
+
+    valve.release();
+    expect(await reading).toMatchObject([{ state: 'auth-needed', history: [{ source: 'crd', assertionId: id }] }]);
+    await storage.close();
+
+    // Durable: a new process on the same directory reads it.
+    const again = await createStorage({ dataDir: dir });
+    try {
+      expect(await again.getAssertion(id)).toMatchObject({ assertionId: id, outcome: 'documentation-needed' });
+    } finally {
+      await again.close();
+    }
+  }, 120_000);
+});
