@@ -290,6 +290,11 @@ export class SqlStorage implements Storage {
   private closed = false;
   private readonly batcher = new WriteBatcher<Queued>((items) => this.writeBatch(items));
   private readonly accessBatcher = new WriteBatcher<ApiAccessRecord>((items) => this.writeAccess(items));
+  /**
+   * Assertions read lately. Safe to keep on any number of replicas: an assertion is never changed once written (every
+   * evaluation, CRD's or DTR's, makes a new id), and the authorization it names is never changed either.
+   */
+  private readonly readAssertions = new Map<string, AssertionRecord>();
   /** CRD's records behind the answer, and every order change: one transaction per batch (write-behind.ts). */
   private readonly behind: WriteBehind;
   private lastJtiSweep = 0;
@@ -424,8 +429,18 @@ export class SqlStorage implements Storage {
 
   async getAssertion(assertionId: string): Promise<AssertionRecord | undefined> {
     // Read-your-writes: an assertion queued behind a hook answer is answered from the queue until it is written.
-    const queued = this.behind.pendingAssertion(assertionId);
+    const queued = this.behind.pendingAssertion(assertionId) ?? this.readAssertions.get(assertionId);
     if (queued) return structuredClone(queued);
+    const found = await this.readAssertion(assertionId);
+    if (found) {
+      // Kept for the DTR calls that follow a signing ($questionnaire-package, the response's determination).
+      if (this.readAssertions.size >= 500) this.readAssertions.delete(this.readAssertions.keys().next().value!);
+      this.readAssertions.set(assertionId, found);
+    }
+    return found && structuredClone(found);
+  }
+
+  private async readAssertion(assertionId: string): Promise<AssertionRecord | undefined> {
     const rows = await this.driver.query<{
       assertion_id: string;
       created_at: string;
