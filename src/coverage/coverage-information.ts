@@ -20,8 +20,15 @@ export interface CoverageAssertion {
   reasons: { text: string; code?: string }[];
   satisfiedPaId?: string;
   expiryDate?: string;
+  /** First day of the approved period (with `expiryDate`, the 2.2 `detail` allowed-period). */
+  authorizationStart?: string;
+  /** The payer policy document this assertion applies (the 2.2 `detail` policy-link). */
+  policyUrl?: string;
   billingCodes?: { system: string; code: string; display?: string }[];
 }
+
+/** CRD 2.2 coverage detail codes (HL7 terminology crd-coverage-detail; `detail.code`). */
+export const CRD_COVERAGE_DETAIL_SYSTEM = 'http://terminology.hl7.org/CodeSystem/crd-coverage-detail';
 
 /**
  * The assertion a determination makes about one order and coverage (design.md §5 table). `askForDocumentation` is
@@ -29,7 +36,7 @@ export interface CoverageAssertion {
  */
 export function assertionFor(
   d: Determination,
-  opts: { coverageRef: string; assertionId: string; date: string; billingCodes?: CoverageAssertion['billingCodes']; askForDocumentation?: boolean },
+  opts: { coverageRef: string; assertionId: string; date: string; billingCodes?: CoverageAssertion['billingCodes']; askForDocumentation?: boolean; policyUrl?: string },
 ): CoverageAssertion {
   const asks = (opts.askForDocumentation ?? true) && !!d.questionnaire;
   return {
@@ -41,7 +48,8 @@ export function assertionFor(
     ...(d.paNeeded ? { paNeeded: d.paNeeded } : {}),
     ...(asks ? { docNeeded: 'clinical' as const, docPurpose: 'withpa' as const, questionnaire: d.questionnaire } : {}),
     reasons: d.reasons,
-    ...(d.paNeeded === 'satisfied' ? { satisfiedPaId: d.authorization?.number, expiryDate: d.authorization?.end } : {}),
+    ...(d.paNeeded === 'satisfied' ? { satisfiedPaId: d.authorization?.number, expiryDate: d.authorization?.end, authorizationStart: d.authorization?.start } : {}),
+    ...(opts.policyUrl ? { policyUrl: opts.policyUrl } : {}),
   };
 }
 
@@ -79,8 +87,24 @@ export function buildCoverageInformation(a: CoverageAssertion, version: '2.0' | 
   ext.push({ url: 'date', valueDate: a.date });
   ext.push({ url: 'coverage-assertion-id', valueString: a.assertionId });
   if (paNeeded === 'satisfied' && a.satisfiedPaId) ext.push({ url: 'satisfied-pa-id', valueString: a.satisfiedPaId });
-  if (version === '2.2' && a.expiryDate) ext.push({ url: 'expiry-date', valueDate: a.expiryDate });
+  if (version === '2.2') {
+    if (a.expiryDate) ext.push({ url: 'expiry-date', valueDate: a.expiryDate });
+    // 2.2 `detail` (category, code, value): the approved period as a limitation, and the policy applied.
+    if (paNeeded === 'satisfied' && a.authorizationStart && a.expiryDate) ext.push(detail('cat-limitation', 'allowed-period', { valuePeriod: { start: a.authorizationStart, end: a.expiryDate } }));
+    if (a.policyUrl) ext.push(detail('cat-other', 'policy-link', { valueUrl: a.policyUrl }));
+  }
   return { url: COVERAGE_INFO_URL, extension: ext };
+}
+
+function detail(category: 'cat-limitation' | 'cat-decisional' | 'cat-other', code: string, value: Omit<Extension, 'url'>): Extension {
+  return {
+    url: 'detail',
+    extension: [
+      { url: 'category', valueCode: category },
+      { url: 'code', valueCodeableConcept: { coding: [{ system: CRD_COVERAGE_DETAIL_SYSTEM, code }] } },
+      { url: 'value', ...value },
+    ],
+  };
 }
 
 /**
@@ -123,5 +147,13 @@ export function coverageInformationProblems(ext: Extension, version: '2.0' | '2.
     if (doc.length > 1) problems.push('2.0.1: doc-needed 0..1');
   }
   if ((info.length > 0) !== [...covered, ...pa, ...doc].includes('conditional') && version === '2.0') problems.push('info-needed iff conditional');
+  for (const d of all('detail')) {
+    const parts = (u: string) => (d.extension ?? []).filter((x) => x.url === u);
+    const category = parts('category');
+    const value = parts('value');
+    if (category.length !== 1 || !['cat-limitation', 'cat-decisional', 'cat-other'].includes(category[0].valueCode ?? '')) problems.push('detail.category 1..1');
+    if (parts('code').length !== 1 || !parts('code')[0].valueCodeableConcept?.coding?.length) problems.push('detail.code 1..1');
+    if (value.length !== 1 || Object.keys(value[0]).filter((k) => k.startsWith('value')).length !== 1) problems.push('detail.value 1..1');
+  }
   return problems;
 }

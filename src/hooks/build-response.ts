@@ -79,6 +79,7 @@ export function buildHookResponse(opts: {
         billingCodes: d.policy?.file.billingCodes,
         // CRD [hook-19]: order-select may carry coverage information but must not ask for documentation.
         askForDocumentation: req.hook !== 'order-select',
+        ...(d.policy ? { policyUrl: `${opts.publicBaseUrl}/policies/${d.policy.file.id}` } : {}),
       });
       const ext = buildCoverageInformation(assertion, version);
       systemActions.push({

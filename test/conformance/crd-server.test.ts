@@ -401,13 +401,25 @@ describe('coverage-information shapes per determination (CRD ext-coverage-inform
     expect(codeOf(ext, 'covered')).toEqual(['covered']);
     expect(codeOf(ext, 'pa-needed')).toEqual(['satisfied']);
     expect(sub(ext, 'satisfied-pa-id')[0].valueString).toMatch(/^PA-CENTENE-/);
-    for (const u of ['doc-needed', 'doc-purpose', 'questionnaire', 'info-needed', 'expiry-date']) expect(sub(ext, u), u).toEqual([]);
+    for (const u of ['doc-needed', 'doc-purpose', 'questionnaire', 'info-needed', 'expiry-date', 'detail']) expect(sub(ext, u), u).toEqual([]);
   });
 
-  it('approved at signing, CRD 2.2 requested: the same with expiry-date', async () => {
+  it('approved at signing, CRD 2.2 requested: the same with expiry-date, and detail (category, code, value): the approved period and the policy applied', async () => {
     const { ext } = await sign(signBody('centene-mrd-positive', { extension: { 'davinci-crd.requestedVersion': '2.2' } }).body);
     expect(codeOf(ext, 'pa-needed')).toEqual(['satisfied']);
-    expect(sub(ext, 'expiry-date')[0].valueDate).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    const expiry = sub(ext, 'expiry-date')[0].valueDate!;
+    expect(expiry).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    const details = Object.fromEntries(
+      sub(ext, 'detail').map((d) => {
+        const part = (u: string) => d.extension!.find((x) => x.url === u)!;
+        expect(part('code').valueCodeableConcept!.coding![0].system).toBe('http://terminology.hl7.org/CodeSystem/crd-coverage-detail');
+        return [part('code').valueCodeableConcept!.coding![0].code, { category: part('category').valueCode, value: part('value') }];
+      }),
+    );
+    expect(details['allowed-period'].category).toBe('cat-limitation');
+    expect(details['allowed-period'].value.valuePeriod!.end).toBe(expiry);
+    expect(details['allowed-period'].value.valuePeriod!.start! <= expiry).toBe(true);
+    expect(details['policy-link']).toEqual({ category: 'cat-other', value: { url: 'value', valueUrl: `${BASE}/policies/centene-blinatumomab` } });
   });
 
   it('documentation needed: auth-needed, doc-needed clinical, doc-purpose withpa, the Questionnaire canonical (served), a reason; no info-needed', async () => {
