@@ -6,11 +6,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  CqlCompilerOptions,
   CqlTranslator,
   LibraryManager,
   ModelManager,
   createLibrarySourceProvider,
   createModelInfoProvider,
+  createUcumService,
   stringAsSource,
 } from '@cqframework/cql/cql-to-elm';
 
@@ -32,7 +34,17 @@ export function createTranslator(extraLibraries: Record<string, string> = {}) {
       return null;
     }),
   );
-  const libraries = new LibraryManager(models);
+  // The framework's default options (annotations, locators, no list promotion or demotion), but without UCUM unit
+  // validation: the JavaScript build ships no UCUM service, and the only units the generated CQL writes are the
+  // calendar durations of date arithmetic (`90 days`, `18 years`), which need none. A unit conversion the translator
+  // would have to perform at translation time is refused rather than guessed.
+  const options = CqlCompilerOptions.defaultOptions();
+  options.validateUnits = false;
+  const refuse = (): never => {
+    throw new Error('UCUM unit arithmetic is not available at translation time');
+  };
+  const ucum = createUcumService(refuse, () => null, refuse, refuse);
+  const libraries = new LibraryManager(models, options, null, ucum);
   libraries.librarySourceLoader.registerProvider(
     createLibrarySourceProvider((id: string) => {
       if (id === 'FHIRHelpers') return stringAsSource(read('FHIRHelpers-4.0.1.cql'));
@@ -42,7 +54,10 @@ export function createTranslator(extraLibraries: Record<string, string> = {}) {
   return (cql: string): Translation => {
     const t = CqlTranslator.fromText(cql, libraries);
     const errors: string[] = [];
-    for (const e of t.errors?.asJsReadonlyArrayView?.() ?? []) errors.push(String(e.message));
+    for (const e of t.errors?.asJsReadonlyArrayView?.() ?? []) {
+      const at = e.locator as { startLine?: number; startChar?: number } | null | undefined;
+      errors.push(at?.startLine ? `${String(e.message)} (line ${at.startLine}:${at.startChar ?? 0})` : String(e.message));
+    }
     return { elm: JSON.parse(t.toJson()) as Record<string, unknown>, errors };
   };
 }

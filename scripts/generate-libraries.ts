@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { AUTHORING_BASE, loadContent } from '../src/content.js';
 import { cqlLibrarySource } from '../src/cql/cql-library-source.js';
 import { FHIRHELPERS, libraryResource, libraryUrl } from '../src/cql/library-resource.js';
+import { loadFhirModel } from '../src/cql/model-info.js';
 import { createTranslator } from './cql-translator.js';
 
 const root = join(import.meta.dirname, '..');
@@ -17,6 +18,7 @@ const content = loadContent({ root, canonicalBase: AUTHORING_BASE });
 const dir = join(root, 'libraries');
 if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
 const translate = createTranslator();
+const model = loadFhirModel(root);
 
 const files: { name: string; text: string }[] = [];
 const helpersCql = readFileSync(join(root, 'cql', 'framework', 'FHIRHelpers-4.0.1.cql'), 'utf8');
@@ -42,7 +44,7 @@ files.push({
 
 let failed = 0;
 for (const policy of [...content.policies].sort((a, b) => a.file.id.localeCompare(b.file.id))) {
-  const src = cqlLibrarySource(policy, { canonicalBase: AUTHORING_BASE });
+  const src = cqlLibrarySource(policy, { canonicalBase: AUTHORING_BASE, model, namesOf: (url) => content.valueSets.namesOf(url) });
   const { elm, errors } = translate(src.cql);
   if (errors.length > 0) {
     failed++;

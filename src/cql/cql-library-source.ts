@@ -1,13 +1,21 @@
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import type { FactDefinition } from '../policies/policy-schema.js';
+import { FhirPathToCql, Untranslatable, cqlType } from './fhirpath-to-cql.js';
+import type { CqlNode, Ty } from './fhirpath-to-cql.js';
+import type { FhirModel } from './model-info.js';
 
 /**
  * CQL for a policy's Questionnaire, generated from the same facts whose FHIRPath CRD evaluates (design.md §7: DTR
- * 2.0.1 clients pre-populate with CQL). Each askable fact whose FHIRPath has a shape listed below becomes a define
- * named after the fact; every other fact is reported with the reason it is not expressed, never approximated.
+ * 2.0.1 clients pre-populate with CQL). Every fact becomes a define of the same name, translated from its FHIRPath by
+ * {@link FhirPathToCql}; a fact the CQL cannot say (it reads `%user`, or a fact that is not expressed) is reported with
+ * the reason, never approximated.
  *
- * The data a define reads follows the evaluation variables (cds-services/README.md "Variables"): `%patient` is the
- * Patient context, `%order` the order under review, passed as the parameter `medication_request` (the name the DTR
- * reference app gives a MedicationRequest order), `%medications` the patient's other MedicationRequests.
+ * The evaluation variables (cds-services/README.md "Variables") are defines whose meaning mirrors
+ * src/policies/evaluation-data.ts: `%order` is the parameter `medication_request` (the name the DTR reference app gives
+ * a MedicationRequest order), `%conditions` the qualifying Conditions, `%observations` the Observations oldest first
+ * without entered-in-error or cancelled ones, `%diagnoses` the order's disease reasons else the qualifying Conditions'
+ * codes, `%orderDate` the planned start. A fact's define is empty (null) exactly when its FHIRPath value is unknown,
+ * implausible values included (evaluate-policy.ts `plausible`).
  */
 export interface CqlLibrarySource {
   /** Library name (unique within a package): `PriorPath` + the policy id in PascalCase. */
@@ -24,6 +32,14 @@ export interface CqlLibrarySource {
   dataTypes: string[];
 }
 
+export interface CqlLibraryOptions {
+  canonicalBase: string;
+  /** The FHIR 4.0.1 model info (src/cql/model-info.ts). */
+  model: FhirModel;
+  /** The drug names a value set also matches by (ValueSetIndex.namesOf), by canonical. */
+  namesOf(url: string): string[];
+}
+
 const pascal = (id: string) =>
   id
     .split(/[^A-Za-z0-9]+/)
@@ -33,118 +49,328 @@ const pascal = (id: string) =>
 
 const cqlString = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 
-/** Recognised fact shapes: a FHIRPath pattern (whitespace collapsed) and the CQL it means. */
-interface Shape {
-  pattern: RegExp;
-  cql(m: RegExpMatchArray, vs: (id: string) => string): string;
+const ASKED_ONLY = 'asked in the form: the record cannot answer it (its FHIRPath is the empty collection)';
+
+/** Definitions the translated facts call, each with the helpers it needs and the resource types it retrieves. */
+interface Helper {
+  cql: string;
+  needs?: string[];
   retrieves?: string[];
 }
 
-const statusList = (list: string) =>
-  `{ ${list
-    .split('|')
-    .map((s) => s.trim())
-    .join(', ')} }`;
+const ICD10CM = 'http://hl7.org/fhir/sid/icd-10-cm';
 
-const SHAPES: Shape[] = [
-  {
-    // History of concurrent therapy: another MedicationRequest of the patient whose drug is in a value set, with a status.
-    pattern: /^%medications\.codedIn\('([\w-]+)'\)\.where\(status in \(((?:'[\w-]+'\s*\|?\s*)+)\)\)\.exists\(\)$/,
-    cql: (m, vs) => `exists ("Other MedicationRequests" M\n    where (M.medication as FHIR.CodeableConcept) in ${vs(m[1])}\n      and M.status in ${statusList(m[2])})`,
-    retrieves: ['MedicationRequest'],
+const HELPERS: Record<string, Helper> = {
+  'Day Of': {
+    cql: `// The calendar date of a dateTime written to at least the day (evaluation-data.ts orderDateOf skips shorter ones).
+define function "Day Of"(value System.DateTime):
+  if day from value is null then null else date from value`,
   },
-  {
-    pattern: /^%medications\.codedIn\('([\w-]+)'\)\.where\(status in \(((?:'[\w-]+'\s*\|?\s*)+)\)\)\.count\(\) >= (\d+)$/,
-    cql: (m, vs) =>
-      `Count("Other MedicationRequests" M\n    where (M.medication as FHIR.CodeableConcept) in ${vs(m[1])}\n      and M.status in ${statusList(m[2])}) >= ${m[3]}`,
-    retrieves: ['MedicationRequest'],
+  'Order Date': {
+    needs: ['Day Of'],
+    cql: `// %orderDate: the planned start, else the validity start, else authoredOn, else today (design.md §6).
+define "Order Date":
+  Coalesce(
+    "Day Of"((medication_request.dosageInstruction[0].timing.repeat.bounds as FHIR.Period).start.value),
+    "Day Of"(medication_request.dispenseRequest.validityPeriod.start.value),
+    "Day Of"(medication_request.authoredOn.value),
+    Today()
+  )`,
   },
-  {
-    pattern: /^%patient\.birthDate\.toString\(\)$/,
-    cql: () => 'ToString(Patient.birthDate)',
+  'Order DateTime': {
+    needs: ['Order Date'],
+    cql: `// %orderDateTime: the order date at 00:00 UTC.
+define "Order DateTime":
+  DateTime(year from "Order Date", month from "Order Date", day from "Order Date", 0, 0, 0, 0, 0)`,
   },
-  {
-    // Cycles this order asks for: one plus the refills it allows.
-    pattern: /^1 \+ \(%order\.dispenseRequest\.numberOfRepeatsAllowed \| 0\)\.first\(\)$/,
-    cql: () => '1 + Coalesce(medication_request.dispenseRequest.numberOfRepeatsAllowed, 0)',
+  'Latest Plausible Date': {
+    needs: ['Order Date'],
+    cql: `// A date the record states is not after the order date or today (evaluate-policy.ts plausible).
+define "Latest Plausible Date":
+  if "Order Date" <= Today() then "Order Date" else Today()`,
   },
-  {
-    // A coded extension of the order (e.g. the treatment phase), as its code.
-    pattern: /^%order\.extension\.where\(url = '([^']+)'\)\.value\.ofType\(code\)\.first\(\)\.toString\(\)$/,
-    cql: (m) => `First(medication_request.extension E where E.url = ${cqlString(m[1])} return (E.value as FHIR.code).value)`,
+  Qualifies: {
+    cql: `// A Condition that counts as a diagnosis: not refuted or entered in error; clinical status active, recurrence,
+// relapse or remission, or none stated (evaluation-data.ts isQualifyingCondition).
+define function "Qualifies"(C FHIR.Condition):
+  not exists (C.verificationStatus.coding V where V.code.value in { 'refuted', 'entered-in-error' })
+    and (not exists (C.clinicalStatus.coding)
+      or exists (C.clinicalStatus.coding S where S.code.value in { 'active', 'recurrence', 'relapse', 'remission' }))`,
   },
-];
+  'Qualifying Conditions': {
+    needs: ['Qualifies'],
+    retrieves: ['Condition'],
+    cql: `// %conditions
+define "Qualifying Conditions":
+  [Condition] C where "Qualifies"(C)`,
+  },
+  'Names Disease': {
+    cql: `// A reason that names a disease: a coded concept, not only ICD-10-CM Z codes (encounters, long-term drug therapy).
+define function "Names Disease"(C FHIR.CodeableConcept):
+  exists (C.coding X where Length(X.code.value) > 0
+    and not (Coalesce(X.system.value = ${cqlString(ICD10CM)}, false) and Matches(Upper(X.code.value), '\\s*Z.*')))`,
+  },
+  Diagnoses: {
+    needs: ['Qualifying Conditions', 'Qualifies', 'Names Disease'],
+    retrieves: ['Condition'],
+    cql: `// %diagnoses: the order's reasons when one names a disease (a referenced qualifying Condition, or a reason code),
+// else the codes of the qualifying Conditions (design.md §6 "Clinical readings").
+define "Order Reason Conditions":
+  [Condition] C
+    where exists (medication_request.reasonReference R where EndsWith(R.reference.value, 'Condition/' + C.id.value))
+      and "Qualifies"(C) and C.code is not null and "Names Disease"(C.code)
 
-function reasonFor(fhirpath: string): string {
-  if (fhirpath === '{}') return 'asked in the form: the record cannot answer it (no expression to translate)';
-  const uses = [
-    ['%user', 'the ordering clinician (%user) is not in the CQL Patient context the DTR client evaluates'],
-    ['recent(', 'recency windows over dated evidence (recent) are not translated yet'],
-    ['%diagnoses', 'the diagnosis reading (order reasons, else qualifying Conditions, with lineage rules) is not translated yet'],
-    ['%conditions', 'Condition readings (clinical and verification status rules) are not translated yet'],
-    ['%observations', 'Observation readings (status, ordering by date, units) are not translated yet'],
-    ['%immunizations', 'Immunization readings are not translated yet'],
-    ['dosageInstruction', 'dose normalisation (units, body surface area) is not translated yet'],
-  ] as const;
-  for (const [needle, why] of uses) if (fhirpath.includes(needle)) return why;
-  return 'its FHIRPath shape has no CQL translation yet (three-valued iif over other facts, unions, or aggregate selects)';
-}
+define "Order Reason Codes":
+  (medication_request.reasonCode C) R where "Names Disease"(R)
+
+define "Diagnoses":
+  if exists "Order Reason Conditions" or exists "Order Reason Codes"
+    then Flatten({
+      Coalesce("Order Reason Conditions" C return all C.code, List<FHIR.CodeableConcept>{}),
+      Coalesce("Order Reason Codes", List<FHIR.CodeableConcept>{})
+    })
+    else "Qualifying Conditions" C where C.code is not null return all C.code`,
+  },
+  'Observation Sort Key': {
+    cql: `// The date an Observation speaks for, for ordering (evaluation-data.ts observationDate).
+define function "Observation Sort Key"(O FHIR.Observation):
+  Coalesce(ToString(Coalesce((O.effective as FHIR.dateTime).value, (O.effective as FHIR.Period).start.value,
+    (O.effective as FHIR.instant).value, O.issued.value)), '')`,
+  },
+  Observations: {
+    needs: ['Observation Sort Key'],
+    retrieves: ['Observation'],
+    cql: `// %observations: oldest first (so Last() is the latest), entered-in-error and cancelled ones dropped.
+define "Observations":
+  (([Observation] O where not (Coalesce(O.status.value, '') in { 'entered-in-error', 'cancelled' })
+    return all Tuple { resource: O, sortKey: "Observation Sort Key"(O) }
+    sort by sortKey) T return all T.resource)`,
+  },
+  'Medication Concept': {
+    retrieves: ['Medication'],
+    cql: `// The drug of a MedicationRequest: its code, or the code of the Medication it references.
+define function "Medication Concept"(M FHIR.MedicationRequest):
+  if M.medication is FHIR.CodeableConcept then M.medication as FHIR.CodeableConcept
+  else First([Medication] D
+    where EndsWith((M.medication as FHIR.Reference).reference.value, 'Medication/' + D.id.value)
+    return all D.code)`,
+  },
+  'Other Medication Requests': {
+    retrieves: ['MedicationRequest'],
+    cql: `// %medications: the patient's MedicationRequests other than this order.
+define "Other Medication Requests":
+  [MedicationRequest] M
+    where not (if M.id.value is null then medication_request.id.value is null
+      else Coalesce(M.id.value = medication_request.id.value, false))`,
+  },
+  'Completed Immunizations': {
+    retrieves: ['Immunization'],
+    cql: `// %immunizations
+define "Completed Immunizations":
+  [Immunization] I where I.status.value = 'completed'`,
+  },
+  'Concept Texts': {
+    cql: `define function "Concept Texts"(C FHIR.CodeableConcept):
+  ({ C.text.value } union (C.coding X return all X.display.value)) T where T is not null`,
+  },
+  'Names Match': {
+    needs: ['Concept Texts'],
+    cql: `// A drug set's listed name in a concept's text or displays, case-insensitive (value-sets.ts nameIn).
+define function "Names Match"(C FHIR.CodeableConcept, names List<System.String>):
+  exists (names N where exists (("Concept Texts"(C)) T where PositionOf(N, Lower(T)) >= 0))`,
+  },
+  // The date a resource speaks for (fhirpath.ts resourceDate), per type, for recent().
+  'Observation Date': {
+    needs: ['Day Of'],
+    cql: `define function "Observation Date"(R FHIR.Observation):
+  "Day Of"(Coalesce((R.effective as FHIR.dateTime).value, (R.effective as FHIR.instant).value,
+    (R.effective as FHIR.Period).start.value, R.issued.value))`,
+  },
+  'Immunization Date': {
+    needs: ['Day Of'],
+    cql: `define function "Immunization Date"(R FHIR.Immunization):
+  "Day Of"((R.occurrence as FHIR.dateTime).value)`,
+  },
+  'Condition Date': {
+    needs: ['Day Of'],
+    cql: `define function "Condition Date"(R FHIR.Condition):
+  "Day Of"(Coalesce((R.onset as FHIR.Period).start.value, (R.onset as FHIR.dateTime).value))`,
+  },
+  'MedicationRequest Date': {
+    needs: ['Day Of'],
+    cql: `define function "MedicationRequest Date"(R FHIR.MedicationRequest):
+  "Day Of"(R.authoredOn.value)`,
+  },
+};
+
+const FACT_TYPES: Record<FactDefinition['type'], string[]> = {
+  boolean: ['Boolean'],
+  integer: ['Integer'],
+  decimal: ['Decimal', 'Integer'],
+  code: ['String'],
+  string: ['String'],
+  date: ['String'],
+};
+
+const factTy = (type: FactDefinition['type']): Ty => ({ k: 'sys', name: FACT_TYPES[type][0] });
 
 /** Builds the CQL of one policy's Library from its facts (pure: no translation, no I/O). */
-export function cqlLibrarySource(policy: CompiledPolicy, opts: { canonicalBase: string }): CqlLibrarySource {
+export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions): CqlLibrarySource {
   const name = `PriorPath${pascal(policy.file.id)}`;
   const version = policy.file.version;
   const defines = new Map<string, string>();
   const notExpressed = new Map<string, string>();
   const valueSets = new Map<string, string>();
+  const usedHelpers = new Set<string>();
+  const shared = new Map<string, string>();
   const types = new Set<string>(['Patient']);
   const body: string[] = [];
-  const vs = (id: string) => {
-    valueSets.set(id, `${opts.canonicalBase}/ValueSet/${id}`);
-    return `"${id}"`;
+
+  const useHelper = (h: string): string => {
+    const helper = HELPERS[h];
+    if (!helper) throw new Untranslatable(`no CQL helper ${h}`);
+    if (!usedHelpers.has(h)) {
+      usedHelpers.add(h);
+      helper.needs?.forEach(useHelper);
+      helper.retrieves?.forEach((t) => types.add(t));
+    }
+    return `"${h}"`;
   };
+  const v = (cql: string, ty: Ty, many = false): CqlNode => ({ cql, ty, many });
+  const fhir = (n: string): Ty => ({ k: 'fhir', name: n });
+  const sys = (n: string): Ty => ({ k: 'sys', name: n });
 
   for (const f of policy.facts) {
-    if (!f.def.linkId || !f.def.askable) continue;
-    const text = (f.def.fhirpath ?? '').replace(/\s+/g, ' ').trim();
-    const shape = SHAPES.find((s) => s.pattern.test(text));
-    if (!shape) {
-      notExpressed.set(f.name, reasonFor(text));
+    const text = (f.def.fhirpath ?? '').trim();
+    if (text === '{}') {
+      notExpressed.set(f.name, ASKED_ONLY);
       continue;
     }
-    const define = f.name;
-    defines.set(f.name, define);
-    for (const t of shape.retrieves ?? []) types.add(t);
-    body.push(`// ${f.def.linkId}${f.def.cite ? ` (${f.def.cite})` : ''}\ndefine "${define}":\n  ${shape.cql(text.match(shape.pattern)!, vs)}`);
+    // Helpers and value sets are committed only when the whole fact translates.
+    const pendingHelpers: string[] = [];
+    const pendingSets = new Map<string, string>();
+    const pendingShared = new Map<string, string>();
+    const variable = (vname: string): CqlNode => {
+      const helper = (h: string, ty: Ty, many = false) => {
+        pendingHelpers.push(h);
+        return v(`"${h}"`, ty, many);
+      };
+      switch (vname) {
+        case 'order':
+          return v('medication_request', fhir('MedicationRequest'));
+        case 'patient':
+          return v('Patient', fhir('Patient'));
+        case 'conditions':
+          return helper('Qualifying Conditions', fhir('Condition'), true);
+        case 'observations':
+          return helper('Observations', fhir('Observation'), true);
+        case 'medications':
+          return helper('Other Medication Requests', fhir('MedicationRequest'), true);
+        case 'immunizations':
+          return helper('Completed Immunizations', fhir('Immunization'), true);
+        case 'diagnoses':
+          return helper('Diagnoses', fhir('CodeableConcept'), true);
+        case 'diagnosesComplete':
+          return v('diagnoses_complete', sys('Boolean'));
+        case 'orderDate':
+          return helper('Order Date', sys('Date'));
+        case 'orderDateTime':
+          return helper('Order DateTime', sys('DateTime'));
+        case 'policyDrug':
+          return { ...v(cqlString(policy.file.drug), sys('String')), literal: policy.file.drug };
+        case 'user':
+          throw new Untranslatable('it reads the ordering clinician (%user), who is not in the CQL Patient context a DTR client evaluates');
+        case 'coverage':
+          throw new Untranslatable('it reads the Coverage (%coverage), which the DTR client does not give the CQL');
+      }
+      const dep = policy.factsByName.get(vname);
+      if (!dep) throw new Untranslatable(`%${vname} is not a variable or fact`);
+      if (defines.has(vname)) return v(`"${vname}"`, factTy(dep.def.type));
+      // A fact the record never answers is empty here too.
+      if (notExpressed.get(vname) === ASKED_ONLY) return v(`null as ${cqlType(factTy(dep.def.type))}`, factTy(dep.def.type));
+      throw new Untranslatable(`it reads %${vname}, which is not expressed`);
+    };
+    const translator = new FhirPathToCql({
+      model: opts.model,
+      variable,
+      valueSet: (ref) => {
+        const url = ref.includes('/') ? ref : `${opts.canonicalBase}/ValueSet/${ref}`;
+        const id = ref.includes('/') ? ref.slice(ref.lastIndexOf('/') + 1) : ref;
+        pendingSets.set(id, url);
+        return { identifier: `"${id}"`, names: opts.namesOf(url) };
+      },
+      helper: (h) => {
+        if (!HELPERS[h]) throw new Untranslatable(`no CQL helper ${h}`);
+        pendingHelpers.push(h);
+        return `"${h}"`;
+      },
+      shared: (sname, cql) => {
+        const known = shared.get(sname) ?? pendingShared.get(sname);
+        if (known !== undefined && known !== cql) throw new Error(`two meanings for the shared define ${sname}`);
+        pendingShared.set(sname, cql);
+        return `"${sname}"`;
+      },
+    });
+    try {
+      const out = translator.translate(text, v('medication_request', fhir('MedicationRequest')));
+      const value = factValue(f.def, out, () => pendingHelpers.push('Latest Plausible Date'));
+      pendingHelpers.forEach(useHelper);
+      for (const [id, url] of pendingSets) valueSets.set(id, url);
+      for (const [sname, cql] of pendingShared) shared.set(sname, cql);
+      defines.set(f.name, f.name);
+      const label = f.def.linkId ? `${f.def.linkId}${f.def.cite ? ` (${f.def.cite})` : ''}` : `derived${f.def.cite ? ` (${f.def.cite})` : ''}`;
+      body.push(`// ${label}\ndefine "${f.name}":\n  ${value.replace(/\n/g, '\n  ')}`);
+    } catch (err) {
+      if (!(err instanceof Untranslatable)) throw err;
+      notExpressed.set(f.name, err.message);
+    }
   }
 
   const lines = [
     `library ${name} version '${version}'`,
     '',
     `// Generated from PriorPath policy ${policy.file.id} version ${version} by npm run libraries; do not edit.`,
+    '// Each define is the policy fact of the same name, translated from its FHIRPath (src/cql/fhirpath-to-cql.ts);',
+    '// null is unknown, as an empty FHIRPath result is.',
     "using FHIR version '4.0.1'",
     "include FHIRHelpers version '4.0.1' called FHIRHelpers",
     '',
-    ...[...valueSets].map(([id, url]) => `valueset "${id}": ${cqlString(url)}`),
+    ...[...valueSets].sort(([a], [b]) => a.localeCompare(b)).map(([id, url]) => `valueset "${id}": ${cqlString(url)}`),
     ...(valueSets.size > 0 ? [''] : []),
     '// The order under review (the DTR reference app passes a MedicationRequest order as medication_request).',
     'parameter medication_request FHIR.MedicationRequest',
+    '// %diagnosesComplete: the Conditions are the whole problem list (true for a DTR client reading the EHR).',
+    'parameter diagnoses_complete System.Boolean default true',
     '',
     'context Patient',
     '',
   ];
-  if (types.has('MedicationRequest')) {
-    lines.push(
-      '// %medications: the patient\'s MedicationRequests other than this order.',
-      'define "Other MedicationRequests":',
-      '  [MedicationRequest] M where M.id !~ medication_request.id or medication_request is null',
-      '',
-    );
-  }
+  for (const h of Object.keys(HELPERS)) if (usedHelpers.has(h)) lines.push(HELPERS[h].cql, '');
+  for (const [sname, cql] of shared) lines.push(`define "${sname}":\n  ${cql}`, '');
   lines.push(...body.flatMap((b) => [b, '']));
   if (notExpressed.size > 0) {
-    lines.push('// Facts not expressed in CQL (asked or pre-filled by the FHIRPath expressions and the payer):');
+    lines.push('// Facts not expressed in CQL (asked in the form, or pre-filled by the payer from what CRD read):');
     for (const [fact, why] of notExpressed) lines.push(`//   ${fact}: ${why}`);
   }
   return { name, version, cql: `${lines.join('\n').trimEnd()}\n`, defines, notExpressed, valueSets, dataTypes: [...types] };
+}
+
+/**
+ * The define's value: one value of the fact's type, empty when implausible (evaluate-policy.ts `plausible`: a measured
+ * amount is positive, or zero for a percentage; a stated date is not after the order date or today).
+ */
+function factValue(def: FactDefinition, out: CqlNode, needLatestDate: () => void): string {
+  if (out.ty.k === 'null') return `null as ${cqlType(factTy(def.type))}`;
+  if (out.ty.k !== 'sys' || !FACT_TYPES[def.type].includes(out.ty.name)) {
+    throw new Untranslatable(`its FHIRPath gives ${out.ty.k === 'sys' ? out.ty.name : 'a FHIR element'}, not a ${def.type}`);
+  }
+  const one = out.many ? `singleton from (${out.cql})` : out.cql;
+  if ((def.type === 'decimal' || def.type === 'integer') && def.unit) {
+    return `(${one}) V where V ${def.unit === '%' ? '>=' : '>'} 0`;
+  }
+  if (def.type === 'date') {
+    needLatestDate();
+    return `(${one}) V where Substring(V, 0, 10) <= ToString("Latest Plausible Date")`;
+  }
+  return one;
 }
