@@ -1,12 +1,13 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Bundle, Library, MedicationRequest, Resource, ValueSet } from '@medplum/fhirtypes';
+import type { Bundle, Library, MedicationRequest, QuestionnaireItem, Resource, ValueSet } from '@medplum/fhirtypes';
 import cql from 'cql-execution';
 import cqlfhir from 'cql-exec-fhir';
 import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { policiesFor } from '../../src/content.js';
 import { cqlLibrarySource } from '../../src/cql/cql-library-source.js';
+import { buildCatalog } from '../../src/dtr/catalog.js';
 import { loadFhirModel } from '../../src/cql/model-info.js';
 import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
 import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
@@ -170,6 +171,33 @@ describe('committed Libraries (npm run libraries)', () => {
         const fhirpath = policy.factsByName.get(fact)!.def.fhirpath ?? '';
         expect(fhirpath.trim() === '{}' || fhirpath.includes('%user'), `${policy.file.id} ${fact} is not expressed: ${why}`).toBe(true);
       }
+    }
+  });
+});
+
+describe('the DTR 2.0.1 form of every Questionnaire', () => {
+  const catalog = buildCatalog(content);
+  it('pre-fills every item of an expressed fact with its text/cql define, and packages the Library with FHIRHelpers', () => {
+    for (const q of catalog.all) {
+      const policy = catalog.policyOf.get(q)!;
+      const form = catalog.cqlFormOf(q);
+      expect(form, `${q.url}: a CQL form`).toBeDefined();
+      const main = form!.libraries[0];
+      expect(form!.libraries.map((l) => l.name)).toEqual([main.name, 'FHIRHelpers']);
+      expect(main.relatedArtifact?.map((r) => r.resource)).toEqual([`${form!.libraries[1].url}|${form!.libraries[1].version}`]);
+      const src = sourceOf(policy);
+      const items = new Map<string, { extension?: { url: string; valueExpression?: { language?: string; expression?: string } }[] }>();
+      const walk = (list: QuestionnaireItem[] | undefined): void => list?.forEach((i) => (items.set(i.linkId, i), walk(i.item)));
+      walk(form!.questionnaire.item);
+      let prefilled = 0;
+      for (const f of policy.facts) {
+        const item = f.def.linkId ? items.get(f.def.linkId) : undefined;
+        if (!item || !src.defines.has(f.name)) continue;
+        const initial = item.extension?.find((e) => e.url.endsWith('sdc-questionnaire-initialExpression'))?.valueExpression;
+        expect(initial, `${policy.file.id} ${f.def.linkId}`).toEqual({ language: 'text/cql', expression: `"${main.name}".${f.name}` });
+        prefilled++;
+      }
+      expect(prefilled, `${policy.file.id}: items pre-filled by CQL`).toBeGreaterThan(0);
     }
   });
 });
