@@ -206,9 +206,9 @@ const EVENTS_JSON = `coalesce((SELECT jsonb_agg(jsonb_build_object('at', ${ts('e
   FROM order_authorization_events e WHERE e.order_id = o.id), '[]'::jsonb) AS events`;
 
 /** Order records with their history in one statement: one round trip on the hook's path (design.md §9). */
-async function readOrders(db: SqlSession, where: string, params: unknown[]): Promise<OrderRecord[]> {
+async function readOrders(db: SqlSession, where: string, params: unknown[], limit = 200): Promise<OrderRecord[]> {
   const rows = await db.query<OrderRow & { events: Omit<OrderEventRow, 'order_id'>[] }>(
-    `SELECT ${ORDER_COLUMNS}, ${EVENTS_JSON} FROM order_authorizations o WHERE ${where} ORDER BY created_at, id LIMIT 200`,
+    `SELECT ${ORDER_COLUMNS}, ${EVENTS_JSON} FROM order_authorizations o WHERE ${where} ORDER BY created_at, id LIMIT ${limit}`,
     params,
   );
   return rows.map((r) => ({
@@ -295,6 +295,8 @@ export class SqlStorage implements Storage {
    * evaluation, CRD's or DTR's, makes a new id), and the authorization it names is never changed either.
    */
   private readonly readAssertions = new Map<string, AssertionRecord>();
+  /** Order reads waiting for the next shared statement (findOrderRecords). */
+  private reads: { q: { payer: string; patientId: string; orderRefs: string[] }; resolve: (r: OrderRecord[]) => void; reject: (e: unknown) => void }[] = [];
   /** CRD's records behind the answer, and every order change: one transaction per batch (write-behind.ts). */
   private readonly behind: WriteBehind;
   private lastJtiSweep = 0;
@@ -808,10 +810,42 @@ export class SqlStorage implements Storage {
     return (await readOrders(this.driver, BY_KEY, keyParams(key)))[0];
   }
 
+  /**
+   * The hook's read (design.md §8: a decision made anywhere is what the next order-sign answers): from the database
+   * every time, never a cache. The reads of hooks arriving together share one statement (one round trip to the
+   * embedded database's thread, one plan), each getting only its own orders' records.
+   */
   async findOrderRecords(q: { payer: string; patientId: string; orderRefs: string[] }): Promise<OrderRecord[]> {
     if (q.orderRefs.length === 0) return [];
     await this.behind.settledFor(q.payer, q.patientId, q.orderRefs);
-    return readOrders(this.driver, 'payer = $1 AND patient_id = $2 AND order_ref IN (SELECT jsonb_array_elements_text($3::text::jsonb))', [q.payer, q.patientId, json(q.orderRefs)]);
+    return new Promise((resolve, reject) => {
+      this.reads.push({ q, resolve, reject });
+      if (this.reads.length === 1) setImmediate(() => void this.runReads());
+    });
+  }
+
+  private async runReads(): Promise<void> {
+    const batch = this.reads.splice(0, 100);
+    if (this.reads.length > 0) setImmediate(() => void this.runReads());
+    if (batch.length === 0) return;
+    try {
+      const wanted = [...new Set(batch.flatMap(({ q }) => q.orderRefs.map((ref) => JSON.stringify([q.payer, q.patientId, ref]))))].map((k) => JSON.parse(k) as string[]);
+      // VALUES, not a JSON set: the planner knows how many keys there are and looks each up in the order key's index.
+      const rows = await readOrders(
+        this.driver,
+        `(payer, patient_id, order_ref) IN (VALUES ${wanted.map((_, i) => `($${3 * i + 1}, $${3 * i + 2}, $${3 * i + 3})`).join(', ')})`,
+        wanted.flat(),
+        100 * batch.length,
+      );
+      const handedOut = new Set<OrderRecord>();
+      for (const { q, resolve } of batch) {
+        const mine = rows.filter((r) => r.payer === q.payer && r.patientId === q.patientId && q.orderRefs.includes(r.orderRef));
+        // Two hooks about one order each get their own copy.
+        resolve(mine.map((r) => (handedOut.has(r) ? structuredClone(r) : (handedOut.add(r), r))));
+      }
+    } catch (err) {
+      for (const { reject } of batch) reject(err);
+    }
   }
 
   async findOrderRecordsBySubmission(submissionId: string): Promise<OrderRecord[]> {

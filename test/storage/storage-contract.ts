@@ -268,6 +268,17 @@ export function storageContract(get: () => Storage): void {
     expect((await get().findOrderRecordsBySubmission('sub-1')).map((r) => r.id)).toEqual([approved.record.id]);
   });
 
+  it("answers many concurrent order reads each with its own patient's orders only", async () => {
+    const keys = Array.from({ length: 12 }, () => orderKey());
+    await Promise.all(keys.map((k, i) => get().applyOrderChange(change(k, i % 2 ? 'auth-needed' : 'not-covered', { reason: `reason ${i}` }))));
+    const found = await Promise.all(keys.map((k) => get().findOrderRecords({ payer: k.payer, patientId: k.patientId, orderRefs: [k.orderRef, 'MedicationRequest/none'] })));
+    found.forEach((records, i) => expect(records.map((r) => [r.patientId, r.orderRef, r.state, r.reason])).toEqual([[keys[i].patientId, keys[i].orderRef, i % 2 ? 'auth-needed' : 'not-covered', `reason ${i}`]]));
+    // The same order read by two hooks at once: each gets the record, neither shares the other's copy.
+    const [a, b] = await Promise.all([0, 1].map(() => get().findOrderRecords({ payer: keys[0].payer, patientId: keys[0].patientId, orderRefs: [keys[0].orderRef] })));
+    expect(a).toEqual(b);
+    expect(a[0]).not.toBe(b[0]);
+  });
+
   it('issues one approval number when many approvals of one order race', async () => {
     const key = orderKey();
     const tries = Array.from({ length: 8 }, (_, i) => change(key, 'approved', { authorization: { number: `PA-RACE-${randomUUID().slice(0, 8)}-${i}`, start: '2026-11-23', end: '2027-05-22' } }));
