@@ -1,3 +1,5 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { parsePayerClients } from './auth/payer-clients.js';
 import { parseTrustedClients } from './auth/trusted-clients.js';
@@ -140,6 +142,16 @@ export function checkConfigAgainstContent(config: Pick<Config, 'defaultPayer'>, 
   if (config.defaultPayer !== undefined && !keys.includes(config.defaultPayer)) {
     throw new ConfigError(`DEFAULT_PAYER: no payer "${config.defaultPayer}" (cds-services/payers/ holds ${keys.sort().join(', ')})`);
   }
+}
+
+/**
+ * The payer keys on disk (`cds-services/payers/<key>.yaml`: a payer file's key equals its name, design.md §4 "Payer"),
+ * listed without loading content, so start-up refuses a bad DEFAULT_PAYER before it opens storage or compiles policies.
+ */
+export function payerKeysOnDisk(root: string): string[] {
+  const dir = join(root, 'cds-services', 'payers');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).map((f) => f.replace(/\.ya?ml$/, ''));
 }
 
 /** Reads the process environment; the one place that touches `process.env`. */

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SubscriptionNotifier } from './pas/subscription-notifier.js';
-import { checkConfigAgainstContent, ConfigError, loadConfigFromProcess } from './config.js';
+import { checkConfigAgainstContent, ConfigError, loadConfigFromProcess, payerKeysOnDisk } from './config.js';
 import { createLogger } from './logger.js';
 import { createStorage } from './storage/create-storage.js';
 import { deferredStorage } from './storage/deferred-storage.js';
@@ -22,6 +22,8 @@ async function main(): Promise<void> {
   let config;
   try {
     config = loadConfigFromProcess();
+    // Before storage opens: a bad DEFAULT_PAYER must stop start-up with its own message, not race the storage.
+    checkConfigAgainstContent(config, payerKeysOnDisk(root));
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`priorpath: ${err.message}\n`);

@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkConfigAgainstContent, ConfigError, loadConfig } from '../src/config.js';
+import { checkConfigAgainstContent, ConfigError, loadConfig, payerKeysOnDisk } from '../src/config.js';
 import { repoRoot } from './helpers/stories.js';
 
 describe('configuration', () => {
@@ -46,7 +47,8 @@ describe('configuration', () => {
   });
 
   it('refuses a DEFAULT_PAYER that names no payer file, naming the variable, and accepts a payer key', () => {
-    const keys = ['bcbsnc', 'centene', 'example', 'mmm', 'ohsu'];
+    const keys = payerKeysOnDisk(repoRoot);
+    expect([...keys].sort()).toEqual(['bcbsnc', 'centene', 'example', 'mmm', 'ohsu']);
     expect(() => checkConfigAgainstContent(loadConfig({ DEFAULT_PAYER: 'acme' }), keys)).toThrow(ConfigError);
     expect(() => checkConfigAgainstContent(loadConfig({ DEFAULT_PAYER: 'acme' }), keys)).toThrow('DEFAULT_PAYER');
     expect(() => checkConfigAgainstContent(loadConfig({ DEFAULT_PAYER: 'example' }), keys)).not.toThrow();
@@ -55,7 +57,7 @@ describe('configuration', () => {
 
   it('exits with status 1 before listening for an unknown DEFAULT_PAYER, naming it without a stack', () => {
     const res = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'main.ts')], {
-      env: { PATH: process.env.PATH, NODE_ENV: 'production', DEFAULT_PAYER: 'acme', PORT: '0', LOG_LEVEL: 'silent', DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' },
+      env: { PATH: process.env.PATH, NODE_ENV: 'production', DEFAULT_PAYER: 'acme', PORT: '0', LOG_LEVEL: 'silent', DATA_DIR: join(tmpdir(), 'priorpath-config-test-unused') },
       encoding: 'utf8',
       timeout: 20_000,
     });
