@@ -35,7 +35,7 @@ function itemExtensions(items: QuestionnaireItem[] | undefined): Extension[] {
   return (items ?? []).flatMap((i) => [...(i.extension ?? []), ...itemExtensions(i.item)]);
 }
 
-describe.each(['centene-missing-mrd', 'ohsu-infant-kmt2a', 'bcbsnc-status-unknown', 'mmm-ph-positive-tki'])('DTR payer server, static package for %s', (story) => {
+describe.each(['centene-missing-mrd', 'ohsu-infant-kmt2a', 'bcbsnc-status-unknown', 'mmm-ph-positive-tki', 'bcbsnc-inotuzumab-status-unknown'])('DTR payer server, static package for %s', (story) => {
   it('dtr_v201_payer_static_form_response_test: 200/201 with a Bundle or a Parameters holding a package Bundle (#169, #294, #303, #306)', async () => {
     const res = await staticPackage(story);
     expect([200, 201]).toContain(res.status);
