@@ -41,7 +41,9 @@ import { repoRoot, storyOrder, storyResources } from '../helpers/stories.js';
  *    by ELM library id;
  * 4. pre-fill (src/components/QuestionnaireForm/QuestionnaireForm.jsx): each initialExpression split on `.`, the
  *    first part without its quotes the library, the second the statement.
- * The deployment sets CANONICAL_BASE to its own /fhir, because the app derives the payer endpoint from the canonical.
+ * The deployment sets CANONICAL_BASE to its own /fhir, because the app derives the payer endpoint from the canonical,
+ * and runs the sandbox's open payer API (PAYER_API_AUTH=open): the app sends the package request through the EHR's
+ * SMART client, with the EHR's token, not a payer Backend Services token.
  */
 const STORY = 'ohsu-infant-kmt2a';
 const content = loadContent({ root: repoRoot, canonicalBase: `${BASE}/fhir` });
