@@ -169,6 +169,42 @@ define "Other Medication Requests":
 define "Completed Immunizations":
   [Immunization] I where I.status.value = 'completed'`,
   },
+  'Normal System': {
+    cql: `// The code system URI a value set stores: HCPCS arrives under three URIs (value-sets.ts normalizeSystem).
+define function "Normal System"(system System.String):
+  case system
+    when 'http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets' then 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets'
+    when 'https://bluebutton.cms.gov/resources/codesystem/hcpcs' then 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets'
+    when 'http://bluebutton.cms.gov/resources/codesystem/hcpcs' then 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets'
+    else system
+  end`,
+  },
+  'NDC Readings': {
+    cql: `// The 11-digit forms an NDC may stand for (value-sets.ts normalizeNdc, tenDigitNdcReadings): 11 digits as written,
+// 5-4-2 joined, a 10-digit hyphenated form padded, and the three readings of 10 digits without hyphens.
+define function "NDC Readings"(code System.String):
+  if Matches(code, '\\\\d{11}') then { code }
+  else if Matches(code, '\\\\d+-\\\\d+-\\\\d+') then
+    (({ Split(code, '-') }) P
+      let a: P[0], b: P[1], c: P[2]
+      return all if Length(a) = 5 and Length(b) = 4 and Length(c) = 2 then a + b + c
+        else if Length(a) + Length(b) + Length(c) = 10
+          then Substring('00000' + a, Length(a)) + Substring('0000' + b, Length(b)) + Substring('00' + c, Length(c))
+        else code)
+  else if Matches(code, '\\\\d{10}')
+    then { code, '0' + code, Substring(code, 0, 5) + '0' + Substring(code, 5), Substring(code, 0, 9) + '0' + Substring(code, 9) }
+  else { code }`,
+  },
+  'Coding Codes': {
+    needs: ['Normal System', 'NDC Readings'],
+    cql: `// A Coding as the codes a value set is searched for (value-sets.ts codingKey: system aliases, trimmed code, NDC forms).
+define function "Coding Codes"(X FHIR.Coding):
+  (ReplaceMatches(Coalesce(X.code.value, ''), '^\\\\s+|\\\\s+$', '')) K
+    let system: "Normal System"(X.system.value)
+    return if system = 'http://hl7.org/fhir/sid/ndc'
+      then (("NDC Readings"(K)) R return all System.Code { code: R, system: system })
+      else { System.Code { code: K, system: system } }`,
+  },
   'Concept Texts': {
     cql: `define function "Concept Texts"(C FHIR.CodeableConcept):
   ({ C.text.value } union (C.coding X return all X.display.value)) T where T is not null`,

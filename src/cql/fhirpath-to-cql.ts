@@ -414,13 +414,19 @@ export class FhirPathToCql {
     }
   }
 
-  /** Membership of one concept in a value set: by a listed code, or (drug sets) by a listed name in its text. */
+  /**
+   * Membership of one concept in a value set (fhirpath.ts memberOf/codedIn): by a listed code, its system and code
+   * normalised as value-sets.ts does, or (drug sets) by a listed name in its text or displays.
+   */
   private inValueSet(concept: string, conceptType: string, ref: string): string {
     const vs = this.env.valueSet(ref);
-    if (conceptType === 'CodeableConcept' && vs.names.length > 0) {
-      return `(${concept} in ${vs.identifier} or ${this.env.helper('Names Match')}(${concept}, { ${vs.names.map(cqlString).join(', ')} }))`;
-    }
-    return `${concept} in ${vs.identifier}`;
+    const codes = this.env.helper('Coding Codes');
+    const byCode = (coding: string) => `exists ((${codes}(${coding})) K where K in ${vs.identifier})`;
+    if (conceptType === 'Coding') return byCode(concept);
+    const x = `X${++this.counter}`;
+    const coded = `exists ((${concept}.coding) ${x} where ${byCode(x)})`;
+    if (vs.names.length === 0) return coded;
+    return `(${coded} or ${this.env.helper('Names Match')}(${concept}, { ${vs.names.map(cqlString).join(', ')} }))`;
   }
 
   private stringArg(args: Ast[], i: number, ctx: Ctx, fn: string): string {

@@ -80,7 +80,151 @@ interface PolicyCase {
   order?: Partial<MedicationRequest>;
 }
 
-/** The scenarios: every sandbox story under the policies that govern its order, and every policy case. */
+const RXNORM = 'http://www.nlm.nih.gov/research/umls/rxnorm';
+const EVIDENCE = 'https://priorpath.dev/fhir/CodeSystem/evidence';
+const ICD = 'http://hl7.org/fhir/sid/icd-10-cm';
+const cc = (system: string, code: string, display?: string) => ({ coding: [{ system, code, ...(display ? { display } : {}) }] });
+const otherOrder = (id: string, medication: Partial<MedicationRequest>, extra: Partial<MedicationRequest> = {}): MedicationRequest => ({
+  resourceType: 'MedicationRequest',
+  id,
+  status: 'active',
+  intent: 'order',
+  subject: { reference: 'Patient/centene-mrd-positive' },
+  ...medication,
+  ...extra,
+});
+
+/**
+ * Readings the stories and cases do not reach, each a change to one story (an adult in first remission, MRD-positive,
+ * CD19-positive): record states and codings where a translation could slip (design.md §6 "Clinical readings").
+ * Each runs under every policy, so every policy's facts read it.
+ */
+const EDGES: { name: string; change(resources: Resource[], order: MedicationRequest): Resource[] }[] = [
+  {
+    name: 'the B-ALL Condition entered in error, a confirmed T-ALL, no order reason',
+    change: (rs, order) => {
+      delete order.reasonReference;
+      const dx = rs.find((r) => r.id === 'centene-mrd-positive-dx') as Resource & { verificationStatus?: unknown };
+      dx.verificationStatus = cc('http://terminology.hl7.org/CodeSystem/condition-ver-status', 'entered-in-error');
+      return [...rs, { resourceType: 'Condition', id: 'dx-tall', subject: { reference: 'Patient/centene-mrd-positive' }, code: cc('http://snomed.info/sct', '277575008') } as Resource];
+    },
+  },
+  {
+    name: 'the order names a refuted B-ALL Condition as its reason',
+    change: (rs) => {
+      (rs.find((r) => r.id === 'centene-mrd-positive-dx') as Resource & { verificationStatus?: unknown }).verificationStatus = cc(
+        'http://terminology.hl7.org/CodeSystem/condition-ver-status',
+        'refuted',
+      );
+      return rs;
+    },
+  },
+  {
+    name: 'the order reason is only Z51.11; the problem list holds lineage-free C91.01 (resolved C91.02 beside it)',
+    change: (rs, order) => {
+      delete order.reasonReference;
+      order.reasonCode = [cc(ICD, 'Z51.11', 'Encounter for antineoplastic chemotherapy')];
+      (rs.find((r) => r.id === 'centene-mrd-positive-dx') as Resource & { code?: unknown }).code = cc(ICD, 'C91.01');
+      return [
+        ...rs,
+        {
+          resourceType: 'Condition',
+          id: 'dx-old-relapse',
+          clinicalStatus: cc('http://terminology.hl7.org/CodeSystem/condition-clinical', 'resolved'),
+          subject: { reference: 'Patient/centene-mrd-positive' },
+          code: cc(ICD, 'C91.02'),
+        } as Resource,
+      ];
+    },
+  },
+  {
+    name: 'the order reason code names relapsed ALL (C91.02) directly; no disease-status result',
+    change: (rs, order) => {
+      delete order.reasonReference;
+      order.reasonCode = [cc(ICD, ' C91.02 ')];
+      return rs.filter((r) => r.id !== 'centene-mrd-positive-status');
+    },
+  },
+  {
+    name: 'the latest MRD entered in error, an earlier one (0.02 %) in the window; CD19 dated by issued only; status by a period',
+    change: (rs) => {
+      const byId = (id: string) => rs.find((r) => r.id === id) as Resource & Record<string, unknown>;
+      byId('centene-mrd-positive-mrd').status = 'entered-in-error';
+      const cd19 = byId('centene-mrd-positive-cd19');
+      delete cd19.effectiveDateTime;
+      cd19.issued = '2026-10-27T08:00:00Z';
+      const status = byId('centene-mrd-positive-status');
+      delete status.effectiveDateTime;
+      status.effectivePeriod = { start: '2026-10-20', end: '2026-10-26' };
+      return [
+        ...rs,
+        {
+          resourceType: 'Observation',
+          id: 'mrd-earlier',
+          status: 'final',
+          code: cc(EVIDENCE, 'mrd'),
+          effectiveDateTime: '2026-10-01',
+          valueQuantity: { value: 0.02, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
+        } as Resource,
+      ];
+    },
+  },
+  {
+    name: 'weight in [lb_av] with a year-only date, height in [in_i], a dose written per m²',
+    change: (rs, order) => {
+      const byId = (id: string) => rs.find((r) => r.id === id) as Resource & Record<string, unknown>;
+      byId('centene-mrd-positive-weight').valueQuantity = { value: 110, unit: 'lb', system: 'http://unitsofmeasure.org', code: '[lb_av]' };
+      byId('centene-mrd-positive-height').valueQuantity = { value: 50, unit: 'in', system: 'http://unitsofmeasure.org', code: '[in_i]' };
+      order.dosageInstruction![0].doseAndRate = [{ doseQuantity: { value: 15, unit: 'mcg/m2/d', system: 'http://unitsofmeasure.org', code: 'ug/m2/d' } }];
+      return [
+        ...rs,
+        {
+          resourceType: 'Observation',
+          id: 'weight-year-only',
+          status: 'final',
+          code: cc('http://loinc.org', '29463-7'),
+          effectiveDateTime: '2026',
+          valueQuantity: { value: 200, unit: 'kg', system: 'http://unitsofmeasure.org', code: 'kg' },
+        } as Resource,
+      ];
+    },
+  },
+  {
+    name: 'earlier Blincyto by HCPCS J9039 under the Blue Button URI and by a 10-digit NDC; a TKI through a Medication',
+    change: (rs) => [
+      ...rs,
+      otherOrder('prior-hcpcs', { medicationCodeableConcept: cc('https://bluebutton.cms.gov/resources/codesystem/hcpcs', 'J9039') }, { status: 'completed', dispenseRequest: { numberOfRepeatsAllowed: 2 } }),
+      otherOrder('prior-ndc', { medicationCodeableConcept: cc('http://hl7.org/fhir/sid/ndc', '5551316001') }, { status: 'completed', authoredOn: '2026-09-01' }),
+      { resourceType: 'Medication', id: 'med-dasatinib', code: cc(RXNORM, '475342', 'dasatinib') } as Resource,
+      otherOrder('tki-by-reference', { medicationReference: { reference: 'Medication/med-dasatinib' } }),
+    ],
+  },
+  {
+    name: 'a TKI named only in the order text, intrathecal methotrexate, cytarabine with no route, an unidentifiable order',
+    change: (rs) => [
+      ...rs,
+      otherOrder('tki-by-name', { medicationCodeableConcept: { text: 'Iclusig 45 mg tablet daily' } }),
+      otherOrder('it-mtx', { medicationCodeableConcept: cc(RXNORM, '6851', 'methotrexate') }, { dosageInstruction: [{ route: { text: 'Intrathecal' } }] }),
+      otherOrder('arac-no-route', { medicationCodeableConcept: cc(RXNORM, '3041', 'cytarabine') }, { status: 'draft' }),
+      otherOrder('unknown-drug', { medicationCodeableConcept: { coding: [{ system: 'http://hl7.org/fhir/sid/ndc', code: '99999-999-99' }] } }),
+      otherOrder('stopped-pomp', { medicationCodeableConcept: cc(RXNORM, '103', 'mercaptopurine') }, { status: 'stopped' }),
+    ],
+  },
+  {
+    name: 'a two-year-old whose B-ALL began at 6 months (onsetAge), phase continued, no earlier course',
+    change: (rs, order) => {
+      (rs.find((r) => r.resourceType === 'Patient') as Resource & { birthDate?: string }).birthDate = '2024-11-01';
+      const dx = rs.find((r) => r.id === 'centene-mrd-positive-dx') as Resource & Record<string, unknown>;
+      delete dx.onsetDateTime;
+      delete dx.recordedDate;
+      dx.onsetAge = { value: 6, unit: 'months', system: 'http://unitsofmeasure.org', code: 'mo' };
+      order.extension = [{ url: 'https://priorpath.dev/fhir/StructureDefinition/treatment-phase', valueCode: 'continued' }];
+      return rs;
+    },
+  },
+];
+
+/** The scenarios: every sandbox story under the policies that govern its order, every policy case, every edge. */
 function scenarios(): Scenario[] {
   const out: Scenario[] = [];
   const today = new Date().toISOString().slice(0, 10);
@@ -109,6 +253,11 @@ function scenarios(): Scenario[] {
       }
       out.push({ label: `${file} "${c.name}"`, resources, order, today: spec.today, policies: [policy] });
     }
+  }
+  for (const edge of EDGES) {
+    const story = structuredClone(storyResources('centene-mrd-positive'));
+    const order = storyOrder('centene-mrd-positive', story);
+    out.push({ label: `edge "${edge.name}"`, resources: edge.change(story, order), order, today: '2026-11-19', policies: content.policies });
   }
   return out;
 }
