@@ -192,7 +192,13 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
     req,
     content: deps.content,
     payer: payerMatch.payer,
-    coverageRef: coverage?.id ? `Coverage/${coverage.id}` : undefined,
+    // When DEFAULT_PAYER stands in for a Coverage the request did not carry, the order's own insurance reference names
+    // the coverage: coverage-information needs one (CRD `coverage` 1..1), and without it the order got no system action.
+    coverageRef: coverage?.id
+      ? `Coverage/${coverage.id}`
+      : orders
+          .map((o) => relativeReference((o as { insurance?: { reference?: string }[] }).insurance?.[0]?.reference))
+          .find((r): r is string => !!r && /^Coverage\/[A-Za-z0-9\-.]{1,64}$/.test(r)),
     decisions,
     today,
     publicBaseUrl: deps.publicBaseUrl,

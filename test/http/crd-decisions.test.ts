@@ -189,6 +189,19 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(res.body.cards[0].source.label).toMatch(/^Centene/);
   });
 
+  it('with DEFAULT_PAYER and no Coverage in the request, answers the order with coverage-information naming its own insurance Coverage', async () => {
+    const body = structuredClone(centene({ add: [mrd(0.4)] })) as { fhirServer?: string; prefetch: { coverage: unknown } };
+    body.prefetch.coverage = searchset([]);
+    delete body.fhirServer;
+    for (const [payer, pa] of [['centene', 'satisfied'], ['example', 'no-auth']] as const) {
+      const { app } = buildApp({ env: { DEFAULT_PAYER: payer }, today: '2026-11-23' });
+      const res = await request(app).post(SIGN).send(body).expect(200);
+      const [ext] = expectValidHookResponse(res.body, 'order-sign');
+      expect(sub(ext, 'coverage')[0].valueReference).toEqual({ reference: 'Coverage/edge-cov' });
+      expect(code(ext, 'pa-needed')).toBe(pa);
+    }
+  });
+
   it('stays silent for a drug no policy governs (seed payers claim nothing)', async () => {
     const { app } = buildApp();
     const { resources, order } = edgePatient();
