@@ -38,9 +38,17 @@ async function main(): Promise<void> {
   // open); PAS, DTR and the reviewer wait for it (deferred-storage.ts).
   const pgliteTemplate = built ? pgliteTemplateData(join(root, 'dist', 'pglite-template')) : undefined;
   const opening = createStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteTemplate, logger });
-  opening.catch((err: unknown) => {
-    process.stderr.write(`priorpath: storage failed to open: ${(err as Error).message}\n`);
+  // A storage failure is reported once the configuration has been checked against the content below: a bad setting
+  // is named first, whichever fails sooner.
+  let configChecked = false;
+  let storageFailure: Error | undefined;
+  const storageFailed = (err: Error) => {
+    process.stderr.write(`priorpath: storage failed to open: ${err.message}\n`);
     process.exit(1);
+  };
+  opening.catch((err: unknown) => {
+    storageFailure = err as Error;
+    if (configChecked) storageFailed(storageFailure);
   });
   const [{ loadContent }, { ContentError }, { createApp }] = await Promise.all([import('./content.js'), import('./policies/policy-loader.js'), import('./app.js')]);
   let content;
@@ -54,6 +62,8 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  configChecked = true;
+  if (storageFailure) storageFailed(storageFailure);
   const storage = deferredStorage(opening, { onLateWriteError: (err, method) => logger.error({ err, method }, 'a record kept while storage opened could not be written') });
   // The sandbox (Medplum's FHIR router and definitions, the SMART sandbox, the web apps) is loaded only when it is
   // on: a production process never pays its start-up time or memory.
