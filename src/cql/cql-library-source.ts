@@ -147,7 +147,8 @@ define "Observations":
     sort by sortKey) T return all T.resource)`,
   },
   'Medication Concept': {
-    retrieves: ['Medication'],
+    // Not a dataRequirement: Medication has no patient search, and a DTR client fetches each listed type by patient
+    // (the reference app does); a client that has the referenced Medications may still supply them.
     cql: `// The drug of a MedicationRequest: its code, or the code of the Medication it references.
 define function "Medication Concept"(M FHIR.MedicationRequest):
   if M.medication is FHIR.CodeableConcept then M.medication as FHIR.CodeableConcept
