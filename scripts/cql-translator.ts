@@ -40,6 +40,9 @@ export function createTranslator(extraLibraries: Record<string, string> = {}) {
   // would have to perform at translation time is refused rather than guessed.
   const options = CqlCompilerOptions.defaultOptions();
   options.validateUnits = false;
+  // No source annotations: the Library already carries the CQL text beside the ELM, and the annotations (the CQL of
+  // every expression again, with locators) doubled the size of every DTR 2.0.1 package for no engine's use.
+  options.options.asJsSetView().delete(CqlCompilerOptions.Options.EnableAnnotations);
   const refuse = (): never => {
     throw new Error('UCUM unit arithmetic is not available at translation time');
   };
