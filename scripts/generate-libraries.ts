@@ -44,7 +44,7 @@ files.push({
 
 let failed = 0;
 for (const policy of [...content.policies].sort((a, b) => a.file.id.localeCompare(b.file.id))) {
-  const src = cqlLibrarySource(policy, { canonicalBase: AUTHORING_BASE, model, namesOf: (url) => content.valueSets.namesOf(url) });
+  const src = cqlLibrarySource(policy, { canonicalBase: AUTHORING_BASE, model, namesOf: (url) => content.valueSets.namesOf(url), answerCodings: (url) => content.valueSets.get(url)?.expansion?.contains ?? [] });
   const { elm, errors } = translate(src.cql);
   if (errors.length > 0) {
     failed++;

@@ -1,4 +1,5 @@
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import { codingDefine } from './define-names.js';
 import type { FactDefinition } from '../policies/policy-schema.js';
 import { FhirPathToCql, Untranslatable, cqlType } from './fhirpath-to-cql.js';
 import type { CqlNode, Ty } from './fhirpath-to-cql.js';
@@ -38,6 +39,8 @@ export interface CqlLibraryOptions {
   model: FhirModel;
   /** The drug names a value set also matches by (ValueSetIndex.namesOf), by canonical. */
   namesOf(url: string): string[];
+  /** The codings of an answer value set (its expansion), by canonical: what a choice item may be answered with. */
+  answerCodings?(url: string): { system?: string; code?: string; display?: string }[];
 }
 
 const pascal = (id: string) =>
@@ -361,6 +364,23 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
       if (!(err instanceof Untranslatable)) throw err;
       notExpressed.set(f.name, err.message);
     }
+  }
+
+  // A choice item is answered with a Coding. A DTR client turns a CQL string into a Coding only by finding it in a
+  // contained ValueSet or the item's answerOption (the DTR reference app's getDisplayCoding); our items bind a
+  // canonical answerValueSet, so a code string became a Coding with a display and no code. So a code fact with an
+  // answer value set also gets "<fact>Coding": the same answer as a System Code of that set (code, system, display),
+  // which the DTR 2.0.1 form names on the choice item (src/dtr/cql-questionnaire.ts).
+  for (const f of policy.facts) {
+    if (f.def.type !== 'code' || !f.def.answerValueSet || !defines.has(f.name) || !opts.answerCodings) continue;
+    const url = f.def.answerValueSet.includes('/') ? f.def.answerValueSet : `${opts.canonicalBase}/ValueSet/${f.def.answerValueSet}`;
+    const codings = opts.answerCodings(url).filter((c) => c.system && c.code);
+    if (codings.length === 0) continue;
+    const whens = codings.map(
+      (c) =>
+        `when ${cqlString(c.code!)} then Code { code: ${cqlString(c.code!)}, system: ${cqlString(c.system!)}${c.display ? `, display: ${cqlString(c.display)}` : ''} }`,
+    );
+    body.push(`// ${f.def.linkId ?? f.name} as a Coding of its answer value set\ndefine "${codingDefine(f.name)}":\n  case "${f.name}"\n    ${whens.join('\n    ')}\n    else null\n  end`);
   }
 
   const lines = [

@@ -1,5 +1,6 @@
 import type { Library, Questionnaire, QuestionnaireItem } from '@medplum/fhirtypes';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import { codingDefine } from '../cql/define-names.js';
 import { EXT_INITIAL_EXPRESSION, EXT_VARIABLE } from './fhir-urls.js';
 
 /** SDC / CQF: the Library whose definitions a Questionnaire's CQL expressions name. */
@@ -26,8 +27,11 @@ export function cqlQuestionnaire(q: Questionnaire, policy: CompiledPolicy, libra
       // The CQL can read the order (parameter medication_request), so facts about the order get an expression here
       // even where the FHIRPath form, which has no order in its launch context, has none.
       const extension = (item.extension ?? []).filter((e) => e.url !== EXT_INITIAL_EXPRESSION);
-      if (fact && defines.has(fact) && item.type !== 'group' && item.type !== 'display') {
-        extension.push({ url: EXT_INITIAL_EXPRESSION, valueExpression: { language: 'text/cql', expression: `"${library.name}".${fact}` } });
+      // A choice item is pre-filled with a Coding: the fact's Coding define where the Library has one, else nothing
+      // (a bare code string is not an answer a client can select).
+      const define = item.type === 'choice' || item.type === 'open-choice' ? (fact && defines.has(codingDefine(fact)) ? codingDefine(fact) : undefined) : fact;
+      if (fact && define && defines.has(define) && item.type !== 'group' && item.type !== 'display') {
+        extension.push({ url: EXT_INITIAL_EXPRESSION, valueExpression: { language: 'text/cql', expression: `"${library.name}".${define}` } });
       }
       const out: QuestionnaireItem = { ...item, ...(item.item ? { item: items(item.item) } : {}) };
       if (extension.length > 0) out.extension = extension;

@@ -1,4 +1,5 @@
 import { readFileSync, readdirSync } from 'node:fs';
+import { codingDefine } from '../../src/cql/define-names.js';
 import { join } from 'node:path';
 import type { Bundle, Library, MedicationRequest, QuestionnaireItem, Resource, ValueSet } from '@medplum/fhirtypes';
 import cql from 'cql-execution';
@@ -28,7 +29,7 @@ import { deepMerge, repoRoot, storyOrder, storyResources } from '../helpers/stor
 const content = testContent();
 const model = loadFhirModel(repoRoot);
 const sourceOf = (policy: CompiledPolicy) =>
-  cqlLibrarySource(policy, { canonicalBase: content.canonicalBase, model, namesOf: (url) => content.valueSets.namesOf(url) });
+  cqlLibrarySource(policy, { canonicalBase: content.canonicalBase, model, namesOf: (url) => content.valueSets.namesOf(url), answerCodings: (url) => content.valueSets.get(url)?.expansion?.contains ?? [] });
 const dir = join(repoRoot, 'libraries');
 const libraries = readdirSync(dir)
   .filter((f) => f.endsWith('.json'))
@@ -335,7 +336,7 @@ describe('the DTR 2.0.1 form of every Questionnaire', () => {
       expect(form!.libraries.map((l) => l.name)).toEqual([main.name, 'FHIRHelpers']);
       expect(main.relatedArtifact?.map((r) => r.resource)).toEqual([`${form!.libraries[1].url}|${form!.libraries[1].version}`]);
       const src = sourceOf(policy);
-      const items = new Map<string, { extension?: { url: string; valueExpression?: { language?: string; expression?: string } }[] }>();
+      const items = new Map<string, { type?: string; extension?: { url: string; valueExpression?: { language?: string; expression?: string } }[] }>();
       const walk = (list: QuestionnaireItem[] | undefined): void => list?.forEach((i) => (items.set(i.linkId, i), walk(i.item)));
       walk(form!.questionnaire.item);
       let prefilled = 0;
@@ -343,7 +344,9 @@ describe('the DTR 2.0.1 form of every Questionnaire', () => {
         const item = f.def.linkId ? items.get(f.def.linkId) : undefined;
         if (!item || !src.defines.has(f.name)) continue;
         const initial = item.extension?.find((e) => e.url.endsWith('sdc-questionnaire-initialExpression'))?.valueExpression;
-        expect(initial, `${policy.file.id} ${f.def.linkId}`).toEqual({ language: 'text/cql', expression: `"${main.name}".${f.name}` });
+        // A choice item is pre-filled with the fact as a Coding of its answer value set.
+        const define = item.type === 'choice' ? codingDefine(f.name) : f.name;
+        expect(initial, `${policy.file.id} ${f.def.linkId}`).toEqual({ language: 'text/cql', expression: `"${main.name}".${define}` });
         prefilled++;
       }
       expect(prefilled, `${policy.file.id}: items pre-filled by CQL`).toBeGreaterThan(0);
@@ -370,6 +373,12 @@ describe('CQL agrees with FHIRPath and with CRD (every Library, every sandbox st
           expectSame(value, fhirpathValue, `${s.label} ${policy.file.id} ${fact}`);
           if (value !== undefined) fromCql[fact] = value as FactValue;
           compared++;
+          // A code fact's Coding define (a choice item's pre-fill) is the same answer, as a Coding of its value set.
+          if (codingDefine(fact) in cqlValues) {
+            const coding = cqlValues[codingDefine(fact)] as { code?: string; system?: string } | null;
+            expect.soft(coding?.code ?? undefined, `${s.label} ${policy.file.id} ${codingDefine(fact)}`).toEqual(fhirpathValue);
+            if (coding) expect.soft(coding.system, `${s.label} ${policy.file.id} ${codingDefine(fact)} system`).toBeTruthy();
+          }
         }
         // The third evaluator: the policy's rules over the CQL's values (the facts CQL does not express read from
         // FHIRPath as before) decide exactly what CRD decided.

@@ -51,6 +51,24 @@ const DTR_INPUT = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qp
 const INITIAL = 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-initialExpression';
 
 /** src/index.js legacy appContext parsing. */
+/** The DTR reference app's QuestionnaireForm.getDisplayCoding: how a CQL result becomes a choice item's valueCoding. */
+function displayCoding(v: unknown, item: QuestionnaireItem, q: Questionnaire): { code?: string; system?: string; display?: string } {
+  if (typeof v === 'string') {
+    const ref = item.answerValueSet;
+    if (ref && q.contained) {
+      const vs = q.contained.find((r) => r.id === ref.slice(1)) as ValueSet | undefined;
+      const found = vs?.expansion?.contains?.find((o) => o.code === v);
+      if (found) return found;
+    } else if (item.answerOption) {
+      const found = item.answerOption.find((o) => o.valueCoding?.code === v || o.valueCoding?.display === v);
+      if (found?.valueCoding) return found.valueCoding;
+    }
+    return { display: v };
+  }
+  const c = v as { code?: string; system?: string; display?: string };
+  return { code: c.code, system: c.system, display: c.display };
+}
+
 function parseAppContext(appContext: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const e of decodeURIComponent(appContext.replace(/\+/g, '%20')).split('&')) {
@@ -178,7 +196,19 @@ describe('DTR reference app emulation: launch from CRD, fetch the package, run i
       const libraryName = components[0].substring(1, components[0].length - 1);
       expect(cqlResults[libraryName], `${item.linkId}: library ${libraryName} was run`).toBeDefined();
       const v = cqlResults[libraryName][components[1]];
-      if (v !== null && v !== undefined) filled.set(item.linkId, typeof v === 'object' ? String(v) : v);
+      if (v === null || v === undefined) continue;
+      if (item.type === 'choice' || item.type === 'open-choice') {
+        // The app's getDisplayCoding: a Code keeps its code and system; a string is looked up in a contained ValueSet
+        // or the answerOptions, else becomes a Coding with only a display (no answer the form can select).
+        const coding = displayCoding(v, item, questionnaire);
+        expect(coding.code, `${item.linkId}: pre-filled with a Coding that has a code`).toBeTruthy();
+        const bound = valueSets.find((vs) => vs.url === item.answerValueSet?.split('|')[0]);
+        expect(
+          bound?.expansion?.contains?.some((c) => c.system === coding.system && c.code === coding.code),
+          `${item.linkId}: ${coding.system}|${coding.code} is an answer of ${item.answerValueSet}`,
+        ).toBe(true);
+        filled.set(item.linkId, coding.code);
+      } else filled.set(item.linkId, typeof v === 'object' ? String(v) : v);
     }
     const phase = order.extension?.find((e) => e.url.endsWith('/treatment-phase'))?.valueCode;
     expect(filled.get('treatment-phase'), 'read from the order the app passed as medication_request').toBe(phase);
