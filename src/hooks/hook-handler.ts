@@ -158,8 +158,11 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
   // The order's one record (design.md §8): a decision already made stands; an approval at signing is issued once.
   await settleOrderDecisions({ storage: deps.storage, payer: payerMatch.payer.key, patientId: req.patientId, decisions, actor: `${req.hook} ${req.hookInstance}` });
   for (const d of decisions) {
-    // Written behind the answer (design.md §9); readable at once by DTR and PAS in this process.
-    await deps.storage.queueAssertion({
+    // Written behind the answer (design.md §9); readable at once by DTR and PAS in this process. Except an approval
+    // that no order record holds (an order without an id has none): the assertion is then the only place its number
+    // is kept, and a number the EHR is given is durable first (docs/design.md §8: an approval is issued once).
+    const write = d.authorization && !d.record ? deps.storage.saveAssertion.bind(deps.storage) : deps.storage.queueAssertion.bind(deps.storage);
+    await write({
       assertionId: d.assertionId,
       createdAt: new Date().toISOString(),
       payer: payerMatch.payer.key,

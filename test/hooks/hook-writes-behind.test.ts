@@ -104,3 +104,52 @@ describe('hook writes behind the answer', () => {
     }
   }, 120_000);
 });
+
+describe('an approval no order record holds', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'priorpath-behind-noid-'));
+  let storage: SqlStorage;
+  let app: ReturnType<typeof createApp>;
+
+  beforeAll(async () => {
+    const driver = await openPglite(dir);
+    await migrate(driver);
+    // The database refuses every new assertion (a constraint, a full disk): not an outage that a retry outlives.
+    const refusing: SqlDriver = {
+      kind: driver.kind,
+      async query(sql, params) {
+        if (/INSERT INTO crd_assertions/i.test(sql)) throw new Error('refused: no space left on device');
+        return driver.query(sql, params);
+      },
+      exec: (sql) => driver.exec(sql),
+      transaction: (fn) =>
+        driver.transaction((tx) =>
+          fn({
+            ...tx,
+            async query(sql: string, params?: unknown[]) {
+              if (/INSERT INTO crd_assertions/i.test(sql)) throw new Error('refused: no space left on device');
+              return tx.query(sql, params);
+            },
+          } as typeof tx),
+        ),
+      close: () => driver.close(),
+    };
+    storage = new SqlStorage(refusing);
+    const config = loadConfig({ PUBLIC_BASE_URL: BASE, CDS_AUTH: 'open', PAYER_API_AUTH: 'open', LOG_LEVEL: 'silent', DATA_DIR: dir });
+    app = createApp({ config, content: testContent(), storage, logger: createLogger('silent') });
+  }, 120_000);
+  afterAll(async () => {
+    await storage.close().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is stored before the EHR is given its number: an order without an id that the store cannot record gets no authorization number', async () => {
+    const resources = storyResources('centene-mrd-positive');
+    const order = { ...storyOrder('centene-mrd-positive', resources) };
+    delete order.id;
+    const res = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order));
+    // An error the EHR can show (an OperationOutcome, no stack), never a number the payer does not hold.
+    expect(res.status).toBe(500);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+    expect(JSON.stringify(res.body)).not.toMatch(/satisfied-pa-id|PA-CENTENE-/);
+  }, 120_000);
+});
