@@ -29,6 +29,8 @@ export interface WriteBehindOptions {
   maxBatch?: number;
   /** First retry delay after a transient failure (doubles up to 5 s). */
   retryMs?: number;
+  /** How long a hook waits for room in a full queue before it is answered 503 (default 2 s, the EHR timeout). */
+  roomWaitMs?: number;
 }
 
 interface Entry {
@@ -74,6 +76,9 @@ export class WriteBehind {
   private readonly maxQueued: number;
   private readonly maxBatch: number;
   private readonly retryMs: number;
+  private readonly roomWaitMs: number;
+  /** The pending retry timer, when the next flush waits out a backoff. */
+  private timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly writer: BehindWriter,
@@ -82,6 +87,7 @@ export class WriteBehind {
     this.maxQueued = opts.maxQueued ?? 10_000;
     this.maxBatch = opts.maxBatch ?? 200;
     this.retryMs = opts.retryMs ?? 100;
+    this.roomWaitMs = opts.roomWaitMs ?? 2000;
   }
 
   /** Records queued and not yet written (including the batch being written). */
@@ -91,13 +97,35 @@ export class WriteBehind {
 
   /** Queues a record; resolves at once, or once there is room when the queue is full. */
   async add(item: BehindItem): Promise<void> {
-    while (this.queue.length >= this.maxQueued && !this.closing) await new Promise<void>((r) => this.room.push(r));
+    // Backpressure, bounded: a queue that stays full (a long outage) answers the hook 503 rather than holding it
+    // until the EHR gives up.
+    while (this.queue.length >= this.maxQueued && !this.closing) {
+      let wake = () => {};
+      const roomMade = await new Promise<boolean>((resolve) => {
+        wake = () => resolve(true);
+        this.room.push(wake);
+        setTimeout(() => resolve(false), this.roomWaitMs).unref();
+      });
+      if (!roomMade) {
+        this.room = this.room.filter((r) => r !== wake);
+        throw new StorageUnavailableError(new Error('the write queue stayed full'));
+      }
+    }
     this.push({ seq: ++this.seq, item });
   }
 
   /** An order change written with the next batch; resolves with the stored record once the batch has committed. */
   apply(change: GuardedOrderChange): Promise<AppliedChange> {
-    return new Promise((resolve, reject) => this.push({ seq: ++this.seq, item: { kind: 'order', change }, waiter: { resolve, reject } }));
+    const applied = new Promise<AppliedChange>((resolve, reject) => this.push({ seq: ++this.seq, item: { kind: 'order', change }, waiter: { resolve, reject } }));
+    // Someone waits for this commit: try now rather than after a backoff left by an earlier outage (if the database
+    // is still down, the caller hears so at once).
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.scheduled = false;
+      this.schedule(0);
+    }
+    return applied;
   }
 
   /** A queued assertion not yet written, as queued. */
@@ -128,6 +156,11 @@ export class WriteBehind {
     this.room.splice(0).forEach((r) => r());
     const deadline = Date.now() + deadlineMs;
     this.retryDelay = 0;
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.scheduled = false;
+    }
     this.schedule(0);
     while ((this.queue.length > 0 || this.running) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     if (this.queue.length > 0) {
@@ -159,9 +192,10 @@ export class WriteBehind {
     // setImmediate: every record queued in this turn of the event loop goes in the same transaction.
     const run = () => {
       this.scheduled = false;
+      this.timer = undefined;
       void this.flush();
     };
-    if (delayMs > 0) setTimeout(run, delayMs);
+    if (delayMs > 0) this.timer = setTimeout(run, delayMs);
     else setImmediate(run);
   }
 

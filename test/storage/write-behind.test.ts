@@ -139,4 +139,32 @@ describe('writes behind the answer', () => {
     await behind.close();
     expect(db.written).toHaveLength(5);
   });
+
+  it('answers a hook 503 when the queue stays full, rather than holding it past the EHR timeout', async () => {
+    const db = fakeDatabase();
+    db.holdWrites();
+    const behind = new WriteBehind(db.writer, { maxQueued: 1, maxBatch: 1, roomWaitMs: 20 });
+    await behind.add({ kind: 'assertion', record: newAssertion() });
+    await new Promise((r) => setImmediate(r)); // that one is being written, and held
+    await behind.add({ kind: 'assertion', record: newAssertion() });
+    await expect(behind.add({ kind: 'assertion', record: newAssertion() })).rejects.toBeInstanceOf(StorageUnavailableError);
+    db.releaseWrites();
+    await behind.close();
+    expect(db.written).toHaveLength(2);
+  });
+
+  it('writes an awaited change at once when the database is back, not after the backoff an outage left', async () => {
+    const db = fakeDatabase();
+    // A first retry a minute away: an awaited change that waited it out would time the test out.
+    const behind = new WriteBehind(db.writer, { retryMs: 60_000 });
+    db.failures.push('transient');
+    await behind.add({ kind: 'assertion', record: newAssertion() });
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r)); // the batch failed; it waits for the retry timer
+    expect(behind.size).toBe(1);
+    const approved = await behind.apply(change('MedicationRequest/d', 'approved'));
+    expect(approved.record.state).toBe('approved');
+    expect(db.written).toHaveLength(2);
+    await behind.close();
+  });
 });
