@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { CodeSystem, Library, MedicationRequest, ValueSet } from '@medplum/fhirtypes';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -120,6 +120,10 @@ export function loadContent(opts: { root: string; canonicalBase: string }): Cont
       for (const i of parsed.error.issues) problems.push({ file: path, field: i.path.join('.'), message: i.message });
       continue;
     }
+    // The file name is the key: start-up checks DEFAULT_PAYER against the file names before this loads (config.ts
+    // payerKeysOnDisk), and a policy directory is named by it too.
+    const fileKey = basename(path).replace(/\.ya?ml$/, '');
+    if (parsed.data.key !== fileKey) problems.push({ file: path, field: 'key', message: `must equal the file name (${fileKey})` });
     if (!parsed.data.identifiers.some((i) => i.system === PAYER_ID_SYSTEM && i.value === parsed.data.key)) {
       problems.push({ file: path, field: 'identifiers', message: `must include {system: ${PAYER_ID_SYSTEM}, value: ${parsed.data.key}}` });
     }

@@ -53,6 +53,12 @@ describe('policy loading', () => {
     expect(content.policies[0].questionnaire).toBe('https://priorpath.dev/fhir/Questionnaire/acme-blinatumomab|2026-11');
   });
 
+  it('fails naming the payer file whose key is not its file name (DEFAULT_PAYER is checked against file names)', () => {
+    const root = contentRoot(basePolicy());
+    writeFileSync(join(root, 'cds-services', 'payers', 'acme.yaml'), stringify({ key: 'acme-health', label: 'Acme Health', identifiers: [{ system: 'https://priorpath.dev/fhir/sid/payer', value: 'acme-health' }] }));
+    expect(() => loadContent({ root, canonicalBase: 'https://priorpath.dev/fhir' })).toThrow(/payers\/acme\.yaml: key: must equal the file name \(acme\)/);
+  });
+
   it('fails naming file and field for a FHIRPath syntax error', () => {
     const p = basePolicy();
     p.facts = { broken: { type: 'boolean', askable: false, fhirpath: "%observations.where(code = 'x'" } };
