@@ -35,6 +35,25 @@ const ts = (col: string) => `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH
 const day = (col: string) => `to_char(${col}, 'YYYY-MM-DD')`;
 /** JSON goes in as text and is cast in SQL: one encoding for both drivers, whatever their parameter serializers. */
 const json = (v: unknown) => JSON.stringify(v ?? null);
+
+/** A new PAS submission's row, idempotent on its Bundle identifier: parameters $1–$19 (submissionParams). */
+const INSERT_SUBMISSION = `INSERT INTO pas_submissions (id, bundle_identifier, request_hash, payer, policy_id, policy_version, claim_identifiers,
+    patient_identifiers, status, review_action, needed, pre_auth_ref, pre_auth_start, pre_auth_end, claim_response, response_bundle,
+    request_bundle, detail, created_at, updated_at)
+  VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, $10, $11::text::jsonb, $12, $13::date, $14::date,
+    $15::text::json, $16::text::json, $17::text::json, $18::text::jsonb, $19::timestamptz, $19::timestamptz)
+  ON CONFLICT (bundle_identifier) DO NOTHING`;
+
+/** The parameters of INSERT_SUBMISSION, in order. */
+function submissionParams(s: NewPasSubmission): unknown[] {
+  return [
+    s.id, s.bundleIdentifier, s.requestHash, s.payer, s.policyId ?? null, s.policyVersion ?? null,
+    json(s.claimIdentifiers), json(s.patientIdentifiers), s.status, s.reviewAction, json(s.needed), s.preAuthRef ?? null,
+    s.preAuthPeriod?.start ?? null, s.preAuthPeriod?.end ?? null, json(s.claimResponse), json(s.responseBundle),
+    json(s.requestBundle), json(s.detail), s.createdAt,
+  ];
+}
+
 const opt = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
 
 type Queued = { kind: 'assertion'; record: AssertionRecord } | { kind: 'audit'; record: HookAuditRecord };
@@ -584,42 +603,14 @@ export class SqlStorage implements Storage {
     this.open();
     const rows = await this.driver.query<{ created: number }>(
       `WITH ins AS (
-         INSERT INTO pas_submissions (id, bundle_identifier, request_hash, payer, policy_id, policy_version, claim_identifiers, patient_identifiers,
-           status, review_action, needed, pre_auth_ref, pre_auth_start, pre_auth_end, claim_response, response_bundle, request_bundle, detail,
-           created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, $10, $11::text::jsonb, $12, $13::date, $14::date,
-           $15::text::json, $16::text::json, $17::text::json, $18::text::jsonb, $19::timestamptz, $19::timestamptz)
-         ON CONFLICT (bundle_identifier) DO NOTHING
+         ${INSERT_SUBMISSION}
          RETURNING id, payer
        ), issued AS (
          INSERT INTO authorizations (number, payer, source, submission_id, start_date, end_date, issued_at)
          SELECT $20::text, ins.payer, 'pas', ins.id, $21::date, $22::date, $19::timestamptz FROM ins WHERE $20::text IS NOT NULL
        )
        SELECT count(*)::integer AS created FROM ins`,
-      [
-        s.id,
-        s.bundleIdentifier,
-        s.requestHash,
-        s.payer,
-        s.policyId ?? null,
-        s.policyVersion ?? null,
-        json(s.claimIdentifiers),
-        json(s.patientIdentifiers),
-        s.status,
-        s.reviewAction,
-        json(s.needed),
-        s.preAuthRef ?? null,
-        s.preAuthPeriod?.start ?? null,
-        s.preAuthPeriod?.end ?? null,
-        json(s.claimResponse),
-        json(s.responseBundle),
-        json(s.requestBundle),
-        json(s.detail),
-        s.createdAt,
-        authorization?.number ?? null,
-        authorization?.start ?? null,
-        authorization?.end ?? null,
-      ],
+      [...submissionParams(s), authorization?.number ?? null, authorization?.start ?? null, authorization?.end ?? null],
     );
     const created = Number(rows[0]?.created ?? 0) === 1;
     const submission = await this.getPasSubmissionByBundleIdentifier(s.bundleIdentifier);
@@ -638,33 +629,8 @@ export class SqlStorage implements Storage {
     try {
       const created = await this.driver.transaction(async (tx) => {
         const rows = await tx.query(
-          `INSERT INTO pas_submissions (id, bundle_identifier, request_hash, payer, policy_id, policy_version, claim_identifiers, patient_identifiers,
-             status, review_action, needed, pre_auth_ref, pre_auth_start, pre_auth_end, claim_response, response_bundle, request_bundle, detail,
-             created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, $10, $11::text::jsonb, $12, $13::date, $14::date,
-             $15::text::json, $16::text::json, $17::text::json, $18::text::jsonb, $19::timestamptz, $19::timestamptz)
-           ON CONFLICT (bundle_identifier) DO NOTHING RETURNING id`,
-          [
-            s.id,
-            s.bundleIdentifier,
-            s.requestHash,
-            s.payer,
-            s.policyId ?? null,
-            s.policyVersion ?? null,
-            json(s.claimIdentifiers),
-            json(s.patientIdentifiers),
-            s.status,
-            s.reviewAction,
-            json(s.needed),
-            s.preAuthRef ?? null,
-            s.preAuthPeriod?.start ?? null,
-            s.preAuthPeriod?.end ?? null,
-            json(s.claimResponse),
-            json(s.responseBundle),
-            json(s.requestBundle),
-            json(s.detail),
-            s.createdAt,
-          ],
+          `${INSERT_SUBMISSION} RETURNING id`,
+          submissionParams(s),
         );
         if (rows.length === 0) return false;
         for (const o of orders) if (!(await applyOrderChangeIn(tx, o))) throw new OrderRefused(o.key);
