@@ -1,5 +1,13 @@
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 
+
+/** The searches every canonical resource the payer serves answers (Questionnaire, ValueSet, Library). */
+const CANONICAL_SEARCH = [
+  { name: 'url', type: 'uri' as const, documentation: 'Canonical URL, optionally with |version' },
+  { name: 'version', type: 'token' as const },
+  { name: '_id', type: 'token' as const },
+  { name: 'name', type: 'string' as const },
+];
 /**
  * The payer FHIR API's CapabilityStatement (FHIR R4 §CapabilityStatement; DTR `dtr-payer-service`; PAS server). The
  * Claim operations are served by the PAS router mounted on the same base; they are declared here so that one
@@ -52,13 +60,7 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
             type: 'Questionnaire',
             profile: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-std-questionnaire',
             interaction: [{ code: 'read' }, { code: 'search-type' }],
-            searchParam: [
-              { name: 'url', type: 'uri', documentation: 'Canonical URL, optionally with |version' },
-              { name: 'version', type: 'token' },
-              { name: '_id', type: 'token' },
-              { name: 'name', type: 'string' },
-              { name: 'status', type: 'token' },
-            ],
+            searchParam: [...CANONICAL_SEARCH, { name: 'status', type: 'token' }],
             operation: [
               op(
                 'questionnaire-package',
@@ -74,23 +76,13 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
           {
             type: 'ValueSet',
             interaction: [{ code: 'read' }, { code: 'search-type' }],
-            searchParam: [
-              { name: 'url', type: 'uri', documentation: 'Canonical URL, optionally with |version' },
-              { name: 'version', type: 'token' },
-              { name: '_id', type: 'token' },
-              { name: 'name', type: 'string' },
-            ],
+            searchParam: CANONICAL_SEARCH,
             operation: [op('expand', 'http://hl7.org/fhir/OperationDefinition/ValueSet-expand')],
           },
           {
             type: 'Library',
             interaction: [{ code: 'read' }, { code: 'search-type' }],
-            searchParam: [
-              { name: 'url', type: 'uri', documentation: 'Canonical URL, optionally with |version' },
-              { name: 'version', type: 'token' },
-              { name: '_id', type: 'token' },
-              { name: 'name', type: 'string' },
-            ],
+            searchParam: CANONICAL_SEARCH,
           },
           {
             type: 'QuestionnaireResponse',

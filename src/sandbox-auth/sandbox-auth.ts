@@ -536,34 +536,28 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
     next(err);
   });
 
+  /** A five-minute ES384 JWT from the sandbox EHR (its CDS Hooks JWT and its Backend Services client assertion). */
+  const signAsEhr = (iss: string, aud: string) =>
+    new SignJWT({})
+      .setProtectedHeader({ alg: 'ES384', typ: 'JWT', kid: cdsKid })
+      .setIssuer(iss)
+      .setSubject('priorpath-sandbox-ehr')
+      .setAudience(aud)
+      .setIssuedAt(Math.floor(now() / 1000))
+      .setExpirationTime(Math.floor(now() / 1000) + 300)
+      .setJti(randomUUID())
+      .sign(cdsKeys.privateKey);
+
   const cdsClient: SandboxCdsClient = {
     iss: cdsIss,
     jwks: { keys: [cdsJwk] },
-    sign: (aud: string) =>
-      new SignJWT({})
-        .setProtectedHeader({ alg: 'ES384', typ: 'JWT', kid: cdsKid })
-        .setIssuer(cdsIss)
-        .setSubject('priorpath-sandbox-ehr')
-        .setAudience(aud)
-        .setIssuedAt(Math.floor(now() / 1000))
-        .setExpirationTime(Math.floor(now() / 1000) + 300)
-        .setJti(randomUUID())
-        .sign(cdsKeys.privateKey),
+    sign: (aud: string) => signAsEhr(cdsIss, aud),
   };
 
   const payerClient: SandboxPayerClient = {
     clientId: 'priorpath-sandbox-ehr',
     jwks: { keys: [cdsJwk] },
-    signAssertion: (aud: string) =>
-      new SignJWT({})
-        .setProtectedHeader({ alg: 'ES384', typ: 'JWT', kid: cdsKid })
-        .setIssuer('priorpath-sandbox-ehr')
-        .setSubject('priorpath-sandbox-ehr')
-        .setAudience(aud)
-        .setIssuedAt(Math.floor(now() / 1000))
-        .setExpirationTime(Math.floor(now() / 1000) + 300)
-        .setJti(randomUUID())
-        .sign(cdsKeys.privateKey),
+    signAssertion: (aud: string) => signAsEhr('priorpath-sandbox-ehr', aud),
   };
 
   const endpoints = {
