@@ -126,16 +126,24 @@ interface SubmissionRow {
 }
 
 /**
- * An order's guarded change (design.md §8) in one statement: the upsert applies when the order has no record or its
- * state is among the allowed ones; an approval number already on the record is kept; the event and the issued
- * authorization are written only when the change applied. ON CONFLICT takes the row lock, so concurrent changes to
- * one order, from any replica, apply one after another and each sees the other's result.
+ * Orders' guarded changes (design.md §8) in one statement, however many (one round trip and one plan per batch of
+ * hooks, design.md §9): each upsert applies when its order has no record or its state is among that change's allowed
+ * ones; an approval number already on the record is kept; the event and the issued authorization are written only
+ * for the changes that applied. ON CONFLICT takes the row lock, so concurrent changes to one order, from any replica,
+ * apply one after another and each sees the other's result. `$1` is a JSON array with one object per change, at most
+ * one per order (a statement cannot change a row twice: applyOrderChangesIn splits the rest into later statements),
+ * in the order the rows are to be locked. Returns the keys of the orders whose change applied.
  */
-const ORDER_CHANGE_SQL = `
-WITH up AS (
+const ORDER_CHANGES_SQL = `
+WITH c AS (
+  SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS x(i integer, id text, payer text, patient_id text, order_ref text, drug text, state text,
+    policy_id text, reason text, authorization_number text, auth_start date, auth_end date, submission_id text, at timestamptz, from_states jsonb,
+    source text, actor text, assertion_id text)
+), up AS (
   INSERT INTO order_authorizations AS o (id, payer, patient_id, order_ref, drug, state, policy_id, reason, authorization_number, auth_start, auth_end,
     submission_id, created_at, updated_at)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::date, $11::date, $12, $13::timestamptz, $13::timestamptz)
+  SELECT id, payer, patient_id, order_ref, drug, state, policy_id, reason, authorization_number, auth_start, auth_end, submission_id, at, at
+  FROM c ORDER BY i
   ON CONFLICT (payer, patient_id, order_ref, drug) DO UPDATE SET
     state = EXCLUDED.state,
     policy_id = coalesce(EXCLUDED.policy_id, o.policy_id),
@@ -145,17 +153,22 @@ WITH up AS (
     auth_end = CASE WHEN o.authorization_number IS NULL THEN EXCLUDED.auth_end ELSE o.auth_end END,
     submission_id = coalesce(EXCLUDED.submission_id, o.submission_id),
     updated_at = EXCLUDED.updated_at
-  WHERE o.state IN (SELECT jsonb_array_elements_text($14::text::jsonb))
-  RETURNING o.id, o.payer, o.authorization_number
+  WHERE o.state IN (SELECT jsonb_array_elements_text(g.from_states) FROM c g WHERE g.id = EXCLUDED.id)
+  RETURNING o.id, o.payer, o.patient_id, o.order_ref, o.drug, o.authorization_number
+), applied AS (
+  SELECT up.id AS order_id, up.payer AS order_payer, up.authorization_number AS held_number, c.*
+  FROM up JOIN c ON c.payer = up.payer AND c.patient_id = up.patient_id AND c.order_ref = up.order_ref AND c.drug = up.drug
 ), ev AS (
   INSERT INTO order_authorization_events (order_id, at, source, actor, state, reason, authorization_number, submission_id, assertion_id)
-  SELECT up.id, $13::timestamptz, $15, $16, $6, $8, CASE WHEN $6 = 'approved' THEN up.authorization_number END, $12, $17 FROM up
+  SELECT order_id, at, source, actor, state, reason, CASE WHEN state = 'approved' THEN held_number END, submission_id, assertion_id
+  FROM applied ORDER BY i
 ), issued AS (
   INSERT INTO authorizations (number, payer, source, assertion_id, submission_id, start_date, end_date, issued_at)
-  SELECT $9::text, up.payer, $15, $17, $12, $10::date, $11::date, $13::timestamptz FROM up WHERE $9::text IS NOT NULL AND up.authorization_number = $9::text
+  SELECT authorization_number, order_payer, source, assertion_id, submission_id, auth_start, auth_end, at
+  FROM applied WHERE authorization_number IS NOT NULL AND held_number = authorization_number ORDER BY i
   ON CONFLICT (number) DO NOTHING
 )
-SELECT id FROM up`;
+SELECT i FROM applied`;
 
 const ORDER_COLUMNS = `id, payer, patient_id, order_ref, drug, state, policy_id, reason, authorization_number, ${day('auth_start')} AS auth_start,
   ${day('auth_end')} AS auth_end, submission_id, ${ts('created_at')} AS created_at, ${ts('updated_at')} AS updated_at`;
@@ -196,27 +209,58 @@ class OrderRefused extends Error {
   }
 }
 
-async function applyOrderChangeIn(db: SqlSession, { key, change: c, from }: GuardedOrderChange): Promise<boolean> {
-  const rows = await db.query<{ id: string }>(ORDER_CHANGE_SQL, [
-    randomUUID(),
-    key.payer,
-    key.patientId,
-    key.orderRef,
-    key.drug,
-    c.state,
-    c.policyId ?? null,
-    c.reason,
-    c.state === 'approved' ? (c.authorization?.number ?? null) : null,
-    c.state === 'approved' ? (c.authorization?.start ?? null) : null,
-    c.state === 'approved' ? (c.authorization?.end ?? null) : null,
-    c.submissionId ?? null,
-    c.at,
-    json(from),
-    c.source,
-    c.actor,
-    c.assertionId ?? null,
-  ]);
-  return rows.length === 1;
+/**
+ * Applies guarded order changes in `db` (one statement per round: the first change of each order, then the second,
+ * and so on) and returns, for each change in the order given, whether it applied. Changes are applied in the order
+ * given; the caller sorts them by order key so that replicas take row locks in the same order.
+ */
+async function applyOrderChangesIn(db: SqlSession, changes: GuardedOrderChange[]): Promise<boolean[]> {
+  const applied: boolean[] = new Array<boolean>(changes.length).fill(false);
+  let pending = changes.map((change, i) => ({ change, i }));
+  while (pending.length > 0) {
+    const seen = new Set<string>();
+    const round: typeof pending = [];
+    const later: typeof pending = [];
+    for (const p of pending) {
+      const k = keyText(p.change.key);
+      if (seen.has(k)) {
+        later.push(p);
+      } else {
+        seen.add(k);
+        round.push(p);
+      }
+    }
+    const rows = await db.query<{ i: number }>(ORDER_CHANGES_SQL, [
+      json(
+        round.map(({ change: { key, change: c, from }, i }) => {
+          const approving = c.state === 'approved';
+          return {
+            i,
+            id: randomUUID(),
+            payer: key.payer,
+            patient_id: key.patientId,
+            order_ref: key.orderRef,
+            drug: key.drug,
+            state: c.state,
+            policy_id: c.policyId ?? null,
+            reason: c.reason,
+            authorization_number: approving ? (c.authorization?.number ?? null) : null,
+            auth_start: approving ? (c.authorization?.start ?? null) : null,
+            auth_end: approving ? (c.authorization?.end ?? null) : null,
+            submission_id: c.submissionId ?? null,
+            at: c.at,
+            from_states: from,
+            source: c.source,
+            actor: c.actor,
+            assertion_id: c.assertionId ?? null,
+          };
+        }),
+      ),
+    ]);
+    for (const r of rows) applied[Number(r.i)] = true;
+    pending = later;
+  }
+  return applied;
 }
 
 /** An order's events, oldest first, as one JSON array (so a record and its history are read in one statement). */
@@ -348,8 +392,8 @@ export class SqlStorage implements Storage {
     changes.sort((a, b) => (keyText(a.key) < keyText(b.key) ? -1 : keyText(a.key) > keyText(b.key) ? 1 : 0));
     const write = async (db: SqlSession) => {
       if (assertions.length > 0) await this.writeAssertions(db, assertions);
-      const applied = new Map<GuardedOrderChange, boolean>();
-      for (const c of changes) applied.set(c, await applyOrderChangeIn(db, c));
+      const results = await applyOrderChangesIn(db, changes);
+      const applied = new Map<GuardedOrderChange, boolean>(changes.map((c, i) => [c, results[i]]));
       if (awaited.length === 0) return [];
       const records = await readOrdersByKeys(db, awaited.map((c) => c.key));
       return awaited.map((c) => {
@@ -368,7 +412,7 @@ export class SqlStorage implements Storage {
       await this.writeAssertions(this.driver, [item.record]);
       return undefined;
     }
-    const applied = await applyOrderChangeIn(this.driver, item.change);
+    const [applied] = await applyOrderChangesIn(this.driver, [item.change]);
     const record = (await readOrders(this.driver, BY_KEY, keyParams(item.change.key)))[0];
     if (!record) throw new StorageError(`order record ${item.change.key.orderRef} was neither written nor found`);
     return { applied, record };
@@ -633,7 +677,9 @@ export class SqlStorage implements Storage {
           submissionParams(s),
         );
         if (rows.length === 0) return false;
-        for (const o of orders) if (!(await applyOrderChangeIn(tx, o))) throw new OrderRefused(o.key);
+        const applied = await applyOrderChangesIn(tx, orders);
+        const refused = orders.find((_, i) => !applied[i]);
+        if (refused) throw new OrderRefused(refused.key);
         if (authorization) {
           await tx.query(
             `INSERT INTO authorizations (number, payer, source, submission_id, start_date, end_date, issued_at)
@@ -995,7 +1041,10 @@ export class SqlStorage implements Storage {
       try {
         applied = await this.driver.transaction(async (tx) => {
           if (Number((await run(tx))[0]?.applied ?? 0) !== 1) return false;
-          for (const o of input.orders ?? []) if (!(await applyOrderChangeIn(tx, o))) throw new OrderRefused(o.key);
+          const orders = input.orders ?? [];
+          const applied = await applyOrderChangesIn(tx, orders);
+          const refused = orders.find((_, i) => !applied[i]);
+          if (refused) throw new OrderRefused(refused.key);
           return true;
         });
       } catch (err) {

@@ -279,6 +279,46 @@ export function storageContract(get: () => Storage): void {
     expect(a[0]).not.toBe(b[0]);
   });
 
+  it('applies the changes queued together to several orders, and several changes to one order, each in the order queued', async () => {
+    const keys = Array.from({ length: 5 }, () => orderKey());
+    const twice = orderKey();
+    const number = `PA-CENTENE-${randomUUID().slice(0, 8)}`;
+    // Queued in one turn of the event loop: they reach the database in one batch.
+    const queued = [
+      ...keys.map((k, i) => get().queueOrderChange(change(k, i % 2 ? 'not-covered' : 'auth-needed', { reason: `reason ${i}` }))),
+      get().queueOrderChange(change(twice, 'auth-needed', { reason: 'MRD level not documented' })),
+      get().queueOrderChange(change(twice, 'not-covered', { reason: 'planned start before the diagnosis' })),
+    ];
+    const approval = get().applyOrderChange(change(twice, 'approved', { reason: 'MRD 0.4 %', authorization: { number, start: '2026-11-23', end: '2027-05-22' } }));
+    const refused = get().applyOrderChange(change(keys[0], 'pended', { source: 'pas', actor: 'PAS sub-x', submissionId: 'sub-x' }, ['denied']));
+    await Promise.all(queued);
+    const [approved, notPended] = await Promise.all([approval, refused]);
+    expect(approved.applied).toBe(true);
+    expect(approved.record.history.map((h) => [h.state, h.reason, h.authorizationNumber])).toEqual([
+      ['auth-needed', 'MRD level not documented', undefined],
+      ['not-covered', 'planned start before the diagnosis', undefined],
+      ['approved', 'MRD 0.4 %', number],
+    ]);
+    expect(await get().getAuthorization(number)).toMatchObject({ source: 'crd', payer: 'centene', start: '2026-11-23', end: '2027-05-22' });
+    expect(notPended).toMatchObject({ applied: false, record: { state: 'auth-needed', reason: 'reason 0' } });
+    expect(notPended.record.history).toHaveLength(1);
+    for (const [i, k] of keys.entries()) {
+      expect(await get().getOrderRecord(k)).toMatchObject({ state: i % 2 ? 'not-covered' : 'auth-needed', reason: `reason ${i}` });
+    }
+  });
+
+  it('writes nothing of a PAS request when one of its orders is already decided, whichever it is', async () => {
+    const open = orderKey();
+    const decided = orderKey();
+    await get().applyOrderChange(change(decided, 'denied'));
+    const s = newSubmission();
+    const pend = (k: OrderKey) => change(k, 'pended', { source: 'pas', actor: `PAS ${s.id}`, submissionId: s.id });
+    const result = await get().createPasSubmissionForOrders(s, [pend(open), pend(decided)]);
+    expect(result).toMatchObject({ created: false, blockedBy: { ...decided, state: 'denied' } });
+    expect(await get().getOrderRecord(open)).toBeUndefined();
+    expect(await get().getPasSubmission(s.id)).toBeUndefined();
+  });
+
   it('issues one approval number when many approvals of one order race', async () => {
     const key = orderKey();
     const tries = Array.from({ length: 8 }, (_, i) => change(key, 'approved', { authorization: { number: `PA-RACE-${randomUUID().slice(0, 8)}-${i}`, start: '2026-11-23', end: '2027-05-22' } }));
