@@ -5,7 +5,7 @@ import { loadContent } from '../src/content.js';
 import { decideOrders } from '../src/coverage/decide-orders.js';
 import { buildCatalog } from '../src/dtr/catalog.js';
 import { questionnairePackage } from '../src/dtr/questionnaire-package.js';
-import { jsonBytes } from '../src/fhir/prebuilt-json.js';
+import { jsonChunks } from '../src/fhir/prebuilt-json.js';
 import { createLogger } from '../src/logger.js';
 import { evaluatePolicy } from '../src/policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../src/policies/evaluation-data.js';
@@ -127,7 +127,7 @@ async function questionnairePackages(): Promise<void> {
     for (let i = 0; i < n; i++) {
       const body = JSON.parse(JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'coverage', resource: coverage }, { name: 'order', resource: signed }] }));
       const { parsePackageRequest } = await import('../src/dtr/questionnaire-package.js');
-      bytes = jsonBytes(await questionnairePackage(parsePackageRequest(body), deps)).length;
+      bytes = Buffer.concat(jsonChunks(await questionnairePackage(parsePackageRequest(body), deps))).length;
     }
     if (r > 0) times.push(performance.now() - started);
   }

@@ -6,7 +6,8 @@ import { badRequest, methodNotAllowed, notFound, outcome } from '../errors.js';
 import { buildCatalog } from '../dtr/catalog.js';
 import { nextQuestion } from '../dtr/next-question.js';
 import { parsePackageRequest, questionnairePackage } from '../dtr/questionnaire-package.js';
-import { jsonBytes } from '../fhir/prebuilt-json.js';
+import { isPrebuiltChunk, jsonChunks } from '../fhir/prebuilt-json.js';
+import { gzipChunks } from '../http/gzip-chunks.js';
 import type { PackageShape } from '../dtr/questionnaire-package.js';
 import { submitQuestionnaireResponse } from '../dtr/submit-response.js';
 import { jsonBody } from '../http/json-body.js';
@@ -36,10 +37,33 @@ export interface FhirRouterDeps {
 const FHIR_JSON = 'application/fhir+json';
 const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
-/** Sends a resource as FHIR JSON; content resources in it are spliced in from their prebuilt bytes. */
+/**
+ * Sends a resource as FHIR JSON; content resources in it are spliced in from their prebuilt bytes, written piece by
+ * piece (no copy of the megabyte a package carries). A response holding prebuilt resources is gzip-encoded when the
+ * client accepts gzip (every browser, so every SMART DTR app, says so), from pieces compressed once
+ * (http/gzip-chunks.ts): about a tenth of the bytes for less CPU than sending them plain.
+ */
 function send(res: Response, status: number, body: Resource): void {
+  let chunks = jsonChunks(body);
   // The charset Express adds to a string body, stated here because the body is bytes.
-  res.status(status).type(`${FHIR_JSON}; charset=utf-8`).send(jsonBytes(body));
+  res.status(status).type(`${FHIR_JSON}; charset=utf-8`);
+  if (chunks.some(isPrebuiltChunk)) {
+    res.vary('Accept-Encoding');
+    if (acceptsGzip(res.req)) {
+      chunks = gzipChunks(chunks, isPrebuiltChunk);
+      res.setHeader('Content-Encoding', 'gzip');
+    }
+  }
+  res.setHeader('Content-Length', chunks.reduce((n, c) => n + c.length, 0));
+  res.cork();
+  for (const c of chunks) res.write(c);
+  res.end();
+  res.uncork();
+}
+
+/** Whether the request's Accept-Encoding allows gzip (RFC 9110 §12.5.3; no header means no encoding is wanted). */
+function acceptsGzip(req: Request): boolean {
+  return req.headers['accept-encoding'] !== undefined && req.acceptsEncodings('gzip', 'identity') === 'gzip';
 }
 
 function logOf(req: Request, fallback: Logger): Logger {

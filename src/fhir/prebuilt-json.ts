@@ -5,6 +5,8 @@
  * serialising and encoding it again on every request was most of the operation's cost (design.md §9).
  */
 const prebuilt = new WeakMap<object, Buffer>();
+/** The prebuilt bytes themselves, so a writer can recognise them among a response's chunks. */
+const prebuiltBuffers = new WeakSet<Buffer>();
 
 /**
  * Freezes a resource deeply and remembers its JSON bytes. Frozen, so code that tried to change it later would throw
@@ -12,7 +14,9 @@ const prebuilt = new WeakMap<object, Buffer>();
  */
 export function prebuildJson<T extends object>(resource: T): T {
   if (prebuilt.has(resource)) return resource;
-  prebuilt.set(resource, Buffer.from(JSON.stringify(resource), 'utf8'));
+  const bytes = Buffer.from(JSON.stringify(resource), 'utf8');
+  prebuilt.set(resource, bytes);
+  prebuiltBuffers.add(bytes);
   deepFreeze(resource);
   return resource;
 }
@@ -24,14 +28,16 @@ function deepFreeze(value: unknown): void {
 }
 
 /**
- * `JSON.stringify(value)` as UTF-8 bytes, byte for byte, with the remembered bytes of prebuilt resources spliced in.
- * Walks only the parts of the value that are not prebuilt (the response envelope and what is built per request).
+ * `JSON.stringify(value)` as UTF-8 bytes, byte for byte, in pieces: the remembered bytes of prebuilt resources as they
+ * are (shared, never copied) and the rest (the response envelope and what is built per request) encoded between
+ * them. Writing the pieces one after another (a socket's writev) sends the same bytes as `jsonBytes` without copying
+ * a megabyte per response. Walks only the parts of the value that are not prebuilt.
  */
-export function jsonBytes(value: unknown): Buffer {
-  const chunks: (string | Buffer)[] = [];
+export function jsonChunks(value: unknown): Buffer[] {
+  const chunks: Buffer[] = [];
   let text = '';
   const flush = () => {
-    if (text) chunks.push(text);
+    if (text) chunks.push(Buffer.from(text, 'utf8'));
     text = '';
   };
   const write = (v: unknown): void => {
@@ -69,8 +75,13 @@ export function jsonBytes(value: unknown): Buffer {
     }
     text += '}';
   };
-  if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return Buffer.alloc(0);
+  if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return [];
   write(value);
   flush();
-  return Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c, 'utf8') : c)));
+  return chunks;
+}
+
+/** Whether a chunk from `jsonChunks` is a prebuilt resource's bytes (never changes, so its encodings can be kept). */
+export function isPrebuiltChunk(chunk: Buffer): boolean {
+  return prebuiltBuffers.has(chunk);
 }

@@ -352,7 +352,7 @@ interface DecisionRow {
 export class SqlStorage implements Storage {
   private closed = false;
   private readonly batcher = new WriteBatcher<Queued>((items) => this.writeBatch(items));
-  private readonly accessBatcher = new WriteBatcher<ApiAccessRecord>((items) => this.writeAccess(items));
+  private readonly accessBatcher = new WriteBatcher<ApiAccessRecord>((items) => this.writeAccess(items), 500, 20);
   /**
    * Assertions read lately. Safe to keep on any number of replicas: an assertion is never changed once written (every
    * evaluation, CRD's or DTR's, makes a new id), and the authorization it names is never changed either.

@@ -15,10 +15,17 @@ export class WriteBatcher<T> {
   private running = false;
   private scheduled = false;
   private idle: (() => void)[] = [];
+  private timer: NodeJS.Timeout | undefined;
 
+  /**
+   * `lingerMs` > 0: a record waits up to that long for others to share its statement (or until `maxBatch` are
+   * queued). For records nobody waits on (the payer API access log, written after the response): under load, a
+   * statement per event-loop turn kept the database thread waking for one row at a time.
+   */
   constructor(
     private readonly write: (items: T[]) => Promise<void>,
     private readonly maxBatch = 500,
+    private readonly lingerMs = 0,
   ) {}
 
   add(item: T): Promise<void> {
@@ -31,17 +38,30 @@ export class WriteBatcher<T> {
   /** Resolves once everything queued so far has been written (or has failed). */
   drain(): Promise<void> {
     if (!this.running && !this.scheduled && this.queue.length === 0) return Promise.resolve();
+    if (this.timer) this.flushNow();
     return new Promise((resolve) => this.idle.push(resolve));
   }
 
   private schedule(): void {
+    if (this.timer && this.queue.length >= this.maxBatch) return this.flushNow();
     if (this.running || this.scheduled) return;
     this.scheduled = true;
+    if (this.lingerMs > 0) {
+      this.timer = setTimeout(() => this.flushNow(), this.lingerMs);
+      return;
+    }
     // setImmediate: collect every record queued in this turn of the event loop into one statement.
     setImmediate(() => {
       this.scheduled = false;
       void this.flush();
     });
+  }
+
+  private flushNow(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.scheduled = false;
+    void this.flush();
   }
 
   private async flush(): Promise<void> {

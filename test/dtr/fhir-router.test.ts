@@ -391,3 +391,36 @@ describe('POST $questionnaire-package: forms and shapes', () => {
     expect(JSON.stringify(qrs[0].resource)).not.toContain('"answer"');
   });
 });
+
+describe('Compressed responses', () => {
+  const body = JSON.stringify(packageRequest([{ name: 'coverage', resource: coverage() }, { name: 'questionnaire', valueCanonical: qUrl }]));
+  const post = (app: Express, encoding?: string) => {
+    const r = request(app).post('/fhir/Questionnaire/$questionnaire-package').set('Content-Type', FHIR);
+    if (encoding) r.set('Accept-Encoding', encoding);
+    else r.unset('Accept-Encoding');
+    return r.send(body).expect(200);
+  };
+  const withoutIds = (p: Parameters) => JSON.parse(JSON.stringify(p).replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, 'x').replace(/"(authored|timestamp)":"[^"]+"/g, '"$1":"t"')) as Parameters;
+
+  it('sends a package gzip-encoded to a client that accepts gzip, at a fraction of the size, with the same content', async () => {
+    const { app } = fhirApp();
+    const plain = await post(app);
+    const gzipped = await post(app, 'gzip, deflate, br');
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(gzipped.headers['content-encoding']).toBe('gzip');
+    expect(gzipped.headers.vary).toMatch(/Accept-Encoding/i);
+    expect(Number(gzipped.headers['content-length'])).toBeLessThan(Number(plain.headers['content-length']) / 3);
+    expect(withoutIds(gzipped.body as Parameters)).toEqual(withoutIds(plain.body as Parameters));
+    // A second request reuses the compressed resources and is still whole.
+    const again = await post(app, 'gzip');
+    expect(withoutIds(again.body as Parameters)).toEqual(withoutIds(plain.body as Parameters));
+  });
+
+  it('sends plain JSON when the client refuses gzip, and small responses plain', async () => {
+    const { app } = fhirApp();
+    expect((await post(app, 'gzip;q=0, identity')).headers['content-encoding']).toBeUndefined();
+    const outcome = await request(app).post('/fhir/Questionnaire/$questionnaire-package').set('Content-Type', FHIR).set('Accept-Encoding', 'gzip').send('{}').expect(400);
+    expect(outcome.headers['content-encoding']).toBeUndefined();
+    expect(outcome.body.resourceType).toBe('OperationOutcome');
+  });
+});

@@ -1,0 +1,10 @@
+import autocannon from 'autocannon';
+import { randomUUID } from 'node:crypto';
+import { orderSignRequest } from '../test/helpers/hook-requests.js';
+import { storyOrder, storyResources } from '../test/helpers/stories.js';
+const STORY='centene-mrd-positive'; const r=storyResources(STORY); const o=storyOrder(STORY,r); const pid=r.find(x=>x.resourceType==='Patient')!.id!;
+const full=orderSignRequest(r,o); const body=JSON.stringify(full); const hi=full.hookInstance as string; let i=0;
+const url=process.argv[2];
+const timer=setInterval(async()=>{try{const m=await (await fetch(url.replace(/\/cds-services.*/,'/metrics'))).text();const g=(k:string)=>Math.round(Number(new RegExp('^'+k+' (\\S+)','m').exec(m)?.[1])/1048576);console.log('rss',g('process_resident_memory_bytes'),'heapTotal',g('nodejs_heap_size_total_bytes'),'heapUsed',g('nodejs_heap_size_used_bytes'),'ext',g('nodejs_external_memory_bytes'));}catch{}},1000);
+const res=await autocannon({url,connections:32,duration:Number(process.argv[3]??10),requests:[{method:'POST',headers:{'content-type':'application/json'},setupRequest:(q)=>({...q,body:body.split(pid).join(`b${i}-${pid}`).replace(hi,randomUUID()) , ...(i++,{})})}]});
+clearInterval(timer);console.log(res.requests.average,res.latency.p50,res.latency.p99,res.non2xx);
