@@ -24,11 +24,13 @@ ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev && npm cache clean --force
 
-# What the service reads at run time: the built code, the policies and questionnaires, the sandbox stories and the
-# web pages (HTML, CSS and the vendored LHC-Forms; their scripts are the prebuilt bundles in dist/public).
+# What the service reads at run time: the built code, the policies, questionnaires and CQL Libraries (DTR 2.0.1
+# packages carry them), the sandbox stories and the web pages (HTML, CSS and the vendored LHC-Forms; their scripts are
+# the prebuilt bundles in dist/public). test/build/docker-image-content.test.ts loads content from exactly these.
 COPY --from=build /app/dist ./dist
 COPY cds-services ./cds-services
 COPY questionnaires ./questionnaires
+COPY libraries ./libraries
 COPY sandbox ./sandbox
 COPY web ./web
 # DATA_DIR (./data) holds the embedded PGlite database when DATABASE_URL is unset.

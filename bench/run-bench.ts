@@ -37,7 +37,7 @@ const BROWSER_ENCODINGS = { 'accept-encoding': 'gzip, deflate, br' };
  * `npm run profile`: one load under `node --cpu-prof`, then the profile's path. `--profile` (or `--profile=sign`) is
  * order-sign with full prefetch and distinct patients; `--profile=package` is `$questionnaire-package` with pre-fill.
  */
-const PROFILE = process.argv.find((a) => a === '--profile' || a.startsWith('--profile='))?.split('=')[1] ?? (process.argv.includes('--profile') ? 'sign' : undefined);
+const PROFILE = process.argv.find((a) => a.startsWith('--profile='))?.slice('--profile='.length) ?? (process.argv.includes('--profile') ? 'sign' : undefined);
 
 const children: ChildProcess[] = [];
 
