@@ -51,6 +51,13 @@ export function jsonChunks(value: unknown): Buffer[] {
       chunks.push(bytes);
       return;
     }
+    // A resource built for this response (a pre-filled QuestionnaireResponse, an OperationOutcome) holds no prebuilt
+    // resource worth splicing: the engine's own JSON.stringify writes it, and the bytes are the same either way.
+    const type = (v as { resourceType?: unknown }).resourceType;
+    if (typeof type === 'string' && type !== 'Bundle' && type !== 'Parameters') {
+      text += JSON.stringify(v);
+      return;
+    }
     if (Array.isArray(v)) {
       text += '[';
       for (let i = 0; i < v.length; i++) {

@@ -15,6 +15,8 @@ interface Segment {
   deflated: Buffer;
   crc: number;
   length: number;
+  /** x^(8·length) modulo the CRC polynomial: what shifts a CRC past this piece (see crc32Combine). */
+  shift: number;
 }
 
 const segments = new WeakMap<Buffer, Segment>();
@@ -22,7 +24,12 @@ const segments = new WeakMap<Buffer, Segment>();
 function segmentOf(piece: Buffer): Segment {
   let s = segments.get(piece);
   if (!s) {
-    s = { deflated: deflateRawSync(piece, { finishFlush: constants.Z_SYNC_FLUSH }), crc: crc32(piece), length: piece.length };
+    s = {
+      deflated: deflateRawSync(piece, { finishFlush: constants.Z_SYNC_FLUSH }),
+      crc: crc32(piece),
+      length: piece.length,
+      shift: x2nModP(piece.length, 3),
+    };
     segments.set(piece, s);
   }
   return s;
@@ -98,7 +105,7 @@ export function gzipChunks(pieces: Buffer[], unchanging: (piece: Buffer) => bool
     if (unchanging(piece)) {
       const s = segmentOf(piece);
       out.push(s.deflated);
-      crc = crc32Combine(crc, s.crc, s.length);
+      crc = (multModP(s.shift, crc) ^ s.crc) >>> 0;
     } else {
       storedBlocks(piece, out);
       crc = crc32(piece, crc);

@@ -19,7 +19,13 @@ describe('prebuilt JSON (content resources serialised once, spliced into respons
     const envelope = {
       resourceType: 'Parameters',
       skipped: undefined,
-      parameter: [{ name: 'a', resource: valueSet }, undefined, { name: 'b', resource: valueSet, when: new Date(0) }],
+      parameter: [
+        { name: 'a', resource: valueSet },
+        undefined,
+        { name: 'b', resource: valueSet, when: new Date(0) },
+        // A resource built per response, holding a prebuilt one: written whole by JSON.stringify, same bytes.
+        { name: 'c', resource: { resourceType: 'QuestionnaireResponse', status: 'in-progress', contained: [valueSet], item: [undefined] } },
+      ],
     };
     expect(Buffer.concat(jsonChunks(envelope)).toString('utf8')).toBe(JSON.stringify(envelope));
   });
