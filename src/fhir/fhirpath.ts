@@ -1,5 +1,8 @@
-import fhirpath from 'fhirpath';
+// The CommonJS build, so fhirpath.js's value classes (src/fhir/fhirpath-compiler.ts) come from the same copy.
+import fhirpath from 'fhirpath/src/fhirpath.js';
 import r4Model from 'fhirpath/fhir-context/r4/index.js';
+import { BAIL, compileAst, Unsupported } from './fhirpath-compiler.js';
+import type { AstNode, ModelTables, UserFunction } from './fhirpath-compiler.js';
 import type { ValueSetIndex } from './value-sets.js';
 
 /** A FHIRPath expression parsed once; call it as often as needed (design.md §5 "compiled once when content loads"). */
@@ -131,8 +134,10 @@ function memberOfTable(options: FhirPathOptions) {
 }
 
 /**
- * Compiles an expression; throws with fhirpath.js's message when it does not parse. Only this module imports
- * `fhirpath` (style.md "one module owns each outside dependency").
+ * Compiles an expression once, at content load (https://hl7.org/fhirpath/N1/ semantics as fhirpath.js implements
+ * them): to JavaScript when it stays within the compiled subset (src/fhir/fhirpath-compiler.ts), else to fhirpath.js;
+ * either way the results are fhirpath.js's. Throws with fhirpath.js's message when it does not parse. Only this
+ * module imports `fhirpath` (style.md "one module owns each outside dependency").
  */
 export function compileFhirPath(expression: string, options: FhirPathOptions): CompiledExpression {
   // Policies share library facts; ANTLR parsing is the slow part of start-up, so parse each text once per load.
@@ -148,12 +153,69 @@ export function compileFhirPath(expression: string, options: FhirPathOptions): C
 
 const compileCache = new WeakMap<ValueSetIndex, Map<string, CompiledExpression>>();
 
-function compileUncached(expression: string, options: FhirPathOptions): CompiledExpression {
+function userFunctions(options: FhirPathOptions) {
+  return { ...memberOfTable(options), ...collectionFilters(options) };
+}
+
+/** fhirpath.js alone: the reference engine every compiled expression must agree with. */
+export function referenceFhirPath(expression: string, options: FhirPathOptions): CompiledExpression {
   const fn = fhirpath.compile(expression, options.model === 'r4' ? r4Model : undefined, {
-    userInvocationTable: { ...memberOfTable(options), ...collectionFilters(options) },
+    userInvocationTable: userFunctions(options),
     resolveInternalTypes: true,
   } as Parameters<typeof fhirpath.compile>[2]);
   return (resource, env) => fn(resource as object, env as Record<string, unknown>) as unknown[];
+}
+
+/**
+ * The expression compiled to JavaScript (src/fhir/fhirpath-compiler.ts), or undefined when it uses something outside
+ * the compiled subset. The function it returns throws {@link BAIL} for inputs it leaves to fhirpath.js.
+ */
+export function compiledFhirPath(expression: string, options: FhirPathOptions): CompiledExpression | undefined {
+  try {
+    const ast = fhirpath.parse(expression) as unknown as AstNode;
+    return compileAst(ast, { model: options.model === 'r4' ? (r4Model as unknown as ModelTables) : undefined, functions: userFunctions(options) as unknown as Record<string, UserFunction> });
+  } catch (err) {
+    if (err instanceof Unsupported) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * How the expressions compiled in this process run: `compiled` to JavaScript or left to fhirpath.js (`fallback`);
+ * `bails` counts evaluations a compiled expression handed to fhirpath.js (a value outside the compiled subset, or an
+ * error, whose message is fhirpath.js's), `faults` those where the compiled code itself failed (a defect: the answer
+ * is still fhirpath.js's). Ids and counts only, never data.
+ */
+export const fhirPathStats = { compiled: 0, fallback: 0, bails: 0, faults: 0 };
+
+/** Whether `compileFhirPath` gave a compiled expression ('compiled') or fhirpath.js ('fallback'). */
+export function compiledKind(fn: CompiledExpression): 'compiled' | 'fallback' | undefined {
+  return kinds.get(fn);
+}
+const kinds = new WeakMap<CompiledExpression, 'compiled' | 'fallback'>();
+
+function compileUncached(expression: string, options: FhirPathOptions): CompiledExpression {
+  // fhirpath.js first: its parse errors are the content errors authors see, and it answers whatever the compiled
+  // code leaves to it (https://hl7.org/fhirpath/N1/ is the contract both follow).
+  const reference = referenceFhirPath(expression, options);
+  const fast = compiledFhirPath(expression, options);
+  if (!fast) {
+    fhirPathStats.fallback++;
+    kinds.set(reference, 'fallback');
+    return reference;
+  }
+  fhirPathStats.compiled++;
+  const compiled: CompiledExpression = (resource, env) => {
+    try {
+      return fast(resource, env);
+    } catch (err) {
+      if (err === BAIL) fhirPathStats.bails++;
+      else fhirPathStats.faults++;
+      return reference(resource, env);
+    }
+  };
+  kinds.set(compiled, 'compiled');
+  return compiled;
 }
 
 /** Value-set URLs named in `memberOf('...')` calls, so the loader can check them before anything runs. */

@@ -1,0 +1,1159 @@
+/**
+ * A FHIRPath-to-JavaScript compiler for the subset PriorPath's content is written in, built on fhirpath.js's own
+ * parse tree (`fhirpath.parse`), whose results agree exactly with fhirpath.js (the reference engine) because every
+ * step mirrors what fhirpath.js does, and everything it does not mirror is handed back to fhirpath.js:
+ *
+ * - at compile time, a node, function, operator or argument shape outside the subset throws {@link Unsupported}, and
+ *   `compileFhirPath` (src/fhir/fhirpath.ts) keeps fhirpath.js for that whole expression;
+ * - at run time, a value the compiled code does not model (a date or UCUM Quantity that fhirpath.js would convert, a
+ *   primitive with a `_field` extension sibling, an object carrying fhirpath.js's `__path__`, a mixed-type comparison)
+ *   and every error condition throws {@link BAIL}; the caller then runs fhirpath.js on the same input, so the result
+ *   or the error message is fhirpath.js's own. Evaluation has no side effects, so running it again is safe.
+ *
+ * Why it is faster: fhirpath.js interprets the tree on every call, cloning its context and building closures per
+ * function argument and a ResourceNode (with type lookups) per element visited. Here the tree is walked once, at
+ * load, into closures; the run time keeps only the model lookups navigation needs (choice types, element types).
+ *
+ * Representation at run time mirrors fhirpath.js's: an element reached by navigation is a {@link Node} (fhirpath.js's
+ * ResourceNode: data, model path, FHIR type), a value made by a literal, operator or function is a bare JavaScript
+ * value. Numbers are JavaScript numbers, as with fhirpath.js's default native decimals (FP_Decimal_Native wraps a
+ * number and does its arithmetic in floating point; equality and ordering round to 1e-8, as here).
+ *
+ * Spec: https://hl7.org/fhirpath/N1/ (clauses cited where each construct is compiled).
+ */
+
+import fpTypes from 'fhirpath/src/types.js';
+import type { FpContext, FP_Type as FpType } from 'fhirpath/src/types.js';
+
+const { FP_Type, FP_Date, FP_DateTime, FP_Instant, FP_Time, FP_Quantity, FP_Decimal_Native } = fpTypes;
+
+/** Thrown (never caught inside) when the compiled code meets a value or condition it does not model. */
+export const BAIL: unique symbol = Symbol('fhirpath-bail');
+
+/** A construct outside the compiled subset: the expression is left to fhirpath.js. */
+export class Unsupported extends Error {}
+
+/** fhirpath.js's parse tree node (the JSON `fhirpath.parse` returns). */
+export interface AstNode {
+  type: string;
+  text?: string;
+  delimitedText?: string;
+  atRoot?: number;
+  children?: AstNode[];
+}
+
+/** The parts of a fhirpath.js model (`fhirpath/fhir-context/r4`) navigation and type tests read. */
+export interface ModelTables {
+  choiceTypePaths: Record<string, string[]>;
+  pathsDefinedElsewhere: Record<string, string>;
+  path2Type: Record<string, string>;
+  path2TypeWithoutElements: Record<string, string>;
+  type2Parent: Record<string, string>;
+  availableTypes: Set<string>;
+}
+
+/** A user-defined function as fhirpath.js's `userInvocationTable` holds it. */
+export interface UserFunction {
+  fn: (inputs: unknown[], ...args: never[]) => unknown;
+  arity: Record<number, string[]>;
+}
+
+/** An element reached by navigation: fhirpath.js's ResourceNode (data, model path, FHIR type name). */
+export class Node {
+  constructor(
+    readonly d: unknown,
+    readonly p: string | null,
+    readonly t: string | null,
+  ) {}
+}
+
+type Item = unknown;
+type Coll = Item[];
+/** The run-time context: the variables and the evaluation's root collection. */
+interface Run {
+  env: Record<string, unknown>;
+  root: Coll;
+}
+/** A compiled sub-expression: its input collection and `$this`, to its output collection. */
+type Ev = (input: Coll, self: Coll, run: Run) => Coll;
+
+const bail = (): never => {
+  throw BAIL;
+};
+
+const UCUM = 'http://unitsofmeasure.org';
+/** fhirpath.js's `TypeInfo.typeToClassWithCheckString`: elements of these types are read as its date/time values. */
+const DATE_CLASSES: Record<string, { checkString(ctx: FpContext, text: string): FpType | null }> = {
+  date: FP_Date,
+  dateTime: FP_DateTime,
+  instant: FP_Instant,
+  time: FP_Time,
+};
+const fpContexts = new Map<ModelTables | undefined, FpContext>();
+/** The context fhirpath.js's value classes read: its native decimals (the default) and the model. */
+function fpContext(model: ModelTables | undefined): FpContext {
+  let ctx = fpContexts.get(model);
+  if (!ctx) fpContexts.set(model, (ctx = { getDecimal: FP_Decimal_Native.getDecimal, model }));
+  return ctx;
+}
+
+/** Calls one of fhirpath.js's value methods; what it throws becomes a bail, so fhirpath.js reports it itself. */
+function fp<T>(f: () => T): T {
+  try {
+    return f();
+  } catch {
+    return bail();
+  }
+}
+const CALENDAR_UNITS = new Set(['year', 'years', 'month', 'months', 'week', 'weeks', 'day', 'days']);
+const OBJECT_KEYS = new Set(Object.getOwnPropertyNames(Object.prototype));
+const SYSTEM_TYPES = new Set(['Boolean', 'String', 'Integer', 'Long', 'Decimal', 'Date', 'DateTime', 'Time', 'Quantity']);
+const FHIR_TO_SYSTEM: Record<string, string> = {
+  boolean: 'Boolean',
+  string: 'String',
+  uri: 'String',
+  code: 'String',
+  oid: 'String',
+  id: 'String',
+  uuid: 'String',
+  markdown: 'String',
+  base64Binary: 'String',
+  integer: 'Integer',
+  unsignedInt: 'Integer',
+  positiveInt: 'Integer',
+  integer64: 'Long',
+  decimal: 'Decimal',
+  date: 'DateTime',
+  dateTime: 'DateTime',
+  instant: 'DateTime',
+  time: 'Time',
+  Quantity: 'Quantity',
+};
+
+/** fhirpath.js's `roundToMaxPrecision`: numbers compare at 8 decimal places (FHIRPath §Decimal). */
+const round8 = (x: number) => Math.round(x / 1e-8) * 1e-8;
+
+function isType(type: string | null, superType: string, model: ModelTables | undefined): boolean {
+  let t: string | undefined | null = type;
+  do {
+    if (t === superType) return true;
+  } while ((t = model?.type2Parent[t as string]));
+  return false;
+}
+
+/**
+ * A compiled expression's view of fhirpath.js's `valDataConverted`: the value an operator sees. fhirpath.js turns a
+ * date/dateTime/instant/time element into a date object and a UCUM Quantity into a quantity; those semantics are not
+ * compiled, so such a value bails.
+ */
+function conv(x: Item, model: ModelTables | undefined): unknown {
+  if (!(x instanceof Node)) return x;
+  const d = x.d;
+  if (d == null || x.p === null) return d;
+  const cls = DATE_CLASSES[x.p];
+  if (cls) return typeof d === 'string' ? cls.checkString(fpContext(model), d) || d : bail();
+  if (typeof d === 'object' && isType(x.p, 'Quantity', model) && (d as { system?: unknown }).system === UCUM) bail();
+  return d;
+}
+
+const valData = (x: Item): unknown => (x instanceof Node ? x.d : x);
+
+/**
+ * fhirpath.js's `deepEqual` for the values compiled code meets (FHIRPath §6.1.1 `=`): numbers equal at 8 decimal
+ * places, strings and booleans by identity, JSON objects and arrays structurally. A number against a non-number
+ * (fhirpath.js would parse a numeric string) bails.
+ */
+function equalValues(a: unknown, b: unknown): boolean | undefined {
+  if (a === b) return true;
+  const fa = a instanceof FP_Type;
+  const fb = b instanceof FP_Type;
+  if (fa || fb) {
+    // fhirpath.js: two of its values compare by their own equals() (undefined when precisions differ); one against
+    // a number converts the number; against anything else, false.
+    if (fa && fb) return fp(() => (a as FpType).equals(b));
+    if (typeof (fa ? b : a) === 'number') return bail();
+    return false;
+  }
+  const ta = typeof a;
+  const tb = typeof b;
+  if (ta === 'number' || tb === 'number') {
+    if (ta === 'number' && tb === 'number') return round8(a as number) === round8(b as number);
+    return bail();
+  }
+  if (a === null || b === null || ta !== 'object' || tb !== 'object') return false;
+  const arr = Array.isArray(a);
+  if (arr !== Array.isArray(b)) return bail();
+  const ka = Object.keys(a as object);
+  const kb = Object.keys(b as object);
+  if (ka.length !== kb.length) return false;
+  for (const k of ka) {
+    if (!Object.prototype.hasOwnProperty.call(b, k)) return false;
+    if (!equalValues((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  }
+  return true;
+}
+
+/** The FHIRPath `=` of two items (undefined: not comparable; a bail for values whose equality is not compiled). */
+function equalItems(a: Item, b: Item, model: ModelTables | undefined): boolean | undefined {
+  if (a === b) return true;
+  return equalValues(conv(a, model), conv(b, model));
+}
+
+/** FHIRPath §Singleton evaluation for a Boolean parameter: empty, the boolean, or true for any other single value. */
+function singletonBoolean(c: Coll): boolean | undefined {
+  if (c.length === 0) return undefined;
+  if (c.length > 1) bail();
+  const v = valData(c[0]);
+  if (v == null) return undefined;
+  return typeof v === 'boolean' ? v : true;
+}
+
+/** A String/Integer function argument, as fhirpath.js's `singleton()` gives it (empty bails: rare, and odd). */
+function argString(c: Coll): string {
+  if (c.length !== 1) bail();
+  const v = valData(c[0]);
+  return typeof v === 'string' ? v : bail();
+}
+function argInteger(c: Coll): number {
+  if (c.length !== 1) bail();
+  const v = valData(c[0]);
+  return typeof v === 'number' && Number.isInteger(v) ? v : bail();
+}
+
+/** The input string of a string function: empty, the string, or a bail (several items, a non-string). */
+function inputString(c: Coll): string | undefined {
+  if (c.length === 0) return undefined;
+  if (c.length > 1) bail();
+  const v = valData(c[0]);
+  if (v == null) return undefined;
+  return typeof v === 'string' ? v : bail();
+}
+
+/** `isTrue` of fhirpath.js: a single item whose value is true. */
+const isTrue = (c: Coll) => c.length === 1 && valData(c[0]) === true;
+
+/**
+ * A variable's value as fhirpath.js's `ExternalConstantTerm` gives it: resources become typed nodes (typed by their
+ * resourceType whatever `__path__` fhirpath.js left on them), other objects stay bare (a `__path__` on one of those
+ * would type it: a bail).
+ */
+function variableItems(value: unknown): Coll {
+  if (value === undefined || value === null) return [];
+  if (typeof value !== 'object') return [value];
+  // The record's collections are read by many expressions of one request: their nodes are made once (nodes are
+  // immutable, and compiled code never changes a collection it is given).
+  const hit = variableCache.get(value);
+  if (hit && sameItems(hit, value)) return hit;
+  let cacheable = true;
+  const one = (i: unknown): Item => {
+    if (i !== null && typeof i === 'object') {
+      const rt = (i as { resourceType?: unknown }).resourceType;
+      if (rt) return typeof rt === 'string' ? new Node(i, rt, rt) : bail();
+      if ((i as { __path__?: unknown }).__path__ !== undefined) bail();
+      cacheable = false;
+    }
+    return i;
+  };
+  const items = Array.isArray(value) ? value.map(one) : [one(value)];
+  if (cacheable) variableCache.set(value, items);
+  return items;
+}
+const variableCache = new WeakMap<object, Coll>();
+/** Whether cached items still stand for the value's elements (an array changed since is read again). */
+function sameItems(items: Coll, value: object): boolean {
+  const arr = Array.isArray(value) ? value : [value];
+  if (arr.length !== items.length) return false;
+  for (let i = 0; i < arr.length; i++) if (valData(items[i]) !== arr[i]) return false;
+  return true;
+}
+
+/** Options the compiler needs: the model (undefined for plain objects) and the user functions. */
+export interface CompilerOptions {
+  model: ModelTables | undefined;
+  functions: Record<string, UserFunction>;
+}
+
+/** Counts of how the content's expressions were compiled, for the start-up log and the agreement test. */
+export interface CompileCounts {
+  compiled: number;
+  fallback: number;
+}
+
+/**
+ * Compiles a parsed FHIRPath expression (fhirpath.js's `parse()` output) to a function of (resource, env) giving the
+ * result fhirpath.js gives with `resolveInternalTypes: true`, or throwing {@link BAIL}. Throws {@link Unsupported}
+ * for anything outside the compiled subset.
+ */
+export function compileAst(ast: AstNode, options: CompilerOptions): (resource: unknown, env: Record<string, unknown>) => unknown[] {
+  const c = new Compiler(options);
+  const body = c.expr(ast);
+  return (resource, env) => {
+    const root = variableItems(resource);
+    const out = body(root, root, { env, root });
+    const result: unknown[] = [];
+    for (const x of out) {
+      if (x instanceof Node) {
+        // fhirpath.js marks a typed object it returns with a hidden `__path__` that later evaluations read: leave
+        // such results to it so both engines see the same objects afterwards.
+        if (x.p !== null && typeof x.d === 'object' && x.d !== null) bail();
+        if (x.d != null) result.push(x.d);
+      } else if (x instanceof FP_Type) result.push(x.toJSON());
+      else if (x != null) result.push(x);
+    }
+    return result;
+  };
+}
+
+class Compiler {
+  private readonly model: ModelTables | undefined;
+  constructor(private readonly options: CompilerOptions) {
+    this.model = options.model;
+  }
+
+  private kids(n: AstNode, count?: number): AstNode[] {
+    const k = n.children ?? [];
+    if (count !== undefined && k.length !== count) throw new Unsupported(`${n.type} with ${k.length} children`);
+    return k;
+  }
+
+  /** One node of the tree (FHIRPath §Expressions). */
+  expr(n: AstNode): Ev {
+    switch (n.type) {
+      case 'EntireExpression':
+      case 'TermExpression':
+      case 'InvocationTerm':
+      case 'ParenthesizedTerm':
+        return this.expr(this.kids(n, 1)[0]);
+      case 'LiteralTerm':
+        return this.literal(this.kids(n, 1)[0]);
+      case 'ExternalConstantTerm':
+        return this.variable(n);
+      case 'InvocationExpression': {
+        const [left, right] = this.kids(n, 2);
+        const l = this.expr(left);
+        const r = this.invocation(right);
+        return (input, self, run) => r(l(input, self, run), self, run);
+      }
+      case 'ThisInvocation':
+        return (_input, self) => self;
+      case 'MemberInvocation':
+      case 'FunctionInvocation':
+        return this.invocation(n);
+      case 'UnionExpression':
+        return this.union(n);
+      case 'EqualityExpression':
+        return this.equality(n);
+      case 'InequalityExpression':
+        return this.comparison(n);
+      case 'MembershipExpression':
+        return this.membership(n);
+      case 'AndExpression':
+      case 'OrExpression':
+      case 'ImpliesExpression':
+      case 'XorExpression':
+        return this.logic(n);
+      case 'AdditiveExpression':
+      case 'MultiplicativeExpression':
+        return this.arithmetic(n);
+      case 'PolarityExpression':
+        return this.polarity(n);
+      default:
+        throw new Unsupported(`${n.type} is not compiled`);
+    }
+  }
+
+  /** Literals (FHIRPath §Literals): strings, numbers, booleans and `{}`; dates, times and quantities are not compiled. */
+  private literal(n: AstNode): Ev {
+    switch (n.type) {
+      case 'StringLiteral': {
+        const v = stringLiteral(n.text ?? '');
+        return () => [v];
+      }
+      case 'NumberLiteral': {
+        const text = n.text ?? '';
+        if (!/^\d+(\.\d+)?$/.test(text)) throw new Unsupported(`number ${text}`);
+        const v = Number(text);
+        return () => [v];
+      }
+      case 'BooleanLiteral': {
+        const v = n.text === 'true';
+        return () => [v];
+      }
+      case 'NullLiteral':
+        return () => [];
+      case 'DateLiteral':
+      case 'DateTimeLiteral': {
+        // @2026-01-01, @2026-01-01T10:00:00Z (FHIRPath §Date/DateTime literals) as fhirpath.js's own values.
+        const cls = n.type === 'DateLiteral' ? FP_Date : FP_DateTime;
+        const v = cls.checkString(fpContext(this.model), (n.text ?? '').slice(1));
+        if (!v) throw new Unsupported(`literal ${n.text}`);
+        return () => [v];
+      }
+      case 'QuantityLiteral': {
+        // Only calendar durations (3 years, 30 days: FHIRPath §Time-valued quantities), for date arithmetic.
+        const { value, unit } = n as AstNode & { value?: string; unit?: string };
+        if (!value || !/^\d+$/.test(value) || !unit || !CALENDAR_UNITS.has(unit)) throw new Unsupported(`quantity ${n.text}`);
+        const q = new FP_Quantity(fpContext(this.model), FP_Decimal_Native.getDecimal(value), unit);
+        return () => [q];
+      }
+      default:
+        throw new Unsupported(`${n.type} is not compiled`);
+    }
+  }
+
+  /** Negation of a number literal only (fhirpath.js negates the operand's collection in place). */
+  private polarity(n: AstNode): Ev {
+    const [operand] = this.kids(n, 1);
+    const lit = operand.type === 'TermExpression' && operand.children?.[0]?.type === 'LiteralTerm' ? operand.children[0].children?.[0] : undefined;
+    if (lit?.type !== 'NumberLiteral') throw new Unsupported('polarity of a non-literal');
+    const v = Number(lit.text);
+    if (!/^\d+(\.\d+)?$/.test(lit.text ?? '')) throw new Unsupported(`number ${lit.text}`);
+    const signed = n.text === '-' ? -v : v;
+    return () => [signed];
+  }
+
+  /** `%name` (FHIRPath §Environment variables): the caller's variables, then `%context` and `%ucum`. */
+  private variable(n: AstNode): Ev {
+    const constant = this.kids(n, 1)[0];
+    const idNode = constant.children?.[0];
+    if (!idNode || (idNode.type !== 'Identifier' && idNode.type !== 'StringLiteral')) throw new Unsupported('variable form');
+    const text = idNode.text ?? '';
+    const name = text.startsWith("'") ? stringLiteral(text) : text.startsWith('`') ? stringLiteral(text.replace(/^`|`$/g, "'")) : text;
+    if (n.delimitedText !== undefined || text.startsWith('`')) throw new Unsupported('delimited variable name');
+    if (OBJECT_KEYS.has(name)) throw new Unsupported(`variable ${name}`);
+    // Read afresh each time (fhirpath.js keeps what it read for one evaluation): the record's collections come from
+    // variableItems' cache, and two reads of one value give equal items, which is all FHIRPath can observe.
+    return (_input, _self, run) => {
+      const env = run.env;
+      if (name in env) return variableItems(env[name]);
+      if (name === 'context') return run.root;
+      if (name === 'ucum') return [UCUM];
+      return bail();
+    };
+  }
+
+  /** The right side of `.`: a member or a function of the input collection. */
+  private invocation(n: AstNode): Ev {
+    switch (n.type) {
+      case 'MemberInvocation':
+        return this.member(n);
+      case 'FunctionInvocation':
+        return this.call(n);
+      case 'ThisInvocation':
+        return (_input, self) => self;
+      default:
+        throw new Unsupported(`${n.type} is not compiled`);
+    }
+  }
+
+  /**
+   * Member navigation (FHIRPath §Path selection), as fhirpath.js's MemberInvocation and makeChildResNodes do it:
+   * choice elements resolved by the model (`value` → `valueQuantity`), element types from the model, arrays
+   * flattened, a resource reached through `resourceType` typed as itself.
+   */
+  private member(n: AstNode): Ev {
+    const idNode = this.kids(n, 1)[0];
+    if (idNode.type !== 'Identifier') throw new Unsupported('member form');
+    const raw = idNode.text ?? '';
+    if (raw.startsWith('`')) throw new Unsupported('delimited identifier');
+    const key = raw;
+    if (OBJECT_KEYS.has(key) || key.startsWith('_')) throw new Unsupported(`member ${key}`);
+    // At the root an identifier may name a type (`Observation.code`, `code` for an element of type code): fhirpath.js
+    // then keeps the items of that type instead of navigating. It tests this at the top level (atRoot 1) and inside an
+    // argument whose $this is the evaluation's root (atRoot 2).
+    const mayBeType =
+      !!n.atRoot && (/^[A-Z]/.test(key) || SYSTEM_TYPES.has(key) || FHIR_TO_SYSTEM[key] !== undefined || !!this.model?.availableTypes.has(key) || this.model?.type2Parent[key] !== undefined);
+    const atRoot = n.atRoot;
+    const model = this.model;
+    const underscored = `_${key}`;
+    interface Choice {
+      field: string;
+      underscored: string;
+      outPath: string;
+      type: string | null;
+    }
+    interface ChildInfo {
+      choices?: Choice[];
+      type: string | null;
+      outPath: string;
+    }
+    // The model lookups of makeChildResNodes, once per parent path (most calls see the same one).
+    const childCache = new Map<string, ChildInfo>();
+    let lastPath: string | undefined;
+    let lastInfo: ChildInfo | undefined;
+    const childInfo = (parentPath: string): ChildInfo => {
+      if (parentPath === lastPath) return lastInfo!;
+      let info = childCache.get(parentPath);
+      if (!info) {
+        let childPath = `${parentPath}.${key}`;
+        if (model) childPath = model.pathsDefinedElsewhere[childPath] || childPath;
+        const choice = model?.choiceTypePaths[childPath];
+        if (choice) {
+          info = {
+            type: null,
+            outPath: childPath,
+            choices: choice.map((t) => {
+              const p = childPath + t;
+              return { field: key + t, underscored: `_${key}${t}`, outPath: (model && model.path2TypeWithoutElements[p]) || p, type: model?.path2Type[p] ?? null };
+            }),
+          };
+        } else {
+          const p = key === 'extension' ? 'Extension' : childPath;
+          info = { type: model?.path2Type[p] ?? null, outPath: (model && model.path2TypeWithoutElements[p]) || p };
+        }
+        childCache.set(parentPath, info);
+      }
+      lastPath = parentPath;
+      lastInfo = info;
+      return info;
+    };
+    const push = (out: Coll, toAdd: unknown, path: string | null, type: string | null) => {
+      if (type === 'integer64') bail();
+      if (Array.isArray(toAdd)) {
+        for (const x of toAdd) {
+          if (x == null) bail();
+          out.push(nodeOf(x, path, type));
+        }
+      } else out.push(nodeOf(toAdd, path, type));
+    };
+    return (input, self, run) => {
+      let typeTest = atRoot === 1 && mayBeType;
+      if (atRoot === 2 && mayBeType) {
+        if (self === run.root) typeTest = true;
+        // fhirpath.js compares $this[0] with the root item at $index, which compiled code does not track.
+        else if (self.some((x) => run.root.includes(x))) bail();
+      }
+      const out: Coll = [];
+      for (const item of input) {
+        if (typeTest && typeIs(item, key, model)) {
+          out.push(item instanceof Node ? item : nodeOf(item, null, null));
+          continue;
+        }
+        let data: unknown;
+        let path: string | null;
+        if (item instanceof Node) {
+          data = item.d;
+          path = item.p;
+        } else {
+          data = item;
+          path = null;
+          if (data instanceof FP_Type) bail();
+          if (data !== null && typeof data === 'object') {
+            if ((data as { __path__?: unknown }).__path__ !== undefined) bail();
+            const rt = (data as { resourceType?: unknown }).resourceType;
+            if (rt) path = typeof rt === 'string' ? rt : bail();
+          }
+        }
+        if (data === null || data === undefined) continue;
+        // fhirpath.js holds numbers as decimal objects with members of their own (`.value`): not compiled.
+        if (typeof data === 'number') bail();
+        if (typeof data !== 'object' || Array.isArray(data)) {
+          // fhirpath.js reads `'abc'.length` and the like from primitives: not compiled.
+          if ((data as Record<string, unknown>)[key] !== undefined) bail();
+          continue;
+        }
+        const obj = data as Record<string, unknown>;
+        if (obj.resourceType === key) {
+          out.push(item instanceof Node ? item : new Node(obj, key, key));
+          continue;
+        }
+        if (path !== null) {
+          const info = childInfo(path);
+          if (info.choices) {
+            for (const c of info.choices) {
+              const toAdd = obj[c.field];
+              if (obj[c.underscored] !== undefined) bail();
+              if (toAdd !== undefined) {
+                if (toAdd === null || (Array.isArray(toAdd) && toAdd.length === 0)) break;
+                push(out, toAdd, c.outPath, c.type);
+                break;
+              }
+            }
+            continue;
+          }
+          const toAdd = obj[key];
+          if (obj[underscored] !== undefined) bail();
+          if (toAdd === undefined || toAdd === null || (Array.isArray(toAdd) && toAdd.length === 0)) continue;
+          push(out, toAdd, info.outPath, info.type);
+        } else {
+          const toAdd = obj[key];
+          if (obj[underscored] !== undefined) bail();
+          if (toAdd === undefined || toAdd === null || (Array.isArray(toAdd) && toAdd.length === 0)) continue;
+          push(out, toAdd, null, null);
+        }
+      }
+      return out;
+    };
+  }
+
+  /** Parameters of a function invocation, as AST nodes. */
+  private params(n: AstNode): { name: string; args: AstNode[] } {
+    const fn = this.kids(n, 1)[0];
+    if (fn.type !== 'Functn') throw new Unsupported(`${fn.type} is not compiled`);
+    const [id, list] = fn.children ?? [];
+    if (id?.type !== 'Identifier' || (id.text ?? '').startsWith('`')) throw new Unsupported('function name');
+    return { name: id.text ?? '', args: list ? (list.children ?? []) : [] };
+  }
+
+  /**
+   * A non-macro argument: fhirpath.js evaluates it against `$this` (not the function's input; FHIRPath §Functions).
+   */
+  private arg(a: AstNode): (self: Coll, run: Run) => Coll {
+    const constant = this.constant(a);
+    if (constant) return () => constant;
+    const e = this.expr(a);
+    return (self, run) => e(self, self, run);
+  }
+
+  /**
+   * The value of a sub-expression made of literals alone (`('final' | 'amended' | 'corrected')`), computed once here
+   * instead of on every evaluation; compiled code never changes a collection it is given, so it can be shared.
+   */
+  private constant(a: AstNode): Coll | undefined {
+    const literalOnly = (n: AstNode): boolean => {
+      switch (n.type) {
+        case 'EntireExpression':
+        case 'TermExpression':
+        case 'ParenthesizedTerm':
+        case 'LiteralTerm':
+        case 'UnionExpression':
+          return (n.children ?? []).length > 0 && (n.children ?? []).every(literalOnly);
+        case 'StringLiteral':
+        case 'NumberLiteral':
+        case 'BooleanLiteral':
+        case 'NullLiteral':
+          return true;
+        default:
+          return false;
+      }
+    };
+    if (!literalOnly(a)) return undefined;
+    const root: Coll = [];
+    return this.expr(a)(root, root, { env: {}, root });
+  }
+
+  /** A macro argument (where, select, exists, all, iif): evaluated per item with `$this` set to it. */
+  private lambda(a: AstNode): (items: Coll, run: Run) => Coll {
+    const e = this.expr(a);
+    return (items, run) => e(items, items, run);
+  }
+
+  /** A function invocation (FHIRPath §Functions); the user functions (memberOf, coded, codedIn, recent) first. */
+  private call(n: AstNode): Ev {
+    const { name, args } = this.params(n);
+    const arity = (...counts: number[]) => {
+      if (!counts.includes(args.length)) throw new Unsupported(`${name} with ${args.length} arguments`);
+    };
+    const user = Object.prototype.hasOwnProperty.call(this.options.functions, name) ? this.options.functions[name] : undefined;
+    if (user) return this.userCall(name, user, args);
+    const model = this.model;
+    switch (name) {
+      // §5.1 Existence
+      case 'empty':
+        arity(0);
+        return (input) => [input.length === 0];
+      case 'exists': {
+        arity(0, 1);
+        if (args.length === 0) return (input) => [input.length > 0];
+        const crit = this.lambda(args[0]);
+        return (input, _self, run) => {
+          for (const x of input) if (truthy(crit([x], run))) return [true];
+          return [false];
+        };
+      }
+      case 'all': {
+        arity(1);
+        const crit = this.lambda(args[0]);
+        return (input, _self, run) => {
+          for (const x of input) if (!isTrue(crit([x], run))) return [false];
+          return [true];
+        };
+      }
+      case 'not':
+        arity(0);
+        return (input) => {
+          const b = singletonBoolean(input);
+          return b === undefined ? [] : [!b];
+        };
+      // §5.2 Filtering and projection
+      case 'where': {
+        arity(1);
+        const crit = this.lambda(args[0]);
+        return (input, _self, run) => {
+          const out: Coll = [];
+          for (const x of input) if (truthy(crit([x], run))) out.push(x);
+          return out;
+        };
+      }
+      case 'select': {
+        arity(1);
+        const proj = this.lambda(args[0]);
+        return (input, _self, run) => {
+          const out: Coll = [];
+          for (const x of input) for (const y of proj([x], run)) out.push(y);
+          return out;
+        };
+      }
+      case 'ofType': {
+        arity(1);
+        const spec = typeSpecifier(args[0], model);
+        return (input) => input.filter((x) => convertibleTo(x, spec, model));
+      }
+      // §5.3 Subsetting
+      case 'first':
+        arity(0);
+        return (input) => (input.length > 0 && input[0] != null ? [input[0]] : []);
+      case 'last':
+        arity(0);
+        return (input) => (input.length > 0 && input[input.length - 1] != null ? [input[input.length - 1]] : []);
+      // §5.4 Combining
+      case 'exclude': {
+        arity(1);
+        const other = this.arg(args[0]);
+        return (input, self, run) => {
+          const b = other(self, run);
+          if (b.length === 0) return input;
+          return input.filter((x) => !b.some((y) => equalItems(x, y, model)));
+        };
+      }
+      // §5.6 String manipulation
+      case 'lower':
+        arity(0);
+        return (input) => {
+          const s = inputString(input);
+          return s === undefined ? [] : [s.toLowerCase()];
+        };
+      case 'contains':
+      case 'startsWith': {
+        arity(1);
+        const a = this.arg(args[0]);
+        return (input, self, run) => {
+          const sub = a(self, run);
+          const s = inputString(input);
+          if (sub.length === 0 || s === undefined) return [];
+          const t = argString(sub);
+          return [name === 'contains' ? s.includes(t) : s.startsWith(t)];
+        };
+      }
+      case 'matches': {
+        arity(1);
+        const a = this.arg(args[0]);
+        const cache = new Map<string, RegExp>();
+        return (input, self, run) => {
+          const re = a(self, run);
+          const s = inputString(input);
+          if (re.length === 0 || s === undefined) return [];
+          const pattern = argString(re);
+          let rx = cache.get(pattern);
+          if (!rx) {
+            try {
+              // fhirpath.js's flags for matches() without flags: Unicode and dot-all.
+              rx = new RegExp(pattern, 'us');
+            } catch {
+              return bail();
+            }
+            cache.set(pattern, rx);
+          }
+          return [rx.test(s)];
+        };
+      }
+      case 'substring': {
+        arity(1, 2);
+        const start = this.arg(args[0]);
+        const len = args[1] ? this.arg(args[1]) : undefined;
+        return (input, self, run) => {
+          const st = start(self, run);
+          const ln = len?.(self, run);
+          const s = inputString(input);
+          if (s === undefined || st.length === 0) return [];
+          const from = argInteger(st);
+          if (from < 0 || from >= s.length) return [];
+          if (ln === undefined || ln.length === 0) return [s.substring(from)];
+          return [s.substring(from, from + argInteger(ln))];
+        };
+      }
+      case 'toString':
+        arity(0);
+        return (input) => {
+          if (input.length === 0) return [];
+          if (input.length > 1) bail();
+          const v = conv(input[0], model);
+          if (v == null) return [];
+          // Numbers keep their literal text in fhirpath.js (1.0 → '1.0'): not compiled.
+          if (typeof v === 'string') return [v];
+          if (typeof v === 'boolean') return [String(v)];
+          if (v instanceof FP_Type) return [fp(() => v.toString())];
+          return bail();
+        };
+      case 'toDate':
+      case 'toDateTime': {
+        // FHIRPath §5.5.5 conversion, as fhirpath.js does it: from a string, or between its date values.
+        arity(0);
+        const ctx = fpContext(model);
+        return (input) => {
+          if (input.length === 0) return [];
+          if (input.length > 1) bail();
+          const v = valData(input[0]);
+          let out: FpType | null | undefined;
+          if (name === 'toDate') {
+            if (v instanceof FP_Date) out = v;
+            else if (v instanceof FP_DateTime) out = fp(() => new FP_Date(ctx, v.asStr.split('T')[0]));
+            else if (typeof v === 'string') out = FP_Date.checkString(ctx, v);
+            else if (v instanceof FP_Type) bail();
+          } else {
+            if (v instanceof FP_DateTime) out = v;
+            else if (typeof v === 'string') out = FP_DateTime.checkString(ctx, v);
+            else if (v instanceof FP_Type) bail();
+          }
+          return out ? [out] : [];
+        };
+      }
+      // §5.7 Math
+      case 'floor':
+      case 'sqrt':
+        arity(0);
+        return (input) => {
+          if (input.length === 0) return [];
+          if (input.length > 1) bail();
+          const v = conv(input[0], model);
+          if (v == null) return [];
+          if (typeof v !== 'number') return bail();
+          if (name === 'floor') return [Math.floor(v)];
+          return v < 0 ? [] : [Math.sqrt(v)];
+        };
+      // §5.8 Aggregates
+      case 'count':
+        arity(0);
+        return (input) => [input.length];
+      case 'sum':
+        arity(0);
+        return (input) => {
+          if (input.length === 0) return [];
+          if (input.length === 1) return [input[0]];
+          let total = numberOf(input[0], model);
+          for (let i = 1; i < input.length; i++) {
+            const x = numberOf(input[i], model);
+            if (x === undefined || total === undefined) return [];
+            total = x + total;
+          }
+          return total === undefined ? [] : [total];
+        };
+      case 'max':
+        arity(0);
+        return (input) => {
+          if (input.length === 0 || valData(input[0]) == null) return [];
+          let best = input[0];
+          let bestValue = numberOf(best, model);
+          if (bestValue === undefined) return bail();
+          for (let i = 1; i < input.length; i++) {
+            if (valData(input[i]) == null) return [];
+            const v = numberOf(input[i], model);
+            if (v === undefined) return bail();
+            if (compareNumbers(v, bestValue) > 0) {
+              best = input[i];
+              bestValue = v;
+            }
+          }
+          return [best];
+        };
+      // §5.5 Conversion / utility
+      case 'iif': {
+        arity(2, 3);
+        const cond = this.lambda(args[0]);
+        const then = this.lambda(args[1]);
+        const otherwise = args[2] ? this.lambda(args[2]) : undefined;
+        return (input, _self, run) => {
+          if (isTrue(cond(input, run))) return then(input, run);
+          return otherwise ? otherwise(input, run) : [];
+        };
+      }
+      default:
+        throw new Unsupported(`function ${name} is not compiled`);
+    }
+  }
+
+  /** A function of the caller's table, called as fhirpath.js calls it (String/Integer singletons, unwrapped input). */
+  private userCall(name: string, user: UserFunction, args: AstNode[]): Ev {
+    const types = user.arity[args.length];
+    if (!types) throw new Unsupported(`${name} with ${args.length} arguments`);
+    const evs = args.map((a, i) => {
+      if (types[i] !== 'String' && types[i] !== 'Integer') throw new Unsupported(`${name} argument type ${types[i]}`);
+      return this.arg(a);
+    });
+    const fn = user.fn as (inputs: unknown[], ...args: unknown[]) => unknown;
+    return (input, self, run) => {
+      const values = evs.map((e, i) => {
+        const c = e(self, run);
+        return types[i] === 'String' ? argString(c) : argInteger(c);
+      });
+      const inputs: unknown[] = [];
+      for (const x of input) {
+        const v = valData(x);
+        // fhirpath.js hands numbers over as decimal objects; the table's functions are not written for either.
+        if (typeof v === 'number') bail();
+        inputs.push(v);
+      }
+      const res = fn(inputs, ...values);
+      if (res === undefined || res === null) return [];
+      return Array.isArray(res) ? res : [res];
+    };
+  }
+
+  /** `|` (FHIRPath §6.5 union): both sides, duplicates removed (first kept), order kept. */
+  private union(n: AstNode): Ev {
+    const [a, b] = this.kids(n, 2).map((k) => this.arg(k));
+    const model = this.model;
+    return (input, self, run) => {
+      const all = a(self, run).concat(b(self, run));
+      const out: Coll = [];
+      for (const x of all) if (!out.some((y) => equalItems(y, x, model))) out.push(x);
+      return out;
+    };
+  }
+
+  /** `=` and `!=` (FHIRPath §6.1): empty when either side is empty; collections compared item by item, in order. */
+  private equality(n: AstNode): Ev {
+    const op = n.text;
+    if (op !== '=' && op !== '!=') throw new Unsupported(`operator ${op}`);
+    const [a, b] = this.kids(n, 2).map((k) => this.arg(k));
+    const model = this.model;
+    return (input, self, run) => {
+      const x = a(self, run);
+      const y = b(self, run);
+      if (x.length === 0 || y.length === 0) return [];
+      let eq: boolean | undefined;
+      if (x.length !== y.length) eq = false;
+      // One item each: fhirpath.js's answer may be "not comparable" (dates of different precision), which is empty.
+      else if (x.length === 1) eq = equalItems(x[0], y[0], model);
+      else {
+        eq = true;
+        for (let i = 0; eq && i < x.length; i++) eq = equalItems(x[i], y[i], model) === true;
+      }
+      if (eq === undefined) return [];
+      return [op === '=' ? eq : !eq];
+    };
+  }
+
+  /** `<`, `>`, `<=`, `>=` (FHIRPath §6.2) over single numbers, strings or booleans of one type. */
+  private comparison(n: AstNode): Ev {
+    const text = n.text ?? '';
+    if (!['<', '>', '<=', '>='].includes(text)) throw new Unsupported(`operator ${text}`);
+    const op = text as '<' | '>' | '<=' | '>=';
+    const [a, b] = this.kids(n, 2).map((k) => this.arg(k));
+    const model = this.model;
+    return (input, self, run) => {
+      const x = a(self, run);
+      const y = b(self, run);
+      if (x.length === 0 || y.length === 0) return [];
+      if (x.length !== 1 || y.length !== 1) bail();
+      const l = conv(x[0], model);
+      const r = conv(y[0], model);
+      if (l == null || r == null) return [];
+      let c: number;
+      if (l instanceof FP_Type || r instanceof FP_Type) {
+        if (!(l instanceof FP_Type && r instanceof FP_Type)) return bail();
+        const cmp = fp(() => l.compare(r));
+        if (cmp === null) return [];
+        c = cmp;
+      } else if (typeof l === 'number' && typeof r === 'number') c = compareNumbers(l, r);
+      else if ((typeof l === 'string' && typeof r === 'string') || (typeof l === 'boolean' && typeof r === 'boolean')) c = l < r ? -1 : l > r ? 1 : 0;
+      else return bail();
+      switch (op) {
+        case '<':
+          return [c < 0];
+        case '>':
+          return [c > 0];
+        case '<=':
+          return [c <= 0];
+        case '>=':
+          return [c >= 0];
+      }
+    };
+  }
+
+  /** `in` and `contains` (FHIRPath §6.4 collections). */
+  private membership(n: AstNode): Ev {
+    const op = n.text;
+    if (op !== 'in' && op !== 'contains') throw new Unsupported(`operator ${op}`);
+    const [a, b] = this.kids(n, 2).map((k) => this.arg(k));
+    const model = this.model;
+    return (input, self, run) => {
+      const l = a(self, run);
+      const r = b(self, run);
+      const [item, coll] = op === 'in' ? [l, r] : [r, l];
+      if (item.length === 0) return [];
+      if (coll.length === 0) return [false];
+      if (item.length > 1) bail();
+      return [coll.some((x) => equalItems(x, item[0], model))];
+    };
+  }
+
+  /** `and`, `or`, `xor`, `implies` (FHIRPath §6.5 Boolean logic): three-valued; both sides always evaluated. */
+  private logic(n: AstNode): Ev {
+    const [a, b] = this.kids(n, 2).map((k) => this.arg(k));
+    const T: Coll = [true];
+    const F: Coll = [false];
+    const E: Coll = [];
+    let f: (x: boolean | undefined, y: boolean | undefined) => Coll;
+    switch (n.text ?? '') {
+      case 'and':
+        f = (x, y) => (x === false || y === false ? F : x === true && y === true ? T : E);
+        break;
+      case 'or':
+        f = (x, y) => (x === true || y === true ? T : x === false && y === false ? F : E);
+        break;
+      case 'xor':
+        f = (x, y) => (x === undefined || y === undefined ? E : x !== y ? T : F);
+        break;
+      case 'implies':
+        f = (x, y) => (x === false || y === true ? T : x === true && y === false ? F : E);
+        break;
+      default:
+        throw new Unsupported(`operator ${n.text}`);
+    }
+    // The shared results are never changed: compiled code does not modify a collection it is given.
+    return (_input, self, run) => f(singletonBoolean(a(self, run)), singletonBoolean(b(self, run)));
+  }
+
+  /** `+ - * /` (FHIRPath §6.6 Math) over single numbers (and `+` over strings); empty when either side is empty. */
+  private arithmetic(n: AstNode): Ev {
+    const text = n.text ?? '';
+    if (!['+', '-', '*', '/'].includes(text)) throw new Unsupported(`operator ${text}`);
+    const op = text as '+' | '-' | '*' | '/';
+    const [a, b] = this.kids(n, 2).map((k) => this.arg(k));
+    const model = this.model;
+    return (input, self, run) => {
+      const xs = a(self, run);
+      const ys = b(self, run);
+      if (xs.length === 0 || ys.length === 0) return [];
+      if (xs.length !== 1 || ys.length !== 1) bail();
+      const x = conv(xs[0], model);
+      const y = conv(ys[0], model);
+      if (x == null || y == null) return [];
+      if (x instanceof FP_Type || y instanceof FP_Type) {
+        // Date/time ± calendar duration (FHIRPath §6.6.5), by fhirpath.js's own arithmetic.
+        if (!(x instanceof FP_Type && y instanceof FP_Type) || (op !== '+' && op !== '-')) return bail();
+        const res = fp(() => (op === '+' ? x.plus(y) : x.minus(y)));
+        return res == null ? [] : [res];
+      }
+      if (typeof x === 'number' && typeof y === 'number') {
+        switch (op) {
+          case '+':
+            return [x + y];
+          case '-':
+            return [x - y];
+          case '*':
+            return [x * y];
+          case '/':
+            return y === 0 ? [] : [x / y];
+        }
+      }
+      if (op === '+' && typeof x === 'string' && typeof y === 'string') return [x + y];
+      return bail();
+    };
+  }
+}
+
+/** fhirpath.js's order of two decimals: at 8 places; a bail where unrounded order would differ (raw numbers). */
+function compareNumbers(a: number, b: number): number {
+  const ra = round8(a);
+  const rb = round8(b);
+  const c = ra < rb ? -1 : ra > rb ? 1 : 0;
+  const plain = a < b ? -1 : a > b ? 1 : 0;
+  if (c !== plain) bail();
+  return c;
+}
+
+function numberOf(x: Item, model: ModelTables | undefined): number | undefined {
+  const v = conv(x, model);
+  if (v == null) return undefined;
+  return typeof v === 'number' ? v : bail();
+}
+
+/** A `where`/`exists` criterion: fhirpath.js keeps an item when the first result is truthy (numbers bail). */
+function truthy(c: Coll): boolean {
+  if (c.length === 0) return false;
+  const v = c[0];
+  if (typeof v === 'number') return bail();
+  return !!v;
+}
+
+function nodeOf(x: unknown, path: string | null, type: string | null): Node {
+  if (x !== null && typeof x === 'object') {
+    const rt = (x as { resourceType?: unknown }).resourceType;
+    if (rt) return typeof rt === 'string' ? new Node(x, rt, rt) : bail();
+  }
+  return new Node(x, path, type);
+}
+
+/** fhirpath.js's `makeResNode(item).getTypeInfo().is(TypeInfo({ name }))`, for a root identifier that may be a type. */
+function typeIs(x: Item, name: string, model: ModelTables | undefined): boolean {
+  let ns: string;
+  let typeName: string;
+  if (x instanceof Node && x.t !== null) {
+    const m = /^System\.(.*)$/.exec(x.t);
+    [ns, typeName] = m ? ['System', m[1]] : ['FHIR', x.t];
+  } else {
+    const v = valData(x);
+    if (v instanceof FP_Type) return bail();
+    const rt = v !== null && typeof v === 'object' ? (v as { resourceType?: unknown }).resourceType : undefined;
+    if (typeof rt === 'string' && rt) [ns, typeName] = ['FHIR', rt];
+    else {
+      ns = 'System';
+      if (typeof v === 'number') {
+        const text = String(v);
+        if (!(x instanceof Node) || /e/i.test(text)) return bail();
+        typeName = text.includes('.') ? 'Decimal' : 'Integer';
+      } else if (typeof v === 'string') typeName = 'String';
+      else if (typeof v === 'boolean') typeName = 'Boolean';
+      else if (v !== null && typeof v === 'object' && !Array.isArray(v)) typeName = 'Object';
+      else return bail();
+    }
+  }
+  return model && ns === 'FHIR' ? isType(typeName, name, model) : typeName === name;
+}
+
+/** A type named in `ofType()` (FHIRPath §Types): namespace and name, checked against the model at compile time. */
+function typeSpecifier(a: AstNode, model: ModelTables | undefined): { ns?: string; name: string } {
+  const text = a.text ?? '';
+  if (!/^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)?$/.test(text)) throw new Unsupported(`type ${text}`);
+  const parts = text.split('.');
+  const spec = parts.length === 2 ? { ns: parts[0], name: parts[1] } : { name: parts[0] };
+  const valid =
+    spec.ns === 'System' ? SYSTEM_TYPES.has(spec.name) : spec.ns === 'FHIR' ? !!model?.availableTypes.has(spec.name) : spec.ns === undefined && (SYSTEM_TYPES.has(spec.name) || !!model?.availableTypes.has(spec.name));
+  if (!valid || !model) throw new Unsupported(`type ${text}`);
+  return spec;
+}
+
+/** fhirpath.js's `TypeInfo.fromValue(x).isConvertibleTo(spec)`. */
+function convertibleTo(x: Item, spec: { ns?: string; name: string }, model: ModelTables | undefined): boolean {
+  let ns: string;
+  let name: string;
+  if (x instanceof Node && x.t !== null) {
+    const m = /^System\.(.*)$/.exec(x.t);
+    [ns, name] = m ? ['System', m[1]] : ['FHIR', x.t];
+  } else {
+    const v = valData(x);
+    ns = 'System';
+    if (typeof v === 'number') {
+      // A decimal's type depends on its text in fhirpath.js (1.0 is a Decimal): numbers outside elements bail.
+      if (!(x instanceof Node)) return bail();
+      const text = String(v);
+      if (/e/i.test(text)) return bail();
+      name = text.includes('.') ? 'Decimal' : 'Integer';
+    } else if (typeof v === 'string') name = 'String';
+    else if (typeof v === 'boolean') name = 'Boolean';
+    else return bail();
+  }
+  if (ns === 'FHIR' && (!spec.ns || spec.ns === 'System') && FHIR_TO_SYSTEM[name] === spec.name) return true;
+  if (!spec.ns || ns === spec.ns) return ns === 'FHIR' ? isType(name, spec.name, model) : name === spec.name;
+  return false;
+}
+
+/** fhirpath.js's string literal text (quotes and escapes) → its value. */
+function stringLiteral(text: string): string {
+  return text.slice(1, -1).replace(/\\(u[0-9a-fA-F]{4}|.)/g, (_m, e: string) => {
+    if (e.length > 1) return String.fromCharCode(parseInt(e.slice(1), 16));
+    return ({ r: '\r', n: '\n', t: '\t', f: '\f' } as Record<string, string>)[e] ?? e;
+  });
+}
