@@ -35,7 +35,8 @@ const PORT = Number(process.env.BENCH_PORT ?? 4400);
 const BROWSER_ENCODINGS = { 'accept-encoding': 'gzip, deflate, br' };
 /**
  * `npm run profile`: one load under `node --cpu-prof`, then the profile's path. `--profile` (or `--profile=sign`) is
- * order-sign with full prefetch and distinct patients; `--profile=package` is `$questionnaire-package` with pre-fill.
+ * order-sign with full prefetch and distinct patients; `--profile=same` the same with one identical body (the
+ * evaluation cache); `--profile=package` is `$questionnaire-package` with pre-fill.
  */
 const PROFILE = process.argv.find((a) => a.startsWith('--profile='))?.slice('--profile='.length) ?? (process.argv.includes('--profile') ? 'sign' : undefined);
 
@@ -164,12 +165,12 @@ async function main(): Promise<void> {
     const signUrl = `${pp.base}/cds-services/priorpath-order-sign`;
     const run = pkgProfile
       ? await signedPackageBody(signUrl, pp.base).then((body) => load(`${pp.base}/fhir/Questionnaire/$questionnaire-package`, () => body, pp.proc.pid, BROWSER_ENCODINGS))
-      : await load(signUrl, distinct(0), pp.proc.pid);
+      : await load(signUrl, PROFILE === 'same' ? () => fullBody : distinct(0), pp.proc.pid);
     const exited = new Promise((r) => pp.proc.once('exit', r));
     pp.proc.kill('SIGTERM');
     await exited;
     process.stdout.write(
-      `${row(pkgProfile ? '$questionnaire-package with pre-fill (profiled)' : 'order-sign, full prefetch, distinct patients (profiled)', run)}\nCPU profile written to ${profileDir}/ (newest *.cpuprofile): open it in Chrome DevTools (Performance → Load profile) or https://www.speedscope.app\n`,
+      `${row(pkgProfile ? '$questionnaire-package with pre-fill (profiled)' : `order-sign, full prefetch, ${PROFILE === 'same' ? 'identical body' : 'distinct patients'} (profiled)`, run)}\nCPU profile written to ${profileDir}/ (newest *.cpuprofile): open it in Chrome DevTools (Performance → Load profile) or https://www.speedscope.app\n`,
     );
     rmSync(pp.dataDir, { recursive: true, force: true });
     return;

@@ -46,6 +46,15 @@ export class ShapeError extends Error {
   }
 }
 
+/**
+ * Whether paths are being built. A request's resources are checked first without them (most bodies are valid, and
+ * a path string per property was a good part of the check's cost and garbage); a body that fails is checked again
+ * with them, to name where (assertFhirResource). Synchronous, so one flag serves the module.
+ */
+let tracking = false;
+const child = (path: string, key: string) => (tracking ? `${path}.${key}` : path);
+const itemAt = (path: string, i: number) => (tracking ? `${path}[${i}]` : path);
+
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const kind = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`);
 
@@ -91,11 +100,11 @@ function checkProperties(obj: Record<string, unknown>, table: Record<string, [st
   for (const key in obj) {
     const value = obj[key];
     checkString(key, path);
-    const at = `${path}.${key}`;
+    const at = child(path, key);
     if (key === 'resourceType') continue;
     if (key.startsWith('_')) {
       // Extensions and ids of primitives (json.html "Representing primitive elements"): an Element or an array of them.
-      if (Array.isArray(value)) value.forEach((x, i) => x === null || checkElement(x, 'Element', `${at}[${i}]`));
+      if (Array.isArray(value)) value.forEach((x, i) => x === null || checkElement(x, 'Element', itemAt(at, i)));
       else checkElement(value, 'Element', at);
       continue;
     }
@@ -116,8 +125,8 @@ function checkProperties(obj: Record<string, unknown>, table: Record<string, [st
         const item: unknown = list[i];
         // null keeps a primitive array aligned with its `_name` array of extensions; nowhere else is it allowed.
         if (item === null && isPrimitiveType(type)) continue;
-        if (item === null) throw new ShapeError(`${at}[${i}]`, 'must not be null');
-        checkElement(item, type, `${at}[${i}]`);
+        if (item === null) throw new ShapeError(itemAt(at, i), 'must not be null');
+        checkElement(item, type, itemAt(at, i));
       }
     } else {
       if (Array.isArray(value)) throw new ShapeError(at, `must be a single value, not an array`);
@@ -130,8 +139,8 @@ function checkProperties(obj: Record<string, unknown>, table: Record<string, [st
 /** Properties the table does not know: no rule on their shape, but their strings still carry no control characters. */
 function checkUnknown(value: unknown, path: string): void {
   if (typeof value === 'string') checkString(value, path);
-  else if (Array.isArray(value)) value.forEach((x, i) => checkUnknown(x, `${path}[${i}]`));
-  else if (isObject(value)) for (const k in value) checkUnknown(value[k], `${path}.${k}`);
+  else if (Array.isArray(value)) value.forEach((x, i) => checkUnknown(x, itemAt(path, i)));
+  else if (isObject(value)) for (const k in value) checkUnknown(value[k], child(path, k));
 }
 
 function checkResource(obj: Record<string, unknown>, path: string): void {
@@ -152,5 +161,18 @@ function checkResource(obj: Record<string, unknown>, path: string): void {
 export function assertFhirResource(value: unknown, path?: string): void {
   const at = path ?? (isObject(value) && typeof value.resourceType === 'string' ? value.resourceType : '(root)');
   if (!isObject(value)) throw new ShapeError(at, `must be a FHIR resource (a JSON object), not ${kind(value)}`);
-  checkResource(value, at);
+  try {
+    checkResource(value, at);
+  } catch (err) {
+    if (!(err instanceof ShapeError)) throw err;
+    // Again, naming the place (the check is deterministic, and its one rewrite, an object into a one-item array, is
+    // idempotent); the first error stands if the second pass somehow passes.
+    tracking = true;
+    try {
+      checkResource(value, at);
+    } finally {
+      tracking = false;
+    }
+    throw err;
+  }
 }
