@@ -40,6 +40,17 @@ const BROWSER_ENCODINGS = { 'accept-encoding': 'gzip, deflate, br' };
  */
 const PROFILE = process.argv.find((a) => a.startsWith('--profile='))?.slice('--profile='.length) ?? (process.argv.includes('--profile') ? 'sign' : undefined);
 
+/**
+ * The node flags `npm start` runs the service with (package.json `scripts.start`, the Dockerfile's CMD has the
+ * same): the bench measures the process production runs.
+ */
+function productionNodeFlags(): string[] {
+  const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const words = start.trim().split(/\s+/);
+  if (words[0] !== 'node' || words.at(-1) !== 'dist/main.js') throw new Error(`npm start is not "node [flags] dist/main.js": ${start}`);
+  return words.slice(1, -1);
+}
+
 const children: ChildProcess[] = [];
 
 function spawnNode(args: string[], env: Record<string, string>): { proc: ChildProcess; output: () => string; spawnedAt: number } {
@@ -74,7 +85,7 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 12
 /** Starts `node dist/main.js` on a new DATA_DIR; resolves with the milliseconds from spawn to healthy and to ready. */
 async function startPriorPath(port: number, env: Record<string, string>, nodeArgs: string[] = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-bench-data-'));
-  const pp = spawnNode([...nodeArgs, 'dist/main.js'], { PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'warn', PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, NODE_ENV: 'development', DATA_DIR: dataDir, ...env });
+  const pp = spawnNode([...productionNodeFlags(), ...nodeArgs, 'dist/main.js'], { PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'warn', PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, NODE_ENV: 'development', DATA_DIR: dataDir, ...env });
   const base = `http://127.0.0.1:${port}`;
   let healthyMs = 0;
   await until(async () => {
