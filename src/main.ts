@@ -78,9 +78,12 @@ async function main(): Promise<void> {
   const webAssetsDir = built ? join(root, 'dist', 'public') : undefined;
   let draining = false;
   const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth, webAssetsDir, isDraining: () => draining });
+  // How many of the content's FHIRPath expressions run compiled to JavaScript, and how many by fhirpath.js (counts).
+  const { fhirPathStats } = await import('./fhir/fhirpath.js');
+  const fhirpath = { compiled: fhirPathStats.compiled, fallback: fhirPathStats.fallback };
   const server = app.listen(config.port, () => {
     logger.info(
-      { port: (server.address() as AddressInfo | null)?.port ?? config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },
+      { fhirpath, port: (server.address() as AddressInfo | null)?.port ?? config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },
       'PriorPath listening',
     );
     // Notifications queued before a restart (or by a replica that stopped) go out now.

@@ -259,6 +259,8 @@ function variableItems(value: unknown): Coll {
   return items;
 }
 const variableCache = new WeakMap<object, Coll>();
+/** Results of the user functions by function, input collection and arguments (see userCall). */
+const userMemos = new WeakMap<object, WeakMap<Coll, Map<string, Coll>>>();
 /** Whether cached items still stand for the value's elements (an array changed since is read again). */
 function sameItems(items: Coll, value: object): boolean {
   const arr = Array.isArray(value) ? value : [value];
@@ -881,11 +883,21 @@ class Compiler {
       return this.arg(a);
     });
     const fn = user.fn as (inputs: unknown[], ...args: unknown[]) => unknown;
+    let memo = userMemos.get(fn);
+    if (!memo) userMemos.set(fn, (memo = new WeakMap()));
+    const byInput = memo;
     return (input, self, run) => {
       const values = evs.map((e, i) => {
         const c = e(self, run);
         return types[i] === 'String' ? argString(c) : argInteger(c);
       });
+      // The table's functions are pure: over the same collection (a variable's, which variableItems keeps for the
+      // request) with the same arguments they give the same items, so several facts and policies filtering the same
+      // record (`%medications.codedIn('tki')`) share one pass.
+      const key = values.length === 1 ? String(values[0]) : values.join('\u0000');
+      let results = byInput.get(input);
+      const hit = results?.get(key);
+      if (hit) return hit;
       const inputs: unknown[] = [];
       for (const x of input) {
         const v = valData(x);
@@ -893,9 +905,16 @@ class Compiler {
         if (typeof v === 'number') bail();
         inputs.push(v);
       }
-      const res = fn(inputs, ...values);
-      if (res === undefined || res === null) return [];
-      return Array.isArray(res) ? res : [res];
+      let res: unknown;
+      try {
+        res = fn(inputs, ...values);
+      } catch {
+        return bail();
+      }
+      const out: Coll = res === undefined || res === null ? [] : Array.isArray(res) ? res : [res];
+      if (!results) byInput.set(input, (results = new Map()));
+      results.set(key, out);
+      return out;
     };
   }
 

@@ -153,7 +153,16 @@ export function compileFhirPath(expression: string, options: FhirPathOptions): C
 
 const compileCache = new WeakMap<ValueSetIndex, Map<string, CompiledExpression>>();
 
+const tables = new WeakMap<ValueSetIndex, Map<string, ReturnType<typeof makeUserFunctions>>>();
+/** The user functions of one value-set index and base, made once, so compiled code can share their results. */
 function userFunctions(options: FhirPathOptions) {
+  let byBase = tables.get(options.valueSets);
+  if (!byBase) tables.set(options.valueSets, (byBase = new Map()));
+  let table = byBase.get(options.valueSetBase);
+  if (!table) byBase.set(options.valueSetBase, (table = makeUserFunctions(options)));
+  return table;
+}
+function makeUserFunctions(options: FhirPathOptions) {
   return { ...memberOfTable(options), ...collectionFilters(options) };
 }
 
