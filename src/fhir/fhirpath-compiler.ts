@@ -74,8 +74,6 @@ interface Run {
   env: Record<string, unknown>;
   root: Coll;
 }
-/** A compiled sub-expression: its input collection and `$this`, to its output collection. */
-type Ev = (input: Coll, self: Coll, run: Run) => Coll;
 
 const bail = (): never => {
   throw BAIL;
@@ -288,7 +286,12 @@ export interface CompileCounts {
  */
 export function compileAst(ast: AstNode, options: CompilerOptions): (resource: unknown, env: Record<string, unknown>) => unknown[] {
   const c = new Compiler(options);
-  const body = c.expr(ast);
+  const code = c.expr(ast, 'input', 'self');
+  const body = new Function('S', 'H', `"use strict"; return function compiledFhirPath(input, self, run) { return ${code}; };`)(c.sites, HELPERS) as (
+    input: Coll,
+    self: Coll,
+    run: Run,
+  ) => Coll;
   return (resource, env) => {
     const root = variableItems(resource);
     const out = body(root, root, { env, root });
@@ -306,10 +309,32 @@ export function compileAst(ast: AstNode, options: CompilerOptions): (resource: u
   };
 }
 
+/** What the generated code calls besides its sites. */
+const HELPERS = { truthy: (c: Coll) => truthy(c), isTrue: (c: Coll) => isTrue(c) };
+
+/**
+ * Builds one JavaScript function per expression (`new Function`, from code made here only: no text of the
+ * expression reaches it but through `S[i]`, the table of per-site functions and constants). Composite nodes (paths,
+ * where/select/exists/all/iif, operators) become straight-line code and loops in that function; the leaves and the
+ * semantics of each operator are per-site functions taking evaluated collections. One function per expression keeps
+ * every call site in it monomorphic, which is most of the speed over a tree of shared closures.
+ */
 class Compiler {
   private readonly model: ModelTables | undefined;
+  readonly sites: unknown[] = [];
+  private vars = 0;
   constructor(private readonly options: CompilerOptions) {
     this.model = options.model;
+  }
+
+  /** A per-site function or constant, referred to from the generated code as `S[i]`. */
+  private site(value: unknown): string {
+    this.sites.push(value);
+    return `S[${this.sites.length - 1}]`;
+  }
+
+  private fresh(): number {
+    return ++this.vars;
   }
 
   private kids(n: AstNode, count?: number): AstNode[] {
@@ -318,85 +343,83 @@ class Compiler {
     return k;
   }
 
-  /** One node of the tree (FHIRPath §Expressions). */
-  expr(n: AstNode): Ev {
+  /** One node of the tree (FHIRPath §Expressions) as code for its collection, given code for its input and $this. */
+  expr(n: AstNode, inp: string, self: string): string {
     switch (n.type) {
       case 'EntireExpression':
       case 'TermExpression':
       case 'InvocationTerm':
       case 'ParenthesizedTerm':
-        return this.expr(this.kids(n, 1)[0]);
+        return this.expr(this.kids(n, 1)[0], inp, self);
       case 'LiteralTerm':
-        return this.literal(this.kids(n, 1)[0]);
+        return this.site(this.literal(this.kids(n, 1)[0]));
       case 'ExternalConstantTerm':
-        return this.variable(n);
+        return `${this.site(this.variable(n))}(run)`;
       case 'InvocationExpression': {
         const [left, right] = this.kids(n, 2);
-        const l = this.expr(left);
-        const r = this.invocation(right);
-        return (input, self, run) => r(l(input, self, run), self, run);
+        return this.invocation(right, this.expr(left, inp, self), self);
       }
       case 'ThisInvocation':
-        return (_input, self) => self;
+        return self;
       case 'MemberInvocation':
       case 'FunctionInvocation':
-        return this.invocation(n);
+        return this.invocation(n, inp, self);
       case 'UnionExpression':
-        return this.union(n);
+        return this.binary(n, self, this.union());
       case 'EqualityExpression':
-        return this.equality(n);
+        return this.binary(n, self, this.equality(n));
       case 'InequalityExpression':
-        return this.comparison(n);
+        return this.binary(n, self, this.comparison(n));
       case 'MembershipExpression':
-        return this.membership(n);
+        return this.binary(n, self, this.membership(n));
       case 'AndExpression':
       case 'OrExpression':
       case 'ImpliesExpression':
       case 'XorExpression':
-        return this.logic(n);
+        return this.binary(n, self, this.logic(n));
       case 'AdditiveExpression':
       case 'MultiplicativeExpression':
-        return this.arithmetic(n);
+        return this.binary(n, self, this.arithmetic(n));
       case 'PolarityExpression':
-        return this.polarity(n);
+        return this.site(this.polarity(n));
       default:
         throw new Unsupported(`${n.type} is not compiled`);
     }
   }
 
-  /** Literals (FHIRPath §Literals): strings, numbers, booleans and `{}`; dates, times and quantities are not compiled. */
-  private literal(n: AstNode): Ev {
+  /** An operator: both operands evaluated against $this, left first (as fhirpath.js does), then its semantics. */
+  private binary(n: AstNode, self: string, op: (x: Coll, y: Coll) => Coll): string {
+    const [a, b] = this.kids(n, 2);
+    return `${this.site(op)}(${this.arg(a, self)}, ${this.arg(b, self)})`;
+  }
+
+  /** Literals (FHIRPath §Literals): strings, numbers, booleans, `{}`, dates and calendar durations. */
+  private literal(n: AstNode): Coll {
     switch (n.type) {
-      case 'StringLiteral': {
-        const v = stringLiteral(n.text ?? '');
-        return () => [v];
-      }
+      case 'StringLiteral':
+        return [stringLiteral(n.text ?? '')];
       case 'NumberLiteral': {
         const text = n.text ?? '';
         if (!/^\d+(\.\d+)?$/.test(text)) throw new Unsupported(`number ${text}`);
-        const v = Number(text);
-        return () => [v];
+        return [Number(text)];
       }
-      case 'BooleanLiteral': {
-        const v = n.text === 'true';
-        return () => [v];
-      }
+      case 'BooleanLiteral':
+        return [n.text === 'true'];
       case 'NullLiteral':
-        return () => [];
+        return [];
       case 'DateLiteral':
       case 'DateTimeLiteral': {
         // @2026-01-01, @2026-01-01T10:00:00Z (FHIRPath §Date/DateTime literals) as fhirpath.js's own values.
         const cls = n.type === 'DateLiteral' ? FP_Date : FP_DateTime;
         const v = cls.checkString(fpContext(this.model), (n.text ?? '').slice(1));
         if (!v) throw new Unsupported(`literal ${n.text}`);
-        return () => [v];
+        return [v];
       }
       case 'QuantityLiteral': {
         // Only calendar durations (3 years, 30 days: FHIRPath §Time-valued quantities), for date arithmetic.
         const { value, unit } = n as AstNode & { value?: string; unit?: string };
         if (!value || !/^\d+$/.test(value) || !unit || !CALENDAR_UNITS.has(unit)) throw new Unsupported(`quantity ${n.text}`);
-        const q = new FP_Quantity(fpContext(this.model), FP_Decimal_Native.getDecimal(value), unit);
-        return () => [q];
+        return [new FP_Quantity(fpContext(this.model), FP_Decimal_Native.getDecimal(value), unit)];
       }
       default:
         throw new Unsupported(`${n.type} is not compiled`);
@@ -404,28 +427,26 @@ class Compiler {
   }
 
   /** Negation of a number literal only (fhirpath.js negates the operand's collection in place). */
-  private polarity(n: AstNode): Ev {
+  private polarity(n: AstNode): Coll {
     const [operand] = this.kids(n, 1);
     const lit = operand.type === 'TermExpression' && operand.children?.[0]?.type === 'LiteralTerm' ? operand.children[0].children?.[0] : undefined;
     if (lit?.type !== 'NumberLiteral') throw new Unsupported('polarity of a non-literal');
-    const v = Number(lit.text);
     if (!/^\d+(\.\d+)?$/.test(lit.text ?? '')) throw new Unsupported(`number ${lit.text}`);
-    const signed = n.text === '-' ? -v : v;
-    return () => [signed];
+    const v = Number(lit.text);
+    return [n.text === '-' ? -v : v];
   }
 
   /** `%name` (FHIRPath §Environment variables): the caller's variables, then `%context` and `%ucum`. */
-  private variable(n: AstNode): Ev {
+  private variable(n: AstNode): (run: Run) => Coll {
     const constant = this.kids(n, 1)[0];
     const idNode = constant.children?.[0];
     if (!idNode || (idNode.type !== 'Identifier' && idNode.type !== 'StringLiteral')) throw new Unsupported('variable form');
-    const text = idNode.text ?? '';
-    const name = text.startsWith("'") ? stringLiteral(text) : text.startsWith('`') ? stringLiteral(text.replace(/^`|`$/g, "'")) : text;
-    if (n.delimitedText !== undefined || text.startsWith('`')) throw new Unsupported('delimited variable name');
+    const name = idNode.text ?? '';
+    if (n.delimitedText !== undefined || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Unsupported('delimited variable name');
     if (OBJECT_KEYS.has(name)) throw new Unsupported(`variable ${name}`);
     // Read afresh each time (fhirpath.js keeps what it read for one evaluation): the record's collections come from
     // variableItems' cache, and two reads of one value give equal items, which is all FHIRPath can observe.
-    return (_input, _self, run) => {
+    return (run) => {
       const env = run.env;
       if (name in env) return variableItems(env[name]);
       if (name === 'context') return run.root;
@@ -435,14 +456,14 @@ class Compiler {
   }
 
   /** The right side of `.`: a member or a function of the input collection. */
-  private invocation(n: AstNode): Ev {
+  private invocation(n: AstNode, inp: string, self: string): string {
     switch (n.type) {
       case 'MemberInvocation':
-        return this.member(n);
+        return `${this.site(this.member(n))}(${inp}, ${self}, run)`;
       case 'FunctionInvocation':
-        return this.call(n);
+        return this.call(n, inp, self);
       case 'ThisInvocation':
-        return (_input, self) => self;
+        return self;
       default:
         throw new Unsupported(`${n.type} is not compiled`);
     }
@@ -453,7 +474,7 @@ class Compiler {
    * choice elements resolved by the model (`value` → `valueQuantity`), element types from the model, arrays
    * flattened, a resource reached through `resourceType` typed as itself.
    */
-  private member(n: AstNode): Ev {
+  private member(n: AstNode): (input: Coll, self: Coll, run: Run) => Coll {
     const idNode = this.kids(n, 1)[0];
     if (idNode.type !== 'Identifier') throw new Unsupported('member form');
     const raw = idNode.text ?? '';
@@ -598,153 +619,126 @@ class Compiler {
   }
 
   /**
-   * A non-macro argument: fhirpath.js evaluates it against `$this` (not the function's input; FHIRPath §Functions).
+   * A non-macro argument or operand, as code: fhirpath.js evaluates it against `$this` (not the function's input;
+   * FHIRPath §Functions). A sub-expression of literals alone is computed here, once.
    */
-  private arg(a: AstNode): (self: Coll, run: Run) => Coll {
+  private arg(a: AstNode, self: string): string {
     const constant = this.constant(a);
-    if (constant) return () => constant;
-    const e = this.expr(a);
-    return (self, run) => e(self, self, run);
+    return constant ? this.site(constant) : this.expr(a, self, self);
   }
 
   /**
-   * The value of a sub-expression made of literals alone (`('final' | 'amended' | 'corrected')`), computed once here
-   * instead of on every evaluation; compiled code never changes a collection it is given, so it can be shared.
+   * The value of a sub-expression made of literals alone (`('final' | 'amended' | 'corrected')`); compiled code never
+   * changes a collection it is given, so it can be shared by every evaluation.
    */
   private constant(a: AstNode): Coll | undefined {
-    const literalOnly = (n: AstNode): boolean => {
-      switch (n.type) {
-        case 'EntireExpression':
-        case 'TermExpression':
-        case 'ParenthesizedTerm':
-        case 'LiteralTerm':
-        case 'UnionExpression':
-          return (n.children ?? []).length > 0 && (n.children ?? []).every(literalOnly);
-        case 'StringLiteral':
-        case 'NumberLiteral':
-        case 'BooleanLiteral':
-        case 'NullLiteral':
-          return true;
-        default:
-          return false;
+    switch (a.type) {
+      case 'EntireExpression':
+      case 'TermExpression':
+      case 'ParenthesizedTerm': {
+        const k = a.children ?? [];
+        return k.length === 1 ? this.constant(k[0]) : undefined;
       }
-    };
-    if (!literalOnly(a)) return undefined;
-    const root: Coll = [];
-    return this.expr(a)(root, root, { env: {}, root });
+      case 'LiteralTerm': {
+        const lit = a.children?.[0];
+        return lit && ['StringLiteral', 'NumberLiteral', 'BooleanLiteral', 'NullLiteral'].includes(lit.type) ? this.literal(lit) : undefined;
+      }
+      case 'UnionExpression': {
+        const [l, r] = (a.children ?? []).map((k) => this.constant(k));
+        return l && r && (a.children ?? []).length === 2 ? this.union()(l, r) : undefined;
+      }
+      default:
+        return undefined;
+    }
   }
 
-  /** A macro argument (where, select, exists, all, iif): evaluated per item with `$this` set to it. */
-  private lambda(a: AstNode): (items: Coll, run: Run) => Coll {
-    const e = this.expr(a);
-    return (items, run) => e(items, items, run);
+  /** A macro argument (where, select, exists, all, iif) as code, evaluated with input and `$this` the variable `v`. */
+  private lambda(a: AstNode, v: string): string {
+    return this.expr(a, v, v);
   }
 
-  /** A function invocation (FHIRPath §Functions); the user functions (memberOf, coded, codedIn, recent) first. */
-  private call(n: AstNode): Ev {
+  /** A function invocation (FHIRPath §Functions) as code; the user functions (memberOf, coded, codedIn, recent) first. */
+  private call(n: AstNode, inp: string, self: string): string {
     const { name, args } = this.params(n);
     const arity = (...counts: number[]) => {
       if (!counts.includes(args.length)) throw new Unsupported(`${name} with ${args.length} arguments`);
     };
     const user = Object.prototype.hasOwnProperty.call(this.options.functions, name) ? this.options.functions[name] : undefined;
-    if (user) return this.userCall(name, user, args);
+    if (user) return this.userCall(name, user, args, inp, self);
     const model = this.model;
+    /** A function of its input alone. */
+    const unary = (f: (input: Coll) => Coll) => `${this.site(f)}(${inp})`;
+    /** A function of its input and arguments evaluated against $this. */
+    const withArgs = (f: (input: Coll, ...a: Coll[]) => Coll) => `${this.site(f)}(${[inp, ...args.map((a) => this.arg(a, self))].join(', ')})`;
+    const k = this.fresh();
+    const [i, o, j, s, r] = [`i${k}`, `o${k}`, `j${k}`, `s${k}`, `r${k}`];
     switch (name) {
       // §5.1 Existence
       case 'empty':
         arity(0);
-        return (input) => [input.length === 0];
-      case 'exists': {
+        return unary((input) => [input.length === 0]);
+      case 'exists':
         arity(0, 1);
-        if (args.length === 0) return (input) => [input.length > 0];
-        const crit = this.lambda(args[0]);
-        return (input, _self, run) => {
-          for (const x of input) if (truthy(crit([x], run))) return [true];
-          return [false];
-        };
-      }
-      case 'all': {
+        if (args.length === 0) return unary((input) => [input.length > 0]);
+        // exists(criteria) is where(criteria).exists(): a truthy first item counts (fhirpath.js).
+        return `((${i}) => { for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; if (H.truthy(${this.lambda(args[0], s)})) return [true]; } return [false]; })(${inp})`;
+      case 'all':
         arity(1);
-        const crit = this.lambda(args[0]);
-        return (input, _self, run) => {
-          for (const x of input) if (!isTrue(crit([x], run))) return [false];
-          return [true];
-        };
-      }
+        return `((${i}) => { for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; if (!H.isTrue(${this.lambda(args[0], s)})) return [false]; } return [true]; })(${inp})`;
       case 'not':
         arity(0);
-        return (input) => {
+        return unary((input) => {
           const b = singletonBoolean(input);
           return b === undefined ? [] : [!b];
-        };
+        });
       // §5.2 Filtering and projection
-      case 'where': {
+      case 'where':
         arity(1);
-        const crit = this.lambda(args[0]);
-        return (input, _self, run) => {
-          const out: Coll = [];
-          for (const x of input) if (truthy(crit([x], run))) out.push(x);
-          return out;
-        };
-      }
-      case 'select': {
+        return `((${i}) => { const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; if (H.truthy(${this.lambda(args[0], s)})) ${o}.push(${i}[${j}]); } return ${o}; })(${inp})`;
+      case 'select':
         arity(1);
-        const proj = this.lambda(args[0]);
-        return (input, _self, run) => {
-          const out: Coll = [];
-          for (const x of input) for (const y of proj([x], run)) out.push(y);
-          return out;
-        };
-      }
+        return `((${i}) => { const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; const ${r} = ${this.lambda(args[0], s)}; for (let q = 0; q < ${r}.length; q++) ${o}.push(${r}[q]); } return ${o}; })(${inp})`;
       case 'ofType': {
         arity(1);
         const spec = typeSpecifier(args[0], model);
-        return (input) => input.filter((x) => convertibleTo(x, spec, model));
+        return unary((input) => input.filter((x) => convertibleTo(x, spec, model)));
       }
       // §5.3 Subsetting
       case 'first':
         arity(0);
-        return (input) => (input.length > 0 && input[0] != null ? [input[0]] : []);
+        return unary((input) => (input.length > 0 && input[0] != null ? [input[0]] : []));
       case 'last':
         arity(0);
-        return (input) => (input.length > 0 && input[input.length - 1] != null ? [input[input.length - 1]] : []);
+        return unary((input) => (input.length > 0 && input[input.length - 1] != null ? [input[input.length - 1]] : []));
       // §5.4 Combining
-      case 'exclude': {
+      case 'exclude':
         arity(1);
-        const other = this.arg(args[0]);
-        return (input, self, run) => {
-          const b = other(self, run);
+        return withArgs((input, b) => {
           if (b.length === 0) return input;
           return input.filter((x) => !b.some((y) => equalItems(x, y, model)));
-        };
-      }
+        });
       // §5.6 String manipulation
       case 'lower':
         arity(0);
-        return (input) => {
-          const s = inputString(input);
-          return s === undefined ? [] : [s.toLowerCase()];
-        };
+        return unary((input) => {
+          const str = inputString(input);
+          return str === undefined ? [] : [str.toLowerCase()];
+        });
       case 'contains':
-      case 'startsWith': {
+      case 'startsWith':
         arity(1);
-        const a = this.arg(args[0]);
-        return (input, self, run) => {
-          const sub = a(self, run);
-          const s = inputString(input);
-          if (sub.length === 0 || s === undefined) return [];
+        return withArgs((input, sub) => {
+          const str = inputString(input);
+          if (sub.length === 0 || str === undefined) return [];
           const t = argString(sub);
-          return [name === 'contains' ? s.includes(t) : s.startsWith(t)];
-        };
-      }
+          return [name === 'contains' ? str.includes(t) : str.startsWith(t)];
+        });
       case 'matches': {
         arity(1);
-        const a = this.arg(args[0]);
         const cache = new Map<string, RegExp>();
-        return (input, self, run) => {
-          const re = a(self, run);
-          const s = inputString(input);
-          if (re.length === 0 || s === undefined) return [];
+        return withArgs((input, re) => {
+          const str = inputString(input);
+          if (re.length === 0 || str === undefined) return [];
           const pattern = argString(re);
           let rx = cache.get(pattern);
           if (!rx) {
@@ -756,27 +750,22 @@ class Compiler {
             }
             cache.set(pattern, rx);
           }
-          return [rx.test(s)];
-        };
+          return [rx.test(str)];
+        });
       }
-      case 'substring': {
+      case 'substring':
         arity(1, 2);
-        const start = this.arg(args[0]);
-        const len = args[1] ? this.arg(args[1]) : undefined;
-        return (input, self, run) => {
-          const st = start(self, run);
-          const ln = len?.(self, run);
-          const s = inputString(input);
-          if (s === undefined || st.length === 0) return [];
+        return withArgs((input, st, ln) => {
+          const str = inputString(input);
+          if (str === undefined || st.length === 0) return [];
           const from = argInteger(st);
-          if (from < 0 || from >= s.length) return [];
-          if (ln === undefined || ln.length === 0) return [s.substring(from)];
-          return [s.substring(from, from + argInteger(ln))];
-        };
-      }
+          if (from < 0 || from >= str.length) return [];
+          if (ln === undefined || ln.length === 0) return [str.substring(from)];
+          return [str.substring(from, from + argInteger(ln))];
+        });
       case 'toString':
         arity(0);
-        return (input) => {
+        return unary((input) => {
           if (input.length === 0) return [];
           if (input.length > 1) bail();
           const v = conv(input[0], model);
@@ -786,13 +775,13 @@ class Compiler {
           if (typeof v === 'boolean') return [String(v)];
           if (v instanceof FP_Type) return [fp(() => v.toString())];
           return bail();
-        };
+        });
       case 'toDate':
       case 'toDateTime': {
         // FHIRPath §5.5.5 conversion, as fhirpath.js does it: from a string, or between its date values.
         arity(0);
         const ctx = fpContext(model);
-        return (input) => {
+        return unary((input) => {
           if (input.length === 0) return [];
           if (input.length > 1) bail();
           const v = valData(input[0]);
@@ -808,13 +797,13 @@ class Compiler {
             else if (v instanceof FP_Type) bail();
           }
           return out ? [out] : [];
-        };
+        });
       }
       // §5.7 Math
       case 'floor':
       case 'sqrt':
         arity(0);
-        return (input) => {
+        return unary((input) => {
           if (input.length === 0) return [];
           if (input.length > 1) bail();
           const v = conv(input[0], model);
@@ -822,75 +811,65 @@ class Compiler {
           if (typeof v !== 'number') return bail();
           if (name === 'floor') return [Math.floor(v)];
           return v < 0 ? [] : [Math.sqrt(v)];
-        };
+        });
       // §5.8 Aggregates
       case 'count':
         arity(0);
-        return (input) => [input.length];
+        return unary((input) => [input.length]);
       case 'sum':
         arity(0);
-        return (input) => {
+        return unary((input) => {
           if (input.length === 0) return [];
           if (input.length === 1) return [input[0]];
           let total = numberOf(input[0], model);
-          for (let i = 1; i < input.length; i++) {
-            const x = numberOf(input[i], model);
-            if (x === undefined || total === undefined) return [];
-            total = x + total;
+          for (let x = 1; x < input.length; x++) {
+            const v = numberOf(input[x], model);
+            if (v === undefined || total === undefined) return [];
+            total = v + total;
           }
           return total === undefined ? [] : [total];
-        };
+        });
       case 'max':
         arity(0);
-        return (input) => {
+        return unary((input) => {
           if (input.length === 0 || valData(input[0]) == null) return [];
           let best = input[0];
           let bestValue = numberOf(best, model);
           if (bestValue === undefined) return bail();
-          for (let i = 1; i < input.length; i++) {
-            if (valData(input[i]) == null) return [];
-            const v = numberOf(input[i], model);
+          for (let x = 1; x < input.length; x++) {
+            if (valData(input[x]) == null) return [];
+            const v = numberOf(input[x], model);
             if (v === undefined) return bail();
             if (compareNumbers(v, bestValue) > 0) {
-              best = input[i];
+              best = input[x];
               bestValue = v;
             }
           }
           return [best];
-        };
-      // §5.5 Conversion / utility
-      case 'iif': {
+        });
+      // §5.5 Conversion / utility: iif's criterion and branches see the input as $this.
+      case 'iif':
         arity(2, 3);
-        const cond = this.lambda(args[0]);
-        const then = this.lambda(args[1]);
-        const otherwise = args[2] ? this.lambda(args[2]) : undefined;
-        return (input, _self, run) => {
-          if (isTrue(cond(input, run))) return then(input, run);
-          return otherwise ? otherwise(input, run) : [];
-        };
-      }
+        return `((${i}) => H.isTrue(${this.lambda(args[0], i)}) ? ${this.lambda(args[1], i)} : ${args[2] ? this.lambda(args[2], i) : '[]'})(${inp})`;
       default:
         throw new Unsupported(`function ${name} is not compiled`);
     }
   }
 
   /** A function of the caller's table, called as fhirpath.js calls it (String/Integer singletons, unwrapped input). */
-  private userCall(name: string, user: UserFunction, args: AstNode[]): Ev {
+  private userCall(name: string, user: UserFunction, args: AstNode[], inp: string, self: string): string {
     const types = user.arity[args.length];
     if (!types) throw new Unsupported(`${name} with ${args.length} arguments`);
-    const evs = args.map((a, i) => {
+    const codes = args.map((a, i) => {
       if (types[i] !== 'String' && types[i] !== 'Integer') throw new Unsupported(`${name} argument type ${types[i]}`);
-      return this.arg(a);
+      return this.arg(a, self);
     });
     const fn = user.fn as (inputs: unknown[], ...args: unknown[]) => unknown;
     let memo = userMemos.get(fn);
     if (!memo) userMemos.set(fn, (memo = new WeakMap()));
     const byInput = memo;
-    return (input, self, run) => {
-      const values = evs.map((e, i) => {
-        const c = e(self, run);
-        return types[i] === 'String' ? argString(c) : argInteger(c);
-      });
+    const site = (input: Coll, ...argColls: Coll[]): Coll => {
+      const values = argColls.map((c, i) => (types[i] === 'String' ? argString(c) : argInteger(c)));
       // The table's functions are pure: over the same collection (a variable's, which variableItems keeps for the
       // request) with the same arguments they give the same items, so several facts and policies filtering the same
       // record (`%medications.codedIn('tki')`) share one pass.
@@ -916,29 +895,26 @@ class Compiler {
       results.set(key, out);
       return out;
     };
+    return `${this.site(site)}(${[inp, ...codes].join(', ')})`;
   }
 
   /** `|` (FHIRPath §6.5 union): both sides, duplicates removed (first kept), order kept. */
-  private union(n: AstNode): Ev {
-    const [a, b] = this.kids(n, 2).map((k) => this.arg(k));
+  private union(): (x: Coll, y: Coll) => Coll {
     const model = this.model;
-    return (input, self, run) => {
-      const all = a(self, run).concat(b(self, run));
+    return (x, y) => {
       const out: Coll = [];
-      for (const x of all) if (!out.some((y) => equalItems(y, x, model))) out.push(x);
+      for (const v of x) if (!out.some((w) => equalItems(w, v, model))) out.push(v);
+      for (const v of y) if (!out.some((w) => equalItems(w, v, model))) out.push(v);
       return out;
     };
   }
 
   /** `=` and `!=` (FHIRPath §6.1): empty when either side is empty; collections compared item by item, in order. */
-  private equality(n: AstNode): Ev {
+  private equality(n: AstNode): (x: Coll, y: Coll) => Coll {
     const op = n.text;
     if (op !== '=' && op !== '!=') throw new Unsupported(`operator ${op}`);
-    const [a, b] = this.kids(n, 2).map((k) => this.arg(k));
     const model = this.model;
-    return (input, self, run) => {
-      const x = a(self, run);
-      const y = b(self, run);
+    return (x, y) => {
       if (x.length === 0 || y.length === 0) return [];
       let eq: boolean | undefined;
       if (x.length !== y.length) eq = false;
@@ -953,16 +929,13 @@ class Compiler {
     };
   }
 
-  /** `<`, `>`, `<=`, `>=` (FHIRPath §6.2) over single numbers, strings or booleans of one type. */
-  private comparison(n: AstNode): Ev {
+  /** `<`, `>`, `<=`, `>=` (FHIRPath §6.2) over single numbers, strings or booleans of one type, or dates. */
+  private comparison(n: AstNode): (x: Coll, y: Coll) => Coll {
     const text = n.text ?? '';
     if (!['<', '>', '<=', '>='].includes(text)) throw new Unsupported(`operator ${text}`);
     const op = text as '<' | '>' | '<=' | '>=';
-    const [a, b] = this.kids(n, 2).map((k) => this.arg(k));
     const model = this.model;
-    return (input, self, run) => {
-      const x = a(self, run);
-      const y = b(self, run);
+    return (x, y) => {
       if (x.length === 0 || y.length === 0) return [];
       if (x.length !== 1 || y.length !== 1) bail();
       const l = conv(x[0], model);
@@ -991,14 +964,11 @@ class Compiler {
   }
 
   /** `in` and `contains` (FHIRPath §6.4 collections). */
-  private membership(n: AstNode): Ev {
+  private membership(n: AstNode): (l: Coll, r: Coll) => Coll {
     const op = n.text;
     if (op !== 'in' && op !== 'contains') throw new Unsupported(`operator ${op}`);
-    const [a, b] = this.kids(n, 2).map((k) => this.arg(k));
     const model = this.model;
-    return (input, self, run) => {
-      const l = a(self, run);
-      const r = b(self, run);
+    return (l, r) => {
       const [item, coll] = op === 'in' ? [l, r] : [r, l];
       if (item.length === 0) return [];
       if (coll.length === 0) return [false];
@@ -1008,42 +978,34 @@ class Compiler {
   }
 
   /** `and`, `or`, `xor`, `implies` (FHIRPath §6.5 Boolean logic): three-valued; both sides always evaluated. */
-  private logic(n: AstNode): Ev {
-    const [a, b] = this.kids(n, 2).map((k) => this.arg(k));
-    const T: Coll = [true];
-    const F: Coll = [false];
-    const E: Coll = [];
+  private logic(n: AstNode): (a: Coll, b: Coll) => Coll {
     let f: (x: boolean | undefined, y: boolean | undefined) => Coll;
     switch (n.text ?? '') {
       case 'and':
-        f = (x, y) => (x === false || y === false ? F : x === true && y === true ? T : E);
+        f = (x, y) => (x === false || y === false ? [false] : x === true && y === true ? [true] : []);
         break;
       case 'or':
-        f = (x, y) => (x === true || y === true ? T : x === false && y === false ? F : E);
+        f = (x, y) => (x === true || y === true ? [true] : x === false && y === false ? [false] : []);
         break;
       case 'xor':
-        f = (x, y) => (x === undefined || y === undefined ? E : x !== y ? T : F);
+        f = (x, y) => (x === undefined || y === undefined ? [] : [x !== y]);
         break;
       case 'implies':
-        f = (x, y) => (x === false || y === true ? T : x === true && y === false ? F : E);
+        f = (x, y) => (x === false || y === true ? [true] : x === true && y === false ? [false] : []);
         break;
       default:
         throw new Unsupported(`operator ${n.text}`);
     }
-    // The shared results are never changed: compiled code does not modify a collection it is given.
-    return (_input, self, run) => f(singletonBoolean(a(self, run)), singletonBoolean(b(self, run)));
+    return (a, b) => f(singletonBoolean(a), singletonBoolean(b));
   }
 
   /** `+ - * /` (FHIRPath §6.6 Math) over single numbers (and `+` over strings); empty when either side is empty. */
-  private arithmetic(n: AstNode): Ev {
+  private arithmetic(n: AstNode): (xs: Coll, ys: Coll) => Coll {
     const text = n.text ?? '';
     if (!['+', '-', '*', '/'].includes(text)) throw new Unsupported(`operator ${text}`);
     const op = text as '+' | '-' | '*' | '/';
-    const [a, b] = this.kids(n, 2).map((k) => this.arg(k));
     const model = this.model;
-    return (input, self, run) => {
-      const xs = a(self, run);
-      const ys = b(self, run);
+    return (xs, ys) => {
       if (xs.length === 0 || ys.length === 0) return [];
       if (xs.length !== 1 || ys.length !== 1) bail();
       const x = conv(xs[0], model);
