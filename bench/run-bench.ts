@@ -1,13 +1,14 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
 import { orderSignRequest } from '../test/helpers/hook-requests.js';
+import { summariseProfile } from './profile-summary.js';
 import { storyOrder, storyResources } from '../test/helpers/stories.js';
 
 /**
@@ -53,13 +54,14 @@ function productionNodeFlags(): string[] {
 
 const children: ChildProcess[] = [];
 
-function spawnNode(args: string[], env: Record<string, string>): { proc: ChildProcess; output: () => string; spawnedAt: number } {
+function spawnNode(args: string[], env: Record<string, string>): { proc: ChildProcess; output: () => string; spawnedAt: number; spawnedAtEpochMs: number } {
   const proc = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(proc);
+  const spawnedAtEpochMs = Date.now();
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += String(d)));
   proc.stderr!.on('data', (d: Buffer) => (out += String(d)));
-  return { proc, output: () => out, spawnedAt: performance.now() };
+  return { proc, output: () => out, spawnedAt: performance.now(), spawnedAtEpochMs };
 }
 
 /** A helper process written in TypeScript (baseline, EHR stub): tsx only loads it; it prints `ready`. */
@@ -183,6 +185,11 @@ async function main(): Promise<void> {
     process.stdout.write(
       `${row(pkgProfile ? '$questionnaire-package with pre-fill (profiled)' : `order-sign, full prefetch, ${PROFILE === 'same' ? 'identical body' : 'distinct patients'} (profiled)`, run)}\nCPU profile written to ${profileDir}/ (newest *.cpuprofile): open it in Chrome DevTools (Performance → Load profile) or https://www.speedscope.app\n`,
     );
+    // The two profiles this run wrote (main thread, PGlite worker), newest first by name order of their thread ids.
+    const written = readdirSync(profileDir)
+      .filter((f) => f.endsWith('.cpuprofile') && statSync(join(profileDir, f)).mtimeMs >= pp.spawnedAtEpochMs)
+      .sort();
+    for (const f of written) process.stdout.write(`\n${summariseProfile(join(profileDir, f))}\n`);
     rmSync(pp.dataDir, { recursive: true, force: true });
     return;
   }
