@@ -95,6 +95,38 @@ function fpContext(model: ModelTables | undefined): FpContext {
   return ctx;
 }
 
+/**
+ * fhirpath.js's date values made once per text: its value classes are slow to build (regular expressions, calendar
+ * arithmetic through date objects) and the same few dates (birth dates, order dates) recur on every request. A value
+ * is a pure function of its class, text and context, and is never changed once made (it only fills caches of its
+ * own), so sharing it is exact.
+ */
+const dateValues = new Map<FpContext, Map<string, FpType | null>>();
+function dateValue(kind: 'date' | 'dateTime' | 'instant' | 'time' | 'dateFromDateTime', ctx: FpContext, text: string): FpType | null {
+  let byText = dateValues.get(ctx);
+  if (!byText) dateValues.set(ctx, (byText = new Map()));
+  const key = `${kind}|${text}`;
+  let v = byText.get(key);
+  if (v === undefined) {
+    v = kind === 'dateFromDateTime' ? fp(() => new FP_Date(ctx, text)) : DATE_CLASSES[kind].checkString(ctx, text);
+    if (byText.size >= 20_000) byText.clear();
+    byText.set(key, v);
+  }
+  return v;
+}
+/** Results of date arithmetic by operator, date value and duration value (both shared objects, see dateValue). */
+const dateSums = { '+': new WeakMap<object, Map<object, FpType | null>>(), '-': new WeakMap<object, Map<object, FpType | null>>() };
+function dateArithmetic(op: '+' | '-', x: FpType, y: FpType): FpType | null {
+  let byY = dateSums[op].get(x);
+  if (!byY) dateSums[op].set(x, (byY = new Map()));
+  let v = byY.get(y);
+  if (v === undefined) {
+    v = fp(() => (op === '+' ? x.plus(y) : x.minus(y)));
+    if (byY.size < 1000) byY.set(y, v);
+  }
+  return v;
+}
+
 /** Calls one of fhirpath.js's value methods; what it throws becomes a bail, so fhirpath.js reports it itself. */
 function fp<T>(f: () => T): T {
   try {
@@ -149,7 +181,7 @@ function conv(x: Item, model: ModelTables | undefined): unknown {
   const d = x.d;
   if (d == null || x.p === null) return d;
   const cls = DATE_CLASSES[x.p];
-  if (cls) return typeof d === 'string' ? cls.checkString(fpContext(model), d) || d : bail();
+  if (cls) return typeof d === 'string' ? dateValue(x.p as 'date' | 'dateTime' | 'instant' | 'time', fpContext(model), d) || d : bail();
   if (typeof d === 'object' && isType(x.p, 'Quantity', model) && (d as { system?: unknown }).system === UCUM) bail();
   return d;
 }
@@ -788,12 +820,12 @@ class Compiler {
           let out: FpType | null | undefined;
           if (name === 'toDate') {
             if (v instanceof FP_Date) out = v;
-            else if (v instanceof FP_DateTime) out = fp(() => new FP_Date(ctx, v.asStr.split('T')[0]));
-            else if (typeof v === 'string') out = FP_Date.checkString(ctx, v);
+            else if (v instanceof FP_DateTime) out = dateValue('dateFromDateTime', ctx, v.asStr.split('T')[0]);
+            else if (typeof v === 'string') out = dateValue('date', ctx, v);
             else if (v instanceof FP_Type) bail();
           } else {
             if (v instanceof FP_DateTime) out = v;
-            else if (typeof v === 'string') out = FP_DateTime.checkString(ctx, v);
+            else if (typeof v === 'string') out = dateValue('dateTime', ctx, v);
             else if (v instanceof FP_Type) bail();
           }
           return out ? [out] : [];
@@ -1014,7 +1046,7 @@ class Compiler {
       if (x instanceof FP_Type || y instanceof FP_Type) {
         // Date/time ± calendar duration (FHIRPath §6.6.5), by fhirpath.js's own arithmetic.
         if (!(x instanceof FP_Type && y instanceof FP_Type) || (op !== '+' && op !== '-')) return bail();
-        const res = fp(() => (op === '+' ? x.plus(y) : x.minus(y)));
+        const res = dateArithmetic(op, x, y);
         return res == null ? [] : [res];
       }
       if (typeof x === 'number' && typeof y === 'number') {
