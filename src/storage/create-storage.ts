@@ -47,8 +47,11 @@ export async function createStorage(config: StorageConfig): Promise<SqlStorage> 
     if (fsyncCount && fsyncCount() <= before) {
       throw new StorageError('embedded storage committed without fsync: refusing to run with writes that would not survive a crash');
     }
+    const storage = new SqlStorage(driver, { logger: config.logger });
+    // Embedded: this process is the database's only writer, so it may know which orders have no record.
+    await storage.loadOrderIndex();
     config.logger?.info({ storage: driver.kind, migrationsApplied: applied }, 'storage ready');
-    return new SqlStorage(driver, { logger: config.logger });
+    return storage;
   } catch (err) {
     await driver.close().catch(() => undefined);
     throw err;

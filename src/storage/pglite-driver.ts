@@ -182,6 +182,10 @@ function workerDriver(worker: Worker, initialFsyncs: number, onClose: () => void
       return fsyncs;
     },
     ...session(),
+    async batch(steps) {
+      if (steps.length === 0) return [];
+      return (await send({ op: 'batch', steps })).results ?? [];
+    },
     async transaction(fn) {
       const { tx } = await send({ op: 'begin' });
       let result;

@@ -5,8 +5,13 @@
  * (pglite-driver.ts). Durability is unchanged: a reply is sent only after PGlite has committed, which includes the
  * WAL fsync(2) this file makes real.
  *
- * Messages in: `{ id, op: 'query' | 'exec' | 'begin' | 'commit' | 'rollback' | 'close', sql?, params?, tx? }`.
- * Messages out: `{ id, rows? , error?, fsyncs }` and, once, `{ ready: true, fsyncs }` or `{ ready: false, error }`.
+ * Statements outside a transaction run as named prepared statements, parsed and planned once per text (PGlite's own
+ * `query` parses, describes and plans every statement anew: six calls into PostgreSQL per statement), and a `batch`
+ * runs several statements in one call into PostgreSQL: in the extended protocol the statements before one Sync are one
+ * implicit transaction, committed (with its WAL fsync) at the Sync, or rolled back whole at the first error.
+ *
+ * Messages in: `{ id, op: 'query' | 'batch' | 'exec' | 'begin' | 'commit' | 'rollback' | 'close', sql?, params?, steps?, tx? }`.
+ * Messages out: `{ id, rows?, results?, error?, fsyncs }` and, once, `{ ready: true, fsyncs }` or `{ ready: false, error }`.
  */
 import { cpSync, existsSync, fsyncSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -14,6 +19,7 @@ import { dirname, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { PGlite, PGliteOptions, Transaction } from '@electric-sql/pglite';
+import type * as PgliteNs from '@electric-sql/pglite';
 
 /** What the main thread passes in `workerData`. */
 export interface PgliteWorkerData {
@@ -28,9 +34,11 @@ export interface PgliteWorkerData {
 /** A request to the worker. */
 export interface WorkerRequest {
   id: number;
-  op: 'query' | 'exec' | 'begin' | 'commit' | 'rollback' | 'close';
+  op: 'query' | 'batch' | 'exec' | 'begin' | 'commit' | 'rollback' | 'close';
   sql?: string;
   params?: unknown[];
+  /** For `batch`: the statements, run in order in one transaction. */
+  steps?: BatchStep[];
   /** Transaction id (from the reply to `begin`) for statements inside a transaction. */
   tx?: number;
 }
@@ -39,9 +47,17 @@ export interface WorkerRequest {
 export interface WorkerReply {
   id: number;
   rows?: unknown[];
+  /** For `batch`: each statement's rows, in order. */
+  results?: unknown[][];
   tx?: number;
   error?: { message: string; code?: string };
   fsyncs: number;
+}
+
+/** One statement of a batch. */
+export interface BatchStep {
+  sql: string;
+  params?: unknown[];
 }
 
 interface NodeStream {
@@ -125,12 +141,92 @@ async function open(): Promise<PGlite> {
   return db;
 }
 
+type PgliteModule = typeof PgliteNs;
+type Serialize = PgliteModule['protocol']['serialize'];
+
+/** Prepared statements kept at most (least recently used closed first); the service's texts are far fewer. */
+const MAX_PREPARED = 200;
+
+/**
+ * Named prepared statements over PGlite's wire protocol: each SQL text is parsed (and its parameter types described)
+ * once; an execution is Bind, Describe, Execute, and one Sync closes a whole batch.
+ */
+class PreparedStatements {
+  private readonly byText = new Map<string, { name: string; types: number[] }>();
+  private next = 1;
+
+  constructor(
+    private readonly db: PGlite,
+    private readonly ser: Serialize,
+    private readonly parse: PgliteModule['parse'],
+  ) {}
+
+  /** Runs the steps in one implicit transaction, in one call into PostgreSQL; returns each step's rows. */
+  run(steps: BatchStep[]): Promise<unknown[][]> {
+    const db = this.db;
+    // Both of PGlite's locks, as its own query() takes them: no explicit transaction is open on the session meanwhile.
+    return db._runExclusiveTransaction(() =>
+      db._runExclusiveQuery(async () => {
+        const parts: Uint8Array[] = [];
+        for (const step of steps) {
+          const st = await this.statement(step.sql);
+          // Parameters as PGlite's query() sends them: its serializer for the parameter's type, else text.
+          const values = (step.params ?? []).map((p, i) => {
+            if (p === null || p === undefined) return null;
+            const serialize = db.serializers[st.types[i]];
+            return serialize ? (serialize(p) as string) : String(p);
+          });
+          parts.push(this.ser.bind({ statement: st.name, values }), this.ser.describe({ type: 'P' }), this.ser.execute({}));
+        }
+        parts.push(this.ser.sync());
+        const messages = await db.execProtocolStream(concat(parts), { syncToFs: false });
+        await db.syncToFs();
+        const results = this.parse.parseResults(messages, db.parsers);
+        return steps.map((_, i) => results[i]?.rows ?? []);
+      }),
+    );
+  }
+
+  private async statement(sql: string): Promise<{ name: string; types: number[] }> {
+    const known = this.byText.get(sql);
+    if (known) {
+      this.byText.delete(sql);
+      this.byText.set(sql, known);
+      return known;
+    }
+    const name = `pp_${this.next++}`;
+    const described = await this.db.execProtocolStream(
+      concat([this.ser.parse({ name, text: sql }), this.ser.describe({ type: 'S', name }), this.ser.sync()]),
+      { syncToFs: false },
+    );
+    const st = { name, types: this.parse.parseDescribeStatementResults(described) };
+    this.byText.set(sql, st);
+    if (this.byText.size > MAX_PREPARED) {
+      const [oldest, old] = this.byText.entries().next().value!;
+      this.byText.delete(oldest);
+      await this.db.execProtocolStream(concat([this.ser.close({ type: 'S', name: old.name }), this.ser.sync()]), { syncToFs: false });
+    }
+    return st;
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 function errorOf(err: unknown): { message: string; code?: string } {
   const e = err as { message?: string; code?: string };
   return { message: e.message ?? String(err), code: typeof e.code === 'string' ? e.code : undefined };
 }
 
-async function serve(db: PGlite): Promise<void> {
+function serve(db: PGlite, { protocol, parse }: PgliteModule): void {
+  const prepared = new PreparedStatements(db, protocol.serialize, parse);
   const txs = new Map<number, OpenTx>();
   let nextTx = 1;
   const reply = (r: Omit<WorkerReply, 'fsyncs'>) => port.postMessage({ ...r, fsyncs });
@@ -140,10 +236,19 @@ async function serve(db: PGlite): Promise<void> {
       try {
         switch (m.op) {
           case 'query': {
-            const target = m.tx !== undefined ? txs.get(m.tx)?.tx : db;
-            if (!target) throw new Error(`no open transaction ${m.tx}`);
-            const res = await target.query(m.sql!, m.params ?? []);
+            if (m.tx === undefined) {
+              const [rows] = await prepared.run([{ sql: m.sql!, params: m.params }]);
+              reply({ id: m.id, rows });
+              return;
+            }
+            const tx = txs.get(m.tx)?.tx;
+            if (!tx) throw new Error(`no open transaction ${m.tx}`);
+            const res = await tx.query(m.sql!, m.params ?? []);
             reply({ id: m.id, rows: res.rows });
+            return;
+          }
+          case 'batch': {
+            reply({ id: m.id, results: await prepared.run(m.steps ?? []) });
             return;
           }
           case 'exec': {
@@ -204,9 +309,9 @@ async function serve(db: PGlite): Promise<void> {
 }
 
 open().then(
-  (db) => {
+  async (db) => {
+    serve(db, await import('@electric-sql/pglite'));
     port.postMessage({ ready: true, fsyncs });
-    return serve(db);
   },
   (err: unknown) => port.postMessage({ ready: false, error: errorOf(err), fsyncs }),
 );

@@ -52,9 +52,18 @@ export async function openPostgres(databaseUrl: string, opts: { logger?: Logger;
   });
   // An idle client losing its connection must not crash the process; the next query reconnects.
   pool.on('error', (err) => opts.logger?.error({ err: { message: err.message } }, 'idle PostgreSQL connection failed'));
-  return {
+  const driver: SqlDriver = {
     kind: 'postgres',
     ...session(pool),
+    async batch(steps) {
+      if (steps.length === 0) return [];
+      if (steps.length === 1) return [await session(pool).query(steps[0].sql, steps[0].params)];
+      return driver.transaction(async (tx) => {
+        const results: unknown[][] = [];
+        for (const s of steps) results.push(await tx.query(s.sql, s.params));
+        return results;
+      });
+    },
     async transaction(fn) {
       const client = await pool.connect().catch((err: unknown) => {
         throw classify(err);
@@ -79,4 +88,5 @@ export async function openPostgres(databaseUrl: string, opts: { logger?: Logger;
       await pool.end();
     },
   };
+  return driver;
 }

@@ -8,6 +8,11 @@ export interface SqlSession {
 
 export interface SqlDriver extends SqlSession {
   readonly kind: 'pglite' | 'postgres';
+  /**
+   * Runs the statements in order in one transaction, all or none, and returns each one's rows. Unlike transaction(),
+   * no statement depends on an earlier one's result, so the embedded database runs them all in one call.
+   */
+  batch(steps: { sql: string; params?: unknown[] }[]): Promise<unknown[][]>;
   /** Runs `fn` in one transaction on one connection; commits when it resolves, rolls back when it throws. */
   transaction<T>(fn: (tx: SqlSession) => Promise<T>): Promise<T>;
   close(): Promise<void>;

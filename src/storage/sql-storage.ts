@@ -56,7 +56,8 @@ function submissionParams(s: NewPasSubmission): unknown[] {
 
 const opt = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
 
-type Queued = { kind: 'assertion'; record: AssertionRecord } | { kind: 'audit'; record: HookAuditRecord };
+/** A statement and its parameters (SqlDriver.batch). */
+type Step = { sql: string; params: unknown[] };
 
 const BATCH_SQL = `
 WITH assertions AS (
@@ -79,6 +80,50 @@ INSERT INTO hook_audit (request_id, at, service, hook_instance, client_iss, pati
 SELECT x.request_id, x.at, x.service, coalesce(x.hook_instance, ''), x.client_iss, coalesce(x.patient_id_hash, ''), x.status, x.outcome, x.latency_ms
 FROM jsonb_to_recordset($3::text::jsonb) AS x(request_id text, at timestamptz, service text, hook_instance text, client_iss text,
      patient_id_hash text, status integer, outcome text, latency_ms double precision)`;
+
+/** Assertions (the last one per id wins), their authorizations and audit lines in one statement (BATCH_SQL). */
+function assertionsStep(list: AssertionRecord[], audits: HookAuditRecord[]): Step {
+  const a = [...new Map(list.map((r) => [r.assertionId, r])).values()];
+  return {
+    sql: BATCH_SQL,
+    params: [
+      json(
+        a.map((r) => ({
+          assertion_id: r.assertionId,
+          created_at: r.createdAt,
+          payer: r.payer,
+          policy_id: r.policyId,
+          policy_version: r.policyVersion,
+          patient_id: r.patientId,
+          order_ref: r.orderRef,
+          hook_instance: r.hookInstance,
+          outcome: r.outcome,
+          facts: r.facts ?? {},
+          missing_facts: r.missingFacts ?? [],
+          authorization_number: r.authorization?.number,
+        })),
+      ),
+      json(
+        a
+          .filter((r) => r.authorization)
+          .map((r) => ({ number: r.authorization!.number, payer: r.payer, assertion_id: r.assertionId, start_date: r.authorization!.start, end_date: r.authorization!.end, issued_at: r.createdAt })),
+      ),
+      json(
+        audits.map((r) => ({
+          request_id: r.requestId,
+          at: r.at,
+          service: r.service,
+          hook_instance: r.hookInstance,
+          client_iss: r.clientIss,
+          patient_id_hash: r.patientIdHash,
+          status: r.status,
+          outcome: r.outcome,
+          latency_ms: r.latencyMs,
+        })),
+      ),
+    ],
+  };
+}
 
 /**
  * A JWT id is inserted, or its expired record renewed; a live record makes the statement return no row (a replay).
@@ -217,12 +262,12 @@ class OrderRefused extends Error {
 }
 
 /**
- * Applies guarded order changes in `db` (one statement per round: the first change of each order, then the second,
- * and so on) and returns, for each change in the order given, whether it applied. Changes are applied in the order
- * given; the caller sorts them by order key so that replicas take row locks in the same order.
+ * The statements applying guarded order changes: one per round (the first change of each order, then the second, and
+ * so on), each change's parameters tagged with its index in `changes`. Changes are applied in the order given; the
+ * caller sorts them by order key so that replicas take row locks in the same order.
  */
-async function applyOrderChangesIn(db: SqlSession, changes: GuardedOrderChange[]): Promise<boolean[]> {
-  const applied: boolean[] = new Array<boolean>(changes.length).fill(false);
+function orderChangeSteps(changes: GuardedOrderChange[]): Step[] {
+  const steps: Step[] = [];
   let pending = changes.map((change, i) => ({ change, i }));
   while (pending.length > 0) {
     const seen = new Set<string>();
@@ -237,37 +282,53 @@ async function applyOrderChangesIn(db: SqlSession, changes: GuardedOrderChange[]
         round.push(p);
       }
     }
-    const rows = await db.query<{ i: number }>(ORDER_CHANGES_SQL, [
-      json(
-        round.map(({ change: { key, change: c, from }, i }) => {
-          const approving = c.state === 'approved';
-          return {
-            i,
-            id: randomUUID(),
-            payer: key.payer,
-            patient_id: key.patientId,
-            order_ref: key.orderRef,
-            drug: key.drug,
-            state: c.state,
-            policy_id: c.policyId ?? null,
-            reason: c.reason,
-            authorization_number: approving ? (c.authorization?.number ?? null) : null,
-            auth_start: approving ? (c.authorization?.start ?? null) : null,
-            auth_end: approving ? (c.authorization?.end ?? null) : null,
-            submission_id: c.submissionId ?? null,
-            at: c.at,
-            from_states: from,
-            source: c.source,
-            actor: c.actor,
-            assertion_id: c.assertionId ?? null,
-          };
-        }),
-      ),
-    ]);
-    for (const r of rows) applied[Number(r.i)] = true;
+    steps.push({
+      sql: ORDER_CHANGES_SQL,
+      params: [
+        json(
+          round.map(({ change: { key, change: c, from }, i }) => {
+            const approving = c.state === 'approved';
+            return {
+              i,
+              id: randomUUID(),
+              payer: key.payer,
+              patient_id: key.patientId,
+              order_ref: key.orderRef,
+              drug: key.drug,
+              state: c.state,
+              policy_id: c.policyId ?? null,
+              reason: c.reason,
+              authorization_number: approving ? (c.authorization?.number ?? null) : null,
+              auth_start: approving ? (c.authorization?.start ?? null) : null,
+              auth_end: approving ? (c.authorization?.end ?? null) : null,
+              submission_id: c.submissionId ?? null,
+              at: c.at,
+              from_states: from,
+              source: c.source,
+              actor: c.actor,
+              assertion_id: c.assertionId ?? null,
+            };
+          }),
+        ),
+      ],
+    });
     pending = later;
   }
+  return steps;
+}
+
+/** Which of `count` changes applied, from the rows of their orderChangeSteps. */
+function appliedOf(count: number, results: unknown[][]): boolean[] {
+  const applied: boolean[] = new Array<boolean>(count).fill(false);
+  for (const rows of results) for (const r of rows as { i: number }[]) applied[Number(r.i)] = true;
   return applied;
+}
+
+/** Applies guarded order changes in `db` (a transaction's session); returns, for each change, whether it applied. */
+async function applyOrderChangesIn(db: SqlSession, changes: GuardedOrderChange[]): Promise<boolean[]> {
+  const results: unknown[][] = [];
+  for (const step of orderChangeSteps(changes)) results.push(await db.query(step.sql, step.params));
+  return appliedOf(changes.length, results);
 }
 
 /** An order's events, oldest first, as one JSON array (so a record and its history are read in one statement). */
@@ -275,12 +336,13 @@ const EVENTS_JSON = `coalesce((SELECT jsonb_agg(jsonb_build_object('at', ${ts('e
   'reason', e.reason, 'authorization_number', e.authorization_number, 'submission_id', e.submission_id, 'assertion_id', e.assertion_id) ORDER BY e.id)
   FROM order_authorization_events e WHERE e.order_id = o.id), '[]'::jsonb) AS events`;
 
-/** Order records with their history in one statement: one round trip on the hook's path (design.md §9). */
-async function readOrders(db: SqlSession, where: string, params: unknown[], limit = 200): Promise<OrderRecord[]> {
-  const rows = await db.query<OrderRow & { events: Omit<OrderEventRow, 'order_id'>[] }>(
-    `SELECT ${ORDER_COLUMNS}, ${EVENTS_JSON} FROM order_authorizations o WHERE ${where} ORDER BY created_at, id LIMIT ${limit}`,
-    params,
-  );
+/** The statement reading order records with their history (one round trip on the hook's path, design.md §9). */
+function ordersStep(where: string, params: unknown[], limit = 200): Step {
+  return { sql: `SELECT ${ORDER_COLUMNS}, ${EVENTS_JSON} FROM order_authorizations o WHERE ${where} ORDER BY created_at, id LIMIT ${limit}`, params };
+}
+
+/** Order records from the rows of an ordersStep. */
+function orderRecordsOf(rows: (OrderRow & { events: Omit<OrderEventRow, 'order_id'>[] })[]): OrderRecord[] {
   return rows.map((r) => ({
     id: r.id,
     payer: r.payer,
@@ -309,15 +371,25 @@ async function readOrders(db: SqlSession, where: string, params: unknown[], limi
   }));
 }
 
-/** Several orders' records by key, in one statement. */
-function readOrdersByKeys(db: SqlSession, keys: OrderKey[]): Promise<OrderRecord[]> {
-  return readOrders(
-    db,
+/** Order records with their history in one statement. */
+async function readOrders(db: SqlSession, where: string, params: unknown[], limit = 200): Promise<OrderRecord[]> {
+  const step = ordersStep(where, params, limit);
+  return orderRecordsOf(await db.query(step.sql, step.params));
+}
+
+/** The statement reading several orders' records by key. */
+function ordersByKeysStep(keys: OrderKey[]): Step {
+  return ordersStep(
     `(payer, patient_id, order_ref, drug) IN (SELECT x.payer, x.patient_id, x.order_ref, x.drug
        FROM jsonb_to_recordset($1::text::jsonb) AS x(payer text, patient_id text, order_ref text, drug text))`,
     [json(keys.map((k) => ({ payer: k.payer, patient_id: k.patientId, order_ref: k.orderRef, drug: k.drug })))],
+    Math.max(200, keys.length),
   );
 }
+
+/** Orders the embedded database's index holds at most (about 150 bytes each); past it, order reads go to the database. */
+const MAX_INDEXED_ORDERS = 50_000;
+const indexKey = (payer: string, patientId: string, orderRef: string) => `${payer}\u0000${patientId}\u0000${orderRef}`;
 
 const sameKey = (r: OrderKey, k: OrderKey) => r.payer === k.payer && r.patientId === k.patientId && r.orderRef === k.orderRef && r.drug === k.drug;
 const keyText = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef, k.drug]);
@@ -358,7 +430,6 @@ interface DecisionRow {
  */
 export class SqlStorage implements Storage {
   private closed = false;
-  private readonly batcher = new WriteBatcher<Queued>((items) => this.writeBatch(items));
   private readonly accessBatcher = new WriteBatcher<ApiAccessRecord>((items) => this.writeAccess(items), 500, ACCESS_LOG_LINGER_MS);
   /**
    * Assertions read lately. Safe to keep on any number of replicas: an assertion is never changed once written (every
@@ -369,6 +440,17 @@ export class SqlStorage implements Storage {
   private reads: { q: { payer: string; patientId: string; orderRefs: string[] }; resolve: (r: OrderRecord[]) => void; reject: (e: unknown) => void }[] = [];
   /** CRD's records behind the answer, and every order change: one transaction per batch (write-behind.ts). */
   private readonly behind: WriteBehind;
+  /**
+   * Embedded storage only: the (payer, patient, order) of every order record the database holds, loaded at open
+   * (loadOrderIndex) and added to BEFORE any change that may create one is queued or written. An order not in it has
+   * no record, so its read is answered "none" without a statement: the hook's read for an order never seen before
+   * (every first signing) costs nothing. Authoritative only because PGlite's data directory is open in this one
+   * process (storage.lock, one PGlite per directory): no one else can write a record. With PostgreSQL
+   * (DATABASE_URL) replicas write too, so this stays undefined and every read goes to the database, as a decision
+   * made on another replica must be what the next order-sign answers. Over MAX_INDEXED_ORDERS it is dropped
+   * (memory), and reads go to the database again.
+   */
+  private orderIndex?: Set<string>;
   private lastJtiSweep = 0;
 
   constructor(
@@ -384,45 +466,71 @@ export class SqlStorage implements Storage {
     );
   }
 
+  /**
+   * Embedded storage (the only writer of its database): reads every order record's key, so that reads of orders
+   * with no record skip the database (orderIndex). Not for PostgreSQL, where other replicas write.
+   */
+  async loadOrderIndex(): Promise<void> {
+    if (this.driver.kind !== 'pglite') return;
+    const rows = await this.driver.query<{ payer: string; patient_id: string; order_ref: string }>(
+      `SELECT payer, patient_id, order_ref FROM order_authorizations LIMIT ${MAX_INDEXED_ORDERS + 1}`,
+    );
+    if (rows.length > MAX_INDEXED_ORDERS) return;
+    this.orderIndex = new Set(rows.map((r) => indexKey(r.payer, r.patient_id, r.order_ref)));
+  }
+
+  /** Notes orders that may get a record (before the change is queued or written; a refused change leaves a harmless extra key). */
+  private noteOrders(keys: OrderKey[]): void {
+    if (!this.orderIndex) return;
+    for (const k of keys) this.orderIndex.add(indexKey(k.payer, k.patientId, k.orderRef));
+    if (this.orderIndex.size > MAX_INDEXED_ORDERS) this.orderIndex = undefined;
+  }
+
+  /** True when the order certainly has no record (embedded storage only). */
+  private unrecorded(payer: string, patientId: string, orderRef: string): boolean {
+    return this.orderIndex !== undefined && !this.orderIndex.has(indexKey(payer, patientId, orderRef));
+  }
+
   /** Records queued behind hook answers and not yet written (tests, metrics). */
   get queuedWrites(): number {
     return this.behind.size;
   }
 
   /**
-   * One transaction: the assertions in one statement, then the order changes in queue order (sorted by order, so two
-   * replicas' batches take row locks in the same order and never deadlock), then the awaited changes' records.
+   * One transaction, in one round trip to the database (SqlDriver.batch): the assertions and audit lines in one
+   * statement, then the order changes in one statement per round (sorted by order, so two replicas' batches take row
+   * locks in the same order and never deadlock), then the awaited changes' records.
    */
   private async writeBehindBatch(items: BehindItem[], awaited: GuardedOrderChange[]): Promise<AppliedChange[]> {
     const assertions = items.flatMap((i) => (i.kind === 'assertion' ? [i.record] : []));
+    const audits = items.flatMap((i) => (i.kind === 'audit' ? [i.record] : []));
     const changes = items.flatMap((i) => (i.kind === 'order' ? [i.change] : []));
     changes.sort((a, b) => (keyText(a.key) < keyText(b.key) ? -1 : keyText(a.key) > keyText(b.key) ? 1 : 0));
-    const write = async (db: SqlSession) => {
-      if (assertions.length > 0) await this.writeAssertions(db, assertions);
-      const results = await applyOrderChangesIn(db, changes);
-      const applied = new Map<GuardedOrderChange, boolean>(changes.map((c, i) => [c, results[i]]));
-      if (awaited.length === 0) return [];
-      const records = await readOrdersByKeys(db, awaited.map((c) => c.key));
-      return awaited.map((c) => {
-        const record = records.find((r) => sameKey(r, c.key));
-        if (!record) throw new StorageError(`order record ${c.key.orderRef} was neither written nor found`);
-        return { applied: applied.get(c) ?? false, record };
-      });
-    };
-    // A single statement commits on its own; several share one transaction (one commit, one WAL flush).
-    if (changes.length === 0) return write(this.driver);
-    return this.driver.transaction(write);
+    const steps: Step[] = [];
+    if (assertions.length > 0 || audits.length > 0) steps.push(assertionsStep(assertions, audits));
+    const changeSteps = orderChangeSteps(changes);
+    steps.push(...changeSteps);
+    if (awaited.length > 0) steps.push(ordersByKeysStep(awaited.map((c) => c.key)));
+    const results = await this.driver.batch(steps);
+    if (awaited.length === 0) return [];
+    const first = steps.length - 1 - changeSteps.length;
+    const applied = appliedOf(changes.length, results.slice(first, first + changeSteps.length));
+    const appliedBy = new Map<GuardedOrderChange, boolean>(changes.map((c, i) => [c, applied[i]]));
+    const records = orderRecordsOf(results[results.length - 1] as Parameters<typeof orderRecordsOf>[0]);
+    return awaited.map((c) => {
+      const record = records.find((r) => sameKey(r, c.key));
+      if (!record) throw new StorageError(`order record ${c.key.orderRef} was neither written nor found`);
+      return { applied: appliedBy.get(c) ?? false, record };
+    });
   }
 
   private async writeBehindOne(item: BehindItem): Promise<AppliedChange | undefined> {
-    if (item.kind === 'assertion') {
-      await this.writeAssertions(this.driver, [item.record]);
+    if (item.kind !== 'order') {
+      await this.driver.batch([item.kind === 'assertion' ? assertionsStep([item.record], []) : assertionsStep([], [item.record])]);
       return undefined;
     }
-    const [applied] = await applyOrderChangesIn(this.driver, [item.change]);
-    const record = (await readOrders(this.driver, BY_KEY, keyParams(item.change.key)))[0];
-    if (!record) throw new StorageError(`order record ${item.change.key.orderRef} was neither written nor found`);
-    return { applied, record };
+    const [result] = await this.writeBehindBatch([item], [item.change]);
+    return result;
   }
 
   async queueAssertion(a: AssertionRecord): Promise<void> {
@@ -432,6 +540,7 @@ export class SqlStorage implements Storage {
 
   async queueOrderChange(c: GuardedOrderChange): Promise<void> {
     this.open();
+    this.noteOrders([c.key]);
     await this.behind.add({ kind: 'order', change: c });
   }
 
@@ -443,60 +552,10 @@ export class SqlStorage implements Storage {
     if (this.closed) throw new StorageError('storage is closed');
   }
 
-  private async writeBatch(items: Queued[]): Promise<void> {
-    const assertions: AssertionRecord[] = [];
-    const audits: HookAuditRecord[] = [];
-    for (const q of items) {
-      if (q.kind === 'assertion') assertions.push(q.record);
-      else audits.push(q.record);
-    }
-    await this.writeAssertions(this.driver, assertions, audits);
-  }
-
-  /** Assertions (the last one per id wins), their authorizations and audit lines in one statement. */
-  private async writeAssertions(db: SqlSession, list: AssertionRecord[], audits: HookAuditRecord[] = []): Promise<void> {
-    const a = [...new Map(list.map((r) => [r.assertionId, r])).values()];
-    await db.query(BATCH_SQL, [
-      json(
-        a.map((r) => ({
-          assertion_id: r.assertionId,
-          created_at: r.createdAt,
-          payer: r.payer,
-          policy_id: r.policyId,
-          policy_version: r.policyVersion,
-          patient_id: r.patientId,
-          order_ref: r.orderRef,
-          hook_instance: r.hookInstance,
-          outcome: r.outcome,
-          facts: r.facts ?? {},
-          missing_facts: r.missingFacts ?? [],
-          authorization_number: r.authorization?.number,
-        })),
-      ),
-      json(
-        a
-          .filter((r) => r.authorization)
-          .map((r) => ({ number: r.authorization!.number, payer: r.payer, assertion_id: r.assertionId, start_date: r.authorization!.start, end_date: r.authorization!.end, issued_at: r.createdAt })),
-      ),
-      json(
-        audits.map((r) => ({
-          request_id: r.requestId,
-          at: r.at,
-          service: r.service,
-          hook_instance: r.hookInstance,
-          client_iss: r.clientIss,
-          patient_id_hash: r.patientIdHash,
-          status: r.status,
-          outcome: r.outcome,
-          latency_ms: r.latencyMs,
-        })),
-      ),
-    ]);
-  }
-
   async saveAssertion(a: AssertionRecord): Promise<void> {
     this.open();
-    await this.batcher.add({ kind: 'assertion', record: a });
+    // Durable before the caller answers (it alone holds an approval), in the next write-behind transaction.
+    await this.behind.addDurable({ kind: 'assertion', record: a }, true);
   }
 
   async getAssertion(assertionId: string): Promise<AssertionRecord | undefined> {
@@ -555,7 +614,8 @@ export class SqlStorage implements Storage {
 
   async saveAudit(a: HookAuditRecord): Promise<void> {
     this.open();
-    await this.batcher.add({ kind: 'audit', record: a });
+    // Durable when this resolves, written with the next write-behind transaction (one commit for a batch of hooks).
+    await this.behind.addDurable({ kind: 'audit', record: a });
   }
 
   async listAudit(limit = 100): Promise<HookAuditRecord[]> {
@@ -675,6 +735,7 @@ export class SqlStorage implements Storage {
     authorization?: AuthorizationRecord,
   ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord }> {
     this.open();
+    this.noteOrders(orders.map((o) => o.key));
     // PAS after CRD: the orders' changes queued behind hook answers are written first, so this sees them.
     await this.behind.settled(orders.map((o) => o.key));
     try {
@@ -822,9 +883,11 @@ export class SqlStorage implements Storage {
     return Number(rows[0]?.n ?? 0);
   }
 
-  // Order reads wait for this process's queued changes to those orders (read-your-writes); never a cache: the
-  // record is read from the database every time, so a decision made on another replica is seen at once.
+  // Order reads wait for this process's queued changes to those orders (read-your-writes); never a cache of records:
+  // a record is read from the database every time, so a decision made on another replica is seen at once. Only the
+  // embedded database's knowledge that an order has no record at all (orderIndex) answers without a read.
   async getOrderRecord(key: OrderKey): Promise<OrderRecord | undefined> {
+    if (this.unrecorded(key.payer, key.patientId, key.orderRef)) return undefined;
     await this.behind.settled([key]);
     return (await readOrders(this.driver, BY_KEY, keyParams(key)))[0];
   }
@@ -832,10 +895,12 @@ export class SqlStorage implements Storage {
   /**
    * The hook's read (design.md §8: a decision made anywhere is what the next order-sign answers): from the database
    * every time, never a cache. The reads of hooks arriving together share one statement (one round trip to the
-   * embedded database's thread, one plan), each getting only its own orders' records.
+   * embedded database's thread, one plan), each getting only its own orders' records. Embedded storage answers
+   * "none" without a statement for orders it knows have no record (orderIndex: it is the database's only writer).
    */
   async findOrderRecords(q: { payer: string; patientId: string; orderRefs: string[] }): Promise<OrderRecord[]> {
     if (q.orderRefs.length === 0) return [];
+    if (q.orderRefs.every((ref) => this.unrecorded(q.payer, q.patientId, ref))) return [];
     await this.behind.settledFor(q.payer, q.patientId, q.orderRefs);
     return new Promise((resolve, reject) => {
       this.reads.push({ q, resolve, reject });
@@ -878,6 +943,7 @@ export class SqlStorage implements Storage {
    */
   async applyOrderChange(c: GuardedOrderChange): Promise<{ applied: boolean; record: OrderRecord }> {
     this.open();
+    this.noteOrders([c.key]);
     return this.behind.apply(c);
   }
 
@@ -999,6 +1065,7 @@ export class SqlStorage implements Storage {
 
   async recordReviewDecision(input: ReviewDecisionInput): Promise<{ applied: boolean; submission?: PasSubmission }> {
     this.open();
+    this.noteOrders((input.orders ?? []).map((o) => o.key));
     await this.behind.settled((input.orders ?? []).map((o) => o.key));
     const { decision: d, next, authorization } = input;
     const run = async (db: SqlSession) => db.query<{ applied: number }>(
@@ -1135,7 +1202,6 @@ export class SqlStorage implements Storage {
     if (this.closed) return;
     this.closed = true;
     await this.behind.close();
-    await this.batcher.drain();
     await this.accessBatcher.drain();
     await this.driver.close();
   }

@@ -5,7 +5,8 @@ interface Pending<T> {
 }
 
 /**
- * Group commit for append-mostly writes (hook audit lines, CRD assertions). Each caller's promise resolves only
+ * Group commit for append-mostly writes (payer API access lines; hook audit lines and assertions ride the write-behind
+ * transaction instead, write-behind.ts). Each caller's promise resolves only
  * after the statement holding its record has committed, so durability per call is unchanged; what changes is that
  * the records of concurrent calls share one statement and one WAL flush. With embedded PGlite every statement runs
  * on the event loop, so this is what keeps hook throughput (design.md §9) when every hook call writes.

@@ -1,9 +1,12 @@
 import type { Logger } from '../logger.js';
-import type { AssertionRecord, GuardedOrderChange, OrderKey, OrderRecord } from './storage.js';
+import type { AssertionRecord, GuardedOrderChange, HookAuditRecord, OrderKey, OrderRecord } from './storage.js';
 import { StorageUnavailableError } from './storage.js';
 
 /** One record on its way to the database. */
-export type BehindItem = { kind: 'assertion'; record: AssertionRecord } | { kind: 'order'; change: GuardedOrderChange };
+export type BehindItem =
+  | { kind: 'assertion'; record: AssertionRecord }
+  | { kind: 'audit'; record: HookAuditRecord }
+  | { kind: 'order'; change: GuardedOrderChange };
 
 /** The result of an order change written with the batch (applyOrderChange's answer). */
 export interface AppliedChange {
@@ -36,8 +39,8 @@ export interface WriteBehindOptions {
 interface Entry {
   seq: number;
   item: BehindItem;
-  /** Set for an awaited order change: its caller waits for the commit and gets the stored record. */
-  waiter?: { resolve: (r: AppliedChange) => void; reject: (err: unknown) => void };
+  /** Set for an awaited write: its caller waits for the commit (and, for an order change, gets the stored record). */
+  waiter?: { resolve: (r: AppliedChange | undefined) => void; reject: (err: unknown) => void };
 }
 
 const keyOf = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef, k.drug]);
@@ -116,16 +119,30 @@ export class WriteBehind {
 
   /** An order change written with the next batch; resolves with the stored record once the batch has committed. */
   apply(change: GuardedOrderChange): Promise<AppliedChange> {
-    const applied = new Promise<AppliedChange>((resolve, reject) => this.push({ seq: ++this.seq, item: { kind: 'order', change }, waiter: { resolve, reject } }));
-    // Someone waits for this commit: try now rather than after a backoff left by an earlier outage (if the database
-    // is still down, the caller hears so at once).
+    const applied = new Promise<AppliedChange | undefined>((resolve, reject) => this.push({ seq: ++this.seq, item: { kind: 'order', change }, waiter: { resolve, reject } }));
+    this.tryNow();
+    return applied as Promise<AppliedChange>;
+  }
+
+  /**
+   * A record written with the next batch, its caller resolved once the batch has committed (durable before the
+   * caller goes on: an audit line, an assertion that alone holds an approval). `urgent`: try now even while an
+   * earlier outage's backoff runs (someone waits to answer).
+   */
+  addDurable(item: BehindItem, urgent = false): Promise<void> {
+    const written = new Promise<void>((resolve, reject) => this.push({ seq: ++this.seq, item, waiter: { resolve: () => resolve(), reject } }));
+    if (urgent) this.tryNow();
+    return written;
+  }
+
+  /** Someone waits for the next commit: try now rather than after a backoff left by an earlier outage (if the database is still down, the caller hears so at once). */
+  private tryNow(): void {
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
       this.scheduled = false;
       this.schedule(0);
     }
-    return applied;
   }
 
   /** A queued assertion not yet written, as queued. */
@@ -177,7 +194,7 @@ export class WriteBehind {
   private push(e: Entry): void {
     this.queue.push(e);
     if (e.item.kind === 'assertion') this.assertions.set(e.item.record.assertionId, { seq: e.seq, record: e.item.record });
-    else this.orderSeq.set(keyOf(e.item.change.key), e.seq);
+    else if (e.item.kind === 'order') this.orderSeq.set(keyOf(e.item.change.key), e.seq);
     this.schedule(0);
   }
 
@@ -231,13 +248,14 @@ export class WriteBehind {
   /** Writes one batch; returns the records to keep queued (the database was unreachable), else nothing. */
   private async writeBatch(batch: Entry[]): Promise<Entry[]> {
     const awaited = batch.filter((e) => e.waiter);
+    const awaitedChanges = awaited.filter((e) => e.item.kind === 'order');
     try {
       const results = await this.writer.writeBatch(
         batch.map((e) => e.item),
-        awaited.map((e) => (e.item as { change: GuardedOrderChange }).change),
+        awaitedChanges.map((e) => (e.item as { change: GuardedOrderChange }).change),
       );
       batch.forEach((e) => this.finish(e));
-      awaited.forEach((e, i) => e.waiter!.resolve(results[i]));
+      awaited.forEach((e) => e.waiter!.resolve(e.item.kind === 'order' ? results[awaitedChanges.indexOf(e)] : undefined));
       return [];
     } catch (err) {
       if (isTransient(err)) {
@@ -257,7 +275,7 @@ export class WriteBehind {
         try {
           const r = await this.writer.writeOne(e.item);
           this.finish(e);
-          e.waiter?.resolve(r!);
+          e.waiter?.resolve(r);
         } catch (one) {
           if (!e.waiter && isTransient(one)) {
             keep.push(e);
@@ -283,7 +301,7 @@ export class WriteBehind {
     if (e.item.kind === 'assertion') {
       const a = this.assertions.get(e.item.record.assertionId);
       if (a?.seq === e.seq) this.assertions.delete(e.item.record.assertionId);
-    } else {
+    } else if (e.item.kind === 'order') {
       const k = keyOf(e.item.change.key);
       if (this.orderSeq.get(k) === e.seq) this.orderSeq.delete(k);
     }
@@ -300,6 +318,7 @@ export class WriteBehind {
   private describe(entries: Entry[]) {
     const assertions = entries.filter((e) => e.item.kind === 'assertion').map((e) => (e.item as { record: AssertionRecord }).record.assertionId);
     const orders = entries.filter((e) => e.item.kind === 'order').map((e) => (e.item as { change: GuardedOrderChange }).change.key.orderRef);
-    return { assertions: assertions.length, orders: orders.length, assertionIds: assertions.slice(0, 20), orderRefs: orders.slice(0, 20) };
+    const audits = entries.filter((e) => e.item.kind === 'audit').length;
+    return { assertions: assertions.length, orders: orders.length, audits, assertionIds: assertions.slice(0, 20), orderRefs: orders.slice(0, 20) };
   }
 }

@@ -38,6 +38,10 @@ function heldWrites(driver: PgliteDriver) {
       return driver.query(sql, params);
     },
     exec: (sql) => driver.exec(sql),
+    async batch(steps) {
+      for (const s of steps) await gate(s.sql);
+      return driver.batch(steps);
+    },
     async transaction(fn) {
       await open;
       return driver.transaction(fn);
@@ -67,6 +71,8 @@ describe('hook writes behind the answer', () => {
     await migrate(driver);
     valve = heldWrites(driver);
     storage = new SqlStorage(valve.driver);
+    // As createStorage opens embedded storage: orders with no record are known without a read.
+    await storage.loadOrderIndex();
     const config = loadConfig({ PUBLIC_BASE_URL: BASE, CDS_AUTH: 'open', PAYER_API_AUTH: 'open', LOG_LEVEL: 'silent', DATA_DIR: dir });
     app = createApp({ config, content: testContent(), storage, logger: createLogger('silent') });
   }, 120_000);
@@ -121,6 +127,10 @@ describe('an approval no order record holds', () => {
         return driver.query(sql, params);
       },
       exec: (sql) => driver.exec(sql),
+      async batch(steps) {
+        if (steps.some((s) => /INSERT INTO crd_assertions/i.test(s.sql))) throw new Error('refused: no space left on device');
+        return driver.batch(steps);
+      },
       transaction: (fn) =>
         driver.transaction((tx) =>
           fn({

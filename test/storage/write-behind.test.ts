@@ -15,7 +15,7 @@ function fakeDatabase() {
   const failures: ('transient' | 'refused')[] = [];
   const refuse = new Set<string>();
   const recordOf = (c: GuardedOrderChange): OrderRecord => ({ ...c.key, id: 'o1', state: c.change.state, reason: c.change.reason, createdAt: c.change.at, updatedAt: c.change.at, history: [] });
-  const idOf = (i: BehindItem) => (i.kind === 'assertion' ? i.record.assertionId : i.change.key.orderRef);
+  const idOf = (i: BehindItem) => (i.kind === 'assertion' ? i.record.assertionId : i.kind === 'audit' ? i.record.requestId : i.change.key.orderRef);
   const writer: BehindWriter = {
     async writeBatch(items, awaited): Promise<AppliedChange[]> {
       if (hold) await hold;
