@@ -5,6 +5,8 @@ import { loadContent } from '../src/content.js';
 import { decideOrders } from '../src/coverage/decide-orders.js';
 import { buildCatalog } from '../src/dtr/catalog.js';
 import { questionnairePackage } from '../src/dtr/questionnaire-package.js';
+import { referenceFhirPath } from '../src/fhir/fhirpath.js';
+import type { CompiledExpression } from '../src/fhir/fhirpath.js';
 import { jsonChunks } from '../src/fhir/prebuilt-json.js';
 import { createLogger } from '../src/logger.js';
 import { evaluatePolicy } from '../src/policies/evaluate-policy.js';
@@ -21,7 +23,9 @@ import { repoRoot, storyOrder, storyResources } from '../test/helpers/stories.js
  * - every policy over every sandbox story (5 policies × 15 stories per round): what a change to fact evaluation buys;
  * - the hook's decision step (`decideOrders`: the governing policy of the story's payer, later-start search
  *   included), per story, and for the story `npm run bench` loads alone: what an order-sign pays for evaluation;
- * - `$questionnaire-package` with pre-fill, built and serialised to bytes as the FHIR router sends it.
+ * - `$questionnaire-package` with pre-fill, built and serialised to bytes as the FHIR router sends it;
+ * - the fact expressions alone, every policy's facts over every story, as compiled at load (src/fhir/fhirpath-compiler.ts)
+ *   and with fhirpath.js alone: what compiling FHIRPath buys.
  * BENCH_ROUNDS (default 5) rounds of BENCH_ITERATIONS (default 4) records each; prints the best and median round.
  */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -55,12 +59,14 @@ function copies(only?: string): { story: Story; resources: Resource[]; order: Me
   return out;
 }
 
-function timeRounds(name: string, unit: string, perRound: number, run: () => void): void {
+/** Times `run` over fresh input from `prepare` (made outside the timing: copying the records is not evaluation). */
+function timeRounds<T>(name: string, unit: string, perRound: number, prepare: () => T, run: (input: T) => void): void {
   const times: number[] = [];
-  run(); // warm-up: JIT and the module-level memos every process has after its first request
+  run(prepare()); // warm-up: JIT and the module-level memos every process has after its first request
   for (let r = 0; r < ROUNDS; r++) {
+    const input = prepare();
     const started = performance.now();
-    run();
+    run(input);
     times.push(performance.now() - started);
   }
   times.sort((a, b) => a - b);
@@ -69,30 +75,26 @@ function timeRounds(name: string, unit: string, perRound: number, run: () => voi
 }
 
 function everyPolicy(): void {
-  let sets = copies();
   let outcomes = 0;
-  timeRounds('every policy × every story', 'record', sets.length, () => {
+  timeRounds('every policy × every story', 'record', copies().length, copies, (sets) => {
     for (const { resources, order } of sets) {
       const record = indexRecord(recordFromResources(resources, [order], order.requester?.reference));
       const data = evaluationDataFor(record, order, TODAY);
       for (const policy of content.policies) if (evaluatePolicy(policy, data).outcome !== 'error') outcomes++;
     }
-    sets = copies();
   });
   if (outcomes === 0) throw new Error('no evaluation succeeded');
 }
 
 function hookDecisions(only?: string): void {
   const pick = () => copies(only);
-  let sets = pick();
-  timeRounds(only ? `decideOrders, ${only} only` : 'decideOrders (governing policy, later start)', 'order', sets.length, () => {
+  timeRounds(only ? `decideOrders, ${only} only` : 'decideOrders (governing policy, later start)', 'order', pick().length, pick, (sets) => {
     for (const { story, resources, order } of sets) {
       const record = indexRecord(recordFromResources(resources, [order], order.requester?.reference));
       const payer = content.payers.get(story.payer)!;
       const decisions = decideOrders({ content, payer, record, orders: [order], today: TODAY, log });
       if (decisions.length !== 1) throw new Error(`${story.id}: expected one decision`);
     }
-    sets = pick();
   });
 }
 
@@ -135,7 +137,47 @@ async function questionnairePackages(): Promise<void> {
   process.stdout.write(`$questionnaire-package (pre-fill, serialised, ${Math.round(bytes / 1024)} KB): best ${((times[0] / n) * 1000).toFixed(0)} µs/request, median ${((times[Math.floor(times.length / 2)] / n) * 1000).toFixed(0)} µs/request\n`);
 }
 
+/** Every policy's fact expressions over every story (no memo: each runs), compiled and with fhirpath.js alone. */
+function factEngines(): void {
+  const reference = new Map<string, CompiledExpression>();
+  const fp = { valueSets: content.valueSets, valueSetBase: `${content.canonicalBase}/ValueSet` };
+  for (const p of content.policies) for (const f of p.facts) if (!reference.has(f.def.fhirpath)) reference.set(f.def.fhirpath, referenceFhirPath(f.def.fhirpath, { ...fp, model: 'r4' }));
+  // The records and their variables are made outside the timing: only the expressions run inside it.
+  const prepare = () =>
+    copies().flatMap(({ resources, order }) => {
+      const data = evaluationDataFor(indexRecord(recordFromResources(resources, [order], order.requester?.reference)), order, TODAY);
+      const { memo: _memo, ...vars } = data;
+      return content.policies.map((policy) => ({
+        policy,
+        order: data.order,
+        env: { ...vars, diagnosesComplete: data.diagnosesComplete ?? true, orderDateTime: `${data.orderDate}T00:00:00Z`, policyDrug: policy.file.drug } as Record<string, unknown>,
+      }));
+    });
+  const run = (engine: 'compiled' | 'fhirpath.js') => {
+    let evaluations = 0;
+    timeRounds(`fact expressions, ${engine}`, 'policy evaluation', prepare().length, prepare, (runs) => {
+      for (const { policy, order, env } of runs) {
+        for (const f of policy.facts) {
+          const fn = engine === 'compiled' ? f.expr : reference.get(f.def.fhirpath)!;
+          let v: unknown[] = [];
+          try {
+            v = fn(order, env);
+          } catch {
+            /* an error leaves the fact unknown, as in readFacts */
+          }
+          env[f.name] = v.length === 1 ? v[0] : [];
+          evaluations++;
+        }
+      }
+    });
+    if (evaluations === 0) throw new Error('no fact evaluated');
+  };
+  run('compiled');
+  run('fhirpath.js');
+}
+
 everyPolicy();
+factEngines();
 hookDecisions();
 hookDecisions('centene-mrd-positive'); // the story `npm run bench` loads
 await questionnairePackages();

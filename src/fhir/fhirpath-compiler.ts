@@ -354,6 +354,8 @@ const HELPERS = { truthy: (c: Coll) => truthy(c), isTrue: (c: Coll) => isTrue(c)
 class Compiler {
   private readonly model: ModelTables | undefined;
   readonly sites: unknown[] = [];
+  /** Code whose collection is the same array on every evaluation over the same record (see userCall). */
+  private readonly stable = new Set<string>();
   private vars = 0;
   constructor(private readonly options: CompilerOptions) {
     this.model = options.model;
@@ -900,13 +902,16 @@ class Compiler {
     let memo = userMemos.get(fn);
     if (!memo) userMemos.set(fn, (memo = new WeakMap()));
     const byInput = memo;
+    // Only an input that is the same array from one evaluation to the next is worth remembering results for: a
+    // variable's collection (variableItems keeps it) or a user function's result over one.
+    const stable = /^S\[\d+\]\(run\)$/.test(inp) || this.stable.has(inp);
     const site = (input: Coll, ...argColls: Coll[]): Coll => {
       const values = argColls.map((c, i) => (types[i] === 'String' ? argString(c) : argInteger(c)));
       // The table's functions are pure: over the same collection (a variable's, which variableItems keeps for the
       // request) with the same arguments they give the same items, so several facts and policies filtering the same
       // record (`%medications.codedIn('tki')`) share one pass.
       const key = values.length === 1 ? String(values[0]) : values.join('\u0000');
-      let results = byInput.get(input);
+      let results = stable ? byInput.get(input) : undefined;
       const hit = results?.get(key);
       if (hit) return hit;
       const inputs: unknown[] = [];
@@ -923,11 +928,15 @@ class Compiler {
         return bail();
       }
       const out: Coll = res === undefined || res === null ? [] : Array.isArray(res) ? res : [res];
-      if (!results) byInput.set(input, (results = new Map()));
-      results.set(key, out);
+      if (stable) {
+        if (!results) byInput.set(input, (results = new Map()));
+        results.set(key, out);
+      }
       return out;
     };
-    return `${this.site(site)}(${[inp, ...codes].join(', ')})`;
+    const code = `${this.site(site)}(${[inp, ...codes].join(', ')})`;
+    if (stable) this.stable.add(code);
+    return code;
   }
 
   /** `|` (FHIRPath §6.5 union): both sides, duplicates removed (first kept), order kept. */

@@ -253,6 +253,17 @@ const VARIATIONS: { name: string; change(rs: Resource[], order: MedicationReques
     },
   },
   {
+    // Malformed records make fhirpath.js throw (a string compared with a number, toString() of two items): the
+    // compiled code must not answer, only hand the evaluation back.
+    name: 'malformed: quantity values as strings, two birth dates, a dose value as text',
+    change: (rs, o) => {
+      ofType(rs, 'Observation').forEach((obs) => (obs.valueQuantity as Rec | undefined) && ((obs.valueQuantity as Rec).value = String((obs.valueQuantity as Rec).value)));
+      ofType(rs, 'Patient').forEach((p) => (p.birthDate = [String(p.birthDate ?? '2010-01-01'), '2011-01-01']));
+      const dose = o.dosageInstruction?.[0]?.doseAndRate?.[0]?.doseQuantity as Rec | undefined;
+      if (dose) dose.value = 'fifteen';
+    },
+  },
+  {
     name: 'a treatment-phase extension and a C91.02 diagnosis',
     change: (rs, o) => {
       o.extension = [{ url: 'https://priorpath.dev/fhir/StructureDefinition/treatment-phase', valueCode: 'maintenance' }];
@@ -356,6 +367,8 @@ describe('compiled FHIRPath agrees with fhirpath.js', () => {
     expect(exprs.size).toBeGreaterThan(140);
     expect(tally.compared).toBeGreaterThan(50_000);
     expect(tally.bails / tally.evaluations).toBeLessThan(0.02);
+    // The malformed variations make fhirpath.js throw, and each time the compiled code handed the evaluation back.
+    expect(tally.bothThrew).toBeGreaterThan(30);
     expect([...exprs.values()].filter((e) => !e.fast).map((e) => e.label)).toEqual([]);
     console.info(`compiled FHIRPath: ${exprs.size} expressions, ${tally.evaluations} evaluations, ${tally.compared} compared, ${tally.bails} handed to fhirpath.js (${tally.bothThrew} where it threw)`, Object.fromEntries(bailed));
   }, 300_000);
