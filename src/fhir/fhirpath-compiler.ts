@@ -679,7 +679,15 @@ class Compiler {
       }
       case 'UnionExpression': {
         const [l, r] = (a.children ?? []).map((k) => this.constant(k));
-        return l && r && (a.children ?? []).length === 2 ? this.union()(l, r) : undefined;
+        if (!l || !r || (a.children ?? []).length !== 2) return undefined;
+        try {
+          return this.union()(l, r);
+        } catch (err) {
+          // Literals the compiled code does not combine (`true | 1.0`): left to run time, which hands them to fhirpath.js
+          // (thrown from here, the bail would fail the content load).
+          if (err === BAIL) return undefined;
+          throw err;
+        }
       }
       default:
         return undefined;
@@ -762,18 +770,19 @@ class Compiler {
       case 'startsWith':
         arity(1);
         return withArgs((input, sub) => {
+          // fhirpath.js checks a String argument before it looks at the input: a non-string throws even on empty input.
+          const t = sub.length === 0 ? undefined : argString(sub);
           const str = inputString(input);
-          if (sub.length === 0 || str === undefined) return [];
-          const t = argString(sub);
+          if (t === undefined || str === undefined) return [];
           return [name === 'contains' ? str.includes(t) : str.startsWith(t)];
         });
       case 'matches': {
         arity(1);
         const cache = new Map<string, RegExp>();
         return withArgs((input, re) => {
+          const pattern = re.length === 0 ? undefined : argString(re);
           const str = inputString(input);
-          if (re.length === 0 || str === undefined) return [];
-          const pattern = argString(re);
+          if (pattern === undefined || str === undefined) return [];
           let rx = cache.get(pattern);
           if (!rx) {
             try {
@@ -790,12 +799,14 @@ class Compiler {
       case 'substring':
         arity(1, 2);
         return withArgs((input, st, ln) => {
+          // Both Integer arguments are checked before the input, as fhirpath.js does (a bad one throws whatever the input).
+          const from = st.length === 0 ? undefined : argInteger(st);
+          const count = ln === undefined || ln.length === 0 ? undefined : argInteger(ln);
           const str = inputString(input);
-          if (str === undefined || st.length === 0) return [];
-          const from = argInteger(st);
+          if (str === undefined || from === undefined) return [];
           if (from < 0 || from >= str.length) return [];
-          if (ln === undefined || ln.length === 0) return [str.substring(from)];
-          return [str.substring(from, from + argInteger(ln))];
+          if (count === undefined) return [str.substring(from)];
+          return [str.substring(from, from + count)];
         });
       case 'toString':
         arity(0);

@@ -89,6 +89,15 @@ const CASES: Case[] = [
   { name: 'lower().contains()', expression: "'Intrathecal MTX'.lower().contains('intrathecal')", model: 'none', expected: [true] },
   { name: 'toString of a Boolean', expression: 'true.toString()', model: 'none', expected: ['true'] },
   { name: 'toString of a decimal keeps its literal text (bail)', expression: '1.0.toString()', model: 'none', expected: ['1.0'], bail: true },
+  // fhirpath.js checks String/Integer arguments before the input: a bad argument throws even when the input is empty
+  // (found by test/fhir/fhirpath-compiled-fuzz.test.ts: the compiled code answered [] here)
+  { name: 'contains() with a number argument throws on empty input', expression: '{}.contains(28)', model: 'none', throws: true },
+  { name: 'startsWith() with a Boolean argument throws on an absent fact', expression: 'flag.startsWith(true)', model: 'none', resource: {}, throws: true },
+  { name: 'matches() with a number argument throws on empty input', expression: 'missing.matches(0.1)', model: 'none', resource: {}, throws: true },
+  { name: 'substring() with a string length throws even past the end', expression: "'abc'.substring(5, 'x')", model: 'none', throws: true },
+  { name: 'substring() with a string start throws on empty input', expression: "{}.substring('a')", model: 'none', throws: true },
+  // Literal-only arguments are folded at compile time; a fold the compiled code cannot do must not fail the load
+  { name: 'a union of a Boolean and a decimal literal compiles (and is left to fhirpath.js)', expression: '(true | 1.0) = a', model: 'none', resource: { a: 1 }, expected: [false], bail: true },
   { name: 'exclude removes equal items', expression: "('a' | 'b' | 'c').exclude('b' | 'd')", model: 'none', expected: ['a', 'c'] },
   // §Path selection over the R4 model: choice types, element types, extension siblings
   { name: 'value reads valueQuantity', expression: 'value.ofType(Quantity).value', resource: observation({ valueQuantity: { value: 70, unit: 'kg', code: 'kg' } }), expected: [70] },
