@@ -21,6 +21,8 @@ const r4: FhirPathOptions = { valueSets: content.valueSets, valueSetBase: `${con
 const none: FhirPathOptions = { ...r4, model: 'none' };
 const RUNS = Number(process.env.FHIRPATH_FUZZ_RUNS ?? 2500);
 const SEED = Number(process.env.FHIRPATH_FUZZ_SEED ?? 20261202);
+/** About 5 s each on a quiet machine; room for the whole suite sharing two cores. */
+const FUZZ_TIMEOUT = 60_000 * Math.max(1, RUNS / 2500);
 
 // ---- values -------------------------------------------------------------------------------------------------------
 
@@ -313,7 +315,7 @@ describe('compiled FHIRPath agrees with fhirpath.js on random expressions and da
       }),
       { seed: SEED, numRuns: RUNS },
     );
-  });
+  }, FUZZ_TIMEOUT);
 
   it('over plain objects of facts', () => {
     fc.assert(
@@ -323,7 +325,7 @@ describe('compiled FHIRPath agrees with fhirpath.js on random expressions and da
       }),
       { seed: SEED + 1, numRuns: RUNS },
     );
-  });
+  }, FUZZ_TIMEOUT);
 
   it('reaches the compiled code, not only the fallback and bails', () => {
     // Both properties ran above: most expressions compiled, and a good share answered by the compiled code itself.
