@@ -722,8 +722,9 @@ class Compiler {
       case 'exists':
         arity(0, 1);
         if (args.length === 0) return unary((input) => [input.length > 0]);
-        // exists(criteria) is where(criteria).exists(): a truthy first item counts (fhirpath.js).
-        return `((${i}) => { for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; if (H.truthy(${this.lambda(args[0], s)})) return [true]; } return [false]; })(${inp})`;
+        // exists(criteria) is where(criteria).exists() in fhirpath.js: a truthy first item counts, and every item's
+        // criterion runs (one that throws throws, even after a match).
+        return `((${i}) => { let ${o} = false; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; if (H.truthy(${this.lambda(args[0], s)})) ${o} = true; } return [${o}]; })(${inp})`;
       case 'all':
         arity(1);
         return `((${i}) => { for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; if (!H.isTrue(${this.lambda(args[0], s)})) return [false]; } return [true]; })(${inp})`;

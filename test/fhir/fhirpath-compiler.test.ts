@@ -80,6 +80,7 @@ const CASES: Case[] = [
   { name: 'iif without otherwise gives empty', expression: "iif(false, 'yes')", model: 'none', expected: [] },
   { name: 'where() drops items whose criterion is empty', expression: "('a' | 'b').where($this = %x)", env: { x: [] }, expected: [] },
   { name: 'exists(criteria)', expression: "('a' | 'b').exists($this = 'b')", model: 'none', expected: [true] },
+  { name: 'exists(criteria) runs every criterion: a later error still throws', expression: "('a' | 'b').exists($this = 'a' or $this.substring('x') = 'y')", model: 'none', throws: true },
   { name: 'all() of empty is true', expression: '{}.all($this = 1)', model: 'none', expected: [true] },
   { name: 'select() flattens', expression: '%o.select(code.coding | code.coding).count()', env: { o: [observation({}), observation({})] }, expected: [2] },
   { name: 'count() of empty is 0', expression: '{}.count()', model: 'none', expected: [0] },
