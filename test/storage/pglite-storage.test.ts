@@ -46,6 +46,37 @@ describe('embedded PGlite storage', () => {
     expect(driver.fsyncCount).toBeGreaterThan(afterOne);
   });
 
+  it('writes a batch of statements all or none, and keeps the neighbours of a record the database refuses', async () => {
+    // One batch: the first statement is fine, the second is refused (not a date): neither is written.
+    const good = newAssertion();
+    await expect(
+      storage.driver.batch([
+        { sql: 'INSERT INTO storage_meta (key, value) VALUES ($1, $2)', params: [`batch-${good.assertionId}`, 'written?'] },
+        { sql: 'SELECT $1::date AS d', params: ['not a date'] },
+      ]),
+    ).rejects.toMatchObject({ code: '22007' });
+    expect(await storage.driver.query('SELECT value FROM storage_meta WHERE key = $1', [`batch-${good.assertionId}`])).toEqual([]);
+    // The same statements run again (prepared once) and give their rows.
+    const [inserted, selected] = await storage.driver.batch([
+      { sql: 'INSERT INTO storage_meta (key, value) VALUES ($1, $2) RETURNING value', params: [`batch-${good.assertionId}`, 'written'] },
+      { sql: 'SELECT $1::date AS d', params: ['2026-12-02'] },
+    ]);
+    expect(inserted).toEqual([{ value: 'written' }]);
+    expect(selected).toHaveLength(1);
+
+    // Written behind hook answers in one batch with a record the database refuses: the others are stored.
+    const neighbours = [newAssertion(), newAssertion()];
+    const refused = newAssertion({ createdAt: 'not a timestamp' });
+    const audit = newAudit();
+    await Promise.all([storage.queueAssertion(neighbours[0]), storage.queueAssertion(refused), storage.queueAssertion(neighbours[1])]);
+    await storage.saveAudit(audit);
+    await storage.close().catch(() => undefined);
+    storage = await createStorage({ dataDir: dir });
+    for (const a of neighbours) expect(await storage.getAssertion(a.assertionId)).toEqual(a);
+    expect(await storage.getAssertion(refused.assertionId)).toBeUndefined();
+    expect(await storage.listAudit(1000)).toContainEqual(audit);
+  }, 60_000);
+
   it('refuses to open a data directory this process already has open', async () => {
     await expect(createStorage({ dataDir: dir })).rejects.toThrow(StorageError);
   });
