@@ -12,7 +12,12 @@
  *
  * Why it is faster: fhirpath.js interprets the tree on every call, cloning its context and building closures per
  * function argument and a ResourceNode (with type lookups) per element visited. Here the tree is walked once, at
- * load, into closures; the run time keeps only the model lookups navigation needs (choice types, element types).
+ * load, into one generated function per expression (see {@link Compiler}); the run time keeps only the model lookups
+ * navigation needs (choice types, element types, memoised per parent path). Results of the user functions over a
+ * record collection, and fhirpath.js's date values, are shared between evaluations (both are pure).
+ *
+ * Dates and calendar durations are fhirpath.js's own value classes (FP_Date, FP_DateTime, FP_Quantity), so date
+ * arithmetic (end-of-month rules) and comparison across precisions (empty) are exactly its own.
  *
  * Representation at run time mirrors fhirpath.js's: an element reached by navigation is a {@link Node} (fhirpath.js's
  * ResourceNode: data, model path, FHIR type), a value made by a literal, operator or function is a bare JavaScript
