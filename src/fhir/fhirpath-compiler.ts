@@ -583,7 +583,7 @@ class Compiler {
       if (atRoot === 2 && mayBeType) {
         if (self === run.root) typeTest = true;
         // fhirpath.js compares $this[0] with the root item at $index, which compiled code does not track.
-        else if (self.some((x) => run.root.includes(x))) bail();
+        else if (sharesItem(self, run.root)) bail();
       }
       const out: Coll = [];
       for (const item of input) {
@@ -1115,6 +1115,12 @@ function truthy(c: Coll): boolean {
   const v = c[0];
   if (typeof v === 'number') return bail();
   return !!v;
+}
+
+/** Whether two collections have an item in common (the root has one item, `$this` usually one too). */
+function sharesItem(a: Coll, b: Coll): boolean {
+  for (let i = 0; i < a.length; i++) for (let j = 0; j < b.length; j++) if (a[i] === b[j]) return true;
+  return false;
 }
 
 function nodeOf(x: unknown, path: string | null, type: string | null): Node {
