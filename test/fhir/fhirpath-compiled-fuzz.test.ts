@@ -35,12 +35,13 @@ const ucum = 'http://unitsofmeasure.org';
 const quantity = fc.record(
   {
     value: decimal,
+    comparator: fc.constantFrom('<', '>='),
     unit: fc.constantFrom('kg', 'mg', 'a', 'mL/min'),
     system: fc.constantFrom(ucum, 'http://example.org/units'),
     code: fc.constantFrom('kg', 'mg', 'a', 'mL/min'),
   },
   { requiredKeys: ['value'] },
-);
+).map((q) => (q.comparator !== undefined && q.value !== 0 ? (({ comparator: _c, ...rest }) => rest)(q) : q));
 const coding = fc.record(
   {
     system: fc.constantFrom('http://loinc.org', 'http://snomed.info/sct', 'http://www.nlm.nih.gov/research/umls/rxnorm', 'http://hl7.org/fhir/sid/icd-10-cm'),
@@ -68,6 +69,15 @@ const patient = fc
         birthDate: dateOnly,
         _birthDate: primitiveExtension,
         active: fc.boolean(),
+        _gender: primitiveExtension,
+        extension: fc.array(
+          fc.oneof(
+            fc.record({ url: fc.constant('http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex'), valueCode: fc.constantFrom('F', 'M') }),
+            fc.record({ url: fc.constant('http://example.org/flag'), valueBoolean: fc.boolean() }),
+            fc.record({ url: fc.constant('http://example.org/coded'), valueCoding: coding }),
+          ),
+          { maxLength: 2 },
+        ),
         gender: fc.constantFrom('female', 'male', 'unknown'),
         name: fc.array(
           fc.record({ given: fc.array(fc.option(fc.constantFrom('Ann', 'Bo', 'ann'), { nil: null, freq: 8 }), { maxLength: 3 }), family: fc.constantFrom('Lee', 'Ng') }, { requiredKeys: [] }),
@@ -79,7 +89,11 @@ const patient = fc
     choice('deceased', { Boolean: fc.boolean(), DateTime: dateTime }),
     choice('multipleBirth', { Boolean: fc.boolean(), Integer: fc.integer({ min: 0, max: 3 }) }),
   )
-  .map(([base, d, m]) => ({ resourceType: 'Patient', ...base, ...d, ...m }));
+  .map(([base, d, m]) => {
+    // A null in a primitive array stands for an element that has only an extension (its `_given` sibling).
+    const name = base.name?.map((n) => (n.given?.includes(null) ? { ...n, _given: n.given.map((g) => (g === null ? { extension: [{ url: 'http://example.org/x', valueString: 'x' }] } : null)) } : n));
+    return { resourceType: 'Patient', ...base, ...(name ? { name } : {}), ...d, ...m };
+  });
 
 const observation = fc
   .tuple(
@@ -236,15 +250,92 @@ function expressions(members: string[]): fc.Arbitrary<string> {
 const paren = (e: string) => (/^[%$@'A-Za-z0-9_{}.]+(\(\))?$/.test(e) && !/^-/.test(e) ? e : `(${e})`);
 const num = (n: number) => (n < 0 ? `(0 - ${-n})` : String(n));
 
+/**
+ * Content-like expressions: typed pieces (Booleans, numbers, strings, dates, collections of resources) combined the
+ * way policy facts combine them, so that most evaluations reach the compiled semantics rather than a type error.
+ */
+function typedExpressions(model: 'r4' | 'none'): fc.Arbitrary<string> {
+  const S = fc.constantFrom("'final'", "'amended'", "'a'", "'A'", "''", "'kg'", "'mg'", "'5'", "'29463-7'", "'http://loinc.org'", "'Intrathecal MTX'");
+  const N = fc.constantFrom('0', '1', '2', '5', '18', '28', '28.0', '1.5', '0.1', '0.3', '70', '100', '2.50');
+  const D = fc.constantFrom('@2026-11-01', '@2026-11', '@2026', '@2010-05-01', '@2026-11-01T10:00:00Z', '@2026-11-01T05:00:00-05:00', '@2026-10-31T23:30');
+  const DUR = fc.constantFrom('1 year', '18 years', '30 days', '2 weeks', '6 months', '1 day');
+  const CMP = fc.constantFrom('=', '!=', '<', '>', '<=', '>=');
+  const resources = model === 'r4' ? ['%obs', '%conditions', '%obs.where(status = \'final\')', "%obs.coded('http://loinc.org', '29463-7')", '%obs.recent(%today, 30)', "%conditions.codedIn('b-all-snomed')"] : ['%obs', '%conditions'];
+  const C = fc.constantFrom(...resources);
+  const num: string[] =
+    model === 'r4'
+      ? ['value.ofType(Quantity).value', 'value.value', 'value.ofType(integer)', 'component.value.ofType(Quantity).value', '%obs.value.ofType(Quantity).value', '%order.dosageInstruction.doseAndRate.dose.ofType(Quantity).value', '%order.dosageInstruction.timing.repeat.frequency', '%order.dosageInstruction.timing.repeat.period', '%patient.multipleBirth.ofType(integer)', '%num', '%list']
+      : ['n', 'a', 'b', 'obj.x', 'list', '%num', '%list'];
+  const str: string[] =
+    model === 'r4'
+      ? ['status', 'value.ofType(string)', 'value.unit', 'value.ofType(Quantity).code', 'code.coding.code', 'code.coding.system', 'code.text', '%patient.gender', '%patient.name.given', '%patient.name.family', 'onset.ofType(string)', '%order.dosageInstruction.text', '%str', 'code.coding.display']
+      : ['s', 'a', 'obj.y', 'd', '%str', 'list'];
+  const date: string[] =
+    model === 'r4'
+      ? ['effective', 'effective.ofType(dateTime)', 'effective.ofType(Period).start', 'issued', 'onset.ofType(dateTime)', 'onset.ofType(Period).end', '%patient.birthDate', 'recordedDate', '%order.authoredOn', '%patient.deceased.ofType(dateTime)', 'value.ofType(dateTime)', '%today.toDate()', '%date.toDateTime()']
+      : ['d.toDate()', 'd.toDateTime()', '%today.toDate()', '%date.toDate()', 'd'];
+  const bool: string[] =
+    model === 'r4'
+      ? ['value.ofType(boolean)', '%patient.active', '%patient.deceased.ofType(boolean)', '%flag', 'value.exists()', 'code.coding.exists()', "code.memberOf('b-all-snomed')", "code.coding.memberOf('b-all-snomed')"]
+      : ['flag', 'a', 'b', '%flag', 'list', 'missing'];
+  const { bool: B } = fc.letrec<{ bool: string; num: string; str: string; date: string }>((tie) => ({
+    num: fc.oneof(
+      { depthSize: 'small' },
+      { weight: 4, arbitrary: fc.constantFrom(...num) },
+      { weight: 2, arbitrary: N },
+      { weight: 1, arbitrary: fc.tuple(tie('num'), fc.constantFrom('+', '-', '*', '/'), tie('num')).map(([a, op, b]) => `(${a} ${op} ${b})`) },
+      { weight: 1, arbitrary: fc.tuple(tie('num'), fc.constantFrom('first', 'last', 'sum', 'max', 'floor', 'count', 'sqrt')).map(([a, f]) => `(${a}).${f}()`) },
+      { weight: 1, arbitrary: fc.tuple(C, fc.constantFrom('count', 'exists')).map(([c, f]) => (f === 'count' ? `${c}.count()` : `${c}.select(value.ofType(Quantity).value).max()`)) },
+      { weight: 1, arbitrary: fc.tuple(tie('bool'), tie('num'), tie('num')).map(([c, a, b]) => `iif(${c}, ${a}, ${b})`) },
+    ),
+    str: fc.oneof(
+      { depthSize: 'small' },
+      { weight: 4, arbitrary: fc.constantFrom(...str) },
+      { weight: 2, arbitrary: S },
+      { weight: 1, arbitrary: tie('str').map((a) => `(${a}).lower()`) },
+      { weight: 1, arbitrary: fc.tuple(tie('str'), fc.integer({ min: 0, max: 3 }), fc.option(fc.integer({ min: 0, max: 3 }))).map(([a, i, l]) => `(${a}).substring(${i}${l === null ? '' : `, ${l}`})`) },
+      { weight: 1, arbitrary: fc.tuple(tie('str'), tie('str')).map(([a, b]) => `(${a} + ${b})`) },
+      { weight: 1, arbitrary: tie('num').map((a) => `(${a}).toString()`) },
+      { weight: 1, arbitrary: tie('date').map((a) => `(${a}).toString()`) },
+      { weight: 1, arbitrary: fc.tuple(tie('str'), fc.constantFrom('first', 'last')).map(([a, f]) => `(${a}).${f}()`) },
+    ),
+    date: fc.oneof(
+      { depthSize: 'small' },
+      { weight: 4, arbitrary: fc.constantFrom(...date) },
+      { weight: 2, arbitrary: D },
+      { weight: 1, arbitrary: fc.tuple(tie('date'), fc.constantFrom('+', '-'), DUR).map(([a, op, d]) => `(${a} ${op} ${d})`) },
+      { weight: 1, arbitrary: tie('str').map((a) => `(${a}).toDate()`) },
+    ),
+    bool: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      { weight: 3, arbitrary: fc.constantFrom(...bool, 'true', 'false', '{}') },
+      { weight: 3, arbitrary: fc.tuple(tie('num'), CMP, tie('num')).map(([a, op, b]) => `${a} ${op} ${b}`) },
+      { weight: 2, arbitrary: fc.tuple(tie('str'), CMP, tie('str')).map(([a, op, b]) => `${a} ${op} ${b}`) },
+      { weight: 2, arbitrary: fc.tuple(tie('date'), CMP, tie('date')).map(([a, op, b]) => `${a} ${op} ${b}`) },
+      { weight: 2, arbitrary: fc.tuple(tie('bool'), fc.constantFrom('and', 'or', 'xor', 'implies'), tie('bool')).map(([a, op, b]) => `(${a}) ${op} (${b})`) },
+      { weight: 1, arbitrary: tie('bool').map((a) => `(${a}).not()`) },
+      { weight: 1, arbitrary: fc.tuple(tie('str'), fc.array(S, { minLength: 1, maxLength: 3 }), fc.boolean()).map(([a, l, inOp]) => (inOp ? `(${a}) in (${l.join(' | ')})` : `(${l.join(' | ')}) contains (${a})`)) },
+      { weight: 1, arbitrary: fc.tuple(tie('str'), fc.constantFrom('contains', 'startsWith', 'matches'), S).map(([a, f, b]) => `(${a}).${f}(${b})`) },
+      { weight: 1, arbitrary: fc.tuple(tie('str'), fc.constantFrom('exists', 'empty')).map(([a, f]) => `(${a}).${f}()`) },
+      { weight: 2, arbitrary: fc.tuple(C, fc.constantFrom('exists', 'all', 'where', 'select'), tie('bool')).map(([c, f, b]) => (f === 'where' || f === 'select' ? `${c}.${f}(${b}).exists()` : `${c}.${f}(${b})`)) },
+      { weight: 1, arbitrary: fc.tuple(C, tie('bool'), tie('bool')).map(([c, a, b]) => `${c}.where(${a}).exists(${b})`) },
+      { weight: 1, arbitrary: fc.tuple(tie('bool'), tie('bool'), tie('bool')).map(([c, a, b]) => `iif(${c}, ${a}, ${b})`) },
+      { weight: 1, arbitrary: fc.tuple(C, tie('str')).map(([c, a]) => `${c}.code.coding.where(code = ${a} or system = $this.system).exists()`) },
+      { weight: 1, arbitrary: fc.tuple(tie('num'), tie('num')).map(([a, b]) => `(${a} | ${b}).count() = 1`) },
+    ),
+  }));
+  return B;
+}
+
 // ---- the differential check ---------------------------------------------------------------------------------------
 
 interface Outcome {
   value?: unknown[];
   error?: unknown;
 }
-function run(fn: CompiledExpression, input: unknown, vars: Record<string, unknown>): Outcome {
+function run(fn: CompiledExpression, input: unknown, vars: Record<string, unknown>, shared = false): Outcome {
   // A fresh copy for each engine: fhirpath.js may mark objects it returns, and neither engine should see the other's.
-  const copy = <T>(x: T): T => (x === undefined ? x : (JSON.parse(JSON.stringify(x)) as T));
+  const copy = <T>(x: T): T => (x === undefined || shared ? x : (JSON.parse(JSON.stringify(x)) as T));
   try {
     return { value: fn(copy(input), copy(vars)) };
   } catch (error) {
@@ -279,12 +370,12 @@ function engines(expression: string, options: FhirPathOptions) {
 }
 
 /** Undefined when the engines agree, else a description of the disagreement. */
-function disagreement(expression: string, options: FhirPathOptions, input: unknown, vars: Record<string, unknown>): string | undefined {
+function disagreement(expression: string, options: FhirPathOptions, input: unknown, vars: Record<string, unknown>, shared = false): string | undefined {
   stats.cases++;
   const e = engines(expression, options);
   if (!e?.fast) return undefined;
   stats.compiled++;
-  const fast = run(e.fast, input, vars);
+  const fast = run(e.fast, input, vars, shared);
   const ref = run(e.ref, input, vars);
   if (fast.error === BAIL) {
     stats.bailed++;
@@ -324,6 +415,37 @@ describe('compiled FHIRPath agrees with fhirpath.js on random expressions and da
         report(expression, res, vars, d);
       }),
       { seed: SEED + 1, numRuns: RUNS },
+    );
+  }, FUZZ_TIMEOUT);
+
+  it('over content-like expressions on R4 resources', () => {
+    fc.assert(
+      fc.property(typedExpressions('r4'), resource, env, (expression, res, vars) => {
+        report(expression, res, vars, disagreement(expression, r4, res, vars));
+      }),
+      { seed: SEED + 2, numRuns: RUNS },
+    );
+  }, FUZZ_TIMEOUT);
+
+  it('over content-like expressions on facts', () => {
+    fc.assert(
+      fc.property(typedExpressions('none'), facts, env, (expression, res, vars) => {
+        report(expression, res, vars, disagreement(expression, none, res, vars));
+      }),
+      { seed: SEED + 3, numRuns: RUNS },
+    );
+  }, FUZZ_TIMEOUT);
+
+  it('over one record shared by many expressions, as in a request (memoised collections and user functions)', () => {
+    // Production evaluates every fact of every policy over the same record objects: the compiled code keeps per-value
+    // caches (a variable's items, user-function results, date values). Here the compiled code sees the same objects
+    // for every expression (and twice over), fhirpath.js a fresh copy each time.
+    const exprs = fc.array(fc.oneof(typedExpressions('r4'), expressions(R4_MEMBERS)), { minLength: 4, maxLength: 8 });
+    fc.assert(
+      fc.property(exprs, resource, env, (list, res, vars) => {
+        for (const expression of [...list, ...list]) report(expression, res, vars, disagreement(expression, r4, res, vars, true));
+      }),
+      { seed: SEED + 4, numRuns: Math.ceil(RUNS / 8) },
     );
   }, FUZZ_TIMEOUT);
 
