@@ -1,4 +1,4 @@
-import { isDeepStrictEqual } from 'node:util';
+import { inspect, isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BAIL } from '../../src/fhir/fhirpath-compiler.js';
@@ -385,7 +385,12 @@ function disagreement(expression: string, options: FhirPathOptions, input: unkno
   if (fast.error) return `compiled code threw ${String((fast.error as Error).message ?? fast.error)}`;
   stats.answered++;
   if (ref.error) return `fhirpath.js threw "${(ref.error as Error).message}", compiled gave ${JSON.stringify(fast.value)}`;
-  if (!isDeepStrictEqual(fast.value, ref.value)) return `compiled ${JSON.stringify(fast.value)}, fhirpath.js ${JSON.stringify(ref.value)}`;
+  if (!isDeepStrictEqual(fast.value, ref.value)) {
+    const [f, r] = [JSON.stringify(fast.value), JSON.stringify(ref.value)];
+    // Same JSON, different values (-0, a hidden property, a prototype): show what JSON hides.
+    if (f === r) return `compiled ${inspect(fast.value, { showHidden: true, depth: 8 })}, fhirpath.js ${inspect(ref.value, { showHidden: true, depth: 8 })}`;
+    return `compiled ${f}, fhirpath.js ${r}`;
+  }
   return undefined;
 }
 
@@ -436,13 +441,35 @@ describe('compiled FHIRPath agrees with fhirpath.js on random expressions and da
     );
   }, FUZZ_TIMEOUT);
 
+  it('over criteria that hold for one item and throw for a later one (where, select, exists, all, iif)', () => {
+    // fhirpath.js runs where()/exists()'s criterion on every item: the compiled code must not stop at a match.
+    const lambdaExpr = fc
+      .tuple(
+        fc.constantFrom('%list', 'list', 'n', '%obs.value', '%obs.status', '%conditions.onset'),
+        fc.constantFrom('where', 'select', 'exists', 'all'),
+        fc.constantFrom('>', '<', '=', '+', 'and', 'in', 'contains', '.startsWith', '.matches', '.substring'),
+        fc.constantFrom('1', '2.5', "'a'", 'true', '@2026-11-01', '{}'),
+        fc.constantFrom('', '.exists()', '.count()', '.first()', '.not()'),
+      )
+      .map(([c, f, op, lit, tail]) => `${c}.${f}(${op.startsWith('.') ? `$this${op}(${lit})` : `$this ${op} ${lit}`})${tail}`);
+    const mixed = fc.array(fc.oneof(fc.boolean(), decimal, text, dateText), { minLength: 2, maxLength: 4 });
+    fc.assert(
+      fc.property(lambdaExpr, fc.tuple(mixed, mixed), env, (expression, [list, n], vars) => {
+        report(expression, { list, n }, { ...vars, list }, disagreement(expression, none, { list, n }, { ...vars, list }));
+      }),
+      { seed: SEED + 5, numRuns: Math.ceil(RUNS / 2) },
+    );
+  }, FUZZ_TIMEOUT);
+
   it('over one record shared by many expressions, as in a request (memoised collections and user functions)', () => {
     // Production evaluates every fact of every policy over the same record objects: the compiled code keeps per-value
     // caches (a variable's items, user-function results, date values). Here the compiled code sees the same objects
     // for every expression (and twice over), fhirpath.js a fresh copy each time.
     const exprs = fc.array(fc.oneof(typedExpressions('r4'), expressions(R4_MEMBERS)), { minLength: 4, maxLength: 8 });
     fc.assert(
-      fc.property(exprs, resource, env, (list, res, vars) => {
+      fc.property(exprs, resource, env, (list, generated, generatedVars) => {
+        // Plain JSON objects, as a request body gives them (fast-check may make null-prototype records).
+        const [res, vars] = JSON.parse(JSON.stringify([generated, generatedVars])) as [unknown, Record<string, unknown>];
         for (const expression of [...list, ...list]) report(expression, res, vars, disagreement(expression, r4, res, vars, true));
       }),
       { seed: SEED + 4, numRuns: Math.ceil(RUNS / 8) },
