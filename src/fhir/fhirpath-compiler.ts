@@ -324,11 +324,13 @@ export interface CompileCounts {
 export function compileAst(ast: AstNode, options: CompilerOptions): (resource: unknown, env: Record<string, unknown>) => unknown[] {
   const c = new Compiler(options);
   const code = c.expr(ast, 'input', 'self');
-  const body = new Function('S', 'H', `"use strict"; return function compiledFhirPath(input, self, run) { return ${code}; };`)(c.sites, HELPERS) as (
-    input: Coll,
-    self: Coll,
-    run: Run,
-  ) => Coll;
+  let body: (input: Coll, self: Coll, run: Run) => Coll;
+  try {
+    body = new Function('S', 'H', `"use strict"; return function compiledFhirPath(input, self, run) { return ${code}; };`)(c.sites, HELPERS) as typeof body;
+  } catch (err) {
+    // A process run with --disallow-code-generation-from-strings: every expression stays with fhirpath.js.
+    throw new Unsupported(`code generation refused: ${(err as Error).message}`);
+  }
   return (resource, env) => {
     const root = variableItems(resource);
     const out = body(root, root, { env, root });
