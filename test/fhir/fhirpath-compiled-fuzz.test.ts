@@ -177,7 +177,8 @@ const factValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.array(fc.oneof(fc.boolean(), decimal, text), { maxLength: 3 }),
   fc.record({ x: decimal, y: text }, { requiredKeys: [] }),
 );
-const facts = fc.dictionary(fc.constantFrom('a', 'b', 'n', 's', 'd', 'flag', 'list', 'obj'), factValue, { maxKeys: 6 });
+// Fact names that are also type names (`date`, `code`, `Object`...) reach the root type test fhirpath.js makes.
+const facts = fc.dictionary(fc.constantFrom('a', 'b', 'n', 's', 'd', 'flag', 'list', 'obj', 'date', 'code', 'Object', 'String', 'Patient'), factValue, { maxKeys: 6 });
 
 const env = fc.record({
   obs: fc.array(observation, { maxLength: 3 }),
@@ -202,7 +203,7 @@ const R4_MEMBERS = [
   'authoredOn', 'medication', 'reference', 'id', 'extension', 'url', 'valueQuantity', 'valueString', 'Patient', 'Observation',
   'Condition', 'MedicationRequest', 'Quantity', 'string',
 ];
-const NONE_MEMBERS = ['a', 'b', 'n', 's', 'd', 'flag', 'list', 'obj', 'x', 'y', 'missing'];
+const NONE_MEMBERS = ['a', 'b', 'n', 's', 'd', 'flag', 'list', 'obj', 'x', 'y', 'missing', 'date', 'code', 'Object', 'String', 'Patient'];
 const VARIABLES = ['%obs', '%conditions', '%patient', '%order', '%num', '%str', '%date', '%flag', '%empty', '%list', '%today', '%context'];
 const LITERALS = [
   'true', 'false', '{}', '0', '1', '2', '1.0', '0.1', '2.5', '28', "'final'", "'a'", "'A'", "''", "'5'", "'kg'", "'2026-11-01'",
