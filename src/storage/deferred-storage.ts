@@ -38,8 +38,15 @@ export function deferredStorage(opening: Promise<Storage>, opts: DeferredStorage
     // at signing) sees them.
     while (early.length > 0) {
       const e = early.shift()!;
+      const written = (s[e.method] as (...a: unknown[]) => Promise<unknown>).apply(s, e.args);
+      if (e.method === 'saveApiAccess') {
+        // Queued in order, not waited for: an access line waits up to its statement's linger (sql-storage.ts) for
+        // company, and waiting here would hold every other call, and readiness, that long per line kept.
+        written.catch((err: unknown) => opts.onLateWriteError?.(err, e.method));
+        continue;
+      }
       try {
-        await (s[e.method] as (...a: unknown[]) => Promise<unknown>).apply(s, e.args);
+        await written;
       } catch (err) {
         opts.onLateWriteError?.(err, e.method);
       }

@@ -1,4 +1,8 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { createStorage } from '../../src/storage/create-storage.js';
 import { deferredStorage } from '../../src/storage/deferred-storage.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { newAssertion, newAudit } from './storage-contract.js';
@@ -45,4 +49,40 @@ describe('storage that is still opening', () => {
     await new Promise((r) => setTimeout(r, 0));
     await expect(storage.ping()).rejects.toThrow('disk full');
   });
+
+  it('is ready as soon as the store has opened, however many payer API access lines were kept meanwhile', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'priorpath-deferred-'));
+    const real = await createStorage({ dataDir: dir });
+    try {
+      let open!: (s: typeof real) => void;
+      const storage = deferredStorage(new Promise((r) => (open = r)));
+      // A SMART DTR app reading forms while the service starts: each read's access line is kept.
+      const lines = ['centene-blinatumomab', 'bcbsnc-blinatumomab', 'bcbsnc-inotuzumab', 'mmm-blinatumomab', 'ohsu-blinatumomab'].map((id, i) => ({
+        requestId: `req-early-${i}`,
+        at: '2026-12-02T09:00:00.000Z',
+        clientId: 'smart-dtr-app',
+        operation: 'GET /Questionnaire/:id',
+        resourceIds: [`Questionnaire/${id}`],
+        status: 200,
+        outcome: 'ok',
+      }));
+      for (const line of lines) await storage.saveApiAccess(line);
+      // An access line waits for company (its statement's linger timer): that wait must not hold the store's opening.
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      try {
+        open(real);
+        await real.ping();
+        await expect(storage.ping()).resolves.toBeUndefined();
+        expect(storage.ready).toBe(true);
+        expect(await storage.getPasSubmission('no-such-submission')).toBeUndefined();
+      } finally {
+        vi.useRealTimers();
+      }
+      // Nothing kept is lost, and the lines are in the order they were kept.
+      expect((await storage.listApiAccess(10)).map((l) => l.requestId).reverse()).toEqual(lines.map((l) => l.requestId));
+    } finally {
+      await real.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
