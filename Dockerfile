@@ -43,6 +43,6 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
 # node itself as the process: it handles SIGTERM (drains, closes storage); compose adds tini (init: true) for reaping.
-# The heap flags are npm start's (README "Memory"): a 4 MB young generation and a 256 MB old-generation ceiling keep
-# V8 from growing the heap far past what is live (about 40-60 MB) under load.
-CMD ["node", "--max-semi-space-size=4", "--max-old-space-size=256", "dist/main.js"]
+# The heap flag is npm start's (README "Memory"): a 512 MB old-generation ceiling keeps V8 from growing the heap far
+# past what is live (about 40-60 MB) under load.
+CMD ["node", "--max-old-space-size=512", "dist/main.js"]
