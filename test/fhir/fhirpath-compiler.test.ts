@@ -99,6 +99,11 @@ const CASES: Case[] = [
   { name: 'substring() with a string start throws on empty input', expression: "{}.substring('a')", model: 'none', throws: true },
   // Literal-only arguments are folded at compile time; a fold the compiled code cannot do must not fail the load
   { name: 'a union of a Boolean and a decimal literal compiles (and is left to fhirpath.js)', expression: '(true | 1.0) = a', model: 'none', resource: { a: 1 }, expected: [false], bail: true },
+  // fhirpath.js keeps an item when its criterion's first item is truthy, and a Boolean element is a node (truthy)
+  // whatever its value: where(active) keeps inactive patients (the spec would drop them). Content must compare
+  // (`where(active = true)`); the compiled code keeps fhirpath.js's answer so the two never part.
+  { name: 'where() over a Boolean element keeps items whose element is false (fhirpath.js)', expression: '%x.where(active).count()', env: { x: [{ resourceType: 'Patient', active: false }] }, expected: [1] },
+  { name: 'where() comparing a Boolean element drops items whose element is false', expression: '%x.where(active = true).count()', env: { x: [{ resourceType: 'Patient', active: false }] }, expected: [0] },
   { name: 'exclude removes equal items', expression: "('a' | 'b' | 'c').exclude('b' | 'd')", model: 'none', expected: ['a', 'c'] },
   // §Path selection over the R4 model: choice types, element types, extension siblings
   { name: 'value reads valueQuantity', expression: 'value.ofType(Quantity).value', resource: observation({ valueQuantity: { value: 70, unit: 'kg', code: 'kg' } }), expected: [70] },
