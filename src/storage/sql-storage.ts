@@ -326,10 +326,21 @@ function appliedOf(count: number, results: unknown[][]): boolean[] {
 
 /** Applies guarded order changes in `db` (a transaction's session); returns, for each change, whether it applied. */
 async function applyOrderChangesIn(db: SqlSession, changes: GuardedOrderChange[]): Promise<boolean[]> {
+  // In order-key order, as a write-behind batch takes them (writeBehindBatch): a PAS request listing its orders in
+  // another order would hold one row while a replica's batch holds the other, each waiting for the other (deadlock).
+  const byKey = changes.map((_, i) => i).sort((a, b) => byKeyText(changes[a], changes[b]));
   const results: unknown[][] = [];
-  for (const step of orderChangeSteps(changes)) results.push(await db.query(step.sql, step.params));
-  return appliedOf(changes.length, results);
+  for (const step of orderChangeSteps(byKey.map((i) => changes[i]))) results.push(await db.query(step.sql, step.params));
+  const applied = appliedOf(changes.length, results);
+  return changes.map((_, i) => applied[byKey.indexOf(i)]);
 }
+
+/** Orders changes by their order's key (stable: one order's changes keep the order they were made in). */
+const byKeyText = (a: GuardedOrderChange, b: GuardedOrderChange) => {
+  const ka = keyText(a.key);
+  const kb = keyText(b.key);
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
+};
 
 /** An order's events, oldest first, as one JSON array (so a record and its history are read in one statement). */
 const EVENTS_JSON = `coalesce((SELECT jsonb_agg(jsonb_build_object('at', ${ts('e.at')}, 'source', e.source, 'actor', e.actor, 'state', e.state,

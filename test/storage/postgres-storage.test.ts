@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStorage } from '../../src/storage/create-storage.js';
 import type { SqlStorage } from '../../src/storage/sql-storage.js';
+import type { GuardedOrderChange, OrderKey, OrderState } from '../../src/storage/storage.js';
 import { newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
 
 const url = process.env.DATABASE_URL;
@@ -63,4 +64,50 @@ describe.skipIf(!url)('PostgreSQL storage (DATABASE_URL)', () => {
       await second.close();
     }
   });
+
+  it('a PAS request on one replica and hook writes batched on another, to the same orders, both complete (row locks in one order)', async () => {
+    const { default: pg } = await import('pg');
+    const replica = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
+    // Another session holds one order's row for a moment (any replica's statement does, briefly).
+    const holder = new pg.Client({ connectionString: url, options: `-c search_path=${schema}` });
+    await holder.connect();
+    try {
+      const patientId = `pat-${randomUUID().slice(0, 8)}`;
+      // Three blinatumomab orders of one patient, in key order x < z < y, each documentation-needed.
+      const [x, z, y]: OrderKey[] = ['a', 'b', 'c'].map((n) => ({ payer: 'centene', patientId, orderRef: `MedicationRequest/${n}-${randomUUID()}`, drug: 'blinatumomab' }));
+      const change = (key: OrderKey, state: OrderState, from: OrderState[], extra: Partial<GuardedOrderChange['change']> = {}): GuardedOrderChange => ({
+        key,
+        from,
+        change: { state, at: new Date().toISOString(), source: 'crd', actor: 'order-sign hook-1', reason: `now ${state}`, policyId: 'centene-blinatumomab', ...extra },
+      });
+      for (const k of [x, z, y]) await storage.applyOrderChange(change(k, 'auth-needed', []));
+      const waiting = async (n: number) => {
+        for (;;) {
+          const [{ count }] = (await holder.query("SELECT count(*)::int AS count FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rows as { count: number }[];
+          if (count >= n) return;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM order_authorizations WHERE payer = $1 AND patient_id = $2 AND order_ref = $3 FOR UPDATE', [z.payer, z.patientId, z.orderRef]);
+      // Re-signings on this replica: one batch changing x, z and y (x locked, then waiting for z).
+      const signed = Promise.all([x, z, y].map((k) => storage.applyOrderChange(change(k, 'auth-needed', ['auth-needed', 'not-covered'], { reason: 'MRD level still not documented' }))));
+      await waiting(1);
+      // PAS on the other replica for the same patient's orders y and x, listed in the claim in that order.
+      const s = newSubmission();
+      const pend = (k: OrderKey) => change(k, 'pended', ['auth-needed', 'not-covered'], { source: 'pas', actor: `PAS ${s.id}`, submissionId: s.id });
+      const submitted = replica.createPasSubmissionForOrders(s, [pend(y), pend(x)]);
+      await waiting(2);
+      await new Promise((r) => setTimeout(r, 200));
+      await holder.query('ROLLBACK');
+      const [changes, pas] = await Promise.all([signed, submitted]);
+      expect(changes.every((c) => c.applied)).toBe(true);
+      expect(pas).toMatchObject({ created: true });
+      for (const k of [x, y]) expect(await replica.getOrderRecord(k)).toMatchObject({ state: 'pended', submissionId: s.id });
+      expect(await replica.getOrderRecord(z)).toMatchObject({ state: 'auth-needed' });
+    } finally {
+      await holder.end();
+      await replica.close();
+    }
+  }, 30_000);
 });
