@@ -625,11 +625,14 @@ export class SqlStorage implements Storage {
 
   async saveAudit(a: HookAuditRecord): Promise<void> {
     this.open();
-    // Durable when this resolves, written with the next write-behind transaction (one commit for a batch of hooks).
-    await this.behind.addDurable({ kind: 'audit', record: a });
+    // Behind the hook's answer, with the next write-behind transaction (one commit for a batch of hooks), and kept
+    // and retried while the database is unreachable (docs/design.md §2 "Written behind the hook's answer").
+    await this.behind.add({ kind: 'audit', record: a });
   }
 
   async listAudit(limit = 100): Promise<HookAuditRecord[]> {
+    // What this process has queued is listed too.
+    await this.behind.settled();
     const rows = await this.driver.query<{
       request_id: string;
       at: string;

@@ -10,6 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import type { Bundle } from '@medplum/fhirtypes';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { killAll, payerToken, startPriorPath, waitForStatus } from '../helpers/priorpath-process.js';
 import type { PriorPathProcess } from '../helpers/priorpath-process.js';
@@ -87,6 +88,9 @@ describe.skipIf(!!reason)('PostgreSQL stops and restarts under a running PriorPa
     expect(down.headers.get('retry-after')).toMatch(/^\d+$/);
     const hook = await fetch(`${pp.base}/cds-services/priorpath-order-sign`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(hook.status).toBeLessThan(500);
+    // The hook's audit line is written behind its answer: kept through the outage, written once the database is back.
+    const hookRequestId = hook.headers.get('x-request-id');
+    expect(hookRequestId).toBeTruthy();
 
     ctl('start');
     expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
@@ -113,6 +117,17 @@ describe.skipIf(!!reason)('PostgreSQL stops and restarts under a running PriorPa
       const found = (await res.json()) as { parameter?: { resource: Bundle }[] };
       expect(found.parameter?.length, `acknowledged ${value} is stored`).toBe(1);
       expect(claimResponseOf(found.parameter![0].resource).outcome).toBeDefined();
+    }
+    const audit = new pg.Client({ connectionString: url });
+    await audit.connect();
+    try {
+      let lines = 0;
+      for (const end = Date.now() + 15_000; lines === 0 && Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
+        lines = (await audit.query('SELECT count(*)::int AS n FROM hook_audit WHERE request_id = $1', [hookRequestId])).rows[0].n as number;
+      }
+      expect(lines, 'the audit line of the hook answered during the outage').toBe(1);
+    } finally {
+      await audit.end();
     }
     expect(pp.child.exitCode).toBeNull();
   }, 180_000);
