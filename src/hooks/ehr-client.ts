@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Resource } from '@medplum/fhirtypes';
 import { ShapeError, assertFhirResource } from '../fhir/fhir-shape.js';
+import { httpGet } from './http-get.js';
 
 /** A failed EHR query: unreachable, timed out, or a non-2xx answer. */
 export class EhrQueryError extends Error {
@@ -24,7 +25,7 @@ export class EhrClient {
     private readonly baseUrl: string,
     private readonly accessToken: string | undefined,
     private readonly timeoutMs: number,
-    private readonly fetchImpl: FetchLike = fetch,
+    private readonly fetchImpl: FetchLike = httpGet,
   ) {}
 
   /** One line per successful read: the query and a digest of the bytes answered (see `answersDigest`). */

@@ -1,0 +1,55 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { FetchLike } from './ehr-client.js';
+
+/** Kept-alive connections to the EHR: a hook asks it several things at once, and the next hook asks again. */
+const agents: Record<string, http.Agent> = {
+  'http:': new http.Agent({ keepAlive: true, maxSockets: 64 }),
+  'https:': new https.Agent({ keepAlive: true, maxSockets: 64 }),
+};
+
+/** Statuses whose response has no body (a WHATWG Response refuses one). */
+const NO_BODY = new Set([101, 204, 205, 304]);
+
+/**
+ * A GET through Node's own HTTP client, answered as a WHATWG `Response`: what `EhrClient` reads the EHR with.
+ * Measured against the bench's EHR stub, eight parallel searches per hook cost about 0.4 ms of CPU this way and about
+ * 1.4 ms through `fetch` (whose streams cost more than the searches), on the hook's thread. Follows no redirect (a
+ * 3xx is an answer like any other: not ok); `init.signal` bounds the whole exchange, body included.
+ */
+export const httpGet: FetchLike = (url, init) =>
+  new Promise<Response>((resolve, reject) => {
+    let target: URL;
+    try {
+      target = new URL(url);
+    } catch (err) {
+      reject(err as Error);
+      return;
+    }
+    const agent = agents[target.protocol];
+    if (!agent) {
+      reject(new TypeError(`unsupported protocol ${target.protocol}`));
+      return;
+    }
+    const request = (target.protocol === 'https:' ? https : http).request(
+      target,
+      { method: 'GET', agent, headers: init.headers as Record<string, string>, signal: init.signal ?? undefined },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        // A connection closed before the whole answer arrived: settled here, not left pending.
+        res.on('close', () => {
+          if (!res.complete) reject(new Error('the connection closed before the whole answer arrived'));
+        });
+        res.on('end', () => {
+          const status = res.statusCode ?? 502;
+          const headers = new Headers();
+          for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
+          resolve(new Response(NO_BODY.has(status) ? null : Buffer.concat(chunks), { status, headers }));
+        });
+      },
+    );
+    request.on('error', reject);
+    request.end();
+  });
