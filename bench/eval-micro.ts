@@ -1,5 +1,3 @@
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Coverage, MedicationRequest, Resource } from '@medplum/fhirtypes';
 import { loadContent } from '../src/content.js';
 import { decideOrders } from '../src/coverage/decide-orders.js';
@@ -13,7 +11,7 @@ import { evaluatePolicy } from '../src/policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../src/policies/evaluation-data.js';
 import { recordFromResources } from '../src/policies/record-from-resources.js';
 import { MemoryStorage } from '../src/storage/memory-storage.js';
-import { repoRoot, storyOrder, storyResources } from '../test/helpers/stories.js';
+import { repoRoot, storyIds, storyOrder, storyResources } from '../test/helpers/stories.js';
 
 /**
  * `npm run bench:eval`: the evaluation hot path alone, CPU only, in this process (no HTTP, no storage), so it can be
@@ -34,10 +32,7 @@ const TODAY = '2026-11-23';
 
 const content = loadContent({ root: repoRoot, canonicalBase: 'https://priorpath.dev/fhir' });
 const log = createLogger('silent');
-const stories = readdirSync(join(repoRoot, 'sandbox'))
-  .filter((f) => f.endsWith('.json'))
-  .map((f) => f.replace(/\.json$/, ''))
-  .sort();
+const stories = storyIds();
 
 interface Story {
   id: string;

@@ -1,5 +1,3 @@
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseFhirPath, toTypedValue } from '@medplum/core';
 import type { TypedValue } from '@medplum/core';
 import { loadContent } from '../src/content.js';
@@ -7,7 +5,7 @@ import { referenceFhirPath } from '../src/fhir/fhirpath.js';
 import type { CompiledExpression } from '../src/fhir/fhirpath.js';
 import { evaluationDataFor, indexRecord } from '../src/policies/evaluation-data.js';
 import { recordFromResources } from '../src/policies/record-from-resources.js';
-import { repoRoot, storyOrder, storyResources } from '../test/helpers/stories.js';
+import { repoRoot, storyIds, storyOrder, storyResources } from '../test/helpers/stories.js';
 
 /**
  * `npx tsx bench/fhirpath-engines.ts`: fhirpath.js (the reference engine) and PriorPath's compiled FHIRPath
@@ -19,9 +17,7 @@ import { repoRoot, storyOrder, storyResources } from '../test/helpers/stories.js
  * An unknown fact is an empty collection; Medplum's variables hold one value each, so it gets an empty value list.
  */
 const content = loadContent({ root: repoRoot, canonicalBase: 'https://priorpath.dev/fhir' });
-const stories = readdirSync(join(repoRoot, 'sandbox'))
-  .filter((f) => f.endsWith('.json'))
-  .map((f) => f.replace(/\.json$/, ''));
+const stories = storyIds();
 const datas = stories.map((id) => {
   const resources = storyResources(id);
   const order = storyOrder(id, resources);

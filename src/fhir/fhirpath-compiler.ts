@@ -996,11 +996,9 @@ class Compiler {
     const op = text as '<' | '>' | '<=' | '>=';
     const model = this.model;
     return (x, y) => {
-      if (x.length === 0 || y.length === 0) return [];
-      if (x.length !== 1 || y.length !== 1) bail();
-      const l = conv(x[0], model);
-      const r = conv(y[0], model);
-      if (l == null || r == null) return [];
+      const operands = singleOperands(x, y, model);
+      if (!operands) return [];
+      const [l, r] = operands;
       let c: number;
       if (l instanceof FP_Type || r instanceof FP_Type) {
         if (!(l instanceof FP_Type && r instanceof FP_Type)) return bail();
@@ -1066,11 +1064,9 @@ class Compiler {
     const op = text as '+' | '-' | '*' | '/';
     const model = this.model;
     return (xs, ys) => {
-      if (xs.length === 0 || ys.length === 0) return [];
-      if (xs.length !== 1 || ys.length !== 1) bail();
-      const x = conv(xs[0], model);
-      const y = conv(ys[0], model);
-      if (x == null || y == null) return [];
+      const operands = singleOperands(xs, ys, model);
+      if (!operands) return [];
+      const [x, y] = operands;
       if (x instanceof FP_Type || y instanceof FP_Type) {
         // Date/time ± calendar duration (FHIRPath §6.6.5), by fhirpath.js's own arithmetic.
         if (!(x instanceof FP_Type && y instanceof FP_Type) || (op !== '+' && op !== '-')) return bail();
@@ -1093,6 +1089,19 @@ class Compiler {
       return bail();
     };
   }
+}
+
+/**
+ * The single items of a binary operator's operands, converted to fhirpath.js's values (FHIRPath §4.5 singleton
+ * evaluation): undefined when either side is empty or null (the result is empty); more than one item is left to
+ * fhirpath.js.
+ */
+function singleOperands(xs: Coll, ys: Coll, model: ModelTables | undefined): [unknown, unknown] | undefined {
+  if (xs.length === 0 || ys.length === 0) return undefined;
+  if (xs.length !== 1 || ys.length !== 1) bail();
+  const x = conv(xs[0], model);
+  const y = conv(ys[0], model);
+  return x == null || y == null ? undefined : [x, y];
 }
 
 /** fhirpath.js's order of two decimals: at 8 places; a bail where unrounded order would differ (raw numbers). */

@@ -234,6 +234,21 @@ export function evaluatePolicy(
 }
 
 /**
+ * The FHIRPath variables a policy's fact expressions run with (cds-services/README.md "Facts"): the order's
+ * evaluation data, `%orderDateTime`, `%policyDrug`, and `%diagnosesComplete` (true unless the data says otherwise).
+ * Each fact's value is added under its name as it is read.
+ */
+export function factEnvironment(policy: CompiledPolicy, data: EvaluationData): Record<string, unknown> {
+  const { memo: _memo, ...vars } = data;
+  return {
+    ...vars,
+    diagnosesComplete: data.diagnosesComplete ?? true,
+    orderDateTime: `${data.orderDate}T00:00:00Z`,
+    policyDrug: policy.file.drug,
+  };
+}
+
+/**
  * Reads the policy's facts over the data, in dependency order (answers first, then the memo, then the expression);
  * `only` limits it to those facts (a closure: every fact's dependencies included).
  */
@@ -243,13 +258,7 @@ function readFacts(
   answers: Record<string, FactValue>,
   only?: Set<string>,
 ): { factValues: Record<string, FactValue>; facts: FactResult[]; broken: boolean } {
-  const { memo: _memo, ...vars } = data;
-  const env: Record<string, unknown> = {
-    ...vars,
-    diagnosesComplete: data.diagnosesComplete ?? true,
-    orderDateTime: `${data.orderDate}T00:00:00Z`,
-    policyDrug: policy.file.drug,
-  };
+  const env = factEnvironment(policy, data);
   const factValues: Record<string, FactValue> = {};
   const facts: FactResult[] = [];
   let broken = false;

@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import type { Bundle, Library, MedicationRequest, QuestionnaireItem, Resource, ValueSet } from '@medplum/fhirtypes';
 import cql from 'cql-execution';
 import cqlfhir from 'cql-exec-fhir';
-import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { policiesFor } from '../../src/content.js';
 import { cqlLibrarySource } from '../../src/cql/cql-library-source.js';
@@ -16,7 +15,8 @@ import type { FactValue, PolicyEvaluation } from '../../src/policies/evaluate-po
 import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
 import { recordFromResources } from '../../src/policies/record-from-resources.js';
 import { testContent } from '../helpers/app.js';
-import { deepMerge, repoRoot, storyOrder, storyResources } from '../helpers/stories.js';
+import { repoRoot, storyIds, storyOrder, storyResources } from '../helpers/stories.js';
+import { buildCase, caseFileNames, readCaseFile } from '../helpers/policy-cases.js';
 
 /**
  * One truth, three evaluators (design.md §7): the ELM of every committed Library, run with cql-execution and
@@ -36,9 +36,7 @@ const libraries = readdirSync(dir)
   .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as Library);
 const elmOf = (l: Library) => JSON.parse(Buffer.from(l.content!.find((c) => c.contentType === 'application/elm+json')!.data!, 'base64').toString('utf8'));
 const helpers = libraries.find((l) => l.name === 'FHIRHelpers')!;
-const stories = readdirSync(join(repoRoot, 'sandbox'))
-  .filter((f) => f.endsWith('.json'))
-  .map((f) => f.replace(/\.json$/, ''));
+const stories = storyIds();
 
 /** The local expansions of the value sets a Library names, as cql-execution's CodeService wants them. */
 function codeService(library: Library) {
@@ -70,15 +68,6 @@ interface Scenario {
   order: MedicationRequest;
   today: string;
   policies: CompiledPolicy[];
-}
-
-interface PolicyCase {
-  name: string;
-  from?: string;
-  remove?: string[];
-  add?: Resource[];
-  resources?: Resource[];
-  order?: Partial<MedicationRequest>;
 }
 
 const RXNORM = 'http://www.nlm.nih.gov/research/umls/rxnorm';
@@ -234,24 +223,12 @@ function scenarios(): Scenario[] {
     const order = storyOrder(story, resources);
     out.push({ label: `story ${story}`, resources, order, today, policies: policiesFor(content, story.split('-')[0], order) });
   }
-  const casesDir = join(repoRoot, 'test', 'policies', 'cases');
-  for (const file of readdirSync(casesDir).filter((f) => f.endsWith('.yaml')).sort()) {
-    const spec = parseYaml(readFileSync(join(casesDir, file), 'utf8')) as { policy: string; today: string; cases: PolicyCase[] };
+  for (const file of caseFileNames()) {
+    const spec = readCaseFile(file);
     const policy = content.policies.find((p) => p.file.id === spec.policy)!;
     for (const c of spec.cases) {
       // Built as test/policies/policy-cases.test.ts builds them: a story with patches, or an inline record.
-      let resources: Resource[];
-      let order: MedicationRequest;
-      if (c.from) {
-        const story = storyResources(c.from);
-        const drop = new Set(c.remove ?? []);
-        const base = storyOrder(c.from, story);
-        order = deepMerge(base, c.order);
-        resources = [...story.filter((r) => !drop.has(r.id ?? '') && r !== base), ...(c.add ?? [])];
-      } else {
-        order = c.order as MedicationRequest;
-        resources = [...(c.resources ?? []), ...(c.add ?? [])];
-      }
+      const { resources, order } = buildCase(c);
       out.push({ label: `${file} "${c.name}"`, resources, order, today: spec.today, policies: [policy] });
     }
   }

@@ -1,19 +1,18 @@
-import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
-import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { policiesFor } from '../../src/content.js';
 import { BAIL } from '../../src/fhir/fhirpath-compiler.js';
 import { compiledFhirPath, compiledKind, referenceFhirPath } from '../../src/fhir/fhirpath.js';
 import type { CompiledExpression, FhirPathOptions } from '../../src/fhir/fhirpath.js';
 import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
+import { factEnvironment } from '../../src/policies/evaluate-policy.js';
 import type { FactValue } from '../../src/policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
 import { recordFromResources } from '../../src/policies/record-from-resources.js';
 import { testContent } from '../helpers/app.js';
-import { deepMerge, repoRoot, storyOrder, storyResources } from '../helpers/stories.js';
+import { storyIds, storyOrder, storyResources } from '../helpers/stories.js';
+import { buildCase, caseFileNames, readCaseFile } from '../helpers/policy-cases.js';
 
 /**
  * The compiled FHIRPath (src/fhir/fhirpath-compiler.ts) agrees with fhirpath.js, the reference engine, on every
@@ -105,13 +104,7 @@ const ruleTexts = (p: CompiledPolicy) => [...p.file.requirements, ...p.file.path
 function runScenario(s: Scenario, policy: CompiledPolicy, answers: Record<string, FactValue> = {}): void {
   const record = indexRecord(recordFromResources(s.resources, [s.order], s.order.requester?.reference));
   const data = evaluationDataFor(record, s.order, s.today);
-  const { memo: _memo, ...vars } = data;
-  const env: Record<string, unknown> = {
-    ...vars,
-    diagnosesComplete: data.diagnosesComplete ?? true,
-    orderDateTime: `${data.orderDate}T00:00:00Z`,
-    policyDrug: policy.file.drug,
-  };
+  const env = factEnvironment(policy, data);
   const known: Record<string, FactValue> = {};
   const where = `${s.label} ${policy.file.id}`;
   for (const f of policy.facts) {
@@ -138,41 +131,16 @@ function overFacts(policy: CompiledPolicy, known: Record<string, FactValue>, ord
   for (const a of policy.file.attachments) if (a.askWhen) both(expr(a.askWhen, 'none', `askWhen ${a.linkId}`), known, dates, where);
 }
 
-const stories = readdirSync(join(repoRoot, 'sandbox'))
-  .filter((f) => f.endsWith('.json'))
-  .map((f) => f.replace(/\.json$/, ''))
-  .sort();
-
-interface PolicyCase {
-  name: string;
-  from?: string;
-  remove?: string[];
-  add?: Resource[];
-  resources?: Resource[];
-  order?: Partial<MedicationRequest>;
-  answers?: Record<string, FactValue>;
-}
+const stories = storyIds();
 
 /** Every policy case file, built as test/policies/policy-cases.test.ts builds them, with its answers. */
 function caseScenarios(): (Scenario & { answers: Record<string, FactValue> })[] {
   const out: (Scenario & { answers: Record<string, FactValue> })[] = [];
-  const dir = join(repoRoot, 'test', 'policies', 'cases');
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
-    const spec = parseYaml(readFileSync(join(dir, file), 'utf8')) as { policy: string; today: string; cases: PolicyCase[] };
+  for (const file of caseFileNames()) {
+    const spec = readCaseFile(file);
     const policy = content.policies.find((p) => p.file.id === spec.policy)!;
     for (const c of spec.cases) {
-      let resources: Resource[];
-      let order: MedicationRequest;
-      if (c.from) {
-        const story = storyResources(c.from);
-        const drop = new Set(c.remove ?? []);
-        const base = storyOrder(c.from, story);
-        order = deepMerge(base, c.order);
-        resources = [...story.filter((r) => !drop.has(r.id ?? '') && r !== base), ...(c.add ?? [])];
-      } else {
-        order = c.order as MedicationRequest;
-        resources = [...(c.resources ?? []), ...(c.add ?? [])];
-      }
+      const { resources, order } = buildCase(c);
       out.push({ label: `${file} "${c.name}"`, resources, order, today: spec.today, policies: [policy], answers: c.answers ?? {} });
     }
   }

@@ -1,8 +1,16 @@
-import { readFileSync, existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bundle, MedicationRequest, Resource } from '@medplum/fhirtypes';
 
 export const repoRoot = join(import.meta.dirname, '..', '..');
+
+/** The ids of every sandbox story (`sandbox/<id>.json`), sorted. */
+export function storyIds(): string[] {
+  return readdirSync(join(repoRoot, 'sandbox'))
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => f.replace(/\.json$/, ''))
+    .sort();
+}
 
 /** The resources of a sandbox story, as written (dates unshifted: every window counts from the story's own order). */
 export function storyResources(id: string): Resource[] {

@@ -1,24 +1,15 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
-import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { loadContent } from '../../src/content.js';
 import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
 import type { FactValue } from '../../src/policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
 import { recordFromResources } from '../../src/policies/record-from-resources.js';
-import { deepMerge, repoRoot, storyOrder, storyResources } from '../helpers/stories.js';
+import { buildCase, caseFileNames, readCaseFile } from '../helpers/policy-cases.js';
+import type { PolicyCaseInput } from '../helpers/policy-cases.js';
+import { repoRoot } from '../helpers/stories.js';
 
-interface PolicyCase {
-  name: string;
+interface PolicyCase extends PolicyCaseInput {
   cite: string;
-  from?: string;
-  remove?: string[];
-  add?: Resource[];
-  resources?: Resource[];
-  order?: Partial<MedicationRequest>;
-  answers?: Record<string, FactValue>;
   expect: {
     outcome: string;
     pathway?: string;
@@ -30,31 +21,11 @@ interface PolicyCase {
   };
 }
 
-interface CaseFile {
-  policy: string;
-  today: string;
-  cases: PolicyCase[];
-}
-
-const casesDir = join(repoRoot, 'test', 'policies', 'cases');
-const caseFiles = readdirSync(casesDir).filter((f) => f.endsWith('.yaml')).sort();
+const caseFiles = caseFileNames();
 const content = loadContent({ root: repoRoot, canonicalBase: 'https://priorpath.dev/fhir' });
 
-function buildCase(c: PolicyCase): { resources: Resource[]; order: MedicationRequest } {
-  if (c.from) {
-    const story = storyResources(c.from);
-    const drop = new Set(c.remove ?? []);
-    const base = storyOrder(c.from, story);
-    const order = deepMerge(base, c.order);
-    const resources = [...story.filter((r) => !drop.has(r.id ?? '') && r !== base), ...(c.add ?? [])];
-    return { resources, order };
-  }
-  if (!c.order) throw new Error(`case "${c.name}" needs either from: or order:`);
-  return { resources: [...(c.resources ?? []), ...(c.add ?? [])], order: c.order as MedicationRequest };
-}
-
 describe.each(caseFiles)('policy cases %s', (file) => {
-  const spec = parseYaml(readFileSync(join(casesDir, file), 'utf8')) as CaseFile;
+  const spec = readCaseFile<PolicyCase>(file);
   const policy = content.policies.find((p) => p.file.id === spec.policy);
 
   it('names a loaded policy', () => {

@@ -1,5 +1,3 @@
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { laterStartThatQualifies } from '../../src/coverage/later-start.js';
 import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
@@ -7,13 +5,10 @@ import type { EvaluationData } from '../../src/policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
 import { recordFromResources } from '../../src/policies/record-from-resources.js';
 import { loadContent } from '../../src/content.js';
-import { repoRoot, storyOrder, storyResources } from '../helpers/stories.js';
+import { repoRoot, storyIds, storyOrder, storyResources } from '../helpers/stories.js';
 
 const TODAY = '2026-11-23';
-const stories = readdirSync(join(repoRoot, 'sandbox'))
-  .filter((f) => f.endsWith('.json'))
-  .map((f) => f.replace(/\.json$/, ''))
-  .sort();
+const stories = storyIds();
 
 function dataFor(story: string): EvaluationData {
   const resources = storyResources(story);

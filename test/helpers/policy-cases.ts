@@ -1,0 +1,55 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
+import { parse as parseYaml } from 'yaml';
+import type { FactValue } from '../../src/policies/evaluate-policy.js';
+import { deepMerge, repoRoot, storyOrder, storyResources } from './stories.js';
+
+/** One case of a policy case file (test/policies/cases/*.yaml): a story with patches, or an inline record. */
+export interface PolicyCaseInput {
+  name: string;
+  from?: string;
+  remove?: string[];
+  add?: Resource[];
+  resources?: Resource[];
+  order?: Partial<MedicationRequest>;
+  answers?: Record<string, FactValue>;
+}
+
+/** A policy case file: the policy it exercises, the date its cases are evaluated on, the cases. */
+export interface CaseFile<C extends PolicyCaseInput = PolicyCaseInput> {
+  policy: string;
+  today: string;
+  cases: C[];
+}
+
+export const casesDir = join(repoRoot, 'test', 'policies', 'cases');
+
+/** The case files' names, sorted. */
+export function caseFileNames(): string[] {
+  return readdirSync(casesDir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort();
+}
+
+/** A case file, parsed. */
+export function readCaseFile<C extends PolicyCaseInput = PolicyCaseInput>(file: string): CaseFile<C> {
+  return parseYaml(readFileSync(join(casesDir, file), 'utf8')) as CaseFile<C>;
+}
+
+/**
+ * A case's record and order: the story's resources less `remove`, plus `add`, with the story's order patched by
+ * `order` (deep merge); or, without `from`, the inline `resources` and `order`.
+ */
+export function buildCase(c: PolicyCaseInput): { resources: Resource[]; order: MedicationRequest } {
+  if (c.from) {
+    const story = storyResources(c.from);
+    const drop = new Set(c.remove ?? []);
+    const base = storyOrder(c.from, story);
+    const order = deepMerge(base, c.order);
+    const resources = [...story.filter((r) => !drop.has(r.id ?? '') && r !== base), ...(c.add ?? [])];
+    return { resources, order };
+  }
+  if (!c.order) throw new Error(`case "${c.name}" needs either from: or order:`);
+  return { resources: [...(c.resources ?? []), ...(c.add ?? [])], order: c.order as MedicationRequest };
+}
