@@ -6,6 +6,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { httpLoad } from './http-load.js';
 import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
 import { orderSignRequest } from '../test/helpers/hook-requests.js';
 import { summariseProfile } from './profile-summary.js';
@@ -18,7 +19,8 @@ import { storyOrder, storyResources } from '../test/helpers/stories.js';
  *   bodies, in the same order), then the same with one identical body (what the evaluation cache measures);
  * - order-sign with only the Patient prefetched, the rest queried from an EHR stub in its own process that answers
  *   from memory (bench/ehr-stub.ts), again a different patient per request;
- * - apart: order-sign querying the embedded sandbox EHR, and `$questionnaire-package` with CRD pre-fill, both on a
+ * - apart: order-sign querying the embedded sandbox EHR, and `$questionnaire-package` with CRD pre-fill (loaded
+ *   through bench/http-load.ts: autocannon would measure its own decoding of the body), both on a
  *   second PriorPath process with SANDBOX=on and PAYER_API_AUTH=open (the documented open mode of the sandbox);
  * - resident memory of the service sampled during every run, and start to ready (`/readyz` 200) on a new DATA_DIR.
  * Loopback only; bounded in time (BENCH_SECONDS per run, default 10).
@@ -42,14 +44,19 @@ const BROWSER_ENCODINGS = { 'accept-encoding': 'gzip, deflate, br' };
 const PROFILE = process.argv.find((a) => a.startsWith('--profile='))?.slice('--profile='.length) ?? (process.argv.includes('--profile') ? 'sign' : undefined);
 
 /**
- * The node flags `npm start` runs the service with (package.json `scripts.start`, the Dockerfile's CMD has the
- * same): the bench measures the process production runs.
+ * The environment and node flags `npm start` runs the service with (package.json `scripts.start`: `NAME=value ...
+ * node [flags] dist/main.js`; the Dockerfile has the same ENV and CMD): the bench measures the process production runs.
  */
-function productionNodeFlags(): string[] {
+function productionCommand(): { env: Record<string, string>; flags: string[] } {
   const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
   const words = start.trim().split(/\s+/);
-  if (words[0] !== 'node' || words.at(-1) !== 'dist/main.js') throw new Error(`npm start is not "node [flags] dist/main.js": ${start}`);
-  return words.slice(1, -1);
+  const env: Record<string, string> = {};
+  while (words.length > 0 && /^[A-Z_][A-Z0-9_]*=/.test(words[0])) {
+    const [name, ...value] = words.shift()!.split('=');
+    env[name] = value.join('=');
+  }
+  if (words[0] !== 'node' || words.at(-1) !== 'dist/main.js') throw new Error(`npm start is not "[NAME=value ...] node [flags] dist/main.js": ${start}`);
+  return { env, flags: words.slice(1, -1) };
 }
 
 const children: ChildProcess[] = [];
@@ -87,7 +94,8 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 12
 /** Starts `node dist/main.js` on a new DATA_DIR; resolves with the milliseconds from spawn to healthy and to ready. */
 async function startPriorPath(port: number, env: Record<string, string>, nodeArgs: string[] = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-bench-data-'));
-  const pp = spawnNode([...productionNodeFlags(), ...nodeArgs, 'dist/main.js'], { PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'warn', PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, NODE_ENV: 'development', DATA_DIR: dataDir, ...env });
+  const production = productionCommand();
+  const pp = spawnNode([...production.flags, ...nodeArgs, 'dist/main.js'], { ...production.env, PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'warn', PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, NODE_ENV: 'development', DATA_DIR: dataDir, ...env });
   const base = `http://127.0.0.1:${port}`;
   let healthyMs = 0;
   await until(async () => {
@@ -112,30 +120,53 @@ function reidentify(body: string, patientId: string, hookInstance: string, n: nu
   return body.split(patientId).join(`b${n}-${patientId}`).replace(hookInstance, randomUUID());
 }
 
+/** What a row reports of a load run: autocannon's result, or http-load's (the package rows). */
+interface LoadFigures {
+  requests: { average: number };
+  latency: { p50: number; p99: number };
+  non2xx: number;
+  errors: number;
+}
+
 interface Run {
-  result: autocannon.Result;
+  result: LoadFigures;
   rssMax: number;
+}
+
+/** Samples the resident memory of `pid` every 200 ms while `work` runs; the largest sample is the run's. */
+async function sampled<T extends LoadFigures>(pid: number | undefined, work: () => Promise<T>): Promise<Run> {
+  let rssMax = 0;
+  const sampler = pid ? setInterval(() => (rssMax = Math.max(rssMax, rssMiB(pid))), 200) : undefined;
+  try {
+    return { result: await work(), rssMax };
+  } finally {
+    if (sampler) clearInterval(sampler);
+  }
 }
 
 /**
  * Loads `url` for DURATION with `bodyAt(i)` as the i-th request's body (and `headers`), sampling the server's RSS
- * meanwhile.
+ * meanwhile. autocannon: the hook rows, whose JSON answers it reads cheaply.
  */
 async function load(url: string, bodyAt: (i: number) => string, pid?: number, headers: Record<string, string> = {}): Promise<Run> {
   let i = 0;
-  let rssMax = 0;
-  const sampler = pid ? setInterval(() => (rssMax = Math.max(rssMax, rssMiB(pid))), 200) : undefined;
-  try {
-    const result = await autocannon({
+  return sampled(pid, () =>
+    autocannon({
       url,
       connections: CONNECTIONS,
       duration: DURATION,
       requests: [{ method: 'POST', headers: { 'content-type': 'application/json', ...headers }, setupRequest: (req) => ({ ...req, body: bodyAt(i++) }) }],
-    });
-    return { result, rssMax };
-  } finally {
-    if (sampler) clearInterval(sampler);
-  }
+    }),
+  );
+}
+
+/**
+ * The `$questionnaire-package` rows: the same load through bench/http-load.ts, which counts the response bytes and
+ * drops them as a browser hands them to its decoder. autocannon turns every body into a string, which for 160 KB of
+ * gzip costs it more CPU than the service spends answering (see http-load.ts): it measured itself.
+ */
+async function loadPackage(url: string, body: string, pid?: number, headers: Record<string, string> = {}): Promise<Run> {
+  return sampled(pid, () => httpLoad({ url, headers: { 'content-type': 'application/fhir+json', ...headers }, body: () => body, connections: CONNECTIONS, durationS: DURATION }));
 }
 
 const row = (name: string, r: Run) =>
@@ -177,7 +208,7 @@ async function main(): Promise<void> {
     const pp = await startPriorPath(PORT, pkgProfile ? { SANDBOX: 'on', PAYER_API_AUTH: 'open' } : { SANDBOX: 'off' }, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
     const signUrl = `${pp.base}/cds-services/priorpath-order-sign`;
     const run = pkgProfile
-      ? await signedPackageBody(signUrl, pp.base).then((body) => load(`${pp.base}/fhir/Questionnaire/$questionnaire-package`, () => body, pp.proc.pid, BROWSER_ENCODINGS))
+      ? await signedPackageBody(signUrl, pp.base).then((body) => loadPackage(`${pp.base}/fhir/Questionnaire/$questionnaire-package`, body, pp.proc.pid, BROWSER_ENCODINGS))
       : await load(signUrl, PROFILE === 'same' ? () => fullBody : distinct(0), pp.proc.pid);
     const exited = new Promise((r) => pp.proc.once('exit', r));
     pp.proc.kill('SIGTERM');
@@ -224,8 +255,8 @@ async function main(): Promise<void> {
   const s = await load(sbSign, () => sandboxBody.replace(hookInstance, randomUUID()), sb.proc.pid);
   const packageBody = await signedPackageBody(sbSign, sb.base);
   const pkgUrl = `${sb.base}/fhir/Questionnaire/$questionnaire-package`;
-  const pkg = await load(pkgUrl, () => packageBody, sb.proc.pid, BROWSER_ENCODINGS);
-  const pkgPlain = await load(pkgUrl, () => packageBody, sb.proc.pid);
+  const pkg = await loadPackage(pkgUrl, packageBody, sb.proc.pid, BROWSER_ENCODINGS);
+  const pkgPlain = await loadPackage(pkgUrl, packageBody, sb.proc.pid);
 
   const ratio = (x: number, y: number) => (x / Math.max(1, y)).toFixed(2);
   const cpu = cpus()[0]?.model ?? 'unknown CPU';

@@ -84,15 +84,22 @@ class PgliteError extends Error {
 }
 
 /**
+ * The worker's young generation: what it allocates lives for one statement (a message in, PostgreSQL's reply out), so
+ * a small nursery is collected as cheaply as V8's default 48 MB one, which the worker otherwise grows into under load
+ * and keeps (about 25 MB of the process's resident memory, README "Memory"; design.md §9 budgets 200 MiB).
+ */
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 4 };
+
+/**
  * Starts the worker thread (pglite-worker.ts). Run from source (tests, `tsx`), the worker first registers tsx's
  * loader so it can import the TypeScript file; run from dist/ it is plain JavaScript.
  */
 function startWorker(data: PgliteWorkerData): Worker {
   const fromSource = import.meta.url.endsWith('.ts');
   const url = new URL(fromSource ? './pglite-worker.ts' : './pglite-worker.js', import.meta.url);
-  if (!fromSource) return new Worker(url, { workerData: data });
+  if (!fromSource) return new Worker(url, { workerData: data, resourceLimits: WORKER_LIMITS });
   const boot = `import('tsx/esm/api').then((m) => m.register()).then(() => import(${JSON.stringify(url.href)}))`;
-  return new Worker(boot, { eval: true, workerData: data });
+  return new Worker(boot, { eval: true, workerData: data, resourceLimits: WORKER_LIMITS });
 }
 
 /**
