@@ -14,6 +14,7 @@ import { parseFeedback } from './hooks/feedback.js';
 import { cdsAuth } from './http/cds-auth.js';
 import { cors } from './http/cors.js';
 import { errorHandler } from './http/error-handler.js';
+import type { InFlight } from './http/in-flight.js';
 import { jsonBody } from './http/json-body.js';
 import { createMetrics } from './http/metrics.js';
 import { requestContext } from './http/request-context.js';
@@ -52,6 +53,8 @@ export interface AppDeps {
   webAssetsDir?: string;
   /** True once SIGTERM started the drain: /readyz answers 503 and responses close their connection. */
   isDraining?: () => boolean;
+  /** Counts the requests not yet answered, for the drain to wait on before storage closes (main.ts). */
+  inFlight?: InFlight;
   /** Outbound POST for PAS subscription notifications (tests may inject one; default global fetch). */
   notifyFetch?: NotifyFetch;
 }
@@ -89,6 +92,7 @@ export function createApp(deps: AppDeps): express.Express {
   const evaluations = new EvaluationCache();
   const discovery = JSON.stringify({ services: content.services });
 
+  if (deps.inFlight) app.use(deps.inFlight.track);
   app.use(requestContext(logger));
   // While draining, every answer closes its connection so that keep-alive clients reconnect to another replica.
   app.use((_req, res, next) => {

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SubscriptionNotifier } from './pas/subscription-notifier.js';
 import { checkConfigAgainstContent, ConfigError, loadConfigFromProcess, payerKeysOnDisk } from './config.js';
+import { InFlight } from './http/in-flight.js';
 import { createLogger } from './logger.js';
 import { createStorage } from './storage/create-storage.js';
 import { deferredStorage } from './storage/deferred-storage.js';
@@ -77,7 +78,8 @@ async function main(): Promise<void> {
   }
   const webAssetsDir = built ? join(root, 'dist', 'public') : undefined;
   let draining = false;
-  const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth, webAssetsDir, isDraining: () => draining });
+  const inFlight = new InFlight();
+  const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth, webAssetsDir, isDraining: () => draining, inFlight });
   // How many of the content's FHIRPath expressions run compiled to JavaScript, and how many by fhirpath.js (counts).
   const { fhirPathStats } = await import('./fhir/fhirpath.js');
   const fhirpath = { compiled: fhirPathStats.compiled, fallback: fhirPathStats.fallback };
@@ -90,15 +92,18 @@ async function main(): Promise<void> {
     (app.locals.subscriptionNotifier as SubscriptionNotifier).kick();
   });
   // SIGTERM drains: stop accepting connections, close idle keep-alive ones, let in-flight requests finish (each is
-  // bounded by EHR_TIMEOUT_MS and the storage timeouts), close storage, exit 0. Past the grace period, exit 1.
+  // bounded by EHR_TIMEOUT_MS and the storage timeouts), close storage, exit 0. Past the grace period, exit 1. "Finish"
+  // is the handler's answer, not the connection's end: a client that gave up has left a hook still running, which
+  // must record its assertion before storage closes (http/in-flight.ts).
   const stop = (signal: string) => {
     if (draining) return;
     draining = true;
     (app.locals.subscriptionNotifier as SubscriptionNotifier).stop();
     logger.info({ signal }, 'draining: in-flight requests finish, no new connections');
     server.close(() => {
-      void storage
-        .close()
+      void inFlight
+        .idle()
+        .then(() => storage.close())
         .catch((err: unknown) => logger.error({ err }, 'storage close failed'))
         .then(() => {
           logger.info('drained; exiting');

@@ -4,6 +4,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -18,9 +19,12 @@ import { killAll, startPriorPath, waitForStatus } from '../helpers/priorpath-pro
 const { resources, order } = edgePatient();
 let ehr: http.Server;
 let ehrBase: string;
-/** Resolves when the EHR has received the hook's Observation query (the hook is then surely in flight). */
-let queried: () => void;
-const observationQueried = new Promise<void>((resolve) => (queried = resolve));
+/** Resolves when the EHR has received a hook's Observation query (the hook is then surely in flight). */
+let queried: () => void = () => {};
+let observationQueried = nextObservationQuery();
+function nextObservationQuery(): Promise<void> {
+  return new Promise<void>((resolve) => (queried = resolve));
+}
 
 beforeAll(async () => {
   // An EHR that takes 1.5 s to answer the Observation search (inside the 5 s EHR_TIMEOUT_MS the server gets).
@@ -99,6 +103,41 @@ describe('SIGTERM after answering hooks', () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   }, 180_000);
+});
+
+describe('SIGTERM while a hook runs for a client that gave up', () => {
+  it('lets the hook finish and record its audit line before storage closes, then exits 0', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-drain-'));
+    try {
+      const pp = await startPriorPath({ DATA_DIR: dataDir, DATABASE_URL: '', EHR_TIMEOUT_MS: '5000' });
+      expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
+      const body = orderSignRequest(resources, order, { fhirServer: ehrBase }) as { prefetch: Record<string, unknown>; hookInstance: string };
+      delete body.prefetch.observations;
+      observationQueried = nextObservationQuery();
+      // A client that gives up as load generators and proxies do: the request, then a TCP reset, no FIN (a FIN
+      // leaves the server's side half-open until it answers, which the drain already waits for).
+      const socket = connect(pp.port, '127.0.0.1');
+      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      const json = JSON.stringify(body);
+      socket.write(`POST /cds-services/priorpath-order-sign HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\n\r\n${json}`);
+      await observationQueried;
+      socket.resetAndDestroy();
+      await new Promise((r) => setTimeout(r, 100));
+      pp.child.kill('SIGTERM');
+      expect(await pp.exited).toBe(0);
+      expect(pp.output()).not.toContain('storage is closed');
+      expect(pp.output()).not.toContain('unhandled error');
+      const storage = await createStorage({ dataDir });
+      try {
+        const line = (await storage.listAudit()).find((a) => a.hookInstance === body.hookInstance);
+        expect(line).toMatchObject({ service: 'priorpath-order-sign', status: 200 });
+      } finally {
+        await storage.close();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 /** Tries to connect until the port refuses (bounded); true when refused. */
