@@ -1,4 +1,5 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { PgliteWorkerData, WorkerReply, WorkerRequest } from './pglite-worker.js';
@@ -9,30 +10,76 @@ import { StorageError } from './storage.js';
 const openDirs = new Set<string>();
 
 /**
- * Takes `DATA_DIR/storage.lock` for this process. PGlite is one process per directory (it has no postmaster.pid);
- * a lock left by a process that no longer runs (crash, SIGKILL) is taken over.
+ * How long a lock written on another host counts as held without being renewed. Its holder renews it (the file's
+ * modification time) every LOCK_RENEW_MS; a holder that stopped renewing for this long has died with its host or
+ * container, and the lock may be taken over.
  */
-function takeLock(dir: string): string {
+const LOCK_LEASE_MS = 30_000;
+const LOCK_RENEW_MS = 5_000;
+
+/** A held lock: its file, and the timer renewing its lease. */
+interface HeldLock {
+  path: string;
+  renewal: NodeJS.Timeout;
+}
+
+/**
+ * Takes `DATA_DIR/storage.lock` for this process. PGlite is one process per directory (it has no postmaster.pid), and
+ * two on one directory corrupt it. The lock names the process and its host (`<pid>\n<hostname>\n`). On the same host
+ * a lock is held while its process runs (a crash or SIGKILL leaves one that is taken over). Processes in two
+ * containers sharing a volume have separate pid namespaces, where a pid says nothing (both are often pid 1): a lock
+ * from another host is held while its lease is renewed, and taken over once it has not been for LOCK_LEASE_MS.
+ */
+function takeLock(dir: string, renewMs = LOCK_RENEW_MS): HeldLock {
   const path = join(dir, 'storage.lock');
+  const host = hostname();
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(path, 'wx');
-      writeSync(fd, `${process.pid}\n`);
+      writeSync(fd, `${process.pid}\n${host}\n`);
       fsyncSync(fd);
       closeSync(fd);
-      return path;
+      const renewal = setInterval(() => renewLock(path), renewMs);
+      renewal.unref();
+      return { path, renewal };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+      const [pidText, owner] = readFileSync(path, 'utf8').split('\n');
+      const pid = Number.parseInt(pidText, 10);
+      // A lock without a host was written by an earlier version on this host.
+      const sameHost = !owner || owner === host;
+      if (sameHost && Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
         throw new StorageError(
           `DATA_DIR ${dir} is in use by process ${pid}: embedded storage serves one process per directory (set DATABASE_URL to share a PostgreSQL server)`,
+        );
+      }
+      const renewedAgoMs = Date.now() - statSync(path).mtimeMs;
+      if (!sameHost && renewedAgoMs < LOCK_LEASE_MS) {
+        throw new StorageError(
+          `DATA_DIR ${dir} is in use by process ${pidText} on host ${owner} (lock renewed ${Math.max(0, Math.round(renewedAgoMs / 1000))} s ago): embedded storage serves one process per directory (set DATABASE_URL to share a PostgreSQL server); a lock not renewed for ${LOCK_LEASE_MS / 1000} s is taken over`,
         );
       }
       unlinkSync(path);
     }
   }
   throw new StorageError(`could not lock DATA_DIR ${dir}`);
+}
+
+/** Renews the lease of this process's lock (its modification time); a lock that is gone or not ours is left alone. */
+function renewLock(path: string): void {
+  try {
+    if (ownsLock(path)) {
+      const now = new Date();
+      utimesSync(path, now, now);
+    }
+  } catch {
+    // gone: release() is on its way, or an operator removed it
+  }
+}
+
+function ownsLock(path: string): boolean {
+  const [pid, owner] = readFileSync(path, 'utf8').split('\n');
+  return Number.parseInt(pid, 10) === process.pid && (!owner || owner === hostname());
 }
 
 function isAlive(pid: number): boolean {
@@ -44,9 +91,10 @@ function isAlive(pid: number): boolean {
   }
 }
 
-function releaseLock(path: string): void {
+function releaseLock(lock: HeldLock): void {
+  clearInterval(lock.renewal);
   try {
-    if (Number.parseInt(readFileSync(path, 'utf8'), 10) === process.pid) unlinkSync(path);
+    if (ownsLock(lock.path)) unlinkSync(lock.path);
   } catch {
     // already gone
   }
@@ -70,6 +118,8 @@ export interface PgliteOptions {
    * instead of running initdb (seconds of WebAssembly), so the service is ready in well under a second.
    */
   template?: string;
+  /** How often this process renews its lock's lease (default every 5 s, well inside the 30 s lease); tests shorten it. */
+  lockRenewMs?: number;
 }
 
 /** PostgreSQL's error, rebuilt on this side of the thread boundary with its SQLSTATE. */
@@ -110,7 +160,7 @@ export async function openPglite(dataDir: string, opts: PgliteOptions = {}): Pro
   const dir = resolve(dataDir);
   if (openDirs.has(dir)) throw new StorageError(`DATA_DIR ${dir} is already open in this process`);
   mkdirSync(dir, { recursive: true });
-  const lock = takeLock(dir);
+  const lock = takeLock(dir, opts.lockRenewMs);
   openDirs.add(dir);
   const release = () => {
     openDirs.delete(dir);

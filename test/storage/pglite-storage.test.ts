@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStorage } from '../../src/storage/create-storage.js';
 import { MIGRATIONS } from '../../src/storage/migrations.js';
+import { openPglite } from '../../src/storage/pglite-driver.js';
 import type { PgliteDriver } from '../../src/storage/pglite-driver.js';
 import type { SqlStorage } from '../../src/storage/sql-storage.js';
 import { StorageError } from '../../src/storage/storage.js';
@@ -132,5 +133,48 @@ describe('embedded PGlite durability', () => {
     await s.driver.query("INSERT INTO schema_migrations (version, name) VALUES (9999, 'from the future')");
     await s.close();
     await expect(createStorage({ dataDir: dir })).rejects.toThrow(/schema version 9999 is newer/);
+  }, 60_000);
+});
+
+/**
+ * Two containers sharing a volume each see the other's pid in their own pid namespace (often both pid 1), so the lock
+ * names its host too, and a lock from another host is held while its holder renews its lease.
+ */
+describe('the data directory lock across hosts', () => {
+  it('refuses a lock another host renewed within the lease, even when its pid means a live process here', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'storage.lock'), `${process.pid}\nanother-container\n`);
+    await expect(openPglite(dir)).rejects.toThrow(/in use by process \d+ on host another-container/);
+    writeFileSync(join(dir, 'storage.lock'), `1\nanother-container\n`);
+    await expect(openPglite(dir)).rejects.toThrow(/on host another-container/);
+  });
+
+  it('takes over a lock another host stopped renewing 30 s ago, and writes its own pid and host', async () => {
+    const dir = tempDir();
+    const lock = join(dir, 'storage.lock');
+    writeFileSync(lock, `1\nanother-container\n`);
+    const past = new Date(Date.now() - 31_000);
+    utimesSync(lock, past, past);
+    const driver = await openPglite(dir);
+    try {
+      expect(readFileSync(lock, 'utf8')).toBe(`${process.pid}\n${hostname()}\n`);
+    } finally {
+      await driver.close();
+    }
+    expect(existsSync(lock)).toBe(false);
+  }, 60_000);
+
+  it('renews its own lease while open, so another host never sees it lapse', async () => {
+    const dir = tempDir();
+    const lock = join(dir, 'storage.lock');
+    const driver = await openPglite(dir, { lockRenewMs: 50 });
+    try {
+      const past = new Date(Date.now() - 60_000);
+      utimesSync(lock, past, past);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(Date.now() - statSync(lock).mtimeMs).toBeLessThan(5_000);
+    } finally {
+      await driver.close();
+    }
   }, 60_000);
 });
