@@ -25,7 +25,9 @@ function segmentOf(piece: Buffer): Segment {
   let s = segments.get(piece);
   if (!s) {
     s = {
-      deflated: deflateRawSync(piece, { finishFlush: constants.Z_SYNC_FLUSH }),
+      // A copy: zlib hands a short output back as a view of its 16 KiB output chunk, which a kept view would keep
+      // whole (a package's small ValueSets would hold about 0.4 MB of zlib's chunks).
+      deflated: Buffer.from(deflateRawSync(piece, { finishFlush: constants.Z_SYNC_FLUSH })),
       crc: crc32(piece),
       length: piece.length,
       shift: x2nModP(piece.length, 3),
