@@ -39,7 +39,8 @@ const BROWSER_ENCODINGS = { 'accept-encoding': 'gzip, deflate, br' };
 /**
  * `npm run profile`: one load under `node --cpu-prof`, then the profile's path. `--profile` (or `--profile=sign`) is
  * order-sign with full prefetch and distinct patients; `--profile=same` the same with one identical body (the
- * evaluation cache); `--profile=package` is `$questionnaire-package` with pre-fill.
+ * evaluation cache); `--profile=ehr` order-sign with only the Patient prefetched, the rest queried from the EHR stub;
+ * `--profile=package` is `$questionnaire-package` with pre-fill.
  */
 const PROFILE = process.argv.find((a) => a.startsWith('--profile='))?.slice('--profile='.length) ?? (process.argv.includes('--profile') ? 'sign' : undefined);
 
@@ -201,20 +202,29 @@ async function main(): Promise<void> {
   const fullBody = JSON.stringify(full);
   const hookInstance = full.hookInstance as string;
   const distinct = (offset: number) => (i: number) => reidentify(fullBody, patientId, hookInstance, offset + i);
+  // Only the Patient prefetched: the hook queries the rest from the EHR at `fhirServer`, a different patient each time.
+  const querying = (fhirServer: string) => {
+    const template = JSON.stringify({ ...full, fhirServer, prefetch: { patient: (full.prefetch as Record<string, unknown>).patient } });
+    return (i: number) => reidentify(template, patientId, hookInstance, 1_000_000 + i);
+  };
 
   if (PROFILE) {
     const profileDir = join(root, 'profiles');
     const pkgProfile = PROFILE === 'package';
     const pp = await startPriorPath(PORT, pkgProfile ? { SANDBOX: 'on', PAYER_API_AUTH: 'open' } : { SANDBOX: 'off' }, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
     const signUrl = `${pp.base}/cds-services/priorpath-order-sign`;
+    const ehrPort = PORT + 2;
+    if (PROFILE === 'ehr') await startHelper('bench/ehr-stub.ts', [STORY, String(ehrPort)]);
     const run = pkgProfile
       ? await signedPackageBody(signUrl, pp.base).then((body) => loadPackage(`${pp.base}/fhir/Questionnaire/$questionnaire-package`, body, pp.proc.pid, BROWSER_ENCODINGS))
-      : await load(signUrl, PROFILE === 'same' ? () => fullBody : distinct(0), pp.proc.pid);
+      : PROFILE === 'ehr'
+        ? await load(signUrl, querying(`http://127.0.0.1:${ehrPort}`), pp.proc.pid)
+        : await load(signUrl, PROFILE === 'same' ? () => fullBody : distinct(0), pp.proc.pid);
     const exited = new Promise((r) => pp.proc.once('exit', r));
     pp.proc.kill('SIGTERM');
     await exited;
     process.stdout.write(
-      `${row(pkgProfile ? '$questionnaire-package with pre-fill (profiled)' : `order-sign, full prefetch, ${PROFILE === 'same' ? 'identical body' : 'distinct patients'} (profiled)`, run)}\nCPU profile written to ${profileDir}/ (newest *.cpuprofile): open it in Chrome DevTools (Performance → Load profile) or https://www.speedscope.app\n`,
+      `${row(pkgProfile ? '$questionnaire-package with pre-fill (profiled)' : PROFILE === 'ehr' ? 'order-sign, EHR queries to a stub (profiled)' : `order-sign, full prefetch, ${PROFILE === 'same' ? 'identical body' : 'distinct patients'} (profiled)`, run)}\nCPU profile written to ${profileDir}/ (newest *.cpuprofile): open it in Chrome DevTools (Performance → Load profile) or https://www.speedscope.app\n`,
     );
     // The two profiles this run wrote (main thread, PGlite worker), newest first by name order of their thread ids.
     const written = readdirSync(profileDir)
@@ -243,8 +253,7 @@ async function main(): Promise<void> {
   const p = await load(sign, distinct(0), pp.proc.pid);
   const bSame = await load(baseUrl, () => fullBody);
   const pSame = await load(sign, () => fullBody, pp.proc.pid);
-  const queryingTemplate = JSON.stringify({ ...full, fhirServer: `http://127.0.0.1:${ehrPort}`, prefetch: { patient: (full.prefetch as Record<string, unknown>).patient } });
-  const q = await load(sign, (i) => reidentify(queryingTemplate, patientId, hookInstance, 1_000_000 + i), pp.proc.pid);
+  const q = await load(sign, querying(`http://127.0.0.1:${ehrPort}`), pp.proc.pid);
   const rssAfter = rssMiB(pp.proc.pid!);
   pp.proc.kill('SIGTERM');
 

@@ -14,7 +14,20 @@ export class EhrQueryError extends Error {
   }
 }
 
-export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
+/**
+ * What `EhrClient` reads of an HTTP answer. A WHATWG `Response` (fetch, the tests' fakes) has it, and so does the
+ * lighter answer of `httpGet`, which skips the Response's header copy and body stream (about 13 µs a query, eight
+ * queries a hook).
+ */
+export interface EhrResponse {
+  readonly ok: boolean;
+  readonly status: number;
+  /** The body decoded as UTF-8, a leading byte-order mark dropped (as the Fetch standard's `text()` does). */
+  text(): Promise<string>;
+  readonly body?: { cancel(): Promise<void> } | null;
+}
+
+export type FetchLike = (url: string, init: RequestInit) => Promise<EhrResponse>;
 
 /**
  * Reads from the EHR's FHIR API with the hook's access token (CDS Hooks §FHIR Resource Access), bounded by a timeout
@@ -43,7 +56,7 @@ export class EhrClient {
     const url = `${this.baseUrl}/${relative.replace(/^\/+/, '')}`;
     const headers: Record<string, string> = { Accept: 'application/fhir+json' };
     if (this.accessToken) headers.Authorization = `Bearer ${this.accessToken}`;
-    let res: Response;
+    let res: EhrResponse;
     try {
       res = await this.fetchImpl(url, { headers, signal: AbortSignal.timeout(this.timeoutMs), redirect: 'error' });
     } catch (err) {

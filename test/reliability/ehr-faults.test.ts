@@ -12,7 +12,7 @@ import { edgePatient } from '../fixtures/edge-patient.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
 
-type Fault = 'slow' | 'status500' | 'garbage' | 'html' | 'cut' | 'stall' | 'wrong-shape' | 'ok';
+type Fault = 'slow' | 'status500' | 'garbage' | 'html' | 'cut' | 'stall' | 'wrong-shape' | 'ok' | 'bom';
 const SIGN = '/cds-services/priorpath-order-sign';
 const EHR_TIMEOUT_MS = 400;
 
@@ -38,6 +38,9 @@ beforeAll(async () => {
     const body = JSON.stringify(type === 'Observation' ? searchset(all.filter((r) => r.resourceType === 'Observation')) : searchset(all.filter((r) => r.resourceType === type)));
     if (type !== 'Observation' || fault === 'ok') return void res.writeHead(200, { 'content-type': 'application/fhir+json' }).end(body);
     switch (fault) {
+      case 'bom':
+        // Servers on .NET and Java stacks may start UTF-8 JSON with a byte-order mark; a WHATWG text() drops it.
+        return void res.writeHead(200, { 'content-type': 'application/fhir+json' }).end(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(body)]));
       case 'slow':
         pending.add(res);
         setTimeout(() => res.writeHead(200, { 'content-type': 'application/fhir+json' }).end(body), 10 * EHR_TIMEOUT_MS).unref();
@@ -85,6 +88,12 @@ describe('the EHR fails while a hook queries it', () => {
 
   it('approves when the EHR answers (the baseline: the queried MRD result is what approves)', async () => {
     const res = await request(app).post(SIGN).send(hookFor('ok')).expect(200);
+    const ext = res.body.systemActions[0].resource.extension.find((e: Extension) => e.url.endsWith('ext-coverage-information')) as Extension;
+    expect(code(ext, 'pa-needed')).toBe('satisfied');
+  });
+
+  it('reads an answer that starts with a UTF-8 byte-order mark, as fetch would', async () => {
+    const res = await request(app).post(SIGN).send(hookFor('bom')).expect(200);
     const ext = res.body.systemActions[0].resource.extension.find((e: Extension) => e.url.endsWith('ext-coverage-information')) as Extension;
     expect(code(ext, 'pa-needed')).toBe('satisfied');
   });
