@@ -13,7 +13,7 @@
  * Messages in: `{ id, op: 'query' | 'batch' | 'exec' | 'begin' | 'commit' | 'rollback' | 'close', sql?, params?, steps?, tx? }`.
  * Messages out: `{ id, rows?, results?, error?, fsyncs }` and, once, `{ ready: true, fsyncs }` or `{ ready: false, error }`.
  */
-import { cpSync, existsSync, fsyncSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, fsyncSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -85,6 +85,19 @@ let fsyncs = 0;
  */
 setFlagsFromString('--liftoff-only');
 
+/**
+ * Copies a directory tree (directories with their modes; files with copyFileSync, which keeps theirs). The template is
+ * about a thousand files: `cpSync` checks each path several times over and took 0.7-1 s of start-up here, this takes
+ * about 0.13 s.
+ */
+function copyTree(from: string, to: string): void {
+  mkdirSync(to, { mode: statSync(from).mode & 0o777 });
+  for (const entry of readdirSync(from, { withFileTypes: true })) {
+    if (entry.isDirectory()) copyTree(join(from, entry.name), join(to, entry.name));
+    else copyFileSync(join(from, entry.name), join(to, entry.name));
+  }
+}
+
 async function open(): Promise<PGlite> {
   const pgdir = join(data.dir, 'pglite');
   // PGlite's module (9 MB of WebAssembly) compiles on V8's background threads while this thread copies the template.
@@ -93,8 +106,12 @@ async function open(): Promise<PGlite> {
   compiling.catch(() => undefined); // awaited below; a failure is reported there
   const imported = import('@electric-sql/pglite');
   if (data.template && !existsSync(join(pgdir, 'PG_VERSION')) && existsSync(join(data.template, 'PG_VERSION'))) {
+    // Copied beside, then renamed into place: a copy cut short (a crash, a kill) is never taken for a data directory.
+    const staging = `${pgdir}.copying`;
+    rmSync(staging, { recursive: true, force: true });
     rmSync(pgdir, { recursive: true, force: true });
-    cpSync(data.template, pgdir, { recursive: true });
+    copyTree(data.template, staging);
+    renameSync(staging, pgdir);
   }
   const { PGlite: PGliteClass } = await imported;
   const { NodeFS } = await import('@electric-sql/pglite/nodefs');
