@@ -15,11 +15,6 @@ export class InFlight {
   private count = 0;
   private waiters: (() => void)[] = [];
 
-  /** Requests received and not yet answered. */
-  get size(): number {
-    return this.count;
-  }
-
   /** The middleware: mount it first, before anything can answer. */
   readonly track = (_req: Request, res: Response, next: NextFunction): void => {
     this.count++;

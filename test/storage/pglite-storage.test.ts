@@ -141,7 +141,7 @@ describe('embedded PGlite durability', () => {
  * names its host too, and a lock from another host is held while its holder renews its lease.
  */
 describe('the data directory lock across hosts', () => {
-  it('refuses a lock another host renewed within the lease, even when its pid means a live process here', async () => {
+  it("refuses a lock another host renewed within the lease, even one naming this process's own pid (containers both run as pid 1)", async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'storage.lock'), `${process.pid}\nanother-container\n`);
     await expect(openPglite(dir)).rejects.toThrow(/in use by process \d+ on host another-container/);

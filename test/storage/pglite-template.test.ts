@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -40,6 +40,17 @@ describe('embedded storage from a data-directory template', () => {
       expect(await again.getAssertion(assertion.assertionId)).toEqual(assertion);
     } finally {
       await again.close();
+    }
+    // A copy cut short (the process killed mid-copy) left only its staging directory: the next start copies afresh.
+    const cut = join(root, 'cut');
+    mkdirSync(join(cut, 'pglite.copying', 'base'), { recursive: true });
+    writeFileSync(join(cut, 'pglite.copying', 'PG_VERSION'), '18\n');
+    const resumed = await createStorage({ dataDir: cut, pgliteTemplate: pgliteTemplateData(template) });
+    try {
+      expect(await resumed.getAssertion(assertion.assertionId)).toBeUndefined();
+      expect(existsSync(join(cut, 'pglite.copying'))).toBe(false);
+    } finally {
+      await resumed.close();
     }
   }, 180_000);
 });
