@@ -78,7 +78,8 @@ async function main(): Promise<void> {
   }
   const webAssetsDir = built ? join(root, 'dist', 'public') : undefined;
   let draining = false;
-  const inFlight = new InFlight();
+  // A hook whose client left still finishes within EHR_TIMEOUT_MS and the write queue's 2 s; the drain waits that long.
+  const inFlight = new InFlight(Math.min(config.ehrTimeoutMs + 3_000, SHUTDOWN_GRACE_MS - 2_000));
   const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth, webAssetsDir, isDraining: () => draining, inFlight });
   // How many of the content's FHIRPath expressions run compiled to JavaScript, and how many by fhirpath.js (counts).
   const { fhirPathStats } = await import('./fhir/fhirpath.js');

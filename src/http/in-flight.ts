@@ -15,16 +15,33 @@ export class InFlight {
   private count = 0;
   private waiters: (() => void)[] = [];
 
+  /**
+   * @param abandonedAfterMs - how long a request whose client has gone still counts without reaching `res.end`. A
+   *   streamed static file whose client left is destroyed, never ended; without a bound it would hold the drain until
+   *   its grace period, which exits without closing storage. A hook's own work is bounded (EHR_TIMEOUT_MS, the
+   *   write queue's 2 s), so main.ts gives it that long and more.
+   */
+  constructor(private readonly abandonedAfterMs = 5_000) {}
+
   /** The middleware: mount it first, before anything can answer. */
   readonly track = (_req: Request, res: Response, next: NextFunction): void => {
     this.count++;
+    let settled = false;
+    const settle = () => {
+      if (settled) return;
+      settled = true;
+      this.settle();
+    };
     const end = res.end;
-    const settle = () => this.settle();
     res.end = function (this: Response, ...args: unknown[]) {
       res.end = end;
       settle();
       return (end as (...a: unknown[]) => Response).apply(this, args);
     } as Response['end'];
+    // 'close' after `res.end` is the normal end (already settled); before it, the client has left.
+    res.once('close', () => {
+      if (!settled) setTimeout(settle, this.abandonedAfterMs).unref();
+    });
     next();
   };
 
