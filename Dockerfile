@@ -38,14 +38,15 @@ RUN mkdir -p /app/data && chown node:node /app/data
 USER node
 
 ENV PORT=3000
-# npm start's environment (README "Memory"): two glibc malloc arenas instead of eight per core, which the threads that
-# come and go (PGlite's worker, V8's compilers, libuv's pool) otherwise each grow and keep, about 20 MB resident.
+# Two glibc malloc arenas instead of eight per core, which the threads that come and go (PGlite's worker, V8's
+# compilers, libuv's pool) otherwise each grow and keep: about 20 MB resident (README "Memory"). Here and not in
+# npm start, whose script must run in every OS's shell; the bench runs the service in this environment.
 ENV MALLOC_ARENA_MAX=2
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
 # node itself as the process: it handles SIGTERM (drains, closes storage); compose adds tini (init: true) for reaping.
-# The heap flag and MALLOC_ARENA_MAX are npm start's (README "Memory"): a 512 MB old-generation ceiling keeps V8
-# from growing the heap far past what is live (about 40-60 MB) under load.
+# The heap flag is npm start's (README "Memory"): a 512 MB old-generation ceiling keeps V8 from growing the heap far
+# past what is live (about 40-60 MB) under load.
 CMD ["node", "--max-old-space-size=512", "dist/main.js"]
