@@ -73,18 +73,20 @@ function daysBefore(date: string, days: number): string {
  * - `recent(date, days)` = resources whose clinically relevant date is on or after `date - days` (date precision).
  */
 function collectionFilters(options: FhirPathOptions) {
-  const inputsOf = (inputs: unknown[]) => inputs.filter((r): r is Record<string, unknown> => !!r && typeof r === 'object');
+  // One pass over the input: the resources (objects) that pass `keep`.
+  const resourcesWhere = (inputs: unknown[], keep: (r: Record<string, unknown>) => boolean) =>
+    inputs.filter((r): r is Record<string, unknown> => !!r && typeof r === 'object' && keep(r as Record<string, unknown>));
   return {
     coded: {
       fn: (inputs: unknown[], system: string, code: string) =>
-        inputsOf(inputs).filter((r) => conceptsOf(r).some((c) => c.coding?.some((x) => x.code === code && x.system === system))),
+        resourcesWhere(inputs, (r) => conceptsOf(r).some((c) => c.coding?.some((x) => x.code === code && x.system === system))),
       arity: { 2: ['String', 'String'] },
     },
     codedIn: {
       fn: (inputs: unknown[], ref: string) => {
         const url = resolveValueSetUrl(ref, options.valueSetBase);
         // By a listed code, else (for drug sets that name their drugs) by the drug's name in the text or displays.
-        return inputsOf(inputs).filter((r) =>
+        return resourcesWhere(inputs, (r) =>
           conceptsOf(r).some(
             (c) => c.coding?.some((x) => options.valueSets.contains(url, x)) || options.valueSets.nameIn(url, c) !== undefined,
           ),
@@ -96,7 +98,7 @@ function collectionFilters(options: FhirPathOptions) {
       fn: (inputs: unknown[], date: string, days: number) => {
         if (typeof date !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(date)) return [];
         const from = daysBefore(date.slice(0, 10), days);
-        return inputsOf(inputs).filter((r) => {
+        return resourcesWhere(inputs, (r) => {
           const d = resourceDate(r);
           return d !== undefined && d >= from;
         });
