@@ -9,13 +9,19 @@
  *   runs from `dist/`, so a production image needs no bundler).
  * - `dist/pglite-template/`: an initialised embedded database (initdb + migrations), made once per PGlite version
  *   and schema and kept across builds; a new DATA_DIR starts as a copy of it (pglite-template.ts).
+ * - `dist/fhirpath-parse-trees.json`: the content's FHIRPath expressions parsed, so that the service does not parse
+ *   them again at start-up (src/fhir/fhirpath.ts `useParseTrees`).
  *
  * `npm start` runs this first (prestart), then `node dist/main.js`.
  */
-import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
+import type * as ConfigModule from '../src/config.js';
+import type * as ContentModule from '../src/content.js';
+import type * as FhirPathModule from '../src/fhir/fhirpath.js';
+import { PARSE_TREES_FILE } from '../src/fhir/parse-trees-file.js';
 import type * as TemplateModule from '../src/storage/pglite-template.js';
 import { buildWebAssets } from '../src/web/build-web.js';
 
@@ -60,6 +66,15 @@ async function main(): Promise<void> {
   // Imported from the built output: the template is made by the same code (and PGlite) that will open its copies.
   const { ensurePgliteTemplate } = (await import(pathToFileURL(join(dist, 'storage', 'pglite-template.js')).href)) as typeof TemplateModule;
   const made = await ensurePgliteTemplate(join(dist, 'pglite-template'));
+  // The content's FHIRPath parse trees, for the built service's start-up (src/fhir/fhirpath.ts `useParseTrees`):
+  // recorded while the content loads here, through the same built modules.
+  const fp = (await import(pathToFileURL(join(dist, 'fhir', 'fhirpath.js')).href)) as typeof FhirPathModule;
+  const { loadContent } = (await import(pathToFileURL(join(dist, 'content.js')).href)) as typeof ContentModule;
+  const { loadConfig } = (await import(pathToFileURL(join(dist, 'config.js')).href)) as typeof ConfigModule;
+  const stop = fp.recordParseTrees();
+  loadContent({ root, canonicalBase: loadConfig({}).canonicalBase });
+  const trees = stop();
+  writeFileSync(join(dist, PARSE_TREES_FILE), JSON.stringify({ stamp: fp.parseTreeStamp(), trees }));
   process.stdout.write(
     `built ${entryPoints.length} modules and the web bundles into dist/${made ? ', and the embedded storage template,' : ''} in ${Math.round(performance.now() - started)} ms\n`,
   );

@@ -51,10 +51,22 @@ async function main(): Promise<void> {
     storageFailure = err as Error;
     if (configChecked) storageFailed(storageFailure);
   });
-  const [{ loadContent }, { ContentError }, { createApp }] = await Promise.all([import('./content.js'), import('./policies/policy-loader.js'), import('./app.js')]);
+  const [{ loadContent }, { ContentError }, { createApp }, fhirPath, { readParseTrees }] = await Promise.all([
+    import('./content.js'),
+    import('./policies/policy-loader.js'),
+    import('./app.js'),
+    import('./fhir/fhirpath.js'),
+    import('./fhir/parse-trees-file.js'),
+  ]);
   let content;
   try {
-    content = loadContent({ root, canonicalBase: config.canonicalBase });
+    // Built: the content's FHIRPath expressions come parsed (npm run build), about 200 ms less start-up.
+    if (built) fhirPath.useParseTrees(readParseTrees(join(root, 'dist'), fhirPath.parseTreeStamp()));
+    try {
+      content = loadContent({ root, canonicalBase: config.canonicalBase });
+    } finally {
+      fhirPath.useParseTrees(undefined);
+    }
     checkConfigAgainstContent(config, content.payers.keys());
   } catch (err) {
     if (err instanceof ContentError || err instanceof ConfigError) {
@@ -82,8 +94,8 @@ async function main(): Promise<void> {
   const inFlight = new InFlight(Math.min(config.ehrTimeoutMs + 3_000, SHUTDOWN_GRACE_MS - 2_000));
   const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth, webAssetsDir, isDraining: () => draining, inFlight });
   // How many of the content's FHIRPath expressions run compiled to JavaScript, and how many by fhirpath.js (counts).
-  const { fhirPathStats } = await import('./fhir/fhirpath.js');
-  const fhirpath = { compiled: fhirPathStats.compiled, fallback: fhirPathStats.fallback };
+  const { fhirPathStats } = fhirPath;
+  const fhirpath = { compiled: fhirPathStats.compiled, fallback: fhirPathStats.fallback, parsed: fhirPathStats.parsed };
   const server = app.listen(config.port, () => {
     logger.info(
       { fhirpath, port: (server.address() as AddressInfo | null)?.port ?? config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },

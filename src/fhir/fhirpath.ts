@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 // The CommonJS build, so fhirpath.js's value classes (src/fhir/fhirpath-compiler.ts) come from the same copy.
 import fhirpath from 'fhirpath/src/fhirpath.js';
 import r4Model from 'fhirpath/fhir-context/r4/index.js';
@@ -183,7 +184,7 @@ export function referenceFhirPath(expression: string, options: FhirPathOptions):
  */
 export function compiledFhirPath(expression: string, options: FhirPathOptions): CompiledExpression | undefined {
   try {
-    const ast = fhirpath.parse(expression) as unknown as AstNode;
+    const ast = parseTree(expression);
     return compileAst(ast, { model: options.model === 'r4' ? (r4Model as unknown as ModelTables) : undefined, functions: userFunctions(options) as unknown as Record<string, UserFunction> });
   } catch (err) {
     if (err instanceof Unsupported) return undefined;
@@ -192,12 +193,53 @@ export function compiledFhirPath(expression: string, options: FhirPathOptions): 
 }
 
 /**
+ * Parse trees made ahead of start-up. ANTLR parsing is about 200 ms of start-up for the content's ~150 expressions, and
+ * a tree depends only on the expression's text and fhirpath.js's version: `npm run build` records the content's trees
+ * (`recordParseTrees`) into `dist/fhirpath-parse-trees.json`, and the built service hands them in (`useParseTrees`)
+ * while its content compiles. An expression without a tree there (content changed since the build, another
+ * CANONICAL_BASE) is parsed as before. Trees are plain JSON (`fhirpath.parse`'s output), and the compiler only reads
+ * them.
+ */
+let knownTrees: Map<string, AstNode> | undefined;
+let recordedTrees: Map<string, string> | undefined;
+
+/** The version of fhirpath.js whose parser made a tree: a file of trees from another version is not used. */
+export function parseTreeStamp(): string {
+  return `fhirpath ${(createRequire(import.meta.url)('fhirpath/package.json') as { version: string }).version}`;
+}
+
+/** Hands in trees by expression text, as `recordParseTrees` returned them; `undefined` drops them (after loading). */
+export function useParseTrees(trees: Record<string, AstNode> | undefined): void {
+  knownTrees = trees ? new Map(Object.entries(trees)) : undefined;
+}
+
+/** Starts recording the trees of the expressions parsed from now on; the function returned stops and gives them. */
+export function recordParseTrees(): () => Record<string, AstNode> {
+  const recording = (recordedTrees = new Map());
+  return () => {
+    if (recordedTrees === recording) recordedTrees = undefined;
+    return Object.fromEntries([...recording].map(([text, tree]) => [text, JSON.parse(tree) as AstNode]));
+  };
+}
+
+function parseTree(expression: string): AstNode {
+  const known = knownTrees?.get(expression);
+  if (known) return known;
+  fhirPathStats.parsed++;
+  const ast = fhirpath.parse(expression) as unknown as AstNode;
+  // As text at once: what is written is the parser's tree, whatever later reads it.
+  recordedTrees?.set(expression, JSON.stringify(ast));
+  return ast;
+}
+
+/**
  * How the expressions compiled in this process run: `compiled` to JavaScript or left to fhirpath.js (`fallback`);
  * `bails` counts evaluations a compiled expression handed to fhirpath.js (a value outside the compiled subset, or an
  * error, whose message is fhirpath.js's), `faults` those where the compiled code itself failed (a defect: the answer
- * is still fhirpath.js's). Ids and counts only, never data.
+ * is still fhirpath.js's), `parsed` the expressions fhirpath.js's parser read (the others came with a tree made by
+ * the build). Ids and counts only, never data.
  */
-export const fhirPathStats = { compiled: 0, fallback: 0, bails: 0, faults: 0 };
+export const fhirPathStats = { compiled: 0, fallback: 0, bails: 0, faults: 0, parsed: 0 };
 
 /** Whether `compileFhirPath` gave a compiled expression ('compiled') or fhirpath.js ('fallback'). */
 export function compiledKind(fn: CompiledExpression): 'compiled' | 'fallback' | undefined {
