@@ -71,10 +71,14 @@ async function main(): Promise<void> {
   const fp = (await import(pathToFileURL(join(dist, 'fhir', 'fhirpath.js')).href)) as typeof FhirPathModule;
   const { loadContent } = (await import(pathToFileURL(join(dist, 'content.js')).href)) as typeof ContentModule;
   const { loadConfig } = (await import(pathToFileURL(join(dist, 'config.js')).href)) as typeof ConfigModule;
+  // Content that does not load writes no trees: the service reports the problem itself when it starts.
   const stop = fp.recordParseTrees();
-  loadContent({ root, canonicalBase: loadConfig({}).canonicalBase });
-  const trees = stop();
-  writeFileSync(join(dist, PARSE_TREES_FILE), JSON.stringify({ stamp: fp.parseTreeStamp(), trees }));
+  try {
+    loadContent({ root, canonicalBase: loadConfig({}).canonicalBase });
+    writeFileSync(join(dist, PARSE_TREES_FILE), JSON.stringify({ stamp: fp.parseTreeStamp(), trees: stop() }));
+  } catch {
+    stop();
+  }
   process.stdout.write(
     `built ${entryPoints.length} modules and the web bundles into dist/${made ? ', and the embedded storage template,' : ''} in ${Math.round(performance.now() - started)} ms\n`,
   );

@@ -8,7 +8,8 @@ import { MIGRATIONS } from './migrations.js';
 function stampOf(): string {
   const require = createRequire(import.meta.url);
   const pkg = JSON.parse(readFileSync(join(dirname(require.resolve('@electric-sql/pglite')), '..', 'package.json'), 'utf8')) as { version: string };
-  return JSON.stringify({ pglite: pkg.version, schema: Math.max(...MIGRATIONS.map((m) => m.version)) });
+  // `databases`: a template from before the template databases were dropped is made again.
+  return JSON.stringify({ pglite: pkg.version, schema: Math.max(...MIGRATIONS.map((m) => m.version)), databases: ['postgres'] });
 }
 
 /** The PGlite data directory inside a template made by `ensurePgliteTemplate(dir)`. */
@@ -30,7 +31,18 @@ export async function ensurePgliteTemplate(dir: string): Promise<boolean> {
   const work = mkdtempSync(`${dir}.making-`);
   try {
     const storage = await createStorage({ dataDir: work });
-    await storage.close();
+    try {
+      // The service uses the `postgres` database only. Without the template databases (and their ~600 files) a new
+      // DATA_DIR is a copy of about 450 files instead of 1,050: on a disk busy with other writes, creating a file
+      // costs about a millisecond, and the copy was most of start to ready.
+      for (const name of ['template0', 'template1']) {
+        await storage.driver.exec(`ALTER DATABASE ${name} IS_TEMPLATE false`);
+        await storage.driver.exec(`DROP DATABASE ${name}`);
+      }
+      await storage.driver.exec('CHECKPOINT');
+    } finally {
+      await storage.close();
+    }
     rmSync(join(work, 'storage.lock'), { force: true });
     writeFileSync(join(work, 'stamp.json'), stamp);
     rmSync(dir, { recursive: true, force: true });

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -22,6 +22,9 @@ describe('embedded storage from a data-directory template', () => {
     try {
       const versions = await a.driver.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
       expect(versions.map((v) => Number(v.version))).toEqual(MIGRATIONS.map((m) => m.version));
+      // Only the database the service uses: the template databases' files are not copied into every new DATA_DIR.
+      expect((await a.driver.query<{ datname: string }>('SELECT datname FROM pg_database')).map((d) => d.datname)).toEqual(['postgres']);
+      expect(readdirSync(join(pgliteTemplateData(template), 'base'))).toHaveLength(1);
       await a.saveAssertion(assertion);
       expect(await a.getAssertion(assertion.assertionId)).toEqual(assertion);
     } finally {
