@@ -10,6 +10,7 @@ import { httpLoad } from './http-load.js';
 import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
 import { orderSignRequest } from '../test/helpers/hook-requests.js';
 import { summariseProfile } from './profile-summary.js';
+import { dockerfileEnv } from '../test/helpers/dockerfile.js';
 import { storyOrder, storyResources } from '../test/helpers/stories.js';
 
 /**
@@ -53,10 +54,7 @@ function productionCommand(): { env: Record<string, string>; flags: string[] } {
   const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
   const words = start.trim().split(/\s+/);
   if (words[0] !== 'node' || words.at(-1) !== 'dist/main.js') throw new Error(`npm start is not "node [flags] dist/main.js": ${start}`);
-  const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
-  const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
-  const env: Record<string, string> = {};
-  for (const m of runtime.matchAll(/^ENV\s+([A-Z_][A-Z0-9_]*)=(\S+)\s*$/gm)) if (m[1] !== 'PORT') env[m[1]] = m[2];
+  const { PORT: _port, ...env } = dockerfileEnv(root);
   return { env, flags: words.slice(1, -1) };
 }
 

@@ -991,14 +991,8 @@ class Compiler {
 
   /** `<`, `>`, `<=`, `>=` (FHIRPath §6.2) over single numbers, strings or booleans of one type, or dates. */
   private comparison(n: AstNode): (x: Coll, y: Coll) => Coll {
-    const text = n.text ?? '';
-    if (!['<', '>', '<=', '>='].includes(text)) throw new Unsupported(`operator ${text}`);
-    const op = text as '<' | '>' | '<=' | '>=';
-    const model = this.model;
-    return (x, y) => {
-      const operands = singleOperands(x, y, model);
-      if (!operands) return [];
-      const [l, r] = operands;
+    const op = operatorOf(n, ['<', '>', '<=', '>='] as const);
+    return onSingletons(this.model, (l, r) => {
       let c: number;
       if (l instanceof FP_Type || r instanceof FP_Type) {
         if (!(l instanceof FP_Type && r instanceof FP_Type)) return bail();
@@ -1018,13 +1012,12 @@ class Compiler {
         case '>=':
           return [c >= 0];
       }
-    };
+    });
   }
 
   /** `in` and `contains` (FHIRPath §6.4 collections). */
   private membership(n: AstNode): (l: Coll, r: Coll) => Coll {
-    const op = n.text;
-    if (op !== 'in' && op !== 'contains') throw new Unsupported(`operator ${op}`);
+    const op = operatorOf(n, ['in', 'contains'] as const);
     const model = this.model;
     return (l, r) => {
       const [item, coll] = op === 'in' ? [l, r] : [r, l];
@@ -1059,14 +1052,8 @@ class Compiler {
 
   /** `+ - * /` (FHIRPath §6.6 Math) over single numbers (and `+` over strings); empty when either side is empty. */
   private arithmetic(n: AstNode): (xs: Coll, ys: Coll) => Coll {
-    const text = n.text ?? '';
-    if (!['+', '-', '*', '/'].includes(text)) throw new Unsupported(`operator ${text}`);
-    const op = text as '+' | '-' | '*' | '/';
-    const model = this.model;
-    return (xs, ys) => {
-      const operands = singleOperands(xs, ys, model);
-      if (!operands) return [];
-      const [x, y] = operands;
+    const op = operatorOf(n, ['+', '-', '*', '/'] as const);
+    return onSingletons(this.model, (x, y) => {
       if (x instanceof FP_Type || y instanceof FP_Type) {
         // Date/time ± calendar duration (FHIRPath §6.6.5), by fhirpath.js's own arithmetic.
         if (!(x instanceof FP_Type && y instanceof FP_Type) || (op !== '+' && op !== '-')) return bail();
@@ -1087,21 +1074,29 @@ class Compiler {
       }
       if (op === '+' && typeof x === 'string' && typeof y === 'string') return [x + y];
       return bail();
-    };
+    });
   }
 }
 
+/** The operator an operator node names, one of those the compiled code models; Unsupported for any other. */
+function operatorOf<T extends string>(n: AstNode, ops: readonly T[]): T {
+  const text = n.text ?? '';
+  if (!(ops as readonly string[]).includes(text)) throw new Unsupported(`operator ${text}`);
+  return text as T;
+}
+
 /**
- * The single items of a binary operator's operands, converted to fhirpath.js's values (FHIRPath §4.5 singleton
- * evaluation): undefined when either side is empty or null (the result is empty); more than one item is left to
- * fhirpath.js.
+ * A binary operator over the single items of its operands, converted to fhirpath.js's values (FHIRPath §4.5 singleton
+ * evaluation): empty when either side is empty or null; more than one item is left to fhirpath.js.
  */
-function singleOperands(xs: Coll, ys: Coll, model: ModelTables | undefined): [unknown, unknown] | undefined {
-  if (xs.length === 0 || ys.length === 0) return undefined;
-  if (xs.length !== 1 || ys.length !== 1) bail();
-  const x = conv(xs[0], model);
-  const y = conv(ys[0], model);
-  return x == null || y == null ? undefined : [x, y];
+function onSingletons(model: ModelTables | undefined, body: (x: unknown, y: unknown) => Coll): (xs: Coll, ys: Coll) => Coll {
+  return (xs, ys) => {
+    if (xs.length === 0 || ys.length === 0) return [];
+    if (xs.length !== 1 || ys.length !== 1) bail();
+    const x = conv(xs[0], model);
+    const y = conv(ys[0], model);
+    return x == null || y == null ? [] : body(x, y);
+  };
 }
 
 /** fhirpath.js's order of two decimals: at 8 places; a bail where unrounded order would differ (raw numbers). */

@@ -8,9 +8,6 @@ const agents: Record<string, http.Agent> = {
   'https:': new https.Agent({ keepAlive: true, maxSockets: 64 }),
 };
 
-/** Statuses whose response has no body. */
-const NO_BODY = new Set([101, 204, 205, 304]);
-
 /**
  * A GET through Node's own HTTP client, answered as an `EhrResponse` (status and text, no WHATWG Response around
  * them): what `EhrClient` reads the EHR with.
@@ -45,7 +42,7 @@ export const httpGet: FetchLike = (url, init) =>
         });
         res.on('end', () => {
           const status = res.statusCode ?? 502;
-          const body = NO_BODY.has(status) ? '' : Buffer.concat(chunks).toString('utf8');
+          const body = Buffer.concat(chunks).toString('utf8');
           resolve({ ok: status >= 200 && status <= 299, status, text: async () => (body.charCodeAt(0) === 0xfeff ? body.slice(1) : body), body: null });
         });
       },

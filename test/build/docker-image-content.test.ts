@@ -1,9 +1,10 @@
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadContent } from '../../src/content.js';
 import { loadSandboxBundles } from '../../src/sandbox/sandbox-bundles.js';
+import { dockerfileRuntimeStage } from '../helpers/dockerfile.js';
 
 /**
  * The production image (Dockerfile, runtime stage) holds only what it COPYs. Rebuild that file tree from the
@@ -15,9 +16,7 @@ describe('the Docker image carries the content the service reads', () => {
   const image = mkdtempSync(join(tmpdir(), 'priorpath-image-'));
   afterAll(() => rmSync(image, { recursive: true, force: true }));
 
-  const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
-  const runtimeStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
-  const copies = [...runtimeStage.matchAll(/^COPY\s+(?!--from)(\S+)\s+(\S+)\s*$/gm)].map((m) => ({ src: m[1], dest: m[2] }));
+  const copies = [...dockerfileRuntimeStage(root).matchAll(/^COPY\s+(?!--from)(\S+)\s+(\S+)\s*$/gm)].map((m) => ({ src: m[1], dest: m[2] }));
 
   it('loads the same content from the image tree as from the checkout', () => {
     expect(copies.length).toBeGreaterThan(0);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { dockerfileCmd, dockerfileEnv } from '../helpers/dockerfile.js';
 
 /**
  * Production runs the built JavaScript with the heap flags and malloc setting README "Memory" measures: `npm start`
@@ -10,11 +11,7 @@ import { describe, expect, it } from 'vitest';
 describe('the production command', () => {
   const root = join(import.meta.dirname, '..', '..');
   const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start;
-  const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
-  const cmd = JSON.parse(/^CMD\s+(\[.*\])\s*$/m.exec(dockerfile)?.[1] ?? 'null') as string[] | null;
-  // The image's final stage: the ENV lines after its last FROM.
-  const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
-  const imageEnv = [...runtime.matchAll(/^ENV\s+([A-Z_][A-Z0-9_]*=\S+)\s*$/gm)].map((m) => m[1]);
+  const cmd = dockerfileCmd(root);
 
   it('is node on the built dist/main.js with a bounded old generation, the same in npm start and the image', () => {
     expect(start.trim().split(/\s+/)).toEqual(cmd);
@@ -24,6 +21,6 @@ describe('the production command', () => {
   });
 
   it('sets MALLOC_ARENA_MAX in the image (glibc reads it before node starts: it cannot be set from inside)', () => {
-    expect(imageEnv).toContain('MALLOC_ARENA_MAX=2');
+    expect(dockerfileEnv(root).MALLOC_ARENA_MAX).toBe('2');
   });
 });

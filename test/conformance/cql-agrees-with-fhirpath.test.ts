@@ -16,7 +16,8 @@ import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-da
 import { recordFromResources } from '../../src/policies/record-from-resources.js';
 import { testContent } from '../helpers/app.js';
 import { repoRoot, storyIds, storyOrder, storyResources } from '../helpers/stories.js';
-import { buildCase, caseFileNames, readCaseFile } from '../helpers/policy-cases.js';
+import { caseScenarios } from '../helpers/policy-cases.js';
+import type { PolicyScenario as Scenario } from '../helpers/policy-cases.js';
 
 /**
  * One truth, three evaluators (design.md §7): the ELM of every committed Library, run with cql-execution and
@@ -60,14 +61,6 @@ function normal(v: unknown): unknown {
 function expectSame(cqlValue: unknown, fhirpathValue: FactValue | undefined, label: string) {
   if (typeof cqlValue === "number" && typeof fhirpathValue === "number") expect.soft(cqlValue, label).toBeCloseTo(fhirpathValue, 7);
   else expect.soft(cqlValue, label).toEqual(fhirpathValue);
-}
-
-interface Scenario {
-  label: string;
-  resources: Resource[];
-  order: MedicationRequest;
-  today: string;
-  policies: CompiledPolicy[];
 }
 
 const RXNORM = 'http://www.nlm.nih.gov/research/umls/rxnorm';
@@ -223,15 +216,7 @@ function scenarios(): Scenario[] {
     const order = storyOrder(story, resources);
     out.push({ label: `story ${story}`, resources, order, today, policies: policiesFor(content, story.split('-')[0], order) });
   }
-  for (const file of caseFileNames()) {
-    const spec = readCaseFile(file);
-    const policy = content.policies.find((p) => p.file.id === spec.policy)!;
-    for (const c of spec.cases) {
-      // Built as test/policies/policy-cases.test.ts builds them: a story with patches, or an inline record.
-      const { resources, order } = buildCase(c);
-      out.push({ label: `${file} "${c.name}"`, resources, order, today: spec.today, policies: [policy] });
-    }
-  }
+  out.push(...caseScenarios(content));
   for (const edge of EDGES) {
     const story = structuredClone(storyResources('centene-mrd-positive'));
     const order = storyOrder('centene-mrd-positive', story);

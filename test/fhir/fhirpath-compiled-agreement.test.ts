@@ -12,7 +12,8 @@ import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-da
 import { recordFromResources } from '../../src/policies/record-from-resources.js';
 import { testContent } from '../helpers/app.js';
 import { storyIds, storyOrder, storyResources } from '../helpers/stories.js';
-import { buildCase, caseFileNames, readCaseFile } from '../helpers/policy-cases.js';
+import { caseScenarios } from '../helpers/policy-cases.js';
+import type { PolicyScenario as Scenario } from '../helpers/policy-cases.js';
 
 /**
  * The compiled FHIRPath (src/fhir/fhirpath-compiler.ts) agrees with fhirpath.js, the reference engine, on every
@@ -83,14 +84,6 @@ function both(e: Expr, resource: unknown, env: Record<string, unknown>, where: s
   return refOut;
 }
 
-interface Scenario {
-  label: string;
-  resources: Resource[];
-  order: MedicationRequest;
-  today: string;
-  policies: CompiledPolicy[];
-}
-
 /** A fact value as the evaluator keeps it: one boolean, number or string, else unknown. */
 function factValue(out: unknown[] | undefined): FactValue | undefined {
   if (!out || out.length !== 1) return undefined;
@@ -134,18 +127,6 @@ function overFacts(policy: CompiledPolicy, known: Record<string, FactValue>, ord
 const stories = storyIds();
 
 /** Every policy case file, built as test/policies/policy-cases.test.ts builds them, with its answers. */
-function caseScenarios(): (Scenario & { answers: Record<string, FactValue> })[] {
-  const out: (Scenario & { answers: Record<string, FactValue> })[] = [];
-  for (const file of caseFileNames()) {
-    const spec = readCaseFile(file);
-    const policy = content.policies.find((p) => p.file.id === spec.policy)!;
-    for (const c of spec.cases) {
-      const { resources, order } = buildCase(c);
-      out.push({ label: `${file} "${c.name}"`, resources, order, today: spec.today, policies: [policy], answers: c.answers ?? {} });
-    }
-  }
-  return out;
-}
 
 type Rec = Record<string, unknown>;
 const ofType = (rs: Resource[], type: string) => rs.filter((r) => r.resourceType === type) as unknown as Rec[];
@@ -303,7 +284,7 @@ describe('compiled FHIRPath agrees with fhirpath.js', () => {
 
   it('gives the same results over every story, every case file and variations of the stories', () => {
     for (const s of storyScenarios()) for (const p of s.policies) runScenario(s, p);
-    for (const s of caseScenarios()) for (const p of s.policies) runScenario(s, p, s.answers);
+    for (const s of caseScenarios(content)) for (const p of s.policies) runScenario(s, p, s.answers);
     // Answers supplied as facts: every askable fact answered (each value of its domain in turn) over a story.
     for (const p of content.policies) {
       const story = stories.find((id) => id.startsWith(p.file.payer))!;

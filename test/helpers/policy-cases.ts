@@ -2,6 +2,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
 import { parse as parseYaml } from 'yaml';
+import type { Content } from '../../src/content.js';
+import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
 import type { FactValue } from '../../src/policies/evaluate-policy.js';
 import { deepMerge, repoRoot, storyOrder, storyResources } from './stories.js';
 
@@ -52,4 +54,28 @@ export function buildCase(c: PolicyCaseInput): { resources: Resource[]; order: M
   }
   if (!c.order) throw new Error(`case "${c.name}" needs either from: or order:`);
   return { resources: [...(c.resources ?? []), ...(c.add ?? [])], order: c.order as MedicationRequest };
+}
+
+/** A record, the policies to evaluate on it, the date, and what a form answered: what the agreement tests run. */
+export interface PolicyScenario {
+  label: string;
+  resources: Resource[];
+  order: MedicationRequest;
+  today: string;
+  policies: CompiledPolicy[];
+  answers?: Record<string, FactValue>;
+}
+
+/** Every case of every case file under its policy, with its answers, built as the policy case tests build them. */
+export function caseScenarios(content: Content): PolicyScenario[] {
+  const out: PolicyScenario[] = [];
+  for (const file of caseFileNames()) {
+    const spec = readCaseFile(file);
+    const policy = content.policies.find((p) => p.file.id === spec.policy)!;
+    for (const c of spec.cases) {
+      const { resources, order } = buildCase(c);
+      out.push({ label: `${file} "${c.name}"`, resources, order, today: spec.today, policies: [policy], answers: c.answers ?? {} });
+    }
+  }
+  return out;
 }
