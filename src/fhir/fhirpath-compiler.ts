@@ -818,17 +818,15 @@ class Compiler {
         });
       case 'toString':
         arity(0);
-        return unary((input) => {
-          if (input.length === 0) return [];
-          if (input.length > 1) bail();
-          const v = conv(input[0], model);
-          if (v == null) return [];
-          // Numbers keep their literal text in fhirpath.js (1.0 → '1.0'): not compiled.
-          if (typeof v === 'string') return [v];
-          if (typeof v === 'boolean') return [String(v)];
-          if (v instanceof FP_Type) return [fp(() => v.toString())];
-          return bail();
-        });
+        return unary(
+          onSingleton(model, (v) => {
+            // Numbers keep their literal text in fhirpath.js (1.0 → '1.0'): not compiled.
+            if (typeof v === 'string') return [v];
+            if (typeof v === 'boolean') return [String(v)];
+            if (v instanceof FP_Type) return [fp(() => v.toString())];
+            return bail();
+          }),
+        );
       case 'toDate':
       case 'toDateTime': {
         // FHIRPath §5.5.5 conversion, as fhirpath.js does it: from a string, or between its date values.
@@ -856,15 +854,13 @@ class Compiler {
       case 'floor':
       case 'sqrt':
         arity(0);
-        return unary((input) => {
-          if (input.length === 0) return [];
-          if (input.length > 1) bail();
-          const v = conv(input[0], model);
-          if (v == null) return [];
-          if (typeof v !== 'number') return bail();
-          if (name === 'floor') return [Math.floor(v)];
-          return v < 0 ? [] : [Math.sqrt(v)];
-        });
+        return unary(
+          onSingleton(model, (v) => {
+            if (typeof v !== 'number') return bail();
+            if (name === 'floor') return [Math.floor(v)];
+            return v < 0 ? [] : [Math.sqrt(v)];
+          }),
+        );
       // §5.8 Aggregates
       case 'count':
         arity(0);
@@ -1096,6 +1092,16 @@ function onSingletons(model: ModelTables | undefined, body: (x: unknown, y: unkn
     const x = conv(xs[0], model);
     const y = conv(ys[0], model);
     return x == null || y == null ? [] : body(x, y);
+  };
+}
+
+/** A function over the single item of its input, as `onSingletons` for operators (FHIRPath §4.5). */
+function onSingleton(model: ModelTables | undefined, body: (v: unknown) => Coll): (input: Coll) => Coll {
+  return (input) => {
+    if (input.length === 0) return [];
+    if (input.length > 1) bail();
+    const v = conv(input[0], model);
+    return v == null ? [] : body(v);
   };
 }
 
