@@ -1143,28 +1143,42 @@ function nodeOf(x: unknown, path: string | null, type: string | null): Node {
   return new Node(x, path, type);
 }
 
+/** The namespace and name of an element's declared type (`System.X` or a FHIR type), when the model gave it one. */
+function elementType(x: Item): [string, string] | undefined {
+  if (!(x instanceof Node) || x.t === null) return undefined;
+  const m = /^System\.(.*)$/.exec(x.t);
+  return m ? ['System', m[1]] : ['FHIR', x.t];
+}
+
+/**
+ * The System type of a number, string or boolean, as fhirpath.js names it; undefined for anything else. A decimal's
+ * type depends on its text in fhirpath.js (1.0 is a Decimal): numbers outside elements, and exponent forms, bail.
+ */
+function primitiveType(x: Item, v: unknown): string | undefined {
+  if (typeof v === 'number') {
+    const text = String(v);
+    if (!(x instanceof Node) || /e/i.test(text)) return bail();
+    return text.includes('.') ? 'Decimal' : 'Integer';
+  }
+  if (typeof v === 'string') return 'String';
+  if (typeof v === 'boolean') return 'Boolean';
+  return undefined;
+}
+
 /** fhirpath.js's `makeResNode(item).getTypeInfo().is(TypeInfo({ name }))`, for a root identifier that may be a type. */
 function typeIs(x: Item, name: string, model: ModelTables | undefined): boolean {
   let ns: string;
   let typeName: string;
-  if (x instanceof Node && x.t !== null) {
-    const m = /^System\.(.*)$/.exec(x.t);
-    [ns, typeName] = m ? ['System', m[1]] : ['FHIR', x.t];
-  } else {
+  const typed = elementType(x);
+  if (typed) [ns, typeName] = typed;
+  else {
     const v = valData(x);
     if (v instanceof FP_Type) return bail();
     const rt = v !== null && typeof v === 'object' ? (v as { resourceType?: unknown }).resourceType : undefined;
     if (typeof rt === 'string' && rt) [ns, typeName] = ['FHIR', rt];
     else {
       ns = 'System';
-      if (typeof v === 'number') {
-        const text = String(v);
-        if (!(x instanceof Node) || /e/i.test(text)) return bail();
-        typeName = text.includes('.') ? 'Decimal' : 'Integer';
-      } else if (typeof v === 'string') typeName = 'String';
-      else if (typeof v === 'boolean') typeName = 'Boolean';
-      else if (v !== null && typeof v === 'object' && !Array.isArray(v)) typeName = 'Object';
-      else return bail();
+      typeName = primitiveType(x, v) ?? (v !== null && typeof v === 'object' && !Array.isArray(v) ? 'Object' : bail());
     }
   }
   return model && ns === 'FHIR' ? isType(typeName, name, model) : typeName === name;
@@ -1186,21 +1200,11 @@ function typeSpecifier(a: AstNode, model: ModelTables | undefined): { ns?: strin
 function convertibleTo(x: Item, spec: { ns?: string; name: string }, model: ModelTables | undefined): boolean {
   let ns: string;
   let name: string;
-  if (x instanceof Node && x.t !== null) {
-    const m = /^System\.(.*)$/.exec(x.t);
-    [ns, name] = m ? ['System', m[1]] : ['FHIR', x.t];
-  } else {
-    const v = valData(x);
+  const typed = elementType(x);
+  if (typed) [ns, name] = typed;
+  else {
     ns = 'System';
-    if (typeof v === 'number') {
-      // A decimal's type depends on its text in fhirpath.js (1.0 is a Decimal): numbers outside elements bail.
-      if (!(x instanceof Node)) return bail();
-      const text = String(v);
-      if (/e/i.test(text)) return bail();
-      name = text.includes('.') ? 'Decimal' : 'Integer';
-    } else if (typeof v === 'string') name = 'String';
-    else if (typeof v === 'boolean') name = 'Boolean';
-    else return bail();
+    name = primitiveType(x, valData(x)) ?? bail();
   }
   if (ns === 'FHIR' && (!spec.ns || spec.ns === 'System') && FHIR_TO_SYSTEM[name] === spec.name) return true;
   if (!spec.ns || ns === spec.ns) return ns === 'FHIR' ? isType(name, spec.name, model) : name === spec.name;
