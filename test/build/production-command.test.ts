@@ -18,9 +18,14 @@ describe('the production command', () => {
     expect(cmd?.[0]).toBe('node');
     expect(cmd?.at(-1)).toBe('dist/main.js');
     expect(cmd?.some((w) => /^--max-old-space-size=\d+$/.test(w))).toBe(true);
+    expect(cmd?.some((w) => /^--max-semi-space-size=\d+$/.test(w))).toBe(true);
   });
 
   it('sets MALLOC_ARENA_MAX in the image (glibc reads it before node starts: it cannot be set from inside)', () => {
     expect(dockerfileEnv(root).MALLOC_ARENA_MAX).toBe('2');
+  });
+
+  it('gives large allocations pages of their own (MALLOC_MMAP_THRESHOLD_), so what is freed after load goes back', () => {
+    expect(Number(dockerfileEnv(root).MALLOC_MMAP_THRESHOLD_)).toBeGreaterThan(0);
   });
 });
