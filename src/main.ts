@@ -105,28 +105,34 @@ async function main(): Promise<void> {
     (app.locals.subscriptionNotifier as SubscriptionNotifier).kick();
   });
   // SIGTERM drains: stop accepting connections, close idle keep-alive ones, let in-flight requests finish (each is
-  // bounded by EHR_TIMEOUT_MS and the storage timeouts), close storage, exit 0. Past the grace period, exit 1. "Finish"
-  // is the handler's answer, not the connection's end: a client that gave up has left a hook still running, which
-  // must record its assertion before storage closes (http/in-flight.ts).
+  // bounded by EHR_TIMEOUT_MS and the storage timeouts), close storage, exit 0. "Finish" is the handler's answer, not
+  // the connection's end: a client that gave up has left a hook still running, which must record its assertion before
+  // storage closes (http/in-flight.ts). Nor does the drain wait for connections to go: once nothing is being
+  // answered, what is left is idle keep-alive connections and requests that never arrived whole (a client sending
+  // its headers slowly), and those are closed. Past the grace period (a request body that never finishes arriving),
+  // the connections are cut and storage still closes, for at most 2 s, before the exit 1.
+  let closing: Promise<void> | undefined;
+  const closeStorage = () => (closing ??= storage.close().catch((err: unknown) => logger.error({ err }, 'storage close failed')));
   const stop = (signal: string) => {
     if (draining) return;
     draining = true;
     (app.locals.subscriptionNotifier as SubscriptionNotifier).stop();
     logger.info({ signal }, 'draining: in-flight requests finish, no new connections');
-    server.close(() => {
-      void inFlight
-        .idle()
-        .then(() => storage.close())
-        .catch((err: unknown) => logger.error({ err }, 'storage close failed'))
-        .then(() => {
-          logger.info('drained; exiting');
-          process.exit(0);
-        });
-    });
+    server.close();
     server.closeIdleConnections();
+    void (async () => {
+      await inFlight.idle();
+      server.closeAllConnections();
+      // A request that arrived whole in the same turn as the close still runs to its end.
+      await inFlight.idle();
+      await closeStorage();
+      logger.info('drained; exiting');
+      process.exit(0);
+    })();
     setTimeout(() => {
       logger.error({ graceMs: SHUTDOWN_GRACE_MS }, 'drain did not finish in time; exiting');
-      process.exit(1);
+      server.closeAllConnections();
+      void Promise.race([closeStorage(), new Promise((resolve) => setTimeout(resolve, 2_000))]).then(() => process.exit(1));
     }, SHUTDOWN_GRACE_MS).unref();
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

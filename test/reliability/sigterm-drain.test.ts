@@ -152,3 +152,48 @@ async function waitUntilRefused(port: number): Promise<boolean> {
   }
   return false;
 }
+
+describe('SIGTERM with connections that are not answering anything', () => {
+  it('closes a connection whose request never arrived whole and an idle keep-alive one, closes storage, exits 0 before the grace period', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-drain-'));
+    try {
+      const pp = await startPriorPath({ DATA_DIR: dataDir, DATABASE_URL: '' });
+      expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
+      // A hook answered over a keep-alive connection that the client keeps open.
+      const body = orderSignRequest(resources, order) as { hookInstance: string };
+      const agent = new http.Agent({ keepAlive: true });
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = http.request(`${pp.base}/cds-services/priorpath-order-sign`, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify(body));
+      });
+      expect(status).toBe(200);
+      // A client sending its headers slowly: half a request line, then nothing (the server waits up to a minute).
+      const slow = connect(pp.port, '127.0.0.1');
+      await new Promise<void>((resolve) => slow.once('connect', resolve));
+      slow.write('POST /cds-services/priorpath-order-sign HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+      const slowClosed = new Promise<void>((resolve) => slow.once('close', () => resolve()));
+      slow.on('error', () => undefined);
+      await new Promise((r) => setTimeout(r, 100));
+
+      // Exit 0 is the drain's own end; were either connection to hold it to the grace period, the exit would be 1.
+      pp.child.kill('SIGTERM');
+      expect(await pp.exited).toBe(0);
+      await slowClosed;
+      agent.destroy();
+      expect(pp.output()).toContain('drained; exiting');
+      const storage = await createStorage({ dataDir });
+      try {
+        const line = (await storage.listAudit()).find((a) => a.hookInstance === body.hookInstance);
+        expect(line).toMatchObject({ service: 'priorpath-order-sign', status: 200 });
+      } finally {
+        await storage.close();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
