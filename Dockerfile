@@ -43,7 +43,7 @@ ENV PORT=3000
 # npm start, whose script must run in every OS's shell; the bench runs the service in this environment.
 ENV MALLOC_ARENA_MAX=2
 # Allocations of 256 KiB and more get pages of their own, returned to the system when freed, instead of coming from
-# the arena's top, where one live small block keeps everything below it resident: about 15-20 MB less after load
+# the arena's top, where one live small block keeps everything below it resident: about 20 MB less after load
 # (README "Memory"). A fixed threshold also stops glibc raising it as large blocks are freed.
 ENV MALLOC_MMAP_THRESHOLD_=262144
 EXPOSE 3000

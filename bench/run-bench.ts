@@ -253,8 +253,8 @@ async function main(): Promise<void> {
   const pSame = await load(sign, () => fullBody, pp.proc.pid);
   const q = await load(sign, querying(`http://127.0.0.1:${ehrPort}`), pp.proc.pid);
   const rssAfter = rssMiB(pp.proc.pid!);
-  // And once the service has been quiet for 10 s: V8 gives back what its heap grew to under load only after it sees
-  // the allocation rate drop (its memory reducer starts about 8 s later), so this is the service's steady state.
+  // And once the service has been quiet for 10 s: V8 gives back heap it grew under load only once it sees the
+  // allocation rate drop (its memory reducer starts about 8 s later), so this is the steady state after load.
   await new Promise((resolve) => setTimeout(resolve, 10_000));
   const rssSettled = rssMiB(pp.proc.pid!);
   pp.proc.kill('SIGTERM');

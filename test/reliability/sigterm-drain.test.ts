@@ -171,7 +171,8 @@ describe('SIGTERM with connections that are not answering anything', () => {
         req.end(JSON.stringify(body));
       });
       expect(status).toBe(200);
-      // A client sending its headers slowly: half a request line, then nothing (the server waits up to a minute).
+      // A client sending its headers slowly: the request line and one header, then nothing (Node waits a minute for
+      // the rest).
       const slow = connect(pp.port, '127.0.0.1');
       await new Promise<void>((resolve) => slow.once('connect', resolve));
       slow.write('POST /cds-services/priorpath-order-sign HTTP/1.1\r\nHost: 127.0.0.1\r\n');
