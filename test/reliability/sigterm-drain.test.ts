@@ -15,6 +15,7 @@ import { createStorage } from '../../src/storage/create-storage.js';
 import { edgePatient } from '../fixtures/edge-patient.js';
 import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
 import { killAll, startPriorPath, waitForStatus } from '../helpers/priorpath-process.js';
+import type { PriorPathProcess } from '../helpers/priorpath-process.js';
 
 const { resources, order } = edgePatient();
 let ehr: http.Server;
@@ -74,10 +75,7 @@ describe('SIGTERM', () => {
 
 describe('SIGTERM after answering hooks', () => {
   it('has stored the assertion of every hook it answered once it exits 0 (close writes what is queued)', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-drain-'));
-    try {
-      const pp = await startPriorPath({ DATA_DIR: dataDir, DATABASE_URL: '' });
-      expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
+    await onNewDataDir({}, async (pp, dataDir) => {
       const answers = await Promise.all(
         Array.from({ length: 24 }, () =>
           fetch(`${pp.base}/cds-services/priorpath-order-sign`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(orderSignRequest(resources, order)) }),
@@ -99,18 +97,13 @@ describe('SIGTERM after answering hooks', () => {
       } finally {
         await storage.close();
       }
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true });
-    }
+    });
   }, 180_000);
 });
 
 describe('SIGTERM while a hook runs for a client that gave up', () => {
   it('lets the hook finish and record its audit line before storage closes, then exits 0', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-drain-'));
-    try {
-      const pp = await startPriorPath({ DATA_DIR: dataDir, DATABASE_URL: '', EHR_TIMEOUT_MS: '5000' });
-      expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
+    await onNewDataDir({ EHR_TIMEOUT_MS: '5000' }, async (pp, dataDir) => {
       const body = orderSignRequest(resources, order, { fhirServer: ehrBase }) as { prefetch: Record<string, unknown>; hookInstance: string };
       delete body.prefetch.observations;
       observationQueried = nextObservationQuery();
@@ -127,16 +120,8 @@ describe('SIGTERM while a hook runs for a client that gave up', () => {
       expect(await pp.exited).toBe(0);
       expect(pp.output()).not.toContain('storage is closed');
       expect(pp.output()).not.toContain('unhandled error');
-      const storage = await createStorage({ dataDir });
-      try {
-        const line = (await storage.listAudit()).find((a) => a.hookInstance === body.hookInstance);
-        expect(line).toMatchObject({ service: 'priorpath-order-sign', status: 200 });
-      } finally {
-        await storage.close();
-      }
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true });
-    }
+      expect(await storedAuditLine(dataDir, body.hookInstance)).toMatchObject({ service: 'priorpath-order-sign', status: 200 });
+    });
   }, 120_000);
 });
 
@@ -155,10 +140,7 @@ async function waitUntilRefused(port: number): Promise<boolean> {
 
 describe('SIGTERM with connections that are not answering anything', () => {
   it('closes a connection whose request never arrived whole and an idle keep-alive one, closes storage, exits 0 before the grace period', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-drain-'));
-    try {
-      const pp = await startPriorPath({ DATA_DIR: dataDir, DATABASE_URL: '' });
-      expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
+    await onNewDataDir({}, async (pp, dataDir) => {
       // A hook answered over a keep-alive connection that the client keeps open.
       const body = orderSignRequest(resources, order) as { hookInstance: string };
       const agent = new http.Agent({ keepAlive: true });
@@ -186,15 +168,29 @@ describe('SIGTERM with connections that are not answering anything', () => {
       await slowClosed;
       agent.destroy();
       expect(pp.output()).toContain('drained; exiting');
-      const storage = await createStorage({ dataDir });
-      try {
-        const line = (await storage.listAudit()).find((a) => a.hookInstance === body.hookInstance);
-        expect(line).toMatchObject({ service: 'priorpath-order-sign', status: 200 });
-      } finally {
-        await storage.close();
-      }
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true });
-    }
+      expect(await storedAuditLine(dataDir, body.hookInstance)).toMatchObject({ service: 'priorpath-order-sign', status: 200 });
+    });
   }, 120_000);
 });
+
+/** Runs `test` against a PriorPath on a new embedded DATA_DIR (ready first), and removes the directory after. */
+async function onNewDataDir(env: Record<string, string>, test: (pp: PriorPathProcess, dataDir: string) => Promise<void>): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-drain-'));
+  try {
+    const pp = await startPriorPath({ DATA_DIR: dataDir, DATABASE_URL: '', ...env });
+    expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
+    await test(pp, dataDir);
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** The audit line a stopped PriorPath stored in `dataDir` for `hookInstance`, if any. */
+async function storedAuditLine(dataDir: string, hookInstance: string) {
+  const storage = await createStorage({ dataDir });
+  try {
+    return (await storage.listAudit()).find((a) => a.hookInstance === hookInstance);
+  } finally {
+    await storage.close();
+  }
+}
