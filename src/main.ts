@@ -104,13 +104,13 @@ async function main(): Promise<void> {
     // Notifications queued before a restart (or by a replica that stopped) go out now.
     (app.locals.subscriptionNotifier as SubscriptionNotifier).kick();
   });
-  // SIGTERM drains: stop accepting connections, close idle keep-alive ones, let in-flight requests finish (each is
-  // bounded by EHR_TIMEOUT_MS and the storage timeouts), close storage, exit 0. "Finish" is the handler's answer, not
-  // the connection's end: a client that gave up has left a hook still running, which must record its assertion before
-  // storage closes (http/in-flight.ts). Nor does the drain wait for connections to go: once nothing is being
-  // answered, what is left is idle keep-alive connections and requests that never arrived whole (a client sending
-  // its headers slowly), and those are closed. Past the grace period (a request body that never finishes arriving),
-  // the connections are cut and storage still closes, for at most 2 s, before the exit 1.
+  // SIGTERM drains: stop accepting connections and close idle keep-alive ones (server.close does both), let in-flight
+  // requests finish (each is bounded by EHR_TIMEOUT_MS and the storage timeouts), close storage, exit 0. "Finish" is
+  // the handler's answer, not the connection's end: a client that gave up has left a hook still running, which must
+  // record its assertion before storage closes (http/in-flight.ts). Nor does the drain wait for connections to go:
+  // once nothing is being answered, what is left is idle keep-alive connections and requests that never arrived whole
+  // (a client sending its headers slowly), and those are closed. Past the grace period (a request body that never
+  // finishes arriving), the connections are cut and storage still closes, for at most 2 s, before the exit 1.
   let closing: Promise<void> | undefined;
   const closeStorage = () => (closing ??= storage.close().catch((err: unknown) => logger.error({ err }, 'storage close failed')));
   const stop = (signal: string) => {
@@ -119,7 +119,6 @@ async function main(): Promise<void> {
     (app.locals.subscriptionNotifier as SubscriptionNotifier).stop();
     logger.info({ signal }, 'draining: in-flight requests finish, no new connections');
     server.close();
-    server.closeIdleConnections();
     void (async () => {
       await inFlight.idle();
       server.closeAllConnections();
