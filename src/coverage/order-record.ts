@@ -19,10 +19,22 @@ export function isDecided(record: OrderRecord | undefined): record is OrderRecor
   return record?.state === 'approved' || record?.state === 'denied';
 }
 
+/**
+ * `Type/id` of a literal reference in any form an EHR writes it (FHIR R4 References: relative `MedicationRequest/1`,
+ * absolute `https://ehr/fhir/MedicationRequest/1`, versioned `…/_history/2`); undefined for what names no resource
+ * by type and id (`urn:uuid:…`, `#contained`, a display only). Every edge keys the order's one record by this form,
+ * so the same order is one record whichever way a request spells its references.
+ */
+export function localReference(reference: string | undefined): string | undefined {
+  const m = reference ? /(?:^|\/)([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/.exec(reference) : null;
+  return m ? `${m[1]}/${m[2]}` : undefined;
+}
+
 /** The record key of an order; undefined when the order cannot be named (no id, no patient). */
 export function orderKeyOf(k: { payer: string; patientId?: string; orderRef?: string; drug: string }): OrderKey | undefined {
-  if (!k.patientId || !k.orderRef || /\/$/.test(k.orderRef)) return undefined;
-  return { payer: k.payer, patientId: k.patientId, orderRef: k.orderRef, drug: k.drug };
+  const orderRef = localReference(k.orderRef);
+  if (!k.patientId || !orderRef) return undefined;
+  return { payer: k.payer, patientId: k.patientId, orderRef, drug: k.drug };
 }
 
 /** Who changes the record, and on what grounds. */

@@ -2,6 +2,7 @@ import type { Extension, MedicationRequest, Questionnaire, QuestionnaireResponse
 import type { Content } from '../content.js';
 import { HttpError, outcome } from '../errors.js';
 import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
+import { localReference } from '../coverage/order-record.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { EvaluationData, FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
@@ -190,14 +191,20 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
   return { ...parsed, policy, evaluation, warnings };
 }
 
-/** The references of a response's DTR context extensions, by resource type (qr-context and qr-coverage). */
-export function responseContext(qr: QuestionnaireResponse): { coverage?: string; orders: string[] } {
+/**
+ * The references of a response's DTR context extensions, by resource type (qr-context and qr-coverage), and its
+ * subject's Patient id, each as `Type/id` whether the EHR wrote it relative, absolute or versioned (the order's
+ * record is keyed so: design.md §8).
+ */
+export function responseContext(qr: QuestionnaireResponse): { coverage?: string; orders: string[]; patientId?: string } {
   const refs = (qr.extension ?? [])
     .filter((e) => e.url.endsWith('/qr-context') || e.url.endsWith('/qr-coverage'))
-    .map((e) => e.valueReference?.reference)
+    .map((e) => localReference(e.valueReference?.reference))
     .filter((r): r is string => typeof r === 'string');
+  const subject = localReference(qr.subject?.reference);
   return {
     coverage: refs.find((r) => r.startsWith('Coverage/')),
     orders: refs.filter((r) => !r.startsWith('Coverage/')),
+    ...(subject?.startsWith('Patient/') ? { patientId: subject.slice('Patient/'.length) } : {}),
   };
 }

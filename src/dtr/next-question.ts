@@ -154,9 +154,7 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
       today: deps.today,
       coverageRef: ctx.coverage,
       orderRef: ctx.orders[0],
-      patientId: qr.subject?.reference?.startsWith('Patient/')
-        ? qr.subject.reference.slice('Patient/'.length)
-        : undefined,
+      patientId: ctx.patientId,
       source: 'dtr:$next-question',
       storage: deps.storage,
     });

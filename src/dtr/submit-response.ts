@@ -57,14 +57,13 @@ export async function submitQuestionnaireResponse(
   if (result.problems.length > 0) throw invalid(result.problems);
 
   const ctx = responseContext(qr);
-  const patientRef = qr.subject?.reference;
   const d = await determine({
     policy: result.policy,
     evaluation: result.evaluation,
     today: deps.today,
     coverageRef: ctx.coverage,
     orderRef: ctx.orders[0],
-    patientId: patientRef?.startsWith('Patient/') ? patientRef.slice('Patient/'.length) : undefined,
+    patientId: ctx.patientId,
     source: 'dtr:QuestionnaireResponse',
     storage: deps.storage,
   });

@@ -184,6 +184,44 @@ describe('one decision per order: CRD, PAS, the reviewer and DTR share the order
     expect(sub(dtrExt, 'satisfied-pa-id')!.valueString).toBe(number);
   });
 
+  it('DTR finds the order\'s record whichever way the response spells its references (absolute, versioned)', async () => {
+    // An approval at signing, then a DTR response whose subject and qr-context are absolute, versioned EHR URLs (valid
+    // FHIR References, as an EHR that stores the response may write them): the same order, the same decision.
+    const story = 'centene-mrd-positive';
+    const { app, storage } = buildApp({ today: '2026-11-23' });
+    const resources = storyResources(story);
+    const order = storyOrder(story, resources);
+    const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;
+    const coverage = resources.find((r) => r.resourceType === 'Coverage')!;
+    const signed = await request(app).post(SIGN).send(orderSignRequest(resources, order)).expect(200);
+    const [signedExt] = expectValidHookResponse(signed.body, 'order-sign');
+    expect(sub(signedExt, 'pa-needed')!.valueCode).toBe('satisfied');
+    const number = sub(signedExt, 'satisfied-pa-id')!.valueString;
+    expect(number).toMatch(/^PA-CENTENE-/);
+
+    const pkg = await request(app)
+      .post('/fhir/Questionnaire/$questionnaire-package')
+      .send({ resourceType: 'Parameters', parameter: [{ name: 'coverage', resource: coverage }, { name: 'order', resource: order }] })
+      .expect(200);
+    const bundle = pkg.body.parameter.find((p: { name: string }) => p.name === 'PackageBundle').resource as Bundle;
+    const draft = bundle.entry!.map((e) => e.resource).find((r) => r?.resourceType === 'QuestionnaireResponse') as QuestionnaireResponse;
+    const ehr = 'https://ehr.example.org/fhir';
+    const qr: QuestionnaireResponse = {
+      ...draft,
+      status: 'completed',
+      subject: { reference: `${ehr}/Patient/${patientId}` },
+      extension: draft.extension!.map((e) =>
+        e.valueReference?.reference ? { ...e, valueReference: { reference: `${ehr}/${e.valueReference.reference}/_history/3` } } : e,
+      ),
+    };
+    const saved = await request(app).post('/fhir/QuestionnaireResponse').send(qr).expect(201);
+    const dtrExt = (saved.body.extension as Extension[]).find((e) => e.url === COVERAGE_INFO_URL)!;
+    expect(sub(dtrExt, 'pa-needed')!.valueCode).toBe('satisfied');
+    expect(sub(dtrExt, 'satisfied-pa-id')!.valueString).toBe(number);
+    const record = await storage.getOrderRecord({ payer: 'centene', patientId, orderRef: `MedicationRequest/${order.id}`, drug: 'blinatumomab' });
+    expect(record).toMatchObject({ state: 'approved', authorization: { number } });
+  });
+
   it('retries a notification endpoint that fails, with backoff, and loses nothing when another process takes over', async () => {
     const story = 'centene-over-dose';
     const { app, storage } = buildApp({ env: { REVIEW_TOKEN }, today: '2026-11-23' });
