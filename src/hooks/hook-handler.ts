@@ -15,7 +15,7 @@ import { settleOrderDecisions } from '../coverage/order-record.js';
 import { EhrClient } from './ehr-client.js';
 import type { FetchLike } from './ehr-client.js';
 import type { OrderResource } from '../coverage/order.js';
-import { isOrder } from '../coverage/order.js';
+import { isActionableOrder, isOrder } from '../coverage/order.js';
 import type { HookRequest } from './hook-request.js';
 import { parseHookRequest, resourcesOf } from './hook-request.js';
 import { identifyPayer } from '../coverage/payer.js';
@@ -105,6 +105,10 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
     }
   }
 
+  // Only orders someone will act on are in scope: a cancelled or entered-in-error entry, a proposal or a plan gets no
+  // coverage information (and never an authorization number); it still reaches the record as context.
+  const inScope = orders.filter(isActionableOrder);
+
   // The prescriber's specialty comes from the user prefetch or the order's requester (design.md §6): read a requester
   // PractitionerRole the request did not carry, when the EHR can be asked.
   if (ehr) {
@@ -143,7 +147,7 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
   const raw = rawBodyOf(body);
   if (raw) record.sourceDigest = createHash('sha256').update(raw).update(ehr?.answersDigest() ?? '').digest('base64');
 
-  return { req, payerMatch, record, orders, today, queried, log: hookLog };
+  return { req, payerMatch, record, orders: inScope, today, queried, log: hookLog };
 }
 
 /**

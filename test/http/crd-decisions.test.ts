@@ -1,4 +1,4 @@
-import type { Coverage, Extension, Observation, Resource } from '@medplum/fhirtypes';
+import type { Coverage, Extension, MedicationRequest, Observation, Resource } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { edgePatient } from '../fixtures/edge-patient.js';
@@ -200,6 +200,22 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
       expect(sub(ext, 'coverage')[0].valueReference).toEqual({ reference: 'Coverage/edge-cov' });
       expect(code(ext, 'pa-needed')).toBe(pa);
     }
+  });
+
+  it('answers only the orders someone will act on: no coverage information or authorization for a cancelled, entered-in-error, proposed or do-not-perform entry', async () => {
+    const { app, storage } = buildApp({ today: '2026-11-23' });
+    const body = centene({ add: [mrd(0.4)] }) as { context: { draftOrders: { entry: { resource: MedicationRequest }[] } } };
+    const signed = body.context.draftOrders.entry[0].resource;
+    const variants: Partial<MedicationRequest>[] = [{ status: 'entered-in-error' }, { status: 'cancelled' }, { intent: 'proposal' }, { intent: 'plan' }, { doNotPerform: true }];
+    const others = variants.map((v, i) => ({ ...structuredClone(signed), id: `edge-order-not-acted-${i}`, ...v }));
+    body.context.draftOrders.entry.push(...others.map((resource) => ({ resource })));
+    const res = await request(app).post(SIGN).send(body).expect(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-sign');
+    // The draft order being signed is approved; the other entries are not orders to cover.
+    expect(res.body.systemActions.map((a: { resource: { id: string } }) => a.resource.id)).toEqual([signed.id]);
+    expect(code(ext, 'pa-needed')).toBe('satisfied');
+    const records = await storage.findOrderRecords({ payer: 'centene', patientId: 'edge-pt', orderRefs: others.map((o) => `MedicationRequest/${o.id}`) });
+    expect(records).toEqual([]);
   });
 
   it('stays silent for a drug no policy governs (seed payers claim nothing)', async () => {
