@@ -93,7 +93,7 @@ function view(s: SubscriptionRecord): Record<string, unknown> {
  * PAS Subscriptions on the payer FHIR API (design.md §8; PAS "Subscriptions", R4 Subscriptions Backport): `POST
  * /Subscription` creates a rest-hook subscription to the PAS topic and starts the handshake (status `requested`,
  * then `active` once the endpoint took it), `GET /Subscription[/:id]`, `GET /Subscription/:id/$status`, `PUT
- * /Subscription/:id` and `DELETE /Subscription/:id`. A client sees and changes only its own subscriptions. Each route
+ * /Subscription/:id` (the body's id must be the URL's) and `DELETE /Subscription/:id`. A client sees and changes only its own subscriptions. Each route
  * is one line of the payer API gate's route table (its scope: `system/Subscription.*`).
  */
 export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router {
@@ -149,6 +149,13 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
     body,
     handler(async (req: Request, res: Response) => {
       const current = await owned(req);
+      // FHIR R4 RESTful API "update": a body without an id, or with another id than the URL's, SHALL be a 400.
+      if (isObject(req.body) && req.body.resourceType === 'Subscription' && req.body.id !== current.id) {
+        throw badRequest(
+          req.body.id === undefined ? `Subscription.id is required in an update and must be ${current.id}` : `Subscription.id ${JSON.stringify(req.body.id)} does not match the id in the URL (${current.id})`,
+          ['Subscription.id'],
+        );
+      }
       const now = new Date().toISOString();
       const next = parseSubscription(req.body, current.id, current.owner, now);
       const off = isObject(req.body) && req.body.status === 'off';
