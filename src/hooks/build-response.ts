@@ -1,4 +1,4 @@
-import type { MedicationRequest } from '@medplum/fhirtypes';
+import type { Extension, MedicationRequest } from '@medplum/fhirtypes';
 import type { Content, Payer } from '../content.js';
 import { assertionFor, buildCoverageInformation, COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 import type { OrderDecision } from '../coverage/decide-orders.js';
@@ -38,9 +38,21 @@ export function effectiveConfiguration(c: Record<string, unknown>): EffectiveCon
   };
 }
 
-/** The order as received plus the new coverage-information (replacing an earlier one) [resp-37]. */
+/** `Type/id` of a literal reference, relative, absolute or versioned. */
+function typeAndId(ref: string | undefined): string | undefined {
+  return ref?.match(/([A-Za-z]+\/[A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]*)?$/)?.[1] ?? ref;
+}
+
+/**
+ * The order as received plus the new coverage-information [resp-37]: it replaces the order's earlier
+ * coverage-information about the same Coverage, and keeps what another Coverage's payer asserted (an order insured by
+ * two payers carries one repetition per Coverage, CRD [resp-32]).
+ */
 function withCoverageInfo(order: OrderResource, ext: ReturnType<typeof buildCoverageInformation>): OrderResource {
-  return { ...order, extension: [...(order.extension ?? []).filter((e) => e.url !== COVERAGE_INFO_URL), ext] };
+  const coverageOf = (e: Extension) => typeAndId(e.extension?.find((s) => s.url === 'coverage')?.valueReference?.reference);
+  const ours = coverageOf(ext);
+  const sameCoverage = (e: Extension) => e.url === COVERAGE_INFO_URL && (coverageOf(e) === undefined || coverageOf(e) === ours);
+  return { ...order, extension: [...(order.extension ?? []).filter((e) => !sameCoverage(e)), ext] };
 }
 
 function doseLabel(value: number, unit: string, display?: string): string {

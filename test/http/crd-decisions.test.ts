@@ -218,6 +218,32 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(records).toEqual([]);
   });
 
+  it("replaces the order's earlier coverage-information for its Coverage and keeps another payer's for a second Coverage [resp-32, resp-37]", async () => {
+    const { app } = buildApp();
+    const body = centene() as { context: { draftOrders: { entry: { resource: MedicationRequest }[] } } };
+    const order = body.context.draftOrders.entry[0].resource;
+    const info = (coverage: string, assertionId: string, covered: string, pa: string): Extension => ({
+      url: 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information',
+      extension: [
+        { url: 'coverage', valueReference: { reference: coverage } },
+        { url: 'covered', valueCode: covered },
+        { url: 'pa-needed', valueCode: pa },
+        { url: 'date', valueDate: '2026-11-20' },
+        { url: 'coverage-assertion-id', valueString: assertionId },
+      ],
+    });
+    // A secondary payer's answer, and an earlier answer about this Coverage (absolute reference, as some EHRs write it).
+    const secondary = info('Coverage/edge-cov-secondary', 'medicaid-assertion-7f3a', 'covered', 'no-auth');
+    order.extension = [...(order.extension ?? []), secondary, info('http://ehr.example.org/fhir/Coverage/edge-cov', 'earlier-assertion-0001', 'covered', 'auth-needed')];
+    const res = await request(app).post(SIGN).send(body).expect(200);
+    const infos = (res.body.systemActions[0].resource.extension as Extension[]).filter((e) => e.url.endsWith('/ext-coverage-information'));
+    expect(infos).toHaveLength(2);
+    expect(infos[0]).toEqual(secondary);
+    expect(sub(infos[1], 'coverage')[0].valueReference).toEqual({ reference: 'Coverage/edge-cov' });
+    expect(sub(infos[1], 'coverage-assertion-id')[0].valueString).not.toBe('earlier-assertion-0001');
+    expect(code(infos[1], 'pa-needed')).toBe('auth-needed');
+  });
+
   it('stays silent for a drug no policy governs (seed payers claim nothing)', async () => {
     const { app } = buildApp();
     const { resources, order } = edgePatient();
