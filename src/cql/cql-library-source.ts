@@ -199,14 +199,33 @@ define function "NDC Readings"(code System.String):
     then { code, '0' + code, Substring(code, 0, 5) + '0' + Substring(code, 5), Substring(code, 0, 9) + '0' + Substring(code, 9) }
   else { code }`,
   },
+  'ICD10 Spelling': {
+    cql: `// An ICD-10(-CM) code as FHIR spells it: trimmed, upper case, the dot after the category (value-sets.ts
+// canonicalIcd10Code): C9101 and c91.01 are C91.01.
+define function "ICD10 Spelling"(code System.String):
+  (Upper(ReplaceMatches(code, '^\\s+|\\s+$', ''))) T
+    return if Matches(T, '[A-Z][0-9][0-9A-Z][0-9A-Z]{1,4}') then Substring(T, 0, 3) + '.' + Substring(T, 3) else T`,
+  },
+  'Coding Code': {
+    needs: ['ICD10 Spelling'],
+    cql: `// A Coding's code as facts compare it: ICD-10 codes in FHIR's spelling, as the server reads a diagnosis
+// (evaluation-data.ts canonicalConcept), other codes as written.
+define function "Coding Code"(X FHIR.Coding):
+  if X.system.value in { ${cqlString(ICD10CM)}, 'http://hl7.org/fhir/sid/icd-10' } and X.code.value is not null
+    then "ICD10 Spelling"(X.code.value)
+    else X.code.value`,
+  },
   'Coding Codes': {
-    needs: ['Normal System', 'NDC Readings'],
-    cql: `// A Coding as the codes a value set is searched for (value-sets.ts codingKey: system aliases, trimmed code, NDC forms).
+    needs: ['Normal System', 'NDC Readings', 'ICD10 Spelling'],
+    cql: `// A Coding as the codes a value set is searched for (value-sets.ts codingKey: system aliases, trimmed code, NDC forms,
+// ICD-10 spelling).
 define function "Coding Codes"(X FHIR.Coding):
   (ReplaceMatches(Coalesce(X.code.value, ''), '^\\\\s+|\\\\s+$', '')) K
     let system: "Normal System"(X.system.value)
     return if system = 'http://hl7.org/fhir/sid/ndc'
       then (("NDC Readings"(K)) R return all System.Code { code: R, system: system })
+      else if system in { ${cqlString(ICD10CM)}, 'http://hl7.org/fhir/sid/icd-10' }
+      then { System.Code { code: "ICD10 Spelling"(K), system: system } }
       else { System.Code { code: K, system: system } }`,
   },
   'Concept Texts': {

@@ -294,6 +294,14 @@ export class FhirPathToCql {
       const v = ctx.fresh();
       return node(`(${input.cql}) ${a} let ${v}: ${fn}(${a}) where ${v} is not null return all ${v}`, concept, true);
     }
+    // The server reads ICD-10 diagnosis codes in FHIR's spelling (evaluation-data.ts canonicalConcept); so does the CQL.
+    if (ty.name === 'Coding' && name === 'code') {
+      const fn = this.env.helper('Coding Code');
+      if (!input.many) return node(`${fn}(${input.cql})`, SYS('String'));
+      const a = ctx.fresh();
+      const v = ctx.fresh();
+      return node(`(${input.cql}) ${a} let ${v}: ${fn}(${a}) where ${v} is not null return all ${v}`, SYS('String'), true);
+    }
     const el = this.env.model.element(ty.name, name);
     if (!el) throw new Untranslatable(`${ty.name} has no element ${name}`);
     let out: Ty;
@@ -596,7 +604,7 @@ export class FhirPathToCql {
           n,
           `coded ${system}|${code}`,
           node(
-            `(${asList(n, ctx)}) ${a} where exists ((${this.conceptOf(n.ty.name, a)}.coding) ${x} where ${x}.system.value = ${cqlString(system)} and ${x}.code.value = ${cqlString(code)})`,
+            `(${asList(n, ctx)}) ${a} where exists ((${this.conceptOf(n.ty.name, a)}.coding) ${x} where ${x}.system.value = ${cqlString(system)} and ${this.env.helper('Coding Code')}(${x}) = ${cqlString(code)})`,
             n.ty,
             true,
           ),

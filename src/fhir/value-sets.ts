@@ -3,6 +3,21 @@ import type { Coding, ValueSet } from '@medplum/fhirtypes';
 /** The HCPCS Level II system URI PriorPath emits (CRD `aliases.fsh`); see `cds-services/README.md`. */
 export const HCPCS_SYSTEM = 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets';
 export const NDC_SYSTEM = 'http://hl7.org/fhir/sid/ndc';
+/** ICD-10-CM and WHO ICD-10: codes written with a dot after the category (C91.00), as FHIR's code system pages say. */
+export const ICD10_SYSTEMS: ReadonlySet<string> = new Set(['http://hl7.org/fhir/sid/icd-10-cm', 'http://hl7.org/fhir/sid/icd-10']);
+
+const ICD10_UNDOTTED = /^[A-Za-z][0-9][0-9A-Za-z][0-9A-Za-z]{1,4}$/;
+
+/**
+ * The canonical spelling of an ICD-10(-CM) code: trimmed, upper case, with the dot after the three-character
+ * category. Claims data and many EHR interfaces drop the dot (C9100 for C91.00); the dot's place is fixed, so the
+ * reading is unambiguous (docs/design.md §6 "Standard codes first"). Other strings come back trimmed and
+ * upper-cased; a code already canonical comes back as the same string.
+ */
+export function canonicalIcd10Code(code: string): string {
+  const t = code.trim().toUpperCase();
+  return ICD10_UNDOTTED.test(t) ? `${t.slice(0, 3)}.${t.slice(3)}` : t;
+}
 /**
  * ValueSet extension naming a drug (ingredient or brand) whose orders belong to the set even when no listed code is on
  * them: design.md §6 "Clinical readings" (match by RxNorm at any level, and by ingredient name as a fallback).
@@ -41,11 +56,11 @@ export function normalizeNdc(code: string): string | undefined {
   return undefined;
 }
 
-/** The key a Coding is stored under: normalised system, a pipe, normalised code. */
+/** The key a Coding is stored under: normalised system, a pipe, normalised code (NDC 11-digit, ICD-10 dotted). */
 export function codingKey(system: string | undefined, code: string | undefined): string | undefined {
   if (!system || !code) return undefined;
   const sys = normalizeSystem(system) as string;
-  const c = sys === NDC_SYSTEM ? (normalizeNdc(code) ?? code) : code.trim();
+  const c = sys === NDC_SYSTEM ? (normalizeNdc(code) ?? code) : ICD10_SYSTEMS.has(sys) ? canonicalIcd10Code(code) : code.trim();
   return `${sys}|${c}`;
 }
 

@@ -10,6 +10,7 @@ import type {
   PractitionerRole,
   Resource,
 } from '@medplum/fhirtypes';
+import { ICD10_SYSTEMS, canonicalIcd10Code } from '../fhir/value-sets.js';
 import type { EvaluationData } from './evaluate-policy.js';
 import { FactMemo } from './evaluate-policy.js';
 
@@ -85,7 +86,7 @@ function refKey(ref: string | undefined): string | undefined {
 export function indexRecord(record: PatientRecord): PatientRecord {
   return {
     ...record,
-    conditions: record.conditions.filter(isQualifyingCondition),
+    conditions: record.conditions.filter(isQualifyingCondition).map(withCanonicalCode),
     observations: [...record.observations]
       .filter((o) => o.status !== 'entered-in-error' && o.status !== 'cancelled')
       .sort((a, b) => observationDate(a).localeCompare(observationDate(b))),
@@ -108,11 +109,12 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
 
   const reasonConditions = (order.reasonReference ?? [])
     .map((r) => record.byReference.get(refKey(r.reference) ?? '') ?? containedOf(order, r.reference))
-    .filter((r): r is Condition => r?.resourceType === 'Condition' && isQualifyingCondition(r) && namesDisease(r.code));
+    .filter((r): r is Condition => r?.resourceType === 'Condition' && isQualifyingCondition(r) && namesDisease(r.code))
+    .map(withCanonicalCode);
   // design.md §6 "Clinical readings": encounter and procedure reasons (ICD-10-CM Z51.x chemotherapy encounter, Z09,
   // Z79.x long-term drug therapy, any Z code) and text-only reasons are not diagnoses; the order's reason decides only
   // when it names a disease, otherwise the problem list does.
-  const reasonCodes = (order.reasonCode ?? []).filter(namesDisease);
+  const reasonCodes = (order.reasonCode ?? []).filter(namesDisease).map(canonicalConcept);
   const diagnoses: CodeableConcept[] =
     reasonConditions.length > 0 || reasonCodes.length > 0
       ? [...reasonConditions.map((c) => c.code).filter((c): c is CodeableConcept => !!c), ...reasonCodes]
@@ -138,6 +140,29 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
 }
 
 const ICD10CM = 'http://hl7.org/fhir/sid/icd-10-cm';
+
+/**
+ * A concept whose ICD-10(-CM) codings are spelled as FHIR spells them (C91.00, not C9100 or c91.00), so that facts
+ * comparing codes (`code = 'C91.02'`) and value sets read a diagnosis the same however the EHR wrote it. The same
+ * object when nothing changes (nearly always): the hook path allocates nothing for it.
+ */
+export function canonicalConcept(c: CodeableConcept): CodeableConcept {
+  const codings = c.coding;
+  if (!codings?.some((x) => x.system !== undefined && ICD10_SYSTEMS.has(x.system) && typeof x.code === 'string' && canonicalIcd10Code(x.code) !== x.code)) {
+    return c;
+  }
+  return {
+    ...c,
+    coding: codings.map((x) => (x.system !== undefined && ICD10_SYSTEMS.has(x.system) && typeof x.code === 'string' ? { ...x, code: canonicalIcd10Code(x.code) } : x)),
+  };
+}
+
+/** A Condition with its code in canonical form ({@link canonicalConcept}); the same object when it already is. */
+function withCanonicalCode(c: Condition): Condition {
+  if (!c.code) return c;
+  const code = canonicalConcept(c.code);
+  return code === c.code ? c : { ...c, code };
+}
 
 /** A reason concept that names a disease: it has a coding, and not only ICD-10-CM Z codes (encounters, history). */
 function namesDisease(c: CodeableConcept | undefined): boolean {

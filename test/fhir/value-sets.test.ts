@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HCPCS_SYSTEM, NDC_SYSTEM, ValueSetIndex, normalizeNdc } from '../../src/fhir/value-sets.js';
+import { HCPCS_SYSTEM, NDC_SYSTEM, ValueSetIndex, canonicalIcd10Code, normalizeNdc } from '../../src/fhir/value-sets.js';
 
 const vs = new ValueSetIndex();
 vs.add({
@@ -17,7 +17,30 @@ vs.add({
 });
 const url = 'https://priorpath.dev/fhir/ValueSet/blinatumomab';
 
+const ICD10CM = 'http://hl7.org/fhir/sid/icd-10-cm';
+const allUrl = 'https://priorpath.dev/fhir/ValueSet/all-test';
+vs.add({
+  resourceType: 'ValueSet',
+  status: 'active',
+  url: allUrl,
+  expansion: { timestamp: '2026-11-01', contains: [{ system: ICD10CM, code: 'C91.00' }, { system: ICD10CM, code: 'C91.01' }] },
+});
+
 describe('local value sets', () => {
+  it.each(['C91.00', 'C9100', 'c91.00', ' c9100 '])('matches ICD-10-CM C91.00 written %j', (code) => {
+    expect(vs.contains(allUrl, { system: ICD10CM, code })).toBe(true);
+  });
+
+  it('reads an ICD-10 code without its dot by the dot after the category, and nothing else as ICD-10', () => {
+    expect(canonicalIcd10Code('C9102')).toBe('C91.02');
+    expect(canonicalIcd10Code('Z5111')).toBe('Z51.11');
+    expect(canonicalIcd10Code('C83')).toBe('C83');
+    expect(canonicalIcd10Code('C83.38')).toBe('C83.38');
+    expect(canonicalIcd10Code('91857003')).toBe('91857003');
+    expect(vs.contains(allUrl, { system: ICD10CM, code: 'C910' })).toBe(false);
+    expect(vs.contains(allUrl, { system: 'http://snomed.info/sct', code: 'C9100' })).toBe(false);
+  });
+
   it.each(['55513-160-01', '55513-0160-01', '55513016001', '5551316001'])('matches the Blincyto kit NDC written %s', (code) => {
     expect(vs.contains(url, { system: NDC_SYSTEM, code })).toBe(true);
   });
