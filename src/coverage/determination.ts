@@ -135,11 +135,15 @@ export function determinationOf(policy: CompiledPolicy, ev: PolicyEvaluation, au
 /** The determination for an order no policy governs, from the payer's default answer (design.md §6 last bullet). */
 export function defaultDetermination(answer: Exclude<Payer['defaultAnswer'], 'none'>): Determination {
   const paNeeded = answer.paNeeded ?? 'no-auth';
+  // Anything short of "covered, no prior authorization" says why: a `conditional` answer needs a reason (crd-ci-q3 adds
+  // info-needed OTH, and crd-ci-q6 asks for a reason with it), and a clinician told "not covered" is owed one.
+  const plain = answer.covered === 'covered' && paNeeded === 'no-auth';
+  const stated = answer.covered === 'not-covered' ? 'not covered' : `${answer.covered}, prior authorization ${paNeeded}`;
   return {
     outcome: 'default',
     covered: answer.covered,
     paNeeded,
-    reasons: [],
+    reasons: plain ? [] : [{ text: `No coverage policy of this payer in PriorPath governs this order; the payer's answer for such orders applies (${stated}).` }],
     needed: [],
     reviewAction: answer.covered === 'not-covered' ? 'A3' : answer.covered === 'covered' && paNeeded === 'no-auth' ? 'A1' : 'A4',
     summary: `${answer.covered}, ${paNeeded}`,

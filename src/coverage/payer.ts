@@ -1,4 +1,4 @@
-import type { Coverage, Organization, Resource } from '@medplum/fhirtypes';
+import type { Coverage, Identifier, Organization, Resource } from '@medplum/fhirtypes';
 import type { Content, Payer } from '../content.js';
 import { PAYER_ID_SYSTEM } from '../content.js';
 import { DomainError } from '../errors.js';
@@ -16,8 +16,16 @@ export interface PayerMatch {
   defaulted: boolean;
 }
 
-function payerKeyOf(org: Pick<Organization, 'identifier'> | undefined): string | undefined {
-  return org?.identifier?.find((i) => i.system === PAYER_ID_SYSTEM && i.value)?.value;
+/**
+ * The payer one of these identifiers names: any identifier its payer file lists (`identifiers`: the PriorPath payer
+ * identifier, and other systems the payer verified), matched on system and value.
+ */
+export function payerNamedBy(content: Content, identifiers: Identifier[] | undefined): Payer | undefined {
+  for (const id of identifiers ?? []) {
+    if (!id.system || !id.value) continue;
+    for (const payer of content.payers.values()) if (payer.identifiers.some((p) => p.system === id.system && p.value === id.value)) return payer;
+  }
+  return undefined;
 }
 
 /**
@@ -46,20 +54,19 @@ export async function identifyPayer(opts: {
   }
   const coverage = active[0];
   for (const payor of coverage.payor ?? []) {
-    let key = payerKeyOf({ identifier: payor.identifier ? [payor.identifier] : undefined });
+    let payer = payerNamedBy(content, payor.identifier ? [payor.identifier] : undefined);
     // An absolute reference (`https://ehr.example.org/fhir/Organization/x`) names the same Organization as its
     // relative form, which is how prefetched resources are indexed and how the EHR is asked.
     const ref = payor.reference?.startsWith('#') ? payor.reference : (payor.reference?.match(/([A-Za-z]+\/[A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]*)?$/)?.[1] ?? payor.reference);
-    if (!key && ref) {
+    if (!payer && ref) {
       let org: Resource | undefined = ref.startsWith('#') ? coverage.contained?.find((c) => c.id === ref.slice(1)) : opts.byReference.get(ref);
       if (!org && opts.ehr && /^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(ref)) {
         org = await opts.ehr.get(ref).catch(() => undefined);
       }
-      if (org?.resourceType === 'Organization') key = payerKeyOf(org);
+      if (org?.resourceType === 'Organization') payer = payerNamedBy(content, (org as Organization).identifier);
     }
-    const payer = key ? content.payers.get(key) : undefined;
     if (payer) return { payer, coverage, defaulted: false };
   }
   if (fallback) return { payer: fallback, coverage, defaulted: true };
-  throw new DomainError('invalid', 'The Coverage names no payer PriorPath serves (payor identifier system https://priorpath.dev/fhir/sid/payer)', ['prefetch.coverage.payor']);
+  throw new DomainError('invalid', `The Coverage names no payer PriorPath serves (payor identifier system ${PAYER_ID_SYSTEM})`, ['prefetch.coverage.payor']);
 }

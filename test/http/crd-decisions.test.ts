@@ -2,7 +2,7 @@ import type { Coverage, Extension, MedicationRequest, Observation, Resource } fr
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { edgePatient } from '../fixtures/edge-patient.js';
-import { buildApp } from '../helpers/app.js';
+import { buildApp, testContent } from '../helpers/app.js';
 import { fakeEhr } from '../helpers/fake-ehr.js';
 import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
 import { expectValidHookResponse } from '../helpers/response-checks.js';
@@ -242,6 +242,27 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(sub(infos[1], 'coverage')[0].valueReference).toEqual({ reference: 'Coverage/edge-cov' });
     expect(sub(infos[1], 'coverage-assertion-id')[0].valueString).not.toBe('earlier-assertion-0001');
     expect(code(infos[1], 'pa-needed')).toBe('auth-needed');
+  });
+
+  it('a payer file is data: its other identifiers name it, and a conditional default answer carries the reason crd-ci-q6 asks for', async () => {
+    // Centene's file as a payer would extend it: a verified identifier from its own system, and a default answer.
+    const centeneFile = testContent().payers.get('centene')!;
+    const payers = new Map(testContent().payers);
+    payers.set('centene', {
+      ...centeneFile,
+      identifiers: [...centeneFile.identifiers, { system: 'https://payers.example.org/payer-id', value: 'CNC-68069' }],
+      defaultAnswer: { covered: 'conditional' },
+    });
+    const { app } = buildApp({ content: { ...testContent(), payers } });
+    const { resources, order } = edgePatient();
+    order.medicationCodeableConcept = { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '197361', display: 'amlodipine 5 MG Oral Tablet' }] };
+    const body = structuredClone(orderSignRequest(resources, order)) as { prefetch: { coverage: { entry: { resource: Coverage }[] } } };
+    body.prefetch.coverage.entry[0].resource.payor = [{ identifier: { system: 'https://payers.example.org/payer-id', value: 'CNC-68069' }, display: 'Centene' }];
+    const res = await request(app).post(SIGN).send(body).expect(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-sign');
+    expect(code(ext, 'covered')).toBe('conditional');
+    expect(code(ext, 'info-needed')).toBe('OTH');
+    expect(sub(ext, 'reason')[0].valueCodeableConcept!.text).toMatch(/No coverage policy of this payer/);
   });
 
   it('stays silent for a drug no policy governs (seed payers claim nothing)', async () => {
