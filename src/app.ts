@@ -229,7 +229,7 @@ export function createApp(deps: AppDeps): express.Express {
   const notifier = new SubscriptionNotifier({ storage, logger, fhirBase, ...(deps.notifyFetch ? { fetchImpl: deps.notifyFetch } : {}) });
   app.locals.subscriptionNotifier = notifier;
   app.use('/fhir', createSubscriptionRouter({ storage, logger, notifier, fhirBase }));
-  app.use('/fhir', createPasRouter({ content, storage, logger, today: deps.today, defaultPayer: config.defaultPayer, pasVersion: config.pasVersion }));
+  app.use('/fhir', createPasRouter({ content, storage, logger, today: deps.today, defaultPayer: config.defaultPayer, pasVersion: config.pasVersion, notifier }));
   // The sandbox offers a demo reviewer: with no REVIEW_TOKEN configured it makes one up for this process only.
   const demoReviewToken = config.sandbox && !config.reviewToken ? randomBytes(32).toString('base64url') : undefined;
   app.use(

@@ -17,6 +17,7 @@ import { identifierKey, parsePasRequest, unwrapOperationInput } from './request-
 import type { PasRequest } from './request-bundle.js';
 import { pasVersionOf } from './pas-version.js';
 import type { PasVersion } from './pas-version.js';
+import { settlePended } from './settle-pended.js';
 
 /** The inquiry Bundle of a `$inquire` body (bare, or the Parameters `resource`), for its version signal. */
 function unwrapInquiry(body: unknown): unknown {
@@ -35,6 +36,8 @@ export interface PasDeps {
   defaultPayer?: string;
   /** `PAS_VERSION`: the version answered when a request announces none. Default 2.2.1. */
   pasVersion?: PasVersion;
+  /** Told when a pended request took a decision made elsewhere, so its subscribers hear of it (settlePended). */
+  notifier?: { kick(): void };
 }
 
 /** 409: the request Bundle identifier was used before for different content (see createPasRouter). */
@@ -116,7 +119,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const request = parsePasRequest(unwrapOperationInput(req.body, '$submit'));
     const stored = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier);
     if (stored) {
-      const answer = replay(stored, request);
+      // A pended request whose order was decided elsewhere meanwhile answers that decision (design.md §8).
+      const answer = replay(await settlePended(storage, stored, { log, today: today(), notifier: deps.notifier }), request);
       log.info({ submissionId: stored.id, reviewAction: stored.reviewAction, replay: true }, 'pas submit');
       return sendFhir(res, 200, answer);
     }
@@ -234,9 +238,12 @@ export function createPasRouter(deps: PasDeps): express.Router {
 
   const inquireHandler = handler(async (req: Request, res: Response) => {
     const inquiry = parseInquiry(req.body);
-    const found = (await storage.findPasSubmissions(inquiry.query)).filter((s) => samePatient(inquiry, s));
+    const log = logOf(req, logger);
+    const matched = (await storage.findPasSubmissions(inquiry.query)).filter((s) => samePatient(inquiry, s));
+    // The stored, current state: a pended request whose order was decided elsewhere meanwhile has that decision.
+    const found = await Promise.all(matched.map((s) => settlePended(storage, s, { log, today: today(), notifier: deps.notifier })));
     const version = pasVersionOf(unwrapInquiry(req.body), deps.pasVersion ?? '2.2.1');
-    logOf(req, logger).info({ matches: found.length, version }, 'pas inquire');
+    log.info({ matches: found.length, version }, 'pas inquire');
     if (version === '2.0.1') {
       // PAS 2.0.1 Claim-inquiry: `return` 1..1 Bundle, so the answer is the (latest) matching response Bundle itself.
       if (found.length === 0) throw notFound('No prior authorization request matches this inquiry');

@@ -12,6 +12,7 @@ import { buildResponseBundle, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf } from './http.js';
 import { parsePasRequest } from './request-bundle.js';
 import { reviewCase } from './review-case.js';
+import { settlePended } from './settle-pended.js';
 import type { ReviewCase } from './review-case.js';
 
 export interface ReviewDeps {
@@ -107,11 +108,16 @@ export interface PendedEntry extends PendedSummary {
   ageSeconds: number;
 }
 
-/** The pended queue, oldest first, each entry naming its patient and order (one read of the stored requests). */
-async function pendedQueue(storage: Storage, now = Date.now()): Promise<PendedEntry[]> {
-  const pended = await storage.listPendedSubmissions(500);
-  const stored = pended.length > 0 ? await storage.findPasSubmissions({ ids: pended.map((p) => p.id), limit: 500 }) : [];
+/**
+ * The pended queue, oldest first, each entry naming its patient and order (one read of the stored requests). A
+ * request whose order was decided elsewhere meanwhile takes that decision and leaves the queue (settlePended).
+ */
+async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick(): void }, now = Date.now()): Promise<PendedEntry[]> {
+  const listed = await storage.listPendedSubmissions(500);
+  const found = listed.length > 0 ? await storage.findPasSubmissions({ ids: listed.map((p) => p.id), limit: 500 }) : [];
+  const stored = await Promise.all(found.map((s) => settlePended(storage, s, { log: logger, notifier })));
   const byId = new Map(stored.map((s) => [s.id, s]));
+  const pended = listed.filter((p) => byId.get(p.id)?.reviewAction !== 'A1' && byId.get(p.id)?.reviewAction !== 'A3');
   return pended.map((p) => {
     const s = byId.get(p.id);
     const c = s ? caseOf(s) : undefined;
@@ -144,7 +150,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
   router.get(
     '/pended',
     handler(async (_req, res) => {
-      res.json({ pended: await pendedQueue(storage) });
+      res.json({ pended: await pendedQueue(storage, logOf(_req, logger), deps.notifier) });
     }),
   );
   router.all('/pended', (_req, _res, next) => next(methodNotAllowed('GET')));
@@ -154,7 +160,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
     handler(async (req, res) => {
       const s = await storage.getPasSubmission(String(req.params.id));
       if (!s) throw notFound(`No PAS request ${String(req.params.id)}`);
-      res.json(reviewView(s));
+      res.json(reviewView(await settlePended(storage, s, { log: logOf(req, logger), notifier: deps.notifier })));
     }),
   );
 
@@ -169,8 +175,10 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       }
       const { decision, reviewer, reason, period } = parsed.data;
       const id = String(req.params.id);
-      const s = await storage.getPasSubmission(id);
-      if (!s) throw notFound(`No PAS request ${id}`);
+      const found = await storage.getPasSubmission(id);
+      if (!found) throw notFound(`No PAS request ${id}`);
+      // An order decided elsewhere meanwhile has its one decision: the request takes it, and this one is a 409.
+      const s = await settlePended(storage, found, { log: logOf(req, logger), notifier: deps.notifier });
       if (s.reviewAction !== 'A4') throw new HttpError(409, outcome('error', 'conflict', `PAS request ${id} is not pended (it is ${s.status}); it was decided before`));
 
       const decidedAt = new Date().toISOString();

@@ -2,6 +2,7 @@ import type { Identifier, Organization, PractitionerRole } from '@medplum/fhirty
 import type { Logger } from '../logger.js';
 import type { DueDelivery, PasSubmission, Storage, SubscriptionRecord } from '../storage/storage.js';
 import { parsePasRequest } from './request-bundle.js';
+import { settlePended } from './settle-pended.js';
 import { notificationBundle } from './subscription-notifications.js';
 
 /** How one notification is POSTed; tests inject a fake. */
@@ -69,6 +70,7 @@ export class SubscriptionNotifier {
   private running: Promise<void> | undefined;
   private again = false;
   private timer: NodeJS.Timeout | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly fetchImpl: NotifyFetch;
 
@@ -102,6 +104,38 @@ export class SubscriptionNotifier {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.sweeper) clearInterval(this.sweeper);
+  }
+
+  /**
+   * Every `ms` while anyone subscribes: pended requests whose order was decided on another path (at signing, in DTR)
+   * take that decision (settlePended stores it with its event), so their subscribers hear of it within moments, as
+   * they do of a reviewer's decision (design.md §8). main.ts starts it; a pass at a time, never overlapping.
+   */
+  sweepPended(ms = 10_000): void {
+    if (this.stopped || this.sweeper) return;
+    let busy = false;
+    this.sweeper = setInterval(() => {
+      if (busy || this.stopped) return;
+      busy = true;
+      this.settleDecidedElsewhere()
+        .catch((err: unknown) => this.opts.logger.warn({ err }, 'pended request sweep failed'))
+        .finally(() => (busy = false));
+    }, ms);
+    this.sweeper.unref();
+  }
+
+  /** Settles every pended request whose order was decided meanwhile; kicks delivery when one was. */
+  async settleDecidedElsewhere(): Promise<number> {
+    const { storage, logger } = this.opts;
+    if ((await storage.listSubscriptions()).length === 0) return 0;
+    const pended = await storage.listPendedSubmissions(500);
+    if (pended.length === 0) return 0;
+    const found = await storage.findPasSubmissions({ ids: pended.map((p) => p.id), limit: 500 });
+    let settled = 0;
+    for (const s of found) if ((await settlePended(storage, s, { log: logger })).reviewAction !== 'A4') settled++;
+    if (settled > 0) this.kick();
+    return settled;
   }
 
   private schedule(ms: number): void {

@@ -222,6 +222,51 @@ describe('one decision per order: CRD, PAS, the reviewer and DTR share the order
     expect(record).toMatchObject({ state: 'approved', authorization: { number } });
   });
 
+  it('a pended request whose order is approved at signing meanwhile takes that approval: notification, $inquire, queue, reviewer', async () => {
+    // PAS pends the request (the Bundle lacks the MRD result); the chart then holds it and signing approves the order
+    // in real time. The order has one decision, so the pended request is approved with the signing's number.
+    const story = 'centene-mrd-positive';
+    const { app, storage } = buildApp({ env: { REVIEW_TOKEN }, today: '2026-11-23' });
+    const resources = storyResources(story);
+    const order = storyOrder(story, resources);
+    const memberId = (resources.find((r) => r.resourceType === 'Coverage') as { subscriberId?: string }).subscriberId!;
+    const endpoint = await receiver();
+    await request(app).post('/fhir/Subscription').send(pasSubscription(endpoint.url, memberId)).expect(201);
+    await until('the handshake', () => endpoint.received[0]);
+
+    const sent = storyBundle(story, { remove: [`${story}-mrd`] });
+    const pended = claimResponseOf((await request(app).post('/fhir/Claim/$submit').send(sent).expect(200)).body);
+    expect(reviewActions(pended)).toEqual([`${X12}#A4`]);
+
+    const signed = await request(app).post(SIGN).send(orderSignRequest(resources, order)).expect(200);
+    const [ext] = expectValidHookResponse(signed.body, 'order-sign');
+    expect(sub(ext, 'pa-needed')!.valueCode).toBe('satisfied');
+    const number = sub(ext, 'satisfied-pa-id')!.valueString!;
+
+    // The subscriber hears of it (the sweep main.ts runs), with the order's number.
+    const notifier = app.locals.subscriptionNotifier as { settleDecidedElsewhere(): Promise<number> };
+    expect(await notifier.settleDecidedElsewhere()).toBe(1);
+    const note = await until('the event notification', () => endpoint.received.find((b) => param(statusOf(b), 'type')?.valueCode === 'event-notification'));
+    const focus = param(statusOf(note), 'notification-event')!.part!.find((p) => p.name === 'focus')!.valueReference!.reference;
+    const notified = (note.entry!.find((e) => e.fullUrl === focus)!.resource as Bundle).entry![0].resource as ClaimResponse;
+    expect(reviewActions(notified)).toEqual([`${X12}#A1`]);
+    expect(notified.preAuthRef).toBe(number);
+
+    // $inquire and a resend of the same Bundle answer it; the reviewer's queue no longer holds it; a decision is a 409.
+    const inq = await request(app).post('/fhir/Claim/$inquire').send(inquiryParameters({ identifier: sent.identifier as { system: string; value: string } })).expect(200);
+    expect(claimResponseOf(inq.body.parameter[0].resource).preAuthRef).toBe(number);
+    const again = claimResponseOf((await request(app).post('/fhir/Claim/$submit').send(sent).expect(200)).body);
+    expect([again.id, again.preAuthRef, reviewActions(again)]).toEqual([pended.id, number, [`${X12}#A1`]]);
+    const queue = await request(app).get('/review/pended').set('Authorization', `Bearer ${REVIEW_TOKEN}`).expect(200);
+    expect(queue.body.pended.map((p: { id: string }) => p.id)).not.toContain(pended.id);
+    await request(app)
+      .post(`/review/${pended.id}/decision`)
+      .set('Authorization', `Bearer ${REVIEW_TOKEN}`)
+      .send({ decision: 'deny', reviewer: 'Dr. L. Chen', reason: 'late' })
+      .expect(409);
+    expect(await storage.getOrderRecord({ payer: 'centene', patientId: order.subject!.reference!.split('/')[1], orderRef: `MedicationRequest/${order.id}`, drug: 'blinatumomab' })).toMatchObject({ state: 'approved', authorization: { number } });
+  });
+
   it('retries a notification endpoint that fails, with backoff, and loses nothing when another process takes over', async () => {
     const story = 'centene-over-dose';
     const { app, storage } = buildApp({ env: { REVIEW_TOKEN }, today: '2026-11-23' });

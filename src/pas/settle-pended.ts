@@ -1,0 +1,71 @@
+import type { Logger } from '../logger.js';
+import { recordedDecision } from '../coverage/order-record.js';
+import type { PasSubmission, Storage } from '../storage/storage.js';
+import type { ItemDecision } from './adjudicate.js';
+import { buildResponseBundle, summarize } from './claim-response.js';
+import { parsePasRequest } from './request-bundle.js';
+
+/**
+ * A pended PAS request whose order was decided on another path meanwhile (an approval at signing once the chart held
+ * the evidence, a DTR determination, a denial) takes the order's decision (design.md §8: one record per order; every
+ * edge answers its decision, `$inquire` the current state, and a pended request's subscribers hear when it is
+ * decided). The request's items become A1 with the order's number and period, or A3 with its reason; the change is
+ * stored as a decision on the request (who: the path that decided the order) with its subscription event, only if the
+ * request is still pended. Returns the request as it now stands; a request with nothing to settle is returned as is.
+ */
+export async function settlePended(
+  storage: Storage,
+  s: PasSubmission,
+  opts: { log?: Logger; today?: string; notifier?: { kick(): void } } = {},
+): Promise<PasSubmission> {
+  const today = opts.today ?? new Date().toISOString().slice(0, 10);
+  if (s.reviewAction !== 'A4') return s;
+  const items = (s.detail as { items?: ItemDecision[] }).items ?? [];
+  const settled: { item: ItemDecision; by?: string }[] = await Promise.all(
+    items.map(async (item) => {
+      if (item.reviewAction !== 'A4' || !item.order) return { item };
+      const record = await storage.getOrderRecord(item.order);
+      const decided = recordedDecision(record, today);
+      if (!decided || !record) return { item };
+      const event = [...record.history].reverse().find((h) => h.state === record.state);
+      const by = event ? `${event.source}: ${event.actor}` : 'the order record';
+      return decided.reviewAction === 'A1'
+        ? { item: { ...item, reviewAction: 'A1', needed: [], reasons: [decided.reason], authorization: decided.authorization, fromOrderRecord: true }, by }
+        : { item: { ...item, reviewAction: 'A3', needed: [], reasons: [decided.reason], authorization: undefined, fromOrderRecord: true }, by };
+    }),
+  );
+  const changed = settled.filter((x) => x.by);
+  if (changed.length === 0) return s;
+
+  const next = settled.map((x) => x.item);
+  const decidedAt = new Date().toISOString();
+  const { bundle, claimResponse } = buildResponseBundle(parsePasRequest(s.requestBundle), next, { id: s.id, created: s.createdAt });
+  const { status, reviewAction } = summarize(next);
+  const approved = next.find((i) => i.reviewAction === 'A1' && i.authorization)?.authorization;
+  const first = changed[0].item;
+  const result = await storage.recordReviewDecision({
+    // The orders already hold these decisions: nothing to change there.
+    orders: [],
+    decision: {
+      submissionId: s.id,
+      decision: first.reviewAction === 'A1' ? 'approve' : 'deny',
+      reviewer: changed[0].by!,
+      reason: first.reasons[0] ?? status,
+      decidedAt,
+      ...(first.authorization ? { authorizationNumber: first.authorization.number } : {}),
+    },
+    next: {
+      status,
+      reviewAction,
+      needed: next.filter((i) => i.reviewAction === 'A4').flatMap((i) => i.needed),
+      ...(approved ? { preAuthRef: approved.number, preAuthPeriod: { start: approved.start, end: approved.end } } : { preAuthRef: s.preAuthRef, preAuthPeriod: s.preAuthPeriod }),
+      claimResponse: claimResponse as unknown as Record<string, unknown>,
+      responseBundle: bundle as unknown as Record<string, unknown>,
+      detail: { items: next },
+    },
+  });
+  opts.log?.info({ submissionId: s.id, reviewAction, applied: result.applied }, 'pas pended request settled from its order record');
+  // Its subscribers hear of it now (the event is in storage with the decision).
+  if (result.applied) opts.notifier?.kick();
+  return result.submission ?? (await storage.getPasSubmission(s.id)) ?? s;
+}
