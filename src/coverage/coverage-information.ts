@@ -5,6 +5,11 @@ import type { CoveredCode, Determination, PaNeededCode } from './determination.j
 export const COVERAGE_INFO_URL = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
 /** Reason codes (CRD coverageAssertionReasons, temp code system). */
 export const CRD_TEMP_SYSTEM = 'http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp';
+/**
+ * The reason codes CRD 2.0.1's temp code system defines (2.2 adds no-member-found, no-active-coverage,
+ * coverage-not-found, auth-out-network, technical). A 2.0.1 validator refuses any other code in that system.
+ */
+const REASON_CODES_2_0_1 = new Set(['gold-card', 'detail-code']);
 
 /** What one coverage-information repetition asserts, before it is shaped for a CRD version. */
 export interface CoverageAssertion {
@@ -78,9 +83,11 @@ export function buildCoverageInformation(a: CoverageAssertion, version: '2.0' | 
   if (infoNeeded) ext.push({ url: 'info-needed', valueCode: infoNeeded });
   for (const b of a.billingCodes ?? []) ext.push({ url: 'billingCode', valueCoding: b });
   for (const r of reasons) {
+    // The shared form codes a reason only with a code CRD 2.0.1 defines; the text says the same (e.g. `technical`).
+    const coded = r.code && (version === '2.2' || REASON_CODES_2_0_1.has(r.code));
     ext.push({
       url: 'reason',
-      valueCodeableConcept: r.code ? { coding: [{ system: CRD_TEMP_SYSTEM, code: r.code }], text: r.text } : { text: r.text },
+      valueCodeableConcept: coded ? { coding: [{ system: CRD_TEMP_SYSTEM, code: r.code! }], text: r.text } : { text: r.text },
     });
   }
   if (docNeeded && a.questionnaire) ext.push({ url: 'questionnaire', valueCanonical: a.questionnaire });
@@ -145,6 +152,7 @@ export function coverageInformationProblems(ext: Extension, version: '2.0' | '2.
     for (const u of ['expiry-date', 'detail', 'contact', 'patient']) if (all(u).length > 0) problems.push(`2.0.1: no ${u}`);
     if (covered[0] !== 'not-covered' && pa.length === 0) problems.push('pa-needed present unless not-covered');
     if (doc.length > 1) problems.push('2.0.1: doc-needed 0..1');
+    for (const r of reason) for (const c of r.valueCodeableConcept?.coding ?? []) if (c.system === CRD_TEMP_SYSTEM && !REASON_CODES_2_0_1.has(c.code ?? '')) problems.push(`2.0.1: no reason code ${c.code}`);
   }
   if ((info.length > 0) !== [...covered, ...pa, ...doc].includes('conditional') && version === '2.0') problems.push('info-needed iff conditional');
   for (const d of all('detail')) {

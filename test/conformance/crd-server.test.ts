@@ -458,6 +458,8 @@ describe('coverage-information shapes per determination (CRD ext-coverage-inform
     expect(codeOf(ext, 'pa-needed')).toEqual(['conditional']);
     expect(codeOf(ext, 'info-needed')).toEqual(['OTH']);
     expect(sub(ext, 'reason').length).toBeGreaterThan(0);
+    // 2.0.1's reason codes are gold-card and detail-code: the shared form says "technical" in words only.
+    expect(sub(ext, 'reason').flatMap((r) => r.valueCodeableConcept!.coding ?? [])).toEqual([]);
     expect(sub(ext, 'satisfied-pa-id')).toEqual([]);
     const { ext: ext22 } = await sign(signBody('centene-mrd-positive', { extension: { 'davinci-crd.requestedVersion': '2.2' } }).body, app);
     expect(codeOf(ext22, 'covered')).toEqual(['indeterminate']);
