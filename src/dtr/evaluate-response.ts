@@ -202,9 +202,12 @@ export function responseContext(qr: QuestionnaireResponse): { coverage?: string;
     .map((e) => localReference(e.valueReference?.reference))
     .filter((r): r is string => typeof r === 'string');
   const subject = localReference(qr.subject?.reference);
+  // The drug order first: qr-context may also name the Encounter (DTR 2.0.1 "a Request or Encounter"), which is not
+  // the order whose record the determination belongs to.
+  const others = refs.filter((r) => !r.startsWith('Coverage/'));
   return {
     coverage: refs.find((r) => r.startsWith('Coverage/')),
-    orders: refs.filter((r) => !r.startsWith('Coverage/')),
+    orders: [...others.filter((r) => r.startsWith('MedicationRequest/')), ...others.filter((r) => !r.startsWith('MedicationRequest/'))],
     ...(subject?.startsWith('Patient/') ? { patientId: subject.slice('Patient/'.length) } : {}),
   };
 }

@@ -184,7 +184,7 @@ describe('one decision per order: CRD, PAS, the reviewer and DTR share the order
     expect(sub(dtrExt, 'satisfied-pa-id')!.valueString).toBe(number);
   });
 
-  it('DTR finds the order\'s record whichever way the response spells its references (absolute, versioned)', async () => {
+  it('DTR finds the order\'s record whichever way the response spells its references (absolute, versioned, an Encounter beside the order)', async () => {
     // An approval at signing, then a DTR response whose subject and qr-context are absolute, versioned EHR URLs (valid
     // FHIR References, as an EHR that stores the response may write them): the same order, the same decision.
     const story = 'centene-mrd-positive';
@@ -210,9 +210,13 @@ describe('one decision per order: CRD, PAS, the reviewer and DTR share the order
       ...draft,
       status: 'completed',
       subject: { reference: `${ehr}/Patient/${patientId}` },
-      extension: draft.extension!.map((e) =>
-        e.valueReference?.reference ? { ...e, valueReference: { reference: `${ehr}/${e.valueReference.reference}/_history/3` } } : e,
-      ),
+      extension: [
+        // The encounter of the visit as context too, before the order (DTR 2.0.1 qr-context: a Request or Encounter).
+        { url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-context', valueReference: { reference: `${ehr}/Encounter/${story}-visit` } },
+        ...draft.extension!.map((e) =>
+          e.valueReference?.reference ? { ...e, valueReference: { reference: `${ehr}/${e.valueReference.reference}/_history/3` } } : e,
+        ),
+      ],
     };
     const saved = await request(app).post('/fhir/QuestionnaireResponse').send(qr).expect(201);
     const dtrExt = (saved.body.extension as Extension[]).find((e) => e.url === COVERAGE_INFO_URL)!;
