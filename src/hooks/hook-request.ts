@@ -77,6 +77,7 @@ export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook'
   }
   const raw = parsed.data;
   checkFhirContent(raw);
+  checkOnePatient(raw);
   if (raw.hook !== expectedHook) throw badRequest(`This service implements ${expectedHook}, not ${raw.hook}`, ['hook']);
   const ctx = raw.context;
 
@@ -135,6 +136,31 @@ function checkFhirContent(raw: RawHookRequest): void {
     if (value === null || value === undefined) continue;
     check(value, `prefetch.${key}`);
   }
+}
+
+/** The fields through which a resource the hook reads names its patient (Coverage: the covered person). */
+const PATIENT_FIELDS = ['subject', 'patient', 'beneficiary'] as const;
+
+/**
+ * The draft orders and prefetched data must be about the patient in `context.patientId`: a resource naming another
+ * patient (a `Patient/…` reference, relative, absolute or versioned) would lend that patient's record to this one's
+ * decision, so it is a 400 naming where it is, like a prefetched Patient that is not the context patient.
+ */
+function checkOnePatient(raw: RawHookRequest): void {
+  const patientId = raw.context.patientId;
+  const check = (value: unknown, path: string) => {
+    for (const r of resourcesOf(value)) {
+      for (const field of PATIENT_FIELDS) {
+        const ref = (r as unknown as Record<string, { reference?: unknown } | undefined>)[field]?.reference;
+        const id = typeof ref === 'string' ? ref.match(/(?:^|\/)Patient\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]*)?$/)?.[1] : undefined;
+        if (id !== undefined && id !== patientId) {
+          throw badRequest(`${path} holds ${r.resourceType}${r.id ? `/${r.id}` : ''} about another patient than context.patientId`, [path]);
+        }
+      }
+    }
+  };
+  if (raw.context.draftOrders !== undefined) check(raw.context.draftOrders, 'context.draftOrders');
+  for (const [key, value] of Object.entries(raw.prefetch ?? {})) check(value, `prefetch.${key}`);
 }
 
 /** Resources of a prefetch value: a searchset Bundle's entries, or a single resource. */

@@ -165,6 +165,24 @@ describe('CDS Hooks edge', () => {
       expect(res.status).toBe(400);
     });
 
+    it("returns 400 naming where it is when a draft order or prefetched resource is about another patient (never that patient's evidence)", async () => {
+      const { resources, order } = edgePatient();
+      type Body = { context: { draftOrders: { entry: { resource: { subject?: { reference: string } } }[] } }; prefetch: Record<string, { entry?: { resource: { resourceType: string; subject?: { reference: string } } }[] }> };
+      const body = () => structuredClone(orderSignRequest(resources, order)) as unknown as Body;
+      const otherObservation = body();
+      otherObservation.prefetch.observations.entry!.find((e) => e.resource.resourceType === 'Observation')!.resource.subject = { reference: 'http://ehr.example.org/fhir/Patient/edge-pt-sibling' };
+      const res = await post(otherObservation);
+      expect(res.status).toBe(400);
+      expect(res.body.issue[0].expression).toEqual(['prefetch.observations']);
+      const otherOrder = body();
+      otherOrder.context.draftOrders.entry[0].resource.subject = { reference: 'Patient/edge-pt-sibling' };
+      expect((await post(otherOrder)).body.issue[0].expression).toEqual(['context.draftOrders']);
+      // The same patient named by an absolute or versioned reference is this patient.
+      const same = body();
+      same.context.draftOrders.entry[0].resource.subject = { reference: 'http://ehr.example.org/fhir/Patient/edge-pt/_history/3' };
+      expect((await post(same)).status).toBe(200);
+    });
+
     it('returns 413 for a 5 MiB body, with and without Content-Length, and stays up', async () => {
       const { app } = buildApp();
       const big = JSON.stringify({ hook: 'order-sign', pad: 'x'.repeat(5 * 1024 * 1024) });
