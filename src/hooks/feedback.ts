@@ -22,7 +22,8 @@ const feedbackSchema = z.object({
 });
 
 /**
- * Parses a feedback body (CDS Hooks 2.0 §Feedback; cds-fb-1, cds-fb-2). `accepted` needs acceptedSuggestions.
+ * Parses a feedback body (CDS Hooks 2.0 §Feedback; cds-fb-1, cds-fb-2, cds-fb-3). `accepted` needs
+ * acceptedSuggestions; an `overrideReason`, when sent, carries a `reason` or a `userComment`.
  */
 export function parseFeedback(body: unknown, service: string): FeedbackRecord[] {
   const parsed = feedbackSchema.safeParse(body);
@@ -33,6 +34,9 @@ export function parseFeedback(body: unknown, service: string): FeedbackRecord[] 
   return parsed.data.feedback.map((f, idx) => {
     if (f.outcome === 'accepted' && (!f.acceptedSuggestions || f.acceptedSuggestions.length === 0)) {
       throw badRequest(`Invalid feedback: feedback.${idx}.acceptedSuggestions is required when outcome is accepted`, [`feedback.${idx}.acceptedSuggestions`]);
+    }
+    if (f.overrideReason && !f.overrideReason.reason && !f.overrideReason.userComment) {
+      throw badRequest(`Invalid feedback: feedback.${idx}.overrideReason needs a reason or a userComment`, [`feedback.${idx}.overrideReason`]);
     }
     return {
       service,

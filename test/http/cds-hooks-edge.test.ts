@@ -305,6 +305,13 @@ describe('CDS Hooks edge', () => {
     const bad = await request(app).post(`${SIGN}/feedback`).send({ feedback: [{ card: 'x' }] });
     expect(bad.status).toBe(400);
     expect(bad.body.resourceType).toBe('OperationOutcome');
+    // cds-fb-3: an override reason says something (a coded reason or the user's comment); nothing of it is stored.
+    const empty = await request(app)
+      .post(`${SIGN}/feedback`)
+      .send({ feedback: [{ card: '7d2e4c1a-9b3f-4e6a-8c5d-1f0a2b3c4d5e', outcome: 'overridden', outcomeTimestamp: '2026-11-23T10:05:00Z', overrideReason: {} }] });
+    expect(empty.status).toBe(400);
+    expect(empty.body.issue[0].expression).toEqual(['feedback.0.overrideReason']);
+    expect(storage.feedback.size).toBe(1);
   });
 
   it('requires a JWT on feedback, whose aud is the feedback URL or the service endpoint (CDS Hooks 2.0 aud), never another service', async () => {
