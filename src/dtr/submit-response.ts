@@ -34,7 +34,7 @@ function invalid(problems: AnswerProblem[]): HttpError {
  * design.md §7). Checks its shape, evaluates the answers with the policy's rules — over the facts of the CRD assertion
  * the response names in a coverage-information extension (DTR 2.2), else the answers alone — and returns the response
  * with an id and the determination in `ext-coverage-information`. The determination is stored as an assertion;
- * the response itself is not kept (no QuestionnaireResponse store yet).
+ * the response itself is not kept (no QuestionnaireResponse store yet). A response entered in error is a 422.
  */
 export async function submitQuestionnaireResponse(
   body: unknown,
@@ -43,6 +43,21 @@ export async function submitQuestionnaireResponse(
   const shape = responseShapeProblems(body, { requireQuestionnaire: true });
   if (shape.length > 0) throw invalid(shape);
   const qr = body as QuestionnaireResponse;
+  // FHIR R4 QuestionnaireResponse.status `entered-in-error`: the response was voided, so its answers decide nothing
+  // (an authorization number issued on them would be the order's one approval: design.md §8).
+  if (qr.status === 'entered-in-error') {
+    throw new HttpError(422, {
+      resourceType: 'OperationOutcome',
+      issue: [
+        {
+          severity: 'error',
+          code: 'business-rule',
+          diagnostics: 'A QuestionnaireResponse entered in error was voided: its answers are not evaluated. Send the corrected response (status completed).',
+          expression: ['QuestionnaireResponse.status'],
+        },
+      ],
+    });
+  }
 
   const found = policyForQuestionnaire(deps.content, answeredCanonical(qr));
   let knownFacts: Record<string, unknown> | undefined;

@@ -68,10 +68,11 @@ function orderFor(req: PasRequest, it: RequestedItem, content: Content, payer: P
 /**
  * The answers to this policy's Questionnaire among the request's QuestionnaireResponses, as one response (several
  * are read in order, a later answer overriding an earlier one). Responses to other forms are evidence PriorPath does
- * not read.
+ * not read, nor are responses entered in error.
  */
 function responseFor(content: Content, policy: CompiledPolicy, qrs: QuestionnaireResponse[]): QuestionnaireResponse | undefined {
-  const mine = qrs.filter((q) => policyForQuestionnaire(content, answeredCanonical(q))?.policy.file.id === policy.file.id);
+  // A response entered in error was voided (FHIR R4 QuestionnaireResponse.status): its answers are not evidence.
+  const mine = qrs.filter((q) => q.status !== 'entered-in-error' && policyForQuestionnaire(content, answeredCanonical(q))?.policy.file.id === policy.file.id);
   if (mine.length <= 1) return mine[0];
   return { ...mine[0], item: mine.flatMap((q) => q.item ?? []) };
 }

@@ -271,6 +271,41 @@ describe('one decision per order: CRD, PAS, the reviewer and DTR share the order
     expect(await storage.getOrderRecord({ payer: 'centene', patientId: order.subject!.reference!.split('/')[1], orderRef: `MedicationRequest/${order.id}`, drug: 'blinatumomab' })).toMatchObject({ state: 'approved', authorization: { number } });
   });
 
+  it('a response entered in error decides nothing: DTR answers 422 and PAS does not read its answers', async () => {
+    const story = 'centene-missing-mrd';
+    const { app, storage } = buildApp({ today: '2026-11-23' });
+    const resources = storyResources(story);
+    const order = storyOrder(story, resources);
+    const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;
+    const key = { payer: 'centene', patientId, orderRef: `MedicationRequest/${order.id}`, drug: 'blinatumomab' };
+    const signed = await request(app).post(SIGN).send(orderSignRequest(resources, order)).expect(200);
+    const pkg = await request(app)
+      .post('/fhir/Questionnaire/$questionnaire-package')
+      .send({ resourceType: 'Parameters', parameter: [{ name: 'coverage', resource: resources.find((r) => r.resourceType === 'Coverage') }, { name: 'order', resource: signed.body.systemActions[0].resource }] })
+      .expect(200);
+    const bundle = pkg.body.parameter.find((p: { name: string }) => p.name === 'PackageBundle').resource as Bundle;
+    const draft = bundle.entry!.map((e) => e.resource).find((r) => r?.resourceType === 'QuestionnaireResponse') as QuestionnaireResponse;
+    // The clinician answers the one open question (MRD 0.52 %): with it the order meets the policy.
+    const manual = [{ url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin', extension: [{ url: 'source', valueCode: 'manual' }] }];
+    const answered = { ...draft, item: [...(draft.item ?? []), { linkId: 'mrd-percent', answer: [{ valueDecimal: 0.52, extension: manual }] }] };
+
+    const voided = await request(app).post('/fhir/QuestionnaireResponse').send({ ...answered, status: 'entered-in-error' }).expect(422);
+    expect(voided.body.resourceType).toBe('OperationOutcome');
+    expect(voided.body.issue[0].expression).toEqual(['QuestionnaireResponse.status']);
+    expect((await storage.getOrderRecord(key))?.state).toBe('auth-needed');
+    // PAS: the same answers in a response entered in error are not evidence, so the request is pended, not certified.
+    const sent = storyBundle(story, { answers: { 'mrd-percent': [{ valueDecimal: 0.52 }] } });
+    const qrEntry = sent.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!;
+    (qrEntry.resource as QuestionnaireResponse).status = 'entered-in-error';
+    const pas = claimResponseOf((await request(app).post('/fhir/Claim/$submit').send(sent).expect(200)).body);
+    expect([reviewActions(pas), pas.preAuthRef]).toEqual([[`${X12}#A4`], undefined]);
+
+    // The same answers, completed: the order is approved.
+    const saved = await request(app).post('/fhir/QuestionnaireResponse').send({ ...answered, status: 'completed' }).expect(201);
+    const ext = (saved.body.extension as Extension[]).find((e) => e.url === COVERAGE_INFO_URL)!;
+    expect(sub(ext, 'pa-needed')!.valueCode).toBe('satisfied');
+  });
+
   it('retries a notification endpoint that fails, with backoff, and loses nothing when another process takes over', async () => {
     const story = 'centene-over-dose';
     const { app, storage } = buildApp({ env: { REVIEW_TOKEN }, today: '2026-11-23' });
