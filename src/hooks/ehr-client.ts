@@ -53,7 +53,21 @@ export class EhrClient {
   }
 
   async get(relative: string): Promise<Resource> {
-    const url = `${this.baseUrl}/${relative.replace(/^\/+/, '')}`;
+    return this.read(`${this.baseUrl}/${relative.replace(/^\/+/, '')}`, relative);
+  }
+
+  /**
+   * Reads a page link the EHR gave (a searchset's `next`), as given. Only a URL on this FHIR server is read: the
+   * access token is never sent anywhere else.
+   */
+  async getPage(url: string): Promise<Resource> {
+    if (url !== this.baseUrl && !url.startsWith(`${this.baseUrl}/`) && !url.startsWith(`${this.baseUrl}?`)) {
+      throw new EhrQueryError('gave a page link outside fhirServer');
+    }
+    return this.read(url, url);
+  }
+
+  private async read(url: string, relative: string): Promise<Resource> {
     const headers: Record<string, string> = { Accept: 'application/fhir+json' };
     if (this.accessToken) headers.Authorization = `Bearer ${this.accessToken}`;
     let res: EhrResponse;

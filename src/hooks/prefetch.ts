@@ -1,6 +1,7 @@
-import type { Resource } from '@medplum/fhirtypes';
+import type { Bundle, Resource } from '@medplum/fhirtypes';
 import { preconditionFailed } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { EhrQueryError } from './ehr-client.js';
 import type { EhrClient } from './ehr-client.js';
 import type { HookRequest } from './hook-request.js';
 import { resourcesOf } from './hook-request.js';
@@ -28,6 +29,34 @@ export function fillTemplate(template: string, req: HookRequest): string | undef
   return missing || out.includes('{{') ? undefined : out;
 }
 
+/** Pages read after the first of one search, at most: a record larger than this is not read in part. */
+const MAX_PAGES = 100;
+
+/** A searchset's next page, when the client or the EHR paged it (CDS Hooks §Prefetch: results may be paginated). */
+function nextPage(value: unknown): string | undefined {
+  const bundle = value as Bundle;
+  if (bundle?.resourceType !== 'Bundle') return undefined;
+  return bundle.link?.find((l) => l.relation === 'next' && typeof l.url === 'string' && l.url !== '')?.url;
+}
+
+/**
+ * Every resource of a search, reading the pages after the first from the EHR. A search is the patient's whole record
+ * of its kind (design.md §6: absence of a history reads as false), so a page that cannot be read leaves the key
+ * missing rather than a part of it read as the whole.
+ */
+async function allPages(first: unknown, ehr: EhrClient | undefined): Promise<Resource[]> {
+  const out = resourcesOf(first);
+  let next = nextPage(first);
+  for (let pages = 0; next !== undefined; pages++) {
+    if (!ehr) throw new EhrQueryError('is paged, and there is no fhirServer with fhirAuthorization to read the next page');
+    if (pages >= MAX_PAGES) throw new EhrQueryError(`has more than ${MAX_PAGES + 1} pages`);
+    const page = await ehr.getPage(next);
+    out.push(...resourcesOf(page));
+    next = nextPage(page);
+  }
+  return out.filter((r) => r.resourceType !== 'OperationOutcome');
+}
+
 export interface ResolvedPrefetch {
   /** Resources per key (OperationOutcome entries dropped). */
   data: Record<string, Resource[]>;
@@ -53,7 +82,12 @@ export async function resolvePrefetch(
     Object.entries(templates).map(async ([key, template]) => {
       const value = req.prefetch[key];
       if (isUsablePrefetch(value)) {
-        data[key] = resourcesOf(value).filter((r) => r.resourceType !== 'OperationOutcome');
+        try {
+          data[key] = await allPages(value, ehr);
+        } catch (err) {
+          log.warn({ key, reason: (err as Error).message }, 'prefetch next page failed');
+          if (!OPTIONAL_KEYS.has(key)) failed.push(key);
+        }
         return;
       }
       const query = fillTemplate(template, req);
@@ -63,7 +97,7 @@ export async function resolvePrefetch(
       }
       try {
         const res = await ehr.get(query);
-        data[key] = resourcesOf(res).filter((r) => r.resourceType !== 'OperationOutcome');
+        data[key] = await allPages(res, ehr);
         queried.push(key);
       } catch (err) {
         log.warn({ key, reason: (err as Error).message }, 'prefetch query failed');

@@ -1,4 +1,5 @@
-import type { Coverage, Extension, MedicationRequest, Observation, Resource } from '@medplum/fhirtypes';
+import type { Bundle, Coverage, Extension, MedicationRequest, Observation, Resource } from '@medplum/fhirtypes';
+import type { FetchLike } from '../../src/hooks/ehr-client.js';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { edgePatient } from '../fixtures/edge-patient.js';
@@ -263,6 +264,38 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(code(ext, 'covered')).toBe('conditional');
     expect(code(ext, 'info-needed')).toBe('OTH');
     expect(sub(ext, 'reason')[0].valueCodeableConcept!.text).toMatch(/No coverage policy of this payer/);
+  });
+
+  it('reads a paged search to its last page from the EHR, and answers 412 when a page cannot be read there (CDS Hooks: prefetch may be paginated)', async () => {
+    const { resources, order } = edgePatient();
+    // The MRD result the approval rests on is on the second page of the Observation search.
+    const pages: Record<string, unknown> = { 'http://ehr.example.org/fhir?_getpages=obs-p2&_getpagesoffset=20': searchset([mrd(0.4)]) };
+    const calls: string[] = [];
+    const fetchImpl: FetchLike = async (url) => {
+      calls.push(url);
+      const page = pages[url];
+      return new Response(JSON.stringify(page ?? { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'not-found' }] }), { status: page ? 200 : 404 });
+    };
+    const { app } = buildApp({ fetchImpl, today: '2026-11-23' });
+    const paged = (next: string) => {
+      const body = structuredClone(orderSignRequest(resources, order)) as { prefetch: { observations: Bundle }; fhirServer?: string; fhirAuthorization?: unknown };
+      body.prefetch.observations.link = [{ relation: 'next', url: next }];
+      return body;
+    };
+    const res = await request(app).post(SIGN).send(paged('http://ehr.example.org/fhir?_getpages=obs-p2&_getpagesoffset=20')).expect(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-sign');
+    expect(code(ext, 'pa-needed')).toBe('satisfied');
+    // A page link to another server is not followed (the EHR's token goes nowhere else), and without a fhirServer
+    // the rest of the search cannot be read: the key is missing, never read in part.
+    calls.length = 0;
+    const elsewhere = await request(app).post(SIGN).send(paged('https://other.example.com/fhir?_getpages=obs-p2'));
+    expect(elsewhere.status).toBe(412);
+    expect(elsewhere.body.issue[0].expression).toEqual(['prefetch.observations']);
+    expect(calls).toEqual([]);
+    const noServer = paged('http://ehr.example.org/fhir?_getpages=obs-p2&_getpagesoffset=20');
+    delete noServer.fhirServer;
+    delete noServer.fhirAuthorization;
+    expect((await request(app).post(SIGN).send(noServer)).status).toBe(412);
   });
 
   it('stays silent for a drug no policy governs (seed payers claim nothing)', async () => {
