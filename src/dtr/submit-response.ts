@@ -33,8 +33,9 @@ function invalid(problems: AnswerProblem[]): HttpError {
  * `POST /QuestionnaireResponse`: a DTR response sent to the payer (DTR §"Storing and sending QuestionnaireResponses";
  * design.md §7). Checks its shape, evaluates the answers with the policy's rules — over the facts of the CRD assertion
  * the response names in a coverage-information extension (DTR 2.2), else the answers alone — and returns the response
- * with an id and the determination in `ext-coverage-information`. The determination is stored as an assertion;
- * the response itself is not kept (no QuestionnaireResponse store yet). A response entered in error is a 422.
+ * with an id and the determination in `ext-coverage-information`. The determination is stored as an assertion and
+ * the returned response is stored under its id (read back with `GET /QuestionnaireResponse/{id}`), both before the
+ * answer. A response entered in error is a 422.
  */
 export async function submitQuestionnaireResponse(
   body: unknown,
@@ -91,8 +92,19 @@ export async function submitQuestionnaireResponse(
     },
     'questionnaire-response evaluated',
   );
-  return withCoverageInformation(
-    { ...qr, id: randomUUID(), meta: { ...(qr.meta ?? {}), versionId: '1', lastUpdated: new Date().toISOString() } },
+  const receivedAt = new Date().toISOString();
+  const saved = withCoverageInformation(
+    { ...qr, id: randomUUID(), meta: { ...(qr.meta ?? {}), versionId: '1', lastUpdated: receivedAt } },
     d.extension,
   );
+  // Durable before the answer (design.md §2): the Location the client is given must read back what it was told.
+  await deps.storage.saveQuestionnaireResponse({
+    id: saved.id!,
+    receivedAt,
+    assertionId: d.assertion.assertionId,
+    ...(ctx.patientId ? { patientId: ctx.patientId } : {}),
+    ...(ctx.orders[0] ? { orderRef: ctx.orders[0] } : {}),
+    resource: saved,
+  });
+  return saved;
 }

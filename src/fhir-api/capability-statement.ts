@@ -92,6 +92,8 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
                 code: 'create',
                 documentation: 'Evaluates the answers and returns the determination in ext-coverage-information',
               },
+              { code: 'read', documentation: 'The response as stored when it was sent, with its determination' },
+              { code: 'vread' },
             ],
           },
           {

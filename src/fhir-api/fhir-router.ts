@@ -152,7 +152,7 @@ function searchCanonical<T extends { id?: string; url?: string; version?: string
  * The payer FHIR API (design.md §2 "Payer FHIR API", §7 DTR contract), to be mounted at `/fhir`:
  * `GET /metadata`; Questionnaire read and search; ValueSet read, search and `$expand`; `$questionnaire-package`
  * (type and system level); `$next-question` (type and system level); `$log-questionnaire-errors`;
- * `POST /QuestionnaireResponse`. Paths it does not own fall through (`next()`), so the PAS router can share `/fhir`.
+ * `POST /QuestionnaireResponse` and its read. Paths it does not own fall through (`next()`), so the PAS router can share `/fhir`.
  * Errors are thrown as HttpErrors for the app's error middleware, which answers with an OperationOutcome.
  */
 export function createFhirRouter(deps: FhirRouterDeps): express.Router {
@@ -306,6 +306,21 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
     res.setHeader('Location', `${fhirBase}/QuestionnaireResponse/${qr.id}/_history/1`);
     send(res, 201, qr);
   });
+  router.all('/QuestionnaireResponse', only('POST'));
+  // The response as stored when it was sent (FHIR read and vread; a response has one version).
+  const readResponse = async (req: Request, res: Response): Promise<void> => {
+    const id = String(req.params.id);
+    const vid = req.params.vid === undefined ? undefined : String(req.params.vid);
+    const found = FHIR_ID.test(id) ? await storage.getQuestionnaireResponse(id) : undefined;
+    if (!found) throw notFound(`QuestionnaireResponse/${id} is not known`);
+    if (vid !== undefined && vid !== '1') throw notFound(`QuestionnaireResponse/${id} has no version ${vid}`);
+    res.setHeader('ETag', 'W/"1"');
+    res.setHeader('Last-Modified', new Date(found.receivedAt).toUTCString());
+    send(res, 200, found.resource);
+  };
+  router.get('/QuestionnaireResponse/:id', readResponse);
+  router.get('/QuestionnaireResponse/:id/_history/:vid', readResponse);
+  router.all(['/QuestionnaireResponse/:id', '/QuestionnaireResponse/:id/_history/:vid'], only('GET'));
 
   return router;
 }

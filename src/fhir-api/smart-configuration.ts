@@ -5,7 +5,7 @@ export const PAYER_API_SCOPES = [
   'system/Questionnaire.rs',
   'system/ValueSet.rs',
   'system/Library.rs',
-  'system/QuestionnaireResponse.c',
+  'system/QuestionnaireResponse.cr',
   'system/Claim.c',
   'system/ClaimResponse.rs',
   'system/Subscription.cruds',

@@ -55,6 +55,8 @@ export const PAYER_API_ROUTES: readonly PayerApiRoute[] = [
   route('GET', '/Library', ['Library', 's']),
   route('GET', '/Library/:id', ['Library', 'r']),
   route('POST', '/QuestionnaireResponse', ['QuestionnaireResponse', 'c']),
+  route('GET', '/QuestionnaireResponse/:id/_history/:vid', ['QuestionnaireResponse', 'r']),
+  route('GET', '/QuestionnaireResponse/:id', ['QuestionnaireResponse', 'r']),
   // PAS (design.md §8)
   route('POST', '/Claim/$submit', ['Claim', 'c']),
   // $inquire returns the stored ClaimResponse; a client holding Claim read (the request it filed) may ask too.

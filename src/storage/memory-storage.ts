@@ -4,6 +4,7 @@ import type {
   AssertionRecord,
   AuthorizationRecord,
   FeedbackRecord,
+  QuestionnaireResponseRecord,
   GuardedOrderChange,
   HookAuditRecord,
   IssuedAuthorization,
@@ -21,6 +22,7 @@ import type {
   ReviewDecisionInput,
   Storage,
 } from './storage.js';
+import { StorageError } from './storage.js';
 
 const orderKeyOf = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef, k.drug]);
 
@@ -31,6 +33,7 @@ export class MemoryStorage implements Storage {
   readonly assertions = new Map<string, AssertionRecord>();
   readonly audit: HookAuditRecord[] = [];
   readonly feedback = new Map<string, FeedbackRecord>();
+  readonly questionnaireResponses = new Map<string, QuestionnaireResponseRecord>();
   readonly authorizations = new Map<string, IssuedAuthorization>();
   readonly submissions = new Map<string, PasSubmission>();
   readonly jtis = new Map<string, number>();
@@ -222,6 +225,14 @@ export class MemoryStorage implements Storage {
   }
   async listFeedback(limit = 100): Promise<FeedbackRecord[]> {
     return [...this.feedback.values()].slice(-limit).reverse().map((f) => structuredClone(f));
+  }
+  async saveQuestionnaireResponse(r: QuestionnaireResponseRecord): Promise<void> {
+    if (this.questionnaireResponses.has(r.id)) throw new StorageError(`QuestionnaireResponse ${r.id} is already stored`);
+    this.questionnaireResponses.set(r.id, structuredClone(r));
+  }
+  async getQuestionnaireResponse(id: string): Promise<QuestionnaireResponseRecord | undefined> {
+    const r = this.questionnaireResponses.get(id);
+    return r ? structuredClone(r) : undefined;
   }
   async getAuthorization(number: string): Promise<IssuedAuthorization | undefined> {
     const a = this.authorizations.get(number);

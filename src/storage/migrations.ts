@@ -247,6 +247,21 @@ CREATE TABLE subscription_deliveries (
 CREATE INDEX subscription_deliveries_due ON subscription_deliveries (next_attempt_at) WHERE delivered_at IS NULL;
 `,
   },
+  {
+    version: 5,
+    name: 'DTR QuestionnaireResponses as received, each under the id the payer gave it',
+    sql: `
+-- The response as answered with the determination returned (ext-coverage-information); read back by id.
+CREATE TABLE questionnaire_responses (
+  id text PRIMARY KEY,
+  received_at timestamptz NOT NULL,
+  assertion_id text NOT NULL,
+  patient_id text,
+  order_ref text,
+  resource jsonb NOT NULL
+);
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

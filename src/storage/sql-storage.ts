@@ -5,6 +5,7 @@ import type {
   AssertionRecord,
   AuthorizationRecord,
   FeedbackRecord,
+  QuestionnaireResponseRecord,
   GuardedOrderChange,
   HookAuditRecord,
   IssuedAuthorization,
@@ -693,6 +694,32 @@ export class SqlStorage implements Storage {
       acceptedSuggestions: r.accepted_suggestions,
       ...(r.override_reason !== null ? { overrideReason: r.override_reason } : {}),
     }));
+  }
+
+  async saveQuestionnaireResponse(r: QuestionnaireResponseRecord): Promise<void> {
+    this.open();
+    await this.driver.query(
+      `INSERT INTO questionnaire_responses (id, received_at, assertion_id, patient_id, order_ref, resource)
+       VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)`,
+      [r.id, r.receivedAt, r.assertionId, r.patientId ?? null, r.orderRef ?? null, json(r.resource)],
+    );
+  }
+
+  async getQuestionnaireResponse(id: string): Promise<QuestionnaireResponseRecord | undefined> {
+    const rows = await this.driver.query<{ id: string; received_at: string; assertion_id: string; patient_id: string | null; order_ref: string | null; resource: QuestionnaireResponseRecord['resource'] }>(
+      `SELECT id, ${ts('received_at')} AS received_at, assertion_id, patient_id, order_ref, resource FROM questionnaire_responses WHERE id = $1`,
+      [id],
+    );
+    const r = rows[0];
+    if (!r) return undefined;
+    return {
+      id: r.id,
+      receivedAt: r.received_at,
+      assertionId: r.assertion_id,
+      ...(r.patient_id !== null ? { patientId: r.patient_id } : {}),
+      ...(r.order_ref !== null ? { orderRef: r.order_ref } : {}),
+      resource: r.resource,
+    };
   }
 
   async getAuthorization(number: string): Promise<IssuedAuthorization | undefined> {

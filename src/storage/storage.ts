@@ -1,3 +1,4 @@
+import type { QuestionnaireResponse } from '@medplum/fhirtypes';
 import { DomainError } from '../errors.js';
 
 /** A CRD coverage assertion as kept for DTR context, PAS and disputes (design.md §2 "Storage"; CRD [found-11]). */
@@ -65,6 +66,20 @@ export interface ApiAccessRecord {
   status: number;
   /** `ok`, or why it was refused (`no-token`, `invalid-token`, `insufficient-scope`, `error`). */
   outcome: string;
+}
+
+/**
+ * A DTR QuestionnaireResponse as the payer received it (design.md §7): the response as answered, under the id the
+ * payer gave it, with the determination it returned in `ext-coverage-information`. Kept durably before the answer.
+ */
+export interface QuestionnaireResponseRecord {
+  id: string;
+  receivedAt: string;
+  /** The coverage assertion the determination was stored as. */
+  assertionId: string;
+  patientId?: string;
+  orderRef?: string;
+  resource: QuestionnaireResponse;
 }
 
 export interface FeedbackRecord {
@@ -327,6 +342,9 @@ export interface Storage {
   listAudit(limit?: number): Promise<HookAuditRecord[]>;
   /** Idempotent on (service, card, outcome, outcomeTimestamp). Returns false for a duplicate. */
   saveFeedback(f: FeedbackRecord): Promise<boolean>;
+  /** Stores a DTR QuestionnaireResponse; resolves once it is durable (design.md §2 "Durable before the answer"). */
+  saveQuestionnaireResponse(r: QuestionnaireResponseRecord): Promise<void>;
+  getQuestionnaireResponse(id: string): Promise<QuestionnaireResponseRecord | undefined>;
   listFeedback(limit?: number): Promise<FeedbackRecord[]>;
   getAuthorization(number: string): Promise<IssuedAuthorization | undefined>;
 

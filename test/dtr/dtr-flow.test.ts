@@ -286,6 +286,15 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
     const stored = await storage.getAssertion(sub(ext, 'coverage-assertion-id')[0].valueString!);
     expect(stored?.policyId).toBe(policy.file.id);
     expect(fhirIssues(body)).toEqual([]);
+
+    // The Location reads back the response as answered, with the determination it was given (read and vread).
+    const location = new URL(created.headers.location as string).pathname;
+    const read = await request(app).get(location).expect(200);
+    expect(read.body).toEqual(body);
+    expect(read.headers.etag).toBe('W/"1"');
+    expect((await request(app).get(`/fhir/QuestionnaireResponse/${body.id}`).expect(200)).body).toEqual(body);
+    await request(app).get(`/fhir/QuestionnaireResponse/${body.id}/_history/2`).expect(404);
+    await request(app).delete(`/fhir/QuestionnaireResponse/${body.id}`).expect(405);
   });
 
   it('$next-question asks only what is still unknown, never twice, and completes with the determination', async () => {
@@ -394,6 +403,8 @@ describe('POST /fhir/QuestionnaireResponse: checks', () => {
       .set('Content-Type', FHIR)
       .send(JSON.stringify({ resourceType: 'Patient' }))
       .expect(400);
+    const unknown = await request(app).get('/fhir/QuestionnaireResponse/no-such-response').expect(404);
+    expect(unknown.body.resourceType).toBe('OperationOutcome');
     await request(app)
       .post('/fhir/QuestionnaireResponse')
       .set('Content-Type', FHIR)

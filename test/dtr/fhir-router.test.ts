@@ -42,7 +42,7 @@ describe('GET /fhir/metadata', () => {
       expect.arrayContaining(['questionnaire-package', 'next-question']),
     );
     expect(resources.ValueSet.operation!.map((o) => o.name)).toContain('expand');
-    expect(resources.QuestionnaireResponse.interaction!.map((i) => i.code)).toEqual(['create']);
+    expect(resources.QuestionnaireResponse.interaction!.map((i) => i.code)).toEqual(['create', 'read', 'vread']);
     expect(resources.Claim.operation!.map((o) => o.name)).toEqual(['submit', 'inquire']);
     expect(cs.rest![0].operation!.map((o) => o.name)).toContain('questionnaire-package');
   });
@@ -172,9 +172,7 @@ describe('paths the router does not own', () => {
       .expect(299);
     expect(res.body).toEqual({ passedThrough: true, body: { resourceType: 'Bundle', type: 'collection' } });
     expect((await request(app).get('/fhir/Claim').expect(298)).body.path).toBe('/Claim');
-    expect((await request(app).get('/fhir/QuestionnaireResponse/abc').expect(298)).body.path).toBe(
-      '/QuestionnaireResponse/abc',
-    );
+    expect((await request(app).get('/fhir/Encounter/abc').expect(298)).body.path).toBe('/Encounter/abc');
     await request(app).get('/fhir/Patient/1').expect(298);
   });
 });

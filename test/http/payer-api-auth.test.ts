@@ -298,6 +298,7 @@ const subscription = () => ({
   channel: { type: 'rest-hook', endpoint: hookUrl, payload: 'application/fhir+json' },
 });
 const subscriptionIds: string[] = [];
+const responseIds: string[] = [];
 const put = (path: () => string, body: () => unknown) => (app: ReturnType<typeof securedApp>['app'], token?: string) =>
   withToken(request(app).put(path()).set('Content-Type', FHIR).send(JSON.stringify(body())), token);
 const lazyGet = (path: () => string) => (app: ReturnType<typeof securedApp>['app'], token?: string) => withToken(request(app).get(path()), token);
@@ -328,6 +329,8 @@ const ROUTES: RouteCase[] = [
     ok: 201,
     call: post('/fhir/QuestionnaireResponse', questionnaireResponse('centene-blinatumomab', { 'mrd-percent': [{ valueDecimal: 0.6 }] }, 'Patient/centene-missing-mrd')),
   },
+  { name: 'QuestionnaireResponse read', scope: 'system/QuestionnaireResponse.r', ok: 200, call: lazyGet(() => `/fhir/QuestionnaireResponse/${responseIds[0]}`) },
+  { name: 'QuestionnaireResponse vread', scope: 'system/QuestionnaireResponse.r', ok: 200, call: lazyGet(() => `/fhir/QuestionnaireResponse/${responseIds[0]}/_history/1`) },
   { name: 'Claim/$submit', scope: 'system/Claim.c', ok: 200, call: (app, token) => post('/fhir/Claim/$submit', storyBundle('centene-missing-mrd'))(app, token) },
   { name: 'Claim/$inquire', scope: 'system/ClaimResponse.r', ok: 200, call: post('/fhir/Claim/$inquire', inquiryParameters({ preAuthRef: 'PA-NONE-1' })) },
   { name: 'Subscription create', scope: 'system/Subscription.c', ok: 201, call: (app, token) => post('/fhir/Subscription', subscription())(app, token) },
@@ -361,6 +364,12 @@ describe('every /fhir route refuses without a token, works with its scope and an
     const created = await post('/fhir/Subscription', subscription())(app, await accessToken(app, 'system/Subscription.c'));
     expect(created.status, JSON.stringify(created.body).slice(0, 300)).toBe(201);
     subscriptionIds.push(created.body.id as string);
+    const answered = await post('/fhir/QuestionnaireResponse', questionnaireResponse('centene-blinatumomab', { 'mrd-percent': [{ valueDecimal: 0.6 }] }, 'Patient/centene-missing-mrd'))(
+      app,
+      await accessToken(app, 'system/QuestionnaireResponse.c'),
+    );
+    expect(answered.status, JSON.stringify(answered.body).slice(0, 300)).toBe(201);
+    responseIds.push(answered.body.id as string);
   });
   afterAll(async () => {
     await new Promise<void>((resolve) => hooks.close(() => resolve()));

@@ -99,6 +99,13 @@ describe('embedded PGlite durability', () => {
     const submission = newSubmission();
     await Promise.all([first.saveAssertion(assertion), ...audits.map((a) => first.saveAudit(a)), first.createPasSubmission(submission)]);
     await first.saveFeedback({ service: 's', card: 'c', outcome: 'accepted', acceptedSuggestions: ['u'], outcomeTimestamp: 't' });
+    const response = {
+      id: 'qr-dur-1',
+      receivedAt: '2026-11-23T10:00:00.000Z',
+      assertionId: assertion.assertionId,
+      resource: { resourceType: 'QuestionnaireResponse' as const, id: 'qr-dur-1', status: 'completed' as const, item: [{ linkId: 'weight', answer: [{ valueDecimal: 70 }] }] },
+    };
+    await first.saveQuestionnaireResponse(response);
     // Written behind a hook's answer: close() writes them before it releases the directory.
     const queued = Array.from({ length: 30 }, () => newAssertion());
     for (const q of queued) await first.queueAssertion(q);
@@ -114,6 +121,7 @@ describe('embedded PGlite durability', () => {
       for (const a of audits) expect(listed).toContainEqual(a);
       expect(await second.getPasSubmission(submission.id)).toEqual({ ...submission, updatedAt: submission.createdAt, decisions: [] });
       expect(await second.saveFeedback({ service: 's', card: 'c', outcome: 'accepted', acceptedSuggestions: ['u'], outcomeTimestamp: 't' })).toBe(false);
+      expect(await second.getQuestionnaireResponse('qr-dur-1')).toEqual(response);
       const versions = await second.driver.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
       expect(versions.map((v) => Number(v.version))).toEqual(MIGRATIONS.map((m) => m.version));
     } finally {

@@ -109,6 +109,29 @@ export function storageContract(get: () => Storage): void {
     expect(listed).toContainEqual(f);
   });
 
+  it('stores a DTR QuestionnaireResponse under its id, once, and reads back exactly what was stored', async () => {
+    const id = randomUUID();
+    const r = {
+      id,
+      receivedAt: '2026-11-23T10:00:00.000Z',
+      assertionId: randomUUID(),
+      patientId: 'pat-1',
+      orderRef: 'MedicationRequest/mr-1',
+      resource: {
+        resourceType: 'QuestionnaireResponse' as const,
+        id,
+        status: 'completed' as const,
+        questionnaire: 'https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab',
+        item: [{ linkId: 'mrd-percent', answer: [{ valueDecimal: 0.5 }] }],
+      },
+    };
+    await get().saveQuestionnaireResponse(r);
+    expect(await get().getQuestionnaireResponse(id)).toEqual(r);
+    await expect(get().saveQuestionnaireResponse({ ...r, assertionId: randomUUID() })).rejects.toThrow();
+    expect(await get().getQuestionnaireResponse(id)).toEqual(r);
+    expect(await get().getQuestionnaireResponse(randomUUID())).toBeUndefined();
+  });
+
   it('creates a PAS submission once per bundle identifier and returns the stored one on a repeat', async () => {
     const s = newSubmission({ status: 'approved', reviewAction: 'A1', needed: [], preAuthRef: `PA-MMM-${randomUUID().slice(0, 8)}`, preAuthPeriod: { start: '2026-11-23', end: '2027-05-22' } });
     const first = await get().createPasSubmission(s, { number: s.preAuthRef!, start: '2026-11-23', end: '2027-05-22' });
