@@ -8,7 +8,7 @@ import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { expectValidHookResponse } from '../helpers/response-checks.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
-import { claimResponseOf, inquiryParameters, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
+import { claimResponseOf, inquiryParameters, pasSubscription, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
 
 const SIGN = '/cds-services/priorpath-order-sign';
 const X12 = 'https://codesystem.x12.org/005010/306';
@@ -51,23 +51,6 @@ async function until<T>(what: string, probe: () => T | undefined, ms = 10_000): 
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
-}
-
-/** A PASSubscription (R4 backport) for one member's requests, full-resource notifications to `endpoint`. */
-function pasSubscription(endpoint: string, memberId: string) {
-  return {
-    resourceType: 'Subscription',
-    status: 'requested',
-    reason: 'Decisions on pended prior authorization requests',
-    criteria: 'http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic',
-    _criteria: { extension: [{ url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria', valueString: `patient=${memberId}` }] },
-    channel: {
-      type: 'rest-hook',
-      endpoint,
-      payload: 'application/fhir+json',
-      _payload: { extension: [{ url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content', valueCode: 'full-resource' }] },
-    },
-  };
 }
 
 const statusOf = (b: Bundle) => b.entry![0].resource as Parameters;

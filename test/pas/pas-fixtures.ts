@@ -166,3 +166,20 @@ export function inquiryParameters(q: { identifier?: { system: string; value: str
     parameter: [...(q.identifier ? [{ name: 'identifier', valueIdentifier: q.identifier }] : []), ...(q.preAuthRef ? [{ name: 'preAuthRef', valueString: q.preAuthRef }] : [])],
   };
 }
+
+/** A PASSubscription (R4 backport, rest-hook, full-resource notifications to `endpoint`) for one member's requests. */
+export function pasSubscription(endpoint: string, memberId: string) {
+  return {
+    resourceType: 'Subscription',
+    status: 'requested',
+    reason: 'Decisions on pended prior authorization requests',
+    criteria: 'http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic',
+    _criteria: { extension: [{ url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria', valueString: `patient=${memberId}` }] },
+    channel: {
+      type: 'rest-hook',
+      endpoint,
+      payload: 'application/fhir+json',
+      _payload: { extension: [{ url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content', valueCode: 'full-resource' }] },
+    },
+  };
+}
