@@ -63,6 +63,10 @@ export interface HookRequest {
   /** order-dispatch: references of the dispatched orders. */
   dispatchedRefs: string[];
   configuration: Record<string, unknown>;
+  /**
+   * `davinci-crd.requestedVersion`, with a 2.2 patch release (`2.2.0`, `2.2.1`) read as `2.2`: the coverage-information
+   * shapes are the 2.2 ones in every 2.2.x (design.md §4 "Versions").
+   */
   requestedVersion?: string;
 }
 
@@ -113,7 +117,7 @@ export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook'
     draftResources,
     dispatchedRefs,
     configuration: typeof configuration === 'object' && configuration !== null ? (configuration as Record<string, unknown>) : {},
-    requestedVersion: typeof version === 'string' ? version : undefined,
+    requestedVersion: typeof version === 'string' ? (/^\s*2\.2(\.\d+)?\s*$/.test(version) ? '2.2' : version) : undefined,
   };
 }
 

@@ -64,7 +64,7 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(res.body.systemActions[0].description).toContain(paId);
   });
 
-  it('sends the full 2.2 form (expiry-date) only when requestedVersion is 2.2', async () => {
+  it('sends the full 2.2 form (expiry-date) only when requestedVersion is 2.2 or a 2.2 patch release', async () => {
     const { app } = buildApp();
     const body = centene({ add: [mrd(0.4)], body: { extension: { 'davinci-crd.requestedVersion': '2.2' } } });
     const res = await request(app).post(SIGN).send(body).expect(200);
@@ -72,6 +72,12 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(sub(ext, 'expiry-date')[0].valueDate).toBe('2027-05-24');
     const plain = await request(app).post(SIGN).send(centene({ add: [mrd(0.4)] })).expect(200);
     expect(sub(expectValidHookResponse(plain.body, 'order-sign')[0], 'expiry-date')).toHaveLength(0);
+    // A 2.2 patch release asks for the same form (CRD 2.2.1 is the release clients implement).
+    const patch = centene({ add: [mrd(0.4)], body: { extension: { 'davinci-crd.requestedVersion': '2.2.1' } } });
+    const patched = await request(app).post(SIGN).send(patch).expect(200);
+    expect(sub(expectValidHookResponse(patched.body, 'order-sign', '2.2')[0], 'expiry-date')[0].valueDate).toBe('2027-05-24');
+    const older = centene({ add: [mrd(0.4)], body: { extension: { 'davinci-crd.requestedVersion': '2.0.1' } } });
+    expect(sub(expectValidHookResponse((await request(app).post(SIGN).send(older).expect(200)).body, 'order-sign')[0], 'expiry-date')).toHaveLength(0);
   });
 
   it('proposes the same order at 28 mcg/day when the dose exceeds the policy limit', async () => {
