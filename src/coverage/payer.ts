@@ -32,7 +32,8 @@ export function payerNamedBy(content: Content, identifiers: Identifier[] | undef
  * Identifies the payer from the primary active Coverage (design.md §4 "Payer"; CRD [hook-13]): the payor's
  * identifier in our payer system, on the reference or on the referenced Organization (contained, prefetched or
  * fetched). No Coverage, several active Coverages or an unknown payer are a DomainError `invalid` (the edges answer
- * 400), unless DEFAULT_PAYER is set.
+ * 400), unless DEFAULT_PAYER is set; a payor Organization the EHR failed to give (not a 404) is `incomplete` (412,
+ * design.md §4: a prefetch that cannot be fetched).
  */
 export async function identifyPayer(opts: {
   content: Content;
@@ -53,6 +54,9 @@ export async function identifyPayer(opts: {
     );
   }
   const coverage = active[0];
+  // A payor named only by a reference to an Organization the EHR could not give (timeout, 5xx, garbage; not a 404)
+  // may be a payer we serve: not knowing is not "names no payer".
+  let unreadable: string | undefined;
   for (const payor of coverage.payor ?? []) {
     let payer = payerNamedBy(content, payor.identifier ? [payor.identifier] : undefined);
     // An absolute reference (`https://ehr.example.org/fhir/Organization/x`) names the same Organization as its
@@ -61,12 +65,20 @@ export async function identifyPayer(opts: {
     if (!payer && ref) {
       let org: Resource | undefined = ref.startsWith('#') ? coverage.contained?.find((c) => c.id === ref.slice(1)) : opts.byReference.get(ref);
       if (!org && opts.ehr && /^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(ref)) {
-        org = await opts.ehr.get(ref).catch(() => undefined);
+        org = await opts.ehr.get(ref).catch((err: unknown) => {
+          const status = (err as { status?: unknown }).status;
+          // Only when the reference is how this payor names its payer: an identifier on it already said who it is.
+          if (status !== 404 && status !== 410 && !payor.identifier) unreadable ??= ref;
+          return undefined;
+        });
       }
       if (org?.resourceType === 'Organization') payer = payerNamedBy(content, (org as Organization).identifier);
     }
     if (payer) return { payer, coverage, defaulted: false };
   }
   if (fallback) return { payer: fallback, coverage, defaulted: true };
+  if (unreadable) {
+    throw new DomainError('incomplete', `The Coverage names its payer by ${unreadable}, which could not be read from fhirServer`, ['prefetch.coverage.payor']);
+  }
   throw new DomainError('invalid', `The Coverage names no payer PriorPath serves (payor identifier system ${PAYER_ID_SYSTEM})`, ['prefetch.coverage.payor']);
 }

@@ -5,6 +5,7 @@ import { edgePatient, BIRTH_DATE, PATIENT_NAME } from '../fixtures/edge-patient.
 import { buildApp, makeKeys, signFor } from '../helpers/app.js';
 import type { TestKeys } from '../helpers/app.js';
 import { fakeEhr, silentEhr } from '../helpers/fake-ehr.js';
+import type { FetchLike } from '../../src/hooks/ehr-client.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { expectValidHookResponse } from '../helpers/response-checks.js';
 
@@ -239,6 +240,25 @@ describe('CDS Hooks edge', () => {
       expect(ehr.calls.map((c) => c.url).sort()).toEqual(['http://ehr.example.org/fhir/Condition?patient=edge-pt', 'http://ehr.example.org/fhir/Coverage?patient=edge-pt&status=active', 'http://ehr.example.org/fhir/Organization/payer-centene']);
       expect(ehr.calls.every((c) => c.auth === 'Bearer ehr-token-1')).toBe(true);
       expectValidHookResponse(res.body, 'order-sign');
+    });
+
+    it('returns 412 when the payor Organization cannot be read from the EHR, and 400 when the EHR has no such Organization', async () => {
+      const { resources: withId, order } = edgePatient();
+      const resources = withId.map((r) => (r.resourceType === 'Coverage' ? { ...r, payor: [{ reference: 'Organization/payer-centene' }] } : r));
+      const withoutOrg = resources.filter((r) => r.resourceType !== 'Organization');
+      const ehr = fakeEhr(withoutOrg);
+      const failing: FetchLike = (url, init) => (url.includes('/Organization/') ? Promise.resolve(new Response('upstream down', { status: 503 })) : ehr.fetchImpl(url, init));
+      const body = orderSignRequest(withoutOrg, order) as { prefetch: Record<string, unknown> };
+      const down = buildApp({ fetchImpl: failing, env: { CDS_AUTH: 'open', SANDBOX: 'off', NODE_ENV: 'development' } });
+      const res = await request(down.app).post(SIGN).send(body);
+      expect(res.status).toBe(412);
+      expect(res.body.resourceType).toBe('OperationOutcome');
+      expect(res.body.issue[0].expression).toEqual(['prefetch.coverage.payor']);
+      // The EHR answered: no such Organization, so the Coverage names no payer PriorPath serves.
+      const missing = buildApp({ fetchImpl: ehr.fetchImpl, env: { CDS_AUTH: 'open', SANDBOX: 'off', NODE_ENV: 'development' } });
+      const res404 = await request(missing.app).post(SIGN).send(body);
+      expect(res404.status).toBe(400);
+      expect(res404.body.issue[0].expression).toEqual(['prefetch.coverage.payor']);
     });
 
     it('returns 412 within the timeout when the EHR never answers', async () => {
