@@ -184,6 +184,21 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(ehr.calls.map((c) => new URL(c.url).pathname)).toContain('/fhir/Medication/blincyto-35');
   });
 
+  it('answers 412 when the EHR fails to give the Medication an order names (never silence, which reads as no prior authorization)', async () => {
+    const { resources, order } = edgePatient();
+    const ehr = fakeEhr([...resources, mrd(0.4)]);
+    const down: FetchLike = (url, init) => (url.includes('/Medication/') ? Promise.resolve(new Response('upstream down', { status: 502 })) : ehr.fetchImpl(url, init));
+    const { medicationCodeableConcept: _code, ...rest } = order;
+    const body = orderSignRequest([...resources, mrd(0.4)], { ...rest, medicationReference: { reference: 'Medication/blincyto-35' } });
+    const failing = await request(buildApp({ fetchImpl: down, today: '2026-11-23' }).app).post(SIGN).send(body);
+    expect(failing.status).toBe(412);
+    expect(failing.body.resourceType).toBe('OperationOutcome');
+    expect(failing.body.issue[0].expression).toEqual(['context.draftOrders']);
+    // The EHR has no such Medication (404): the order names no drug a policy governs, and gets nothing.
+    const absent = await request(buildApp({ fetchImpl: ehr.fetchImpl, today: '2026-11-23' }).app).post(SIGN).send(body).expect(200);
+    expect(absent.body.systemActions ?? []).toEqual([]);
+  });
+
   it('identifies the payer from an absolute payor reference to an Organization it reads from the EHR', async () => {
     const { resources, order } = edgePatient();
     const ehr = fakeEhr([...resources, mrd(0.4)]);
