@@ -77,6 +77,8 @@ export function buildHookResponse(opts: {
   const cfg = effectiveConfiguration(req.configuration);
   const version = req.requestedVersion === '2.2' ? '2.2' : '2.0';
   const cards: Card[] = [];
+  // One External Reference card per policy: orders under the same policy share it (it names each of them).
+  const policyCards = new Map<string, Card>();
   const systemActions: NonNullable<HookResponse['systemActions']> = [];
 
   for (const d of decisions) {
@@ -145,11 +147,16 @@ export function buildHookResponse(opts: {
         }
       }
     }
-    if (cfg.guideline) {
+    const shared = cfg.guideline ? policyCards.get(policy.id) : undefined;
+    if (shared) {
+      (shared.extension!['davinci-crd.associated-resource'] as string[]).push(orderRef);
+    } else if (cfg.guideline) {
       const links = [{ label: `${policy.source.id}: ${policy.title}`, url: `${opts.publicBaseUrl}/policies/${policy.id}` }];
       if (policy.source.url) links.push({ label: `${policy.source.title} (payer site)`, url: policy.source.url });
       const criteria = d.policy.pathways.map((p) => `- ${p.text} (${p.cite})`).slice(0, 12).join('\n');
-      cards.push(externalReferenceCard(payer.label, `${payer.label} coverage policy for ${drug}: ${policy.source.id}`, `Covered uses under ${policy.source.id}:\n\n${criteria}`, links, orderRef));
+      const reference = externalReferenceCard(payer.label, `${payer.label} coverage policy for ${drug}: ${policy.source.id}`, `Covered uses under ${policy.source.id}:\n\n${criteria}`, links, orderRef);
+      policyCards.set(policy.id, reference);
+      cards.push(reference);
     }
     if (cfg.dtrCard && req.hook !== 'order-select' && (determination.outcome === 'documentation-needed' || determination.outcome === 'limit-exceeded')) {
       cards.push(

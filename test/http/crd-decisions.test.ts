@@ -240,6 +240,21 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(records).toEqual([]);
   });
 
+  it('gives two orders under one policy one External Reference card naming both, and each its own coverage information', async () => {
+    const { app } = buildApp({ today: '2026-11-23' });
+    const body = centene({ add: [mrd(0.4)] }) as { context: { draftOrders: { entry: { resource: MedicationRequest }[] } } };
+    const first = body.context.draftOrders.entry[0].resource;
+    const second = { ...structuredClone(first), id: 'edge-order-cycle-2' };
+    body.context.draftOrders.entry.push({ resource: second });
+    const res = await request(app).post(SIGN).send(body).expect(200);
+    expectValidHookResponse(res.body, 'order-sign');
+    expect(res.body.systemActions.map((a: { resource: { id: string } }) => a.resource.id)).toEqual([first.id, second.id]);
+    type CardOut = { source: { topic: { code: string } }; extension?: Record<string, string[]> };
+    const references = (res.body.cards as CardOut[]).filter((c) => c.source.topic.code === 'guideline');
+    expect(references).toHaveLength(1);
+    expect(references[0].extension!['davinci-crd.associated-resource']).toEqual([`MedicationRequest/${first.id}`, `MedicationRequest/${second.id}`]);
+  });
+
   it("replaces the order's earlier coverage-information for its Coverage and keeps another payer's for a second Coverage [resp-32, resp-37]", async () => {
     const { app } = buildApp();
     const body = centene() as { context: { draftOrders: { entry: { resource: MedicationRequest }[] } } };
