@@ -108,11 +108,13 @@ export function buildHookResponse(opts: {
     if (cfg.coverageInfo) {
       if (determination.outcome === 'documentation-needed') {
         const lines = determination.needed.map((q) => `- ${q}`);
+        // CRD [hook-19]: order-select informs and does not ask for documentation; signing offers the questionnaire.
+        const selecting = req.hook === 'order-select';
         cards.push(
           instructionsCard(
             payer.label,
-            `Prior authorization needed for ${drug}: documentation required`,
-            `${policy.source.id} needs documentation that the record does not show yet:\n\n${lines.join('\n')}\n\nComplete the payer's questionnaire (DTR) with the prior authorization request; answers already in the chart are pre-filled.${determination.reasons
+            selecting ? `Prior authorization needed for ${drug}: the record does not yet show all the policy needs` : `Prior authorization needed for ${drug}: documentation required`,
+            `${policy.source.id} needs information that the record does not show yet:\n\n${lines.join('\n')}\n\n${selecting ? "When the order is signed, the payer's questionnaire (DTR) is offered with the answers already in the chart pre-filled." : "Complete the payer's questionnaire (DTR) with the prior authorization request; answers already in the chart are pre-filled."}${determination.reasons
               .slice(1)
               .map((r) => `\n\n${r.text}`)
               .join('')}`,

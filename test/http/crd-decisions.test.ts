@@ -145,6 +145,12 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(code(ext, 'pa-needed')).toBe('auth-needed');
     expect(sub(ext, 'doc-needed')).toHaveLength(0);
     expect(sub(ext, 'questionnaire')).toHaveLength(0);
+    // The cards inform: what the record does not show yet, and that signing offers the questionnaire.
+    for (const c of res.body.cards as { summary: string; detail?: string }[]) {
+      expect(c.summary).not.toMatch(/documentation required/i);
+      expect(c.detail ?? '').not.toMatch(/^Complete|\. Complete /m);
+    }
+    expect((res.body.cards as { summary: string }[]).some((c) => /does not yet show/.test(c.summary))).toBe(true);
   });
 
   it('decides a dispatched order found in the medications prefetch (order-dispatch, both context shapes)', async () => {
