@@ -117,9 +117,12 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
     );
     // The drug of an order written as a medicationReference decides which policy governs it (design.md §4 "Which
     // orders a policy governs": "the referenced or contained Medication"): read a Medication the request did not carry.
-    const medications = [...new Set(inScope.map((o) => relativeReference((o as { medicationReference?: { reference?: string } }).medicationReference?.reference)))].filter(
+    const drugOf = (o: OrderResource) => relativeReference((o as { medicationReference?: { reference?: string } }).medicationReference?.reference);
+    const medications = [...new Set(orders.map(drugOf))].filter(
       (ref): ref is string => !!ref && /^Medication\/[A-Za-z0-9\-.]{1,64}$/.test(ref) && !byReference.has(ref),
     );
+    // The drugs of the orders to be answered; the others' are read as context (other therapy) only.
+    const answeredDrugs = new Set(inScope.map(drugOf));
     const fetched = await Promise.all(
       [...missing, ...medications].map((ref) =>
         ehr.get(ref).catch((err: unknown) => {
@@ -127,7 +130,7 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
           // Without its drug an order cannot be told governed or not, and silence would read as "no prior
           // authorization": a Medication the EHR failed to give (not a 404) is a 412, as a prefetch that cannot be
           // fetched is (design.md §4). A missing requester only leaves the specialty unknown.
-          if (medications.includes(ref) && status !== 404 && status !== 410) {
+          if (answeredDrugs.has(ref) && status !== 404 && status !== 410) {
             throw preconditionFailed(`The order's ${ref} could not be read from fhirServer (${(err as Error).message})`, [
               req.hook === 'order-dispatch' ? 'context.dispatchedOrders' : 'context.draftOrders',
             ]);
