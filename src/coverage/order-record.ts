@@ -2,6 +2,7 @@ import type { AuthorizationSource, GuardedOrderChange, OrderKey, OrderRecord, Or
 import type { OrderDecision } from './decide-orders.js';
 import type { Determination } from './determination.js';
 import { determinationOf } from './determination.js';
+import { localReference } from '../fhir/references.js';
 
 /**
  * The order's one authorization record (design.md §8 "One authorization per order"): CRD, DTR, PAS and the reviewer
@@ -17,17 +18,6 @@ export const UNDECIDED: OrderState[] = ['auth-needed', 'not-covered', 'pended'];
 /** True when the order has its decision: approved or denied. */
 export function isDecided(record: OrderRecord | undefined): record is OrderRecord & { state: 'approved' | 'denied' } {
   return record?.state === 'approved' || record?.state === 'denied';
-}
-
-/**
- * `Type/id` of a literal reference in any form an EHR writes it (FHIR R4 References: relative `MedicationRequest/1`,
- * absolute `https://ehr/fhir/MedicationRequest/1`, versioned `…/_history/2`); undefined for what names no resource
- * by type and id (`urn:uuid:…`, `#contained`, a display only). Every edge keys the order's one record by this form,
- * so the same order is one record whichever way a request spells its references.
- */
-export function localReference(reference: string | undefined): string | undefined {
-  const m = reference ? /(?:^|\/)([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/.exec(reference) : null;
-  return m ? `${m[1]}/${m[2]}` : undefined;
 }
 
 /** The record key of an order; undefined when the order cannot be named (no id, no patient). */

@@ -2,6 +2,7 @@ import type { Coverage, Identifier, Organization, Resource } from '@medplum/fhir
 import type { Content, Payer } from '../content.js';
 import { PAYER_ID_SYSTEM } from '../content.js';
 import { DomainError } from '../errors.js';
+import { localReference } from '../fhir/references.js';
 
 /** Reads one resource by reference from the EHR (the CRD edge's EHR client, or nothing in PAS). */
 export interface ResourceReader {
@@ -61,7 +62,7 @@ export async function identifyPayer(opts: {
     let payer = payerNamedBy(content, payor.identifier ? [payor.identifier] : undefined);
     // An absolute reference (`https://ehr.example.org/fhir/Organization/x`) names the same Organization as its
     // relative form, which is how prefetched resources are indexed and how the EHR is asked.
-    const ref = payor.reference?.startsWith('#') ? payor.reference : (payor.reference?.match(/([A-Za-z]+\/[A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]*)?$/)?.[1] ?? payor.reference);
+    const ref = localReference(payor.reference) ?? payor.reference;
     if (!payer && ref) {
       let org: Resource | undefined = ref.startsWith('#') ? coverage.contained?.find((c) => c.id === ref.slice(1)) : opts.byReference.get(ref);
       if (!org && opts.ehr && /^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(ref)) {

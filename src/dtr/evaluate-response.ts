@@ -2,7 +2,7 @@ import type { Extension, MedicationRequest, Questionnaire, QuestionnaireResponse
 import type { Content } from '../content.js';
 import { HttpError, outcome } from '../errors.js';
 import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
-import { localReference } from '../coverage/order-record.js';
+import { localReference } from '../fhir/references.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { EvaluationData, FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';

@@ -7,6 +7,7 @@ import type { OrderResource } from '../coverage/order.js';
 import type { Card } from './cards.js';
 import { dtrLaunchCard, externalReferenceCard, instructionsCard, proposeAlternateCard } from './cards.js';
 import type { HookRequest } from './hook-request.js';
+import { localReference } from '../fhir/references.js';
 
 /** CDS Hooks response body (CDS Hooks 2.0 §CDS Service Response). */
 export interface HookResponse {
@@ -38,18 +39,16 @@ export function effectiveConfiguration(c: Record<string, unknown>): EffectiveCon
   };
 }
 
-/** `Type/id` of a literal reference, relative, absolute or versioned. */
-function typeAndId(ref: string | undefined): string | undefined {
-  return ref?.match(/([A-Za-z]+\/[A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]*)?$/)?.[1] ?? ref;
-}
-
 /**
  * The order as received plus the new coverage-information [resp-37]: it replaces the order's earlier
  * coverage-information about the same Coverage, and keeps what another Coverage's payer asserted (an order insured by
  * two payers carries one repetition per Coverage, CRD [resp-32]).
  */
 function withCoverageInfo(order: OrderResource, ext: ReturnType<typeof buildCoverageInformation>): OrderResource {
-  const coverageOf = (e: Extension) => typeAndId(e.extension?.find((s) => s.url === 'coverage')?.valueReference?.reference);
+  const coverageOf = (e: Extension) => {
+    const ref = e.extension?.find((s) => s.url === 'coverage')?.valueReference?.reference;
+    return localReference(ref) ?? ref;
+  };
   const ours = coverageOf(ext);
   const sameCoverage = (e: Extension) => e.url === COVERAGE_INFO_URL && (coverageOf(e) === undefined || coverageOf(e) === ours);
   return { ...order, extension: [...(order.extension ?? []).filter((e) => !sameCoverage(e)), ext] };

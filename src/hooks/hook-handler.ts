@@ -21,6 +21,7 @@ import { parseHookRequest, resourcesOf } from './hook-request.js';
 import { identifyPayer } from '../coverage/payer.js';
 import { resolvePrefetch } from './prefetch.js';
 import { rawBodyOf } from '../http/json-body.js';
+import { localReference } from '../fhir/references.js';
 
 export interface HookDeps {
   content: Content;
@@ -47,11 +48,8 @@ export function hashPatientId(id: string): string {
   return createHash('sha256').update(`priorpath:${id}`).digest('hex').slice(0, 32);
 }
 
-/** `Type/id` of a relative or absolute literal reference (`…/fhir/Medication/x`, `Medication/x/_history/2`); contained (`#x`) stays as is. */
-function relativeReference(ref: string | undefined): string | undefined {
-  if (!ref || ref.startsWith('#')) return ref;
-  return ref.match(/([A-Za-z]+\/[A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]*)?$/)?.[1] ?? ref;
-}
+/** `Type/id` of a relative, absolute or versioned literal reference; anything else (contained `#x`) as it is. */
+const relativeReference = (ref: string | undefined): string | undefined => localReference(ref) ?? ref;
 
 function asMedicationRequests(rs: Resource[]): MedicationRequest[] {
   return rs.filter((r): r is MedicationRequest => r.resourceType === 'MedicationRequest');

@@ -4,6 +4,7 @@ import type { OrderResource } from '../coverage/order.js';
 import { isOrder } from '../coverage/order.js';
 import { badRequest } from '../errors.js';
 import { ShapeError, assertFhirResource } from '../fhir/fhir-shape.js';
+import { localReference } from '../fhir/references.js';
 
 /**
  * The CDS Hooks request as PriorPath reads it (CDS Hooks 2.0 §HTTP Request; CRD hooks.md). Lenient where real
@@ -156,7 +157,8 @@ function checkOnePatient(raw: RawHookRequest): void {
     for (const r of resourcesOf(value)) {
       for (const field of PATIENT_FIELDS) {
         const ref = (r as unknown as Record<string, { reference?: unknown } | undefined>)[field]?.reference;
-        const id = typeof ref === 'string' ? ref.match(/(?:^|\/)Patient\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]*)?$/)?.[1] : undefined;
+        const local = typeof ref === 'string' ? localReference(ref) : undefined;
+        const id = local?.startsWith('Patient/') ? local.slice('Patient/'.length) : undefined;
         if (id !== undefined && id !== patientId) {
           throw badRequest(`${path} holds ${r.resourceType}${r.id ? `/${r.id}` : ''} about another patient than context.patientId`, [path]);
         }

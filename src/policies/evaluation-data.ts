@@ -13,6 +13,7 @@ import type {
 import { ICD10_SYSTEMS, canonicalIcd10Code } from '../fhir/value-sets.js';
 import type { EvaluationData } from './evaluate-policy.js';
 import { FactMemo } from './evaluate-policy.js';
+import { localReference } from '../fhir/references.js';
 
 /** The patient's record as resolved from prefetch or EHR queries, before it is narrowed to one order. */
 export interface PatientRecord {
@@ -73,11 +74,7 @@ export function orderDateOf(order: MedicationRequest, today: string): string {
   return today;
 }
 
-function refKey(ref: string | undefined): string | undefined {
-  if (!ref) return undefined;
-  const m = ref.match(/([A-Za-z]+\/[A-Za-z0-9\-.]{1,64})(?:\/_history\/.*)?$/);
-  return m ? m[1] : ref;
-}
+const refKey = (ref: string | undefined): string | undefined => localReference(ref) ?? ref;
 
 /**
  * Indexes a patient record once per request: conditions filtered, observations sorted oldest first (so `.last()` is
