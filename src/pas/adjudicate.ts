@@ -12,6 +12,7 @@ import { evaluationDataFor, indexRecord, withMedicationCode } from '../policies/
 import { recordFromResources } from '../policies/record-from-resources.js';
 import type { AuthorizationRecord, OrderKey, ReviewActionCode } from '../storage/storage.js';
 import { orderKeyOf } from '../coverage/order-record.js';
+import type { recordedDecision } from '../coverage/order-record.js';
 import type { PasRequest, RequestedItem } from './request-bundle.js';
 
 /** What PriorPath decided for one Claim item; stored with the submission (no fact values, only criterion results). */
@@ -37,6 +38,16 @@ export interface ItemDecision {
   order?: OrderKey;
   /** Set when the order already had this decision before the request (approved or denied elsewhere). */
   fromOrderRecord?: boolean;
+}
+
+/**
+ * An item answered by its order's recorded decision (design.md §8: one decision per order, whichever path made it):
+ * A1 with the order's number and period, or A3 with the denial's reason.
+ */
+export function itemFromOrderRecord(item: ItemDecision, decided: NonNullable<ReturnType<typeof recordedDecision>>): ItemDecision {
+  return decided.reviewAction === 'A1'
+    ? { ...item, reviewAction: 'A1', needed: [], reasons: [decided.reason], authorization: decided.authorization, fromOrderRecord: true }
+    : { ...item, reviewAction: 'A3', needed: [], reasons: [decided.reason], authorization: undefined, fromOrderRecord: true };
 }
 
 const DAY = /^\d{4}-\d{2}-\d{2}/;

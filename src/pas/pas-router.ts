@@ -8,7 +8,7 @@ import { identifyPayer, payerNamedBy } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import type { AuthorizationRecord, NewPasSubmission, OrderKey, PasSubmission, Storage } from '../storage/storage.js';
 import { PROVISIONAL, UNDECIDED, recordedDecision } from '../coverage/order-record.js';
-import { adjudicate } from './adjudicate.js';
+import { adjudicate, itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
@@ -143,10 +143,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     items.forEach((item, n) => {
       const decided = recordedDecision(records[n], day);
       if (!decided) return;
-      items[n] =
-        decided.reviewAction === 'A1'
-          ? { ...item, reviewAction: 'A1', needed: [], reasons: [decided.reason], authorization: decided.authorization, fromOrderRecord: true }
-          : { ...item, reviewAction: 'A3', needed: [], reasons: [decided.reason], authorization: undefined, fromOrderRecord: true };
+      items[n] = itemFromOrderRecord(item, decided);
     });
 
     // A repeat of a pended request (a double click, a resubmission while review is under way) is that request.

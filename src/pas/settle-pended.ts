@@ -1,6 +1,7 @@
 import type { Logger } from '../logger.js';
 import { recordedDecision } from '../coverage/order-record.js';
 import type { PasSubmission, Storage } from '../storage/storage.js';
+import { itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import { parsePasRequest } from './request-bundle.js';
@@ -29,9 +30,7 @@ export async function settlePended(
       if (!decided || !record) return { item };
       const event = [...record.history].reverse().find((h) => h.state === record.state);
       const by = event ? `${event.source}: ${event.actor}` : 'the order record';
-      return decided.reviewAction === 'A1'
-        ? { item: { ...item, reviewAction: 'A1', needed: [], reasons: [decided.reason], authorization: decided.authorization, fromOrderRecord: true }, by }
-        : { item: { ...item, reviewAction: 'A3', needed: [], reasons: [decided.reason], authorization: undefined, fromOrderRecord: true }, by };
+      return { item: itemFromOrderRecord(item, decided), by };
     }),
   );
   const changed = settled.filter((x) => x.by);
