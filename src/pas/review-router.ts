@@ -12,7 +12,7 @@ import { buildResponseBundle, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf } from './http.js';
 import { parsePasRequest } from './request-bundle.js';
 import { reviewCase } from './review-case.js';
-import { settlePended } from './settle-pended.js';
+import { currentPended, settlePended } from './settle-pended.js';
 import type { ReviewCase } from './review-case.js';
 
 export interface ReviewDeps {
@@ -113,10 +113,7 @@ export interface PendedEntry extends PendedSummary {
  * request whose order was decided elsewhere meanwhile takes that decision and leaves the queue (settlePended).
  */
 async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick(): void }, now = Date.now()): Promise<PendedEntry[]> {
-  const listed = await storage.listPendedSubmissions(500);
-  const found = listed.length > 0 ? await storage.findPasSubmissions({ ids: listed.map((p) => p.id), limit: 500 }) : [];
-  const stored = await Promise.all(found.map((s) => settlePended(storage, s, { log: logger, notifier })));
-  const byId = new Map(stored.map((s) => [s.id, s]));
+  const { listed, current: byId } = await currentPended(storage, { log: logger, notifier });
   const pended = listed.filter((p) => byId.get(p.id)?.reviewAction !== 'A1' && byId.get(p.id)?.reviewAction !== 'A3');
   return pended.map((p) => {
     const s = byId.get(p.id);

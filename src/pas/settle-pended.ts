@@ -1,6 +1,6 @@
 import type { Logger } from '../logger.js';
 import { recordedDecision } from '../coverage/order-record.js';
-import type { PasSubmission, Storage } from '../storage/storage.js';
+import type { PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
@@ -67,4 +67,19 @@ export async function settlePended(
   // Its subscribers hear of it now (the event is in storage with the decision).
   if (result.applied) opts.notifier?.kick();
   return result.submission ?? (await storage.getPasSubmission(s.id)) ?? s;
+}
+
+/**
+ * The pended requests (the oldest 500 the queue lists) as they now stand: each settled first (settlePended), so one
+ * whose order was decided elsewhere meanwhile has that decision. The reviewer's queue and the subscription sweep read
+ * the same list this way.
+ */
+export async function currentPended(
+  storage: Storage,
+  opts: { log?: Logger; notifier?: { kick(): void } } = {},
+): Promise<{ listed: PendedSummary[]; current: Map<string, PasSubmission> }> {
+  const listed = await storage.listPendedSubmissions(500);
+  const found = listed.length > 0 ? await storage.findPasSubmissions({ ids: listed.map((p) => p.id), limit: 500 }) : [];
+  const current = await Promise.all(found.map((s) => settlePended(storage, s, opts)));
+  return { listed, current: new Map(current.map((s) => [s.id, s])) };
 }

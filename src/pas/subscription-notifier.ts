@@ -2,7 +2,7 @@ import type { Identifier, Organization, PractitionerRole } from '@medplum/fhirty
 import type { Logger } from '../logger.js';
 import type { DueDelivery, PasSubmission, Storage, SubscriptionRecord } from '../storage/storage.js';
 import { parsePasRequest } from './request-bundle.js';
-import { settlePended } from './settle-pended.js';
+import { currentPended } from './settle-pended.js';
 import { notificationBundle } from './subscription-notifications.js';
 
 /** How one notification is POSTed; tests inject a fake. */
@@ -129,11 +129,9 @@ export class SubscriptionNotifier {
   async settleDecidedElsewhere(): Promise<number> {
     const { storage, logger } = this.opts;
     if ((await storage.listSubscriptions()).length === 0) return 0;
-    const pended = await storage.listPendedSubmissions(500);
-    if (pended.length === 0) return 0;
-    const found = await storage.findPasSubmissions({ ids: pended.map((p) => p.id), limit: 500 });
-    let settled = 0;
-    for (const s of found) if ((await settlePended(storage, s, { log: logger })).reviewAction !== 'A4') settled++;
+    // Every listed request was pended: those no longer A4 took a decision made elsewhere.
+    const { current } = await currentPended(storage, { log: logger });
+    const settled = [...current.values()].filter((s) => s.reviewAction !== 'A4').length;
     if (settled > 0) this.kick();
     return settled;
   }
