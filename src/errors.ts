@@ -80,14 +80,21 @@ export function outcome(
   return { resourceType: 'OperationOutcome', issue: [{ severity, code, diagnostics, ...(expression ? { expression } : {}) }] };
 }
 
+/** 400 `invalid`: a malformed request, or one naming no payer PriorPath serves (design.md §4 "Errors"); `expression` names the element. */
 export const badRequest = (msg: string, expression?: string[]) => new HttpError(400, outcome('error', 'invalid', msg, expression));
+/** 401 `login`: the same answer for every failed authentication, with no hint which check failed (design.md §4 "Client authentication"). */
 export const unauthorized = () => new HttpError(401, outcome('error', 'login', 'Authentication failed'), { 'WWW-Authenticate': 'Bearer' });
+/** 404 `not-found`: an unknown service, resource or operation. */
 export const notFound = (msg: string) => new HttpError(404, outcome('error', 'not-found', msg));
+/** 405 `not-supported` with the `Allow` header listing the methods the path takes (RFC 9110 §15.5.6). */
 export const methodNotAllowed = (allow: string) =>
   new HttpError(405, outcome('error', 'not-supported', `Method not allowed; use ${allow}`), { Allow: allow });
+/** 412 `incomplete`: prefetch data missing that the EHR could not give either (CDS Hooks 2.0 §Prefetch; design.md §4). */
 export const preconditionFailed = (msg: string, expression?: string[]) =>
   new HttpError(412, outcome('error', 'incomplete', msg, expression));
+/** 413 `too-costly`: a body over the limit, with or without Content-Length (design.md §4 "Errors"). */
 export const payloadTooLarge = (limit: number) =>
   new HttpError(413, outcome('error', 'too-costly', `Request body exceeds ${limit} bytes`));
+/** 415 `not-supported`: a body that is not JSON (design.md §4 "Errors"). */
 export const unsupportedMediaType = () =>
   new HttpError(415, outcome('error', 'not-supported', 'Request body must be JSON (application/json or application/fhir+json)'));

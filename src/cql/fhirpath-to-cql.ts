@@ -94,6 +94,7 @@ const CALENDAR_UNITS = new Set([
 /** Parenthesises CQL unless it is a plain identifier, quoted identifier, literal or dotted path. */
 const P = (cql: string) => (/^(?:[A-Za-z_][\w]*|"[^"]+"|'[^']*'|-?\d+(?:\.\d+)?)(?:\.[A-Za-z_]\w*)*$/.test(cql) ? cql : `(${cql})`);
 
+/** The CQL type specifier of a translated expression's type (`FHIR.Coding`, `System.Decimal`, `Choice<...>`, `List<...>`). */
 export function cqlType(ty: Ty): string {
   switch (ty.k) {
     case 'fhir':
@@ -170,6 +171,10 @@ function stringValue(text: string): string {
   });
 }
 
+/**
+ * Translates a policy fact's FHIRPath (fhirpath.js's parse tree) into CQL over the FHIR 4.0.1 model, so DTR 2.0.1
+ * clients get CQL and ELM computing what the server's FHIRPath computes (docs/design.md §7; CQL 1.5 Author's Guide).
+ */
 export class FhirPathToCql {
   private counter = 0;
 

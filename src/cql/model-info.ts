@@ -21,6 +21,7 @@ export interface ModelClass {
   elements: Map<string, ModelElement>;
 }
 
+/** The FHIR 4.0.1 model info (classes, elements, base types) that the CQL translation types its expressions against. */
 export class FhirModel {
   constructor(private readonly classes: Map<string, ModelClass>) {}
 

@@ -32,6 +32,7 @@ export interface PolicyStructure {
   justifications: { limit: CompiledRule; facts: string[] }[];
 }
 
+/** Every rule of a policy in evaluation order: universal requirements, then indication pathways, then limits (design.md §5). */
 export function allRules(policy: CompiledPolicy): CompiledRule[] {
   return [...policy.requirements, ...policy.pathways, ...policy.limits];
 }

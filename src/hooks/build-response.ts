@@ -26,6 +26,10 @@ export interface EffectiveConfiguration {
   maxCards: number;
 }
 
+/**
+ * The request's `extension["davinci-crd.configuration"]` with the default of every option the service declares in
+ * discovery (CRD 2.2 §Configuration options; design.md §4): unknown or mistyped values fall back to the default.
+ */
 export function effectiveConfiguration(c: Record<string, unknown>): EffectiveConfiguration {
   const bool = (k: string, d: boolean) => (typeof c[k] === 'boolean' ? (c[k] as boolean) : d);
   const max = c['max-cards'];

