@@ -36,6 +36,52 @@ export interface Actor {
   submissionId?: string;
 }
 
+/**
+ * Whether an order has outgrown its approval: the rules approved it (at signing, in DTR or in PAS, so every limit
+ * held then) and a fresh evaluation of the same order now finds a limit exceeded. The order changed after its
+ * approval (a higher dose, more cycles) or the patient did (a lower weight lowers the labelled dose), so the approval
+ * does not cover the order as it now stands (design.md §5 row 3; docs/design.md §8 "What an approval covers"). A
+ * reviewer's approval may have granted an order over a limit on the clinician's justification, and a later limit
+ * finding cannot tell whether the order changed since: it is never reopened this way.
+ */
+export function outgrowsApproval(record: OrderRecord | undefined, outcome: string): record is OrderRecord & { state: 'approved' } {
+  if (record?.state !== 'approved' || outcome !== 'limit-exceeded') return false;
+  const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
+  return approvedBy !== undefined && approvedBy.source !== 'review';
+}
+
+/**
+ * Reopens an outgrown approval ({@link outgrowsApproval}): the order goes back to `auth-needed` with the limit as its
+ * reason, durably, before the caller answers, and its record lets go of the number (which stays in the order's
+ * history and among the issued authorizations). The order as it now stands is decided afresh, by the rules or on
+ * clinical review, and an approval of it is a new one with its own number (docs/design.md §8 "What an approval
+ * covers"). Returns the record as it now stands.
+ */
+export async function reopenOutgrownApproval(
+  storage: Storage,
+  record: OrderRecord,
+  limitReason: string,
+  who: Actor & { policyId?: string },
+): Promise<OrderRecord> {
+  const number = record.authorization?.number;
+  const { record: reopened } = await storage.applyOrderChange({
+    key: { payer: record.payer, patientId: record.patientId, orderRef: record.orderRef, drug: record.drug },
+    from: ['approved'],
+    change: {
+      state: 'auth-needed',
+      at: who.at ?? new Date().toISOString(),
+      source: who.source,
+      actor: who.actor,
+      reason: `The order no longer fits the approval${number ? ` ${number}` : ''} issued within the policy's limits: ${limitReason}`,
+      ...(who.policyId ? { policyId: who.policyId } : {}),
+      ...(who.assertionId ? { assertionId: who.assertionId } : {}),
+      ...(who.submissionId ? { submissionId: who.submissionId } : {}),
+      withdrawsApproval: true,
+    },
+  });
+  return reopened;
+}
+
 /** The state an evaluation's determination puts an undecided order in. */
 export function stateOf(d: Determination): OrderState {
   if (d.outcome === 'satisfied' && d.authorization) return 'approved';
@@ -93,6 +139,12 @@ export function withOrderRecord(d: Determination, record: OrderRecord | undefine
       authorization: undefined,
     };
   }
+  const outgrown = record.state !== 'approved' && d.outcome !== 'satisfied' ? [...record.history].reverse().find((h) => h.state === 'approved') : undefined;
+  if (outgrown) {
+    // Reopened (outgrowsApproval): the clinician must see why the order's earlier number no longer answers.
+    const number = outgrown.authorizationNumber ? ` ${outgrown.authorizationNumber}` : '';
+    d = { ...d, reasons: [...d.reasons, { text: `The prior authorization${number} issued for this order covered it as it was then approved, not as it now stands.` }] };
+  }
   if (record.state === 'pended' && d.reviewAction === 'A4') {
     const since = [...record.history].reverse().find((h) => h.state === 'pended')?.at.slice(0, 10);
     return {
@@ -118,7 +170,8 @@ export async function recordEvaluation(
   current?: OrderRecord | null,
   opts: { behind?: boolean } = {},
 ): Promise<OrderRecord | undefined> {
-  const record = current === undefined ? await storage.getOrderRecord(key) : (current ?? undefined);
+  let record = current === undefined ? await storage.getOrderRecord(key) : (current ?? undefined);
+  if (outgrowsApproval(record, d.outcome)) record = await reopenOutgrownApproval(storage, record, d.reasons[0]?.text ?? d.summary, who);
   if (isDecided(record)) return record;
   const state = stateOf(d);
   if (record && state !== 'approved' && (record.state === state || record.state === 'pended')) return record;

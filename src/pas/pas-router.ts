@@ -7,7 +7,7 @@ import { DomainError, HttpError, badRequest, methodNotAllowed, notFound, outcome
 import { identifyPayer, payerNamedBy } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import type { AuthorizationRecord, NewPasSubmission, OrderKey, PasSubmission, Storage } from '../storage/storage.js';
-import { PROVISIONAL, UNDECIDED, recordedDecision } from '../coverage/order-record.js';
+import { PROVISIONAL, UNDECIDED, outgrowsApproval, recordedDecision, reopenOutgrownApproval } from '../coverage/order-record.js';
 import { adjudicate, itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
@@ -140,6 +140,14 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const version = pasVersionOf(request.bundle, deps.pasVersion ?? '2.2.1');
     const items = adjudicate({ content, payer, request, today: day });
     const records = await Promise.all(items.map((i) => (i.order ? storage.getOrderRecord(i.order) : Promise.resolve(undefined))));
+    // An order that no longer fits the approval the rules gave it is decided afresh (a limit review), not answered A1.
+    await Promise.all(
+      items.map(async (item, n) => {
+        const record = records[n];
+        if (!outgrowsApproval(record, item.outcome)) return;
+        records[n] = await reopenOutgrownApproval(storage, record, item.reasons[0] ?? item.needed[0] ?? 'a limit is exceeded', { source: 'pas', actor: `PAS request ${request.bundleIdentifier}`, policyId: item.policyId });
+      }),
+    );
     items.forEach((item, n) => {
       const decided = recordedDecision(records[n], day);
       if (!decided) return;

@@ -136,6 +136,7 @@ export class MemoryStorage implements Storage {
     record.updatedAt = c.at;
     if (c.policyId) record.policyId = c.policyId;
     if (c.submissionId) record.submissionId = c.submissionId;
+    if (c.withdrawsApproval) delete record.authorization;
     const issuing = c.state === 'approved' && c.authorization && !record.authorization;
     if (issuing) {
       record.authorization = { ...c.authorization! };

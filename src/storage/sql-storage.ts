@@ -181,8 +181,8 @@ interface SubmissionRow {
 /**
  * Orders' guarded changes (design.md §8) in one statement, however many (one round trip and one plan per batch of
  * hooks, design.md §9): each upsert applies when its order has no record or its state is among that change's allowed
- * ones; an approval number already on the record is kept; the event and the issued authorization are written only
- * for the changes that applied. ON CONFLICT takes the row lock, so concurrent changes to one order, from any replica,
+ * ones; an approval number already on the record is kept unless the change withdraws it; the event and the issued
+ * authorization are written only for the changes that applied. ON CONFLICT takes the row lock, so concurrent changes to one order, from any replica,
  * apply one after another and each sees the other's result. `$1` is a JSON array with one object per change, at most
  * one per order (a statement cannot change a row twice: applyOrderChangesIn splits the rest into later statements),
  * in the order the rows are to be locked. Returns the keys of the orders whose change applied.
@@ -191,7 +191,7 @@ const ORDER_CHANGES_SQL = `
 WITH c AS (
   SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS x(i integer, id text, payer text, patient_id text, order_ref text, drug text, state text,
     policy_id text, reason text, authorization_number text, auth_start date, auth_end date, submission_id text, at timestamptz, from_states jsonb,
-    source text, actor text, assertion_id text)
+    source text, actor text, assertion_id text, withdraws boolean)
 ), up AS (
   INSERT INTO order_authorizations AS o (id, payer, patient_id, order_ref, drug, state, policy_id, reason, authorization_number, auth_start, auth_end,
     submission_id, created_at, updated_at)
@@ -201,9 +201,9 @@ WITH c AS (
     state = EXCLUDED.state,
     policy_id = coalesce(EXCLUDED.policy_id, o.policy_id),
     reason = EXCLUDED.reason,
-    authorization_number = coalesce(o.authorization_number, EXCLUDED.authorization_number),
-    auth_start = CASE WHEN o.authorization_number IS NULL THEN EXCLUDED.auth_start ELSE o.auth_start END,
-    auth_end = CASE WHEN o.authorization_number IS NULL THEN EXCLUDED.auth_end ELSE o.auth_end END,
+    authorization_number = CASE WHEN (SELECT g.withdraws FROM c g WHERE g.id = EXCLUDED.id) THEN NULL ELSE coalesce(o.authorization_number, EXCLUDED.authorization_number) END,
+    auth_start = CASE WHEN (SELECT g.withdraws FROM c g WHERE g.id = EXCLUDED.id) THEN NULL WHEN o.authorization_number IS NULL THEN EXCLUDED.auth_start ELSE o.auth_start END,
+    auth_end = CASE WHEN (SELECT g.withdraws FROM c g WHERE g.id = EXCLUDED.id) THEN NULL WHEN o.authorization_number IS NULL THEN EXCLUDED.auth_end ELSE o.auth_end END,
     submission_id = coalesce(EXCLUDED.submission_id, o.submission_id),
     updated_at = EXCLUDED.updated_at
   WHERE o.state IN (SELECT jsonb_array_elements_text(g.from_states) FROM c g WHERE g.id = EXCLUDED.id)
@@ -308,6 +308,7 @@ function orderChangeSteps(changes: GuardedOrderChange[]): Step[] {
               source: c.source,
               actor: c.actor,
               assertion_id: c.assertionId ?? null,
+              withdraws: c.withdrawsApproval === true,
             };
           }),
         ),

@@ -131,7 +131,7 @@ export interface OrderRecord extends OrderKey {
   policyId?: string;
   /** The latest reason (the last event's). */
   reason: string;
-  /** The approval, once issued: never replaced. */
+  /** The approval, once issued: never replaced; let go of only when the order outgrows it (`withdrawsApproval`). */
   authorization?: AuthorizationRecord;
   /** The PAS request that pends the order or carries its decision. */
   submissionId?: string;
@@ -152,6 +152,11 @@ export interface OrderChange {
   authorization?: AuthorizationRecord;
   submissionId?: string;
   assertionId?: string;
+  /**
+   * The approval on the record no longer covers the order (coverage/order-record.ts `outgrowsApproval`): the record
+   * lets go of its number, which stays in the history and among the issued authorizations.
+   */
+  withdrawsApproval?: boolean;
 }
 
 /** A guarded change: applied when the order has no record yet or its state is one of `from`. */

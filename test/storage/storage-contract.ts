@@ -291,6 +291,29 @@ export function storageContract(get: () => Storage): void {
     expect((await get().findOrderRecordsBySubmission('sub-1')).map((r) => r.id)).toEqual([approved.record.id]);
   });
 
+  it('lets an outgrown approval go: the record reopens without its number, keeps it in the history, and a later approval has its own', async () => {
+    const key = orderKey();
+    const first = `PA-CENTENE-${randomUUID().slice(0, 8)}`;
+    await get().applyOrderChange(change(key, 'approved', { reason: 'MRD-positive remission, 28 mcg/day', authorization: { number: first, start: '2026-11-23', end: '2027-05-22' } }));
+    const reopened = await get().applyOrderChange(
+      change(key, 'auth-needed', { actor: 'order-sign hook-2', reason: 'The order no longer fits the approval: 60 mcg/day exceeds 28 mcg/day', withdrawsApproval: true }, ['approved']),
+    );
+    expect(reopened.applied).toBe(true);
+    expect(reopened.record.state).toBe('auth-needed');
+    expect(reopened.record.authorization).toBeUndefined();
+    expect(reopened.record.history.map((h) => [h.state, h.authorizationNumber])).toEqual([
+      ['approved', first],
+      ['auth-needed', undefined],
+    ]);
+    expect(await get().getAuthorization(first)).toMatchObject({ number: first, payer: 'centene' });
+
+    const second = `PA-CENTENE-${randomUUID().slice(0, 8)}`;
+    const again = await get().applyOrderChange(change(key, 'approved', { source: 'review', actor: 'Dr. Ada Reviewer', reason: '60 mcg/day justified', authorization: { number: second, start: '2026-12-01', end: '2027-05-31' } }));
+    expect(again.applied).toBe(true);
+    expect(again.record.authorization).toEqual({ number: second, start: '2026-12-01', end: '2027-05-31' });
+    expect(await get().getAuthorization(second)).toMatchObject({ source: 'review' });
+  });
+
   it("answers many concurrent order reads each with its own patient's orders only", async () => {
     const keys = Array.from({ length: 12 }, () => orderKey());
     await Promise.all(keys.map((k, i) => get().applyOrderChange(change(k, i % 2 ? 'auth-needed' : 'not-covered', { reason: `reason ${i}` }))));

@@ -1,0 +1,119 @@
+import type { Bundle, Extension, MedicationRequest } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { buildApp } from '../helpers/app.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { expectValidHookResponse } from '../helpers/response-checks.js';
+import { storyOrder, storyResources } from '../helpers/stories.js';
+import { claimResponseOf, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
+
+/**
+ * What an approval covers (docs/design.md §8): the order as the rules approved it. The same order signed or submitted
+ * again outside a limit it was approved within (here Centene's 28 mcg/day, CP.PHAR.312 II.A.2) is decided afresh: a
+ * limit review, and a new number if it is approved again. A reviewer's approval of an order over a limit stands.
+ */
+const SIGN = '/cds-services/priorpath-order-sign';
+const X12 = 'https://codesystem.x12.org/005010/306';
+const STORY = 'centene-mrd-positive';
+const REVIEW_TOKEN = 'review-token-for-outgrown-approval';
+const sub = (ext: Extension, url: string) => ext.extension!.find((e) => e.url === url);
+
+/** The story's order at another daily dose (mcg/day), as the clinician edited it. */
+function atDose(order: MedicationRequest, mcgPerDay: number): MedicationRequest {
+  const copy = structuredClone(order);
+  copy.dosageInstruction![0].doseAndRate![0].doseQuantity = { value: mcgPerDay, unit: 'mcg/d', system: 'http://unitsofmeasure.org', code: 'ug/d' };
+  copy.dosageInstruction![0].text = `${mcgPerDay} mcg/day continuous IV infusion, days 1-28 of a 42-day cycle`;
+  return copy;
+}
+
+/** The story's PAS request with its order at another daily dose. */
+function bundleAtDose(mcgPerDay: number): Bundle {
+  const bundle = storyBundle(STORY);
+  for (const e of bundle.entry ?? []) {
+    if (e.resource?.resourceType === 'MedicationRequest') e.resource = atDose(e.resource, mcgPerDay);
+  }
+  return bundle;
+}
+
+function setUp() {
+  const { app, storage } = buildApp({ env: { REVIEW_TOKEN }, today: '2026-11-23' });
+  const resources = storyResources(STORY);
+  const order = storyOrder(STORY, resources);
+  const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;
+  const key = { payer: 'centene', patientId, orderRef: `MedicationRequest/${order.id}`, drug: 'blinatumomab' };
+  const sign = async (o: MedicationRequest) => {
+    const res = await request(app).post(SIGN).send(orderSignRequest(resources, o)).expect(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-sign');
+    return { ext, body: res.body as { cards: { summary: string; detail?: string; suggestions?: unknown[] }[] } };
+  };
+  const submit = (b: Bundle) => request(app).post('/fhir/Claim/$submit').set('Content-Type', 'application/fhir+json').send(b).expect(200);
+  const review = (path: string, body: object) => request(app).post(`/review${path}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`).send(body);
+  return { storage, order, key, sign, submit, review };
+}
+
+describe('an approval covers the order as it was approved', () => {
+  it('re-signed above the dose limit, the order is a limit review again, not the earlier number; back within the limit it gets a new one', async () => {
+    const { storage, order, key, sign } = setUp();
+    const first = await sign(order);
+    expect(sub(first.ext, 'pa-needed')!.valueCode).toBe('satisfied');
+    const number = sub(first.ext, 'satisfied-pa-id')!.valueString!;
+    expect(number).toMatch(/^PA-CENTENE-/);
+
+    // The clinician raises the dose to 60 mcg/day and signs the same order again.
+    const raised = await sign(atDose(order, 60));
+    expect(sub(raised.ext, 'covered')!.valueCode).toBe('covered');
+    expect(sub(raised.ext, 'pa-needed')!.valueCode).toBe('auth-needed');
+    expect(sub(raised.ext, 'satisfied-pa-id')).toBeUndefined();
+    // The clinician is told why the number no longer answers, and offered the order at the limit.
+    const text = JSON.stringify(raised.body.cards);
+    expect(text).toContain(number);
+    expect(raised.body.cards.some((c) => (c.suggestions ?? []).length > 0)).toBe(true);
+    const record = await storage.getOrderRecord(key);
+    expect(record?.state).toBe('auth-needed');
+    expect(record?.authorization).toBeUndefined();
+    expect(record!.history.map((h) => [h.state, h.authorizationNumber])).toEqual([
+      ['approved', number],
+      ['auth-needed', undefined],
+    ]);
+
+    // Signed again at 28 mcg/day: within every limit, a new approval with its own number.
+    const back = await sign(order);
+    expect(sub(back.ext, 'pa-needed')!.valueCode).toBe('satisfied');
+    const renewed = sub(back.ext, 'satisfied-pa-id')!.valueString!;
+    expect(renewed).toMatch(/^PA-CENTENE-/);
+    expect(renewed).not.toBe(number);
+    expect((await storage.getOrderRecord(key))?.authorization?.number).toBe(renewed);
+
+    // Signing the unchanged order once more answers the same approval (it is not reopened by an unchanged order).
+    const same = await sign(order);
+    expect(sub(same.ext, 'satisfied-pa-id')!.valueString).toBe(renewed);
+  });
+
+  it('a PAS request above the limit after an approval at signing pends for review; the reviewer\'s approval is what signing answers next', async () => {
+    const { storage, order, key, sign, submit, review } = setUp();
+    const signed = await sign(order);
+    const number = sub(signed.ext, 'satisfied-pa-id')!.valueString!;
+
+    // The same order requested at 60 mcg/day: not the approval issued at 28, a limit review.
+    const pended = claimResponseOf((await submit(bundleAtDose(60))).body);
+    expect(reviewActions(pended)).toEqual([`${X12}#A4`]);
+    expect(pended.preAuthRef).toBeUndefined();
+    expect((await storage.getOrderRecord(key))?.state).toBe('pended');
+
+    // The medical director accepts the justification: an approval of the order as it now stands, a new number.
+    const decided = await review(`/${pended.id}/decision`, { decision: 'approve', reviewer: 'Dr. R. Okafor (medical director)', reason: 'Dose escalation per protocol amendment' }).expect(200);
+    const granted: string = decided.body.preAuthRef;
+    expect(granted).toMatch(/^PA-CENTENE-/);
+    expect(granted).not.toBe(number);
+    expect((await storage.getOrderRecord(key))?.authorization?.number).toBe(granted);
+
+    // Signing the order at 60 mcg/day now answers the reviewer's approval: a reviewer may approve over a limit.
+    const again = await sign(atDose(order, 60));
+    expect(sub(again.ext, 'pa-needed')!.valueCode).toBe('satisfied');
+    expect(sub(again.ext, 'satisfied-pa-id')!.valueString).toBe(granted);
+    // And a new PAS request for it gets that decision.
+    const later = claimResponseOf((await submit(bundleAtDose(60))).body);
+    expect(reviewActions(later)).toEqual([`${X12}#A1`]);
+    expect(later.preAuthRef).toBe(granted);
+  });
+});
