@@ -130,7 +130,10 @@ export function buildHookResponse(opts: {
           instructionsCard(
             payer.label,
             `Prior authorization needed for ${drug}: the order exceeds the policy limit`,
-            `${ev.failed.map((r) => `- ${r.text} (${r.cite})`).join('\n')}\n\n${d.policy.limits.find((l) => ev.failed.some((f) => f.id === l.id) && l.justification)?.justification ? `The payer accepts: ${d.policy.limits.find((l) => ev.failed.some((f) => f.id === l.id) && l.justification)!.justification}.` : ''}`.trim(),
+            `${ev.failed.map((r) => `- ${r.text} (${r.cite})`).join('\n')}\n\n${d.policy.limits.find((l) => ev.failed.some((f) => f.id === l.id) && l.justification)?.justification ? `The payer accepts: ${d.policy.limits.find((l) => ev.failed.some((f) => f.id === l.id) && l.justification)!.justification}.` : ''}${determination.reasons
+              .slice(1)
+              .map((r) => `\n\n${r.text}`)
+              .join('')}`.trim(),
             // CRD [resp-1]: the indicator is the clinician's view; an order over the policy limit needs their attention.
             'warning',
             orderRef,
@@ -201,10 +204,27 @@ function orderLabel(order: OrderResource): string {
  * Returns false when the order has no dose to change.
  */
 export function proposeDose(order: MedicationRequest, target: { value: number; unit: string; system: string; code: string }): boolean {
-  const doses = (order.dosageInstruction ?? []).map((i) => i.doseAndRate?.[0]).filter((d): d is NonNullable<typeof d> => !!d?.doseQuantity);
-  if (doses.length === 0) return false;
+  const dosed = (order.dosageInstruction ?? []).filter((i) => !!i.doseAndRate?.[0]?.doseQuantity);
+  if (dosed.length === 0) return false;
   const sameUnit = (q: { code?: string; unit?: string }) => q.code === target.code || (target.code === 'ug/d' && (q.code === 'mcg/d' || q.unit === 'mcg/d'));
-  const over = doses.filter((d) => sameUnit(d.doseQuantity!) && (d.doseQuantity!.value ?? 0) > target.value);
-  for (const d of over.length > 0 ? over : [doses[doses.length - 1]]) d.doseQuantity = { ...target };
+  const over = dosed.filter((i) => sameUnit(i.doseAndRate![0].doseQuantity!) && (i.doseAndRate![0].doseQuantity!.value ?? 0) > target.value);
+  for (const instruction of over.length > 0 ? over : [dosed[dosed.length - 1]]) {
+    const dose = instruction.doseAndRate![0];
+    const before = dose.doseQuantity!.value;
+    dose.doseQuantity = { ...target };
+    // The sig keeps its route and schedule, but never states the dose it replaced: an accepted suggestion whose text
+    // said 60 mcg/day over a structured 28 would be an order that contradicts itself.
+    if (instruction.text && before !== undefined) instruction.text = restateDose(instruction.text, before, `${target.value} ${target.unit}`);
+  }
   return true;
+}
+
+/** Rewrites each "60 mcg/day" (or "60mcg daily", "60 micrograms/m2/d", ...) stating `before` in a sig as `after`. */
+function restateDose(text: string, before: number, after: string): string {
+  const value = String(before).replace('.', '\\.');
+  const stated = new RegExp(
+    `(?<![\\d.])${value}(?:\\.0+)?\\s*(?:mcg|µg|ug|micrograms?)(?:\\s*/\\s*m(?:2|²))?(?:\\s*/\\s*(?:day|d)\\b|\\s+(?:per|a)\\s+day\\b|\\s+daily\\b)?`,
+    'gi',
+  );
+  return text.replace(stated, after);
 }

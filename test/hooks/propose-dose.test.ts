@@ -27,6 +27,27 @@ describe('Propose Alternate Request dose', () => {
     expect(o.dosageInstruction![0].doseAndRate![0].doseQuantity).toMatchObject({ value: 14.4, code: 'ug/d' });
   });
 
+  it('restates the dose in the sig it keeps, so an accepted suggestion never says one dose and orders another', () => {
+    const o = order([{ value: 60, code: 'ug/d' }]);
+    o.dosageInstruction![0].text = '60 mcg/day continuous IV infusion, days 1-28 of a 42-day cycle';
+    proposeDose(o, target);
+    expect(o.dosageInstruction![0].text).toBe('28 mcg/day continuous IV infusion, days 1-28 of a 42-day cycle');
+
+    const step = order([
+      { value: 9, code: 'ug/d' },
+      { value: 56, code: 'ug/d' },
+    ]);
+    step.dosageInstruction![0].text = '9 mcg daily, days 1-7';
+    step.dosageInstruction![1].text = 'then 56MCG per day days 8-28 (cycle 1 total 1.6 mg)';
+    proposeDose(step, target);
+    expect(step.dosageInstruction!.map((i) => i.text)).toEqual(['9 mcg daily, days 1-7', 'then 28 mcg/day days 8-28 (cycle 1 total 1.6 mg)']);
+
+    const perM2 = order([{ value: 30, code: 'ug/m2/d' }]);
+    perM2.dosageInstruction![0].text = '30 micrograms/m2/day by continuous infusion';
+    proposeDose(perM2, { ...target, value: 14.4 });
+    expect(perM2.dosageInstruction![0].text).toBe('14.4 mcg/day by continuous infusion');
+  });
+
   it('reports an order without a dose', () => {
     expect(proposeDose(order([]), target)).toBe(false);
   });
