@@ -4,8 +4,8 @@ import express from 'express';
 import type { NextFunction, Request, Response, Router } from 'express';
 import { SignJWT, jwtVerify } from 'jose';
 import type { JWK } from 'jose';
-import { grantableScopes, scopeAllows } from './sandbox-scopes.js';
-import type { SandboxPermission } from './sandbox-scopes.js';
+import { grantableScopes, patientBound, scopeAllows } from './sandbox-scopes.js';
+import type { SandboxAccess, SandboxPermission } from './sandbox-scopes.js';
 
 /**
  * The sandbox's SMART authorization server (design.md §2 "Sandbox SMART auth"): SMART App Launch 2.x EHR launch with
@@ -96,12 +96,14 @@ export interface SandboxAuth {
   verifyAccessToken(token: string): Promise<{ patient?: string; scope: string; clientId?: string }>;
   /**
    * Whether an `Authorization` header may perform every `needs` interaction on the sandbox FHIR server: `invalid-token`
-   * when the bearer token is not one this server issued (or is expired), `insufficient-scope` when a scope is missing.
+   * when the bearer token is not one this server issued (or is expired), `insufficient-scope` when a scope is missing,
+   * `{ patient }` when it may, but only within that launched patient's record (some need is granted only by a
+   * `patient/` scope; `patient` is undefined when the token has no launched patient, so it reaches no patient's record).
    */
   checkAccess(
     authorization: string,
     needs: readonly (readonly [string, SandboxPermission])[],
-  ): Promise<'ok' | 'invalid-token' | 'insufficient-scope'>;
+  ): Promise<SandboxAccess>;
   /** Creates a launch id bound to `ctx` (what `GET /launch` does), for tests and server-side callers. */
   createLaunch(ctx: LaunchContext): string;
 }
@@ -603,13 +605,14 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
     async checkAccess(authorization, needs) {
       const m = /^Bearer +([^\s]+) *$/i.exec(authorization);
       if (!m) return 'invalid-token';
-      let scope: string;
+      let granted: Awaited<ReturnType<typeof verifyAccessToken>>;
       try {
-        ({ scope } = await verifyAccessToken(m[1]));
+        granted = await verifyAccessToken(m[1]);
       } catch {
         return 'invalid-token';
       }
-      return needs.every(([type, permission]) => scopeAllows(scope, type, permission)) ? 'ok' : 'insufficient-scope';
+      if (!needs.every(([type, permission]) => scopeAllows(granted.scope, type, permission))) return 'insufficient-scope';
+      return patientBound(granted.scope, needs) ? { patient: granted.patient } : 'ok';
     },
     verifyAccessToken,
   };

@@ -11,6 +11,9 @@
 /** An interaction on a resource type, as a SMART v2 permission letter. */
 export type SandboxPermission = 'c' | 'r' | 'u' | 'd' | 's';
 
+/** What a token may do on the sandbox FHIR server (SandboxAuth.checkAccess): everything asked, only within one patient's record, or nothing. */
+export type SandboxAccess = 'ok' | 'invalid-token' | 'insufficient-scope' | { patient: string | undefined };
+
 const IDENTITY = new Set([
   'openid',
   'fhirUser',
@@ -28,10 +31,22 @@ export function grantableScopes(requested: readonly string[]): string[] {
   return [...new Set(requested.filter((s) => IDENTITY.has(s) || (CLINICAL.test(s) && !s.endsWith('.'))))];
 }
 
-/** Whether a granted scope string lets its holder perform `permission` on `resourceType`. */
-export function scopeAllows(scope: string, resourceType: string, permission: SandboxPermission): boolean {
+/**
+ * Whether a granted scope string lets its holder perform `permission` on `resourceType`; with `level`, only through
+ * scopes of that level (`patient/` or `user/`).
+ */
+export function scopeAllows(scope: string, resourceType: string, permission: SandboxPermission, level?: 'patient' | 'user'): boolean {
   return scope
     .split(/\s+/)
     .map((s) => CLINICAL.exec(s))
-    .some((m) => !!m && (m[2] === '*' || m[2] === resourceType) && (V1[m[3]] ?? m[3]).includes(permission));
+    .some((m) => !!m && (!level || m[1] === level) && (m[2] === '*' || m[2] === resourceType) && (V1[m[3]] ?? m[3]).includes(permission));
+}
+
+/**
+ * Whether some of `needs` are granted only through `patient/` scopes: then the token reaches only the launched
+ * patient's record for them (SMART App Launch 2.x §Patient-specific scopes: "access to ... data about a single
+ * patient"), where a `user/` scope reaches whatever the user may see.
+ */
+export function patientBound(scope: string, needs: readonly (readonly [string, SandboxPermission])[]): boolean {
+  return needs.some(([type, permission]) => !scopeAllows(scope, type, permission, 'user'));
 }

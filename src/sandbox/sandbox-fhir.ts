@@ -35,13 +35,14 @@ export interface SandboxFhirOptions {
   smart?: SmartEndpoints;
   /**
    * Checks a request's `Authorization` header against the interactions it needs (the sandbox SMART server's
-   * `checkAccess`): a token limits its holder to the scopes it was granted. Requests without a token stay open (the
+   * `checkAccess`): a token limits its holder to the scopes it was granted, and a token whose grant is only `patient/`
+   * to its launched patient's record. Requests without a token stay open (the
    * demo's own CDS queries, tests); unset: no checks.
    */
   checkAccess?: (
     authorization: string,
     needs: readonly (readonly [string, 'c' | 'r' | 'u' | 'd' | 's'])[],
-  ) => Promise<'ok' | 'invalid-token' | 'insufficient-scope'>;
+  ) => Promise<'ok' | 'invalid-token' | 'insufficient-scope' | { patient: string | undefined }>;
   /** pino-style logger for unexpected failures (never given request bodies) */
   logger?: { error: (obj: object, msg: string) => void };
 }
@@ -362,9 +363,12 @@ async function handle(
   }
 
   const authorization = req.headers.authorization;
+  /** Set when the token reaches only one patient's record: its launched patient (undefined: none). */
+  let onlyPatient: { id: string | undefined } | undefined;
   if (opts.checkAccess && authorization) {
     const needs = interactionsOf(method, type, segments, isSearch, req.body, query);
     const verdict = await opts.checkAccess(authorization, needs);
+    if (typeof verdict === 'object') onlyPatient = { id: verdict.patient };
     if (verdict === 'invalid-token')
       throw new HttpError(401, outcome('error', 'login', 'The access token is not valid here'), {
         'WWW-Authenticate': 'Bearer error="invalid_token"',
@@ -379,6 +383,12 @@ async function handle(
         ),
         { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
       );
+  }
+
+  if (onlyPatient && method !== 'GET') {
+    const written = method === 'POST' && !type ? ((req.body as Bundle).entry ?? []).map((e) => e.resource) : [req.body as Resource];
+    const reads = method === 'POST' && !type && ((req.body as Bundle).entry ?? []).some((e) => (e.request?.method ?? 'POST') === 'GET');
+    if (reads || written.some((r) => r && outsidePatient(r, onlyPatient.id))) throw outsideRecord(onlyPatient.id);
   }
 
   const [oo, resource] = await fhir.handleRequest(request, repo);
@@ -398,15 +408,55 @@ async function handle(
   }
   if (isSearch && resource.resourceType === 'Bundle') {
     const selfQuery = method === 'GET' ? rawQuery : toSearchString(searchQuery);
-    sendResource(res, status, await searchset(repo, resource, base, type, searchQuery, selfQuery), req, pretty);
+    const found = await searchset(repo, resource, base, type, searchQuery, selfQuery);
+    sendResource(res, status, onlyPatient ? withinPatient(found, onlyPatient.id) : found, req, pretty);
     return;
   }
+  if (onlyPatient && method === 'GET' && outsidePatient(resource, onlyPatient.id)) throw outsideRecord(onlyPatient.id);
   const vid = resource.meta?.versionId;
   if (vid) res.setHeader('ETag', `W/"${vid}"`);
   if (resource.meta?.lastUpdated) res.setHeader('Last-Modified', new Date(resource.meta.lastUpdated).toUTCString());
   if (status === 201 && resource.id)
     res.setHeader('Location', `${base}/${resource.resourceType}/${resource.id}${vid ? `/_history/${vid}` : ''}`);
   sendResource(res, status, resource, req, pretty);
+}
+
+/** The reference fields by which a resource belongs to a patient's record (FHIR R4 Patient CompartmentDefinition, simplified). */
+const PATIENT_FIELDS = ['subject', 'patient', 'beneficiary'] as const;
+
+/**
+ * Whether a resource lies outside patient `patientId`'s record: another Patient, or a resource whose subject,
+ * patient or beneficiary names another patient. Resources about no patient (Practitioner, Organization, Medication,
+ * Location, ...) are nobody's record and lie outside none.
+ */
+export function outsidePatient(resource: Resource, patientId: string | undefined): boolean {
+  if (resource.resourceType === 'Patient') return resource.id !== patientId;
+  for (const field of PATIENT_FIELDS) {
+    const ref = ((resource as unknown as Record<string, unknown>)[field] as { reference?: unknown } | undefined)?.reference;
+    const m = typeof ref === 'string' ? /(?:^|\/)Patient\/([^/]+)(?:\/_history\/[^/]+)?$/.exec(ref) : null;
+    if (m) return m[1] !== patientId;
+  }
+  return false;
+}
+
+/**
+ * A searchset with only what lies within one patient's record (SMART `patient/` scopes). When anything was dropped,
+ * `total` (optional in a searchset) is left out: it counted other patients' matches, on other pages too.
+ */
+function withinPatient(bundle: Bundle, patientId: string | undefined): Bundle {
+  const entry = (bundle.entry ?? []).filter((e) => !e.resource || !outsidePatient(e.resource, patientId));
+  if (entry.length === (bundle.entry ?? []).length) return bundle;
+  const { total: _total, ...rest } = bundle;
+  return { ...rest, entry };
+}
+
+/** 403: the token's `patient/` scopes reach only its launched patient's record (SMART App Launch 2.x §Scopes). */
+function outsideRecord(patientId: string | undefined): HttpError {
+  return new HttpError(
+    403,
+    outcome('error', 'forbidden', patientId ? `The access token's patient/ scopes reach only Patient/${patientId}'s record` : 'The access token has patient/ scopes but no launched patient'),
+    { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
+  );
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -80,6 +80,50 @@ describe('sandbox SMART scopes', () => {
   });
 });
 
+describe('patient/ scopes reach only the launched patient', () => {
+  const OTHER = 'centene-mrd-positive';
+  async function ehrWith(scope: string) {
+    const { app, auth } = setup();
+    const ehr = express();
+    ehr.use(express.json({ type: ['application/json', 'application/fhir+json'] }));
+    ehr.use('/sandbox/fhir', (await createSandboxFhir({ bundles: loadSandboxBundles(join(repoRoot, 'sandbox')), baseUrl: FHIR, checkAccess: auth.checkAccess })).router);
+    const t = await launchWith(app, auth, scope);
+    const bearer = `Bearer ${t.access_token!}`;
+    return { get: (path: string) => request(ehr).get(`/sandbox/fhir/${path}`).set('Authorization', bearer), post: (path: string, body: object) => request(ehr).post(`/sandbox/fhir/${path}`).set('Authorization', bearer).send(body), ehr };
+  }
+
+  it("keeps a patient/-only token within its launched patient's record: reads, searches and writes of another patient's data are refused or left out", async () => {
+    const { get, post, ehr } = await ehrWith('launch openid fhirUser patient/*.cruds');
+    // Its own patient's record, and resources about no patient, as before.
+    await get(`Patient/${PATIENT}`).expect(200);
+    const own = await get(`Observation?patient=${PATIENT}`).expect(200);
+    expect(own.body.entry.length).toBeGreaterThan(0);
+    await get(`PractitionerRole/${PATIENT}-role`).expect(200);
+    // Another patient: a read is 403, a search names nothing of theirs, a write for them is 403.
+    const other = await get(`Patient/${OTHER}`);
+    expect(other.status).toBe(403);
+    expect(other.body.resourceType).toBe('OperationOutcome');
+    await get(`Condition/${OTHER}-dx`).expect(403);
+    const theirs = await get(`Observation?patient=${OTHER}`).expect(200);
+    expect(theirs.body.entry ?? []).toEqual([]);
+    const everyone = await get('Observation?code=http://loinc.org|29463-7').expect(200);
+    const subjects = new Set((everyone.body.entry ?? []).map((e: { resource: { subject: { reference: string } } }) => e.resource.subject.reference));
+    expect([...subjects]).toEqual([`Patient/${PATIENT}`]);
+    const write = await post('Observation', { resourceType: 'Observation', status: 'final', code: { text: 'weight' }, subject: { reference: `Patient/${OTHER}` } });
+    expect(write.status).toBe(403);
+    await post('Observation', { resourceType: 'Observation', status: 'final', code: { text: 'weight' }, subject: { reference: `Patient/${PATIENT}` } }).expect(201);
+    // Without a token the sandbox stays open (the demo's own queries).
+    await request(ehr).get(`/sandbox/fhir/Patient/${OTHER}`).expect(200);
+  });
+
+  it('lets a user/ scope reach every record the demo clinician may see', async () => {
+    const { get } = await ehrWith('launch openid fhirUser patient/*.read user/*.cruds');
+    await get(`Patient/${OTHER}`).expect(200);
+    const theirs = await get(`Observation?patient=${OTHER}`).expect(200);
+    expect(theirs.body.entry.length).toBeGreaterThan(0);
+  });
+});
+
 describe('the sandbox payer API token', () => {
   it('hands the page an access token that opens the payer API, and no key material', async () => {
     const sandboxAuth = createSandboxAuth({ publicBaseUrl: BASE });
