@@ -133,7 +133,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
   /**
    * Decides a new request with the orders' one record (design.md §8): an order that already has a decision gets it
    * again, whatever the Bundle identifier; an approval is the order's, issued once; a request whose orders another
-   * request already pends collapses into that pended request. Returns the response Bundle to send.
+   * request already pends collapses into that pended request; an order another request pends stays that request's
+   * (this one is pended with it and takes its decision). Returns the response Bundle to send.
    */
   async function decideRequest(request: PasRequest, payer: Payer, log: Logger, attempt = 0): Promise<Record<string, unknown>> {
     const day = today();
@@ -221,9 +222,10 @@ export function createPasRouter(deps: PasDeps): express.Router {
       createdAt: created,
     };
     // The pended orders are marked in the same transaction as the request is stored: of two requests for one order,
-    // on any replica, exactly one pends it.
+    // on any replica, exactly one pends it. An order another request already pends stays that request's: this item
+    // waits with it and takes the order's decision when it is read (settlePended).
     const pending = items
-      .filter((i): i is ItemDecision & { order: OrderKey } => !!i.order && i.reviewAction === 'A4')
+      .filter((i, n): i is ItemDecision & { order: OrderKey } => !!i.order && i.reviewAction === 'A4' && records[n]?.state !== 'pended')
       .map((i) => ({
         key: i.order,
         from: PROVISIONAL,
