@@ -20,6 +20,8 @@ export interface SubmitResponseDeps {
   storage: Storage;
   today: string;
   log: Logger;
+  /** The payer API client sending it (undefined in open mode): only it reads the stored response back (design.md §8). */
+  clientId?: string;
 }
 
 function invalid(problems: AnswerProblem[]): HttpError {
@@ -104,6 +106,7 @@ export async function submitQuestionnaireResponse(
     assertionId: d.assertion.assertionId,
     ...(ctx.patientId ? { patientId: ctx.patientId } : {}),
     ...(ctx.orders[0] ? { orderRef: ctx.orders[0] } : {}),
+    ...(deps.clientId ? { clientId: deps.clientId } : {}),
     resource: saved,
   });
   return saved;

@@ -13,6 +13,8 @@ import { submitQuestionnaireResponse } from '../dtr/submit-response.js';
 import { jsonBody } from '../http/json-body.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
+import { readableBy } from '../storage/storage.js';
+import { payerClientOf } from '../http/payer-api-auth.js';
 import { capabilityStatement } from './capability-statement.js';
 import { smartConfiguration } from './smart-configuration.js';
 import { expandValueSet } from './value-set-expand.js';
@@ -302,6 +304,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
       storage,
       today: today(),
       log: logOf(req, logger),
+      clientId: payerClientOf(req),
     });
     res.setHeader('Location', `${fhirBase}/QuestionnaireResponse/${qr.id}/_history/1`);
     send(res, 201, qr);
@@ -312,7 +315,8 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
     const id = String(req.params.id);
     const vid = req.params.vid === undefined ? undefined : String(req.params.vid);
     const found = FHIR_ID.test(id) ? await storage.getQuestionnaireResponse(id) : undefined;
-    if (!found) throw notFound(`QuestionnaireResponse/${id} is not known`);
+    // Another client's response is not there for this one: the same 404, no hint that it exists (design.md §8).
+    if (!found || !readableBy(found.clientId, payerClientOf(req))) throw notFound(`QuestionnaireResponse/${id} is not known`);
     if (vid !== undefined && vid !== '1') throw notFound(`QuestionnaireResponse/${id} has no version ${vid}`);
     res.setHeader('ETag', 'W/"1"');
     res.setHeader('Last-Modified', new Date(found.receivedAt).toUTCString());

@@ -74,6 +74,14 @@ export const PAYER_API_ROUTES: readonly PayerApiRoute[] = [
 /** The authenticated payer API client of a request (undefined in open mode). */
 export type PayerApiRequest = ContextRequest & { payerClient?: ApiCaller; payerApi?: { operation: string; outcome?: string } };
 
+/**
+ * The client id the payer API gate authenticated for this request; undefined in open mode (design.md §8 "Who may
+ * call"). What a client files is stored with it, and only that client reads it back (storage `readableBy`).
+ */
+export function payerClientOf(req: Request): string | undefined {
+  return (req as PayerApiRequest).payerClient?.clientId;
+}
+
 const BEARER = /^Bearer +([^\s]+) *$/i;
 
 export interface PayerApiGateOptions {

@@ -7,6 +7,8 @@ import { DomainError, HttpError, badRequest, methodNotAllowed, notFound, outcome
 import { identifyPayer, payerNamedBy } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import type { AuthorizationRecord, NewPasSubmission, OrderKey, PasSubmission, Storage } from '../storage/storage.js';
+import { readableBy } from '../storage/storage.js';
+import { payerClientOf } from '../http/payer-api-auth.js';
 import { PROVISIONAL, UNDECIDED, outgrowsApproval, recordedDecision, reopenOutgrownApproval } from '../coverage/order-record.js';
 import { adjudicate, itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
@@ -101,12 +103,14 @@ function replay(stored: PasSubmission, req: PasRequest): Record<string, unknown>
  *
  * `$submit` validates the request Bundle (400 OperationOutcome naming the problem, nothing stored), decides each item
  * from the payer's policy over the Bundle's own resources and the QuestionnaireResponse answers, stores the request
- * and its answer durably, and only then returns the PAS response Bundle. It is idempotent on `Bundle.identifier`: the
+ * and its answer durably, and only then returns the PAS response Bundle. It is idempotent on the client's
+ * `Bundle.identifier` (design.md §8 "Who may call": what a client filed is found by that client only): the
  * same identifier with the same content (ignoring `Bundle.id`, `meta` and `timestamp`) returns the stored answer,
  * including any later reviewer decision, without a second record; the same identifier with different content is a
  * 409 OperationOutcome (`duplicate`), because one identifier names one request.
  *
- * `$inquire` returns a Parameters with one `return` PAS response Bundle per matching request (none: no parameters).
+ * `$inquire` returns a Parameters with one `return` PAS response Bundle per matching request the client filed (none: no
+ * parameters).
  */
 export function createPasRouter(deps: PasDeps): express.Router {
   const { content, storage, logger } = deps;
@@ -116,8 +120,10 @@ export function createPasRouter(deps: PasDeps): express.Router {
 
   const submitHandler = handler(async (req: Request, res: Response) => {
     const log = logOf(req, logger);
+    const client = payerClientOf(req);
     const request = parsePasRequest(unwrapOperationInput(req.body, '$submit'));
-    const stored = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier);
+    // A Bundle identifier names one request of one client: another client's is not there for this one.
+    const stored = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier, client);
     if (stored) {
       // A pended request whose order was decided elsewhere meanwhile answers that decision (design.md §8).
       const answer = replay(await settlePended(storage, stored, { log, today: today(), notifier: deps.notifier }), request);
@@ -126,17 +132,18 @@ export function createPasRouter(deps: PasDeps): express.Router {
     }
 
     const payer = await payerOf(content, request, deps.defaultPayer);
-    const answer = await decideRequest(request, payer, log);
+    const answer = await decideRequest(request, payer, log, client);
     sendFhir(res, 200, answer);
   });
 
   /**
    * Decides a new request with the orders' one record (design.md §8): an order that already has a decision gets it
    * again, whatever the Bundle identifier; an approval is the order's, issued once; a request whose orders another
-   * request already pends collapses into that pended request; an order another request pends stays that request's
-   * (this one is pended with it and takes its decision). Returns the response Bundle to send.
+   * request of the same client already pends collapses into that pended request; an order another request pends
+   * stays that request's (this one is pended with it and takes its decision). `client` files the request (design.md
+   * §8 "Who may call"). Returns the response Bundle to send.
    */
-  async function decideRequest(request: PasRequest, payer: Payer, log: Logger, attempt = 0): Promise<Record<string, unknown>> {
+  async function decideRequest(request: PasRequest, payer: Payer, log: Logger, client: string | undefined, attempt = 0): Promise<Record<string, unknown>> {
     const day = today();
     const version = pasVersionOf(request.bundle, deps.pasVersion ?? '2.2.1');
     const items = adjudicate({ content, payer, request, today: day });
@@ -159,9 +166,11 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const pendedBy = new Set(items.map((i, n) => (i.reviewAction === 'A4' && records[n]?.state === 'pended' ? records[n]?.submissionId : undefined)));
     if (pendedBy.size === 1 && !pendedBy.has(undefined) && items.every((i) => i.reviewAction === 'A4')) {
       const pended = await storage.getPasSubmission([...pendedBy][0]!);
-      if (pended) {
+      // Only into a request this client may read: another client's request is not answered to it.
+      if (pended && readableBy(pended.clientId, client)) {
         await storage.addPasSubmissionAlias({
           bundleIdentifier: request.bundleIdentifier,
+          ...(client ? { clientId: client } : {}),
           submissionId: pended.id,
           requestHash: request.requestHash,
           claimIdentifiers: (request.claim.identifier ?? []).map(identifierKey).filter((k): k is string => !!k),
@@ -205,6 +214,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const submission: NewPasSubmission = {
       id,
       bundleIdentifier: request.bundleIdentifier,
+      ...(client ? { clientId: client } : {}),
       requestHash: request.requestHash,
       payer: payer.key,
       policyId: first?.policyId,
@@ -235,7 +245,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     if (!result.created) {
       if (result.submission) return replay(result.submission, request);
       // Another request pended or decided one of these orders first: answer as that order's record now says.
-      if (attempt < 2) return decideRequest(request, payer, log, attempt + 1);
+      if (attempt < 2) return decideRequest(request, payer, log, client, attempt + 1);
       throw new DomainError('transient', 'The order changed while this request was decided; send it again');
     }
     // One decision line per request: ids, policy and review actions; never clinical content (style.md).
@@ -246,7 +256,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
   const inquireHandler = handler(async (req: Request, res: Response) => {
     const inquiry = parseInquiry(req.body);
     const log = logOf(req, logger);
-    const matched = (await storage.findPasSubmissions(inquiry.query)).filter((s) => samePatient(inquiry, s));
+    // Only the requests this client filed (design.md §8 "Who may call"); another client's match as nothing would.
+    const matched = (await storage.findPasSubmissions({ ...inquiry.query, readableBy: payerClientOf(req) })).filter((s) => samePatient(inquiry, s));
     // The stored, current state: a pended request whose order was decided elsewhere meanwhile has that decision.
     const found = await Promise.all(matched.map((s) => settlePended(storage, s, { log, today: today(), notifier: deps.notifier })));
     const version = pasVersionOf(unwrapInquiry(req.body), deps.pasVersion ?? '2.2.1');

@@ -1,6 +1,7 @@
 import type { Identifier, Organization, PractitionerRole } from '@medplum/fhirtypes';
 import type { Logger } from '../logger.js';
 import type { DueDelivery, PasSubmission, Storage, SubscriptionRecord } from '../storage/storage.js';
+import { readableBy } from '../storage/storage.js';
 import { parsePasRequest } from './request-bundle.js';
 import { currentPended } from './settle-pended.js';
 import { notificationBundle } from './subscription-notifications.js';
@@ -40,9 +41,12 @@ function senderIdentifiers(s: PasSubmission): string[] {
 
 /**
  * Whether a subscription's filters select a decided request (all must hold): `org-identifier=<id>` the sender's
- * organization, `patient=<member id>` one of the patient's identifiers. No filter selects every request.
+ * organization, `patient=<member id>` one of the patient's identifiers. No filter selects every request the
+ * subscription's client may read (`readableBy`: the requests it filed).
  */
 export function subscriptionMatches(sub: SubscriptionRecord, s: PasSubmission): boolean {
+  // A client hears only of the requests it may read: its own (design.md §8 "Who may call").
+  if (!readableBy(s.clientId, sub.owner)) return false;
   return sub.filters.every((f) => {
     const [name, value] = [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1)];
     if (name === 'org-identifier') return senderIdentifiers(s).includes(value);

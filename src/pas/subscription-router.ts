@@ -4,6 +4,8 @@ import type { Request, Response } from 'express';
 import { badRequest, HttpError, methodNotAllowed, notFound, outcome } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Storage, SubscriptionRecord } from '../storage/storage.js';
+import { readableBy } from '../storage/storage.js';
+import { payerClientOf } from '../http/payer-api-auth.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
 import { EXT_FILTER_CRITERIA, EXT_PAYLOAD_CONTENT, PAS_TOPIC, PROFILE_SUBSCRIPTION, subscriptionStatus } from './subscription-notifications.js';
 import type { SubscriptionNotifier } from './subscription-notifier.js';
@@ -19,10 +21,6 @@ export interface SubscriptionDeps {
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const FILTERS = new Set(['org-identifier', 'patient']);
 
-/** The payer API client of the request (set by the payer API gate; absent in open mode). */
-function clientOf(req: Request): string | undefined {
-  return (req as Request & { payerClient?: { clientId?: string } }).payerClient?.clientId;
-}
 
 /**
  * Reads a PASSubscription (PAS 2.2.1 `profile-subscription` on the R4 backport): `criteria` the PAS topic, filters
@@ -103,9 +101,9 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
 
   async function owned(req: Request): Promise<SubscriptionRecord> {
     const s = await storage.getSubscription(String(req.params.id));
-    const client = clientOf(req);
+    const client = payerClientOf(req);
     // Another client's subscription is not there for this one (no hint that it exists).
-    if (!s || (s.owner && client && s.owner !== client)) throw notFound(`No Subscription ${String(req.params.id)}`);
+    if (!s || !readableBy(s.owner, client)) throw notFound(`No Subscription ${String(req.params.id)}`);
     return s;
   }
 
@@ -114,7 +112,7 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
     body,
     handler(async (req: Request, res: Response) => {
       const now = new Date().toISOString();
-      const s = parseSubscription(req.body, randomUUID(), clientOf(req), now);
+      const s = parseSubscription(req.body, randomUUID(), payerClientOf(req), now);
       await storage.saveSubscription(s);
       await storage.enqueueHandshake(s.id, now);
       notifier.kick();
@@ -126,8 +124,8 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
   router.get(
     '/Subscription',
     handler(async (req: Request, res: Response) => {
-      const client = clientOf(req);
-      const mine = (await storage.listSubscriptions()).filter((s) => !s.owner || !client || s.owner === client);
+      const client = payerClientOf(req);
+      const mine = (await storage.listSubscriptions()).filter((s) => readableBy(s.owner, client));
       sendFhir(res, 200, { resourceType: 'Bundle', type: 'searchset', total: mine.length, entry: mine.map((s) => ({ fullUrl: `${fhirBase}/Subscription/${s.id}`, resource: view(s), search: { mode: 'match' } })) });
     }),
   );

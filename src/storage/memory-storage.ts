@@ -22,7 +22,7 @@ import type {
   ReviewDecisionInput,
   Storage,
 } from './storage.js';
-import { StorageError } from './storage.js';
+import { StorageError, readableBy } from './storage.js';
 
 const orderKeyOf = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef, k.drug]);
 
@@ -118,7 +118,8 @@ export class MemoryStorage implements Storage {
   }
 
   async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<void> {
-    if (!this.aliases.has(a.bundleIdentifier)) this.aliases.set(a.bundleIdentifier, structuredClone(a));
+    const key = `${a.clientId ?? ''} ${a.bundleIdentifier}`;
+    if (!this.aliases.has(key)) this.aliases.set(key, structuredClone(a));
   }
 
   /** Whether a guarded change may apply now (no awaits between this check and the write: one step, like SQL). */
@@ -182,7 +183,7 @@ export class MemoryStorage implements Storage {
     orders: GuardedOrderChange[],
     authorization?: AuthorizationRecord,
   ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord }> {
-    const existing = [...this.submissions.values()].find((x) => x.bundleIdentifier === s.bundleIdentifier);
+    const existing = [...this.submissions.values()].find((x) => x.bundleIdentifier === s.bundleIdentifier && (x.clientId ?? '') === (s.clientId ?? ''));
     if (existing) return { created: false, submission: structuredClone(existing) };
     const refused = orders.find((o) => !this.allows(o));
     if (refused) return { created: false, blockedBy: structuredClone(this.orders.get(orderKeyOf(refused.key))!) };
@@ -242,7 +243,7 @@ export class MemoryStorage implements Storage {
 
   async createPasSubmission(s: NewPasSubmission, authorization?: AuthorizationRecord): Promise<{ created: boolean; submission: PasSubmission }> {
     // No await before the insert: the check and the insert are one step, like the SQL unique index.
-    const existing = [...this.submissions.values()].find((x) => x.bundleIdentifier === s.bundleIdentifier);
+    const existing = [...this.submissions.values()].find((x) => x.bundleIdentifier === s.bundleIdentifier && (x.clientId ?? '') === (s.clientId ?? ''));
     if (existing) return { created: false, submission: structuredClone(existing) };
     const stored: PasSubmission = { ...structuredClone(s), updatedAt: s.createdAt, decisions: [] };
     this.submissions.set(s.id, stored);
@@ -255,14 +256,22 @@ export class MemoryStorage implements Storage {
     const s = this.submissions.get(id);
     return s ? structuredClone(s) : undefined;
   }
-  async getPasSubmissionByBundleIdentifier(bundleIdentifier: string): Promise<PasSubmission | undefined> {
-    for (const s of this.submissions.values()) if (s.bundleIdentifier === bundleIdentifier) return structuredClone(s);
-    const alias = this.aliases.get(bundleIdentifier);
+  async getPasSubmissionByBundleIdentifier(bundleIdentifier: string, client?: string): Promise<PasSubmission | undefined> {
+    // The client's own first, then one filed without a client; with no client named, any (the unowned first).
+    const first = client ?? '';
+    const mine = <T extends { clientId?: string; bundleIdentifier: string }>(list: T[]) =>
+      list
+        .filter((x) => x.bundleIdentifier === bundleIdentifier && (client === undefined || !x.clientId || x.clientId === client))
+        .sort((a, b) => Number((b.clientId ?? '') === first) - Number((a.clientId ?? '') === first))[0];
+    const own = mine([...this.submissions.values()]);
+    if (own) return structuredClone(own);
+    const alias = mine([...this.aliases.values()]);
     const target = alias ? this.submissions.get(alias.submissionId) : undefined;
     return alias && target ? { ...structuredClone(target), requestHash: alias.requestHash } : undefined;
   }
   async findPasSubmissions(q: PasQuery): Promise<PasSubmission[]> {
     return [...this.submissions.values()]
+      .filter((s) => q.readableBy === undefined || readableBy(s.clientId, q.readableBy))
       .filter(
         (s) =>
           q.ids?.includes(s.id) ||

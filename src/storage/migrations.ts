@@ -262,6 +262,44 @@ CREATE TABLE questionnaire_responses (
 );
 `,
   },
+  {
+    version: 6,
+    name: 'the payer API client that filed each PAS request and DTR response; PAS idempotency per client',
+    sql: `
+-- Who filed it (design.md §8 "Who may call"): with PAYER_API_AUTH=required only that client reads it back. '' = no
+-- client (open mode, or filed before this step and not named by the access log below).
+ALTER TABLE pas_submissions ADD COLUMN client_id text NOT NULL DEFAULT '';
+ALTER TABLE pas_submission_aliases ADD COLUMN client_id text NOT NULL DEFAULT '';
+ALTER TABLE questionnaire_responses ADD COLUMN client_id text NOT NULL DEFAULT '';
+
+-- A Bundle identifier names one request of one client: another client's request under the same identifier is its
+-- own (it must not replay, or learn of, the first). Led by bundle_identifier, so lookups by it alone use the index.
+ALTER TABLE pas_submissions DROP CONSTRAINT pas_submissions_bundle_identifier_key;
+ALTER TABLE pas_submissions ADD CONSTRAINT pas_submissions_bundle_identifier_client_key UNIQUE (bundle_identifier, client_id);
+ALTER TABLE pas_submission_aliases DROP CONSTRAINT pas_submission_aliases_pkey;
+ALTER TABLE pas_submission_aliases ADD PRIMARY KEY (bundle_identifier, client_id);
+
+-- What was filed before: the access log names the client of each answered call (request Bundle identifier, or the
+-- created response's Location). Only where exactly one client is named; the rest stays '' (readable by any client).
+CREATE TEMPORARY TABLE submit_clients ON COMMIT DROP AS
+  SELECT r.id AS resource_id, min(l.client_id) AS client_id
+  FROM api_access_log l, jsonb_array_elements_text(l.resource_ids) AS r(id)
+  WHERE l.operation = 'POST /Claim/$submit' AND l.status = 200 AND l.client_id IS NOT NULL
+  GROUP BY r.id HAVING count(DISTINCT l.client_id) = 1;
+UPDATE pas_submissions s SET client_id = f.client_id FROM submit_clients f
+WHERE f.resource_id = 'Bundle?identifier=' || CASE WHEN left(s.bundle_identifier, 1) = '|' THEN substr(s.bundle_identifier, 2) ELSE s.bundle_identifier END;
+UPDATE pas_submission_aliases a SET client_id = f.client_id FROM submit_clients f
+WHERE f.resource_id = 'Bundle?identifier=' || CASE WHEN left(a.bundle_identifier, 1) = '|' THEN substr(a.bundle_identifier, 2) ELSE a.bundle_identifier END;
+UPDATE questionnaire_responses q SET client_id = f.client_id
+FROM (
+  SELECT r.id AS resource_id, min(l.client_id) AS client_id
+  FROM api_access_log l, jsonb_array_elements_text(l.resource_ids) AS r(id)
+  WHERE l.operation = 'POST /QuestionnaireResponse' AND l.status = 201 AND l.client_id IS NOT NULL
+  GROUP BY r.id HAVING count(DISTINCT l.client_id) = 1
+) f
+WHERE f.resource_id = 'QuestionnaireResponse/' || q.id;
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

@@ -37,13 +37,13 @@ const day = (col: string) => `to_char(${col}, 'YYYY-MM-DD')`;
 /** JSON goes in as text and is cast in SQL: one encoding for both drivers, whatever their parameter serializers. */
 const json = (v: unknown) => JSON.stringify(v ?? null);
 
-/** A new PAS submission's row, idempotent on its Bundle identifier: parameters $1–$19 (submissionParams). */
+/** A new PAS submission's row, idempotent on its client's Bundle identifier: parameters $1–$20 (submissionParams). */
 const INSERT_SUBMISSION = `INSERT INTO pas_submissions (id, bundle_identifier, request_hash, payer, policy_id, policy_version, claim_identifiers,
     patient_identifiers, status, review_action, needed, pre_auth_ref, pre_auth_start, pre_auth_end, claim_response, response_bundle,
-    request_bundle, detail, created_at, updated_at)
+    request_bundle, detail, created_at, updated_at, client_id)
   VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, $10, $11::text::jsonb, $12, $13::date, $14::date,
-    $15::text::json, $16::text::json, $17::text::json, $18::text::jsonb, $19::timestamptz, $19::timestamptz)
-  ON CONFLICT (bundle_identifier) DO NOTHING`;
+    $15::text::json, $16::text::json, $17::text::json, $18::text::jsonb, $19::timestamptz, $19::timestamptz, $20)
+  ON CONFLICT (bundle_identifier, client_id) DO NOTHING`;
 
 /** The parameters of INSERT_SUBMISSION, in order. */
 function submissionParams(s: NewPasSubmission): unknown[] {
@@ -51,7 +51,7 @@ function submissionParams(s: NewPasSubmission): unknown[] {
     s.id, s.bundleIdentifier, s.requestHash, s.payer, s.policyId ?? null, s.policyVersion ?? null,
     json(s.claimIdentifiers), json(s.patientIdentifiers), s.status, s.reviewAction, json(s.needed), s.preAuthRef ?? null,
     s.preAuthPeriod?.start ?? null, s.preAuthPeriod?.end ?? null, json(s.claimResponse), json(s.responseBundle),
-    json(s.requestBundle), json(s.detail), s.createdAt,
+    json(s.requestBundle), json(s.detail), s.createdAt, s.clientId ?? '',
   ];
 }
 
@@ -151,13 +151,14 @@ SELECT x.request_id, x.at, x.client_id, x.operation, coalesce(x.resource_ids, '[
 FROM jsonb_to_recordset($1::text::jsonb) AS x(request_id text, at timestamptz, client_id text, operation text, resource_ids jsonb,
      status integer, outcome text)`;
 
-const SUBMISSION_COLUMNS = `id, bundle_identifier, request_hash, payer, policy_id, policy_version, claim_identifiers, patient_identifiers,
+const SUBMISSION_COLUMNS = `id, bundle_identifier, client_id, request_hash, payer, policy_id, policy_version, claim_identifiers, patient_identifiers,
   status, review_action, needed, pre_auth_ref, ${day('pre_auth_start')} AS pre_auth_start, ${day('pre_auth_end')} AS pre_auth_end,
   claim_response, response_bundle, request_bundle, detail, ${ts('created_at')} AS created_at, ${ts('updated_at')} AS updated_at`;
 
 interface SubmissionRow {
   id: string;
   bundle_identifier: string;
+  client_id: string;
   request_hash: string;
   payer: string;
   policy_id: string | null;
@@ -700,15 +701,15 @@ export class SqlStorage implements Storage {
   async saveQuestionnaireResponse(r: QuestionnaireResponseRecord): Promise<void> {
     this.open();
     await this.driver.query(
-      `INSERT INTO questionnaire_responses (id, received_at, assertion_id, patient_id, order_ref, resource)
-       VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)`,
-      [r.id, r.receivedAt, r.assertionId, r.patientId ?? null, r.orderRef ?? null, json(r.resource)],
+      `INSERT INTO questionnaire_responses (id, received_at, assertion_id, patient_id, order_ref, resource, client_id)
+       VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7)`,
+      [r.id, r.receivedAt, r.assertionId, r.patientId ?? null, r.orderRef ?? null, json(r.resource), r.clientId ?? ''],
     );
   }
 
   async getQuestionnaireResponse(id: string): Promise<QuestionnaireResponseRecord | undefined> {
-    const rows = await this.driver.query<{ id: string; received_at: string; assertion_id: string; patient_id: string | null; order_ref: string | null; resource: QuestionnaireResponseRecord['resource'] }>(
-      `SELECT id, ${ts('received_at')} AS received_at, assertion_id, patient_id, order_ref, resource FROM questionnaire_responses WHERE id = $1`,
+    const rows = await this.driver.query<{ id: string; received_at: string; assertion_id: string; patient_id: string | null; order_ref: string | null; client_id: string; resource: QuestionnaireResponseRecord['resource'] }>(
+      `SELECT id, ${ts('received_at')} AS received_at, assertion_id, patient_id, order_ref, client_id, resource FROM questionnaire_responses WHERE id = $1`,
       [id],
     );
     const r = rows[0];
@@ -719,6 +720,7 @@ export class SqlStorage implements Storage {
       assertionId: r.assertion_id,
       ...(r.patient_id !== null ? { patientId: r.patient_id } : {}),
       ...(r.order_ref !== null ? { orderRef: r.order_ref } : {}),
+      ...(r.client_id ? { clientId: r.client_id } : {}),
       resource: r.resource,
     };
   }
@@ -760,13 +762,13 @@ export class SqlStorage implements Storage {
          RETURNING id, payer
        ), issued AS (
          INSERT INTO authorizations (number, payer, source, submission_id, start_date, end_date, issued_at)
-         SELECT $20::text, ins.payer, 'pas', ins.id, $21::date, $22::date, $19::timestamptz FROM ins WHERE $20::text IS NOT NULL
+         SELECT $21::text, ins.payer, 'pas', ins.id, $22::date, $23::date, $19::timestamptz FROM ins WHERE $21::text IS NOT NULL
        )
        SELECT count(*)::integer AS created FROM ins`,
       [...submissionParams(s), authorization?.number ?? null, authorization?.start ?? null, authorization?.end ?? null],
     );
     const created = Number(rows[0]?.created ?? 0) === 1;
-    const submission = await this.getPasSubmissionByBundleIdentifier(s.bundleIdentifier);
+    const submission = await this.getPasSubmissionByBundleIdentifier(s.bundleIdentifier, s.clientId ?? '');
     if (!submission) throw new StorageError(`PAS submission ${s.bundleIdentifier} was neither stored nor found`);
     return { created, submission };
   }
@@ -799,7 +801,7 @@ export class SqlStorage implements Storage {
         }
         return true;
       });
-      const submission = await this.getPasSubmissionByBundleIdentifier(s.bundleIdentifier);
+      const submission = await this.getPasSubmissionByBundleIdentifier(s.bundleIdentifier, s.clientId ?? '');
       if (created && submission) return { created: true, submission };
       return { created: false, submission };
     } catch (err) {
@@ -1012,15 +1014,16 @@ export class SqlStorage implements Storage {
     return out;
   }
 
-  private async submissions(where: string, params: unknown[], limit = 50): Promise<PasSubmission[]> {
+  private async submissions(where: string, params: unknown[], limit = 50, orderFirst = ''): Promise<PasSubmission[]> {
     const rows = await this.driver.query<SubmissionRow>(
-      `SELECT ${SUBMISSION_COLUMNS} FROM pas_submissions WHERE ${where} ORDER BY created_at DESC, id LIMIT ${Math.max(1, Math.min(500, Math.floor(limit)))}`,
+      `SELECT ${SUBMISSION_COLUMNS} FROM pas_submissions WHERE ${where} ORDER BY ${orderFirst}created_at DESC, id LIMIT ${Math.max(1, Math.min(500, Math.floor(limit)))}`,
       params,
     );
     const decisions = await this.decisionsFor(rows.map((r) => r.id));
     return rows.map((r) => ({
       id: r.id,
       bundleIdentifier: r.bundle_identifier,
+      ...(r.client_id ? { clientId: r.client_id } : {}),
       requestHash: r.request_hash,
       payer: r.payer,
       ...(r.policy_id !== null ? { policyId: r.policy_id } : {}),
@@ -1046,10 +1049,19 @@ export class SqlStorage implements Storage {
     return (await this.submissions('id = $1', [id], 1))[0];
   }
 
-  async getPasSubmissionByBundleIdentifier(bundleIdentifier: string): Promise<PasSubmission | undefined> {
-    const own = (await this.submissions('bundle_identifier = $1', [bundleIdentifier], 1))[0];
+  async getPasSubmissionByBundleIdentifier(bundleIdentifier: string, client?: string): Promise<PasSubmission | undefined> {
+    // The client's own first, then one filed without a client; with no client named, any (the unowned first).
+    const readable = client === undefined ? 'true' : `client_id IN ($2, '')`;
+    const params = client === undefined ? [bundleIdentifier] : [bundleIdentifier, client];
+    const own = (await this.submissions(`bundle_identifier = $1 AND ${readable}`, params, 1, `client_id = ${client === undefined ? "''" : '$2'} DESC, `))[0];
     if (own) return own;
-    const alias = (await this.driver.query<{ submission_id: string; request_hash: string }>('SELECT submission_id, request_hash FROM pas_submission_aliases WHERE bundle_identifier = $1', [bundleIdentifier]))[0];
+    const alias = (
+      await this.driver.query<{ submission_id: string; request_hash: string }>(
+        `SELECT submission_id, request_hash FROM pas_submission_aliases WHERE bundle_identifier = $1 AND ${readable}
+         ORDER BY client_id = ${client === undefined ? "''" : '$2'} DESC LIMIT 1`,
+        params,
+      )
+    )[0];
     if (!alias) return undefined;
     const target = await this.getPasSubmission(alias.submission_id);
     return target ? { ...target, requestHash: alias.request_hash } : undefined;
@@ -1058,24 +1070,25 @@ export class SqlStorage implements Storage {
   async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<void> {
     this.open();
     await this.driver.query(
-      `INSERT INTO pas_submission_aliases (bundle_identifier, submission_id, request_hash, claim_identifiers, created_at)
-       VALUES ($1, $2, $3, $4::text::jsonb, $5::timestamptz) ON CONFLICT (bundle_identifier) DO NOTHING`,
-      [a.bundleIdentifier, a.submissionId, a.requestHash, json(a.claimIdentifiers), a.createdAt],
+      `INSERT INTO pas_submission_aliases (bundle_identifier, submission_id, request_hash, claim_identifiers, created_at, client_id)
+       VALUES ($1, $2, $3, $4::text::jsonb, $5::timestamptz, $6) ON CONFLICT (bundle_identifier, client_id) DO NOTHING`,
+      [a.bundleIdentifier, a.submissionId, a.requestHash, json(a.claimIdentifiers), a.createdAt, a.clientId ?? ''],
     );
   }
 
   async findPasSubmissions(q: PasQuery): Promise<PasSubmission[]> {
     const anyOf = (list: string[] | undefined) => json(list ?? []);
     return this.submissions(
-      `id IN (SELECT jsonb_array_elements_text($1::text::jsonb))
+      `($6::text IS NULL OR client_id IN ($6, ''))
+       AND (id IN (SELECT jsonb_array_elements_text($1::text::jsonb))
        OR bundle_identifier IN (SELECT jsonb_array_elements_text($2::text::jsonb))
        OR pre_auth_ref IN (SELECT jsonb_array_elements_text($3::text::jsonb))
        OR id IN (SELECT submission_id FROM review_decisions WHERE authorization_number IN (SELECT jsonb_array_elements_text($3::text::jsonb)))
        OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(claim_identifiers) c WHERE c IN (SELECT jsonb_array_elements_text($4::text::jsonb)))
        OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(patient_identifiers) p WHERE p IN (SELECT jsonb_array_elements_text($5::text::jsonb)))
        OR id IN (SELECT a.submission_id FROM pas_submission_aliases a WHERE a.bundle_identifier IN (SELECT jsonb_array_elements_text($2::text::jsonb))
-                 OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(a.claim_identifiers) c WHERE c IN (SELECT jsonb_array_elements_text($4::text::jsonb))))`,
-      [anyOf(q.ids), anyOf(q.bundleIdentifiers), anyOf(q.preAuthRefs), anyOf(q.claimIdentifiers), anyOf(q.patientIdentifiers)],
+                 OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(a.claim_identifiers) c WHERE c IN (SELECT jsonb_array_elements_text($4::text::jsonb)))))`,
+      [anyOf(q.ids), anyOf(q.bundleIdentifiers), anyOf(q.preAuthRefs), anyOf(q.claimIdentifiers), anyOf(q.patientIdentifiers), q.readableBy ?? null],
       q.limit ?? 50,
     );
   }

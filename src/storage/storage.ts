@@ -79,6 +79,11 @@ export interface QuestionnaireResponseRecord {
   assertionId: string;
   patientId?: string;
   orderRef?: string;
+  /**
+   * The payer API client that sent it (design.md §8 "Who may call"): with `PAYER_API_AUTH=required` only that client
+   * reads it back. Absent when sent in open mode (sandbox) or before clients were recorded.
+   */
+  clientId?: string;
   resource: QuestionnaireResponse;
 }
 
@@ -184,8 +189,14 @@ export type ReviewActionCode = 'A1' | 'A3' | 'A4';
 /** A PAS `$submit` request as first decided, ready to store. */
 export interface NewPasSubmission {
   id: string;
-  /** The request Bundle's identifier as `system|value`: the idempotency key (unique). */
+  /** The request Bundle's identifier as `system|value`: with `clientId`, the idempotency key (unique per client). */
   bundleIdentifier: string;
+  /**
+   * The payer API client that filed it (design.md §8 "Who may call"): with `PAYER_API_AUTH=required` only that client
+   * finds it again ($submit replay, `$inquire`, subscription notifications). Absent when filed in open mode (sandbox)
+   * or before clients were recorded.
+   */
+  clientId?: string;
   /** SHA-256 of the request Bundle's canonical JSON without `id`, `meta` and `timestamp`. */
   requestHash: string;
   payer: string;
@@ -245,6 +256,8 @@ export interface DueDelivery {
 /** A request that collapsed into a pended one: its identifiers name that submission. */
 export interface PasSubmissionAlias {
   bundleIdentifier: string;
+  /** The client that sent the collapsed request (always the pended request's own client). */
+  clientId?: string;
   submissionId: string;
   requestHash: string;
   claimIdentifiers: string[];
@@ -298,7 +311,21 @@ export interface PasQuery {
   claimIdentifiers?: string[];
   preAuthRefs?: string[];
   patientIdentifiers?: string[];
+  /**
+   * Only what this payer API client may read: the requests it filed and those filed without a client (see
+   * `readableBy`). Absent: every request (open mode, the reviewer, the notifier).
+   */
+  readableBy?: string;
   limit?: number;
+}
+
+/**
+ * Whether a payer API client may read a stored request or response (design.md §8 "Who may call"): the client that
+ * filed it, any client when it was filed without one (open mode, or before clients were recorded), and anyone when
+ * the caller is not a client (open mode). A client that may not read it is told it does not exist.
+ */
+export function readableBy(owner: string | undefined, caller: string | undefined): boolean {
+  return !owner || !caller || owner === caller;
 }
 
 /**
@@ -354,8 +381,9 @@ export interface Storage {
   getAuthorization(number: string): Promise<IssuedAuthorization | undefined>;
 
   /**
-   * Stores a new PAS submission and its authorization (if approved) atomically, unless one with the same
-   * `bundleIdentifier` exists: then nothing is written and the stored one is returned with `created: false`.
+   * Stores a new PAS submission and its authorization (if approved) atomically, unless the same client (or none)
+   * filed one with the same `bundleIdentifier`: then nothing is written and the stored one is returned with
+   * `created: false`.
    */
   createPasSubmission(s: NewPasSubmission, authorization?: AuthorizationRecord): Promise<{ created: boolean; submission: PasSubmission }>;
   /**
@@ -369,8 +397,11 @@ export interface Storage {
     authorization?: AuthorizationRecord,
   ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord }>;
   getPasSubmission(id: string): Promise<PasSubmission | undefined>;
-  /** The submission a Bundle identifier names: its own, or one it collapsed into (then `requestHash` is the alias's). */
-  getPasSubmissionByBundleIdentifier(bundleIdentifier: string): Promise<PasSubmission | undefined>;
+  /**
+   * The submission a Bundle identifier names: its own, or one it collapsed into (then `requestHash` is the alias's).
+   * With `client`, only one that client may read (`readableBy`), its own first; without, any.
+   */
+  getPasSubmissionByBundleIdentifier(bundleIdentifier: string, client?: string): Promise<PasSubmission | undefined>;
   /** Records that a request (Bundle and Claim identifiers) collapsed into a stored submission. First alias wins. */
   addPasSubmissionAlias(a: PasSubmissionAlias): Promise<void>;
   /** Submissions matching any key of the query, newest first. */

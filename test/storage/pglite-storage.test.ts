@@ -3,10 +3,10 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStorage } from '../../src/storage/create-storage.js';
-import { MIGRATIONS } from '../../src/storage/migrations.js';
+import { MIGRATIONS, migrate } from '../../src/storage/migrations.js';
 import { openPglite } from '../../src/storage/pglite-driver.js';
 import type { PgliteDriver } from '../../src/storage/pglite-driver.js';
-import type { SqlStorage } from '../../src/storage/sql-storage.js';
+import { SqlStorage } from '../../src/storage/sql-storage.js';
 import { StorageError } from '../../src/storage/storage.js';
 import { newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
 
@@ -181,6 +181,46 @@ describe('the data directory lock across hosts', () => {
       utimesSync(lock, past, past);
       await new Promise((r) => setTimeout(r, 300));
       expect(Date.now() - statSync(lock).mtimeMs).toBeLessThan(5_000);
+    } finally {
+      await driver.close();
+    }
+  }, 60_000);
+});
+
+describe('migration 6: the client that filed each PAS request and DTR response', () => {
+  it('names, from the access log, the client of what was filed before, where exactly one client is named', async () => {
+    const driver = await openPglite(tempDir());
+    try {
+      await migrate(driver, { migrations: MIGRATIONS.filter((m) => m.version <= 5) });
+      const submission = async (id: string, bundleIdentifier: string) =>
+        driver.query(
+          `INSERT INTO pas_submissions (id, bundle_identifier, request_hash, payer, claim_identifiers, patient_identifiers, status, review_action, needed,
+             claim_response, response_bundle, request_bundle, detail, created_at, updated_at)
+           VALUES ($1, $2, 'h', 'mmm', '[]', '[]', 'pended', 'A4', '[]', '{}', '{}', '{}', '{}', now(), now())`,
+          [id, bundleIdentifier],
+        );
+      const access = async (clientId: string, operation: string, status: number, resourceId: string) =>
+        driver.query(
+          `INSERT INTO api_access_log (request_id, at, client_id, operation, resource_ids, status, outcome) VALUES ('r', now(), $1, $2, $3::text::jsonb, $4, 'ok')`,
+          [clientId, operation, JSON.stringify([resourceId]), status],
+        );
+      await submission('filed-by-a', 'urn:ehr-a:pas|T-1');
+      await access('ehr-a', 'POST /Claim/$submit', 200, 'Bundle?identifier=urn:ehr-a:pas|T-1');
+      await submission('no-system', '|T-2');
+      await access('ehr-a', 'POST /Claim/$submit', 200, 'Bundle?identifier=T-2');
+      // Two clients answered under one identifier (the second got the first's replay): no one is named.
+      await submission('two-clients', 'urn:shared|T-3');
+      await access('ehr-a', 'POST /Claim/$submit', 200, 'Bundle?identifier=urn:shared|T-3');
+      await access('ehr-b', 'POST /Claim/$submit', 200, 'Bundle?identifier=urn:shared|T-3');
+      await submission('not-logged', 'urn:ehr-a:pas|T-4');
+      await driver.query(`INSERT INTO questionnaire_responses (id, received_at, assertion_id, resource) VALUES ('qr-1', now(), 'a', '{"resourceType":"QuestionnaireResponse"}')`);
+      await access('ehr-b', 'POST /QuestionnaireResponse', 201, 'QuestionnaireResponse/qr-1');
+
+      expect(await migrate(driver)).toEqual([6]);
+      const storage = new SqlStorage(driver);
+      const clientOf = async (id: string) => (await storage.getPasSubmission(id))?.clientId;
+      expect([await clientOf('filed-by-a'), await clientOf('no-system'), await clientOf('two-clients'), await clientOf('not-logged')]).toEqual(['ehr-a', 'ehr-a', undefined, undefined]);
+      expect((await storage.getQuestionnaireResponse('qr-1'))?.clientId).toBe('ehr-b');
     } finally {
       await driver.close();
     }

@@ -164,6 +164,48 @@ export function storageContract(get: () => Storage): void {
     expect(await get().findPasSubmissions({})).toEqual([]);
   });
 
+  it("keeps one request per client under a Bundle identifier, and finds for a client only its own and those filed without one", async () => {
+    const shared = `urn:test:bundle|${randomUUID()}`;
+    const a = newSubmission({ bundleIdentifier: shared, clientId: 'ehr-a' });
+    const b = newSubmission({ bundleIdentifier: shared, clientId: 'ehr-b' });
+    const open = newSubmission({ clientId: undefined });
+    expect((await get().createPasSubmission(a)).created).toBe(true);
+    const fromB = await get().createPasSubmission(b);
+    expect([fromB.created, fromB.submission.id, fromB.submission.clientId]).toEqual([true, b.id, 'ehr-b']);
+    expect((await get().createPasSubmission({ ...b, id: randomUUID() })).submission.id).toBe(b.id);
+    await get().createPasSubmission(open);
+
+    expect((await get().getPasSubmissionByBundleIdentifier(shared, 'ehr-a'))?.id).toBe(a.id);
+    expect((await get().getPasSubmissionByBundleIdentifier(shared, 'ehr-b'))?.id).toBe(b.id);
+    expect(await get().getPasSubmissionByBundleIdentifier(shared, 'ehr-c')).toBeUndefined();
+    expect((await get().getPasSubmissionByBundleIdentifier(open.bundleIdentifier, 'ehr-c'))?.id).toBe(open.id);
+    expect((await get().getPasSubmissionByBundleIdentifier(open.bundleIdentifier))?.clientId).toBeUndefined();
+
+    const q = { bundleIdentifiers: [shared, open.bundleIdentifier] };
+    expect((await get().findPasSubmissions({ ...q, readableBy: 'ehr-a' })).map((s) => s.id).sort()).toEqual([a.id, open.id].sort());
+    expect((await get().findPasSubmissions({ ...q, readableBy: 'ehr-c' })).map((s) => s.id)).toEqual([open.id]);
+    expect((await get().findPasSubmissions(q)).map((s) => s.id).sort()).toEqual([a.id, b.id, open.id].sort());
+
+    // A request collapsed into a pended one is found by its client under its own identifier.
+    const alias = `urn:test:bundle|${randomUUID()}`;
+    await get().addPasSubmissionAlias({ bundleIdentifier: alias, clientId: 'ehr-a', submissionId: a.id, requestHash: 'c'.repeat(64), claimIdentifiers: [], createdAt: new Date().toISOString() });
+    expect((await get().getPasSubmissionByBundleIdentifier(alias, 'ehr-a'))?.id).toBe(a.id);
+    expect(await get().getPasSubmissionByBundleIdentifier(alias, 'ehr-b')).toBeUndefined();
+  });
+
+  it('keeps the client that sent a DTR QuestionnaireResponse', async () => {
+    const id = randomUUID();
+    const r = {
+      id,
+      receivedAt: '2026-11-23T10:00:00.000Z',
+      assertionId: randomUUID(),
+      clientId: 'ehr-a',
+      resource: { resourceType: 'QuestionnaireResponse' as const, id, status: 'completed' as const, questionnaire: 'https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab' },
+    };
+    await get().saveQuestionnaireResponse(r);
+    expect(await get().getQuestionnaireResponse(id)).toEqual(r);
+  });
+
   it('lists pended submissions oldest first with what is needed, and applies a reviewer decision exactly once', async () => {
     const older = newSubmission({ createdAt: new Date(Date.now() - 60_000).toISOString(), needed: ['Clinical review: dose above 28 mcg/day (MP-RX-FP-14-23 II.B)'] });
     const newer = newSubmission();
