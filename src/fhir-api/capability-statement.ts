@@ -112,6 +112,12 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
             operation: [op('status', 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status')],
           },
           {
+            type: 'ClaimResponse',
+            profile: 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claimresponse',
+            documentation: 'The current answer to a PAS request, by the reference number PriorPath gave it (ClaimResponse.id): what an id-only notification names. Only the client that filed the request reads it.',
+            interaction: [{ code: 'read' }],
+          },
+          {
             type: 'Claim',
             profile: 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claim',
             operation: [

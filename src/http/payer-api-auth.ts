@@ -61,6 +61,8 @@ export const PAYER_API_ROUTES: readonly PayerApiRoute[] = [
   route('POST', '/Claim/$submit', ['Claim', 'c']),
   // $inquire returns the stored ClaimResponse; a client holding Claim read (the request it filed) may ask too.
   route('POST', '/Claim/$inquire', ['ClaimResponse', 'r'], ['Claim', 'r']),
+  // The current ClaimResponse of a request: what an id-only notification's focus names.
+  route('GET', '/ClaimResponse/:id', ['ClaimResponse', 'r'], ['Claim', 'r']),
   // PAS Subscriptions (R4 Subscriptions Backport)
   route('POST', '/Subscription', ['Subscription', 'c']),
   route('GET', '/Subscription', ['Subscription', 's']),

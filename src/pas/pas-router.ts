@@ -21,6 +21,8 @@ import { pasVersionOf } from './pas-version.js';
 import type { PasVersion } from './pas-version.js';
 import { settlePended } from './settle-pended.js';
 
+const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
+
 /** The inquiry Bundle of a `$inquire` body (bare, or the Parameters `resource`), for its version signal. */
 function unwrapInquiry(body: unknown): unknown {
   const b = body as { resourceType?: string; parameter?: { name?: string; resource?: unknown }[] } | undefined;
@@ -271,8 +273,23 @@ export function createPasRouter(deps: PasDeps): express.Router {
     sendFhir(res, 200, { resourceType: 'Parameters', ...(found.length > 0 ? { parameter: found.map((s) => ({ name: 'return', resource: s.responseBundle })) } : {}) });
   });
 
+  /**
+   * `GET /ClaimResponse/{id}`: the request's current ClaimResponse (the first entry of its response Bundle), which an
+   * `id-only` subscription notification names as its focus (R4 Subscriptions Backport: the client reads the focus).
+   * Another client's request answers the 404 of an unknown id (design.md §8 "Who may call").
+   */
+  const claimResponseHandler = handler(async (req: Request, res: Response) => {
+    const id = String(req.params.id);
+    const found = FHIR_ID.test(id) ? await storage.getPasSubmission(id) : undefined;
+    if (!found || !readableBy(found.clientId, payerClientOf(req))) throw notFound(`ClaimResponse/${id} is not known`);
+    const current = await settlePended(storage, found, { log: logOf(req, logger), today: today(), notifier: deps.notifier });
+    sendFhir(res, 200, current.claimResponse);
+  });
+
   router.post(/^\/Claim\/\$submit\/?$/, body, submitHandler);
   router.post(/^\/Claim\/\$inquire\/?$/, body, inquireHandler);
+  router.get('/ClaimResponse/:id', claimResponseHandler);
+  router.all('/ClaimResponse/:id', (_req, _res, next) => next(methodNotAllowed('GET')));
   router.all(/^\/Claim\/\$(submit|inquire)\/?$/, (_req, _res, next) => next(methodNotAllowed('POST')));
   return router;
 }

@@ -299,6 +299,7 @@ const subscription = () => ({
 });
 const subscriptionIds: string[] = [];
 const responseIds: string[] = [];
+const claimResponseIds: string[] = [];
 const put = (path: () => string, body: () => unknown) => (app: ReturnType<typeof securedApp>['app'], token?: string) =>
   withToken(request(app).put(path()).set('Content-Type', FHIR).send(JSON.stringify(body())), token);
 const lazyGet = (path: () => string) => (app: ReturnType<typeof securedApp>['app'], token?: string) => withToken(request(app).get(path()), token);
@@ -333,6 +334,7 @@ const ROUTES: RouteCase[] = [
   { name: 'QuestionnaireResponse vread', scope: 'system/QuestionnaireResponse.r', ok: 200, call: lazyGet(() => `/fhir/QuestionnaireResponse/${responseIds[0]}/_history/1`) },
   { name: 'Claim/$submit', scope: 'system/Claim.c', ok: 200, call: (app, token) => post('/fhir/Claim/$submit', storyBundle('centene-missing-mrd'))(app, token) },
   { name: 'Claim/$inquire', scope: 'system/ClaimResponse.r', ok: 200, call: post('/fhir/Claim/$inquire', inquiryParameters({ preAuthRef: 'PA-NONE-1' })) },
+  { name: 'ClaimResponse read', scope: 'system/ClaimResponse.r', ok: 200, call: lazyGet(() => `/fhir/ClaimResponse/${claimResponseIds[0]}`) },
   { name: 'Subscription create', scope: 'system/Subscription.c', ok: 201, call: (app, token) => post('/fhir/Subscription', subscription())(app, token) },
   { name: 'Subscription search', scope: 'system/Subscription.s', ok: 200, call: get('/fhir/Subscription') },
   { name: 'Subscription read', scope: 'system/Subscription.r', ok: 200, call: lazyGet(() => `/fhir/Subscription/${subscriptionIds[0]}`) },
@@ -370,6 +372,9 @@ describe('every /fhir route refuses without a token, works with its scope and an
     );
     expect(answered.status, JSON.stringify(answered.body).slice(0, 300)).toBe(201);
     responseIds.push(answered.body.id as string);
+    const filed = await post('/fhir/Claim/$submit', storyBundle('centene-missing-mrd'))(app, await accessToken(app, 'system/Claim.c'));
+    expect(filed.status, JSON.stringify(filed.body).slice(0, 300)).toBe(200);
+    claimResponseIds.push(filed.body.entry[0].resource.id as string);
   });
   afterAll(async () => {
     await new Promise<void>((resolve) => hooks.close(() => resolve()));

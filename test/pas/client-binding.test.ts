@@ -183,6 +183,31 @@ describe.each([
     expect(endB.received.map(typeOf)).toEqual(['handshake']);
   });
 
+  it('an id-only notification names the ClaimResponse, which its client reads (the current decision); another client gets the 404 of an unknown id', async () => {
+    const { a, b, review } = await securedApp(storage());
+    const end = await receiver();
+    const idOnly = pasSubscription(end.url, MEMBER);
+    idOnly.channel._payload.extension[0].valueCode = 'id-only';
+    await a.post('/Subscription', idOnly).expect(201);
+    await until('the handshake', () => end.received[0]);
+    const cr = claimResponseOf((await a.submit(storyBundle(STORY, { orderId: `order-${randomUUID()}` })).expect(200)).body);
+    const approved = await review(cr.id!, { decision: 'approve', reviewer: 'Dr. R. Okafor (medical director)', reason: 'MRD 0.4 % on the attached flow report' }).expect(200);
+
+    const event = await until('the event', () => end.received.find((n) => typeOf(n) === 'event-notification'));
+    expect(event.entry).toHaveLength(1);
+    const focus = (event.entry![0].resource as Parameters).parameter!.find((p) => p.name === 'notification-event')!.part!.find((p) => p.name === 'focus')!.valueReference!.reference!;
+    expect(focus.startsWith(`${BASE}/fhir/ClaimResponse/`)).toBe(true);
+    const path = focus.slice(`${BASE}/fhir`.length);
+    const read = await a.get(path).expect(200);
+    expect(read.body).toMatchObject({ resourceType: 'ClaimResponse', id: cr.id, preAuthRef: approved.body.preAuthRef });
+    expect(reviewActions(read.body)).toEqual([`${X12}#A1`]);
+
+    const unknown = randomUUID();
+    const never = await b.get(`/ClaimResponse/${unknown}`).expect(404);
+    const other = await b.get(path).expect(404);
+    expect(JSON.stringify(other.body).replaceAll(cr.id!, unknown)).toBe(JSON.stringify(never.body));
+  });
+
   it("reads a DTR QuestionnaireResponse back only for the client that sent it; another client gets the 404 of an unknown id", async () => {
     const { a, b } = await securedApp(storage());
     const qr = questionnaireResponse('centene-blinatumomab', { 'mrd-percent': [{ valueDecimal: 0.52 }] }, 'Patient/centene-missing-mrd');
