@@ -22,6 +22,30 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 const FILTERS = new Set(['org-identifier', 'patient']);
 
 
+/** An HTTP field name (RFC 9110 §5.1 token) and a value without control characters other than tab (§5.5). */
+const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const controlIn = (v: string) => [...v].some((c) => (c.charCodeAt(0) < 0x20 && c !== '\t') || c.charCodeAt(0) === 0x7f);
+/**
+ * Headers a client may not set on its notifications: PriorPath sets the content type, and the HTTP client owns the
+ * message framing and the connection (Node's fetch refuses most of them, so every notification would fail).
+ */
+const RESERVED_HEADERS = new Set(['content-type', 'content-length', 'transfer-encoding', 'host', 'connection', 'keep-alive', 'upgrade', 'expect', 'te', 'trailer']);
+
+/**
+ * Why a `channel.header` entry cannot be sent with each notification, or undefined when it can: it must be a
+ * "Name: value" string with a valid field name and value, not one of RESERVED_HEADERS. Refused at create or update,
+ * not discovered when every delivery fails.
+ */
+function headerProblem(h: unknown): string | undefined {
+  if (typeof h !== 'string' || h.length >= 4096) return 'each entry must be a "Name: value" string (under 4 KiB)';
+  const colon = h.indexOf(':');
+  const name = colon > 0 ? h.slice(0, colon).trim() : '';
+  if (!FIELD_NAME.test(name)) return `"${h.slice(0, 40)}" is not "Name: value" with a valid HTTP field name`;
+  if (controlIn(h.slice(colon + 1))) return `the value of ${name} holds control characters`;
+  if (RESERVED_HEADERS.has(name.toLowerCase())) return `${name} is set by PriorPath or its HTTP client, not by the subscriber`;
+  return undefined;
+}
+
 /**
  * Reads a PASSubscription (PAS 2.2.1 `profile-subscription` on the R4 backport): `criteria` the PAS topic, filters
  * in `_criteria` `backport-filter-criteria` (`org-identifier=…`, `patient=…`), a `rest-hook` channel with an
@@ -62,9 +86,10 @@ export function parseSubscription(body: unknown, id: string, owner: string | und
     throw badRequest('backport-payload-content must be full-resource, id-only or empty', ['Subscription.channel._payload.extension']);
   }
   const headers = Array.isArray(channel.header) ? channel.header : [];
-  if (!headers.every((h) => typeof h === 'string' && /^[A-Za-z0-9-]+:/.test(h) && h.length < 4096)) {
-    throw badRequest('Subscription.channel.header entries must be "Name: value" strings', ['Subscription.channel.header']);
-  }
+  headers.forEach((h, i) => {
+    const problem = headerProblem(h);
+    if (problem) throw badRequest(`Subscription.channel.header[${i}]: ${problem}`, [`Subscription.channel.header[${i}]`]);
+  });
   const resource = { ...body, id, status: 'requested', meta: { profile: [PROFILE_SUBSCRIPTION], lastUpdated: now } };
   return {
     id,
