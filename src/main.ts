@@ -104,6 +104,7 @@ async function main(): Promise<void> {
     // Notifications queued before a restart (or by a replica that stopped) go out now.
     (app.locals.subscriptionNotifier as SubscriptionNotifier).kick();
     (app.locals.subscriptionNotifier as SubscriptionNotifier).sweepPended();
+    (app.locals.subscriptionNotifier as SubscriptionNotifier).heartbeats();
   });
   // SIGTERM drains: stop accepting connections and close idle keep-alive ones (server.close does both), let in-flight
   // requests finish (each is bounded by EHR_TIMEOUT_MS and the storage timeouts), close storage, exit 0. "Finish" is

@@ -101,7 +101,7 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
             profile: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription',
             supportedProfile: ['http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-subscription'],
             documentation:
-              'PAS Subscriptions (R4 Subscriptions Backport): topic http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic, rest-hook channel, full-resource (default), id-only or empty payload; filters org-identifier and patient. A decided pended request is notified with its PAS response Bundle; undelivered notifications are retried with backoff.',
+              'PAS Subscriptions (R4 Subscriptions Backport): topic http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic, rest-hook channel, full-resource (default), id-only or empty payload; filters org-identifier and patient; backport-heartbeat-period honoured. A decided pended request is notified with its PAS response Bundle; undelivered notifications are retried with backoff.',
             extension: [
               {
                 url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical',

@@ -8,13 +8,16 @@ const BACKPORT = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinit
 /** R4 backport extensions and profiles (Subscriptions R5 Backport 1.1.0). */
 export const EXT_FILTER_CRITERIA = `${BACKPORT}/backport-filter-criteria`;
 export const EXT_PAYLOAD_CONTENT = `${BACKPORT}/backport-payload-content`;
+/** `Subscription.channel` extension: seconds between heartbeats while nothing else is sent. */
+export const EXT_HEARTBEAT_PERIOD = `${BACKPORT}/backport-heartbeat-period`;
 export const PROFILE_SUBSCRIPTION = `${BACKPORT}/backport-subscription`;
 const PROFILE_STATUS = `${BACKPORT}/backport-subscription-status-r4`;
 const PROFILE_NOTIFICATION = `${BACKPORT}/backport-subscription-notification-r4`;
 
-/** What a notification is about: a handshake, or a decided PAS request with its current response Bundle. */
+/** What a notification is about: a handshake, a heartbeat, or a decided PAS request with its current response Bundle. */
 export type NotificationKind =
   | { type: 'handshake' }
+  | { type: 'heartbeat' }
   | { type: 'event-notification'; eventNumber: number; submissionId: string; responseBundle?: Record<string, unknown>; at: string };
 
 /**
@@ -27,7 +30,7 @@ export function subscriptionStatus(sub: SubscriptionRecord, fhirBase: string, ki
     { name: 'topic', valueCanonical: sub.topic },
     { name: 'status', valueCode: sub.status === 'requested' ? 'requested' : sub.status },
     { name: 'type', valueCode: kind.type },
-    { name: 'events-since-subscription-start', valueString: String(kind.type === 'handshake' ? sub.eventsCount : Math.max(sub.eventsCount, kind.eventNumber)) },
+    { name: 'events-since-subscription-start', valueString: String(kind.type === 'event-notification' ? Math.max(sub.eventsCount, kind.eventNumber) : sub.eventsCount) },
   ];
   if (kind.type === 'event-notification') {
     parameter.push({
@@ -40,6 +43,16 @@ export function subscriptionStatus(sub: SubscriptionRecord, fhirBase: string, ki
     });
   }
   return { resourceType: 'Parameters', id: randomUUID(), meta: { profile: [PROFILE_STATUS] }, parameter };
+}
+
+/**
+ * The heartbeat period a subscription asked for (backport-heartbeat-period on `Subscription.channel`), in seconds;
+ * undefined when it asked for none.
+ */
+export function heartbeatPeriod(sub: Pick<SubscriptionRecord, 'resource'>): number | undefined {
+  const channel = sub.resource.channel as { extension?: { url?: string; valueUnsignedInt?: unknown }[] } | undefined;
+  const value = channel?.extension?.find((e) => e.url === EXT_HEARTBEAT_PERIOD)?.valueUnsignedInt;
+  return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : undefined;
 }
 
 /**

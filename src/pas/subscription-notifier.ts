@@ -4,7 +4,7 @@ import type { DueDelivery, PasSubmission, Storage, SubscriptionRecord } from '..
 import { readableBy } from '../storage/storage.js';
 import { parsePasRequest } from './request-bundle.js';
 import { currentPended } from './settle-pended.js';
-import { notificationBundle } from './subscription-notifications.js';
+import { heartbeatPeriod, notificationBundle } from './subscription-notifications.js';
 
 /** How one notification is POSTed; tests inject a fake. */
 export type NotifyFetch = (url: string, init: { method: 'POST'; headers: Record<string, string>; body: string; signal: AbortSignal }) => Promise<{ ok: boolean; status: number }>;
@@ -75,6 +75,7 @@ export class SubscriptionNotifier {
   private again = false;
   private timer: NodeJS.Timeout | undefined;
   private sweeper: NodeJS.Timeout | undefined;
+  private pulse: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly fetchImpl: NotifyFetch;
 
@@ -109,6 +110,48 @@ export class SubscriptionNotifier {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.sweeper) clearInterval(this.sweeper);
+    if (this.pulse) clearInterval(this.pulse);
+  }
+
+  /**
+   * Every `ms`: heartbeats for the subscriptions that asked for one (R4 Subscriptions Backport heartbeat-period) and
+   * were sent nothing for that long. main.ts starts it; one pass at a time.
+   */
+  heartbeats(ms = 1000): void {
+    if (this.stopped || this.pulse) return;
+    let busy = false;
+    this.pulse = setInterval(() => {
+      if (busy || this.stopped) return;
+      busy = true;
+      this.sendHeartbeats()
+        .catch((err: unknown) => this.opts.logger.warn({ err }, 'subscription heartbeat pass failed'))
+        .finally(() => (busy = false));
+    }, ms);
+    this.pulse.unref();
+  }
+
+  /**
+   * Sends a `heartbeat` notification to each active subscription with a heartbeat period that was sent nothing for
+   * that period (the claim in storage makes it one per period across replicas). A heartbeat is a keep-alive: one that
+   * fails is not retried (the next comes a period later). Returns how many were sent.
+   */
+  async sendHeartbeats(now = new Date()): Promise<number> {
+    const { storage, logger, fhirBase } = this.opts;
+    let sent = 0;
+    for (const sub of await storage.listSubscriptions()) {
+      const period = heartbeatPeriod(sub);
+      if (sub.status !== 'active' || !period) continue;
+      if (!(await storage.claimHeartbeat(sub.id, new Date(now.getTime() - period * 1000).toISOString(), now.toISOString()))) continue;
+      const body = JSON.stringify(notificationBundle(sub, fhirBase, { type: 'heartbeat' }));
+      try {
+        const res = await this.fetchImpl(sub.endpoint, { method: 'POST', headers: headersOf(sub), body, signal: AbortSignal.timeout(this.opts.timeoutMs ?? 5000) });
+        if (res.ok) sent++;
+        else logger.info({ subscription: sub.id, status: res.status }, 'subscription heartbeat refused by its endpoint');
+      } catch (err) {
+        logger.info({ subscription: sub.id, error: (err as Error).name === 'TimeoutError' ? 'timeout' : (err as Error).message }, 'subscription heartbeat failed');
+      }
+    }
+    return sent;
   }
 
   /**

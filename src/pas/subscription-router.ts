@@ -7,7 +7,7 @@ import type { Storage, SubscriptionRecord } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
 import { payerClientOf } from '../http/payer-api-auth.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
-import { EXT_FILTER_CRITERIA, EXT_PAYLOAD_CONTENT, PAS_TOPIC, PROFILE_SUBSCRIPTION, subscriptionStatus } from './subscription-notifications.js';
+import { EXT_FILTER_CRITERIA, EXT_HEARTBEAT_PERIOD, EXT_PAYLOAD_CONTENT, PAS_TOPIC, PROFILE_SUBSCRIPTION, subscriptionStatus } from './subscription-notifications.js';
 import type { SubscriptionNotifier } from './subscription-notifier.js';
 
 export interface SubscriptionDeps {
@@ -20,6 +20,8 @@ export interface SubscriptionDeps {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const FILTERS = new Set(['org-identifier', 'patient']);
+/** The longest heartbeat period accepted (a day): longer, and a heartbeat no longer tells a channel is alive. */
+const MAX_HEARTBEAT_SECONDS = 86_400;
 
 
 /** An HTTP field name (RFC 9110 §5.1 token) and a value without control characters other than tab (§5.5). */
@@ -84,6 +86,12 @@ export function parseSubscription(body: unknown, id: string, owner: string | und
   const content = payloadExt.find((e) => e.url === EXT_PAYLOAD_CONTENT)?.valueCode ?? 'full-resource';
   if (content !== 'full-resource' && content !== 'id-only' && content !== 'empty') {
     throw badRequest('backport-payload-content must be full-resource, id-only or empty', ['Subscription.channel._payload.extension']);
+  }
+  const channelExt = Array.isArray(channel.extension) ? channel.extension.filter(isObject) : [];
+  const at = channelExt.findIndex((e) => e.url === EXT_HEARTBEAT_PERIOD);
+  const period = at < 0 ? undefined : channelExt[at].valueUnsignedInt;
+  if (at >= 0 && !(typeof period === 'number' && Number.isInteger(period) && period >= 1 && period <= MAX_HEARTBEAT_SECONDS)) {
+    throw badRequest(`backport-heartbeat-period must be valueUnsignedInt, 1 to ${MAX_HEARTBEAT_SECONDS} seconds`, [`Subscription.channel.extension[${at}].valueUnsignedInt`]);
   }
   const headers = Array.isArray(channel.header) ? channel.header : [];
   headers.forEach((h, i) => {

@@ -108,6 +108,15 @@ export class MemoryStorage implements Storage {
   async completeDelivery(id: number, at: string): Promise<void> {
     const d = this.deliveries.find((x) => x.id === id);
     if (d) Object.assign(d, { deliveredAt: at, lastError: undefined });
+    if (d) this.notifiedAt.set(d.subscriptionId, [this.notifiedAt.get(d.subscriptionId) ?? '', at].sort()[1]);
+  }
+  /** When each subscription was last sent a notification (claimHeartbeat). */
+  private readonly notifiedAt = new Map<string, string>();
+  async claimHeartbeat(subscriptionId: string, quietSince: string, now: string): Promise<boolean> {
+    const x = this.subscriptions.get(subscriptionId);
+    if (x?.status !== 'active' || Date.parse(this.notifiedAt.get(subscriptionId) ?? x.updatedAt) > Date.parse(quietSince)) return false;
+    this.notifiedAt.set(subscriptionId, now);
+    return true;
   }
   async failDelivery(id: number, nextAttemptAt: string, error: string): Promise<void> {
     const d = this.deliveries.find((x) => x.id === id);

@@ -300,6 +300,15 @@ FROM (
 WHERE f.resource_id = 'QuestionnaireResponse/' || q.id;
 `,
   },
+  {
+    version: 7,
+    name: 'subscription heartbeats: when PriorPath last sent each subscription a notification',
+    sql: `
+-- R4 Subscriptions Backport heartbeat-period: a subscription that heard nothing for its period gets a heartbeat. The
+-- time of the last notification sent (handshake, event, heartbeat) is shared, so replicas send one heartbeat between them.
+ALTER TABLE subscriptions ADD COLUMN last_notified_at timestamptz;
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

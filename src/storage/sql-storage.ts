@@ -915,7 +915,21 @@ export class SqlStorage implements Storage {
   }
 
   async completeDelivery(id: number, at: string): Promise<void> {
-    await this.driver.query('UPDATE subscription_deliveries SET delivered_at = $2::timestamptz, last_error = NULL WHERE id = $1', [id, at]);
+    await this.driver.query(
+      `WITH d AS (UPDATE subscription_deliveries SET delivered_at = $2::timestamptz, last_error = NULL WHERE id = $1 RETURNING subscription_id)
+       UPDATE subscriptions s SET last_notified_at = greatest(s.last_notified_at, $2::timestamptz) FROM d WHERE s.id = d.subscription_id`,
+      [id, at],
+    );
+  }
+
+  async claimHeartbeat(subscriptionId: string, quietSince: string, now: string): Promise<boolean> {
+    this.open();
+    const rows = await this.driver.query(
+      `UPDATE subscriptions SET last_notified_at = $3::timestamptz
+       WHERE id = $1 AND status = 'active' AND coalesce(last_notified_at, updated_at) <= $2::timestamptz RETURNING id`,
+      [subscriptionId, quietSince, now],
+    );
+    return rows.length === 1;
   }
 
   async failDelivery(id: number, nextAttemptAt: string, error: string): Promise<void> {

@@ -463,7 +463,13 @@ export interface Storage {
    * their subscriptions.
    */
   claimDueDeliveries(now: string, leaseMs: number, limit: number): Promise<DueDelivery[]>;
+  /** Marks a notification delivered (and its subscription as notified at `at`, see claimHeartbeat). */
   completeDelivery(id: number, at: string): Promise<void>;
+  /**
+   * Claims the heartbeat of an active subscription that was sent nothing since `quietSince` (its last notification,
+   * else its last change): marks it notified at `now` and returns true, for exactly one caller across replicas.
+   */
+  claimHeartbeat(subscriptionId: string, quietSince: string, now: string): Promise<boolean>;
   failDelivery(id: number, nextAttemptAt: string, error: string): Promise<void>;
   /** Notifications still waiting for delivery (for readiness and tests). */
   countUndelivered(): Promise<number>;

@@ -451,6 +451,38 @@ export function storageContract(get: () => Storage): void {
     expect(await get().getOrderRecord(key)).toMatchObject({ state: 'denied', reason: 'T-ALL, not B-ALL' });
   });
 
+  it('gives the heartbeat of a subscription quiet for its period to exactly one of many concurrent claims', async () => {
+    const t = (s: number) => new Date(Date.parse('2026-11-23T10:00:00.000Z') + s * 1000).toISOString();
+    const id = randomUUID();
+    const sub = {
+      id,
+      status: 'requested' as const,
+      topic: 'http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic',
+      filters: [],
+      endpoint: 'https://ehr.example.org/pas-notify',
+      headers: [],
+      content: 'full-resource' as const,
+      resource: { resourceType: 'Subscription', id },
+      eventsCount: 0,
+      createdAt: t(0),
+      updatedAt: t(0),
+    };
+    await get().saveSubscription(sub);
+    expect(await get().claimHeartbeat(id, t(60), t(61))).toBe(false); // not active yet
+    await get().setSubscriptionStatus(id, 'active', t(0));
+    expect(await get().claimHeartbeat(id, t(-1), t(1))).toBe(false); // changed after quietSince
+    const claims = await Promise.all(Array.from({ length: 6 }, () => get().claimHeartbeat(id, t(60), t(61))));
+    expect(claims.filter(Boolean)).toHaveLength(1);
+    expect(await get().claimHeartbeat(id, t(60), t(62))).toBe(false); // notified at 61
+    // A delivered notification counts as being heard from.
+    await get().enqueueHandshake(id, t(100));
+    const [d] = (await get().claimDueDeliveries(t(100), 10_000, 1000)).filter((x) => x.subscription.id === id);
+    await get().completeDelivery(d.id, t(100));
+    expect(await get().claimHeartbeat(id, t(90), t(120))).toBe(false);
+    expect(await get().claimHeartbeat(id, t(110), t(120))).toBe(true);
+    await get().deleteSubscription(id);
+  });
+
   it('keeps PAS subscriptions and a durable notification outbox: decision events, numbered deliveries, leases, retries', async () => {
     const now = new Date().toISOString();
     const id = randomUUID();
