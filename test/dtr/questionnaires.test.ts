@@ -157,6 +157,10 @@ describe('generated questionnaires', () => {
           i.linkId.startsWith('group-pathway-') || structure.justifications.length > 0 || askWhen.has(i.linkId),
           i.linkId,
         ).toBe(true);
+      // design.md §6 "Clinical readings": a question asked only of the patients it concerns (askWhen: renewals, an
+      // age band) is hidden from the others in the form too, not only in the CRD reason.
+      for (const i of items.filter((x) => askWhen.has(x.linkId)))
+        expect(expressions(i, EXT_ENABLE_WHEN_EXPRESSION), `${i.linkId} has askWhen but no enableWhenExpression`).not.toHaveLength(0);
     });
 
     it('asks for the documents the seed asks for as attachment items citing the clause (design.md §6 "Clinical readings")', () => {
