@@ -97,6 +97,33 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(action.resource.dosageInstruction[0].doseAndRate[0].doseQuantity).toMatchObject({ value: 28, code: 'ug/d', system: 'http://unitsofmeasure.org' });
   });
 
+  it.each(['centene', 'mmm', 'ohsu'])(
+    '%s: with no recent weight but a recorded BSA of 1.2 m², proposes 15 mcg/m²/day × BSA (18 mcg/day), the dose within either weight class',
+    async (payerKey) => {
+      // design.md §6 Limits: the proposal is the highest dose within every limit for the patient. Without a weight the
+      // class is unknown, and 28 mcg/day would exceed the < 45 kg limit a BSA of 1.2 m² points to; 18 is within both.
+      const { resources, order } = edgePatient(payerKey);
+      order.dosageInstruction![0].doseAndRate![0].doseQuantity!.value = 56;
+      const bsa: Observation = {
+        resourceType: 'Observation',
+        id: 'edge-bsa',
+        status: 'final',
+        subject: { reference: 'Patient/edge-pt' },
+        code: { coding: [{ system: 'http://loinc.org', code: '8277-6', display: 'Body surface area' }] },
+        effectiveDateTime: '2026-11-16',
+        valueQuantity: { value: 1.2, unit: 'm2', system: 'http://unitsofmeasure.org', code: 'm2' },
+      };
+      const body = orderSignRequest([...resources.filter((r) => r.id !== 'edge-weight'), bsa], order);
+      const { app } = buildApp({ today: '2026-11-23' });
+      const res = await request(app).post(SIGN).send(body).expect(200);
+      const [ext] = expectValidHookResponse(res.body, 'order-sign');
+      expect(code(ext, 'pa-needed')).toBe('auth-needed');
+      const propose = res.body.cards.find((c: { suggestions?: unknown[] }) => c.suggestions);
+      expect(propose, JSON.stringify(res.body.cards.map((c: { summary: string }) => c.summary))).toBeDefined();
+      expect(propose.suggestions[0].actions[0].resource.dosageInstruction[0].doseAndRate[0].doseQuantity).toMatchObject({ value: 18, code: 'ug/d' });
+    },
+  );
+
   it('answers not-covered citing the clause for T-cell ALL', async () => {
     const { app } = buildApp();
     const body = centene() as { prefetch: { conditions: unknown } };
