@@ -19,6 +19,7 @@ import {
 import { policyStructure } from '../../src/dtr/policy-structure.js';
 import { flattenItems, justificationLinkId } from '../../src/dtr/questionnaire-builder.js';
 import { generateQuestionnaireFiles } from '../../src/dtr/questionnaire-files.js';
+import { prefilledResponse } from '../../src/dtr/answers.js';
 import { repoRoot } from '../helpers/stories.js';
 import { CANONICAL_BASE, dtrContent, fhirIssues } from './helpers.js';
 
@@ -220,5 +221,36 @@ describe('generated questionnaires', () => {
         ).toEqual([]);
       }
     });
+  });
+});
+
+describe('questions asked only of the patients they concern (design.md §6 "Clinical readings")', () => {
+  const policy = content.policies.find((p) => p.file.id === 'ohsu-blinatumomab')!;
+  const q = files.find((f) => f.questionnaire.url?.endsWith('/ohsu-blinatumomab'))!.questionnaire;
+  const shown = (linkId: string, facts: Record<string, unknown>): boolean => {
+    const item = flattenItems(q.item).find((i) => i.linkId === linkId)!;
+    const [gate] = expressions(item, EXT_ENABLE_WHEN_EXPRESSION);
+    if (!gate) return true;
+    const qr = prefilledResponse(policy, q, facts, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE });
+    const fn = compileFhirPath(gate, { valueSets: content.valueSets, valueSetBase: `${CANONICAL_BASE}/ValueSet`, model: 'r4' });
+    return fn(qr, { resource: qr })[0] !== false;
+  };
+  const child = new Date(Date.now() - 9 * 365.25 * 86400000).toISOString().slice(0, 10);
+
+  it('OHSU asks whether the disease is refractory to (or the patient intolerant of) TKIs only when it is not known to be Ph-negative', () => {
+    for (const linkId of ['tki-refractory', 'tki-intolerant-or-refractory']) {
+      expect(shown(linkId, { phStatus: 'negative' }), `${linkId}, Ph-negative`).toBe(false);
+      expect(shown(linkId, { phStatus: 'ph-like' }), `${linkId}, Ph-like`).toBe(false);
+      expect(shown(linkId, { phStatus: 'positive' }), `${linkId}, Ph-positive`).toBe(true);
+      expect(shown(linkId, {}), `${linkId}, Ph status unknown`).toBe(true);
+    }
+  });
+
+  it('OHSU asks about the COG AALL1331 regimen (a first-relapse protocol) only of a young patient whose disease has relapsed', () => {
+    expect(shown('cog-aall1331', { birthDate: child, diseaseStatus: 'cr1' })).toBe(false);
+    expect(shown('cog-aall1331', { birthDate: child, diseaseStatus: 'newly-diagnosed' })).toBe(false);
+    expect(shown('cog-aall1331', { birthDate: child, diseaseStatus: 'cr2' })).toBe(true);
+    expect(shown('cog-aall1331', { birthDate: child, diseaseStatus: 'relapsed' })).toBe(true);
+    expect(shown('cog-aall1331', { birthDate: child })).toBe(true);
   });
 });
