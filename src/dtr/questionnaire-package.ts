@@ -22,6 +22,7 @@ import type { Logger } from '../logger.js';
 import { withMedicationCode } from '../policies/evaluation-data.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
 import { prefilledResponse } from './answers.js';
+import { assertionIsAbout, requestPatientIds } from './assertion-patient.js';
 import type { DtrCatalog } from './catalog.js';
 import { coverageAssertionIds } from './evaluate-response.js';
 import { DTR_PACKAGE_BUNDLE, DTR_PACKAGE_OUTPUT } from './fhir-urls.js';
@@ -171,7 +172,8 @@ function refOf(r: Resource | undefined): string | undefined {
  * `coverage-assertion-id`, and the policy governing each order's drug for the coverage's payer — and returns one
  * collection Bundle per form: the Questionnaire, the ValueSets it binds (with their local expansions) and, when a CRD
  * assertion for that policy is found, a QuestionnaireResponse pre-filled from the facts recorded at signing.
- * Nothing applicable is an `outcome` part, never an HTTP error; an unknown assertion id only means no pre-fill.
+ * Nothing applicable is an `outcome` part, never an HTTP error; an unknown assertion id only means no pre-fill, and
+ * an assertion recorded for another patient than the request names is not used at all (a warning says so).
  */
 export async function questionnairePackage(req: PackageRequest, deps: PackageDeps): Promise<Parameters> {
   const { content, catalog } = deps;
@@ -187,11 +189,23 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
   ];
   const assertions: AssertionRecord[] = [];
   let contextUnknown = false;
+  let contextOtherPatient = false;
+  const patients = requestPatientIds(req.coverages, req.orders);
   for (const id of assertionIds) {
     try {
       const a = await deps.storage.getAssertion(id);
-      if (a) assertions.push(a);
-      else {
+      if (a && assertionIsAbout(a, patients)) assertions.push(a);
+      else if (a) {
+        if (id === req.context) contextOtherPatient = true;
+        issues.push(
+          issue(
+            'warning',
+            'business-rule',
+            `The coverage-assertion-id ${id} was recorded for another patient than the one this request names: it neither chooses nor pre-fills a form`,
+          ),
+        );
+        deps.log.warn({ coverageAssertionId: id }, 'questionnaire-package: coverage-assertion-id of another patient, not used');
+      } else {
         if (id === req.context) contextUnknown = true;
         deps.log.info({ coverageAssertionId: id }, 'questionnaire-package: unknown coverage-assertion-id, no pre-fill');
       }
@@ -278,11 +292,13 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
         'not-found',
         flagged
           ? 'Documentation was flagged at order signing but no payer form applies to these orders; submit the prior authorization request with supporting documentation, or contact the payer.'
-          : contextUnknown
-            ? `No payer Questionnaire applies: the context ${req.context} is not a coverage-assertion-id this payer recorded, and no order or Questionnaire given names a form.`
-            : req.questionnaires.length > 0
-              ? 'No payer Questionnaire applies: none of the requested Questionnaires is offered by this payer.'
-              : 'No payer Questionnaire applies: PriorPath holds no policy for these orders under this coverage, and none was requested.',
+          : contextOtherPatient
+            ? `No payer Questionnaire applies: the context ${req.context} was recorded for another patient, and no order or Questionnaire given names a form.`
+            : contextUnknown
+              ? `No payer Questionnaire applies: the context ${req.context} is not a coverage-assertion-id this payer recorded, and no order or Questionnaire given names a form.`
+              : req.questionnaires.length > 0
+                ? 'No payer Questionnaire applies: none of the requested Questionnaires is offered by this payer.'
+                : 'No payer Questionnaire applies: PriorPath holds no policy for these orders under this coverage, and none was requested.',
       ),
     );
   }

@@ -13,6 +13,7 @@ import {
   policyForQuestionnaire,
   responseContext,
 } from './evaluate-response.js';
+import { assertionIsAbout } from './assertion-patient.js';
 import { responseShapeProblems } from './response-shape.js';
 
 export interface SubmitResponseDeps {
@@ -34,7 +35,8 @@ function invalid(problems: AnswerProblem[]): HttpError {
 /**
  * `POST /QuestionnaireResponse`: a DTR response sent to the payer (DTR §"Storing and sending QuestionnaireResponses";
  * design.md §7). Checks its shape, evaluates the answers with the policy's rules — over the facts of the CRD assertion
- * the response names in a coverage-information extension (DTR 2.2), else the answers alone — and returns the response
+ * the response names in a coverage-information extension (DTR 2.2) when that assertion is about the response's
+ * subject, else the answers alone — and returns the response
  * with an id and the determination in `ext-coverage-information`. The determination is stored as an assertion and
  * the returned response is stored under its id (read back with `GET /QuestionnaireResponse/{id}`), both before the
  * answer. A response entered in error is a 422.
@@ -63,18 +65,22 @@ export async function submitQuestionnaireResponse(
   }
 
   const found = policyForQuestionnaire(deps.content, answeredCanonical(qr));
+  const ctx = responseContext(qr);
+  // The facts CRD read stand in for unanswered questions only for the patient they were read from.
+  const patients = new Set(ctx.patientId ? [ctx.patientId] : []);
   let knownFacts: Record<string, unknown> | undefined;
   for (const id of coverageAssertionIds(qr)) {
     const a = await deps.storage.getAssertion(id).catch(() => undefined);
-    if (a && found && a.policyId === found.policy.file.id) {
+    if (a && found && a.policyId === found.policy.file.id && assertionIsAbout(a, patients)) {
       knownFacts = a.facts;
       break;
     }
+    if (a && !assertionIsAbout(a, patients))
+      deps.log.warn({ coverageAssertionId: id }, 'questionnaire-response: coverage-assertion-id of another patient, not used');
   }
   const result = evaluateQuestionnaireResponse({ content: deps.content, qr, knownFacts, today: deps.today });
   if (result.problems.length > 0) throw invalid(result.problems);
 
-  const ctx = responseContext(qr);
   const d = await determine({
     policy: result.policy,
     evaluation: result.evaluation,

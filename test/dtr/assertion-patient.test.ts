@@ -1,0 +1,121 @@
+/**
+ * A `coverage-assertion-id` speaks only for the patient CRD recorded it for (DTR §"Retrieving Questionnaire
+ * Packages": the `context` links DTR to the CRD decision; design.md §7). A stale launch context, or an order copied
+ * with another chart's coverage-information, must neither pre-fill this patient's form with the other patient's
+ * chart nor stand in for this patient's answers when the response is sent to the payer.
+ */
+import type { Bundle, Coverage, Extension, MedicationRequest, Parameters, QuestionnaireResponse, QuestionnaireResponseItem } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { buildApp } from '../helpers/app.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { storyOrder, storyResources } from '../helpers/stories.js';
+
+const FHIR = 'application/fhir+json';
+const COVERAGE_INFO = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
+// Two Centene patients: one whose chart satisfies the policy at signing, one whose MRD result is missing.
+const SATISFIED = 'centene-mrd-positive';
+const MISSING_MRD = 'centene-missing-mrd';
+
+type App = ReturnType<typeof buildApp>['app'];
+
+const answered = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] =>
+  (items ?? []).flatMap((i) => [...(i.answer?.length ? [i] : []), ...answered(i.item)]);
+const sub = (ext: Extension | undefined, url: string) => ext?.extension?.find((e) => e.url === url);
+
+async function sign(app: App, story: string): Promise<{ order: MedicationRequest; info: Extension; coverage: Coverage; birthDate: string }> {
+  const resources = storyResources(story);
+  const res = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, storyOrder(story, resources))).expect(200);
+  const order = res.body.systemActions[0].resource as MedicationRequest;
+  const info = order.extension!.find((e) => e.url === COVERAGE_INFO)!;
+  const patient = resources.find((r) => r.resourceType === 'Patient') as { birthDate: string };
+  return { order, info, coverage: resources.find((r) => r.resourceType === 'Coverage') as Coverage, birthDate: patient.birthDate };
+}
+
+async function packageResponse(app: App, parameter: Parameters['parameter']): Promise<{ qr: QuestionnaireResponse; outcome?: string[] }> {
+  const res = await request(app)
+    .post('/fhir/Questionnaire/$questionnaire-package')
+    .set('Content-Type', FHIR)
+    .send(JSON.stringify({ resourceType: 'Parameters', parameter }))
+    .expect(200);
+  const out = res.body as Parameters;
+  const bundle = out.parameter!.find((p) => p.name === 'PackageBundle')!.resource as Bundle;
+  const qr = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
+  const outcome = out.parameter!.find((p) => p.name === 'operationOutcome')?.resource as { issue: { diagnostics: string }[] } | undefined;
+  return { qr, outcome: outcome?.issue.map((i) => i.diagnostics) };
+}
+
+describe('$questionnaire-package with a coverage-assertion-id of another patient', () => {
+  it('pre-fills nothing from the other chart, and says why', async () => {
+    const { app } = buildApp();
+    const a = await sign(app, SATISFIED);
+    const b = await sign(app, MISSING_MRD);
+    expect(a.birthDate).not.toBe(b.birthDate);
+
+    // B's own order and context: B's chart pre-fills B's form (the birth date among the answers).
+    const own = await packageResponse(app, [
+      { name: 'coverage', resource: b.coverage },
+      { name: 'order', resource: b.order },
+      { name: 'context', valueString: sub(b.info, 'coverage-assertion-id')!.valueString },
+    ]);
+    expect(answered(own.qr.item).find((i) => i.linkId === 'birth-date')?.answer?.[0].valueDate).toBe(b.birthDate);
+
+    // B's coverage and order, but A's context: as a stale launch would send it.
+    const aId = sub(a.info, 'coverage-assertion-id')!.valueString!;
+    const stale = await packageResponse(app, [
+      { name: 'coverage', resource: b.coverage },
+      { name: 'order', resource: storyOrder(MISSING_MRD) },
+      { name: 'context', valueString: aId },
+    ]);
+    expect(stale.qr.subject?.reference).toBe(`Patient/${MISSING_MRD}`);
+    expect(answered(stale.qr.item), 'no answer read from the other patient').toEqual([]);
+    expect(stale.outcome?.join(' ')).toContain(aId);
+
+    // B's order carrying A's coverage-information (an order copied from the other chart).
+    const copied: MedicationRequest = { ...storyOrder(MISSING_MRD), extension: [...(storyOrder(MISSING_MRD).extension ?? []), a.info] };
+    const fromOrder = await packageResponse(app, [
+      { name: 'coverage', resource: b.coverage },
+      { name: 'order', resource: copied },
+    ]);
+    expect(answered(fromOrder.qr.item)).toEqual([]);
+
+    // A's order (with A's coverage-information) beside B's Coverage: the response would be about B, so A's chart stays out.
+    const mixed = await packageResponse(app, [
+      { name: 'coverage', resource: b.coverage },
+      { name: 'order', resource: a.order },
+      { name: 'context', valueString: aId },
+    ]);
+    expect(mixed.qr.subject?.reference).toBe(`Patient/${MISSING_MRD}`);
+    expect(answered(mixed.qr.item)).toEqual([]);
+  });
+});
+
+describe('POST /fhir/QuestionnaireResponse naming a coverage-assertion-id of another patient', () => {
+  const response = (patient: string, info: Extension): QuestionnaireResponse => ({
+    resourceType: 'QuestionnaireResponse',
+    status: 'completed',
+    questionnaire: 'https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11',
+    subject: { reference: `Patient/${patient}` },
+    extension: [
+      { url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-coverage', valueReference: { reference: `Coverage/${patient}-coverage` } },
+      { url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-context', valueReference: { reference: `MedicationRequest/${patient}-order` } },
+      info,
+    ],
+    item: [{ linkId: 'group-requirements', item: [{ linkId: 'prescriber-specialist', answer: [{ valueBoolean: true }] }] }],
+  });
+
+  it('does not decide on the other chart: no authorization number for a patient whose facts the payer never saw', async () => {
+    const { app } = buildApp();
+    const a = await sign(app, SATISFIED);
+    expect(sub(a.info, 'pa-needed')?.valueCode).toBe('satisfied');
+
+    // The same response for A itself: CRD's facts stand in for what it leaves unanswered (DTR 2.2 coverage-information).
+    const forA = await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(response(SATISFIED, a.info))).expect(201);
+    expect(sub((forA.body as QuestionnaireResponse).extension!.find((e) => e.url === COVERAGE_INFO), 'pa-needed')?.valueCode).toBe('satisfied');
+
+    const forB = await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(response(MISSING_MRD, a.info))).expect(201);
+    const info = (forB.body as QuestionnaireResponse).extension!.find((e) => e.url === COVERAGE_INFO);
+    expect(sub(info, 'pa-needed')?.valueCode).toBe('auth-needed');
+    expect(sub(info, 'satisfied-pa-id')).toBeUndefined();
+  });
+});
