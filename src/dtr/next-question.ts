@@ -16,6 +16,8 @@ import {
   DTR_QR_ADAPT,
   EXT_ADAPTIVE,
   EXT_ENABLE_WHEN_EXPRESSION,
+  EXT_LAUNCH_CONTEXT,
+  EXT_VARIABLE,
   SDC_ADAPT_QUESTIONNAIRE,
 } from './fhir-urls.js';
 import { flattenItems, justificationLinkId } from './questionnaire-builder.js';
@@ -128,7 +130,12 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
     resourceType: 'Questionnaire',
     id: containedId,
     meta: { profile: [DTR_ADAPT_QUESTIONNAIRE, SDC_ADAPT_QUESTIONNAIRE] },
-    extension: [{ url: EXT_ADAPTIVE, valueBoolean: true }],
+    // The items keep the static form's pre-fill expressions, so the form declares what they read: the launch
+    // contexts and x-fhir-query variables (SDC §Expression-based population), or a renderer has no %patient to read.
+    extension: [
+      { url: EXT_ADAPTIVE, valueBoolean: true },
+      ...(staticForm.extension ?? []).filter((e) => e.url === EXT_LAUNCH_CONTEXT || e.url === EXT_VARIABLE),
+    ],
     ...(previous?.url ? { url: previous.url } : {}),
     derivedFrom: [`${staticForm.url}|${staticForm.version}`],
     title: staticForm.title,

@@ -14,6 +14,7 @@ import {
   snapshotAnswers,
   stampInformationOrigin,
 } from '../../web/dtr/origin.js';
+import { withPopulationContext } from '../../web/dtr/lforms.js';
 import { storyOrder } from '../helpers/stories.js';
 
 const sourceOf = (qr: QuestionnaireResponse, linkId: string) =>
@@ -104,6 +105,22 @@ describe('DTR information-origin', () => {
         { linkId: 'z', answer: [{ valueString: 'a' }] },
       ]),
     ).toEqual([{ linkId: 'z', answer: [{ valueString: 'a' }] }]);
+  });
+});
+
+describe('adaptive form population', () => {
+  const LAUNCH = 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-launchContext';
+  const VARIABLE = 'http://hl7.org/fhir/StructureDefinition/variable';
+  const launch = (code: string): Extension => ({ url: LAUNCH, extension: [{ url: 'name', valueCoding: { system: 'http://hl7.org/fhir/uv/sdc/CodeSystem/launchContext', code } }, { url: 'type', valueCode: 'Patient' }] });
+  const variable = (name: string): Extension => ({ url: VARIABLE, valueExpression: { name, language: 'application/x-fhir-query', expression: `Observation?patient={{%patient.id}}` } });
+  const staticForm = [launch('patient'), launch('user'), variable('observations'), variable('conditions')];
+
+  it("adds only the launch contexts and variables the payer's contained form does not declare, so none is declared twice", () => {
+    const declaring = withPopulationContext({ resourceType: 'Questionnaire', status: 'active', extension: [launch('patient'), variable('observations')] }, staticForm);
+    const names = declaring.extension!.map((e) => (e.url === VARIABLE ? e.valueExpression!.name : e.extension![0].valueCoding!.code));
+    expect(names.sort()).toEqual(['conditions', 'observations', 'patient', 'user']);
+    const bare = withPopulationContext({ resourceType: 'Questionnaire', status: 'active' }, staticForm);
+    expect(bare.extension).toEqual(staticForm);
   });
 });
 

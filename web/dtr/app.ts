@@ -18,7 +18,7 @@ import { byId, describeErrorBody, fetchJson, fill, h, HttpError, jsonBlock } fro
 import { chartSources, originLine } from './chart-origin.js';
 import type { ChartData, ChartSource } from './chart-origin.js';
 import { DraftSaver, latestResponse } from './draft.js';
-import { lforms, withContainedValueSets, withViewMode } from './lforms.js';
+import { lforms, withContainedValueSets, withPopulationContext, withViewMode } from './lforms.js';
 import type { AnswerSnapshot } from './origin.js';
 import {
   answerKey,
@@ -767,8 +767,8 @@ async function runAdaptive(
   const adaptiveUrl =
     state.questionnaire.extension?.find((e) => e.url === EXT_ADAPTIVE)?.valueUrl ??
     `${payerBase}/Questionnaire/$next-question`;
-  // The payer's contained Questionnaire carries only the questions; population needs the form's launch contexts and
-  // x-fhir-query variables, which the static form declares (SDC §launchContext, §variable).
+  // Population needs the form's launch contexts and x-fhir-query variables (SDC §launchContext, §variable): the
+  // payer's contained Questionnaire declares them; the static form's fill in for a payer whose form does not.
   const population = (state.questionnaire.extension ?? []).filter((e) => /launchContext|\/variable$/.test(e.url));
   let qr: QuestionnaireResponse = {
     resourceType: 'QuestionnaireResponse',
@@ -807,10 +807,7 @@ async function runAdaptive(
     }
     const contained = qr.contained?.find((r): r is Questionnaire => r.resourceType === 'Questionnaire');
     if (!contained) throw new Error('The payer sent no questions.');
-    const renderable = withContainedValueSets(
-      { ...contained, extension: [...(contained.extension ?? []), ...population] },
-      valueSets,
-    );
+    const renderable = withContainedValueSets(withPopulationContext(contained, population), valueSets);
     let form = util.convertFHIRQuestionnaireToLForms(renderable, 'R4');
     const before = snapshotAnswers(qr);
     // LHC-Forms merges only answers to questions on the form; earlier answers stay in the response.

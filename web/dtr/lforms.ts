@@ -1,4 +1,4 @@
-import type { Questionnaire, QuestionnaireResponse, ValueSet } from '@medplum/fhirtypes';
+import type { Extension, Questionnaire, QuestionnaireResponse, ValueSet } from '@medplum/fhirtypes';
 
 /**
  * The slice of the LHC-Forms API (lforms 40, `LForms.Util`) the DTR app uses. LHC-Forms is loaded from
@@ -75,4 +75,28 @@ export function withViewMode(form: unknown, width: number = window.innerWidth): 
   const viewMode = width <= 400 ? 'sm' : width <= 600 ? 'md' : 'lg';
   f.templateOptions = { ...(f.templateOptions ?? {}), viewMode };
   return f;
+}
+
+/** The name an SDC population extension declares: a launch context's name code or a variable's name. */
+function declaredName(e: Extension): string | undefined {
+  if (e.url.endsWith('/variable')) return e.valueExpression?.name ? `variable:${e.valueExpression.name}` : undefined;
+  if (/launchContext$/.test(e.url)) {
+    const code = e.extension?.find((x) => x.url === 'name')?.valueCoding?.code;
+    return code ? `launchContext:${code}` : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * A `$next-question` Questionnaire with the launch contexts and `x-fhir-query` variables of the static form added where
+ * the payer's contained form does not declare them already (SDC §launchContext, §variable): its items' pre-fill
+ * expressions read them. Adding a name twice would declare it twice, which LHC-Forms does not accept.
+ */
+export function withPopulationContext(contained: Questionnaire, population: Extension[]): Questionnaire {
+  const own = new Set((contained.extension ?? []).map(declaredName).filter((n): n is string => !!n));
+  const missing = population.filter((e) => {
+    const name = declaredName(e);
+    return name !== undefined && !own.has(name);
+  });
+  return missing.length === 0 ? contained : { ...contained, extension: [...(contained.extension ?? []), ...missing] };
 }
