@@ -291,10 +291,12 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
     if (!vs) throw notFound(`ValueSet/${id} is not known`);
     return vs;
   };
-  router.get('/ValueSet/:id/$expand', (req, res) =>
-    send(res, 200, expandValueSet(valueSetById(String(req.params.id)), expandParams(req))),
-  );
-  router.all('/ValueSet/:id/$expand', only('GET'));
+  // FHIR R4 §Operations: an operation is always invoked with POST (GET only when it changes nothing), at every level.
+  const expandByIdHandler = (req: Request, res: Response) =>
+    send(res, 200, expandValueSet(valueSetById(String(req.params.id)), expandParams(req)));
+  router.get('/ValueSet/:id/$expand', expandByIdHandler);
+  router.post('/ValueSet/:id/$expand', optionalJsonBody(), expandByIdHandler);
+  router.all('/ValueSet/:id/$expand', only('GET, POST'));
   router.get('/ValueSet/:id', (req, res) => send(res, 200, valueSetById(String(req.params.id))));
   router.all('/ValueSet/:id', only('GET'));
 

@@ -51,6 +51,7 @@ export const PAYER_API_ROUTES: readonly PayerApiRoute[] = [
   route('POST', '/ValueSet/$expand', ['ValueSet', 'r']),
   route('GET', '/ValueSet', ['ValueSet', 's']),
   route('GET', '/ValueSet/:id/$expand', ['ValueSet', 'r']),
+  route('POST', '/ValueSet/:id/$expand', ['ValueSet', 'r']),
   route('GET', '/ValueSet/:id', ['ValueSet', 'r']),
   route('GET', '/Library', ['Library', 's']),
   route('GET', '/Library/:id', ['Library', 'r']),

@@ -168,7 +168,7 @@ describe('error paths', () => {
 });
 
 describe('ValueSet/$expand (DTR: the payer SHALL support it)', () => {
-  it('expands every ValueSet a package binds, by id and by url', async () => {
+  it('expands every ValueSet a package binds, by id and by url, with GET or POST (FHIR R4 §Operations: POST is always allowed)', async () => {
     const out = (await post('/fhir/Questionnaire/$questionnaire-package', body(storyParameters('ohsu-infant-kmt2a'), '2.2.0')).expect(200)).body as Parameters;
     const valueSets = (partsOf(out)[0].resource as Bundle).entry!.map((e) => e.resource!).filter((r): r is ValueSet => r.resourceType === 'ValueSet');
     expect(valueSets.length).toBeGreaterThan(0);
@@ -177,6 +177,9 @@ describe('ValueSet/$expand (DTR: the payer SHALL support it)', () => {
       const byUrl = (await request(app).get('/fhir/ValueSet/$expand').query({ url: vs.url }).expect(200)).body as ValueSet;
       expect(byId.expansion!.contains).toEqual(vs.expansion!.contains);
       expect(byUrl.expansion!.contains).toEqual(vs.expansion!.contains);
+      const postedById = (await post(`/fhir/ValueSet/${vs.id}/$expand`, { resourceType: 'Parameters', parameter: [{ name: 'count', valueInteger: 1 }] }).expect(200)).body as ValueSet;
+      expect(postedById.expansion!.contains).toEqual(vs.expansion!.contains!.slice(0, 1));
+      expect(postedById.expansion!.total).toBe(vs.expansion!.contains!.length);
     }
     const missing = await request(app).get('/fhir/ValueSet/$expand').query({ url: 'https://priorpath.dev/fhir/ValueSet/no-such-set' });
     expect(missing.status).toBe(404);

@@ -320,6 +320,7 @@ const ROUTES: RouteCase[] = [
   { name: 'ValueSet search', scope: 'system/ValueSet.s', ok: 200, call: get('/fhir/ValueSet?url=' + VS) },
   { name: 'ValueSet read', scope: 'system/ValueSet.r', ok: 200, call: get('/fhir/ValueSet/b-all-snomed') },
   { name: 'ValueSet/{id}/$expand', scope: 'system/ValueSet.r', ok: 200, call: get('/fhir/ValueSet/b-all-snomed/$expand') },
+  { name: 'ValueSet/{id}/$expand (POST)', scope: 'system/ValueSet.r', ok: 200, call: post('/fhir/ValueSet/b-all-snomed/$expand', { resourceType: 'Parameters', parameter: [{ name: 'count', valueInteger: 1 }] }) },
   { name: 'ValueSet/$expand (GET)', scope: 'system/ValueSet.r', ok: 200, call: get('/fhir/ValueSet/$expand?url=' + VS) },
   { name: 'ValueSet/$expand (POST)', scope: 'system/ValueSet.r', ok: 200, call: post('/fhir/ValueSet/$expand', { resourceType: 'Parameters', parameter: [{ name: 'url', valueUri: VS }] }) },
   { name: 'Library search', scope: 'system/Library.s', ok: 200, call: get('/fhir/Library') },
