@@ -1,9 +1,10 @@
 import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
-import type { Bundle, OperationOutcome, Parameters, Questionnaire, Resource, ValueSet } from '@medplum/fhirtypes';
+import type { Bundle, Parameters, Questionnaire, Resource, ValueSet } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import { badRequest, methodNotAllowed, notFound, outcome } from '../errors.js';
 import { buildCatalog } from '../dtr/catalog.js';
+import { readErrorReport } from '../dtr/log-errors.js';
 import { nextQuestion } from '../dtr/next-question.js';
 import { parsePackageRequest, questionnairePackage } from '../dtr/questionnaire-package.js';
 import { isPrebuiltChunk, jsonChunks } from '../fhir/prebuilt-json.js';
@@ -207,13 +208,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
 
   // DTR $log-questionnaire-errors: clients report broken expressions; we log which form and how many issues.
   router.post('/Questionnaire/$log-questionnaire-errors', jsonBody(), (req, res) => {
-    const body = req.body as Parameters;
-    if (body?.resourceType !== 'Parameters')
-      throw badRequest('$log-questionnaire-errors takes a Parameters resource', ['Parameters']);
-    const questionnaire = body.parameter?.find((p) => p.name === 'questionnaire')?.valueCanonical;
-    const issues = (body.parameter ?? [])
-      .filter((p) => p.name === 'operationOutcome' || p.name === 'outcome')
-      .flatMap((p) => (p.resource as OperationOutcome | undefined)?.issue ?? []);
+    const { questionnaire, issues } = readErrorReport(req.body);
     logOf(req, logger).warn(
       { questionnaire, issues: issues.length, diagnostics: issues.map((i) => i.diagnostics).slice(0, 10) },
       'questionnaire errors reported by a DTR client',

@@ -315,7 +315,7 @@ const ROUTES: RouteCase[] = [
     name: 'Questionnaire/$log-questionnaire-errors',
     scope: 'system/Questionnaire.r',
     ok: 200,
-    call: post('/fhir/Questionnaire/$log-questionnaire-errors', { resourceType: 'Parameters', parameter: [{ name: 'questionnaire', valueCanonical: 'https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11' }] }),
+    call: post('/fhir/Questionnaire/$log-questionnaire-errors', { resourceType: 'Parameters', parameter: [{ name: 'questionnaire', valueCanonical: 'https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11' }, { name: 'operationOutcome', resource: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception', diagnostics: 'CQL "CenteneBlinatumomab".mrdPercent failed' }] } }] }),
   },
   { name: 'ValueSet search', scope: 'system/ValueSet.s', ok: 200, call: get('/fhir/ValueSet?url=' + VS) },
   { name: 'ValueSet read', scope: 'system/ValueSet.r', ok: 200, call: get('/fhir/ValueSet/b-all-snomed') },
