@@ -214,6 +214,27 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
     }
   }
 
+  // The payer each Coverage names (DTR 2.0.1 takes several): a form belongs to one payer, and its response names that
+  // payer's Coverage, not merely the first one sent.
+  const byReference = new Map<string, Resource>();
+  for (const r of [...req.referenced, ...req.orders, ...req.coverages]) {
+    const ref = refOf(r);
+    if (ref) byReference.set(ref, r);
+  }
+  const payers = new Map<Coverage, { key: string; defaulted: boolean }>();
+  for (const coverage of req.coverages) {
+    try {
+      const m = await identifyPayer({ content, coverages: [coverage], byReference, defaultPayer: deps.defaultPayer });
+      payers.set(coverage, { key: m.payer.key, defaulted: m.defaulted });
+    } catch {
+      // Names no payer PriorPath serves, or is not active: said below when it was asked to choose a form.
+    }
+  }
+  const coverageFor = (payer: string): Coverage | undefined =>
+    req.coverages.find((c) => payers.get(c)?.key === payer && !payers.get(c)!.defaulted) ??
+    req.coverages.find((c) => payers.get(c)?.key === payer) ??
+    req.coverages[0];
+
   const chosen: Questionnaire[] = [];
   const add = (q: Questionnaire | undefined) => {
     if (q && !chosen.includes(q)) chosen.push(q);
@@ -242,18 +263,9 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
     for (const a of assertions) if (a.policyId) add(catalog.forPolicy.get(a.policyId));
     const meds = req.orders.filter((o): o is MedicationRequest => o.resourceType === 'MedicationRequest');
     if (meds.length > 0) {
-      const byReference = new Map<string, Resource>();
-      for (const r of [...req.referenced, ...req.orders, ...req.coverages]) {
-        const ref = refOf(r);
-        if (ref) byReference.set(ref, r);
-      }
       for (const coverage of req.coverages) {
-        let payerKey: string | undefined;
-        try {
-          payerKey = (
-            await identifyPayer({ content, coverages: [coverage], byReference, defaultPayer: deps.defaultPayer })
-          ).payer.key;
-        } catch {
+        const payerKey = payers.get(coverage)?.key;
+        if (!payerKey) {
           issues.push(
             issue(
               'information',
@@ -277,7 +289,7 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
   const bundles: Bundle[] = [];
   for (const v of versions) {
     for (const q of chosen) {
-      const b = packageBundle(q, req, assertions, v, deps);
+      const b = packageBundle(q, req, assertions, v, deps, coverageFor);
       bundles.push(b);
       parameter.push({ name: v === '2.2' ? 'packagebundle' : 'PackageBundle', resource: b });
     }
@@ -338,6 +350,7 @@ function packageBundle(
   assertions: AssertionRecord[],
   version: DtrVersion,
   deps: PackageDeps,
+  coverageFor: (payer: string) => Coverage | undefined,
 ): Bundle {
   const { catalog, content } = deps;
   // DTR 2.0.1 clients pre-populate with CQL: they get the CQL form and its Libraries (CQL + ELM, with dependencies).
@@ -353,7 +366,7 @@ function packageBundle(
       (assertion &&
         req.orders.find((o) => coverageAssertionIds(o as { extension?: Extension[] }).includes(assertion.assertionId))) ??
       req.orders[0];
-    const coverage = req.coverages[0];
+    const coverage = coverageFor(policy.file.payer);
     const subject = coverage?.beneficiary?.reference
       ? { reference: coverage.beneficiary.reference }
       : assertion?.patientId

@@ -123,3 +123,30 @@ describe('no version signal', () => {
     expect(questionnaires[0]).toBe(questionnaires[1]);
   });
 });
+
+describe('several coverages (coverage is 1..* in DTR 2.0.1)', () => {
+  it("names in each form's response the Coverage of that form's payer, not the first Coverage sent", async () => {
+    const { app } = buildApp();
+    // The patient's other plan, listed first: a payer PriorPath does not serve.
+    const otherPlan = {
+      resourceType: 'Coverage',
+      id: 'other-plan',
+      status: 'active',
+      beneficiary: { reference: `Patient/${STORY}` },
+      payor: [{ identifier: { system: 'http://hl7.org/fhir/sid/us-npi', value: '1234567893' }, display: 'Other Health Plan' }],
+    };
+    const body: Parameters = {
+      resourceType: 'Parameters',
+      parameter: [
+        { name: 'coverage', resource: otherPlan as Resource },
+        { name: 'coverage', resource: coverage },
+        { name: 'order', resource: order },
+      ],
+    };
+    const out = (await request(app).post('/fhir/Questionnaire/$questionnaire-package').send(body).expect(200)).body as Parameters;
+    const qr201 = qrsOf(parts(out, 'PackageBundle')[0])[0];
+    const qr22 = qrsOf(parts(out, 'packagebundle')[0])[0];
+    expect(ext(qr201, 'qr-context').map((e) => e.valueReference!.reference)).toEqual([`Coverage/${coverage.id}`, `MedicationRequest/${order.id}`]);
+    expect(ext(qr22, 'qr-coverage').map((e) => e.valueReference!.reference)).toEqual([`Coverage/${coverage.id}`]);
+  });
+});
