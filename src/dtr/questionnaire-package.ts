@@ -19,6 +19,7 @@ import { badRequest } from '../errors.js';
 import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 import { identifyPayer } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { withMedicationCode } from '../policies/evaluation-data.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
 import { prefilledResponse } from './answers.js';
@@ -235,6 +236,17 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
     req.coverages.find((c) => payers.get(c)?.key === payer) ??
     req.coverages[0];
 
+  // The order a form is for: the first order whose drug the form's policy governs under its payer (an order sent
+  // beside it, e.g. a premedication, is not the one the response documents).
+  const orderFor = (policy: CompiledPolicy): Resource | undefined =>
+    req.orders.find(
+      (o) =>
+        o.resourceType === 'MedicationRequest' &&
+        policiesFor(content, policy.file.payer, withMedicationCode(o as MedicationRequest, { byReference })).some(
+          (p) => p.file.id === policy.file.id,
+        ),
+    );
+
   const chosen: Questionnaire[] = [];
   const add = (q: Questionnaire | undefined) => {
     if (q && !chosen.includes(q)) chosen.push(q);
@@ -289,7 +301,7 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
   const bundles: Bundle[] = [];
   for (const v of versions) {
     for (const q of chosen) {
-      const b = packageBundle(q, req, assertions, v, deps, coverageFor);
+      const b = packageBundle(q, req, assertions, v, deps, { coverageFor, orderFor });
       bundles.push(b);
       parameter.push({ name: v === '2.2' ? 'packagebundle' : 'PackageBundle', resource: b });
     }
@@ -350,7 +362,7 @@ function packageBundle(
   assertions: AssertionRecord[],
   version: DtrVersion,
   deps: PackageDeps,
-  coverageFor: (payer: string) => Coverage | undefined,
+  context: { coverageFor: (payer: string) => Coverage | undefined; orderFor: (policy: CompiledPolicy) => Resource | undefined },
 ): Bundle {
   const { catalog, content } = deps;
   // DTR 2.0.1 clients pre-populate with CQL: they get the CQL form and its Libraries (CQL + ELM, with dependencies).
@@ -365,8 +377,9 @@ function packageBundle(
     const order =
       (assertion &&
         req.orders.find((o) => coverageAssertionIds(o as { extension?: Extension[] }).includes(assertion.assertionId))) ??
+      context.orderFor(policy) ??
       req.orders[0];
-    const coverage = coverageFor(policy.file.payer);
+    const coverage = context.coverageFor(policy.file.payer);
     const subject = coverage?.beneficiary?.reference
       ? { reference: coverage.beneficiary.reference }
       : assertion?.patientId

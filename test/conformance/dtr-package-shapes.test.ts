@@ -150,3 +150,33 @@ describe('several coverages (coverage is 1..* in DTR 2.0.1)', () => {
     expect(ext(qr22, 'qr-coverage').map((e) => e.valueReference!.reference)).toEqual([`Coverage/${coverage.id}`]);
   });
 });
+
+describe('several orders (order is 0..*)', () => {
+  it("names in the form's response the order the form is for, not an order sent before it", async () => {
+    const { app } = buildApp();
+    // The labelled dexamethasone premedication, drafted with the Blincyto order and sent first.
+    const premedication: MedicationRequest = {
+      resourceType: 'MedicationRequest',
+      id: 'dexamethasone-premedication',
+      status: 'draft',
+      intent: 'order',
+      subject: { reference: `Patient/${STORY}` },
+      // By name: dexamethasone has no verified RxNorm code (cds-services/valuesets/corticosteroids.json).
+      medicationCodeableConcept: { text: 'dexamethasone 20 mg IV, 1 hour before the infusion' },
+    };
+    const body: Parameters = {
+      resourceType: 'Parameters',
+      parameter: [
+        { name: 'coverage', resource: coverage },
+        { name: 'order', resource: premedication },
+        { name: 'order', resource: order },
+      ],
+    };
+    const out = (await request(app).post('/fhir/Questionnaire/$questionnaire-package').send(body).expect(200)).body as Parameters;
+    for (const name of ['PackageBundle', 'packagebundle']) {
+      const [qr] = qrsOf(parts(out, name)[0]);
+      expect(ext(qr, 'qr-context').map((e) => e.valueReference!.reference), name).toContain(`MedicationRequest/${order.id}`);
+      expect(ext(qr, 'qr-context').map((e) => e.valueReference!.reference), name).not.toContain('MedicationRequest/dexamethasone-premedication');
+    }
+  });
+});
