@@ -1,8 +1,8 @@
 import type { Library, Questionnaire, QuestionnaireItem, ValueSet } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { policyStructure } from './policy-structure.js';
-import type { PolicyStructure } from './policy-structure.js';
+import { policyStructure } from '../policies/policy-structure.js';
+import type { PolicyStructure } from '../policies/policy-structure.js';
 import { cqlQuestionnaire, libraryClosure, valueSetsOfLibrary } from './cql-questionnaire.js';
 import { buildQuestionnaire, flattenItems } from './questionnaire-builder.js';
 import { prebuildJson } from '../fhir/prebuilt-json.js';

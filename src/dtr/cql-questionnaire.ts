@@ -1,7 +1,7 @@
 import type { Library, Questionnaire, QuestionnaireItem } from '@medplum/fhirtypes';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { codingDefine } from '../cql/define-names.js';
-import { EXT_INITIAL_EXPRESSION, EXT_VARIABLE } from './fhir-urls.js';
+import { EXT_INITIAL_EXPRESSION, EXT_VARIABLE } from '../fhir/dtr-urls.js';
 
 /** SDC / CQF: the Library whose definitions a Questionnaire's CQL expressions name. */
 export const EXT_CQF_LIBRARY = 'http://hl7.org/fhir/StructureDefinition/cqf-library';

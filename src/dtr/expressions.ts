@@ -3,6 +3,8 @@ import { HCPCS_SYSTEM } from '../fhir/value-sets.js';
 import { resolveValueSetUrl } from '../fhir/fhirpath.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { FactType } from '../policies/policy-schema.js';
+import { tokenize } from '../fhir/fhirpath-tokens.js';
+import type { Token } from '../fhir/fhirpath-tokens.js';
 
 /**
  * Turns policy FHIRPath (design.md §5) into the FHIRPath an SDC renderer runs in the browser:
@@ -15,53 +17,7 @@ import type { FactType } from '../policies/policy-schema.js';
  * (the engine LHC-Forms and Smart Forms use) against the server's own results in test/dtr.
  */
 
-interface Token {
-  kind: 'string' | 'var' | 'ident' | 'space' | 'other';
-  text: string;
-  /** Variable or identifier name. */
-  name?: string;
-}
 
-/** A lexical pass good enough for rewriting: strings, `%vars`, identifiers, and everything else verbatim. */
-export function tokenize(expr: string): Token[] {
-  const out: Token[] = [];
-  let i = 0;
-  const n = expr.length;
-  while (i < n) {
-    const c = expr[i];
-    if (c === "'" || c === '`') {
-      let j = i + 1;
-      while (j < n && expr[j] !== c) j += expr[j] === '\\' ? 2 : 1;
-      out.push({ kind: c === "'" ? 'string' : 'other', text: expr.slice(i, j + 1) });
-      i = j + 1;
-    } else if (c === '%' && /[A-Za-z_]/.test(expr[i + 1] ?? '')) {
-      const m = /^%([A-Za-z_][A-Za-z0-9_]*)/.exec(expr.slice(i))!;
-      out.push({ kind: 'var', text: m[0], name: m[1] });
-      i += m[0].length;
-    } else if (c === '@') {
-      const m = /^@[0-9A-Za-z:\-+.]*/.exec(expr.slice(i))!;
-      out.push({ kind: 'other', text: m[0] });
-      i += m[0].length;
-    } else if (/[A-Za-z_]/.test(c)) {
-      const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(expr.slice(i))!;
-      out.push({ kind: 'ident', text: m[0], name: m[0] });
-      i += m[0].length;
-    } else if (c === '$' || /[0-9]/.test(c)) {
-      const m = /^(\$[A-Za-z_]+|\d+(\.\d+)?)/.exec(expr.slice(i));
-      const text = m?.[0] ?? c;
-      out.push({ kind: 'other', text });
-      i += text.length;
-    } else if (/\s/.test(c)) {
-      const m = /^\s+/.exec(expr.slice(i))!;
-      out.push({ kind: 'space', text: m[0] });
-      i += m[0].length;
-    } else {
-      out.push({ kind: 'other', text: c });
-      i++;
-    }
-  }
-  return out;
-}
 
 function significant(tokens: Token[], from: number, step: 1 | -1): Token | undefined {
   for (let i = from + step; i >= 0 && i < tokens.length; i += step) if (tokens[i].kind !== 'space') return tokens[i];

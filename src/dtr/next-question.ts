@@ -10,7 +10,7 @@ import {
   evaluateQuestionnaireResponse,
   policyForQuestionnaire,
   responseContext,
-} from './evaluate-response.js';
+} from '../coverage/evaluate-response.js';
 import {
   DTR_ADAPT_QUESTIONNAIRE,
   DTR_QR_ADAPT,
@@ -19,9 +19,10 @@ import {
   EXT_LAUNCH_CONTEXT,
   EXT_VARIABLE,
   SDC_ADAPT_QUESTIONNAIRE,
-} from './fhir-urls.js';
-import { flattenItems, justificationLinkId } from './questionnaire-builder.js';
+} from '../fhir/dtr-urls.js';
+import { flattenItems } from './questionnaire-builder.js';
 import { responseShapeProblems } from './response-shape.js';
+import { justificationLinkId } from '../policies/questionnaire-names.js';
 
 export interface NextQuestionDeps {
   content: Content;

@@ -16,9 +16,10 @@ import {
   ITEM_CONTROL_SYSTEM,
   LAUNCH_CONTEXT_SYSTEM,
   UCUM,
-} from './fhir-urls.js';
-import { policyStructure } from './policy-structure.js';
-import type { FactGroup, PolicyStructure } from './policy-structure.js';
+} from '../fhir/dtr-urls.js';
+import { policyStructure } from '../policies/policy-structure.js';
+import type { FactGroup, PolicyStructure } from '../policies/policy-structure.js';
+import { justificationLinkId, questionnaireUrl } from '../policies/questionnaire-names.js';
 
 /** What the builder needs besides the policy. */
 export interface QuestionnaireBuildContext {
@@ -27,16 +28,6 @@ export interface QuestionnaireBuildContext {
   valueSets: ValueSetIndex;
   /** The payer's label, for `publisher`. */
   payerLabel?: string;
-}
-
-/** `{canonicalBase}/Questionnaire/{policyId}` (design.md §5: one Questionnaire per policy, versioned with it). */
-export function questionnaireUrl(canonicalBase: string, policyId: string): string {
-  return `${canonicalBase}/Questionnaire/${policyId}`;
-}
-
-/** The linkId of the question asked when a limit is exceeded and the policy names no attestation fact for it. */
-export function justificationLinkId(limitId: string): string {
-  return `justification-${limitId}`;
 }
 
 /** Questionnaire item type of each fact type (SDC; R4 `QuestionnaireItemType`). */

@@ -22,12 +22,12 @@ import type { Logger } from '../logger.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { withMedicationCode } from '../policies/evaluation-data.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
-import { prefilledResponse } from './answers.js';
+import { prefilledResponse } from '../coverage/questionnaire-answers.js';
 import { assertionIsAbout, requestPatientIds } from './assertion-patient.js';
 import type { DtrCatalog } from './catalog.js';
-import { coverageAssertionIds } from './evaluate-response.js';
-import { DTR_PACKAGE_BUNDLE, DTR_PACKAGE_OUTPUT } from './fhir-urls.js';
-import type { DtrVersion } from './fhir-urls.js';
+import { coverageAssertionIds } from '../coverage/evaluate-response.js';
+import { DTR_PACKAGE_BUNDLE, DTR_PACKAGE_OUTPUT } from '../fhir/dtr-urls.js';
+import type { DtrVersion } from '../fhir/dtr-urls.js';
 
 /** Which DTR wire shape a package response takes: one version's, or both (`PackageBundle` and `packagebundle`). */
 export type PackageShape = DtrVersion | 'both';

@@ -1,4 +1,4 @@
-import type { AnswerProblem } from './answers.js';
+import type { AnswerProblem } from '../coverage/questionnaire-answers.js';
 
 const STATUSES = new Set(['in-progress', 'completed', 'amended', 'entered-in-error', 'stopped']);
 const VALUE_KEYS = [

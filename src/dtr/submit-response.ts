@@ -4,7 +4,7 @@ import type { Content } from '../content.js';
 import { HttpError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
-import type { AnswerProblem } from './answers.js';
+import type { AnswerProblem } from '../coverage/questionnaire-answers.js';
 import { determine, withCoverageInformation } from './determination.js';
 import {
   answeredCanonical,
@@ -12,7 +12,7 @@ import {
   evaluateQuestionnaireResponse,
   policyForQuestionnaire,
   responseContext,
-} from './evaluate-response.js';
+} from '../coverage/evaluate-response.js';
 import { assertionIsAbout } from './assertion-patient.js';
 import { responseShapeProblems } from './response-shape.js';
 

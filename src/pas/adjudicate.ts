@@ -1,7 +1,7 @@
 import type { CodeableConcept, Condition, MedicationRequest, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
 import type { Content, Payer } from '../content.js';
 import { policiesFor, policiesForCodings } from '../content.js';
-import { answeredCanonical, evaluateQuestionnaireResponse, policyForQuestionnaire } from '../dtr/evaluate-response.js';
+import { answeredCanonical, evaluateQuestionnaireResponse, policyForQuestionnaire } from '../coverage/evaluate-response.js';
 import { newApproval, periodEnd } from '../coverage/authorization.js';
 import { determinationOf } from '../coverage/determination.js';
 import { DomainError, HttpError, badRequest } from '../errors.js';

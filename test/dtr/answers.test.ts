@@ -1,11 +1,12 @@
-/** Reading and writing QuestionnaireResponses in the policy's terms (src/dtr/answers.ts, evaluate-response.ts). */
+/** Reading and writing QuestionnaireResponses in the policy's terms (src/coverage/questionnaire-answers.ts, evaluate-response.ts). */
 import type { QuestionnaireResponse } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
-import { answersFromQuestionnaireResponse, originOf, prefilledResponse } from '../../src/dtr/answers.js';
-import { evaluateQuestionnaireResponse, withKnownFacts } from '../../src/dtr/evaluate-response.js';
-import { EXT_INFORMATION_ORIGIN, EXT_QR_CONTEXT, EXT_QR_COVERAGE } from '../../src/dtr/fhir-urls.js';
-import { buildQuestionnaire, justificationLinkId } from '../../src/dtr/questionnaire-builder.js';
+import { answersFromQuestionnaireResponse, originOf, prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
+import { evaluateQuestionnaireResponse, withKnownFacts } from '../../src/coverage/evaluate-response.js';
+import { EXT_INFORMATION_ORIGIN, EXT_QR_CONTEXT, EXT_QR_COVERAGE } from '../../src/fhir/dtr-urls.js';
+import { buildQuestionnaire } from '../../src/dtr/questionnaire-builder.js';
 import { CANONICAL_BASE, dtrContent, TODAY } from './helpers.js';
+import { justificationLinkId } from '../../src/policies/questionnaire-names.js';
 
 const content = dtrContent();
 const policy = content.policies.find(

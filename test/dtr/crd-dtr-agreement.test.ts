@@ -9,11 +9,11 @@
  */
 import type { Questionnaire, QuestionnaireResponse } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
-import { prefilledResponse } from '../../src/dtr/answers.js';
-import { evaluateQuestionnaireResponse } from '../../src/dtr/evaluate-response.js';
-import { EXT_ENABLE_WHEN_EXPRESSION, EXT_INITIAL_EXPRESSION } from '../../src/dtr/fhir-urls.js';
-import { policyStructure } from '../../src/dtr/policy-structure.js';
-import { buildQuestionnaire, flattenItems, justificationLinkId } from '../../src/dtr/questionnaire-builder.js';
+import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
+import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
+import { EXT_ENABLE_WHEN_EXPRESSION, EXT_INITIAL_EXPRESSION } from '../../src/fhir/dtr-urls.js';
+import { policyStructure } from '../../src/policies/policy-structure.js';
+import { buildQuestionnaire, flattenItems } from '../../src/dtr/questionnaire-builder.js';
 import { compileFhirPath } from '../../src/fhir/fhirpath.js';
 import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
 import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
@@ -32,6 +32,7 @@ import {
   TODAY,
 } from './helpers.js';
 import type { SynthesizedRecord } from './helpers.js';
+import { justificationLinkId } from '../../src/policies/questionnaire-names.js';
 
 const content = dtrContent();
 const RUNS = 150;

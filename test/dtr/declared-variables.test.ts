@@ -10,8 +10,8 @@ import fhirpath from 'fhirpath';
 import r4 from 'fhirpath/fhir-context/r4/index.js';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { tokenize } from '../../src/dtr/expressions.js';
-import { EXT_INITIAL_EXPRESSION, EXT_LAUNCH_CONTEXT, EXT_VARIABLE } from '../../src/dtr/fhir-urls.js';
+import { tokenize } from '../../src/fhir/fhirpath-tokens.js';
+import { EXT_INITIAL_EXPRESSION, EXT_LAUNCH_CONTEXT, EXT_VARIABLE } from '../../src/fhir/dtr-urls.js';
 import { buildApp, testContent } from '../helpers/app.js';
 import { storyResources } from '../helpers/stories.js';
 

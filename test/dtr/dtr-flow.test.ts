@@ -16,11 +16,11 @@ import type {
 } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { originOf } from '../../src/dtr/answers.js';
-import { evaluateQuestionnaireResponse } from '../../src/dtr/evaluate-response.js';
-import { policyStructure } from '../../src/dtr/policy-structure.js';
+import { originOf } from '../../src/coverage/questionnaire-answers.js';
+import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
+import { policyStructure } from '../../src/policies/policy-structure.js';
 import { valueSetsOfLibrary } from '../../src/dtr/cql-questionnaire.js';
-import { flattenItems, justificationLinkId } from '../../src/dtr/questionnaire-builder.js';
+import { flattenItems } from '../../src/dtr/questionnaire-builder.js';
 import { COVERAGE_INFO_URL, coverageInformationProblems } from '../../src/coverage/coverage-information.js';
 import { handleHook } from '../../src/hooks/hook-handler.js';
 import { createLogger } from '../../src/logger.js';
@@ -44,6 +44,7 @@ import {
   TODAY,
 } from './helpers.js';
 import type { SynthesizedRecord } from './helpers.js';
+import { justificationLinkId } from '../../src/policies/questionnaire-names.js';
 
 const content = dtrContent();
 const FHIR = 'application/fhir+json';

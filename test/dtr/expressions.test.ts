@@ -6,8 +6,8 @@ import {
   isMonotone,
   ruleOverAnswers,
   splitTopLevel,
-  tokenize,
 } from '../../src/dtr/expressions.js';
+import { tokenize } from '../../src/fhir/fhirpath-tokens.js';
 import { compileFhirPath } from '../../src/fhir/fhirpath.js';
 import { CANONICAL_BASE, dtrContent } from './helpers.js';
 

@@ -8,20 +8,22 @@ import { join } from 'node:path';
 import type { Questionnaire, QuestionnaireItem } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
 import { compileFhirPath } from '../../src/fhir/fhirpath.js';
-import { SERVER_FUNCTIONS, tokenize } from '../../src/dtr/expressions.js';
+import { SERVER_FUNCTIONS } from '../../src/dtr/expressions.js';
+import { tokenize } from '../../src/fhir/fhirpath-tokens.js';
 import {
   EXT_ENABLE_WHEN_EXPRESSION,
   EXT_INITIAL_EXPRESSION,
   EXT_LAUNCH_CONTEXT,
   EXT_VARIABLE,
   LAUNCH_CONTEXT_SYSTEM,
-} from '../../src/dtr/fhir-urls.js';
-import { policyStructure } from '../../src/dtr/policy-structure.js';
-import { flattenItems, justificationLinkId } from '../../src/dtr/questionnaire-builder.js';
+} from '../../src/fhir/dtr-urls.js';
+import { policyStructure } from '../../src/policies/policy-structure.js';
+import { flattenItems } from '../../src/dtr/questionnaire-builder.js';
 import { generateQuestionnaireFiles } from '../../src/dtr/questionnaire-files.js';
-import { prefilledResponse } from '../../src/dtr/answers.js';
+import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
 import { repoRoot } from '../helpers/stories.js';
 import { CANONICAL_BASE, dtrContent, fhirIssues } from './helpers.js';
+import { justificationLinkId } from '../../src/policies/questionnaire-names.js';
 
 const content = dtrContent();
 const files = generateQuestionnaireFiles(content);

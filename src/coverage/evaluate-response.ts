@@ -1,18 +1,18 @@
 import type { Extension, MedicationRequest, Questionnaire, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
-import { HttpError, outcome } from '../errors.js';
-import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
+import { DomainError } from '../errors.js';
+import { COVERAGE_INFO_URL } from './coverage-information.js';
 import { localReference } from '../fhir/references.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { EvaluationData, FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
-import { answersFromQuestionnaireResponse } from './answers.js';
-import type { ParsedAnswers } from './answers.js';
-import { tokenize } from './expressions.js';
-import { askableClosure } from './policy-structure.js';
-import { questionnaireUrl } from './questionnaire-builder.js';
+import { answersFromQuestionnaireResponse } from './questionnaire-answers.js';
+import type { ParsedAnswers } from './questionnaire-answers.js';
+import { tokenize } from '../fhir/fhirpath-tokens.js';
+import { askableClosure } from '../policies/policy-structure.js';
+import { questionnaireUrl } from '../policies/questionnaire-names.js';
 
 /** The policy a Questionnaire canonical (`url` or `url|version`) belongs to, and the version asked for. */
 export function policyForQuestionnaire(
@@ -153,21 +153,17 @@ export function withKnownFacts(
  * uses": uses 2 and 3), the answers overriding what the EHR data says. This is the function PAS reuses for the
  * QuestionnaireResponse attached to a prior-authorization request.
  *
- * Throws a 422 HttpError when the response answers no Questionnaire of a loaded policy.
+ * Throws a DomainError `processing` (422 at the edges) when the response answers no Questionnaire of a loaded policy.
  */
 export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): EvaluateResponseResult {
   const { content, qr, today } = input;
   const canonical = answeredCanonical(qr);
   const found = policyForQuestionnaire(content, canonical);
   if (!found) {
-    throw new HttpError(
-      422,
-      outcome(
-        'error',
-        'not-found',
-        `QuestionnaireResponse.questionnaire ${canonical ?? '(missing)'} is not a Questionnaire of this payer service`,
-        ['QuestionnaireResponse.questionnaire'],
-      ),
+    throw new DomainError(
+      'processing',
+      `QuestionnaireResponse.questionnaire ${canonical ?? '(missing)'} is not a Questionnaire of this payer service`,
+      ['QuestionnaireResponse.questionnaire'],
     );
   }
   const { policy, version } = found;

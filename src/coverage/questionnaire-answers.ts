@@ -1,3 +1,11 @@
+/**
+ * A QuestionnaireResponse to a policy's Questionnaire read in the policy's terms (docs/design.md §5 "One model, three
+ * uses"): fact values, their information-origin, attachments and problems, and the response PriorPath writes back.
+ * Core, because two edges read answers: DTR (a saved or adaptive response) and PAS (the response attached to a
+ * request), and both must read them alike (DTR 2.2 §QuestionnaireResponse; PAS 2.2.1 §Additional Documentation).
+ *
+ * @module
+ */
 import type {
   Coding,
   Extension,
@@ -13,7 +21,7 @@ import type { ValueSetIndex } from '../fhir/value-sets.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { FactValue } from '../policies/evaluate-policy.js';
 import type { FactType } from '../policies/policy-schema.js';
-import { CRD_TEMP_SYSTEM } from '../coverage/coverage-information.js';
+import { CRD_TEMP_SYSTEM } from './coverage-information.js';
 import {
   CRD_COVERAGE_INFORMATION_CODES,
   DTR_QR,
@@ -21,9 +29,9 @@ import {
   EXT_INTENDED_USE,
   EXT_QR_CONTEXT,
   EXT_QR_COVERAGE,
-} from './fhir-urls.js';
-import type { DtrVersion } from './fhir-urls.js';
-import { justificationLinkId } from './questionnaire-builder.js';
+} from '../fhir/dtr-urls.js';
+import type { DtrVersion } from '../fhir/dtr-urls.js';
+import { justificationLinkId } from '../policies/questionnaire-names.js';
 
 /** DTR `information-origin` source, folded to the three values both DTR 2.0.1 and 2.2 mean. */
 export type InformationOrigin = 'auto' | 'override' | 'manual';

@@ -1,4 +1,4 @@
-import type { CompiledPolicy, CompiledRule } from '../policies/compiled-policy.js';
+import type { CompiledPolicy, CompiledRule } from './compiled-policy.js';
 
 /**
  * Which askable facts a policy's rules can ever ask for, and how they group on a form. This is the static view of

@@ -1,0 +1,17 @@
+/**
+ * How a policy's Questionnaire is named (docs/design.md §5 "One model, three uses"): its canonical URL, and the
+ * linkIds that the Questionnaire builder asks with and the answers' reader reads back (DTR serves the form; DTR and
+ * PAS read the QuestionnaireResponse), so both sides agree by construction.
+ *
+ * @module
+ */
+
+/** `{canonicalBase}/Questionnaire/{policyId}` (design.md §5: one Questionnaire per policy, versioned with it). */
+export function questionnaireUrl(canonicalBase: string, policyId: string): string {
+  return `${canonicalBase}/Questionnaire/${policyId}`;
+}
+
+/** The linkId of the question asked when a limit is exceeded and the policy names no attestation fact for it. */
+export function justificationLinkId(limitId: string): string {
+  return `justification-${limitId}`;
+}
