@@ -86,7 +86,7 @@ export async function explain(content: Content, input: unknown, opts: { payer?: 
       out('  criteria:');
       for (const r of ev.rules) out(`    [${String(r.result).padEnd(7)}] ${r.kind.padEnd(11)} ${r.id.padEnd(30)} ${r.cite}${r.error ? `  ERROR ${r.error}` : ''}`);
       out(`  outcome: ${ev.outcome}${ev.pathway ? ` via ${ev.pathway.id}` : ''}${ev.missingFacts.length ? `; missing: ${ev.missingFacts.join(', ')}` : ''}`);
-      for (const p of ev.proposals) out(`  proposal: ${p.value} ${p.unit} (limit ${p.limitId})`);
+      for (const p of ev.proposals) out(`  proposal: ${p.value} ${p.unit} (limit ${p.limitIds.join(', ')})`);
       for (const n of ev.notes ?? []) out(`  note: ${n}`);
     }
     const coverageRef = ctx.payerMatch.coverage?.id ? `Coverage/${ctx.payerMatch.coverage.id}` : 'Coverage/unknown';

@@ -4,6 +4,7 @@ import { assertionFor, buildCoverageInformation, COVERAGE_INFO_URL } from '../co
 import type { OrderDecision } from '../coverage/decide-orders.js';
 import { determinationFor } from '../coverage/decide-orders.js';
 import type { OrderResource } from '../coverage/order.js';
+import type { Proposal } from '../policies/evaluate-policy.js';
 import type { Card } from './cards.js';
 import { dtrLaunchCard, externalReferenceCard, instructionsCard, proposeAlternateCard } from './cards.js';
 import type { HookRequest } from './hook-request.js';
@@ -145,14 +146,10 @@ export function buildHookResponse(opts: {
       }
     }
     if (cfg.alternatives && req.hook !== 'order-dispatch' && determination.outcome === 'limit-exceeded') {
-      const p = ev.proposals[0];
-      if (p) {
-        const updated = structuredClone(d.order as MedicationRequest);
-        const target = { value: Math.round(p.value * 10) / 10, unit: p.display ?? p.unit, system: 'http://unitsofmeasure.org', code: p.unit };
-        if (proposeDose(updated, target)) {
-          const label = `Change the dose to ${doseLabel(p.value, p.unit, p.display)} (policy maximum)`;
-          cards.push(proposeAlternateCard(payer.label, `${drug} dose above ${policy.source.id} limit: ${doseLabel(p.value, p.unit, p.display)} is covered without review`, `${ev.failed.map((r) => `${r.text} (${r.cite})`).join('; ')}.`, label, updated, orderRef));
-        }
+      const alternate = alternateOrder(d.order as MedicationRequest, ev.proposals);
+      if (alternate) {
+        const detail = `${ev.failed.map((r) => `${r.text} (${r.cite})`).join('; ')}.`;
+        cards.push(proposeAlternateCard(payer.label, `${drug} ${alternate.exceeds} above ${policy.source.id} limit: ${alternate.within} is covered without review`, detail, alternate.label, alternate.order, orderRef));
       }
     }
     const shared = cfg.guideline ? policyCards.get(policy.id) : undefined;
@@ -196,6 +193,39 @@ function orderLabel(order: OrderResource): string {
           ? order.code
           : undefined;
   return concept?.text ?? concept?.coding?.[0]?.display ?? (order.resourceType === 'MedicationRequest' ? 'this drug' : `this ${order.resourceType}`);
+}
+
+/**
+ * The same order within every limit it exceeds (design.md §4 Propose Alternate Request, §6 "Limits"): the dose at
+ * the policy maximum and the number of cycles the course still allows, each where the evaluation proposes one.
+ * Undefined when there is nothing to propose or the order carries no dose to lower.
+ */
+function alternateOrder(order: MedicationRequest, proposals: Proposal[]): { order: MedicationRequest; label: string; exceeds: string; within: string } | undefined {
+  const dose = proposals.find((p) => p.kind === 'dose');
+  const cycles = proposals.find((p) => p.kind === 'cycles');
+  if (!dose && !cycles) return undefined;
+  const updated = structuredClone(order);
+  const changes: string[] = [];
+  const within: string[] = [];
+  if (dose) {
+    const target = { value: Math.round(dose.value * 10) / 10, unit: dose.display ?? dose.unit, system: 'http://unitsofmeasure.org', code: dose.unit };
+    if (!proposeDose(updated, target)) return undefined;
+    changes.push(`the dose to ${doseLabel(dose.value, dose.unit, dose.display)}`);
+    within.push(doseLabel(dose.value, dose.unit, dose.display));
+  }
+  if (cycles) {
+    // An order asks for 1 + numberOfRepeatsAllowed cycles (design.md §6 "Cycles").
+    updated.dispenseRequest = { ...updated.dispenseRequest, numberOfRepeatsAllowed: cycles.value - 1 };
+    const count = `${cycles.value} ${cycles.value === 1 ? 'cycle' : 'cycles'}`;
+    changes.push(`the request to ${count}`);
+    within.push(count);
+  }
+  return {
+    order: updated,
+    label: `Change ${changes.join(' and ')} (policy maximum)`,
+    exceeds: dose && cycles ? 'dose and cycles' : dose ? 'dose' : 'cycles',
+    within: within.join(', '),
+  };
 }
 
 /**

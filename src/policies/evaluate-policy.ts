@@ -28,8 +28,14 @@ export interface RuleResult {
 /** The row of design.md §5's determination table this evaluation falls in. */
 export type Outcome = 'satisfied' | 'documentation-needed' | 'limit-exceeded' | 'not-covered' | 'error';
 
+/**
+ * What an alternate order changes to come within a limit (design.md §6 "Limits"): the dose at the limit's `propose`,
+ * or the number of cycles (`cyclesRequested`) that fits every limit on cycles. `limitIds` are the exceeded limits it
+ * brings back within bounds.
+ */
 export interface Proposal {
-  limitId: string;
+  kind: 'dose' | 'cycles';
+  limitIds: string[];
   value: number;
   unit: string;
   display?: string;
@@ -214,8 +220,14 @@ export function evaluatePolicy(
       const rule = policy.limits.find((r) => r.id === l.id);
       if (!rule?.propose) continue;
       const v = safeNumber(() => rule.propose!.value(factValues, {}));
-      if (v !== undefined) proposals.push({ limitId: l.id, value: v, unit: rule.propose.unit, display: rule.propose.display });
+      if (v !== undefined) proposals.push({ kind: 'dose', limitIds: [l.id], value: v, unit: rule.propose.unit, display: rule.propose.display });
     }
+    const cycles = cyclesWithinLimits(policy, data, answers, exceeded, requested, approvingRule);
+    if (cycles) proposals.push(cycles);
+    // The alternate order must come within every limit it exceeds: one that would still exceed a limit (a dose
+    // lowered for a course already complete) is no order the payer covers without review, so none is proposed.
+    const resolved = new Set(proposals.flatMap((p) => p.limitIds));
+    if (!exceeded.every((l) => resolved.has(l.id))) proposals.length = 0;
     // DTR asks what could lift the limit (its unknown facts, e.g. a guideline-support attestation) and whatever is
     // still unknown elsewhere.
     return { ...base, proposals, outcome: 'limit-exceeded', missingFacts: missingFor(policy, [...exceeded, ...rules.filter((r) => r.result === 'unknown')], factValues, data.orderDate), failed: exceeded };
@@ -231,6 +243,36 @@ export function evaluatePolicy(
 
   const undecided = [...unknownRequirements, ...(approving ? [] : pathways.filter((p) => p.result === 'unknown')), ...unknownLimits];
   return { ...base, outcome: 'documentation-needed', missingFacts: missingFor(policy, undecided, factValues, data.orderDate), failed: [] };
+}
+
+/**
+ * The most cycles, fewer than the order asks for, that bring every exceeded limit on cycles (a limit reading
+ * `cyclesRequested`, or the approving pathway's `cycles`) back within bounds, each limit read again with
+ * `cyclesRequested` answered as that number; undefined when no cycle limit is exceeded or not even one cycle fits (a
+ * course already complete).
+ */
+function cyclesWithinLimits(
+  policy: CompiledPolicy,
+  data: EvaluationData,
+  answers: Record<string, FactValue>,
+  exceeded: RuleResult[],
+  requested: FactValue | undefined,
+  pathway: { id: string; cycles?: number } | undefined,
+): Proposal | undefined {
+  if (typeof requested !== 'number' || requested <= 1) return undefined;
+  const pathwayLimit = pathway?.cycles !== undefined ? `${pathway.id}-cycles` : undefined;
+  const rules = policy.limits.filter((r) => exceeded.some((l) => l.id === r.id) && ruleClosure(policy, r.facts).includes('cyclesRequested'));
+  const limitIds = [...rules.map((r) => r.id), ...exceeded.filter((l) => l.id === pathwayLimit).map((l) => l.id)];
+  if (limitIds.length === 0) return undefined;
+  const only = new Set(ruleClosure(policy, rules.flatMap((r) => r.facts)));
+  for (let k = Math.min(requested - 1, pathway?.cycles ?? Infinity); k >= 1; k--) {
+    const { factValues, broken } = readFacts(policy, data, { ...answers, cyclesRequested: k }, only);
+    if (broken) return undefined;
+    if (rules.every((r) => ruleOutcome(r, factValues).result === true)) {
+      return { kind: 'cycles', limitIds, value: k, unit: '{cycle}', display: k === 1 ? 'cycle' : 'cycles' };
+    }
+  }
+  return undefined;
 }
 
 /**
