@@ -8,10 +8,29 @@ import { parseTrustedClients } from './auth/trusted-clients.js';
  * Service configuration (design.md §3). This is the only module that reads `process.env`; `loadConfig` is pure and
  * takes the environment as an argument so tests can build any configuration.
  */
+/**
+ * A URL with one of the given schemes. zod's `url()` takes anything `new URL` parses, so `localhost:3000` (scheme
+ * `localhost:`) passed as PUBLIC_BASE_URL and every hook JWT then failed its `aud` check; a bad value must stop
+ * start-up instead (design.md §3).
+ */
+function urlWith(protocols: string[], what: string) {
+  return z.string().refine(
+    (v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `expected ${what}` },
+  );
+}
+const httpUrl = urlWith(['http:', 'https:'], 'an http or https URL');
+
 const schema = z.object({
   NODE_ENV: z.string().default('development').describe('production turns off the sandbox and forbids CDS_AUTH=open'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000).describe('listen port'),
-  PUBLIC_BASE_URL: z.string().url().optional().describe('URL clients use; JWT aud is {PUBLIC_BASE_URL}/cds-services/{id}'),
+  PUBLIC_BASE_URL: httpUrl.optional().describe('URL clients use; JWT aud is {PUBLIC_BASE_URL}/cds-services/{id}'),
   CDS_TRUSTED_CLIENTS: z.string().optional().describe('JSON array of {iss, jku} | {iss, jwks} | {iss, jwksFile}'),
   CDS_AUTH: z.enum(['required', 'open']).default('required').describe('open accepts unsigned calls (sandbox only)'),
   CDS_JTI_REPLAY: z
@@ -21,10 +40,10 @@ const schema = z.object({
   PAYER_API_CLIENTS: z.string().optional().describe('JSON array of {clientId, jku | jwks | jwksFile, scopes}: SMART Backend Services clients of /fhir'),
   PAYER_API_AUTH: z.enum(['required', 'open']).default('required').describe('open serves /fhir without tokens (sandbox only; refused in production)'),
   DEFAULT_PAYER: z.string().optional().describe('payer key used when the Coverage names no known payer'),
-  DATABASE_URL: z.string().optional().describe('PostgreSQL URL; unset means embedded PGlite in DATA_DIR'),
+  DATABASE_URL: urlWith(['postgres:', 'postgresql:'], 'a postgres:// or postgresql:// URL').optional().describe('PostgreSQL URL; unset means embedded PGlite in DATA_DIR'),
   DATA_DIR: z.string().default('./data').describe('embedded storage directory'),
   SANDBOX: z.enum(['on', 'off']).optional().describe('mounts /sandbox/*, the demo page and open mode'),
-  FHIR_SANDBOX_URL: z.string().url().optional().describe('external FHIR server used instead of the embedded sandbox'),
+  FHIR_SANDBOX_URL: httpUrl.optional().describe('external FHIR server used instead of the embedded sandbox'),
   EHR_TIMEOUT_MS: z.coerce.number().int().positive().max(60_000).default(2000).describe('per request to an EHR FHIR server'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino level'),
   CANONICAL_BASE: z.string().url().default('https://priorpath.dev/fhir').describe('base of canonical URLs'),

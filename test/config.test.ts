@@ -87,4 +87,37 @@ describe('configuration', () => {
     expect(res.stderr).toContain('CDS_AUTH');
     expect(res.stdout).not.toContain('listening');
   });
+
+  it('defaults what design.md §3 leaves unset, and derives PUBLIC_BASE_URL from PORT', () => {
+    const c = loadConfig({});
+    expect(c.logLevel).toBe('info');
+    expect(c.defaultPayer).toBeUndefined();
+    expect(c.databaseUrl).toBeUndefined();
+    expect(c.fhirSandboxUrl).toBeUndefined();
+    expect(loadConfig({ PORT: '8080' }).publicBaseUrl).toBe('http://localhost:8080');
+    expect(loadConfig({ NODE_ENV: 'production' }).cdsAuth).toBe('required');
+    expect(loadConfig({ DATABASE_URL: 'postgresql://priorpath:priorpath@db:5432/priorpath' }).databaseUrl).toBe('postgresql://priorpath:priorpath@db:5432/priorpath');
+    expect(loadConfig({ DATABASE_URL: 'postgres://priorpath@127.0.0.1:5433/priorpath' }).databaseUrl).toBeDefined();
+  });
+
+  it.each([
+    [{ PORT: '70000' }, 'PORT'],
+    [{ PORT: '-1' }, 'PORT'],
+    [{ EHR_TIMEOUT_MS: 'two seconds' }, 'EHR_TIMEOUT_MS'],
+    [{ EHR_TIMEOUT_MS: '0' }, 'EHR_TIMEOUT_MS'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [{ SANDBOX: 'maybe' }, 'SANDBOX'],
+    [{ NODE_ENV: 'production', SANDBOX: 'on' }, 'SANDBOX'],
+    [{ CANONICAL_BASE: 'priorpath.dev/fhir' }, 'CANONICAL_BASE'],
+    [{ FHIR_SANDBOX_URL: 'hapi:8080/fhir' }, 'FHIR_SANDBOX_URL'],
+    [{ DATABASE_URL: 'not a url' }, 'DATABASE_URL'],
+    [{ DATABASE_URL: 'mysql://priorpath@db/priorpath' }, 'DATABASE_URL'],
+    [{ PUBLIC_BASE_URL: 'localhost:3000' }, 'PUBLIC_BASE_URL'],
+    [{ PUBLIC_BASE_URL: 'ftp://priorpath.example.org' }, 'PUBLIC_BASE_URL'],
+    [{ CDS_TRUSTED_CLIENTS: '[{"jku":"https://ehr.example.org/jwks.json"}]' }, 'CDS_TRUSTED_CLIENTS'],
+    [{ CDS_TRUSTED_CLIENTS: '[{"iss":"https://ehr.example.org","jwks":{"keys":"none"}}]' }, 'CDS_TRUSTED_CLIENTS'],
+  ])('refuses %j with a message naming %s (design.md §3)', (env, name) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(name);
+  });
 });
