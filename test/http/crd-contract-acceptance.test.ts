@@ -127,6 +127,65 @@ describe('prefetch handling (design.md §4 "Prefetch handling")', () => {
     expect(code(onlyCoverageInfo(res.body), 'pa-needed')).toBe('satisfied');
   });
 
+  it('reads a searchset that also carries a search-outcome OperationOutcome entry (server warnings) as the search result', async () => {
+    const record = relapseRecord();
+    const body = bcbsncSign(blinatumomabOrder(), record);
+    const warning = {
+      resourceType: 'OperationOutcome',
+      issue: [{ severity: 'warning', code: 'informational', diagnostics: 'Results limited to 100 entries' }],
+    };
+    for (const key of ['coverage', 'conditions', 'observations'])
+      (body.prefetch[key] as Bundle).entry!.push({ resource: warning as Resource, search: { mode: 'outcome' } });
+    const res = await request(buildApp({ today: TODAY, env: OPEN, fetchImpl: unreachable }).app)
+      .post(SIGN)
+      .send(body)
+      .expect(200);
+    expect(code(onlyCoverageInfo(res.body), 'pa-needed')).toBe('satisfied');
+  });
+
+  it('answers 412 naming the key when the patient prefetch is an OperationOutcome and there is no fhirServer to ask', async () => {
+    const body = bcbsncSign(blinatumomabOrder());
+    body.prefetch.patient = { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'forbidden' }] };
+    delete body.fhirServer;
+    delete body.fhirAuthorization;
+    const res = await request(buildApp({ today: TODAY, env: OPEN }).app)
+      .post(SIGN)
+      .send(body);
+    expect(res.status).toBe(412);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+    expect(res.body.issue[0].expression).toEqual(['prefetch.patient']);
+  });
+
+  it('answers a blinatumomab and an inotuzumab order signed together, each with its own coverage information', async () => {
+    const body = bcbsncSign(blinatumomabOrder());
+    (body.context.draftOrders as Bundle).entry!.push({ resource: inotuzumabOrder() });
+    const res = await request(buildApp({ today: TODAY, env: OPEN, fetchImpl: unreachable }).app)
+      .post(SIGN)
+      .send(body)
+      .expect(200);
+    expectValidHookResponse(res.body, 'order-sign');
+    const actions = (res.body as HookAnswer).systemActions!;
+    expect(actions.map((a) => a.resource.id).sort()).toEqual(['bc-blin-order', 'bc-ino-order']);
+    const ids = actions.map(
+      (a) => coverageInfo(a.resource)[0].extension!.find((e) => e.url === 'coverage-assertion-id')!.valueString,
+    );
+    expect(new Set(ids).size).toBe(2);
+    for (const a of actions) expect(code(coverageInfo(a.resource)[0], 'pa-needed')).toBe('satisfied');
+  });
+
+  it('order-select answers only the orders in selections, reading the other drafts as context [hook-34]', async () => {
+    const body = bcbsncSign(blinatumomabOrder());
+    body.hook = 'order-select';
+    (body.context.draftOrders as Bundle).entry!.push({ resource: inotuzumabOrder() });
+    body.context.selections = ['MedicationRequest/bc-ino-order'];
+    const res = await request(buildApp({ today: TODAY, env: OPEN, fetchImpl: unreachable }).app)
+      .post('/cds-services/priorpath-order-select')
+      .send(body)
+      .expect(200);
+    expectValidHookResponse(res.body, 'order-select');
+    expect(((res.body as HookAnswer).systemActions ?? []).map((a) => a.resource.id)).toEqual(['bc-ino-order']);
+  });
+
   it.each([
     ['2.0.1 order', { order: 'MedicationRequest/bc-blin-order' }],
     ['hook-library dispatchedOrders', { dispatchedOrders: ['MedicationRequest/bc-blin-order'] }],
@@ -170,6 +229,31 @@ describe('payer identification (design.md §4 "Payer")', () => {
       for (const card of (res.body as HookAnswer).cards) expect(card.source.label).toBe(payerLabel(key));
     },
   );
+
+  it('reads the payer identifier on any payor entry, and the one active Coverage among cancelled ones', async () => {
+    const record = relapseRecord().map((r) =>
+      r.resourceType === 'Coverage'
+        ? {
+            ...r,
+            payor: [{ display: 'Blue Cross NC (member card)' }, { identifier: { system: PAYER_SID, value: 'bcbsnc' } }],
+          }
+        : r,
+    );
+    const cancelled = {
+      ...record.find((r) => r.resourceType === 'Coverage')!,
+      id: 'bc-old-cov',
+      status: 'cancelled',
+      payor: [{ identifier: { system: PAYER_SID, value: 'centene' } }],
+    } as Coverage;
+    const body = bcbsncSign(blinatumomabOrder(), record);
+    (body.prefetch.coverage as Bundle).entry!.push({ resource: cancelled });
+    const res = await request(buildApp({ today: TODAY, env: OPEN, fetchImpl: unreachable }).app)
+      .post(SIGN)
+      .send(body)
+      .expect(200);
+    expect(code(onlyCoverageInfo(res.body), 'pa-needed')).toBe('satisfied');
+    expect((res.body as HookAnswer).cards.every((c) => c.source.label === payerLabel('bcbsnc'))).toBe(true);
+  });
 
   const org: Organization = {
     resourceType: 'Organization',
@@ -330,6 +414,52 @@ describe('response (design.md §4 "Response")', () => {
     expect(rest).toEqual(sentRest);
     expect(extension!.filter((e) => e.url !== COVERAGE_INFO)).toEqual(sent);
     expect(coverageInfo(action.resource)).toHaveLength(1);
+  });
+});
+
+describe('card rules (design.md §4 "Response")', () => {
+  it('keeps every card summary under 140 characters when the EHR names the drug in a long order text', async () => {
+    const order = blinatumomabOrder();
+    order.medicationCodeableConcept!.text =
+      'BLINCYTO (blinatumomab) 35 mcg lyophilized powder for injection with IV Solution Stabilizer, 28 mcg in 240 mL 0.9% sodium chloride by continuous infusion over 7 days via ambulatory pump';
+    const record = relapseRecord().filter((r) => r.id !== 'bc-status');
+    const dx = record.find((r) => r.id === 'bc-dx') as { code: { coding: unknown[] } };
+    dx.code.coding = dx.code.coding.slice(0, 1);
+    for (const body of [
+      bcbsncSign(order, record),
+      bcbsncSign({ ...order, dispenseRequest: { numberOfRepeatsAllowed: 9 } }),
+      bcbsncSign(order),
+    ]) {
+      const res = await request(buildApp({ today: TODAY, env: OPEN, fetchImpl: unreachable }).app)
+        .post(SIGN)
+        .send({ ...body, extension: { 'davinci-crd.configuration': { 'dtr-clin': true } } })
+        .expect(200);
+      expect(res.body.cards.length).toBeGreaterThan(0);
+      expectValidHookResponse(res.body, 'order-sign');
+    }
+  });
+});
+
+describe('every non-2xx answer is an OperationOutcome (design.md §4 "Errors")', () => {
+  it.each([
+    ['GET', '/cds-services/priorpath-prior-auth', 404],
+    ['POST', '/cds-services', 405],
+    ['PUT', SIGN, 405],
+    ['DELETE', `${SIGN}/feedback`, 405],
+  ] as const)('%s %s → %d', async (method, path, status) => {
+    const app = buildApp({ env: OPEN }).app;
+    const call =
+      method === 'GET'
+        ? request(app).get(path)
+        : method === 'POST'
+          ? request(app).post(path).send({})
+          : method === 'PUT'
+            ? request(app).put(path).send({})
+            : request(app).delete(path);
+    const res = await call;
+    expect(res.status).toBe(status);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+    if (status === 405) expect(res.headers.allow).toBeTruthy();
   });
 });
 

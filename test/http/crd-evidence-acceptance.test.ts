@@ -1,10 +1,18 @@
-import type { Condition, MedicationRequest, Observation, Practitioner, Resource } from '@medplum/fhirtypes';
+import type {
+  Condition,
+  Immunization,
+  MedicationRequest,
+  Observation,
+  Practitioner,
+  Resource,
+} from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import {
   blinatumomabOrder,
   evidence,
   inotuzumabOrder,
+  observation,
   PHASE_URL,
   PT,
   relapseRecord,
@@ -13,9 +21,10 @@ import {
 } from '../fixtures/bcbsnc-relapse.js';
 import { edgePatient } from '../fixtures/edge-patient.js';
 import { buildApp } from '../helpers/app.js';
-import { codeOf, edgeMrd, reasonText, signOne, sub } from '../helpers/crd-answer.js';
+import { codeOf, edgeMrd, proposedOrders, reasonText, signOne, sub } from '../helpers/crd-answer.js';
 import { fakeEhr } from '../helpers/fake-ehr.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
+import { storyOrder, storyResources } from '../helpers/stories.js';
 
 /*
  * Acceptance scenarios for the determination table (design.md §5) and the evidence conventions (§6), written from
@@ -300,6 +309,101 @@ describe('evidence conventions: each fact read from the FHIR shape design.md §6
         ],
       });
       expect(codeOf(ext, 'pa-needed')).toBe('satisfied');
+    });
+  });
+
+  describe('live vaccine in the last 2 weeks (OHSU HEALTHSERVICES-0382 Universal Criteria; Immunization, CVX, completed)', () => {
+    const story = 'ohsu-live-vaccine';
+    const signWith = (patch: Partial<Immunization>) => {
+      const resources = storyResources(story).map((r) =>
+        r.resourceType === 'Immunization' ? ({ ...r, ...patch } as Immunization) : r,
+      );
+      return signOne(resources, storyOrder(story), '2026-11-16');
+    };
+
+    it('a completed yellow fever vaccine (CVX 37) 6 days before the planned start is not covered (the story)', async () => {
+      expect(codeOf((await signWith({})).ext, 'covered')).toBe('not-covered');
+    });
+
+    it.each<[string, Partial<Immunization>]>([
+      [
+        'recorded as not done',
+        {
+          status: 'not-done',
+          statusReason: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'PATOBJ' }] },
+        },
+      ],
+      ['entered in error', { status: 'entered-in-error' }],
+      [
+        'an inactivated vaccine (Shingrix, CVX 187)',
+        {
+          vaccineCode: {
+            coding: [{ system: 'http://hl7.org/fhir/sid/cvx', code: '187', display: 'zoster recombinant' }],
+          },
+        },
+      ],
+      ['given more than 2 weeks before the planned start', { occurrenceDateTime: '2026-10-20' }],
+    ])('the same vaccine %s does not deny the order', async (_name, patch) => {
+      expect(codeOf((await signWith(patch)).ext, 'covered')).toBe('covered');
+    });
+  });
+
+  describe('weight, height and BSA (Centene CP.PHAR.312 I.A.5: the proposal at the labelled dose for the weight class)', () => {
+    /** The edge patient as an 8-year-old of 30 kg and 130 cm, MRD-positive, ordered 35 mcg/day. */
+    const child = (extra: Resource[], weightDate = '2026-11-16') => {
+      const { resources, order } = edgePatient();
+      const record = resources.map((r) =>
+        r.resourceType === 'Patient'
+          ? { ...r, birthDate: '2018-05-20' }
+          : r.id === 'edge-weight'
+            ? {
+                ...r,
+                effectiveDateTime: weightDate,
+                valueQuantity: { value: 30, unit: 'kg', system: 'http://unitsofmeasure.org', code: 'kg' },
+              }
+            : r,
+      );
+      order.dosageInstruction![0].doseAndRate![0].doseQuantity!.value = 35;
+      return signOne([...record, edgeMrd(0.4), ...extra], order, TODAY);
+    };
+    const height = observation(
+      'edge-height',
+      { system: 'http://loinc.org', code: '8302-2', display: 'Body height' },
+      {
+        subject: { reference: 'Patient/edge-pt' },
+        valueQuantity: { value: 130, unit: 'cm', system: 'http://unitsofmeasure.org', code: 'cm' },
+      },
+      '2026-11-16',
+    );
+    const proposedUgPerDay = (cards: Parameters<typeof proposedOrders>[0]) => {
+      const q = proposedOrders(cards)[0]?.dosageInstruction?.[0].doseAndRate?.[0].doseQuantity;
+      return q?.code === 'ug/d' ? q.value : undefined;
+    };
+
+    it('computes BSA from weight and height (Mosteller, 1.04 m²) when none is recorded: 15 mcg/m²/day is 15.6 mcg/day', async () => {
+      const { ext, cards } = await child([height]);
+      expect(codeOf(ext, 'pa-needed')).toBe('auth-needed');
+      expect(proposedUgPerDay(cards)).toBeCloseTo(15.6, 1);
+    });
+
+    it('uses a recorded BSA (LOINC 8277-6, 1.2 m²) over the computed one: 18 mcg/day', async () => {
+      const bsa = observation(
+        'edge-bsa',
+        { system: 'http://loinc.org', code: '8277-6', display: 'Body surface area' },
+        {
+          subject: { reference: 'Patient/edge-pt' },
+          valueQuantity: { value: 1.2, unit: 'm2', system: 'http://unitsofmeasure.org', code: 'm2' },
+        },
+        '2026-11-16',
+      );
+      const { cards } = await child([height, bsa]);
+      expect(proposedUgPerDay(cards)).toBeCloseTo(18, 1);
+    });
+
+    it('a weight older than 30 days is unknown: no weight class, so no dose is proposed', async () => {
+      const { ext, cards } = await child([{ ...height, effectiveDateTime: '2026-09-01' }], '2026-09-01');
+      expect(codeOf(ext, 'pa-needed')).toBe('auth-needed');
+      expect(proposedOrders(cards)).toEqual([]);
     });
   });
 });
