@@ -552,6 +552,30 @@ describe('client authentication over HTTP (design.md §4 "Client authentication"
     expect(res.body).toEqual(none.body);
   });
 
+  it('logs which check failed (never the token), while the answers stay identical', async () => {
+    const { app, lines } = buildApp({
+      today: TODAY,
+      env: { CDS_AUTH: 'required', CDS_TRUSTED_CLIENTS: JSON.stringify([{ iss: ISS, jwks: { keys: [keys.jwk] } }]) },
+      fetchImpl: unreachable,
+    });
+    const body = bcbsncSign(blinatumomabOrder());
+    const tokens = [
+      await sign(claims({ aud: `${BASE}/cds-services/priorpath-order-select` })),
+      await sign(claims({ iat: now() - 600, exp: now() - 120 })),
+      await sign(claims({ iss: 'https://rogue-ehr.example.net' })),
+    ];
+    const logged: string[] = [];
+    for (const token of tokens) {
+      const before = lines.length;
+      const res = await request(app).post(SIGN).set('Authorization', `Bearer ${token}`).send(body);
+      expect(res.status).toBe(401);
+      const added = lines.slice(before).join('');
+      expect(added).not.toContain(token);
+      logged.push(added.replace(/"(time|requestId|reqId|hookInstance|durationMs|responseTime)":[^,}]*/g, ''));
+    }
+    expect(new Set(logged).size).toBe(tokens.length);
+  });
+
   it('accepts RS384 with aud in an array, and ES384 within the clock tolerance; then refuses the same jti as a replay', async () => {
     const app = trusted();
     const body = bcbsncSign(blinatumomabOrder());

@@ -109,6 +109,57 @@ describe('the determination table, row by row (design.md §5), BCBSNC blinatumom
   });
 });
 
+describe('versions: the shared 2.0.1/2.2 form by default, the full 2.2 form on request (design.md §4 "Versions")', () => {
+  const rows: [string, () => Resource[], () => MedicationRequest][] = [
+    ['satisfied', () => relapseRecord(), blinatumomabOrder],
+    ['documentation needed', () => without(snomedOnly(), 'bc-status'), inotuzumabOrder],
+    [
+      'cycles over the course',
+      () => relapseRecord(),
+      () => ({ ...blinatumomabOrder(), dispenseRequest: { numberOfRepeatsAllowed: 9 } }),
+    ],
+    ['not covered', () => nonCancer(), inotuzumabOrder],
+  ];
+  const SHARED = {
+    covered: ['covered', 'not-covered', 'conditional'],
+    'pa-needed': ['no-auth', 'auth-needed', 'satisfied', 'performpa', 'conditional'],
+    'doc-needed': ['clinical', 'admin', 'conditional'],
+    'info-needed': ['performer', 'location', 'timeframe', 'contract-window', 'OTH'],
+  } as Record<string, string[]>;
+
+  it.each(rows)('%s: by default only what 2.0.1 and 2.2 share', async (_row, record, order) => {
+    const { ext } = await sign(record(), order());
+    for (const u of ['expiry-date', 'detail', 'contact', 'patient', 'response']) expect(sub(ext, u), u).toEqual([]);
+    for (const [u, allowed] of Object.entries(SHARED))
+      for (const e of sub(ext, u)) expect(allowed, `${u} ${e.valueCode}`).toContain(e.valueCode);
+    expect(sub(ext, 'doc-needed').length).toBeLessThanOrEqual(1);
+    const covered = codeOf(ext, 'covered');
+    expect(sub(ext, 'pa-needed').length).toBe(covered === 'not-covered' ? 0 : 1);
+    const conditional = ['covered', 'pa-needed', 'doc-needed'].some((u) => codeOf(ext, u) === 'conditional');
+    expect(sub(ext, 'info-needed').length > 0).toBe(conditional);
+    expect(sub(ext, 'coverage-assertion-id')).toHaveLength(1);
+    expect(sub(ext, 'coverage')).toHaveLength(1);
+    for (const r of sub(ext, 'reason'))
+      for (const c of r.valueCodeableConcept?.coding ?? []) expect(['gold-card']).toContain(c.code);
+  });
+
+  it.each(rows)(
+    '%s: with requestedVersion 2.2, every detail has a category and a code, and an approval its expiry-date',
+    async (_row, record, order) => {
+      const { ext } = await sign(record(), order(), {
+        extra: { extension: { 'davinci-crd.requestedVersion': '2.2' } },
+      });
+      for (const d of sub(ext, 'detail')) {
+        expect(['cat-limitation', 'cat-decisional', 'cat-other']).toContain(
+          d.extension?.find((x) => x.url === 'category')?.valueCode,
+        );
+        expect(d.extension?.find((x) => x.url === 'code')?.valueCodeableConcept).toBeTruthy();
+      }
+      if (codeOf(ext, 'pa-needed') === 'satisfied') expect(sub(ext, 'expiry-date')).toHaveLength(1);
+    },
+  );
+});
+
 describe('evidence conventions: each fact read from the FHIR shape design.md §6 names', () => {
   describe('diagnosis', () => {
     it('ICD-10-CM C91.02 with a CD19-positive result is B-ALL in relapse (no SNOMED code, no status result needed); C91.02 alone leaves the lineage unknown', async () => {
