@@ -457,4 +457,29 @@ describe('evidence conventions: each fact read from the FHIR shape design.md §6
       expect(proposedOrders(cards)).toEqual([]);
     });
   });
+
+  describe('KMT2A rearrangement (Centene CP.PHAR.312 I.A.4.e, infant ALL): evidence#kmt2a-status or LOINC 72313-0 above 0', () => {
+    // The OHSU infant story (KMT2A::AFF1 infant ALL on an Interfant regimen) as a Centene member.
+    const story = 'ohsu-infant-kmt2a';
+    const reasonWithout = async (...ids: string[]) => {
+      const record = storyResources(story)
+        .filter((r) => !ids.includes(r.id ?? ''))
+        .map((r) =>
+          r.resourceType === 'Coverage'
+            ? ({
+                ...r,
+                payor: [{ identifier: { system: 'https://priorpath.dev/fhir/sid/payer', value: 'centene' } }],
+              } as Resource)
+            : r,
+        );
+      const { ext } = await signOne(record, storyOrder(story), '2026-11-16');
+      expect(codeOf(ext, 'pa-needed')).toBe('satisfied');
+      return reasonText(ext);
+    };
+
+    it('the KMT2A::AFF1 ratio (LOINC 72313-0) alone shows the rearrangement the infant pathway needs; without any KMT2A result another pathway approves', async () => {
+      expect(await reasonWithout('ohsu-infant-kmt2a-kmt2a')).toMatch(/I\.A\.4\.e/);
+      expect(await reasonWithout('ohsu-infant-kmt2a-kmt2a', 'ohsu-infant-kmt2a-kmt2a-aff1')).not.toMatch(/I\.A\.4\.e/);
+    });
+  });
 });
