@@ -149,7 +149,10 @@ export function buildHookResponse(opts: {
       const alternate = alternateOrder(d.order as MedicationRequest, ev.proposals);
       if (alternate) {
         const detail = `${ev.failed.map((r) => `${r.text} (${r.cite})`).join('; ')}.`;
-        cards.push(proposeAlternateCard(payer.label, `${drug} ${alternate.exceeds} above ${policy.source.id} limit: ${alternate.within} is covered without review`, detail, alternate.label, alternate.order, orderRef));
+        // Only an order the rules would approve as changed is "covered without review"; with evidence still missing
+        // the changed order needs the same documentation, and the card must not promise otherwise.
+        const promise = ev.alternateApproved ? 'is covered without review' : 'is within it (documentation still needed)';
+        cards.push(proposeAlternateCard(payer.label, `${drug} ${alternate.exceeds} above ${policy.source.id} limit: ${alternate.within} ${promise}`, detail, alternate.label, alternate.order, orderRef));
       }
     }
     const shared = cfg.guideline ? policyCards.get(policy.id) : undefined;

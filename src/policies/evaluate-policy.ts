@@ -60,6 +60,12 @@ export interface PolicyEvaluation {
    * words are appended to the text of every rule that reads the fact, so reasons say when a name decided.
    */
   notes?: string[];
+  /**
+   * Limit exceeded with proposals: whether the order changed as proposed would be approved at signing, i.e. a pathway
+   * holds and every requirement and every other limit is true. False when something is still unknown (the changed
+   * order would still need documentation), so no card promises it is covered without review.
+   */
+  alternateApproved?: boolean;
 }
 
 /** The hook data a fact expression reads as FHIRPath variables (see cds-services/README.md). */
@@ -228,9 +234,11 @@ export function evaluatePolicy(
     // lowered for a course already complete) is no order the payer covers without review, so none is proposed.
     const resolved = new Set(proposals.flatMap((p) => p.limitIds));
     if (!exceeded.every((l) => resolved.has(l.id))) proposals.length = 0;
+    const alternateApproved =
+      proposals.length > 0 && approvingNow !== undefined && requirements.every((r) => r.result === true) && limits.every((r) => r.result === true || exceeded.includes(r));
     // DTR asks what could lift the limit (its unknown facts, e.g. a guideline-support attestation) and whatever is
     // still unknown elsewhere.
-    return { ...base, proposals, outcome: 'limit-exceeded', missingFacts: missingFor(policy, [...exceeded, ...rules.filter((r) => r.result === 'unknown')], factValues, data.orderDate), failed: exceeded };
+    return { ...base, proposals, alternateApproved, outcome: 'limit-exceeded', missingFacts: missingFor(policy, [...exceeded, ...rules.filter((r) => r.result === 'unknown')], factValues, data.orderDate), failed: exceeded };
   }
 
   const approving = pathways.find((p) => p.result === true);

@@ -106,4 +106,33 @@ describe('row 3: the alternate order comes within every limit it exceeds', () =>
     const { ext } = await sign([...relapseRecord(), ...earlierCycles(7)], blinatumomabOrder());
     expect(codeOf(ext, 'pa-needed')).toBe('satisfied');
   });
+
+  describe('what the proposal card promises is what signing the proposed order gets', () => {
+    const over = () => {
+      const { resources, order } = edgePatient();
+      order.dosageInstruction![0].doseAndRate![0].doseQuantity!.value = 35;
+      return { resources, order };
+    };
+    const proposalCard = (cards: Awaited<ReturnType<typeof sign>>['cards']) =>
+      cards.find((c) => (c.suggestions ?? []).length > 0);
+
+    it('with the record complete, "covered without review": the proposed 28 mcg/day is approved at signing', async () => {
+      const { resources, order } = over();
+      const record = [...resources, edgeMrd(0.4)];
+      const { cards } = await sign(record, order);
+      expect(proposalCard(cards)?.summary).toMatch(/covered without review/);
+      const again = await sign(record, proposedOrders(cards)[0]);
+      expect(codeOf(again.ext, 'pa-needed')).toBe('satisfied');
+    });
+
+    it('with MRD still unknown, no promise of coverage without review: the proposed order still needs documentation', async () => {
+      const { resources, order } = over();
+      const { cards } = await sign(resources, order);
+      const card = proposalCard(cards);
+      expect(card, JSON.stringify(cards)).toBeDefined();
+      expect(card!.summary).not.toMatch(/without review/);
+      const again = await sign(resources, proposedOrders(cards)[0]);
+      expect(codeOf(again.ext, 'pa-needed')).toBe('auth-needed');
+    });
+  });
 });
