@@ -228,12 +228,12 @@ export function evaluatePolicy(
       const v = safeNumber(() => rule.propose!.value(factValues, {}));
       if (v !== undefined) proposals.push({ kind: 'dose', limitIds: [l.id], value: v, unit: rule.propose.unit, display: rule.propose.display });
     }
-    const cycles = cyclesWithinLimits(policy, data, answers, exceeded, requested, approvingRule);
+    const onCycles = cycleLimitIds(policy, exceeded, approvingRule);
+    const cycles = onCycles.length > 0 ? cyclesWithinLimits(policy, data, answers, onCycles, requested, approvingRule) : undefined;
     if (cycles) proposals.push(cycles);
-    // The alternate order must come within every limit it exceeds: one that would still exceed a limit (a dose
-    // lowered for a course already complete) is no order the payer covers without review, so none is proposed.
-    const resolved = new Set(proposals.flatMap((p) => p.limitIds));
-    if (!exceeded.every((l) => resolved.has(l.id))) proposals.length = 0;
+    // The alternate order must come within every limit it exceeds: with a course already complete no number of cycles
+    // fits, and a lowered dose alone would still exceed it, so nothing is proposed.
+    else if (onCycles.length > 0) proposals.length = 0;
     const alternateApproved =
       proposals.length > 0 && approvingNow !== undefined && requirements.every((r) => r.result === true) && limits.every((r) => r.result === true || exceeded.includes(r));
     // DTR asks what could lift the limit (its unknown facts, e.g. a guideline-support attestation) and whatever is
@@ -253,25 +253,33 @@ export function evaluatePolicy(
   return { ...base, outcome: 'documentation-needed', missingFacts: missingFor(policy, undecided, factValues, data.orderDate), failed: [] };
 }
 
+/** The exceeded limits on cycles: a limit reading `cyclesRequested`, and the approving pathway's own `cycles`. */
+function cycleLimitIds(policy: CompiledPolicy, exceeded: RuleResult[], pathway: { id: string; cycles?: number } | undefined): string[] {
+  const pathwayLimit = pathway?.cycles !== undefined ? `${pathway.id}-cycles` : undefined;
+  return exceeded
+    .filter((l) => {
+      if (l.id === pathwayLimit) return true;
+      const rule = policy.limits.find((r) => r.id === l.id);
+      return rule !== undefined && ruleClosure(policy, rule.facts).includes('cyclesRequested');
+    })
+    .map((l) => l.id);
+}
+
 /**
- * The most cycles, fewer than the order asks for, that bring every exceeded limit on cycles (a limit reading
- * `cyclesRequested`, or the approving pathway's `cycles`) back within bounds, each limit read again with
- * `cyclesRequested` answered as that number; undefined when no cycle limit is exceeded or not even one cycle fits (a
- * course already complete).
+ * The most cycles, fewer than the order asks for, that bring every exceeded limit on cycles (`limitIds`) back within
+ * bounds, each limit read again with `cyclesRequested` answered as that number; undefined when not even one cycle
+ * fits (a course already complete).
  */
 function cyclesWithinLimits(
   policy: CompiledPolicy,
   data: EvaluationData,
   answers: Record<string, FactValue>,
-  exceeded: RuleResult[],
+  limitIds: string[],
   requested: FactValue | undefined,
-  pathway: { id: string; cycles?: number } | undefined,
+  pathway: { cycles?: number } | undefined,
 ): Proposal | undefined {
   if (typeof requested !== 'number' || requested <= 1) return undefined;
-  const pathwayLimit = pathway?.cycles !== undefined ? `${pathway.id}-cycles` : undefined;
-  const rules = policy.limits.filter((r) => exceeded.some((l) => l.id === r.id) && ruleClosure(policy, r.facts).includes('cyclesRequested'));
-  const limitIds = [...rules.map((r) => r.id), ...exceeded.filter((l) => l.id === pathwayLimit).map((l) => l.id)];
-  if (limitIds.length === 0) return undefined;
+  const rules = policy.limits.filter((r) => limitIds.includes(r.id));
   const only = new Set(ruleClosure(policy, rules.flatMap((r) => r.facts)));
   for (let k = Math.min(requested - 1, pathway?.cycles ?? Infinity); k >= 1; k--) {
     const { factValues, broken } = readFacts(policy, data, { ...answers, cyclesRequested: k }, only);
