@@ -83,6 +83,7 @@ const REQUIRED_VALUE_SETS = [
   'interfant-regimen',
   'mini-hyper-cvd',
   'multiagent-chemotherapy',
+  'systemic-antineoplastics',
   'live-vaccines-cvx',
   'oncology-hematology-specialties',
   'bcr-abl1-loinc',
@@ -231,6 +232,23 @@ describe('clinical content', () => {
     expect(codesOf('b-all-snomed')).not.toContain('277575008');
     expect(codesOf('t-all')).toEqual(['277575008']);
     expect(codesOf('dlbcl').every((c) => c.startsWith('C83.3'))).toBe(true);
+  });
+
+  it('names other systemic antineoplastics apart from the other drug sets, and no supportive care', () => {
+    // design.md §6 "Single agent": any other systemic antineoplastic ends it; supportive care and corticosteroids do not.
+    const namesOf = (id: string): string[] =>
+      ((byId.get(id) as unknown as { extension?: { url: string; valueString?: string }[] }).extension ?? [])
+        .filter((e) => e.url.endsWith('/valueset-match-name'))
+        .map((e) => (e.valueString ?? '').toLowerCase());
+    const others = ['systemic-antineoplastics'].flatMap(namesOf);
+    for (const n of ['venetoclax', 'navitoclax', 'rituximab', 'bortezomib', 'azacitidine', 'fludarabine', 'tamoxifen']) {
+      expect(others).toContain(n);
+    }
+    const held = ['tki', 'inotuzumab', 'ruxolitinib', 'multiagent-chemotherapy', 'corticosteroids', 'blinatumomab'].flatMap(namesOf);
+    for (const n of others) for (const h of held) expect(n.includes(h) || h.includes(n), `${n} / ${h}`).toBe(false);
+    for (const n of ['ondansetron', 'filgrastim', 'leuprolide', 'megestrol', 'medroxyprogesterone', 'everolimus', 'tretinoin']) {
+      expect(others.some((o) => n.includes(o)), n).toBe(false);
+    }
   });
 
   it('lists the pediatric TKIs as a subset of all TKIs', () => {
