@@ -28,6 +28,8 @@ import { sandboxPayerTokenRouter } from './sandbox-auth/payer-token-route.js';
 import { createPasRouter } from './pas/pas-router.js';
 import { SubscriptionNotifier } from './pas/subscription-notifier.js';
 import type { NotifyFetch } from './pas/subscription-notifier.js';
+import { parseEndpointAllowList } from './pas/notification-endpoints.js';
+import type { EndpointPolicy, HostResolver } from './pas/notification-endpoints.js';
 import { createSubscriptionRouter } from './pas/subscription-router.js';
 import { createReviewRouter } from './pas/review-router.js';
 import type { Logger } from './logger.js';
@@ -57,6 +59,8 @@ export interface AppDeps {
   inFlight?: InFlight;
   /** Outbound POST for PAS subscription notifications (tests may inject one; default global fetch). */
   notifyFetch?: NotifyFetch;
+  /** Host name resolution for notification endpoints (tests inject one; default the system resolver). */
+  resolveHost?: HostResolver;
 }
 
 const asyncHandler =
@@ -226,9 +230,14 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/fhir', createFhirRouter({ content, storage, publicBaseUrl: config.publicBaseUrl, logger, defaultPayer: config.defaultPayer, today: deps.today, tokenEndpoint: tokens.tokenEndpoint }));
   // PAS Subscriptions: the notifier delivers from the durable outbox; main.ts kicks it at start-up to resume.
   const fhirBase = `${config.publicBaseUrl}/fhir`;
-  const notifier = new SubscriptionNotifier({ storage, logger, fhirBase, ...(deps.notifyFetch ? { fetchImpl: deps.notifyFetch } : {}) });
+  const endpoints: EndpointPolicy = {
+    httpsOnly: config.nodeEnv === 'production',
+    allow: parseEndpointAllowList(config.subscriptionEndpointsAllow),
+    ...(deps.resolveHost ? { resolve: deps.resolveHost } : {}),
+  };
+  const notifier = new SubscriptionNotifier({ storage, logger, fhirBase, endpoints, ...(deps.notifyFetch ? { fetchImpl: deps.notifyFetch } : {}) });
   app.locals.subscriptionNotifier = notifier;
-  app.use('/fhir', createSubscriptionRouter({ storage, logger, notifier, fhirBase }));
+  app.use('/fhir', createSubscriptionRouter({ storage, logger, notifier, fhirBase, endpoints }));
   app.use('/fhir', createPasRouter({ content, storage, logger, today: deps.today, defaultPayer: config.defaultPayer, pasVersion: config.pasVersion, notifier }));
   // The sandbox offers a demo reviewer: with no REVIEW_TOKEN configured it makes one up for this process only.
   const demoReviewToken = config.sandbox && !config.reviewToken ? randomBytes(32).toString('base64url') : undefined;

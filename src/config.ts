@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { parsePayerClients } from './auth/payer-clients.js';
 import { parseTrustedClients } from './auth/trusted-clients.js';
+import { DEV_ENDPOINTS_ALLOW, parseEndpointAllowList } from './pas/notification-endpoints.js';
 
 /**
  * Service configuration (design.md §3). This is the only module that reads `process.env`; `loadConfig` is pure and
@@ -53,6 +54,12 @@ const schema = z.object({
     .enum(['2.2.1', '2.0.1'])
     .default('2.2.1')
     .describe('PAS version answered when a request names none in meta.profile (e.g. 2.0.1 for the Inferno PAS v2.0.1 suite)'),
+  SUBSCRIPTION_ENDPOINTS_ALLOW: z
+    .string()
+    .optional()
+    .describe(
+      `CIDRs, addresses, host names or *.domains whose non-public addresses PAS subscription notifications may go to (default: none in production, ${DEV_ENDPOINTS_ALLOW} otherwise)`,
+    ),
 });
 
 export interface Config {
@@ -78,6 +85,8 @@ export interface Config {
   reviewToken?: string;
   /** PAS_VERSION: the PAS shapes answered to a request that announces no version. */
   pasVersion: '2.2.1' | '2.0.1';
+  /** SUBSCRIPTION_ENDPOINTS_ALLOW as given, or its default (notification-endpoints.ts parses it). */
+  subscriptionEndpointsAllow: string;
 }
 
 /** Thrown for a bad configuration; its message names the variable. */
@@ -119,6 +128,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       throw new ConfigError((err as Error).message);
     }
   }
+  const endpointsAllow = e.SUBSCRIPTION_ENDPOINTS_ALLOW ?? (production ? '' : DEV_ENDPOINTS_ALLOW);
+  try {
+    parseEndpointAllowList(endpointsAllow);
+  } catch (err) {
+    throw new ConfigError(`SUBSCRIPTION_ENDPOINTS_ALLOW: ${(err as Error).message}`);
+  }
   if (e.CDS_TRUSTED_CLIENTS !== undefined) {
     // The whole shape, not only the JSON: a client without keys or with an http jku is a bad value that must stop
     // start-up with a message naming the variable, not a stack from createApp.
@@ -149,6 +164,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     corsOrigins: e.CORS_ORIGINS === '*' ? '*' : e.CORS_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),
     reviewToken: e.REVIEW_TOKEN,
     pasVersion: e.PAS_VERSION,
+    subscriptionEndpointsAllow: endpointsAllow,
   };
 }
 

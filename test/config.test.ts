@@ -41,6 +41,9 @@ describe('configuration', () => {
     [{ PAYER_API_CLIENTS: '[{"clientId":"a"' }, 'PAYER_API_CLIENTS'],
     [{ PAYER_API_CLIENTS: '[{"clientId":"a","jku":"http://ehr.example.org/jwks.json","scopes":["system/Claim.c"]}]' }, 'PAYER_API_CLIENTS'],
     [{ PAYER_API_CLIENTS: '[{"clientId":"a","jwks":{"keys":[]},"scopes":["patient/*.read"]}]' }, 'PAYER_API_CLIENTS'],
+    [{ SUBSCRIPTION_ENDPOINTS_ALLOW: '10.20.0.0/33' }, 'SUBSCRIPTION_ENDPOINTS_ALLOW'],
+    [{ SUBSCRIPTION_ENDPOINTS_ALLOW: 'http://ehr.partner.example' }, 'SUBSCRIPTION_ENDPOINTS_ALLOW'],
+    [{ SUBSCRIPTION_ENDPOINTS_ALLOW: '*' }, 'SUBSCRIPTION_ENDPOINTS_ALLOW'],
   ])('refuses %j with a message naming %s', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(name);

@@ -2,12 +2,13 @@ import type { Identifier, Organization, PractitionerRole } from '@medplum/fhirty
 import type { Logger } from '../logger.js';
 import type { DueDelivery, PasSubmission, Storage, SubscriptionRecord } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
+import { allowedAddresses, EndpointRefused, pinnedPost } from './notification-endpoints.js';
+import type { EndpointPolicy, NotifyFetch } from './notification-endpoints.js';
 import { parsePasRequest } from './request-bundle.js';
 import { currentPended } from './settle-pended.js';
 import { heartbeatPeriod, notificationBundle } from './subscription-notifications.js';
 
-/** How one notification is POSTed; tests inject a fake. */
-export type NotifyFetch = (url: string, init: { method: 'POST'; headers: Record<string, string>; body: string; signal: AbortSignal }) => Promise<{ ok: boolean; status: number }>;
+export type { NotifyFetch };
 
 export interface NotifierOptions {
   storage: Storage;
@@ -15,6 +16,8 @@ export interface NotifierOptions {
   /** `{PUBLIC_BASE_URL}/fhir`: the base the notifications' references use. */
   fhirBase: string;
   fetchImpl?: NotifyFetch;
+  /** Where notifications may go; checked again on the resolved address before every POST. */
+  endpoints: EndpointPolicy;
   /** Per-notification timeout (ms). */
   timeoutMs?: number;
   /** First retry delay (ms); doubles per attempt up to `maxDelayMs`. */
@@ -80,7 +83,7 @@ export class SubscriptionNotifier {
   private readonly fetchImpl: NotifyFetch;
 
   constructor(private readonly opts: NotifierOptions) {
-    this.fetchImpl = opts.fetchImpl ?? ((url, init) => fetch(url, init));
+    this.fetchImpl = opts.fetchImpl ?? pinnedPost;
   }
 
   /** Runs a pass soon (after a decision, a new subscription, or at start-up to resume). */
@@ -142,14 +145,9 @@ export class SubscriptionNotifier {
       const period = heartbeatPeriod(sub);
       if (sub.status !== 'active' || !period) continue;
       if (!(await storage.claimHeartbeat(sub.id, new Date(now.getTime() - period * 1000).toISOString(), now.toISOString()))) continue;
-      const body = JSON.stringify(notificationBundle(sub, fhirBase, { type: 'heartbeat' }));
-      try {
-        const res = await this.fetchImpl(sub.endpoint, { method: 'POST', headers: headersOf(sub), body, signal: AbortSignal.timeout(this.opts.timeoutMs ?? 5000) });
-        if (res.ok) sent++;
-        else logger.info({ subscription: sub.id, status: res.status }, 'subscription heartbeat refused by its endpoint');
-      } catch (err) {
-        logger.info({ subscription: sub.id, error: (err as Error).name === 'TimeoutError' ? 'timeout' : (err as Error).message }, 'subscription heartbeat failed');
-      }
+      const error = await this.post(sub, JSON.stringify(notificationBundle(sub, fhirBase, { type: 'heartbeat' })));
+      if (!error) sent++;
+      else logger.info({ subscription: sub.id, error }, 'subscription heartbeat failed');
     }
     return sent;
   }
@@ -212,6 +210,22 @@ export class SubscriptionNotifier {
     }
   }
 
+  /**
+   * POSTs one notification to the subscription's endpoint, on an address checked now (design.md §8 "Notification
+   * endpoints": DNS may have changed since the endpoint was accepted). Returns why it failed, or undefined.
+   */
+  private async post(sub: SubscriptionRecord, body: string): Promise<string | undefined> {
+    const signal = AbortSignal.timeout(this.opts.timeoutMs ?? 5000);
+    try {
+      const [address] = await allowedAddresses(new URL(sub.endpoint), this.opts.endpoints);
+      const res = await this.fetchImpl(sub.endpoint, { method: 'POST', headers: headersOf(sub), body, signal, address });
+      return res.ok ? undefined : `HTTP ${res.status}`;
+    } catch (err) {
+      if (err instanceof EndpointRefused) return `endpoint refused: ${err.reason}`;
+      return (err as Error).name === 'TimeoutError' ? 'timeout' : ((err as Error).message ?? 'network error');
+    }
+  }
+
   private delay(attempts: number): number {
     const base = this.opts.baseDelayMs ?? 1000;
     return Math.min(this.opts.maxDelayMs ?? 300_000, base * 2 ** Math.max(0, attempts - 1));
@@ -229,13 +243,7 @@ export class SubscriptionNotifier {
       kind = { type: 'event-notification', eventNumber: d.eventNumber ?? 0, submissionId: d.submissionId ?? '', responseBundle: s?.responseBundle, at: s?.updatedAt ?? at };
     }
     const body = JSON.stringify(notificationBundle(sub, fhirBase, kind));
-    let error: string | undefined;
-    try {
-      const res = await this.fetchImpl(sub.endpoint, { method: 'POST', headers: headersOf(sub), body, signal: AbortSignal.timeout(this.opts.timeoutMs ?? 5000) });
-      if (!res.ok) error = `HTTP ${res.status}`;
-    } catch (err) {
-      error = (err as Error).name === 'TimeoutError' ? 'timeout' : ((err as Error).message ?? 'network error');
-    }
+    const error = await this.post(sub, body);
     // Ids and outcomes only: a notification carries clinical content, the log never does.
     if (!error) {
       await storage.completeDelivery(d.id, new Date().toISOString());

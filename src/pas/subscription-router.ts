@@ -7,6 +7,8 @@ import type { Storage, SubscriptionRecord } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
 import { payerClientOf } from '../http/payer-api-auth.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
+import { allowedAddresses, EndpointRefused } from './notification-endpoints.js';
+import type { EndpointPolicy } from './notification-endpoints.js';
 import { EXT_FILTER_CRITERIA, EXT_HEARTBEAT_PERIOD, EXT_PAYLOAD_CONTENT, PAS_TOPIC, PROFILE_SUBSCRIPTION, subscriptionStatus } from './subscription-notifications.js';
 import type { SubscriptionNotifier } from './subscription-notifier.js';
 
@@ -16,6 +18,8 @@ export interface SubscriptionDeps {
   notifier: SubscriptionNotifier;
   /** `{PUBLIC_BASE_URL}/fhir`. */
   fhirBase: string;
+  /** Where notifications may go (SUBSCRIPTION_ENDPOINTS_ALLOW, https in production). */
+  endpoints: EndpointPolicy;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -140,12 +144,26 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
     return s;
   }
 
+  /**
+   * Refuses, with a 400 naming `Subscription.channel.endpoint`, an endpoint notifications may not go to (design.md §8
+   * "Notification endpoints"). A resolver that does not answer right now is no verdict: each notification is checked
+   * again on the address it is sent to.
+   */
+  async function acceptEndpoint(endpoint: string): Promise<void> {
+    try {
+      await allowedAddresses(new URL(endpoint), deps.endpoints);
+    } catch (err) {
+      if (err instanceof EndpointRefused) throw badRequest(`Subscription.channel.endpoint: ${err.reason}`, ['Subscription.channel.endpoint']);
+    }
+  }
+
   router.post(
     '/Subscription',
     body,
     handler(async (req: Request, res: Response) => {
       const now = new Date().toISOString();
       const s = parseSubscription(req.body, randomUUID(), payerClientOf(req), now);
+      await acceptEndpoint(s.endpoint);
       await storage.saveSubscription(s);
       await storage.enqueueHandshake(s.id, now);
       notifier.kick();
@@ -189,6 +207,7 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
       }
       const now = new Date().toISOString();
       const next = parseSubscription(req.body, current.id, current.owner, now);
+      await acceptEndpoint(next.endpoint);
       const off = isObject(req.body) && req.body.status === 'off';
       await storage.saveSubscription({ ...next, status: off ? 'off' : 'requested', createdAt: current.createdAt, eventsCount: current.eventsCount });
       if (!off) await storage.enqueueHandshake(current.id, now);

@@ -54,6 +54,8 @@ export function buildApp(
     today?: string;
     storage?: MemoryStorage;
     content?: AppDeps['content'];
+    notifyFetch?: AppDeps['notifyFetch'];
+    resolveHost?: AppDeps['resolveHost'];
   } = {},
 ) {
   const lines: string[] = [];
@@ -77,6 +79,15 @@ export function buildApp(
   // A second app over the same storage stands for a second replica sharing one database.
   const storage = opts.storage ?? new MemoryStorage();
   const logger = createLogger(config.logLevel, sink);
-  const app = createApp({ config, content: opts.content ?? testContent(), storage, logger, fetchImpl: opts.fetchImpl, today: opts.today ? () => opts.today! : undefined });
+  const app = createApp({
+    config,
+    content: opts.content ?? testContent(),
+    storage,
+    logger,
+    fetchImpl: opts.fetchImpl,
+    today: opts.today ? () => opts.today! : undefined,
+    ...(opts.notifyFetch ? { notifyFetch: opts.notifyFetch } : {}),
+    ...(opts.resolveHost ? { resolveHost: opts.resolveHost } : {}),
+  });
   return { app, storage, lines, config };
 }

@@ -406,7 +406,7 @@ describe('every /fhir route refuses without a token, works with its scope and an
     const served = [
       createFhirRouter({ content: testContent(), storage, publicBaseUrl: BASE, logger }),
       createPasRouter({ content: testContent(), storage, logger }),
-      createSubscriptionRouter({ storage, logger, notifier, fhirBase: `${BASE}/fhir` }),
+      createSubscriptionRouter({ storage, logger, notifier, fhirBase: `${BASE}/fhir`, endpoints: { httpsOnly: false, allow: [] } }),
     ].flatMap((router) =>
       (router.stack as { route?: { path: string | RegExp | (string | RegExp)[]; methods: Record<string, boolean> } }[])
         .filter((l) => l.route && !l.route.methods._all)
