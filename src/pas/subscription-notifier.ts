@@ -1,7 +1,7 @@
 import type { Identifier, Organization, PractitionerRole } from '@medplum/fhirtypes';
 import type { Logger } from '../logger.js';
-import type { DueDelivery, PasSubmission, Storage, SubscriptionRecord } from '../storage/storage.js';
-import { readableBy } from '../storage/storage.js';
+import type { DueDelivery, PasSubmission, Storage, SubscriptionRecord, SubscriptionStatus } from '../storage/storage.js';
+import { everySubscription, readableBy } from '../storage/storage.js';
 import { allowedAddresses, EndpointRefused, pinnedPost } from './notification-endpoints.js';
 import type { EndpointPolicy, NotifyFetch } from './notification-endpoints.js';
 import { parsePasRequest } from './request-bundle.js';
@@ -26,6 +26,8 @@ export interface NotifierOptions {
 }
 
 const HANDSHAKE_ATTEMPTS = 5;
+/** The subscriptions a decision event is dispatched to (storage numbers it only for these). */
+const DISPATCHED_TO: SubscriptionStatus[] = ['requested', 'active'];
 const EVENT_ATTEMPTS = 30;
 
 /** The identifiers a request's sender goes by: the requesting provider's organization (PAS 2.2 `org-identifier`). */
@@ -139,17 +141,23 @@ export class SubscriptionNotifier {
    * fails is not retried (the next comes a period later). Returns how many were sent.
    */
   async sendHeartbeats(now = new Date()): Promise<number> {
-    const { storage, logger, fhirBase } = this.opts;
+    const { storage } = this.opts;
     let sent = 0;
-    for (const sub of await storage.listSubscriptions()) {
-      const period = heartbeatPeriod(sub);
-      if (sub.status !== 'active' || !period) continue;
-      if (!(await storage.claimHeartbeat(sub.id, new Date(now.getTime() - period * 1000).toISOString(), now.toISOString()))) continue;
-      const error = await this.post(sub, JSON.stringify(notificationBundle(sub, fhirBase, { type: 'heartbeat' })));
-      if (!error) sent++;
-      else logger.info({ subscription: sub.id, error }, 'subscription heartbeat failed');
+    for await (const page of everySubscription(storage, { statuses: ['active'] })) {
+      for (const sub of page) sent += (await this.heartbeat(sub, now)) ? 1 : 0;
     }
     return sent;
+  }
+
+  /** Sends one subscription its heartbeat if it asked for one and is due (claimed in storage); true when delivered. */
+  private async heartbeat(sub: SubscriptionRecord, now: Date): Promise<boolean> {
+    const { storage, logger, fhirBase } = this.opts;
+    const period = heartbeatPeriod(sub);
+    if (sub.status !== 'active' || !period) return false;
+    if (!(await storage.claimHeartbeat(sub.id, new Date(now.getTime() - period * 1000).toISOString(), now.toISOString()))) return false;
+    const error = await this.post(sub, JSON.stringify(notificationBundle(sub, fhirBase, { type: 'heartbeat' })));
+    if (error) logger.info({ subscription: sub.id, error }, 'subscription heartbeat failed');
+    return !error;
   }
 
   /**
@@ -173,7 +181,7 @@ export class SubscriptionNotifier {
   /** Settles every pended request whose order was decided meanwhile; kicks delivery when one was. */
   async settleDecidedElsewhere(): Promise<number> {
     const { storage, logger } = this.opts;
-    if ((await storage.listSubscriptions()).length === 0) return 0;
+    if ((await storage.listSubscriptions({ limit: 1 })).length === 0) return 0;
     // Every listed request was pended: those no longer A4 took a decision made elsewhere.
     const { current } = await currentPended(storage, { log: logger });
     const settled = [...current.values()].filter((s) => s.reviewAction !== 'A4').length;
@@ -202,12 +210,15 @@ export class SubscriptionNotifier {
     const { storage } = this.opts;
     const events = await storage.pendingPasEvents(100);
     if (events.length === 0) return;
-    const subs = (await storage.listSubscriptions()).filter((s) => s.status === 'active' || s.status === 'requested');
-    for (const e of events) {
-      const submission = await storage.getPasSubmission(e.submissionId);
-      const targets = submission ? subs.filter((s) => subscriptionMatches(s, submission)).map((s) => s.id) : [];
-      await storage.dispatchPasEvent(e.id, e.submissionId, targets, new Date().toISOString());
+    const submissions = await Promise.all(events.map((e) => storage.getPasSubmission(e.submissionId)));
+    const targets = events.map((): string[] => []);
+    // Every subscription, page by page: the events' targets are complete before any is dispatched.
+    for await (const page of everySubscription(storage, { statuses: DISPATCHED_TO })) {
+      submissions.forEach((submission, i) => {
+        if (submission) targets[i].push(...page.filter((s) => subscriptionMatches(s, submission)).map((s) => s.id));
+      });
     }
+    for (const [i, e] of events.entries()) await storage.dispatchPasEvent(e.id, e.submissionId, targets[i], new Date().toISOString());
   }
 
   /**

@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import { badRequest, HttpError, methodNotAllowed, notFound, outcome } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Storage, SubscriptionRecord } from '../storage/storage.js';
-import { readableBy } from '../storage/storage.js';
+import { everySubscription, readableBy } from '../storage/storage.js';
 import { payerClientOf } from '../http/payer-api-auth.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
 import { allowedAddresses, EndpointRefused } from './notification-endpoints.js';
@@ -176,7 +176,8 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
     '/Subscription',
     handler(async (req: Request, res: Response) => {
       const client = payerClientOf(req);
-      const mine = (await storage.listSubscriptions()).filter((s) => readableBy(s.owner, client));
+      const mine: SubscriptionRecord[] = [];
+      for await (const page of everySubscription(storage, client === undefined ? {} : { readableBy: client })) mine.push(...page);
       sendFhir(res, 200, { resourceType: 'Bundle', type: 'searchset', total: mine.length, entry: mine.map((s) => ({ fullUrl: `${fhirBase}/Subscription/${s.id}`, resource: view(s), search: { mode: 'match' } })) });
     }),
   );

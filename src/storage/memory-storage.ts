@@ -16,13 +16,14 @@ import type {
   PasSubmission,
   PasSubmissionAlias,
   DueDelivery,
+  SubscriptionQuery,
   SubscriptionRecord,
   SubscriptionStatus,
   PendedSummary,
   ReviewDecisionInput,
   Storage,
 } from './storage.js';
-import { StorageError, readableBy } from './storage.js';
+import { StorageError, SUBSCRIPTION_PAGE, readableBy } from './storage.js';
 
 const orderKeyOf = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef, k.drug]);
 
@@ -63,8 +64,12 @@ export class MemoryStorage implements Storage {
     const x = this.subscriptions.get(id);
     return x ? structuredClone(x) : undefined;
   }
-  async listSubscriptions(): Promise<SubscriptionRecord[]> {
-    return [...this.subscriptions.values()].map((x) => structuredClone(x));
+  async listSubscriptions(q: SubscriptionQuery = {}): Promise<SubscriptionRecord[]> {
+    return [...this.subscriptions.values()]
+      .filter((x) => (!q.statuses || q.statuses.includes(x.status)) && (q.readableBy === undefined || readableBy(x.owner, q.readableBy)) && (q.afterId === undefined || x.id > q.afterId))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .slice(0, Math.min(q.limit ?? SUBSCRIPTION_PAGE, SUBSCRIPTION_PAGE))
+      .map((x) => structuredClone(x));
   }
   async deleteSubscription(id: string): Promise<boolean> {
     const had = this.subscriptions.delete(id);

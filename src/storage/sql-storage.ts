@@ -18,6 +18,7 @@ import type {
   PasSubmission,
   PasSubmissionAlias,
   DueDelivery,
+  SubscriptionQuery,
   SubscriptionRecord,
   SubscriptionStatus,
   PendedSummary,
@@ -25,7 +26,7 @@ import type {
   ReviewDecisionInput,
   Storage,
 } from './storage.js';
-import { StorageError } from './storage.js';
+import { StorageError, SUBSCRIPTION_PAGE } from './storage.js';
 import { WriteBatcher } from './write-batcher.js';
 import { WriteBehind } from './write-behind.js';
 import type { AppliedChange, BehindItem } from './write-behind.js';
@@ -843,8 +844,19 @@ export class SqlStorage implements Storage {
     return rows[0] ? this.subscriptionOf(rows[0]) : undefined;
   }
 
-  async listSubscriptions(): Promise<SubscriptionRecord[]> {
-    const rows = await this.driver.query<SubscriptionRow>(`SELECT ${SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id LIMIT 1000`);
+  async listSubscriptions(q: SubscriptionQuery = {}): Promise<SubscriptionRecord[]> {
+    const params: unknown[] = [];
+    const where: string[] = [];
+    const param = (v: unknown) => `$${params.push(v)}`;
+    if (q.statuses) where.push(q.statuses.length ? `status IN (${q.statuses.map(param).join(', ')})` : 'false');
+    if (q.readableBy !== undefined) where.push(`(owner IS NULL OR owner = ${param(q.readableBy)})`);
+    if (q.afterId !== undefined) where.push(`id COLLATE "C" > ${param(q.afterId)}`);
+    const limit = param(Math.min(q.limit ?? SUBSCRIPTION_PAGE, SUBSCRIPTION_PAGE));
+    // "C" collation: the same order as the memory backend's and as the keyset comparison, whatever the database locale.
+    const rows = await this.driver.query<SubscriptionRow>(
+      `SELECT ${SUBSCRIPTION_COLUMNS} FROM subscriptions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id COLLATE "C" LIMIT ${limit}`,
+      params,
+    );
     return rows.map((r) => this.subscriptionOf(r));
   }
 

@@ -243,6 +243,34 @@ export interface SubscriptionRecord {
   updatedAt: string;
 }
 
+/** Which Subscriptions `listSubscriptions` answers: one page, in id order. */
+export interface SubscriptionQuery {
+  statuses?: SubscriptionStatus[];
+  /** Only those this payer API client may read (`readableBy`); absent, every one. */
+  readableBy?: string;
+  /** The page after this id (keyset paging). */
+  afterId?: string;
+  limit?: number;
+}
+
+/** The most Subscriptions one `listSubscriptions` call answers. */
+export const SUBSCRIPTION_PAGE = 1000;
+
+/**
+ * Every Subscription the query selects, page by page, however many there are (the notifier's dispatch and heartbeat
+ * passes must not stop at a page). Yields each page.
+ */
+export async function* everySubscription(storage: Pick<Storage, 'listSubscriptions'>, q: Omit<SubscriptionQuery, 'afterId'> = {}): AsyncGenerator<SubscriptionRecord[]> {
+  const limit = Math.min(q.limit ?? SUBSCRIPTION_PAGE, SUBSCRIPTION_PAGE);
+  let afterId: string | undefined;
+  for (;;) {
+    const page = await storage.listSubscriptions({ ...q, limit, ...(afterId !== undefined ? { afterId } : {}) });
+    if (page.length > 0) yield page;
+    if (page.length < limit) return;
+    afterId = page[page.length - 1].id;
+  }
+}
+
 /** One notification to send, claimed for delivery, with its subscription. */
 export interface DueDelivery {
   id: number;
@@ -445,7 +473,11 @@ export interface Storage {
   /** Creates or replaces a Subscription (the event count is kept on replace). */
   saveSubscription(s: SubscriptionRecord): Promise<void>;
   getSubscription(id: string): Promise<SubscriptionRecord | undefined>;
-  listSubscriptions(): Promise<SubscriptionRecord[]>;
+  /**
+   * One page of Subscriptions in id order (at most `limit`, default and most 1000): those after `afterId`, with one of
+   * `statuses`, readable by `readableBy`. Callers that must see every one page through (`everySubscription`).
+   */
+  listSubscriptions(q?: SubscriptionQuery): Promise<SubscriptionRecord[]>;
   /** Deletes a Subscription and its undelivered notifications. Returns false when there was none. */
   deleteSubscription(id: string): Promise<boolean>;
   setSubscriptionStatus(id: string, status: SubscriptionStatus, at: string): Promise<void>;

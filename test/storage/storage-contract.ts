@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
-import type { AssertionRecord, GuardedOrderChange, HookAuditRecord, NewPasSubmission, OrderKey, OrderState, Storage } from '../../src/storage/storage.js';
+import type { AssertionRecord, GuardedOrderChange, HookAuditRecord, NewPasSubmission, OrderKey, OrderState, Storage, SubscriptionRecord } from '../../src/storage/storage.js';
+import { everySubscription } from '../../src/storage/storage.js';
 
 /** A pended (A4) or approved (A1) submission with unique identifiers. */
 export function newSubmission(overrides: Partial<NewPasSubmission> = {}): NewPasSubmission {
@@ -534,6 +535,37 @@ export function storageContract(get: () => Storage): void {
     expect(await get().deleteSubscription(id)).toBe(true);
     expect(await get().getSubscription(id)).toBeUndefined();
   });
+
+  it('pages through every subscription, past any page size: by status, by client, each once', async () => {
+    const owner = `ehr-${randomUUID()}`;
+    const now = new Date().toISOString();
+    const subs: SubscriptionRecord[] = Array.from({ length: 1005 }, (_, i) => ({
+      id: randomUUID(),
+      owner,
+      status: i % 5 === 4 ? ('error' as const) : ('active' as const),
+      topic: 'http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic',
+      filters: [`patient=U${String(5521039000 + i)}`],
+      endpoint: 'https://ehr.example.org/pas-notify',
+      headers: [],
+      content: 'full-resource' as const,
+      resource: { resourceType: 'Subscription' },
+      eventsCount: 0,
+      createdAt: now,
+      updatedAt: now,
+    }));
+    for (let i = 0; i < subs.length; i += 50) await Promise.all(subs.slice(i, i + 50).map((x) => get().saveSubscription(x)));
+    const seen = async (q: Parameters<typeof everySubscription>[1]) => {
+      const ids: string[] = [];
+      for await (const page of everySubscription(get(), q)) ids.push(...page.filter((x) => x.owner === owner).map((x) => x.id));
+      return ids;
+    };
+    const active = await seen({ statuses: ['active'] });
+    expect(active).toHaveLength(804);
+    expect(new Set(active)).toEqual(new Set(subs.filter((x) => x.status === 'active').map((x) => x.id)));
+    expect(new Set(await seen({ readableBy: owner, limit: 300 }))).toEqual(new Set(subs.map((x) => x.id)));
+    expect(await seen({ readableBy: 'another-client' })).toEqual([]);
+    for (let i = 0; i < subs.length; i += 50) await Promise.all(subs.slice(i, i + 50).map((x) => get().deleteSubscription(x.id)));
+  }, 120_000);
 
   it('answers ping', async () => {
     await expect(get().ping()).resolves.toBeUndefined();
