@@ -101,7 +101,7 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
             profile: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription',
             supportedProfile: ['http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-subscription'],
             documentation:
-              'PAS Subscriptions (R4 Subscriptions Backport): topic http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic, rest-hook channel, full-resource (default), id-only or empty payload; filters org-identifier and patient; backport-heartbeat-period honoured. A decided pended request is notified with its PAS response Bundle; undelivered notifications are retried with backoff.',
+              'PAS Subscriptions (R4 Subscriptions Backport): topic http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic, rest-hook channel, full-resource (default), id-only or empty payload; filters org-identifier and patient; backport-heartbeat-period honoured. A decided pended request is notified with its PAS response Bundle; undelivered notifications are retried with backoff, held while the subscription is in error and sent once it is active again; $events returns the numbered events (eventsSinceNumber, eventsUntilNumber, content). Endpoints must resolve to public addresses (https in production) unless SUBSCRIPTION_ENDPOINTS_ALLOW allows them. Subscription.end is not enforced.',
             extension: [
               {
                 url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical',
@@ -109,7 +109,10 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
               },
             ],
             interaction: [{ code: 'create' }, { code: 'read' }, { code: 'update' }, { code: 'delete' }, { code: 'search-type' }],
-            operation: [op('status', 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status')],
+            operation: [
+              op('status', 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status'),
+              op('events', 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events'),
+            ],
           },
           {
             type: 'ClaimResponse',

@@ -14,31 +14,48 @@ export const PROFILE_SUBSCRIPTION = `${BACKPORT}/backport-subscription`;
 const PROFILE_STATUS = `${BACKPORT}/backport-subscription-status-r4`;
 const PROFILE_NOTIFICATION = `${BACKPORT}/backport-subscription-notification-r4`;
 
-/** What a notification is about: a handshake, a heartbeat, or a decided PAS request with its current response Bundle. */
+/** One event as notified: its number, the decided PAS request, that request's current response Bundle, and when. */
+export interface NotifiedEvent {
+  eventNumber: number;
+  submissionId: string;
+  responseBundle?: Record<string, unknown>;
+  at: string;
+}
+
+/**
+ * What a notification is about: a handshake, a heartbeat, a decided PAS request (`event-notification`), or the
+ * events a client asked `$events` for (`query-event`, with the content it asked for).
+ */
 export type NotificationKind =
   | { type: 'handshake' }
   | { type: 'heartbeat' }
-  | { type: 'event-notification'; eventNumber: number; submissionId: string; responseBundle?: Record<string, unknown>; at: string };
+  | ({ type: 'event-notification' } & NotifiedEvent)
+  | { type: 'query-event'; events: NotifiedEvent[]; content: SubscriptionRecord['content'] };
+
+const eventsOf = (kind: NotificationKind): NotifiedEvent[] => (kind.type === 'event-notification' ? [kind] : kind.type === 'query-event' ? kind.events : []);
 
 /**
  * The SubscriptionStatus Parameters (`backport-subscription-status-r4`): which subscription, its topic and status,
- * the notification type, the event count and, for an event, its number, time and focus.
+ * the notification type, the event count and, for each event it carries, its number, time and focus (`focus` by
+ * event number).
  */
-export function subscriptionStatus(sub: SubscriptionRecord, fhirBase: string, kind: NotificationKind, focus?: string): Parameters {
+export function subscriptionStatus(sub: SubscriptionRecord, fhirBase: string, kind: NotificationKind, focus: Map<number, string> = new Map()): Parameters {
+  const events = eventsOf(kind);
   const parameter: ParametersParameter[] = [
     { name: 'subscription', valueReference: { reference: `${fhirBase}/Subscription/${sub.id}` } },
     { name: 'topic', valueCanonical: sub.topic },
     { name: 'status', valueCode: sub.status === 'requested' ? 'requested' : sub.status },
     { name: 'type', valueCode: kind.type },
-    { name: 'events-since-subscription-start', valueString: String(kind.type === 'event-notification' ? Math.max(sub.eventsCount, kind.eventNumber) : sub.eventsCount) },
+    { name: 'events-since-subscription-start', valueString: String(Math.max(sub.eventsCount, ...events.map((e) => e.eventNumber))) },
   ];
-  if (kind.type === 'event-notification') {
+  for (const e of events) {
+    const f = focus.get(e.eventNumber);
     parameter.push({
       name: 'notification-event',
       part: [
-        { name: 'event-number', valueString: String(kind.eventNumber) },
-        { name: 'timestamp', valueInstant: kind.at },
-        ...(focus ? [{ name: 'focus', valueReference: { reference: focus } }] : []),
+        { name: 'event-number', valueString: String(e.eventNumber) },
+        { name: 'timestamp', valueInstant: e.at },
+        ...(f ? [{ name: 'focus', valueReference: { reference: f } }] : []),
       ],
     });
   }
@@ -63,18 +80,22 @@ export function heartbeatPeriod(sub: Pick<SubscriptionRecord, 'resource'>): numb
  */
 export function notificationBundle(sub: SubscriptionRecord, fhirBase: string, kind: NotificationKind): Bundle {
   const entries: BundleEntry[] = [];
-  let focus: string | undefined;
-  if (kind.type === 'event-notification' && sub.content !== 'empty') {
-    if (sub.content === 'full-resource' && kind.responseBundle) {
-      focus = `${fhirBase}/Bundle/${String(kind.responseBundle.id ?? kind.submissionId)}`;
+  const focus = new Map<number, string>();
+  const content = kind.type === 'query-event' ? kind.content : sub.content;
+  for (const e of content === 'empty' ? [] : eventsOf(kind)) {
+    if (content === 'full-resource' && e.responseBundle) {
+      const url = `${fhirBase}/Bundle/${String(e.responseBundle.id ?? e.submissionId)}`;
+      focus.set(e.eventNumber, url);
+      // Two events about one request name its one current response Bundle, carried once.
+      if (entries.some((x) => x.fullUrl === url)) continue;
       entries.push({
-        fullUrl: focus,
-        resource: kind.responseBundle as unknown as Bundle,
-        request: { method: 'PUT', url: `Bundle/${String(kind.responseBundle.id ?? kind.submissionId)}` },
+        fullUrl: url,
+        resource: e.responseBundle as unknown as Bundle,
+        request: { method: 'PUT', url: `Bundle/${String(e.responseBundle.id ?? e.submissionId)}` },
         response: { status: '200' },
       });
     } else {
-      focus = `${fhirBase}/ClaimResponse/${kind.submissionId}`;
+      focus.set(e.eventNumber, `${fhirBase}/ClaimResponse/${e.submissionId}`);
     }
   }
   const status = subscriptionStatus(sub, fhirBase, kind, focus);

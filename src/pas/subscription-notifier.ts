@@ -26,8 +26,8 @@ export interface NotifierOptions {
 }
 
 const HANDSHAKE_ATTEMPTS = 5;
-/** The subscriptions a decision event is dispatched to (storage numbers it only for these). */
-const DISPATCHED_TO: SubscriptionStatus[] = ['requested', 'active'];
+/** The subscriptions a decision event is numbered for: one in error keeps it (held) until it recovers; `off` hears nothing. */
+const DISPATCHED_TO: SubscriptionStatus[] = ['requested', 'active', 'error'];
 const EVENT_ATTEMPTS = 30;
 
 /** The identifiers a request's sender goes by: the requesting provider's organization (PAS 2.2 `org-identifier`). */
@@ -264,7 +264,9 @@ export class SubscriptionNotifier {
     }
     const limit = d.kind === 'handshake' ? HANDSHAKE_ATTEMPTS : EVENT_ATTEMPTS;
     if (d.attempts >= limit) {
-      await storage.completeDelivery(d.id, new Date().toISOString());
+      // A stale handshake is dropped (an update sends a new one); an event waits, held with the subscription's other
+      // undelivered events, and is sent once the client fixed its endpoint and the handshake made it active again.
+      if (d.kind === 'handshake') await storage.completeDelivery(d.id, new Date().toISOString());
       await storage.setSubscriptionStatus(sub.id, 'error', new Date().toISOString());
       logger.warn({ subscription: sub.id, kind: d.kind, attempts: d.attempts, error }, 'subscription endpoint failed too often: status error');
       return;

@@ -9,7 +9,7 @@ import { payerClientOf } from '../http/payer-api-auth.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
 import { allowedAddresses, EndpointRefused } from './notification-endpoints.js';
 import type { EndpointPolicy } from './notification-endpoints.js';
-import { EXT_FILTER_CRITERIA, EXT_HEARTBEAT_PERIOD, EXT_PAYLOAD_CONTENT, PAS_TOPIC, PROFILE_SUBSCRIPTION, subscriptionStatus } from './subscription-notifications.js';
+import { EXT_FILTER_CRITERIA, EXT_HEARTBEAT_PERIOD, EXT_PAYLOAD_CONTENT, notificationBundle, PAS_TOPIC, PROFILE_SUBSCRIPTION, subscriptionStatus } from './subscription-notifications.js';
 import type { SubscriptionNotifier } from './subscription-notifier.js';
 
 export interface SubscriptionDeps {
@@ -119,6 +119,16 @@ export function parseSubscription(body: unknown, id: string, owner: string | und
   };
 }
 
+/** The most events one `$events` call answers (the oldest of the range first); ask again from the next number. */
+const MAX_EVENTS = 100;
+
+/** An `$events` event number parameter (a string of digits, R4 backport), or undefined when absent. */
+function eventNumberParam(v: unknown, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || !/^\d{1,15}$/.test(v)) throw badRequest(`${name} must be one event number (a non-negative integer)`, [name]);
+  return Number(v);
+}
+
 /** The Subscription as the client reads it back: what it sent, with the server's id and current status. */
 function view(s: SubscriptionRecord): Record<string, unknown> {
   return { ...s.resource, id: s.id, status: s.status, meta: { ...(s.resource.meta as object), lastUpdated: s.updatedAt } };
@@ -127,7 +137,7 @@ function view(s: SubscriptionRecord): Record<string, unknown> {
 /**
  * PAS Subscriptions on the payer FHIR API (design.md §8; PAS "Subscriptions", R4 Subscriptions Backport): `POST
  * /Subscription` creates a rest-hook subscription to the PAS topic and starts the handshake (status `requested`,
- * then `active` once the endpoint took it), `GET /Subscription[/:id]`, `GET /Subscription/:id/$status`, `PUT
+ * then `active` once the endpoint took it), `GET /Subscription[/:id]`, `GET /Subscription/:id/$status`, `GET /Subscription/:id/$events` (its numbered events), `PUT
  * /Subscription/:id` (the body's id must be the URL's) and `DELETE /Subscription/:id`. A client sees and changes only its own subscriptions. Each route
  * is one line of the payer API gate's route table (its scope: `system/Subscription.*`).
  */
@@ -188,6 +198,27 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
       const status = subscriptionStatus(s, fhirBase, { type: 'handshake' });
       (status.parameter ?? []).find((p) => p.name === 'type')!.valueCode = 'query-status';
       sendFhir(res, 200, { resourceType: 'Bundle', type: 'searchset', total: 1, entry: [{ fullUrl: `urn:uuid:${status.id}`, resource: status, search: { mode: 'match' } }] });
+    }),
+  );
+  router.get(
+    '/Subscription/:id/\\$events',
+    handler(async (req: Request, res: Response) => {
+      const s = await owned(req);
+      const since = eventNumberParam(req.query.eventsSinceNumber, 'eventsSinceNumber') ?? 1;
+      const until = eventNumberParam(req.query.eventsUntilNumber, 'eventsUntilNumber') ?? s.eventsCount;
+      const content = req.query.content ?? s.content;
+      if (content !== 'empty' && content !== 'id-only' && content !== 'full-resource') {
+        throw badRequest('content must be empty, id-only or full-resource', ['content']);
+      }
+      const found = until >= since ? await storage.listSubscriptionEvents(s.id, since, until, MAX_EVENTS) : [];
+      // Each event with its request's current state, as a notification sent now would carry it.
+      const events = await Promise.all(
+        found.map(async (e) => {
+          const submission = await storage.getPasSubmission(e.submissionId);
+          return { eventNumber: e.eventNumber, submissionId: e.submissionId, responseBundle: submission?.responseBundle, at: submission?.updatedAt ?? e.at };
+        }),
+      );
+      sendFhir(res, 200, notificationBundle(s, fhirBase, { type: 'query-event', events, content }));
     }),
   );
   router.get(

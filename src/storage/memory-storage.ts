@@ -16,6 +16,7 @@ import type {
   PasSubmission,
   PasSubmissionAlias,
   DueDelivery,
+  SubscriptionEvent,
   SubscriptionQuery,
   SubscriptionRecord,
   SubscriptionStatus,
@@ -53,6 +54,8 @@ export class MemoryStorage implements Storage {
     nextAttemptAt: string;
     deliveredAt?: string;
     lastError?: string;
+    held?: boolean;
+    createdAt?: string;
   }[] = [];
   private sequence = 0;
 
@@ -79,6 +82,18 @@ export class MemoryStorage implements Storage {
   async setSubscriptionStatus(id: string, status: SubscriptionStatus, at: string): Promise<void> {
     const x = this.subscriptions.get(id);
     if (x) Object.assign(x, { status, updatedAt: at });
+    for (const d of this.deliveries) {
+      if (d.subscriptionId !== id || d.deliveredAt || d.kind !== 'event-notification') continue;
+      if (status === 'error') d.held = true;
+      else if (status === 'active' && d.held) Object.assign(d, { held: false, attempts: 0, nextAttemptAt: at });
+    }
+  }
+  async listSubscriptionEvents(subscriptionId: string, since: number, until: number, limit: number): Promise<SubscriptionEvent[]> {
+    return this.deliveries
+      .filter((d) => d.subscriptionId === subscriptionId && d.eventNumber !== undefined && d.eventNumber >= since && d.eventNumber <= until)
+      .sort((a, b) => a.eventNumber! - b.eventNumber!)
+      .slice(0, limit)
+      .map((d) => ({ eventNumber: d.eventNumber!, submissionId: d.submissionId!, at: d.createdAt! }));
   }
   async enqueueHandshake(subscriptionId: string, at: string): Promise<void> {
     this.deliveries.push({ id: ++this.sequence, subscriptionId, kind: 'handshake', attempts: 0, nextAttemptAt: at });
@@ -92,13 +107,13 @@ export class MemoryStorage implements Storage {
     event.dispatched = true;
     for (const id of subscriptionIds) {
       const x = this.subscriptions.get(id);
-      if (!x || (x.status !== 'requested' && x.status !== 'active')) continue;
+      if (!x || x.status === 'off') continue;
       x.eventsCount += 1;
-      this.deliveries.push({ id: ++this.sequence, subscriptionId: id, kind: 'event-notification', eventNumber: x.eventsCount, submissionId, attempts: 0, nextAttemptAt: at });
+      this.deliveries.push({ id: ++this.sequence, subscriptionId: id, kind: 'event-notification', eventNumber: x.eventsCount, submissionId, attempts: 0, nextAttemptAt: at, held: x.status === 'error', createdAt: at });
     }
   }
   async claimDueDeliveries(now: string, leaseMs: number, limit: number): Promise<DueDelivery[]> {
-    const due = this.deliveries.filter((d) => !d.deliveredAt && d.nextAttemptAt <= now).slice(0, limit);
+    const due = this.deliveries.filter((d) => !d.deliveredAt && !d.held && d.nextAttemptAt <= now).slice(0, limit);
     const leased = new Date(Date.parse(now) + leaseMs).toISOString();
     const out: DueDelivery[] = [];
     for (const d of due) {
@@ -128,7 +143,7 @@ export class MemoryStorage implements Storage {
     if (d) Object.assign(d, { nextAttemptAt, lastError: error });
   }
   async countUndelivered(): Promise<number> {
-    return this.deliveries.filter((d) => !d.deliveredAt).length;
+    return this.deliveries.filter((d) => !d.deliveredAt && !d.held).length;
   }
 
   async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<void> {

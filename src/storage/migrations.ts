@@ -309,6 +309,19 @@ WHERE f.resource_id = 'QuestionnaireResponse/' || q.id;
 ALTER TABLE subscriptions ADD COLUMN last_notified_at timestamptz;
 `,
   },
+  {
+    version: 8,
+    name: 'subscription events kept for $events; notifications held while their subscription is in error',
+    sql: `
+-- A subscription in error still has its events numbered; their notifications wait (held) until it is active again,
+-- then are sent. Held rows are not due, so the due index leaves them out.
+ALTER TABLE subscription_deliveries ADD COLUMN held boolean NOT NULL DEFAULT false;
+DROP INDEX subscription_deliveries_due;
+CREATE INDEX subscription_deliveries_due ON subscription_deliveries (next_attempt_at) WHERE delivered_at IS NULL AND NOT held;
+-- $events reads a subscription's events by number.
+CREATE INDEX subscription_deliveries_events ON subscription_deliveries (subscription_id, event_number) WHERE event_number IS NOT NULL;
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

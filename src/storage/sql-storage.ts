@@ -18,6 +18,7 @@ import type {
   PasSubmission,
   PasSubmissionAlias,
   DueDelivery,
+  SubscriptionEvent,
   SubscriptionQuery,
   SubscriptionRecord,
   SubscriptionStatus,
@@ -867,7 +868,23 @@ export class SqlStorage implements Storage {
 
   async setSubscriptionStatus(id: string, status: SubscriptionStatus, at: string): Promise<void> {
     this.open();
-    await this.driver.query('UPDATE subscriptions SET status = $2, updated_at = $3::timestamptz WHERE id = $1', [id, status, at]);
+    await this.driver.transaction(async (tx) => {
+      await tx.query('UPDATE subscriptions SET status = $2, updated_at = $3::timestamptz WHERE id = $1', [id, status, at]);
+      if (status === 'error') {
+        await tx.query(`UPDATE subscription_deliveries SET held = true WHERE subscription_id = $1 AND kind = 'event-notification' AND delivered_at IS NULL`, [id]);
+      } else if (status === 'active') {
+        await tx.query('UPDATE subscription_deliveries SET held = false, attempts = 0, next_attempt_at = $2::timestamptz WHERE subscription_id = $1 AND held AND delivered_at IS NULL', [id, at]);
+      }
+    });
+  }
+
+  async listSubscriptionEvents(subscriptionId: string, since: number, until: number, limit: number): Promise<SubscriptionEvent[]> {
+    const rows = await this.driver.query<{ event_number: number | string; submission_id: string; at: string }>(
+      `SELECT event_number, submission_id, ${ts('created_at')} AS at FROM subscription_deliveries
+       WHERE subscription_id = $1 AND event_number BETWEEN $2 AND $3 ORDER BY event_number LIMIT $4`,
+      [subscriptionId, since, until, limit],
+    );
+    return rows.map((r) => ({ eventNumber: Number(r.event_number), submissionId: r.submission_id, at: r.at }));
   }
 
   async enqueueHandshake(subscriptionId: string, at: string): Promise<void> {
@@ -890,9 +907,9 @@ export class SqlStorage implements Storage {
       if (mine.length === 0) return;
       for (const id of subscriptionIds) {
         await tx.query(
-          `WITH n AS (UPDATE subscriptions SET events_count = events_count + 1 WHERE id = $1 AND status IN ('requested', 'active') RETURNING events_count)
-           INSERT INTO subscription_deliveries (subscription_id, kind, event_number, submission_id, next_attempt_at, created_at)
-           SELECT $1, 'event-notification', n.events_count, $2, $3::timestamptz, $3::timestamptz FROM n`,
+          `WITH n AS (UPDATE subscriptions SET events_count = events_count + 1 WHERE id = $1 AND status IN ('requested', 'active', 'error') RETURNING events_count, status)
+           INSERT INTO subscription_deliveries (subscription_id, kind, event_number, submission_id, next_attempt_at, created_at, held)
+           SELECT $1, 'event-notification', n.events_count, $2, $3::timestamptz, $3::timestamptz, n.status = 'error' FROM n`,
           [id, submissionId, at],
         );
       }
@@ -905,7 +922,7 @@ export class SqlStorage implements Storage {
     // being sent twice while its delivery is under way, and brings it back if the claiming process dies.
     const rows = await this.driver.query<{ id: number; kind: DueDelivery['kind']; event_number: number | null; submission_id: string | null; attempts: number; subscription_id: string }>(
       `UPDATE subscription_deliveries d SET next_attempt_at = $1::timestamptz + ($2 || ' milliseconds')::interval, attempts = d.attempts + 1
-       WHERE d.id IN (SELECT id FROM subscription_deliveries WHERE delivered_at IS NULL AND next_attempt_at <= $1::timestamptz
+       WHERE d.id IN (SELECT id FROM subscription_deliveries WHERE delivered_at IS NULL AND NOT held AND next_attempt_at <= $1::timestamptz
                       ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
        RETURNING d.id, d.kind, d.event_number, d.submission_id, d.attempts, d.subscription_id`,
       [now, String(Math.floor(leaseMs)), limit],
@@ -949,7 +966,7 @@ export class SqlStorage implements Storage {
   }
 
   async countUndelivered(): Promise<number> {
-    const rows = await this.driver.query<{ n: number }>('SELECT count(*)::integer AS n FROM subscription_deliveries WHERE delivered_at IS NULL');
+    const rows = await this.driver.query<{ n: number }>('SELECT count(*)::integer AS n FROM subscription_deliveries WHERE delivered_at IS NULL AND NOT held');
     return Number(rows[0]?.n ?? 0);
   }
 

@@ -271,6 +271,13 @@ export async function* everySubscription(storage: Pick<Storage, 'listSubscriptio
   }
 }
 
+/** One numbered event of a subscription: the decided request it is about, and when it was dispatched. */
+export interface SubscriptionEvent {
+  eventNumber: number;
+  submissionId: string;
+  at: string;
+}
+
 /** One notification to send, claimed for delivery, with its subscription. */
 export interface DueDelivery {
   id: number;
@@ -480,6 +487,11 @@ export interface Storage {
   listSubscriptions(q?: SubscriptionQuery): Promise<SubscriptionRecord[]>;
   /** Deletes a Subscription and its undelivered notifications. Returns false when there was none. */
   deleteSubscription(id: string): Promise<boolean>;
+  /**
+   * Sets a Subscription's status. `error` holds its undelivered event notifications (they are not sent while it is in
+   * error); `active` releases every held one, due at `at` with a fresh retry budget, so a recovered subscription gets
+   * what it missed (R4 Subscriptions Backport: a client recovers the events of an errored subscription).
+   */
   setSubscriptionStatus(id: string, status: SubscriptionStatus, at: string): Promise<void>;
   /** Queues a handshake for a Subscription (sent by the delivery loop). */
   enqueueHandshake(subscriptionId: string, at: string): Promise<void>;
@@ -487,7 +499,8 @@ export interface Storage {
   pendingPasEvents(limit?: number): Promise<{ id: number; submissionId: string }[]>;
   /**
    * Turns one decision event into a notification per matching subscription (each numbered by its subscription's
-   * event count) and marks it dispatched, in one transaction; a no-op when another replica dispatched it first.
+   * event count) and marks it dispatched, in one transaction; a no-op when another replica dispatched it first. A
+   * subscription in `error` gets its number too, held until it is active again; one `off` gets nothing.
    */
   dispatchPasEvent(eventId: number, submissionId: string, subscriptionIds: string[], at: string): Promise<void>;
   /**
@@ -503,8 +516,13 @@ export interface Storage {
    */
   claimHeartbeat(subscriptionId: string, quietSince: string, now: string): Promise<boolean>;
   failDelivery(id: number, nextAttemptAt: string, error: string): Promise<void>;
-  /** Notifications still waiting for delivery (for readiness and tests). */
+  /** Notifications waiting for delivery, not counting those held for a subscription in error (readiness, tests). */
   countUndelivered(): Promise<number>;
+  /**
+   * A subscription's events numbered `since` to `until` (inclusive), oldest first, at most `limit`: what `$events`
+   * answers. Kept as long as the subscription.
+   */
+  listSubscriptionEvents(subscriptionId: string, since: number, until: number, limit: number): Promise<SubscriptionEvent[]>;
 
   /** Readiness: resolves when the store answers a query (/readyz). */
   ping(): Promise<void>;

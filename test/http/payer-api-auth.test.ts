@@ -340,6 +340,7 @@ const ROUTES: RouteCase[] = [
   { name: 'Subscription search', scope: 'system/Subscription.s', ok: 200, call: get('/fhir/Subscription') },
   { name: 'Subscription read', scope: 'system/Subscription.r', ok: 200, call: lazyGet(() => `/fhir/Subscription/${subscriptionIds[0]}`) },
   { name: 'Subscription $status', scope: 'system/Subscription.r', ok: 200, call: lazyGet(() => `/fhir/Subscription/${subscriptionIds[0]}/$status`) },
+  { name: 'Subscription $events', scope: 'system/Subscription.r', ok: 200, call: lazyGet(() => `/fhir/Subscription/${subscriptionIds[0]}/$events`) },
   { name: 'Subscription update', scope: 'system/Subscription.u', ok: 200, call: put(() => `/fhir/Subscription/${subscriptionIds[0]}`, () => ({ ...subscription(), id: subscriptionIds[0] })) },
   {
     name: 'Subscription delete',
@@ -415,6 +416,9 @@ describe('every /fhir route refuses without a token, works with its scope and an
     const declared = new Set(PAYER_API_ROUTES.map((r) => `${r.method} ${r.path}`));
     const undeclared = served.filter((s) => !declared.has(s));
     expect(undeclared).toEqual([]);
+    // And every declared route is served: a declared one nobody serves answers 404 after authentication.
+    const public_ = PAYER_API_ROUTES.filter((r) => r.scope === null).map((r) => `${r.method} ${r.path}`);
+    expect([...declared].filter((d) => !served.includes(d) && !public_.includes(d))).toEqual([]);
     const tested = ROUTES.length + 2; // + metadata and the SMART configuration, public
     expect(served.length).toBeLessThanOrEqual(tested);
   });

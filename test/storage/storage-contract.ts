@@ -536,6 +536,57 @@ export function storageContract(get: () => Storage): void {
     expect(await get().getSubscription(id)).toBeUndefined();
   });
 
+  it('numbers events for a subscription in error and holds them until it is active again; keeps them for $events', async () => {
+    const t = (sec: number) => new Date(Date.parse('2026-11-23T10:00:00.000Z') + sec * 1000).toISOString();
+    const sub = (status: 'error' | 'off'): SubscriptionRecord => ({
+      id: randomUUID(),
+      status,
+      topic: 'http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic',
+      filters: [],
+      endpoint: 'https://ehr.example.org/pas-notify',
+      headers: [],
+      content: 'full-resource',
+      resource: { resourceType: 'Subscription' },
+      eventsCount: 0,
+      createdAt: t(0),
+      updatedAt: t(0),
+    });
+    const [errored, off] = [sub('error'), sub('off')];
+    await get().saveSubscription(errored);
+    await get().saveSubscription(off);
+    const before = await get().countUndelivered();
+    const decided: string[] = [];
+    for (const reason of ['MRD 0.4 % on the attached flow report', 'MRD 0.2 % by flow cytometry']) {
+      const s = newSubmission();
+      await get().createPasSubmission(s);
+      const next = { status: 'approved' as const, reviewAction: 'A1' as const, needed: [], claimResponse: {}, responseBundle: {}, detail: {} };
+      await get().recordReviewDecision({ decision: { submissionId: s.id, decision: 'approve', reviewer: 'Dr. A', reason, decidedAt: t(1) }, next });
+      const [event] = (await get().pendingPasEvents(1000)).filter((e) => e.submissionId === s.id);
+      await get().dispatchPasEvent(event.id, s.id, [errored.id, off.id], t(10 + decided.length));
+      decided.push(s.id);
+    }
+    expect((await get().getSubscription(errored.id))?.eventsCount).toBe(2);
+    expect((await get().getSubscription(off.id))?.eventsCount).toBe(0);
+    // Held: not due, not counted as waiting.
+    expect((await get().claimDueDeliveries(t(3600), 60_000, 1000)).filter((d) => d.subscription.id === errored.id)).toEqual([]);
+    expect(await get().countUndelivered()).toBe(before);
+    const events = await get().listSubscriptionEvents(errored.id, 1, 10, 100);
+    expect(events.map((e) => [e.eventNumber, e.submissionId])).toEqual([[1, decided[0]], [2, decided[1]]]);
+    expect(events[0].at).toBe(t(10));
+    expect((await get().listSubscriptionEvents(errored.id, 2, 2, 100)).map((e) => e.eventNumber)).toEqual([2]);
+    expect(await get().listSubscriptionEvents(off.id, 1, 10, 100)).toEqual([]);
+
+    // Active again: every held notification is due, with a fresh retry budget.
+    await get().setSubscriptionStatus(errored.id, 'active', t(3600));
+    const released = (await get().claimDueDeliveries(t(3600), 60_000, 1000)).filter((d) => d.subscription.id === errored.id);
+    expect(released.map((d) => [d.eventNumber, d.attempts])).toEqual([[1, 1], [2, 1]]);
+    // Back in error: what is undelivered is held again.
+    await get().setSubscriptionStatus(errored.id, 'error', t(3601));
+    expect((await get().claimDueDeliveries(t(7200), 60_000, 1000)).filter((d) => d.subscription.id === errored.id)).toEqual([]);
+    await get().deleteSubscription(errored.id);
+    await get().deleteSubscription(off.id);
+  });
+
   it('pages through every subscription, past any page size: by status, by client, each once', async () => {
     const owner = `ehr-${randomUUID()}`;
     const now = new Date().toISOString();
