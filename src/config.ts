@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { parsePayerClients } from './auth/payer-clients.js';
 import { parseTrustedClients } from './auth/trusted-clients.js';
-import { DEV_ENDPOINTS_ALLOW, parseEndpointAllowList } from './pas/notification-endpoints.js';
+import { DEV_ENDPOINTS_ALLOW, parseEndpointAllowList } from './http/notification-endpoints.js';
 
 /**
  * Service configuration (design.md §3). This is the only module that reads `process.env`; `loadConfig` is pure and

@@ -2,8 +2,8 @@ import type { Identifier, Organization, PractitionerRole } from '@medplum/fhirty
 import type { Logger } from '../logger.js';
 import type { DueDelivery, PasSubmission, Storage, SubscriptionRecord, SubscriptionStatus } from '../storage/storage.js';
 import { everySubscription, readableBy } from '../storage/storage.js';
-import { allowedAddresses, EndpointRefused, pinnedPost } from './notification-endpoints.js';
-import type { EndpointPolicy, NotifyFetch } from './notification-endpoints.js';
+import { allowedAddresses, EndpointRefused, pinnedPost } from '../http/notification-endpoints.js';
+import type { EndpointPolicy, NotifyFetch } from '../http/notification-endpoints.js';
 import { parsePasRequest } from './request-bundle.js';
 import { currentPended } from './settle-pended.js';
 import { heartbeatPeriod, notificationBundle } from './subscription-notifications.js';

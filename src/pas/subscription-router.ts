@@ -7,8 +7,8 @@ import type { Storage, SubscriptionRecord } from '../storage/storage.js';
 import { everySubscription, readableBy } from '../storage/storage.js';
 import { payerClientOf } from '../http/payer-api-auth.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
-import { allowedAddresses, EndpointRefused } from './notification-endpoints.js';
-import type { EndpointPolicy } from './notification-endpoints.js';
+import { allowedAddresses, EndpointRefused } from '../http/notification-endpoints.js';
+import type { EndpointPolicy } from '../http/notification-endpoints.js';
 import { EXT_FILTER_CRITERIA, EXT_HEARTBEAT_PERIOD, EXT_PAYLOAD_CONTENT, notificationBundle, PAS_TOPIC, PROFILE_SUBSCRIPTION, subscriptionStatus } from './subscription-notifications.js';
 import type { SubscriptionNotifier } from './subscription-notifier.js';
 
