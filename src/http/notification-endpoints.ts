@@ -27,8 +27,12 @@ export interface EndpointPolicy {
   resolve?: HostResolver;
 }
 
-/** What SUBSCRIPTION_ENDPOINTS_ALLOW defaults to outside production: loopback, so local receivers and tests work. */
-export const DEV_ENDPOINTS_ALLOW = '127.0.0.0/8,::1/128';
+/**
+ * What SUBSCRIPTION_ENDPOINTS_ALLOW defaults to outside production: loopback and the private ranges (RFC 1918,
+ * fc00::/7), so local receivers, tests and a conformance kit's listener on a Docker network work in a sandbox.
+ * Link-local (cloud metadata) and carrier-grade NAT stay refused everywhere unless named.
+ */
+export const DEV_ENDPOINTS_ALLOW = '127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7';
 
 /** An endpoint PriorPath will not send to; `reason` says why, without any notification content. */
 export class EndpointRefused extends Error {

@@ -65,7 +65,8 @@ describe('Subscription notification endpoints', () => {
     ['http://ehr-a.example.test/pas-notify', 'private'],
   ])('refuses %s (%s) with a 400 naming Subscription.channel.endpoint, and stores nothing', async (endpoint, category) => {
     const resolveHost = zone({ 'metadata.internal': ['169.254.169.254'], postgres: ['172.18.0.2'], 'ehr-a.example.test': ['203.0.113.40', '10.1.2.3'] });
-    const { app, storage } = buildApp({ resolveHost });
+    // Loopback only, as a payer sets it: the private ranges are refused (outside production they are allowed by default).
+    const { app, storage } = buildApp({ resolveHost, env: { SUBSCRIPTION_ENDPOINTS_ALLOW: '127.0.0.0/8,::1/128' } });
     const res = await create(app, endpoint).expect(400);
     expect(res.body.issue[0].expression).toEqual(['Subscription.channel.endpoint']);
     expect(res.body.issue[0].diagnostics).toContain(category);
@@ -73,7 +74,7 @@ describe('Subscription notification endpoints', () => {
   });
 
   it('refuses a host that does not resolve and a URL carrying credentials; refuses a PUT onto a private address', async () => {
-    const { app } = buildApp({ resolveHost: zone({ 'ehr-b.example.test': ['10.9.9.9'] }) });
+    const { app } = buildApp({ resolveHost: zone({ 'ehr-b.example.test': ['10.9.9.9'] }), env: { SUBSCRIPTION_ENDPOINTS_ALLOW: '127.0.0.0/8,::1/128' } });
     expect((await create(app, 'http://nowhere.example.test/pas-notify').expect(400)).body.issue[0].diagnostics).toMatch(/does not resolve/);
     await create(app, 'http://user:secret@127.0.0.1:9/pas-notify').expect(400);
     const ok = await create(app, 'http://127.0.0.1:9/pas-notify').expect(201);
@@ -81,6 +82,16 @@ describe('Subscription notification endpoints', () => {
     const res = await request(app).put(`/fhir/Subscription/${ok.body.id}`).set('Content-Type', FHIR).send(JSON.stringify(moved)).expect(400);
     expect(res.body.issue[0].expression).toEqual(['Subscription.channel.endpoint']);
     expect((await request(app).get(`/fhir/Subscription/${ok.body.id}`).expect(200)).body.channel.endpoint).toBe('http://127.0.0.1:9/pas-notify');
+  });
+
+  it('outside production, by default, takes a listener on a private (Docker) network and loopback, never cloud metadata', async () => {
+    const resolveHost = zone({ inferno: ['172.18.0.5'], 'metadata.internal': ['169.254.169.254'] });
+    const { app } = buildApp({ resolveHost });
+    await create(app, 'http://inferno:4567/custom/davinci_pas/subscription/channel/notification_listener').expect(201);
+    await create(app, 'http://192.168.1.20/pas-notify').expect(201);
+    await create(app, 'http://127.0.0.1:9/pas-notify').expect(201);
+    await create(app, 'http://metadata.internal/computeMetadata/v1/').expect(400);
+    await create(app, 'http://169.254.169.254/latest/meta-data/').expect(400);
   });
 
   it('takes the networks and hosts SUBSCRIPTION_ENDPOINTS_ALLOW names (and, set, only those beyond the public internet)', async () => {
