@@ -1,5 +1,3 @@
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Bundle, ClaimResponse, Extension, MedicationRequest, Parameters, QuestionnaireResponse } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -9,6 +7,7 @@ import { orderSignRequest } from '../helpers/hook-requests.js';
 import { expectValidHookResponse } from '../helpers/response-checks.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
 import { claimResponseOf, inquiryParameters, pasSubscription, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
+import { closeReceivers, notificationReceiver, until } from '../helpers/notification-receiver.js';
 
 const SIGN = '/cds-services/priorpath-order-sign';
 const X12 = 'https://codesystem.x12.org/005010/306';
@@ -16,42 +15,8 @@ const REVIEW_TOKEN = 'review-token-for-one-decision-test';
 const STORY = 'centene-missing-mrd';
 const sub = (ext: Extension, url: string) => ext.extension!.find((e) => e.url === url);
 
-/** A PAS client's notification endpoint on a free local port: records each notification; `fail` answers 503 first. */
-async function receiver(opts: { fail?: number } = {}) {
-  const received: Bundle[] = [];
-  let failures = opts.fail ?? 0;
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      if (failures > 0) {
-        failures--;
-        res.statusCode = 503;
-        return res.end();
-      }
-      received.push(JSON.parse(body) as Bundle);
-      res.statusCode = 200;
-      res.end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  servers.push(server);
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/notify`, received };
-}
-const servers: ReturnType<typeof createServer>[] = [];
-afterEach(() => {
-  for (const s of servers.splice(0)) s.close();
-});
+afterEach(closeReceivers);
 
-async function until<T>(what: string, probe: () => T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const statusOf = (b: Bundle) => b.entry![0].resource as Parameters;
 const param = (p: Parameters, name: string) => p.parameter!.find((x) => x.name === name);
@@ -60,7 +25,7 @@ describe('one decision per order: CRD, PAS, the reviewer and DTR share the order
   it('sign → PAS pended → duplicates collapse → reviewer approves → notification → re-sign satisfied with the same number → $inquire A1', async () => {
     const { app, storage } = buildApp({ env: { REVIEW_TOKEN }, today: '2026-11-23' });
     // 0. The submitting system subscribes to decisions on its member's requests; the handshake arrives.
-    const endpoint = await receiver();
+    const endpoint = await notificationReceiver();
     const created = await request(app).post('/fhir/Subscription').send(pasSubscription(endpoint.url, 'U5521039476')).expect(201);
     const handshake = await until('the handshake', () => endpoint.received[0]);
     expect(handshake.type).toBe('history');
@@ -217,7 +182,7 @@ describe('one decision per order: CRD, PAS, the reviewer and DTR share the order
     const resources = storyResources(story);
     const order = storyOrder(story, resources);
     const memberId = (resources.find((r) => r.resourceType === 'Coverage') as { subscriberId?: string }).subscriberId!;
-    const endpoint = await receiver();
+    const endpoint = await notificationReceiver();
     await request(app).post('/fhir/Subscription').send(pasSubscription(endpoint.url, memberId)).expect(201);
     await until('the handshake', () => endpoint.received[0]);
 
@@ -293,7 +258,7 @@ describe('one decision per order: CRD, PAS, the reviewer and DTR share the order
     const story = 'centene-over-dose';
     const { app, storage } = buildApp({ env: { REVIEW_TOKEN }, today: '2026-11-23' });
     const memberId = (storyBundle(story).entry!.map((e) => e.resource!).find((r) => r.resourceType === 'Coverage') as { subscriberId?: string }).subscriberId;
-    const endpoint = await receiver({ fail: 2 });
+    const endpoint = await notificationReceiver({ fail: 2 });
     const sub = await request(app).post('/fhir/Subscription').send(pasSubscription(endpoint.url, memberId ?? '')).expect(201);
     const pended = claimResponseOf((await request(app).post('/fhir/Claim/$submit').send(storyBundle(story)).expect(200)).body);
     // The endpoint is down for the handshake's first two attempts; it is retried, not dropped.

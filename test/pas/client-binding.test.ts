@@ -5,8 +5,6 @@
  * through createApp with real SMART Backend Services tokens (ES384 keys made at test start), on MemoryStorage and on
  * embedded PGlite.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +21,7 @@ import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { BASE, buildApp } from '../helpers/app.js';
 import { claimResponseOf, inquiryParameters, pasSubscription, questionnaireResponse, reviewActions, storyBundle } from './pas-fixtures.js';
+import { closeReceivers, notificationReceiver, until } from '../helpers/notification-receiver.js';
 
 const X12 = 'https://codesystem.x12.org/005010/306';
 const FHIR = 'application/fhir+json';
@@ -55,36 +54,9 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const servers: ReturnType<typeof createServer>[] = [];
-afterEach(() => {
-  for (const s of servers.splice(0)) s.close();
-});
+afterEach(closeReceivers);
 
-/** A client's notification endpoint on a free local port, recording each notification Bundle. */
-async function receiver() {
-  const received: Bundle[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      received.push(JSON.parse(body) as Bundle);
-      res.end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  servers.push(server);
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/notify`, received };
-}
 
-async function until<T>(what: string, probe: () => T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const typeOf = (b: Bundle) => (b.entry![0].resource as Parameters).parameter!.find((p) => p.name === 'type')?.valueCode;
 
@@ -170,7 +142,7 @@ describe.each([
 
   it("notifies a decision only to the subscriptions of the client that filed the request, even when another client's filter matches", async () => {
     const { app, a, b, review } = await securedApp(storage());
-    const [endA, endB] = await Promise.all([receiver(), receiver()]);
+    const [endA, endB] = await Promise.all([notificationReceiver(), notificationReceiver()]);
     await a.post('/Subscription', pasSubscription(endA.url, MEMBER)).expect(201);
     await b.post('/Subscription', pasSubscription(endB.url, MEMBER)).expect(201);
     await until('both handshakes', () => (endA.received.length > 0 && endB.received.length > 0 ? true : undefined));
@@ -185,7 +157,7 @@ describe.each([
 
   it('an id-only notification names the ClaimResponse, which its client reads (the current decision); another client gets the 404 of an unknown id', async () => {
     const { a, b, review } = await securedApp(storage());
-    const end = await receiver();
+    const end = await notificationReceiver();
     const idOnly = pasSubscription(end.url, MEMBER);
     idOnly.channel._payload.extension[0].valueCode = 'id-only';
     await a.post('/Subscription', idOnly).expect(201);

@@ -16,6 +16,7 @@ import type { NotifyFetch } from '../../src/pas/subscription-notifier.js';
 import type { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { BASE, buildApp } from '../helpers/app.js';
 import { pasSubscription } from './pas-fixtures.js';
+import { until } from '../helpers/notification-receiver.js';
 
 const FHIR = 'application/fhir+json';
 const MEMBER = 'U5521039476';
@@ -36,15 +37,6 @@ const zone =
 const create = (app: Parameters<typeof request>[0], endpoint: string) =>
   request(app).post('/fhir/Subscription').set('Content-Type', FHIR).send(JSON.stringify(pasSubscription(endpoint, MEMBER)));
 
-async function until<T>(what: string, probe: () => T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('Subscription notification endpoints', () => {
   it.each([

@@ -3,32 +3,15 @@
  * notification. A header that cannot be sent is refused when the Subscription is created or updated, with a 400 naming
  * the entry, instead of being accepted and failing every delivery until the subscription turns `error`.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../helpers/app.js';
 import { pasSubscription } from './pas-fixtures.js';
+import { closeReceivers, notificationReceiver } from '../helpers/notification-receiver.js';
 
 const FHIR = 'application/fhir+json';
-const servers: ReturnType<typeof createServer>[] = [];
-afterEach(() => {
-  for (const s of servers.splice(0)) s.close();
-});
+afterEach(closeReceivers);
 
-async function receiver() {
-  const received: { headers: Record<string, string | string[] | undefined> }[] = [];
-  const server = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      received.push({ headers: req.headers });
-      res.end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  servers.push(server);
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/notify`, received };
-}
 
 const withHeaders = (endpoint: string, header: unknown[]) => {
   const s = pasSubscription(endpoint, 'U5521039476');
@@ -69,10 +52,10 @@ describe('Subscription.channel.header', () => {
 
   it('sends the headers it accepts with each notification', async () => {
     const { app } = buildApp();
-    const end = await receiver();
+    const end = await notificationReceiver();
     await request(app).post('/fhir/Subscription').set('Content-Type', FHIR).send(JSON.stringify(withHeaders(end.url, ['Authorization: Bearer inferno-session-7', 'X-Correlation-Id: 42']))).expect(201);
     const deadline = Date.now() + 10_000;
     while (end.received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-    expect(end.received[0].headers).toMatchObject({ authorization: 'Bearer inferno-session-7', 'x-correlation-id': '42', 'content-type': FHIR });
+    expect(end.requests[0].headers).toMatchObject({ authorization: 'Bearer inferno-session-7', 'x-correlation-id': '42', 'content-type': FHIR });
   });
 });

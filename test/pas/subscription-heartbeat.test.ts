@@ -3,35 +3,17 @@
  * for one and was sent nothing for that period gets a `heartbeat` notification, so its client knows the channel is
  * alive while a request stays pended. Driven through createApp; the notifier's clock is passed in, never waited for.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Bundle, Parameters } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../helpers/app.js';
 import { pasSubscription } from './pas-fixtures.js';
+import { closeReceivers, notificationReceiver, until } from '../helpers/notification-receiver.js';
 
 const FHIR = 'application/fhir+json';
 const HEARTBEAT = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period';
-const servers: ReturnType<typeof createServer>[] = [];
-afterEach(() => {
-  for (const s of servers.splice(0)) s.close();
-});
+afterEach(closeReceivers);
 
-async function receiver() {
-  const received: Bundle[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      received.push(JSON.parse(body) as Bundle);
-      res.end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  servers.push(server);
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/notify`, received };
-}
 
 const withHeartbeat = (endpoint: string, value: unknown) => {
   const s = pasSubscription(endpoint, 'U5521039476');
@@ -39,20 +21,11 @@ const withHeartbeat = (endpoint: string, value: unknown) => {
 };
 const param = (b: Bundle, name: string) => (b.entry![0].resource as Parameters).parameter!.find((p) => p.name === name);
 
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('Subscription heartbeats', () => {
   it('sends a heartbeat to a subscription quiet for its period, once per period, and none to one that asked for none', async () => {
     const { app, storage } = buildApp();
-    const [beating, quiet] = await Promise.all([receiver(), receiver()]);
+    const [beating, quiet] = await Promise.all([notificationReceiver(), notificationReceiver()]);
     const a = await request(app).post('/fhir/Subscription').set('Content-Type', FHIR).send(JSON.stringify(withHeartbeat(beating.url, 60))).expect(201);
     const b = await request(app).post('/fhir/Subscription').set('Content-Type', FHIR).send(JSON.stringify(pasSubscription(quiet.url, 'U5521039476'))).expect(201);
     expect(a.body.channel.extension).toEqual([{ url: HEARTBEAT, valueUnsignedInt: 60 }]);

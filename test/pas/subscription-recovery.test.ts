@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import type { NotifyFetch } from '../../src/pas/subscription-notifier.js';
 import { buildApp } from '../helpers/app.js';
 import { claimResponseOf, pasSubscription, storyBundle } from './pas-fixtures.js';
+import { until } from '../helpers/notification-receiver.js';
 
 const FHIR = 'application/fhir+json';
 const REVIEW_TOKEN = 'review-token-for-subscription-recovery';
@@ -22,15 +23,6 @@ const param = (p: Parameters, name: string) => p.parameter!.find((x) => x.name =
 const eventsOf = (p: Parameters) => p.parameter!.filter((x) => x.name === 'notification-event');
 const part = (e: ParametersParameter, name: string) => e.part!.find((x) => x.name === name);
 
-async function until<T>(what: string, probe: () => T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('a PAS subscription that was in error', () => {
   it('numbers the decisions made meanwhile, serves them from $events, and delivers them once it is fixed', async () => {
