@@ -5,7 +5,6 @@ import type {
   Extension,
   Medication,
   MedicationRequest,
-  Observation,
   Organization,
   Resource,
 } from '@medplum/fhirtypes';
@@ -29,7 +28,7 @@ import {
   RXNORM,
   TODAY,
 } from '../fixtures/bcbsnc-relapse.js';
-import { edgePatient } from '../fixtures/edge-patient.js';
+import { EDGE_MRD, edgePatient } from '../fixtures/edge-patient.js';
 import { BASE, buildApp, ISS, makeKeys } from '../helpers/app.js';
 import type { TestKeys } from '../helpers/app.js';
 import { fakeEhr } from '../helpers/fake-ehr.js';
@@ -687,15 +686,7 @@ describe('errors (design.md §4 "Errors")', () => {
   });
 
   describe('an unreadable dose is an unknown fact, never a reason for satisfied (Centene CP.PHAR.312 I.A.5)', () => {
-    const mrd: Observation = {
-      resourceType: 'Observation',
-      id: 'edge-mrd',
-      status: 'final',
-      subject: { reference: 'Patient/edge-pt' },
-      code: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'mrd' }] },
-      effectiveDateTime: '2026-11-09',
-      valueQuantity: { value: 0.4, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
-    };
+    const mrd = EDGE_MRD;
     const decide = async (change: (order: MedicationRequest) => void) => {
       const { resources, order } = edgePatient();
       change(order);

@@ -5,10 +5,10 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Extension, Observation, Resource } from '@medplum/fhirtypes';
+import type { Extension, Resource } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { edgePatient } from '../fixtures/edge-patient.js';
+import { EDGE_MRD, edgePatient } from '../fixtures/edge-patient.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
 
@@ -16,15 +16,7 @@ type Fault = 'slow' | 'status500' | 'garbage' | 'html' | 'cut' | 'stall' | 'wron
 const SIGN = '/cds-services/priorpath-order-sign';
 const EHR_TIMEOUT_MS = 400;
 
-const mrd: Observation = {
-  resourceType: 'Observation',
-  id: 'edge-mrd',
-  status: 'final',
-  subject: { reference: 'Patient/edge-pt' },
-  code: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'mrd' }] },
-  effectiveDateTime: '2026-11-09',
-  valueQuantity: { value: 0.4, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
-};
+const mrd = EDGE_MRD;
 const { resources, order } = edgePatient();
 const all: Resource[] = [...resources, mrd];
 

@@ -5,11 +5,11 @@
  * answer slower than a generous bound (design.md §4 "Errors"). Bounded by run count, seeded for reproducibility
  * (FUZZ_SEED, FUZZ_RUNS to explore further).
  */
-import type { MedicationRequest, Observation, Resource } from '@medplum/fhirtypes';
+import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
 import fc from 'fast-check';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { edgePatient } from '../fixtures/edge-patient.js';
+import { EDGE_MRD, edgePatient } from '../fixtures/edge-patient.js';
 import { buildApp } from '../helpers/app.js';
 import { fakeEhr } from '../helpers/fake-ehr.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
@@ -80,15 +80,7 @@ const mutationArb = fc.record({
   value: fc.jsonValue({ maxDepth: 3 }) as fc.Arbitrary<Json>,
 });
 
-const mrd: Observation = {
-  resourceType: 'Observation',
-  id: 'edge-mrd',
-  status: 'final',
-  subject: { reference: 'Patient/edge-pt' },
-  code: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'mrd' }] },
-  effectiveDateTime: '2026-11-09',
-  valueQuantity: { value: 0.4, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
-};
+const mrd = EDGE_MRD;
 
 const { resources, order } = edgePatient();
 const all: Resource[] = [...resources, mrd];
