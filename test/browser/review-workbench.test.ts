@@ -143,8 +143,11 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     await s.shot('phone-request');
 
     await tabTo(/decide-approve/, 200);
+    expect(await page.getByLabel('Approved until').isVisible()).toBe(true);
     await page.keyboard.press('ArrowRight');
     expect(await page.getByRole('radio', { name: 'Deny' }).isChecked()).toBe(true);
+    // A denial has no approval period: choosing Deny takes those fields away.
+    expect(await page.getByLabel('Approved until').isVisible()).toBe(false);
     await tabTo(/decision-reason/);
     await page.keyboard.type('Not medically necessary: no MRD result and none planned.');
     await tabTo(/Record the decision/);
