@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium, launchChromium, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
 import type { BrowserSession } from './browser-session.js';
 import { repoRoot } from './start-demo-server.js';
+import { storyBundle } from '../pas/pas-fixtures.js';
 
 const ARTIFACTS = join(repoRoot, 'test-artifacts', 'review-workbench');
 
@@ -16,6 +17,39 @@ async function pendKwame(page: Page, url: string): Promise<void> {
   await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' }).click();
   await page.getByTestId('pas-decision').waitFor();
   expect(await textOf(page, '#pas')).toContain('Pended for review');
+}
+
+/**
+ * Files PAS requests straight to the payer API (as an EHR back end would), one per entry: each story's order under a
+ * fresh order id, so every one is its own pended request. Returns how many the payer pended.
+ */
+async function fileRequests(url: string, stories: string[]): Promise<number> {
+  const token = (await (await fetch(`${url}/sandbox/payer-token`, { method: 'POST' })).json()) as { access_token: string };
+  let pended = 0;
+  for (const [i, story] of stories.entries()) {
+    const res = await fetch(`${url}/fhir/Claim/$submit`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/fhir+json', Authorization: `Bearer ${token.access_token}` },
+      body: JSON.stringify(storyBundle(story, { orderId: `review-order-${i}` })),
+    });
+    expect(res.status).toBe(200);
+    if (JSON.stringify(await res.json()).includes('"A4"')) pended++;
+  }
+  return pended;
+}
+
+/** The id of the element that has keyboard focus ('' for the page itself). */
+const focused = (page: Page) => page.evaluate(() => document.activeElement?.id ?? '');
+
+/** The other reviewer's API client: the demo reviewer's token, as a second reviewer's browser would hold it. */
+async function reviewerApi(url: string) {
+  const { token } = (await (await fetch(`${url}/review/demo-sign-in`, { method: 'POST' })).json()) as { token: string };
+  return (path: string, body: unknown) =>
+    fetch(`${url}/review${path}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+      body: JSON.stringify(body),
+    });
 }
 
 describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () => {
@@ -158,5 +192,85 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(await overflowsSideways(page)).toBeLessThanOrEqual(0);
     await s.shot('phone-denied');
     expect(s.problems.filter((p) => !p.includes('401'))).toEqual([]);
+  }, 90_000);
+
+  it('a refused token, a lost connection and a decision made meanwhile never lose the place or the typed reason, say what happened in words, and keep focus where the reviewer works', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    expect(await fileRequests(url, ['centene-missing-mrd'])).toBe(1);
+    await page.goto(`${url}/review`);
+    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await page.getByTestId('queue').waitFor();
+    // After signing in, focus is on the queue's heading, not dropped on the page.
+    expect(await focused(page)).toBe('queue-title');
+    await page.getByRole('link', { name: /Kwame/ }).click();
+    await page.getByRole('heading', { name: /Kwame.*Blincyto/ }).waitFor();
+    const requestUrl = page.url();
+    const reason = 'MRD 0.4% by flow cytometry on 28 Nov (outside lab report attached to the fax).';
+    await page.getByRole('radio', { name: 'Approve' }).check();
+    await page.getByLabel('Approved until').fill('2099-01-31');
+    await page.getByLabel(/Reason/).fill(reason);
+
+    // The token expired while the reviewer wrote: sign in again, and the request comes back with the form as it was.
+    await page.route('**/decision', (r) =>
+      r.fulfill({
+        status: 401,
+        contentType: 'application/fhir+json',
+        body: JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'login' }] }),
+      }),
+    );
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    await page.getByText(/Your reviewer token was not accepted/).waitFor();
+    expect(await focused(page)).toBe('sign-in-title');
+    await page.unroute('**/decision');
+    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await page.getByRole('heading', { name: /Kwame.*Blincyto/ }).waitFor();
+    expect(page.url()).toBe(requestUrl);
+    expect(await page.getByLabel(/Reason/).inputValue()).toBe(reason);
+    expect(await page.getByRole('radio', { name: 'Approve' }).isChecked()).toBe(true);
+    expect(await page.getByLabel('Approved until').inputValue()).toBe('2099-01-31');
+
+    // The connection drops: the reviewer reads that, not "Failed to fetch"; the form is kept and focus stays on it.
+    await page.route('**/decision', (r) => r.abort('internetdisconnected'));
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    await page.getByText(/The decision was not recorded/).waitFor();
+    const offline = await textOf(page, '#decide-error');
+    expect(offline).toMatch(/could not be reached/);
+    expect(offline).not.toMatch(/Failed to fetch|POST|\/review\//);
+    expect(await page.getByLabel(/Reason/).inputValue()).toBe(reason);
+    expect(await focused(page)).toBe('decide-submit');
+    await page.unroute('**/decision');
+
+    // Another reviewer decides it meanwhile: a 409, and the page shows the request as it now stands.
+    const other = await reviewerApi(url);
+    const id = requestUrl.split('/').pop()!;
+    expect((await other(`/${id}/decision`, { decision: 'deny', reviewer: 'Sam Okafor, MD', reason: 'No MRD result.' })).status).toBe(200);
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    await page.getByText(/Your decision was not recorded/).waitFor();
+    expect(await textOf(page, '#status')).toMatch(/decided before.*as it stands now/);
+    expect(await textOf(page, '[data-testid=request-status]')).toBe('Denied');
+    expect(await textOf(page, '[data-testid=decisions]')).toContain('Sam Okafor, MD');
+    expect(await page.getByRole('button', { name: 'Record the decision' }).count()).toBe(0);
+    expect(await focused(page)).toBe('decision-history');
+    await s.shot('decided-meanwhile');
+    expect(s.problems.filter((p) => !/401|409|ERR_INTERNET_DISCONNECTED|Failed to load resource/.test(p))).toEqual([]);
+  }, 90_000);
+
+  it('after recording a decision focus moves to the decision, and back in the queue to its heading', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    expect(await fileRequests(url, ['centene-missing-mrd'])).toBe(1);
+    await page.goto(`${url}/review`);
+    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await page.getByRole('link', { name: /Kwame/ }).click();
+    await page.getByRole('radio', { name: 'Deny' }).check();
+    await page.getByLabel(/Reason/).fill('Not medically necessary: no MRD result.');
+    await page.getByRole('button', { name: 'Record the decision' }).press('Enter');
+    await page.getByTestId('decisions').waitFor();
+    expect(await focused(page)).toBe('decision-history');
+    await page.getByRole('link', { name: '← Pended requests' }).press('Enter');
+    await page.getByText('Nothing is waiting for review.').waitFor();
+    expect(await focused(page)).toBe('queue-title');
+    expect(s.problems).toEqual([]);
   }, 90_000);
 });

@@ -1,5 +1,5 @@
 import { formatDate } from '../shared/coverage.js';
-import { byId, fetchJson, fill, h, HttpError } from '../shared/dom.js';
+import { byId, fetchJson, fill, h, HttpError, problemWords } from '../shared/dom.js';
 
 /**
  * The clinical reviewer's workbench (design.md §2 "Reviewer", §8 "pended, then decided"): sign in, the queue of
@@ -91,6 +91,17 @@ interface Session {
 }
 const base = new URL('/review', location.href).toString();
 let session: Session | undefined;
+/**
+ * What the reviewer has typed into a request's decision form, by request id: kept in memory (never in storage) so a
+ * rejected or expired token, a failed call or leaving for the queue never throws away a half-written reason.
+ */
+interface DecisionDraft {
+  choice?: 'approve' | 'deny';
+  reason: string;
+  start: string;
+  end: string;
+}
+const decisionDrafts = new Map<string, DecisionDraft>();
 const decidedHere: { id: string; patient: string; drug: string; decision: Decision }[] = [];
 
 function setStatus(text: string, kind: 'busy' | 'ok' | 'error' = 'ok'): void {
@@ -115,12 +126,33 @@ function signIn(s: Session): void {
   void route();
 }
 
-function signOut(message = ''): void {
+/**
+ * Ends the session. The reviewer's own Sign out forgets where they were and what they typed; a token the API
+ * refused (expired, rotated) keeps both, so signing in again returns to the same request with the form as it was.
+ */
+function signOut(message = '', keepPlace = false): void {
   session = undefined;
   sessionStorage.removeItem(SESSION_KEY);
-  if (location.hash) history.replaceState(null, '', location.pathname);
+  if (!keepPlace) {
+    decisionDrafts.clear();
+    if (location.hash) history.replaceState(null, '', location.pathname);
+  }
   setStatus(message, message ? 'error' : 'ok');
-  void showSignIn();
+  // showSignIn shows the form before it asks which sign-ins are offered: focus goes there at once.
+  const shown = showSignIn();
+  focusView('sign-in-title');
+  void shown;
+}
+
+/**
+ * Moves keyboard and screen-reader focus to the heading of what just appeared (WCAG 2.4.3 focus order): a view
+ * change or a recorded decision replaces the element that had focus, which would otherwise drop it on <body>.
+ */
+function focusView(id: string): void {
+  const el = document.getElementById(id);
+  if (!el || el.closest('[hidden]')) return;
+  if (!el.hasAttribute('tabindex')) el.setAttribute('tabindex', '-1');
+  el.focus();
 }
 
 async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
@@ -131,7 +163,7 @@ async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
     });
   } catch (err) {
     if (err instanceof HttpError && err.status === 401) {
-      signOut('Your reviewer token was not accepted. Sign in again.');
+      signOut('Your reviewer token was not accepted (it may have expired). Sign in again to go on where you were.', true);
     }
     throw err;
   }
@@ -203,7 +235,10 @@ async function route(): Promise<void> {
   byId('sign-out').hidden = false;
   const m = /^#\/request\/([A-Za-z0-9._-]+)$/.exec(location.hash);
   if (m) await showRequest(m[1]);
-  else await showQueue();
+  else {
+    await showQueue();
+    focusView('queue-title');
+  }
 }
 
 async function showQueue(): Promise<void> {
@@ -321,8 +356,15 @@ function decisionWords(d: Decision): string {
 // ---------------------------------------------------------------------------------------------------------------
 
 type Kid = Node | string | null | undefined | false;
-function section(title: string, ...children: (Kid | Kid[])[]): HTMLElement {
-  return h('section', { class: 'panel', 'aria-label': title }, h('h2', {}, title), ...children);
+/** A titled panel; with an id, a place focus can be moved to (focusView) after an action changes it. */
+function section(head: string | { title: string; id: string }, ...children: (Kid | Kid[])[]): HTMLElement {
+  const { title, id } = typeof head === 'string' ? { title: head, id: undefined } : head;
+  return h(
+    'section',
+    { class: 'panel', 'aria-label': title, ...(id ? { id, tabindex: '-1' } : {}) },
+    h('h2', {}, title),
+    ...children,
+  );
 }
 
 function criteriaTable(criteria: Criterion[]): HTMLElement {
@@ -538,6 +580,7 @@ function caseSections(c: Case | undefined): HTMLElement[] {
 
 function decisionForm(v: RequestView): HTMLElement {
   const period = v.items.find((i) => i.reviewAction === 'A4')?.reviewPeriod ?? v.items[0]?.reviewPeriod;
+  const draft = decisionDrafts.get(v.id);
   const form = h(
     'form',
     { id: 'decide', novalidate: true },
@@ -548,37 +591,43 @@ function decisionForm(v: RequestView): HTMLElement {
       h(
         'label',
         { class: 'choice' },
-        h('input', { type: 'radio', name: 'decision', value: 'approve', id: 'decide-approve' }),
+        h('input', {
+          type: 'radio',
+          name: 'decision',
+          value: 'approve',
+          id: 'decide-approve',
+          checked: draft?.choice === 'approve',
+        }),
         'Approve',
       ),
       h(
         'label',
         { class: 'choice' },
-        h('input', { type: 'radio', name: 'decision', value: 'deny', id: 'decide-deny' }),
+        h('input', { type: 'radio', name: 'decision', value: 'deny', id: 'decide-deny', checked: draft?.choice === 'deny' }),
         'Deny',
       ),
     ),
     h(
       'div',
-      { class: 'field period', id: 'period-fields' },
+      { class: 'field period', id: 'period-fields', hidden: draft?.choice === 'deny' },
       h(
         'div',
         {},
         h('label', { for: 'period-start' }, 'Approved from'),
-        h('input', { id: 'period-start', type: 'date', value: period?.start }),
+        h('input', { id: 'period-start', type: 'date', value: draft ? draft.start : period?.start }),
       ),
       h(
         'div',
         {},
         h('label', { for: 'period-end' }, 'Approved until'),
-        h('input', { id: 'period-end', type: 'date', value: period?.end }),
+        h('input', { id: 'period-end', type: 'date', value: draft ? draft.end : period?.end }),
       ),
     ),
     h(
       'div',
       { class: 'field' },
       h('label', { for: 'decision-reason' }, 'Reason (sent to the requesting clinician)'),
-      h('textarea', { id: 'decision-reason', required: true }),
+      h('textarea', { id: 'decision-reason', required: true }, draft?.reason ?? ''),
     ),
     h('p', { id: 'decide-error', class: 'form-error', role: 'alert' }),
     h('button', { type: 'submit', class: 'primary', id: 'decide-submit' }, 'Record the decision'),
@@ -588,6 +637,9 @@ function decisionForm(v: RequestView): HTMLElement {
     const choice = form.querySelector<HTMLInputElement>('input[name=decision]:checked')?.value;
     periodFields.hidden = choice === 'deny';
   });
+  const keep = () => decisionDrafts.set(v.id, formValues(form));
+  form.addEventListener('input', keep);
+  form.addEventListener('change', keep);
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     void decide(v, form);
@@ -595,15 +647,20 @@ function decisionForm(v: RequestView): HTMLElement {
   return section('Decide', form);
 }
 
+function formValues(form: HTMLFormElement): DecisionDraft {
+  return {
+    choice: form.querySelector<HTMLInputElement>('input[name=decision]:checked')?.value as DecisionDraft['choice'],
+    reason: form.querySelector<HTMLTextAreaElement>('#decision-reason')!.value,
+    start: form.querySelector<HTMLInputElement>('#period-start')!.value,
+    end: form.querySelector<HTMLInputElement>('#period-end')!.value,
+  };
+}
+
 async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
   const error = form.querySelector<HTMLElement>('#decide-error')!;
-  const choice = form.querySelector<HTMLInputElement>('input[name=decision]:checked')?.value as
-    | 'approve'
-    | 'deny'
-    | undefined;
-  const reason = form.querySelector<HTMLTextAreaElement>('#decision-reason')!.value.trim();
-  const start = form.querySelector<HTMLInputElement>('#period-start')!.value;
-  const end = form.querySelector<HTMLInputElement>('#period-end')!.value;
+  const typed = formValues(form);
+  const { choice, start, end } = typed;
+  const reason = typed.reason.trim();
   const problems: string[] = [];
   if (!choice) problems.push('choose Approve or Deny');
   if (!reason) problems.push(choice === 'deny' ? 'give the reason for the denial' : 'give a reason');
@@ -631,6 +688,7 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
         ...(choice === 'approve' ? { period: { start, end } } : {}),
       }),
     });
+    decisionDrafts.delete(v.id);
     const last = decided.decisions.at(-1);
     if (last)
       decidedHere.unshift({
@@ -646,9 +704,27 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
         : 'Decision recorded.',
       'ok',
     );
+    focusView('decision-history');
   } catch (err) {
+    // A refused token signs the reviewer out with the form kept (api() above); nothing more to say here.
+    if (err instanceof HttpError && err.status === 401) return;
+    if (err instanceof HttpError && err.status === 409) {
+      // Decided meanwhile (another reviewer, or the order on another path): the form no longer applies; show the
+      // request as it stands now rather than a form whose every retry would fail the same way.
+      decisionDrafts.delete(v.id);
+      const now = await api<RequestView>(`/${encodeURIComponent(v.id)}`).catch(() => undefined);
+      if (now) renderRequest(now);
+      setStatus(`Your decision was not recorded: ${problemWords(err)}. The request as it stands now is shown.`, 'error');
+      if (now) focusView('decision-history');
+      else {
+        button.disabled = false;
+        button.focus();
+      }
+      return;
+    }
     button.disabled = false;
-    error.textContent = `The decision was not recorded: ${(err as Error).message}`;
+    error.textContent = `The decision was not recorded: ${problemWords(err)}. What you entered is kept; record it again.`;
+    button.focus();
   }
 }
 
@@ -730,7 +806,7 @@ function renderRequest(v: RequestView): void {
         {},
         pended ? decisionForm(v) : null,
         section(
-          'Decision history',
+          { title: 'Decision history', id: 'decision-history' },
           v.decisions.length === 0
             ? h('p', { class: 'muted' }, 'No reviewer has decided this request yet.')
             : h(
@@ -789,7 +865,7 @@ function wire(): void {
   byId('demo-reviewer').addEventListener('click', () => {
     fetchJson<{ token: string; reviewer: string }>(`${base}/demo-sign-in`, { method: 'POST' })
       .then((s) => signIn({ token: s.token, reviewer: s.reviewer }))
-      .catch((err: unknown) => setStatus(`The demo sign-in failed: ${(err as Error).message}`, 'error'));
+      .catch((err: unknown) => setStatus(`The demo sign-in failed: ${problemWords(err)}.`, 'error'));
   });
   byId('sign-out').addEventListener('click', () => signOut());
   window.addEventListener('hashchange', () => {
@@ -799,7 +875,7 @@ function wire(): void {
 
 function fail(err: unknown): void {
   if (err instanceof HttpError && err.status === 401) return;
-  setStatus(`Something went wrong: ${(err as Error).message}`, 'error');
+  setStatus(`Something went wrong: ${problemWords(err)}.`, 'error');
 }
 
 wire();

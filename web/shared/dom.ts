@@ -88,17 +88,55 @@ export function describeErrorBody(body: unknown): string {
   return b?.error_description ?? b?.error ?? '';
 }
 
+/**
+ * What went wrong with a call, in words a clinician or reviewer can act on: the server's own explanation when it
+ * sent one, else what the status means; a network failure or a timeout says so instead of the browser's "Failed to
+ * fetch". Never a method and path: those are for the raw panes and the log.
+ */
+export function problemWords(err: unknown): string {
+  if (err instanceof HttpError) {
+    const said = describeErrorBody(err.body);
+    if (said) return said;
+    if (err.status === 401) return 'the sign-in was not accepted (it may have expired)';
+    if (err.status === 403) return 'this sign-in is not allowed to do that';
+    if (err.status === 404) return 'it was not found';
+    if (err.status === 409) return 'it was changed by someone else meanwhile';
+    if (err.status >= 500) return `the service had a problem (status ${err.status}); try again in a moment`;
+    return `the service refused it (status ${err.status})`;
+  }
+  if (err instanceof NetworkError)
+    return err.timedOut
+      ? 'the service did not answer in time; try again'
+      : 'the service could not be reached; check the network connection and try again';
+  return (err as Error)?.message ?? String(err);
+}
+
+/** A call that got no answer at all: the network failed (offline, server down) or it timed out. */
+export class NetworkError extends Error {
+  constructor(
+    readonly timedOut: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(timedOut ? 'no answer in time' : 'no connection', options);
+  }
+}
+
 /** fetch + JSON with a timeout; non-2xx becomes an HttpError carrying the parsed body. */
 export async function fetchJson<T = unknown>(url: string, init: RequestInit & { timeoutMs?: number } = {}): Promise<T> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), init.timeoutMs ?? 15_000);
   try {
-    const call = async (renew: boolean) =>
-      fetch(url, {
-        ...init,
-        signal: controller.signal,
-        headers: { Accept: 'application/fhir+json, application/json', ...(await payerAuthorization(url, { renew })), ...(init.headers ?? {}) },
+    const call = async (renew: boolean) => {
+      const headers = {
+        Accept: 'application/fhir+json, application/json',
+        ...(await payerAuthorization(url, { renew })),
+        ...(init.headers ?? {}),
+      };
+      // fetch rejects only when no answer came (offline, refused, aborted by the timeout): say which, not "Failed to fetch".
+      return fetch(url, { ...init, signal: controller.signal, headers }).catch((cause: unknown) => {
+        throw new NetworkError(controller.signal.aborted, { cause });
       });
+    };
     let res = await call(false);
     // A payer API token can expire between two clicks: renew it once.
     if (res.status === 401 && (await payerAuthorization(url)).Authorization) res = await call(true);
