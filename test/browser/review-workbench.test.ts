@@ -273,4 +273,60 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(await focused(page)).toBe('queue-title');
     expect(s.problems).toEqual([]);
   }, 90_000);
+
+  it('a long queue: every word of a search finds a request in any column, the order can change, 25 rows a page, and the choice holds after opening a request', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1366, height: 900 });
+    const { page, url } = s;
+    const stories = [...Array.from({ length: 27 }, () => 'centene-missing-mrd'), 'mmm-cd19-unknown', 'centene-over-dose'];
+    expect(await fileRequests(url, stories)).toBe(29);
+    await page.goto(`${url}/review`);
+    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await page.getByTestId('queue').waitFor();
+    const rows = page.getByTestId('queue').locator('tbody tr');
+    expect(await textOf(page, '#queue-count')).toBe('29 requests waiting, longest waiting first; showing 1 to 25.');
+    expect(await rows.count()).toBe(25);
+    expect(await textOf(page, '#queue-pages')).toContain('Page 1 of 2');
+    expect(await page.getByRole('columnheader', { name: 'In queue' }).getAttribute('aria-sort')).toBe('descending');
+    await s.shot('long-queue');
+
+    // Paging by keyboard: on the last page focus goes to its first request, not to the spent button.
+    await page.getByRole('button', { name: 'Next page' }).press('Enter');
+    expect(await rows.count()).toBe(4);
+    expect(await textOf(page, '#queue-count')).toContain('showing 26 to 29');
+    expect(await page.evaluate(() => document.activeElement?.closest('[data-testid=queue]') !== null)).toBe(true);
+    expect(await textOf(page, '[data-testid=queue] tbody tr:last-child')).toContain('Bradley Scott Hoffman');
+
+    // Search: accents and case do not matter, any column counts, every word must match.
+    const search = page.getByRole('searchbox', { name: /Find by patient/ });
+    await search.fill('jose');
+    expect(await rows.count()).toBe(1);
+    expect(await textOf(page, '[data-testid=queue]')).toContain('Wilfredo José Ortiz Maldonado');
+    expect(await textOf(page, '#queue-count')).toBe('1 of 29 requests match “jose”, longest waiting first.');
+    expect(await page.getByRole('navigation', { name: 'Pages of the queue' }).isVisible()).toBe(false);
+    await search.fill('CENTENE 56 mcg');
+    expect(await rows.count()).toBe(1);
+    expect(await textOf(page, '[data-testid=queue] tbody')).toMatch(/^Bradley Scott Hoffman/);
+    await search.fill('U5521039476 mrd');
+    expect(await textOf(page, '#queue-count')).toMatch(/^27 of 29 requests match/);
+    await search.fill('vincristine');
+    expect(await textOf(page, '#queue-count')).toBe('No pended request matches “vincristine”; 29 waiting in all.');
+    expect(await page.getByTestId('queue').count()).toBe(0);
+
+    // Order by patient: Bradley first; the choice survives opening a request and coming back.
+    await search.fill('');
+    await page.getByLabel('Sort by').selectOption({ label: 'Patient (A to Z)' });
+    expect(await page.getByRole('columnheader', { name: 'Patient' }).getAttribute('aria-sort')).toBe('ascending');
+    expect(await textOf(page, '[data-testid=queue] tbody tr:first-child')).toContain('Bradley Scott Hoffman');
+    expect(await textOf(page, '[data-testid=queue] tbody tr:nth-child(2)')).toContain('Kwame Osei Mensah');
+    await page.getByRole('link', { name: 'Bradley Scott Hoffman' }).click();
+    await page.getByRole('heading', { name: /Bradley/ }).waitFor();
+    await page.getByRole('link', { name: '← Pended requests' }).click();
+    await page.getByTestId('queue').waitFor();
+    expect(await page.getByLabel('Sort by').inputValue()).toBe('patient');
+    expect(await textOf(page, '[data-testid=queue] tbody tr:first-child')).toContain('Bradley Scott Hoffman');
+    await page.getByLabel('Sort by').selectOption({ label: 'Newest first' });
+    expect(await textOf(page, '[data-testid=queue] tbody tr:first-child')).toContain('Bradley Scott Hoffman');
+    expect(await textOf(page, '[data-testid=queue] tbody tr:nth-child(2)')).toContain('Wilfredo');
+    expect(s.problems).toEqual([]);
+  }, 120_000);
 });

@@ -15,6 +15,8 @@ import {
   stampInformationOrigin,
 } from '../../web/dtr/origin.js';
 import { withPopulationContext } from '../../web/dtr/lforms.js';
+import { queuePage } from '../../web/review/queue-view.js';
+import type { QueueRow } from '../../web/review/queue-view.js';
 import { storyOrder } from '../helpers/stories.js';
 
 const sourceOf = (qr: QuestionnaireResponse, linkId: string) =>
@@ -251,5 +253,49 @@ describe('web router', () => {
     );
     expect(story).toMatchObject({ orderId: 'centene-missing-mrd-order', patientId: 'centene-missing-mrd' });
     expect(story?.story).toContain('MRD');
+  });
+});
+
+describe('reviewer queue: search, order and pages', () => {
+  const row = (i: number, patientName: string, drug: string, payer: string, missing: string): QueueRow => ({
+    id: `r${i}`,
+    createdAt: `2026-11-20T09:${String(i).padStart(2, '0')}:00Z`,
+    payer,
+    policyId: `${payer}-blinatumomab`,
+    patientName,
+    memberId: `M${1000 + i}`,
+    drug,
+    needed: [missing],
+  });
+  const rows = [
+    row(1, 'Wilfredo José Ortiz Maldonado', 'Blincyto (blinatumomab)', 'mmm', 'CD19 expression'),
+    row(2, 'Kwame Osei Mensah', 'Blincyto (blinatumomab)', 'centene', 'Minimal residual disease (MRD) level'),
+    row(3, 'Harold Eugene Pruitt', 'Besponsa (inotuzumab ozogamicin)', 'bcbsnc', 'Compendium citation'),
+  ];
+
+  it('finds by any word in any column, without regard to accents or case; every word must match', () => {
+    expect(queuePage(rows, { filter: 'JOSE', sort: 'oldest', page: 1 }).rows.map((r) => r.id)).toEqual(['r1']);
+    expect(queuePage(rows, { filter: 'M1002', sort: 'oldest', page: 1 }).rows.map((r) => r.id)).toEqual(['r2']);
+    expect(queuePage(rows, { filter: 'blincyto mrd', sort: 'oldest', page: 1 }).rows.map((r) => r.id)).toEqual(['r2']);
+    expect(queuePage(rows, { filter: 'besponsa mrd', sort: 'oldest', page: 1 }).matching).toBe(0);
+  });
+
+  it('orders oldest or newest first, or by patient, drug or payer name', () => {
+    const ids = (sort: 'oldest' | 'newest' | 'patient' | 'drug' | 'payer') =>
+      queuePage(rows, { filter: '', sort, page: 1 }).rows.map((r) => r.id);
+    expect(ids('oldest')).toEqual(['r1', 'r2', 'r3']);
+    expect(ids('newest')).toEqual(['r3', 'r2', 'r1']);
+    expect(ids('patient')).toEqual(['r3', 'r2', 'r1']);
+    expect(ids('drug')).toEqual(['r3', 'r1', 'r2']);
+    expect(ids('payer')).toEqual(['r3', 'r2', 'r1']);
+  });
+
+  it('pages the matching rows and brings a page past the end back to the last one', () => {
+    const many = Array.from({ length: 53 }, (_, i) => row(i, `Patient ${i}`, 'Blincyto', 'centene', 'MRD'));
+    expect(queuePage(many, { filter: '', sort: 'oldest', page: 1 })).toMatchObject({ pages: 3, from: 1, to: 25 });
+    const last = queuePage(many, { filter: '', sort: 'oldest', page: 9 });
+    expect(last).toMatchObject({ page: 3, from: 51, to: 53, total: 53, matching: 53 });
+    expect(last.rows).toHaveLength(3);
+    expect(queuePage(many, { filter: 'nobody', sort: 'oldest', page: 2 })).toMatchObject({ page: 1, pages: 1, from: 0, to: 0 });
   });
 });

@@ -1,5 +1,7 @@
 import { formatDate } from '../shared/coverage.js';
 import { byId, fetchJson, fill, h, HttpError, problemWords } from '../shared/dom.js';
+import { QUEUE_SORTS, queuePage } from './queue-view.js';
+import type { QueueChoice, QueueRow, QueueSort } from './queue-view.js';
 
 /**
  * The clinical reviewer's workbench (design.md §2 "Reviewer", §8 "pended, then decided"): sign in, the queue of
@@ -241,6 +243,10 @@ async function route(): Promise<void> {
   }
 }
 
+/** The queue as last read, and the reviewer's filter, order and page (kept while they open requests and come back). */
+let queueRows: QueueRow[] = [];
+const queueChoice: QueueChoice = { filter: '', sort: 'oldest', page: 1 };
+
 async function showQueue(): Promise<void> {
   byId('request').hidden = true;
   byId('queue').hidden = false;
@@ -248,8 +254,8 @@ async function showQueue(): Promise<void> {
   setStatus('Loading the pended requests…', 'busy');
   const { pended } = await api<{ pended: Pended[] }>('/pended');
   // The list names the patient and drug when the API provides them; otherwise each request is read once.
-  const rows = await Promise.all(
-    pended.map(async (p) => {
+  queueRows = await Promise.all(
+    pended.map(async (p): Promise<QueueRow> => {
       if (p.patientName && p.drug) return p;
       const v = await api<RequestView>(`/${encodeURIComponent(p.id)}`).catch(() => undefined);
       const order = v?.case?.orders[0];
@@ -263,13 +269,37 @@ async function showQueue(): Promise<void> {
       };
     }),
   );
-  rows.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-  byId('queue-count').textContent = rows.length
-    ? `${rows.length} request${rows.length === 1 ? '' : 's'} waiting, oldest first.`
-    : 'Nothing is waiting for review.';
+  renderQueue();
+  renderHistory();
+  setStatus('');
+}
+
+/** The column whose order the "Sort by" choice follows, for aria-sort. */
+const sortedColumn: Record<QueueSort, [string, 'ascending' | 'descending']> = {
+  oldest: ['In queue', 'descending'],
+  newest: ['In queue', 'ascending'],
+  patient: ['Patient', 'ascending'],
+  drug: ['Drug and dose', 'ascending'],
+  payer: ['Payer', 'ascending'],
+};
+
+/** One page of the queue under the reviewer's filter and order; the filter and sort controls are left as they are. */
+function renderQueue(): void {
+  const view = queuePage(queueRows, queueChoice);
+  queueChoice.page = view.page;
+  const filter = queueChoice.filter.trim();
+  byId('queue-tools').hidden = view.total === 0;
+  const order = QUEUE_SORTS.find((o) => o.value === queueChoice.sort)!.label.toLowerCase();
+  byId('queue-count').textContent =
+    view.total === 0
+      ? 'Nothing is waiting for review.'
+      : view.matching === 0
+        ? `No pended request matches “${filter}”; ${view.total} waiting in all.`
+        : `${filter ? `${view.matching} of ${view.total} requests match “${filter}”` : `${view.total} request${view.total === 1 ? '' : 's'} waiting`}, ${order}${view.pages > 1 ? `; showing ${view.from} to ${view.to}` : ''}.`;
+  const [sortedBy, direction] = sortedColumn[queueChoice.sort];
   fill(
     byId('queue-list'),
-    rows.length
+    view.rows.length
       ? h(
           'table',
           { 'data-testid': 'queue' },
@@ -280,14 +310,14 @@ async function showQueue(): Promise<void> {
               'tr',
               {},
               ['Patient', 'Member id', 'Drug and dose', 'Payer', 'Policy', 'What is missing', 'In queue'].map((c) =>
-                h('th', { scope: 'col' }, c),
+                h('th', { scope: 'col', ...(c === sortedBy ? { 'aria-sort': direction } : {}) }, c),
               ),
             ),
           ),
           h(
             'tbody',
             {},
-            rows.map((r) =>
+            view.rows.map((r) =>
               h(
                 'tr',
                 {},
@@ -298,7 +328,7 @@ async function showQueue(): Promise<void> {
                 ),
                 h('td', {}, r.memberId ?? ''),
                 h('td', {}, [r.drug ?? '', r.dose ? `, ${r.dose}` : ''].join('')),
-                h('td', {}, ('payerName' in r && r.payerName) || r.payer.toUpperCase()),
+                h('td', {}, r.payerName || r.payer.toUpperCase()),
                 h('td', {}, r.policyId ?? ''),
                 h('td', {}, (r.missing ?? r.needed).join('; ') || 'Clinical review'),
                 h('td', { title: dateTime(r.createdAt) }, ageOf(r.createdAt)),
@@ -308,8 +338,18 @@ async function showQueue(): Promise<void> {
         )
       : null,
   );
-  renderHistory();
-  setStatus('');
+  byId('queue-pages').hidden = view.pages <= 1;
+  byId('queue-page-of').textContent = `Page ${view.page} of ${view.pages}`;
+  byId<HTMLButtonElement>('queue-prev').disabled = view.page <= 1;
+  byId<HTMLButtonElement>('queue-next').disabled = view.page >= view.pages;
+}
+
+/** Previous or next page; focus stays on the button pressed, or goes to the first request when that button is spent. */
+function turnPage(step: 1 | -1): void {
+  queueChoice.page += step;
+  renderQueue();
+  const pressed = byId<HTMLButtonElement>(step === 1 ? 'queue-next' : 'queue-prev');
+  if (pressed.disabled) byId('queue-list').querySelector<HTMLElement>('a')?.focus();
 }
 
 function renderHistory(): void {
@@ -851,6 +891,21 @@ async function showRequest(id: string): Promise<void> {
 }
 
 function wire(): void {
+  const sort = byId<HTMLSelectElement>('queue-sort');
+  sort.replaceChildren(...QUEUE_SORTS.map((o) => h('option', { value: o.value }, o.label)));
+  byId('queue-tools').addEventListener('submit', (e) => e.preventDefault());
+  byId<HTMLInputElement>('queue-filter').addEventListener('input', (e) => {
+    queueChoice.filter = (e.target as HTMLInputElement).value;
+    queueChoice.page = 1;
+    renderQueue();
+  });
+  sort.addEventListener('change', () => {
+    queueChoice.sort = sort.value as QueueSort;
+    queueChoice.page = 1;
+    renderQueue();
+  });
+  byId('queue-prev').addEventListener('click', () => turnPage(-1));
+  byId('queue-next').addEventListener('click', () => turnPage(1));
   byId('token-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const reviewer = byId<HTMLInputElement>('reviewer-name').value.trim();
