@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bundle, QuestionnaireResponse } from '@medplum/fhirtypes';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium, launchChromium, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
 import type { BrowserSession } from './browser-session.js';
@@ -11,6 +11,16 @@ const ARTIFACTS = join(repoRoot, 'test-artifacts', 'dtr-form');
 
 /** The LHC-Forms row of one question (its linkId). */
 const question = (page: Page, linkId: string) => page.locator(`lhc-item[id^="item-${linkId}/"]`);
+
+/** The accessible description of a field: the text of the elements its aria-describedby names, as a screen reader reads it. */
+const descriptionOf = (field: Locator) =>
+  field.evaluate((el) =>
+    (el.getAttribute('aria-describedby') ?? '')
+      .split(/\s+/)
+      .map((id) => (id ? (document.getElementById(id)?.textContent ?? '') : ''))
+      .join(' ')
+      .trim(),
+  );
 
 /** Signs the story's draft order in the demo EHR and opens the DTR form from the payer's answer. */
 async function openForm(page: Page, url: string, story: string): Promise<void> {
@@ -77,6 +87,12 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
       'From the chart',
     );
     expect(await question(page, 'mrd-percent').locator('.origin-line').count()).toBe(0);
+    // A screen reader hears the same origin with each answer field: it is the field's accessible description.
+    for (const name of ['Yes', 'No'])
+      expect(await descriptionOf(question(page, 'b-all-diagnosis').getByRole('radio', { name, exact: true }))).toMatch(
+        /^From the chart: Condition: B-cell acute lymphoblastic leukemia.*, \d{1,2} [A-Z][a-z]+ \d{4}$/,
+      );
+    expect(await descriptionOf(page.getByRole('textbox', { name: /Minimal residual disease/ }))).toBe('');
     const form = await s.shot('form', true);
     if (!existsSync(join(SCREENSHOTS, 'dtr-form.png')) || process.env.UPDATE_SCREENSHOTS === '1')
       copyFileSync(form, join(SCREENSHOTS, 'dtr-form.png'));
@@ -96,6 +112,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
     await page.getByText(/Draft saved in the EHR at \d{2}:\d{2} UTC/).waitFor();
     expect(await question(page, 'mrd-percent').locator('.origin-line').innerText()).toBe('Entered by you');
+    expect(await descriptionOf(page.getByRole('textbox', { name: /Minimal residual disease/ }))).toBe('Entered by you');
     let stored = await responsesInEhr(s, 'centene-missing-mrd');
     expect(stored.map((r) => r.status)).toEqual(['in-progress']);
     expect(answerOf(stored[0], 'mrd-percent')).toMatchObject({ valueDecimal: 0.5 });

@@ -472,16 +472,20 @@ function showOrigins(state: FormState): void {
     const host = el.querySelector<HTMLElement>(':scope > lhc-item-question') ?? el;
     let line = host.querySelector<HTMLElement>(':scope > .origin-line');
     const answers = answered.get(linkId);
+    const lineId = `origin-${el.id}`;
     if (!answers?.length) {
       line?.remove();
+      describeAnswerBy(host, lineId, false);
       continue;
     }
     const origin = originOf(linkId, answers[0], state.initial);
     if (!line) {
       line = document.createElement('p');
       line.className = 'origin-line';
+      line.id = lineId;
       host.append(line);
     }
+    describeAnswerBy(host, lineId, true);
     line.dataset.origin = origin;
     line.textContent = originLine(
       origin,
@@ -489,6 +493,20 @@ function showOrigins(state: FormState): void {
       state.initialText.get(linkId),
       state.fromPayer.has(linkId),
     );
+  }
+}
+
+/**
+ * Makes the origin line the accessible description of the question's answer fields (WCAG 1.3.1: what the eye sees
+ * next to an answer, a screen reader announces with it), keeping any description LHC-Forms set. The fields are
+ * found again on every call because LHC-Forms re-renders them.
+ */
+function describeAnswerBy(host: HTMLElement, lineId: string, on: boolean): void {
+  for (const field of host.querySelectorAll<HTMLElement>('input, textarea, select')) {
+    const ids = (field.getAttribute('aria-describedby') ?? '').split(/\s+/).filter((x) => x && x !== lineId);
+    if (on) ids.push(lineId);
+    if (ids.length) field.setAttribute('aria-describedby', ids.join(' '));
+    else field.removeAttribute('aria-describedby');
   }
 }
 
