@@ -177,6 +177,15 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
       .click();
     expect(await question(page, 'mrd-percent').evaluate((el) => el.contains(document.activeElement))).toBe(true);
     await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
+    // The payer cannot be reached: the clinician reads that in words, the answers stay, and sending again works.
+    await page.route(`${url}/fhir/QuestionnaireResponse`, (r) => r.abort('internetdisconnected'));
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    await page.getByText(/^Not sent: /).waitFor();
+    const offline = await textOf(page, '#status');
+    expect(offline).toMatch(/could not be reached.*Your answers are still on this page/);
+    expect(offline).not.toMatch(/Failed to fetch|POST/);
+    expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).inputValue()).toBe('0.5');
+    await page.unroute(`${url}/fhir/QuestionnaireResponse`);
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
     await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
     expect(await textOf(page, '#status')).toMatch(/^Saved in the EHR and sent/);

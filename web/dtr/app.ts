@@ -14,7 +14,7 @@ import type {
   ValueSet,
 } from '@medplum/fhirtypes';
 import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, summarizeCoverage } from '../shared/coverage.js';
-import { byId, describeErrorBody, fetchJson, fill, h, HttpError, jsonBlock } from '../shared/dom.js';
+import { byId, describeErrorBody, fetchJson, fill, h, jsonBlock, problemWords } from '../shared/dom.js';
 import { chartSources, originLine } from './chart-origin.js';
 import type { ChartData, ChartSource } from './chart-origin.js';
 import { DraftSaver, latestResponse } from './draft.js';
@@ -641,7 +641,7 @@ async function save(state: FormState): Promise<void> {
     showDetermination(state, qr, saved, decided);
   } catch (err) {
     button.disabled = false;
-    setStatus(`Not sent: ${(err as Error).message}. Your answers are still on this page.`, 'error');
+    setStatus(`Not sent: ${problemWords(err)}. Your answers are still on this page.`, 'error');
     state.draft = newDraft(state, state.draft?.id ?? draftId);
   } finally {
     state.sending = false;
@@ -866,8 +866,7 @@ async function runAdaptive(
 }
 
 function fail(err: unknown): void {
-  const message = err instanceof HttpError ? err.message : ((err as Error)?.message ?? String(err));
-  setStatus(`Something went wrong: ${message}`, 'error');
+  setStatus(`Something went wrong: ${problemWords(err)}`, 'error');
 }
 
 main().catch(fail);

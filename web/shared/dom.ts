@@ -104,20 +104,24 @@ export function problemWords(err: unknown): string {
     if (err.status >= 500) return `the service had a problem (status ${err.status}); try again in a moment`;
     return `the service refused it (status ${err.status})`;
   }
-  if (err instanceof NetworkError)
-    return err.timedOut
-      ? 'the service did not answer in time; try again'
-      : 'the service could not be reached; check the network connection and try again';
   return (err as Error)?.message ?? String(err);
 }
 
-/** A call that got no answer at all: the network failed (offline, server down) or it timed out. */
+/**
+ * A call that got no answer at all: the network failed (offline, server down) or it timed out. Its message is
+ * already in words, so every page that shows `err.message` reads well.
+ */
 export class NetworkError extends Error {
   constructor(
     readonly timedOut: boolean,
     options?: { cause?: unknown },
   ) {
-    super(timedOut ? 'no answer in time' : 'no connection', options);
+    super(
+      timedOut
+        ? 'the service did not answer in time; try again'
+        : 'the service could not be reached; check the network connection and try again',
+      options,
+    );
   }
 }
 
