@@ -192,6 +192,26 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect((await responsesInEhr(s, 'centene-missing-mrd')).filter((r) => r.status === 'completed')).toHaveLength(1);
   }, 120_000);
 
+  it('shows a section only while it has a question to answer: the justification of a limit appears when the dose goes over it', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await openForm(page, url, 'centene-missing-mrd');
+    const justification = page.getByText('Justification when a limit is exceeded', { exact: true });
+    const infant = page.getByText(/^Covered use: Infant ALL with KMT2A/);
+    // An adult at the labelled dose: neither the infant pathway nor a justification has anything to ask.
+    expect(await justification.isVisible()).toBe(false);
+    expect(await infant.isVisible()).toBe(false);
+    expect(await page.getByText('Dose, quantity and course', { exact: true }).isVisible()).toBe(true);
+    // Over 28 mcg a day the policy asks for guideline support, and its section comes with the question.
+    await page.getByRole('textbox', { name: /Highest prescribed daily dose/ }).fill('56');
+    await page.getByRole('textbox', { name: /Highest prescribed daily dose/ }).press('Tab');
+    await question(page, 'dose-guideline-supported').waitFor();
+    expect(await justification.isVisible()).toBe(true);
+    expect(await infant.isVisible()).toBe(false);
+    await s.shot('dose-over-limit');
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
   it('works on a 360 px phone: no sideways scrolling, every answer reachable', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });
     const { page, url } = s;

@@ -407,8 +407,28 @@ function answerText(a: QuestionnaireResponseItemAnswer): string {
   return v === undefined ? '' : String(v);
 }
 
+/**
+ * A section with nothing to answer is not shown: when every question of a group is disabled (SDC enableWhen, e.g.
+ * the infant pathway for an adult, or the justification of a limit the order is within), LHC-Forms still draws the
+ * group's heading over an empty box, which reads as a part of the form that failed to load. The headings come and go
+ * with their questions, whatever the Questionnaire (static or adaptive), so this watches the form itself.
+ */
+function hideEmptyGroups(container: HTMLElement): MutationObserver {
+  const update = () => {
+    for (const group of container.querySelectorAll<HTMLElement>('lhc-item.lhc-item-group')) {
+      const empty = !group.querySelector('lhc-item:not(.lhc-item-group)');
+      if (group.hidden !== empty) group.hidden = empty;
+    }
+  };
+  const observer = new MutationObserver(update);
+  observer.observe(container, { childList: true, subtree: true });
+  update();
+  return observer;
+}
+
 /** Every edit: show where each answer now comes from, and save the draft after a pause. */
 function wireForm(state: FormState): void {
+  hideEmptyGroups(state.container);
   const edited = () => {
     showOrigins(state);
     state.draft?.schedule();
@@ -782,6 +802,7 @@ async function runAdaptive(
 ): Promise<void> {
   const util = lforms();
   util.setFHIRContext(state.client, { patient: state.patient, ...(user ? { user } : {}) });
+  hideEmptyGroups(state.container);
   const adaptiveUrl =
     state.questionnaire.extension?.find((e) => e.url === EXT_ADAPTIVE)?.valueUrl ??
     `${payerBase}/Questionnaire/$next-question`;
