@@ -96,11 +96,13 @@ function reviewView(s: PasSubmission) {
 /**
  * One entry of the reviewer's queue (`GET /review/pended`): the stored summary (id, bundleIdentifier, payer,
  * policyId, policyVersion, createdAt, needed) plus what a reviewer recognises a request by: `patientName`,
- * `memberId`, `drug`, `dose` (the first item's order), `missing` (= needed: what the request lacks) and
- * `ageSeconds` (time in the queue). Fields the request does not give are absent.
+ * `memberId`, `drug`, `dose` (the first item's order), `payerName` (the payer as the request names it, where
+ * `payer` is PriorPath's key), `missing` (= needed: what the request lacks) and `ageSeconds` (time in the queue).
+ * Fields the request does not give are absent.
  */
 export interface PendedEntry extends PendedSummary {
   patientName?: string;
+  payerName?: string;
   memberId?: string;
   drug?: string;
   dose?: string;
@@ -123,6 +125,7 @@ async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick()
       ...p,
       ...(c ? { patientName: c.patient.name } : {}),
       ...(c?.patient.memberId ? { memberId: c.patient.memberId } : {}),
+      ...(c?.payerName ? { payerName: c.payerName } : {}),
       ...(order ? { drug: order.drug } : {}),
       ...(order?.dose ? { dose: order.dose } : {}),
       missing: p.needed,

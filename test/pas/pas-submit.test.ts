@@ -168,6 +168,7 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
       missing: [question],
       patientName: 'Kwame Osei Mensah',
       memberId: 'U5521039476',
+      payerName: 'Centene Corporation',
       drug: expect.stringMatching(/Blincyto/),
       dose: '28 mcg/d',
       ageSeconds: expect.any(Number),

@@ -81,6 +81,7 @@ interface Pended {
   needed: string[];
   patientName?: string;
   memberId?: string;
+  payerName?: string;
   drug?: string;
   dose?: string;
   missing?: string[];
