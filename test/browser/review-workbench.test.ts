@@ -119,7 +119,20 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     // Recording without a decision or a reason is refused with a clear message.
     await page.getByRole('button', { name: 'Record the decision' }).click();
     expect(await textOf(page, '#decide-error')).toContain('choose Approve or Deny');
+    // The fields at fault say so to assistive technology, with the message as their description.
+    for (const field of [page.getByRole('radio', { name: 'Approve' }), page.getByLabel(/Reason/)]) {
+      expect(await field.getAttribute('aria-invalid')).toBe('true');
+      expect(await field.getAttribute('aria-describedby')).toBe('decide-error');
+    }
+    expect(await page.getByLabel('Approved until').getAttribute('aria-invalid')).toBeNull();
+    expect(await focused(page)).toBe('decide-approve');
     await page.getByRole('radio', { name: 'Approve' }).check();
+    await page.getByLabel('Approved until').fill('');
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    expect(await textOf(page, '#decide-error')).toBe('Before recording: give a reason; give the approval period.');
+    expect(await page.getByRole('radio', { name: 'Approve' }).getAttribute('aria-invalid')).toBeNull();
+    expect(await page.getByLabel('Approved until').getAttribute('aria-invalid')).toBe('true');
+    expect(await focused(page)).toBe('decision-reason');
     await page.getByLabel('Approved until').fill('2099-01-31');
     await page.getByLabel(/Reason/).fill('MRD below 0.1% on the outside report faxed today.');
     await page.getByRole('button', { name: 'Record the decision' }).click();

@@ -703,16 +703,30 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
   const { choice, start, end } = typed;
   const reason = typed.reason.trim();
   const problems: string[] = [];
-  if (!choice) problems.push('choose Approve or Deny');
-  if (!reason) problems.push(choice === 'deny' ? 'give the reason for the denial' : 'give a reason');
-  if (choice === 'approve' && (!start || !end)) problems.push('give the approval period');
-  if (choice === 'approve' && start && end && end < start) problems.push('the period ends before it starts');
+  const invalid: string[] = [];
+  const problem = (text: string, ...fields: string[]) => {
+    problems.push(text);
+    invalid.push(...fields);
+  };
+  if (!choice) problem('choose Approve or Deny', 'decide-approve', 'decide-deny');
+  if (!reason) problem(choice === 'deny' ? 'give the reason for the denial' : 'give a reason', 'decision-reason');
+  if (choice === 'approve' && (!start || !end))
+    problem('give the approval period', ...(!start ? ['period-start'] : []), ...(!end ? ['period-end'] : []));
+  if (choice === 'approve' && start && end && end < start)
+    problem('the period ends before it starts', 'period-start', 'period-end');
+  // Each field with a problem says so to assistive technology, and names the message as its description.
+  for (const field of form.querySelectorAll<HTMLElement>('input, textarea')) {
+    if (invalid.includes(field.id)) {
+      field.setAttribute('aria-invalid', 'true');
+      field.setAttribute('aria-describedby', 'decide-error');
+    } else {
+      field.removeAttribute('aria-invalid');
+      field.removeAttribute('aria-describedby');
+    }
+  }
   if (problems.length) {
     error.textContent = `Before recording: ${problems.join('; ')}.`;
-    (
-      form.querySelector<HTMLElement>(!choice ? '#decide-approve' : !reason ? '#decision-reason' : '#period-start') ??
-      form
-    ).focus();
+    (invalid.length ? form.querySelector<HTMLElement>(`#${invalid[0]}`) : form)?.focus();
     return;
   }
   error.textContent = '';
