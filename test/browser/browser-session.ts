@@ -89,3 +89,40 @@ export const SCREENSHOTS = join(repoRoot, 'docs', 'screenshots');
 export async function overflowsSideways(page: Page): Promise<number> {
   return page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
 }
+
+/**
+ * Visible text whose colour against its background falls under WCAG 2.2 AA (1.4.3): 4.5:1, or 3:1 for large text
+ * (24 px, or 18.66 px bold). Each entry: the ratio, the element and its text. Disabled controls are exempt.
+ */
+export async function lowContrastText(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const channel = (v: number) => {
+      const c = v / 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    };
+    const rgba = (c: string) => (c.match(/[\d.]+/g) ?? ['0', '0', '0']).map(Number);
+    const luminance = ([r, g, b]: number[]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+    // The first opaque background up the tree (the page is white under everything).
+    const background = (el: Element | null): number[] => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = rgba(getComputedStyle(e).backgroundColor);
+        if (c.length < 4 || c[3] > 0) return c;
+      }
+      return [255, 255, 255];
+    };
+    const out: string[] = [];
+    for (const el of document.querySelectorAll<HTMLElement>('body *')) {
+      const text = [...el.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.textContent?.trim());
+      if (!text || !el.checkVisibility() || el.closest(':disabled, [aria-disabled=true]')) continue;
+      const style = getComputedStyle(el);
+      const fg = luminance(rgba(style.color));
+      const bg = luminance(background(el));
+      const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+      const size = parseFloat(style.fontSize);
+      const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+      if (ratio < (large ? 3 : 4.5))
+        out.push(`${ratio.toFixed(2)}:1 ${el.tagName.toLowerCase()}.${el.className} "${(el.textContent ?? '').trim().slice(0, 40)}"`);
+    }
+    return out;
+  });
+}

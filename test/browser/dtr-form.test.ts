@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Bundle, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hasChromium, launchChromium, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
+import { hasChromium, launchChromium, lowContrastText, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
 import type { BrowserSession } from './browser-session.js';
 import { repoRoot } from './start-demo-server.js';
 
@@ -93,6 +93,8 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
         /^From the chart: Condition: B-cell acute lymphoblastic leukemia.*, \d{1,2} [A-Z][a-z]+ \d{4}$/,
       );
     expect(await descriptionOf(page.getByRole('textbox', { name: /Minimal residual disease/ }))).toBe('');
+    // Every piece of text on the form reads against its background (WCAG AA contrast), LHC-Forms' own included.
+    expect(await lowContrastText(page)).toEqual([]);
     const form = await s.shot('form', true);
     if (!existsSync(join(SCREENSHOTS, 'dtr-form.png')) || process.env.UPDATE_SCREENSHOTS === '1')
       copyFileSync(form, join(SCREENSHOTS, 'dtr-form.png'));

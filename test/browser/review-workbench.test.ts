@@ -2,7 +2,7 @@ import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hasChromium, launchChromium, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
+import { hasChromium, launchChromium, lowContrastText, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
 import type { BrowserSession } from './browser-session.js';
 import { repoRoot } from './start-demo-server.js';
 import { storyBundle } from '../pas/pas-fixtures.js';
@@ -106,6 +106,7 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(traceText).toMatch(/CP\.PHAR/);
     expect(traceText).toMatch(/\((chart|answer|no data)\)/);
     // The chart facts the request carries, each with its date.
+    expect(await lowContrastText(page)).toEqual([]);
     const facts = await textOf(page, '[data-testid=facts]');
     expect(facts).toMatch(/Condition/);
     expect(facts).toMatch(/\d{1,2} [A-Z][a-z]+ \d{4}/);
@@ -300,6 +301,7 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(await textOf(page, '#queue-count')).toBe('29 requests waiting, longest waiting first; showing 1 to 25.');
     expect(await rows.count()).toBe(25);
     expect(await textOf(page, '#queue-pages')).toContain('Page 1 of 2');
+    expect(await lowContrastText(page)).toEqual([]);
     expect(await page.getByRole('columnheader', { name: 'In queue' }).getAttribute('aria-sort')).toBe('descending');
     await s.shot('long-queue');
 
