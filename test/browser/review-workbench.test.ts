@@ -221,6 +221,11 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     await page.getByRole('link', { name: /Kwame/ }).click();
     await page.getByRole('heading', { name: /Kwame.*Blincyto/ }).waitFor();
     const requestUrl = page.url();
+    // The skip link takes the keyboard to the content and leaves the reviewer on the request.
+    await page.getByRole('link', { name: 'Skip to the work list' }).press('Enter');
+    expect(await focused(page)).toBe('main');
+    expect(page.url()).toBe(requestUrl);
+    expect(await page.getByRole('button', { name: 'Record the decision' }).isVisible()).toBe(true);
     const reason = 'MRD 0.4% by flow cytometry on 28 Nov (outside lab report attached to the fax).';
     await page.getByRole('radio', { name: 'Approve' }).check();
     await page.getByLabel('Approved until').fill('2099-01-31');

@@ -938,6 +938,12 @@ function wire(): void {
       .catch((err: unknown) => setStatus(`The demo sign-in failed: ${problemWords(err)}.`, 'error'));
   });
   byId('sign-out').addEventListener('click', () => signOut());
+  // The skip link moves focus to the content without touching the address: "#main" would be a route, and the
+  // router would leave the request being reviewed for the queue.
+  document.querySelector('a.skip')?.addEventListener('click', (e) => {
+    e.preventDefault();
+    focusView('main');
+  });
   window.addEventListener('hashchange', () => {
     route().catch(fail);
   });
