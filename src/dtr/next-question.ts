@@ -58,7 +58,7 @@ export function nextQuestionInput(body: unknown): QuestionnaireResponse {
  * `missingFacts` of the first group of the static form (universal criteria, shared indication, each pathway, limits)
  * that has any, and the justification of an exceeded limit. A question asked before and left unanswered is not asked
  * again. When nothing is left to ask, the response comes back `completed` with the determination in
- * `ext-coverage-information`.
+ * `ext-coverage-information`. A `stopped` or `entered-in-error` response is a 422: it is not carried on to a decision.
  */
 export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promise<QuestionnaireResponse> {
   const qr = nextQuestionInput(body);
@@ -73,6 +73,19 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
         expression: [p.path],
       })),
     });
+
+  // FHIR R4 QuestionnaireResponse.status: a stopped form was abandoned and one entered in error was voided; neither is
+  // carried on to the determination (only a finished form decides the order: design.md §7).
+  if (qr.status === 'stopped' || qr.status === 'entered-in-error')
+    throw new HttpError(
+      422,
+      outcome(
+        'error',
+        'business-rule',
+        `A QuestionnaireResponse with status ${qr.status} is not continued: send the response in progress (or a new one) to be asked the next questions.`,
+        ['QuestionnaireResponse.status'],
+      ),
+    );
 
   const canonical = answeredCanonical(qr);
   const found = policyForQuestionnaire(deps.content, canonical);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { QuestionnaireResponse } from '@medplum/fhirtypes';
+import type { Narrative, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import { HttpError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -25,6 +25,30 @@ export interface SubmitResponseDeps {
   clientId?: string;
 }
 
+/**
+ * The statuses whose answers decide the order (FHIR R4 QuestionnaireResponse.status): the clinician finished the form
+ * (`completed`) or corrected a finished one (`amended`). A draft (`in-progress`) or an abandoned form (`stopped`) is
+ * stored but decides nothing (design.md §7).
+ */
+const DECIDING_STATUSES = new Set(['completed', 'amended']);
+
+/** Marks the narrative PriorPath writes on an undecided response, so a completed copy of it does not carry it on. */
+const UNDECIDED_CLASS = 'priorpath-undecided';
+
+function undecidedNarrative(id: string, status: string): Narrative {
+  const what =
+    status === 'stopped'
+      ? 'Stored as stopped (abandoned before it was completed)'
+      : 'Saved as a draft (status in-progress)';
+  return {
+    status: 'generated',
+    div:
+      `<div xmlns="http://www.w3.org/1999/xhtml" class="${UNDECIDED_CLASS}"><p>${what} as QuestionnaireResponse/${id}. ` +
+      'It was not evaluated for a coverage decision: no determination was recorded and no authorization number was ' +
+      "issued. Send the response with status completed to receive the payer's determination.</p></div>",
+  };
+}
+
 function invalid(problems: AnswerProblem[]): HttpError {
   return new HttpError(400, {
     resourceType: 'OperationOutcome',
@@ -39,7 +63,8 @@ function invalid(problems: AnswerProblem[]): HttpError {
  * subject, else the answers alone — and returns the response
  * with an id and the determination in `ext-coverage-information`. The determination is stored as an assertion and
  * the returned response is stored under its id (read back with `GET /QuestionnaireResponse/{id}`), both before the
- * answer. A response entered in error is a 422.
+ * answer. Only a `completed` or `amended` response decides: a draft (`in-progress`) or a `stopped` one is stored
+ * without a determination ({@link saveUndecided}); a response entered in error is a 422.
  */
 export async function submitQuestionnaireResponse(
   body: unknown,
@@ -63,6 +88,8 @@ export async function submitQuestionnaireResponse(
       ],
     });
   }
+
+  if (!DECIDING_STATUSES.has(qr.status)) return saveUndecided(qr, deps);
 
   const found = policyForQuestionnaire(deps.content, answeredCanonical(qr));
   const ctx = responseContext(qr);
@@ -101,8 +128,15 @@ export async function submitQuestionnaireResponse(
     'questionnaire-response evaluated',
   );
   const receivedAt = new Date().toISOString();
+  const { text, ...sent } = qr;
   const saved = withCoverageInformation(
-    { ...qr, id: randomUUID(), meta: { ...(qr.meta ?? {}), versionId: '1', lastUpdated: receivedAt } },
+    {
+      ...sent,
+      // A completed copy of a stored draft does not repeat the draft's "not evaluated" narrative.
+      ...(text && !text.div.includes(UNDECIDED_CLASS) ? { text } : {}),
+      id: randomUUID(),
+      meta: { ...(qr.meta ?? {}), versionId: '1', lastUpdated: receivedAt },
+    },
     d.extension,
   );
   // Durable before the answer (design.md §2): the Location the client is given must read back what it was told.
@@ -115,5 +149,35 @@ export async function submitQuestionnaireResponse(
     ...(deps.clientId ? { clientId: deps.clientId } : {}),
     resource: saved,
   });
+  return saved;
+}
+
+/**
+ * A response that is not finished (`in-progress`, `stopped`): its shape and answers are checked as for a completed one
+ * (a 400 names a malformed answer), then it is stored as sent under a new id so the clinician can pick it up again.
+ * It is not evaluated: no assertion, no change to the order's record, no authorization number, no coverage-information
+ * added. Its narrative (when it carried none) says so.
+ */
+async function saveUndecided(qr: QuestionnaireResponse, deps: SubmitResponseDeps): Promise<QuestionnaireResponse> {
+  const result = evaluateQuestionnaireResponse({ content: deps.content, qr, today: deps.today });
+  if (result.problems.length > 0) throw invalid(result.problems);
+  const ctx = responseContext(qr);
+  const receivedAt = new Date().toISOString();
+  const id = randomUUID();
+  const saved: QuestionnaireResponse = {
+    ...qr,
+    id,
+    meta: { ...(qr.meta ?? {}), versionId: '1', lastUpdated: receivedAt },
+    text: qr.text ?? undecidedNarrative(id, qr.status),
+  };
+  await deps.storage.saveQuestionnaireResponse({
+    id,
+    receivedAt,
+    ...(ctx.patientId ? { patientId: ctx.patientId } : {}),
+    ...(ctx.orders[0] ? { orderRef: ctx.orders[0] } : {}),
+    ...(deps.clientId ? { clientId: deps.clientId } : {}),
+    resource: saved,
+  });
+  deps.log.info({ policy: result.policy.file.id, status: qr.status }, 'questionnaire-response stored undecided');
   return saved;
 }

@@ -705,7 +705,7 @@ export class SqlStorage implements Storage {
     await this.driver.query(
       `INSERT INTO questionnaire_responses (id, received_at, assertion_id, patient_id, order_ref, resource, client_id)
        VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7)`,
-      [r.id, r.receivedAt, r.assertionId, r.patientId ?? null, r.orderRef ?? null, json(r.resource), r.clientId ?? ''],
+      [r.id, r.receivedAt, r.assertionId ?? '', r.patientId ?? null, r.orderRef ?? null, json(r.resource), r.clientId ?? ''],
     );
   }
 
@@ -719,7 +719,8 @@ export class SqlStorage implements Storage {
     return {
       id: r.id,
       receivedAt: r.received_at,
-      assertionId: r.assertion_id,
+      // '' = a draft, stored without a determination (the column predates drafts and is NOT NULL).
+      ...(r.assertion_id ? { assertionId: r.assertion_id } : {}),
       ...(r.patient_id !== null ? { patientId: r.patient_id } : {}),
       ...(r.order_ref !== null ? { orderRef: r.order_ref } : {}),
       ...(r.client_id ? { clientId: r.client_id } : {}),

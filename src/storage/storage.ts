@@ -75,8 +75,11 @@ export interface ApiAccessRecord {
 export interface QuestionnaireResponseRecord {
   id: string;
   receivedAt: string;
-  /** The coverage assertion the determination was stored as. */
-  assertionId: string;
+  /**
+   * The coverage assertion the determination was stored as; absent for a draft (`in-progress`) or `stopped` response,
+   * which is stored but decides nothing (design.md §7).
+   */
+  assertionId?: string;
   patientId?: string;
   orderRef?: string;
   /**

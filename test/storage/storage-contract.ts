@@ -131,6 +131,11 @@ export function storageContract(get: () => Storage): void {
     await expect(get().saveQuestionnaireResponse({ ...r, assertionId: randomUUID() })).rejects.toThrow();
     expect(await get().getQuestionnaireResponse(id)).toEqual(r);
     expect(await get().getQuestionnaireResponse(randomUUID())).toBeUndefined();
+    // A draft is stored without a determination, and read back without one.
+    const draftId = randomUUID();
+    const { assertionId: _none, ...undecided } = { ...r, id: draftId, resource: { ...r.resource, id: draftId, status: 'in-progress' as const } };
+    await get().saveQuestionnaireResponse(undecided);
+    expect(await get().getQuestionnaireResponse(draftId)).toEqual(undecided);
   });
 
   it('creates a PAS submission once per bundle identifier and returns the stored one on a repeat', async () => {

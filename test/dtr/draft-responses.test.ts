@@ -1,0 +1,125 @@
+import type { Bundle, Extension, QuestionnaireResponse } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
+import { buildApp } from '../helpers/app.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { storyOrder, storyResources } from '../helpers/stories.js';
+
+const SIGN = '/cds-services/priorpath-order-sign';
+const STORY = 'centene-missing-mrd';
+const MANUAL = [
+  { url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin', extension: [{ url: 'source', valueCode: 'manual' }] },
+];
+const sub = (ext: Extension | undefined, url: string) => ext?.extension?.find((e) => e.url === url);
+const coverageInfo = (r: { extension?: Extension[] }) => (r.extension ?? []).filter((e) => e.url === COVERAGE_INFO_URL);
+
+/**
+ * Signs the story's order (its MRD result is missing, so documentation is needed), fetches the package, and answers
+ * the one open question (MRD 0.52 %, which meets the policy): the response a clinician would complete.
+ */
+async function answeredResponse() {
+  const built = buildApp({ today: '2026-11-23' });
+  const resources = storyResources(STORY);
+  const order = storyOrder(STORY, resources);
+  const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;
+  const key = { payer: 'centene', patientId, orderRef: `MedicationRequest/${order.id}`, drug: 'blinatumomab' };
+  const signed = await request(built.app).post(SIGN).send(orderSignRequest(resources, order)).expect(200);
+  const pkg = await request(built.app)
+    .post('/fhir/Questionnaire/$questionnaire-package')
+    .send({
+      resourceType: 'Parameters',
+      parameter: [
+        { name: 'coverage', resource: resources.find((r) => r.resourceType === 'Coverage') },
+        { name: 'order', resource: signed.body.systemActions[0].resource },
+      ],
+    })
+    .expect(200);
+  const bundle = pkg.body.parameter.find((p: { name: string }) => p.name === 'PackageBundle').resource as Bundle;
+  const prefilled = bundle.entry!.map((e) => e.resource).find((r) => r?.resourceType === 'QuestionnaireResponse') as QuestionnaireResponse;
+  const answered: QuestionnaireResponse = {
+    ...prefilled,
+    item: [...(prefilled.item ?? []), { linkId: 'mrd-percent', answer: [{ valueDecimal: 0.52, extension: MANUAL }] }],
+  };
+  return { ...built, key, answered };
+}
+
+describe('POST /fhir/QuestionnaireResponse: only a completed (or amended) response decides the order', () => {
+  it.each(['in-progress', 'stopped'] as const)(
+    'a %s response is stored and read back, says it was not evaluated, and records no decision and no authorization number',
+    async (status) => {
+      const { app, storage, key, answered } = await answeredResponse();
+      const before = await storage.getOrderRecord(key);
+      expect(before?.state).toBe('auth-needed');
+
+      const res = await request(app).post('/fhir/QuestionnaireResponse').send({ ...answered, status }).expect(201);
+      const draft = res.body as QuestionnaireResponse;
+      expect(draft.status).toBe(status);
+      // No determination: the payer's answer adds no coverage-information, so nothing reads as an approval.
+      expect(coverageInfo(draft).some((e) => sub(e, 'satisfied-pa-id') || sub(e, 'pa-needed')?.valueCode === 'satisfied')).toBe(false);
+      expect(coverageInfo(draft)).toEqual(coverageInfo(answered));
+      // It says so, in words the clinician (or the app showing the payer's answer) can read.
+      expect(draft.text?.div).toMatch(/not evaluated/i);
+      expect(draft.text?.div).toMatch(/completed/);
+      // Stored under its new id, so the clinician can pick it up again.
+      expect(res.headers.location).toMatch(new RegExp(`/fhir/QuestionnaireResponse/${draft.id}/_history/1$`));
+      const read = await request(app).get(`/fhir/QuestionnaireResponse/${draft.id}`).expect(200);
+      expect(read.body).toEqual(draft);
+      expect(read.body.item).toEqual(answered.item);
+      // The order's record is untouched: no decision, no authorization number issued.
+      const after = await storage.getOrderRecord(key);
+      expect(after?.state).toBe('auth-needed');
+      expect(after?.authorization).toBeUndefined();
+      expect(after?.history).toEqual(before?.history);
+
+      // The same answers, completed: the order is decided normally, and the narrative of the draft does not follow it.
+      const done = await request(app).post('/fhir/QuestionnaireResponse').send({ ...draft, id: undefined, status: 'completed' }).expect(201);
+      const ext = coverageInfo(done.body).at(-1);
+      expect(sub(ext, 'pa-needed')?.valueCode).toBe('satisfied');
+      expect(sub(ext, 'satisfied-pa-id')?.valueString).toBeTruthy();
+      expect(done.body.text).toBeUndefined();
+      expect((await storage.getOrderRecord(key))?.state).toBe('approved');
+    },
+  );
+
+  it('an amended response decides like a completed one', async () => {
+    const { app, storage, key, answered } = await answeredResponse();
+    const res = await request(app).post('/fhir/QuestionnaireResponse').send({ ...answered, status: 'amended' }).expect(201);
+    expect(sub(coverageInfo(res.body).at(-1), 'pa-needed')?.valueCode).toBe('satisfied');
+    expect((await storage.getOrderRecord(key))?.state).toBe('approved');
+  });
+
+  it('a draft with a malformed answer is still a 400 naming it', async () => {
+    const { app, answered } = await answeredResponse();
+    const bad = { ...answered, status: 'in-progress', item: [{ linkId: 'mrd-percent', answer: [{ valueDecimal: 'high' }] }] };
+    const res = await request(app).post('/fhir/QuestionnaireResponse').send(bad).expect(400);
+    expect(res.body.issue[0].expression[0]).toMatch(/answer\[0\]\.valueDecimal/);
+  });
+});
+
+describe('$next-question: a response that was stopped or voided is not carried on to a decision', () => {
+  it.each(['stopped', 'entered-in-error'] as const)('a %s response is a 422 and the order keeps its state', async (status) => {
+    const { app, storage, key, answered } = await answeredResponse();
+    const adaptive = (s: QuestionnaireResponse['status']): QuestionnaireResponse => ({
+      ...answered,
+      status: s,
+      questionnaire: '#adaptive',
+      contained: [
+        {
+          resourceType: 'Questionnaire',
+          id: 'adaptive',
+          status: 'active',
+          derivedFrom: [answered.questionnaire!],
+          extension: [{ url: 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive', valueBoolean: true }],
+        },
+      ],
+    });
+    const res = await request(app).post('/fhir/Questionnaire/$next-question').send(adaptive(status)).expect(422);
+    expect(res.body.issue[0].expression).toEqual(['QuestionnaireResponse.status']);
+    expect((await storage.getOrderRecord(key))?.state).toBe('auth-needed');
+    // The same answers in progress: nothing is left to ask, so the form completes with the determination.
+    const done = await request(app).post('/fhir/Questionnaire/$next-question').send(adaptive('in-progress')).expect(200);
+    expect(done.body.status).toBe('completed');
+    expect(sub(coverageInfo(done.body).at(-1), 'pa-needed')?.valueCode).toBe('satisfied');
+  });
+});
