@@ -1,12 +1,17 @@
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 
 
-/** The searches every canonical resource the payer serves answers (Questionnaire, ValueSet, Library). */
+/**
+ * The searches every canonical resource the payer serves answers (Questionnaire, ValueSet, Library). Every search also
+ * pages with `_count` (and the `_offset` its `next` links carry), and ignores other parameters unless the client sends
+ * `Prefer: handling=strict` (src/fhir/search-bundle.ts).
+ */
 const CANONICAL_SEARCH = [
   { name: 'url', type: 'uri' as const, documentation: 'Canonical URL, optionally with |version' },
   { name: 'version', type: 'token' as const },
   { name: '_id', type: 'token' as const },
   { name: 'name', type: 'string' as const },
+  { name: 'status', type: 'token' as const },
 ];
 /**
  * The payer FHIR API's CapabilityStatement (FHIR R4 §CapabilityStatement; DTR `dtr-payer-service`; PAS server). The
@@ -33,7 +38,7 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
       {
         mode: 'server',
         documentation:
-          'Every error is an OperationOutcome. Questionnaires and ValueSets are generated from PriorPath coverage policies.',
+          'Every error is an OperationOutcome. Questionnaires and ValueSets are generated from PriorPath coverage policies. Every search pages with _count (Bundle.total counts every match; next links carry _offset) and ignores parameters it does not support unless the request sends Prefer: handling=strict.',
         // SMART Backend Services (design.md §8): where clients get tokens; details in .well-known/smart-configuration.
         security: {
           cors: true,
@@ -60,7 +65,7 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
             type: 'Questionnaire',
             profile: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-std-questionnaire',
             interaction: [{ code: 'read' }, { code: 'search-type' }],
-            searchParam: [...CANONICAL_SEARCH, { name: 'status', type: 'token' }],
+            searchParam: CANONICAL_SEARCH,
             operation: [
               op(
                 'questionnaire-package',
@@ -109,6 +114,10 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
               },
             ],
             interaction: [{ code: 'create' }, { code: 'read' }, { code: 'update' }, { code: 'delete' }, { code: 'search-type' }],
+            searchParam: [
+              { name: '_id', type: 'token' },
+              { name: 'status', type: 'token' },
+            ],
             operation: [
               op('status', 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status'),
               op('events', 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events'),

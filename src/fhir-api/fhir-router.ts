@@ -1,6 +1,6 @@
 import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
-import type { Bundle, Parameters, Questionnaire, Resource, ValueSet } from '@medplum/fhirtypes';
+import type { Bundle, Parameters, Resource, ValueSet } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import { badRequest, methodNotAllowed, notFound, outcome } from '../errors.js';
 import { buildCatalog } from '../dtr/catalog.js';
@@ -12,6 +12,7 @@ import { gzipChunks } from '../http/gzip-chunks.js';
 import type { PackageShape } from '../dtr/questionnaire-package.js';
 import { submitQuestionnaireResponse } from '../dtr/submit-response.js';
 import { jsonBody } from '../http/json-body.js';
+import { readSearch, searchBundle } from '../fhir/search-bundle.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
@@ -109,20 +110,6 @@ function optionalJsonBody() {
   };
 }
 
-function searchset(selfUrl: string, base: string, resources: Resource[]): Bundle {
-  return {
-    resourceType: 'Bundle',
-    type: 'searchset',
-    total: resources.length,
-    link: [{ relation: 'self', url: selfUrl }],
-    entry: resources.map((r) => ({
-      fullUrl: `${base}/${r.resourceType}/${r.id}`,
-      resource: r,
-      search: { mode: 'match' },
-    })),
-  };
-}
-
 function queryValue(req: Request, name: string): string | undefined {
   const v = req.query[name];
   if (v === undefined) return undefined;
@@ -130,18 +117,23 @@ function queryValue(req: Request, name: string): string | undefined {
   return v;
 }
 
-/** Canonical-resource search: url (with |version), version, _id, name, status. Unknown parameters are ignored (lenient). */
-function searchCanonical<T extends { id?: string; url?: string; version?: string; name?: string; status?: string }>(
+/** The search parameters every canonical resource the payer serves answers (capability-statement.ts declares them). */
+const CANONICAL_PARAMS = ['url', 'version', '_id', 'name', 'status'] as const;
+
+/**
+ * Canonical-resource search: url (with |version), version, _id, name, status; `_count` / `_offset` page the matches
+ * (search-bundle.ts), and other parameters are ignored unless the client asks for strict handling.
+ */
+function searchCanonical<T extends Resource & { url?: string; version?: string; name?: string; status?: string }>(
   req: Request,
+  fhirBase: string,
+  type: string,
   all: T[],
-): T[] {
-  const url = queryValue(req, 'url');
-  const version = queryValue(req, 'version');
-  const id = queryValue(req, '_id');
-  const name = queryValue(req, 'name');
-  const status = queryValue(req, 'status');
+): Bundle {
+  const search = readSearch(req.query, { supported: CANONICAL_PARAMS, prefer: req.get('prefer') });
+  const { url, version, _id: id, name, status } = search.filters;
   const [u, uv] = url?.split('|') ?? [];
-  return all.filter(
+  const matches = all.filter(
     (r) =>
       (url === undefined || (r.url === u && (uv === undefined || r.version === uv))) &&
       (version === undefined || r.version === version) &&
@@ -149,6 +141,7 @@ function searchCanonical<T extends { id?: string; url?: string; version?: string
       (name === undefined || (r.name ?? '').toLowerCase().startsWith(name.toLowerCase())) &&
       (status === undefined || status.split(',').includes(r.status ?? '')),
   );
+  return searchBundle({ base: fhirBase, type, search }, matches);
 }
 
 /**
@@ -168,8 +161,6 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   const metadata = capabilityStatement({ fhirBase, date: content.loadedAt.toISOString(), tokenEndpoint });
   const smart = smartConfiguration({ tokenEndpoint });
   const today = () => deps.today?.() ?? new Date().toISOString().slice(0, 10);
-  const selfUrl = (req: Request) =>
-    `${fhirBase}${req.path}${req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?')) : ''}`;
 
   router.get('/metadata', (_req, res) => send(res, 200, metadata));
   router.all('/metadata', only('GET'));
@@ -217,9 +208,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   });
   router.all('/Questionnaire/$log-questionnaire-errors', only('POST'));
 
-  router.get('/Questionnaire', (req, res) =>
-    send(res, 200, searchset(selfUrl(req), fhirBase, searchCanonical(req, catalog.all) as Questionnaire[])),
-  );
+  router.get('/Questionnaire', (req, res) => send(res, 200, searchCanonical(req, fhirBase, 'Questionnaire', catalog.all)));
   router.all('/Questionnaire', only('GET'));
   router.get('/Questionnaire/:id', (req, res) => {
     const id = String(req.params.id);
@@ -230,7 +219,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   router.all('/Questionnaire/:id', only('GET'));
 
   // Libraries (CQL + ELM) named by the DTR 2.0.1 forms' cqf-library (DTR: payers SHALL make them available).
-  router.get('/Library', (req, res) => send(res, 200, searchset(selfUrl(req), fhirBase, searchCanonical(req, catalog.libraries))));
+  router.get('/Library', (req, res) => send(res, 200, searchCanonical(req, fhirBase, 'Library', catalog.libraries)));
   router.all('/Library', only('GET'));
   router.get('/Library/:id', (req, res) => {
     const id = String(req.params.id);
@@ -277,9 +266,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   router.get('/ValueSet/$expand', expandHandler);
   router.post('/ValueSet/$expand', optionalJsonBody(), expandHandler);
   router.all('/ValueSet/$expand', only('GET, POST'));
-  router.get('/ValueSet', (req, res) =>
-    send(res, 200, searchset(selfUrl(req), fhirBase, searchCanonical(req, valueSets))),
-  );
+  router.get('/ValueSet', (req, res) => send(res, 200, searchCanonical(req, fhirBase, 'ValueSet', valueSets)));
   router.all('/ValueSet', only('GET'));
   const valueSetById = (id: string): ValueSet => {
     const vs = FHIR_ID.test(id) ? valueSets.find((v) => v.id === id) : undefined;

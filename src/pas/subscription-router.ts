@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import express from 'express';
 import type { Request, Response } from 'express';
+import type { Resource } from '@medplum/fhirtypes';
+import { readSearch, searchBundle } from '../fhir/search-bundle.js';
 import { badRequest, HttpError, methodNotAllowed, notFound, outcome } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Storage, SubscriptionRecord } from '../storage/storage.js';
@@ -137,7 +139,7 @@ function view(s: SubscriptionRecord): Record<string, unknown> {
 /**
  * PAS Subscriptions on the payer FHIR API (design.md §8; PAS "Subscriptions", R4 Subscriptions Backport): `POST
  * /Subscription` creates a rest-hook subscription to the PAS topic and starts the handshake (status `requested`,
- * then `active` once the endpoint took it), `GET /Subscription[/:id]`, `GET /Subscription/:id/$status`, `GET /Subscription/:id/$events` (its numbered events), `PUT
+ * then `active` once the endpoint took it), `GET /Subscription` (search: `_id`, `status`, `_count`) and `GET /Subscription/:id`, `GET /Subscription/:id/$status`, `GET /Subscription/:id/$events` (its numbered events), `PUT
  * /Subscription/:id` (the body's id must be the URL's) and `DELETE /Subscription/:id`. A client sees and changes only its own subscriptions. Each route
  * is one line of the payer API gate's route table (its scope: `system/Subscription.*`).
  */
@@ -185,10 +187,15 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
   router.get(
     '/Subscription',
     handler(async (req: Request, res: Response) => {
+      // FHIR search: _id and status filter, _count / _offset page (search-bundle.ts), other parameters are ignored.
+      const search = readSearch(req.query, { supported: ['_id', 'status'], prefer: req.get('prefer') });
+      const ids = search.filters._id?.split(',');
+      const statuses = search.filters.status?.split(',');
       const client = payerClientOf(req);
       const mine: SubscriptionRecord[] = [];
-      for await (const page of everySubscription(storage, client === undefined ? {} : { readableBy: client })) mine.push(...page);
-      sendFhir(res, 200, { resourceType: 'Bundle', type: 'searchset', total: mine.length, entry: mine.map((s) => ({ fullUrl: `${fhirBase}/Subscription/${s.id}`, resource: view(s), search: { mode: 'match' } })) });
+      for await (const page of everySubscription(storage, client === undefined ? {} : { readableBy: client }))
+        mine.push(...page.filter((s) => (!ids || ids.includes(s.id)) && (!statuses || statuses.includes(s.status))));
+      sendFhir(res, 200, searchBundle({ base: fhirBase, type: 'Subscription', search }, mine.map((s) => view(s) as unknown as Resource)));
     }),
   );
   router.get(
