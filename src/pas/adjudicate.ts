@@ -76,14 +76,18 @@ function orderFor(req: PasRequest, it: RequestedItem, content: Content, payer: P
   };
 }
 
+/** The QuestionnaireResponse statuses whose answers are evidence: finished (`completed`) or corrected (`amended`). */
+const FINISHED = new Set<string>(['completed', 'amended']);
+
 /**
  * The answers to this policy's Questionnaire among the request's QuestionnaireResponses, as one response (several
  * are read in order, a later answer overriding an earlier one). Responses to other forms are evidence PriorPath does
- * not read, nor are responses entered in error.
+ * not read, nor are responses that are not finished.
  */
 function responseFor(content: Content, policy: CompiledPolicy, qrs: QuestionnaireResponse[]): QuestionnaireResponse | undefined {
-  // A response entered in error was voided (FHIR R4 QuestionnaireResponse.status): its answers are not evidence.
-  const mine = qrs.filter((q) => q.status !== 'entered-in-error' && policyForQuestionnaire(content, answeredCanonical(q))?.policy.file.id === policy.file.id);
+  // Only a finished response is evidence (FHIR R4 QuestionnaireResponse.status; design.md §7): a draft (in-progress) or
+  // an abandoned one (stopped) was not finished by the clinician, and one entered in error was voided.
+  const mine = qrs.filter((q) => FINISHED.has(q.status) && policyForQuestionnaire(content, answeredCanonical(q))?.policy.file.id === policy.file.id);
   if (mine.length <= 1) return mine[0];
   return { ...mine[0], item: mine.flatMap((q) => q.item ?? []) };
 }

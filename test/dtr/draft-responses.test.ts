@@ -5,9 +5,11 @@ import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
+import { claimResponseOf, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
 
 const SIGN = '/cds-services/priorpath-order-sign';
 const STORY = 'centene-missing-mrd';
+const X12 = 'https://codesystem.x12.org/005010/306';
 const MANUAL = [
   { url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin', extension: [{ url: 'source', valueCode: 'manual' }] },
 ];
@@ -121,5 +123,21 @@ describe('$next-question: a response that was stopped or voided is not carried o
     const done = await request(app).post('/fhir/Questionnaire/$next-question').send(adaptive('in-progress')).expect(200);
     expect(done.body.status).toBe('completed');
     expect(sub(coverageInfo(done.body).at(-1), 'pa-needed')?.valueCode).toBe('satisfied');
+  });
+});
+
+describe('PAS: the answers of a draft attached to a request are not evidence', () => {
+  it.each(['in-progress', 'stopped'] as const)('a %s response leaves the request pended; the same answers completed approve it', async (status) => {
+    const story = 'centene-missing-mrd';
+    const submitWith = async (app: Parameters<typeof request>[0], s: QuestionnaireResponse['status']) => {
+      const sent = storyBundle(story, { answers: { 'mrd-percent': [{ valueDecimal: 0.52 }] } });
+      (sent.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse).status = s;
+      return claimResponseOf((await request(app).post('/fhir/Claim/$submit').send(sent).expect(200)).body);
+    };
+    const draft = await submitWith(buildApp({ today: '2026-11-23' }).app, status);
+    expect([reviewActions(draft), draft.preAuthRef]).toEqual([[`${X12}#A4`], undefined]);
+    const done = await submitWith(buildApp({ today: '2026-11-23' }).app, 'completed');
+    expect(reviewActions(done)).toEqual([`${X12}#A1`]);
+    expect(done.preAuthRef).toBeTruthy();
   });
 });
