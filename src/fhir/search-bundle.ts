@@ -3,10 +3,11 @@ import { DomainError } from '../errors.js';
 
 /**
  * Parameters every search PriorPath serves reads itself (FHIR R4 search.html §3.1.1.6 "Search result parameters"):
- * `_count` (page size) and `_offset` (where the page starts, as the `next` links carry it); `_format` and `_pretty`
- * apply to every interaction and change nothing here (JSON only).
+ * `_count` (page size), `_offset` (where the page starts, as the `next` links carry it) and `_summary=count` (the total
+ * alone); `_total` is always answered exactly, and `_format` and `_pretty` apply to every interaction and change
+ * nothing here (JSON only).
  */
-const PAGING = new Set(['_count', '_offset', '_format', '_pretty']);
+const PAGING = new Set(['_count', '_offset', '_summary', '_total', '_format', '_pretty']);
 
 /** A search request read against what the search supports: its filters, page and the parameters it used. */
 export interface SearchRequest {
@@ -16,6 +17,8 @@ export interface SearchRequest {
   count?: number;
   /** Matches skipped before the page (`_offset`). */
   offset: number;
+  /** `_summary=count` was asked: the total alone (`count` is 0). */
+  summaryCount?: boolean;
 }
 
 const nonNegative = (name: string, raw: string): number => {
@@ -38,6 +41,7 @@ export function readSearch(
   const filters: Record<string, string> = {};
   let count: number | undefined;
   let offset = 0;
+  let summaryCount = false;
   for (const [key, value] of Object.entries(query)) {
     if (typeof value !== 'string') throw new DomainError('invalid', `Search parameter ${key} may be given once`, [key]);
     const [name, modifier] = key.split(':', 2);
@@ -45,6 +49,9 @@ export function readSearch(
       throw new DomainError('invalid', `Search parameter ${name} does not support the modifier :${modifier}`, [key]);
     if (key === '_count') count = nonNegative(key, value);
     else if (key === '_offset') offset = nonNegative(key, value);
+    else if (key === '_summary' && value === 'count') summaryCount = true;
+    else if (key === '_summary' && strict)
+      throw new DomainError('not-supported', `_summary=${value} is not supported here; _summary=count is`, [key]);
     else if (PAGING.has(key)) continue;
     else if (opts.supported.includes(key)) filters[key] = value;
     else if (strict)
@@ -54,6 +61,7 @@ export function readSearch(
         [key],
       );
   }
+  if (summaryCount) return { filters, count: 0, offset: 0, summaryCount };
   return { filters, ...(count !== undefined ? { count } : {}), offset };
 }
 
@@ -71,7 +79,8 @@ export function searchBundle(
   const page = count === undefined ? matches.slice(offset) : matches.slice(offset, offset + count);
   const url = (at: number) => {
     const params = new URLSearchParams(search.filters);
-    if (count !== undefined) params.set('_count', String(count));
+    if (search.summaryCount) params.set('_summary', 'count');
+    else if (count !== undefined) params.set('_count', String(count));
     if (at > 0) params.set('_offset', String(at));
     const q = params.toString();
     return `${base}/${type}${q ? `?${q}` : ''}`;

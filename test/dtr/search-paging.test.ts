@@ -50,12 +50,14 @@ describe.each(['Questionnaire', 'ValueSet', 'Library'])('GET /fhir/%s search pag
     expect(link(pages.at(-1)!, 'previous')).toBeDefined();
   });
 
-  it('_count=0 answers the total alone; a bad _count is a 400 naming it', async () => {
+  it('_count=0 and _summary=count answer the total alone; a bad _count is a 400 naming it', async () => {
     const { app } = fhirApp();
     const total = (await request(app).get(`/fhir/${type}`).expect(200)).body.total as number;
     const none = (await request(app).get(`/fhir/${type}?_count=0`).expect(200)).body as Bundle;
     expect([none.total, none.entry]).toEqual([total, undefined]);
     expect(fhirIssues(none)).toEqual([]);
+    const summary = (await request(app).get(`/fhir/${type}?_summary=count`).expect(200)).body as Bundle;
+    expect([summary.total, summary.entry, link(summary, 'self')]).toEqual([total, undefined, `${FHIR_BASE}/${type}?_summary=count`]);
     for (const bad of ['-1', 'ten', '1.5']) {
       const res = await request(app).get(`/fhir/${type}?_count=${bad}`).expect(400);
       expect(res.body.issue[0].expression).toEqual(['_count']);
