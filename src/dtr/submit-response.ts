@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Narrative, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
-import { HttpError } from '../errors.js';
+import { HttpError, notFound, outcome } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Storage } from '../storage/storage.js';
+import type { QuestionnaireResponseRecord, Storage } from '../storage/storage.js';
+import { readableBy } from '../storage/storage.js';
 import type { AnswerProblem } from '../coverage/questionnaire-answers.js';
 import { determine, withCoverageInformation } from './determination.js';
 import {
@@ -56,20 +57,8 @@ function invalid(problems: AnswerProblem[]): HttpError {
   });
 }
 
-/**
- * `POST /QuestionnaireResponse`: a DTR response sent to the payer (DTR §"Storing and sending QuestionnaireResponses";
- * design.md §7). Checks its shape, evaluates the answers with the policy's rules — over the facts of the CRD assertion
- * the response names in a coverage-information extension (DTR 2.2) when that assertion is about the response's
- * subject, else the answers alone — and returns the response
- * with an id and the determination in `ext-coverage-information`. The determination is stored as an assertion and
- * the returned response is stored under its id (read back with `GET /QuestionnaireResponse/{id}`), both before the
- * answer. Only a `completed` or `amended` response decides: a draft (`in-progress`) or a `stopped` one is stored
- * without a determination ({@link saveUndecided}); a response entered in error is a 422.
- */
-export async function submitQuestionnaireResponse(
-  body: unknown,
-  deps: SubmitResponseDeps,
-): Promise<QuestionnaireResponse> {
+/** Checks a sent response's shape and status: a malformed one is a 400, one entered in error a 422. */
+function checkedResponse(body: unknown): QuestionnaireResponse {
   const shape = responseShapeProblems(body, { requireQuestionnaire: true });
   if (shape.length > 0) throw invalid(shape);
   const qr = body as QuestionnaireResponse;
@@ -88,22 +77,98 @@ export async function submitQuestionnaireResponse(
       ],
     });
   }
+  return qr;
+}
 
-  if (!DECIDING_STATUSES.has(qr.status)) return saveUndecided(qr, deps);
+/**
+ * `POST /QuestionnaireResponse`: a DTR response sent to the payer (DTR §"Storing and sending QuestionnaireResponses";
+ * design.md §7). Checks its shape, evaluates the answers with the policy's rules — over the facts of the CRD assertion
+ * the response names in a coverage-information extension (DTR 2.2) when that assertion is about the response's
+ * subject, else the answers alone — and returns the response
+ * with an id and the determination in `ext-coverage-information`. The determination is stored as an assertion and
+ * the returned response is stored under its id (read back with `GET /QuestionnaireResponse/{id}`), both before the
+ * answer. Only a `completed` or `amended` response decides: a draft (`in-progress`) or a `stopped` one is stored
+ * without a determination (see {@link undecidedRecord}); a response entered in error is a 422.
+ */
+export async function submitQuestionnaireResponse(
+  body: unknown,
+  deps: SubmitResponseDeps,
+): Promise<QuestionnaireResponse> {
+  const qr = checkedResponse(body);
+  const record = await recordOf(qr, deps, randomUUID(), '1');
+  // Durable before the answer (design.md §2): the Location the client is given must read back what it was told.
+  await deps.storage.saveQuestionnaireResponse(record);
+  return record.resource;
+}
 
+/**
+ * `PUT /QuestionnaireResponse/{id}`: the next version of a stored response that has not decided the order yet (a
+ * draft, or a stopped one, taken up again: FHIR R4 update; design.md §7). The body's `id` must be the URL's. Another
+ * client's response, or an unknown id, is a 404 (no hint that it exists); a response that decided the order is kept as
+ * it was (422: send a new one). The new version is handled as a POST would be — still a draft, or now completed and
+ * decided — and stored under the same id with the next `versionId` (a concurrent update of the same version is a 409).
+ */
+export async function updateQuestionnaireResponse(
+  id: string,
+  body: unknown,
+  deps: SubmitResponseDeps,
+): Promise<QuestionnaireResponse> {
+  const qr = checkedResponse(body);
+  if (qr.id !== id)
+    throw new HttpError(400, outcome('error', 'invalid', `The body's id must be ${id}, the id in the URL`, ['QuestionnaireResponse.id']));
+  const stored = await deps.storage.getQuestionnaireResponse(id);
+  if (!stored || !readableBy(stored.clientId, deps.clientId)) throw notFound(`QuestionnaireResponse/${id} is not known`);
+  if (stored.assertionId)
+    throw new HttpError(
+      422,
+      outcome(
+        'error',
+        'business-rule',
+        `QuestionnaireResponse/${id} decided the order and is kept as it was: send a new response (POST) to be evaluated again`,
+        ['QuestionnaireResponse.status'],
+      ),
+    );
+  const previous = stored.resource.meta?.versionId ?? '1';
+  const version = String((Number.parseInt(previous, 10) || 1) + 1);
+  const record = await recordOf(qr, { ...deps, clientId: stored.clientId }, id, version);
+  if (!(await deps.storage.replaceQuestionnaireResponse(record, previous)))
+    throw new HttpError(409, outcome('error', 'conflict', `QuestionnaireResponse/${id} was updated meanwhile: read it and send the update again`));
+  return record.resource;
+}
+
+/** The stored form of a checked response under `id` and `versionId`: decided when finished, else undecided. */
+async function recordOf(
+  qr: QuestionnaireResponse,
+  deps: SubmitResponseDeps,
+  id: string,
+  versionId: string,
+): Promise<QuestionnaireResponseRecord> {
+  return DECIDING_STATUSES.has(qr.status) ? decidedRecord(qr, deps, id, versionId) : undecidedRecord(qr, deps, id, versionId);
+}
+
+/** The response's narrative unless it is the "not evaluated" one PriorPath wrote on an undecided version. */
+const clientText = (qr: QuestionnaireResponse): Narrative | undefined =>
+  qr.text && !qr.text.div.includes(UNDECIDED_CLASS) ? qr.text : undefined;
+
+async function decidedRecord(
+  qr: QuestionnaireResponse,
+  deps: SubmitResponseDeps,
+  id: string,
+  versionId: string,
+): Promise<QuestionnaireResponseRecord> {
   const found = policyForQuestionnaire(deps.content, answeredCanonical(qr));
   const ctx = responseContext(qr);
   // The facts CRD read stand in for unanswered questions only for the patient they were read from.
   const patients = new Set(ctx.patientId ? [ctx.patientId] : []);
   let knownFacts: Record<string, unknown> | undefined;
-  for (const id of coverageAssertionIds(qr)) {
-    const a = await deps.storage.getAssertion(id).catch(() => undefined);
+  for (const assertionId of coverageAssertionIds(qr)) {
+    const a = await deps.storage.getAssertion(assertionId).catch(() => undefined);
     if (a && found && a.policyId === found.policy.file.id && assertionIsAbout(a, patients)) {
       knownFacts = a.facts;
       break;
     }
     if (a && !assertionIsAbout(a, patients))
-      deps.log.warn({ coverageAssertionId: id }, 'questionnaire-response: coverage-assertion-id of another patient, not used');
+      deps.log.warn({ coverageAssertionId: assertionId }, 'questionnaire-response: coverage-assertion-id of another patient, not used');
   }
   const result = evaluateQuestionnaireResponse({ content: deps.content, qr, knownFacts, today: deps.today });
   if (result.problems.length > 0) throw invalid(result.problems);
@@ -128,56 +193,53 @@ export async function submitQuestionnaireResponse(
     'questionnaire-response evaluated',
   );
   const receivedAt = new Date().toISOString();
-  const { text, ...sent } = qr;
+  const { text: _text, ...sent } = qr;
+  const text = clientText(qr);
+  // A completed version of a stored draft does not repeat the draft's "not evaluated" narrative.
   const saved = withCoverageInformation(
-    {
-      ...sent,
-      // A completed copy of a stored draft does not repeat the draft's "not evaluated" narrative.
-      ...(text && !text.div.includes(UNDECIDED_CLASS) ? { text } : {}),
-      id: randomUUID(),
-      meta: { ...(qr.meta ?? {}), versionId: '1', lastUpdated: receivedAt },
-    },
+    { ...sent, ...(text ? { text } : {}), id, meta: { ...(qr.meta ?? {}), versionId, lastUpdated: receivedAt } },
     d.extension,
   );
-  // Durable before the answer (design.md §2): the Location the client is given must read back what it was told.
-  await deps.storage.saveQuestionnaireResponse({
-    id: saved.id!,
+  return {
+    id,
     receivedAt,
     assertionId: d.assertion.assertionId,
     ...(ctx.patientId ? { patientId: ctx.patientId } : {}),
     ...(ctx.orders[0] ? { orderRef: ctx.orders[0] } : {}),
     ...(deps.clientId ? { clientId: deps.clientId } : {}),
     resource: saved,
-  });
-  return saved;
+  };
 }
 
 /**
  * A response that is not finished (`in-progress`, `stopped`): its shape and answers are checked as for a completed one
- * (a 400 names a malformed answer), then it is stored as sent under a new id so the clinician can pick it up again.
- * It is not evaluated: no assertion, no change to the order's record, no authorization number, no coverage-information
- * added. Its narrative (when it carried none) says so.
+ * (a 400 names a malformed answer), then it is stored as sent so the clinician can pick it up again (read it back,
+ * update it with PUT). It is not evaluated: no assertion, no change to the order's record, no authorization number, no
+ * coverage-information added. Its narrative (unless the client wrote its own) says so.
  */
-async function saveUndecided(qr: QuestionnaireResponse, deps: SubmitResponseDeps): Promise<QuestionnaireResponse> {
+async function undecidedRecord(
+  qr: QuestionnaireResponse,
+  deps: SubmitResponseDeps,
+  id: string,
+  versionId: string,
+): Promise<QuestionnaireResponseRecord> {
   const result = evaluateQuestionnaireResponse({ content: deps.content, qr, today: deps.today });
   if (result.problems.length > 0) throw invalid(result.problems);
   const ctx = responseContext(qr);
   const receivedAt = new Date().toISOString();
-  const id = randomUUID();
   const saved: QuestionnaireResponse = {
     ...qr,
     id,
-    meta: { ...(qr.meta ?? {}), versionId: '1', lastUpdated: receivedAt },
-    text: qr.text ?? undecidedNarrative(id, qr.status),
+    meta: { ...(qr.meta ?? {}), versionId, lastUpdated: receivedAt },
+    text: clientText(qr) ?? undecidedNarrative(id, qr.status),
   };
-  await deps.storage.saveQuestionnaireResponse({
+  deps.log.info({ policy: result.policy.file.id, status: qr.status }, 'questionnaire-response stored undecided');
+  return {
     id,
     receivedAt,
     ...(ctx.patientId ? { patientId: ctx.patientId } : {}),
     ...(ctx.orders[0] ? { orderRef: ctx.orders[0] } : {}),
     ...(deps.clientId ? { clientId: deps.clientId } : {}),
     resource: saved,
-  });
-  deps.log.info({ policy: result.policy.file.id, status: qr.status }, 'questionnaire-response stored undecided');
-  return saved;
+  };
 }

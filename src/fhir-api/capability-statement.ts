@@ -95,10 +95,14 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
             interaction: [
               {
                 code: 'create',
-                documentation: 'Evaluates the answers and returns the determination in ext-coverage-information',
+                documentation: 'A completed or amended response: evaluates the answers and returns the determination in ext-coverage-information. An in-progress or stopped one is stored, not evaluated',
               },
-              { code: 'read', documentation: 'The response as stored when it was sent, with its determination' },
-              { code: 'vread' },
+              { code: 'read', documentation: 'The response as stored, with its determination' },
+              { code: 'vread', documentation: 'The current version only' },
+              {
+                code: 'update',
+                documentation: 'The next version of a response not yet decided (in-progress or stopped); a completed or amended version decides',
+              },
             ],
           },
           {

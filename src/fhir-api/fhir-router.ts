@@ -10,7 +10,7 @@ import { parsePackageRequest, questionnairePackage } from '../dtr/questionnaire-
 import { isPrebuiltChunk, jsonChunks } from '../fhir/prebuilt-json.js';
 import { gzipChunks } from '../http/gzip-chunks.js';
 import type { PackageShape } from '../dtr/questionnaire-package.js';
-import { submitQuestionnaireResponse } from '../dtr/submit-response.js';
+import { submitQuestionnaireResponse, updateQuestionnaireResponse } from '../dtr/submit-response.js';
 import { jsonBody } from '../http/json-body.js';
 import { readSearch, searchBundle } from '../fhir/search-bundle.js';
 import type { Logger } from '../logger.js';
@@ -148,7 +148,7 @@ function searchCanonical<T extends Resource & { url?: string; version?: string; 
  * The payer FHIR API (design.md §2 "Payer FHIR API", §7 DTR contract), to be mounted at `/fhir`:
  * `GET /metadata`; Questionnaire read and search; ValueSet read, search and `$expand`; `$questionnaire-package`
  * (type and system level); `$next-question` (type and system level); `$log-questionnaire-errors`;
- * `POST /QuestionnaireResponse` and its read. Paths it does not own fall through (`next()`), so the PAS router can share `/fhir`.
+ * `POST /QuestionnaireResponse`, its read, and `PUT` of a response not yet decided. Paths it does not own fall through (`next()`), so the PAS router can share `/fhir`.
  * Errors are thrown as HttpErrors for the app's error middleware, which answers with an OperationOutcome.
  */
 export function createFhirRouter(deps: FhirRouterDeps): express.Router {
@@ -294,21 +294,39 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
     send(res, 201, qr);
   });
   router.all('/QuestionnaireResponse', only('POST'));
-  // The response as stored when it was sent (FHIR read and vread; a response has one version).
+  // The response's current version as stored (FHIR read and vread): the version sent, or the last update of a draft.
+  // Earlier versions are not kept.
   const readResponse = async (req: Request, res: Response): Promise<void> => {
     const id = String(req.params.id);
     const vid = req.params.vid === undefined ? undefined : String(req.params.vid);
     const found = FHIR_ID.test(id) ? await storage.getQuestionnaireResponse(id) : undefined;
     // Another client's response is not there for this one: the same 404, no hint that it exists (design.md §8).
     if (!found || !readableBy(found.clientId, payerClientOf(req))) throw notFound(`QuestionnaireResponse/${id} is not known`);
-    if (vid !== undefined && vid !== '1') throw notFound(`QuestionnaireResponse/${id} has no version ${vid}`);
-    res.setHeader('ETag', 'W/"1"');
+    const version = found.resource.meta?.versionId ?? '1';
+    if (vid !== undefined && vid !== version) throw notFound(`QuestionnaireResponse/${id} has no version ${vid} kept`);
+    res.setHeader('ETag', `W/"${version}"`);
     res.setHeader('Last-Modified', new Date(found.receivedAt).toUTCString());
     send(res, 200, found.resource);
   };
   router.get('/QuestionnaireResponse/:id', readResponse);
   router.get('/QuestionnaireResponse/:id/_history/:vid', readResponse);
-  router.all(['/QuestionnaireResponse/:id', '/QuestionnaireResponse/:id/_history/:vid'], only('GET'));
+  // A draft (or stopped) response taken up again: the next version, still a draft or now deciding (design.md §7).
+  router.put('/QuestionnaireResponse/:id', jsonBody(), async (req, res) => {
+    const id = String(req.params.id);
+    if (!FHIR_ID.test(id)) throw notFound(`QuestionnaireResponse/${id} is not known`);
+    const qr = await updateQuestionnaireResponse(id, req.body, {
+      content,
+      storage,
+      today: today(),
+      log: logOf(req, logger),
+      clientId: payerClientOf(req),
+    });
+    res.setHeader('ETag', `W/"${qr.meta?.versionId ?? '1'}"`);
+    res.setHeader('Location', `${fhirBase}/QuestionnaireResponse/${qr.id}/_history/${qr.meta?.versionId ?? '1'}`);
+    send(res, 200, qr);
+  });
+  router.all('/QuestionnaireResponse/:id', only('GET, PUT'));
+  router.all('/QuestionnaireResponse/:id/_history/:vid', only('GET'));
 
   return router;
 }

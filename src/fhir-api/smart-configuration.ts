@@ -5,7 +5,7 @@ export const PAYER_API_SCOPES = [
   'system/Questionnaire.rs',
   'system/ValueSet.rs',
   'system/Library.rs',
-  'system/QuestionnaireResponse.cr',
+  'system/QuestionnaireResponse.cru',
   'system/Claim.c',
   'system/ClaimResponse.rs',
   'system/Subscription.cruds',

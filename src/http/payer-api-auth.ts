@@ -58,6 +58,8 @@ export const PAYER_API_ROUTES: readonly PayerApiRoute[] = [
   route('POST', '/QuestionnaireResponse', ['QuestionnaireResponse', 'c']),
   route('GET', '/QuestionnaireResponse/:id/_history/:vid', ['QuestionnaireResponse', 'r']),
   route('GET', '/QuestionnaireResponse/:id', ['QuestionnaireResponse', 'r']),
+  // A draft taken up again (design.md §7): only its sender finds it (design.md §8).
+  route('PUT', '/QuestionnaireResponse/:id', ['QuestionnaireResponse', 'u']),
   // PAS (design.md §8)
   route('POST', '/Claim/$submit', ['Claim', 'c']),
   // $inquire returns the stored ClaimResponse; a client holding Claim read (the request it filed) may ask too.

@@ -265,6 +265,12 @@ export class MemoryStorage implements Storage {
     const r = this.questionnaireResponses.get(id);
     return r ? structuredClone(r) : undefined;
   }
+  async replaceQuestionnaireResponse(r: QuestionnaireResponseRecord, previousVersionId: string): Promise<boolean> {
+    const current = this.questionnaireResponses.get(r.id);
+    if (!current || (current.resource.meta?.versionId ?? '1') !== previousVersionId) return false;
+    this.questionnaireResponses.set(r.id, structuredClone(r));
+    return true;
+  }
   async getAuthorization(number: string): Promise<IssuedAuthorization | undefined> {
     const a = this.authorizations.get(number);
     return a ? { ...a } : undefined;

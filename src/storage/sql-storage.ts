@@ -709,6 +709,17 @@ export class SqlStorage implements Storage {
     );
   }
 
+  async replaceQuestionnaireResponse(r: QuestionnaireResponseRecord, previousVersionId: string): Promise<boolean> {
+    this.open();
+    // The version check and the write are one statement: of two concurrent updates of one version, one wins.
+    const rows = await this.driver.query<{ id: string }>(
+      `UPDATE questionnaire_responses SET received_at = $2, assertion_id = $3, patient_id = $4, order_ref = $5, resource = $6::text::jsonb
+       WHERE id = $1 AND coalesce(resource->'meta'->>'versionId', '1') = $7 RETURNING id`,
+      [r.id, r.receivedAt, r.assertionId ?? '', r.patientId ?? null, r.orderRef ?? null, json(r.resource), previousVersionId],
+    );
+    return rows.length === 1;
+  }
+
   async getQuestionnaireResponse(id: string): Promise<QuestionnaireResponseRecord | undefined> {
     const rows = await this.driver.query<{ id: string; received_at: string; assertion_id: string; patient_id: string | null; order_ref: string | null; client_id: string; resource: QuestionnaireResponseRecord['resource'] }>(
       `SELECT id, ${ts('received_at')} AS received_at, assertion_id, patient_id, order_ref, client_id, resource FROM questionnaire_responses WHERE id = $1`,

@@ -415,6 +415,12 @@ export interface Storage {
   /** Stores a DTR QuestionnaireResponse; resolves once it is durable (design.md §2 "Durable before the answer"). */
   saveQuestionnaireResponse(r: QuestionnaireResponseRecord): Promise<void>;
   getQuestionnaireResponse(id: string): Promise<QuestionnaireResponseRecord | undefined>;
+  /**
+   * Replaces a stored DTR QuestionnaireResponse with its next version (a draft updated with PUT, design.md §7), only
+   * while the stored one is still at `previousVersionId` (`meta.versionId`, "1" when absent); false when it is not
+   * stored or another update came first. Resolves once durable. Only the current version is kept.
+   */
+  replaceQuestionnaireResponse(r: QuestionnaireResponseRecord, previousVersionId: string): Promise<boolean>;
   listFeedback(limit?: number): Promise<FeedbackRecord[]>;
   getAuthorization(number: string): Promise<IssuedAuthorization | undefined>;
 

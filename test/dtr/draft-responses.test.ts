@@ -141,3 +141,45 @@ describe('PAS: the answers of a draft attached to a request are not evidence', (
     expect(done.preAuthRef).toBeTruthy();
   });
 });
+
+describe('PUT /fhir/QuestionnaireResponse/{id}: a stored draft is taken up again', () => {
+  it('updates the draft without deciding, then decides when the update is completed; a decided response stays as it was', async () => {
+    const { app, storage, key, answered } = await answeredResponse();
+    const unanswered: QuestionnaireResponse = { ...answered, status: 'in-progress', item: answered.item!.filter((i) => i.linkId !== 'mrd-percent') };
+    const created = (await request(app).post('/fhir/QuestionnaireResponse').send(unanswered).expect(201)).body as QuestionnaireResponse;
+
+    // Version 2: the MRD answer is added, still a draft: stored, nothing decided.
+    const v2 = await request(app).put(`/fhir/QuestionnaireResponse/${created.id}`).send({ ...created, item: answered.item }).expect(200);
+    expect([v2.body.id, v2.body.meta.versionId, v2.headers.etag]).toEqual([created.id, '2', 'W/"2"']);
+    expect(v2.body.text.div).toMatch(/not evaluated/);
+    expect(coverageInfo(v2.body)).toEqual(coverageInfo(answered));
+    expect((await storage.getOrderRecord(key))?.state).toBe('auth-needed');
+    expect((await request(app).get(`/fhir/QuestionnaireResponse/${created.id}`).expect(200)).body).toEqual(v2.body);
+
+    // Version 3: completed, so the order is decided; the draft's narrative is gone.
+    const v3 = await request(app).put(`/fhir/QuestionnaireResponse/${created.id}`).send({ ...v2.body, status: 'completed' }).expect(200);
+    expect([v3.body.meta.versionId, v3.headers.etag, v3.body.text]).toEqual(['3', 'W/"3"', undefined]);
+    expect(sub(coverageInfo(v3.body).at(-1), 'pa-needed')?.valueCode).toBe('satisfied');
+    expect((await storage.getOrderRecord(key))?.state).toBe('approved');
+    const read = await request(app).get(`/fhir/QuestionnaireResponse/${created.id}/_history/3`).expect(200);
+    expect(read.body).toEqual(v3.body);
+    await request(app).get(`/fhir/QuestionnaireResponse/${created.id}/_history/1`).expect(404);
+
+    // The response that decided is kept as it was.
+    const again = await request(app).put(`/fhir/QuestionnaireResponse/${created.id}`).send({ ...v3.body, status: 'amended' }).expect(422);
+    expect(again.body.issue[0].code).toBe('business-rule');
+    expect((await request(app).get(`/fhir/QuestionnaireResponse/${created.id}`).expect(200)).body).toEqual(v3.body);
+  });
+
+  it('answers 400 when the body names another id and 404 for an unknown response; storage takes one update per version', async () => {
+    const { app, storage, answered } = await answeredResponse();
+    const created = (await request(app).post('/fhir/QuestionnaireResponse').send({ ...answered, status: 'in-progress' }).expect(201)).body as QuestionnaireResponse;
+    const mismatch = await request(app).put(`/fhir/QuestionnaireResponse/${created.id}`).send({ ...created, id: 'another-id' }).expect(400);
+    expect(mismatch.body.issue[0].expression).toEqual(['QuestionnaireResponse.id']);
+    await request(app).put('/fhir/QuestionnaireResponse/no-such-response').send({ ...created, id: 'no-such-response' }).expect(404);
+    const stored = (await storage.getQuestionnaireResponse(created.id!))!;
+    expect(await storage.replaceQuestionnaireResponse(stored, '7')).toBe(false);
+    expect(await storage.replaceQuestionnaireResponse({ ...stored, resource: { ...stored.resource, meta: { versionId: '2' } } }, '1')).toBe(true);
+    expect(await storage.replaceQuestionnaireResponse({ ...stored, resource: { ...stored.resource, meta: { versionId: '2' } } }, '1')).toBe(false);
+  });
+});

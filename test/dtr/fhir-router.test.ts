@@ -42,7 +42,7 @@ describe('GET /fhir/metadata', () => {
       expect.arrayContaining(['questionnaire-package', 'next-question']),
     );
     expect(resources.ValueSet.operation!.map((o) => o.name)).toContain('expand');
-    expect(resources.QuestionnaireResponse.interaction!.map((i) => i.code)).toEqual(['create', 'read', 'vread']);
+    expect(resources.QuestionnaireResponse.interaction!.map((i) => i.code)).toEqual(['create', 'read', 'vread', 'update']);
     expect(resources.Claim.operation!.map((o) => o.name)).toEqual(['submit', 'inquire']);
     expect(cs.rest![0].operation!.map((o) => o.name)).toContain('questionnaire-package');
   });

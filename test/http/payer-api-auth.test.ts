@@ -304,6 +304,9 @@ const put = (path: () => string, body: () => unknown) => (app: ReturnType<typeof
   withToken(request(app).put(path()).set('Content-Type', FHIR).send(JSON.stringify(body())), token);
 const lazyGet = (path: () => string) => (app: ReturnType<typeof securedApp>['app'], token?: string) => withToken(request(app).get(path()), token);
 
+/** A response the clinician saved to finish later: stored, updatable, deciding nothing (design.md §7). */
+const draftResponse = () => ({ ...questionnaireResponse('centene-blinatumomab', { 'mrd-percent': [{ valueDecimal: 0.6 }] }, 'Patient/centene-missing-mrd'), status: 'in-progress' });
+
 const ROUTES: RouteCase[] = [
   { name: 'Questionnaire search', scope: 'system/Questionnaire.s', ok: 200, call: get('/fhir/Questionnaire?url=https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab') },
   { name: 'Questionnaire read', scope: 'system/Questionnaire.r', ok: 200, call: get('/fhir/Questionnaire/centene-blinatumomab') },
@@ -333,6 +336,12 @@ const ROUTES: RouteCase[] = [
   },
   { name: 'QuestionnaireResponse read', scope: 'system/QuestionnaireResponse.r', ok: 200, call: lazyGet(() => `/fhir/QuestionnaireResponse/${responseIds[0]}`) },
   { name: 'QuestionnaireResponse vread', scope: 'system/QuestionnaireResponse.r', ok: 200, call: lazyGet(() => `/fhir/QuestionnaireResponse/${responseIds[0]}/_history/1`) },
+  {
+    name: 'QuestionnaireResponse update (a draft)',
+    scope: 'system/QuestionnaireResponse.u',
+    ok: 200,
+    call: put(() => `/fhir/QuestionnaireResponse/${responseIds[1]}`, () => ({ ...draftResponse(), id: responseIds[1] })),
+  },
   { name: 'Claim/$submit', scope: 'system/Claim.c', ok: 200, call: (app, token) => post('/fhir/Claim/$submit', storyBundle('centene-missing-mrd'))(app, token) },
   { name: 'Claim/$inquire', scope: 'system/ClaimResponse.r', ok: 200, call: post('/fhir/Claim/$inquire', inquiryParameters({ preAuthRef: 'PA-NONE-1' })) },
   { name: 'ClaimResponse read', scope: 'system/ClaimResponse.r', ok: 200, call: lazyGet(() => `/fhir/ClaimResponse/${claimResponseIds[0]}`) },
@@ -374,6 +383,9 @@ describe('every /fhir route refuses without a token, works with its scope and an
     );
     expect(answered.status, JSON.stringify(answered.body).slice(0, 300)).toBe(201);
     responseIds.push(answered.body.id as string);
+    const draft = await post('/fhir/QuestionnaireResponse', draftResponse())(app, await accessToken(app, 'system/QuestionnaireResponse.c'));
+    expect(draft.status, JSON.stringify(draft.body).slice(0, 300)).toBe(201);
+    responseIds.push(draft.body.id as string);
     const filed = await post('/fhir/Claim/$submit', storyBundle('centene-missing-mrd'))(app, await accessToken(app, 'system/Claim.c'));
     expect(filed.status, JSON.stringify(filed.body).slice(0, 300)).toBe(200);
     claimResponseIds.push(filed.body.entry[0].resource.id as string);

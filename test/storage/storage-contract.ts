@@ -136,6 +136,15 @@ export function storageContract(get: () => Storage): void {
     const { assertionId: _none, ...undecided } = { ...r, id: draftId, resource: { ...r.resource, id: draftId, status: 'in-progress' as const } };
     await get().saveQuestionnaireResponse(undecided);
     expect(await get().getQuestionnaireResponse(draftId)).toEqual(undecided);
+    // Its next version replaces it, once per version; an unknown id is not created.
+    const v2 = { ...undecided, receivedAt: '2026-11-23T11:00:00.000Z', resource: { ...undecided.resource, meta: { versionId: '2' } } };
+    expect(await get().replaceQuestionnaireResponse(v2, '1')).toBe(true);
+    expect(await get().replaceQuestionnaireResponse({ ...v2, resource: { ...v2.resource, meta: { versionId: '3' } } }, '1')).toBe(false);
+    expect(await get().getQuestionnaireResponse(draftId)).toEqual(v2);
+    const decided = { ...v2, assertionId: randomUUID(), resource: { ...v2.resource, status: 'completed' as const, meta: { versionId: '3' } } };
+    expect(await get().replaceQuestionnaireResponse(decided, '2')).toBe(true);
+    expect(await get().getQuestionnaireResponse(draftId)).toEqual(decided);
+    expect(await get().replaceQuestionnaireResponse({ ...decided, id: randomUUID() }, '1')).toBe(false);
   });
 
   it('creates a PAS submission once per bundle identifier and returns the stored one on a repeat', async () => {
