@@ -335,7 +335,9 @@ export const MIGRATION_LOCK_KEY = 4_717_302_915;
 export async function migrate(driver: SqlDriver, opts: { migrations?: readonly Migration[]; schema?: string } = {}): Promise<number[]> {
   const ordered = [...(opts.migrations ?? MIGRATIONS)].sort((a, b) => a.version - b.version);
   return driver.transaction(async (tx) => {
-    await tx.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+    // Through exec, which is unbounded (postgres-driver.ts STATEMENT_ANSWER_MS): a replica waits as long as another's
+    // migrations take.
+    await tx.exec(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
     if (opts.schema) await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${opts.schema}`);
     await tx.exec(
       'CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',

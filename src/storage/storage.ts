@@ -367,13 +367,22 @@ export function readableBy(owner: string | undefined, caller: string | undefined
 }
 
 /**
- * The database cannot be reached right now (connection refused or lost, server shutting down or starting). Nothing
- * was written; the same request may be retried. A domain error with issue code `transient`, which the edges answer
+ * The database cannot be reached right now (connection refused or lost, server shutting down or starting, a
+ * statement left unanswered). Nothing was written, unless `outcomeUnknown`; the same request may be retried. A domain error with issue code `transient`, which the edges answer
  * 503 with Retry-After (design.md §4 "Errors"; FHIR R4 http.html).
  */
 export class StorageUnavailableError extends DomainError {
-  constructor(cause: unknown) {
-    super('transient', 'Storage is temporarily unavailable; nothing was stored. Retry the same request shortly.');
+  /**
+   * `outcomeUnknown`: the database stopped answering after a statement was sent (a COMMIT among them), so what was
+   * sent may have been stored. The retry is still the right answer: a repeated request finds what was stored.
+   */
+  constructor(cause: unknown, opts: { outcomeUnknown?: boolean } = {}) {
+    super(
+      'transient',
+      opts.outcomeUnknown
+        ? 'Storage stopped answering; this request may or may not have been stored. Retry the same request shortly: it is answered from what was stored.'
+        : 'Storage is temporarily unavailable; nothing was stored. Retry the same request shortly.',
+    );
     this.name = 'StorageUnavailableError';
     this.cause = cause;
   }

@@ -7,13 +7,13 @@
  * Needs DATABASE_URL (CI's .ci/run sets it) and a fresh database for the migration race: created with CREATE
  * DATABASE when the role may, else as root with `runuser -u postgres -- createdb`. Skipped, saying why, otherwise.
  */
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { Bundle, ClaimResponse } from '@medplum/fhirtypes';
 import { SignJWT } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { edgePatient } from '../fixtures/edge-patient.js';
+import { freshDatabase } from '../helpers/fresh-database.js';
 import { ISS, makeKeys } from '../helpers/app.js';
 import type { TestKeys } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
@@ -29,39 +29,6 @@ const baseUrl = process.env.DATABASE_URL;
 let dbUrl: string | undefined;
 let dropDb: (() => Promise<void>) | undefined;
 let skip: string | undefined = baseUrl ? undefined : 'DATABASE_URL is not set (CI sets it; see .ci/run)';
-
-/** A fresh database next to DATABASE_URL's, so the two replicas race on an empty schema. */
-async function freshDatabase(url: string): Promise<{ url: string; drop: () => Promise<void> } | string> {
-  const u = new URL(url);
-  // As the postgres superuser over the local socket (peer authentication), never prompting for a password.
-  const local = ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(u.hostname) ? [] : ['-h', u.hostname];
-  const name = `${u.pathname.slice(1) || 'priorpath'}_replicas_${Date.now().toString(36)}`.slice(0, 63);
-  const admin = new pg.Client({ connectionString: url });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE "${name}"`);
-  } catch {
-    if (process.getuid?.() !== 0) return `cannot create a fresh database (role lacks CREATEDB and not root)`;
-    try {
-      execFileSync('runuser', ['-u', 'postgres', '--', 'createdb', '-w', ...local, '-p', u.port || '5432', '-O', decodeURIComponent(u.username), name], { stdio: 'ignore', timeout: 30_000 });
-    } catch (err) {
-      return `createdb failed: ${(err as Error).message}`;
-    }
-  } finally {
-    await admin.end();
-  }
-  const fresh = new URL(url);
-  fresh.pathname = `/${name}`;
-  const drop = async () => {
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
-    await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => {
-      if (process.getuid?.() === 0) execFileSync('runuser', ['-u', 'postgres', '--', 'dropdb', '-w', ...local, '-p', u.port || '5432', '--if-exists', '--force', name], { stdio: 'ignore', timeout: 30_000 });
-    });
-    await c.end();
-  };
-  return { url: fresh.toString(), drop };
-}
 
 let a: PriorPathProcess;
 let b: PriorPathProcess;
