@@ -12,7 +12,7 @@ import { buildResponseBundle, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf } from './http.js';
 import { parsePasRequest } from './request-bundle.js';
 import { reviewCase } from './review-case.js';
-import { currentPended, settlePended } from './settle-pended.js';
+import { currentPended, settlePended, settleWaitingOn, waitsOn } from './settle-pended.js';
 import type { ReviewCase } from './review-case.js';
 
 export interface ReviewDeps {
@@ -108,6 +108,11 @@ export interface PendedEntry extends PendedSummary {
   dose?: string;
   missing: string[];
   ageSeconds: number;
+  /**
+   * The other pended requests of this case: each waits on this request's orders with nothing of its own to review
+   * (another payer API client's request for the same order), takes this request's decision, and is not listed apart.
+   */
+  waiting?: { id: string; bundleIdentifier: string; createdAt: string }[];
 }
 
 /**
@@ -116,7 +121,16 @@ export interface PendedEntry extends PendedSummary {
  */
 async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick(): void }, now = Date.now()): Promise<PendedEntry[]> {
   const { listed, current: byId } = await currentPended(storage, { log: logger, notifier });
-  const pended = listed.filter((p) => byId.get(p.id)?.reviewAction !== 'A1' && byId.get(p.id)?.reviewAction !== 'A3');
+  const open = listed.filter((p) => byId.get(p.id)?.reviewAction !== 'A1' && byId.get(p.id)?.reviewAction !== 'A3');
+  // One case per order (design.md §8): a request waiting on another listed request's orders is listed with that one.
+  const owners = await Promise.all(open.map(async (p) => { const s = byId.get(p.id); return s ? waitsOn(storage, s) : undefined; }));
+  const listedIds = new Set(open.map((p) => p.id));
+  const waiting = new Map<string, PendedSummary[]>();
+  open.forEach((p, n) => {
+    const owner = owners[n];
+    if (owner && listedIds.has(owner)) waiting.set(owner, [...(waiting.get(owner) ?? []), p]);
+  });
+  const pended = open.filter((_, n) => !(owners[n] && listedIds.has(owners[n]!)));
   return pended.map((p) => {
     const s = byId.get(p.id);
     const c = s ? caseOf(s) : undefined;
@@ -130,6 +144,7 @@ async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick()
       ...(order?.dose ? { dose: order.dose } : {}),
       missing: p.needed,
       ageSeconds: Math.max(0, Math.round((now - Date.parse(p.createdAt)) / 1000)),
+      ...(waiting.has(p.id) ? { waiting: waiting.get(p.id)!.map((w) => ({ id: w.id, bundleIdentifier: w.bundleIdentifier, createdAt: w.createdAt })) } : {}),
     };
   });
 }
@@ -160,7 +175,10 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
     handler(async (req, res) => {
       const s = await storage.getPasSubmission(String(req.params.id));
       if (!s) throw notFound(`No PAS request ${String(req.params.id)}`);
-      res.json(reviewView(await settlePended(storage, s, { log: logOf(req, logger), notifier: deps.notifier })));
+      const current = await settlePended(storage, s, { log: logOf(req, logger), notifier: deps.notifier });
+      const owner = await waitsOn(storage, current);
+      // A request waiting on another's orders names that request: its case, whose decision this one takes.
+      res.json({ ...reviewView(current), ...(owner ? { waitsOn: owner } : {}) });
     }),
   );
 
@@ -245,6 +263,11 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         );
       }
       logOf(req, logger).info({ submissionId: id, decision, reviewAction, authorization: authorization?.number }, 'pas review decision');
+      // The case's other requests (another client's for the same order) take the decision now, not at their next
+      // read: the order's decision is durable already, so a failure here leaves them to that read or the sweep.
+      await settleWaitingOn(storage, orders.map((o) => o.key), { except: id, log: logOf(req, logger), notifier: deps.notifier }).catch((err: unknown) =>
+        logOf(req, logger).warn({ err, submissionId: id }, 'the requests waiting on the decided orders are settled later'),
+      );
       deps.notifier?.kick();
       res.json(reviewView(result.submission!));
     }),

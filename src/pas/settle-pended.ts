@@ -1,6 +1,6 @@
 import type { Logger } from '../logger.js';
 import { recordedDecision } from '../coverage/order-record.js';
-import type { PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
+import type { OrderKey, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
@@ -82,4 +82,52 @@ export async function currentPended(
   const found = listed.length > 0 ? await storage.findPasSubmissions({ ids: listed.map((p) => p.id), limit: 500 }) : [];
   const current = await Promise.all(found.map((s) => settlePended(storage, s, opts)));
   return { listed, current: new Map(current.map((s) => [s.id, s])) };
+}
+
+/** Whether two order keys name the same order record. */
+const sameOrder = (a: OrderKey, b: OrderKey) => a.payer === b.payer && a.patientId === b.patientId && a.orderRef === b.orderRef && a.drug === b.drug;
+
+/** The pended items of a request that name an order (the ones an order's decision settles). */
+const pendedOrders = (s: PasSubmission): OrderKey[] =>
+  ((s.detail as { items?: ItemDecision[] }).items ?? []).filter((i) => i.reviewAction === 'A4' && i.order).map((i) => i.order!);
+
+/**
+ * The request whose orders this pended request waits on, when it has nothing of its own to review: every pended item
+ * names an order that another request pends (design.md §8: an order another request pends stays that request's; a
+ * second payer API client's request for it is pended with it). Such a request is one case with that one for the
+ * reviewer: one decision per order answers both. Undefined when the request pends something itself.
+ */
+export async function waitsOn(storage: Storage, s: PasSubmission): Promise<string | undefined> {
+  if (s.reviewAction !== 'A4') return undefined;
+  const pended = ((s.detail as { items?: ItemDecision[] }).items ?? []).filter((i) => i.reviewAction === 'A4');
+  if (pended.length === 0 || pended.some((i) => !i.order)) return undefined;
+  const owners = new Set(
+    await Promise.all(
+      pended.map(async (i) => {
+        const record = await storage.getOrderRecord(i.order!);
+        return record?.state === 'pended' && record.submissionId !== s.id ? record.submissionId : undefined;
+      }),
+    ),
+  );
+  const [owner] = [...owners];
+  return owners.size === 1 && owner ? owner : undefined;
+}
+
+/**
+ * Settles, now, the other pended requests waiting on orders a decision just decided (settlePended), so each request of
+ * the case (another client's among them) answers the decision at once and its subscribers hear of it. Looks among the
+ * pended requests the queue lists; one left out is settled when it is next read or swept. Returns their ids.
+ */
+export async function settleWaitingOn(
+  storage: Storage,
+  decided: OrderKey[],
+  opts: { except: string; log?: Logger; today?: string; notifier?: { kick(): void } },
+): Promise<string[]> {
+  if (decided.length === 0) return [];
+  const listed = (await storage.listPendedSubmissions(500)).filter((p) => p.id !== opts.except);
+  if (listed.length === 0) return [];
+  const found = await storage.findPasSubmissions({ ids: listed.map((p) => p.id), limit: 500 });
+  const waiting = found.filter((s) => pendedOrders(s).some((k) => decided.some((d) => sameOrder(k, d))));
+  const settled = await Promise.all(waiting.map((s) => settlePended(storage, s, opts)));
+  return settled.filter((s) => s.reviewAction !== 'A4').map((s) => s.id);
 }

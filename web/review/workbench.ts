@@ -85,6 +85,8 @@ interface Pended {
   drug?: string;
   dose?: string;
   missing?: string[];
+  /** Other requests (another EHR's, for the same order) that take this request's decision. */
+  waiting?: { id: string }[];
 }
 
 const SESSION_KEY = 'priorpath-review:session';
@@ -331,7 +333,12 @@ function renderQueue(): void {
                 h('td', {}, [r.drug ?? '', r.dose ? `, ${r.dose}` : ''].join('')),
                 h('td', {}, r.payerName || r.payer.toUpperCase()),
                 h('td', {}, r.policyId ?? ''),
-                h('td', {}, (r.missing ?? r.needed).join('; ') || 'Clinical review'),
+                h(
+                  'td',
+                  {},
+                  (r.missing ?? r.needed).join('; ') || 'Clinical review',
+                  r.waiting?.length ? ` (the decision also answers ${r.waiting.length} other request${r.waiting.length === 1 ? '' : 's'} for this order)` : '',
+                ),
                 h('td', { title: dateTime(r.createdAt) }, ageOf(r.createdAt)),
               ),
             ),
