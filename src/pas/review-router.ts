@@ -5,8 +5,8 @@ import { z } from 'zod';
 import { HttpError, badRequest, methodNotAllowed, notFound, outcome, unauthorized } from '../errors.js';
 import { authorizationNumber } from '../coverage/authorization.js';
 import type { Logger } from '../logger.js';
-import { UNDECIDED } from '../coverage/order-record.js';
-import type { AuthorizationRecord, OrderKey, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
+import { UNDECIDED, isDecided } from '../coverage/order-record.js';
+import type { AuthorizationRecord, OrderEvent, OrderKey, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf } from './http.js';
@@ -46,6 +46,15 @@ function requireToken(token: string | undefined) {
     if (!expected || !m || !timingSafeEqual(digest(m[1]), expected)) return next(unauthorized());
     next();
   };
+}
+
+/** The path that decided an order, in the reviewer's words. */
+function decidedOn(by: OrderEvent | undefined): string {
+  if (by?.source === 'crd') return 'at signing';
+  if (by?.source === 'dtr') return 'by a DTR determination';
+  if (by?.source === 'pas') return 'by another PAS request';
+  if (by?.source === 'review') return `on clinical review by ${by.actor}`;
+  return 'elsewhere';
 }
 
 interface Detail {
@@ -250,14 +259,20 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         authorization,
       });
       if (!result.applied) {
-        const decidedElsewhere = (await Promise.all(orders.map((o) => storage.getOrderRecord(o.key)))).find((r) => r && r.state !== 'pended' && r.submissionId !== id);
+        // Who decided the order meanwhile: another path (signing, DTR, another request), or a review of this request.
+        // The record keeps naming this request while another path decides its order, so the deciding event says.
+        const decided = (await Promise.all(orders.map((o) => storage.getOrderRecord(o.key))))
+          .map((r) => (isDecided(r) ? { record: r, by: [...r.history].reverse().find((h) => h.state === r.state) } : undefined))
+          .find((d) => d && !(d.by?.source === 'review' && d.by.submissionId === id));
+        // The request takes that decision now, so $inquire and its subscribers have it without another read.
+        if (decided) await settlePended(storage, s, { log: logOf(req, logger), notifier: deps.notifier });
         throw new HttpError(
           409,
           outcome(
             'error',
             'conflict',
-            decidedElsewhere
-              ? `The order of PAS request ${id} was ${decidedElsewhere.state} meanwhile${decidedElsewhere.authorization ? ` (${decidedElsewhere.authorization.number})` : ''}; it has one decision`
+            decided
+              ? `The order of PAS request ${id} was ${decided.record.state} ${decidedOn(decided.by)} meanwhile${decided.record.authorization ? ` (${decided.record.authorization.number})` : ''}; it has one decision, which the request now answers`
               : `PAS request ${id} was decided by someone else meanwhile`,
           ),
         );
