@@ -132,7 +132,19 @@ async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick()
   const { listed, current: byId } = await currentPended(storage, { log: logger, notifier });
   const open = listed.filter((p) => byId.get(p.id)?.reviewAction !== 'A1' && byId.get(p.id)?.reviewAction !== 'A3');
   // One case per order (design.md §8): a request waiting on another listed request's orders is listed with that one.
-  const owners = await Promise.all(open.map(async (p) => { const s = byId.get(p.id); return s ? waitsOn(storage, s) : undefined; }));
+  const orderText = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef, k.drug]);
+  const keysOf = (id: string) => ((byId.get(id)?.detail as unknown as Detail | undefined)?.items ?? []).filter((i) => i.reviewAction === 'A4' && i.order).map((i) => orderText(i.order!));
+  const named = new Map<string, number>();
+  for (const p of open) for (const k of new Set(keysOf(p.id))) named.set(k, (named.get(k) ?? 0) + 1);
+  // Only a request each of whose pended orders another listed request names too can be waiting on one: the records
+  // are read (waitsOn) for those alone, not for the whole queue.
+  const owners = await Promise.all(
+    open.map(async (p) => {
+      const s = byId.get(p.id);
+      const keys = keysOf(p.id);
+      return s && keys.length > 0 && keys.every((k) => (named.get(k) ?? 0) > 1) ? waitsOn(storage, s) : undefined;
+    }),
+  );
   const listedIds = new Set(open.map((p) => p.id));
   const waiting = new Map<string, PendedSummary[]>();
   open.forEach((p, n) => {
