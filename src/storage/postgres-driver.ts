@@ -69,7 +69,11 @@ export async function openPostgres(databaseUrl: string, opts: { logger?: Logger;
     max: opts.max ?? 10,
     connectionTimeoutMillis: 5000,
     idleTimeoutMillis: 30_000,
-    options: `-c synchronous_commit=on${searchPath}`,
+    // A transaction left open by a replica that lost the server mid-way (a partition: no close reaches the server)
+    // would keep its row locks, and every replica would fail on those orders, for as long as TCP takes to give up
+    // (a quarter of an hour or more). The server ends a session idle inside a transaction for twice the bound in
+    // which PriorPath itself gives up on a statement; none of its transactions waits between statements that long.
+    options: `-c synchronous_commit=on -c idle_in_transaction_session_timeout=${2 * answerMs}${searchPath}`,
     application_name: 'priorpath',
     // An idle pooled connection to a server that vanished is found out by TCP keepalive, not by the next request.
     keepAlive: true,

@@ -39,12 +39,13 @@ function relay(target: URL) {
     }
     client.on('data', (d) => relaying && upstream.write(d));
     upstream.on('data', (d) => relaying && client.write(d));
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
+    // While stalled, nothing crosses, not even a close: the server never learns that PriorPath gave up a connection.
+    client.on('close', () => relaying && upstream.destroy());
+    upstream.on('close', () => relaying && client.destroy());
   });
   return {
     server,
-    /** Stops relaying: every connection stays open and nothing more arrives on it, in either direction. */
+    /** Stops relaying: every connection stays open and nothing more arrives on it, in either direction, closes included. */
     stall: () => (relaying = false),
     /** The partition heals: the connections stalled meanwhile are gone (as after a real one); new ones relay. */
     heal: () => {
@@ -55,6 +56,8 @@ function relay(target: URL) {
 }
 
 let pp: PriorPathProcess;
+/** A second replica on the same database, reaching it directly (on the other side of the partition). */
+let other: PriorPathProcess;
 let link: ReturnType<typeof relay>;
 let dbUrl: string;
 let dropDb: (() => Promise<void>) | undefined;
@@ -73,8 +76,8 @@ beforeAll(async () => {
   const via = new URL(dbUrl);
   via.hostname = '127.0.0.1';
   via.port = String((link.server.address() as AddressInfo).port);
-  pp = await startPriorPath({ DATABASE_URL: via.toString(), REVIEW_TOKEN });
-  expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
+  [pp, other] = await Promise.all([startPriorPath({ DATABASE_URL: via.toString(), REVIEW_TOKEN }), startPriorPath({ DATABASE_URL: dbUrl, REVIEW_TOKEN })]);
+  for (const p of [pp, other]) expect(await waitForStatus(`${p.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
   token = await payerToken(pp.base);
 }, 120_000);
 
@@ -93,8 +96,8 @@ const submit = (body: Bundle) =>
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(30_000),
   });
-const decide = (id: string) =>
-  fetch(`${pp.base}/review/${id}/decision`, {
+const decide = (id: string, on = pp) =>
+  fetch(`${on.base}/review/${id}/decision`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${REVIEW_TOKEN}` },
     body: JSON.stringify({ decision: 'approve', reviewer: 'Dr. Amara Nwosu, PharmD', reason: 'MRD 0.3 % by flow cytometry in the attached report' }),
@@ -176,4 +179,34 @@ describe('PostgreSQL fails a connection in the middle of a request', () => {
     expect(again.status).toBe(200);
     expect((await sign()).status).toBe(200);
   }, 120_000);
+  it.skipIf(!baseUrl)("lets the other replica decide once the server ends the session of a replica partitioned away inside a transaction (was: its row locks held the request undecidable)", async ({ skip: skipTest }) => {
+    if (skip) return skipTest(skip);
+    const pended = await pendedRequest('stall-partitioned-order');
+    const db = new pg.Client({ connectionString: dbUrl });
+    await db.connect();
+    try {
+      // The reviewer's decision on the partitioned replica takes the request's row, then waits for the order's row.
+      await db.query('BEGIN');
+      await db.query("SELECT 1 FROM order_authorizations WHERE order_ref = 'MedicationRequest/stall-partitioned-order' FOR UPDATE");
+      const decision = decide(pended.id!);
+      let waiting = 0;
+      while (waiting === 0) {
+        await new Promise((r) => setTimeout(r, 50));
+        waiting = (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'priorpath' AND wait_event_type = 'Lock'")).rowCount ?? 0;
+      }
+      // The partition: that replica hears nothing more; its transaction goes on in the server, then sits idle there.
+      link.stall();
+      await db.query('ROLLBACK');
+      await expectRetryLater(await decision);
+    } finally {
+      await db.end();
+    }
+    // The other replica decides the request once the server has ended the abandoned session (its locks released).
+    let res = await decide(pended.id!, other);
+    for (let tries = 0; res.status === 503 && tries < 12; tries++) res = await decide(pended.id!, other);
+    expect(res.status, await res.clone().text()).toBe(200);
+    expect(((await res.json()) as { reviewAction: string }).reviewAction).toBe('A1');
+    link.heal();
+    expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 200, 30_000)).toBe(200);
+  }, 150_000);
 });
