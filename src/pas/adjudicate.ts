@@ -10,7 +10,7 @@ import { evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { Outcome, PolicyEvaluation, Tri } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord, withMedicationCode } from '../policies/evaluation-data.js';
 import { recordFromResources } from '../policies/record-from-resources.js';
-import type { AuthorizationRecord, OrderKey, ReviewActionCode } from '../storage/storage.js';
+import type { AuthorizationRecord, ItemActionCode, OrderKey } from '../storage/storage.js';
 import { orderKeyOf } from '../coverage/order-record.js';
 import type { recordedDecision } from '../coverage/order-record.js';
 import type { PasRequest, RequestedItem } from './request-bundle.js';
@@ -21,7 +21,8 @@ export interface ItemDecision {
   policyId?: string;
   policyVersion?: string;
   outcome: Outcome | 'ungoverned';
-  reviewAction: ReviewActionCode;
+  /** X12 306: the decision (A1, A3, A4), or C once its submitter cancelled the item (PAS Claim Update). */
+  reviewAction: ItemActionCode;
   /** Pended: what is needed, in words (the unanswered questions, the limit a clinician must review). */
   needed: string[];
   /** Why: the approving pathway (A1) or the clause the request fails (A3), each citing the policy. */
@@ -38,6 +39,8 @@ export interface ItemDecision {
   order?: OrderKey;
   /** Set when the order already had this decision before the request (approved or denied elsewhere). */
   fromOrderRecord?: boolean;
+  /** Set when its submitter cancelled the item (reviewAction C): when, and what it had been before. */
+  cancelled?: { at: string; was: ItemActionCode };
 }
 
 /**

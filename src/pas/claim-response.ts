@@ -1,5 +1,5 @@
 import type { Bundle, BundleEntry, ClaimResponse, ClaimResponseItem, Extension, PractitionerRole, Reference, Resource } from '@medplum/fhirtypes';
-import type { PasStatus, ReviewActionCode } from '../storage/storage.js';
+import type { ItemActionCode, PasStatus } from '../storage/storage.js';
 import type { ItemDecision } from './adjudicate.js';
 import {
   ADJUDICATION_SYSTEM,
@@ -22,11 +22,16 @@ import type { PasRequest } from './request-bundle.js';
 import { pasVersionOf } from './pas-version.js';
 import type { PasVersion } from './pas-version.js';
 
-/** The submission-level summary of item decisions: pended if any item is, else approved/denied/partial. */
-export function summarize(items: ItemDecision[]): { status: PasStatus; reviewAction: ReviewActionCode } {
+/**
+ * The submission-level summary of item decisions: pended if any item is, cancelled when every item was cancelled
+ * (PAS Claim Update), else approved/denied/partial over the items still asked for.
+ */
+export function summarize(items: ItemDecision[]): { status: PasStatus; reviewAction: ItemActionCode } {
   if (items.some((i) => i.reviewAction === 'A4')) return { status: 'pended', reviewAction: 'A4' };
-  if (items.every((i) => i.reviewAction === 'A1')) return { status: 'approved', reviewAction: 'A1' };
-  if (items.every((i) => i.reviewAction === 'A3')) return { status: 'denied', reviewAction: 'A3' };
+  const live = items.filter((i) => i.reviewAction !== 'C');
+  if (live.length === 0) return { status: 'cancelled', reviewAction: 'C' };
+  if (live.every((i) => i.reviewAction === 'A1')) return { status: 'approved', reviewAction: 'A1' };
+  if (live.every((i) => i.reviewAction === 'A3')) return { status: 'denied', reviewAction: 'A3' };
   return { status: 'partial', reviewAction: 'A1' };
 }
 
@@ -162,6 +167,7 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
     denied: 'Not certified',
     pended: items.some((i) => i.needed.some((n) => n.startsWith('Clinical review'))) ? 'Pended for clinical review' : 'Pended: documentation needed',
     partial: 'Certified in part',
+    cancelled: 'Cancelled by the submitter',
   };
   const claimIdentifier = req.claim.identifier?.[0];
   const claimResponse: ClaimResponse = {

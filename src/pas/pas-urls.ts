@@ -34,4 +34,15 @@ export const ADJUDICATION_SYSTEM = 'http://terminology.hl7.org/CodeSystem/adjudi
 /** Identifier system of PriorPath's reference numbers for PAS requests (REF-NT, ClaimResponse.identifier). */
 export const PAS_REFERENCE_SYSTEM = 'https://priorpath.dev/fhir/sid/pas-request';
 
-export const REVIEW_ACTION_DISPLAY = { A1: 'Certified in total', A3: 'Not Certified', A4: 'Pended' } as const;
+export const REVIEW_ACTION_DISPLAY = { A1: 'Certified in total', A3: 'Not Certified', A4: 'Pended', C: 'Cancelled' } as const;
+
+/** PAS Claim Update (`profile-claim-update`): the prior Claim it updates is `related.claim` with this relationship. */
+export const PAS_CLAIM_UPDATE = `${PAS}/profile-claim-update`;
+/** X12 1322 "Certification Type Code" (UM02): `3` cancels the request (on the Claim) or an item (on Claim.item). */
+export const EXT_CERTIFICATION_TYPE = `${PAS}/extension-certificationType`;
+export const X12_1322 = 'https://codesystem.x12.org/005010/1322';
+/** `added` or `changed` on an item or supportingInfo entry of a Claim Update, against the prior version. */
+export const EXT_INFO_CHANGED = `${PAS}/extension-infoChanged`;
+/** Modifier extension: this item or supportingInfo entry is cancelled (`valueBoolean` true). */
+export const EXT_INFO_CANCELLED = `${PAS}/modifierextension-infoCancelled`;
+export const RELATED_CLAIM_PRIOR = 'http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship';

@@ -130,7 +130,7 @@ export interface PendedEntry extends PendedSummary {
  */
 async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick(): void }, now = Date.now()): Promise<PendedEntry[]> {
   const { listed, current: byId } = await currentPended(storage, { log: logger, notifier });
-  const open = listed.filter((p) => byId.get(p.id)?.reviewAction !== 'A1' && byId.get(p.id)?.reviewAction !== 'A3');
+  const open = listed.filter((p) => (byId.get(p.id)?.reviewAction ?? 'A4') === 'A4');
   // One case per order (design.md §8): a request waiting on another listed request's orders is listed with that one.
   const orderText = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef, k.drug]);
   const keysOf = (id: string) => ((byId.get(id)?.detail as unknown as Detail | undefined)?.items ?? []).filter((i) => i.reviewAction === 'A4' && i.order).map((i) => orderText(i.order!));
@@ -258,6 +258,8 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         }));
       const result = await storage.recordReviewDecision({
         orders,
+        // Decided on what the reviewer was shown: a Claim Update meanwhile (an item cancelled or added) refuses it.
+        revision: s.revision,
         decision: { submissionId: id, decision, reviewer, reason, decidedAt, ...(authorization ? { authorizationNumber: authorization.number } : {}) },
         next: {
           status,
@@ -285,7 +287,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
             'conflict',
             decided
               ? `The order of PAS request ${id} was ${decided.record.state} ${decidedOn(decided.by)} meanwhile${decided.record.authorization ? ` (${decided.record.authorization.number})` : ''}; it has one decision, which the request now answers`
-              : `PAS request ${id} was decided by someone else meanwhile`,
+              : `PAS request ${id} was decided or updated by its submitter meanwhile; read it again`,
           ),
         );
       }

@@ -45,6 +45,8 @@ export async function settlePended(
   const result = await storage.recordReviewDecision({
     // The orders already hold these decisions: nothing to change there.
     orders: [],
+    // Not over a Claim Update made meanwhile (it may have cancelled the item).
+    revision: s.revision,
     decision: {
       submissionId: s.id,
       decision: first.reviewAction === 'A1' ? 'approve' : 'deny',

@@ -15,6 +15,8 @@ import type {
   PasQuery,
   PasSubmission,
   PasSubmissionAlias,
+  PasSubmissionUpdate,
+  PasUpdateInput,
   DueDelivery,
   SubscriptionEvent,
   SubscriptionQuery,
@@ -42,6 +44,7 @@ export class MemoryStorage implements Storage {
   readonly access: ApiAccessRecord[] = [];
   readonly orders = new Map<string, OrderRecord>();
   readonly aliases = new Map<string, PasSubmissionAlias>();
+  readonly updates: PasSubmissionUpdate[] = [];
   readonly subscriptions = new Map<string, SubscriptionRecord>();
   readonly pasEvents: { id: number; submissionId: string; dispatched: boolean }[] = [];
   readonly deliveries: {
@@ -216,7 +219,7 @@ export class MemoryStorage implements Storage {
     if (existing) return { created: false, submission: structuredClone(existing) };
     const refused = orders.find((o) => !this.allows(o));
     if (refused) return { created: false, blockedBy: structuredClone(this.orders.get(orderKeyOf(refused.key))!) };
-    const stored: PasSubmission = { ...structuredClone(s), updatedAt: s.createdAt, decisions: [] };
+    const stored: PasSubmission = { ...structuredClone(s), updatedAt: s.createdAt, decisions: [], revision: 0 };
     this.submissions.set(s.id, stored);
     for (const o of orders) this.applyNow(o);
     if (authorization && !this.authorizations.has(authorization.number)) {
@@ -280,7 +283,7 @@ export class MemoryStorage implements Storage {
     // No await before the insert: the check and the insert are one step, like the SQL unique index.
     const existing = [...this.submissions.values()].find((x) => x.bundleIdentifier === s.bundleIdentifier && (x.clientId ?? '') === (s.clientId ?? ''));
     if (existing) return { created: false, submission: structuredClone(existing) };
-    const stored: PasSubmission = { ...structuredClone(s), updatedAt: s.createdAt, decisions: [] };
+    const stored: PasSubmission = { ...structuredClone(s), updatedAt: s.createdAt, decisions: [], revision: 0 };
     this.submissions.set(s.id, stored);
     if (authorization) {
       this.authorizations.set(authorization.number, { ...authorization, payer: s.payer, source: 'pas', submissionId: s.id, issuedAt: s.createdAt });
@@ -300,9 +303,30 @@ export class MemoryStorage implements Storage {
         .sort((a, b) => Number((b.clientId ?? '') === first) - Number((a.clientId ?? '') === first))[0];
     const own = mine([...this.submissions.values()]);
     if (own) return structuredClone(own);
-    const alias = mine([...this.aliases.values()]);
-    const target = alias ? this.submissions.get(alias.submissionId) : undefined;
-    return alias && target ? { ...structuredClone(target), requestHash: alias.requestHash } : undefined;
+    const named = mine([...this.aliases.values()]) ?? mine([...this.updates].reverse());
+    const target = named ? this.submissions.get(named.submissionId) : undefined;
+    return named && target ? { ...structuredClone(target), requestHash: named.requestHash } : undefined;
+  }
+  async findPasUpdate(bundleIdentifier: string, client: string | undefined, requestHash: string): Promise<PasSubmission | undefined> {
+    const u = this.updates.find((x) => x.bundleIdentifier === bundleIdentifier && (x.clientId ?? '') === (client ?? '') && x.requestHash === requestHash);
+    const s = u ? this.submissions.get(u.submissionId) : undefined;
+    return s ? structuredClone(s) : undefined;
+  }
+  async updatePasSubmission(input: PasUpdateInput): Promise<{ applied: boolean; submission?: PasSubmission; blockedBy?: OrderRecord }> {
+    // No await between the checks and the writes: one step, like the SQL transaction.
+    const { update: u } = input;
+    const s = this.submissions.get(u.submissionId);
+    if (!s) return { applied: false };
+    const resent = this.updates.some((x) => x.bundleIdentifier === u.bundleIdentifier && (x.clientId ?? '') === (u.clientId ?? '') && x.requestHash === u.requestHash);
+    if (s.revision !== input.revision || resent) return { applied: false, submission: structuredClone(s) };
+    const refused = input.orders.find((o) => !this.allows(o));
+    if (refused) return { applied: false, submission: structuredClone(s), blockedBy: structuredClone(this.orders.get(orderKeyOf(refused.key))!) };
+    for (const o of input.orders) this.applyNow(o);
+    Object.assign(s, structuredClone(input.next), { updatedAt: u.createdAt, revision: s.revision + 1 });
+    this.updates.push(structuredClone(u));
+    const a = input.authorization;
+    if (a && !this.authorizations.has(a.number)) this.authorizations.set(a.number, { ...a, payer: s.payer, source: 'pas', submissionId: s.id, issuedAt: u.createdAt });
+    return { applied: true, submission: structuredClone(s) };
   }
   async findPasSubmissions(q: PasQuery): Promise<PasSubmission[]> {
     return [...this.submissions.values()]
@@ -315,7 +339,9 @@ export class MemoryStorage implements Storage {
           s.decisions.some((d) => d.authorizationNumber && q.preAuthRefs?.includes(d.authorizationNumber)) ||
           overlaps(q.claimIdentifiers, s.claimIdentifiers) ||
           overlaps(q.patientIdentifiers, s.patientIdentifiers) ||
-          [...this.aliases.values()].some((a) => a.submissionId === s.id && (q.bundleIdentifiers?.includes(a.bundleIdentifier) || overlaps(q.claimIdentifiers, a.claimIdentifiers))),
+          [...this.aliases.values()].some((a) => a.submissionId === s.id && (q.bundleIdentifiers?.includes(a.bundleIdentifier) || overlaps(q.claimIdentifiers, a.claimIdentifiers))) ||
+          this.updates.some((u) => u.submissionId === s.id && q.bundleIdentifiers?.includes(u.bundleIdentifier)) ||
+          [...this.authorizations.values()].some((a) => a.submissionId === s.id && q.preAuthRefs?.includes(a.number)),
       )
       .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
       .slice(0, q.limit ?? 50)
@@ -332,10 +358,10 @@ export class MemoryStorage implements Storage {
   async recordReviewDecision(input: ReviewDecisionInput): Promise<{ applied: boolean; submission?: PasSubmission }> {
     const s = this.submissions.get(input.decision.submissionId);
     if (!s) return { applied: false };
-    if (s.reviewAction !== 'A4') return { applied: false, submission: structuredClone(s) };
+    if (s.reviewAction !== 'A4' || (input.revision !== undefined && input.revision !== s.revision)) return { applied: false, submission: structuredClone(s) };
     if ((input.orders ?? []).some((o) => !this.allows(o))) return { applied: false, submission: structuredClone(s) };
     for (const o of input.orders ?? []) this.applyNow(o);
-    Object.assign(s, structuredClone(input.next), { updatedAt: input.decision.decidedAt });
+    Object.assign(s, structuredClone(input.next), { updatedAt: input.decision.decidedAt, revision: s.revision + 1 });
     s.decisions.push({ ...input.decision });
     this.pasEvents.push({ id: ++this.sequence, submissionId: s.id, dispatched: false });
     if (input.authorization) {

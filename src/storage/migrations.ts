@@ -322,6 +322,35 @@ CREATE INDEX subscription_deliveries_due ON subscription_deliveries (next_attemp
 CREATE INDEX subscription_deliveries_events ON subscription_deliveries (subscription_id, event_number) WHERE event_number IS NOT NULL;
 `,
   },
+  {
+    version: 9,
+    name: 'PAS Claim Updates: cancelled requests and items, a revision per request, the updates applied to each',
+    sql: `
+-- A request its submitter cancelled (PAS Claim Update, certificationType 3) is 'cancelled', its summary code X12 306 C.
+ALTER TABLE pas_submissions DROP CONSTRAINT IF EXISTS pas_submissions_status_check;
+ALTER TABLE pas_submissions ADD CONSTRAINT pas_submissions_status_check CHECK (status IN ('approved', 'denied', 'pended', 'partial', 'cancelled'));
+ALTER TABLE pas_submissions DROP CONSTRAINT IF EXISTS pas_submissions_review_action_check;
+ALTER TABLE pas_submissions ADD CONSTRAINT pas_submissions_review_action_check CHECK (review_action IN ('A1', 'A3', 'A4', 'C'));
+-- Every change of a stored request (decision, settling, update) moves its revision on: a change computed from an
+-- older read (a reviewer deciding while an update cancels the item) is refused instead of overwriting.
+ALTER TABLE pas_submissions ADD COLUMN revision integer NOT NULL DEFAULT 0;
+
+-- The Claim Updates applied to a request, each as received; a resend (same client, identifier, content) is answered.
+CREATE TABLE pas_submission_updates (
+  id bigserial PRIMARY KEY,
+  submission_id text NOT NULL REFERENCES pas_submissions (id),
+  client_id text NOT NULL DEFAULT '',
+  bundle_identifier text NOT NULL,
+  request_hash text NOT NULL,
+  kind text NOT NULL CHECK (kind IN ('update', 'cancel')),
+  claim_identifiers jsonb NOT NULL,
+  request_bundle json NOT NULL,
+  created_at timestamptz NOT NULL,
+  UNIQUE (bundle_identifier, client_id, request_hash)
+);
+CREATE INDEX pas_submission_updates_submission ON pas_submission_updates (submission_id, id);
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

@@ -11,6 +11,7 @@ import type {
   IssuedAuthorization,
   JtiRecord,
   NewPasSubmission,
+  PasUpdateInput,
   OrderEvent,
   OrderKey,
   OrderRecord,
@@ -155,7 +156,7 @@ FROM jsonb_to_recordset($1::text::jsonb) AS x(request_id text, at timestamptz, c
 
 const SUBMISSION_COLUMNS = `id, bundle_identifier, client_id, request_hash, payer, policy_id, policy_version, claim_identifiers, patient_identifiers,
   status, review_action, needed, pre_auth_ref, ${day('pre_auth_start')} AS pre_auth_start, ${day('pre_auth_end')} AS pre_auth_end,
-  claim_response, response_bundle, request_bundle, detail, ${ts('created_at')} AS created_at, ${ts('updated_at')} AS updated_at`;
+  claim_response, response_bundle, request_bundle, detail, ${ts('created_at')} AS created_at, ${ts('updated_at')} AS updated_at, revision`;
 
 interface SubmissionRow {
   id: string;
@@ -179,6 +180,7 @@ interface SubmissionRow {
   detail: Record<string, unknown>;
   created_at: string;
   updated_at: string;
+  revision: number;
 }
 
 /**
@@ -262,6 +264,13 @@ interface OrderEventRow {
 class OrderRefused extends Error {
   constructor(readonly key: OrderKey) {
     super('order change refused');
+  }
+}
+
+/** Thrown inside a transaction to roll it back when the submission moved on meanwhile (revision, resend). */
+class SubmissionMoved extends Error {
+  constructor() {
+    super('submission changed meanwhile');
   }
 }
 
@@ -1097,6 +1106,7 @@ export class SqlStorage implements Storage {
       createdAt: r.created_at,
       updatedAt: r.updated_at,
       decisions: decisions.get(r.id) ?? [],
+      revision: Number(r.revision),
     }));
   }
 
@@ -1117,9 +1127,75 @@ export class SqlStorage implements Storage {
         params,
       )
     )[0];
-    if (!alias) return undefined;
-    const target = await this.getPasSubmission(alias.submission_id);
-    return target ? { ...target, requestHash: alias.request_hash } : undefined;
+    const named =
+      alias ??
+      (
+        await this.driver.query<{ submission_id: string; request_hash: string }>(
+          `SELECT submission_id, request_hash FROM pas_submission_updates WHERE bundle_identifier = $1 AND ${readable}
+           ORDER BY client_id = ${client === undefined ? "''" : '$2'} DESC, id DESC LIMIT 1`,
+          params,
+        )
+      )[0];
+    if (!named) return undefined;
+    const target = await this.getPasSubmission(named.submission_id);
+    return target ? { ...target, requestHash: named.request_hash } : undefined;
+  }
+
+  async findPasUpdate(bundleIdentifier: string, client: string | undefined, requestHash: string): Promise<PasSubmission | undefined> {
+    const rows = await this.driver.query<{ submission_id: string }>(
+      'SELECT submission_id FROM pas_submission_updates WHERE bundle_identifier = $1 AND client_id = $2 AND request_hash = $3',
+      [bundleIdentifier, client ?? '', requestHash],
+    );
+    return rows[0] ? this.getPasSubmission(rows[0].submission_id) : undefined;
+  }
+
+  async updatePasSubmission(input: PasUpdateInput): Promise<{ applied: boolean; submission?: PasSubmission; blockedBy?: OrderRecord }> {
+    this.open();
+    const { update: u, next, orders, authorization } = input;
+    this.noteOrders(orders.map((o) => o.key));
+    // The orders' changes queued behind hook answers are written first, so the guards see them.
+    await this.behind.settled(orders.map((o) => o.key));
+    try {
+      const applied = await this.driver.transaction(async (tx) => {
+        const rows = await tx.query<{ id: string; payer: string }>(
+          `UPDATE pas_submissions SET status = $2, review_action = $3, needed = $4::text::jsonb, pre_auth_ref = $5, pre_auth_start = $6::date,
+             pre_auth_end = $7::date, claim_response = $8::text::json, response_bundle = $9::text::json, detail = $10::text::jsonb,
+             request_bundle = $11::text::json, claim_identifiers = $12::text::jsonb, updated_at = $13::timestamptz, revision = revision + 1
+           WHERE id = $1 AND revision = $14
+           RETURNING id, payer`,
+          [
+            u.submissionId, next.status, next.reviewAction, json(next.needed), next.preAuthRef ?? null, next.preAuthPeriod?.start ?? null,
+            next.preAuthPeriod?.end ?? null, json(next.claimResponse), json(next.responseBundle), json(next.detail), json(next.requestBundle),
+            json(next.claimIdentifiers), u.createdAt, input.revision,
+          ],
+        );
+        if (rows.length === 0) return false;
+        const recorded = await tx.query(
+          `INSERT INTO pas_submission_updates (submission_id, client_id, bundle_identifier, request_hash, kind, claim_identifiers, request_bundle, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7::text::json, $8::timestamptz)
+           ON CONFLICT (bundle_identifier, client_id, request_hash) DO NOTHING RETURNING id`,
+          [u.submissionId, u.clientId ?? '', u.bundleIdentifier, u.requestHash, u.kind, json(u.claimIdentifiers), json(u.requestBundle), u.createdAt],
+        );
+        // The same update was applied meanwhile (a concurrent resend): this one rolls back and is answered as a resend.
+        if (recorded.length === 0) throw new SubmissionMoved();
+        const changed = await applyOrderChangesIn(tx, orders);
+        const refused = orders.find((_, i) => !changed[i]);
+        if (refused) throw new OrderRefused(refused.key);
+        if (authorization) {
+          await tx.query(
+            `INSERT INTO authorizations (number, payer, source, submission_id, start_date, end_date, issued_at)
+             VALUES ($1, $2, 'pas', $3, $4::date, $5::date, $6::timestamptz) ON CONFLICT (number) DO NOTHING`,
+            [authorization.number, rows[0].payer, u.submissionId, authorization.start, authorization.end, u.createdAt],
+          );
+        }
+        return true;
+      });
+      return { applied, submission: await this.getPasSubmission(u.submissionId) };
+    } catch (err) {
+      if (err instanceof SubmissionMoved) return { applied: false, submission: await this.getPasSubmission(u.submissionId) };
+      if (!(err instanceof OrderRefused)) throw err;
+      return { applied: false, submission: await this.getPasSubmission(u.submissionId), blockedBy: await this.getOrderRecord(err.key) };
+    }
   }
 
   async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<void> {
@@ -1142,7 +1218,9 @@ export class SqlStorage implements Storage {
        OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(claim_identifiers) c WHERE c IN (SELECT jsonb_array_elements_text($4::text::jsonb)))
        OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(patient_identifiers) p WHERE p IN (SELECT jsonb_array_elements_text($5::text::jsonb)))
        OR id IN (SELECT a.submission_id FROM pas_submission_aliases a WHERE a.bundle_identifier IN (SELECT jsonb_array_elements_text($2::text::jsonb))
-                 OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(a.claim_identifiers) c WHERE c IN (SELECT jsonb_array_elements_text($4::text::jsonb)))))`,
+                 OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(a.claim_identifiers) c WHERE c IN (SELECT jsonb_array_elements_text($4::text::jsonb))))
+       OR id IN (SELECT u.submission_id FROM pas_submission_updates u WHERE u.bundle_identifier IN (SELECT jsonb_array_elements_text($2::text::jsonb)))
+       OR id IN (SELECT z.submission_id FROM authorizations z WHERE z.submission_id IS NOT NULL AND z.number IN (SELECT jsonb_array_elements_text($3::text::jsonb))))`,
       [anyOf(q.ids), anyOf(q.bundleIdentifiers), anyOf(q.preAuthRefs), anyOf(q.claimIdentifiers), anyOf(q.patientIdentifiers), q.readableBy ?? null],
       q.limit ?? 50,
     );
@@ -1182,8 +1260,8 @@ export class SqlStorage implements Storage {
       `WITH upd AS (
          UPDATE pas_submissions SET status = $2, review_action = $3, needed = $4::text::jsonb, pre_auth_ref = $5, pre_auth_start = $6::date,
            pre_auth_end = $7::date, claim_response = $8::text::json, response_bundle = $9::text::json, detail = $10::text::jsonb,
-           updated_at = $11::timestamptz
-         WHERE id = $1 AND review_action = 'A4'
+           updated_at = $11::timestamptz, revision = revision + 1
+         WHERE id = $1 AND review_action = 'A4' AND ($18::integer IS NULL OR revision = $18::integer)
          RETURNING id, payer
        ), decided AS (
          INSERT INTO review_decisions (submission_id, decision, reviewer, reason, decided_at, authorization_number)
@@ -1215,6 +1293,7 @@ export class SqlStorage implements Storage {
         d.authorizationNumber ?? authorization?.number ?? null,
         authorization?.start ?? null,
         authorization?.end ?? null,
+        input.revision ?? null,
       ],
     );
     let applied: boolean;

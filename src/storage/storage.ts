@@ -183,11 +183,17 @@ export interface IssuedAuthorization extends AuthorizationRecord {
   issuedAt: string;
 }
 
-/** The state of a PAS request as a whole: every item approved, every item denied, some pended, or a mix. */
-export type PasStatus = 'approved' | 'denied' | 'pended' | 'partial';
+/**
+ * The state of a PAS request as a whole: every item approved, every item denied, some pended, a mix, or cancelled by
+ * its submitter (every item, by a PAS Claim Update).
+ */
+export type PasStatus = 'approved' | 'denied' | 'pended' | 'partial' | 'cancelled';
 
-/** X12 306 review action codes PriorPath answers with (PAS `extension-reviewAction` → `code`). */
+/** X12 306 review action codes a decision answers with (PAS `extension-reviewAction` → `code`). */
 export type ReviewActionCode = 'A1' | 'A3' | 'A4';
+
+/** X12 306 codes of a PAS request's items: a decision's, or C (Cancelled) for an item its submitter cancelled. */
+export type ItemActionCode = ReviewActionCode | 'C';
 
 /** A PAS `$submit` request as first decided, ready to store. */
 export interface NewPasSubmission {
@@ -210,7 +216,8 @@ export interface NewPasSubmission {
   /** The Patient's identifiers as `system|value` ($inquire requires an overlap when both sides have some). */
   patientIdentifiers: string[];
   status: PasStatus;
-  reviewAction: ReviewActionCode;
+  /** The request's summary code: A4 while any item is pended, C when every item was cancelled. */
+  reviewAction: ItemActionCode;
   /** For pended requests: what is needed (questions, clinical review of a limit). Never clinical values. */
   needed: string[];
   preAuthRef?: string;
@@ -306,6 +313,41 @@ export interface PasSubmissionAlias {
 export interface PasSubmission extends NewPasSubmission {
   updatedAt: string;
   decisions: ReviewDecision[];
+  /**
+   * Counts the changes since it was stored (reviewer decisions, settling, Claim Updates): a change computed from what
+   * was read applies only while the submission is still at the revision read (ReviewDecisionInput, PasUpdateInput).
+   */
+  revision: number;
+}
+
+/**
+ * A PAS Claim Update (PAS 2.2.1 `profile-claim-update`, specification §"Updating Authorization Requests") applied to
+ * a stored request: the request is changed in place (its id, the ClaimResponse id and REF-NT, stays), and the update
+ * Bundle is kept as received. Unique per (client, Bundle identifier, content): a resend is answered, not reapplied.
+ */
+export interface PasSubmissionUpdate {
+  submissionId: string;
+  bundleIdentifier: string;
+  clientId?: string;
+  requestHash: string;
+  /** The update Claim's identifiers as `system|value` ($inquire by them finds the request as it now stands). */
+  claimIdentifiers: string[];
+  /** `cancel`: the whole request (certificationType 3 on the Claim); `update`: items added, changed or cancelled. */
+  kind: 'update' | 'cancel';
+  requestBundle: Record<string, unknown>;
+  createdAt: string;
+}
+
+/** A Claim Update with the request's new state and its orders' changes, applied atomically. */
+export interface PasUpdateInput {
+  update: PasSubmissionUpdate;
+  /** The submission's revision the update was computed from: applied only while it is still that revision. */
+  revision: number;
+  next: Pick<PasSubmission, 'status' | 'reviewAction' | 'needed' | 'preAuthRef' | 'preAuthPeriod' | 'claimResponse' | 'responseBundle' | 'detail' | 'requestBundle' | 'claimIdentifiers'>;
+  /** The orders the update pends, releases or withdraws, in the same transaction; any refused change refuses it. */
+  orders: GuardedOrderChange[];
+  /** An authorization the update issued (stored under the submission's payer). */
+  authorization?: AuthorizationRecord;
 }
 
 export type ReviewDecisionKind = 'approve' | 'deny';
@@ -327,6 +369,8 @@ export interface ReviewDecisionInput {
   decision: ReviewDecision;
   /** The state after the decision; applied only if the submission is still pended. */
   next: Pick<PasSubmission, 'status' | 'reviewAction' | 'needed' | 'preAuthRef' | 'preAuthPeriod' | 'claimResponse' | 'responseBundle' | 'detail'>;
+  /** The revision the decision was computed from: applied only while the submission is still at it (a Claim Update meanwhile refuses it). */
+  revision?: number;
   /** The authorization issued on approval (stored under the submission's payer). */
   authorization?: AuthorizationRecord;
 }
@@ -451,10 +495,19 @@ export interface Storage {
   ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord }>;
   getPasSubmission(id: string): Promise<PasSubmission | undefined>;
   /**
-   * The submission a Bundle identifier names: its own, or one it collapsed into (then `requestHash` is the alias's).
-   * With `client`, only one that client may read (`readableBy`), its own first; without, any.
+   * The submission a Bundle identifier names: its own, or one it collapsed into, or the one a Claim Update under it
+   * changed (then `requestHash` is the alias's or the update's, the latest update's if several). With `client`, only one that client may read (`readableBy`), its own first; without, any.
    */
   getPasSubmissionByBundleIdentifier(bundleIdentifier: string, client?: string): Promise<PasSubmission | undefined>;
+  /**
+   * Applies a Claim Update to a stored submission (PasUpdateInput): its new state, the update record and the orders'
+   * changes in one transaction, only while the submission is at `revision` and no update with the same client,
+   * identifier and content was applied. `applied: false`: nothing was written; `blockedBy` names an order whose change
+   * was refused.
+   */
+  updatePasSubmission(input: PasUpdateInput): Promise<{ applied: boolean; submission?: PasSubmission; blockedBy?: OrderRecord }>;
+  /** The submission an applied Claim Update with this client, Bundle identifier and content changed (its resend). */
+  findPasUpdate(bundleIdentifier: string, client: string | undefined, requestHash: string): Promise<PasSubmission | undefined>;
   /** Records that a request (Bundle and Claim identifiers) collapsed into a stored submission. First alias wins. */
   addPasSubmissionAlias(a: PasSubmissionAlias): Promise<void>;
   /** Submissions matching any key of the query, newest first. */

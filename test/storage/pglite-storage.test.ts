@@ -119,7 +119,7 @@ describe('embedded PGlite durability', () => {
       expect(await second.getAuthorization('PA-DUR-1')).toMatchObject({ source: 'crd' });
       const listed = await second.listAudit(1000);
       for (const a of audits) expect(listed).toContainEqual(a);
-      expect(await second.getPasSubmission(submission.id)).toEqual({ ...submission, updatedAt: submission.createdAt, decisions: [] });
+      expect(await second.getPasSubmission(submission.id)).toEqual({ ...submission, updatedAt: submission.createdAt, decisions: [], revision: 0 });
       expect(await second.saveFeedback({ service: 's', card: 'c', outcome: 'accepted', acceptedSuggestions: ['u'], outcomeTimestamp: 't' })).toBe(false);
       expect(await second.getQuestionnaireResponse('qr-dur-1')).toEqual(response);
       const versions = await second.driver.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
@@ -216,7 +216,7 @@ describe('migration 6: the client that filed each PAS request and DTR response',
       await driver.query(`INSERT INTO questionnaire_responses (id, received_at, assertion_id, resource) VALUES ('qr-1', now(), 'a', '{"resourceType":"QuestionnaireResponse"}')`);
       await access('ehr-b', 'POST /QuestionnaireResponse', 201, 'QuestionnaireResponse/qr-1');
 
-      expect(await migrate(driver)).toEqual([6, 7, 8]);
+      expect(await migrate(driver)).toEqual([6, 7, 8, 9]);
       const storage = new SqlStorage(driver);
       const clientOf = async (id: string) => (await storage.getPasSubmission(id))?.clientId;
       expect([await clientOf('filed-by-a'), await clientOf('no-system'), await clientOf('two-clients'), await clientOf('not-logged')]).toEqual(['ehr-a', 'ehr-a', undefined, undefined]);

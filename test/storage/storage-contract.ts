@@ -151,7 +151,7 @@ export function storageContract(get: () => Storage): void {
     const s = newSubmission({ status: 'approved', reviewAction: 'A1', needed: [], preAuthRef: `PA-MMM-${randomUUID().slice(0, 8)}`, preAuthPeriod: { start: '2026-11-23', end: '2027-05-22' } });
     const first = await get().createPasSubmission(s, { number: s.preAuthRef!, start: '2026-11-23', end: '2027-05-22' });
     expect(first.created).toBe(true);
-    expect(first.submission).toEqual({ ...s, updatedAt: s.createdAt, decisions: [] });
+    expect(first.submission).toEqual({ ...s, updatedAt: s.createdAt, decisions: [], revision: 0 });
     const again = await get().createPasSubmission({ ...s, id: randomUUID(), requestHash: 'b'.repeat(64), status: 'denied', reviewAction: 'A3' });
     expect(again.created).toBe(false);
     expect(again.submission.id).toBe(s.id);
@@ -255,6 +255,59 @@ export function storageContract(get: () => Storage): void {
     expect(second.submission?.reviewAction).toBe('A1');
     expect((await get().listPendedSubmissions(1000)).map((p) => p.id)).not.toContain(older.id);
     expect(await get().recordReviewDecision({ decision: { ...decision, submissionId: randomUUID() }, next })).toEqual({ applied: false });
+  });
+
+  it('applies a Claim Update to a stored request once, at the revision it was computed from; a reviewer decision computed before it is refused', async () => {
+    const s = newSubmission();
+    const created = await get().createPasSubmission(s);
+    expect(created.submission.revision).toBe(0);
+    const updateId = `urn:test:update|${randomUUID()}`;
+    const claimKey = `urn:trnorg:test|update-${randomUUID()}`;
+    const input = {
+      update: { submissionId: s.id, bundleIdentifier: updateId, clientId: 'ehr-a', requestHash: 'b'.repeat(64), claimIdentifiers: [claimKey], kind: 'cancel' as const, requestBundle: { resourceType: 'Bundle' }, createdAt: new Date().toISOString() },
+      revision: 0,
+      next: {
+        status: 'cancelled' as const,
+        reviewAction: 'C' as const,
+        needed: [],
+        claimResponse: { resourceType: 'ClaimResponse', id: s.id },
+        responseBundle: { resourceType: 'Bundle', type: 'collection', entry: [] },
+        detail: { items: [{ sequence: 1, reviewAction: 'C' }] },
+        requestBundle: s.requestBundle,
+        claimIdentifiers: [...s.claimIdentifiers, claimKey],
+      },
+      orders: [],
+    };
+    // Three at once (a resend racing itself): exactly one applies.
+    const results = await Promise.all([get().updatePasSubmission(input), get().updatePasSubmission(input), get().updatePasSubmission(input)]);
+    expect(results.filter((r) => r.applied)).toHaveLength(1);
+    const now = await get().getPasSubmission(s.id);
+    expect(now).toMatchObject({ status: 'cancelled', reviewAction: 'C', revision: 1 });
+    expect((await get().listPendedSubmissions(1000)).map((p) => p.id)).not.toContain(s.id);
+    expect((await get().findPasUpdate(updateId, 'ehr-a', 'b'.repeat(64)))?.id).toBe(s.id);
+    expect(await get().findPasUpdate(updateId, 'ehr-b', 'b'.repeat(64))).toBeUndefined();
+    expect((await get().getPasSubmissionByBundleIdentifier(updateId, 'ehr-a'))?.requestHash).toBe('b'.repeat(64));
+    expect((await get().findPasSubmissions({ claimIdentifiers: [claimKey] })).map((x) => x.id)).toEqual([s.id]);
+    expect((await get().findPasSubmissions({ bundleIdentifiers: [updateId] })).map((x) => x.id)).toEqual([s.id]);
+    // Another update computed from revision 0 is refused; so is a reviewer decision computed from it.
+    const stale = await get().updatePasSubmission({ ...input, update: { ...input.update, requestHash: 'c'.repeat(64) } });
+    expect(stale.applied).toBe(false);
+    const decision = { submissionId: s.id, decision: 'deny' as const, reviewer: 'dr.reviewer@payer.example', reason: 'not B-ALL', decidedAt: new Date().toISOString() };
+    const late = await get().recordReviewDecision({ decision, revision: 0, next: { status: 'denied', reviewAction: 'A3', needed: [], claimResponse: {}, responseBundle: {}, detail: {} } });
+    expect(late.applied).toBe(false);
+    expect((await get().getPasSubmission(s.id))?.decisions).toEqual([]);
+  });
+
+  it('refuses a reviewer decision computed before the request changed (its revision moved on)', async () => {
+    const s = newSubmission({ detail: { items: [{ sequence: 1, reviewAction: 'A4' }, { sequence: 2, reviewAction: 'A4' }] } });
+    await get().createPasSubmission(s);
+    const next = { status: 'pended' as const, reviewAction: 'A4' as const, needed: ['the second item'], claimResponse: {}, responseBundle: {}, detail: {} };
+    const decide = (revision: number) =>
+      get().recordReviewDecision({ revision, decision: { submissionId: s.id, decision: 'deny', reviewer: 'a', reason: 'first item: not B-ALL', decidedAt: new Date().toISOString() }, next });
+    expect((await decide(0)).applied).toBe(true);
+    expect((await decide(0)).applied).toBe(false);
+    expect((await decide(1)).applied).toBe(true);
+    expect((await get().getPasSubmission(s.id))?.revision).toBe(2);
   });
 
   it('lets exactly one of two concurrent reviewer decisions apply', async () => {
