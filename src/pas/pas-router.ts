@@ -6,11 +6,12 @@ import { PAYER_ID_SYSTEM } from '../content.js';
 import { DomainError, HttpError, badRequest, methodNotAllowed, notFound, outcome } from '../errors.js';
 import { identifyPayer, payerNamedBy } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
-import type { AuthorizationRecord, NewPasSubmission, OrderKey, PasSubmission, Storage } from '../storage/storage.js';
+import type { NewPasSubmission, OrderKey, PasSubmission, Storage } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
 import { payerClientOf } from '../http/payer-api-auth.js';
-import { PROVISIONAL, UNDECIDED, outgrowsApproval, recordedDecision, reopenOutgrownApproval } from '../coverage/order-record.js';
-import { adjudicate, itemFromOrderRecord } from './adjudicate.js';
+import { PROVISIONAL } from '../coverage/order-record.js';
+import { adjudicate } from './adjudicate.js';
+import { recordItemDecisions, requestAuthorization, shareAuthorization, withOrderRecords } from './decide-items.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
@@ -20,6 +21,7 @@ import type { PasRequest } from './request-bundle.js';
 import { pasVersionOf } from './pas-version.js';
 import type { PasVersion } from './pas-version.js';
 import { settlePended } from './settle-pended.js';
+import { applyClaimUpdate } from './apply-claim-update.js';
 
 const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
@@ -75,23 +77,6 @@ async function payerOf(content: Content, req: PasRequest, defaultPayer?: string)
   }
 }
 
-/** One authorization number for the new approvals of a request; every such item carries it, each with its own period. */
-function shareAuthorization(items: ItemDecision[]): void {
-  const approved = items.filter((i) => i.authorization);
-  if (approved.length === 0) return;
-  const number = approved[0].authorization!.number;
-  for (const i of approved) i.authorization = { ...i.authorization!, number };
-}
-
-/** The request's authorization (ClaimResponse.preAuthRef and period): the first approved item's number, the widest period. */
-function requestAuthorization(items: ItemDecision[]): AuthorizationRecord | undefined {
-  const approved = items.filter((i) => i.reviewAction === 'A1' && i.authorization);
-  if (approved.length === 0) return undefined;
-  const number = approved[0].authorization!.number;
-  const mine = approved.filter((i) => i.authorization!.number === number);
-  return { number, start: mine.map((i) => i.authorization!.start).sort()[0], end: mine.map((i) => i.authorization!.end).sort().at(-1)! };
-}
-
 /** The answer to a resubmission of a stored request: its current response, or 409 when the content differs. */
 function replay(stored: PasSubmission, req: PasRequest): Record<string, unknown> {
   if (stored.requestHash !== req.requestHash) throw conflict(req.bundleIdentifier);
@@ -124,6 +109,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const log = logOf(req, logger);
     const client = payerClientOf(req);
     const request = parsePasRequest(unwrapOperationInput(req.body, '$submit'));
+    if (request.update) return sendFhir(res, 200, await updateRequest(request, log, client));
     // A Bundle identifier names one request of one client: another client's is not there for this one.
     const stored = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier, client);
     if (stored) {
@@ -139,6 +125,62 @@ export function createPasRouter(deps: PasDeps): express.Router {
   });
 
   /**
+   * A PAS Claim Update (design.md §8 "Claim updates"; PAS 2.2.1 §"Updating Authorization Requests"): changes the
+   * stored request that `related.claim` names, found by the prior Claim's identifier among this client's requests
+   * (another client's request is answered as one never filed: 404). A resend of an applied update answers the
+   * request's current state; a Bundle identifier that names another request of this client is a 409. A denied request
+   * cannot be updated, nor a cancelled one (422: send a new request). Returns the response Bundle: every item of the
+   * request as it now stands.
+   */
+  async function updateRequest(request: PasRequest, log: Logger, client: string | undefined): Promise<Record<string, unknown>> {
+    const settle = (s: PasSubmission) => settlePended(storage, s, { log, today: today(), notifier: deps.notifier });
+    const resent = await storage.findPasUpdate(request.bundleIdentifier, client, request.requestHash);
+    if (resent) {
+      log.info({ submissionId: resent.id, reviewAction: resent.reviewAction, replay: true }, 'pas claim update');
+      return (await settle(resent)).responseBundle;
+    }
+    const patientIds = (request.patient.identifier ?? []).map(identifierKey).filter((k): k is string => !!k);
+    const find = async () =>
+      (await storage.findPasSubmissions({ claimIdentifiers: request.update!.priorIdentifiers, readableBy: client })).find(
+        (s) => patientIds.length === 0 || s.patientIdentifiers.length === 0 || s.patientIdentifiers.some((p) => patientIds.includes(p)),
+      );
+    const found = await find();
+    if (!found) {
+      throw new HttpError(
+        404,
+        outcome('error', 'not-found', `No prior authorization request matches the Claim this update names (Claim.related.claim, identifier ${request.update!.priorIdentifiers.join(', ')}); send a new request`, ['Claim.related.claim']),
+      );
+    }
+    const named = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier, client);
+    if (named && named.id !== found.id) throw conflict(request.bundleIdentifier);
+    const payer = content.payers.get(found.payer) ?? (await payerOf(content, request, deps.defaultPayer));
+    const version = pasVersionOf(request.bundle, deps.pasVersion ?? '2.2.1');
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const target = await settle((await storage.getPasSubmission(found.id)) ?? found);
+      // PAS specification §"Additional Notes" 2: a denied request is not updated; a new request is needed.
+      if (target.status === 'denied' || target.status === 'cancelled') {
+        throw new HttpError(
+          422,
+          outcome(
+            'error',
+            'business-rule',
+            target.status === 'denied'
+              ? `Prior authorization request ${target.id} was denied; a denied request cannot be updated (PAS). Send a new request`
+              : `Prior authorization request ${target.id} was cancelled by its submitter; a cancelled request cannot be updated. Send a new request`,
+            ['Claim.related.claim'],
+          ),
+        );
+      }
+      const answer = await applyClaimUpdate({ storage, content, payer, request, target, client, day: today(), version, log });
+      if (answer) return answer;
+      // The request or an order changed meanwhile (a reviewer, another update, a resend of this one): read it again.
+      const applied = await storage.findPasUpdate(request.bundleIdentifier, client, request.requestHash);
+      if (applied) return (await settle(applied)).responseBundle;
+    }
+    throw new DomainError('transient', 'The prior authorization request changed while this update was applied; send it again');
+  }
+
+  /**
    * Decides a new request with the orders' one record (design.md §8): an order that already has a decision gets it
    * again, whatever the Bundle identifier; an approval is the order's, issued once; a request whose orders another
    * request of the same client already pends collapses into that pended request; an order another request pends
@@ -149,20 +191,9 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const day = today();
     const version = pasVersionOf(request.bundle, deps.pasVersion ?? '2.2.1');
     const items = adjudicate({ content, payer, request, today: day });
-    const records = await Promise.all(items.map((i) => (i.order ? storage.getOrderRecord(i.order) : Promise.resolve(undefined))));
-    // An order that no longer fits the approval the rules gave it is decided afresh (a limit review), not answered A1.
-    await Promise.all(
-      items.map(async (item, n) => {
-        const record = records[n];
-        if (!outgrowsApproval(record, item.outcome)) return;
-        records[n] = await reopenOutgrownApproval(storage, record, item.reasons[0] ?? item.needed[0] ?? 'a limit is exceeded', { source: 'pas', actor: `PAS request ${request.bundleIdentifier}`, policyId: item.policyId });
-      }),
-    );
-    items.forEach((item, n) => {
-      const decided = recordedDecision(records[n], day);
-      if (!decided) return;
-      items[n] = itemFromOrderRecord(item, decided);
-    });
+    // An order that no longer fits the approval the rules gave it is decided afresh (a limit review), not answered A1;
+    // an order that has a decision answers it.
+    const records = await withOrderRecords(storage, items, { day, actor: `PAS request ${request.bundleIdentifier}` });
 
     // A repeat of a pended request (a double click, a resubmission while review is under way) is that request.
     const pendedBy = new Set(items.map((i, n) => (i.reviewAction === 'A4' && records[n]?.state === 'pended' ? records[n]?.submissionId : undefined)));
@@ -187,27 +218,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const created = new Date().toISOString();
     shareAuthorization(items.filter((i) => !i.fromOrderRecord));
     // New approvals and denials become the orders' decisions now; a concurrent decision of the same order wins.
-    for (const [n, item] of items.entries()) {
-      if (!item.order || item.fromOrderRecord || item.reviewAction === 'A4') continue;
-      const state = item.reviewAction === 'A1' ? 'approved' : 'denied';
-      const { record } = await storage.applyOrderChange({
-        key: item.order,
-        from: UNDECIDED,
-        change: {
-          state,
-          at: created,
-          source: 'pas',
-          actor: `PAS ${id}`,
-          reason: item.reasons[0] ?? state,
-          policyId: item.policyId,
-          submissionId: id,
-          ...(item.authorization ? { authorization: item.authorization } : {}),
-        },
-      });
-      const decided = recordedDecision(record, day);
-      if (decided?.reviewAction === 'A1') items[n] = { ...item, reviewAction: 'A1', authorization: decided.authorization };
-      else if (decided?.reviewAction === 'A3' && item.reviewAction === 'A1') items[n] = { ...item, reviewAction: 'A3', reasons: [decided.reason], authorization: undefined };
-    }
+    await recordItemDecisions(storage, items, { submissionId: id, at: created, day });
 
     const authorization = requestAuthorization(items);
     const { bundle, claimResponse } = buildResponseBundle(request, items, { id, created, version });

@@ -14,6 +14,8 @@ import type {
 } from '@medplum/fhirtypes';
 import { badRequest } from '../errors.js';
 import { EXT_REQUESTED_SERVICE } from './pas-urls.js';
+import { cancelsRequest, isCancelledEntry, isClaimUpdate, readClaimUpdate } from './claim-update-request.js';
+import type { ClaimUpdate } from './claim-update-request.js';
 
 /** `system|value` of an identifier (`|value` without a system), the form identifiers are stored and matched in. */
 export function identifierKey(i: Identifier | undefined): string | undefined {
@@ -122,6 +124,8 @@ export interface PasRequest {
   resources: Resource[];
   /** Resources keyed by fullUrl and by `Type/id`. */
   byReference: Map<string, Resource>;
+  /** Set when the Claim is a PAS Claim Update of an earlier request (`related.claim`). */
+  update?: ClaimUpdate;
 }
 
 /** JSON with object keys sorted: the same content always hashes the same, whatever the key order on the wire. */
@@ -165,11 +169,15 @@ export function parsePasRequest(input: Record<string, unknown>): PasRequest {
   const index = new BundleIndex(bundle.entry);
   const claims = bundle.entry.map((e, i) => ({ e, i })).filter(({ e }) => e.resource?.resourceType === 'Claim');
   if (claims.length === 0) throw badRequest('The PAS request Bundle holds no Claim (its first entry must be the prior authorization Claim)', ['Bundle.entry']);
-  if (claims.length > 1) throw badRequest('The PAS request Bundle holds more than one Claim; Claim updates are not supported, send a new request', ['Bundle.entry']);
-  const claim = claims[0].e.resource as Claim;
-  const claimPath = `Bundle.entry[${claims[0].i}].resource`;
+  const submitted = submittedClaim(claims, index);
+  const claim = submitted.e.resource as Claim;
+  const prior = claims.find((c) => c !== submitted)?.e.resource as Claim | undefined;
+  const claimPath = `Bundle.entry[${submitted.i}].resource`;
   if (claim.use !== 'preauthorization') throw badRequest(`Claim.use must be "preauthorization", got ${JSON.stringify(claim.use ?? null)}`, [`${claimPath}.use`]);
-  if (!Array.isArray(claim.item) || claim.item.length === 0) throw badRequest('The Claim has no items: name the drug requested in Claim.item.productOrService', [`${claimPath}.item`]);
+  // A Claim Update cancelling the whole request needs no items (PAS spec "Updating Authorization Requests").
+  if (!Array.isArray(claim.item) || claim.item.length === 0) {
+    if (!cancelsRequest(claim)) throw badRequest('The Claim has no items: name the drug requested in Claim.item.productOrService', [`${claimPath}.item`]);
+  }
 
   for (const { reference, path } of referencesIn(claim, claimPath)) {
     if (reference.startsWith('#')) {
@@ -190,7 +198,7 @@ export function parsePasRequest(input: Record<string, unknown>): PasRequest {
   const insurance = claim.insurance?.find((i) => i.focal) ?? claim.insurance?.[0];
   const coverage = target<Coverage>(insurance?.coverage, 'Coverage', `${claimPath}.insurance.coverage`, 'Coverage (Claim.insurance.coverage)');
 
-  const items: RequestedItem[] = claim.item.map((item, i) => {
+  const items: RequestedItem[] = (claim.item ?? []).map((item, i) => {
     const path = `${claimPath}.item[${i}]`;
     if (typeof item.sequence !== 'number') throw badRequest('Every Claim item needs a sequence', [`${path}.sequence`]);
     const codings = (item.productOrService?.coding ?? []).filter((c) => c.code);
@@ -203,6 +211,8 @@ export function parsePasRequest(input: Record<string, unknown>): PasRequest {
 
   const questionnaireResponses: QuestionnaireResponse[] = [];
   (claim.supportingInfo ?? []).forEach((s) => {
+    // Documentation a Claim Update cancelled is no longer evidence (PAS spec-69).
+    if (isCancelledEntry(s)) return;
     const ref = s.valueReference?.reference;
     const found = ref ? index.resolve(ref)?.resource : undefined;
     if (found?.resourceType === 'QuestionnaireResponse') questionnaireResponses.push(found);
@@ -228,5 +238,29 @@ export function parsePasRequest(input: Record<string, unknown>): PasRequest {
     index,
     resources: index.all.map((l) => l.resource),
     byReference,
+    ...(isClaimUpdate(claim) ? { update: readClaimUpdate(claim, claimPath, prior, identifierKey) } : {}),
   };
+}
+
+/**
+ * The Claim under submission: the only one, or of two the Claim Update whose `related.claim` names the other, the prior
+ * Claim it updates (PAS PASRequestBundle: Claim slice 1..2; spec-65: the updated Claim is referenced and included).
+ */
+function submittedClaim(claims: { e: BundleEntry; i: number }[], index: BundleIndex): { e: BundleEntry; i: number } {
+  if (claims.length === 1) return claims[0];
+  const names = (a: Claim, b: { e: BundleEntry }) =>
+    (a.related ?? []).some((r) => {
+      const ref = r.claim?.reference;
+      if (ref) return index.resolve(ref)?.resource === b.e.resource;
+      const key = identifierKey(r.claim?.identifier);
+      return !!key && ((b.e.resource as Claim).identifier ?? []).some((i) => identifierKey(i) === key);
+    });
+  const updates = claims.length === 2 ? claims.filter((c, n) => names(c.e.resource as Claim, claims[1 - n])) : [];
+  if (updates.length !== 1) {
+    throw badRequest(
+      'A PAS request Bundle holds one Claim, or a Claim Update and the prior Claim it names in related.claim (PAS spec-65); this one holds Claims that are neither',
+      ['Bundle.entry'],
+    );
+  }
+  return updates[0];
 }

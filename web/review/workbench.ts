@@ -897,6 +897,8 @@ function statusWords(v: RequestView): string {
       return 'Denied';
     case 'A4':
       return 'Pended for review';
+    case 'C':
+      return 'Cancelled by the submitter';
     default:
       return v.status;
   }

@@ -1,0 +1,177 @@
+import type { Content, Payer } from '../content.js';
+import { PROVISIONAL } from '../coverage/order-record.js';
+import { badRequest } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { GuardedOrderChange, OrderKey, OrderRecord, PasSubmission, Storage } from '../storage/storage.js';
+import { adjudicate } from './adjudicate.js';
+import type { ItemDecision } from './adjudicate.js';
+import { buildResponseBundle, summarize } from './claim-response.js';
+import { recordItemDecisions, requestAuthorization, shareAuthorization, withOrderRecords } from './decide-items.js';
+import type { PasVersion } from './pas-version.js';
+import { identifierKey, parsePasRequest } from './request-bundle.js';
+import type { PasRequest } from './request-bundle.js';
+
+/** How one item of the request fares in an update. */
+type Plan = { kind: 'keep'; item: ItemDecision } | { kind: 'decide'; was?: ItemDecision } | { kind: 'cancel'; item: ItemDecision };
+
+/** The reason a cancelled item carries (its ClaimResponse process note). */
+const CANCELLED = 'Cancelled by the submitter (PAS Claim Update)';
+
+/**
+ * What the update does to each item of the stored request, by sequence (PAS item.sequence is the same across every
+ * version of a request): cancel (the whole request with certificationType 3, or an item flagged cancelled), decide
+ * (an item added, an item flagged changed, or a pended item when the update brings new or changed documentation),
+ * or keep (an item the update leaves as it was; an item the update leaves out stays too).
+ */
+function planOf(stored: ItemDecision[], req: PasRequest): Map<number, Plan> {
+  const update = req.update!;
+  const bySequence = new Map(stored.map((i) => [i.sequence, i]));
+  const plan = new Map<number, Plan>(stored.map((i) => [i.sequence, { kind: 'keep', item: i }]));
+  if (update.cancelAll) {
+    for (const i of stored) if (i.reviewAction !== 'C') plan.set(i.sequence, { kind: 'cancel', item: i });
+    return plan;
+  }
+  for (const { sequence } of req.items) {
+    const was = bySequence.get(sequence);
+    const change = update.items.get(sequence);
+    if (change === 'cancelled') {
+      if (!was) throw badRequest(`Claim item ${sequence} is cancelled, but the request it updates has no item ${sequence}`, ['Claim.item.sequence']);
+      if (was.reviewAction !== 'C') plan.set(sequence, { kind: 'cancel', item: was });
+    } else if (!was || change === 'added' || change === 'changed' || (was.reviewAction === 'A4' && update.supportingInfoChanged)) {
+      plan.set(sequence, { kind: 'decide', ...(was ? { was } : {}) });
+    }
+  }
+  return plan;
+}
+
+/** Whether another item of the request, still asked for, names the same order (then its record is that item's too). */
+const sharesOrder = (key: OrderKey, items: ItemDecision[], except: number) =>
+  items.some((i) => i.sequence !== except && i.reviewAction !== 'C' && i.order && JSON.stringify(i.order) === JSON.stringify(key));
+
+/**
+ * The order change a cancelled item makes (design.md §8, one record per order): a review this request pends for the
+ * order is released (the order goes back to `auth-needed`, and the request leaves the reviewer's queue once nothing
+ * else of it is pended), and an approval this request carries for it is withdrawn (the submitter no longer needs it;
+ * the number stays in the order's history). A denial stays the order's decision; an order another request pends or
+ * decided stays that request's.
+ */
+function releaseOf(item: ItemDecision, record: OrderRecord | undefined, s: PasSubmission, at: string): GuardedOrderChange | undefined {
+  if (!item.order || !record) return undefined;
+  const change = { at, source: 'pas' as const, actor: `PAS ${s.id}`, state: 'auth-needed' as const, submissionId: s.id, ...(item.policyId ? { policyId: item.policyId } : {}) };
+  if (record.state === 'pended' && record.submissionId === s.id) {
+    return { key: item.order, from: ['pended'], change: { ...change, reason: `The prior authorization request ${s.id} for this order was cancelled by its submitter before a decision` } };
+  }
+  const number = item.authorization?.number;
+  if (record.state === 'approved' && item.reviewAction === 'A1' && number && record.authorization?.number === number) {
+    return { key: item.order, from: ['approved'], change: { ...change, reason: `Authorization ${number} was cancelled by its submitter (PAS request ${s.id})`, withdrawsApproval: true } };
+  }
+  return undefined;
+}
+
+export interface ClaimUpdateOptions {
+  storage: Storage;
+  content: Content;
+  payer: Payer;
+  /** The update as parsed (`request.update` set). */
+  request: PasRequest;
+  /** The stored request it updates, as it now stands (settled). */
+  target: PasSubmission;
+  client: string | undefined;
+  day: string;
+  version: PasVersion;
+  log: Logger;
+}
+
+/**
+ * Applies a PAS Claim Update to the stored request it names (PAS 2.2.1 §"Updating Authorization Requests"; design.md
+ * §8 "Claim updates"): the request is changed in place and keeps its id (ClaimResponse id, REF-NT). Cancelled items
+ * become X12 306 C and let go of what they held on their orders; added and changed items are decided by the same core
+ * as a new request (adjudicate, then the orders' records: an approved order keeps its number, a denied one its
+ * denial); the rest keep their decisions. The answer covers every item of the request as it now stands, by its
+ * sequence. Returns the response Bundle, or undefined when the request or one of its orders changed meanwhile (the
+ * caller reads it again and retries).
+ */
+export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<string, unknown> | undefined> {
+  const { storage, request, target: s } = o;
+  const at = new Date().toISOString();
+  const stored = ((s.detail as { items?: ItemDecision[] }).items ?? []).map((i) => ({ ...i }));
+  const plan = planOf(stored, request);
+
+  // Added and changed items: the same decision as a new request's, then what their orders' records say.
+  const deciding = [...plan.entries()].filter(([, p]) => p.kind === 'decide').map(([seq]) => seq);
+  const decided = deciding.length > 0 ? adjudicate({ content: o.content, payer: o.payer, request, today: o.day }).filter((d) => deciding.includes(d.sequence)) : [];
+  const records = await withOrderRecords(storage, decided, { day: o.day, actor: `PAS ${s.id}` });
+  const kept = new Set<number>();
+  decided.forEach((d, n) => {
+    const was = (plan.get(d.sequence) as { was?: ItemDecision }).was;
+    if (d.fromOrderRecord && was?.review) decided[n] = { ...d, review: was.review };
+    // An approval this request already holds for the item is not issued again (an item naming no order has no record
+    // to answer it): the item keeps its number and period.
+    else if (d.reviewAction === 'A1' && !d.fromOrderRecord && was?.reviewAction === 'A1' && was.authorization) {
+      decided[n] = { ...d, authorization: was.authorization };
+      kept.add(d.sequence);
+    }
+  });
+  const fresh = decided.filter((d) => !d.fromOrderRecord && !kept.has(d.sequence));
+  shareAuthorization(fresh);
+  await recordItemDecisions(storage, decided, { submissionId: s.id, at, day: o.day });
+
+  const cancelling = [...plan.values()].filter((p): p is Extract<Plan, { kind: 'cancel' }> => p.kind === 'cancel').map((p) => p.item);
+  const cancelled = new Map(cancelling.map((i) => [i.sequence, { ...i, reviewAction: 'C' as const, needed: [], reasons: [CANCELLED], authorization: undefined, cancelled: { at, was: i.reviewAction } }]));
+  const next = [...new Set([...stored.map((i) => i.sequence), ...decided.map((d) => d.sequence)])]
+    .sort((a, b) => a - b)
+    .map((seq) => cancelled.get(seq) ?? decided.find((d) => d.sequence === seq) ?? stored.find((i) => i.sequence === seq)!);
+
+  // The orders change with the request, or neither: pended for new reviews, released or withdrawn for cancelled items.
+  const orderRecords = await Promise.all(cancelling.map((i) => (i.order ? storage.getOrderRecord(i.order) : Promise.resolve(undefined))));
+  const releases = cancelling
+    .map((i, n) => (i.order && sharesOrder(i.order, next, i.sequence) ? undefined : releaseOf(i, orderRecords[n], s, at)))
+    .filter((c): c is GuardedOrderChange => !!c);
+  const pends = decided
+    .filter((d, n): d is ItemDecision & { order: OrderKey } => !!d.order && d.reviewAction === 'A4' && records[n]?.state !== 'pended')
+    .map((d) => ({
+      key: d.order,
+      from: PROVISIONAL,
+      change: { state: 'pended' as const, at, source: 'pas' as const, actor: `PAS ${s.id}`, reason: d.needed.join('; ') || 'clinical review', policyId: d.policyId, submissionId: s.id },
+    }));
+
+  // The request as it now stands is the update's Claim (every item, PAS spec-68), unless it cancels all without items:
+  // then the items are the prior version's, and the answer names the cancelling Bundle and Claim.
+  const prior = request.items.length > 0 ? undefined : parsePasRequest(s.requestBundle);
+  const current = prior ? { ...prior, bundle: { ...prior.bundle, identifier: request.bundle.identifier }, claim: { ...prior.claim, identifier: request.claim.identifier ?? prior.claim.identifier } } : request;
+  const { bundle, claimResponse } = buildResponseBundle(current, next, { id: s.id, created: s.createdAt, version: o.version, humanReviewed: next.some((i) => i.review) });
+  const { status, reviewAction } = summarize(next);
+  const authorization = requestAuthorization(next);
+  const issued = decided.find((d) => d.reviewAction === 'A1' && d.authorization && !d.fromOrderRecord && !kept.has(d.sequence))?.authorization;
+  const claimIdentifiers = (request.claim.identifier ?? []).map(identifierKey).filter((k): k is string => !!k);
+  const result = await storage.updatePasSubmission({
+    update: {
+      submissionId: s.id,
+      bundleIdentifier: request.bundleIdentifier,
+      ...(o.client ? { clientId: o.client } : {}),
+      requestHash: request.requestHash,
+      claimIdentifiers,
+      kind: request.update!.cancelAll ? 'cancel' : 'update',
+      requestBundle: request.bundle as unknown as Record<string, unknown>,
+      createdAt: at,
+    },
+    revision: s.revision,
+    next: {
+      status,
+      reviewAction,
+      needed: next.filter((i) => i.reviewAction === 'A4').flatMap((i) => i.needed),
+      ...(authorization ? { preAuthRef: authorization.number, preAuthPeriod: { start: authorization.start, end: authorization.end } } : {}),
+      claimResponse: claimResponse as unknown as Record<string, unknown>,
+      responseBundle: bundle as unknown as Record<string, unknown>,
+      detail: { items: next },
+      requestBundle: prior ? s.requestBundle : (request.bundle as unknown as Record<string, unknown>),
+      claimIdentifiers: [...new Set([...s.claimIdentifiers, ...claimIdentifiers])],
+    },
+    orders: [...releases, ...pends],
+    ...(issued ? { authorization: issued } : {}),
+  });
+  if (!result.applied) return undefined;
+  // One line per update: ids and review actions; never clinical content (style.md).
+  o.log.info({ submissionId: s.id, update: request.update!.cancelAll ? 'cancel' : 'update', reviewAction, items: next.map((i) => `${i.sequence}:${i.reviewAction}`) }, 'pas claim update');
+  return bundle as unknown as Record<string, unknown>;
+}

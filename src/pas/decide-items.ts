@@ -1,0 +1,72 @@
+import type { Logger } from '../logger.js';
+import { UNDECIDED, outgrowsApproval, recordedDecision, reopenOutgrownApproval } from '../coverage/order-record.js';
+import type { AuthorizationRecord, OrderRecord, Storage } from '../storage/storage.js';
+import { itemFromOrderRecord } from './adjudicate.js';
+import type { ItemDecision } from './adjudicate.js';
+
+/**
+ * Lets each item's order record speak (design.md §8 "One authorization per order"), in place: an order that no longer
+ * fits the approval the rules gave it is reopened (a limit review, not A1), and an order that has a decision answers
+ * it (A1 with the order's number, A3 with its reason). Returns the records as they now stand, one per item.
+ * `actor` names the PAS request in the orders' history.
+ */
+export async function withOrderRecords(storage: Storage, items: ItemDecision[], opts: { day: string; actor: string }): Promise<(OrderRecord | undefined)[]> {
+  const records = await Promise.all(items.map((i) => (i.order ? storage.getOrderRecord(i.order) : Promise.resolve(undefined))));
+  await Promise.all(
+    items.map(async (item, n) => {
+      const record = records[n];
+      if (!outgrowsApproval(record, item.outcome)) return;
+      records[n] = await reopenOutgrownApproval(storage, record, item.reasons[0] ?? item.needed[0] ?? 'a limit is exceeded', { source: 'pas', actor: opts.actor, policyId: item.policyId });
+    }),
+  );
+  items.forEach((item, n) => {
+    const decided = recordedDecision(records[n], opts.day);
+    if (decided) items[n] = itemFromOrderRecord(item, decided);
+  });
+  return records;
+}
+
+/** One authorization number for the new approvals of a request; every such item carries it, each with its own period. */
+export function shareAuthorization(items: ItemDecision[]): void {
+  const approved = items.filter((i) => i.authorization);
+  if (approved.length === 0) return;
+  const number = approved[0].authorization!.number;
+  for (const i of approved) i.authorization = { ...i.authorization!, number };
+}
+
+/** The request's authorization (ClaimResponse.preAuthRef and period): the first approved item's number, the widest period. */
+export function requestAuthorization(items: ItemDecision[]): AuthorizationRecord | undefined {
+  const approved = items.filter((i) => i.reviewAction === 'A1' && i.authorization);
+  if (approved.length === 0) return undefined;
+  const number = approved[0].authorization!.number;
+  const mine = approved.filter((i) => i.authorization!.number === number);
+  return { number, start: mine.map((i) => i.authorization!.start).sort()[0], end: mine.map((i) => i.authorization!.end).sort().at(-1)! };
+}
+
+/**
+ * Makes the new approvals and denials of `items` (those not answered from an order record, not pended) their orders'
+ * decisions, durably, before the answer; a concurrent decision of the same order wins and the item takes it. In place.
+ */
+export async function recordItemDecisions(storage: Storage, items: ItemDecision[], opts: { submissionId: string; at: string; day: string; log?: Logger }): Promise<void> {
+  for (const [n, item] of items.entries()) {
+    if (!item.order || item.fromOrderRecord || (item.reviewAction !== 'A1' && item.reviewAction !== 'A3')) continue;
+    const state = item.reviewAction === 'A1' ? 'approved' : 'denied';
+    const { record } = await storage.applyOrderChange({
+      key: item.order,
+      from: UNDECIDED,
+      change: {
+        state,
+        at: opts.at,
+        source: 'pas',
+        actor: `PAS ${opts.submissionId}`,
+        reason: item.reasons[0] ?? state,
+        policyId: item.policyId,
+        submissionId: opts.submissionId,
+        ...(item.authorization ? { authorization: item.authorization } : {}),
+      },
+    });
+    const decided = recordedDecision(record, opts.day);
+    if (decided?.reviewAction === 'A1') items[n] = { ...item, reviewAction: 'A1', authorization: decided.authorization };
+    else if (decided?.reviewAction === 'A3' && item.reviewAction === 'A1') items[n] = { ...item, reviewAction: 'A3', reasons: [decided.reason], authorization: undefined };
+  }
+}
