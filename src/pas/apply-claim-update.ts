@@ -117,7 +117,9 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
   await recordItemDecisions(storage, decided, { submissionId: s.id, at, day: o.day });
 
   const cancelling = [...plan.values()].filter((p): p is Extract<Plan, { kind: 'cancel' }> => p.kind === 'cancel').map((p) => p.item);
-  const cancelled = new Map(cancelling.map((i) => [i.sequence, { ...i, reviewAction: 'C' as const, needed: [], reasons: [CANCELLED], authorization: undefined, cancelled: { at, was: i.reviewAction } }]));
+  const cancelled = new Map(
+    cancelling.map((i) => [i.sequence, { ...i, reviewAction: 'C' as const, needed: [], reasons: [CANCELLED], authorization: undefined, review: undefined, cancelled: { at, was: i.reviewAction } }]),
+  );
   const next = [...new Set([...stored.map((i) => i.sequence), ...decided.map((d) => d.sequence)])]
     .sort((a, b) => a - b)
     .map((seq) => cancelled.get(seq) ?? decided.find((d) => d.sequence === seq) ?? stored.find((i) => i.sequence === seq)!);

@@ -232,7 +232,10 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         }
         return { ...i, reviewAction: 'A3', needed: [], reasons: [`Not certified on clinical review: ${reason}`], review };
       });
-      const granted = items.filter((i) => i.review && i.authorization).map((i) => i.authorization!);
+      // Only the items pended until now are this decision's: an item a reviewer decided before (the request was
+      // pended again by a Claim Update adding an item) keeps its decision, its order and its number.
+      const decidedNow = new Set(detail.items.filter((i) => i.reviewAction === 'A4').map((i) => i.sequence));
+      const granted = items.filter((i) => decidedNow.has(i.sequence) && i.authorization).map((i) => i.authorization!);
       const authorization: AuthorizationRecord | undefined =
         number && granted.length > 0 ? { number, start: granted.map((g) => g.start).sort()[0], end: granted.map((g) => g.end).sort().at(-1)! } : undefined;
 
@@ -241,7 +244,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       const { status, reviewAction } = summarize(items);
       // The reviewer's decision is the order's decision (design.md §8): the orders change with the request, or neither.
       const orders = items
-        .filter((i): i is ItemDecision & { order: OrderKey } => !!i.order && !!i.review)
+        .filter((i): i is ItemDecision & { order: OrderKey } => !!i.order && decidedNow.has(i.sequence))
         .map((i) => ({
           key: i.order,
           from: UNDECIDED,

@@ -250,6 +250,35 @@ describe.each(storages)('PAS Claim Updates (%s)', (_name, storage) => {
     expect(unknown.body.issue[0].expression).toEqual(['Claim.related.claim']);
   });
 
+  it('a reviewer decides an item an update added to a request reviewed before; the item decided then keeps its number', async () => {
+    const { submit, pended, decide } = app();
+    const chart = orders();
+    // Item 1 asks for order B (over the limit): pended, then approved on clinical review.
+    const initial = initialRequest(chart);
+    (initial.entry![0].resource as Claim).item = [item(1, chart.b)];
+    const cr = claimResponseOf((await submit(initial).expect(200)).body);
+    expect(reviewActions(cr)).toEqual([`${X12}#A4`]);
+    const first = await decide(cr.id!, { decision: 'approve', reviewer: 'Dr. R. Okafor (medical director)', reason: '56 mcg/day for a documented relapse per the treating oncologist' });
+    expect(first.status, JSON.stringify(first.body)).toBe(200);
+    const reviewed = first.body.preAuthRef as string;
+
+    // An update adds item 2 for another order over the limit: pended again, for item 2 only.
+    const c = overDose((initial.entry!.find((e) => e.resource?.id === chart.a)!.resource as MedicationRequest), `order-c-${randomUUID()}`);
+    const withC = structuredClone(initial);
+    withC.entry!.push({ fullUrl: `${EHR}/MedicationRequest/${c.id}`, resource: c });
+    const added = updateOf(withC, [item(1, chart.b), item(2, c.id!, [infoChanged('added')])]);
+    const res = await submit(added);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(itemsOf(res.body)).toEqual(['1:A1', '2:A4']);
+    expect(itemNumbers(res.body)[0]).toBe(reviewed);
+    expect(await pended()).toContain(cr.id);
+
+    const second = await decide(cr.id!, { decision: 'deny', reviewer: 'Dr. R. Okafor (medical director)', reason: 'A second concurrent course is not supported' });
+    expect(second.status, JSON.stringify(second.body)).toBe(200);
+    expect(second.body.items.map((i: { reviewAction: string }) => i.reviewAction)).toEqual(['A1', 'A3']);
+    expect(second.body.items[0].authorization.number).toBe(reviewed);
+  });
+
   it('cancelling a pended request takes it off the reviewer\'s queue: a decision on it is a 409, and its order can be asked for afresh', async () => {
     const { submit, pended, decide } = app();
     const pendedRequest = storyBundle('centene-missing-mrd', { orderId: `order-${randomUUID()}` });
