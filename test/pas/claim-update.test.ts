@@ -279,6 +279,26 @@ describe.each(storages)('PAS Claim Updates (%s)', (_name, storage) => {
     expect(second.body.items[0].authorization.number).toBe(reviewed);
   });
 
+  it('decides a pended item again when an update brings the documentation it waited for (a QuestionnaireResponse added as supportingInfo)', async () => {
+    const { submit, pended } = app();
+    const orderId = `order-${randomUUID()}`;
+    const waiting = storyBundle('centene-missing-mrd', { orderId });
+    const cr = claimResponseOf((await submit(waiting).expect(200)).body);
+    expect(reviewActions(cr)).toEqual([`${X12}#A4`]);
+
+    const answered = storyBundle('centene-missing-mrd', { orderId, answers: { 'mrd-percent': [{ valueDecimal: 0.52 }] } });
+    const answeredClaim = answered.entry![0].resource as Claim;
+    const update = updateOf(waiting, (waiting.entry![0].resource as Claim).item!);
+    (update.entry![0].resource as Claim).supportingInfo = answeredClaim.supportingInfo!.map((i) => ({ ...i, extension: [infoChanged('added')] }));
+    update.entry!.push(answered.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!);
+    const res = await submit(update);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(itemsOf(res.body)).toEqual(['1:A1']);
+    expect(claimResponseOf(res.body).id).toBe(cr.id);
+    expect(claimResponseOf(res.body).preAuthRef).toBeTruthy();
+    expect(await pended()).not.toContain(cr.id);
+  });
+
   it('cancelling a pended request takes it off the reviewer\'s queue: a decision on it is a 409, and its order can be asked for afresh', async () => {
     const { submit, pended, decide } = app();
     const pendedRequest = storyBundle('centene-missing-mrd', { orderId: `order-${randomUUID()}` });
