@@ -17,6 +17,8 @@ export interface QueueRow {
   dose?: string;
   needed: string[];
   missing?: string[];
+  /** Other requests (another EHR's, for the same order) that this request's decision answers too. */
+  waiting?: { id: string }[];
 }
 
 export type QueueSort = 'oldest' | 'newest' | 'patient' | 'drug' | 'payer';

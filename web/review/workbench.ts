@@ -268,7 +268,7 @@ async function showQueue(): Promise<void> {
         memberId: p.memberId ?? v?.case?.patient.memberId,
         drug: p.drug ?? order?.drug,
         dose: p.dose ?? order?.dose,
-        payerName: v?.case?.payerName,
+        payerName: p.payerName ?? v?.case?.payerName,
       };
     }),
   );
