@@ -5,8 +5,7 @@ import type { Logger } from '../logger.js';
 import type { GuardedOrderChange, OrderKey, OrderRecord, PasSubmission, Storage } from '../storage/storage.js';
 import { adjudicate } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
-import { buildResponseBundle, summarize } from './claim-response.js';
-import { recordItemDecisions, requestAuthorization, shareAuthorization, withOrderRecords } from './decide-items.js';
+import { recordItemDecisions, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
 import type { PasVersion } from './pas-version.js';
 import { identifierKey, parsePasRequest } from './request-bundle.js';
 import type { PasRequest } from './request-bundle.js';
@@ -141,9 +140,7 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
   // then the items are the prior version's, and the answer names the cancelling Bundle and Claim.
   const prior = request.items.length > 0 ? undefined : parsePasRequest(s.requestBundle);
   const current = prior ? { ...prior, bundle: { ...prior.bundle, identifier: request.bundle.identifier }, claim: { ...prior.claim, identifier: request.claim.identifier ?? prior.claim.identifier } } : request;
-  const { bundle, claimResponse } = buildResponseBundle(current, next, { id: s.id, created: s.createdAt, version: o.version, humanReviewed: next.some((i) => i.review) });
-  const { status, reviewAction } = summarize(next);
-  const authorization = requestAuthorization(next);
+  const { stored: outcome } = requestOutcome(current, next, { id: s.id, created: s.createdAt, version: o.version, humanReviewed: next.some((i) => i.review) });
   const issued = decided.find((d) => d.reviewAction === 'A1' && d.authorization && !d.fromOrderRecord && !kept.has(d.sequence))?.authorization;
   const claimIdentifiers = (request.claim.identifier ?? []).map(identifierKey).filter((k): k is string => !!k);
   const result = await storage.updatePasSubmission({
@@ -159,13 +156,7 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
     },
     revision: s.revision,
     next: {
-      status,
-      reviewAction,
-      needed: next.filter((i) => i.reviewAction === 'A4').flatMap((i) => i.needed),
-      ...(authorization ? { preAuthRef: authorization.number, preAuthPeriod: { start: authorization.start, end: authorization.end } } : {}),
-      claimResponse: claimResponse as unknown as Record<string, unknown>,
-      responseBundle: bundle as unknown as Record<string, unknown>,
-      detail: { items: next },
+      ...outcome,
       requestBundle: prior ? s.requestBundle : (request.bundle as unknown as Record<string, unknown>),
       claimIdentifiers: [...new Set([...s.claimIdentifiers, ...claimIdentifiers])],
     },
@@ -174,6 +165,6 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
   });
   if (!result.applied) return undefined;
   // One line per update: ids and review actions; never clinical content (style.md).
-  o.log.info({ submissionId: s.id, update: request.update!.cancelAll ? 'cancel' : 'update', reviewAction, items: next.map((i) => `${i.sequence}:${i.reviewAction}`) }, 'pas claim update');
-  return bundle as unknown as Record<string, unknown>;
+  o.log.info({ submissionId: s.id, update: request.update!.cancelAll ? 'cancel' : 'update', reviewAction: outcome.reviewAction, items: next.map((i) => `${i.sequence}:${i.reviewAction}`) }, 'pas claim update');
+  return outcome.responseBundle;
 }

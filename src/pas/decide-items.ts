@@ -3,6 +3,9 @@ import { UNDECIDED, outgrowsApproval, recordedDecision, reopenOutgrownApproval }
 import type { AuthorizationRecord, OrderRecord, Storage } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
+import { buildResponseBundle, summarize } from './claim-response.js';
+import type { ResponseMeta } from './claim-response.js';
+import type { PasRequest } from './request-bundle.js';
 
 /**
  * Lets each item's order record speak (design.md §8 "One authorization per order"), in place: an order that no longer
@@ -69,4 +72,27 @@ export async function recordItemDecisions(storage: Storage, items: ItemDecision[
     if (decided?.reviewAction === 'A1') items[n] = { ...item, reviewAction: 'A1', authorization: decided.authorization };
     else if (decided?.reviewAction === 'A3' && item.reviewAction === 'A1') items[n] = { ...item, reviewAction: 'A3', reasons: [decided.reason], authorization: undefined };
   }
+}
+
+/**
+ * What a request's decided items make of it, as stored and answered (PAS 2.2.1 PASResponseBundle; design.md §8): the
+ * response Bundle and its ClaimResponse, the request's status and review action, what its pended items need, and its
+ * authorization. A new request and a Claim Update store the same fields from the same items.
+ */
+export function requestOutcome(request: PasRequest, items: ItemDecision[], meta: ResponseMeta) {
+  const { bundle, claimResponse } = buildResponseBundle(request, items, meta);
+  const { status, reviewAction } = summarize(items);
+  const authorization = requestAuthorization(items);
+  return {
+    authorization,
+    stored: {
+      status,
+      reviewAction,
+      needed: items.filter((i) => i.reviewAction === 'A4').flatMap((i) => i.needed),
+      ...(authorization ? { preAuthRef: authorization.number, preAuthPeriod: { start: authorization.start, end: authorization.end } } : {}),
+      claimResponse: claimResponse as unknown as Record<string, unknown>,
+      responseBundle: bundle as unknown as Record<string, unknown>,
+      detail: { items },
+    },
+  };
 }

@@ -11,9 +11,8 @@ import { readableBy } from '../storage/storage.js';
 import { payerClientOf } from '../http/payer-api-auth.js';
 import { PROVISIONAL } from '../coverage/order-record.js';
 import { adjudicate } from './adjudicate.js';
-import { recordItemDecisions, requestAuthorization, shareAuthorization, withOrderRecords } from './decide-items.js';
+import { recordItemDecisions, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
 import type { ItemDecision } from './adjudicate.js';
-import { buildResponseBundle, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
 import { parseInquiry, samePatient } from './inquiry.js';
 import { identifierKey, parsePasRequest, unwrapOperationInput } from './request-bundle.js';
@@ -220,9 +219,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     // New approvals and denials become the orders' decisions now; a concurrent decision of the same order wins.
     await recordItemDecisions(storage, items, { submissionId: id, at: created, day });
 
-    const authorization = requestAuthorization(items);
-    const { bundle, claimResponse } = buildResponseBundle(request, items, { id, created, version });
-    const { status, reviewAction } = summarize(items);
+    const { authorization, stored: outcome } = requestOutcome(request, items, { id, created, version });
     const first = items.find((i) => i.policyId);
     const submission: NewPasSubmission = {
       id,
@@ -234,14 +231,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
       policyVersion: first?.policyVersion,
       claimIdentifiers: (request.claim.identifier ?? []).map(identifierKey).filter((k): k is string => !!k),
       patientIdentifiers: (request.patient.identifier ?? []).map(identifierKey).filter((k): k is string => !!k),
-      status,
-      reviewAction,
-      needed: items.filter((i) => i.reviewAction === 'A4').flatMap((i) => i.needed),
-      ...(authorization ? { preAuthRef: authorization.number, preAuthPeriod: { start: authorization.start, end: authorization.end } } : {}),
-      claimResponse: claimResponse as unknown as Record<string, unknown>,
-      responseBundle: bundle as unknown as Record<string, unknown>,
+      ...outcome,
       requestBundle: request.bundle as unknown as Record<string, unknown>,
-      detail: { items },
       createdAt: created,
     };
     // The pended orders are marked in the same transaction as the request is stored: of two requests for one order,
@@ -262,8 +253,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
       throw new DomainError('transient', 'The order changed while this request was decided; send it again');
     }
     // One decision line per request: ids, policy and review actions; never clinical content (style.md).
-    log.info({ submissionId: id, payer: payer.key, policy: first?.policyId, policyVersion: first?.policyVersion, reviewAction, items: items.map((i) => `${i.sequence}:${i.reviewAction}`) }, 'pas submit');
-    return bundle as unknown as Record<string, unknown>;
+    log.info({ submissionId: id, payer: payer.key, policy: first?.policyId, policyVersion: first?.policyVersion, reviewAction: outcome.reviewAction, items: items.map((i) => `${i.sequence}:${i.reviewAction}`) }, 'pas submit');
+    return outcome.responseBundle;
   }
 
   const inquireHandler = handler(async (req: Request, res: Response) => {
