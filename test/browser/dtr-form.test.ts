@@ -72,6 +72,11 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     const { page, url } = s;
     await openForm(page, url, 'centene-missing-mrd');
 
+    // The form's title reads once, as the page's one top-level heading (LHC-Forms draws its own copy too).
+    const title = 'Blinatumomab (Blincyto) for B-cell acute lymphoblastic leukemia: prior authorization documentation (CP.PHAR.312)';
+    expect(await page.getByRole('heading', { level: 1 }).allInnerTexts()).toEqual([title]);
+    expect(await page.getByText(title, { exact: true }).filter({ visible: true }).count()).toBe(1);
+
     // Per-field origin, visible without a popover: the chart resource and its date, or who entered it.
     const dx = question(page, 'b-all-diagnosis').locator('.origin-line');
     await dx.waitFor();
