@@ -174,7 +174,9 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     const problems = await textOf(page, '#problems');
     expect(problems).toContain('Answer these required questions before sending');
     expect(problems).toContain('Minimal residual disease (MRD) level');
-    expect(await textOf(page, '#status')).toMatch(/^Not sent: 1 required question is unanswered/);
+    // An error that stops the clinician is an alert, and only an alert; progress and saved notices are statuses.
+    expect(await textOf(page, '[role=alert]#alert')).toMatch(/^Not sent: 1 required question is unanswered/);
+    expect(await page.getByRole('status').filter({ hasText: 'Not sent' }).count()).toBe(0);
     expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(0);
     await s.shot('required-blocked');
     // The message's link takes the clinician to the question.
@@ -188,14 +190,16 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.route(`${url}/fhir/QuestionnaireResponse`, (r) => r.abort('internetdisconnected'));
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
     await page.getByText(/^Not sent: /).waitFor();
-    const offline = await textOf(page, '#status');
+    const offline = await textOf(page, '[role=alert]#alert');
+    expect(await page.getByRole('status').filter({ hasText: 'Not sent' }).count()).toBe(0);
     expect(offline).toMatch(/could not be reached.*Your answers are still on this page/);
     expect(offline).not.toMatch(/Failed to fetch|POST/);
     expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).inputValue()).toBe('0.5');
     await page.unroute(`${url}/fhir/QuestionnaireResponse`);
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
     await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
-    expect(await textOf(page, '#status')).toMatch(/^Saved in the EHR and sent/);
+    expect(await textOf(page, '[role=status]#status')).toMatch(/^Saved in the EHR and sent/);
+    expect(await textOf(page, '#alert')).toBe('');
     expect((await responsesInEhr(s, 'centene-missing-mrd')).filter((r) => r.status === 'completed')).toHaveLength(1);
   }, 120_000);
 

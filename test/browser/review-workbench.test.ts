@@ -241,6 +241,9 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     );
     await page.getByRole('button', { name: 'Record the decision' }).click();
     await page.getByText(/Your reviewer token was not accepted/).waitFor();
+    // An error that stops the reviewer is an alert, and only an alert (the same rule as the DTR form's).
+    expect(await textOf(page, '[role=alert]#alert')).toMatch(/^Your reviewer token was not accepted/);
+    expect(await page.getByRole('status').filter({ hasText: 'not accepted' }).count()).toBe(0);
     expect(await focused(page)).toBe('sign-in-title');
     await page.unroute('**/decision');
     await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
@@ -267,7 +270,8 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect((await other(`/${id}/decision`, { decision: 'deny', reviewer: 'Sam Okafor, MD', reason: 'No MRD result.' })).status).toBe(200);
     await page.getByRole('button', { name: 'Record the decision' }).click();
     await page.getByText(/Your decision was not recorded/).waitFor();
-    expect(await textOf(page, '#status')).toMatch(/decided before.*as it stands now/);
+    expect(await textOf(page, '[role=alert]#alert')).toMatch(/decided before.*as it stands now/);
+    expect(await page.getByRole('status').filter({ hasText: 'not recorded' }).count()).toBe(0);
     expect(await textOf(page, '[data-testid=request-status]')).toBe('Denied');
     expect(await textOf(page, '[data-testid=decisions]')).toContain('Sam Okafor, MD');
     expect(await page.getByRole('button', { name: 'Record the decision' }).count()).toBe(0);

@@ -14,7 +14,8 @@ import type {
 } from '@medplum/fhirtypes';
 import { coverageInformationOf, formatDate, summarizeCoverage } from '../shared/coverage.js';
 import type { CoverageSummary } from '../shared/coverage.js';
-import { byId, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock } from '../shared/dom.js';
+import { announce, byId, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock } from '../shared/dom.js';
+import type { NoticeKind } from '../shared/dom.js';
 import { applyForm, describeOrder, DRUGS, formOf, UNIT_DISPLAY } from './order.js';
 import type { DrugKey, OrderForm } from './order.js';
 
@@ -118,11 +119,9 @@ function uuid(): string {
   return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }
 
-function setStatus(text: string, kind: 'busy' | 'ok' | 'error' = 'ok'): void {
-  const el = byId('status');
-  el.textContent = text;
-  el.className = `status status-${kind}`;
-  el.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+/** A notice in the page's status or alert region (shared/dom.ts `announce`: errors that stop the user are alerts). */
+function setStatus(text: string, kind: NoticeKind = 'ok'): void {
+  announce(text, kind);
 }
 
 const fhirGet = <T>(path: string) => fetchJson<T>(fhirUrl(path));

@@ -14,7 +14,8 @@ import type {
   ValueSet,
 } from '@medplum/fhirtypes';
 import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, summarizeCoverage } from '../shared/coverage.js';
-import { byId, describeErrorBody, fetchJson, fill, h, jsonBlock, problemWords } from '../shared/dom.js';
+import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, problemWords } from '../shared/dom.js';
+import type { NoticeKind } from '../shared/dom.js';
 import { chartSources, originLine } from './chart-origin.js';
 import type { ChartData, ChartSource } from './chart-origin.js';
 import { DraftSaver, latestResponse } from './draft.js';
@@ -62,13 +63,9 @@ interface DtrContext {
   adaptive?: boolean;
 }
 
-const statusEl = () => byId('status');
-
-function setStatus(text: string, kind: 'busy' | 'ok' | 'warn' | 'error' = 'busy'): void {
-  const el = statusEl();
-  el.textContent = text;
-  el.className = `status status-${kind}`;
-  el.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+/** A notice in the page's status or alert region (shared/dom.ts `announce`: errors that stop the user are alerts). */
+function setStatus(text: string, kind: NoticeKind = 'busy'): void {
+  announce(text, kind);
 }
 
 /** appContext is JSON (PriorPath's CRD card and sandbox launch) or `key=value&…` (the CRD reference implementation). */
@@ -750,7 +747,8 @@ function showDetermination(
       : tone === 'not-covered'
         ? 'Saved in the EHR and sent: the payer does not cover this order.'
         : 'Saved in the EHR and sent, but the payer still needs more (see the determination).',
-    tone === 'approved' || tone === 'no-auth' ? 'ok' : tone === 'not-covered' ? 'error' : 'warn',
+    // A determination, even "not covered", is an outcome the clinician reads, not an error that stopped them.
+    tone === 'approved' || tone === 'no-auth' ? 'ok' : 'warn',
   );
   result.focus();
 }

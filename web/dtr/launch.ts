@@ -6,6 +6,8 @@ import FHIR from 'fhirclient';
  * PKCE (S256). DTR §SMART launch: openid, fhirUser and the patient context are requested.
  */
 const status = document.getElementById('status');
+// Errors that stop the clinician go to the alert region, progress to the status region (shared/dom.ts announce).
+const alert = document.getElementById('alert');
 FHIR.oauth2
   .authorize({
     clientId: 'priorpath-dtr',
@@ -14,8 +16,6 @@ FHIR.oauth2
     pkceMode: 'required',
   })
   .catch((err: unknown) => {
-    if (status) {
-      status.textContent = `Could not start the documentation app: ${(err as Error).message}`;
-      status.setAttribute('role', 'alert');
-    }
+    if (status) status.textContent = '';
+    if (alert) alert.textContent = `Could not start the documentation app: ${(err as Error).message}`;
   });

@@ -1,5 +1,6 @@
 import { formatDate } from '../shared/coverage.js';
-import { byId, fetchJson, fill, h, HttpError, problemWords } from '../shared/dom.js';
+import { announce, byId, fetchJson, fill, h, HttpError, problemWords } from '../shared/dom.js';
+import type { NoticeKind } from '../shared/dom.js';
 import { QUEUE_SORTS, queuePage } from './queue-view.js';
 import type { QueueChoice, QueueRow, QueueSort } from './queue-view.js';
 
@@ -109,11 +110,9 @@ interface DecisionDraft {
 const decisionDrafts = new Map<string, DecisionDraft>();
 const decidedHere: { id: string; patient: string; drug: string; decision: Decision }[] = [];
 
-function setStatus(text: string, kind: 'busy' | 'ok' | 'error' = 'ok'): void {
-  const el = byId('status');
-  el.textContent = text;
-  el.className = `status status-${kind}`;
-  el.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+/** A notice in the page's status or alert region (shared/dom.ts `announce`: errors that stop the user are alerts). */
+function setStatus(text: string, kind: NoticeKind = 'ok'): void {
+  announce(text, kind);
 }
 
 function loadSession(): Session | undefined {

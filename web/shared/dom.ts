@@ -36,6 +36,27 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   return el as T;
 }
 
+/** How a page notice looks: `error` is an error that stopped the user (nothing sent, saved, loaded or recorded). */
+export type NoticeKind = 'busy' | 'ok' | 'warn' | 'error';
+
+/**
+ * Says what is happening, by one rule on every screen (WAI-ARIA 1.2 `status` and `alert`; WCAG 2.2 SC 4.1.3): an
+ * error that stopped the user goes to the page's `#alert` (role=alert: announced at once); progress, saved notices
+ * and outcomes go to its `#status` (role=status: announced politely). Each region keeps its role for the life of the
+ * page, because a screen reader registers a live region when the page loads and does not reliably follow a role
+ * changed later (the pages used to switch #status between the two). Writing one region empties the other, so one
+ * notice shows at a time.
+ */
+export function announce(text: string, kind: NoticeKind = 'busy'): void {
+  const [shown, cleared] = kind === 'error' ? ['alert', 'status'] : ['status', 'alert'];
+  const el = byId(shown);
+  el.textContent = text;
+  el.className = `status status-${kind}`;
+  const other = byId(cleared);
+  other.textContent = '';
+  other.className = 'status';
+}
+
 /** Markdown-ish card detail (CDS Hooks `detail` is GitHub-flavoured markdown): paragraphs and "- " lists, as text. */
 export function markdownBlock(text: string): HTMLElement {
   const box = h('div', { class: 'md' });
