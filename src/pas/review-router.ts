@@ -83,6 +83,8 @@ function reviewView(s: PasSubmission) {
     criteria: i.criteria,
     reviewPeriod: i.reviewPeriod,
     ...(i.authorization ? { authorization: i.authorization } : {}),
+    // A Claim Update cancelled it (X12 306 C): when, and what it was; the reviewer is shown it apart, never to decide.
+    ...(i.cancelled ? { cancelled: i.cancelled } : {}),
   }));
   return {
     id: s.id,
@@ -155,7 +157,10 @@ async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick()
   return pended.map((p) => {
     const s = byId.get(p.id);
     const c = s ? caseOf(s) : undefined;
-    const order = c?.orders[0];
+    // The order the reviewer is asked to decide: the first pended item's, never one its submitter cancelled.
+    const items = (s?.detail as unknown as Detail | undefined)?.items ?? [];
+    const live = items.find((i) => i.reviewAction === 'A4') ?? items.find((i) => i.reviewAction !== 'C');
+    const order = c?.orders.find((o) => o.sequence === live?.sequence) ?? c?.orders[0];
     return {
       ...p,
       ...(c ? { patientName: c.patient.name } : {}),

@@ -1,5 +1,6 @@
 import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Bundle, Claim, MedicationRequest } from '@medplum/fhirtypes';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium, launchChromium, lowContrastText, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
@@ -36,6 +37,57 @@ async function fileRequests(url: string, stories: string[]): Promise<number> {
     if (JSON.stringify(await res.json()).includes('"A4"')) pended++;
   }
   return pended;
+}
+
+const PAS = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition';
+const EHR = 'https://ehr.example.org/fhir';
+
+/**
+ * Kwame's request for two orders, both pended: order A at the labelled 28 mcg/day (pended for the MRD result) and
+ * order B at 56 mcg/day (over Centene's limit). Then the submitter cancels item 1 with a Claim Update (PAS
+ * `infoCancelled`): the request stays pended for item 2 alone.
+ */
+async function pendTwoThenCancelFirst(url: string): Promise<void> {
+  const token = (await (await fetch(`${url}/sandbox/payer-token`, { method: 'POST' })).json()) as { access_token: string };
+  const submit = async (bundle: Bundle) => {
+    const res = await fetch(`${url}/fhir/Claim/$submit`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/fhir+json', Authorization: `Bearer ${token.access_token}` },
+      body: JSON.stringify(bundle),
+    });
+    expect(res.status).toBe(200);
+    return (await res.json()) as Bundle;
+  };
+  const initial = storyBundle('centene-missing-mrd', { orderId: 'two-items-a' });
+  const claim = initial.entry![0].resource as Claim;
+  const a = initial.entry!.find((e) => e.resource?.id === 'two-items-a')!.resource as MedicationRequest;
+  const b: MedicationRequest = structuredClone({ ...a, id: 'two-items-b' });
+  b.dosageInstruction![0].text = '56 mcg/day continuous IV infusion, days 1-28 of a 42-day cycle';
+  b.dosageInstruction![0].doseAndRate![0].doseQuantity = { value: 56, unit: 'mcg/d', system: 'http://unitsofmeasure.org', code: 'ug/d' };
+  initial.entry!.push({ fullUrl: `${EHR}/MedicationRequest/two-items-b`, resource: b });
+  claim.item!.push({
+    ...structuredClone(claim.item![0]),
+    sequence: 2,
+    extension: [{ url: `${PAS}/extension-requestedService`, valueReference: { reference: 'MedicationRequest/two-items-b' } }],
+  });
+  const first = await submit(initial);
+  expect(JSON.stringify(first.entry![0].resource)).toContain('"A4"');
+  const update: Claim = {
+    ...structuredClone(claim),
+    id: 'two-items-update',
+    meta: { profile: [`${PAS}/profile-claim-update`] },
+    identifier: [{ system: 'urn:trnorg:1122334455', value: 'TRN-two-items-update' }],
+    related: [{ claim: { reference: initial.entry![0].fullUrl }, relationship: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship', code: 'prior' }] } }],
+    item: [{ ...structuredClone(claim.item![0]), modifierExtension: [{ url: `${PAS}/modifierextension-infoCancelled`, valueBoolean: true }] }, structuredClone(claim.item![1])],
+  };
+  const updated = await submit({
+    resourceType: 'Bundle',
+    identifier: { system: 'urn:ehr.example.org:pas-transaction', value: 'two-items-update' },
+    type: 'collection',
+    entry: [{ fullUrl: `${EHR}/Claim/two-items-update`, resource: update }, ...initial.entry!],
+  });
+  const codes = JSON.stringify(updated.entry![0].resource).match(/"code":"(A4|C)"/g);
+  expect(codes).toEqual(['"code":"C"', '"code":"A4"']);
 }
 
 /** The id of the element that has keyboard focus ('' for the page itself). */
@@ -278,6 +330,41 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(await focused(page)).toBe('decision-history');
     await s.shot('decided-meanwhile');
     expect(s.problems.filter((p) => !/401|409|ERR_INTERNET_DISCONNECTED|Failed to load resource/.test(p))).toEqual([]);
+  }, 90_000);
+
+  it('an item the submitter cancelled is shown apart and marked cancelled, never offered for the decision; the queue names the order still waiting', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await pendTwoThenCancelFirst(url);
+    await page.goto(`${url}/review`);
+    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await page.getByTestId('queue').waitFor();
+    // The queue names the order waiting for review (56 mcg/d), not the cancelled one listed first in the request.
+    expect(await textOf(page, '[data-testid=queue] tbody')).toMatch(/Blincyto.*, 56 mcg\/d/);
+    await page.getByRole('link', { name: /Kwame/ }).click();
+    await page.getByRole('heading', { name: 'Decide' }).waitFor();
+    // The cancelled order says so where the orders are listed.
+    const summary = await textOf(page, '[data-testid=request-summary]');
+    expect(summary).toMatch(/Order 1 .*28 mcg\/d.* Cancelled by the submitter on \d{1,2} [A-Z][a-z]+ \d{4}, \d{2}:\d{2} UTC while it waited for review\./);
+    expect(summary).not.toMatch(/56 mcg\/d[^O]*Cancelled/);
+    // The policy trace is of the item still under review; the cancelled one is listed apart, in one line.
+    const trace = page.getByRole('region', { name: 'Policy trace' });
+    expect(await trace.getByRole('heading', { level: 3 }).allInnerTexts()).toEqual(['Item 2']);
+    expect(await textOf(page, '[data-testid=cancelled-items]')).toMatch(
+      /^Item 1 \(Blincyto.*, 28 mcg\/d\): cancelled by the submitter on .* while it waited for review\. It is not part of this review\.$/,
+    );
+    // The decision form says what it decides: item 2, not the cancelled item 1.
+    expect(await textOf(page, '[data-testid=decide-scope]')).toMatch(
+      /^This decision is for Item 2 \(Blincyto.*, 56 mcg\/d\)\. Item 1 was cancelled by the submitter and is not decided\.$/,
+    );
+    await s.shot('cancelled-item');
+    await page.getByRole('radio', { name: 'Approve' }).check();
+    await page.getByLabel('Approved until').fill('2099-01-31');
+    await page.getByLabel(/Reason/).fill('56 mcg/day supported by NCCN ALL guideline for this relapse pattern.');
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    await page.getByTestId('decisions').waitFor();
+    expect(await textOf(page, '[data-testid=cancelled-items]')).toContain('Item 1');
+    expect(s.problems).toEqual([]);
   }, 90_000);
 
   it('after recording a decision focus moves to the decision, and back in the queue to its heading', async () => {

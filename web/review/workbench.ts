@@ -37,6 +37,8 @@ interface Item {
   criteria: Criterion[];
   reviewPeriod?: { start: string; end: string };
   authorization?: { number: string; start: string; end: string };
+  /** Set when a Claim Update cancelled the item (review action C): when, and the review action it had. */
+  cancelled?: { at: string; was: string };
 }
 interface Decision {
   decision: 'approve' | 'deny';
@@ -400,6 +402,29 @@ function decisionWords(d: Decision): string {
   return d.decision === 'approve' ? `Approved${d.authorizationNumber ? ` (${d.authorizationNumber})` : ''}` : 'Denied';
 }
 
+/** An item its submitter cancelled with a Claim Update (X12 306 C): shown apart, never offered for a decision. */
+const isCancelled = (i: Item) => i.reviewAction === 'C';
+
+/** "Item 2 (Blincyto …, 56 mcg/d)": an item as the reviewer recognises it, by its order when the request names one. */
+function itemName(i: Item, c: Case | undefined): string {
+  const o = c?.orders.find((x) => x.sequence === i.sequence);
+  return `Item ${i.sequence}${o ? ` (${[o.drug, o.dose].filter(Boolean).join(', ')})` : ''}`;
+}
+
+/** "by the submitter on …, while it waited for review": who cancelled an item, when, and what it was then. */
+function cancelledWhen(i: Item): string {
+  const was = i.cancelled?.was;
+  const before = was === 'A4' ? ' while it waited for review' : was === 'A1' ? ' after it was approved' : was === 'A3' ? ' after it was denied' : '';
+  return `by the submitter${i.cancelled?.at ? ` on ${dateTime(i.cancelled.at)}` : ''}${before}`;
+}
+
+/** "item 1", "items 1 and 3", "items 1, 2 and 4". */
+function itemList(items: Item[]): string {
+  const n = items.map((i) => String(i.sequence));
+  const words = n.length === 1 ? n[0] : `${n.slice(0, -1).join(', ')} and ${n.at(-1)}`;
+  return `item${n.length === 1 ? '' : 's'} ${words}`;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 
 type Kid = Node | string | null | undefined | false;
@@ -469,7 +494,7 @@ function criteriaTable(criteria: Criterion[]): HTMLElement {
  * Every criterion with its result, citation and evidence: the requirements, the covered uses that are met or still
  * open, and the limits; covered uses that are plainly not met fold away under one line (still one click from view).
  */
-function traceOf(items: Item[]): HTMLElement {
+function traceOf(items: Item[], numbered: boolean): HTMLElement {
   return section(
     'Policy trace',
     ...items.map((it) => {
@@ -480,7 +505,7 @@ function traceOf(items: Item[]): HTMLElement {
       return h(
         'div',
         {},
-        items.length > 1 ? h('h3', {}, `Item ${it.sequence}`) : null,
+        numbered ? h('h3', {}, `Item ${it.sequence}`) : null,
         it.criteria.length === 0 ? h('p', { class: 'muted' }, 'No policy governs this item.') : null,
         others.length
           ? criteriaTable([
@@ -625,12 +650,33 @@ function caseSections(c: Case | undefined): HTMLElement[] {
   return out;
 }
 
+/**
+ * What the decision decides, when the request holds more than the items waiting for it: the pended items only; a
+ * cancelled item, or one decided before, keeps what it has (design.md §8 "Claim updates", the reviewer API).
+ */
+function decisionScope(v: RequestView): HTMLElement | null {
+  if (v.items.length < 2) return null;
+  const pended = v.items.filter((i) => i.reviewAction === 'A4');
+  const cancelled = v.items.filter(isCancelled);
+  const decided = v.items.filter((i) => !isCancelled(i) && i.reviewAction !== 'A4');
+  return h(
+    'p',
+    { class: 'scope', id: 'decide-scope', 'data-testid': 'decide-scope' },
+    `This decision is for ${pended.map((i) => itemName(i, v.case)).join(', ')}.`,
+    cancelled.length
+      ? ` ${itemList(cancelled).replace(/^i/, 'I')} ${cancelled.length === 1 ? 'was' : 'were'} cancelled by the submitter and ${cancelled.length === 1 ? 'is' : 'are'} not decided.`
+      : '',
+    decided.length ? ` ${itemList(decided).replace(/^i/, 'I')} keep${decided.length === 1 ? 's' : ''} the decision made before.` : '',
+  );
+}
+
 function decisionForm(v: RequestView): HTMLElement {
-  const period = v.items.find((i) => i.reviewAction === 'A4')?.reviewPeriod ?? v.items[0]?.reviewPeriod;
+  const period = v.items.find((i) => i.reviewAction === 'A4')?.reviewPeriod ?? v.items.find((i) => !isCancelled(i))?.reviewPeriod;
   const draft = decisionDrafts.get(v.id);
   const form = h(
     'form',
     { id: 'decide', novalidate: true },
+    decisionScope(v),
     h(
       'fieldset',
       {},
@@ -791,7 +837,11 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
 
 function renderRequest(v: RequestView): void {
   const c = v.case;
-  const order = c?.orders[0];
+  const live = v.items.filter((i) => !isCancelled(i));
+  const cancelled = v.items.filter(isCancelled);
+  const cancelledSeq = new Map(cancelled.map((i) => [i.sequence, i]));
+  // The request is named by an order still asked for: a cancelled item's order is never the headline.
+  const order = c?.orders.find((o) => !cancelledSeq.has(o.sequence)) ?? c?.orders[0];
   byId('request-title').textContent = c ? `${c.patient.name}: ${order?.drug ?? 'request'}` : `Request ${v.id}`;
   document.title = `${byId('request-title').textContent} — PriorPath clinical review`;
   const pended = v.reviewAction === 'A4';
@@ -837,7 +887,7 @@ function renderRequest(v: RequestView): void {
               h('dt', {}, c!.orders.length > 1 ? `Order ${o.sequence}` : 'Order'),
               h(
                 'dd',
-                {},
+                cancelledSeq.has(o.sequence) ? { class: 'cancelled' } : {},
                 [
                   o.drug,
                   o.dose,
@@ -847,6 +897,9 @@ function renderRequest(v: RequestView): void {
                 ]
                   .filter(Boolean)
                   .join(' · '),
+                cancelledSeq.has(o.sequence)
+                  ? h('strong', { class: 'cancelled-note' }, ` Cancelled ${cancelledWhen(cancelledSeq.get(o.sequence)!)}.`)
+                  : null,
               ),
             ]),
             [
@@ -859,7 +912,17 @@ function renderRequest(v: RequestView): void {
             ? h('p', { class: 'missing' }, h('strong', {}, 'What is missing: '), missing.join('; '))
             : null,
         ),
-        traceOf(v.items),
+        live.length ? traceOf(live, v.items.length > 1) : null,
+        cancelled.length
+          ? section(
+              'Cancelled items',
+              h(
+                'ul',
+                { 'data-testid': 'cancelled-items' },
+                cancelled.map((i) => h('li', {}, `${itemName(i, c)}: cancelled ${cancelledWhen(i)}. It is not part of this review.`)),
+              ),
+            )
+          : null,
         ...caseSections(c),
       ),
       h(
