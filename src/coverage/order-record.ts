@@ -1,4 +1,4 @@
-import type { AuthorizationSource, GuardedOrderChange, OrderKey, OrderRecord, OrderState, Storage } from '../storage/storage.js';
+import type { AuthorizationSource, GuardedOrderChange, OrderEvent, OrderKey, OrderRecord, OrderState, Storage } from '../storage/storage.js';
 import type { OrderDecision } from './decide-orders.js';
 import type { Determination } from './determination.js';
 import { determinationOf } from './determination.js';
@@ -82,6 +82,31 @@ export async function reopenOutgrownApproval(
   return reopened;
 }
 
+/**
+ * The reason on the order's record when the PAS request that carried its approval cancels it (a Claim Update, design.md
+ * §8 "Claim updates"): the number stays in the history, and {@link whyApprovalLetGo} reads this event back as a
+ * cancellation.
+ */
+export function cancelledApprovalReason(number: string, submissionId: string): string {
+  return `Authorization ${number} was cancelled by its submitter (PAS request ${submissionId})`;
+}
+
+/**
+ * Why an order that had an approval has none now, in the words the clinician reads next to the new answer: its
+ * submitter cancelled it, or the order as it now stands is not the order approved (outgrown, {@link outgrowsApproval}).
+ * Read from the event that let go of the approval, the first after the last approval.
+ */
+export function whyApprovalLetGo(history: OrderEvent[]): string | undefined {
+  const at = history.map((h) => h.state).lastIndexOf('approved');
+  if (at < 0) return undefined;
+  const number = history[at].authorizationNumber;
+  const name = number ? `Authorization ${number}` : 'The earlier authorization';
+  const release = history[at + 1];
+  if (number && release?.reason.startsWith(`Authorization ${number} was cancelled by its submitter`))
+    return `${name} for this order was cancelled by its submitter on ${release.at.slice(0, 10)}, so it no longer covers the order.`;
+  return `${name} was for this order as it stood when approved; it does not cover the order as it is now.`;
+}
+
 /** The state an evaluation's determination puts an undecided order in. */
 export function stateOf(d: Determination): OrderState {
   if (d.outcome === 'satisfied' && d.authorization) return 'approved';
@@ -139,12 +164,9 @@ export function withOrderRecord(d: Determination, record: OrderRecord | undefine
       authorization: undefined,
     };
   }
-  const outgrown = record.state !== 'approved' && d.outcome !== 'satisfied' ? [...record.history].reverse().find((h) => h.state === 'approved') : undefined;
-  if (outgrown) {
-    // Reopened (outgrowsApproval): the clinician must see why the order's earlier number no longer answers.
-    const number = outgrown.authorizationNumber ? ` ${outgrown.authorizationNumber}` : '';
-    d = { ...d, reasons: [...d.reasons, { text: `The prior authorization${number} issued for this order covered it as it was then approved, not as it now stands.` }] };
-  }
+  const letGo = record.state !== 'approved' && d.outcome !== 'satisfied' ? whyApprovalLetGo(record.history) : undefined;
+  // Outgrown or cancelled: the clinician must see why the order's earlier number no longer answers.
+  if (letGo) d = { ...d, reasons: [...d.reasons, { text: letGo }] };
   if (record.state === 'pended' && d.reviewAction === 'A4') {
     const since = [...record.history].reverse().find((h) => h.state === 'pended')?.at.slice(0, 10);
     return {

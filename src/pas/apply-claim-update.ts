@@ -1,5 +1,5 @@
 import type { Content, Payer } from '../content.js';
-import { PROVISIONAL } from '../coverage/order-record.js';
+import { PROVISIONAL, cancelledApprovalReason } from '../coverage/order-record.js';
 import { badRequest } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { GuardedOrderChange, OrderKey, OrderRecord, PasSubmission, Storage } from '../storage/storage.js';
@@ -62,7 +62,7 @@ function releaseOf(item: ItemDecision, record: OrderRecord | undefined, s: PasSu
   }
   const number = item.authorization?.number;
   if (record.state === 'approved' && item.reviewAction === 'A1' && number && record.authorization?.number === number) {
-    return { key: item.order, from: ['approved'], change: { ...change, reason: `Authorization ${number} was cancelled by its submitter (PAS request ${s.id})`, withdrawsApproval: true } };
+    return { key: item.order, from: ['approved'], change: { ...change, reason: cancelledApprovalReason(number, s.id), withdrawsApproval: true } };
   }
   return undefined;
 }

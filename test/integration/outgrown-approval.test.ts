@@ -1,4 +1,4 @@
-import type { Bundle, Extension, MedicationRequest } from '@medplum/fhirtypes';
+import type { Bundle, Claim, Extension, MedicationRequest } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../helpers/app.js';
@@ -64,9 +64,9 @@ describe('an approval covers the order as it was approved', () => {
     expect(sub(raised.ext, 'covered')!.valueCode).toBe('covered');
     expect(sub(raised.ext, 'pa-needed')!.valueCode).toBe('auth-needed');
     expect(sub(raised.ext, 'satisfied-pa-id')).toBeUndefined();
-    // The clinician is told why the number no longer answers, and offered the order at the limit.
+    // The clinician is told why the number no longer answers, in plain words, and offered the order at the limit.
     const text = JSON.stringify(raised.body.cards);
-    expect(text).toContain(number);
+    expect(text).toContain(`Authorization ${number} was for this order as it stood when approved; it does not cover the order as it is now.`);
     expect(raised.body.cards.some((c) => (c.suggestions ?? []).length > 0)).toBe(true);
     const record = await storage.getOrderRecord(key);
     expect(record?.state).toBe('auth-needed');
@@ -87,6 +87,36 @@ describe('an approval covers the order as it was approved', () => {
     // Signing the unchanged order once more answers the same approval (it is not reopened by an unchanged order).
     const same = await sign(order);
     expect(sub(same.ext, 'satisfied-pa-id')!.valueString).toBe(renewed);
+  });
+
+  it('an approval its submitter cancelled (a PAS Claim Update), then the order signed over the limit: the clinician reads that the authorization was cancelled, not that it was outgrown', async () => {
+    const { storage, order, key, sign, submit } = setUp();
+    const number = sub((await sign(order)).ext, 'satisfied-pa-id')!.valueString!;
+    // The EHR files the PAS request for the approved order (it answers the approval), then cancels its item.
+    const filed = storyBundle(STORY);
+    const answered = claimResponseOf((await submit(filed)).body);
+    expect(reviewActions(answered)).toEqual([`${X12}#A1`]);
+    expect(answered.preAuthRef).toBe(number);
+    const claim = filed.entry![0].resource as Claim;
+    const PAS = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition';
+    const update: Claim = {
+      ...structuredClone(claim),
+      id: 'claim-update-cancel',
+      meta: { profile: [`${PAS}/profile-claim-update`] },
+      identifier: [{ system: 'urn:trnorg:1122334455', value: 'TRN-cancel-approved' }],
+      related: [{ claim: { reference: filed.entry![0].fullUrl }, relationship: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship', code: 'prior' }] } }],
+      item: [{ ...structuredClone(claim.item![0]), modifierExtension: [{ url: `${PAS}/modifierextension-infoCancelled`, valueBoolean: true }] }],
+    };
+    const cancelled = await submit({ ...filed, identifier: { system: 'urn:ehr.example.org:pas-transaction', value: 'cancel-approved' }, entry: [{ fullUrl: 'https://ehr.example.org/fhir/Claim/claim-update-cancel', resource: update }, ...filed.entry!] });
+    expect(reviewActions(claimResponseOf(cancelled.body))).toEqual([`${X12}#C`]);
+    expect((await storage.getOrderRecord(key))?.authorization).toBeUndefined();
+
+    // Signed again at 60 mcg/day: a limit review; the card says the number was cancelled, when, in plain words.
+    const raised = await sign(atDose(order, 60));
+    expect(sub(raised.ext, 'pa-needed')!.valueCode).toBe('auth-needed');
+    const text = JSON.stringify(raised.body.cards);
+    expect(text).toMatch(new RegExp(`Authorization ${number} for this order was cancelled by its submitter on \\d{4}-\\d{2}-\\d{2}, so it no longer covers the order\\.`));
+    expect(text).not.toMatch(/as it (was then approved|stood when approved)/);
   });
 
   it('a PAS request above the limit after an approval at signing pends for review; the reviewer\'s approval is what signing answers next', async () => {
