@@ -223,7 +223,17 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       if (!found) throw notFound(`No PAS request ${id}`);
       // An order decided elsewhere meanwhile has its one decision: the request takes it, and this one is a 409.
       const s = await settlePended(storage, found, { log: logOf(req, logger), notifier: deps.notifier });
-      if (s.reviewAction !== 'A4') throw new HttpError(409, outcome('error', 'conflict', `PAS request ${id} is not pended (it is ${s.status}); it was decided before`));
+      if (s.reviewAction !== 'A4')
+        throw new HttpError(
+          409,
+          outcome(
+            'error',
+            'conflict',
+            s.status === 'cancelled'
+              ? `PAS request ${id} was cancelled by its submitter; there is nothing left to decide`
+              : `PAS request ${id} is not pended (it is ${s.status}); it was decided before`,
+          ),
+        );
 
       const decidedAt = new Date().toISOString();
       const detail = s.detail as unknown as Detail;

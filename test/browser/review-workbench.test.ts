@@ -47,7 +47,7 @@ const EHR = 'https://ehr.example.org/fhir';
  * order B at 56 mcg/day (over Centene's limit). Then the submitter cancels item 1 with a Claim Update (PAS
  * `infoCancelled`): the request stays pended for item 2 alone.
  */
-async function pendTwoThenCancelFirst(url: string): Promise<void> {
+async function pendTwoThenCancelFirst(url: string): Promise<{ cancelAll(): Promise<void> }> {
   const token = (await (await fetch(`${url}/sandbox/payer-token`, { method: 'POST' })).json()) as { access_token: string };
   const submit = async (bundle: Bundle) => {
     const res = await fetch(`${url}/fhir/Claim/$submit`, {
@@ -88,6 +88,25 @@ async function pendTwoThenCancelFirst(url: string): Promise<void> {
   });
   const codes = JSON.stringify(updated.entry![0].resource).match(/"code":"(A4|C)"/g);
   expect(codes).toEqual(['"code":"C"', '"code":"A4"']);
+  return {
+    // The submitter then cancels the whole request (certificationType 3 on the Claim, X12 1322 Cancel).
+    cancelAll: async () => {
+      const all: Claim = {
+        ...structuredClone(update),
+        id: 'two-items-cancel',
+        identifier: [{ system: 'urn:trnorg:1122334455', value: 'TRN-two-items-cancel' }],
+        related: [{ claim: { reference: `${EHR}/Claim/two-items-update` }, relationship: update.related![0].relationship }],
+        extension: [{ url: `${PAS}/extension-certificationType`, valueCodeableConcept: { coding: [{ system: 'https://codesystem.x12.org/005010/1322', code: '3', display: 'Cancel' }] } }],
+        item: [],
+      };
+      await submit({
+        resourceType: 'Bundle',
+        identifier: { system: 'urn:ehr.example.org:pas-transaction', value: 'two-items-cancel' },
+        type: 'collection',
+        entry: [{ fullUrl: `${EHR}/Claim/two-items-cancel`, resource: all }, { fullUrl: `${EHR}/Claim/two-items-update`, resource: update }, ...initial.entry!.slice(1)],
+      });
+    },
+  };
 }
 
 /** The id of the element that has keyboard focus ('' for the page itself). */
@@ -365,6 +384,26 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     await page.getByTestId('decisions').waitFor();
     expect(await textOf(page, '[data-testid=cancelled-items]')).toContain('Item 1');
     expect(s.problems).toEqual([]);
+  }, 90_000);
+
+  it('a request its submitter cancels while the reviewer writes: the decision is refused saying it was cancelled, not "decided before", and the form is gone', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    const { cancelAll } = await pendTwoThenCancelFirst(url);
+    await page.goto(`${url}/review`);
+    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await page.getByRole('link', { name: /Kwame/ }).click();
+    await page.getByRole('radio', { name: 'Deny' }).check();
+    await page.getByLabel(/Reason/).fill('No MRD result and no guideline support for 56 mcg/day.');
+    await cancelAll();
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    await page.getByText(/Your decision was not recorded/).waitFor();
+    const said = await textOf(page, '[role=alert]#alert');
+    expect(said).toMatch(/was cancelled by its submitter; there is nothing left to decide\. The request as it stands now is shown\.$/);
+    expect(said).not.toMatch(/decided before/);
+    expect(await textOf(page, '[data-testid=request-status]')).toBe('Cancelled by the submitter');
+    expect(await page.getByRole('button', { name: 'Record the decision' }).count()).toBe(0);
+    expect(s.problems.filter((p) => !/409|Failed to load resource/.test(p))).toEqual([]);
   }, 90_000);
 
   it('after recording a decision focus moves to the decision, and back in the queue to its heading', async () => {
