@@ -135,8 +135,9 @@ export function buildHookResponse(opts: {
               .slice(1)
               .map((r) => `\n\n${r.text}`)
               .join('')}`.trim(),
-            // CRD [resp-1]: the indicator is the clinician's view; an order over the policy limit needs their attention.
-            'warning',
+            // design.md §4 (the shared contract): cards are info, warning only for not covered. An order over a limit is
+            // covered (a limit review, with the Propose Alternate Request card), so it is info.
+            'info',
             orderRef,
           ),
         );

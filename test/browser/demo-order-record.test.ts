@@ -23,14 +23,14 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     await browser?.close();
   });
 
-  it("over the dose limit: a warning card; accepting 28 mcg/day keeps the order's sig; after approval any edit says sign again", async () => {
+  it("over the dose limit: an information card (warning is for not covered); accepting 28 mcg/day keeps the order's sig; after approval any edit says sign again", async () => {
     s = await openSession(browser, ARTIFACTS);
     const { page, url } = s;
     await page.goto(`${url}/?story=centene-over-dose`);
     await page.getByRole('button', { name: 'Sign order' }).click();
     await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
     const limitCard = page.locator('.card', { hasText: 'exceeds the policy limit' });
-    expect(await limitCard.locator('.indicator').innerText()).toMatch(/warning/i);
+    expect(await limitCard.locator('.indicator').innerText()).toMatch(/^information$/i);
     expect(await textOf(page, '#result')).not.toMatch(/Exceeds Dose does not exceed/);
 
     await page.getByRole('button', { name: /Change the dose to 28/ }).click();

@@ -86,9 +86,10 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     const [ext] = expectValidHookResponse(res.body, 'order-sign');
     expect(code(ext, 'pa-needed')).toBe('auth-needed');
     expect(sub(ext, 'reason')[0].valueCodeableConcept!.text).toMatch(/^Outside the policy limit: .*28 mcg/);
-    // An order over the limit needs the clinician's attention: a warning card, not info.
+    // The card indicator contract (design.md §4): info, warning only for not covered; an order over a limit is covered.
     const limit = res.body.cards.find((c: { summary: string }) => /exceeds the policy limit/.test(c.summary));
-    expect(limit.indicator).toBe('warning');
+    expect(limit.indicator).toBe('info');
+    expect(res.body.cards.filter((c: { indicator: string }) => c.indicator !== 'info')).toEqual([]);
     const propose = res.body.cards.find((c: { suggestions?: unknown[] }) => c.suggestions);
     expect(propose.selectionBehavior).toBe('at-most-one');
     const action = propose.suggestions[0].actions[0];
