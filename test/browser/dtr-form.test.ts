@@ -223,6 +223,58 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(s.problems).toEqual([]);
   }, 90_000);
 
+  it('adaptive form: every answer says where it came from, those the payer pre-filled included, and a changed one is sent as changed', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    // The payer's next step also asks to confirm the daily dose it pre-filled from what it read at signing (a payer
+    // may ask about an answer it already holds); every request to $next-question is kept to read what was sent.
+    const sent: QuestionnaireResponse[] = [];
+    await page.route('**/Questionnaire/$next-question', async (route) => {
+      sent.push(route.request().postDataJSON() as QuestionnaireResponse);
+      const res = await route.fetch();
+      const body = (await res.json()) as QuestionnaireResponse;
+      const form = body.contained?.find((r) => r.resourceType === 'Questionnaire');
+      if (body.status !== 'completed' && form?.resourceType === 'Questionnaire' && sent.length === 1)
+        form.item = [...(form.item ?? []), { linkId: 'daily-dose', type: 'decimal', text: 'Highest prescribed daily dose of this order, in micrograms per day' }];
+      await route.fulfill({ response: res, json: body });
+    });
+    await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
+    await page.waitForURL(/\/dtr\/index\.html/);
+    await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
+
+    // The pre-filled dose on the form says it came from the chart as the payer read it; the answers not asked again
+    // are listed with their origin too.
+    const dose = page.getByRole('textbox', { name: /Highest prescribed daily dose/ });
+    expect(await dose.inputValue()).toBe('28');
+    expect(await question(page, 'daily-dose').locator('.origin-line').innerText()).toBe('From the chart, as the payer read it at signing');
+    const known = page.locator('#known');
+    expect(await known.locator('summary').innerText()).toMatch(/^\d+ answers already given, not asked again \(\d+ pre-filled from the chart\)$/);
+    await known.locator('summary').click();
+    expect(await textOf(page, '[data-testid=known-answers]')).toMatch(
+      /Does the patient have B-cell precursor acute lymphoblastic leukemia \(B-ALL\)\? Yes From the chart: Condition: .* Patient date of birth: 16 March 1985 From the chart: Patient record/,
+    );
+    await s.shot('adaptive-step');
+    // Typed and changed answers say so, as on the static form.
+    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
+    await dose.fill('26');
+    await dose.press('Tab');
+    expect(await question(page, 'mrd-percent').locator('.origin-line').innerText()).toBe('Entered by you');
+    expect(await question(page, 'daily-dose').locator('.origin-line').innerText()).toBe('Changed by you (the chart said 28)');
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    const source = (qr: QuestionnaireResponse | undefined, linkId: string) =>
+      qr?.item?.find((i) => i.linkId === linkId)?.answer?.[0]?.extension?.find((e) => e.url.endsWith('/information-origin'))?.extension?.find((e) => e.url === 'source')?.valueCode;
+    expect(source(sent[1], 'daily-dose')).toBe('override');
+    expect(source(sent[1], 'mrd-percent')).toBe('manual');
+    expect(source(sent[1], 'b-all-diagnosis')).toBe('auto');
+    expect(await known.isVisible()).toBe(false);
+    await s.shot('adaptive-origins');
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
   it('works on a 360 px phone: no sideways scrolling, every answer reachable', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });
     const { page, url } = s;

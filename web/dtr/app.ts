@@ -396,10 +396,16 @@ function formatWhen(iso: string | undefined): string {
   return iso ? `on ${formatDate(iso)} at ${iso.slice(11, 16)} UTC` : 'earlier';
 }
 
+/** Each answered question's answers as the clinician reads them, by linkId. */
+function textsOf(items: QuestionnaireResponse['item']): Map<string, string> {
+  return new Map(flattenAnswered(items).map((i) => [i.linkId, (i.answer ?? []).map(answerText).join(', ')]));
+}
+
 function answerText(a: QuestionnaireResponseItemAnswer): string {
   if (a.valueBoolean !== undefined) return a.valueBoolean ? 'Yes' : 'No';
   if (a.valueCoding) return a.valueCoding.display ?? a.valueCoding.code ?? '';
   if (a.valueQuantity) return `${a.valueQuantity.value ?? ''} ${a.valueQuantity.unit ?? ''}`.trim();
+  if (a.valueDate) return formatDate(a.valueDate);
   const v = Object.entries(a).find(([k]) => k.startsWith('value'))?.[1];
   return v === undefined ? '' : String(v);
 }
@@ -709,6 +715,7 @@ function showDetermination(
   const summary = ext ? summarizeCoverage(ext, 'documentation') : undefined;
   const counts = countOrigins(sent);
   const result = byId('result');
+  byId('known').hidden = true;
   fill(
     result,
     h('h2', {}, 'Payer determination'),
@@ -800,7 +807,9 @@ async function runAdaptive(
 ): Promise<void> {
   const util = lforms();
   util.setFHIRContext(state.client, { patient: state.patient, ...(user ? { user } : {}) });
-  hideEmptyGroups(state.container);
+  // The same form behaviour as the static form: an origin under every answer, kept current as the clinician edits.
+  wireForm(state);
+  void readChart(state, user);
   const adaptiveUrl =
     state.questionnaire.extension?.find((e) => e.url === EXT_ADAPTIVE)?.valueUrl ??
     `${payerBase}/Questionnaire/$next-question`;
@@ -826,6 +835,8 @@ async function runAdaptive(
     item: flattenAnswered(prefilled?.item),
   };
   state.initial = snapshotAnswers(prefilled);
+  state.fromPayer = new Set(state.initial.keys());
+  state.initialText = textsOf(prefilled?.item);
   const step = async (): Promise<void> => {
     setStatus('Asking the payer for the next questions…');
     qr = await fetchJson<QuestionnaireResponse>(adaptiveUrl, {
@@ -860,8 +871,15 @@ async function runAdaptive(
     await customElements.whenDefined('wc-lhc-form');
     await util.addFormToPage(withViewMode(form), state.container, { prepopulate: true });
     // Answers the form filled in from the chart on this step are the pre-filled ones (origin auto).
-    for (const [k, v] of snapshotAnswers(currentResponse(state)))
-      if (!before.has(k) && !state.initial.has(k)) state.initial.set(k, v);
+    const filled = currentResponse(state);
+    const filledText = textsOf(filled.item);
+    for (const [k, v] of snapshotAnswers(filled))
+      if (!before.has(k) && !state.initial.has(k)) {
+        state.initial.set(k, v);
+        state.initialText.set(k, filledText.get(k) ?? '');
+      }
+    showOrigins(state);
+    showKnownAnswers(state, qr.item, onForm);
     setStatus('Answer these questions and continue; the payer asks only what it still needs.', 'ok');
     byId<HTMLButtonElement>('save').disabled = false;
   };
@@ -882,6 +900,62 @@ async function runAdaptive(
     });
   });
   await step();
+}
+
+/**
+ * The answers an adaptive form carries without asking (the payer's pre-fill from what it read at signing, and the
+ * earlier steps' answers), listed under the questions with where each came from: the clinician sends them too, so
+ * they can read them, and tell the chart's from their own.
+ */
+function showKnownAnswers(
+  state: FormState,
+  items: QuestionnaireResponse['item'],
+  onForm: Set<string>,
+): void {
+  const known = flattenAnswered(items).filter((i) => !onForm.has(i.linkId));
+  const box = byId('known');
+  if (known.length === 0) {
+    box.hidden = true;
+    return;
+  }
+  const texts = new Map<string, string>();
+  const visit = (qItems: Questionnaire['item']) => {
+    for (const q of qItems ?? []) {
+      if (q.text) texts.set(q.linkId, q.text);
+      visit(q.item);
+    }
+  };
+  visit(state.questionnaire.item);
+  const fromChart = known.filter((i) => (i.answer ?? []).some((a) => originOf(i.linkId, a, state.initial) === 'auto')).length;
+  fill(
+    box,
+    h(
+      'summary',
+      {},
+      `${known.length} answer${known.length === 1 ? '' : 's'} already given, not asked again (${fromChart} pre-filled from the chart)`,
+    ),
+    h(
+      'ul',
+      { 'data-testid': 'known-answers' },
+      known.map((i) => {
+        const answers = i.answer ?? [];
+        const origin = answers[0] ? originOf(i.linkId, answers[0], state.initial) : 'manual';
+        return h(
+          'li',
+          {},
+          // A question already ends in "?" (or a full stop): the answer follows it without a colon.
+          `${texts.get(i.linkId) ?? i.text ?? i.linkId}`.replace(/([^?.])$/, '$1:') + ' ',
+          h('strong', {}, answers.map(answerText).join(', ')),
+          h(
+            'span',
+            { class: 'origin-line', 'data-origin': origin },
+            originLine(origin, state.sources.get(i.linkId), state.initialText.get(i.linkId), state.fromPayer.has(i.linkId)),
+          ),
+        );
+      }),
+    ),
+  );
+  box.hidden = false;
 }
 
 function fail(err: unknown): void {
