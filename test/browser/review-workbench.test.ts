@@ -406,6 +406,33 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(s.problems.filter((p) => !/409|Failed to load resource/.test(p))).toEqual([]);
   }, 90_000);
 
+  it('when the queue or a request cannot be loaded, the reviewer reads why, and can try again or go back; nothing is a blank page', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    expect(await fileRequests(url, ['centene-missing-mrd'])).toBe(1);
+    // The reviewer API is down while the queue loads.
+    await page.route('**/review/pended', (r) => r.fulfill({ status: 503, contentType: 'application/json', body: '{}' }));
+    await page.goto(`${url}/review`);
+    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await page.getByText(/could not be loaded/).waitFor();
+    expect(await textOf(page, '[role=alert]#alert')).toBe(
+      'The pended requests could not be loaded: the service had a problem (status 503); try again in a moment.',
+    );
+    await page.unroute('**/review/pended');
+    await page.getByRole('button', { name: 'Try again' }).click();
+    await page.getByTestId('queue').waitFor();
+    expect(await textOf(page, '#alert')).toBe('');
+
+    // A link to a request that does not exist (an old bookmark): said in words, with the queue to go back to.
+    await page.goto(`${url}/review#/request/no-such-request`);
+    await page.getByText(/could not be opened/).waitFor();
+    expect(await textOf(page, '[role=alert]#alert')).toBe('The request could not be opened: No PAS request no-such-request.');
+    expect(await page.getByRole('link', { name: '← Pended requests' }).isVisible()).toBe(true);
+    await page.getByRole('link', { name: '← Pended requests' }).click();
+    await page.getByTestId('queue').waitFor();
+    expect(s.problems.filter((p) => !/503|404|Failed to load resource/.test(p))).toEqual([]);
+  }, 90_000);
+
   it('after recording a decision focus moves to the decision, and back in the queue to its heading', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;

@@ -240,11 +240,50 @@ async function route(): Promise<void> {
   byId('who').textContent = `Signed in: ${session.reviewer}`;
   byId('sign-out').hidden = false;
   const m = /^#\/request\/([A-Za-z0-9._-]+)$/.exec(location.hash);
-  if (m) await showRequest(m[1]);
+  if (m) await showRequest(m[1]).catch((err: unknown) => cannotLoad('request', err));
   else {
-    await showQueue();
-    focusView('queue-title');
+    const shown = await showQueue().then(
+      () => true,
+      (err: unknown) => {
+        cannotLoad('queue', err);
+        return false;
+      },
+    );
+    if (shown) focusView('queue-title');
   }
+}
+
+/**
+ * The queue or a request could not be read (the API down, an old link to a request that does not exist): the reason
+ * in words in the alert region, and the view with a way on (Try again; from a request, the link back to the queue),
+ * never a blank page. The address stays, so trying again opens the same view. A refused token has signed the
+ * reviewer out already (api()).
+ */
+function cannotLoad(view: 'queue' | 'request', err: unknown): void {
+  if (err instanceof HttpError && err.status === 401) return;
+  const again = h('button', { type: 'button', id: 'try-again' }, 'Try again');
+  again.addEventListener('click', () => {
+    route().catch(fail);
+  });
+  if (view === 'queue') {
+    byId('request').hidden = true;
+    byId('queue').hidden = false;
+    byId('queue-tools').hidden = true;
+    byId('queue-pages').hidden = true;
+    byId('queue-count').textContent = '';
+    fill(byId('queue-list'), again);
+  } else {
+    byId('queue').hidden = true;
+    byId('request-title').textContent = 'Request';
+    document.title = 'Request — PriorPath clinical review';
+    fill(byId('request-body'), h('p', {}, again));
+    byId('request').hidden = false;
+  }
+  setStatus(
+    `${view === 'queue' ? 'The pended requests could not be loaded' : 'The request could not be opened'}: ${problemWords(err).replace(/\.$/, '')}.`,
+    'error',
+  );
+  again.focus();
 }
 
 /** The queue as last read, and the reviewer's filter, order and page (kept while they open requests and come back). */
