@@ -275,6 +275,36 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(s.problems).toEqual([]);
   }, 90_000);
 
+  it('the payer down when the form opens, or when an adaptive step is sent: the clinician reads why, the answers stay, and trying again works', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    await page.route('**/Questionnaire/$questionnaire-package', (r) => r.fulfill({ status: 503, contentType: 'application/fhir+json', body: '{}' }));
+    await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
+    await page.getByText(/could not be opened/).waitFor({ timeout: 30_000 });
+    expect(await textOf(page, '[role=alert]#alert')).toBe(
+      'The documentation form could not be opened: the service had a problem (status 503); try again in a moment.',
+    );
+    await page.unroute('**/Questionnaire/$questionnaire-package');
+    await page.getByRole('button', { name: 'Try again' }).click();
+    await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
+
+    // The connection drops when the step is sent: said in words, the typed answer stays, Continue sends it.
+    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
+    await page.route('**/Questionnaire/$next-question', (r) => r.abort('internetdisconnected'));
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByText(/^Not sent: /).waitFor();
+    expect(await textOf(page, '[role=alert]#alert')).toMatch(/^Not sent: the service could not be reached.*Your answers are still on this page\.$/);
+    expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).inputValue()).toBe('0.5');
+    await page.unroute('**/Questionnaire/$next-question');
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    expect(await textOf(page, '#result')).toMatch(/Prior authorization approved: PA-CENTENE-/);
+    expect(s.problems.filter((p) => !/503|ERR_INTERNET_DISCONNECTED|Failed to load resource/.test(p))).toEqual([]);
+  }, 120_000);
+
   it('works on a 360 px phone: no sideways scrolling, every answer reachable', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });
     const { page, url } = s;

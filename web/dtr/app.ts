@@ -895,8 +895,9 @@ async function runAdaptive(
     const item = mergeAdaptiveAnswers(qr.item, onForm, pruneEmpty(answered.item));
     qr = { ...qr, item: stampInformationOrigin({ ...qr, item }, state.initial, state.author).item };
     step().catch((err: unknown) => {
+      // The answers stay on the form (and in the response): pressing Continue again sends them.
       button.disabled = false;
-      fail(err);
+      setStatus(`Not sent: ${problemWords(err)}. Your answers are still on this page.`, 'error');
     });
   });
   await step();
@@ -958,8 +959,18 @@ function showKnownAnswers(
   box.hidden = false;
 }
 
-function fail(err: unknown): void {
-  setStatus(`Something went wrong: ${problemWords(err)}`, 'error');
+/**
+ * The form could not be opened (the EHR or the payer did not answer, the launch was incomplete): why, in words, and a
+ * Try again that opens it afresh (the SMART launch is kept in the tab, so a reload resumes it; a draft saved in the
+ * EHR comes back with it).
+ */
+function failToOpen(err: unknown): void {
+  setStatus(`The documentation form could not be opened: ${problemWords(err).replace(/\.$/, '')}.`, 'error');
+  const again = h('button', { type: 'button', id: 'try-again' }, 'Try again');
+  again.addEventListener('click', () => location.reload());
+  fill(byId('result'), h('p', {}, again));
+  byId('result').hidden = false;
+  byId('actions').hidden = true;
 }
 
-main().catch(fail);
+main().catch(failToOpen);
