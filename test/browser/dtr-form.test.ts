@@ -305,6 +305,25 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(s.problems.filter((p) => !/503|ERR_INTERNET_DISCONNECTED|Failed to load resource/.test(p))).toEqual([]);
   }, 120_000);
 
+  it('the EHR fails to give the answers saved earlier: the form starts from the chart and says so, rather than passing for all there is', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await openForm(page, url, 'centene-missing-mrd');
+    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
+    await page.getByText(/Draft saved in the EHR at/).waitFor();
+    await page.route(/\/sandbox\/fhir\/QuestionnaireResponse\?patient=/, (r) => r.fulfill({ status: 500, contentType: 'application/fhir+json', body: '{}' }));
+    await page.reload();
+    await page.getByText(/did not give the answers saved earlier/).waitFor({ timeout: 30_000 });
+    expect(await textOf(page, '[role=status]#status')).toBe(
+      'The EHR did not give the answers saved earlier for this form, if there are any: this form starts from the chart. Reopen it later to get them back.',
+    );
+    expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).inputValue()).toBe('');
+    await page.unroute(/\/sandbox\/fhir\/QuestionnaireResponse\?patient=/);
+    await page.reload();
+    await page.getByText(/Your answers saved .* are back/).waitFor({ timeout: 30_000 });
+    expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).inputValue()).toBe('0.5');
+  }, 120_000);
+
   it('works on a 360 px phone: no sideways scrolling, every answer reachable', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });
     const { page, url } = s;

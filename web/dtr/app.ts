@@ -299,15 +299,25 @@ async function main(): Promise<void> {
   // DTR §"Resuming": the newest response for this form and order in the EHR decides where the clinician starts.
   setStatus('Looking for answers already saved in the EHR…');
   const orderRef = order?.id ? `${order.resourceType}/${order.id}` : undefined;
+  let unread = false;
   const found = await client
     .request<Bundle>(`QuestionnaireResponse?patient=${encodeURIComponent(patient.id ?? '')}&_count=200`)
-    .catch(() => undefined);
+    .catch(() => {
+      unread = true;
+      return undefined;
+    });
   const previous = latestResponse(found, canonical, orderRef);
   if (previous && previous.status !== 'in-progress' && coverageInformationOf(previous).length > 0) {
     showSent(state, previous);
     return;
   }
   await renderForm(state, previous?.status === 'in-progress' ? previous : undefined);
+  // Answers saved earlier may exist and were not read: the clinician must not take the fresh form for all there is.
+  if (unread)
+    setStatus(
+      'The EHR did not give the answers saved earlier for this form, if there are any: this form starts from the chart. Reopen it later to get them back.',
+      'warn',
+    );
 }
 
 /**

@@ -53,6 +53,8 @@ export class DraftSaver {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
+  /** A change not saved yet: leaving the page saves only then, so an untouched form never stands in for a saved draft. */
+  private dirty = false;
 
   constructor(
     private readonly ehr: EhrConnection,
@@ -68,6 +70,7 @@ export class DraftSaver {
   /** A change happened: save after `delayMs` of quiet. */
   schedule(): void {
     if (this.stopped) return;
+    this.dirty = true;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       void this.saveNow();
@@ -92,9 +95,9 @@ export class DraftSaver {
     return this.running;
   }
 
-  /** The page is going away (pagehide / hidden tab): save what is there, with keepalive. */
+  /** The page is going away (pagehide / hidden tab): save what changed since the last save, with keepalive. */
   flush(): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.dirty) return;
     clearTimeout(this.timer);
     void this.put(true).catch(() => undefined);
   }
@@ -115,6 +118,8 @@ export class DraftSaver {
       ...(auth ? { Authorization: auth } : {}),
     };
     const base = this.ehr.serverUrl.replace(/\/$/, '');
+    // Taken now: a change made while this save is under way marks the draft dirty again.
+    this.dirty = false;
     try {
       const res = await fetch(
         this.id ? `${base}/QuestionnaireResponse/${encodeURIComponent(this.id)}` : `${base}/QuestionnaireResponse`,
@@ -131,6 +136,7 @@ export class DraftSaver {
       this.savedAt = new Date().toISOString();
       this.onSaved(this.savedAt);
     } catch (err) {
+      this.dirty = true;
       this.onError(err as Error);
       throw err;
     }
