@@ -450,6 +450,12 @@ function itemName(i: Item, c: Case | undefined): string {
   return `Item ${i.sequence}${o ? ` (${[o.drug, o.dose].filter(Boolean).join(', ')})` : ''}`;
 }
 
+/** The order a request is named by: one still asked for, never a cancelled item's (unless every item was cancelled). */
+function liveOrder(v: RequestView): Case['orders'][number] | undefined {
+  const cancelled = new Set(v.items.filter(isCancelled).map((i) => i.sequence));
+  return v.case?.orders.find((o) => !cancelled.has(o.sequence)) ?? v.case?.orders[0];
+}
+
 /** "by the submitter on …, while it waited for review": who cancelled an item, when, and what it was then. */
 function cancelledWhen(i: Item): string {
   const was = i.cancelled?.was;
@@ -840,7 +846,7 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
       decidedHere.unshift({
         id: v.id,
         patient: v.case?.patient.name ?? v.id,
-        drug: v.case?.orders[0]?.drug ?? '',
+        drug: liveOrder(v)?.drug ?? '',
         decision: last,
       });
     renderRequest(decided);
@@ -879,8 +885,7 @@ function renderRequest(v: RequestView): void {
   const live = v.items.filter((i) => !isCancelled(i));
   const cancelled = v.items.filter(isCancelled);
   const cancelledSeq = new Map(cancelled.map((i) => [i.sequence, i]));
-  // The request is named by an order still asked for: a cancelled item's order is never the headline.
-  const order = c?.orders.find((o) => !cancelledSeq.has(o.sequence)) ?? c?.orders[0];
+  const order = liveOrder(v);
   byId('request-title').textContent = c ? `${c.patient.name}: ${order?.drug ?? 'request'}` : `Request ${v.id}`;
   document.title = `${byId('request-title').textContent} — PriorPath clinical review`;
   const pended = v.reviewAction === 'A4';
