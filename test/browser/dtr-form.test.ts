@@ -148,6 +148,8 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(await textOf(page, '#result')).toMatch(/Prior authorization approved: PA-CENTENE-/);
     expect(await page.getByRole('button', { name: /Save and send/ }).isVisible()).toBe(false);
     expect(await page.locator('lhc-item').count()).toBe(0);
+    // With no form on the page, no hint about answering it.
+    expect(await page.getByText(/Your answers are saved in the EHR as you go/).isVisible()).toBe(false);
     await s.shot('sent-then-refreshed');
     // Revising starts from the answers sent.
     await page.getByRole('button', { name: 'Revise the answers and send again' }).click();
