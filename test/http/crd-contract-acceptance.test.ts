@@ -307,7 +307,7 @@ describe('payer identification (design.md §4 "Payer")', () => {
   });
 });
 
-describe('which orders a policy governs (design.md §4; research/codes.md §2, §4, §5)', () => {
+describe('which orders a policy governs (design.md §4; docs/terminology.md §2, §4, §5)', () => {
   const blinatumomab: [string, string, string][] = [
     ['RxNorm IN', RXNORM, '1597258'],
     ['RxNorm BN', RXNORM, '1597263'],

@@ -17,7 +17,7 @@ export interface DrugInfo {
   defaultDose: { value: number; unit: string };
 }
 
-/** The two drugs of the seed policies, coded as design.md §4 expects (RxNorm SCD + HCPCS; research/codes.md §2). */
+/** The two drugs of the seed policies, coded as design.md §4 expects (RxNorm SCD + HCPCS; docs/terminology.md §2). */
 export const DRUGS: Record<DrugKey, DrugInfo> = {
   blinatumomab: {
     label: 'Blincyto (blinatumomab)',
