@@ -24,7 +24,7 @@ interface Target {
 
 /**
  * What the CDS Hooks Sandbox, the DTR app and PriorPath's CRD prefetch need from an EHR FHIR server
- * (research/cds-hooks.md §2.3, design.md §4). Runs against the embedded server and, when FHIR_SANDBOX_URL is set,
+ * (design.md §4 "What the EHR's FHIR server must answer"). Runs against the embedded server and, when FHIR_SANDBOX_URL is set,
  * against that server with the stories loaded into it.
  */
 function protocolSuite(getTarget: () => Target) {
