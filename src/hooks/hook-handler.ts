@@ -113,8 +113,8 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
     const missing = [...new Set(orders.map((o) => (o as { requester?: { reference?: string } }).requester?.reference))].filter(
       (ref): ref is string => !!ref && /^PractitionerRole\/[A-Za-z0-9\-.]{1,64}$/.test(ref) && !byReference.has(ref),
     );
-    // The drug of an order written as a medicationReference decides which policy governs it (design.md §4 "Which
-    // orders a policy governs": "the referenced or contained Medication"): read a Medication the request did not carry.
+    // The drug of an order written as a medicationReference decides which policy governs it (design.md §4 "Governed
+    // orders": "the contained, prefetched or EHR-read Medication"): read a Medication the request did not carry.
     const drugOf = (o: OrderResource) => relativeReference((o as { medicationReference?: { reference?: string } }).medicationReference?.reference);
     const medications = [...new Set(orders.map(drugOf))].filter(
       (ref): ref is string => !!ref && /^Medication\/[A-Za-z0-9\-.]{1,64}$/.test(ref) && !byReference.has(ref),
@@ -178,9 +178,10 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
   // The order's one record (design.md §8): a decision already made stands; an approval at signing is issued once.
   await settleOrderDecisions({ storage: deps.storage, payer: payerMatch.payer.key, patientId: req.patientId, decisions, actor: `${req.hook} ${req.hookInstance}` });
   for (const d of decisions) {
-    // Written behind the answer (design.md §9); readable at once by DTR and PAS in this process. Except an approval
-    // that no order record holds (an order without an id has none): the assertion is then the only place its number
-    // is kept, and a number the EHR is given is durable first (docs/design.md §8: an approval is issued once).
+    // Written behind the answer (design.md §2 "Written behind the hook's answer"); readable at once by DTR and PAS in
+    // this process. Except an approval that no order record holds (an order without an id has none): the assertion is
+    // then the only place its number is kept, and a number the EHR is given is durable first (docs/design.md §8: an
+    // approval is issued once).
     const write = d.authorization && !d.record ? deps.storage.saveAssertion.bind(deps.storage) : deps.storage.queueAssertion.bind(deps.storage);
     await write({
       assertionId: d.assertionId,

@@ -135,10 +135,11 @@ function coerce(type: FactType, values: unknown[]): FactValue | undefined {
 }
 
 /**
- * Whether a fact value can be true of a patient (design.md §4: an unreadable dose is an unknown fact, never a reason
- * to approve). A measured amount (a number with a unit: dose, weight, height, BSA) is never negative, and never zero
- * unless it is a percentage (MRD 0 % is a result); a date the record states (birth date) is not after the order
- * date or today. Anything else is treated as not known, so DTR asks for it and no rule approves on it.
+ * Whether a fact value can be true of a patient (design.md §6 "How absence reads": an unreadable dose is an unknown
+ * fact, never a reason to approve). A measured amount (a number with a unit: dose, weight, height, BSA) is never
+ * negative, and never zero unless it is a percentage (MRD 0 % is a result); a date the record states (birth date) is
+ * not after the order date or today. Anything else is treated as not known, so DTR asks for it and no rule approves on
+ * it.
  */
 export function plausible(def: Pick<FactDefinition, 'type' | 'unit'>, value: FactValue, latestDate: string): boolean {
   if ((def.type === 'decimal' || def.type === 'integer') && def.unit && typeof value === 'number') {

@@ -447,13 +447,13 @@ export class StorageError extends Error {
 export interface Storage {
   saveAssertion(a: AssertionRecord): Promise<void>;
   /**
-   * CRD's records, written behind the hook's answer (design.md §9: storage off the hook's critical path). Resolves
-   * once queued: at once, unless the queue is full (then when there is room again). This process reads the record
-   * back at once (getAssertion answers from the queue; an order read waits for the order's queued change), batches
-   * of queued records are written in one transaction within moments, `close()` writes what is queued, a transient
-   * failure is retried, and a record the database refuses is logged (ids and counts) and dropped. Only for what may
-   * be lost in a crash without breaking a promise: the assertion (the order's answer stands on its own) and an
-   * order's provisional change (`auth-needed`, `not-covered`); an approval or a denial goes through
+   * CRD's records, written behind the hook's answer (design.md §2 "Written behind the hook's answer": storage off the
+   * hook's critical path). Resolves once queued: at once, unless the queue is full (then when there is room again).
+   * This process reads the record back at once (getAssertion answers from the queue; an order read waits for the
+   * order's queued change), batches of queued records are written in one transaction within moments, `close()` writes
+   * what is queued, a transient failure is retried, and a record the database refuses is logged (ids and counts) and
+   * dropped. Only for what may be lost in a crash without breaking a promise: the assertion (the order's answer stands
+   * on its own) and an order's provisional change (`auth-needed`, `not-covered`); an approval or a denial goes through
    * applyOrderChange, durable before the answer.
    */
   queueAssertion(a: AssertionRecord): Promise<void>;

@@ -49,10 +49,11 @@ const keyOf = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef,
 const isTransient = (err: unknown) => err instanceof StorageUnavailableError;
 
 /**
- * The hook's writes behind its answer (design.md §9; Storage.queueAssertion). Records queued in one turn of the
- * event loop, and any queued while a batch was being written, go to the database together in one transaction, in
- * the order they were queued. Awaited order changes (approvals, denials: applyOrderChange) ride in the same
- * transaction, so concurrent hooks share one commit, and their callers resolve only once it is durable.
+ * The hook's writes behind its answer (design.md §2 "Written behind the hook's answer", for §9's throughput;
+ * Storage.queueAssertion). Records queued in one turn of the event loop, and any queued while a batch was being
+ * written, go to the database together in one transaction, in the order they were queued. Awaited order changes
+ * (approvals, denials: applyOrderChange) ride in the same transaction, so concurrent hooks share one commit, and their
+ * callers resolve only once it is durable.
  *
  * Reading back: `pendingAssertion` answers from the queue; `settled(keys)` resolves once every change queued so
  * far for those orders is written (an order read waits for it, so it sees its own process's writes); `settled()`

@@ -164,7 +164,8 @@ export function factDomain(policy: CompiledPolicy, name: string, c: Content = dt
       const out = new Set<number>([0, 1, 9, 15, 28, 35]);
       for (const n of numbers)
         for (const d of [-0.05, 0, 0.05]) out.add(Math.max(0, Math.round((n + n * d) * 1000) / 1000));
-      // Values the engine reads as unknown (a zero dose: design.md §4) are no answer at all, which `undefined` covers.
+      // Values the engine reads as unknown (a zero dose: design.md §6 "How absence reads") are no answer at all, which
+      // `undefined` covers.
       return [...[...out].filter((v) => plausible(def, v, '9999-12-31')), undefined];
     }
     case 'integer': {

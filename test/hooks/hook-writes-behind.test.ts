@@ -1,7 +1,8 @@
 /**
- * The hook answers without waiting for its writes (design.md §9: storage off the hook's critical path): the coverage
- * assertion and the order's provisional change are queued behind the answer, readable at once by this process, and
- * written once the database takes writes again. An approval at signing is not: it is durable before the answer.
+ * The hook answers without waiting for its writes (design.md §2 "Written behind the hook's answer": storage off the
+ * hook's critical path): the coverage assertion and the order's provisional change are queued behind the answer,
+ * readable at once by this process, and written once the database takes writes again. An approval at signing is not: it
+ * is durable before the answer.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
