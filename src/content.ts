@@ -206,7 +206,7 @@ export function loadContent(opts: { root: string; canonicalBase: string }): Cont
   };
 }
 
-/** The policies of a payer that govern any of these drug codings (design.md §4 "Which orders a policy governs"). */
+/** The policies of a payer that govern any of these drug codings (design.md §4 "Governed orders"). */
 export function policiesForCodings(content: Content, payer: string, codings: { system?: string; code?: string }[]): CompiledPolicy[] {
   if (codings.length === 0) return [];
   const base = `${content.canonicalBase}/ValueSet`;

@@ -82,7 +82,7 @@ export function outcome(
 
 /** 400 `invalid`: a malformed request, or one naming no payer PriorPath serves (design.md §4 "Errors"); `expression` names the element. */
 export const badRequest = (msg: string, expression?: string[]) => new HttpError(400, outcome('error', 'invalid', msg, expression));
-/** 401 `login`: the same answer for every failed authentication, with no hint which check failed (design.md §4 "Client authentication"). */
+/** 401 `login`: the same answer for every failed authentication, with no hint which check failed (design.md §4 "Authentication"). */
 export const unauthorized = () => new HttpError(401, outcome('error', 'login', 'Authentication failed'), { 'WWW-Authenticate': 'Bearer' });
 /** 404 `not-found`: an unknown service, resource or operation. */
 export const notFound = (msg: string) => new HttpError(404, outcome('error', 'not-found', msg));

@@ -1,8 +1,8 @@
 import type { ValueSet, ValueSetExpansionParameter } from '@medplum/fhirtypes';
 
 /**
- * `ValueSet/$expand` over the local expansion every PriorPath ValueSet carries (design.md §4 "No code lookup at run
- * time"; FHIR R4 ValueSet-expand): `filter` (case-insensitive, on code and display), `offset` and `count` page the
+ * `ValueSet/$expand` over the local expansion every PriorPath ValueSet carries (design.md §4 "Governed
+ * orders": no terminology server; FHIR R4 ValueSet-expand): `filter` (case-insensitive, on code and display), `offset` and `count` page the
  * result; `total` counts the matches. Returns a copy; the stored ValueSet is never changed.
  */
 export function expandValueSet(

@@ -6,7 +6,7 @@ import { BAIL, compileAst, Unsupported } from './fhirpath-compiler.js';
 import type { AstNode, ModelTables, UserFunction } from './fhirpath-compiler.js';
 import type { ValueSetIndex } from './value-sets.js';
 
-/** A FHIRPath expression parsed once; call it as often as needed (design.md §5 "compiled once when content loads"). */
+/** A FHIRPath expression parsed once; call it as often as needed (design.md §5 "FHIRPath compiles once at load"). */
 export type CompiledExpression = (resource: unknown, env: Record<string, unknown>) => unknown[];
 
 /** Options shared by every expression of one content load. */

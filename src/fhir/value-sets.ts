@@ -66,7 +66,7 @@ export function codingKey(system: string | undefined, code: string | undefined):
 
 /**
  * Local value sets indexed for O(1) membership tests. PriorPath never calls a terminology server at run time
- * (design.md §4 "No code lookup at run time"): membership is decided on each ValueSet's local `expansion`.
+ * (design.md §4 "Governed orders": no terminology server): membership is decided on each ValueSet's local `expansion`.
  */
 export class ValueSetIndex {
   private readonly byUrl = new Map<string, { resource: ValueSet; keys: Set<string>; names: string[] }>();

@@ -8,7 +8,7 @@ import { grantableScopes, patientBound, scopeAllows } from './sandbox-scopes.js'
 import type { SandboxAccess, SandboxPermission } from './sandbox-scopes.js';
 
 /**
- * The sandbox's SMART authorization server (design.md §2 "Sandbox SMART auth"): SMART App Launch 2.x EHR launch with
+ * The sandbox's SMART authorization server (design.md §2 "Sandbox": SMART auth): SMART App Launch 2.x EHR launch with
  * PKCE against the embedded sandbox EHR FHIR server, plus the sandbox EHR's CDS Hooks client key.
  *
  * It auto-approves every request (there is no user to ask: the demo page plays a logged-in clinician), but it

@@ -6,7 +6,7 @@ import type { SandboxFhirOptions, SmartEndpoints } from './sandbox-fhir.js';
 
 /**
  * Loads the sandbox stories (dates shifted so they stay recent) and builds the embedded EHR FHIR router
- * (design.md §2 "Sandbox EHR FHIR server"). Mounted at /sandbox/fhir only when the sandbox is on.
+ * (design.md §2 "Sandbox": the demo EHR FHIR server). Mounted at /sandbox/fhir only when the sandbox is on.
  */
 export async function mountSandbox(
   root: string,

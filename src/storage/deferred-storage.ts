@@ -16,8 +16,8 @@ export interface DeferredStorageOptions {
 }
 
 /**
- * A Storage whose backend is still opening (design.md §9: "the first hook is not made to wait"). The service
- * listens at once. While the store opens:
+ * A Storage whose backend is still opening (design.md §9: ready within 2 s of start, and a hook that arrives sooner is
+ * answered, not made to wait). The service listens at once. While the store opens:
  * - the calls a CDS hook makes are answered from memory: its coverage assertion, audit line and API access line are
  *   kept and written, in order, as soon as the store is open; a JWT id is checked against the ids seen since start
  *   (a replay inside this window is still refused); an assertion is read back from what was kept;

@@ -1,6 +1,6 @@
 /**
  * Content checks for the terminology, discovery and payer data under cds-services/.
- * Value sets: FHIR R4 ValueSet with a local expansion (design.md §4 "No code lookup at run time").
+ * Value sets: FHIR R4 ValueSet with a local expansion (design.md §4 "Governed orders": no terminology server).
  * Discovery: CDS Hooks 2.0 §Discovery and CRD 2.2 deviations.md [dev-1 .. dev-9]; ids and prefetch per design.md §4.
  * Payers: design.md §4 "Payer".
  */

@@ -79,7 +79,7 @@ const payerLabel = (key: string) =>
 const unreachable: FetchLike = () =>
   Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
 
-describe('prefetch handling (design.md §4 "Prefetch handling")', () => {
+describe('prefetch handling (design.md §4 "Prefetch")', () => {
   it('queries each key the EHR left out of the request (absent, not null) with its access token, and answers as with the full prefetch', async () => {
     const record = relapseRecord();
     const order = blinatumomabOrder();
@@ -462,7 +462,7 @@ describe('every non-2xx answer is an OperationOutcome (design.md §4 "Errors")',
   });
 });
 
-describe('client authentication over HTTP (design.md §4 "Client authentication")', () => {
+describe('client authentication over HTTP (design.md §4 "Authentication")', () => {
   let keys: TestKeys;
   let rsa: TestKeys;
   let stranger: TestKeys;

@@ -1,5 +1,5 @@
 /**
- * The EHR misbehaving during a hook (design.md §4 "Prefetch handling", "Errors"): slow past EHR_TIMEOUT_MS, 500,
+ * The EHR misbehaving during a hook (design.md §4 "Prefetch", "Errors"): slow past EHR_TIMEOUT_MS, 500,
  * garbage, a connection closed mid-body, a body that stalls. The hook answers in bounded time with 412 for a
  * required key it could not get, or a determination that is not an approval; never a 5xx.
  */

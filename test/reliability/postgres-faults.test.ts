@@ -1,7 +1,7 @@
 /**
- * PostgreSQL goes away and comes back under load (design.md §2 "Storage", §8 "nothing is lost"): while it is down
- * /readyz answers 503 and PAS answers 503 with Retry-After (never 500, never an acknowledgement); when it is back the
- * same process recovers without a restart, and every submission that was acknowledged 200 is found by $inquire.
+ * PostgreSQL goes away and comes back under load (design.md §2 "Storage", "Durable before the answer"): while it is
+ * down /readyz answers 503 and PAS answers 503 with Retry-After (never 500, never an acknowledgement); when it is back
+ * the same process recovers without a restart, and every submission that was acknowledged 200 is found by $inquire.
  *
  * It needs its own throwaway cluster, because it stops the server: as root with Debian's PostgreSQL tools it creates
  * (or reuses) cluster PG_FAULT_CLUSTER (default pp_faults) on PG_FAULT_PORT (default 5499) with

@@ -5,10 +5,10 @@ import { QUEUE_SORTS, queuePage } from './queue-view.js';
 import type { QueueChoice, QueueRow, QueueSort } from './queue-view.js';
 
 /**
- * The clinical reviewer's workbench (design.md §2 "Reviewer", §8 "pended, then decided"): sign in, the queue of
- * pended PAS requests, one request with its documentation, chart facts and the policy's trace, and the decision
- * (approve with a period, or deny with a reason). It reads and writes only through the reviewer API at `/review`
- * with the reviewer's bearer token; nothing clinical is kept in the browser beyond the page itself.
+ * The clinical reviewer's workbench (design.md §2 "Reviewer API and workbench", §8 "The reviewer API"): sign in, the
+ * queue of pended PAS requests, one request with its documentation, chart facts and the policy's trace, and the
+ * decision (approve with a period, or deny with a reason). It reads and writes only through the reviewer API at
+ * `/review` with the reviewer's bearer token; nothing clinical is kept in the browser beyond the page itself.
  */
 
 type Tri = true | false | 'unknown';
