@@ -72,8 +72,8 @@ const asyncHandler =
 const only = (allow: string) => (_req: Request, _res: Response, next: NextFunction) => next(methodNotAllowed(allow));
 
 /**
- * Builds the Express app without listening (style.md: tests drive it with supertest). Only this edge writes HTTP;
- * handlers return values.
+ * Builds the Express app without listening (design.md §2 "Platform conventions": tests drive it with supertest). Only
+ * this edge writes HTTP; handlers return values.
  */
 export function createApp(deps: AppDeps): express.Express {
   const { config, content, storage, logger } = deps;

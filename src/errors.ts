@@ -1,8 +1,9 @@
 import type { OperationOutcome, OperationOutcomeIssue } from '@medplum/fhirtypes';
 
 /**
- * An expected failure with its HTTP status and OperationOutcome (style.md: handlers throw, one middleware answers).
- * We keep our own small type rather than Medplum's so the status is explicit at the throw site.
+ * An expected failure with its HTTP status and OperationOutcome (design.md §2 "Platform conventions": handlers throw,
+ * one middleware answers). We keep our own small type rather than Medplum's so the status is explicit at the throw
+ * site.
  */
 export class HttpError extends Error {
   constructor(

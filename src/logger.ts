@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 export type { Logger };
 
 /**
- * JSON logger (style.md "Errors, logging, config"). Never pass patient data: ids and counts only. `destination`
+ * JSON logger (design.md §2 "Platform conventions"). Never pass patient data: ids and counts only. `destination`
  * lets tests capture lines.
  */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {

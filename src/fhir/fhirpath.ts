@@ -139,8 +139,8 @@ function memberOfTable(options: FhirPathOptions) {
 /**
  * Compiles an expression once, at content load (https://hl7.org/fhirpath/N1/ semantics as fhirpath.js implements
  * them): to JavaScript when it stays within the compiled subset (src/fhir/fhirpath-compiler.ts), else to fhirpath.js;
- * either way the results are fhirpath.js's. Throws with fhirpath.js's message when it does not parse. Only this
- * module imports `fhirpath` (style.md "one module owns each outside dependency").
+ * either way the results are fhirpath.js's. Throws with fhirpath.js's message when it does not parse. Policy
+ * evaluation reaches `fhirpath` only through this module and its compiler; src/cql/ uses its parser to write CQL.
  */
 export function compileFhirPath(expression: string, options: FhirPathOptions): CompiledExpression {
   // Policies share library facts; ANTLR parsing is the slow part of start-up, so parse each text once per load.

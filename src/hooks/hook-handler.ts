@@ -197,7 +197,8 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
       missingFacts: d.evaluation?.missingFacts ?? [],
       authorization: d.authorization,
     });
-    // One decision line per order: ids, policy and criterion results; never fact values (style.md).
+    // One decision line per order: ids, policy and criterion results; never fact values (design.md §2 "Platform
+    // conventions").
     hookLog.info(
       {
         policy: d.policy?.file.id,

@@ -3,8 +3,8 @@ import { HttpError, outcome, toHttpError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 /**
- * The one error middleware (style.md): HttpErrors become their status and OperationOutcome; anything else is a 500
- * `exception` naming only the request id. Stacks go to the log, never to the client.
+ * The one error middleware (design.md §2 "Platform conventions"): HttpErrors become their status and OperationOutcome;
+ * anything else is a 500 `exception` naming only the request id. Stacks go to the log, never to the client.
  */
 export function errorHandler(logger: Logger) {
   return (thrown: unknown, req: Request, res: Response, _next: NextFunction): void => {

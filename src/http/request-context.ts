@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import type { Logger } from '../logger.js';
 
-/** A request with its id and child logger (style.md: one child logger per request). */
+/** A request with its id and child logger (design.md §2 "Platform conventions": one child logger per request). */
 export type ContextRequest = Request & { id: string; log: Logger };
 
 /** Assigns a request id (honouring a sane X-Request-Id) and a child logger; logs one line per finished request. */

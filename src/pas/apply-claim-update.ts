@@ -164,7 +164,7 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
     ...(issued ? { authorization: issued } : {}),
   });
   if (!result.applied) return undefined;
-  // One line per update: ids and review actions; never clinical content (style.md).
+  // One line per update: ids and review actions; never clinical content (design.md §2 "Platform conventions").
   o.log.info({ submissionId: s.id, update: request.update!.cancelAll ? 'cancel' : 'update', reviewAction: outcome.reviewAction, items: next.map((i) => `${i.sequence}:${i.reviewAction}`) }, 'pas claim update');
   return outcome.responseBundle;
 }

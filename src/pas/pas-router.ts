@@ -252,7 +252,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
       if (attempt < 2) return decideRequest(request, payer, log, client, attempt + 1);
       throw new DomainError('transient', 'The order changed while this request was decided; send it again');
     }
-    // One decision line per request: ids, policy and review actions; never clinical content (style.md).
+    // One decision line per request: ids, policy and review actions; never clinical content (design.md §2 "Platform
+    // conventions").
     log.info({ submissionId: id, payer: payer.key, policy: first?.policyId, policyVersion: first?.policyVersion, reviewAction: outcome.reviewAction, items: items.map((i) => `${i.sequence}:${i.reviewAction}`) }, 'pas submit');
     return outcome.responseBundle;
   }

@@ -315,7 +315,7 @@ export class WriteBehind {
     ready.forEach((w) => w.resolve());
   }
 
-  /** Ids and counts only (style.md): never facts or other clinical content. */
+  /** Ids and counts only (design.md §2 "Platform conventions"): never facts or other clinical content. */
   private describe(entries: Entry[]) {
     const assertions = entries.filter((e) => e.item.kind === 'assertion').map((e) => (e.item as { record: AssertionRecord }).record.assertionId);
     const orders = entries.filter((e) => e.item.kind === 'order').map((e) => (e.item as { change: GuardedOrderChange }).change.key.orderRef);

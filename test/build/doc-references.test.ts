@@ -50,8 +50,11 @@ const files = [...ROOTS.flatMap((d) => textFiles(join(repoRoot, d))), ...ROOT_FI
 const SECTION_REF = /\.md["'`]?\s?(§\s?\d+(?:\.\d+)*(?:\s*(?:,|;|and|or|\/)\s*§\s?\d+(?:\.\d+)*)*)/g;
 /** The path before a `.md`: `docs/design`, `design`, `research/codes`. */
 const pathBefore = (text: string, end: number) => /[\w./-]*$/.exec(text.slice(Math.max(0, end - 200), end))![0];
-/** The research digests kept beside the project (`research/<name>.md`, and the digests by their bare names). */
-const DIGEST = /\bresearch\/[\w-]{1,80}\.md\b|(?<![\w./-])(?:codes|cds-hooks)\.md\b/g;
+/**
+ * The notes kept beside the project, not in it: the research digests (`research/<name>.md`, and by their bare names)
+ * and the house style, whose rules the project states in docs/design.md §2 "Platform conventions".
+ */
+const DIGEST = /\bresearch\/[\w-]{1,80}\.md\b|(?<![\w./-])(?:codes|cds-hooks|style)\.md\b/g;
 /** A relative path climbing to a `shared` folder: fine when it lands inside the repository (web/shared). */
 const SHARED = /((?:\.\.\/)+shared)\b/g;
 
@@ -104,13 +107,13 @@ describe('references resolve inside the repository', () => {
     expect(unresolved).toEqual([]);
   });
 
-  it('cites no research digest and no shared folder outside the repository', () => {
+  it('cites no research digest, house style or shared folder outside the repository', () => {
     const outside: string[] = [];
     for (const file of files) {
       const text = readFileSync(file, 'utf8');
       for (const m of text.matchAll(DIGEST)) {
         outside.push(
-          `${relative(repoRoot, file)}:${lineOf(text, m.index)} cites ${m[0]}, a research digest outside the repository`,
+          `${relative(repoRoot, file)}:${lineOf(text, m.index)} cites ${m[0]}, a note outside the repository`,
         );
       }
       for (const m of text.matchAll(SHARED)) {
