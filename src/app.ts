@@ -53,7 +53,7 @@ export interface AppDeps {
   today?: () => string;
   /** Prebuilt web bundles (`dist/public`, written by `npm run build`); unset bundles them in memory with esbuild. */
   webAssetsDir?: string;
-  /** True once SIGTERM started the drain: /readyz answers 503 and responses close their connection. */
+  /** True once SIGTERM started the drain: /readyz answers 503 (main.ts's ConnectionDrain closes the connections). */
   isDraining?: () => boolean;
   /** Counts the requests not yet answered, for the drain to wait on before storage closes (main.ts). */
   inFlight?: InFlight;
@@ -98,11 +98,8 @@ export function createApp(deps: AppDeps): express.Express {
 
   if (deps.inFlight) app.use(deps.inFlight.track);
   app.use(requestContext(logger));
-  // While draining, every answer closes its connection so that keep-alive clients reconnect to another replica.
-  app.use((_req, res, next) => {
-    if (deps.isDraining?.()) res.setHeader('Connection', 'close');
-    next();
-  });
+  // While draining, every answer closes its connection (http/connection-drain.ts, which main.ts wraps the server in)
+  // so that keep-alive clients reconnect to another replica.
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });

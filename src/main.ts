@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SubscriptionNotifier } from './pas/subscription-notifier.js';
 import { checkConfigAgainstContent, ConfigError, loadConfigFromProcess, payerKeysOnDisk } from './config.js';
+import { ConnectionDrain } from './http/connection-drain.js';
 import { InFlight } from './http/in-flight.js';
 import { createLogger } from './logger.js';
 import { createStorage } from './storage/create-storage.js';
@@ -106,13 +107,14 @@ async function main(): Promise<void> {
     (app.locals.subscriptionNotifier as SubscriptionNotifier).sweepPended();
     (app.locals.subscriptionNotifier as SubscriptionNotifier).heartbeats();
   });
-  // SIGTERM drains: stop accepting connections and close idle keep-alive ones (server.close does both), let in-flight
-  // requests finish (each is bounded by EHR_TIMEOUT_MS and the storage timeouts), close storage, exit 0. "Finish" is
-  // the handler's answer, not the connection's end: a client that gave up has left a hook still running, which must
-  // record its assertion before storage closes (http/in-flight.ts). Nor does the drain wait for connections to go:
-  // once nothing is being answered, what is left is idle keep-alive connections and requests that never arrived whole
-  // (a client sending its headers slowly), and those are closed. Past the grace period (a request body that never
+  // SIGTERM drains: stop accepting connections, let every connection close once it has answered what it was sent
+  // (responses from then on say `Connection: close`; a connection answering nothing is closed once it has been silent
+  // long enough for a request sent before the signal to have arrived: http/connection-drain.ts), let the handlers
+  // finish (each is bounded by EHR_TIMEOUT_MS and the storage timeouts), close storage, exit 0. "Finish" is the
+  // handler's answer, not the connection's end: a client that gave up has left a hook still running, which must
+  // record its assertion before storage closes (http/in-flight.ts). Past the grace period (a request body that never
   // finishes arriving), the connections are cut and storage still closes, for at most 2 s, before the exit 1.
+  const connections = new ConnectionDrain(server);
   let closing: Promise<void> | undefined;
   const closeStorage = () => (closing ??= storage.close().catch((err: unknown) => logger.error({ err }, 'storage close failed')));
   const stop = (signal: string) => {
@@ -120,11 +122,8 @@ async function main(): Promise<void> {
     draining = true;
     (app.locals.subscriptionNotifier as SubscriptionNotifier).stop();
     logger.info({ signal }, 'draining: in-flight requests finish, no new connections');
-    server.close();
     void (async () => {
-      await inFlight.idle();
-      server.closeAllConnections();
-      // A request that arrived whole in the same turn as the close still runs to its end.
+      await connections.close();
       await inFlight.idle();
       await closeStorage();
       logger.info('drained; exiting');
@@ -132,7 +131,7 @@ async function main(): Promise<void> {
     })();
     setTimeout(() => {
       logger.error({ graceMs: SHUTDOWN_GRACE_MS }, 'drain did not finish in time; exiting');
-      server.closeAllConnections();
+      connections.cut();
       void Promise.race([closeStorage(), new Promise((resolve) => setTimeout(resolve, 2_000))]).then(() => process.exit(1));
     }, SHUTDOWN_GRACE_MS).unref();
   };

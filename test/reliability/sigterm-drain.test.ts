@@ -194,3 +194,71 @@ async function storedAuditLine(dataDir: string, hookInstance: string) {
     await storage.close();
   }
 }
+
+/** How one request of a keep-alive load run ended. */
+interface LoadResult {
+  /** Sent before the SIGTERM: it was in flight (or queued on its socket) when the drain began. */
+  beforeSignal: boolean;
+  status?: number;
+  /** The body arrived whole (its length is the Content-Length the server announced). */
+  whole?: boolean;
+  connectionClose?: boolean;
+  error?: string;
+}
+
+/**
+ * One request over `agent`; resolves with how it ended, never rejects. A request that fails on a connection the
+ * agent reused (ECONNRESET, "socket hang up") is an answer lost; a new connection refused is the drain's clean no.
+ */
+function loadRequest(url: string, agent: http.Agent, body: string, signalled: () => boolean): Promise<LoadResult> {
+  const beforeSignal = !signalled();
+  return new Promise((resolve) => {
+    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+      let length = 0;
+      res.on('data', (c: Buffer) => (length += c.length));
+      res.on('error', (err) => resolve({ beforeSignal, status: res.statusCode, error: (err as NodeJS.ErrnoException).code ?? err.message }));
+      res.on('end', () =>
+        resolve({ beforeSignal, status: res.statusCode, whole: res.complete && length === Number(res.headers['content-length'] ?? length), connectionClose: res.headers.connection === 'close' }),
+      );
+    });
+    req.on('error', (err) => resolve({ beforeSignal, error: (err as NodeJS.ErrnoException).code ?? err.message }));
+    req.end(body);
+  });
+}
+
+describe('SIGTERM under keep-alive load', () => {
+  it('answers every request in flight at the signal in full, and no client sees a reset', async () => {
+    await onNewDataDir({}, async (pp) => {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 24 });
+      const url = `${pp.base}/cds-services/priorpath-order-sign`;
+      let signalled = false;
+      const results: LoadResult[] = [];
+      // Closed-loop clients, as a load generator or an EHR's connection pool: each sends its next request as soon as
+      // the last is answered (on the same connection unless it said `Connection: close`), until refused.
+      const client = async () => {
+        for (;;) {
+          const r = await loadRequest(url, agent, JSON.stringify(orderSignRequest(resources, order)), () => signalled);
+          results.push(r);
+          if (r.error) return;
+        }
+      };
+      const clients = Array.from({ length: 24 }, client);
+      // Let the load reach its stride (every socket opened and reused), then signal with requests in flight.
+      while (results.length < 200) await new Promise((r) => setTimeout(r, 10));
+      signalled = true;
+      pp.child.kill('SIGTERM');
+      await Promise.all(clients);
+      agent.destroy();
+      expect(await pp.exited).toBe(0);
+
+      // Results are kept as they end: one sent before the signal and ending after it was in flight at the signal.
+      const inFlight = results.filter((r) => r.beforeSignal && results.indexOf(r) >= 200);
+      expect(inFlight.length).toBeGreaterThan(0);
+      const lost = results.filter((r) => r.beforeSignal && !(r.status === 200 && r.whole));
+      expect(lost).toEqual([]);
+      // After the signal: answered whole (with Connection: close), or a new connection refused; never a reset.
+      const afterBad = results.filter((r) => !r.beforeSignal && !(r.status === 200 && r.whole && r.connectionClose) && r.error !== 'ECONNREFUSED');
+      expect(afterBad).toEqual([]);
+    });
+  }, 180_000);
+});
