@@ -63,8 +63,14 @@ export async function reopenOutgrownApproval(
   limitReason: string,
   who: Actor & { policyId?: string },
 ): Promise<OrderRecord> {
+  const { record: reopened } = await storage.applyOrderChange(reopenChange(record, limitReason, who));
+  return reopened;
+}
+
+/** The change that reopens an outgrown approval ({@link reopenOutgrownApproval}). */
+function reopenChange(record: OrderRecord, limitReason: string, who: Actor & { policyId?: string }): GuardedOrderChange {
   const number = record.authorization?.number;
-  const { record: reopened } = await storage.applyOrderChange({
+  return {
     key: { payer: record.payer, patientId: record.patientId, orderRef: record.orderRef, drug: record.drug },
     from: ['approved'],
     change: {
@@ -78,8 +84,7 @@ export async function reopenOutgrownApproval(
       ...(who.submissionId ? { submissionId: who.submissionId } : {}),
       withdrawsApproval: true,
     },
-  });
-  return reopened;
+  };
 }
 
 /**
@@ -194,10 +199,27 @@ export async function recordEvaluation(
 ): Promise<OrderRecord | undefined> {
   let record = current === undefined ? await storage.getOrderRecord(key) : (current ?? undefined);
   if (outgrowsApproval(record, d.outcome)) record = await reopenOutgrownApproval(storage, record, d.reasons[0]?.text ?? d.summary, who);
-  if (isDecided(record)) return record;
+  const change = evaluationChange(key, record, d, who);
+  if (!change) return record;
+  if (opts.behind && change.change.state !== 'approved') {
+    // Provisional: nothing is decided, so the answer does not depend on it (withOrderRecord reads only decisions
+    // and `pended`, which this change never overwrites).
+    await storage.queueOrderChange(change);
+    return record;
+  }
+  return (await storage.applyOrderChange(change)).record;
+}
+
+/**
+ * The change an evaluation makes to an order's record as it stands (after any reopening): none when the order has
+ * its decision, or is already in the state the evaluation gives it (or pended); else its new state, an approval
+ * over any undecided state, a provisional state over a provisional one only.
+ */
+function evaluationChange(key: OrderKey, record: OrderRecord | undefined, d: Determination, who: Actor & { policyId?: string }): GuardedOrderChange | undefined {
+  if (isDecided(record)) return undefined;
   const state = stateOf(d);
-  if (record && state !== 'approved' && (record.state === state || record.state === 'pended')) return record;
-  const change: GuardedOrderChange = {
+  if (record && state !== 'approved' && (record.state === state || record.state === 'pended')) return undefined;
+  return {
     key,
     from: state === 'approved' ? UNDECIDED : PROVISIONAL,
     change: {
@@ -212,13 +234,59 @@ export async function recordEvaluation(
       ...(who.submissionId ? { submissionId: who.submissionId } : {}),
     },
   };
-  if (opts.behind && state !== 'approved') {
-    // Provisional: nothing is decided, so the answer does not depend on it (withOrderRecord reads only decisions
-    // and `pended`, which this change never overwrites).
-    await storage.queueOrderChange(change);
-    return record;
+}
+
+/**
+ * What an evaluation would write to an order's record, without writing it: the changes recordEvaluation makes (a
+ * reopening of an outgrown approval, then the evaluation's own change) and the record as it stands once they apply.
+ * For a caller that stores the changes in the same transaction as the write they belong to (a DTR response: nothing
+ * is recorded for a response whose write is refused); a change refused there means the record moved meanwhile, and
+ * the caller reads it again and plans afresh.
+ */
+export function planEvaluation(
+  key: OrderKey,
+  record: OrderRecord | undefined,
+  d: Determination,
+  who: Actor & { policyId?: string },
+): { changes: GuardedOrderChange[]; record: OrderRecord | undefined } {
+  const changes: GuardedOrderChange[] = [];
+  let now = record;
+  if (outgrowsApproval(now, d.outcome)) {
+    const reopen = reopenChange(now, d.reasons[0]?.text ?? d.summary, who);
+    changes.push(reopen);
+    now = applied(now, reopen);
   }
-  return (await storage.applyOrderChange(change)).record;
+  const change = evaluationChange(key, now, d, who);
+  if (change) {
+    changes.push(change);
+    now = applied(now, change);
+  }
+  return { changes, record: now };
+}
+
+/** An order's record as it stands once `c` applies (as storage applies it: an approval already held is kept). */
+function applied(record: OrderRecord | undefined, { key, change: c }: GuardedOrderChange): OrderRecord {
+  const next: OrderRecord = record
+    ? structuredClone(record)
+    : { ...key, id: '', state: c.state, reason: c.reason, createdAt: c.at, updatedAt: c.at, history: [] };
+  next.state = c.state;
+  next.reason = c.reason;
+  next.updatedAt = c.at;
+  if (c.policyId) next.policyId = c.policyId;
+  if (c.submissionId) next.submissionId = c.submissionId;
+  if (c.withdrawsApproval) delete next.authorization;
+  if (c.state === 'approved' && c.authorization && !next.authorization) next.authorization = { ...c.authorization };
+  next.history.push({
+    at: c.at,
+    source: c.source,
+    actor: c.actor,
+    state: c.state,
+    reason: c.reason,
+    ...(c.state === 'approved' && next.authorization ? { authorizationNumber: next.authorization.number } : {}),
+    ...(c.submissionId ? { submissionId: c.submissionId } : {}),
+    ...(c.assertionId ? { assertionId: c.assertionId } : {}),
+  });
+  return next;
 }
 
 /**

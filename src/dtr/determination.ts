@@ -3,15 +3,27 @@ import type { Extension } from '@medplum/fhirtypes';
 import { newApproval } from '../coverage/authorization.js';
 import { assertionFor, buildCoverageInformation, COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 import { determinationOf } from '../coverage/determination.js';
-import { orderKeyOf, recordEvaluation, withOrderRecord } from '../coverage/order-record.js';
+import { orderKeyOf, planEvaluation, recordEvaluation, withOrderRecord } from '../coverage/order-record.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
-import type { AssertionRecord, Storage } from '../storage/storage.js';
+import type { AssertionRecord, GuardedOrderChange, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
 
 /** A DTR determination: the CRD coverage-information extension for a response, and the assertion behind it. */
 export interface Determination {
   extension: Extension;
   assertion: AssertionRecord;
+}
+
+/** What a DTR determination is made of: the evaluated answers and the response's context. */
+export interface DetermineOptions {
+  policy: CompiledPolicy;
+  evaluation: PolicyEvaluation;
+  today: string;
+  coverageRef?: string;
+  orderRef?: string;
+  patientId?: string;
+  source: string;
+  version?: '2.0' | '2.2';
 }
 
 /**
@@ -22,31 +34,56 @@ export interface Determination {
  * record already holds its decision: then that decision is the determination. The assertion is stored so PAS and disputes
  * can find it by its `coverage-assertion-id`.
  */
-export async function determine(opts: {
-  policy: CompiledPolicy;
-  evaluation: PolicyEvaluation;
-  today: string;
-  coverageRef?: string;
-  orderRef?: string;
-  patientId?: string;
-  source: string;
-  storage: Storage;
-  version?: '2.0' | '2.2';
-}): Promise<Determination> {
-  const { policy, evaluation, today } = opts;
+export async function determine(opts: DetermineOptions & { storage: Storage }): Promise<Determination> {
   const assertionId = randomUUID();
+  let determination = proposed(opts);
+  // The order's one record (design.md §8): a decision already made (a reviewer's approval included) is what DTR
+  // shows; an approval made here is the order's, issued once.
+  const key = determinationKey(opts);
+  if (key) {
+    const record = await recordEvaluation(opts.storage, key, determination, { source: 'dtr', actor: opts.source, assertionId, policyId: opts.policy.file.id });
+    determination = withOrderRecord(determination, record, opts.today);
+  }
+  const made = shaped(opts, determination, assertionId);
+  await opts.storage.saveAssertion(made.assertion);
+  return made;
+}
+
+/**
+ * A determination like {@link determine}'s, over the order's record as read (`record`), writing nothing: the
+ * assertion to store and the order's changes, for the caller to store in one transaction with the response they
+ * decide (Storage.saveDecidedQuestionnaireResponse), so that a response whose write is refused records nothing.
+ */
+export function planDetermination(opts: DetermineOptions & { record: OrderRecord | undefined }): Determination & { orders: GuardedOrderChange[] } {
+  const assertionId = randomUUID();
+  let determination = proposed(opts);
+  const key = determinationKey(opts);
+  let orders: GuardedOrderChange[] = [];
+  if (key) {
+    const plan = planEvaluation(key, opts.record, determination, { source: 'dtr', actor: opts.source, assertionId, policyId: opts.policy.file.id });
+    orders = plan.changes;
+    determination = withOrderRecord(determination, plan.record, opts.today);
+  }
+  return { ...shaped(opts, determination, assertionId), orders };
+}
+
+/** The key of the order's record the determination is about; undefined when the response names no order or patient. */
+export function determinationKey(opts: Pick<DetermineOptions, 'policy' | 'patientId' | 'orderRef'>): OrderKey | undefined {
+  return orderKeyOf({ payer: opts.policy.file.payer, patientId: opts.patientId, orderRef: opts.orderRef, drug: opts.policy.file.drug });
+}
+
+/** The rules' determination, with a new authorization number when they approve (before the order's record speaks). */
+function proposed({ policy, evaluation, today }: DetermineOptions) {
   const authorization =
     evaluation.outcome === 'satisfied' && evaluation.pathway?.approval
       ? newApproval(policy.file.payer, today, today, evaluation.pathway.approval)
       : undefined;
-  let determination = determinationOf(policy, evaluation, authorization);
-  // The order's one record (design.md §8): a decision already made (a reviewer's approval included) is what DTR
-  // shows; an approval made here is the order's, issued once.
-  const key = orderKeyOf({ payer: policy.file.payer, patientId: opts.patientId, orderRef: opts.orderRef, drug: policy.file.drug });
-  if (key) {
-    const record = await recordEvaluation(opts.storage, key, determination, { source: 'dtr', actor: opts.source, assertionId, policyId: policy.file.id });
-    determination = withOrderRecord(determination, record, today);
-  }
+  return determinationOf(policy, evaluation, authorization);
+}
+
+/** The coverage-information extension and the assertion record of a determination. */
+function shaped(opts: DetermineOptions, determination: ReturnType<typeof proposed>, assertionId: string): Determination {
+  const { policy, evaluation, today } = opts;
   const issued = determination.authorization;
   const assertion = assertionFor(determination, {
     coverageRef: opts.coverageRef ?? 'Coverage/unknown',
@@ -77,7 +114,6 @@ export async function determine(opts: {
     missingFacts: evaluation.missingFacts,
     ...(issued ? { authorization: issued } : {}),
   };
-  await opts.storage.saveAssertion(record);
   return { extension, assertion: record };
 }
 

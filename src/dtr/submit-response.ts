@@ -6,7 +6,8 @@ import type { Logger } from '../logger.js';
 import type { QuestionnaireResponseRecord, Storage } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
 import type { AnswerProblem } from '../coverage/questionnaire-answers.js';
-import { determine, withCoverageInformation } from './determination.js';
+import { determinationKey, planDetermination, withCoverageInformation } from './determination.js';
+import type { Determination, DetermineOptions } from './determination.js';
 import {
   answeredCanonical,
   coverageAssertionIds,
@@ -95,10 +96,9 @@ export async function submitQuestionnaireResponse(
   deps: SubmitResponseDeps,
 ): Promise<QuestionnaireResponse> {
   const qr = checkedResponse(body);
-  const record = await recordOf(qr, deps, randomUUID(), '1');
   // Durable before the answer (design.md §2): the Location the client is given must read back what it was told.
-  await deps.storage.saveQuestionnaireResponse(record);
-  return record.resource;
+  const record = await storeResponse(qr, deps, randomUUID(), '1');
+  return record!.resource;
 }
 
 /**
@@ -130,32 +130,63 @@ export async function updateQuestionnaireResponse(
     );
   const previous = stored.resource.meta?.versionId ?? '1';
   const version = String((Number.parseInt(previous, 10) || 1) + 1);
-  const record = await recordOf(qr, { ...deps, clientId: stored.clientId }, id, version);
-  if (!(await deps.storage.replaceQuestionnaireResponse(record, previous)))
-    throw new HttpError(409, outcome('error', 'conflict', `QuestionnaireResponse/${id} was updated meanwhile: read it and send the update again`));
+  const record = await storeResponse(qr, { ...deps, clientId: stored.clientId }, id, version, previous);
+  if (!record) throw new HttpError(409, outcome('error', 'conflict', `QuestionnaireResponse/${id} was updated meanwhile: read it and send the update again`));
   return record.resource;
 }
 
-/** The stored form of a checked response under `id` and `versionId`: decided when finished, else undecided. */
-async function recordOf(
+/** How many times a decided response is planned again on an order's record that moved while it was being decided. */
+const DECIDE_ATTEMPTS = 5;
+
+/**
+ * Stores a checked response under `id` and `versionId` (a new one, or the next version of the one stored at
+ * `previousVersionId`) and returns it as stored; undefined when another update of that version came first. A
+ * finished response is stored with its determination (the assertion, the order's changes) in one transaction: a
+ * response whose write is refused records nothing, neither an assertion nor a change to the order, nor an
+ * authorization number (design.md §7). An order's record that moved meanwhile (a decision on another path) is read
+ * again and the determination made on it.
+ */
+async function storeResponse(
   qr: QuestionnaireResponse,
   deps: SubmitResponseDeps,
   id: string,
   versionId: string,
-): Promise<QuestionnaireResponseRecord> {
-  return DECIDING_STATUSES.has(qr.status) ? decidedRecord(qr, deps, id, versionId) : undecidedRecord(qr, deps, id, versionId);
+  previousVersionId?: string,
+): Promise<QuestionnaireResponseRecord | undefined> {
+  if (!DECIDING_STATUSES.has(qr.status)) {
+    const record = undecidedRecord(qr, deps, id, versionId);
+    if (previousVersionId !== undefined) return (await deps.storage.replaceQuestionnaireResponse(record, previousVersionId)) ? record : undefined;
+    await deps.storage.saveQuestionnaireResponse(record);
+    return record;
+  }
+  const evaluated = await evaluateAnswers(qr, deps);
+  const key = determinationKey(evaluated);
+  for (let attempt = 1; ; attempt++) {
+    const plan = planDetermination({ ...evaluated, record: key ? await deps.storage.getOrderRecord(key) : undefined });
+    const record = decidedRecord(qr, deps, id, versionId, plan);
+    const result = await deps.storage.saveDecidedQuestionnaireResponse({ record, assertion: plan.assertion, orders: plan.orders, ...(previousVersionId !== undefined ? { previousVersionId } : {}) });
+    if (result.applied) {
+      deps.log.info(
+        { policy: evaluated.policy.file.id, outcome: evaluated.evaluation.outcome, coverageAssertionId: plan.assertion.assertionId, warnings: evaluated.warnings },
+        'questionnaire-response evaluated',
+      );
+      return record;
+    }
+    if (!result.blockedBy) return undefined;
+    if (attempt === DECIDE_ATTEMPTS)
+      throw new HttpError(503, outcome('error', 'transient', `The order of QuestionnaireResponse/${id} kept changing while it was decided: send it again`), { 'Retry-After': '1' });
+  }
 }
 
 /** The response's narrative unless it is the "not evaluated" one PriorPath wrote on an undecided version. */
 const clientText = (qr: QuestionnaireResponse): Narrative | undefined =>
   qr.text && !qr.text.div.includes(UNDECIDED_CLASS) ? qr.text : undefined;
 
-async function decidedRecord(
-  qr: QuestionnaireResponse,
-  deps: SubmitResponseDeps,
-  id: string,
-  versionId: string,
-): Promise<QuestionnaireResponseRecord> {
+/**
+ * Evaluates a finished response's answers (a 400 names a malformed one) over the facts of the CRD assertion it names
+ * when that assertion is about the response's subject: what its determination is made of.
+ */
+async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDeps): Promise<DetermineOptions & { warnings: number }> {
   const found = policyForQuestionnaire(deps.content, answeredCanonical(qr));
   const ctx = responseContext(qr);
   // The facts CRD read stand in for unanswered questions only for the patient they were read from.
@@ -172,8 +203,7 @@ async function decidedRecord(
   }
   const result = evaluateQuestionnaireResponse({ content: deps.content, qr, knownFacts, today: deps.today });
   if (result.problems.length > 0) throw invalid(result.problems);
-
-  const d = await determine({
+  return {
     policy: result.policy,
     evaluation: result.evaluation,
     today: deps.today,
@@ -181,17 +211,13 @@ async function decidedRecord(
     orderRef: ctx.orders[0],
     patientId: ctx.patientId,
     source: 'dtr:QuestionnaireResponse',
-    storage: deps.storage,
-  });
-  deps.log.info(
-    {
-      policy: result.policy.file.id,
-      outcome: result.evaluation.outcome,
-      coverageAssertionId: d.assertion.assertionId,
-      warnings: result.warnings.length,
-    },
-    'questionnaire-response evaluated',
-  );
+    warnings: result.warnings.length,
+  };
+}
+
+/** The stored form of a finished response: the response as sent, with its determination's coverage-information. */
+function decidedRecord(qr: QuestionnaireResponse, deps: SubmitResponseDeps, id: string, versionId: string, d: Determination): QuestionnaireResponseRecord & { assertionId: string } {
+  const ctx = responseContext(qr);
   const receivedAt = new Date().toISOString();
   const { text: _text, ...sent } = qr;
   const text = clientText(qr);
@@ -217,12 +243,12 @@ async function decidedRecord(
  * update it with PUT). It is not evaluated: no assertion, no change to the order's record, no authorization number, no
  * coverage-information added. Its narrative (unless the client wrote its own) says so.
  */
-async function undecidedRecord(
+function undecidedRecord(
   qr: QuestionnaireResponse,
   deps: SubmitResponseDeps,
   id: string,
   versionId: string,
-): Promise<QuestionnaireResponseRecord> {
+): QuestionnaireResponseRecord {
   const result = evaluateQuestionnaireResponse({ content: deps.content, qr, today: deps.today });
   if (result.problems.length > 0) throw invalid(result.problems);
   const ctx = responseContext(qr);

@@ -5,6 +5,7 @@ import type {
   AuthorizationRecord,
   FeedbackRecord,
   QuestionnaireResponseRecord,
+  DecidedResponseInput,
   GuardedOrderChange,
   HookAuditRecord,
   IssuedAuthorization,
@@ -273,6 +274,31 @@ export class MemoryStorage implements Storage {
     if (!current || (current.resource.meta?.versionId ?? '1') !== previousVersionId) return false;
     this.questionnaireResponses.set(r.id, structuredClone(r));
     return true;
+  }
+  async saveDecidedQuestionnaireResponse(input: DecidedResponseInput): Promise<{ applied: boolean; blockedBy?: OrderRecord }> {
+    // No await between the checks and the writes: one step, like the SQL transaction.
+    const { record: r, previousVersionId } = input;
+    const current = this.questionnaireResponses.get(r.id);
+    if (previousVersionId === undefined ? current : !current || (current.resource.meta?.versionId ?? '1') !== previousVersionId) return { applied: false };
+    // One order's changes follow each other (a reopening, then an approval): each is judged on the record the last left.
+    const before = new Map(input.orders.map((o) => [orderKeyOf(o.key), structuredClone(this.orders.get(orderKeyOf(o.key)))]));
+    const issuedBefore = new Set(this.authorizations.keys());
+    for (const o of input.orders) {
+      if (this.allows(o)) {
+        this.applyNow(o);
+        continue;
+      }
+      const blockedBy = structuredClone(this.orders.get(orderKeyOf(o.key))!);
+      for (const [k, was] of before) {
+        if (was) this.orders.set(k, was);
+        else this.orders.delete(k);
+      }
+      for (const n of this.authorizations.keys()) if (!issuedBefore.has(n)) this.authorizations.delete(n);
+      return { applied: false, blockedBy };
+    }
+    this.questionnaireResponses.set(r.id, structuredClone(r));
+    await this.saveAssertion(input.assertion);
+    return { applied: true };
   }
   async getAuthorization(number: string): Promise<IssuedAuthorization | undefined> {
     const a = this.authorizations.get(number);

@@ -4,6 +4,7 @@ import type {
   ApiAccessRecord,
   AssertionRecord,
   AuthorizationRecord,
+  DecidedResponseInput,
   FeedbackRecord,
   QuestionnaireResponseRecord,
   GuardedOrderChange,
@@ -727,6 +728,43 @@ export class SqlStorage implements Storage {
       [r.id, r.receivedAt, r.assertionId ?? '', r.patientId ?? null, r.orderRef ?? null, json(r.resource), previousVersionId],
     );
     return rows.length === 1;
+  }
+
+  async saveDecidedQuestionnaireResponse(input: DecidedResponseInput): Promise<{ applied: boolean; blockedBy?: OrderRecord }> {
+    this.open();
+    const { record: r, previousVersionId, orders } = input;
+    this.noteOrders(orders.map((o) => o.key));
+    // The orders' changes queued behind hook answers are written first, so the guards see them.
+    await this.behind.settled(orders.map((o) => o.key));
+    try {
+      await this.driver.transaction(async (tx) => {
+        const params = [r.id, r.receivedAt, r.assertionId, r.patientId ?? null, r.orderRef ?? null, json(r.resource)];
+        const stored =
+          previousVersionId === undefined
+            ? await tx.query(
+                `INSERT INTO questionnaire_responses (id, received_at, assertion_id, patient_id, order_ref, resource, client_id)
+                 VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7) ON CONFLICT (id) DO NOTHING RETURNING id`,
+                [...params, r.clientId ?? ''],
+              )
+            : await tx.query(
+                `UPDATE questionnaire_responses SET received_at = $2, assertion_id = $3, patient_id = $4, order_ref = $5, resource = $6::text::jsonb
+                 WHERE id = $1 AND coalesce(resource->'meta'->>'versionId', '1') = $7 RETURNING id`,
+                [...params, previousVersionId],
+              );
+        // Another update of the same version came first: this one records nothing.
+        if (stored.length === 0) throw new SubmissionMoved();
+        const changed = await applyOrderChangesIn(tx, orders);
+        const refused = orders.find((_, i) => !changed[i]);
+        if (refused) throw new OrderRefused(refused.key);
+        const assertion = assertionsStep([input.assertion], []);
+        await tx.query(assertion.sql, assertion.params);
+      });
+      return { applied: true };
+    } catch (err) {
+      if (err instanceof SubmissionMoved) return { applied: false };
+      if (!(err instanceof OrderRefused)) throw err;
+      return { applied: false, blockedBy: await this.getOrderRecord(err.key) };
+    }
   }
 
   async getQuestionnaireResponse(id: string): Promise<QuestionnaireResponseRecord | undefined> {

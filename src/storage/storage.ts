@@ -350,6 +350,16 @@ export interface PasUpdateInput {
   authorization?: AuthorizationRecord;
 }
 
+/** A decided DTR response with what its determination records, stored atomically. */
+export interface DecidedResponseInput {
+  record: QuestionnaireResponseRecord & { assertionId: string };
+  /** The stored version a `PUT` replaces (`meta.versionId`, "1" when absent); absent for a new response. */
+  previousVersionId?: string;
+  assertion: AssertionRecord;
+  /** The order's changes, applied in order; any refused change refuses the whole. */
+  orders: GuardedOrderChange[];
+}
+
 export type ReviewDecisionKind = 'approve' | 'deny';
 
 /** A clinical reviewer's decision on a pended request: who, when, why. */
@@ -474,6 +484,13 @@ export interface Storage {
    * stored or another update came first. Resolves once durable. Only the current version is kept.
    */
   replaceQuestionnaireResponse(r: QuestionnaireResponseRecord, previousVersionId: string): Promise<boolean>;
+  /**
+   * Stores a DTR QuestionnaireResponse that decided, with its determination, in one transaction (design.md §7): the
+   * response (new, or replacing the stored one only while it is still at `previousVersionId`), its assertion and the
+   * order's changes. All or nothing: when another update came first (`applied: false`) or an order's change is refused
+   * (`blockedBy`: the record moved meanwhile, plan again on it), nothing is recorded. Resolves once durable.
+   */
+  saveDecidedQuestionnaireResponse(input: DecidedResponseInput): Promise<{ applied: boolean; blockedBy?: OrderRecord }>;
   listFeedback(limit?: number): Promise<FeedbackRecord[]>;
   getAuthorization(number: string): Promise<IssuedAuthorization | undefined>;
 

@@ -2,6 +2,8 @@ import type { Bundle, Extension, QuestionnaireResponse } from '@medplum/fhirtype
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
+import { MemoryStorage } from '../../src/storage/memory-storage.js';
+import type { QuestionnaireResponseRecord } from '../../src/storage/storage.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
@@ -20,8 +22,8 @@ const coverageInfo = (r: { extension?: Extension[] }) => (r.extension ?? []).fil
  * Signs the story's order (its MRD result is missing, so documentation is needed), fetches the package, and answers
  * the one open question (MRD 0.52 %, which meets the policy): the response a clinician would complete.
  */
-async function answeredResponse() {
-  const built = buildApp({ today: '2026-11-23' });
+async function answeredResponse(storage?: MemoryStorage) {
+  const built = buildApp({ today: '2026-11-23', ...(storage ? { storage } : {}) });
   const resources = storyResources(STORY);
   const order = storyOrder(STORY, resources);
   const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;
@@ -182,4 +184,49 @@ describe('PUT /fhir/QuestionnaireResponse/{id}: a stored draft is taken up again
     expect(await storage.replaceQuestionnaireResponse({ ...stored, resource: { ...stored.resource, meta: { versionId: '2' } } }, '1')).toBe(true);
     expect(await storage.replaceQuestionnaireResponse({ ...stored, resource: { ...stored.resource, meta: { versionId: '2' } } }, '1')).toBe(false);
   });
+
+  it('of two updates completing one draft at once, one decides and the other is a 409 that records nothing', async () => {
+    const storage = new ReadsTogether();
+    const { app, key, answered } = await answeredResponse(storage);
+    const draft = (await request(app).post('/fhir/QuestionnaireResponse').send({ ...answered, status: 'in-progress' }).expect(201)).body as QuestionnaireResponse;
+    const assertionsBefore = new Set(storage.assertions.keys());
+    const authorizationsBefore = new Set(storage.authorizations.keys());
+    const historyBefore = (await storage.getOrderRecord(key))!.history.length;
+
+    // Both read version 1 before either writes: the clinician's app sent "complete" twice (a double click, a retry).
+    storage.together = 2;
+    const answers = await Promise.all([1, 2].map(() => request(app).put(`/fhir/QuestionnaireResponse/${draft.id}`).send({ ...draft, status: 'completed' })));
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 409]);
+    const won = answers.find((a) => a.status === 200)!.body as QuestionnaireResponse;
+    const ext = coverageInfo(won).at(-1);
+    const assertionId = sub(ext, 'coverage-assertion-id')?.valueString;
+    const number = sub(ext, 'satisfied-pa-id')?.valueString;
+    expect([sub(ext, 'pa-needed')?.valueCode, typeof assertionId, typeof number]).toEqual(['satisfied', 'string', 'string']);
+
+    // One determination, the winner's: one assertion, one authorization number, one event on the order's record.
+    expect([...storage.assertions.keys()].filter((id) => !assertionsBefore.has(id))).toEqual([assertionId]);
+    expect([...storage.authorizations.keys()].filter((n) => !authorizationsBefore.has(n))).toEqual([number]);
+    const record = await storage.getOrderRecord(key);
+    expect(record?.authorization?.number).toBe(number);
+    expect(record!.history.slice(historyBefore).map((h) => [h.source, h.state, h.assertionId])).toEqual([['dtr', 'approved', assertionId]]);
+    expect((await request(app).get(`/fhir/QuestionnaireResponse/${draft.id}`).expect(200)).body).toEqual(won);
+  });
 });
+
+/** Memory storage whose next `together` reads of a QuestionnaireResponse wait for each other (they read one version). */
+class ReadsTogether extends MemoryStorage {
+  together = 0;
+  private waiting: (() => void)[] = [];
+
+  override async getQuestionnaireResponse(id: string): Promise<QuestionnaireResponseRecord | undefined> {
+    const read = await super.getQuestionnaireResponse(id);
+    if (this.together > 0) {
+      this.together--;
+      await new Promise<void>((resolve) => {
+        this.waiting.push(resolve);
+        if (this.together === 0) for (const w of this.waiting.splice(0)) w();
+      });
+    }
+    return read;
+  }
+}

@@ -475,6 +475,51 @@ export function storageContract(get: () => Storage): void {
     expect(await get().getPasSubmission(s.id)).toBeUndefined();
   });
 
+  it('stores a decided DTR response with its assertion and order changes all together, or nothing of it', async () => {
+    const key = orderKey();
+    await get().applyOrderChange(change(key, 'auth-needed', { reason: 'MRD level not documented' }));
+    const draftId = randomUUID();
+    const resource = { resourceType: 'QuestionnaireResponse' as const, id: draftId, status: 'in-progress' as const, questionnaire: 'https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab' };
+    await get().saveQuestionnaireResponse({ id: draftId, receivedAt: '2026-11-23T10:00:00.000Z', patientId: key.patientId, orderRef: key.orderRef, resource });
+    // Two completions of version 1 at once, each approving the order with its own number: exactly one is recorded.
+    const completion = () => {
+      const assertionId = randomUUID();
+      const number = `PA-CENTENE-${randomUUID().slice(0, 8)}`;
+      const authorization = { number, start: '2026-11-23', end: '2027-05-22' };
+      return {
+        record: { id: draftId, receivedAt: new Date().toISOString(), assertionId, patientId: key.patientId, orderRef: key.orderRef, resource: { ...resource, status: 'completed' as const, meta: { versionId: '2' } } },
+        previousVersionId: '1',
+        assertion: newAssertion({ assertionId, payer: key.payer, patientId: key.patientId, orderRef: key.orderRef, outcome: 'satisfied', missingFacts: [], authorization }),
+        orders: [change(key, 'approved', { source: 'dtr', actor: 'dtr:QuestionnaireResponse', assertionId, authorization }, ['auth-needed', 'not-covered', 'pended'])],
+      };
+    };
+    const tries = [completion(), completion()];
+    const results = await Promise.all(tries.map((t) => get().saveDecidedQuestionnaireResponse(t)));
+    expect(results.map((r) => r.applied).sort()).toEqual([false, true]);
+    const [won, lost] = results[0].applied ? tries : [tries[1], tries[0]];
+    expect(await get().getQuestionnaireResponse(draftId)).toEqual(won.record);
+    expect(await get().getAssertion(won.assertion.assertionId)).toMatchObject({ authorization: won.assertion.authorization });
+    expect(await get().getAssertion(lost.assertion.assertionId)).toBeUndefined();
+    expect(await get().getAuthorization(lost.assertion.authorization!.number)).toBeUndefined();
+    const record = await get().getOrderRecord(key);
+    expect(record).toMatchObject({ state: 'approved', authorization: won.assertion.authorization });
+    expect(record!.history.map((h) => [h.state, h.assertionId])).toEqual([['auth-needed', undefined], ['approved', won.assertion.assertionId]]);
+
+    // An order's change refused (the order was decided meanwhile) refuses the response and its assertion too.
+    const other = orderKey();
+    await get().applyOrderChange(change(other, 'denied', { source: 'review', actor: 'Dr. Reviewer' }, ['auth-needed']));
+    const newId = randomUUID();
+    const assertionId = randomUUID();
+    const blocked = await get().saveDecidedQuestionnaireResponse({
+      record: { id: newId, receivedAt: new Date().toISOString(), assertionId, resource: { ...resource, id: newId, status: 'completed' as const } },
+      assertion: newAssertion({ assertionId, patientId: other.patientId, orderRef: other.orderRef }),
+      orders: [change(other, 'auth-needed', { source: 'dtr', actor: 'dtr:QuestionnaireResponse', assertionId })],
+    });
+    expect(blocked).toMatchObject({ applied: false, blockedBy: { state: 'denied' } });
+    expect(await get().getQuestionnaireResponse(newId)).toBeUndefined();
+    expect(await get().getAssertion(assertionId)).toBeUndefined();
+  });
+
   it('issues one approval number when many approvals of one order race', async () => {
     const key = orderKey();
     const tries = Array.from({ length: 8 }, (_, i) => change(key, 'approved', { authorization: { number: `PA-RACE-${randomUUID().slice(0, 8)}-${i}`, start: '2026-11-23', end: '2027-05-22' } }));
