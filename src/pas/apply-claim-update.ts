@@ -5,7 +5,7 @@ import type { Logger } from '../logger.js';
 import type { GuardedOrderChange, OrderKey, OrderRecord, PasSubmission, Storage } from '../storage/storage.js';
 import { adjudicate } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
-import { recordItemDecisions, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
+import { itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
 import type { PasVersion } from './pas-version.js';
 import { identifierKey, parsePasRequest } from './request-bundle.js';
 import type { PasRequest } from './request-bundle.js';
@@ -113,7 +113,8 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
   });
   const fresh = decided.filter((d) => !d.fromOrderRecord && !kept.has(d.sequence));
   shareAuthorization(fresh);
-  await recordItemDecisions(storage, decided, { submissionId: s.id, at, day: o.day });
+  // Their new approvals and denials are the orders' decisions with the update, or not at all (below).
+  const decisions = itemDecisionChanges(decided, { submissionId: s.id, at });
 
   const cancelling = [...plan.values()].filter((p): p is Extract<Plan, { kind: 'cancel' }> => p.kind === 'cancel').map((p) => p.item);
   const cancelled = new Map(
@@ -123,7 +124,8 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
     .sort((a, b) => a - b)
     .map((seq) => cancelled.get(seq) ?? decided.find((d) => d.sequence === seq) ?? stored.find((i) => i.sequence === seq)!);
 
-  // The orders change with the request, or neither: pended for new reviews, released or withdrawn for cancelled items.
+  // The orders change with the request, or neither: decided or pended for the items decided again, released or
+  // withdrawn for cancelled items.
   const orderRecords = await Promise.all(cancelling.map((i) => (i.order ? storage.getOrderRecord(i.order) : Promise.resolve(undefined))));
   const releases = cancelling
     .map((i, n) => (i.order && sharesOrder(i.order, next, i.sequence) ? undefined : releaseOf(i, orderRecords[n], s, at)))
@@ -160,7 +162,7 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
       requestBundle: prior ? s.requestBundle : (request.bundle as unknown as Record<string, unknown>),
       claimIdentifiers: [...new Set([...s.claimIdentifiers, ...claimIdentifiers])],
     },
-    orders: [...releases, ...pends],
+    orders: [...releases, ...decisions, ...pends],
     ...(issued ? { authorization: issued } : {}),
   });
   if (!result.applied) return undefined;

@@ -1,6 +1,5 @@
-import type { Logger } from '../logger.js';
 import { UNDECIDED, outgrowsApproval, recordedDecision, reopenOutgrownApproval } from '../coverage/order-record.js';
-import type { AuthorizationRecord, OrderRecord, Storage } from '../storage/storage.js';
+import type { AuthorizationRecord, GuardedOrderChange, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
@@ -47,31 +46,32 @@ export function requestAuthorization(items: ItemDecision[]): AuthorizationRecord
 }
 
 /**
- * Makes the new approvals and denials of `items` (those not answered from an order record, not pended) their orders'
- * decisions, durably, before the answer; a concurrent decision of the same order wins and the item takes it. In place.
+ * The orders' changes that make the new approvals and denials of `items` (those not answered from an order record,
+ * not pended) their orders' decisions. The caller stores them in the transaction that stores the request (or its
+ * update), so a request whose write is refused (a concurrent resend stored first, the request moved meanwhile)
+ * records no decision; a change refused there (the order was decided meanwhile) refuses the write, and the caller
+ * decides again on the order's record, whose decision the item then takes (design.md §8).
  */
-export async function recordItemDecisions(storage: Storage, items: ItemDecision[], opts: { submissionId: string; at: string; day: string; log?: Logger }): Promise<void> {
-  for (const [n, item] of items.entries()) {
-    if (!item.order || item.fromOrderRecord || (item.reviewAction !== 'A1' && item.reviewAction !== 'A3')) continue;
-    const state = item.reviewAction === 'A1' ? 'approved' : 'denied';
-    const { record } = await storage.applyOrderChange({
-      key: item.order,
-      from: UNDECIDED,
-      change: {
-        state,
-        at: opts.at,
-        source: 'pas',
-        actor: `PAS ${opts.submissionId}`,
-        reason: item.reasons[0] ?? state,
-        policyId: item.policyId,
-        submissionId: opts.submissionId,
-        ...(item.authorization ? { authorization: item.authorization } : {}),
-      },
+export function itemDecisionChanges(items: ItemDecision[], opts: { submissionId: string; at: string }): GuardedOrderChange[] {
+  return items
+    .filter((item): item is ItemDecision & { order: OrderKey } => !!item.order && !item.fromOrderRecord && (item.reviewAction === 'A1' || item.reviewAction === 'A3'))
+    .map((item) => {
+      const state = item.reviewAction === 'A1' ? ('approved' as const) : ('denied' as const);
+      return {
+        key: item.order,
+        from: UNDECIDED,
+        change: {
+          state,
+          at: opts.at,
+          source: 'pas' as const,
+          actor: `PAS ${opts.submissionId}`,
+          reason: item.reasons[0] ?? state,
+          policyId: item.policyId,
+          submissionId: opts.submissionId,
+          ...(item.authorization ? { authorization: item.authorization } : {}),
+        },
+      };
     });
-    const decided = recordedDecision(record, opts.day);
-    if (decided?.reviewAction === 'A1') items[n] = { ...item, reviewAction: 'A1', authorization: decided.authorization };
-    else if (decided?.reviewAction === 'A3' && item.reviewAction === 'A1') items[n] = { ...item, reviewAction: 'A3', reasons: [decided.reason], authorization: undefined };
-  }
 }
 
 /**

@@ -11,7 +11,7 @@ import { readableBy } from '../storage/storage.js';
 import { payerClientOf } from '../http/payer-api-auth.js';
 import { PROVISIONAL } from '../coverage/order-record.js';
 import { adjudicate } from './adjudicate.js';
-import { recordItemDecisions, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
+import { itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
 import type { ItemDecision } from './adjudicate.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
 import { parseInquiry, samePatient } from './inquiry.js';
@@ -216,8 +216,6 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const id = randomUUID();
     const created = new Date().toISOString();
     shareAuthorization(items.filter((i) => !i.fromOrderRecord));
-    // New approvals and denials become the orders' decisions now; a concurrent decision of the same order wins.
-    await recordItemDecisions(storage, items, { submissionId: id, at: created, day });
 
     const { authorization, stored: outcome } = requestOutcome(request, items, { id, created, version });
     const first = items.find((i) => i.policyId);
@@ -245,10 +243,13 @@ export function createPasRouter(deps: PasDeps): express.Router {
         from: PROVISIONAL,
         change: { state: 'pended' as const, at: created, source: 'pas' as const, actor: `PAS ${id}`, reason: i.needed.join('; ') || 'clinical review', policyId: i.policyId, submissionId: id },
       }));
-    const result = await storage.createPasSubmissionForOrders(submission, pending, authorization);
+    // New approvals and denials become the orders' decisions with the request, or not at all (a concurrent resend
+    // stored first records none of this one's); a concurrent decision of the same order wins, and it is taken below.
+    const decisions = itemDecisionChanges(items, { submissionId: id, at: created });
+    const result = await storage.createPasSubmissionForOrders(submission, [...decisions, ...pending], authorization);
     if (!result.created) {
       if (result.submission) return replay(result.submission, request);
-      // Another request pended or decided one of these orders first: answer as that order's record now says.
+      // Another request (or path) pended or decided one of these orders first: answer as that order's record now says.
       if (attempt < 2) return decideRequest(request, payer, log, client, attempt + 1);
       throw new DomainError('transient', 'The order changed while this request was decided; send it again');
     }

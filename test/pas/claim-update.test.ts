@@ -19,7 +19,7 @@ import { PAYER_API_SCOPES } from '../../src/fhir-api/smart-configuration.js';
 import { createStorage } from '../../src/storage/create-storage.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import type { SqlStorage } from '../../src/storage/sql-storage.js';
-import type { Storage } from '../../src/storage/storage.js';
+import type { PasUpdateInput, Storage } from '../../src/storage/storage.js';
 import { BASE, buildApp } from '../helpers/app.js';
 import { REVIEW_TOKEN, TODAY, claimResponseOf, inquiryParameters, pasApp, reviewActions, storyBundle } from './pas-fixtures.js';
 
@@ -362,5 +362,54 @@ describe('PAS Claim Updates: only the client that filed a request updates it', (
     expect(itemsOf((await submit(ta, initial).expect(200)).body)).toEqual(['1:A1']);
     expect(itemsOf((await submit(ta, cancel).expect(200)).body)).toEqual(['1:C']);
     expect(claimResponseOf((await submit(ta, cancel).expect(200)).body).id).toBe(cr.id);
+  });
+});
+
+/** Memory storage whose next two updates wait for each other, then apply the cancelling one first. */
+class CancelFirst extends MemoryStorage {
+  together = 0;
+  private waiting: { cancel: boolean; go: () => void }[] = [];
+
+  override async updatePasSubmission(input: PasUpdateInput) {
+    if (this.together > 0) {
+      this.together--;
+      await new Promise<void>((go) => {
+        this.waiting.push({ cancel: input.update.kind === 'cancel', go });
+        if (this.together > 0) return;
+        const order = this.waiting.splice(0).sort((a, b) => Number(b.cancel) - Number(a.cancel));
+        void order.reduce((p, w) => p.then(() => (w.go(), new Promise<void>((r) => setTimeout(r, 20)))), Promise.resolve());
+      });
+    }
+    return super.updatePasSubmission(input);
+  }
+}
+
+describe('PAS Claim Updates racing a cancellation', () => {
+  it('records nothing for an update refused because the request was cancelled meanwhile: its new item’s order is not approved', async () => {
+    const storage = new CancelFirst();
+    const { app } = pasApp(storage);
+    const submit = (body: unknown) => request(app).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
+    const chart = orders();
+    // The request asks for order B (over the dose limit): pended for a clinical review.
+    const initial = structuredClone(chart.base);
+    (initial.entry![0].resource as Claim).item = [item(1, chart.b)];
+    initial.entry!.push(structuredClone(chart.extra));
+    expect(itemsOf((await submit(initial).expect(200)).body)).toEqual(['1:A4']);
+
+    // At once: an update adding item 2 (order A, every criterion held: it would be approved) and a cancellation.
+    storage.together = 2;
+    const [added, cancelled] = await Promise.all([
+      submit(updateOf(initial, [item(1, chart.b), item(2, chart.a, [infoChanged('added')])])),
+      submit(updateOf(initial, [], { cancelAll: true })),
+    ]);
+    expect(itemsOf(cancelled.body)).toEqual(['1:C']);
+    // The cancellation came first: the addition is refused (a cancelled request is not updated) ...
+    expect(added.status, JSON.stringify(added.body)).toBe(422);
+    expect(added.body.issue[0].diagnostics).toMatch(/cancelled/);
+    // ... and it left nothing behind: order A has no approval, and no authorization number was issued for it.
+    const orderA = await storage.getOrderRecord({ payer: 'centene', patientId: STORY, orderRef: `MedicationRequest/${chart.a}`, drug: 'blinatumomab' });
+    expect(orderA?.state).not.toBe('approved');
+    expect(orderA?.history.filter((h) => h.source === 'pas') ?? []).toEqual([]);
+    expect([...storage.authorizations.values()]).toEqual([]);
   });
 });
