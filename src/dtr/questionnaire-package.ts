@@ -25,6 +25,7 @@ import type { AssertionRecord, Storage } from '../storage/storage.js';
 import { prefilledResponse } from '../coverage/questionnaire-answers.js';
 import { assertionIsAbout, requestPatientIds } from './assertion-patient.js';
 import type { DtrCatalog } from './catalog.js';
+import { fhirInstant, packageChangedAt } from './package-changes.js';
 import { coverageAssertionIds } from '../coverage/evaluate-response.js';
 import { DTR_PACKAGE_BUNDLE, DTR_PACKAGE_OUTPUT } from '../fhir/dtr-urls.js';
 import type { DtrVersion } from '../fhir/dtr-urls.js';
@@ -66,6 +67,8 @@ export interface PackageRequest {
   context?: string;
   referenced: Resource[];
   shape?: DtrVersion;
+  /** `changedsince` as sent and as an instant: only the packages changed after it are returned. */
+  changedSince?: { value: string; at: number };
 }
 
 /**
@@ -118,8 +121,18 @@ export function parsePackageRequest(body: unknown): PackageRequest {
       case 'referenced':
         if (resource && typeof resource.resourceType === 'string') req.referenced.push(resource);
         break;
+      case 'changedsince': {
+        // dateTime in the 2.0.1 OperationDefinition, instant in 2.2's input profile: either is read.
+        const v = p.valueDateTime ?? p.valueInstant;
+        const instant = typeof v === 'string' ? fhirInstant(v.trim()) : undefined;
+        if (instant === undefined)
+          throw badRequest('Parameter changedsince must carry a dateTime (valueDateTime, e.g. 2026-11-23T10:00:00Z)', [`${at}.valueDateTime`]);
+        if (req.changedSince !== undefined) throw badRequest('Parameter changedsince may appear once', [at]);
+        req.changedSince = { value: (v as string).trim(), at: instant };
+        break;
+      }
       default:
-        // changedsince and parameters of later versions are accepted and not acted on.
+        // Parameters of later versions are accepted and not acted on.
         break;
     }
   });
@@ -173,7 +186,8 @@ function refOf(r: Resource | undefined): string | undefined {
  * `coverage-assertion-id`, and the policy governing each order's drug for the coverage's payer — and returns one
  * collection Bundle per form: the Questionnaire, the ValueSets it binds (with their local expansions) and, when a CRD
  * assertion for that policy is found, a QuestionnaireResponse pre-filled from the facts recorded at signing.
- * Nothing applicable is an `outcome` part, never an HTTP error; an unknown assertion id only means no pre-fill, and
+ * With `changedsince`, a form whose package has not changed since then is left out, and the outcome says so
+ * (package-changes.ts). Nothing applicable is an `outcome` part, never an HTTP error; an unknown assertion id only means no pre-fill, and
  * an assertion recorded for another patient than the request names is not used at all (a warning says so).
  */
 export async function questionnairePackage(req: PackageRequest, deps: PackageDeps): Promise<Parameters> {
@@ -294,13 +308,42 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
     }
   }
 
+  // changedsince (DTR): a form whose package has not changed since then is left out (the client resuming a draft keeps
+  // the package it has); a form whose change time cannot be read now counts as changed.
+  const changed = req.changedSince
+    ? await Promise.all(
+        chosen.map((q) =>
+          packageChangedAt(q, catalog, deps.storage).then(
+            (t) => t > req.changedSince!.at,
+            (err: unknown) => {
+              deps.log.warn({ err, questionnaire: q.id }, 'questionnaire-package: change time unknown, package sent');
+              return true;
+            },
+          ),
+        ),
+      )
+    : chosen.map(() => true);
+  const unchanged = chosen.filter((_, i) => !changed[i]);
+  if (unchanged.length > 0) {
+    const forms = unchanged.map((q) => `${q.url}|${q.version}`).join(', ');
+    issues.push(
+      issue(
+        'information',
+        'informational',
+        unchanged.length === chosen.length
+          ? `Nothing has changed since ${req.changedSince!.value}: the package of ${forms} (the Questionnaire, its Libraries and ValueSets) is as it was, and is not sent again`
+          : `Unchanged since ${req.changedSince!.value}, and not sent again: the package of ${forms}`,
+      ),
+    );
+  }
+
   // Each part holds the shape of its version: `PackageBundle` parts 2.0.1 bundles, `packagebundle` parts 2.2 bundles
   // (FHIR parameter names are case-sensitive). 2.0.1 parts come first: the DTR reference app reads parameter[0].
   const versions: DtrVersion[] = shape === 'both' ? ['2.0.1', '2.2'] : [shape];
   const parameter: ParametersParameter[] = [];
   const bundles: Bundle[] = [];
   for (const v of versions) {
-    for (const q of chosen) {
+    for (const q of chosen.filter((_, i) => changed[i])) {
       const b = packageBundle(q, req, assertions, v, deps, { coverageFor, orderFor });
       bundles.push(b);
       parameter.push({ name: v === '2.2' ? 'packagebundle' : 'PackageBundle', resource: b });
@@ -335,6 +378,7 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
   deps.log.info(
     {
       forms: chosen.map((q) => q.id),
+      unchanged: unchanged.length,
       prefilled: bundles.filter((b) =>
         b.entry?.some((e) => e.resource?.resourceType === 'QuestionnaireResponse' && (e.resource.item ?? []).some(hasAnswer)),
       ).length,

@@ -2,7 +2,7 @@
  * The payer FHIR API on the wire (design.md §7 DTR contract): metadata, Questionnaire and ValueSet read/search,
  * ValueSet/$expand, $questionnaire-package input checks and shapes, fall-through for paths the PAS router owns.
  */
-import type { Bundle, CapabilityStatement, Parameters, Questionnaire, QuestionnaireResponse, ValueSet } from '@medplum/fhirtypes';
+import type { Bundle, CapabilityStatement, OperationOutcome, Parameters, Questionnaire, QuestionnaireResponse, ValueSet } from '@medplum/fhirtypes';
 import type { Express } from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
@@ -387,6 +387,38 @@ describe('POST $questionnaire-package: forms and shapes', () => {
     const qrs = bundles[0].entry!.filter((e) => e.resource!.resourceType === 'QuestionnaireResponse');
     expect(qrs).toHaveLength(1);
     expect(JSON.stringify(qrs[0].resource)).not.toContain('"answer"');
+  });
+
+  it('honours changedsince: a package unchanged since then is left out with an outcome saying so; one changed after it is sent', async () => {
+    const { app } = fhirApp();
+    const ask = (since?: Record<string, string>) =>
+      post(app, packageRequest([{ name: 'coverage', resource: coverage() }, { name: 'questionnaire', valueCanonical: qUrl }, ...(since ? [{ name: 'changedsince', ...since }] : [])]), '/fhir/$questionnaire-package');
+    // A client that last retrieved the form before this payer first served it: the form is new to it, so it is sent.
+    const before = (await ask({ valueDateTime: '2025-01-15' }).expect(200)).body as Parameters;
+    expect(before.parameter!.map((p) => p.name)).toEqual(['PackageBundle', 'packagebundle']);
+    expect(((before.parameter![0].resource as Bundle).entry![0].resource as Questionnaire).url).toBe(qUrl);
+
+    // A client resuming a draft whose package it retrieved after that: nothing changed, so nothing is sent again.
+    const retrieved = new Date().toISOString();
+    for (const since of [{ valueDateTime: retrieved }, { valueInstant: retrieved }] as Record<string, string>[]) {
+      const after = (await ask(since).expect(200)).body as Parameters;
+      expect(after.parameter!.map((p) => p.name)).toEqual(['operationOutcome', 'outcome']);
+      const outcome = after.parameter![1].resource as OperationOutcome;
+      expect(outcome.issue).toEqual([expect.objectContaining({ severity: 'information', code: 'informational' })]);
+      expect(outcome.issue[0].diagnostics).toContain(`Nothing has changed since ${retrieved}`);
+      expect(outcome.issue[0].diagnostics).toContain(qUrl);
+    }
+    // Without changedsince the package is sent as always.
+    expect(((await ask().expect(200)).body as Parameters).parameter!.map((p) => p.name)).toEqual(['PackageBundle', 'packagebundle']);
+  });
+
+  it('answers 400 naming changedsince when it is not a dateTime, or given twice', async () => {
+    const { app } = fhirApp();
+    const base = [{ name: 'coverage', resource: coverage() }, { name: 'questionnaire', valueCanonical: qUrl }];
+    const bad = await post(app, packageRequest([...base, { name: 'changedsince', valueDateTime: 'yesterday' }])).expect(400);
+    expect(bad.body.issue[0].expression).toEqual(['Parameters.parameter[2].valueDateTime']);
+    const twice = [{ name: 'changedsince', valueDateTime: '2026-11-01' }, { name: 'changedsince', valueDateTime: '2026-11-02' }];
+    await post(app, packageRequest([...base, ...twice])).expect(400);
   });
 });
 
