@@ -89,10 +89,11 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
 
   const canonical = answeredCanonical(qr);
   const found = policyForQuestionnaire(deps.content, canonical);
+  // The same answer as POST /QuestionnaireResponse gives a response to a form this payer does not serve (422).
   if (!found)
     throw new HttpError(
-      400,
-      outcome('error', 'not-found', `${canonical ?? 'The response'} is not a Questionnaire of this payer service`, [
+      422,
+      outcome('error', 'processing', `QuestionnaireResponse.questionnaire ${canonical ?? '(missing)'} is not a Questionnaire of this payer service`, [
         'QuestionnaireResponse.questionnaire',
       ]),
     );

@@ -15,7 +15,7 @@ import type {
 } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import { policiesFor } from '../content.js';
-import { badRequest } from '../errors.js';
+import { badRequest, HttpError, outcome } from '../errors.js';
 import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 import { identifyPayer } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
@@ -65,6 +65,8 @@ export interface PackageRequest {
   orders: Resource[];
   questionnaires: string[];
   context?: string;
+  /** Where the context parameter is (`Parameters.parameter[i].valueString`), to name it in an answer. */
+  contextAt?: string;
   referenced: Resource[];
   shape?: DtrVersion;
   /** `changedsince` as sent and as an instant: only the packages changed after it are returned. */
@@ -116,6 +118,7 @@ export function parsePackageRequest(body: unknown): PackageRequest {
           throw badRequest('Parameter context must carry a string (valueString)', [`${at}.valueString`]);
         if (req.context !== undefined) throw badRequest('Parameter context may appear once', [at]);
         req.context = v.trim();
+        req.contextAt = `${at}.valueString`;
         break;
       }
       case 'referenced':
@@ -237,13 +240,23 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
     if (ref) byReference.set(ref, r);
   }
   const payers = new Map<Coverage, { key: string; defaulted: boolean }>();
+  let unknownPayer: unknown;
   for (const coverage of req.coverages) {
     try {
       const m = await identifyPayer({ content, coverages: [coverage], byReference, defaultPayer: deps.defaultPayer });
       payers.set(coverage, { key: m.payer.key, defaulted: m.defaulted });
-    } catch {
+    } catch (err) {
       // Names no payer PriorPath serves, or is not active: said below when it was asked to choose a form.
+      unknownPayer ??= err;
     }
+  }
+  // A request that leaves the choice of form to the payer (orders, context) while none of its Coverages names a payer
+  // PriorPath serves is not for this payer: a 400, as on CRD and PAS (design.md §4 "Payer"). A request naming its forms
+  // (questionnaire canonicals) gets them whatever the Coverage says; one of several Coverages (DTR 2.0.1 takes
+  // several) naming another payer is only noted.
+  if (payers.size === 0 && req.questionnaires.length === 0) {
+    const why = unknownPayer instanceof Error ? unknownPayer.message : 'The Coverage names no payer PriorPath serves';
+    throw badRequest(`Unknown payer: ${why.charAt(0).toLowerCase()}${why.slice(1)}`, ['Parameters.parameter.where(name = \'coverage\').resource.payor']);
   }
   const coverageFor = (payer: string): Coverage | undefined =>
     req.coverages.find((c) => payers.get(c)?.key === payer && !payers.get(c)!.defaulted) ??
@@ -348,6 +361,22 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
       bundles.push(b);
       parameter.push({ name: v === '2.2' ? 'packagebundle' : 'PackageBundle', resource: b });
     }
+  }
+  // A context that is the request's only way to a form, and that PriorPath cannot use (not a coverage-assertion-id it
+  // recorded, or one recorded for another patient), names a record PriorPath does not hold for this patient: a 404
+  // naming it, as a Claim Update naming an unknown prior Claim (design.md §8), not a 200 that reads as "no form".
+  if (chosen.length === 0 && req.orders.length === 0 && req.questionnaires.length === 0 && (contextUnknown || contextOtherPatient)) {
+    throw new HttpError(
+      404,
+      outcome(
+        'error',
+        'not-found',
+        contextOtherPatient
+          ? `The context ${req.context} was recorded for another patient than the one this request names: it chooses no form. Send the order (or the Questionnaire) the form is for`
+          : `The context ${req.context} is not a coverage-assertion-id this payer recorded: it chooses no form. Send the order (or the Questionnaire) the form is for`,
+        [req.contextAt ?? 'Parameters.parameter'],
+      ),
+    );
   }
   if (chosen.length === 0) {
     const flagged = assertions.some(

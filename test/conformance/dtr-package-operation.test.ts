@@ -159,8 +159,9 @@ describe('error paths', () => {
     const none = (await post('/fhir/Questionnaire/$questionnaire-package', body([{ name: 'coverage', resource: coverage }, { name: 'order', resource: amlodipine }], version)).expect(200)).body as Parameters;
     expect(none.parameter!.map((p) => p.name)).toEqual([name]);
     expect((none.parameter![0].resource as OperationOutcome).issue![0].diagnostics).toMatch(/no policy/);
-    const unknownContext = (await post('/fhir/Questionnaire/$questionnaire-package', body([{ name: 'coverage', resource: coverage }, { name: 'context', valueString: 'b0c5e7e6-0000-4000-8000-000000000000' }], version)).expect(200)).body as Parameters;
-    expect((unknownContext.parameter![0].resource as OperationOutcome).issue![0].diagnostics).toMatch(/context b0c5e7e6-0000-4000-8000-000000000000 is not a coverage-assertion-id/);
+    // A context that is the request's only selector and names no assertion PriorPath recorded is a 404 naming it.
+    const unknownContext = (await post('/fhir/Questionnaire/$questionnaire-package', body([{ name: 'coverage', resource: coverage }, { name: 'context', valueString: 'b0c5e7e6-0000-4000-8000-000000000000' }], version)).expect(404)).body as OperationOutcome;
+    expect(unknownContext.issue![0].diagnostics).toMatch(/context b0c5e7e6-0000-4000-8000-000000000000 is not a coverage-assertion-id/);
     const unknownForm = (await post('/fhir/Questionnaire/$questionnaire-package', body([{ name: 'coverage', resource: coverage }, { name: 'questionnaire', valueCanonical: 'https://priorpath.dev/fhir/Questionnaire/no-such-form' }], version)).expect(200)).body as Parameters;
     const issues = (unknownForm.parameter![0].resource as OperationOutcome).issue!.map((i) => i.diagnostics);
     expect(issues).toEqual(expect.arrayContaining([expect.stringMatching(/none of the requested Questionnaires/), expect.stringMatching(/no-such-form is not offered/)]));

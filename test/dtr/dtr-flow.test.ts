@@ -419,7 +419,7 @@ describe('POST /fhir/QuestionnaireResponse: checks', () => {
       .expect(422);
   });
 
-  it('$next-question answers 400 for a body that is not a QuestionnaireResponse', async () => {
+  it('$next-question answers 400 for a body that is not a QuestionnaireResponse, and 422 (as a POST does) for a response to a form this payer does not serve', async () => {
     const { app } = fhirApp();
     await request(app)
       .post('/fhir/Questionnaire/$next-question')
@@ -436,6 +436,7 @@ describe('POST /fhir/QuestionnaireResponse: checks', () => {
           questionnaire: 'http://example.org/Questionnaire/x',
         }),
       )
-      .expect(400);
+      .expect(422)
+      .expect((res) => expect(res.body.issue[0]).toMatchObject({ code: 'processing', expression: ['QuestionnaireResponse.questionnaire'] }));
   });
 });

@@ -349,16 +349,33 @@ describe('POST $questionnaire-package: forms and shapes', () => {
       ).expect(200)
     ).body as Parameters;
     expect(none.parameter!.map((p) => p.name)).toEqual(['operationOutcome', 'outcome']);
-    const unknownPayer = (
-      await post(
-        app,
-        packageRequest([
-          { name: 'coverage', resource: coverage('nobody') },
-          { name: 'order', resource: ungoverned },
-        ]),
-      ).expect(200)
-    ).body as Parameters;
-    expect(unknownPayer.parameter!.map((p) => p.name)).toEqual(['operationOutcome', 'outcome']);
+  });
+
+  it('answers a Coverage of a payer it does not serve with a 400 naming the payor, as CRD and PAS do, when the payer would choose the form', async () => {
+    const { app } = fhirApp();
+    const order = {
+      resourceType: 'MedicationRequest',
+      id: 'o1',
+      status: 'draft',
+      intent: 'order',
+      subject: { reference: 'Patient/p1' },
+      medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '1605168', display: 'blinatumomab' }] },
+    };
+    for (const selector of [{ name: 'order', resource: order }, { name: 'context', valueString: 'b0c5e7e6-0000-4000-8000-000000000000' }]) {
+      const res = await post(app, packageRequest([{ name: 'coverage', resource: coverage('nobody') }, selector])).expect(400);
+      expect(res.body.issue[0]).toMatchObject({ severity: 'error', code: 'invalid', expression: ["Parameters.parameter.where(name = 'coverage').resource.payor"] });
+      expect(res.body.issue[0].diagnostics).toMatch(/^Unknown payer: the Coverage names no payer PriorPath serves/);
+    }
+    // A form asked for by its canonical is the form, whatever payer the Coverage names.
+    const named = (await post(app, packageRequest([{ name: 'coverage', resource: coverage('nobody') }, { name: 'questionnaire', valueCanonical: qUrl }])).expect(200)).body as Parameters;
+    expect(named.parameter!.map((p) => p.name)).toEqual(expect.arrayContaining(['PackageBundle', 'packagebundle']));
+  });
+
+  it('answers a context it cannot use, when nothing else names a form, with a 404 naming the context', async () => {
+    const { app } = fhirApp();
+    const res = await post(app, packageRequest([{ name: 'coverage', resource: coverage() }, { name: 'context', valueString: 'b0c5e7e6-0000-4000-8000-000000000000' }])).expect(404);
+    expect(res.body.issue[0]).toMatchObject({ severity: 'error', code: 'not-found', expression: ['Parameters.parameter[1].valueString'] });
+    expect(res.body.issue[0].diagnostics).toMatch(/context b0c5e7e6-0000-4000-8000-000000000000 is not a coverage-assertion-id this payer recorded/);
   });
 
   it('picks the form from the policy governing the order for the coverage payer; an unknown context id only means no pre-fill', async () => {
