@@ -246,11 +246,15 @@ export class MemoryStorage implements Storage {
     return a ? structuredClone(a) : undefined;
   }
   async saveAudit(a: HookAuditRecord): Promise<void> {
+    if (a.lineId && this.audit.some((x) => x.lineId === a.lineId)) return;
     this.audit.push({ ...a });
     if (this.audit.length > 10_000) this.audit.splice(0, this.audit.length - 10_000);
   }
   async listAudit(limit = 100): Promise<HookAuditRecord[]> {
-    return this.audit.slice(-limit).reverse().map((a) => ({ ...a }));
+    return this.audit
+      .slice(-limit)
+      .reverse()
+      .map(({ lineId: _key, ...a }) => a);
   }
   async saveFeedback(f: FeedbackRecord): Promise<boolean> {
     const key = [f.service, f.card, f.outcome, f.outcomeTimestamp].join('|');
@@ -411,11 +415,15 @@ export class MemoryStorage implements Storage {
     return this.settings.get(key)!;
   }
   async saveApiAccess(a: ApiAccessRecord): Promise<void> {
+    if (a.lineId && this.access.some((x) => x.lineId === a.lineId)) return;
     this.access.push({ ...a, resourceIds: [...a.resourceIds] });
     if (this.access.length > 10_000) this.access.splice(0, this.access.length - 10_000);
   }
   async listApiAccess(limit = 100): Promise<ApiAccessRecord[]> {
-    return this.access.slice(-limit).reverse().map((a) => ({ ...a, resourceIds: [...a.resourceIds] }));
+    return this.access
+      .slice(-limit)
+      .reverse()
+      .map(({ lineId: _key, ...a }) => ({ ...a, resourceIds: [...a.resourceIds] }));
   }
 
   async ping(): Promise<void> {}

@@ -351,6 +351,17 @@ CREATE TABLE pas_submission_updates (
 CREATE INDEX pas_submission_updates_submission ON pas_submission_updates (submission_id, id);
 `,
   },
+  {
+    version: 10,
+    name: 'a key per audit and access log line, so a write retried after a COMMIT of unknown outcome stores the line once',
+    sql: `
+-- Lines written before this migration have none (NULLs do not collide).
+ALTER TABLE hook_audit ADD COLUMN line_id text;
+CREATE UNIQUE INDEX hook_audit_line ON hook_audit (line_id);
+ALTER TABLE api_access_log ADD COLUMN line_id text;
+CREATE UNIQUE INDEX api_access_log_line ON api_access_log (line_id);
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

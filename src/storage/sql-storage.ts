@@ -81,10 +81,11 @@ WITH assertions AS (
   FROM jsonb_to_recordset($2::text::jsonb) AS x(number text, payer text, assertion_id text, start_date date, end_date date, issued_at timestamptz)
   ON CONFLICT (number) DO NOTHING
 )
-INSERT INTO hook_audit (request_id, at, service, hook_instance, client_iss, patient_id_hash, status, outcome, latency_ms)
-SELECT x.request_id, x.at, x.service, coalesce(x.hook_instance, ''), x.client_iss, coalesce(x.patient_id_hash, ''), x.status, x.outcome, x.latency_ms
-FROM jsonb_to_recordset($3::text::jsonb) AS x(request_id text, at timestamptz, service text, hook_instance text, client_iss text,
-     patient_id_hash text, status integer, outcome text, latency_ms double precision)`;
+INSERT INTO hook_audit (line_id, request_id, at, service, hook_instance, client_iss, patient_id_hash, status, outcome, latency_ms)
+SELECT x.line_id, x.request_id, x.at, x.service, coalesce(x.hook_instance, ''), x.client_iss, coalesce(x.patient_id_hash, ''), x.status, x.outcome, x.latency_ms
+FROM jsonb_to_recordset($3::text::jsonb) AS x(line_id text, request_id text, at timestamptz, service text, hook_instance text, client_iss text,
+     patient_id_hash text, status integer, outcome text, latency_ms double precision)
+ON CONFLICT (line_id) DO NOTHING`;
 
 /** Assertions (the last one per id wins), their authorizations and audit lines in one statement (BATCH_SQL). */
 function assertionsStep(list: AssertionRecord[], audits: HookAuditRecord[]): Step {
@@ -115,6 +116,7 @@ function assertionsStep(list: AssertionRecord[], audits: HookAuditRecord[]): Ste
       ),
       json(
         audits.map((r) => ({
+          line_id: r.lineId ?? null,
           request_id: r.requestId,
           at: r.at,
           service: r.service,
@@ -150,10 +152,11 @@ const JTI_SWEEP_INTERVAL_MS = 60_000;
 const ACCESS_LOG_LINGER_MS = 100;
 
 const ACCESS_SQL = `
-INSERT INTO api_access_log (request_id, at, client_id, operation, resource_ids, status, outcome)
-SELECT x.request_id, x.at, x.client_id, x.operation, coalesce(x.resource_ids, '[]'::jsonb), x.status, x.outcome
-FROM jsonb_to_recordset($1::text::jsonb) AS x(request_id text, at timestamptz, client_id text, operation text, resource_ids jsonb,
-     status integer, outcome text)`;
+INSERT INTO api_access_log (line_id, request_id, at, client_id, operation, resource_ids, status, outcome)
+SELECT x.line_id, x.request_id, x.at, x.client_id, x.operation, coalesce(x.resource_ids, '[]'::jsonb), x.status, x.outcome
+FROM jsonb_to_recordset($1::text::jsonb) AS x(line_id text, request_id text, at timestamptz, client_id text, operation text, resource_ids jsonb,
+     status integer, outcome text)
+ON CONFLICT (line_id) DO NOTHING`;
 
 const SUBMISSION_COLUMNS = `id, bundle_identifier, client_id, request_hash, payer, policy_id, policy_version, claim_identifiers, patient_identifiers,
   status, review_action, needed, pre_auth_ref, ${day('pre_auth_start')} AS pre_auth_start, ${day('pre_auth_end')} AS pre_auth_end,
@@ -642,7 +645,9 @@ export class SqlStorage implements Storage {
     this.open();
     // Behind the hook's answer, with the next write-behind transaction (one commit for a batch of hooks), and kept
     // and retried while the database is unreachable (docs/design.md §2 "Written behind the hook's answer").
-    await this.behind.add({ kind: 'audit', record: a });
+    // The line's key is given before its first attempt: a batch retried after a COMMIT whose outcome was unknown (the
+    // connection lost while committing) writes the line once, not twice.
+    await this.behind.add({ kind: 'audit', record: a.lineId ? a : { ...a, lineId: randomUUID() } });
   }
 
   async listAudit(limit = 100): Promise<HookAuditRecord[]> {
@@ -1393,12 +1398,14 @@ export class SqlStorage implements Storage {
 
   async saveApiAccess(a: ApiAccessRecord): Promise<void> {
     this.open();
-    await this.accessBatcher.add(a);
+    // Keyed before its first attempt, as an audit line (saveAudit): a statement retried line by line after an answer
+    // that never came (it may have committed) writes each line once.
+    await this.accessBatcher.add(a.lineId ? a : { ...a, lineId: randomUUID() });
   }
 
   private async writeAccess(items: ApiAccessRecord[]): Promise<void> {
     await this.driver.query(ACCESS_SQL, [
-      json(items.map((r) => ({ request_id: r.requestId, at: r.at, client_id: r.clientId, operation: r.operation, resource_ids: r.resourceIds, status: r.status, outcome: r.outcome }))),
+      json(items.map((r) => ({ line_id: r.lineId ?? null, request_id: r.requestId, at: r.at, client_id: r.clientId, operation: r.operation, resource_ids: r.resourceIds, status: r.status, outcome: r.outcome }))),
     ]);
   }
 

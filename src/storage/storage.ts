@@ -27,6 +27,8 @@ export interface AuthorizationRecord {
 
 /** One audit line per hook call: ids, hashes and outcomes, never clinical content. */
 export interface HookAuditRecord {
+  /** The line's own key (storage gives one when absent): a line written twice (a retried commit) is stored once. */
+  lineId?: string;
   requestId: string;
   at: string;
   service: string;
@@ -55,6 +57,8 @@ export interface JtiRecord {
  * and the outcome. Never clinical content.
  */
 export interface ApiAccessRecord {
+  /** The line's own key (storage gives one when absent): a line written twice (a retried statement) is stored once. */
+  lineId?: string;
   requestId: string;
   at: string;
   /** The authenticated client id; absent when the call was refused before a client was known, or in open mode. */

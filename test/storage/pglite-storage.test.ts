@@ -216,7 +216,7 @@ describe('migration 6: the client that filed each PAS request and DTR response',
       await driver.query(`INSERT INTO questionnaire_responses (id, received_at, assertion_id, resource) VALUES ('qr-1', now(), 'a', '{"resourceType":"QuestionnaireResponse"}')`);
       await access('ehr-b', 'POST /QuestionnaireResponse', 201, 'QuestionnaireResponse/qr-1');
 
-      expect(await migrate(driver)).toEqual([6, 7, 8, 9]);
+      expect(await migrate(driver)).toEqual(MIGRATIONS.filter((m) => m.version >= 6).map((m) => m.version));
       const storage = new SqlStorage(driver);
       const clientOf = async (id: string) => (await storage.getPasSubmission(id))?.clientId;
       expect([await clientOf('filed-by-a'), await clientOf('no-system'), await clientOf('two-clients'), await clientOf('not-logged')]).toEqual(['ehr-a', 'ehr-a', undefined, undefined]);

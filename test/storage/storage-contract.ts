@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
 import type { AssertionRecord, GuardedOrderChange, HookAuditRecord, NewPasSubmission, OrderKey, OrderState, Storage, SubscriptionRecord } from '../../src/storage/storage.js';
-import { everySubscription } from '../../src/storage/storage.js';
+import { everySubscription, StorageUnavailableError } from '../../src/storage/storage.js';
+import type { SqlDriver } from '../../src/storage/sql-driver.js';
 
 /** A pended (A4) or approved (A1) submission with unique identifiers. */
 export function newSubmission(overrides: Partial<NewPasSubmission> = {}): NewPasSubmission {
@@ -88,6 +89,55 @@ export function storageContract(get: () => Storage): void {
     const mine = listed.filter((l) => lines.some((x) => x.requestId === l.requestId));
     expect(mine.map((l) => l.requestId)).toEqual([...lines].reverse().map((l) => l.requestId));
     expect(Object.keys(mine[0]).sort()).toEqual(['at', 'clientIss', 'hookInstance', 'latencyMs', 'outcome', 'patientIdHash', 'requestId', 'service', 'status']);
+  });
+
+  it('stores an audit line once when its write is retried after a COMMIT whose outcome was unknown', async () => {
+    const storage = get();
+    const driver = (storage as Storage & { driver?: SqlDriver }).driver;
+    const line = newAudit();
+    if (driver) {
+      // The database commits the batch, then the connection drops before the client hears so (an ambiguous COMMIT):
+      // the write-behind queue keeps the line and writes it again.
+      const batch = driver.batch.bind(driver);
+      driver.batch = async (steps) => {
+        await batch(steps);
+        driver.batch = batch;
+        throw new StorageUnavailableError(new Error('Connection terminated unexpectedly'), { outcomeUnknown: true });
+      };
+      await storage.saveAudit(line);
+      for (let i = 0; i < 200 && (storage as Storage & { queuedWrites: number }).queuedWrites > 0; i++) await new Promise((r) => setTimeout(r, 25));
+      expect(driver.batch).toBe(batch);
+    } else {
+      // No connection to lose: the same line (its key included) handed over twice.
+      const keyed = { ...line, lineId: randomUUID() };
+      await storage.saveAudit(keyed);
+      await storage.saveAudit({ ...keyed });
+    }
+    const listed = (await storage.listAudit(1000)).filter((l) => l.requestId === line.requestId);
+    expect(listed).toEqual([line]);
+  });
+
+  it('stores each payer API access line once when its statement is retried after an answer that never came', async () => {
+    const storage = get();
+    const driver = (storage as Storage & { driver?: SqlDriver }).driver;
+    const lines = [1, 2].map((n) => ({ requestId: randomUUID(), at: new Date().toISOString(), clientId: 'client-a', operation: 'POST /Claim/$submit', resourceIds: [`Claim/${n}`], status: 200, outcome: 'ok' }));
+    if (driver) {
+      // The lines share one statement, which the database applies before the connection drops: each is retried alone.
+      const query = driver.query.bind(driver);
+      driver.query = (async (sql: string, params?: unknown[]) => {
+        const rows = await query(sql, params);
+        if (!sql.includes('INSERT INTO api_access_log')) return rows;
+        driver.query = query;
+        throw new StorageUnavailableError(new Error('Connection terminated unexpectedly'), { outcomeUnknown: true });
+      }) as SqlDriver['query'];
+      await Promise.all(lines.map((l) => storage.saveApiAccess(l)));
+      expect(driver.query).toBe(query);
+    } else {
+      const keyed = lines.map((l) => ({ ...l, lineId: randomUUID() }));
+      for (const l of [...keyed, ...keyed]) await storage.saveApiAccess(l);
+    }
+    const listed = (await storage.listApiAccess(1000)).filter((l) => lines.some((x) => x.requestId === l.requestId));
+    expect(listed).toEqual([...lines].reverse());
   });
 
   it('stores assertions and audit lines queued together in one batch', async () => {
