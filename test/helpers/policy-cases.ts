@@ -34,9 +34,12 @@ export function caseFileNames(): string[] {
     .sort();
 }
 
-/** A case file, parsed. */
+/**
+ * A case file, parsed. Cases share their fixtures by YAML alias, so a long file passes the yaml library's default
+ * limit of 100 aliases (a guard against untrusted input; these files are the repository's own).
+ */
 export function readCaseFile<C extends PolicyCaseInput = PolicyCaseInput>(file: string): CaseFile<C> {
-  return parseYaml(readFileSync(join(casesDir, file), 'utf8')) as CaseFile<C>;
+  return parseYaml(readFileSync(join(casesDir, file), 'utf8'), { maxAliasCount: 10_000 }) as CaseFile<C>;
 }
 
 /**

@@ -51,7 +51,7 @@ describe('facts shared between policies (design.md §9: a shared fact is evaluat
     const centene = content.policies.find((p) => p.file.id === 'centene-blinatumomab')!;
     const derived = centene.factsByName.get('mrdPositive')!;
     const fromRecord = centene.factsByName.get('mrdPercent')!;
-    expect(derived.pureOf).toEqual(['mrdPercent']);
+    expect(derived.pureOf).toEqual(['mrdPercent', 'mrdReportedPositive']);
     expect(fromRecord.pureOf).toBeUndefined();
     const runs = { derived: 0, fromRecord: 0 };
     const [exprD, exprR] = [derived.expr, fromRecord.expr];
