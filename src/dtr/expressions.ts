@@ -1,5 +1,5 @@
 import type { ValueSetIndex } from '../fhir/value-sets.js';
-import { HCPCS_SYSTEM } from '../fhir/value-sets.js';
+import { HCPCS_SYSTEM, ICD10_SYSTEMS } from '../fhir/value-sets.js';
 import { resolveValueSetUrl } from '../fhir/fhirpath.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { FactType } from '../policies/policy-schema.js';
@@ -121,6 +121,74 @@ const CLIENT_VARIABLES: Record<string, { expr?: string; portability: Portability
   loinc: { expr: '%loinc', portability: 'portable' },
 };
 
+/**
+ * A Coding's `code` in FHIR's ICD-10 spelling (src/fhir/value-sets.ts `canonicalIcd10Code`: trimmed, upper case, the
+ * dot after the category), for a renderer whose record holds codes as the EHR wrote them (C9102, c91.02). The server
+ * reads diagnoses in that spelling (docs/design.md §6 "Standard codes first"), and so does the CQL ("Coding Code"), so
+ * the form's pre-fill reads the same record the same way.
+ */
+export const ICD10_CODE_SPELLING =
+  "iif(code.trim().upper().matches('^[A-Z][0-9][0-9A-Z][0-9A-Z]{1,4}$'), code.trim().upper().substring(0, 3) + '.' + code.trim().upper().substring(3), code.trim().upper())";
+
+/** Functions whose argument is evaluated with each input item as `$this` (an identifier inside reads that item). */
+const ITEM_SCOPED = new Set(['where', 'select', 'all', 'exists', 'repeat']);
+
+const stringValue = (t: Token | undefined) =>
+  t?.kind === 'string' ? t.text.slice(1, -1).replace(/\\(.)/g, '$1') : undefined;
+
+/**
+ * The tokens of an expression that read an ICD-10 Coding's code: a bare `code` (not `x.code`, not `code.coding`) inside
+ * a `where(...)`-like argument whose own item test says `system = '<ICD-10(-CM)>'` (or `system in (...)` naming one),
+ * e.g. `coding.where(system = 'http://hl7.org/fhir/sid/icd-10-cm' and code.startsWith('C95.0'))`. Those are read in
+ * {@link ICD10_CODE_SPELLING} by the renderer.
+ */
+export function icd10CodeReads(tokens: Token[]): Set<number> {
+  interface Frame {
+    scoped: boolean;
+    icd: boolean;
+    codes: number[];
+  }
+  const root: Frame = { scoped: true, icd: false, codes: [] };
+  const stack: Frame[] = [root];
+  const out = new Set<number>();
+  const scope = () => [...stack].reverse().find((f) => f.scoped) ?? root;
+  const close = (f: Frame) => {
+    if (f.scoped && f.icd) for (const c of f.codes) out.add(c);
+  };
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (t.text === '(') {
+      const prev = significant(tokens, i, -1);
+      const beforePrev = prev ? significant(tokens, tokens.indexOf(prev), -1) : undefined;
+      const call = prev?.kind === 'ident' && (beforePrev?.text === '.' || ITEM_SCOPED.has(prev.name!));
+      stack.push({ scoped: call && ITEM_SCOPED.has(prev.name!), icd: false, codes: [] });
+      continue;
+    }
+    if (t.text === ')') {
+      const f = stack.pop();
+      if (f && f !== root) close(f);
+      if (stack.length === 0) stack.push(root);
+      continue;
+    }
+    if (t.kind !== 'ident' || significant(tokens, i, -1)?.text === '.') continue;
+    const next = significant(tokens, i, 1);
+    if (t.name === 'code' && next?.text !== '(') {
+      const after = next?.text === '.' ? significant(tokens, tokens.indexOf(next), 1) : undefined;
+      if (after?.name !== 'coding') scope().codes.push(i);
+    } else if (t.name === 'system' && next) {
+      const j = tokens.indexOf(next);
+      if (next.text === '=' && ICD10_SYSTEMS.has(stringValue(significant(tokens, j, 1)) ?? '')) scope().icd = true;
+      if (next.name === 'in') {
+        for (let k = j + 1; k < tokens.length && tokens[k].text !== ')'; k++) {
+          if (ICD10_SYSTEMS.has(stringValue(tokens[k]) ?? '')) scope().icd = true;
+        }
+      }
+    }
+  }
+  close(root);
+  return out;
+}
+
 const RANK: Record<Portability, number> = { portable: 0, approximate: 1, none: 2 };
 const worst = (a: Portability, b: Portability): Portability => (RANK[a] >= RANK[b] ? a : b);
 
@@ -144,7 +212,9 @@ function valueSetCheck(valueSets: ValueSetIndex, url: string): string | undefine
           ]
         : [system];
     const sys = systems.length === 1 ? `system = ${quote(system)}` : `system in (${systems.map(quote).join(' | ')})`;
-    const list = codes.length === 1 ? `code = ${quote(codes[0])}` : `code in (${codes.map(quote).join(' | ')})`;
+    // ICD-10 codes are compared in FHIR's spelling, as the server's value sets compare them (codingKey).
+    const code = ICD10_SYSTEMS.has(system) ? `(${ICD10_CODE_SPELLING})` : 'code';
+    const list = codes.length === 1 ? `${code} = ${quote(codes[0])}` : `${code} in (${codes.map(quote).join(' | ')})`;
     return `(${sys} and ${list})`;
   });
   return tests.length === 0 ? 'false' : tests.join(' or ');
@@ -266,8 +336,13 @@ export function clientInitialExpression(
       for (const n of notes) acc.notes.add(n);
     };
     const tokens = tokenize(expr);
+    const icdCodes = icd10CodeReads(tokens);
     for (let i = 0; i < tokens.length; i++) {
       const t = tokens[i];
+      if (icdCodes.has(i)) {
+        acc.text += `(${ICD10_CODE_SPELLING})`;
+        continue;
+      }
       if (t.kind === 'var') {
         if (t.name === 'policyDrug') {
           acc.text += quote(policy.file.drug);

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   answerPath,
+  icd10CodeReads,
   clientInitialExpression,
   isMonotone,
   ruleOverAnswers,
@@ -151,5 +152,20 @@ describe('clientInitialExpression', () => {
         if (init.expression === undefined) expect(init.portability).toBe('none');
       }
     }
+  });
+});
+
+describe('icd10CodeReads', () => {
+  it("marks an ICD-10 Coding's code (in that where()), not a Condition's code or another system's", () => {
+    const expr =
+      "%conditions.where(code.coding.where(system = 'http://hl7.org/fhir/sid/icd-10-cm' and (code = 'C91.02' or code.startsWith('C95'))).exists())" +
+      " and %diagnoses.coding.where(system = 'http://snomed.info/sct' and code = '91857003')";
+    const tokens = tokenize(expr);
+    // Each marked token is a `code`; what follows it says which one.
+    const next = (i: number) => tokens.slice(i + 1).find((t) => t.kind !== 'space')?.text;
+    const marked = [...icd10CodeReads(tokens)].sort((a, b) => a - b);
+    expect(marked.map((i) => tokens[i].text)).toEqual(['code', 'code']);
+    expect(marked.map(next)).toEqual(['=', '.']);
+    expect(marked.map((i) => tokens.slice(i + 1).filter((t) => t.kind !== 'space')[1]?.text)).toEqual(["'C91.02'", 'startsWith']);
   });
 });
