@@ -27,6 +27,7 @@ const ALLOWED_SYSTEMS = new Set([
   'http://loinc.org',
   'http://hl7.org/fhir/sid/cvx',
   'http://nucc.org/provider-taxonomy',
+  'http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation',
   EVIDENCE,
 ]);
 
