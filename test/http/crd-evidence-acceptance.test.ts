@@ -41,10 +41,14 @@ const mrdResult = edgeMrd;
 const without = (record: Resource[], ...ids: string[]) => record.filter((r) => !ids.includes(r.id ?? ''));
 const replace = (record: Resource[], r: Resource) => [...without(record, r.id!), r];
 
-/** The relapse record with B-ALL coded by SNOMED alone: the relapse is then shown only by the status result. */
+/**
+ * The relapse record with B-ALL coded by SNOMED alone and the Condition merely active: the relapse is then shown only
+ * by the status result (a SNOMED B-ALL Condition whose clinicalStatus is relapse would show it as C91.02 does).
+ */
 function snomedOnly(record = relapseRecord()): Resource[] {
   const dx = record.find((r) => r.id === 'bc-dx') as Condition;
-  return replace(record, { ...dx, code: { coding: [dx.code!.coding![0]] } });
+  const active = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: 'active' }] };
+  return replace(record, { ...dx, clinicalStatus: active, code: { coding: [dx.code!.coding![0]] } });
 }
 
 /** A rheumatoid arthritis patient: a non-cancer indication (ICD-10-CM M06.9), nothing else on the problem list. */
