@@ -22,8 +22,22 @@ export function fakeEhr(resources: Resource[]) {
   return { fetchImpl, calls };
 }
 
-/** An EHR that accepts the connection and never answers; only the request's abort signal ends the wait. */
-export const silentEhr: FetchLike = (_url, init) =>
-  new Promise((_resolve, reject) => {
-    init.signal?.addEventListener('abort', () => reject(Object.assign(new Error('aborted'), { name: 'TimeoutError' })));
-  });
+/**
+ * An EHR that accepts the connection and never answers; only the request's abort signal ends the wait. Records each
+ * request and the reason its signal gave when aborted, so a test can see the hung request was cut off rather than
+ * left open.
+ */
+export function silentEhr() {
+  const calls: { url: string; abortedBy?: string }[] = [];
+  const fetchImpl: FetchLike = (url, init) =>
+    new Promise((_resolve, reject) => {
+      const call: { url: string; abortedBy?: string } = { url };
+      calls.push(call);
+      init.signal?.addEventListener('abort', () => {
+        const reason = init.signal?.reason as Error | undefined;
+        call.abortedBy = reason?.name ?? 'AbortError';
+        reject(reason ?? Object.assign(new Error('aborted'), { name: 'AbortError' }));
+      });
+    });
+  return { fetchImpl, calls };
+}

@@ -261,16 +261,19 @@ describe('CDS Hooks edge', () => {
       expect(res404.body.issue[0].expression).toEqual(['prefetch.coverage.payor']);
     });
 
-    it('returns 412 within the timeout when the EHR never answers', async () => {
+    it('returns 412 naming the prefetch key when the EHR never answers, having cut off the hung EHR request at EHR_TIMEOUT_MS', async () => {
       const { resources, order } = edgePatient();
-      const { app } = buildApp({ fetchImpl: silentEhr });
+      const ehr = silentEhr();
+      const { app } = buildApp({ fetchImpl: ehr.fetchImpl, env: { EHR_TIMEOUT_MS: '50' } });
       const body = orderSignRequest(resources, order) as { prefetch: Record<string, unknown> };
       delete body.prefetch.observations;
-      const started = Date.now();
       const res = await request(app).post(SIGN).send(body);
       expect(res.status).toBe(412);
-      expect(Date.now() - started).toBeLessThan(3000);
       expect(res.body.issue[0].expression).toEqual(['prefetch.observations']);
+      expect(res.body.issue[0].diagnostics).toMatch(/could not be fetched from the EHR/);
+      // The request to the EHR was aborted by its own timeout signal, not left open behind the 412.
+      expect(ehr.calls.map((c) => new URL(c.url).pathname)).toEqual(['/fhir/Observation']);
+      expect(ehr.calls.map((c) => c.abortedBy)).toEqual(['TimeoutError']);
     });
   });
 

@@ -1,8 +1,9 @@
 /**
  * Property-based fuzzing of every JSON edge (CDS Hooks, DTR, PAS, reviewer-facing PAS inquiry): random bodies and
  * realistic requests with random mutations (values replaced by arbitrary JSON, keys deleted, objects wrapped in
- * arrays, NUL bytes, huge numbers) never produce a 5xx, a stack trace, a non-OperationOutcome error body, or an
- * answer slower than a generous bound (design.md §4 "Errors"). Bounded by run count, seeded for reproducibility
+ * arrays, NUL bytes, huge numbers) never produce a 5xx, a stack trace or a non-OperationOutcome error body
+ * (design.md §4 "Errors"). A request that hangs fails its test at the test's timeout; how fast answers come is the
+ * bench's to measure, not this suite's. Bounded by run count, seeded for reproducibility
  * (FUZZ_SEED, FUZZ_RUNS to explore further).
  */
 import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
@@ -17,8 +18,6 @@ import { inquiryParameters, questionnaireResponse, storyBundle, TODAY } from '..
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 120);
 const SEED = Number(process.env.FUZZ_SEED ?? 20261202);
-/** Far above any real answer (milliseconds); only a hang or a pathological slowdown reaches it. */
-const PER_REQUEST_MS = 5000;
 const FHIR_JSON = 'application/fhir+json';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -125,14 +124,9 @@ const targets: { name: string; path: string; seed: Json; type: string }[] = [
 
 const STACK = /\bat [^\n]*\.(ts|js|mjs|cjs):\d+|node_modules|Error: .*\n\s+at /;
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
-}
-
 /** Sends one body and checks the properties every answer must have. */
 async function expectSane(app: Parameters<typeof request>[0], target: (typeof targets)[number], body: string) {
-  const res = await withTimeout(Promise.resolve(request(app).post(target.path).set('Content-Type', target.type).send(body)), PER_REQUEST_MS, target.name);
+  const res = await request(app).post(target.path).set('Content-Type', target.type).send(body);
   expect(res.status, `${target.name} answered ${res.status} to ${body.slice(0, 300)}`).toBeLessThan(500);
   expect(res.text).not.toMatch(STACK);
   if (res.status >= 400) {

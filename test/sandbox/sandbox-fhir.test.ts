@@ -159,12 +159,9 @@ describe('embedded sandbox FHIR server', () => {
 
   describe('protocol', () => protocolSuite(() => target));
 
-  it('starts fast: definitions and the eleven stories well inside the start-up budget', () => {
-    expect(sandbox.startup.resources).toBeGreaterThan(150);
-    expect(
-      sandbox.startup.definitionsMs + sandbox.startup.loadMs,
-      'design.md §9: the whole service starts in 2 s',
-    ).toBeLessThan(2000);
+  // How fast it starts is the bench's to measure (bench/run-bench.ts, start to ready with SANDBOX=on), not a test's.
+  it('loads every resource of every story at start-up', () => {
+    expect(sandbox.startup.resources).toBe(bundles.reduce((n, b) => n + resourcesOf(b).length, 0));
   });
 
   it('serves application/fhir+json with CORS on every answer, errors included', async () => {
