@@ -114,15 +114,17 @@ describe('the determination table, row by row (design.md §5), BCBSNC blinatumom
 });
 
 describe('versions: the shared 2.0.1/2.2 form by default, the full 2.2 form on request (design.md §4 "Versions")', () => {
-  const rows: [string, () => Resource[], () => MedicationRequest][] = [
-    ['satisfied', () => relapseRecord(), blinatumomabOrder],
-    ['documentation needed', () => without(snomedOnly(), 'bc-status'), inotuzumabOrder],
+  /** Each row: its name, the record, the order, and the pa-needed the row is about (none when not covered). */
+  const rows: [string, () => Resource[], () => MedicationRequest, string | undefined][] = [
+    ['satisfied', () => relapseRecord(), blinatumomabOrder, 'satisfied'],
+    ['documentation needed', () => without(snomedOnly(), 'bc-status'), inotuzumabOrder, 'auth-needed'],
     [
       'cycles over the course',
       () => relapseRecord(),
       () => ({ ...blinatumomabOrder(), dispenseRequest: { numberOfRepeatsAllowed: 9 } }),
+      'auth-needed',
     ],
-    ['not covered', () => nonCancer(), inotuzumabOrder],
+    ['not covered', () => nonCancer(), inotuzumabOrder, undefined],
   ];
   const SHARED = {
     covered: ['covered', 'not-covered', 'conditional'],
@@ -131,8 +133,9 @@ describe('versions: the shared 2.0.1/2.2 form by default, the full 2.2 form on r
     'info-needed': ['performer', 'location', 'timeframe', 'contract-window', 'OTH'],
   } as Record<string, string[]>;
 
-  it.each(rows)('%s: by default only what 2.0.1 and 2.2 share', async (_row, record, order) => {
+  it.each(rows)('%s: by default only what 2.0.1 and 2.2 share', async (_row, record, order, paNeeded) => {
     const { ext } = await sign(record(), order());
+    expect(codeOf(ext, 'pa-needed')).toBe(paNeeded);
     for (const u of ['expiry-date', 'detail', 'contact', 'patient', 'response']) expect(sub(ext, u), u).toEqual([]);
     for (const [u, allowed] of Object.entries(SHARED))
       for (const e of sub(ext, u)) expect(allowed, `${u} ${e.valueCode}`).toContain(e.valueCode);
@@ -149,17 +152,19 @@ describe('versions: the shared 2.0.1/2.2 form by default, the full 2.2 form on r
 
   it.each(rows)(
     '%s: with requestedVersion 2.2, every detail has a category and a code, and an approval its expiry-date',
-    async (_row, record, order) => {
+    async (_row, record, order, paNeeded) => {
       const { ext } = await sign(record(), order(), {
         extra: { extension: { 'davinci-crd.requestedVersion': '2.2' } },
       });
+      expect(codeOf(ext, 'pa-needed')).toBe(paNeeded);
+      expect(sub(ext, 'detail').length).toBeGreaterThan(0);
       for (const d of sub(ext, 'detail')) {
         expect(['cat-limitation', 'cat-decisional', 'cat-other']).toContain(
           d.extension?.find((x) => x.url === 'category')?.valueCode,
         );
         expect(d.extension?.find((x) => x.url === 'code')?.valueCodeableConcept).toBeTruthy();
       }
-      if (codeOf(ext, 'pa-needed') === 'satisfied') expect(sub(ext, 'expiry-date')).toHaveLength(1);
+      expect(sub(ext, 'expiry-date')).toHaveLength(paNeeded === 'satisfied' ? 1 : 0);
     },
   );
 });
