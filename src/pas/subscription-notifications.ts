@@ -10,6 +10,13 @@ export const EXT_FILTER_CRITERIA = `${BACKPORT}/backport-filter-criteria`;
 export const EXT_PAYLOAD_CONTENT = `${BACKPORT}/backport-payload-content`;
 /** `Subscription.channel` extension: seconds between heartbeats while nothing else is sent. */
 export const EXT_HEARTBEAT_PERIOD = `${BACKPORT}/backport-heartbeat-period`;
+/**
+ * The longest a notification waits for its endpoint (seconds): the notifier's timeout, which a subscription's
+ * backport-timeout may shorten but not lengthen (a delivery's claim in storage lasts twice this).
+ */
+export const MAX_NOTIFICATION_TIMEOUT_SECONDS = 5;
+/** `Subscription.channel` extension: seconds to wait for the endpoint to take one notification. */
+export const EXT_TIMEOUT = `${BACKPORT}/backport-timeout`;
 export const PROFILE_SUBSCRIPTION = `${BACKPORT}/backport-subscription`;
 const PROFILE_STATUS = `${BACKPORT}/backport-subscription-status-r4`;
 const PROFILE_NOTIFICATION = `${BACKPORT}/backport-subscription-notification-r4`;
@@ -60,6 +67,33 @@ export function subscriptionStatus(sub: SubscriptionRecord, fhirBase: string, ki
     });
   }
   return { resourceType: 'Parameters', id: randomUUID(), meta: { profile: [PROFILE_STATUS] }, parameter };
+}
+
+/**
+ * Whether the subscription's `end` has passed at `now`. R4 `Subscription.end` is "the time for the server to turn
+ * the subscription off" (https://hl7.org/fhir/R4/subscription-definitions.html#Subscription.end): from then on it
+ * is `off` and is sent nothing, events, heartbeats or retries.
+ */
+export function subscriptionEnded(sub: Pick<SubscriptionRecord, 'resource'>, now: Date): boolean {
+  const end = sub.resource.end;
+  if (typeof end !== 'string') return false;
+  const at = Date.parse(end);
+  return Number.isFinite(at) && at <= now.getTime();
+}
+
+/** The status a client is told: the stored one, or `off` once the subscription's `end` has passed. */
+export function currentStatus(sub: SubscriptionRecord, now: Date): SubscriptionRecord['status'] {
+  return subscriptionEnded(sub, now) ? 'off' : sub.status;
+}
+
+/**
+ * The seconds a subscription gives its endpoint to take a notification (backport-timeout on
+ * `Subscription.channel`); undefined when it named none.
+ */
+export function notificationTimeout(sub: Pick<SubscriptionRecord, 'resource'>): number | undefined {
+  const channel = sub.resource.channel as { extension?: { url?: string; valueUnsignedInt?: unknown }[] } | undefined;
+  const value = channel?.extension?.find((e) => e.url === EXT_TIMEOUT)?.valueUnsignedInt;
+  return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : undefined;
 }
 
 /**

@@ -6,7 +6,7 @@ import { allowedAddresses, EndpointRefused, pinnedPost } from '../http/notificat
 import type { EndpointPolicy, NotifyFetch } from '../http/notification-endpoints.js';
 import { parsePasRequest } from './request-bundle.js';
 import { currentPended } from './settle-pended.js';
-import { heartbeatPeriod, notificationBundle } from './subscription-notifications.js';
+import { heartbeatPeriod, MAX_NOTIFICATION_TIMEOUT_SECONDS, notificationBundle, notificationTimeout, subscriptionEnded } from './subscription-notifications.js';
 
 export type { NotifyFetch };
 
@@ -18,7 +18,7 @@ export interface NotifierOptions {
   fetchImpl?: NotifyFetch;
   /** Where notifications may go; checked again on the resolved address before every POST. */
   endpoints: EndpointPolicy;
-  /** Per-notification timeout (ms). */
+  /** Per-notification timeout (ms); a subscription's backport-timeout may shorten it. */
   timeoutMs?: number;
   /** First retry delay (ms); doubles per attempt up to `maxDelayMs`. */
   baseDelayMs?: number;
@@ -61,7 +61,9 @@ export function subscriptionMatches(sub: SubscriptionRecord, s: PasSubmission): 
 }
 
 function headersOf(sub: SubscriptionRecord): Record<string, string> {
-  const out: Record<string, string> = { 'Content-Type': 'application/fhir+json' };
+  // The MIME type the subscription asked for (channel.payload: application/fhir+json or application/json).
+  const payload = (sub.resource.channel as { payload?: unknown } | undefined)?.payload;
+  const out: Record<string, string> = { 'Content-Type': payload === 'application/json' ? 'application/json' : 'application/fhir+json' };
   for (const h of sub.headers) {
     const i = h.indexOf(':');
     if (i > 0) out[h.slice(0, i).trim()] = h.slice(i + 1).trim();
@@ -144,9 +146,25 @@ export class SubscriptionNotifier {
     const { storage } = this.opts;
     let sent = 0;
     for await (const page of everySubscription(storage, { statuses: ['active'] })) {
-      for (const sub of page) sent += (await this.heartbeat(sub, now)) ? 1 : 0;
+      for (const sub of page) {
+        if (await this.turnOffIfEnded(sub, now)) continue;
+        sent += (await this.heartbeat(sub, now)) ? 1 : 0;
+      }
     }
     return sent;
+  }
+
+  /**
+   * Turns off a subscription whose `end` has passed (R4 Subscription.end: "the time for the server to turn the
+   * subscription off"); true when it has ended, and is then sent nothing more.
+   */
+  private async turnOffIfEnded(sub: SubscriptionRecord, now: Date): Promise<boolean> {
+    if (!subscriptionEnded(sub, now)) return false;
+    if (sub.status !== 'off') {
+      await this.opts.storage.setSubscriptionStatus(sub.id, 'off', now.toISOString());
+      this.opts.logger.info({ subscription: sub.id }, 'subscription reached its end: status off');
+    }
+    return true;
   }
 
   /** Sends one subscription its heartbeat if it asked for one and is due (claimed in storage); true when delivered. */
@@ -200,7 +218,7 @@ export class SubscriptionNotifier {
     const { storage } = this.opts;
     await this.dispatchEvents();
     const now = new Date();
-    const due = await storage.claimDueDeliveries(now.toISOString(), (this.opts.timeoutMs ?? 5000) * 2, 20);
+    const due = await storage.claimDueDeliveries(now.toISOString(), (this.opts.timeoutMs ?? MAX_NOTIFICATION_TIMEOUT_SECONDS * 1000) * 2, 20);
     await Promise.all(due.map((d) => this.deliver(d)));
     const left = await storage.countUndelivered();
     if (left > 0) this.schedule(due.length > 0 ? 50 : 1000);
@@ -213,9 +231,12 @@ export class SubscriptionNotifier {
     const submissions = await Promise.all(events.map((e) => storage.getPasSubmission(e.submissionId)));
     const targets = events.map((): string[] => []);
     // Every subscription, page by page: the events' targets are complete before any is dispatched.
+    const now = new Date();
     for await (const page of everySubscription(storage, { statuses: DISPATCHED_TO })) {
+      const live: SubscriptionRecord[] = [];
+      for (const s of page) if (!(await this.turnOffIfEnded(s, now))) live.push(s);
       submissions.forEach((submission, i) => {
-        if (submission) targets[i].push(...page.filter((s) => subscriptionMatches(s, submission)).map((s) => s.id));
+        if (submission) targets[i].push(...live.filter((s) => subscriptionMatches(s, submission)).map((s) => s.id));
       });
     }
     for (const [i, e] of events.entries()) await storage.dispatchPasEvent(e.id, e.submissionId, targets[i], new Date().toISOString());
@@ -226,7 +247,8 @@ export class SubscriptionNotifier {
    * endpoints": DNS may have changed since the endpoint was accepted). Returns why it failed, or undefined.
    */
   private async post(sub: SubscriptionRecord, body: string): Promise<string | undefined> {
-    const signal = AbortSignal.timeout(this.opts.timeoutMs ?? 5000);
+    const own = notificationTimeout(sub);
+    const signal = AbortSignal.timeout(Math.min(this.opts.timeoutMs ?? MAX_NOTIFICATION_TIMEOUT_SECONDS * 1000, own ? own * 1000 : Infinity));
     try {
       const [address] = await allowedAddresses(new URL(sub.endpoint), this.opts.endpoints);
       const res = await this.fetchImpl(sub.endpoint, { method: 'POST', headers: headersOf(sub), body, signal, address });
@@ -245,6 +267,11 @@ export class SubscriptionNotifier {
   private async deliver(d: DueDelivery): Promise<void> {
     const { storage, logger, fhirBase } = this.opts;
     const sub = d.subscription;
+    // Past its end, nothing more is sent: what was queued (an event, a retry, a handshake) is dropped, not delivered.
+    if (await this.turnOffIfEnded(sub, new Date())) {
+      await storage.completeDelivery(d.id, new Date().toISOString());
+      return;
+    }
     const at = new Date().toISOString();
     let kind: Parameters<typeof notificationBundle>[2];
     if (d.kind === 'handshake') kind = { type: 'handshake' };

@@ -11,7 +11,18 @@ import { payerClientOf } from '../http/payer-api-auth.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
 import { allowedAddresses, EndpointRefused } from '../http/notification-endpoints.js';
 import type { EndpointPolicy } from '../http/notification-endpoints.js';
-import { EXT_FILTER_CRITERIA, EXT_HEARTBEAT_PERIOD, EXT_PAYLOAD_CONTENT, notificationBundle, PAS_TOPIC, PROFILE_SUBSCRIPTION, subscriptionStatus } from './subscription-notifications.js';
+import {
+  currentStatus,
+  EXT_FILTER_CRITERIA,
+  EXT_HEARTBEAT_PERIOD,
+  EXT_PAYLOAD_CONTENT,
+  EXT_TIMEOUT,
+  MAX_NOTIFICATION_TIMEOUT_SECONDS,
+  notificationBundle,
+  PAS_TOPIC,
+  PROFILE_SUBSCRIPTION,
+  subscriptionStatus,
+} from './subscription-notifications.js';
 import type { SubscriptionNotifier } from './subscription-notifier.js';
 
 export interface SubscriptionDeps {
@@ -28,6 +39,25 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 const FILTERS = new Set(['org-identifier', 'patient']);
 /** The longest heartbeat period accepted (a day): longer, and a heartbeat no longer tells a channel is alive. */
 const MAX_HEARTBEAT_SECONDS = 86_400;
+/** A FHIR `instant` (R4 datatypes: to the second, with a time zone). */
+const INSTANT = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))$/;
+
+/**
+ * Refuses a channel extension PriorPath would otherwise accept and not honour, with a 400 naming it: a
+ * backport-timeout (unsignedInt seconds) longer than the notifier waits. (backport-max-count needs nothing: each
+ * notification carries one event, so any positiveInt, which the FHIR shape check enforces, is met.)
+ */
+function checkChannelExtensions(channelExt: Record<string, unknown>[]): void {
+  channelExt.forEach((e, i) => {
+    const path = `Subscription.channel.extension[${i}]`;
+    if (e.url === EXT_TIMEOUT) {
+      const v = e.valueUnsignedInt;
+      if (!(typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= MAX_NOTIFICATION_TIMEOUT_SECONDS)) {
+        throw new HttpError(400, outcome('error', 'not-supported', `backport-timeout must be valueUnsignedInt, 1 to ${MAX_NOTIFICATION_TIMEOUT_SECONDS} seconds (PriorPath waits at most ${MAX_NOTIFICATION_TIMEOUT_SECONDS} s for an endpoint)`, [`${path}.valueUnsignedInt`]));
+      }
+    }
+  });
+}
 
 
 /** An HTTP field name (RFC 9110 §5.1 token) and a value without control characters other than tab (§5.5). */
@@ -58,7 +88,8 @@ function headerProblem(h: unknown): string | undefined {
  * Reads a PASSubscription (PAS 2.2.1 `profile-subscription` on the R4 backport): `criteria` the PAS topic, filters
  * in `_criteria` `backport-filter-criteria` (`org-identifier=…`, `patient=…`), a `rest-hook` channel with an
  * absolute http(s) endpoint, JSON payload, content from `_payload` `backport-payload-content` (default
- * `full-resource`, which PAS requires). Anything else is a 400 naming the element.
+ * `full-resource`, which PAS requires), an `end` still to come, a backport-timeout PriorPath can keep to. Anything
+ * else, and any modifier extension, is a 400 naming the element: nothing is accepted and then ignored (design.md §8).
  */
 export function parseSubscription(body: unknown, id: string, owner: string | undefined, now: string): SubscriptionRecord {
   if (!isObject(body) || body.resourceType !== 'Subscription') throw badRequest('Expected a Subscription resource (R4 Subscriptions Backport)', ['Subscription']);
@@ -75,6 +106,18 @@ export function parseSubscription(body: unknown, id: string, owner: string | und
   }
   const channel = isObject(body.channel) ? body.channel : undefined;
   if (!channel) throw badRequest('Subscription.channel is required', ['Subscription.channel']);
+  // A modifier extension changes what the Subscription means; one PriorPath does not know cannot be ignored (R4 §2.4.2.1).
+  for (const [where, element] of [['Subscription', body], ['Subscription.channel', channel]] as const) {
+    if (element.modifierExtension !== undefined) {
+      throw new HttpError(400, outcome('error', 'not-supported', `${where}.modifierExtension is not supported: PriorPath understands no modifier extension`, [`${where}.modifierExtension`]));
+    }
+  }
+  if (body.end !== undefined) {
+    if (typeof body.end !== 'string' || !INSTANT.test(body.end) || !Number.isFinite(Date.parse(body.end))) {
+      throw badRequest('Subscription.end must be a FHIR instant with a time zone (2027-05-22T00:00:00Z)', ['Subscription.end']);
+    }
+    if (Date.parse(body.end) <= Date.parse(now)) throw badRequest(`Subscription.end ${body.end} has passed: the subscription would be off at once`, ['Subscription.end']);
+  }
   if (channel.type !== 'rest-hook') throw new HttpError(400, outcome('error', 'not-supported', 'Only the rest-hook channel is supported (PAS)', ['Subscription.channel.type']));
   const endpoint = channel.endpoint;
   let url: URL | undefined;
@@ -94,6 +137,7 @@ export function parseSubscription(body: unknown, id: string, owner: string | und
     throw badRequest('backport-payload-content must be full-resource, id-only or empty', ['Subscription.channel._payload.extension']);
   }
   const channelExt = Array.isArray(channel.extension) ? channel.extension.filter(isObject) : [];
+  checkChannelExtensions(channelExt);
   const at = channelExt.findIndex((e) => e.url === EXT_HEARTBEAT_PERIOD);
   const period = at < 0 ? undefined : channelExt[at].valueUnsignedInt;
   if (at >= 0 && !(typeof period === 'number' && Number.isInteger(period) && period >= 1 && period <= MAX_HEARTBEAT_SECONDS)) {
@@ -131,9 +175,12 @@ function eventNumberParam(v: unknown, name: string): number | undefined {
   return Number(v);
 }
 
-/** The Subscription as the client reads it back: what it sent, with the server's id and current status. */
-function view(s: SubscriptionRecord): Record<string, unknown> {
-  return { ...s.resource, id: s.id, status: s.status, meta: { ...(s.resource.meta as object), lastUpdated: s.updatedAt } };
+/**
+ * The Subscription as the client reads it back: what it sent, with the server's id and current status (`off` once
+ * its `end` has passed, before the notifier has stored that).
+ */
+function view(s: SubscriptionRecord, now = new Date()): Record<string, unknown> {
+  return { ...s.resource, id: s.id, status: currentStatus(s, now), meta: { ...(s.resource.meta as object), lastUpdated: s.updatedAt } };
 }
 
 /**
@@ -174,10 +221,13 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
     body,
     handler(async (req: Request, res: Response) => {
       const now = new Date().toISOString();
-      const s = parseSubscription(req.body, randomUUID(), payerClientOf(req), now);
-      await acceptEndpoint(s.endpoint);
+      const parsed = parseSubscription(req.body, randomUUID(), payerClientOf(req), now);
+      await acceptEndpoint(parsed.endpoint);
+      // Created `off` (as an update may set it): kept, and sent nothing, not even the handshake, until set requested.
+      const off = isObject(req.body) && req.body.status === 'off';
+      const s: SubscriptionRecord = off ? { ...parsed, status: 'off' } : parsed;
       await storage.saveSubscription(s);
-      await storage.enqueueHandshake(s.id, now);
+      if (!off) await storage.enqueueHandshake(s.id, now);
       notifier.kick();
       logOf(req, deps.logger).info({ subscription: s.id, content: s.content, filters: s.filters.length }, 'subscription created');
       res.setHeader('Location', `${fhirBase}/Subscription/${s.id}`);
@@ -194,7 +244,7 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
       const client = payerClientOf(req);
       const mine: SubscriptionRecord[] = [];
       for await (const page of everySubscription(storage, client === undefined ? {} : { readableBy: client }))
-        mine.push(...page.filter((s) => (!ids || ids.includes(s.id)) && (!statuses || statuses.includes(s.status))));
+        mine.push(...page.filter((s) => (!ids || ids.includes(s.id)) && (!statuses || statuses.includes(currentStatus(s, new Date())))));
       sendFhir(res, 200, searchBundle({ base: fhirBase, type: 'Subscription', search }, mine.map((s) => view(s) as unknown as Resource)));
     }),
   );
@@ -202,7 +252,7 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
     '/Subscription/:id/\\$status',
     handler(async (req: Request, res: Response) => {
       const s = await owned(req);
-      const status = subscriptionStatus(s, fhirBase, { type: 'handshake' });
+      const status = subscriptionStatus({ ...s, status: currentStatus(s, new Date()) }, fhirBase, { type: 'handshake' });
       (status.parameter ?? []).find((p) => p.name === 'type')!.valueCode = 'query-status';
       sendFhir(res, 200, { resourceType: 'Bundle', type: 'searchset', total: 1, entry: [{ fullUrl: `urn:uuid:${status.id}`, resource: status, search: { mode: 'match' } }] });
     }),
@@ -225,7 +275,7 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
           return { eventNumber: e.eventNumber, submissionId: e.submissionId, responseBundle: submission?.responseBundle, at: submission?.updatedAt ?? e.at };
         }),
       );
-      sendFhir(res, 200, notificationBundle(s, fhirBase, { type: 'query-event', events, content }));
+      sendFhir(res, 200, notificationBundle({ ...s, status: currentStatus(s, new Date()) }, fhirBase, { type: 'query-event', events, content }));
     }),
   );
   router.get(
