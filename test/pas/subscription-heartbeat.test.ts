@@ -27,7 +27,7 @@ describe('Subscription heartbeats', () => {
     const { app, storage } = buildApp();
     const [beating, quiet] = await Promise.all([notificationReceiver(), notificationReceiver()]);
     const a = await request(app).post('/fhir/Subscription').set('Content-Type', FHIR).send(JSON.stringify(withHeartbeat(beating.url, 60))).expect(201);
-    const b = await request(app).post('/fhir/Subscription').set('Content-Type', FHIR).send(JSON.stringify(pasSubscription(quiet.url, 'U5521039476'))).expect(201);
+    await request(app).post('/fhir/Subscription').set('Content-Type', FHIR).send(JSON.stringify(pasSubscription(quiet.url, 'U5521039476'))).expect(201);
     expect(a.body.channel.extension).toEqual([{ url: HEARTBEAT, valueUnsignedInt: 60 }]);
     await until('both subscriptions active', async () => ((await storage.listSubscriptions()).every((s) => s.status === 'active') ? true : undefined));
     const notifier = app.locals.subscriptionNotifier as { sendHeartbeats(now?: Date): Promise<number> };
@@ -44,7 +44,6 @@ describe('Subscription heartbeats', () => {
     expect(param(heartbeat, 'status')?.valueCode).toBe('active');
     expect(param(heartbeat, 'subscription')?.valueReference?.reference).toMatch(new RegExp(`/Subscription/${a.body.id}$`));
     expect(quiet.received.map((n) => param(n, 'type')?.valueCode)).toEqual(['handshake']);
-    expect(b.body.id).toBeDefined();
   });
 
   it.each([[0], [-5], [1.5], ['60'], [86_401]])('refuses heartbeat period %j with a 400 naming the channel extension', async (value) => {
