@@ -75,14 +75,16 @@ describe('answersFromQuestionnaireResponse', () => {
   });
 
   it('reads answers to justification questions by limit id', () => {
-    const limit = policy.limits.find((l) => l.justification);
-    if (!limit) return;
-    const out = answersFromQuestionnaireResponse(policy, {
+    // Any policy with a justification question will do; one there must be, or the test would check nothing.
+    const withJustification = content.policies.find((p) => p.limits.some((l) => l.justification));
+    const limit = withJustification?.limits.find((l) => l.justification);
+    expect(limit, 'a policy with a justification question').toBeDefined();
+    const out = answersFromQuestionnaireResponse(withJustification!, {
       resourceType: 'QuestionnaireResponse',
       status: 'completed',
-      item: [{ linkId: justificationLinkId(limit.id), answer: [{ valueBoolean: true }] }],
+      item: [{ linkId: justificationLinkId(limit!.id), answer: [{ valueBoolean: true }] }],
     });
-    expect(out.justifications).toEqual({ [limit.id]: true });
+    expect(out.justifications).toEqual({ [limit!.id]: true });
   });
 
   it('defaults a missing information-origin to manual', () => {
@@ -131,11 +133,15 @@ describe('prefilledResponse', () => {
 
 describe('evaluateQuestionnaireResponse', () => {
   it('over answers alone, a history fact left unanswered is unknown, not false', () => {
-    const history = policy.facts.find((f) => f.def.askable && f.def.absent === 'false' && f.name !== 'bAll');
-    if (!history) return;
-    const qr = prefilledResponse(policy, q, {}, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE });
+    const isHistory = (f: (typeof policy.facts)[number]) => f.def.askable && f.def.absent === 'false' && f.name !== 'bAll';
+    // Any policy asking a history question will do; one there must be, or the test would check nothing.
+    const withHistory = content.policies.find((p) => p.facts.some(isHistory));
+    const history = withHistory?.facts.find(isHistory);
+    expect(history, 'a policy asking a history question').toBeDefined();
+    const hq = buildQuestionnaire(withHistory!, { canonicalBase: CANONICAL_BASE, valueSets: content.valueSets });
+    const qr = prefilledResponse(withHistory!, hq, {}, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE });
     const ev = evaluateQuestionnaireResponse({ content, qr, today: TODAY }).evaluation;
-    expect(ev.facts.find((f) => f.name === history.name)?.value).toBeUndefined();
+    expect(ev.facts.find((f) => f.name === history!.name)?.value).toBeUndefined();
     expect(ev.outcome).toBe('documentation-needed');
   });
 
