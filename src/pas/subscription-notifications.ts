@@ -73,12 +73,16 @@ export function subscriptionStatus(sub: SubscriptionRecord, fhirBase: string, ki
  * Whether the subscription's `end` has passed at `now`. R4 `Subscription.end` is "the time for the server to turn
  * the subscription off" (https://hl7.org/fhir/R4/subscription-definitions.html#Subscription.end): from then on it
  * is `off` and is sent nothing, events, heartbeats or retries.
+ *
+ * An `end` that had already passed when the subscription was last written is kept as sent and not enforced: the
+ * Inferno PAS server suite's preset Subscription carries `end` 2020-12-31, and turning that off at once would send
+ * the tester no handshake and no notification (docs/design.md §8 "Subscriptions").
  */
-export function subscriptionEnded(sub: Pick<SubscriptionRecord, 'resource'>, now: Date): boolean {
+export function subscriptionEnded(sub: Pick<SubscriptionRecord, 'resource' | 'updatedAt'>, now: Date): boolean {
   const end = sub.resource.end;
   if (typeof end !== 'string') return false;
   const at = Date.parse(end);
-  return Number.isFinite(at) && at <= now.getTime();
+  return Number.isFinite(at) && at <= now.getTime() && at > Date.parse(sub.updatedAt);
 }
 
 /** The status a client is told: the stored one, or `off` once the subscription's `end` has passed. */

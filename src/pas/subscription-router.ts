@@ -116,7 +116,6 @@ export function parseSubscription(body: unknown, id: string, owner: string | und
     if (typeof body.end !== 'string' || !INSTANT.test(body.end) || !Number.isFinite(Date.parse(body.end))) {
       throw badRequest('Subscription.end must be a FHIR instant with a time zone (2027-05-22T00:00:00Z)', ['Subscription.end']);
     }
-    if (Date.parse(body.end) <= Date.parse(now)) throw badRequest(`Subscription.end ${body.end} has passed: the subscription would be off at once`, ['Subscription.end']);
   }
   if (channel.type !== 'rest-hook') throw new HttpError(400, outcome('error', 'not-supported', 'Only the rest-hook channel is supported (PAS)', ['Subscription.channel.type']));
   const endpoint = channel.endpoint;
