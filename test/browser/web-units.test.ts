@@ -14,6 +14,7 @@ import {
   snapshotAnswers,
   stampInformationOrigin,
 } from '../../web/dtr/origin.js';
+import { DraftSaver } from '../../web/dtr/draft.js';
 import { withPopulationContext } from '../../web/dtr/lforms.js';
 import { queuePage } from '../../web/review/queue-view.js';
 import type { QueueRow } from '../../web/review/queue-view.js';
@@ -297,5 +298,66 @@ describe('reviewer queue: search, order and pages', () => {
     expect(last).toMatchObject({ page: 3, from: 51, to: 53, total: 53, matching: 53 });
     expect(last.rows).toHaveLength(3);
     expect(queuePage(many, { filter: 'nobody', sort: 'oldest', page: 2 })).toMatchObject({ page: 1, pages: 1, from: 0, to: 0 });
+  });
+});
+
+describe('DTR draft saving', () => {
+  it('saves again with keepalive when the page goes away while a save is still in flight (the browser cancels that one)', async () => {
+    const calls: { method: string; keepalive: boolean }[] = [];
+    const realFetch = globalThis.fetch;
+    // The EHR takes its time: the first save is still under way when the clinician closes the tab.
+    globalThis.fetch = ((_url: string, init: RequestInit) => {
+      calls.push({ method: String(init.method), keepalive: Boolean(init.keepalive) });
+      return new Promise<Response>(() => {});
+    }) as typeof fetch;
+    try {
+      const qr: QuestionnaireResponse = {
+        resourceType: 'QuestionnaireResponse',
+        status: 'in-progress',
+        item: [{ linkId: 'b-all-diagnosis', answer: [{ valueBoolean: true }] }],
+      };
+      const saver = new DraftSaver(
+        { serverUrl: 'https://ehr.example.org/fhir', authorization: () => null },
+        () => qr,
+        () => {},
+        () => {},
+        0,
+      );
+      saver.schedule();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(calls).toEqual([{ method: 'POST', keepalive: false }]);
+      saver.flush();
+      expect(calls).toEqual([
+        { method: 'POST', keepalive: false },
+        { method: 'POST', keepalive: true },
+      ]);
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+  });
+
+  it('sends nothing on leaving a form whose answers were all saved', async () => {
+    let count = 0;
+    const realFetch = globalThis.fetch;
+    globalThis.fetch = (async () => {
+      count++;
+      return new Response(JSON.stringify({ resourceType: 'QuestionnaireResponse', id: 'qr-1' }), { status: 201 });
+    }) as typeof fetch;
+    try {
+      const saver = new DraftSaver(
+        { serverUrl: 'https://ehr.example.org/fhir', authorization: () => null },
+        () => ({ resourceType: 'QuestionnaireResponse', status: 'in-progress' }),
+        () => {},
+        () => {},
+        0,
+      );
+      saver.schedule();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(count).toBe(1);
+      saver.flush();
+      expect(count).toBe(1);
+    } finally {
+      globalThis.fetch = realFetch;
+    }
   });
 });

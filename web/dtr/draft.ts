@@ -95,9 +95,12 @@ export class DraftSaver {
     return this.running;
   }
 
-  /** The page is going away (pagehide / hidden tab): save what changed since the last save, with keepalive. */
+  /**
+   * The page is going away (pagehide / hidden tab): save what changed since the last save, with keepalive. A save
+   * still in flight counts as unsaved: it went without keepalive, and the browser cancels it with the page.
+   */
   flush(): void {
-    if (this.stopped || !this.dirty) return;
+    if (this.stopped || (!this.dirty && !this.running)) return;
     clearTimeout(this.timer);
     void this.put(true).catch(() => undefined);
   }
