@@ -44,6 +44,8 @@ export class MemoryStorage implements Storage {
   readonly jtis = new Map<string, number>();
   readonly access: ApiAccessRecord[] = [];
   readonly orders = new Map<string, OrderRecord>();
+  /** The keys of the order changes applied (GuardedOrderChange.eventId). */
+  private readonly appliedEvents = new Set<string>();
   readonly aliases = new Map<string, PasSubmissionAlias>();
   readonly updates: PasSubmissionUpdate[] = [];
   readonly subscriptions = new Map<string, SubscriptionRecord>();
@@ -157,11 +159,17 @@ export class MemoryStorage implements Storage {
 
   /** Whether a guarded change may apply now (no awaits between this check and the write: one step, like SQL). */
   private allows(c: GuardedOrderChange): boolean {
+    if (c.eventId && this.appliedEvents.has(c.eventId)) return true;
     const current = this.orders.get(orderKeyOf(c.key));
     return !current || c.from.includes(current.state);
   }
 
-  private applyNow({ key, change: c }: GuardedOrderChange): void {
+  private applyNow({ key, change: c, eventId }: GuardedOrderChange): void {
+    // A change handed over again (its key already applied) changes nothing, as in SQL storage (migration 11).
+    if (eventId) {
+      if (this.appliedEvents.has(eventId)) return;
+      this.appliedEvents.add(eventId);
+    }
     const k = orderKeyOf(key);
     const current = this.orders.get(k);
     const record: OrderRecord = current ?? { ...key, id: randomUUID(), state: c.state, reason: c.reason, createdAt: c.at, updatedAt: c.at, history: [] };

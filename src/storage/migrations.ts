@@ -362,6 +362,15 @@ ALTER TABLE api_access_log ADD COLUMN line_id text;
 CREATE UNIQUE INDEX api_access_log_line ON api_access_log (line_id);
 `,
   },
+  {
+    version: 11,
+    name: 'a key per order event, so an order change retried after a COMMIT of unknown outcome is applied once',
+    sql: `
+-- Events written before this migration have none (NULLs do not collide).
+ALTER TABLE order_authorization_events ADD COLUMN event_id text;
+CREATE UNIQUE INDEX order_authorization_events_event ON order_authorization_events (event_id);
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

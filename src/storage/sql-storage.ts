@@ -194,13 +194,18 @@ interface SubmissionRow {
  * authorization are written only for the changes that applied. ON CONFLICT takes the row lock, so concurrent changes to one order, from any replica,
  * apply one after another and each sees the other's result. `$1` is a JSON array with one object per change, at most
  * one per order (a statement cannot change a row twice: applyOrderChangesIn splits the rest into later statements),
- * in the order the rows are to be locked. Returns the keys of the orders whose change applied.
+ * in the order the rows are to be locked. A change whose event is already stored (its `event_id`: the same change
+ * written again after a COMMIT whose outcome was unknown) changes nothing and counts as applied, as it was; the unique
+ * index on `event_id` refuses the event should the first attempt commit while this one runs. Returns the keys of the
+ * orders whose change applied.
  */
 const ORDER_CHANGES_SQL = `
-WITH c AS (
+WITH given AS (
   SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS x(i integer, id text, payer text, patient_id text, order_ref text, drug text, state text,
     policy_id text, reason text, authorization_number text, auth_start date, auth_end date, submission_id text, at timestamptz, from_states jsonb,
-    source text, actor text, assertion_id text, withdraws boolean)
+    source text, actor text, assertion_id text, withdraws boolean, event_id text)
+), c AS (
+  SELECT g.* FROM given g WHERE NOT EXISTS (SELECT 1 FROM order_authorization_events e WHERE e.event_id = g.event_id)
 ), up AS (
   INSERT INTO order_authorizations AS o (id, payer, patient_id, order_ref, drug, state, policy_id, reason, authorization_number, auth_start, auth_end,
     submission_id, created_at, updated_at)
@@ -221,8 +226,8 @@ WITH c AS (
   SELECT up.id AS order_id, up.payer AS order_payer, up.authorization_number AS held_number, c.*
   FROM up JOIN c ON c.payer = up.payer AND c.patient_id = up.patient_id AND c.order_ref = up.order_ref AND c.drug = up.drug
 ), ev AS (
-  INSERT INTO order_authorization_events (order_id, at, source, actor, state, reason, authorization_number, submission_id, assertion_id)
-  SELECT order_id, at, source, actor, state, reason, CASE WHEN state = 'approved' THEN held_number END, submission_id, assertion_id
+  INSERT INTO order_authorization_events (order_id, at, source, actor, state, reason, authorization_number, submission_id, assertion_id, event_id)
+  SELECT order_id, at, source, actor, state, reason, CASE WHEN state = 'approved' THEN held_number END, submission_id, assertion_id, event_id
   FROM applied ORDER BY i
 ), issued AS (
   INSERT INTO authorizations (number, payer, source, assertion_id, submission_id, start_date, end_date, issued_at)
@@ -230,7 +235,8 @@ WITH c AS (
   FROM applied WHERE authorization_number IS NOT NULL AND held_number = authorization_number ORDER BY i
   ON CONFLICT (number) DO NOTHING
 )
-SELECT i FROM applied`;
+SELECT i FROM applied
+UNION ALL SELECT i FROM given g WHERE NOT EXISTS (SELECT 1 FROM c WHERE c.i = g.i)`;
 
 const ORDER_COLUMNS = `id, payer, patient_id, order_ref, drug, state, policy_id, reason, authorization_number, ${day('auth_start')} AS auth_start,
   ${day('auth_end')} AS auth_end, submission_id, ${ts('created_at')} AS created_at, ${ts('updated_at')} AS updated_at`;
@@ -303,7 +309,7 @@ function orderChangeSteps(changes: GuardedOrderChange[]): Step[] {
       sql: ORDER_CHANGES_SQL,
       params: [
         json(
-          round.map(({ change: { key, change: c, from }, i }) => {
+          round.map(({ change: { key, change: c, from, eventId }, i }) => {
             const approving = c.state === 'approved';
             return {
               i,
@@ -325,6 +331,9 @@ function orderChangeSteps(changes: GuardedOrderChange[]): Step[] {
               actor: c.actor,
               assertion_id: c.assertionId ?? null,
               withdraws: c.withdrawsApproval === true,
+              // Changes written in a caller's transaction (PAS, DTR, the reviewer) are not retried by storage: a key
+              // made here serves them; queued and awaited changes carry theirs from before the first attempt.
+              event_id: eventId ?? randomUUID(),
             };
           }),
         ),
@@ -334,6 +343,9 @@ function orderChangeSteps(changes: GuardedOrderChange[]): Step[] {
   }
   return steps;
 }
+
+/** The change with its own key (GuardedOrderChange.eventId), given before its first attempt. */
+const keyedChange = (c: GuardedOrderChange): GuardedOrderChange => (c.eventId ? c : { ...c, eventId: randomUUID() });
 
 /** Which of `count` changes applied, from the rows of their orderChangeSteps. */
 function appliedOf(count: number, results: unknown[][]): boolean[] {
@@ -570,7 +582,9 @@ export class SqlStorage implements Storage {
   async queueOrderChange(c: GuardedOrderChange): Promise<void> {
     this.open();
     this.noteOrders([c.key]);
-    await this.behind.add({ kind: 'order', change: c });
+    // Keyed before its first attempt, as an audit line (saveAudit): a batch retried after a COMMIT whose outcome was
+    // unknown applies the change once, and the order's history shows its event once.
+    await this.behind.add({ kind: 'order', change: keyedChange(c) });
   }
 
   get kind(): SqlDriver['kind'] {
@@ -1095,7 +1109,7 @@ export class SqlStorage implements Storage {
   async applyOrderChange(c: GuardedOrderChange): Promise<{ applied: boolean; record: OrderRecord }> {
     this.open();
     this.noteOrders([c.key]);
-    return this.behind.apply(c);
+    return this.behind.apply(keyedChange(c));
   }
 
   private async decisionsFor(ids: string[]): Promise<Map<string, ReviewDecision[]>> {

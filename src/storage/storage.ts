@@ -176,6 +176,12 @@ export interface GuardedOrderChange {
   key: OrderKey;
   change: OrderChange;
   from: OrderState[];
+  /**
+   * The change's own key, kept on the event it writes (storage gives one when absent, before the first attempt): a
+   * change written again (a write-behind batch retried after a COMMIT whose outcome was unknown) is applied once, so
+   * the order's history shows it once (a state that may follow itself, `auth-needed`, would otherwise repeat).
+   */
+  eventId?: string;
 }
 
 /** An issued authorization number with its period (YYYY-MM-DD, inclusive), as stored. */

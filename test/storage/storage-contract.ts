@@ -513,6 +513,56 @@ export function storageContract(get: () => Storage): void {
     }
   });
 
+  it("writes a hook's batch once when it is retried after a COMMIT whose outcome was unknown: each order event once, no state undone", async () => {
+    const storage = get();
+    const driver = (storage as Storage & { driver?: SqlDriver }).driver;
+    const fresh = orderKey();
+    const movedOn = orderKey();
+    await storage.applyOrderChange(change(movedOn, 'not-covered', { reason: 'planned start before the diagnosis' }));
+    const assertion = newAssertion({ patientId: fresh.patientId, orderRef: fresh.orderRef });
+    const line = newAudit();
+    // What one order-sign hook writes behind its answer, the second order going back to auth-needed.
+    const batch = [
+      change(fresh, 'auth-needed', { reason: 'MRD level not documented', assertionId: assertion.assertionId }),
+      change(movedOn, 'auth-needed', { actor: 'order-sign hook-2', reason: 'MRD level not documented' }),
+    ];
+    // Meanwhile (after the commit, before the retry) another replica's hook finds the second order not covered again.
+    const meanwhile = change(movedOn, 'not-covered', { actor: 'order-sign hook-3', reason: 'no B-ALL diagnosis on file' });
+    if (driver) {
+      // The database commits the batch, then the connection drops before the client hears so (an ambiguous COMMIT):
+      // the write-behind queue keeps its records and writes them again.
+      const write = driver.batch.bind(driver);
+      driver.batch = async (steps) => {
+        await write(steps);
+        driver.batch = write;
+        await new (storage.constructor as new (d: SqlDriver) => Storage)(driver).applyOrderChange(meanwhile);
+        throw new StorageUnavailableError(new Error('Connection terminated unexpectedly'), { outcomeUnknown: true });
+      };
+      await Promise.all([storage.queueAssertion(assertion), storage.saveAudit(line), ...batch.map((c) => storage.queueOrderChange(c))]);
+      for (let i = 0; i < 200 && (storage as Storage & { queuedWrites: number }).queuedWrites > 0; i++) await new Promise((r) => setTimeout(r, 25));
+      expect(driver.batch).toBe(write);
+    } else {
+      // No connection to lose: the same changes (their keys included) handed over twice, the other change between.
+      const keyed = batch.map((c) => ({ ...c, eventId: randomUUID() }));
+      for (const c of keyed) await storage.queueOrderChange(c);
+      await storage.applyOrderChange(meanwhile);
+      for (const c of keyed) await storage.queueOrderChange(structuredClone(c));
+      await storage.queueAssertion(assertion);
+      await storage.saveAudit(line);
+    }
+    const first = await storage.getOrderRecord(fresh);
+    expect(first?.history.map((h) => [h.state, h.reason, h.assertionId])).toEqual([['auth-needed', 'MRD level not documented', assertion.assertionId]]);
+    const second = await storage.getOrderRecord(movedOn);
+    expect(second?.state).toBe('not-covered');
+    expect(second?.history.map((h) => [h.actor, h.state])).toEqual([
+      ['order-sign hook-1', 'not-covered'],
+      ['order-sign hook-2', 'auth-needed'],
+      ['order-sign hook-3', 'not-covered'],
+    ]);
+    expect(await storage.getAssertion(assertion.assertionId)).toEqual(assertion);
+    expect((await storage.listAudit(1000)).filter((l) => l.requestId === line.requestId)).toEqual([line]);
+  });
+
   it('writes nothing of a PAS request when one of its orders is already decided, whichever it is', async () => {
     const open = orderKey();
     const decided = orderKey();
