@@ -61,6 +61,18 @@ export function createTranslator(extraLibraries: Record<string, string> = {}) {
       const at = e.locator as { startLine?: number; startChar?: number } | null | undefined;
       errors.push(at?.startLine ? `${String(e.message)} (line ${at.startLine}:${at.startChar ?? 0})` : String(e.message));
     }
-    return { elm: JSON.parse(t.toJson()) as Record<string, unknown>, errors };
+    return { elm: JSON.parse(t.toJson(), withoutSourcePositions) as Record<string, unknown>, errors };
   };
+}
+
+/**
+ * Drops what only points back into the CQL source (`locator`, `localId`, and the empty `annotation` list every node
+ * carries once annotations are off): no engine evaluates them, and they made up 40 % of the ELM. A Library's
+ * `content.data` is a FHIR base64Binary held in one JSON string, which FHIR validators (Medplum's among them) refuse
+ * past 1 MiB; the largest policy's ELM had grown past that.
+ */
+function withoutSourcePositions(key: string, value: unknown): unknown {
+  if (key === 'locator' || key === 'localId') return undefined;
+  if (key === 'annotation' && Array.isArray(value) && value.length === 0) return undefined;
+  return value;
 }

@@ -275,6 +275,14 @@ describe('committed Libraries (npm run libraries)', () => {
     }
   });
 
+  it('fit each content part in one FHIR string (1 MiB), which FHIR validators refuse past, so a DTR client can read the package', () => {
+    for (const library of libraries) {
+      for (const part of library.content ?? []) {
+        expect(part.data!.length, `libraries/${library.id}.json ${part.contentType}: ${part.data!.length} characters`).toBeLessThanOrEqual(1024 * 1024);
+      }
+    }
+  });
+
   it('express every fact the record can answer; the rest say why (the ordering clinician, or asked only)', () => {
     for (const policy of content.policies) {
       const src = sourceOf(policy);
