@@ -1,4 +1,5 @@
 import type { AuthorizationSource, GuardedOrderChange, OrderEvent, OrderKey, OrderRecord, OrderState, Storage } from '../storage/storage.js';
+import { orderEventOf } from '../storage/storage.js';
 import type { OrderDecision } from './decide-orders.js';
 import type { Determination } from './determination.js';
 import { determinationOf } from './determination.js';
@@ -276,16 +277,7 @@ function applied(record: OrderRecord | undefined, { key, change: c }: GuardedOrd
   if (c.submissionId) next.submissionId = c.submissionId;
   if (c.withdrawsApproval) delete next.authorization;
   if (c.state === 'approved' && c.authorization && !next.authorization) next.authorization = { ...c.authorization };
-  next.history.push({
-    at: c.at,
-    source: c.source,
-    actor: c.actor,
-    state: c.state,
-    reason: c.reason,
-    ...(c.state === 'approved' && next.authorization ? { authorizationNumber: next.authorization.number } : {}),
-    ...(c.submissionId ? { submissionId: c.submissionId } : {}),
-    ...(c.assertionId ? { assertionId: c.assertionId } : {}),
-  });
+  next.history.push(orderEventOf(c, next.authorization?.number));
   return next;
 }
 

@@ -27,7 +27,7 @@ import type {
   ReviewDecisionInput,
   Storage,
 } from './storage.js';
-import { StorageError, SUBSCRIPTION_PAGE, readableBy } from './storage.js';
+import { StorageError, SUBSCRIPTION_PAGE, orderEventOf, readableBy } from './storage.js';
 
 const orderKeyOf = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef, k.drug]);
 
@@ -191,16 +191,7 @@ export class MemoryStorage implements Storage {
         issuedAt: c.at,
       });
     }
-    record.history.push({
-      at: c.at,
-      source: c.source,
-      actor: c.actor,
-      state: c.state,
-      reason: c.reason,
-      ...(c.state === 'approved' && record.authorization ? { authorizationNumber: record.authorization.number } : {}),
-      ...(c.submissionId ? { submissionId: c.submissionId } : {}),
-      ...(c.assertionId ? { assertionId: c.assertionId } : {}),
-    });
+    record.history.push(orderEventOf(c, record.authorization?.number));
     this.orders.set(k, record);
   }
 

@@ -422,6 +422,25 @@ export interface PasQuery {
 }
 
 /**
+ * The history event a change writes on its order, as SQL storage reads it back from `order_authorization_events`:
+ * spelt once for the memory store and for the core's prediction of a record (coverage/order-record.ts).
+ * `authorizationNumber` is the approval the order holds once the change applies (docs/design.md §8 "One
+ * authorization per order").
+ */
+export function orderEventOf(c: OrderChange, authorizationNumber: string | undefined): OrderEvent {
+  return {
+    at: c.at,
+    source: c.source,
+    actor: c.actor,
+    state: c.state,
+    reason: c.reason,
+    ...(c.state === 'approved' && authorizationNumber ? { authorizationNumber } : {}),
+    ...(c.submissionId ? { submissionId: c.submissionId } : {}),
+    ...(c.assertionId ? { assertionId: c.assertionId } : {}),
+  };
+}
+
+/**
  * Whether a payer API client may read a stored request or response (design.md §8 "Who may call"): the client that
  * filed it, any client when it was filed without one (open mode, or before clients were recorded), and anyone when
  * the caller is not a client (open mode). A client that may not read it is told it does not exist.
