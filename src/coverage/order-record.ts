@@ -1,5 +1,5 @@
 import type { AuthorizationSource, GuardedOrderChange, OrderEvent, OrderKey, OrderRecord, OrderState, Storage } from '../storage/storage.js';
-import { orderEventOf } from '../storage/storage.js';
+import { applyChangeTo } from '../storage/storage.js';
 import type { OrderDecision } from './decide-orders.js';
 import type { Determination } from './determination.js';
 import { determinationOf } from './determination.js';
@@ -270,14 +270,7 @@ function applied(record: OrderRecord | undefined, { key, change: c }: GuardedOrd
   const next: OrderRecord = record
     ? structuredClone(record)
     : { ...key, id: '', state: c.state, reason: c.reason, createdAt: c.at, updatedAt: c.at, history: [] };
-  next.state = c.state;
-  next.reason = c.reason;
-  next.updatedAt = c.at;
-  if (c.policyId) next.policyId = c.policyId;
-  if (c.submissionId) next.submissionId = c.submissionId;
-  if (c.withdrawsApproval) delete next.authorization;
-  if (c.state === 'approved' && c.authorization && !next.authorization) next.authorization = { ...c.authorization };
-  next.history.push(orderEventOf(c, next.authorization?.number));
+  applyChangeTo(next, c);
   return next;
 }
 

@@ -27,7 +27,7 @@ import type {
   ReviewDecisionInput,
   Storage,
 } from './storage.js';
-import { StorageError, SUBSCRIPTION_PAGE, orderEventOf, readableBy } from './storage.js';
+import { StorageError, SUBSCRIPTION_PAGE, applyChangeTo, readableBy } from './storage.js';
 
 const orderKeyOf = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef, k.drug]);
 
@@ -173,15 +173,7 @@ export class MemoryStorage implements Storage {
     const k = orderKeyOf(key);
     const current = this.orders.get(k);
     const record: OrderRecord = current ?? { ...key, id: randomUUID(), state: c.state, reason: c.reason, createdAt: c.at, updatedAt: c.at, history: [] };
-    record.state = c.state;
-    record.reason = c.reason;
-    record.updatedAt = c.at;
-    if (c.policyId) record.policyId = c.policyId;
-    if (c.submissionId) record.submissionId = c.submissionId;
-    if (c.withdrawsApproval) delete record.authorization;
-    const issuing = c.state === 'approved' && c.authorization && !record.authorization;
-    if (issuing) {
-      record.authorization = { ...c.authorization! };
+    if (applyChangeTo(record, c)) {
       this.authorizations.set(c.authorization!.number, {
         ...c.authorization!,
         payer: key.payer,
@@ -191,7 +183,6 @@ export class MemoryStorage implements Storage {
         issuedAt: c.at,
       });
     }
-    record.history.push(orderEventOf(c, record.authorization?.number));
     this.orders.set(k, record);
   }
 

@@ -422,6 +422,24 @@ export interface PasQuery {
 }
 
 /**
+ * Applies `c` to `record` in place, as every store applies an order change: state, reason and time, the policy and
+ * request it names, a withdrawn approval dropped, an approval issued only when none is held (docs/design.md §8 "One
+ * authorization per order"), and its history event. True when this change issued the record's approval.
+ */
+export function applyChangeTo(record: OrderRecord, c: OrderChange): boolean {
+  record.state = c.state;
+  record.reason = c.reason;
+  record.updatedAt = c.at;
+  if (c.policyId) record.policyId = c.policyId;
+  if (c.submissionId) record.submissionId = c.submissionId;
+  if (c.withdrawsApproval) delete record.authorization;
+  const issuing = c.state === 'approved' && c.authorization !== undefined && !record.authorization;
+  if (issuing) record.authorization = { ...c.authorization! };
+  record.history.push(orderEventOf(c, record.authorization?.number));
+  return issuing;
+}
+
+/**
  * The history event a change writes on its order, as SQL storage reads it back from `order_authorization_events`:
  * spelt once for the memory store and for the core's prediction of a record (coverage/order-record.ts).
  * `authorizationNumber` is the approval the order holds once the change applies (docs/design.md §8 "One
