@@ -384,8 +384,10 @@ export const MIGRATION_LOCK_KEY = 4_717_302_915;
 export async function migrate(driver: SqlDriver, opts: { migrations?: readonly Migration[]; schema?: string } = {}): Promise<number[]> {
   const ordered = [...(opts.migrations ?? MIGRATIONS)].sort((a, b) => a.version - b.version);
   return driver.transaction(async (tx) => {
-    // Through exec, which is unbounded (postgres-driver.ts STATEMENT_ANSWER_MS): a replica waits as long as another's
-    // migrations take.
+    // Through exec, which is unbounded (postgres-driver.ts STATEMENT_ANSWER_MS), and with the server's statement bound
+    // off for this transaction only (STATEMENT_CANCEL_MARGIN_MS): a replica waits as long as another's migrations
+    // take, and a migration rewriting a large table is not cancelled.
+    await tx.exec('SET LOCAL statement_timeout = 0');
     await tx.exec(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
     if (opts.schema) await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${opts.schema}`);
     await tx.exec(

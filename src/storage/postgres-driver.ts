@@ -5,6 +5,12 @@ import { StorageUnavailableError } from './storage.js';
 
 /** SQLSTATE classes and codes meaning "the server is not there right now", not "this statement is wrong". */
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', '57P01', '57P02', '57P03', '53300']);
+/**
+ * SQLSTATE 57014 (query_canceled): the server gave up on the statement, at its `statement_timeout` or on an
+ * administrator's `pg_cancel_backend`. Nothing of it was applied, and sent again later it may well succeed: a 503, as
+ * for a server that is not there, never a 500.
+ */
+const CANCELED = '57014';
 const UNAVAILABLE_MESSAGE = /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection closed|the database system is (starting up|shutting down)/i;
 /** node-postgres's error when a statement got no answer within `query_timeout`. */
 const NO_ANSWER = 'Query read timeout';
@@ -18,11 +24,21 @@ const NO_ANSWER = 'Query read timeout';
  */
 export const STATEMENT_ANSWER_MS = 5000;
 
+/**
+ * How long after PriorPath gives up on a statement (the answer bound above) the server cancels it
+ * (`statement_timeout`). A statement abandoned at the bound, typically one waiting on a row lock that another replica's
+ * transaction holds, would otherwise go on holding its connection's server process and its own locks until it
+ * finished, however long that took: nothing reaches the server when a client stops waiting. The margin keeps the
+ * client's bound the one that answers (503, outcome unknown); the server then cancels what was left running. The
+ * migrations turn it off for their own transaction (`migrate`), which may take longer.
+ */
+export const STATEMENT_CANCEL_MARGIN_MS = 1000;
+
 /** Whether a pg error means the server is unreachable (class 08 connection exceptions, 57P0x shutdown/start-up). */
 export function isUnavailable(err: unknown): boolean {
   if (err instanceof StorageUnavailableError) return true;
   const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code.startsWith('08'))) return true;
+  if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code === CANCELED || code.startsWith('08'))) return true;
   return err instanceof Error && UNAVAILABLE_MESSAGE.test(err.message);
 }
 
@@ -73,7 +89,8 @@ export async function openPostgres(databaseUrl: string, opts: { logger?: Logger;
     // would keep its row locks, and every replica would fail on those orders, for as long as TCP takes to give up
     // (a quarter of an hour or more). The server ends a session idle inside a transaction for twice the bound in
     // which PriorPath itself gives up on a statement; none of its transactions waits between statements that long.
-    options: `-c synchronous_commit=on -c idle_in_transaction_session_timeout=${2 * answerMs}${searchPath}`,
+    // A statement the client abandoned at `answerMs` is cancelled by the server a moment later (STATEMENT_CANCEL_MARGIN_MS).
+    options: `-c synchronous_commit=on -c statement_timeout=${answerMs + STATEMENT_CANCEL_MARGIN_MS} -c idle_in_transaction_session_timeout=${2 * answerMs}${searchPath}`,
     application_name: 'priorpath',
     // An idle pooled connection to a server that vanished is found out by TCP keepalive, not by the next request.
     keepAlive: true,

@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
 import { createStorage } from '../../src/storage/create-storage.js';
+import { openPostgres, STATEMENT_CANCEL_MARGIN_MS } from '../../src/storage/postgres-driver.js';
 import type { SqlStorage } from '../../src/storage/sql-storage.js';
+import { StorageUnavailableError } from '../../src/storage/storage.js';
 import type { GuardedOrderChange, OrderKey, OrderState } from '../../src/storage/storage.js';
 import { newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
 
@@ -110,4 +113,68 @@ describe.skipIf(!url)('PostgreSQL storage (DATABASE_URL)', () => {
       await replica.close();
     }
   }, 30_000);
+
+  it('has the server cancel a statement it gave up waiting for, so it stops holding a server process and its locks (was: it ran on after the 503)', async () => {
+    const answerMs = 300;
+    const tag = `pp-cancel-${randomUUID().slice(0, 8)}`;
+    const driver = await openPostgres(url!, { schema, answerMs });
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    try {
+      await driver.exec(`CREATE TABLE IF NOT EXISTS ${schema}.cancel_probe (id text PRIMARY KEY, n integer NOT NULL)`);
+      await driver.query(`INSERT INTO ${schema}.cancel_probe (id, n) VALUES ($1, 0)`, [tag]);
+      // Another session (another replica's transaction) holds the row for longer than PriorPath waits.
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM ${schema}.cancel_probe WHERE id = $1 FOR UPDATE`, [tag]);
+      const waiting = `UPDATE ${schema}.cancel_probe SET n = n + 1 WHERE id = '${tag}'`;
+      const failed = await driver.query(waiting).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(failed).toBeInstanceOf(StorageUnavailableError);
+      const stillRunning = async () => {
+        // Inside a transaction pg_stat_activity is a snapshot taken at its first read: take a new one each time.
+        await holder.query('SELECT pg_stat_clear_snapshot()');
+        const rows = await holder.query<{ n: number }>(`SELECT count(*)::integer AS n FROM pg_stat_activity WHERE state = 'active' AND query = $1`, [waiting]);
+        return Number(rows.rows[0].n);
+      };
+      // Right after the client gave up, the server is typically still waiting on the lock for it ...
+      const deadline = Date.now() + answerMs + STATEMENT_CANCEL_MARGIN_MS + 3000;
+      while ((await stillRunning()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      // ... and within the margin it has cancelled it, although the lock is still held.
+      expect(await stillRunning()).toBe(0);
+      await holder.query('ROLLBACK');
+      // Cancelled, not applied later.
+      expect((await driver.query<{ n: number }>(`SELECT n FROM ${schema}.cancel_probe WHERE id = $1`, [tag]))[0].n).toBe(0);
+    } finally {
+      await holder.end();
+      await driver.close();
+    }
+  }, 30_000);
+
+  it('answers a statement the server cancelled (SQLSTATE 57014) as storage unavailable, a 503 to resend, not a failure (was: an unclassified error, a 500)', async () => {
+    const driver = await openPostgres(url!, { schema });
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      const marker = `SELECT pg_sleep(20) /* ${randomUUID()} */`;
+      const running = driver.query(marker).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      // An administrator (or the server's statement_timeout) cancels it.
+      let cancelled = 0;
+      for (let i = 0; i < 50 && cancelled === 0; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        cancelled = (await admin.query(`SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query = $1`, [marker])).rowCount ?? 0;
+      }
+      expect(cancelled).toBe(1);
+      const failed = await running;
+      expect(failed).toBeInstanceOf(StorageUnavailableError);
+    } finally {
+      await admin.end();
+      await driver.close();
+    }
+  }, 30_000);
 });
+
