@@ -9,9 +9,11 @@ import type { DtrCatalog } from './catalog.js';
  * since the specified timestamp"; a DTR client resuming a draft asks with the time it last retrieved the package).
  *
  * The forms are generated from the policies and carry no edit date of their own, so a package's change time is the
- * time its content (the Questionnaire, its CQL form and Libraries, its ValueSets) was first served, by any replica:
- * kept in storage under a digest of that content (Storage.sharedSetting: the first replica's time wins). A
- * deploy that changes a form changes its digest, so the form counts as changed from the moment it is first served.
+ * time its content (the Questionnaire, its CQL form and Libraries, its ValueSets), named by a digest, became the
+ * content served for the form, by any replica (Storage.settingSince). A deploy that changes a form changes its
+ * digest, so the form counts as changed from the moment it is first served; a deploy rolled back to an earlier
+ * form counts as a change too, from the moment the earlier form is served again (a client that retrieved the later
+ * form meanwhile must not be told its form is current).
  */
 const known = new WeakMap<Storage, Map<Questionnaire, Promise<number>>>();
 
@@ -25,7 +27,7 @@ export function packageChangedAt(q: Questionnaire, catalog: DtrCatalog, storage:
     const digest = createHash('sha256')
       .update(JSON.stringify([q, catalog.valueSetsOf(q), cql?.questionnaire, cql?.libraries, cql?.valueSets]))
       .digest('base64url');
-    at = storage.sharedSetting(`dtr-package:${q.url}|${q.version}:${digest}`, new Date().toISOString()).then((iso) => Date.parse(iso));
+    at = storage.settingSince(`dtr-package:${q.url}|${q.version}`, digest, new Date().toISOString()).then((iso) => Date.parse(iso));
     // A storage failure is not remembered: the next request asks again (meanwhile the form counts as changed).
     at.catch(() => forStorage.delete(q));
     forStorage.set(q, at);

@@ -404,6 +404,12 @@ export class MemoryStorage implements Storage {
     if (!this.settings.has(key)) this.settings.set(key, initial);
     return this.settings.get(key)!;
   }
+  async settingSince(key: string, value: string, at: string): Promise<string> {
+    const stored = this.settings.get(`since:${key}`);
+    if (stored !== undefined && stored.slice(0, stored.indexOf(' ')) === value) return stored.slice(stored.indexOf(' ') + 1);
+    this.settings.set(`since:${key}`, `${value} ${at}`);
+    return at;
+  }
   async saveApiAccess(a: ApiAccessRecord): Promise<void> {
     if (a.lineId && this.access.some((x) => x.lineId === a.lineId)) return;
     this.access.push({ ...a, resourceIds: [...a.resourceIds] });

@@ -1410,6 +1410,25 @@ export class SqlStorage implements Storage {
     return again[0].value;
   }
 
+  async settingSince(key: string, value: string, at: string): Promise<string> {
+    this.open();
+    if (/\s/.test(value)) throw new StorageError('a setting followed over time has no white space in its value');
+    // One statement: store `value at` unless `value` is already stored (an upsert waits for a replica doing the same
+    // and then sees its row), then read whichever row stands.
+    const key_ = `since:${key}`;
+    const rows = await this.driver.query<{ value: string }>(
+      `WITH up AS (INSERT INTO storage_meta (key, value) VALUES ($1, $2 || ' ' || $3)
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+         WHERE split_part(storage_meta.value, ' ', 1) <> $2 RETURNING value)
+       SELECT coalesce((SELECT value FROM up), (SELECT value FROM storage_meta WHERE key = $1)) AS value`,
+      [key_, value, at],
+    );
+    // A replica's row committed after this statement's snapshot was taken: read it now.
+    const stored = rows[0]?.value ?? (await this.driver.query<{ value: string }>('SELECT value FROM storage_meta WHERE key = $1', [key_]))[0]?.value;
+    if (stored === undefined) throw new StorageError(`setting ${key} could not be stored`);
+    return stored.slice(stored.indexOf(' ') + 1);
+  }
+
   async saveApiAccess(a: ApiAccessRecord): Promise<void> {
     this.open();
     // Keyed before its first attempt, as an audit line (saveAudit): a statement retried line by line after an answer

@@ -594,6 +594,12 @@ export interface Storage {
    * stored yet. The first writer wins, so replicas starting together agree.
    */
   sharedSetting(key: string, initial: string): Promise<string>;
+  /**
+   * Since when (an ISO instant) every replica has been told that `key` is `value`: the stored time when the stored
+   * value is `value`, else `value` is stored with `at` and `at` is answered. Unlike a shared setting, a value that
+   * comes back after another one (a deploy rolled back) counts from its return, not from its first time.
+   */
+  settingSince(key: string, value: string, at: string): Promise<string>;
   /** Appends a payer FHIR API access line (design.md §8). */
   saveApiAccess(a: ApiAccessRecord): Promise<void>;
   /** The most recent API access lines, newest first. */

@@ -416,6 +416,20 @@ export function storageContract(get: () => Storage): void {
     expect(await get().sharedSetting(key, 'later')).toBe(answers[0]);
   });
 
+  it('follows a setting over time: the time a value became current, kept while it stays, a new time when an earlier value comes back', async () => {
+    const key = `test-${randomUUID()}`;
+    expect(await get().settingSince(key, 'digest-A', '2026-11-01T08:00:00.000Z')).toBe('2026-11-01T08:00:00.000Z');
+    // The same value again (another replica, a restart): still the time it first became current.
+    expect(await get().settingSince(key, 'digest-A', '2026-11-02T08:00:00.000Z')).toBe('2026-11-01T08:00:00.000Z');
+    // A new deploy, then a rollback to the first value: each counts from when it was set, never from the first time.
+    expect(await get().settingSince(key, 'digest-B', '2026-11-03T08:00:00.000Z')).toBe('2026-11-03T08:00:00.000Z');
+    expect(await get().settingSince(key, 'digest-A', '2026-11-04T08:00:00.000Z')).toBe('2026-11-04T08:00:00.000Z');
+    // Replicas asking at the same moment agree on one time.
+    const other = `test-${randomUUID()}`;
+    const answers = await Promise.all(['2026-11-05T08:00:00.000Z', '2026-11-05T08:00:00.001Z', '2026-11-05T08:00:00.002Z'].map((at) => get().settingSince(other, 'digest-C', at)));
+    expect(new Set(answers).size).toBe(1);
+  });
+
   const orderKey = (): OrderKey => ({ payer: 'centene', patientId: `pat-${randomUUID().slice(0, 8)}`, orderRef: `MedicationRequest/${randomUUID()}`, drug: 'blinatumomab' });
   const OPEN: OrderState[] = ['auth-needed', 'not-covered'];
   const change = (key: OrderKey, state: OrderState, extra: Partial<GuardedOrderChange['change']> = {}, from: OrderState[] = OPEN): GuardedOrderChange => ({
