@@ -16,6 +16,7 @@ import { cors } from './http/cors.js';
 import { errorHandler } from './http/error-handler.js';
 import type { InFlight } from './http/in-flight.js';
 import { jsonBody } from './http/json-body.js';
+import { answerOtherMethods } from './http/method-guard.js';
 import { createMetrics } from './http/metrics.js';
 import { requestContext } from './http/request-context.js';
 import type { ContextRequest } from './http/request-context.js';
@@ -256,6 +257,8 @@ export function createApp(deps: AppDeps): express.Express {
     app.use(createWebRouter({ publicBaseUrl: config.publicBaseUrl, sandboxAuth: deps.sandboxAuth, logger, prebuiltDir: deps.webAssetsDir }));
   }
 
+  // Every path above answers the methods it does not serve with 405 and Allow, never a 404 (design.md §4 "Errors").
+  answerOtherMethods(app.router);
   app.use((req, _res, next) => next(notFound(`No route for ${req.method} ${req.path}`)));
   app.use(errorHandler(logger));
   return app;

@@ -17,6 +17,12 @@ export function errorHandler(logger: Logger) {
       return;
     }
     if (err instanceof HttpError) {
+      // OPTIONS asks which methods a path takes (RFC 9110 §9.3.7): the answer a 405 would give, as a success.
+      if (err.status === 405 && req.method === 'OPTIONS' && err.headers.Allow) {
+        res.setHeader('Allow', err.headers.Allow);
+        res.status(204).end();
+        return;
+      }
       if (err.status >= 500) log.error({ err }, 'request failed');
       else log.info({ status: err.status, reason: err.message }, 'request rejected');
       for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);

@@ -1,0 +1,236 @@
+/**
+ * Every HTTP route the service mounts, read from Express's own route table (src/http/method-guard.ts routeTable), so a
+ * route added later is swept without being listed here: who may call it (design.md §4 "Client authentication", §8
+ * "Who may call") and what a method it does not serve gets (405 with Allow; design.md §4 "Errors").
+ */
+import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { SignJWT } from 'jose';
+import request from 'supertest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { routeTable } from '../../src/http/method-guard.js';
+import type { RouteEntry } from '../../src/http/method-guard.js';
+import { createLogger } from '../../src/logger.js';
+import { createSandboxAuth } from '../../src/sandbox-auth/index.js';
+import { MemoryStorage } from '../../src/storage/memory-storage.js';
+import { BASE, ISS, makeKeys, signFor, testContent } from '../helpers/app.js';
+import type { TestKeys } from '../helpers/app.js';
+
+const REVIEW_TOKEN = 'route-sweep-review-token-7d41';
+
+/**
+ * The routes that answer without credentials, each with the contract that makes it public. Keys are
+ * `METHOD mount+path` as routeTable reads them. Anything else must refuse a call without a token.
+ */
+const PUBLIC: Record<string, string> = {
+  'GET /healthz': 'liveness (design.md §2 Ops)',
+  'GET /readyz': 'readiness (design.md §2 Ops)',
+  'GET /metrics': 'Prometheus metrics, no patient data (design.md §2 Ops)',
+  'GET /policies/:id': 'the policy page External Reference cards link to (design.md §4 Response)',
+  'GET /cds-services/': 'CDS Hooks discovery holds no patient data (design.md §4 Client authentication)',
+  'GET /fhir/metadata': 'the CapabilityStatement stays public (design.md §8)',
+  'GET /fhir/.well-known/smart-configuration': 'the SMART configuration stays public (design.md §8)',
+  'POST /auth/token/': 'the token endpoint authenticates the client assertion itself (design.md §8)',
+  'GET /review/': 'the reviewer workbench page; its data comes from the reviewer API with the token',
+  'GET /review/workbench.css': 'a workbench asset',
+  'GET /review/base.css': 'a workbench asset',
+  [`GET /review${String(/^\/workbench\.js(\.map)?$/)}`]: 'a workbench asset',
+  'GET /review/sign-in': 'which sign-in the page offers (no data)',
+  'POST /review/demo-sign-in': 'the sandbox demo reviewer; 404 unless the sandbox made one up',
+};
+
+/** A concrete path for each regular-expression route (routeTable gives the expression itself). */
+const REGEX_SAMPLES: Record<string, string> = {
+  [String(/^\/Claim\/\$submit\/?$/)]: '/Claim/$submit',
+  [String(/^\/Claim\/\$inquire\/?$/)]: '/Claim/$inquire',
+  [String(/^\/Claim\/\$(submit|inquire)\/?$/)]: '/Claim/$submit',
+  [String(/^\/Subscription(\/[^/]+)?\/?$/)]: '/Subscription/abc',
+  [String(/^\/workbench\.js(\.map)?$/)]: '/workbench.js',
+  [String(/^\/(dtr|demo)\/[A-Za-z0-9_-]+\.(js|js\.map|txt)$/)]: '/demo/no-such-bundle.js',
+};
+
+const keyOf = (method: string, e: RouteEntry) => `${method} ${e.mount}${[e.path].flat().map(String).join(',')}`;
+
+/** The concrete paths a route answers at: parameters filled in (a CDS service id must be one that exists). */
+function concretePaths(e: RouteEntry): string[] {
+  return [e.path].flat().map((p) => {
+    let path: string;
+    if (typeof p === 'string') path = p;
+    else {
+      const sample = REGEX_SAMPLES[String(p)];
+      expect(sample, `route ${e.mount} ${String(p)} needs a sample path in REGEX_SAMPLES`).toBeDefined();
+      path = sample;
+    }
+    const id = e.mount === '/cds-services' ? 'priorpath-order-sign' : 'abc';
+    // A router's own root is the mount path itself; `\$` in a string path is an escaped literal `$`.
+    if (path === '/' && e.mount) path = '';
+    return `${e.mount}${path.replace(/\\(.)/g, '$1').replace(/:vid\b/g, '1').replace(/:[A-Za-z]+/g, id)}`;
+  });
+}
+
+function sink() {
+  const lines: string[] = [];
+  return { lines, stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) };
+}
+
+/** The whole service as src/main.ts wires it (without the embedded sandbox EHR), CDS and payer API auth required. */
+function fullApp(keys: TestKeys, sandbox: boolean) {
+  const config = loadConfig({
+    PUBLIC_BASE_URL: BASE,
+    LOG_LEVEL: 'info',
+    SANDBOX: sandbox ? 'on' : 'off',
+    CDS_TRUSTED_CLIENTS: JSON.stringify([{ iss: ISS, jwks: { keys: [keys.jwk] } }]),
+    REVIEW_TOKEN,
+  });
+  const { lines, stream } = sink();
+  const storage = new MemoryStorage();
+  const app = createApp({
+    config,
+    content: testContent(),
+    storage,
+    logger: createLogger(config.logLevel, stream),
+    ...(sandbox ? { sandboxAuth: createSandboxAuth({ publicBaseUrl: BASE }) } : {}),
+  });
+  return { app, storage, lines };
+}
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+const call = (app: ReturnType<typeof fullApp>['app'], method: string, path: string) => {
+  const t = request(app)[method.toLowerCase() as 'get'](path);
+  return method === 'POST' || method === 'PUT' || method === 'PATCH' ? t.set('Content-Type', 'application/json').send('{}') : t;
+};
+
+let keys: TestKeys;
+beforeAll(async () => {
+  keys = await makeKeys();
+});
+
+describe('who may call: every route of a production-shaped service (SANDBOX=off)', () => {
+  let app: ReturnType<typeof fullApp>['app'];
+  let routes: { key: string; method: string; path: string }[];
+  beforeAll(() => {
+    ({ app } = fullApp(keys, false));
+    const seen = new Set<string>();
+    routes = routeTable(app.router).flatMap((e) =>
+      e.methods.flatMap((method) => {
+        const key = keyOf(method, e);
+        if (seen.has(key)) return [];
+        seen.add(key);
+        return concretePaths(e).map((path) => ({ key, method, path }));
+      }),
+    );
+  });
+
+  it('finds the routes of every edge in the route table', () => {
+    const keys = new Set(routes.map((r) => r.key));
+    for (const k of ['POST /cds-services/:id', 'POST /cds-services/:id/feedback', 'POST /fhir/Questionnaire/$questionnaire-package', 'GET /review/pended', 'POST /review/:id/decision', 'GET /healthz']) {
+      expect(keys, k).toContain(k);
+    }
+    // Every public route the contract names is still served (a renamed one would leave a stale entry here).
+    expect(Object.keys(PUBLIC).filter((k) => !keys.has(k))).toEqual([]);
+  });
+
+  it('refuses every route without credentials with 401, WWW-Authenticate and an OperationOutcome, except the public ones', async () => {
+    const wrong: string[] = [];
+    for (const r of routes) {
+      const res = await call(app, r.method, r.path);
+      if (PUBLIC[r.key]) {
+        if (res.status === 401 || res.status >= 500) wrong.push(`${r.method} ${r.path}: public, answered ${res.status}`);
+        continue;
+      }
+      const challenge = String(res.headers['www-authenticate'] ?? '');
+      const body = r.method === 'HEAD' ? 'OperationOutcome' : (res.body as { resourceType?: string }).resourceType;
+      if (res.status !== 401 || !challenge.startsWith('Bearer') || body !== 'OperationOutcome') {
+        wrong.push(`${r.method} ${r.path}: ${res.status} ${challenge} ${String(body)}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it('refuses credentials of the wrong kind, audience or age with 401 (403 for a payer token lacking the scope)', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const expired = (path: string) =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'ES384', typ: 'JWT', kid: keys.kid })
+        .setIssuer(ISS)
+        .setAudience(`${BASE}${path}`)
+        .setIssuedAt(now - 900)
+        .setExpirationTime(now - 600)
+        .setJti(randomUUID())
+        .sign(keys.privateKey);
+    const wrong: string[] = [];
+    for (const r of routes.filter((x) => !PUBLIC[x.key])) {
+      const credentials = [
+        ['garbage', 'Bearer not-a-token'],
+        ['expired CDS JWT for this URL', `Bearer ${await expired(r.path)}`],
+        ['CDS JWT for another URL', `Bearer ${await signFor(keys, '/cds-services/priorpath-order-dispatch')}`],
+        ['review token', `Bearer ${REVIEW_TOKEN}`],
+      ];
+      for (const [what, header] of credentials) {
+        // The review token is the right credential for the reviewer API.
+        if (what === 'review token' && r.path.startsWith('/review/')) continue;
+        const res = await call(app, r.method, r.path).set('Authorization', header);
+        const body = r.method === 'HEAD' ? 'OperationOutcome' : (res.body as { resourceType?: string }).resourceType;
+        if (![401, 403].includes(res.status) || body !== 'OperationOutcome' || !String(res.headers['www-authenticate'] ?? '').startsWith('Bearer')) {
+          wrong.push(`${r.method} ${r.path} with ${what}: ${res.status}`);
+        }
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+});
+
+describe('methods a path does not serve: 405 with Allow, OPTIONS answered (SANDBOX=on, every router mounted)', () => {
+  it('answers every other method on every path with 405, Allow and an OperationOutcome, never 404 or 500', async () => {
+    const { app } = fullApp(keys, true);
+    const payerToken = (await request(app).post('/sandbox/payer-token').expect(200)).body.access_token as string;
+    const groups = new Map<string, { entry: RouteEntry; methods: Set<string> }>();
+    for (const e of routeTable(app.router)) {
+      const key = keyOf('', e);
+      const g = groups.get(key) ?? { entry: e, methods: new Set<string>() };
+      for (const m of e.methods) g.methods.add(m);
+      groups.set(key, g);
+    }
+    const wrong: string[] = [];
+    let checked = 0;
+    for (const { entry, methods } of groups.values()) {
+      if (methods.size === 0) continue;
+      const served = new Set(methods.has('GET') ? [...methods, 'HEAD'] : methods);
+      for (const path of concretePaths(entry)) {
+        const auth = path.startsWith('/fhir/') ? payerToken : path.startsWith('/review/') ? REVIEW_TOKEN : undefined;
+        for (const method of METHODS.filter((m) => !served.has(m))) {
+          const t = call(app, method, path);
+          const res = await (auth ? t.set('Authorization', `Bearer ${auth}`) : t);
+          checked++;
+          const allow = String(res.headers.allow ?? '');
+          // The token endpoint answers in RFC 6749 JSON, not an OperationOutcome.
+          const bodyOk = method === 'HEAD' || path === '/auth/token' || (res.body as { resourceType?: string }).resourceType === 'OperationOutcome';
+          if (res.status !== 405 || !allow || allow.split(', ').includes(method) || !bodyOk) wrong.push(`${method} ${path}: ${res.status} Allow "${allow}"`);
+        }
+        const t = request(app).options(path);
+        const options = await (auth ? t.set('Authorization', `Bearer ${auth}`) : t);
+        if (![204, 405].includes(options.status) || (options.status === 405 && !options.headers.allow)) wrong.push(`OPTIONS ${path}: ${options.status}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+    expect(checked).toBeGreaterThan(100);
+  });
+
+  it('answers OPTIONS with 204 and the Allow a 405 would name', async () => {
+    const { app } = fullApp(keys, false);
+    for (const [path, allow] of [
+      ['/healthz', 'GET'],
+      ['/policies/centene-blinatumomab', 'GET'],
+      ['/review/sign-in', 'GET'],
+    ]) {
+      const res = await request(app).options(path);
+      expect(res.status, path).toBe(204);
+      expect(res.headers.allow, path).toBe(allow);
+    }
+    const review = await request(app).options('/review/pended').set('Authorization', `Bearer ${REVIEW_TOKEN}`);
+    expect(review.status).toBe(204);
+    expect(review.headers.allow).toBe('GET');
+  });
+});
