@@ -84,6 +84,15 @@ export function rawBodyOf(body: unknown): Buffer | undefined {
   return body !== null && typeof body === 'object' ? rawBodies.get(body) : undefined;
 }
 
+/**
+ * The parser's complaint without the body's text: V8 quotes the JSON around the error ("Unexpected token 'M', \"Maria
+ * Gonz\"... is not valid JSON"), which would put patient data into the answer and the log. Keeps only the position.
+ */
+function malformedJson(err: Error): string {
+  const at = /position (\d+)/.exec(err.message);
+  return at ? `Malformed JSON at position ${at[1]}` : 'Malformed JSON';
+}
+
 /** After a 413, how much more of the refused body is read and discarded before the connection is closed. */
 export const DRAIN_LIMIT_BYTES = 16 * 1_048_576;
 /** ... and for how long. */
@@ -172,9 +181,14 @@ export function jsonBody(limit = MAX_BODY_BYTES) {
       } catch (err) {
         // A pathologically deep body can exhaust the parser's stack: it is refused the same way as any deep body.
         if (err instanceof RangeError) return finish(badRequest(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`));
-        return finish(badRequest(`Malformed JSON: ${(err as Error).message}`));
+        return finish(badRequest(malformedJson(err as Error)));
       }
       if (deeperThan(parsed, MAX_JSON_DEPTH)) return finish(badRequest(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`));
+      // Every body this service takes is an object (a CDS Hooks request, a FHIR resource, a reviewer's decision):
+      // null, an array or a bare value is refused here, before a handler reads a property of it.
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+        return finish(badRequest(`Request body must be a JSON object, not ${parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : `a ${typeof parsed}`}`));
+      }
       try {
         checkBody(text, parsed);
       } catch (err) {

@@ -1,13 +1,16 @@
 /**
  * Every HTTP route the service mounts, read from Express's own route table (src/http/method-guard.ts routeTable), so a
  * route added later is swept without being listed here: who may call it (design.md §4 "Client authentication", §8
- * "Who may call") and what a method it does not serve gets (405 with Allow; design.md §4 "Errors").
+ * "Who may call"), what a method it does not serve gets (405 with Allow; design.md §4 "Errors"), and what a hostile
+ * body gets (a 4xx OperationOutcome, never a 500, nothing stored, nothing of the body in the log).
  */
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { SignJWT } from 'jose';
 import request from 'supertest';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { routeTable } from '../../src/http/method-guard.js';
@@ -15,7 +18,7 @@ import type { RouteEntry } from '../../src/http/method-guard.js';
 import { createLogger } from '../../src/logger.js';
 import { createSandboxAuth } from '../../src/sandbox-auth/index.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
-import { BASE, ISS, makeKeys, signFor, testContent } from '../helpers/app.js';
+import { BASE, ISS, buildApp, makeKeys, signFor, testContent } from '../helpers/app.js';
 import type { TestKeys } from '../helpers/app.js';
 
 const REVIEW_TOKEN = 'route-sweep-review-token-7d41';
@@ -232,5 +235,73 @@ describe('methods a path does not serve: 405 with Allow, OPTIONS answered (SANDB
     const review = await request(app).options('/review/pended').set('Authorization', `Bearer ${REVIEW_TOKEN}`);
     expect(review.status).toBe(204);
     expect(review.headers.allow).toBe('GET');
+  });
+});
+
+/** A body sent in chunks, without Content-Length. */
+function sendChunked(server: ReturnType<ReturnType<typeof buildApp>['app']['listen']>, method: string, path: string, body: string): Promise<{ status: number; body: string }> {
+  const { port } = server.address() as AddressInfo;
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method, path, headers: { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', Authorization: `Bearer ${REVIEW_TOKEN}` } }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+    for (let i = 0; i < body.length; i += 65_536) req.write(body.slice(i, i + 65_536));
+    req.end();
+  });
+}
+
+describe('hostile bodies on every JSON route (CRD, DTR, PAS, reviewer)', () => {
+  const PATIENT = 'Maritza Quiñones-Beltrán';
+  const bodies: [string, string, string][] = [
+    ['null', 'application/json', 'null'],
+    ['an array', 'application/json', '[{"resourceType":"Parameters"}]'],
+    ['a string', 'application/json', '"Parameters"'],
+    ['a number', 'application/json', '42'],
+    ['malformed JSON quoting a patient', 'application/fhir+json', `{"resourceType":"Patient","name":[{"text": ${PATIENT}}]}`],
+    ['malformed JSON starting with a patient name', 'application/json', `${PATIENT} born 1961-02-03`],
+    ['an empty body', 'application/json', ''],
+    ['text/plain', 'text/plain', '{}'],
+    ['no FHIR resource type', 'application/fhir+json', '{"resourceType":"NotAResource"}'],
+    ['the wrong resource', 'application/fhir+json', JSON.stringify({ resourceType: 'Patient', id: 'p1', name: [{ text: PATIENT }] })],
+    ['JSON 70 levels deep', 'application/json', `${'{"a":'.repeat(70)}1${'}'.repeat(70)}`],
+    ['a body over 1 MiB', 'application/json', JSON.stringify({ resourceType: 'Parameters', id: 'x'.repeat(1_100_000) })],
+  ];
+  let server: ReturnType<ReturnType<typeof buildApp>['app']['listen']>;
+  let built: ReturnType<typeof buildApp>;
+  let jsonRoutes: { method: string; path: string }[];
+  beforeAll(async () => {
+    built = buildApp({ env: { REVIEW_TOKEN } });
+    server = built.app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    jsonRoutes = routeTable(built.app.router)
+      .filter((e) => /^\/(cds-services|fhir|review)$/.test(e.mount))
+      .flatMap((e) => e.methods.filter((m) => m === 'POST' || m === 'PUT').flatMap((method) => concretePaths(e).map((path) => ({ method, path }))))
+      .filter((r, i, all) => r.path !== '/review/demo-sign-in' && all.findIndex((x) => x.method === r.method && x.path === r.path) === i);
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  it('answers each with a 4xx OperationOutcome, stores nothing, and keeps the body out of the log and the answer', async () => {
+    expect(jsonRoutes.length).toBeGreaterThan(12);
+    const wrong: string[] = [];
+    for (const r of jsonRoutes) {
+      for (const [what, type, body] of bodies) {
+        const res = await request(server)[r.method.toLowerCase() as 'post'](r.path).set('Content-Type', type).set('Authorization', `Bearer ${REVIEW_TOKEN}`).send(body);
+        const text = JSON.stringify(res.body);
+        if (res.status < 400 || res.status >= 500 || (res.body as { resourceType?: string }).resourceType !== 'OperationOutcome') wrong.push(`${r.method} ${r.path} ${what}: ${res.status} ${text.slice(0, 160)}`);
+        else if (text.includes('Maritza') || /at .*\.(ts|js):\d+/.test(text)) wrong.push(`${r.method} ${r.path} ${what}: the answer quotes the body or a stack`);
+      }
+      const chunked = await sendChunked(server, r.method, r.path, bodies[bodies.length - 1][2]);
+      if (chunked.status !== 413 || !chunked.body.includes('OperationOutcome')) wrong.push(`${r.method} ${r.path} chunked over 1 MiB: ${chunked.status}`);
+    }
+    expect(wrong).toEqual([]);
+    const s = built.storage;
+    expect([s.submissions.size, s.questionnaireResponses.size, s.subscriptions.size, s.feedback.size, s.assertions.size, s.orders.size]).toEqual([0, 0, 0, 0, 0, 0]);
+    expect(built.lines.join('')).not.toContain('Maritza');
   });
 });

@@ -282,7 +282,7 @@ describe('Claim/$submit refuses bad input with a 4xx OperationOutcome and writes
   const claimOf = (b: Bundle) => b.entry![0].resource as Record<string, any>;
   const cases: [string, () => unknown, RegExp][] = [
     ['a resource that is not a Bundle', () => ({ resourceType: 'Patient', id: 'x' }), /expects a PAS request Bundle, got Patient/],
-    ['a JSON value that is not a resource', () => [1, 2, 3], /expects a Bundle or a Parameters/],
+    ['a JSON value that is not a resource', () => [1, 2, 3], /must be a JSON object, not an array/],
     ['a Parameters without the resource parameter', () => ({ resourceType: 'Parameters', parameter: [{ name: 'bundle', resource: base() }] }), /no "resource" parameter/],
     ['a transaction Bundle', () => ({ ...base(), type: 'transaction' }), /type "collection"/],
     ['a Bundle without identifier', () => ({ ...base(), identifier: undefined }), /needs an identifier/],
