@@ -4,7 +4,7 @@ import type { Bundle, Parameters, Resource, ValueSet } from '@medplum/fhirtypes'
 import type { Content } from '../content.js';
 import { badRequest, methodNotAllowed, notFound, outcome } from '../errors.js';
 import { buildCatalog } from '../dtr/catalog.js';
-import { readErrorReport } from '../dtr/log-errors.js';
+import { loggableIssues, readErrorReport } from '../dtr/log-errors.js';
 import { nextQuestion } from '../dtr/next-question.js';
 import { parsePackageRequest, questionnairePackage } from '../dtr/questionnaire-package.js';
 import { isPrebuiltChunk, jsonChunks } from '../fhir/prebuilt-json.js';
@@ -197,11 +197,12 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   router.post('/$next-question', jsonBody(), nextQuestionHandler);
   router.all(['/Questionnaire/$next-question', '/$next-question'], only('POST'));
 
-  // DTR $log-questionnaire-errors: clients report broken expressions; we log which form and how many issues.
+  // DTR $log-questionnaire-errors: clients report broken expressions; we log which form, how many issues, their codes
+  // and the form paths they name, never the client's free text (it may quote the patient's data).
   router.post('/Questionnaire/$log-questionnaire-errors', jsonBody(), (req, res) => {
     const { questionnaire, issues } = readErrorReport(req.body);
     logOf(req, logger).warn(
-      { questionnaire, issues: issues.length, diagnostics: issues.map((i) => i.diagnostics).slice(0, 10) },
+      { questionnaire, issues: issues.length, reported: loggableIssues(issues) },
       'questionnaire errors reported by a DTR client',
     );
     send(res, 200, outcome('information', 'informational', `Logged ${issues.length} issue(s)`));

@@ -34,6 +34,41 @@ describe('POST /fhir/Questionnaire/$log-questionnaire-errors', () => {
     expect(logged).toMatchObject({ questionnaire: FORM, issues: 2 });
   });
 
+  it("logs the issues' codes and form paths, never the client's free text (which may quote the patient's data)", async () => {
+    const { app, lines } = buildApp();
+    const leaking: OperationOutcome = {
+      resourceType: 'OperationOutcome',
+      issue: [
+        {
+          severity: 'error',
+          code: 'processing',
+          diagnostics: 'Pre-fill of mrd-percent failed for Patient/centene-missing-mrd (Odalys Ferreira-Lund, born 1979-04-12): MRD 0.6 % has no effectiveDateTime',
+          expression: ['Questionnaire.item[1].item[0]', "%patient.name.where(family = 'Ferreira-Lund')"],
+        },
+      ],
+    };
+    await request(app)
+      .post('/fhir/Questionnaire/$log-questionnaire-errors')
+      .set('Content-Type', 'application/fhir+json')
+      .send(JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'questionnaire', valueCanonical: FORM }, { name: 'operationOutcome', resource: leaking }] }))
+      .expect(200);
+    const text = lines.join('');
+    expect(text).not.toContain('Ferreira');
+    expect(text).not.toContain('1979-04-12');
+    const logged = lines.map((l) => JSON.parse(l) as { msg?: string; reported?: unknown }).find((l) => l.msg === 'questionnaire errors reported by a DTR client');
+    expect(logged?.reported).toEqual([{ severity: 'error', code: 'processing', expression: ['Questionnaire.item[1].item[0]'] }]);
+  });
+
+  it('answers 400 naming the parameter, not 500, for a parameter without a name', async () => {
+    const { app } = buildApp();
+    const res = await request(app)
+      .post('/fhir/Questionnaire/$log-questionnaire-errors')
+      .set('Content-Type', 'application/fhir+json')
+      .send(JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'questionnaire', valueCanonical: FORM }, { resource: report() }] }))
+      .expect(400);
+    expect((res.body as OperationOutcome).issue![0].expression).toEqual(['Parameters.parameter[1]']);
+  });
+
   it('answers 400 for a report that carries no OperationOutcome, rather than "logged"', async () => {
     const { app } = buildApp();
     const res = await request(app)
