@@ -24,7 +24,12 @@ export interface ReviewDeps {
   notifier?: { kick(): void };
 }
 
-const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a date YYYY-MM-DD');
+/** A calendar day that exists (2026-02-30 and month 13 do not): it becomes the authorization's period (FHIR date). */
+const isCalendarDay = (s: string) => {
+  const d = new Date(`${s}T00:00:00Z`);
+  return !Number.isNaN(d.getTime()) && d.toISOString().slice(0, 10) === s && s >= '1900-01-01';
+};
+const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a date YYYY-MM-DD').refine(isCalendarDay, 'a calendar date YYYY-MM-DD');
 const decisionSchema = z
   .object({
     decision: z.enum(['approve', 'deny']),
