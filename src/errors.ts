@@ -98,4 +98,4 @@ export const payloadTooLarge = (limit: number) =>
   new HttpError(413, outcome('error', 'too-costly', `Request body exceeds ${limit} bytes`));
 /** 415 `not-supported`: a body that is not JSON (design.md §4 "Errors"). */
 export const unsupportedMediaType = () =>
-  new HttpError(415, outcome('error', 'not-supported', 'Request body must be JSON (application/json or application/fhir+json)'));
+  new HttpError(415, outcome('error', 'not-supported', 'Request body must be JSON (application/json or application/fhir+json), sent without Content-Encoding'));

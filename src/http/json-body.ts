@@ -144,7 +144,9 @@ export function jsonBody(limit = MAX_BODY_BYTES) {
       return next(payloadTooLarge(limit));
     }
     const type = req.headers['content-type'];
-    if (!type || !JSON_TYPES.test(type)) {
+    // A compressed body is not JSON as sent (RFC 9110 §15.5.16: 415 for a content coding the server does not take).
+    const coding = req.headers['content-encoding'];
+    if (!type || !JSON_TYPES.test(type) || (coding !== undefined && coding.trim().toLowerCase() !== 'identity')) {
       drainRefused(req, res, 0);
       return next(unsupportedMediaType());
     }

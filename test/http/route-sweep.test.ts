@@ -8,6 +8,7 @@ import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
 import { SignJWT } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -121,7 +122,8 @@ describe('who may call: every route of a production-shaped service (SANDBOX=off)
         const key = keyOf(method, e);
         if (seen.has(key)) return [];
         seen.add(key);
-        return concretePaths(e).map((path) => ({ key, method, path }));
+        // HEAD is served wherever GET is, and must be refused the same way.
+        return concretePaths(e).flatMap((path) => (method === 'GET' ? ['GET', 'HEAD'] : [method]).map((m) => ({ key, method: m, path })));
       }),
     );
   });
@@ -284,6 +286,16 @@ describe('hostile bodies on every JSON route (CRD, DTR, PAS, reviewer)', () => {
   afterAll(async () => {
     server.closeAllConnections();
     await new Promise((r) => server.close(r));
+  });
+
+  it('answers a compressed body, which it does not decode, with 415 (RFC 9110 §15.5.16), not as malformed JSON', async () => {
+    const body = gzipSync(JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'url', valueUri: 'https://priorpath.dev/fhir/ValueSet/b-all-snomed' }] }));
+    const wrong: string[] = [];
+    for (const r of jsonRoutes) {
+      const res = await request(server)[r.method.toLowerCase() as 'post'](r.path).set('Content-Type', 'application/fhir+json').set('Content-Encoding', 'gzip').set('Authorization', `Bearer ${REVIEW_TOKEN}`).send(body);
+      if (res.status !== 415 || (res.body as { resourceType?: string }).resourceType !== 'OperationOutcome') wrong.push(`${r.method} ${r.path}: ${res.status}`);
+    }
+    expect(wrong).toEqual([]);
   });
 
   it('answers each with a 4xx OperationOutcome, stores nothing, and keeps the body out of the log and the answer', async () => {
