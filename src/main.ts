@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SubscriptionNotifier } from './pas/subscription-notifier.js';
 import { checkConfigAgainstContent, ConfigError, loadConfigFromProcess, payerKeysOnDisk } from './config.js';
+import { answerClientError } from './http/client-error.js';
 import { ConnectionDrain } from './http/connection-drain.js';
 import { InFlight } from './http/in-flight.js';
 import { createLogger } from './logger.js';
@@ -107,6 +108,8 @@ async function main(): Promise<void> {
     (app.locals.subscriptionNotifier as SubscriptionNotifier).sweepPended();
     (app.locals.subscriptionNotifier as SubscriptionNotifier).heartbeats();
   });
+  // A request Node's parser refuses (headers over 16 KiB, a malformed header) is answered with an OperationOutcome too.
+  server.on('clientError', answerClientError);
   // SIGTERM drains: stop accepting connections, let every connection close once it has answered what it was sent
   // (responses from then on say `Connection: close`; a connection answering nothing is closed once it has been silent
   // long enough for a request sent before the signal to have arrived: http/connection-drain.ts), let the handlers
