@@ -9,12 +9,13 @@
 import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
 import fc from 'fast-check';
 import request from 'supertest';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { routeTable } from '../../src/http/method-guard.js';
 import { EDGE_MRD, edgePatient } from '../fixtures/edge-patient.js';
 import { buildApp } from '../helpers/app.js';
 import { fakeEhr } from '../helpers/fake-ehr.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
-import { inquiryParameters, questionnaireResponse, storyBundle, TODAY } from '../pas/pas-fixtures.js';
+import { inquiryParameters, pasSubscription, questionnaireResponse, storyBundle, TODAY } from '../pas/pas-fixtures.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 120);
 const SEED = Number(process.env.FUZZ_SEED ?? 20261202);
@@ -111,22 +112,56 @@ const nextQuestion = {
 const inquiry = inquiryParameters({ identifier: { system: 'urn:ehr.example.org:pas-transaction', value: 'x' } }) as unknown as Json;
 const feedback = { feedback: [{ card: 'f2f5d3b2-3c1e-4f4a-9d7a-1b2c3d4e5f60', outcome: 'accepted', acceptedSuggestions: [{ id: '0b8e2b7e-6a8f-4c57-9f4e-8a1d2c3b4a50' }], outcomeTimestamp: `${TODAY}T10:00:00Z` }] } as unknown as Json;
 
-const targets: { name: string; path: string; seed: Json; type: string }[] = [
-  { name: 'CRD order-sign', path: '/cds-services/priorpath-order-sign', seed: signed, type: 'application/json' },
-  { name: 'CRD order-dispatch', path: '/cds-services/priorpath-order-dispatch', seed: dispatch, type: 'application/json' },
-  { name: 'CRD feedback', path: '/cds-services/priorpath-order-sign/feedback', seed: feedback, type: 'application/json' },
-  { name: 'DTR $questionnaire-package', path: '/fhir/Questionnaire/$questionnaire-package', seed: packageParams, type: FHIR_JSON },
-  { name: 'DTR $next-question', path: '/fhir/Questionnaire/$next-question', seed: nextQuestion, type: FHIR_JSON },
-  { name: 'DTR QuestionnaireResponse', path: '/fhir/QuestionnaireResponse', seed: qr, type: FHIR_JSON },
-  { name: 'PAS Claim/$submit', path: '/fhir/Claim/$submit', seed: pasBundle, type: FHIR_JSON },
-  { name: 'PAS Claim/$inquire', path: '/fhir/Claim/$inquire', seed: inquiry, type: FHIR_JSON },
+const REVIEW_TOKEN = 'fuzz-review-token-2c9e1';
+const logReport = {
+  resourceType: 'Parameters',
+  parameter: [
+    { name: 'questionnaire', valueCanonical: 'https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11' },
+    { name: 'operationOutcome', resource: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception', diagnostics: 'CQL mrdPercent failed', expression: ['Questionnaire.item[1]'] }] } },
+  ],
+} as unknown as Json;
+const expand = { resourceType: 'Parameters', parameter: [{ name: 'url', valueUri: 'https://priorpath.dev/fhir/ValueSet/b-all-snomed' }, { name: 'count', valueInteger: 5 }] } as unknown as Json;
+const draft = { ...questionnaireResponse('centene-blinatumomab', { 'mrd-percent': [{ valueDecimal: 0.52 }] }, 'Patient/edge-pt'), status: 'in-progress' } as unknown as Json;
+const subscription = pasSubscription('http://127.0.0.1:9/hook', 'U5521039476') as unknown as Json;
+const decision = { decision: 'deny', reviewer: 'Dr. R. Okafor (medical director)', reason: 'MRD not documented within 90 days' } as unknown as Json;
+
+/**
+ * One target per JSON route, named by the route it exercises (`METHOD mount+path` as the route table lists it); the
+ * last test checks that every POST and PUT route the app serves has one. Paths with an id are filled in once the
+ * resource exists (beforeAll below); `seedStatus` is what the unmutated seed gets when that is not a 2xx.
+ */
+const targets: { name: string; route: string; method?: 'POST' | 'PUT'; path: string; seed: Json; type: string; seedStatus?: number }[] = [
+  { name: 'CRD order-sign', route: 'POST /cds-services/:id', path: '/cds-services/priorpath-order-sign', seed: signed, type: 'application/json' },
+  { name: 'CRD order-dispatch', route: 'POST /cds-services/:id', path: '/cds-services/priorpath-order-dispatch', seed: dispatch, type: 'application/json' },
+  { name: 'CRD feedback', route: 'POST /cds-services/:id/feedback', path: '/cds-services/priorpath-order-sign/feedback', seed: feedback, type: 'application/json' },
+  { name: 'DTR $questionnaire-package', route: 'POST /fhir/Questionnaire/$questionnaire-package', path: '/fhir/Questionnaire/$questionnaire-package', seed: packageParams, type: FHIR_JSON },
+  { name: 'DTR $questionnaire-package (system level)', route: 'POST /fhir/$questionnaire-package', path: '/fhir/$questionnaire-package', seed: packageParams, type: FHIR_JSON },
+  { name: 'DTR $next-question', route: 'POST /fhir/Questionnaire/$next-question', path: '/fhir/Questionnaire/$next-question', seed: nextQuestion, type: FHIR_JSON },
+  { name: 'DTR $next-question (system level)', route: 'POST /fhir/$next-question', path: '/fhir/$next-question', seed: nextQuestion, type: FHIR_JSON },
+  { name: 'DTR $log-questionnaire-errors', route: 'POST /fhir/Questionnaire/$log-questionnaire-errors', path: '/fhir/Questionnaire/$log-questionnaire-errors', seed: logReport, type: FHIR_JSON },
+  { name: 'DTR ValueSet/$expand', route: 'POST /fhir/ValueSet/$expand', path: '/fhir/ValueSet/$expand', seed: expand, type: FHIR_JSON },
+  { name: 'DTR ValueSet/{id}/$expand', route: 'POST /fhir/ValueSet/:id/$expand', path: '/fhir/ValueSet/b-all-snomed/$expand', seed: expand, type: FHIR_JSON },
+  { name: 'DTR QuestionnaireResponse', route: 'POST /fhir/QuestionnaireResponse', path: '/fhir/QuestionnaireResponse', seed: qr, type: FHIR_JSON },
+  { name: 'DTR QuestionnaireResponse update', route: 'PUT /fhir/QuestionnaireResponse/:id', method: 'PUT', path: '', seed: draft, type: FHIR_JSON },
+  { name: 'PAS Claim/$submit', route: 'POST /fhir/Claim/$submit', path: '/fhir/Claim/$submit', seed: pasBundle, type: FHIR_JSON },
+  { name: 'PAS Claim/$inquire', route: 'POST /fhir/Claim/$inquire', path: '/fhir/Claim/$inquire', seed: inquiry, type: FHIR_JSON },
+  { name: 'PAS Subscription', route: 'POST /fhir/Subscription', path: '/fhir/Subscription', seed: subscription, type: FHIR_JSON },
+  { name: 'PAS Subscription update', route: 'PUT /fhir/Subscription/:id', method: 'PUT', path: '', seed: subscription, type: FHIR_JSON },
+  // The request is decided by the seed itself, so mutated decisions that pass validation meet a 409.
+  { name: 'reviewer decision', route: 'POST /review/:id/decision', path: '', seed: decision, type: 'application/json' },
 ];
 
 const STACK = /\bat [^\n]*\.(ts|js|mjs|cjs):\d+|node_modules|Error: .*\n\s+at /;
 
 /** Sends one body and checks the properties every answer must have. */
+const send = (app: Parameters<typeof request>[0], target: (typeof targets)[number], body: string) =>
+  (target.method === 'PUT' ? request(app).put(target.path) : request(app).post(target.path))
+    .set('Content-Type', target.type)
+    .set('Authorization', `Bearer ${REVIEW_TOKEN}`)
+    .send(body);
+
 async function expectSane(app: Parameters<typeof request>[0], target: (typeof targets)[number], body: string) {
-  const res = await request(app).post(target.path).set('Content-Type', target.type).send(body);
+  const res = await send(app, target, body);
   expect(res.status, `${target.name} answered ${res.status} to ${body.slice(0, 300)}`).toBeLessThan(500);
   expect(res.text).not.toMatch(STACK);
   if (res.status >= 400) {
@@ -137,11 +172,37 @@ async function expectSane(app: Parameters<typeof request>[0], target: (typeof ta
 
 describe('fuzz: no 5xx, no stack, bounded time, on every JSON edge', () => {
   const ehr = fakeEhr(all);
-  const { app } = buildApp({ fetchImpl: ehr.fetchImpl, today: TODAY, env: { DEFAULT_PAYER: 'centene' } });
+  const { app } = buildApp({ fetchImpl: ehr.fetchImpl, today: TODAY, env: { DEFAULT_PAYER: 'centene', REVIEW_TOKEN } });
+  const target = (name: string) => targets.find((t) => t.name === name)!;
+
+  beforeAll(async () => {
+    const created = async (path: string, body: Json) => {
+      const res = await request(app).post(path).set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
+      expect(res.status, JSON.stringify(res.body).slice(0, 300)).toBe(201);
+      return res.body as { id: string };
+    };
+    const saved = await created('/fhir/QuestionnaireResponse', draft);
+    target('DTR QuestionnaireResponse update').path = `/fhir/QuestionnaireResponse/${saved.id}`;
+    target('DTR QuestionnaireResponse update').seed = { ...(draft as object), id: saved.id } as Json;
+    const sub = await created('/fhir/Subscription', subscription);
+    target('PAS Subscription update').path = `/fhir/Subscription/${sub.id}`;
+    target('PAS Subscription update').seed = { ...(subscription as object), id: sub.id } as Json;
+    const filed = await request(app).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(storyBundle('centene-missing-mrd', { orderId: 'fuzz-review-order' })));
+    expect(filed.status).toBe(200);
+    target('reviewer decision').path = `/review/${(filed.body as { entry: { resource: { id: string } }[] }).entry[0].resource.id}/decision`;
+  });
 
   it.each(targets.map((t) => [t.name, t] as const))('%s: the unmutated seed is answered 2xx', async (_name, target) => {
-    const res = await request(app).post(target.path).set('Content-Type', target.type).send(JSON.stringify(target.seed));
+    const res = await send(app, target, JSON.stringify(target.seed));
     expect(res.status, JSON.stringify(res.body).slice(0, 400)).toBeLessThan(300);
+  });
+
+  it('has a target for every POST and PUT route that reads a JSON body (read from the route table)', () => {
+    const routes = routeTable(app.router)
+      .filter((e) => /^\/(cds-services|fhir|review)$/.test(e.mount) && typeof e.path === 'string' && e.path !== '/demo-sign-in')
+      .flatMap((e) => e.methods.filter((m) => m === 'POST' || m === 'PUT').map((m) => `${m} ${e.mount}${String(e.path).replace(/\\(.)/g, '$1')}`));
+    const covered = new Set(targets.map((t) => t.route));
+    expect([...new Set(routes)].filter((r) => !covered.has(r))).toEqual([]);
   });
 
   it.each(targets.map((t) => [t.name, t] as const))('%s: mutated realistic bodies', async (_name, target) => {
