@@ -4,7 +4,7 @@ import type { CodeSystem, Library, MedicationRequest, ValueSet } from '@medplum/
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { resolveValueSetUrl } from './fhir/fhirpath.js';
-import { ValueSetIndex } from './fhir/value-sets.js';
+import { codingsWithBillingOptions, ValueSetIndex } from './fhir/value-sets.js';
 import type { CompiledPolicy } from './policies/compiled-policy.js';
 import { ContentError, loadPolicies } from './policies/policy-loader.js';
 import type { ContentProblem } from './policies/policy-loader.js';
@@ -215,7 +215,10 @@ export function policiesForCodings(content: Content, payer: string, codings: { s
   );
 }
 
-/** The policies of a payer that govern an order, by the order's drug codes (a medicationReference resolved first). */
+/**
+ * The policies of a payer that govern an order, by the order's drug codes (a medicationReference resolved first) and
+ * the billing codes the client gave in `ext-billing-options` (CRD [billopt-3]).
+ */
 export function policiesFor(content: Content, payer: string, order: MedicationRequest): CompiledPolicy[] {
-  return policiesForCodings(content, payer, order.medicationCodeableConcept?.coding ?? []);
+  return policiesForCodings(content, payer, codingsWithBillingOptions(order.medicationCodeableConcept));
 }

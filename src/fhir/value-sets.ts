@@ -1,5 +1,18 @@
 import type { Coding, ValueSet } from '@medplum/fhirtypes';
 
+/** CRD ext-billing-options: likely billing codes a client puts on the ordered item's code (CRD BillingOptions.fsh). */
+export const BILLING_OPTIONS_URL = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-billing-options';
+
+/**
+ * The codings of a concept together with the billing codes its `ext-billing-options` extensions carry: a server
+ * SHALL consider them (CRD [billopt-3]), e.g. HCPCS J9039 alongside an EHR's local drug code.
+ */
+export function codingsWithBillingOptions(concept: { coding?: Coding[]; extension?: { url: string; valueCodeableConcept?: { coding?: Coding[] } }[] } | undefined): Coding[] {
+  if (!concept) return [];
+  const billing = (concept.extension ?? []).filter((e) => e.url === BILLING_OPTIONS_URL).flatMap((e) => e.valueCodeableConcept?.coding ?? []);
+  return billing.length > 0 ? [...(concept.coding ?? []), ...billing] : (concept.coding ?? []);
+}
+
 /** The HCPCS Level II system URI PriorPath emits (CRD `aliases.fsh`); see `cds-services/README.md`. */
 export const HCPCS_SYSTEM = 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets';
 export const NDC_SYSTEM = 'http://hl7.org/fhir/sid/ndc';

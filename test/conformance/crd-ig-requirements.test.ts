@@ -1,0 +1,57 @@
+import type { Extension, MedicationRequest, Resource } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
+import { EDGE_MRD, edgePatient } from '../fixtures/edge-patient.js';
+import { buildApp } from '../helpers/app.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { expectValidHookResponse } from '../helpers/response-checks.js';
+
+/**
+ * CRD 2.2.1 server requirements (input/resources/Requirements-fromNarrative.json, keyed as [billopt-3], [dev-5], ...)
+ * that the Inferno kit does not check, each shown on the wire. The kit's own checks are in crd-server.test.ts.
+ */
+
+const SIGN = '/cds-services/priorpath-order-sign';
+const sub = (ext: Extension, url: string) => (ext.extension ?? []).filter((e) => e.url === url);
+const codeOf = (ext: Extension, url: string) => sub(ext, url).map((e) => e.valueCode);
+
+type Body = Record<string, unknown> & { context: Record<string, unknown> & { draftOrders: { entry: { resource: Resource }[] } }; prefetch: Record<string, unknown> };
+
+/** The Centene member of test/fixtures/edge-patient.ts (B-ALL in first remission, 71 kg), with changes to the order. */
+function centene(opts: { add?: Resource[]; order?: (o: MedicationRequest) => MedicationRequest; extra?: Record<string, unknown> } = {}): { body: Body; order: MedicationRequest } {
+  const { resources, order: base } = edgePatient();
+  const order = opts.order ? opts.order(structuredClone(base)) : base;
+  return { body: orderSignRequest([...resources, ...(opts.add ?? [])], order, opts.extra) as Body, order };
+}
+
+const coverageInfoOf = (body: { systemActions?: { resource: { id?: string; extension?: Extension[] } }[] }, id: string) =>
+  body.systemActions?.find((a) => a.resource.id === id)?.resource.extension?.find((e) => e.url === COVERAGE_INFO_URL);
+
+describe('[billopt-3] the billing codes a client gives in ext-billing-options are considered', () => {
+  it("governs a Blincyto order coded only with the EHR's local drug code, its HCPCS J9039 in ext-billing-options", async () => {
+    const { app } = buildApp({ today: '2026-11-23' });
+    const { body, order } = centene({
+      add: [EDGE_MRD],
+      order: (o) => ({
+        ...o,
+        medicationCodeableConcept: {
+          text: 'BLINATUMOMAB 35 MCG IV SOLR',
+          coding: [{ system: 'urn:oid:1.2.840.114350.1.13.861.1.7.2.698288', code: '219341', display: 'BLINATUMOMAB 35 MCG IV SOLR' }],
+          extension: [
+            {
+              url: 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-billing-options',
+              valueCodeableConcept: { coding: [{ system: 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets', code: 'J9039', display: 'Injection, blinatumomab, 1 microgram' }] },
+            },
+          ],
+        },
+      }),
+    });
+    const res = await request(app).post(SIGN).send(body).expect(200);
+    expectValidHookResponse(res.body, 'order-sign');
+    const ext = coverageInfoOf(res.body, order.id!);
+    expect(ext, 'coverage information for the order').toBeDefined();
+    // MRD 0.4 % in first remission meets CP.PHAR.312 at signing, as the same order coded in RxNorm does.
+    expect(codeOf(ext!, 'pa-needed')).toEqual(['satisfied']);
+  });
+});
