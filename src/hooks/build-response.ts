@@ -167,7 +167,7 @@ export function buildHookResponse(opts: {
       policyCards.set(policy.id, reference);
       cards.push(reference);
     }
-    if (cfg.dtrCard && req.hook !== 'order-select' && (determination.outcome === 'documentation-needed' || determination.outcome === 'limit-exceeded')) {
+    if (cfg.coverageInfo && cfg.dtrCard && req.hook !== 'order-select' && (determination.outcome === 'documentation-needed' || determination.outcome === 'limit-exceeded')) {
       cards.push(
         dtrLaunchCard(
           payer.label,

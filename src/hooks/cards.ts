@@ -113,10 +113,15 @@ export function queryAppContext(ctx: DtrLaunchContext): string {
   return parts.join('&');
 }
 
-/** SMART-link card that launches DTR, for clients that cannot read coverage-information (opt-in, `dtr-clin`). */
+/**
+ * SMART-link card that launches DTR, for clients that cannot read coverage-information (opt-in, `dtr-clin`). Its topic
+ * is `coverage-info`, the response type whose definition includes "requires additional documentation or data
+ * collection" (CRD [resp-5]: `dtr-clin` is the option's name, not a code of the card-type code system), so
+ * `coverage-info: false` turns it off with the other coverage cards ([dev-5]).
+ */
 export function dtrLaunchCard(label: string, url: string, ctx: DtrLaunchContext, orderRef: string, form: AppContextForm = 'json'): Card {
   const appContext = form === 'query' ? queryAppContext(ctx) : JSON.stringify(ctx);
-  return card(label, 'dtr-clin', 'Documentation Templates and Rules', {
+  return card(label, 'coverage-info', 'Coverage Information', {
     summary: 'Complete the prior authorization documentation for this order',
     indicator: 'info',
     links: [{ label: 'Open documentation form (DTR)', url, type: 'smart', appContext }],

@@ -5,7 +5,7 @@ import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
 import { EDGE_MRD, edgePatient } from '../fixtures/edge-patient.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
-import { expectValidHookResponse } from '../helpers/response-checks.js';
+import { CARD_TYPE_CODES, CARD_TYPE_SYSTEM, expectValidHookResponse } from '../helpers/response-checks.js';
 
 /**
  * CRD 2.2.1 server requirements (input/resources/Requirements-fromNarrative.json, keyed as [billopt-3], [dev-5], ...)
@@ -53,5 +53,43 @@ describe('[billopt-3] the billing codes a client gives in ext-billing-options ar
     expect(ext, 'coverage information for the order').toBeDefined();
     // MRD 0.4 % in first remission meets CP.PHAR.312 at signing, as the same order coded in RxNorm does.
     expect(codeOf(ext!, 'pa-needed')).toEqual(['satisfied']);
+  });
+});
+
+describe('[resp-5] [dev-5] [dev-7] card topics are CRD response types, and each response-type option turns its cards off', () => {
+  /** Blincyto at 60 mcg/day for a 71 kg patient: over the 28 mcg/day limit, so every card PriorPath sends is sent. */
+  const overDose = (configuration: Record<string, unknown>) =>
+    centene({
+      order: (o) => {
+        o.dosageInstruction![0].doseAndRate![0].doseQuantity!.value = 60;
+        return o;
+      },
+      extra: { extension: { 'davinci-crd.configuration': configuration } },
+    }).body;
+
+  it('every card, the DTR launch card included, has a topic from the card-type code system', async () => {
+    const { app } = buildApp({ today: '2026-11-23' });
+    for (const option of ['dtr-clin', 'dtr-launch-query']) {
+      const res = await request(app).post(SIGN).send(overDose({ [option]: true })).expect(200);
+      expectValidHookResponse(res.body, 'order-sign');
+      const topics = (res.body.cards as { source: { topic: { system: string; code: string } }; links?: { type: string }[] }[]).map((c) => c.source.topic);
+      expect(topics.map((t) => t.system)).toEqual(topics.map(() => CARD_TYPE_SYSTEM));
+      expect(res.body.cards.some((c: { links?: { type: string }[] }) => c.links?.some((l) => l.type === 'smart')), `${option}: a DTR launch card`).toBe(true);
+    }
+  });
+
+  it('false for a response-type option that discovery declares leaves no card of that topic, whatever else is asked', async () => {
+    const { app } = buildApp({ today: '2026-11-23' });
+    const { services } = (await request(app).get('/cds-services').expect(200)).body as { services: { id: string; extension: Record<string, { code: string; type: string }[]> }[] };
+    const options = services.find((s) => s.id === 'priorpath-order-sign')!.extension['davinci-crd.configuration-options'];
+    const cardTypes = options.filter((o) => o.type === 'boolean' && CARD_TYPE_CODES.includes(o.code)).map((o) => o.code);
+    expect(cardTypes).toEqual(expect.arrayContaining(['coverage-info', 'guideline', 'therapy-alternatives-req']));
+    for (const code of cardTypes) {
+      const res = await request(app).post(SIGN).send(overDose({ 'dtr-clin': true, [code]: false })).expect(200);
+      expectValidHookResponse(res.body, 'order-sign');
+      const topics = (res.body.cards as { source: { topic: { code: string } } }[]).map((c) => c.source.topic.code);
+      expect(topics, `${code}: false`).not.toContain(code);
+      expect(topics.length, `${code}: false still answers the other card types`).toBeGreaterThan(0);
+    }
   });
 });

@@ -4,6 +4,27 @@ import type { Extension } from '@medplum/fhirtypes';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+/** The CDS Hooks card-type code system CRD's Response Types value set includes (CRD [resp-5], [dev-5]). */
+export const CARD_TYPE_SYSTEM = 'http://terminology.hl7.org/CodeSystem/cdshooks-card-type';
+/** Its selectable codes (HL7 davinci-crd CRDTempCodes.fsh "Card types", now in THO cdshooks-card-type). */
+export const CARD_TYPE_CODES = [
+  'coverage-info',
+  'unsolicited-determ',
+  'claim',
+  'insurance',
+  'limits',
+  'network',
+  'appropriate-use',
+  'cost',
+  'therapy-alternatives-opt',
+  'therapy-alternatives-req',
+  'clinical-reminder',
+  'duplicate-therapy',
+  'contraindication',
+  'guideline',
+  'off-guideline',
+];
+
 /** A card as it arrives (JSON, unchecked: every field is what the test asserts on). */
 interface CardJson {
   summary: string;
@@ -35,6 +56,8 @@ export function expectValidHookResponse(body: { cards?: unknown[]; systemActions
     expect(c.source.label).toBeTruthy();
     expect(c.source.topic.system).toBeTruthy();
     expect(c.source.topic.code).toBeTruthy();
+    // A topic in the card-type code system must be one of its codes (a made-up code there is an invalid coding).
+    if (c.source.topic.system === CARD_TYPE_SYSTEM) expect(CARD_TYPE_CODES, `source.topic.code ${c.source.topic.code}`).toContain(c.source.topic.code);
     if (c.suggestions) {
       expect(c.suggestions.length).toBeGreaterThan(0);
       expect(c.selectionBehavior).toBeTruthy();
