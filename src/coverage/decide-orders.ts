@@ -68,6 +68,11 @@ export function decideOrders(opts: {
   cache?: EvaluationCache;
   /** Earlier assertions (CRD or DTR) named by the orders' own coverage-information, keyed by order id. */
   prior?: Map<string, AssertionRecord>;
+  /**
+   * Whether an order the rules approve gets a new authorization number (default true). False for a call that asks
+   * for no unsolicited determination (CRD [found-35]): an approval already issued for the order still stands.
+   */
+  issueApprovals?: boolean;
 }): OrderDecision[] {
   const decisions: OrderDecision[] = [];
   for (const [index, order] of opts.orders.entries()) {
@@ -119,7 +124,7 @@ export function decideOrders(opts: {
     if (evaluation.outcome === 'satisfied' && priorAuth && priorAuth.end >= opts.today) {
       // The authorization already issued for this order stands: the EHR must not see a second number for it.
       decision.authorization = priorAuth;
-    } else if (evaluation.outcome === 'satisfied' && evaluation.pathway?.approval) {
+    } else if (evaluation.outcome === 'satisfied' && evaluation.pathway?.approval && opts.issueApprovals !== false) {
       decision.authorization = newApproval(opts.payer.key, opts.today, data.orderDate, evaluation.pathway.approval);
     }
     decisions.push(decision);

@@ -61,6 +61,24 @@ export function determinationOf(policy: CompiledPolicy, ev: PolicyEvaluation, au
   const source = policy.file.source.id;
   switch (ev.outcome) {
     case 'satisfied':
+      // `satisfied` always carries its number (crd-ci-q5). Without one (none was issued: a "what if" call, CRD
+      // [found-35]) the order still needs its prior authorization request, whose form the chart already answers.
+      if (!authorization) {
+        return {
+          outcome: 'satisfied',
+          covered: 'covered',
+          paNeeded: 'auth-needed',
+          questionnaire: policy.questionnaire,
+          reasons: [
+            {
+              text: `Meets ${source}: ${ev.pathway!.text} (${ev.pathway!.cite}). No authorization number was issued on this request: request prior authorization with the payer's questionnaire, which the chart already answers.`,
+            },
+          ],
+          needed: [],
+          reviewAction: 'A4',
+          summary: 'meets the policy; prior authorization to be requested',
+        };
+      }
       return {
         outcome: 'satisfied',
         covered: 'covered',

@@ -19,6 +19,11 @@ export interface HookResponse {
 /** Configuration the request asked for, with the defaults discovery advertises ([dev-14], [dev-15], [dev-17]). */
 export interface EffectiveConfiguration {
   coverageInfo: boolean;
+  /**
+   * `unsolicited-determ` (a kind of coverage-info): whether an order the rules approve may get an authorization number
+   * without a prior-authorization request. A "what if" call sends false (CRD [found-35]); so does coverage-info false.
+   */
+  unsolicitedDeterminations: boolean;
   guideline: boolean;
   alternatives: boolean;
   dtrCard: boolean;
@@ -36,6 +41,7 @@ export function effectiveConfiguration(c: Record<string, unknown>): EffectiveCon
   const max = c['max-cards'];
   return {
     coverageInfo: bool('coverage-info', true),
+    unsolicitedDeterminations: bool('coverage-info', true) && bool('unsolicited-determ', true),
     guideline: bool('guideline', true),
     alternatives: bool('therapy-alternatives-req', true),
     dtrCard: bool('dtr-clin', false) || bool('dtr-launch-query', false),

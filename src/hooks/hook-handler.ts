@@ -9,7 +9,7 @@ import type { AssertionRecord, Storage } from '../storage/storage.js';
 import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import type { HookResponse } from './build-response.js';
-import { buildHookResponse } from './build-response.js';
+import { buildHookResponse, effectiveConfiguration } from './build-response.js';
 import { decideOrders } from '../coverage/decide-orders.js';
 import { settleOrderDecisions } from '../coverage/order-record.js';
 import { EhrClient } from './ehr-client.js';
@@ -174,7 +174,9 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
   const { req, payerMatch, record, orders, today, queried, log: hookLog } = await resolveHookContext(service, body, deps, log);
   const coverage = payerMatch.coverage;
   const prior = await priorAssertions(orders, req.patientId, deps.storage);
-  const decisions = decideOrders({ content: deps.content, payer: payerMatch.payer, record, orders, today, log: hookLog, cache: deps.cache, prior });
+  // A "what if" call (unsolicited-determ false, CRD [found-35]) is answered without issuing an authorization number.
+  const issueApprovals = effectiveConfiguration(req.configuration).unsolicitedDeterminations;
+  const decisions = decideOrders({ content: deps.content, payer: payerMatch.payer, record, orders, today, log: hookLog, cache: deps.cache, prior, issueApprovals });
   // The order's one record (design.md §8): a decision already made stands; an approval at signing is issued once.
   await settleOrderDecisions({ storage: deps.storage, payer: payerMatch.payer.key, patientId: req.patientId, decisions, actor: `${req.hook} ${req.hookInstance}` });
   for (const d of decisions) {

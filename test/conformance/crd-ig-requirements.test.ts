@@ -93,3 +93,31 @@ describe('[resp-5] [dev-5] [dev-7] card topics are CRD response types, and each 
     }
   });
 });
+
+describe('[found-35] [dev-14] a "what if" order-sign (unsolicited-determ false) gets no authorization number', () => {
+  it('discovery declares unsolicited-determ (boolean, default true) on every service, as the what-if client must send it false', async () => {
+    const { app } = buildApp();
+    const { services } = (await request(app).get('/cds-services').expect(200)).body as { services: { extension: Record<string, { code: string }[]> }[] };
+    for (const s of services) expect(s.extension['davinci-crd.configuration-options']).toContainEqual(expect.objectContaining({ code: 'unsolicited-determ', type: 'boolean', default: true }));
+  });
+
+  it('a chart that meets CP.PHAR.312: auth-needed with the pre-filled questionnaire and no number, nothing approved on record; signing for real then approves', async () => {
+    const { app, storage } = buildApp({ today: '2026-11-23' });
+    const whatIf = centene({ add: [EDGE_MRD], extra: { extension: { 'davinci-crd.configuration': { 'unsolicited-determ': false } } } });
+    const res = await request(app).post(SIGN).send(whatIf.body).expect(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-sign');
+    expect(codeOf(ext, 'covered')).toEqual(['covered']);
+    expect(codeOf(ext, 'pa-needed')).toEqual(['auth-needed']);
+    expect(sub(ext, 'satisfied-pa-id')).toEqual([]);
+    expect(codeOf(ext, 'doc-needed')).toEqual(['clinical']);
+    expect(sub(ext, 'questionnaire').map((q) => q.valueCanonical)).toEqual(['https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11']);
+    expect(sub(ext, 'reason')[0].valueCodeableConcept!.text).toMatch(/^Meets CP\.PHAR\.312/);
+    const records = await storage.findOrderRecords({ payer: 'centene', patientId: 'edge-pt', orderRefs: [`MedicationRequest/${whatIf.order.id}`] });
+    expect(records.filter((r) => r.state === 'approved')).toEqual([]);
+
+    const signed = await request(app).post(SIGN).send(centene({ add: [EDGE_MRD] }).body).expect(200);
+    const [real] = expectValidHookResponse(signed.body, 'order-sign');
+    expect(codeOf(real, 'pa-needed')).toEqual(['satisfied']);
+    expect(sub(real, 'satisfied-pa-id')[0].valueString).toMatch(/^PA-CENTENE-/);
+  });
+});
