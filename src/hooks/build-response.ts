@@ -4,6 +4,7 @@ import { assertionFor, buildCoverageInformation, COVERAGE_INFO_URL } from '../co
 import type { OrderDecision } from '../coverage/decide-orders.js';
 import { determinationFor } from '../coverage/decide-orders.js';
 import type { OrderResource } from '../coverage/order.js';
+import { isOrder } from '../coverage/order.js';
 import type { Proposal } from '../policies/evaluate-policy.js';
 import type { Card } from './cards.js';
 import { dtrLaunchCard, externalReferenceCard, instructionsCard, proposeAlternateCard } from './cards.js';
@@ -185,11 +186,49 @@ export function buildHookResponse(opts: {
       );
     }
   }
+  nameAssociatedOrders(cards, req, decisions);
   const order: Record<Card['indicator'], number> = { critical: 0, warning: 1, info: 2 };
   cards.sort((a, b) => order[a.indicator] - order[b.indicator]);
   const response: HookResponse = { cards: cards.slice(0, cfg.maxCards) };
   if (systemActions.length > 0) response.systemActions = systemActions;
   return response;
+}
+
+/**
+ * CRD [dev-24]: when the hook carries several orders, a card about only some of them says which in its `detail`, in
+ * words a clinician tells apart (drug and dose; the order's reference only where two orders read the same). The
+ * `davinci-crd.associated-resource` extension says it to the machine ([dev-25]).
+ */
+function nameAssociatedOrders(cards: Card[], req: HookRequest, decisions: OrderDecision[]): void {
+  const refOf = (o: OrderResource) => `${o.resourceType}/${o.id ?? 'unknown'}`;
+  const context = new Map<string, OrderResource>();
+  for (const o of req.draftResources.filter(isOrder)) context.set(refOf(o), o);
+  for (const d of decisions) context.set(refOf(d.order), d.order);
+  const contextCount = req.hook === 'order-dispatch' ? Math.max(req.dispatchedRefs.length, context.size) : context.size;
+  if (contextCount < 2) return;
+  const described = new Map([...context].map(([ref, o]) => [ref, orderDescription(o)]));
+  const counts = new Map<string, number>();
+  for (const text of described.values()) counts.set(text, (counts.get(text) ?? 0) + 1);
+  const name = (ref: string) => {
+    const text = described.get(ref) ?? ref;
+    return (counts.get(text) ?? 0) > 1 ? `${text} (${ref})` : text;
+  };
+  for (const card of cards) {
+    const refs = (card.extension?.['davinci-crd.associated-resource'] as string[] | undefined) ?? [];
+    if (refs.length === 0 || refs.length >= contextCount) continue;
+    const line = `${refs.length === 1 ? 'Applies to the order' : 'Applies to the orders'}: ${refs.map(name).join('; ')}.`;
+    card.detail = card.detail ? `${card.detail}\n\n${line}` : line;
+  }
+}
+
+/** An order as a clinician tells it from the others: what is ordered and, for a drug, its first dose. */
+function orderDescription(order: OrderResource): string {
+  const label = orderLabel(order);
+  if (order.resourceType !== 'MedicationRequest') return label;
+  const instruction = order.dosageInstruction?.find((i) => i.doseAndRate?.[0]?.doseQuantity?.value !== undefined) ?? order.dosageInstruction?.[0];
+  const q = instruction?.doseAndRate?.[0]?.doseQuantity;
+  const dose = q?.value !== undefined ? `${q.value} ${q.unit ?? q.code ?? ''}`.trim() : instruction?.text;
+  return dose ? `${label}, ${dose}` : label;
 }
 
 /** How a clinician names the ordered item: the drug text, the code display, else the resource type. */

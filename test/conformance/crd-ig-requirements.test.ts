@@ -121,3 +121,51 @@ describe('[found-35] [dev-14] a "what if" order-sign (unsolicited-determ false) 
     expect(sub(real, 'satisfied-pa-id')[0].valueString).toMatch(/^PA-CENTENE-/);
   });
 });
+
+describe('[dev-24] [dev-25] a card about some of the orders signed together names them in its detail', () => {
+  type CardOut = { summary: string; detail?: string; extension?: Record<string, string[]> };
+  /** Two Blincyto orders signed together: the first at `doses[0]` mcg/day (id edge-order), the second at `doses[1]` (edge-order-2). */
+  async function signTwo(doses: [number, number]) {
+    const { app } = buildApp({ today: '2026-11-23' });
+    const { body, order } = centene({
+      add: [EDGE_MRD],
+      order: (o) => {
+        o.dosageInstruction![0].doseAndRate![0].doseQuantity!.value = doses[0];
+        return o;
+      },
+    });
+    const second = structuredClone(order);
+    second.id = 'edge-order-2';
+    second.dosageInstruction![0].doseAndRate![0].doseQuantity!.value = doses[1];
+    body.context.draftOrders.entry.push({ resource: second });
+    const res = await request(app).post(SIGN).send(body).expect(200);
+    expectValidHookResponse(res.body, 'order-sign');
+    return res.body.cards as CardOut[];
+  }
+  const about = (cards: CardOut[], ref: string) => cards.filter((c) => c.extension?.['davinci-crd.associated-resource']?.join() === ref);
+
+  it('28 and 60 mcg/day: the cards about the 60 mcg/day order say so by drug and dose; the policy card for both names neither', async () => {
+    const cards = await signTwo([28, 60]);
+    const over = about(cards, 'MedicationRequest/edge-order-2');
+    expect(over.length, 'instructions and proposal cards for the order over the limit').toBeGreaterThanOrEqual(2);
+    for (const c of over) expect(c.detail, c.summary).toMatch(/Applies to the order: Blincyto 35 mcg, 60 mcg\/d\.$/);
+    const shared = cards.filter((c) => c.extension?.['davinci-crd.associated-resource']?.length === 2);
+    expect(shared).toHaveLength(1);
+    expect(shared[0].detail).not.toMatch(/Applies to/);
+  });
+
+  it('two orders that read the same: each card names its order by reference as well', async () => {
+    const cards = await signTwo([60, 60]);
+    for (const ref of ['MedicationRequest/edge-order', 'MedicationRequest/edge-order-2']) {
+      const mine = about(cards, ref);
+      expect(mine.length, ref).toBeGreaterThanOrEqual(2);
+      for (const c of mine) expect(c.detail, c.summary).toContain(`Applies to the order: Blincyto 35 mcg, 60 mcg/d (${ref}).`);
+    }
+  });
+
+  it('one order signed alone: no line to add', async () => {
+    const { app } = buildApp({ today: '2026-11-23' });
+    const res = await request(app).post(SIGN).send(centene({ order: (o) => ({ ...o, dosageInstruction: [{ ...o.dosageInstruction![0], doseAndRate: [{ doseQuantity: { value: 60, unit: 'mcg/d', system: 'http://unitsofmeasure.org', code: 'ug/d' } }] }] }) }).body).expect(200);
+    for (const c of res.body.cards as CardOut[]) expect(c.detail ?? '').not.toMatch(/Applies to/);
+  });
+});
