@@ -81,6 +81,9 @@ export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook'
     throw badRequest(`Invalid CDS Hooks request: ${path || '(root)'}: ${issue.message}`, path ? [path] : undefined);
   }
   const raw = parsed.data;
+  // CDS Hooks 2.0 §HTTP Request (cds-r-1): fhirServer is required when fhirAuthorization is present; a request breaking
+  // a CDS Hooks rule is a 400 (CRD [hook-13]), not a token PriorPath holds with nowhere to use it.
+  if (raw.fhirAuthorization && !raw.fhirServer) throw badRequest('Invalid CDS Hooks request: fhirServer is required when fhirAuthorization is present', ['fhirServer']);
   checkFhirContent(raw);
   checkOnePatient(raw);
   if (raw.hook !== expectedHook) throw badRequest(`This service implements ${expectedHook}, not ${raw.hook}`, ['hook']);

@@ -169,3 +169,15 @@ describe('[dev-24] [dev-25] a card about some of the orders signed together name
     for (const c of res.body.cards as CardOut[]) expect(c.detail ?? '').not.toMatch(/Applies to/);
   });
 });
+
+describe('[hook-13] a request that breaks a CDS Hooks rule is a 400 with an OperationOutcome', () => {
+  it('fhirAuthorization without the fhirServer it is for (CDS Hooks cds-r-1)', async () => {
+    const { app } = buildApp();
+    const { body } = centene();
+    delete body.fhirServer;
+    const res = await request(app).post(SIGN).send(body);
+    expect(res.status).toBe(400);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+    expect(res.body.issue[0].expression).toEqual(['fhirServer']);
+  });
+});

@@ -246,9 +246,11 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
   });
 
   it('with DEFAULT_PAYER and no Coverage in the request, answers the order with coverage-information naming its own insurance Coverage', async () => {
-    const body = structuredClone(centene({ add: [mrd(0.4)] })) as { fhirServer?: string; prefetch: { coverage: unknown } };
+    const body = structuredClone(centene({ add: [mrd(0.4)] })) as { fhirServer?: string; fhirAuthorization?: unknown; prefetch: { coverage: unknown } };
     body.prefetch.coverage = searchset([]);
+    // No EHR to ask (fhirAuthorization goes with fhirServer, CDS Hooks cds-r-1).
     delete body.fhirServer;
+    delete body.fhirAuthorization;
     for (const [payer, pa] of [['centene', 'satisfied'], ['example', 'no-auth']] as const) {
       const { app } = buildApp({ env: { DEFAULT_PAYER: payer }, today: '2026-11-23' });
       const res = await request(app).post(SIGN).send(body).expect(200);
