@@ -161,6 +161,8 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   const metadata = capabilityStatement({ fhirBase, date: content.loadedAt.toISOString(), tokenEndpoint });
   const smart = smartConfiguration({ tokenEndpoint });
   const today = () => deps.today?.() ?? new Date().toISOString().slice(0, 10);
+  // When an expansion is made (ValueSet-expand `timestamp`): now, or the injected day (a FHIR dateTime may be a date).
+  const expansionTime = () => deps.today?.() ?? new Date().toISOString();
 
   router.get('/metadata', (_req, res) => send(res, 200, metadata));
   router.all('/metadata', only('GET'));
@@ -262,7 +264,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
     if (p.url) vs = valueSetByUrl(p.valueSetVersion && !p.url.includes('|') ? `${p.url}|${p.valueSetVersion}` : p.url);
     else if (p.inline?.resourceType === 'ValueSet' && p.inline.url) vs = valueSetByUrl(p.inline.url);
     else throw badRequest('ValueSet/$expand needs a url parameter', ['url']);
-    send(res, 200, expandValueSet(vs, p));
+    send(res, 200, expandValueSet(vs, { ...p, at: expansionTime() }));
   };
   router.get('/ValueSet/$expand', expandHandler);
   router.post('/ValueSet/$expand', optionalJsonBody(), expandHandler);
@@ -276,7 +278,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   };
   // FHIR R4 §Operations: an operation is always invoked with POST (GET only when it changes nothing), at every level.
   const expandByIdHandler = (req: Request, res: Response) =>
-    send(res, 200, expandValueSet(valueSetById(String(req.params.id)), expandParams(req)));
+    send(res, 200, expandValueSet(valueSetById(String(req.params.id)), { ...expandParams(req), at: expansionTime() }));
   router.get('/ValueSet/:id/$expand', expandByIdHandler);
   router.post('/ValueSet/:id/$expand', optionalJsonBody(), expandByIdHandler);
   router.all('/ValueSet/:id/$expand', only('GET, POST'));

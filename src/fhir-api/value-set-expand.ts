@@ -3,11 +3,13 @@ import type { ValueSet, ValueSetExpansionParameter } from '@medplum/fhirtypes';
 /**
  * `ValueSet/$expand` over the local expansion every PriorPath ValueSet carries (design.md §4 "Governed
  * orders": no terminology server; FHIR R4 ValueSet-expand): `filter` (case-insensitive, on code and display), `offset` and `count` page the
- * result; `total` counts the matches. Returns a copy; the stored ValueSet is never changed.
+ * result; `total` counts the matches. The expansion is made now, so its `timestamp` is `at`, the time of the call
+ * (DTR 2.2 oper-5: "SHALL use the current date as the expansion date"; FHIR: "the time at which the expansion was
+ * produced"), not the date the content was written. Returns a copy; the stored ValueSet is never changed.
  */
 export function expandValueSet(
   vs: ValueSet,
-  opts: { filter?: string; count?: number; offset?: number } = {},
+  opts: { filter?: string; count?: number; offset?: number; at?: string } = {},
 ): ValueSet {
   const all = vs.expansion?.contains ?? [];
   const needle = opts.filter?.trim().toLowerCase();
@@ -26,7 +28,7 @@ export function expandValueSet(
     ...vs,
     expansion: {
       ...(vs.expansion?.identifier ? { identifier: vs.expansion.identifier } : {}),
-      timestamp: vs.expansion?.timestamp ?? new Date().toISOString(),
+      timestamp: opts.at ?? new Date().toISOString(),
       total: matches.length,
       ...(opts.offset !== undefined ? { offset } : {}),
       ...(parameter.length > 0 ? { parameter } : {}),

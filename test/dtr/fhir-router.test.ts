@@ -154,6 +154,24 @@ describe('ValueSet read, search and $expand', () => {
       .expect(200);
   });
 
+  it('expands as of the day of the call, not the day the content was written (DTR 2.2 oper-5: the current date as the expansion date)', async () => {
+    const day = '2027-01-15';
+    const { app } = fhirApp({ today: () => day });
+    expect(vs.expansion!.timestamp!.slice(0, 10)).not.toBe(day);
+    const answers = [
+      await request(app).get('/fhir/ValueSet/$expand').query({ url: vs.url! }).expect(200),
+      await request(app).get('/fhir/ValueSet/disease-status/$expand').query({ count: '1' }).expect(200),
+      await request(app)
+        .post('/fhir/ValueSet/$expand')
+        .set('Content-Type', FHIR)
+        .send(JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'url', valueUri: vs.url }] }))
+        .expect(200),
+    ];
+    for (const res of answers) expect((res.body as ValueSet).expansion!.timestamp).toBe(day);
+    // The ValueSet as read keeps the expansion it was written with.
+    expect(((await request(app).get('/fhir/ValueSet/disease-status').expect(200)).body as ValueSet).expansion!.timestamp).toBe(vs.expansion!.timestamp);
+  });
+
   it('answers 400 without url, 404 for an unknown url, 400 for a bad count', async () => {
     const { app } = fhirApp();
     expect((await request(app).get('/fhir/ValueSet/$expand').expect(400)).body.resourceType).toBe('OperationOutcome');
