@@ -30,6 +30,12 @@ export interface NextQuestionDeps {
   storage: Storage;
   today: string;
   log: Logger;
+  /**
+   * `{PUBLIC_BASE_URL}/fhir`: the server that answers `$next-question` for the form, which the contained
+   * Questionnaire's `questionnaireAdaptive` names (SDC: "a URL for the base URL of a server that can perform the
+   * nextQuestion operation"; DTR 2.2 dtr-questionnaire-adapt: `value[x] only url`).
+   */
+  fhirBase: string;
 }
 
 const INPUT_NAMES = ['questionnaire-response', 'questionnaire-response-in', 'in'];
@@ -148,7 +154,8 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
     // The items keep the static form's pre-fill expressions, so the form declares what they read: the launch
     // contexts and x-fhir-query variables (SDC §Expression-based population), or a renderer has no %patient to read.
     extension: [
-      { url: EXT_ADAPTIVE, valueBoolean: true },
+      // A url, not `true`: DTR 2.2 dtr-questionnaire-adapt allows only valueUrl (SDC and DTR 2.0.1 allow either).
+      { url: EXT_ADAPTIVE, valueUrl: deps.fhirBase },
       ...(staticForm.extension ?? []).filter((e) => e.url === EXT_LAUNCH_CONTEXT || e.url === EXT_VARIABLE),
     ],
     ...(previous?.url ? { url: previous.url } : {}),

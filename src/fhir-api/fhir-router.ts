@@ -192,7 +192,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
     send(
       res,
       200,
-      await nextQuestion(req.body, { content, catalog, storage, today: today(), log: logOf(req, logger) }),
+      await nextQuestion(req.body, { content, catalog, storage, today: today(), log: logOf(req, logger), fhirBase }),
     );
   };
   router.post('/Questionnaire/$next-question', jsonBody(), nextQuestionHandler);

@@ -420,6 +420,25 @@ describe('POST /fhir/QuestionnaireResponse: checks', () => {
       .expect(422);
   });
 
+  it("$next-question's contained Questionnaire names the payer's FHIR base in questionnaireAdaptive (a url: DTR 2.2 dtr-questionnaire-adapt), where the next call is answered", async () => {
+    const { app } = fhirApp();
+    const start: QuestionnaireResponse = {
+      resourceType: 'QuestionnaireResponse',
+      status: 'in-progress',
+      subject: { reference: 'Patient/p1' },
+      questionnaire: '#adaptive',
+      contained: [{ resourceType: 'Questionnaire', id: 'adaptive', status: 'active', derivedFrom: [policy.questionnaire], extension: [{ url: 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive', valueBoolean: true }] }],
+    };
+    const first = (await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(start)).expect(200)).body as QuestionnaireResponse;
+    const contained = first.contained!.find((c) => c.resourceType === 'Questionnaire') as Questionnaire;
+    const adaptive = contained.extension!.filter((e) => e.url === 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive');
+    expect(adaptive).toEqual([{ url: 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive', valueUrl: `${PUBLIC_BASE}/fhir` }]);
+    // SDC: the url is the base of a server that performs $next-question for this form.
+    const path = `${adaptive[0].valueUrl!.slice(PUBLIC_BASE.length)}/Questionnaire/$next-question`;
+    const second = (await request(app).post(path).set('Content-Type', FHIR).send(JSON.stringify(first)).expect(200)).body as QuestionnaireResponse;
+    expect((second.contained![0] as Questionnaire).item!.map((i) => i.linkId).slice(0, contained.item!.length)).toEqual(contained.item!.map((i) => i.linkId));
+  });
+
   it('$next-question answers 400 for a body that is not a QuestionnaireResponse, and 422 (as a POST does) for a response to a form this payer does not serve', async () => {
     const { app } = fhirApp();
     await request(app)
