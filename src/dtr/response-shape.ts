@@ -39,6 +39,17 @@ export function responseShapeProblems(body: unknown, opts: { requireQuestionnair
     problems.push({ path: 'QuestionnaireResponse.questionnaire', message: 'questionnaire is required' });
   if (body.contained !== undefined && !Array.isArray(body.contained))
     problems.push({ path: 'QuestionnaireResponse.contained', message: 'contained must be an array' });
+  // A local reference resolves only to a resource contained here (R4 References §contained; dom-3): an adaptive
+  // response naming `#id` without that Questionnaire is invalid, not a response to an unknown form (DTR 2.2 spec-147).
+  if (typeof body.questionnaire === 'string' && body.questionnaire.startsWith('#')) {
+    const id = body.questionnaire.slice(1);
+    const contained = Array.isArray(body.contained) ? body.contained : [];
+    if (!contained.some((c: unknown) => isObject(c) && c.resourceType === 'Questionnaire' && c.id === id))
+      problems.push({
+        path: 'QuestionnaireResponse.questionnaire',
+        message: `questionnaire ${body.questionnaire} names no contained Questionnaire: send the adaptive Questionnaire (derivedFrom the form's canonical) in contained`,
+      });
+  }
 
   const items = (value: unknown, path: string) => {
     if (value === undefined) return;

@@ -420,6 +420,16 @@ describe('POST /fhir/QuestionnaireResponse: checks', () => {
       .expect(422);
   });
 
+  it('answers 400 naming QuestionnaireResponse.questionnaire when its #id names no contained Questionnaire ($next-question: DTR 2.2 spec-147; POST likewise)', async () => {
+    const { app } = fhirApp();
+    const orphan = { resourceType: 'QuestionnaireResponse', status: 'in-progress', subject: { reference: 'Patient/p1' }, questionnaire: '#adaptive' };
+    for (const path of ['/fhir/Questionnaire/$next-question', '/fhir/QuestionnaireResponse']) {
+      const res = await request(app).post(path).set('Content-Type', FHIR).send(JSON.stringify(orphan)).expect(400);
+      expect(res.body.issue[0]).toMatchObject({ severity: 'error', code: 'invalid', expression: ['QuestionnaireResponse.questionnaire'] });
+      expect(res.body.issue[0].diagnostics).toMatch(/#adaptive names no contained Questionnaire/);
+    }
+  });
+
   it("$next-question's contained Questionnaire names the payer's FHIR base in questionnaireAdaptive (a url: DTR 2.2 dtr-questionnaire-adapt), where the next call is answered", async () => {
     const { app } = fhirApp();
     const start: QuestionnaireResponse = {
