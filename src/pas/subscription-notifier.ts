@@ -30,23 +30,36 @@ const HANDSHAKE_ATTEMPTS = 5;
 const DISPATCHED_TO: SubscriptionStatus[] = ['requested', 'active', 'error'];
 const EVENT_ATTEMPTS = 30;
 
-/** The identifiers a request's sender goes by: the requesting provider's organization (PAS 2.2 `org-identifier`). */
+/** PAS `extension-TransmissionIdentifiers` on the Claim: the X12 envelope ids (GS02, GS03, ISA06, ISA08). */
+const TRANSMISSION_IDENTIFIERS = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-TransmissionIdentifiers';
+
+/**
+ * The identifiers a request's sending system goes by, which a PAS `org-identifier` filter names: the ISA06 interchange
+ * sender id the Claim carries in TransmissionIdentifiers (`interchangeSenderID`; PAS 2.2.1 spec-58 "org-identifier =
+ * [sending system identifier] … equivalent to what is currently sent in the ISA06"), and the identifiers of the
+ * requesting provider's organization (a sender that sends no X12 envelope ids).
+ */
 function senderIdentifiers(s: PasSubmission): string[] {
   try {
     const req = parsePasRequest(s.requestBundle);
+    const isa06 = (req.claim.extension ?? [])
+      .filter((e) => e.url === TRANSMISSION_IDENTIFIERS)
+      .flatMap((e) => (e.extension ?? []).filter((x) => x.url === 'interchangeSenderID').map((x) => x.valueString?.trim()))
+      .filter((v): v is string => !!v);
     const provider = req.claim.provider?.reference ? req.byReference.get(req.claim.provider.reference) : undefined;
     const orgRef = provider?.resourceType === 'PractitionerRole' ? (provider as PractitionerRole).organization?.reference : undefined;
     const org = provider?.resourceType === 'Organization' ? provider : orgRef ? req.byReference.get(orgRef) : undefined;
     const ids: Identifier[] = org?.resourceType === 'Organization' ? ((org as Organization).identifier ?? []) : [];
-    return ids.flatMap((i) => (i.value ? [i.value, `${i.system ?? ''}|${i.value}`] : []));
+    return [...isa06, ...ids.flatMap((i) => (i.value ? [i.value, `${i.system ?? ''}|${i.value}`] : []))];
   } catch {
     return [];
   }
 }
 
 /**
- * Whether a subscription's filters select a decided request (all must hold): `org-identifier=<id>` the sender's
- * organization, `patient=<member id>` one of the patient's identifiers. No filter selects every request the
+ * Whether a subscription's filters select a decided request (all must hold): `org-identifier=<id>[,<id>…]` the
+ * sending system (any of the listed ids: PAS 2.2.1 spec-58 "Multiple criteria can be sent by listing them with the ','
+ * as a separator"), `patient=<member id>` one of the patient's identifiers. No filter selects every request the
  * subscription's client may read (`readableBy`: the requests it filed).
  */
 export function subscriptionMatches(sub: SubscriptionRecord, s: PasSubmission): boolean {
@@ -54,7 +67,10 @@ export function subscriptionMatches(sub: SubscriptionRecord, s: PasSubmission): 
   if (!readableBy(s.clientId, sub.owner)) return false;
   return sub.filters.every((f) => {
     const [name, value] = [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1)];
-    if (name === 'org-identifier') return senderIdentifiers(s).includes(value);
+    if (name === 'org-identifier') {
+      const sender = senderIdentifiers(s);
+      return value.split(',').some((v) => v.trim() !== '' && sender.includes(v.trim()));
+    }
     if (name === 'patient') return s.patientIdentifiers.some((p) => p === value || p.endsWith(`|${value}`));
     return false;
   });

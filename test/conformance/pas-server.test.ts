@@ -262,3 +262,100 @@ describe('PAS error handling, both versions (kit group 4 and PAS "4xx SHALL retu
     expect(reviewActions(claimResponseOf(res.body))).toEqual([`${X12}#A1`]);
   });
 });
+
+/**
+ * PAS 2.2.1 pended workflow as the kit drives it (group 1 "Subscription Setup", group 2.3 "Pended"): the tester's
+ * Subscription filters on its sending system (spec-58: `org-identifier` = the ISA06 sender id the Claim carries in
+ * TransmissionIdentifiers; several may be listed with commas), gets a handshake, and when the pended request is
+ * decided a full-resource event-notification whose SubscriptionStatus comes first and whose `notification-event.focus`
+ * resolves to an entry holding the PAS response Bundle (a collection, the ClaimResponse first) with the decision.
+ */
+describe('PAS 2.2.1 pended request notified to its sending system (kit groups 1 and 2.3; spec-57, spec-58)', () => {
+  const TRANSMISSION = `${PAS}/extension-TransmissionIdentifiers`;
+  const REVIEW = 'review-token-for-pas-kit-notification';
+
+  /** The story's pended request (or one for another order of the patient) as sent by an EHR whose ISA06 is `isa06`. */
+  function sentBy(isa06: string, orderId?: string): Bundle {
+    const b = withVersion(storyBundle('centene-missing-mrd', orderId ? { orderId } : {}), '2.2.1');
+    const claim = b.entry![0].resource as Claim;
+    claim.extension = [
+      ...(claim.extension ?? []),
+      {
+        url: TRANSMISSION,
+        extension: [
+          { url: 'applicationSenderCode', valueString: 'PRIORPATH-EHR' },
+          { url: 'applicationReceiverCode', valueString: 'CENTENE-UM' },
+          { url: 'interchangeSenderID', valueString: isa06 },
+          { url: 'interchangeReceiverID', valueString: '042017500' },
+        ],
+      },
+    ];
+    return b;
+  }
+
+  it.each([
+    ['its ISA06 sender id', 'org-identifier=EHR4471920'],
+    ['a list of sender ids holding it', 'org-identifier=N123456,EHR4471920'],
+  ])('a Subscription filtered on %s hears the decision, in the notification shape the kit checks', async (_name, filter) => {
+    const sent: { url: string; bundle: Bundle }[] = [];
+    const { app } = buildApp({
+      env: { REVIEW_TOKEN: REVIEW },
+      storage: new MemoryStorage(),
+      notifyFetch: async (url, init) => {
+        sent.push({ url, bundle: JSON.parse(init.body) as Bundle });
+        return { ok: true, status: 200 };
+      },
+    });
+    const notifier = app.locals.subscriptionNotifier as { idle(): Promise<void>; kick(): void };
+    const endpoint = 'http://127.0.0.1:9/inferno/notification_listener';
+    const subscription = {
+      resourceType: 'Subscription',
+      meta: { profile: [`${PAS}/profile-subscription`] },
+      status: 'requested',
+      reason: 'PAS pended prior authorization updates',
+      criteria: 'http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic',
+      _criteria: { extension: [{ url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria', valueString: filter }] },
+      channel: {
+        type: 'rest-hook',
+        endpoint,
+        payload: 'application/fhir+json',
+        _payload: { extension: [{ url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content', valueCode: 'full-resource' }] },
+      },
+    };
+    const created = await request(app).post('/fhir/Subscription').set('Content-Type', FHIR_JSON).send(JSON.stringify(subscription)).expect(201);
+    expect(created.body.status).toBe('requested');
+
+    const cr = claimResponseOf((await submit(app, sentBy('EHR4471920')).expect(200)).body);
+    expect(reviewActions(cr)).toEqual([`${X12}#A4`]);
+    // Another sending system's request is not this subscription's to hear.
+    const other = claimResponseOf((await submit(app, sentBy('OTHEREHR0001', 'centene-missing-mrd-order-2')).expect(200)).body);
+    expect(other.id).not.toBe(cr.id);
+    for (const id of [cr.id, other.id]) {
+      await request(app)
+        .post(`/review/${id}/decision`)
+        .set('Authorization', `Bearer ${REVIEW}`)
+        .send({ decision: 'approve', reviewer: 'Dr. R. Okafor (medical director)', reason: 'MRD 0.4 % on the attached flow report' })
+        .expect(200);
+    }
+    notifier.kick();
+    await notifier.idle();
+
+    const status = (b: Bundle) => b.entry![0].resource as Parameters;
+    const param = (b: Bundle, name: string) => (status(b).parameter ?? []).find((p) => p.name === name);
+    const notes = sent.filter((s) => s.url === endpoint).map((s) => s.bundle);
+    expect(notes.map((b) => param(b, 'type')?.valueCode)).toEqual(['handshake', 'event-notification']);
+    const note = notes[1];
+    expect(note.type).toBe('history');
+    expect(status(note).resourceType).toBe('Parameters');
+    const focus = (status(note).parameter ?? []).filter((p) => p.name === 'notification-event').flatMap((p) => (p.part ?? []).filter((x) => x.name === 'focus').map((x) => x.valueReference!.reference!));
+    expect(focus).toHaveLength(1);
+    const entry = note.entry!.slice(1).find((e) => e.fullUrl === focus[0]);
+    const response = entry!.resource as Bundle;
+    expect(response.resourceType).toBe('Bundle');
+    expect(response.type).toBe('collection');
+    const decided = claimResponseOf(response);
+    expect(decided.id).toBe(cr.id);
+    expect(reviewActions(decided)).toEqual([`${X12}#A1`]);
+    expect(JSON.stringify(note)).not.toContain(other.id!);
+  });
+});
