@@ -44,6 +44,9 @@ describe('GET /fhir/metadata', () => {
     expect(resources.ValueSet.operation!.map((o) => o.name)).toContain('expand');
     expect(resources.QuestionnaireResponse.interaction!.map((i) => i.code)).toEqual(['create', 'read', 'vread', 'update']);
     expect(resources.Claim.operation!.map((o) => o.name)).toEqual(['submit', 'inquire']);
+    // What the Subscription documentation says is what the server does (test/pas/subscription-end.test.ts): at its end a
+    // subscription turns off.
+    expect(resources.Subscription.documentation).toMatch(/At Subscription\.end the subscription turns off/);
     expect(cs.rest![0].operation!.map((o) => o.name)).toContain('questionnaire-package');
   });
 
