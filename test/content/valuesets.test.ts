@@ -274,6 +274,15 @@ describe('clinical content', () => {
     const all = new Set(codesOf('tki'));
     for (const c of codesOf('tki-pediatric')) expect(all.has(c)).toBe(true);
   });
+
+  it("reads Centene's open TKI list (\"e.g.\") as every TKI of the closed lists plus asciminib, by name", () => {
+    const names = (id: string): string[] =>
+      ((byId.get(id) as unknown as { extension?: { url: string; valueString?: string }[] }).extension ?? [])
+        .filter((e) => e.url.endsWith('/valueset-match-name'))
+        .map((e) => (e.valueString ?? '').toLowerCase());
+    expect(codesOf('bcr-abl1-tki')).toEqual(codesOf('tki'));
+    expect(names('bcr-abl1-tki')).toEqual(expect.arrayContaining([...names('tki'), 'asciminib', 'scemblix']));
+  });
 });
 
 const PREFETCH_TEMPLATES: Record<string, string> = {
