@@ -87,6 +87,11 @@ describe('generated questionnaires', () => {
       ).toBe(true);
     });
 
+    it('asks each question so a clinician reads it without the policy open: it names what it asks about (design.md §6)', () => {
+      // A question opening with a bare pronoun ("Is it given with ...?") leaves the reader to guess what "it" is.
+      for (const i of questions) expect(i.text ?? '', i.linkId).not.toMatch(/^(Is|Was|Does|Has) (it|this|that) (given|used|prescribed)\b/i);
+    });
+
     it('asks every askable fact a rule can need, once, with the fact linkId and type', () => {
       const linkIds = questions.map((i) => i.linkId);
       for (const name of structure.asked) {
