@@ -93,12 +93,26 @@ define "Latest Plausible Date":
   if "Order Date" <= Today() then "Order Date" else Today()`,
   },
   Qualifies: {
-    cql: `// A Condition that counts as a diagnosis: not refuted or entered in error; clinical status active, recurrence,
-// relapse or remission, or none stated (evaluation-data.ts isQualifyingCondition).
+    cql: `// A Condition that counts as a diagnosis: not refuted, entered in error or only suspected (unconfirmed,
+// provisional, differential); clinical status active, recurrence, relapse or remission, or none stated
+// (evaluation-data.ts isQualifyingCondition).
 define function "Qualifies"(C FHIR.Condition):
-  not exists (C.verificationStatus.coding V where V.code.value in { 'refuted', 'entered-in-error' })
+  not exists (C.verificationStatus.coding V where V.code.value in { 'refuted', 'entered-in-error', 'unconfirmed', 'provisional', 'differential' })
     and (not exists (C.clinicalStatus.coding)
       or exists (C.clinicalStatus.coding S where S.code.value in { 'active', 'recurrence', 'relapse', 'remission' }))`,
+  },
+  'Diagnoses Complete': {
+    needs: ['Names Disease'],
+    retrieves: ['Condition'],
+    cql: `// %diagnosesComplete: the Conditions are the whole problem list (a DTR client reads the EHR's), unless one of them is a
+// current diagnosis only suspected (evaluation-data.ts isSuspectedDiagnosis): then a diagnosis missing is unknown.
+define "Diagnoses Complete":
+  diagnoses_complete and not exists ([Condition] C
+    where exists (C.verificationStatus.coding V where V.code.value in { 'unconfirmed', 'provisional', 'differential' })
+      and not exists (C.verificationStatus.coding V where V.code.value in { 'refuted', 'entered-in-error' })
+      and (not exists (C.clinicalStatus.coding)
+        or exists (C.clinicalStatus.coding S where S.code.value in { 'active', 'recurrence', 'relapse', 'remission' }))
+      and C.code is not null and "Names Disease"(C.code))`,
   },
   'Qualifying Conditions': {
     needs: ['Qualifies'],
@@ -330,7 +344,7 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
         case 'diagnoses':
           return helper('Diagnoses', fhir('CodeableConcept'), true);
         case 'diagnosesComplete':
-          return v('diagnoses_complete', sys('Boolean'));
+          return helper('Diagnoses Complete', sys('Boolean'));
         case 'orderDate':
           return helper('Order Date', sys('Date'));
         case 'orderDateTime':

@@ -67,7 +67,14 @@ export const CLIENT_QUERIES = [
 
 const QUALIFYING_CONDITION =
   "(clinicalStatus.coding.empty() or clinicalStatus.coding.where(code in ('active' | 'recurrence' | 'relapse' | 'remission')).exists())" +
-  " and verificationStatus.coding.where(code in ('refuted' | 'entered-in-error')).empty()";
+  " and verificationStatus.coding.where(code in ('refuted' | 'entered-in-error' | 'unconfirmed' | 'provisional' | 'differential')).empty()";
+
+/** evaluation-data.ts isSuspectedDiagnosis: a current Condition naming a disease whose diagnosis is only suspected. */
+const SUSPECTED_DIAGNOSIS =
+  "(clinicalStatus.coding.empty() or clinicalStatus.coding.where(code in ('active' | 'recurrence' | 'relapse' | 'remission')).exists())" +
+  " and verificationStatus.coding.where(code in ('unconfirmed' | 'provisional' | 'differential')).exists()" +
+  " and verificationStatus.coding.where(code in ('refuted' | 'entered-in-error')).empty()" +
+  " and code.coding.where(code.exists() and (system = 'http://hl7.org/fhir/sid/icd-10-cm' and code.trim().upper().startsWith('Z')).not()).exists()";
 
 /**
  * What each server-side variable (cds-services/README.md "Variables") becomes in the renderer. The renderer has the
@@ -97,7 +104,7 @@ const CLIENT_VARIABLES: Record<string, { expr?: string; portability: Portability
     portability: 'approximate',
     note: "diagnoses are the patient's qualifying Conditions; the order's reasonCode/reasonReference (which the server prefers) is not visible",
   },
-  diagnosesComplete: { expr: 'true', portability: 'portable' },
+  diagnosesComplete: { expr: `%conditions.entry.resource.where(${SUSPECTED_DIAGNOSIS}).empty()`, portability: 'portable' },
   orderDate: {
     expr: 'today().toString()',
     portability: 'approximate',

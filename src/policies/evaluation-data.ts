@@ -43,14 +43,43 @@ export interface PatientRecord {
 
 const CLINICAL_ACTIVE = new Set(['active', 'recurrence', 'relapse', 'remission']);
 const VERIFICATION_EXCLUDED = new Set(['refuted', 'entered-in-error']);
+/**
+ * Verification statuses of a diagnosis not yet established (FHIR condition-ver-status): suspected, a working
+ * diagnosis, or one of several under consideration. Such a Condition proves neither that the patient has the disease
+ * nor that they have another one (design.md §6 "Clinical readings").
+ */
+const VERIFICATION_SUSPECTED = new Set(['unconfirmed', 'provisional', 'differential']);
 
-/** design.md §6: Conditions that count as diagnoses (active, recurrence, relapse or remission; not refuted). */
-export function isQualifyingCondition(c: Condition): boolean {
+const verificationCodes = (c: Condition) => c.verificationStatus?.coding?.map((x) => x.code) ?? [];
+const clinicallyCurrent = (c: Condition) => {
   const clinical = c.clinicalStatus?.coding?.map((x) => x.code) ?? [];
-  const verification = c.verificationStatus?.coding?.map((x) => x.code) ?? [];
-  if (verification.some((v) => v && VERIFICATION_EXCLUDED.has(v))) return false;
   // US Core allows a missing clinicalStatus only for entered-in-error; a record without one is taken as current.
   return clinical.length === 0 || clinical.some((v) => v !== undefined && CLINICAL_ACTIVE.has(v));
+};
+
+/**
+ * A current Condition naming a disease whose diagnosis is only suspected (unconfirmed, provisional, differential):
+ * while the problem list holds one, it is not a complete account of the patient's diagnoses, so a diagnosis it lacks
+ * is unknown (asked), never absent (design.md §6 "Clinical readings": a denial never rests on what the record cannot
+ * prove).
+ */
+export function isSuspectedDiagnosis(c: Condition): boolean {
+  const verification = verificationCodes(c);
+  return (
+    verification.some((v) => v !== undefined && VERIFICATION_SUSPECTED.has(v)) &&
+    !verification.some((v) => v !== undefined && VERIFICATION_EXCLUDED.has(v)) &&
+    clinicallyCurrent(c) &&
+    namesDisease(c.code)
+  );
+}
+
+/**
+ * design.md §6: Conditions that count as diagnoses (active, recurrence, relapse or remission; not refuted, entered
+ * in error, or only suspected).
+ */
+export function isQualifyingCondition(c: Condition): boolean {
+  if (verificationCodes(c).some((v) => v && (VERIFICATION_EXCLUDED.has(v) || VERIFICATION_SUSPECTED.has(v)))) return false;
+  return clinicallyCurrent(c);
 }
 
 /** The date an observation speaks for, for ordering: effective[x] or issued. */
@@ -84,6 +113,7 @@ export function indexRecord(record: PatientRecord): PatientRecord {
   return {
     ...record,
     conditions: record.conditions.filter(isQualifyingCondition).map(withCanonicalCode),
+    diagnosesComplete: (record.diagnosesComplete ?? true) && !record.conditions.some(isSuspectedDiagnosis),
     observations: [...record.observations]
       .filter((o) => o.status !== 'entered-in-error' && o.status !== 'cancelled')
       .sort((a, b) => observationDate(a).localeCompare(observationDate(b))),
