@@ -12,16 +12,21 @@ import { answersFromQuestionnaireResponse } from './questionnaire-answers.js';
 import type { ParsedAnswers } from './questionnaire-answers.js';
 import { tokenize } from '../fhir/fhirpath-tokens.js';
 import { askableClosure } from '../policies/policy-structure.js';
-import { questionnaireUrl } from '../policies/questionnaire-names.js';
+import { adaptiveQuestionnaireUrl, questionnaireUrl } from '../policies/questionnaire-names.js';
 
-/** The policy a Questionnaire canonical (`url` or `url|version`) belongs to, and the version asked for. */
+/**
+ * The policy a Questionnaire canonical (`url` or `url|version`) belongs to, and the version asked for: the policy's
+ * standard form or its adaptive form (`…-adaptive`, same version), whose `$next-question` route asks the same questions.
+ */
 export function policyForQuestionnaire(
   content: Content,
   canonical: string | undefined,
 ): { policy: CompiledPolicy; version?: string } | undefined {
   if (!canonical) return undefined;
   const [url, version] = canonical.split('|');
-  const policy = content.policies.find((p) => questionnaireUrl(content.canonicalBase, p.file.id) === url);
+  const policy =
+    content.policies.find((p) => questionnaireUrl(content.canonicalBase, p.file.id) === url) ??
+    content.policies.find((p) => adaptiveQuestionnaireUrl(content.canonicalBase, p.file.id) === url);
   return policy ? { policy, version } : undefined;
 }
 

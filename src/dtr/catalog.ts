@@ -6,6 +6,7 @@ import type { PolicyStructure } from '../policies/policy-structure.js';
 import { cqlQuestionnaire, libraryClosure, valueSetsOfLibrary } from './cql-questionnaire.js';
 import { buildQuestionnaire, flattenItems } from './questionnaire-builder.js';
 import { prebuildJson } from '../fhir/prebuilt-json.js';
+import { adaptiveQuestionnaire } from './adaptive-questionnaire.js';
 
 /** The Questionnaires the payer serves, indexed once when the router is built (content is immutable). */
 export interface DtrCatalog {
@@ -24,14 +25,23 @@ export interface DtrCatalog {
   cqlFormOf(q: Questionnaire): { questionnaire: Questionnaire; libraries: Library[]; valueSets: ValueSet[] } | undefined;
   /** Every Library, for `/fhir/Library`. */
   libraries: Library[];
+  /** Each policy's empty adaptive form (adaptive-questionnaire.ts) → the standard form it is derived from. */
+  standardOf: Map<Questionnaire, Questionnaire>;
+}
+
+/** Options of {@link buildCatalog}. */
+export interface CatalogOptions {
+  /** `{PUBLIC_BASE_URL}/fhir`, where `$next-question` is answered: the adaptive forms' `questionnaireAdaptive`. */
+  fhirBase?: string;
 }
 
 /**
  * Indexes the committed Questionnaires (`questionnaires/<policy-id>.json`, proven equal to the generated ones by the
  * content test) and, for a policy whose file is missing or stale, the Questionnaire generated from the policy itself,
- * so a policy never goes without its form.
+ * so a policy never goes without its form. Each policy also gets an empty adaptive form (`<policy-id>-adaptive`), derived
+ * from its standard form and its Library, for the `$next-question` route (DTR §"Adaptive Form").
  */
-export function buildCatalog(content: Content): DtrCatalog {
+export function buildCatalog(content: Content, opts: CatalogOptions = {}): DtrCatalog {
   const byId = new Map<string, Questionnaire>();
   const byCanonical = new Map<string, Questionnaire>();
   const policyOf = new Map<Questionnaire, CompiledPolicy>();
@@ -113,9 +123,25 @@ export function buildCatalog(content: Content): DtrCatalog {
   }
   const cqlFormOf = (q: Questionnaire) => cqlForms.get(q);
 
+  // Adaptive forms come last in `all` (a search lists the standard forms first), and never in `forPolicy`: a package
+  // holds one only when a client names it.
+  const standardOf = new Map<Questionnaire, Questionnaire>();
+  for (const policy of content.policies) {
+    const standard = forPolicy.get(policy.file.id)!;
+    const library = cqlForms.get(standard)?.libraries[0];
+    const a = adaptiveQuestionnaire(standard, policy, { canonicalBase: content.canonicalBase, fhirBase: opts.fhirBase, library });
+    if (byId.has(a.id!) || byCanonical.has(a.url!)) continue;
+    standardOf.set(a, standard);
+    policyOf.set(a, policy);
+    all.push(a);
+    byId.set(a.id!, a);
+    byCanonical.set(a.url!, a);
+    if (a.version) byCanonical.set(`${a.url}|${a.version}`, a);
+  }
+
   // Every resource a package carries unchanged is serialised once, here (src/fhir/prebuilt-json.ts).
   for (const q of all) prebuildJson(q);
   for (const form of cqlForms.values()) [form.questionnaire, ...form.libraries, ...form.valueSets].forEach(prebuildJson);
 
-  return { all, byId, byCanonical, policyOf, forPolicy, structureOf, valueSetsOf, cqlFormOf, libraries };
+  return { all, byId, byCanonical, policyOf, forPolicy, structureOf, valueSetsOf, cqlFormOf, libraries, standardOf };
 }

@@ -59,8 +59,9 @@ export function nextQuestionInput(body: unknown): QuestionnaireResponse {
 
 /**
  * SDC `$next-question` for PriorPath's forms (SDC §Adaptive Questionnaires; DTR §"Adaptive Form"). Stateless: every
- * call derives everything from the posted response. The contained Questionnaire (`derivedFrom` the policy's
- * canonical) grows by the questions still needed, found by running `evaluatePolicy` over the answers so far: the
+ * call derives everything from the posted response. The contained Questionnaire (`derivedFrom` the policy's standard
+ * form or its adaptive form, the one `$questionnaire-package` serves to start this route; it keeps naming the one the
+ * client started from) grows by the questions still needed, found by running `evaluatePolicy` over the answers so far: the
  * `missingFacts` of the first group of the static form (universal criteria, shared indication, each pathway, limits)
  * that has any, and the justification of an exceeded limit. A question asked before and left unanswered is not asked
  * again. When nothing is left to ask, the response comes back `completed` with the determination in
@@ -145,6 +146,8 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
     }
   }
 
+  const answered = deps.catalog.byCanonical.get(canonical!) ?? deps.catalog.byCanonical.get(canonical!.split('|')[0]);
+  const adaptiveForm = answered && deps.catalog.standardOf.has(answered) ? answered : undefined;
   const staticItems = new Map(flattenItems(staticForm.item).map((i) => [i.linkId, i]));
   const newItems = toAsk.map((l) => adaptiveItem(staticItems.get(l)!));
   const contained: Questionnaire = {
@@ -159,7 +162,8 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
       ...(staticForm.extension ?? []).filter((e) => e.url === EXT_LAUNCH_CONTEXT || e.url === EXT_VARIABLE),
     ],
     ...(previous?.url ? { url: previous.url } : {}),
-    derivedFrom: [`${staticForm.url}|${staticForm.version}`],
+    // The form being completed: the policy's adaptive form when the client started from it, else its standard form.
+    derivedFrom: [adaptiveForm ? `${adaptiveForm.url}|${adaptiveForm.version}` : `${staticForm.url}|${staticForm.version}`],
     title: staticForm.title,
     status: 'active',
     subjectType: ['Patient'],

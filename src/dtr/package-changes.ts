@@ -23,9 +23,11 @@ export function packageChangedAt(q: Questionnaire, catalog: DtrCatalog, storage:
   if (!forStorage) known.set(storage, (forStorage = new Map()));
   let at = forStorage.get(q);
   if (!at) {
-    const cql = catalog.cqlFormOf(q);
+    // An adaptive form's package carries its standard form's Libraries and ValueSets (questionnaire-package.ts).
+    const base = catalog.standardOf.get(q) ?? q;
+    const cql = catalog.cqlFormOf(base);
     const digest = createHash('sha256')
-      .update(JSON.stringify([q, catalog.valueSetsOf(q), cql?.questionnaire, cql?.libraries, cql?.valueSets]))
+      .update(JSON.stringify([q, catalog.valueSetsOf(base), cql?.questionnaire, cql?.libraries, cql?.valueSets]))
       .digest('base64url');
     at = storage.settingSince(`dtr-package:${q.url}|${q.version}`, digest, new Date().toISOString()).then((iso) => Date.parse(iso));
     // A storage failure is not remembered: the next request asks again (meanwhile the form counts as changed).

@@ -155,7 +155,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   const { content, storage, logger } = deps;
   const router = express.Router();
   const fhirBase = `${deps.publicBaseUrl.replace(/\/+$/, '')}/fhir`;
-  const catalog = buildCatalog(content);
+  const catalog = buildCatalog(content, { fhirBase });
   const valueSets = content.valueSets.all().sort((a, b) => (a.id ?? '').localeCompare(b.id ?? ''));
   const tokenEndpoint = deps.tokenEndpoint ?? `${deps.publicBaseUrl.replace(/\/+$/, '')}/auth/token`;
   const metadata = capabilityStatement({ fhirBase, date: content.loadedAt.toISOString(), tokenEndpoint });

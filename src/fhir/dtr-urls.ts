@@ -8,6 +8,8 @@ export const DTR = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition';
 
 /** DTR standard (non-adaptive) Questionnaire profile; same id in DTR 2.0.1 and 2.2. */
 export const DTR_STD_QUESTIONNAIRE = `${DTR}/dtr-std-questionnaire`;
+/** The empty adaptive Questionnaire `$questionnaire-package` returns for the `$next-question` route (DTR 2.0.1 and 2.2). */
+export const DTR_ADAPT_SEARCH_QUESTIONNAIRE = `${DTR}/dtr-questionnaire-adapt-search`;
 /** The Questionnaire contained in `$next-question` responses (DTR 2.0.1 and 2.2). */
 export const DTR_ADAPT_QUESTIONNAIRE = `${DTR}/dtr-questionnaire-adapt`;
 export const SDC_ADAPT_QUESTIONNAIRE = `${SDC}/sdc-questionnaire-adapt`;

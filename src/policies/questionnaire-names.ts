@@ -11,6 +11,15 @@ export function questionnaireUrl(canonicalBase: string, policyId: string): strin
   return `${canonicalBase}/Questionnaire/${policyId}`;
 }
 
+/**
+ * `{canonicalBase}/Questionnaire/{policyId}-adaptive`: the policy's empty adaptive form (DTR
+ * `dtr-questionnaire-adapt-search`), which a DTR client names in `$questionnaire-package` to take the `$next-question`
+ * route through the same policy (https://hl7.org/fhir/us/davinci-dtr/StructureDefinition-dtr-questionnaire-adapt-search.html).
+ */
+export function adaptiveQuestionnaireUrl(canonicalBase: string, policyId: string): string {
+  return `${questionnaireUrl(canonicalBase, policyId)}-adaptive`;
+}
+
 /** The linkId of the question asked when a limit is exceeded and the policy names no attestation fact for it. */
 export function justificationLinkId(limitId: string): string {
   return `justification-${limitId}`;

@@ -102,7 +102,8 @@ describe('Questionnaire read and search', () => {
     expect(((await request(app).get('/fhir/Questionnaire').query({ _id: policy.file.id })).body as Bundle).total).toBe(
       1,
     );
-    expect(((await request(app).get('/fhir/Questionnaire')).body as Bundle).total).toBe(content.policies.length);
+    // Each policy's standard form and its empty adaptive form (`<policy-id>-adaptive`).
+    expect(((await request(app).get('/fhir/Questionnaire')).body as Bundle).total).toBe(2 * content.policies.length);
   });
 });
 

@@ -79,7 +79,8 @@ describe.each(['Questionnaire', 'ValueSet', 'Library'])('GET /fhir/%s search pag
 describe('search filters and paging together', () => {
   it('pages the matches of a filter, and the links keep the filter', async () => {
     const { app } = fhirApp();
-    const bcbsnc = content.policies.filter((p) => p.file.payer === 'bcbsnc').map((p) => p.file.id).sort();
+    // Each policy's standard form and its adaptive form (named after it).
+    const bcbsnc = content.policies.filter((p) => p.file.payer === 'bcbsnc').flatMap((p) => [p.file.id, `${p.file.id}-adaptive`]).sort();
     expect(bcbsnc.length).toBeGreaterThan(1);
     const first = (await request(app).get('/fhir/Questionnaire?name=bcbsnc&_count=1').expect(200)).body as Bundle;
     expect([first.total, first.entry?.length]).toEqual([bcbsnc.length, 1]);

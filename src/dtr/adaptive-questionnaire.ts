@@ -1,0 +1,82 @@
+import type { Library, Questionnaire, QuestionnaireResponse } from '@medplum/fhirtypes';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import { adaptiveQuestionnaireUrl } from '../policies/questionnaire-names.js';
+import {
+  DTR_ADAPT_QUESTIONNAIRE,
+  DTR_ADAPT_SEARCH_QUESTIONNAIRE,
+  DTR_QR_ADAPT,
+  EXT_ADAPTIVE,
+  SDC_ADAPT_QUESTIONNAIRE,
+} from '../fhir/dtr-urls.js';
+import { EXT_CQF_LIBRARY } from './cql-questionnaire.js';
+
+/** The id of the Questionnaire a draft adaptive response contains (the one `$next-question` grows). */
+export const CONTAINED_ADAPTIVE_ID = 'adaptive';
+
+const escapeHtml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/**
+ * A policy's empty adaptive form (DTR `dtr-questionnaire-adapt-search`,
+ * https://hl7.org/fhir/us/davinci-dtr/StructureDefinition-dtr-questionnaire-adapt-search.html): no items (DTR 2.2:
+ * item 0..0), `questionnaireAdaptive` naming the FHIR base that answers `$next-question` (a url, as on the forms
+ * `$next-question` returns), `cqf-library` naming the policy's Library when it has one (the CQL the questions'
+ * pre-population reads), `derivedFrom` the standard form. Same version as the standard form: both follow the policy.
+ */
+export function adaptiveQuestionnaire(
+  standard: Questionnaire,
+  policy: CompiledPolicy,
+  opts: { canonicalBase: string; fhirBase?: string; library?: Library },
+): Questionnaire {
+  const title = standard.title ?? policy.file.id;
+  return {
+    resourceType: 'Questionnaire',
+    id: `${policy.file.id}-adaptive`,
+    meta: { profile: [DTR_ADAPT_SEARCH_QUESTIONNAIRE] },
+    text: {
+      status: 'generated',
+      div: `<div xmlns="http://www.w3.org/1999/xhtml"><p><b>${escapeHtml(title)}</b></p><p>Adaptive form: its questions are asked through $next-question, only those still needed.</p></div>`,
+    },
+    extension: [
+      // Without a served base (a catalog built outside the HTTP server) `true`: SDC and DTR 2.0.1 allow either.
+      opts.fhirBase ? { url: EXT_ADAPTIVE, valueUrl: opts.fhirBase } : { url: EXT_ADAPTIVE, valueBoolean: true },
+      ...(opts.library?.url ? [{ url: EXT_CQF_LIBRARY, valueCanonical: opts.library.url }] : []),
+    ],
+    url: adaptiveQuestionnaireUrl(opts.canonicalBase, policy.file.id),
+    ...(standard.version ? { version: standard.version } : {}),
+    ...(standard.name ? { name: `${standard.name}Adaptive` } : {}),
+    title,
+    derivedFrom: [standard.version ? `${standard.url}|${standard.version}` : standard.url!],
+    status: standard.status,
+    subjectType: ['Patient'],
+    ...(standard.publisher ? { publisher: standard.publisher } : {}),
+  };
+}
+
+/**
+ * The draft response of an adaptive package: the package's response (its qr-context, qr-coverage, intendedUse,
+ * subject) reshaped as the first `$next-question` input (SDC adaptive: `questionnaire` `#id` of a contained copy of the
+ * form, `derivedFrom` its canonical; DTR `dtr-questionnaireresponse-adapt`), with no items, since the form has none
+ * yet. A client can post it as it is.
+ */
+export function adaptiveDraftResponse(draft: QuestionnaireResponse, adaptive: Questionnaire): QuestionnaireResponse {
+  const canonical = adaptive.version ? `${adaptive.url}|${adaptive.version}` : adaptive.url!;
+  const contained: Questionnaire = {
+    resourceType: 'Questionnaire',
+    id: CONTAINED_ADAPTIVE_ID,
+    meta: { profile: [DTR_ADAPT_QUESTIONNAIRE, SDC_ADAPT_QUESTIONNAIRE] },
+    extension: adaptive.extension,
+    url: adaptive.url,
+    ...(adaptive.version ? { version: adaptive.version } : {}),
+    title: adaptive.title,
+    derivedFrom: [canonical],
+    status: adaptive.status,
+    subjectType: ['Patient'],
+  };
+  const { item: _items, ...rest } = draft;
+  return {
+    ...rest,
+    meta: { profile: [DTR_QR_ADAPT] },
+    contained: [contained],
+    questionnaire: `#${CONTAINED_ADAPTIVE_ID}`,
+  };
+}

@@ -1,0 +1,119 @@
+/**
+ * The adaptive route into DTR (DTR §"Adaptive Form"; Inferno DTR payer suite group 2): `$questionnaire-package`
+ * naming a policy's adaptive canonical (`…/Questionnaire/<policy-id>-adaptive`) returns the empty adaptive
+ * Questionnaire (`dtr-questionnaire-adapt-search`) with its Libraries and a draft response, and `$next-question` takes
+ * that response to the policy's first questions. Every policy gets one, from the catalog.
+ */
+import type { Bundle, Library, Parameters, Questionnaire, QuestionnaireResponse } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { CANONICAL_BASE, dtrContent, FHIR_BASE, fhirApp, fhirIssues } from './helpers.js';
+
+const content = dtrContent();
+const FHIR = 'application/fhir+json';
+const ADAPTIVE_EXT = 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive';
+const CQF_LIBRARY = 'http://hl7.org/fhir/StructureDefinition/cqf-library';
+const ADAPT_SEARCH = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-questionnaire-adapt-search';
+
+const coverage = (payer: string) => ({
+  resourceType: 'Coverage',
+  id: 'cov1',
+  status: 'active',
+  beneficiary: { reference: 'Patient/p1' },
+  payor: [{ identifier: { system: 'https://priorpath.dev/fhir/sid/payer', value: payer } }],
+});
+const packageFor = (payer: string, questionnaire: string) => ({
+  resourceType: 'Parameters',
+  parameter: [
+    { name: 'coverage', resource: coverage(payer) },
+    { name: 'questionnaire', valueCanonical: questionnaire },
+  ],
+});
+const bundlesOf = (out: Parameters) =>
+  (out.parameter ?? [])
+    .filter((p) => p.name === 'PackageBundle' || p.name === 'packagebundle')
+    .map((p) => [p.name, p.resource as Bundle] as const);
+const ofType = <T>(b: Bundle, type: string) => (b.entry ?? []).map((e) => e.resource).filter((r) => r?.resourceType === type) as T[];
+
+describe.each(content.policies.map((p) => [p.file.id, p] as const))('adaptive form of %s', (id, policy) => {
+  const standardUrl = `${CANONICAL_BASE}/Questionnaire/${id}`;
+  const adaptiveUrl = `${standardUrl}-adaptive`;
+  const version = policy.file.version;
+
+  it('a package naming the adaptive canonical (with or without |version) holds the empty adaptive Questionnaire first, Libraries with CQL and ELM, and a draft response, in both DTR shapes', async () => {
+    const { app } = fhirApp();
+    for (const canonical of [adaptiveUrl, `${adaptiveUrl}|${version}`]) {
+      const out = (await request(app).post('/fhir/Questionnaire/$questionnaire-package').set('Content-Type', FHIR).send(JSON.stringify(packageFor(policy.file.payer, canonical))).expect(200)).body as Parameters;
+      expect(fhirIssues(out)).toEqual([]);
+      expect(out.parameter!.some((p) => p.name === 'operationOutcome' || p.name === 'outcome')).toBe(false);
+      const bundles = bundlesOf(out);
+      expect(bundles.map(([name]) => name)).toEqual(['PackageBundle', 'packagebundle']);
+      for (const [, b] of bundles) {
+        const q = b.entry![0].resource as Questionnaire;
+        expect(q).toMatchObject({
+          resourceType: 'Questionnaire',
+          id: `${id}-adaptive`,
+          url: adaptiveUrl,
+          version,
+          status: 'active',
+          subjectType: ['Patient'],
+          derivedFrom: [`${standardUrl}|${version}`],
+        });
+        expect(q.title).toBeTruthy();
+        expect(q.meta?.profile).toEqual([ADAPT_SEARCH]);
+        expect(q.item).toBeUndefined();
+        expect(q.extension!.filter((e) => e.url === ADAPTIVE_EXT)).toEqual([{ url: ADAPTIVE_EXT, valueUrl: FHIR_BASE }]);
+        const libraries = ofType<Library>(b, 'Library');
+        const cqf = q.extension!.filter((e) => e.url === CQF_LIBRARY).map((e) => e.valueCanonical);
+        expect(cqf).toHaveLength(1);
+        // Inferno compares cqf-library with Library.url as strings.
+        const own = libraries.find((l) => l.url === cqf[0])!;
+        expect(own).toBeDefined();
+        for (const l of libraries) {
+          expect(l.content!.map((c) => c.contentType)).toEqual(expect.arrayContaining(['text/cql', 'application/elm+json']));
+        }
+        const drafts = ofType<QuestionnaireResponse>(b, 'QuestionnaireResponse');
+        expect(drafts).toHaveLength(1);
+        expect(drafts[0]).toMatchObject({ status: 'in-progress', questionnaire: '#adaptive', subject: { reference: 'Patient/p1' } });
+        expect((drafts[0].contained![0] as Questionnaire).derivedFrom).toEqual([`${adaptiveUrl}|${version}`]);
+      }
+    }
+  });
+
+  it("$next-question takes the package's draft response to the policy's first questions, the same the standard form's adaptive start gets", async () => {
+    const { app } = fhirApp();
+    const out = (await request(app).post('/fhir/Questionnaire/$questionnaire-package').set('Content-Type', FHIR).send(JSON.stringify(packageFor(policy.file.payer, adaptiveUrl))).expect(200)).body as Parameters;
+    expect(bundlesOf(out)).toHaveLength(2);
+    for (const [, b] of bundlesOf(out)) {
+      const draft = ofType<QuestionnaireResponse>(b, 'QuestionnaireResponse')[0];
+      const first = (await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(draft)).expect(200)).body as QuestionnaireResponse;
+      const asked = (first.contained![0] as Questionnaire).item ?? [];
+      expect(first.status).toBe('in-progress');
+      expect(asked.length).toBeGreaterThan(0);
+      expect((first.contained![0] as Questionnaire).derivedFrom).toEqual([`${adaptiveUrl}|${version}`]);
+
+      const fromStandard: QuestionnaireResponse = {
+        ...draft,
+        contained: [{ ...(draft.contained![0] as Questionnaire), url: undefined, derivedFrom: [`${standardUrl}|${version}`] }],
+      };
+      const viaStandard = (await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(fromStandard)).expect(200)).body as QuestionnaireResponse;
+      expect(asked.map((i) => i.linkId)).toEqual(((viaStandard.contained![0] as Questionnaire).item ?? []).map((i) => i.linkId));
+    }
+  });
+
+  it('GET /fhir/Questionnaire/<id>-adaptive and a search by url find it; a package without the adaptive canonical stays the standard one', async () => {
+    const { app } = fhirApp();
+    const read = (await request(app).get(`/fhir/Questionnaire/${id}-adaptive`).expect(200)).body as Questionnaire;
+    expect(read.url).toBe(adaptiveUrl);
+    const found = (await request(app).get('/fhir/Questionnaire').query({ url: adaptiveUrl }).expect(200)).body as Bundle;
+    expect(found.entry!.map((e) => (e.resource as Questionnaire).id)).toEqual([`${id}-adaptive`]);
+
+    const std = (await request(app).post('/fhir/Questionnaire/$questionnaire-package').set('Content-Type', FHIR).send(JSON.stringify(packageFor(policy.file.payer, standardUrl))).expect(200)).body as Parameters;
+    for (const [, b] of bundlesOf(std)) {
+      const q = b.entry![0].resource as Questionnaire;
+      expect(q.url).toBe(standardUrl);
+      expect(q.item!.length).toBeGreaterThan(0);
+      expect(ofType<QuestionnaireResponse>(b, 'QuestionnaireResponse')[0].questionnaire).toBe(`${standardUrl}|${version}`);
+    }
+  });
+});
