@@ -19,6 +19,7 @@ import { isActionableOrder, isOrder } from '../coverage/order.js';
 import type { HookRequest } from './hook-request.js';
 import { parseHookRequest, resourcesOf } from './hook-request.js';
 import { identifyPayer } from '../coverage/payer.js';
+import type { ResourceReader } from '../coverage/payer.js';
 import { resolvePrefetch } from './prefetch.js';
 import { rawBodyOf } from '../http/json-body.js';
 import { localReference } from '../fhir/references.js';
@@ -42,6 +43,15 @@ export interface HookResult {
   patientId: string;
   hookInstance: string;
 }
+
+/**
+ * The EHR of a hook request that names no fhirServer it may read: every read fails as an unreachable server would
+ * (no HTTP status), so what the answer needs from it is a 412, as a prefetch key that cannot be fetched is
+ * (design.md §4 "Prefetch handling"), and what it only might use (a requester's specialty) stays unknown.
+ */
+const NO_FHIR_SERVER: ResourceReader = {
+  get: (reference) => Promise.reject(new Error(`the request gives no fhirServer with fhirAuthorization to read ${reference} from`)),
+};
 
 /** A stable, non-reversible id for the audit trail: never the patient id itself. */
 export function hashPatientId(id: string): string {
@@ -107,9 +117,14 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
   // coverage information (and never an authorization number); it still reaches the record as context.
   const inScope = orders.filter(isActionableOrder);
 
+  // What the request did not carry is read from its fhirServer. A request with none to ask (no fhirServer, or no
+  // fhirAuthorization outside the sandbox) reads as an EHR that cannot be reached: data the answer needs and cannot
+  // have is a 412 (design.md §4 "Prefetch handling"), never read as absent: silence would say "no prior authorization".
+  const reader: ResourceReader = ehr ?? NO_FHIR_SERVER;
+
   // The prescriber's specialty comes from the user prefetch or the order's requester (design.md §6): read a requester
   // PractitionerRole the request did not carry, when the EHR can be asked.
-  if (ehr) {
+  {
     const missing = [...new Set(orders.map((o) => (o as { requester?: { reference?: string } }).requester?.reference))].filter(
       (ref): ref is string => !!ref && /^PractitionerRole\/[A-Za-z0-9\-.]{1,64}$/.test(ref) && !byReference.has(ref),
     );
@@ -123,7 +138,7 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
     const answeredDrugs = new Set(inScope.map(drugOf));
     const fetched = await Promise.all(
       [...missing, ...medications].map((ref) =>
-        ehr.get(ref).catch((err: unknown) => {
+        reader.get(ref).catch((err: unknown) => {
           const status = (err as { status?: unknown }).status;
           // Without its drug an order cannot be told governed or not, and silence would read as "no prior
           // authorization": a Medication the EHR failed to give (not a 404) is a 412, as a prefetch that cannot be
@@ -143,7 +158,7 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
   const patient = (data.patient ?? []).find((r) => r.resourceType === 'Patient');
   if (patient && patient.id && patient.id !== req.patientId) throw badRequest('prefetch.patient is not the patient in context.patientId', ['prefetch.patient']);
 
-  const payerMatch = await identifyPayer({ content: deps.content, coverages: data.coverage ?? [], byReference, ehr, defaultPayer: deps.defaultPayer });
+  const payerMatch = await identifyPayer({ content: deps.content, coverages: data.coverage ?? [], byReference, ehr: reader, defaultPayer: deps.defaultPayer });
   const coverage: Coverage | undefined = payerMatch.coverage;
 
   const users = (data.user ?? []).filter((r): r is PractitionerRole | Practitioner => r.resourceType === 'PractitionerRole' || r.resourceType === 'Practitioner');

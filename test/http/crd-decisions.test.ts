@@ -233,6 +233,40 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(absent.body.systemActions ?? []).toEqual([]);
   });
 
+  it('answers 412, not silence or "no payer", when what the answer needs is only referenced and the request gives no fhirServer to read it from (design.md §4)', async () => {
+    const { resources, order } = edgePatient();
+    const { medicationCodeableConcept: _code, ...rest } = order;
+    const noServer = (body: Record<string, unknown>) => {
+      const { fhirServer: _s, fhirAuthorization: _a, ...without } = body;
+      return without;
+    };
+    const { app } = buildApp({ today: '2026-11-23' });
+
+    // The drug is a Medication the request does not carry: the EHR would otherwise hear nothing, which reads as
+    // "no prior authorization needed" for a Blincyto order.
+    const byReference = orderSignRequest([...resources, mrd(0.4)], { ...rest, medicationReference: { reference: 'Medication/blincyto-35' } });
+    const drug = await request(app).post(SIGN).send(noServer(byReference));
+    expect(drug.status).toBe(412);
+    expect(drug.body.resourceType).toBe('OperationOutcome');
+    expect(drug.body.issue[0].expression).toEqual(['context.draftOrders']);
+
+    // The payer is named only by a reference to an Organization the request does not carry: not knowing is not
+    // "names no payer PriorPath serves" (400).
+    const payorByReference = resources
+      .filter((r) => r.resourceType !== 'Organization')
+      .map((r) => (r.resourceType === 'Coverage' ? { ...r, payor: [{ reference: 'Organization/payer-centene', display: 'Centene' }] } : r));
+    const payer = await request(app).post(SIGN).send(noServer(orderSignRequest([...payorByReference, mrd(0.4)], order)));
+    expect(payer.status).toBe(412);
+    expect(payer.body.issue[0].expression).toEqual(['prefetch.coverage.payor']);
+
+    // Carried in the request (the draft orders Bundle), the same Medication is read there and the order is answered.
+    const carried = structuredClone(byReference) as { context: { draftOrders: Bundle } };
+    carried.context.draftOrders.entry!.push({ resource: { resourceType: 'Medication', id: 'blincyto-35', code: order.medicationCodeableConcept } });
+    const res = await request(app).post(SIGN).send(noServer(carried)).expect(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-sign');
+    expect(code(ext, 'pa-needed')).toBe('satisfied');
+  });
+
   it('identifies the payer from an absolute payor reference to an Organization it reads from the EHR', async () => {
     const { resources, order } = edgePatient();
     const ehr = fakeEhr([...resources, mrd(0.4)]);
