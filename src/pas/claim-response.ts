@@ -11,7 +11,9 @@ import {
   EXT_ITEM_PRE_AUTH_PERIOD,
   EXT_REVIEW_ACTION,
   EXT_REVIEW_ACTION_CODE,
+  PAS_CLAIM_INQUIRY_RESPONSE,
   PAS_CLAIM_RESPONSE,
+  PAS_INQUIRY_RESPONSE_BUNDLE,
   PAS_REFERENCE_SYSTEM,
   PAS_RESPONSE_BUNDLE,
   REVIEW_ACTION_DISPLAY,
@@ -209,4 +211,19 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
     ],
   };
   return { bundle, claimResponse };
+}
+
+/**
+ * A stored PAS response Bundle as an `$inquire` answers it: the same content, labelled with the inquiry profiles
+ * (PAS 2.2.1 §"Inquiry", FHIR-55687: each matching request is a PASInquiryResponseBundle whose first entry is a
+ * PASClaimInquiryResponse; the 2.0.1 Claim-inquiry `return` is the same pair). The submit profiles stay on `$submit`
+ * answers, notifications and `GET /ClaimResponse/{id}`; a validator checking an inquiry answer against what it claims
+ * then checks it against the inquiry profiles. Other entries (the echoed Patient, insurer, requestor) keep theirs.
+ */
+export function inquiryResponseOf(responseBundle: Record<string, unknown>): Record<string, unknown> {
+  const bundle = structuredClone(responseBundle) as unknown as Bundle;
+  bundle.meta = { ...bundle.meta, profile: [PAS_INQUIRY_RESPONSE_BUNDLE] };
+  const first = bundle.entry?.[0]?.resource;
+  if (first?.resourceType === 'ClaimResponse') first.meta = { ...first.meta, profile: [PAS_CLAIM_INQUIRY_RESPONSE] };
+  return bundle as unknown as Record<string, unknown>;
 }

@@ -21,6 +21,7 @@ import { pasVersionOf } from './pas-version.js';
 import type { PasVersion } from './pas-version.js';
 import { settlePended } from './settle-pended.js';
 import { applyClaimUpdate } from './apply-claim-update.js';
+import { inquiryResponseOf } from './claim-response.js';
 
 const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
@@ -95,8 +96,8 @@ function replay(stored: PasSubmission, req: PasRequest): Record<string, unknown>
  * including any later reviewer decision, without a second record; the same identifier with different content is a
  * 409 OperationOutcome (`duplicate`), because one identifier names one request.
  *
- * `$inquire` returns a Parameters with one `return` PAS response Bundle per matching request the client filed (none: no
- * parameters).
+ * `$inquire` returns a Parameters with one `return` PAS inquiry response Bundle (inquiryResponseOf) per matching
+ * request the client filed (none: no parameters); in PAS 2.0.1, the latest one itself.
  */
 export function createPasRouter(deps: PasDeps): express.Router {
   const { content, storage, logger } = deps;
@@ -272,9 +273,9 @@ export function createPasRouter(deps: PasDeps): express.Router {
       // PAS 2.0.1 Claim-inquiry: `return` 1..1 Bundle, so the answer is the (latest) matching response Bundle itself.
       if (found.length === 0) throw notFound('No prior authorization request matches this inquiry');
       const latest = [...found].sort((a, b) => b.createdAt.localeCompare(a.createdAt))[0];
-      return sendFhir(res, 200, latest.responseBundle);
+      return sendFhir(res, 200, inquiryResponseOf(latest.responseBundle));
     }
-    sendFhir(res, 200, { resourceType: 'Parameters', ...(found.length > 0 ? { parameter: found.map((s) => ({ name: 'return', resource: s.responseBundle })) } : {}) });
+    sendFhir(res, 200, { resourceType: 'Parameters', ...(found.length > 0 ? { parameter: found.map((s) => ({ name: 'return', resource: inquiryResponseOf(s.responseBundle) })) } : {}) });
   });
 
   /**

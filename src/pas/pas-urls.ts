@@ -4,9 +4,12 @@
  */
 export const PAS = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition';
 
+/** `$submit` answers (Claim-submit `return`): a PASResponseBundle whose first entry is a PASClaimResponse. */
 export const PAS_CLAIM_RESPONSE = `${PAS}/profile-claimresponse`;
 export const PAS_RESPONSE_BUNDLE = `${PAS}/profile-pas-response-bundle`;
+/** `$inquire` answers (Claim-inquiry `return`, 2.0.1 and 2.2.1): a PASInquiryResponseBundle led by a PASClaimInquiryResponse. */
 export const PAS_INQUIRY_RESPONSE_BUNDLE = `${PAS}/profile-pas-inquiry-response-bundle`;
+export const PAS_CLAIM_INQUIRY_RESPONSE = `${PAS}/profile-claiminquiryresponse`;
 
 /** `Claim.item.extension[requestedService]`: the order (MedicationRequest, ServiceRequest, ...) an item asks for. */
 export const EXT_REQUESTED_SERVICE = `${PAS}/extension-requestedService`;

@@ -240,6 +240,14 @@ describe.each(['2.0.1', '2.2.1'] as const)('PAS %s response Bundle (kit: respons
     expect(claimResponseOf(bundles[0]).id).toBe(claimResponseOf(submitted).id);
     expect(reviewActions(claimResponseOf(bundles[0]))).toEqual([`${X12}#A4`]);
     expect(closureProblems(bundles[0])).toEqual([]);
+    // Claim-inquiry `return` is a PASInquiryResponseBundle led by a PASClaimInquiryResponse (FHIR-55687), not the
+    // submit pair: the kit validates an inquiry answer against the inquiry profiles and the profiles it claims.
+    expect(bundles[0].meta?.profile).toEqual([`${PAS}/profile-pas-inquiry-response-bundle`]);
+    expect(claimResponseOf(bundles[0]).meta?.profile).toEqual([`${PAS}/profile-claiminquiryresponse`]);
+    // The submit answer keeps the submit profiles, also after the inquiry.
+    const again = (await submit(a, requestBundle).expect(200)).body as Bundle;
+    expect(again.meta?.profile).toEqual([`${PAS}/profile-pas-response-bundle`]);
+    expect(claimResponseOf(again).meta?.profile).toEqual([`${PAS}/profile-claimresponse`]);
   });
 });
 

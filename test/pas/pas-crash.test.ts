@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Bundle } from '@medplum/fhirtypes';
 import { afterAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../helpers/stories.js';
+import { inquiryResponseOf } from '../../src/pas/claim-response.js';
 import { claimResponseOf, inquiryParameters, reviewActions, storyBundle } from './pas-fixtures.js';
 
 const children: ChildProcess[] = [];
@@ -106,7 +107,7 @@ describe('PAS durability across a crash (real server process, SIGKILL, embedded 
         const stored = inq.body.parameter![0].resource;
         expect(claimResponseOf(stored).id).toBe(claimResponseOf(answers.get(value)!).id);
         expect(reviewActions(claimResponseOf(stored))).toEqual(reviewActions(claimResponseOf(answers.get(value)!)));
-        expect(stored).toEqual(answers.get(value));
+        expect(stored).toEqual(inquiryResponseOf(answers.get(value)! as unknown as Record<string, unknown>));
       }
       // A request cut off by the crash can simply be sent again.
       const cutOff = bundles.find((b) => !acked.has(b.identifier!.value!))!;

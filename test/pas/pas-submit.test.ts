@@ -5,6 +5,7 @@ import type { Bundle } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { periodEnd } from '../../src/coverage/authorization.js';
+import { inquiryResponseOf } from '../../src/pas/claim-response.js';
 import { createStorage } from '../../src/storage/create-storage.js';
 import type { SqlStorage } from '../../src/storage/sql-storage.js';
 import { testContent } from '../helpers/app.js';
@@ -79,7 +80,8 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
       expect(inq.body.resourceType).toBe('Parameters');
       expect(inq.body.parameter).toHaveLength(1);
       expect(inq.body.parameter[0].name).toBe('return');
-      expect(inq.body.parameter[0].resource).toEqual(out);
+      // The same content, labelled with the inquiry profiles.
+      expect(inq.body.parameter[0].resource).toEqual(inquiryResponseOf(out as unknown as Record<string, unknown>));
     }
 
     const again = await submit({ ...bundle, timestamp: '2026-11-23T09:06:00Z' });
@@ -238,7 +240,7 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
     });
     const found = await inquire(inquiryBundle(patient.identifier));
     expect(found.status).toBe(200);
-    expect(found.body.parameter.map((p: { resource: unknown }) => p.resource)).toEqual([res.body]);
+    expect(found.body.parameter.map((p: { resource: unknown }) => p.resource)).toEqual([inquiryResponseOf(res.body)]);
     const other = await inquire({ resourceType: 'Parameters', parameter: [{ name: 'resource', resource: inquiryBundle([{ system: 'https://sandbox.priorpath.dev/fhir/sid/member-id/bcbsnc', value: 'SOMEONE-ELSE' }]) }] });
     expect(other.status).toBe(200);
     expect(other.body).toEqual({ resourceType: 'Parameters' });
