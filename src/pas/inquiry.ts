@@ -10,6 +10,12 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export interface Inquiry {
   query: PasQuery;
   patientIdentifiers: string[];
+  /**
+   * The patient's requests, asked when `query` finds none and the inquiry names no REF-NT or REF-BB: in PAS 2.2.1 the
+   * inquiry Claim's identifier is the inquiry's own TRN (FHIR-55616), so it finds a request only when a client reuses
+   * the original Claim's identifier there (as PAS 2.0.1 clients and the Inferno presets do). For 2.2.1 inquiries only.
+   */
+  byPatient?: PasQuery;
 }
 
 function stringsOf(extensions: Extension[] | undefined, url: string): string[] {
@@ -38,15 +44,17 @@ function fromInquiryBundle(bundle: Bundle): Inquiry {
     throw badRequest('The inquiry names nothing to search by: give the original Claim identifier, an authorization number (REF-BB) or a reference number (REF-NT), or the patient member identifier', ['Claim']);
   }
   if (keys === 0) query.patientIdentifiers = patientIdentifiers;
-  return { query, patientIdentifiers };
+  const refs = authorizationNumbers.length + references.length;
+  return { query, patientIdentifiers, ...(refs === 0 && identifiers.length > 0 && patientIdentifiers.length > 0 ? { byPatient: { patientIdentifiers } } : {}) };
 }
 
 /**
  * Reads a `Claim/$inquire` request (PAS 2.2.1 Claim-inquiry): a PAS inquiry Bundle (bare or as the Parameters
- * `resource`), searched by the original Claim's identifier, authorization number (REF-BB) or PriorPath's reference
- * number (REF-NT, the ClaimResponse id), within the inquiry's patient. For tools and tests, a Parameters may instead
- * name `identifier` (the original request Bundle's or Claim's identifier, as valueIdentifier or "system|value") and
- * `preAuthRef` (valueString) directly.
+ * `resource`), searched by the authorization number (REF-BB) or PriorPath's reference number (REF-NT, the
+ * ClaimResponse id), or by the original Claim's identifier, within the inquiry's patient; an inquiry naming neither
+ * REF number whose Claim identifier is its own TRN (PAS 2.2.1, FHIR-55616) finds the patient's requests
+ * (`byPatient`). For tools and tests, a Parameters may instead name `identifier` (the original request Bundle's or
+ * Claim's identifier, as valueIdentifier or "system|value") and `preAuthRef` (valueString) directly.
  */
 export function parseInquiry(body: unknown): Inquiry {
   if (!isObject(body)) throw badRequest('Claim/$inquire expects a PAS inquiry Bundle or a Parameters resource');

@@ -6,7 +6,7 @@ import { PAYER_ID_SYSTEM } from '../content.js';
 import { DomainError, HttpError, badRequest, methodNotAllowed, notFound, outcome } from '../errors.js';
 import { identifyPayer, payerNamedBy } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
-import type { NewPasSubmission, OrderKey, PasSubmission, Storage } from '../storage/storage.js';
+import type { NewPasSubmission, OrderKey, PasQuery, PasSubmission, Storage } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
 import { payerClientOf } from '../http/payer-api-auth.js';
 import { PROVISIONAL } from '../coverage/order-record.js';
@@ -264,10 +264,14 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const inquiry = parseInquiry(req.body);
     const log = logOf(req, logger);
     // Only the requests this client filed (design.md §8 "Who may call"); another client's match as nothing would.
-    const matched = (await storage.findPasSubmissions({ ...inquiry.query, readableBy: payerClientOf(req) })).filter((s) => samePatient(inquiry, s));
+    const search = async (query: PasQuery) => (await storage.findPasSubmissions({ ...query, readableBy: payerClientOf(req) })).filter((s) => samePatient(inquiry, s));
+    const version = pasVersionOf(unwrapInquiry(req.body), deps.pasVersion ?? '2.2.1');
+    let matched = await search(inquiry.query);
+    // A 2.2.1 inquiry's Claim identifier is its own TRN (FHIR-55616): with no REF number to go by, the patient's
+    // requests answer it. 2.0.1 keeps matching by the Claim identifier only.
+    if (matched.length === 0 && inquiry.byPatient && version === '2.2.1') matched = await search(inquiry.byPatient);
     // The stored, current state: a pended request whose order was decided elsewhere meanwhile has that decision.
     const found = await Promise.all(matched.map((s) => settlePended(storage, s, { log, today: today(), notifier: deps.notifier })));
-    const version = pasVersionOf(unwrapInquiry(req.body), deps.pasVersion ?? '2.2.1');
     log.info({ matches: found.length, version }, 'pas inquire');
     if (version === '2.0.1') {
       // PAS 2.0.1 Claim-inquiry: `return` 1..1 Bundle, so the answer is the (latest) matching response Bundle itself.

@@ -251,6 +251,53 @@ describe.each(['2.0.1', '2.2.1'] as const)('PAS %s response Bundle (kit: respons
   });
 });
 
+describe('PAS 2.2.1 inquiry by example: the inquiry Claim.identifier is the inquiry\'s own TRN (FHIR-55616)', () => {
+  /** An inquiry Bundle of a 2.2.1 client: a fresh TRN as the Claim identifier, the member, and the REF numbers it knows. */
+  function inquiryFor(requestBundle: Bundle, refs: { referenceNumber?: string } = {}): Bundle {
+    const patient = requestBundle.entry!.find((e) => e.resource?.resourceType === 'Patient')!.resource as Patient;
+    return {
+      resourceType: 'Bundle',
+      meta: { profile: [`${PAS}/profile-pas-inquiry-request-bundle|2.2.1`] },
+      identifier: { system: 'urn:ehr.example.org:pas-inquiry', value: 'INQ-5521' },
+      type: 'collection',
+      timestamp: '2026-11-23T10:00:00Z',
+      entry: [
+        {
+          fullUrl: 'urn:uuid:7d1e6b90-inq-claim',
+          resource: {
+            resourceType: 'Claim',
+            identifier: [{ system: 'urn:ehr.example.org:pas-inquiry-trn', value: 'TRN-INQ-5521' }],
+            ...(refs.referenceNumber ? { extension: [{ url: `${PAS}/extension-administrationReferenceNumber`, valueString: refs.referenceNumber }] } : {}),
+            status: 'active',
+            use: 'preauthorization',
+            patient: { reference: 'urn:uuid:7d1e6b90-inq-patient' },
+          } as Claim,
+        },
+        { fullUrl: 'urn:uuid:7d1e6b90-inq-patient', resource: { resourceType: 'Patient', id: patient.id, identifier: patient.identifier } },
+      ],
+    };
+  }
+
+  it('finds the member\'s request by the patient when the TRN names no request and no REF number is given', async () => {
+    const a = app();
+    const requestBundle = withVersion(pended(), '2.2.1');
+    const submitted = (await submit(a, requestBundle).expect(200)).body as Bundle;
+    const res = await inquire(a, inquiryFor(requestBundle));
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const returned = ((res.body as Parameters).parameter ?? []).map((p) => p.resource as Bundle);
+    expect(returned.map((b) => claimResponseOf(b).id)).toEqual([claimResponseOf(submitted).id]);
+  });
+
+  it('a REF number it never issued narrows to nothing (the patient is not searched instead)', async () => {
+    const a = app();
+    const requestBundle = withVersion(pended(), '2.2.1');
+    await submit(a, requestBundle).expect(200);
+    const res = await inquire(a, inquiryFor(requestBundle, { referenceNumber: 'NT-0000-unknown' }));
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ resourceType: 'Parameters' });
+  });
+});
+
 describe('PAS error handling, both versions (kit group 4 and PAS "4xx SHALL return one OperationOutcome")', () => {
   it.each(['2.0.1', '2.2.1'])('a request Bundle without identifier (PASRequestBundle.identifier 1..1): 400 OperationOutcome, and nothing stored (%s)', async (version) => {
     const a = app();
