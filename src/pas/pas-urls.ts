@@ -10,6 +10,8 @@ export const PAS_RESPONSE_BUNDLE = `${PAS}/profile-pas-response-bundle`;
 /** `$inquire` answers (Claim-inquiry `return`, 2.0.1 and 2.2.1): a PASInquiryResponseBundle led by a PASClaimInquiryResponse. */
 export const PAS_INQUIRY_RESPONSE_BUNDLE = `${PAS}/profile-pas-inquiry-response-bundle`;
 export const PAS_CLAIM_INQUIRY_RESPONSE = `${PAS}/profile-claiminquiryresponse`;
+/** PASSubscription: the backport Subscription on the PAS topic, rest-hook, `full-resource` payload. */
+export const PAS_SUBSCRIPTION = `${PAS}/profile-subscription`;
 
 /** `Claim.item.extension[requestedService]`: the order (MedicationRequest, ServiceRequest, ...) an item asks for. */
 export const EXT_REQUESTED_SERVICE = `${PAS}/extension-requestedService`;

@@ -24,6 +24,7 @@ import {
   subscriptionStatus,
 } from './subscription-notifications.js';
 import type { SubscriptionNotifier } from './subscription-notifier.js';
+import { PAS_SUBSCRIPTION } from './pas-urls.js';
 
 export interface SubscriptionDeps {
   storage: Storage;
@@ -147,7 +148,9 @@ export function parseSubscription(body: unknown, id: string, owner: string | und
     const problem = headerProblem(h);
     if (problem) throw badRequest(`Subscription.channel.header[${i}]: ${problem}`, [`Subscription.channel.header[${i}]`]);
   });
-  const resource = { ...body, id, status: 'requested', meta: { profile: [PROFILE_SUBSCRIPTION], lastUpdated: now } };
+  // PASSubscription fixes the payload to full-resource: an id-only or empty one is a backport Subscription only.
+  const profile = content === 'full-resource' ? [PROFILE_SUBSCRIPTION, PAS_SUBSCRIPTION] : [PROFILE_SUBSCRIPTION];
+  const resource = { ...body, id, status: 'requested', meta: { profile, lastUpdated: now } };
   return {
     id,
     ...(owner ? { owner } : {}),

@@ -379,6 +379,16 @@ describe('PAS 2.2.1 pended request notified to its sending system (kit groups 1 
     };
     const created = await request(app).post('/fhir/Subscription').set('Content-Type', FHIR_JSON).send(JSON.stringify(subscription)).expect(201);
     expect(created.body.status).toBe('requested');
+    // It stays the PASSubscription the tester sent (and the CapabilityStatement's supportedProfile), on the backport.
+    expect(created.body.meta.profile).toEqual(['http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription', `${PAS}/profile-subscription`]);
+    expect((await request(app).get(`/fhir/Subscription/${created.body.id}`).expect(200)).body.meta.profile).toEqual(created.body.meta.profile);
+    // An id-only payload is outside PASSubscription (content fixed to full-resource): it does not claim the profile.
+    const idOnly = structuredClone(subscription);
+    idOnly.channel._payload.extension[0].valueCode = 'id-only';
+    idOnly.channel.endpoint = 'http://127.0.0.1:9/inferno/id-only-listener';
+    const plain = await request(app).post('/fhir/Subscription').set('Content-Type', FHIR_JSON).send(JSON.stringify(idOnly)).expect(201);
+    expect(plain.body.meta.profile).toEqual(['http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription']);
+    await request(app).delete(`/fhir/Subscription/${plain.body.id}`).expect((r) => expect(r.status).toBeLessThan(300));
 
     const cr = claimResponseOf((await submit(app, sentBy('EHR4471920')).expect(200)).body);
     expect(reviewActions(cr)).toEqual([`${X12}#A4`]);
