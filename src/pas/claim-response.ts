@@ -9,6 +9,8 @@ import {
   EXT_ITEM_AUTHORIZED_PROVIDER,
   EXT_ITEM_PRE_AUTH_ISSUE_DATE,
   EXT_ITEM_PRE_AUTH_PERIOD,
+  EXT_ITEM_REQUESTED_SERVICE_DATE,
+  EXT_ITEM_TRACE_NUMBER,
   EXT_REVIEW_ACTION,
   EXT_REVIEW_ACTION_CODE,
   PAS_CLAIM_INQUIRY_RESPONSE,
@@ -124,9 +126,18 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
   const provider = authorizedProvider(req, requestor);
   const approved = items.filter((i) => i.reviewAction === 'A1' && i.authorization);
   const latest = [...approved].sort((a, b) => (b.review?.decidedAt ?? '').localeCompare(a.review?.decidedAt ?? ''))[0]?.authorization;
-  const requestedPeriod = (seq: number) => {
+  // What the Claim item said of itself that its answer echoes (PASClaimResponse item extensions): its trace numbers
+  // (itemTraceNumber, 2000F TRN), by which a client ties the answer to its item, and the service date it asked for.
+  const echoedFromItem = (seq: number): Extension[] => {
     const item = req.claim.item?.find((i) => i.sequence === seq);
-    return item?.servicedPeriod ? { url: 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-itemRequestedServiceDate', valuePeriod: item.servicedPeriod } : undefined;
+    if (!item) return [];
+    const traces = (item.extension ?? []).filter((e) => e.url === EXT_ITEM_TRACE_NUMBER && e.valueIdentifier).map((e) => ({ url: EXT_ITEM_TRACE_NUMBER, valueIdentifier: e.valueIdentifier }));
+    const requested = item.servicedPeriod
+      ? [{ url: EXT_ITEM_REQUESTED_SERVICE_DATE, valuePeriod: item.servicedPeriod }]
+      : item.servicedDate
+        ? [{ url: EXT_ITEM_REQUESTED_SERVICE_DATE, valueDateTime: item.servicedDate }]
+        : [];
+    return [...traces, ...requested];
   };
 
   const crItems: ClaimResponseItem[] = items.map((d) => {
@@ -134,13 +145,11 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
     for (const r of d.reasons) noteNumbers.push(note(r));
     if (d.reviewAction === 'A4') for (const n of d.needed) noteNumbers.push(note(`Needed: ${n}`));
     if (d.review) noteNumbers.push(note(`Clinical review (${d.review.decision === 'approve' ? 'approved' : 'denied'}): ${d.review.reason}`));
-    const extension: Extension[] = [];
+    const extension: Extension[] = echoedFromItem(d.sequence);
     if (d.authorization) {
       extension.push({ url: EXT_ITEM_PRE_AUTH_ISSUE_DATE, valueDate: (d.review?.decidedAt ?? meta.created).slice(0, 10) });
       extension.push({ url: EXT_ITEM_PRE_AUTH_PERIOD, valuePeriod: { start: d.authorization.start, end: d.authorization.end } });
     }
-    const requested = requestedPeriod(d.sequence);
-    if (requested) extension.push(requested);
     if (provider) {
       extension.push({
         url: EXT_ITEM_AUTHORIZED_PROVIDER,

@@ -24,6 +24,8 @@ export const EXT_REVIEW_ACTION_CODE = `${PAS}/extension-reviewActionCode`;
 export const EXT_ITEM_PRE_AUTH_ISSUE_DATE = `${PAS}/extension-itemPreAuthIssueDate`;
 export const EXT_ITEM_PRE_AUTH_PERIOD = `${PAS}/extension-itemPreAuthPeriod`;
 export const EXT_ITEM_REQUESTED_SERVICE_DATE = `${PAS}/extension-itemRequestedServiceDate`;
+/** `Claim.item` / `ClaimResponse.item`: the submitter's trace number of an item (2000F TRN, a PASIdentifier). */
+export const EXT_ITEM_TRACE_NUMBER = `${PAS}/extension-itemTraceNumber`;
 export const EXT_ITEM_AUTHORIZED_PROVIDER = `${PAS}/extension-itemAuthorizedProvider`;
 /** PAS 2.2.1: the sub-extension of itemAuthorizedProvider naming the provider's type (2.0.1 names it `providerType`). */
 export const EXT_AUTHORIZED_PROVIDER_TYPE = `${PAS}/extension-authorizedProviderType`;

@@ -84,6 +84,20 @@ describe('PAS 2.2.1 shapes (request profile |2.2.1, or no version signal)', () =
     expect(provider.extension![0].valueReference!.reference).toBe('Practitioner/centene-missing-mrd-practitioner');
   });
 
+  it('echoes each item\'s trace number (itemTraceNumber, 2000F TRN) and the service date it asked for (requestedServiceDate)', async () => {
+    const bundle = approval();
+    const claim = bundle.entry![0].resource as Claim;
+    const trace = { system: 'urn:oid:2.16.840.1.113883.3.7204.1.4', value: 'TRN-7731-01' };
+    claim.item![0].extension = [...(claim.item![0].extension ?? []), { url: `${PAS}/extension-itemTraceNumber`, valueIdentifier: trace }];
+    const day = claim.item![0].servicedPeriod?.start ?? '2026-11-30';
+    delete claim.item![0].servicedPeriod;
+    claim.item![0].servicedDate = day;
+    const cr = claimResponseOf((await submit(app(), bundle)).body);
+    const ext = (url: string) => cr.item![0].extension!.filter((e) => e.url === `${PAS}/${url}`);
+    expect(ext('extension-itemTraceNumber').map((e) => e.valueIdentifier)).toEqual([trace]);
+    expect(ext('extension-itemRequestedServiceDate').map((e) => e.valueDateTime)).toEqual([day]);
+  });
+
   it('keeps administrationReferenceNumber inside its contexts (ClaimResponse.item), not on the root', async () => {
     const cr = claimResponseOf((await submit(app(), approval())).body) as ClaimResponse;
     expect((cr.extension ?? []).some((e: Extension) => e.url === `${PAS}/extension-administrationReferenceNumber`)).toBe(false);
