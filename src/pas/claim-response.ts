@@ -236,3 +236,15 @@ export function inquiryResponseOf(responseBundle: Record<string, unknown>): Reco
   if (first?.resourceType === 'ClaimResponse') first.meta = { ...first.meta, profile: [PAS_CLAIM_INQUIRY_RESPONSE] };
   return bundle as unknown as Record<string, unknown>;
 }
+
+/**
+ * A stored PAS response Bundle as the answer to the `$submit` of `request`: its `identifier` is that request Bundle's
+ * (PASResponseBundle.identifier, "Submitted Transaction Identifier"). One stored answer may serve several transactions
+ * (a second request collapsed into the request that pends its order, a resend, a Claim Update under its own
+ * identifier); each is answered under the identifier it was sent with, so a client can match answer to transaction.
+ */
+export function answerTo(request: PasRequest, responseBundle: Record<string, unknown>): Record<string, unknown> {
+  const identifier = request.bundle.identifier;
+  if (!identifier || JSON.stringify(responseBundle.identifier) === JSON.stringify(identifier)) return responseBundle;
+  return { ...responseBundle, identifier };
+}

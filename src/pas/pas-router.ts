@@ -21,7 +21,7 @@ import { pasVersionOf } from './pas-version.js';
 import type { PasVersion } from './pas-version.js';
 import { settlePended } from './settle-pended.js';
 import { applyClaimUpdate } from './apply-claim-update.js';
-import { inquiryResponseOf } from './claim-response.js';
+import { answerTo, inquiryResponseOf } from './claim-response.js';
 
 const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
@@ -109,19 +109,19 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const log = logOf(req, logger);
     const client = payerClientOf(req);
     const request = parsePasRequest(unwrapOperationInput(req.body, '$submit'));
-    if (request.update) return sendFhir(res, 200, await updateRequest(request, log, client));
+    if (request.update) return sendFhir(res, 200, answerTo(request, await updateRequest(request, log, client)));
     // A Bundle identifier names one request of one client: another client's is not there for this one.
     const stored = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier, client);
     if (stored) {
       // A pended request whose order was decided elsewhere meanwhile answers that decision (design.md §8).
       const answer = replay(await settlePended(storage, stored, { log, today: today(), notifier: deps.notifier }), request);
       log.info({ submissionId: stored.id, reviewAction: stored.reviewAction, replay: true }, 'pas submit');
-      return sendFhir(res, 200, answer);
+      return sendFhir(res, 200, answerTo(request, answer));
     }
 
     const payer = await payerOf(content, request, deps.defaultPayer);
     const answer = await decideRequest(request, payer, log, client);
-    sendFhir(res, 200, answer);
+    sendFhir(res, 200, answerTo(request, answer));
   });
 
   /**

@@ -265,6 +265,22 @@ describe.each(['2.0.1', '2.2.1'] as const)('PAS %s response Bundle (kit: respons
   });
 });
 
+describe('PASResponseBundle.identifier is the submitted transaction\'s (PAS: "Submitted Transaction Identifier")', () => {
+  it('a second request for an order another request already pends is answered under its own Bundle identifier, also when resent', async () => {
+    const a = app();
+    const first = pended();
+    const firstAnswer = (await submit(a, first).expect(200)).body as Bundle;
+    const second = pended();
+    expect(second.identifier).not.toEqual(first.identifier);
+    const answer = (await submit(a, second).expect(200)).body as Bundle;
+    // The same pended request (one case per order), but the answer names the transaction it answers.
+    expect(claimResponseOf(answer).id).toBe(claimResponseOf(firstAnswer).id);
+    expect(answer.identifier).toEqual(second.identifier);
+    expect(((await submit(a, second).expect(200)).body as Bundle).identifier).toEqual(second.identifier);
+    expect(((await submit(a, first).expect(200)).body as Bundle).identifier).toEqual(first.identifier);
+  });
+});
+
 describe('PAS 2.2.1 inquiry by example: the inquiry Claim.identifier is the inquiry\'s own TRN (FHIR-55616)', () => {
   /** An inquiry Bundle of a 2.2.1 client: a fresh TRN as the Claim identifier, the member, and the REF numbers it knows. */
   function inquiryFor(requestBundle: Bundle, refs: { referenceNumber?: string } = {}): Bundle {

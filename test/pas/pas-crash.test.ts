@@ -107,7 +107,9 @@ describe('PAS durability across a crash (real server process, SIGKILL, embedded 
         const stored = inq.body.parameter![0].resource;
         expect(claimResponseOf(stored).id).toBe(claimResponseOf(answers.get(value)!).id);
         expect(reviewActions(claimResponseOf(stored))).toEqual(reviewActions(claimResponseOf(answers.get(value)!)));
-        expect(stored).toEqual(inquiryResponseOf(answers.get(value)! as unknown as Record<string, unknown>));
+        // The same answer (a request collapsed into another that pends its order was answered under its own Bundle
+        // identifier; the stored request keeps the first one's).
+        expect({ ...stored, identifier: undefined }).toEqual({ ...inquiryResponseOf(answers.get(value)! as unknown as Record<string, unknown>), identifier: undefined });
       }
       // A request cut off by the crash can simply be sent again.
       const cutOff = bundles.find((b) => !acked.has(b.identifier!.value!))!;
