@@ -185,7 +185,8 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
     resourceType: 'ClaimResponse',
     id: meta.id,
     meta: { profile: [PAS_CLAIM_RESPONSE] },
-    ...(meta.humanReviewed ? { extension: [{ url: EXT_CLAIM_RESPONSE_REVIEWER, extension: [{ url: 'wasHumanReviewedFlag', valueBoolean: true }] }] } : {}),
+    // claimResponseReviewer is PAS 2.2's (2.0.1 defines no such extension: its answers say it in the process note).
+    ...(meta.humanReviewed && version !== '2.0.1' ? { extension: [{ url: EXT_CLAIM_RESPONSE_REVIEWER, extension: [{ url: 'wasHumanReviewedFlag', valueBoolean: true }] }] } : {}),
     identifier: [{ system: PAS_REFERENCE_SYSTEM, value: meta.id }],
     status: 'active',
     type: req.claim.type ?? { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/claim-type', code: 'pharmacy' }] },

@@ -92,7 +92,8 @@ export function requestOutcome(request: PasRequest, items: ItemDecision[], meta:
       ...(authorization ? { preAuthRef: authorization.number, preAuthPeriod: { start: authorization.start, end: authorization.end } } : {}),
       claimResponse: claimResponse as unknown as Record<string, unknown>,
       responseBundle: bundle as unknown as Record<string, unknown>,
-      detail: { items },
+      // The version answered, so a later re-rendering (a reviewer's decision, another path's) answers in it too.
+      detail: { items, ...(meta.version ? { pasVersion: meta.version } : {}) },
     },
   };
 }

@@ -30,3 +30,13 @@ export function pasVersionOf(bundle: unknown, fallback: PasVersion): PasVersion 
   }
   return fallback;
 }
+
+/**
+ * The version a stored request was answered in, to answer it again in the same shapes when it is re-rendered (a
+ * reviewer's or another path's decision, a Claim Update): the version kept with its decided items (`detail.pasVersion`),
+ * else the one its request Bundle announces, else 2.2.1 (requests stored before the version was kept).
+ */
+export function answeredVersion(s: { detail: Record<string, unknown>; requestBundle: unknown }): PasVersion {
+  const kept = s.detail.pasVersion;
+  return kept === '2.0.1' || kept === '2.2.1' ? kept : pasVersionOf(s.requestBundle, '2.2.1');
+}

@@ -14,6 +14,7 @@ import { parsePasRequest } from './request-bundle.js';
 import { reviewCase } from './review-case.js';
 import { currentPended, settlePended, settleWaitingOn, waitsOn } from './settle-pended.js';
 import type { ReviewCase } from './review-case.js';
+import { answeredVersion } from './pas-version.js';
 
 export interface ReviewDeps {
   storage: Storage;
@@ -260,7 +261,9 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         number && granted.length > 0 ? { number, start: granted.map((g) => g.start).sort()[0], end: granted.map((g) => g.end).sort().at(-1)! } : undefined;
 
       const request = parsePasRequest(s.requestBundle);
-      const { bundle, claimResponse } = buildResponseBundle(request, items, { id: s.id, created: s.createdAt, humanReviewed: true });
+      // Answered again in the version the request was answered in (PAS_VERSION may have chosen 2.0.1).
+      const version = answeredVersion(s);
+      const { bundle, claimResponse } = buildResponseBundle(request, items, { id: s.id, created: s.createdAt, humanReviewed: true, version });
       const { status, reviewAction } = summarize(items);
       // The reviewer's decision is the order's decision (design.md §8): the orders change with the request, or neither.
       const orders = items
@@ -291,7 +294,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
           ...(authorization ? { preAuthRef: authorization.number, preAuthPeriod: { start: authorization.start, end: authorization.end } } : { preAuthRef: s.preAuthRef, preAuthPeriod: s.preAuthPeriod }),
           claimResponse: claimResponse as unknown as Record<string, unknown>,
           responseBundle: bundle as unknown as Record<string, unknown>,
-          detail: { items },
+          detail: { items, pasVersion: version },
         },
         authorization,
       });

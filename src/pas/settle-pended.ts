@@ -5,6 +5,7 @@ import { itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import { parsePasRequest } from './request-bundle.js';
+import { answeredVersion } from './pas-version.js';
 
 /**
  * A pended PAS request whose order was decided on another path meanwhile (an approval at signing once the chart held
@@ -38,7 +39,8 @@ export async function settlePended(
 
   const next = settled.map((x) => x.item);
   const decidedAt = new Date().toISOString();
-  const { bundle, claimResponse } = buildResponseBundle(parsePasRequest(s.requestBundle), next, { id: s.id, created: s.createdAt });
+  const version = answeredVersion(s);
+  const { bundle, claimResponse } = buildResponseBundle(parsePasRequest(s.requestBundle), next, { id: s.id, created: s.createdAt, version });
   const { status, reviewAction } = summarize(next);
   const approved = next.find((i) => i.reviewAction === 'A1' && i.authorization)?.authorization;
   const first = changed[0].item;
@@ -62,7 +64,7 @@ export async function settlePended(
       ...(approved ? { preAuthRef: approved.number, preAuthPeriod: { start: approved.start, end: approved.end } } : { preAuthRef: s.preAuthRef, preAuthPeriod: s.preAuthPeriod }),
       claimResponse: claimResponse as unknown as Record<string, unknown>,
       responseBundle: bundle as unknown as Record<string, unknown>,
-      detail: { items: next },
+      detail: { items: next, pasVersion: version },
     },
   });
   opts.log?.info({ submissionId: s.id, reviewAction, applied: result.applied }, 'pas pended request settled from its order record');

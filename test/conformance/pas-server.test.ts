@@ -281,6 +281,34 @@ describe('PASResponseBundle.identifier is the submitted transaction\'s (PAS: "Su
   });
 });
 
+describe('A pended request decided later is answered in the PAS version it was first answered in', () => {
+  const REVIEW = 'review-token-for-pas-version';
+  const reviewerOf = (cr: ClaimResponse) => (cr.extension ?? []).filter((e: Extension) => e.url === `${PAS}/extension-claimResponseReviewer`);
+  const providerTypeOf = (cr: ClaimResponse) => cr.item![0].extension!.find((e) => e.url === `${PAS}/extension-itemAuthorizedProvider`)!.extension![1].url;
+
+  it.each([
+    ['2.0.1', 'PAS_VERSION=2.0.1, a request with no version signal', { PAS_VERSION: '2.0.1' }, (b: Bundle) => b, 'providerType', 0],
+    ['2.0.1', 'a request announcing |2.0.1', {}, (b: Bundle) => withVersion(b, '2.0.1'), 'providerType', 0],
+    ['2.2.1', 'a request with no version signal', {}, (b: Bundle) => b, `${PAS}/extension-authorizedProviderType`, 1],
+  ] as const)('%s (%s): after the reviewer approves, the same shapes, and claimResponseReviewer only where the version defines it', async (_v, _how, env, shape, providerType, reviewers) => {
+    const a = buildApp({ env: { ...env, REVIEW_TOKEN: REVIEW }, storage: new MemoryStorage() }).app;
+    const bundle = shape(pended());
+    const first = claimResponseOf((await submit(a, bundle).expect(200)).body);
+    expect(reviewActions(first)).toEqual([`${X12}#A4`]);
+    expect(providerTypeOf(first)).toBe(providerType);
+    await request(a)
+      .post(`/review/${first.id}/decision`)
+      .set('Authorization', `Bearer ${REVIEW}`)
+      .send({ decision: 'approve', reviewer: 'Dr. M. Alvarez (oncology reviewer)', reason: 'MRD 0.3 % on the attached flow report' })
+      .expect(200);
+    const decided = claimResponseOf((await submit(a, bundle).expect(200)).body);
+    expect(reviewActions(decided)).toEqual([`${X12}#A1`]);
+    expect(providerTypeOf(decided)).toBe(providerType);
+    // PASClaimResponse 2.2.1 defines extension-claimResponseReviewer; 2.0.1 has no such extension.
+    expect(reviewerOf(decided)).toHaveLength(reviewers);
+  });
+});
+
 describe('PAS 2.2.1 inquiry by example: the inquiry Claim.identifier is the inquiry\'s own TRN (FHIR-55616)', () => {
   /** An inquiry Bundle of a 2.2.1 client: a fresh TRN as the Claim identifier, the member, and the REF numbers it knows. */
   function inquiryFor(requestBundle: Bundle, refs: { referenceNumber?: string } = {}): Bundle {
