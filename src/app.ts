@@ -7,7 +7,7 @@ import { createTokenService } from './auth/token-service.js';
 import { parseTrustedClients } from './auth/trusted-clients.js';
 import type { Config } from './config.js';
 import type { Content } from './content.js';
-import { methodNotAllowed, notFound } from './errors.js';
+import { notFound } from './errors.js';
 import { handleHook, hashPatientId } from './hooks/hook-handler.js';
 import type { FetchLike } from './hooks/ehr-client.js';
 import { parseFeedback } from './hooks/feedback.js';
@@ -70,8 +70,6 @@ const asyncHandler =
     fn(req, res).catch(next);
   };
 
-const only = (allow: string) => (_req: Request, _res: Response, next: NextFunction) => next(methodNotAllowed(allow));
-
 /**
  * Builds the Express app without listening (design.md §2 "Platform conventions": tests drive it with supertest). Only
  * this edge writes HTTP; handlers return values.
@@ -133,7 +131,6 @@ export function createApp(deps: AppDeps): express.Express {
   cds.get('/', (_req, res) => {
     res.type('application/json').send(discovery);
   });
-  cds.all('/', only('GET'));
 
   // aud is the URL called (design.md §4). A feedback call may also carry the service's own URL: CDS Hooks 2.0 defines
   // aud as "the CDS Service endpoint, as specified in the discovery endpoint" and signs feedback calls the same way.
@@ -145,14 +142,14 @@ export function createApp(deps: AppDeps): express.Express {
       return called.endsWith('/feedback') ? [called, called.slice(0, -'/feedback'.length)] : called;
     },
   });
-  const known = (req: Request, _res: Response, next: NextFunction) => {
-    if (!servicesById.has(String(req.params.id))) return next(notFound(`Unknown CDS service ${String(req.params.id)}`));
+  // An unknown service is a 404 whatever the method, before authentication and before the method guard's 405.
+  cds.param('id', (_req: Request, _res: Response, next: NextFunction, id: unknown) => {
+    if (!servicesById.has(String(id))) return next(notFound(`Unknown CDS service ${String(id)}`));
     next();
-  };
+  });
 
   cds.post(
     '/:id',
-    known,
     auth,
     jsonBody(),
     asyncHandler(async (req, res) => {
@@ -199,7 +196,6 @@ export function createApp(deps: AppDeps): express.Express {
   );
   cds.post(
     '/:id/feedback',
-    known,
     auth,
     jsonBody(),
     asyncHandler(async (req, res) => {
@@ -210,8 +206,6 @@ export function createApp(deps: AppDeps): express.Express {
       res.status(200).json({});
     }),
   );
-  cds.all('/:id', known, only('POST'));
-  cds.all('/:id/feedback', known, only('POST'));
   app.use('/cds-services', cds);
 
   // The payer FHIR API (DTR, PAS) behind SMART Backend Services (design.md §8). The sandbox EHR is a registered

@@ -2,7 +2,7 @@ import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import type { Bundle, Parameters, Resource, ValueSet } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
-import { badRequest, methodNotAllowed, notFound, outcome } from '../errors.js';
+import { badRequest, notFound, outcome } from '../errors.js';
 import { buildCatalog } from '../dtr/catalog.js';
 import { loggableIssues, readErrorReport } from '../dtr/log-errors.js';
 import { nextQuestion } from '../dtr/next-question.js';
@@ -98,8 +98,6 @@ function logOf(req: Request, fallback: Logger): Logger {
   return (req as Request & { log?: Logger }).log ?? fallback;
 }
 
-const only = (allow: string) => (_req: Request, _res: Response, next: NextFunction) => next(methodNotAllowed(allow));
-
 /** `$expand` and other POSTs may come without a body; read JSON only when one is sent. */
 function optionalJsonBody() {
   const read = jsonBody();
@@ -165,7 +163,6 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   const expansionTime = () => deps.today?.() ?? new Date().toISOString();
 
   router.get('/metadata', (_req, res) => send(res, 200, metadata));
-  router.all('/metadata', only('GET'));
   router.get('/.well-known/smart-configuration', (_req, res) => {
     res.status(200).json(smart);
   });
@@ -186,7 +183,6 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   };
   router.post('/Questionnaire/$questionnaire-package', jsonBody(), packageHandler);
   router.post('/$questionnaire-package', jsonBody(), packageHandler);
-  router.all(['/Questionnaire/$questionnaire-package', '/$questionnaire-package'], only('POST'));
 
   const nextQuestionHandler = async (req: Request, res: Response) => {
     send(
@@ -197,7 +193,6 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   };
   router.post('/Questionnaire/$next-question', jsonBody(), nextQuestionHandler);
   router.post('/$next-question', jsonBody(), nextQuestionHandler);
-  router.all(['/Questionnaire/$next-question', '/$next-question'], only('POST'));
 
   // DTR $log-questionnaire-errors: clients report broken expressions; we log which form, how many issues, their codes
   // and the form paths they name, never the client's free text (it may quote the patient's data).
@@ -209,28 +204,23 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
     );
     send(res, 200, outcome('information', 'informational', `Logged ${issues.length} issue(s)`));
   });
-  router.all('/Questionnaire/$log-questionnaire-errors', only('POST'));
 
   router.get('/Questionnaire', (req, res) => send(res, 200, searchCanonical(req, fhirBase, 'Questionnaire', catalog.all)));
-  router.all('/Questionnaire', only('GET'));
   router.get('/Questionnaire/:id', (req, res) => {
     const id = String(req.params.id);
     const q = FHIR_ID.test(id) ? catalog.byId.get(id) : undefined;
     if (!q) throw notFound(`Questionnaire/${id} is not known`);
     send(res, 200, q);
   });
-  router.all('/Questionnaire/:id', only('GET'));
 
   // Libraries (CQL + ELM) named by the DTR 2.0.1 forms' cqf-library (DTR: payers SHALL make them available).
   router.get('/Library', (req, res) => send(res, 200, searchCanonical(req, fhirBase, 'Library', catalog.libraries)));
-  router.all('/Library', only('GET'));
   router.get('/Library/:id', (req, res) => {
     const id = String(req.params.id);
     const l = FHIR_ID.test(id) ? catalog.libraries.find((x) => x.id === id) : undefined;
     if (!l) throw notFound(`Library/${id} is not known`);
     send(res, 200, l);
   });
-  router.all('/Library/:id', only('GET'));
 
   const valueSetByUrl = (url: string): ValueSet => {
     const vs = content.valueSets.get(url);
@@ -268,9 +258,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   };
   router.get('/ValueSet/$expand', expandHandler);
   router.post('/ValueSet/$expand', optionalJsonBody(), expandHandler);
-  router.all('/ValueSet/$expand', only('GET, POST'));
   router.get('/ValueSet', (req, res) => send(res, 200, searchCanonical(req, fhirBase, 'ValueSet', valueSets)));
-  router.all('/ValueSet', only('GET'));
   const valueSetById = (id: string): ValueSet => {
     const vs = FHIR_ID.test(id) ? valueSets.find((v) => v.id === id) : undefined;
     if (!vs) throw notFound(`ValueSet/${id} is not known`);
@@ -281,9 +269,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
     send(res, 200, expandValueSet(valueSetById(String(req.params.id)), { ...expandParams(req), at: expansionTime() }));
   router.get('/ValueSet/:id/$expand', expandByIdHandler);
   router.post('/ValueSet/:id/$expand', optionalJsonBody(), expandByIdHandler);
-  router.all('/ValueSet/:id/$expand', only('GET, POST'));
   router.get('/ValueSet/:id', (req, res) => send(res, 200, valueSetById(String(req.params.id))));
-  router.all('/ValueSet/:id', only('GET'));
 
   router.post('/QuestionnaireResponse', jsonBody(), async (req, res) => {
     const qr = await submitQuestionnaireResponse(req.body, {
@@ -296,7 +282,6 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
     res.setHeader('Location', `${fhirBase}/QuestionnaireResponse/${qr.id}/_history/1`);
     send(res, 201, qr);
   });
-  router.all('/QuestionnaireResponse', only('POST'));
   // The response's current version as stored (FHIR read and vread): the version sent, or the last update of a draft.
   // Earlier versions are not kept.
   const readResponse = async (req: Request, res: Response): Promise<void> => {
@@ -328,8 +313,6 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
     res.setHeader('Location', `${fhirBase}/QuestionnaireResponse/${qr.id}/_history/${qr.meta?.versionId ?? '1'}`);
     send(res, 200, qr);
   });
-  router.all('/QuestionnaireResponse/:id', only('GET, PUT'));
-  router.all('/QuestionnaireResponse/:id/_history/:vid', only('GET'));
 
   return router;
 }

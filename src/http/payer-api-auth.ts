@@ -101,7 +101,7 @@ export interface PayerApiGateOptions {
  * The payer FHIR API's door, mounted at `/fhir` before the DTR and PAS routers (SMART Backend Services; design.md §8).
  * Public routes pass; every other declared route needs a bearer access token from the token endpoint (401
  * OperationOutcome + `WWW-Authenticate` when absent or invalid) carrying its scope (403 `insufficient_scope`); a
- * declared path with another method is 405; an undeclared path is 404. Every call leaves one access line in storage:
+ * declared path with another method passes to the routers' method guard (405); an undeclared path is 404. Every call leaves one access line in storage:
  * client id, operation, resource ids, status and outcome, never a body. `open` (sandbox only) skips the token checks.
  */
 export function payerApiGate(opts: PayerApiGateOptions): express.Router {
@@ -176,11 +176,10 @@ export function payerApiGate(opts: PayerApiGateOptions): express.Router {
         );
       });
     }
-    const allow = [...new Set(list.map((rt) => rt.method))].join(', ');
-    gate.all(path, (req: Request, res: Response, next: NextFunction) => {
-      if (req.method === 'OPTIONS') return next('router');
-      next(new HttpError(405, outcome('error', 'not-supported', `Method not allowed; use ${allow}`), { Allow: allow }));
-    });
+    // A declared path asked with a method it does not serve (OPTIONS too) goes on to the routers, whose method guard
+    // answers 405 with the Allow their route table gives (http/method-guard.ts): one list, not a second copy here.
+    // Here, before a later `:id` line takes the same URL (`/Questionnaire/$questionnaire-package` vs `/Questionnaire/:id`).
+    gate.all(path, (_req: Request, _res: Response, next: NextFunction) => next('router'));
   }
 
   // Not a declared route: authenticate first (a caller without a token learns nothing), then 404.

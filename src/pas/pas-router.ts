@@ -3,7 +3,7 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import type { Content, Payer } from '../content.js';
 import { PAYER_ID_SYSTEM } from '../content.js';
-import { DomainError, HttpError, badRequest, methodNotAllowed, notFound, outcome } from '../errors.js';
+import { DomainError, HttpError, badRequest, notFound, outcome } from '../errors.js';
 import { identifyPayer, payerNamedBy } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import type { NewPasSubmission, OrderKey, PasQuery, PasSubmission, Storage } from '../storage/storage.js';
@@ -298,7 +298,5 @@ export function createPasRouter(deps: PasDeps): express.Router {
   router.post(/^\/Claim\/\$submit\/?$/, body, submitHandler);
   router.post(/^\/Claim\/\$inquire\/?$/, body, inquireHandler);
   router.get('/ClaimResponse/:id', claimResponseHandler);
-  router.all('/ClaimResponse/:id', (_req, _res, next) => next(methodNotAllowed('GET')));
-  router.all(/^\/Claim\/\$(submit|inquire)\/?$/, (_req, _res, next) => next(methodNotAllowed('POST')));
   return router;
 }

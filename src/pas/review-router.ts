@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import { z } from 'zod';
-import { HttpError, badRequest, methodNotAllowed, notFound, outcome, unauthorized } from '../errors.js';
+import { HttpError, badRequest, notFound, outcome, unauthorized } from '../errors.js';
 import { authorizationNumber } from '../coverage/authorization.js';
 import type { Logger } from '../logger.js';
 import { UNDECIDED, isDecided } from '../coverage/order-record.js';
@@ -200,7 +200,6 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       res.json({ pended: await pendedQueue(storage, logOf(_req, logger), deps.notifier) });
     }),
   );
-  router.all('/pended', (_req, _res, next) => next(methodNotAllowed('GET')));
 
   router.get(
     '/:id',
@@ -327,6 +326,5 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       res.json(reviewView(result.submission!));
     }),
   );
-  router.all('/:id/decision', (_req, _res, next) => next(methodNotAllowed('POST')));
   return router;
 }

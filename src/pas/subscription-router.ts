@@ -3,7 +3,7 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import type { Resource } from '@medplum/fhirtypes';
 import { readSearch, searchBundle } from '../fhir/search-bundle.js';
-import { badRequest, HttpError, methodNotAllowed, notFound, outcome } from '../errors.js';
+import { badRequest, HttpError, notFound, outcome } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Storage, SubscriptionRecord } from '../storage/storage.js';
 import { everySubscription, readableBy } from '../storage/storage.js';
@@ -315,6 +315,5 @@ export function createSubscriptionRouter(deps: SubscriptionDeps): express.Router
       res.status(204).end();
     }),
   );
-  router.all(/^\/Subscription(\/[^/]+)?\/?$/, (_req, _res, next) => next(methodNotAllowed('GET, POST, PUT, DELETE')));
   return router;
 }

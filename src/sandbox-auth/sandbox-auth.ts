@@ -4,6 +4,7 @@ import express from 'express';
 import type { NextFunction, Request, Response, Router } from 'express';
 import { SignJWT, jwtVerify } from 'jose';
 import type { JWK } from 'jose';
+import { HttpError } from '../errors.js';
 import { grantableScopes, patientBound, scopeAllows } from './sandbox-scopes.js';
 import type { SandboxAccess, SandboxPermission } from './sandbox-scopes.js';
 
@@ -527,6 +528,8 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
       res.status(err.status).json({ error: err.code, error_description: err.description });
       return;
     }
+    // The app's own answers (the method guard's 405 with Allow) are the app's error middleware's to send.
+    if (err instanceof HttpError) return next(err);
     const parse = err as { type?: string; status?: number };
     if (
       parse.type === 'entity.parse.failed' ||

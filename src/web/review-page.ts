@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import express from 'express';
 import type { Request, Response, Router } from 'express';
-import { methodNotAllowed, notFound } from '../errors.js';
+import { notFound } from '../errors.js';
 import { buildWebAssets, readBuiltWebAssets, WEB_DIR } from './build-web.js';
 import type { WebAsset } from './build-web.js';
 
@@ -82,6 +82,5 @@ export function createReviewPageRouter(deps: ReviewPageDeps): Router {
     res.setHeader('Cache-Control', 'no-store');
     res.json({ token: deps.demoReviewer.token, reviewer: deps.demoReviewer.name });
   });
-  router.all('/demo-sign-in', (_req, _res, next) => next(methodNotAllowed('POST')));
   return router;
 }

@@ -19,6 +19,7 @@ import { loadContent, PAYER_ID_SYSTEM } from '../../src/content.js';
 import type { Content } from '../../src/content.js';
 import { notFound } from '../../src/errors.js';
 import { createFhirRouter } from '../../src/fhir-api/fhir-router.js';
+import { answerOtherMethods } from '../../src/http/method-guard.js';
 import type { FhirRouterDeps } from '../../src/fhir-api/fhir-router.js';
 import { errorHandler } from '../../src/http/error-handler.js';
 import { requestContext } from '../../src/http/request-context.js';
@@ -90,6 +91,8 @@ export function fhirApp(opts: Partial<FhirRouterDeps> = {}) {
     res.status(298).json({ passedThrough: true, path: req.path });
   });
   app.use('/fhir', next);
+  // As src/app.ts does: every served path answers its other methods with 405 and Allow.
+  answerOtherMethods(app.router);
   app.use((req, _res, nextFn) => nextFn(notFound(`No route for ${req.method} ${req.path}`)));
   app.use(errorHandler(logger));
   return { app, storage, lines };

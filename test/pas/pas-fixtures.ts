@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import type { Bundle, BundleEntry, Claim, ClaimResponse, MedicationRequest, QuestionnaireResponse, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
 import express from 'express';
 import { errorHandler } from '../../src/http/error-handler.js';
+import { answerOtherMethods } from '../../src/http/method-guard.js';
 import { requestContext } from '../../src/http/request-context.js';
 import { createLogger } from '../../src/logger.js';
 import { createPasRouter } from '../../src/pas/pas-router.js';
@@ -23,6 +24,8 @@ export function pasApp(storage: Storage, opts: { reviewToken?: string | null; to
   app.use(requestContext(logger));
   app.use('/fhir', createPasRouter({ content: testContent(), storage, logger, today: () => opts.today ?? TODAY }));
   app.use('/review', createReviewRouter({ storage, logger, reviewToken: opts.reviewToken === null ? undefined : (opts.reviewToken ?? REVIEW_TOKEN) }));
+  // As src/app.ts does: every served path answers its other methods with 405 and Allow.
+  answerOtherMethods(app.router);
   app.use((_req, res) => res.status(404).json({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'not-found' }] }));
   app.use(errorHandler(logger));
   return { app, lines };
