@@ -3,6 +3,7 @@ import { basename, join } from 'node:path';
 import type { CodeSystem, Library, MedicationRequest, ValueSet } from '@medplum/fhirtypes';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { CRD_VERSIONS } from './coverage/coverage-information.js';
 import { resolveValueSetUrl } from './fhir/fhirpath.js';
 import { codingsWithBillingOptions, ValueSetIndex } from './fhir/value-sets.js';
 import type { CompiledPolicy } from './policies/compiled-policy.js';
@@ -39,7 +40,13 @@ export const serviceSchema = z
     description: z.string(),
     prefetch: z.record(z.string(), z.string()).optional(),
     usageRequirements: z.string().optional(),
-    extension: z.record(z.string(), z.unknown()).optional(),
+    extension: z
+      .object({
+        // CRD deviations.md [dev-1, dev-2]: every version the service declares is one whose shape PriorPath builds.
+        'davinci-crd.version': z.array(z.enum(CRD_VERSIONS)).min(1).optional(),
+      })
+      .catchall(z.unknown())
+      .optional(),
   })
   .passthrough();
 export type ServiceDefinition = z.infer<typeof serviceSchema>;

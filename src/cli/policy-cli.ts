@@ -90,7 +90,7 @@ export async function explain(content: Content, input: unknown, opts: { payer?: 
       for (const n of ev.notes ?? []) out(`  note: ${n}`);
     }
     const coverageRef = ctx.payerMatch.coverage?.id ? `Coverage/${ctx.payerMatch.coverage.id}` : 'Coverage/unknown';
-    const version = ctx.req.requestedVersion === '2.2' ? '2.2' : '2.0';
+    const version = ctx.req.requestedVersion ?? '2.0';
     out('  coverage-information:');
     out(
       JSON.stringify(buildCoverageInformation(

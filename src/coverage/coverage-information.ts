@@ -59,11 +59,20 @@ export function assertionFor(
 }
 
 /**
+ * The CRD versions whose coverage-information shape this module builds, two-part as CRD declares them (CRD 2.2
+ * deviations.md "CRD Version declaration" [dev-1, dev-2]; the patch part never changes interoperability). A service may
+ * declare only these in discovery (content.ts checks it at start-up).
+ * @see https://hl7.org/fhir/us/davinci-crd/STU2.2/deviations.html#crd-version-declaration
+ */
+export const CRD_VERSIONS = ['2.0', '2.2'] as const;
+export type CrdVersion = (typeof CRD_VERSIONS)[number];
+
+/**
  * Builds the extension. Default: only what CRD 2.0.1 and 2.2 share (design.md §4 "Versions"): no indeterminate, no
  * expiry-date. With `version === '2.2'` the full 2.2 form: expiry-date, and indeterminate stays indeterminate.
  * The caller decides the codes; this function shapes them and enforces crd-ci-q1…q9.
  */
-export function buildCoverageInformation(a: CoverageAssertion, version: '2.0' | '2.2'): Extension {
+export function buildCoverageInformation(a: CoverageAssertion, version: CrdVersion): Extension {
   let { covered, paNeeded, infoNeeded } = a;
   const reasons = [...a.reasons];
   if (version !== '2.2') {

@@ -86,7 +86,7 @@ export function buildHookResponse(opts: {
 }): HookResponse {
   const { req, payer, decisions, today } = opts;
   const cfg = effectiveConfiguration(req.configuration);
-  const version = req.requestedVersion === '2.2' ? '2.2' : '2.0';
+  const version = req.requestedVersion ?? '2.0';
   const cards: Card[] = [];
   // One External Reference card per policy: orders under the same policy share it (it names each of them).
   const policyCards = new Map<string, Card>();

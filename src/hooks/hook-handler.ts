@@ -81,7 +81,7 @@ export interface HookContext {
  * the patient record (CDS Hooks 2.0 §Calling a CDS Service; CRD hooks.md, foundation.md §Prefetch).
  */
 export async function resolveHookContext(service: ServiceDefinition, body: unknown, deps: HookDeps, log: Logger): Promise<HookContext> {
-  const req: HookRequest = parseHookRequest(body, service.hook);
+  const req: HookRequest = parseHookRequest(body, service.hook, service.extension?.['davinci-crd.version']);
   const hookLog = log.child({ hookInstance: req.hookInstance, serviceId: service.id });
   const today = deps.today?.() ?? new Date().toISOString().slice(0, 10);
   const ehr =

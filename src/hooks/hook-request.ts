@@ -2,7 +2,9 @@ import type { Bundle, Resource } from '@medplum/fhirtypes';
 import { z } from 'zod';
 import type { OrderResource } from '../coverage/order.js';
 import { isOrder } from '../coverage/order.js';
-import { badRequest } from '../errors.js';
+import { CRD_VERSIONS } from '../coverage/coverage-information.js';
+import type { CrdVersion } from '../coverage/coverage-information.js';
+import { HttpError, badRequest, outcome } from '../errors.js';
 import { ShapeError, assertFhirResource } from '../fhir/fhir-shape.js';
 import { localReference } from '../fhir/references.js';
 
@@ -65,14 +67,17 @@ export interface HookRequest {
   dispatchedRefs: string[];
   configuration: Record<string, unknown>;
   /**
-   * `davinci-crd.requestedVersion`, with a 2.2 patch release (`2.2.0`, `2.2.1`) read as `2.2`: the coverage-information
-   * shapes are the 2.2 ones in every 2.2.x (design.md §4 "Versions").
+   * `davinci-crd.requestedVersion` read two-part (`2.2.1` is `2.2`, `2.0.1` is `2.0`: CRD declares versions without the
+   * patch part), always one the service declares; absent when the request names none (design.md §4 "Versions").
    */
-  requestedVersion?: string;
+  requestedVersion?: CrdVersion;
 }
 
-/** Validates the body against the hook the service implements; throws a 400 OperationOutcome naming the field. */
-export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook']): HookRequest {
+/**
+ * Validates the body against the hook the service implements; throws a 400 OperationOutcome naming the field.
+ * `versions` are the CRD versions the service declares in discovery (`davinci-crd.version`).
+ */
+export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook'], versions: readonly CrdVersion[] = CRD_VERSIONS): HookRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('Request body must be a JSON object');
   const parsed = requestSchema.safeParse(body);
   if (!parsed.success) {
@@ -106,7 +111,7 @@ export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook'
   }
 
   const token = raw.fhirAuthorization?.access_token;
-  const version = raw.extension?.['davinci-crd.requestedVersion'];
+  const requestedVersion = readRequestedVersion(raw.extension?.['davinci-crd.requestedVersion'], versions);
   const configuration = raw.extension?.['davinci-crd.configuration'];
   return {
     raw,
@@ -121,8 +126,28 @@ export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook'
     draftResources,
     dispatchedRefs,
     configuration: typeof configuration === 'object' && configuration !== null ? (configuration as Record<string, unknown>) : {},
-    requestedVersion: typeof version === 'string' ? (/^\s*2\.2(\.\d+)?\s*$/.test(version) ? '2.2' : version) : undefined,
+    ...(requestedVersion ? { requestedVersion } : {}),
   };
+}
+
+const VERSION_PATH = ['extension.davinci-crd.requestedVersion'];
+
+/**
+ * The CRD version the client asks for (CRD 2.2 deviations.md "CRD Version declaration" [dev-3]): the first two parts
+ * of the IG's version, one of those the service declares. A version the service does not declare is a 400
+ * `not-supported` naming the declared ones, never an answer in another version's shape: the versions' coverage
+ * information differs in meaning (2.2's `indeterminate`, `detail`, `expiry-date`), and the extension exists so that a
+ * server knows which one the client reads. The client asks again with a declared version, or without the extension.
+ * @see https://hl7.org/fhir/us/davinci-crd/STU2.2/deviations.html#crd-version-declaration
+ */
+function readRequestedVersion(value: unknown, versions: readonly CrdVersion[]): CrdVersion | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') throw badRequest('extension.davinci-crd.requestedVersion must be a string such as "2.2"', VERSION_PATH);
+  const twoPart = /^\s*(\d+\.\d+)(\.\d+)?\s*$/.exec(value)?.[1];
+  const declared = versions.find((v) => v === twoPart);
+  if (declared) return declared;
+  const named = value.length > 20 ? `${value.slice(0, 20)}…` : value;
+  throw new HttpError(400, outcome('error', 'not-supported', `CRD version ${JSON.stringify(named)} is not supported; this service answers in ${versions.join(' or ')} (davinci-crd.version in discovery)`, VERSION_PATH));
 }
 
 /**

@@ -59,6 +59,16 @@ describe('policy loading', () => {
     expect(() => loadContent({ root, canonicalBase: 'https://priorpath.dev/fhir' })).toThrow(/payers\/acme\.yaml: key: must equal the file name \(acme\)/);
   });
 
+  it('fails naming the service file that declares a CRD version whose coverage-information PriorPath does not build', () => {
+    const root = contentRoot(basePolicy());
+    mkdirSync(join(root, 'cds-services', 'services'), { recursive: true });
+    const service = { id: 'acme-order-sign', hook: 'order-sign', description: 'Acme coverage requirements', extension: { 'davinci-crd.version': ['2.0', '2.1'] } };
+    writeFileSync(join(root, 'cds-services', 'services', 'acme-order-sign.yaml'), stringify(service));
+    expect(() => loadContent({ root, canonicalBase: 'https://priorpath.dev/fhir' })).toThrow(/services\/acme-order-sign\.yaml: extension\.davinci-crd\.version\.1/);
+    writeFileSync(join(root, 'cds-services', 'services', 'acme-order-sign.yaml'), stringify({ ...service, extension: { 'davinci-crd.version': ['2.0', '2.2'] } }));
+    expect(loadContent({ root, canonicalBase: 'https://priorpath.dev/fhir' }).services.map((x) => x.id)).toEqual(['acme-order-sign']);
+  });
+
   it('fails naming file and field for a FHIRPath syntax error', () => {
     const p = basePolicy();
     p.facts = { broken: { type: 'boolean', askable: false, fhirpath: "%observations.where(code = 'x'" } };
