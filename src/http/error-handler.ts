@@ -17,9 +17,11 @@ export function errorHandler(logger: Logger) {
       return;
     }
     if (err instanceof HttpError) {
-      // OPTIONS asks which methods a path takes (RFC 9110 §9.3.7): the answer a 405 would give, as a success.
+      // OPTIONS asks which methods a path takes (RFC 9110 §9.3.7): the answer a 405 would give, as a success. A CORS
+      // preflight (Fetch §CORS protocol) is told the same methods.
       if (err.status === 405 && req.method === 'OPTIONS' && err.headers.Allow) {
         res.setHeader('Allow', err.headers.Allow);
+        if (req.headers['access-control-request-method']) res.setHeader('Access-Control-Allow-Methods', err.headers.Allow);
         res.status(204).end();
         return;
       }

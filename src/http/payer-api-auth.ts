@@ -103,8 +103,10 @@ export interface PayerApiGateOptions {
  * OperationOutcome + `WWW-Authenticate` when absent or invalid) carrying its scope (403 `insufficient_scope`); a
  * declared path with another method passes to the routers' method guard (405); an undeclared path is 404. Every call leaves one access line in storage:
  * client id, operation, resource ids, status and outcome, never a body. `open` (sandbox only) skips the token checks.
+ * OPTIONS is not the gate's: a CORS preflight carries no credentials, and the routers' method guard answers it 204 with
+ * the path's Allow (http/method-guard.ts), where Express would otherwise answer from the gate's own route table.
  */
-export function payerApiGate(opts: PayerApiGateOptions): express.Router {
+export function payerApiGate(opts: PayerApiGateOptions): express.RequestHandler {
   const gate = express.Router();
   const routes = opts.routes ?? PAYER_API_ROUTES;
   const realm = opts.tokens.audience;
@@ -176,7 +178,7 @@ export function payerApiGate(opts: PayerApiGateOptions): express.Router {
         );
       });
     }
-    // A declared path asked with a method it does not serve (OPTIONS too) goes on to the routers, whose method guard
+    // A declared path asked with a method it does not serve goes on to the routers, whose method guard
     // answers 405 with the Allow their route table gives (http/method-guard.ts): one list, not a second copy here.
     // Here, before a later `:id` line takes the same URL (`/Questionnaire/$questionnaire-package` vs `/Questionnaire/:id`).
     gate.all(path, (_req: Request, _res: Response, next: NextFunction) => next('router'));
@@ -191,7 +193,7 @@ export function payerApiGate(opts: PayerApiGateOptions): express.Router {
       (err: unknown) => next(err),
     );
   });
-  return gate;
+  return (req, res, next) => (req.method === 'OPTIONS' ? next() : gate(req, res, next));
 }
 
 /** Logical ids a call named or produced: path ids, the created resource's Location, the request Bundle identifier. */

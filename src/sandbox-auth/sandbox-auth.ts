@@ -285,12 +285,9 @@ export function createSandboxAuth(opts: SandboxAuthOptions): SandboxAuth {
   router.use((req, res, next) => {
     // Public browser clients call the token endpoint cross-origin (SMART §Considerations for PKCE).
     res.setHeader('Access-Control-Allow-Origin', '*');
-    if (req.method === 'OPTIONS') {
-      res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
-      res.setHeader('Access-Control-Allow-Headers', 'Content-Type, Authorization');
-      res.status(204).end();
-      return;
-    }
+    // OPTIONS goes on to the app's method guard: 204 with the path's Allow, and a preflight is told the same methods
+    // (http/method-guard.ts, http/error-handler.ts), not a list kept here.
+    if (req.method === 'OPTIONS') res.setHeader('Access-Control-Allow-Headers', 'Content-Type, Authorization');
     next();
   });
 

@@ -47,6 +47,32 @@ describe('CDS Hooks edge', () => {
     }
   });
 
+  it("tells a preflight and a plain OPTIONS the methods each path serves, from the route table (DELETE of a Subscription too)", async () => {
+    const { app } = buildApp({ keys });
+    const preflight = (path: string, method: string) =>
+      request(app).options(path).set('Origin', 'http://ehr.example').set('Access-Control-Request-Method', method).set('Access-Control-Request-Headers', 'authorization,content-type');
+    for (const [path, method, allow] of [
+      ['/cds-services', 'GET', 'GET'],
+      [SIGN, 'POST', 'POST'],
+      [`${SIGN}/feedback`, 'POST', 'POST'],
+      ['/fhir/Subscription/sub-7f3a', 'DELETE', 'GET, PUT, DELETE'],
+      ['/fhir/Subscription', 'POST', 'POST, GET'],
+      ['/fhir/QuestionnaireResponse/qr-1', 'PUT', 'GET, PUT'],
+      ['/fhir/Questionnaire/$questionnaire-package', 'POST', 'POST'],
+    ]) {
+      const res = await preflight(path, method);
+      expect(res.status, path).toBe(204);
+      expect(res.headers['access-control-allow-origin'], path).toBe('*');
+      expect(res.headers['access-control-allow-methods'], path).toBe(allow);
+      expect(res.headers.allow, path).toBe(allow);
+      const plain = await request(app).options(path);
+      expect(plain.status, path).toBe(204);
+      expect(plain.headers.allow, path).toBe(allow);
+    }
+    // A path no route serves is not answered as if it were.
+    expect((await preflight('/cds-services/no-such-service', 'POST')).status).toBe(404);
+  });
+
   it('returns 404 with an OperationOutcome for an unknown service', async () => {
     const { app } = buildApp({ keys });
     const res = await request(app).post('/cds-services/no-such-service').send({});
