@@ -13,6 +13,8 @@ interface PolicyCase extends PolicyCaseInput {
   expect: {
     outcome: string;
     pathway?: string;
+    /** The approving pathway's approval period, as the seed states it (e.g. { weeks: 24 }). */
+    approval?: { days?: number; weeks?: number; months?: number };
     missing?: string[];
     notMissing?: string[];
     failed?: string[];
@@ -41,6 +43,7 @@ describe.each(caseFiles)('policy cases %s', (file) => {
 
     expect(result.outcome, trace).toBe(c.expect.outcome);
     if (c.expect.pathway) expect(result.pathway?.id, trace).toBe(c.expect.pathway);
+    if (c.expect.approval) expect(result.pathway?.approval, trace).toEqual(c.expect.approval);
     for (const m of c.expect.missing ?? []) expect(result.missingFacts, trace).toContain(m);
     for (const m of c.expect.notMissing ?? []) expect(result.missingFacts, trace).not.toContain(m);
     for (const f of c.expect.failed ?? []) expect(result.failed.map((r) => r.id), trace).toContain(f);
