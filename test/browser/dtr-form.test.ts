@@ -326,6 +326,59 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).inputValue()).toBe('0.5');
   }, 120_000);
 
+  it('the payer answers but the EHR cannot record it (static and adaptive): the determination is shown, never "Not sent", and nothing is sent twice', async () => {
+    /** Every POST to the payer's documentation endpoints, as the page sends them. */
+    const sendsToPayer = (page: Page) => {
+      const sent: string[] = [];
+      page.on('request', (r) => {
+        const path = new URL(r.url()).pathname;
+        if (r.method() === 'POST' && /^\/fhir\/(QuestionnaireResponse|Questionnaire\/\$next-question)$/.test(path)) sent.push(path);
+      });
+      return sent;
+    };
+    // Static form: the payer approves; writing its answer onto the order in the EHR fails.
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    let { page, url } = s;
+    let toPayer = sendsToPayer(page);
+    await openForm(page, url, 'centene-missing-mrd');
+    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
+    await page.route(/\/sandbox\/fhir\/MedicationRequest\//, (r) =>
+      r.request().method() === 'PUT' ? r.fulfill({ status: 503, contentType: 'application/fhir+json', body: '{}' }) : r.fallback(),
+    );
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    expect(await textOf(page, '#result')).toMatch(/Prior authorization approved: PA-CENTENE-/);
+    expect(await textOf(page, '[role=status]#status')).toMatch(/^Sent to the payer, but the EHR did not record its answer: .*status 503/);
+    expect(await textOf(page, '#alert')).toBe('');
+    expect(await page.getByRole('button', { name: /Save and send/ }).isVisible()).toBe(false);
+    expect(toPayer).toEqual(['/fhir/QuestionnaireResponse']);
+    expect(s.problems.filter((p) => !/503|Failed to load resource/.test(p))).toEqual([]);
+    await s.close();
+
+    // Adaptive form: the payer completes it; saving the completed response in the EHR fails.
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    ({ page, url } = s);
+    toPayer = sendsToPayer(page);
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
+    await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
+    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
+    await page.route(/\/sandbox\/fhir\/QuestionnaireResponse$/, (r) =>
+      r.request().method() === 'POST' ? r.fulfill({ status: 503, contentType: 'application/fhir+json', body: '{}' }) : r.fallback(),
+    );
+    toPayer.length = 0;
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    expect(await textOf(page, '#result')).toMatch(/Prior authorization approved: PA-CENTENE-/);
+    expect(await textOf(page, '#result')).toMatch(/Not saved in the EHR/);
+    expect(await textOf(page, '[role=status]#status')).toMatch(/^Sent to the payer, but the EHR did not record its answer: .*status 503/);
+    expect(await textOf(page, '#alert')).toBe('');
+    expect(toPayer).toEqual(['/fhir/Questionnaire/$next-question']);
+    expect(s.problems.filter((p) => !/503|Failed to load resource/.test(p))).toEqual([]);
+  }, 150_000);
+
   it('works on a 360 px phone: no sideways scrolling, every answer reachable', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });
     const { page, url } = s;

@@ -670,8 +670,13 @@ async function save(state: FormState): Promise<void> {
       headers: { 'Content-Type': 'application/fhir+json' },
       body: JSON.stringify(qr),
     });
-    saved = await recordDetermination(state, saved, decided);
-    showDetermination(state, qr, saved, decided);
+    // The payer has answered: from here a failure is the EHR's, and the answer is shown whatever the EHR does.
+    let notRecorded: unknown;
+    saved = await recordDetermination(state, saved, decided).catch((err: unknown) => {
+      notRecorded = err ?? 'failed';
+      return saved;
+    });
+    showDetermination(state, qr, saved, decided, notRecorded);
   } catch (err) {
     button.disabled = false;
     setStatus(`Not sent: ${problemWords(err)}. Your answers are still on this page.`, 'error');
@@ -720,6 +725,7 @@ function showDetermination(
   sent: QuestionnaireResponse,
   saved: QuestionnaireResponse,
   decided: QuestionnaireResponse,
+  notRecorded?: unknown,
 ): void {
   const ext = coverageInformationOf(decided)[0];
   const summary = ext ? summarizeCoverage(ext, 'documentation') : undefined;
@@ -738,7 +744,7 @@ function showDetermination(
     h(
       'p',
       { class: 'saved' },
-      `Saved in the EHR as QuestionnaireResponse/${saved.id ?? '?'}: ${counts.auto} answer${counts.auto === 1 ? '' : 's'} as pre-filled, ${counts.override} changed, ${counts.manual} entered by hand.`,
+      `${saved.id ? `Saved in the EHR as QuestionnaireResponse/${saved.id}` : 'Not saved in the EHR'}: ${counts.auto} answer${counts.auto === 1 ? '' : 's'} as pre-filled, ${counts.override} changed, ${counts.manual} entered by hand.`,
     ),
     state.ctx.returnUrl
       ? h('p', {}, h('a', { href: state.ctx.returnUrl, class: 'button' }, 'Return to the EHR'))
@@ -758,15 +764,21 @@ function showDetermination(
     lforms().removeFormsFromPage(state.container);
     byId('draft-status').textContent = '';
   }
-  setStatus(
-    tone === 'approved' || tone === 'no-auth'
-      ? 'Saved in the EHR and sent to the payer.'
-      : tone === 'not-covered'
-        ? 'Saved in the EHR and sent: the payer does not cover this order.'
-        : 'Saved in the EHR and sent, but the payer still needs more (see the determination).',
-    // A determination, even "not covered", is an outcome the clinician reads, not an error that stopped them.
-    tone === 'approved' || tone === 'no-auth' ? 'ok' : 'warn',
-  );
+  if (notRecorded !== undefined)
+    setStatus(
+      `Sent to the payer, but the EHR did not record its answer: ${problemWords(notRecorded).replace(/\.$/, '')}. The determination is below; note it before you leave this page.`,
+      'warn',
+    );
+  else
+    setStatus(
+      tone === 'approved' || tone === 'no-auth'
+        ? 'Saved in the EHR and sent to the payer.'
+        : tone === 'not-covered'
+          ? 'Saved in the EHR and sent: the payer does not cover this order.'
+          : 'Saved in the EHR and sent, but the payer still needs more (see the determination).',
+      // A determination, even "not covered", is an outcome the clinician reads, not an error that stopped them.
+      tone === 'approved' || tone === 'no-auth' ? 'ok' : 'warn',
+    );
   result.focus();
 }
 
@@ -855,12 +867,20 @@ async function runAdaptive(
       body: JSON.stringify(qr),
     });
     if (qr.status === 'completed') {
-      const saved = await state.client.create<QuestionnaireResponse>(
-        stampInformationOrigin(qr, state.initial, state.author) as never,
-      );
+      // The payer has answered: a failure to record it in the EHR must not pass for "Not sent" (pressing Continue
+      // would send the completed response again); the determination is shown whatever the EHR does.
+      let notRecorded: unknown;
+      const completed = stampInformationOrigin(qr, state.initial, state.author);
+      const saved = await state.client.create<QuestionnaireResponse>(completed as never).catch((err: unknown) => {
+        notRecorded = err ?? 'failed';
+        return completed;
+      });
       // the completed adaptive response already carries the determination (DTR 2.2 §Adaptive forms)
-      await recordOnOrder(state, qr);
-      showDetermination(state, qr, saved, qr);
+      if (notRecorded === undefined)
+        await recordOnOrder(state, qr).catch((err: unknown) => {
+          notRecorded = err ?? 'failed';
+        });
+      showDetermination(state, qr, saved, qr, notRecorded);
       return;
     }
     const contained = qr.contained?.find((r): r is Questionnaire => r.resourceType === 'Questionnaire');
