@@ -349,6 +349,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
     expect(await textOf(page, '#result')).toMatch(/Prior authorization approved: PA-CENTENE-/);
     expect(await textOf(page, '[role=status]#status')).toMatch(/^Sent to the payer, but the EHR did not record its answer: .*status 503/);
+    expect(await textOf(page, '[role=status]#status')).not.toMatch(/URL|http/);
     expect(await textOf(page, '#alert')).toBe('');
     expect(await page.getByRole('button', { name: /Save and send/ }).isVisible()).toBe(false);
     expect(toPayer).toEqual(['/fhir/QuestionnaireResponse']);

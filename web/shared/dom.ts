@@ -115,15 +115,18 @@ export function describeErrorBody(body: unknown): string {
  * fetch". Never a method and path: those are for the raw panes and the log.
  */
 export function problemWords(err: unknown): string {
-  if (err instanceof HttpError) {
-    const said = describeErrorBody(err.body);
-    if (said) return said;
-    if (err.status === 401) return 'the sign-in was not accepted (it may have expired)';
-    if (err.status === 403) return 'this sign-in is not allowed to do that';
-    if (err.status === 404) return 'it was not found';
-    if (err.status === 409) return 'it was changed by someone else meanwhile';
-    if (err.status >= 500) return `the service had a problem (status ${err.status}); try again in a moment`;
-    return `the service refused it (status ${err.status})`;
+  const said = err instanceof HttpError ? describeErrorBody(err.body) : '';
+  if (said) return said;
+  // Ours, or another client's HTTP error (fhirclient's, from the EHR, names the method and URL in its message): the
+  // status in words.
+  const status = (err as { status?: unknown } | null)?.status;
+  if (typeof status === 'number' && status >= 400) {
+    if (status === 401) return 'the sign-in was not accepted (it may have expired)';
+    if (status === 403) return 'this sign-in is not allowed to do that';
+    if (status === 404) return 'it was not found';
+    if (status === 409) return 'it was changed by someone else meanwhile';
+    if (status >= 500) return `the service had a problem (status ${status}); try again in a moment`;
+    return `the service refused it (status ${status})`;
   }
   return (err as Error)?.message ?? String(err);
 }
