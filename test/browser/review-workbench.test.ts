@@ -351,6 +351,39 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(s.problems.filter((p) => !/401|409|ERR_INTERNET_DISCONNECTED|Failed to load resource/.test(p))).toEqual([]);
   }, 90_000);
 
+  it('while a decision is being recorded the page says so, and a failed call leaves no stale "recording" behind', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    expect(await fileRequests(url, ['centene-missing-mrd'])).toBe(1);
+    await page.goto(`${url}/review`);
+    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await page.getByRole('link', { name: /Kwame/ }).click();
+    await page.getByRole('heading', { name: /Kwame.*Blincyto/ }).waitFor();
+    await page.getByRole('radio', { name: 'Deny' }).check();
+    await page.getByLabel(/Reason/).fill('No MRD result within 90 days; CP.PHAR.312 I.A.4.a is not shown to be met.');
+
+    // A slow network: the call is held until the test lets it go (here, fails it).
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    await page.route('**/decision', async (r) => {
+      await held;
+      await r.abort('internetdisconnected');
+    });
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    await page.getByRole('status').filter({ hasText: 'Recording the decision…' }).waitFor();
+    expect(await page.getByRole('button', { name: 'Record the decision' }).isDisabled()).toBe(true);
+    release();
+    await page.getByText(/The decision was not recorded/).waitFor();
+    expect(await textOf(page, '[role=status]#status')).toBe('');
+    await page.unroute('**/decision');
+
+    // Recorded: the outcome replaces the progress notice.
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    await page.getByRole('status').filter({ hasText: /^Denied\./ }).waitFor();
+    expect(await textOf(page, '[role=status]#status')).not.toContain('Recording');
+    expect(s.problems.filter((p) => !/ERR_INTERNET_DISCONNECTED|Failed to load resource/.test(p))).toEqual([]);
+  }, 90_000);
+
   it('an item the submitter cancelled is shown apart and marked cancelled, never offered for the decision; the queue names the order still waiting', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;

@@ -829,6 +829,8 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
   error.textContent = '';
   const button = form.querySelector<HTMLButtonElement>('#decide-submit')!;
   button.disabled = true;
+  // A greyed-out button alone says nothing to a screen reader, nor why a slow call keeps the reviewer waiting.
+  setStatus('Recording the decision…', 'busy');
   try {
     const decided = await api<RequestView>(`/${encodeURIComponent(v.id)}/decision`, {
       method: 'POST',
@@ -875,6 +877,8 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
       return;
     }
     button.disabled = false;
+    // The form says why; the page no longer says the decision is being recorded.
+    setStatus('');
     error.textContent = `The decision was not recorded: ${problemWords(err)}. What you entered is kept; record it again.`;
     button.focus();
   }
