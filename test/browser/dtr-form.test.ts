@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bundle, QuestionnaireResponse } from '@medplum/fhirtypes';
-import type { Browser, Locator, Page } from 'playwright-core';
+import type { Browser, Locator, Page, Route } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium, launchChromium, lowContrastText, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
 import type { BrowserSession } from './browser-session.js';
@@ -379,6 +379,35 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(toPayer).toEqual(['/fhir/Questionnaire/$next-question']);
     expect(s.problems.filter((p) => !/503|Failed to load resource/.test(p))).toEqual([]);
   }, 150_000);
+
+  it('a draft the EHR cannot save says why in words (network down, sign-in expired), never the browser\'s "Failed to fetch", and saves once the EHR is back', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await openForm(page, url, 'centene-missing-mrd');
+    const mrd = page.getByRole('textbox', { name: /Minimal residual disease/ });
+    const draftStatus = page.locator('[role=status]#draft-status');
+    const saves = /\/sandbox\/fhir\/QuestionnaireResponse(\/[^/?]+)?$/;
+    const writes = (r: Route) => ['PUT', 'POST'].includes(r.request().method());
+
+    await page.route(saves, (r) => (writes(r) ? r.abort('internetdisconnected') : r.fallback()));
+    await mrd.fill('0.5');
+    await page.getByText(/The draft could not be saved/).waitFor();
+    expect(await textOf(page, '#draft-status')).toMatch(
+      /^The draft could not be saved in the EHR: the service could not be reached; check the network connection and try again\. Your answers are still on this page\.$/,
+    );
+    await page.unroute(saves);
+
+    // The EHR's access token expired: the clinician reads that the sign-in was refused, not a bare status.
+    await page.route(saves, (r) => (writes(r) ? r.fulfill({ status: 401, contentType: 'application/fhir+json', body: '{}' }) : r.fallback()));
+    await mrd.fill('0.6');
+    await draftStatus.filter({ hasText: /may have expired/ }).waitFor();
+    expect(await textOf(page, '#draft-status')).not.toMatch(/answered 401|Failed to fetch/);
+    await page.unroute(saves);
+
+    await mrd.fill('0.7');
+    await draftStatus.filter({ hasText: /^Draft saved in the EHR at/ }).waitFor();
+    expect(await mrd.inputValue()).toBe('0.7');
+  }, 120_000);
 
   it('works on a 360 px phone: no sideways scrolling, every answer reachable', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });

@@ -14,7 +14,7 @@ import type {
   ValueSet,
 } from '@medplum/fhirtypes';
 import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, summarizeCoverage } from '../shared/coverage.js';
-import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, problemWords } from '../shared/dom.js';
+import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, NetworkError, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
 import { chartSources, originLine } from './chart-origin.js';
 import type { ChartData, ChartSource } from './chart-origin.js';
@@ -395,7 +395,8 @@ function newDraft(state: FormState, id: string | undefined): DraftSaver {
     },
     (err) => {
       byId('draft-status').textContent =
-        `The draft could not be saved in the EHR (${err.message}); your answers are still on this page.`;
+        // fetch rejects with the browser's own words ("Failed to fetch") when the network fails: say it in ours.
+        `The draft could not be saved in the EHR: ${problemWords(err instanceof TypeError ? new NetworkError(false) : err).replace(/\.$/, '')}. Your answers are still on this page.`;
     },
     1200,
     id,

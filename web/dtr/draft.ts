@@ -133,7 +133,8 @@ export class DraftSaver {
           keepalive,
         },
       );
-      if (!res.ok) throw new Error(`the EHR answered ${res.status}`);
+      // The status rides on the error, so the page words it as it words every other call (shared/dom.ts problemWords).
+      if (!res.ok) throw Object.assign(new Error(`the EHR answered ${res.status}`), { status: res.status });
       const saved = (await res.json().catch(() => undefined)) as QuestionnaireResponse | undefined;
       this.id ??= saved?.id ?? res.headers.get('Location')?.match(/QuestionnaireResponse\/([^/]+)/)?.[1];
       this.savedAt = new Date().toISOString();
