@@ -16,6 +16,16 @@ export const CONTAINED_ADAPTIVE_ID = 'adaptive';
 const escapeHtml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /**
+ * The adaptive form as a DTR 2.2 package carries it: without `cqf-library`. A 2.2 client is served FHIRPath throughout
+ * (DTR 2.2 spec-61: expressions that are valid FHIRPath are identified as FHIRPath), so the form names no Library and
+ * its package holds none; the 2.0.1 package keeps both, and its draft's contained form naming the Library is what
+ * makes `$next-question` answer in CQL (next-question.ts).
+ */
+export function withoutLibrary(adaptive: Questionnaire): Questionnaire {
+  return { ...adaptive, extension: (adaptive.extension ?? []).filter((e) => e.url !== EXT_CQF_LIBRARY) };
+}
+
+/**
  * A policy's empty adaptive form (DTR `dtr-questionnaire-adapt-search`,
  * https://hl7.org/fhir/us/davinci-dtr/StructureDefinition-dtr-questionnaire-adapt-search.html): no items (DTR 2.2:
  * item 0..0), `questionnaireAdaptive` naming the FHIR base that answers `$next-question` (a url, as on the forms
@@ -56,7 +66,8 @@ export function adaptiveQuestionnaire(
  * The draft response of an adaptive package: the package's response (its qr-context, qr-coverage, intendedUse,
  * subject) reshaped as the first `$next-question` input (SDC adaptive: `questionnaire` `#id` of a contained copy of the
  * form, `derivedFrom` its canonical; DTR `dtr-questionnaireresponse-adapt`), with no items, since the form has none
- * yet. A client can post it as it is.
+ * yet. The copy keeps the form's extensions as the package carries it (with `cqf-library` in 2.0.1, without in 2.2),
+ * which decides the expression language of the questions `$next-question` adds. A client can post it as it is.
  */
 export function adaptiveDraftResponse(draft: QuestionnaireResponse, adaptive: Questionnaire): QuestionnaireResponse {
   const canonical = adaptive.version ? `${adaptive.url}|${adaptive.version}` : adaptive.url!;

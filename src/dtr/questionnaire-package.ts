@@ -25,7 +25,7 @@ import type { AssertionRecord, Storage } from '../storage/storage.js';
 import { prefilledResponse } from '../coverage/questionnaire-answers.js';
 import { assertionIsAbout, requestPatientIds } from './assertion-patient.js';
 import type { DtrCatalog } from './catalog.js';
-import { adaptiveDraftResponse } from './adaptive-questionnaire.js';
+import { adaptiveDraftResponse, withoutLibrary } from './adaptive-questionnaire.js';
 import { fhirInstant, packageChangedAt } from './package-changes.js';
 import { coverageAssertionIds } from '../coverage/evaluate-response.js';
 import { DTR_PACKAGE_BUNDLE, DTR_PACKAGE_OUTPUT } from '../fhir/dtr-urls.js';
@@ -439,12 +439,14 @@ function packageBundle(
   context: { coverageFor: (payer: string) => Coverage | undefined; orderFor: (policy: CompiledPolicy) => Resource | undefined },
 ): Bundle {
   const { catalog, content } = deps;
-  // An adaptive form (named by the request) carries, in both versions, the Libraries its cqf-library names and the
-  // ValueSets of the standard form whose questions $next-question asks.
+  // An adaptive form (named by the request) carries the ValueSets of the standard form whose questions $next-question
+  // asks; in 2.0.1 also the Libraries its cqf-library names, in 2.2 neither (FHIRPath: withoutLibrary).
   const standard = catalog.standardOf.get(q);
   // DTR 2.0.1 clients pre-populate with CQL: they get the CQL form and its Libraries (CQL + ELM, with dependencies).
-  const cqlForm = standard ? catalog.cqlFormOf(standard) : version === '2.0.1' ? catalog.cqlFormOf(q) : undefined;
-  const form = standard ? q : (cqlForm?.questionnaire ?? q);
+  // 2.2 clients get the FHIRPath forms and no Library: with both shapes in one response, each Library is there once
+  // (the Inferno 2.0.1 kit reads every package Bundle of a response and fails a Library name seen twice).
+  const cqlForm = version === '2.0.1' ? catalog.cqlFormOf(standard ?? q) : undefined;
+  const form = standard ? (version === '2.0.1' ? q : withoutLibrary(q)) : (cqlForm?.questionnaire ?? q);
   const entry: BundleEntry[] = [{ fullUrl: `${deps.fhirBase}/Questionnaire/${q.id}`, resource: form }];
   for (const lib of cqlForm?.libraries ?? []) entry.push({ fullUrl: `${deps.fhirBase}/Library/${lib.id}`, resource: lib });
   for (const vs of [...catalog.valueSetsOf(standard ?? q), ...(cqlForm?.valueSets ?? [])]) entry.push({ fullUrl: `${deps.fhirBase}/ValueSet/${vs.id}`, resource: vs });
@@ -482,7 +484,7 @@ function packageBundle(
       extension: version === '2.2' ? coverageInfo : [],
       id,
     });
-    entry.push({ fullUrl: `urn:uuid:${id}`, resource: standard ? adaptiveDraftResponse(qr, q) : qr });
+    entry.push({ fullUrl: `urn:uuid:${id}`, resource: standard ? adaptiveDraftResponse(qr, form) : qr });
   }
   return {
     resourceType: 'Bundle',

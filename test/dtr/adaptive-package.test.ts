@@ -40,7 +40,7 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('adaptive fo
   const adaptiveUrl = `${standardUrl}-adaptive`;
   const version = policy.file.version;
 
-  it('a package naming the adaptive canonical (with or without |version) holds the empty adaptive Questionnaire first, Libraries with CQL and ELM, and a draft response, in both DTR shapes', async () => {
+  it('a package naming the adaptive canonical (with or without |version) holds the empty adaptive Questionnaire first and a draft response in both DTR shapes; the 2.0.1 one names its Library (cqf-library) and carries it with CQL and ELM, the 2.2 one (FHIRPath) neither', async () => {
     const { app } = fhirApp();
     for (const canonical of [adaptiveUrl, `${adaptiveUrl}|${version}`]) {
       const out = (await request(app).post('/fhir/Questionnaire/$questionnaire-package').set('Content-Type', FHIR).send(JSON.stringify(packageFor(policy.file.payer, canonical))).expect(200)).body as Parameters;
@@ -48,7 +48,7 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('adaptive fo
       expect(out.parameter!.some((p) => p.name === 'operationOutcome' || p.name === 'outcome')).toBe(false);
       const bundles = bundlesOf(out);
       expect(bundles.map(([name]) => name)).toEqual(['PackageBundle', 'packagebundle']);
-      for (const [, b] of bundles) {
+      for (const [part, b] of bundles) {
         const q = b.entry![0].resource as Questionnaire;
         expect(q).toMatchObject({
           resourceType: 'Questionnaire',
@@ -65,6 +65,18 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('adaptive fo
         expect(q.extension!.filter((e) => e.url === ADAPTIVE_EXT)).toEqual([{ url: ADAPTIVE_EXT, valueUrl: FHIR_BASE }]);
         const libraries = ofType<Library>(b, 'Library');
         const cqf = q.extension!.filter((e) => e.url === CQF_LIBRARY).map((e) => e.valueCanonical);
+        const drafts = ofType<QuestionnaireResponse>(b, 'QuestionnaireResponse');
+        expect(drafts).toHaveLength(1);
+        expect(drafts[0]).toMatchObject({ status: 'in-progress', questionnaire: '#adaptive', subject: { reference: 'Patient/p1' } });
+        const contained = drafts[0].contained![0] as Questionnaire;
+        expect(contained.derivedFrom).toEqual([`${adaptiveUrl}|${version}`]);
+        // The draft's form carries the form's extensions: what decides the language $next-question answers in.
+        expect(contained.extension).toEqual(q.extension);
+        if (part === 'packagebundle') {
+          expect(cqf).toEqual([]);
+          expect(libraries).toEqual([]);
+          continue;
+        }
         expect(cqf).toHaveLength(1);
         // Inferno compares cqf-library with Library.url as strings.
         const own = libraries.find((l) => l.url === cqf[0])!;
@@ -72,10 +84,6 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('adaptive fo
         for (const l of libraries) {
           expect(l.content!.map((c) => c.contentType)).toEqual(expect.arrayContaining(['text/cql', 'application/elm+json']));
         }
-        const drafts = ofType<QuestionnaireResponse>(b, 'QuestionnaireResponse');
-        expect(drafts).toHaveLength(1);
-        expect(drafts[0]).toMatchObject({ status: 'in-progress', questionnaire: '#adaptive', subject: { reference: 'Patient/p1' } });
-        expect((drafts[0].contained![0] as Questionnaire).derivedFrom).toEqual([`${adaptiveUrl}|${version}`]);
       }
     }
   });
