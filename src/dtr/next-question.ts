@@ -22,6 +22,7 @@ import {
 } from '../fhir/dtr-urls.js';
 import { flattenItems } from './questionnaire-builder.js';
 import { responseShapeProblems } from './response-shape.js';
+import { EXT_CQF_LIBRARY } from './cql-questionnaire.js';
 import { justificationLinkId } from '../policies/questionnaire-names.js';
 
 export interface NextQuestionDeps {
@@ -63,8 +64,9 @@ export function nextQuestionInput(body: unknown): QuestionnaireResponse {
  * form or its adaptive form, the one `$questionnaire-package` serves to start this route; it keeps naming the one the
  * client started from) grows by the questions still needed, found by running `evaluatePolicy` over the answers so far: the
  * `missingFacts` of the first group of the static form (universal criteria, shared indication, each pathway, limits)
- * that has any, and the justification of an exceeded limit. A question asked before and left unanswered is not asked
- * again. When nothing is left to ask, the response comes back `completed` with the determination in
+ * that has any, and the justification of an exceeded limit. The questions come from the CQL or the FHIRPath form of the
+ * policy, as the form being completed names its Library or not ({@link itemSource}). A question asked before and left
+ * unanswered is not asked again. When nothing is left to ask, the response comes back `completed` with the determination in
  * `ext-coverage-information`. A `stopped` or `entered-in-error` response is a 422: it is not carried on to a decision.
  */
 export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promise<QuestionnaireResponse> {
@@ -148,18 +150,20 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
 
   const answered = deps.catalog.byCanonical.get(canonical!) ?? deps.catalog.byCanonical.get(canonical!.split('|')[0]);
   const adaptiveForm = answered && deps.catalog.standardOf.has(answered) ? answered : undefined;
-  const staticItems = new Map(flattenItems(staticForm.item).map((i) => [i.linkId, i]));
-  const newItems = toAsk.map((l) => adaptiveItem(staticItems.get(l)!));
+  const source = itemSource(staticForm, previous, deps.catalog);
+  const sourceItems = new Map(flattenItems(source.item).map((i) => [i.linkId, i]));
+  const newItems = toAsk.map((l) => adaptiveItem(sourceItems.get(l)!));
   const contained: Questionnaire = {
     resourceType: 'Questionnaire',
     id: containedId,
     meta: { profile: [DTR_ADAPT_QUESTIONNAIRE, SDC_ADAPT_QUESTIONNAIRE] },
-    // The items keep the static form's pre-fill expressions, so the form declares what they read: the launch
-    // contexts and x-fhir-query variables (SDC §Expression-based population), or a renderer has no %patient to read.
+    // The items keep their form's pre-fill expressions, so the form declares what they read: the launch contexts and,
+    // in the FHIRPath form, the x-fhir-query variables (SDC §Expression-based population), or a renderer has no
+    // %patient to read; in the CQL form, the cqf-library naming the Library its expressions call.
     extension: [
       // A url, not `true`: DTR 2.2 dtr-questionnaire-adapt allows only valueUrl (SDC and DTR 2.0.1 allow either).
       { url: EXT_ADAPTIVE, valueUrl: deps.fhirBase },
-      ...(staticForm.extension ?? []).filter((e) => e.url === EXT_LAUNCH_CONTEXT || e.url === EXT_VARIABLE),
+      ...(source.extension ?? []).filter((e) => e.url === EXT_LAUNCH_CONTEXT || e.url === EXT_VARIABLE || e.url === EXT_CQF_LIBRARY),
     ],
     ...(previous?.url ? { url: previous.url } : {}),
     // The form being completed: the policy's adaptive form when the client started from it, else its standard form.
@@ -200,6 +204,24 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
     deps.log.info({ policy: policy.file.id, asked: newItems.length }, 'next-question');
   }
   return out;
+}
+
+/**
+ * The form whose items `$next-question` asks: the policy's DTR 2.0.1 CQL form (cql-questionnaire.ts: `text/cql`
+ * initialExpressions of the policy's Library, `cqf-library` naming it, no FHIRPath variables) when the form being
+ * completed names that Library in `cqf-library`, as the contained form of the 2.0.1 package's draft does; else the
+ * FHIRPath form (DTR 2.2, and a client that starts bare). DTR 2.0.1 requires CQL for pre-population (#62, #64, #83,
+ * #98; Inferno `dtr_v201_payer_adaptive_next_question_extensions_test` and `…_expressions_test` read the contained
+ * forms); DTR 2.2 lets FHIRPath be FHIRPath (spec-61). The choice rides on the contained form, which the client posts
+ * back each round, so one session keeps one language.
+ */
+function itemSource(staticForm: Questionnaire, completing: Questionnaire | undefined, catalog: DtrCatalog): Questionnaire {
+  const cql = catalog.cqlFormOf(staticForm);
+  const library = cql?.libraries[0];
+  const names = (completing?.extension ?? []).some(
+    (e) => e.url === EXT_CQF_LIBRARY && !!library?.url && e.valueCanonical?.split('|')[0] === library.url,
+  );
+  return names && cql ? cql.questionnaire : staticForm;
 }
 
 /** A static item as the adaptive profile allows it: no enableWhen/enableWhenExpression (dtr-questionnaire-adapt). */

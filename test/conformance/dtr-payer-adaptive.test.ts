@@ -82,6 +82,34 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('adaptive gr
     for (const q of forms) for (const e of (q.extension ?? []).filter((x) => x.url === CQF_LIBRARY)) expect(urls).toContain(e.valueCanonical);
   });
 
+  it('dtr_v201_payer_adaptive_next_question_extensions_test and _expressions_test: from the 2.0.1 draft, every form $next-question returns names the packaged Library and pre-fills in text/cql only; the session completes', async () => {
+    const { own, answers } = await run('PackageBundle');
+    const libraries = ofType<Library>([own], 'Library');
+    const urls = new Set(libraries.map((l) => l.url));
+    const names = libraries.map((l) => l.name);
+    expect(answers.length).toBeGreaterThan(1);
+    const forms = answers.map(containedForm);
+    for (const q of forms) {
+      const root = q.extension ?? [];
+      expect(root.some((e) => ROOT_EXPRESSIONS.includes(e.url))).toBe(true);
+      const cqf = root.filter((e) => e.url === CQF_LIBRARY);
+      expect(cqf).toHaveLength(1);
+      expect(urls).toContain(cqf[0].valueCanonical);
+      // The kit fails a variable or itemPopulationContext that is not CQL (FHIRPath and x-fhir-query variables go).
+      for (const e of root.filter((x) => x.valueExpression)) expect(e.valueExpression!.language, e.url).toBe('text/cql');
+      for (const e of itemExpressions(q)) {
+        expect(e.valueExpression!.language).toBe('text/cql');
+        expect(names).toContain(/^"([^"]+)"\./.exec(e.valueExpression!.expression!)?.[1]);
+      }
+      // DTR 2.0.1 dtr-questionnaire-adapt: item.enableWhen 0..0.
+      expect(items(q.item).some((i) => i.enableWhen)).toBe(false);
+    }
+    // _expressions_test: at least one pre-filling expression among the questions asked.
+    expect(forms.flatMap(itemExpressions).length).toBeGreaterThan(0);
+    // payer_server_adaptive_completion_test.
+    expect(answers.some((qr) => qr.status === 'completed')).toBe(true);
+  });
+
   it('the 2.2 shape stays FHIRPath: no Library in its package Bundle, no cqf-library on its form, and its $next-question forms declare their variables and name no Library', async () => {
     const { own, answers } = await run('packagebundle');
     expect(ofType<Library>([own], 'Library')).toEqual([]);
