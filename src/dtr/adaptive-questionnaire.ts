@@ -16,6 +16,19 @@ export const CONTAINED_ADAPTIVE_ID = 'adaptive';
 const escapeHtml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /**
+ * The narrative of the Questionnaire an adaptive response contains: DTR 2.0.1 `dtr-questionnaire-adapt` makes `text`
+ * 1..1 (https://hl7.org/fhir/us/davinci-dtr/STU2/StructureDefinition-dtr-questionnaire-adapt.html), and the HL7
+ * validator checks a contained resource against the profiles it claims.
+ */
+export function adaptiveNarrative(title: string | undefined, asked: number): Questionnaire['text'] {
+  const what = asked === 0 ? 'No question asked yet' : `${asked} question${asked === 1 ? '' : 's'} asked so far`;
+  return {
+    status: 'generated',
+    div: `<div xmlns="http://www.w3.org/1999/xhtml">${title ? `<p><b>${escapeHtml(title)}</b></p>` : ''}<p>Adaptive form, grown by $next-question: ${what}.</p></div>`,
+  };
+}
+
+/**
  * The adaptive form as a DTR 2.2 package carries it: without `cqf-library`. A 2.2 client is served FHIRPath throughout
  * (DTR 2.2 spec-61: expressions that are valid FHIRPath are identified as FHIRPath), so the form names no Library and
  * its package holds none; the 2.0.1 package keeps both, and its draft's contained form naming the Library is what
@@ -75,6 +88,7 @@ export function adaptiveDraftResponse(draft: QuestionnaireResponse, adaptive: Qu
     resourceType: 'Questionnaire',
     id: CONTAINED_ADAPTIVE_ID,
     meta: { profile: [DTR_ADAPT_QUESTIONNAIRE, SDC_ADAPT_QUESTIONNAIRE] },
+    text: adaptiveNarrative(adaptive.title, 0),
     extension: adaptive.extension,
     url: adaptive.url,
     ...(adaptive.version ? { version: adaptive.version } : {}),

@@ -22,6 +22,7 @@ import {
 } from '../fhir/dtr-urls.js';
 import { flattenItems } from './questionnaire-builder.js';
 import { responseShapeProblems } from './response-shape.js';
+import { adaptiveNarrative } from './adaptive-questionnaire.js';
 import { EXT_CQF_LIBRARY } from './cql-questionnaire.js';
 import { justificationLinkId } from '../policies/questionnaire-names.js';
 
@@ -157,6 +158,7 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
     resourceType: 'Questionnaire',
     id: containedId,
     meta: { profile: [DTR_ADAPT_QUESTIONNAIRE, SDC_ADAPT_QUESTIONNAIRE] },
+    text: adaptiveNarrative(staticForm.title, asked.size + newItems.length),
     // The items keep their form's pre-fill expressions, so the form declares what they read: the launch contexts and,
     // in the FHIRPath form, the x-fhir-query variables (SDC §Expression-based population), or a renderer has no
     // %patient to read; in the CQL form, the cqf-library naming the Library its expressions call.

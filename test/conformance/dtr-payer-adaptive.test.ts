@@ -101,7 +101,8 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('adaptive gr
         expect(e.valueExpression!.language).toBe('text/cql');
         expect(names).toContain(/^"([^"]+)"\./.exec(e.valueExpression!.expression!)?.[1]);
       }
-      // DTR 2.0.1 dtr-questionnaire-adapt: item.enableWhen 0..0.
+      // DTR 2.0.1 dtr-questionnaire-adapt: text 1..1, item.enableWhen 0..0.
+      expect(q.text?.div).toMatch(/^<div xmlns="http:\/\/www.w3.org\/1999\/xhtml">/);
       expect(items(q.item).some((i) => i.enableWhen)).toBe(false);
     }
     // _expressions_test: at least one pre-filling expression among the questions asked.

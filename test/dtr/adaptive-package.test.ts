@@ -72,6 +72,8 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('adaptive fo
         expect(contained.derivedFrom).toEqual([`${adaptiveUrl}|${version}`]);
         // The draft's form carries the form's extensions: what decides the language $next-question answers in.
         expect(contained.extension).toEqual(q.extension);
+        // DTR 2.0.1 dtr-questionnaire-adapt, the profile the contained form claims: text 1..1.
+        expect(contained.text).toMatchObject({ status: 'generated', div: expect.stringContaining(q.title!) });
         if (part === 'packagebundle') {
           expect(cqf).toEqual([]);
           expect(libraries).toEqual([]);
