@@ -380,6 +380,42 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(s.problems.filter((p) => !/503|Failed to load resource/.test(p))).toEqual([]);
   }, 150_000);
 
+  it('an adaptive form the payer completes but still needs more for (pended for review): the page offers nothing that would send the completed form again', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    // The payer completes the form but pends it for a clinician's review: still auth-needed, no authorization number.
+    let nextQuestionPosts = 0;
+    await page.route('**/Questionnaire/$next-question', async (route) => {
+      nextQuestionPosts += 1;
+      const res = await route.fetch();
+      const body = (await res.json()) as QuestionnaireResponse;
+      for (const info of body.status === 'completed' ? (body.extension ?? []) : []) {
+        info.extension = (info.extension ?? [])
+          .filter((e) => e.url !== 'satisfied-pa-id' && e.url !== 'reason')
+          .map((e) => (e.url === 'pa-needed' ? { url: 'pa-needed', valueCode: 'auth-needed' } : e));
+        info.extension.push({ url: 'reason', valueCodeableConcept: { text: 'Prior authorization needed: clinical review of the request' } });
+      }
+      await route.fulfill({ response: res, json: body });
+    });
+    await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
+    await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
+    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    expect(await textOf(page, '[data-testid=dtr-determination]')).toMatch(/^Still needed: .*clinical review of the request$/);
+    const sends = nextQuestionPosts;
+    // No Continue, no "Save and send again": the completed response cannot go to $next-question a second time.
+    expect(await page.locator('#save').isVisible()).toBe(false);
+    await page.locator('#save').evaluate((b: HTMLButtonElement) => b.click());
+    await page.waitForTimeout(500);
+    expect(nextQuestionPosts).toBe(sends);
+    expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(1);
+    expect(s.problems).toEqual([]);
+  }, 120_000);
+
   it('a draft the EHR cannot save says why in words (network down, sign-in expired), never the browser\'s "Failed to fetch", and saves once the EHR is back', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;

@@ -202,6 +202,11 @@ interface FormState {
   draft?: DraftSaver;
   /** A send is in flight: a second click (or Enter) does nothing. */
   sending: boolean;
+  /**
+   * The payer has completed the adaptive form (SDC §Adaptive Questionnaires: `$next-question` answered `completed`):
+   * that session is over, so nothing on the page can send it again, whatever the determination says.
+   */
+  completed?: boolean;
   valueSets: ValueSet[];
   prefilled?: QuestionnaireResponse;
 }
@@ -755,8 +760,9 @@ function showDetermination(
   );
   result.hidden = false;
   const tone = summary?.tone ?? 'unclear';
-  const still = tone === 'needed' || tone === 'unclear';
-  // When the payer still needs something, the form stays open to complete and send again.
+  // When the payer still needs something, the form stays open to complete and send again; a completed adaptive form
+  // cannot be sent again ($next-question would only get the completed response back), so it closes like a decided one.
+  const still = (tone === 'needed' || tone === 'unclear') && !state.completed;
   byId('actions').hidden = !still || state.container.childElementCount === 0;
   byId<HTMLButtonElement>('save').textContent = 'Save and send again';
   byId<HTMLButtonElement>('save').disabled = false;
@@ -868,6 +874,7 @@ async function runAdaptive(
       body: JSON.stringify(qr),
     });
     if (qr.status === 'completed') {
+      state.completed = true;
       // The payer has answered: a failure to record it in the EHR must not pass for "Not sent" (pressing Continue
       // would send the completed response again); the determination is shown whatever the EHR does.
       let notRecorded: unknown;
@@ -918,6 +925,8 @@ async function runAdaptive(
   const button = byId<HTMLButtonElement>('save');
   button.textContent = 'Continue';
   button.addEventListener('click', () => {
+    if (state.completed || state.sending) return;
+    state.sending = true;
     button.disabled = true;
     const answered = currentResponse(state);
     const onForm = (qr.contained?.find((r): r is Questionnaire => r.resourceType === 'Questionnaire')?.item ?? []).map(
@@ -925,11 +934,15 @@ async function runAdaptive(
     );
     const item = mergeAdaptiveAnswers(qr.item, onForm, pruneEmpty(answered.item));
     qr = { ...qr, item: stampInformationOrigin({ ...qr, item }, state.initial, state.author).item };
-    step().catch((err: unknown) => {
-      // The answers stay on the form (and in the response): pressing Continue again sends them.
-      button.disabled = false;
-      setStatus(`Not sent: ${problemWords(err)}. Your answers are still on this page.`, 'error');
-    });
+    step()
+      .catch((err: unknown) => {
+        // The answers stay on the form (and in the response): pressing Continue again sends them.
+        button.disabled = false;
+        setStatus(`Not sent: ${problemWords(err)}. Your answers are still on this page.`, 'error');
+      })
+      .finally(() => {
+        state.sending = false;
+      });
   });
   await step();
 }
