@@ -28,7 +28,8 @@ export interface ItemDecision {
   /** Why: the approving pathway (A1) or the clause the request fails (A3), each citing the policy. */
   reasons: string[];
   /** Each criterion's result (true/false/unknown) with its citation, for the reviewer. */
-  criteria: { id: string; kind?: 'requirement' | 'pathway' | 'limit'; cite: string; text: string; result: Tri; evidence?: CriterionEvidence[] }[];
+  /** `applies`: limits only, whether the limit concerns the patient (RuleResult.applies). */
+  criteria: { id: string; kind?: 'requirement' | 'pathway' | 'limit'; cite: string; text: string; result: Tri; applies?: Tri; evidence?: CriterionEvidence[] }[];
   orderDate: string;
   authorization?: AuthorizationRecord;
   /** The period a reviewer's approval grants unless the reviewer gives one. */
@@ -133,7 +134,7 @@ function questionOf(policy: CompiledPolicy, fact: string): string {
  * clinical review), never a positive answer.
  */
 export function decisionFor(policy: CompiledPolicy, ev: PolicyEvaluation, opts: { sequence: number; orderDate: string; payer: string; today: string }): ItemDecision {
-  const criteria = ev.rules.map((r) => ({ id: r.id, kind: r.kind, cite: r.cite, text: r.text, result: r.result, evidence: evidenceOf(policy, ev, r.id) }));
+  const criteria = ev.rules.map((r) => ({ id: r.id, kind: r.kind, cite: r.cite, text: r.text, result: r.result, ...(r.applies !== undefined ? { applies: r.applies } : {}), evidence: evidenceOf(policy, ev, r.id) }));
   const approval = defaultApproval(policy, ev);
   const reviewPeriod = { start: opts.orderDate, end: periodEnd(opts.orderDate, approval) };
   const base = { sequence: opts.sequence, policyId: policy.file.id, policyVersion: policy.file.version, outcome: ev.outcome, criteria, orderDate: opts.orderDate, reviewPeriod };

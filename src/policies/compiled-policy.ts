@@ -50,6 +50,14 @@ export interface CompiledRule {
   /** Pathway: the most cycles one approval covers (per request); more is a limit exceeded. */
   cycles?: number;
   propose?: { value: CompiledExpression; unit: string; display?: string };
+  /**
+   * Limit: true when the limit concerns this patient (its `A` in `A implies B` or `iif(A, B, true)`), so a limit that
+   * holds only because it does not apply is told apart from one within its bound (limit-applicability.ts). Absent for
+   * a limit on every patient.
+   */
+  applies?: CompiledExpression;
+  /** The facts `applies` reads. */
+  appliesFacts?: string[];
 }
 
 /** A policy file after validation and compilation (design.md §5). */

@@ -22,6 +22,11 @@ export interface RuleResult {
   cite: string;
   text: string;
   result: Tri;
+  /**
+   * Limits only: whether the limit concerns this patient (false: it belongs to a covered use the patient is not on, and
+   * its `true` result says nothing about the bound). True for a limit on every patient.
+   */
+  applies?: Tri;
   error?: string;
 }
 
@@ -173,7 +178,7 @@ export function evaluatePolicy(
   const run = (r: CompiledRule): RuleResult => {
     const notes = ruleClosure(policy, r.facts).flatMap((f) => nameNotes.get(f) ?? []);
     const text = notes.length > 0 ? `${r.text} [${[...new Set(notes)].join('; ')}]` : r.text;
-    const base = { kind: r.kind, id: r.id, cite: r.cite, text };
+    const base = { kind: r.kind, id: r.id, cite: r.cite, text, ...(r.kind === 'limit' ? { applies: limitApplies(policy, r, factValues) } : {}) };
     const outcome = ruleOutcome(r, factValues);
     if (outcome.error === undefined) return { ...base, result: outcome.result };
     broken = true;
@@ -192,6 +197,7 @@ export function evaluatePolicy(
       kind: 'limit',
       id: `${approvingRule.id}-cycles`,
       cite: approvingRule.cite,
+      applies: true,
       text: `One approval of this use covers at most ${approvingRule.cycles} cycle${approvingRule.cycles === 1 ? '' : 's'}; the order asks for ${requested}`,
       result: false,
     });
@@ -423,6 +429,31 @@ function ruleOutcome(r: CompiledRule, factValues: Record<string, FactValue>): { 
     remember(memo, key, outcome);
   }
   return outcome;
+}
+
+/**
+ * Whether a limit concerns the patient (CompiledRule.applies). A condition left empty only by facts whose question
+ * does not arise for this patient (`askWhen` false: e.g. the indication of an earlier course, on a first request) does
+ * not apply: those facts have no value because there is nothing to know, not because it is unknown. A condition that
+ * cannot be read is not known.
+ */
+function limitApplies(policy: CompiledPolicy, r: CompiledRule, factValues: Record<string, FactValue>): Tri {
+  if (!r.applies) return true;
+  try {
+    const values = r.applies(factValues, {});
+    if (values.length === 1 && typeof values[0] === 'boolean') return values[0];
+    if (values.length > 0) return 'unknown';
+    const empty = (r.appliesFacts ?? []).filter((f) => !Object.prototype.hasOwnProperty.call(factValues, f));
+    const doesNotArise = (f: string) => {
+      const when = policy.factsByName.get(f)?.askWhen;
+      if (!when) return false;
+      const asked = when(factValues, {});
+      return asked.length === 1 && asked[0] === false;
+    };
+    return empty.length > 0 && empty.every(doesNotArise) ? false : 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** Runs one fact's expression: its value when plausible, nothing when unknown, or the error it threw. */

@@ -5,6 +5,7 @@ import type { ZodError } from 'zod';
 import { compileFhirPath, referencedValueSets, resolveValueSetUrl } from '../fhir/fhirpath.js';
 import type { FhirPathOptions } from '../fhir/fhirpath.js';
 import type { ValueSetIndex } from '../fhir/value-sets.js';
+import { applicabilityOf } from './limit-applicability.js';
 import type { CompiledFact, CompiledPolicy, CompiledRule, RuleKind } from './compiled-policy.js';
 import { factLibrarySchema, policySchema } from './policy-schema.js';
 import type { FactDefinition, PolicyFile } from './policy-schema.js';
@@ -312,6 +313,11 @@ function compilePolicy(
       if ('approval' in r) rule.approval = r.approval;
       if ('cycles' in r && r.cycles !== undefined) rule.cycles = r.cycles;
       if ('justification' in r) rule.justification = r.justification;
+      const applies = kind === 'limit' ? applicabilityOf(r.when) : undefined;
+      if (applies !== undefined) {
+        rule.applies = compileFhirPath(applies, fpFacts);
+        rule.appliesFacts = bareIdentifiers(applies);
+      }
       if ('propose' in r && r.propose) {
         for (const f of bareIdentifiers(r.propose.value)) {
           if (!compiledFacts.has(f)) problems.push({ file: path, field: `${field}.propose.value`, message: `unknown fact ${f}` });

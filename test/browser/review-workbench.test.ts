@@ -176,6 +176,11 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(traceText).toMatch(/Unknown/);
     expect(traceText).toMatch(/CP\.PHAR/);
     expect(traceText).toMatch(/\((chart|answer|no data)\)/);
+    // A limit reads what holds: the relapsed/refractory course limit does not concern Kwame (in remission, not
+    // relapsed), so it reads "Not applicable", never "Met"; no limit reads "Met" at all.
+    const resultOf = async (text: RegExp) => (await page.getByTestId('trace').locator('tbody tr').filter({ hasText: text }).locator('td').first().innerText()).trim();
+    expect(await resultOf(/Relapsed or refractory B-ALL: a treatment course/)).toBe('Not applicable');
+    expect(await resultOf(/Dose does not exceed 28 mcg per day/)).toBe('Within the limit');
     // The chart facts the request carries, each with its date.
     expect(await lowContrastText(page)).toEqual([]);
     const facts = await textOf(page, '[data-testid=facts]');

@@ -16,6 +16,7 @@ import {
 } from '../../web/dtr/origin.js';
 import { DraftSaver } from '../../web/dtr/draft.js';
 import { withPopulationContext } from '../../web/dtr/lforms.js';
+import { criterionResult } from '../../web/review/criterion-result.js';
 import { queuePage } from '../../web/review/queue-view.js';
 import type { QueueRow } from '../../web/review/queue-view.js';
 import { storyOrder } from '../helpers/stories.js';
@@ -359,5 +360,25 @@ describe('DTR draft saving', () => {
     } finally {
       globalThis.fetch = realFetch;
     }
+  });
+});
+
+describe('review trace: each criterion says what holds', () => {
+  it('a requirement or covered use is met, not met or unknown', () => {
+    for (const kind of ['requirement', 'pathway'] as const) {
+      expect(criterionResult({ kind, result: true }).word).toBe('Met');
+      expect(criterionResult({ kind, result: false }).word).toBe('Not met');
+      expect(criterionResult({ kind, result: 'unknown' }).word).toBe('Unknown');
+    }
+  });
+
+  it('a limit is within, exceeded, unknown, or not applicable to a patient not on its covered use; never "Met"', () => {
+    expect(criterionResult({ kind: 'limit', result: true, applies: true })).toEqual({ word: 'Within the limit', tone: 'true' });
+    expect(criterionResult({ kind: 'limit', result: false, applies: true })).toEqual({ word: 'Exceeded', tone: 'false' });
+    expect(criterionResult({ kind: 'limit', result: 'unknown', applies: true }).word).toBe('Unknown');
+    expect(criterionResult({ kind: 'limit', result: true, applies: false })).toEqual({ word: 'Not applicable', tone: 'na' });
+    expect(criterionResult({ kind: 'limit', result: true, applies: 'unknown' }).word).toBe('Not known to apply');
+    // A request stored before applicability was recorded: only that the limit was not exceeded is known.
+    expect(criterionResult({ kind: 'limit', result: true }).word).toBe('Not exceeded');
   });
 });

@@ -1,6 +1,7 @@
 import { formatDate } from '../shared/coverage.js';
 import { announce, byId, fetchJson, fill, h, HttpError, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
+import { criterionResult } from './criterion-result.js';
 import { QUEUE_SORTS, queuePage } from './queue-view.js';
 import type { QueueChoice, QueueRow, QueueSort } from './queue-view.js';
 
@@ -24,6 +25,8 @@ interface Criterion {
   cite: string;
   text: string;
   result: Tri;
+  /** Limits: whether the limit concerns the patient (criterion-result.ts). */
+  applies?: Tri;
   evidence?: Evidence[];
 }
 interface Item {
@@ -196,7 +199,6 @@ function dateTime(s: string | undefined): string {
   return `${formatDate(iso)}, ${iso.slice(11, 16)} UTC`;
 }
 
-const resultWords: Record<string, string> = { true: 'Met', false: 'Not met', unknown: 'Unknown' };
 const sourceWords: Record<Evidence['source'], string> = { ehr: 'chart', answer: 'answer', unknown: 'no data' };
 const originWords: Record<string, string> = {
   auto: 'from the chart',
@@ -484,6 +486,11 @@ function section(head: string | { title: string; id: string }, ...children: (Kid
   );
 }
 
+function resultBadge(c: Criterion): HTMLElement {
+  const { word, tone } = criterionResult(c);
+  return h('span', { class: `result result-${tone}` }, word);
+}
+
 function criteriaTable(criteria: Criterion[]): HTMLElement {
   return h(
     'div',
@@ -507,7 +514,7 @@ function criteriaTable(criteria: Criterion[]): HTMLElement {
           h(
             'tr',
             {},
-            h('td', {}, h('span', { class: `result result-${String(c.result)}` }, resultWords[String(c.result)])),
+            h('td', {}, resultBadge(c)),
             h('td', {}, h('div', {}, c.text), h('div', { class: 'cite' }, c.cite)),
             h(
               'td',

@@ -1,0 +1,74 @@
+/**
+ * When a limit applies (design.md §5 "Limits"; FHIRPath `implies` and `iif`, https://hl7.org/fhirpath/N1/#implies).
+ * A limit on one covered use is written as a condition that holds vacuously for everyone else: `A implies B` or
+ * `iif(A, B, true)` (and `iif(A, true, B)`, applying unless A). Its result is then `true` both for a patient within the
+ * bound and for one the limit does not concern, and a reviewer reading "true" for a relapsed-only cycle limit on a
+ * patient who is not relapsed would take it as checked. This reads the condition under which the bound applies from
+ * the expression's text, so the trace can say "not applicable" apart from "within the limit".
+ */
+
+/** The top-level pieces of `text` split at `sep` (outside parentheses, brackets and quoted strings). */
+function splitTopLevel(text: string, sep: RegExp): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let quote: string | undefined;
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quote) {
+      if (c === '\\') i++;
+      else if (c === quote) quote = undefined;
+      continue;
+    }
+    if (c === "'" || c === '`' || c === '"') quote = c;
+    else if (c === '(' || c === '[' || c === '{') depth++;
+    else if (c === ')' || c === ']' || c === '}') depth--;
+    else if (depth === 0) {
+      const m = sep.exec(text.slice(i));
+      if (m && m.index === 0) {
+        parts.push(text.slice(start, i));
+        i += m[0].length - 1;
+        start = i + 1;
+      }
+    }
+  }
+  parts.push(text.slice(start));
+  return parts;
+}
+
+/** Whether the parenthesis at `open` closes at the last character of `text`. */
+function closesAtEnd(text: string, open: number): boolean {
+  let depth = 0;
+  let quote: string | undefined;
+  for (let i = open; i < text.length; i++) {
+    const c = text[i];
+    if (quote) {
+      if (c === '\\') i++;
+      else if (c === quote) quote = undefined;
+      continue;
+    }
+    if (c === "'" || c === '`' || c === '"') quote = c;
+    else if (c === '(') depth++;
+    else if (c === ')' && --depth === 0) return i === text.length - 1;
+  }
+  return false;
+}
+
+/**
+ * The FHIRPath (over the facts) that is true when a limit written `when` applies to the patient, false when it does
+ * not, empty when that is not known; undefined for a limit that applies to everyone (no condition).
+ */
+export function applicabilityOf(when: string): string | undefined {
+  const text = when.trim();
+  const implied = splitTopLevel(text, /^\s+implies\s+/);
+  if (implied.length === 2) return implied[0].trim();
+  const m = /^iif\s*\(/.exec(text);
+  if (!m || !closesAtEnd(text, m[0].length - 1)) return undefined;
+  const args = splitTopLevel(text.slice(m[0].length, -1), /^,/).map((a) => a.trim());
+  if (args.length !== 3) return undefined;
+  // iif(A, B, true): the bound B is checked only when A is true; an unknown A leaves it unknown whether it applies.
+  if (args[2] === 'true' && args[1] !== 'true') return args[0];
+  // iif(A, true, B): B is checked unless A is true (an unknown A takes the otherwise branch, so B applies).
+  if (args[1] === 'true' && args[2] !== 'true') return `iif(${args[0]}, false, true)`;
+  return undefined;
+}
