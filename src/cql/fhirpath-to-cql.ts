@@ -573,6 +573,12 @@ export class FhirPathToCql {
       case 'matches':
         // FHIRPath matches() finds the pattern anywhere; CQL Matches() must match the whole string.
         return node(`Matches(${one(n)}, ${cqlString(`.*(?:${this.stringArg(args, 0, ctx, name)}).*`)})`, BOOL);
+      case 'replaceMatches':
+        // Both replace every match (fhirpath.js and cql-execution use a global JavaScript RegExp).
+        return node(
+          `ReplaceMatches(${one(n)}, ${cqlString(this.stringArg(args, 0, ctx, name))}, ${cqlString(this.stringArg(args, 1, ctx, name))})`,
+          SYS('String'),
+        );
       case 'substring': {
         const start = this.numberArg(args, 0, ctx, name);
         const len = args[1] ? `, ${this.numberArg(args, 1, ctx, name)}` : '';

@@ -804,6 +804,27 @@ class Compiler {
           return [rx.test(str)];
         });
       }
+      case 'replaceMatches': {
+        arity(2);
+        const cache = new Map<string, RegExp>();
+        return withArgs((input, re, sub) => {
+          // fhirpath.js: empty when the input, the pattern or the substitution is empty; flags global and Unicode.
+          const pattern = re.length === 0 ? undefined : argString(re);
+          const substitution = sub.length === 0 ? undefined : argString(sub);
+          const str = inputString(input);
+          if (pattern === undefined || substitution === undefined || str === undefined) return [];
+          let rx = cache.get(pattern);
+          if (!rx) {
+            try {
+              rx = new RegExp(pattern, 'gu');
+            } catch {
+              return bail();
+            }
+            cache.set(pattern, rx);
+          }
+          return [str.replace(rx, substitution)];
+        });
+      }
       case 'substring':
         arity(1, 2);
         return withArgs((input, st, ln) => {
