@@ -526,10 +526,18 @@ export interface AnswerContext {
   unknown: Set<string>;
 }
 
+/** The renderer's stand-ins for the order date, which it does not have: today (as the askWhen gates read it). */
+const RENDERER_ORDER_DATE: Record<string, string> = {
+  orderDate: 'today().toString()',
+  orderDateTime: "(today().toString() + 'T00:00:00Z')",
+};
+
 /**
  * A rule condition (or part of one) as FHIRPath over the QuestionnaireResponse: askable facts read their answers,
- * derived facts are inlined from their own expressions, and everything else (EHR data, order date, facts in
- * `unknown`) is empty. Returns undefined when the result could not be trusted (not monotone) or reads no answer.
+ * derived facts are inlined from their own expressions, the order date is today (so an age band, e.g. `adult` from the
+ * birth-date answer, closes a pathway: design.md §6 "Clinical readings", questions are asked only of the patients they
+ * concern), and everything else (EHR data, facts in `unknown`) is empty. Returns undefined when the result could not
+ * be trusted (not monotone) or reads no answer.
  */
 export function ruleOverAnswers(policy: CompiledPolicy, condition: string, ctx: AnswerContext): string | undefined {
   const raw: string[] = [condition];
@@ -547,7 +555,10 @@ export function ruleOverAnswers(policy: CompiledPolicy, condition: string, ctx: 
     // A derived fact that reads the record (or calls a server-only function) is unknown over the answers alone.
     const readsRecord = tokens.some(
       (t, i) =>
-        (t.kind === 'var' && !policy.factsByName.has(t.name!) && !/^(ucum|sct|loinc|policyDrug)$/.test(t.name!)) ||
+        (t.kind === 'var' &&
+          !policy.factsByName.has(t.name!) &&
+          !/^(ucum|sct|loinc|policyDrug)$/.test(t.name!) &&
+          !Object.prototype.hasOwnProperty.call(RENDERER_ORDER_DATE, t.name!)) ||
         (t.kind === 'ident' && SERVER_FUNCTIONS.includes(t.name!) && significant(tokens, i, -1)?.text === '.'),
     );
     if (readsRecord) return '{}';
@@ -558,7 +569,9 @@ export function ruleOverAnswers(policy: CompiledPolicy, condition: string, ctx: 
           ? t.text
           : t.name === 'policyDrug'
             ? quote(policy.file.drug)
-            : policy.factsByName.has(t.name!)
+            : Object.prototype.hasOwnProperty.call(RENDERER_ORDER_DATE, t.name!)
+              ? RENDERER_ORDER_DATE[t.name!]
+              : policy.factsByName.has(t.name!)
               ? factText(t.name!, [...stack, name])
               : t.text,
       )

@@ -96,6 +96,9 @@ function helpItem(linkId: string, text: string): QuestionnaireItem {
   };
 }
 
+/** The description of a shared question's gate (usageGate): the covered uses that need it are all ruled out. */
+export const USAGE_GATE_DESCRIPTION = 'Asked unless the answers so far rule out every covered use that needs it';
+
 function expressionExtension(url: string, expression: string, description?: string): Extension {
   return { url, valueExpression: { language: 'text/fhirpath', expression, ...(description ? { description } : {}) } };
 }
@@ -112,6 +115,32 @@ function pathwayGate(
     .filter((e): e is string => e !== undefined)
     .map((e) => `(${e}) = false`);
   return clauses.length === 0 ? undefined : `iif(${clauses.join(' or ')}, false, true)`;
+}
+
+/**
+ * The `enableWhenExpression` of a question shared by several covered uses (the indication group) that only pathways
+ * need: shown unless the answers so far rule out every pathway that reads it, e.g. the POMP question once the birth
+ * date shows a child and the only pathway with POMP is for adults (design.md §6 "Clinical readings": questions are
+ * asked only of the patients they concern). Facts in `unknown` (this question, the other questions gated this way and
+ * the pathway groups' own questions, all of which can be hidden) are read as unanswered, so no two gates depend on
+ * each other. Undefined when some pathway cannot be ruled out by the answers alone.
+ */
+function usageGate(
+  policy: CompiledPolicy,
+  pathways: CompiledRule[],
+  itemFor: (f: string) => { linkId: string; type: FactType } | undefined,
+  unknown: Set<string>,
+): string | undefined {
+  const perPathway: string[] = [];
+  for (const p of pathways) {
+    const clauses = splitTopLevel(ruleText(policy, p), 'and')
+      .map((c) => ruleOverAnswers(policy, c, { itemFor, unknown }))
+      .filter((e): e is string => e !== undefined)
+      .map((e) => `(${e}) = false`);
+    if (clauses.length === 0) return undefined;
+    perPathway.push(clauses.length === 1 ? clauses[0] : `(${clauses.join(' or ')})`);
+  }
+  return perPathway.length === 0 ? undefined : `iif(${perPathway.join(' and ')}, false, true)`;
 }
 
 /**
@@ -178,6 +207,26 @@ export function buildQuestionnaire(
   };
 
   const gateCtx = { itemFor, valueSets: ctx.valueSets, valueSetBase: `${ctx.canonicalBase}/ValueSet` };
+  // Shared questions that only pathways need, and that no askWhen already gates, are hidden once every one of those
+  // pathways is ruled out; the questions of the pathway groups can be hidden by their group's gate.
+  const pathwaysOnly = (f: string): CompiledRule[] | undefined => {
+    const rules = structure.usedBy.get(f) ?? [];
+    return rules.length > 0 && rules.every((r) => r.kind === 'pathway') ? rules : undefined;
+  };
+  // A fact another question's askWhen reads (the birth date, the Ph status) is context for the form and never hidden.
+  const askWhenReads = new Set(
+    [...policy.facts.map((f) => f.def.askWhen), ...policy.file.attachments.map((a) => a.askWhen)]
+      .filter((w): w is string => w !== undefined)
+      .flatMap((w) => [...w.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)].map((m) => m[0]))
+      .filter((n) => policy.factsByName.has(n)),
+  );
+  const usageGated = new Set(
+    structure.groups
+      .filter((g) => g.kind === 'indication')
+      .flatMap((g) => g.facts)
+      .filter((f) => pathwaysOnly(f) !== undefined && !policy.factsByName.get(f)!.def.askWhen && !askWhenReads.has(f)),
+  );
+  const hideable = new Set([...usageGated, ...structure.groups.filter((g) => g.kind === 'pathway').flatMap((g) => g.facts)]);
 
   const factItem = (name: string): QuestionnaireItem => {
     const def = policy.factsByName.get(name)!.def;
@@ -223,6 +272,13 @@ export function buildQuestionnaire(
       item.extension = [
         ...(item.extension ?? []),
         expressionExtension(EXT_ENABLE_WHEN_EXPRESSION, gate, 'Asked only of the patients this question concerns'),
+      ];
+    }
+    const usage = usageGated.has(name) ? usageGate(policy, pathwaysOnly(name)!, itemFor, hideable) : undefined;
+    if (usage) {
+      item.extension = [
+        ...(item.extension ?? []),
+        expressionExtension(EXT_ENABLE_WHEN_EXPRESSION, usage, USAGE_GATE_DESCRIPTION),
       ];
     }
     return item;

@@ -13,7 +13,7 @@ import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
 import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
 import { EXT_ENABLE_WHEN_EXPRESSION, EXT_INITIAL_EXPRESSION } from '../../src/fhir/dtr-urls.js';
 import { policyStructure } from '../../src/policies/policy-structure.js';
-import { buildQuestionnaire, flattenItems } from '../../src/dtr/questionnaire-builder.js';
+import { buildQuestionnaire, flattenItems, USAGE_GATE_DESCRIPTION } from '../../src/dtr/questionnaire-builder.js';
 import { compileFhirPath } from '../../src/fhir/fhirpath.js';
 import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
 import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
@@ -160,7 +160,13 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
           : [structure.asked.find((n) => policy.factsByName.get(n)!.def.linkId === i.linkId)].filter(
               (x): x is string => !!x,
             ),
-      rule: i.type === 'group' ? i.linkId.replace(/^group-pathway-/, '') : undefined,
+      // A pathway group's gate is about its pathway; a shared question's usage gate about every pathway that reads it.
+      rules:
+        i.type === 'group'
+          ? [i.linkId.replace(/^group-pathway-/, '')]
+          : i.extension!.some((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION && e.valueExpression?.description === USAGE_GATE_DESCRIPTION)
+            ? (structure.usedBy.get(structure.asked.find((n) => policy.factsByName.get(n)!.def.linkId === i.linkId)!) ?? []).map((r) => r.id)
+            : [],
       limits:
         i.type === 'group'
           ? []
@@ -202,10 +208,10 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
             canonicalBase: CANONICAL_BASE,
           });
           const ev = evaluateQuestionnaireResponse({ content, qr: vqr, today: TODAY }).evaluation;
-          if (g.rule)
+          for (const rule of g.rules)
             expect(
-              ev.rules.find((x) => x.id === g.rule)?.result,
-              `${g.item.linkId} closed: ${JSON.stringify(variant)}`,
+              ev.rules.find((x) => x.id === rule)?.result,
+              `${g.item.linkId} closed (${rule}): ${JSON.stringify(variant)}`,
             ).toBe(false);
           for (const l of g.limits)
             expect(

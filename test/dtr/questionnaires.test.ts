@@ -18,7 +18,7 @@ import {
   LAUNCH_CONTEXT_SYSTEM,
 } from '../../src/fhir/dtr-urls.js';
 import { policyStructure } from '../../src/policies/policy-structure.js';
-import { flattenItems } from '../../src/dtr/questionnaire-builder.js';
+import { flattenItems, USAGE_GATE_DESCRIPTION } from '../../src/dtr/questionnaire-builder.js';
 import { generateQuestionnaireFiles } from '../../src/dtr/questionnaire-files.js';
 import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
 import { repoRoot } from '../helpers/stories.js';
@@ -150,7 +150,7 @@ describe('generated questionnaires', () => {
       }
     });
 
-    it('groups questions by rule kind or pathway, and gates pathway groups, justifications and askWhen questions with enableWhenExpression', () => {
+    it('groups questions by rule kind or pathway, and gates pathway groups, justifications, askWhen questions and shared pathway questions with enableWhenExpression', () => {
       const groups = (q.item ?? []).map((g) => g.linkId);
       expect(groups.every((g) => g.startsWith('group-'))).toBe(true);
       for (const g of structure.groups.filter((x) => x.kind === 'pathway'))
@@ -160,9 +160,19 @@ describe('generated questionnaires', () => {
         ...policy.attachments.filter((a) => a.askWhen).map((a) => a.linkId),
       ]);
       const gated = items.filter((i) => expressions(i, EXT_ENABLE_WHEN_EXPRESSION).length > 0);
+      // A shared question that only pathways read is hidden once they are all ruled out (the usage gate).
+      const pathwaysOnly = new Set(
+        structure.asked
+          .filter((f) => (structure.usedBy.get(f) ?? []).every((r) => r.kind === 'pathway'))
+          .map((f) => policy.factsByName.get(f)!.def.linkId),
+      );
       for (const i of gated)
         expect(
-          i.linkId.startsWith('group-pathway-') || structure.justifications.length > 0 || askWhen.has(i.linkId),
+          i.linkId.startsWith('group-pathway-') ||
+            structure.justifications.length > 0 ||
+            askWhen.has(i.linkId) ||
+            (pathwaysOnly.has(i.linkId) &&
+              i.extension!.some((e) => e.valueExpression?.description === USAGE_GATE_DESCRIPTION)),
           i.linkId,
         ).toBe(true);
       // design.md §6 "Clinical readings": a question asked only of the patients it concerns (askWhen: renewals, an

@@ -1,0 +1,97 @@
+/**
+ * Questions a payer policy restricts to an age band are asked only of patients in that band (design.md §6 "Clinical
+ * readings"): the DTR form hides them once the birth date (pre-filled from the patient) shows the patient is outside
+ * it, for a question in its pathway's own group and for one the indication group shares between several covered uses
+ * alike. The renderer has no order, so the age is taken on today's date, as the askWhen gates take it.
+ */
+import type { Questionnaire, QuestionnaireItem, QuestionnaireResponse, QuestionnaireResponseItem } from '@medplum/fhirtypes';
+import { describe, expect, it } from 'vitest';
+import { EXT_ENABLE_WHEN_EXPRESSION } from '../../src/fhir/dtr-urls.js';
+import { compileFhirPath } from '../../src/fhir/fhirpath.js';
+import { buildQuestionnaire, flattenItems } from '../../src/dtr/questionnaire-builder.js';
+import { CANONICAL_BASE, daysBefore, dtrContent, EVIDENCE, TODAY } from './helpers.js';
+
+const content = dtrContent();
+const questionnaire = (id: string) =>
+  buildQuestionnaire(content.policies.find((p) => p.file.id === id)!, { canonicalBase: CANONICAL_BASE, valueSets: content.valueSets });
+
+/** A birth date `years` years before today (and a few days more, clear of the birthday). */
+const bornYearsAgo = (years: number) => daysBefore(`${String(Number(TODAY.slice(0, 4)) - years)}${TODAY.slice(4)}`, 10);
+
+type Answer = QuestionnaireResponseItem['answer'];
+const answers = (a: Record<string, Answer>): QuestionnaireResponse => ({
+  resourceType: 'QuestionnaireResponse',
+  status: 'in-progress',
+  item: Object.entries(a).map(([linkId, answer]) => ({ linkId, answer })),
+});
+const code = (c: string): Answer => [{ valueCoding: { system: EVIDENCE, code: c } }];
+
+/** Whether the item is shown: its own enableWhenExpression and every enclosing group's. */
+function shown(q: Questionnaire, linkId: string, qr: QuestionnaireResponse): boolean {
+  const path = (items: QuestionnaireItem[] | undefined, trail: QuestionnaireItem[]): QuestionnaireItem[] | undefined => {
+    for (const i of items ?? []) {
+      if (i.linkId === linkId) return [...trail, i];
+      const found = path(i.item, [...trail, i]);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  const chain = path(q.item, []);
+  expect(chain, `${linkId} is in ${q.id}`).toBeDefined();
+  return chain!.every((i) => {
+    const gate = i.extension?.find((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION)?.valueExpression?.expression;
+    if (!gate) return true;
+    const fn = compileFhirPath(gate, { valueSets: content.valueSets, valueSetBase: `${CANONICAL_BASE}/ValueSet`, model: 'r4' });
+    return fn(qr, { resource: qr, patient: { resourceType: 'Patient' } })[0] !== false;
+  });
+}
+
+describe('age-band questions in the DTR form', () => {
+  it('Centene: the adult-only maintenance-with-POMP question (I.A.4.c.iii) is hidden for a child, shown for an adult', () => {
+    const q = questionnaire('centene-blinatumomab');
+    const maintenance = { 'ph-status': code('negative'), 'treatment-phase': code('maintenance') };
+    expect(shown(q, 'with-pomp', answers({ ...maintenance, 'birth-date': [{ valueDate: bornYearsAgo(9) }] }))).toBe(false);
+    expect(shown(q, 'with-pomp', answers({ ...maintenance, 'birth-date': [{ valueDate: bornYearsAgo(45) }] }))).toBe(true);
+    // No birth date: the age is unknown, so the question stays.
+    expect(shown(q, 'with-pomp', answers(maintenance))).toBe(true);
+  });
+
+  it('OHSU: the adult-only POMP and inotuzumab + mini-hyper-CVD questions are hidden for a child on a first request', () => {
+    const q = questionnaire('ohsu-blinatumomab');
+    const child = answers({ 'birth-date': [{ valueDate: bornYearsAgo(9) }], 'renewal-request': [{ valueBoolean: false }] });
+    const adult = answers({ 'birth-date': [{ valueDate: bornYearsAgo(45) }], 'renewal-request': [{ valueBoolean: false }] });
+    for (const linkId of ['with-pomp', 'with-inotuzumab-mini-hyper-cvd']) {
+      expect(shown(q, linkId, child), `${linkId} for a child`).toBe(false);
+      expect(shown(q, linkId, adult), `${linkId} for an adult`).toBe(true);
+    }
+  });
+
+  it('OHSU: "refractory to TKIs" (adult consolidation and maintenance only) is not asked of a Ph-positive child', () => {
+    const q = questionnaire('ohsu-blinatumomab');
+    const ph = { 'ph-status': code('positive') };
+    expect(shown(q, 'tki-refractory', answers({ ...ph, 'birth-date': [{ valueDate: bornYearsAgo(9) }] }))).toBe(false);
+    expect(shown(q, 'tki-refractory', answers({ ...ph, 'birth-date': [{ valueDate: bornYearsAgo(16) }] }))).toBe(true);
+    expect(shown(q, 'tki-refractory', answers({ ...ph, 'birth-date': [{ valueDate: bornYearsAgo(45) }] }))).toBe(true);
+  });
+
+  it('OHSU: the pediatric-only questions (TKI dasatinib/imatinib, Ph-like with chemotherapy) are hidden for an adult over 30', () => {
+    const q = questionnaire('ohsu-blinatumomab');
+    const adult = answers({ 'birth-date': [{ valueDate: bornYearsAgo(45) }], 'renewal-request': [{ valueBoolean: false }] });
+    const child = answers({ 'birth-date': [{ valueDate: bornYearsAgo(9) }], 'renewal-request': [{ valueBoolean: false }] });
+    for (const linkId of ['with-pediatric-tki', 'with-chemotherapy']) {
+      expect(shown(q, linkId, adult), `${linkId} for an adult`).toBe(false);
+      expect(shown(q, linkId, child), `${linkId} for a child`).toBe(true);
+    }
+  });
+
+  it('a hidden shared question is one no pathway of the answers so far can use: every gate names real items', () => {
+    for (const p of content.policies) {
+      const q = questionnaire(p.file.id);
+      const linkIds = new Set(flattenItems(q.item).map((i) => i.linkId));
+      for (const i of flattenItems(q.item)) {
+        const gate = i.extension?.find((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION)?.valueExpression?.expression ?? '';
+        for (const m of gate.matchAll(/linkId = '([^']+)'/g)) expect(linkIds.has(m[1]), `${p.file.id} ${i.linkId} reads ${m[1]}`).toBe(true);
+      }
+    }
+  });
+});
