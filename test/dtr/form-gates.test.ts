@@ -2,7 +2,8 @@
  * Questions a payer policy restricts to an age band are asked only of patients in that band (design.md §6 "Clinical
  * readings"): the DTR form hides them once the birth date (pre-filled from the patient) shows the patient is outside
  * it, for a question in its pathway's own group and for one the indication group shares between several covered uses
- * alike. The renderer has no order, so the age is taken on today's date, as the askWhen gates take it.
+ * alike. The renderer has no order, so the age is taken on today's date, as the askWhen gates take it. Likewise a
+ * question (or document) only another covered use needs is not asked once the answers meet the use the seed lists.
  */
 import type { Questionnaire, QuestionnaireItem, QuestionnaireResponse, QuestionnaireResponseItem } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
@@ -92,6 +93,19 @@ describe('age-band questions in the DTR form', () => {
         const gate = i.extension?.find((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION)?.valueExpression?.expression ?? '';
         for (const m of gate.matchAll(/linkId = '([^']+)'/g)) expect(linkIds.has(m[1]), `${p.file.id} ${i.linkId} reads ${m[1]}`).toBe(true);
       }
+    }
+  });
+});
+
+describe('questions a met covered use does not need (BCBSNC inotuzumab)', () => {
+  it('the compendia / FDA-label attestation and its citation are not asked once relapsed or refractory B-ALL is answered', () => {
+    const q = questionnaire('bcbsnc-inotuzumab');
+    const relapsed = answers({ 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('relapsed') });
+    const firstRemission = answers({ 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('cr1') });
+    for (const linkId of ['compendia-strong-support', 'compendium-citation']) {
+      expect(shown(q, linkId, relapsed), `${linkId} for relapsed B-ALL`).toBe(false);
+      expect(shown(q, linkId, firstRemission), `${linkId} for B-ALL in first remission`).toBe(true);
+      expect(shown(q, linkId, answers({})), `${linkId} with nothing answered`).toBe(true);
     }
   });
 });
