@@ -900,23 +900,9 @@ class Compiler {
           return total === undefined ? [] : [total];
         });
       case 'max':
+      case 'min':
         arity(0);
-        return unary((input) => {
-          if (input.length === 0 || valData(input[0]) == null) return [];
-          let best = input[0];
-          let bestValue = numberOf(best, model);
-          if (bestValue === undefined) return bail();
-          for (let x = 1; x < input.length; x++) {
-            if (valData(input[x]) == null) return [];
-            const v = numberOf(input[x], model);
-            if (v === undefined) return bail();
-            if (compareNumbers(v, bestValue) > 0) {
-              best = input[x];
-              bestValue = v;
-            }
-          }
-          return [best];
-        });
+        return unary(extreme(model, name === 'max' ? 1 : -1));
       // §5.5 Conversion / utility: iif's criterion and branches see the input as $this.
       case 'iif':
         arity(2, 3);
@@ -1134,6 +1120,35 @@ function compareNumbers(a: number, b: number): number {
   const plain = a < b ? -1 : a > b ? 1 : 0;
   if (c !== plain) bail();
   return c;
+}
+
+/**
+ * fhirpath.js's `max()` / `min()` (FHIRPath §5.8 aggregates, its minMaxShortcutTemplate): the first item, replaced by
+ * each later one that is greater (`sign` 1) or less (-1); a null item empties the result. Numbers compare as numbers,
+ * plain strings (e.g. dates cut with `toString().substring(0, 10)`) as fhirpath.js compares them, by code unit; any
+ * other value (a FHIR date node, a Quantity, mixed kinds, which fhirpath.js compares by its own types) bails.
+ */
+function extreme(model: ModelTables | undefined, sign: 1 | -1): (input: Coll) => Coll {
+  const orderable = (x: Item): number | string => {
+    const v = conv(x, model);
+    return typeof v === 'number' || typeof v === 'string' ? v : bail();
+  };
+  return (input) => {
+    if (input.length === 0 || valData(input[0]) == null) return [];
+    let best = input[0];
+    let bestValue = orderable(best);
+    for (let x = 1; x < input.length; x++) {
+      if (valData(input[x]) == null) return [];
+      const v = orderable(input[x]);
+      if (typeof v !== typeof bestValue) return bail();
+      const order = typeof v === 'number' ? compareNumbers(v, bestValue as number) : v > bestValue ? 1 : v < bestValue ? -1 : 0;
+      if (order * sign > 0) {
+        best = input[x];
+        bestValue = v;
+      }
+    }
+    return [best];
+  };
 }
 
 function numberOf(x: Item, model: ModelTables | undefined): number | undefined {
