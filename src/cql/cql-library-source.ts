@@ -386,7 +386,7 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
     });
     try {
       const out = translator.translate(text, v('medication_request', fhir('MedicationRequest')));
-      const value = factValue(f.def, out, () => pendingHelpers.push('Latest Plausible Date'));
+      const value = factValue(f.def, out, (name) => pendingHelpers.push(name));
       pendingHelpers.forEach(useHelper);
       for (const [id, url] of pendingSets) valueSets.set(id, url);
       for (const [sname, cql] of pendingShared) shared.set(sname, cql);
@@ -449,7 +449,7 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
  * The define's value: one value of the fact's type, empty when implausible (evaluate-policy.ts `plausible`: a measured
  * amount is positive, or zero for a percentage; a stated date is not after the order date or today).
  */
-function factValue(def: FactDefinition, out: CqlNode, needLatestDate: () => void): string {
+function factValue(def: FactDefinition, out: CqlNode, needHelper: (name: 'Order Date' | 'Latest Plausible Date') => void): string {
   if (out.ty.k === 'null') return `null as ${cqlType(factTy(def.type))}`;
   if (out.ty.k !== 'sys' || !FACT_TYPES[def.type].includes(out.ty.name)) {
     throw new Untranslatable(`its FHIRPath gives ${out.ty.k === 'sys' ? out.ty.name : 'a FHIR element'}, not a ${def.type}`);
@@ -458,8 +458,12 @@ function factValue(def: FactDefinition, out: CqlNode, needLatestDate: () => void
   if ((def.type === 'decimal' || def.type === 'integer') && def.unit) {
     return `(${one}) V where V ${def.unit === '%' ? '>=' : '>'} 0`;
   }
+  if (def.type === 'date' && def.dateOf === 'order') {
+    needHelper('Order Date');
+    return `(${one}) V where Substring(V, 0, 10) <= ToString("Order Date")`;
+  }
   if (def.type === 'date') {
-    needLatestDate();
+    needHelper('Latest Plausible Date');
     return `(${one}) V where Substring(V, 0, 10) <= ToString("Latest Plausible Date")`;
   }
   return one;

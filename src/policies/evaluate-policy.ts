@@ -146,11 +146,17 @@ function coerce(type: FactType, values: unknown[]): FactValue | undefined {
  * not after the order date or today. Anything else is treated as not known, so DTR asks for it and no rule approves on
  * it.
  */
-export function plausible(def: Pick<FactDefinition, 'type' | 'unit'>, value: FactValue, latestDate: string): boolean {
+export function plausible(
+  def: Pick<FactDefinition, 'type' | 'unit'> & { dateOf?: 'record' | 'order' },
+  value: FactValue,
+  latestDate: string,
+  orderDate = latestDate,
+): boolean {
   if ((def.type === 'decimal' || def.type === 'integer') && def.unit && typeof value === 'number') {
     return value > 0 || (value === 0 && def.unit === '%');
   }
-  if (def.type === 'date' && typeof value === 'string') return value.slice(0, 10) <= latestDate;
+  // An order's planned start (dateOf: order) is routinely ahead of today: it is bounded by this order's date only.
+  if (def.type === 'date' && typeof value === 'string') return value.slice(0, 10) <= (def.dateOf === 'order' ? orderDate : latestDate);
   return true;
 }
 
@@ -333,7 +339,7 @@ function readFacts(
   const fromAnswers = new Set<string>();
   for (const f of policy.facts) {
     if (only && !only.has(f.name)) continue;
-    if (Object.prototype.hasOwnProperty.call(answers, f.name) && plausible(f.def, answers[f.name], latestDate)) {
+    if (Object.prototype.hasOwnProperty.call(answers, f.name) && plausible(f.def, answers[f.name], latestDate, data.orderDate)) {
       const value = answers[f.name];
       factValues[f.name] = value;
       env[f.name] = value;
@@ -460,7 +466,7 @@ function limitApplies(policy: CompiledPolicy, r: CompiledRule, factValues: Recor
 function readFact(f: CompiledFact, data: EvaluationData, env: Record<string, unknown>, latestDate: string): FactRead {
   try {
     const read = coerce(f.def.type, f.expr(data.order, env));
-    return read !== undefined && plausible(f.def, read, latestDate) ? { value: read } : {};
+    return read !== undefined && plausible(f.def, read, latestDate, data.orderDate) ? { value: read } : {};
   } catch (err) {
     return { error: (err as Error).message };
   }

@@ -40,6 +40,12 @@ export const factSchema = z
       .default('unknown')
       .describe('What an empty search means: unknown (findings) or false (history, diagnosis); documentation only'),
     askable: z.boolean().default(true).describe('false for facts the clinician is never asked (derived values)'),
+    dateOf: z
+      .enum(['record', 'order'])
+      .default('record')
+      .describe(
+        "A date fact's source: 'record', a date the record states (not after the order date or today); 'order', an order's planned start, which may be ahead of today (not after this order's date)",
+      ),
     askWhen: z
       .string()
       .min(1)

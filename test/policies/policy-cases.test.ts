@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { loadContent } from '../../src/content.js';
 import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
 import type { FactValue } from '../../src/policies/evaluate-policy.js';
@@ -38,7 +38,15 @@ describe.each(caseFiles)('policy cases %s', (file) => {
     expect(c.cite, 'every case cites the clause it tests').toBeTruthy();
     const { resources, order } = buildCase(c);
     const record = indexRecord(recordFromResources(resources, [order], order.requester?.reference));
-    const result = evaluatePolicy(policy!, evaluationDataFor(record, order, spec.today), c.answers ?? {});
+    // The clock stands at the file's `today`, before the orders' planned start, as at a real signing: a date an
+    // order plans is ahead of today, and the evaluation must still read it.
+    vi.useFakeTimers({ toFake: ['Date'], now: new Date(`${spec.today}T12:00:00Z`) });
+    let result: ReturnType<typeof evaluatePolicy>;
+    try {
+      result = evaluatePolicy(policy!, evaluationDataFor(record, order, spec.today), c.answers ?? {});
+    } finally {
+      vi.useRealTimers();
+    }
     const trace = JSON.stringify({ outcome: result.outcome, facts: result.facts, rules: result.rules, missing: result.missingFacts }, null, 1);
 
     expect(result.outcome, trace).toBe(c.expect.outcome);
