@@ -32,7 +32,8 @@ function earlierCycles(count: number): MedicationRequest[] {
 
 describe('row 3: the alternate order comes within every limit it exceeds', () => {
   it('row 3 (blinatumomab), 8 cycles given and 2 asked for exceeds the 9-cycle course: auth-needed with documentation, a reason citing the limit, and a proposal of the same order for the one cycle left', async () => {
-    const order = blinatumomabOrder();
+    // Two more continued-therapy cycles of the same course (an induction order after the course would begin a new one).
+    const order = { ...blinatumomabOrder(), extension: [{ url: PHASE_URL, valueCode: 'continued' }] };
     const { ext, cards } = await sign([...relapseRecord(), ...earlierCycles(8)], order);
     expect(codeOf(ext, 'covered')).toBe('covered');
     expect(codeOf(ext, 'pa-needed')).toBe('auth-needed');
