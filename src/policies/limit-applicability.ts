@@ -7,31 +7,46 @@
  * the expression's text, so the trace can say "not applicable" apart from "within the limit".
  */
 
-/** The top-level pieces of `text` split at `sep` (outside parentheses, brackets and quoted strings). */
-function splitTopLevel(text: string, sep: RegExp): string[] {
-  const parts: string[] = [];
-  let depth = 0;
+/**
+ * Walks `text` from `from`, calling `visit` with each character outside quoted strings (a quote and what it encloses
+ * are skipped). `visit` returning a number moves the walk on to that index; returning true stops it.
+ */
+function walkOutsideQuotes(text: string, from: number, visit: (i: number, c: string) => number | boolean | void): void {
   let quote: string | undefined;
-  let start = 0;
-  for (let i = 0; i < text.length; i++) {
+  for (let i = from; i < text.length; i++) {
     const c = text[i];
     if (quote) {
       if (c === '\\') i++;
       else if (c === quote) quote = undefined;
       continue;
     }
-    if (c === "'" || c === '`' || c === '"') quote = c;
-    else if (c === '(' || c === '[' || c === '{') depth++;
+    if (c === "'" || c === '`' || c === '"') {
+      quote = c;
+      continue;
+    }
+    const next = visit(i, c);
+    if (next === true) return;
+    if (typeof next === 'number') i = next;
+  }
+}
+
+/** The top-level pieces of `text` split at `sep` (outside parentheses, brackets and quoted strings). */
+function splitTopLevel(text: string, sep: RegExp): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let start = 0;
+  walkOutsideQuotes(text, 0, (i, c) => {
+    if (c === '(' || c === '[' || c === '{') depth++;
     else if (c === ')' || c === ']' || c === '}') depth--;
     else if (depth === 0) {
       const m = sep.exec(text.slice(i));
       if (m && m.index === 0) {
         parts.push(text.slice(start, i));
-        i += m[0].length - 1;
-        start = i + 1;
+        start = i + m[0].length;
+        return start - 1;
       }
     }
-  }
+  });
   parts.push(text.slice(start));
   return parts;
 }
@@ -39,19 +54,15 @@ function splitTopLevel(text: string, sep: RegExp): string[] {
 /** Whether the parenthesis at `open` closes at the last character of `text`. */
 function closesAtEnd(text: string, open: number): boolean {
   let depth = 0;
-  let quote: string | undefined;
-  for (let i = open; i < text.length; i++) {
-    const c = text[i];
-    if (quote) {
-      if (c === '\\') i++;
-      else if (c === quote) quote = undefined;
-      continue;
+  let closes = false;
+  walkOutsideQuotes(text, open, (i, c) => {
+    if (c === '(') depth++;
+    else if (c === ')' && --depth === 0) {
+      closes = i === text.length - 1;
+      return true;
     }
-    if (c === "'" || c === '`' || c === '"') quote = c;
-    else if (c === '(') depth++;
-    else if (c === ')' && --depth === 0) return i === text.length - 1;
-  }
-  return false;
+  });
+  return closes;
 }
 
 /**
