@@ -124,36 +124,34 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
 
   // The prescriber's specialty comes from the user prefetch or the order's requester (design.md §6): read a requester
   // PractitionerRole the request did not carry, when the EHR can be asked.
-  {
-    const missing = [...new Set(orders.map((o) => (o as { requester?: { reference?: string } }).requester?.reference))].filter(
-      (ref): ref is string => !!ref && /^PractitionerRole\/[A-Za-z0-9\-.]{1,64}$/.test(ref) && !byReference.has(ref),
-    );
-    // The drug of an order written as a medicationReference decides which policy governs it (design.md §4 "Governed
-    // orders": "the contained, prefetched or EHR-read Medication"): read a Medication the request did not carry.
-    const drugOf = (o: OrderResource) => relativeReference((o as { medicationReference?: { reference?: string } }).medicationReference?.reference);
-    const medications = [...new Set(orders.map(drugOf))].filter(
-      (ref): ref is string => !!ref && /^Medication\/[A-Za-z0-9\-.]{1,64}$/.test(ref) && !byReference.has(ref),
-    );
-    // The drugs of the orders to be answered; the others' are read as context (other therapy) only.
-    const answeredDrugs = new Set(inScope.map(drugOf));
-    const fetched = await Promise.all(
-      [...missing, ...medications].map((ref) =>
-        reader.get(ref).catch((err: unknown) => {
-          const status = (err as { status?: unknown }).status;
-          // Without its drug an order cannot be told governed or not, and silence would read as "no prior
-          // authorization": a Medication the EHR failed to give (not a 404) is a 412, as a prefetch that cannot be
-          // fetched is (design.md §4). A missing requester only leaves the specialty unknown.
-          if (answeredDrugs.has(ref) && status !== 404 && status !== 410) {
-            throw preconditionFailed(`The order's ${ref} could not be read from fhirServer (${(err as Error).message})`, [
-              req.hook === 'order-dispatch' ? 'context.dispatchedOrders' : 'context.draftOrders',
-            ]);
-          }
-          return undefined;
-        }),
-      ),
-    );
-    fetched.forEach((r) => r && remember(r));
-  }
+  const missing = [...new Set(orders.map((o) => (o as { requester?: { reference?: string } }).requester?.reference))].filter(
+    (ref): ref is string => !!ref && /^PractitionerRole\/[A-Za-z0-9\-.]{1,64}$/.test(ref) && !byReference.has(ref),
+  );
+  // The drug of an order written as a medicationReference decides which policy governs it (design.md §4 "Governed
+  // orders": "the contained, prefetched or EHR-read Medication"): read a Medication the request did not carry.
+  const drugOf = (o: OrderResource) => relativeReference((o as { medicationReference?: { reference?: string } }).medicationReference?.reference);
+  const medications = [...new Set(orders.map(drugOf))].filter(
+    (ref): ref is string => !!ref && /^Medication\/[A-Za-z0-9\-.]{1,64}$/.test(ref) && !byReference.has(ref),
+  );
+  // The drugs of the orders to be answered; the others' are read as context (other therapy) only.
+  const answeredDrugs = new Set(inScope.map(drugOf));
+  const fetched = await Promise.all(
+    [...missing, ...medications].map((ref) =>
+      reader.get(ref).catch((err: unknown) => {
+        const status = (err as { status?: unknown }).status;
+        // Without its drug an order cannot be told governed or not, and silence would read as "no prior
+        // authorization": a Medication the EHR failed to give (not a 404) is a 412, as a prefetch that cannot be
+        // fetched is (design.md §4). A missing requester only leaves the specialty unknown.
+        if (answeredDrugs.has(ref) && status !== 404 && status !== 410) {
+          throw preconditionFailed(`The order's ${ref} could not be read from fhirServer (${(err as Error).message})`, [
+            req.hook === 'order-dispatch' ? 'context.dispatchedOrders' : 'context.draftOrders',
+          ]);
+        }
+        return undefined;
+      }),
+    ),
+  );
+  fetched.forEach((r) => r && remember(r));
 
   const patient = (data.patient ?? []).find((r) => r.resourceType === 'Patient');
   if (patient && patient.id && patient.id !== req.patientId) throw badRequest('prefetch.patient is not the patient in context.patientId', ['prefetch.patient']);

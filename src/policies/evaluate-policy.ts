@@ -184,7 +184,7 @@ export function evaluatePolicy(
   const run = (r: CompiledRule): RuleResult => {
     const notes = ruleClosure(policy, r.facts).flatMap((f) => nameNotes.get(f) ?? []);
     const text = notes.length > 0 ? `${r.text} [${[...new Set(notes)].join('; ')}]` : r.text;
-    const base = { kind: r.kind, id: r.id, cite: r.cite, text, ...(r.kind === 'limit' ? { applies: limitApplies(policy, r, factValues) } : {}) };
+    const base = { kind: r.kind, id: r.id, cite: r.cite, text, ...(r.kind === 'limit' ? { applies: limitApplies(policy, r, factValues, data.orderDate) } : {}) };
     const outcome = ruleOutcome(r, factValues);
     if (outcome.error === undefined) return { ...base, result: outcome.result };
     broken = true;
@@ -443,19 +443,14 @@ function ruleOutcome(r: CompiledRule, factValues: Record<string, FactValue>): { 
  * not apply: those facts have no value because there is nothing to know, not because it is unknown. A condition that
  * cannot be read is not known.
  */
-function limitApplies(policy: CompiledPolicy, r: CompiledRule, factValues: Record<string, FactValue>): Tri {
+function limitApplies(policy: CompiledPolicy, r: CompiledRule, factValues: Record<string, FactValue>, orderDate: string): Tri {
   if (!r.applies) return true;
   try {
     const values = r.applies(factValues, {});
     if (values.length === 1 && typeof values[0] === 'boolean') return values[0];
     if (values.length > 0) return 'unknown';
     const empty = (r.appliesFacts ?? []).filter((f) => !Object.prototype.hasOwnProperty.call(factValues, f));
-    const doesNotArise = (f: string) => {
-      const when = policy.factsByName.get(f)?.askWhen;
-      if (!when) return false;
-      const asked = when(factValues, {});
-      return asked.length === 1 && asked[0] === false;
-    };
+    const doesNotArise = (f: string) => askWhenFalse(policy.factsByName.get(f)?.askWhen, factValues, orderDate);
     return empty.length > 0 && empty.every(doesNotArise) ? false : 'unknown';
   } catch {
     return 'unknown';
