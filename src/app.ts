@@ -241,7 +241,7 @@ export function createApp(deps: AppDeps): express.Express {
       ...(demoReviewToken ? { demoReviewer: { token: demoReviewToken, name: 'Dana Reyes, MD (demo reviewer)' } } : {}),
     }),
   );
-  app.use('/review', createReviewRouter({ storage, logger, reviewToken: config.reviewToken ?? demoReviewToken, notifier }));
+  app.use('/review', createReviewRouter({ storage, logger, reviewToken: config.reviewToken ?? demoReviewToken, notifier, content }));
 
   if (config.sandbox && deps.sandboxFhir) app.use('/sandbox/fhir', deps.sandboxFhir);
   if (config.sandbox && deps.sandboxAuth) {

@@ -9,6 +9,7 @@ import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { Outcome, PolicyEvaluation, Tri } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord, withMedicationCode } from '../policies/evaluation-data.js';
+import { reviewerLabel } from '../policies/policy-loader.js';
 import { recordFromResources } from '../policies/record-from-resources.js';
 import type { AuthorizationRecord, ItemActionCode, OrderKey } from '../storage/storage.js';
 import { orderKeyOf } from '../coverage/order-record.js';
@@ -106,10 +107,16 @@ function defaultApproval(policy: CompiledPolicy, ev: PolicyEvaluation): { days?:
   return approvals.sort((a, b) => days(a) - days(b))[0] ?? { days: 30 };
 }
 
-/** A fact a criterion reads, as the reviewer sees it: its question, its value and whether the chart or an answer gave it. */
+/**
+ * A fact a criterion reads, as the reviewer sees it: its label in the policy author's words (`label`, else the DTR
+ * question: policy-loader.ts `reviewerLabel`), its value and whether the chart or an answer gave it. `fact` is the
+ * policy's identifier, for tools; a screen shows `label`. Requests stored before labels carry `question` instead.
+ */
 export interface CriterionEvidence {
   fact: string;
-  question: string;
+  label: string;
+  /** Stored by earlier versions in place of `label` (the DTR question, or the bare fact name): read, never written. */
+  question?: string;
   value?: boolean | number | string;
   source: 'ehr' | 'answer' | 'unknown';
 }
@@ -119,12 +126,15 @@ function evidenceOf(policy: CompiledPolicy, ev: PolicyEvaluation, ruleId: string
   const rule = [...policy.requirements, ...policy.pathways, ...policy.limits].find((r) => r.id === ruleId);
   return (rule?.facts ?? []).map((name) => {
     const f = ev.facts.find((x) => x.name === name);
-    return { fact: name, question: questionOf(policy, name), ...(f?.value !== undefined ? { value: f.value } : {}), source: f?.source ?? 'unknown' };
+    // The loader refuses a policy whose rule reads a fact without a label, so the fallback is never reached.
+    return { fact: name, label: factLabel(policy, name) ?? name, ...(f?.value !== undefined ? { value: f.value } : {}), source: f?.source ?? 'unknown' };
   });
 }
 
-function questionOf(policy: CompiledPolicy, fact: string): string {
-  return policy.factsByName.get(fact)?.def.question ?? fact;
+/** A fact's words for the reviewer, from the policy file (policy-loader.ts `reviewerLabel`). */
+export function factLabel(policy: CompiledPolicy, fact: string): string | undefined {
+  const def = policy.factsByName.get(fact)?.def;
+  return def ? reviewerLabel(def) : undefined;
 }
 
 /**

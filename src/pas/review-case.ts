@@ -122,7 +122,14 @@ function originCode(a: QuestionnaireResponseItemAnswer): string | undefined {
   return code?.startsWith('auto') ? 'auto' : code;
 }
 
-function answersOf(qr: QuestionnaireResponse, attachments: ReviewAttachment[]): ReviewAnswer[] {
+/** A response item's question text from the Questionnaire it answers, for items sent without their text. */
+export type QuestionText = (qr: QuestionnaireResponse, linkId: string) => string | undefined;
+
+function answersOf(
+  qr: QuestionnaireResponse,
+  attachments: ReviewAttachment[],
+  questionText: QuestionText,
+): ReviewAnswer[] {
   const out: ReviewAnswer[] = [];
   const visit = (items: QuestionnaireResponseItem[] | undefined) => {
     for (const item of items ?? []) {
@@ -131,7 +138,8 @@ function answersOf(qr: QuestionnaireResponse, attachments: ReviewAttachment[]): 
       if (texts.length)
         out.push({
           linkId: item.linkId,
-          question: item.text ?? item.linkId,
+          // The form's words: the item's own text, else the Questionnaire's; the linkId only when neither is known.
+          question: item.text ?? questionText(qr, item.linkId) ?? item.linkId,
           answer: texts.join('; '),
           ...(answers[0] && originCode(answers[0]) ? { origin: originCode(answers[0]) } : {}),
         });
@@ -239,10 +247,11 @@ function factOf(r: Resource, orderRefs: Set<string>): ReviewFact | undefined {
 /**
  * The reviewer's reading of a PAS request (PAS §"Request": the Claim, its supporting information and the DTR
  * QuestionnaireResponse; X12 278 "additional information"): the patient and member id, each requested order, every
- * answered question with its origin, the attachments, and the chart facts the Bundle carries, each with its date,
- * newest first. It holds clinical content: it is served to authenticated reviewers and never logged.
+ * answered question with its origin (in the form's words: `questionText` supplies the Questionnaire's text for an
+ * item sent without its own), the attachments, and the chart facts the Bundle carries, each with its date, newest
+ * first. It holds clinical content: it is served to authenticated reviewers and never logged.
  */
-export function reviewCase(req: PasRequest): ReviewCase {
+export function reviewCase(req: PasRequest, questionText: QuestionText = () => undefined): ReviewCase {
   const attachments: ReviewAttachment[] = [];
   for (const info of req.claim.supportingInfo ?? [])
     if (info.valueAttachment) attachments.push(attachmentOf(info.valueAttachment));
@@ -291,7 +300,7 @@ export function reviewCase(req: PasRequest): ReviewCase {
     answers: req.questionnaireResponses.map((qr) => ({
       ...(qr.questionnaire ? { questionnaire: qr.questionnaire } : {}),
       ...(qr.authored ? { authored: qr.authored } : {}),
-      items: answersOf(qr, attachments),
+      items: answersOf(qr, attachments, questionText),
     })),
     attachments,
     facts,

@@ -7,7 +7,11 @@ import { authorizationNumber } from '../coverage/authorization.js';
 import type { Logger } from '../logger.js';
 import { UNDECIDED, isDecided } from '../coverage/order-record.js';
 import type { AuthorizationRecord, OrderEvent, OrderKey, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
-import type { ItemDecision } from './adjudicate.js';
+import type { Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
+import type { Content } from '../content.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import { factLabel } from './adjudicate.js';
+import type { CriterionEvidence, ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf } from './http.js';
 import { parsePasRequest } from './request-bundle.js';
@@ -23,6 +27,13 @@ export interface ReviewDeps {
   reviewToken?: string;
   /** Told after each decision, so PAS subscribers hear of it within moments (the event itself is in storage). */
   notifier?: { kick(): void };
+  /**
+   * The loaded policies and their Questionnaires, so the reviewer reads the policy's words, never an identifier: each
+   * fact of the trace under its label as the policy has it now (a request stored before labels were stored reads in
+   * words too), and each answer under its question when the response left out the item's text. Without them the
+   * words stored with the request are shown.
+   */
+  content?: Pick<Content, 'policies' | 'questionnaires'>;
 }
 
 /** A calendar day that exists (2026-02-30 and month 13 do not): it becomes the authorization's period (FHIR date). */
@@ -68,16 +79,59 @@ interface Detail {
 }
 
 /** The request as the reviewer reads it (patient, order, answers, attachments, chart facts); absent if unreadable. */
-function caseOf(s: PasSubmission): ReviewCase | undefined {
+function caseOf(s: PasSubmission, content?: ReviewDeps['content']): ReviewCase | undefined {
   try {
-    return reviewCase(parsePasRequest(s.requestBundle));
+    return reviewCase(parsePasRequest(s.requestBundle), content ? questionTexts(content, s) : undefined);
   } catch {
     return undefined;
   }
 }
 
+/**
+ * A response item's question in the form's own words (FHIR R4 QuestionnaireResponse.item.text is optional: a DTR
+ * client may send only the linkId): the text of that linkId in the Questionnaire the response answers (a contained
+ * adaptive one, or the payer's by canonical, with or without its version), else in the Questionnaires of the
+ * policies the request was decided by.
+ */
+function questionTexts(content: NonNullable<ReviewDeps['content']>, s: PasSubmission): (qr: QuestionnaireResponse, linkId: string) => string | undefined {
+  const policyForms = ((s.detail as unknown as Detail | undefined)?.items ?? [])
+    .map((i) => content.policies.find((p) => p.file.id === i.policyId)?.questionnaire)
+    .filter((c): c is string => !!c);
+  const texts = new Map<QuestionnaireResponse, Map<string, string>>();
+  return (qr, linkId) => {
+    let byLinkId = texts.get(qr);
+    if (!byLinkId) {
+      const ref = qr.questionnaire;
+      const forms = [
+        ...(ref?.startsWith('#') ? (qr.contained ?? []).filter((c) => c.resourceType === 'Questionnaire' && c.id === ref.slice(1)) : []),
+        ...[ref, ref?.split('|')[0], ...policyForms].map((c) => (c ? content.questionnaires.get(c) : undefined)),
+      ].filter((q): q is Questionnaire => q?.resourceType === 'Questionnaire');
+      const found = new Map<string, string>();
+      const visit = (items: QuestionnaireItem[] | undefined) => {
+        for (const item of items ?? []) {
+          if (item.text && !found.has(item.linkId)) found.set(item.linkId, item.text);
+          visit(item.item);
+        }
+      };
+      for (const q of forms) visit(q.item);
+      byLinkId = found;
+      texts.set(qr, found);
+    }
+    return byLinkId.get(linkId);
+  };
+}
+
+/**
+ * A criterion's evidence as the reviewer reads it: each fact under its label from the item's policy (policy-loader.ts
+ * `reviewerLabel`), else the words stored with the request (`label`, or `question` before labels were stored).
+ */
+function labelledEvidence(evidence: CriterionEvidence[] | undefined, policy: CompiledPolicy | undefined): CriterionEvidence[] | undefined {
+  return evidence?.map(({ question, ...e }) => ({ ...e, label: (policy && factLabel(policy, e.fact)) ?? e.label ?? question ?? e.fact }));
+}
+
 /** What a reviewer sees of one request: identifiers, payer, policy, the criteria with their evidence, the request itself, decisions. */
-function reviewView(s: PasSubmission) {
+function reviewView(s: PasSubmission, content?: ReviewDeps['content']) {
+  const policies = content?.policies ?? [];
   const items = ((s.detail as unknown as Detail).items ?? []).map((i) => ({
     sequence: i.sequence,
     policyId: i.policyId,
@@ -86,7 +140,10 @@ function reviewView(s: PasSubmission) {
     reviewAction: i.reviewAction,
     needed: i.needed,
     reasons: i.reasons,
-    criteria: i.criteria,
+    criteria: i.criteria.map((c) => {
+      const evidence = labelledEvidence(c.evidence, policies.find((p) => p.file.id === i.policyId));
+      return evidence ? { ...c, evidence } : c;
+    }),
     reviewPeriod: i.reviewPeriod,
     ...(i.authorization ? { authorization: i.authorization } : {}),
     // A Claim Update cancelled it (X12 306 C): when, and what it was; the reviewer is shown it apart, never to decide.
@@ -106,7 +163,7 @@ function reviewView(s: PasSubmission) {
     updatedAt: s.updatedAt,
     items,
     decisions: s.decisions,
-    case: caseOf(s),
+    case: caseOf(s, content),
   };
 }
 
@@ -209,7 +266,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       const current = await settlePended(storage, s, { log: logOf(req, logger), notifier: deps.notifier });
       const owner = await waitsOn(storage, current);
       // A request waiting on another's orders names that request: its case, whose decision this one takes.
-      res.json({ ...reviewView(current), ...(owner ? { waitsOn: owner } : {}) });
+      res.json({ ...reviewView(current, deps.content), ...(owner ? { waitsOn: owner } : {}) });
     }),
   );
 
@@ -323,7 +380,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         logOf(req, logger).warn({ err, submissionId: id }, 'the requests waiting on the decided orders are settled later'),
       );
       deps.notifier?.kick();
-      res.json(reviewView(result.submission!));
+      res.json(reviewView(result.submission!, deps.content));
     }),
   );
   return router;

@@ -305,7 +305,14 @@ function compilePolicy(
     const field = `${kind === 'requirement' ? 'requirements' : kind === 'pathway' ? 'pathways' : 'limits'}[${index}]`;
     const facts = bareIdentifiers(r.when);
     for (const f of facts) {
-      if (!compiledFacts.has(f)) problems.push({ file: path, field: `${field}.when`, message: `unknown fact ${f}` });
+      const fact = compiledFacts.get(f);
+      if (!fact) problems.push({ file: path, field: `${field}.when`, message: `unknown fact ${f}` });
+      else if (!reviewerLabel(fact.def))
+        problems.push({
+          file: path,
+          field: `${field}.when`,
+          message: `fact ${f} is shown to the payer reviewer as evidence for ${r.id} but has no label: give facts.${f}${file.facts[f] ? '' : ' (imported)'} a label in the policy's words, or a question`,
+        });
     }
     try {
       const rule: CompiledRule = { kind, id: r.id, cite: r.cite, text: r.text, facts, when: compileFhirPath(r.when, fpFacts) };
@@ -372,6 +379,15 @@ function compilePolicy(
     attachments: attachments.map((a) => (a.askWhen === undefined ? { linkId: a.linkId, text: a.text, cite: a.cite } : (a as CompiledPolicy['attachments'][number]))),
     questionnaire: `${opts.canonicalBase}/Questionnaire/${file.id}|${file.version}`,
   };
+}
+
+/**
+ * The words the payer reviewer reads for a fact beside a criterion it decides (the PAS trace, design.md §8 "The
+ * reviewer API"): the policy author's `label`, else the DTR question. Never a name made from the fact's identifier:
+ * a fact a rule reads without either fails at load.
+ */
+export function reviewerLabel(def: Pick<FactDefinition, 'label' | 'question'>): string | undefined {
+  return def.label ?? def.question;
 }
 
 /** Variables besides facts whose values a fact computed from facts may read. */

@@ -31,6 +31,13 @@ export const factSchema = z
     fhirpath: z.string().min(1).describe('Expression over %order, %patient, %conditions, ...; empty result = unknown'),
     linkId: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'kebab-case linkId').optional(),
     question: z.string().min(3).optional().describe('Question text shown in DTR'),
+    label: z
+      .string()
+      .min(3)
+      .optional()
+      .describe(
+        "The fact in the policy's words, as a payer reviewer reads it beside a criterion (the PAS trace), e.g. \"MRD-positive (MRD ≥ 0.1 %)\"; a fact a rule reads needs a label or a question",
+      ),
     help: z.string().optional(),
     unit: z.string().optional().describe('UCUM unit of a decimal fact, shown in DTR'),
     answerValueSet: z.string().optional().describe('Value set id or URL of the allowed codes of a code fact'),

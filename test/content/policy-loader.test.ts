@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { loadContent } from '../../src/content.js';
 import { ContentError } from '../../src/policies/policy-loader.js';
 import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
+import { decisionFor } from '../../src/pas/adjudicate.js';
 import { repoRoot } from '../helpers/stories.js';
 
 /** A small valid policy that each test breaks in one place. */
@@ -96,10 +97,44 @@ describe('policy loading', () => {
     expect(msg).toMatch(/facts\.patient: "patient" is a reserved variable name/);
   });
 
+  it("refuses a policy whose criterion reads a fact without words for the payer reviewer; the policy's label is what the reviewer reads", () => {
+    const p = basePolicy();
+    // Centene CP.PHAR.312 I.A.4.a "B-ALL in remission but MRD-positive", as a derived fact the form never asks.
+    const mrdPositive = { type: 'boolean', askable: false, fhirpath: '%mrdPercent >= 0.01' };
+    p.facts = { mrdPositive };
+    p.pathways = [{ id: 'mrd-positive', when: 'mrdPositive', cite: 'ACME-RX-101 1.d', text: 'B-ALL in remission but MRD-positive', approval: { months: 6 } }];
+    expect(problemsOf(p)).toMatch(
+      /policies\/acme\/blinatumomab\.yaml: pathways\[0\]\.when: fact mrdPositive is shown to the payer reviewer as evidence for mrd-positive but has no label/,
+    );
+    // An imported fact is named as one: the library, not the policy, is where its label is missing.
+    const q = basePolicy();
+    q.pathways = [{ id: 'infant', when: 'infant', cite: 'ACME-RX-101 1.e', text: 'Infant ALL', approval: { months: 6 } }];
+    expect(problemsOf(q)).toMatch(/pathways\[0\]\.when: fact infant .* give facts\.infant \(imported\) a label/);
+
+    const label = 'MRD-positive (minimal residual disease detectable at 0.01 % or more)';
+    p.facts = { mrdPositive: { ...mrdPositive, label } };
+    const policy = loadContent({ root: contentRoot(p), canonicalBase: 'https://priorpath.dev/fhir' }).policies[0];
+    const ev = evaluatePolicy(policy, {
+      order: { resourceType: 'MedicationRequest' },
+      conditions: [],
+      observations: [],
+      medications: [],
+      immunizations: [],
+      diagnoses: [],
+      user: [],
+      orderDate: '2026-11-23',
+    });
+    const decided = decisionFor(policy, ev, { sequence: 1, orderDate: '2026-11-23', payer: 'acme', today: '2026-11-23' });
+    const evidence = decided.criteria.find((c) => c.id === 'mrd-positive')?.evidence;
+    expect(evidence).toEqual([{ fact: 'mrdPositive', label, source: 'unknown' }]);
+    // An askable fact reads as its DTR question (Diagnosis of B-ALL, from the library).
+    expect(decided.criteria.find((c) => c.id === 'b-all')?.evidence?.[0].label).toMatch(/B-cell precursor acute lymphoblastic leukemia/);
+  });
+
   it('turns a fact that fails at run time into an error outcome, never an approval', () => {
     const p = basePolicy();
     // Two Conditions give two codes: a boolean fact must yield one value, so this fails at run time.
-    p.facts = { relapsedOrRefractory: { type: 'boolean', askable: false, fhirpath: '%conditions.exists() | true' } };
+    p.facts = { relapsedOrRefractory: { type: 'boolean', askable: false, label: 'Relapsed or refractory disease', fhirpath: '%conditions.exists() | true' } };
     const content = loadContent({ root: contentRoot(p), canonicalBase: 'https://priorpath.dev/fhir' });
     const policy = content.policies[0];
     const ev = evaluatePolicy(policy, {

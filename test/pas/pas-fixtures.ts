@@ -23,7 +23,7 @@ export function pasApp(storage: Storage, opts: { reviewToken?: string | null; to
   const app = express();
   app.use(requestContext(logger));
   app.use('/fhir', createPasRouter({ content: testContent(), storage, logger, today: () => opts.today ?? TODAY }));
-  app.use('/review', createReviewRouter({ storage, logger, reviewToken: opts.reviewToken === null ? undefined : (opts.reviewToken ?? REVIEW_TOKEN) }));
+  app.use('/review', createReviewRouter({ storage, logger, reviewToken: opts.reviewToken === null ? undefined : (opts.reviewToken ?? REVIEW_TOKEN), content: testContent() }));
   // As src/app.ts does: every served path answers its other methods with 405 and Allow.
   answerOtherMethods(app.router);
   app.use((_req, res) => res.status(404).json({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'not-found' }] }));

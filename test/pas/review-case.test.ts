@@ -40,14 +40,18 @@ describe('reviewer request view (GET /review/{id})', () => {
       id: string;
       kind: string;
       result: unknown;
-      evidence: { fact: string; source: string; value?: unknown }[];
+      evidence: { fact: string; label: string; source: string; value?: unknown }[];
     }[];
     expect(criteria.length).toBeGreaterThan(5);
     expect(
       criteria.every((cr) => ['requirement', 'pathway', 'limit'].includes(cr.kind) && Array.isArray(cr.evidence)),
     ).toBe(true);
     const evidence = criteria.flatMap((cr) => cr.evidence);
-    expect(evidence).toContainEqual(expect.objectContaining({ fact: 'mrdPositive', source: 'unknown' }));
+    // Each fact in the policy's words (Centene CP.PHAR.312 I.A.4.a "in remission but MRD-positive"), never its name.
+    expect(evidence).toContainEqual(
+      expect.objectContaining({ fact: 'mrdPositive', label: expect.stringMatching(/^MRD-positive \(minimal residual disease/), source: 'unknown' }),
+    );
+    expect(evidence.filter((e) => !e.label || e.label === e.fact || /^[a-z]+[A-Z]/.test(e.label))).toEqual([]);
     expect(evidence).toContainEqual(expect.objectContaining({ source: 'ehr', value: true }));
     expect(res.body.items[0].reviewPeriod).toMatchObject({ start: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/) });
   });
@@ -78,12 +82,35 @@ describe('reviewer request view (GET /review/{id})', () => {
       .send(JSON.stringify(bundle));
     const id = claimResponseOf(submitted.body).id!;
     const res = await request(app).get(`/review/${id}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`);
+    // The response left out the item's text: the reviewer reads the form's question, not the linkId.
+    expect(qr.item?.every((i) => i.text === undefined)).toBe(true);
     expect(res.body.case.answers[0].items).toContainEqual({
       linkId: 'mrd-percent',
-      question: 'mrd-percent',
+      question: expect.stringMatching(/^Minimal residual disease \(MRD\) level, in percent/),
       answer: '0.4',
       origin: 'manual',
     });
+  });
+
+  it('names each fact in the words the policy has now, also on a request stored before labels were stored', async () => {
+    /** Storage as an earlier version left it: each fact's evidence carries `question`, the bare fact name when the fact has no question. */
+    class EarlierRecords extends MemoryStorage {
+      override async getPasSubmission(id: string) {
+        const s = await super.getPasSubmission(id);
+        for (const item of (s?.detail as { items?: { criteria: { evidence?: Record<string, unknown>[] }[] }[] } | undefined)?.items ?? [])
+          for (const c of item.criteria)
+            c.evidence = c.evidence?.map(({ label: _label, ...e }) => ({ ...e, question: e.fact }));
+        return s;
+      }
+    }
+    const { app } = pasApp(new EarlierRecords());
+    const submitted = await request(app).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(storyBundle('centene-missing-mrd')));
+    const id = claimResponseOf(submitted.body).id!;
+    const res = await request(app).get(`/review/${id}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`);
+    const evidence = (res.body.items[0].criteria as { evidence: { fact: string; label: string; question?: string }[] }[]).flatMap((c) => c.evidence);
+    expect(evidence.find((e) => e.fact === 'mrdPositive')).toMatchObject({ label: expect.stringMatching(/^MRD-positive/) });
+    expect(evidence.find((e) => e.fact === 'inRemission')?.label).toBe('B-ALL in remission');
+    expect(evidence.some((e) => 'question' in e)).toBe(false);
   });
 });
 

@@ -14,8 +14,10 @@ import type { QueueChoice, QueueRow, QueueSort } from './queue-view.js';
 
 type Tri = true | false | 'unknown';
 interface Evidence {
+  /** The policy's identifier for the fact: for tools, never shown. */
   fact: string;
-  question: string;
+  /** The fact in the policy's words (its label or DTR question; the API always gives one). */
+  label: string;
   value?: boolean | number | string;
   source: 'ehr' | 'answer' | 'unknown';
 }
@@ -205,13 +207,6 @@ const originWords: Record<string, string> = {
   override: 'changed by the clinician',
   manual: 'entered by the clinician',
 };
-
-/** A fact with no question of its own is named in code (`mrdPositive`): read it as words. */
-function factWords(e: Evidence): string {
-  if (e.question !== e.fact) return e.question;
-  const words = e.fact.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase();
-  return words.charAt(0).toUpperCase() + words.slice(1);
-}
 
 function valueText(v: Evidence['value']): string {
   if (v === undefined) return 'unknown';
@@ -527,7 +522,7 @@ function criteriaTable(criteria: Criterion[]): HTMLElement {
                       h(
                         'li',
                         {},
-                        `${factWords(e)}${factWords(e).endsWith('?') ? ' ' : ': '}`,
+                        `${e.label}${e.label.endsWith('?') ? ' ' : ': '}`,
                         h('strong', {}, valueText(e.value)),
                         ` (${sourceWords[e.source]})`,
                       ),
