@@ -109,6 +109,45 @@ async function pendTwoThenCancelFirst(url: string): Promise<{ cancelAll(): Promi
   };
 }
 
+/** A 1×1 PNG (a scanned page stands in for it) and a one-page PDF, as an EHR sends them inline. */
+const PNG_1PX = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==';
+const PDF_ONE_PAGE = Buffer.from(
+  '%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n',
+).toString('base64');
+
+/**
+ * Kwame's request filed with four documents inline in Claim.supportingInfo (PAS "additionalInformation"): a flow
+ * cytometry note as text (with characters that would be markup in HTML), a scanned page, the report as PDF, and an
+ * HTML page, which must never be rendered in the reviewer's browser.
+ */
+async function fileWithAttachments(url: string): Promise<void> {
+  const token = (await (await fetch(`${url}/sandbox/payer-token`, { method: 'POST' })).json()) as { access_token: string };
+  const bundle = storyBundle('centene-missing-mrd', { orderId: 'with-attachments' });
+  const claim = bundle.entry![0].resource as Claim;
+  const info = (sequence: number, attachment: Record<string, string>) => ({
+    sequence,
+    category: { coding: [{ system: 'http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes', code: 'additionalInformation' }] },
+    valueAttachment: attachment,
+  });
+  claim.supportingInfo = [
+    info(1, {
+      title: 'Flow cytometry note',
+      contentType: 'text/plain; charset=utf-8',
+      data: Buffer.from('MRD by flow cytometry: 0.4 % (<b>positive</b>), 2026-11-02.\nCD19 expressed on 98 % of blasts.').toString('base64'),
+    }),
+    info(2, { title: 'Scanned requisition', contentType: 'image/png', data: PNG_1PX }),
+    info(3, { title: 'Flow cytometry report', contentType: 'application/pdf', data: PDF_ONE_PAGE }),
+    info(4, { title: 'Portal page', contentType: 'text/html', data: Buffer.from('<script>document.title = "ran"</script><p>hi</p>').toString('base64') }),
+  ];
+  const res = await fetch(`${url}/fhir/Claim/$submit`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/fhir+json', Authorization: `Bearer ${token.access_token}` },
+    body: JSON.stringify(bundle),
+  });
+  expect(res.status).toBe(200);
+  expect(JSON.stringify(await res.json())).toContain('"A4"');
+}
+
 /** The id of the element that has keyboard focus ('' for the page itself). */
 const focused = (page: Page) => page.evaluate(() => document.activeElement?.id ?? '');
 
@@ -469,6 +508,61 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     await page.getByRole('link', { name: '← Pended requests' }).click();
     await page.getByTestId('queue').waitFor();
     expect(s.problems.filter((p) => !/503|404|Failed to load resource/.test(p))).toEqual([]);
+  }, 90_000);
+
+  it("reads each fact of the trace in the policy's words, and opens a text, image or PDF attachment in the browser (HTML only downloads)", async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url, context } = s;
+    await fileWithAttachments(url);
+    await page.goto(`${url}/review`);
+    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await page.getByRole('link', { name: /Kwame/ }).click();
+    await page.getByRole('heading', { name: /Kwame.*Blincyto/ }).waitFor();
+
+    // The MRD-positive criterion's evidence reads as Centene's words, not as the fact's name ("Mrd positive").
+    await page.getByText(/other covered uses?, not met/).click();
+    const trace = await textOf(page, 'section[aria-label="Policy trace"]');
+    expect(trace).toMatch(/MRD-positive \(minimal residual disease detectable at 0\.01 % or more, or reported positive\): unknown \(no data\)/);
+    expect(trace).toMatch(/B-ALL in remission: /);
+    expect(trace).not.toMatch(/\b(Mrd positive|mrdPositive|In remission:)/);
+
+    const attachment = (title: string) => page.locator('section[aria-label="Attachments"] li').filter({ hasText: title });
+    // Text: previewed in place as text, so "<b>" shows as characters and makes no element.
+    const note = attachment('Flow cytometry note');
+    await note.getByText('Preview').click();
+    const text = note.locator('pre');
+    expect(await text.innerText()).toContain('MRD by flow cytometry: 0.4 % (<b>positive</b>)');
+    expect(await text.locator('b').count()).toBe(0);
+    // ... and opened in a tab of its own, as text.
+    const [tab] = await Promise.all([context.waitForEvent('page'), note.getByRole('button', { name: 'Open' }).click()]);
+    await tab.waitForURL(/^blob:/);
+    await tab.waitForLoadState();
+    expect(await tab.evaluate(() => document.contentType)).toBe('text/plain');
+    expect(await tab.evaluate(() => document.body.innerText)).toContain('CD19 expressed on 98 % of blasts.');
+    await tab.close();
+    // An image: previewed in place, and it loads.
+    const scan = attachment('Scanned requisition');
+    await scan.getByText('Preview').click();
+    const img = scan.getByRole('img', { name: 'Scanned requisition' });
+    await img.waitFor();
+    expect(await img.evaluate((el) => (el as HTMLImageElement).naturalWidth)).toBe(1);
+    // A PDF: opened in a new tab (the browser's viewer), not previewed here.
+    const report = attachment('Flow cytometry report');
+    expect(await report.getByText('Preview').count()).toBe(0);
+    const [pdf] = await Promise.all([context.waitForEvent('page'), report.getByRole('button', { name: 'Open' }).click()]);
+    await pdf.waitForURL(/^blob:/);
+    await pdf.close();
+    // HTML could run script in the reviewer's session: download only, neither opened nor previewed.
+    const portal = attachment('Portal page');
+    expect(await portal.getByRole('button', { name: 'Open' }).count()).toBe(0);
+    expect(await portal.getByText('Preview').count()).toBe(0);
+    expect(await portal.getByRole('link', { name: 'Download' }).getAttribute('download')).toBe('Portal page');
+    // Each document keeps its download.
+    for (const title of ['Flow cytometry note', 'Scanned requisition', 'Flow cytometry report'])
+      expect(await attachment(title).getByRole('link', { name: 'Download' }).count()).toBe(1);
+    await s.shot('attachments');
+    expect(await page.title()).not.toBe('ran');
+    expect(s.problems).toEqual([]);
   }, 90_000);
 
   it('after recording a decision focus moves to the decision, and back in the queue to its heading', async () => {

@@ -16,6 +16,7 @@ import {
 } from '../../web/dtr/origin.js';
 import { DraftSaver } from '../../web/dtr/draft.js';
 import { withPopulationContext } from '../../web/dtr/lforms.js';
+import { attachmentBlob, attachmentText, imageSource, viewableType } from '../../web/review/attachment-view.js';
 import { criterionResult } from '../../web/review/criterion-result.js';
 import { queuePage } from '../../web/review/queue-view.js';
 import type { QueueRow } from '../../web/review/queue-view.js';
@@ -380,5 +381,35 @@ describe('review trace: each criterion says what holds', () => {
     expect(criterionResult({ kind: 'limit', result: true, applies: 'unknown' }).word).toBe('Not known to apply');
     // A request stored before applicability was recorded: only that the limit was not exceeded is known.
     expect(criterionResult({ kind: 'limit', result: true }).word).toBe('Not exceeded');
+  });
+});
+
+describe('review attachments: what opens in the browser', () => {
+  const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+
+  it('opens plain text, PDF, PNG, JPEG and GIF (parameters and case aside); HTML, SVG, XML and the rest download only', () => {
+    expect(viewableType('text/plain; charset=UTF-8')).toBe('text/plain');
+    expect(viewableType('Application/PDF')).toBe('application/pdf');
+    for (const t of ['image/png', 'image/jpeg', 'image/gif']) expect(viewableType(t)).toBe(t);
+    for (const t of ['text/html', 'image/svg+xml', 'application/xhtml+xml', 'text/xml', 'application/octet-stream', 'text/plain+html', undefined])
+      expect(viewableType(t)).toBeUndefined();
+    const page = { title: 'note.html', contentType: 'text/html', data: b64('<script>alert(1)</script>') };
+    expect(attachmentBlob(page)).toBeUndefined();
+    expect(attachmentText(page)).toBeUndefined();
+    expect(imageSource({ title: 'logo.svg', contentType: 'image/svg+xml', data: b64('<svg onload="alert(1)"/>') })).toBeUndefined();
+  });
+
+  it('reads a text note in its charset as text, and opens each type as a blob of the allowed type, never the type as sent', async () => {
+    const note = { title: 'Progress note', contentType: 'text/plain; charset=utf-8', data: b64('MRD 0.4 % on 2026-11-02 <b>flow</b> — café') };
+    expect(attachmentText(note)).toBe('MRD 0.4 % on 2026-11-02 <b>flow</b> — café');
+    const latin1 = { title: 'Old note', contentType: 'text/plain; charset=ISO-8859-1', data: Buffer.from('caf\xe9', 'latin1').toString('base64') };
+    expect(attachmentText(latin1)).toBe('café');
+    const blob = attachmentBlob({ ...note, contentType: 'TEXT/PLAIN; charset=utf-8; x=<html>' })!;
+    expect(blob.type).toBe('text/plain;charset=utf-8');
+    expect(await blob.text()).toContain('<b>flow</b>');
+    expect(attachmentBlob({ title: 'Flow report', contentType: 'application/pdf', data: b64('%PDF-1.4\n%%EOF') })?.type).toBe('application/pdf');
+    expect(imageSource({ title: 'Scan', contentType: 'image/PNG', data: 'iVBORw0KGgo=' })).toBe('data:image/png;base64,iVBORw0KGgo=');
+    // Data that is not base64 is not opened.
+    expect(attachmentBlob({ title: 'Broken', contentType: 'application/pdf', data: '%%%not base64%%%' })).toBeUndefined();
   });
 });

@@ -1,6 +1,8 @@
 import { formatDate } from '../shared/coverage.js';
 import { announce, byId, fetchJson, fill, h, HttpError, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
+import { attachmentBlob, attachmentText, imageSource, TEXT_PREVIEW_CHARS, viewableType } from './attachment-view.js';
+import type { InlineAttachment } from './attachment-view.js';
 import { criterionResult } from './criterion-result.js';
 import { QUEUE_SORTS, queuePage } from './queue-view.js';
 import type { QueueChoice, QueueRow, QueueSort } from './queue-view.js';
@@ -576,6 +578,52 @@ function traceOf(items: Item[], numbered: boolean): HTMLElement {
   );
 }
 
+/**
+ * What a reviewer can do with a document sent inline: open it in a new tab and, for text and images, read it here;
+ * always download it. Only the types attachment-view.ts allows are opened; the rest (HTML, SVG, ...) download only.
+ */
+function inlineAttachmentActions(a: InlineAttachment & { data: string }): HTMLElement {
+  const type = viewableType(a.contentType);
+  // Each control names its document, so a list of them reads apart to a screen reader (WCAG 2.4.6, 2.5.3).
+  const open = type ? h('button', { type: 'button', class: 'link-button', 'aria-label': `Open ${a.title} in a new tab` }, 'Open') : null;
+  open?.addEventListener('click', () => {
+    const blob = attachmentBlob(a);
+    if (!blob) {
+      setStatus(`“${a.title}” could not be read: its content is not valid base64.`, 'error');
+      return;
+    }
+    // A blob: URL holds the document in this page only; it is let go once the new tab has had time to load it.
+    const url = URL.createObjectURL(blob);
+    window.open(url, '_blank', 'noopener');
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  });
+  const download = h(
+    'a',
+    { href: `data:${type ?? 'application/octet-stream'};base64,${a.data}`, download: a.title, 'aria-label': `Download ${a.title}` },
+    'Download',
+  );
+  const preview = type === 'text/plain' || type?.startsWith('image/') ? h('details', { class: 'attachment-preview' }, h('summary', { 'aria-label': `Preview ${a.title}` }, 'Preview')) : null;
+  // Read on first opening, so a long list of attachments costs nothing until one is looked at.
+  preview?.addEventListener('toggle', () => {
+    if (!preview.open || preview.childElementCount > 1) return;
+    const text = attachmentText(a);
+    const src = imageSource(a);
+    preview.append(
+      text !== undefined
+        ? h(
+            'pre',
+            { class: 'attachment-text', tabindex: '0' },
+            // As text, never markup: a note that contains "<b>" shows the characters.
+            text.length > TEXT_PREVIEW_CHARS ? `${text.slice(0, TEXT_PREVIEW_CHARS)}\n… (open it to read the rest)` : text,
+          )
+        : src
+          ? h('img', { src, alt: a.title, class: 'attachment-image' })
+          : h('p', { class: 'muted' }, 'This document could not be read: its content is not valid base64.'),
+    );
+  });
+  return h('span', { class: 'attachment-actions' }, open, open ? ' · ' : null, download, preview);
+}
+
 function caseSections(c: Case | undefined): HTMLElement[] {
   if (!c) return [section('Request', h('p', { class: 'muted' }, 'The stored request could not be read.'))];
   const out: HTMLElement[] = [];
@@ -636,14 +684,7 @@ function caseSections(c: Case | undefined): HTMLElement[] {
               ]
                 .filter(Boolean)
                 .join(' · ');
-              if (a.data) {
-                const link = h(
-                  'a',
-                  { href: `data:${a.contentType ?? 'application/octet-stream'};base64,${a.data}`, download: a.title },
-                  label,
-                );
-                return h('li', {}, link);
-              }
+              if (a.data) return h('li', {}, label, ' ', inlineAttachmentActions(a as InlineAttachment & { data: string }));
               return h(
                 'li',
                 {},
