@@ -11,6 +11,8 @@
  *   and schema and kept across builds; a new DATA_DIR starts as a copy of it (pglite-template.ts).
  * - `dist/fhirpath-parse-trees.json`: the content's FHIRPath expressions parsed, so that the service does not parse
  *   them again at start-up (src/fhir/fhirpath.ts `useParseTrees`).
+ * - `dist/content-yaml.json`: the content's YAML files as JSON by the digest of their text, so that the service does
+ *   not parse YAML at start-up (src/content-yaml.ts `useYamlCache`).
  *
  * `npm start` runs this first (prestart), then `node dist/main.js`.
  */
@@ -20,6 +22,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import type * as ConfigModule from '../src/config.js';
 import type * as ContentModule from '../src/content.js';
+import type * as ContentYamlModule from '../src/content-yaml.js';
 import type * as FhirPathModule from '../src/fhir/fhirpath.js';
 import { PARSE_TREES_FILE } from '../src/fhir/parse-trees-file.js';
 import type * as TemplateModule from '../src/storage/pglite-template.js';
@@ -71,13 +74,17 @@ async function main(): Promise<void> {
   const fp = (await import(pathToFileURL(join(dist, 'fhir', 'fhirpath.js')).href)) as typeof FhirPathModule;
   const { loadContent } = (await import(pathToFileURL(join(dist, 'content.js')).href)) as typeof ContentModule;
   const { loadConfig } = (await import(pathToFileURL(join(dist, 'config.js')).href)) as typeof ConfigModule;
-  // Content that does not load writes no trees: the service reports the problem itself when it starts.
+  const yaml = (await import(pathToFileURL(join(dist, 'content-yaml.js')).href)) as typeof ContentYamlModule;
+  // Content that does not load writes neither file: the service reports the problem itself when it starts.
   const stop = fp.recordParseTrees();
+  const stopYaml = yaml.recordYaml();
   try {
     loadContent({ root, canonicalBase: loadConfig({}).canonicalBase });
     writeFileSync(join(dist, PARSE_TREES_FILE), JSON.stringify({ stamp: fp.parseTreeStamp(), trees: stop() }));
+    writeFileSync(join(dist, yaml.CONTENT_YAML_FILE), JSON.stringify({ stamp: yaml.contentYamlStamp(), files: stopYaml() }));
   } catch {
     stop();
+    stopYaml();
   }
   process.stdout.write(
     `built ${entryPoints.length} modules and the web bundles into dist/${made ? ', and the embedded storage template,' : ''} in ${Math.round(performance.now() - started)} ms\n`,

@@ -1,8 +1,8 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { CodeSystem, Library, MedicationRequest, ValueSet } from '@medplum/fhirtypes';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { readYamlFile } from './content-yaml.js';
 import { CRD_VERSIONS } from './coverage/coverage-information.js';
 import { resolveValueSetUrl } from './fhir/fhirpath.js';
 import { codingsWithBillingOptions, ValueSetIndex } from './fhir/value-sets.js';
@@ -122,7 +122,14 @@ export function loadContent(opts: { root: string; canonicalBase: string }): Cont
 
   const payers = new Map<string, Payer>();
   for (const path of files(join(cds, 'payers'), ['.yaml', '.yml'])) {
-    const parsed = payerSchema.safeParse(parseYaml(readFileSync(path, 'utf8')));
+    let raw: unknown;
+    try {
+      raw = readYamlFile(path);
+    } catch (err) {
+      problems.push({ file: path, field: '(yaml)', message: (err as Error).message });
+      continue;
+    }
+    const parsed = payerSchema.safeParse(raw);
     if (!parsed.success) {
       for (const i of parsed.error.issues) problems.push({ file: path, field: i.path.join('.'), message: i.message });
       continue;
@@ -139,7 +146,14 @@ export function loadContent(opts: { root: string; canonicalBase: string }): Cont
 
   const services: ServiceDefinition[] = [];
   for (const path of files(join(cds, 'services'), ['.yaml', '.yml'])) {
-    const parsed = serviceSchema.safeParse(parseYaml(readFileSync(path, 'utf8')));
+    let raw: unknown;
+    try {
+      raw = readYamlFile(path);
+    } catch (err) {
+      problems.push({ file: path, field: '(yaml)', message: (err as Error).message });
+      continue;
+    }
+    const parsed = serviceSchema.safeParse(raw);
     if (!parsed.success) {
       for (const i of parsed.error.issues) problems.push({ file: path, field: i.path.join('.'), message: i.message });
     } else services.push(parsed.data);

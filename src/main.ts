@@ -53,21 +53,27 @@ async function main(): Promise<void> {
     storageFailure = err as Error;
     if (configChecked) storageFailed(storageFailure);
   });
-  const [{ loadContent }, { ContentError }, { createApp }, fhirPath, { readParseTrees }] = await Promise.all([
+  const [{ loadContent }, { ContentError }, { createApp }, fhirPath, { readParseTrees }, contentYaml] = await Promise.all([
     import('./content.js'),
     import('./policies/policy-loader.js'),
     import('./app.js'),
     import('./fhir/fhirpath.js'),
     import('./fhir/parse-trees-file.js'),
+    import('./content-yaml.js'),
   ]);
   let content;
   try {
-    // Built: the content's FHIRPath expressions come parsed (npm run build), about 200 ms less start-up.
-    if (built) fhirPath.useParseTrees(readParseTrees(join(root, 'dist'), fhirPath.parseTreeStamp()));
+    // Built: the content's FHIRPath expressions come parsed and its YAML files as JSON (npm run build), about 200 and
+    // 300 ms less start-up. A file or expression changed since the build is parsed as before.
+    if (built) {
+      fhirPath.useParseTrees(readParseTrees(join(root, 'dist'), fhirPath.parseTreeStamp()));
+      contentYaml.useYamlCache(contentYaml.readYamlCache(join(root, 'dist'), contentYaml.contentYamlStamp()));
+    }
     try {
       content = loadContent({ root, canonicalBase: config.canonicalBase });
     } finally {
       fhirPath.useParseTrees(undefined);
+      contentYaml.useYamlCache(undefined);
     }
     checkConfigAgainstContent(config, content.payers.keys());
   } catch (err) {
@@ -100,7 +106,7 @@ async function main(): Promise<void> {
   const fhirpath = { compiled: fhirPathStats.compiled, fallback: fhirPathStats.fallback, parsed: fhirPathStats.parsed };
   const server = app.listen(config.port, () => {
     logger.info(
-      { fhirpath, port: (server.address() as AddressInfo | null)?.port ?? config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },
+      { fhirpath, yamlParsed: contentYaml.contentYamlStats.parsed, port: (server.address() as AddressInfo | null)?.port ?? config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },
       'PriorPath listening',
     );
     // Notifications queued before a restart (or by a replica that stopped) go out now.

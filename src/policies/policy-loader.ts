@@ -1,7 +1,7 @@
-import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs';
+import { readdirSync, existsSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import type { ZodError } from 'zod';
+import { readYamlFile } from '../content-yaml.js';
 import { compileFhirPath, referencedValueSets, resolveValueSetUrl } from '../fhir/fhirpath.js';
 import type { FhirPathOptions } from '../fhir/fhirpath.js';
 import type { ValueSetIndex } from '../fhir/value-sets.js';
@@ -106,8 +106,14 @@ function zodProblems(file: string, err: ZodError): ContentProblem[] {
   return err.issues.map((i) => ({ file, field: i.path.join('.') || '(root)', message: i.message }));
 }
 
-function readYaml(path: string): unknown {
-  return parseYaml(readFileSync(path, 'utf8'));
+/** A content YAML file's data, or undefined with the parser's message recorded as the file's problem. */
+function readYaml(path: string, file: string, problems: ContentProblem[]): unknown {
+  try {
+    return readYamlFile(path);
+  } catch (err) {
+    problems.push({ file, field: '(yaml)', message: (err as Error).message });
+    return undefined;
+  }
 }
 
 function listYaml(dir: string): string[] {
@@ -142,20 +148,17 @@ export function loadPolicies(opts: LoadPoliciesOptions): CompiledPolicy[] {
   const libraries = new Map<string, Record<string, FactDefinition>>();
   for (const path of listYaml(join(opts.root, 'facts'))) {
     const name = path.slice(path.lastIndexOf('/') + 1).replace(/\.ya?ml$/, '');
-    const parsed = factLibrarySchema.safeParse(readYaml(path));
+    const raw = readYaml(path, rel(path), problems);
+    if (raw === undefined) continue;
+    const parsed = factLibrarySchema.safeParse(raw);
     if (!parsed.success) problems.push(...zodProblems(rel(path), parsed.error));
     else libraries.set(name, parsed.data.facts);
   }
 
   const policies: CompiledPolicy[] = [];
   for (const path of listYaml(join(opts.root, 'policies'))) {
-    let raw: unknown;
-    try {
-      raw = readYaml(path);
-    } catch (err) {
-      problems.push({ file: rel(path), field: '(yaml)', message: (err as Error).message });
-      continue;
-    }
+    const raw = readYaml(path, rel(path), problems);
+    if (raw === undefined) continue;
     const parsed = policySchema.safeParse(raw);
     if (!parsed.success) {
       problems.push(...zodProblems(rel(path), parsed.error));
