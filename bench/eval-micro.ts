@@ -24,11 +24,15 @@ import { repoRoot, storyIds, storyOrder, storyResources } from '../test/helpers/
  * - `$questionnaire-package` with pre-fill, built and serialised to bytes as the FHIR router sends it;
  * - the fact expressions alone, every policy's facts over every story, as compiled at load (src/fhir/fhirpath-compiler.ts)
  *   and with fhirpath.js alone: what compiling FHIRPath buys.
+ * - the compiled fact expressions by fact: the facts with the largest shares of that time.
  * BENCH_ROUNDS (default 5) rounds of BENCH_ITERATIONS (default 4) records each; prints the best and median round.
+ * BENCH_ONLY=facts runs the fact expressions alone.
  */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 4);
 const TODAY = '2026-11-23';
+/** BENCH_ONLY=facts: the fact expressions alone (compiled, fhirpath.js, and by fact), for working on the compiler. */
+const ONLY_FACTS = process.env.BENCH_ONLY === 'facts';
 
 const content = loadContent({ root: repoRoot, canonicalBase: 'https://priorpath.dev/fhir' });
 const log = createLogger('silent');
@@ -169,10 +173,52 @@ function factEngines(): void {
   };
   run('compiled');
   run('fhirpath.js');
+  perFact(prepare);
 }
 
-everyPolicy();
-factEngines();
-hookDecisions();
-hookDecisions('centene-mrd-positive'); // the story `npm run bench` loads
-await questionnairePackages();
+/**
+ * Where the compiled fact expressions' time goes: each fact's time in its best round (summed over every policy that
+ * defines it, BENCH_ROUNDS rounds after a warm-up), so a round slowed by another process counts for no fact. The
+ * clock read around every call adds the same small cost to each: read the shares. Prints the facts with the largest
+ * shares (BENCH_TOP_FACTS, default 12).
+ */
+function perFact(prepare: () => { policy: (typeof content.policies)[number]; order: unknown; env: Record<string, unknown> }[]): void {
+  const best = new Map<string, number>();
+  let evaluations = 0;
+  for (let r = 0; r <= ROUNDS; r++) {
+    const runs = prepare();
+    const spent = new Map<string, number>();
+    for (const { policy, order, env } of runs) {
+      for (const f of policy.facts) {
+        let v: unknown[] = [];
+        const started = performance.now();
+        try {
+          v = f.expr(order, env);
+        } catch {
+          /* unknown, as in readFacts */
+        }
+        spent.set(f.name, (spent.get(f.name) ?? 0) + performance.now() - started);
+        env[f.name] = v.length === 1 ? v[0] : [];
+      }
+    }
+    evaluations = runs.length;
+    // The first round warms up (JIT), as in timeRounds.
+    if (r > 0) for (const [name, ms] of spent) best.set(name, Math.min(best.get(name) ?? Infinity, ms));
+  }
+  const total = [...best.values()].reduce((a, b) => a + b, 0);
+  const top = [...best].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.BENCH_TOP_FACTS ?? 12));
+  process.stdout.write(`fact expressions, compiled, by fact (best round of each; ${((total / evaluations) * 1000).toFixed(0)} µs/policy evaluation in all, the clock read per fact):\n`);
+  for (const [name, ms] of top) {
+    process.stdout.write(`  ${((ms / total) * 100).toFixed(1).padStart(5)} %  ${((ms / evaluations) * 1000).toFixed(1).padStart(6)} µs/policy evaluation  ${name}\n`);
+  }
+}
+
+if (ONLY_FACTS) {
+  factEngines();
+} else {
+  everyPolicy();
+  factEngines();
+  hookDecisions();
+  hookDecisions('centene-mrd-positive'); // the story `npm run bench` loads
+  await questionnairePackages();
+}
