@@ -193,6 +193,14 @@ function conv(x: Item, model: ModelTables | undefined): unknown {
 
 const valData = (x: Item): unknown => (x instanceof Node ? x.d : x);
 
+const treeKeys = new WeakMap<AstNode, string>();
+/** A parse tree as a key, without where it stands in the text (`start`, `length`): equal keys, equal trees. */
+function treeKey(n: AstNode): string {
+  let key = treeKeys.get(n);
+  if (key === undefined) treeKeys.set(n, (key = JSON.stringify(n, (k, v: unknown) => (k === 'start' || k === 'length' ? undefined : v))));
+  return key;
+}
+
 /**
  * fhirpath.js's `deepEqual` for the values compiled code meets (FHIRPath §6.1.1 `=`): numbers equal at 8 decimal
  * places, strings and booleans by identity, JSON objects and arrays structurally. A number against a non-number
@@ -323,10 +331,10 @@ export interface CompileCounts {
  */
 export function compileAst(ast: AstNode, options: CompilerOptions): (resource: unknown, env: Record<string, unknown>) => unknown[] {
   const c = new Compiler(options);
-  const code = c.expr(ast, 'input', 'self');
+  const code = c.program(ast);
   let body: (input: Coll, self: Coll, run: Run) => Coll;
   try {
-    body = new Function('S', 'H', `"use strict"; return function compiledFhirPath(input, self, run) { return ${code}; };`)(c.sites, HELPERS) as typeof body;
+    body = new Function('S', 'H', `"use strict"; return function compiledFhirPath(input, self, run) { ${code} };`)(c.sites, HELPERS) as typeof body;
   } catch (err) {
     // A process run with --disallow-code-generation-from-strings: every expression stays with fhirpath.js.
     throw new Unsupported(`code generation refused: ${(err as Error).message}`);
@@ -351,12 +359,44 @@ export function compileAst(ast: AstNode, options: CompilerOptions): (resource: u
 /** What the generated code calls besides its sites. */
 const HELPERS = { truthy: (c: Coll) => truthy(c), isTrue: (c: Coll) => isTrue(c) };
 
+/** Node types worth evaluating once when they recur (the rest are pass-throughs, literals, variables or `$this`). */
+const SHAREABLE = new Set([
+  'InvocationExpression',
+  'MemberInvocation',
+  'FunctionInvocation',
+  'UnionExpression',
+  'EqualityExpression',
+  'InequalityExpression',
+  'MembershipExpression',
+  'AndExpression',
+  'OrExpression',
+  'ImpliesExpression',
+  'XorExpression',
+  'AdditiveExpression',
+  'MultiplicativeExpression',
+]);
+/** Placeholders in code being built: a shareable sub-expression (`\uE001id\uE002`), a scope's declarations (`\uE003id\uE004`). */
+const PLACEHOLDER = /\uE001(\d+)\uE002|\uE003(\d+)\uE004/g;
+
+/** A scope of the generated code in which every variable the expressions read keeps one value: a loop body, or the whole function. */
+interface Scope {
+  id: number;
+  /** Shared sub-expressions by tree and `$this` variable: their ids in `Compiler.shared`. */
+  byKey: Map<string, number>;
+}
+
 /**
  * Builds one JavaScript function per expression (`new Function`, from code made here only: no text of the
  * expression reaches it but through `S[i]`, the table of per-site functions and constants). Composite nodes (paths,
  * where/select/exists/all/iif, operators) become straight-line code and loops in that function; the leaves and the
  * semantics of each operator are per-site functions taking evaluated collections. One function per expression keeps
  * every call site in it monomorphic, which is most of the speed over a tree of shared closures.
+ *
+ * A sub-expression written more than once over the same `$this` in one scope (the marker readers read
+ * `value.coding.display | value.text | …` three times per result) is evaluated once per scope: its first use computes
+ * it into a variable of the scope (`(t7 ??= …)`), later uses read it. Evaluation has no side effects and compiled
+ * code never changes a collection, so the value is the one a second evaluation would give; where a use sits in a
+ * branch not taken (`iif`), nothing is computed, as before.
  */
 class Compiler {
   private readonly model: ModelTables | undefined;
@@ -364,8 +404,45 @@ class Compiler {
   /** Code whose collection is the same array on every evaluation over the same record (see userCall). */
   private readonly stable = new Set<string>();
   private vars = 0;
+  /** Shareable sub-expressions met so far: code (with placeholders), how often it is used, and its scope. */
+  private readonly shared: { code: string; uses: number; scope: number }[] = [];
+  private readonly scopes: Scope[] = [];
+  private scopeCount = 0;
   constructor(private readonly options: CompilerOptions) {
     this.model = options.model;
+  }
+
+  /** The body of the expression's function: its scope's variables, then the value of the whole tree. */
+  program(ast: AstNode): string {
+    const { code, declarations } = this.scoped(() => this.expr(ast, 'input', 'self'));
+    return this.resolve(`${declarations} return ${code};`);
+  }
+
+  /**
+   * Code built inside a new scope (a loop body), and the placeholder for that scope's variables, to be written at the
+   * start of the body.
+   */
+  private scoped(build: () => string): { code: string; declarations: string } {
+    const scope: Scope = { id: this.scopeCount++, byKey: new Map() };
+    this.scopes.push(scope);
+    try {
+      return { code: build(), declarations: `\uE003${scope.id}\uE004` };
+    } finally {
+      this.scopes.pop();
+    }
+  }
+
+  /** Replaces the placeholders: a sub-expression used more than once becomes its scope's variable, computed on first use. */
+  private resolve(code: string): string {
+    return code.replace(PLACEHOLDER, (_m, sharedId: string | undefined, scopeId: string | undefined) => {
+      if (scopeId !== undefined) {
+        const names = this.shared.flatMap((e, id) => (e.uses > 1 && e.scope === Number(scopeId) ? [`t${id}`] : []));
+        return names.length > 0 ? `let ${names.join(', ')};` : '';
+      }
+      const entry = this.shared[Number(sharedId)];
+      const inner = this.resolve(entry.code);
+      return entry.uses > 1 ? `(t${sharedId} ??= ${inner})` : inner;
+    });
   }
 
   /** A per-site function or constant, referred to from the generated code as `S[i]`. */
@@ -384,8 +461,30 @@ class Compiler {
     return k;
   }
 
-  /** One node of the tree (FHIRPath §Expressions) as code for its collection, given code for its input and $this. */
+  /**
+   * One node of the tree (FHIRPath §Expressions) as code for its collection, given code for its input and $this. A
+   * shareable node evaluated against `$this` itself (an argument, an operand, a lambda's body) is keyed by its tree
+   * and that variable, so a second occurrence in the same scope reuses the first's value.
+   */
   expr(n: AstNode, inp: string, self: string): string {
+    const scope = this.scopes[this.scopes.length - 1];
+    if (inp !== self || !scope || !SHAREABLE.has(n.type)) return this.node(n, inp, self);
+    const key = `${self}\u0000${treeKey(n)}`;
+    const known = scope.byKey.get(key);
+    if (known !== undefined) {
+      this.shared[known].uses++;
+      return `\uE001${known}\uE002`;
+    }
+    const code = this.node(n, inp, self);
+    const id = this.shared.push({ code, uses: 1, scope: scope.id }) - 1;
+    scope.byKey.set(key, id);
+    const placeholder = `\uE001${id}\uE002`;
+    // Stands for the same array: a user function over it may remember its results (see userCall).
+    if (this.stable.has(code)) this.stable.add(placeholder);
+    return placeholder;
+  }
+
+  private node(n: AstNode, inp: string, self: string): string {
     switch (n.type) {
       case 'EntireExpression':
       case 'TermExpression':
@@ -706,6 +805,12 @@ class Compiler {
     return this.expr(a, v, v);
   }
 
+  /** A loop (where, select, exists, all) whose body is the argument over `$this` = `v`: the body is a scope of its own. */
+  private loop(a: AstNode, v: string, write: (body: string, declarations: string) => string): string {
+    const { code, declarations } = this.scoped(() => this.lambda(a, v));
+    return write(code, declarations);
+  }
+
   /** A function invocation (FHIRPath §Functions) as code; the user functions (memberOf, coded, codedIn, recent) first. */
   private call(n: AstNode, inp: string, self: string): string {
     const { name, args } = this.params(n);
@@ -731,10 +836,10 @@ class Compiler {
         if (args.length === 0) return unary((input) => [input.length > 0]);
         // exists(criteria) is where(criteria).exists() in fhirpath.js: a truthy first item counts, and every item's
         // criterion runs (one that throws throws, even after a match).
-        return `((${i}) => { let ${o} = false; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; if (H.truthy(${this.lambda(args[0], s)})) ${o} = true; } return [${o}]; })(${inp})`;
+        return this.loop(args[0], s, (body, vars) => `((${i}) => { let ${o} = false; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (H.truthy(${body})) ${o} = true; } return [${o}]; })(${inp})`);
       case 'all':
         arity(1);
-        return `((${i}) => { for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; if (!H.isTrue(${this.lambda(args[0], s)})) return [false]; } return [true]; })(${inp})`;
+        return this.loop(args[0], s, (body, vars) => `((${i}) => { for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (!H.isTrue(${body})) return [false]; } return [true]; })(${inp})`);
       case 'not':
         arity(0);
         return unary((input) => {
@@ -744,10 +849,10 @@ class Compiler {
       // §5.2 Filtering and projection
       case 'where':
         arity(1);
-        return `((${i}) => { const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; if (H.truthy(${this.lambda(args[0], s)})) ${o}.push(${i}[${j}]); } return ${o}; })(${inp})`;
+        return this.loop(args[0], s, (body, vars) => `((${i}) => { const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (H.truthy(${body})) ${o}.push(${i}[${j}]); } return ${o}; })(${inp})`);
       case 'select':
         arity(1);
-        return `((${i}) => { const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; const ${r} = ${this.lambda(args[0], s)}; for (let q = 0; q < ${r}.length; q++) ${o}.push(${r}[q]); } return ${o}; })(${inp})`;
+        return this.loop(args[0], s, (body, vars) => `((${i}) => { const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} const ${r} = ${body}; for (let q = 0; q < ${r}.length; q++) ${o}.push(${r}[q]); } return ${o}; })(${inp})`);
       case 'ofType': {
         arity(1);
         const spec = typeSpecifier(args[0], model);
@@ -906,6 +1011,9 @@ class Compiler {
       // §5.5 Conversion / utility: iif's criterion and branches see the input as $this.
       case 'iif':
         arity(2, 3);
+        // Over a variable (`$this` in a select, say), the branches read it directly: several iifs over one `$this`
+        // then share their common sub-expressions. Otherwise the input is computed once into `i`.
+        if (/^[a-z]+\d*$/.test(inp)) return `(H.isTrue(${this.lambda(args[0], inp)}) ? ${this.lambda(args[1], inp)} : ${args[2] ? this.lambda(args[2], inp) : '[]'})`;
         return `((${i}) => H.isTrue(${this.lambda(args[0], i)}) ? ${this.lambda(args[1], i)} : ${args[2] ? this.lambda(args[2], i) : '[]'})(${inp})`;
       default:
         throw new Unsupported(`function ${name} is not compiled`);
