@@ -77,6 +77,26 @@ export function codingKey(system: string | undefined, code: string | undefined):
   return `${sys}|${c}`;
 }
 
+/** `codingKey` by system and code, remembered (a bound, not an eviction policy): see `storedKey`. */
+const storedKeys = new Map<unknown, Map<unknown, string | undefined>>();
+let storedKeyCount = 0;
+/**
+ * `codingKey`, made once per system and code: membership is asked hundreds of times a hook (every `memberOf` over a
+ * diagnosis's codings, every drug-set filter over the orders), nearly always of the same few codes, and the key is a
+ * function of the two strings alone.
+ */
+function storedKey(system: string | undefined, code: string | undefined): string | undefined {
+  let bySystem = storedKeys.get(system);
+  if (bySystem === undefined) storedKeys.set(system, (bySystem = new Map()));
+  if (bySystem.has(code)) return bySystem.get(code);
+  const key = codingKey(system, code);
+  if (++storedKeyCount > 50_000) {
+    storedKeys.clear();
+    storedKeyCount = 0;
+  } else bySystem.set(code, key);
+  return key;
+}
+
 /**
  * Local value sets indexed for O(1) membership tests. PriorPath never calls a terminology server at run time
  * (design.md §4 "Governed orders": no terminology server): membership is decided on each ValueSet's local `expansion`.
@@ -133,7 +153,7 @@ export class ValueSetIndex {
   contains(url: string, coding: Pick<Coding, 'system' | 'code'>): boolean {
     const entry = this.byUrl.get(url);
     if (!entry) throw new Error(`Unknown value set ${url}`);
-    const key = codingKey(coding.system, coding.code);
+    const key = storedKey(coding.system, coding.code);
     if (key !== undefined && entry.keys.has(key)) return true;
     // A 10-digit NDC written without hyphens could be 4-4-2, 5-3-2 or 5-4-1: it matches when any reading does.
     if (normalizeSystem(coding.system) === NDC_SYSTEM && coding.code && /^\d{10}$/.test(coding.code.trim())) {
