@@ -356,8 +356,17 @@ export function compileAst(ast: AstNode, options: CompilerOptions): (resource: u
   };
 }
 
+/**
+ * The Boolean results, one array each: hundreds of `=`, `and`, `exists()` and `matches()` results are made per fact
+ * evaluation, and compiled code never changes a collection it is given (results are copied out at the end), so they
+ * can be shared instead of allocated.
+ */
+const TRUE: Coll = [true];
+const FALSE: Coll = [false];
+const bool = (b: boolean): Coll => (b ? TRUE : FALSE);
+
 /** What the generated code calls besides its sites. */
-const HELPERS = { truthy: (c: Coll) => truthy(c), isTrue: (c: Coll) => isTrue(c) };
+const HELPERS = { truthy: (c: Coll) => truthy(c), isTrue: (c: Coll) => isTrue(c), bool, TRUE, FALSE };
 
 /** Node types worth evaluating once when they recur (the rest are pass-throughs, literals, variables or `$this`). */
 const SHAREABLE = new Set([
@@ -830,21 +839,21 @@ class Compiler {
       // §5.1 Existence
       case 'empty':
         arity(0);
-        return unary((input) => [input.length === 0]);
+        return unary((input) => bool(input.length === 0));
       case 'exists':
         arity(0, 1);
-        if (args.length === 0) return unary((input) => [input.length > 0]);
+        if (args.length === 0) return unary((input) => bool(input.length > 0));
         // exists(criteria) is where(criteria).exists() in fhirpath.js: a truthy first item counts, and every item's
         // criterion runs (one that throws throws, even after a match).
-        return this.loop(args[0], s, (body, vars) => `((${i}) => { let ${o} = false; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (H.truthy(${body})) ${o} = true; } return [${o}]; })(${inp})`);
+        return this.loop(args[0], s, (body, vars) => `((${i}) => { let ${o} = false; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (H.truthy(${body})) ${o} = true; } return H.bool(${o}); })(${inp})`);
       case 'all':
         arity(1);
-        return this.loop(args[0], s, (body, vars) => `((${i}) => { for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (!H.isTrue(${body})) return [false]; } return [true]; })(${inp})`);
+        return this.loop(args[0], s, (body, vars) => `((${i}) => { for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (!H.isTrue(${body})) return H.FALSE; } return H.TRUE; })(${inp})`);
       case 'not':
         arity(0);
         return unary((input) => {
           const b = singletonBoolean(input);
-          return b === undefined ? [] : [!b];
+          return b === undefined ? [] : bool(!b);
         });
       // §5.2 Filtering and projection
       case 'where':
@@ -887,7 +896,7 @@ class Compiler {
           const t = sub.length === 0 ? undefined : argString(sub);
           const str = inputString(input);
           if (t === undefined || str === undefined) return [];
-          return [name === 'contains' ? str.includes(t) : str.startsWith(t)];
+          return bool(name === 'contains' ? str.includes(t) : str.startsWith(t));
         });
       case 'matches': {
         arity(1);
@@ -906,7 +915,7 @@ class Compiler {
             }
             cache.set(pattern, rx);
           }
-          return [rx.test(str)];
+          return bool(rx.test(str));
         });
       }
       case 'replaceMatches': {
@@ -1035,15 +1044,25 @@ class Compiler {
     // Only an input that is the same array from one evaluation to the next is worth remembering results for: a
     // variable's collection (variableItems keeps it) or a user function's result over one.
     const stable = /^S\[\d+\]\(run\)$/.test(inp) || this.stable.has(inp);
-    const site = (input: Coll, ...argColls: Coll[]): Coll => {
-      const values = argColls.map((c, i) => (types[i] === 'String' ? argString(c) : argInteger(c)));
-      // The table's functions are pure: over the same collection (a variable's, which variableItems keeps for the
-      // request) with the same arguments they give the same items, so several facts and policies filtering the same
-      // record (`%medications.codedIn('tki')`) share one pass.
-      const key = values.length === 1 ? String(values[0]) : values.join('\u0000');
-      let results = stable ? byInput.get(input) : undefined;
-      const hit = results?.get(key);
-      if (hit) return hit;
+    // The table's functions take at most two arguments (coded, recent): one site shape for all, without arrays or
+    // spreads per call, since every hook makes hundreds of these calls (memberOf over each diagnosis's codings).
+    if (args.length > 2) throw new Unsupported(`${name} with ${args.length} arguments`);
+    const argValue = (c: Coll, i: number) => (types[i] === 'String' ? argString(c) : argInteger(c));
+    const arity = args.length;
+    const site = (input: Coll, a?: Coll, b?: Coll): Coll => {
+      const va = arity > 0 ? argValue(a as Coll, 0) : undefined;
+      const vb = arity > 1 ? argValue(b as Coll, 1) : undefined;
+      let results: Map<string, Coll> | undefined;
+      let key = '';
+      if (stable) {
+        // The table's functions are pure: over the same collection (a variable's, which variableItems keeps for the
+        // request) with the same arguments they give the same items, so several facts and policies filtering the same
+        // record (`%medications.codedIn('tki')`) share one pass.
+        key = arity === 0 ? '' : arity === 1 ? String(va) : `${va}\u0000${vb}`;
+        results = byInput.get(input);
+        const hit = results?.get(key);
+        if (hit) return hit;
+      }
       const inputs: unknown[] = [];
       for (const x of input) {
         const v = valData(x);
@@ -1053,7 +1072,7 @@ class Compiler {
       }
       let res: unknown;
       try {
-        res = fn(inputs, ...values);
+        res = arity === 0 ? fn(inputs) : arity === 1 ? fn(inputs, va) : fn(inputs, va, vb);
       } catch {
         return bail();
       }
@@ -1096,7 +1115,7 @@ class Compiler {
         for (let i = 0; eq && i < x.length; i++) eq = equalItems(x[i], y[i], model) === true;
       }
       if (eq === undefined) return [];
-      return [op === '=' ? eq : !eq];
+      return bool(op === '=' ? eq : !eq);
     };
   }
 
@@ -1115,13 +1134,13 @@ class Compiler {
       else return bail();
       switch (op) {
         case '<':
-          return [c < 0];
+          return bool(c < 0);
         case '>':
-          return [c > 0];
+          return bool(c > 0);
         case '<=':
-          return [c <= 0];
+          return bool(c <= 0);
         case '>=':
-          return [c >= 0];
+          return bool(c >= 0);
       }
     });
   }
@@ -1133,9 +1152,9 @@ class Compiler {
     return (l, r) => {
       const [item, coll] = op === 'in' ? [l, r] : [r, l];
       if (item.length === 0) return [];
-      if (coll.length === 0) return [false];
+      if (coll.length === 0) return FALSE;
       if (item.length > 1) bail();
-      return [coll.some((x) => equalItems(x, item[0], model))];
+      return bool(coll.some((x) => equalItems(x, item[0], model)));
     };
   }
 
@@ -1144,16 +1163,16 @@ class Compiler {
     let f: (x: boolean | undefined, y: boolean | undefined) => Coll;
     switch (n.text ?? '') {
       case 'and':
-        f = (x, y) => (x === false || y === false ? [false] : x === true && y === true ? [true] : []);
+        f = (x, y) => (x === false || y === false ? FALSE : x === true && y === true ? TRUE : []);
         break;
       case 'or':
-        f = (x, y) => (x === true || y === true ? [true] : x === false && y === false ? [false] : []);
+        f = (x, y) => (x === true || y === true ? TRUE : x === false && y === false ? FALSE : []);
         break;
       case 'xor':
-        f = (x, y) => (x === undefined || y === undefined ? [] : [x !== y]);
+        f = (x, y) => (x === undefined || y === undefined ? [] : bool(x !== y));
         break;
       case 'implies':
-        f = (x, y) => (x === false || y === true ? [true] : x === true && y === false ? [false] : []);
+        f = (x, y) => (x === false || y === true ? TRUE : x === true && y === false ? FALSE : []);
         break;
       default:
         throw new Unsupported(`operator ${n.text}`);
