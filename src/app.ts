@@ -7,7 +7,8 @@ import { createTokenService } from './auth/token-service.js';
 import { parseTrustedClients } from './auth/trusted-clients.js';
 import type { Config } from './config.js';
 import type { Content } from './content.js';
-import { notFound } from './errors.js';
+import { notFound, serviceUnavailable } from './errors.js';
+import type { HttpError } from './errors.js';
 import { handleHook, hashPatientId } from './hooks/hook-handler.js';
 import type { FetchLike } from './hooks/ehr-client.js';
 import { parseFeedback } from './hooks/feedback.js';
@@ -64,6 +65,12 @@ export interface AppDeps {
   resolveHost?: HostResolver;
 }
 
+/** /readyz's "not ready": its 503, Retry-After and OperationOutcome, answered here (not thrown: no error log line). */
+const notReady = (res: Response, err: HttpError): void => {
+  for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
+  res.status(err.status).type('application/fhir+json').send(JSON.stringify(err.outcome));
+};
+
 const asyncHandler =
   (fn: (req: Request, res: Response) => Promise<void>) =>
   (req: Request, res: Response, next: NextFunction): void => {
@@ -107,14 +114,15 @@ export function createApp(deps: AppDeps): express.Express {
     '/readyz',
     asyncHandler(async (_req, res) => {
       if (deps.isDraining?.()) {
-        res.status(503).type('application/fhir+json').send(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'transient', diagnostics: 'shutting down' }] }));
+        notReady(res, serviceUnavailable('shutting down', 'information'));
         return;
       }
       try {
         await storage.ping();
         res.json({ status: 'ready', policies: content.policies.length, services: content.services.length });
       } catch {
-        res.status(503).type('application/fhir+json').send(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient', diagnostics: 'storage unreachable' }] }));
+        // Still opening (deferred-storage.ts) or unreachable: the same answer, with the same Retry-After as every 503.
+        notReady(res, serviceUnavailable('storage unreachable'));
       }
     }),
   );

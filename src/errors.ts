@@ -63,13 +63,38 @@ export function statusForIssue(code: OperationOutcomeIssue['code']): number {
   return (code && STATUS_BY_ISSUE[code]) || 400;
 }
 
+/**
+ * The one `Retry-After` of every 503 the service sends (RFC 9110 §10.2.3; design.md §4 "Errors"), in seconds. Every
+ * cause of a 503 here is storage the request needs but cannot reach or settle right now: the store still opening at
+ * start (ready within 2 s, design.md §9), PostgreSQL unreachable or restarting (a statement is given up after 5 s),
+ * the write-behind queue full through an outage, the JWT replay record or the payer API's signing key (both kept in
+ * storage) unreadable, an order that kept changing while it was decided, a replica draining. 5 s covers the opening
+ * and one statement bound, so a retry finds the store open or the pool reconnected rather than adding to the load of
+ * an outage; a client that retries sooner is not refused, only told when it is worth it. One value, so a client
+ * meets the same advice whichever path failed.
+ */
+export const RETRY_AFTER_SECONDS = 5;
+
+/** The headers of every 503: `Retry-After` {@link RETRY_AFTER_SECONDS}. */
+export const retryAfterHeaders = (): Record<string, string> => ({ 'Retry-After': String(RETRY_AFTER_SECONDS) });
+
+/**
+ * 503 `transient` with `Retry-After` (FHIR R4 http.html "Status codes"; RFC 9110 §15.6.4): something the request needs
+ * is unavailable for now; the same request may be sent again.
+ */
+export const serviceUnavailable = (msg: string, severity: OperationOutcomeIssue['severity'] = 'error') =>
+  new HttpError(503, outcome(severity, 'transient', msg), retryAfterHeaders());
+
 /** A DomainError as the HttpError an edge answers with. Other errors pass through unchanged. */
 export function toHttpError(err: unknown): unknown {
   if (!(err instanceof DomainError)) return err;
   const status = statusForIssue(err.code);
   // A transient failure tells the client when to try again (RFC 9110 §10.2.3).
-  return new HttpError(status, err.outcome, status === 503 ? { 'Retry-After': '5' } : {});
+  return new HttpError(status, err.outcome, status === 503 ? retryAfterHeaders() : {});
 }
+
+/** Whether an error is a transient domain failure (storage unreachable, …): the edges answer it 503. */
+export const isTransient = (err: unknown): boolean => err instanceof DomainError && statusForIssue(err.code) === 503;
 
 /** An OperationOutcome with one issue. */
 export function outcome(

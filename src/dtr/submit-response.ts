@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Narrative, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
-import { HttpError, notFound, outcome } from '../errors.js';
+import { HttpError, notFound, outcome, serviceUnavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { QuestionnaireResponseRecord, Storage } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
@@ -174,7 +174,7 @@ async function storeResponse(
     }
     if (!result.blockedBy) return undefined;
     if (attempt === DECIDE_ATTEMPTS)
-      throw new HttpError(503, outcome('error', 'transient', `The order of QuestionnaireResponse/${id} kept changing while it was decided: send it again`), { 'Retry-After': '1' });
+      throw serviceUnavailable(`The order of QuestionnaireResponse/${id} kept changing while it was decided: send it again`);
   }
 }
 

@@ -1,7 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { AuthError, ReplayCheckUnavailable } from '../auth/jwt-verifier.js';
 import type { JwtVerifier } from '../auth/jwt-verifier.js';
-import { HttpError, outcome, unauthorized } from '../errors.js';
+import { serviceUnavailable, unauthorized } from '../errors.js';
 import type { ContextRequest } from './request-context.js';
 
 /**
@@ -23,7 +23,7 @@ export function cdsAuth(opts: { mode: 'required' | 'open'; verifier: JwtVerifier
         if (err instanceof ReplayCheckUnavailable) {
           // Fail closed, but say it is ours: the client may retry with a fresh token.
           r.log.error({ err: err.cause }, 'jti replay record unavailable');
-          return next(new HttpError(503, outcome('error', 'transient', 'Authentication temporarily unavailable; retry with a new token'), { 'Retry-After': '1' }));
+          return next(serviceUnavailable('Authentication temporarily unavailable; retry with a new token'));
         }
         r.log.warn({ reason: err instanceof AuthError ? err.reason : (err as Error).message }, 'CDS client JWT rejected');
         next(unauthorized());

@@ -4,7 +4,7 @@ import { allows } from '../auth/scopes.js';
 import type { Permission } from '../auth/scopes.js';
 import { InvalidAccessToken } from '../auth/token-service.js';
 import type { ApiCaller, TokenService } from '../auth/token-service.js';
-import { HttpError, notFound, outcome } from '../errors.js';
+import { HttpError, notFound, outcome, serviceUnavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
 import type { ContextRequest } from './request-context.js';
@@ -132,7 +132,7 @@ export function payerApiGate(opts: PayerApiGateOptions): express.RequestHandler 
       if (err instanceof InvalidAccessToken) throw refuse(req, 401, 'invalid-token', err.reason, `Bearer realm="${realm}", error="invalid_token"`, 'Authentication failed');
       // Storage (which holds the signing key) is down: ours, not the caller's fault.
       req.log.error({ err }, 'payer API token check unavailable');
-      throw new HttpError(503, outcome('error', 'transient', 'Authentication temporarily unavailable'), { 'Retry-After': '1' });
+      throw serviceUnavailable('Authentication temporarily unavailable');
     }
   };
 

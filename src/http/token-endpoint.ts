@@ -3,6 +3,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { ReplayCheckUnavailable } from '../auth/jwt-verifier.js';
 import { OAuthError } from '../auth/token-service.js';
 import type { TokenService } from '../auth/token-service.js';
+import { isTransient, retryAfterHeaders } from '../errors.js';
 import type { ContextRequest } from './request-context.js';
 
 const noStore = (res: Response) => {
@@ -43,9 +44,10 @@ export function tokenEndpointRouter(tokens: TokenService): express.Router {
             log.warn({ error: err.error, reason: err.reason }, 'payer API token refused');
             return oauthError(res, err.status, err.error, err.description);
           }
-          if (err instanceof ReplayCheckUnavailable) {
-            log.error({ err: err.cause }, 'jti replay record unavailable');
-            res.setHeader('Retry-After', '1');
+          // The replay record or the signing key (both in storage) out of reach: ours, and temporary.
+          if (err instanceof ReplayCheckUnavailable || isTransient(err)) {
+            log.error({ err: err instanceof ReplayCheckUnavailable ? err.cause : err }, 'payer API token storage unavailable');
+            for (const [k, v] of Object.entries(retryAfterHeaders())) res.setHeader(k, v);
             return oauthError(res, 503, 'temporarily_unavailable', 'try again with a new client assertion');
           }
           log.error({ err }, 'token endpoint failed');

@@ -2,6 +2,8 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import { JWT_BEARER, OAuthError } from '../auth/token-service.js';
 import type { TokenService } from '../auth/token-service.js';
+import { ReplayCheckUnavailable } from '../auth/jwt-verifier.js';
+import { isTransient, retryAfterHeaders } from '../errors.js';
 import { PAYER_API_SCOPES } from '../fhir-api/smart-configuration.js';
 import type { ContextRequest } from '../http/request-context.js';
 import type { SandboxPayerClient } from './sandbox-auth.js';
@@ -28,7 +30,13 @@ export function sandboxPayerTokenRouter(tokens: TokenService, client: SandboxPay
       },
       (err: unknown) => {
         (req as ContextRequest).log.error({ reason: err instanceof OAuthError ? err.reason : (err as Error).message }, 'sandbox payer token failed');
-        res.status(503).json({ error: 'temporarily_unavailable', error_description: 'the sandbox could not obtain a payer API token' });
+        // Storage out of reach is temporary (503, Retry-After); a refusal of the sandbox's own client is not.
+        if (err instanceof ReplayCheckUnavailable || isTransient(err)) {
+          for (const [k, v] of Object.entries(retryAfterHeaders())) res.setHeader(k, v);
+          res.status(503).json({ error: 'temporarily_unavailable', error_description: 'the sandbox could not obtain a payer API token' });
+          return;
+        }
+        res.status(500).json({ error: 'server_error', error_description: 'the sandbox could not obtain a payer API token' });
       },
     );
   });

@@ -68,7 +68,8 @@ export function createReviewPageRouter(deps: ReviewPageDeps): Router {
       })
       .catch((err: unknown) => {
         deps.logger?.error({ err }, 'reviewer workbench bundle failed');
-        res.status(503).type('text/plain').send('The reviewer workbench could not be built.');
+        // A 500, not a 503: the failed build is kept for the process's life, so no retry would find it built.
+        res.status(500).type('text/plain').send('The reviewer workbench could not be built.');
       });
   });
 

@@ -102,8 +102,9 @@ export function createWebRouter(deps: WebRouterDeps): Router {
     try {
       assets = await built;
     } catch (err) {
+      // A 500, not a 503: the failed build is kept for the process's life, so no retry would find it built.
       res
-        .status(503)
+        .status(500)
         .type('text/plain')
         .send(`The web bundle could not be built: ${(err as Error).message}`);
       return;

@@ -56,6 +56,8 @@ export function buildApp(
     content?: AppDeps['content'];
     notifyFetch?: AppDeps['notifyFetch'];
     resolveHost?: AppDeps['resolveHost'];
+    storageOverride?: AppDeps['storage'];
+    isDraining?: AppDeps['isDraining'];
   } = {},
 ) {
   const lines: string[] = [];
@@ -82,9 +84,10 @@ export function buildApp(
   const app = createApp({
     config,
     content: opts.content ?? testContent(),
-    storage,
+    storage: opts.storageOverride ?? storage,
     logger,
     fetchImpl: opts.fetchImpl,
+    ...(opts.isDraining ? { isDraining: opts.isDraining } : {}),
     today: opts.today ? () => opts.today! : undefined,
     ...(opts.notifyFetch ? { notifyFetch: opts.notifyFetch } : {}),
     ...(opts.resolveHost ? { resolveHost: opts.resolveHost } : {}),

@@ -16,6 +16,8 @@ import { createFhirRouter } from '../../src/fhir-api/fhir-router.js';
 import { createPasRouter } from '../../src/pas/pas-router.js';
 import { createSubscriptionRouter } from '../../src/pas/subscription-router.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
+import { StorageUnavailableError } from '../../src/storage/storage.js';
+import { RETRY_AFTER_SECONDS } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
 import { BASE, buildApp, testContent } from '../helpers/app.js';
 import { storyResources } from '../helpers/stories.js';
@@ -545,5 +547,33 @@ describe('access log', () => {
     const patient = bundle.entry!.map((e) => e.resource).find((r) => r?.resourceType === 'Patient') as { name?: { family?: string }[]; birthDate?: string };
     expect(text).not.toContain(patient.name![0].family!);
     expect(text).not.toContain(patient.birthDate!);
+  });
+});
+
+describe('storage out of reach (design.md §4 "Errors": every 503 carries the one Retry-After)', () => {
+  const unreachable = () => Promise.reject(new StorageUnavailableError(new Error('connect ECONNREFUSED')));
+
+  it('answers the token request 503 temporarily_unavailable with Retry-After when the signing key cannot be read', async () => {
+    const storage = new MemoryStorage();
+    storage.sharedSetting = unreachable;
+    const { app } = securedApp(storage);
+    const res = await request(app).post('/auth/token').type('form').send(tokenRequest(await assertion('ehr-es', es), 'system/Questionnaire.r'));
+    expect(res.status).toBe(503);
+    expect(res.body.error).toBe('temporarily_unavailable');
+    expect(res.headers['retry-after']).toBe(String(RETRY_AFTER_SECONDS));
+  });
+
+  it('answers a /fhir call 503 transient with the same Retry-After when its token cannot be checked', async () => {
+    const shared = new MemoryStorage();
+    const { app } = securedApp(shared);
+    const token = await accessToken(app, 'system/Questionnaire.r');
+    // A second replica whose database is down: it cannot read the signing key the token was made with.
+    const down = new MemoryStorage();
+    down.sharedSetting = unreachable;
+    const { app: replica } = securedApp(down);
+    const res = await request(replica).get('/fhir/Questionnaire/centene-blinatumomab').set('Authorization', `Bearer ${token}`);
+    expect(res.status).toBe(503);
+    expect(res.body).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'transient' }] });
+    expect(res.headers['retry-after']).toBe(String(RETRY_AFTER_SECONDS));
   });
 });
