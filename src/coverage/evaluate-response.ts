@@ -68,7 +68,10 @@ export interface EvaluateResponseInput {
    * is computed from, so it is recomputed from the answer.
    */
   knownFacts?: Record<string, unknown>;
-  /** YYYY-MM-DD: the order date when there is no record. */
+  /**
+   * YYYY-MM-DD: the order date when neither the record's order nor the response's order-date item (the start the
+   * payer pre-filled) states one.
+   */
   today: string;
 }
 
@@ -181,13 +184,17 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
   const parsed = answersFromQuestionnaireResponse(policy, qr, content.valueSets, `${content.canonicalBase}/ValueSet`);
   const answers = withKnownFacts(policy, parsed.answers, input.knownFacts);
 
+  // The order is judged on the date CRD judged it on (design.md §8: one decision per order): the order's own start
+  // when the record has the order, else the start the payer pre-filled in the form's order-date item; today only when
+  // neither says (the same fallback as evaluation-data.ts orderDateOf).
+  const orderDate = parsed.orderDate ?? today;
   let evaluation: PolicyEvaluation;
   if (input.record) {
     const indexed = indexRecord(input.record);
     const order = input.order ?? indexed.orders[0] ?? ({ resourceType: 'MedicationRequest' } as MedicationRequest);
-    evaluation = evaluatePolicy(policy, evaluationDataFor(indexed, order, today), answers);
+    evaluation = evaluatePolicy(policy, evaluationDataFor(indexed, order, orderDate), answers);
   } else {
-    evaluation = evaluatePolicy(answersOnly(policy), emptyData(today), answers);
+    evaluation = evaluatePolicy(answersOnly(policy), emptyData(orderDate), answers);
   }
   return { ...parsed, policy, evaluation, warnings };
 }

@@ -31,7 +31,7 @@ import {
   EXT_QR_COVERAGE,
 } from '../fhir/dtr-urls.js';
 import type { DtrVersion } from '../fhir/dtr-urls.js';
-import { justificationLinkId } from '../policies/questionnaire-names.js';
+import { justificationLinkId, ORDER_DATE_LINK_ID } from '../policies/questionnaire-names.js';
 
 /** DTR `information-origin` source, folded to the three values both DTR 2.0.1 and 2.2 mean. */
 export type InformationOrigin = 'auto' | 'override' | 'manual';
@@ -52,6 +52,8 @@ export interface ParsedAnswers {
   justifications: Record<string, boolean>;
   /** Answers that could not be read (wrong value type, code outside the answer value set, repeated answers). */
   problems: AnswerProblem[];
+  /** The order's start from the hidden order-date item (YYYY-MM-DD), when the response carries it. */
+  orderDate?: string;
 }
 
 const ORIGIN: Record<string, InformationOrigin> = {
@@ -133,6 +135,11 @@ export function answersFromQuestionnaireResponse(
       const answers = item.answer ?? [];
       const fact = byLinkId.get(item.linkId);
       const limit = justificationIds.get(item.linkId);
+      if (item.linkId === ORDER_DATE_LINK_ID && answers.length > 0) {
+        const v = readValue(answers[0], 'date', undefined);
+        if (typeof v === 'string') out.orderDate = v.slice(0, 10);
+        else out.problems.push({ path: `${here}.answer[0]`, message: `${item.linkId}: ${Array.isArray(v) ? v.join('; ') : 'expected valueDate'}` });
+      }
       if ((fact || limit) && answers.length > 0) {
         if (answers.length > 1)
           out.problems.push({ path: here, message: `${item.linkId} takes one answer, got ${answers.length}` });
@@ -167,6 +174,8 @@ export interface PrefillOptions {
   extension?: Extension[];
   id?: string;
   authored?: string;
+  /** The order's start (evaluation-data.ts `orderStartOf`): the answer of the hidden order-date item. */
+  orderDate?: string;
 }
 
 function answerValue(
@@ -234,7 +243,12 @@ export function prefilledResponse(
         continue;
       }
       const fact = byLinkId.get(item.linkId);
-      const answer = fact ? answerValue(facts[fact.name], fact.type, codingFor(fact.answerValueSet)) : undefined;
+      const answer =
+        item.linkId === ORDER_DATE_LINK_ID
+          ? answerValue(opts.orderDate, 'date', () => undefined)
+          : fact
+            ? answerValue(facts[fact.name], fact.type, codingFor(fact.answerValueSet))
+            : undefined;
       if (answer)
         out.push({
           linkId: item.linkId,

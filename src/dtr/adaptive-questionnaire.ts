@@ -1,6 +1,7 @@
 import type { Library, Questionnaire, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { adaptiveQuestionnaireUrl } from '../policies/questionnaire-names.js';
+import { adaptiveQuestionnaireUrl, ORDER_DATE_LINK_ID } from '../policies/questionnaire-names.js';
+import { orderDateItem } from './questionnaire-builder.js';
 import {
   DTR_ADAPT_QUESTIONNAIRE,
   DTR_ADAPT_SEARCH_QUESTIONNAIRE,
@@ -78,11 +79,11 @@ export function adaptiveQuestionnaire(
 /**
  * The draft response of an adaptive package: the package's response (its qr-context, qr-coverage, intendedUse,
  * subject) reshaped as the first `$next-question` input (SDC adaptive: `questionnaire` `#id` of a contained copy of the
- * form, `derivedFrom` its canonical; DTR `dtr-questionnaireresponse-adapt`), with no items, since the form has none
- * yet. The copy keeps the form's extensions as the package carries it (with `cqf-library` in 2.0.1, without in 2.2),
+ * form, `derivedFrom` its canonical; DTR `dtr-questionnaireresponse-adapt`), with no questions yet: only the hidden
+ * order-date item the payer filled, so `$next-question` judges the order on the date CRD did (design.md §8). The copy keeps the form's extensions as the package carries it (with `cqf-library` in 2.0.1, without in 2.2),
  * which decides the expression language of the questions `$next-question` adds. A client can post it as it is.
  */
-export function adaptiveDraftResponse(draft: QuestionnaireResponse, adaptive: Questionnaire): QuestionnaireResponse {
+export function adaptiveDraftResponse(draft: QuestionnaireResponse, adaptive: Questionnaire, orderDate?: string): QuestionnaireResponse {
   const canonical = adaptive.version ? `${adaptive.url}|${adaptive.version}` : adaptive.url!;
   const contained: Questionnaire = {
     resourceType: 'Questionnaire',
@@ -98,8 +99,10 @@ export function adaptiveDraftResponse(draft: QuestionnaireResponse, adaptive: Qu
     subjectType: ['Patient'],
   };
   const { item: _items, ...rest } = draft;
+  if (orderDate) contained.item = [orderDateItem()];
   return {
     ...rest,
+    ...(orderDate ? { item: [{ linkId: ORDER_DATE_LINK_ID, text: contained.item![0].text, answer: [{ valueDate: orderDate }] }] } : {}),
     meta: { profile: [DTR_QR_ADAPT] },
     contained: [contained],
     questionnaire: `#${CONTAINED_ADAPTIVE_ID}`,

@@ -5,6 +5,7 @@ import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { FactType } from '../policies/policy-schema.js';
 import { tokenize } from '../fhir/fhirpath-tokens.js';
 import type { Token } from '../fhir/fhirpath-tokens.js';
+import { ORDER_DATE_LINK_ID } from '../policies/questionnaire-names.js';
 
 /**
  * Turns policy FHIRPath (design.md §5) into the FHIRPath an SDC renderer runs in the browser:
@@ -76,6 +77,18 @@ const SUSPECTED_DIAGNOSIS =
   " and verificationStatus.coding.where(code in ('refuted' | 'entered-in-error')).empty()" +
   " and code.coding.where(code.exists() and (system = 'http://hl7.org/fhir/sid/icd-10-cm' and code.trim().upper().startsWith('Z')).not()).exists()";
 
+/** The answer of the form's hidden order-date item (the payer's pre-fill), as a FHIRPath date string. */
+const ORDER_DATE_ANSWER = `%resource.repeat(item).where(linkId = '${ORDER_DATE_LINK_ID}').answer.valueDate`;
+
+/**
+ * `%orderDate` in the renderer: the order's start the payer pre-filled in the hidden order-date item
+ * (questionnaire-names.ts `ORDER_DATE_LINK_ID`), the date CRD judged the order on, so an age band (`adult`: 18 years
+ * on the order date) or an askWhen gate gives the form the same answer as CRD and the server (design.md §8: one
+ * decision per order). Today only when the form was not pre-filled (no order was known).
+ */
+export const RENDERER_ORDER_DATE_EXPR = `iif(${ORDER_DATE_ANSWER}.exists(), ${ORDER_DATE_ANSWER}.first().toString().substring(0, 10), today().toString())`;
+const RENDERER_ORDER_DATE_TIME_EXPR = `(${RENDERER_ORDER_DATE_EXPR} + 'T00:00:00Z')`;
+
 /**
  * What each server-side variable (cds-services/README.md "Variables") becomes in the renderer. The renderer has the
  * launch contexts (patient, user, encounter) and the x-fhir-query Bundles; it has no order and no Coverage.
@@ -106,14 +119,14 @@ const CLIENT_VARIABLES: Record<string, { expr?: string; portability: Portability
   },
   diagnosesComplete: { expr: `%conditions.entry.resource.where(${SUSPECTED_DIAGNOSIS}).empty()`, portability: 'portable' },
   orderDate: {
-    expr: 'today().toString()',
+    expr: RENDERER_ORDER_DATE_EXPR,
     portability: 'approximate',
-    note: "today's date stands in for the order's planned start",
+    note: "the order's start from the payer's pre-filled order-date item; today's date when the form was not pre-filled",
   },
   orderDateTime: {
-    expr: "(today().toString() + 'T00:00:00Z')",
+    expr: RENDERER_ORDER_DATE_TIME_EXPR,
     portability: 'approximate',
-    note: "today's date stands in for the order's planned start",
+    note: "the order's start from the payer's pre-filled order-date item; today's date when the form was not pre-filled",
   },
   order: {
     portability: 'none',
@@ -526,15 +539,15 @@ export interface AnswerContext {
   unknown: Set<string>;
 }
 
-/** The renderer's stand-ins for the order date, which it does not have: today (as the askWhen gates read it). */
+/** The order date in the renderer: the pre-filled order-date item, else today (as the askWhen gates read it). */
 const RENDERER_ORDER_DATE: Record<string, string> = {
-  orderDate: 'today().toString()',
-  orderDateTime: "(today().toString() + 'T00:00:00Z')",
+  orderDate: RENDERER_ORDER_DATE_EXPR,
+  orderDateTime: RENDERER_ORDER_DATE_TIME_EXPR,
 };
 
 /**
  * A rule condition (or part of one) as FHIRPath over the QuestionnaireResponse: askable facts read their answers,
- * derived facts are inlined from their own expressions, the order date is today (so an age band, e.g. `adult` from the
+ * derived facts are inlined from their own expressions, the order date is the pre-filled order start (so an age band, e.g. `adult` from the
  * birth-date answer, closes a pathway: design.md §6 "Clinical readings", questions are asked only of the patients they
  * concern), and everything else (EHR data, facts in `unknown`) is empty. Returns undefined when the result could not
  * be trusted (not monotone) or reads no answer.
@@ -594,7 +607,7 @@ export function ruleOverAnswers(policy: CompiledPolicy, condition: string, ctx: 
 /**
  * An `askWhen` condition (FHIRPath over facts and `%orderDate`) for a renderer: a fact with a form item reads its
  * answer, a fact without one reads its own client initialExpression (e.g. the birth date from `%patient`), and the
- * order date is today. Undefined when nothing in it can be known in the renderer.
+ * order date is the pre-filled order start ({@link RENDERER_ORDER_DATE_EXPR}). Undefined when nothing in it can be known in the renderer.
  */
 export function askWhenForRenderer(
   policy: CompiledPolicy,
@@ -610,7 +623,7 @@ export function askWhenForRenderer(
   const text = tokens
     .map((t, i) => {
       if (t.kind === 'var' && (t.name === 'orderDate' || t.name === 'orderDateTime')) {
-        return t.name === 'orderDate' ? 'today().toString()' : "(today().toString() + 'T00:00:00Z')";
+        return RENDERER_ORDER_DATE[t.name];
       }
       if (t.kind !== 'ident' || !isBare(tokens, i) || !policy.factsByName.has(t.name!)) return t.text;
       const item = ctx.itemFor(t.name!);

@@ -8,6 +8,7 @@ import {
   DTR_STD_QUESTIONNAIRE,
   EXT_DESIGN_NOTE,
   EXT_ENABLE_WHEN_EXPRESSION,
+  EXT_HIDDEN,
   EXT_INITIAL_EXPRESSION,
   EXT_ITEM_CONTROL,
   EXT_LAUNCH_CONTEXT,
@@ -19,7 +20,7 @@ import {
 } from '../fhir/dtr-urls.js';
 import { policyStructure } from '../policies/policy-structure.js';
 import type { FactGroup, PolicyStructure } from '../policies/policy-structure.js';
-import { justificationLinkId, questionnaireUrl } from '../policies/questionnaire-names.js';
+import { justificationLinkId, ORDER_DATE_LINK_ID, questionnaireUrl } from '../policies/questionnaire-names.js';
 
 /** What the builder needs besides the policy. */
 export interface QuestionnaireBuildContext {
@@ -145,8 +146,9 @@ function usageGate(
 
 /**
  * The `enableWhenExpression` of a question or attachment with an `askWhen`: shown unless the answers so far (the
- * pre-filled ones included, e.g. the birth date) make the condition false. The renderer has no order, so `%orderDate`
- * is today (design.md §6 "Clinical readings": questions are asked only of the patients they concern).
+ * pre-filled ones included, e.g. the birth date) make the condition false. `%orderDate` is the order start the payer
+ * pre-filled in the hidden order-date item, as CRD judged it (design.md §6 "Clinical readings": questions are asked
+ * only of the patients they concern; §8: one decision per order).
  */
 function askWhenGate(
   policy: CompiledPolicy,
@@ -387,7 +389,21 @@ export function buildQuestionnaire(
     subjectType: ['Patient'],
     ...(ctx.payerLabel ? { publisher: ctx.payerLabel } : {}),
     description,
-    item: groups,
+    item: [orderDateItem(), ...groups],
+  };
+}
+
+/**
+ * The hidden, read-only order start date ({@link ORDER_DATE_LINK_ID}): filled by the payer from the order (CRD's
+ * order date), read by the form's age and askWhen gates and by the server, so all judge the order on one date.
+ */
+export function orderDateItem(): QuestionnaireItem {
+  return {
+    extension: [{ url: EXT_HIDDEN, valueBoolean: true }],
+    linkId: ORDER_DATE_LINK_ID,
+    text: "The order's start date: the date the coverage rules are applied on (filled in by the payer)",
+    type: 'date',
+    readOnly: true,
   };
 }
 

@@ -20,7 +20,8 @@ import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 import { identifyPayer } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { withMedicationCode } from '../policies/evaluation-data.js';
+import { orderStartOf, withMedicationCode } from '../policies/evaluation-data.js';
+import { localReference } from '../fhir/references.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
 import { prefilledResponse } from '../coverage/questionnaire-answers.js';
 import { assertionIsAbout, requestPatientIds } from './assertion-patient.js';
@@ -473,6 +474,11 @@ function packageBundle(
         )
       : [];
     const id = randomUUID();
+    // The date CRD judged this order on, for the form's age and askWhen gates and the server's reading (design.md §8);
+    // only from an order about the response's patient (another patient's order says nothing of this one's).
+    const orderSubject = localReference((order as { subject?: { reference?: string } } | undefined)?.subject?.reference);
+    const aboutSubject = !orderSubject || !subject || orderSubject === localReference(subject.reference);
+    const orderDate = order && aboutSubject ? orderStartOf(order as MedicationRequest) : undefined;
     const qr = prefilledResponse(policy, q, assertion?.facts ?? {}, {
       valueSets: content.valueSets,
       canonicalBase: content.canonicalBase,
@@ -483,8 +489,9 @@ function packageBundle(
       // DTR 2.2 lets the response carry the CRD coverage-information, which links it to the assertion for PAS.
       extension: version === '2.2' ? coverageInfo : [],
       id,
+      orderDate,
     });
-    entry.push({ fullUrl: `urn:uuid:${id}`, resource: standard ? adaptiveDraftResponse(qr, form) : qr });
+    entry.push({ fullUrl: `urn:uuid:${id}`, resource: standard ? adaptiveDraftResponse(qr, form, orderDate) : qr });
   }
   return {
     resourceType: 'Bundle',

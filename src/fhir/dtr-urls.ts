@@ -27,6 +27,7 @@ export const EXT_ITEM_CONTROL = 'http://hl7.org/fhir/StructureDefinition/questio
 export const ITEM_CONTROL_SYSTEM = 'http://hl7.org/fhir/questionnaire-item-control';
 export const EXT_QUESTIONNAIRE_UNIT = 'http://hl7.org/fhir/StructureDefinition/questionnaire-unit';
 export const EXT_DESIGN_NOTE = 'http://hl7.org/fhir/StructureDefinition/designNote';
+export const EXT_HIDDEN = 'http://hl7.org/fhir/StructureDefinition/questionnaire-hidden';
 export const EXT_ADAPTIVE = `${SDC}/sdc-questionnaire-questionnaireAdaptive`;
 
 export const EXT_INFORMATION_ORIGIN = `${DTR}/information-origin`;

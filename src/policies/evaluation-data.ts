@@ -92,6 +92,15 @@ function observationDate(o: Observation): string {
  * authoredOn, else today.
  */
 export function orderDateOf(order: MedicationRequest, today: string): string {
+  return orderStartOf(order) ?? today;
+}
+
+/**
+ * The date an order states for itself, as {@link orderDateOf} reads it (planned start, validity start, authoredOn,
+ * each written to at least the day), or undefined when it states none. DTR pre-fills the form's order-date item with
+ * it, so the form judges the order on the date CRD did (design.md §8).
+ */
+export function orderStartOf(order: MedicationRequest): string | undefined {
   const candidates = [
     order.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start,
     order.dispenseRequest?.validityPeriod?.start,
@@ -100,7 +109,7 @@ export function orderDateOf(order: MedicationRequest, today: string): string {
   for (const c of candidates) {
     if (typeof c === 'string' && /^\d{4}-\d{2}-\d{2}/.test(c)) return c.slice(0, 10);
   }
-  return today;
+  return undefined;
 }
 
 const refKey = (ref: string | undefined): string | undefined => localReference(ref) ?? ref;

@@ -24,3 +24,12 @@ export function adaptiveQuestionnaireUrl(canonicalBase: string, policyId: string
 export function justificationLinkId(limitId: string): string {
   return `justification-${limitId}`;
 }
+
+/**
+ * The linkId of the hidden, read-only date item every generated Questionnaire carries for the order's start: the
+ * date CRD judged the order on (evaluation-data.ts `orderDateOf`: planned start, else validity start, else
+ * authoredOn). The payer pre-fills it from the order in `$questionnaire-package`; the form's `%orderDate` (age bands,
+ * askWhen gates) reads it, and the server reads it back from a response, so CRD, DTR and PAS judge one date
+ * (design.md §8: one decision per order). Unanswered, the date is today.
+ */
+export const ORDER_DATE_LINK_ID = 'order-date';

@@ -27,7 +27,7 @@ import { createLogger } from '../../src/logger.js';
 import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
 import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
 import type { FactValue, PolicyEvaluation } from '../../src/policies/evaluate-policy.js';
-import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
+import { evaluationDataFor, indexRecord, orderDateOf } from '../../src/policies/evaluation-data.js';
 import { recordFromResources } from '../../src/policies/record-from-resources.js';
 import type { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
@@ -44,7 +44,7 @@ import {
   TODAY,
 } from './helpers.js';
 import type { SynthesizedRecord } from './helpers.js';
-import { justificationLinkId } from '../../src/policies/questionnaire-names.js';
+import { justificationLinkId, ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
 
 const content = dtrContent();
 const FHIR = 'application/fhir+json';
@@ -198,7 +198,9 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
     expect(qr.questionnaire).toBe(policy.questionnaire);
     expect(qr.subject?.reference).toBe('Patient/p1');
     expect(qr.author).toBeUndefined();
-    const answers = qrItems(qr.item).filter((i) => i.answer);
+    const answers = qrItems(qr.item).filter((i) => i.answer && i.linkId !== ORDER_DATE_LINK_ID);
+    // The order start CRD judged the order on, beside the facts (design.md §8).
+    expect(qrItems(qr.item).find((i) => i.linkId === ORDER_DATE_LINK_ID)?.answer?.[0].valueDate).toBe(orderDateOf(signed as MedicationRequest, TODAY));
     const held = Object.fromEntries(
       sc.structure.asked
         .filter((f) => assertion.facts[f] !== undefined)

@@ -2,7 +2,8 @@
  * Questions a payer policy restricts to an age band are asked only of patients in that band (design.md §6 "Clinical
  * readings"): the DTR form hides them once the birth date (pre-filled from the patient) shows the patient is outside
  * it, for a question in its pathway's own group and for one the indication group shares between several covered uses
- * alike. The renderer has no order, so the age is taken on today's date, as the askWhen gates take it. Likewise a
+ * alike. These responses carry no pre-filled order start, so the age is taken on today's date (the order start the
+ * payer pre-fills is test/dtr/order-date-age.test.ts). Likewise a
  * question (or document) only another covered use needs is not asked once the answers meet the use the seed lists.
  */
 import type { Questionnaire, QuestionnaireItem, QuestionnaireResponse, QuestionnaireResponseItem } from '@medplum/fhirtypes';

@@ -23,7 +23,7 @@ import { generateQuestionnaireFiles } from '../../src/dtr/questionnaire-files.js
 import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
 import { repoRoot } from '../helpers/stories.js';
 import { CANONICAL_BASE, dtrContent, fhirIssues } from './helpers.js';
-import { justificationLinkId } from '../../src/policies/questionnaire-names.js';
+import { justificationLinkId, ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
 
 const content = dtrContent();
 const files = generateQuestionnaireFiles(content);
@@ -55,7 +55,8 @@ describe('generated questionnaires', () => {
     const policy = f.policy;
     const structure = policyStructure(policy);
     const items = flattenItems(q.item);
-    const questions = items.filter((i) => i.type !== 'group' && i.type !== 'display' && i.type !== 'attachment');
+    // The hidden order-date item is the payer's, not a question (questionnaire-names.ts ORDER_DATE_LINK_ID).
+    const questions = items.filter((i) => i.type !== 'group' && i.type !== 'display' && i.type !== 'attachment' && i.linkId !== ORDER_DATE_LINK_ID);
     const attachments = items.filter((i) => i.type === 'attachment');
 
     it('is a valid FHIR R4 Questionnaire (Medplum validator)', () => {
@@ -114,6 +115,13 @@ describe('generated questionnaires', () => {
       expect(linkIds.length).toBeGreaterThanOrEqual(structure.asked.length);
     });
 
+    it('carries the order start as one hidden, read-only date item the payer fills, which no question is', () => {
+      const first = q.item![0];
+      expect(first).toMatchObject({ linkId: ORDER_DATE_LINK_ID, type: 'date', readOnly: true });
+      expect(first.extension).toContainEqual({ url: 'http://hl7.org/fhir/StructureDefinition/questionnaire-hidden', valueBoolean: true });
+      expect(items.filter((i) => i.linkId === ORDER_DATE_LINK_ID)).toHaveLength(1);
+    });
+
     it('maps every question to a policy fact or a limit justification', () => {
       const factLinkIds = new Set(structure.asked.map((n) => policy.factsByName.get(n)!.def.linkId));
       const justifications = new Set(
@@ -151,7 +159,7 @@ describe('generated questionnaires', () => {
     });
 
     it('groups questions by rule kind or pathway, and gates pathway groups, justifications, askWhen questions and shared pathway questions with enableWhenExpression', () => {
-      const groups = (q.item ?? []).map((g) => g.linkId);
+      const groups = (q.item ?? []).map((g) => g.linkId).filter((l) => l !== ORDER_DATE_LINK_ID);
       expect(groups.every((g) => g.startsWith('group-'))).toBe(true);
       for (const g of structure.groups.filter((x) => x.kind === 'pathway'))
         expect(groups).toContain(`group-pathway-${g.rule!.id}`);

@@ -1,0 +1,162 @@
+/**
+ * One decision per order, shared by CRD, DTR and PAS (design.md §8): the age bands a policy uses (Centene CP.PHAR.312:
+ * "adult" is 18 or older on the order date, I.A.4.c.iii) are judged on the order's start in CRD, in the DTR form
+ * (the payer's pre-fill and the form's enableWhenExpressions) and in the server's reading of the
+ * QuestionnaireResponse. The patient here turns 18 after today and before the order starts: an adult for this order.
+ */
+import type { Bundle, MedicationRequest, Parameters, Questionnaire, QuestionnaireItem, QuestionnaireResponse, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
+import { EXT_ENABLE_WHEN_EXPRESSION } from '../../src/fhir/dtr-urls.js';
+import { compileFhirPath } from '../../src/fhir/fhirpath.js';
+import { ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
+import type { MemoryStorage } from '../../src/storage/memory-storage.js';
+import { buildApp } from '../helpers/app.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { storyOrder, storyResources } from '../helpers/stories.js';
+import { CANONICAL_BASE, daysBefore, dtrContent, EVIDENCE, TODAY } from './helpers.js';
+
+const FHIR = 'application/fhir+json';
+const STORY = 'centene-missing-mrd';
+const content = dtrContent();
+const daysAfter = (date: string, days: number) => daysBefore(date, -days);
+const yearsBefore = (date: string, years: number) => `${String(Number(date.slice(0, 4)) - years).padStart(4, '0')}${date.slice(4)}`;
+
+/** The story's chart and order, the order starting in 30 days and the patient turning 18 in 10. */
+function turningEighteen(): { resources: Resource[]; order: MedicationRequest; start: string; birthDate: string } {
+  const start = daysAfter(TODAY, 30);
+  const birthDate = yearsBefore(daysAfter(TODAY, 10), 18);
+  const resources = storyResources(STORY).map((r) => (r.resourceType === 'Patient' ? { ...r, birthDate } : r));
+  const order = structuredClone(storyOrder(STORY, resources));
+  order.authoredOn = `${TODAY}T09:00:00Z`;
+  order.dosageInstruction![0].timing!.repeat!.boundsPeriod = { start, end: daysAfter(start, 27) };
+  order.dispenseRequest!.validityPeriod = { start, end: daysAfter(start, 167) };
+  return { resources, order, start, birthDate };
+}
+
+/** Whether the item is shown in a renderer: its own enableWhenExpression and every enclosing group's. */
+function shown(q: Questionnaire, linkId: string, qr: QuestionnaireResponse): boolean {
+  const path = (items: QuestionnaireItem[] | undefined, trail: QuestionnaireItem[]): QuestionnaireItem[] | undefined => {
+    for (const i of items ?? []) {
+      if (i.linkId === linkId) return [...trail, i];
+      const found = path(i.item, [...trail, i]);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  const chain = path(q.item, []);
+  expect(chain, `${linkId} is in ${q.id}`).toBeDefined();
+  return chain!.every((i) => {
+    const gate = i.extension?.find((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION)?.valueExpression?.expression;
+    if (!gate) return true;
+    const fn = compileFhirPath(gate, { valueSets: content.valueSets, valueSetBase: `${CANONICAL_BASE}/ValueSet`, model: 'r4' });
+    return fn(qr, { resource: qr, patient: { resourceType: 'Patient' } })[0] !== false;
+  });
+}
+
+/** The response with answers set (replacing what was pre-filled at those linkIds; new ones at the top level). */
+function withAnswers(qr: QuestionnaireResponse, a: Record<string, QuestionnaireResponseItem['answer']>): QuestionnaireResponse {
+  const out = structuredClone(qr);
+  const set = new Set<string>();
+  const walk = (items: QuestionnaireResponseItem[] | undefined) => {
+    for (const i of items ?? []) {
+      if (a[i.linkId]) {
+        i.answer = a[i.linkId];
+        set.add(i.linkId);
+      }
+      walk(i.item);
+    }
+  };
+  walk(out.item);
+  for (const [linkId, answer] of Object.entries(a)) if (!set.has(linkId)) (out.item ??= []).push({ linkId, answer });
+  return out;
+}
+
+const answerOf = (items: QuestionnaireResponseItem[] | undefined, linkId: string): QuestionnaireResponseItem['answer'] =>
+  (items ?? []).flatMap((i) => [...(i.linkId === linkId ? [i] : []), ...(i.item ?? [])]).find((i) => i.linkId === linkId)?.answer;
+
+const code = (c: string): QuestionnaireResponseItem['answer'] => [{ valueCoding: { system: EVIDENCE, code: c } }];
+
+describe('a patient who turns 18 between today and the order start', () => {
+  it('is an adult for this order in CRD, in the DTR form and in the server reading of the response', async () => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const { resources, order, start, birthDate } = turningEighteen();
+
+    // CRD: the facts recorded at signing.
+    const signed = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order)).expect(200);
+    const assertions = [...(storage as MemoryStorage).assertions.values()];
+    expect(assertions).toHaveLength(1);
+    expect(assertions[0].facts.birthDate).toBe(birthDate);
+    expect(assertions[0].facts.adult, 'CRD: adult on the order date').toBe(true);
+
+    // DTR: the package's form and its pre-filled response (the 2.0.1 shape, which names no CRD assertion).
+    const res = await request(app)
+      .post('/fhir/Questionnaire/$questionnaire-package')
+      .set('Content-Type', FHIR)
+      .send(JSON.stringify({ resourceType: 'Parameters', parameter: [
+        { name: 'coverage', resource: resources.find((r) => r.resourceType === 'Coverage') },
+        { name: 'order', resource: signed.body.systemActions[0].resource },
+      ] }))
+      .expect(200);
+    const bundles = (res.body as Parameters).parameter!.filter((p) => p.name === 'PackageBundle').map((p) => p.resource as Bundle);
+    expect(bundles.length).toBeGreaterThan(0);
+    for (const bundle of bundles) {
+      const q = bundle.entry!.find((e) => e.resource?.resourceType === 'Questionnaire')!.resource as Questionnaire;
+      const qr = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
+      expect(answerOf(qr.item, ORDER_DATE_LINK_ID)?.[0].valueDate, 'the order start is pre-filled').toBe(start);
+      expect(answerOf(qr.item, 'birth-date')?.[0].valueDate).toBe(birthDate);
+
+      // The form: the adult-only maintenance-with-POMP question (I.A.4.c.iii) is asked, as CRD would ask it.
+      const maintenance = withAnswers(qr, { 'ph-status': code('negative'), 'treatment-phase': code('maintenance') });
+      expect(shown(q, 'with-pomp', maintenance), `${q.id}: the adult question is shown`).toBe(true);
+      // Judged on today instead (the order start taken out), the same patient is a child and the question hidden.
+      const onToday = withAnswers(maintenance, { [ORDER_DATE_LINK_ID]: [] });
+      expect(shown(q, 'with-pomp', onToday), `${q.id}: on today the question is hidden`).toBe(false);
+
+      // The server's reading of the response sent back: adult, as in CRD.
+      const read = evaluateQuestionnaireResponse({ content, qr: { ...maintenance, status: 'completed' }, today: TODAY });
+      expect(read.problems).toEqual([]);
+      expect(read.evaluation.facts.find((f) => f.name === 'adult')?.value, 'server: adult on the order date').toBe(true);
+    }
+  });
+
+  it("the adaptive route's first response carries the order start for $next-question, which reads the age on it", async () => {
+    const { app } = buildApp({ today: TODAY });
+    const { resources, order, start, birthDate } = turningEighteen();
+    const policy = content.policies.find((p) => p.file.id === 'centene-blinatumomab')!;
+    const res = await request(app)
+      .post('/fhir/Questionnaire/$questionnaire-package')
+      .set('Content-Type', FHIR)
+      .send(JSON.stringify({ resourceType: 'Parameters', parameter: [
+        { name: 'coverage', resource: resources.find((r) => r.resourceType === 'Coverage') },
+        { name: 'order', resource: order },
+        { name: 'questionnaire', valueCanonical: `${CANONICAL_BASE}/Questionnaire/${policy.file.id}-adaptive` },
+      ] }))
+      .expect(200);
+    const bundle = (res.body as Parameters).parameter!.find((p) => p.name === 'PackageBundle')!.resource as Bundle;
+    const draft = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
+    expect(answerOf(draft.item, ORDER_DATE_LINK_ID)?.[0].valueDate).toBe(start);
+    const form = draft.contained!.find((c) => c.resourceType === 'Questionnaire') as Questionnaire;
+    expect(form.item?.map((i) => i.linkId)).toEqual([ORDER_DATE_LINK_ID]);
+    // $next-question reads the answers so far over the same evaluation: the birth date given, an adult for this order.
+    const read = evaluateQuestionnaireResponse({ content, qr: withAnswers(draft, { 'birth-date': [{ valueDate: birthDate }] }), today: TODAY });
+    expect(read.evaluation.facts.find((f) => f.name === 'adult')?.value).toBe(true);
+  });
+
+  it('a form the payer could not pre-fill (no order known) judges the age on today, the one date it has', () => {
+    const { birthDate } = turningEighteen();
+    const q = content.policies.find((p) => p.file.id === 'centene-blinatumomab')!;
+    const qr: QuestionnaireResponse = {
+      resourceType: 'QuestionnaireResponse',
+      questionnaire: `${CANONICAL_BASE}/Questionnaire/${q.file.id}|${q.file.version}`,
+      status: 'completed',
+      item: [
+        { linkId: 'birth-date', answer: [{ valueDate: birthDate }] },
+        { linkId: 'ph-status', answer: code('negative') },
+      ],
+    };
+    const read = evaluateQuestionnaireResponse({ content, qr, today: TODAY });
+    expect(read.evaluation.facts.find((f) => f.name === 'adult')?.value).toBe(false);
+  });
+});
