@@ -74,7 +74,11 @@ describe.skipIf(!hasChromium)(`every Questionnaire renders in LHC-Forms${hasChro
     const rendered = await page.locator('lhc-item-question, lhc-item .lhc-de-label').count();
     expect(rendered).toBeGreaterThan(0);
     expect(questions).toBeGreaterThan(0);
-    expect(await page.textContent('#form')).toContain(q.item![0].text ?? '');
+    // The first visible item is on the page; the hidden order-date item (the payer's, not a question) is not.
+    const hidden = (i: NonNullable<Questionnaire['item']>[number]) => (i.extension ?? []).some((e) => e.url.endsWith('/questionnaire-hidden') && e.valueBoolean);
+    const text = await page.textContent('#form');
+    expect(text).toContain(q.item!.find((i) => !hidden(i))!.text ?? '');
+    for (const i of q.item!.filter(hidden)) expect(text).not.toContain(i.text ?? '');
     expect(problems).toEqual([]);
     await page.close();
   });
