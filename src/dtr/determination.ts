@@ -19,6 +19,11 @@ export interface DetermineOptions {
   policy: CompiledPolicy;
   evaluation: PolicyEvaluation;
   today: string;
+  /**
+   * The date the order was judged on (its planned start, or the start the payer pre-filled in the form's order-date
+   * item): an approval's period starts there, as CRD's does for the same order (design.md §8). Today when unknown.
+   */
+  orderDate?: string;
   coverageRef?: string;
   orderRef?: string;
   patientId?: string;
@@ -73,10 +78,10 @@ export function determinationKey(opts: Pick<DetermineOptions, 'policy' | 'patien
 }
 
 /** The rules' determination, with a new authorization number when they approve (before the order's record speaks). */
-function proposed({ policy, evaluation, today }: DetermineOptions) {
+function proposed({ policy, evaluation, today, orderDate }: DetermineOptions) {
   const authorization =
     evaluation.outcome === 'satisfied' && evaluation.pathway?.approval
-      ? newApproval(policy.file.payer, today, today, evaluation.pathway.approval)
+      ? newApproval(policy.file.payer, today, orderDate ?? today, evaluation.pathway.approval)
       : undefined;
   return determinationOf(policy, evaluation, authorization);
 }

@@ -191,6 +191,7 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
       policy,
       evaluation: ev,
       today: deps.today,
+      orderDate: result.orderDate,
       coverageRef: ctx.coverage,
       orderRef: ctx.orders[0],
       patientId: ctx.patientId,

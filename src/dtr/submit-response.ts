@@ -207,6 +207,7 @@ async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDe
     policy: result.policy,
     evaluation: result.evaluation,
     today: deps.today,
+    orderDate: result.orderDate,
     coverageRef: ctx.coverage,
     orderRef: ctx.orders[0],
     patientId: ctx.patientId,

@@ -121,6 +121,33 @@ describe('a patient who turns 18 between today and the order start', () => {
     }
   });
 
+  it('an approval made on the completed form runs from the order start, as an approval at signing would', async () => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const { resources, order, start } = turningEighteen();
+    const signed = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order)).expect(200);
+    const res = await request(app)
+      .post('/fhir/Questionnaire/$questionnaire-package')
+      .set('Content-Type', FHIR)
+      .send(JSON.stringify({ resourceType: 'Parameters', parameter: [
+        { name: 'coverage', resource: resources.find((r) => r.resourceType === 'Coverage') },
+        { name: 'order', resource: signed.body.systemActions[0].resource },
+      ] }))
+      .expect(200);
+    const bundle = (res.body as Parameters).parameter!.find((p) => p.name === 'PackageBundle')!.resource as Bundle;
+    const qr = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
+    expect(answerOf(qr.item, ORDER_DATE_LINK_ID)?.[0].valueDate).toBe(start);
+    // The MRD level the record lacked, answered: MRD-positive B-ALL in remission (CP.PHAR.312 I.A.4.a).
+    const completed = { ...withAnswers(qr, { 'mrd-percent': [{ valueDecimal: 0.5 }] }), status: 'completed' as const };
+    const created = await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(completed)).expect(201);
+    const ext = (created.body as QuestionnaireResponse).extension!.find((e) => e.url.endsWith('ext-coverage-information'))!;
+    const assertionId = ext.extension!.find((e) => e.url === 'coverage-assertion-id')!.valueString!;
+    const assertion = await storage.getAssertion(assertionId);
+    expect(ext.extension!.find((e) => e.url === 'pa-needed')?.valueCode, 'the answered form approves').toBe('satisfied');
+    expect(assertion?.outcome).toBe('satisfied');
+    expect(assertion?.authorization?.start, 'the approval starts on the order start, not today').toBe(start);
+    expect(assertion!.authorization!.end > start).toBe(true);
+  });
+
   it("the adaptive route's first response carries the order start for $next-question, which reads the age on it", async () => {
     const { app } = buildApp({ today: TODAY });
     const { resources, order, start, birthDate } = turningEighteen();
