@@ -99,6 +99,24 @@ function files(dir: string, ext: string[]): string[] {
 }
 
 /**
+ * A content YAML file's data checked against its schema; undefined with the file's problems recorded (a file that is
+ * not YAML included), so that every bad file is named at once.
+ */
+function readContentFile<T>(path: string, schema: z.ZodType<T>, problems: ContentProblem[]): T | undefined {
+  let raw: unknown;
+  try {
+    raw = readYamlFile(path);
+  } catch (err) {
+    problems.push({ file: path, field: '(yaml)', message: (err as Error).message });
+    return undefined;
+  }
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  for (const i of parsed.error.issues) problems.push({ file: path, field: i.path.join('.'), message: i.message });
+  return undefined;
+}
+
+/**
  * Loads and compiles all content. Throws ContentError naming every bad file and field; the service refuses to
  * start on it (design.md §5).
  */
@@ -122,41 +140,22 @@ export function loadContent(opts: { root: string; canonicalBase: string }): Cont
 
   const payers = new Map<string, Payer>();
   for (const path of files(join(cds, 'payers'), ['.yaml', '.yml'])) {
-    let raw: unknown;
-    try {
-      raw = readYamlFile(path);
-    } catch (err) {
-      problems.push({ file: path, field: '(yaml)', message: (err as Error).message });
-      continue;
-    }
-    const parsed = payerSchema.safeParse(raw);
-    if (!parsed.success) {
-      for (const i of parsed.error.issues) problems.push({ file: path, field: i.path.join('.'), message: i.message });
-      continue;
-    }
+    const parsed = readContentFile(path, payerSchema, problems);
+    if (!parsed) continue;
     // The file name is the key: start-up checks DEFAULT_PAYER against the file names before this loads (config.ts
     // payerKeysOnDisk), and a policy directory is named by it too.
     const fileKey = basename(path).replace(/\.ya?ml$/, '');
-    if (parsed.data.key !== fileKey) problems.push({ file: path, field: 'key', message: `must equal the file name (${fileKey})` });
-    if (!parsed.data.identifiers.some((i) => i.system === PAYER_ID_SYSTEM && i.value === parsed.data.key)) {
-      problems.push({ file: path, field: 'identifiers', message: `must include {system: ${PAYER_ID_SYSTEM}, value: ${parsed.data.key}}` });
+    if (parsed.key !== fileKey) problems.push({ file: path, field: 'key', message: `must equal the file name (${fileKey})` });
+    if (!parsed.identifiers.some((i) => i.system === PAYER_ID_SYSTEM && i.value === parsed.key)) {
+      problems.push({ file: path, field: 'identifiers', message: `must include {system: ${PAYER_ID_SYSTEM}, value: ${parsed.key}}` });
     }
-    payers.set(parsed.data.key, parsed.data);
+    payers.set(parsed.key, parsed);
   }
 
   const services: ServiceDefinition[] = [];
   for (const path of files(join(cds, 'services'), ['.yaml', '.yml'])) {
-    let raw: unknown;
-    try {
-      raw = readYamlFile(path);
-    } catch (err) {
-      problems.push({ file: path, field: '(yaml)', message: (err as Error).message });
-      continue;
-    }
-    const parsed = serviceSchema.safeParse(raw);
-    if (!parsed.success) {
-      for (const i of parsed.error.issues) problems.push({ file: path, field: i.path.join('.'), message: i.message });
-    } else services.push(parsed.data);
+    const parsed = readContentFile(path, serviceSchema, problems);
+    if (parsed) services.push(parsed);
   }
 
   const hookOrder = ['order-sign', 'order-select', 'order-dispatch'];

@@ -120,7 +120,8 @@ function answersOnly(policy: CompiledPolicy): CompiledPolicy {
   return view;
 }
 
-function emptyData(today: string): EvaluationData {
+/** The evaluation data of an order nothing is known about (no record): every fact comes from answers, or is unknown. */
+export function emptyData(today: string): EvaluationData {
   return {
     order: { resourceType: 'MedicationRequest' },
     conditions: [],

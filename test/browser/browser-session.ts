@@ -126,3 +126,20 @@ export async function lowContrastText(page: Page): Promise<string[]> {
     return out;
   });
 }
+
+/**
+ * Page script (plain JavaScript, run inside an async function) that gives LHC-Forms the FHIR context the DTR app gives
+ * it after a SMART launch: the sandbox EHR as the FHIR server and the sandbox patient centene-missing-mrd, so launch
+ * contexts and x-fhir-query variables resolve. Leaves `util` (LForms.Util) defined and the form element ready.
+ */
+export const LFORMS_SANDBOX_CONTEXT = `
+      const util = window.LForms.Util;
+      const base = location.origin + '/sandbox/fhir';
+      function get(url) {
+        const u = typeof url === 'string' ? url : url.url;
+        return fetch(u.startsWith('http') ? u : base + '/' + u.replace(/^\\//, ''), { headers: { Accept: 'application/fhir+json' } }).then(function (r) { return r.json(); });
+      }
+      const patient = await get('Patient/centene-missing-mrd');
+      util.setFHIRContext({ getFhirVersion: async function () { return '4.0.1'; }, request: get, patient: { id: patient.id, read: async function () { return patient; } }, user: { id: null, fhirUser: null, read: async function () { return null; } }, encounter: { id: null, read: async function () { return null; } } }, { patient: patient });
+      await customElements.whenDefined('wc-lhc-form');
+`;

@@ -10,6 +10,7 @@ import type { Questionnaire, QuestionnaireResponse, ValueSet } from '@medplum/fh
 import { chromium } from 'playwright-core';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LFORMS_SANDBOX_CONTEXT } from './browser-session.js';
 import { withContainedValueSets } from '../../web/dtr/lforms.js';
 import { ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
 import { daysBefore, EVIDENCE, TODAY } from '../dtr/helpers.js';
@@ -71,15 +72,7 @@ describe.skipIf(!hasChromium)(`order-date gates in LHC-Forms${hasChromium ? '' :
     await page.waitForFunction(() => !!(window as unknown as { LForms?: { Util?: unknown } }).LForms?.Util);
     // As web/dtr/app.ts does: the form, the payer's pre-filled response merged in, then rendered.
     const outcome = await page.evaluate(`(async () => {
-      const util = window.LForms.Util;
-      const base = location.origin + '/sandbox/fhir';
-      function get(url) {
-        const u = typeof url === 'string' ? url : url.url;
-        return fetch(u.startsWith('http') ? u : base + '/' + u.replace(/^\\//, ''), { headers: { Accept: 'application/fhir+json' } }).then(function (r) { return r.json(); });
-      }
-      const patient = await get('Patient/centene-missing-mrd');
-      util.setFHIRContext({ getFhirVersion: async function () { return '4.0.1'; }, request: get, patient: { id: patient.id, read: async function () { return patient; } }, user: { id: null, fhirUser: null, read: async function () { return null; } }, encounter: { id: null, read: async function () { return null; } } }, { patient: patient });
-      await customElements.whenDefined('wc-lhc-form');
+      ${LFORMS_SANDBOX_CONTEXT}
       try {
         const form = util.mergeFHIRDataIntoLForms('QuestionnaireResponse', ${JSON.stringify(qr)}, util.convertFHIRQuestionnaireToLForms(${JSON.stringify(withContainedValueSets(q, valueSets))}, 'R4'), 'R4');
         await util.addFormToPage(form, 'form', { prepopulate: false });

@@ -4,6 +4,7 @@ import type { Questionnaire, ValueSet } from '@medplum/fhirtypes';
 import { chromium } from 'playwright-core';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LFORMS_SANDBOX_CONTEXT } from './browser-session.js';
 import { withContainedValueSets } from '../../web/dtr/lforms.js';
 import { repoRoot } from '../helpers/stories.js';
 import { startDemoServer } from './start-demo-server.js';
@@ -49,15 +50,7 @@ describe.skipIf(!hasChromium)(`every Questionnaire renders in LHC-Forms${hasChro
     // variables resolve.
     const outcome = await page.evaluate(`(async () => {
       const form = ${JSON.stringify(form)};
-      const util = window.LForms.Util;
-      const base = location.origin + '/sandbox/fhir';
-      function get(url) {
-        const u = typeof url === 'string' ? url : url.url;
-        return fetch(u.startsWith('http') ? u : base + '/' + u.replace(/^\\//, ''), { headers: { Accept: 'application/fhir+json' } }).then(function (r) { return r.json(); });
-      }
-      const patient = await get('Patient/centene-missing-mrd');
-      util.setFHIRContext({ getFhirVersion: async function () { return '4.0.1'; }, request: get, patient: { id: patient.id, read: async function () { return patient; } }, user: { id: null, fhirUser: null, read: async function () { return null; } }, encounter: { id: null, read: async function () { return null; } } }, { patient: patient });
-      await customElements.whenDefined('wc-lhc-form');
+      ${LFORMS_SANDBOX_CONTEXT}
       try {
         await util.addFormToPage(util.convertFHIRQuestionnaireToLForms(form, 'R4'), 'form', { prepopulate: true });
         return 'rendered';

@@ -5,6 +5,7 @@ import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { loadContent } from '../../src/content.js';
 import { ContentError } from '../../src/policies/policy-loader.js';
+import { emptyData } from '../../src/coverage/evaluate-response.js';
 import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
 import { decisionFor } from '../../src/pas/adjudicate.js';
 import { repoRoot } from '../helpers/stories.js';
@@ -114,16 +115,7 @@ describe('policy loading', () => {
     const label = 'MRD-positive (minimal residual disease detectable at 0.01 % or more)';
     p.facts = { mrdPositive: { ...mrdPositive, label } };
     const policy = loadContent({ root: contentRoot(p), canonicalBase: 'https://priorpath.dev/fhir' }).policies[0];
-    const ev = evaluatePolicy(policy, {
-      order: { resourceType: 'MedicationRequest' },
-      conditions: [],
-      observations: [],
-      medications: [],
-      immunizations: [],
-      diagnoses: [],
-      user: [],
-      orderDate: '2026-11-23',
-    });
+    const ev = evaluatePolicy(policy, { ...emptyData('2026-11-23'), user: [] });
     const decided = decisionFor(policy, ev, { sequence: 1, orderDate: '2026-11-23', payer: 'acme', today: '2026-11-23' });
     const evidence = decided.criteria.find((c) => c.id === 'mrd-positive')?.evidence;
     expect(evidence).toEqual([{ fact: 'mrdPositive', label, source: 'unknown' }]);
@@ -137,16 +129,7 @@ describe('policy loading', () => {
     p.facts = { relapsedOrRefractory: { type: 'boolean', askable: false, label: 'Relapsed or refractory disease', fhirpath: '%conditions.exists() | true' } };
     const content = loadContent({ root: contentRoot(p), canonicalBase: 'https://priorpath.dev/fhir' });
     const policy = content.policies[0];
-    const ev = evaluatePolicy(policy, {
-      order: { resourceType: 'MedicationRequest' },
-      conditions: [],
-      observations: [],
-      medications: [],
-      immunizations: [],
-      diagnoses: [],
-      user: [],
-      orderDate: '2026-11-23',
-    });
+    const ev = evaluatePolicy(policy, { ...emptyData('2026-11-23'), user: [] });
     expect(ev.outcome).toBe('error');
     expect(ev.facts.find((f) => f.name === 'relapsedOrRefractory')?.error).toMatch(/at most one value/);
   });

@@ -6,12 +6,11 @@
  * payer pre-fills is test/dtr/order-date-age.test.ts). Likewise a
  * question (or document) only another covered use needs is not asked once the answers meet the use the seed lists.
  */
-import type { Questionnaire, QuestionnaireItem, QuestionnaireResponse, QuestionnaireResponseItem } from '@medplum/fhirtypes';
+import type { Questionnaire, QuestionnaireResponse, QuestionnaireResponseItem } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
 import { EXT_ENABLE_WHEN_EXPRESSION } from '../../src/fhir/dtr-urls.js';
-import { compileFhirPath } from '../../src/fhir/fhirpath.js';
 import { buildQuestionnaire, flattenItems } from '../../src/dtr/questionnaire-builder.js';
-import { CANONICAL_BASE, daysBefore, dtrContent, EVIDENCE, TODAY } from './helpers.js';
+import { CANONICAL_BASE, daysBefore, dtrContent, EVIDENCE, shownInForm, TODAY } from './helpers.js';
 
 const content = dtrContent();
 const questionnaire = (id: string) =>
@@ -28,25 +27,7 @@ const answers = (a: Record<string, Answer>): QuestionnaireResponse => ({
 });
 const code = (c: string): Answer => [{ valueCoding: { system: EVIDENCE, code: c } }];
 
-/** Whether the item is shown: its own enableWhenExpression and every enclosing group's. */
-function shown(q: Questionnaire, linkId: string, qr: QuestionnaireResponse): boolean {
-  const path = (items: QuestionnaireItem[] | undefined, trail: QuestionnaireItem[]): QuestionnaireItem[] | undefined => {
-    for (const i of items ?? []) {
-      if (i.linkId === linkId) return [...trail, i];
-      const found = path(i.item, [...trail, i]);
-      if (found) return found;
-    }
-    return undefined;
-  };
-  const chain = path(q.item, []);
-  expect(chain, `${linkId} is in ${q.id}`).toBeDefined();
-  return chain!.every((i) => {
-    const gate = i.extension?.find((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION)?.valueExpression?.expression;
-    if (!gate) return true;
-    const fn = compileFhirPath(gate, { valueSets: content.valueSets, valueSetBase: `${CANONICAL_BASE}/ValueSet`, model: 'r4' });
-    return fn(qr, { resource: qr, patient: { resourceType: 'Patient' } })[0] !== false;
-  });
-}
+const shown = (q: Questionnaire, linkId: string, qr: QuestionnaireResponse) => shownInForm(content, q, linkId, qr);
 
 describe('age-band questions in the DTR form', () => {
   it('Centene: the adult-only maintenance-with-POMP question (I.A.4.c.iii) is hidden for a child, shown for an adult', () => {

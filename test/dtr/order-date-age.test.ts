@@ -4,18 +4,16 @@
  * (the payer's pre-fill and the form's enableWhenExpressions) and in the server's reading of the
  * QuestionnaireResponse. The patient here turns 18 after today and before the order starts: an adult for this order.
  */
-import type { Bundle, MedicationRequest, Parameters, Questionnaire, QuestionnaireItem, QuestionnaireResponse, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
+import type { Bundle, MedicationRequest, Parameters, Questionnaire, QuestionnaireResponse, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
-import { EXT_ENABLE_WHEN_EXPRESSION } from '../../src/fhir/dtr-urls.js';
-import { compileFhirPath } from '../../src/fhir/fhirpath.js';
 import { ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
 import type { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
-import { CANONICAL_BASE, daysBefore, dtrContent, EVIDENCE, TODAY } from './helpers.js';
+import { CANONICAL_BASE, daysBefore, dtrContent, EVIDENCE, shownInForm, TODAY } from './helpers.js';
 
 const FHIR = 'application/fhir+json';
 const STORY = 'centene-missing-mrd';
@@ -35,25 +33,7 @@ function turningEighteen(): { resources: Resource[]; order: MedicationRequest; s
   return { resources, order, start, birthDate };
 }
 
-/** Whether the item is shown in a renderer: its own enableWhenExpression and every enclosing group's. */
-function shown(q: Questionnaire, linkId: string, qr: QuestionnaireResponse): boolean {
-  const path = (items: QuestionnaireItem[] | undefined, trail: QuestionnaireItem[]): QuestionnaireItem[] | undefined => {
-    for (const i of items ?? []) {
-      if (i.linkId === linkId) return [...trail, i];
-      const found = path(i.item, [...trail, i]);
-      if (found) return found;
-    }
-    return undefined;
-  };
-  const chain = path(q.item, []);
-  expect(chain, `${linkId} is in ${q.id}`).toBeDefined();
-  return chain!.every((i) => {
-    const gate = i.extension?.find((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION)?.valueExpression?.expression;
-    if (!gate) return true;
-    const fn = compileFhirPath(gate, { valueSets: content.valueSets, valueSetBase: `${CANONICAL_BASE}/ValueSet`, model: 'r4' });
-    return fn(qr, { resource: qr, patient: { resourceType: 'Patient' } })[0] !== false;
-  });
-}
+const shown = (q: Questionnaire, linkId: string, qr: QuestionnaireResponse) => shownInForm(content, q, linkId, qr);
 
 /** The response with answers set (replacing what was pre-filled at those linkIds; new ones at the top level). */
 function withAnswers(qr: QuestionnaireResponse, a: Record<string, QuestionnaireResponseItem['answer']>): QuestionnaireResponse {
@@ -78,6 +58,20 @@ const answerOf = (items: QuestionnaireResponseItem[] | undefined, linkId: string
 
 const code = (c: string): QuestionnaireResponseItem['answer'] => [{ valueCoding: { system: EVIDENCE, code: c } }];
 
+/** The package Bundles `$questionnaire-package` answers for the patient's Coverage and the order (and a named form). */
+async function packageBundles(app: ReturnType<typeof buildApp>['app'], resources: Resource[], order: MedicationRequest, questionnaire?: string): Promise<Bundle[]> {
+  const res = await request(app)
+    .post('/fhir/Questionnaire/$questionnaire-package')
+    .set('Content-Type', FHIR)
+    .send(JSON.stringify({ resourceType: 'Parameters', parameter: [
+      { name: 'coverage', resource: resources.find((r) => r.resourceType === 'Coverage') },
+      { name: 'order', resource: order },
+      ...(questionnaire ? [{ name: 'questionnaire', valueCanonical: questionnaire }] : []),
+    ] }))
+    .expect(200);
+  return (res.body as Parameters).parameter!.filter((p) => p.name === 'PackageBundle').map((p) => p.resource as Bundle);
+}
+
 describe('a patient who turns 18 between today and the order start', () => {
   it('is an adult for this order in CRD, in the DTR form and in the server reading of the response', async () => {
     const { app, storage } = buildApp({ today: TODAY });
@@ -91,15 +85,7 @@ describe('a patient who turns 18 between today and the order start', () => {
     expect(assertions[0].facts.adult, 'CRD: adult on the order date').toBe(true);
 
     // DTR: the package's form and its pre-filled response (the 2.0.1 shape, which names no CRD assertion).
-    const res = await request(app)
-      .post('/fhir/Questionnaire/$questionnaire-package')
-      .set('Content-Type', FHIR)
-      .send(JSON.stringify({ resourceType: 'Parameters', parameter: [
-        { name: 'coverage', resource: resources.find((r) => r.resourceType === 'Coverage') },
-        { name: 'order', resource: signed.body.systemActions[0].resource },
-      ] }))
-      .expect(200);
-    const bundles = (res.body as Parameters).parameter!.filter((p) => p.name === 'PackageBundle').map((p) => p.resource as Bundle);
+    const bundles = await packageBundles(app, resources, signed.body.systemActions[0].resource as MedicationRequest);
     expect(bundles.length).toBeGreaterThan(0);
     for (const bundle of bundles) {
       const q = bundle.entry!.find((e) => e.resource?.resourceType === 'Questionnaire')!.resource as Questionnaire;
@@ -125,15 +111,7 @@ describe('a patient who turns 18 between today and the order start', () => {
     const { app, storage } = buildApp({ today: TODAY });
     const { resources, order, start } = turningEighteen();
     const signed = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order)).expect(200);
-    const res = await request(app)
-      .post('/fhir/Questionnaire/$questionnaire-package')
-      .set('Content-Type', FHIR)
-      .send(JSON.stringify({ resourceType: 'Parameters', parameter: [
-        { name: 'coverage', resource: resources.find((r) => r.resourceType === 'Coverage') },
-        { name: 'order', resource: signed.body.systemActions[0].resource },
-      ] }))
-      .expect(200);
-    const bundle = (res.body as Parameters).parameter!.find((p) => p.name === 'PackageBundle')!.resource as Bundle;
+    const [bundle] = await packageBundles(app, resources, signed.body.systemActions[0].resource as MedicationRequest);
     const qr = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
     expect(answerOf(qr.item, ORDER_DATE_LINK_ID)?.[0].valueDate).toBe(start);
     // The MRD level the record lacked, answered: MRD-positive B-ALL in remission (CP.PHAR.312 I.A.4.a).
@@ -152,16 +130,7 @@ describe('a patient who turns 18 between today and the order start', () => {
     const { app } = buildApp({ today: TODAY });
     const { resources, order, start, birthDate } = turningEighteen();
     const policy = content.policies.find((p) => p.file.id === 'centene-blinatumomab')!;
-    const res = await request(app)
-      .post('/fhir/Questionnaire/$questionnaire-package')
-      .set('Content-Type', FHIR)
-      .send(JSON.stringify({ resourceType: 'Parameters', parameter: [
-        { name: 'coverage', resource: resources.find((r) => r.resourceType === 'Coverage') },
-        { name: 'order', resource: order },
-        { name: 'questionnaire', valueCanonical: `${CANONICAL_BASE}/Questionnaire/${policy.file.id}-adaptive` },
-      ] }))
-      .expect(200);
-    const bundle = (res.body as Parameters).parameter!.find((p) => p.name === 'PackageBundle')!.resource as Bundle;
+    const [bundle] = await packageBundles(app, resources, order, `${CANONICAL_BASE}/Questionnaire/${policy.file.id}-adaptive`);
     const draft = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
     expect(answerOf(draft.item, ORDER_DATE_LINK_ID)?.[0].valueDate).toBe(start);
     const form = draft.contained!.find((c) => c.resourceType === 'Questionnaire') as Questionnaire;
