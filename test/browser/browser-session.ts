@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { afterAll, beforeAll } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { repoRoot, startDemoServer } from './start-demo-server.js';
 import type { DemoServer } from './start-demo-server.js';
@@ -143,3 +144,50 @@ export const LFORMS_SANDBOX_CONTEXT = `
       util.setFHIRContext({ getFhirVersion: async function () { return '4.0.1'; }, request: get, patient: { id: patient.id, read: async function () { return patient; } }, user: { id: null, fhirUser: null, read: async function () { return null; } }, encounter: { id: null, read: async function () { return null; } } }, { patient: patient });
       await customElements.whenDefined('wc-lhc-form');
 `;
+
+/**
+ * A page with the DTR app's renderer (LHC-Forms, as vendored and served under /dtr/vendor) loaded and an empty `#form`
+ * element, on the demo server's origin so the page may call it. `watch` sees the page before anything loads (to
+ * collect its console errors).
+ */
+export async function openLformsPage(browser: Browser, serverUrl: string, watch?: (page: Page) => void): Promise<Page> {
+  const page = await browser.newPage();
+  watch?.(page);
+  await page.goto(`${serverUrl}/healthz`);
+  const lforms = `${serverUrl}/dtr/vendor/lforms-40.1.3`;
+  await page.setContent(`<!doctype html><html><head>
+      <link rel="stylesheet" href="${lforms}/styles.css">
+      <script defer src="${lforms}/assets/lib/zone.min.js"></script>
+      <script defer src="${lforms}/lhc-forms.js"></script>
+      <script defer src="${lforms}/lformsFHIR.min.js"></script>
+      </head><body><div id="form"></div></body></html>`);
+  await page.waitForFunction(() => !!(window as unknown as { LForms?: { Util?: unknown } }).LForms?.Util);
+  return page;
+}
+
+/**
+ * The demo server and a headless Chromium for a `describe` block: started before its tests, closed after them. Read
+ * `browser` and `server` inside the tests (they exist once the block's beforeAll has run).
+ */
+export function useDemoBrowser(): { readonly browser: Browser; readonly server: DemoServer } {
+  let browser: Browser | undefined;
+  let server: DemoServer | undefined;
+  beforeAll(async () => {
+    server = await startDemoServer();
+    browser = await launchChromium();
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+  return {
+    get browser() {
+      if (!browser) throw new Error('the browser is not started: read it inside a test');
+      return browser;
+    },
+    get server() {
+      if (!server) throw new Error('the demo server is not started: read it inside a test');
+      return server;
+    },
+  };
+}

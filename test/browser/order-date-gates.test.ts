@@ -4,22 +4,16 @@
  * today and before the order starts is asked Centene's adult-only maintenance-with-POMP question (CP.PHAR.312
  * I.A.4.c.iii), as CRD judges that order; the same answers judged on today (no order start) hide it.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Questionnaire, QuestionnaireResponse, ValueSet } from '@medplum/fhirtypes';
-import { chromium } from 'playwright-core';
-import type { Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LFORMS_SANDBOX_CONTEXT } from './browser-session.js';
+import { describe, expect, it } from 'vitest';
+import { CHROMIUM, hasChromium, LFORMS_SANDBOX_CONTEXT, openLformsPage, useDemoBrowser } from './browser-session.js';
 import { withContainedValueSets } from '../../web/dtr/lforms.js';
 import { ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
 import { daysBefore, EVIDENCE, TODAY } from '../dtr/helpers.js';
 import { repoRoot } from '../helpers/stories.js';
-import { startDemoServer } from './start-demo-server.js';
-import type { DemoServer } from './start-demo-server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = existsSync(CHROMIUM);
 const valueSets = readdirSync(join(repoRoot, 'cds-services', 'valuesets'))
   .map((f) => JSON.parse(readFileSync(join(repoRoot, 'cds-services', 'valuesets', f), 'utf8')) as ValueSet)
   .filter((r) => r.resourceType === 'ValueSet');
@@ -50,26 +44,10 @@ function prefilled(orderStart: string | undefined): QuestionnaireResponse {
 }
 
 describe.skipIf(!hasChromium)(`order-date gates in LHC-Forms${hasChromium ? '' : ` (skipped: ${CHROMIUM} absent)`}`, () => {
-  let browser: Browser;
-  let server: DemoServer;
-  beforeAll(async () => {
-    server = await startDemoServer();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
-  }, 60_000);
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
+  const demo = useDemoBrowser();
 
   async function formText(qr: QuestionnaireResponse): Promise<string> {
-    const page = await browser.newPage();
-    await page.goto(`${server.url}/healthz`);
-    await page.setContent(`<!doctype html><html><head>
-      <script defer src="${server.url}/dtr/vendor/lforms-40.1.3/assets/lib/zone.min.js"></script>
-      <script defer src="${server.url}/dtr/vendor/lforms-40.1.3/lhc-forms.js"></script>
-      <script defer src="${server.url}/dtr/vendor/lforms-40.1.3/lformsFHIR.min.js"></script>
-      </head><body><div id="form"></div></body></html>`);
-    await page.waitForFunction(() => !!(window as unknown as { LForms?: { Util?: unknown } }).LForms?.Util);
+    const page = await openLformsPage(demo.browser, demo.server.url);
     // As web/dtr/app.ts does: the form, the payer's pre-filled response merged in, then rendered.
     const outcome = await page.evaluate(`(async () => {
       ${LFORMS_SANDBOX_CONTEXT}
