@@ -66,6 +66,20 @@ function closesAtEnd(text: string, open: number): boolean {
 }
 
 /**
+ * The condition A of a limit written `iif(A, B, true)`, undefined for any other shape. Such a limit passes when A is
+ * unknown (FHIRPath `iif` takes its otherwise branch on an empty criterion, https://hl7.org/fhirpath/N1/#iif), so an
+ * order whose use the record does not show would be approved past the bound (design.md §6 "Clinical readings": an
+ * unknown is asked, never taken as met). `A implies B` leaves it unknown instead.
+ */
+export function passesWhenUnknown(when: string): string | undefined {
+  const text = when.trim();
+  const m = /^iif\s*\(/.exec(text);
+  if (!m || !closesAtEnd(text, m[0].length - 1)) return undefined;
+  const args = splitTopLevel(text.slice(m[0].length, -1), /^,/).map((a) => a.trim());
+  return args.length === 3 && args[2] === 'true' && args[1] !== 'true' ? args[0] : undefined;
+}
+
+/**
  * The FHIRPath (over the facts) that is true when a limit written `when` applies to the patient, false when it does
  * not, empty when that is not known; undefined for a limit that applies to everyone (no condition).
  */

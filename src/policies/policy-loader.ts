@@ -5,7 +5,7 @@ import { readYamlFile } from '../content-yaml.js';
 import { compileFhirPath, referencedValueSets, resolveValueSetUrl } from '../fhir/fhirpath.js';
 import type { FhirPathOptions } from '../fhir/fhirpath.js';
 import type { ValueSetIndex } from '../fhir/value-sets.js';
-import { applicabilityOf } from './limit-applicability.js';
+import { applicabilityOf, passesWhenUnknown } from './limit-applicability.js';
 import type { CompiledFact, CompiledPolicy, CompiledRule, RuleKind } from './compiled-policy.js';
 import { factLibrarySchema, policySchema } from './policy-schema.js';
 import type { FactDefinition, PolicyFile } from './policy-schema.js';
@@ -307,6 +307,15 @@ function compilePolicy(
   const compileRule = (kind: RuleKind, index: number, r: PolicyFile['limits'][number] | PolicyFile['pathways'][number] | PolicyFile['requirements'][number]): CompiledRule | undefined => {
     const field = `${kind === 'requirement' ? 'requirements' : kind === 'pathway' ? 'pathways' : 'limits'}[${index}]`;
     const facts = bareIdentifiers(r.when);
+    const unknownPasses = kind === 'limit' ? passesWhenUnknown(r.when) : undefined;
+    if (unknownPasses !== undefined)
+      problems.push({
+        file: path,
+        field: `${field}.when`,
+        message:
+          `iif(${unknownPasses}, ..., true) passes ${r.id} when its condition is unknown: write "(${unknownPasses}) implies ..." so ` +
+          `an unknown condition is asked, or "iif(${unknownPasses}, true, false) implies ..." where an unknown condition means another use`,
+      });
     for (const f of facts) {
       const fact = compiledFacts.get(f);
       if (!fact) problems.push({ file: path, field: `${field}.when`, message: `unknown fact ${f}` });

@@ -83,6 +83,20 @@ describe('policy loading', () => {
     expect(problemsOf(p)).toMatch(/blinatumomab\.yaml: pathways\[0\]\.when: unknown fact mrdPercnt/);
   });
 
+  it('refuses a limit written iif(A, B, true), which passes when A is unknown, and takes the same limit written with implies', () => {
+    const p = basePolicy();
+    p.limits = [
+      { id: 'cycles-relapsed', when: 'iif(relapsedOrRefractory = true, courseCyclesGiven + cyclesRequested <= 9, true)', cite: 'ACME-RX-101 2', text: 'Up to 9 cycles' },
+    ];
+    expect(problemsOf(p)).toMatch(/blinatumomab\.yaml: limits\[0\]\.when: iif\(relapsedOrRefractory = true, \.\.\., true\) passes cycles-relapsed when its condition is unknown/);
+    p.limits = [
+      { id: 'cycles-relapsed', when: 'relapsedOrRefractory implies courseCyclesGiven + cyclesRequested <= 9', cite: 'ACME-RX-101 2', text: 'Up to 9 cycles' },
+      { id: 'cycles-other', when: 'iif(relapsedOrRefractory = true, true, false) implies courseCyclesGiven + cyclesRequested <= 12', cite: 'ACME-RX-101 2', text: 'Up to 12 cycles' },
+      { id: 'dose-unless', when: 'iif(relapsedOrRefractory = true, true, dailyDoseUg <= 9)', cite: 'ACME-RX-101 2', text: 'At most 9 mcg/day unless relapsed' },
+    ];
+    expect(loadContent({ root: contentRoot(p), canonicalBase: 'https://priorpath.dev/fhir' }).policies[0].limits.map((l) => l.id)).toEqual(['cycles-relapsed', 'cycles-other', 'dose-unless']);
+  });
+
   it('fails naming file and field for a criterion without a citation', () => {
     const p = basePolicy();
     p.requirements = [{ id: 'b-all', when: 'bAll', text: 'Diagnosis of B-ALL' }];
