@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type * as Yaml from 'yaml';
+import { readBuildFile } from './build-file.js';
 
 /**
  * The content's YAML files (payers, discovery entries, fact libraries, policies: docs/design.md §5), read as data.
@@ -70,13 +70,5 @@ export function readYamlFile(path: string): unknown {
  * undefined, and every file is parsed as it loads. A missing or unreadable file only costs start-up time.
  */
 export function readYamlCache(distDir: string, stamp: string): Record<string, string> | undefined {
-  const path = join(distDir, CONTENT_YAML_FILE);
-  if (!existsSync(path)) return undefined;
-  try {
-    const file = JSON.parse(readFileSync(path, 'utf8')) as { stamp?: unknown; files?: unknown };
-    if (file.stamp !== stamp || !file.files || typeof file.files !== 'object') return undefined;
-    return file.files as Record<string, string>;
-  } catch {
-    return undefined;
-  }
+  return readBuildFile<string>(distDir, CONTENT_YAML_FILE, stamp, 'files');
 }

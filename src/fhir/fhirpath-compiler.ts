@@ -193,6 +193,25 @@ function conv(x: Item, model: ModelTables | undefined): unknown {
 
 const valData = (x: Item): unknown => (x instanceof Node ? x.d : x);
 
+/**
+ * One call site's regular expressions, built once per pattern with `flags`; undefined for a pattern JavaScript cannot
+ * compile (the caller hands that evaluation to fhirpath.js, whose error it then is).
+ */
+function regexCache(flags: string): (pattern: string) => RegExp | undefined {
+  const cache = new Map<string, RegExp | undefined>();
+  return (pattern) => {
+    if (cache.has(pattern)) return cache.get(pattern);
+    let rx: RegExp | undefined;
+    try {
+      rx = new RegExp(pattern, flags);
+    } catch {
+      rx = undefined;
+    }
+    cache.set(pattern, rx);
+    return rx;
+  };
+}
+
 const treeKeys = new WeakMap<AstNode, string>();
 /** A parse tree as a key, without where it stands in the text (`start`, `length`): equal keys, equal trees. */
 function treeKey(n: AstNode): string {
@@ -900,42 +919,28 @@ class Compiler {
         });
       case 'matches': {
         arity(1);
-        const cache = new Map<string, RegExp>();
+        // fhirpath.js's flags for matches() without flags: Unicode and dot-all.
+        const regex = regexCache('us');
         return withArgs((input, re) => {
           const pattern = re.length === 0 ? undefined : argString(re);
           const str = inputString(input);
           if (pattern === undefined || str === undefined) return [];
-          let rx = cache.get(pattern);
-          if (!rx) {
-            try {
-              // fhirpath.js's flags for matches() without flags: Unicode and dot-all.
-              rx = new RegExp(pattern, 'us');
-            } catch {
-              return bail();
-            }
-            cache.set(pattern, rx);
-          }
+          const rx = regex(pattern);
+          if (!rx) return bail();
           return bool(rx.test(str));
         });
       }
       case 'replaceMatches': {
         arity(2);
-        const cache = new Map<string, RegExp>();
+        const regex = regexCache('gu');
         return withArgs((input, re, sub) => {
           // fhirpath.js: empty when the input, the pattern or the substitution is empty; flags global and Unicode.
           const pattern = re.length === 0 ? undefined : argString(re);
           const substitution = sub.length === 0 ? undefined : argString(sub);
           const str = inputString(input);
           if (pattern === undefined || substitution === undefined || str === undefined) return [];
-          let rx = cache.get(pattern);
-          if (!rx) {
-            try {
-              rx = new RegExp(pattern, 'gu');
-            } catch {
-              return bail();
-            }
-            cache.set(pattern, rx);
-          }
+          const rx = regex(pattern);
+          if (!rx) return bail();
           return [str.replace(rx, substitution)];
         });
       }

@@ -1,5 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readBuildFile } from '../build-file.js';
 import type { AstNode } from './fhirpath-compiler.js';
 
 /** Where `npm run build` writes the content's FHIRPath parse trees, inside `dist/` (src/fhir/fhirpath.ts). */
@@ -11,13 +10,5 @@ export const PARSE_TREES_FILE = 'fhirpath-parse-trees.json';
  * is missing or unreadable only costs start-up time.
  */
 export function readParseTrees(distDir: string, stamp: string): Record<string, AstNode> | undefined {
-  const path = join(distDir, PARSE_TREES_FILE);
-  if (!existsSync(path)) return undefined;
-  try {
-    const file = JSON.parse(readFileSync(path, 'utf8')) as { stamp?: unknown; trees?: unknown };
-    if (file.stamp !== stamp || !file.trees || typeof file.trees !== 'object') return undefined;
-    return file.trees as Record<string, AstNode>;
-  } catch {
-    return undefined;
-  }
+  return readBuildFile<AstNode>(distDir, PARSE_TREES_FILE, stamp, 'trees');
 }

@@ -20,6 +20,19 @@ async function pendKwame(page: Page, url: string): Promise<void> {
   expect(await textOf(page, '#pas')).toContain('Pended for review');
 }
 
+/** The reviewer workbench, signed in as the demo reviewer (the queue is shown). */
+async function signIn(page: Page, url: string): Promise<void> {
+  await page.goto(`${url}/review`);
+  await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+}
+
+/** Signed in, Kwame's pended Blincyto request opened from the queue. */
+async function openKwame(page: Page, url: string): Promise<void> {
+  await signIn(page, url);
+  await page.getByRole('link', { name: /Kwame/ }).click();
+  await page.getByRole('heading', { name: /Kwame.*Blincyto/ }).waitFor();
+}
+
 /**
  * Files PAS requests straight to the payer API (as an EHR back end would), one per entry: each story's order under a
  * fresh order id, so every one is its own pended request. Returns how many the payer pended.
@@ -183,8 +196,7 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     const { page, url } = s;
     await pendKwame(page, url);
 
-    await page.goto(`${url}/review`);
-    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await signIn(page, url);
     await page.getByRole('heading', { name: 'Pended requests' }).waitFor();
     await page.getByTestId('queue').waitFor();
     const queue = await textOf(page, '[data-testid=queue]');
@@ -328,8 +340,7 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
     expect(await fileRequests(url, ['centene-missing-mrd'])).toBe(1);
-    await page.goto(`${url}/review`);
-    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await signIn(page, url);
     await page.getByTestId('queue').waitFor();
     // After signing in, focus is on the queue's heading, not dropped on the page.
     expect(await focused(page)).toBe('queue-title');
@@ -399,10 +410,7 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
     expect(await fileRequests(url, ['centene-missing-mrd'])).toBe(1);
-    await page.goto(`${url}/review`);
-    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
-    await page.getByRole('link', { name: /Kwame/ }).click();
-    await page.getByRole('heading', { name: /Kwame.*Blincyto/ }).waitFor();
+    await openKwame(page, url);
     await page.getByRole('radio', { name: 'Deny' }).check();
     await page.getByLabel(/Reason/).fill('No MRD result within 90 days; CP.PHAR.312 I.A.4.a is not shown to be met.');
 
@@ -432,8 +440,7 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
     await pendTwoThenCancelFirst(url);
-    await page.goto(`${url}/review`);
-    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await signIn(page, url);
     await page.getByTestId('queue').waitFor();
     // The queue names the order waiting for review (56 mcg/d), not the cancelled one listed first in the request.
     expect(await textOf(page, '[data-testid=queue] tbody')).toMatch(/Blincyto.*, 56 mcg\/d/);
@@ -467,9 +474,7 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
     const { cancelAll } = await pendTwoThenCancelFirst(url);
-    await page.goto(`${url}/review`);
-    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
-    await page.getByRole('link', { name: /Kwame/ }).click();
+    await openKwame(page, url);
     await page.getByRole('radio', { name: 'Deny' }).check();
     await page.getByLabel(/Reason/).fill('No MRD result and no guideline support for 56 mcg/day.');
     await cancelAll();
@@ -489,8 +494,7 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(await fileRequests(url, ['centene-missing-mrd'])).toBe(1);
     // The reviewer API is down while the queue loads.
     await page.route('**/review/pended', (r) => r.fulfill({ status: 503, contentType: 'application/json', body: '{}' }));
-    await page.goto(`${url}/review`);
-    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await signIn(page, url);
     await page.getByText(/could not be loaded/).waitFor();
     expect(await textOf(page, '[role=alert]#alert')).toBe(
       'The pended requests could not be loaded: the service had a problem (status 503); try again in a moment.',
@@ -514,10 +518,7 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url, context } = s;
     await fileWithAttachments(url);
-    await page.goto(`${url}/review`);
-    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
-    await page.getByRole('link', { name: /Kwame/ }).click();
-    await page.getByRole('heading', { name: /Kwame.*Blincyto/ }).waitFor();
+    await openKwame(page, url);
 
     // The MRD-positive criterion's evidence reads as Centene's words, not as the fact's name ("Mrd positive").
     await page.getByText(/other covered uses?, not met/).click();
@@ -569,9 +570,7 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
     expect(await fileRequests(url, ['centene-missing-mrd'])).toBe(1);
-    await page.goto(`${url}/review`);
-    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
-    await page.getByRole('link', { name: /Kwame/ }).click();
+    await openKwame(page, url);
     await page.getByRole('radio', { name: 'Deny' }).check();
     await page.getByLabel(/Reason/).fill('Not medically necessary: no MRD result.');
     await page.getByRole('button', { name: 'Record the decision' }).press('Enter');
@@ -588,8 +587,7 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     const { page, url } = s;
     const stories = [...Array.from({ length: 27 }, () => 'centene-missing-mrd'), 'mmm-cd19-unknown', 'centene-over-dose'];
     expect(await fileRequests(url, stories)).toBe(29);
-    await page.goto(`${url}/review`);
-    await page.getByRole('button', { name: /Sign in as .*demo reviewer/ }).click();
+    await signIn(page, url);
     await page.getByTestId('queue').waitFor();
     const rows = page.getByTestId('queue').locator('tbody tr');
     expect(await textOf(page, '#queue-count')).toBe('29 requests waiting, longest waiting first; showing 1 to 25.');
