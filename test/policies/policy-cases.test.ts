@@ -18,6 +18,8 @@ interface PolicyCase extends PolicyCaseInput {
     missing?: string[];
     notMissing?: string[];
     failed?: string[];
+    /** Rules that must not fail: e.g. a limit whose clause is not the patient's (the < 45 kg dose row for an adult). */
+    notFailed?: string[];
     proposal?: { value: number; unit: string };
     facts?: Record<string, FactValue | null>;
   };
@@ -55,6 +57,7 @@ describe.each(caseFiles)('policy cases %s', (file) => {
     for (const m of c.expect.missing ?? []) expect(result.missingFacts, trace).toContain(m);
     for (const m of c.expect.notMissing ?? []) expect(result.missingFacts, trace).not.toContain(m);
     for (const f of c.expect.failed ?? []) expect(result.failed.map((r) => r.id), trace).toContain(f);
+    for (const f of c.expect.notFailed ?? []) expect(result.failed.map((r) => r.id), trace).not.toContain(f);
     if (c.expect.proposal) {
       const p = result.proposals[0];
       expect(p, trace).toBeDefined();
