@@ -114,8 +114,12 @@ describe('a patient who turns 18 between today and the order start', () => {
     const [bundle] = await packageBundles(app, resources, signed.body.systemActions[0].resource as MedicationRequest);
     const qr = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
     expect(answerOf(qr.item, ORDER_DATE_LINK_ID)?.[0].valueDate).toBe(start);
-    // The MRD level the record lacked, answered: MRD-positive B-ALL in remission (CP.PHAR.312 I.A.4.a).
-    const completed = { ...withAnswers(qr, { 'mrd-percent': [{ valueDecimal: 0.5 }] }), status: 'completed' as const };
+    // The MRD level the record lacked, answered: MRD-positive B-ALL in remission (CP.PHAR.312 I.A.4.a). The chart's
+    // weight is more than 30 days before the order start, so the weight class of the dose (V) is answered too.
+    const completed = {
+      ...withAnswers(qr, { 'mrd-percent': [{ valueDecimal: 0.5 }], weight: [{ valueDecimal: 66 }] }),
+      status: 'completed' as const,
+    };
     const created = await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(completed)).expect(201);
     const ext = (created.body as QuestionnaireResponse).extension!.find((e) => e.url.endsWith('ext-coverage-information'))!;
     const assertionId = ext.extension!.find((e) => e.url === 'coverage-assertion-id')!.valueString!;
