@@ -38,7 +38,13 @@ function questionOf(policy: CompiledPolicy, name: string): string {
 }
 
 function unknownCites(ev: PolicyEvaluation, kinds: string[]): string {
-  return [...new Set(ev.rules.filter((r) => kinds.includes(r.kind) && r.result === 'unknown').map((r) => r.cite))].join('; ');
+  // Once a pathway holds, the other pathways' unknown clauses are not what is left to document.
+  const pathwayHolds = ev.rules.some((r) => r.kind === 'pathway' && r.result === true);
+  return [
+    ...new Set(
+      ev.rules.filter((r) => kinds.includes(r.kind) && r.result === 'unknown' && !(pathwayHolds && r.kind === 'pathway')).map((r) => r.cite),
+    ),
+  ].join('; ');
 }
 
 /** Why an order is not covered, naming the clause and, for uses outside the policy, where the off-label route is. */

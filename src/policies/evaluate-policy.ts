@@ -250,8 +250,10 @@ export function evaluatePolicy(
     const alternateApproved =
       proposals.length > 0 && approvingNow !== undefined && requirements.every((r) => r.result === true) && limits.every((r) => r.result === true || exceeded.includes(r));
     // DTR asks what could lift the limit (its unknown facts, e.g. a guideline-support attestation) and whatever is
-    // still unknown elsewhere.
-    return { ...base, proposals, alternateApproved, outcome: 'limit-exceeded', missingFacts: missingFor(policy, [...exceeded, ...rules.filter((r) => r.result === 'unknown')], factValues, data.orderDate), failed: exceeded };
+    // still unknown elsewhere, except the other pathways once one holds: their answers decide nothing (design.md §6
+    // "Questions are asked only of the patients they concern").
+    const stillUnknown = rules.filter((r) => r.result === 'unknown' && !(approvingNow && r.kind === 'pathway'));
+    return { ...base, proposals, alternateApproved, outcome: 'limit-exceeded', missingFacts: missingFor(policy, [...exceeded, ...stillUnknown], factValues, data.orderDate), failed: exceeded };
   }
 
   const approving = pathways.find((p) => p.result === true);
