@@ -166,12 +166,16 @@ define "Observations":
   'Medication Concept': {
     // Not a dataRequirement: Medication has no patient search, and a DTR client fetches each listed type by patient
     // (the reference app does); a client that has the referenced Medications may still supply them.
-    cql: `// The drug of a MedicationRequest: its code, or the code of the Medication it references.
+    cql: `// The drug of a MedicationRequest: its code, or the code of the Medication it references, else the reference's
+// display as the drug's name (evaluation-data.ts withMedicationCode).
 define function "Medication Concept"(M FHIR.MedicationRequest):
   if M.medication is FHIR.CodeableConcept then M.medication as FHIR.CodeableConcept
-  else First([Medication] D
-    where EndsWith((M.medication as FHIR.Reference).reference.value, 'Medication/' + D.id.value)
-    return all D.code)`,
+  else Coalesce(
+    First([Medication] D
+      where EndsWith((M.medication as FHIR.Reference).reference.value, 'Medication/' + D.id.value)
+      return all D.code),
+    if (M.medication as FHIR.Reference).display.value is null then null
+    else FHIR.CodeableConcept { text: FHIR.string { value: (M.medication as FHIR.Reference).display.value } })`,
   },
   'Other Medication Requests': {
     retrieves: ['MedicationRequest'],

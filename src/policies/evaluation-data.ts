@@ -213,13 +213,19 @@ function containedOf(order: MedicationRequest, ref: string | undefined): Resourc
 
 /**
  * A copy of a MedicationRequest whose medicationReference is replaced by the referenced Medication's code, so that
- * fact expressions read `medication.memberOf(...)` the same way for coded and referenced drugs.
+ * fact expressions read `medication.memberOf(...)` the same way for coded and referenced drugs. A Medication the
+ * record does not hold (EHRs such as Epic write every order as a reference with the drug's name as its `display`, and
+ * the MedicationRequest search does not return the Medications) leaves the display as the concept's text, so the drug
+ * is still known by its name (design.md §6 "Clinical readings": match by ingredient name as a fallback): an earlier
+ * Blincyto cycle written that way is an earlier cycle, not a first request.
  */
 export function withMedicationCode(m: MedicationRequest, record: Pick<PatientRecord, 'byReference'>): MedicationRequest {
-  if (m.medicationCodeableConcept || !m.medicationReference?.reference) return m;
-  const ref = m.medicationReference.reference;
-  const med = ref.startsWith('#') ? containedOf(m, ref) : record.byReference.get(refKey(ref) ?? '');
-  if (med?.resourceType !== 'Medication' || !med.code) return m;
+  if (m.medicationCodeableConcept || !m.medicationReference) return m;
+  const { reference: ref, display } = m.medicationReference;
+  const med = !ref ? undefined : ref.startsWith('#') ? containedOf(m, ref) : record.byReference.get(refKey(ref) ?? '');
+  const named = typeof display === 'string' && display.trim() !== '' ? display : undefined;
+  const code = med?.resourceType === 'Medication' && med.code ? med.code : named ? { text: named } : undefined;
+  if (!code) return m;
   const { medicationReference: _drop, ...rest } = m;
-  return { ...rest, medicationCodeableConcept: med.code };
+  return { ...rest, medicationCodeableConcept: code };
 }
