@@ -58,6 +58,9 @@ export function hashPatientId(id: string): string {
   return createHash('sha256').update(`priorpath:${id}`).digest('hex').slice(0, 32);
 }
 
+/** The most Medications of the patient's other orders read from the EHR in one hook call (see resolveHookContext). */
+const HISTORY_DRUG_READS = 20;
+
 /** `Type/id` of a relative, absolute or versioned literal reference; anything else (contained `#x`) as it is. */
 const relativeReference = (ref: string | undefined): string | undefined => localReference(ref) ?? ref;
 
@@ -130,9 +133,17 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
   // The drug of an order written as a medicationReference decides which policy governs it (design.md §4 "Governed
   // orders": "the contained, prefetched or EHR-read Medication"): read a Medication the request did not carry.
   const drugOf = (o: OrderResource) => relativeReference((o as { medicationReference?: { reference?: string } }).medicationReference?.reference);
-  const medications = [...new Set(orders.map(drugOf))].filter(
-    (ref): ref is string => !!ref && /^Medication\/[A-Za-z0-9\-.]{1,64}$/.test(ref) && !byReference.has(ref),
-  );
+  // The patient's other orders (the medications prefetch: history and concurrent therapy) are read for their drugs too:
+  // a referenced Medication the request did not carry is asked for, so that a TKI, chemotherapy or an earlier course
+  // is recognised. One the EHR cannot give stays unresolved, which the policies read as unknown, never as "no drug"
+  // (design.md §6 "Clinical readings"; fact unresolvedDrugOnRecord). At most HISTORY_DRUG_READS of them, so that a long
+  // history cannot hold the answer back; the rest stay unresolved, and so unknown.
+  const unread = (ref: string | undefined): ref is string => !!ref && /^Medication\/[A-Za-z0-9\-.]{1,64}$/.test(ref) && !byReference.has(ref);
+  const orderDrugs = [...new Set(orders.map(drugOf))].filter(unread);
+  const historyDrugs = [...new Set(asMedicationRequests(data.medications ?? []).map(drugOf))]
+    .filter((ref): ref is string => unread(ref) && !orderDrugs.includes(ref))
+    .slice(0, HISTORY_DRUG_READS);
+  const medications = [...orderDrugs, ...historyDrugs];
   // The drugs of the orders to be answered; the others' are read as context (other therapy) only.
   const answeredDrugs = new Set(inScope.map(drugOf));
   const fetched = await Promise.all(

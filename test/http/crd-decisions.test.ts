@@ -218,6 +218,43 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(ehr.calls.map((c) => new URL(c.url).pathname)).toContain('/fhir/Medication/blincyto-35');
   });
 
+  it("reads the drug of the patient's other orders from a Medication it fetches, and leaves one the EHR cannot give unknown, never \"no earlier course\" (design.md §6)", async () => {
+    const { resources, order } = edgePatient();
+    // A completed order from an outside infusion centre, its drug only a reference the prefetch does not carry.
+    const earlier: MedicationRequest = {
+      resourceType: 'MedicationRequest',
+      id: 'edge-earlier',
+      status: 'completed',
+      intent: 'order',
+      subject: { reference: 'Patient/edge-pt' },
+      authoredOn: '2026-08-04',
+      medicationReference: { reference: 'Medication/outside-infusion' },
+      dispenseRequest: { numberOfRepeatsAllowed: 3 },
+    };
+    const body = orderSignRequest([...resources, mrd(0.4), earlier], order);
+    const answer = async (drug: Resource[]) => {
+      const ehr = fakeEhr([...resources, mrd(0.4), earlier, ...drug]);
+      const res = await request(buildApp({ fetchImpl: ehr.fetchImpl, today: '2026-11-23' }).app).post(SIGN).send(body).expect(200);
+      const [ext] = expectValidHookResponse(res.body, 'order-sign');
+      return { ext, paths: ehr.calls.map((c) => new URL(c.url).pathname) };
+    };
+
+    // The EHR gives it: an antiemetic, no earlier course, and the MRD-positive first course is approved at signing.
+    const antiemetic = await answer([{ resourceType: 'Medication', id: 'outside-infusion', code: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '26225', display: 'ondansetron' }] } }]);
+    expect(antiemetic.paths).toContain('/fhir/Medication/outside-infusion');
+    expect(code(antiemetic.ext, 'pa-needed')).toBe('satisfied');
+
+    // The EHR gives it as Blincyto: four cycles already given, so one more exceeds CP.PHAR.312's four for MRD-positive disease.
+    const blincyto = await answer([{ resourceType: 'Medication', id: 'outside-infusion', code: order.medicationCodeableConcept }]);
+    expect(code(blincyto.ext, 'pa-needed')).toBe('auth-needed');
+
+    // The EHR does not have it (404): the drug may be an earlier Blincyto course, so the cycles are asked, not assumed 0.
+    const unresolved = await answer([]);
+    expect(unresolved.paths).toContain('/fhir/Medication/outside-infusion');
+    expect(code(unresolved.ext, 'pa-needed')).toBe('auth-needed');
+    expect(code(unresolved.ext, 'doc-needed')).toBe('clinical');
+  });
+
   it('answers 412 when the EHR fails to give the Medication an order names (never silence, which reads as no prior authorization)', async () => {
     const { resources, order } = edgePatient();
     const ehr = fakeEhr([...resources, mrd(0.4)]);

@@ -127,6 +127,39 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
     expect(JSON.stringify(cr.processNote)).not.toMatch(/T-cell ALL or a lymphoma/);
   });
 
+  it('pends (A4), never certifies, a request whose Bundle holds an earlier order with a drug it does not resolve; the cycles answered in the QuestionnaireResponse settle it (A1)', async () => {
+    // A completed order given elsewhere, its Medication neither contained nor in the Bundle: it may be an earlier
+    // Blincyto course, so the cycles already given are unknown (design.md §6 "Clinical readings").
+    const withEarlier = (bundle: Bundle) => {
+      const patient = bundle.entry!.find((e) => e.resource?.resourceType === 'Patient')!.resource!;
+      bundle.entry!.push({
+        fullUrl: `http://ehr.example.org/fhir/MedicationRequest/outside-${bundle.identifier!.value}`,
+        resource: {
+          resourceType: 'MedicationRequest',
+          id: `outside-${bundle.identifier!.value}`,
+          status: 'completed',
+          intent: 'order',
+          subject: { reference: `Patient/${patient.id}` },
+          authoredOn: '2026-08-04',
+          medicationReference: { reference: 'Medication/outside-infusion' },
+        },
+      });
+      return bundle;
+    };
+    const mrdOnly = await submit(withEarlier(storyBundle('centene-missing-mrd', { orderId: 'order-earlier-unknown', answers: { 'mrd-percent': [{ valueDecimal: 0.52 }] } })));
+    expect(mrdOnly.status, JSON.stringify(mrdOnly.body)).toBe(200);
+    const pended = claimResponseOf(mrdOnly.body);
+    expect(reviewActions(pended)).toEqual([`${X12}#A4`]);
+    expect(pended.preAuthRef).toBeUndefined();
+    const cyclesQuestion = testContent().policies.find((p) => p.file.id === 'centene-blinatumomab')!.factsByName.get('cyclesGiven')!.def.question!;
+    expect(JSON.stringify(pended.processNote)).toContain(cyclesQuestion);
+
+    const answered = await submit(
+      withEarlier(storyBundle('centene-missing-mrd', { orderId: 'order-earlier-answered', answers: { 'mrd-percent': [{ valueDecimal: 0.52 }], 'cycles-given': [{ valueInteger: 0 }] } })),
+    );
+    expect(reviewActions(claimResponseOf(answered.body))).toEqual([`${X12}#A1`]);
+  });
+
   it('reads the diagnosis from Claim.diagnosis when the Bundle carries no Condition: B-ALL in remission with MRD is certified (A1)', async () => {
     const bundle = storyBundle('centene-mrd-positive', { remove: ['centene-mrd-positive-dx'] });
     const claim = bundle.entry![0].resource as { diagnosis?: unknown[] };
