@@ -71,10 +71,11 @@ define function "Day Of"(value System.DateTime):
   },
   'Order Date': {
     needs: ['Day Of'],
-    cql: `// %orderDate: the planned start, else the validity start, else authoredOn, else today (design.md §6).
+    cql: `// %orderDate: the planned start (the earliest start of any dosage instruction), else the validity start, else
+// authoredOn, else today (design.md §6; evaluation-data.ts orderStartOf).
 define "Order Date":
   Coalesce(
-    "Day Of"((medication_request.dosageInstruction[0].timing.repeat.bounds as FHIR.Period).start.value),
+    Min(medication_request.dosageInstruction D return "Day Of"((D.timing.repeat.bounds as FHIR.Period).start.value)),
     "Day Of"(medication_request.dispenseRequest.validityPeriod.start.value),
     "Day Of"(medication_request.authoredOn.value),
     Today()

@@ -95,21 +95,21 @@ export function orderDateOf(order: MedicationRequest, today: string): string {
   return orderStartOf(order) ?? today;
 }
 
+const toTheDay = (c: unknown): string | undefined => (typeof c === 'string' && /^\d{4}-\d{2}-\d{2}/.test(c) ? c.slice(0, 10) : undefined);
+
 /**
  * The date an order states for itself, as {@link orderDateOf} reads it (planned start, validity start, authoredOn,
  * each written to at least the day), or undefined when it states none. DTR pre-fills the form's order-date item with
- * it, so the form judges the order on the date CRD did (design.md §8).
+ * it, so the form judges the order on the date CRD did (design.md §8). The planned start is the earliest start of any
+ * dosage instruction: FHIR orders instructions by `sequence`, not by their place in the array, so a step-dosed cycle
+ * may list its days 8-28 before its days 1-7.
  */
 export function orderStartOf(order: MedicationRequest): string | undefined {
-  const candidates = [
-    order.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start,
-    order.dispenseRequest?.validityPeriod?.start,
-    order.authoredOn,
-  ];
-  for (const c of candidates) {
-    if (typeof c === 'string' && /^\d{4}-\d{2}-\d{2}/.test(c)) return c.slice(0, 10);
-  }
-  return undefined;
+  const planned = (order.dosageInstruction ?? [])
+    .map((i) => toTheDay(i.timing?.repeat?.boundsPeriod?.start))
+    .filter((d): d is string => d !== undefined)
+    .sort()[0];
+  return planned ?? toTheDay(order.dispenseRequest?.validityPeriod?.start) ?? toTheDay(order.authoredOn);
 }
 
 const refKey = (ref: string | undefined): string | undefined => localReference(ref) ?? ref;
