@@ -57,6 +57,23 @@ describe('age-band questions in the DTR form', () => {
     expect(shown(q, 'tki-refractory', answers({ ...ph, 'birth-date': [{ valueDate: bornYearsAgo(45) }] }))).toBe(true);
   });
 
+  it('OHSU: "first-line therapy" (adult frontline induction with a TKI only) is asked of Ph-positive patients from 15, never of a child', () => {
+    const q = questionnaire('ohsu-blinatumomab');
+    const first = { 'renewal-request': [{ valueBoolean: false }], 'ph-status': code('positive') };
+    expect(shown(q, 'first-line', answers({ ...first, 'birth-date': [{ valueDate: bornYearsAgo(9) }] }))).toBe(false);
+    expect(shown(q, 'first-line', answers({ ...first, 'birth-date': [{ valueDate: bornYearsAgo(16) }] }))).toBe(true);
+    expect(shown(q, 'first-line', answers({ ...first, 'birth-date': [{ valueDate: bornYearsAgo(45) }] }))).toBe(true);
+    expect(shown(q, 'first-line', answers({ ...first, 'ph-status': code('negative'), 'birth-date': [{ valueDate: bornYearsAgo(45) }] }))).toBe(false);
+  });
+
+  it('OHSU: "intolerant of or refractory to TKIs" (pediatric relapsed/refractory only) is not asked of a Ph-positive adult over 30', () => {
+    const q = questionnaire('ohsu-blinatumomab');
+    const ph = { 'ph-status': code('positive'), 'renewal-request': [{ valueBoolean: false }] };
+    expect(shown(q, 'tki-intolerant-or-refractory', answers({ ...ph, 'birth-date': [{ valueDate: bornYearsAgo(45) }] }))).toBe(false);
+    expect(shown(q, 'tki-intolerant-or-refractory', answers({ ...ph, 'birth-date': [{ valueDate: bornYearsAgo(25) }] }))).toBe(true);
+    expect(shown(q, 'tki-intolerant-or-refractory', answers({ ...ph, 'birth-date': [{ valueDate: bornYearsAgo(9) }] }))).toBe(true);
+  });
+
   it('OHSU: the pediatric-only questions (TKI dasatinib/imatinib, Ph-like with chemotherapy) are hidden for an adult over 30', () => {
     const q = questionnaire('ohsu-blinatumomab');
     const adult = answers({ 'birth-date': [{ valueDate: bornYearsAgo(45) }], 'renewal-request': [{ valueBoolean: false }] });
