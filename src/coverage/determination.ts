@@ -1,6 +1,6 @@
 import type { Payer } from '../content.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import type { Outcome, PolicyEvaluation } from '../policies/evaluate-policy.js';
+import { undecidedRules, type Outcome, type PolicyEvaluation } from '../policies/evaluate-policy.js';
 import type { AuthorizationRecord, ReviewActionCode } from '../storage/storage.js';
 
 /** CRD `covered` codes (ext-coverage-information). */
@@ -38,13 +38,7 @@ function questionOf(policy: CompiledPolicy, name: string): string {
 }
 
 function unknownCites(ev: PolicyEvaluation, kinds: string[]): string {
-  // Once a pathway holds, the other pathways' unknown clauses are not what is left to document.
-  const pathwayHolds = ev.rules.some((r) => r.kind === 'pathway' && r.result === true);
-  return [
-    ...new Set(
-      ev.rules.filter((r) => kinds.includes(r.kind) && r.result === 'unknown' && !(pathwayHolds && r.kind === 'pathway')).map((r) => r.cite),
-    ),
-  ].join('; ');
+  return [...new Set(undecidedRules(ev.rules).filter((r) => kinds.includes(r.kind)).map((r) => r.cite))].join('; ');
 }
 
 /** Why an order is not covered, naming the clause and, for uses outside the policy, where the off-label route is. */

@@ -167,6 +167,16 @@ function tri(values: unknown[]): Tri {
 }
 
 /**
+ * The rules still undecided in an evaluation: every unknown requirement and limit, and the unknown pathways only while
+ * none holds (once one does, the others' answers decide nothing: design.md §6 "Questions are asked only of the
+ * patients they concern"). What DTR asks and what the reason cites as left to document.
+ */
+export function undecidedRules(rules: RuleResult[]): RuleResult[] {
+  const pathwayHolds = rules.some((r) => r.kind === 'pathway' && r.result === true);
+  return rules.filter((r) => r.result === 'unknown' && !(pathwayHolds && r.kind === 'pathway'));
+}
+
+/**
  * Evaluates one policy for one order (design.md §5, "One model, three uses"). `answers` are facts supplied by a
  * QuestionnaireResponse (DTR/PAS); they take precedence over what the EHR data says, and facts derived from them are
  * recomputed. Never throws for data problems: a failing fact or rule makes the outcome `error`, which the caller
@@ -250,10 +260,8 @@ export function evaluatePolicy(
     const alternateApproved =
       proposals.length > 0 && approvingNow !== undefined && requirements.every((r) => r.result === true) && limits.every((r) => r.result === true || exceeded.includes(r));
     // DTR asks what could lift the limit (its unknown facts, e.g. a guideline-support attestation) and whatever is
-    // still unknown elsewhere, except the other pathways once one holds: their answers decide nothing (design.md §6
-    // "Questions are asked only of the patients they concern").
-    const stillUnknown = rules.filter((r) => r.result === 'unknown' && !(approvingNow && r.kind === 'pathway'));
-    return { ...base, proposals, alternateApproved, outcome: 'limit-exceeded', missingFacts: missingFor(policy, [...exceeded, ...stillUnknown], factValues, data.orderDate), failed: exceeded };
+    // still undecided elsewhere.
+    return { ...base, proposals, alternateApproved, outcome: 'limit-exceeded', missingFacts: missingFor(policy, [...exceeded, ...undecidedRules(rules)], factValues, data.orderDate), failed: exceeded };
   }
 
   const approving = pathways.find((p) => p.result === true);
@@ -264,8 +272,7 @@ export function evaluatePolicy(
     return { ...base, outcome: 'satisfied', missingFacts: [], failed: [], pathway: { ...approving, approval: rule?.approval } };
   }
 
-  const undecided = [...unknownRequirements, ...(approving ? [] : pathways.filter((p) => p.result === 'unknown')), ...unknownLimits];
-  return { ...base, outcome: 'documentation-needed', missingFacts: missingFor(policy, undecided, factValues, data.orderDate), failed: [] };
+  return { ...base, outcome: 'documentation-needed', missingFacts: missingFor(policy, undecidedRules(rules), factValues, data.orderDate), failed: [] };
 }
 
 /** The exceeded limits on cycles: a limit reading `cyclesRequested`, and the approving pathway's own `cycles`. */
