@@ -371,6 +371,17 @@ ALTER TABLE order_authorization_events ADD COLUMN event_id text;
 CREATE UNIQUE INDEX order_authorization_events_event ON order_authorization_events (event_id);
 `,
   },
+  {
+    version: 12,
+    name: 'the date each CRD assertion judged its order on',
+    sql: `
+-- The order date CRD (or a DTR determination) judged the order on (design.md §7 "One date per order"): a DTR package
+-- or response that names only the coverage-assertion-id is judged on it too. Assertions recorded before have none
+-- (NULL), and are read as before. Text, as the order wrote it to the day: an EHR's impossible date (2026-02-30) that
+-- CRD judged on must not refuse the write-behind batch it rides in.
+ALTER TABLE crd_assertions ADD COLUMN order_date text;
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

@@ -66,15 +66,15 @@ type Step = { sql: string; params: unknown[] };
 
 const BATCH_SQL = `
 WITH assertions AS (
-  INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts, authorization_number)
+  INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts, authorization_number, order_date)
   SELECT x.assertion_id, x.created_at, x.payer, x.policy_id, x.policy_version, x.patient_id, x.order_ref, x.hook_instance, x.outcome,
-         coalesce(x.facts, '{}'::jsonb), coalesce(x.missing_facts, '[]'::jsonb), x.authorization_number
+         coalesce(x.facts, '{}'::jsonb), coalesce(x.missing_facts, '[]'::jsonb), x.authorization_number, x.order_date
   FROM jsonb_to_recordset($1::text::jsonb) AS x(assertion_id text, created_at timestamptz, payer text, policy_id text, policy_version text,
-       patient_id text, order_ref text, hook_instance text, outcome text, facts jsonb, missing_facts jsonb, authorization_number text)
+       patient_id text, order_ref text, hook_instance text, outcome text, facts jsonb, missing_facts jsonb, authorization_number text, order_date text)
   ON CONFLICT (assertion_id) DO UPDATE SET created_at = EXCLUDED.created_at, payer = EXCLUDED.payer, policy_id = EXCLUDED.policy_id,
     policy_version = EXCLUDED.policy_version, patient_id = EXCLUDED.patient_id, order_ref = EXCLUDED.order_ref,
     hook_instance = EXCLUDED.hook_instance, outcome = EXCLUDED.outcome, facts = EXCLUDED.facts,
-    missing_facts = EXCLUDED.missing_facts, authorization_number = EXCLUDED.authorization_number
+    missing_facts = EXCLUDED.missing_facts, authorization_number = EXCLUDED.authorization_number, order_date = EXCLUDED.order_date
 ), authorizations_issued AS (
   INSERT INTO authorizations (number, payer, source, assertion_id, start_date, end_date, issued_at)
   SELECT x.number, x.payer, 'crd', x.assertion_id, x.start_date, x.end_date, x.issued_at
@@ -107,6 +107,7 @@ function assertionsStep(list: AssertionRecord[], audits: HookAuditRecord[]): Ste
           facts: r.facts ?? {},
           missing_facts: r.missingFacts ?? [],
           authorization_number: r.authorization?.number,
+          order_date: r.orderDate,
         })),
       ),
       json(
@@ -630,9 +631,11 @@ export class SqlStorage implements Storage {
       number: string | null;
       start_date: string | null;
       end_date: string | null;
+      order_date: string | null;
     }>(
       `SELECT c.assertion_id, ${ts('c.created_at')} AS created_at, c.payer, c.policy_id, c.policy_version, c.patient_id, c.order_ref,
-              c.hook_instance, c.outcome, c.facts, c.missing_facts, a.number, ${day('a.start_date')} AS start_date, ${day('a.end_date')} AS end_date
+              c.hook_instance, c.outcome, c.facts, c.missing_facts, a.number, ${day('a.start_date')} AS start_date, ${day('a.end_date')} AS end_date,
+              c.order_date
        FROM crd_assertions c LEFT JOIN authorizations a ON a.number = c.authorization_number
        WHERE c.assertion_id = $1`,
       [assertionId],
@@ -652,6 +655,8 @@ export class SqlStorage implements Storage {
       facts: r.facts,
       missingFacts: r.missing_facts,
       ...(r.number && r.start_date && r.end_date ? { authorization: { number: r.number, start: r.start_date, end: r.end_date } } : {}),
+      // NULL on an assertion recorded before migration 12: absent, as it was.
+      ...(r.order_date ? { orderDate: r.order_date } : {}),
     };
   }
 

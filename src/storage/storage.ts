@@ -16,6 +16,13 @@ export interface AssertionRecord {
   facts: Record<string, unknown>;
   missingFacts: string[];
   authorization?: AuthorizationRecord;
+  /**
+   * YYYY-MM-DD: the date the order was judged on (evaluation-data.ts `orderDateOf`: its planned start, else validity
+   * start, else authoredOn, else the day of the call). DTR, PAS and the reviewer judge the same order on it when the
+   * assertion is all they have of the order (design.md §7 "One date per order"). Absent on assertions recorded before
+   * it was kept.
+   */
+  orderDate?: string;
 }
 
 /** An authorization number issued at signing ("real-time approval", design.md §5). */

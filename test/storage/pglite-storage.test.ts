@@ -8,7 +8,7 @@ import { openPglite } from '../../src/storage/pglite-driver.js';
 import type { PgliteDriver } from '../../src/storage/pglite-driver.js';
 import { SqlStorage } from '../../src/storage/sql-storage.js';
 import { StorageError } from '../../src/storage/storage.js';
-import { newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
+import { checkAssertionOrderDateMigration, newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -223,6 +223,18 @@ describe('migration 6: the client that filed each PAS request and DTR response',
       const clientOf = async (id: string) => (await storage.getPasSubmission(id))?.clientId;
       expect([await clientOf('filed-by-a'), await clientOf('no-system'), await clientOf('two-clients'), await clientOf('not-logged')]).toEqual(['ehr-a', 'ehr-a', undefined, undefined]);
       expect((await storage.getQuestionnaireResponse('qr-1'))?.clientId).toBe('ehr-b');
+    } finally {
+      await driver.close();
+    }
+  }, 60_000);
+});
+
+describe('migration 12: the date each CRD assertion judged its order on', () => {
+  it('reads an assertion written before it as it was, and keeps the date of one written after', async () => {
+    const driver = await openPglite(tempDir());
+    try {
+      await migrate(driver, { migrations: MIGRATIONS.filter((m) => m.version <= 11) });
+      await checkAssertionOrderDateMigration(driver, () => migrate(driver), (d) => new SqlStorage(d));
     } finally {
       await driver.close();
     }

@@ -3,10 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createStorage } from '../../src/storage/create-storage.js';
 import { openPostgres, STATEMENT_CANCEL_MARGIN_MS } from '../../src/storage/postgres-driver.js';
-import type { SqlStorage } from '../../src/storage/sql-storage.js';
+import { SqlStorage } from '../../src/storage/sql-storage.js';
 import { StorageUnavailableError } from '../../src/storage/storage.js';
 import type { GuardedOrderChange, OrderKey, OrderState } from '../../src/storage/storage.js';
-import { newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
+import { checkAssertionOrderDateMigration, newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
+import { MIGRATIONS, migrate } from '../../src/storage/migrations.js';
 
 const url = process.env.DATABASE_URL;
 const schema = `pp_test_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
@@ -34,6 +35,18 @@ describe.skipIf(!url)('PostgreSQL storage (DATABASE_URL)', () => {
   });
 
   storageContract(() => storage);
+
+  it('migration 12: reads an assertion written before it as it was, and keeps the date of one written after', async () => {
+    const older = `${schema}_m12`;
+    const driver = await openPostgres(url!, { schema: older });
+    try {
+      await migrate(driver, { migrations: MIGRATIONS.filter((m) => m.version <= 11), schema: older });
+      await checkAssertionOrderDateMigration(driver, () => migrate(driver, { schema: older }), (d) => new SqlStorage(d));
+    } finally {
+      await driver.exec(`DROP SCHEMA IF EXISTS ${older} CASCADE`).catch(() => undefined);
+      await driver.close();
+    }
+  });
 
   it('migrates once when replicas start at the same moment (advisory lock)', async () => {
     const shared = `${schema}_r`;

@@ -45,6 +45,27 @@ export function newAssertion(overrides: Partial<AssertionRecord> = {}): Assertio
   };
 }
 
+/**
+ * Migration 12 on a database migrated to 11 (`driver`, its schema as the service's search path has it): an assertion
+ * written before it (no order date) reads back as it did, with no `orderDate`, and one written after keeps its date.
+ */
+export async function checkAssertionOrderDateMigration(driver: SqlDriver, migrate: () => Promise<number[]>, storageOf: (d: SqlDriver) => Storage): Promise<void> {
+  const old = newAssertion();
+  await driver.query(
+    `INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb, $11::text::jsonb)`,
+    [old.assertionId, old.createdAt, old.payer, old.policyId, old.policyVersion, old.patientId, old.orderRef, old.hookInstance, old.outcome, JSON.stringify(old.facts), JSON.stringify(old.missingFacts)],
+  );
+  expect(await migrate()).toContain(12);
+  const storage = storageOf(driver);
+  const read = await storage.getAssertion(old.assertionId);
+  expect(read).toEqual(old);
+  expect(read && 'orderDate' in read).toBe(false);
+  const dated = newAssertion({ orderDate: '2026-12-21' });
+  await storage.saveAssertion(dated);
+  expect(await storage.getAssertion(dated.assertionId)).toEqual(dated);
+}
+
 export function newAudit(overrides: Partial<HookAuditRecord> = {}): HookAuditRecord {
   return {
     requestId: randomUUID(),
@@ -71,6 +92,16 @@ export function storageContract(get: () => Storage): void {
     expect(await get().getAssertion(a.assertionId)).toEqual(a);
     expect(await get().getAuthorization(a.authorization!.number)).toMatchObject({ source: 'crd', payer: a.payer, assertionId: a.assertionId, start: '2026-11-01', end: '2027-04-30' });
     expect(await get().getAssertion(randomUUID())).toBeUndefined();
+  });
+
+  it('keeps the date an assertion judged its order on (DTR and PAS judge the order on it: design.md §7)', async () => {
+    const a = newAssertion({ orderDate: '2026-12-21' });
+    await get().saveAssertion(a);
+    expect(await get().getAssertion(a.assertionId)).toEqual(a);
+    // Queued behind a hook's answer, then written: the same date read back.
+    const queued = newAssertion({ orderDate: '2027-01-04' });
+    await get().queueAssertion(queued);
+    expect((await get().getAssertion(queued.assertionId))?.orderDate).toBe('2027-01-04');
   });
 
   it('keeps optional assertion fields absent when they were absent', async () => {
