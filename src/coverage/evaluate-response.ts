@@ -69,8 +69,14 @@ export interface EvaluateResponseInput {
    */
   knownFacts?: Record<string, unknown>;
   /**
-   * YYYY-MM-DD: the order date when neither the record's order nor the response's order-date item (the start the
-   * payer pre-filled) states one.
+   * YYYY-MM-DD: the date CRD judged the order on, as the assertion found with `knownFacts` recorded it
+   * (`AssertionRecord.orderDate`): the order date when neither the record's order nor the response's order-date item
+   * states one (design.md §7 "One date per order").
+   */
+  assertedOrderDate?: string;
+  /**
+   * YYYY-MM-DD: the order date when neither the record's order, the response's order-date item (the start the payer
+   * pre-filled) nor `assertedOrderDate` states one.
    */
   today: string;
 }
@@ -78,6 +84,11 @@ export interface EvaluateResponseInput {
 export interface EvaluateResponseResult extends ParsedAnswers {
   policy: CompiledPolicy;
   evaluation: PolicyEvaluation;
+  /**
+   * YYYY-MM-DD: the date the order was judged on (the record's order start, else the response's order-date item, else
+   * the asserted date, else today): the date an approval made on this evaluation starts on.
+   */
+  orderDate: string;
   /** e.g. the response answers an older version of the Questionnaire. */
   warnings: string[];
 }
@@ -186,18 +197,22 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
   const answers = withKnownFacts(policy, parsed.answers, input.knownFacts);
 
   // The order is judged on the date CRD judged it on (design.md §8: one decision per order): the order's own start
-  // when the record has the order, else the start the payer pre-filled in the form's order-date item; today only when
-  // neither says (the same fallback as evaluation-data.ts orderDateOf).
-  const orderDate = parsed.orderDate ?? today;
+  // when the record has the order, else the start the payer pre-filled in the form's order-date item, else the date
+  // the CRD assertion the response names recorded; today only when none says (the same fallback as
+  // evaluation-data.ts orderDateOf).
+  const fallback = parsed.orderDate ?? input.assertedOrderDate ?? today;
   let evaluation: PolicyEvaluation;
+  let orderDate = fallback;
   if (input.record) {
     const indexed = indexRecord(input.record);
     const order = input.order ?? indexed.orders[0] ?? ({ resourceType: 'MedicationRequest' } as MedicationRequest);
-    evaluation = evaluatePolicy(policy, evaluationDataFor(indexed, order, orderDate), answers);
+    const data = evaluationDataFor(indexed, order, fallback);
+    orderDate = data.orderDate;
+    evaluation = evaluatePolicy(policy, data, answers);
   } else {
     evaluation = evaluatePolicy(answersOnly(policy), emptyData(orderDate), answers);
   }
-  return { ...parsed, policy, evaluation, warnings };
+  return { ...parsed, policy, evaluation, warnings, orderDate };
 }
 
 /**

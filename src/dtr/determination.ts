@@ -118,6 +118,8 @@ function shaped(opts: DetermineOptions, determination: ReturnType<typeof propose
     facts: Object.fromEntries(evaluation.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
     missingFacts: evaluation.missingFacts,
     ...(issued ? { authorization: issued } : {}),
+    // The date the answers were judged on, for whoever later has only this assertion (PAS reading the response's).
+    ...(opts.orderDate ? { orderDate: opts.orderDate } : {}),
   };
   return { extension, assertion: record };
 }

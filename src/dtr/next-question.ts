@@ -25,6 +25,7 @@ import { responseShapeProblems } from './response-shape.js';
 import { adaptiveNarrative } from './adaptive-questionnaire.js';
 import { EXT_CQF_LIBRARY } from './cql-questionnaire.js';
 import { justificationLinkId } from '../policies/questionnaire-names.js';
+import { assertedContext, responseAssertion } from './response-assertion.js';
 
 export interface NextQuestionDeps {
   content: Content;
@@ -117,9 +118,15 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
   );
   const asked = new Set(flattenItems(previous?.item).map((i) => i.linkId));
 
+  // The CRD assertion the response names (its coverage-information): the adaptive form starts from what CRD knew of the
+  // order, as the POST of a finished response does (response-assertion.ts), so it neither asks again what the
+  // assertion holds nor judges the order on another date or facts.
+  const asserted = assertedContext(qr, await responseAssertion(qr, policy.file.id, deps.storage, deps.log));
   const result = evaluateQuestionnaireResponse({
     content: deps.content,
     qr: { ...qr, questionnaire: `${staticForm.url}|${staticForm.version}` },
+    knownFacts: asserted.knownFacts,
+    assertedOrderDate: asserted.assertedOrderDate,
     today: deps.today,
   });
   if (result.problems.length > 0) {
@@ -193,7 +200,7 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
       today: deps.today,
       orderDate: result.orderDate,
       coverageRef: ctx.coverage,
-      orderRef: ctx.orders[0],
+      orderRef: asserted.orderRef,
       patientId: ctx.patientId,
       source: 'dtr:$next-question',
       storage: deps.storage,

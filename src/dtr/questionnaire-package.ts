@@ -474,11 +474,18 @@ function packageBundle(
         )
       : [];
     const id = randomUUID();
-    // The date CRD judged this order on, for the form's age and askWhen gates and the server's reading (design.md §8);
-    // only from an order about the response's patient (another patient's order says nothing of this one's).
+    // The date CRD judged this order on, for the form's age and askWhen gates and the server's reading (design.md §8):
+    // the start the order states, only from an order about the response's patient (another patient's order says
+    // nothing of this one's); else the date the CRD assertion for this order recorded (a request naming only the
+    // `context`, or an order stating no start, which CRD judged on the day it was signed). Today only when neither.
     const orderSubject = localReference((order as { subject?: { reference?: string } } | undefined)?.subject?.reference);
     const aboutSubject = !orderSubject || !subject || orderSubject === localReference(subject.reference);
-    const orderDate = order && aboutSubject ? orderStartOf(order as MedicationRequest) : undefined;
+    const assertionOfOrder =
+      assertion &&
+      (!order ||
+        coverageAssertionIds(order as { extension?: Extension[] }).includes(assertion.assertionId) ||
+        localReference(assertion.orderRef) === refOf(order));
+    const orderDate = (order && aboutSubject ? orderStartOf(order as MedicationRequest) : undefined) ?? (assertionOfOrder ? assertion.orderDate : undefined);
     const qr = prefilledResponse(policy, q, assertion?.facts ?? {}, {
       valueSets: content.valueSets,
       canonicalBase: content.canonicalBase,

@@ -10,12 +10,11 @@ import { determinationKey, planDetermination, withCoverageInformation } from './
 import type { Determination, DetermineOptions } from './determination.js';
 import {
   answeredCanonical,
-  coverageAssertionIds,
   evaluateQuestionnaireResponse,
   policyForQuestionnaire,
   responseContext,
 } from '../coverage/evaluate-response.js';
-import { assertionIsAbout } from './assertion-patient.js';
+import { assertedContext, responseAssertion } from './response-assertion.js';
 import { responseShapeProblems } from './response-shape.js';
 
 export interface SubmitResponseDeps {
@@ -189,19 +188,10 @@ const clientText = (qr: QuestionnaireResponse): Narrative | undefined =>
 async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDeps): Promise<DetermineOptions & { warnings: number }> {
   const found = policyForQuestionnaire(deps.content, answeredCanonical(qr));
   const ctx = responseContext(qr);
-  // The facts CRD read stand in for unanswered questions only for the patient they were read from.
-  const patients = new Set(ctx.patientId ? [ctx.patientId] : []);
-  let knownFacts: Record<string, unknown> | undefined;
-  for (const assertionId of coverageAssertionIds(qr)) {
-    const a = await deps.storage.getAssertion(assertionId).catch(() => undefined);
-    if (a && found && a.policyId === found.policy.file.id && assertionIsAbout(a, patients)) {
-      knownFacts = a.facts;
-      break;
-    }
-    if (a && !assertionIsAbout(a, patients))
-      deps.log.warn({ coverageAssertionId: assertionId }, 'questionnaire-response: coverage-assertion-id of another patient, not used');
-  }
-  const result = evaluateQuestionnaireResponse({ content: deps.content, qr, knownFacts, today: deps.today });
+  // The facts, the order date and the order CRD recorded stand in for what the response does not say, only for the
+  // patient they were read from (response-assertion.ts).
+  const asserted = assertedContext(qr, found ? await responseAssertion(qr, found.policy.file.id, deps.storage, deps.log) : undefined);
+  const result = evaluateQuestionnaireResponse({ content: deps.content, qr, knownFacts: asserted.knownFacts, assertedOrderDate: asserted.assertedOrderDate, today: deps.today });
   if (result.problems.length > 0) throw invalid(result.problems);
   return {
     policy: result.policy,
@@ -209,7 +199,7 @@ async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDe
     today: deps.today,
     orderDate: result.orderDate,
     coverageRef: ctx.coverage,
-    orderRef: ctx.orders[0],
+    orderRef: asserted.orderRef,
     patientId: ctx.patientId,
     source: 'dtr:QuestionnaireResponse',
     warnings: result.warnings.length,
@@ -232,7 +222,8 @@ function decidedRecord(qr: QuestionnaireResponse, deps: SubmitResponseDeps, id: 
     receivedAt,
     assertionId: d.assertion.assertionId,
     ...(ctx.patientId ? { patientId: ctx.patientId } : {}),
-    ...(ctx.orders[0] ? { orderRef: ctx.orders[0] } : {}),
+    // The order the determination is about: the response's, else its CRD assertion's (response-assertion.ts).
+    ...(ctx.orders[0] || d.assertion.orderRef ? { orderRef: ctx.orders[0] ?? d.assertion.orderRef } : {}),
     ...(deps.clientId ? { clientId: deps.clientId } : {}),
     resource: saved,
   };

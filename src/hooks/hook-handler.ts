@@ -222,6 +222,8 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
       facts: Object.fromEntries((d.evaluation?.facts ?? []).filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
       missingFacts: d.evaluation?.missingFacts ?? [],
       authorization: d.authorization,
+      // The date the order was judged on: DTR and PAS given only this assertion judge the order on it too (design.md §7).
+      orderDate: d.orderDate,
     });
     // One decision line per order: ids, policy and criterion results; never fact values (design.md §2 "Platform
     // conventions").

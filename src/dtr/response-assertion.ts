@@ -1,0 +1,57 @@
+import type { QuestionnaireResponse } from '@medplum/fhirtypes';
+import { coverageAssertionIds, responseContext } from '../coverage/evaluate-response.js';
+import { localReference } from '../fhir/references.js';
+import type { Logger } from '../logger.js';
+import type { AssertionRecord, Storage } from '../storage/storage.js';
+import { assertionIsAbout } from './assertion-patient.js';
+
+/** What the CRD assertion a response names knows of its order, for what the response itself does not say. */
+export interface AssertedContext {
+  /** The facts CRD established (`AssertionRecord.facts`): they stand in for unanswered questions. */
+  knownFacts?: Record<string, unknown>;
+  /** The date CRD judged the order on, for a response whose order-date item states none. */
+  assertedOrderDate?: string;
+  /** The order the response is about: its qr-context, else the order CRD recorded the assertion for. */
+  orderRef?: string;
+}
+
+/**
+ * The CRD assertion a QuestionnaireResponse names in its coverage-information (DTR 2.2 lets the response carry the
+ * order's) that may speak for it: recorded for the response's policy and for its subject (assertion-patient.ts: an
+ * id is only a lookup key, and another patient's facts never stand in for this one's). POST /QuestionnaireResponse
+ * and `$next-question` both start from it, so a form answered either way is judged on what CRD knew of the order:
+ * its facts, its date and the order itself (design.md §8 "One authorization per order").
+ */
+export async function responseAssertion(
+  qr: QuestionnaireResponse,
+  policyId: string,
+  storage: Storage,
+  log: Logger,
+): Promise<AssertionRecord | undefined> {
+  const { patientId } = responseContext(qr);
+  const patients = new Set(patientId ? [patientId] : []);
+  for (const assertionId of coverageAssertionIds(qr)) {
+    const a = await storage.getAssertion(assertionId).catch(() => undefined);
+    if (a && a.policyId === policyId && assertionIsAbout(a, patients)) return a;
+    if (a && !assertionIsAbout(a, patients))
+      log.warn({ coverageAssertionId: assertionId }, 'questionnaire-response: coverage-assertion-id of another patient, not used');
+  }
+  return undefined;
+}
+
+/**
+ * What a response's assertion adds to the response ({@link AssertedContext}). The date and the order only when the
+ * response names no other order than the assertion's: an assertion about another order of the same patient says
+ * nothing of this order's start.
+ */
+export function assertedContext(qr: QuestionnaireResponse, a: AssertionRecord | undefined): AssertedContext {
+  const named = responseContext(qr).orders[0];
+  if (!a) return named ? { orderRef: named } : {};
+  const assertedOrder = localReference(a.orderRef);
+  const sameOrder = !named || !assertedOrder || named === assertedOrder;
+  return {
+    knownFacts: a.facts,
+    ...(sameOrder && a.orderDate ? { assertedOrderDate: a.orderDate } : {}),
+    ...(named ? { orderRef: named } : assertedOrder ? { orderRef: assertedOrder } : {}),
+  };
+}

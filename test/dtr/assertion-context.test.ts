@@ -1,0 +1,218 @@
+/**
+ * One decision per order (design.md §7 "One date per order", §8 "One authorization per order"): what DTR has of an
+ * order only through CRD's assertion (its `coverage-assertion-id`) is judged as CRD judged it. A `$questionnaire-package`
+ * call naming only the `context`, a response that leaves out the order-date item or its order, and an adaptive form
+ * on `$next-question` all take the order date, the facts and the order CRD recorded. The patient here turns 18 after
+ * today and before the order starts (Centene CP.PHAR.312 I.A.4.c.iii "adult"): an adult for this order.
+ */
+import type { Bundle, Extension, MedicationRequest, Parameters, Questionnaire, QuestionnaireResponse, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
+import type { MemoryStorage } from '../../src/storage/memory-storage.js';
+import { buildApp } from '../helpers/app.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { storyOrder, storyResources } from '../helpers/stories.js';
+import { CANONICAL_BASE, daysBefore, dtrContent, EVIDENCE, shownInForm, TODAY } from './helpers.js';
+
+const FHIR = 'application/fhir+json';
+const STORY = 'centene-missing-mrd';
+const POLICY = 'centene-blinatumomab';
+const DTR_22 = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-input-parameters|2.2.0';
+const COVERAGE_INFO = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
+const content = dtrContent();
+const daysAfter = (date: string, days: number) => daysBefore(date, -days);
+const yearsBefore = (date: string, years: number) => `${String(Number(date.slice(0, 4)) - years).padStart(4, '0')}${date.slice(4)}`;
+
+/** The story's chart and order, the order starting in 30 days and the patient turning 18 in 10. */
+function turningEighteen(): { resources: Resource[]; order: MedicationRequest; start: string; birthDate: string } {
+  const start = daysAfter(TODAY, 30);
+  const birthDate = yearsBefore(daysAfter(TODAY, 10), 18);
+  const resources = storyResources(STORY).map((r) => (r.resourceType === 'Patient' ? { ...r, birthDate } : r));
+  const order = structuredClone(storyOrder(STORY, resources));
+  order.authoredOn = `${TODAY}T09:00:00Z`;
+  order.dosageInstruction![0].timing!.repeat!.boundsPeriod = { start, end: daysAfter(start, 27) };
+  order.dispenseRequest!.validityPeriod = { start, end: daysAfter(start, 167) };
+  return { resources, order, start, birthDate };
+}
+
+const answerOf = (items: QuestionnaireResponseItem[] | undefined, linkId: string): QuestionnaireResponseItem['answer'] =>
+  (items ?? []).flatMap((i) => [...(i.linkId === linkId ? [i] : []), ...(i.item ?? [])]).find((i) => i.linkId === linkId)?.answer;
+
+/** The response with answers set (replacing what was pre-filled at those linkIds; new ones at the top level). */
+function withAnswers(qr: QuestionnaireResponse, a: Record<string, QuestionnaireResponseItem['answer']>): QuestionnaireResponse {
+  const out = structuredClone(qr);
+  const set = new Set<string>();
+  const walk = (items: QuestionnaireResponseItem[] | undefined) => {
+    for (const i of items ?? []) {
+      if (a[i.linkId]) {
+        i.answer = a[i.linkId];
+        set.add(i.linkId);
+      }
+      walk(i.item);
+    }
+  };
+  walk(out.item);
+  for (const [linkId, answer] of Object.entries(a)) if (!set.has(linkId)) (out.item ??= []).push({ linkId, answer });
+  return out;
+}
+
+/** The response without the items at these linkIds (at any depth). */
+function without(qr: QuestionnaireResponse, ...linkIds: string[]): QuestionnaireResponse {
+  const prune = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] | undefined =>
+    items?.filter((i) => !linkIds.includes(i.linkId)).map((i) => (i.item ? { ...i, item: prune(i.item) } : i));
+  return { ...qr, item: prune(qr.item) };
+}
+
+const code = (c: string): QuestionnaireResponseItem['answer'] => [{ valueCoding: { system: EVIDENCE, code: c } }];
+const assertionIdOf = (r: { extension?: Extension[] }) =>
+  r.extension!.find((e) => e.url === COVERAGE_INFO)!.extension!.find((e) => e.url === 'coverage-assertion-id')!.valueString!;
+const coverageInfoOf = (r: { extension?: Extension[] }) => r.extension!.find((e) => e.url === COVERAGE_INFO)!.extension!;
+const sub = (ext: Extension[], url: string) => ext.find((e) => e.url === url);
+
+type App = ReturnType<typeof buildApp>['app'];
+
+/** Signs the order: the order as CRD answered it (with its coverage-information) and the assertion's id. */
+async function sign(app: App, resources: Resource[], order: MedicationRequest): Promise<{ signed: MedicationRequest; assertionId: string }> {
+  const res = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order)).expect(200);
+  const signed = res.body.systemActions[0].resource as MedicationRequest;
+  return { signed, assertionId: assertionIdOf(signed) };
+}
+
+/** `$questionnaire-package` with these parameters beside the patient's Coverage; the package Bundles of the shape asked. */
+async function packageBundles(app: App, resources: Resource[], params: Parameters['parameter'], shape?: '2.2'): Promise<Bundle[]> {
+  const res = await request(app)
+    .post('/fhir/Questionnaire/$questionnaire-package')
+    .set('Content-Type', FHIR)
+    .send(JSON.stringify({
+      resourceType: 'Parameters',
+      ...(shape ? { meta: { profile: [DTR_22] } } : {}),
+      parameter: [{ name: 'coverage', resource: resources.find((r) => r.resourceType === 'Coverage') }, ...(params ?? [])],
+    }))
+    .expect(200);
+  return (res.body as Parameters).parameter!.filter((p) => p.name === 'PackageBundle' || p.name === 'packagebundle').map((p) => p.resource as Bundle);
+}
+
+const responseOf = (b: Bundle) => b.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
+const formOf = (b: Bundle) => b.entry!.find((e) => e.resource?.resourceType === 'Questionnaire')!.resource as Questionnaire;
+
+describe('what DTR has of an order only through its CRD assertion', () => {
+  it('CRD records the date it judged the order on with the assertion', async () => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const { resources, order, start } = turningEighteen();
+    const { assertionId } = await sign(app, resources, order);
+    expect((await storage.getAssertion(assertionId))?.orderDate).toBe(start);
+  });
+
+  it('$questionnaire-package given only the context pre-fills the order start CRD judged on, so the form asks the adult question CRD would', async () => {
+    const { app } = buildApp({ today: TODAY });
+    const { resources, order, start } = turningEighteen();
+    const { assertionId } = await sign(app, resources, order);
+    const bundles = await packageBundles(app, resources, [{ name: 'context', valueString: assertionId }]);
+    expect(bundles.length).toBeGreaterThan(0);
+    for (const bundle of bundles) {
+      const q = formOf(bundle);
+      const qr = responseOf(bundle);
+      expect(answerOf(qr.item, ORDER_DATE_LINK_ID)?.[0].valueDate, `${q.id}: the order start CRD judged on, not today`).toBe(start);
+      // I.A.4.c.iii: maintenance with POMP is for adults; on the order start this patient is one.
+      const maintenance = withAnswers(qr, { 'ph-status': code('negative'), 'treatment-phase': code('maintenance') });
+      expect(shownInForm(content, q, 'with-pomp', maintenance), `${q.id}: the adult question is shown`).toBe(true);
+    }
+  });
+
+  it("the adaptive route's draft, asked for with only the context, carries the order start CRD judged on", async () => {
+    const { app } = buildApp({ today: TODAY });
+    const { resources, order, start } = turningEighteen();
+    const { assertionId } = await sign(app, resources, order);
+    const bundles = await packageBundles(app, resources, [
+      { name: 'context', valueString: assertionId },
+      { name: 'questionnaire', valueCanonical: `${CANONICAL_BASE}/Questionnaire/${POLICY}-adaptive` },
+    ]);
+    expect(bundles.length).toBeGreaterThan(0);
+    for (const bundle of bundles) expect(answerOf(responseOf(bundle).item, ORDER_DATE_LINK_ID)?.[0].valueDate).toBe(start);
+  });
+
+  it('a completed response naming the assertion without the order-date item is judged on, and approved from, the order start', async () => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const { resources, order, start } = turningEighteen();
+    const { signed } = await sign(app, resources, order);
+    const [bundle] = await packageBundles(app, resources, [{ name: 'order', resource: signed }], '2.2');
+    const qr = responseOf(bundle);
+    // A DTR client that sends back only what the clinician saw (the hidden order-date item left out); the MRD level the
+    // record lacked and the current weight answered (CP.PHAR.312 I.A.4.a, V).
+    const completed = {
+      ...without(withAnswers(qr, { 'mrd-percent': [{ valueDecimal: 0.5 }], weight: [{ valueDecimal: 66 }] }), ORDER_DATE_LINK_ID),
+      status: 'completed' as const,
+    };
+    expect(answerOf(completed.item, ORDER_DATE_LINK_ID)).toBeUndefined();
+    const created = (await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(completed)).expect(201)).body as QuestionnaireResponse;
+    const ext = coverageInfoOf(created);
+    expect(sub(ext, 'pa-needed')?.valueCode).toBe('satisfied');
+    const assertion = await storage.getAssertion(sub(ext, 'coverage-assertion-id')!.valueString!);
+    expect(assertion?.authorization?.start, 'the approval starts on the order start, not today').toBe(start);
+    expect(assertion?.orderDate).toBe(start);
+  });
+
+  it("a completed response naming the assertion but not its order decides that order's one record, which signing then answers", async () => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const { resources, order } = turningEighteen();
+    const { signed } = await sign(app, resources, order);
+    const [bundle] = await packageBundles(app, resources, [{ name: 'order', resource: signed }], '2.2');
+    const qr = responseOf(bundle);
+    // The response names its patient and the CRD assertion, not the order (no qr-context).
+    const completed: QuestionnaireResponse = {
+      ...withAnswers(qr, { 'mrd-percent': [{ valueDecimal: 0.5 }], weight: [{ valueDecimal: 66 }] }),
+      extension: (qr.extension ?? []).filter((e) => !e.url.endsWith('/qr-context')),
+      status: 'completed',
+    };
+    const created = (await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(completed)).expect(201)).body as QuestionnaireResponse;
+    const number = sub(coverageInfoOf(created), 'satisfied-pa-id')?.valueString;
+    expect(number).toMatch(/^PA-CENTENE-/);
+    const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;
+    const record = await storage.getOrderRecord({ payer: 'centene', patientId, orderRef: `MedicationRequest/${order.id}`, drug: content.policies.find((p) => p.file.id === POLICY)!.file.drug });
+    expect(record?.state, "the DTR approval is the order's").toBe('approved');
+    expect(record?.authorization?.number).toBe(number);
+    // Signing the same order again answers the one approval.
+    const again = await sign(app, resources, order);
+    expect(sub(coverageInfoOf(again.signed), 'satisfied-pa-id')?.valueString).toBe(number);
+    expect((storage as MemoryStorage).assertions.size).toBeGreaterThan(1);
+  });
+
+  it('$next-question starts from the facts CRD knew: it asks only what the assertion lacks, and decides as the POST does', async () => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const { resources, order, start } = turningEighteen();
+    const { signed, assertionId } = await sign(app, resources, order);
+    const assertion = (await storage.getAssertion(assertionId))!;
+    expect(assertion.missingFacts.length).toBeGreaterThan(0);
+    const policy = content.policies.find((p) => p.file.id === POLICY)!;
+    const missingLinks = new Set(assertion.missingFacts.map((f) => policy.factsByName.get(f)?.def.linkId));
+
+    const [bundle] = await packageBundles(app, resources, [
+      { name: 'order', resource: signed },
+      { name: 'questionnaire', valueCanonical: `${CANONICAL_BASE}/Questionnaire/${POLICY}-adaptive` },
+    ], '2.2');
+    const draft = responseOf(bundle);
+    expect(answerOf(draft.item, ORDER_DATE_LINK_ID)?.[0].valueDate).toBe(start);
+    const next = (await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(draft)).expect(200)).body as QuestionnaireResponse;
+    expect(next.status).toBe('in-progress');
+    const asked = ((next.contained![0] as Questionnaire).item ?? []).map((i) => i.linkId).filter((l) => l !== ORDER_DATE_LINK_ID);
+    expect(asked.length).toBeGreaterThan(0);
+    // Nothing CRD read from the chart (birth date, diagnosis, Ph status, …) is asked again: only what it lacked.
+    for (const l of asked) expect(missingLinks.has(l), `${l} was known at signing`).toBe(true);
+    expect(asked).not.toContain('birth-date');
+
+    // The answers CRD lacked: completed, and approved from the order start, as the POST of the standard form is.
+    let qr = withAnswers(next, { 'mrd-percent': [{ valueDecimal: 0.5 }], weight: [{ valueDecimal: 66 }] });
+    for (let round = 0; round < 5 && qr.status !== 'completed'; round++) {
+      qr = (await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(qr)).expect(200)).body as QuestionnaireResponse;
+      if (qr.status !== 'completed') {
+        const more = ((qr.contained![0] as Questionnaire).item ?? []).map((i) => i.linkId).filter((l) => answerOf(qr.item, l) === undefined);
+        throw new Error(`asked again after the missing answers: ${more.join(', ')}`);
+      }
+    }
+    const ext = coverageInfoOf(qr);
+    expect(sub(ext, 'pa-needed')?.valueCode).toBe('satisfied');
+    const decided = await storage.getAssertion(sub(ext, 'coverage-assertion-id')!.valueString!);
+    expect(decided?.authorization?.start).toBe(start);
+  });
+});
