@@ -179,7 +179,14 @@ function claimDiagnoses(req: PasRequest): Condition[] {
  * with the QuestionnaireResponse answers taking precedence (design.md §5, use 3). An item no policy governs is pended
  * for a reviewer: PriorPath holds only these policies and must not answer for drugs it does not know.
  */
-export function adjudicate(opts: { content: Content; payer: Payer; request: PasRequest; today: string }): ItemDecision[] {
+export function adjudicate(opts: {
+  content: Content;
+  payer: Payer;
+  request: PasRequest;
+  today: string;
+  /** The dates CRD judged the request's orders on, by `MedicationRequest/<id>` (asserted-order-dates.ts). */
+  assertedOrderDates?: ReadonlyMap<string, string>;
+}): ItemDecision[] {
   const { content, payer, request: req, today } = opts;
   return req.items.map((it) => {
     const order = orderFor(req, it, content, payer);
@@ -197,7 +204,10 @@ export function adjudicate(opts: { content: Content; payer: Payer; request: PasR
       const user = req.byReference.get(practitioner);
       if (user && (user.resourceType === 'PractitionerRole' || user.resourceType === 'Practitioner') && !record.users.includes(user)) record.users.push(user);
     }
-    const orderDate = evaluationDataFor(indexRecord(record), order, today).orderDate;
+    // The order's own start, else (for the evaluation of a response) its order-date item, else the date CRD judged the
+    // order on, else today: one date per order (design.md §7), and the same date for the evaluation and the period.
+    const asserted = order.id ? opts.assertedOrderDates?.get(`MedicationRequest/${order.id}`) : undefined;
+    let orderDate = evaluationDataFor(indexRecord(record), order, asserted ?? today).orderDate;
 
     if (!policy) {
       const period = { start: orderDate, end: periodEnd(orderDate, { days: 30 }) };
@@ -218,13 +228,16 @@ export function adjudicate(opts: { content: Content; payer: Payer; request: PasR
     try {
       if (qr) {
         // The same evaluation DTR runs for a completed response: the Bundle's record, the answers overriding it.
-        const result = evaluateQuestionnaireResponse({ content, qr, record, order, today });
+        const result = evaluateQuestionnaireResponse({ content, qr, record, order, assertedOrderDate: asserted, today });
         if (result.problems.length > 0) {
           throw badRequest(`QuestionnaireResponse answers that cannot be read: ${result.problems.map((p) => p.message).join('; ')}`, result.problems.map((p) => p.path));
         }
         ev = result.evaluation;
+        // The date the answers were judged on (the response's order-date item for an order stating no start): the
+        // approval and review periods start there too.
+        orderDate = result.orderDate;
       } else {
-        ev = evaluatePolicy(policy, evaluationDataFor(indexRecord(record), order, today));
+        ev = evaluatePolicy(policy, evaluationDataFor(indexRecord(record), order, asserted ?? today));
       }
     } catch (err) {
       if (err instanceof HttpError || err instanceof DomainError) throw err;

@@ -9,6 +9,7 @@ import { itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecor
 import type { PasVersion } from './pas-version.js';
 import { identifierKey, parsePasRequest } from './request-bundle.js';
 import type { PasRequest } from './request-bundle.js';
+import { assertedOrderDates } from './asserted-order-dates.js';
 
 /** How one item of the request fares in an update. */
 type Plan = { kind: 'keep'; item: ItemDecision } | { kind: 'decide'; was?: ItemDecision } | { kind: 'cancel'; item: ItemDecision };
@@ -98,7 +99,10 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
 
   // Added and changed items: the same decision as a new request's, then what their orders' records say.
   const deciding = [...plan.entries()].filter(([, p]) => p.kind === 'decide').map(([seq]) => seq);
-  const decided = deciding.length > 0 ? adjudicate({ content: o.content, payer: o.payer, request, today: o.day }).filter((d) => deciding.includes(d.sequence)) : [];
+  const decided =
+    deciding.length > 0
+      ? adjudicate({ content: o.content, payer: o.payer, request, today: o.day, assertedOrderDates: await assertedOrderDates(storage, request) }).filter((d) => deciding.includes(d.sequence))
+      : [];
   const records = await withOrderRecords(storage, decided, { day: o.day, actor: `PAS ${s.id}` });
   const kept = new Set<number>();
   decided.forEach((d, n) => {

@@ -1,0 +1,95 @@
+/**
+ * One date per order in PAS (design.md §7 "One date per order", §8 "One authorization per order"): an order that
+ * states no start of its own (no planned start, validity start or authoredOn) was judged by CRD on the day it was
+ * signed, and the assertion keeps that date. A PAS request for the order days later judges it, and starts its
+ * approval (or the reviewer's default period), on the same date; a request whose DTR response carries the order date
+ * the payer pre-filled starts the period where the answers were judged.
+ */
+import type { Bundle, ClaimResponse, MedicationRequest, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
+import { MemoryStorage } from '../../src/storage/memory-storage.js';
+import { buildApp } from '../helpers/app.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { storyOrder, storyResources } from '../helpers/stories.js';
+import { pasApp, REVIEW_TOKEN, storyBundle } from './pas-fixtures.js';
+
+const STORY = 'centene-missing-mrd';
+const FHIR = 'application/fhir+json';
+const COVERAGE_INFO = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
+const addDays = (date: string, days: number) => {
+  const d = new Date(`${date}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + days);
+  return d.toISOString().slice(0, 10);
+};
+const SIGNED_ON = new Date().toISOString().slice(0, 10);
+const REQUESTED_ON = addDays(SIGNED_ON, 20);
+/** The MRD level the chart lacks and the current weight (CP.PHAR.312 I.A.4.a, V): with them the order is approved. */
+const ANSWERS = { 'mrd-percent': [{ valueDecimal: 0.5 }], weight: [{ valueDecimal: 66 }] };
+
+/** The story's order with no start of its own: CRD judges it on the day it is signed. */
+function undatedOrder(): { resources: Resource[]; order: MedicationRequest } {
+  const resources = storyResources(STORY);
+  const order = structuredClone(storyOrder(STORY, resources));
+  delete order.authoredOn;
+  for (const d of order.dosageInstruction ?? []) delete d.timing?.repeat?.boundsPeriod;
+  delete order.dispenseRequest?.validityPeriod;
+  return { resources, order };
+}
+
+/** The request Bundle with the story's order replaced by `order` (same id). */
+function withOrder(bundle: Bundle, order: MedicationRequest): Bundle {
+  return { ...bundle, entry: bundle.entry!.map((e) => (e.resource?.resourceType === 'MedicationRequest' && e.resource.id === order.id ? { ...e, resource: order } : e)) };
+}
+
+const claimResponseOf = (b: Bundle) => b.entry!.find((e) => e.resource?.resourceType === 'ClaimResponse')!.resource as ClaimResponse;
+
+describe('PAS judges an order on the date CRD judged it on', () => {
+  it('an order stating no start, signed 20 days before the request, is approved from the day it was signed', async () => {
+    const storage = new MemoryStorage();
+    const signing = buildApp({ today: SIGNED_ON, storage }).app;
+    const { resources, order } = undatedOrder();
+    const signed = (await request(signing).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order)).expect(200)).body.systemActions[0].resource as MedicationRequest;
+    expect(signed.extension?.some((e) => e.url === COVERAGE_INFO)).toBe(true);
+
+    const pas = buildApp({ today: REQUESTED_ON, storage }).app;
+    const bundle = withOrder(storyBundle(STORY, { answers: ANSWERS }), signed);
+    const answer = (await request(pas).post('/fhir/Claim/$submit').set('Content-Type', FHIR).send(JSON.stringify(bundle)).expect(200)).body as Bundle;
+    const cr = claimResponseOf(answer);
+    expect(cr.preAuthPeriod?.start, 'the date CRD judged the order on, not the day of the request').toBe(SIGNED_ON);
+  });
+
+  it("a pended request for it gives the reviewer the period from the day it was signed, and the reviewer's approval runs from it", async () => {
+    const storage = new MemoryStorage();
+    const signing = buildApp({ today: SIGNED_ON, storage }).app;
+    const { resources, order } = undatedOrder();
+    const signed = (await request(signing).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order)).expect(200)).body.systemActions[0].resource as MedicationRequest;
+
+    const { app } = pasApp(storage, { today: REQUESTED_ON });
+    const bundle = withOrder(storyBundle(STORY), signed);
+    const answer = (await request(app).post('/fhir/Claim/$submit').set('Content-Type', FHIR).send(JSON.stringify(bundle)).expect(200)).body as Bundle;
+    const id = claimResponseOf(answer).id!;
+    const review = (await request(app).get(`/review/${id}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`).expect(200)).body as { items: { reviewPeriod: { start: string } }[] };
+    expect(review.items[0].reviewPeriod.start).toBe(SIGNED_ON);
+    const decided = (
+      await request(app)
+        .post(`/review/${id}/decision`)
+        .set('Authorization', `Bearer ${REVIEW_TOKEN}`)
+        .send({ decision: 'approve', reviewer: 'Dana Reyes, MD', reason: 'MRD-positive B-ALL in remission, documented in the attached note' })
+        .expect(200)
+    ).body as { items: { authorization?: { start: string } }[] };
+    expect(decided.items[0].authorization?.start).toBe(SIGNED_ON);
+  });
+
+  it("without the CRD assertion, an order stating no start is approved from the order date its DTR response carries, the date the answers were judged on", async () => {
+    const storage = new MemoryStorage();
+    const pas = buildApp({ today: REQUESTED_ON, storage }).app;
+    const { order } = undatedOrder();
+    const bundle = withOrder(storyBundle(STORY, { answers: ANSWERS }), order);
+    const qr = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
+    qr.item!.unshift({ linkId: ORDER_DATE_LINK_ID, answer: [{ valueDate: SIGNED_ON }] });
+    const answer = (await request(pas).post('/fhir/Claim/$submit').set('Content-Type', FHIR).send(JSON.stringify(bundle)).expect(200)).body as Bundle;
+    expect(claimResponseOf(answer).preAuthPeriod?.start).toBe(SIGNED_ON);
+  });
+});
