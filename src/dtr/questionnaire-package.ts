@@ -480,13 +480,21 @@ function packageBundle(
     // `context`, or an order stating no start, which CRD judged on the day it was signed). Today only when neither.
     const orderSubject = localReference((order as { subject?: { reference?: string } } | undefined)?.subject?.reference);
     const aboutSubject = !orderSubject || !subject || orderSubject === localReference(subject.reference);
-    const assertionOfOrder =
+    // The assertion speaks for the form's order: no order given, the order carries its id, or it was recorded for this
+    // order (or either names none, so nothing tells them apart). One recorded for another order of the patient (the
+    // context of an earlier cycle beside this cycle's order) neither pre-fills nor dates this order's form.
+    const assertedOrder = localReference(assertion?.orderRef);
+    const ofOrder =
       assertion &&
       (!order ||
+        !refOf(order) ||
+        !assertedOrder ||
         coverageAssertionIds(order as { extension?: Extension[] }).includes(assertion.assertionId) ||
-        localReference(assertion.orderRef) === refOf(order));
-    const orderDate = (order && aboutSubject ? orderStartOf(order as MedicationRequest) : undefined) ?? (assertionOfOrder ? assertion.orderDate : undefined);
-    const qr = prefilledResponse(policy, q, assertion?.facts ?? {}, {
+        assertedOrder === refOf(order))
+        ? assertion
+        : undefined;
+    const orderDate = (order && aboutSubject ? orderStartOf(order as MedicationRequest) : undefined) ?? ofOrder?.orderDate;
+    const qr = prefilledResponse(policy, q, ofOrder?.facts ?? {}, {
       valueSets: content.valueSets,
       canonicalBase: content.canonicalBase,
       subject,

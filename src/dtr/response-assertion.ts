@@ -40,18 +40,17 @@ export async function responseAssertion(
 }
 
 /**
- * What a response's assertion adds to the response ({@link AssertedContext}). The date and the order only when the
- * response names no other order than the assertion's: an assertion about another order of the same patient says
- * nothing of this order's start.
+ * What a response's assertion adds to the response ({@link AssertedContext}), only when the response names no other
+ * order than the assertion's: an assertion about another order of the same patient (an earlier cycle's) says nothing
+ * of this order's facts (a first order, the cycle) or its start.
  */
 export function assertedContext(qr: QuestionnaireResponse, a: AssertionRecord | undefined): AssertedContext {
   const named = responseContext(qr).orders[0];
-  if (!a) return named ? { orderRef: named } : {};
-  const assertedOrder = localReference(a.orderRef);
-  const sameOrder = !named || !assertedOrder || named === assertedOrder;
+  const assertedOrder = localReference(a?.orderRef);
+  if (!a || (named && assertedOrder && named !== assertedOrder)) return named ? { orderRef: named } : {};
   return {
     knownFacts: a.facts,
-    ...(sameOrder && a.orderDate ? { assertedOrderDate: a.orderDate } : {}),
+    ...(a.orderDate ? { assertedOrderDate: a.orderDate } : {}),
     ...(named ? { orderRef: named } : assertedOrder ? { orderRef: assertedOrder } : {}),
   };
 }

@@ -215,4 +215,44 @@ describe('what DTR has of an order only through its CRD assertion', () => {
     const decided = await storage.getAssertion(sub(ext, 'coverage-assertion-id')!.valueString!);
     expect(decided?.authorization?.start).toBe(start);
   });
+
+  it("an assertion recorded for another order of the patient neither pre-fills nor dates this order's form", async () => {
+    const { app } = buildApp({ today: TODAY });
+    const { resources, order, start, birthDate } = turningEighteen();
+    const { signed, assertionId } = await sign(app, resources, order);
+    // The same patient's next cycle, starting four weeks later, sent with the first cycle's assertion as the context.
+    const next = structuredClone(order);
+    next.id = `${order.id}-cycle-2`;
+    const nextStart = daysAfter(start, 28);
+    next.dosageInstruction![0].timing!.repeat!.boundsPeriod = { start: nextStart, end: daysAfter(nextStart, 27) };
+    next.dispenseRequest!.validityPeriod = { start: nextStart, end: daysAfter(nextStart, 167) };
+    const [forNext] = await packageBundles(app, resources, [{ name: 'order', resource: next }, { name: 'context', valueString: assertionId }]);
+    expect(answerOf(responseOf(forNext).item, ORDER_DATE_LINK_ID)?.[0].valueDate).toBe(nextStart);
+    expect(answerOf(responseOf(forNext).item, 'birth-date'), "the first cycle's facts are not this order's pre-fill").toBeUndefined();
+    // The first cycle's own form is pre-filled from its assertion.
+    const [forFirst] = await packageBundles(app, resources, [{ name: 'order', resource: signed }, { name: 'context', valueString: assertionId }]);
+    expect(answerOf(responseOf(forFirst).item, 'birth-date')?.[0].valueDate).toBe(birthDate);
+  });
+
+  it("a response naming another order than its assertion's is not read over that assertion's facts", async () => {
+    const { app } = buildApp({ today: TODAY });
+    const { resources, order } = turningEighteen();
+    const { signed } = await sign(app, resources, order);
+    const [bundle] = await packageBundles(app, resources, [{ name: 'order', resource: signed }], '2.2');
+    const qr = responseOf(bundle);
+    // Only the answers CRD lacked: the rest stands on the assertion's facts.
+    const kept = new Set([ORDER_DATE_LINK_ID, 'mrd-percent', 'weight']);
+    const keepOnly = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] =>
+      (items ?? []).flatMap((i) => (kept.has(i.linkId) ? [i] : keepOnly(i.item)));
+    const answered = withAnswers(qr, { 'mrd-percent': [{ valueDecimal: 0.5 }], weight: [{ valueDecimal: 66 }] });
+    const minimal: QuestionnaireResponse = { ...answered, item: keepOnly(answered.item), status: 'completed' };
+    const post = async (r: QuestionnaireResponse) =>
+      sub(coverageInfoOf((await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(r)).expect(201)).body as QuestionnaireResponse), 'pa-needed')?.valueCode;
+    expect(await post(minimal), "the assertion's own order: its facts stand in").toBe('satisfied');
+    const otherOrder: QuestionnaireResponse = {
+      ...minimal,
+      extension: (minimal.extension ?? []).map((e) => (e.url.endsWith('/qr-context') ? { ...e, valueReference: { reference: `MedicationRequest/${order.id}-cycle-2` } } : e)),
+    };
+    expect(await post(otherOrder), "another order: the first cycle's facts do not answer for it").not.toBe('satisfied');
+  });
 });
