@@ -255,8 +255,9 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     const known = page.locator('#known');
     expect(await known.locator('summary').innerText()).toMatch(/^\d+ answers already given, not asked again \(\d+ pre-filled from the chart\)$/);
     await known.locator('summary').click();
+    // The sandbox keeps its stories' dates recent (sandbox-bundles.ts), the birth date included: it moves with the day.
     expect(await textOf(page, '[data-testid=known-answers]')).toMatch(
-      /Does the patient have B-cell precursor acute lymphoblastic leukemia \(B-ALL\)\? Yes From the chart: Condition: .* Patient date of birth: 16 March 1985 From the chart: Patient record/,
+      /Does the patient have B-cell precursor acute lymphoblastic leukemia \(B-ALL\)\? Yes From the chart: Condition: .* Patient date of birth: \d{1,2} [A-Z][a-z]+ 1985 From the chart: Patient record/,
     );
     await s.shot('adaptive-step');
     // Typed and changed answers say so, as on the static form.
