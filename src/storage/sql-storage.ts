@@ -206,7 +206,9 @@ WITH given AS (
     policy_id text, reason text, authorization_number text, auth_start date, auth_end date, submission_id text, at timestamptz, from_states jsonb,
     source text, actor text, assertion_id text, withdraws boolean, event_id text)
 ), c AS (
-  SELECT g.* FROM given g WHERE NOT EXISTS (SELECT 1 FROM order_authorization_events e WHERE e.event_id = g.event_id)
+  -- A lookup per change in event_id's index, never a join: the planner cannot see how few changes $1 holds and,
+  -- with the table's statistics unknown (embedded PGlite never analyzes), hashed the whole events table per batch.
+  SELECT g.* FROM given g WHERE (SELECT e.id FROM order_authorization_events e WHERE e.event_id = g.event_id LIMIT 1) IS NULL
 ), up AS (
   INSERT INTO order_authorizations AS o (id, payer, patient_id, order_ref, drug, state, policy_id, reason, authorization_number, auth_start, auth_end,
     submission_id, created_at, updated_at)
@@ -239,8 +241,10 @@ WITH given AS (
 SELECT i FROM applied
 UNION ALL SELECT i FROM given g WHERE NOT EXISTS (SELECT 1 FROM c WHERE c.i = g.i)`;
 
-const ORDER_COLUMNS = `id, payer, patient_id, order_ref, drug, state, policy_id, reason, authorization_number, ${day('auth_start')} AS auth_start,
-  ${day('auth_end')} AS auth_end, submission_id, ${ts('created_at')} AS created_at, ${ts('updated_at')} AS updated_at`;
+/** Qualified by `o.` (the order record's alias), so a statement may join other rows that have such columns. */
+const ORDER_COLUMNS = `o.id, o.payer, o.patient_id, o.order_ref, o.drug, o.state, o.policy_id, o.reason, o.authorization_number,
+  ${day('o.auth_start')} AS auth_start, ${day('o.auth_end')} AS auth_end, o.submission_id, ${ts('o.created_at')} AS created_at,
+  ${ts('o.updated_at')} AS updated_at`;
 
 interface OrderRow {
   id: string;
@@ -419,14 +423,22 @@ async function readOrders(db: SqlSession, where: string, params: unknown[], limi
   return orderRecordsOf(await db.query(step.sql, step.params));
 }
 
-/** The statement reading several orders' records by key. */
+/**
+ * The statement reading several orders' records by key (the write-behind batch's read-back of awaited changes). Each
+ * key is looked up on its own in the order key's unique index (LATERAL with LIMIT cannot be turned into a join): as
+ * `IN (SELECT ... FROM jsonb_to_recordset(...))` the planner, which cannot see how few keys there are, hashed them and
+ * scanned every order record, once per batch.
+ */
 function ordersByKeysStep(keys: OrderKey[]): Step {
-  return ordersStep(
-    `(payer, patient_id, order_ref, drug) IN (SELECT x.payer, x.patient_id, x.order_ref, x.drug
-       FROM jsonb_to_recordset($1::text::jsonb) AS x(payer text, patient_id text, order_ref text, drug text))`,
-    [json(keys.map((k) => ({ payer: k.payer, patient_id: k.patientId, order_ref: k.orderRef, drug: k.drug })))],
-    Math.max(200, keys.length),
-  );
+  const unique = [...new Map(keys.map((k) => [keyText(k), k])).values()];
+  return {
+    sql: `SELECT ${ORDER_COLUMNS}, ${EVENTS_JSON}
+      FROM jsonb_to_recordset($1::text::jsonb) AS x(payer text, patient_id text, order_ref text, drug text)
+      CROSS JOIN LATERAL (SELECT * FROM order_authorizations k
+        WHERE k.payer = x.payer AND k.patient_id = x.patient_id AND k.order_ref = x.order_ref AND k.drug = x.drug LIMIT 1) o
+      ORDER BY created_at, id`,
+    params: [json(unique.map((k) => ({ payer: k.payer, patient_id: k.patientId, order_ref: k.orderRef, drug: k.drug })))],
+  };
 }
 
 /** Orders the embedded database's index holds at most (about 150 bytes each); past it, order reads go to the database. */
