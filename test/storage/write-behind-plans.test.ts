@@ -1,10 +1,11 @@
 /**
  * The statements a write-behind batch runs (a hook's assertion, audit line and order change, and the read-back of an
- * awaited approval), and the hook's reads (an order's record, a signing's assertion), must touch only the rows they write and read: looked up in an index, never a whole table scanned.
- * Embedded PGlite has no autovacuum, so the planner never has statistics and cannot see how few rows a batch's JSON
- * parameter holds; a statement it plans as a hash join over a sequential scan costs the database's thread time in
- * proportion to every order ever recorded, once per batch (README "Storage off the hook's path"). This reads the
- * generic plan of every statement a batch sent, as the embedded database caches it, and names any table scanned.
+ * awaited approval), and the hook's reads (an order's record, a signing's assertion), must touch only the rows they
+ * write and read: looked up in an index, never a whole table scanned. Embedded PGlite has no autovacuum, so the
+ * planner never has statistics and cannot see how few rows a batch's JSON parameter holds; a statement it plans as a
+ * hash join over a sequential scan costs the database's thread time in proportion to every order ever recorded, once
+ * per batch (README "Storage off the hook's path"). This reads the generic plan of every statement sent, as the
+ * embedded database caches it, and names any table scanned.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
