@@ -34,12 +34,11 @@ export function summaryOf(text: string): string {
 
 function card(label: string, topic: string, display: string, c: Omit<Card, 'uuid' | 'source'> & { sourceUrl?: string }): Card {
   const { sourceUrl, ...rest } = c;
-  return {
-    uuid: randomUUID(),
-    ...rest,
+  // Object.assign, not a spread with properties after it: see factEnvironment (evaluate-policy.ts).
+  return Object.assign({ uuid: randomUUID() }, rest, {
     summary: summaryOf(c.summary),
     source: { label, ...(sourceUrl ? { url: sourceUrl } : {}), topic: { system: CARD_TYPE_SYSTEM, code: topic, display } },
-  };
+  });
 }
 
 /** Instructions card: text only, no links or suggestions (CRD cards.md "Instructions"). */

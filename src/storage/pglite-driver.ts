@@ -221,7 +221,8 @@ function workerDriver(worker: Worker, initialFsyncs: number, onClose: () => void
     return new Promise((resolve, reject) => {
       pending.set(id, { resolve, reject });
       if (pending.size === 1) worker.ref();
-      worker.postMessage({ ...req, id });
+      // Not `{ ...req, id }`: see factEnvironment (evaluate-policy.ts); one message per statement.
+      worker.postMessage(Object.assign({}, req, { id }));
     });
   };
   const session = (tx?: number): SqlSession => ({

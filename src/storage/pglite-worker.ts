@@ -234,7 +234,8 @@ function serve(db: PGlite, { protocol, parse }: PgliteModule): void {
   const prepared = new PreparedStatements(db, protocol.serialize, parse);
   const txs = new Map<number, OpenTx>();
   let nextTx = 1;
-  const reply = (r: Omit<WorkerReply, 'fsyncs'>) => port.postMessage({ ...r, fsyncs });
+  // Not `{ ...r, fsyncs }`: a spread with a property after it gives each reply a hidden class of its own in V8.
+  const reply = (r: Omit<WorkerReply, 'fsyncs'>) => port.postMessage(Object.assign({}, r, { fsyncs }));
 
   port.on('message', (m: WorkerRequest) => {
     void (async () => {
