@@ -1,6 +1,7 @@
 import type { Payer } from '../content.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { undecidedRules, type Outcome, type PolicyEvaluation } from '../policies/evaluate-policy.js';
+import { failedUses } from '../policies/pathway-failures.js';
 import type { AuthorizationRecord, ReviewActionCode } from '../storage/storage.js';
 
 /** CRD `covered` codes (ext-coverage-information). */
@@ -50,7 +51,13 @@ export function notCoveredReason(policy: CompiledPolicy, ev: PolicyEvaluation): 
     const why = rule?.notCovered ?? `Does not meet: ${failedRequirement.text}`;
     return `${why} (${failedRequirement.cite})${file.offLabel ? `. ${file.offLabel}` : ''}`;
   }
-  return `No covered indication of ${file.source.id} applies (${[...new Set(ev.failed.map((r) => r.cite))].join('; ')})${file.offLabel ? `. ${file.offLabel}` : ''}`;
+  // Name what failed, and only for the covered uses that concern this patient (pathway-failures.ts), never every
+  // pathway's clause (design.md §6 "Clinical readings").
+  const { uses, more } = failedUses(policy, ev);
+  const notMet = uses.map((u) => `${u.words} (${u.cites.join('; ')})`).join('; ');
+  const others = more > 0 ? `; and ${more} other covered use${more === 1 ? '' : 's'}` : '';
+  const why = uses.length > 0 ? `. Not met: ${notMet}${others}` : ` (${[...new Set(ev.failed.map((r) => r.cite))].join('; ')})`;
+  return `No covered use of ${file.source.id} fits this order${why}${file.offLabel ? `. ${file.offLabel}` : ''}`;
 }
 
 /**

@@ -58,6 +58,11 @@ export interface CompiledRule {
   applies?: CompiledExpression;
   /** The facts `applies` reads. */
   appliesFacts?: string[];
+  /**
+   * Pathway: its top-level conjuncts (`A and B and C`), each compiled over the facts, so a not-covered reason can name
+   * the ones that failed (pathway-failures.ts). One conjunct when the condition is not such a chain.
+   */
+  conjuncts?: { text: string; when: CompiledExpression; facts: string[] }[];
 }
 
 /** A policy file after validation and compilation (design.md §5). */

@@ -31,7 +31,7 @@ function walkOutsideQuotes(text: string, from: number, visit: (i: number, c: str
 }
 
 /** The top-level pieces of `text` split at `sep` (outside parentheses, brackets and quoted strings). */
-function splitTopLevel(text: string, sep: RegExp): string[] {
+export function splitTopLevel(text: string, sep: RegExp): string[] {
   const parts: string[] = [];
   let depth = 0;
   let start = 0;

@@ -5,7 +5,7 @@ import { readYamlFile } from '../content-yaml.js';
 import { compileFhirPath, referencedValueSets, resolveValueSetUrl } from '../fhir/fhirpath.js';
 import type { FhirPathOptions } from '../fhir/fhirpath.js';
 import type { ValueSetIndex } from '../fhir/value-sets.js';
-import { applicabilityOf, passesWhenUnknown } from './limit-applicability.js';
+import { applicabilityOf, passesWhenUnknown, splitTopLevel } from './limit-applicability.js';
 import type { CompiledFact, CompiledPolicy, CompiledRule, RuleKind } from './compiled-policy.js';
 import { factLibrarySchema, policySchema } from './policy-schema.js';
 import type { FactDefinition, PolicyFile } from './policy-schema.js';
@@ -332,6 +332,13 @@ function compilePolicy(
       if ('approval' in r) rule.approval = r.approval;
       if ('cycles' in r && r.cycles !== undefined) rule.cycles = r.cycles;
       if ('justification' in r) rule.justification = r.justification;
+      if (kind === 'pathway') {
+        rule.conjuncts = splitTopLevel(r.when.trim(), /^\s+and\s+/).map((text) => ({
+          text: text.trim(),
+          when: compileFhirPath(text.trim(), fpFacts),
+          facts: bareIdentifiers(text),
+        }));
+      }
       const applies = kind === 'limit' ? applicabilityOf(r.when) : undefined;
       if (applies !== undefined) {
         rule.applies = compileFhirPath(applies, fpFacts);

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { loadContent } from '../../src/content.js';
+import { determinationOf } from '../../src/coverage/determination.js';
 import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
 import type { FactValue } from '../../src/policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
@@ -22,6 +23,8 @@ interface PolicyCase extends PolicyCaseInput {
     notFailed?: string[];
     proposal?: { value: number; unit: string };
     facts?: Record<string, FactValue | null>;
+    /** Words the determination's reason (CRD reason, card, DTR, PAS) must and must not hold (design.md §6). */
+    reason?: { includes?: string[]; excludes?: string[] };
   };
 }
 
@@ -63,6 +66,11 @@ describe.each(caseFiles)('policy cases %s', (file) => {
       expect(p, trace).toBeDefined();
       expect(p.unit).toBe(c.expect.proposal.unit);
       expect(p.value).toBeCloseTo(c.expect.proposal.value, 1);
+    }
+    if (c.expect.reason) {
+      const reason = determinationOf(policy!, result).reasons.map((r) => r.text).join(' ');
+      for (const w of c.expect.reason.includes ?? []) expect(reason, trace).toContain(w);
+      for (const w of c.expect.reason.excludes ?? []) expect(reason, trace).not.toContain(w);
     }
     for (const [name, value] of Object.entries(c.expect.facts ?? {})) {
       const fact = result.facts.find((f) => f.name === name);
