@@ -19,7 +19,6 @@ import {
   UCUM,
 } from '../fhir/dtr-urls.js';
 import { policyStructure } from '../policies/policy-structure.js';
-import { irrelevanceCondition } from './relevance-gate.js';
 import type { FactGroup, PolicyStructure } from '../policies/policy-structure.js';
 import { justificationLinkId, ORDER_DATE_LINK_ID, questionnaireUrl } from '../policies/questionnaire-names.js';
 
@@ -97,9 +96,6 @@ function helpItem(linkId: string, text: string): QuestionnaireItem {
     ],
   };
 }
-
-/** The description of a limit's question's gate (relevance-gate.ts): no rule can change with its answer any more. */
-export const RELEVANCE_GATE_DESCRIPTION = 'Asked unless the answers so far decide every criterion and limit that reads it';
 
 /** The description of a shared question's gate (usageGate): the covered uses that need it are all ruled out. */
 export const USAGE_GATE_DESCRIPTION = 'Asked unless the answers so far rule out every covered use that needs it';
@@ -232,23 +228,7 @@ export function buildQuestionnaire(
       .flatMap((g) => g.facts)
       .filter((f) => pathwaysOnly(f) !== undefined && !policy.factsByName.get(f)!.def.askWhen && !askWhenReads.has(f)),
   );
-  // A question a limit reads (and no askWhen or covered-use gate already governs) is hidden once its answer can change
-  // no rule for this patient, e.g. OHSU's "given with a TKI?" for Ph-negative disease (relevance-gate.ts).
-  const justificationFacts = new Set(structure.justifications.flatMap((j) => j.facts));
-  const relevanceGated = new Set(
-    structure.asked.filter(
-      (f) =>
-        (structure.usedBy.get(f) ?? []).some((r) => r.kind === 'limit') &&
-        !usageGated.has(f) &&
-        !justificationFacts.has(f) &&
-        !policy.factsByName.get(f)!.def.askWhen &&
-        !askWhenReads.has(f),
-    ),
-  );
   const hideable = new Set([...usageGated, ...structure.groups.filter((g) => g.kind === 'pathway').flatMap((g) => g.facts)]);
-  // Relevance gates read neither a question another gate may hide nor one another, so no two gates depend on each other.
-  const unknownToRelevance = new Set([...hideable, ...relevanceGated]);
-  const rulesWithText = [...policy.requirements, ...policy.pathways, ...policy.limits].map((rule) => ({ rule, when: ruleText(policy, rule) }));
 
   const factItem = (name: string): QuestionnaireItem => {
     const def = policy.factsByName.get(name)!.def;
@@ -294,13 +274,6 @@ export function buildQuestionnaire(
       item.extension = [
         ...(item.extension ?? []),
         expressionExtension(EXT_ENABLE_WHEN_EXPRESSION, gate, 'Asked only of the patients this question concerns'),
-      ];
-    }
-    const relevance = relevanceGated.has(name) ? irrelevanceCondition(policy, name, rulesWithText, { itemFor, unknown: unknownToRelevance }) : undefined;
-    if (relevance !== undefined && relevance !== 'true') {
-      item.extension = [
-        ...(item.extension ?? []),
-        expressionExtension(EXT_ENABLE_WHEN_EXPRESSION, `iif(${relevance}, false, true)`, RELEVANCE_GATE_DESCRIPTION),
       ];
     }
     const usage = usageGated.has(name) ? usageGate(policy, pathwaysOnly(name)!, itemFor, hideable) : undefined;

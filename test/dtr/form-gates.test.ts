@@ -96,18 +96,6 @@ describe('age-band questions in the DTR form', () => {
   });
 });
 
-describe('questions a limit reads, asked only while that limit can matter (design.md §6)', () => {
-  it('OHSU: "given with a TKI?" (read by the Ph+ frontline-induction dose rows and the Ph+ pathways) is not asked of a Ph-negative child', () => {
-    const q = questionnaire('ohsu-blinatumomab');
-    const child = { 'birth-date': [{ valueDate: bornYearsAgo(9) }], 'renewal-request': [{ valueBoolean: false }] };
-    expect(shown(q, 'with-tki', answers({ ...child, 'ph-status': code('negative') }))).toBe(false);
-    // Ph-positive, or the Ph status not known yet: the answer can still change the dose rows, so it is asked.
-    expect(shown(q, 'with-tki', answers({ ...child, 'ph-status': code('positive') }))).toBe(true);
-    expect(shown(q, 'with-tki', answers(child))).toBe(true);
-    expect(shown(q, 'with-tki', answers({ 'birth-date': [{ valueDate: bornYearsAgo(45) }], 'ph-status': code('positive') }))).toBe(true);
-  });
-});
-
 describe('questions a met covered use does not need (BCBSNC inotuzumab)', () => {
   it('the compendia / FDA-label attestation and its citation are not asked once relapsed or refractory B-ALL is answered', () => {
     const q = questionnaire('bcbsnc-inotuzumab');

@@ -18,7 +18,7 @@ import {
   LAUNCH_CONTEXT_SYSTEM,
 } from '../../src/fhir/dtr-urls.js';
 import { policyStructure } from '../../src/policies/policy-structure.js';
-import { flattenItems, USAGE_GATE_DESCRIPTION, RELEVANCE_GATE_DESCRIPTION } from '../../src/dtr/questionnaire-builder.js';
+import { flattenItems, USAGE_GATE_DESCRIPTION } from '../../src/dtr/questionnaire-builder.js';
 import { generateQuestionnaireFiles } from '../../src/dtr/questionnaire-files.js';
 import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
 import { repoRoot } from '../helpers/stories.js';
@@ -180,10 +180,7 @@ describe('generated questionnaires', () => {
             structure.justifications.length > 0 ||
             askWhen.has(i.linkId) ||
             (pathwaysOnly.has(i.linkId) &&
-              i.extension!.some((e) => e.valueExpression?.description === USAGE_GATE_DESCRIPTION)) ||
-            // A question a limit reads is hidden once no rule can change with its answer (the relevance gate).
-            ((structure.usedBy.get(policy.facts.find((f) => f.def.linkId === i.linkId)?.name ?? '') ?? []).some((r) => r.kind === 'limit') &&
-              i.extension!.some((e) => e.valueExpression?.description === RELEVANCE_GATE_DESCRIPTION)),
+              i.extension!.some((e) => e.valueExpression?.description === USAGE_GATE_DESCRIPTION)),
           i.linkId,
         ).toBe(true);
       // design.md §6 "Clinical readings": a question asked only of the patients it concerns (askWhen: renewals, an
