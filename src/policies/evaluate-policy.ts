@@ -500,8 +500,8 @@ function namesThatDecided(policy: CompiledPolicy, data: EvaluationData, known: R
 }
 
 const closureCache = new WeakMap<CompiledPolicy, Map<string, string[]>>();
-/** The facts a rule reads, with the facts those are computed from. */
-function ruleClosure(policy: CompiledPolicy, names: string[]): string[] {
+/** The facts a rule (or any expression) reads, with the facts those are computed from; cached per policy. */
+export function ruleClosure(policy: CompiledPolicy, names: string[]): string[] {
   let cache = closureCache.get(policy);
   if (!cache) closureCache.set(policy, (cache = new Map()));
   const key = names.join(',');

@@ -1,5 +1,5 @@
 import type { CompiledPolicy, CompiledRule } from './compiled-policy.js';
-import type { FactValue, PolicyEvaluation } from './evaluate-policy.js';
+import { ruleClosure, type FactValue, type PolicyEvaluation } from './evaluate-policy.js';
 import { reviewerLabel } from './policy-loader.js';
 
 /**
@@ -28,21 +28,9 @@ export const MAX_FAILED_USES = 3;
  */
 const GATE_FACTS = ['birthDate', 'renewalRequest'];
 
-/** The facts a fact is computed from, itself included. */
-function closure(policy: CompiledPolicy, names: string[]): Set<string> {
-  const seen = new Set<string>();
-  const visit = (n: string) => {
-    if (seen.has(n)) return;
-    seen.add(n);
-    policy.factsByName.get(n)?.deps.forEach(visit);
-  };
-  names.forEach(visit);
-  return seen;
-}
-
 /** Whether a conjunct is decided by who the request is for: every fact it reads is computed from a gate fact. */
 function gate(policy: CompiledPolicy, facts: string[]): boolean {
-  return facts.length > 0 && facts.every((f) => GATE_FACTS.some((g) => closure(policy, [f]).has(g)));
+  return facts.length > 0 && facts.every((f) => GATE_FACTS.some((g) => ruleClosure(policy, [f]).includes(g)));
 }
 
 function show(value: FactValue): string {

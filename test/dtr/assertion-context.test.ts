@@ -12,8 +12,7 @@ import { ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
 import type { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
-import { storyOrder, storyResources } from '../helpers/stories.js';
-import { CANONICAL_BASE, daysBefore, dtrContent, EVIDENCE, shownInForm, TODAY } from './helpers.js';
+import { CANONICAL_BASE, daysAfter, dtrContent, EVIDENCE, shownInForm, TODAY, turningEighteen } from './helpers.js';
 
 const FHIR = 'application/fhir+json';
 const STORY = 'centene-missing-mrd';
@@ -21,20 +20,6 @@ const POLICY = 'centene-blinatumomab';
 const DTR_22 = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-input-parameters|2.2.0';
 const COVERAGE_INFO = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
 const content = dtrContent();
-const daysAfter = (date: string, days: number) => daysBefore(date, -days);
-const yearsBefore = (date: string, years: number) => `${String(Number(date.slice(0, 4)) - years).padStart(4, '0')}${date.slice(4)}`;
-
-/** The story's chart and order, the order starting in 30 days and the patient turning 18 in 10. */
-function turningEighteen(): { resources: Resource[]; order: MedicationRequest; start: string; birthDate: string } {
-  const start = daysAfter(TODAY, 30);
-  const birthDate = yearsBefore(daysAfter(TODAY, 10), 18);
-  const resources = storyResources(STORY).map((r) => (r.resourceType === 'Patient' ? { ...r, birthDate } : r));
-  const order = structuredClone(storyOrder(STORY, resources));
-  order.authoredOn = `${TODAY}T09:00:00Z`;
-  order.dosageInstruction![0].timing!.repeat!.boundsPeriod = { start, end: daysAfter(start, 27) };
-  order.dispenseRequest!.validityPeriod = { start, end: daysAfter(start, 167) };
-  return { resources, order, start, birthDate };
-}
 
 const answerOf = (items: QuestionnaireResponseItem[] | undefined, linkId: string): QuestionnaireResponseItem['answer'] =>
   (items ?? []).flatMap((i) => [...(i.linkId === linkId ? [i] : []), ...(i.item ?? [])]).find((i) => i.linkId === linkId)?.answer;
@@ -99,14 +84,14 @@ const formOf = (b: Bundle) => b.entry!.find((e) => e.resource?.resourceType === 
 describe('what DTR has of an order only through its CRD assertion', () => {
   it('CRD records the date it judged the order on with the assertion', async () => {
     const { app, storage } = buildApp({ today: TODAY });
-    const { resources, order, start } = turningEighteen();
+    const { resources, order, start } = turningEighteen(STORY);
     const { assertionId } = await sign(app, resources, order);
     expect((await storage.getAssertion(assertionId))?.orderDate).toBe(start);
   });
 
   it('$questionnaire-package given only the context pre-fills the order start CRD judged on, so the form asks the adult question CRD would', async () => {
     const { app } = buildApp({ today: TODAY });
-    const { resources, order, start } = turningEighteen();
+    const { resources, order, start } = turningEighteen(STORY);
     const { assertionId } = await sign(app, resources, order);
     const bundles = await packageBundles(app, resources, [{ name: 'context', valueString: assertionId }]);
     expect(bundles.length).toBeGreaterThan(0);
@@ -122,7 +107,7 @@ describe('what DTR has of an order only through its CRD assertion', () => {
 
   it("the adaptive route's draft, asked for with only the context, carries the order start CRD judged on", async () => {
     const { app } = buildApp({ today: TODAY });
-    const { resources, order, start } = turningEighteen();
+    const { resources, order, start } = turningEighteen(STORY);
     const { assertionId } = await sign(app, resources, order);
     const bundles = await packageBundles(app, resources, [
       { name: 'context', valueString: assertionId },
@@ -134,7 +119,7 @@ describe('what DTR has of an order only through its CRD assertion', () => {
 
   it('a completed response naming the assertion without the order-date item is judged on, and approved from, the order start', async () => {
     const { app, storage } = buildApp({ today: TODAY });
-    const { resources, order, start } = turningEighteen();
+    const { resources, order, start } = turningEighteen(STORY);
     const { signed } = await sign(app, resources, order);
     const [bundle] = await packageBundles(app, resources, [{ name: 'order', resource: signed }], '2.2');
     const qr = responseOf(bundle);
@@ -155,7 +140,7 @@ describe('what DTR has of an order only through its CRD assertion', () => {
 
   it("a completed response naming the assertion but not its order decides that order's one record, which signing then answers", async () => {
     const { app, storage } = buildApp({ today: TODAY });
-    const { resources, order } = turningEighteen();
+    const { resources, order } = turningEighteen(STORY);
     const { signed } = await sign(app, resources, order);
     const [bundle] = await packageBundles(app, resources, [{ name: 'order', resource: signed }], '2.2');
     const qr = responseOf(bundle);
@@ -180,7 +165,7 @@ describe('what DTR has of an order only through its CRD assertion', () => {
 
   it('$next-question starts from the facts CRD knew: it asks only what the assertion lacks, and decides as the POST does', async () => {
     const { app, storage } = buildApp({ today: TODAY });
-    const { resources, order, start } = turningEighteen();
+    const { resources, order, start } = turningEighteen(STORY);
     const { signed, assertionId } = await sign(app, resources, order);
     const assertion = (await storage.getAssertion(assertionId))!;
     expect(assertion.missingFacts.length).toBeGreaterThan(0);
@@ -218,7 +203,7 @@ describe('what DTR has of an order only through its CRD assertion', () => {
 
   it("an assertion recorded for another order of the patient neither pre-fills nor dates this order's form", async () => {
     const { app } = buildApp({ today: TODAY });
-    const { resources, order, start, birthDate } = turningEighteen();
+    const { resources, order, start, birthDate } = turningEighteen(STORY);
     const { signed, assertionId } = await sign(app, resources, order);
     // The same patient's next cycle, starting four weeks later, sent with the first cycle's assertion as the context.
     const next = structuredClone(order);
@@ -236,7 +221,7 @@ describe('what DTR has of an order only through its CRD assertion', () => {
 
   it("a response naming another order than its assertion's is not read over that assertion's facts", async () => {
     const { app } = buildApp({ today: TODAY });
-    const { resources, order } = turningEighteen();
+    const { resources, order } = turningEighteen(STORY);
     const { signed } = await sign(app, resources, order);
     const [bundle] = await packageBundles(app, resources, [{ name: 'order', resource: signed }], '2.2');
     const qr = responseOf(bundle);

@@ -35,7 +35,7 @@ import type { FactValue } from '../../src/policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
 import { recordFromResources } from '../../src/policies/record-from-resources.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
-import { repoRoot } from '../helpers/stories.js';
+import { repoRoot, storyOrder, storyResources } from '../helpers/stories.js';
 
 export const CANONICAL_BASE = 'https://priorpath.dev/fhir';
 export const PUBLIC_BASE = 'http://priorpath.test';
@@ -57,6 +57,24 @@ export function daysBefore(date: string, days: number): string {
   const d = new Date(`${date}T00:00:00Z`);
   d.setUTCDate(d.getUTCDate() - days);
   return d.toISOString().slice(0, 10);
+}
+
+export const daysAfter = (date: string, days: number) => daysBefore(date, -days);
+const yearsBefore = (date: string, years: number) => `${String(Number(date.slice(0, 4)) - years).padStart(4, '0')}${date.slice(4)}`;
+
+/**
+ * A story's chart and order with the order starting in 30 days and the patient turning 18 in 10: a child today, an
+ * adult on the order's start (design.md §7 "One date per order"; Centene CP.PHAR.312 I.A.4.c.iii "adult").
+ */
+export function turningEighteen(story: string): { resources: Resource[]; order: MedicationRequest; start: string; birthDate: string } {
+  const start = daysAfter(TODAY, 30);
+  const birthDate = yearsBefore(daysAfter(TODAY, 10), 18);
+  const resources = storyResources(story).map((r) => (r.resourceType === 'Patient' ? { ...r, birthDate } : r));
+  const order = structuredClone(storyOrder(story, resources));
+  order.authoredOn = `${TODAY}T09:00:00Z`;
+  order.dosageInstruction![0].timing!.repeat!.boundsPeriod = { start, end: daysAfter(start, 27) };
+  order.dispenseRequest!.validityPeriod = { start, end: daysAfter(start, 167) };
+  return { resources, order, start, birthDate };
 }
 
 /**

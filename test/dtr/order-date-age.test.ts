@@ -12,26 +12,11 @@ import { ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
 import type { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
-import { storyOrder, storyResources } from '../helpers/stories.js';
-import { CANONICAL_BASE, daysBefore, dtrContent, EVIDENCE, shownInForm, TODAY } from './helpers.js';
+import { CANONICAL_BASE, dtrContent, EVIDENCE, shownInForm, TODAY, turningEighteen } from './helpers.js';
 
 const FHIR = 'application/fhir+json';
 const STORY = 'centene-missing-mrd';
 const content = dtrContent();
-const daysAfter = (date: string, days: number) => daysBefore(date, -days);
-const yearsBefore = (date: string, years: number) => `${String(Number(date.slice(0, 4)) - years).padStart(4, '0')}${date.slice(4)}`;
-
-/** The story's chart and order, the order starting in 30 days and the patient turning 18 in 10. */
-function turningEighteen(): { resources: Resource[]; order: MedicationRequest; start: string; birthDate: string } {
-  const start = daysAfter(TODAY, 30);
-  const birthDate = yearsBefore(daysAfter(TODAY, 10), 18);
-  const resources = storyResources(STORY).map((r) => (r.resourceType === 'Patient' ? { ...r, birthDate } : r));
-  const order = structuredClone(storyOrder(STORY, resources));
-  order.authoredOn = `${TODAY}T09:00:00Z`;
-  order.dosageInstruction![0].timing!.repeat!.boundsPeriod = { start, end: daysAfter(start, 27) };
-  order.dispenseRequest!.validityPeriod = { start, end: daysAfter(start, 167) };
-  return { resources, order, start, birthDate };
-}
 
 const shown = (q: Questionnaire, linkId: string, qr: QuestionnaireResponse) => shownInForm(content, q, linkId, qr);
 
@@ -75,7 +60,7 @@ async function packageBundles(app: ReturnType<typeof buildApp>['app'], resources
 describe('a patient who turns 18 between today and the order start', () => {
   it('is an adult for this order in CRD, in the DTR form and in the server reading of the response', async () => {
     const { app, storage } = buildApp({ today: TODAY });
-    const { resources, order, start, birthDate } = turningEighteen();
+    const { resources, order, start, birthDate } = turningEighteen(STORY);
 
     // CRD: the facts recorded at signing.
     const signed = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order)).expect(200);
@@ -109,7 +94,7 @@ describe('a patient who turns 18 between today and the order start', () => {
 
   it('an approval made on the completed form runs from the order start, as an approval at signing would', async () => {
     const { app, storage } = buildApp({ today: TODAY });
-    const { resources, order, start } = turningEighteen();
+    const { resources, order, start } = turningEighteen(STORY);
     const signed = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order)).expect(200);
     const [bundle] = await packageBundles(app, resources, signed.body.systemActions[0].resource as MedicationRequest);
     const qr = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
@@ -132,7 +117,7 @@ describe('a patient who turns 18 between today and the order start', () => {
 
   it("the adaptive route's first response carries the order start for $next-question, which reads the age on it", async () => {
     const { app } = buildApp({ today: TODAY });
-    const { resources, order, start, birthDate } = turningEighteen();
+    const { resources, order, start, birthDate } = turningEighteen(STORY);
     const policy = content.policies.find((p) => p.file.id === 'centene-blinatumomab')!;
     const [bundle] = await packageBundles(app, resources, order, `${CANONICAL_BASE}/Questionnaire/${policy.file.id}-adaptive`);
     const draft = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
@@ -145,7 +130,7 @@ describe('a patient who turns 18 between today and the order start', () => {
   });
 
   it('a form the payer could not pre-fill (no order known) judges the age on today, the one date it has', () => {
-    const { birthDate } = turningEighteen();
+    const { birthDate } = turningEighteen(STORY);
     const q = content.policies.find((p) => p.file.id === 'centene-blinatumomab')!;
     const qr: QuestionnaireResponse = {
       resourceType: 'QuestionnaireResponse',
