@@ -12,7 +12,7 @@ import { ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
 import type { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
-import { CANONICAL_BASE, daysAfter, dtrContent, EVIDENCE, shownInForm, TODAY, turningEighteen } from './helpers.js';
+import { CANONICAL_BASE, daysAfter, dtrContent, EVIDENCE, shownInForm, TODAY, turningEighteen, withAnswers } from './helpers.js';
 
 const FHIR = 'application/fhir+json';
 const STORY = 'centene-missing-mrd';
@@ -23,24 +23,6 @@ const content = dtrContent();
 
 const answerOf = (items: QuestionnaireResponseItem[] | undefined, linkId: string): QuestionnaireResponseItem['answer'] =>
   (items ?? []).flatMap((i) => [...(i.linkId === linkId ? [i] : []), ...(i.item ?? [])]).find((i) => i.linkId === linkId)?.answer;
-
-/** The response with answers set (replacing what was pre-filled at those linkIds; new ones at the top level). */
-function withAnswers(qr: QuestionnaireResponse, a: Record<string, QuestionnaireResponseItem['answer']>): QuestionnaireResponse {
-  const out = structuredClone(qr);
-  const set = new Set<string>();
-  const walk = (items: QuestionnaireResponseItem[] | undefined) => {
-    for (const i of items ?? []) {
-      if (a[i.linkId]) {
-        i.answer = a[i.linkId];
-        set.add(i.linkId);
-      }
-      walk(i.item);
-    }
-  };
-  walk(out.item);
-  for (const [linkId, answer] of Object.entries(a)) if (!set.has(linkId)) (out.item ??= []).push({ linkId, answer });
-  return out;
-}
 
 /** The response without the items at these linkIds (at any depth). */
 function without(qr: QuestionnaireResponse, ...linkIds: string[]): QuestionnaireResponse {

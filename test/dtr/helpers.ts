@@ -13,6 +13,7 @@ import type {
   Questionnaire,
   QuestionnaireItem,
   QuestionnaireResponse,
+  QuestionnaireResponseItem,
   Resource,
 } from '@medplum/fhirtypes';
 import { indexStructureDefinitionBundle, validateResource } from '@medplum/core';
@@ -491,4 +492,22 @@ export function shownInForm(content: Content, q: Questionnaire, linkId: string, 
     const fn = compileFhirPath(gate, { valueSets: content.valueSets, valueSetBase: `${CANONICAL_BASE}/ValueSet`, model: 'r4' });
     return fn(qr, { resource: qr, patient: { resourceType: 'Patient' } })[0] !== false;
   });
+}
+
+/** The response with answers set (replacing what was pre-filled at those linkIds; new ones at the top level). */
+export function withAnswers(qr: QuestionnaireResponse, a: Record<string, QuestionnaireResponseItem['answer']>): QuestionnaireResponse {
+  const out = structuredClone(qr);
+  const set = new Set<string>();
+  const walk = (items: QuestionnaireResponseItem[] | undefined) => {
+    for (const i of items ?? []) {
+      if (a[i.linkId]) {
+        i.answer = a[i.linkId];
+        set.add(i.linkId);
+      }
+      walk(i.item);
+    }
+  };
+  walk(out.item);
+  for (const [linkId, answer] of Object.entries(a)) if (!set.has(linkId)) (out.item ??= []).push({ linkId, answer });
+  return out;
 }
