@@ -207,7 +207,9 @@ export function adjudicate(opts: {
     // The order's own start, else (for the evaluation of a response) its order-date item, else the date CRD judged the
     // order on, else today: one date per order (design.md §7), and the same date for the evaluation and the period.
     const asserted = order.id ? opts.assertedOrderDates?.get(`MedicationRequest/${order.id}`) : undefined;
-    let orderDate = evaluationDataFor(indexRecord(record), order, asserted ?? today).orderDate;
+    // Built once: its order date dates the period, and the evaluation without a response reads the same data.
+    const data = evaluationDataFor(indexRecord(record), order, asserted ?? today);
+    let orderDate = data.orderDate;
 
     if (!policy) {
       const period = { start: orderDate, end: periodEnd(orderDate, { days: 30 }) };
@@ -237,7 +239,7 @@ export function adjudicate(opts: {
         // approval and review periods start there too.
         orderDate = result.orderDate;
       } else {
-        ev = evaluatePolicy(policy, evaluationDataFor(indexRecord(record), order, asserted ?? today));
+        ev = evaluatePolicy(policy, data);
       }
     } catch (err) {
       if (err instanceof HttpError || err instanceof DomainError) throw err;
