@@ -30,6 +30,7 @@ import { adaptiveDraftResponse, withoutLibrary } from './adaptive-questionnaire.
 import { fhirInstant, packageChangedAt } from './package-changes.js';
 import { coverageAssertionIds } from '../coverage/evaluate-response.js';
 import { DTR_PACKAGE_BUNDLE, DTR_PACKAGE_OUTPUT } from '../fhir/dtr-urls.js';
+import { prebuildArrayHead } from '../fhir/prebuilt-json.js';
 import type { DtrVersion } from '../fhir/dtr-urls.js';
 
 /** Which DTR wire shape a package response takes: one version's, or both (`PackageBundle` and `packagebundle`). */
@@ -426,6 +427,38 @@ function hasAnswer(item: QuestionnaireResponseItem): boolean {
   return (item.answer ?? []).length > 0 || (item.item ?? []).some(hasAnswer);
 }
 
+/** By form, then by DTR version and FHIR base: the entries every package Bundle of that form starts with. */
+const formEntriesCache = new WeakMap<Questionnaire, Map<string, { form: Questionnaire; entries: readonly BundleEntry[] }>>();
+
+/**
+ * The form a package Bundle carries in the shape of one DTR version, and the entries the Bundle starts with (the form,
+ * its Libraries, its ValueSets), made once per form, version and FHIR base: content never changes after it loads.
+ * The entries are frozen and their JSON is made once (prebuildArrayHead), so a package response writes them from
+ * pieces made once and, gzip-encoded, from one segment compressed once.
+ */
+function formEntries(q: Questionnaire, version: DtrVersion, deps: PackageDeps): { form: Questionnaire; entries: readonly BundleEntry[] } {
+  const key = `${version} ${deps.fhirBase}`;
+  let byKey = formEntriesCache.get(q);
+  const cached = byKey?.get(key);
+  if (cached) return cached;
+  const { catalog } = deps;
+  // An adaptive form (named by the request) carries the ValueSets of the standard form whose questions $next-question
+  // asks; in 2.0.1 also the Libraries its cqf-library names, in 2.2 neither (FHIRPath: withoutLibrary).
+  const standard = catalog.standardOf.get(q);
+  // DTR 2.0.1 clients pre-populate with CQL: they get the CQL form and its Libraries (CQL + ELM, with dependencies).
+  // 2.2 clients get the FHIRPath forms and no Library: with both shapes in one response, each Library is there once
+  // (the Inferno 2.0.1 kit reads every package Bundle of a response and fails a Library name seen twice).
+  const cqlForm = version === '2.0.1' ? catalog.cqlFormOf(standard ?? q) : undefined;
+  const form = standard ? (version === '2.0.1' ? q : withoutLibrary(q)) : (cqlForm?.questionnaire ?? q);
+  const entries: BundleEntry[] = [{ fullUrl: `${deps.fhirBase}/Questionnaire/${q.id}`, resource: form }];
+  for (const lib of cqlForm?.libraries ?? []) entries.push({ fullUrl: `${deps.fhirBase}/Library/${lib.id}`, resource: lib });
+  for (const vs of [...catalog.valueSetsOf(standard ?? q), ...(cqlForm?.valueSets ?? [])]) entries.push({ fullUrl: `${deps.fhirBase}/ValueSet/${vs.id}`, resource: vs });
+  const made = { form, entries: prebuildArrayHead(entries) };
+  if (!byKey) formEntriesCache.set(q, (byKey = new Map()));
+  byKey.set(key, made);
+  return made;
+}
+
 /**
  * One package Bundle (DTR-QPackageBundle, invariant dtrb-1: the Questionnaire first), in the shape of one DTR
  * version, always with exactly one draft QuestionnaireResponse (2.0.1 "one or more", 2.2 oper-18 "exactly one"):
@@ -440,17 +473,9 @@ function packageBundle(
   context: { coverageFor: (payer: string) => Coverage | undefined; orderFor: (policy: CompiledPolicy) => Resource | undefined },
 ): Bundle {
   const { catalog, content } = deps;
-  // An adaptive form (named by the request) carries the ValueSets of the standard form whose questions $next-question
-  // asks; in 2.0.1 also the Libraries its cqf-library names, in 2.2 neither (FHIRPath: withoutLibrary).
   const standard = catalog.standardOf.get(q);
-  // DTR 2.0.1 clients pre-populate with CQL: they get the CQL form and its Libraries (CQL + ELM, with dependencies).
-  // 2.2 clients get the FHIRPath forms and no Library: with both shapes in one response, each Library is there once
-  // (the Inferno 2.0.1 kit reads every package Bundle of a response and fails a Library name seen twice).
-  const cqlForm = version === '2.0.1' ? catalog.cqlFormOf(standard ?? q) : undefined;
-  const form = standard ? (version === '2.0.1' ? q : withoutLibrary(q)) : (cqlForm?.questionnaire ?? q);
-  const entry: BundleEntry[] = [{ fullUrl: `${deps.fhirBase}/Questionnaire/${q.id}`, resource: form }];
-  for (const lib of cqlForm?.libraries ?? []) entry.push({ fullUrl: `${deps.fhirBase}/Library/${lib.id}`, resource: lib });
-  for (const vs of [...catalog.valueSetsOf(standard ?? q), ...(cqlForm?.valueSets ?? [])]) entry.push({ fullUrl: `${deps.fhirBase}/ValueSet/${vs.id}`, resource: vs });
+  const { form, entries } = formEntries(q, version, deps);
+  const entry: BundleEntry[] = [...entries];
 
   const policy = catalog.policyOf.get(q);
   const assertion = policy && assertions.find((a) => a.policyId === policy.file.id);

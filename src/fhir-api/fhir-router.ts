@@ -7,7 +7,7 @@ import { buildCatalog } from '../dtr/catalog.js';
 import { loggableIssues, readErrorReport } from '../dtr/log-errors.js';
 import { nextQuestion } from '../dtr/next-question.js';
 import { parsePackageRequest, questionnairePackage } from '../dtr/questionnaire-package.js';
-import { isPrebuiltChunk, jsonChunks } from '../fhir/prebuilt-json.js';
+import { isPrebuiltChunk, jsonChunks, prebuiltRunOf } from '../fhir/prebuilt-json.js';
 import { gzipChunks } from '../http/gzip-chunks.js';
 import type { PackageShape } from '../dtr/questionnaire-package.js';
 import { submitQuestionnaireResponse, updateQuestionnaireResponse } from '../dtr/submit-response.js';
@@ -54,7 +54,7 @@ function send(res: Response, status: number, body: Resource): void {
   if (chunks.some(isPrebuiltChunk)) {
     res.vary('Accept-Encoding');
     if (acceptsGzip(res.req)) {
-      chunks = gzipChunks(chunks, isPrebuiltChunk);
+      chunks = gzipChunks(chunks, isPrebuiltChunk, prebuiltRunOf);
       res.setHeader('Content-Encoding', 'gzip');
     }
   }

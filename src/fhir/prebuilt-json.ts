@@ -21,6 +21,59 @@ export function prebuildJson<T extends object>(resource: T): T {
   return resource;
 }
 
+/**
+ * The leading items of an array that are the same in every response (a package Bundle's Questionnaire, Library and
+ * ValueSet entries), serialised once: `pieces` are the JSON of `[` and those items (no closing bracket), the items'
+ * prebuilt resources as their shared bytes and the text between them (the entries' `fullUrl`s) encoded once.
+ */
+interface PrebuiltHead {
+  items: readonly object[];
+  pieces: Buffer[];
+}
+
+/** By the head's first item: an array starting with it is checked item by item before its head is used. */
+const heads = new WeakMap<object, PrebuiltHead>();
+/** By a head's first piece: what `prebuiltRunOf` answers. */
+const runs = new WeakMap<Buffer, Buffer[]>();
+
+/**
+ * Freezes `items` (objects whose resources are prebuilt, e.g. `{ fullUrl, resource }` entries) and remembers the JSON
+ * of an array that starts with them, so that `jsonChunks` writes any array starting with these very objects (identity,
+ * item by item) from pieces made once. Returns the frozen items; build each response's array from them
+ * (`[...items, perRequest]`).
+ */
+export function prebuildArrayHead<T extends object>(items: T[]): readonly T[] {
+  const frozen = Object.freeze([...items]);
+  if (frozen.length === 0) return frozen;
+  for (const item of frozen) deepFreeze(item);
+  const pieces: Buffer[] = [];
+  let text = '[';
+  for (let i = 0; i < frozen.length; i++) {
+    if (i > 0) text += ',';
+    for (const chunk of jsonChunks(frozen[i])) {
+      if (prebuiltBuffers.has(chunk)) {
+        if (text) pieces.push(Buffer.from(text, 'utf8'));
+        text = '';
+        pieces.push(chunk);
+      } else text += chunk.toString('utf8');
+    }
+  }
+  if (text) pieces.push(Buffer.from(text, 'utf8'));
+  // Every piece of a head is unchanging: a writer may keep their encodings (isPrebuiltChunk).
+  for (const piece of pieces) prebuiltBuffers.add(piece);
+  heads.set(frozen[0], { items: frozen, pieces });
+  runs.set(pieces[0], pieces);
+  return frozen;
+}
+
+/**
+ * When `piece` starts the pieces of an array head (prebuildArrayHead), those pieces: a gzip writer may encode the run
+ * as one segment, made once (better compressed than its pieces apart, and one piece to write instead of dozens).
+ */
+export function prebuiltRunOf(piece: Buffer): readonly Buffer[] | undefined {
+  return runs.get(piece);
+}
+
 function deepFreeze(value: unknown): void {
   if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return;
   Object.freeze(value);
@@ -59,8 +112,15 @@ export function jsonChunks(value: unknown): Buffer[] {
       return;
     }
     if (Array.isArray(v)) {
-      text += '[';
-      for (let i = 0; i < v.length; i++) {
+      const head = v.length > 0 && v[0] !== null && typeof v[0] === 'object' ? heads.get(v[0] as object) : undefined;
+      let from = 0;
+      if (head && head.items.length <= v.length && head.items.every((item, i) => v[i] === item)) {
+        // The same objects, frozen since their bytes were made: the same bytes.
+        flush();
+        for (const piece of head.pieces) chunks.push(piece);
+        from = head.items.length;
+      } else text += '[';
+      for (let i = from; i < v.length; i++) {
         if (i > 0) text += ',';
         const item: unknown = v[i];
         // As JSON.stringify: undefined, functions and symbols in an array are written as null.

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { jsonChunks, prebuildJson } from '../../src/fhir/prebuilt-json.js';
+import { isPrebuiltChunk, jsonChunks, prebuildArrayHead, prebuildJson, prebuiltRunOf } from '../../src/fhir/prebuilt-json.js';
 import { buildCatalog } from '../../src/dtr/catalog.js';
 import { testContent } from '../helpers/app.js';
 
@@ -28,6 +28,27 @@ describe('prebuilt JSON (content resources serialised once, spliced into respons
       ],
     };
     expect(Buffer.concat(jsonChunks(envelope)).toString('utf8')).toBe(JSON.stringify(envelope));
+  });
+
+  it('writes an array starting with a prebuilt head from the head\'s pieces, and any other array as JSON.stringify does', () => {
+    const vs = prebuildJson({ resourceType: 'ValueSet', id: 'head-vs', name: 'Ünits' });
+    const head = prebuildArrayHead([{ fullUrl: 'https://x/ValueSet/head-vs', resource: vs }, { fullUrl: 'https://x/Library/l', resource: prebuildJson({ resourceType: 'Library', id: 'l' }) }]);
+    const qr = { fullUrl: 'urn:uuid:1', resource: { resourceType: 'QuestionnaireResponse', status: 'in-progress' } };
+    const bundle = { resourceType: 'Bundle', entry: [...head, qr] };
+    const chunks = jsonChunks(bundle);
+    expect(Buffer.concat(chunks).toString('utf8')).toBe(JSON.stringify(bundle));
+    // The head's pieces, in order: one run a gzip writer can encode once.
+    const at = chunks.findIndex((c) => prebuiltRunOf(c) !== undefined);
+    const run = prebuiltRunOf(chunks[at])!;
+    expect(chunks.slice(at, at + run.length)).toEqual(run);
+    expect(run.every(isPrebuiltChunk)).toBe(true);
+    // The head alone, another array with the same items out of order, and one with a head item swapped: same bytes.
+    for (const entry of [[...head], [head[1], head[0]], [head[0], { ...head[1] }], [{ ...head[0] }, head[1]]]) {
+      const b = { resourceType: 'Bundle', entry };
+      expect(Buffer.concat(jsonChunks(b)).toString('utf8')).toBe(JSON.stringify(b));
+    }
+    // The head's items are frozen: what its bytes say cannot change.
+    expect(() => ((head[0] as { fullUrl: string }).fullUrl = 'changed')).toThrow(TypeError);
   });
 
   it('freezes a prebuilt resource, so a change to it throws instead of going missing from responses', () => {

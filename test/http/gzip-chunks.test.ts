@@ -38,6 +38,23 @@ describe('gzipChunks', () => {
     expect(String(gunzipSync(Buffer.concat(first)))).toBe(`[${String(lib)}]`);
   });
 
+  it('writes a run of unchanging pieces as one segment where the run follows, and piece by piece where it is cut', () => {
+    const a = json(4);
+    const glue = Buffer.from(',');
+    const b = json(5);
+    const run = [a, glue, b];
+    const unchanging = (p: Buffer) => run.includes(p);
+    const runOf = (p: Buffer) => (p === a ? run : undefined);
+    const whole = [Buffer.from('['), a, glue, b, Buffer.from(']')];
+    const out = gzipChunks(whole, unchanging, runOf);
+    expect(gunzipSync(Buffer.concat(out)).equals(Buffer.concat(whole))).toBe(true);
+    // Header, the run's one segment, the stored '[' and ']' (head + bytes each), final block, trailer.
+    expect(out).toHaveLength(1 + 2 + 1 + 2 + 2);
+    // Only part of the run follows its first piece: each piece is encoded on its own, the bytes are still the same.
+    const cut = [Buffer.from('['), a, glue, Buffer.from('"x"]')];
+    expect(gunzipSync(Buffer.concat(gzipChunks(cut, unchanging, runOf))).equals(Buffer.concat(cut))).toBe(true);
+  });
+
   it('encodes an empty body as a valid empty stream', () => {
     expect(gunzipSync(Buffer.concat(gzipChunks([], () => false))).length).toBe(0);
   });
