@@ -15,6 +15,7 @@ import type {
   QuestionnaireResponseItem,
   QuestionnaireResponseItemAnswer,
   Reference,
+  ValueSet,
 } from '@medplum/fhirtypes';
 import { resolveValueSetUrl } from '../fhir/fhirpath.js';
 import type { ValueSetIndex } from '../fhir/value-sets.js';
@@ -201,6 +202,46 @@ function answerValue(
   }
 }
 
+/** An askable fact as a pre-filled answer needs it. */
+interface AskableFact {
+  name: string;
+  type: FactType;
+  answerValueSet?: string;
+}
+
+/** By policy: its askable facts by linkId, made once (a compiled policy never changes). */
+const askableCache = new WeakMap<CompiledPolicy, Map<string, AskableFact>>();
+
+function askableByLinkId(policy: CompiledPolicy): Map<string, AskableFact> {
+  let byLinkId = askableCache.get(policy);
+  if (!byLinkId) {
+    byLinkId = new Map();
+    for (const f of policy.facts)
+      if (f.def.linkId && f.def.askable)
+        byLinkId.set(f.def.linkId, { name: f.name, type: f.def.type, answerValueSet: f.def.answerValueSet });
+    askableCache.set(policy, byLinkId);
+  }
+  return byLinkId;
+}
+
+type ExpansionEntry = NonNullable<NonNullable<ValueSet['expansion']>['contains']>[number];
+
+/** By ValueSet: its expansion's first entry for each code, made once (content ValueSets never change). */
+const expansionCache = new WeakMap<ValueSet, Map<string, ExpansionEntry>>();
+
+function expansionByCode(vs: ValueSet | undefined): Map<string, ExpansionEntry> | undefined {
+  const contains = vs?.expansion?.contains;
+  if (!vs || !contains) return undefined;
+  let byCode = expansionCache.get(vs);
+  if (!byCode) {
+    byCode = new Map();
+    // The first entry with a code, as `find` would answer.
+    for (const c of contains) if (c.code !== undefined && !byCode.has(c.code)) byCode.set(c.code, c);
+    expansionCache.set(vs, byCode);
+  }
+  return byCode;
+}
+
 /**
  * A draft QuestionnaireResponse for a Questionnaire, pre-filled from fact values the payer already holds (the facts
  * recorded at CRD time), each answer marked `information-origin` auto (DTR §"Populating the QuestionnaireResponse":
@@ -214,10 +255,7 @@ export function prefilledResponse(
   opts: PrefillOptions,
 ): QuestionnaireResponse {
   const version = opts.dtrVersion ?? '2.0.1';
-  const byLinkId = new Map<string, { name: string; type: FactType; answerValueSet?: string }>();
-  for (const f of policy.facts)
-    if (f.def.linkId && f.def.askable)
-      byLinkId.set(f.def.linkId, { name: f.name, type: f.def.type, answerValueSet: f.def.answerValueSet });
+  const byLinkId = askableByLinkId(policy);
   const origin: Extension = {
     url: EXT_INFORMATION_ORIGIN,
     extension: [{ url: 'source', valueCode: version === '2.2' ? 'auto-server' : 'auto' }],
@@ -227,8 +265,7 @@ export function prefilledResponse(
     (ref: string | undefined) =>
     (code: string): Coding | undefined => {
       if (!ref) return undefined;
-      const vs = opts.valueSets.get(resolveValueSetUrl(ref, `${opts.canonicalBase}/ValueSet`));
-      const c = vs?.expansion?.contains?.find((x) => x.code === code);
+      const c = expansionByCode(opts.valueSets.get(resolveValueSetUrl(ref, `${opts.canonicalBase}/ValueSet`)))?.get(code);
       return c ? { system: c.system, code: c.code, ...(c.display ? { display: c.display } : {}) } : undefined;
     };
 

@@ -42,7 +42,7 @@ describe('gzipChunks', () => {
     const a = json(4);
     const glue = Buffer.from(',');
     const b = json(5);
-    const run = [a, glue, b];
+    const run: Buffer[] = [a, glue, b];
     const unchanging = (p: Buffer) => run.includes(p);
     const runOf = (p: Buffer) => (p === a ? run : undefined);
     const whole = [Buffer.from('['), a, glue, b, Buffer.from(']')];
