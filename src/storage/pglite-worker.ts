@@ -13,7 +13,7 @@
  * Messages in: `{ id, op: 'query' | 'batch' | 'exec' | 'begin' | 'commit' | 'rollback' | 'close', sql?, params?, steps?, tx? }`.
  * Messages out: `{ id, rows?, results?, error?, fsyncs }` and, once, `{ ready: true, fsyncs }` or `{ ready: false, error }`.
  */
-import { existsSync, fsyncSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -68,6 +68,77 @@ interface StreamOps {
   fsync?: (stream: NodeStream) => number;
 }
 
+/** The part of Emscripten's FS a lazy image needs (the module's `FS`, in a preRun). */
+interface EmscriptenFs {
+  lookupPath(path: string): { node: { contents?: Uint8Array } };
+}
+type CreateDataFile = (parent: unknown, name: string | null, data: Uint8Array, canRead: boolean, canWrite: boolean, canOwn: boolean) => unknown;
+
+/**
+ * PGlite's filesystem image (`pglite.data`, 6.2 MB: PostgreSQL's modules, timezones, ICU and text-search data, its
+ * share/ files) with each file read from disk when PostgreSQL first reads it, instead of held whole in memory.
+ *
+ * Emscripten's loader makes every file of the image a view into the one buffer the image was read into, so PGlite
+ * keeps all of it for the life of the process although PostgreSQL opens a few of its files (README "Memory"). Here
+ * the loader gets an all-zero buffer of the image's size instead (never written, so never resident, and dropped once
+ * the files no longer view it), and each file it creates gets its bytes from `pglite.data` on first access. Every file
+ * is still there with its contents: nothing fails later for a file nobody read at start.
+ */
+function lazyFsImage(path: string) {
+  const size = statSync(path).size;
+  let files = 0;
+  let wrapped = 0;
+  const readRange = (start: number, length: number) => {
+    const bytes = new Uint8Array(length);
+    const fd = openSync(path, 'r');
+    try {
+      for (let at = 0; at < length; ) {
+        const n = readSync(fd, bytes, at, length - at, start + at);
+        if (n === 0) throw new Error(`${path} ends before byte ${start + length}`);
+        at += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return bytes;
+  };
+  return {
+    /** What PGlite's `fsBundle` option reads (it calls only `arrayBuffer()`, and checks the size). */
+    bundle: { arrayBuffer: async () => new ArrayBuffer(size) },
+    /**
+     * In a preRun (before the image's loader, which PGlite's module queues after the options' preRuns): each file the
+     * loader creates from the image reads its bytes from disk on first access.
+     */
+    install(mod: { FS: EmscriptenFs; FS_createDataFile?: CreateDataFile }) {
+      const create = mod.FS_createDataFile;
+      if (!create) return;
+      mod.FS_createDataFile = (parent, name, data, canRead, canWrite, canOwn) => {
+        const result = create(parent, name, data, canRead, canWrite, canOwn);
+        if (data.byteLength === 0) return result;
+        files++;
+        // The loader names each file by its absolute path, as `parent` (Emscripten joins `parent` and `name`).
+        const path = typeof parent === 'string' && !name ? parent : parent === null && name ? name : undefined;
+        if (path === undefined) return result; // left as it is, and refused by the check after start
+        const node = mod.FS.lookupPath(path).node;
+        const start = data.byteOffset;
+        const length = data.byteLength;
+        let contents: Uint8Array | undefined;
+        // MEMFS reads `node.contents` (with `usedBytes`, already the file's length) and replaces it on a write.
+        Object.defineProperty(node, 'contents', {
+          configurable: true,
+          enumerable: true,
+          get: () => (contents ??= readRange(start, length)),
+          set: (v: Uint8Array) => (contents = v),
+        });
+        wrapped++;
+        return result;
+      };
+    },
+    /** Files of the image with contents, and those of them read from disk on first access. */
+    counts: () => ({ files, wrapped }),
+  };
+}
+
 interface OpenTx {
   tx: Transaction;
   finish: (commit: boolean) => void;
@@ -101,6 +172,8 @@ async function open(): Promise<PGlite> {
     copyTree(data.template, staging);
     renameSync(staging, pgdir);
   }
+  const lazy = existsSync(join(pgdir, 'PG_VERSION'));
+  const image = lazyFsImage(join(pgliteDist, 'pglite.data'));
   const { PGlite: PGliteClass } = await imported;
   const { NodeFS } = await import('@electric-sql/pglite/nodefs');
   let patched = false;
@@ -114,6 +187,7 @@ async function open(): Promise<PGlite> {
       const result = await super.init(pg, opts);
       const preRun = result.emscriptenOpts.preRun ?? [];
       preRun.push((mod) => {
+        if (lazy) image.install(mod as unknown as Parameters<typeof image.install>[0]);
         const ops = (mod.NODEFS as unknown as { stream_ops?: StreamOps }).stream_ops;
         if (!ops) return;
         ops.fsync = (stream) => {
@@ -137,11 +211,25 @@ async function open(): Promise<PGlite> {
   }
 
   const startParams = [...PGliteClass.defaultStartParams.filter((p) => p !== '-F'), ...data.extraParams];
-  const options: PGliteOptions = { fs: new DurableNodeFS(pgdir), relaxedDurability: false, startParams, pgliteWasmModule: await compiling };
+  const options: PGliteOptions = {
+    fs: new DurableNodeFS(pgdir),
+    relaxedDurability: false,
+    startParams,
+    pgliteWasmModule: await compiling,
+    // Only over an existing data directory: initdb runs in a second PGlite instance of its own, which reads the image
+    // the ordinary way (`fsBundle` is passed on to it, the filesystem hooks are not).
+    fsBundle: lazy ? (image.bundle as unknown as Blob) : undefined,
+  };
   const db = await PGliteClass.create(options);
   if (!patched) {
     await db.close();
     throw new Error('this PGlite build exposes no Node filesystem hooks: cannot make commits durable');
+  }
+  const { files, wrapped } = image.counts();
+  if (lazy && (files === 0 || wrapped !== files)) {
+    // The image was all zeros: a file left a view into it would read as zeros. Never run PostgreSQL on that.
+    await db.close();
+    throw new Error(`this PGlite build loads its filesystem image another way (${wrapped} of ${files} files read lazily)`);
   }
   return db;
 }

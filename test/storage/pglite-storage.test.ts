@@ -129,6 +129,22 @@ describe('embedded PGlite durability', () => {
     }
   }, 120_000);
 
+  it("reads, over an existing directory, the files of PGlite's image that PostgreSQL opens only when asked (read from disk on first use)", async () => {
+    // The directory exists, so its PGlite reads its filesystem image lazily (pglite-worker.ts lazyFsImage): a time zone
+    // other than UTC, a text-search dictionary's stop words and an ICU collation come from files nobody read at start.
+    const driver = await openPglite(dir);
+    try {
+      const [row] = await driver.query<{ local: string; words: string; icu: boolean }>(
+        `SELECT ('2026-01-15 12:00:00+00'::timestamptz AT TIME ZONE 'America/New_York')::text AS local,
+                to_tsvector('english', 'the patients were relapsing')::text AS words,
+                'a' < 'B' COLLATE "und-x-icu" AS icu`,
+      );
+      expect(row).toEqual({ local: '2026-01-15 07:00:00', words: "'patient':2 'relaps':4", icu: true });
+    } finally {
+      await driver.close();
+    }
+  }, 120_000);
+
   it('refuses a data directory locked by a running process', async () => {
     writeFileSync(join(dir, 'storage.lock'), `${process.ppid}\n`);
     await expect(createStorage({ dataDir: dir })).rejects.toThrow(/in use by process/);
