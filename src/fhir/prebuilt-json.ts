@@ -17,6 +17,7 @@ export function prebuildJson<T extends object>(resource: T): T {
   const bytes = Buffer.from(JSON.stringify(resource), 'utf8');
   prebuilt.set(resource, bytes);
   prebuiltBuffers.add(bytes);
+  readLongStringsFromBytes(resource, bytes);
   deepFreeze(resource);
   return resource;
 }
@@ -100,10 +101,48 @@ export function prebuiltRunOf(piece: Buffer): readonly Buffer[] | undefined {
   return runs.get(piece);
 }
 
+/**
+ * Attachment `data` (base64) at least this long is kept once, in the prebuilt bytes: a Library's CQL and ELM, 3.7 MB
+ * in all, which nothing reads on a request's path (a response carries the bytes). Other long strings (a form's CQL
+ * expressions, evaluated on DTR requests) stay as they are.
+ */
+const LONG_STRING = 4096;
+/** Characters JSON.stringify writes as they are (printable ASCII but `"` and `\`): such a string is its own JSON text. */
+const VERBATIM_IN_JSON = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/**
+ * Turns each long `data` string of `resource` whose JSON text is the string itself into a getter that reads it back from the
+ * resource's prebuilt bytes, so the heap does not hold it a second time. Reading one (JSON.stringify of the resource
+ * inside something else, a digest, decoding a Library's ELM) gives the same string; it is rarely read, because
+ * responses carry the bytes. The walk follows JSON.stringify's order, so each string is found at its own place.
+ */
+function readLongStringsFromBytes(resource: object, bytes: Buffer): void {
+  let cursor = 0;
+  const visit = (value: object): void => {
+    for (const key of Object.keys(value)) {
+      const v: unknown = (value as Record<string, unknown>)[key];
+      if (v !== null && typeof v === 'object') {
+        // A frozen part is shared with a resource prebuilt before (its strings stay as they are).
+        if (typeof (v as { toJSON?: unknown }).toJSON !== 'function' && !Object.isFrozen(v)) visit(v);
+        continue;
+      }
+      if (key !== 'data' || typeof v !== 'string' || v.length < LONG_STRING || !VERBATIM_IN_JSON.test(v) || !Object.getOwnPropertyDescriptor(value, key)?.configurable) continue;
+      const at = bytes.indexOf(`"${v}"`, cursor, 'latin1');
+      if (at < 0) continue;
+      const start = at + 1;
+      const end = start + v.length;
+      cursor = end + 1;
+      Object.defineProperty(value, key, { enumerable: true, configurable: true, get: () => bytes.toString('latin1', start, end) });
+    }
+  };
+  if (!Object.isFrozen(resource)) visit(resource);
+}
+
+/** Freezes a value and what it holds; a getter (a string kept in the prebuilt bytes) is not called. */
 function deepFreeze(value: unknown): void {
   if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return;
   Object.freeze(value);
-  for (const v of Object.values(value)) deepFreeze(v);
+  for (const d of Object.values(Object.getOwnPropertyDescriptors(value))) if ('value' in d) deepFreeze(d.value);
 }
 
 /**

@@ -51,6 +51,43 @@ describe('prebuilt JSON (content resources serialised once, spliced into respons
     expect(() => ((head[0] as { fullUrl: string }).fullUrl = 'changed')).toThrow(TypeError);
   });
 
+  it("keeps a Library's long base64 content once, in its prebuilt bytes, and reads it back as the same string", () => {
+    const elm = Buffer.from(JSON.stringify({ library: { statements: { def: Array.from({ length: 400 }, (_, i) => ({ name: `Define ${i}` })) } } })).toString('base64');
+    const escaped = `"quoted" ${'é'.repeat(5000)}`;
+    const library = {
+      resourceType: 'Library',
+      id: 'l',
+      content: [
+        { contentType: 'application/elm+json', data: elm },
+        { contentType: 'text/plain', data: escaped },
+      ],
+    };
+    const text = JSON.stringify(library);
+    prebuildJson(library);
+    // The base64 is read from the bytes (a getter, not a second copy); a string JSON escapes stays as it was.
+    expect(typeof Object.getOwnPropertyDescriptor(library.content[0], 'data')?.get).toBe('function');
+    expect(Object.getOwnPropertyDescriptor(library.content[1], 'data')).toMatchObject({ value: escaped });
+    expect(library.content[0].data).toBe(elm);
+    expect(JSON.stringify(library)).toBe(text);
+    expect(JSON.stringify({ wrapped: [library] })).toBe(`{"wrapped":[${text}]}`);
+    expect(Buffer.concat(jsonChunks({ resourceType: 'Bundle', entry: [{ resource: library }] })).toString('utf8')).toBe(JSON.stringify({ resourceType: 'Bundle', entry: [{ resource: library }] }));
+    expect(Object.isFrozen(library.content[0])).toBe(true);
+    expect(() => {
+      (library.content[0] as { data: string }).data = 'changed';
+    }).toThrow(TypeError);
+  });
+
+  it("serves every content Library's CQL and ELM unchanged", () => {
+    const content = testContent();
+    const before = new Map([...content.libraries.values()].map((l) => [l.id, JSON.stringify(l)]));
+    const catalog = buildCatalog(content);
+    expect(catalog.libraries.length).toBeGreaterThan(0);
+    for (const l of catalog.libraries) {
+      expect(JSON.stringify(l)).toBe(before.get(l.id));
+      expect(Buffer.concat(jsonChunks(l)).toString('utf8')).toBe(before.get(l.id));
+    }
+  });
+
   it('freezes a prebuilt resource, so a change to it throws instead of going missing from responses', () => {
     const questionnaire = buildCatalog(testContent()).all[0];
     expect(() => {
