@@ -1,6 +1,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import type { PgliteWorkerData, WorkerReply, WorkerRequest } from './pglite-worker.js';
 import type { SqlDriver, SqlSession } from './sql-driver.js';
@@ -136,20 +137,59 @@ class PgliteError extends Error {
 /**
  * The worker's young generation: what it allocates lives for one statement (a message in, PostgreSQL's reply out), so
  * a small nursery is collected as cheaply as V8's default 48 MB one, which the worker otherwise grows into under load
- * and keeps (about 25 MB of the process's resident memory, README "Memory"; design.md §9 budgets 200 MiB).
+ * and keeps (README "Memory"; design.md §9 budgets 200 MiB).
  */
 const WORKER_LIMITS = { maxYoungGenerationSizeMb: 4 };
+/**
+ * The worker's semi-space while `--max-semi-space-size` is set for the process (`npm start` sets 4 for the main
+ * thread): V8 lets that flag override a worker's `resourceLimits`, so the worker's new space grew to 8 MB under load
+ * as the main thread's does.
+ */
+const WORKER_SEMI_SPACE_MB = 1;
+
+/** The process's `--max-semi-space-size` (node's flags or NODE_OPTIONS), or undefined when it is not set. */
+function processSemiSpaceFlag(): string | undefined {
+  const words = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  let value: string | undefined;
+  for (let i = 0; i < words.length; i++) {
+    const m = /^--max[-_]semi[-_]space[-_]size(?:=(.*))?$/.exec(words[i]);
+    if (m) value = m[1] ?? words[i + 1];
+  }
+  return value;
+}
 
 /**
  * Starts the worker thread (pglite-worker.ts). Run from source (tests, `tsx`), the worker first registers tsx's
- * loader so it can import the TypeScript file; run from dist/ it is plain JavaScript.
+ * loader so it can import the TypeScript file; run from dist/ it is plain JavaScript. When the process sets
+ * `--max-semi-space-size`, the flag is WORKER_SEMI_SPACE_MB while the worker's heap is made (V8 reads it when it
+ * configures a new isolate's heap; the main thread's was configured at start) and the process's value again once
+ * the worker runs.
  */
 function startWorker(data: PgliteWorkerData): Worker {
   const fromSource = import.meta.url.endsWith('.ts');
   const url = new URL(fromSource ? './pglite-worker.ts' : './pglite-worker.js', import.meta.url);
-  if (!fromSource) return new Worker(url, { workerData: data, resourceLimits: WORKER_LIMITS });
-  const boot = `import('tsx/esm/api').then((m) => m.register()).then(() => import(${JSON.stringify(url.href)}))`;
-  return new Worker(boot, { eval: true, workerData: data, resourceLimits: WORKER_LIMITS });
+  const semiSpace = processSemiSpaceFlag();
+  if (semiSpace !== undefined) setFlagsFromString(`--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`);
+  let worker: Worker;
+  try {
+    if (!fromSource) worker = new Worker(url, { workerData: data, resourceLimits: WORKER_LIMITS });
+    else {
+      const boot = `import('tsx/esm/api').then((m) => m.register()).then(() => import(${JSON.stringify(url.href)}))`;
+      worker = new Worker(boot, { eval: true, workerData: data, resourceLimits: WORKER_LIMITS });
+    }
+  } catch (err) {
+    if (semiSpace !== undefined) setFlagsFromString(`--max-semi-space-size=${semiSpace}`);
+    throw err;
+  }
+  if (semiSpace !== undefined) {
+    // 'exit' too: a worker that fails before it runs JavaScript is never online.
+    const restore = () => {
+      worker.off('online', restore).off('exit', restore);
+      setFlagsFromString(`--max-semi-space-size=${semiSpace}`);
+    };
+    worker.on('online', restore).on('exit', restore);
+  }
+  return worker;
 }
 
 /**
