@@ -24,7 +24,7 @@ import { orderStartOf, withMedicationCode } from '../policies/evaluation-data.js
 import { localReference } from '../fhir/references.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
 import { prefilledResponse } from '../coverage/questionnaire-answers.js';
-import { assertionIsAbout, requestPatientIds } from './assertion-patient.js';
+import { assertionIsAbout, assertionSpeaksFor, requestPatientIds } from '../coverage/assertion-speaks-for.js';
 import type { DtrCatalog } from './catalog.js';
 import { adaptiveDraftResponse, withoutLibrary } from './adaptive-questionnaire.js';
 import { fhirInstant, packageChangedAt } from './package-changes.js';
@@ -505,17 +505,16 @@ function packageBundle(
     // `context`, or an order stating no start, which CRD judged on the day it was signed). Today only when neither.
     const orderSubject = localReference((order as { subject?: { reference?: string } } | undefined)?.subject?.reference);
     const aboutSubject = !orderSubject || !subject || orderSubject === localReference(subject.reference);
-    // The assertion speaks for the form's order: no order given, the order carries its id, or it was recorded for this
-    // order (or either names none, so nothing tells them apart). One recorded for another order of the patient (the
-    // context of an earlier cycle beside this cycle's order) neither pre-fills nor dates this order's form.
-    const assertedOrder = localReference(assertion?.orderRef);
+    // The assertion pre-fills and dates the form only where it speaks for the form's order (design.md §8, one rule for
+    // every edge): one recorded for another order of the patient (the context of an earlier cycle beside this cycle's
+    // order, or an order copied from the last cycle with its coverage-information) neither pre-fills nor dates it.
     const ofOrder =
       assertion &&
-      (!order ||
-        !refOf(order) ||
-        !assertedOrder ||
-        coverageAssertionIds(order as { extension?: Extension[] }).includes(assertion.assertionId) ||
-        assertedOrder === refOf(order))
+      assertionSpeaksFor(assertion, {
+        patientIds: requestPatientIds(req.coverages, req.orders),
+        orderRef: refOf(order),
+        carriedIds: [...coverageAssertionIds(order as { extension?: Extension[] } | undefined), ...(req.context ? [req.context] : [])],
+      })
         ? assertion
         : undefined;
     const orderDate = (order && aboutSubject ? orderStartOf(order as MedicationRequest) : undefined) ?? ofOrder?.orderDate;

@@ -3,7 +3,7 @@ import { coverageAssertionIds, responseContext } from '../coverage/evaluate-resp
 import { localReference } from '../fhir/references.js';
 import type { Logger } from '../logger.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
-import { assertionIsAbout } from './assertion-patient.js';
+import { assertionIsAbout, assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
 
 /** What the CRD assertion a response names knows of its order, for what the response itself does not say. */
 export interface AssertedContext {
@@ -17,7 +17,7 @@ export interface AssertedContext {
 
 /**
  * The CRD assertion a QuestionnaireResponse names in its coverage-information (DTR 2.2 lets the response carry the
- * order's) that may speak for it: recorded for the response's policy and for its subject (assertion-patient.ts: an
+ * order's) that may speak for it: recorded for the response's policy and for its subject (coverage/assertion-speaks-for.ts: an
  * id is only a lookup key, and another patient's facts never stand in for this one's). POST /QuestionnaireResponse
  * and `$next-question` both start from it, so a form answered either way is judged on what CRD knew of the order:
  * its facts, its date and the order itself (design.md §8 "One authorization per order").
@@ -40,14 +40,22 @@ export async function responseAssertion(
 }
 
 /**
- * What a response's assertion adds to the response ({@link AssertedContext}), only when the response names no other
- * order than the assertion's: an assertion about another order of the same patient (an earlier cycle's) says nothing
- * of this order's facts (a first order, the cycle) or its start.
+ * What a response's assertion adds to the response ({@link AssertedContext}), only where the assertion speaks for the
+ * order the response names ({@link assertionSpeaksFor}, design.md §8): an assertion about another order of the same
+ * patient (an earlier cycle's) says nothing of this order's facts (a first order, the cycle) or its start.
  */
 export function assertedContext(qr: QuestionnaireResponse, a: AssertionRecord | undefined): AssertedContext {
-  const named = responseContext(qr).orders[0];
-  const assertedOrder = localReference(a?.orderRef);
-  if (!a || (named && assertedOrder && named !== assertedOrder)) return named ? { orderRef: named } : {};
+  const context = responseContext(qr);
+  const named = context.orders[0];
+  const speaks =
+    a &&
+    assertionSpeaksFor(a, {
+      patientIds: new Set(context.patientId ? [context.patientId] : []),
+      orderRef: named,
+      carriedIds: coverageAssertionIds(qr),
+    });
+  if (!a || !speaks) return named ? { orderRef: named } : {};
+  const assertedOrder = localReference(a.orderRef);
   return {
     knownFacts: a.facts,
     ...(a.orderDate ? { assertedOrderDate: a.orderDate } : {}),

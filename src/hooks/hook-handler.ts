@@ -7,6 +7,7 @@ import { indexRecord } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
 import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
+import { assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import type { HookResponse } from './build-response.js';
 import { buildHookResponse, effectiveConfiguration } from './build-response.js';
@@ -264,7 +265,9 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
 
 /**
  * The assertions an order already carries in its coverage-information (from an earlier CRD call or a DTR
- * determination written back to the order), when they are ours and about this patient.
+ * determination written back to the order), when they are ours and speak for the order (design.md §8,
+ * {@link assertionSpeaksFor}): about this patient and recorded for this order, so an order copied from an earlier cycle
+ * with its coverage-information does not take that cycle's approval.
  */
 async function priorAssertions(orders: OrderResource[], patientId: string, storage: Storage): Promise<Map<string, AssertionRecord>> {
   const out = new Map<string, AssertionRecord>();
@@ -277,7 +280,8 @@ async function priorAssertions(orders: OrderResource[], patientId: string, stora
         .map((e) => e.valueString as string);
       for (const id of ids.slice(0, 5)) {
         const a = await storage.getAssertion(id).catch(() => undefined);
-        if (a && a.patientId === patientId && o.id && (!out.has(o.id) || (a.authorization && !out.get(o.id)!.authorization))) out.set(o.id, a);
+        const speaks = a && o.id && assertionSpeaksFor(a, { patientIds: new Set([patientId]), orderRef: `${o.resourceType}/${o.id}`, carriedIds: ids });
+        if (a && speaks && o.id && (!out.has(o.id) || (a.authorization && !out.get(o.id)!.authorization))) out.set(o.id, a);
       }
     }),
   );

@@ -1,5 +1,6 @@
 import type { MedicationRequest } from '@medplum/fhirtypes';
-import { coverageAssertionIds } from '../coverage/evaluate-response.js';
+import { assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
+import { coverageAssertionIds, responseContext } from '../coverage/evaluate-response.js';
 import { localReference } from '../fhir/references.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
 import type { PasRequest } from './request-bundle.js';
@@ -11,34 +12,39 @@ const IDS_PER_RESOURCE = 5;
  * The dates CRD judged the request's orders on, by order reference (`MedicationRequest/<id>`), from the CRD
  * assertions the request names: an order's coverage-information (the EHR keeps CRD's answer on the order), else a
  * QuestionnaireResponse's (DTR 2.2). PAS judges an order that states no start of its own on that date, as CRD and DTR
- * did (design.md §7 "One date per order"), so its approval or review period starts where CRD's would. Only an
- * assertion recorded for the request's patient and for the order it is found on counts; one that cannot be read
- * leaves the order to its own date (design.md §8: an id is only a lookup key).
+ * did (design.md §7 "One date per order"), so its approval or review period starts where CRD's would. An assertion
+ * dates an order only where it speaks for it ({@link assertionSpeaksFor}, design.md §8): recorded for the request's
+ * patient, and for this order (or for no order, when the order or its response carries it); one that cannot be read
+ * leaves the order to its own date (an id is only a lookup key).
  */
 export async function assertedOrderDates(storage: Storage, req: PasRequest): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   const patientId = req.patient.id;
   if (!patientId) return out;
+  const patientIds = new Set([patientId]);
   const read = async (id: string): Promise<AssertionRecord | undefined> => {
     const a = await storage.getAssertion(id).catch(() => undefined);
-    return a && a.patientId === patientId && a.orderDate ? a : undefined;
+    return a?.orderDate ? a : undefined;
   };
   const orders = req.resources.filter((r): r is MedicationRequest => r.resourceType === 'MedicationRequest' && !!r.id);
   for (const order of orders) {
     const ref = `MedicationRequest/${order.id}`;
-    for (const id of coverageAssertionIds(order).slice(0, IDS_PER_RESOURCE)) {
+    const carriedIds = coverageAssertionIds(order).slice(0, IDS_PER_RESOURCE);
+    for (const id of carriedIds) {
       const a = await read(id);
-      if (a && localReference(a.orderRef) === ref) {
+      if (a && assertionSpeaksFor(a, { patientIds, orderRef: ref, carriedIds })) {
         out.set(ref, a.orderDate!);
         break;
       }
     }
   }
+  // A response's assertion dates the order it was recorded for, else the order the response names.
   for (const qr of req.questionnaireResponses) {
-    for (const id of coverageAssertionIds(qr).slice(0, IDS_PER_RESOURCE)) {
+    const carriedIds = coverageAssertionIds(qr).slice(0, IDS_PER_RESOURCE);
+    for (const id of carriedIds) {
       const a = await read(id);
-      const ref = a && localReference(a.orderRef);
-      if (ref && !out.has(ref)) out.set(ref, a.orderDate!);
+      const ref = a && (localReference(a.orderRef) ?? responseContext(qr).orders[0]);
+      if (a && ref && !out.has(ref) && assertionSpeaksFor(a, { patientIds, orderRef: ref, carriedIds })) out.set(ref, a.orderDate!);
     }
   }
   return out;

@@ -223,3 +223,58 @@ describe('what DTR has of an order only through its CRD assertion', () => {
     expect(await post(otherOrder), "another order: the first cycle's facts do not answer for it").not.toBe('satisfied');
   });
 });
+
+/**
+ * The one rule of design.md §8 for which assertion speaks for an order (coverage/assertion-speaks-for.ts), as the
+ * package and the response edges apply it: an order copied from the last cycle keeps that cycle's coverage-information,
+ * and what the copy carries is still the earlier order's assertion; an order is compared by its resolved id.
+ */
+describe('the assertion that speaks for an order, on the package and the response', () => {
+  it("an order copied from the earlier cycle, carrying that cycle's coverage-information, is neither pre-filled nor dated from it", async () => {
+    const { app } = buildApp({ today: TODAY });
+    const { resources, order, start } = turningEighteen(STORY);
+    const { signed } = await sign(app, resources, order);
+    const copy = structuredClone(signed);
+    copy.id = `${order.id}-cycle-2`;
+    const nextStart = daysAfter(start, 28);
+    copy.dosageInstruction![0].timing!.repeat!.boundsPeriod = { start: nextStart, end: daysAfter(nextStart, 27) };
+    copy.dispenseRequest!.validityPeriod = { start: nextStart, end: daysAfter(nextStart, 167) };
+    for (const shape of [undefined, '2.2'] as const) {
+      const [bundle] = await packageBundles(app, resources, [{ name: 'order', resource: copy }], shape);
+      const qr = responseOf(bundle);
+      expect(answerOf(qr.item, ORDER_DATE_LINK_ID)?.[0].valueDate).toBe(nextStart);
+      expect(answerOf(qr.item, 'birth-date'), `${shape ?? '2.0.1'}: the first cycle's facts are not this order's pre-fill`).toBeUndefined();
+    }
+  });
+
+  it("a response naming its order by an absolute, versioned reference is the assertion's order: CRD's facts stand in for it on POST and $next-question", async () => {
+    const { app } = buildApp({ today: TODAY });
+    const { resources, order } = turningEighteen(STORY);
+    const { signed } = await sign(app, resources, order);
+    const [bundle] = await packageBundles(app, resources, [{ name: 'order', resource: signed }], '2.2');
+    const qr = responseOf(bundle);
+    const spelled = (r: QuestionnaireResponse, reference: string): QuestionnaireResponse => ({
+      ...r,
+      extension: (r.extension ?? []).map((e) => (e.url.endsWith('/qr-context') ? { ...e, valueReference: { reference } } : e)),
+    });
+    const kept = new Set([ORDER_DATE_LINK_ID, 'mrd-percent', 'weight']);
+    const keepOnly = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] =>
+      (items ?? []).flatMap((i) => (kept.has(i.linkId) ? [i] : keepOnly(i.item)));
+    const answered = withAnswers(qr, { 'mrd-percent': [{ valueDecimal: 0.5 }], weight: [{ valueDecimal: 66 }] });
+    const minimal: QuestionnaireResponse = { ...answered, item: keepOnly(answered.item), status: 'completed' };
+    const absolute = spelled(minimal, `https://ehr.example.org/fhir/MedicationRequest/${order.id}/_history/3`);
+    const posted = (await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(absolute)).expect(201)).body as QuestionnaireResponse;
+    expect(sub(coverageInfoOf(posted), 'pa-needed')?.valueCode, "the assertion's own order, however spelled").toBe('satisfied');
+
+    // $next-question given only the answers CRD lacked: naming the order so, nothing more is asked; naming another
+    // order, what CRD read of the first cycle's chart (the birth date) is asked for it.
+    const next = async (reference: string) =>
+      (await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(spelled({ ...minimal, status: 'in-progress' }, reference))).expect(200)).body as QuestionnaireResponse;
+    const own = await next(`https://ehr.example.org/fhir/MedicationRequest/${order.id}/_history/3`);
+    expect(own.status).toBe('completed');
+    expect(sub(coverageInfoOf(own), 'pa-needed')?.valueCode).toBe('satisfied');
+    const other = await next(`MedicationRequest/${order.id}-cycle-2`);
+    expect(other.status).toBe('in-progress');
+    expect(((other.contained?.[0] as Questionnaire | undefined)?.item ?? []).map((i) => i.linkId)).toContain('birth-date');
+  });
+});

@@ -93,3 +93,40 @@ describe('PAS judges an order on the date CRD judged it on', () => {
     expect(claimResponseOf(answer).preAuthPeriod?.start).toBe(SIGNED_ON);
   });
 });
+
+/**
+ * Which assertion dates an order is the one rule of design.md §8 (coverage/assertion-speaks-for.ts), as on DTR's
+ * package and response: the order carries the assertion's id and the assertion was recorded for it, or for no order.
+ */
+describe('PAS dates an order only from an assertion that speaks for it', () => {
+  it('an assertion recorded for a draft order that had no id yet dates the signed order that carries it', async () => {
+    const storage = new MemoryStorage();
+    const signing = buildApp({ today: SIGNED_ON, storage }).app;
+    const { resources, order } = undatedOrder();
+    const draft = structuredClone(order);
+    delete draft.id;
+    const res = (await request(signing).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, draft)).expect(200)).body as { systemActions?: { resource: MedicationRequest }[] };
+    const info = res.systemActions![0].resource.extension!.filter((e) => e.url === COVERAGE_INFO);
+    expect(info.length).toBe(1);
+    // The EHR files the order under its id and keeps CRD's coverage-information on it.
+    const filed: MedicationRequest = { ...order, extension: [...(order.extension ?? []), ...info] };
+
+    const pas = buildApp({ today: REQUESTED_ON, storage }).app;
+    const bundle = withOrder(storyBundle(STORY, { answers: ANSWERS }), filed);
+    const answer = (await request(pas).post('/fhir/Claim/$submit').set('Content-Type', FHIR).send(JSON.stringify(bundle)).expect(200)).body as Bundle;
+    expect(claimResponseOf(answer).preAuthPeriod?.start, 'the date CRD judged the order on').toBe(SIGNED_ON);
+  });
+
+  it("an order copied from an earlier cycle with that cycle's coverage-information is not dated by it", async () => {
+    const storage = new MemoryStorage();
+    const signing = buildApp({ today: SIGNED_ON, storage }).app;
+    const { resources, order } = undatedOrder();
+    const signed = (await request(signing).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order)).expect(200)).body.systemActions[0].resource as MedicationRequest;
+    const copied: MedicationRequest = { ...signed, id: `${order.id}-cycle-2` };
+
+    const pas = buildApp({ today: REQUESTED_ON, storage }).app;
+    const bundle = storyBundle(STORY, { answers: ANSWERS, orderId: copied.id });
+    const answer = (await request(pas).post('/fhir/Claim/$submit').set('Content-Type', FHIR).send(JSON.stringify(withOrder(bundle, copied))).expect(200)).body as Bundle;
+    expect(claimResponseOf(answer).preAuthPeriod?.start, "this order's own date (the day of the request), not the earlier cycle's").toBe(REQUESTED_ON);
+  });
+});
