@@ -108,3 +108,40 @@ describe('questions a met covered use does not need (BCBSNC inotuzumab)', () => 
     }
   });
 });
+
+/**
+ * A question no answer can change the decision with, for this patient, is not asked (design.md §6 "Clinical readings",
+ * §7): the static form hides it from the answers it holds, as the adaptive form never asks it.
+ */
+describe('questions that cannot change the decision', () => {
+  it('OHSU: "given with a TKI?" is not asked once the disease is Ph-negative or Ph-like (III: every TKI use is for Ph+ disease)', () => {
+    const q = questionnaire('ohsu-blinatumomab');
+    const child = { 'birth-date': [{ valueDate: bornYearsAgo(9) }] };
+    expect(shown(q, 'with-tki', answers({ ...child, 'ph-status': code('negative') }))).toBe(false);
+    expect(shown(q, 'with-tki', answers({ ...child, 'ph-status': code('ph-like') }))).toBe(false);
+    expect(shown(q, 'with-tki', answers({ ...child, 'ph-status': code('positive') }))).toBe(true);
+    // Ph status not known: asked.
+    expect(shown(q, 'with-tki', answers(child))).toBe(true);
+  });
+
+  it('MMM: "free of toxicity and progression on the current regimen?" (B.i) is not asked on a renewal that is a relapse after a course that is over', () => {
+    const q = questionnaire('mmm-blinatumomab');
+    const renewal = { 'renewal-request': [{ valueBoolean: true }], 'disease-status': code('relapsed'), 'earlier-course-indication': code('mrd-positive') };
+    // The earlier MRD-positive course is over and the disease has relapsed: a new initial request (A.iii.A).
+    expect(shown(q, 'no-progression-or-toxicity', answers({ ...renewal, 'currently-receiving': [{ valueBoolean: false }] }))).toBe(false);
+    // Still receiving Blincyto: the relapse is progression on the current regimen, which B.i judges.
+    expect(shown(q, 'no-progression-or-toxicity', answers({ ...renewal, 'currently-receiving': [{ valueBoolean: true }] }))).toBe(true);
+    // In remission on a renewal: a reauthorization.
+    expect(shown(q, 'no-progression-or-toxicity', answers({ ...renewal, 'disease-status': code('cr2'), 'currently-receiving': [{ valueBoolean: false }] }))).toBe(true);
+  });
+
+  it('BCBSNC: the MRD level is not asked on a continued-therapy or consolidation order of a relapsed/refractory course, in CR2', () => {
+    const q = questionnaire('bcbsnc-blinatumomab');
+    const course = { 'disease-status': code('cr2'), 'renewal-request': [{ valueBoolean: true }], 'earlier-course-indication': code('relapsed-refractory') };
+    expect(shown(q, 'mrd-percent', answers({ ...course, 'treatment-phase': code('continued') }))).toBe(false);
+    expect(shown(q, 'mrd-percent', answers({ ...course, 'treatment-phase': code('consolidation') }))).toBe(false);
+    // An induction order in CR2 may begin an MRD-positive course: asked.
+    expect(shown(q, 'mrd-percent', answers({ ...course, 'treatment-phase': code('induction') }))).toBe(true);
+    expect(shown(q, 'mrd-percent', answers({ 'disease-status': code('cr2') }))).toBe(true);
+  });
+});
