@@ -382,6 +382,22 @@ CREATE UNIQUE INDEX order_authorization_events_event ON order_authorization_even
 ALTER TABLE crd_assertions ADD COLUMN order_date text;
 `,
   },
+  {
+    version: 13,
+    name: 'indexes for every lookup the payer API, the reviewer and the notifier make, so none scans as PAS data grows',
+    sql: `
+-- PAS $inquire, a Claim Update finding its request and a $submit replay find requests by any identifier the request,
+-- its collapsed repeats or its decisions carry (SqlStorage.findPasSubmissions). The identifiers are JSON arrays of
+-- 'system|value' strings: GIN (jsonb_ops) answers "holds any of these" (?|) from the index.
+CREATE INDEX pas_submissions_claim_identifiers ON pas_submissions USING gin (claim_identifiers);
+CREATE INDEX pas_submissions_patient_identifiers ON pas_submissions USING gin (patient_identifiers);
+CREATE INDEX pas_submission_aliases_claim_identifiers ON pas_submission_aliases USING gin (claim_identifiers);
+-- A reviewer's authorization number is a preAuthRef $inquire may name.
+CREATE INDEX review_decisions_authorization_number ON review_decisions (authorization_number) WHERE authorization_number IS NOT NULL;
+-- A subscription's undelivered notifications, held or released when its status changes.
+CREATE INDEX subscription_deliveries_undelivered ON subscription_deliveries (subscription_id) WHERE delivered_at IS NULL;
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

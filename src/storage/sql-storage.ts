@@ -1151,7 +1151,7 @@ export class SqlStorage implements Storage {
     if (ids.length === 0) return out;
     const rows = await this.driver.query<DecisionRow>(
       `SELECT submission_id, decision, reviewer, reason, ${ts('decided_at')} AS decided_at, authorization_number
-       FROM review_decisions WHERE submission_id IN (SELECT jsonb_array_elements_text($1::text::jsonb)) ORDER BY id`,
+       FROM review_decisions WHERE submission_id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb))) ORDER BY id`,
       [json(ids)],
     );
     for (const r of rows) {
@@ -1298,20 +1298,26 @@ export class SqlStorage implements Storage {
     );
   }
 
+  /**
+   * Every kind of identifier is its own indexed lookup (migration 13): the requests' ids are gathered first, then read
+   * by primary key. As one OR of JSON predicates on each row, every call read every request ever filed.
+   */
   async findPasSubmissions(q: PasQuery): Promise<PasSubmission[]> {
     const anyOf = (list: string[] | undefined) => json(list ?? []);
+    const set = (n: number) => `ARRAY(SELECT jsonb_array_elements_text($${n}::text::jsonb))`;
     return this.submissions(
       `($6::text IS NULL OR client_id IN ($6, ''))
-       AND (id IN (SELECT jsonb_array_elements_text($1::text::jsonb))
-       OR bundle_identifier IN (SELECT jsonb_array_elements_text($2::text::jsonb))
-       OR pre_auth_ref IN (SELECT jsonb_array_elements_text($3::text::jsonb))
-       OR id IN (SELECT submission_id FROM review_decisions WHERE authorization_number IN (SELECT jsonb_array_elements_text($3::text::jsonb)))
-       OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(claim_identifiers) c WHERE c IN (SELECT jsonb_array_elements_text($4::text::jsonb)))
-       OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(patient_identifiers) p WHERE p IN (SELECT jsonb_array_elements_text($5::text::jsonb)))
-       OR id IN (SELECT a.submission_id FROM pas_submission_aliases a WHERE a.bundle_identifier IN (SELECT jsonb_array_elements_text($2::text::jsonb))
-                 OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(a.claim_identifiers) c WHERE c IN (SELECT jsonb_array_elements_text($4::text::jsonb))))
-       OR id IN (SELECT u.submission_id FROM pas_submission_updates u WHERE u.bundle_identifier IN (SELECT jsonb_array_elements_text($2::text::jsonb)))
-       OR id IN (SELECT z.submission_id FROM authorizations z WHERE z.submission_id IS NOT NULL AND z.number IN (SELECT jsonb_array_elements_text($3::text::jsonb))))`,
+       AND id = ANY (ARRAY(
+         SELECT jsonb_array_elements_text($1::text::jsonb)
+         UNION ALL SELECT s.id FROM pas_submissions s WHERE s.bundle_identifier = ANY (${set(2)})
+         UNION ALL SELECT s.id FROM pas_submissions s WHERE s.pre_auth_ref = ANY (${set(3)})
+         UNION ALL SELECT d.submission_id FROM review_decisions d WHERE d.authorization_number = ANY (${set(3)})
+         UNION ALL SELECT s.id FROM pas_submissions s WHERE s.claim_identifiers ?| ${set(4)}
+         UNION ALL SELECT s.id FROM pas_submissions s WHERE s.patient_identifiers ?| ${set(5)}
+         UNION ALL SELECT a.submission_id FROM pas_submission_aliases a WHERE a.bundle_identifier = ANY (${set(2)})
+         UNION ALL SELECT a.submission_id FROM pas_submission_aliases a WHERE a.claim_identifiers ?| ${set(4)}
+         UNION ALL SELECT u.submission_id FROM pas_submission_updates u WHERE u.bundle_identifier = ANY (${set(2)})
+         UNION ALL SELECT z.submission_id FROM authorizations z WHERE z.submission_id IS NOT NULL AND z.number = ANY (${set(3)})))`,
       [anyOf(q.ids), anyOf(q.bundleIdentifiers), anyOf(q.preAuthRefs), anyOf(q.claimIdentifiers), anyOf(q.patientIdentifiers), q.readableBy ?? null],
       q.limit ?? 50,
     );

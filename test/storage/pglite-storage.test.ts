@@ -8,7 +8,7 @@ import { openPglite } from '../../src/storage/pglite-driver.js';
 import type { PgliteDriver } from '../../src/storage/pglite-driver.js';
 import { SqlStorage } from '../../src/storage/sql-storage.js';
 import { StorageError } from '../../src/storage/storage.js';
-import { checkAssertionOrderDateMigration, newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
+import { checkAssertionOrderDateMigration, checkIdentifierIndexMigration, newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -239,6 +239,18 @@ describe('migration 6: the client that filed each PAS request and DTR response',
       const clientOf = async (id: string) => (await storage.getPasSubmission(id))?.clientId;
       expect([await clientOf('filed-by-a'), await clientOf('no-system'), await clientOf('two-clients'), await clientOf('not-logged')]).toEqual(['ehr-a', 'ehr-a', undefined, undefined]);
       expect((await storage.getQuestionnaireResponse('qr-1'))?.clientId).toBe('ehr-b');
+    } finally {
+      await driver.close();
+    }
+  }, 60_000);
+});
+
+describe('migration 13: indexes for the payer API, reviewer and notifier lookups', () => {
+  it('finds requests filed before it by every identifier as before', async () => {
+    const driver = await openPglite(tempDir());
+    try {
+      await migrate(driver, { migrations: MIGRATIONS.filter((m) => m.version <= 12) });
+      await checkIdentifierIndexMigration(driver, () => migrate(driver), (d) => new SqlStorage(d));
     } finally {
       await driver.close();
     }

@@ -6,7 +6,7 @@ import { openPostgres, STATEMENT_CANCEL_MARGIN_MS } from '../../src/storage/post
 import { SqlStorage } from '../../src/storage/sql-storage.js';
 import { StorageUnavailableError } from '../../src/storage/storage.js';
 import type { GuardedOrderChange, OrderKey, OrderState } from '../../src/storage/storage.js';
-import { checkAssertionOrderDateMigration, newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
+import { checkAssertionOrderDateMigration, checkIdentifierIndexMigration, newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
 import { MIGRATIONS, migrate } from '../../src/storage/migrations.js';
 
 const url = process.env.DATABASE_URL;
@@ -42,6 +42,18 @@ describe.skipIf(!url)('PostgreSQL storage (DATABASE_URL)', () => {
     try {
       await migrate(driver, { migrations: MIGRATIONS.filter((m) => m.version <= 11), schema: older });
       await checkAssertionOrderDateMigration(driver, () => migrate(driver, { schema: older }), (d) => new SqlStorage(d));
+    } finally {
+      await driver.exec(`DROP SCHEMA IF EXISTS ${older} CASCADE`).catch(() => undefined);
+      await driver.close();
+    }
+  });
+
+  it('migration 13: finds requests filed before it by every identifier as before', async () => {
+    const older = `${schema}_m13`;
+    const driver = await openPostgres(url!, { schema: older });
+    try {
+      await migrate(driver, { migrations: MIGRATIONS.filter((m) => m.version <= 12), schema: older });
+      await checkIdentifierIndexMigration(driver, () => migrate(driver, { schema: older }), (d) => new SqlStorage(d));
     } finally {
       await driver.exec(`DROP SCHEMA IF EXISTS ${older} CASCADE`).catch(() => undefined);
       await driver.close();

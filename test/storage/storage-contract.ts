@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
-import type { AssertionRecord, GuardedOrderChange, HookAuditRecord, NewPasSubmission, OrderKey, OrderState, Storage, SubscriptionRecord } from '../../src/storage/storage.js';
+import type { AssertionRecord, GuardedOrderChange, HookAuditRecord, NewPasSubmission, OrderKey, PasQuery, OrderState, Storage, SubscriptionRecord } from '../../src/storage/storage.js';
 import { everySubscription, StorageUnavailableError } from '../../src/storage/storage.js';
 import type { SqlDriver } from '../../src/storage/sql-driver.js';
 
@@ -64,6 +64,46 @@ export async function checkAssertionOrderDateMigration(driver: SqlDriver, migrat
   const dated = newAssertion({ orderDate: '2026-12-21' });
   await storage.saveAssertion(dated);
   expect(await storage.getAssertion(dated.assertionId)).toEqual(dated);
+}
+
+/**
+ * Migration 13 on a database migrated to 12 (`driver`): requests, an alias and a reviewer's decision filed before it
+ * are found by every kind of identifier exactly as before it.
+ */
+export async function checkIdentifierIndexMigration(driver: SqlDriver, migrate: () => Promise<number[]>, storageOf: (d: SqlDriver) => Storage): Promise<void> {
+  const storage = storageOf(driver);
+  const pended = newSubmission({ clientId: 'ehr-a' });
+  const other = newSubmission();
+  await storage.createPasSubmission(pended);
+  await storage.createPasSubmission(other);
+  await storage.addPasSubmissionAlias({
+    bundleIdentifier: `urn:test:bundle|repeat-${pended.id}`, clientId: 'ehr-a', submissionId: pended.id, requestHash: 'b'.repeat(64),
+    claimIdentifiers: [`urn:trnorg:test|repeat-${pended.id}`], createdAt: new Date().toISOString(),
+  });
+  const number = `PA-MMM-${pended.id.slice(0, 8)}`;
+  const stored = (await storage.getPasSubmission(other.id))!;
+  await storage.recordReviewDecision({
+    decision: { submissionId: other.id, decision: 'approve', reviewer: 'dr-r', reason: 'criteria met', decidedAt: new Date().toISOString() },
+    next: { status: 'approved', reviewAction: 'A1', needed: [], preAuthRef: number, preAuthPeriod: { start: '2026-12-01', end: '2027-05-31' },
+      claimResponse: stored.claimResponse, responseBundle: stored.responseBundle, detail: stored.detail },
+    authorization: { number, start: '2026-12-01', end: '2027-05-31' },
+    revision: stored.revision,
+  });
+  const queries: PasQuery[] = [
+    { ids: [pended.id] },
+    { bundleIdentifiers: [pended.bundleIdentifier] },
+    { bundleIdentifiers: [`urn:test:bundle|repeat-${pended.id}`] },
+    { claimIdentifiers: [`urn:trnorg:test|repeat-${pended.id}`] },
+    { claimIdentifiers: [...pended.claimIdentifiers, ...other.claimIdentifiers] },
+    { patientIdentifiers: other.patientIdentifiers },
+    { preAuthRefs: [number] },
+    { claimIdentifiers: [...pended.claimIdentifiers, ...other.claimIdentifiers], readableBy: 'ehr-b' },
+  ];
+  const before = await Promise.all(queries.map((q) => storage.findPasSubmissions(q)));
+  expect(before.map((found) => found.length)).toEqual([1, 1, 1, 1, 2, 1, 1, 1]);
+  expect(await migrate()).toContain(13);
+  const after = await Promise.all(queries.map((q) => storageOf(driver).findPasSubmissions(q)));
+  expect(after).toEqual(before);
 }
 
 export function newAudit(overrides: Partial<HookAuditRecord> = {}): HookAuditRecord {
