@@ -137,13 +137,28 @@ function assertionsStep(list: AssertionRecord[], audits: HookAuditRecord[]): Ste
  * A JWT id is inserted, or its expired record renewed; a live record makes the statement return no row (a replay).
  * ON CONFLICT is atomic on the primary key, so of two replicas inserting the same id at once exactly one gets a row.
  */
+/**
+ * A JWT id's record, in one statement (one prepared statement, one round trip, its own implicit transaction):
+ * - the insert succeeds, or replaces an expired record of the same id, and RETURNING says so; a replica inserting the
+ *   same id at the same moment waits on the unique key and then finds it recorded (a replay, refused);
+ * - its commit does not wait for the WAL flush (`set_config(..., true)`: this transaction only): the row is visible to
+ *   every replica the moment it commits, and a database crash can forget at most the last few ids, which expire within
+ *   minutes anyway;
+ * - it deletes up to two expired records, oldest first, through the expiry index (rows another replica is deleting
+ *   are skipped, not waited for): each call prunes more than it adds once ids expire, so the table stays as small as
+ *   the ids alive, with no sweep reading it. Its own id is left to the upsert.
+ */
 const RECORD_JTI_SQL = `
-INSERT INTO jwt_replay (issuer, jti, expires_at_ms) VALUES ($1, $2, $3)
-ON CONFLICT (issuer, jti) DO UPDATE SET expires_at_ms = EXCLUDED.expires_at_ms WHERE jwt_replay.expires_at_ms <= $4
+WITH pruned AS (
+  DELETE FROM jwt_replay d USING (
+    SELECT issuer, jti FROM jwt_replay WHERE expires_at_ms <= $4::bigint AND (issuer, jti) <> ($1::text, $2::text)
+    ORDER BY expires_at_ms LIMIT 2 FOR UPDATE SKIP LOCKED) x
+  WHERE d.issuer = x.issuer AND d.jti = x.jti
+)
+INSERT INTO jwt_replay (issuer, jti, expires_at_ms)
+SELECT $1::text, $2::text, $3::bigint FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed
+ON CONFLICT (issuer, jti) DO UPDATE SET expires_at_ms = EXCLUDED.expires_at_ms WHERE jwt_replay.expires_at_ms <= $4::bigint
 RETURNING jti`;
-
-/** Expired JWT ids are deleted at most this often (ms), by whichever call notices. */
-const JTI_SWEEP_INTERVAL_MS = 60_000;
 
 /**
  * How long a payer API access-log line waits for others to share its statement (and its commit's WAL flush). The
@@ -522,7 +537,6 @@ export class SqlStorage implements Storage {
    * (memory), and reads go to the database again.
    */
   private orderIndex?: Set<number>;
-  private lastJtiSweep = 0;
 
   constructor(
     readonly driver: SqlDriver,
@@ -1415,24 +1429,11 @@ export class SqlStorage implements Storage {
     return { applied, submission: await this.getPasSubmission(d.submissionId) };
   }
 
-  /**
-   * The replay check runs on every authenticated call, so its commit does not wait for the WAL flush
-   * (`synchronous_commit off` for this transaction only): the row is visible to every replica the moment it commits,
-   * and a database crash can forget at most the last few ids, which expire within minutes anyway.
-   */
+  /** The replay check runs on every authenticated call: one statement (RECORD_JTI_SQL). */
   async recordJti(r: JtiRecord, nowMs: number = Date.now()): Promise<boolean> {
     this.open();
-    const fresh = await this.driver.transaction(async (tx) => {
-      await tx.exec('SET LOCAL synchronous_commit TO off');
-      const rows = await tx.query(RECORD_JTI_SQL, [r.issuer, r.jti, Math.ceil(r.expiresAtMs), Math.floor(nowMs)]);
-      return rows.length === 1;
-    });
-    if (nowMs - this.lastJtiSweep >= JTI_SWEEP_INTERVAL_MS) {
-      this.lastJtiSweep = nowMs;
-      // Housekeeping only: a failed sweep is retried by a later call.
-      this.driver.query('DELETE FROM jwt_replay WHERE expires_at_ms <= $1', [Math.floor(nowMs)]).catch(() => undefined);
-    }
-    return fresh;
+    const rows = await this.driver.query(RECORD_JTI_SQL, [r.issuer, r.jti, Math.ceil(r.expiresAtMs), Math.floor(nowMs)]);
+    return rows.length === 1;
   }
 
   async sharedSetting(key: string, initial: string): Promise<string> {
