@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Extension } from '@medplum/fhirtypes';
 import { newApproval } from '../coverage/authorization.js';
+import { serviceUnavailable } from '../errors.js';
 import { assertionFor, buildCoverageInformation, COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 import { determinationOf } from '../coverage/determination.js';
-import { orderKeyOf, planEvaluation, recordEvaluation, withOrderRecord } from '../coverage/order-record.js';
+import { orderKeyOf, planEvaluation, withOrderRecord } from '../coverage/order-record.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
 import type { AssertionRecord, GuardedOrderChange, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
@@ -37,22 +38,22 @@ export interface DetermineOptions {
  * same facts (the coverage core's determination, shaped by `assertionFor` / `buildCoverageInformation`). A satisfied
  * determination gets an authorization number and period, like real-time approval at signing, unless the order's
  * record already holds its decision: then that decision is the determination. The assertion is stored so PAS and disputes
- * can find it by its `coverage-assertion-id`.
+ * can find it by its `coverage-assertion-id`, in one transaction with the order's changes (Storage.saveDetermination):
+ * an approval is never recorded without the assertion that names it, nor the assertion without the approval. An
+ * order's record that moved meanwhile (a decision on another path) is read again and the determination made on it.
  */
 export async function determine(opts: DetermineOptions & { storage: Storage }): Promise<Determination> {
-  const assertionId = randomUUID();
-  let determination = proposed(opts);
-  // The order's one record (design.md §8): a decision already made (a reviewer's approval included) is what DTR
-  // shows; an approval made here is the order's, issued once.
   const key = determinationKey(opts);
-  if (key) {
-    const record = await recordEvaluation(opts.storage, key, determination, { source: 'dtr', actor: opts.source, assertionId, policyId: opts.policy.file.id });
-    determination = withOrderRecord(determination, record, opts.today);
+  for (let attempt = 1; ; attempt++) {
+    const plan = planDetermination({ ...opts, record: key ? await opts.storage.getOrderRecord(key) : undefined });
+    const result = await opts.storage.saveDetermination({ assertion: plan.assertion, orders: plan.orders });
+    if (result.applied) return { extension: plan.extension, assertion: plan.assertion };
+    if (attempt === DETERMINE_ATTEMPTS) throw serviceUnavailable("The order's record kept changing while the form's determination was stored: send it again");
   }
-  const made = shaped(opts, determination, assertionId);
-  await opts.storage.saveAssertion(made.assertion);
-  return made;
 }
+
+/** How many times a determination is planned again on an order's record that moved while it was being made. */
+const DETERMINE_ATTEMPTS = 5;
 
 /**
  * A determination like {@link determine}'s, over the order's record as read (`record`), writing nothing: the

@@ -6,6 +6,7 @@ import type {
   FeedbackRecord,
   QuestionnaireResponseRecord,
   DecidedResponseInput,
+  DeterminationInput,
   GuardedOrderChange,
   HookAuditRecord,
   IssuedAuthorization,
@@ -274,10 +275,25 @@ export class MemoryStorage implements Storage {
     const { record: r, previousVersionId } = input;
     const current = this.questionnaireResponses.get(r.id);
     if (previousVersionId === undefined ? current : !current || (current.resource.meta?.versionId ?? '1') !== previousVersionId) return { applied: false };
+    const blockedBy = this.applyAllOrNone(input.orders);
+    if (blockedBy) return { applied: false, blockedBy };
+    this.questionnaireResponses.set(r.id, structuredClone(r));
+    await this.saveAssertion(input.assertion);
+    return { applied: true };
+  }
+  async saveDetermination(input: DeterminationInput): Promise<{ applied: boolean; blockedBy?: OrderRecord }> {
+    const blockedBy = this.applyAllOrNone(input.orders);
+    if (blockedBy) return { applied: false, blockedBy };
+    await this.saveAssertion(input.assertion);
+    return { applied: true };
+  }
+
+  /** Applies every change or none, like one SQL transaction; the record that refused a change, if one did. */
+  private applyAllOrNone(orders: GuardedOrderChange[]): OrderRecord | undefined {
     // One order's changes follow each other (a reopening, then an approval): each is judged on the record the last left.
-    const before = new Map(input.orders.map((o) => [orderKeyOf(o.key), structuredClone(this.orders.get(orderKeyOf(o.key)))]));
+    const before = new Map(orders.map((o) => [orderKeyOf(o.key), structuredClone(this.orders.get(orderKeyOf(o.key)))]));
     const issuedBefore = new Set(this.authorizations.keys());
-    for (const o of input.orders) {
+    for (const o of orders) {
       if (this.allows(o)) {
         this.applyNow(o);
         continue;
@@ -288,12 +304,11 @@ export class MemoryStorage implements Storage {
         else this.orders.delete(k);
       }
       for (const n of this.authorizations.keys()) if (!issuedBefore.has(n)) this.authorizations.delete(n);
-      return { applied: false, blockedBy };
+      return blockedBy;
     }
-    this.questionnaireResponses.set(r.id, structuredClone(r));
-    await this.saveAssertion(input.assertion);
-    return { applied: true };
+    return undefined;
   }
+
   async getAuthorization(number: string): Promise<IssuedAuthorization | undefined> {
     const a = this.authorizations.get(number);
     return a ? { ...a } : undefined;

@@ -5,6 +5,7 @@ import type {
   AssertionRecord,
   AuthorizationRecord,
   DecidedResponseInput,
+  DeterminationInput,
   FeedbackRecord,
   QuestionnaireResponseRecord,
   GuardedOrderChange,
@@ -829,6 +830,27 @@ export class SqlStorage implements Storage {
       return { applied: true };
     } catch (err) {
       if (err instanceof SubmissionMoved) return { applied: false };
+      if (!(err instanceof OrderRefused)) throw err;
+      return { applied: false, blockedBy: await this.getOrderRecord(err.key) };
+    }
+  }
+
+  async saveDetermination(input: DeterminationInput): Promise<{ applied: boolean; blockedBy?: OrderRecord }> {
+    this.open();
+    const { orders } = input;
+    this.noteOrders(orders.map((o) => o.key));
+    // The orders' changes queued behind hook answers are written first, so the guards see them.
+    await this.behind.settled(orders.map((o) => o.key));
+    try {
+      await this.driver.transaction(async (tx) => {
+        const changed = await applyOrderChangesIn(tx, orders);
+        const refused = orders.find((_, i) => !changed[i]);
+        if (refused) throw new OrderRefused(refused.key);
+        const assertion = assertionsStep([input.assertion], []);
+        await tx.query(assertion.sql, assertion.params);
+      });
+      return { applied: true };
+    } catch (err) {
       if (!(err instanceof OrderRefused)) throw err;
       return { applied: false, blockedBy: await this.getOrderRecord(err.key) };
     }

@@ -377,6 +377,13 @@ export interface DecidedResponseInput {
   orders: GuardedOrderChange[];
 }
 
+/** A determination's writes (Storage.saveDetermination): its assertion and its order's changes. */
+export interface DeterminationInput {
+  assertion: AssertionRecord;
+  /** The order's changes, applied in order; any refused change refuses the whole. */
+  orders: GuardedOrderChange[];
+}
+
 export type ReviewDecisionKind = 'approve' | 'deny';
 
 /** A clinical reviewer's decision on a pended request: who, when, why. */
@@ -545,6 +552,12 @@ export interface Storage {
    * (`blockedBy`: the record moved meanwhile, plan again on it), nothing is recorded. Resolves once durable.
    */
   saveDecidedQuestionnaireResponse(input: DecidedResponseInput): Promise<{ applied: boolean; blockedBy?: OrderRecord }>;
+  /**
+   * Stores a determination made without a response to keep (DTR `$next-question` completing an adaptive form): its
+   * assertion and its order's changes in one transaction, both or neither. When a change is refused (the order's
+   * record moved since it was read) nothing is written and `blockedBy` is the record as it stands.
+   */
+  saveDetermination(input: DeterminationInput): Promise<{ applied: boolean; blockedBy?: OrderRecord }>;
   listFeedback(limit?: number): Promise<FeedbackRecord[]>;
   getAuthorization(number: string): Promise<IssuedAuthorization | undefined>;
 

@@ -6,10 +6,15 @@
  * today and before the order starts (Centene CP.PHAR.312 I.A.4.c.iii "adult"): an adult for this order.
  */
 import type { Bundle, Extension, MedicationRequest, Parameters, Questionnaire, QuestionnaireResponse, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
+import { createStorage } from '../../src/storage/create-storage.js';
 import type { MemoryStorage } from '../../src/storage/memory-storage.js';
+import type { SqlSession } from '../../src/storage/sql-driver.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { CANONICAL_BASE, daysAfter, dtrContent, EVIDENCE, shownInForm, TODAY, turningEighteen, withAnswers } from './helpers.js';
@@ -182,6 +187,62 @@ describe('what DTR has of an order only through its CRD assertion', () => {
     const decided = await storage.getAssertion(sub(ext, 'coverage-assertion-id')!.valueString!);
     expect(decided?.authorization?.start).toBe(start);
   });
+
+  it('$next-question completing the form stores its approval with its assertion: when the assertion cannot be written, the order is not approved either', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'priorpath-dtr-atomic-'));
+    const storage = await createStorage({ dataDir: dir });
+    try {
+      // The embedded database refuses every assertion while `refusing` (a full disk, a constraint): each statement
+      // and each statement of a transaction or batch that writes one fails.
+      let refusing = false;
+      const refuse = (sql: string) => {
+        if (refusing && sql.includes('INSERT INTO crd_assertions')) throw new Error('could not extend file: No space left on device');
+      };
+      const driver = storage.driver;
+      const { batch, query, transaction } = { batch: driver.batch.bind(driver), query: driver.query.bind(driver), transaction: driver.transaction.bind(driver) };
+      driver.batch = async (steps) => (steps.forEach((st) => refuse(st.sql)), batch(steps));
+      driver.query = async <T>(sql: string, params?: unknown[]) => (refuse(sql), query<T>(sql, params));
+      driver.transaction = <T>(fn: (tx: SqlSession) => Promise<T>) =>
+        transaction((tx) => fn({ query: async <R>(sql: string, params?: unknown[]) => (refuse(sql), tx.query<R>(sql, params)), exec: (sql) => tx.exec(sql) }));
+      const { app } = buildApp({ today: TODAY, storageOverride: storage });
+      const { resources, order } = turningEighteen(STORY);
+      const { signed } = await sign(app, resources, order);
+      const [bundle] = await packageBundles(app, resources, [
+        { name: 'order', resource: signed },
+        { name: 'questionnaire', valueCanonical: `${CANONICAL_BASE}/Questionnaire/${POLICY}-adaptive` },
+      ], '2.2');
+      const next = (await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(responseOf(bundle))).expect(200)).body as QuestionnaireResponse;
+      // The answers CRD lacked (CP.PHAR.312 I.A.4.a, V): this response completes the form and approves.
+      const answered = withAnswers(next, { 'mrd-percent': [{ valueDecimal: 0.5 }], weight: [{ valueDecimal: 66 }] });
+      await storage.listAudit(1);
+      const key = {
+        payer: 'centene',
+        patientId: resources.find((r) => r.resourceType === 'Patient')!.id!,
+        orderRef: `MedicationRequest/${order.id}`,
+        drug: content.policies.find((p) => p.file.id === POLICY)!.file.drug,
+      };
+      const before = await storage.getOrderRecord(key);
+      expect(before?.state).not.toBe('approved');
+
+      refusing = true;
+      const failed = await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(answered));
+      refusing = false;
+      expect(failed.status).toBeGreaterThanOrEqual(500);
+      const after = await storage.getOrderRecord(key);
+      expect(after?.state, 'no approval without the assertion naming it').toBe(before?.state);
+      expect(after?.authorization).toBeUndefined();
+
+      // Sent again, both are stored: the order's approval is the one the stored assertion names.
+      const done = (await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(answered)).expect(200)).body as QuestionnaireResponse;
+      expect(done.status).toBe('completed');
+      const decided = await storage.getAssertion(assertionIdOf(done));
+      expect(decided?.authorization?.number).toMatch(/^PA-CENTENE-/);
+      expect((await storage.getOrderRecord(key))?.authorization?.number).toBe(decided?.authorization?.number);
+    } finally {
+      await storage.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it("an assertion recorded for another order of the patient neither pre-fills nor dates this order's form", async () => {
     const { app } = buildApp({ today: TODAY });

@@ -705,6 +705,28 @@ export function storageContract(get: () => Storage): void {
     expect(await get().getAssertion(assertionId)).toBeUndefined();
   });
 
+  it("stores a determination's assertion with its order's changes, or neither (DTR $next-question)", async () => {
+    const key = orderKey();
+    await get().applyOrderChange(change(key, 'auth-needed', { reason: 'MRD level not documented' }));
+    const approval = () => {
+      const assertionId = randomUUID();
+      const authorization = { number: `PA-CENTENE-${randomUUID().slice(0, 8)}`, start: '2026-11-23', end: '2027-05-22' };
+      return {
+        assertion: newAssertion({ assertionId, payer: key.payer, patientId: key.patientId, orderRef: key.orderRef, outcome: 'satisfied', missingFacts: [], authorization }),
+        orders: [change(key, 'approved', { source: 'dtr', actor: 'dtr:$next-question', assertionId, authorization }, ['auth-needed', 'not-covered'])],
+      };
+    };
+    const tries = [approval(), approval()];
+    const results = await Promise.all(tries.map((t) => get().saveDetermination(t)));
+    expect(results.map((r) => r.applied).sort()).toEqual([false, true]);
+    const [won, lost] = results[0].applied ? tries : [tries[1], tries[0]];
+    expect(results.find((r) => !r.applied)).toMatchObject({ blockedBy: { state: 'approved', authorization: won.assertion.authorization } });
+    expect(await get().getAssertion(won.assertion.assertionId)).toMatchObject({ authorization: won.assertion.authorization });
+    expect(await get().getAssertion(lost.assertion.assertionId)).toBeUndefined();
+    expect(await get().getAuthorization(lost.assertion.authorization!.number)).toBeUndefined();
+    expect(await get().getOrderRecord(key)).toMatchObject({ state: 'approved', authorization: won.assertion.authorization });
+  });
+
   it('issues one approval number when many approvals of one order race', async () => {
     const key = orderKey();
     const tries = Array.from({ length: 8 }, (_, i) => change(key, 'approved', { authorization: { number: `PA-RACE-${randomUUID().slice(0, 8)}-${i}`, start: '2026-11-23', end: '2027-05-22' } }));
