@@ -1,4 +1,4 @@
-import type { AuthorizationSource, GuardedOrderChange, OrderEvent, OrderKey, OrderRecord, OrderState, Storage } from '../storage/storage.js';
+import type { AssertionRecord, AuthorizationSource, GuardedOrderChange, OrderEvent, OrderKey, OrderRecord, OrderState, Storage } from '../storage/storage.js';
 import { applyChangeTo } from '../storage/storage.js';
 import type { OrderDecision } from './decide-orders.js';
 import type { Determination } from './determination.js';
@@ -189,6 +189,8 @@ export function withOrderRecord(d: Determination, record: OrderRecord | undefine
  * applied unless the order already has a decision (then the decision stands and the proposed number is dropped);
  * a provisional state is written only when it changes. With `behind` (CRD), a provisional change is queued behind
  * the answer (Storage.queueOrderChange) and the record as read is returned; an approval is still durable first.
+ * `opts.assertion` (made only when needed) is written with an awaited change (Storage.applyOrderChange), and `opts.onAssertionWritten`
+ * called when it was.
  */
 export async function recordEvaluation(
   storage: Storage,
@@ -196,7 +198,7 @@ export async function recordEvaluation(
   d: Determination,
   who: Actor & { policyId?: string },
   current?: OrderRecord | null,
-  opts: { behind?: boolean } = {},
+  opts: { behind?: boolean; assertion?: () => AssertionRecord; onAssertionWritten?: () => void } = {},
 ): Promise<OrderRecord | undefined> {
   let record = current === undefined ? await storage.getOrderRecord(key) : (current ?? undefined);
   if (outgrowsApproval(record, d.outcome)) record = await reopenOutgrownApproval(storage, record, d.reasons[0]?.text ?? d.summary, who);
@@ -208,7 +210,9 @@ export async function recordEvaluation(
     await storage.queueOrderChange(change);
     return record;
   }
-  return (await storage.applyOrderChange(change)).record;
+  const { record: stored } = await storage.applyOrderChange(change, opts.assertion?.());
+  if (opts.assertion) opts.onAssertionWritten?.();
+  return stored;
 }
 
 /**
@@ -276,7 +280,10 @@ function applied(record: OrderRecord | undefined, { key, change: c }: GuardedOrd
 
 /**
  * CRD: reads the records of the hook's governed orders, lets each order's decision stand over the evaluation, and
- * records what signing determined (an approval at signing is the order's approval, issued once).
+ * records what signing determined (an approval at signing is the order's approval, issued once). With `assertionOf`,
+ * an order's approval at signing is written with the decision's assertion, both or neither (one write-behind batch;
+ * the assertion names the approval stored): the decisions whose assertions were so written are returned, the caller
+ * writes the others'.
  */
 export async function settleOrderDecisions(opts: {
   storage: Storage;
@@ -284,9 +291,11 @@ export async function settleOrderDecisions(opts: {
   patientId: string;
   decisions: OrderDecision[];
   actor: string;
-}): Promise<void> {
+  assertionOf?: (d: OrderDecision) => AssertionRecord;
+}): Promise<Set<OrderDecision>> {
+  const written = new Set<OrderDecision>();
   const governed = opts.decisions.filter((d) => d.policy && d.order.id);
-  if (governed.length === 0) return;
+  if (governed.length === 0) return written;
   const refs = [...new Set(governed.map((d) => `${d.order.resourceType}/${d.order.id}`))];
   const records = await opts.storage.findOrderRecords({ payer: opts.payer, patientId: opts.patientId, orderRefs: refs });
   await Promise.all(
@@ -301,7 +310,7 @@ export async function settleOrderDecisions(opts: {
         determination,
         { source: 'crd', actor: opts.actor, assertionId: d.assertionId, policyId: d.policy!.file.id },
         current,
-        { behind: true },
+        { behind: true, ...(opts.assertionOf ? { assertion: () => opts.assertionOf!(d) } : {}), onAssertionWritten: () => written.add(d) },
       );
       if (record) {
         d.record = record;
@@ -310,4 +319,5 @@ export async function settleOrderDecisions(opts: {
       }
     }),
   );
+  return written;
 }

@@ -12,6 +12,7 @@ import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import type { HookResponse } from './build-response.js';
 import { buildHookResponse, effectiveConfiguration } from './build-response.js';
 import { decideOrders } from '../coverage/decide-orders.js';
+import type { OrderDecision } from '../coverage/decide-orders.js';
 import { settleOrderDecisions } from '../coverage/order-record.js';
 import { EhrClient } from './ehr-client.js';
 import type { FetchLike } from './ehr-client.js';
@@ -202,30 +203,41 @@ export async function handleHook(service: ServiceDefinition, body: unknown, deps
   // A "what if" call (unsolicited-determ false, CRD [found-35]) is answered without issuing an authorization number.
   const issueApprovals = effectiveConfiguration(req.configuration).unsolicitedDeterminations;
   const decisions = decideOrders({ content: deps.content, payer: payerMatch.payer, record, orders, today, log: hookLog, cache: deps.cache, prior, issueApprovals });
-  // The order's one record (design.md §8): a decision already made stands; an approval at signing is issued once.
-  await settleOrderDecisions({ storage: deps.storage, payer: payerMatch.payer.key, patientId: req.patientId, decisions, actor: `${req.hook} ${req.hookInstance}` });
+  const assertionOf = (d: OrderDecision): AssertionRecord => ({
+    assertionId: d.assertionId,
+    createdAt: new Date().toISOString(),
+    payer: payerMatch.payer.key,
+    policyId: d.policy?.file.id,
+    policyVersion: d.policy?.file.version,
+    patientId: req.patientId,
+    orderRef: `${d.order.resourceType}/${d.order.id ?? ''}`,
+    hookInstance: req.hookInstance,
+    outcome: d.evaluation?.outcome ?? 'default',
+    facts: Object.fromEntries((d.evaluation?.facts ?? []).filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
+    missingFacts: d.evaluation?.missingFacts ?? [],
+    authorization: d.authorization,
+    // The date the order was judged on: DTR and PAS given only this assertion judge the order on it too (design.md §7).
+    orderDate: d.orderDate,
+  });
+  // The order's one record (design.md §8): a decision already made stands; an approval at signing is issued once, in
+  // one transaction with its assertion (which names the number stored).
+  const writtenWithApproval = await settleOrderDecisions({
+    storage: deps.storage,
+    payer: payerMatch.payer.key,
+    patientId: req.patientId,
+    decisions,
+    actor: `${req.hook} ${req.hookInstance}`,
+    assertionOf,
+  });
   for (const d of decisions) {
     // Written behind the answer (design.md §2 "Written behind the hook's answer"); readable at once by DTR and PAS in
     // this process. Except an approval that no order record holds (an order without an id has none): the assertion is
     // then the only place its number is kept, and a number the EHR is given is durable first (docs/design.md §8: an
     // approval is issued once).
-    const write = d.authorization && !d.record ? deps.storage.saveAssertion.bind(deps.storage) : deps.storage.queueAssertion.bind(deps.storage);
-    await write({
-      assertionId: d.assertionId,
-      createdAt: new Date().toISOString(),
-      payer: payerMatch.payer.key,
-      policyId: d.policy?.file.id,
-      policyVersion: d.policy?.file.version,
-      patientId: req.patientId,
-      orderRef: `${d.order.resourceType}/${d.order.id ?? ''}`,
-      hookInstance: req.hookInstance,
-      outcome: d.evaluation?.outcome ?? 'default',
-      facts: Object.fromEntries((d.evaluation?.facts ?? []).filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
-      missingFacts: d.evaluation?.missingFacts ?? [],
-      authorization: d.authorization,
-      // The date the order was judged on: DTR and PAS given only this assertion judge the order on it too (design.md §7).
-      orderDate: d.orderDate,
-    });
+    if (!writtenWithApproval.has(d)) {
+      const write = d.authorization && !d.record ? deps.storage.saveAssertion.bind(deps.storage) : deps.storage.queueAssertion.bind(deps.storage);
+      await write(assertionOf(d));
+    }
     // One decision line per order: ids, policy and criterion results; never fact values (design.md §2 "Platform
     // conventions").
     hookLog.info(

@@ -197,10 +197,16 @@ export class MemoryStorage implements Storage {
   async findOrderRecordsBySubmission(submissionId: string): Promise<OrderRecord[]> {
     return [...this.orders.values()].filter((r) => r.submissionId === submissionId).map((r) => structuredClone(r));
   }
-  async applyOrderChange(c: GuardedOrderChange): Promise<{ applied: boolean; record: OrderRecord }> {
+  async applyOrderChange(c: GuardedOrderChange, assertion?: AssertionRecord): Promise<{ applied: boolean; record: OrderRecord }> {
     const applied = this.allows(c);
     if (applied) this.applyNow(c);
-    return { applied, record: structuredClone(this.orders.get(orderKeyOf(c.key))!) };
+    const record = this.orders.get(orderKeyOf(c.key))!;
+    if (assertion) {
+      const { authorization: _proposed, ...rest } = assertion;
+      const held = record.state === 'approved' ? record.authorization : undefined;
+      await this.saveAssertion(held ? { ...rest, authorization: { ...held } } : rest);
+    }
+    return { applied, record: structuredClone(record) };
   }
   async createPasSubmissionForOrders(
     s: NewPasSubmission,

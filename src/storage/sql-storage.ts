@@ -88,6 +88,51 @@ FROM jsonb_to_recordset($3::text::jsonb) AS x(line_id text, request_id text, at 
      patient_id_hash text, status integer, outcome text, latency_ms double precision)
 ON CONFLICT (line_id) DO NOTHING`;
 
+/**
+ * Assertions written with their order's change (an approval at signing, Storage.applyOrderChange): after the changes
+ * in the same transaction, each naming the approval its order's record now holds (looked up by the order's key in its
+ * unique index, LATERAL so the planner cannot make it a join), whatever authorization the assertion was given. Its
+ * authorization row is the change's own. A batch retried after a COMMIT of unknown outcome writes it once.
+ */
+const FOLLOWING_ASSERTIONS_SQL = `
+INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts, authorization_number, order_date)
+SELECT x.assertion_id, x.created_at, x.payer, x.policy_id, x.policy_version, x.patient_id, x.order_ref, x.hook_instance, x.outcome,
+       coalesce(x.facts, '{}'::jsonb), coalesce(x.missing_facts, '[]'::jsonb), o.authorization_number, x.order_date
+FROM jsonb_to_recordset($1::text::jsonb) AS x(assertion_id text, created_at timestamptz, payer text, policy_id text, policy_version text,
+     patient_id text, order_ref text, hook_instance text, outcome text, facts jsonb, missing_facts jsonb, order_date text,
+     k_payer text, k_patient_id text, k_order_ref text, k_drug text)
+LEFT JOIN LATERAL (SELECT k.authorization_number FROM order_authorizations k
+  WHERE k.payer = x.k_payer AND k.patient_id = x.k_patient_id AND k.order_ref = x.k_order_ref AND k.drug = x.k_drug AND k.state = 'approved' LIMIT 1) o ON true
+ON CONFLICT (assertion_id) DO NOTHING`;
+
+function followingAssertionsStep(list: { key: OrderKey; assertion: AssertionRecord }[]): Step {
+  return {
+    sql: FOLLOWING_ASSERTIONS_SQL,
+    params: [
+      json(
+        list.map(({ key, assertion: r }) => ({
+          assertion_id: r.assertionId,
+          created_at: r.createdAt,
+          payer: r.payer,
+          policy_id: r.policyId,
+          policy_version: r.policyVersion,
+          patient_id: r.patientId,
+          order_ref: r.orderRef,
+          hook_instance: r.hookInstance,
+          outcome: r.outcome,
+          facts: r.facts ?? {},
+          missing_facts: r.missingFacts ?? [],
+          order_date: r.orderDate,
+          k_payer: key.payer,
+          k_patient_id: key.patientId,
+          k_order_ref: key.orderRef,
+          k_drug: key.drug,
+        })),
+      ),
+    ],
+  };
+}
+
 /** Assertions (the last one per id wins), their authorizations and audit lines in one statement (BATCH_SQL). */
 function assertionsStep(list: AssertionRecord[], audits: HookAuditRecord[]): Step {
   const a = [...new Map(list.map((r) => [r.assertionId, r])).values()];
@@ -592,14 +637,17 @@ export class SqlStorage implements Storage {
     const audits = items.flatMap((i) => (i.kind === 'audit' ? [i.record] : []));
     const changes = items.flatMap((i) => (i.kind === 'order' ? [i.change] : []));
     changes.sort((a, b) => (keyText(a.key) < keyText(b.key) ? -1 : keyText(a.key) > keyText(b.key) ? 1 : 0));
+    const following = items.flatMap((i) => (i.kind === 'order' && i.assertion ? [{ key: i.change.key, assertion: i.assertion }] : []));
     const steps: Step[] = [];
     if (assertions.length > 0 || audits.length > 0) steps.push(assertionsStep(assertions, audits));
+    const first = steps.length;
     const changeSteps = orderChangeSteps(changes);
     steps.push(...changeSteps);
+    // After the changes: each names the approval its order holds now.
+    if (following.length > 0) steps.push(followingAssertionsStep(following));
     if (awaited.length > 0) steps.push(ordersByKeysStep(awaited.map((c) => c.key)));
     const results = await this.driver.batch(steps);
     if (awaited.length === 0) return [];
-    const first = steps.length - 1 - changeSteps.length;
     const applied = appliedOf(changes.length, results.slice(first, first + changeSteps.length));
     const appliedBy = new Map<GuardedOrderChange, boolean>(changes.map((c, i) => [c, applied[i]]));
     const records = orderRecordsOf(results[results.length - 1] as Parameters<typeof orderRecordsOf>[0]);
@@ -1176,10 +1224,10 @@ export class SqlStorage implements Storage {
    * Applied after the changes queued before it, in the next batch's transaction: concurrent callers (hooks approving
    * at signing, PAS, DTR) share one commit, and each resolves once that commit is durable.
    */
-  async applyOrderChange(c: GuardedOrderChange): Promise<{ applied: boolean; record: OrderRecord }> {
+  async applyOrderChange(c: GuardedOrderChange, assertion?: AssertionRecord): Promise<{ applied: boolean; record: OrderRecord }> {
     this.open();
     this.noteOrders([c.key]);
-    return this.behind.apply(keyedChange(c));
+    return this.behind.apply(keyedChange(c), assertion);
   }
 
   private async decisionsFor(ids: string[]): Promise<Map<string, ReviewDecision[]>> {

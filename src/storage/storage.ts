@@ -635,8 +635,11 @@ export interface Storage {
    * Applies a change to an order's record atomically: inserted when the order has none, updated when its state is
    * one of `from`, else refused (`applied: false`, the current record returned). An approval already on the record
    * is kept: an approval is issued once per order; a new one is also recorded among issued authorizations.
+   * `assertion`, the caller's assertion about the order (a hook approving at signing), is written in the same
+   * transaction, both or neither, naming the approval the record holds once the change is applied (whichever
+   * replica issued it; none when the order is not approved), whatever authorization it was given.
    */
-  applyOrderChange(c: GuardedOrderChange): Promise<{ applied: boolean; record: OrderRecord }>;
+  applyOrderChange(c: GuardedOrderChange, assertion?: AssertionRecord): Promise<{ applied: boolean; record: OrderRecord }>;
 
   /** Creates or replaces a Subscription (the event count is kept on replace). */
   saveSubscription(s: SubscriptionRecord): Promise<void>;

@@ -6,7 +6,8 @@ import { StorageUnavailableError } from './storage.js';
 export type BehindItem =
   | { kind: 'assertion'; record: AssertionRecord }
   | { kind: 'audit'; record: HookAuditRecord }
-  | { kind: 'order'; change: GuardedOrderChange };
+  /** `assertion`: written in the same transaction, naming the order's approval as stored after the change. */
+  | { kind: 'order'; change: GuardedOrderChange; assertion?: AssertionRecord };
 
 /** The result of an order change written with the batch (applyOrderChange's answer). */
 export interface AppliedChange {
@@ -118,9 +119,14 @@ export class WriteBehind {
     this.push({ seq: ++this.seq, item });
   }
 
-  /** An order change written with the next batch; resolves with the stored record once the batch has committed. */
-  apply(change: GuardedOrderChange): Promise<AppliedChange> {
-    const applied = new Promise<AppliedChange | undefined>((resolve, reject) => this.push({ seq: ++this.seq, item: { kind: 'order', change }, waiter: { resolve, reject } }));
+  /**
+   * An order change written with the next batch (with the assertion made of it, if given: one item, so the two are
+   * written together, also when a failed batch is written record by record); resolves with the stored record once
+   * the batch has committed.
+   */
+  apply(change: GuardedOrderChange, assertion?: AssertionRecord): Promise<AppliedChange> {
+    const item: BehindItem = assertion ? { kind: 'order', change, assertion } : { kind: 'order', change };
+    const applied = new Promise<AppliedChange | undefined>((resolve, reject) => this.push({ seq: ++this.seq, item, waiter: { resolve, reject } }));
     this.tryNow();
     return applied as Promise<AppliedChange>;
   }

@@ -112,6 +112,106 @@ describe('hook writes behind the answer', () => {
   }, 120_000);
 });
 
+/** The embedded database refusing every new assertion (a constraint, a full disk): not an outage a retry outlives. */
+function refusingAssertions(driver: SqlDriver): SqlDriver {
+  const refuse = (sql: string) => {
+    if (/INSERT INTO crd_assertions/i.test(sql)) throw new Error('refused: no space left on device');
+  };
+  return {
+    kind: driver.kind,
+    async query(sql, params) {
+      refuse(sql);
+      return driver.query(sql, params);
+    },
+    exec: (sql) => driver.exec(sql),
+    async batch(steps) {
+      steps.forEach((s) => refuse(s.sql));
+      return driver.batch(steps);
+    },
+    transaction: (fn) =>
+      driver.transaction((tx) =>
+        fn({
+          ...tx,
+          async query(sql: string, params?: unknown[]) {
+            refuse(sql);
+            return tx.query(sql, params);
+          },
+        } as typeof tx),
+      ),
+    close: () => driver.close(),
+  };
+}
+
+describe("an approval at signing and its assertion: one write, both or neither", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'priorpath-behind-approval-'));
+  let driver: PgliteDriver;
+  let refusing = false;
+  /** Every batch's statements, each as its SQL text and its parameters. */
+  const batches: string[][] = [];
+
+  /** An app on the embedded database, refusing assertions while `refusing`, recording every batch's statements. */
+  const appOn = (storage: SqlStorage) =>
+    createApp({
+      config: loadConfig({ PUBLIC_BASE_URL: BASE, CDS_AUTH: 'open', PAYER_API_AUTH: 'open', LOG_LEVEL: 'silent', DATA_DIR: dir }),
+      content: testContent(),
+      storage,
+      logger: createLogger('silent'),
+    });
+  let storage: SqlStorage;
+  beforeAll(async () => {
+    driver = await openPglite(dir);
+    await migrate(driver);
+    const refused = refusingAssertions(driver);
+    const watched: SqlDriver = {
+      ...driver,
+      kind: driver.kind,
+      query: (sql, params) => (refusing ? refused : driver).query(sql, params),
+      exec: (sql) => driver.exec(sql),
+      batch: (steps) => (batches.push(steps.map((st) => `${st.sql}\n${JSON.stringify(st.params ?? [])}`)), (refusing ? refused : driver).batch(steps)),
+      transaction: (fn) => (refusing ? refused : driver).transaction(fn),
+      close: () => driver.close(),
+    };
+    storage = new SqlStorage(watched);
+    await storage.loadOrderIndex();
+  }, 120_000);
+  afterAll(async () => {
+    await storage.close().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('writes the approval and the assertion naming its number in one batch', async () => {
+    const app = appOn(storage);
+    const resources = storyResources('centene-mrd-positive');
+    const order = storyOrder('centene-mrd-positive', resources);
+    batches.length = 0;
+    const res = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order)).expect(200);
+    await storage.listAudit(1);
+    const id = assertionIdOf(res.body);
+    const assertion = await storage.getAssertion(id);
+    expect(assertion?.authorization?.number).toMatch(/^PA-CENTENE-/);
+    const writing = batches.filter((b) => b.some((st) => /INSERT INTO crd_assertions/i.test(st) && st.includes(id)));
+    expect(writing).toHaveLength(1);
+    expect(writing[0].some((st) => /order_authorizations/i.test(st) && st.includes(order.id!)), 'the approval rides in the batch that writes its assertion').toBe(true);
+    const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;
+    const [record] = await storage.findOrderRecords({ payer: 'centene', patientId, orderRefs: [`MedicationRequest/${order.id}`] });
+    expect(record).toMatchObject({ state: 'approved', authorization: { number: assertion!.authorization!.number } });
+  }, 120_000);
+
+  it('when the assertion cannot be written, the order is not approved and the EHR is given no number', async () => {
+    const app = appOn(storage);
+    const resources = storyResources('centene-mrd-positive');
+    const order = { ...storyOrder('centene-mrd-positive', resources), id: 'order-refused-assertion' };
+    refusing = true;
+    const res = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order));
+    refusing = false;
+    expect(res.status).toBe(500);
+    expect(JSON.stringify(res.body)).not.toMatch(/satisfied-pa-id|PA-CENTENE-/);
+    const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;
+    const records = await storage.findOrderRecords({ payer: 'centene', patientId, orderRefs: [`MedicationRequest/${order.id}`] });
+    expect(records.filter((r) => r.state === 'approved')).toEqual([]);
+  }, 120_000);
+});
+
 describe('an approval no order record holds', () => {
   const dir = mkdtempSync(join(tmpdir(), 'priorpath-behind-noid-'));
   let storage: SqlStorage;
@@ -120,31 +220,7 @@ describe('an approval no order record holds', () => {
   beforeAll(async () => {
     const driver = await openPglite(dir);
     await migrate(driver);
-    // The database refuses every new assertion (a constraint, a full disk): not an outage that a retry outlives.
-    const refusing: SqlDriver = {
-      kind: driver.kind,
-      async query(sql, params) {
-        if (/INSERT INTO crd_assertions/i.test(sql)) throw new Error('refused: no space left on device');
-        return driver.query(sql, params);
-      },
-      exec: (sql) => driver.exec(sql),
-      async batch(steps) {
-        if (steps.some((s) => /INSERT INTO crd_assertions/i.test(s.sql))) throw new Error('refused: no space left on device');
-        return driver.batch(steps);
-      },
-      transaction: (fn) =>
-        driver.transaction((tx) =>
-          fn({
-            ...tx,
-            async query(sql: string, params?: unknown[]) {
-              if (/INSERT INTO crd_assertions/i.test(sql)) throw new Error('refused: no space left on device');
-              return tx.query(sql, params);
-            },
-          } as typeof tx),
-        ),
-      close: () => driver.close(),
-    };
-    storage = new SqlStorage(refusing);
+    storage = new SqlStorage(refusingAssertions(driver));
     const config = loadConfig({ PUBLIC_BASE_URL: BASE, CDS_AUTH: 'open', PAYER_API_AUTH: 'open', LOG_LEVEL: 'silent', DATA_DIR: dir });
     app = createApp({ config, content: testContent(), storage, logger: createLogger('silent') });
   }, 120_000);

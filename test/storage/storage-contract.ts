@@ -727,6 +727,24 @@ export function storageContract(get: () => Storage): void {
     expect(await get().getOrderRecord(key)).toMatchObject({ state: 'approved', authorization: won.assertion.authorization });
   });
 
+  it("writes an approval's assertion with it, naming the approval the order holds (another's, when one came first)", async () => {
+    const key = orderKey();
+    const first = change(key, 'approved', { authorization: { number: `PA-FIRST-${randomUUID().slice(0, 8)}`, start: '2026-11-23', end: '2027-05-22' } });
+    const ours = { number: `PA-OURS-${randomUUID().slice(0, 8)}`, start: '2026-11-24', end: '2027-05-23' };
+    const mine = newAssertion({ payer: key.payer, patientId: key.patientId, orderRef: key.orderRef, outcome: 'satisfied', missingFacts: [], authorization: ours });
+    const [a, b] = await Promise.all([get().applyOrderChange(first), get().applyOrderChange(change(key, 'approved', { authorization: ours }), mine)]);
+    const held = (a.applied ? a : b).record.authorization!;
+    expect((await get().getAssertion(mine.assertionId))?.authorization).toEqual(held);
+    // An order not approved (denied meanwhile): the assertion names no approval.
+    const denied = orderKey();
+    await get().applyOrderChange(change(denied, 'denied', { source: 'review', actor: 'Dr. Reviewer' }));
+    const late = newAssertion({ payer: denied.payer, patientId: denied.patientId, orderRef: denied.orderRef, authorization: ours });
+    expect(await get().applyOrderChange(change(denied, 'approved', { authorization: ours }), late)).toMatchObject({ applied: false, record: { state: 'denied' } });
+    const stored = await get().getAssertion(late.assertionId);
+    expect(stored).toMatchObject({ assertionId: late.assertionId });
+    expect(stored?.authorization).toBeUndefined();
+  });
+
   it('issues one approval number when many approvals of one order race', async () => {
     const key = orderKey();
     const tries = Array.from({ length: 8 }, (_, i) => change(key, 'approved', { authorization: { number: `PA-RACE-${randomUUID().slice(0, 8)}-${i}`, start: '2026-11-23', end: '2027-05-22' } }));

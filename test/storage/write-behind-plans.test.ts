@@ -78,9 +78,10 @@ describe("embedded storage on the hook's path", () => {
         Array.from({ length: 40 }, async (_, i) => {
           const key = orderKey();
           const approving = i % 2 === 0;
-          if (approving) await storage.applyOrderChange(change(key, 'approved'));
+          // An approval is written with its assertion (one batch); a provisional state's assertion is queued.
+          if (approving) await storage.applyOrderChange(change(key, 'approved'), newAssertion({ payer: key.payer, patientId: key.patientId, orderRef: key.orderRef }));
           else await storage.queueOrderChange(change(key, 'auth-needed'));
-          await storage.queueAssertion(newAssertion({ patientId: key.patientId, orderRef: key.orderRef }));
+          if (!approving) await storage.queueAssertion(newAssertion({ patientId: key.patientId, orderRef: key.orderRef }));
           await storage.saveAudit(newAudit());
           // The CDS client JWT's replay record (CDS_AUTH on), some of them expired by now.
           await storage.recordJti({ issuer: 'cds:https://ehr.example.org', jti: randomUUID(), expiresAtMs: Date.now() + (i % 3 === 0 ? -1000 : 300_000) }, Date.now() - 60_000);
