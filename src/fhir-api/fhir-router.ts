@@ -7,7 +7,7 @@ import { buildCatalog } from '../dtr/catalog.js';
 import { loggableIssues, readErrorReport } from '../dtr/log-errors.js';
 import { nextQuestion } from '../dtr/next-question.js';
 import { parsePackageRequest, questionnairePackage } from '../dtr/questionnaire-package.js';
-import { isPrebuiltChunk, jsonChunks, prebuiltRunOf } from '../fhir/prebuilt-json.js';
+import { isPrebuiltChunk, joinSmallPieces, jsonChunks, prebuiltRunOf } from '../fhir/prebuilt-json.js';
 import { gzipChunks } from '../http/gzip-chunks.js';
 import type { PackageShape } from '../dtr/questionnaire-package.js';
 import { submitQuestionnaireResponse, updateQuestionnaireResponse } from '../dtr/submit-response.js';
@@ -58,35 +58,12 @@ function send(res: Response, status: number, body: Resource): void {
       res.setHeader('Content-Encoding', 'gzip');
     }
   }
-  chunks = coalesce(chunks);
+  chunks = joinSmallPieces(chunks);
   res.setHeader('Content-Length', chunks.reduce((n, c) => n + c.length, 0));
   res.cork();
   for (const c of chunks) res.write(c);
   res.end();
   res.uncork();
-}
-
-/**
- * Joins runs of small pieces (envelope text, DEFLATE block headers, small ValueSets) into one buffer each: every
- * `write` costs a stream request whatever its size, and a package is about 50 pieces (85 gzip-encoded). The large
- * pieces are written as they are, never copied.
- */
-function coalesce(chunks: Buffer[], small = 16_384): Buffer[] {
-  const out: Buffer[] = [];
-  let run: Buffer[] = [];
-  const close = () => {
-    if (run.length > 0) out.push(run.length === 1 ? run[0] : Buffer.concat(run));
-    run = [];
-  };
-  for (const c of chunks) {
-    if (c.length < small) run.push(c);
-    else {
-      close();
-      out.push(c);
-    }
-  }
-  close();
-  return out;
 }
 
 /** Whether the request's Accept-Encoding allows gzip (RFC 9110 §12.5.3; no header means no encoding is wanted). */

@@ -105,29 +105,37 @@ LEFT JOIN LATERAL (SELECT k.authorization_number FROM order_authorizations k
   WHERE k.payer = x.k_payer AND k.patient_id = x.k_patient_id AND k.order_ref = x.k_order_ref AND k.drug = x.k_drug AND k.state = 'approved' LIMIT 1) o ON true
 ON CONFLICT (assertion_id) DO NOTHING`;
 
+/** An assertion's columns as the batch statements' `jsonb_to_recordset` reads them (each step adds its own). */
+function assertionRow(r: AssertionRecord) {
+  return {
+    assertion_id: r.assertionId,
+    created_at: r.createdAt,
+    payer: r.payer,
+    policy_id: r.policyId,
+    policy_version: r.policyVersion,
+    patient_id: r.patientId,
+    order_ref: r.orderRef,
+    hook_instance: r.hookInstance,
+    outcome: r.outcome,
+    facts: r.facts ?? {},
+    missing_facts: r.missingFacts ?? [],
+    order_date: r.orderDate,
+  };
+}
+
 function followingAssertionsStep(list: { key: OrderKey; assertion: AssertionRecord }[]): Step {
   return {
     sql: FOLLOWING_ASSERTIONS_SQL,
     params: [
       json(
-        list.map(({ key, assertion: r }) => ({
-          assertion_id: r.assertionId,
-          created_at: r.createdAt,
-          payer: r.payer,
-          policy_id: r.policyId,
-          policy_version: r.policyVersion,
-          patient_id: r.patientId,
-          order_ref: r.orderRef,
-          hook_instance: r.hookInstance,
-          outcome: r.outcome,
-          facts: r.facts ?? {},
-          missing_facts: r.missingFacts ?? [],
-          order_date: r.orderDate,
-          k_payer: key.payer,
-          k_patient_id: key.patientId,
-          k_order_ref: key.orderRef,
-          k_drug: key.drug,
-        })),
+        list.map(({ key, assertion }) => {
+          const row: Record<string, unknown> = assertionRow(assertion);
+          row.k_payer = key.payer;
+          row.k_patient_id = key.patientId;
+          row.k_order_ref = key.orderRef;
+          row.k_drug = key.drug;
+          return row;
+        }),
       ),
     ],
   };
@@ -140,21 +148,11 @@ function assertionsStep(list: AssertionRecord[], audits: HookAuditRecord[]): Ste
     sql: BATCH_SQL,
     params: [
       json(
-        a.map((r) => ({
-          assertion_id: r.assertionId,
-          created_at: r.createdAt,
-          payer: r.payer,
-          policy_id: r.policyId,
-          policy_version: r.policyVersion,
-          patient_id: r.patientId,
-          order_ref: r.orderRef,
-          hook_instance: r.hookInstance,
-          outcome: r.outcome,
-          facts: r.facts ?? {},
-          missing_facts: r.missingFacts ?? [],
-          authorization_number: r.authorization?.number,
-          order_date: r.orderDate,
-        })),
+        a.map((r) => {
+          const row: Record<string, unknown> = assertionRow(r);
+          row.authorization_number = r.authorization?.number;
+          return row;
+        }),
       ),
       json(
         a
