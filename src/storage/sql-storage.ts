@@ -418,6 +418,18 @@ function appliedOf(count: number, results: unknown[][]): boolean[] {
   return applied;
 }
 
+/**
+ * A determination in `tx`: its orders' changes, all or none (OrderRefused names the first order refused), and its
+ * assertion, so neither is stored without the other (a POSTed response's and `$next-question`'s alike).
+ */
+async function writeDeterminationIn(tx: SqlSession, orders: GuardedOrderChange[], assertion: AssertionRecord): Promise<void> {
+  const changed = await applyOrderChangesIn(tx, orders);
+  const refused = orders.find((_, i) => !changed[i]);
+  if (refused) throw new OrderRefused(refused.key);
+  const step = assertionsStep([assertion], []);
+  await tx.query(step.sql, step.params);
+}
+
 /** Applies guarded order changes in `db` (a transaction's session); returns, for each change, whether it applied. */
 async function applyOrderChangesIn(db: SqlSession, changes: GuardedOrderChange[]): Promise<boolean[]> {
   // In order-key order, as a write-behind batch takes them (writeBehindBatch): a PAS request listing its orders in
@@ -867,11 +879,7 @@ export class SqlStorage implements Storage {
               );
         // Another update of the same version came first: this one records nothing.
         if (stored.length === 0) throw new SubmissionMoved();
-        const changed = await applyOrderChangesIn(tx, orders);
-        const refused = orders.find((_, i) => !changed[i]);
-        if (refused) throw new OrderRefused(refused.key);
-        const assertion = assertionsStep([input.assertion], []);
-        await tx.query(assertion.sql, assertion.params);
+        await writeDeterminationIn(tx, orders, input.assertion);
       });
       return { applied: true };
     } catch (err) {
@@ -889,11 +897,7 @@ export class SqlStorage implements Storage {
     await this.behind.settled(orders.map((o) => o.key));
     try {
       await this.driver.transaction(async (tx) => {
-        const changed = await applyOrderChangesIn(tx, orders);
-        const refused = orders.find((_, i) => !changed[i]);
-        if (refused) throw new OrderRefused(refused.key);
-        const assertion = assertionsStep([input.assertion], []);
-        await tx.query(assertion.sql, assertion.params);
+        await writeDeterminationIn(tx, orders, input.assertion);
       });
       return { applied: true };
     } catch (err) {
