@@ -299,6 +299,9 @@ export class MemoryStorage implements Storage {
     // One order's changes follow each other (a reopening, then an approval): each is judged on the record the last left.
     const before = new Map(orders.map((o) => [orderKeyOf(o.key), structuredClone(this.orders.get(orderKeyOf(o.key)))]));
     const issuedBefore = new Set(this.authorizations.keys());
+    // The change keys applied here are forgotten with their changes: a refused batch kept nothing, so a change of it
+    // sent again with its key must apply (SQL forgets them with the rolled-back transaction).
+    const newKeys = orders.flatMap((o) => (o.eventId && !this.appliedEvents.has(o.eventId) ? [o.eventId] : []));
     for (const o of orders) {
       if (this.allows(o)) {
         this.applyNow(o);
@@ -310,6 +313,7 @@ export class MemoryStorage implements Storage {
         else this.orders.delete(k);
       }
       for (const n of this.authorizations.keys()) if (!issuedBefore.has(n)) this.authorizations.delete(n);
+      for (const e of newKeys) this.appliedEvents.delete(e);
       return blockedBy;
     }
     return undefined;

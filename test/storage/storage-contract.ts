@@ -727,6 +727,21 @@ export function storageContract(get: () => Storage): void {
     expect(await get().getOrderRecord(key)).toMatchObject({ state: 'approved', authorization: won.assertion.authorization });
   });
 
+  it('forgets a refused batch whole: a change of it sent again with its own key applies (nothing of it was kept)', async () => {
+    const open = orderKey();
+    const decided = orderKey();
+    await get().applyOrderChange(change(decided, 'denied', { source: 'review', actor: 'Dr. Reviewer' }));
+    const keyed = { ...change(open, 'auth-needed', { source: 'dtr', actor: 'dtr:$next-question', reason: 'MRD level not documented' }), eventId: randomUUID() };
+    const refused = await get().saveDetermination({ assertion: newAssertion({ patientId: open.patientId, orderRef: open.orderRef }), orders: [keyed, change(decided, 'auth-needed')] });
+    expect(refused).toMatchObject({ applied: false, blockedBy: { state: 'denied' } });
+    expect(await get().getOrderRecord(open)).toBeUndefined();
+    // The same change, retried alone with the same key, is new to storage: it applies and shows once.
+    const retried = await get().saveDetermination({ assertion: newAssertion({ patientId: open.patientId, orderRef: open.orderRef }), orders: [keyed] });
+    expect(retried).toEqual({ applied: true });
+    const record = await get().getOrderRecord(open);
+    expect(record?.history.map((h) => h.state)).toEqual(['auth-needed']);
+  });
+
   it("writes an approval's assertion with it, naming the approval the order holds (another's, when one came first)", async () => {
     const key = orderKey();
     const first = change(key, 'approved', { authorization: { number: `PA-FIRST-${randomUUID().slice(0, 8)}`, start: '2026-11-23', end: '2027-05-22' } });
