@@ -360,7 +360,7 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
   const bundles: Bundle[] = [];
   for (const v of versions) {
     for (const q of chosen.filter((_, i) => changed[i])) {
-      const b = packageBundle(q, req, assertions, v, deps, { coverageFor, orderFor });
+      const b = packageBundle(q, req, assertions, v, deps, { coverageFor, orderFor, patientIds: patients });
       bundles.push(b);
       parameter.push({ name: v === '2.2' ? 'packagebundle' : 'PackageBundle', resource: b });
     }
@@ -470,7 +470,12 @@ function packageBundle(
   assertions: AssertionRecord[],
   version: DtrVersion,
   deps: PackageDeps,
-  context: { coverageFor: (payer: string) => Coverage | undefined; orderFor: (policy: CompiledPolicy) => Resource | undefined },
+  context: {
+    coverageFor: (payer: string) => Coverage | undefined;
+    orderFor: (policy: CompiledPolicy) => Resource | undefined;
+    /** The request's patients (`requestPatientIds`), read once per request rather than once per form. */
+    patientIds: Set<string>;
+  },
 ): Bundle {
   const { catalog, content } = deps;
   const standard = catalog.standardOf.get(q);
@@ -511,7 +516,7 @@ function packageBundle(
     const ofOrder =
       assertion &&
       assertionSpeaksFor(assertion, {
-        patientIds: requestPatientIds(req.coverages, req.orders),
+        patientIds: context.patientIds,
         orderRef: refOf(order),
         carriedIds: [...coverageAssertionIds(order as { extension?: Extension[] } | undefined), ...(req.context ? [req.context] : [])],
       })
