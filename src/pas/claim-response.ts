@@ -1,11 +1,13 @@
-import type { Bundle, BundleEntry, ClaimResponse, ClaimResponseItem, Extension, PractitionerRole, Reference, Resource } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, ClaimItem, ClaimResponse, ClaimResponseItem, Extension, PractitionerRole, Reference, Resource } from '@medplum/fhirtypes';
 import type { ItemActionCode, PasStatus } from '../storage/storage.js';
 import type { ItemDecision } from './adjudicate.js';
 import {
   ADJUDICATION_SYSTEM,
   EXT_ADMINISTRATION_REFERENCE_NUMBER,
+  EXT_AUTHORIZATION_NUMBER,
   EXT_AUTHORIZED_PROVIDER_TYPE,
   EXT_CLAIM_RESPONSE_REVIEWER,
+  EXT_ITEM_AUTHORIZED_DETAIL,
   EXT_ITEM_AUTHORIZED_PROVIDER,
   EXT_ITEM_PRE_AUTH_ISSUE_DATE,
   EXT_ITEM_PRE_AUTH_PERIOD,
@@ -99,6 +101,23 @@ function authorizedProvider(req: PasRequest, requestor: Reference | undefined): 
   return undefined;
 }
 
+/**
+ * What an item certified in total (A1) is authorized for, PAS 2.2.1 `itemAuthorizedDetail` ("the details of what has
+ * been authorized for this item"): the Claim item's own code, modifiers, quantity and unit price, since PriorPath
+ * certifies what was asked and never a substitute. Undefined when the item states none of them. PAS 2.0.1 defines
+ * the extension only "if different from what was requested", which a certification in total never is, so 2.0.1
+ * answers leave it out.
+ */
+export function authorizedItemDetail(item: ClaimItem): Extension | undefined {
+  const parts: Extension[] = [
+    ...(item.productOrService ? [{ url: 'productOrServiceCode', valueCodeableConcept: item.productOrService }] : []),
+    ...(item.modifier ?? []).map((m) => ({ url: 'modifier', valueCodeableConcept: m })),
+    ...(item.unitPrice ? [{ url: 'unitPrice', valueMoney: item.unitPrice }] : []),
+    ...(item.quantity ? [{ url: 'quantity', valueQuantity: item.quantity }] : []),
+  ];
+  return parts.length > 0 ? { url: EXT_ITEM_AUTHORIZED_DETAIL, extension: parts } : undefined;
+}
+
 export interface ResponseMeta {
   /** PriorPath's id of the submission: ClaimResponse.id and its reference number (REF-NT). */
   id: string;
@@ -112,8 +131,10 @@ export interface ResponseMeta {
 /**
  * The PAS response Bundle (PAS 2.2.1 PASResponseBundle / PASClaimResponse): the ClaimResponse first, with per item
  * `adjudication` carrying the `reviewAction` X12 306 code (A1 certified in total, A3 not certified, A4 pended) and
- * its authorization number, the item's preAuthPeriod, and process notes giving the reasons or what is needed; then
- * the Patient, insurer and requestor it references, as they were in the request.
+ * its authorization number, the item's preAuthPeriod, in 2.2.1 what a certified item is authorized for
+ * (`authorizedItemDetail`), the item's trace numbers, requested service date and cited previous authorization echoed,
+ * and process notes giving the reasons or what is needed; then the Patient, insurer and requestor it references, as
+ * they were in the request.
  */
 export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta: ResponseMeta): { bundle: Bundle; claimResponse: ClaimResponse } {
   const notes: { number: number; type: 'display'; text: string }[] = [];
@@ -127,9 +148,11 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
   const approved = items.filter((i) => i.reviewAction === 'A1' && i.authorization);
   const latest = [...approved].sort((a, b) => (b.review?.decidedAt ?? '').localeCompare(a.review?.decidedAt ?? ''))[0]?.authorization;
   // What the Claim item said of itself that its answer echoes (PASClaimResponse item extensions): its trace numbers
-  // (itemTraceNumber, 2000F TRN), by which a client ties the answer to its item, and the service date it asked for.
-  const echoedFromItem = (seq: number): Extension[] => {
-    const item = req.claim.item?.find((i) => i.sequence === seq);
+  // (itemTraceNumber, 2000F TRN), by which a client ties the answer to its item, the service date it asked for, and
+  // the previous authorization it cites (Claim.item authorizationNumber, 2000F REF*BB, as a Claim Update or a
+  // renewal sends it), answered in the `previousAuthorizationNumber` slice, the same extension, on the answer's item.
+  const claimItem = (seq: number) => req.claim.item?.find((i) => i.sequence === seq);
+  const echoedFromItem = (item: ClaimItem | undefined): Extension[] => {
     if (!item) return [];
     const traces = (item.extension ?? []).filter((e) => e.url === EXT_ITEM_TRACE_NUMBER && e.valueIdentifier).map((e) => ({ url: EXT_ITEM_TRACE_NUMBER, valueIdentifier: e.valueIdentifier }));
     const requested = item.servicedPeriod
@@ -137,7 +160,8 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
       : item.servicedDate
         ? [{ url: EXT_ITEM_REQUESTED_SERVICE_DATE, valueDateTime: item.servicedDate }]
         : [];
-    return [...traces, ...requested];
+    const previous = (item.extension ?? []).filter((e) => e.url === EXT_AUTHORIZATION_NUMBER && typeof e.valueString === 'string' && e.valueString !== '').map((e) => ({ url: EXT_AUTHORIZATION_NUMBER, valueString: e.valueString }));
+    return [...traces, ...requested, ...previous.slice(0, 1)];
   };
 
   const crItems: ClaimResponseItem[] = items.map((d) => {
@@ -145,11 +169,14 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
     for (const r of d.reasons) noteNumbers.push(note(r));
     if (d.reviewAction === 'A4') for (const n of d.needed) noteNumbers.push(note(`Needed: ${n}`));
     if (d.review) noteNumbers.push(note(`Clinical review (${d.review.decision === 'approve' ? 'approved' : 'denied'}): ${d.review.reason}`));
-    const extension: Extension[] = echoedFromItem(d.sequence);
+    const item = claimItem(d.sequence);
+    const extension: Extension[] = echoedFromItem(item);
     if (d.authorization) {
       extension.push({ url: EXT_ITEM_PRE_AUTH_ISSUE_DATE, valueDate: (d.review?.decidedAt ?? meta.created).slice(0, 10) });
       extension.push({ url: EXT_ITEM_PRE_AUTH_PERIOD, valuePeriod: { start: d.authorization.start, end: d.authorization.end } });
     }
+    const detail = d.reviewAction === 'A1' && d.authorization && item && version !== '2.0.1' ? authorizedItemDetail(item) : undefined;
+    if (detail) extension.push(detail);
     if (provider) {
       extension.push({
         url: EXT_ITEM_AUTHORIZED_PROVIDER,

@@ -27,6 +27,11 @@ export const EXT_ITEM_REQUESTED_SERVICE_DATE = `${PAS}/extension-itemRequestedSe
 /** `Claim.item` / `ClaimResponse.item`: the submitter's trace number of an item (2000F TRN, a PASIdentifier). */
 export const EXT_ITEM_TRACE_NUMBER = `${PAS}/extension-itemTraceNumber`;
 export const EXT_ITEM_AUTHORIZED_PROVIDER = `${PAS}/extension-itemAuthorizedProvider`;
+/**
+ * PAS 2.2.1 `ClaimResponse.item.extension[authorizedItemDetail]`: what has been authorized for the item (its code,
+ * modifiers, quantity, unit price). PAS 2.0.1 defines it only "if different from what was requested".
+ */
+export const EXT_ITEM_AUTHORIZED_DETAIL = `${PAS}/extension-itemAuthorizedDetail`;
 /** PAS 2.2.1: the sub-extension of itemAuthorizedProvider naming the provider's type (2.0.1 names it `providerType`). */
 export const EXT_AUTHORIZED_PROVIDER_TYPE = `${PAS}/extension-authorizedProviderType`;
 export const EXT_CLAIM_RESPONSE_REVIEWER = `${PAS}/extension-claimResponseReviewer`;

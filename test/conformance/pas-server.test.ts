@@ -104,6 +104,30 @@ describe('PAS 2.2.1 shapes (request profile |2.2.1, or no version signal)', () =
     expect(cr.item![0].extension!.find((e) => e.url === `${PAS}/extension-administrationReferenceNumber`)!.valueString).toBe(cr.id);
   });
 
+  it('says what a certified item is authorized for (authorizedItemDetail: its code and quantity), and nothing of it on a pended or denied item (kit group 3 must support)', async () => {
+    const bundle = approval();
+    const claim = bundle.entry![0].resource as Claim;
+    const cr = claimResponseOf((await submit(app(), bundle)).body);
+    const detail = cr.item![0].extension!.filter((e) => e.url === `${PAS}/extension-itemAuthorizedDetail`);
+    expect(detail).toHaveLength(1);
+    expect(detail[0].extension).toEqual([
+      { url: 'productOrServiceCode', valueCodeableConcept: claim.item![0].productOrService },
+      { url: 'quantity', valueQuantity: claim.item![0].quantity },
+    ]);
+    for (const make of [pended, denial]) {
+      const other = claimResponseOf((await submit(app(), make())).body);
+      expect(other.item![0].extension!.some((e) => e.url === `${PAS}/extension-itemAuthorizedDetail`)).toBe(false);
+    }
+  });
+
+  it('echoes the previous authorization an item cites (Claim.item authorizationNumber, 2000F REF*BB) in the previousAuthorizationNumber slice (kit group 3 must support)', async () => {
+    const bundle = pended();
+    const claim = bundle.entry![0].resource as Claim;
+    claim.item![0].extension = [...(claim.item![0].extension ?? []), { url: `${PAS}/extension-authorizationNumber`, valueString: 'PA-CENTENE-20260601-PRIOR001' }];
+    const cr = claimResponseOf((await submit(app(), bundle)).body);
+    expect(cr.item![0].extension!.filter((e) => e.url === `${PAS}/extension-authorizationNumber`).map((e) => e.valueString)).toEqual(['PA-CENTENE-20260601-PRIOR001']);
+  });
+
   it('$inquire answers a Parameters of return Bundles (kit group 3, v2.2.1)', async () => {
     const a = app();
     const bundle = approval();
@@ -121,6 +145,12 @@ describe('PAS 2.0.1 shapes (request profile |2.0.1, or PAS_VERSION=2.0.1)', () =
     const cr = claimResponseOf((await submit(app(), withVersion(approval(), '2.0.1'))).body);
     const provider = cr.item![0].extension!.find((e) => e.url === `${PAS}/extension-itemAuthorizedProvider`)!;
     expect(provider.extension!.map((e) => e.url)).toEqual(['provider', 'providerType']);
+  });
+
+  it('leaves authorizedItemDetail off a certified item: 2.0.1 defines it only "if different from what was requested"', async () => {
+    const cr = claimResponseOf((await submit(app(), withVersion(approval(), '2.0.1'))).body);
+    expect(reviewActions(cr)).toEqual([`${X12}#A1`]);
+    expect(cr.item![0].extension!.some((e) => e.url === `${PAS}/extension-itemAuthorizedDetail`)).toBe(false);
   });
 
   it('answers 2.0.1 shapes to a request without a version when PAS_VERSION=2.0.1', async () => {
