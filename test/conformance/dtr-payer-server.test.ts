@@ -8,27 +8,36 @@ import { storyOrder, storyResources } from '../helpers/stories.js';
  * The substance of the Inferno DTR payer server suite (inferno-framework/davinci-dtr-test-kit, `dtr_payer_server`,
  * DTR 2.0.1, group "Static Questionnaire Package Retrieval") without the HL7 validator. Each `it` names the kit test
  * and the DTR 2.0.1 requirements it checks. The request is the kit's shape for a blinatumomab order: a Parameters
- * with the order and the Coverage, no version signal (the kit sends none) and no context.
+ * with the order and the Coverage and no context, claiming the DTR 2.0.1 input profile (`|2.0.1`), as docs/conformance.md
+ * tells a tester to send it. The kit reads every Bundle part of the answer (`extract_bundles_from_parameter`), not
+ * only the `PackageBundle` ones; without a version signal the answer also holds the DTR 2.2 `packagebundle`
+ * parts (design.md §7), whose FHIRPath forms the kit's tests 5 and 6 fail (last test below).
  */
 const SDC = 'http://hl7.org/fhir/uv/sdc/StructureDefinition';
 const ROOT_EXPRESSIONS = [`${SDC}/sdc-questionnaire-launchContext`, 'http://hl7.org/fhir/StructureDefinition/variable', `${SDC}/sdc-questionnaire-itemPopulationContext`, 'http://hl7.org/fhir/StructureDefinition/cqf-library'];
 const ITEM_EXPRESSIONS = ['initialExpression', 'candidateExpression', 'contextExpression'].map((n) => `${SDC}/sdc-questionnaire-${n}`);
 
-async function staticPackage(story: string) {
+const INPUT_2_0_1 = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-input-parameters|2.0.1';
+
+async function staticPackage(story: string, versioned = true) {
   const resources = storyResources(story);
   const order = storyOrder(story, resources);
   const coverage = resources.find((r) => r.resourceType === 'Coverage')!;
   const { app } = buildApp();
   const res = await request(app)
     .post('/fhir/Questionnaire/$questionnaire-package')
-    .send({ resourceType: 'Parameters', parameter: [{ name: 'order', resource: order }, { name: 'coverage', resource: coverage }] });
+    .send({
+      resourceType: 'Parameters',
+      ...(versioned ? { meta: { profile: [INPUT_2_0_1] } } : {}),
+      parameter: [{ name: 'order', resource: order }, { name: 'coverage', resource: coverage }],
+    });
   return res;
 }
 
-/** The package Bundles the kit reads: a bare Bundle, or the Parameters' PackageBundle parts (2.0.1 output profile). */
+/** The package Bundles the kit reads: a bare Bundle, or every Bundle part of the Parameters, whatever its name. */
 function packageBundles(body: Bundle | Parameters): Bundle[] {
   if (body.resourceType === 'Bundle') return [body];
-  return (body.parameter ?? []).filter((p) => p.name === 'PackageBundle').map((p) => p.resource as Bundle);
+  return (body.parameter ?? []).filter((p) => p.resource?.resourceType === 'Bundle').map((p) => p.resource as Bundle);
 }
 const resourcesOf = <T>(bundles: Bundle[], type: string) => bundles.flatMap((b) => b.entry!.map((e) => e.resource!)).filter((r) => r.resourceType === type) as T[];
 function itemExtensions(items: QuestionnaireItem[] | undefined): Extension[] {
@@ -86,6 +95,16 @@ describe.each(['centene-missing-mrd', 'ohsu-infant-kmt2a', 'bcbsnc-status-unknow
         expect(names).toContain(lib);
       }
     }
+  });
+});
+
+describe('DTR payer server, static package without a version signal (the kit preset\'s request as it stands)', () => {
+  it('also holds the DTR 2.2 packagebundle, FHIRPath: the kit reads it, so its static tests 5 (variable not CQL) and 6 (initialExpression not CQL) fail unless the request claims the 2.0.1 input profile', async () => {
+    const body = (await staticPackage('centene-missing-mrd', false)).body as Parameters;
+    expect(body.parameter!.filter((p) => p.resource?.resourceType === 'Bundle').map((p) => p.name)).toEqual(['PackageBundle', 'packagebundle']);
+    const forms = resourcesOf<Questionnaire>(packageBundles(body), 'Questionnaire');
+    const languages = forms.flatMap((q) => [...(q.extension ?? []), ...itemExtensions(q.item)]).filter((e) => e.valueExpression && (e.url.endsWith('/variable') || ITEM_EXPRESSIONS.includes(e.url)));
+    expect(new Set(languages.map((e) => e.valueExpression!.language))).toEqual(new Set(['text/cql', 'text/fhirpath', 'application/x-fhir-query']));
   });
 });
 
