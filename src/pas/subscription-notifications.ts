@@ -44,13 +44,21 @@ const eventsOf = (kind: NotificationKind): NotifiedEvent[] => (kind.type === 'ev
 /**
  * The SubscriptionStatus Parameters (`backport-subscription-status-r4`): which subscription, its topic and status,
  * the notification type, the event count and, for each event it carries, its number, time and focus (`focus` by
- * event number).
+ * event number). `withTopic: false` leaves the topic out: R5 `SubscriptionStatus.topic`, which the backport's
+ * `topic` parameter carries, "SHOULD NOT be present when using empty payloads" (an empty notification tells its
+ * endpoint no more than that something happened).
  */
-export function subscriptionStatus(sub: SubscriptionRecord, fhirBase: string, kind: NotificationKind, focus: Map<number, string> = new Map()): Parameters {
+export function subscriptionStatus(
+  sub: SubscriptionRecord,
+  fhirBase: string,
+  kind: NotificationKind,
+  focus: Map<number, string> = new Map(),
+  { withTopic = true }: { withTopic?: boolean } = {},
+): Parameters {
   const events = eventsOf(kind);
   const parameter: ParametersParameter[] = [
     { name: 'subscription', valueReference: { reference: `${fhirBase}/Subscription/${sub.id}` } },
-    { name: 'topic', valueCanonical: sub.topic },
+    ...(withTopic ? [{ name: 'topic', valueCanonical: sub.topic }] : []),
     { name: 'status', valueCode: sub.status === 'requested' ? 'requested' : sub.status },
     { name: 'type', valueCode: kind.type },
     { name: 'events-since-subscription-start', valueString: String(Math.max(sub.eventsCount, ...events.map((e) => e.eventNumber))) },
@@ -136,7 +144,8 @@ export function notificationBundle(sub: SubscriptionRecord, fhirBase: string, ki
       focus.set(e.eventNumber, `${fhirBase}/ClaimResponse/${e.submissionId}`);
     }
   }
-  const status = subscriptionStatus(sub, fhirBase, kind, focus);
+  // Every notification of an `empty` subscription (handshake and heartbeat too) leaves the topic out.
+  const status = subscriptionStatus(sub, fhirBase, kind, focus, { withTopic: content !== 'empty' });
   return {
     resourceType: 'Bundle',
     id: randomUUID(),
