@@ -103,11 +103,10 @@ function authorizedProvider(req: PasRequest, requestor: Reference | undefined): 
 
 /**
  * What an item certified in total (A1) is authorized for, PAS 2.2.1 `itemAuthorizedDetail` ("the details of what has
- * been authorized for this item"; a must-support element a payer SHALL be capable of returning, conf-6), the Claim
- * item's own code, modifiers, quantity and unit price, since PriorPath
- * certifies what was asked and never a substitute. Undefined when the item states none of them. PAS 2.0.1 defines
- * the extension only "if different from what was requested", which a certification in total never is, so 2.0.1
- * answers leave it out.
+ * been authorized for this item"; a must-support element a payer SHALL be capable of returning, conf-6): the Claim
+ * item's own code, modifiers, quantity and unit price, since PriorPath certifies what was asked and never a
+ * substitute. Undefined when the item states none of them. PAS 2.0.1 defines the extension only "if different from
+ * what was requested", which a certification in total never is, so 2.0.1 answers leave it out.
  */
 export function authorizedItemDetail(item: ClaimItem): Extension | undefined {
   const parts: Extension[] = [
