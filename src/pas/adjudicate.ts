@@ -6,7 +6,7 @@ import { newApproval, periodEnd } from '../coverage/authorization.js';
 import { determinationOf } from '../coverage/determination.js';
 import { DomainError, HttpError, badRequest } from '../errors.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { approvingPathway, evaluatePolicy } from '../policies/evaluate-policy.js';
+import { evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { Outcome, PolicyEvaluation, Tri } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord, withMedicationCode } from '../policies/evaluation-data.js';
 import { reviewerLabel } from '../policies/policy-loader.js';
@@ -99,7 +99,7 @@ function responseFor(content: Content, policy: CompiledPolicy, qrs: Questionnair
 
 /** The approval a reviewer grants by default: the pathway that held, else the shortest pathway approval of the policy. */
 function defaultApproval(policy: CompiledPolicy, ev: PolicyEvaluation): { days?: number; weeks?: number; months?: number } {
-  const held = approvingPathway(policy, ev.rules.filter((r) => r.kind === 'pathway'));
+  const held = ev.rules.find((r) => r.kind === 'pathway' && r.result === true);
   const rule = policy.pathways.find((p) => p.id === held?.id);
   if (rule?.approval) return rule.approval;
   const days = (a: { days?: number; weeks?: number; months?: number }) => (a.days ?? 0) + 7 * (a.weeks ?? 0) + 30 * (a.months ?? 0);

@@ -213,7 +213,7 @@ export function evaluatePolicy(
   const limits = policy.limits.map(run);
   // A pathway's `cycles` is what one approval covers: when the pathway that would approve is asked for more cycles
   // (cyclesRequested), that is a limit exceeded (design.md §5 row 3), not an approval of the whole request.
-  const approvingNow = approvingPathway(policy, pathways);
+  const approvingNow = pathways.find((p) => p.result === true);
   const approvingRule = approvingNow && policy.pathways.find((r) => r.id === approvingNow.id);
   const requested = factValues.cyclesRequested;
   if (approvingRule?.cycles !== undefined && typeof requested === 'number' && requested > approvingRule.cycles) {
@@ -267,7 +267,7 @@ export function evaluatePolicy(
     return e;
   }
 
-  const approving = approvingNow;
+  const approving = pathways.find((p) => p.result === true);
   const unknownRequirements = requirements.filter((r) => r.result === 'unknown');
   const unknownLimits = limits.filter((r) => r.result === 'unknown');
   if (approving && unknownRequirements.length === 0 && unknownLimits.length === 0) {
@@ -278,38 +278,6 @@ export function evaluatePolicy(
   }
 
   return result('documentation-needed', missingFor(policy, undecidedRules(rules), factValues, data.orderDate), []);
-}
-
-/** An approval period in days, for comparing periods: a month counts 30 days, a week 7. */
-function approvalDays(a: CompiledRule['approval']): number {
-  return a ? (a.days ?? 0) + 7 * (a.weeks ?? 0) + 30 * (a.months ?? 0) : 0;
-}
-
-/**
- * The pathway that approves: of the pathways that hold, the one whose approval is the largest (the longest period,
- * then the most cycles, a pathway without a cycle cap counting as the most), the first in policy order on a tie. A
- * patient who meets two covered uses gets the larger approval the policy gives either, so better documentation (a Ph
- * result that makes a narrower use hold too) never shortens what the order is approved for (cds-services/README.md
- * "Clinical readings"). Undefined when no pathway holds.
- */
-export function approvingPathway<R extends { id: string; result: Tri }>(policy: CompiledPolicy, pathways: readonly R[]): R | undefined {
-  let best: R | undefined;
-  let bestRule: CompiledRule | undefined;
-  for (const p of pathways) {
-    if (p.result !== true) continue;
-    const rule = policy.pathways.find((r) => r.id === p.id);
-    if (best === undefined || (rule && bestRule && largerApproval(rule, bestRule))) {
-      best = p;
-      bestRule = rule;
-    }
-  }
-  return best;
-}
-
-/** Whether pathway `a` approves more than pathway `b`: the same period and more cycles. */
-function largerApproval(a: CompiledRule, b: CompiledRule): boolean {
-  if (approvalDays(a.approval) !== approvalDays(b.approval)) return false;
-  return (a.cycles ?? Infinity) > (b.cycles ?? Infinity);
 }
 
 /** The exceeded limits on cycles: a limit reading `cyclesRequested`, and the approving pathway's own `cycles`. */
