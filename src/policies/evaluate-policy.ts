@@ -262,7 +262,14 @@ export function evaluatePolicy(
       proposals.length > 0 && approvingNow !== undefined && requirements.every((r) => r.result === true) && limits.every((r) => r.result === true || exceeded.includes(r));
     // DTR asks what could lift the limit (its unknown facts, e.g. a guideline-support attestation) and whatever is
     // still undecided elsewhere.
-    const e = result('limit-exceeded', missingFor(policy, [...exceeded, ...undecidedRules(rules)], factValues, data.orderDate), exceeded, proposals);
+    // When what is exceeded is the approving pathway's own cycles, an undecided pathway that would cover the cycles
+    // asked for can still change the outcome (e.g. Centene's MRD-positive course of 4 beside Ph-negative consolidation's
+    // 1 when the remission is not on record): its facts are asked too, though a pathway already holds.
+    const widerPathways =
+      approvingRule?.cycles !== undefined && exceeded.some((l) => l.id === `${approvingRule.id}-cycles`)
+        ? pathways.filter((p) => p.result === 'unknown' && coversCycles(policy, p.id, requested))
+        : [];
+    const e = result('limit-exceeded', missingFor(policy, [...exceeded, ...undecidedRules(rules), ...widerPathways], factValues, data.orderDate), exceeded, proposals);
     e.alternateApproved = alternateApproved;
     return e;
   }
@@ -278,6 +285,12 @@ export function evaluatePolicy(
   }
 
   return result('documentation-needed', missingFor(policy, undecidedRules(rules), factValues, data.orderDate), []);
+}
+
+/** Whether the pathway `id`, were it to hold, would cover `requested` cycles in one approval (no cap, or a cap as large). */
+function coversCycles(policy: CompiledPolicy, id: string, requested: FactValue | undefined): boolean {
+  const rule = policy.pathways.find((r) => r.id === id);
+  return typeof requested === 'number' && rule !== undefined && (rule.cycles === undefined || rule.cycles >= requested);
 }
 
 /** The exceeded limits on cycles: a limit reading `cyclesRequested`, and the approving pathway's own `cycles`. */
