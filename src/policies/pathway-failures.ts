@@ -8,7 +8,8 @@ import { reviewerLabel } from './policy-loader.js';
  * conjunct: the conjuncts that are false are what failed, named in the policy's words (the facts' labels). A pathway
  * is for other patients when one of its false conjuncts rests on the known age or renewal status alone (the infant
  * criteria for a 45-year-old, continued therapy on a first request); of the rest, the covered uses the order came closest to (fewest conditions not met) are the ones
- * that concern it. Uses naming the same failure are one entry with their clauses together.
+ * that concern it, those for the treatment phase the order names first. Uses naming the same failure are one entry
+ * with their clauses together.
  */
 export interface FailedUse {
   /** The conditions not met, in the policy's words. */
@@ -78,6 +79,18 @@ function falseConjuncts(rule: CompiledRule, factValues: Record<string, FactValue
 }
 
 /**
+ * The facts that say what the order asks for rather than what the patient has: its treatment phase. A use missed only
+ * by its phase is for another request (consolidation, when maintenance is ordered), so it is named after the uses the
+ * order asks for and misses by a criterion.
+ */
+const REQUEST_FACTS = ['treatmentPhase'];
+
+/** Whether a conjunct reads only what the order asks for (its phase). */
+function aboutTheRequest(conjunct: { facts: string[] }): boolean {
+  return conjunct.facts.length > 0 && conjunct.facts.every((f) => REQUEST_FACTS.includes(f));
+}
+
+/**
  * The covered uses that concern this order and what each lacked, closest first, at most {@link MAX_FAILED_USES};
  * `more` counts the others of the same closeness left unnamed. Empty when the evaluation has no false pathway.
  */
@@ -94,7 +107,7 @@ export function failedUses(policy: CompiledPolicy, ev: PolicyEvaluation): { uses
     .map((r) => {
       const rule = policy.pathways.find((p) => p.id === r.id);
       const failed = rule ? falseConjuncts(rule, factValues) : [];
-      return { result: r, failed, forOthers: failed.some((c) => gate(policy, c.facts)) };
+      return { result: r, failed, otherRequest: failed.some(aboutTheRequest), forOthers: failed.some((c) => gate(policy, c.facts)) };
     })
     .filter((c) => c.failed.length > 0);
   // Uses for other ages are not cited, unless every use is (then the age is what failed, and those are named).
@@ -102,7 +115,11 @@ export function failedUses(policy: CompiledPolicy, ev: PolicyEvaluation): { uses
   if (concerning.length === 0) return { uses: [], more: 0 };
   const fewest = Math.min(...concerning.map((c) => c.failed.length));
   const uses: FailedUse[] = [];
-  for (const c of concerning.filter((x) => x.failed.length === fewest)) {
+  // Of those, the uses for the phase the order names come first (policy order otherwise): an adult's Ph-negative
+  // maintenance order without POMP names the maintenance use (I.A.4.c.iii) before Ph-negative consolidation (I.A.4.c.i),
+  // which it misses only by asking for maintenance.
+  const closest = [...concerning.filter((x) => !x.otherRequest), ...concerning.filter((x) => x.otherRequest)].filter((x) => x.failed.length === fewest);
+  for (const c of closest) {
     const words = [...new Set(c.failed.map((x) => conjunctWords(policy, x, values)).filter((w) => w.length > 0))].join(' and ') || c.result.text;
     const same = uses.find((u) => u.words === words);
     if (same) {
