@@ -96,6 +96,19 @@ describe('facts shared between policies (design.md §9: a shared fact is evaluat
     }
   });
 
+  // A policy can only replace a library fact whole: BCBSNC's Blincyto policy replaces mrdPercent to give it a cite and
+  // an askWhen, and its reading of the record must stay the library's (a change to one must reach the other).
+  it('reads MRD in the BCBSNC Blincyto override exactly as the library fact does', () => {
+    const bcbsnc = content.policies.find((p) => p.file.id === 'bcbsnc-blinatumomab')!;
+    const centene = content.policies.find((p) => p.file.id === 'centene-blinatumomab')!;
+    const spaced = (text: string | undefined) => (text ?? '').replace(/\s+/g, ' ').trim();
+    const override = bcbsnc.factsByName.get('mrdPercent')!.def;
+    const library = centene.factsByName.get('mrdPercent')!.def;
+    expect(override.askWhen, 'the override exists to ask MRD only where it can change the decision').toBeDefined();
+    expect(spaced(override.fhirpath)).toBe(spaced(library.fhirpath));
+    expect([override.type, override.linkId, override.unit]).toEqual([library.type, library.linkId, library.unit]);
+  });
+
   it.each(stories)('%s: every policy over one shared record answers as it does alone', (story) => {
     const data = dataFor(story);
     let factsRead = 0;
