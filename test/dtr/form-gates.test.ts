@@ -107,6 +107,21 @@ describe('questions a met covered use does not need (BCBSNC inotuzumab)', () => 
       expect(shown(q, linkId, answers({})), `${linkId} with nothing answered`).toBe(true);
     }
   });
+
+  it('nor of a later cycle, in the remission it brought, of a relapsed or refractory course the patient is still receiving', () => {
+    const q = questionnaire('bcbsnc-inotuzumab');
+    const laterCycle = {
+      'b-all-diagnosis': [{ valueBoolean: true }],
+      'disease-status': code('cr1'),
+      'renewal-request': [{ valueBoolean: true }],
+      'earlier-course-indication': code('relapsed-refractory'),
+    };
+    for (const linkId of ['compendia-strong-support', 'compendium-citation']) {
+      expect(shown(q, linkId, answers({ ...laterCycle, 'currently-receiving': [{ valueBoolean: true }] })), `${linkId} while receiving`).toBe(false);
+      // A course that is over: Besponsa in remission is no longer the listed use, so the attestation is asked.
+      expect(shown(q, linkId, answers({ ...laterCycle, 'currently-receiving': [{ valueBoolean: false }] })), `${linkId} after the course`).toBe(true);
+    }
+  });
 });
 
 /**
