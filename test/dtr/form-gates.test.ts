@@ -124,6 +124,27 @@ describe('questions a met covered use does not need (BCBSNC inotuzumab)', () => 
   });
 });
 
+describe('questions a met covered use does not need (BCBSNC blinatumomab)', () => {
+  it('the label / compendia attestation and its citation are not asked of relapsed or refractory B-ALL, nor of a later phase of its course', () => {
+    const q = questionnaire('bcbsnc-blinatumomab');
+    const relapsed = answers({ 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('relapsed') });
+    const consolidation = answers({
+      'b-all-diagnosis': [{ valueBoolean: true }],
+      'disease-status': code('cr1'),
+      'renewal-request': [{ valueBoolean: true }],
+      'earlier-course-indication': code('relapsed-refractory'),
+      'treatment-phase': code('consolidation'),
+    });
+    const firstRemission = answers({ 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('cr1') });
+    for (const linkId of ['compendia-strong-support', 'compendium-citation']) {
+      expect(shown(q, linkId, relapsed), `${linkId} for relapsed B-ALL`).toBe(false);
+      expect(shown(q, linkId, consolidation), `${linkId} for consolidation of a relapsed/refractory course`).toBe(false);
+      expect(shown(q, linkId, firstRemission), `${linkId} for B-ALL in first remission`).toBe(true);
+      expect(shown(q, linkId, answers({})), `${linkId} with nothing answered`).toBe(true);
+    }
+  });
+});
+
 /**
  * A question no answer can change the decision with, for this patient, is not asked (design.md §6 "Clinical readings",
  * §7): the static form hides it from the answers it holds, as the adaptive form never asks it.
