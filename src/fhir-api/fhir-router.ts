@@ -20,6 +20,7 @@ import { payerClientOf } from '../http/payer-api-auth.js';
 import { capabilityStatement } from './capability-statement.js';
 import { smartConfiguration } from './smart-configuration.js';
 import { expandValueSet } from './value-set-expand.js';
+import { byCodePoint } from '../code-point-order.js';
 
 /** What the payer FHIR router needs; the last three are optional so that `{ content, storage, publicBaseUrl, logger }` suffices. */
 export interface FhirRouterDeps {
@@ -131,7 +132,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   const router = express.Router();
   const fhirBase = `${deps.publicBaseUrl.replace(/\/+$/, '')}/fhir`;
   const catalog = buildCatalog(content, { fhirBase });
-  const valueSets = content.valueSets.all().sort((a, b) => (a.id ?? '').localeCompare(b.id ?? ''));
+  const valueSets = content.valueSets.all().sort((a, b) => byCodePoint(a.id ?? '', b.id ?? ''));
   const tokenEndpoint = deps.tokenEndpoint ?? `${deps.publicBaseUrl.replace(/\/+$/, '')}/auth/token`;
   const metadata = capabilityStatement({ fhirBase, date: content.loadedAt.toISOString(), tokenEndpoint });
   const smart = smartConfiguration({ tokenEndpoint });

@@ -27,6 +27,7 @@ import {
 import type { PasRequest } from './request-bundle.js';
 import { pasVersionOf } from './pas-version.js';
 import type { PasVersion } from './pas-version.js';
+import { byCodePoint } from '../code-point-order.js';
 
 /**
  * The submission-level summary of item decisions: pended if any item is, cancelled when every item was cancelled
@@ -146,7 +147,7 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
   const version = meta.version ?? pasVersionOf(req.bundle, '2.2.1');
   const provider = authorizedProvider(req, requestor);
   const approved = items.filter((i) => i.reviewAction === 'A1' && i.authorization);
-  const latest = [...approved].sort((a, b) => (b.review?.decidedAt ?? '').localeCompare(a.review?.decidedAt ?? ''))[0]?.authorization;
+  const latest = [...approved].sort((a, b) => byCodePoint(b.review?.decidedAt ?? '', a.review?.decidedAt ?? ''))[0]?.authorization;
   // What the Claim item said of itself that its answer echoes (PASClaimResponse item extensions): its trace numbers
   // (itemTraceNumber, 2000F TRN), by which a client ties the answer to its item, the service date it asked for, and
   // the previous authorization it cites (Claim.item authorizationNumber, 2000F REF*BB, as a Claim Update or a

@@ -23,6 +23,7 @@ import { settlePended } from './settle-pended.js';
 import { applyClaimUpdate } from './apply-claim-update.js';
 import { answerTo, inquiryResponseOf } from './claim-response.js';
 import { assertedOrderDates } from './asserted-order-dates.js';
+import { byCodePoint } from '../code-point-order.js';
 
 const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
@@ -277,7 +278,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     if (version === '2.0.1') {
       // PAS 2.0.1 Claim-inquiry: `return` 1..1 Bundle, so the answer is the (latest) matching response Bundle itself.
       if (found.length === 0) throw notFound('No prior authorization request matches this inquiry');
-      const latest = [...found].sort((a, b) => b.createdAt.localeCompare(a.createdAt))[0];
+      const latest = [...found].sort((a, b) => byCodePoint(b.createdAt, a.createdAt))[0];
       return sendFhir(res, 200, inquiryResponseOf(latest.responseBundle));
     }
     sendFhir(res, 200, { resourceType: 'Parameters', ...(found.length > 0 ? { parameter: found.map((s) => ({ name: 'return', resource: inquiryResponseOf(s.responseBundle) })) } : {}) });

@@ -14,6 +14,7 @@ import { ICD10_SYSTEMS, canonicalIcd10Code } from '../fhir/value-sets.js';
 import type { EvaluationData } from './evaluate-policy.js';
 import { FactMemo } from './evaluate-policy.js';
 import { localReference } from '../fhir/references.js';
+import { byCodePoint } from '../code-point-order.js';
 
 /** The patient's record as resolved from prefetch or EHR queries, before it is narrowed to one order. */
 export interface PatientRecord {
@@ -125,7 +126,7 @@ export function indexRecord(record: PatientRecord): PatientRecord {
     diagnosesComplete: (record.diagnosesComplete ?? true) && !record.conditions.some(isSuspectedDiagnosis),
     observations: [...record.observations]
       .filter((o) => o.status !== 'entered-in-error' && o.status !== 'cancelled')
-      .sort((a, b) => observationDate(a).localeCompare(observationDate(b))),
+      .sort((a, b) => byCodePoint(observationDate(a), observationDate(b))),
     immunizations: record.immunizations.filter((i) => i.status === 'completed'),
   };
 }
