@@ -189,8 +189,8 @@ export function withOrderRecord(d: Determination, record: OrderRecord | undefine
  * applied unless the order already has a decision (then the decision stands and the proposed number is dropped);
  * a provisional state is written only when it changes. With `behind` (CRD), a provisional change is queued behind
  * the answer (Storage.queueOrderChange) and the record as read is returned; an approval is still durable first.
- * `opts.assertion` (made only when needed) is written with an awaited change (Storage.applyOrderChange), and `opts.onAssertionWritten`
- * called when it was.
+ * `assertion` (made only when needed) is written with an awaited change (Storage.applyOrderChange), in its
+ * transaction; `assertionWritten` says whether it was, so the caller writes it otherwise.
  */
 export async function recordEvaluation(
   storage: Storage,
@@ -198,21 +198,21 @@ export async function recordEvaluation(
   d: Determination,
   who: Actor & { policyId?: string },
   current?: OrderRecord | null,
-  opts: { behind?: boolean; assertion?: () => AssertionRecord; onAssertionWritten?: () => void } = {},
-): Promise<OrderRecord | undefined> {
+  behind = false,
+  assertion?: () => AssertionRecord,
+): Promise<{ record: OrderRecord | undefined; assertionWritten: boolean }> {
   let record = current === undefined ? await storage.getOrderRecord(key) : (current ?? undefined);
   if (outgrowsApproval(record, d.outcome)) record = await reopenOutgrownApproval(storage, record, d.reasons[0]?.text ?? d.summary, who);
   const change = evaluationChange(key, record, d, who);
-  if (!change) return record;
-  if (opts.behind && change.change.state !== 'approved') {
+  if (!change) return { record, assertionWritten: false };
+  if (behind && change.change.state !== 'approved') {
     // Provisional: nothing is decided, so the answer does not depend on it (withOrderRecord reads only decisions
     // and `pended`, which this change never overwrites).
     await storage.queueOrderChange(change);
-    return record;
+    return { record, assertionWritten: false };
   }
-  const { record: stored } = await storage.applyOrderChange(change, opts.assertion?.());
-  if (opts.assertion) opts.onAssertionWritten?.();
-  return stored;
+  const { record: stored } = await storage.applyOrderChange(change, assertion?.());
+  return { record: stored, assertionWritten: assertion !== undefined };
 }
 
 /**
@@ -298,20 +298,23 @@ export async function settleOrderDecisions(opts: {
   if (governed.length === 0) return written;
   const refs = [...new Set(governed.map((d) => `${d.order.resourceType}/${d.order.id}`))];
   const records = await opts.storage.findOrderRecords({ payer: opts.payer, patientId: opts.patientId, orderRefs: refs });
+  const assertionOf = opts.assertionOf;
   await Promise.all(
     governed.map(async (d) => {
       const key = orderKeyOf({ payer: opts.payer, patientId: opts.patientId, orderRef: `${d.order.resourceType}/${d.order.id}`, drug: d.policy!.file.drug });
       if (!key) return;
       const current = records.find((r) => r.orderRef === key.orderRef && r.drug === key.drug) ?? null;
       const determination = determinationOf(d.policy!, d.evaluation!, d.authorization);
-      const record = await recordEvaluation(
+      const { record, assertionWritten } = await recordEvaluation(
         opts.storage,
         key,
         determination,
         { source: 'crd', actor: opts.actor, assertionId: d.assertionId, policyId: d.policy!.file.id },
         current,
-        { behind: true, ...(opts.assertionOf ? { assertion: () => opts.assertionOf!(d) } : {}), onAssertionWritten: () => written.add(d) },
+        true,
+        assertionOf && (() => assertionOf(d)),
       );
+      if (assertionWritten) written.add(d);
       if (record) {
         d.record = record;
         if (record.state === 'approved') d.authorization = record.authorization;
