@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { RequestListener, ServerResponse } from 'node:http';
 import express from 'express';
 import type { Request, Response, NextFunction, Router } from 'express';
 import { createJwtVerifier } from './auth/jwt-verifier.js';
@@ -14,6 +15,8 @@ import type { FetchLike } from './hooks/ehr-client.js';
 import { parseFeedback } from './hooks/feedback.js';
 import { cdsAuth } from './http/cds-auth.js';
 import { cors } from './http/cors.js';
+import { hookFirstListener } from './http/direct-hook.js';
+import type { HookRoute } from './http/direct-hook.js';
 import { errorHandler } from './http/error-handler.js';
 import type { InFlight } from './http/in-flight.js';
 import { jsonBody } from './http/json-body.js';
@@ -102,8 +105,10 @@ export function createApp(deps: AppDeps): express.Express {
   const evaluations = new EvaluationCache();
   const discovery = JSON.stringify({ services: content.services });
 
+  // The first two middleware of every request, the hook route's included (hookFirstListener runs the same ones).
+  const context = requestContext(logger);
   if (deps.inFlight) app.use(deps.inFlight.track);
-  app.use(requestContext(logger));
+  app.use(context);
   // While draining, every answer closes its connection (http/connection-drain.ts, which main.ts wraps the server in)
   // so that keep-alive clients reconnect to another replica.
 
@@ -135,7 +140,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.get('/policies/:id', policyPageHandler(content));
 
   const cds = express.Router();
-  cds.use(cors(config.corsOrigins));
+  const cdsCors = cors(config.corsOrigins);
+  cds.use(cdsCors);
   cds.get('/', (_req, res) => {
     res.type('application/json').send(discovery);
   });
@@ -156,52 +162,49 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
 
-  cds.post(
-    '/:id',
-    auth,
-    jsonBody(),
-    asyncHandler(async (req, res) => {
-      const r = req as ContextRequest & { clientIss?: string };
-      const service = servicesById.get(String(req.params.id))!;
-      const started = performance.now();
-      let status = 200;
-      let outcome = 'error';
-      let patientHash = '';
-      let hookInstance = '';
-      try {
-        const result = await handleHook(
-          service,
-          req.body,
-          {
-            content,
-            storage,
-            publicBaseUrl: config.publicBaseUrl,
-            ehrTimeoutMs: config.ehrTimeoutMs,
-            defaultPayer: config.defaultPayer,
-            allowUnauthenticatedEhr: config.sandbox,
-            fetchImpl: deps.fetchImpl,
-            today: deps.today,
-            cache: evaluations,
-          },
-          r.log,
-        );
-        outcome = result.outcome;
-        patientHash = hashPatientId(result.patientId);
-        hookInstance = result.hookInstance;
-        res.json(result.response);
-      } catch (err) {
-        status = (err as { status?: number }).status ?? 500;
-        outcome = `http-${status}`;
-        throw err;
-      } finally {
-        const seconds = (performance.now() - started) / 1000;
-        metrics.hookLatency.observe({ service: service.id, outcome: outcome.split('+')[0] }, seconds);
-        await storage
-          .saveAudit({ requestId: r.id, at: new Date().toISOString(), service: service.id, hookInstance, clientIss: r.clientIss, patientIdHash: patientHash, status, outcome, latencyMs: Math.round(seconds * 10000) / 10 })
-          .catch((e: unknown) => r.log.error({ err: e }, 'audit write failed'));
-      }
-    }),
-  );
+  const hookBody = jsonBody();
+  const hookHandler = async (req: Request, res: Response): Promise<void> => {
+    const r = req as ContextRequest & { clientIss?: string };
+    const service = servicesById.get(String(req.params.id))!;
+    const started = performance.now();
+    let status = 200;
+    let outcome = 'error';
+    let patientHash = '';
+    let hookInstance = '';
+    try {
+      const result = await handleHook(
+        service,
+        req.body,
+        {
+          content,
+          storage,
+          publicBaseUrl: config.publicBaseUrl,
+          ehrTimeoutMs: config.ehrTimeoutMs,
+          defaultPayer: config.defaultPayer,
+          allowUnauthenticatedEhr: config.sandbox,
+          fetchImpl: deps.fetchImpl,
+          today: deps.today,
+          cache: evaluations,
+        },
+        r.log,
+      );
+      outcome = result.outcome;
+      patientHash = hashPatientId(result.patientId);
+      hookInstance = result.hookInstance;
+      sendJson(res, result.response);
+    } catch (err) {
+      status = (err as { status?: number }).status ?? 500;
+      outcome = `http-${status}`;
+      throw err;
+    } finally {
+      const seconds = (performance.now() - started) / 1000;
+      metrics.hookLatency.observe({ service: service.id, outcome: outcome.split('+')[0] }, seconds);
+      await storage
+        .saveAudit({ requestId: r.id, at: new Date().toISOString(), service: service.id, hookInstance, clientIss: r.clientIss, patientIdHash: patientHash, status, outcome, latencyMs: Math.round(seconds * 10000) / 10 })
+        .catch((e: unknown) => r.log.error({ err: e }, 'audit write failed'));
+    }
+  };
+  cds.post('/:id', auth, hookBody, asyncHandler(hookHandler));
   cds.post(
     '/:id/feedback',
     auth,
@@ -262,6 +265,38 @@ export function createApp(deps: AppDeps): express.Express {
   // Every path above answers the methods it does not serve with 405 and Allow, never a 404 (design.md §4 "Errors").
   answerOtherMethods(app.router);
   app.use((req, _res, next) => next(notFound(`No route for ${req.method} ${req.path}`)));
-  app.use(errorHandler(logger));
+  const onError = errorHandler(logger);
+  app.use(onError);
+  // The hook route as hookFirstListener runs it: the middleware a POST to /cds-services/{id} passes through above (the
+  // app's, the CDS router's, the route's), in the same order, then the same handler and error middleware.
+  const hookRoute: HookRoute = {
+    app,
+    baseUrl: '/cds-services',
+    ids: new Set(servicesById.keys()),
+    steps: [...(deps.inFlight ? [deps.inFlight.track] : []), context, cdsCors, auth, hookBody],
+    handler: hookHandler,
+    onError,
+  };
+  app.locals.hookRoute = hookRoute;
   return app;
+}
+
+/**
+ * The HTTP server's request listener for an app createApp built: hook calls take the direct path
+ * (http/direct-hook.ts), every other request the Express app. main.ts serves with it; tests may use either.
+ */
+export function requestListener(app: express.Express): RequestListener {
+  return hookFirstListener(app.locals.hookRoute as HookRoute);
+}
+
+/**
+ * A JSON answer as Express's `res.json` writes one to a POST (`Content-Type: application/json; charset=utf-8`, the
+ * length, the bytes), with Node's own response methods, so that the direct path's response (not given Express's
+ * prototypes) can use it too.
+ */
+function sendJson(res: ServerResponse, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
 }

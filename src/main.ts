@@ -1,3 +1,4 @@
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,7 +54,7 @@ async function main(): Promise<void> {
     storageFailure = err as Error;
     if (configChecked) storageFailed(storageFailure);
   });
-  const [{ loadContent }, { ContentError }, { createApp }, fhirPath, { readParseTrees }, contentYaml] = await Promise.all([
+  const [{ loadContent }, { ContentError }, { createApp, requestListener }, fhirPath, { readParseTrees }, contentYaml] = await Promise.all([
     import('./content.js'),
     import('./policies/policy-loader.js'),
     import('./app.js'),
@@ -104,7 +105,13 @@ async function main(): Promise<void> {
   // How many of the content's FHIRPath expressions run compiled to JavaScript, and how many by fhirpath.js (counts).
   const { fhirPathStats } = fhirPath;
   const fhirpath = { compiled: fhirPathStats.compiled, fallback: fhirPathStats.fallback, parsed: fhirPathStats.parsed };
-  const server = app.listen(config.port, () => {
+  // Hook calls take a direct path to the hook route's own middleware and handler (http/direct-hook.ts); the rest is
+  // the Express app. As with Express's `app.listen`, a listen error also goes to the callback.
+  const server = createServer(requestListener(app));
+  let listened = false;
+  const listening = () => {
+    if (listened) return;
+    listened = true;
     logger.info(
       { fhirpath, yamlParsed: contentYaml.contentYamlStats.parsed, port: (server.address() as AddressInfo | null)?.port ?? config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },
       'PriorPath listening',
@@ -113,7 +120,9 @@ async function main(): Promise<void> {
     (app.locals.subscriptionNotifier as SubscriptionNotifier).kick();
     (app.locals.subscriptionNotifier as SubscriptionNotifier).sweepPended();
     (app.locals.subscriptionNotifier as SubscriptionNotifier).heartbeats();
-  });
+  };
+  server.once('error', listening);
+  server.listen(config.port, listening);
   // A request Node's parser refuses (headers over 16 KiB, a malformed header) is answered with an OperationOutcome too.
   server.on('clientError', answerClientError);
   // SIGTERM drains: stop accepting connections, let every connection close once it has answered what it was sent
