@@ -57,7 +57,15 @@ export function hookFirstListener(route: HookRoute): RequestListener {
     const s = res as unknown as Response;
     const fail = (err: unknown) => {
       asExpress(route.app, req, res);
-      route.onError(err, r, s, () => {});
+      try {
+        route.onError(err, r, s, () => {});
+      } catch {
+        // Where Express would hand an error middleware's own throw to its final handler (a bare 500), not the process.
+        if (!res.headersSent) {
+          res.statusCode = 500;
+          res.end();
+        } else res.destroy();
+      }
     };
     let i = 0;
     // Express's `next`: an argument is an error, which skips to the error middleware; a step that throws is one too.
