@@ -103,12 +103,13 @@ define function "Qualifies"(C FHIR.Condition):
       or exists (C.clinicalStatus.coding S where S.code.value in { 'active', 'recurrence', 'relapse', 'remission' }))`,
   },
   'Diagnoses Complete': {
-    needs: ['Names Disease'],
+    needs: ['Names Disease', 'Diagnoses'],
     retrieves: ['Condition'],
     cql: `// %diagnosesComplete: the Conditions are the whole problem list (a DTR client reads the EHR's), unless one of them is a
-// current diagnosis only suspected (evaluation-data.ts isSuspectedDiagnosis): then a diagnosis missing is unknown.
+// current diagnosis only suspected (evaluation-data.ts isSuspectedDiagnosis), or none is there at all (an empty list
+// proves no diagnosis absent): then a diagnosis missing is unknown.
 define "Diagnoses Complete":
-  diagnoses_complete and not exists ([Condition] C
+  diagnoses_complete and exists "Diagnoses" and not exists ([Condition] C
     where exists (C.verificationStatus.coding V where V.code.value in { 'unconfirmed', 'provisional', 'differential' })
       and not exists (C.verificationStatus.coding V where V.code.value in { 'refuted', 'entered-in-error' })
       and (not exists (C.clinicalStatus.coding)

@@ -117,7 +117,11 @@ const CLIENT_VARIABLES: Record<string, { expr?: string; portability: Portability
     portability: 'approximate',
     note: "diagnoses are the patient's qualifying Conditions; the order's reasonCode/reasonReference (which the server prefers) is not visible",
   },
-  diagnosesComplete: { expr: `%conditions.entry.resource.where(${SUSPECTED_DIAGNOSIS}).empty()`, portability: 'portable' },
+  // evaluation-data.ts evaluationDataFor: no suspected diagnosis, and at least one diagnosis (an empty list proves none absent).
+  diagnosesComplete: {
+    expr: `%conditions.entry.resource.where(${SUSPECTED_DIAGNOSIS}).empty() and %conditions.entry.resource.where(${QUALIFYING_CONDITION}).code.exists()`,
+    portability: 'portable',
+  },
   orderDate: {
     expr: RENDERER_ORDER_DATE_EXPR,
     portability: 'approximate',

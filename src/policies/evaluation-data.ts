@@ -170,7 +170,9 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
     medications,
     immunizations: record.immunizations,
     diagnoses,
-    diagnosesComplete: record.diagnosesComplete ?? true,
+    // An empty list proves no diagnosis absent: a drug for a disease is ordered, so a record naming none (no problem
+    // list, no reason) is one that does not say which, and the diagnosis is asked (design.md §6 "How absence reads").
+    diagnosesComplete: (record.diagnosesComplete ?? true) && diagnoses.length > 0,
     orderDate: orderDateOf(order, today),
     memo: new FactMemo(),
   };

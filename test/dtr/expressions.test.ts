@@ -137,7 +137,9 @@ describe('clientInitialExpression', () => {
     expect(run(bundle(cond('http://snomed.info/sct', '277571004')))).toEqual([true]);
     expect(run(bundle(cond('http://snomed.info/sct', '277575008')))).toEqual([false]);
     expect(run(bundle(cond('http://hl7.org/fhir/sid/icd-10-cm', 'C91.00')))).toEqual([]);
-    expect(run(bundle())).toEqual([false]);
+    // Only another disease on the problem list: not B-ALL. No diagnosis at all shows no other disease: unknown, asked.
+    expect(run(bundle(cond('http://hl7.org/fhir/sid/icd-10-cm', 'C83.38')))).toEqual([false]);
+    expect(run(bundle())).toEqual([]);
   });
 
   it('gives no expression for facts a renderer cannot read (the order, attestations, codes)', () => {
