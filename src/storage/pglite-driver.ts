@@ -106,7 +106,7 @@ function releaseLock(lock: HeldLock): void {
  * fsync(2) (`wal_sync_method=fsync`; fdatasync is a no-op in the Emscripten runtime, and the worker gives NODEFS a
  * real fsync). `shared_buffers` is kept small: PGlite's WebAssembly memory is part of our resident memory and never
  * shrinks, and the buffer pool is most of what fills it. 4 MB (512 pages) against 8 MB: 4 MiB less resident, idle and
- * under load, for about 5 % more process CPU a hook, in the storage worker (README "Memory"). It changes no commit: the
+ * under load, for about 5 % more CPU a hook, measured for the whole process (README "Memory"). It changes no commit: the
  * WAL is flushed and fsynced at each commit whatever the pool's size.
  */
 const EXTRA_PARAMS = ['-c', 'wal_sync_method=fsync', '-c', 'shared_buffers=4MB'];
