@@ -106,12 +106,9 @@ async function main(): Promise<void> {
   const { fhirPathStats } = fhirPath;
   const fhirpath = { compiled: fhirPathStats.compiled, fallback: fhirPathStats.fallback, parsed: fhirPathStats.parsed };
   // Hook calls take a direct path to the hook route's own middleware and handler (http/direct-hook.ts); the rest is
-  // the Express app. As with Express's `app.listen`, a listen error also goes to the callback.
+  // the Express app.
   const server = createServer(requestListener(app));
-  let listened = false;
   const listening = () => {
-    if (listened) return;
-    listened = true;
     logger.info(
       { fhirpath, yamlParsed: contentYaml.contentYamlStats.parsed, port: (server.address() as AddressInfo | null)?.port ?? config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },
       'PriorPath listening',
@@ -121,7 +118,14 @@ async function main(): Promise<void> {
     (app.locals.subscriptionNotifier as SubscriptionNotifier).sweepPended();
     (app.locals.subscriptionNotifier as SubscriptionNotifier).heartbeats();
   };
-  server.once('error', listening);
+  // A port that cannot be had (in use, not permitted) stops start-up with its own message and exit 1, as a bad setting
+  // does: a service that logged "listening" and answered nothing would look up to an operator and to an orchestrator.
+  server.once('error', (err: NodeJS.ErrnoException) => {
+    if (server.listening) return;
+    process.stderr.write(`priorpath: cannot listen on port ${config.port}: ${err.code ?? err.message}\n`);
+    // The store may still be opening (a new DATA_DIR being copied from its template): let it close, for at most 2 s.
+    void Promise.race([opening.then((s) => s.close()).catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2_000))]).then(() => process.exit(1));
+  });
   server.listen(config.port, listening);
   // A request Node's parser refuses (headers over 16 KiB, a malformed header) is answered with an OperationOutcome too.
   server.on('clientError', answerClientError);

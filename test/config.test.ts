@@ -1,4 +1,7 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -79,6 +82,24 @@ describe('configuration', () => {
     expect(res.stderr).toContain('PAYER_API_AUTH');
     expect(res.stdout).not.toContain('listening');
   });
+
+  it('exits with status 1 naming the port when the port is taken, never logging that it listens', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '0.0.0.0', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const res = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'main.ts')], {
+        env: { PATH: process.env.PATH, NODE_ENV: 'development', SANDBOX: 'off', CDS_AUTH: 'open', PORT: String(port), DATA_DIR: mkdtempSync(join(tmpdir(), 'priorpath-port-taken-')) },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(res.status).toBe(1);
+      expect(res.stderr).toContain(`cannot listen on port ${port}: EADDRINUSE`);
+      expect(res.stdout).not.toContain('PriorPath listening');
+    } finally {
+      taken.close();
+    }
+  }, 70_000);
 
   it('exits with status 1 before listening when NODE_ENV=production and CDS_AUTH=open', () => {
     const res = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'main.ts')], {
