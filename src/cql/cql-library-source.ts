@@ -148,7 +148,14 @@ define "Diagnoses":
       Coalesce("Order Reason Conditions" C return all C.code, List<FHIR.CodeableConcept>{}),
       Coalesce("Order Reason Codes", List<FHIR.CodeableConcept>{})
     })
-    else "Qualifying Conditions" C where C.code is not null return all C.code`,
+    else if exists ("Qualifying Conditions" C where C.code is not null and not "Encounter Codes Only"(C.code))
+      then "Qualifying Conditions" C where C.code is not null return all C.code
+    else List<FHIR.CodeableConcept>{}
+
+// A concept coded only with ICD-10-CM Z codes (evaluation-data.ts encounterCodesOnly): a problem list of them alone
+// names no disease, so it is no diagnosis.
+define function "Encounter Codes Only"(C FHIR.CodeableConcept):
+  exists (C.coding X where Length(X.code.value) > 0) and not "Names Disease"(C)`,
   },
   'Observation Sort Key': {
     cql: `// The date an Observation speaks for, for ordering (evaluation-data.ts observationDate).

@@ -70,6 +70,16 @@ const QUALIFYING_CONDITION =
   "(clinicalStatus.coding.empty() or clinicalStatus.coding.where(code in ('active' | 'recurrence' | 'relapse' | 'remission')).exists())" +
   " and verificationStatus.coding.where(code in ('refuted' | 'entered-in-error' | 'unconfirmed' | 'provisional' | 'differential')).empty()";
 
+/** The codes of the qualifying Conditions on the problem list. */
+const PROBLEM_LIST_CODES = `%conditions.entry.resource.where(${QUALIFYING_CONDITION}).code`;
+
+/**
+ * evaluation-data.ts encounterCodesOnly, negated (on a CodeableConcept): not coded only with ICD-10-CM Z codes. A list
+ * of such codes alone names no disease, so it is no diagnosis.
+ */
+const NAMES_MORE_THAN_ENCOUNTER =
+  "(coding.where(code.exists()).empty() or coding.where(code.exists() and (system = 'http://hl7.org/fhir/sid/icd-10-cm' and code.trim().upper().startsWith('Z')).not()).exists())";
+
 /** evaluation-data.ts isSuspectedDiagnosis: a current Condition naming a disease whose diagnosis is only suspected. */
 const SUSPECTED_DIAGNOSIS =
   "(clinicalStatus.coding.empty() or clinicalStatus.coding.where(code in ('active' | 'recurrence' | 'relapse' | 'remission')).exists())" +
@@ -113,13 +123,13 @@ const CLIENT_VARIABLES: Record<string, { expr?: string; portability: Portability
   },
   immunizations: { expr: "%immunizations.entry.resource.where(status = 'completed')", portability: 'portable' },
   diagnoses: {
-    expr: `%conditions.entry.resource.where(${QUALIFYING_CONDITION}).code`,
+    expr: `iif(${PROBLEM_LIST_CODES}.where(${NAMES_MORE_THAN_ENCOUNTER}).exists(), ${PROBLEM_LIST_CODES}, {})`,
     portability: 'approximate',
     note: "diagnoses are the patient's qualifying Conditions; the order's reasonCode/reasonReference (which the server prefers) is not visible",
   },
   // evaluation-data.ts evaluationDataFor: no suspected diagnosis, and at least one diagnosis (an empty list proves none absent).
   diagnosesComplete: {
-    expr: `%conditions.entry.resource.where(${SUSPECTED_DIAGNOSIS}).empty() and %conditions.entry.resource.where(${QUALIFYING_CONDITION}).code.exists()`,
+    expr: `%conditions.entry.resource.where(${SUSPECTED_DIAGNOSIS}).empty() and ${PROBLEM_LIST_CODES}.where(${NAMES_MORE_THAN_ENCOUNTER}).exists()`,
     portability: 'portable',
   },
   orderDate: {

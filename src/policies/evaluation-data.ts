@@ -152,10 +152,15 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
   // Z79.x long-term drug therapy, any Z code) and text-only reasons are not diagnoses; the order's reason decides only
   // when it names a disease, otherwise the problem list does.
   const reasonCodes = (order.reasonCode ?? []).filter(namesDisease).map(canonicalConcept);
+  // A problem list of encounter codes alone (Z51.11, Z79.x: every code an ICD-10-CM Z code) names no disease: like an
+  // empty one it says nothing of the diagnosis, so it is no diagnosis (asked), never "another diagnosis".
+  const listed = record.conditions.map((c) => c.code).filter((c): c is CodeableConcept => !!c);
   const diagnoses: CodeableConcept[] =
     reasonConditions.length > 0 || reasonCodes.length > 0
       ? [...reasonConditions.map((c) => c.code).filter((c): c is CodeableConcept => !!c), ...reasonCodes]
-      : record.conditions.map((c) => c.code).filter((c): c is CodeableConcept => !!c);
+      : listed.some((c) => !encounterCodesOnly(c))
+        ? listed
+        : [];
 
   const others = record.orders.filter((o) => o !== order && o.id !== order.id);
   const medications = [...record.medications.filter((m) => m.id !== order.id), ...others].map((m) => withMedicationCode(m, record));
@@ -204,6 +209,12 @@ function withCanonicalCode(c: Condition): Condition {
 }
 
 /** A reason concept that names a disease: it has a coding, and not only ICD-10-CM Z codes (encounters, history). */
+/** A concept coded only with ICD-10-CM Z codes (encounters, status, history): it names no disease by itself. */
+function encounterCodesOnly(c: CodeableConcept): boolean {
+  const codings = (c.coding ?? []).filter((x) => x.code);
+  return codings.length > 0 && !namesDisease(c);
+}
+
 function namesDisease(c: CodeableConcept | undefined): boolean {
   const codings = (c?.coding ?? []).filter((x) => x.code);
   return codings.length > 0 && codings.some((x) => !(x.system === ICD10CM && /^Z/i.test(x.code!.trim())));

@@ -140,6 +140,8 @@ describe('clientInitialExpression', () => {
     // Only another disease on the problem list: not B-ALL. No diagnosis at all shows no other disease: unknown, asked.
     expect(run(bundle(cond('http://hl7.org/fhir/sid/icd-10-cm', 'C83.38')))).toEqual([false]);
     expect(run(bundle())).toEqual([]);
+    // Encounter codes alone (Z51.11) name no disease either.
+    expect(run(bundle(cond('http://hl7.org/fhir/sid/icd-10-cm', 'Z51.11')))).toEqual([]);
   });
 
   it('gives no expression for facts a renderer cannot read (the order, attestations, codes)', () => {
