@@ -208,13 +208,13 @@ function withCanonicalCode(c: Condition): Condition {
   return code === c.code ? c : { ...c, code };
 }
 
-/** A reason concept that names a disease: it has a coding, and not only ICD-10-CM Z codes (encounters, history). */
 /** A concept coded only with ICD-10-CM Z codes (encounters, status, history): it names no disease by itself. */
 function encounterCodesOnly(c: CodeableConcept): boolean {
   const codings = (c.coding ?? []).filter((x) => x.code);
   return codings.length > 0 && !namesDisease(c);
 }
 
+/** A reason concept that names a disease: it has a coding, and not only ICD-10-CM Z codes (encounters, history). */
 function namesDisease(c: CodeableConcept | undefined): boolean {
   const codings = (c?.coding ?? []).filter((x) => x.code);
   return codings.length > 0 && codings.some((x) => !(x.system === ICD10CM && /^Z/i.test(x.code!.trim())));
