@@ -36,29 +36,25 @@ describe.skipIf(!url)('PostgreSQL storage (DATABASE_URL)', () => {
 
   storageContract(() => storage);
 
-  it('migration 12: reads an assertion written before it as it was, and keeps the date of one written after', async () => {
-    const older = `${schema}_m12`;
+  /**
+   * Runs a migration check in a schema of its own migrated up to (not including) `version`: the check writes as the
+   * older schema did, runs the rest of the migrations and reads back; the schema is dropped after.
+   */
+  const checkMigration = async (version: number, check: typeof checkIdentifierIndexMigration) => {
+    const older = `${schema}_m${version}`;
     const driver = await openPostgres(url!, { schema: older });
     try {
-      await migrate(driver, { migrations: MIGRATIONS.filter((m) => m.version <= 11), schema: older });
-      await checkAssertionOrderDateMigration(driver, () => migrate(driver, { schema: older }), (d) => new SqlStorage(d));
+      await migrate(driver, { migrations: MIGRATIONS.filter((m) => m.version < version), schema: older });
+      await check(driver, () => migrate(driver, { schema: older }), (d) => new SqlStorage(d));
     } finally {
       await driver.exec(`DROP SCHEMA IF EXISTS ${older} CASCADE`).catch(() => undefined);
       await driver.close();
     }
-  });
+  };
 
-  it('migration 13: finds requests filed before it by every identifier as before', async () => {
-    const older = `${schema}_m13`;
-    const driver = await openPostgres(url!, { schema: older });
-    try {
-      await migrate(driver, { migrations: MIGRATIONS.filter((m) => m.version <= 12), schema: older });
-      await checkIdentifierIndexMigration(driver, () => migrate(driver, { schema: older }), (d) => new SqlStorage(d));
-    } finally {
-      await driver.exec(`DROP SCHEMA IF EXISTS ${older} CASCADE`).catch(() => undefined);
-      await driver.close();
-    }
-  });
+  it('migration 12: reads an assertion written before it as it was, and keeps the date of one written after', () => checkMigration(12, checkAssertionOrderDateMigration));
+
+  it('migration 13: finds requests filed before it by every identifier as before', () => checkMigration(13, checkIdentifierIndexMigration));
 
   it('migrates once when replicas start at the same moment (advisory lock)', async () => {
     const shared = `${schema}_r`;
