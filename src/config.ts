@@ -1,6 +1,8 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { assertUsableKeys, readJwksFile } from './auth/key-source.js';
+import type { KeySource } from './auth/key-source.js';
 import { parsePayerClients } from './auth/payer-clients.js';
 import { parseTrustedClients } from './auth/trusted-clients.js';
 import { DEV_ENDPOINTS_ALLOW, parseEndpointAllowList } from './http/notification-endpoints.js';
@@ -123,7 +125,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   if (e.PAYER_API_CLIENTS !== undefined) {
     try {
-      parsePayerClients(e.PAYER_API_CLIENTS);
+      parsePayerClients(e.PAYER_API_CLIENTS).forEach((c, i) => checkLocalKeys(c, `PAYER_API_CLIENTS[${i}] (clientId "${c.clientId}")`));
     } catch (err) {
       throw new ConfigError((err as Error).message);
     }
@@ -138,7 +140,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     // The whole shape, not only the JSON: a client without keys or with an http jku is a bad value that must stop
     // start-up with a message naming the variable, not a stack from createApp.
     try {
-      parseTrustedClients(e.CDS_TRUSTED_CLIENTS);
+      parseTrustedClients(e.CDS_TRUSTED_CLIENTS).forEach((c, i) => checkLocalKeys(c, `CDS_TRUSTED_CLIENTS[${i}] (iss "${c.iss}")`));
     } catch (err) {
       const message = (err as Error).message;
       throw new ConfigError(message.includes('CDS_TRUSTED_CLIENTS') ? message : `CDS_TRUSTED_CLIENTS: ${message}`);
@@ -166,6 +168,16 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     pasVersion: e.PAS_VERSION,
     subscriptionEndpointsAllow: endpointsAllow,
   };
+}
+
+/**
+ * A client's keys given here (`jwks` inline, or a `jwksFile` read now) must be readable and usable public keys: a file
+ * that is missing or not a JWK Set, or a set that could verify nothing, stops start-up naming the variable and the
+ * client (design.md §3), rather than a stack from createApp or a 401 on every call. A `jku` is fetched at run time.
+ */
+function checkLocalKeys(source: KeySource, who: string): void {
+  const jwks = source.jwks ?? (source.jwksFile !== undefined ? readJwksFile(source.jwksFile, who) : undefined);
+  if (jwks) assertUsableKeys(jwks, source.jwks ? `${who} "jwks"` : `${who} jwksFile`);
 }
 
 /**

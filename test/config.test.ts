@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -143,5 +144,48 @@ describe('configuration', () => {
   ])('refuses %j with a message naming %s (design.md §3)', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(name);
+  });
+  describe('client keys given at start (jwks, jwksFile) are read and checked then (design.md §3)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'priorpath-config-keys-'));
+    const publicJwk = { ...generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }), kid: 'ehr-k1', alg: 'ES384' };
+    const goodFile = join(dir, 'good-jwks.json');
+    writeFileSync(goodFile, JSON.stringify({ keys: [publicJwk] }));
+    const notJson = join(dir, 'not-json.json');
+    writeFileSync(notJson, 'these are not keys');
+    const missing = join(dir, 'missing-jwks.json');
+    // A point that is not on P-384: a made-up x and y.
+    const offCurve = { kty: 'EC', crv: 'P-384', kid: 'bad', x: 'nfD7nVvn4SP4mEcAq5ezqtVAfjIk8j5dBvmMNhq0mLxixjBK5gctINQFVF9v0Gni', y: 'yLi1fj3J3C5CekJSvXWvu8x5sgNZGEiIKkzzRs6eVTyvsEdhaCWjNnalbanrOOVy' };
+    const cds = (source: object) => ({ CDS_TRUSTED_CLIENTS: JSON.stringify([{ iss: 'https://ehr.example.org', ...source }]) });
+    const payer = (source: object) => ({ PAYER_API_CLIENTS: JSON.stringify([{ clientId: 'ehr-backend', scopes: 'system/Claim.c', ...source }]) });
+
+    it('accepts a readable jwksFile and an inline jwks of public keys', () => {
+      expect(() => loadConfig({ ...cds({ jwksFile: goodFile }), ...payer({ jwksFile: goodFile }) })).not.toThrow();
+      expect(() => loadConfig({ ...cds({ jwks: { keys: [publicJwk] } }), ...payer({ jwks: { keys: [publicJwk] } }) })).not.toThrow();
+    });
+
+    it.each([
+      ['a jwksFile that does not exist', cds({ jwksFile: missing }), /CDS_TRUSTED_CLIENTS\[0\] \(iss "https:\/\/ehr.example.org"\).*cannot read jwksFile/],
+      ['a jwksFile that is not JSON', cds({ jwksFile: notJson }), /CDS_TRUSTED_CLIENTS\[0\].*cannot read jwksFile/],
+      ['a jwks key that is not a point of its curve', cds({ jwks: { keys: [offCurve] } }), /CDS_TRUSTED_CLIENTS\[0\].*keys\[0\] \(kid "bad"\) is not a usable public key/],
+      ['an empty jwks', cds({ jwks: { keys: [] } }), /CDS_TRUSTED_CLIENTS\[0\].*holds no key/],
+      ['a payer client jwksFile that does not exist', payer({ jwksFile: missing }), /PAYER_API_CLIENTS\[0\] \(clientId "ehr-backend"\).*cannot read jwksFile/],
+      ['a payer client jwks with an unusable key', payer({ jwks: { keys: [offCurve] } }), /PAYER_API_CLIENTS\[0\].*not a usable public key/],
+      ['a payer client with an empty jwks', payer({ jwks: { keys: [] } }), /PAYER_API_CLIENTS\[0\].*holds no key/],
+    ])('refuses %s with a ConfigError naming the variable and the client', (_label, env, message) => {
+      expect(() => loadConfig(env)).toThrow(ConfigError);
+      expect(() => loadConfig(env)).toThrow(message);
+    });
+
+    it('exits with status 1 before listening for a missing jwksFile, naming the variable without a stack', () => {
+      const res = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'main.ts')], {
+        env: { PATH: process.env.PATH, SANDBOX: 'off', PORT: '0', ...payer({ jwksFile: missing }), DATA_DIR: join(dir, 'data-unused') },
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      expect(res.status).toBe(1);
+      expect(res.stderr).toContain('PAYER_API_CLIENTS[0]');
+      expect(res.stderr).not.toMatch(/\n\s+at /);
+      expect(res.stdout).not.toContain('listening');
+    });
   });
 });

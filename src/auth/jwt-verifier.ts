@@ -12,12 +12,10 @@
  * @see https://hl7.org/fhir/us/davinci-crd/security.html
  * @module
  */
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import type { JWTPayload, JWTVerifyGetKey, ProtectedHeaderParameters } from 'jose';
 import { ReplayCache } from './replay-cache.js';
-import { assertJwks } from './key-source.js';
+import { readJwksFile } from './key-source.js';
 import { validateTrustedClients } from './trusted-clients.js';
 import type { TrustedClient } from './trusted-clients.js';
 import type { JtiRecord } from '../storage/storage.js';
@@ -270,16 +268,7 @@ export function buildKeySource(client: TrustedClient, fetchTimeoutMs: number): J
   const where = `trusted client "${client.iss}"`;
   try {
     if (client.jwks !== undefined) return createLocalJWKSet(client.jwks);
-    if (client.jwksFile !== undefined) {
-      const file = resolve(process.cwd(), client.jwksFile);
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(readFileSync(file, 'utf8'));
-      } catch (err) {
-        throw new Error(`${where}: cannot read jwksFile ${file}: ${(err as Error).message}`, { cause: err });
-      }
-      return createLocalJWKSet(assertJwks(parsed, `${where} jwksFile ${file}`));
-    }
+    if (client.jwksFile !== undefined) return createLocalJWKSet(readJwksFile(client.jwksFile, where));
     if (client.jku !== undefined) {
       return createRemoteJWKSet(new URL(client.jku), {
         timeoutDuration: fetchTimeoutMs,

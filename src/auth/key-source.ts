@@ -7,6 +7,10 @@
  * @see https://hl7.org/fhir/smart-app-launch/backend-services.html#registering-a-client-communicating-public-keys
  * @module
  */
+import { createPublicKey } from 'node:crypto';
+import type { JsonWebKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { JWK } from 'jose';
 
 /** JWK members that only exist on private (or symmetric) keys. */
@@ -79,6 +83,41 @@ export function assertJwks(value: unknown, where: string): { keys: JWK[] } {
     }
   });
   return { keys: value.keys as JWK[] };
+}
+
+/**
+ * Reads a `jwksFile` (resolved against the working directory) and checks it is a JWK Set of public keys.
+ *
+ * @throws Error prefixed with `where` when the file cannot be read, is not JSON, or is not such a JWK Set
+ */
+export function readJwksFile(path: string, where: string): { keys: JWK[] } {
+  const file = resolve(process.cwd(), path);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`${where}: cannot read jwksFile ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  return assertJwks(parsed, `${where} jwksFile ${file}`);
+}
+
+/**
+ * Checks that a registered JWK Set can verify anything: it holds at least one key, and every key is a public key
+ * Node can import (an EC point on its curve, an RSA modulus and exponent). Run at start-up on `jwks` and `jwksFile`
+ * sources, so a key set that would refuse every client is a bad setting named at start (design.md §3), not a 401 on
+ * each call later. A `jku` set is fetched at run time and checked then.
+ *
+ * @throws Error prefixed with `where` naming the first unusable key
+ */
+export function assertUsableKeys(jwks: { keys: JWK[] }, where: string): void {
+  if (jwks.keys.length === 0) throw new Error(`${where} holds no key: register at least one public key`);
+  jwks.keys.forEach((key, i) => {
+    try {
+      createPublicKey({ key: key as JsonWebKey, format: 'jwk' });
+    } catch (err) {
+      throw new Error(`${where}.keys[${i}]${key.kid ? ` (kid "${key.kid}")` : ''} is not a usable public key: ${(err as Error).message}`, { cause: err });
+    }
+  });
 }
 
 /**
