@@ -249,10 +249,13 @@ async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick()
 export function createReviewRouter(deps: ReviewDeps): express.Router {
   const { storage, logger } = deps;
   const router = express.Router();
-  router.use(requireToken(deps.reviewToken));
+  // The token guards each route, not the router: a method a path does not serve is a 405 with Allow, and an OPTIONS
+  // (a CORS preflight carries no credentials) a 204 with it, for any caller, as on every other path (http/method-guard.ts).
+  const reviewer = requireToken(deps.reviewToken);
 
   router.get(
     '/pended',
+    reviewer,
     handler(async (_req, res) => {
       res.json({ pended: await pendedQueue(storage, logOf(_req, logger), deps.notifier) });
     }),
@@ -260,6 +263,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
 
   router.get(
     '/:id',
+    reviewer,
     handler(async (req, res) => {
       const s = await storage.getPasSubmission(String(req.params.id));
       if (!s) throw notFound(`No PAS request ${String(req.params.id)}`);
@@ -272,6 +276,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
 
   router.post(
     '/:id/decision',
+    reviewer,
     ensureJsonBody(),
     handler(async (req, res) => {
       const parsed = decisionSchema.safeParse(req.body);

@@ -240,6 +240,28 @@ describe('methods a path does not serve: 405 with Allow, OPTIONS answered (SANDB
     expect(review.status).toBe(204);
     expect(review.headers.allow).toBe('GET');
   });
+
+  it('answers the reviewer API\'s other methods with 405 and Allow, and its CORS preflight with 204, without credentials too', async () => {
+    const { app } = fullApp(keys, false);
+    // A browser's preflight never carries Authorization; a method the path does not serve is a 405 for anyone, as on
+    // /fhir and every other path (README "Errors": 405 on every path, the reviewer's alike).
+    const preflight = await request(app).options('/review/pended').set('Origin', 'https://reviewer.example.org').set('Access-Control-Request-Method', 'GET').set('Access-Control-Request-Headers', 'authorization');
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.allow).toBe('GET');
+    for (const [method, path, allow] of [
+      ['put', '/review/pended', 'GET'],
+      ['delete', '/review/9f0c2a54-0d7e-4b8e-9a57-3f1f6b1c2d3e', 'GET'],
+      ['get', '/review/9f0c2a54-0d7e-4b8e-9a57-3f1f6b1c2d3e/decision', 'POST'],
+    ] as const) {
+      const res = await request(app)[method](path);
+      expect(res.status, `${method} ${path}`).toBe(405);
+      expect(res.headers.allow, `${method} ${path}`).toBe(allow);
+      expect(res.body.resourceType).toBe('OperationOutcome');
+    }
+    // The methods it serves still need the token.
+    expect((await request(app).get('/review/pended')).status).toBe(401);
+    expect((await request(app).post('/review/9f0c2a54-0d7e-4b8e-9a57-3f1f6b1c2d3e/decision').send({ decision: 'approve' })).status).toBe(401);
+  });
 });
 
 /** A body sent in chunks, without Content-Length. */
