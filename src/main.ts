@@ -10,6 +10,7 @@ import { InFlight } from './http/in-flight.js';
 import { createLogger } from './logger.js';
 import { createStorage } from './storage/create-storage.js';
 import { deferredStorage } from './storage/deferred-storage.js';
+import { StorageUnavailableError } from './storage/storage.js';
 import { pgliteTemplateData } from './storage/pglite-template.js';
 import type { SandboxAuth } from './sandbox-auth/index.js';
 import type { mountSandbox } from './sandbox/mount.js';
@@ -47,7 +48,7 @@ async function main(): Promise<void> {
   let configChecked = false;
   let storageFailure: Error | undefined;
   const storageFailed = (err: Error) => {
-    process.stderr.write(`priorpath: storage failed to open: ${err.message}\n`);
+    process.stderr.write(`priorpath: storage failed to open: ${startupStorageMessage(err, config.databaseUrl !== undefined)}\n`);
     process.exit(1);
   };
   opening.catch((err: unknown) => {
@@ -159,6 +160,18 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/**
+ * What an operator reads when storage cannot open at start-up. The error a request would get ("temporarily
+ * unavailable ... retry the same request") names no setting; here a PostgreSQL that cannot be reached is named by its
+ * variable and the driver's reason (e.g. `connect ECONNREFUSED 127.0.0.1:5432`), as a bad setting is (design.md §3).
+ */
+function startupStorageMessage(err: Error, postgres: boolean): string {
+  if (!(err instanceof StorageUnavailableError)) return err.message;
+  const reason = err.cause instanceof Error ? err.cause.message : undefined;
+  const where = postgres ? 'DATABASE_URL: PostgreSQL' : 'DATA_DIR: embedded storage';
+  return `${where} cannot be reached${reason ? ` (${reason})` : ''}`;
 }
 
 main().catch((err: unknown) => {

@@ -102,6 +102,25 @@ describe('configuration', () => {
     }
   }, 70_000);
 
+  it('exits with status 1 naming DATABASE_URL and the reason when PostgreSQL cannot be reached at start-up', async () => {
+    // A port nothing listens on: taken from the kernel, then given back.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const res = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'main.ts')], {
+      env: { PATH: process.env.PATH, SANDBOX: 'off', CDS_AUTH: 'open', PORT: '0', LOG_LEVEL: 'silent', DATABASE_URL: `postgres://priorpath:secret-pw@127.0.0.1:${port}/priorpath` },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(res.status).toBe(1);
+    expect(res.stderr).toContain('DATABASE_URL: PostgreSQL cannot be reached');
+    expect(res.stderr).toContain('ECONNREFUSED');
+    // Not the answer a request gets (there is no request to retry), and never the password.
+    expect(res.stderr).not.toContain('Retry the same request');
+    expect(res.stderr).not.toContain('secret-pw');
+  }, 70_000);
+
   it('exits with status 1 before listening when NODE_ENV=production and CDS_AUTH=open', () => {
     const res = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'main.ts')], {
       env: { PATH: process.env.PATH, NODE_ENV: 'production', CDS_AUTH: 'open', PORT: '0' },
