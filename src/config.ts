@@ -30,6 +30,27 @@ function urlWith(protocols: string[], what: string) {
 }
 const httpUrl = urlWith(['http:', 'https:'], 'an http or https URL');
 
+/**
+ * A browser's `Origin` header is compared with each configured origin as a string (http/cors.ts), so an entry that is
+ * not exactly an origin (`https://ehr.example.org`: scheme, host, port if any; no path, not even a trailing slash) would
+ * never match and silently refuse every browser: it is a bad value.
+ */
+function isOriginList(value: string): boolean {
+  if (value === '*') return true;
+  const entries = value.split(',').map((s) => s.trim()).filter(Boolean);
+  return (
+    entries.length > 0 &&
+    entries.every((entry) => {
+      try {
+        const url = new URL(entry);
+        return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === entry;
+      } catch {
+        return false;
+      }
+    })
+  );
+}
+
 const schema = z.object({
   NODE_ENV: z.string().default('development').describe('production turns off the sandbox and forbids CDS_AUTH=open'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000).describe('listen port'),
@@ -50,7 +71,11 @@ const schema = z.object({
   EHR_TIMEOUT_MS: z.coerce.number().int().positive().max(60_000).default(2000).describe('per request to an EHR FHIR server'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino level'),
   CANONICAL_BASE: z.string().url().default('https://priorpath.dev/fhir').describe('base of canonical URLs'),
-  CORS_ORIGINS: z.string().default('*').describe('comma-separated allowed origins for browser CDS clients, or *'),
+  CORS_ORIGINS: z
+    .string()
+    .default('*')
+    .refine(isOriginList, { message: 'expected * or comma-separated origins such as https://ehr.example.org (scheme and host, no path or trailing slash)' })
+    .describe('comma-separated allowed origins for browser CDS clients, or *'),
   REVIEW_TOKEN: z.string().min(16).optional().describe('bearer token for the reviewer API (/review); unset refuses it'),
   PAS_VERSION: z
     .enum(['2.2.1', '2.0.1'])

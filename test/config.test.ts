@@ -132,6 +132,12 @@ describe('configuration', () => {
     expect(res.stdout).not.toContain('listening');
   });
 
+  it('reads CORS_ORIGINS as * or a list of exact origins (README Configuration)', () => {
+    expect(loadConfig({}).corsOrigins).toBe('*');
+    expect(loadConfig({ CORS_ORIGINS: '*' }).corsOrigins).toBe('*');
+    expect(loadConfig({ CORS_ORIGINS: 'https://ehr.example.org, http://localhost:8080' }).corsOrigins).toEqual(['https://ehr.example.org', 'http://localhost:8080']);
+  });
+
   it('defaults what design.md §3 leaves unset, and derives PUBLIC_BASE_URL from PORT', () => {
     const c = loadConfig({});
     expect(c.logLevel).toBe('info');
@@ -160,6 +166,10 @@ describe('configuration', () => {
     [{ PUBLIC_BASE_URL: 'ftp://priorpath.example.org' }, 'PUBLIC_BASE_URL'],
     [{ CDS_TRUSTED_CLIENTS: '[{"jku":"https://ehr.example.org/jwks.json"}]' }, 'CDS_TRUSTED_CLIENTS'],
     [{ CDS_TRUSTED_CLIENTS: '[{"iss":"https://ehr.example.org","jwks":{"keys":"none"}}]' }, 'CDS_TRUSTED_CLIENTS'],
+    [{ CORS_ORIGINS: 'ehr.example.org' }, 'CORS_ORIGINS'],
+    [{ CORS_ORIGINS: 'https://ehr.example.org/' }, 'CORS_ORIGINS'],
+    [{ CORS_ORIGINS: 'https://ehr.example.org, https://dtr.example.org/app' }, 'CORS_ORIGINS'],
+    [{ CORS_ORIGINS: ',' }, 'CORS_ORIGINS'],
   ])('refuses %j with a message naming %s (design.md §3)', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(name);
