@@ -11,6 +11,11 @@ import { describe, expect, it } from 'vitest';
 import { EXT_ENABLE_WHEN_EXPRESSION } from '../../src/fhir/dtr-urls.js';
 import { buildQuestionnaire, flattenItems } from '../../src/dtr/questionnaire-builder.js';
 import { CANONICAL_BASE, daysBefore, dtrContent, EVIDENCE, shownInForm, TODAY } from './helpers.js';
+import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
+import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
+import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
+import { recordFromResources } from '../../src/policies/record-from-resources.js';
+import { buildCase, readCaseFile } from '../helpers/policy-cases.js';
 
 const content = dtrContent();
 const questionnaire = (id: string) =>
@@ -169,6 +174,37 @@ describe('questions that cannot change the decision', () => {
     expect(shown(q, 'no-progression-or-toxicity', answers({ ...renewal, 'currently-receiving': [{ valueBoolean: true }] }))).toBe(true);
     // In remission on a renewal: a reauthorization.
     expect(shown(q, 'no-progression-or-toxicity', answers({ ...renewal, 'disease-status': code('cr2'), 'currently-receiving': [{ valueBoolean: false }] }))).toBe(true);
+  });
+
+  it('MMM: B.i and its documents are not asked of a new course after one that is over, pre-filled from the chart or answered', () => {
+    const policy = content.policies.find((p) => p.file.id === 'mmm-blinatumomab')!;
+    const q = questionnaire('mmm-blinatumomab');
+    const bi = ['no-progression-or-toxicity', 'oncology-note', 'imaging-objective-measures'];
+    // The chart shows the new course (an induction order after an earlier consolidation course, not on Blincyto now):
+    // the payer pre-fills begins-new-course from CRD's facts, and the form hides B.i, as $next-question never asks it.
+    const spec = readCaseFile('mmm-blinatumomab.yaml');
+    const c = spec.cases.find((x) => x.name.startsWith('the same new MRD-positive induction is approved at signing'))!;
+    const { resources, order } = buildCase(c);
+    const record = indexRecord(recordFromResources(resources, [order], order.requester?.reference));
+    const atCrd = evaluatePolicy(policy, evaluationDataFor(record, order, spec.today), {});
+    const facts = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]));
+    expect(facts.beginsNewCourse).toBe(true);
+    const prefilled = prefilledResponse(policy, q, facts, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE });
+    for (const linkId of bi) expect(shown(q, linkId, prefilled), `${linkId}, chart shows a new course`).toBe(false);
+
+    // A new order naming no phase after a course that is over: the chart cannot tell, so begins-new-course is asked.
+    const renewal = { 'renewal-request': [{ valueBoolean: true }], 'currently-receiving': [{ valueBoolean: false }], 'disease-status': code('cr2') };
+    expect(shown(q, 'begins-new-course', answers(renewal))).toBe(true);
+    for (const linkId of bi) {
+      expect(shown(q, linkId, answers({ ...renewal, 'begins-new-course': [{ valueBoolean: true }] })), `${linkId}, answered new course`).toBe(false);
+      expect(shown(q, linkId, answers({ ...renewal, 'begins-new-course': [{ valueBoolean: false }] })), `${linkId}, answered continuing`).toBe(true);
+      expect(shown(q, linkId, answers(renewal)), `${linkId}, not yet answered`).toBe(true);
+    }
+    // Not asked of a patient still receiving Blincyto, of a consolidation or continued-therapy cycle, or of a first request.
+    expect(shown(q, 'begins-new-course', answers({ ...renewal, 'currently-receiving': [{ valueBoolean: true }] }))).toBe(false);
+    expect(shown(q, 'begins-new-course', answers({ ...renewal, 'treatment-phase': code('consolidation') }))).toBe(false);
+    expect(shown(q, 'begins-new-course', answers({ ...renewal, 'treatment-phase': code('continued') }))).toBe(false);
+    expect(shown(q, 'begins-new-course', answers({ 'renewal-request': [{ valueBoolean: false }] }))).toBe(false);
   });
 
   it('BCBSNC: the MRD level is not asked on a continued-therapy or consolidation order of a relapsed/refractory course, in CR2', () => {
