@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
@@ -14,7 +14,7 @@ import { storyOrder, storyResources } from '../test/helpers/stories.js';
  * <dirB> [requests] [connections] [rounds]`, each dir a checkout whose `dist/` is built (`npm run build`). Both run as
  * the bench runs the service (`npm start`'s flags, the image's environment, SANDBOX=off, CDS_AUTH=open, a new
  * DATA_DIR) and are loaded AT THE SAME TIME with the same number of distinct-patient order-signs, so the host's other
- * load weighs on both alike; each round prints the CPU of each process's main thread and of all its threads, from
+ * load weighs on both alike; each round prints the CPU of each process's main thread, its embedded PostgreSQL worker thread and all its threads, from
  * /proc, per hook. Throughput on a shared host moves by more than most changes; this ratio moved by about 2 % between
  * two copies of one build.
  */
@@ -57,7 +57,30 @@ function ticks(path: string): number {
   return Number(fields[11]) + Number(fields[12]);
 }
 
-const cpu = (pid: number) => ({ main: ticks(`/proc/${pid}/task/${pid}/stat`), all: ticks(`/proc/${pid}/stat`) });
+/** Each thread's CPU ticks by thread id. */
+function threads(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      out.set(tid, ticks(`/proc/${pid}/task/${tid}/stat`));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+const cpu = (pid: number) => ({ main: ticks(`/proc/${pid}/task/${pid}/stat`), all: ticks(`/proc/${pid}/stat`), threads: threads(pid) });
+
+/**
+ * The embedded PostgreSQL worker's ticks in a round: the busiest thread other than the main one (the worker thread
+ * runs every statement; V8's and libuv's helpers each spend far less; all are named `node`).
+ */
+function workerTicks(pid: number, before: Map<string, number>, after: Map<string, number>): number {
+  let most = 0;
+  for (const [tid, t] of after) if (tid !== String(pid)) most = Math.max(most, t - (before.get(tid) ?? 0));
+  return most;
+}
 
 async function ready(base: string): Promise<void> {
   for (let i = 0; i < 3000; i++) {
@@ -91,10 +114,16 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 200));
     const after = servers.map((s) => cpu(s.proc.pid!));
     // Ticks are 10 ms: × 10,000 / N is µs a hook.
-    const us = servers.map((_, i) => ({ main: ((after[i].main - before[i].main) * 10_000) / N, all: ((after[i].all - before[i].all) * 10_000) / N }));
+    const us = servers.map((s, i) => ({
+      main: ((after[i].main - before[i].main) * 10_000) / N,
+      worker: (workerTicks(s.proc.pid!, before[i].threads, after[i].threads) * 10_000) / N,
+      all: ((after[i].all - before[i].all) * 10_000) / N,
+    }));
     const failed = results.map((r) => r.non2xx + r.errors);
+    const show = (u: (typeof us)[number]) => `main ${u.main.toFixed(0)} µs, worker ${u.worker.toFixed(0)} µs, all ${u.all.toFixed(0)} µs`;
+    const ratio = (k: 'main' | 'worker' | 'all') => (us[1][k] / us[0][k]).toFixed(3);
     process.stdout.write(
-      `round ${round}: A main ${us[0].main.toFixed(0)} µs, all ${us[0].all.toFixed(0)} µs | B main ${us[1].main.toFixed(0)} µs, all ${us[1].all.toFixed(0)} µs | B/A main ${(us[1].main / us[0].main).toFixed(3)}, all ${(us[1].all / us[0].all).toFixed(3)}${failed.some((f) => f > 0) ? ` | failed ${failed.join(', ')}` : ''}\n`,
+      `round ${round}: A ${show(us[0])} | B ${show(us[1])} | B/A main ${ratio('main')}, worker ${ratio('worker')}, main+worker ${((us[1].main + us[1].worker) / (us[0].main + us[0].worker)).toFixed(3)}, all ${ratio('all')}${failed.some((f) => f > 0) ? ` | failed ${failed.join(', ')}` : ''}\n`,
     );
   }
 }
