@@ -123,7 +123,7 @@ async function main(): Promise<void> {
     const show = (u: (typeof us)[number]) => `main ${u.main.toFixed(0)} µs, worker ${u.worker.toFixed(0)} µs, all ${u.all.toFixed(0)} µs`;
     const ratio = (k: 'main' | 'worker' | 'all') => (us[1][k] / us[0][k]).toFixed(3);
     process.stdout.write(
-      `round ${round}: A ${show(us[0])} | B ${show(us[1])} | B/A main ${ratio('main')}, worker ${ratio('worker')}, main+worker ${((us[1].main + us[1].worker) / (us[0].main + us[0].worker)).toFixed(3)}, all ${ratio('all')}${failed.some((f) => f > 0) ? ` | failed ${failed.join(', ')}` : ''}\n`,
+      `round ${round}: A ${show(us[0])}, p99 ${results[0].latency.p99} ms | B ${show(us[1])}, p99 ${results[1].latency.p99} ms | B/A main ${ratio('main')}, worker ${ratio('worker')}, main+worker ${((us[1].main + us[1].worker) / (us[0].main + us[0].worker)).toFixed(3)}, all ${ratio('all')}${failed.some((f) => f > 0) ? ` | failed ${failed.join(', ')}` : ''}\n`,
     );
   }
 }
