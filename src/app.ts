@@ -19,7 +19,7 @@ import { hookFirstListener } from './http/direct-hook.js';
 import type { HookRoute } from './http/direct-hook.js';
 import { errorHandler } from './http/error-handler.js';
 import type { InFlight } from './http/in-flight.js';
-import { jsonBody } from './http/json-body.js';
+import { MAX_BODY_BYTES, jsonBody } from './http/json-body.js';
 import { answerOtherMethods } from './http/method-guard.js';
 import { createMetrics } from './http/metrics.js';
 import { requestContext } from './http/request-context.js';
@@ -162,7 +162,7 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
 
-  const hookBody = jsonBody();
+  const hookBody = jsonBody(MAX_BODY_BYTES, true);
   const hookHandler = async (req: Request, res: Response): Promise<void> => {
     const r = req as ContextRequest & { clientIss?: string };
     const service = servicesById.get(String(req.params.id))!;

@@ -23,7 +23,7 @@ import { parseHookRequest, resourcesOf } from './hook-request.js';
 import { identifyPayer } from '../coverage/payer.js';
 import type { ResourceReader } from '../coverage/payer.js';
 import { resolvePrefetch } from './prefetch.js';
-import { rawBodyOf } from '../http/json-body.js';
+import { bodyDigestOf } from '../http/json-body.js';
 import { localReference } from '../fhir/references.js';
 
 export interface HookDeps {
@@ -186,8 +186,11 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
     byReference,
   });
   // What the record was built from, as bytes: the request body and the EHR's answers (evaluation-cache keys).
-  const raw = rawBodyOf(body);
-  if (raw) record.sourceDigest = createHash('sha256').update(raw).update(ehr?.answersDigest() ?? '').digest('base64');
+  const bodyDigest = bodyDigestOf(body);
+  if (bodyDigest) {
+    const answers = ehr?.answersDigest();
+    record.sourceDigest = answers ? createHash('sha256').update(bodyDigest).update('\n').update(answers).digest('base64') : bodyDigest;
+  }
 
   return { req, payerMatch, record, orders: inScope, today, queried, log: hookLog };
 }

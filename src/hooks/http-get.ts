@@ -42,7 +42,9 @@ export const httpGet: FetchLike = (url, init) =>
         });
         res.on('end', () => {
           const status = res.statusCode ?? 502;
-          const body = Buffer.concat(chunks).toString('utf8');
+          // One chunk (most answers) is decoded where it lies, not copied first.
+          const body = (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)).toString('utf8');
+          chunks.length = 0;
           resolve({ ok: status >= 200 && status <= 299, status, text: async () => (body.charCodeAt(0) === 0xfeff ? body.slice(1) : body), body: null });
         });
       },

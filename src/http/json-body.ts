@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import { badRequest, payloadTooLarge, unsupportedMediaType } from '../errors.js';
 import { FORBIDDEN_CHARACTERS, ShapeError, assertFhirResource } from '../fhir/fhir-shape.js';
@@ -74,14 +75,16 @@ export function checkBody(text: string, parsed: unknown): void {
   }
 }
 
-const rawBodies = new WeakMap<object, Buffer>();
+const bodyDigests = new WeakMap<object, string>();
 
 /**
- * The bytes a parsed JSON body was read from (for a body object `jsonBody` produced), so a handler can key a cache
- * on them without serialising the parsed value again. Kept only as long as the parsed body is.
+ * The SHA-256 (base64) of the bytes a parsed JSON body was read from, for a body object that `jsonBody(limit, true)`
+ * produced, so a handler can key a cache on the bytes without serialising the parsed value again. The digest is kept,
+ * not the bytes: a hook's body (about 11 KB) would otherwise stay allocated outside V8's heap until the old generation
+ * is next collected, as the request outlives young-generation collections (README "Memory").
  */
-export function rawBodyOf(body: unknown): Buffer | undefined {
-  return body !== null && typeof body === 'object' ? rawBodies.get(body) : undefined;
+export function bodyDigestOf(body: unknown): string | undefined {
+  return body !== null && typeof body === 'object' ? bodyDigests.get(body) : undefined;
 }
 
 /**
@@ -133,9 +136,10 @@ function drainRefused(req: Request, res: Response, alreadyRead: number): void {
 /**
  * Reads a JSON request body with a hard byte limit, counting bytes as they arrive so chunked bodies without
  * Content-Length are bounded too. Sets `req.body`; errors are OperationOutcome HttpErrors (413, 415, 400). A refused
- * body is drained (bounded) rather than cut off, so the client reads its 413.
+ * body is drained (bounded) rather than cut off, so the client reads its 413. With `digest`, the bytes' SHA-256 is
+ * remembered for `bodyDigestOf`.
  */
-export function jsonBody(limit = MAX_BODY_BYTES) {
+export function jsonBody(limit = MAX_BODY_BYTES, digest = false) {
   return (req: Request, res: Response, next: NextFunction): void => {
     if (req.method !== 'POST' && req.method !== 'PUT') return next();
     const declared = Number(req.headers['content-length'] ?? Number.NaN);
@@ -174,8 +178,11 @@ export function jsonBody(limit = MAX_BODY_BYTES) {
     req.on('error', () => finish(badRequest('Request body could not be read')));
     req.on('end', () => {
       if (done) return;
-      const raw = Buffer.concat(chunks, size);
+      // A body of one chunk (most hooks: one read of the socket) is decoded where it lies, not copied first.
+      const raw = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+      chunks.length = 0;
       const text = raw.toString('utf8');
+      const rawDigest = digest ? createHash('sha256').update(raw).digest('base64') : undefined;
       if (text.trim().length === 0) return finish(badRequest('Request body is empty; expected a JSON object'));
       let parsed: unknown;
       try {
@@ -196,7 +203,7 @@ export function jsonBody(limit = MAX_BODY_BYTES) {
       } catch (err) {
         return finish(err);
       }
-      if (parsed !== null && typeof parsed === 'object') rawBodies.set(parsed, raw);
+      if (rawDigest !== undefined) bodyDigests.set(parsed, rawDigest);
       req.body = parsed;
       finish();
     });
