@@ -165,6 +165,17 @@ describe('questions that cannot change the decision', () => {
     expect(shown(q, 'with-tki', answers(child))).toBe(true);
   });
 
+  it('Centene: the dose guideline attestation (I.A.5.b) is asked only when a known weight or the dose makes it count', () => {
+    const q = questionnaire('centene-blinatumomab');
+    const dose = (mcg: number) => ({ 'daily-dose': [{ valueDecimal: mcg }] });
+    // 28 mcg/day with no weight: the weight is asked; at 45 kg or more no answer to the attestation changes anything.
+    expect(shown(q, 'dose-guideline-supported', answers(dose(28)))).toBe(false);
+    expect(shown(q, 'dose-guideline-supported', answers({ ...dose(28), weight: [{ valueDecimal: 50 }] }))).toBe(false);
+    // Under 45 kg, 28 mcg/day may be above 15 mcg/m²/day: asked. Above 28 mcg/day it is asked at any weight.
+    expect(shown(q, 'dose-guideline-supported', answers({ ...dose(28), weight: [{ valueDecimal: 30 }] }))).toBe(true);
+    expect(shown(q, 'dose-guideline-supported', answers(dose(35)))).toBe(true);
+  });
+
   it('MMM: "free of toxicity and progression on the current regimen?" (B.i) is not asked on a renewal that is a relapse after a course that is over', () => {
     const q = questionnaire('mmm-blinatumomab');
     const renewal = { 'renewal-request': [{ valueBoolean: true }], 'disease-status': code('relapsed'), 'earlier-course-indication': code('mrd-positive') };

@@ -22,6 +22,7 @@ import { expect } from 'vitest';
 import { loadContent, PAYER_ID_SYSTEM } from '../../src/content.js';
 import type { Content } from '../../src/content.js';
 import { notFound } from '../../src/errors.js';
+import { CLIENT_QUERIES } from '../../src/dtr/expressions.js';
 import { EXT_ENABLE_WHEN_EXPRESSION } from '../../src/fhir/dtr-urls.js';
 import { compileFhirPath } from '../../src/fhir/fhirpath.js';
 import { createFhirRouter } from '../../src/fhir-api/fhir-router.js';
@@ -490,7 +491,9 @@ export function shownInForm(content: Content, q: Questionnaire, linkId: string, 
     const gate = i.extension?.find((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION)?.valueExpression?.expression;
     if (!gate) return true;
     const fn = compileFhirPath(gate, { valueSets: content.valueSets, valueSetBase: `${CANONICAL_BASE}/ValueSet`, model: 'r4' });
-    return fn(qr, { resource: qr, patient: { resourceType: 'Patient' } })[0] !== false;
+    // The client queries (x-fhir-query variables) come back empty: only the answers decide the gate here.
+    const queries = Object.fromEntries(CLIENT_QUERIES.map((c) => [c.name, { resourceType: 'Bundle', type: 'searchset', entry: [] }]));
+    return fn(qr, { ...queries, resource: qr, patient: { resourceType: 'Patient' } })[0] !== false;
   });
 }
 
