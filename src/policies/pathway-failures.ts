@@ -22,16 +22,21 @@ export interface FailedUse {
 export const MAX_FAILED_USES = 3;
 
 /**
- * The facts that say which covered uses a request is for at all, as design.md §6 names them: the patient's age (the
- * shared library's `birthDate`: infant, pediatric, AYA and adult criteria) and whether the request is a renewal
- * (`renewalRequest`: renewal criteria concern renewals only). A false conjunct computed from these alone gates a
- * pathway out for this patient.
+ * The facts of a policy with a given `reasonRole` (cds-services/README.md "Facts"): 'audience', the facts that say
+ * which covered uses a request is for at all (the shared library's `birthDate`: infant, pediatric, AYA and adult
+ * criteria; `renewalRequest`: renewal criteria concern renewals only); 'request', the facts that say what the order
+ * asks for rather than what the patient has (its treatment phase). Policy knowledge, so it is data, not code.
  */
-const GATE_FACTS = ['birthDate', 'renewalRequest'];
+function factsWithRole(policy: CompiledPolicy, role: 'audience' | 'request'): string[] {
+  return policy.facts.filter((f) => f.def.reasonRole === role).map((f) => f.name);
+}
 
-/** Whether a conjunct is decided by who the request is for: every fact it reads is computed from a gate fact. */
-function gate(policy: CompiledPolicy, facts: string[]): boolean {
-  return facts.length > 0 && facts.every((f) => GATE_FACTS.some((g) => ruleClosure(policy, [f]).includes(g)));
+/**
+ * Whether a conjunct is decided by who the request is for: every fact it reads is computed from an audience fact. A
+ * false conjunct computed from these alone gates a pathway out for this patient.
+ */
+function gate(policy: CompiledPolicy, audience: string[], facts: string[]): boolean {
+  return facts.length > 0 && facts.every((f) => audience.some((g) => ruleClosure(policy, [f]).includes(g)));
 }
 
 function show(value: FactValue): string {
@@ -79,15 +84,12 @@ function falseConjuncts(rule: CompiledRule, factValues: Record<string, FactValue
 }
 
 /**
- * The facts that say what the order asks for rather than what the patient has: its treatment phase. A use missed only
- * by its phase is for another request (consolidation, when maintenance is ordered), so it is named after the uses the
+ * Whether a conjunct reads only what the order asks for (facts with `reasonRole: request`, its phase): a use missed
+ * only by it is for another request (consolidation, when maintenance is ordered), so it is named after the uses the
  * order asks for and misses by a criterion.
  */
-const REQUEST_FACTS = ['treatmentPhase'];
-
-/** Whether a conjunct reads only what the order asks for (its phase). */
-function aboutTheRequest(conjunct: { facts: string[] }): boolean {
-  return conjunct.facts.length > 0 && conjunct.facts.every((f) => REQUEST_FACTS.includes(f));
+function aboutTheRequest(requestFacts: string[], conjunct: { facts: string[] }): boolean {
+  return conjunct.facts.length > 0 && conjunct.facts.every((f) => requestFacts.includes(f));
 }
 
 /**
@@ -102,12 +104,14 @@ export function failedUses(policy: CompiledPolicy, ev: PolicyEvaluation): { uses
     factValues[f.name] = f.value;
     values.set(f.name, f.value);
   }
+  const audience = factsWithRole(policy, 'audience');
+  const requestFacts = factsWithRole(policy, 'request');
   const candidates = ev.rules
     .filter((r) => r.kind === 'pathway' && r.result === false)
     .map((r) => {
       const rule = policy.pathways.find((p) => p.id === r.id);
       const failed = rule ? falseConjuncts(rule, factValues) : [];
-      return { result: r, failed, otherRequest: failed.some(aboutTheRequest), forOthers: failed.some((c) => gate(policy, c.facts)) };
+      return { result: r, failed, otherRequest: failed.some((c) => aboutTheRequest(requestFacts, c)), forOthers: failed.some((c) => gate(policy, audience, c.facts)) };
     })
     .filter((c) => c.failed.length > 0);
   // Uses for other ages are not cited, unless every use is (then the age is what failed, and those are named).

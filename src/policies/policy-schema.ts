@@ -60,6 +60,12 @@ export const factSchema = z
       .describe(
         'FHIRPath over the facts (and %orderDate): the question is asked only of the patients it concerns; false hides it, unknown shows it',
       ),
+    reasonRole: z
+      .enum(['audience', 'request'])
+      .optional()
+      .describe(
+        "How a not-covered reason reads a covered use that failed on this fact (design.md §5): 'audience', the fact says whom the use is for (age, renewal), so a use failed on it alone is for other patients and not cited; 'request', it says what the order asks for (its treatment phase), so a use missed only by it is named after the uses the order misses by a criterion",
+      ),
   })
   .strict();
 export type FactDefinition = z.infer<typeof factSchema>;
