@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,7 @@ import { httpLoad } from './http-load.js';
 import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
 import { orderSignRequest } from '../test/helpers/hook-requests.js';
 import { summariseProfile } from './profile-summary.js';
+import { cpuProfileFlags, freePort, monotonicUs, portIsFree, profilesOf, serviceArgs } from './profile-run.js';
 import { dockerfileEnv } from '../test/helpers/dockerfile.js';
 import { storyOrder, storyResources } from '../test/helpers/stories.js';
 
@@ -31,6 +32,7 @@ const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = 32;
 const STORY = process.env.BENCH_STORY ?? 'centene-mrd-positive';
 const DTR_STORY = 'centene-missing-mrd';
+/** The bench's first port (it uses four from here); `npm run profile` takes free ports unless BENCH_PORT is set. */
 const PORT = Number(process.env.BENCH_PORT ?? 4400);
 /**
  * What a browser (so a SMART DTR app) sends with every request: the package is measured as those clients receive it
@@ -38,7 +40,7 @@ const PORT = Number(process.env.BENCH_PORT ?? 4400);
  */
 const BROWSER_ENCODINGS = { 'accept-encoding': 'gzip, deflate, br' };
 /**
- * `npm run profile`: one load under `node --cpu-prof`, then the profile's path. `--profile` (or `--profile=sign`) is
+ * `npm run profile`: one load under `node --cpu-prof`, then the profiles' paths and a summary of the load's samples. `--profile` (or `--profile=sign`) is
  * order-sign with full prefetch and distinct patients; `--profile=same` the same with one identical body (the
  * evaluation cache); `--profile=ehr` order-sign with only the Patient prefetched, the rest queried from the EHR stub;
  * `--profile=package` is `$questionnaire-package` with pre-fill.
@@ -50,12 +52,10 @@ const PROFILE = process.argv.find((a) => a.startsWith('--profile='))?.slice('--p
  * Dockerfile's CMD is the same, a test keeps them so) in the environment the Docker image sets (its final stage's
  * `ENV` lines but PORT, which the bench chooses). The bench measures that process.
  */
-function productionCommand(): { env: Record<string, string>; flags: string[] } {
+function productionCommand(nodeArgs: string[]): { env: Record<string, string>; args: string[] } {
   const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
-  const words = start.trim().split(/\s+/);
-  if (words[0] !== 'node' || words.at(-1) !== 'dist/main.js') throw new Error(`npm start is not "node [flags] dist/main.js": ${start}`);
   const { PORT: _port, ...env } = dockerfileEnv(root);
-  return { env, flags: words.slice(1, -1) };
+  return { env, args: serviceArgs(start, nodeArgs) };
 }
 
 const children: ChildProcess[] = [];
@@ -73,16 +73,21 @@ function spawnNode(args: string[], env: Record<string, string>): { proc: ChildPr
 /** A helper process written in TypeScript (baseline, EHR stub): tsx only loads it; it prints `ready`. */
 async function startHelper(script: string, args: string[]): Promise<ChildProcess> {
   const h = spawnNode(['--import', 'tsx', script, ...args], {});
-  await until(async () => h.output().includes('ready'), `${script}: ${h.output()}`);
+  await until(async () => {
+    if (h.proc.exitCode !== null) throw new Error(`${script} exited: ${h.output()}`);
+    return h.output().includes('ready');
+  }, `${script}: ${h.output()}`);
   return h.proc;
 }
 
+/** Polls `check` until it is true; a check that throws a ChildExited ends the wait at once (nothing will come). */
 async function until(check: () => Promise<boolean>, what: string, timeoutMs = 120_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (performance.now() < deadline) {
     try {
       if (await check()) return;
-    } catch {
+    } catch (err) {
+      if (err instanceof ChildExited) throw err;
       /* not yet */
     }
     await new Promise((r) => setTimeout(r, 10));
@@ -90,17 +95,27 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 12
   throw new Error(`not ready after ${timeoutMs} ms: ${what}`);
 }
 
-/** Starts `node dist/main.js` on a new DATA_DIR; resolves with the milliseconds from spawn to healthy and to ready. */
+/** A child process the bench waits for has exited: waiting longer cannot help. */
+class ChildExited extends Error {}
+
+/**
+ * Starts `node dist/main.js` on a new DATA_DIR; resolves with the milliseconds from spawn to healthy and to ready.
+ * The port must be free first: otherwise whatever already listens there would answer the readiness check (and take
+ * the load) while this service fails to listen and exits.
+ */
 async function startPriorPath(port: number, env: Record<string, string>, nodeArgs: string[] = []) {
+  if (!(await portIsFree(port))) throw new Error(`port ${port} is in use: set BENCH_PORT to the first of four free ports`);
   const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-bench-data-'));
-  const production = productionCommand();
-  const pp = spawnNode([...production.flags, ...nodeArgs, 'dist/main.js'], { ...production.env, PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'warn', PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, NODE_ENV: 'development', DATA_DIR: dataDir, ...env });
+  const production = productionCommand(nodeArgs);
+  const pp = spawnNode(production.args, { ...production.env, PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'warn', PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, NODE_ENV: 'development', DATA_DIR: dataDir, ...env });
   const base = `http://127.0.0.1:${port}`;
   let healthyMs = 0;
+  // Each probe is bounded: a connection that is accepted and never answered must not hold the wait forever.
+  const probe = (path: string) => fetch(`${base}${path}`, { signal: AbortSignal.timeout(2_000) });
   await until(async () => {
-    if (pp.proc.exitCode !== null) throw new Error(pp.output());
-    if (!healthyMs && (await fetch(`${base}/healthz`)).ok) healthyMs = performance.now() - pp.spawnedAt;
-    return (await fetch(`${base}/readyz`)).ok;
+    if (pp.proc.exitCode !== null) throw new ChildExited(`PriorPath exited with ${pp.proc.exitCode}: ${pp.output()}`);
+    if (!healthyMs && (await probe('/healthz')).ok) healthyMs = performance.now() - pp.spawnedAt;
+    return (await probe('/readyz')).ok;
   }, `PriorPath on ${port}: ${pp.output()}`);
   const readyMs = performance.now() - pp.spawnedAt;
   return { ...pp, base, dataDir, healthyMs, readyMs };
@@ -207,29 +222,7 @@ async function main(): Promise<void> {
   };
 
   if (PROFILE) {
-    const profileDir = join(root, 'profiles');
-    const pkgProfile = PROFILE === 'package';
-    const pp = await startPriorPath(PORT, pkgProfile ? { SANDBOX: 'on', PAYER_API_AUTH: 'open' } : { SANDBOX: 'off' }, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
-    const signUrl = `${pp.base}/cds-services/priorpath-order-sign`;
-    const ehrPort = PORT + 2;
-    if (PROFILE === 'ehr') await startHelper('bench/ehr-stub.ts', [STORY, String(ehrPort)]);
-    const run = pkgProfile
-      ? await signedPackageBody(signUrl, pp.base).then((body) => loadPackage(`${pp.base}/fhir/Questionnaire/$questionnaire-package`, body, pp.proc.pid, BROWSER_ENCODINGS))
-      : PROFILE === 'ehr'
-        ? await load(signUrl, querying(`http://127.0.0.1:${ehrPort}`), pp.proc.pid)
-        : await load(signUrl, PROFILE === 'same' ? () => fullBody : distinct(0), pp.proc.pid);
-    const exited = new Promise((r) => pp.proc.once('exit', r));
-    pp.proc.kill('SIGTERM');
-    await exited;
-    process.stdout.write(
-      `${row(pkgProfile ? '$questionnaire-package with pre-fill (profiled)' : PROFILE === 'ehr' ? 'order-sign, EHR queries to a stub (profiled)' : `order-sign, full prefetch, ${PROFILE === 'same' ? 'identical body' : 'distinct patients'} (profiled)`, run)}\nCPU profile written to ${profileDir}/ (newest *.cpuprofile): open it in Chrome DevTools (Performance → Load profile) or https://www.speedscope.app\n`,
-    );
-    // The two profiles this run wrote (main thread, PGlite worker), newest first by name order of their thread ids.
-    const written = readdirSync(profileDir)
-      .filter((f) => f.endsWith('.cpuprofile') && statSync(join(profileDir, f)).mtimeMs >= pp.spawnedAtEpochMs)
-      .sort();
-    for (const f of written) process.stdout.write(`\n${summariseProfile(join(profileDir, f))}\n`);
-    rmSync(pp.dataDir, { recursive: true, force: true });
+    await profile(PROFILE, { fullBody, distinct, querying });
     return;
   }
   const pp = await startPriorPath(PORT, { SANDBOX: 'off' });
@@ -299,6 +292,58 @@ async function main(): Promise<void> {
   process.stdout.write(`${lines.join('\n')}\n`);
   rmSync(dir, { recursive: true, force: true });
   for (const d of [pp.dataDir, sb.dataDir]) rmSync(d, { recursive: true, force: true });
+}
+
+/** How long the profiled service may take to drain and write its profiles after SIGTERM (its own grace is 10 s). */
+const PROFILE_EXIT_MS = 60_000;
+
+/**
+ * `npm run profile`: the service under `--cpu-prof` on free ports, one load as the bench's matching row runs it, then
+ * SIGTERM (the drain exits through process.exit, which writes the profiles), and a summary of the samples taken
+ * during the load in each profile the service's process wrote.
+ */
+async function profile(kind: string, bodies: { fullBody: string; distinct: (offset: number) => (i: number) => string; querying: (fhirServer: string) => (i: number) => string }): Promise<void> {
+  const profileDir = join(root, 'profiles');
+  const pkgProfile = kind === 'package';
+  const port = process.env.BENCH_PORT ? PORT : await freePort();
+  const pp = await startPriorPath(port, pkgProfile ? { SANDBOX: 'on', PAYER_API_AUTH: 'open' } : { SANDBOX: 'off' }, cpuProfileFlags(profileDir));
+  const exited = new Promise<number | null>((resolve) => (pp.proc.exitCode !== null ? resolve(pp.proc.exitCode) : pp.proc.once('exit', (code) => resolve(code))));
+  const signUrl = `${pp.base}/cds-services/priorpath-order-sign`;
+  const ehrPort = process.env.BENCH_PORT ? PORT + 2 : await freePort();
+  if (kind === 'ehr') await startHelper('bench/ehr-stub.ts', [STORY, String(ehrPort)]);
+  const packageBody = pkgProfile ? await signedPackageBody(signUrl, pp.base) : undefined;
+  const fromUs = monotonicUs();
+  const run = packageBody
+    ? await loadPackage(`${pp.base}/fhir/Questionnaire/$questionnaire-package`, packageBody, pp.proc.pid, BROWSER_ENCODINGS)
+    : kind === 'ehr'
+      ? await load(signUrl, bodies.querying(`http://127.0.0.1:${ehrPort}`), pp.proc.pid)
+      : await load(signUrl, kind === 'same' ? () => bodies.fullBody : bodies.distinct(0), pp.proc.pid);
+  const toUs = monotonicUs();
+  if (pp.proc.exitCode !== null) throw new ChildExited(`the profiled service exited during the load (${pp.proc.exitCode}): ${pp.output()}`);
+  pp.proc.kill('SIGTERM');
+  const code = await Promise.race([exited, new Promise<'timeout'>((resolve) => setTimeout(resolve, PROFILE_EXIT_MS, 'timeout'))]);
+  if (code === 'timeout') {
+    pp.proc.kill('SIGKILL');
+    throw new Error(`the profiled service did not exit within ${PROFILE_EXIT_MS / 1000} s of SIGTERM (no profile is written without an exit): ${pp.output()}`);
+  }
+  rmSync(pp.dataDir, { recursive: true, force: true });
+  const name = pkgProfile ? '$questionnaire-package with pre-fill (profiled)' : kind === 'ehr' ? 'order-sign, EHR queries to a stub (profiled)' : `order-sign, full prefetch, ${kind === 'same' ? 'identical body' : 'distinct patients'} (profiled)`;
+  const files = existsSync(profileDir) ? profilesOf(profileDir, pp.proc.pid!) : [];
+  if (!files.length) throw new Error(`the service (pid ${pp.proc.pid}, exit ${code}) wrote no profile into ${profileDir}: ${pp.output()}`);
+  process.stdout.write(
+    [
+      '| run | p50 ms | p99 ms | req/s | errors | RSS max MiB |',
+      '|---|---:|---:|---:|---:|---:|',
+      row(name, run),
+      '',
+      `CPU profiles (main thread first, then the embedded PostgreSQL worker), each from start-up to exit:`,
+      ...files.map((f) => `  ${f}`),
+      'Open them in Chrome DevTools (Performance → Load profile) or https://www.speedscope.app. The summaries count only the samples taken during the load.',
+      '',
+    ].join('\n'),
+  );
+  if (run.result.non2xx + run.result.errors > 0) process.stdout.write(`warning: ${run.result.non2xx + run.result.errors} requests of the load failed: the profile shows their path too\n`);
+  for (const f of files) process.stdout.write(`\n${summariseProfile(f, 12, { fromUs, toUs })}\n`);
 }
 
 main()
