@@ -321,7 +321,10 @@ async function profile(kind: string, bodies: { fullBody: string; distinct: (offs
   const toUs = monotonicUs();
   if (pp.proc.exitCode !== null) throw new ChildExited(`the profiled service exited during the load (${pp.proc.exitCode}): ${pp.output()}`);
   pp.proc.kill('SIGTERM');
-  const code = await Promise.race([exited, new Promise<'timeout'>((resolve) => setTimeout(resolve, PROFILE_EXIT_MS, 'timeout'))]);
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([exited, new Promise<'timeout'>((resolve) => (timer = setTimeout(resolve, PROFILE_EXIT_MS, 'timeout')))]);
+  // Cleared, or the bench would wait out the 60 s after printing.
+  clearTimeout(timer);
   if (code === 'timeout') {
     pp.proc.kill('SIGKILL');
     throw new Error(`the profiled service did not exit within ${PROFILE_EXIT_MS / 1000} s of SIGTERM (no profile is written without an exit): ${pp.output()}`);
