@@ -53,8 +53,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
 # node itself as the process: it handles SIGTERM (drains, closes storage); compose adds tini (init: true) for reaping.
 # The heap flags are npm start's (README "Memory"): a 512 MB old-generation ceiling keeps V8 from growing the heap far
 # past what is live (about 40-60 MB) under load, and 4 MB semi-spaces keep the young generation at 12 MB instead of
-# the 48 MB it grows to at start-up and keeps. Old-generation marking runs in steps on each isolate's own thread
-# (--no-concurrent-marking) rather than on V8's helper threads: on the two cores the service shares with its load, the
-# helpers' concurrent marking cost about 0.3-0.45 ms of CPU a hook more than the same marking done in steps (README
-# "Performance", "CPU a hook by thread").
-CMD ["node", "--max-old-space-size=512", "--max-semi-space-size=4", "--no-concurrent-marking", "dist/main.js"]
+# the 48 MB it grows to at start-up and keeps.
+CMD ["node", "--max-old-space-size=512", "--max-semi-space-size=4", "dist/main.js"]
