@@ -218,6 +218,39 @@ describe('questions that cannot change the decision', () => {
     expect(shown(q, 'begins-new-course', answers({ 'renewal-request': [{ valueBoolean: false }] }))).toBe(false);
   });
 
+  it('OHSU: the renewal criteria (IV) and their labs are not asked of a later cycle inside an initial course, pre-filled from the chart or answered', () => {
+    const policy = content.policies.find((p) => p.file.id === 'ohsu-blinatumomab')!;
+    const q = questionnaire('ohsu-blinatumomab');
+    const iv = ['no-unacceptable-toxicity', 'disease-response', 'response-labs'];
+    // Cycle 2 of an MRD+ course (one cycle on record, a consolidation order): within section I's initial 24 weeks, so
+    // CRD and $next-question do not ask IV; the payer pre-fills renewal-of-authorization no, and the form hides IV too.
+    const spec = readCaseFile('ohsu-blinatumomab.yaml');
+    const c = spec.cases.find((x) => x.name.startsWith('answered as the second cycle of an MRD+ course'))!;
+    const { resources, order } = buildCase(c);
+    const record = indexRecord(recordFromResources(resources, [order], order.requester?.reference));
+    const atCrd = evaluatePolicy(policy, evaluationDataFor(record, order, spec.today), {});
+    const facts = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]));
+    expect(facts.renewalRequest).toBe(true);
+    expect(facts.renewalOfAuthorization).toBe(false);
+    expect(atCrd.missingFacts).not.toContain('noUnacceptableToxicity');
+    const prefilled = prefilledResponse(policy, q, facts, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE });
+    for (const linkId of iv) expect(shown(q, linkId, prefilled), `${linkId}, a cycle inside the initial course`).toBe(false);
+    expect(shown(q, 'renewal-of-authorization', prefilled)).toBe(true);
+
+    // Answered (or pre-filled) as a renewal, or not yet known on a renewal request: IV is asked.
+    const renewal = { 'renewal-request': [{ valueBoolean: true }], 'treatment-phase': code('consolidation') };
+    for (const linkId of iv) {
+      expect(shown(q, linkId, answers({ ...renewal, 'renewal-of-authorization': [{ valueBoolean: true }] })), `${linkId}, a renewal`).toBe(true);
+      expect(shown(q, linkId, answers(renewal)), `${linkId}, not yet known`).toBe(true);
+      expect(shown(q, linkId, answers({ 'renewal-request': [{ valueBoolean: false }] })), `${linkId}, a first request`).toBe(false);
+    }
+    // A continued-therapy order is a renewal whatever the answer: not asked, and IV stays.
+    const continued = answers({ 'renewal-request': [{ valueBoolean: true }], 'treatment-phase': code('continued') });
+    expect(shown(q, 'renewal-of-authorization', continued)).toBe(false);
+    for (const linkId of iv) expect(shown(q, linkId, continued), `${linkId}, continued therapy`).toBe(true);
+    expect(shown(q, 'renewal-of-authorization', answers({ 'renewal-request': [{ valueBoolean: false }] }))).toBe(false);
+  });
+
   it('BCBSNC: the MRD level is not asked on a continued-therapy or consolidation order of a relapsed/refractory course, in CR2', () => {
     const q = questionnaire('bcbsnc-blinatumomab');
     const course = { 'disease-status': code('cr2'), 'renewal-request': [{ valueBoolean: true }], 'earlier-course-indication': code('relapsed-refractory') };
