@@ -151,6 +151,22 @@ describe('questions a met covered use does not need (BCBSNC blinatumomab)', () =
 });
 
 /**
+ * What the payer pre-fills for a policy case (the case file's first case whose name starts with `casePrefix`): CRD's
+ * evaluation at signing, its known facts, and the QuestionnaireResponse pre-filled from them.
+ */
+function prefilledFromCase(policyId: string, casePrefix: string) {
+  const policy = content.policies.find((p) => p.file.id === policyId)!;
+  const spec = readCaseFile(`${policyId}.yaml`);
+  const c = spec.cases.find((x) => x.name.startsWith(casePrefix))!;
+  const { resources, order } = buildCase(c);
+  const record = indexRecord(recordFromResources(resources, [order], order.requester?.reference));
+  const atCrd = evaluatePolicy(policy, evaluationDataFor(record, order, spec.today), {});
+  const facts = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]));
+  const prefilled = prefilledResponse(policy, questionnaire(policyId), facts, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE });
+  return { atCrd, facts, prefilled };
+}
+
+/**
  * A question no answer can change the decision with, for this patient, is not asked (design.md §6 "Clinical readings",
  * §7): the static form hides it from the answers it holds, as the adaptive form never asks it.
  */
@@ -188,19 +204,12 @@ describe('questions that cannot change the decision', () => {
   });
 
   it('MMM: B.i and its documents are not asked of a new course after one that is over, pre-filled from the chart or answered', () => {
-    const policy = content.policies.find((p) => p.file.id === 'mmm-blinatumomab')!;
     const q = questionnaire('mmm-blinatumomab');
     const bi = ['no-progression-or-toxicity', 'oncology-note', 'imaging-objective-measures'];
     // The chart shows the new course (an induction order after an earlier consolidation course, not on Blincyto now):
     // the payer pre-fills begins-new-course from CRD's facts, and the form hides B.i, as $next-question never asks it.
-    const spec = readCaseFile('mmm-blinatumomab.yaml');
-    const c = spec.cases.find((x) => x.name.startsWith('the same new MRD-positive induction is approved at signing'))!;
-    const { resources, order } = buildCase(c);
-    const record = indexRecord(recordFromResources(resources, [order], order.requester?.reference));
-    const atCrd = evaluatePolicy(policy, evaluationDataFor(record, order, spec.today), {});
-    const facts = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]));
+    const { facts, prefilled } = prefilledFromCase('mmm-blinatumomab', 'the same new MRD-positive induction is approved at signing');
     expect(facts.beginsNewCourse).toBe(true);
-    const prefilled = prefilledResponse(policy, q, facts, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE });
     for (const linkId of bi) expect(shown(q, linkId, prefilled), `${linkId}, chart shows a new course`).toBe(false);
 
     // A new order naming no phase after a course that is over: the chart cannot tell, so begins-new-course is asked.
@@ -219,21 +228,14 @@ describe('questions that cannot change the decision', () => {
   });
 
   it('OHSU: the renewal criteria (IV) and their labs are not asked of a later cycle inside an initial course, pre-filled from the chart or answered', () => {
-    const policy = content.policies.find((p) => p.file.id === 'ohsu-blinatumomab')!;
     const q = questionnaire('ohsu-blinatumomab');
     const iv = ['no-unacceptable-toxicity', 'disease-response', 'response-labs'];
     // Cycle 2 of an MRD+ course (one cycle on record, a consolidation order): within section I's initial 24 weeks, so
     // CRD and $next-question do not ask IV; the payer pre-fills renewal-of-authorization no, and the form hides IV too.
-    const spec = readCaseFile('ohsu-blinatumomab.yaml');
-    const c = spec.cases.find((x) => x.name.startsWith('answered as the second cycle of an MRD+ course'))!;
-    const { resources, order } = buildCase(c);
-    const record = indexRecord(recordFromResources(resources, [order], order.requester?.reference));
-    const atCrd = evaluatePolicy(policy, evaluationDataFor(record, order, spec.today), {});
-    const facts = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]));
+    const { atCrd, facts, prefilled } = prefilledFromCase('ohsu-blinatumomab', 'answered as the second cycle of an MRD+ course');
     expect(facts.renewalRequest).toBe(true);
     expect(facts.renewalOfAuthorization).toBe(false);
     expect(atCrd.missingFacts).not.toContain('noUnacceptableToxicity');
-    const prefilled = prefilledResponse(policy, q, facts, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE });
     for (const linkId of iv) expect(shown(q, linkId, prefilled), `${linkId}, a cycle inside the initial course`).toBe(false);
     expect(shown(q, 'renewal-of-authorization', prefilled)).toBe(true);
 
