@@ -74,7 +74,7 @@ function spawnNode(args: string[], env: Record<string, string>): { proc: ChildPr
 async function startHelper(script: string, args: string[]): Promise<ChildProcess> {
   const h = spawnNode(['--import', 'tsx', script, ...args], {});
   await until(async () => {
-    if (h.proc.exitCode !== null) throw new Error(`${script} exited: ${h.output()}`);
+    if (h.proc.exitCode !== null) throw new ChildExited(`${script} exited: ${h.output()}`);
     return h.output().includes('ready');
   }, `${script}: ${h.output()}`);
   return h.proc;

@@ -36,7 +36,13 @@ function factsWithRole(policy: CompiledPolicy, role: 'audience' | 'request'): st
  * false conjunct computed from these alone gates a pathway out for this patient.
  */
 function gate(policy: CompiledPolicy, audience: string[], facts: string[]): boolean {
-  return facts.length > 0 && facts.every((f) => audience.some((g) => ruleClosure(policy, [f]).includes(g)));
+  return (
+    facts.length > 0 &&
+    facts.every((f) => {
+      const reads = ruleClosure(policy, [f]);
+      return audience.some((g) => reads.includes(g));
+    })
+  );
 }
 
 function show(value: FactValue): string {
