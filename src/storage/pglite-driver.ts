@@ -108,8 +108,15 @@ function releaseLock(lock: HeldLock): void {
  * shrinks, and the buffer pool is most of what fills it. 4 MB (512 pages) against 8 MB: 4 MiB less resident, idle and
  * under load, for about 5 % more CPU a hook, measured for the whole process (README "Memory"). It changes no commit: the
  * WAL is flushed and fsynced at each commit whatever the pool's size.
+ *
+ * PostgreSQL sizes its shared lock, predicate-lock and process tables for every backend it could have
+ * (`max_connections`, `autovacuum_worker_slots`, `max_wal_senders`: 100 + 16 + 10 in initdb's configuration) and
+ * writes every entry of them at start, so they are resident in the WebAssembly memory for good. PGlite runs one
+ * backend in single-user mode: no client connections, no autovacuum, no WAL senders. Sized for a handful, the
+ * memory is 4 MiB less resident, idle and under load (README "Memory"); a transaction's locks still have
+ * `max_locks_per_transaction` (64) times the slots, far more than a migration or a batch takes.
  */
-const EXTRA_PARAMS = ['-c', 'wal_sync_method=fsync', '-c', 'shared_buffers=4MB'];
+const EXTRA_PARAMS = ['-c', 'wal_sync_method=fsync', '-c', 'shared_buffers=4MB', '-c', 'max_connections=4', '-c', 'autovacuum_worker_slots=1', '-c', 'max_wal_senders=0'];
 
 export interface PgliteDriver extends SqlDriver {
   /** fsync(2) calls made by PostgreSQL so far: lets start-up verify that commits really reach the disk. */
