@@ -192,6 +192,22 @@ describe('questions that cannot change the decision', () => {
     expect(shown(q, 'dose-guideline-supported', answers(dose(35)))).toBe(true);
   });
 
+  it('the height is asked only once the weight is under 45 kg (fixed 28 mcg/day at 45 kg or more), or at every weight for OHSU\'s AALL1331', () => {
+    const kg = (w: number) => ({ weight: [{ valueDecimal: w }] });
+    for (const id of ['centene-blinatumomab', 'mmm-blinatumomab', 'ohsu-blinatumomab']) {
+      const q = questionnaire(id);
+      // The weight decides first: with it unknown, or at 45 kg or more, no dose reading needs the body surface area.
+      expect(shown(q, 'height', answers({})), `${id}, weight unknown`).toBe(false);
+      expect(shown(q, 'height', answers(kg(45))), `${id}, 45 kg`).toBe(false);
+      expect(shown(q, 'height', answers(kg(44.9))), `${id}, 44.9 kg`).toBe(true);
+    }
+    // OHSU's COG AALL1331 row doses by BSA with no weight class: answered AALL1331, a 60 kg patient's height is asked.
+    const ohsu = questionnaire('ohsu-blinatumomab');
+    expect(shown(ohsu, 'height', answers({ ...kg(60), 'cog-aall1331': [{ valueBoolean: true }] }))).toBe(true);
+    expect(shown(ohsu, 'height', answers({ 'cog-aall1331': [{ valueBoolean: true }] }))).toBe(true);
+    expect(shown(ohsu, 'height', answers({ ...kg(60), 'cog-aall1331': [{ valueBoolean: false }] }))).toBe(false);
+  });
+
   it('MMM: "free of toxicity and progression on the current regimen?" (B.i) is not asked on a renewal that is a relapse after a course that is over', () => {
     const q = questionnaire('mmm-blinatumomab');
     const renewal = { 'renewal-request': [{ valueBoolean: true }], 'disease-status': code('relapsed'), 'earlier-course-indication': code('mrd-positive') };
@@ -251,6 +267,29 @@ describe('questions that cannot change the decision', () => {
     expect(shown(q, 'renewal-of-authorization', continued)).toBe(false);
     for (const linkId of iv) expect(shown(q, linkId, continued), `${linkId}, continued therapy`).toBe(true);
     expect(shown(q, 'renewal-of-authorization', answers({ 'renewal-request': [{ valueBoolean: false }] }))).toBe(false);
+  });
+
+  it('a gate answer the payer pre-filled goes stale once the clinician answers a phase that does not ask it: MMM begins-new-course, OHSU renewal-of-authorization', () => {
+    // MMM: pre-filled yes for an induction order after a course that is over; answered consolidation (which continues a
+    // course, so begins-new-course is no longer asked), the stale yes no longer hides B.i and its documents.
+    const mmm = questionnaire('mmm-blinatumomab');
+    const stale = { 'renewal-request': [{ valueBoolean: true }], 'currently-receiving': [{ valueBoolean: false }], 'disease-status': code('cr2'), 'begins-new-course': [{ valueBoolean: true }] };
+    expect(shown(mmm, 'begins-new-course', answers({ ...stale, 'treatment-phase': code('consolidation') }))).toBe(false);
+    for (const linkId of ['no-progression-or-toxicity', 'oncology-note', 'imaging-objective-measures']) {
+      expect(shown(mmm, linkId, answers({ ...stale, 'treatment-phase': code('consolidation') })), `${linkId}, consolidation`).toBe(true);
+      expect(shown(mmm, linkId, answers({ ...stale, 'treatment-phase': code('continued') })), `${linkId}, continued`).toBe(true);
+      expect(shown(mmm, linkId, answers({ ...stale, 'treatment-phase': code('induction') })), `${linkId}, induction`).toBe(false);
+    }
+    // OHSU: pre-filled no for a cycle inside an initial course; answered continued therapy (a renewal whatever it says),
+    // the renewal criteria are asked; and on a continued-therapy order answered "not a renewal" too (I authorizes
+    // continued therapy only as a renewal).
+    const ohsu = questionnaire('ohsu-blinatumomab');
+    for (const linkId of ['no-unacceptable-toxicity', 'disease-response', 'response-labs']) {
+      const continued = { 'treatment-phase': code('continued'), 'renewal-of-authorization': [{ valueBoolean: false }] };
+      expect(shown(ohsu, linkId, answers({ ...continued, 'renewal-request': [{ valueBoolean: true }] })), `${linkId}, stale no`).toBe(true);
+      expect(shown(ohsu, linkId, answers({ 'treatment-phase': code('continued'), 'renewal-request': [{ valueBoolean: false }] })), `${linkId}, not a renewal`).toBe(true);
+      expect(shown(ohsu, linkId, answers({ ...continued, 'treatment-phase': code('consolidation'), 'renewal-request': [{ valueBoolean: true }] })), `${linkId}, consolidation`).toBe(false);
+    }
   });
 
   it('BCBSNC: the MRD level is not asked on a continued-therapy or consolidation order of a relapsed/refractory course, in CR2', () => {
