@@ -172,9 +172,9 @@ export function createApp(deps: AppDeps): express.Express {
     let patientHash = '';
     let hookInstance = '';
     try {
-      const result = await handleHook(
+      const pending = handleHook(
         service,
-        req.body,
+        takeBody(req),
         {
           content,
           storage,
@@ -188,6 +188,7 @@ export function createApp(deps: AppDeps): express.Express {
         },
         r.log,
       );
+      const result = await pending;
       outcome = result.outcome;
       patientHash = hashPatientId(result.patientId);
       hookInstance = result.hookInstance;
@@ -279,6 +280,17 @@ export function createApp(deps: AppDeps): express.Express {
   };
   app.locals.hookRoute = hookRoute;
   return app;
+}
+
+/**
+ * The parsed body, taken from the request: a hook's body goes to the hook alone. The request object outlives the
+ * hook's wait for storage, and a body it still held would be promoted with it (see handleHook); nothing after the
+ * hook handler reads `req.body`.
+ */
+function takeBody(req: Request): unknown {
+  const body: unknown = req.body;
+  req.body = undefined;
+  return body;
 }
 
 /**

@@ -76,7 +76,7 @@ function doseLabel(value: number, unit: string, display?: string): string {
  * (never a card for coverage information, [resp-25]), and the accompanying cards of design.md §4.
  */
 export function buildHookResponse(opts: {
-  req: HookRequest;
+  req: Pick<HookRequest, 'hook' | 'configuration' | 'requestedVersion' | 'draftResources' | 'dispatchedRefs'>;
   content: Content;
   payer: Payer;
   coverageRef?: string;
@@ -199,7 +199,7 @@ export function buildHookResponse(opts: {
  * words a clinician tells apart (drug and dose; the order's reference only where two orders read the same). The
  * `davinci-crd.associated-resource` extension says it to the machine ([dev-25]).
  */
-function nameAssociatedOrders(cards: Card[], req: HookRequest, decisions: OrderDecision[]): void {
+function nameAssociatedOrders(cards: Card[], req: Pick<HookRequest, 'hook' | 'draftResources' | 'dispatchedRefs'>, decisions: OrderDecision[]): void {
   const refOf = (o: OrderResource) => `${o.resourceType}/${o.id ?? 'unknown'}`;
   const context = new Map<string, OrderResource>();
   for (const o of req.draftResources.filter(isOrder)) context.set(refOf(o), o);
