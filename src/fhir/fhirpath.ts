@@ -31,14 +31,19 @@ export function resolveValueSetUrl(ref: string, base: string): string {
   return ref.includes('/') ? ref : `${base}/${ref}`;
 }
 
-/** The concept a clinical resource is "about": its code, vaccine code or medication code. */
-function conceptsOf(r: Record<string, unknown>): CodingLike[] {
-  const out: CodingLike[] = [];
-  for (const k of ['code', 'vaccineCode', 'medicationCodeableConcept']) {
+const CONCEPT_KEYS = ['code', 'vaccineCode', 'medicationCodeableConcept'] as const;
+
+/**
+ * Whether a concept a clinical resource is "about" (its code, vaccine code or medication code) passes `test`. A loop
+ * over the three keys, not an array of the concepts: the filters below run it for every resource of every filtered
+ * collection.
+ */
+function someConcept(r: Record<string, unknown>, test: (c: CodingLike) => boolean): boolean {
+  for (const k of CONCEPT_KEYS) {
     const v = r[k] as CodingLike | undefined;
-    if (v && typeof v === 'object') out.push(v);
+    if (v && typeof v === 'object' && test(v)) return true;
   }
-  return out;
+  return false;
 }
 
 /** The date a resource speaks for (YYYY-MM-DD), from effective[x], occurrence[x], onset[x], authoredOn or issued. */
@@ -79,19 +84,18 @@ function collectionFilters(options: FhirPathOptions) {
     inputs.filter((r): r is Record<string, unknown> => !!r && typeof r === 'object' && keep(r as Record<string, unknown>));
   return {
     coded: {
-      fn: (inputs: unknown[], system: string, code: string) =>
-        resourcesWhere(inputs, (r) => conceptsOf(r).some((c) => c.coding?.some((x) => x.code === code && x.system === system))),
+      fn: (inputs: unknown[], system: string, code: string) => {
+        const codedSo = (c: CodingLike) => c.coding?.some((x) => x.code === code && x.system === system) === true;
+        return resourcesWhere(inputs, (r) => someConcept(r, codedSo));
+      },
       arity: { 2: ['String', 'String'] },
     },
     codedIn: {
       fn: (inputs: unknown[], ref: string) => {
         const url = resolveValueSetUrl(ref, options.valueSetBase);
         // By a listed code, else (for drug sets that name their drugs) by the drug's name in the text or displays.
-        return resourcesWhere(inputs, (r) =>
-          conceptsOf(r).some(
-            (c) => c.coding?.some((x) => options.valueSets.contains(url, x)) || options.valueSets.nameIn(url, c) !== undefined,
-          ),
-        );
+        const inSet = (c: CodingLike) => c.coding?.some((x) => options.valueSets.contains(url, x)) || options.valueSets.nameIn(url, c) !== undefined;
+        return resourcesWhere(inputs, (r) => someConcept(r, inSet));
       },
       arity: { 1: ['String'] },
     },

@@ -192,7 +192,8 @@ export function evaluatePolicy(
 
   const nameNotes = namesThatDecided(policy, data, factValues);
   const run = (r: CompiledRule): RuleResult => {
-    const notes = ruleClosure(policy, r.facts).flatMap((f) => nameNotes.get(f) ?? []);
+    // Nearly every order's drugs are coded: with no name deciding, no rule's text changes (no closure walked).
+    const notes = nameNotes.size === 0 ? NO_NOTES : ruleClosure(policy, r.facts).flatMap((f) => nameNotes.get(f) ?? []);
     const text = notes.length > 0 ? `${r.text} [${[...new Set(notes)].join('; ')}]` : r.text;
     // Each result is written out as one literal: an object made by spreading another and adding a property gets a
     // hidden class of its own in V8 (Node 20), allocated in the old generation, about 40 per policy evaluation and
@@ -228,7 +229,7 @@ export function evaluatePolicy(
   }
   const rules = [...requirements, ...pathways, ...limits];
 
-  const allNotes = [...new Set([...nameNotes.values()].flat())];
+  const allNotes = nameNotes.size === 0 ? NO_NOTES : [...new Set([...nameNotes.values()].flat())];
   // Written field by field, not `{ ...base, outcome }`: see the rule results above.
   const result = (outcome: Outcome, missingFacts: string[], failed: RuleResult[], proposals: Proposal[] = []): PolicyEvaluation => {
     const e: PolicyEvaluation = { policyId: policy.file.id, policyVersion: policy.file.version, facts, rules, proposals, outcome, missingFacts, failed };
@@ -376,13 +377,13 @@ function readFacts(
       fromAnswers.add(f.name);
       continue;
     }
-    const shared = data.memo !== undefined && !f.deps.some((d) => fromAnswers.has(d));
+    const shared = data.memo !== undefined && (fromAnswers.size === 0 || !f.deps.some((d) => fromAnswers.has(d)));
     if (!shared) fromAnswers.add(f.name);
     const key = f.dated ? `${f.shareKey}@${data.orderDate}` : f.shareKey;
     let read = shared ? data.memo!.reads.get(key) : undefined;
     if (read === undefined && f.pureOf) {
       // Computed from facts alone: the same input values give the same value, whichever patient they belong to.
-      const pureKey = `${f.shareKey}|${valuesKey(f.pureOf.map((v) => env[v]))}`;
+      const pureKey = `${f.shareKey}|${valuesKey(f.pureOf, env, undefined)}`;
       read = pureReads.get(pureKey);
       if (read === undefined) remember(pureReads, pureKey, (read = readFact(f, data, env, latestDate)));
     }
@@ -437,23 +438,36 @@ function remember<V>(memo: Map<string, V>, key: string, value: V): void {
   memo.set(key, value);
 }
 
-/** A key for a list of FHIRPath variable values (fact values, `[]` for unknown, strings): equal keys, equal values. */
-function valuesKey(values: unknown[]): string {
-  return values
-    .map((v) => {
-      if (typeof v === 'number') return Object.is(v, -0) ? 'n-0' : `n${v}`;
-      if (typeof v === 'boolean') return v ? 'T' : 'F';
-      if (typeof v === 'string') return JSON.stringify(v);
-      return Array.isArray(v) && v.length === 0 ? '{}' : `j${JSON.stringify(v)}`;
-    })
-    .join(',');
+/** One FHIRPath variable value's part of a key (a fact value, `[]` for unknown, a string): equal parts, equal values. */
+function valueKey(v: unknown): string {
+  if (typeof v === 'number') return Object.is(v, -0) ? 'n-0' : `n${v}`;
+  if (typeof v === 'boolean') return v ? 'T' : 'F';
+  if (typeof v === 'string') return JSON.stringify(v);
+  return Array.isArray(v) && v.length === 0 ? '{}' : `j${JSON.stringify(v)}`;
 }
+
+/**
+ * A key for the values of the named variables, `absent` standing for one `values` does not have: the parts joined by
+ * commas, built in one pass, with no array of values or of parts (a key is made for every rule and computed fact of
+ * every evaluation).
+ */
+function valuesKey(names: readonly string[], values: Record<string, unknown>, absent: unknown): string {
+  let key = '';
+  for (let i = 0; i < names.length; i++) {
+    const n = names[i];
+    if (i > 0) key += ',';
+    key += valueKey(Object.prototype.hasOwnProperty.call(values, n) ? values[n] : absent);
+  }
+  return key;
+}
+const EMPTY: readonly unknown[] = [];
+const NO_NOTES: string[] = [];
 
 /** A rule's result over the fact values (or the error it throws), remembered by the values it reads. */
 function ruleOutcome(r: CompiledRule, factValues: Record<string, FactValue>): { result: Tri; error?: undefined } | { result?: undefined; error: string } {
   let memo = ruleOutcomes.get(r);
   if (!memo) ruleOutcomes.set(r, (memo = new Map()));
-  const key = valuesKey(r.facts.map((n) => (Object.prototype.hasOwnProperty.call(factValues, n) ? factValues[n] : [])));
+  const key = valuesKey(r.facts, factValues, EMPTY);
   let outcome = memo.get(key);
   if (outcome === undefined) {
     try {
