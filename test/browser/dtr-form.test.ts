@@ -446,6 +446,30 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(await mrd.inputValue()).toBe('0.7');
   }, 120_000);
 
+  it("names every control of a document to attach after its question (the file chooser, the URL toggle and fields), never 'Choose File' or '↯' alone", async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await openForm(page, url, 'bcbsnc-status-unknown');
+    // BCBSNC asks for two documents: the label section or compendium citation, and the medical records.
+    for (const linkId of ['compendium-citation', 'medical-records']) {
+      const item = question(page, linkId);
+      const asked = (await item.locator('label .question').first().innerText()).trim();
+      const file = item.locator('input[type=file]');
+      await page.waitForFunction((id) => !!document.getElementById(`file-${id}/1/1`)?.getAttribute('aria-labelledby'), linkId);
+      // The file chooser reads as the question it answers (its accessible name), as every other field does.
+      expect(await page.getByLabel(asked, { exact: true }).evaluate((el) => el.id)).toBe(await file.evaluate((el) => el.id));
+      const toggle = item.locator('button.toggle-attachment-fields');
+      expect(await toggle.getAttribute('aria-label')).toBe(`Give a web address (URL) instead of a file: ${asked}`);
+      await toggle.click();
+      // The URL fields LHC-Forms adds on the toggle are named after the question too, and the toggle says it hides them.
+      await item.getByRole('textbox', { name: `Web address (URL) of the document: ${asked}` }).waitFor();
+      expect(await item.getByRole('textbox', { name: `File name of the document (optional): ${asked}` }).count()).toBe(1);
+      expect(await toggle.getAttribute('aria-label')).toBe(`Hide the web address (URL) fields: ${asked}`);
+      expect(await item.ariaSnapshot()).not.toMatch(/button "(Choose File|↯)"/);
+    }
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
   it('works on a 360 px phone: no sideways scrolling, every answer reachable', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });
     const { page, url } = s;
