@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bundle, Claim, MedicationRequest } from '@medplum/fhirtypes';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium, launchChromium, lowContrastText, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
 import type { BrowserSession } from './browser-session.js';
@@ -334,6 +334,45 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(await overflowsSideways(page)).toBeLessThanOrEqual(0);
     await s.shot('phone-denied');
     expect(s.problems.filter((p) => !p.includes('401'))).toEqual([]);
+  }, 90_000);
+
+  it('on a 320 px phone the queue and the policy trace stack: the drug, what is missing, each criterion and its evidence are read without scrolling sideways, each under its column name', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 320, height: 640 });
+    const { page, url } = s;
+    await pendKwame(page, url);
+    await signIn(page, url);
+    await page.getByTestId('queue').waitFor();
+    /** Tables in a box that scrolls sideways (content wider than the box), and visible cells past the screen's edge. */
+    const cramped = () =>
+      page.evaluate(() => ({
+        boxes: [...document.querySelectorAll('.table-wrap')].filter((w) => w.scrollWidth > w.clientWidth + 1).length,
+        cells: [...document.querySelectorAll('td, th')].filter((c) => c.checkVisibility() && c.getBoundingClientRect().right > innerWidth + 1)
+          .length,
+      }));
+    expect(await cramped()).toEqual({ boxes: 0, cells: 0 });
+    /** What the eye reads in a row: each cell's column name (drawn above it) and its text. */
+    const readRow = (row: Locator) =>
+      row.evaluate((tr) =>
+        [...(tr as HTMLTableRowElement).cells]
+          .map((c) => `${getComputedStyle(c, '::before').content.replace(/^"|"$/g, '').replace(/^none$/, '')}: ${c.innerText.replace(/\s+/g, ' ').trim()}`)
+          .join(' | '),
+      );
+    const row = await readRow(page.getByTestId('queue').locator('tbody tr').first());
+    expect(row).toContain('Drug and dose: Blincyto');
+    expect(row).toContain('What is missing: Minimal residual disease');
+    // Still a table to a screen reader: its column headers name the cells.
+    expect(await page.getByRole('columnheader', { name: 'Drug and dose' }).count()).toBe(1);
+    await s.shot('phone-320-queue');
+
+    await page.getByRole('link', { name: /Kwame/ }).click();
+    await page.getByRole('heading', { name: /Kwame.*Blincyto/ }).waitFor();
+    expect(await cramped()).toEqual({ boxes: 0, cells: 0 });
+    const criterion = await readRow(page.getByTestId('trace').first().locator('tbody tr').first());
+    expect(criterion).toMatch(/^Result: Met \| Criterion: Diagnosis of B-cell precursor .* CP\.PHAR\.312 I\.A\.1 \| Evidence: Does the patient have B-cell/);
+    expect(await page.getByRole('columnheader', { name: 'Evidence' }).count()).toBeGreaterThan(0);
+    expect(await overflowsSideways(page)).toBeLessThanOrEqual(0);
+    await s.shot('phone-320-request');
+    expect(s.problems).toEqual([]);
   }, 90_000);
 
   it('a refused token, a lost connection and a decision made meanwhile never lose the place or the typed reason, say what happened in words, and keep focus where the reviewer works', async () => {

@@ -4,6 +4,7 @@ import type { NoticeKind } from '../shared/dom.js';
 import { attachmentBlob, attachmentText, imageSource, TEXT_PREVIEW_CHARS, viewableType } from './attachment-view.js';
 import type { InlineAttachment } from './attachment-view.js';
 import { criterionResult } from './criterion-result.js';
+import { stackOnNarrow } from './stacked-table.js';
 import { QUEUE_SORTS, queuePage } from './queue-view.js';
 import type { QueueChoice, QueueRow, QueueSort } from './queue-view.js';
 
@@ -342,7 +343,7 @@ function renderQueue(): void {
   fill(
     byId('queue-list'),
     view.rows.length
-      ? h(
+      ? stackOnNarrow(h(
           'table',
           { 'data-testid': 'queue' },
           h(
@@ -382,7 +383,7 @@ function renderQueue(): void {
               ),
             ),
           ),
-        )
+        ))
       : null,
   );
   byId('queue-pages').hidden = view.pages <= 1;
@@ -404,7 +405,7 @@ function renderHistory(): void {
   fill(
     byId('history-list'),
     decidedHere.length
-      ? h(
+      ? stackOnNarrow(h(
           'table',
           {},
           h(
@@ -431,7 +432,7 @@ function renderHistory(): void {
               ),
             ),
           ),
-        )
+        ))
       : null,
   );
 }
@@ -492,7 +493,7 @@ function criteriaTable(criteria: Criterion[]): HTMLElement {
   return h(
     'div',
     { class: 'table-wrap' },
-    h(
+    stackOnNarrow(h(
       'table',
       { 'data-testid': 'trace' },
       h(
@@ -535,7 +536,7 @@ function criteriaTable(criteria: Criterion[]): HTMLElement {
           ),
         ),
       ),
-    ),
+    )),
   );
 }
 
@@ -637,7 +638,7 @@ function caseSections(c: Case | undefined): HTMLElement[] {
               'div',
               { class: 'table-wrap' },
               a.authored ? h('p', { class: 'muted' }, `Completed ${dateTime(a.authored)}`) : null,
-              h(
+              stackOnNarrow(h(
                 'table',
                 { 'data-testid': 'answers' },
                 h(
@@ -662,7 +663,7 @@ function caseSections(c: Case | undefined): HTMLElement[] {
                     ),
                   ),
                 ),
-              ),
+              )),
             ),
           ),
     ),
@@ -704,7 +705,7 @@ function caseSections(c: Case | undefined): HTMLElement[] {
         : h(
             'div',
             { class: 'table-wrap' },
-            h(
+            stackOnNarrow(h(
               'table',
               { 'data-testid': 'facts' },
               h(
@@ -731,7 +732,7 @@ function caseSections(c: Case | undefined): HTMLElement[] {
                   ),
                 ),
               ),
-            ),
+            )),
           ),
     ),
   );
