@@ -430,7 +430,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await mrd.fill('0.5');
     await page.getByText(/The draft could not be saved/).waitFor();
     expect(await textOf(page, '#draft-status')).toMatch(
-      /^The draft could not be saved in the EHR: the service could not be reached; check the network connection and try again\. Your answers are still on this page\.$/,
+      /^The draft could not be saved in the EHR: the service could not be reached; check the network connection and try again\. Your answers are still on this page, and come back if you open the form again from the EHR in this tab\.$/,
     );
     await page.unroute(saves);
 
@@ -445,6 +445,48 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await draftStatus.filter({ hasText: /^Draft saved in the EHR at/ }).waitFor();
     expect(await mrd.inputValue()).toBe('0.7');
   }, 120_000);
+
+  it('answers typed after the EHR sign-in expired come back when the clinician opens the form again from the EHR, and are saved there with the new sign-in', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await openForm(page, url, 'centene-missing-mrd');
+    const mrd = page.getByRole('textbox', { name: /Minimal residual disease/ });
+    const draftStatus = page.locator('[role=status]#draft-status');
+    await mrd.fill('0.5');
+    await draftStatus.filter({ hasText: /^Draft saved in the EHR at/ }).waitFor();
+
+    // The EHR's access token expires while the clinician goes on: every save is refused.
+    const saves = /\/sandbox\/fhir\/QuestionnaireResponse(\/[^/?]+)?$/;
+    await page.route(saves, (r) =>
+      ['PUT', 'POST'].includes(r.request().method()) ? r.fulfill({ status: 401, contentType: 'application/fhir+json', body: '{}' }) : r.fallback(),
+    );
+    await mrd.fill('0.9');
+    await draftStatus.filter({ hasText: /may have expired.*come back if you open the form again/ }).waitFor();
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    await page.getByText(/^Not sent: the sign-in was not accepted/).waitFor();
+
+    // The only way to a new sign-in is a new launch from the EHR: the 0.9 typed since the last save is not lost.
+    await page.unroute(saves);
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: /^Sign (order|again)$/ }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    await page.getByRole('button', { name: 'Complete documentation', exact: true }).click();
+    await page.waitForURL(/\/dtr\/index\.html/);
+    await page.getByText(/The answers you typed after the EHR last saved them .* are back/).waitFor();
+    expect(await mrd.inputValue()).toBe('0.9');
+    // The rest of the form is as it was, with the origin of each answer.
+    expect(await question(page, 'b-all-diagnosis').locator('.origin-line').innerText()).toMatch(/^From the chart/);
+    await draftStatus.filter({ hasText: /^Draft saved in the EHR at/ }).waitFor();
+    const drafts = (await responsesInEhr(s, 'centene-missing-mrd')).filter((r) => r.status === 'in-progress');
+    expect(drafts).toHaveLength(1);
+    expect(answerOf(drafts[0], 'mrd-percent')).toMatchObject({ valueDecimal: 0.9 });
+
+    // Saved in the EHR, the copy in the tab is gone: a later launch opens the EHR's draft, without the notice.
+    await page.reload();
+    await page.getByText(/Your answers saved .* are back/).waitFor();
+    expect(await mrd.inputValue()).toBe('0.9');
+    expect(await page.evaluate(() => Object.keys(sessionStorage).filter((k) => k.startsWith('priorpath-dtr:unsaved:')))).toEqual([]);
+  }, 150_000);
 
   it("names every control of a document to attach after its question (the file chooser, the URL toggle and fields), never 'Choose File' or '↯' alone", async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });

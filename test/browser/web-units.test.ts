@@ -15,6 +15,7 @@ import {
   stampInformationOrigin,
 } from '../../web/dtr/origin.js';
 import { DraftSaver } from '../../web/dtr/draft.js';
+import { keepUnsaved, takeUnsaved, unsavedKey } from '../../web/dtr/unsaved-copy.js';
 import { withPopulationContext } from '../../web/dtr/lforms.js';
 import { attachmentBlob, attachmentText, imageSource, viewableType } from '../../web/review/attachment-view.js';
 import { criterionResult } from '../../web/review/criterion-result.js';
@@ -300,6 +301,46 @@ describe('reviewer queue: search, order and pages', () => {
     expect(last).toMatchObject({ page: 3, from: 51, to: 53, total: 53, matching: 53 });
     expect(last.rows).toHaveLength(3);
     expect(queuePage(many, { filter: 'nobody', sort: 'oldest', page: 2 })).toMatchObject({ page: 1, pages: 1, from: 0, to: 0 });
+  });
+});
+
+describe('DTR answers the EHR refused, kept in the tab', () => {
+  /** sessionStorage as the browser gives it, in memory. */
+  const memoryStorage = (): Storage => {
+    const m = new Map<string, string>();
+    return {
+      get length() {
+        return m.size;
+      },
+      clear: () => m.clear(),
+      getItem: (k) => m.get(k) ?? null,
+      key: (i) => [...m.keys()][i] ?? null,
+      removeItem: (k) => void m.delete(k),
+      setItem: (k, v) => void m.set(k, String(v)),
+    };
+  };
+  const key = unsavedKey('https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11', 'MedicationRequest/m1');
+  const copy: QuestionnaireResponse = {
+    resourceType: 'QuestionnaireResponse',
+    status: 'in-progress',
+    authored: '2026-12-05T10:30:00Z',
+    item: [{ linkId: 'mrd-percent', answer: [{ valueDecimal: 0.9 }] }],
+  };
+  const saved = (at: string): QuestionnaireResponse => ({ resourceType: 'QuestionnaireResponse', status: 'in-progress', meta: { lastUpdated: at } });
+
+  it('gives the copy back over an older EHR draft (or none), one per form whatever its version, and drops it once the EHR holds later work', () => {
+    const store = memoryStorage();
+    keepUnsaved(store, key, copy);
+    expect(unsavedKey('https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab', 'MedicationRequest/m1')).toBe(key);
+    expect(takeUnsaved(store, unsavedKey('https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab', 'MedicationRequest/m2'), undefined)).toBeUndefined();
+    expect(takeUnsaved(store, key, undefined)).toEqual(copy);
+    expect(takeUnsaved(store, key, saved('2026-12-05T10:29:59Z'))).toEqual(copy);
+    // Saved (or sent) in the EHR after the copy was taken: the EHR's is the later work, and the copy goes.
+    expect(takeUnsaved(store, key, saved('2026-12-05T10:31:00Z'))).toBeUndefined();
+    expect(store.getItem(key)).toBeNull();
+    store.setItem(key, '{not json');
+    expect(takeUnsaved(store, key, undefined)).toBeUndefined();
+    expect(store.getItem(key)).toBeNull();
   });
 });
 

@@ -14,12 +14,14 @@ import type {
   ValueSet,
 } from '@medplum/fhirtypes';
 import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, summarizeCoverage } from '../shared/coverage.js';
+import type { CoverageSummary } from '../shared/coverage.js';
 import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, NetworkError, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
 import { labelAttachmentFields } from './attachment-labels.js';
 import { chartSources, originLine } from './chart-origin.js';
 import type { ChartData, ChartSource } from './chart-origin.js';
 import { DraftSaver, latestResponse } from './draft.js';
+import { dropUnsaved, keepUnsaved, takeUnsaved, unsavedKey } from './unsaved-copy.js';
 import { lforms, withContainedValueSets, withPopulationContext, withViewMode } from './lforms.js';
 import type { AnswerSnapshot } from './origin.js';
 import {
@@ -313,6 +315,19 @@ async function main(): Promise<void> {
       return undefined;
     });
   const previous = latestResponse(found, canonical, orderRef);
+  // Answers typed after the EHR stopped taking them (an expired sign-in, the network down) come back before the EHR's
+  // older draft, and go to the EHR at once with this launch's sign-in.
+  const unsaved = takeUnsaved(sessionStorage, unsavedKeyOf(state), previous);
+  if (unsaved) {
+    await renderForm(state, { ...unsaved, id: previous?.status === 'in-progress' ? previous.id : unsaved.id });
+    setStatus(
+      `The answers you typed after the EHR last saved them (${formatWhen(unsaved.authored)}) are back. They are being saved in the EHR now.`,
+      'ok',
+    );
+    byId('draft-status').textContent = '';
+    void state.draft?.saveNow().catch(() => undefined);
+    return;
+  }
   if (previous && previous.status !== 'in-progress' && coverageInformationOf(previous).length > 0) {
     showSent(state, previous);
     return;
@@ -391,22 +406,41 @@ async function renderForm(
   button.textContent = revising ? 'Save and send again' : 'Save and send to the payer';
 }
 
+/** Where this tab keeps the answers the EHR refused, for this form and order (unsaved-copy.ts). */
+function unsavedKeyOf(state: FormState): string {
+  const order = state.order?.id ? `${state.order.resourceType}/${state.order.id}` : `Patient/${state.patient.id}`;
+  return unsavedKey(state.canonical, order);
+}
+
+/** The answers on the page, kept in this tab because the EHR did not take them (unsaved-copy.ts). */
+function keepOnPageAnswers(state: FormState, id: string | undefined): void {
+  try {
+    const qr = { ...finalResponse(state, currentResponse(state)), status: 'in-progress' as const };
+    keepUnsaved(sessionStorage, unsavedKeyOf(state), id ? { ...qr, id } : qr);
+  } catch {
+    // The form is gone from the page (sent meanwhile): nothing to keep.
+  }
+}
+
 /** Autosave of the in-progress response to the EHR (DTR §"Saving": in-progress responses are kept in the EHR). */
 function newDraft(state: FormState, id: string | undefined): DraftSaver {
-  return new DraftSaver(
+  const saver: DraftSaver = new DraftSaver(
     { serverUrl: state.client.state.serverUrl, authorization: () => state.client.getAuthorizationHeader() },
     () => ({ ...finalResponse(state, currentResponse(state)), status: 'in-progress' }),
     (at) => {
+      dropUnsaved(sessionStorage, unsavedKeyOf(state));
       byId('draft-status').textContent = `Draft saved in the EHR at ${at.slice(11, 16)} UTC.`;
     },
     (err) => {
+      keepOnPageAnswers(state, saver.id);
       byId('draft-status').textContent =
         // fetch rejects with the browser's own words ("Failed to fetch") when the network fails: say it in ours.
-        `The draft could not be saved in the EHR: ${problemWords(err instanceof TypeError ? new NetworkError(false) : err).replace(/\.$/, '')}. Your answers are still on this page.`;
+        `The draft could not be saved in the EHR: ${problemWords(err instanceof TypeError ? new NetworkError(false) : err).replace(/\.$/, '')}. Your answers are still on this page, and come back if you open the form again from the EHR in this tab.`;
     },
     1200,
     id,
   );
+  return saver;
 }
 
 function formatWhen(iso: string | undefined): string {
@@ -658,6 +692,7 @@ async function save(state: FormState): Promise<void> {
         : 'Not sent: the form has problems; see above the Save button.',
       'error',
     );
+    byId('draft-status').textContent = '';
     void state.draft?.saveNow().catch(() => undefined);
     return;
   }
@@ -683,6 +718,7 @@ async function save(state: FormState): Promise<void> {
       body: JSON.stringify(qr),
     });
     // The payer has answered: from here a failure is the EHR's, and the answer is shown whatever the EHR does.
+    dropUnsaved(sessionStorage, unsavedKeyOf(state));
     let notRecorded: unknown;
     saved = await recordDetermination(state, saved, decided).catch((err: unknown) => {
       notRecorded = err ?? 'failed';
@@ -691,6 +727,7 @@ async function save(state: FormState): Promise<void> {
     showDetermination(state, qr, saved, decided, notRecorded);
   } catch (err) {
     button.disabled = false;
+    keepOnPageAnswers(state, state.draft?.id ?? draftId);
     setStatus(`Not sent: ${problemWords(err)}. Your answers are still on this page.`, 'error');
     state.draft = newDraft(state, state.draft?.id ?? draftId);
   } finally {
