@@ -488,6 +488,21 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(await page.evaluate(() => Object.keys(sessionStorage).filter((k) => k.startsWith('priorpath-dtr:unsaved:')))).toEqual([]);
   }, 150_000);
 
+  it('a documented CD19-negative leukemia: the form says not covered, with the policy\'s reason once, not the same text twice', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await openForm(page, url, 'mmm-cd19-unknown');
+    await question(page, 'cd19-positive').getByText('No', { exact: true }).click();
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    const said = await page.getByTestId('dtr-determination').innerText();
+    expect(said).toMatch(/^Not covered: MP-RX-FP-14-23 covers Blincyto only for CD19-positive/);
+    const result = await textOf(page, '#result');
+    expect(result.split('covers Blincyto only for CD19-positive').length - 1).toBe(1);
+    expect(await textOf(page, '[role=status]#status')).toBe('Saved in the EHR and sent: the payer does not cover this order.');
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
   it("names every control of a document to attach after its question (the file chooser, the URL toggle and fields), never 'Choose File' or '↯' alone", async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;

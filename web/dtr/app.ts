@@ -769,6 +769,16 @@ async function recordDetermination(
   } as never);
 }
 
+/**
+ * The payer's reasons under the determination's headline, when the headline does not already say them: "Still
+ * needed" names what is missing and "Not covered" carries the reasons in full, so repeating them underneath would
+ * give the clinician the same long policy text twice; an approval's headline is its number, and the reasons say why.
+ */
+function reasonsParagraph(summary: CoverageSummary | undefined): HTMLElement | null {
+  const more = summary?.tone === 'needed' ? [] : (summary?.reasons ?? []).filter((r) => !summary?.headline.includes(r));
+  return more.length ? h('p', {}, more.join(' ')) : null;
+}
+
 function showDetermination(
   state: FormState,
   sent: QuestionnaireResponse,
@@ -789,7 +799,7 @@ function showDetermination(
       { class: `decision decision-${summary?.tone ?? 'unclear'}`, 'data-testid': 'dtr-determination' },
       summary?.headline ?? 'The payer received the documentation but sent no determination.',
     ),
-    summary && summary.tone !== 'needed' && summary.reasons.length ? h('p', {}, summary.reasons.join(' ')) : null,
+    reasonsParagraph(summary),
     h(
       'p',
       { class: 'saved' },
@@ -852,7 +862,7 @@ function showSent(state: FormState, sent: QuestionnaireResponse): void {
       { class: `decision decision-${summary?.tone ?? 'unclear'}`, 'data-testid': 'dtr-determination' },
       summary?.headline ?? 'The payer received the documentation but sent no determination.',
     ),
-    summary && summary.tone !== 'needed' && summary.reasons.length ? h('p', {}, summary.reasons.join(' ')) : null,
+    reasonsParagraph(summary),
     h('p', { class: 'saved' }, `Sent ${formatWhen(sent.authored)}; saved in the EHR.`),
     h(
       'div',
