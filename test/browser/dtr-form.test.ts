@@ -503,6 +503,53 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(s.problems).toEqual([]);
   }, 90_000);
 
+  it('an answer that is not valid (letters in the MRD): Send says which and sends nothing, and the draft says it waits for the correction', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await openForm(page, url, 'centene-missing-mrd');
+    const mrd = page.getByRole('textbox', { name: /Minimal residual disease/ });
+    const draftStatus = page.locator('[role=status]#draft-status');
+    await mrd.fill('0.5');
+    await draftStatus.filter({ hasText: /^Draft saved in the EHR at/ }).waitFor();
+    await mrd.fill('0.4 abc');
+    await mrd.press('Tab');
+    // LHC-Forms gives no response at all while one answer is not valid: the draft says so, rather than stopping silently.
+    await draftStatus.filter({ hasText: /^The draft is not saved while an answer is not valid: Minimal residual disease .*\(within 90 days\) must be a decimal number\. Correct it/ }).waitFor();
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    await page.locator('#problems:not([hidden])').waitFor();
+    expect(await textOf(page, '#problems')).toMatch(/^Please correct the form before saving: Minimal residual disease .*\(within 90 days\) must be a decimal number\.$/);
+    expect(await textOf(page, '[role=alert]#alert')).toBe('Not sent: an answer is not valid; see above the Save button.');
+    expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(0);
+    // Corrected: the draft is saved again and the documentation goes.
+    await mrd.fill('0.4');
+    await draftStatus.filter({ hasText: /^Draft saved in the EHR at/ }).waitFor();
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    expect(s.problems.filter((p) => !p.includes('Invalid data. Cannot generate a QuestionnaireResponse'))).toEqual([]);
+  }, 120_000);
+
+  it('adaptive form: Continue with an answer that is not valid says which and leaves the button usable', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
+    await page.waitForURL(/\/dtr\/index\.html/);
+    await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
+    const mrd = page.getByRole('textbox', { name: /Minimal residual disease/ });
+    await mrd.fill('abc');
+    await mrd.press('Tab');
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByText(/^Not sent: an answer is not valid: Minimal residual disease .* must be a decimal number\. Correct it and continue\.$/).waitFor();
+    expect(await page.getByRole('button', { name: 'Continue' }).isEnabled()).toBe(true);
+    await mrd.fill('0.5');
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    expect(await textOf(page, '#result')).toMatch(/Prior authorization approved: PA-CENTENE-/);
+    expect(s.problems.filter((p) => !p.includes('Invalid data. Cannot generate a QuestionnaireResponse'))).toEqual([]);
+  }, 120_000);
+
   it("names every control of a document to attach after its question (the file chooser, the URL toggle and fields), never 'Choose File' or '↯' alone", async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;

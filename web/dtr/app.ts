@@ -432,6 +432,12 @@ function newDraft(state: FormState, id: string | undefined): DraftSaver {
       byId('draft-status').textContent = `Draft saved in the EHR at ${at.slice(11, 16)} UTC.`;
     },
     (err) => {
+      if (err instanceof InvalidAnswers) {
+        // Nothing the EHR did: the form cannot be saved anywhere until the answer is corrected, so the clinician is told.
+        byId('draft-status').textContent =
+          `The draft is not saved while an answer is not valid: ${err.problems.join(' ') || 'check the answers marked on the form.'} Correct it and the draft is saved again.`;
+        return;
+      }
       keepOnPageAnswers(state, saver.id);
       byId('draft-status').textContent =
         // fetch rejects with the browser's own words ("Failed to fetch") when the network fails: say it in ours.
@@ -600,10 +606,27 @@ async function readUser(client: Client, order: MedicationRequest | undefined): P
   }
 }
 
+/**
+ * The form holds an answer LHC-Forms cannot put into a QuestionnaireResponse (letters in a number field, an impossible
+ * date): it then gives no response at all, for the whole form. Its `problems` are LHC-Forms' messages, in words.
+ */
+class InvalidAnswers extends Error {
+  constructor(readonly problems: string[]) {
+    super(`an answer is not valid: ${problems.join(' ') || 'check the answers marked on the form'}`);
+  }
+}
+
+/** LHC-Forms' validation messages ("…(within 90 days)must be a decimal number."), with the space it leaves out. */
+function formProblems(state: FormState): string[] {
+  return (lforms().checkValidity(state.container) ?? []).map((p) => p.replace(/(?<=\S)(?=(must|requires) )/, ' '));
+}
+
 function currentResponse(state: FormState): QuestionnaireResponse {
-  return lforms().getFormFHIRData('QuestionnaireResponse', 'R4', state.container, {
+  const qr = lforms().getFormFHIRData('QuestionnaireResponse', 'R4', state.container, {
     subject: { reference: `Patient/${state.patient.id}` },
-  }) as QuestionnaireResponse;
+  }) as QuestionnaireResponse | null;
+  if (!qr) throw new InvalidAnswers(formProblems(state));
+  return qr;
 }
 
 /** The response as DTR wants it (DTR 2.0.1 `dtr-questionnaireresponse`): context, intended use, origins, author. */
@@ -665,8 +688,9 @@ async function save(state: FormState): Promise<void> {
   const button = byId<HTMLButtonElement>('save');
   const list = byId('problems');
   list.replaceChildren();
-  const missing = unansweredRequired(state);
-  const problems = lforms().checkValidity(state.container) ?? [];
+  // An answer that is not valid first: until it is corrected the form gives no response to check for required ones.
+  const problems = formProblems(state);
+  const missing = problems.length ? [] : unansweredRequired(state);
   if (missing.length || problems.length) {
     list.append(
       h(
@@ -689,7 +713,7 @@ async function save(state: FormState): Promise<void> {
     setStatus(
       missing.length
         ? `Not sent: ${missing.length} required question${missing.length === 1 ? ' is' : 's are'} unanswered. Your answers are kept as a draft.`
-        : 'Not sent: the form has problems; see above the Save button.',
+        : `Not sent: ${problems.length === 1 ? 'an answer is' : `${problems.length} answers are`} not valid; see above the Save button.`,
       'error',
     );
     byId('draft-status').textContent = '';
@@ -979,9 +1003,16 @@ async function runAdaptive(
   button.textContent = 'Continue';
   button.addEventListener('click', () => {
     if (state.completed || state.sending) return;
+    let answered: QuestionnaireResponse;
+    try {
+      answered = currentResponse(state);
+    } catch (err) {
+      // An answer the form cannot encode (letters in a number field): say which, and leave the form as it is.
+      setStatus(`Not sent: ${problemWords(err).replace(/\.$/, '')}. Correct it and continue.`, 'error');
+      return;
+    }
     state.sending = true;
     button.disabled = true;
-    const answered = currentResponse(state);
     const onForm = (qr.contained?.find((r): r is Questionnaire => r.resourceType === 'Questionnaire')?.item ?? []).map(
       (i) => i.linkId,
     );

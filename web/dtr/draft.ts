@@ -72,8 +72,9 @@ export class DraftSaver {
     if (this.stopped) return;
     this.dirty = true;
     clearTimeout(this.timer);
+    // A failed save has been told to the page (onError); the rejection has no one else to reach.
     this.timer = setTimeout(() => {
-      void this.saveNow();
+      this.saveNow().catch(() => undefined);
     }, this.delayMs);
   }
 
@@ -89,7 +90,7 @@ export class DraftSaver {
       this.running = undefined;
       if (this.again) {
         this.again = false;
-        void this.saveNow();
+        this.saveNow().catch(() => undefined);
       }
     });
     return this.running;
@@ -113,7 +114,16 @@ export class DraftSaver {
   }
 
   private async put(keepalive: boolean): Promise<void> {
-    const qr = this.build();
+    let qr: QuestionnaireResponse;
+    try {
+      qr = this.build();
+    } catch (err) {
+      // The page cannot make a response now (an answer the renderer cannot encode): said like a failed save, and the
+      // change stays unsaved, so the next edit or leaving the page tries again.
+      this.dirty = true;
+      this.onError(err as Error);
+      throw err;
+    }
     const auth = this.ehr.authorization();
     const headers: Record<string, string> = {
       'Content-Type': 'application/fhir+json',
