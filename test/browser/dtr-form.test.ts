@@ -503,7 +503,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(s.problems).toEqual([]);
   }, 90_000);
 
-  it('an answer that is not valid (letters in the MRD): Send says which and sends nothing, and the draft says it waits for the correction', async () => {
+  it('an answer that is not valid (letters in the MRD): the field is marked invalid with its message, Send says which and sends nothing, and the draft says it waits for the correction', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
     await openForm(page, url, 'centene-missing-mrd');
@@ -515,6 +515,9 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await mrd.press('Tab');
     // LHC-Forms gives no response at all while one answer is not valid: the draft says so, rather than stopping silently.
     await draftStatus.filter({ hasText: /^The draft is not saved while an answer is not valid: Minimal residual disease .*\(within 90 days\) must be a decimal number\. Correct it/ }).waitFor();
+    // The field itself says it is invalid and why, to a screen reader as to the eye.
+    await page.waitForFunction(() => document.querySelector('lhc-item[id^="item-mrd-percent/"] input')?.getAttribute('aria-invalid') === 'true');
+    expect(await descriptionOf(mrd)).toMatch(/^must be a decimal number\./);
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
     await page.locator('#problems:not([hidden])').waitFor();
     expect(await textOf(page, '#problems')).toMatch(/^Please correct the form before saving: Minimal residual disease .*\(within 90 days\) must be a decimal number\.$/);
@@ -523,6 +526,8 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     // Corrected: the draft is saved again and the documentation goes.
     await mrd.fill('0.4');
     await draftStatus.filter({ hasText: /^Draft saved in the EHR at/ }).waitFor();
+    expect(await mrd.getAttribute('aria-invalid')).toBeNull();
+    expect(await descriptionOf(mrd)).not.toContain('must be');
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
     await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
     expect(s.problems.filter((p) => !p.includes('Invalid data. Cannot generate a QuestionnaireResponse'))).toEqual([]);

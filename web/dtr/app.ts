@@ -18,6 +18,7 @@ import type { CoverageSummary } from '../shared/coverage.js';
 import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, NetworkError, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
 import { labelAttachmentFields } from './attachment-labels.js';
+import { markInvalidFields } from './invalid-fields.js';
 import { chartSources, originLine } from './chart-origin.js';
 import type { ChartData, ChartSource } from './chart-origin.js';
 import { DraftSaver, latestResponse } from './draft.js';
@@ -489,11 +490,12 @@ function hideEmptyGroups(container: HTMLElement): MutationObserver {
 /** Every edit: show where each answer now comes from, and save the draft after a pause. */
 function wireForm(state: FormState): void {
   hideEmptyGroups(state.container);
-  // LHC-Forms draws (and redraws, on a toggle or an enableWhen) attachment controls without names: name each one.
-  new MutationObserver(() => labelAttachmentFields(state.container)).observe(state.container, {
-    childList: true,
-    subtree: true,
-  });
+  // LHC-Forms draws (and redraws, on a toggle or an enableWhen) attachment controls without names, and validation
+  // messages tied to no field: name each control, and mark each field with its message.
+  new MutationObserver(() => {
+    labelAttachmentFields(state.container);
+    markInvalidFields(state.container);
+  }).observe(state.container, { childList: true, subtree: true, characterData: true });
   const edited = () => {
     showOrigins(state);
     state.draft?.schedule();
