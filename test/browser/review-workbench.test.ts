@@ -287,6 +287,17 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     await pendKwame(page, url);
 
     await page.goto(`${url}/review`);
+    // A token without a name: the empty field is marked and described by the message, and has focus.
+    await page.getByLabel('Reviewer access token').fill('not-the-token-at-all');
+    await page.getByLabel('Reviewer access token').press('Enter');
+    await page.getByText('Enter your name: it goes on each decision.').waitFor();
+    const name = page.getByLabel(/Your name/);
+    expect(await name.getAttribute('aria-invalid')).toBe('true');
+    expect(await name.evaluate((el) => document.getElementById(el.getAttribute('aria-describedby') ?? '')?.textContent)).toBe(
+      'Enter your name: it goes on each decision.',
+    );
+    expect(await focused(page)).toBe('reviewer-name');
+    expect(await page.getByLabel('Reviewer access token').getAttribute('aria-invalid')).toBeNull();
     // A wrong token: refused, back to sign-in with the reason.
     await page.getByLabel(/Your name/).fill('Someone Else');
     await page.getByLabel('Reviewer access token').fill('not-the-token-at-all');

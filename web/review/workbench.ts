@@ -1088,8 +1088,25 @@ function wire(): void {
     e.preventDefault();
     const reviewer = byId<HTMLInputElement>('reviewer-name').value.trim();
     const token = byId<HTMLInputElement>('reviewer-token').value.trim();
+    // Each empty field says so to assistive technology, with the alert as its description (as the decision form does).
+    for (const [id, empty] of [
+      ['reviewer-name', !reviewer],
+      ['reviewer-token', !token],
+    ] as const) {
+      const field = byId(id);
+      if (empty) {
+        field.setAttribute('aria-invalid', 'true');
+        field.setAttribute('aria-describedby', 'alert');
+      } else {
+        field.removeAttribute('aria-invalid');
+        field.removeAttribute('aria-describedby');
+      }
+    }
     if (!reviewer || !token) {
-      setStatus('Enter your name and your reviewer token.', 'error');
+      setStatus(
+        !reviewer && !token ? 'Enter your name and your reviewer token.' : !reviewer ? 'Enter your name: it goes on each decision.' : 'Enter your reviewer token.',
+        'error',
+      );
       byId(!reviewer ? 'reviewer-name' : 'reviewer-token').focus();
       return;
     }
