@@ -690,9 +690,14 @@ async function save(state: FormState): Promise<void> {
   const button = byId<HTMLButtonElement>('save');
   const list = byId('problems');
   list.replaceChildren();
-  // An answer that is not valid first: until it is corrected the form gives no response to check for required ones.
   const problems = formProblems(state);
-  const missing = problems.length ? [] : unansweredRequired(state);
+  // While an answer is not valid the form gives no response to check for required ones: its problems are listed alone.
+  let missing: { linkId: string; text: string }[] = [];
+  try {
+    missing = unansweredRequired(state);
+  } catch (err) {
+    if (!(err instanceof InvalidAnswers)) throw err;
+  }
   if (missing.length || problems.length) {
     list.append(
       h(
