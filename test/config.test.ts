@@ -102,6 +102,20 @@ describe('configuration', () => {
     }
   }, 70_000);
 
+  it.each([
+    ['a path under /proc (Node\'s recursive mkdir loops there)', '/proc/priorpath-no-such/data', 'DATA_DIR: cannot create /proc/priorpath-no-such/data (ENOENT'],
+    ['a path whose parent is a file', '/etc/hostname/data', 'DATA_DIR: /etc/hostname is not a directory'],
+  ])('exits with status 1 quickly for a DATA_DIR that cannot be created: %s', (_label, dataDir, message) => {
+    const res = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'main.ts')], {
+      env: { PATH: process.env.PATH, SANDBOX: 'off', CDS_AUTH: 'open', PORT: '0', LOG_LEVEL: 'silent', DATA_DIR: dataDir },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(res.status).toBe(1);
+    expect(res.stderr).toContain(`priorpath: storage failed to open: ${message}`);
+    expect(res.stderr).not.toMatch(/\n\s+at /);
+  }, 70_000);
+
   it('exits with status 1 naming DATABASE_URL and the reason when PostgreSQL cannot be reached at start-up', async () => {
     // A port nothing listens on: taken from the kernel, then given back.
     const probe = createServer();

@@ -1,10 +1,11 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import type { PgliteWorkerData, WorkerReply, WorkerRequest } from './pglite-worker.js';
 import type { SqlDriver, SqlSession } from './sql-driver.js';
+import { ensureDataDir } from './data-dir.js';
 import { StorageError } from './storage.js';
 
 /** Directories opened by this process: two PGlite instances on one directory would corrupt it. */
@@ -209,7 +210,7 @@ function startWorker(data: PgliteWorkerData): Worker {
 export async function openPglite(dataDir: string, opts: PgliteOptions = {}): Promise<PgliteDriver> {
   const dir = resolve(dataDir);
   if (openDirs.has(dir)) throw new StorageError(`DATA_DIR ${dir} is already open in this process`);
-  mkdirSync(dir, { recursive: true });
+  ensureDataDir(dir);
   const lock = takeLock(dir, opts.lockRenewMs);
   openDirs.add(dir);
   const release = () => {
