@@ -93,6 +93,8 @@ export interface Config {
   nodeEnv: string;
   port: number;
   publicBaseUrl: string;
+  /** PUBLIC_BASE_URL was not given: `publicBaseUrl` is derived from the port, the one bound when PORT=0 (withBoundPort). */
+  publicBaseUrlFromPort: boolean;
   trustedClientsJson?: string;
   cdsAuth: 'required' | 'open';
   /** `allow`: a CDS client JWT may be used for several hook calls within its lifetime (Inferno's service_call_test). */
@@ -175,6 +177,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     nodeEnv: e.NODE_ENV,
     port: e.PORT,
     publicBaseUrl: (e.PUBLIC_BASE_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
+    publicBaseUrlFromPort: e.PUBLIC_BASE_URL === undefined,
     trustedClientsJson: e.CDS_TRUSTED_CLIENTS,
     cdsAuth: e.CDS_AUTH,
     cdsJtiReplay: e.CDS_JTI_REPLAY,
@@ -224,6 +227,16 @@ export function payerKeysOnDisk(root: string): string[] {
   const dir = join(root, 'cds-services', 'payers');
   if (!existsSync(dir)) return [];
   return readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).map((f) => f.replace(/\.ya?ml$/, ''));
+}
+
+/**
+ * The configuration once the server has its port: with PORT=0 the kernel picks one, and a base URL derived from the
+ * port (PUBLIC_BASE_URL unset) must name that one, not `:0`, in discovery links, `aud` checks and package URLs alike.
+ * A PUBLIC_BASE_URL that was given is kept as given (behind a proxy the bound port is not the one clients use).
+ */
+export function withBoundPort(config: Config, port: number): Config {
+  if (!config.publicBaseUrlFromPort) return { ...config, port };
+  return { ...config, port, publicBaseUrl: `http://localhost:${port}` };
 }
 
 /** Reads the process environment; the one place that touches `process.env`. */

@@ -1,9 +1,11 @@
 import { createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SubscriptionNotifier } from './pas/subscription-notifier.js';
-import { checkConfigAgainstContent, ConfigError, loadConfigFromProcess, payerKeysOnDisk } from './config.js';
+import { checkConfigAgainstContent, ConfigError, loadConfigFromProcess, payerKeysOnDisk, withBoundPort } from './config.js';
+import type { Config } from './config.js';
 import { answerClientError } from './http/client-error.js';
 import { ConnectionDrain } from './http/connection-drain.js';
 import { InFlight } from './http/in-flight.js';
@@ -24,7 +26,7 @@ const built = here.endsWith('.js');
 const SHUTDOWN_GRACE_MS = 10_000;
 
 async function main(): Promise<void> {
-  let config;
+  let config: Config;
   try {
     config = loadConfigFromProcess();
     // Before storage opens: a bad DEFAULT_PAYER must stop start-up with its own message, not race the storage.
@@ -88,6 +90,27 @@ async function main(): Promise<void> {
   configChecked = true;
   if (storageFailure) storageFailed(storageFailure);
   const storage = deferredStorage(opening, { onLateWriteError: (err, method) => logger.error({ err, method }, 'a record kept while storage opened could not be written') });
+  const server = createServer();
+  // A port that cannot be had (in use, not permitted) stops start-up with its own message and exit 1, as a bad setting
+  // does: a service that logged "listening" and answered nothing would look up to an operator and to an orchestrator.
+  server.once('error', (err: NodeJS.ErrnoException) => {
+    if (server.listening) return;
+    process.stderr.write(`priorpath: cannot listen on port ${config.port}: ${err.code ?? err.message}\n`);
+    // The store may still be opening (a new DATA_DIR being copied from its template): let it close, for at most 2 s.
+    void Promise.race([opening.then((s) => s.close()).catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2_000))]).then(() => process.exit(1));
+  });
+  // PORT=0 with the base URL derived from the port: bind first, so that every URL built from the base (the sandbox's
+  // SMART endpoints below, discovery and package links, JWT audiences, the token endpoint) names the port bound, not
+  // `:0`. Until the app exists a request (nobody has been told the port yet) gets the 503 every "not yet" gets.
+  const early = (_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(503, { 'Retry-After': '5', 'Content-Type': 'application/fhir+json' });
+    res.end(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient', diagnostics: 'starting' }] }));
+  };
+  if (config.port === 0 && config.publicBaseUrlFromPort) {
+    server.on('request', early);
+    await new Promise<void>((resolve) => server.listen(0, resolve));
+    config = withBoundPort(config, (server.address() as AddressInfo).port);
+  }
   // The sandbox (Medplum's FHIR router and definitions, the SMART sandbox, the web apps) is loaded only when it is
   // on: a production process never pays its start-up time or memory.
   let sandboxAuth: SandboxAuth | undefined;
@@ -108,7 +131,8 @@ async function main(): Promise<void> {
   const fhirpath = { compiled: fhirPathStats.compiled, fallback: fhirPathStats.fallback, parsed: fhirPathStats.parsed };
   // Hook calls take a direct path to the hook route's own middleware and handler (http/direct-hook.ts); the rest is
   // the Express app.
-  const server = createServer(requestListener(app));
+  server.off('request', early);
+  server.on('request', requestListener(app));
   const listening = () => {
     logger.info(
       { fhirpath, yamlParsed: contentYaml.contentYamlStats.parsed, port: (server.address() as AddressInfo | null)?.port ?? config.port, publicBaseUrl: config.publicBaseUrl, policies: content.policies.length, contentMs: Math.round(content.loadMs), sandboxMs: sandbox ? Math.round(sandbox.ms) : undefined, startupMs: Math.round(performance.now() - started), auth: config.cdsAuth, sandbox: config.sandbox },
@@ -119,15 +143,8 @@ async function main(): Promise<void> {
     (app.locals.subscriptionNotifier as SubscriptionNotifier).sweepPended();
     (app.locals.subscriptionNotifier as SubscriptionNotifier).heartbeats();
   };
-  // A port that cannot be had (in use, not permitted) stops start-up with its own message and exit 1, as a bad setting
-  // does: a service that logged "listening" and answered nothing would look up to an operator and to an orchestrator.
-  server.once('error', (err: NodeJS.ErrnoException) => {
-    if (server.listening) return;
-    process.stderr.write(`priorpath: cannot listen on port ${config.port}: ${err.code ?? err.message}\n`);
-    // The store may still be opening (a new DATA_DIR being copied from its template): let it close, for at most 2 s.
-    void Promise.race([opening.then((s) => s.close()).catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2_000))]).then(() => process.exit(1));
-  });
-  server.listen(config.port, listening);
+  if (server.listening) listening();
+  else server.listen(config.port, listening);
   // A request Node's parser refuses (headers over 16 KiB, a malformed header) is answered with an OperationOutcome too.
   server.on('clientError', answerClientError);
   // SIGTERM drains: stop accepting connections, let every connection close once it has answered what it was sent
