@@ -49,7 +49,7 @@ export interface AppDeps {
   content: Content;
   storage: Storage;
   logger: Logger;
-  /** The embedded sandbox EHR, mounted at /sandbox/fhir when config.sandbox is on. */
+  /** The sandbox EHR (embedded, or FHIR_SANDBOX_URL behind sandbox-fhir-proxy.ts), mounted at /sandbox/fhir when config.sandbox is on. */
   sandboxFhir?: Router;
   /** Sandbox SMART authorization and the sandbox's own CDS client (demo page), mounted when config.sandbox is on. */
   sandboxAuth?: SandboxAuth;
@@ -260,7 +260,7 @@ export function createApp(deps: AppDeps): express.Express {
     app.use('/sandbox/auth', deps.sandboxAuth.router);
     app.use('/sandbox/payer-token', sandboxPayerTokenRouter(tokens, deps.sandboxAuth.payerClient));
     // The demo EHR page at / and the DTR SMART app at /dtr.
-    app.use(createWebRouter({ publicBaseUrl: config.publicBaseUrl, sandboxAuth: deps.sandboxAuth, logger, prebuiltDir: deps.webAssetsDir }));
+    app.use(createWebRouter({ publicBaseUrl: config.publicBaseUrl, fhirServer: config.fhirSandboxUrl, sandboxAuth: deps.sandboxAuth, logger, prebuiltDir: deps.webAssetsDir }));
   }
 
   // Every path above answers the methods it does not serve with 405 and Allow, never a 404 (design.md §4 "Errors").

@@ -16,6 +16,7 @@ import { StorageUnavailableError } from './storage/storage.js';
 import { pgliteTemplateData } from './storage/pglite-template.js';
 import type { SandboxAuth } from './sandbox-auth/index.js';
 import type { mountSandbox } from './sandbox/mount.js';
+import type { Router } from 'express';
 
 const started = performance.now();
 const here = fileURLToPath(import.meta.url);
@@ -114,12 +115,16 @@ async function main(): Promise<void> {
   // The sandbox (Medplum's FHIR router and definitions, the SMART sandbox, the web apps) is loaded only when it is
   // on: a production process never pays its start-up time or memory.
   let sandboxAuth: SandboxAuth | undefined;
-  let sandbox: Awaited<ReturnType<typeof mountSandbox>> | undefined;
+  let sandbox: Pick<Awaited<ReturnType<typeof mountSandbox>>, 'router' | 'ms'> | undefined;
   if (config.sandbox) {
     const { createSandboxAuth } = await import('./sandbox-auth/index.js');
     const { mountSandbox } = await import('./sandbox/mount.js');
     sandboxAuth = createSandboxAuth({ publicBaseUrl: config.publicBaseUrl });
-    sandbox = await mountSandbox(root, logger, sandboxAuth.endpoints, sandboxAuth.checkAccess);
+    sandbox = config.fhirSandboxUrl
+      ? await externalSandbox(config.fhirSandboxUrl, logger, sandboxAuth)
+      : await mountSandbox(root, logger, sandboxAuth.endpoints, sandboxAuth.checkAccess);
+  } else if (config.fhirSandboxUrl) {
+    logger.warn('FHIR_SANDBOX_URL is set but the sandbox is off (SANDBOX=off or NODE_ENV=production): the service does not use it');
   }
   const webAssetsDir = built ? join(root, 'dist', 'public') : undefined;
   let draining = false;
@@ -177,6 +182,35 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/**
+ * The demo's EHR on FHIR_SANDBOX_URL (design.md §3): the sandbox stories are loaded into it (a transaction of
+ * `PUT {type}/{id}` per story, dates shifted to today, so a restart or a second replica changes nothing), and
+ * `/sandbox/fhir` fronts it for the browser (sandbox-fhir-proxy.ts). An external server that starts slowly (HAPI in
+ * Docker Compose takes a minute or two) is waited for, up to 3 minutes, with a log line per attempt; one that never
+ * answers, or refuses a story, stops start-up naming the variable and the reason, exit 1.
+ */
+async function externalSandbox(upstream: string, logger: ReturnType<typeof createLogger>, sandboxAuth: SandboxAuth): Promise<{ router: Router; ms: number }> {
+  const startedAt = performance.now();
+  const [{ loadIntoFhir }, { loadSandboxBundles }, { createSandboxFhirProxy }] = await Promise.all([
+    import('./sandbox/load-into-fhir.js'),
+    import('./sandbox/sandbox-bundles.js'),
+    import('./sandbox/sandbox-fhir-proxy.js'),
+  ]);
+  try {
+    const loaded = await loadIntoFhir({
+      baseUrl: upstream,
+      bundles: loadSandboxBundles(join(root, 'sandbox')),
+      log: (line) => logger.info(`FHIR_SANDBOX_URL: ${line}`),
+    });
+    logger.info({ stories: loaded.length }, 'FHIR_SANDBOX_URL: sandbox stories loaded');
+  } catch (err) {
+    process.stderr.write(`priorpath: FHIR_SANDBOX_URL: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  const router = createSandboxFhirProxy({ upstream, smart: sandboxAuth.endpoints, checkAccess: sandboxAuth.checkAccess, logger });
+  return { router, ms: performance.now() - startedAt };
 }
 
 /**

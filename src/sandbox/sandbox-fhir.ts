@@ -57,8 +57,8 @@ export interface SandboxFhir {
   startup: { definitionsMs: number; loadMs: number; resources: number };
 }
 
-const FHIR_JSON = 'application/fhir+json; charset=utf-8';
-const JSON_TYPES = ['application/json', 'application/fhir+json', 'application/json+fhir'];
+export const FHIR_JSON = 'application/fhir+json; charset=utf-8';
+export const JSON_TYPES = ['application/json', 'application/fhir+json', 'application/json+fhir'];
 const ALLOW = 'GET, HEAD, POST, PUT, OPTIONS';
 const CORS_HEADERS = [
   'Authorization',
@@ -99,7 +99,7 @@ const ADVERTISED = [
   'Task',
 ];
 
-type Query = Record<string, string | string[]>;
+export type Query = Record<string, string | string[]>;
 
 /** CapabilityStatement.date: when this server (and its content) was built. */
 const STARTED = new Date().toISOString();
@@ -235,16 +235,16 @@ function ensureTypesOf(value: unknown): void {
   if (r.resourceType === 'Bundle') for (const e of r.entry ?? []) ensureTypesOf(e.resource);
 }
 
-function baseUrlOf(req: Request, opts: SandboxFhirOptions): string {
+export function baseUrlOf(req: Request, opts: Pick<SandboxFhirOptions, 'baseUrl'>): string {
   return (opts.baseUrl ?? `${req.protocol}://${req.get('host')}${req.baseUrl}`).replace(/\/+$/, '');
 }
 
-function rawQueryOf(req: Request): string {
+export function rawQueryOf(req: Request): string {
   const i = req.originalUrl.indexOf('?');
   return i < 0 ? '' : req.originalUrl.slice(i + 1);
 }
 
-function parseQuery(raw: string): Query {
+export function parseQuery(raw: string): Query {
   const out: Query = {};
   for (const [k, v] of new URLSearchParams(raw)) {
     const prev = out[k];
@@ -362,34 +362,7 @@ async function handle(
     request = fhirRequest(method, segments.join('/'), query, body, req.headers);
   }
 
-  const authorization = req.headers.authorization;
-  /** Set when the token reaches only one patient's record: its launched patient (undefined: none). */
-  let onlyPatient: { id: string | undefined } | undefined;
-  if (opts.checkAccess && authorization) {
-    const needs = interactionsOf(method, type, segments, isSearch, req.body, query);
-    const verdict = await opts.checkAccess(authorization, needs);
-    if (typeof verdict === 'object') onlyPatient = { id: verdict.patient };
-    if (verdict === 'invalid-token')
-      throw new HttpError(401, outcome('error', 'login', 'The access token is not valid here'), {
-        'WWW-Authenticate': 'Bearer error="invalid_token"',
-      });
-    if (verdict === 'insufficient-scope')
-      throw new HttpError(
-        403,
-        outcome(
-          'error',
-          'forbidden',
-          `The access token's scopes do not cover ${needs.map(([t, p]) => `${t}.${p}`).join(', ')}`,
-        ),
-        { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
-      );
-  }
-
-  if (onlyPatient && method !== 'GET') {
-    const written = method === 'POST' && !type ? ((req.body as Bundle).entry ?? []).map((e) => e.resource) : [req.body as Resource];
-    const reads = method === 'POST' && !type && ((req.body as Bundle).entry ?? []).some((e) => (e.request?.method ?? 'POST') === 'GET');
-    if (reads || written.some((r) => r && outsidePatient(r, onlyPatient.id))) throw outsideRecord(onlyPatient.id);
-  }
+  const onlyPatient = await checkRequestAccess(opts, req, method, type, segments, isSearch, query);
 
   const [oo, resource] = await fhir.handleRequest(request, repo);
   const status = getStatus(oo);
@@ -421,6 +394,53 @@ async function handle(
   sendResource(res, status, resource, req, pretty);
 }
 
+/**
+ * The SMART access check of a request to the sandbox EHR (embedded, or FHIR_SANDBOX_URL through the proxy): a request
+ * with a token must hold the scopes of what it does, and a token whose grant is only `patient/` may write only within
+ * its launched patient's record. Returns that patient when the token reaches only one record (the caller filters what
+ * it answers), undefined when it reaches everything or there is no token (the demo's own queries, tests).
+ */
+export async function checkRequestAccess(
+  opts: Pick<SandboxFhirOptions, 'checkAccess'>,
+  req: Request,
+  method: string,
+  type: string | undefined,
+  segments: string[],
+  isSearch: boolean,
+  query: Query,
+): Promise<{ id: string | undefined } | undefined> {
+  const authorization = req.headers.authorization;
+  /** Set when the token reaches only one patient's record: its launched patient (undefined: none). */
+  let onlyPatient: { id: string | undefined } | undefined;
+  if (opts.checkAccess && authorization) {
+    const needs = interactionsOf(method, type, segments, isSearch, req.body, query);
+    const verdict = await opts.checkAccess(authorization, needs);
+    if (typeof verdict === 'object') onlyPatient = { id: verdict.patient };
+    if (verdict === 'invalid-token')
+      throw new HttpError(401, outcome('error', 'login', 'The access token is not valid here'), {
+        'WWW-Authenticate': 'Bearer error="invalid_token"',
+      });
+    if (verdict === 'insufficient-scope')
+      throw new HttpError(
+        403,
+        outcome(
+          'error',
+          'forbidden',
+          `The access token's scopes do not cover ${needs.map(([t, p]) => `${t}.${p}`).join(', ')}`,
+        ),
+        { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
+      );
+  }
+
+  if (onlyPatient && method !== 'GET') {
+    const written = method === 'POST' && !type ? ((req.body as Bundle).entry ?? []).map((e) => e.resource) : [req.body as Resource];
+    const reads = method === 'POST' && !type && ((req.body as Bundle).entry ?? []).some((e) => (e.request?.method ?? 'POST') === 'GET');
+    if (reads || written.some((r) => r && outsidePatient(r, onlyPatient.id))) throw outsideRecord(onlyPatient.id);
+  }
+
+  return onlyPatient;
+}
+
 /** The reference fields by which a resource belongs to a patient's record (FHIR R4 Patient CompartmentDefinition, simplified). */
 const PATIENT_FIELDS = ['subject', 'patient', 'beneficiary'] as const;
 
@@ -443,7 +463,7 @@ export function outsidePatient(resource: Resource, patientId: string | undefined
  * A searchset with only what lies within one patient's record (SMART `patient/` scopes). When anything was dropped,
  * `total` (optional in a searchset) is left out: it counted other patients' matches, on other pages too.
  */
-function withinPatient(bundle: Bundle, patientId: string | undefined): Bundle {
+export function withinPatient(bundle: Bundle, patientId: string | undefined): Bundle {
   const entry = (bundle.entry ?? []).filter((e) => !e.resource || !outsidePatient(e.resource, patientId));
   if (entry.length === (bundle.entry ?? []).length) return bundle;
   const { total: _total, ...rest } = bundle;
@@ -451,7 +471,7 @@ function withinPatient(bundle: Bundle, patientId: string | undefined): Bundle {
 }
 
 /** 403: the token's `patient/` scopes reach only its launched patient's record (SMART App Launch 2.x §Scopes). */
-function outsideRecord(patientId: string | undefined): HttpError {
+export function outsideRecord(patientId: string | undefined): HttpError {
   return new HttpError(
     403,
     outcome('error', 'forbidden', patientId ? `The access token's patient/ scopes reach only Patient/${patientId}'s record` : 'The access token has patient/ scopes but no launched patient'),
@@ -597,7 +617,7 @@ function capabilityStatement(base: string, smart: SmartEndpoints | undefined): C
   };
 }
 
-function smartConfiguration(smart: SmartEndpoints): Record<string, unknown> {
+export function smartConfiguration(smart: SmartEndpoints): Record<string, unknown> {
   return {
     authorization_endpoint: smart.authorizeUrl,
     token_endpoint: smart.tokenUrl,
@@ -615,7 +635,7 @@ function smartConfiguration(smart: SmartEndpoints): Record<string, unknown> {
 }
 
 /** CORS for browser clients (the CDS Hooks Sandbox, the DTR app): any origin, no credentials, preflight on every path. */
-function cors(req: Request, res: Response, next: NextFunction): void {
+export function cors(req: Request, res: Response, next: NextFunction): void {
   res.setHeader('Access-Control-Allow-Origin', '*');
   res.setHeader('Access-Control-Expose-Headers', 'Location, Content-Location, ETag, Last-Modified');
   if (req.method !== 'OPTIONS') return next();
@@ -629,7 +649,7 @@ function cors(req: Request, res: Response, next: NextFunction): void {
   res.status(204).end();
 }
 
-function errorHandler(logger: SandboxFhirOptions['logger']) {
+export function errorHandler(logger: SandboxFhirOptions['logger']) {
   return (err: unknown, _req: Request, res: Response, _next: NextFunction): void => {
     if (res.headersSent) return;
     let status = 500;

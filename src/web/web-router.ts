@@ -17,6 +17,11 @@ export interface WebRouterDeps {
   /** Where the sandbox stories live (default `<repo>/sandbox`). */
   storiesDir?: string;
   logger?: { error: (obj: object, msg: string) => void };
+  /**
+   * FHIR_SANDBOX_URL when it is set: the `fhirServer` the demo EHR names in its hooks (the service queries the external
+   * server directly; the browser reads it through `/sandbox/fhir`). Unset: `{publicBaseUrl}/sandbox/fhir`.
+   */
+  fhirServer?: string;
   /** Serve the bundles `npm run build` wrote here (`dist/public`) instead of bundling in memory (needs esbuild). */
   prebuiltDir?: string;
 }
@@ -120,7 +125,8 @@ export function createWebRouter(deps: WebRouterDeps): Router {
   router.get('/sandbox/stories', (_req, res) => {
     if (!stories) stories = existsSync(storiesDir) ? describeStories(loadSandboxBundles(storiesDir)) : [];
     res.setHeader('Cache-Control', 'no-cache');
-    res.json({ publicBaseUrl: deps.publicBaseUrl.replace(/\/+$/, ''), stories });
+    const publicBaseUrl = deps.publicBaseUrl.replace(/\/+$/, '');
+    res.json({ publicBaseUrl, fhirServer: deps.fhirServer?.replace(/\/+$/, '') ?? `${publicBaseUrl}/sandbox/fhir`, stories });
   });
 
   return router;

@@ -38,6 +38,7 @@ interface Story {
 interface StoriesAnswer {
   stories: Story[];
   publicBaseUrl?: string;
+  fhirServer?: string;
 }
 interface Card {
   uuid?: string;
@@ -66,6 +67,11 @@ const REVIEW_ACTION_CODE = 'http://hl7.org/fhir/us/davinci-pas/StructureDefiniti
 const here = (path: string) => new URL(path, document.baseURI).toString();
 const fhirUrl = (path: string) => here(`sandbox/fhir/${path}`);
 let publicBase = new URL('.', document.baseURI).toString().replace(/\/$/, '');
+/**
+ * The `fhirServer` the hooks name: this server's sandbox EHR, or FHIR_SANDBOX_URL when the service runs on an external
+ * one (the service queries it directly; this page reads the same data through `sandbox/fhir`).
+ */
+let hookFhirServer: string | undefined;
 
 const state: {
   stories: Story[];
@@ -161,6 +167,7 @@ async function showPatients(): Promise<void> {
   const answer = await fetchJson<StoriesAnswer>(here('sandbox/stories'));
   state.stories = answer.stories;
   if (answer.publicBaseUrl) publicBase = answer.publicBaseUrl;
+  hookFhirServer = answer.fhirServer;
   const rows = answer.stories
     .filter((s) => s.patientId)
     .map((s) =>
@@ -405,11 +412,14 @@ async function sign(): Promise<void> {
       },
     );
     const userId = state.order.requester?.reference;
+    const ownFhir = `${publicBase}/sandbox/fhir`;
+    const fhirServer = hookFhirServer ?? ownFhir;
     const request = {
       hook: 'order-sign',
       hookInstance: uuid(),
-      fhirServer: `${publicBase}/sandbox/fhir`,
-      ...(auth.fhirAuthorization ? { fhirAuthorization: auth.fhirAuthorization } : {}),
+      fhirServer,
+      // The sandbox's token is for its own FHIR base: an external server is sent none.
+      ...(auth.fhirAuthorization && fhirServer === ownFhir ? { fhirAuthorization: auth.fhirAuthorization } : {}),
       context: {
         ...(userId ? { userId } : {}),
         patientId: state.patient.id,
