@@ -3,9 +3,8 @@ import type { RequestListener, ServerResponse } from 'node:http';
 import express from 'express';
 import type { Request, Response, NextFunction, Router } from 'express';
 import { createJwtVerifier } from './auth/jwt-verifier.js';
-import { parsePayerClients, validatePayerClients } from './auth/payer-clients.js';
+import { validatePayerClients } from './auth/payer-clients.js';
 import { createTokenService } from './auth/token-service.js';
-import { parseTrustedClients } from './auth/trusted-clients.js';
 import type { Config } from './config.js';
 import type { Content } from './content.js';
 import { notFound, serviceUnavailable } from './errors.js';
@@ -91,7 +90,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
   app.set('query parser', 'simple');
   const metrics = createMetrics();
-  const trusted = parseTrustedClients(config.trustedClientsJson);
+  const trusted = [...config.trustedClients];
   // The demo page signs its hooks with the sandbox EHR's own key, so they pass the same verification as any EHR.
   if (config.sandbox && deps.sandboxAuth) trusted.push({ iss: deps.sandboxAuth.cdsClient.iss, jwks: deps.sandboxAuth.cdsClient.jwks });
   // The jti record lives in storage: replicas sharing PostgreSQL refuse a token replayed against any of them.
@@ -222,7 +221,7 @@ export function createApp(deps: AppDeps): express.Express {
 
   // The payer FHIR API (DTR, PAS) behind SMART Backend Services (design.md §8). The sandbox EHR is a registered
   // client, so the demo page and the DTR app get tokens through it like any EHR would.
-  const payerClients = parsePayerClients(config.payerApiClientsJson);
+  const payerClients = [...config.payerApiClients];
   if (config.sandbox && deps.sandboxAuth) {
     const sandboxClient = deps.sandboxAuth.payerClient;
     payerClients.push(...validatePayerClients([{ clientId: sandboxClient.clientId, jwks: sandboxClient.jwks, scopes: PAYER_API_SCOPES }], 'sandbox EHR client'));

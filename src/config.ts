@@ -4,7 +4,9 @@ import { z } from 'zod';
 import { assertUsableKeys, readJwksFile } from './auth/key-source.js';
 import type { KeySource } from './auth/key-source.js';
 import { parsePayerClients } from './auth/payer-clients.js';
+import type { PayerClient } from './auth/payer-clients.js';
 import { parseTrustedClients } from './auth/trusted-clients.js';
+import type { TrustedClient } from './auth/trusted-clients.js';
 import { DEV_ENDPOINTS_ALLOW, parseEndpointAllowList } from './http/notification-endpoints.js';
 
 /**
@@ -95,12 +97,16 @@ export interface Config {
   publicBaseUrl: string;
   /** PUBLIC_BASE_URL was not given: `publicBaseUrl` is derived from the port, the one bound when PORT=0 (withBoundPort). */
   publicBaseUrlFromPort: boolean;
-  trustedClientsJson?: string;
+  /**
+   * CDS_TRUSTED_CLIENTS, validated, each `jwksFile` already read and checked (and given on as its `jwks`): the file is
+   * read once, at the configuration check, not again when the app builds its verifier.
+   */
+  trustedClients: TrustedClient[];
   cdsAuth: 'required' | 'open';
   /** `allow`: a CDS client JWT may be used for several hook calls within its lifetime (Inferno's service_call_test). */
   cdsJtiReplay: 'reject' | 'allow';
-  /** `PAYER_API_CLIENTS` as given (parsed by auth/payer-clients.ts). */
-  payerApiClientsJson?: string;
+  /** PAYER_API_CLIENTS, validated, each `jwksFile` read once and given on as its `jwks` (as trustedClients). */
+  payerApiClients: PayerClient[];
   payerApiAuth: 'required' | 'open';
   defaultPayer?: string;
   databaseUrl?: string;
@@ -150,9 +156,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (e.PAYER_API_AUTH === 'open' && !sandbox) {
     throw new ConfigError('PAYER_API_AUTH=open needs SANDBOX=on: an open payer FHIR API is for the sandbox only');
   }
+  let payerApiClients: PayerClient[] = [];
   if (e.PAYER_API_CLIENTS !== undefined) {
     try {
-      parsePayerClients(e.PAYER_API_CLIENTS).forEach((c, i) => checkLocalKeys(c, `PAYER_API_CLIENTS[${i}] (clientId "${c.clientId}")`));
+      payerApiClients = parsePayerClients(e.PAYER_API_CLIENTS).map((c, i) => checkLocalKeys(c, `PAYER_API_CLIENTS[${i}] (clientId "${c.clientId}")`));
     } catch (err) {
       throw new ConfigError((err as Error).message);
     }
@@ -163,11 +170,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   } catch (err) {
     throw new ConfigError(`SUBSCRIPTION_ENDPOINTS_ALLOW: ${(err as Error).message}`);
   }
+  let trustedClients: TrustedClient[] = [];
   if (e.CDS_TRUSTED_CLIENTS !== undefined) {
     // The whole shape, not only the JSON: a client without keys or with an http jku is a bad value that must stop
     // start-up with a message naming the variable, not a stack from createApp.
     try {
-      parseTrustedClients(e.CDS_TRUSTED_CLIENTS).forEach((c, i) => checkLocalKeys(c, `CDS_TRUSTED_CLIENTS[${i}] (iss "${c.iss}")`));
+      trustedClients = parseTrustedClients(e.CDS_TRUSTED_CLIENTS).map((c, i) => checkLocalKeys(c, `CDS_TRUSTED_CLIENTS[${i}] (iss "${c.iss}")`));
     } catch (err) {
       const message = (err as Error).message;
       throw new ConfigError(message.includes('CDS_TRUSTED_CLIENTS') ? message : `CDS_TRUSTED_CLIENTS: ${message}`);
@@ -178,10 +186,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     port: e.PORT,
     publicBaseUrl: (e.PUBLIC_BASE_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
     publicBaseUrlFromPort: e.PUBLIC_BASE_URL === undefined,
-    trustedClientsJson: e.CDS_TRUSTED_CLIENTS,
+    trustedClients,
     cdsAuth: e.CDS_AUTH,
     cdsJtiReplay: e.CDS_JTI_REPLAY,
-    payerApiClientsJson: e.PAYER_API_CLIENTS,
+    payerApiClients,
     payerApiAuth: e.PAYER_API_AUTH,
     defaultPayer: e.DEFAULT_PAYER,
     databaseUrl: e.DATABASE_URL,
@@ -202,10 +210,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
  * A client's keys given here (`jwks` inline, or a `jwksFile` read now) must be readable and usable public keys: a file
  * that is missing or not a JWK Set, or a set that could verify nothing, stops start-up naming the variable and the
  * client (design.md §3), rather than a stack from createApp or a 401 on every call. A `jku` is fetched at run time.
+ * Returns the client with a file's keys inline.
  */
-function checkLocalKeys(source: KeySource, who: string): void {
+function checkLocalKeys<T extends KeySource>(source: T, who: string): T {
   const jwks = source.jwks ?? (source.jwksFile !== undefined ? readJwksFile(source.jwksFile, who) : undefined);
-  if (jwks) assertUsableKeys(jwks, source.jwks ? `${who} "jwks"` : `${who} jwksFile`);
+  if (!jwks) return source;
+  assertUsableKeys(jwks, source.jwks ? `${who} "jwks"` : `${who} jwksFile`);
+  // The keys read here are the ones the app verifies with: the file is not read a second time.
+  const { jwksFile: _read, ...rest } = source;
+  return { ...rest, jwks } as T;
 }
 
 /**

@@ -1,12 +1,16 @@
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createApp } from '../src/app.js';
 import { checkConfigAgainstContent, ConfigError, loadConfig, payerKeysOnDisk } from '../src/config.js';
+import { createLogger } from '../src/logger.js';
+import { MemoryStorage } from '../src/storage/memory-storage.js';
+import { testContent } from './helpers/app.js';
 import { repoRoot } from './helpers/stories.js';
 
 describe('configuration', () => {
@@ -204,6 +208,17 @@ describe('configuration', () => {
     it('accepts a readable jwksFile and an inline jwks of public keys', () => {
       expect(() => loadConfig({ ...cds({ jwksFile: goodFile }), ...payer({ jwksFile: goodFile }) })).not.toThrow();
       expect(() => loadConfig({ ...cds({ jwks: { keys: [publicJwk] } }), ...payer({ jwks: { keys: [publicJwk] } }) })).not.toThrow();
+    });
+
+    it('reads each jwksFile once, at the configuration check, and hands its keys on to the app', () => {
+      const once = join(dir, 'read-once-jwks.json');
+      writeFileSync(once, JSON.stringify({ keys: [publicJwk] }));
+      const config = loadConfig({ ...cds({ jwksFile: once }), ...payer({ jwksFile: once }) });
+      // Gone after the check: building the app must not need it again (it was read twice, by createApp's verifier).
+      rmSync(once);
+      expect(() => createApp({ config, content: testContent(), storage: new MemoryStorage(), logger: createLogger('silent') })).not.toThrow();
+      expect(config.trustedClients[0]).toMatchObject({ iss: 'https://ehr.example.org', jwks: { keys: [publicJwk] } });
+      expect(config.payerApiClients[0]).toMatchObject({ clientId: 'ehr-backend', jwks: { keys: [publicJwk] } });
     });
 
     it.each([
