@@ -182,7 +182,6 @@ export function jsonBody(limit = MAX_BODY_BYTES, digest = false) {
       const raw = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
       chunks.length = 0;
       const text = raw.toString('utf8');
-      const rawDigest = digest ? createHash('sha256').update(raw).digest('base64') : undefined;
       if (text.trim().length === 0) return finish(badRequest('Request body is empty; expected a JSON object'));
       let parsed: unknown;
       try {
@@ -203,7 +202,8 @@ export function jsonBody(limit = MAX_BODY_BYTES, digest = false) {
       } catch (err) {
         return finish(err);
       }
-      if (rawDigest !== undefined) bodyDigests.set(parsed, rawDigest);
+      // Hashed only now: an empty, malformed or refused body is never a cache key, so it costs no hash.
+      if (digest) bodyDigests.set(parsed, createHash('sha256').update(raw).digest('base64'));
       req.body = parsed;
       finish();
     });
