@@ -1,6 +1,7 @@
 import type { Identifier, Organization, PractitionerRole } from '@medplum/fhirtypes';
 import type { Logger } from '../logger.js';
 import type { DueDelivery, PasSubmission, Storage, SubscriptionRecord, SubscriptionStatus } from '../storage/storage.js';
+import { requestDeadline } from '../http/request-deadline.js';
 import { everySubscription, readableBy } from '../storage/storage.js';
 import { allowedAddresses, EndpointRefused, pinnedPost } from '../http/notification-endpoints.js';
 import type { EndpointPolicy, NotifyFetch } from '../http/notification-endpoints.js';
@@ -264,14 +265,17 @@ export class SubscriptionNotifier {
    */
   private async post(sub: SubscriptionRecord, body: string): Promise<string | undefined> {
     const own = notificationTimeout(sub);
-    const signal = AbortSignal.timeout(Math.min(this.opts.timeoutMs ?? MAX_NOTIFICATION_TIMEOUT_SECONDS * 1000, own ? own * 1000 : Infinity));
+    // Cleared once the endpoint has answered (request-deadline.ts: not AbortSignal.timeout, whose timer outlives it).
+    const deadline = requestDeadline(Math.min(this.opts.timeoutMs ?? MAX_NOTIFICATION_TIMEOUT_SECONDS * 1000, own ? own * 1000 : Infinity));
     try {
       const [address] = await allowedAddresses(new URL(sub.endpoint), this.opts.endpoints);
-      const res = await this.fetchImpl(sub.endpoint, { method: 'POST', headers: headersOf(sub), body, signal, address });
+      const res = await this.fetchImpl(sub.endpoint, { method: 'POST', headers: headersOf(sub), body, signal: deadline.signal, address });
       return res.ok ? undefined : `HTTP ${res.status}`;
     } catch (err) {
       if (err instanceof EndpointRefused) return `endpoint refused: ${err.reason}`;
       return (err as Error).name === 'TimeoutError' ? 'timeout' : ((err as Error).message ?? 'network error');
+    } finally {
+      deadline.clear();
     }
   }
 

@@ -10,6 +10,7 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Bundle, OperationOutcome } from '@medplum/fhirtypes';
+import { requestDeadline } from '../http/request-deadline.js';
 import { loadSandboxBundles } from './sandbox-bundles.js';
 
 export type FetchLike = (url: string, init?: RequestInit) => Promise<Response>;
@@ -53,12 +54,17 @@ export async function loadIntoFhir(opts: LoadOptions): Promise<string[]> {
   const timeout = opts.requestTimeoutMs ?? 60_000;
   const log = opts.log ?? (() => undefined);
 
-  const attempt = async (what: string, run: () => Promise<Response>, retry404 = false): Promise<Response> => {
+  const attempt = async (what: string, run: (signal: AbortSignal) => Promise<Response>, retry404 = false): Promise<Response> => {
     let last = '';
     for (let n = 1; ; n++) {
+      // Cleared once the answer is in (request-deadline.ts: not AbortSignal.timeout, whose timer outlives it).
+      const limit = requestDeadline(timeout);
       try {
-        const res = await run();
-        if (res.ok) return res;
+        const res = await run(limit.signal);
+        if (res.ok) {
+          await res.body?.cancel().catch(() => undefined);
+          return res;
+        }
         const text = await res.text();
         let detail = text.slice(0, 300);
         try {
@@ -75,6 +81,8 @@ export async function loadIntoFhir(opts: LoadOptions): Promise<string[]> {
           (err as Error).name === 'TimeoutError'
             ? `no answer within ${timeout} ms`
             : `unreachable (${(err as Error).message})`;
+      } finally {
+        limit.clear();
       }
       if (Date.now() + retryDelay > deadline) {
         throw new LoadError(`${what}: gave up after ${n} attempts; ${base} ${last}`);
@@ -86,22 +94,22 @@ export async function loadIntoFhir(opts: LoadOptions): Promise<string[]> {
 
   await attempt(
     'waiting for the FHIR server',
-    () =>
+    (signal) =>
       fetchImpl(`${base}/metadata`, {
         headers: { Accept: 'application/fhir+json' },
-        signal: AbortSignal.timeout(timeout),
+        signal,
       }),
     true, // a servlet container answers 404 until the FHIR servlet is up
   );
   const loaded: string[] = [];
   for (const bundle of opts.bundles) {
     const id = bundle.id ?? '(no id)';
-    await attempt(`story ${id}`, () =>
+    await attempt(`story ${id}`, (signal) =>
       fetchImpl(base, {
         method: 'POST',
         headers: { 'Content-Type': 'application/fhir+json', Accept: 'application/fhir+json' },
         body: JSON.stringify(bundle),
-        signal: AbortSignal.timeout(timeout),
+        signal,
       }),
     );
     log(`loaded ${id} (${bundle.entry?.length ?? 0} resources)`);

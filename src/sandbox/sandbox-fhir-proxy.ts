@@ -2,6 +2,7 @@ import express from 'express';
 import type { Request, Response, Router } from 'express';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import { HttpError, outcome } from '../errors.js';
+import { requestDeadline } from '../http/request-deadline.js';
 import {
   baseUrlOf,
   checkRequestAccess,
@@ -91,15 +92,13 @@ export function createSandboxFhirProxy(opts: SandboxFhirProxyOptions): Router {
     }
     const path = req.path === '/' ? '' : req.path;
     const url = `${upstream}${path}${rawQuery ? `?${rawQuery}` : ''}`;
-    // The timer is cleared as soon as the answer is read (not AbortSignal.timeout, whose timer outlives the request).
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(new DOMException(`timed out after ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
-    timer.unref();
+    // Cleared as soon as the answer is read (request-deadline.ts: not AbortSignal.timeout, whose timer outlives it).
+    const limit = requestDeadline(timeoutMs);
     let status: number;
     let text: string;
     let answered: Headers;
     try {
-      const upstreamRes = await fetchImpl(url, { method, headers, body, signal: abort.signal, redirect: 'error' });
+      const upstreamRes = await fetchImpl(url, { method, headers, body, signal: limit.signal, redirect: 'error' });
       status = upstreamRes.status;
       answered = upstreamRes.headers;
       text = await upstreamRes.text();
@@ -108,7 +107,7 @@ export function createSandboxFhirProxy(opts: SandboxFhirProxyOptions): Router {
       opts.logger?.error({ err, upstream }, 'FHIR_SANDBOX_URL request failed');
       throw new HttpError(502, outcome('error', 'transient', `The sandbox EHR's FHIR server (FHIR_SANDBOX_URL) is ${why}`));
     } finally {
-      clearTimeout(timer);
+      limit.clear();
     }
     const here = baseUrlOf(req, opts);
     const rebased = (s: string) => s.split(upstream).join(here);
