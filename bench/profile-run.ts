@@ -41,6 +41,31 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** The four ports `npm run bench` uses: the service, the bare baseline server, the EHR stub, the sandbox service. */
+export interface BenchPorts {
+  service: number;
+  baseline: number;
+  ehr: number;
+  sandbox: number;
+}
+
+/**
+ * The bench's ports: four consecutive ones from BENCH_PORT when it is set (the operator chose them), else four distinct
+ * ports free now, chosen by the operating system as `npm run profile` takes its own: a fixed default (it was 4400)
+ * collided with whatever else was on it, e.g. another checkout's bench or service.
+ */
+export async function benchPorts(benchPort: string | undefined): Promise<BenchPorts> {
+  if (benchPort !== undefined && benchPort !== '') {
+    const first = Number(benchPort);
+    if (!Number.isInteger(first) || first < 1 || first > 65532) throw new Error(`BENCH_PORT must be a port number (1-65532), got ${JSON.stringify(benchPort)}`);
+    return { service: first, baseline: first + 1, ehr: first + 2, sandbox: first + 3 };
+  }
+  const taken = new Set<number>();
+  while (taken.size < 4) taken.add(await freePort());
+  const [service, baseline, ehr, sandbox] = [...taken];
+  return { service, baseline, ehr, sandbox };
+}
+
 /** Whether nothing listens on `port` (any address): the service listens on all of them. */
 export async function portIsFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {

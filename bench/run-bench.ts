@@ -10,7 +10,7 @@ import { httpLoad } from './http-load.js';
 import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
 import { orderSignRequest } from '../test/helpers/hook-requests.js';
 import { summariseProfile } from './profile-summary.js';
-import { cpuProfileFlags, freePort, monotonicUs, portIsFree, profilesOf, serviceArgs } from './profile-run.js';
+import { benchPorts, cpuProfileFlags, monotonicUs, portIsFree, profilesOf, serviceArgs } from './profile-run.js';
 import { dockerfileEnv } from '../test/helpers/dockerfile.js';
 import { storyOrder, storyResources } from '../test/helpers/stories.js';
 
@@ -32,8 +32,8 @@ const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = 32;
 const STORY = process.env.BENCH_STORY ?? 'centene-mrd-positive';
 const DTR_STORY = 'centene-missing-mrd';
-/** The bench's first port (it uses four from here); `npm run profile` takes free ports unless BENCH_PORT is set. */
-const PORT = Number(process.env.BENCH_PORT ?? 4400);
+/** The bench's ports: free ones chosen by the system, or four consecutive from BENCH_PORT (profile-run.ts). */
+const ports = () => benchPorts(process.env.BENCH_PORT);
 /**
  * What a browser (so a SMART DTR app) sends with every request: the package is measured as those clients receive it
  * (gzip), and apart without Accept-Encoding (1.2 MB of JSON).
@@ -104,7 +104,7 @@ class ChildExited extends Error {}
  * the load) while this service fails to listen and exits.
  */
 async function startPriorPath(port: number, env: Record<string, string>, nodeArgs: string[] = []) {
-  if (!(await portIsFree(port))) throw new Error(`port ${port} is in use: set BENCH_PORT to the first of four free ports`);
+  if (!(await portIsFree(port))) throw new Error(`port ${port} is in use: another process took it; run again, or set BENCH_PORT to the first of four free ports`);
   const dataDir = mkdtempSync(join(tmpdir(), 'priorpath-bench-data-'));
   const production = productionCommand(nodeArgs);
   const pp = spawnNode(production.args, { ...production.env, PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'warn', PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, NODE_ENV: 'development', DATA_DIR: dataDir, ...env });
@@ -225,7 +225,8 @@ async function main(): Promise<void> {
     await profile(PROFILE, { fullBody, distinct, querying });
     return;
   }
-  const pp = await startPriorPath(PORT, { SANDBOX: 'off' });
+  const { service, baseline, ehr, sandbox } = await ports();
+  const pp = await startPriorPath(service, { SANDBOX: 'off' });
   const rssIdle = rssMiB(pp.proc.pid!);
   const sign = `${pp.base}/cds-services/priorpath-order-sign`;
   const first = await fetch(sign, { method: 'POST', headers: { 'content-type': 'application/json' }, body: distinct(9_000_000)(0) });
@@ -233,10 +234,10 @@ async function main(): Promise<void> {
   if (first.status !== 200) throw new Error(`PriorPath answered ${first.status}: ${String(responseBytes)}`);
   const dir = mkdtempSync(join(tmpdir(), 'priorpath-bench-'));
   writeFileSync(join(dir, 'response.json'), responseBytes);
-  const basePort = PORT + 1;
+  const basePort = baseline;
   await startHelper('bench/baseline-server.ts', [join(dir, 'response.json'), String(basePort)]);
   const baseUrl = `http://127.0.0.1:${basePort}/cds-services/priorpath-order-sign`;
-  const ehrPort = PORT + 2;
+  const ehrPort = ehr;
   await startHelper('bench/ehr-stub.ts', [STORY, String(ehrPort)]);
 
   // Same bodies in the same order for both servers; PriorPath has never seen them (its cache cannot answer).
@@ -254,7 +255,7 @@ async function main(): Promise<void> {
   pp.proc.kill('SIGTERM');
 
   // The sandbox process: its embedded EHR (Medplum in memory) and the payer API in its documented open mode.
-  const sb = await startPriorPath(PORT + 3, { SANDBOX: 'on', PAYER_API_AUTH: 'open' });
+  const sb = await startPriorPath(sandbox, { SANDBOX: 'on', PAYER_API_AUTH: 'open' });
   const sbSign = `${sb.base}/cds-services/priorpath-order-sign`;
   const sandboxBody = JSON.stringify({ ...full, fhirServer: `${sb.base}/sandbox/fhir`, fhirAuthorization: undefined, prefetch: { patient: (full.prefetch as Record<string, unknown>).patient } });
   const s = await load(sbSign, () => sandboxBody.replace(hookInstance, randomUUID()), sb.proc.pid);
@@ -305,11 +306,10 @@ const PROFILE_EXIT_MS = 60_000;
 async function profile(kind: string, bodies: { fullBody: string; distinct: (offset: number) => (i: number) => string; querying: (fhirServer: string) => (i: number) => string }): Promise<void> {
   const profileDir = join(root, 'profiles');
   const pkgProfile = kind === 'package';
-  const port = process.env.BENCH_PORT ? PORT : await freePort();
+  const { service: port, ehr: ehrPort } = await ports();
   const pp = await startPriorPath(port, pkgProfile ? { SANDBOX: 'on', PAYER_API_AUTH: 'open' } : { SANDBOX: 'off' }, cpuProfileFlags(profileDir));
   const exited = new Promise<number | null>((resolve) => (pp.proc.exitCode !== null ? resolve(pp.proc.exitCode) : pp.proc.once('exit', (code) => resolve(code))));
   const signUrl = `${pp.base}/cds-services/priorpath-order-sign`;
-  const ehrPort = process.env.BENCH_PORT ? PORT + 2 : await freePort();
   if (kind === 'ehr') await startHelper('bench/ehr-stub.ts', [STORY, String(ehrPort)]);
   const packageBody = pkgProfile ? await signedPackageBody(signUrl, pp.base) : undefined;
   const fromUs = monotonicUs();

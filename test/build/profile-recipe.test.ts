@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cpuProfileFlags, freePort, portIsFree, profilesOf, serviceArgs } from '../../bench/profile-run.js';
+import { benchPorts, cpuProfileFlags, freePort, portIsFree, profilesOf, serviceArgs } from '../../bench/profile-run.js';
 import { summariseProfile } from '../../bench/profile-summary.js';
 import { repoRoot } from '../helpers/stories.js';
 
@@ -44,6 +44,15 @@ describe('npm run profile', () => {
     } finally {
       await new Promise((resolve) => held.close(resolve));
     }
+  });
+
+  it('npm run bench takes four distinct free ports, not a fixed default, unless BENCH_PORT names the first', async () => {
+    const ports = await benchPorts(undefined);
+    const list = [ports.service, ports.baseline, ports.ehr, ports.sandbox];
+    expect(new Set(list).size).toBe(4);
+    for (const port of list) expect(await portIsFree(port)).toBe(true);
+    expect(await benchPorts('4390')).toEqual({ service: 4390, baseline: 4391, ehr: 4392, sandbox: 4393 });
+    await expect(benchPorts('forty')).rejects.toThrow(/BENCH_PORT/);
   });
 
   it("summarises the profiled process's own files, main thread first, not an earlier run's or another process's", () => {
