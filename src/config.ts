@@ -33,6 +33,38 @@ function urlWith(protocols: string[], what: string) {
 const httpUrl = urlWith(['http:', 'https:'], 'an http or https URL');
 
 /**
+ * A base URL that other URLs are built on by appending a path (`{PUBLIC_BASE_URL}/cds-services/{id}`,
+ * `{FHIR_SANDBOX_URL}/Patient/{id}`, `{CANONICAL_BASE}/Questionnaire/{id}`): http or https, a host, and nothing after
+ * the path. A query or fragment would end up in the middle of every URL built on it, and credentials in a URL that is
+ * logged and sent to clients; each is a bad value. A path (a prefix behind a proxy) and a trailing slash are fine.
+ */
+const baseUrl = z.string().superRefine((v, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected an http or https URL' });
+    return;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected an http or https URL' });
+  else if (!url.hostname) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected a URL with a host' });
+  else if (url.search || v.includes('?')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'a base URL takes no query (?...): every URL is built by appending a path to it' });
+  else if (url.hash || v.includes('#')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'a base URL takes no fragment (#...): every URL is built by appending a path to it' });
+  else if (url.username || url.password) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'a base URL takes no user name or password (it is logged and sent to clients)' });
+});
+
+/**
+ * A whole number written in decimal digits only. `z.coerce.number()` took `1e3`, `0x10`, `-0` and ` 3000` (Number()
+ * reads them all), so a typo could silently become another port or timeout.
+ */
+const decimalInt = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^[0-9]+$/, { message: 'expected a whole number in decimal digits' })
+    .transform(Number)
+    .pipe(z.number().int().min(min, { message: `expected at least ${min}` }).max(max, { message: `expected at most ${max}` }));
+
+/**
  * A browser's `Origin` header is compared with each configured origin as a string (http/cors.ts), so an entry that is
  * not exactly an origin (`https://ehr.example.org`: scheme, host, port if any; no path, not even a trailing slash) would
  * never match and silently refuse every browser: it is a bad value.
@@ -54,9 +86,11 @@ function isOriginList(value: string): boolean {
 }
 
 const schema = z.object({
-  NODE_ENV: z.string().default('development').describe('production turns off the sandbox and forbids CDS_AUTH=open'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000).describe('listen port'),
-  PUBLIC_BASE_URL: httpUrl.optional().describe('URL clients use; JWT aud is {PUBLIC_BASE_URL}/cds-services/{id}'),
+  // Only the three names Node tools use: `prod` or `Production` meant production and silently got the sandbox and the
+  // open modes of development.
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development').describe('production turns off the sandbox and forbids CDS_AUTH=open'),
+  PORT: decimalInt(0, 65535).default(3000).describe('listen port'),
+  PUBLIC_BASE_URL: baseUrl.optional().describe('URL clients use; JWT aud is {PUBLIC_BASE_URL}/cds-services/{id}'),
   CDS_TRUSTED_CLIENTS: z.string().optional().describe('JSON array of {iss, jku} | {iss, jwks} | {iss, jwksFile}'),
   CDS_AUTH: z.enum(['required', 'open']).default('required').describe('open accepts unsigned calls (sandbox only)'),
   CDS_JTI_REPLAY: z
@@ -66,13 +100,15 @@ const schema = z.object({
   PAYER_API_CLIENTS: z.string().optional().describe('JSON array of {clientId, jku | jwks | jwksFile, scopes}: SMART Backend Services clients of /fhir'),
   PAYER_API_AUTH: z.enum(['required', 'open']).default('required').describe('open serves /fhir without tokens (sandbox only; refused in production)'),
   DEFAULT_PAYER: z.string().optional().describe('payer key used when the Coverage names no known payer'),
-  DATABASE_URL: urlWith(['postgres:', 'postgresql:'], 'a postgres:// or postgresql:// URL').optional().describe('PostgreSQL URL; unset means embedded PGlite in DATA_DIR'),
+  DATABASE_URL: urlWith(['postgres:', 'postgresql:'], 'a postgres:// or postgresql:// URL')
+    .refine((v) => URL.canParse(v) && new URL(v).hostname !== '', { message: 'expected a URL with a host (postgres://user:password@host:5432/db)' })
+    .optional().describe('PostgreSQL URL; unset means embedded PGlite in DATA_DIR'),
   DATA_DIR: z.string().default('./data').describe('embedded storage directory'),
   SANDBOX: z.enum(['on', 'off']).optional().describe('mounts /sandbox/*, the demo page and open mode'),
-  FHIR_SANDBOX_URL: httpUrl.optional().describe('external FHIR server used instead of the embedded sandbox'),
-  EHR_TIMEOUT_MS: z.coerce.number().int().positive().max(60_000).default(2000).describe('per request to an EHR FHIR server'),
+  FHIR_SANDBOX_URL: baseUrl.optional().describe('external FHIR server used instead of the embedded sandbox'),
+  EHR_TIMEOUT_MS: decimalInt(1, 60_000).default(2000).describe('per request to an EHR FHIR server'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino level'),
-  CANONICAL_BASE: z.string().url().default('https://priorpath.dev/fhir').describe('base of canonical URLs'),
+  CANONICAL_BASE: baseUrl.default('https://priorpath.dev/fhir').describe('base of canonical URLs'),
   CORS_ORIGINS: z
     .string()
     .default('*')
@@ -134,7 +170,11 @@ export class ConfigError extends Error {
 
 /** Validates the environment and derives defaults. Never reads `process.env` itself. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
+  // An empty value is unset (an env file's `DATABASE_URL=` line, `.env.example`); one of spaces only is a mistake to
+  // name, not a value to use (`DATA_DIR=' '` made a directory named by a space, `REVIEW_TOKEN` of 16 spaces was a token).
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const blank = Object.keys(schema.shape).filter((k) => typeof cleaned[k] === 'string' && (cleaned[k] as string).trim() === '');
+  if (blank.length) throw new ConfigError(`Invalid configuration: ${blank.map((k) => `${k}: is blank (spaces only); unset it or give a value`).join('; ')}`);
   const parsed = schema.safeParse(cleaned);
   if (!parsed.success) {
     const msgs = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);

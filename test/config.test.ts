@@ -27,6 +27,15 @@ describe('configuration', () => {
     expect(c.dataDir).toBe('./data');
   });
 
+  it('takes an empty value as unset, a path and a trailing slash on a base URL, and decimal numbers', () => {
+    const c = loadConfig({ DATABASE_URL: '', PORT: '8080', EHR_TIMEOUT_MS: '2500', PUBLIC_BASE_URL: 'https://payer.example.org/priorpath/', FHIR_SANDBOX_URL: 'http://hapi:8080/fhir/', CANONICAL_BASE: 'https://priorpath.dev/fhir/' });
+    expect(c.databaseUrl).toBeUndefined();
+    expect(c.port).toBe(8080);
+    expect(c.ehrTimeoutMs).toBe(2500);
+    expect(c.publicBaseUrl).toBe('https://payer.example.org/priorpath');
+    expect(c.canonicalBase).toBe('https://priorpath.dev/fhir');
+  });
+
   it('turns the sandbox off in production', () => {
     expect(loadConfig({ NODE_ENV: 'production' }).sandbox).toBe(false);
   });
@@ -188,6 +197,26 @@ describe('configuration', () => {
     [{ CORS_ORIGINS: 'https://ehr.example.org/' }, 'CORS_ORIGINS'],
     [{ CORS_ORIGINS: 'https://ehr.example.org, https://dtr.example.org/app' }, 'CORS_ORIGINS'],
     [{ CORS_ORIGINS: ',' }, 'CORS_ORIGINS'],
+    // The operator's pass over every variable (whitespace, wrong type, out of range, a base URL with a query).
+    ...['NODE_ENV', 'PORT', 'PUBLIC_BASE_URL', 'CDS_TRUSTED_CLIENTS', 'CDS_AUTH', 'DEFAULT_PAYER', 'DATABASE_URL', 'DATA_DIR', 'SANDBOX', 'FHIR_SANDBOX_URL', 'EHR_TIMEOUT_MS', 'LOG_LEVEL', 'CANONICAL_BASE', 'CORS_ORIGINS', 'REVIEW_TOKEN', 'PAYER_API_CLIENTS', 'PAYER_API_AUTH', 'PAS_VERSION', 'SUBSCRIPTION_ENDPOINTS_ALLOW'].map(
+      (name): [Record<string, string>, string] => [{ [name]: '   ' }, name],
+    ),
+    [{ REVIEW_TOKEN: ' '.repeat(16) }, 'REVIEW_TOKEN'],
+    [{ NODE_ENV: 'prod' }, 'NODE_ENV'],
+    [{ NODE_ENV: 'Production' }, 'NODE_ENV'],
+    [{ PORT: '1e3' }, 'PORT'],
+    [{ PORT: '0x10' }, 'PORT'],
+    [{ PORT: ' 3000' }, 'PORT'],
+    [{ PORT: '3000.5' }, 'PORT'],
+    [{ EHR_TIMEOUT_MS: '1e3' }, 'EHR_TIMEOUT_MS'],
+    [{ EHR_TIMEOUT_MS: '60001' }, 'EHR_TIMEOUT_MS'],
+    [{ PUBLIC_BASE_URL: 'https://priorpath.example.org?tenant=a' }, 'PUBLIC_BASE_URL'],
+    [{ PUBLIC_BASE_URL: 'https://priorpath.example.org/#top' }, 'PUBLIC_BASE_URL'],
+    [{ PUBLIC_BASE_URL: 'https://admin:secret@priorpath.example.org' }, 'PUBLIC_BASE_URL'],
+    [{ FHIR_SANDBOX_URL: 'http://hapi:8080/fhir?_format=json' }, 'FHIR_SANDBOX_URL'],
+    [{ CANONICAL_BASE: 'ftp://priorpath.dev/fhir' }, 'CANONICAL_BASE'],
+    [{ CANONICAL_BASE: 'https://priorpath.dev/fhir?v=2' }, 'CANONICAL_BASE'],
+    [{ DATABASE_URL: 'postgres://' }, 'DATABASE_URL'],
   ])('refuses %j with a message naming %s (design.md §3)', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(name);
