@@ -292,7 +292,42 @@ export function withBoundPort(config: Config, port: number): Config {
   return { ...config, port, publicBaseUrl: `http://localhost:${port}` };
 }
 
+/** The variables this service reads (design.md §3), in the order `--help` lists them. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
+
+/** What `--help` prints: every variable with what it means (the schema's descriptions). */
+export function configHelp(): string {
+  const rows = Object.entries(schema.shape).map(([name, field]) => `  ${name.padEnd(30)} ${(field as { description?: string }).description ?? ''}`);
+  return `PriorPath: payer prior-authorization service (CRD, DTR, PAS).\n\nUsage: node dist/main.js (npm start). It takes no arguments; it is configured by these environment variables\n(README "Configuration" gives each default):\n\n${rows.join('\n')}\n`;
+}
+
+/** Levenshtein distance, for telling a misspelt variable from an unrelated one. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length];
+}
+
+/**
+ * A variable that is set but is not one of ours, although it is spelt almost like one (`PUBLIC_BASE_ULR`,
+ * `LOG_LEVELS`): the operator meant ours, and the service would silently run on its default (every hook JWT's `aud`
+ * then fails, say). Refused naming both. Names unlike ours are other programs' and left alone.
+ */
+export function checkMisspeltVariables(env: Record<string, string | undefined>): void {
+  for (const name of Object.keys(env)) {
+    if (CONFIG_VARIABLES.includes(name) || env[name] === undefined) continue;
+    const upper = name.toUpperCase();
+    const meant = CONFIG_VARIABLES.find((known) => upper === known || (known.slice(0, 4) === upper.slice(0, 4) && distance(upper, known) <= 2));
+    if (meant) throw new ConfigError(`${name}: not a PriorPath variable (did you mean ${meant}?); --help lists them`);
+  }
+}
+
 /** Reads the process environment; the one place that touches `process.env`. */
 export function loadConfigFromProcess(): Config {
+  checkMisspeltVariables(process.env);
   return loadConfig(process.env);
 }

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SubscriptionNotifier } from './pas/subscription-notifier.js';
-import { checkConfigAgainstContent, ConfigError, loadConfigFromProcess, payerKeysOnDisk, withBoundPort } from './config.js';
+import { checkConfigAgainstContent, ConfigError, configHelp, loadConfigFromProcess, payerKeysOnDisk, withBoundPort } from './config.js';
 import type { Config } from './config.js';
 import { answerClientError } from './http/client-error.js';
 import { ConnectionDrain } from './http/connection-drain.js';
@@ -27,6 +27,16 @@ const built = here.endsWith('.js');
 const SHUTDOWN_GRACE_MS = 10_000;
 
 async function main(): Promise<void> {
+  // The service takes no arguments: `--help` lists the variables; anything else is refused rather than ignored.
+  const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(configHelp());
+    process.exit(0);
+  }
+  if (args.length > 0) {
+    process.stderr.write(`priorpath: unknown argument ${JSON.stringify(args[0])}: the service is configured by environment variables (--help lists them)\n`);
+    process.exit(1);
+  }
   let config: Config;
   try {
     config = loadConfigFromProcess();

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../src/app.js';
-import { checkConfigAgainstContent, ConfigError, loadConfig, payerKeysOnDisk } from '../src/config.js';
+import { checkConfigAgainstContent, checkMisspeltVariables, CONFIG_VARIABLES, ConfigError, loadConfig, payerKeysOnDisk } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { MemoryStorage } from '../src/storage/memory-storage.js';
 import { testContent } from './helpers/app.js';
@@ -35,6 +35,28 @@ describe('configuration', () => {
     expect(c.publicBaseUrl).toBe('https://payer.example.org/priorpath');
     expect(c.canonicalBase).toBe('https://priorpath.dev/fhir');
   });
+
+  it('refuses a variable spelt almost like one of its own, naming both, and leaves other programs\' variables alone', () => {
+    expect(() => checkMisspeltVariables({ PUBLIC_BASE_ULR: 'https://priorpath.example.org' })).toThrow(/PUBLIC_BASE_ULR: not a PriorPath variable \(did you mean PUBLIC_BASE_URL\?\)/);
+    expect(() => checkMisspeltVariables({ LOG_LEVELS: 'debug' })).toThrow(/did you mean LOG_LEVEL/);
+    expect(() => checkMisspeltVariables({ database_url: 'postgres://db/x' })).toThrow(/did you mean DATABASE_URL/);
+    expect(() => checkMisspeltVariables({ IS_SANDBOX: 'yes', HOST: 'x', HOSTNAME: 'x', PWD: '/', NODE_OPTIONS: '', PORT: '3000', PGPASSWORD: 'x' })).not.toThrow();
+  });
+
+  it('--help lists every variable and exits 0; an argument is refused with exit 1; a misspelt variable stops start-up', () => {
+    const run = (args: string[], env: Record<string, string> = {}) =>
+      spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'main.ts'), ...args], { env: { PATH: process.env.PATH, LOG_LEVEL: 'silent', ...env }, encoding: 'utf8', timeout: 30_000 });
+    const help = run(['--help']);
+    expect(help.status).toBe(0);
+    for (const name of CONFIG_VARIABLES) expect(help.stdout).toContain(name);
+    const arg = run(['--port', '8080']);
+    expect(arg.status).toBe(1);
+    expect(arg.stderr).toContain('unknown argument "--port"');
+    const typo = run([], { PUBLIC_BASE_ULR: 'https://priorpath.example.org', PORT: '0' });
+    expect(typo.status).toBe(1);
+    expect(typo.stderr).toContain('did you mean PUBLIC_BASE_URL?');
+    expect(typo.stderr).not.toMatch(/\n\s+at /);
+  }, 100_000);
 
   it('turns the sandbox off in production', () => {
     expect(loadConfig({ NODE_ENV: 'production' }).sandbox).toBe(false);
