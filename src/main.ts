@@ -68,6 +68,19 @@ async function main(): Promise<void> {
     storageFailure = err as Error;
     if (configChecked) storageFailed(storageFailure);
   });
+  // SIGTERM or SIGINT while starting (an orchestrator giving up on a slow start, a developer's Ctrl-C): nothing has been
+  // answered, so there is nothing to drain, but the store may be mid-open (a new DATA_DIR being copied from its
+  // template): it finishes opening and is closed, releasing DATA_DIR's lock, before the exit 0, and the service never
+  // starts listening. Node's default, dying at once on the signal, left a stale lock and maybe a half-made DATA_DIR.
+  let stoppedWhileStarting = false;
+  const stopWhileStarting = (signal: NodeJS.Signals) => {
+    if (stoppedWhileStarting) return;
+    stoppedWhileStarting = true;
+    logger.info({ signal }, 'stopping during start-up');
+    void Promise.race([opening.then((s) => s.close()).catch(() => {}), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS))]).then(() => process.exit(0));
+  };
+  process.on('SIGTERM', stopWhileStarting);
+  process.on('SIGINT', stopWhileStarting);
   const [{ loadContent }, { ContentError }, { createApp, requestListener }, fhirPath, { readParseTrees }, contentYaml] = await Promise.all([
     import('./content.js'),
     import('./policies/policy-loader.js'),
@@ -158,6 +171,9 @@ async function main(): Promise<void> {
     (app.locals.subscriptionNotifier as SubscriptionNotifier).sweepPended();
     (app.locals.subscriptionNotifier as SubscriptionNotifier).heartbeats();
   };
+  process.off('SIGTERM', stopWhileStarting);
+  process.off('SIGINT', stopWhileStarting);
+  if (stoppedWhileStarting) return;
   if (server.listening) listening();
   else server.listen(config.port, listening);
   // A request Node's parser refuses (headers over 16 KiB, a malformed header) is answered with an OperationOutcome too.
