@@ -30,7 +30,6 @@ function urlWith(protocols: string[], what: string) {
     { message: `expected ${what}` },
   );
 }
-const httpUrl = urlWith(['http:', 'https:'], 'an http or https URL');
 
 /**
  * A base URL that other URLs are built on by appending a path (`{PUBLIC_BASE_URL}/cds-services/{id}`,

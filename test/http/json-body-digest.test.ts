@@ -2,13 +2,14 @@
  * jsonBody(limit, true) keeps the SHA-256 of a hook body's bytes for the evaluation cache; only a body that parsed and
  * passed every check is hashed: an empty, malformed, non-object or too-deep body is refused without the hash.
  */
+import type * as Crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { NextFunction, Request, Response } from 'express';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 
 const hashes = vi.hoisted(() => ({ count: 0 }));
 vi.mock('node:crypto', async (importOriginal) => {
-  const actual = await importOriginal<typeof import('node:crypto')>();
+  const actual = await importOriginal<typeof Crypto>();
   return {
     ...actual,
     createHash: (...args: Parameters<typeof actual.createHash>) => {
