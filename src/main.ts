@@ -77,7 +77,12 @@ async function main(): Promise<void> {
     if (stoppedWhileStarting) return;
     stoppedWhileStarting = true;
     logger.info({ signal }, 'stopping during start-up');
-    void Promise.race([opening.then((s) => s.close()).catch(() => {}), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS))]).then(() => process.exit(0));
+    // Bounded as the drain is: a store still opening after the grace period is left (its lock is taken over later).
+    const grace = new Promise<void>((resolve) => setTimeout(() => {
+      logger.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'storage still opening; exiting without closing it');
+      resolve();
+    }, SHUTDOWN_GRACE_MS).unref());
+    void Promise.race([opening.then((s) => s.close()).catch(() => {}), grace]).then(() => process.exit(0));
   };
   process.on('SIGTERM', stopWhileStarting);
   process.on('SIGINT', stopWhileStarting);

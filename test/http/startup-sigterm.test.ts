@@ -31,6 +31,9 @@ describe('SIGTERM during start-up', () => {
     const { code, signal } = await exited;
     expect({ code, signal }, out).toEqual({ code: 0, signal: null });
     expect(out).not.toContain('PriorPath listening');
-    expect(existsSync(lock)).toBe(false);
+    // The store is waited for up to the drain's 10 s grace period; on a loaded machine it may still be opening then,
+    // and the service says so and leaves the lock (taken over later, its process gone).
+    if (out.includes('storage still opening')) expect(existsSync(lock)).toBe(true);
+    else expect(existsSync(lock)).toBe(false);
   }, 120_000);
 });
