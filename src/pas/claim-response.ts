@@ -169,7 +169,10 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
     const noteNumbers: number[] = [];
     for (const r of d.reasons) noteNumbers.push(note(r));
     if (d.reviewAction === 'A4') for (const n of d.needed) noteNumbers.push(note(`Needed: ${n}`));
-    if (d.review) noteNumbers.push(note(`Clinical review (${d.review.decision === 'approve' ? 'approved' : 'denied'}): ${d.review.reason}`));
+    // A denial's reason already carries the reviewer's words ("Not certified on clinical review: …"); a second note
+    // saying the same would show the clinician the reason twice. An approval's reason does not, so it gets the note.
+    const review = d.review;
+    if (review && !d.reasons.some((r) => r.includes(review.reason))) noteNumbers.push(note(`Clinical review (${review.decision === 'approve' ? 'approved' : 'denied'}): ${review.reason}`));
     const item = claimItem(d.sequence);
     const extension: Extension[] = echoedFromItem(item);
     if (d.authorization) {

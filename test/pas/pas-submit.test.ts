@@ -253,7 +253,9 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
     const now = claimResponseOf(inq.body.parameter[0].resource);
     expect(reviewActions(now)).toEqual([`${X12}#A3`]);
     expect(now.preAuthRef).toBeUndefined();
-    expect(JSON.stringify(now.processNote)).toContain('No guideline support for 56 mcg/day');
+    // The reviewer's reason is told once: the denial's reason carries it, so no second note repeats it.
+    const notes = (now.processNote as { text: string }[]).map((n) => n.text);
+    expect(notes.filter((t) => t.includes('No guideline support for 56 mcg/day'))).toEqual(['Not certified on clinical review: No guideline support for 56 mcg/day']);
   });
 
   it('answers a PAS inquiry Bundle by the original Claim identifier within the same patient only', async () => {
