@@ -12,8 +12,7 @@ import {
   JSON_TYPES,
   outsidePatient,
   outsideRecord,
-  parseQuery,
-  rawQueryOf,
+  readSandboxRequest,
   smartConfiguration,
   withinPatient,
 } from './sandbox-fhir.js';
@@ -28,7 +27,6 @@ export interface SandboxFhirProxyOptions extends Omit<SandboxFhirOptions, 'bundl
   fetchImpl?: (url: string, init: RequestInit) => Promise<globalThis.Response>;
 }
 
-const ALLOW = 'GET, HEAD, POST, PUT, OPTIONS';
 /** Request headers a FHIR client's conditional and preference semantics need; nothing else is passed on. */
 const FORWARDED_REQUEST_HEADERS = ['prefer', 'if-match', 'if-none-exist', 'if-none-match', 'if-modified-since'];
 /** Response headers passed back; the URL-valued ones name the upstream and are rewritten to this mount. */
@@ -62,18 +60,7 @@ export function createSandboxFhirProxy(opts: SandboxFhirProxyOptions): Router {
   router.use(errorHandler(opts.logger));
 
   async function forward(req: Request, res: Response): Promise<void> {
-    const method = req.method === 'HEAD' ? 'GET' : req.method;
-    if (method !== 'GET' && method !== 'POST' && method !== 'PUT') {
-      throw new HttpError(405, outcome('error', 'not-supported', `Method ${req.method} not allowed; use ${ALLOW}`), { Allow: ALLOW });
-    }
-    let segments: string[];
-    try {
-      segments = req.path.split('/').filter(Boolean).map(decodeURIComponent);
-    } catch {
-      throw new HttpError(400, outcome('error', 'invalid', 'Malformed URL'));
-    }
-    const rawQuery = rawQueryOf(req);
-    const query = parseQuery(rawQuery);
+    const { method, segments, rawQuery, query } = readSandboxRequest(req);
     const [type, second] = segments;
     const isSearch = (method === 'GET' && segments.length <= 1) || (method === 'POST' && segments.length === 2 && second === '_search');
     // The CapabilityStatement is public, as on the embedded server.

@@ -235,6 +235,37 @@ function ensureTypesOf(value: unknown): void {
   if (r.resourceType === 'Bundle') for (const e of r.entry ?? []) ensureTypesOf(e.resource);
 }
 
+/** A sandbox FHIR request as both the embedded server and the FHIR_SANDBOX_URL front read it. */
+export interface SandboxRequest {
+  /** GET (for HEAD too), POST or PUT. */
+  method: 'GET' | 'POST' | 'PUT';
+  /** The decoded path segments after the FHIR base. */
+  segments: string[];
+  rawQuery: string;
+  query: Query;
+}
+
+/**
+ * Reads the method, the path segments and the query of a sandbox FHIR request: 405 for a method the sandbox does not
+ * serve, 400 for a path that does not percent-decode (FHIR RESTful API, https://hl7.org/fhir/R4/http.html).
+ */
+export function readSandboxRequest(req: Request): SandboxRequest {
+  const method = req.method === 'HEAD' ? 'GET' : req.method;
+  if (method !== 'GET' && method !== 'POST' && method !== 'PUT') {
+    throw new HttpError(405, outcome('error', 'not-supported', `Method ${req.method} not allowed; use ${ALLOW}`), {
+      Allow: ALLOW,
+    });
+  }
+  let segments: string[];
+  try {
+    segments = req.path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    throw new HttpError(400, outcome('error', 'invalid', 'Malformed URL'));
+  }
+  const rawQuery = rawQueryOf(req);
+  return { method, segments, rawQuery, query: parseQuery(rawQuery) };
+}
+
 export function baseUrlOf(req: Request, opts: Pick<SandboxFhirOptions, 'baseUrl'>): string {
   return (opts.baseUrl ?? `${req.protocol}://${req.get('host')}${req.baseUrl}`).replace(/\/+$/, '');
 }
@@ -299,20 +330,7 @@ async function handle(
   req: Request,
   res: Response,
 ): Promise<void> {
-  const method = req.method === 'HEAD' ? 'GET' : req.method;
-  if (method !== 'GET' && method !== 'POST' && method !== 'PUT') {
-    throw new HttpError(405, outcome('error', 'not-supported', `Method ${req.method} not allowed; use ${ALLOW}`), {
-      Allow: ALLOW,
-    });
-  }
-  let segments: string[];
-  try {
-    segments = req.path.split('/').filter(Boolean).map(decodeURIComponent);
-  } catch {
-    throw new HttpError(400, outcome('error', 'invalid', 'Malformed URL'));
-  }
-  const rawQuery = rawQueryOf(req);
-  const query = parseQuery(rawQuery);
+  const { method, segments, rawQuery, query } = readSandboxRequest(req);
   const pretty = query._pretty === 'true';
   delete query._format;
   delete query._pretty;
