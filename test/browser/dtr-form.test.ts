@@ -67,6 +67,15 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await browser?.close();
   });
 
+  /** The Centene form of a patient with no MRD on record, at desktop width: its MRD field and its draft status line. */
+  async function openMrdForm(): Promise<{ session: BrowserSession; page: Page; url: string; mrd: Locator; draftStatus: Locator }> {
+    const session = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    s = session;
+    const { page, url } = session;
+    await openForm(page, url, 'centene-missing-mrd');
+    return { session, page, url, mrd: page.getByRole('textbox', { name: /Minimal residual disease/ }), draftStatus: page.locator('[role=status]#draft-status') };
+  }
+
   it('shows where each answer came from, saves the draft in the EHR, brings it back after a refresh, sends once, and a later refresh shows the decision instead of a blank form', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
@@ -418,11 +427,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
   }, 120_000);
 
   it('a draft the EHR cannot save says why in words (network down, sign-in expired), never the browser\'s "Failed to fetch", and saves once the EHR is back', async () => {
-    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
-    const { page, url } = s;
-    await openForm(page, url, 'centene-missing-mrd');
-    const mrd = page.getByRole('textbox', { name: /Minimal residual disease/ });
-    const draftStatus = page.locator('[role=status]#draft-status');
+    const { page, mrd, draftStatus } = await openMrdForm();
     const saves = /\/sandbox\/fhir\/QuestionnaireResponse(\/[^/?]+)?$/;
     const writes = (r: Route) => ['PUT', 'POST'].includes(r.request().method());
 
@@ -447,11 +452,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
   }, 120_000);
 
   it('answers typed after the EHR sign-in expired come back when the clinician opens the form again from the EHR, and are saved there with the new sign-in', async () => {
-    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
-    const { page, url } = s;
-    await openForm(page, url, 'centene-missing-mrd');
-    const mrd = page.getByRole('textbox', { name: /Minimal residual disease/ });
-    const draftStatus = page.locator('[role=status]#draft-status');
+    const { session, page, url, mrd, draftStatus } = await openMrdForm();
     await mrd.fill('0.5');
     await draftStatus.filter({ hasText: /^Draft saved in the EHR at/ }).waitFor();
 
@@ -477,7 +478,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     // The rest of the form is as it was, with the origin of each answer.
     expect(await question(page, 'b-all-diagnosis').locator('.origin-line').innerText()).toMatch(/^From the chart/);
     await draftStatus.filter({ hasText: /^Draft saved in the EHR at/ }).waitFor();
-    const drafts = (await responsesInEhr(s, 'centene-missing-mrd')).filter((r) => r.status === 'in-progress');
+    const drafts = (await responsesInEhr(session, 'centene-missing-mrd')).filter((r) => r.status === 'in-progress');
     expect(drafts).toHaveLength(1);
     expect(answerOf(drafts[0], 'mrd-percent')).toMatchObject({ valueDecimal: 0.9 });
 
@@ -504,11 +505,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
   }, 90_000);
 
   it('an answer that is not valid (letters in the MRD): the field is marked invalid with its message, Send says which and sends nothing, and the draft says it waits for the correction', async () => {
-    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
-    const { page, url } = s;
-    await openForm(page, url, 'centene-missing-mrd');
-    const mrd = page.getByRole('textbox', { name: /Minimal residual disease/ });
-    const draftStatus = page.locator('[role=status]#draft-status');
+    const { session, page, mrd, draftStatus } = await openMrdForm();
     await mrd.fill('0.5');
     await draftStatus.filter({ hasText: /^Draft saved in the EHR at/ }).waitFor();
     await mrd.fill('0.4 abc');
@@ -530,7 +527,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(await descriptionOf(mrd)).not.toContain('must be');
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
     await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
-    expect(s.problems.filter((p) => !p.includes('Invalid data. Cannot generate a QuestionnaireResponse'))).toEqual([]);
+    expect(session.problems.filter((p) => !p.includes('Invalid data. Cannot generate a QuestionnaireResponse'))).toEqual([]);
   }, 120_000);
 
   it('adaptive form: Continue with an answer that is not valid says which and leaves the button usable', async () => {
