@@ -1,4 +1,5 @@
 import type { Payer } from '../content.js';
+import { provingAttachment } from './questionnaire-answers.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { undecidedRules, type Outcome, type PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { failedUses } from '../policies/pathway-failures.js';
@@ -35,7 +36,10 @@ export interface Determination {
 }
 
 function questionOf(policy: CompiledPolicy, name: string): string {
-  return policy.factsByName.get(name)?.def.question ?? name;
+  const question = policy.factsByName.get(name)?.def.question ?? name;
+  // An attestation the seed conditions on a submitted document names the document: a "Yes" counts only with it.
+  const doc = provingAttachment(policy, name);
+  return doc ? `${question} (if yes, attach: ${doc.text.replace(/\s+/g, ' ').trim()})` : question;
 }
 
 function unknownCites(ev: PolicyEvaluation, kinds: string[]): string {

@@ -194,7 +194,12 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
     );
   }
   const parsed = answersFromQuestionnaireResponse(policy, qr, content.valueSets, `${content.canonicalBase}/ValueSet`);
-  const answers = withKnownFacts(policy, parsed.answers, input.knownFacts);
+  // An attestation answered true without its document is unknown: a value recorded earlier (an assertion's facts)
+  // must not stand in for it either.
+  const known = input.knownFacts && parsed.unproven.length > 0
+    ? Object.fromEntries(Object.entries(input.knownFacts).filter(([k]) => !parsed.unproven.includes(k)))
+    : input.knownFacts;
+  const answers = withKnownFacts(policy, parsed.answers, known);
 
   // The order is judged on the date CRD judged it on (design.md §8: one decision per order): the order's own start
   // when the record has the order, else the start the payer pre-filled in the form's order-date item, else the date

@@ -55,6 +55,11 @@ export interface ParsedAnswers {
   problems: AnswerProblem[];
   /** The order's start from the hidden order-date item (YYYY-MM-DD), when the response carries it. */
   orderDate?: string;
+  /**
+   * Attestations answered true without the document that proves them (a policy attachment's `proves`): left out of
+   * `answers`, so unknown (documentation needed), never false.
+   */
+  unproven: string[];
 }
 
 const ORIGIN: Record<string, InformationOrigin> = {
@@ -121,7 +126,9 @@ export function answersFromQuestionnaireResponse(
   const justificationIds = new Map(
     policy.limits.filter((l) => l.justification).map((l) => [justificationLinkId(l.id), l.id]),
   );
-  const out: ParsedAnswers = { answers: {}, origins: {}, justifications: {}, problems: [] };
+  const out: ParsedAnswers = { answers: {}, origins: {}, justifications: {}, problems: [], unproven: [] };
+  const attachmentIds = new Set(policy.attachments.filter((a) => a.proves).map((a) => a.linkId));
+  const attached = new Set<string>();
 
   const codesFor = (name: string): Set<string> | undefined => {
     const ref = policy.factsByName.get(name)?.def.answerValueSet;
@@ -136,6 +143,8 @@ export function answersFromQuestionnaireResponse(
       const answers = item.answer ?? [];
       const fact = byLinkId.get(item.linkId);
       const limit = justificationIds.get(item.linkId);
+      if (attachmentIds.has(item.linkId) && answers.some((a) => !!a.valueAttachment && !!(a.valueAttachment.data || a.valueAttachment.url)))
+        attached.add(item.linkId);
       if (item.linkId === ORDER_DATE_LINK_ID && answers.length > 0) {
         const v = readValue(answers[0], 'date', undefined);
         if (typeof v === 'string') out.orderDate = v.slice(0, 10);
@@ -159,7 +168,29 @@ export function answersFromQuestionnaireResponse(
     });
   };
   walk(qr.item, 'QuestionnaireResponse');
+  out.unproven = unprovenAttestations(policy, out.answers, attached);
+  for (const name of out.unproven) delete out.answers[name];
   return out;
+}
+
+/**
+ * The attestations answered true whose proving document (an attachment with `proves`, e.g. CP.PHAR.312 I.A.5.b "the
+ * prescriber must submit supporting evidence") is not among `attached` (attachment linkIds carrying data or a url).
+ * The seed makes the evidence part of the criterion, so such a "Yes" is not yet the criterion met: it is unknown, and
+ * the request waits for the document. A "No" needs no document and stands.
+ */
+export function unprovenAttestations(policy: CompiledPolicy, answers: Record<string, FactValue>, attached: ReadonlySet<string>): string[] {
+  const out = new Set<string>();
+  for (const a of policy.attachments) {
+    if (!a.proves || attached.has(a.linkId)) continue;
+    for (const name of a.proves) if (answers[name] === true) out.add(name);
+  }
+  return [...out];
+}
+
+/** The attachment item whose document proves a fact (its `proves`), if any: what to attach for it. */
+export function provingAttachment(policy: CompiledPolicy, fact: string): CompiledPolicy['attachments'][number] | undefined {
+  return policy.attachments.find((a) => a.proves?.includes(fact));
 }
 
 /** Options of a pre-filled response. */

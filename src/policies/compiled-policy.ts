@@ -76,7 +76,8 @@ export interface CompiledPolicy {
   pathways: CompiledRule[];
   limits: CompiledRule[];
   /** Attachment items with their `askWhen` compiled. */
-  attachments: { linkId: string; text: string; cite: string; askWhen?: CompiledExpression; askWhenText?: string }[];
+  /** `proves`: the attestations this document proves (policy-schema.ts attachmentSchema). */
+  attachments: { linkId: string; text: string; cite: string; askWhen?: CompiledExpression; askWhenText?: string; proves?: string[] }[];
   /** Canonical URL of the policy's DTR Questionnaire, with `|version`. */
   questionnaire: string;
 }

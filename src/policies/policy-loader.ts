@@ -298,7 +298,9 @@ function compilePolicy(
     text: a.text,
     cite: a.cite,
     ...(a.askWhen ? { askWhen: compileAskWhen(a.askWhen, `attachments[${i}].askWhen`), askWhenText: a.askWhen } : {}),
+    ...(a.proves ? { proves: a.proves } : {}),
   }));
+  file.attachments.forEach((a, i) => problems.push(...provesProblems(compiledFacts, a).map((message) => ({ file: path, field: `attachments[${i}].proves`, message }))));
   for (const a of file.attachments) {
     if (linkIds.has(a.linkId)) problems.push({ file: path, field: 'attachments', message: `linkId ${a.linkId} also used by ${linkIds.get(a.linkId)}` });
     linkIds.set(a.linkId, `attachment ${a.linkId}`);
@@ -395,9 +397,33 @@ function compilePolicy(
     requirements: requirements as CompiledRule[],
     pathways: pathways as CompiledRule[],
     limits: limits as CompiledRule[],
-    attachments: attachments.map((a) => (a.askWhen === undefined ? { linkId: a.linkId, text: a.text, cite: a.cite } : (a as CompiledPolicy['attachments'][number]))),
+    attachments: attachments.map((a) =>
+      a.askWhen === undefined
+        ? { linkId: a.linkId, text: a.text, cite: a.cite, ...(a.proves ? { proves: a.proves } : {}) }
+        : (a as CompiledPolicy['attachments'][number]),
+    ),
     questionnaire: `${opts.canonicalBase}/Questionnaire/${file.id}|${file.version}`,
   };
+}
+
+/**
+ * What is wrong with an attachment's `proves` (policy-schema.ts attachmentSchema): each proved fact must be an askable
+ * boolean (an attestation the form asks), and the item must be shown exactly when one of them is answered true, since
+ * the form requires it when shown (a document required beside a "No" would block an honest answer).
+ */
+function provesProblems(facts: Map<string, CompiledFact>, a: PolicyFile['attachments'][number]): string[] {
+  if (!a.proves) return [];
+  const problems: string[] = [];
+  for (const name of a.proves) {
+    const f = facts.get(name);
+    if (!f) problems.push(`${a.linkId} proves ${name}, which is not a fact of this policy`);
+    else if (f.def.type !== 'boolean' || !f.def.askable || !f.def.linkId) problems.push(`${a.linkId} proves ${name}, which is not an asked boolean fact`);
+  }
+  const expected = a.proves.map((n) => `${n} = true`).join(' or ');
+  if ((a.askWhen ?? '').replace(/\s+/g, ' ').trim() !== expected) {
+    problems.push(`${a.linkId} proves ${a.proves.join(', ')}: its askWhen must be "${expected}" (shown, and required, when the attestation is answered true)`);
+  }
+  return problems;
 }
 
 /**

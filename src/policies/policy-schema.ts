@@ -122,6 +122,13 @@ export const attachmentSchema = z
     text: z.string().min(3).describe('What to attach, as the clinician reads it'),
     cite: citation,
     askWhen: z.string().min(1).optional().describe('FHIRPath over the facts: shown unless this is false'),
+    proves: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .describe(
+        'Boolean facts (attestations) this document proves: a true answer counts only with this item attached, else the fact is unknown',
+      ),
   })
   .strict();
 export type AttachmentDefinition = z.infer<typeof attachmentSchema>;
