@@ -156,11 +156,18 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
     }
   }
 
+  // An attestation answered "Yes" without the document that proves it (attachments `proves`) is unknown until the
+  // document comes: the adaptive form asks for it next, as the standard form shows it (required) beside the "Yes".
+  for (const fact of result.unproven) {
+    const doc = policy.attachments.find((a) => a.proves?.includes(fact));
+    if (doc && !asked.has(doc.linkId) && !toAsk.includes(doc.linkId)) toAsk.push(doc.linkId);
+  }
+
   const answered = deps.catalog.byCanonical.get(canonical!) ?? deps.catalog.byCanonical.get(canonical!.split('|')[0]);
   const adaptiveForm = answered && deps.catalog.standardOf.has(answered) ? answered : undefined;
   const source = itemSource(staticForm, previous, deps.catalog);
   const sourceItems = new Map(flattenItems(source.item).map((i) => [i.linkId, i]));
-  const newItems = toAsk.map((l) => adaptiveItem(sourceItems.get(l)!));
+  const newItems = toAsk.filter((l) => sourceItems.has(l)).map((l) => adaptiveItem(sourceItems.get(l)!));
   const contained: Questionnaire = {
     resourceType: 'Questionnaire',
     id: containedId,

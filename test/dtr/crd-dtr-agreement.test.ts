@@ -81,6 +81,11 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
       };
       const asked = Object.fromEntries(structure.asked.filter((f) => held[f] !== undefined).map((f) => [f, held[f]]));
       const qr = prefilledResponse(policy, q, asked, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE });
+      // An attestation held true comes with the document that proves it (attachments `proves`), as the form requires:
+      // the record's "true" stands for an answer with its evidence.
+      for (const a of policy.attachments)
+        if (a.proves?.some((f) => asked[f] === true))
+          (qr.item ??= []).push({ linkId: a.linkId, answer: [{ valueAttachment: { contentType: 'application/pdf', data: 'JVBERi0xLjQ=' } }] });
       const atDtr = evaluateQuestionnaireResponse({ content, qr, today: TODAY });
       expect(atDtr.problems).toEqual([]);
       expect(Object.keys(atDtr.answers).sort(), 'every held fact travels through the QuestionnaireResponse').toEqual(
