@@ -419,7 +419,9 @@ function provesProblems(facts: Map<string, CompiledFact>, a: PolicyFile['attachm
     if (!f) problems.push(`${a.linkId} proves ${name}, which is not a fact of this policy`);
     else if (f.def.type !== 'boolean' || !f.def.askable || !f.def.linkId) problems.push(`${a.linkId} proves ${name}, which is not an asked boolean fact`);
   }
-  const expected = a.proves.map((n) => `${n} = true`).join(' or ');
+  // Closed while the attestation is unanswered: an askWhen is "shown unless false", and a required document shown
+  // beside an unanswered (or hidden) question would block every form.
+  const expected = `iif(${a.proves.map((n) => `${n} = true`).join(' or ')}, true, false)`;
   if ((a.askWhen ?? '').replace(/\s+/g, ' ').trim() !== expected) {
     problems.push(`${a.linkId} proves ${a.proves.join(', ')}: its askWhen must be "${expected}" (shown, and required, when the attestation is answered true)`);
   }

@@ -192,6 +192,15 @@ describe('questions that cannot change the decision', () => {
     expect(shown(q, 'dose-guideline-supported', answers(dose(35)))).toBe(true);
   });
 
+  it('Centene: the dose evidence that proves the attestation (I.A.5.b "prescriber must submit supporting evidence") is shown, and required, only beside a "Yes"', () => {
+    const q = questionnaire('centene-blinatumomab');
+    const over = { 'daily-dose': [{ valueDecimal: 56 }] };
+    // Unanswered or "No": closed, so the required document never blocks a form whose attestation is not "Yes".
+    expect(shown(q, 'dose-evidence', answers(over))).toBe(false);
+    expect(shown(q, 'dose-evidence', answers({ ...over, 'dose-guideline-supported': [{ valueBoolean: false }] }))).toBe(false);
+    expect(shown(q, 'dose-evidence', answers({ ...over, 'dose-guideline-supported': [{ valueBoolean: true }] }))).toBe(true);
+  });
+
   it('the height is asked only once the weight is under 45 kg (fixed 28 mcg/day at 45 kg or more), or at every weight for OHSU\'s AALL1331', () => {
     const kg = (w: number) => ({ weight: [{ valueDecimal: w }] });
     for (const id of ['centene-blinatumomab', 'mmm-blinatumomab', 'ohsu-blinatumomab']) {

@@ -77,13 +77,13 @@ describe('attachments: proves', () => {
     });
 
     it('refuses a proving document shown other than exactly when the attestation is true (it is required while shown)', () => {
-      const load = loadWith((y) => y.replace('    askWhen: doseGuidelineSupported = true\n', '    askWhen: dailyDoseUg > 28 or doseGuidelineSupported = true\n'));
-      expect(load).toThrow(/dose-evidence proves doseGuidelineSupported: its askWhen must be "doseGuidelineSupported = true"/);
+      const load = loadWith((y) => y.replace('    askWhen: iif(doseGuidelineSupported = true, true, false)\n', '    askWhen: doseGuidelineSupported = true\n'));
+      expect(load).toThrow(/dose-evidence proves doseGuidelineSupported: its askWhen must be "iif\(doseGuidelineSupported = true, true, false\)"/);
     });
 
     it('refuses proves naming a fact that is not an asked boolean', () => {
       const load = loadWith((y) =>
-        y.replace('    proves: [doseGuidelineSupported]\n    askWhen: doseGuidelineSupported = true\n', '    proves: [mrdPositive]\n    askWhen: mrdPositive = true\n'),
+        y.replace('    proves: [doseGuidelineSupported]\n    askWhen: iif(doseGuidelineSupported = true, true, false)\n', '    proves: [mrdPositive]\n    askWhen: iif(mrdPositive = true, true, false)\n'),
       );
       expect(load).toThrow(/dose-evidence proves mrdPositive, which is not an asked boolean fact/);
     });
