@@ -348,9 +348,9 @@ export function buildQuestionnaire(
           text: a.text.replace(/\s+/g, ' ').trim(),
           type: 'attachment',
           repeats: true,
-          // A document that proves an attestation is required while shown (it shows when the attestation is answered
-          // true): without it the "Yes" counts as unknown (questionnaire-answers.ts unprovenAttestations).
-          ...(a.proves ? { required: true } : {}),
+          // A document that proves an attestation is not marked `required`: LHC-Forms (web/dtr) then gives no response
+          // for the whole form even while the item is hidden. Its absence pends the request instead
+          // (questionnaire-answers.ts unprovenAttestations), and $next-question asks for it.
           ...(gate
             ? { extension: [expressionExtension(EXT_ENABLE_WHEN_EXPRESSION, gate, 'Asked only when this document applies')] }
             : {}),

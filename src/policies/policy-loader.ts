@@ -408,8 +408,7 @@ function compilePolicy(
 
 /**
  * What is wrong with an attachment's `proves` (policy-schema.ts attachmentSchema): each proved fact must be an askable
- * boolean (an attestation the form asks), and the item must be shown exactly when one of them is answered true, since
- * the form requires it when shown (a document required beside a "No" would block an honest answer).
+ * boolean (an attestation the form asks), and the item must be shown exactly when one of them is answered true.
  */
 function provesProblems(facts: Map<string, CompiledFact>, a: PolicyFile['attachments'][number]): string[] {
   if (!a.proves) return [];
@@ -419,11 +418,11 @@ function provesProblems(facts: Map<string, CompiledFact>, a: PolicyFile['attachm
     if (!f) problems.push(`${a.linkId} proves ${name}, which is not a fact of this policy`);
     else if (f.def.type !== 'boolean' || !f.def.askable || !f.def.linkId) problems.push(`${a.linkId} proves ${name}, which is not an asked boolean fact`);
   }
-  // Closed while the attestation is unanswered: an askWhen is "shown unless false", and a required document shown
-  // beside an unanswered (or hidden) question would block every form.
+  // Closed while the attestation is unanswered: an askWhen is "shown unless false", and the document belongs only
+  // beside a "Yes".
   const expected = `iif(${a.proves.map((n) => `${n} = true`).join(' or ')}, true, false)`;
   if ((a.askWhen ?? '').replace(/\s+/g, ' ').trim() !== expected) {
-    problems.push(`${a.linkId} proves ${a.proves.join(', ')}: its askWhen must be "${expected}" (shown, and required, when the attestation is answered true)`);
+    problems.push(`${a.linkId} proves ${a.proves.join(', ')}: its askWhen must be "${expected}" (shown when the attestation is answered true)`);
   }
   return problems;
 }

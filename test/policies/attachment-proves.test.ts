@@ -43,18 +43,16 @@ describe('attachments: proves', () => {
     expect(no.unproven).toEqual([]);
   });
 
-  it('the Questionnaire requires the proving document, shown only when the attestation is answered yes', () => {
+  it('the Questionnaire shows the proving document only when the attestation is answered yes', () => {
     const q = buildQuestionnaire(centene, { canonicalBase: CANONICAL_BASE, valueSets: content.valueSets });
     const items: QuestionnaireItem[] = [];
     const walk = (list: QuestionnaireItem[] | undefined) => (list ?? []).forEach((i) => (items.push(i), walk(i.item)));
     walk(q.item);
     const doc = items.find((i) => i.linkId === 'dose-evidence')!;
-    expect(doc).toMatchObject({ type: 'attachment', required: true });
+    expect(doc).toMatchObject({ type: 'attachment' });
     const gate = doc.extension?.find((e) => e.url.endsWith('sdc-questionnaire-enableWhenExpression'))?.valueExpression?.expression;
     expect(gate).toContain("linkId = 'dose-guideline-supported').answer.valueBoolean = true");
     expect(gate).not.toContain('daily-dose');
-    // Documents that prove nothing stay optional.
-    expect(items.find((i) => i.linkId === 'clinical-documentation')?.required).toBeUndefined();
   });
 
   describe('the loader', () => {
