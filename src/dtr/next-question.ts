@@ -11,6 +11,7 @@ import {
   policyForQuestionnaire,
   responseContext,
 } from '../coverage/evaluate-response.js';
+import { provingAttachment } from '../coverage/questionnaire-answers.js';
 import {
   DTR_ADAPT_QUESTIONNAIRE,
   DTR_QR_ADAPT,
@@ -159,7 +160,7 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
   // An attestation answered "Yes" without the document that proves it (attachments `proves`) is unknown until the
   // document comes: the adaptive form asks for it next, as the standard form shows it (required) beside the "Yes".
   for (const fact of result.unproven) {
-    const doc = policy.attachments.find((a) => a.proves?.includes(fact));
+    const doc = provingAttachment(policy, fact);
     if (doc && !asked.has(doc.linkId) && !toAsk.includes(doc.linkId)) toAsk.push(doc.linkId);
   }
 
