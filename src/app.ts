@@ -171,7 +171,7 @@ export function createApp(deps: AppDeps): express.Express {
     let patientHash = '';
     let hookInstance = '';
     try {
-      const pending = handleHook(
+      const result = await handleHook(
         service,
         takeBody(req),
         {
@@ -187,7 +187,6 @@ export function createApp(deps: AppDeps): express.Express {
         },
         r.log,
       );
-      const result = await pending;
       outcome = result.outcome;
       patientHash = hashPatientId(result.patientId);
       hookInstance = result.hookInstance;

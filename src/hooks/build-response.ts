@@ -71,12 +71,15 @@ function doseLabel(value: number, unit: string, display?: string): string {
   return `${v} ${display ?? unit}`;
 }
 
+/** What the answer reads of the hook request (nothing of its prefetch or record: see handleHook's two steps). */
+export type RespondedRequest = Pick<HookRequest, 'hook' | 'configuration' | 'requestedVersion' | 'draftResources' | 'dispatchedRefs'>;
+
 /**
  * Shapes decisions into the CDS Hooks response: one systemAction update per governed order with the extension
  * (never a card for coverage information, [resp-25]), and the accompanying cards of design.md §4.
  */
 export function buildHookResponse(opts: {
-  req: Pick<HookRequest, 'hook' | 'configuration' | 'requestedVersion' | 'draftResources' | 'dispatchedRefs'>;
+  req: RespondedRequest;
   content: Content;
   payer: Payer;
   coverageRef?: string;

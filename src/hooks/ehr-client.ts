@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Resource } from '@medplum/fhirtypes';
 import { ShapeError, assertFhirResource } from '../fhir/fhir-shape.js';
 import { httpGet } from './http-get.js';
+import { requestDeadline } from '../http/request-deadline.js';
 
 /** A failed EHR query: unreachable, timed out, or a non-2xx answer. */
 export class EhrQueryError extends Error {
@@ -71,18 +72,14 @@ export class EhrClient {
     const headers: Record<string, string> = { Accept: 'application/fhir+json' };
     if (this.accessToken) headers.Authorization = `Bearer ${this.accessToken}`;
     // The timeout bounds the whole exchange, body included, and is cleared as soon as the body is read. Not
-    // `AbortSignal.timeout`: its timer and signal stay allocated for the full EHR_TIMEOUT_MS after the answer (Node
-    // frees them only once the timer fires), and eight queries a hook at a few hundred hooks a second kept tens of MB
-    // of them alive (README "Memory").
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(new DOMException(`timed out after ${this.timeoutMs} ms`, 'TimeoutError')), this.timeoutMs);
-    // Like AbortSignal.timeout's timer, it does not keep the process alive by itself.
-    timer.unref();
+    // `AbortSignal.timeout`: its timer and signal stay allocated for the full EHR_TIMEOUT_MS after the answer, and
+    // eight queries a hook at a few hundred hooks a second kept tens of MB of them alive (README "Memory").
+    const deadline = requestDeadline(this.timeoutMs);
     let text: string;
     try {
       let res: EhrResponse;
       try {
-        res = await this.fetchImpl(url, { headers, signal: abort.signal, redirect: 'error' });
+        res = await this.fetchImpl(url, { headers, signal: deadline.signal, redirect: 'error' });
       } catch (err) {
         const name = (err as Error).name;
         throw new EhrQueryError(name === 'TimeoutError' || name === 'AbortError' ? `timed out after ${this.timeoutMs} ms` : `unreachable (${(err as Error).message})`);
@@ -97,7 +94,7 @@ export class EhrClient {
         throw new EhrQueryError('answered with a body that is not JSON');
       }
     } finally {
-      clearTimeout(timer);
+      deadline.clear();
     }
     let body: unknown;
     try {

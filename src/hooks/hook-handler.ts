@@ -9,7 +9,7 @@ import type { AssertionRecord, Storage } from '../storage/storage.js';
 import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 import { assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
-import type { HookResponse } from './build-response.js';
+import type { HookResponse, RespondedRequest } from './build-response.js';
 import { buildHookResponse, effectiveConfiguration } from './build-response.js';
 import { decideOrders } from '../coverage/decide-orders.js';
 import type { OrderDecision } from '../coverage/decide-orders.js';
@@ -196,7 +196,7 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
 }
 
 /** What buildHookResponse reads of the request: kept past the hook's storage wait instead of the whole request. */
-type AnsweredRequest = Pick<HookRequest, 'hook' | 'hookInstance' | 'patientId' | 'configuration' | 'requestedVersion' | 'draftResources' | 'dispatchedRefs'>;
+type AnsweredRequest = RespondedRequest & Pick<HookRequest, 'hookInstance' | 'patientId'>;
 
 /** A hook call decided: what the rest of the call (storage, the answer) reads, and nothing of the record or the body. */
 interface DecidedHook {
