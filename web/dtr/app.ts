@@ -407,6 +407,9 @@ async function renderForm(
   button.textContent = revising ? 'Save and send again' : 'Save and send to the payer';
 }
 
+/** The page is going away (pagehide, until a pageshow brings it back from the back/forward cache). */
+let leaving = false;
+
 /** Where this tab keeps the answers the EHR refused, for this form and order (unsaved-copy.ts). */
 function unsavedKeyOf(state: FormState): string {
   const order = state.order?.id ? `${state.order.resourceType}/${state.order.id}` : `Patient/${state.patient.id}`;
@@ -439,6 +442,10 @@ function newDraft(state: FormState, id: string | undefined): DraftSaver {
           `The draft is not saved while an answer is not valid: ${err.problems.join(' ') || 'check the answers marked on the form.'} Correct it and the draft is saved again.`;
         return;
       }
+      // A save the page's own unload cancelled is not the EHR refusing it: the way-out save (flush, keepalive) carries
+      // the answers. A copy kept here would be newer than that save and come back on the next launch as answers "typed
+      // after the EHR last saved them", which they were not.
+      if (leaving) return;
       keepOnPageAnswers(state, saver.id);
       byId('draft-status').textContent =
         // fetch rejects with the browser's own words ("Failed to fetch") when the network fails: say it in ours.
@@ -522,7 +529,13 @@ function wireForm(state: FormState): void {
     true,
   );
   // Work in progress is kept in the EHR: a closed tab, a refresh or Back saves it on the way out.
-  addEventListener('pagehide', () => state.draft?.flush());
+  addEventListener('pagehide', () => {
+    leaving = true;
+    state.draft?.flush();
+  });
+  addEventListener('pageshow', () => {
+    leaving = false;
+  });
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'hidden') state.draft?.flush();
   });
