@@ -287,6 +287,61 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(s.problems).toEqual([]);
   }, 90_000);
 
+  it('adaptive form: a dose over 28 mcg/day answered "supported by guidelines" makes the payer ask for the proving document, said and focused; without it the form and the PAS request are pended for it', async () => {
+    // CP.PHAR.312 I.A.5.b: "prescriber must submit supporting evidence"; the Centene dose-evidence attachment proves
+    // the "Yes" (attachments `proves`), and $next-question asks for it once the "Yes" stands alone.
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByLabel('Dose', { exact: true }).fill('56');
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
+    await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
+    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
+    const yes = question(page, 'dose-guideline-supported').getByRole('radio', { name: 'Yes', exact: true });
+    await yes.click();
+    await expect.poll(() => yes.isChecked()).toBe(true);
+    expect(await question(page, 'dose-evidence').count()).toBe(0);
+    await page.getByRole('button', { name: 'Continue' }).click();
+
+    // The next step asks for the document: the status says so in the policy's words, and the focus is on its file
+    // chooser (named after the question), not left on the page body while the answered questions fill the screen.
+    const status = page.locator('[role=status]#status');
+    await status.getByText(/^The payer now also asks:/).waitFor();
+    expect(await textOf(page, '[role=status]#status')).toMatch(
+      /^The payer now also asks: Practice guideline or peer-reviewed literature supporting a dose above 28 mcg per day, .* for this use\. Answer it and continue\.$/,
+    );
+    const chooser = page.getByRole('button', { name: /^Practice guideline or peer-reviewed literature supporting a dose above 28 mcg/ });
+    await page.waitForFunction(() => !!document.activeElement?.closest('lhc-item[id^="item-dose-evidence/"]'));
+    expect(await chooser.evaluate((el) => el === document.activeElement)).toBe(true);
+    expect(await question(page, 'dose-guideline-supported').getByRole('radio', { name: 'Yes', exact: true }).isChecked()).toBe(true);
+    await s.shot('adaptive-asks-dose-evidence');
+
+    // Continued without the document: the "Yes" does not count alone; the form is pended for it.
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    expect(await textOf(page, '[data-testid=dtr-determination]')).toMatch(/^Still needed: .*28 mcg per day/);
+    // The EHR holds it dated and signed, as the static form's response is: the EHR orders documentation by it.
+    const completed = (await responsesInEhr(s, 'centene-missing-mrd')).filter((r) => r.status === 'completed');
+    expect(completed).toHaveLength(1);
+    expect(Date.parse(completed[0]!.authored ?? '')).not.toBeNaN();
+    expect(completed[0]!.author?.reference).toMatch(/^Practitioner(Role)?\//);
+    await page.locator('#result').getByRole('link', { name: 'Return to the EHR' }).click();
+    // The EHR dates the completed adaptive documentation as it does the static form's (it was "completed ." undated).
+    await page.getByTestId('documentation-on-file').waitFor();
+    expect(await textOf(page, '[data-testid=documentation-on-file]')).toMatch(
+      /^Prior authorization questionnaire completed \d{1,2} [A-Z][a-z]+ \d{4}, \d{2}:\d{2} UTC\.$/,
+    );
+    // The PAS request with this documentation is pended, and says which document it waits for.
+    await page.getByRole('button', { name: 'Submit prior authorization' }).click();
+    await page.getByTestId('pas-decision').waitFor();
+    expect(await textOf(page, '#pas')).toMatch(/Pended for review/);
+    expect(await textOf(page, '#pas')).toMatch(/\(if yes, attach: Practice guideline or peer-reviewed literature supporting a dose above 28 mcg/);
+    await s.shot('adaptive-pended-for-dose-evidence');
+    expect(s.problems).toEqual([]);
+  }, 120_000);
+
   it('the payer down when the form opens, or when an adaptive step is sent: the clinician reads why, the answers stay, and trying again works', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;

@@ -6,6 +6,7 @@ import { createSandboxAuth } from '../../src/sandbox-auth/index.js';
 import { createWebRouter } from '../../src/web/index.js';
 import { COVERAGE_INFO_URL, summarizeCoverage } from '../../web/shared/coverage.js';
 import { applyForm, formOf, sigWithDose, TREATMENT_PHASE_URL } from '../../web/demo/order.js';
+import { newestFirst, savedAt } from '../../web/demo/responses.js';
 import {
   countOrigins,
   INFORMATION_ORIGIN_URL,
@@ -204,6 +205,24 @@ describe('demo order form', () => {
     expect(besponsa.dosageInstruction?.[0]?.text).toBe('0.8 mg/m²');
     expect(besponsa.medicationCodeableConcept?.coding?.map((c) => c.code)).toEqual(['1942954', 'J9229']);
     expect(besponsa.extension).toBeUndefined();
+  });
+});
+
+describe('demo EHR: the documentation on file', () => {
+  it('dates a response by its authored time, else by when the EHR stored it, and picks the newest either way', () => {
+    const qr = (id: string, authored?: string, lastUpdated?: string): QuestionnaireResponse => ({
+      resourceType: 'QuestionnaireResponse',
+      id,
+      status: 'completed',
+      ...(authored ? { authored } : {}),
+      ...(lastUpdated ? { meta: { lastUpdated } } : {}),
+    });
+    const older = qr('static', '2026-12-05T05:00:00.000Z', '2026-12-05T05:00:01.000Z');
+    const adaptive = qr('adaptive', undefined, '2026-12-05T06:00:00.000Z');
+    expect(savedAt(adaptive)).toBe('2026-12-05T06:00:00.000Z');
+    expect(savedAt(older)).toBe('2026-12-05T05:00:00.000Z');
+    expect([older, adaptive].sort(newestFirst).map((r) => r.id)).toEqual(['adaptive', 'static']);
+    expect([adaptive, older].sort(newestFirst).map((r) => r.id)).toEqual(['adaptive', 'static']);
   });
 });
 

@@ -18,6 +18,7 @@ import { announce, byId, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock
 import type { NoticeKind } from '../shared/dom.js';
 import { applyForm, describeOrder, DRUGS, formOf, UNIT_DISPLAY } from './order.js';
 import type { DrugKey, OrderForm } from './order.js';
+import { newestFirst, savedAt } from './responses.js';
 
 /**
  * The demo EHR page (design.md §1, §2): a small EHR over the sandbox FHIR server. It lists the sandbox stories, opens
@@ -318,16 +319,14 @@ async function showDocumentation(): Promise<void> {
   const found = await fhirGet<Bundle>(`QuestionnaireResponse?patient=${encodeURIComponent(state.patient.id)}`).catch(
     () => undefined,
   );
-  const responses = entries<QuestionnaireResponse>(found, 'QuestionnaireResponse').sort((a, b) =>
-    (b.authored ?? '').localeCompare(a.authored ?? ''),
-  );
+  const responses = entries<QuestionnaireResponse>(found, 'QuestionnaireResponse').sort(newestFirst);
   const latest = responses[0];
   const box = byId('documentation');
   if (!latest) {
     box.hidden = true;
     return;
   }
-  const at = when(latest.authored);
+  const at = when(savedAt(latest));
   const decided = coverageInformationOf(latest)
     .map((e) => summarizeCoverage(e, 'documentation'))
     .filter((s) => s.tone !== 'needed' || s.reasons.length > 0)[0];
@@ -338,8 +337,8 @@ async function showDocumentation(): Promise<void> {
       'p',
       { 'data-testid': 'documentation-on-file' },
       latest.status === 'in-progress'
-        ? `Prior authorization questionnaire started, not sent yet (last saved ${at}).`
-        : `Prior authorization questionnaire completed ${at}.`,
+        ? `Prior authorization questionnaire started, not sent yet${at ? ` (last saved ${at})` : ''}.`
+        : `Prior authorization questionnaire completed${at ? ` ${at}` : ''}.`,
     ),
     decided
       ? h(
@@ -673,7 +672,7 @@ async function buildPasBundle(): Promise<Bundle> {
   );
   const qr = entries<QuestionnaireResponse>(responses, 'QuestionnaireResponse')
     .filter((r) => r.status === 'completed')
-    .sort((a, b) => (b.authored ?? '').localeCompare(a.authored ?? ''))[0];
+    .sort(newestFirst)[0];
   const refs = new Map<string, Resource>();
   const add = (r: Resource | undefined | null) => {
     if (r?.id) refs.set(`${r.resourceType}/${r.id}`, r);

@@ -19,6 +19,7 @@ import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, Netwo
 import type { NoticeKind } from '../shared/dom.js';
 import { labelAttachmentFields } from './attachment-labels.js';
 import { markInvalidFields } from './invalid-fields.js';
+import { syncRadioStates } from './radio-state.js';
 import { chartSources, originLine } from './chart-origin.js';
 import type { ChartData, ChartSource } from './chart-origin.js';
 import { DraftSaver, latestResponse } from './draft.js';
@@ -508,8 +509,17 @@ function wireForm(state: FormState): void {
     state.draft?.schedule();
   };
   for (const type of ['change', 'input']) state.container.addEventListener(type, edited);
-  // LHC-Forms' radio groups and autocompletes settle their model after the click; read it a tick later.
-  state.container.addEventListener('click', () => setTimeout(edited, 0));
+  // LHC-Forms' radio groups and autocompletes settle their model after the click; read it a tick later, when the
+  // browser has also undone the cancelled radio click (radio-state.ts). Captured: the radio stops the click's bubbling.
+  state.container.addEventListener(
+    'click',
+    () =>
+      setTimeout(() => {
+        syncRadioStates(state.container);
+        edited();
+      }, 0),
+    true,
+  );
   // Arrow keys move between the choices of a radio group without choosing (Space chooses): one stray key press must
   // not silently change a pre-filled answer, as native radio groups do (WAI-ARIA APG radio group, manual selection).
   state.container.addEventListener(
@@ -963,6 +973,10 @@ async function runAdaptive(
   state.initial = snapshotAnswers(prefilled);
   state.fromPayer = new Set(state.initial.keys());
   state.initialText = textsOf(prefilled?.item);
+  // The questions of the step on the page: a later step says what it newly asks and takes the focus there, since the
+  // page is redrawn while the Continue button is disabled (focus falls to the body) and the status would otherwise
+  // read as before; the payer's request for a proving document would go unnoticed below the answered questions.
+  let asked: string[] | undefined;
   const step = async (): Promise<void> => {
     setStatus('Asking the payer for the next questions…');
     qr = await fetchJson<QuestionnaireResponse>(adaptiveUrl, {
@@ -975,7 +989,14 @@ async function runAdaptive(
       // The payer has answered: a failure to record it in the EHR must not pass for "Not sent" (pressing Continue
       // would send the completed response again); the determination is shown whatever the EHR does.
       let notRecorded: unknown;
-      const completed = stampInformationOrigin(qr, state.initial, state.author);
+      // When the answers were completed, and by whom, as the static form's response says (finalResponse): the EHR
+      // orders a patient's responses by it, so the newest documentation is the one shown and sent with a PAS request.
+      const signed: QuestionnaireResponse = {
+        ...qr,
+        authored: qr.authored ?? new Date().toISOString(),
+        ...(state.author && !qr.author ? { author: { reference: state.author } } : {}),
+      };
+      const completed = stampInformationOrigin(signed, state.initial, state.author);
       const saved = await state.client.create<QuestionnaireResponse>(completed as never).catch((err: unknown) => {
         notRecorded = err ?? 'failed';
         return completed;
@@ -1015,8 +1036,18 @@ async function runAdaptive(
       }
     showOrigins(state);
     showKnownAnswers(state, qr.item, onForm);
-    setStatus('Answer these questions and continue; the payer asks only what it still needs.', 'ok');
     byId<HTMLButtonElement>('save').disabled = false;
+    const questions = (contained.item ?? []).filter((i) => i.type !== 'display');
+    const earlier = asked;
+    asked = questions.map((i) => i.linkId);
+    if (!earlier) {
+      setStatus('Answer these questions and continue; the payer asks only what it still needs.', 'ok');
+      return;
+    }
+    const added = questions.filter((i) => !earlier.includes(i.linkId));
+    setStatus(nextStepWords(added.map((i) => i.text ?? i.linkId)), 'ok');
+    const first = added[0]?.linkId ?? questions[0]?.linkId;
+    if (first) focusQuestion(state, first);
   };
   byId('actions').hidden = false;
   const button = byId<HTMLButtonElement>('save');
@@ -1049,6 +1080,18 @@ async function runAdaptive(
       });
   });
   await step();
+}
+
+/**
+ * The status after a later adaptive step: what the payer newly asks (a proving document after a "Yes", a question an
+ * answer opened), or that it still needs the questions on the page.
+ */
+function nextStepWords(added: string[]): string {
+  const first = added[0];
+  if (first === undefined) return 'The payer still needs the answers below; answer them and continue.';
+  const asked = /[.?]$/.test(first) ? first : `${first}.`;
+  if (added.length === 1) return `The payer now also asks: ${asked} Answer it and continue.`;
+  return `The payer now also asks ${added.length} more questions, starting with: ${asked} Answer them and continue.`;
 }
 
 /**
