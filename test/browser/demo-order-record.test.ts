@@ -76,6 +76,38 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(await textOf(page, '#status')).toBe('Order signed. The payer does not cover this order.');
   }, 60_000);
 
+  it('the payer failing at signing or on the PAS request: the page says why in words (no request line), the focus stays where the clinician works, and trying again works', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    const sign = page.getByRole('button', { name: 'Sign order' });
+    await page.route('**/cds-services/priorpath-order-sign', (r) => r.fulfill({ status: 503, contentType: 'application/json', body: '{}' }));
+    await sign.click();
+    await page.getByText(/^Signing failed:/).waitFor();
+    expect(await textOf(page, '[role=alert]#alert')).toBe('Signing failed: the service had a problem (status 503); try again in a moment.');
+    // The sign button was disabled while focused; the focus comes back to it, not to the page body.
+    await page.waitForFunction(() => document.activeElement?.id === 'sign');
+    await page.unroute('**/cds-services/priorpath-order-sign');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+
+    const submit = page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' });
+    await page.route('**/fhir/Claim/$submit', (r) => r.fulfill({ status: 503, contentType: 'application/fhir+json', body: '{}' }));
+    await submit.click();
+    await page.getByText(/^The request failed:/).waitFor();
+    expect(await textOf(page, '#pas')).toContain('The request failed: the service had a problem (status 503); try again in a moment.');
+    expect(await textOf(page, '#pas')).not.toMatch(/\/fhir\/|POST|answered 503/);
+    // The focus is on the answer (the panel saying why), where a keyboard or screen-reader user reads on.
+    await page.waitForFunction(() => document.activeElement?.id === 'pas');
+    expect(await page.locator('#pas').getAttribute('aria-label')).toBe('Prior authorization request');
+    await page.unroute('**/fhir/Claim/$submit');
+    await submit.click();
+    await page.getByTestId('pas-decision').waitFor();
+    expect(await textOf(page, '[data-testid=pas-decision]')).toBe('Pended for review');
+    await page.waitForFunction(() => document.activeElement?.id === 'pas');
+    expect(s.problems.filter((p) => !/503|Failed to load resource/.test(p))).toEqual([]);
+  }, 90_000);
+
   it('PAS: the button is disabled while the request is in flight (a double click sends one), pended survives a refresh, and the reviewer decision appears when it arrives', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 390, height: 844 });
     const { page, url, server } = s;

@@ -14,7 +14,7 @@ import type {
 } from '@medplum/fhirtypes';
 import { coverageInformationOf, formatDate, summarizeCoverage } from '../shared/coverage.js';
 import type { CoverageSummary } from '../shared/coverage.js';
-import { announce, byId, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock } from '../shared/dom.js';
+import { announce, byId, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
 import { applyForm, describeOrder, DRUGS, formOf, UNIT_DISPLAY } from './order.js';
 import type { DrugKey, OrderForm } from './order.js';
@@ -449,10 +449,13 @@ async function sign(): Promise<void> {
     );
     byId('result').focus();
   } catch (err) {
-    setStatus(`Signing failed: ${(err as Error).message}`, 'error');
+    // In words ("the service had a problem (status 503)…"), never the request line the error carries.
+    setStatus(`Signing failed: ${problemWords(err).replace(/\.$/, '')}.`, 'error');
   } finally {
     state.signing = false;
     button.disabled = false;
+    // The button was disabled while it held the focus, which fell to the page: give it back, to sign again.
+    if (document.activeElement === document.body) button.focus();
   }
 }
 
@@ -935,12 +938,15 @@ async function submitPas(): Promise<void> {
         { class: 'decision decision-unclear' },
         missing
           ? 'Prior authorization submission (PAS) is not available on this server.'
-          : `The request failed: ${(err as Error).message}`,
+          : `The request failed: ${problemWords(err).replace(/\.$/, '')}.`,
       ),
       request ? h('details', {}, h('summary', {}, 'PAS request Bundle'), jsonBlock(request)) : null,
     );
   } finally {
     setSubmitting(false);
+    // The pressed button was disabled while in flight and the focus fell to the page: the answer (or why there is
+    // none) is where the clinician reads on.
+    if (document.activeElement === document.body) box.focus();
   }
 }
 
