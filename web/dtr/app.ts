@@ -20,6 +20,7 @@ import type { NoticeKind } from '../shared/dom.js';
 import { labelAttachmentFields } from './attachment-labels.js';
 import { markInvalidFields } from './invalid-fields.js';
 import { syncRadioStates } from './radio-state.js';
+import { labelUnitFields } from './unit-labels.js';
 import { chartSources, originLine } from './chart-origin.js';
 import type { ChartData, ChartSource } from './chart-origin.js';
 import { DraftSaver, latestResponse } from './draft.js';
@@ -502,6 +503,7 @@ function wireForm(state: FormState): void {
   // messages tied to no field: name each control, and mark each field with its message.
   new MutationObserver(() => {
     labelAttachmentFields(state.container);
+    labelUnitFields(state.container);
     markInvalidFields(state.container);
   }).observe(state.container, { childList: true, subtree: true, characterData: true });
   const edited = () => {
