@@ -320,6 +320,11 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.waitForFunction(() => !!document.activeElement?.closest('lhc-item[id^="item-dose-evidence/"]'));
     expect(await chooser.evaluate((el) => el === document.activeElement)).toBe(true);
     expect(await question(page, 'dose-guideline-supported').getByRole('radio', { name: 'Yes', exact: true }).isChecked()).toBe(true);
+    // Another document is added with a small "+ Add another", not a full-width block repeating the request's words.
+    const another = page.getByRole('button', { name: /^add button for Practice guideline/ });
+    expect(await another.evaluate((el) => getComputedStyle(el, '::before').content)).toBe('"+ Add another"');
+    expect((await another.boundingBox())!.height).toBeLessThan(48);
+    expect((await another.boundingBox())!.width).toBeLessThan(400);
     await s.shot('adaptive-asks-dose-evidence');
 
     // Continued without the document: the "Yes" does not count alone; the form is pended for it.
