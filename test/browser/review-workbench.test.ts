@@ -576,6 +576,9 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(trace).toMatch(/MRD-positive \(minimal residual disease detectable at 0\.01 % or more, or reported positive\): unknown \(no data\)/);
     expect(trace).toMatch(/B-ALL in remission: /);
     expect(trace).not.toMatch(/\b(Mrd positive|mrdPositive|In remission:)/);
+    // A label that ends in a note's full stop takes no colon before its value ("do not count.: yes").
+    expect(trace).toMatch(/supportive care do not count\. yes \(chart\)/);
+    expect(trace).not.toMatch(/[.?]: /);
 
     const attachment = (title: string) => page.locator('section[aria-label="Attachments"] li').filter({ hasText: title });
     // Text: previewed in place as text, so "<b>" shows as characters and makes no element.

@@ -525,7 +525,8 @@ function criteriaTable(criteria: Criterion[]): HTMLElement {
                       h(
                         'li',
                         {},
-                        `${e.label}${e.label.endsWith('?') ? ' ' : ': '}`,
+                        // A question, or a label ending in a note's full stop, is followed by its value without a colon.
+                        `${e.label}${/[?.]$/.test(e.label) ? ' ' : ': '}`,
                         h('strong', {}, valueText(e.value)),
                         ` (${sourceWords[e.source]})`,
                       ),
