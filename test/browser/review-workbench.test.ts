@@ -53,6 +53,8 @@ async function fileRequests(url: string, stories: string[]): Promise<number> {
 }
 
 const PAS = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition';
+/** A reason's web address: one unbroken word wider than a tablet's column. */
+const LONG_URL = `https://guidelines.example.org/view?doc=${'9f8e7d6c5b4a3f2e1d0c'.repeat(12)}`;
 const EHR = 'https://ehr.example.org/fhir';
 
 /**
@@ -345,6 +347,27 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(await overflowsSideways(page)).toBeLessThanOrEqual(0);
     await s.shot('phone-denied');
     expect(s.problems.filter((p) => !p.includes('401'))).toEqual([]);
+  }, 90_000);
+
+  it('on a 768 px tablet, a denial whose reason carries a long web address: the workbench and then the clinician\'s EHR page (PAS inquiry) show it wrapped, nothing wider than the screen', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 768, height: 1000 });
+    const { page, url, context } = s;
+    await pendKwame(page, url);
+    // The reviewer works in another tab; the clinician's page keeps asking the payer ($inquire) meanwhile.
+    const review = await context.newPage();
+    await openKwame(review, url);
+    await review.getByRole('radio', { name: 'Deny' }).check();
+    await review.getByLabel(/Reason/).fill(`No MRD result within 90 days; the cited dosing is not for this use: ${LONG_URL}`);
+    await review.getByRole('button', { name: 'Record the decision' }).click();
+    await review.getByTestId('decisions').waitFor();
+    expect(await textOf(review, '[data-testid=decisions]')).toContain(LONG_URL);
+    expect(await overflowsSideways(review)).toBeLessThanOrEqual(0);
+    await review.close();
+    await page.getByText('Prior authorization denied').waitFor();
+    expect(await textOf(page, '#pas')).toContain(`Not certified on clinical review: No MRD result within 90 days; the cited dosing is not for this use: ${LONG_URL}`);
+    expect(await overflowsSideways(page)).toBeLessThanOrEqual(0);
+    await s.shot('tablet-denial-reaches-ehr');
+    expect(s.problems).toEqual([]);
   }, 90_000);
 
   it('on a 320 px phone the queue and the policy trace stack: the drug, what is missing, each criterion and its evidence are read without scrolling sideways, each under its column name', async () => {
