@@ -56,8 +56,16 @@ export function tokenEndpointRouter(tokens: TokenService): express.Router {
       );
     },
   );
-  router.all('/', (_req, res) => {
+  router.all('/', (req, res) => {
     res.setHeader('Allow', 'POST');
+    // OPTIONS asks which methods the path takes (RFC 9110 §9.3.7): 204 with the Allow a 405 names, as on every other
+    // path (design.md §4 "Errors"). No Access-Control-Allow-Origin: SMART Backend Services clients are confidential
+    // and never call from a browser, so a cross-origin preflight still fails, as it should.
+    if (req.method === 'OPTIONS') {
+      if (req.headers['access-control-request-method']) res.setHeader('Access-Control-Allow-Methods', 'POST');
+      res.status(204).end();
+      return;
+    }
     oauthError(res, 405, 'invalid_request', 'use POST');
   });
   // A body the form parser refuses (too large, bad encoding) is still an RFC 6749 error, not an OperationOutcome.

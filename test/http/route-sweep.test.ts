@@ -216,9 +216,10 @@ describe('methods a path does not serve: 405 with Allow, OPTIONS answered (SANDB
         }
         const t = request(app).options(path);
         const options = await (auth ? t.set('Authorization', `Bearer ${auth}`) : t);
-        // OPTIONS gets the same Allow (204; the token endpoint answers its own 405), CORS or not (cors.ts passes it on).
+        // OPTIONS gets 204 and the same Allow on every path, the token endpoint too (design.md §4 "Errors"), CORS or
+        // not (cors.ts passes it on).
         const optionsAllow = String(options.headers.allow ?? '').split(', ').sort().join();
-        if (![204, 405].includes(options.status) || optionsAllow !== [...methods].sort().join()) wrong.push(`OPTIONS ${path}: ${options.status} Allow "${String(options.headers.allow)}"`);
+        if (options.status !== 204 || optionsAllow !== [...methods].sort().join()) wrong.push(`OPTIONS ${path}: ${options.status} Allow "${String(options.headers.allow)}"`);
       }
     }
     expect(wrong).toEqual([]);
@@ -231,6 +232,7 @@ describe('methods a path does not serve: 405 with Allow, OPTIONS answered (SANDB
       ['/healthz', 'GET'],
       ['/policies/centene-blinatumomab', 'GET'],
       ['/review/sign-in', 'GET'],
+      ['/auth/token', 'POST'],
     ]) {
       const res = await request(app).options(path);
       expect(res.status, path).toBe(204);
