@@ -173,10 +173,18 @@ function issue(
   return { severity, code, diagnostics };
 }
 
-/** The canonicals named by `coverage-information.questionnaire` on an order (CRD: the forms DTR should use). */
-function extensionQuestionnaires(order: Resource): string[] {
+/**
+ * The canonicals named by `coverage-information.questionnaire` on an order (CRD: the forms DTR should use), except
+ * those of a coverage-information whose `coverage-assertion-id` is in `notAbout`: an assertion recorded for another
+ * patient chooses no form, the form it named included (it may be another payer's, from another chart).
+ */
+function extensionQuestionnaires(order: Resource, notAbout: ReadonlySet<string>): string[] {
   const exts = ((order as { extension?: Extension[] }).extension ?? []).filter((e) => e.url === COVERAGE_INFO_URL);
   return exts
+    .filter((e) => {
+      const id = e.extension?.find((s) => s.url === 'coverage-assertion-id')?.valueString;
+      return !(id && notAbout.has(id));
+    })
     .flatMap((e) => (e.extension ?? []).filter((s) => s.url === 'questionnaire').map((s) => s.valueCanonical))
     .filter((v): v is string => !!v);
 }
@@ -209,6 +217,8 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
     ]),
   ];
   const assertions: AssertionRecord[] = [];
+  // Assertion ids recorded for another patient: their coverage-information chooses no form either.
+  const otherPatient = new Set<string>();
   let contextUnknown = false;
   let contextOtherPatient = false;
   const patients = requestPatientIds(req.coverages, req.orders);
@@ -217,6 +227,7 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
       const a = await deps.storage.getAssertion(id);
       if (a && assertionIsAbout(a, patients)) assertions.push(a);
       else if (a) {
+        otherPatient.add(id);
         if (id === req.context) contextOtherPatient = true;
         issues.push(
           issue(
@@ -289,7 +300,7 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
     }
   } else {
     for (const o of req.orders) {
-      for (const c of extensionQuestionnaires(o)) {
+      for (const c of extensionQuestionnaires(o, otherPatient)) {
         const q = catalog.byCanonical.get(c);
         if (q) add(q);
         else

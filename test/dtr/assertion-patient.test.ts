@@ -120,4 +120,29 @@ describe('POST /fhir/QuestionnaireResponse naming a coverage-assertion-id of ano
     expect(sub(info, 'pa-needed')?.valueCode).toBe('auth-needed');
     expect(sub(info, 'satisfied-pa-id')).toBeUndefined();
   });
+
+  it("chooses no form by the other chart's coverage-information: another payer's form is not offered for this member", async () => {
+    const { app } = buildApp();
+    // A Centene patient's order, documentation needed: its coverage-information names Centene's Questionnaire.
+    const a = await sign(app, MISSING_MRD);
+    const named = sub(a.info, 'questionnaire')?.valueCanonical;
+    expect(named).toMatch(/\/Questionnaire\/centene-blinatumomab\|/);
+    // The order copied into a BCBSNC member's chart, coverage-information and all.
+    const bcbsnc = storyResources('bcbsnc-status-unknown');
+    const member = bcbsnc.find((r) => r.resourceType === 'Patient')!.id!;
+    const copied = { ...a.order, id: 'copied-order', subject: { reference: `Patient/${member}` } };
+    const res = await request(app)
+      .post('/fhir/Questionnaire/$questionnaire-package')
+      .set('Content-Type', FHIR)
+      .send(JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'coverage', resource: bcbsnc.find((r) => r.resourceType === 'Coverage') }, { name: 'order', resource: copied }] }))
+      .expect(200);
+    const out = res.body as Parameters;
+    const forms = out
+      .parameter!.filter((p) => p.name === 'PackageBundle')
+      .map((p) => ((p.resource as Bundle).entry![0].resource as { url: string }).url);
+    // The member's own payer's form, for the drug ordered; the other patient's assertion chooses nothing, as it says.
+    expect(forms).toEqual(['https://priorpath.dev/fhir/Questionnaire/bcbsnc-blinatumomab']);
+    const said = (out.parameter!.find((p) => p.name === 'operationOutcome')?.resource as { issue: { diagnostics: string }[] }).issue.map((i) => i.diagnostics);
+    expect(said.join('\n')).toMatch(/recorded for another patient than the one this request names: it neither chooses nor pre-fills a form/);
+  });
 });
