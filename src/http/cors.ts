@@ -16,7 +16,10 @@ export function cors(origins: string[] | '*') {
       res.setHeader('Access-Control-Allow-Origin', origin);
       res.setHeader('Vary', 'Origin');
     }
-    res.setHeader('Access-Control-Expose-Headers', 'Location, Content-Location, X-Request-Id');
+    // A browser shows a cross-origin script only the CORS-safelisted response headers and these: the 401/403's
+    // WWW-Authenticate (which scope a payer API call lacks) and the 503's Retry-After (design.md §4: when to come back)
+    // are what a browser client acts on, so they are readable too.
+    res.setHeader('Access-Control-Expose-Headers', 'Location, Content-Location, X-Request-Id, WWW-Authenticate, Retry-After');
     if (req.method === 'OPTIONS') {
       res.setHeader('Access-Control-Allow-Headers', req.headers['access-control-request-headers'] ?? 'Authorization, Content-Type, Accept');
       res.setHeader('Access-Control-Max-Age', '600');

@@ -73,6 +73,20 @@ describe('CDS Hooks edge', () => {
     expect((await preflight('/cds-services/no-such-service', 'POST')).status).toBe(404);
   });
 
+  it('lets a browser client read the headers it acts on: WWW-Authenticate of a 401/403, Retry-After of a 503', async () => {
+    const { app } = buildApp({ keys, env: { PAYER_API_AUTH: 'required' } });
+    // A cross-origin script sees only the CORS-safelisted headers and those the answer exposes (Fetch §CORS protocol).
+    const exposed = (res: { headers: Record<string, string> }) => String(res.headers['access-control-expose-headers']).toLowerCase().split(/\s*,\s*/);
+    const hook = await request(app).post(SIGN).set('Origin', 'https://ehr.example.org').send({});
+    expect(hook.status).toBe(401);
+    expect(hook.headers['www-authenticate']).toMatch(/^Bearer/);
+    expect(exposed(hook)).toEqual(expect.arrayContaining(['www-authenticate', 'retry-after', 'location']));
+    const payer = await request(app).get('/fhir/Questionnaire/centene-blinatumomab').set('Origin', 'https://dtr.example.org');
+    expect(payer.status).toBe(401);
+    expect(payer.headers['access-control-allow-origin']).toBe('*');
+    expect(exposed(payer)).toEqual(expect.arrayContaining(['www-authenticate', 'retry-after']));
+  });
+
   it('returns 404 with an OperationOutcome for an unknown service', async () => {
     const { app } = buildApp({ keys });
     const res = await request(app).post('/cds-services/no-such-service').send({});
