@@ -26,7 +26,12 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
     date: opts.date,
     publisher: 'PriorPath',
     kind: 'instance',
-    instantiates: ['http://hl7.org/fhir/us/davinci-dtr/CapabilityStatement/dtr-payer-service'],
+    // DTR's payer service and the R4 server of the Subscriptions Backport (Subscription create/read/update/delete,
+    // $status, rest-hook: what PAS requires of its server for pended results).
+    instantiates: [
+      'http://hl7.org/fhir/us/davinci-dtr/CapabilityStatement/dtr-payer-service',
+      'http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4',
+    ],
     software: { name: 'PriorPath', ...(opts.version ? { version: opts.version } : {}) },
     implementation: {
       description: 'PriorPath payer API: Da Vinci DTR (Questionnaire packages, adaptive forms) and PAS',
@@ -108,7 +113,12 @@ export function capabilityStatement(opts: { fhirBase: string; date: string; vers
           {
             type: 'Subscription',
             profile: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription',
-            supportedProfile: ['http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-subscription'],
+            // The backport profile every Subscription here conforms to (an id-only or empty payload is not a
+            // PASSubscription), listed as the subscriptions test kit looks for it, then PAS's.
+            supportedProfile: [
+              'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription',
+              'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-subscription',
+            ],
             documentation:
               'PAS Subscriptions (R4 Subscriptions Backport): topic http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic, rest-hook channel, full-resource (default), id-only or empty payload; filters org-identifier (the sending system: the interchangeSenderID (ISA06) of the Claim TransmissionIdentifiers, or an identifier of the requesting organization; several may be listed with commas) and patient; backport-heartbeat-period honoured. A decided pended request is notified with its PAS response Bundle; undelivered notifications are retried with backoff, held while the subscription is in error and sent once it is active again; $events returns the numbered events (eventsSinceNumber, eventsUntilNumber, content). Endpoints must resolve to public addresses (https in production) unless SUBSCRIPTION_ENDPOINTS_ALLOW allows them. At Subscription.end the subscription turns off and is sent nothing more (an end already past when the subscription is written is kept as sent, not enforced).',
             extension: [

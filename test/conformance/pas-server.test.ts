@@ -175,6 +175,26 @@ describe('PAS 2.0.1 shapes (request profile |2.0.1, or PAS_VERSION=2.0.1)', () =
   });
 });
 
+describe('CapabilityStatement: the Subscription server PAS requires (subscriptions test kit, capability statement group)', () => {
+  it('declares the backport Subscription profile in supportedProfile, the PAS topic, and the backport R4 server it instantiates', async () => {
+    const cs = (await request(app()).get('/fhir/metadata').expect(200)).body as {
+      instantiates: string[];
+      rest: { mode: string; resource: { type: string; supportedProfile?: string[]; extension?: Extension[]; operation?: { name: string }[] }[] }[];
+    };
+    const subscription = cs.rest.find((r) => r.mode === 'server')!.resource.find((r) => r.type === 'Subscription')!;
+    // subscriptions_r4_server_cs_conformance looks for exactly this URL among the supported profiles.
+    expect(subscription.supportedProfile).toEqual(
+      expect.arrayContaining(['http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription', `${PAS}/profile-subscription`]),
+    );
+    expect(subscription.extension).toContainEqual({
+      url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical',
+      valueCanonical: 'http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic',
+    });
+    expect(subscription.operation?.map((o) => o.name)).toContain('status');
+    expect(cs.instantiates).toContain('http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4');
+  });
+});
+
 describe('PAS error handling (kit group 4: nonconformant_pas_bundle.json)', () => {
   it.each(['$submit', '$inquire'])('answers an empty Bundle to %s with a non-2xx OperationOutcome', async (op) => {
     const res = await request(app()).post(`/fhir/Claim/${op}`).set('Content-Type', FHIR_JSON).send(JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [] }));
