@@ -142,6 +142,11 @@ define "Order Reason Conditions":
 define "Order Reason Codes":
   (medication_request.reasonCode C) R where "Names Disease"(R)
 
+// A reason in words only (evaluation-data.ts isTextOnly): read beside a problem list that decides, never alone.
+define "Order Reason Texts":
+  (medication_request.reasonCode C) R
+    where not exists (R.coding X where Length(X.code.value) > 0) and Matches(R.text.value, '[\\s\\S]*\\S[\\s\\S]*')
+
 define "Diagnoses":
   if exists "Order Reason Conditions" or exists "Order Reason Codes"
     then Flatten({
@@ -149,7 +154,10 @@ define "Diagnoses":
       Coalesce("Order Reason Codes", List<FHIR.CodeableConcept>{})
     })
     else if exists ("Qualifying Conditions" C where C.code is not null and not "Encounter Codes Only"(C.code))
-      then "Qualifying Conditions" C where C.code is not null return all C.code
+      then Flatten({
+        "Qualifying Conditions" C where C.code is not null return all C.code,
+        Coalesce("Order Reason Texts", List<FHIR.CodeableConcept>{})
+      })
     else List<FHIR.CodeableConcept>{}
 
 // A concept coded only with ICD-10-CM Z codes (evaluation-data.ts encounterCodesOnly): a problem list of them alone

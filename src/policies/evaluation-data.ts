@@ -155,11 +155,17 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
   // A problem list of encounter codes alone (Z51.11, Z79.x: every code an ICD-10-CM Z code) names no disease: like an
   // empty one it says nothing of the diagnosis, so it is no diagnosis (asked), never "another diagnosis".
   const listed = record.conditions.map((c) => c.code).filter((c): c is CodeableConcept => !!c);
+  // A reason written in words only ("relapsed B-ALL", no code) cannot decide the diagnosis, but it is the order's own
+  // statement of it: beside a problem list that decides, it is read with the list, so words naming a leukemia keep the
+  // question open (leukemiaTypeUnrecorded) instead of the list's other diseases denying it (design.md §6 "Clinical
+  // readings": a denial never rests on what the record cannot prove). Beside no diagnosis at all it adds nothing: the
+  // diagnosis stays unknown, asked.
+  const reasonTexts = (order.reasonCode ?? []).filter(isTextOnly);
   const diagnoses: CodeableConcept[] =
     reasonConditions.length > 0 || reasonCodes.length > 0
       ? [...reasonConditions.map((c) => c.code).filter((c): c is CodeableConcept => !!c), ...reasonCodes]
       : listed.some((c) => !encounterCodesOnly(c))
-        ? listed
+        ? [...listed, ...reasonTexts]
         : [];
 
   const others = record.orders.filter((o) => o !== order && o.id !== order.id);
@@ -212,6 +218,11 @@ function withCanonicalCode(c: Condition): Condition {
 function encounterCodesOnly(c: CodeableConcept): boolean {
   const codings = (c.coding ?? []).filter((x) => x.code);
   return codings.length > 0 && !namesDisease(c);
+}
+
+/** A concept written in words only: text, and no coding with a code. */
+function isTextOnly(c: CodeableConcept): boolean {
+  return !(c.coding ?? []).some((x) => x.code) && typeof c.text === 'string' && c.text.trim() !== '';
 }
 
 /** A reason concept that names a disease: it has a coding, and not only ICD-10-CM Z codes (encounters, history). */
