@@ -39,8 +39,9 @@ USER node
 
 ENV PORT=3000
 # Two glibc malloc arenas instead of eight per core, which the threads that come and go (PGlite's worker, V8's
-# compilers, libuv's pool) otherwise each grow and keep: about 20 MB resident (README "Memory"). Here and not in
-# npm start, whose script must run in every OS's shell; the bench runs the service in this environment.
+# compilers, libuv's pool) otherwise each grow and keep: about 20 MB resident (README "Memory"). The bench runs
+# the service in this environment; npm start, whose script must run in every OS's shell, gets the same values from
+# src/malloc-relaunch.ts (MALLOC_ENV: a test keeps the two the same).
 ENV MALLOC_ARENA_MAX=2
 # Allocations of 256 KiB and more get pages of their own, returned to the system when freed, instead of coming from
 # the arena's top, where one live small block keeps everything below it resident: about 20 MB less after load
