@@ -57,9 +57,9 @@ export interface AppDeps {
   today?: () => string;
   /** Prebuilt web bundles (`dist/public`, written by `npm run build`); unset bundles them in memory with esbuild. */
   webAssetsDir?: string;
-  /** True once SIGTERM started the drain: /readyz answers 503 (main.ts's ConnectionDrain closes the connections). */
+  /** True once SIGTERM started the drain: /readyz answers 503 (serve.ts's ConnectionDrain closes the connections). */
   isDraining?: () => boolean;
-  /** Counts the requests not yet answered, for the drain to wait on before storage closes (main.ts). */
+  /** Counts the requests not yet answered, for the drain to wait on before storage closes (serve.ts). */
   inFlight?: InFlight;
   /** Outbound POST for PAS subscription notifications (tests may inject one; default global fetch). */
   notifyFetch?: NotifyFetch;
@@ -108,7 +108,7 @@ export function createApp(deps: AppDeps): express.Express {
   const context = requestContext(logger);
   if (deps.inFlight) app.use(deps.inFlight.track);
   app.use(context);
-  // While draining, every answer closes its connection (http/connection-drain.ts, which main.ts wraps the server in)
+  // While draining, every answer closes its connection (http/connection-drain.ts, which serve.ts wraps the server in)
   // so that keep-alive clients reconnect to another replica.
 
   app.get('/healthz', (_req, res) => {
@@ -230,7 +230,7 @@ export function createApp(deps: AppDeps): express.Express {
   // Browsers (the DTR SMART app) call the payer API cross-origin.
   app.use('/fhir', cors(config.corsOrigins), payerApiGate({ mode: config.payerApiAuth, tokens, storage, logger }));
   app.use('/fhir', createFhirRouter({ content, storage, publicBaseUrl: config.publicBaseUrl, logger, defaultPayer: config.defaultPayer, today: deps.today, tokenEndpoint: tokens.tokenEndpoint }));
-  // PAS Subscriptions: the notifier delivers from the durable outbox; main.ts kicks it at start-up to resume.
+  // PAS Subscriptions: the notifier delivers from the durable outbox; serve.ts kicks it at start-up to resume.
   const fhirBase = `${config.publicBaseUrl}/fhir`;
   const endpoints: EndpointPolicy = {
     httpsOnly: config.nodeEnv === 'production',
@@ -293,7 +293,7 @@ function takeBody(req: Request): unknown {
 
 /**
  * The HTTP server's request listener for an app createApp built: hook calls take the direct path
- * (http/direct-hook.ts), every other request the Express app. main.ts serves with it; tests may use either.
+ * (http/direct-hook.ts), every other request the Express app. serve.ts serves with it; tests may use either.
  */
 export function requestListener(app: express.Express): RequestListener {
   return hookFirstListener(app.locals.hookRoute as HookRoute);

@@ -19,7 +19,7 @@ export class InFlight {
    * @param abandonedAfterMs - how long a request whose client has gone still counts without reaching `res.end`. A
    *   streamed static file whose client left is destroyed, never ended; without a bound it would hold the drain until
    *   its grace period and its exit 1. A hook's own work is bounded (EHR_TIMEOUT_MS, the write queue's 2 s), so
-   *   main.ts gives it that long and more.
+   *   serve.ts gives it that long and more.
    */
   constructor(private readonly abandonedAfterMs = 5_000) {}
 

@@ -139,7 +139,7 @@ export class SubscriptionNotifier {
 
   /**
    * Every `ms`: heartbeats for the subscriptions that asked for one (R4 Subscriptions Backport heartbeat-period) and
-   * were sent nothing for that long. main.ts starts it; one pass at a time.
+   * were sent nothing for that long. serve.ts starts it; one pass at a time.
    */
   heartbeats(ms = 1000): void {
     if (this.stopped || this.pulse) return;
@@ -198,7 +198,7 @@ export class SubscriptionNotifier {
   /**
    * Every `ms` while anyone subscribes: pended requests whose order was decided on another path (at signing, in DTR)
    * take that decision (settlePended stores it with its event), so their subscribers hear of it within moments, as
-   * they do of a reviewer's decision (design.md §8). main.ts starts it; a pass at a time, never overlapping.
+   * they do of a reviewer's decision (design.md §8). serve.ts starts it; a pass at a time, never overlapping.
    */
   sweepPended(ms = 10_000): void {
     if (this.stopped || this.sweeper) return;

@@ -219,7 +219,7 @@ export async function openPglite(dataDir: string, opts: PgliteOptions = {}): Pro
   };
   try {
     // Started before any await: the worker copies the template (if any) and compiles PGlite on its own thread while
-    // this one goes on (main.ts loads the policies meanwhile).
+    // this one goes on (serve.ts loads the policies meanwhile).
     const worker = startWorker({ dir, extraParams: EXTRA_PARAMS, template: opts.template });
     const fsyncs = await new Promise<number>((res, rej) => {
       const onError = (err: Error) => rej(err);
