@@ -204,10 +204,16 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     }
   }
   const endpointsAllow = e.SUBSCRIPTION_ENDPOINTS_ALLOW ?? (production ? '' : DEV_ENDPOINTS_ALLOW);
+  let allowEntries: unknown[];
   try {
-    parseEndpointAllowList(endpointsAllow);
+    allowEntries = parseEndpointAllowList(endpointsAllow);
   } catch (err) {
     throw new ConfigError(`SUBSCRIPTION_ENDPOINTS_ALLOW: ${(err as Error).message}`);
+  }
+  // A value of separators only (`,`, `, ,`) names nothing: it is a mistake, as a blank value is, not a way to say
+  // "no private endpoints" (in development that silently replaced the loopback default with an empty list).
+  if (e.SUBSCRIPTION_ENDPOINTS_ALLOW !== undefined && allowEntries.length === 0) {
+    throw new ConfigError('SUBSCRIPTION_ENDPOINTS_ALLOW: names no CIDR, address, host name or *.domain (separators only); unset it for the default');
   }
   let trustedClients: TrustedClient[] = [];
   if (e.CDS_TRUSTED_CLIENTS !== undefined) {

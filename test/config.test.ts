@@ -83,6 +83,8 @@ describe('configuration', () => {
     [{ SUBSCRIPTION_ENDPOINTS_ALLOW: '10.20.0.0/33' }, 'SUBSCRIPTION_ENDPOINTS_ALLOW'],
     [{ SUBSCRIPTION_ENDPOINTS_ALLOW: 'http://ehr.partner.example' }, 'SUBSCRIPTION_ENDPOINTS_ALLOW'],
     [{ SUBSCRIPTION_ENDPOINTS_ALLOW: '*' }, 'SUBSCRIPTION_ENDPOINTS_ALLOW'],
+    [{ SUBSCRIPTION_ENDPOINTS_ALLOW: ',' }, 'SUBSCRIPTION_ENDPOINTS_ALLOW'],
+    [{ NODE_ENV: 'production', SUBSCRIPTION_ENDPOINTS_ALLOW: ' , ,' }, 'SUBSCRIPTION_ENDPOINTS_ALLOW'],
   ])('refuses %j with a message naming %s', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(name);
