@@ -278,8 +278,9 @@ async function answerHook(decided: DecidedHook, deps: HookDeps): Promise<HookRes
       await write(assertionOf(d));
     }
     // One decision line per order: ids, policy and criterion results; never fact values (design.md §2 "Platform
-    // conventions").
-    hookLog.info(
+    // conventions"). Built only when it will be written: at LOG_LEVEL=warn and above pino drops it, and its criteria
+    // map is per-order work on the hook's path for nothing.
+    if (hookLog.isLevelEnabled('info')) hookLog.info(
       {
         policy: d.policy?.file.id,
         policyVersion: d.policy?.file.version,
