@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { httpLoad } from './http-load.js';
+import { requestDeadline } from '../src/http/request-deadline.js';
 import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
 import { orderSignRequest } from '../test/helpers/hook-requests.js';
 import { summariseProfile } from './profile-summary.js';
@@ -110,8 +111,17 @@ async function startPriorPath(port: number, env: Record<string, string>, nodeArg
   const pp = spawnNode(production.args, { ...production.env, PORT: String(port), CDS_AUTH: 'open', LOG_LEVEL: 'warn', PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, NODE_ENV: 'development', DATA_DIR: dataDir, ...env });
   const base = `http://127.0.0.1:${port}`;
   let healthyMs = 0;
-  // Each probe is bounded: a connection that is accepted and never answered must not hold the wait forever.
-  const probe = (path: string) => fetch(`${base}${path}`, { signal: AbortSignal.timeout(2_000) });
+  // Each probe is bounded: a connection that is accepted and never answered must not hold the wait forever. The
+  // deadline is cleared once the status is in (http/request-deadline.ts: not AbortSignal.timeout, whose timer and
+  // signal outlive the answer); the probe reads no body.
+  const probe = async (path: string) => {
+    const deadline = requestDeadline(2_000);
+    try {
+      return await fetch(`${base}${path}`, { signal: deadline.signal });
+    } finally {
+      deadline.clear();
+    }
+  };
   await until(async () => {
     if (pp.proc.exitCode !== null) throw new ChildExited(`PriorPath exited with ${pp.proc.exitCode}: ${pp.output()}`);
     if (!healthyMs && (await probe('/healthz')).ok) healthyMs = performance.now() - pp.spawnedAt;

@@ -13,6 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Bundle, MedicationRequest, Resource } from '@medplum/fhirtypes';
+import { requestDeadline } from '../src/http/request-deadline.js';
 import { orderSignRequest } from '../test/helpers/hook-requests.js';
 import { killAll, payerToken, startPriorPath } from '../test/helpers/priorpath-process.js';
 import { storyOrder, storyResources } from '../test/helpers/stories.js';
@@ -75,15 +76,28 @@ async function main(): Promise<void> {
   const count = (key: string) => counts.set(key, (counts.get(key) ?? 0) + 1);
 
   const post = async (kind: string, path: string, body: unknown, fhir: boolean) => {
-    const res = await fetch(`${pp.base}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': fhir ? 'application/fhir+json' : 'application/json', ...(fhir ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(30_000),
-    }).catch((err: Error) => ({ status: 0, text: async () => err.message }) as unknown as Response);
+    // Bounded with a deadline cleared once the body is read (http/request-deadline.ts): AbortSignal.timeout's timer
+    // and signal outlive every answer by up to 30 s, memory a soak that watches RSS would count as the service's trend.
+    const deadline = requestDeadline(30_000);
+    const failed = (err: Error) => ({ status: 0, text: async () => err.message }) as unknown as Response;
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(`${pp.base}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': fhir ? 'application/fhir+json' : 'application/json', ...(fhir ? { authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify(body),
+        signal: deadline.signal,
+      }).catch(failed);
+      text = await res.text().catch((err: Error) => {
+        res = failed(err);
+        return err.message;
+      });
+    } finally {
+      deadline.clear();
+    }
     requests++;
     count(`${kind} ${res.status}`);
-    const text = await res.text();
     if (res.status === 0 || res.status >= 500) failures.push(`${kind} ${res.status}: ${text.slice(0, 200)}`);
     return { status: res.status, text };
   };

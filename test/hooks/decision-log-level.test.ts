@@ -22,7 +22,7 @@ function watched(level: string) {
   const watch = (target: Logger): Logger =>
     new Proxy(target, {
       get(t, prop) {
-        if (prop === 'child') return (...args: Parameters<Logger['child']>) => watch(t.child(...args));
+        if (prop === 'child') return (...args: Parameters<Logger['child']>) => watch(t.child(...args) as unknown as Logger);
         if (prop === 'info') {
           return (obj: unknown, msg?: string) => {
             infoCalls.push(typeof obj === 'string' ? obj : (msg ?? ''));
