@@ -6,7 +6,8 @@ import { Worker } from 'node:worker_threads';
 import type { PgliteWorkerData, WorkerReply, WorkerRequest } from './pglite-worker.js';
 import type { SqlDriver, SqlSession } from './sql-driver.js';
 import { ensureDataDir } from './data-dir.js';
-import { StorageError } from './storage.js';
+import { isResourceShortage } from './resource-shortage.js';
+import { StorageError, StorageUnavailableError } from './storage.js';
 
 /** Directories opened by this process: two PGlite instances on one directory would corrupt it. */
 const openDirs = new Set<string>();
@@ -253,8 +254,12 @@ function workerDriver(worker: Worker, initialFsyncs: number, onClose: () => void
     if (!p) return;
     pending.delete(r.id);
     if (pending.size === 0) worker.unref();
-    if (r.error) p.reject(new PgliteError(r.error.message, r.error.code));
-    else p.resolve(r);
+    if (r.error) {
+      const err = new PgliteError(r.error.message, r.error.code);
+      // DATA_DIR's disk full or failing: nothing of the statement's transaction was stored, and the same request
+      // succeeds once the operator frees space; a 503 to resend, kept and retried by the write-behind queue.
+      p.reject(isResourceShortage(err.code) ? new StorageUnavailableError(err) : err);
+    } else p.resolve(r);
   });
   const fail = (err: Error) => {
     failure = err;

@@ -1,6 +1,7 @@
 import type { Pool, PoolClient, QueryConfig } from 'pg';
 import type { Logger } from '../logger.js';
 import type { SqlDriver, SqlSession } from './sql-driver.js';
+import { isResourceShortage } from './resource-shortage.js';
 import { StorageUnavailableError } from './storage.js';
 
 /** SQLSTATE classes and codes meaning "the server is not there right now", not "this statement is wrong". */
@@ -34,11 +35,14 @@ export const STATEMENT_ANSWER_MS = 5000;
  */
 export const STATEMENT_CANCEL_MARGIN_MS = 1000;
 
-/** Whether a pg error means the server is unreachable (class 08 connection exceptions, 57P0x shutdown/start-up). */
+/**
+ * Whether a pg error means the server is unreachable (class 08 connection exceptions, 57P0x shutdown/start-up) or
+ * cannot take writes for now (a full disk, an I/O error: resource-shortage.ts).
+ */
 export function isUnavailable(err: unknown): boolean {
   if (err instanceof StorageUnavailableError) return true;
   const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code === CANCELED || code.startsWith('08'))) return true;
+  if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code === CANCELED || code.startsWith('08') || isResourceShortage(code))) return true;
   return err instanceof Error && UNAVAILABLE_MESSAGE.test(err.message);
 }
 

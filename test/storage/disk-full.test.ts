@@ -1,0 +1,128 @@
+/**
+ * The database's disk fills up (or fails) after start (design.md §2 "Storage", README "Errors"): PostgreSQL answers
+ * SQLSTATE 53100 disk_full (class 53, or 58030 io_error). Nothing of the failed transaction is stored and the same
+ * request succeeds once space is freed, so PAS answers 503 with Retry-After, not a 500 "Internal error"; and a hook's
+ * assertion queued behind its answer is kept and written once the disk takes writes again, not dropped as a record
+ * the database refuses. The full disk is a trigger raising disk_full on the table written: the real SQLSTATE, from
+ * the real database, on the real write path.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import type { Extension } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
+import { RETRY_AFTER_SECONDS } from '../../src/errors.js';
+import { createLogger } from '../../src/logger.js';
+import { createStorage } from '../../src/storage/create-storage.js';
+import { StorageUnavailableError } from '../../src/storage/storage.js';
+import type { SqlStorage } from '../../src/storage/sql-storage.js';
+import { buildApp } from '../helpers/app.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { storyOrder, storyResources } from '../helpers/stories.js';
+import { storyBundle, TODAY } from '../pas/pas-fixtures.js';
+
+const SIGN = '/cds-services/priorpath-order-sign';
+const RAISE_DISK_FULL = `DO $$ BEGIN RAISE EXCEPTION 'could not extend file "base/5/16458": No space left on device' USING ERRCODE = 'disk_full'; END $$`;
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+const newDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'priorpath-disk-full-'));
+  dirs.push(d);
+  return d;
+};
+
+/** Makes every insert into `table` fail as a full disk does; returns the undo. */
+async function fillDisk(storage: SqlStorage, table: string): Promise<() => Promise<void>> {
+  await storage.driver.exec(
+    `CREATE OR REPLACE FUNCTION pp_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$;
+     CREATE TRIGGER pp_disk_full BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION pp_disk_full();`,
+  );
+  return () => storage.driver.exec(`DROP TRIGGER pp_disk_full ON ${table}`);
+}
+
+describe('embedded storage whose disk is full', () => {
+  it('is storage unavailable (a 503 to resend), in a statement and in a transaction', async () => {
+    const storage = await createStorage({ dataDir: newDir() });
+    try {
+      await expect(storage.driver.query(RAISE_DISK_FULL)).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(storage.driver.transaction((tx) => tx.query(RAISE_DISK_FULL))).rejects.toBeInstanceOf(StorageUnavailableError);
+      // A statement that is wrong is still not "unavailable": the classification is by SQLSTATE, not by any error.
+      await expect(storage.driver.query('SELECT * FROM no_such_table')).rejects.not.toBeInstanceOf(StorageUnavailableError);
+    } finally {
+      await storage.close();
+    }
+  });
+
+  it('PAS $submit answers 503 with Retry-After while the disk is full (was a 500), and the resend is stored once space is freed', async () => {
+    const storage = await createStorage({ dataDir: newDir() });
+    try {
+      const { app } = buildApp({ storageOverride: storage, today: TODAY });
+      const bundle = storyBundle('centene-missing-mrd', { orderId: `disk-${randomUUID().slice(0, 8)}` });
+      const free = await fillDisk(storage, 'pas_submissions');
+      const full = await request(app).post('/fhir/Claim/$submit').set('Content-Type', 'application/fhir+json').send(JSON.stringify(bundle));
+      expect(full.status, full.text).toBe(503);
+      expect(full.headers['retry-after']).toBe(String(RETRY_AFTER_SECONDS));
+      expect(JSON.parse(full.text)).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'transient' }] });
+      await free();
+      const resent = await request(app).post('/fhir/Claim/$submit').set('Content-Type', 'application/fhir+json').send(JSON.stringify(bundle));
+      expect(resent.status, resent.text).toBe(200);
+    } finally {
+      await storage.close();
+    }
+  });
+
+  it("keeps a hook's queued assertion while the disk is full and writes it once space is freed (was dropped)", async () => {
+    const dir = newDir();
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(String(chunk));
+        cb();
+      },
+    });
+    const storage = await createStorage({ dataDir: dir, logger: createLogger('info', sink) });
+    let assertionId: string | undefined;
+    try {
+      const { app } = buildApp({ storageOverride: storage, today: TODAY });
+      const free = await fillDisk(storage, 'crd_assertions');
+      const resources = storyResources('centene-missing-mrd');
+      const res = await request(app).post(SIGN).send(orderSignRequest(resources, storyOrder('centene-missing-mrd', resources))).expect(200);
+      const info = (res.body.systemActions[0].resource.extension as Extension[]).find((e) => e.url === COVERAGE_INFO_URL)!;
+      assertionId = info.extension!.find((e) => e.url === 'coverage-assertion-id')!.valueString;
+      expect(assertionId).toBeDefined();
+      // The queue's first attempt meets the full disk (it logs what it keeps, or what it drops): space is freed after.
+      while (!lines.some((l) => /kept and retried|they are dropped/.test(l))) await new Promise((r) => setTimeout(r, 20));
+      await free();
+    } finally {
+      await storage.close();
+    }
+    const reopened = await createStorage({ dataDir: dir });
+    try {
+      expect(await reopened.getAssertion(assertionId!)).toMatchObject({ assertionId });
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+describe.skipIf(!process.env.DATABASE_URL)('PostgreSQL whose disk is full (DATABASE_URL)', () => {
+  it('is storage unavailable (a 503 to resend), in a statement and in a transaction', async () => {
+    const schema = `pp_disk_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+    const storage = await createStorage({ databaseUrl: process.env.DATABASE_URL, dataDir: '/nonexistent-unused', schema });
+    try {
+      await expect(storage.driver.query(RAISE_DISK_FULL)).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(storage.driver.transaction((tx) => tx.query(RAISE_DISK_FULL))).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(storage.driver.query('SELECT * FROM no_such_table')).rejects.not.toBeInstanceOf(StorageUnavailableError);
+    } finally {
+      await storage.driver.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
+      await storage.close();
+    }
+  }, 30_000);
+});
