@@ -88,10 +88,22 @@ function ownsLock(path: string): boolean {
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+  // kill(pid, 0) also succeeds for a process that has exited and is not yet reaped (a zombie: a server SIGKILLed
+  // under a supervisor or an init that waits for its children lazily) and for a thread of another process whose id
+  // the pid now is: neither holds the directory. Refusing them, a replica restarted at once after a SIGKILL stopped
+  // with "DATA_DIR is in use" for as long as nobody reaped the old one. Without /proc (not Linux), the signal decides.
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return true;
+  }
+  const state = /^State:\s*(\S)/m.exec(status)?.[1];
+  const tgid = /^Tgid:\s*(\d+)/m.exec(status)?.[1];
+  return state !== 'Z' && state !== 'X' && (tgid === undefined || Number(tgid) === pid);
 }
 
 function releaseLock(lock: HeldLock): void {

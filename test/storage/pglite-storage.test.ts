@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -149,6 +150,22 @@ describe('embedded PGlite durability', () => {
     writeFileSync(join(dir, 'storage.lock'), `${process.ppid}\n`);
     await expect(createStorage({ dataDir: dir })).rejects.toThrow(/in use by process/);
   });
+
+  it.runIf(existsSync('/proc/self/status'))('takes over a lock whose process has exited but is not yet reaped (a zombie, as a SIGKILLed server is until its parent waits)', async () => {
+    // `sleep 0` exits at once; its parent execs `sleep 30`, which never waits for it: a zombie while the parent runs.
+    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const zombie = Number((await new Promise<string>((resolve) => parent.stdout.once('data', (d) => resolve(String(d))))).trim());
+      const state = () => /^State:\s*(\S)/m.exec(readFileSync(`/proc/${zombie}/status`, 'utf8'))?.[1];
+      while (state() !== 'Z') await new Promise((r) => setTimeout(r, 10));
+      const zdir = tempDir();
+      writeFileSync(join(zdir, 'storage.lock'), `${zombie}\n${hostname()}\n`);
+      const driver = await openPglite(zdir);
+      await driver.close();
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  }, 60_000);
 
   it('takes over a lock left by a process that no longer runs, and refuses a schema newer than this build', async () => {
     // A SIGKILLed server leaves its lock file behind; pid 2^22 + 1 is above Linux's pid_max default.
