@@ -112,7 +112,7 @@ describe('embedded storage whose disk is full', () => {
   });
 });
 
-describe.skipIf(!process.env.DATABASE_URL)('PostgreSQL whose disk is full (DATABASE_URL)', () => {
+describe.skipIf(!process.env.DATABASE_URL)('PostgreSQL whose disk is full, or that became a standby (DATABASE_URL)', () => {
   it('is storage unavailable (a 503 to resend), in a statement and in a transaction', async () => {
     const schema = `pp_disk_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
     const storage = await createStorage({ databaseUrl: process.env.DATABASE_URL, dataDir: '/nonexistent-unused', schema });
@@ -120,6 +120,12 @@ describe.skipIf(!process.env.DATABASE_URL)('PostgreSQL whose disk is full (DATAB
       await expect(storage.driver.query(RAISE_DISK_FULL)).rejects.toBeInstanceOf(StorageUnavailableError);
       await expect(storage.driver.transaction((tx) => tx.query(RAISE_DISK_FULL))).rejects.toBeInstanceOf(StorageUnavailableError);
       await expect(storage.driver.query('SELECT * FROM no_such_table')).rejects.not.toBeInstanceOf(StorageUnavailableError);
+      // A server demoted to a standby by a failover refuses every write with 25006 (read_only_sql_transaction).
+      const readOnly = storage.driver.transaction(async (tx) => {
+        await tx.query('SET TRANSACTION READ ONLY');
+        await tx.query('CREATE TABLE pp_read_only_probe (a int)');
+      });
+      await expect(readOnly).rejects.toBeInstanceOf(StorageUnavailableError);
     } finally {
       await storage.driver.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
       await storage.close();
