@@ -18,7 +18,7 @@ export interface DemoServer {
 }
 
 /**
- * The whole service in-process on 127.0.0.1 and a free port, wired as src/main.ts wires it with the sandbox on:
+ * The whole service in-process on 127.0.0.1 and a free port, wired as src/serve.ts wires it with the sandbox on:
  * CDS_AUTH=required (createApp trusts the sandbox EHR's CDS client, so the demo page's order-sign passes real JWT
  * verification), content from the repository, memory storage, the sandbox FHIR server advertising the sandbox SMART
  * endpoints, and createApp mounting the payer FHIR API (DTR, PAS), /sandbox/auth and the web router.

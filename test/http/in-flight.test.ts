@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { InFlight } from '../../src/http/in-flight.js';
 
 /**
- * What a SIGTERM drain waits for before storage closes (src/main.ts): every handler's answer, including the answers
+ * What a SIGTERM drain waits for before storage closes (src/serve.ts): every handler's answer, including the answers
  * of handlers whose client has left, but not forever for a response that will never end.
  */
 let server: Server | undefined;

@@ -77,7 +77,7 @@ function sink() {
   return { lines, stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) };
 }
 
-/** The whole service as src/main.ts wires it (without the embedded sandbox EHR), CDS and payer API auth required. */
+/** The whole service as src/serve.ts wires it (without the embedded sandbox EHR), CDS and payer API auth required. */
 function fullApp(keys: TestKeys, sandbox: boolean) {
   const config = loadConfig({
     PUBLIC_BASE_URL: BASE,

@@ -1,6 +1,6 @@
 /**
  * A client that sends its request body a byte at a time (slowloris) is answered 408 with an OperationOutcome once
- * the request has taken longer than http/server-timeouts.ts allows (30 s), as the service runs (src/main.ts's
+ * the request has taken longer than http/server-timeouts.ts allows (30 s), as the service runs (src/serve.ts's
  * server), and the connection is closed. Node's defaults waited 300 s (measured: the 408 came after 329 s), holding the
  * socket and the handler waiting on the body all that time. Meanwhile other clients are answered.
  */
