@@ -25,7 +25,10 @@ export function errorHandler(logger: Logger) {
         res.status(204).end();
         return;
       }
-      if (err.status >= 500) log.error({ err }, 'request failed');
+      // A 503 is storage out of reach for a moment (errors.ts RETRY_AFTER_SECONDS): one warning line a request naming
+      // the driver's cause (code and message), with no stack (the same one each time), so an outage's log stays readable.
+      if (err.status === 503) log.warn({ status: err.status, reason: err.message, cause: causeOf(thrown) }, 'request deferred: storage unavailable');
+      else if (err.status >= 500) log.error({ err }, 'request failed');
       else log.info({ status: err.status, reason: err.message }, 'request rejected');
       for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
       res.status(err.status).type('application/fhir+json').send(JSON.stringify(err.outcome));
@@ -43,4 +46,11 @@ export function errorHandler(logger: Logger) {
       .type('application/fhir+json')
       .send(JSON.stringify(outcome('error', 'exception', `Internal error; quote request id ${requestId ?? 'unknown'} to support`)));
   };
+}
+
+/** The code and message of what a 503 wraps (a driver's connection error), without its stack. */
+function causeOf(thrown: unknown): { code?: unknown; message?: string } | undefined {
+  const cause = thrown instanceof Error ? thrown.cause : undefined;
+  if (!(cause instanceof Error)) return undefined;
+  return { code: (cause as { code?: unknown }).code, message: cause.message };
 }
