@@ -33,6 +33,11 @@ export interface Determination {
   summary: string;
   /** The approval (number and period) when the order is authorized. */
   authorization?: AuthorizationRecord;
+  /**
+   * The order's prescribed dose when it cannot be read (missing, zero, negative, no or an unknown unit), in the
+   * policy's words: no approval on the order's record answers for it (docs/design.md §8 "What an approval covers").
+   */
+  unreadableDose?: string;
 }
 
 function questionOf(policy: CompiledPolicy, name: string): string {
@@ -65,10 +70,34 @@ export function notCoveredReason(policy: CompiledPolicy, ev: PolicyEvaluation): 
 }
 
 /**
+ * The order's prescribed daily dose when the evaluation could not read it, in the policy's words (its label, else its
+ * question); undefined when it was read, answered, or the policy reads no dose. The dose is the askable decimal fact
+ * in a unit per day (`ug/d`, `mg/d`): the derived doses (the labelled maximum, the starting dose) are not askable.
+ * design.md §4 "Errors": an unreadable dose is an unknown fact, never a reason for `satisfied`.
+ */
+export function unreadableDoseOf(policy: CompiledPolicy, ev: PolicyEvaluation): string | undefined {
+  for (const f of ev.facts) {
+    if (f.value !== undefined || f.source === 'answer') continue;
+    const def = policy.factsByName.get(f.name)?.def;
+    if (def && def.type === 'decimal' && def.askable !== false && def.unit?.endsWith('/d')) return def.label ?? def.question ?? f.name;
+  }
+  return undefined;
+}
+
+/**
  * The determination for a policy evaluation (design.md §5): the one mapping from an outcome to CRD codes, reasons,
- * what is needed and the PAS review action. `authorization` is the order's approval when it is satisfied.
+ * what is needed and the PAS review action. `authorization` is the order's approval when it is satisfied. An order
+ * whose dose cannot be read says so (`unreadableDose`), so that no recorded approval answers for it.
  */
 export function determinationOf(policy: CompiledPolicy, ev: PolicyEvaluation, authorization?: AuthorizationRecord): Determination {
+  const d = rulesDetermination(policy, ev, authorization);
+  // Only an order that is not satisfied can have an unreadable dose (the dose limits are then unknown); the loop is
+  // skipped for the approvals, the common answer.
+  const dose = d.outcome === 'satisfied' ? undefined : unreadableDoseOf(policy, ev);
+  return dose ? { ...d, unreadableDose: dose } : d;
+}
+
+function rulesDetermination(policy: CompiledPolicy, ev: PolicyEvaluation, authorization?: AuthorizationRecord): Determination {
   const source = policy.file.source.id;
   switch (ev.outcome) {
     case 'satisfied':

@@ -51,26 +51,41 @@ export function outgrowsApproval(record: OrderRecord | undefined, outcome: strin
   return approvedBy !== undefined && approvedBy.source !== 'review';
 }
 
+/** How the reason of a reopening for an unreadable dose begins ({@link whyApprovalLetGo} reads it back). */
+const UNREADABLE_DOSE = "The order's dose cannot be read";
+
 /**
- * Reopens an outgrown approval ({@link outgrowsApproval}): the order goes back to `auth-needed` with the limit as its
- * reason, durably, before the caller answers, and its record lets go of the number (which stays in the order's
- * history and among the issued authorizations). The order as it now stands is decided afresh, by the rules or on
- * clinical review, and an approval of it is a new one with its own number (docs/design.md §8 "What an approval
- * covers"). Returns the record as it now stands.
+ * Why the approval on an order's record does not answer for the order as now evaluated, when it does not; the record
+ * is then reopened ({@link reopenApproval}). Two grounds:
+ * - the dose cannot be read (`unreadableDose`: missing, zero, negative, no or an unknown unit): whoever approved the
+ *   order (the rules, or a reviewer) approved a dose they read, and an order whose dose cannot be read cannot be shown
+ *   to be that order (design.md §4 "Errors": an unreadable dose is never a reason for `satisfied`);
+ * - the order outgrew an approval the rules gave ({@link outgrowsApproval}); `limitReason` names the limit.
  */
-export async function reopenOutgrownApproval(
-  storage: Storage,
-  record: OrderRecord,
-  limitReason: string,
-  who: Actor & { policyId?: string },
-): Promise<OrderRecord> {
-  const { record: reopened } = await storage.applyOrderChange(reopenChange(record, limitReason, who));
+export function reopeningReason(record: OrderRecord | undefined, found: { outcome: string; unreadableDose?: string }, limitReason: string): string | undefined {
+  if (record?.state !== 'approved') return undefined;
+  const number = record.authorization?.number;
+  if (found.unreadableDose) {
+    return `${UNREADABLE_DOSE} (${found.unreadableDose}: missing, zero, negative or in a unit not read), so the approval${number ? ` ${number}` : ''}, given for the dose then ordered, does not cover it`;
+  }
+  if (outgrowsApproval(record, found.outcome)) return `The order no longer fits the approval${number ? ` ${number}` : ''} issued within the policy's limits: ${limitReason}`;
+  return undefined;
+}
+
+/**
+ * Reopens an approval that does not answer for the order as it now stands ({@link reopeningReason}): the order goes
+ * back to `auth-needed` with that reason, durably, before the caller answers, and its record lets go of the number
+ * (which stays in the order's history and among the issued authorizations). The order as it now stands is decided
+ * afresh, by the rules or on clinical review, and an approval of it is a new one with its own number (docs/design.md
+ * §8 "What an approval covers"). Returns the record as it now stands.
+ */
+export async function reopenApproval(storage: Storage, record: OrderRecord, reason: string, who: Actor & { policyId?: string }): Promise<OrderRecord> {
+  const { record: reopened } = await storage.applyOrderChange(reopenChange(record, reason, who));
   return reopened;
 }
 
-/** The change that reopens an outgrown approval ({@link reopenOutgrownApproval}). */
-function reopenChange(record: OrderRecord, limitReason: string, who: Actor & { policyId?: string }): GuardedOrderChange {
-  const number = record.authorization?.number;
+/** The change that reopens an approval ({@link reopenApproval}). */
+function reopenChange(record: OrderRecord, reason: string, who: Actor & { policyId?: string }): GuardedOrderChange {
   return {
     key: { payer: record.payer, patientId: record.patientId, orderRef: record.orderRef, drug: record.drug },
     from: ['approved'],
@@ -79,7 +94,7 @@ function reopenChange(record: OrderRecord, limitReason: string, who: Actor & { p
       at: who.at ?? new Date().toISOString(),
       source: who.source,
       actor: who.actor,
-      reason: `The order no longer fits the approval${number ? ` ${number}` : ''} issued within the policy's limits: ${limitReason}`,
+      reason,
       ...(who.policyId ? { policyId: who.policyId } : {}),
       ...(who.assertionId ? { assertionId: who.assertionId } : {}),
       ...(who.submissionId ? { submissionId: who.submissionId } : {}),
@@ -110,6 +125,8 @@ export function whyApprovalLetGo(history: OrderEvent[]): string | undefined {
   const release = history[at + 1];
   if (number && release?.reason.startsWith(`Authorization ${number} was cancelled by its submitter`))
     return `${name} for this order was cancelled by its submitter on ${release.at.slice(0, 10)}, so it no longer covers the order.`;
+  if (release?.reason.startsWith(UNREADABLE_DOSE))
+    return `${name} was for this order at the dose then ordered; the dose as now sent cannot be read (missing, zero, negative or in a unit not read), so it does not cover the order.`;
   return `${name} was for this order as it stood when approved; it does not cover the order as it is now.`;
 }
 
@@ -202,7 +219,8 @@ export async function recordEvaluation(
   assertion?: () => AssertionRecord,
 ): Promise<{ record: OrderRecord | undefined; assertionWritten: boolean }> {
   let record = current === undefined ? await storage.getOrderRecord(key) : (current ?? undefined);
-  if (outgrowsApproval(record, d.outcome)) record = await reopenOutgrownApproval(storage, record, d.reasons[0]?.text ?? d.summary, who);
+  const reopen = reopeningReason(record, d, d.reasons[0]?.text ?? d.summary);
+  if (reopen) record = await reopenApproval(storage, record!, reopen, who);
   const change = evaluationChange(key, record, d, who);
   if (!change) return { record, assertionWritten: false };
   if (behind && change.change.state !== 'approved') {
@@ -243,7 +261,7 @@ function evaluationChange(key: OrderKey, record: OrderRecord | undefined, d: Det
 
 /**
  * What an evaluation would write to an order's record, without writing it: the changes recordEvaluation makes (a
- * reopening of an outgrown approval, then the evaluation's own change) and the record as it stands once they apply.
+ * reopening of an approval that does not answer for the order, then the evaluation's own change) and the record as it stands once they apply.
  * For a caller that stores the changes in the same transaction as the write they belong to (a DTR response: nothing
  * is recorded for a response whose write is refused); a change refused there means the record moved meanwhile, and
  * the caller reads it again and plans afresh.
@@ -256,8 +274,9 @@ export function planEvaluation(
 ): { changes: GuardedOrderChange[]; record: OrderRecord | undefined } {
   const changes: GuardedOrderChange[] = [];
   let now = record;
-  if (outgrowsApproval(now, d.outcome)) {
-    const reopen = reopenChange(now, d.reasons[0]?.text ?? d.summary, who);
+  const reason = reopeningReason(now, d, d.reasons[0]?.text ?? d.summary);
+  if (reason) {
+    const reopen = reopenChange(now!, reason, who);
     changes.push(reopen);
     now = applied(now, reopen);
   }

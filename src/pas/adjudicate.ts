@@ -39,6 +39,8 @@ export interface ItemDecision {
   review?: { decision: 'approve' | 'deny'; reason: string; decidedAt: string };
   /** The order's record key (design.md §8), when the item names an order of a known patient. */
   order?: OrderKey;
+  /** The order's dose when it cannot be read (Determination.unreadableDose): no recorded approval answers for it. */
+  unreadableDose?: string;
   /** Set when the order already had this decision before the request (approved or denied elsewhere). */
   fromOrderRecord?: boolean;
   /** Set when its submitter cancelled the item (reviewAction C): when, and what it had been before. */
@@ -157,6 +159,7 @@ export function decisionFor(policy: CompiledPolicy, ev: PolicyEvaluation, opts: 
     needed: d.reviewAction === 'A4' ? d.needed : [],
     reasons: d.reviewAction === 'A4' ? [] : d.reasons.map((r) => r.text),
     ...(authorization ? { authorization } : {}),
+    ...(d.unreadableDose ? { unreadableDose: d.unreadableDose } : {}),
   };
 }
 

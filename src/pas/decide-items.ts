@@ -1,4 +1,4 @@
-import { UNDECIDED, outgrowsApproval, recordedDecision, reopenOutgrownApproval } from '../coverage/order-record.js';
+import { UNDECIDED, recordedDecision, reopenApproval, reopeningReason } from '../coverage/order-record.js';
 import type { AuthorizationRecord, GuardedOrderChange, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
@@ -8,7 +8,7 @@ import type { PasRequest } from './request-bundle.js';
 
 /**
  * Lets each item's order record speak (design.md §8 "One authorization per order"), in place: an order that no longer
- * fits the approval the rules gave it is reopened (a limit review, not A1), and an order that has a decision answers
+ * fits the approval the rules gave it, or whose dose cannot be read, is reopened (a review, not A1), and an order that has a decision answers
  * it (A1 with the order's number, A3 with its reason). Returns the records as they now stand, one per item.
  * `actor` names the PAS request in the orders' history.
  */
@@ -17,8 +17,9 @@ export async function withOrderRecords(storage: Storage, items: ItemDecision[], 
   await Promise.all(
     items.map(async (item, n) => {
       const record = records[n];
-      if (!outgrowsApproval(record, item.outcome)) return;
-      records[n] = await reopenOutgrownApproval(storage, record, item.reasons[0] ?? item.needed[0] ?? 'a limit is exceeded', { source: 'pas', actor: opts.actor, policyId: item.policyId });
+      const reason = reopeningReason(record, item, item.reasons[0] ?? item.needed[0] ?? 'a limit is exceeded');
+      if (!reason) return;
+      records[n] = await reopenApproval(storage, record!, reason, { source: 'pas', actor: opts.actor, policyId: item.policyId });
     }),
   );
   items.forEach((item, n) => {

@@ -172,7 +172,7 @@ export interface OrderChange {
   submissionId?: string;
   assertionId?: string;
   /**
-   * The approval on the record no longer covers the order (coverage/order-record.ts `outgrowsApproval`): the record
+   * The approval on the record no longer covers the order (coverage/order-record.ts `reopeningReason`: outgrown, or its dose unreadable): the record
    * lets go of its number, which stays in the history and among the issued authorizations.
    */
   withdrawsApproval?: boolean;
