@@ -229,7 +229,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/auth/token', tokenEndpointRouter(tokens));
   // Browsers (the DTR SMART app) call the payer API cross-origin.
   app.use('/fhir', cors(config.corsOrigins), payerApiGate({ mode: config.payerApiAuth, tokens, storage, logger }));
-  app.use('/fhir', createFhirRouter({ content, storage, publicBaseUrl: config.publicBaseUrl, logger, defaultPayer: config.defaultPayer, today: deps.today, tokenEndpoint: tokens.tokenEndpoint }));
+  app.use('/fhir', createFhirRouter({ content, storage, publicBaseUrl: config.publicBaseUrl, logger, defaultPayer: config.defaultPayer, today: deps.today, tokenEndpoint: tokens.tokenEndpoint, attachmentBodyBytes: config.attachmentBodyMaxBytes }));
   // PAS Subscriptions: the notifier delivers from the durable outbox; serve.ts kicks it at start-up to resume.
   const fhirBase = `${config.publicBaseUrl}/fhir`;
   const endpoints: EndpointPolicy = {
@@ -240,7 +240,7 @@ export function createApp(deps: AppDeps): express.Express {
   const notifier = new SubscriptionNotifier({ storage, logger, fhirBase, endpoints, ...(deps.notifyFetch ? { fetchImpl: deps.notifyFetch } : {}) });
   app.locals.subscriptionNotifier = notifier;
   app.use('/fhir', createSubscriptionRouter({ storage, logger, notifier, fhirBase, endpoints }));
-  app.use('/fhir', createPasRouter({ content, storage, logger, today: deps.today, defaultPayer: config.defaultPayer, pasVersion: config.pasVersion, notifier }));
+  app.use('/fhir', createPasRouter({ content, storage, logger, today: deps.today, defaultPayer: config.defaultPayer, pasVersion: config.pasVersion, notifier, attachmentBodyBytes: config.attachmentBodyMaxBytes }));
   // The sandbox offers a demo reviewer: with no REVIEW_TOKEN configured it makes one up for this process only.
   const demoReviewToken = config.sandbox && !config.reviewToken ? randomBytes(32).toString('base64url') : undefined;
   app.use(

@@ -7,6 +7,7 @@ import { parsePayerClients } from './auth/payer-clients.js';
 import type { PayerClient } from './auth/payer-clients.js';
 import { parseTrustedClients } from './auth/trusted-clients.js';
 import type { TrustedClient } from './auth/trusted-clients.js';
+import { DEFAULT_ATTACHMENT_BODY_BYTES, MAX_ATTACHMENT_BODY_BYTES, MAX_BODY_BYTES } from './http/json-body.js';
 import { DEV_ENDPOINTS_ALLOW, parseEndpointAllowList } from './http/notification-endpoints.js';
 
 /**
@@ -106,6 +107,9 @@ const schema = z.object({
   SANDBOX: z.enum(['on', 'off']).optional().describe('mounts /sandbox/*, the demo page and open mode'),
   FHIR_SANDBOX_URL: baseUrl.optional().describe('external FHIR server used instead of the embedded sandbox'),
   EHR_TIMEOUT_MS: decimalInt(1, 60_000).default(2000).describe('per request to an EHR FHIR server'),
+  ATTACHMENT_BODY_MAX_BYTES: decimalInt(MAX_BODY_BYTES, MAX_ATTACHMENT_BODY_BYTES)
+    .default(DEFAULT_ATTACHMENT_BODY_BYTES)
+    .describe('largest body of PAS Claim/$submit and Claim/$inquire and of a DTR QuestionnaireResponse (POST, PUT, $next-question), which carry attachments as base64 (1 MiB to 16 MiB); hooks and every other body stay at 1 MiB'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino level'),
   CANONICAL_BASE: baseUrl.default('https://priorpath.dev/fhir').describe('base of canonical URLs'),
   CORS_ORIGINS: z
@@ -149,6 +153,8 @@ export interface Config {
   sandbox: boolean;
   fhirSandboxUrl?: string;
   ehrTimeoutMs: number;
+  /** ATTACHMENT_BODY_MAX_BYTES: the body limit of the PAS and DTR QuestionnaireResponse endpoints (attachments). */
+  attachmentBodyMaxBytes: number;
   logLevel: string;
   canonicalBase: string;
   corsOrigins: string[] | '*';
@@ -242,6 +248,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     sandbox,
     fhirSandboxUrl: e.FHIR_SANDBOX_URL,
     ehrTimeoutMs: e.EHR_TIMEOUT_MS,
+    attachmentBodyMaxBytes: e.ATTACHMENT_BODY_MAX_BYTES,
     logLevel: e.LOG_LEVEL,
     canonicalBase: e.CANONICAL_BASE.replace(/\/+$/, ''),
     corsOrigins: e.CORS_ORIGINS === '*' ? '*' : e.CORS_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),

@@ -11,7 +11,7 @@ import { isPrebuiltChunk, joinSmallPieces, jsonChunks, prebuiltRunOf } from '../
 import { gzipChunks } from '../http/gzip-chunks.js';
 import type { PackageShape } from '../dtr/questionnaire-package.js';
 import { submitQuestionnaireResponse, updateQuestionnaireResponse } from '../dtr/submit-response.js';
-import { jsonBody } from '../http/json-body.js';
+import { DEFAULT_ATTACHMENT_BODY_BYTES, jsonBody } from '../http/json-body.js';
 import { readSearch, searchBundle } from '../fhir/search-bundle.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
@@ -37,6 +37,8 @@ export interface FhirRouterDeps {
   tokenEndpoint?: string;
   /** `$questionnaire-package` wire shape when the request does not announce a DTR version. Default `both`. */
   packageShape?: PackageShape;
+  /** `ATTACHMENT_BODY_MAX_BYTES`: the body limit of a QuestionnaireResponse (POST, PUT) and `$next-question`. Default 8 MiB. */
+  attachmentBodyBytes?: number;
 }
 
 const FHIR_JSON = 'application/fhir+json';
@@ -174,8 +176,11 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
       await nextQuestion(req.body, { content, catalog, storage, today: today(), log: logOf(req, logger), fhirBase }),
     );
   };
-  router.post('/Questionnaire/$next-question', jsonBody(), nextQuestionHandler);
-  router.post('/$next-question', jsonBody(), nextQuestionHandler);
+  // A QuestionnaireResponse carries its attachments (the documents a "Yes" needs) as base64: ATTACHMENT_BODY_MAX_BYTES,
+  // not 1 MiB (design.md §4 "Errors"), whether it is saved or sent for its next question.
+  const responseBody = jsonBody(deps.attachmentBodyBytes ?? DEFAULT_ATTACHMENT_BODY_BYTES);
+  router.post('/Questionnaire/$next-question', responseBody, nextQuestionHandler);
+  router.post('/$next-question', responseBody, nextQuestionHandler);
 
   // DTR $log-questionnaire-errors: clients report broken expressions; we log which form, how many issues, their codes
   // and the form paths they name, never the client's free text (it may quote the patient's data).
@@ -254,7 +259,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   router.post('/ValueSet/:id/$expand', optionalJsonBody(), expandByIdHandler);
   router.get('/ValueSet/:id', (req, res) => send(res, 200, valueSetById(String(req.params.id))));
 
-  router.post('/QuestionnaireResponse', jsonBody(), async (req, res) => {
+  router.post('/QuestionnaireResponse', responseBody, async (req, res) => {
     const qr = await submitQuestionnaireResponse(req.body, {
       content,
       storage,
@@ -282,7 +287,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   router.get('/QuestionnaireResponse/:id', readResponse);
   router.get('/QuestionnaireResponse/:id/_history/:vid', readResponse);
   // A draft (or stopped) response taken up again: the next version, still a draft or now deciding (design.md §7).
-  router.put('/QuestionnaireResponse/:id', jsonBody(), async (req, res) => {
+  router.put('/QuestionnaireResponse/:id', responseBody, async (req, res) => {
     const id = String(req.params.id);
     if (!FHIR_ID.test(id)) throw notFound(`QuestionnaireResponse/${id} is not known`);
     const qr = await updateQuestionnaireResponse(id, req.body, {

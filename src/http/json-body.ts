@@ -5,6 +5,14 @@ import { FORBIDDEN_CHARACTERS, ShapeError, assertFhirResource } from '../fhir/fh
 
 /** design.md §4 "Errors": bodies over 1 MiB are refused, with or without Content-Length. */
 export const MAX_BODY_BYTES = 1_048_576;
+/**
+ * The default limit of the bodies that carry attachments as base64 (a PAS request or inquiry, a DTR QuestionnaireResponse
+ * and its `$next-question`): 8 MiB holds a 5 MB scanned PDF (base64 adds a third) with its request. Configured by
+ * ATTACHMENT_BODY_MAX_BYTES, between 1 MiB and {@link MAX_ATTACHMENT_BODY_BYTES}; hooks stay at 1 MiB.
+ */
+export const DEFAULT_ATTACHMENT_BODY_BYTES = 8 * 1_048_576;
+/** The largest ATTACHMENT_BODY_MAX_BYTES: a refused body is drained up to 16 MiB (DRAIN_LIMIT_BYTES) so its sender reads the 413. */
+export const MAX_ATTACHMENT_BODY_BYTES = 16 * 1_048_576;
 /** design.md §4 "Errors": JSON nested deeper than this is a 400. */
 export const MAX_JSON_DEPTH = 64;
 

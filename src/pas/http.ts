@@ -2,9 +2,12 @@ import type { NextFunction, Request, Response } from 'express';
 import { jsonBody } from '../http/json-body.js';
 import type { Logger } from '../logger.js';
 
-/** Reads the JSON body with the service's limits (1 MiB, 64 levels) unless the app's middleware already did. */
-export function ensureJsonBody() {
-  const read = jsonBody();
+/**
+ * Reads the JSON body with the service's limits (1 MiB unless `limit` says otherwise, 64 levels) unless the app's
+ * middleware already did.
+ */
+export function ensureJsonBody(limit?: number) {
+  const read = jsonBody(limit);
   return (req: Request, res: Response, next: NextFunction): void => {
     if (req.body !== undefined) return next();
     read(req, res, next);

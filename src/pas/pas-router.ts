@@ -24,6 +24,7 @@ import { applyClaimUpdate } from './apply-claim-update.js';
 import { answerTo, inquiryResponseOf } from './claim-response.js';
 import { assertedOrderDates } from './asserted-order-dates.js';
 import { byCodePoint } from '../code-point-order.js';
+import { DEFAULT_ATTACHMENT_BODY_BYTES } from '../http/json-body.js';
 
 const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
@@ -46,6 +47,8 @@ export interface PasDeps {
   pasVersion?: PasVersion;
   /** Told when a pended request took a decision made elsewhere, so its subscribers hear of it (settlePended). */
   notifier?: { kick(): void };
+  /** `ATTACHMENT_BODY_MAX_BYTES`: the body limit of `$submit` and `$inquire`. Default 8 MiB. */
+  attachmentBodyBytes?: number;
 }
 
 /** 409: the request Bundle identifier was used before for different content (see createPasRouter). */
@@ -105,7 +108,9 @@ export function createPasRouter(deps: PasDeps): express.Router {
   const { content, storage, logger } = deps;
   const router = express.Router();
   const today = () => deps.today?.() ?? new Date().toISOString().slice(0, 10);
-  const body = ensureJsonBody();
+  // A PAS request carries its attachments (scanned notes, PDFs) as base64: ATTACHMENT_BODY_MAX_BYTES, not 1 MiB
+  // (design.md §4 "Errors"); an inquiry may repeat the request's resources, so it has the same limit.
+  const body = ensureJsonBody(deps.attachmentBodyBytes ?? DEFAULT_ATTACHMENT_BODY_BYTES);
 
   const submitHandler = handler(async (req: Request, res: Response) => {
     const log = logOf(req, logger);

@@ -155,14 +155,27 @@ function answersOf(
   return out;
 }
 
+/**
+ * The largest attachment (decoded) the reviewer receives inline (docs/design.md §8 "The reviewer API"): 2 MiB, a
+ * scanned PDF of a few pages; a larger one is listed with its size and without its data.
+ */
+export const MAX_INLINE_ATTACHMENT_BYTES = 2 * 1_048_576;
+
+/** The decoded size of base64 data (4 characters hold 3 bytes, less the padding). */
+function decodedSize(data: string): number {
+  const padding = data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0;
+  return Math.floor((data.length * 3) / 4) - padding;
+}
+
 function attachmentOf(a: Attachment): ReviewAttachment {
+  const size = a.data ? decodedSize(a.data) : undefined;
   return {
     title: a.title ?? a.url?.split('/').pop() ?? 'Attachment',
     ...(a.contentType ? { contentType: a.contentType } : {}),
-    ...(a.size !== undefined ? { size: Number(a.size) } : a.data ? { size: Math.floor((a.data.length * 3) / 4) } : {}),
+    ...(a.size !== undefined ? { size: Number(a.size) } : size !== undefined ? { size } : {}),
     ...(a.creation ? { date: a.creation } : {}),
     ...(a.url ? { url: a.url } : {}),
-    ...(a.data && a.data.length <= 2_000_000 ? { data: a.data } : {}),
+    ...(a.data && size! <= MAX_INLINE_ATTACHMENT_BYTES ? { data: a.data } : {}),
   };
 }
 

@@ -1,6 +1,7 @@
 import express from 'express';
 import type { Request, Response, Router } from 'express';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
+import { MAX_ATTACHMENT_BODY_BYTES } from '../http/json-body.js';
 import { HttpError, outcome } from '../errors.js';
 import { requestDeadline } from '../http/request-deadline.js';
 import {
@@ -47,8 +48,10 @@ export function createSandboxFhirProxy(opts: SandboxFhirProxyOptions): Router {
   const fetchImpl = opts.fetchImpl ?? fetch;
   const router = express.Router();
   router.use(cors);
-  router.use(express.json({ type: JSON_TYPES, limit: '5mb' }));
-  router.use(express.urlencoded({ extended: false, limit: '5mb' }));
+  // The EHR the DTR app saves its QuestionnaireResponse to before it sends it to the payer takes what the payer may be
+  // configured to take (ATTACHMENT_BODY_MAX_BYTES, at most 16 MiB).
+  router.use(express.json({ type: JSON_TYPES, limit: MAX_ATTACHMENT_BODY_BYTES }));
+  router.use(express.urlencoded({ extended: false, limit: MAX_ATTACHMENT_BODY_BYTES }));
   router.get('/.well-known/smart-configuration', (_req, res) => {
     if (!opts.smart)
       throw new HttpError(404, outcome('error', 'not-found', 'This sandbox server advertises no SMART authorization endpoints'));

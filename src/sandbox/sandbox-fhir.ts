@@ -14,6 +14,7 @@ import type {
   Resource,
   ResourceType,
 } from '@medplum/fhirtypes';
+import { MAX_ATTACHMENT_BODY_BYTES } from '../http/json-body.js';
 import { HttpError, outcome } from '../errors.js';
 import { ensureBaseDefinitions, ensureResourceType, isKnownResourceType } from './definitions.js';
 
@@ -129,8 +130,11 @@ export async function createSandboxFhir(opts: SandboxFhirOptions): Promise<Sandb
 
   const router = express.Router();
   router.use(cors);
-  router.use(express.json({ type: JSON_TYPES, limit: '5mb' }));
-  router.use(express.urlencoded({ extended: false, limit: '5mb' }));
+  // The EHR the DTR app saves its QuestionnaireResponse to before it sends it to the payer: it takes whatever the payer
+  // may be configured to take (ATTACHMENT_BODY_MAX_BYTES is at most 16 MiB), so a response with its attachments is
+  // never refused by the sandbox EHR and accepted by the payer.
+  router.use(express.json({ type: JSON_TYPES, limit: MAX_ATTACHMENT_BODY_BYTES }));
+  router.use(express.urlencoded({ extended: false, limit: MAX_ATTACHMENT_BODY_BYTES }));
   router.get('/metadata', (req, res) => {
     sendResource(res, 200, capabilityStatement(baseUrlOf(req, opts), opts.smart), req);
   });

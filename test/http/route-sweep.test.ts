@@ -301,7 +301,9 @@ describe('hostile bodies on every JSON route (CRD, DTR, PAS, reviewer)', () => {
   let built: ReturnType<typeof buildApp>;
   let jsonRoutes: { method: string; path: string }[];
   beforeAll(async () => {
-    built = buildApp({ env: { REVIEW_TOKEN } });
+    // The attachment-carrying routes (PAS, QuestionnaireResponse) at their lowest limit, 1 MiB, so one body over 1 MiB
+    // is over every route's limit (attachment-body-limits.test.ts tests their default 8 MiB).
+    built = buildApp({ env: { REVIEW_TOKEN, ATTACHMENT_BODY_MAX_BYTES: '1048576' } });
     server = built.app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     jsonRoutes = routeTable(built.app.router)

@@ -354,10 +354,10 @@ describe('Claim/$submit refuses bad input with a 4xx OperationOutcome and writes
     expect(await rows()).toEqual(before);
   });
 
-  it('413 for a 5 MiB body, 415 for a body that is not JSON, 400 for malformed JSON, 405 for GET', async () => {
+  it('413 for a 9 MiB body (over ATTACHMENT_BODY_MAX_BYTES, 8 MiB by default), 415 for a body that is not JSON, 400 for malformed JSON, 405 for GET', async () => {
     const before = await rows();
     const big = base();
-    (big.entry![1].resource as unknown as Record<string, unknown>).text = { status: 'generated', div: `<div>${'x'.repeat(5 * 1024 * 1024)}</div>` };
+    (big.entry![1].resource as unknown as Record<string, unknown>).text = { status: 'generated', div: `<div>${'x'.repeat(9 * 1024 * 1024)}</div>` };
     const tooBig = await submit(big);
     expect(tooBig.status).toBe(413);
     expect(tooBig.body.resourceType).toBe('OperationOutcome');
