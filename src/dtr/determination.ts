@@ -84,7 +84,10 @@ function proposed({ policy, evaluation, today, orderDate }: DetermineOptions) {
     evaluation.outcome === 'satisfied' && evaluation.pathway?.approval
       ? newApproval(policy.file.payer, today, orderDate ?? today, evaluation.pathway.approval)
       : undefined;
-  return determinationOf(policy, evaluation, authorization);
+  // A response does not carry the order: its dose is the one CRD read (the assertion's facts) or an answer, and one
+  // neither gives is not an order's dose found unreadable, so it reopens no approval (docs/design.md §8).
+  const { unreadableDose: _notTheOrders, ...determination } = determinationOf(policy, evaluation, authorization);
+  return determination;
 }
 
 /** The coverage-information extension and the assertion record of a determination. */
