@@ -153,7 +153,8 @@ function enableWhenHolds(c: QuestionnaireItemEnableWhen, answers: QuestionnaireR
         return d !== undefined && d >= 0;
       case '<=':
         return d !== undefined && d <= 0;
-      default:
+      case 'exists':
+      case undefined:
         return false;
     }
   };
