@@ -37,7 +37,7 @@ export interface FhirRouterDeps {
   tokenEndpoint?: string;
   /** `$questionnaire-package` wire shape when the request does not announce a DTR version. Default `both`. */
   packageShape?: PackageShape;
-  /** `ATTACHMENT_BODY_MAX_BYTES`: the body limit of a QuestionnaireResponse (POST, PUT) and `$next-question`. Default 8 MiB. */
+  /** `ATTACHMENT_BODY_MAX_BYTES`: the body limit of a QuestionnaireResponse (POST, PUT) and `$next-question`. Default 1 MiB. */
   attachmentBodyBytes?: number;
 }
 

@@ -7,10 +7,11 @@ import { FORBIDDEN_CHARACTERS, ShapeError, assertFhirResource } from '../fhir/fh
 export const MAX_BODY_BYTES = 1_048_576;
 /**
  * The default limit of the bodies that carry attachments as base64 (a PAS request or inquiry, a DTR QuestionnaireResponse
- * and its `$next-question`): 8 MiB holds a 5 MB scanned PDF (base64 adds a third) with its request. Configured by
- * ATTACHMENT_BODY_MAX_BYTES, between 1 MiB and {@link MAX_ATTACHMENT_BODY_BYTES}; hooks stay at 1 MiB.
+ * and its `$next-question`): the contract's 1 MiB (design.md §4 "Errors", every route), unless the payer raises it with
+ * ATTACHMENT_BODY_MAX_BYTES, up to {@link MAX_ATTACHMENT_BODY_BYTES} (8 MiB holds a 5 MB scanned PDF, base64 adding a
+ * third, with its request); hooks stay at 1 MiB whatever it says.
  */
-export const DEFAULT_ATTACHMENT_BODY_BYTES = 8 * 1_048_576;
+export const DEFAULT_ATTACHMENT_BODY_BYTES = MAX_BODY_BYTES;
 /** The largest ATTACHMENT_BODY_MAX_BYTES: a refused body is drained up to 16 MiB (DRAIN_LIMIT_BYTES) so its sender reads the 413. */
 export const MAX_ATTACHMENT_BODY_BYTES = 16 * 1_048_576;
 /** design.md §4 "Errors": JSON nested deeper than this is a 400. */

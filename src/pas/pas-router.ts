@@ -47,7 +47,7 @@ export interface PasDeps {
   pasVersion?: PasVersion;
   /** Told when a pended request took a decision made elsewhere, so its subscribers hear of it (settlePended). */
   notifier?: { kick(): void };
-  /** `ATTACHMENT_BODY_MAX_BYTES`: the body limit of `$submit` and `$inquire`. Default 8 MiB. */
+  /** `ATTACHMENT_BODY_MAX_BYTES`: the body limit of `$submit` and `$inquire`. Default 1 MiB. */
   attachmentBodyBytes?: number;
 }
 

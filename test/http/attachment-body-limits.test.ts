@@ -12,8 +12,8 @@ import { inquiryParameters, storyBundle } from '../pas/pas-fixtures.js';
 /**
  * Body limits (design.md §4 "Errors"; README "Configuration"): a hook is refused over 1 MiB, whatever
  * ATTACHMENT_BODY_MAX_BYTES says; the bodies that carry attachments as base64 (PAS `$submit` and `$inquire`, a DTR
- * QuestionnaireResponse saved or sent for its next question) are refused over ATTACHMENT_BODY_MAX_BYTES (8 MiB
- * unless configured); the sandbox EHR the DTR app saves to takes up to 16 MiB, the largest that variable allows.
+ * QuestionnaireResponse saved or sent for its next question) are refused over ATTACHMENT_BODY_MAX_BYTES (1 MiB,
+ * the contract's limit, unless the payer raises it); the sandbox EHR the DTR app saves to takes up to 16 MiB, the largest that variable allows.
  * Each body is padded with JSON whitespace to an exact size, so at the limit it is read and answered as the same body
  * unpadded is, and one byte more is a 413.
  */
@@ -43,15 +43,14 @@ const ATTACHMENT_ROUTES: [string, 'post' | 'put', string, object][] = [
 ];
 
 describe('the bodies that carry attachments have their own limit; hooks stay at 1 MiB', () => {
-  it.each(ATTACHMENT_ROUTES)('%s: exactly the default 8 MiB is read as the same body unpadded, one byte more is a 413', async (_what, method, path, body) => {
-    expect(DEFAULT_ATTACHMENT_BODY_BYTES).toBe(8 * 1_048_576);
-    const { app } = buildApp({ today: '2026-11-23' });
+  it.each(ATTACHMENT_ROUTES)('%s: exactly 8 MiB, configured, is read as the same body unpadded, one byte more is a 413', async (_what, method, path, body) => {
+    const { app } = buildApp({ today: '2026-11-23', env: { ATTACHMENT_BODY_MAX_BYTES: String(EIGHT_MIB) } });
     const send = (text: string) => request(app)[method](path).set('Content-Type', FHIR).send(text);
     const plain = await send(JSON.stringify(body));
     expect(plain.status).not.toBe(413);
-    const atLimit = await buildAppSend(method, path, padded(body, DEFAULT_ATTACHMENT_BODY_BYTES));
+    const atLimit = await buildAppSend(method, path, padded(body, EIGHT_MIB));
     expect(atLimit.status).toBe(plain.status);
-    const over = await send(padded(body, DEFAULT_ATTACHMENT_BODY_BYTES + 1));
+    const over = await send(padded(body, EIGHT_MIB + 1));
     expect(over.status).toBe(413);
     expect(over.body.resourceType).toBe('OperationOutcome');
   });
@@ -63,8 +62,9 @@ describe('the bodies that carry attachments have their own limit; hooks stay at 
     expect((await send(2 * 1_048_576 + 1)).status).toBe(413);
   });
 
-  it('ATTACHMENT_BODY_MAX_BYTES defaults to 8 MiB and is refused below 1 MiB or above 16 MiB, naming the variable', () => {
-    expect(loadConfig({}).attachmentBodyMaxBytes).toBe(8_388_608);
+  it('ATTACHMENT_BODY_MAX_BYTES defaults to the contract\'s 1 MiB and is refused below 1 MiB or above 16 MiB, naming the variable', () => {
+    expect(loadConfig({}).attachmentBodyMaxBytes).toBe(1_048_576);
+    expect(DEFAULT_ATTACHMENT_BODY_BYTES).toBe(MAX_BODY_BYTES);
     expect(loadConfig({ ATTACHMENT_BODY_MAX_BYTES: '16777216' }).attachmentBodyMaxBytes).toBe(16_777_216);
     for (const bad of ['1048575', '16777217', '8MB', '8e6']) {
       expect(() => loadConfig({ ATTACHMENT_BODY_MAX_BYTES: bad })).toThrow(ConfigError);
@@ -95,8 +95,10 @@ describe('the bodies that carry attachments have their own limit; hooks stay at 
 });
 
 /** A fresh app (the same state as the unpadded request's) answering one request. */
+const EIGHT_MIB = 8 * 1_048_576;
+
 function buildAppSend(method: 'post' | 'put', path: string, text: string) {
-  const { app } = buildApp({ today: '2026-11-23' });
+  const { app } = buildApp({ today: '2026-11-23', env: { ATTACHMENT_BODY_MAX_BYTES: String(EIGHT_MIB) } });
   return request(app)[method](path).set('Content-Type', FHIR).send(text);
 }
 
@@ -115,7 +117,7 @@ describe('a scanned PDF sent with a PAS request reaches the reviewer', () => {
 
   it('a 2 MB PDF is accepted and shown inline (up to 2 MiB decoded); a larger one is listed with its size and no data', async () => {
     const REVIEW_TOKEN = 'review-token-for-attachment-limits';
-    const { app } = buildApp({ today: '2026-11-23', env: { REVIEW_TOKEN } });
+    const { app } = buildApp({ today: '2026-11-23', env: { REVIEW_TOKEN, ATTACHMENT_BODY_MAX_BYTES: String(EIGHT_MIB) } });
     const bundle = storyBundle('centene-missing-mrd');
     bundle.entry!.push(scanned('bone-marrow-report', 2_000_000) as never, scanned('flow-cytometry-scan', 2 * 1_048_576 + 1) as never);
     const text = JSON.stringify(bundle);

@@ -302,7 +302,7 @@ describe('hostile bodies on every JSON route (CRD, DTR, PAS, reviewer)', () => {
   let jsonRoutes: { method: string; path: string }[];
   beforeAll(async () => {
     // The attachment-carrying routes (PAS, QuestionnaireResponse) at their lowest limit, 1 MiB, so one body over 1 MiB
-    // is over every route's limit (attachment-body-limits.test.ts tests their default 8 MiB).
+    // is over every route's limit (their default; attachment-body-limits.test.ts tests a raised limit).
     built = buildApp({ env: { REVIEW_TOKEN, ATTACHMENT_BODY_MAX_BYTES: '1048576' } });
     server = built.app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));

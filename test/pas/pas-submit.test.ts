@@ -354,7 +354,7 @@ describe('Claim/$submit refuses bad input with a 4xx OperationOutcome and writes
     expect(await rows()).toEqual(before);
   });
 
-  it('413 for a 9 MiB body (over ATTACHMENT_BODY_MAX_BYTES, 8 MiB by default), 415 for a body that is not JSON, 400 for malformed JSON, 405 for GET', async () => {
+  it('413 for a 9 MiB body (over ATTACHMENT_BODY_MAX_BYTES, 1 MiB by default, 16 MiB at most), 415 for a body that is not JSON, 400 for malformed JSON, 405 for GET', async () => {
     const before = await rows();
     const big = base();
     (big.entry![1].resource as unknown as Record<string, unknown>).text = { status: 'generated', div: `<div>${'x'.repeat(9 * 1024 * 1024)}</div>` };
