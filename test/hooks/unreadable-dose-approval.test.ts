@@ -1,10 +1,6 @@
-import type { Bundle, Extension, MedicationRequest, Quantity } from '@medplum/fhirtypes';
-import request from 'supertest';
+import type { Extension, MedicationRequest, Quantity } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
-import { buildApp } from '../helpers/app.js';
-import { orderSignRequest } from '../helpers/hook-requests.js';
-import { expectValidHookResponse } from '../helpers/response-checks.js';
-import { storyOrder, storyResources } from '../helpers/stories.js';
+import { approvalLoop } from '../helpers/approval-loop.js';
 import { claimResponseOf, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
 
 /**
@@ -13,7 +9,6 @@ import { claimResponseOf, reviewActions, storyBundle } from '../pas/pas-fixtures
  * is not answered with the earlier number: the approval is reopened (docs/design.md §8 "What an approval covers") and
  * the order gets the answer a fresh order with that dose gets. Centene, CP.PHAR.312 II.A.2 (28 mcg/day).
  */
-const SIGN = '/cds-services/priorpath-order-sign';
 const X12 = 'https://codesystem.x12.org/005010/306';
 const STORY = 'centene-mrd-positive';
 const REVIEW_TOKEN = 'review-token-for-unreadable-dose';
@@ -38,21 +33,7 @@ function withDose(order: MedicationRequest, dose: Quantity | undefined): Medicat
   return copy;
 }
 
-function setUp() {
-  const { app, storage } = buildApp({ env: { REVIEW_TOKEN }, today: '2026-11-23' });
-  const resources = storyResources(STORY);
-  const order = storyOrder(STORY, resources);
-  const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;
-  const key = { payer: 'centene', patientId, orderRef: `MedicationRequest/${order.id}`, drug: 'blinatumomab' };
-  const sign = async (o: MedicationRequest) => {
-    const res = await request(app).post(SIGN).send(orderSignRequest(resources, o)).expect(200);
-    const [ext] = expectValidHookResponse(res.body, 'order-sign');
-    return { ext, body: res.body as { cards: { summary: string; detail?: string }[] } };
-  };
-  const submit = (b: Bundle) => request(app).post('/fhir/Claim/$submit').set('Content-Type', 'application/fhir+json').send(b).expect(200);
-  const review = (path: string, body: object) => request(app).post(`/review${path}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`).send(body);
-  return { storage, order, key, sign, submit, review };
-}
+const setUp = () => approvalLoop(STORY, REVIEW_TOKEN);
 
 /** The coverage-information codes of an answer, the number aside. */
 const codes = (ext: Extension) => ({ covered: sub(ext, 'covered')?.valueCode, paNeeded: sub(ext, 'pa-needed')?.valueCode, docNeeded: sub(ext, 'doc-needed')?.valueCode });
@@ -63,7 +44,7 @@ describe('an approved order sent again with an unreadable dose', () => {
     const freshAnswer = await fresh.sign(withDose(fresh.order, dose));
     expect(sub(freshAnswer.ext, 'pa-needed')!.valueCode).not.toBe('satisfied');
 
-    const { storage, order, key, sign } = setUp();
+    const { order, sign, expectReopened, signedAgainRenewed } = setUp();
     const first = await sign(order);
     expect(sub(first.ext, 'pa-needed')!.valueCode).toBe('satisfied');
     const number = sub(first.ext, 'satisfied-pa-id')!.valueString!;
@@ -72,19 +53,10 @@ describe('an approved order sent again with an unreadable dose', () => {
     expect(codes(unreadable.ext)).toEqual(codes(freshAnswer.ext));
     expect(sub(unreadable.ext, 'satisfied-pa-id')).toBeUndefined();
     expect(JSON.stringify(unreadable.body.cards)).toContain(`Authorization ${number} was for this order at the dose then ordered; the dose as now sent cannot be read`);
-    const record = await storage.getOrderRecord(key);
-    expect(record?.state).toBe('auth-needed');
-    expect(record?.authorization).toBeUndefined();
-    expect(record!.history.map((h) => [h.state, h.authorizationNumber])).toEqual([
-      ['approved', number],
-      ['auth-needed', undefined],
-    ]);
+    await expectReopened(number);
 
     // The dose written again as 28 mcg/day: within every limit, a new approval with its own number.
-    const back = await sign(order);
-    expect(sub(back.ext, 'pa-needed')!.valueCode).toBe('satisfied');
-    const renewed = sub(back.ext, 'satisfied-pa-id')!.valueString!;
-    expect(renewed).not.toBe(number);
+    await signedAgainRenewed(number);
   });
 
   it('a PAS request whose dose cannot be read, after an approval at signing, pends instead of answering the earlier number', async () => {

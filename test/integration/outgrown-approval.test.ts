@@ -1,10 +1,6 @@
 import type { Bundle, Claim, Extension, MedicationRequest } from '@medplum/fhirtypes';
-import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { buildApp } from '../helpers/app.js';
-import { orderSignRequest } from '../helpers/hook-requests.js';
-import { expectValidHookResponse } from '../helpers/response-checks.js';
-import { storyOrder, storyResources } from '../helpers/stories.js';
+import { approvalLoop } from '../helpers/approval-loop.js';
 import { claimResponseOf, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
 
 /**
@@ -12,7 +8,6 @@ import { claimResponseOf, reviewActions, storyBundle } from '../pas/pas-fixtures
  * again outside a limit it was approved within (here Centene's 28 mcg/day, CP.PHAR.312 II.A.2) is decided afresh: a
  * limit review, and a new number if it is approved again. A reviewer's approval of an order over a limit stands.
  */
-const SIGN = '/cds-services/priorpath-order-sign';
 const X12 = 'https://codesystem.x12.org/005010/306';
 const STORY = 'centene-mrd-positive';
 const REVIEW_TOKEN = 'review-token-for-outgrown-approval';
@@ -35,25 +30,11 @@ function bundleAtDose(mcgPerDay: number): Bundle {
   return bundle;
 }
 
-function setUp() {
-  const { app, storage } = buildApp({ env: { REVIEW_TOKEN }, today: '2026-11-23' });
-  const resources = storyResources(STORY);
-  const order = storyOrder(STORY, resources);
-  const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;
-  const key = { payer: 'centene', patientId, orderRef: `MedicationRequest/${order.id}`, drug: 'blinatumomab' };
-  const sign = async (o: MedicationRequest) => {
-    const res = await request(app).post(SIGN).send(orderSignRequest(resources, o)).expect(200);
-    const [ext] = expectValidHookResponse(res.body, 'order-sign');
-    return { ext, body: res.body as { cards: { summary: string; detail?: string; suggestions?: unknown[] }[] } };
-  };
-  const submit = (b: Bundle) => request(app).post('/fhir/Claim/$submit').set('Content-Type', 'application/fhir+json').send(b).expect(200);
-  const review = (path: string, body: object) => request(app).post(`/review${path}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`).send(body);
-  return { storage, order, key, sign, submit, review };
-}
+const setUp = () => approvalLoop(STORY, REVIEW_TOKEN);
 
 describe('an approval covers the order as it was approved', () => {
   it('re-signed above the dose limit, the order is a limit review again, not the earlier number; back within the limit it gets a new one', async () => {
-    const { storage, order, key, sign } = setUp();
+    const { storage, order, key, sign, expectReopened, signedAgainRenewed } = setUp();
     const first = await sign(order);
     expect(sub(first.ext, 'pa-needed')!.valueCode).toBe('satisfied');
     const number = sub(first.ext, 'satisfied-pa-id')!.valueString!;
@@ -68,20 +49,10 @@ describe('an approval covers the order as it was approved', () => {
     const text = JSON.stringify(raised.body.cards);
     expect(text).toContain(`Authorization ${number} was for this order as it stood when approved; it does not cover the order as it is now.`);
     expect(raised.body.cards.some((c) => (c.suggestions ?? []).length > 0)).toBe(true);
-    const record = await storage.getOrderRecord(key);
-    expect(record?.state).toBe('auth-needed');
-    expect(record?.authorization).toBeUndefined();
-    expect(record!.history.map((h) => [h.state, h.authorizationNumber])).toEqual([
-      ['approved', number],
-      ['auth-needed', undefined],
-    ]);
+    await expectReopened(number);
 
     // Signed again at 28 mcg/day: within every limit, a new approval with its own number.
-    const back = await sign(order);
-    expect(sub(back.ext, 'pa-needed')!.valueCode).toBe('satisfied');
-    const renewed = sub(back.ext, 'satisfied-pa-id')!.valueString!;
-    expect(renewed).toMatch(/^PA-CENTENE-/);
-    expect(renewed).not.toBe(number);
+    const renewed = await signedAgainRenewed(number);
     expect((await storage.getOrderRecord(key))?.authorization?.number).toBe(renewed);
 
     // Signing the unchanged order once more answers the same approval (it is not reopened by an unchanged order).
