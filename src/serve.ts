@@ -9,7 +9,7 @@ import type { Config } from './config.js';
 import { answerClientError } from './http/client-error.js';
 import { ConnectionDrain } from './http/connection-drain.js';
 import { InFlight } from './http/in-flight.js';
-import { SERVER_TIMEOUTS } from './http/server-timeouts.js';
+import { serverTimeouts } from './http/server-timeouts.js';
 import { createLogger } from './logger.js';
 import { createStorage } from './storage/create-storage.js';
 import { deferredStorage } from './storage/deferred-storage.js';
@@ -121,7 +121,7 @@ async function main(): Promise<void> {
   if (storageFailure) storageFailed(storageFailure);
   const storage = deferredStorage(opening, { onLateWriteError: (err, method) => logger.error({ err, method }, 'a record kept while storage opened could not be written') });
   // A client sending its request slower than the bounds (a slowloris body) is answered 408, not waited on for 5 min.
-  const server = createServer(SERVER_TIMEOUTS);
+  const server = createServer(serverTimeouts(config.attachmentBodyMaxBytes));
   // A port that cannot be had (in use, not permitted) stops start-up with its own message and exit 1, as a bad setting
   // does: a service that logged "listening" and answered nothing would look up to an operator and to an orchestrator.
   server.once('error', (err: NodeJS.ErrnoException) => {
