@@ -210,7 +210,7 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
 
   // Answers the form does not show for the response's own answers are not read (design.md §7 "Answers the form does
   // not show"): a stale answer kept after an earlier answer changed, a client that does not prune, a hand-built PAS
-  // bundle. The form's gates are evaluated as compiled at load, over the response plus what the form was pre-filled
+  // bundle. The form's gates are evaluated as compiled on the form's first response read (enable-when.ts), over the response plus what the form was pre-filled
   // with and the response leaves out (the facts CRD recorded, the order date judged on).
   // A PAS request names no assertion: the form was pre-filled from the chart, which the request carries, so the
   // facts the record gives stand in for the pre-filled answers the response leaves out.

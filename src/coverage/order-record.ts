@@ -57,19 +57,28 @@ const UNREADABLE_DOSE = "The order's dose cannot be read";
 /**
  * Why the approval on an order's record does not answer for the order as now evaluated, when it does not; the record
  * is then reopened ({@link reopenApproval}). Two grounds:
- * - the dose cannot be read (`unreadableDose`: missing, zero, negative, no or an unknown unit): whoever approved the
- *   order (the rules, or a reviewer) approved a dose they read, and an order whose dose cannot be read cannot be shown
- *   to be that order (design.md §4 "Errors": an unreadable dose is never a reason for `satisfied`);
+ * - the dose cannot be read (`unreadableDose`: missing, zero, negative, no or an unknown unit) and the approval was the
+ *   rules' at signing, so given for a dose read from the order: an order whose dose cannot be read cannot be shown to
+ *   be that order (design.md §4 "Errors": an unreadable dose is never a reason for `satisfied`). An approval given in
+ *   DTR, in PAS or by a reviewer may rest on a dose answered or read from the order's text: it stands;
  * - the order outgrew an approval the rules gave ({@link outgrowsApproval}); `limitReason` names the limit.
  */
 export function reopeningReason(record: OrderRecord | undefined, found: { outcome: string; unreadableDose?: string }, limitReason: string): string | undefined {
   if (record?.state !== 'approved') return undefined;
   const number = record.authorization?.number;
-  if (found.unreadableDose) {
+  // Only an approval the rules gave at signing was given for a dose read from the order itself (signing has no
+  // answers): one given in DTR or PAS may rest on a dose answered in the form, and a reviewer's on a dose read from the
+  // order's text, so an order whose dose the chart still cannot read is the order they approved.
+  if (found.unreadableDose && approvalSource(record) === 'crd') {
     return `${UNREADABLE_DOSE} (${found.unreadableDose}: missing, zero, negative or in a unit not read), so the approval${number ? ` ${number}` : ''}, given for the dose then ordered, does not cover it`;
   }
   if (outgrowsApproval(record, found.outcome)) return `The order no longer fits the approval${number ? ` ${number}` : ''} issued within the policy's limits: ${limitReason}`;
   return undefined;
+}
+
+/** Who gave the approval the record stands on (its latest approved event). */
+function approvalSource(record: OrderRecord): string | undefined {
+  return [...record.history].reverse().find((h) => h.state === 'approved')?.source;
 }
 
 /**
