@@ -31,11 +31,9 @@ export interface FormGates {
 const cache = new WeakMap<object, FormGates>();
 
 /**
- * The gates of a Questionnaire, compiled on first use and kept for the form object's life: the first response read
- * against a form compiles its gates, once. Not at start-up: the five forms' gates are about 2.6 MB of parse trees,
- * and compiling them all at load cost 0.5-0.9 s to ready and about 40 MiB of resident memory (measured 2026-12-05)
- * for forms a replica may never read a response of. A gate expression that does not compile shows its item: an item
- * the server cannot prove hidden is read.
+ * The gates of a Questionnaire, compiled on first use and kept for the form object's life (loadContent compiles every
+ * committed form at start-up, so no request compiles one). A gate expression that does not compile shows its item:
+ * an item the server cannot prove hidden is read.
  */
 export function formGates(questionnaire: Questionnaire | Record<string, unknown>, options: FhirPathOptions): FormGates {
   let gates = cache.get(questionnaire);
