@@ -153,8 +153,7 @@ function enableWhenHolds(c: QuestionnaireItemEnableWhen, answers: QuestionnaireR
         return d !== undefined && d >= 0;
       case '<=':
         return d !== undefined && d <= 0;
-      case 'exists':
-      case undefined:
+      default:
         return false;
     }
   };
