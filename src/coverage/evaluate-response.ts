@@ -212,14 +212,7 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
   // not show"): a stale answer kept after an earlier answer changed, a client that does not prune, a hand-built PAS
   // bundle. The form's gates are evaluated as compiled on the form's first response read (enable-when.ts), over the response plus what the form was pre-filled
   // with and the response leaves out (the facts CRD recorded, the order date judged on).
-  // A PAS request names no assertion: the form was pre-filled from the chart, which the request carries, so the
-  // facts the record gives stand in for the pre-filled answers the response leaves out.
-  const prefilled = () =>
-    input.knownFacts ??
-    (indexed
-      ? Object.fromEntries(evaluatePolicy(policy, data, {}).facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]))
-      : undefined);
-  const hidden = hiddenAnswers(content, policy, version, qr, prefilled, orderDate);
+  const hidden = hiddenAnswers(content, policy, version, qr, input.knownFacts, orderDate);
   const parsed = hidden.size > 0 ? answersFromQuestionnaireResponse(policy, qr, content.valueSets, valueSetBase, hidden) : read;
   if (parsed.notShown.length > 0)
     warnings.push(`Answers to questions the form does not show for these answers were not read: ${parsed.notShown.join(', ')}`);
@@ -238,15 +231,14 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
  * The linkIds of the response's items its form hides (src/fhir/enable-when.ts): the form it answers (that version
  * when this payer still serves it, else the policy's current form; an adaptive response's items are the standard
  * form's), its gates read over the response with the pre-filled answers it leaves out added: the facts CRD recorded
- * or the record gives (`known`, read only when some answered item has a gate) and the order date the server judges
- * on, as the form showed them.
+ * (`known`) and the order date the server judges on, as the form showed them.
  */
 function hiddenAnswers(
   content: Content,
   policy: CompiledPolicy,
   version: string | undefined,
   qr: QuestionnaireResponse,
-  known: () => Record<string, unknown> | undefined,
+  known: Record<string, unknown> | undefined,
   orderDate: string,
 ): Set<string> {
   const url = questionnaireUrl(content.canonicalBase, policy.file.id);
@@ -263,8 +255,7 @@ function hiddenAnswers(
     }
   };
   walk(qr.item);
-  if (answered.size === 0 || ![...answered].some((id) => gates.chains.has(id))) return new Set();
-  const prefilled = prefilledResponse(policy, form, known() ?? {}, { valueSets: content.valueSets, canonicalBase: content.canonicalBase, orderDate, dtrVersion: '2.2' });
+  const prefilled = prefilledResponse(policy, form, known ?? {}, { valueSets: content.valueSets, canonicalBase: content.canonicalBase, orderDate, dtrVersion: '2.2' });
   const flat: NonNullable<QuestionnaireResponse['item']> = [];
   const collect = (items: QuestionnaireResponse['item']) => {
     for (const i of items ?? []) {
