@@ -4,7 +4,6 @@ import type { CodeSystem, Library, MedicationRequest, ValueSet } from '@medplum/
 import { z } from 'zod';
 import { readYamlFile } from './content-yaml.js';
 import { CRD_VERSIONS } from './coverage/coverage-information.js';
-import { formGates } from './fhir/enable-when.js';
 import { resolveValueSetUrl } from './fhir/fhirpath.js';
 import { codingsWithBillingOptions, ValueSetIndex } from './fhir/value-sets.js';
 import type { CompiledPolicy } from './policies/compiled-policy.js';
@@ -213,9 +212,6 @@ export function loadContent(opts: { root: string; canonicalBase: string }): Cont
   }
 
   if (problems.length > 0) throw new ContentError(problems);
-  // The forms' gates, compiled now so that reading a returned response compiles nothing (design.md §7 "Answers the
-  // form does not show").
-  for (const q of new Set(questionnaires.values())) formGates(q, { valueSets, valueSetBase: `${opts.canonicalBase}/ValueSet`, model: 'r4' });
   return {
     services,
     payers,

@@ -8,8 +8,7 @@ import { evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { EvaluationData, FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
-import { answersFromQuestionnaireResponse, prefilledResponse } from './questionnaire-answers.js';
-import { formGates, hiddenItems } from '../fhir/enable-when.js';
+import { answersFromQuestionnaireResponse } from './questionnaire-answers.js';
 import type { ParsedAnswers } from './questionnaire-answers.js';
 import { tokenize } from '../fhir/fhirpath-tokens.js';
 import { askableClosure } from '../policies/policy-structure.js';
@@ -194,28 +193,7 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
       `The response answers version ${version} of the Questionnaire; it was evaluated against the current policy version ${policy.file.version}`,
     );
   }
-  const valueSetBase = `${content.canonicalBase}/ValueSet`;
-  const read = answersFromQuestionnaireResponse(policy, qr, content.valueSets, valueSetBase);
-
-  // The order is judged on the date CRD judged it on (design.md §8: one decision per order): the order's own start
-  // when the record has the order, else the start the payer pre-filled in the form's order-date item, else the date
-  // the CRD assertion the response names recorded; today only when none says (the same fallback as
-  // evaluation-data.ts orderDateOf).
-  const fallback = read.orderDate ?? input.assertedOrderDate ?? today;
-  const indexed = input.record ? indexRecord(input.record) : undefined;
-  const data = indexed
-    ? evaluationDataFor(indexed, input.order ?? indexed.orders[0] ?? ({ resourceType: 'MedicationRequest' } as MedicationRequest), fallback)
-    : emptyData(fallback);
-  const orderDate = data.orderDate;
-
-  // Answers the form does not show for the response's own answers are not read (design.md §7 "Answers the form does
-  // not show"): a stale answer kept after an earlier answer changed, a client that does not prune, a hand-built PAS
-  // bundle. The form's gates are evaluated as compiled on the form's first response read (enable-when.ts), over the response plus what the form was pre-filled
-  // with and the response leaves out (the facts CRD recorded, the order date judged on).
-  const hidden = hiddenAnswers(content, policy, version, qr, input.knownFacts, orderDate);
-  const parsed = hidden.size > 0 ? answersFromQuestionnaireResponse(policy, qr, content.valueSets, valueSetBase, hidden) : read;
-  if (parsed.notShown.length > 0)
-    warnings.push(`Answers to questions the form does not show for these answers were not read: ${parsed.notShown.join(', ')}`);
+  const parsed = answersFromQuestionnaireResponse(policy, qr, content.valueSets, `${content.canonicalBase}/ValueSet`);
   // An attestation answered true without its document is unknown: a value recorded earlier (an assertion's facts)
   // must not stand in for it either.
   const known = input.knownFacts && parsed.unproven.length > 0
@@ -223,49 +201,23 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
     : input.knownFacts;
   const answers = withKnownFacts(policy, parsed.answers, known);
 
-  const evaluation = indexed ? evaluatePolicy(policy, data, answers) : evaluatePolicy(answersOnly(policy), data, answers);
+  // The order is judged on the date CRD judged it on (design.md §8: one decision per order): the order's own start
+  // when the record has the order, else the start the payer pre-filled in the form's order-date item, else the date
+  // the CRD assertion the response names recorded; today only when none says (the same fallback as
+  // evaluation-data.ts orderDateOf).
+  const fallback = parsed.orderDate ?? input.assertedOrderDate ?? today;
+  let evaluation: PolicyEvaluation;
+  let orderDate = fallback;
+  if (input.record) {
+    const indexed = indexRecord(input.record);
+    const order = input.order ?? indexed.orders[0] ?? ({ resourceType: 'MedicationRequest' } as MedicationRequest);
+    const data = evaluationDataFor(indexed, order, fallback);
+    orderDate = data.orderDate;
+    evaluation = evaluatePolicy(policy, data, answers);
+  } else {
+    evaluation = evaluatePolicy(answersOnly(policy), emptyData(orderDate), answers);
+  }
   return { ...parsed, policy, evaluation, warnings, orderDate };
-}
-
-/**
- * The linkIds of the response's items its form hides (src/fhir/enable-when.ts): the form it answers (that version
- * when this payer still serves it, else the policy's current form; an adaptive response's items are the standard
- * form's), its gates read over the response with the pre-filled answers it leaves out added: the facts CRD recorded
- * (`known`) and the order date the server judges on, as the form showed them.
- */
-function hiddenAnswers(
-  content: Content,
-  policy: CompiledPolicy,
-  version: string | undefined,
-  qr: QuestionnaireResponse,
-  known: Record<string, unknown> | undefined,
-  orderDate: string,
-): Set<string> {
-  const url = questionnaireUrl(content.canonicalBase, policy.file.id);
-  const form = ((version && content.questionnaires.get(`${url}|${version}`)) || content.questionnaires.get(url)) as Questionnaire | undefined;
-  if (!form) return new Set();
-  const gates = formGates(form, { valueSets: content.valueSets, valueSetBase: `${content.canonicalBase}/ValueSet`, model: 'r4' });
-  if (gates.chains.size === 0) return new Set();
-  const answered = new Set<string>();
-  const walk = (items: QuestionnaireResponse['item']) => {
-    for (const i of items ?? []) {
-      if ((i.answer ?? []).length > 0) answered.add(i.linkId);
-      walk(i.item);
-      for (const a of i.answer ?? []) walk(a.item);
-    }
-  };
-  walk(qr.item);
-  const prefilled = prefilledResponse(policy, form, known ?? {}, { valueSets: content.valueSets, canonicalBase: content.canonicalBase, orderDate, dtrVersion: '2.2' });
-  const flat: NonNullable<QuestionnaireResponse['item']> = [];
-  const collect = (items: QuestionnaireResponse['item']) => {
-    for (const i of items ?? []) {
-      if ((i.answer ?? []).length > 0 && !answered.has(i.linkId)) flat.push({ linkId: i.linkId, answer: i.answer });
-      collect(i.item);
-    }
-  };
-  collect(prefilled.item);
-  const view: QuestionnaireResponse = flat.length > 0 ? { ...qr, item: [...(qr.item ?? []), ...flat] } : qr;
-  return hiddenItems(gates, view);
 }
 
 /**
