@@ -5,13 +5,14 @@ import { isResourceShortage } from './resource-shortage.js';
 import { StorageUnavailableError } from './storage.js';
 
 /**
- * SQLSTATE classes and codes meaning "the server is not there right now", not "this statement is wrong". 25006
+ * SQLSTATE classes and codes meaning "the server is not there right now", not "this statement is wrong" (class 53,
+ * too many connections among them, is resource-shortage.ts's). 25006
  * (read_only_sql_transaction) is a server that became a standby (a failover demoted the primary this pool connected
  * to, or a hot standby behind the same address): no write can succeed there, and the connection is discarded so the
  * next one reaches the primary; a 503 to resend meanwhile, never a 500 (nothing in this service opens a read-only
  * transaction itself).
  */
-const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', '57P01', '57P02', '57P03', '53300', '25006']);
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', '57P01', '57P02', '57P03', '25006']);
 /**
  * SQLSTATE 57014 (query_canceled): the server gave up on the statement, at its `statement_timeout` or on an
  * administrator's `pg_cancel_backend`. Nothing of it was applied, and sent again later it may well succeed: a 503, as

@@ -678,11 +678,22 @@ function finalResponse(state: FormState, from: QuestionnaireResponse): Questionn
     questionnaire: state.canonical,
     status: 'completed',
     subject: { reference: `Patient/${state.patient.id}`, display: patientName(state.patient) },
-    authored: new Date().toISOString(),
-    ...(state.author ? { author: { reference: state.author } } : {}),
     item: pruneEmpty(from.item),
   };
-  return stampInformationOrigin(qr, state.initial, state.author);
+  return stampInformationOrigin(signedResponse(qr, state.author), state.initial, state.author);
+}
+
+/**
+ * The response dated and signed as completed now by `author` (the SMART user), keeping a date or author it already
+ * has: the EHR orders a patient's responses by `authored`, so the newest documentation is the one shown and sent with
+ * a PAS request. The static form's final response and the adaptive form's completed one both go through here.
+ */
+function signedResponse(qr: QuestionnaireResponse, author: string | undefined): QuestionnaireResponse {
+  return {
+    ...qr,
+    authored: qr.authored ?? new Date().toISOString(),
+    ...(author && !qr.author ? { author: { reference: author } } : {}),
+  };
 }
 
 /**
@@ -991,14 +1002,7 @@ async function runAdaptive(
       // The payer has answered: a failure to record it in the EHR must not pass for "Not sent" (pressing Continue
       // would send the completed response again); the determination is shown whatever the EHR does.
       let notRecorded: unknown;
-      // When the answers were completed, and by whom, as the static form's response says (finalResponse): the EHR
-      // orders a patient's responses by it, so the newest documentation is the one shown and sent with a PAS request.
-      const signed: QuestionnaireResponse = {
-        ...qr,
-        authored: qr.authored ?? new Date().toISOString(),
-        ...(state.author && !qr.author ? { author: { reference: state.author } } : {}),
-      };
-      const completed = stampInformationOrigin(signed, state.initial, state.author);
+      const completed = stampInformationOrigin(signedResponse(qr, state.author), state.initial, state.author);
       const saved = await state.client.create<QuestionnaireResponse>(completed as never).catch((err: unknown) => {
         notRecorded = err ?? 'failed';
         return completed;
