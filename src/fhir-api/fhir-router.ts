@@ -176,8 +176,8 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
       await nextQuestion(req.body, { content, catalog, storage, today: today(), log: logOf(req, logger), fhirBase }),
     );
   };
-  // A QuestionnaireResponse carries its attachments (the documents a "Yes" needs) as base64: ATTACHMENT_BODY_MAX_BYTES,
-  // not 1 MiB (design.md §4 "Errors"), whether it is saved or sent for its next question.
+  // A QuestionnaireResponse carries its attachments (the documents a "Yes" needs) as base64: ATTACHMENT_BODY_MAX_BYTES
+  // (the contract's 1 MiB unless the payer raises it; design.md §4 "Errors"), whether it is saved or sent for its next question.
   const responseBody = jsonBody(deps.attachmentBodyBytes ?? DEFAULT_ATTACHMENT_BODY_BYTES);
   router.post('/Questionnaire/$next-question', responseBody, nextQuestionHandler);
   router.post('/$next-question', responseBody, nextQuestionHandler);

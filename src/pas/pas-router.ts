@@ -108,8 +108,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
   const { content, storage, logger } = deps;
   const router = express.Router();
   const today = () => deps.today?.() ?? new Date().toISOString().slice(0, 10);
-  // A PAS request carries its attachments (scanned notes, PDFs) as base64: ATTACHMENT_BODY_MAX_BYTES, not 1 MiB
-  // (design.md §4 "Errors"); an inquiry may repeat the request's resources, so it has the same limit.
+  // A PAS request carries its attachments (scanned notes, PDFs) as base64: ATTACHMENT_BODY_MAX_BYTES (the
+  // contract's 1 MiB unless the payer raises it; design.md §4 "Errors"); an inquiry may repeat the request's resources, so it has the same limit.
   const body = ensureJsonBody(deps.attachmentBodyBytes ?? DEFAULT_ATTACHMENT_BODY_BYTES);
 
   const submitHandler = handler(async (req: Request, res: Response) => {
