@@ -5,5 +5,5 @@
  */
 import { mallocRelaunchWanted, onGlibc, relaunchWithMallocEnv } from './malloc-relaunch.js';
 
-if (mallocRelaunchWanted(process.env, process.platform, onGlibc)) relaunchWithMallocEnv();
+if (mallocRelaunchWanted(process.env, process.platform, onGlibc, process.execArgv)) relaunchWithMallocEnv();
 else await import('./serve.js');

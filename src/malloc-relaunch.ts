@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import inspector from 'node:inspector';
 
 /**
  * glibc's malloc settings the service is measured with (README "Memory"): two arenas instead of eight per core, and
@@ -10,6 +11,11 @@ export const MALLOC_ENV: Readonly<Record<'MALLOC_ARENA_MAX' | 'MALLOC_MMAP_THRES
   MALLOC_MMAP_THRESHOLD_: '262144',
 };
 
+/** Whether node's flags (its own, or NODE_OPTIONS) make it wait for a debugger before running the script. */
+export function waitsForDebugger(execArgv: readonly string[], nodeOptions: string | undefined): boolean {
+  return [...execArgv, ...(nodeOptions ?? '').split(/\s+/)].some((f) => /^--inspect-(brk|wait)(=|$)/.test(f));
+}
+
 /**
  * Whether this process is `npm start` on Linux with glibc and neither malloc setting in its environment, so the service
  * should run as a child that has them. Only under `npm start` (npm_lifecycle_event): its script must run in every
@@ -17,9 +23,12 @@ export const MALLOC_ENV: Readonly<Record<'MALLOC_ARENA_MAX' | 'MALLOC_MMAP_THRES
  * dist/main.js` run directly, the image (which sets them) and every test run the service in this process, as given. An
  * operator who sets either variable chose the malloc settings: they are left as they are.
  */
-export function mallocRelaunchWanted(env: NodeJS.ProcessEnv, platform: NodeJS.Platform, glibc: () => boolean): boolean {
+export function mallocRelaunchWanted(env: NodeJS.ProcessEnv, platform: NodeJS.Platform, glibc: () => boolean, execArgv: readonly string[] = []): boolean {
   if (env.npm_lifecycle_event !== 'start' || platform !== 'linux') return false;
   if (env.MALLOC_ARENA_MAX !== undefined || env.MALLOC_MMAP_THRESHOLD_ !== undefined) return false;
+  // A debugger this process waited for (--inspect-brk, --inspect-wait) is attached here already: the service runs in
+  // this process, under it, rather than in a child the debugger is not attached to.
+  if (waitsForDebugger(execArgv, env.NODE_OPTIONS)) return false;
   // Last: building the report that says which C library this is takes about 20 ms.
   return glibc();
 }
@@ -39,6 +48,10 @@ export function onGlibc(): boolean {
  * else. If it is killed outright (SIGKILL), the service runs on, as it does today when npm is killed.
  */
 export function relaunchWithMallocEnv(): void {
+  // The child gets node's flags and NODE_OPTIONS as given, --inspect among them: it runs the service, so it is the
+  // process to debug. This one opened the inspector's port first; it closes it, so that the child's inspector can
+  // listen there (both on one port: "address already in use" in the child, and a debugger attached to a launcher).
+  if (inspector.url() !== undefined) inspector.close();
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     env: { ...process.env, ...MALLOC_ENV },
     stdio: 'inherit',

@@ -73,12 +73,12 @@ export function killAll(): void {
 
 /**
  * Starts `src/main.ts` in its own process on a free port with the given environment (open CDS auth, the payer API
- * with this run's Backend Services client, no sandbox, unless overridden); resolves once it logs "PriorPath
- * listening".
+ * with this run's Backend Services client, no sandbox, unless overridden) and node's flags `nodeArgs` before the
+ * script; resolves once it logs "PriorPath listening".
  */
-export async function startPriorPath(env: Record<string, string> = {}, timeoutMs = 60_000): Promise<PriorPathProcess> {
+export async function startPriorPath(env: Record<string, string> = {}, timeoutMs = 60_000, nodeArgs: readonly string[] = []): Promise<PriorPathProcess> {
   const payerClients = await payerClientsEnv();
-  const child = spawn(process.execPath, ['--import', 'tsx', join('src', 'main.ts')], {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join('src', 'main.ts')], {
     cwd: repoRoot,
     env: {
       ...process.env,
