@@ -38,6 +38,7 @@ import { createSubscriptionRouter } from './pas/subscription-router.js';
 import { createReviewRouter } from './pas/review-router.js';
 import type { Logger } from './logger.js';
 import type { Storage } from './storage/storage.js';
+import { refusesWrites } from './storage/write-refusal.js';
 import type { SandboxAuth } from './sandbox-auth/sandbox-auth.js';
 import { createWebRouter } from './web/index.js';
 import { createReviewPageRouter } from './web/review-page.js';
@@ -124,9 +125,12 @@ export function createApp(deps: AppDeps): express.Express {
       try {
         await storage.ping();
         res.json({ status: 'ready', policies: content.policies.length, services: content.services.length });
-      } catch {
+      } catch (err) {
         // Still opening (deferred-storage.ts) or unreachable: the same answer, with the same Retry-After as every 503.
-        notReady(res, serviceUnavailable('storage unreachable'));
+        // A database that answers but refuses writes (a full disk, a standby) leaves every write of this replica a
+        // 503: it is not ready either, until a write succeeds (SqlStorage.ping). Liveness (/healthz) stays 200:
+        // restarting frees no disk.
+        notReady(res, serviceUnavailable(refusesWrites(err) ? 'storage refuses writes (disk full, disk failing or read-only)' : 'storage unreachable'));
       }
     }),
   );

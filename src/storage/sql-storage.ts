@@ -31,8 +31,10 @@ import type {
   Storage,
 } from './storage.js';
 import { StorageError, SUBSCRIPTION_PAGE } from './storage.js';
+import type { StorageUnavailableError } from './storage.js';
 import { WriteBatcher } from './write-batcher.js';
 import { WriteBehind } from './write-behind.js';
+import { noticingWriteRefusals } from './write-refusal.js';
 import type { AppliedChange, BehindItem } from './write-behind.js';
 import type { Logger } from '../logger.js';
 
@@ -594,10 +596,27 @@ export class SqlStorage implements Storage {
    */
   private orderIndex?: Set<number>;
 
-  constructor(
-    readonly driver: SqlDriver,
-    opts: { logger?: Logger } = {},
-  ) {
+  /** The database's connection; every refusal of a write through it is noted (writesRefused). */
+  readonly driver: SqlDriver;
+  /**
+   * The last write the database refused while answering (a full disk, a standby: write-refusal.ts), until a write
+   * succeeds again: readiness (ping) fails meanwhile, though every read succeeds. `refusals` counts them, so that a
+   * readiness write does not clear a refusal that came while it ran.
+   */
+  private writesRefused: StorageUnavailableError | undefined;
+  private refusals = 0;
+  private readonly logger?: Logger;
+
+  constructor(driver: SqlDriver, opts: { logger?: Logger } = {}) {
+    this.logger = opts.logger;
+    this.driver = noticingWriteRefusals(driver, (err) => {
+      if (!this.writesRefused) {
+        const code = (err.cause as { code?: unknown } | undefined)?.code;
+        this.logger?.warn({ sqlstate: code }, 'storage refuses writes: not ready until a write succeeds');
+      }
+      this.writesRefused = err;
+      this.refusals++;
+    });
     this.behind = new WriteBehind(
       {
         writeBatch: (items, awaited) => this.writeBehindBatch(items, awaited),
@@ -1573,9 +1592,25 @@ export class SqlStorage implements Storage {
     }));
   }
 
+  /**
+   * Readiness: the database answers, and takes writes. While a write was last refused (writesRefused) the replica is
+   * not ready although every read succeeds, and no request may be routed to it: so the check itself writes one row
+   * (storage_meta `readiness_write`), and the replica is ready again once that write succeeds. Only then: a write
+   * on every check would cost a commit (an fsync) each time.
+   */
   async ping(): Promise<void> {
     this.open();
     await this.driver.query('SELECT 1');
+    if (!this.writesRefused) return;
+    const seen = this.refusals;
+    await this.driver.query(
+      `INSERT INTO storage_meta (key, value, updated_at) VALUES ('readiness_write', $1, now())
+       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
+      [new Date().toISOString()],
+    );
+    if (this.refusals !== seen) throw this.writesRefused;
+    this.writesRefused = undefined;
+    this.logger?.info('storage takes writes again: ready');
   }
 
   async close(): Promise<void> {

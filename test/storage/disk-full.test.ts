@@ -78,6 +78,15 @@ describe('embedded storage whose disk is full', () => {
     }
   });
 
+  it('makes the replica not ready (503 naming storage) while writes are refused, alive all along, and ready again once a write succeeds', async () => {
+    const storage = await createStorage({ dataDir: newDir() });
+    try {
+      await expectReadinessFollowsWrites(storage);
+    } finally {
+      await storage.close();
+    }
+  });
+
   it("keeps a hook's queued assertion while the disk is full and writes it once space is freed (was dropped)", async () => {
     const dir = newDir();
     const lines: string[] = [];
@@ -112,7 +121,46 @@ describe('embedded storage whose disk is full', () => {
   });
 });
 
+/**
+ * /readyz stayed 200 while every write got 503: reads (its `SELECT 1`) still succeed on a full disk, so a load balancer
+ * kept sending requests to a replica that could store none of them. The full disk here covers the table PAS writes and
+ * the one readiness writes to (storage_meta), as a real one covers every table.
+ */
+async function expectReadinessFollowsWrites(storage: SqlStorage): Promise<void> {
+  const { app } = buildApp({ storageOverride: storage, today: TODAY });
+  expect((await request(app).get('/readyz')).status).toBe(200);
+  const freeSubmissions = await fillDisk(storage, 'pas_submissions');
+  const freeMeta = await fillDisk(storage, 'storage_meta');
+  const bundle = storyBundle('centene-missing-mrd', { orderId: `ready-${randomUUID().slice(0, 8)}` });
+  const submit = () => request(app).post('/fhir/Claim/$submit').set('Content-Type', 'application/fhir+json').send(JSON.stringify(bundle));
+  expect((await submit()).status).toBe(503);
+  const notReady = await request(app).get('/readyz');
+  expect(notReady.status).toBe(503);
+  expect(notReady.headers['retry-after']).toBe(String(RETRY_AFTER_SECONDS));
+  expect(JSON.parse(notReady.text)).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'transient', diagnostics: expect.stringMatching(/^storage refuses writes/) }] });
+  // Asked again: still not ready (its own write is refused too), and never "unreachable".
+  expect((await request(app).get('/readyz')).status).toBe(503);
+  // Liveness is not readiness: a restart frees no disk.
+  expect((await request(app).get('/healthz')).status).toBe(200);
+  await freeMeta();
+  await freeSubmissions();
+  expect((await request(app).get('/readyz')).status).toBe(200);
+  expect((await submit()).status).toBe(200);
+  expect((await request(app).get('/readyz')).status).toBe(200);
+}
+
 describe.skipIf(!process.env.DATABASE_URL)('PostgreSQL whose disk is full, or that became a standby (DATABASE_URL)', () => {
+  it('makes the replica not ready while writes are refused, and ready again once a write succeeds', async () => {
+    const schema = `pp_disk_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+    const storage = await createStorage({ databaseUrl: process.env.DATABASE_URL, dataDir: '/nonexistent-unused', schema });
+    try {
+      await expectReadinessFollowsWrites(storage);
+    } finally {
+      await storage.driver.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
+      await storage.close();
+    }
+  }, 60_000);
+
   it('is storage unavailable (a 503 to resend), in a statement and in a transaction', async () => {
     const schema = `pp_disk_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
     const storage = await createStorage({ databaseUrl: process.env.DATABASE_URL, dataDir: '/nonexistent-unused', schema });
