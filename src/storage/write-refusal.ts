@@ -26,12 +26,14 @@ export function noticingWriteRefusals(driver: SqlDriver, onRefused: (err: Storag
     if (refusesWrites(err)) onRefused(err as StorageUnavailableError);
     throw err;
   };
-  return {
-    kind: driver.kind,
+  // Everything else (kind, close, a driver's own counters such as PGlite's fsyncCount) is the driver's, through the
+  // prototype; the four calls are own properties, which a test may still replace on the storage's driver.
+  const watched = Object.create(driver) as SqlDriver;
+  Object.assign(watched, {
     query: <T>(sql: string, params?: unknown[]) => driver.query<T>(sql, params).catch(notice),
     exec: (sql: string) => driver.exec(sql).catch(notice),
     batch: (steps: { sql: string; params?: unknown[] }[]) => driver.batch(steps).catch(notice),
     transaction: <T>(fn: (tx: SqlSession) => Promise<T>) => driver.transaction(fn).catch(notice),
-    close: () => driver.close(),
-  };
+  });
+  return watched;
 }
