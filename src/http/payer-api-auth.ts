@@ -136,7 +136,8 @@ export function payerApiGate(opts: PayerApiGateOptions): express.RequestHandler 
     }
   };
 
-  // The access line is written when the response is done, off the request's path.
+  // The access line is written when the response is done, off the request's path. Every answered call has one, the
+  // 401s and 503s of a storage outage included: storage keeps what the database cannot take yet (access-backlog.ts).
   gate.use((req: Request, res: Response, next: NextFunction) => {
     const r = req as PayerApiRequest;
     r.payerApi = { operation: `${req.method} ${req.path.slice(0, 120)}` };

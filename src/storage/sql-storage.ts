@@ -30,8 +30,8 @@ import type {
   ReviewDecisionInput,
   Storage,
 } from './storage.js';
-import { StorageError, SUBSCRIPTION_PAGE } from './storage.js';
-import type { StorageUnavailableError } from './storage.js';
+import { StorageError, StorageUnavailableError, SUBSCRIPTION_PAGE } from './storage.js';
+import { AccessBacklog } from './access-backlog.js';
 import { WriteBatcher } from './write-batcher.js';
 import { WriteBehind } from './write-behind.js';
 import { noticingWriteRefusals } from './write-refusal.js';
@@ -574,7 +574,9 @@ interface DecisionRow {
  */
 export class SqlStorage implements Storage {
   private closed = false;
-  private readonly accessBatcher = new WriteBatcher<ApiAccessRecord>((items) => this.writeAccess(items), 500, ACCESS_LOG_LINGER_MS);
+  private readonly accessBatcher = new WriteBatcher<ApiAccessRecord>((items) => this.writeAccessOrKeep(items), 500, ACCESS_LOG_LINGER_MS);
+  /** Access lines the database could not take during an outage, written when it takes writes again (bounded). */
+  private readonly accessBacklog: AccessBacklog<ApiAccessRecord>;
   /**
    * Assertions read lately. Safe to keep on any number of replicas: an assertion is never changed once written (every
    * evaluation, CRD's or DTR's, makes a new id), and the authorization it names is never changed either.
@@ -609,6 +611,7 @@ export class SqlStorage implements Storage {
 
   constructor(driver: SqlDriver, opts: { logger?: Logger } = {}) {
     this.logger = opts.logger;
+    this.accessBacklog = new AccessBacklog((lines) => this.writeAccess(lines), { logger: opts.logger });
     this.driver = noticingWriteRefusals(driver, (err) => {
       if (!this.writesRefused) {
         const code = (err.cause as { code?: unknown } | undefined)?.code;
@@ -1568,6 +1571,21 @@ export class SqlStorage implements Storage {
     await this.accessBatcher.add(a.lineId ? a : { ...a, lineId: randomUUID() });
   }
 
+  /**
+   * The batcher's write: lines the database cannot take now (an outage, a full disk) are kept in the backlog and
+   * written when it takes writes again, not lost with a log line; once a write succeeds, kept lines are tried at once.
+   */
+  private async writeAccessOrKeep(items: ApiAccessRecord[]): Promise<void> {
+    try {
+      await this.writeAccess(items);
+    } catch (err) {
+      if (!(err instanceof StorageUnavailableError)) throw err;
+      this.accessBacklog.keep(items);
+      return;
+    }
+    this.accessBacklog.nudge();
+  }
+
   private async writeAccess(items: ApiAccessRecord[]): Promise<void> {
     await this.driver.query(ACCESS_SQL, [
       json(items.map((r) => ({ line_id: r.lineId ?? null, request_id: r.requestId, at: r.at, client_id: r.clientId, operation: r.operation, resource_ids: r.resourceIds, status: r.status, outcome: r.outcome }))),
@@ -1575,8 +1593,10 @@ export class SqlStorage implements Storage {
   }
 
   async listApiAccess(limit = 100): Promise<ApiAccessRecord[]> {
-    // What this process has logged is listed, even the lines still waiting to share a statement.
+    // What this process has logged is listed, even the lines still waiting to share a statement, or kept through an
+    // outage (written first when the database takes them now).
     await this.accessBatcher.drain();
+    await this.accessBacklog.flush();
     const rows = await this.driver.query<{ request_id: string; at: string; client_id: string | null; operation: string; resource_ids: string[]; status: number; outcome: string }>(
       `SELECT request_id, ${ts('at')} AS at, client_id, operation, resource_ids, status, outcome FROM api_access_log ORDER BY id DESC LIMIT $1`,
       [limit],
@@ -1618,6 +1638,7 @@ export class SqlStorage implements Storage {
     this.closed = true;
     await this.behind.close();
     await this.accessBatcher.drain();
+    await this.accessBacklog.close();
     await this.driver.close();
   }
 }

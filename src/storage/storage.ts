@@ -620,7 +620,10 @@ export interface Storage {
    * comes back after another one (a deploy rolled back) counts from its return, not from its first time.
    */
   settingSince(key: string, value: string, at: string): Promise<string>;
-  /** Appends a payer FHIR API access line (design.md §8). */
+  /**
+   * Appends a payer FHIR API access line (design.md §8). A line the database cannot take now (StorageUnavailableError)
+   * is kept in memory and written when it can (sql-storage.ts, access-backlog.ts): the promise resolves then already.
+   */
   saveApiAccess(a: ApiAccessRecord): Promise<void>;
   /** The most recent API access lines, newest first. */
   listApiAccess(limit?: number): Promise<ApiAccessRecord[]>;

@@ -28,6 +28,20 @@ export async function payerClientsEnv(): Promise<string> {
  * private_key_jwt assertion), as a real payer API client obtains one.
  */
 export async function payerToken(base: string): Promise<string> {
+  const res = await fetch(`${base}/auth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: await payerTokenForm(),
+  });
+  if (res.status !== 200) throw new Error(`token endpoint answered ${res.status}: ${await res.text()}`);
+  return ((await res.json()) as { access_token: string }).access_token;
+}
+
+/**
+ * The token request (client_credentials with a private_key_jwt assertion) of this run's client, as the form body
+ * `POST /auth/token` takes: for an app driven in the test's own process (supertest).
+ */
+export async function payerTokenForm(): Promise<string> {
   const { privateKey, kid } = await clientKey;
   const now = Math.floor(Date.now() / 1000);
   const assertion = await new SignJWT({})
@@ -39,18 +53,12 @@ export async function payerToken(base: string): Promise<string> {
     .setExpirationTime(now + 240)
     .setJti(randomUUID())
     .sign(privateKey);
-  const res = await fetch(`${base}/auth/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'client_credentials',
-      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-      client_assertion: assertion,
-      scope: PAYER_API_SCOPES.join(' '),
-    }).toString(),
-  });
-  if (res.status !== 200) throw new Error(`token endpoint answered ${res.status}: ${await res.text()}`);
-  return ((await res.json()) as { access_token: string }).access_token;
+  return new URLSearchParams({
+    grant_type: 'client_credentials',
+    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+    client_assertion: assertion,
+    scope: PAYER_API_SCOPES.join(' '),
+  }).toString();
 }
 
 /** A PriorPath server process started from src/main.ts, as `npm start` runs it. */

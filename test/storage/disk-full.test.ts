@@ -18,9 +18,11 @@ import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
 import { RETRY_AFTER_SECONDS } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
 import { createStorage } from '../../src/storage/create-storage.js';
+import type { StorageConfig } from '../../src/storage/create-storage.js';
 import { StorageUnavailableError } from '../../src/storage/storage.js';
 import type { SqlStorage } from '../../src/storage/sql-storage.js';
 import { buildApp } from '../helpers/app.js';
+import { payerClientsEnv, payerTokenForm } from '../helpers/priorpath-process.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
 import { storyBundle, TODAY } from '../pas/pas-fixtures.js';
@@ -87,6 +89,10 @@ describe('embedded storage whose disk is full', () => {
     }
   });
 
+  it('keeps the payer API access lines of the calls answered while the disk is full, and writes them once space is freed (were dropped)', async () => {
+    await expectAccessLinesKept({ dataDir: newDir() });
+  });
+
   it("keeps a hook's queued assertion while the disk is full and writes it once space is freed (was dropped)", async () => {
     const dir = newDir();
     const lines: string[] = [];
@@ -149,7 +155,73 @@ async function expectReadinessFollowsWrites(storage: SqlStorage): Promise<void> 
   expect((await request(app).get('/readyz')).status).toBe(200);
 }
 
+/**
+ * The access line of every call the gate answered (design.md §8: who called what) while storage refused writes: the
+ * public metadata, a read served from content with a token checked before, a call without a token (401), and the PAS
+ * request that got its 503. They were logged as "write failed" and lost; now they are kept in memory and written when
+ * the disk takes writes again (README "Errors", Faults).
+ */
+async function expectAccessLinesKept(config: StorageConfig): Promise<void> {
+  const logged: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logged.push(String(chunk));
+      cb();
+    },
+  });
+  const storage = await createStorage({ ...config, logger: createLogger('info', sink) });
+  try {
+    const { app, lines: appLog } = buildApp({ storageOverride: storage, today: TODAY, env: { PAYER_API_AUTH: 'required', PAYER_API_CLIENTS: await payerClientsEnv() } });
+    const token = (await request(app).post('/auth/token').type('form').send(await payerTokenForm()).expect(200)).body.access_token as string;
+    const questionnaire = () => request(app).get('/fhir/Questionnaire/centene-blinatumomab');
+    await questionnaire().set('Authorization', `Bearer ${token}`).expect(200);
+    const freeAccess = await fillDisk(storage, 'api_access_log');
+    const freeSubmissions = await fillDisk(storage, 'pas_submissions');
+    const during = [
+      (await request(app).get('/fhir/metadata').expect(200)).headers['x-request-id'],
+      (await questionnaire().set('Authorization', `Bearer ${token}`).expect(200)).headers['x-request-id'],
+      (await questionnaire().expect(401)).headers['x-request-id'],
+      (
+        await request(app)
+          .post('/fhir/Claim/$submit')
+          .set('Authorization', `Bearer ${token}`)
+          .set('Content-Type', 'application/fhir+json')
+          .send(JSON.stringify(storyBundle('centene-missing-mrd', { orderId: `access-${randomUUID().slice(0, 8)}` })))
+          .expect(503)
+      ).headers['x-request-id'],
+    ];
+    // The lines met the full disk and were kept (the backlog says so once, with a count), or lost (the gate logs the
+    // failed write): space is freed after.
+    const met = () => logged.some((l) => l.includes('payer API access lines kept in memory')) || appLog.some((l) => l.includes('payer API access log write failed'));
+    while (!met()) await new Promise((r) => setTimeout(r, 20));
+    await freeAccess();
+    await freeSubmissions();
+    const stored = await storage.listApiAccess(50);
+    const byRequest = new Map(stored.map((l) => [l.requestId, l]));
+    expect(during.map((id) => byRequest.get(id as string)).map((l) => l && [l.operation, l.status, l.clientId ?? null, l.outcome])).toEqual([
+      ['GET /metadata', 200, null, 'ok'],
+      ['GET /Questionnaire/:id', 200, 'reliability-tests', 'ok'],
+      ['GET /Questionnaire/:id', 401, null, 'no-token'],
+      ['POST /Claim/$submit', 503, 'reliability-tests', 'http-503'],
+    ]);
+    expect(appLog.join('')).not.toMatch(/payer API access log write failed/);
+  } finally {
+    await storage.close();
+  }
+}
+
 describe.skipIf(!process.env.DATABASE_URL)('PostgreSQL whose disk is full, or that became a standby (DATABASE_URL)', () => {
+  it('keeps the payer API access lines of the calls answered while the disk is full, and writes them once space is freed', async () => {
+    const schema = `pp_disk_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+    try {
+      await expectAccessLinesKept({ databaseUrl: process.env.DATABASE_URL, dataDir: '/nonexistent-unused', schema });
+    } finally {
+      const cleanup = await createStorage({ databaseUrl: process.env.DATABASE_URL, dataDir: '/nonexistent-unused', schema });
+      await cleanup.driver.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
+      await cleanup.close();
+    }
+  }, 60_000);
+
   it('makes the replica not ready while writes are refused, and ready again once a write succeeds', async () => {
     const schema = `pp_disk_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
     const storage = await createStorage({ databaseUrl: process.env.DATABASE_URL, dataDir: '/nonexistent-unused', schema });
