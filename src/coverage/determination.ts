@@ -47,6 +47,15 @@ function questionOf(policy: CompiledPolicy, name: string): string {
   return doc ? `${question} (if yes, attach: ${doc.text.replace(/\s+/g, ' ').trim()})` : question;
 }
 
+/**
+ * The reason naming what is still to document: the questions left unknown (questionOf: with the document that proves
+ * an attestation), quoted as a list after a colon, never pasted into a sentence ("documentation of Do you…?").
+ */
+function stillToDocument(policy: CompiledPolicy, ev: PolicyEvaluation, questions: string[]): { text: string } {
+  const undecided = unknownCites(ev, ['requirement', 'pathway', 'limit']);
+  return { text: `Prior authorization needed. Still to document (${undecided || policy.file.source.id}): ${questions.join('; ')}` };
+}
+
 function unknownCites(ev: PolicyEvaluation, kinds: string[]): string {
   return [...new Set(undecidedRules(ev.rules).filter((r) => kinds.includes(r.kind)).map((r) => r.cite))].join('; ');
 }
@@ -137,13 +146,8 @@ function rulesDetermination(policy: CompiledPolicy, ev: PolicyEvaluation, author
         covered: 'covered',
         paNeeded: 'auth-needed',
         questionnaire: policy.questionnaire,
-        // The questions are quoted as a list after a colon, never pasted into a sentence ("documentation of Do you…?").
         reasons: [
-          {
-            text: questions.length
-              ? `Prior authorization needed. Still to document (${undecided || source}): ${questions.join('; ')}`
-              : `Prior authorization needed: documentation for ${undecided || source}`,
-          },
+          questions.length ? stillToDocument(policy, ev, questions) : { text: `Prior authorization needed: documentation for ${undecided || source}` },
         ],
         needed: questions.length > 0 ? questions : [`Documentation of ${undecided || source}`],
         reviewAction: 'A4',
@@ -155,14 +159,20 @@ function rulesDetermination(policy: CompiledPolicy, ev: PolicyEvaluation, author
         const rule = policy.limits.find((l) => l.id === r.id);
         return `Clinical review: the order is outside the limit "${r.text}" (${r.cite})${rule?.justification ? `; the policy accepts ${rule.justification}` : ''}`;
       });
+      const questions = ev.missingFacts.map((f) => questionOf(policy, f));
       return {
         outcome: 'limit-exceeded',
         covered: 'covered',
         paNeeded: 'auth-needed',
         questionnaire: policy.questionnaire,
-        // A limit's text states the rule ("Dose does not exceed 28 mcg per day…"): name it as the limit the order is outside.
-        reasons: [{ text: `Outside the policy limit: ${ev.failed.map((r) => `${r.text} (${r.cite})`).join('; ')}` }],
-        needed: [...limits, ...ev.missingFacts.map((f) => questionOf(policy, f))],
+        // A limit's text states the rule ("Dose does not exceed 28 mcg per day…"): name it as the limit the order is
+        // outside. What is still to document follows, in the words PAS pends for (`needed`): the adaptive form's
+        // completion and the card name the missing document, not only the limit it would lift.
+        reasons: [
+          { text: `Outside the policy limit: ${ev.failed.map((r) => `${r.text} (${r.cite})`).join('; ')}` },
+          ...(questions.length > 0 ? [stillToDocument(policy, ev, questions)] : []),
+        ],
+        needed: [...limits, ...questions],
         reviewAction: 'A4',
         summary: 'prior authorization needed, exceeds policy limit',
       };

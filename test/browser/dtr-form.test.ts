@@ -330,7 +330,12 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     // Continued without the document: the "Yes" does not count alone; the form is pended for it.
     await page.getByRole('button', { name: 'Continue' }).click();
     await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
-    expect(await textOf(page, '[data-testid=dtr-determination]')).toMatch(/^Still needed: .*28 mcg per day/);
+    // It names the missing document, as the PAS request below does, not the limit's text; the limit is said below it.
+    expect(await textOf(page, '[data-testid=dtr-determination]')).toMatch(
+      /^Still needed: .*Is the requested dose supported by practice guidelines .*\(if yes, attach: Practice guideline or peer-reviewed literature supporting a dose above 28 mcg per day/,
+    );
+    expect(await textOf(page, '[data-testid=dtr-determination]')).not.toMatch(/Outside the policy limit/);
+    expect(await textOf(page, '#result')).toMatch(/Outside the policy limit: Dose does not exceed 28 mcg per day/);
     // The EHR holds it dated and signed, as the static form's response is: the EHR orders documentation by it.
     const completed = (await responsesInEhr(s, 'centene-missing-mrd')).filter((r) => r.status === 'completed');
     expect(completed).toHaveLength(1);

@@ -178,6 +178,23 @@ describe('coverage-information in plain words', () => {
       'documentation',
     );
     expect(still.headline).toBe('Still needed: MRD level (I.A.4.a)');
+    // A limit exceeded with a document still missing: the headline names the document (as PAS's pended answer does),
+    // not the limit it would lift; the clauses may hold parentheses of their own.
+    const overLimit = summarizeCoverage(
+      ext([
+        { url: 'covered', valueCode: 'covered' },
+        { url: 'pa-needed', valueCode: 'auth-needed' },
+        { url: 'reason', valueCodeableConcept: { text: 'Outside the policy limit: Dose does not exceed 28 mcg per day (CP.PHAR.312 I.A.5, II.A.3)' } },
+        {
+          url: 'reason',
+          valueCodeableConcept: {
+            text: 'Prior authorization needed. Still to document (CP.PHAR.312 I.A.5 (*Prescribed regimen must be FDA-approved)): Is the requested dose supported? (if yes, attach: Practice guideline)',
+          },
+        },
+      ]),
+      'documentation',
+    );
+    expect(overLimit.headline).toBe('Still needed: Is the requested dose supported? (if yes, attach: Practice guideline)');
   });
 });
 

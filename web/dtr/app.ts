@@ -13,7 +13,7 @@ import type {
   Resource,
   ValueSet,
 } from '@medplum/fhirtypes';
-import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, summarizeCoverage } from '../shared/coverage.js';
+import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, stillToDocument, summarizeCoverage } from '../shared/coverage.js';
 import type { CoverageSummary } from '../shared/coverage.js';
 import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, NetworkError, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
@@ -840,9 +840,12 @@ async function recordDetermination(
  * The payer's reasons under the determination's headline, when the headline does not already say them: "Still
  * needed" names what is missing and "Not covered" carries the reasons in full, so repeating them underneath would
  * give the clinician the same long policy text twice; an approval's headline is its number, and the reasons say why.
+ * Beside what is still to document, the limit the order is outside is said here.
  */
 function reasonsParagraph(summary: CoverageSummary | undefined): HTMLElement | null {
-  const more = summary?.tone === 'needed' ? [] : (summary?.reasons ?? []).filter((r) => !summary?.headline.includes(r));
+  const said = (r: string) =>
+    !!summary?.headline.includes(stillToDocument(r) ?? r.replace(/^Prior authorization needed: documentation (of|for) /, ''));
+  const more = (summary?.reasons ?? []).filter((r) => !said(r));
   return more.length ? h('p', {}, more.join(' ')) : null;
 }
 

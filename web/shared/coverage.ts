@@ -51,6 +51,22 @@ export function coverageInformationOf(resource: Resource | undefined): Extension
 }
 
 /**
+ * The questions and documents a reason says are still to document ("Prior authorization needed. Still to document
+ * (clauses): …", src/coverage/determination.ts), without its preamble; undefined for any other reason. The clauses may
+ * hold parentheses of their own ("I.A.5 (*Prescribed regimen …)").
+ */
+export function stillToDocument(reason: string): string | undefined {
+  const preamble = 'Prior authorization needed. Still to document (';
+  if (!reason.startsWith(preamble)) return undefined;
+  let depth = 1;
+  for (let i = preamble.length; i < reason.length; i++) {
+    if (reason[i] === '(') depth++;
+    else if (reason[i] === ')' && --depth === 0) return reason.slice(i + 1).replace(/^: /, '');
+  }
+  return undefined;
+}
+
+/**
  * Reads a coverage-information extension into plain words (CRD §Coverage Information: covered, pa-needed, doc-needed,
  * satisfied-pa-id, reason). `when` picks the wording: at order signing, or after the DTR form was sent.
  */
@@ -94,13 +110,10 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
   }
   if (pa === 'auth-needed') {
     if (when === 'documentation') {
-      const still = reasons
-        .map((r) =>
-          r
-            .replace(/^Prior authorization needed\. Still to document \([^)]*\): /, '')
-            .replace(/^Prior authorization needed: documentation (of|for) /, ''),
-        )
-        .join('; ');
+      // What is still to document, when the payer says so (the missing answers and documents, in the words PAS pends
+      // for): named first, rather than the limit they would lift, which the reasons under the headline give.
+      const toDocument = reasons.map(stillToDocument).filter((r): r is string => r !== undefined);
+      const still = (toDocument.length > 0 ? toDocument : reasons.map((r) => r.replace(/^Prior authorization needed: documentation (of|for) /, ''))).join('; ');
       return { ...base, tone: 'needed', headline: `Still needed: ${still || 'clinical review of the request'}` };
     }
     return {
