@@ -488,8 +488,25 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     const sends = nextQuestionPosts;
     // No Continue, no "Save and send again": the completed response cannot go to $next-question a second time.
     expect(await page.locator('#save').isVisible()).toBe(false);
-    await page.locator('#save').evaluate((b: HTMLButtonElement) => b.click());
-    await page.waitForTimeout(500);
+    // Forced anyway: every request the page starts from the click on is counted, up to a marker request the page
+    // starts after the click's own work (its handler and the promise jobs it queues: a payer call starts there, after
+    // a cached token, or the token request does), so a second submission would be among them, without a time bound.
+    const afterClick: string[] = [];
+    const marker = `${url}/__after-click-marker`;
+    await page.route(marker, (r) => r.fulfill({ status: 204 }));
+    const onRequest = (r: { url: () => string }) => afterClick.push(r.url());
+    page.on('request', onRequest);
+    const markerSeen = page.waitForRequest(marker);
+    await page.locator('#save').evaluate(async (b: HTMLButtonElement, markerUrl: string) => {
+      b.click();
+      // A task boundary (not a delay): the click's promise jobs have all run before the marker is fetched.
+      await new Promise((r) => setTimeout(r, 0));
+      await fetch(markerUrl);
+    }, marker);
+    await markerSeen;
+    page.off('request', onRequest);
+    const beforeMarker = afterClick.slice(0, afterClick.indexOf(marker));
+    expect(beforeMarker.filter((u) => /\/fhir\/|\/sandbox\/payer-token/.test(u) && !/\/sandbox\/fhir\//.test(u))).toEqual([]);
     expect(nextQuestionPosts).toBe(sends);
     expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(1);
     expect(s.problems).toEqual([]);
