@@ -4,15 +4,15 @@ import { policiesFor } from '../content.js';
 import type { Logger } from '../logger.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { evaluatePolicy } from '../policies/evaluate-policy.js';
-import type { FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
-import { evaluationDataFor, orderDateOf, withMedicationCode } from '../policies/evaluation-data.js';
+import type { EvaluationData, FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
+import { evaluationDataFor, orderDateOf, orderStartOf, withMedicationCode } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
 import type { AssertionRecord, AuthorizationRecord, OrderRecord } from '../storage/storage.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import { newApproval } from './authorization.js';
 import { laterStartThatQualifies } from './later-start.js';
 import type { Determination } from './determination.js';
-import { defaultDetermination, determinationOf } from './determination.js';
+import { defaultDetermination, determinationOf, unreadableDoseOf } from './determination.js';
 import type { OrderResource } from './order.js';
 import { withOrderRecord } from './order-record.js';
 
@@ -30,6 +30,14 @@ export interface OrderDecision {
   record?: OrderRecord;
   /** Not covered only because of a window before the planned start: the first later start that would qualify. */
   laterStart?: { date: string; criteria: string[] };
+  /**
+   * The order judged again as of another order date: set only for an order that states no date of its own (so it was
+   * judged on the day of the call) and whose dose could not be read. An approval at signing was given on the order
+   * date it then had, and a re-sign of the unchanged order weeks later may find the height/weight window empty on
+   * today's date; settleOrderDecisions judges it on the approval's date before letting the approval go (docs/design.md
+   * §8 "What an approval covers"). Kept only in that case: it holds the patient record past the hook's storage wait.
+   */
+  judgedOn?: (orderDate: string) => PolicyEvaluation;
 }
 
 /** The determination of a decision: the order's record where it has a decision, else the policy's, else the payer's default. */
@@ -97,17 +105,7 @@ export function decideOrders(opts: {
     try {
       // The record's source digest names its data; the order's place and the date complete what the data is built from.
       const source = opts.record.sourceDigest !== undefined ? `${opts.record.sourceDigest}|${index}|${order.id ?? ''}|${opts.today}` : undefined;
-      const evaluate = (answers: Record<string, FactValue>) => (opts.cache ? opts.cache.evaluate(policy, data, answers, source) : evaluatePolicy(policy, data, answers));
-      evaluation = evaluate({});
-      // CRD [resp-36]: take the previous decision into account. What the clinician documented for this order (DTR)
-      // fills the facts the chart still lacks; the chart wins wherever it speaks.
-      if (usablePrior && evaluation.outcome !== 'satisfied' && evaluation.outcome !== 'error') {
-        const unknown = new Set(evaluation.facts.filter((f) => f.source === 'unknown').map((f) => f.name));
-        const answers = Object.fromEntries(
-          Object.entries(usablePrior.facts).filter(([name, v]) => unknown.has(name) && policy.factsByName.get(name)?.def.askable && isFactValue(v)),
-        ) as Record<string, FactValue>;
-        if (Object.keys(answers).length > 0) evaluation = evaluate(answers);
-      }
+      evaluation = evaluateOrder(policy, data, usablePrior, (answers) => (opts.cache ? opts.cache.evaluate(policy, data, answers, source) : evaluatePolicy(policy, data, answers)));
     } catch (err) {
       opts.log.error({ policy: policy.file.id, err }, 'policy evaluation failed');
       evaluation = { policyId: policy.file.id, policyVersion: policy.file.version, outcome: 'error', facts: [], rules: [], missingFacts: [], failed: [], proposals: [] };
@@ -118,6 +116,13 @@ export function decideOrders(opts: {
       }
     }
     const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, orderDate: data.orderDate };
+    if (orderStartOf(order) === undefined && evaluation.outcome !== 'satisfied' && evaluation.outcome !== 'error' && unreadableDoseOf(policy, evaluation)) {
+      const { record } = opts;
+      decision.judgedOn = (orderDate) => {
+        const then = evaluationDataFor(record, order, orderDate);
+        return evaluateOrder(policy, then, usablePrior, (answers) => evaluatePolicy(policy, then, answers));
+      };
+    }
     const laterStart = laterStartThatQualifies(policy, data, evaluation);
     if (laterStart) decision.laterStart = laterStart;
     const priorAuth = usablePrior?.authorization;
@@ -130,6 +135,26 @@ export function decideOrders(opts: {
     decisions.push(decision);
   }
   return decisions;
+}
+
+/**
+ * One order's evaluation over its data: the chart alone, then, when it is not satisfied, with what the clinician
+ * documented for this order in DTR (`prior`, CRD [resp-36]: take the previous decision into account) filling the facts
+ * the chart still lacks; the chart wins wherever it speaks.
+ */
+function evaluateOrder(
+  policy: CompiledPolicy,
+  data: EvaluationData,
+  prior: AssertionRecord | undefined,
+  evaluate: (answers: Record<string, FactValue>) => PolicyEvaluation,
+): PolicyEvaluation {
+  const evaluation = evaluate({});
+  if (!prior || evaluation.outcome === 'satisfied' || evaluation.outcome === 'error') return evaluation;
+  const unknown = new Set(evaluation.facts.filter((f) => f.source === 'unknown').map((f) => f.name));
+  const answers = Object.fromEntries(
+    Object.entries(prior.facts).filter(([name, v]) => unknown.has(name) && policy.factsByName.get(name)?.def.askable && isFactValue(v)),
+  ) as Record<string, FactValue>;
+  return Object.keys(answers).length > 0 ? evaluate(answers) : evaluation;
 }
 
 function isFactValue(v: unknown): v is FactValue {

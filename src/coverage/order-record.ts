@@ -82,6 +82,24 @@ function approvalSource(record: OrderRecord): string | undefined {
 }
 
 /**
+ * An approved order that states no date of its own, signed again, is judged on the date its approval judged it (the
+ * approval's start: the order date then stored), not on the day of this call (docs/design.md §8 "What an approval
+ * covers"). Judged on today, an unchanged per-m² order re-signed weeks later finds the 30-day height and weight window
+ * empty and its dose unreadable, and would let go of an approval nobody's change undid. Only the decisions that carry
+ * {@link OrderDecision.judgedOn} (no date of their own, a dose not read today) are judged again; the decision then
+ * stands on that date's evaluation and order date, so its assertion records the date it was judged on.
+ */
+function judgeOnApprovalDate(d: OrderDecision, record: OrderRecord | null): void {
+  const judge = d.judgedOn;
+  // Let go of the patient record it holds before the answer waits for storage.
+  d.judgedOn = undefined;
+  const approvedOn = record?.state === 'approved' ? record.authorization?.start : undefined;
+  if (!judge || !approvedOn || approvedOn === d.orderDate) return;
+  d.evaluation = judge(approvedOn);
+  d.orderDate = approvedOn;
+}
+
+/**
  * Reopens an approval that does not answer for the order as it now stands ({@link reopeningReason}): the order goes
  * back to `auth-needed` with that reason, durably, before the caller answers, and its record lets go of the number
  * (which stays in the order's history and among the issued authorizations). The order as it now stands is decided
@@ -332,6 +350,7 @@ export async function settleOrderDecisions(opts: {
       const key = orderKeyOf({ payer: opts.payer, patientId: opts.patientId, orderRef: `${d.order.resourceType}/${d.order.id}`, drug: d.policy!.file.drug });
       if (!key) return;
       const current = records.find((r) => r.orderRef === key.orderRef && r.drug === key.drug) ?? null;
+      judgeOnApprovalDate(d, current);
       const determination = determinationOf(d.policy!, d.evaluation!, d.authorization);
       const { record, assertionWritten } = await recordEvaluation(
         opts.storage,

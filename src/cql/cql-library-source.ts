@@ -165,20 +165,38 @@ define "Diagnoses":
 define function "Encounter Codes Only"(C FHIR.CodeableConcept):
   exists (C.coding X where Length(X.code.value) > 0) and not "Names Disease"(C)`,
   },
-  'Observation Sort Key': {
-    cql: `// The date an Observation speaks for, for ordering (evaluation-data.ts observationDate).
-define function "Observation Sort Key"(O FHIR.Observation):
-  Coalesce(ToString(Coalesce((O.effective as FHIR.dateTime).value, (O.effective as FHIR.Period).start.value,
-    (O.effective as FHIR.instant).value, O.issued.value)), '')`,
+  'Observation Instant': {
+    cql: `// The instant an Observation speaks for, for ordering (evaluation-data.ts observationDate, fhir-instant.ts): its
+// effective[x] or issued; a value without a time (a date, or a partial date) stands for the start of its day in UTC.
+define function "Observation Instant"(O FHIR.Observation):
+  "Start Of Day If Dated Only"(Coalesce((O.effective as FHIR.dateTime).value, (O.effective as FHIR.Period).start.value,
+    (O.effective as FHIR.instant).value, O.issued.value))
+
+define function "Start Of Day If Dated Only"(X DateTime):
+  if X is null then null
+  else if hour from X is null then DateTime(year from X, Coalesce(month from X, 1), Coalesce(day from X, 1), 0, 0, 0, 0, 0.0)
+  else X
+
+// Whole minutes since 1970 and milliseconds within the minute: the two sort keys order by the instant, whatever
+// time-zone offset each result is written in (every offset is whole minutes). Not one key in milliseconds or seconds:
+// CQL's Integer is 32 bits in other engines.
+define function "Instant Minutes"(X DateTime):
+  if X is null then null else duration in minutes between @1970-01-01T00:00:00.000Z and X
+
+define function "Instant Milliseconds In Minute"(X DateTime):
+  if X is null then null else Coalesce(second from X, 0) * 1000 + Coalesce(millisecond from X, 0)`,
   },
   Observations: {
-    needs: ['Observation Sort Key'],
+    needs: ['Observation Instant'],
     retrieves: ['Observation'],
-    cql: `// %observations: oldest first (so Last() is the latest), entered-in-error and cancelled ones dropped.
+    cql: `// %observations: oldest first by the instant each was taken (so Last() is the latest), entered-in-error and
+// cancelled ones dropped; one with no date first, as on the server.
 define "Observations":
-  (([Observation] O where not (Coalesce(O.status.value, '') in { 'entered-in-error', 'cancelled' })
-    return all Tuple { resource: O, sortKey: "Observation Sort Key"(O) }
-    sort by sortKey) T return all T.resource)`,
+  (([Observation] O
+    let I: "Observation Instant"(O)
+    where not (Coalesce(O.status.value, '') in { 'entered-in-error', 'cancelled' })
+    return all Tuple { resource: O, minuteKey: "Instant Minutes"(I), msKey: "Instant Milliseconds In Minute"(I) }
+    sort by minuteKey, msKey) T return all T.resource)`,
   },
   'Medication Concept': {
     // Not a dataRequirement: Medication has no patient search, and a DTR client fetches each listed type by patient

@@ -10,7 +10,7 @@ import type {
   Resource,
 } from '@medplum/fhirtypes';
 import type { PasRequest } from './request-bundle.js';
-import { byCodePoint } from '../code-point-order.js';
+import { byInstant } from '../fhir/fhir-instant.js';
 
 /** DTR `information-origin` (2.0.1 and 2.2 URL). */
 const INFORMATION_ORIGIN = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin';
@@ -297,7 +297,8 @@ export function reviewCase(req: PasRequest, questionText: QuestionText = () => u
     })
     .map((r) => factOf(r, orderRefs))
     .filter((f): f is ReviewFact => !!f)
-    .sort((a, b) => byCodePoint(b.date ?? '', a.date ?? ''));
+    // Newest first by the instant each was taken, not by its text (results written with different time-zone offsets).
+    .sort((a, b) => byInstant(b.date, a.date));
   const payer = req.coverage.payor?.[0];
   const payerOrg = payer?.reference ? req.byReference.get(payer.reference) : undefined;
   return {

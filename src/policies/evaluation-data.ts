@@ -14,7 +14,7 @@ import { ICD10_SYSTEMS, canonicalIcd10Code } from '../fhir/value-sets.js';
 import type { EvaluationData } from './evaluate-policy.js';
 import { FactMemo } from './evaluate-policy.js';
 import { localReference } from '../fhir/references.js';
-import { byCodePoint } from '../code-point-order.js';
+import { byInstant } from '../fhir/fhir-instant.js';
 
 /** The patient's record as resolved from prefetch or EHR queries, before it is narrowed to one order. */
 export interface PatientRecord {
@@ -84,8 +84,8 @@ export function isQualifyingCondition(c: Condition): boolean {
 }
 
 /** The date an observation speaks for, for ordering: effective[x] or issued. */
-function observationDate(o: Observation): string {
-  return o.effectiveDateTime ?? o.effectivePeriod?.start ?? o.effectiveInstant ?? o.issued ?? '';
+function observationDate(o: Observation): string | undefined {
+  return o.effectiveDateTime ?? o.effectivePeriod?.start ?? o.effectiveInstant ?? o.issued;
 }
 
 /**
@@ -116,8 +116,9 @@ export function orderStartOf(order: MedicationRequest): string | undefined {
 const refKey = (ref: string | undefined): string | undefined => localReference(ref) ?? ref;
 
 /**
- * Indexes a patient record once per request: conditions filtered, observations sorted oldest first (so `.last()` is
- * the latest), and the other orders of the same call counted as concurrent therapy.
+ * Indexes a patient record once per request: conditions filtered, observations sorted oldest first by the instant
+ * they were taken, whatever time-zone offset each is written in (so `.last()` is the latest; fhir-instant.ts), and
+ * the other orders of the same call counted as concurrent therapy.
  */
 export function indexRecord(record: PatientRecord): PatientRecord {
   return {
@@ -126,7 +127,7 @@ export function indexRecord(record: PatientRecord): PatientRecord {
     diagnosesComplete: (record.diagnosesComplete ?? true) && !record.conditions.some(isSuspectedDiagnosis),
     observations: [...record.observations]
       .filter((o) => o.status !== 'entered-in-error' && o.status !== 'cancelled')
-      .sort((a, b) => byCodePoint(observationDate(a), observationDate(b))),
+      .sort((a, b) => byInstant(observationDate(a), observationDate(b))),
     immunizations: record.immunizations.filter((i) => i.status === 'completed'),
   };
 }

@@ -51,7 +51,8 @@ export function buildApp(
     env?: Record<string, string>;
     keys?: TestKeys;
     fetchImpl?: AppDeps['fetchImpl'];
-    today?: string;
+    /** The service's today (YYYY-MM-DD); a function for a test whose days pass between calls. */
+    today?: string | (() => string);
     storage?: MemoryStorage;
     content?: AppDeps['content'];
     notifyFetch?: AppDeps['notifyFetch'];
@@ -88,7 +89,7 @@ export function buildApp(
     logger,
     fetchImpl: opts.fetchImpl,
     ...(opts.isDraining ? { isDraining: opts.isDraining } : {}),
-    today: opts.today ? () => opts.today! : undefined,
+    today: typeof opts.today === 'function' ? opts.today : opts.today ? () => opts.today as string : undefined,
     ...(opts.notifyFetch ? { notifyFetch: opts.notifyFetch } : {}),
     ...(opts.resolveHost ? { resolveHost: opts.resolveHost } : {}),
   });

@@ -1,7 +1,10 @@
+import type { BundleEntry, Observation } from '@medplum/fhirtypes';
 import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
+import { parsePasRequest } from '../../src/pas/request-bundle.js';
+import { reviewCase } from '../../src/pas/review-case.js';
 import { createReviewPageRouter } from '../../src/web/review-page.js';
 import { REVIEW_TOKEN, claimResponseOf, pasApp, questionnaireResponse, storyBundle } from './pas-fixtures.js';
 
@@ -145,5 +148,30 @@ describe('reviewer workbench page (/review)', () => {
       .get('/review/review/pended')
       .set('Authorization', `Bearer ${signIn.body.token}`);
     expect(list.status).toBe(200);
+  });
+});
+
+describe("the reviewer's chart facts", () => {
+  it('are newest first by the instant each was taken, whatever time-zone offset it is written in', () => {
+    const bundle = storyBundle('centene-missing-mrd');
+    const patient = bundle.entry!.find((e) => e.resource?.resourceType === 'Patient')!.resource!;
+    const mrd = (id: string, at: string, value: number): BundleEntry => ({
+      fullUrl: `urn:uuid:${id}`,
+      resource: {
+        resourceType: 'Observation',
+        id,
+        status: 'final',
+        code: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'mrd' }] },
+        subject: { reference: `Patient/${patient.id}` },
+        effectiveDateTime: at,
+        valueQuantity: { value, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
+      } as Observation,
+    });
+    // Taken 03:00 UTC on 2 November (later) and 20:00 UTC on 1 November (earlier); the text sorts the other way.
+    bundle.entry!.push(mrd('mrd-west', '2026-11-01T22:00:00-05:00', 0.5), mrd('mrd-east', '2026-11-02T01:00:00+05:00', 0));
+    const dates = reviewCase(parsePasRequest(bundle as unknown as Record<string, unknown>)).facts
+      .map((f) => f.date)
+      .filter((d) => d === '2026-11-01T22:00:00-05:00' || d === '2026-11-02T01:00:00+05:00');
+    expect(dates).toEqual(['2026-11-01T22:00:00-05:00', '2026-11-02T01:00:00+05:00']);
   });
 });
