@@ -4,6 +4,8 @@ import { askWhenFalse } from '../policies/evaluate-policy.js';
 import type { FactValue } from '../policies/evaluate-policy.js';
 import { policyStructure } from '../policies/policy-structure.js';
 import { justificationLinkId } from '../policies/questionnaire-names.js';
+import { readsRecord } from '../policies/reads-record.js';
+import { tokenize } from '../fhir/fhirpath-tokens.js';
 
 /**
  * Which answered items the policy's DTR form hides for the answers and facts at hand (design.md §7 "Answers the form
@@ -18,6 +20,12 @@ import { justificationLinkId } from '../policies/questionnaire-names.js';
  * - a justification (justificationGate): hidden while every limit it can rescue is met without it.
  *
  * A group's gate hides every question in it (an ancestor hides its descendants).
+ *
+ * Each gate reads only what the form's own gate can read, the rest unknown (so the server never hides a question the
+ * form shows): a group, usage or justification gate reads the questions' answers and the derived facts computed from
+ * them alone, not one that reads the record (expressions.ts ruleOverAnswers). An `askWhen` reads every fact it names
+ * through the fact's question or its pre-filled initialExpression (test/dtr/hidden-answers.test.ts holds every policy
+ * to that), so its reading over the server's facts is the form's.
  */
 interface Gate {
   /** The linkIds the gate hides. */
@@ -35,6 +43,7 @@ function withDependents(policy: CompiledPolicy, names: Iterable<string>): Set<st
   for (const f of policy.facts) if (!out.has(f.name) && !f.def.askable && f.deps.some((d) => out.has(d))) out.add(f.name);
   return out;
 }
+
 
 /** The values with the named facts removed (read as unanswered, the way the form's gate reads them). */
 function without(values: Record<string, FactValue>, drop: ReadonlySet<string>): Record<string, FactValue> {
@@ -59,11 +68,13 @@ function formGates(policy: CompiledPolicy): { gates: Gate[]; gated: Set<string> 
   if (hit) return hit;
   const structure = policyStructure(policy);
   const linkIdOf = (f: string) => policy.factsByName.get(f)?.def.linkId;
+  // A fact the form asks (questionnaire-builder.ts itemFor).
+  const onForm = (f: string) => linkIdOf(f) !== undefined && structure.usedBy.has(f);
   const gates: Gate[] = [];
 
   for (const f of policy.facts) {
     const linkId = f.def.linkId;
-    if (!f.askWhen || !linkId || !structure.usedBy.has(f.name)) continue;
+    if (!f.askWhen || !linkId || !onForm(f.name)) continue;
     const askWhen = f.askWhen;
     gates.push({ linkIds: [linkId], closed: (v, d) => askWhenFalse(askWhen, v, d) });
   }
@@ -71,6 +82,15 @@ function formGates(policy: CompiledPolicy): { gates: Gate[]; gated: Set<string> 
     const askWhen = a.askWhen;
     if (askWhen) gates.push({ linkIds: [a.linkId], closed: (v, d) => askWhenFalse(askWhen, v, d) });
   }
+
+  // What a group, usage or justification gate cannot read (expressions.ts ruleOverAnswers): facts the form does not
+  // ask, derived facts that read the record, and what is computed from either.
+  const unreadable = withDependents(
+    policy,
+    policy.facts
+      .filter((f) => (f.def.askable ? !onForm(f.name) : readsRecord(policy, tokenize(f.def.fhirpath))))
+      .map((f) => f.name),
+  );
 
   // The same sets the builder gates by (questionnaire-builder.ts buildQuestionnaire).
   const pathwaysOnly = (f: string): CompiledRule[] | undefined => {
@@ -88,12 +108,12 @@ function formGates(policy: CompiledPolicy): { gates: Gate[]; gated: Set<string> 
     .flatMap((g) => g.facts)
     .filter((f) => pathwaysOnly(f) !== undefined && !policy.factsByName.get(f)!.def.askWhen && !askWhenReads.has(f));
   const pathwayFacts = structure.groups.filter((g) => g.kind === 'pathway').flatMap((g) => g.facts);
-  const hideable = withDependents(policy, [...usageGated, ...pathwayFacts]);
+  const hideable = withDependents(policy, [...unreadable, ...usageGated, ...pathwayFacts]);
 
   for (const g of structure.groups) {
     if (g.kind !== 'pathway' || !g.rule) continue;
     const rule = g.rule;
-    const own = withDependents(policy, g.facts);
+    const own = withDependents(policy, [...unreadable, ...g.facts]);
     const linkIds = g.facts.map(linkIdOf).filter((l): l is string => l !== undefined);
     gates.push({ linkIds, closed: (v) => ruleResult(rule, without(v, own)) === false });
   }
@@ -112,7 +132,7 @@ function formGates(policy: CompiledPolicy): { gates: Gate[]; gated: Set<string> 
       // A justification fact rescues every limit that lists it: hidden only while all of those are met without it.
       const fact = j.facts.find((f) => linkIdOf(f) === linkId);
       const limits = fact ? structure.justifications.filter((x) => x.facts.includes(fact)) : [j];
-      const drops = limits.map((x) => ({ rule: x.limit, drop: withDependents(policy, x.facts) }));
+      const drops = limits.map((x) => ({ rule: x.limit, drop: withDependents(policy, [...unreadable, ...x.facts]) }));
       gates.push({ linkIds: [linkId], closed: (v) => drops.every(({ rule, drop }) => ruleResult(rule, without(v, drop)) === true) });
     }
   }

@@ -13,6 +13,8 @@ import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-da
 import { recordFromResources } from '../../src/policies/record-from-resources.js';
 import { buildCase, readCaseFile } from '../helpers/policy-cases.js';
 import { CANONICAL_BASE, dtrContent } from './helpers.js';
+import { clientInitialExpression } from '../../src/dtr/expressions.js';
+import { policyStructure } from '../../src/policies/policy-structure.js';
 
 const content = dtrContent();
 const EVIDENCE = 'https://priorpath.dev/fhir/CodeSystem/evidence';
@@ -146,5 +148,23 @@ describe('DTR: an answer the form hides decides nothing; one it shows still coun
     expect(read.notShown).not.toContain('no-live-vaccine-on-therapy');
     const unanswered = readBothWays('ohsu-blinatumomab', name, { 'no-live-vaccine-on-therapy': [] });
     expect(unanswered.read.evaluation.outcome).toBe('documentation-needed');
+  });
+});
+
+describe("the server reads a question's askWhen as the form does", () => {
+  // src/coverage/hidden-answers.ts reads an askWhen over the server's facts: that is the form's reading only while the
+  // form has a reading of every fact the askWhen names (its question, or its pre-filled initialExpression). A fact
+  // the form cannot read is unknown there and would close the gate on the server alone, dropping an answer the
+  // clinician was shown.
+  it.each(content.policies.map((p) => [p.file.id, p] as const))('%s: every fact an askWhen names is one the form reads', (_id, policy) => {
+    const structure = policyStructure(policy);
+    const ctx = { valueSets: content.valueSets, valueSetBase: `${CANONICAL_BASE}/ValueSet` };
+    const onForm = (f: string) => policy.factsByName.get(f)?.def.linkId !== undefined && structure.usedBy.has(f);
+    const texts = [...policy.file.attachments.map((a) => a.askWhen), ...policy.facts.filter((f) => onForm(f.name)).map((f) => f.def.askWhen)];
+    const unread = texts
+      .filter((t): t is string => t !== undefined)
+      .flatMap((t) => [...t.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)].map((m) => m[0]))
+      .filter((n) => policy.factsByName.has(n) && !onForm(n) && clientInitialExpression(policy, n, ctx).expression === undefined);
+    expect([...new Set(unread)]).toEqual([]);
   });
 });
