@@ -44,7 +44,6 @@ function withDependents(policy: CompiledPolicy, names: Iterable<string>): Set<st
   return out;
 }
 
-
 /** The values with the named facts removed (read as unanswered, the way the form's gate reads them). */
 function without(values: Record<string, FactValue>, drop: ReadonlySet<string>): Record<string, FactValue> {
   const out: Record<string, FactValue> = {};
@@ -62,7 +61,13 @@ function ruleResult(rule: CompiledRule, values: Record<string, FactValue>): bool
   }
 }
 
-/** The policy's form gates (built once per policy on first use; no expression is compiled). */
+/**
+ * The policy's form gates (built once per policy on first use; no expression is compiled). A group, usage or
+ * justification gate closes only when its rule comes out the same with and without the answers it hides (a pathway
+ * false, a limit met), so dropping them cannot change the rule, whatever FHIRPath's empty-collection reading of a
+ * rule (an `iif` or `exists()` over a hidden answer) does with them unanswered: the form leaves such a rule ungated too
+ * (expressions.ts ruleOverAnswers gives no gate for a condition that is not monotone).
+ */
 function formGates(policy: CompiledPolicy): { gates: Gate[]; gated: Set<string> } {
   const hit = gatesCache.get(policy);
   if (hit) return hit;
@@ -115,15 +120,20 @@ function formGates(policy: CompiledPolicy): { gates: Gate[]; gated: Set<string> 
     const rule = g.rule;
     const own = withDependents(policy, [...unreadable, ...g.facts]);
     const linkIds = g.facts.map(linkIdOf).filter((l): l is string => l !== undefined);
-    gates.push({ linkIds, closed: (v) => ruleResult(rule, without(v, own)) === false });
+    gates.push({ linkIds, closed: (v) => ruleResult(rule, v) === false && ruleResult(rule, without(v, own)) === false });
   }
   for (const f of usageGated) {
     const linkId = linkIdOf(f);
     const pathways = pathwaysOnly(f)!;
-    if (linkId) gates.push({ linkIds: [linkId], closed: (v) => {
-      const rest = without(v, hideable);
-      return pathways.every((p) => ruleResult(p, rest) === false);
-    } });
+    if (linkId) {
+      gates.push({
+        linkIds: [linkId],
+        closed: (v) => {
+          const rest = without(v, hideable);
+          return pathways.every((p) => ruleResult(p, v) === false && ruleResult(p, rest) === false);
+        },
+      });
+    }
   }
   for (const j of structure.justifications) {
     const limit = j.limit;
@@ -133,7 +143,10 @@ function formGates(policy: CompiledPolicy): { gates: Gate[]; gated: Set<string> 
       const fact = j.facts.find((f) => linkIdOf(f) === linkId);
       const limits = fact ? structure.justifications.filter((x) => x.facts.includes(fact)) : [j];
       const drops = limits.map((x) => ({ rule: x.limit, drop: withDependents(policy, [...unreadable, ...x.facts]) }));
-      gates.push({ linkIds: [linkId], closed: (v) => drops.every(({ rule, drop }) => ruleResult(rule, without(v, drop)) === true) });
+      gates.push({
+        linkIds: [linkId],
+        closed: (v) => drops.every(({ rule, drop }) => ruleResult(rule, v) === true && ruleResult(rule, without(v, drop)) === true),
+      });
     }
   }
 
