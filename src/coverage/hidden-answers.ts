@@ -30,8 +30,37 @@ import { tokenize } from '../fhir/fhirpath-tokens.js';
 interface Gate {
   /** The linkIds the gate hides. */
   linkIds: string[];
-  /** True only when the gate is known closed over these values (the rest unknown shows the item). */
-  closed: (values: Record<string, FactValue>, orderDate: string) => boolean;
+  /** True only when the gate is known closed over the reading's values (the rest unknown shows the item). */
+  closed: (reading: Reading) => boolean;
+}
+
+/**
+ * The facts one evaluation read, on its order date, with the rule results the gates ask for remembered for the one
+ * call: several gates read the same pathway over the same values.
+ */
+class Reading {
+  private readonly views = new Map<ReadonlySet<string>, Record<string, FactValue>>();
+  private readonly results = new Map<CompiledRule, Map<ReadonlySet<string> | undefined, boolean | 'unknown'>>();
+  constructor(
+    readonly values: Record<string, FactValue>,
+    readonly orderDate: string,
+  ) {}
+
+  /** The rule's result over the values, with the facts in `drop` (when given) read as unanswered. */
+  result(rule: CompiledRule, drop?: ReadonlySet<string>): boolean | 'unknown' {
+    let byDrop = this.results.get(rule);
+    if (!byDrop) this.results.set(rule, (byDrop = new Map()));
+    let r = byDrop.get(drop);
+    if (r === undefined) {
+      let view = this.values;
+      if (drop) {
+        view = this.views.get(drop) ?? without(this.values, drop);
+        this.views.set(drop, view);
+      }
+      byDrop.set(drop, (r = ruleResult(rule, view)));
+    }
+    return r;
+  }
 }
 
 const gatesCache = new WeakMap<CompiledPolicy, { gates: Gate[]; gated: Set<string> }>();
@@ -81,11 +110,11 @@ function formGates(policy: CompiledPolicy): { gates: Gate[]; gated: Set<string> 
     const linkId = f.def.linkId;
     if (!f.askWhen || !linkId || !onForm(f.name)) continue;
     const askWhen = f.askWhen;
-    gates.push({ linkIds: [linkId], closed: (v, d) => askWhenFalse(askWhen, v, d) });
+    gates.push({ linkIds: [linkId], closed: (r) => askWhenFalse(askWhen, r.values, r.orderDate) });
   }
   for (const a of policy.attachments) {
     const askWhen = a.askWhen;
-    if (askWhen) gates.push({ linkIds: [a.linkId], closed: (v, d) => askWhenFalse(askWhen, v, d) });
+    if (askWhen) gates.push({ linkIds: [a.linkId], closed: (r) => askWhenFalse(askWhen, r.values, r.orderDate) });
   }
 
   // What a group, usage or justification gate cannot read (expressions.ts ruleOverAnswers): facts the form does not
@@ -120,7 +149,7 @@ function formGates(policy: CompiledPolicy): { gates: Gate[]; gated: Set<string> 
     const rule = g.rule;
     const own = withDependents(policy, [...unreadable, ...g.facts]);
     const linkIds = g.facts.map(linkIdOf).filter((l): l is string => l !== undefined);
-    gates.push({ linkIds, closed: (v) => ruleResult(rule, v) === false && ruleResult(rule, without(v, own)) === false });
+    gates.push({ linkIds, closed: (r) => r.result(rule) === false && r.result(rule, own) === false });
   }
   for (const f of usageGated) {
     const linkId = linkIdOf(f);
@@ -128,10 +157,7 @@ function formGates(policy: CompiledPolicy): { gates: Gate[]; gated: Set<string> 
     if (linkId) {
       gates.push({
         linkIds: [linkId],
-        closed: (v) => {
-          const rest = without(v, hideable);
-          return pathways.every((p) => ruleResult(p, v) === false && ruleResult(p, rest) === false);
-        },
+        closed: (r) => pathways.every((p) => r.result(p) === false && r.result(p, hideable) === false),
       });
     }
   }
@@ -145,7 +171,7 @@ function formGates(policy: CompiledPolicy): { gates: Gate[]; gated: Set<string> 
       const drops = limits.map((x) => ({ rule: x.limit, drop: withDependents(policy, [...unreadable, ...x.facts]) }));
       gates.push({
         linkIds: [linkId],
-        closed: (v) => drops.every(({ rule, drop }) => ruleResult(rule, v) === true && ruleResult(rule, without(v, drop)) === true),
+        closed: (r) => drops.every(({ rule, drop }) => r.result(rule) === true && r.result(rule, drop) === true),
       });
     }
   }
@@ -183,9 +209,10 @@ export function hiddenLinkIds(
   orderDate: string,
 ): Set<string> {
   const out = new Set<string>();
+  const reading = new Reading(values, orderDate);
   for (const g of formGates(policy).gates) {
     if (!g.linkIds.some((l) => answered.has(l) && !out.has(l))) continue;
-    if (g.closed(values, orderDate)) for (const l of g.linkIds) if (answered.has(l)) out.add(l);
+    if (g.closed(reading)) for (const l of g.linkIds) if (answered.has(l)) out.add(l);
   }
   return out;
 }

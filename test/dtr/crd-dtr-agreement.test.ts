@@ -70,8 +70,8 @@ function dependsOnOverride(
  */
 function shownAnswers(policy: CompiledPolicy, structure: PolicyStructure, drawn: Record<string, FactValue | undefined>) {
   let assignment = drawn;
+  let s = synthesizeRecord(policy, assignment);
   for (let round = 0; ; round++) {
-    const s = synthesizeRecord(policy, assignment);
     const atCrd = crd(policy, s);
     // What the EHR holds for each question (the synthesized record may imply more than was drawn), plus the facts
     // no record can hold: exactly what a QuestionnaireResponse answering every question would carry.
@@ -86,8 +86,14 @@ function shownAnswers(policy: CompiledPolicy, structure: PolicyStructure, drawn:
     const hidden = all.filter((f) => hiddenIds.has(linkIdOf(f)));
     const answerOnly = hidden.filter((f) => Object.prototype.hasOwnProperty.call(s.overrides, f));
     if (answerOnly.length > 0 && round < 5) {
+      // An override is a fact the record cannot hold: not drawing it leaves the record as it is.
       assignment = { ...assignment };
-      for (const f of answerOnly) assignment[f] = undefined;
+      const overrides = { ...s.overrides };
+      for (const f of answerOnly) {
+        assignment[f] = undefined;
+        delete overrides[f];
+      }
+      s = { ...s, overrides };
       continue;
     }
     const asked = Object.fromEntries(all.filter((f) => !hidden.includes(f)).map((f) => [f, held[f]]));
