@@ -59,6 +59,20 @@ describe('PAS: answers the form hides decide nothing; answers it shows count', (
     expect(renewal.evaluation.failed.map((r) => r.id)).toContain('course-mrd-positive');
   });
 
+  it("Centene: an answer in a covered use's own group the answers rule out (adult maintenance with POMP, for a child) is not read, and decides nothing either way", () => {
+    const name = 'the same child, weight and height answered in the form (30 kg, 130 cm), at 15 mcg/m²/day is approved';
+    const size = { weight: [{ valueDecimal: 30 }], height: [{ valueDecimal: 130 }] };
+    const plain = pasReading('centene-blinatumomab', name, size);
+    const stale = pasReading('centene-blinatumomab', name, { ...size, 'with-pomp': yes });
+    // The group's gate (group-pathway-ph-negative-adult-maintenance, no askWhen of its own): the pathway is false for
+    // a child whatever is answered in it, so the answer is dropped and the determination is the one without it.
+    expect(stale.notShown).toEqual(['with-pomp']);
+    expect(stale.evaluation.facts.find((f) => f.name === 'withPomp')?.source).not.toBe('answer');
+    expect(stale.evaluation.outcome).toBe('satisfied');
+    expect(stale.evaluation.outcome).toBe(plain.evaluation.outcome);
+    expect(stale.evaluation.pathway?.id).toBe(plain.evaluation.pathway?.id);
+  });
+
   it('BCBSNC: "currently receiving" on a first request does not count a new relapse on the old course', () => {
     const name =
       "a new relapse after a completed 8-cycle course that brought a remission begins a new course (orders without a phase), so its 2 induction cycles are approved, not counted on the old course's 8";
