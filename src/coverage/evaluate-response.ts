@@ -9,6 +9,7 @@ import type { EvaluationData, FactValue, PolicyEvaluation } from '../policies/ev
 import { evaluationDataFor, indexRecord } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
 import { answersFromQuestionnaireResponse } from './questionnaire-answers.js';
+import { answeredLinkIds, anyGated, hiddenLinkIds } from './hidden-answers.js';
 import type { ParsedAnswers } from './questionnaire-answers.js';
 import { tokenize } from '../fhir/fhirpath-tokens.js';
 import { askableClosure } from '../policies/policy-structure.js';
@@ -176,7 +177,7 @@ export function withKnownFacts(
  * Throws a DomainError `processing` (422 at the edges) when the response answers no Questionnaire of a loaded policy.
  */
 export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): EvaluateResponseResult {
-  const { content, qr, today } = input;
+  const { content, qr } = input;
   const canonical = answeredCanonical(qr);
   const found = policyForQuestionnaire(content, canonical);
   if (!found) {
@@ -193,7 +194,54 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
       `The response answers version ${version} of the Questionnaire; it was evaluated against the current policy version ${policy.file.version}`,
     );
   }
-  const parsed = answersFromQuestionnaireResponse(policy, qr, content.valueSets, `${content.canonicalBase}/ValueSet`);
+  const valueSetBase = `${content.canonicalBase}/ValueSet`;
+  const read = (hidden?: ReadonlySet<string>) => {
+    const parsed = answersFromQuestionnaireResponse(policy, qr, content.valueSets, valueSetBase, hidden);
+    return { parsed, ...judge(input, policy, parsed) };
+  };
+  let reading = read();
+
+  // An answer the form hides for the response's other answers decides nothing (design.md §7 "Answers the form does
+  // not show"): a stale answer kept after an earlier answer changed, a client that does not prune, a hand-built PAS
+  // bundle. The form's gates are read from the compiled policy over the facts as this evaluation read them (the shown
+  // answers, the facts CRD recorded, the record); with a hidden answer dropped the evaluation runs again, until the
+  // hidden set settles (dropping one answer can close, or open, another gate). Nothing more runs when no answered
+  // item has a gate.
+  const answered = answeredLinkIds(qr.item);
+  if (anyGated(policy, answered)) {
+    let hidden = new Set<string>();
+    const seen: string[] = [];
+    for (let round = 0; round <= policy.facts.length; round++) {
+      const next = hiddenLinkIds(policy, answered, factValuesOf(reading.evaluation), reading.orderDate);
+      const key = [...next].sort().join(',');
+      if (key === [...hidden].sort().join(',')) break;
+      // Gates that close and open each other in turn: only the answers hidden either way are dropped.
+      if (seen.includes(key)) {
+        next.forEach((l) => { if (!hidden.has(l)) next.delete(l); });
+        hidden = next;
+        reading = read(hidden);
+        break;
+      }
+      seen.push(key);
+      hidden = next;
+      reading = read(hidden);
+    }
+  }
+  const { parsed, evaluation, orderDate } = reading;
+  if (parsed.notShown.length > 0)
+    warnings.push(`Answers to questions the form does not show for these answers were not read: ${parsed.notShown.join(', ')}`);
+  return { ...parsed, policy, evaluation, warnings, orderDate };
+}
+
+/** The fact values an evaluation read (answered, recorded or computed), for the form's gates. */
+function factValuesOf(evaluation: PolicyEvaluation): Record<string, FactValue> {
+  const out: Record<string, FactValue> = {};
+  for (const f of evaluation.facts) if (f.value !== undefined) out[f.name] = f.value;
+  return out;
+}
+
+/** The policy evaluated over one reading of the response's answers, and the order date it was judged on. */
+function judge(input: EvaluateResponseInput, policy: CompiledPolicy, parsed: ParsedAnswers): { evaluation: PolicyEvaluation; orderDate: string } {
   // An attestation answered true without its document is unknown: a value recorded earlier (an assertion's facts)
   // must not stand in for it either.
   const known = input.knownFacts && parsed.unproven.length > 0
@@ -205,19 +253,14 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
   // when the record has the order, else the start the payer pre-filled in the form's order-date item, else the date
   // the CRD assertion the response names recorded; today only when none says (the same fallback as
   // evaluation-data.ts orderDateOf).
-  const fallback = parsed.orderDate ?? input.assertedOrderDate ?? today;
-  let evaluation: PolicyEvaluation;
-  let orderDate = fallback;
+  const fallback = parsed.orderDate ?? input.assertedOrderDate ?? input.today;
   if (input.record) {
     const indexed = indexRecord(input.record);
     const order = input.order ?? indexed.orders[0] ?? ({ resourceType: 'MedicationRequest' } as MedicationRequest);
     const data = evaluationDataFor(indexed, order, fallback);
-    orderDate = data.orderDate;
-    evaluation = evaluatePolicy(policy, data, answers);
-  } else {
-    evaluation = evaluatePolicy(answersOnly(policy), emptyData(orderDate), answers);
+    return { evaluation: evaluatePolicy(policy, data, answers), orderDate: data.orderDate };
   }
-  return { ...parsed, policy, evaluation, warnings, orderDate };
+  return { evaluation: evaluatePolicy(answersOnly(policy), emptyData(fallback), answers), orderDate: fallback };
 }
 
 /**

@@ -60,6 +60,12 @@ export interface ParsedAnswers {
    * `answers`, so unknown (documentation needed), never false.
    */
   unproven: string[];
+  /**
+   * The linkIds of answered items the form hides for this response's answers (`enableWhenExpression` false, or an
+   * ancestor's): not read, as if unanswered (design.md §7 "Answers the form does not show"). Empty unless the caller
+   * passed the hidden items.
+   */
+  notShown: string[];
 }
 
 const ORIGIN: Record<string, InformationOrigin> = {
@@ -113,20 +119,24 @@ function readValue(
 /**
  * Reads a QuestionnaireResponse into fact values (design.md §5: DTR and PAS answers override EHR facts by name).
  * Walks nested items (groups and items under answers); an item maps to the fact whose `linkId` it carries. Items
- * without an answer are unknown; items PriorPath does not know (display, groups, other forms' questions) are ignored.
+ * without an answer are unknown; items PriorPath does not know (display, groups, other forms' questions) are ignored,
+ * and so are the items in `hidden` (those the form does not show for these answers: {@link ParsedAnswers.notShown}).
  */
 export function answersFromQuestionnaireResponse(
   policy: CompiledPolicy,
   qr: QuestionnaireResponse,
   valueSets?: ValueSetIndex,
   valueSetBase?: string,
+  hidden?: ReadonlySet<string>,
 ): ParsedAnswers {
   const byLinkId = new Map<string, string>();
   for (const f of policy.facts) if (f.def.linkId && f.def.askable) byLinkId.set(f.def.linkId, f.name);
   const justificationIds = new Map(
     policy.limits.filter((l) => l.justification).map((l) => [justificationLinkId(l.id), l.id]),
   );
-  const out: ParsedAnswers = { answers: {}, origins: {}, justifications: {}, problems: [], unproven: [] };
+  const out: ParsedAnswers = { answers: {}, origins: {}, justifications: {}, problems: [], unproven: [], notShown: [] };
+  const hasAnswer = (item: QuestionnaireResponseItem): boolean =>
+    (item.answer ?? []).length > 0 || (item.item ?? []).some(hasAnswer);
   const attachmentIds = new Set(policy.attachments.filter((a) => a.proves).map((a) => a.linkId));
   const attached = new Set<string>();
 
@@ -140,6 +150,12 @@ export function answersFromQuestionnaireResponse(
   const walk = (items: QuestionnaireResponseItem[] | undefined, path: string) => {
     (items ?? []).forEach((item, i) => {
       const here = `${path}.item[${i}]`;
+      // An item the form hides for these answers was not shown: its answer (and anything under it) decides nothing,
+      // nor is a malformed one an error.
+      if (hidden?.has(item.linkId)) {
+        if (hasAnswer(item) && !out.notShown.includes(item.linkId)) out.notShown.push(item.linkId);
+        return;
+      }
       const answers = item.answer ?? [];
       const fact = byLinkId.get(item.linkId);
       const limit = justificationIds.get(item.linkId);

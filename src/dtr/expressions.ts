@@ -6,6 +6,7 @@ import type { FactType } from '../policies/policy-schema.js';
 import { tokenize } from '../fhir/fhirpath-tokens.js';
 import type { Token } from '../fhir/fhirpath-tokens.js';
 import { ORDER_DATE_LINK_ID } from '../policies/questionnaire-names.js';
+import { readsRecord, SERVER_FUNCTIONS } from '../policies/reads-record.js';
 
 /**
  * Turns policy FHIRPath (design.md §5) into the FHIRPath an SDC renderer runs in the browser:
@@ -315,8 +316,8 @@ function standardCall(
   }
 }
 
-/** Server-only functions (src/fhir/fhirpath.ts); a renderer's FHIRPath engine has none of them. */
-export const SERVER_FUNCTIONS = ['memberOf', 'coded', 'codedIn', 'recent'];
+/** Where the renderer-facing code and its tests look for them (defined beside readsRecord in the engine). */
+export { SERVER_FUNCTIONS };
 
 /** The arguments of the call whose name is `tokens[i]`: their texts and the index of the closing parenthesis. */
 function callArgs(tokens: Token[], i: number): { args: string[]; end: number } | undefined {
@@ -579,16 +580,7 @@ export function ruleOverAnswers(policy: CompiledPolicy, condition: string, ctx: 
       return answerPath(item.linkId, item.type);
     }
     const tokens = tokenize(fact.def.fhirpath);
-    // A derived fact that reads the record (or calls a server-only function) is unknown over the answers alone.
-    const readsRecord = tokens.some(
-      (t, i) =>
-        (t.kind === 'var' &&
-          !policy.factsByName.has(t.name!) &&
-          !/^(ucum|sct|loinc|policyDrug)$/.test(t.name!) &&
-          !Object.prototype.hasOwnProperty.call(RENDERER_ORDER_DATE, t.name!)) ||
-        (t.kind === 'ident' && SERVER_FUNCTIONS.includes(t.name!) && significant(tokens, i, -1)?.text === '.'),
-    );
-    if (readsRecord) return '{}';
+    if (readsRecord(policy, tokens)) return '{}';
     raw.push(fact.def.fhirpath);
     return `(${tokens
       .map((t) =>

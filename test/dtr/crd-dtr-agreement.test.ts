@@ -13,6 +13,8 @@ import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
 import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
 import { EXT_ENABLE_WHEN_EXPRESSION, EXT_INITIAL_EXPRESSION } from '../../src/fhir/dtr-urls.js';
 import { policyStructure } from '../../src/policies/policy-structure.js';
+import type { PolicyStructure } from '../../src/policies/policy-structure.js';
+import { hiddenLinkIds } from '../../src/coverage/hidden-answers.js';
 import { buildQuestionnaire, flattenItems, USAGE_GATE_DESCRIPTION } from '../../src/dtr/questionnaire-builder.js';
 import { compileFhirPath } from '../../src/fhir/fhirpath.js';
 import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
@@ -58,6 +60,48 @@ function dependsOnOverride(
   return (policy.factsByName.get(fact)?.deps ?? []).some((d) => dependsOnOverride(policy, d, overrides, seen));
 }
 
+/**
+ * A drawn fact combination as a clinician completing the form returns it: only the questions the form shows for it
+ * are answered (design.md §7 "Answers the form does not show"; dtr-flow does the same). A fact the form hides that
+ * only an answer could give (a drawn override, e.g. COG AALL1331 for a 45-year-old) is drawn again as not given, so
+ * CRD does not hold it either; one the record gives stays in CRD's record and reaches DTR as the value the form was
+ * pre-filled with and hid (`prefilledHidden`, what the CRD assertion carries), not as an answer. `asked` is what the
+ * response answers.
+ */
+function shownAnswers(policy: CompiledPolicy, structure: PolicyStructure, drawn: Record<string, FactValue | undefined>) {
+  let assignment = drawn;
+  let s = synthesizeRecord(policy, assignment);
+  for (let round = 0; ; round++) {
+    const atCrd = crd(policy, s);
+    // What the EHR holds for each question (the synthesized record may imply more than was drawn), plus the facts
+    // no record can hold: exactly what a QuestionnaireResponse answering every question would carry.
+    const held: Record<string, unknown> = {
+      ...Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
+      ...s.overrides,
+    };
+    const all = structure.asked.filter((f) => held[f] !== undefined);
+    const linkIdOf = (f: string) => policy.factsByName.get(f)!.def.linkId!;
+    const values = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value!]));
+    const hiddenIds = hiddenLinkIds(policy, new Set(all.map(linkIdOf)), values, TODAY);
+    const hidden = all.filter((f) => hiddenIds.has(linkIdOf(f)));
+    const answerOnly = hidden.filter((f) => Object.prototype.hasOwnProperty.call(s.overrides, f));
+    if (answerOnly.length > 0 && round < 5) {
+      // An override is a fact the record cannot hold: not drawing it leaves the record as it is.
+      assignment = { ...assignment };
+      const overrides = { ...s.overrides };
+      for (const f of answerOnly) {
+        assignment[f] = undefined;
+        delete overrides[f];
+      }
+      s = { ...s, overrides };
+      continue;
+    }
+    const asked = Object.fromEntries(all.filter((f) => !hidden.includes(f)).map((f) => [f, held[f]]));
+    const prefilledHidden = Object.fromEntries(hidden.map((f) => [f, held[f]]));
+    return { assignment, s, atCrd, asked, prefilledHidden };
+  }
+}
+
 function summary(ev: PolicyEvaluation) {
   return { outcome: ev.outcome, pathway: ev.pathway?.id, failed: ev.failed.map((r) => r.id).sort() };
 }
@@ -70,23 +114,14 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
     const r = rng(0x5eed ^ policy.file.id.length);
     const outcomes = new Map<string, number>();
     for (let run = 0; run < RUNS; run++) {
-      const assignment = randomAssignment(policy, structure.asked, r);
-      const s = synthesizeRecord(policy, assignment);
-      const atCrd = crd(policy, s);
-      // What the EHR holds for each question (the synthesized record may imply more than was drawn), plus the facts
-      // no record can hold: exactly what a QuestionnaireResponse answering every question would carry.
-      const held: Record<string, unknown> = {
-        ...Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
-        ...s.overrides,
-      };
-      const asked = Object.fromEntries(structure.asked.filter((f) => held[f] !== undefined).map((f) => [f, held[f]]));
+      const { assignment, atCrd, asked, prefilledHidden } = shownAnswers(policy, structure, randomAssignment(policy, structure.asked, r));
       const qr = prefilledResponse(policy, q, asked, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE });
       // An attestation held true comes with the document that proves it (attachments `proves`), as the form requires:
       // the record's "true" stands for an answer with its evidence.
       for (const a of policy.attachments)
         if (a.proves?.some((f) => asked[f] === true))
           (qr.item ??= []).push({ linkId: a.linkId, answer: [{ valueAttachment: { contentType: 'application/pdf', data: 'JVBERi0xLjQ=' } }] });
-      const atDtr = evaluateQuestionnaireResponse({ content, qr, today: TODAY });
+      const atDtr = evaluateQuestionnaireResponse({ content, qr, knownFacts: prefilledHidden, today: TODAY });
       expect(atDtr.problems).toEqual([]);
       expect(Object.keys(atDtr.answers).sort(), 'every held fact travels through the QuestionnaireResponse').toEqual(
         Object.keys(asked).sort(),
@@ -215,7 +250,9 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
             valueSets: content.valueSets,
             canonicalBase: CANONICAL_BASE,
           });
-          const ev = evaluateQuestionnaireResponse({ content, qr: vqr, today: TODAY }).evaluation;
+          // The answers read as given (knownFacts, not items): this is about the form's gates (what they hide could not
+          // change the determination were it read), not the server's rule that a hidden answer is not read at all.
+          const ev = evaluateQuestionnaireResponse({ content, qr: { ...vqr, item: [] }, knownFacts: variant, today: TODAY }).evaluation;
           for (const rule of g.rules)
             expect(
               ev.rules.find((x) => x.id === rule)?.result,

@@ -25,7 +25,7 @@ import { COVERAGE_INFO_URL, coverageInformationProblems } from '../../src/covera
 import { handleHook } from '../../src/hooks/hook-handler.js';
 import { createLogger } from '../../src/logger.js';
 import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
-import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
+import { askWhenFalse, evaluatePolicy } from '../../src/policies/evaluate-policy.js';
 import type { FactValue, PolicyEvaluation } from '../../src/policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord, orderDateOf } from '../../src/policies/evaluation-data.js';
 import { recordFromResources } from '../../src/policies/record-from-resources.js';
@@ -105,7 +105,18 @@ function scenario(policy: CompiledPolicy) {
     | undefined;
   for (let tries = 0; tries < 3000; tries++) {
     const assignment = randomAssignment(policy, structure.asked, r);
-    const full = synthesizeRecord(policy, assignment);
+    const drawn = synthesizeRecord(policy, assignment);
+    // No answer to a question the form does not show this patient (askWhen false on the complete record): the form
+    // hides it and the server does not read it (design.md §7 "Answers the form does not show").
+    const known = Object.fromEntries(
+      crdOver(policy, drawn, drawn.overrides).facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value!]),
+    );
+    const full = {
+      ...drawn,
+      overrides: Object.fromEntries(
+        Object.entries(drawn.overrides).filter(([f]) => !askWhenFalse(policy.factsByName.get(f)?.askWhen, known, TODAY)),
+      ),
+    };
     const fullEval = crdOver(policy, full, full.overrides);
     if (fullEval.outcome === 'error') continue;
     // Hold back one finding the record would otherwise show, so that the order needs documentation at signing.
@@ -264,7 +275,10 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
         ],
       });
     }
-    const dtr = evaluateQuestionnaireResponse({ content, qr, today: TODAY });
+    // Read as the server reads it: over the facts CRD recorded at signing (design.md §7 "One record of what CRD knew"),
+    // so an answer the form hides (design.md §7 "Answers the form does not show") leaves the recorded fact standing.
+    const recorded = (await storage.getAssertion(sub(signed.extension?.find((e) => e.url === COVERAGE_INFO_URL), 'coverage-assertion-id')[0].valueString!))!;
+    const dtr = evaluateQuestionnaireResponse({ content, qr, knownFacts: recorded.facts, assertedOrderDate: recorded.orderDate, today: TODAY });
     expect(dtr.problems).toEqual([]);
     expect(dtr.evaluation.outcome).toBe(sc.fullEval.outcome);
     expect(dtr.evaluation.pathway?.id).toBe(sc.fullEval.pathway?.id);

@@ -1,0 +1,170 @@
+/**
+ * A returned response is read as the form shows it (design.md §7 "Answers the form does not show"): an answer to a
+ * question the form hides for the response's other answers decides nothing, and an answer the form shows still counts.
+ * Each stale answer below is one the form hides (its enableWhenExpression reads the other answers), yet read as given
+ * it would change the determination: the "would have" assertion proves the case bites, the "is" assertion is the rule.
+ */
+import type { Questionnaire, QuestionnaireResponseItem } from '@medplum/fhirtypes';
+import { describe, expect, it } from 'vitest';
+import { answersFromQuestionnaireResponse, prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
+import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
+import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
+import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
+import { recordFromResources } from '../../src/policies/record-from-resources.js';
+import { buildCase, readCaseFile } from '../helpers/policy-cases.js';
+import { CANONICAL_BASE, dtrContent } from './helpers.js';
+import { clientInitialExpression } from '../../src/dtr/expressions.js';
+import { policyStructure } from '../../src/policies/policy-structure.js';
+
+const content = dtrContent();
+const EVIDENCE = 'https://priorpath.dev/fhir/CodeSystem/evidence';
+
+type Answers = Record<string, QuestionnaireResponseItem['answer']>;
+
+/**
+ * A case of a policy's case file as DTR receives it: the response the payer pre-filled from CRD's facts (the case's
+ * answers included, as the clinician gave them), completed, with `visible` answers set (replacing pre-filled ones)
+ * and, when given, `stale` answers added.
+ */
+function responseFor(policyId: string, caseName: string, visible: Answers, stale: Answers = {}) {
+  const spec = readCaseFile(`${policyId}.yaml`);
+  const policy = content.policies.find((p) => p.file.id === policyId)!;
+  const c = spec.cases.find((x) => x.name === caseName);
+  expect(c, caseName).toBeDefined();
+  const { resources, order } = buildCase(c!);
+  const record = recordFromResources(resources, [order], order.requester?.reference);
+  const data = evaluationDataFor(indexRecord(record), order, spec.today);
+  const atCrd = evaluatePolicy(policy, data, {});
+  const known = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]));
+  const form = content.questionnaires.get(policy.questionnaire.split('|')[0]) as unknown as Questionnaire;
+  const qr = prefilledResponse(policy, form, { ...known, ...(c!.answers ?? {}) }, {
+    valueSets: content.valueSets,
+    canonicalBase: CANONICAL_BASE,
+    orderDate: data.orderDate,
+    dtrVersion: '2.2',
+  });
+  qr.status = 'completed';
+  const set = { ...visible, ...stale };
+  const drop = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] =>
+    (items ?? []).filter((i) => !(i.linkId in set)).map((i) => (i.item ? { ...i, item: drop(i.item) } : i));
+  qr.item = [...drop(qr.item), ...Object.entries(set).map(([linkId, answer]) => ({ linkId, answer }))];
+  return { policy, qr, known, data, today: spec.today };
+}
+
+/**
+ * The DTR reading (design.md §7: over CRD's facts) of the response with the stale answers, of the same response
+ * without them, and the outcome it would get were every answer read (the stale ones overriding CRD's facts).
+ */
+function readBothWays(policyId: string, caseName: string, visible: Answers, stale: Answers = {}) {
+  const { policy, qr, known, data, today } = responseFor(policyId, caseName, visible, stale);
+  const read = evaluateQuestionnaireResponse({ content, qr, knownFacts: known, today });
+  const plain = evaluateQuestionnaireResponse({ content, qr: responseFor(policyId, caseName, visible).qr, knownFacts: known, today });
+  // Every answer read as given over the case's record (the facts derived from a stale answer recomputed from it).
+  const everything = answersFromQuestionnaireResponse(policy, qr, content.valueSets, `${CANONICAL_BASE}/ValueSet`).answers;
+  const readAll = { evaluation: evaluatePolicy(policy, data, everything) };
+  return { read, plain, readAll };
+}
+
+const yes = [{ valueBoolean: true }];
+const code = (c: string) => [{ valueCoding: { system: EVIDENCE, code: c } }];
+
+describe('DTR: an answer the form hides decides nothing; one it shows still counts', () => {
+  it('OHSU: a stale "COG AALL1331 regimen: yes" on a 45-year-old (asked only under 31) does not hold the approval back for the AALL1331 dose', () => {
+    const name = 'the attestation answered yes in DTR approves the relapsed adult for 30 weeks';
+    const { read, plain, readAll } = readBothWays('ohsu-blinatumomab', name, {}, { 'cog-aall1331': yes });
+    expect(readAll.evaluation.outcome, 'read as given, the stale answer would change the decision').not.toBe(plain.evaluation.outcome);
+    expect(read.evaluation.outcome).toBe('satisfied');
+    expect(read.evaluation.outcome).toBe(plain.evaluation.outcome);
+    expect(read.warnings.join(' ')).toContain('cog-aall1331');
+    expect(read.notShown).toContain('cog-aall1331');
+  });
+
+  it('MMM: stale infant-ALL and Interfant answers on an adult (asked only under 3) do not approve the Interfant use', () => {
+    const name = 'MRD ≥ 0.1 % in a third remission is not the labelled MRD indication and is not covered in induction';
+    const { read, plain, readAll } = readBothWays('mmm-blinatumomab', name, {}, { 'infant-all': yes, 'with-interfant': yes });
+    expect(readAll.evaluation.outcome, 'read as given, the stale answers would approve').toBe('satisfied');
+    expect(read.evaluation.outcome).toBe('not-covered');
+    expect(read.evaluation.outcome).toBe(plain.evaluation.outcome);
+    expect(read.notShown).toEqual(expect.arrayContaining(['infant-all', 'with-interfant']));
+  });
+
+  it('Centene: stale infant-ALL and Interfant answers on an adult do not reopen a use the adult cannot have', () => {
+    const name = 'adult Ph-negative maintenance as a single agent (no POMP) fits no pathway';
+    const { read, plain, readAll } = readBothWays('centene-blinatumomab', name, {}, { 'infant-all': yes, 'with-interfant': yes });
+    expect(readAll.evaluation.outcome, 'read as given, the stale answers would change the decision').not.toBe('not-covered');
+    expect(read.evaluation.outcome).toBe('not-covered');
+    expect(read.evaluation.outcome).toBe(plain.evaluation.outcome);
+    expect(read.notShown).toEqual(expect.arrayContaining(['infant-all', 'with-interfant']));
+  });
+
+  it("Centene: the earlier course's indication counts when the form shows it (a renewal), not on a first request", () => {
+    const name = 'adult Ph-negative maintenance alternating with POMP, MRD unavailable, is approved';
+    const five = { 'cycles-requested': [{ valueInteger: 5 }] };
+    const mrdCourse = { 'earlier-course-indication': code('mrd-positive') };
+    // A first request: the question is hidden; read as given, the answer would put the order over the MRD+ course's 4.
+    const first = readBothWays('centene-blinatumomab', name, { ...five, 'renewal-request': [{ valueBoolean: false }] }, mrdCourse);
+    expect(first.readAll.evaluation.outcome).toBe('limit-exceeded');
+    expect(first.read.evaluation.outcome).toBe(first.plain.evaluation.outcome);
+    expect(first.read.evaluation.outcome).not.toBe('limit-exceeded');
+    expect(first.read.notShown).toContain('earlier-course-indication');
+    // A renewal: the question is shown and its answer decides (CP.PHAR.312 V: the MRD-positive course is 4 cycles).
+    const renewal = readBothWays('centene-blinatumomab', name, { ...five, 'renewal-request': yes, ...mrdCourse });
+    expect(renewal.read.notShown).not.toContain('earlier-course-indication');
+    expect(renewal.read.evaluation.outcome).toBe('limit-exceeded');
+    expect(renewal.read.evaluation.failed.map((r) => r.id)).toContain('course-mrd-positive');
+  });
+
+  it('BCBSNC: a shown answer counts (CD19 positive approves the MRD-positive label use); hidden renewal answers on a first request are ignored', () => {
+    const name = 'MRD-positive remission without a CD19 result asks for CD19';
+    const shown = readBothWays('bcbsnc-blinatumomab', name, { 'cd19-positive': yes });
+    expect(shown.read.evaluation.outcome).toBe('satisfied');
+    expect(shown.read.notShown).not.toContain('cd19-positive');
+    const stale = readBothWays('bcbsnc-blinatumomab', name, { 'cd19-positive': yes, 'renewal-request': [{ valueBoolean: false }] }, {
+      'earlier-course-indication': code('mrd-positive'),
+      'currently-receiving': yes,
+    });
+    expect(stale.read.evaluation.outcome).toBe('satisfied');
+    expect(stale.read.notShown).toEqual(expect.arrayContaining(['earlier-course-indication', 'currently-receiving']));
+  });
+
+  it('BCBSNC: a stale "currently receiving" on a first request does not count a new relapse on the old course (Policy Guidelines treatment course)', () => {
+    const name =
+      "a new relapse after a completed 8-cycle course that brought a remission begins a new course (orders without a phase), so its 2 induction cycles are approved, not counted on the old course's 8";
+    const { read, plain, readAll } = readBothWays('bcbsnc-blinatumomab', name, { 'renewal-request': [{ valueBoolean: false }] }, { 'currently-receiving': yes });
+    expect(readAll.evaluation.outcome, 'read as given, the old course would count: 8 + 2 cycles over its 9').toBe('limit-exceeded');
+    expect(read.evaluation.outcome).toBe('satisfied');
+    expect(read.evaluation.outcome).toBe(plain.evaluation.outcome);
+    expect(read.notShown).toEqual(['currently-receiving']);
+    // Answered on a renewal the form shows it, and it counts: the order continues the old course.
+    const renewal = readBothWays('bcbsnc-blinatumomab', name, { 'renewal-request': yes, 'currently-receiving': yes });
+    expect(renewal.read.notShown).toEqual([]);
+    expect(renewal.read.evaluation.facts.find((f) => f.name === 'currentlyReceiving')).toMatchObject({ value: true, source: 'answer' });
+  });
+
+  it('OHSU: an answer the form shows still counts (the live-vaccine attestation approves; without it the order waits)', () => {
+    const name = 'the attestation answered yes in DTR approves the relapsed adult for 30 weeks';
+    const { read } = readBothWays('ohsu-blinatumomab', name, {});
+    expect(read.evaluation.outcome).toBe('satisfied');
+    expect(read.notShown).not.toContain('no-live-vaccine-on-therapy');
+    const unanswered = readBothWays('ohsu-blinatumomab', name, { 'no-live-vaccine-on-therapy': [] });
+    expect(unanswered.read.evaluation.outcome).toBe('documentation-needed');
+  });
+});
+
+describe("the server reads a question's askWhen as the form does", () => {
+  // src/coverage/hidden-answers.ts reads an askWhen over the server's facts: that is the form's reading only while the
+  // form has a reading of every fact the askWhen names (its question, or its pre-filled initialExpression). A fact
+  // the form cannot read is unknown there and would close the gate on the server alone, dropping an answer the
+  // clinician was shown.
+  it.each(content.policies.map((p) => [p.file.id, p] as const))('%s: every fact an askWhen names is one the form reads', (_id, policy) => {
+    const structure = policyStructure(policy);
+    const ctx = { valueSets: content.valueSets, valueSetBase: `${CANONICAL_BASE}/ValueSet` };
+    const onForm = (f: string) => policy.factsByName.get(f)?.def.linkId !== undefined && structure.usedBy.has(f);
+    const texts = [...policy.file.attachments.map((a) => a.askWhen), ...policy.facts.filter((f) => onForm(f.name)).map((f) => f.def.askWhen)];
+    const unread = texts
+      .filter((t): t is string => t !== undefined)
+      .flatMap((t) => [...t.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)].map((m) => m[0]))
+      .filter((n) => policy.factsByName.has(n) && !onForm(n) && clientInitialExpression(policy, n, ctx).expression === undefined);
+    expect([...new Set(unread)]).toEqual([]);
+  });
+});
