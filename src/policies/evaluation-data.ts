@@ -14,7 +14,7 @@ import { ICD10_SYSTEMS, canonicalIcd10Code } from '../fhir/value-sets.js';
 import type { EvaluationData } from './evaluate-policy.js';
 import { FactMemo } from './evaluate-policy.js';
 import { localReference } from '../fhir/references.js';
-import { byInstant } from '../fhir/fhir-instant.js';
+import { instantOf } from '../fhir/fhir-instant.js';
 
 /** The patient's record as resolved from prefetch or EHR queries, before it is narrowed to one order. */
 export interface PatientRecord {
@@ -125,11 +125,20 @@ export function indexRecord(record: PatientRecord): PatientRecord {
     ...record,
     conditions: record.conditions.filter(isQualifyingCondition).map(withCanonicalCode),
     diagnosesComplete: (record.diagnosesComplete ?? true) && !record.conditions.some(isSuspectedDiagnosis),
-    observations: [...record.observations]
-      .filter((o) => o.status !== 'entered-in-error' && o.status !== 'cancelled')
-      .sort((a, b) => byInstant(observationDate(a), observationDate(b))),
+    observations: byTimeTaken(record.observations.filter((o) => o.status !== 'entered-in-error' && o.status !== 'cancelled')),
     immunizations: record.immunizations.filter((i) => i.status === 'completed'),
   };
+}
+
+/**
+ * Observations oldest first by the instant each was taken ({@link instantOf}); each date is parsed once, not once per
+ * comparison (a record of a few hundred results is sorted on every hook). Undated results come first; equal instants
+ * keep their order (the order `byInstant` in fhir-instant.ts gives).
+ */
+function byTimeTaken(observations: Observation[]): Observation[] {
+  const keyed = observations.map((o, i) => ({ o, i, at: instantOf(observationDate(o)) ?? -Infinity }));
+  keyed.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.i - b.i));
+  return keyed.map((k) => k.o);
 }
 
 /**
