@@ -34,8 +34,9 @@ export interface OrderDecision {
    * The order judged again as of another order date: set only for an order that states no date of its own (so it was
    * judged on the day of the call) and whose dose could not be read. An approval at signing was given on the order
    * date it then had, and a re-sign of the unchanged order weeks later may find the height/weight window empty on
-   * today's date; settleOrderDecisions judges it on the approval's date before letting the approval go (docs/design.md
-   * §8 "What an approval covers"). Kept only in that case: it holds the patient record past the hook's storage wait.
+   * today's date; settleOrderDecisions judges it on the approval's date before letting the approval go, when that
+   * approval is in force, was given at signing and the order is unchanged (docs/design.md §8 "What an approval
+   * covers"). Kept only in that case: it holds the patient record past the hook's storage wait.
    */
   judgedOn?: (orderDate: string) => PolicyEvaluation;
 }

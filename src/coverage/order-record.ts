@@ -3,7 +3,11 @@ import { applyChangeTo } from '../storage/storage.js';
 import type { OrderDecision } from './decide-orders.js';
 import type { Determination } from './determination.js';
 import { determinationOf } from './determination.js';
+import { isDeepStrictEqual } from 'node:util';
 import { localReference } from '../fhir/references.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
+import { variableReferences } from '../policies/policy-loader.js';
 
 /**
  * The order's one authorization record (design.md §8 "One authorization per order"): CRD, DTR, PAS and the reviewer
@@ -82,21 +86,46 @@ function approvalSource(record: OrderRecord): string | undefined {
 }
 
 /**
- * An approved order that states no date of its own, signed again, is judged on the date its approval judged it (the
- * approval's start: the order date then stored), not on the day of this call (docs/design.md §8 "What an approval
+ * An approved order that states no date of its own, signed again unchanged, is judged on the date its approval judged it
+ * (the approval's start: the order date then stored), not on the day of this call (docs/design.md §8 "What an approval
  * covers"). Judged on today, an unchanged per-m² order re-signed weeks later finds the 30-day height and weight window
  * empty and its dose unreadable, and would let go of an approval nobody's change undid. Only the decisions that carry
- * {@link OrderDecision.judgedOn} (no date of their own, a dose not read today) are judged again; the decision then
- * stands on that date's evaluation and order date, so its assertion records the date it was judged on.
+ * {@link OrderDecision.judgedOn} (no date of their own, a dose not read today) are judged again, and only when the
+ * approval is still in force, was the rules' at signing, and the order is the one approved ({@link sameOrderFacts});
+ * the decision then stands on that date's evaluation and order date, so its assertion records the date it was judged
+ * on. Otherwise today's evaluation stands.
  */
-function judgeOnApprovalDate(d: OrderDecision, record: OrderRecord | null): void {
-  const judge = d.judgedOn;
+async function judgeOnApprovalDate(storage: Storage, d: OrderDecision, record: OrderRecord | null, today: string): Promise<void> {
+  let judge = d.judgedOn;
   // Let go of the patient record it holds before the answer waits for storage.
   d.judgedOn = undefined;
-  const approvedOn = record?.state === 'approved' ? record.authorization?.start : undefined;
-  if (!judge || !approvedOn || approvedOn === d.orderDate) return;
-  d.evaluation = judge(approvedOn);
-  d.orderDate = approvedOn;
+  if (!judge || !d.policy || record?.state !== 'approved' || !record.authorization) return;
+  const { start, end } = record.authorization;
+  // An approval no longer in force answers for nothing today: the order is judged as any order signed today is.
+  if (start === d.orderDate || end < today) return;
+  // Only the rules' approval at signing is let go of for an unreadable dose (reopeningReason), and only it was given
+  // for the dose signing read from the order, which its assertion recorded.
+  const approved = [...record.history].reverse().find((h) => h.state === 'approved');
+  if (approved?.source !== 'crd' || !approved.assertionId) return;
+  const then = judge(start);
+  judge = undefined;
+  const assertion = await storage.getAssertion(approved.assertionId).catch(() => undefined);
+  if (!assertion || !sameOrderFacts(d.policy, then, assertion)) return;
+  d.evaluation = then;
+  d.orderDate = start;
+}
+
+/**
+ * Whether an order judged again on its approval's date reads, from the order, what the approval's assertion recorded
+ * then: every fact whose expression reads `%order` (the dose, the cycles) has the value it had. Only then is
+ * it the order approved, signed again unchanged; an order changed since (another dose, more cycles) is judged as it
+ * now stands, on today, as {@link reopeningReason} and {@link outgrowsApproval} judge the order as it now stands.
+ */
+function sameOrderFacts(policy: CompiledPolicy, then: PolicyEvaluation, approval: AssertionRecord): boolean {
+  const orderFacts = policy.facts.filter((f) => variableReferences(f.def.fhirpath).includes('order'));
+  if (orderFacts.length === 0) return false;
+  const values = new Map(then.facts.map((f) => [f.name, f.value]));
+  return orderFacts.every((f) => isDeepStrictEqual(values.get(f.name), approval.facts[f.name]));
 }
 
 /**
@@ -337,6 +366,8 @@ export async function settleOrderDecisions(opts: {
   patientId: string;
   decisions: OrderDecision[];
   actor: string;
+  /** The day of the call (YYYY-MM-DD): an approval that ended before it is not one an order is judged again under. */
+  today: string;
   assertionOf?: (d: OrderDecision) => AssertionRecord;
 }): Promise<Set<OrderDecision>> {
   const written = new Set<OrderDecision>();
@@ -350,7 +381,7 @@ export async function settleOrderDecisions(opts: {
       const key = orderKeyOf({ payer: opts.payer, patientId: opts.patientId, orderRef: `${d.order.resourceType}/${d.order.id}`, drug: d.policy!.file.drug });
       if (!key) return;
       const current = records.find((r) => r.orderRef === key.orderRef && r.drug === key.drug) ?? null;
-      judgeOnApprovalDate(d, current);
+      await judgeOnApprovalDate(opts.storage, d, current, opts.today);
       const determination = determinationOf(d.policy!, d.evaluation!, d.authorization);
       const { record, assertionWritten } = await recordEvaluation(
         opts.storage,

@@ -266,6 +266,7 @@ async function answerHook(decided: DecidedHook, deps: HookDeps): Promise<HookRes
     patientId: req.patientId,
     decisions,
     actor: `${req.hook} ${req.hookInstance}`,
+    today,
     assertionOf,
   });
   for (const d of decisions) {
