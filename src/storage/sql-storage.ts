@@ -1594,9 +1594,9 @@ export class SqlStorage implements Storage {
 
   async listApiAccess(limit = 100): Promise<ApiAccessRecord[]> {
     // What this process has logged is listed, even the lines still waiting to share a statement, or kept through an
-    // outage (written first when the database takes them now).
+    // outage (written first when the database takes them now; a write that hangs is waited for a bounded time only).
     await this.accessBatcher.drain();
-    await this.accessBacklog.flush();
+    await this.accessBacklog.settle();
     const rows = await this.driver.query<{ request_id: string; at: string; client_id: string | null; operation: string; resource_ids: string[]; status: number; outcome: string }>(
       `SELECT request_id, ${ts('at')} AS at, client_id, operation, resource_ids, status, outcome FROM api_access_log ORDER BY id DESC LIMIT $1`,
       [limit],
