@@ -131,8 +131,8 @@ describe('access lines kept through a storage outage', () => {
   });
 
   it('does not wait on a write that hangs past its bound in a listing (settle): the lines stay kept', async () => {
-    const hung: ((v?: unknown) => void)[] = [];
-    const backlog = new AccessBacklog<Line>(() => new Promise((resolve) => hung.push(resolve)), { retryMs: 60_000, flushWaitMs: 10 });
+    const hung: (() => void)[] = [];
+    const backlog = new AccessBacklog<Line>(() => new Promise<void>((resolve) => hung.push(() => resolve())), { retryMs: 60_000, flushWaitMs: 10 });
     backlog.keep([line(1), line(2)]);
     await backlog.settle();
     expect(backlog.size).toBe(2);
@@ -141,8 +141,8 @@ describe('access lines kept through a storage outage', () => {
 
   it('at close, does not wait on a write that hangs past its bound (was the driver timeout): the lines are counted lost', async () => {
     const { logged, logger } = captured();
-    const hung: ((v?: unknown) => void)[] = [];
-    const backlog = new AccessBacklog<Line>(() => new Promise((resolve) => hung.push(resolve)), { logger, retryMs: 60_000, flushWaitMs: 10 });
+    const hung: (() => void)[] = [];
+    const backlog = new AccessBacklog<Line>(() => new Promise<void>((resolve) => hung.push(() => resolve())), { logger, retryMs: 60_000, flushWaitMs: 10 });
     backlog.keep([line(1), line(2)]);
     await backlog.close();
     expect(logged.find((l) => l.level === 50)).toMatchObject({ lost: 2 });
