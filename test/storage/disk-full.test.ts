@@ -40,6 +40,18 @@ const newDir = () => {
   return d;
 };
 
+/**
+ * Waits for `met` (a log line the background write leaves), polling a bounded number of times: if it never comes the
+ * test fails naming `cause`, rather than hanging to the test timeout. The bound is a count, not a timing assertion.
+ */
+async function waitFor(met: () => boolean, cause: string, polls = 250): Promise<void> {
+  for (let i = 0; i < polls; i++) {
+    if (met()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`never saw ${cause}`);
+}
+
 /** Makes every insert into `table` fail as a full disk does; returns the undo. */
 async function fillDisk(storage: SqlStorage, table: string): Promise<() => Promise<void>> {
   await storage.driver.exec(
@@ -113,7 +125,7 @@ describe('embedded storage whose disk is full', () => {
       assertionId = info.extension!.find((e) => e.url === 'coverage-assertion-id')!.valueString;
       expect(assertionId).toBeDefined();
       // The queue's first attempt meets the full disk (it logs what it keeps, or what it drops): space is freed after.
-      while (!lines.some((l) => /kept and retried|they are dropped/.test(l))) await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => lines.some((l) => /kept and retried|they are dropped/.test(l)), "the assertion queue's log line that it kept (or dropped) the write the full disk refused");
       await free();
     } finally {
       await storage.close();
@@ -193,7 +205,7 @@ async function expectAccessLinesKept(config: StorageConfig): Promise<void> {
     // The lines met the full disk and were kept (the backlog says so once, with a count), or lost (the gate logs the
     // failed write): space is freed after.
     const met = () => logged.some((l) => l.includes('payer API access lines kept in memory')) || appLog.some((l) => l.includes('payer API access log write failed'));
-    while (!met()) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(met, "the log line that the access lines were kept in memory (or lost): the full disk on api_access_log refused no access line");
     await freeAccess();
     await freeSubmissions();
     const stored = await storage.listApiAccess(50);
