@@ -195,9 +195,11 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
     );
   }
   const valueSetBase = `${content.canonicalBase}/ValueSet`;
+  // The record does not change between the readings below (only the answers do): it is indexed once.
+  const recordData = recordDataOf(input);
   const read = (hidden?: ReadonlySet<string>) => {
     const parsed = answersFromQuestionnaireResponse(policy, qr, content.valueSets, valueSetBase, hidden);
-    return { parsed, ...judge(input, policy, parsed) };
+    return { parsed, ...judge(input, policy, parsed, recordData) };
   };
   let reading = read();
 
@@ -240,8 +242,32 @@ function factValuesOf(evaluation: PolicyEvaluation): Record<string, FactValue> {
   return out;
 }
 
+/**
+ * The record's evaluation data at an order date fallback, indexed once per response and made once per fallback (the
+ * readings of one response nearly always share it), so that every reading shares one fact memo too: facts that read
+ * no answer are evaluated once (evaluate-policy.ts shares only those). Undefined without a record.
+ */
+type RecordData = ((fallback: string) => EvaluationData) | undefined;
+
+function recordDataOf(input: EvaluateResponseInput): RecordData {
+  if (!input.record) return undefined;
+  const indexed = indexRecord(input.record);
+  const order = input.order ?? indexed.orders[0] ?? ({ resourceType: 'MedicationRequest' } as MedicationRequest);
+  const made = new Map<string, EvaluationData>();
+  return (fallback) => {
+    let data = made.get(fallback);
+    if (!data) made.set(fallback, (data = evaluationDataFor(indexed, order, fallback)));
+    return data;
+  };
+}
+
 /** The policy evaluated over one reading of the response's answers, and the order date it was judged on. */
-function judge(input: EvaluateResponseInput, policy: CompiledPolicy, parsed: ParsedAnswers): { evaluation: PolicyEvaluation; orderDate: string } {
+function judge(
+  input: EvaluateResponseInput,
+  policy: CompiledPolicy,
+  parsed: ParsedAnswers,
+  recordData: RecordData,
+): { evaluation: PolicyEvaluation; orderDate: string } {
   // An attestation answered true without its document is unknown: a value recorded earlier (an assertion's facts)
   // must not stand in for it either.
   const known = input.knownFacts && parsed.unproven.length > 0
@@ -254,10 +280,8 @@ function judge(input: EvaluateResponseInput, policy: CompiledPolicy, parsed: Par
   // the CRD assertion the response names recorded; today only when none says (the same fallback as
   // evaluation-data.ts orderDateOf).
   const fallback = parsed.orderDate ?? input.assertedOrderDate ?? input.today;
-  if (input.record) {
-    const indexed = indexRecord(input.record);
-    const order = input.order ?? indexed.orders[0] ?? ({ resourceType: 'MedicationRequest' } as MedicationRequest);
-    const data = evaluationDataFor(indexed, order, fallback);
+  if (recordData) {
+    const data = recordData(fallback);
     return { evaluation: evaluatePolicy(policy, data, answers), orderDate: data.orderDate };
   }
   return { evaluation: evaluatePolicy(answersOnly(policy), emptyData(fallback), answers), orderDate: fallback };

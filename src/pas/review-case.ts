@@ -10,7 +10,7 @@ import type {
   Resource,
 } from '@medplum/fhirtypes';
 import type { PasRequest } from './request-bundle.js';
-import { byInstant } from '../fhir/fhir-instant.js';
+import { instantOf } from '../fhir/fhir-instant.js';
 
 /** DTR `information-origin` (2.0.1 and 2.2 URL). */
 const INFORMATION_ORIGIN = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin';
@@ -259,6 +259,17 @@ function factOf(r: Resource, orderRefs: Set<string>): ReviewFact | undefined {
 }
 
 /**
+ * Chart facts newest first by the instant each was taken, not by its text (results written with different time-zone
+ * offsets: fhir-instant.ts). Each date is parsed once, not once per comparison; undated facts come last, and facts of
+ * the same instant keep the Bundle's order (as byTimeTaken in policies/evaluation-data.ts).
+ */
+function newestTakenFirst(facts: ReviewFact[]): ReviewFact[] {
+  const keyed = facts.map((f, i) => ({ f, i, at: instantOf(f.date) ?? -Infinity }));
+  keyed.sort((a, b) => (a.at > b.at ? -1 : a.at < b.at ? 1 : a.i - b.i));
+  return keyed.map((k) => k.f);
+}
+
+/**
  * The reviewer's reading of a PAS request (PAS §"Request": the Claim, its supporting information and the DTR
  * QuestionnaireResponse; X12 278 "additional information"): the patient and member id, each requested order, every
  * answered question with its origin (in the form's words: `questionText` supplies the Questionnaire's text for an
@@ -296,9 +307,8 @@ export function reviewCase(req: PasRequest, questionText: QuestionText = () => u
       return true;
     })
     .map((r) => factOf(r, orderRefs))
-    .filter((f): f is ReviewFact => !!f)
-    // Newest first by the instant each was taken, not by its text (results written with different time-zone offsets).
-    .sort((a, b) => byInstant(b.date, a.date));
+    .filter((f): f is ReviewFact => !!f);
+  const newestFirst = newestTakenFirst(facts);
   const payer = req.coverage.payor?.[0];
   const payerOrg = payer?.reference ? req.byReference.get(payer.reference) : undefined;
   return {
@@ -318,6 +328,6 @@ export function reviewCase(req: PasRequest, questionText: QuestionText = () => u
       items: answersOf(qr, attachments, questionText),
     })),
     attachments,
-    facts,
+    facts: newestFirst,
   };
 }

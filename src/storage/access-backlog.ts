@@ -15,10 +15,30 @@ export interface AccessBacklogOptions {
   /** First retry delay after the database refused the kept lines (doubles up to maxRetryMs). */
   retryMs?: number;
   maxRetryMs?: number;
+  /**
+   * Longest wait for the kept lines in `settle` and `close` (default ACCESS_BACKLOG_FLUSH_WAIT_MS): a write that
+   * hangs (an unreachable server, a connect timeout) must not hold every listing, or a SIGTERM's drain, for the
+   * driver's own timeout.
+   */
+  flushWaitMs?: number;
 }
 
 /** Lines kept at most: about 3 MB of access lines, some minutes of a busy payer API's calls. */
 export const ACCESS_BACKLOG_MAX = 10_000;
+
+/** Longest wait for the kept lines before a listing (settle) or at shutdown (close). */
+export const ACCESS_BACKLOG_FLUSH_WAIT_MS = 2000;
+
+/**
+ * The part of a database error that may be logged: its SQLSTATE and its message up to the first colon. PostgreSQL
+ * puts the value it refused after that colon ('invalid input syntax for type uuid: "…"') and the whole row in
+ * `detail` ("Failing row contains (…)"): an access line's resource ids, which are never logged.
+ */
+export function refusalReason(err: unknown): { sqlstate?: string; reason: string } {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  return { ...(typeof code === 'string' ? { sqlstate: code } : {}), reason: message.split(':')[0].trim() };
+}
 
 /**
  * Payer API access lines the database could not take (unreachable, a full disk: StorageUnavailableError), kept in
@@ -36,10 +56,12 @@ export class AccessBacklog<T extends BacklogLine> {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private delay: number;
   private flushing: Promise<void> | undefined;
+  private closed = false;
   private readonly max: number;
   private readonly batch: number;
   private readonly retryMs: number;
   private readonly maxRetryMs: number;
+  private readonly flushWaitMs: number;
 
   constructor(
     private readonly write: (lines: T[]) => Promise<void>,
@@ -49,6 +71,7 @@ export class AccessBacklog<T extends BacklogLine> {
     this.batch = opts.batch ?? 500;
     this.retryMs = opts.retryMs ?? 100;
     this.maxRetryMs = opts.maxRetryMs ?? 5000;
+    this.flushWaitMs = opts.flushWaitMs ?? ACCESS_BACKLOG_FLUSH_WAIT_MS;
     this.delay = this.retryMs;
   }
 
@@ -96,9 +119,31 @@ export class AccessBacklog<T extends BacklogLine> {
     return this.flushing;
   }
 
-  /** One last attempt (SIGTERM, close): what the database still refuses is lost, and the count is logged. */
+  /**
+   * Writes the kept lines, waiting at most `flushWaitMs`: a write still under way after that goes on (its lines stay
+   * kept until it ends) and the caller proceeds without them. Resolves either way, never rejects.
+   */
+  async settle(): Promise<void> {
+    if (this.lines.length === 0 && !this.flushing) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.flushWaitMs);
+      timer.unref();
+    });
+    try {
+      await Promise.race([this.flush().catch(() => undefined), waited]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * One last attempt (SIGTERM, close), bounded by `flushWaitMs`: what the database still refuses, or has not taken by
+   * then, is lost, and the count is logged.
+   */
   async close(): Promise<void> {
-    await this.flush();
+    await this.settle();
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     if (this.lines.length > 0 || this.dropped > 0) {
@@ -110,6 +155,9 @@ export class AccessBacklog<T extends BacklogLine> {
 
   private schedule(delayMs: number): void {
     if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    // After close, a write that outlived its wait retries nothing: its lines were counted as lost.
+    if (this.closed) return;
     // unref: kept lines alone do not hold the process open (close() makes the last attempt).
     this.timer = setTimeout(() => {
       this.timer = undefined;
@@ -132,22 +180,26 @@ export class AccessBacklog<T extends BacklogLine> {
         }
         // Not an outage: one line the database refuses must not take its neighbours with it.
         const refused: string[] = [];
+        let why: unknown = err;
         for (let i = 0; i < batch.length; i++) {
           try {
             await this.write([batch[i]]);
           } catch (e) {
             if (!(e instanceof StorageUnavailableError)) {
               refused.push(batch[i].requestId);
+              why = e;
               continue;
             }
-            // The outage came back meanwhile: the lines not yet written wait for the next attempt.
+            // The outage came back meanwhile: the lines not yet written wait for the next attempt; those already
+            // refused are dropped, and logged as such.
+            this.logRefused(why, refused);
             this.lines.splice(0, i);
             this.delay = Math.min(this.delay * 2, this.maxRetryMs);
             this.schedule(this.delay);
             return;
           }
         }
-        if (refused.length > 0) this.opts.logger?.error({ err, requestIds: refused.slice(0, 20), count: refused.length }, 'payer API access lines refused by the database: dropped');
+        this.logRefused(why, refused);
       }
       this.lines.splice(0, batch.length);
       written += batch.length;
@@ -159,5 +211,11 @@ export class AccessBacklog<T extends BacklogLine> {
       else this.opts.logger?.info(fields, 'payer API access lines kept during the storage outage are written');
     }
     this.dropped = 0;
+  }
+
+  /** Lines the database refused as wrong: their request ids and the refusal's SQLSTATE and reason, never its row. */
+  private logRefused(err: unknown, requestIds: string[]): void {
+    if (requestIds.length === 0) return;
+    this.opts.logger?.error({ ...refusalReason(err), requestIds: requestIds.slice(0, 20), count: requestIds.length }, 'payer API access lines refused by the database: dropped');
   }
 }

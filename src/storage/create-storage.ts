@@ -4,6 +4,7 @@ import { openPglite } from './pglite-driver.js';
 import { openPostgres } from './postgres-driver.js';
 import type { SqlDriver } from './sql-driver.js';
 import { SqlStorage } from './sql-storage.js';
+import type { ReadinessProbeOptions } from './sql-storage.js';
 import { StorageError } from './storage.js';
 
 export interface StorageConfig {
@@ -16,6 +17,8 @@ export interface StorageConfig {
   /** Embedded only: an initialised PGlite data directory a new `dataDir` starts as a copy of (pglite-template.ts). */
   pgliteTemplate?: string;
   logger?: Logger;
+  /** How often readiness may write its probe row while writes are refused, and the clock it reads (SqlStorage). */
+  readiness?: ReadinessProbeOptions;
 }
 
 /**
@@ -47,7 +50,7 @@ export async function createStorage(config: StorageConfig): Promise<SqlStorage> 
     if (fsyncCount && fsyncCount() <= before) {
       throw new StorageError('embedded storage committed without fsync: refusing to run with writes that would not survive a crash');
     }
-    const storage = new SqlStorage(driver, { logger: config.logger });
+    const storage = new SqlStorage(driver, { logger: config.logger, readiness: config.readiness });
     // Embedded: this process is the database's only writer, so it may know which orders have no record.
     await storage.loadOrderIndex();
     config.logger?.info({ storage: driver.kind, migrationsApplied: applied }, 'storage ready');

@@ -213,6 +213,17 @@ RETURNING jti`;
  */
 const ACCESS_LOG_LINGER_MS = 100;
 
+/** Readiness writes its probe row at most once per this while writes are refused (SqlStorage.ping). */
+export const READINESS_WRITE_EVERY_MS = 2000;
+
+/** How readiness probes writes while they are refused (SqlStorage.ping); the clock is the test's to move. */
+export interface ReadinessProbeOptions {
+  /** At most one probe write per this many milliseconds (default READINESS_WRITE_EVERY_MS). */
+  writeEveryMs?: number;
+  /** Milliseconds now (default Date.now). */
+  now?: () => number;
+}
+
 const ACCESS_SQL = `
 INSERT INTO api_access_log (line_id, request_id, at, client_id, operation, resource_ids, status, outcome)
 SELECT x.line_id, x.request_id, x.at, x.client_id, x.operation, coalesce(x.resource_ids, '[]'::jsonb), x.status, x.outcome
@@ -607,11 +618,20 @@ export class SqlStorage implements Storage {
    */
   private writesRefused: StorageUnavailableError | undefined;
   private refusals = 0;
+  /** When readiness last wrote its probe row (ping), by `now`: at most one such write per `probeEveryMs`. */
+  private lastProbeAt: number | undefined;
+  private readonly probeEveryMs: number;
+  private readonly now: () => number;
   private readonly logger?: Logger;
 
-  constructor(driver: SqlDriver, opts: { logger?: Logger } = {}) {
+  constructor(driver: SqlDriver, opts: { logger?: Logger; readiness?: ReadinessProbeOptions } = {}) {
     this.logger = opts.logger;
-    this.accessBacklog = new AccessBacklog((lines) => this.writeAccess(lines), { logger: opts.logger });
+    this.probeEveryMs = opts.readiness?.writeEveryMs ?? READINESS_WRITE_EVERY_MS;
+    this.now = opts.readiness?.now ?? Date.now;
+    // The backlog retries on the driver itself, not the noticing one: a retry of lines kept through a full disk is
+    // not a request of this replica's callers, so its refusal alone does not keep the replica unready (ping). The
+    // first refusal of those lines, a caller's write, was noticed already.
+    this.accessBacklog = new AccessBacklog((lines) => this.writeAccess(lines, driver), { logger: opts.logger });
     this.driver = noticingWriteRefusals(driver, (err) => {
       if (!this.writesRefused) {
         const code = (err.cause as { code?: unknown } | undefined)?.code;
@@ -1586,17 +1606,17 @@ export class SqlStorage implements Storage {
     this.accessBacklog.nudge();
   }
 
-  private async writeAccess(items: ApiAccessRecord[]): Promise<void> {
-    await this.driver.query(ACCESS_SQL, [
+  private async writeAccess(items: ApiAccessRecord[], driver: SqlDriver = this.driver): Promise<void> {
+    await driver.query(ACCESS_SQL, [
       json(items.map((r) => ({ line_id: r.lineId ?? null, request_id: r.requestId, at: r.at, client_id: r.clientId, operation: r.operation, resource_ids: r.resourceIds, status: r.status, outcome: r.outcome }))),
     ]);
   }
 
   async listApiAccess(limit = 100): Promise<ApiAccessRecord[]> {
     // What this process has logged is listed, even the lines still waiting to share a statement, or kept through an
-    // outage (written first when the database takes them now).
+    // outage (written first when the database takes them now; a write that hangs is waited for a bounded time only).
     await this.accessBatcher.drain();
-    await this.accessBacklog.flush();
+    await this.accessBacklog.settle();
     const rows = await this.driver.query<{ request_id: string; at: string; client_id: string | null; operation: string; resource_ids: string[]; status: number; outcome: string }>(
       `SELECT request_id, ${ts('at')} AS at, client_id, operation, resource_ids, status, outcome FROM api_access_log ORDER BY id DESC LIMIT $1`,
       [limit],
@@ -1616,12 +1636,17 @@ export class SqlStorage implements Storage {
    * Readiness: the database answers, and takes writes. While a write was last refused (writesRefused) the replica is
    * not ready although every read succeeds, and no request may be routed to it: so the check itself writes one row
    * (storage_meta `readiness_write`), and the replica is ready again once that write succeeds. Only then: a write
-   * on every check would cost a commit (an fsync) each time.
+   * on every check would cost a commit (an fsync) each time. Nor is that row written more than once per
+   * `probeEveryMs` (READINESS_WRITE_EVERY_MS): a load balancer probing every second during a full-disk event gets the
+   * last probe's answer meanwhile (not ready), so readiness returns at most that long after space is freed.
    */
   async ping(): Promise<void> {
     this.open();
     await this.driver.query('SELECT 1');
     if (!this.writesRefused) return;
+    const now = this.now();
+    if (this.lastProbeAt !== undefined && now - this.lastProbeAt < this.probeEveryMs) throw this.writesRefused;
+    this.lastProbeAt = now;
     const seen = this.refusals;
     await this.driver.query(
       `INSERT INTO storage_meta (key, value, updated_at) VALUES ('readiness_write', $1, now())

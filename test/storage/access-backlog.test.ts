@@ -88,4 +88,65 @@ describe('access lines kept through a storage outage', () => {
     expect(logged.find((l) => l.level === 50)).toMatchObject({ lost: 3 });
     expect(backlog.size).toBe(0);
   });
+
+  it('logs the lines already refused when the outage comes back during the line-by-line retry (were dropped unlogged)', async () => {
+    const { logged, logger } = captured();
+    let down = false;
+    const written: string[] = [];
+    const backlog = new AccessBacklog<Line>(
+      async (lines) => {
+        if (down) throw new StorageUnavailableError(new Error('connect ECONNREFUSED'));
+        if (lines.some((l) => l.requestId === 'req-2')) {
+          // The outage returns right after the database refused this line as wrong.
+          if (lines.length === 1) down = true;
+          throw new Error('invalid input syntax for type timestamp with time zone');
+        }
+        written.push(...lines.map((l) => l.requestId));
+      },
+      { logger, retryMs: 60_000 },
+    );
+    backlog.keep([line(1), line(2), line(3), line(4)]);
+    await backlog.flush();
+    expect(written).toEqual(['req-1']);
+    // req-3 and req-4 wait for the next attempt; req-2 is dropped, and says so.
+    expect(backlog.size).toBe(2);
+    expect(logged.find((l) => l.level === 50)).toMatchObject({ requestIds: ['req-2'], count: 1, msg: 'payer API access lines refused by the database: dropped' });
+    down = false;
+    await backlog.flush();
+    expect(written).toEqual(['req-1', 'req-3', 'req-4']);
+  });
+
+  it("logs a refusal's SQLSTATE and reason, never the refused row or value (a constraint error's detail carries it)", async () => {
+    const { logged, logger } = captured();
+    const refusal = Object.assign(new Error('invalid input syntax for type json: "QuestionnaireResponse/qr-1"'), {
+      code: '22P02',
+      detail: 'Failing row contains (req-1, client-a, GET /Questionnaire/:id, {QuestionnaireResponse/qr-1}).',
+    });
+    const backlog = new AccessBacklog<Line>(() => Promise.reject(refusal), { logger, retryMs: 60_000 });
+    backlog.keep([line(1)]);
+    await backlog.flush();
+    expect(logged.find((l) => l.level === 50)).toMatchObject({ sqlstate: '22P02', reason: 'invalid input syntax for type json', requestIds: ['req-1'] });
+    expect(JSON.stringify(logged)).not.toContain('QuestionnaireResponse/');
+    expect(JSON.stringify(logged)).not.toContain('Failing row');
+  });
+
+  it('does not wait on a write that hangs past its bound in a listing (settle): the lines stay kept', async () => {
+    const hung: (() => void)[] = [];
+    const backlog = new AccessBacklog<Line>(() => new Promise<void>((resolve) => hung.push(() => resolve())), { retryMs: 60_000, flushWaitMs: 10 });
+    backlog.keep([line(1), line(2)]);
+    await backlog.settle();
+    expect(backlog.size).toBe(2);
+    for (const r of hung) r();
+  });
+
+  it('at close, does not wait on a write that hangs past its bound (was the driver timeout): the lines are counted lost', async () => {
+    const { logged, logger } = captured();
+    const hung: (() => void)[] = [];
+    const backlog = new AccessBacklog<Line>(() => new Promise<void>((resolve) => hung.push(() => resolve())), { logger, retryMs: 60_000, flushWaitMs: 10 });
+    backlog.keep([line(1), line(2)]);
+    await backlog.close();
+    expect(logged.find((l) => l.level === 50)).toMatchObject({ lost: 2 });
+    expect(backlog.size).toBe(0);
+    for (const r of hung) r();
+  });
 });

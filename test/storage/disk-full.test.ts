@@ -20,6 +20,7 @@ import { createLogger } from '../../src/logger.js';
 import { createStorage } from '../../src/storage/create-storage.js';
 import type { StorageConfig } from '../../src/storage/create-storage.js';
 import { StorageUnavailableError } from '../../src/storage/storage.js';
+import { READINESS_WRITE_EVERY_MS } from '../../src/storage/sql-storage.js';
 import type { SqlStorage } from '../../src/storage/sql-storage.js';
 import { buildApp } from '../helpers/app.js';
 import { payerClientsEnv, payerTokenForm } from '../helpers/priorpath-process.js';
@@ -39,6 +40,18 @@ const newDir = () => {
   dirs.push(d);
   return d;
 };
+
+/**
+ * Waits for `met` (a log line the background write leaves), polling a bounded number of times: if it never comes the
+ * test fails naming `cause`, rather than hanging to the test timeout. The bound is a count, not a timing assertion.
+ */
+async function waitFor(met: () => boolean, cause: string, polls = 250): Promise<void> {
+  for (let i = 0; i < polls; i++) {
+    if (met()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`never saw ${cause}`);
+}
 
 /** Makes every insert into `table` fail as a full disk does; returns the undo. */
 async function fillDisk(storage: SqlStorage, table: string): Promise<() => Promise<void>> {
@@ -81,9 +94,10 @@ describe('embedded storage whose disk is full', () => {
   });
 
   it('makes the replica not ready (503 naming storage) while writes are refused, alive all along, and ready again once a write succeeds', async () => {
-    const storage = await createStorage({ dataDir: newDir() });
+    const clock = testClock();
+    const storage = await createStorage({ dataDir: newDir(), readiness: { now: clock.now } });
     try {
-      await expectReadinessFollowsWrites(storage);
+      await expectReadinessFollowsWrites(storage, clock);
     } finally {
       await storage.close();
     }
@@ -91,6 +105,35 @@ describe('embedded storage whose disk is full', () => {
 
   it('keeps the payer API access lines of the calls answered while the disk is full, and writes them once space is freed (were dropped)', async () => {
     await expectAccessLinesKept({ dataDir: newDir() });
+  });
+
+  it("does not stay unready from the access backlog's own retries alone (a caller's refused write still counts)", async () => {
+    const logged: string[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        logged.push(String(chunk));
+        cb();
+      },
+    });
+    const clock = testClock();
+    const storage = await createStorage({ dataDir: newDir(), logger: createLogger('info', sink), readiness: { now: clock.now } });
+    try {
+      const free = await fillDisk(storage, 'api_access_log');
+      await storage.saveApiAccess({ requestId: 'req-kept', at: '2026-12-05T10:00:00Z', operation: 'GET /metadata', resourceIds: [], status: 200, outcome: 'ok' });
+      await waitFor(() => logged.some((l) => l.includes('payer API access lines kept in memory')), 'the log line that the refused access line was kept');
+      // The caller's refused write made the replica unready; its probe write (storage_meta has room) succeeds, while
+      // the backlog retries its lines (api_access_log is still full) during the probe.
+      const probes = countProbeWrites(storage, () => storage.listApiAccess(1));
+      await expect(storage.ping()).resolves.toBeUndefined();
+      expect(probes.count).toBe(1);
+      // Another retry, refused again, and the replica stays ready.
+      await storage.listApiAccess(1);
+      await expect(storage.ping()).resolves.toBeUndefined();
+      await free();
+      expect((await storage.listApiAccess(5)).map((l) => l.requestId)).toContain('req-kept');
+    } finally {
+      await storage.close();
+    }
   });
 
   it("keeps a hook's queued assertion while the disk is full and writes it once space is freed (was dropped)", async () => {
@@ -113,7 +156,7 @@ describe('embedded storage whose disk is full', () => {
       assertionId = info.extension!.find((e) => e.url === 'coverage-assertion-id')!.valueString;
       expect(assertionId).toBeDefined();
       // The queue's first attempt meets the full disk (it logs what it keeps, or what it drops): space is freed after.
-      while (!lines.some((l) => /kept and retried|they are dropped/.test(l))) await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => lines.some((l) => /kept and retried|they are dropped/.test(l)), "the assertion queue's log line that it kept (or dropped) the write the full disk refused");
       await free();
     } finally {
       await storage.close();
@@ -127,14 +170,37 @@ describe('embedded storage whose disk is full', () => {
   });
 });
 
+/** A clock the test moves by hand: readiness writes its probe row at most once per READINESS_WRITE_EVERY_MS of it. */
+function testClock(): { now: () => number; advance: () => void } {
+  let t = 1_000_000;
+  return { now: () => t, advance: () => void (t += READINESS_WRITE_EVERY_MS) };
+}
+
+/** Counts the readiness probe's writes (storage_meta `readiness_write`) through the storage's own driver. */
+function countProbeWrites(storage: SqlStorage, before?: () => Promise<unknown>): { readonly count: number } {
+  const counted = { count: 0 };
+  const query = storage.driver.query.bind(storage.driver);
+  storage.driver.query = (async (sql: string, params?: unknown[]) => {
+    if (sql.includes("'readiness_write'")) {
+      counted.count++;
+      if (before) await before();
+    }
+    return query(sql, params);
+  }) as typeof storage.driver.query;
+  return counted;
+}
+
 /**
  * /readyz stayed 200 while every write got 503: reads (its `SELECT 1`) still succeed on a full disk, so a load balancer
  * kept sending requests to a replica that could store none of them. The full disk here covers the table PAS writes and
- * the one readiness writes to (storage_meta), as a real one covers every table.
+ * the one readiness writes to (storage_meta), as a real one covers every table. Readiness writes its probe row at
+ * most once per READINESS_WRITE_EVERY_MS (was on every check: a commit per probe during the outage).
  */
-async function expectReadinessFollowsWrites(storage: SqlStorage): Promise<void> {
+async function expectReadinessFollowsWrites(storage: SqlStorage, clock: ReturnType<typeof testClock>): Promise<void> {
   const { app } = buildApp({ storageOverride: storage, today: TODAY });
+  const probes = countProbeWrites(storage);
   expect((await request(app).get('/readyz')).status).toBe(200);
+  expect(probes.count, 'no probe write while no write was refused').toBe(0);
   const freeSubmissions = await fillDisk(storage, 'pas_submissions');
   const freeMeta = await fillDisk(storage, 'storage_meta');
   const bundle = storyBundle('centene-missing-mrd', { orderId: `ready-${randomUUID().slice(0, 8)}` });
@@ -144,12 +210,22 @@ async function expectReadinessFollowsWrites(storage: SqlStorage): Promise<void> 
   expect(notReady.status).toBe(503);
   expect(notReady.headers['retry-after']).toBe(String(RETRY_AFTER_SECONDS));
   expect(JSON.parse(notReady.text)).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'transient', diagnostics: expect.stringMatching(/^storage refuses writes/) }] });
-  // Asked again: still not ready (its own write is refused too), and never "unreachable".
-  expect((await request(app).get('/readyz')).status).toBe(503);
+  expect(probes.count).toBe(1);
+  // Asked again at once: still not ready, from the last probe's answer, with no write of its own.
+  for (let i = 0; i < 3; i++) expect((await request(app).get('/readyz')).status).toBe(503);
+  expect(probes.count, 'one probe write per interval, however often /readyz is asked').toBe(1);
+  // Asked again later: its own write is refused too, and never "unreachable".
+  clock.advance();
+  const again = await request(app).get('/readyz');
+  expect(again.status).toBe(503);
+  expect(JSON.parse(again.text).issue[0].diagnostics).toMatch(/^storage refuses writes/);
+  expect(probes.count).toBe(2);
   // Liveness is not readiness: a restart frees no disk.
   expect((await request(app).get('/healthz')).status).toBe(200);
   await freeMeta();
   await freeSubmissions();
+  // Space freed: ready once the next probe may write (at most one interval later).
+  clock.advance();
   expect((await request(app).get('/readyz')).status).toBe(200);
   expect((await submit()).status).toBe(200);
   expect((await request(app).get('/readyz')).status).toBe(200);
@@ -193,7 +269,7 @@ async function expectAccessLinesKept(config: StorageConfig): Promise<void> {
     // The lines met the full disk and were kept (the backlog says so once, with a count), or lost (the gate logs the
     // failed write): space is freed after.
     const met = () => logged.some((l) => l.includes('payer API access lines kept in memory')) || appLog.some((l) => l.includes('payer API access log write failed'));
-    while (!met()) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(met, "the log line that the access lines were kept in memory (or lost): the full disk on api_access_log refused no access line");
     await freeAccess();
     await freeSubmissions();
     const stored = await storage.listApiAccess(50);
@@ -224,9 +300,10 @@ describe.skipIf(!process.env.DATABASE_URL)('PostgreSQL whose disk is full, or th
 
   it('makes the replica not ready while writes are refused, and ready again once a write succeeds', async () => {
     const schema = `pp_disk_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
-    const storage = await createStorage({ databaseUrl: process.env.DATABASE_URL, dataDir: '/nonexistent-unused', schema });
+    const clock = testClock();
+    const storage = await createStorage({ databaseUrl: process.env.DATABASE_URL, dataDir: '/nonexistent-unused', schema, readiness: { now: clock.now } });
     try {
-      await expectReadinessFollowsWrites(storage);
+      await expectReadinessFollowsWrites(storage, clock);
     } finally {
       await storage.driver.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
       await storage.close();
