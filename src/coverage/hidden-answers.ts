@@ -2,7 +2,7 @@ import type { QuestionnaireResponseItem } from '@medplum/fhirtypes';
 import type { CompiledPolicy, CompiledRule } from '../policies/compiled-policy.js';
 import { askWhenFalse } from '../policies/evaluate-policy.js';
 import type { FactValue } from '../policies/evaluate-policy.js';
-import { policyStructure } from '../policies/policy-structure.js';
+import { pathwaysOnlyRules, policyStructure, usageGatedFacts } from '../policies/policy-structure.js';
 import { justificationLinkId } from '../policies/questionnaire-names.js';
 import { readsRecord } from '../policies/reads-record.js';
 import { tokenize } from '../fhir/fhirpath-tokens.js';
@@ -127,20 +127,8 @@ function formGates(policy: CompiledPolicy): { gates: Gate[]; gated: Set<string> 
   );
 
   // The same sets the builder gates by (questionnaire-builder.ts buildQuestionnaire).
-  const pathwaysOnly = (f: string): CompiledRule[] | undefined => {
-    const rules = structure.usedBy.get(f) ?? [];
-    return rules.length > 0 && rules.every((r) => r.kind === 'pathway') ? rules : undefined;
-  };
-  const askWhenReads = new Set(
-    [...policy.facts.map((f) => f.def.askWhen), ...policy.file.attachments.map((a) => a.askWhen)]
-      .filter((w): w is string => w !== undefined)
-      .flatMap((w) => [...w.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)].map((m) => m[0]))
-      .filter((n) => policy.factsByName.has(n)),
-  );
-  const usageGated = structure.groups
-    .filter((g) => g.kind === 'indication')
-    .flatMap((g) => g.facts)
-    .filter((f) => pathwaysOnly(f) !== undefined && !policy.factsByName.get(f)!.def.askWhen && !askWhenReads.has(f));
+  const pathwaysOnly = (f: string): CompiledRule[] | undefined => pathwaysOnlyRules(structure, f);
+  const usageGated = usageGatedFacts(policy, structure);
   const pathwayFacts = structure.groups.filter((g) => g.kind === 'pathway').flatMap((g) => g.facts);
   const hideable = withDependents(policy, [...unreadable, ...usageGated, ...pathwayFacts]);
 

@@ -18,7 +18,7 @@ import {
   LAUNCH_CONTEXT_SYSTEM,
   UCUM,
 } from '../fhir/dtr-urls.js';
-import { policyStructure } from '../policies/policy-structure.js';
+import { pathwaysOnlyRules, policyStructure, usageGatedFacts } from '../policies/policy-structure.js';
 import type { FactGroup, PolicyStructure } from '../policies/policy-structure.js';
 import { justificationLinkId, ORDER_DATE_LINK_ID, questionnaireUrl } from '../policies/questionnaire-names.js';
 
@@ -209,25 +209,10 @@ export function buildQuestionnaire(
   };
 
   const gateCtx = { itemFor, valueSets: ctx.valueSets, valueSetBase: `${ctx.canonicalBase}/ValueSet` };
-  // Shared questions that only pathways need, and that no askWhen already gates, are hidden once every one of those
-  // pathways is ruled out; the questions of the pathway groups can be hidden by their group's gate.
-  const pathwaysOnly = (f: string): CompiledRule[] | undefined => {
-    const rules = structure.usedBy.get(f) ?? [];
-    return rules.length > 0 && rules.every((r) => r.kind === 'pathway') ? rules : undefined;
-  };
-  // A fact another question's askWhen reads (the birth date, the Ph status) is context for the form and never hidden.
-  const askWhenReads = new Set(
-    [...policy.facts.map((f) => f.def.askWhen), ...policy.file.attachments.map((a) => a.askWhen)]
-      .filter((w): w is string => w !== undefined)
-      .flatMap((w) => [...w.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)].map((m) => m[0]))
-      .filter((n) => policy.factsByName.has(n)),
-  );
-  const usageGated = new Set(
-    structure.groups
-      .filter((g) => g.kind === 'indication')
-      .flatMap((g) => g.facts)
-      .filter((f) => pathwaysOnly(f) !== undefined && !policy.factsByName.get(f)!.def.askWhen && !askWhenReads.has(f)),
-  );
+  // Shared questions that only pathways need, and that no askWhen already gates (nor reads), are hidden once every
+  // one of those pathways is ruled out; the questions of the pathway groups can be hidden by their group's gate.
+  const pathwaysOnly = (f: string): CompiledRule[] | undefined => pathwaysOnlyRules(structure, f);
+  const usageGated = new Set(usageGatedFacts(policy, structure));
   const hideable = new Set([...usageGated, ...structure.groups.filter((g) => g.kind === 'pathway').flatMap((g) => g.facts)]);
 
   const factItem = (name: string): QuestionnaireItem => {

@@ -116,3 +116,39 @@ export function policyStructure(policy: CompiledPolicy): PolicyStructure {
 
   return { asked, usedBy, needs, derived, groups, justifications };
 }
+
+/**
+ * The pathways a fact serves, when only pathways read it (no requirement or limit): such a question is hidden once
+ * every one of them is ruled out (the usage gate). Undefined otherwise. The form builder and the server's reading
+ * of hidden answers share it, so both gate the same questions (docs/design.md §7 "Answers the form does not show").
+ */
+export function pathwaysOnlyRules(structure: PolicyStructure, fact: string): CompiledRule[] | undefined {
+  const rules = structure.usedBy.get(fact) ?? [];
+  return rules.length > 0 && rules.every((r) => r.kind === 'pathway') ? rules : undefined;
+}
+
+/**
+ * The facts some question's or document's `askWhen` reads (the birth date, the Ph status): context for the form,
+ * never hidden by a usage gate themselves.
+ */
+export function factsReadByAskWhen(policy: CompiledPolicy): Set<string> {
+  return new Set(
+    [...policy.facts.map((f) => f.def.askWhen), ...policy.file.attachments.map((a) => a.askWhen)]
+      .filter((w): w is string => w !== undefined)
+      .flatMap((w) => [...w.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)].map((m) => m[0]))
+      .filter((n) => policy.factsByName.has(n)),
+  );
+}
+
+/**
+ * The questions the usage gate hides: an indication's facts that only pathways read ({@link pathwaysOnlyRules}), that
+ * no askWhen gates and no askWhen reads ({@link factsReadByAskWhen}). Hidden once every pathway that reads them is ruled
+ * out; the form builder and the server's reading of hidden answers gate the same set.
+ */
+export function usageGatedFacts(policy: CompiledPolicy, structure: PolicyStructure): string[] {
+  const askWhenReads = factsReadByAskWhen(policy);
+  return structure.groups
+    .filter((g) => g.kind === 'indication')
+    .flatMap((g) => g.facts)
+    .filter((f) => pathwaysOnlyRules(structure, f) !== undefined && !policy.factsByName.get(f)!.def.askWhen && !askWhenReads.has(f));
+}
