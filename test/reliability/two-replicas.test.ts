@@ -53,7 +53,11 @@ beforeAll(async () => {
   };
   // Both at once: each runs the migrations at start, against the same empty database.
   [a, b] = await Promise.all([startPriorPath(env), startPriorPath(env)]);
-  for (const p of [a, b]) expect(await waitForStatus(`${p.base}/readyz`, (s) => s === 200, 60_000)).toBe(200);
+  // On a miss the message carries the replica's last output (a storage or migration error, an exit), not only the status.
+  for (const p of [a, b]) {
+    const status = await waitForStatus(`${p.base}/readyz`, (s) => s === 200, 60_000);
+    expect(status, `replica on port ${p.port} never ready; its output ends: ${p.output().slice(-3000)}`).toBe(200);
+  }
   for (const p of [a, b]) tokens.set(p, await payerToken(p.base));
 }, 180_000);
 
