@@ -893,6 +893,15 @@ class Compiler {
       case 'last':
         arity(0);
         return unary((input) => (input.length > 0 && input[input.length - 1] != null ? [input[input.length - 1]] : []));
+      // §5.1 distinct(): the first of each run of equal items, in input order, as fhirpath.js keeps them; equality is
+      // `=`'s (equalItems), and a pair whose equality is not compiled bails.
+      case 'distinct':
+        arity(0);
+        return unary((input) => {
+          const out: Coll = [];
+          for (const x of input) if (!out.some((y) => equalItems(y, x, model) === true)) out.push(x);
+          return out;
+        });
       // §5.4 Combining
       case 'exclude':
         arity(1);
