@@ -105,6 +105,8 @@ const CASES: Case[] = [
   { name: 'where() over a Boolean element keeps items whose element is false (fhirpath.js)', expression: '%x.where(active).count()', env: { x: [{ resourceType: 'Patient', active: false }] }, expected: [1] },
   { name: 'where() comparing a Boolean element drops items whose element is false', expression: '%x.where(active = true).count()', env: { x: [{ resourceType: 'Patient', active: false }] }, expected: [0] },
   { name: 'exclude removes equal items', expression: "('a' | 'b' | 'c').exclude('b' | 'd')", model: 'none', expected: ['a', 'c'] },
+  { name: 'distinct keeps the first of equal items, in order', expression: '%x.select(name).distinct()', env: { x: [{ name: 'vincristine' }, { name: 'cytarabine' }, { name: 'vincristine' }] }, model: 'none', expected: ['vincristine', 'cytarabine'] },
+  { name: 'distinct counts one agent for two orders of it', expression: '%x.select(code).distinct().count()', env: { x: [{ code: '11202' }, { code: '11202' }] }, model: 'none', expected: [1] },
   // §Path selection over the R4 model: choice types, element types, extension siblings
   { name: 'value reads valueQuantity', expression: 'value.ofType(Quantity).value', resource: observation({ valueQuantity: { value: 70, unit: 'kg', code: 'kg' } }), expected: [70] },
   { name: 'value reads valueCodeableConcept', expression: 'value.coding.code', resource: observation({ valueCodeableConcept: { coding: [{ code: 'positive' }] } }), expected: ['positive'] },
