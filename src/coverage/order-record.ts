@@ -115,6 +115,15 @@ async function judgeOnApprovalDate(storage: Storage, d: OrderDecision, record: O
   d.orderDate = start;
 }
 
+const orderFactsByPolicy = new WeakMap<CompiledPolicy, CompiledPolicy['facts']>();
+
+/** The facts whose expression reads `%order`, found once per loaded policy (the expressions are not read again). */
+function orderFactsOf(policy: CompiledPolicy): CompiledPolicy['facts'] {
+  let found = orderFactsByPolicy.get(policy);
+  if (!found) orderFactsByPolicy.set(policy, (found = policy.facts.filter((f) => variableReferences(f.def.fhirpath).includes('order'))));
+  return found;
+}
+
 /**
  * Whether an order judged again on its approval's date reads, from the order, what the approval's assertion recorded
  * then: every fact whose expression reads `%order` (the dose, the cycles) has the value it had. Only then is
@@ -122,7 +131,7 @@ async function judgeOnApprovalDate(storage: Storage, d: OrderDecision, record: O
  * now stands, on today, as {@link reopeningReason} and {@link outgrowsApproval} judge the order as it now stands.
  */
 function sameOrderFacts(policy: CompiledPolicy, then: PolicyEvaluation, approval: AssertionRecord): boolean {
-  const orderFacts = policy.facts.filter((f) => variableReferences(f.def.fhirpath).includes('order'));
+  const orderFacts = orderFactsOf(policy);
   if (orderFacts.length === 0) return false;
   const values = new Map(then.facts.map((f) => [f.name, f.value]));
   return orderFacts.every((f) => isDeepStrictEqual(values.get(f.name), approval.facts[f.name]));
