@@ -7,7 +7,7 @@ import { validatePayerClients } from './auth/payer-clients.js';
 import { createTokenService } from './auth/token-service.js';
 import type { Config } from './config.js';
 import type { Content } from './content.js';
-import { notFound, serviceUnavailable } from './errors.js';
+import { notFound, serviceUnavailable, toHttpError } from './errors.js';
 import type { HttpError } from './errors.js';
 import { handleHook, hashPatientId } from './hooks/hook-handler.js';
 import type { FetchLike } from './hooks/ehr-client.js';
@@ -196,9 +196,12 @@ export function createApp(deps: AppDeps): express.Express {
       hookInstance = result.hookInstance;
       sendJson(res, result.response);
     } catch (err) {
-      status = (err as { status?: number }).status ?? 500;
+      // The status the client is answered (a payer problem is a DomainError: 400 or 412, not 500), so the histogram
+      // and the audit line say what happened (design.md §2 Ops).
+      const answered = toHttpError(err);
+      status = (answered as { status?: number }).status ?? 500;
       outcome = `http-${status}`;
-      throw err;
+      throw answered;
     } finally {
       const seconds = (performance.now() - started) / 1000;
       metrics.hookLatency.observe({ service: service.id, outcome: outcome.split('+')[0] }, seconds);

@@ -326,6 +326,17 @@ describe('CDS Hooks edge', () => {
       expect(res.body.issue[0].diagnostics).toMatch(/No active Coverage/);
     });
 
+    it('counts a payer problem as the 400 it was answered, in the hook histogram and the audit line, not as a 500', async () => {
+      const { app, storage } = buildApp();
+      const { resources, order } = edgePatient();
+      await request(app).post(SIGN).send(orderSignRequest(resources.filter((r) => r.resourceType !== 'Coverage'), order)).expect(400);
+      const m = await request(app).get('/metrics').expect(200);
+      expect(m.text).toMatch(/priorpath_hook_duration_seconds_count\{[^}]*outcome="http-400"[^}]*\} 1/);
+      expect(m.text).not.toMatch(/outcome="http-500"/);
+      const audit = await storage.listAudit();
+      expect(audit.map((a) => [a.status, a.outcome])).toEqual([[400, 'http-400']]);
+    });
+
     it('returns 400 for several active Coverages', async () => {
       const { app } = buildApp();
       const { resources, order } = edgePatient();
