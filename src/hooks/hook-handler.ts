@@ -278,15 +278,16 @@ async function answerHook(decided: DecidedHook, deps: HookDeps): Promise<HookRes
       const write = d.authorization && !d.record ? deps.storage.saveAssertion.bind(deps.storage) : deps.storage.queueAssertion.bind(deps.storage);
       await write(assertionOf(d));
     }
-    // One decision line per order: ids, policy and criterion results; never fact values (design.md §2 "Platform
-    // conventions"). Built only when it will be written: at LOG_LEVEL=warn and above pino drops it, and its criteria
-    // map is per-order work on the hook's path for nothing.
+    // One decision line per order: ids, policy, outcome and counts (design.md §2 "Platform conventions": ids and
+    // counts only). Not each criterion's result: "b-all-diagnosis true, mrd-positive-remission true, ph-positive
+    // false" beside an order id is the patient's diagnosis and findings; the trace is the reviewer's and the policy
+    // CLI's. Built only when it will be written: at LOG_LEVEL=warn and above pino drops it.
     if (hookLog.isLevelEnabled('info')) hookLog.info(
       {
         policy: d.policy?.file.id,
         policyVersion: d.policy?.file.version,
         outcome: d.evaluation?.outcome ?? 'default',
-        criteria: Object.fromEntries((d.evaluation?.rules ?? []).map((r) => [r.id, r.result])),
+        criteria: criterionCounts(d.evaluation?.rules ?? []),
         missing: d.evaluation?.missingFacts.length ?? 0,
         coverageAssertionId: d.assertionId,
         orderId: d.order.id,
@@ -339,4 +340,15 @@ async function priorAssertions(orders: OrderResource[], patientId: string, stora
     }),
   );
   return out;
+}
+
+/** How many criteria held, failed and were unknown: what the decision log line says of them (counts, no results). */
+function criterionCounts(rules: readonly { result: boolean | 'unknown' }[]): { met: number; unmet: number; unknown: number } {
+  let met = 0;
+  let unmet = 0;
+  for (const r of rules) {
+    if (r.result === true) met++;
+    else if (r.result === false) unmet++;
+  }
+  return { met, unmet, unknown: rules.length - met - unmet };
 }

@@ -50,6 +50,21 @@ describe('the decision log line', () => {
     expect(await signWith('info')).toContain('decision');
   });
 
+  it('says how many criteria held, failed and were unknown, never which (the results are the patient\'s findings)', async () => {
+    const lines: string[] = [];
+    const logger = createLogger('info', { write: (line: string) => void lines.push(line) });
+    const config = loadConfig({ PUBLIC_BASE_URL: BASE, LOG_LEVEL: 'info', CDS_AUTH: 'open' });
+    const app = createApp({ config, content: testContent(), storage: new MemoryStorage(), logger });
+    const resources = storyResources(STORY);
+    await request(app).post(SIGN).send(orderSignRequest(resources, storyOrder(STORY, resources))).expect(200);
+    const decision = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'decision');
+    expect(decision).toMatchObject({ outcome: 'satisfied', policy: 'centene-blinatumomab' });
+    const criteria = decision!.criteria as Record<string, number>;
+    expect(Object.keys(criteria).sort()).toEqual(['met', 'unknown', 'unmet']);
+    expect(criteria.met).toBeGreaterThan(0);
+    expect(lines.join('\n')).not.toMatch(/mrd-positive-remission|b-all-diagnosis/);
+  });
+
   it('is not built at LOG_LEVEL=warn, where it would not be written', async () => {
     expect(await signWith('warn')).not.toContain('decision');
   });
