@@ -148,20 +148,27 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
   const medications = [...orderDrugs, ...historyDrugs];
   // The drugs of the orders to be answered; the others' are read as context (other therapy) only.
   const answeredDrugs = new Set(inScope.map(drugOf));
+  const unreadDrug = (ref: string, why: string) =>
+    preconditionFailed(`The order's ${ref} could not be read from fhirServer (${why})`, [req.hook === 'order-dispatch' ? 'context.dispatchedOrders' : 'context.draftOrders']);
   const fetched = await Promise.all(
     [...missing, ...medications].map((ref) =>
-      reader.get(ref).catch((err: unknown) => {
-        const status = (err as { status?: unknown }).status;
-        // Without its drug an order cannot be told governed or not, and silence would read as "no prior
-        // authorization": a Medication the EHR failed to give (not a 404) is a 412, as a prefetch that cannot be
-        // fetched is (design.md §4). A missing requester only leaves the specialty unknown.
-        if (answeredDrugs.has(ref) && status !== 404 && status !== 410) {
-          throw preconditionFailed(`The order's ${ref} could not be read from fhirServer (${(err as Error).message})`, [
-            req.hook === 'order-dispatch' ? 'context.dispatchedOrders' : 'context.draftOrders',
-          ]);
-        }
-        return undefined;
-      }),
+      reader.get(ref).then(
+        (r) => {
+          // An EHR that answers a Medication read with another resource (a Patient, an OperationOutcome with 200) has
+          // not given the drug: for an order being answered that is the failure below, not an ungoverned order.
+          if (!ref.startsWith('Medication/') || (r?.resourceType === 'Medication' && (!r.id || `Medication/${r.id}` === ref))) return r;
+          if (answeredDrugs.has(ref)) throw unreadDrug(ref, `it answered ${r?.resourceType ?? 'nothing'}`);
+          return undefined;
+        },
+        (err: unknown) => {
+          const status = (err as { status?: unknown }).status;
+          // Without its drug an order cannot be told governed or not, and silence would read as "no prior
+          // authorization": a Medication the EHR failed to give (not a 404) is a 412, as a prefetch that cannot be
+          // fetched is (design.md §4). A missing requester only leaves the specialty unknown.
+          if (answeredDrugs.has(ref) && status !== 404 && status !== 410) throw unreadDrug(ref, (err as Error).message);
+          return undefined;
+        },
+      ),
     ),
   );
   fetched.forEach((r) => r && remember(r));

@@ -265,6 +265,12 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     expect(failing.status).toBe(412);
     expect(failing.body.resourceType).toBe('OperationOutcome');
     expect(failing.body.issue[0].expression).toEqual(['context.draftOrders']);
+    // An EHR that answers the Medication read with another resource has not given the drug either.
+    const wrong: FetchLike = (url, init) =>
+      url.includes('/Medication/') ? Promise.resolve(Response.json({ resourceType: 'Patient', id: 'x' }, { headers: { 'content-type': 'application/fhir+json' } })) : ehr.fetchImpl(url, init);
+    const garbled = await request(buildApp({ fetchImpl: wrong, today: '2026-11-23' }).app).post(SIGN).send(body);
+    expect(garbled.status).toBe(412);
+    expect(garbled.body.issue[0].diagnostics).toMatch(/Medication\/blincyto-35/);
     // The EHR has no such Medication (404): the order names no drug a policy governs, and gets nothing.
     const absent = await request(buildApp({ fetchImpl: ehr.fetchImpl, today: '2026-11-23' }).app).post(SIGN).send(body).expect(200);
     expect(absent.body.systemActions ?? []).toEqual([]);
