@@ -66,6 +66,17 @@ function longDate(date: string): string {
  * The seam between protocol and policy: hook data + payer in, one decision per governed order out.
  * A policy that throws is contained here: the order gets an `error` evaluation, never a positive assertion.
  */
+/**
+ * How many of the orders a policy of this payer governs (the orders decideOrders would evaluate). Each is evaluated
+ * over a record that holds the others too, so a call's cost grows faster than its governed orders: an edge refuses a
+ * call with more than it can answer in time (docs/design.md §4 "Errors").
+ */
+export function governedOrderCount(content: Content, payer: Payer, record: PatientRecord, orders: readonly OrderResource[]): number {
+  let n = 0;
+  for (const order of orders) if (order.resourceType === 'MedicationRequest' && policiesFor(content, payer.key, withMedicationCode(order, record)).length > 0) n++;
+  return n;
+}
+
 export function decideOrders(opts: {
   content: Content;
   payer: Payer;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Coverage, MedicationRequest, Practitioner, PractitionerRole, Resource } from '@medplum/fhirtypes';
 import type { Content, ServiceDefinition } from '../content.js';
-import { badRequest, preconditionFailed } from '../errors.js';
+import { HttpError, badRequest, outcome, preconditionFailed } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { indexRecord } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
@@ -11,7 +11,7 @@ import { assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import type { HookResponse, RespondedRequest } from './build-response.js';
 import { buildHookResponse, effectiveConfiguration } from './build-response.js';
-import { decideOrders } from '../coverage/decide-orders.js';
+import { decideOrders, governedOrderCount } from '../coverage/decide-orders.js';
 import type { OrderDecision } from '../coverage/decide-orders.js';
 import { settleOrderDecisions } from '../coverage/order-record.js';
 import { EhrClient } from './ehr-client.js';
@@ -59,6 +59,13 @@ const NO_FHIR_SERVER: ResourceReader = {
 export function hashPatientId(id: string): string {
   return createHash('sha256').update(`priorpath:${id}`).digest('hex').slice(0, 32);
 }
+
+/**
+ * The most governed orders one hook call may carry (docs/design.md §4 "Errors"). A clinician signs one or two Blincyto
+ * or Besponsa orders (a step-dosed cycle is two); each is evaluated over a record holding the others, so a few hundred
+ * in one body under 1 MiB held the event loop, and every route with it, for minutes.
+ */
+export const MAX_GOVERNED_ORDERS = 20;
 
 /** The most Medications of the patient's other orders read from the EHR in one hook call (see resolveHookContext). */
 const HISTORY_DRUG_READS = 20;
@@ -233,6 +240,14 @@ async function decideHook(service: ServiceDefinition, body: unknown, deps: HookD
   const prior = await priorAssertions(orders, req.patientId, deps.storage);
   // A "what if" call (unsolicited-determ false, CRD [found-35]) is answered without issuing an authorization number.
   const issueApprovals = effectiveConfiguration(req.configuration).unsolicitedDeterminations;
+  if (governedOrderCount(deps.content, payerMatch.payer, record, orders) > MAX_GOVERNED_ORDERS) {
+    throw new HttpError(
+      400,
+      outcome('error', 'too-costly', `More than ${MAX_GOVERNED_ORDERS} orders a coverage policy governs in one call; send them in calls of at most ${MAX_GOVERNED_ORDERS}`, [
+        req.hook === 'order-dispatch' ? 'context.dispatchedOrders' : 'context.draftOrders',
+      ]),
+    );
+  }
   const decisions = decideOrders({ content: deps.content, payer: payerMatch.payer, record, orders, today, log: hookLog, cache: deps.cache, prior, issueApprovals });
   const { hook, hookInstance, patientId, configuration, requestedVersion, draftResources, dispatchedRefs } = req;
   return {

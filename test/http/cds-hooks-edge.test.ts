@@ -317,6 +317,21 @@ describe('CDS Hooks edge', () => {
     });
   });
 
+  it('refuses a call with more governed orders than it can answer in time (400 too-costly naming context.draftOrders), and answers one at the bound', async () => {
+    const { app } = buildApp();
+    const { resources, order } = edgePatient();
+    const withOrders = (n: number) => {
+      const body = orderSignRequest(resources, order) as { context: { draftOrders: { entry: { resource: unknown }[] } } };
+      body.context.draftOrders.entry = Array.from({ length: n }, (_, i) => ({ resource: { ...order, id: `${order.id}-${i}` } }));
+      return body;
+    };
+    const over = await request(app).post(SIGN).send(withOrders(21));
+    expect(over.status).toBe(400);
+    expect(over.body.issue[0]).toMatchObject({ code: 'too-costly', expression: ['context.draftOrders'] });
+    const at = await request(app).post(SIGN).send(withOrders(20)).expect(200);
+    expect(at.body.systemActions).toHaveLength(20);
+  });
+
   describe('payer identification', () => {
     it('returns 400 when no Coverage is active', async () => {
       const { app } = buildApp();
