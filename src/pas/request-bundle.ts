@@ -12,7 +12,7 @@ import type {
   Reference,
   Resource,
 } from '@medplum/fhirtypes';
-import { badRequest } from '../errors.js';
+import { HttpError, badRequest, outcome } from '../errors.js';
 import { EXT_REQUESTED_SERVICE } from './pas-urls.js';
 import { cancelsRequest, isCancelledEntry, isClaimUpdate, readClaimUpdate } from './claim-update-request.js';
 import type { ClaimUpdate } from './claim-update-request.js';
@@ -22,6 +22,9 @@ export function identifierKey(i: Identifier | undefined): string | undefined {
   if (!i?.value) return undefined;
   return `${i.system ?? ''}|${i.value}`;
 }
+
+/** The most items one PAS request may carry (docs/design.md §4 "Errors"): a drug prior authorization names one or a few. */
+export const MAX_CLAIM_ITEMS = 20;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -203,9 +206,20 @@ export function parsePasRequest(input: Record<string, unknown>): PasRequest {
     if (typeof item.sequence !== 'number') throw badRequest('Every Claim item needs a sequence', [`${path}.sequence`]);
     const codings = (item.productOrService?.coding ?? []).filter((c) => c.code);
     if (codings.length === 0) throw badRequest('Claim item has no productOrService code (HCPCS, RxNorm or NDC of the drug)', [`${path}.productOrService`]);
+    // A quantity is what an approval certifies (itemAuthorizedDetail echoes it): a count that is not positive is not
+    // one to certify (FHIR SimpleQuantity of an amount requested), whatever the rules say of the order.
+    const quantity = item.quantity?.value;
+    if (item.quantity && (typeof quantity !== 'number' || !Number.isFinite(quantity) || quantity <= 0)) {
+      throw badRequest('Claim item quantity must be a positive number (the amount requested)', [`${path}.quantity`]);
+    }
     const ref = item.extension?.find((e) => e.url === EXT_REQUESTED_SERVICE)?.valueReference?.reference;
     return { item, sequence: item.sequence, codings, requestedService: ref ? index.resolve(ref)?.resource : undefined };
   });
+  // Each item is decided over a record that holds the others' orders, so a request's cost grows faster than its items:
+  // 150 items held every route for 15 s (docs/design.md §4 "Errors", the hooks' bound of 20 governed orders).
+  if (items.length > MAX_CLAIM_ITEMS) {
+    throw new HttpError(400, outcome('error', 'too-costly', `More than ${MAX_CLAIM_ITEMS} Claim items in one request; send them in requests of at most ${MAX_CLAIM_ITEMS}`, [`${claimPath}.item`]));
+  }
   const sequences = new Set(items.map((i) => i.sequence));
   if (sequences.size !== items.length) throw badRequest('Claim item sequences must be unique', [`${claimPath}.item`]);
 

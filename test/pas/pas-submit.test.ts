@@ -343,6 +343,18 @@ describe('Claim/$submit refuses bad input with a 4xx OperationOutcome and writes
       /Unknown payer/,
     ],
     ['an answer of the wrong type', () => storyBundle('centene-missing-mrd', { answers: { 'mrd-percent': [{ valueString: 'positive' }] } }), /cannot be read: mrd-percent/],
+    ['a negative item quantity (an approval would certify it)', () => { const b = base(); claimOf(b).item[0].quantity = { value: -5, unit: 'ug' }; return b; }, /quantity must be a positive number/],
+    ['a zero item quantity', () => { const b = base(); claimOf(b).item[0].quantity = { value: 0, unit: 'ug' }; return b; }, /quantity must be a positive number/],
+    [
+      'more Claim items than one request may carry (too-costly)',
+      () => {
+        const b = base();
+        const item = claimOf(b).item[0];
+        claimOf(b).item = Array.from({ length: 21 }, (_, i) => ({ ...item, sequence: i + 1 }));
+        return b;
+      },
+      /More than 20 Claim items/,
+    ],
   ];
 
   it.each(cases)('400 for %s', async (_name, body, message) => {
