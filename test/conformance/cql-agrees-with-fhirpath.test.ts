@@ -359,5 +359,5 @@ describe('CQL agrees with FHIRPath and with CRD (every Library, every sandbox st
     }
     expect(compared, 'defines compared').toBeGreaterThan(1000);
     expect(decisions, 'decisions compared').toBeGreaterThan(250);
-  }, 300_000);
+  }, 900_000);
 });
