@@ -15,6 +15,8 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStorage } from '../../src/storage/create-storage.js';
 import type { SqlStorage } from '../../src/storage/sql-storage.js';
+import type { OrderKey } from '../../src/storage/storage.js';
+import { UNDECIDED } from '../../src/coverage/order-record.js';
 import { REVIEW_TOKEN, claimResponseOf, inquiryParameters, pasApp, reviewActions, storyBundle } from './pas-fixtures.js';
 
 const X12 = 'https://codesystem.x12.org/005010/306';
@@ -68,6 +70,9 @@ describe('a PAS request for a pended order, with documentation', () => {
     expect(reviewActions(now)).toEqual([`${X12}#A1`]);
     expect(now.preAuthRef).toBe(approved.preAuthRef);
     expect(await pendedIds()).not.toContain(pended.id);
+    // Who decided it, in words (review rev-ui F13), not the order record's internal actor.
+    const decided = (await review(`/${pended.id}`).expect(200)).body;
+    expect(decided.decisions.map((d: { reviewer: string }) => d.reviewer)).toEqual([`Another prior authorization request (${approved.id})`]);
     // A resend of the documented request is answered as stored.
     expect(claimResponseOf((await submit(documented).expect(200)).body).preAuthRef).toBe(approved.preAuthRef);
   });
@@ -138,3 +143,19 @@ describe('a PAS request for a pended order, with documentation', () => {
   });
 });
 
+describe('who settled a pended request, in the reviewer\'s words (review rev-ui F13)', () => {
+  it('a DTR determination that approved the order shows as "Documentation answers (DTR)", not "dtr: dtr:QuestionnaireResponse"', async () => {
+    const pended = claimResponseOf((await submit(storyBundle('bcbsnc-status-unknown', { orderId: `order-${randomUUID()}` })).expect(200)).body);
+    const stored = (await storage.getPasSubmission(pended.id!))!;
+    const order = (stored.detail as { items: { order: OrderKey }[] }).items[0].order;
+    // What src/dtr/submit-response.ts records when the DTR answers (disease status: relapsed) approve the order.
+    await storage.applyOrderChange({
+      key: order,
+      from: UNDECIDED,
+      change: { state: 'approved', at: new Date().toISOString(), source: 'dtr', actor: 'dtr:QuestionnaireResponse', reason: 'Meets BCBSNC Blinatumomab: relapsed B-ALL', authorization: { number: 'PA-BCBSNC-20261123-K7QW2M9D', start: '2026-11-23', end: '2027-05-22' } },
+    });
+    const decided = (await review(`/${pended.id}`).expect(200)).body;
+    expect(decided.reviewAction).toBe('A1');
+    expect(decided.decisions.map((d: { reviewer: string }) => d.reviewer)).toEqual(['Documentation answers (DTR)']);
+  });
+});
