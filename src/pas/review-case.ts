@@ -11,6 +11,7 @@ import type {
 } from '@medplum/fhirtypes';
 import type { PasRequest } from './request-bundle.js';
 import { instantOf } from '../fhir/fhir-instant.js';
+import { longDate, longDateTime } from '../fhir/long-date.js';
 
 /** DTR `information-origin` (2.0.1 and 2.2 URL). */
 const INFORMATION_ORIGIN = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin';
@@ -122,8 +123,9 @@ function answerText(a: QuestionnaireResponseItemAnswer): string {
   if (a.valueQuantity) return quantityText(a.valueQuantity) ?? '';
   if (a.valueDecimal !== undefined) return String(a.valueDecimal);
   if (a.valueInteger !== undefined) return String(a.valueInteger);
-  if (a.valueDate) return a.valueDate;
-  if (a.valueDateTime) return a.valueDateTime;
+  // Dates as the rest of the case writes them ("18 March 1985"), not as FHIR stores them.
+  if (a.valueDate) return longDate(a.valueDate);
+  if (a.valueDateTime) return longDateTime(a.valueDateTime);
   if (a.valueString !== undefined) return a.valueString;
   if (a.valueAttachment) return a.valueAttachment.title ?? 'Attachment';
   if (a.valueReference) return a.valueReference.display ?? a.valueReference.reference ?? '';

@@ -73,6 +73,24 @@ describe('reviewer request view (GET /review/{id})', () => {
     expect(queue.body.pended.find((p: { id: string }) => p.id === id).dose).toBe('9 mcg/day, then 28 mcg/day');
   });
 
+  it('writes answered dates as the rest of the case does: "23 November 2026", a time in UTC; was "2026-11-23" as stored (screens review F11)', () => {
+    const bundle = storyBundle('centene-missing-mrd', {
+      answers: {
+        'order-date': [{ valueDate: '2026-11-23' }],
+        'birth-date': [{ valueDate: '1985-03-18' }],
+        'mrd-collected': [{ valueDateTime: '2026-11-10T09:30:00-05:00' }],
+        'diagnosed-in': [{ valueDate: '2025-06' }],
+      },
+    });
+    const answers = reviewCase(parsePasRequest(bundle as unknown as Record<string, unknown>)).answers[0].items;
+    expect(Object.fromEntries(answers.map((a) => [a.linkId, a.answer]))).toEqual({
+      'order-date': '23 November 2026',
+      'birth-date': '18 March 1985',
+      'mrd-collected': '10 November 2026, 14:30 UTC',
+      'diagnosed-in': 'June 2025',
+    });
+  });
+
   it('lists the DTR answers with who supplied each', async () => {
     const { app } = pasApp(new MemoryStorage());
     const bundle = storyBundle('centene-missing-mrd');
