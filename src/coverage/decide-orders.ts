@@ -15,6 +15,7 @@ import type { Determination } from './determination.js';
 import { defaultDetermination, determinationOf, unreadableDoseOf } from './determination.js';
 import type { OrderResource } from './order.js';
 import { withOrderRecord } from './order-record.js';
+import { longDate } from '../fhir/long-date.js';
 
 /** What PriorPath decided for one order: a policy evaluation, or the payer's default for ungoverned orders. */
 export interface OrderDecision {
@@ -53,13 +54,6 @@ export function determinationFor(decision: OrderDecision, today: string): Determ
     ? `${start} would meet "${decision.laterStart.criteria.join('" and "')}": change the start date and sign again.`
     : `${start} would no longer be excluded: change the start date and sign again.`;
   return { ...d, reasons: [{ ...first, text: `${first.text.replace(/\.?$/, '.')} ${hint}` }, ...rest] };
-}
-
-const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
-/** "2026-12-17" → "17 December 2026". */
-function longDate(date: string): string {
-  const [y, m, d] = date.split('-').map(Number);
-  return `${d} ${MONTHS[m - 1]} ${y}`;
 }
 
 /**

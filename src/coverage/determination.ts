@@ -60,14 +60,19 @@ function unknownCites(ev: PolicyEvaluation, kinds: string[]): string {
   return [...new Set(undecidedRules(ev.rules).filter((r) => kinds.includes(r.kind)).map((r) => r.cite))].join('; ');
 }
 
-/** Why an order is not covered, naming the clause and, for uses outside the policy, where the off-label route is. */
+/**
+ * Why an order is not covered, naming the clause and, for uses outside the policy, where the off-label route is
+ * (design.md §6): after a failed requirement flagged `outsideUse` (an indication or diagnosis the policy does not
+ * cover), and when no covered use fits; never after a safety, prescriber or renewal requirement (a live vaccine before
+ * the start is not answered by clinical trials or compassionate use).
+ */
 export function notCoveredReason(policy: CompiledPolicy, ev: PolicyEvaluation): string {
   const file = policy.file;
   const failedRequirement = ev.failed.find((r) => r.kind === 'requirement');
   if (failedRequirement) {
     const rule = policy.requirements.find((r) => r.id === failedRequirement.id);
     const why = rule?.notCovered ?? `Does not meet: ${failedRequirement.text}`;
-    return `${why} (${failedRequirement.cite})${file.offLabel ? `. ${file.offLabel}` : ''}`;
+    return `${why} (${failedRequirement.cite})${file.offLabel && rule?.outsideUse ? `. ${file.offLabel}` : ''}`;
   }
   // Name what failed, and only for the covered uses that concern this patient (pathway-failures.ts), never every
   // pathway's clause (design.md §6 "Clinical readings").

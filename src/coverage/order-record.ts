@@ -5,6 +5,7 @@ import type { Determination } from './determination.js';
 import { determinationOf } from './determination.js';
 import { isDeepStrictEqual } from 'node:util';
 import { localReference } from '../fhir/references.js';
+import { longDate } from '../fhir/long-date.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { variableReferences } from '../policies/policy-loader.js';
@@ -189,7 +190,7 @@ export function whyApprovalLetGo(history: OrderEvent[]): string | undefined {
   const name = number ? `Authorization ${number}` : 'The earlier authorization';
   const release = history[at + 1];
   if (number && release?.reason.startsWith(`Authorization ${number} was cancelled by its submitter`))
-    return `${name} for this order was cancelled by its submitter on ${release.at.slice(0, 10)}, so it no longer covers the order.`;
+    return `${name} for this order was cancelled by its submitter on ${longDate(release.at.slice(0, 10))}, so it no longer covers the order.`;
   if (release?.reason.startsWith(UNREADABLE_DOSE))
     return `${name} was for this order at the dose then ordered; the dose as now sent cannot be read (missing, zero, negative or in a unit not read), so it does not cover the order.`;
   return `${name} was for this order as it stood when approved; it does not cover the order as it is now.`;
@@ -257,9 +258,10 @@ export function withOrderRecord(d: Determination, record: OrderRecord | undefine
   if (letGo) d = { ...d, reasons: [...d.reasons, { text: letGo }] };
   if (record.state === 'pended' && d.reviewAction === 'A4') {
     const since = [...record.history].reverse().find((h) => h.state === 'pended')?.at.slice(0, 10);
+    // "For review": the request may wait for documentation or for a clinical reviewer (X12 306 A4 is both).
     return {
       ...d,
-      reasons: [...d.reasons, { text: `A prior authorization request for this order is pended for clinical review${since ? ` since ${since}` : ''}.` }],
+      reasons: [...d.reasons, { text: `A prior authorization request for this order is pended for review${since ? ` since ${longDate(since)}` : ''}.` }],
       summary: 'prior authorization pended for review',
     };
   }

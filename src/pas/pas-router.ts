@@ -23,6 +23,7 @@ import { settlePended } from './settle-pended.js';
 import { applyClaimUpdate } from './apply-claim-update.js';
 import { answerTo, inquiryResponseOf } from './claim-response.js';
 import { assertedOrderDates } from './asserted-order-dates.js';
+import { reviewCase } from './review-case.js';
 import { byCodePoint } from '../code-point-order.js';
 import { DEFAULT_ATTACHMENT_BODY_BYTES } from '../http/json-body.js';
 
@@ -86,6 +87,37 @@ async function payerOf(content: Content, req: PasRequest, defaultPayer?: string)
 function replay(stored: PasSubmission, req: PasRequest): Record<string, unknown> {
   if (stored.requestHash !== req.requestHash) throw conflict(req.bundleIdentifier);
   return stored.responseBundle;
+}
+
+/** The reviewer's reading of a stored request (review-case.ts), or undefined when it cannot be read. */
+function caseOfBundle(bundle: Record<string, unknown>): string | undefined {
+  try {
+    return JSON.stringify(reviewCase(parsePasRequest(bundle)));
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a decided item asks for, by sequence: the part of a pended request's answer its documentation changes. */
+const askedFor = (items: ItemDecision[]) => JSON.stringify(items.map((i) => [i.sequence, i.reviewAction, i.needed]));
+
+/**
+ * Whether a request for a pended request's orders brings the reviewer something the pended request does not hold:
+ * other answers, attachments or chart data (the case the reviewer reads, review-case.ts), or items that ask for
+ * something else. A resend of the same request under a new Bundle and Claim identifier brings nothing.
+ */
+function bringsDocumentation(pended: PasSubmission, request: PasRequest, items: ItemDecision[]): boolean {
+  if (pended.requestHash === request.requestHash) return false;
+  const before = ((pended.detail as { items?: ItemDecision[] }).items ?? []).filter((i) => i.reviewAction !== 'C');
+  return caseOfBundle(pended.requestBundle) !== JSON.stringify(reviewCase(request)) || askedFor(before) !== askedFor(items);
+}
+
+/** Whether a request names every order a pended request pends (so it can stand for that request in the reviewer's case). */
+function coversPendedOrders(pended: PasSubmission, items: ItemDecision[]): boolean {
+  const key = (o: OrderKey) => JSON.stringify([o.payer, o.patientId, o.orderRef, o.drug]);
+  const named = new Set(items.flatMap((i) => (i.order ? [key(i.order)] : [])));
+  const pendedItems = ((pended.detail as { items?: ItemDecision[] }).items ?? []).filter((i) => i.reviewAction === 'A4');
+  return pendedItems.length > 0 && pendedItems.every((i) => i.order && named.has(key(i.order)));
 }
 
 /**
@@ -189,9 +221,11 @@ export function createPasRouter(deps: PasDeps): express.Router {
 
   /**
    * Decides a new request with the orders' one record (design.md §8): an order that already has a decision gets it
-   * again, whatever the Bundle identifier; an approval is the order's, issued once; a request whose orders another
-   * request of the same client already pends collapses into that pended request; an order another request pends
-   * stays that request's (this one is pended with it and takes its decision). `client` files the request (design.md
+   * again, whatever the Bundle identifier; an approval is the order's, issued once; a request that the rules decide
+   * over its own documentation is stored with that decision even when another request pends its orders (which then
+   * takes it from the orders' records); a request whose orders another request of the same client pends, still
+   * pended over its documentation, changes that request's case (documentPended) or, bringing nothing new, collapses
+   * into it; an order another request pends stays that request's (this one is pended with it and takes its decision). `client` files the request (design.md
    * §8 "Who may call"). Returns the response Bundle to send.
    */
   async function decideRequest(request: PasRequest, payer: Payer, log: Logger, client: string | undefined, attempt = 0): Promise<Record<string, unknown>> {
@@ -202,12 +236,24 @@ export function createPasRouter(deps: PasDeps): express.Router {
     // an order that has a decision answers it.
     const records = await withOrderRecords(storage, items, { day, actor: `PAS request ${request.bundleIdentifier}` });
 
-    // A repeat of a pended request (a double click, a resubmission while review is under way) is that request.
+    // A request for the orders another request of this client pends, every item still pended (design.md §8: pended
+    // is not a decision): a repeat that brings nothing new (a double click, a resend under a new identifier) is that
+    // request; one that brings documentation (a QuestionnaireResponse, attachments, chart data) changes the pended
+    // request in place, so the reviewer's case holds what it sent and what is still missing. A request whose items
+    // the rules now decide is stored as a new one below: its decision becomes the order's, and the pended request
+    // takes it from the order's record (settlePended).
     const pendedBy = new Set(items.map((i, n) => (i.reviewAction === 'A4' && records[n]?.state === 'pended' ? records[n]?.submissionId : undefined)));
     if (pendedBy.size === 1 && !pendedBy.has(undefined) && items.every((i) => i.reviewAction === 'A4')) {
       const pended = await storage.getPasSubmission([...pendedBy][0]!);
       // Only into a request this client may read: another client's request is not answered to it.
       if (pended && readableBy(pended.clientId, client)) {
+        if (pended.reviewAction === 'A4' && bringsDocumentation(pended, request, items) && coversPendedOrders(pended, items)) {
+          const answer = await documentPended(request, items, pended, client, version, log);
+          if (answer) return answer;
+          // The pended request changed meanwhile (a reviewer, another update): decide again on what it now is.
+          if (attempt < 2) return decideRequest(request, payer, log, client, attempt + 1);
+          throw new DomainError('transient', 'The prior authorization request changed while this request was decided; send it again');
+        }
         await storage.addPasSubmissionAlias({
           bundleIdentifier: request.bundleIdentifier,
           ...(client ? { clientId: client } : {}),
@@ -264,6 +310,29 @@ export function createPasRouter(deps: PasDeps): express.Router {
     // One decision line per request: ids, policy and review actions; never clinical content (design.md §2 "Platform
     // conventions").
     log.info({ submissionId: id, payer: payer.key, policy: first?.policyId, policyVersion: first?.policyVersion, reviewAction: outcome.reviewAction, items: items.map((i) => `${i.sequence}:${i.reviewAction}`) }, 'pas submit');
+    return outcome.responseBundle;
+  }
+
+  /**
+   * Changes a pended request in place with a later request's documentation for the same orders, still pended (design.md
+   * §8 "One authorization per order": one case per order for the reviewer): the later request becomes the request the
+   * reviewer reads (its answers, attachments and chart data) and its items, decided over that documentation, say what
+   * is still missing. The request keeps its id (ClaimResponse id, REF-NT) and its orders stay pended by it; the later
+   * Bundle is stored as an update of it (so a resend of that Bundle answers, and `$inquire` by its identifiers finds
+   * it), in one transaction. Undefined when the request changed meanwhile.
+   */
+  async function documentPended(request: PasRequest, items: ItemDecision[], pended: PasSubmission, client: string | undefined, version: PasVersion, log: Logger): Promise<Record<string, unknown> | undefined> {
+    const at = new Date().toISOString();
+    const { stored: outcome } = requestOutcome(request, items, { id: pended.id, created: pended.createdAt, version });
+    const claimIdentifiers = (request.claim.identifier ?? []).map(identifierKey).filter((k): k is string => !!k);
+    const result = await storage.updatePasSubmission({
+      update: { submissionId: pended.id, bundleIdentifier: request.bundleIdentifier, ...(client ? { clientId: client } : {}), requestHash: request.requestHash, claimIdentifiers, kind: 'update', requestBundle: request.bundle as unknown as Record<string, unknown>, createdAt: at },
+      revision: pended.revision,
+      next: { ...outcome, requestBundle: request.bundle as unknown as Record<string, unknown>, claimIdentifiers: [...new Set([...pended.claimIdentifiers, ...claimIdentifiers])] },
+      orders: [],
+    });
+    if (!result.applied) return undefined;
+    log.info({ submissionId: pended.id, reviewAction: outcome.reviewAction, documented: true, items: items.map((i) => `${i.sequence}:${i.reviewAction}`) }, 'pas submit');
     return outcome.responseBundle;
   }
 

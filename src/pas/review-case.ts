@@ -11,6 +11,7 @@ import type {
 } from '@medplum/fhirtypes';
 import type { PasRequest } from './request-bundle.js';
 import { instantOf } from '../fhir/fhir-instant.js';
+import { longDate, longDateTime } from '../fhir/long-date.js';
 
 /** DTR `information-origin` (2.0.1 and 2.2 URL). */
 const INFORMATION_ORIGIN = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin';
@@ -75,13 +76,24 @@ export function memberIdOf(coverage: Coverage | undefined): string | undefined {
   );
 }
 
+/**
+ * A quantity in the words the clinician's screens use (the demo page and DTR say "mcg/day", "mcg/m²/day"): the unit as
+ * written, else its UCUM code, with `ug` read as mcg, `/d` as per day and `m2` as m².
+ */
 function quantityText(q: { value?: number; unit?: string; code?: string } | undefined): string | undefined {
   if (q?.value === undefined) return undefined;
-  const unit = (q.unit ?? q.code ?? '').replace(/m2\b/g, 'm²');
+  const unit = (q.unit ?? q.code ?? '')
+    .replace(/\bug\b/g, 'mcg')
+    .replace(/m2\b/g, 'm²')
+    .replace(/\/d\b/g, '/day');
   return `${q.value} ${unit}`.trim();
 }
 
-/** The order's drug and first dose, in the words the order uses. */
+/**
+ * The order's drug and every dose step, in the words the order uses (design.md §6 "Limits": the reviewer checks the
+ * highest daily dose, so a step-dosed order, 9 mcg/day on days 1-7 then 28 mcg/day on days 8-28, is shown whole):
+ * `dose` the steps' doses in order ("9 mcg/day, then 28 mcg/day"), `sig` every step's text.
+ */
 export function orderSummary(order: MedicationRequest | undefined): {
   drug: string;
   dose?: string;
@@ -90,12 +102,16 @@ export function orderSummary(order: MedicationRequest | undefined): {
   cycles?: number;
 } {
   const drug = conceptText(order?.medicationCodeableConcept) ?? order?.medicationReference?.display ?? 'Medication';
-  const di = order?.dosageInstruction?.[0];
+  const steps = order?.dosageInstruction ?? [];
+  const di = steps[0];
+  // A step repeating the dose before it (another timing, the same dose) is not another dose.
+  const doses = steps.map((d) => quantityText(d.doseAndRate?.[0]?.doseQuantity)).filter((d): d is string => !!d).filter((d, i, all) => i === 0 || d !== all[i - 1]);
+  const sig = steps.map((d) => d.text).filter((t): t is string => !!t).join('; ');
   const repeats = order?.dispenseRequest?.numberOfRepeatsAllowed;
   return {
     drug,
-    dose: quantityText(di?.doseAndRate?.[0]?.doseQuantity),
-    sig: di?.text,
+    ...(doses.length > 0 ? { dose: doses.join(', then ') } : {}),
+    ...(sig ? { sig } : {}),
     start: di?.timing?.repeat?.boundsPeriod?.start ?? order?.dispenseRequest?.validityPeriod?.start,
     ...(typeof repeats === 'number' ? { cycles: repeats + 1 } : {}),
   };
@@ -107,8 +123,9 @@ function answerText(a: QuestionnaireResponseItemAnswer): string {
   if (a.valueQuantity) return quantityText(a.valueQuantity) ?? '';
   if (a.valueDecimal !== undefined) return String(a.valueDecimal);
   if (a.valueInteger !== undefined) return String(a.valueInteger);
-  if (a.valueDate) return a.valueDate;
-  if (a.valueDateTime) return a.valueDateTime;
+  // Dates as the rest of the case writes them ("18 March 1985"), not as FHIR stores them.
+  if (a.valueDate) return longDate(a.valueDate);
+  if (a.valueDateTime) return longDateTime(a.valueDateTime);
   if (a.valueString !== undefined) return a.valueString;
   if (a.valueAttachment) return a.valueAttachment.title ?? 'Attachment';
   if (a.valueReference) return a.valueReference.display ?? a.valueReference.reference ?? '';

@@ -1,11 +1,23 @@
 import type { Logger } from '../logger.js';
 import { recordedDecision } from '../coverage/order-record.js';
-import type { OrderKey, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
+import type { OrderEvent, OrderKey, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import { parsePasRequest } from './request-bundle.js';
 import { answeredVersion } from './pas-version.js';
+
+/**
+ * Who decided an order, in the words the reviewer's decision history shows (stored as the decision's `reviewer`):
+ * the path that decided it (signing, the DTR answers, another PAS request), or the reviewer by name; never the
+ * internal actor (`dtr:QuestionnaireResponse`, `order-sign <hookInstance>`).
+ */
+export function decidedBy(event: Pick<OrderEvent, 'source' | 'actor' | 'submissionId'>): string {
+  if (event.source === 'crd') return 'Order signing (CRD)';
+  if (event.source === 'dtr') return 'Documentation answers (DTR)';
+  if (event.source === 'pas') return `Another prior authorization request${event.submissionId ? ` (${event.submissionId})` : ''}`;
+  return event.actor;
+}
 
 /**
  * A pended PAS request whose order was decided on another path meanwhile (an approval at signing once the chart held
@@ -30,7 +42,7 @@ export async function settlePended(
       const decided = recordedDecision(record, today);
       if (!decided || !record) return { item };
       const event = [...record.history].reverse().find((h) => h.state === record.state);
-      const by = event ? `${event.source}: ${event.actor}` : 'the order record';
+      const by = event ? decidedBy(event) : 'The order record';
       return { item: itemFromOrderRecord(item, decided), by };
     }),
   );

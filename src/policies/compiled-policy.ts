@@ -45,6 +45,8 @@ export interface CompiledRule {
   facts: string[];
   /** Requirement: reason when false. Limit: the payer's accepted justification. */
   notCovered?: string;
+  /** Requirement: its failure is a use outside the policy, so the not-covered reason names the off-label route. */
+  outsideUse?: true;
   justification?: string;
   approval?: { days?: number; weeks?: number; months?: number };
   /** Pathway: the most cycles one approval covers (per request); more is a limit exceeded. */

@@ -331,6 +331,7 @@ function compilePolicy(
     try {
       const rule: CompiledRule = { kind, id: r.id, cite: r.cite, text: r.text, facts, when: compileFhirPath(r.when, fpFacts) };
       if ('notCovered' in r) rule.notCovered = r.notCovered;
+      if ('outsideUse' in r && r.outsideUse) rule.outsideUse = true;
       if ('approval' in r) rule.approval = r.approval;
       if ('cycles' in r && r.cycles !== undefined) rule.cycles = r.cycles;
       if ('justification' in r) rule.justification = r.justification;

@@ -81,6 +81,12 @@ export const requirementSchema = z
   .object({
     ...ruleBase,
     notCovered: z.string().optional().describe('Reason shown when this requirement is false'),
+    outsideUse: z
+      .literal(true)
+      .optional()
+      .describe(
+        "A failure is a use outside the policy (an indication or diagnosis the policy does not cover, or one the seed's off-label text names): the not-covered reason then names the policy's offLabel route. Unset on safety, prescriber and renewal requirements, whose failure the off-label route does not answer",
+      ),
   })
   .strict();
 

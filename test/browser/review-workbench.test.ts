@@ -527,11 +527,11 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     const trace = page.getByRole('region', { name: 'Policy trace' });
     expect(await trace.getByRole('heading', { level: 3 }).allInnerTexts()).toEqual(['Item 2']);
     expect(await textOf(page, '[data-testid=cancelled-items]')).toMatch(
-      /^Item 1 \(Blincyto.*, 28 mcg\/d\): cancelled by the submitter on .* while it waited for review\. It is not part of this review\.$/,
+      /^Item 1 \(Blincyto.*, 28 mcg\/day\): cancelled by the submitter on .* while it waited for review\. It is not part of this review\.$/,
     );
     // The decision form says what it decides: item 2, not the cancelled item 1.
     expect(await textOf(page, '[data-testid=decide-scope]')).toMatch(
-      /^This decision is for Item 2 \(Blincyto.*, 56 mcg\/d\)\. Item 1 was cancelled by the submitter and is not decided\.$/,
+      /^This decision is for Item 2 \(Blincyto.*, 56 mcg\/day\)\. Item 1 was cancelled by the submitter and is not decided\.$/,
     );
     await s.shot('cancelled-item');
     await page.getByRole('radio', { name: 'Approve' }).check();

@@ -65,6 +65,10 @@ describe('one decision per order: CRD, PAS, the reviewer and DTR share the order
     expect(forOrder).toHaveLength(1);
     expect(storage.submissions.size).toBe(1);
     expect((await storage.getOrderRecord(key))?.state).toBe('pended');
+    // Signing while it waits says so in words: "pended for review since 5 December 2026", not an ISO date, and not
+    // "clinical review" for a request that may wait for documentation (screens review F3).
+    const waiting = JSON.stringify((await request(app).post(SIGN).send(orderSignRequest(resources, order)).expect(200)).body);
+    expect(waiting).toMatch(/A prior authorization request for this order is pended for review since \d{1,2} (January|February|March|April|May|June|July|August|September|October|November|December) \d{4}\./);
 
     // 4. The reviewer approves: the decision is the order's.
     const decided = await review()

@@ -86,7 +86,7 @@ describe('an approval covers the order as it was approved', () => {
     const raised = await sign(atDose(order, 60));
     expect(sub(raised.ext, 'pa-needed')!.valueCode).toBe('auth-needed');
     const text = JSON.stringify(raised.body.cards);
-    expect(text).toMatch(new RegExp(`Authorization ${number} for this order was cancelled by its submitter on \\d{4}-\\d{2}-\\d{2}, so it no longer covers the order\\.`));
+    expect(text).toMatch(new RegExp(`Authorization ${number} for this order was cancelled by its submitter on \\d{1,2} [A-Z][a-z]+ \\d{4}, so it no longer covers the order\\.`));
     expect(text).not.toMatch(/as it (was then approved|stood when approved)/);
   });
 

@@ -205,7 +205,7 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
       memberId: 'U5521039476',
       payerName: 'Centene Corporation',
       drug: expect.stringMatching(/Blincyto/),
-      dose: '28 mcg/d',
+      dose: '28 mcg/day',
       ageSeconds: expect.any(Number),
     });
 

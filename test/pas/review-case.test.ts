@@ -30,7 +30,7 @@ describe('reviewer request view (GET /review/{id})', () => {
       birthDate: expect.stringMatching(/^1985-/),
     });
     expect(c.orders[0].drug).toMatch(/Blincyto/);
-    expect(c.orders[0].dose).toBe('28 mcg/d');
+    expect(c.orders[0].dose).toBe('28 mcg/day');
     // Chart facts newest first, each dated; the order under review is not listed as a chart fact.
     const dates = c.facts.map((f: { date?: string }) => f.date ?? '');
     expect(dates.every(Boolean)).toBe(true);
@@ -57,6 +57,38 @@ describe('reviewer request view (GET /review/{id})', () => {
     expect(evidence.filter((e) => !e.label || e.label === e.fact || /^[a-z]+[A-Z]/.test(e.label))).toEqual([]);
     expect(evidence).toContainEqual(expect.objectContaining({ source: 'ehr', value: true }));
     expect(res.body.items[0].reviewPeriod).toMatchObject({ start: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/) });
+  });
+
+  it('shows every dose step of a step-dosed order (BCBSNC Blinatumomab: 9 mcg/day days 1-7, then 28 mcg/day days 8-28), in the queue and the request; was the first step only (screens review F4)', async () => {
+    const { app } = pasApp(new MemoryStorage());
+    const submitted = await request(app).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(storyBundle('bcbsnc-status-unknown')));
+    expect(submitted.status).toBe(200);
+    const id = claimResponseOf(submitted.body).id!;
+    const res = await request(app).get(`/review/${id}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`).expect(200);
+    expect(res.body.case.orders[0]).toMatchObject({
+      dose: '9 mcg/day, then 28 mcg/day',
+      sig: '9 mcg/day continuous IV infusion, days 1-7; 28 mcg/day continuous IV infusion, days 8-28',
+    });
+    const queue = await request(app).get('/review/pended').set('Authorization', `Bearer ${REVIEW_TOKEN}`).expect(200);
+    expect(queue.body.pended.find((p: { id: string }) => p.id === id).dose).toBe('9 mcg/day, then 28 mcg/day');
+  });
+
+  it('writes answered dates as the rest of the case does: "23 November 2026", a time in UTC; was "2026-11-23" as stored (screens review F11)', () => {
+    const bundle = storyBundle('centene-missing-mrd', {
+      answers: {
+        'order-date': [{ valueDate: '2026-11-23' }],
+        'birth-date': [{ valueDate: '1985-03-18' }],
+        'mrd-collected': [{ valueDateTime: '2026-11-10T09:30:00-05:00' }],
+        'diagnosed-in': [{ valueDate: '2025-06' }],
+      },
+    });
+    const answers = reviewCase(parsePasRequest(bundle as unknown as Record<string, unknown>)).answers[0].items;
+    expect(Object.fromEntries(answers.map((a) => [a.linkId, a.answer]))).toEqual({
+      'order-date': '23 November 2026',
+      'birth-date': '18 March 1985',
+      'mrd-collected': '10 November 2026, 14:30 UTC',
+      'diagnosed-in': 'June 2025',
+    });
   });
 
   it('lists the DTR answers with who supplied each', async () => {
