@@ -86,6 +86,12 @@ export function buildHookResponse(opts: {
   decisions: OrderDecision[];
   today: string;
   publicBaseUrl: string;
+  /**
+   * The DTR SMART app's launch page, when this process serves it (the sandbox's web apps); undefined otherwise, and
+   * then no DTR launch card is built: a link to a page that is not served is no launch (contract review F9). Without
+   * it the EHR still has the coverage-information's `questionnaire` canonical and the payer's $questionnaire-package.
+   */
+  dtrLaunchUrl?: string;
 }): HookResponse {
   const { req, payer, decisions, today } = opts;
   const cfg = effectiveConfiguration(req.configuration);
@@ -177,11 +183,11 @@ export function buildHookResponse(opts: {
       policyCards.set(policy.id, reference);
       cards.push(reference);
     }
-    if (cfg.coverageInfo && cfg.dtrCard && req.hook !== 'order-select' && (determination.outcome === 'documentation-needed' || determination.outcome === 'limit-exceeded')) {
+    if (opts.dtrLaunchUrl && cfg.coverageInfo && cfg.dtrCard && req.hook !== 'order-select' && (determination.outcome === 'documentation-needed' || determination.outcome === 'limit-exceeded')) {
       cards.push(
         dtrLaunchCard(
           payer.label,
-          `${opts.publicBaseUrl}/dtr/launch.html`,
+          opts.dtrLaunchUrl,
           { questionnaire: [d.policy.questionnaire], order: orderRef, coverage: opts.coverageRef, coverageAssertionId: d.assertionId },
           orderRef,
           cfg.dtrCardForm,

@@ -3,7 +3,7 @@ import type { FetchLike } from '../../src/hooks/ehr-client.js';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { edgePatient } from '../fixtures/edge-patient.js';
-import { buildApp, testContent } from '../helpers/app.js';
+import { buildApp, makeKeys, signFor, testContent } from '../helpers/app.js';
 import { fakeEhr } from '../helpers/fake-ehr.js';
 import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
 import { expectValidHookResponse } from '../helpers/response-checks.js';
@@ -162,6 +162,26 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     const smart = res.body.cards.find((c: { links?: { type: string }[] }) => c.links?.some((l) => l.type === 'smart'));
     expect(smart.links[0].url).toBe('http://priorpath.test/dtr/launch.html');
     expect(JSON.parse(smart.links[0].appContext).questionnaire).toEqual(['https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11']);
+  });
+
+  it('in production (no sandbox, so no DTR app served) sends no DTR launch card: the EHR has the questionnaire canonical and $questionnaire-package instead (F9)', async () => {
+    const keys = await makeKeys();
+    const { app } = buildApp({ keys, env: { NODE_ENV: 'production' } });
+    for (const option of ['dtr-clin', 'dtr-launch-query']) {
+      const res = await request(app)
+        .post(SIGN)
+        .set('Authorization', `Bearer ${await signFor(keys, SIGN)}`)
+        .send(centene({ body: { extension: { 'davinci-crd.configuration': { [option]: true } } } }))
+        .expect(200);
+      const links = res.body.cards.flatMap((c: { links?: { type: string; url: string }[] }) => c.links ?? []);
+      expect(links.filter((l: { type: string }) => l.type === 'smart'), option).toEqual([]);
+      expect(links.some((l: { url: string }) => l.url.includes('/dtr/')), option).toBe(false);
+      const [ext] = expectValidHookResponse(res.body, 'order-sign');
+      expect(code(ext, 'doc-needed')).toBe('clinical');
+      expect(sub(ext, 'questionnaire')[0].valueCanonical).toBe('https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11');
+    }
+    // The page the card would have linked to is not served.
+    await request(app).get('/dtr/launch.html').expect(404);
   });
 
   it('does not ask for documentation on order-select [hook-19]', async () => {
