@@ -265,11 +265,19 @@ function alternateOrder(order: MedicationRequest, proposals: Proposal[]): { orde
   const updated = structuredClone(order);
   const changes: string[] = [];
   const within: string[] = [];
+  let today = '';
   if (dose) {
-    const target = { value: Math.round(dose.value * 10) / 10, unit: dose.display ?? dose.unit, system: 'http://unitsofmeasure.org', code: dose.unit };
+    // An order written per m² is proposed per m² (design.md §6 "Limits": "15 mcg/m²/day below" 45 kg), so that the
+    // accepted order still follows the patient's BSA; its label gives today's mcg/day equivalent. A flat order keeps the
+    // flat dose.
+    const perM2 = dose.perM2 && perM2DoseAbove(order, dose.perM2.value) ? dose.perM2 : undefined;
+    const shown = perM2 ?? dose;
+    const target = { value: Math.round(shown.value * 10) / 10, unit: shown.display ?? shown.unit, system: 'http://unitsofmeasure.org', code: shown.unit };
     if (!proposeDose(updated, target)) return undefined;
-    changes.push(`the dose to ${doseLabel(dose.value, dose.unit, dose.display)}`);
-    within.push(doseLabel(dose.value, dose.unit, dose.display));
+    const label = doseLabel(shown.value, shown.unit, shown.display);
+    changes.push(`the dose to ${label}`);
+    within.push(label);
+    if (perM2) today = `; ${doseLabel(dose.value, dose.unit, dose.display)} at today's BSA`;
   }
   if (cycles) {
     // An order asks for 1 + numberOfRepeatsAllowed cycles (design.md §6 "Cycles").
@@ -280,7 +288,7 @@ function alternateOrder(order: MedicationRequest, proposals: Proposal[]): { orde
   }
   return {
     order: updated,
-    label: `Change ${changes.join(' and ')} (policy maximum)`,
+    label: `Change ${changes.join(' and ')} (policy maximum${today})`,
     exceeds: dose && cycles ? 'dose and cycles' : dose ? 'dose' : 'cycles',
     within: within.join(', '),
   };
@@ -294,7 +302,8 @@ function alternateOrder(order: MedicationRequest, proposals: Proposal[]): { orde
 export function proposeDose(order: MedicationRequest, target: { value: number; unit: string; system: string; code: string }): boolean {
   const dosed = (order.dosageInstruction ?? []).filter((i) => !!i.doseAndRate?.[0]?.doseQuantity);
   if (dosed.length === 0) return false;
-  const sameUnit = (q: { code?: string; unit?: string }) => q.code === target.code || (target.code === 'ug/d' && (q.code === 'mcg/d' || q.unit === 'mcg/d'));
+  const sameUnit = (q: { code?: string; unit?: string }) =>
+    q.code === target.code || (target.code === 'ug/d' && (q.code === 'mcg/d' || q.unit === 'mcg/d')) || (PER_M2_CODES.has(target.code) && isPerM2(q));
   const over = dosed.filter((i) => sameUnit(i.doseAndRate![0].doseQuantity!) && (i.doseAndRate![0].doseQuantity!.value ?? 0) > target.value);
   for (const instruction of over.length > 0 ? over : [dosed[dosed.length - 1]]) {
     const dose = instruction.doseAndRate![0];
@@ -315,4 +324,20 @@ function restateDose(text: string, before: number, after: string): string {
     'gi',
   );
   return text.replace(stated, after);
+}
+
+/** UCUM codes (and, without a code, unit texts) of a dose per m² of body surface area per day, as the dose facts read. */
+const PER_M2_CODES = new Set(['ug/m2/d', 'ug/(m2.d)', 'mcg/m2/d']);
+const PER_M2_UNITS = new Set(['mcg/m2/day', 'mcg/m2/d']);
+
+function isPerM2(q: { code?: string; unit?: string }): boolean {
+  return q.code !== undefined ? PER_M2_CODES.has(q.code) : q.unit !== undefined && PER_M2_UNITS.has(q.unit);
+}
+
+/** Whether the order states a dose per m² above `limit` (the exceeding dose is written per m²). */
+function perM2DoseAbove(order: MedicationRequest, limit: number): boolean {
+  return (order.dosageInstruction ?? []).some((i) => {
+    const q = i.doseAndRate?.[0]?.doseQuantity;
+    return !!q && isPerM2(q) && (q.value ?? 0) > limit;
+  });
 }

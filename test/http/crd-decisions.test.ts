@@ -125,6 +125,42 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     },
   );
 
+  it.each(['centene', 'mmm', 'ohsu'])(
+    '%s: under 45 kg an order written per m² is proposed per m² (15 mcg/m²/day, with today\'s mcg/day), a flat order in mcg/day (F3)',
+    async (payerKey) => {
+      // design.md §6 Limits: the labelled dose below 45 kg is 15 mcg/m²/day. 30 kg and 140 cm: BSA 1.08 m² (Mosteller),
+      // so 20 mcg/m²/day is 21.6 mcg/day, within 28 but above 15 × 1.08 = 16.2.
+      const child = (dose: { value: number; unit: string; code: string }) => {
+        const { resources, order } = edgePatient(payerKey);
+        const weight = resources.find((r) => r.id === 'edge-weight') as Observation;
+        weight.valueQuantity!.value = 30;
+        const height: Observation = {
+          ...weight,
+          id: 'edge-height',
+          code: { coding: [{ system: 'http://loinc.org', code: '8302-2', display: 'Body height' }] },
+          valueQuantity: { value: 140, unit: 'cm', system: 'http://unitsofmeasure.org', code: 'cm' },
+        };
+        order.dosageInstruction![0].doseAndRate![0].doseQuantity = { ...dose, system: 'http://unitsofmeasure.org' };
+        return orderSignRequest([...resources, height], order);
+      };
+      const { app } = buildApp({ today: '2026-11-23' });
+      const proposalOf = async (body: unknown) => {
+        const res = await request(app).post(SIGN).send(body).expect(200);
+        const [ext] = expectValidHookResponse(res.body, 'order-sign');
+        expect(code(ext, 'pa-needed')).toBe('auth-needed');
+        const card = res.body.cards.find((c: { suggestions?: unknown[] }) => c.suggestions);
+        expect(card, JSON.stringify(res.body.cards.map((c: { summary: string }) => c.summary))).toBeDefined();
+        return { label: card.suggestions[0].label as string, dose: card.suggestions[0].actions[0].resource.dosageInstruction[0].doseAndRate[0].doseQuantity };
+      };
+      const perM2 = await proposalOf(child({ value: 20, unit: 'mcg/m2/day', code: 'ug/m2/d' }));
+      expect(perM2.dose).toMatchObject({ value: 15, code: 'ug/m2/d', system: 'http://unitsofmeasure.org' });
+      expect(perM2.label).toBe("Change the dose to 15 mcg/m²/day (policy maximum; 16.2 mcg/day at today's BSA)");
+      const flat = await proposalOf(child({ value: 28, unit: 'mcg/d', code: 'ug/d' }));
+      expect(flat.dose).toMatchObject({ value: 16.2, code: 'ug/d' });
+      expect(flat.label).toBe('Change the dose to 16.2 mcg/day (policy maximum)');
+    },
+  );
+
   it('answers not-covered citing the clause for T-cell ALL', async () => {
     const { app } = buildApp();
     const body = centene() as { prefetch: { conditions: unknown } };
