@@ -144,7 +144,7 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
         return orderSignRequest([...resources, height], order);
       };
       const { app } = buildApp({ today: '2026-11-23' });
-      const proposalOf = async (body: unknown) => {
+      const proposalOf = async (body: ReturnType<typeof orderSignRequest>) => {
         const res = await request(app).post(SIGN).send(body).expect(200);
         const [ext] = expectValidHookResponse(res.body, 'order-sign');
         expect(code(ext, 'pa-needed')).toBe('auth-needed');
