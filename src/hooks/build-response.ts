@@ -7,7 +7,7 @@ import type { OrderResource } from '../coverage/order.js';
 import { isOrder } from '../coverage/order.js';
 import type { Proposal } from '../policies/evaluate-policy.js';
 import type { Card } from './cards.js';
-import { dtrLaunchCard, externalReferenceCard, instructionsCard, proposeAlternateCard } from './cards.js';
+import { dtrLaunchCard, externalReferenceCard, instructionsCard, proposeAlternateCard, summaryNaming } from './cards.js';
 import type { HookRequest } from './hook-request.js';
 import { localReference } from '../fhir/references.js';
 
@@ -133,7 +133,7 @@ export function buildHookResponse(opts: {
         cards.push(
           instructionsCard(
             payer.label,
-            selecting ? `Prior authorization needed for ${drug}: the record does not yet show all the policy needs` : `Prior authorization needed for ${drug}: documentation required`,
+            summaryNaming((n) => (selecting ? `Prior authorization needed for ${n}: the record does not yet show all the policy needs` : `Prior authorization needed for ${n}: documentation required`), drug),
             `${policy.source.id} needs information that the record does not show yet:\n\n${lines.join('\n')}\n\n${selecting ? "When the order is signed, the payer's questionnaire (DTR) is offered with the answers already in the chart pre-filled." : "Complete the payer's questionnaire (DTR) with the prior authorization request; answers already in the chart are pre-filled."}${determination.reasons
               .slice(1)
               .map((r) => `\n\n${r.text}`)
@@ -146,7 +146,7 @@ export function buildHookResponse(opts: {
         cards.push(
           instructionsCard(
             payer.label,
-            `Prior authorization needed for ${drug}: the order exceeds the policy limit`,
+            summaryNaming((n) => `Prior authorization needed for ${n}: the order exceeds the policy limit`, drug),
             `${ev.failed.map((r) => `- ${r.text} (${r.cite})`).join('\n')}\n\n${d.policy.limits.find((l) => ev.failed.some((f) => f.id === l.id) && l.justification)?.justification ? `The payer accepts: ${d.policy.limits.find((l) => ev.failed.some((f) => f.id === l.id) && l.justification)!.justification}.` : ''}${determination.reasons
               .slice(1)
               .map((r) => `\n\n${r.text}`)
@@ -158,7 +158,7 @@ export function buildHookResponse(opts: {
           ),
         );
       } else if (determination.outcome === 'not-covered') {
-        const summary = d.record?.state === 'denied' ? `Prior authorization for ${drug} was denied` : `${drug} is not covered under ${policy.source.id} for this patient`;
+        const summary = summaryNaming((n) => (d.record?.state === 'denied' ? `Prior authorization for ${n} was denied` : `${n} is not covered under ${policy.source.id} for this patient`), drug);
         cards.push(instructionsCard(payer.label, summary, determination.reasons[0].text, 'warning', orderRef));
       }
     }
@@ -169,7 +169,7 @@ export function buildHookResponse(opts: {
         // Only an order the rules would approve as changed is "covered without review"; with evidence still missing
         // the changed order needs the same documentation, and the card must not promise otherwise.
         const promise = ev.alternateApproved ? 'is covered without review' : 'is within it (documentation still needed)';
-        cards.push(proposeAlternateCard(payer.label, `${drug} ${alternate.exceeds} above ${policy.source.id} limit: ${alternate.within} ${promise}`, detail, alternate.label, alternate.order, orderRef));
+        cards.push(proposeAlternateCard(payer.label, summaryNaming((n) => `${n} ${alternate.exceeds} above ${policy.source.id} limit: ${alternate.within} ${promise}`, drug), detail, alternate.label, alternate.order, orderRef));
       }
     }
     const shared = cfg.guideline ? policyCards.get(policy.id) : undefined;
@@ -179,7 +179,7 @@ export function buildHookResponse(opts: {
       const links = [{ label: `${policy.source.id}: ${policy.title}`, url: `${opts.publicBaseUrl}/policies/${policy.id}` }];
       if (policy.source.url) links.push({ label: `${policy.source.title} (payer site)`, url: policy.source.url });
       const criteria = d.policy.pathways.map((p) => `- ${p.text} (${p.cite})`).slice(0, 12).join('\n');
-      const reference = externalReferenceCard(payer.label, `${payer.label} coverage policy for ${drug}: ${policy.source.id}`, `Covered uses under ${policy.source.id}:\n\n${criteria}`, links, orderRef);
+      const reference = externalReferenceCard(payer.label, summaryNaming((n) => `${payer.label} coverage policy for ${n}: ${policy.source.id}`, drug), `Covered uses under ${policy.source.id}:\n\n${criteria}`, links, orderRef);
       policyCards.set(policy.id, reference);
       cards.push(reference);
     }

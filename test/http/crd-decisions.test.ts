@@ -161,6 +161,24 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     },
   );
 
+  it('with a long drug text shortens the drug name in card summaries, never the verdict (F5)', async () => {
+    // CDS Hooks: summary under 140 characters; the one line a clinician reads must still say what happened.
+    const long = 'BLINCYTO (blinatumomab) 35 mcg single-dose vial for injection, for intravenous use, with IV Solution Stabilizer, continuous infusion over 28 days';
+    const named = (body: ReturnType<typeof centene>) => {
+      ((body.context as { draftOrders: Bundle }).draftOrders.entry![0].resource as MedicationRequest).medicationCodeableConcept!.text = long;
+      return body;
+    };
+    const { app } = buildApp({ today: '2026-11-23' });
+    const missing = await request(app).post(SIGN).send(named(centene())).expect(200);
+    const over = await request(app).post(SIGN).send(named(centene({ add: [mrd(0.4)], dose: 56 }))).expect(200);
+    const summaries = [...missing.body.cards, ...over.body.cards].map((c: { summary: string }) => c.summary);
+    for (const s of summaries) expect(s.length, s).toBeLessThan(140);
+    expect(summaries.some((s) => /^Prior authorization needed for BLINCYTO \(blinatumomab\) [^:]*…: documentation required$/.test(s)), summaries.join('\n')).toBe(true);
+    expect(summaries.some((s) => /…: the order exceeds the policy limit$/.test(s)), summaries.join('\n')).toBe(true);
+    expect(summaries.some((s) => /…: CP\.PHAR\.312$/.test(s)), summaries.join('\n')).toBe(true);
+    expect(summaries.some((s) => /… dose above CP\.PHAR\.312 limit: 28 mcg\/day is covered without review$/.test(s)), summaries.join('\n')).toBe(true);
+  });
+
   it('answers not-covered citing the clause for T-cell ALL', async () => {
     const { app } = buildApp();
     const body = centene() as { prefetch: { conditions: unknown } };
