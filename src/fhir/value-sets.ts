@@ -165,7 +165,7 @@ export class ValueSetIndex {
       return tenDigitNdcReadings(coding.code.trim()).some((c) => entry.keys.has(`${NDC_SYSTEM}|${c}`));
     }
     // A product-level NDC (labeler-product, no package: 55513-160, 55513-0160) matches the packages the set lists of
-    // that product (research codes.md: NDCs also arrive product-only; contract review F6).
+    // that product (docs/terminology.md §5: NDCs also arrive product-only; contract review F6).
     if (normalizeSystem(coding.system) === NDC_SYSTEM && coding.code) {
       return ndcProductReadings(coding.code).some((p) => entry.products.has(p));
     }

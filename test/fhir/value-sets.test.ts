@@ -59,7 +59,7 @@ describe('local value sets', () => {
     expect(vs.contains(url, { system: NDC_SYSTEM, code: '55513-155-01' })).toBe(false);
   });
 
-  // research codes.md: NDCs arrive product-only too (labeler-product, no package); contract review F6.
+  // docs/terminology.md §5: NDCs arrive product-only too (labeler-product, no package); contract review F6.
   it.each(['55513-160', '55513-0160', '555130160', '55513160'])('matches the product-level NDC %j against the packages the set lists of that product', (code) => {
     expect(vs.contains(url, { system: NDC_SYSTEM, code })).toBe(true);
   });
