@@ -182,6 +182,9 @@ export function createApp(deps: AppDeps): express.Express {
           content,
           storage,
           publicBaseUrl: config.publicBaseUrl,
+          // The DTR SMART app is one of the sandbox's web apps (mounted below only when the sandbox is on; serve.ts loads
+          // them whenever it is): in production there is no launch page, so no DTR launch card links to one (F9).
+          ...(config.sandbox ? { dtrLaunchUrl: `${config.publicBaseUrl}/dtr/launch.html` } : {}),
           ehrTimeoutMs: config.ehrTimeoutMs,
           defaultPayer: config.defaultPayer,
           allowUnauthenticatedEhr: config.sandbox,

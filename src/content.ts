@@ -240,5 +240,37 @@ export function policiesForCodings(content: Content, payer: string, codings: { s
  * the billing codes the client gave in `ext-billing-options` (CRD [billopt-3]).
  */
 export function policiesFor(content: Content, payer: string, order: MedicationRequest): CompiledPolicy[] {
-  return policiesForCodings(content, payer, codingsWithBillingOptions(order.medicationCodeableConcept));
+  const byCode = policiesForCodings(content, payer, codingsWithBillingOptions(order.medicationCodeableConcept));
+  if (byCode.length > 0) return byCode;
+  const named = drugNamedOnly(content, order);
+  return named ? content.policies.filter((p) => p.file.payer === payer && resolveValueSetUrl(p.file.drug, `${content.canonicalBase}/ValueSet`) === named.url) : [];
+}
+
+/**
+ * The drug set an order belongs to by name alone (design.md §6 "Clinical readings": code lists are incomplete; match
+ * by code and, as a fallback, by ingredient or brand name in the coding display or text): e.g. Besponsa ordered by an
+ * NDC no value set lists (00008-0100-01, unverified) or a local code, its display "BESPONSA (inotuzumab ozogamicin)".
+ * Only when no value set lists any of the order's codes (a listed code says which drug it is), and the concept names
+ * the drugs of exactly one set with match names (a text naming another drug too, "dexamethasone premedication for
+ * Blincyto", or "blinded study drug", is not this drug). Undefined otherwise. The name is lower case, as listed.
+ */
+export function drugNamedOnly(content: Content, order: MedicationRequest): { url: string; name: string; text: string } | undefined {
+  const concept = order.medicationCodeableConcept;
+  if (!concept) return undefined;
+  const codings = codingsWithBillingOptions(concept);
+  const sets = content.valueSets.all();
+  if (codings.some((c) => sets.some((vs) => content.valueSets.contains(vs.url!, c)))) return undefined;
+  const named = sets.filter((vs) => content.valueSets.nameIn(vs.url!, concept) !== undefined);
+  // Sets may share a drug (every set listing inotuzumab names it by "inotuzumab"): what decides is that every name the
+  // concept holds is a name of one drug set, the policy's.
+  const texts = [concept.text, ...(concept.coding ?? []).map((c) => c.display)].filter((t): t is string => !!t).map((t) => t.toLowerCase());
+  const held = new Set(named.flatMap((vs) => content.valueSets.namesOf(vs.url!).filter((n) => texts.some((t) => t.includes(n)))));
+  const drugSets = content.policies.map((p) => resolveValueSetUrl(p.file.drug, `${content.canonicalBase}/ValueSet`));
+  const owner = [...new Set(drugSets)].find((url) => {
+    const names = content.valueSets.namesOf(url);
+    return held.size > 0 && [...held].every((n) => names.includes(n));
+  });
+  if (!owner) return undefined;
+  const name = content.valueSets.nameIn(owner, concept)!;
+  return { url: owner, name, text: (concept.text ?? concept.coding?.find((c) => c.display)?.display ?? '').slice(0, 80) };
 }

@@ -61,10 +61,12 @@ export function assertionFor(
 /**
  * The CRD versions whose coverage-information shape this module builds, two-part as CRD declares them (CRD 2.2
  * deviations.md "CRD Version declaration" [dev-1, dev-2]; the patch part never changes interoperability). A service may
- * declare only these in discovery (content.ts checks it at start-up).
+ * declare only these in discovery (content.ts checks it at start-up). 2.1 (STU 2.1.0) is answered in the default shape,
+ * what 2.0.1 and 2.2 share, which every 2.x client reads (design.md §4 "Versions"; contract review F4): only 2.2 gets
+ * the full 2.2 form.
  * @see https://hl7.org/fhir/us/davinci-crd/STU2.2/deviations.html#crd-version-declaration
  */
-export const CRD_VERSIONS = ['2.0', '2.2'] as const;
+export const CRD_VERSIONS = ['2.0', '2.1', '2.2'] as const;
 export type CrdVersion = (typeof CRD_VERSIONS)[number];
 
 /**

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Content, Payer } from '../content.js';
-import { policiesFor } from '../content.js';
+import { drugNamedOnly, policiesFor } from '../content.js';
 import type { Logger } from '../logger.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { evaluatePolicy } from '../policies/evaluate-policy.js';
@@ -40,12 +40,14 @@ export interface OrderDecision {
    * covers"). Kept only in that case: it holds the patient record past the hook's storage wait.
    */
   judgedOn?: (orderDate: string) => PolicyEvaluation;
+  /** The policy governs the order by the drug's name alone, no listed code (content.ts drugNamedOnly): said in the reason. */
+  drugByName?: { name: string; text: string };
 }
 
 /** The determination of a decision: the order's record where it has a decision, else the policy's, else the payer's default. */
 export function determinationFor(decision: OrderDecision, today: string): Determination {
   if (decision.defaultAnswer) return defaultDetermination(decision.defaultAnswer);
-  const d = withOrderRecord(determinationOf(decision.policy!, decision.evaluation!, decision.authorization), decision.record, today);
+  const d = withNameNote(withOrderRecord(determinationOf(decision.policy!, decision.evaluation!, decision.authorization), decision.record, today), decision.drugByName);
   if (!decision.laterStart || d.outcome !== 'not-covered' || d.reasons.length === 0) return d;
   // The clinician can act on a timing exclusion: say which start date would no longer be excluded.
   const [first, ...rest] = d.reasons;
@@ -57,9 +59,16 @@ export function determinationFor(decision: OrderDecision, today: string): Determ
 }
 
 /**
- * The seam between protocol and policy: hook data + payer in, one decision per governed order out.
- * A policy that throws is contained here: the order gets an `error` evaluation, never a positive assertion.
+ * design.md §6 "Clinical readings": when a name decided, the reason says so. An order governed by its drug's name alone
+ * (no code any value set lists) carries it in the first reason, whatever the outcome.
  */
+function withNameNote(d: Determination, byName: OrderDecision['drugByName']): Determination {
+  if (!byName || d.reasons.length === 0) return d;
+  const [first, ...rest] = d.reasons;
+  const note = `The drug was recognised by its name ("${byName.name}" in "${byName.text}"), not by a code the policy lists.`;
+  return { ...d, reasons: [{ ...first, text: `${first.text.replace(/\.?$/, '.')} ${note}` }, ...rest] };
+}
+
 /**
  * How many of the orders a policy of this payer governs (the orders decideOrders would evaluate). Each is evaluated
  * over a record that holds the others too, so a call's cost grows faster than its governed orders: an edge refuses a
@@ -71,6 +80,10 @@ export function governedOrderCount(content: Content, payer: Payer, record: Patie
   return n;
 }
 
+/**
+ * The seam between protocol and policy: hook data + payer in, one decision per governed order out.
+ * A policy that throws is contained here: the order gets an `error` evaluation, never a positive assertion.
+ */
 export function decideOrders(opts: {
   content: Content;
   payer: Payer;
@@ -122,6 +135,8 @@ export function decideOrders(opts: {
       }
     }
     const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, orderDate: data.orderDate };
+    const byName = drugNamedOnly(opts.content, coded);
+    if (byName) decision.drugByName = { name: byName.name, text: byName.text };
     if (orderStartOf(order) === undefined && evaluation.outcome !== 'satisfied' && evaluation.outcome !== 'error' && unreadableDoseOf(policy, evaluation)) {
       const { record } = opts;
       decision.judgedOn = (orderDate) => {

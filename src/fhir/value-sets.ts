@@ -102,20 +102,25 @@ function storedKey(system: string | undefined, code: string | undefined): string
  * (design.md §4 "Governed orders": no terminology server): membership is decided on each ValueSet's local `expansion`.
  */
 export class ValueSetIndex {
-  private readonly byUrl = new Map<string, { resource: ValueSet; keys: Set<string>; names: string[] }>();
+  private readonly byUrl = new Map<string, { resource: ValueSet; keys: Set<string>; products: Set<string>; names: string[] }>();
 
   add(vs: ValueSet): void {
     if (!vs.url) throw new Error(`ValueSet ${vs.id ?? '?'} has no url`);
     const keys = new Set<string>();
+    // The labeler-product part (first 9 of 11 digits) of every package NDC the set lists: an order may name the product
+    // without its package (see ndcProductReadings).
+    const products = new Set<string>();
     for (const c of vs.expansion?.contains ?? []) {
       const key = codingKey(c.system, c.code);
       if (key) keys.add(key);
+      const ndc = normalizeSystem(c.system) === NDC_SYSTEM && c.code ? normalizeNdc(c.code) : undefined;
+      if (ndc) products.add(ndc.slice(0, 9));
     }
     const names = (vs.extension ?? [])
       .filter((e) => e.url === MATCH_NAME_EXT && typeof e.valueString === 'string' && e.valueString.trim().length > 2)
       .map((e) => e.valueString!.trim().toLowerCase());
-    this.byUrl.set(vs.url, { resource: vs, keys, names });
-    if (vs.version) this.byUrl.set(`${vs.url}|${vs.version}`, { resource: vs, keys, names });
+    this.byUrl.set(vs.url, { resource: vs, keys, products, names });
+    if (vs.version) this.byUrl.set(`${vs.url}|${vs.version}`, { resource: vs, keys, products, names });
   }
 
   /** The drug names a set also matches by (lower case; empty for sets matched by code only). */
@@ -159,8 +164,32 @@ export class ValueSetIndex {
     if (normalizeSystem(coding.system) === NDC_SYSTEM && coding.code && /^\d{10}$/.test(coding.code.trim())) {
       return tenDigitNdcReadings(coding.code.trim()).some((c) => entry.keys.has(`${NDC_SYSTEM}|${c}`));
     }
+    // A product-level NDC (labeler-product, no package: 55513-160, 55513-0160) matches the packages the set lists of
+    // that product (docs/terminology.md §5: NDCs also arrive product-only; contract review F6).
+    if (normalizeSystem(coding.system) === NDC_SYSTEM && coding.code) {
+      return ndcProductReadings(coding.code).some((p) => entry.products.has(p));
+    }
     return false;
   }
+}
+
+/**
+ * The 9-digit labeler-product forms (5-4, as in the 11-digit package code) a product-level NDC may stand for: hyphenated
+ * 5-4, 5-3 or 4-4 (one reading each), 9 digits (5-4), or 8 digits without hyphens (5-3 or 4-4: both). Empty for any
+ * other string, a package code included.
+ */
+export function ndcProductReadings(code: string): string[] {
+  const t = code.trim();
+  const parts = t.split('-');
+  if (parts.length === 2 && parts.every((p) => /^\d+$/.test(p))) {
+    const [labeler, product] = parts;
+    if (labeler.length === 5 && (product.length === 4 || product.length === 3)) return [labeler + product.padStart(4, '0')];
+    if (labeler.length === 4 && product.length === 4) return [`0${labeler}${product}`];
+    return [];
+  }
+  if (/^\d{9}$/.test(t)) return [t];
+  if (/^\d{8}$/.test(t)) return [`${t.slice(0, 5)}0${t.slice(5)}`, `0${t}`];
+  return [];
 }
 
 /** The three 11-digit forms an unhyphenated 10-digit NDC may stand for (4-4-2, 5-3-2, 5-4-1). */

@@ -7,7 +7,7 @@ import type { OrderResource } from '../coverage/order.js';
 import { isOrder } from '../coverage/order.js';
 import type { Proposal } from '../policies/evaluate-policy.js';
 import type { Card } from './cards.js';
-import { dtrLaunchCard, externalReferenceCard, instructionsCard, proposeAlternateCard } from './cards.js';
+import { dtrLaunchCard, externalReferenceCard, instructionsCard, proposeAlternateCard, summaryNaming } from './cards.js';
 import type { HookRequest } from './hook-request.js';
 import { localReference } from '../fhir/references.js';
 
@@ -86,6 +86,12 @@ export function buildHookResponse(opts: {
   decisions: OrderDecision[];
   today: string;
   publicBaseUrl: string;
+  /**
+   * The DTR SMART app's launch page, when this process serves it (the sandbox's web apps); undefined otherwise, and
+   * then no DTR launch card is built: a link to a page that is not served is no launch (contract review F9). Without
+   * it the EHR still has the coverage-information's `questionnaire` canonical and the payer's $questionnaire-package.
+   */
+  dtrLaunchUrl?: string;
 }): HookResponse {
   const { req, payer, decisions, today } = opts;
   const cfg = effectiveConfiguration(req.configuration);
@@ -127,7 +133,7 @@ export function buildHookResponse(opts: {
         cards.push(
           instructionsCard(
             payer.label,
-            selecting ? `Prior authorization needed for ${drug}: the record does not yet show all the policy needs` : `Prior authorization needed for ${drug}: documentation required`,
+            summaryNaming((n) => (selecting ? `Prior authorization needed for ${n}: the record does not yet show all the policy needs` : `Prior authorization needed for ${n}: documentation required`), drug),
             `${policy.source.id} needs information that the record does not show yet:\n\n${lines.join('\n')}\n\n${selecting ? "When the order is signed, the payer's questionnaire (DTR) is offered with the answers already in the chart pre-filled." : "Complete the payer's questionnaire (DTR) with the prior authorization request; answers already in the chart are pre-filled."}${determination.reasons
               .slice(1)
               .map((r) => `\n\n${r.text}`)
@@ -140,7 +146,7 @@ export function buildHookResponse(opts: {
         cards.push(
           instructionsCard(
             payer.label,
-            `Prior authorization needed for ${drug}: the order exceeds the policy limit`,
+            summaryNaming((n) => `Prior authorization needed for ${n}: the order exceeds the policy limit`, drug),
             `${ev.failed.map((r) => `- ${r.text} (${r.cite})`).join('\n')}\n\n${d.policy.limits.find((l) => ev.failed.some((f) => f.id === l.id) && l.justification)?.justification ? `The payer accepts: ${d.policy.limits.find((l) => ev.failed.some((f) => f.id === l.id) && l.justification)!.justification}.` : ''}${determination.reasons
               .slice(1)
               .map((r) => `\n\n${r.text}`)
@@ -152,7 +158,7 @@ export function buildHookResponse(opts: {
           ),
         );
       } else if (determination.outcome === 'not-covered') {
-        const summary = d.record?.state === 'denied' ? `Prior authorization for ${drug} was denied` : `${drug} is not covered under ${policy.source.id} for this patient`;
+        const summary = summaryNaming((n) => (d.record?.state === 'denied' ? `Prior authorization for ${n} was denied` : `${n} is not covered under ${policy.source.id} for this patient`), drug);
         cards.push(instructionsCard(payer.label, summary, determination.reasons[0].text, 'warning', orderRef));
       }
     }
@@ -163,7 +169,7 @@ export function buildHookResponse(opts: {
         // Only an order the rules would approve as changed is "covered without review"; with evidence still missing
         // the changed order needs the same documentation, and the card must not promise otherwise.
         const promise = ev.alternateApproved ? 'is covered without review' : 'is within it (documentation still needed)';
-        cards.push(proposeAlternateCard(payer.label, `${drug} ${alternate.exceeds} above ${policy.source.id} limit: ${alternate.within} ${promise}`, detail, alternate.label, alternate.order, orderRef));
+        cards.push(proposeAlternateCard(payer.label, summaryNaming((n) => `${n} ${alternate.exceeds} above ${policy.source.id} limit: ${alternate.within} ${promise}`, drug), detail, alternate.label, alternate.order, orderRef));
       }
     }
     const shared = cfg.guideline ? policyCards.get(policy.id) : undefined;
@@ -173,15 +179,15 @@ export function buildHookResponse(opts: {
       const links = [{ label: `${policy.source.id}: ${policy.title}`, url: `${opts.publicBaseUrl}/policies/${policy.id}` }];
       if (policy.source.url) links.push({ label: `${policy.source.title} (payer site)`, url: policy.source.url });
       const criteria = d.policy.pathways.map((p) => `- ${p.text} (${p.cite})`).slice(0, 12).join('\n');
-      const reference = externalReferenceCard(payer.label, `${payer.label} coverage policy for ${drug}: ${policy.source.id}`, `Covered uses under ${policy.source.id}:\n\n${criteria}`, links, orderRef);
+      const reference = externalReferenceCard(payer.label, summaryNaming((n) => `${payer.label} coverage policy for ${n}: ${policy.source.id}`, drug), `Covered uses under ${policy.source.id}:\n\n${criteria}`, links, orderRef);
       policyCards.set(policy.id, reference);
       cards.push(reference);
     }
-    if (cfg.coverageInfo && cfg.dtrCard && req.hook !== 'order-select' && (determination.outcome === 'documentation-needed' || determination.outcome === 'limit-exceeded')) {
+    if (opts.dtrLaunchUrl && cfg.coverageInfo && cfg.dtrCard && req.hook !== 'order-select' && (determination.outcome === 'documentation-needed' || determination.outcome === 'limit-exceeded')) {
       cards.push(
         dtrLaunchCard(
           payer.label,
-          `${opts.publicBaseUrl}/dtr/launch.html`,
+          opts.dtrLaunchUrl,
           { questionnaire: [d.policy.questionnaire], order: orderRef, coverage: opts.coverageRef, coverageAssertionId: d.assertionId },
           orderRef,
           cfg.dtrCardForm,
@@ -259,11 +265,19 @@ function alternateOrder(order: MedicationRequest, proposals: Proposal[]): { orde
   const updated = structuredClone(order);
   const changes: string[] = [];
   const within: string[] = [];
+  let today = '';
   if (dose) {
-    const target = { value: Math.round(dose.value * 10) / 10, unit: dose.display ?? dose.unit, system: 'http://unitsofmeasure.org', code: dose.unit };
+    // An order written per m² is proposed per m² (design.md §6 "Limits": "15 mcg/m²/day below" 45 kg), so that the
+    // accepted order still follows the patient's BSA; its label gives today's mcg/day equivalent. A flat order keeps the
+    // flat dose.
+    const perM2 = dose.perM2 && perM2DoseAbove(order, dose.perM2.value) ? dose.perM2 : undefined;
+    const shown = perM2 ?? dose;
+    const target = { value: Math.round(shown.value * 10) / 10, unit: shown.display ?? shown.unit, system: 'http://unitsofmeasure.org', code: shown.unit };
     if (!proposeDose(updated, target)) return undefined;
-    changes.push(`the dose to ${doseLabel(dose.value, dose.unit, dose.display)}`);
-    within.push(doseLabel(dose.value, dose.unit, dose.display));
+    const label = doseLabel(shown.value, shown.unit, shown.display);
+    changes.push(`the dose to ${label}`);
+    within.push(label);
+    if (perM2) today = `; ${doseLabel(dose.value, dose.unit, dose.display)} at today's BSA`;
   }
   if (cycles) {
     // An order asks for 1 + numberOfRepeatsAllowed cycles (design.md §6 "Cycles").
@@ -274,7 +288,7 @@ function alternateOrder(order: MedicationRequest, proposals: Proposal[]): { orde
   }
   return {
     order: updated,
-    label: `Change ${changes.join(' and ')} (policy maximum)`,
+    label: `Change ${changes.join(' and ')} (policy maximum${today})`,
     exceeds: dose && cycles ? 'dose and cycles' : dose ? 'dose' : 'cycles',
     within: within.join(', '),
   };
@@ -288,7 +302,8 @@ function alternateOrder(order: MedicationRequest, proposals: Proposal[]): { orde
 export function proposeDose(order: MedicationRequest, target: { value: number; unit: string; system: string; code: string }): boolean {
   const dosed = (order.dosageInstruction ?? []).filter((i) => !!i.doseAndRate?.[0]?.doseQuantity);
   if (dosed.length === 0) return false;
-  const sameUnit = (q: { code?: string; unit?: string }) => q.code === target.code || (target.code === 'ug/d' && (q.code === 'mcg/d' || q.unit === 'mcg/d'));
+  const sameUnit = (q: { code?: string; unit?: string }) =>
+    q.code === target.code || (target.code === 'ug/d' && (q.code === 'mcg/d' || q.unit === 'mcg/d')) || (PER_M2_CODES.has(target.code) && isPerM2(q));
   const over = dosed.filter((i) => sameUnit(i.doseAndRate![0].doseQuantity!) && (i.doseAndRate![0].doseQuantity!.value ?? 0) > target.value);
   for (const instruction of over.length > 0 ? over : [dosed[dosed.length - 1]]) {
     const dose = instruction.doseAndRate![0];
@@ -309,4 +324,20 @@ function restateDose(text: string, before: number, after: string): string {
     'gi',
   );
   return text.replace(stated, after);
+}
+
+/** UCUM codes (and, without a code, unit texts) of a dose per m² of body surface area per day, as the dose facts read. */
+const PER_M2_CODES = new Set(['ug/m2/d', 'ug/(m2.d)', 'mcg/m2/d']);
+const PER_M2_UNITS = new Set(['mcg/m2/day', 'mcg/m2/d']);
+
+function isPerM2(q: { code?: string; unit?: string }): boolean {
+  return q.code !== undefined ? PER_M2_CODES.has(q.code) : q.unit !== undefined && PER_M2_UNITS.has(q.unit);
+}
+
+/** Whether the order states a dose per m² above `limit` (the exceeding dose is written per m²). */
+function perM2DoseAbove(order: MedicationRequest, limit: number): boolean {
+  return (order.dosageInstruction ?? []).some((i) => {
+    const q = i.doseAndRate?.[0]?.doseQuantity;
+    return !!q && isPerM2(q) && (q.value ?? 0) > limit;
+  });
 }

@@ -32,6 +32,22 @@ export function summaryOf(text: string): string {
   return `${cut.slice(0, cut.lastIndexOf(' ') > 80 ? cut.lastIndexOf(' ') : 136)}…`;
 }
 
+/**
+ * A summary naming the drug, under 140 characters with its verdict whole: a long drug text (the EHR's full product
+ * description) is shortened, at a word, with an ellipsis, never the words after it that say what happened ("was
+ * denied", "documentation required"). Falls back to summaryOf when the template alone leaves no room for a name.
+ */
+export function summaryNaming(template: (drug: string) => string, drug: string): string {
+  const name = drug.replace(/\s+/g, ' ').trim();
+  const full = template(name).replace(/\s+/g, ' ').trim();
+  if (full.length < 140) return full;
+  const room = 139 - template('').replace(/\s+/g, ' ').trim().length - 1;
+  if (room < 12) return summaryOf(full);
+  const cut = name.slice(0, room);
+  const atWord = cut.lastIndexOf(' ') >= room / 2 ? cut.slice(0, cut.lastIndexOf(' ')) : cut;
+  return template(`${atWord.replace(/[\s,;:(-]+$/, '')}…`).replace(/\s+/g, ' ').trim();
+}
+
 function card(label: string, topic: string, display: string, c: Omit<Card, 'uuid' | 'source'> & { sourceUrl?: string }): Card {
   const { sourceUrl, ...rest } = c;
   // Object.assign, not a spread with properties after it: see factEnvironment (evaluate-policy.ts).

@@ -30,6 +30,8 @@ export interface HookDeps {
   content: Content;
   storage: Storage;
   publicBaseUrl: string;
+  /** The DTR SMART app's launch page when this process serves it (see buildHookResponse); undefined: no DTR card. */
+  dtrLaunchUrl?: string;
   ehrTimeoutMs: number;
   defaultPayer?: string;
   /** Sandbox mode: query a fhirServer even without fhirAuthorization (the CDS Hooks Sandbox sends none). */
@@ -332,6 +334,7 @@ async function answerHook(decided: DecidedHook, deps: HookDeps): Promise<HookRes
     decisions,
     today,
     publicBaseUrl: deps.publicBaseUrl,
+    ...(deps.dtrLaunchUrl ? { dtrLaunchUrl: deps.dtrLaunchUrl } : {}),
   });
   hookLog.info({ orders: orders.length, governed: decisions.length, queried, cards: response.cards.length, payer: payer.key }, 'hook answered');
   const outcome = decisions.length === 0 ? 'ungoverned' : [...new Set(decisions.map((d) => d.evaluation?.outcome ?? 'default'))].join('+');

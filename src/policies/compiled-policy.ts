@@ -51,7 +51,8 @@ export interface CompiledRule {
   approval?: { days?: number; weeks?: number; months?: number };
   /** Pathway: the most cycles one approval covers (per request); more is a limit exceeded. */
   cycles?: number;
-  propose?: { value: CompiledExpression; unit: string; display?: string };
+  /** Limit: the highest allowed dose, and its per-m² form for an order written per m² (design.md §6 "Limits"). */
+  propose?: { value: CompiledExpression; unit: string; display?: string; perM2?: { value: CompiledExpression; unit: string; display?: string } };
   /**
    * Limit: true when the limit concerns this patient (its `A` in `A implies B` or `iif(A, B, true)`), so a limit that
    * holds only because it does not apply is told apart from one within its bound (limit-applicability.ts). Absent for

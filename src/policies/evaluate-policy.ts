@@ -44,6 +44,12 @@ export interface Proposal {
   value: number;
   unit: string;
   display?: string;
+  /**
+   * A dose proposal's per-m² form (the limit's `propose.perM2`), for an order whose dose is written per m² of body
+   * surface area; `value` above is then its mcg/day equivalent at today's BSA. Absent when the policy gives none or it
+   * is empty for this patient (e.g. 45 kg or more, where the labelled dose is flat).
+   */
+  perM2?: { value: number; unit: string; display?: string };
 }
 
 /** Everything the policy said about one order, with a trace of every fact and criterion. */
@@ -251,7 +257,18 @@ export function evaluatePolicy(
       const rule = policy.limits.find((r) => r.id === l.id);
       if (!rule?.propose) continue;
       const v = safeNumber(() => rule.propose!.value(factValues, {}));
-      if (v !== undefined) proposals.push({ kind: 'dose', limitIds: [l.id], value: v, unit: rule.propose.unit, display: rule.propose.display });
+      const perM2 = rule.propose.perM2;
+      const m2 = perM2 ? safeNumber(() => perM2.value(factValues, {})) : undefined;
+      if (v !== undefined) {
+        proposals.push({
+          kind: 'dose',
+          limitIds: [l.id],
+          value: v,
+          unit: rule.propose.unit,
+          display: rule.propose.display,
+          ...(perM2 && m2 !== undefined ? { perM2: { value: m2, unit: perM2.unit, display: perM2.display } } : {}),
+        });
+      }
     }
     const onCycles = cycleLimitIds(policy, exceeded, approvingRule);
     const cycles = onCycles.length > 0 ? cyclesWithinLimits(policy, data, answers, onCycles, requested, approvingRule) : undefined;

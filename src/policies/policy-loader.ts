@@ -351,7 +351,12 @@ function compilePolicy(
         for (const f of bareIdentifiers(r.propose.value)) {
           if (!compiledFacts.has(f)) problems.push({ file: path, field: `${field}.propose.value`, message: `unknown fact ${f}` });
         }
-        rule.propose = { ...r.propose, value: compileFhirPath(r.propose.value, fpFacts) };
+        const perM2 = r.propose.perM2;
+        for (const f of perM2 ? bareIdentifiers(perM2.value) : []) {
+          if (!compiledFacts.has(f)) problems.push({ file: path, field: `${field}.propose.perM2.value`, message: `unknown fact ${f}` });
+        }
+        const { perM2: _perM2Source, ...flat } = r.propose;
+        rule.propose = { ...flat, value: compileFhirPath(r.propose.value, fpFacts), ...(perM2 ? { perM2: { ...perM2, value: compileFhirPath(perM2.value, fpFacts) } } : {}) };
       }
       return rule;
     } catch (err) {
@@ -383,7 +388,10 @@ function compilePolicy(
   };
   for (const r of [...file.requirements, ...file.pathways, ...file.limits]) {
     bareIdentifiers(r.when).forEach(use);
-    if ('propose' in r && r.propose) bareIdentifiers(r.propose.value).forEach(use);
+    if ('propose' in r && r.propose) {
+      bareIdentifiers(r.propose.value).forEach(use);
+      if (r.propose.perM2) bareIdentifiers(r.propose.perM2.value).forEach(use);
+    }
   }
   Object.keys(file.facts).forEach(use);
   for (const a of file.attachments) if (a.askWhen) bareIdentifiers(a.askWhen).forEach(use);

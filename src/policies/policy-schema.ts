@@ -111,6 +111,15 @@ export const limitSchema = z
         value: z.string().min(1).describe('FHIRPath over the facts giving the highest allowed dose'),
         unit: z.string().min(1).describe('UCUM code of the proposed dose, e.g. ug/d'),
         display: z.string().optional().describe('Human unit, e.g. mcg/day'),
+        perM2: z
+          .object({
+            value: z.string().min(1).describe('FHIRPath over the facts giving the highest allowed dose per m² of BSA; empty: propose the flat dose'),
+            unit: z.string().min(1).describe('UCUM code of the proposed dose per m², e.g. ug/m2/d'),
+            display: z.string().optional().describe('Human unit, e.g. mcg/m²/day'),
+          })
+          .strict()
+          .optional()
+          .describe('The same proposal for an order written per m² of body surface area: proposed in that form, not converted to a flat dose'),
       })
       .strict()
       .optional(),

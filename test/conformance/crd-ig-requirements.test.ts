@@ -185,17 +185,17 @@ describe('[hook-13] a request that breaks a CDS Hooks rule is a 400 with an Oper
 describe('[dev-1] [dev-2] [dev-3] the CRD version a request asks for is one the service declares, or a 400', () => {
   const asking = (version: unknown, add: Resource[] = []) => centene({ add, extra: { extension: { 'davinci-crd.requestedVersion': version } } }).body;
 
-  it('discovery declares 2.0 and 2.2 on every service; an undeclared version is refused naming them, never answered in the 2.0 shape', async () => {
+  it('discovery declares 2.0, 2.1 and 2.2 on every service; an undeclared version is refused naming them, never answered in the 2.0 shape', async () => {
     const { app, storage } = buildApp();
     const discovery = await request(app).get('/cds-services').expect(200);
-    for (const s of discovery.body.services as { extension: Record<string, unknown> }[]) expect(s.extension['davinci-crd.version']).toEqual(['2.0', '2.2']);
-    for (const requested of ['2.1', '3.0', '1.0.0', '2.1.0', 'STU2', '']) {
+    for (const s of discovery.body.services as { extension: Record<string, unknown> }[]) expect(s.extension['davinci-crd.version']).toEqual(['2.0', '2.1', '2.2']);
+    for (const requested of ['2.3', '3.0', '1.0.0', '2.3.0', 'STU2', '']) {
       const res = await request(app).post(SIGN).send(asking(requested, [EDGE_MRD]));
       expect(res.status, requested).toBe(400);
       expect(res.body.resourceType, requested).toBe('OperationOutcome');
       expect(res.body.issue[0].code, requested).toBe('not-supported');
       expect(res.body.issue[0].expression, requested).toEqual(['extension.davinci-crd.requestedVersion']);
-      expect(res.body.issue[0].diagnostics, requested).toContain('2.0 or 2.2');
+      expect(res.body.issue[0].diagnostics, requested).toContain('2.0 or 2.1 or 2.2');
     }
     // A version that is not a string is malformed, as any other field of the wrong type.
     const number = await request(app).post(SIGN).send(asking(2.2));
@@ -205,9 +205,9 @@ describe('[dev-1] [dev-2] [dev-3] the CRD version a request asks for is one the 
     expect(storage.assertions.size).toBe(0);
   });
 
-  it('a declared version, two-part or with its patch part (2.0, 2.0.1, 2.2.1), is answered in its own shape', async () => {
+  it('a declared version, two-part or with its patch part (2.0, 2.0.1, 2.2.1), is answered in its own shape; 2.1 (2.1.0) in the default shared shape (F4)', async () => {
     const { app } = buildApp();
-    for (const [requested, version] of [['2.0', '2.0'], ['2.0.1', '2.0'], ['2.2', '2.2'], ['2.2.1', '2.2']] as const) {
+    for (const [requested, version] of [['2.0', '2.0'], ['2.0.1', '2.0'], ['2.1', '2.0'], ['2.1.0', '2.0'], ['2.2', '2.2'], ['2.2.1', '2.2']] as const) {
       const res = await request(app).post(SIGN).send(asking(requested, [EDGE_MRD])).expect(200);
       const [ext] = expectValidHookResponse(res.body, 'order-sign', version);
       // expiry-date is 2.2 only (design.md §4 "Versions").

@@ -64,7 +64,7 @@ describe('policy loading', () => {
   it('fails naming the service file that declares a CRD version whose coverage-information PriorPath does not build', () => {
     const root = contentRoot(basePolicy());
     mkdirSync(join(root, 'cds-services', 'services'), { recursive: true });
-    const service = { id: 'acme-order-sign', hook: 'order-sign', description: 'Acme coverage requirements', extension: { 'davinci-crd.version': ['2.0', '2.1'] } };
+    const service = { id: 'acme-order-sign', hook: 'order-sign', description: 'Acme coverage requirements', extension: { 'davinci-crd.version': ['2.0', '2.3'] } };
     writeFileSync(join(root, 'cds-services', 'services', 'acme-order-sign.yaml'), stringify(service));
     expect(() => loadContent({ root, canonicalBase: 'https://priorpath.dev/fhir' })).toThrow(/services\/acme-order-sign\.yaml: extension\.davinci-crd\.version\.1/);
     writeFileSync(join(root, 'cds-services', 'services', 'acme-order-sign.yaml'), stringify({ ...service, extension: { 'davinci-crd.version': ['2.0', '2.2'] } }));

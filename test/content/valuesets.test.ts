@@ -345,7 +345,7 @@ describe('discovery entries', () => {
     });
 
     it('declares its CRD versions and configuration options', () => {
-      expect(svc.extension['davinci-crd.version']).toEqual(['2.0', '2.2']);
+      expect(svc.extension['davinci-crd.version']).toEqual(['2.0', '2.1', '2.2']);
       const options = svc.extension['davinci-crd.configuration-options'];
       for (const o of options) {
         expect(typeof o.code).toBe('string');

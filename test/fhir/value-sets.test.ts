@@ -59,6 +59,15 @@ describe('local value sets', () => {
     expect(vs.contains(url, { system: NDC_SYSTEM, code: '55513-155-01' })).toBe(false);
   });
 
+  // docs/terminology.md §5: NDCs arrive product-only too (labeler-product, no package); contract review F6.
+  it.each(['55513-160', '55513-0160', '555130160', '55513160'])('matches the product-level NDC %j against the packages the set lists of that product', (code) => {
+    expect(vs.contains(url, { system: NDC_SYSTEM, code })).toBe(true);
+  });
+
+  it.each(['55513-155', '55513-0155', '555130155', '55513-16', '0008-0100', '5551-3160'])('does not match the product-level NDC %j of another product', (code) => {
+    expect(vs.contains(url, { system: NDC_SYSTEM, code })).toBe(false);
+  });
+
   it('normalises 10-digit hyphenated NDCs to 11 digits', () => {
     expect(normalizeNdc('0008-0100-01')).toBe('00008010001');
     expect(normalizeNdc('55513-160-01')).toBe('55513016001');

@@ -3,7 +3,7 @@ import type { FetchLike } from '../../src/hooks/ehr-client.js';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { edgePatient } from '../fixtures/edge-patient.js';
-import { buildApp, testContent } from '../helpers/app.js';
+import { buildApp, makeKeys, signFor, testContent } from '../helpers/app.js';
 import { fakeEhr } from '../helpers/fake-ehr.js';
 import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
 import { expectValidHookResponse } from '../helpers/response-checks.js';
@@ -125,6 +125,60 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     },
   );
 
+  it.each(['centene', 'mmm', 'ohsu'])(
+    '%s: under 45 kg an order written per m² is proposed per m² (15 mcg/m²/day, with today\'s mcg/day), a flat order in mcg/day (F3)',
+    async (payerKey) => {
+      // design.md §6 Limits: the labelled dose below 45 kg is 15 mcg/m²/day. 30 kg and 140 cm: BSA 1.08 m² (Mosteller),
+      // so 20 mcg/m²/day is 21.6 mcg/day, within 28 but above 15 × 1.08 = 16.2.
+      const child = (dose: { value: number; unit: string; code: string }) => {
+        const { resources, order } = edgePatient(payerKey);
+        const weight = resources.find((r) => r.id === 'edge-weight') as Observation;
+        weight.valueQuantity!.value = 30;
+        const height: Observation = {
+          ...weight,
+          id: 'edge-height',
+          code: { coding: [{ system: 'http://loinc.org', code: '8302-2', display: 'Body height' }] },
+          valueQuantity: { value: 140, unit: 'cm', system: 'http://unitsofmeasure.org', code: 'cm' },
+        };
+        order.dosageInstruction![0].doseAndRate![0].doseQuantity = { ...dose, system: 'http://unitsofmeasure.org' };
+        return orderSignRequest([...resources, height], order);
+      };
+      const { app } = buildApp({ today: '2026-11-23' });
+      const proposalOf = async (body: ReturnType<typeof orderSignRequest>) => {
+        const res = await request(app).post(SIGN).send(body).expect(200);
+        const [ext] = expectValidHookResponse(res.body, 'order-sign');
+        expect(code(ext, 'pa-needed')).toBe('auth-needed');
+        const card = res.body.cards.find((c: { suggestions?: unknown[] }) => c.suggestions);
+        expect(card, JSON.stringify(res.body.cards.map((c: { summary: string }) => c.summary))).toBeDefined();
+        return { label: card.suggestions[0].label as string, dose: card.suggestions[0].actions[0].resource.dosageInstruction[0].doseAndRate[0].doseQuantity };
+      };
+      const perM2 = await proposalOf(child({ value: 20, unit: 'mcg/m2/day', code: 'ug/m2/d' }));
+      expect(perM2.dose).toMatchObject({ value: 15, code: 'ug/m2/d', system: 'http://unitsofmeasure.org' });
+      expect(perM2.label).toBe("Change the dose to 15 mcg/m²/day (policy maximum; 16.2 mcg/day at today's BSA)");
+      const flat = await proposalOf(child({ value: 28, unit: 'mcg/d', code: 'ug/d' }));
+      expect(flat.dose).toMatchObject({ value: 16.2, code: 'ug/d' });
+      expect(flat.label).toBe('Change the dose to 16.2 mcg/day (policy maximum)');
+    },
+  );
+
+  it('with a long drug text shortens the drug name in card summaries, never the verdict (F5)', async () => {
+    // CDS Hooks: summary under 140 characters; the one line a clinician reads must still say what happened.
+    const long = 'BLINCYTO (blinatumomab) 35 mcg single-dose vial for injection, for intravenous use, with IV Solution Stabilizer, continuous infusion over 28 days';
+    const named = (body: ReturnType<typeof centene>) => {
+      ((body.context as { draftOrders: Bundle }).draftOrders.entry![0].resource as MedicationRequest).medicationCodeableConcept!.text = long;
+      return body;
+    };
+    const { app } = buildApp({ today: '2026-11-23' });
+    const missing = await request(app).post(SIGN).send(named(centene())).expect(200);
+    const over = await request(app).post(SIGN).send(named(centene({ add: [mrd(0.4)], dose: 56 }))).expect(200);
+    const summaries = [...missing.body.cards, ...over.body.cards].map((c: { summary: string }) => c.summary);
+    for (const s of summaries) expect(s.length, s).toBeLessThan(140);
+    expect(summaries.some((s) => /^Prior authorization needed for BLINCYTO \(blinatumomab\) [^:]*…: documentation required$/.test(s)), summaries.join('\n')).toBe(true);
+    expect(summaries.some((s) => /…: the order exceeds the policy limit$/.test(s)), summaries.join('\n')).toBe(true);
+    expect(summaries.some((s) => /…: CP\.PHAR\.312$/.test(s)), summaries.join('\n')).toBe(true);
+    expect(summaries.some((s) => /… dose above CP\.PHAR\.312 limit: 28 mcg\/day is covered without review$/.test(s)), summaries.join('\n')).toBe(true);
+  });
+
   it('answers not-covered citing the clause for T-cell ALL', async () => {
     const { app } = buildApp();
     const body = centene() as { prefetch: { conditions: unknown } };
@@ -162,6 +216,26 @@ describe('CRD decisions on the wire (Centene CP.PHAR.312)', () => {
     const smart = res.body.cards.find((c: { links?: { type: string }[] }) => c.links?.some((l) => l.type === 'smart'));
     expect(smart.links[0].url).toBe('http://priorpath.test/dtr/launch.html');
     expect(JSON.parse(smart.links[0].appContext).questionnaire).toEqual(['https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11']);
+  });
+
+  it('in production (no sandbox, so no DTR app served) sends no DTR launch card: the EHR has the questionnaire canonical and $questionnaire-package instead (F9)', async () => {
+    const keys = await makeKeys();
+    const { app } = buildApp({ keys, env: { NODE_ENV: 'production' } });
+    for (const option of ['dtr-clin', 'dtr-launch-query']) {
+      const res = await request(app)
+        .post(SIGN)
+        .set('Authorization', `Bearer ${await signFor(keys, SIGN)}`)
+        .send(centene({ body: { extension: { 'davinci-crd.configuration': { [option]: true } } } }))
+        .expect(200);
+      const links = res.body.cards.flatMap((c: { links?: { type: string; url: string }[] }) => c.links ?? []);
+      expect(links.filter((l: { type: string }) => l.type === 'smart'), option).toEqual([]);
+      expect(links.some((l: { url: string }) => l.url.includes('/dtr/')), option).toBe(false);
+      const [ext] = expectValidHookResponse(res.body, 'order-sign');
+      expect(code(ext, 'doc-needed')).toBe('clinical');
+      expect(sub(ext, 'questionnaire')[0].valueCanonical).toBe('https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11');
+    }
+    // The page the card would have linked to is not served.
+    await request(app).get('/dtr/launch.html').expect(404);
   });
 
   it('does not ask for documentation on order-select [hook-19]', async () => {

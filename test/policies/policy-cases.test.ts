@@ -21,7 +21,8 @@ interface PolicyCase extends PolicyCaseInput {
     failed?: string[];
     /** Rules that must not fail: e.g. a limit whose clause is not the patient's (the < 45 kg dose row for an adult). */
     notFailed?: string[];
-    proposal?: { value: number; unit: string };
+    /** The first proposal; `perM2` its per-m² form for an order written per m² (null: none, the labelled dose is flat). */
+    proposal?: { value: number; unit: string; perM2?: { value: number; unit: string } | null };
     facts?: Record<string, FactValue | null>;
     /** Words the determination's reason (CRD reason, card, DTR, PAS) must and must not hold (design.md §6). */
     reason?: { includes?: string[]; excludes?: string[] };
@@ -66,6 +67,12 @@ describe.each(caseFiles)('policy cases %s', (file) => {
       expect(p, trace).toBeDefined();
       expect(p.unit).toBe(c.expect.proposal.unit);
       expect(p.value).toBeCloseTo(c.expect.proposal.value, 1);
+      const perM2 = c.expect.proposal.perM2;
+      if (perM2 === null) expect(p.perM2, trace).toBeUndefined();
+      else if (perM2) {
+        expect(p.perM2?.unit, trace).toBe(perM2.unit);
+        expect(p.perM2?.value, trace).toBeCloseTo(perM2.value, 1);
+      }
     }
     if (c.expect.reason) {
       const reason = determinationOf(policy!, result).reasons.map((r) => r.text).join(' ');
