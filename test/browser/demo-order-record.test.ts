@@ -108,6 +108,46 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(s.problems.filter((p) => !/503|Failed to load resource/.test(p))).toEqual([]);
   }, 90_000);
 
+  it("a reviewer's decision arriving takes the signing answer (documentation required, pended) off the screen: one answer for the order", async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });
+    const { page, url, server } = s;
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByText('Prior authorization needed — documentation required').waitFor();
+    await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' }).click();
+    await page.getByTestId('pas-decision').waitFor();
+    expect(await textOf(page, '[data-testid=pas-decision]')).toBe('Pended for review');
+    // While pended, the signing answer and its actions stand: the clinician may still document.
+    expect(await page.getByRole('button', { name: 'Complete documentation', exact: true }).isVisible()).toBe(true);
+
+    const [pended] = await server.storage.listPendedSubmissions(50);
+    const signIn = await page.request.post(`${url}/review/demo-sign-in`);
+    const { token } = (await signIn.json()) as { token: string };
+    const decided = await page.request.post(`${url}/review/${pended.id}/decision`, {
+      headers: { Authorization: `Bearer ${token}` },
+      data: { decision: 'deny', reviewer: 'Dana Reyes, MD', reason: 'MRD negative on the outside flow report (CP.PHAR.312 I.A.4)' },
+    });
+    expect(decided.status()).toBe(200);
+    await page.getByText('Prior authorization denied').waitFor({ timeout: 15_000 });
+
+    // design.md §8: the decision is the order's answer; the signing answer says it is out of date, and offers nothing.
+    const note = page.locator('#stale-note');
+    expect(await note.isVisible()).toBe(true);
+    expect(await textOf(page, '#stale-note')).toMatch(/decided the prior authorization request: denied .*sign again/);
+    expect(await page.getByText('Prior authorization needed — documentation required').isVisible()).toBe(false);
+    expect(await page.getByRole('button', { name: /^Complete documentation/ }).first().isVisible()).toBe(false);
+    expect(await page.locator('#actions').isVisible()).toBe(false);
+    expect(await page.locator('#cards').isVisible()).toBe(false);
+    await s.shot('phone-denied-signing-answer-stale');
+
+    // Signing again answers what the decision recorded, and the note goes.
+    await page.getByRole('button', { name: 'Sign again' }).click();
+    await page.locator('[data-testid=coverage-headline]', { hasText: /^Not covered/ }).waitFor();
+    expect(await note.isVisible()).toBe(false);
+    expect(await textOf(page, '#coverage')).toContain('Prior authorization denied: MRD negative on the outside flow report');
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
   it('PAS: the button is disabled while the request is in flight (a double click sends one), pended survives a refresh, and the reviewer decision appears when it arrives', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 390, height: 844 });
     const { page, url, server } = s;

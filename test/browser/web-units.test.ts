@@ -4,7 +4,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { createSandboxAuth } from '../../src/sandbox-auth/index.js';
 import { createWebRouter } from '../../src/web/index.js';
-import { COVERAGE_INFO_URL, summarizeCoverage } from '../../web/shared/coverage.js';
+import { COVERAGE_INFO_URL, summarizeCoverage, supersededByDecision } from '../../web/shared/coverage.js';
 import { applyForm, formOf, sigWithDose, TREATMENT_PHASE_URL } from '../../web/demo/order.js';
 import { newestFirst, savedAt } from '../../web/demo/responses.js';
 import {
@@ -195,6 +195,33 @@ describe('coverage-information in plain words', () => {
       'documentation',
     );
     expect(overLimit.headline).toBe('Still needed: Is the requested dose supported? (if yes, attach: Practice guideline)');
+  });
+});
+
+describe("the signing answer after the PAS request's final decision", () => {
+  const summary = (subs: Extension[]) =>
+    summarizeCoverage({ url: COVERAGE_INFO_URL, extension: [{ url: 'coverage', valueReference: { reference: 'Coverage/c' } }, ...subs] }, 'signing');
+  const needed = summary([
+    { url: 'covered', valueCode: 'covered' },
+    { url: 'pa-needed', valueCode: 'auth-needed' },
+    { url: 'doc-needed', valueCode: 'clinical' },
+  ]);
+  const approved = summary([
+    { url: 'covered', valueCode: 'covered' },
+    { url: 'pa-needed', valueCode: 'satisfied' },
+    { url: 'satisfied-pa-id', valueString: 'PA-CENTENE-20261205-AB12CD34' },
+  ]);
+  const notCovered = summary([{ url: 'covered', valueCode: 'not-covered' }]);
+
+  it('is out of date when it still asks for documentation or says the other decision; a pended request changes nothing', () => {
+    expect(supersededByDecision(needed, 'A1')).toBe(true);
+    expect(supersededByDecision(needed, 'A3')).toBe(true);
+    expect(supersededByDecision(notCovered, 'A1')).toBe(true);
+    expect(supersededByDecision(approved, 'A3')).toBe(true);
+    expect(supersededByDecision(approved, 'A1')).toBe(false);
+    expect(supersededByDecision(notCovered, 'A3')).toBe(false);
+    expect(supersededByDecision(needed, 'A4')).toBe(false);
+    expect(supersededByDecision(undefined, 'A1')).toBe(false);
   });
 });
 

@@ -12,7 +12,7 @@ import type {
   QuestionnaireResponse,
   Resource,
 } from '@medplum/fhirtypes';
-import { coverageInformationOf, formatDate, summarizeCoverage } from '../shared/coverage.js';
+import { coverageInformationOf, formatDate, summarizeCoverage, supersededByDecision } from '../shared/coverage.js';
 import type { CoverageSummary } from '../shared/coverage.js';
 import { announce, byId, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
@@ -91,6 +91,11 @@ const state: {
   submitting: boolean;
   /** Polls `$inquire` while the order's request is pended, so the reviewer's decision shows when it arrives. */
   inquiryTimer?: ReturnType<typeof setTimeout>;
+  /**
+   * The PAS decision (A1 approved, A3 denied) that arrived after the signing answer on screen and contradicts it: the
+   * signing answer is then out of date (its "documentation required", its actions) until the order is signed again.
+   */
+  supersededBy?: 'A1' | 'A3';
 } = { stories: [], signing: false, submitting: false };
 
 /** m2 → m² wherever a unit is written for a person (the wire keeps UCUM's m2). */
@@ -103,18 +108,22 @@ function changedSinceSigning(): boolean {
 
 /**
  * Any edit after signing (dose, unit, drug, phase, cycles) takes the payer's answer off the screen: it was for the
- * order as signed. Undoing the edit brings it back.
+ * order as signed. Undoing the edit brings it back. So does a PAS decision that arrived after signing and contradicts
+ * the answer ({@link supersededByDecision}): the page shows one answer for the order, the decision, until signing again.
  */
 function markStale(): void {
   const result = byId('result');
   if (result.hidden || !state.signedForm) return;
-  const stale = changedSinceSigning();
+  const changed = changedSinceSigning();
+  const stale = changed || !!state.supersededBy;
   result.classList.toggle('stale', stale);
   const note = byId('stale-note');
   note.hidden = !stale;
-  if (stale) setStatus('');
-  if (stale && state.order)
+  if (changed) setStatus('');
+  if (changed && state.order)
     note.textContent = `The order changed after signing (now: ${readable(describeOrder(applyForm(state.order, readForm())))}). The payer's answer was for the order as signed: sign again.`;
+  else if (state.supersededBy)
+    note.textContent = `The payer has since decided the prior authorization request: ${state.supersededBy === 'A1' ? 'approved' : 'denied'} (below). The answer from signing is out of date: sign again to see the payer's answer for the order now.`;
 }
 
 function uuid(): string {
@@ -577,6 +586,7 @@ function renderResult(response: HookResponse): void {
   byId('result').hidden = false;
   byId('result').classList.remove('stale');
   byId('stale-note').hidden = true;
+  state.supersededBy = undefined;
   byId('pas').hidden = !loadPas(state.order?.id);
 }
 
@@ -888,6 +898,12 @@ async function inquire(r: PasRecord): Promise<void> {
       const next = { ...r, claimResponse: cr };
       savePas(next);
       renderPas(next);
+      // The signing answer above (documentation required, pended) is now out of date: one answer for the order.
+      const action = reviewActionOf(cr);
+      if ((action === 'A1' || action === 'A3') && supersededByDecision(state.lastSummary, action)) {
+        state.supersededBy = action;
+        markStale();
+      }
       setStatus(
         `The payer decided the prior authorization request: ${reviewActionOf(cr) === 'A1' ? 'approved' : 'denied'}.`,
         'ok',

@@ -130,3 +130,16 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
     headline: 'The payer could not decide automatically — submit the request for review',
   };
 }
+
+/**
+ * Whether the answer from signing no longer speaks for the order once the PAS request has a final decision: the
+ * reviewer's approval (A1) or denial (A3) came after it and the signing answer says something else (documentation
+ * still required, pended, or the other decision). The page then shows one answer, the decision, and asks to sign
+ * again (the next order-sign answers what the decision recorded, docs/design.md §8).
+ */
+export function supersededByDecision(s: CoverageSummary | undefined, reviewAction: string | undefined): boolean {
+  if (!s) return false;
+  if (reviewAction === 'A1') return s.tone !== 'approved';
+  if (reviewAction === 'A3') return s.tone !== 'not-covered';
+  return false;
+}
