@@ -151,6 +151,11 @@ describe.skipIf(!hasChromium)(
       expect(onFile).toContain('Prior authorization questionnaire completed');
       expect(onFile).toContain(`Payer's answer to the documentation: Prior authorization approved: ${issued}`);
       expect(await page.getByLabel('Dose').inputValue()).toBe('28');
+      // The order's answer is now the documentation's (the DTR app stored it on the order): one answer, said as such,
+      // no longer "documentation required" with its "Complete documentation" button.
+      expect(await textOf(page, '[data-testid=answer-on-file]')).toMatch(/^As the payer answered the documentation \(DTR\), \d{1,2} [A-Z][a-z]+ \d{4}\.$/);
+      expect(await textOf(page, '[data-testid=coverage-headline]')).toMatch(new RegExp(`^Prior authorization approved: ${issued}`));
+      expect(await page.getByRole('button', { name: 'Complete documentation', exact: true }).count()).toBe(0);
       await shot('back-in-ehr');
 
       // Signing again: approved at signing, with the authorization number the documentation earned.

@@ -108,6 +108,35 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(s.problems.filter((p) => !/503|Failed to load resource/.test(p))).toEqual([]);
   }, 90_000);
 
+  it("reopening a signed chart shows the payer's answer and the authorization number from the last signing, dated; a draft edited since is marked", async () => {
+    s = await openSession(browser, ARTIFACTS);
+    const { page, url } = s;
+    await page.goto(`${url}/?story=centene-mrd-positive`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByText(/Approved at signing: PA-CENTENE-/).waitFor();
+    const number = await textOf(page, '[data-testid=pa-number]');
+    const headline = await textOf(page, '[data-testid=coverage-headline]');
+    expect(await page.getByTestId('answer-on-file').count()).toBe(0);
+
+    await page.reload();
+    await page.getByTestId('answer-on-file').waitFor();
+    expect(await textOf(page, '[data-testid=answer-on-file]')).toMatch(/^As the payer answered at the last signing, \d{1,2} [A-Z][a-z]+ \d{4}\.$/);
+    expect(await textOf(page, '[data-testid=coverage-headline]')).toBe(headline);
+    expect(await textOf(page, '[data-testid=pa-number]')).toBe(number);
+    expect(await page.locator('#stale-note').isVisible()).toBe(false);
+    expect(await page.getByRole('button', { name: 'Sign again' }).isEnabled()).toBe(true);
+    await s.shot('reopened-signed-chart');
+
+    // A draft edited after signing (kept in the tab) reopens with the answer marked as for the order as signed.
+    await page.getByLabel('Dose').fill('56');
+    await page.reload();
+    await page.getByTestId('answer-on-file').waitFor({ state: 'attached' });
+    expect(await page.getByLabel('Dose').inputValue()).toBe('56');
+    expect(await textOf(page, '#stale-note')).toMatch(/The order changed after signing .*56 mcg\/day.*sign again/);
+    expect(await page.locator('[data-testid=pa-number]').isVisible()).toBe(false);
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
   it("a reviewer's decision arriving takes the signing answer (documentation required, pended) off the screen: one answer for the order", async () => {
     s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });
     const { page, url, server } = s;
@@ -177,6 +206,10 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     await page.getByTestId('pas-decision').waitFor();
     expect(await textOf(page, '[data-testid=pas-decision]')).toBe('Pended for review');
     expect(await page.getByTestId('pas-waiting').isVisible()).toBe(true);
+    // The answer from signing is on screen again (the order carries it), dated; pended does not contradict it.
+    expect(await textOf(page, '[data-testid=answer-on-file]')).toMatch(/^As the payer answered at the last signing, \d{1,2} [A-Z][a-z]+ \d{4}\.$/);
+    expect(await page.getByText('Prior authorization needed — documentation required').isVisible()).toBe(true);
+    expect(await page.locator('#stale-note').isVisible()).toBe(false);
 
     // The reviewer approves through the reviewer API; the page shows it without a reload.
     const signIn = await page.request.post(`${url}/review/demo-sign-in`);
@@ -188,6 +221,13 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(decided.status()).toBe(200);
     await page.getByText(/Prior authorization approved: PA-CENTENE-/).waitFor({ timeout: 15_000 });
     expect(await textOf(page, '#status')).toContain('approved');
+    // The reopened chart's signing answer is overtaken by the decision, as on the page that signed.
+    expect(await textOf(page, '#stale-note')).toMatch(/decided the prior authorization request: approved .*sign again/);
+    expect(await page.getByText('Prior authorization needed — documentation required').isVisible()).toBe(false);
+    await page.reload();
+    await page.getByTestId('pas-decision').waitFor();
+    expect(await textOf(page, '#stale-note')).toMatch(/decided the prior authorization request: approved .*sign again/);
+    expect(await page.locator('#actions').isVisible()).toBe(false);
     expect(await overflowsSideways(page)).toBeLessThanOrEqual(0);
     await s.shot('phone-decided');
     expect(s.problems).toEqual([]);

@@ -4,7 +4,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { createSandboxAuth } from '../../src/sandbox-auth/index.js';
 import { createWebRouter } from '../../src/web/index.js';
-import { COVERAGE_INFO_URL, summarizeCoverage, supersededByDecision } from '../../web/shared/coverage.js';
+import { answeredAfter, COVERAGE_INFO_URL, summarizeCoverage, supersededByDecision } from '../../web/shared/coverage.js';
 import { applyForm, formOf, sigWithDose, TREATMENT_PHASE_URL } from '../../web/demo/order.js';
 import { newestFirst, savedAt } from '../../web/demo/responses.js';
 import {
@@ -222,6 +222,14 @@ describe("the signing answer after the PAS request's final decision", () => {
     expect(supersededByDecision(notCovered, 'A3')).toBe(false);
     expect(supersededByDecision(needed, 'A4')).toBe(false);
     expect(supersededByDecision(undefined, 'A1')).toBe(false);
+  });
+
+  it('a decision overtakes the stored answer only when it came after the signing (to the day when that is all the answer says)', () => {
+    expect(answeredAfter('2026-12-05T12:40:00.000Z', '2026-12-05T12:30:00.000Z')).toBe(true);
+    expect(answeredAfter('2026-12-05T12:20:00.000Z', '2026-12-05T12:30:00.000Z')).toBe(false);
+    expect(answeredAfter('2026-12-05T08:00:00.000Z', '2026-12-05')).toBe(true);
+    expect(answeredAfter('2026-12-04T23:00:00.000Z', '2026-12-05')).toBe(false);
+    expect(answeredAfter(undefined, '2026-12-05T12:30:00.000Z')).toBe(true);
   });
 });
 

@@ -12,7 +12,14 @@ import type {
   QuestionnaireResponse,
   Resource,
 } from '@medplum/fhirtypes';
-import { coverageInformationOf, formatDate, summarizeCoverage, supersededByDecision } from '../shared/coverage.js';
+import {
+  answeredAfter,
+  answeredOn,
+  coverageInformationOf,
+  formatDate,
+  summarizeCoverage,
+  supersededByDecision,
+} from '../shared/coverage.js';
 import type { CoverageSummary } from '../shared/coverage.js';
 import { announce, byId, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
@@ -92,11 +99,13 @@ const state: {
   /** Polls `$inquire` while the order's request is pended, so the reviewer's decision shows when it arrives. */
   inquiryTimer?: ReturnType<typeof setTimeout>;
   /**
-   * The PAS decision (A1 approved, A3 denied) that arrived after the signing answer on screen and contradicts it: the
+   * The PAS decision (A1 approved, A3 denied) that came after the signing answer on screen and contradicts it: the
    * signing answer is then out of date (its "documentation required", its actions) until the order is signed again.
    */
   supersededBy?: 'A1' | 'A3';
-} = { stories: [], signing: false, submitting: false };
+  /** The coverage assertions the payer answered the latest documentation on file (DTR) with. */
+  documentationAssertions: string[];
+} = { stories: [], signing: false, submitting: false, documentationAssertions: [] };
 
 /** m2 → m² wherever a unit is written for a person (the wire keeps UCUM's m2). */
 const readable = (t: string) => t.replace(/\bm2\b/g, 'm²');
@@ -297,13 +306,47 @@ async function openChart(storyId: string): Promise<void> {
   writeForm(form);
   await showDocumentation();
   const pas = loadPas(state.order?.id);
+  showAnswerOnFile();
   if (pas) renderPas(pas);
+  if (state.order && coverageInformationOf(state.order).length > 0) checkSuperseded(pas, signedAtOf(state.order));
   byId('sign').textContent = state.order && coverageInformationOf(state.order).length > 0 ? 'Sign again' : 'Sign order';
   // The buttons stay disabled until the chart's order is loaded: a click before then had nothing to sign and was
   // silently dropped.
   byId<HTMLButtonElement>('sign').disabled = !state.order;
   byId<HTMLButtonElement>('reset').disabled = !state.chartOrder;
   setStatus('');
+}
+
+/**
+ * The payer's latest answer the order carries (the EHR stored the order with its coverage-information: CDS Hooks
+ * systemActions at signing, or the DTR app after the documentation was answered): shown on opening the chart, so a
+ * refresh or another browser still shows the answer and the authorization number (design.md §1), dated, said as an
+ * answer at signing or to the documentation, and marked out of date if the draft was edited since.
+ */
+function showAnswerOnFile(): void {
+  const order = state.order;
+  const infos = order ? coverageInformationOf(order) : [];
+  if (!order || infos.length === 0) return;
+  const assertion = infos[0].extension?.find((e) => e.url === 'coverage-assertion-id')?.valueString;
+  const from = assertion && state.documentationAssertions.includes(assertion) ? 'documentation' : 'signing';
+  renderResult({ systemActions: [{ type: 'update', resource: order }] }, { answeredOn: answeredOn(infos[0]) ?? '', from });
+  state.signedOrder = order;
+  state.signedForm = formOf(order);
+  markStale();
+}
+
+/** When the order was last signed: the EHR stored it with the payer's answer then (else the answer's day). */
+function signedAtOf(order: MedicationRequest): string | undefined {
+  return order.meta?.lastUpdated ?? answeredOn(coverageInformationOf(order)[0]);
+}
+
+/**
+ * On opening the chart: a PAS decision that came after the order's stored answer and contradicts it puts that answer
+ * out of date (see markStale), as when the decision arrives on the open page.
+ */
+function checkSuperseded(pas: PasRecord | undefined, signedAt: string | undefined): void {
+  const action = pas ? reviewActionOf(pas.claimResponse) : undefined;
+  if (pas && (action === 'A1' || action === 'A3') && answeredAfter(pas.decidedAt ?? pas.sentAt, signedAt)) overtakeSigningAnswer(action);
 }
 
 /** "OHSU Health employee medical plan", not "OHSU Health OHSU Health employee medical plan". */
@@ -331,6 +374,7 @@ async function showDocumentation(): Promise<void> {
   const responses = entries<QuestionnaireResponse>(found, 'QuestionnaireResponse').sort(newestFirst);
   const latest = responses[0];
   const box = byId('documentation');
+  state.documentationAssertions = [];
   if (!latest) {
     box.hidden = true;
     return;
@@ -339,6 +383,9 @@ async function showDocumentation(): Promise<void> {
   const decided = coverageInformationOf(latest)
     .map((e) => summarizeCoverage(e, 'documentation'))
     .filter((s) => s.tone !== 'needed' || s.reasons.length > 0)[0];
+  state.documentationAssertions = coverageInformationOf(latest)
+    .map((e) => e.extension?.find((x) => x.url === 'coverage-assertion-id')?.valueString)
+    .filter((a): a is string => !!a);
   fill(
     box,
     h('h2', {}, 'Documentation on file'),
@@ -494,14 +541,22 @@ function plainStatus(s: CoverageSummary): string {
   }
 }
 
-function renderResult(response: HookResponse): void {
+/** The payer's answer: from a signing just made, or (`onFile`) the one the order carries from its last signing. */
+function renderResult(response: HookResponse, onFile?: { answeredOn: string; from: 'signing' | 'documentation' }): void {
   const coverageBox = byId('coverage');
   const infos = (response.systemActions ?? []).flatMap((a) => coverageInformationOf(a.resource));
-  const summaries = infos.map((e) => summarizeCoverage(e, 'signing'));
+  const summaries = infos.map((e) => summarizeCoverage(e, onFile?.from ?? 'signing'));
   state.lastSummary = summaries[0];
   const payer = response.cards?.[0]?.source.label;
   fill(
     coverageBox,
+    onFile
+      ? h(
+          'p',
+          { class: 'muted', 'data-testid': 'answer-on-file' },
+          `As the payer answered ${onFile.from === 'signing' ? 'at the last signing' : 'the documentation (DTR)'}${onFile.answeredOn ? `, ${formatDate(onFile.answeredOn)}` : ''}.`,
+        )
+      : null,
     summaries.length === 0
       ? h('p', { class: 'decision decision-unclear' }, 'The payer sent no coverage information for this order.')
       : null,
@@ -783,6 +838,8 @@ interface PasRecord {
   identifier: { system: string; value: string };
   claimResponse: ClaimResponse;
   sentAt: string;
+  /** When this page first saw the final decision (A1/A3): a decision after the last signing overtakes its answer. */
+  decidedAt?: string;
 }
 const pasKey = (orderId: string) => `priorpath-demo:pas:${orderId}`;
 
@@ -871,6 +928,13 @@ function renderPas(r: PasRecord, extra: (HTMLElement | null)[] = []): void {
   if (code === 'A4') state.inquiryTimer = setTimeout(() => void inquire(r), INQUIRY_EVERY_MS);
 }
 
+/** A PAS decision just received that contradicts the signing answer on screen puts that answer out of date. */
+function overtakeSigningAnswer(action: 'A1' | 'A3'): void {
+  if (!supersededByDecision(state.lastSummary, action)) return;
+  state.supersededBy = action;
+  markStale();
+}
+
 /** How often the page asks the payer about a pended request (PAS `$inquire`); the sandbox reviewer is quick. */
 const INQUIRY_EVERY_MS = 3000;
 
@@ -895,15 +959,13 @@ async function inquire(r: PasRecord): Promise<void> {
       ?.map((e) => e.resource)
       .find((x): x is ClaimResponse => x?.resourceType === 'ClaimResponse');
     if (cr && reviewActionOf(cr) !== reviewActionOf(r.claimResponse)) {
-      const next = { ...r, claimResponse: cr };
+      const action = reviewActionOf(cr);
+      const final = action === 'A1' || action === 'A3';
+      const next = { ...r, claimResponse: cr, ...(final ? { decidedAt: new Date().toISOString() } : {}) };
       savePas(next);
       renderPas(next);
       // The signing answer above (documentation required, pended) is now out of date: one answer for the order.
-      const action = reviewActionOf(cr);
-      if ((action === 'A1' || action === 'A3') && supersededByDecision(state.lastSummary, action)) {
-        state.supersededBy = action;
-        markStale();
-      }
+      if (final) overtakeSigningAnswer(action);
       setStatus(
         `The payer decided the prior authorization request: ${reviewActionOf(cr) === 'A1' ? 'approved' : 'denied'}.`,
         'ok',
@@ -933,17 +995,22 @@ async function submitPas(): Promise<void> {
     });
     const cr = answer.entry?.[0]?.resource as ClaimResponse | undefined;
     if (!cr || cr.resourceType !== 'ClaimResponse') throw new Error('the payer sent no ClaimResponse');
+    const action = reviewActionOf(cr);
+    const final = action === 'A1' || action === 'A3';
+    const sentAt = new Date().toISOString();
     const record: PasRecord = {
       orderId: state.order!.id!,
       identifier: request.identifier as { system: string; value: string },
       claimResponse: cr,
-      sentAt: new Date().toISOString(),
+      sentAt,
+      ...(final ? { decidedAt: sentAt } : {}),
     };
     savePas(record);
     renderPas(record, [
       h('details', {}, h('summary', {}, 'PAS request Bundle'), jsonBlock(request)),
       h('details', {}, h('summary', {}, 'PAS response Bundle'), jsonBlock(answer)),
     ]);
+    if (final) overtakeSigningAnswer(action);
   } catch (err) {
     const missing = err instanceof HttpError && err.status === 404;
     fill(

@@ -143,3 +143,22 @@ export function supersededByDecision(s: CoverageSummary | undefined, reviewActio
   if (reviewAction === 'A3') return s.tone !== 'not-covered';
   return false;
 }
+
+/** The day the payer gave this answer (the extension's `date`, CRD 1..1). */
+export function answeredOn(ext: Extension): string | undefined {
+  return sub(ext, 'date')[0]?.valueDate;
+}
+
+/**
+ * Whether a later answer (a PAS decision, the DTR answer to the documentation) came after the signing answer, given
+ * when each was made. A signing known only to the day (the extension's `date`) counts any answer of that day or later
+ * as after it; with either moment unknown the later answer is taken as the newer, so a contradicting decision is not
+ * hidden behind an answer that may predate it (signing again is always safe and refreshes the answer).
+ */
+export function answeredAfter(answerAt: string | undefined, signedAt: string | undefined): boolean {
+  if (!answerAt || !signedAt) return true;
+  if (/^\d{4}-\d{2}-\d{2}$/.test(signedAt)) return answerAt.slice(0, 10) >= signedAt;
+  const a = Date.parse(answerAt);
+  const b = Date.parse(signedAt);
+  return Number.isNaN(a) || Number.isNaN(b) ? true : a > b;
+}
