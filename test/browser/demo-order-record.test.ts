@@ -228,6 +228,15 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     await page.getByTestId('pas-decision').waitFor();
     expect(await textOf(page, '#stale-note')).toMatch(/decided the prior authorization request: approved .*sign again/);
     expect(await page.locator('#actions').isVisible()).toBe(false);
+    const approvedNumber = /Prior authorization approved: (PA-CENTENE-\S+)/.exec(await textOf(page, '[data-testid=pas-decision]'))![1];
+
+    // Signing again answers the reviewer's approval: the number was issued on clinical review, not at this signing.
+    await page.getByRole('button', { name: 'Sign again' }).click();
+    await page.locator('#stale-note').waitFor({ state: 'hidden' });
+    expect(await textOf(page, '[data-testid=coverage-headline]')).toMatch(
+      new RegExp(`^Prior authorization approved: ${approvedNumber} valid until \\d{1,2} [A-Z][a-z]+ \\d{4}$`),
+    );
+    expect(await textOf(page, '#coverage')).toContain('Approved on clinical review');
     expect(await overflowsSideways(page)).toBeLessThanOrEqual(0);
     await s.shot('phone-decided');
     expect(s.problems).toEqual([]);

@@ -449,6 +449,8 @@ async function sign(): Promise<void> {
     return;
   }
   state.signing = true;
+  // The authorization numbers the EHR already holds for this order: an approval naming one was not issued by this signing.
+  const known = knownNumbers(state.order);
   const button = byId<HTMLButtonElement>('sign');
   button.disabled = true;
   try {
@@ -496,7 +498,7 @@ async function sign(): Promise<void> {
     }
     await applySystemActions(response);
     state.signedForm = form;
-    renderResult(response);
+    renderResult(response, undefined, known);
     showRaw(request, response);
     button.textContent = 'Sign again';
     setStatus(
@@ -513,6 +515,15 @@ async function sign(): Promise<void> {
     // The button was disabled while it held the focus, which fell to the page: give it back, to sign again.
     if (document.activeElement === document.body) button.focus();
   }
+}
+
+/** The authorization numbers on the order's stored coverage-information and on its PAS request's approval. */
+function knownNumbers(order: MedicationRequest): string[] {
+  const onOrder = coverageInformationOf(order).flatMap((e) =>
+    (e.extension ?? []).filter((x) => x.url === 'satisfied-pa-id').map((x) => x.valueString),
+  );
+  const pas = loadPas(order.id)?.claimResponse.preAuthRef;
+  return [...onOrder, pas].filter((n): n is string => !!n);
 }
 
 /** CDS Hooks §systemActions: the EHR applies each `update` (the order with coverage-information) to its record. */
@@ -542,10 +553,14 @@ function plainStatus(s: CoverageSummary): string {
 }
 
 /** The payer's answer: from a signing just made, or (`onFile`) the one the order carries from its last signing. */
-function renderResult(response: HookResponse, onFile?: { answeredOn: string; from: 'signing' | 'documentation' }): void {
+function renderResult(
+  response: HookResponse,
+  onFile?: { answeredOn: string; from: 'signing' | 'documentation' },
+  known: string[] = [],
+): void {
   const coverageBox = byId('coverage');
   const infos = (response.systemActions ?? []).flatMap((a) => coverageInformationOf(a.resource));
-  const summaries = infos.map((e) => summarizeCoverage(e, onFile?.from ?? 'signing'));
+  const summaries = infos.map((e) => summarizeCoverage(e, onFile?.from ?? 'signing', known));
   state.lastSummary = summaries[0];
   const payer = response.cards?.[0]?.source.label;
   fill(
