@@ -61,6 +61,39 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(s.problems).toEqual([]);
   }, 90_000);
 
+  it('cycles the order cannot carry (0, 2.5, empty) are refused like the dose, and the order line names the cycles signed', async () => {
+    s = await openSession(browser, ARTIFACTS);
+    const { page, url } = s;
+    await page.goto(`${url}/?story=centene-pediatric-consolidation`);
+    const sign = page.getByRole('button', { name: 'Sign order' });
+    await sign.waitFor();
+    const hooks: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().endsWith('/cds-services/priorpath-order-sign')) hooks.push(r.postData() ?? '');
+    });
+    const cycles = page.getByLabel('Cycles requested');
+    for (const typed of ['0', '2.5', '']) {
+      await cycles.fill(typed);
+      await sign.click();
+      await page.getByText('Enter a whole number of cycles from 1 to 12 before signing.').waitFor();
+      expect(await textOf(page, '[role=alert]#alert')).toBe('Enter a whole number of cycles from 1 to 12 before signing.');
+      expect(await cycles.getAttribute('aria-invalid')).toBe('true');
+      await page.waitForFunction(() => document.activeElement?.id === 'cycles');
+    }
+    expect(hooks).toEqual([]);
+    expect(await page.locator('#result').isVisible()).toBe(false);
+
+    await cycles.fill('3');
+    expect(await cycles.getAttribute('aria-invalid')).toBeNull();
+    expect(await textOf(page, '#order-text')).toMatch(/, 3 cycles$/);
+    await sign.click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    const draft = (JSON.parse(hooks[0]) as { context: { draftOrders: { entry: { resource: { dispenseRequest?: { numberOfRepeatsAllowed?: number } } }[] } } })
+      .context.draftOrders.entry[0].resource;
+    expect(draft.dispenseRequest?.numberOfRepeatsAllowed).toBe(2);
+    expect(s.problems).toEqual([]);
+  }, 60_000);
+
   it('not covered: said once, as a warning, without repeating the reason three times', async () => {
     s = await openSession(browser, ARTIFACTS);
     const { page, url } = s;

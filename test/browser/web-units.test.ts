@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { createSandboxAuth } from '../../src/sandbox-auth/index.js';
 import { createWebRouter } from '../../src/web/index.js';
 import { answeredAfter, COVERAGE_INFO_URL, summarizeCoverage, supersededByDecision } from '../../web/shared/coverage.js';
-import { applyForm, formOf, sigWithDose, TREATMENT_PHASE_URL } from '../../web/demo/order.js';
+import { applyForm, describeOrder, formOf, sigWithDose, TREATMENT_PHASE_URL, validCycles } from '../../web/demo/order.js';
 import { newestFirst, savedAt } from '../../web/demo/responses.js';
 import {
   countOrigins,
@@ -275,6 +275,15 @@ describe('demo order form', () => {
     expect(besponsa.dosageInstruction?.[0]?.text).toBe('0.8 mg/m²');
     expect(besponsa.medicationCodeableConcept?.coding?.map((c) => c.code)).toEqual(['1942954', 'J9229']);
     expect(besponsa.extension).toBeUndefined();
+  });
+
+  it('signs whole cycles from 1 to 12 only, and the order line names them', () => {
+    expect([0, 2.5, -1, 13, undefined, Number.NaN].map(validCycles)).toEqual([false, false, false, false, false, false]);
+    expect([1, 3, 12].map(validCycles)).toEqual([true, true, true]);
+    const base = storyOrder('centene-missing-mrd') as MedicationRequest;
+    const f = formOf(base);
+    expect(describeOrder(applyForm(base, { ...f, cycles: 3 }))).toMatch(/, 3 cycles$/);
+    expect(describeOrder(applyForm(base, { ...f, cycles: 1 }))).toMatch(/, 1 cycle$/);
   });
 });
 

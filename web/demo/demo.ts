@@ -23,7 +23,7 @@ import {
 import type { CoverageSummary } from '../shared/coverage.js';
 import { announce, byId, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
-import { applyForm, describeOrder, DRUGS, formOf, UNIT_DISPLAY } from './order.js';
+import { applyForm, describeOrder, DRUGS, formOf, UNIT_DISPLAY, validCycles } from './order.js';
 import type { DrugKey, OrderForm } from './order.js';
 import { newestFirst, savedAt } from './responses.js';
 
@@ -444,8 +444,12 @@ async function sign(): Promise<void> {
   if (!state.order || !state.patient?.id || state.signing) return;
   const form = readForm();
   if (form.dose === undefined || !Number.isFinite(form.dose) || form.dose <= 0) {
-    setStatus('Enter a dose greater than zero before signing.', 'error');
-    byId('dose').focus();
+    refuseField('dose', 'Enter a dose greater than zero before signing.');
+    return;
+  }
+  // A value the order cannot carry (0, 2.5, empty) was signed silently as the chart's draft cycles: say so instead.
+  if (!validCycles(form.cycles)) {
+    refuseField('cycles', 'Enter a whole number of cycles from 1 to 12 before signing.');
     return;
   }
   state.signing = true;
@@ -524,6 +528,14 @@ function knownNumbers(order: MedicationRequest): string[] {
   );
   const pas = loadPas(order.id)?.claimResponse.preAuthRef;
   return [...onOrder, pas].filter((n): n is string => !!n);
+}
+
+/** A field whose value cannot be signed: marked invalid, said in the alert region, and focused. */
+function refuseField(id: string, message: string): void {
+  const field = byId(id);
+  field.setAttribute('aria-invalid', 'true');
+  setStatus(message, 'error');
+  field.focus();
 }
 
 /** CDS Hooks §systemActions: the EHR applies each `update` (the order with coverage-information) to its record. */
@@ -1055,7 +1067,8 @@ function wire(): void {
     e.preventDefault();
     void sign();
   });
-  byId('order-form').addEventListener('input', () => {
+  byId('order-form').addEventListener('input', (e) => {
+    (e.target as HTMLElement).removeAttribute('aria-invalid');
     updateOrderText();
     saveDraft();
     markStale();

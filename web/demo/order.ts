@@ -131,5 +131,16 @@ export function describeOrder(order: MedicationRequest): string {
     .join('; ');
   const start =
     order.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start ?? order.dispenseRequest?.validityPeriod?.start;
-  return `${drug}${text ? ` — ${text}` : ''}${start ? `, starting ${formatDate(start)}` : ''}`;
+  const repeats = order.dispenseRequest?.numberOfRepeatsAllowed;
+  // design.md §6 "Cycles": the order asks for 1 + numberOfRepeatsAllowed cycles; the line says what is signed.
+  const cycles = typeof repeats === 'number' ? `, ${repeats + 1} ${repeats === 0 ? 'cycle' : 'cycles'}` : '';
+  return `${drug}${text ? ` — ${text}` : ''}${start ? `, starting ${formatDate(start)}` : ''}${cycles}`;
+}
+
+/** The whole numbers of cycles the demo form signs (its field's min and max). */
+export const CYCLES_RANGE = { min: 1, max: 12 } as const;
+
+/** Whether the form's cycles can be signed: a whole number from 1 to 12 (not 0, 2.5 or empty). */
+export function validCycles(cycles: number | undefined): cycles is number {
+  return cycles !== undefined && Number.isInteger(cycles) && cycles >= CYCLES_RANGE.min && cycles <= CYCLES_RANGE.max;
 }
