@@ -94,6 +94,45 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(s.problems).toEqual([]);
   }, 60_000);
 
+  it("a live vaccine too close to the start: the form's Planned start moves the order's dosage periods to the date the reason names, and signing again is no longer that denial", async () => {
+    s = await openSession(browser, ARTIFACTS);
+    const { page, url } = s;
+    await page.goto(`${url}/?story=ohsu-live-vaccine`);
+    const hooks: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().endsWith('/cds-services/priorpath-order-sign')) hooks.push(r.postData() ?? '');
+    });
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.locator('[data-testid=coverage-headline]', { hasText: /^Not covered/ }).waitFor();
+    const reason = await textOf(page, '#coverage');
+    const [, day, month, year] = /A planned start on or after (\d{1,2}) ([A-Z][a-z]+) (\d{4}) would meet .*change the start date and sign again/.exec(reason)!;
+    const months = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+    const later = `${year}-${String(months.indexOf(month) + 1).padStart(2, '0')}-${day.padStart(2, '0')}`;
+
+    const start = page.getByLabel('Planned start');
+    const before = await start.inputValue();
+    expect(before).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    expect(before < later).toBe(true);
+    await start.fill(later);
+    expect(await textOf(page, '#order-text')).toContain(`starting ${Number(day)} ${month} ${year}`);
+    expect(await page.locator('#stale-note').isVisible()).toBe(true);
+    await page.getByRole('button', { name: 'Sign again' }).click();
+    await page.locator('#stale-note').waitFor({ state: 'hidden' });
+    const headline = await textOf(page, '[data-testid=coverage-headline]');
+    expect(headline).not.toMatch(/^Not covered/);
+    expect(await textOf(page, '#coverage')).not.toMatch(/received a live vaccine/i);
+
+    // The order sent: days 1-7 start on the new date, days 8-28 follow 7 days later, as the chart's step dosing had it.
+    type Sent = { context: { draftOrders: { entry: { resource: { dosageInstruction: { timing?: { repeat?: { boundsPeriod?: { start?: string; end?: string } } } }[] } }[] } } };
+    const sent = (JSON.parse(hooks[1]) as Sent).context.draftOrders.entry[0].resource.dosageInstruction.map((d) => d.timing?.repeat?.boundsPeriod);
+    const plus = (d: string, n: number) => new Date(Date.parse(`${d}T00:00:00Z`) + n * 86_400_000).toISOString().slice(0, 10);
+    expect(sent).toEqual([
+      { start: later, end: plus(later, 6) },
+      { start: plus(later, 7), end: plus(later, 27) },
+    ]);
+    expect(s.problems).toEqual([]);
+  }, 60_000);
+
   it('not covered: said once, as a warning, without repeating the reason three times', async () => {
     s = await openSession(browser, ARTIFACTS);
     const { page, url } = s;

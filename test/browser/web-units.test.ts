@@ -277,6 +277,24 @@ describe('demo order form', () => {
     expect(besponsa.extension).toBeUndefined();
   });
 
+  it('a new planned start moves every dosage period and the validity period by the same days; an order with none gets one', () => {
+    const base = storyOrder('ohsu-live-vaccine') as MedicationRequest;
+    const f = formOf(base);
+    expect(f.start).toBe(base.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start?.slice(0, 10));
+    const plus = (d: string, n: number) => new Date(Date.parse(`${d.slice(0, 10)}T00:00:00Z`) + n * 86_400_000).toISOString().slice(0, 10);
+    const moved = applyForm(base, { ...f, start: plus(f.start!, 9) });
+    expect(moved.dosageInstruction?.map((d) => d.timing?.repeat?.boundsPeriod)).toEqual(
+      base.dosageInstruction?.map((d) => ({ start: plus(d.timing!.repeat!.boundsPeriod!.start!, 9), end: plus(d.timing!.repeat!.boundsPeriod!.end!, 9) })),
+    );
+    expect(moved.dispenseRequest?.validityPeriod?.start).toBe(plus(base.dispenseRequest!.validityPeriod!.start!, 9));
+    expect(formOf(moved).start).toBe(plus(f.start!, 9));
+    expect(applyForm(base, f)).toEqual(base);
+    const none = structuredClone(base);
+    for (const d of none.dosageInstruction ?? []) delete d.timing;
+    expect(formOf(none).start).toBeUndefined();
+    expect(applyForm(none, { ...formOf(none), start: '2026-12-18' }).dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod).toEqual({ start: '2026-12-18' });
+  });
+
   it('signs whole cycles from 1 to 12 only, and the order line names them', () => {
     expect([0, 2.5, -1, 13, undefined, Number.NaN].map(validCycles)).toEqual([false, false, false, false, false, false]);
     expect([1, 3, 12].map(validCycles)).toEqual([true, true, true]);

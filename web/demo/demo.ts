@@ -235,6 +235,7 @@ function readForm(): OrderForm {
     unit: byId<HTMLSelectElement>('unit').value,
     phase: byId<HTMLSelectElement>('phase').value,
     cycles: num('cycles'),
+    start: byId<HTMLInputElement>('start').value || undefined,
   };
 }
 
@@ -244,6 +245,7 @@ function writeForm(f: OrderForm): void {
   byId<HTMLSelectElement>('unit').value = f.unit in UNIT_DISPLAY ? f.unit : DRUGS[f.drug].defaultDose.unit;
   byId<HTMLSelectElement>('phase').value = f.phase;
   byId<HTMLInputElement>('cycles').value = f.cycles === undefined ? '' : String(f.cycles);
+  byId<HTMLInputElement>('start').value = f.start ?? '';
   updateOrderText();
 }
 
