@@ -116,7 +116,7 @@ function changedSinceSigning(): boolean {
 }
 
 /**
- * Any edit after signing (dose, unit, drug, phase, cycles) takes the payer's answer off the screen: it was for the
+ * Any edit after signing (dose, unit, drug, phase, cycles, planned start) takes the payer's answer off the screen: it was for the
  * order as signed. Undoing the edit brings it back. So does a PAS decision that arrived after signing and contradicts
  * the answer ({@link supersededByDecision}): the page shows one answer for the order, the decision, until signing again.
  */
@@ -566,7 +566,10 @@ function plainStatus(s: CoverageSummary): string {
   }
 }
 
-/** The payer's answer: from a signing just made, or (`onFile`) the one the order carries from its last signing. */
+/**
+ * The payer's answer: from a signing just made, or (`onFile`) the latest one the order carries (from its last signing or
+ * the documentation); `known` are the authorization numbers the EHR held for the order before this signing.
+ */
 function renderResult(
   response: HookResponse,
   onFile?: { answeredOn: string; from: 'signing' | 'documentation' },
