@@ -51,6 +51,8 @@ const UNIT_DISPLAY: Record<string, string> = {
   '%': '%',
   kg: 'kg',
   cm: 'cm',
+  // A UCUM annotation ("{units}": billable HCPCS units) is a code, not words: the form shows what it counts.
+  '{units}': 'units',
 };
 
 const GROUP_TEXT: Record<Exclude<FactGroup['kind'], 'pathway'>, string> = {

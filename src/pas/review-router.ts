@@ -33,7 +33,7 @@ export interface ReviewDeps {
    * words too), and each answer under its question when the response left out the item's text. Without them the
    * words stored with the request are shown.
    */
-  content?: Pick<Content, 'policies' | 'questionnaires'>;
+  content?: Pick<Content, 'policies' | 'questionnaires'> & Partial<Pick<Content, 'payers'>>;
 }
 
 /** A calendar day that exists (2026-02-30 and month 13 do not): it becomes the authorization's period (FHIR date). */
@@ -81,7 +81,11 @@ interface Detail {
 /** The request as the reviewer reads it (patient, order, answers, attachments, chart facts); absent if unreadable. */
 function caseOf(s: PasSubmission, content?: ReviewDeps['content']): ReviewCase | undefined {
   try {
-    return reviewCase(parsePasRequest(s.requestBundle), content ? questionTexts(content, s) : undefined);
+    const c = reviewCase(parsePasRequest(s.requestBundle), content ? questionTexts(content, s) : undefined);
+    // The payer under the name its file gives it (`label`, the cards' source.label: the name on the member card), so a
+    // reviewer reads one name per payer; the request's own payor name only when the payer file is not at hand.
+    const label = content?.payers?.get(s.payer)?.label;
+    return label ? { ...c, payerName: label } : c;
   } catch {
     return undefined;
   }
@@ -170,8 +174,8 @@ function reviewView(s: PasSubmission, content?: ReviewDeps['content']) {
 /**
  * One entry of the reviewer's queue (`GET /review/pended`): the stored summary (id, bundleIdentifier, payer,
  * policyId, policyVersion, createdAt, needed) plus what a reviewer recognises a request by: `patientName`,
- * `memberId`, `drug`, `dose` (the first item's order), `payerName` (the payer as the request names it, where
- * `payer` is PriorPath's key), `missing` (= needed: what the request lacks) and `ageSeconds` (time in the queue).
+ * `memberId`, `drug`, `dose` (the first item's order), `payerName` (the payer file's `label`, as the cards name the
+ * payer; else the payer as the request names it; `payer` is PriorPath's key), `missing` (= needed: what the request lacks) and `ageSeconds` (time in the queue).
  * Fields the request does not give are absent.
  */
 export interface PendedEntry extends PendedSummary {
@@ -193,7 +197,7 @@ export interface PendedEntry extends PendedSummary {
  * The pended queue, oldest first, each entry naming its patient and order (one read of the stored requests). A
  * request whose order was decided elsewhere meanwhile takes that decision and leaves the queue (settlePended).
  */
-async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick(): void }, now = Date.now()): Promise<PendedEntry[]> {
+async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick(): void }, content?: ReviewDeps['content'], now = Date.now()): Promise<PendedEntry[]> {
   const { listed, current: byId } = await currentPended(storage, { log: logger, notifier });
   const open = listed.filter((p) => (byId.get(p.id)?.reviewAction ?? 'A4') === 'A4');
   // One case per order (design.md §8): a request waiting on another listed request's orders is listed with that one.
@@ -220,6 +224,8 @@ async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick()
   return pended.map((p) => {
     const s = byId.get(p.id);
     const c = s ? caseOf(s) : undefined;
+    // Named as the request view names it (caseOf): the payer file's label, else the request's payor name.
+    const payerName = content?.payers?.get(p.payer)?.label ?? c?.payerName;
     // The order the reviewer is asked to decide: the first pended item's, never one its submitter cancelled.
     const items = (s?.detail as unknown as Detail | undefined)?.items ?? [];
     const live = items.find((i) => i.reviewAction === 'A4') ?? items.find((i) => i.reviewAction !== 'C');
@@ -228,7 +234,7 @@ async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick()
       ...p,
       ...(c ? { patientName: c.patient.name } : {}),
       ...(c?.patient.memberId ? { memberId: c.patient.memberId } : {}),
-      ...(c?.payerName ? { payerName: c.payerName } : {}),
+      ...(payerName ? { payerName } : {}),
       ...(order ? { drug: order.drug } : {}),
       ...(order?.dose ? { dose: order.dose } : {}),
       missing: p.needed,
@@ -257,7 +263,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
     '/pended',
     reviewer,
     handler(async (_req, res) => {
-      res.json({ pended: await pendedQueue(storage, logOf(_req, logger), deps.notifier) });
+      res.json({ pended: await pendedQueue(storage, logOf(_req, logger), deps.notifier, deps.content) });
     }),
   );
 

@@ -90,7 +90,7 @@ describe.skipIf(!hasChromium)(
       await browser?.close();
     });
 
-    it('centene-missing-mrd: documentation required at signing, DTR pre-filled from the chart, the MRD result entered, approved at signing again', async () => {
+    it('centene-missing-mrd: documentation required at signing, DTR pre-filled from the chart, the MRD result entered, approved with that number on signing again', async () => {
       const url = await open();
       // The demo EHR lists the sandbox patients with their stories.
       await page.goto(`${url}/`);
@@ -151,13 +151,19 @@ describe.skipIf(!hasChromium)(
       expect(onFile).toContain('Prior authorization questionnaire completed');
       expect(onFile).toContain(`Payer's answer to the documentation: Prior authorization approved: ${issued}`);
       expect(await page.getByLabel('Dose').inputValue()).toBe('28');
+      // The order's answer is now the documentation's (the DTR app stored it on the order): one answer, said as such,
+      // no longer "documentation required" with its "Complete documentation" button.
+      expect(await textOf(page, '[data-testid=answer-on-file]')).toMatch(/^As the payer answered the documentation \(DTR\), \d{1,2} [A-Z][a-z]+ \d{4}\.$/);
+      expect(await textOf(page, '[data-testid=coverage-headline]')).toMatch(new RegExp(`^Prior authorization approved: ${issued}`));
+      expect(await page.getByRole('button', { name: 'Complete documentation', exact: true }).count()).toBe(0);
       await shot('back-in-ehr');
 
-      // Signing again: approved at signing, with the authorization number the documentation earned.
+      // Signing again: approved, with the authorization number the documentation earned (not one this signing issued).
       await page.getByRole('button', { name: 'Sign again' }).click();
-      await page.getByText(/Approved at signing: PA-/).waitFor();
+      await page.getByTestId('answer-on-file').waitFor({ state: 'detached' });
       const again = await textOf(page, '#result');
-      expect(again).toMatch(/Approved at signing: PA-CENTENE-\d{8}-[A-Z0-9]{8} valid until \d{1,2} [A-Z][a-z]+ \d{4}/);
+      expect(await textOf(page, '[data-testid=coverage-headline]')).toMatch(/^Prior authorization approved: PA-CENTENE-\d{8}-[A-Z0-9]{8} valid until \d{1,2} [A-Z][a-z]+ \d{4}$/);
+      expect(again).not.toContain('Approved at signing');
       expect(again).toContain(issued);
       expect(again).not.toContain('documentation required');
       const final = await shot('signed-again-approved');

@@ -61,6 +61,78 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(s.problems).toEqual([]);
   }, 90_000);
 
+  it('cycles the order cannot carry (0, 2.5, empty) are refused like the dose, and the order line names the cycles signed', async () => {
+    s = await openSession(browser, ARTIFACTS);
+    const { page, url } = s;
+    await page.goto(`${url}/?story=centene-pediatric-consolidation`);
+    const sign = page.getByRole('button', { name: 'Sign order' });
+    await sign.waitFor();
+    const hooks: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().endsWith('/cds-services/priorpath-order-sign')) hooks.push(r.postData() ?? '');
+    });
+    const cycles = page.getByLabel('Cycles requested');
+    for (const typed of ['0', '2.5', '']) {
+      await cycles.fill(typed);
+      await sign.click();
+      await page.getByText('Enter a whole number of cycles from 1 to 12 before signing.').waitFor();
+      expect(await textOf(page, '[role=alert]#alert')).toBe('Enter a whole number of cycles from 1 to 12 before signing.');
+      expect(await cycles.getAttribute('aria-invalid')).toBe('true');
+      await page.waitForFunction(() => document.activeElement?.id === 'cycles');
+    }
+    expect(hooks).toEqual([]);
+    expect(await page.locator('#result').isVisible()).toBe(false);
+
+    await cycles.fill('3');
+    expect(await cycles.getAttribute('aria-invalid')).toBeNull();
+    expect(await textOf(page, '#order-text')).toMatch(/, 3 cycles$/);
+    await sign.click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    const draft = (JSON.parse(hooks[0]) as { context: { draftOrders: { entry: { resource: { dispenseRequest?: { numberOfRepeatsAllowed?: number } } }[] } } })
+      .context.draftOrders.entry[0].resource;
+    expect(draft.dispenseRequest?.numberOfRepeatsAllowed).toBe(2);
+    expect(s.problems).toEqual([]);
+  }, 60_000);
+
+  it("a live vaccine too close to the start: the form's Planned start moves the order's dosage periods to the date the reason names, and signing again is no longer that denial", async () => {
+    s = await openSession(browser, ARTIFACTS);
+    const { page, url } = s;
+    await page.goto(`${url}/?story=ohsu-live-vaccine`);
+    const hooks: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().endsWith('/cds-services/priorpath-order-sign')) hooks.push(r.postData() ?? '');
+    });
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.locator('[data-testid=coverage-headline]', { hasText: /^Not covered/ }).waitFor();
+    const reason = await textOf(page, '#coverage');
+    const [, day, month, year] = /A planned start on or after (\d{1,2}) ([A-Z][a-z]+) (\d{4}) would meet .*change the start date and sign again/.exec(reason)!;
+    const months = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+    const later = `${year}-${String(months.indexOf(month) + 1).padStart(2, '0')}-${day.padStart(2, '0')}`;
+
+    const start = page.getByLabel('Planned start');
+    const before = await start.inputValue();
+    expect(before).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    expect(before < later).toBe(true);
+    await start.fill(later);
+    expect(await textOf(page, '#order-text')).toContain(`starting ${Number(day)} ${month} ${year}`);
+    expect(await page.locator('#stale-note').isVisible()).toBe(true);
+    await page.getByRole('button', { name: 'Sign again' }).click();
+    await page.locator('#stale-note').waitFor({ state: 'hidden' });
+    const headline = await textOf(page, '[data-testid=coverage-headline]');
+    expect(headline).not.toMatch(/^Not covered/);
+    expect(await textOf(page, '#coverage')).not.toMatch(/received a live vaccine/i);
+
+    // The order sent: days 1-7 start on the new date, days 8-28 follow 7 days later, as the chart's step dosing had it.
+    type Sent = { context: { draftOrders: { entry: { resource: { dosageInstruction: { timing?: { repeat?: { boundsPeriod?: { start?: string; end?: string } } } }[] } }[] } } };
+    const sent = (JSON.parse(hooks[1]) as Sent).context.draftOrders.entry[0].resource.dosageInstruction.map((d) => d.timing?.repeat?.boundsPeriod);
+    const plus = (d: string, n: number) => new Date(Date.parse(`${d}T00:00:00Z`) + n * 86_400_000).toISOString().slice(0, 10);
+    expect(sent).toEqual([
+      { start: later, end: plus(later, 6) },
+      { start: plus(later, 7), end: plus(later, 27) },
+    ]);
+    expect(s.problems).toEqual([]);
+  }, 60_000);
+
   it('not covered: said once, as a warning, without repeating the reason three times', async () => {
     s = await openSession(browser, ARTIFACTS);
     const { page, url } = s;
@@ -108,6 +180,75 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(s.problems.filter((p) => !/503|Failed to load resource/.test(p))).toEqual([]);
   }, 90_000);
 
+  it("reopening a signed chart shows the payer's answer and the authorization number from the last signing, dated; a draft edited since is marked", async () => {
+    s = await openSession(browser, ARTIFACTS);
+    const { page, url } = s;
+    await page.goto(`${url}/?story=centene-mrd-positive`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByText(/Approved at signing: PA-CENTENE-/).waitFor();
+    const number = await textOf(page, '[data-testid=pa-number]');
+    const headline = await textOf(page, '[data-testid=coverage-headline]');
+    expect(await page.getByTestId('answer-on-file').count()).toBe(0);
+
+    await page.reload();
+    await page.getByTestId('answer-on-file').waitFor();
+    expect(await textOf(page, '[data-testid=answer-on-file]')).toMatch(/^As the payer answered at the last signing, \d{1,2} [A-Z][a-z]+ \d{4}\.$/);
+    expect(await textOf(page, '[data-testid=coverage-headline]')).toBe(headline);
+    expect(await textOf(page, '[data-testid=pa-number]')).toBe(number);
+    expect(await page.locator('#stale-note').isVisible()).toBe(false);
+    expect(await page.getByRole('button', { name: 'Sign again' }).isEnabled()).toBe(true);
+    await s.shot('reopened-signed-chart');
+
+    // A draft edited after signing (kept in the tab) reopens with the answer marked as for the order as signed.
+    await page.getByLabel('Dose').fill('56');
+    await page.reload();
+    await page.getByTestId('answer-on-file').waitFor({ state: 'attached' });
+    expect(await page.getByLabel('Dose').inputValue()).toBe('56');
+    expect(await textOf(page, '#stale-note')).toMatch(/The order changed after signing .*56 mcg\/day.*sign again/);
+    expect(await page.locator('[data-testid=pa-number]').isVisible()).toBe(false);
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
+  it("a reviewer's decision arriving takes the signing answer (documentation required, pended) off the screen: one answer for the order", async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });
+    const { page, url, server } = s;
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByText('Prior authorization needed — documentation required').waitFor();
+    await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' }).click();
+    await page.getByTestId('pas-decision').waitFor();
+    expect(await textOf(page, '[data-testid=pas-decision]')).toBe('Pended for review');
+    // While pended, the signing answer and its actions stand: the clinician may still document.
+    expect(await page.getByRole('button', { name: 'Complete documentation', exact: true }).isVisible()).toBe(true);
+
+    const [pended] = await server.storage.listPendedSubmissions(50);
+    const signIn = await page.request.post(`${url}/review/demo-sign-in`);
+    const { token } = (await signIn.json()) as { token: string };
+    const decided = await page.request.post(`${url}/review/${pended.id}/decision`, {
+      headers: { Authorization: `Bearer ${token}` },
+      data: { decision: 'deny', reviewer: 'Dana Reyes, MD', reason: 'MRD negative on the outside flow report (CP.PHAR.312 I.A.4)' },
+    });
+    expect(decided.status()).toBe(200);
+    await page.getByText('Prior authorization denied').waitFor({ timeout: 15_000 });
+
+    // design.md §8: the decision is the order's answer; the signing answer says it is out of date, and offers nothing.
+    const note = page.locator('#stale-note');
+    expect(await note.isVisible()).toBe(true);
+    expect(await textOf(page, '#stale-note')).toMatch(/decided the prior authorization request: denied .*sign again/);
+    expect(await page.getByText('Prior authorization needed — documentation required').isVisible()).toBe(false);
+    expect(await page.getByRole('button', { name: /^Complete documentation/ }).first().isVisible()).toBe(false);
+    expect(await page.locator('#actions').isVisible()).toBe(false);
+    expect(await page.locator('#cards').isVisible()).toBe(false);
+    await s.shot('phone-denied-signing-answer-stale');
+
+    // Signing again answers what the decision recorded, and the note goes.
+    await page.getByRole('button', { name: 'Sign again' }).click();
+    await page.locator('[data-testid=coverage-headline]', { hasText: /^Not covered/ }).waitFor();
+    expect(await note.isVisible()).toBe(false);
+    expect(await textOf(page, '#coverage')).toContain('Prior authorization denied: MRD negative on the outside flow report');
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
   it('PAS: the button is disabled while the request is in flight (a double click sends one), pended survives a refresh, and the reviewer decision appears when it arrives', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 390, height: 844 });
     const { page, url, server } = s;
@@ -137,6 +278,10 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     await page.getByTestId('pas-decision').waitFor();
     expect(await textOf(page, '[data-testid=pas-decision]')).toBe('Pended for review');
     expect(await page.getByTestId('pas-waiting').isVisible()).toBe(true);
+    // The answer from signing is on screen again (the order carries it), dated; pended does not contradict it.
+    expect(await textOf(page, '[data-testid=answer-on-file]')).toMatch(/^As the payer answered at the last signing, \d{1,2} [A-Z][a-z]+ \d{4}\.$/);
+    expect(await page.getByText('Prior authorization needed — documentation required').isVisible()).toBe(true);
+    expect(await page.locator('#stale-note').isVisible()).toBe(false);
 
     // The reviewer approves through the reviewer API; the page shows it without a reload.
     const signIn = await page.request.post(`${url}/review/demo-sign-in`);
@@ -148,6 +293,22 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(decided.status()).toBe(200);
     await page.getByText(/Prior authorization approved: PA-CENTENE-/).waitFor({ timeout: 15_000 });
     expect(await textOf(page, '#status')).toContain('approved');
+    // The reopened chart's signing answer is overtaken by the decision, as on the page that signed.
+    expect(await textOf(page, '#stale-note')).toMatch(/decided the prior authorization request: approved .*sign again/);
+    expect(await page.getByText('Prior authorization needed — documentation required').isVisible()).toBe(false);
+    await page.reload();
+    await page.getByTestId('pas-decision').waitFor();
+    expect(await textOf(page, '#stale-note')).toMatch(/decided the prior authorization request: approved .*sign again/);
+    expect(await page.locator('#actions').isVisible()).toBe(false);
+    const approvedNumber = /Prior authorization approved: (PA-CENTENE-\S+)/.exec(await textOf(page, '[data-testid=pas-decision]'))![1];
+
+    // Signing again answers the reviewer's approval: the number was issued on clinical review, not at this signing.
+    await page.getByRole('button', { name: 'Sign again' }).click();
+    await page.locator('#stale-note').waitFor({ state: 'hidden' });
+    expect(await textOf(page, '[data-testid=coverage-headline]')).toMatch(
+      new RegExp(`^Prior authorization approved: ${approvedNumber} valid until \\d{1,2} [A-Z][a-z]+ \\d{4}$`),
+    );
+    expect(await textOf(page, '#coverage')).toContain('Approved on clinical review');
     expect(await overflowsSideways(page)).toBeLessThanOrEqual(0);
     await s.shot('phone-decided');
     expect(s.problems).toEqual([]);

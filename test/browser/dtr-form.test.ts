@@ -347,8 +347,9 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(await textOf(page, '[data-testid=documentation-on-file]')).toMatch(
       /^Prior authorization questionnaire completed \d{1,2} [A-Z][a-z]+ \d{4}, \d{2}:\d{2} UTC\.$/,
     );
-    // The PAS request with this documentation is pended, and says which document it waits for.
-    await page.getByRole('button', { name: 'Submit prior authorization' }).click();
+    // The PAS request with this documentation is pended, and says which document it waits for. (The chart also shows
+    // the order's stored answer, with its own submit button: this one sends the documentation on file.)
+    await page.locator('#documentation').getByRole('button', { name: 'Submit prior authorization' }).click();
     await page.getByTestId('pas-decision').waitFor();
     expect(await textOf(page, '#pas')).toMatch(/Pended for review/);
     expect(await textOf(page, '#pas')).toMatch(/\(if yes, attach: Practice guideline or peer-reviewed literature supporting a dose above 28 mcg/);

@@ -206,8 +206,10 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(queue).toContain('Kwame');
     expect(queue).toContain('U5521039476');
     expect(queue).toMatch(/Blincyto.*28 mcg/);
-    // The payer by the name the request gives it, as on the request page, not PriorPath's key.
-    expect(queue).toContain('Centene Corporation');
+    // The payer by its file's label, as the cards and the demo EHR name it (not the request Organization's name, not
+    // PriorPath's key), as on the request page.
+    expect(queue).toContain('Centene (Ambetter, Medicaid and commercial plans)');
+    expect(queue).not.toContain('Centene Corporation');
     expect(queue).toMatch(/Minimal residual disease/i);
     expect(queue).toMatch(/\d+ min/);
     await s.shot('queue');

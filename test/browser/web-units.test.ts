@@ -4,8 +4,8 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { createSandboxAuth } from '../../src/sandbox-auth/index.js';
 import { createWebRouter } from '../../src/web/index.js';
-import { COVERAGE_INFO_URL, summarizeCoverage } from '../../web/shared/coverage.js';
-import { applyForm, formOf, sigWithDose, TREATMENT_PHASE_URL } from '../../web/demo/order.js';
+import { answeredAfter, COVERAGE_INFO_URL, summarizeCoverage, supersededByDecision } from '../../web/shared/coverage.js';
+import { applyForm, describeOrder, formOf, sigWithDose, TREATMENT_PHASE_URL, validCycles } from '../../web/demo/order.js';
 import { newestFirst, savedAt } from '../../web/demo/responses.js';
 import {
   countOrigins,
@@ -158,6 +158,24 @@ describe('coverage-information in plain words', () => {
       'signing',
     );
     expect(approved.headline).toBe('Approved at signing: PA-X-1 valid until 20 May 2027');
+    // A number this signing did not issue (the order's recorded approval answered, or the EHR held it already) is not
+    // "approved at signing".
+    const recorded = (reason: string, known: string[] = []) =>
+      summarizeCoverage(
+        ext([
+          { url: 'covered', valueCode: 'covered' },
+          { url: 'pa-needed', valueCode: 'satisfied' },
+          { url: 'reason', valueCodeableConcept: { text: reason } },
+          { url: 'satisfied-pa-id', valueString: 'PA-BCBSNC-20261205-Z7GBW3WN' },
+          { url: 'expiry-date', valueDate: '2027-06-08' },
+        ]),
+        'signing',
+        known,
+      ).headline;
+    expect(recorded('Approved on clinical review: NCCN B-Cell Lymphomas category 2A')).toBe('Prior authorization approved: PA-BCBSNC-20261205-Z7GBW3WN valid until 8 June 2027');
+    expect(recorded('Approved: Meets BCBSNC Blinatumomab: relapsed or refractory B-ALL (II.A.1)')).toBe('Prior authorization approved: PA-BCBSNC-20261205-Z7GBW3WN valid until 8 June 2027');
+    expect(recorded('Meets BCBSNC Blinatumomab: relapsed or refractory B-ALL (II.A.1)', ['PA-BCBSNC-20261205-Z7GBW3WN'])).toBe('Prior authorization approved: PA-BCBSNC-20261205-Z7GBW3WN valid until 8 June 2027');
+    expect(recorded('Meets BCBSNC Blinatumomab: relapsed or refractory B-ALL (II.A.1)', ['PA-BCBSNC-20261101-AAAAAAAA'])).toBe('Approved at signing: PA-BCBSNC-20261205-Z7GBW3WN valid until 8 June 2027');
     const notCovered = summarizeCoverage(
       ext([
         { url: 'covered', valueCode: 'not-covered' },
@@ -198,6 +216,41 @@ describe('coverage-information in plain words', () => {
   });
 });
 
+describe("the signing answer after the PAS request's final decision", () => {
+  const summary = (subs: Extension[]) =>
+    summarizeCoverage({ url: COVERAGE_INFO_URL, extension: [{ url: 'coverage', valueReference: { reference: 'Coverage/c' } }, ...subs] }, 'signing');
+  const needed = summary([
+    { url: 'covered', valueCode: 'covered' },
+    { url: 'pa-needed', valueCode: 'auth-needed' },
+    { url: 'doc-needed', valueCode: 'clinical' },
+  ]);
+  const approved = summary([
+    { url: 'covered', valueCode: 'covered' },
+    { url: 'pa-needed', valueCode: 'satisfied' },
+    { url: 'satisfied-pa-id', valueString: 'PA-CENTENE-20261205-AB12CD34' },
+  ]);
+  const notCovered = summary([{ url: 'covered', valueCode: 'not-covered' }]);
+
+  it('is out of date when it still asks for documentation or says the other decision; a pended request changes nothing', () => {
+    expect(supersededByDecision(needed, 'A1')).toBe(true);
+    expect(supersededByDecision(needed, 'A3')).toBe(true);
+    expect(supersededByDecision(notCovered, 'A1')).toBe(true);
+    expect(supersededByDecision(approved, 'A3')).toBe(true);
+    expect(supersededByDecision(approved, 'A1')).toBe(false);
+    expect(supersededByDecision(notCovered, 'A3')).toBe(false);
+    expect(supersededByDecision(needed, 'A4')).toBe(false);
+    expect(supersededByDecision(undefined, 'A1')).toBe(false);
+  });
+
+  it('a decision overtakes the stored answer only when it came after the signing (to the day when that is all the answer says)', () => {
+    expect(answeredAfter('2026-12-05T12:40:00.000Z', '2026-12-05T12:30:00.000Z')).toBe(true);
+    expect(answeredAfter('2026-12-05T12:20:00.000Z', '2026-12-05T12:30:00.000Z')).toBe(false);
+    expect(answeredAfter('2026-12-05T08:00:00.000Z', '2026-12-05')).toBe(true);
+    expect(answeredAfter('2026-12-04T23:00:00.000Z', '2026-12-05')).toBe(false);
+    expect(answeredAfter(undefined, '2026-12-05T12:30:00.000Z')).toBe(true);
+  });
+});
+
 describe('demo order form', () => {
   it('changes dose, phase and cycles on the story draft and keeps everything else', () => {
     const base = storyOrder('centene-missing-mrd') as MedicationRequest;
@@ -222,6 +275,33 @@ describe('demo order form', () => {
     expect(besponsa.dosageInstruction?.[0]?.text).toBe('0.8 mg/m²');
     expect(besponsa.medicationCodeableConcept?.coding?.map((c) => c.code)).toEqual(['1942954', 'J9229']);
     expect(besponsa.extension).toBeUndefined();
+  });
+
+  it('a new planned start moves every dosage period and the validity period by the same days; an order with none gets one', () => {
+    const base = storyOrder('ohsu-live-vaccine') as MedicationRequest;
+    const f = formOf(base);
+    expect(f.start).toBe(base.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start?.slice(0, 10));
+    const plus = (d: string, n: number) => new Date(Date.parse(`${d.slice(0, 10)}T00:00:00Z`) + n * 86_400_000).toISOString().slice(0, 10);
+    const moved = applyForm(base, { ...f, start: plus(f.start!, 9) });
+    expect(moved.dosageInstruction?.map((d) => d.timing?.repeat?.boundsPeriod)).toEqual(
+      base.dosageInstruction?.map((d) => ({ start: plus(d.timing!.repeat!.boundsPeriod!.start!, 9), end: plus(d.timing!.repeat!.boundsPeriod!.end!, 9) })),
+    );
+    expect(moved.dispenseRequest?.validityPeriod?.start).toBe(plus(base.dispenseRequest!.validityPeriod!.start!, 9));
+    expect(formOf(moved).start).toBe(plus(f.start!, 9));
+    expect(applyForm(base, f)).toEqual(base);
+    const none = structuredClone(base);
+    for (const d of none.dosageInstruction ?? []) delete d.timing;
+    expect(formOf(none).start).toBeUndefined();
+    expect(applyForm(none, { ...formOf(none), start: '2026-12-18' }).dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod).toEqual({ start: '2026-12-18' });
+  });
+
+  it('signs whole cycles from 1 to 12 only, and the order line names them', () => {
+    expect([0, 2.5, -1, 13, undefined, Number.NaN].map(validCycles)).toEqual([false, false, false, false, false, false]);
+    expect([1, 3, 12].map(validCycles)).toEqual([true, true, true]);
+    const base = storyOrder('centene-missing-mrd') as MedicationRequest;
+    const f = formOf(base);
+    expect(describeOrder(applyForm(base, { ...f, cycles: 3 }))).toMatch(/, 3 cycles$/);
+    expect(describeOrder(applyForm(base, { ...f, cycles: 1 }))).toMatch(/, 1 cycle$/);
   });
 });
 

@@ -151,10 +151,10 @@ describe('generated questionnaires', () => {
         const def = policy.factsByName.get(name)!.def;
         if (def.type !== 'decimal' || !def.unit) continue;
         const item = questions.find((x) => x.linkId === def.linkId)!;
-        expect(item.extension?.find((e) => e.url.endsWith('questionnaire-unit'))?.valueCoding).toMatchObject({
-          system: 'http://unitsofmeasure.org',
-          code: def.unit,
-        });
+        const unit = item.extension?.find((e) => e.url.endsWith('questionnaire-unit'))?.valueCoding;
+        expect(unit).toMatchObject({ system: 'http://unitsofmeasure.org', code: def.unit });
+        // The display is what the clinician reads next to the field: words, never a UCUM annotation such as {units}.
+        expect(unit?.display, `${def.linkId} unit display`).not.toMatch(/[{}]/);
       }
     });
 

@@ -203,7 +203,8 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
       missing: [question],
       patientName: 'Kwame Osei Mensah',
       memberId: 'U5521039476',
-      payerName: 'Centene Corporation',
+      // The payer file's label, as the cards' source.label names the payer (the request's Organization says 'Centene Corporation').
+      payerName: 'Centene (Ambetter, Medicaid and commercial plans)',
       drug: expect.stringMatching(/Blincyto/),
       dose: '28 mcg/day',
       ageSeconds: expect.any(Number),
@@ -246,6 +247,7 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
     const detail = await review().get(`/${cr.id}`);
     expect(detail.status).toBe(200);
     expect(detail.body.items[0].criteria.find((c: { id: string }) => c.id === 'max-daily-dose')).toMatchObject({ result: false });
+    expect(detail.body.case.payerName).toBe('Centene (Ambetter, Medicaid and commercial plans)');
 
     const denied = await review().post(`/${cr.id}/decision`, { decision: 'deny', reviewer: 'Dr. L. Chen', reason: 'No guideline support for 56 mcg/day' });
     expect(denied.status).toBe(200);

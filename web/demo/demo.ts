@@ -12,11 +12,18 @@ import type {
   QuestionnaireResponse,
   Resource,
 } from '@medplum/fhirtypes';
-import { coverageInformationOf, formatDate, summarizeCoverage } from '../shared/coverage.js';
+import {
+  answeredAfter,
+  answeredOn,
+  coverageInformationOf,
+  formatDate,
+  summarizeCoverage,
+  supersededByDecision,
+} from '../shared/coverage.js';
 import type { CoverageSummary } from '../shared/coverage.js';
 import { announce, byId, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
-import { applyForm, describeOrder, DRUGS, formOf, UNIT_DISPLAY } from './order.js';
+import { applyForm, describeOrder, DRUGS, formOf, UNIT_DISPLAY, validCycles } from './order.js';
 import type { DrugKey, OrderForm } from './order.js';
 import { newestFirst, savedAt } from './responses.js';
 
@@ -91,7 +98,14 @@ const state: {
   submitting: boolean;
   /** Polls `$inquire` while the order's request is pended, so the reviewer's decision shows when it arrives. */
   inquiryTimer?: ReturnType<typeof setTimeout>;
-} = { stories: [], signing: false, submitting: false };
+  /**
+   * The PAS decision (A1 approved, A3 denied) that came after the signing answer on screen and contradicts it: the
+   * signing answer is then out of date (its "documentation required", its actions) until the order is signed again.
+   */
+  supersededBy?: 'A1' | 'A3';
+  /** The coverage assertions the payer answered the latest documentation on file (DTR) with. */
+  documentationAssertions: string[];
+} = { stories: [], signing: false, submitting: false, documentationAssertions: [] };
 
 /** m2 → m² wherever a unit is written for a person (the wire keeps UCUM's m2). */
 const readable = (t: string) => t.replace(/\bm2\b/g, 'm²');
@@ -102,19 +116,23 @@ function changedSinceSigning(): boolean {
 }
 
 /**
- * Any edit after signing (dose, unit, drug, phase, cycles) takes the payer's answer off the screen: it was for the
- * order as signed. Undoing the edit brings it back.
+ * Any edit after signing (dose, unit, drug, phase, cycles, planned start) takes the payer's answer off the screen: it was for the
+ * order as signed. Undoing the edit brings it back. So does a PAS decision that arrived after signing and contradicts
+ * the answer ({@link supersededByDecision}): the page shows one answer for the order, the decision, until signing again.
  */
 function markStale(): void {
   const result = byId('result');
   if (result.hidden || !state.signedForm) return;
-  const stale = changedSinceSigning();
+  const changed = changedSinceSigning();
+  const stale = changed || !!state.supersededBy;
   result.classList.toggle('stale', stale);
   const note = byId('stale-note');
   note.hidden = !stale;
-  if (stale) setStatus('');
-  if (stale && state.order)
+  if (changed) setStatus('');
+  if (changed && state.order)
     note.textContent = `The order changed after signing (now: ${readable(describeOrder(applyForm(state.order, readForm())))}). The payer's answer was for the order as signed: sign again.`;
+  else if (state.supersededBy)
+    note.textContent = `The payer has since decided the prior authorization request: ${state.supersededBy === 'A1' ? 'approved' : 'denied'} (below). The answer from signing is out of date: sign again to see the payer's answer for the order now.`;
 }
 
 function uuid(): string {
@@ -217,6 +235,7 @@ function readForm(): OrderForm {
     unit: byId<HTMLSelectElement>('unit').value,
     phase: byId<HTMLSelectElement>('phase').value,
     cycles: num('cycles'),
+    start: byId<HTMLInputElement>('start').value || undefined,
   };
 }
 
@@ -226,6 +245,7 @@ function writeForm(f: OrderForm): void {
   byId<HTMLSelectElement>('unit').value = f.unit in UNIT_DISPLAY ? f.unit : DRUGS[f.drug].defaultDose.unit;
   byId<HTMLSelectElement>('phase').value = f.phase;
   byId<HTMLInputElement>('cycles').value = f.cycles === undefined ? '' : String(f.cycles);
+  byId<HTMLInputElement>('start').value = f.start ?? '';
   updateOrderText();
 }
 
@@ -288,13 +308,47 @@ async function openChart(storyId: string): Promise<void> {
   writeForm(form);
   await showDocumentation();
   const pas = loadPas(state.order?.id);
+  showAnswerOnFile();
   if (pas) renderPas(pas);
+  if (state.order && coverageInformationOf(state.order).length > 0) checkSuperseded(pas, signedAtOf(state.order));
   byId('sign').textContent = state.order && coverageInformationOf(state.order).length > 0 ? 'Sign again' : 'Sign order';
   // The buttons stay disabled until the chart's order is loaded: a click before then had nothing to sign and was
   // silently dropped.
   byId<HTMLButtonElement>('sign').disabled = !state.order;
   byId<HTMLButtonElement>('reset').disabled = !state.chartOrder;
   setStatus('');
+}
+
+/**
+ * The payer's latest answer the order carries (the EHR stored the order with its coverage-information: CDS Hooks
+ * systemActions at signing, or the DTR app after the documentation was answered): shown on opening the chart, so a
+ * refresh or another browser still shows the answer and the authorization number (design.md §1), dated, said as an
+ * answer at signing or to the documentation, and marked out of date if the draft was edited since.
+ */
+function showAnswerOnFile(): void {
+  const order = state.order;
+  const infos = order ? coverageInformationOf(order) : [];
+  if (!order || infos.length === 0) return;
+  const assertion = infos[0].extension?.find((e) => e.url === 'coverage-assertion-id')?.valueString;
+  const from = assertion && state.documentationAssertions.includes(assertion) ? 'documentation' : 'signing';
+  renderResult({ systemActions: [{ type: 'update', resource: order }] }, { answeredOn: answeredOn(infos[0]) ?? '', from });
+  state.signedOrder = order;
+  state.signedForm = formOf(order);
+  markStale();
+}
+
+/** When the order was last signed: the EHR stored it with the payer's answer then (else the answer's day). */
+function signedAtOf(order: MedicationRequest): string | undefined {
+  return order.meta?.lastUpdated ?? answeredOn(coverageInformationOf(order)[0]);
+}
+
+/**
+ * On opening the chart: a PAS decision that came after the order's stored answer and contradicts it puts that answer
+ * out of date (see markStale), as when the decision arrives on the open page.
+ */
+function checkSuperseded(pas: PasRecord | undefined, signedAt: string | undefined): void {
+  const action = pas ? reviewActionOf(pas.claimResponse) : undefined;
+  if (pas && (action === 'A1' || action === 'A3') && answeredAfter(pas.decidedAt ?? pas.sentAt, signedAt)) overtakeSigningAnswer(action);
 }
 
 /** "OHSU Health employee medical plan", not "OHSU Health OHSU Health employee medical plan". */
@@ -322,6 +376,7 @@ async function showDocumentation(): Promise<void> {
   const responses = entries<QuestionnaireResponse>(found, 'QuestionnaireResponse').sort(newestFirst);
   const latest = responses[0];
   const box = byId('documentation');
+  state.documentationAssertions = [];
   if (!latest) {
     box.hidden = true;
     return;
@@ -330,6 +385,9 @@ async function showDocumentation(): Promise<void> {
   const decided = coverageInformationOf(latest)
     .map((e) => summarizeCoverage(e, 'documentation'))
     .filter((s) => s.tone !== 'needed' || s.reasons.length > 0)[0];
+  state.documentationAssertions = coverageInformationOf(latest)
+    .map((e) => e.extension?.find((x) => x.url === 'coverage-assertion-id')?.valueString)
+    .filter((a): a is string => !!a);
   fill(
     box,
     h('h2', {}, 'Documentation on file'),
@@ -388,11 +446,17 @@ async function sign(): Promise<void> {
   if (!state.order || !state.patient?.id || state.signing) return;
   const form = readForm();
   if (form.dose === undefined || !Number.isFinite(form.dose) || form.dose <= 0) {
-    setStatus('Enter a dose greater than zero before signing.', 'error');
-    byId('dose').focus();
+    refuseField('dose', 'Enter a dose greater than zero before signing.');
+    return;
+  }
+  // A value the order cannot carry (0, 2.5, empty) was signed silently as the chart's draft cycles: say so instead.
+  if (!validCycles(form.cycles)) {
+    refuseField('cycles', 'Enter a whole number of cycles from 1 to 12 before signing.');
     return;
   }
   state.signing = true;
+  // The authorization numbers the EHR already holds for this order: an approval naming one was not issued by this signing.
+  const known = knownNumbers(state.order);
   const button = byId<HTMLButtonElement>('sign');
   button.disabled = true;
   try {
@@ -440,7 +504,7 @@ async function sign(): Promise<void> {
     }
     await applySystemActions(response);
     state.signedForm = form;
-    renderResult(response);
+    renderResult(response, undefined, known);
     showRaw(request, response);
     button.textContent = 'Sign again';
     setStatus(
@@ -457,6 +521,23 @@ async function sign(): Promise<void> {
     // The button was disabled while it held the focus, which fell to the page: give it back, to sign again.
     if (document.activeElement === document.body) button.focus();
   }
+}
+
+/** The authorization numbers on the order's stored coverage-information and on its PAS request's approval. */
+function knownNumbers(order: MedicationRequest): string[] {
+  const onOrder = coverageInformationOf(order).flatMap((e) =>
+    (e.extension ?? []).filter((x) => x.url === 'satisfied-pa-id').map((x) => x.valueString),
+  );
+  const pas = loadPas(order.id)?.claimResponse.preAuthRef;
+  return [...onOrder, pas].filter((n): n is string => !!n);
+}
+
+/** A field whose value cannot be signed: marked invalid, said in the alert region, and focused. */
+function refuseField(id: string, message: string): void {
+  const field = byId(id);
+  field.setAttribute('aria-invalid', 'true');
+  setStatus(message, 'error');
+  field.focus();
 }
 
 /** CDS Hooks §systemActions: the EHR applies each `update` (the order with coverage-information) to its record. */
@@ -485,14 +566,29 @@ function plainStatus(s: CoverageSummary): string {
   }
 }
 
-function renderResult(response: HookResponse): void {
+/**
+ * The payer's answer: from a signing just made, or (`onFile`) the latest one the order carries (from its last signing or
+ * the documentation); `known` are the authorization numbers the EHR held for the order before this signing.
+ */
+function renderResult(
+  response: HookResponse,
+  onFile?: { answeredOn: string; from: 'signing' | 'documentation' },
+  known: string[] = [],
+): void {
   const coverageBox = byId('coverage');
   const infos = (response.systemActions ?? []).flatMap((a) => coverageInformationOf(a.resource));
-  const summaries = infos.map((e) => summarizeCoverage(e, 'signing'));
+  const summaries = infos.map((e) => summarizeCoverage(e, onFile?.from ?? 'signing', known));
   state.lastSummary = summaries[0];
   const payer = response.cards?.[0]?.source.label;
   fill(
     coverageBox,
+    onFile
+      ? h(
+          'p',
+          { class: 'muted', 'data-testid': 'answer-on-file' },
+          `As the payer answered ${onFile.from === 'signing' ? 'at the last signing' : 'the documentation (DTR)'}${onFile.answeredOn ? `, ${formatDate(onFile.answeredOn)}` : ''}.`,
+        )
+      : null,
     summaries.length === 0
       ? h('p', { class: 'decision decision-unclear' }, 'The payer sent no coverage information for this order.')
       : null,
@@ -577,6 +673,7 @@ function renderResult(response: HookResponse): void {
   byId('result').hidden = false;
   byId('result').classList.remove('stale');
   byId('stale-note').hidden = true;
+  state.supersededBy = undefined;
   byId('pas').hidden = !loadPas(state.order?.id);
 }
 
@@ -773,6 +870,8 @@ interface PasRecord {
   identifier: { system: string; value: string };
   claimResponse: ClaimResponse;
   sentAt: string;
+  /** When this page first saw the final decision (A1/A3): a decision after the last signing overtakes its answer. */
+  decidedAt?: string;
 }
 const pasKey = (orderId: string) => `priorpath-demo:pas:${orderId}`;
 
@@ -861,6 +960,13 @@ function renderPas(r: PasRecord, extra: (HTMLElement | null)[] = []): void {
   if (code === 'A4') state.inquiryTimer = setTimeout(() => void inquire(r), INQUIRY_EVERY_MS);
 }
 
+/** A PAS decision just received that contradicts the signing answer on screen puts that answer out of date. */
+function overtakeSigningAnswer(action: 'A1' | 'A3'): void {
+  if (!supersededByDecision(state.lastSummary, action)) return;
+  state.supersededBy = action;
+  markStale();
+}
+
 /** How often the page asks the payer about a pended request (PAS `$inquire`); the sandbox reviewer is quick. */
 const INQUIRY_EVERY_MS = 3000;
 
@@ -885,9 +991,13 @@ async function inquire(r: PasRecord): Promise<void> {
       ?.map((e) => e.resource)
       .find((x): x is ClaimResponse => x?.resourceType === 'ClaimResponse');
     if (cr && reviewActionOf(cr) !== reviewActionOf(r.claimResponse)) {
-      const next = { ...r, claimResponse: cr };
+      const action = reviewActionOf(cr);
+      const final = action === 'A1' || action === 'A3';
+      const next = { ...r, claimResponse: cr, ...(final ? { decidedAt: new Date().toISOString() } : {}) };
       savePas(next);
       renderPas(next);
+      // The signing answer above (documentation required, pended) is now out of date: one answer for the order.
+      if (final) overtakeSigningAnswer(action);
       setStatus(
         `The payer decided the prior authorization request: ${reviewActionOf(cr) === 'A1' ? 'approved' : 'denied'}.`,
         'ok',
@@ -917,17 +1027,22 @@ async function submitPas(): Promise<void> {
     });
     const cr = answer.entry?.[0]?.resource as ClaimResponse | undefined;
     if (!cr || cr.resourceType !== 'ClaimResponse') throw new Error('the payer sent no ClaimResponse');
+    const action = reviewActionOf(cr);
+    const final = action === 'A1' || action === 'A3';
+    const sentAt = new Date().toISOString();
     const record: PasRecord = {
       orderId: state.order!.id!,
       identifier: request.identifier as { system: string; value: string },
       claimResponse: cr,
-      sentAt: new Date().toISOString(),
+      sentAt,
+      ...(final ? { decidedAt: sentAt } : {}),
     };
     savePas(record);
     renderPas(record, [
       h('details', {}, h('summary', {}, 'PAS request Bundle'), jsonBlock(request)),
       h('details', {}, h('summary', {}, 'PAS response Bundle'), jsonBlock(answer)),
     ]);
+    if (final) overtakeSigningAnswer(action);
   } catch (err) {
     const missing = err instanceof HttpError && err.status === 404;
     fill(
@@ -957,7 +1072,8 @@ function wire(): void {
     e.preventDefault();
     void sign();
   });
-  byId('order-form').addEventListener('input', () => {
+  byId('order-form').addEventListener('input', (e) => {
+    (e.target as HTMLElement).removeAttribute('aria-invalid');
     updateOrderText();
     saveDraft();
     markStale();

@@ -55,6 +55,8 @@ export interface OrderForm {
   unit: string;
   phase: string;
   cycles: number | undefined;
+  /** The planned start (YYYY-MM-DD): the earliest `timing.repeat.boundsPeriod.start` of the order's dosage instructions. */
+  start?: string;
 }
 
 export function drugOf(order: MedicationRequest | undefined): DrugKey {
@@ -75,12 +77,60 @@ export function formOf(order: MedicationRequest): OrderForm {
     unit,
     phase: order.extension?.find((e) => e.url === TREATMENT_PHASE_URL)?.valueCode ?? '',
     cycles: 1 + (typeof repeats === 'number' ? repeats : 0),
+    start: plannedStartOf(order),
   };
 }
 
+const DAY = /^\d{4}-\d{2}-\d{2}/;
+
 /**
- * The draft order with the form's edits: drug codes, the first dosage's dose, the treatment-phase extension and
- * `numberOfRepeatsAllowed` (cycles − 1, design.md §6 "Cycles"). Everything else is kept as the chart has it.
+ * The order's planned start, to the day: the earliest start of any dosage instruction (a step-dosed cycle's days 1-7
+ * and 8-28 each have one; FHIR orders them by `sequence`, not by place), as the service reads it (design.md §6 "order
+ * date"). Undefined when no instruction states one.
+ */
+export function plannedStartOf(order: MedicationRequest): string | undefined {
+  return (order.dosageInstruction ?? [])
+    .map((d) => d.timing?.repeat?.boundsPeriod?.start)
+    .filter((d): d is string => !!d && DAY.test(d))
+    .map((d) => d.slice(0, 10))
+    .sort()[0];
+}
+
+/** A date or dateTime moved by whole days, its time of day (if any) kept. */
+function shiftDays(value: string | undefined, days: number): string | undefined {
+  if (!value || !DAY.test(value)) return value;
+  const moved = new Date(Date.parse(`${value.slice(0, 10)}T00:00:00Z`) + days * 86_400_000).toISOString().slice(0, 10);
+  return moved + value.slice(10);
+}
+
+/**
+ * A new planned start: every dosage instruction's `timing.repeat.boundsPeriod` (start and end) and the prescription's
+ * `dispenseRequest.validityPeriod` move by the same number of days, so a step-dosed cycle keeps its days 1-7 and 8-28;
+ * an order that stated no start gets one on its first instruction.
+ */
+function moveStart(o: MedicationRequest, from: string | undefined, to: string): void {
+  o.dosageInstruction ??= [{ sequence: 1 }];
+  if (!from) {
+    const di = o.dosageInstruction[0];
+    di.timing = { ...(di.timing ?? {}), repeat: { ...(di.timing?.repeat ?? {}), boundsPeriod: { ...(di.timing?.repeat?.boundsPeriod ?? {}), start: to } } };
+    return;
+  }
+  const days = Math.round((Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / 86_400_000);
+  for (const di of o.dosageInstruction) {
+    const p = di.timing?.repeat?.boundsPeriod;
+    if (!p) continue;
+    if (p.start) p.start = shiftDays(p.start, days);
+    if (p.end) p.end = shiftDays(p.end, days);
+  }
+  const v = o.dispenseRequest?.validityPeriod;
+  if (v?.start) v.start = shiftDays(v.start, days);
+  if (v?.end) v.end = shiftDays(v.end, days);
+}
+
+/**
+ * The draft order with the form's edits: drug codes, the first dosage's dose, the treatment-phase extension,
+ * `numberOfRepeatsAllowed` (cycles − 1, design.md §6 "Cycles") and the planned start (see moveStart). Everything else
+ * is kept as the chart has it.
  */
 export function applyForm(base: MedicationRequest, f: OrderForm): MedicationRequest {
   const o = structuredClone(base);
@@ -101,6 +151,7 @@ export function applyForm(base: MedicationRequest, f: OrderForm): MedicationRequ
   if (f.cycles !== undefined && Number.isInteger(f.cycles) && f.cycles >= 1) {
     o.dispenseRequest = { ...(o.dispenseRequest ?? {}), numberOfRepeatsAllowed: f.cycles - 1 };
   }
+  if (f.start && DAY.test(f.start) && f.start.slice(0, 10) !== before.start) moveStart(o, before.start, f.start.slice(0, 10));
   return o;
 }
 
@@ -131,5 +182,16 @@ export function describeOrder(order: MedicationRequest): string {
     .join('; ');
   const start =
     order.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start ?? order.dispenseRequest?.validityPeriod?.start;
-  return `${drug}${text ? ` — ${text}` : ''}${start ? `, starting ${formatDate(start)}` : ''}`;
+  const repeats = order.dispenseRequest?.numberOfRepeatsAllowed;
+  // design.md §6 "Cycles": the order asks for 1 + numberOfRepeatsAllowed cycles; the line says what is signed.
+  const cycles = typeof repeats === 'number' ? `, ${repeats + 1} ${repeats === 0 ? 'cycle' : 'cycles'}` : '';
+  return `${drug}${text ? ` — ${text}` : ''}${start ? `, starting ${formatDate(start)}` : ''}${cycles}`;
+}
+
+/** The whole numbers of cycles the demo form signs (its field's min and max). */
+export const CYCLES_RANGE = { min: 1, max: 12 } as const;
+
+/** Whether the form's cycles can be signed: a whole number from 1 to 12 (not 0, 2.5 or empty). */
+export function validCycles(cycles: number | undefined): cycles is number {
+  return cycles !== undefined && Number.isInteger(cycles) && cycles >= CYCLES_RANGE.min && cycles <= CYCLES_RANGE.max;
 }

@@ -67,10 +67,27 @@ export function stillToDocument(reason: string): string | undefined {
 }
 
 /**
- * Reads a coverage-information extension into plain words (CRD §Coverage Information: covered, pa-needed, doc-needed,
- * satisfied-pa-id, reason). `when` picks the wording: at order signing, or after the DTR form was sent.
+ * How a reason begins when the order's record, not this evaluation, answered with an approval given earlier (in DTR, in
+ * PAS, by a reviewer: src/coverage/order-record.ts `recordedDecision`, "Approved: …", "Approved on clinical review: …").
  */
-export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentation'): CoverageSummary {
+const RECORDED_APPROVAL = /^Approved(:| on clinical review\b)/;
+
+/**
+ * Whether a `satisfied` answer's number was issued before this signing: the reason says the order's recorded approval
+ * answered, or the EHR already held the number for this order (`known`: from the order's earlier coverage-information
+ * or its PAS request). CRD carries no "issued now" flag, so the page reads only what the extension and its own record say.
+ */
+export function approvedEarlier(reasons: string[], paId: string | undefined, known: string[]): boolean {
+  return reasons.some((r) => RECORDED_APPROVAL.test(r)) || (!!paId && known.includes(paId));
+}
+
+/**
+ * Reads a coverage-information extension into plain words (CRD §Coverage Information: covered, pa-needed, doc-needed,
+ * satisfied-pa-id, reason). `when` picks the wording: at order signing, or after the DTR form was sent. An approval is
+ * "Approved at signing" only when this signing issued its number (see {@link approvedEarlier}; `known` are the numbers
+ * the EHR held for the order before signing); otherwise "Prior authorization approved", as the PAS answer says it.
+ */
+export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentation', known: string[] = []): CoverageSummary {
   const covered = code(ext, 'covered');
   const pa = code(ext, 'pa-needed');
   const docNeeded = code(ext, 'doc-needed');
@@ -103,7 +120,7 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
   if (pa === 'satisfied') {
     const until = base.expiry ? ` valid until ${formatDate(base.expiry)}` : '';
     const headline =
-      when === 'signing'
+      when === 'signing' && !approvedEarlier(reasons, base.paId, known)
         ? `Approved at signing: ${base.paId ?? 'prior authorization on file'}${until}`
         : `Prior authorization approved: ${base.paId ?? 'on file'}${until}`;
     return { ...base, tone: 'approved', headline };
@@ -129,4 +146,36 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
     tone: 'unclear',
     headline: 'The payer could not decide automatically — submit the request for review',
   };
+}
+
+/**
+ * Whether the answer from signing no longer speaks for the order once the PAS request has a final decision: the
+ * reviewer's approval (A1) or denial (A3) came after it and the signing answer says something else (documentation
+ * still required, pended, or the other decision). The page then shows one answer, the decision, and asks to sign
+ * again (the next order-sign answers what the decision recorded, docs/design.md §8).
+ */
+export function supersededByDecision(s: CoverageSummary | undefined, reviewAction: string | undefined): boolean {
+  if (!s) return false;
+  if (reviewAction === 'A1') return s.tone !== 'approved';
+  if (reviewAction === 'A3') return s.tone !== 'not-covered';
+  return false;
+}
+
+/** The day the payer gave this answer (the extension's `date`, CRD 1..1). */
+export function answeredOn(ext: Extension): string | undefined {
+  return sub(ext, 'date')[0]?.valueDate;
+}
+
+/**
+ * Whether a later answer (a PAS decision, the DTR answer to the documentation) came after the signing answer, given
+ * when each was made. A signing known only to the day (the extension's `date`) counts any answer of that day or later
+ * as after it; with either moment unknown the later answer is taken as the newer, so a contradicting decision is not
+ * hidden behind an answer that may predate it (signing again is always safe and refreshes the answer).
+ */
+export function answeredAfter(answerAt: string | undefined, signedAt: string | undefined): boolean {
+  if (!answerAt || !signedAt) return true;
+  if (/^\d{4}-\d{2}-\d{2}$/.test(signedAt)) return answerAt.slice(0, 10) >= signedAt;
+  const a = Date.parse(answerAt);
+  const b = Date.parse(signedAt);
+  return Number.isNaN(a) || Number.isNaN(b) ? true : a > b;
 }
