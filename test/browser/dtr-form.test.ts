@@ -643,7 +643,11 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
     await openForm(page, url, 'bcbsnc-status-unknown');
-    // BCBSNC asks for two documents: the label section or compendium citation, and the medical records.
+    // BCBSNC asks for two documents: the label section or compendium citation, and the medical records. The citation
+    // proves the compendia / FDA-label attestation, so it is asked once that is answered "Yes".
+    const yes = question(page, 'compendia-strong-support').getByRole('radio', { name: 'Yes', exact: true });
+    await yes.click();
+    await expect.poll(() => yes.isChecked()).toBe(true);
     for (const linkId of ['compendium-citation', 'medical-records']) {
       const item = question(page, linkId);
       const asked = (await item.locator('label .question').first().innerText()).trim();

@@ -52,6 +52,11 @@ const log = createLogger('silent');
 const sub = (ext: Extension | undefined, url: string) => (ext?.extension ?? []).filter((e) => e.url === url);
 const qrItems = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] =>
   (items ?? []).flatMap((i) => [i, ...qrItems(i.item)]);
+/** The document a clinician attaches with an attestation the seed conditions on it (attachments `proves`). */
+const PROOF = { valueAttachment: { contentType: 'application/pdf', title: 'supporting document', data: Buffer.from('%PDF-1.4 evidence').toString('base64') } };
+/** The attachment items that prove an attestation the complete record answers "Yes" (cds-services/README.md attachments). */
+const provingLinkIds = (policy: CompiledPolicy, complete: Record<string, unknown>): string[] =>
+  policy.attachments.filter((a) => (a.proves ?? []).some((f) => complete[f] === true)).map((a) => a.linkId);
 
 function crdOver(
   policy: CompiledPolicy,
@@ -275,6 +280,8 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
         ],
       });
     }
+    // An attestation answered "Yes" counts only with its proving document, which the clinician attaches beside it.
+    for (const l of provingLinkIds(policy, complete)) answerItem(qr, groupOf.get(l), l, PROOF);
     // Read as the server reads it: over the facts CRD recorded at signing (design.md §7 "One record of what CRD knew"),
     // so an answer the form hides (design.md §7 "Answers the form does not show") leaves the recorded fact standing.
     const recorded = (await storage.getAssertion(sub(signed.extension?.find((e) => e.url === COVERAGE_INFO_URL), 'coverage-assertion-id')[0].valueString!))!;
@@ -322,6 +329,7 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
       ...sc.full.overrides,
     };
     const byLinkId = new Map(sc.structure.asked.map((f) => [policy.factsByName.get(f)!.def.linkId!, f]));
+    const proving = new Set(provingLinkIds(policy, complete));
     let qr: QuestionnaireResponse = {
       resourceType: 'QuestionnaireResponse',
       status: 'in-progress',
@@ -366,6 +374,10 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
       if (qr.status !== 'completed') expect(fresh.length).toBeGreaterThan(0);
       asked.push(...fresh);
       for (const l of fresh) {
+        if (proving.has(l)) {
+          answerItem(qr, undefined, l, PROOF);
+          continue;
+        }
         const fact = byLinkId.get(l);
         const v = fact ? complete[fact] : policy.limits.some((x) => justificationLinkId(x.id) === l) ? true : undefined;
         if (v === undefined) continue;
@@ -374,7 +386,7 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
         answerItem(qr, undefined, l, answerFor(type, v));
       }
       // A fact is asked only when it was unknown given the answers so far.
-      for (const l of fresh) expect(byLinkId.has(l) || l.startsWith('justification-')).toBe(true);
+      for (const l of fresh) expect(byLinkId.has(l) || l.startsWith('justification-') || proving.has(l)).toBe(true);
     }
     expect(qr.status).toBe('completed');
     const ext = qr.extension!.find((e) => e.url === COVERAGE_INFO_URL)!;
@@ -387,7 +399,7 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
     expect(sub(ext, 'covered')[0].valueCode).toBe(EXPECTED[final.outcome].covered);
     expect(sub(ext, 'pa-needed')[0]?.valueCode).toBe(EXPECTED[final.outcome].pa);
     expect(sub(ext, 'coverage')[0].valueReference?.reference).toBe('Coverage/cov1');
-    expect(asked.length).toBeLessThanOrEqual(sc.structure.asked.length + policy.limits.length);
+    expect(asked.length).toBeLessThanOrEqual(sc.structure.asked.length + policy.limits.length + proving.size);
     expect(fhirIssues(qr)).toEqual([]);
   });
 });

@@ -106,11 +106,14 @@ describe('questions a met covered use does not need (BCBSNC inotuzumab)', () => 
     const q = questionnaire('bcbsnc-inotuzumab');
     const relapsed = answers({ 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('relapsed') });
     const firstRemission = answers({ 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('cr1') });
-    for (const linkId of ['compendia-strong-support', 'compendium-citation']) {
-      expect(shown(q, linkId, relapsed), `${linkId} for relapsed B-ALL`).toBe(false);
-      expect(shown(q, linkId, firstRemission), `${linkId} for B-ALL in first remission`).toBe(true);
-      expect(shown(q, linkId, answers({})), `${linkId} with nothing answered`).toBe(true);
-    }
+    expect(shown(q, 'compendia-strong-support', relapsed), 'attestation for relapsed B-ALL').toBe(false);
+    expect(shown(q, 'compendia-strong-support', firstRemission), 'attestation for B-ALL in first remission').toBe(true);
+    expect(shown(q, 'compendia-strong-support', answers({})), 'attestation with nothing answered').toBe(true);
+    // The citation proves the attestation (proves: [compendiaOrLabelSupport]): shown only once it is answered "Yes".
+    expect(shown(q, 'compendium-citation', relapsed), 'citation for relapsed B-ALL').toBe(false);
+    expect(shown(q, 'compendium-citation', firstRemission), 'citation before the attestation is answered').toBe(false);
+    expect(shown(q, 'compendium-citation', answers({ 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('cr1'), 'compendia-strong-support': [{ valueBoolean: true }] })), 'citation after "Yes"').toBe(true);
+    expect(shown(q, 'compendium-citation', answers({ 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('cr1'), 'compendia-strong-support': [{ valueBoolean: false }] })), 'citation after "No"').toBe(false);
   });
 
   it('nor of a later cycle, in the remission it brought, of a relapsed or refractory course the patient is still receiving', () => {
@@ -121,11 +124,15 @@ describe('questions a met covered use does not need (BCBSNC inotuzumab)', () => 
       'renewal-request': [{ valueBoolean: true }],
       'earlier-course-indication': code('relapsed-refractory'),
     };
-    for (const linkId of ['compendia-strong-support', 'compendium-citation']) {
-      expect(shown(q, linkId, answers({ ...laterCycle, 'currently-receiving': [{ valueBoolean: true }] })), `${linkId} while receiving`).toBe(false);
-      // A course that is over: Besponsa in remission is no longer the listed use, so the attestation is asked.
-      expect(shown(q, linkId, answers({ ...laterCycle, 'currently-receiving': [{ valueBoolean: false }] })), `${linkId} after the course`).toBe(true);
-    }
+    expect(shown(q, 'compendia-strong-support', answers({ ...laterCycle, 'currently-receiving': [{ valueBoolean: true }] })), 'attestation while receiving').toBe(false);
+    // A course that is over: Besponsa in remission is no longer the listed use, so the attestation is asked, and its
+    // citation once it is answered "Yes".
+    expect(shown(q, 'compendia-strong-support', answers({ ...laterCycle, 'currently-receiving': [{ valueBoolean: false }] })), 'attestation after the course').toBe(true);
+    expect(shown(q, 'compendium-citation', answers({ ...laterCycle, 'currently-receiving': [{ valueBoolean: true }] })), 'citation while receiving').toBe(false);
+    expect(
+      shown(q, 'compendium-citation', answers({ ...laterCycle, 'currently-receiving': [{ valueBoolean: false }], 'compendia-strong-support': [{ valueBoolean: true }] })),
+      'citation after the course, attested',
+    ).toBe(true);
   });
 });
 
@@ -141,12 +148,13 @@ describe('questions a met covered use does not need (BCBSNC blinatumomab)', () =
       'treatment-phase': code('consolidation'),
     });
     const firstRemission = answers({ 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('cr1') });
-    for (const linkId of ['compendia-strong-support', 'compendium-citation']) {
-      expect(shown(q, linkId, relapsed), `${linkId} for relapsed B-ALL`).toBe(false);
-      expect(shown(q, linkId, consolidation), `${linkId} for consolidation of a relapsed/refractory course`).toBe(false);
-      expect(shown(q, linkId, firstRemission), `${linkId} for B-ALL in first remission`).toBe(true);
-      expect(shown(q, linkId, answers({})), `${linkId} with nothing answered`).toBe(true);
-    }
+    expect(shown(q, 'compendia-strong-support', relapsed), 'attestation for relapsed B-ALL').toBe(false);
+    expect(shown(q, 'compendia-strong-support', consolidation), 'attestation for consolidation of a relapsed/refractory course').toBe(false);
+    expect(shown(q, 'compendia-strong-support', firstRemission), 'attestation for B-ALL in first remission').toBe(true);
+    expect(shown(q, 'compendia-strong-support', answers({})), 'attestation with nothing answered').toBe(true);
+    // The citation proves the attestation (proves: [compendiaOrLabelSupport]): shown only once it is answered "Yes".
+    for (const none of [relapsed, consolidation, firstRemission, answers({})]) expect(shown(q, 'compendium-citation', none)).toBe(false);
+    expect(shown(q, 'compendium-citation', answers({ 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('cr1'), 'compendia-strong-support': [{ valueBoolean: true }] })), 'citation after "Yes"').toBe(true);
   });
 });
 
