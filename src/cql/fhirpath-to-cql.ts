@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import fhirpath from 'fhirpath';
 import type { FhirModel } from './model-info.js';
 
@@ -391,7 +392,7 @@ export class FhirPathToCql {
   }
 
   /** A filter of a define (closed: no query alias in it) becomes a define of its own, named after what it keeps. */
-  private share(input: CqlNode, what: string, out: CqlNode): CqlNode {
+  private share(input: CqlNode, what: string | ((cql: string) => string), out: CqlNode): CqlNode {
     const m = input.cql.match(/^"([^"]+)"$/);
     if (!m) return out;
     // Aliases renumbered from 1, so the same filter written in two facts is the same define.
@@ -400,7 +401,8 @@ export class FhirPathToCql {
       if (!names.has(x)) names.set(x, `R${names.size + 1}`);
       return names.get(x)!;
     });
-    return node(this.env.shared(`${m[1]} ${what.replace(/"/g, "'")}`, cql), out.ty, true);
+    const label = typeof what === 'string' ? what : what(cql);
+    return node(this.env.shared(`${m[1]} ${label.replace(/"/g, "'")}`, cql), out.ty, true);
   }
 
   /** `x in list`: empty when x is empty (FHIRPath), where CQL's In would say false. */
@@ -486,7 +488,10 @@ export class FhirPathToCql {
     switch (name) {
       case 'where': {
         const { alias, value } = within(n, args[0]);
-        return node(`(${n.cql}) ${alias} where ${truth(value)}`, n.ty, n.many);
+        const out = node(`(${n.cql}) ${alias} where ${truth(value)}`, n.ty, n.many);
+        // A filter of the patient's orders themselves (%currentMedications written out: src/policies/current-orders.ts)
+        // is a define of its own, so the facts that read it, several times each, share one copy in the Library.
+        return n.cql === '"Other Medication Requests"' ? this.share(n, (cql) => `where ${shortHash(cql)}`, out) : out;
       }
       case 'select': {
         const { alias, value } = within(n, args[0]);
@@ -652,4 +657,9 @@ export class FhirPathToCql {
         throw new Untranslatable(`the function ${name}() is not translated`);
     }
   }
+}
+
+/** A short, stable name for a shared filter: the first 8 hex digits of its CQL's SHA-256. */
+function shortHash(cql: string): string {
+  return createHash('sha256').update(cql).digest('hex').slice(0, 8);
 }

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { compileFhirPath } from '../../src/fhir/fhirpath.js';
+import { CURRENT_MEDICATIONS_FHIRPATH, expandCurrentMedications } from '../../src/policies/current-orders.js';
+import { loadContent } from '../../src/content.js';
+import { repoRoot } from '../helpers/stories.js';
+
+/** A MedicationRequest left "active", with the dates an EHR writes (pharmacist review §2b). */
+function activeOrder(id: string, extra: Record<string, unknown>): Record<string, unknown> {
+  return { resourceType: 'MedicationRequest', id, status: 'active', intent: 'order', subject: { reference: 'Patient/pt' }, ...extra };
+}
+const period = (start: string, end?: string) => [{ timing: { repeat: { boundsPeriod: { start, ...(end ? { end } : {}) } } } }];
+
+const content = loadContent({ root: repoRoot, canonicalBase: 'https://priorpath.dev/fhir' });
+
+describe('%currentMedications (src/policies/current-orders.ts)', () => {
+  it('is written out in code, not in string literals nor in a longer name', () => {
+    expect(expandCurrentMedications("%currentMedications.codedIn('tki').exists()")).toBe(`${CURRENT_MEDICATIONS_FHIRPATH}.codedIn('tki').exists()`);
+    expect(expandCurrentMedications("'%currentMedications' = %currentMedicationsOther")).toBe("'%currentMedications' = %currentMedicationsOther");
+  });
+
+  it('no loaded fact keeps the name: every engine reads the written-out FHIRPath', () => {
+    const facts = content.policies.flatMap((p) => p.facts);
+    expect(facts.some((f) => f.def.fhirpath.includes('%medications.where(status in'))).toBe(true);
+    expect(facts.filter((f) => f.def.fhirpath.includes('%currentMedications')).map((f) => f.name)).toEqual([]);
+  });
+
+  it('keeps an order with no stated end, an end on or after the start, an open dosage period or an unreadable end; drops one every stated end of which is before the start', () => {
+    const expr = compileFhirPath(`${CURRENT_MEDICATIONS_FHIRPATH}.select(id)`, { valueSets: content.valueSets, valueSetBase: `${content.canonicalBase}/ValueSet`, model: 'r4' });
+    const medications = [
+      activeOrder('no-end', { dosageInstruction: period('2026-09-01') }),
+      activeOrder('ended-before', { dosageInstruction: period('2026-09-01', '2026-09-22') }),
+      activeOrder('ends-day-before', { dosageInstruction: period('2026-11-18', '2026-11-23T20:00:00-05:00') }),
+      activeOrder('ends-on-start', { dosageInstruction: period('2026-11-03', '2026-11-24') }),
+      activeOrder('validity-ended', { dispenseRequest: { validityPeriod: { start: '2026-03-05', end: '2026-08-31' } } }),
+      activeOrder('validity-ended-open-dose', { dosageInstruction: period('2026-03-05'), dispenseRequest: { validityPeriod: { end: '2026-08-31' } } }),
+      activeOrder('month-only', { dosageInstruction: period('2026-11-01', '2026-11') }),
+      activeOrder('step-then-open', { dosageInstruction: [...period('2026-10-01', '2026-10-07'), ...period('2026-10-08')] }),
+      { ...activeOrder('completed-ended', { dosageInstruction: period('2026-09-01', '2026-09-22') }), status: 'completed' },
+      { ...activeOrder('draft-no-end', {}), status: 'draft' },
+    ];
+    const current = expr({}, { medications, orderDate: '2026-11-24' });
+    expect(current).toEqual(['no-end', 'ends-on-start', 'validity-ended-open-dose', 'month-only', 'step-then-open', 'draft-no-end']);
+  });
+});
