@@ -1,12 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Bundle, QuestionnaireResponseItem } from '@medplum/fhirtypes';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createStorage } from '../../src/storage/create-storage.js';
-import type { SqlStorage } from '../../src/storage/sql-storage.js';
-import { REVIEW_TOKEN, claimResponseOf, inquiryParameters, pasApp, reviewActions, storyBundle } from './pas-fixtures.js';
+import { describe, expect, it } from 'vitest';
+import { REVIEW_TOKEN, claimResponseOf, inquiryParameters, pasAppOnDisk, reviewActions, storyBundle } from './pas-fixtures.js';
 
 // CP.PHAR.312 I.A.5.b: "Dose is supported by practice guidelines or peer-reviewed literature ... (prescriber must
 // submit supporting evidence)". The Centene policy's dose-evidence attachment `proves: [doseGuidelineSupported]`, so a
@@ -17,23 +12,11 @@ const FHIR_JSON = 'application/fhir+json';
 /** A guideline excerpt as inline base64 (PAS carries attachments inline). */
 const EVIDENCE = { contentType: 'application/pdf', title: 'Dose guideline excerpt', data: Buffer.from('%PDF-1.4 guideline excerpt').toString('base64') };
 
-let dir: string;
-let storage: SqlStorage;
-let app: ReturnType<typeof pasApp>['app'];
+const pas = pasAppOnDisk('pas-evidence');
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'priorpath-pas-evidence-'));
-  storage = await createStorage({ dataDir: dir });
-  ({ app } = pasApp(storage));
-}, 120_000);
-afterAll(async () => {
-  await storage?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const submit = (body: Bundle) => request(app).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
-const inquire = (body: unknown) => request(app).post('/fhir/Claim/$inquire').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
-const review = (id: string) => request(app).get(`/review/${id}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`);
+const submit = pas.submit;
+const inquire = (body: unknown) => request(pas.app).post('/fhir/Claim/$inquire').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
+const review = (id: string) => request(pas.app).get(`/review/${id}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`);
 
 /** The over-dose story (56 mcg/day, 90 kg adult) as its own order, with these answers. */
 function overDose(orderId: string, answers: Record<string, QuestionnaireResponseItem['answer']>): Bundle {

@@ -1,12 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Bundle, QuestionnaireResponseItem } from '@medplum/fhirtypes';
-import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createStorage } from '../../src/storage/create-storage.js';
-import type { SqlStorage } from '../../src/storage/sql-storage.js';
-import { claimResponseOf, pasApp, reviewActions, storyBundle } from './pas-fixtures.js';
+import { describe, expect, it } from 'vitest';
+import { claimResponseOf, pasAppOnDisk, reviewActions, storyBundle } from './pas-fixtures.js';
 
 // BCBSNC Blinatumomab "When covered": a use not listed is covered "in accordance with FDA label" or "with specific
 // strong endorsement or support by nationally recognized compendia"; the question asks "Attach the label section or
@@ -15,25 +9,12 @@ import { claimResponseOf, pasApp, reviewActions, storyBundle } from './pas-fixtu
 // attached (cds-services/README.md attachments). The story is T-cell ALL (SNOMED 277575008), not the listed use.
 
 const X12 = 'https://codesystem.x12.org/005010/306';
-const FHIR_JSON = 'application/fhir+json';
 /** An NCCN excerpt as inline base64 (PAS carries attachments inline). */
 const CITATION = { contentType: 'application/pdf', title: 'NCCN ALL guideline excerpt', data: Buffer.from('%PDF-1.4 compendium excerpt').toString('base64') };
 
-let dir: string;
-let storage: SqlStorage;
-let app: ReturnType<typeof pasApp>['app'];
+const pas = pasAppOnDisk('pas-compendia');
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'priorpath-pas-compendia-'));
-  storage = await createStorage({ dataDir: dir });
-  ({ app } = pasApp(storage));
-}, 120_000);
-afterAll(async () => {
-  await storage?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const submit = (body: Bundle) => request(app).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
+const submit = pas.submit;
 
 /** The T-ALL story as its own order, with these answers. */
 function tAll(orderId: string, answers: Record<string, QuestionnaireResponseItem['answer']>): Bundle {

@@ -6,39 +6,22 @@
  * and what is still missing. A resend (same Bundle identifier, or the same request under a new one) is answered as
  * stored, and nothing is lost across a restart (review rev-ui F7).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Bundle, Claim } from '@medplum/fhirtypes';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createStorage } from '../../src/storage/create-storage.js';
-import type { SqlStorage } from '../../src/storage/sql-storage.js';
+import { describe, expect, it } from 'vitest';
 import type { OrderKey } from '../../src/storage/storage.js';
 import { UNDECIDED } from '../../src/coverage/order-record.js';
-import { REVIEW_TOKEN, claimResponseOf, inquiryParameters, pasApp, reviewActions, storyBundle } from './pas-fixtures.js';
+import { REVIEW_TOKEN, claimResponseOf, inquiryParameters, pasAppOnDisk, reviewActions, storyBundle } from './pas-fixtures.js';
 
 const X12 = 'https://codesystem.x12.org/005010/306';
 const FHIR_JSON = 'application/fhir+json';
 
-let dir: string;
-let storage: SqlStorage;
-let app: ReturnType<typeof pasApp>['app'];
+const pas = pasAppOnDisk('pasflow');
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'priorpath-pasflow-'));
-  storage = await createStorage({ dataDir: dir });
-  ({ app } = pasApp(storage));
-}, 120_000);
-afterAll(async () => {
-  await storage?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const submit = (body: unknown) => request(app).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
-const inquire = (b: Bundle) => request(app).post('/fhir/Claim/$inquire').set('Content-Type', FHIR_JSON).send(JSON.stringify(inquiryParameters({ identifier: b.identifier as { system: string; value: string } })));
-const review = (path: string) => request(app).get(`/review${path}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`);
+const submit = pas.submit;
+const inquire = (b: Bundle) => request(pas.app).post('/fhir/Claim/$inquire').set('Content-Type', FHIR_JSON).send(JSON.stringify(inquiryParameters({ identifier: b.identifier as { system: string; value: string } })));
+const review = (path: string) => request(pas.app).get(`/review${path}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`);
 const pendedIds = async () => ((await review('/pended').expect(200)).body.pended as { id: string }[]).map((p) => p.id);
 
 /** The same request under a new Bundle identifier and Claim identifier (a client that regenerates them on resend). */
@@ -110,9 +93,7 @@ describe('a PAS request for a pended order, with documentation', () => {
     expect((await review(`/${pended.id}`).expect(200)).body.updatedAt).toBe(after.updatedAt);
 
     // Nothing lost across a restart: the case keeps the answers, and both requests find it by their identifiers.
-    await storage.close();
-    storage = await createStorage({ dataDir: dir });
-    ({ app } = pasApp(storage));
+    await pas.reopen();
     const restarted = (await review(`/${pended.id}`).expect(200)).body;
     expect(restarted.case.answers[0].items).toContainEqual(expect.objectContaining({ linkId: 'cd22-positive', answer: 'Yes' }));
     for (const b of [first, documented, again]) {
@@ -146,10 +127,10 @@ describe('a PAS request for a pended order, with documentation', () => {
 describe('who settled a pended request, in the reviewer\'s words (review rev-ui F13)', () => {
   it('a DTR determination that approved the order shows as "Documentation answers (DTR)", not "dtr: dtr:QuestionnaireResponse"', async () => {
     const pended = claimResponseOf((await submit(storyBundle('bcbsnc-status-unknown', { orderId: `order-${randomUUID()}` })).expect(200)).body);
-    const stored = (await storage.getPasSubmission(pended.id!))!;
+    const stored = (await pas.storage.getPasSubmission(pended.id!))!;
     const order = (stored.detail as { items: { order: OrderKey }[] }).items[0].order;
     // What src/dtr/submit-response.ts records when the DTR answers (disease status: relapsed) approve the order.
-    await storage.applyOrderChange({
+    await pas.storage.applyOrderChange({
       key: order,
       from: UNDECIDED,
       change: { state: 'approved', at: new Date().toISOString(), source: 'dtr', actor: 'dtr:QuestionnaireResponse', reason: 'Meets BCBSNC Blinatumomab: relapsed B-ALL', authorization: { number: 'PA-BCBSNC-20261123-K7QW2M9D', start: '2026-11-23', end: '2027-05-22' } },

@@ -1,13 +1,20 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { Bundle, BundleEntry, Claim, ClaimResponse, MedicationRequest, QuestionnaireResponse, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
 import express from 'express';
+import request from 'supertest';
+import { afterAll, beforeAll } from 'vitest';
 import { errorHandler } from '../../src/http/error-handler.js';
 import { answerOtherMethods } from '../../src/http/method-guard.js';
 import { requestContext } from '../../src/http/request-context.js';
 import { createLogger } from '../../src/logger.js';
 import { createPasRouter } from '../../src/pas/pas-router.js';
 import { createReviewRouter } from '../../src/pas/review-router.js';
+import { createStorage } from '../../src/storage/create-storage.js';
+import type { SqlStorage } from '../../src/storage/sql-storage.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { testContent } from '../helpers/app.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
@@ -15,6 +22,42 @@ import { storyOrder, storyResources } from '../helpers/stories.js';
 export const TODAY = '2026-11-23';
 export const REVIEW_TOKEN = 'test-review-token-5f2c';
 const EHR = 'https://ehr.example.org/fhir';
+
+/**
+ * The PAS app over embedded storage in a fresh data directory, opened before the file's tests and removed after them
+ * (registers the suite's beforeAll/afterAll). `reopen` closes and opens the same directory, as a restart does.
+ */
+export function pasAppOnDisk(prefix: string) {
+  let dir = '';
+  let storage: SqlStorage | undefined;
+  let app: ReturnType<typeof pasApp>['app'] | undefined;
+  const open = async () => {
+    storage = await createStorage({ dataDir: dir });
+    ({ app } = pasApp(storage));
+  };
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), `priorpath-${prefix}-`));
+    await open();
+  }, 120_000);
+  afterAll(async () => {
+    await storage?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    get app() {
+      return app!;
+    },
+    get storage() {
+      return storage!;
+    },
+    async reopen() {
+      await storage!.close();
+      await open();
+    },
+    /** `POST /fhir/Claim/$submit` of a body, as FHIR JSON. */
+    submit: (body: unknown) => request(app!).post('/fhir/Claim/$submit').set('Content-Type', 'application/fhir+json').send(JSON.stringify(body)),
+  };
+}
 
 /** An Express app with the PAS router at /fhir and the reviewer API at /review, as the lead mounts them. */
 export function pasApp(storage: Storage, opts: { reviewToken?: string | null; today?: string } = {}) {
