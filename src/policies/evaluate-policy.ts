@@ -259,15 +259,23 @@ export function evaluatePolicy(
       const v = safeNumber(() => rule.propose!.value(factValues, {}));
       const perM2 = rule.propose.perM2;
       const m2 = perM2 ? safeNumber(() => perM2.value(factValues, {})) : undefined;
-      if (v !== undefined) {
-        proposals.push({
-          kind: 'dose',
-          limitIds: [l.id],
-          value: v,
-          unit: rule.propose.unit,
-          display: rule.propose.display,
-          ...(perM2 && m2 !== undefined ? { perM2: { value: m2, unit: perM2.unit, display: perM2.display } } : {}),
-        });
+      if (v === undefined) continue;
+      const proposal: Proposal = {
+        kind: 'dose',
+        limitIds: [l.id],
+        value: v,
+        unit: rule.propose.unit,
+        display: rule.propose.display,
+        ...(perM2 && m2 !== undefined ? { perM2: { value: m2, unit: perM2.unit, display: perM2.display } } : {}),
+      };
+      // Several dose limits can each propose (the daily cap beside a regimen's per-m² dose): the alternate order must
+      // come within every one (design.md §6 "Limits": the highest dose within every limit), so one dose proposal
+      // stands for them all, the lowest of a unit.
+      const same = proposals.findIndex((p) => p.kind === 'dose' && p.unit === proposal.unit);
+      if (same < 0) proposals.push(proposal);
+      else {
+        const limitIds = [...proposals[same].limitIds, l.id];
+        proposals[same] = proposal.value < proposals[same].value ? { ...proposal, limitIds } : { ...proposals[same], limitIds };
       }
     }
     const onCycles = cycleLimitIds(policy, exceeded, approvingRule);
