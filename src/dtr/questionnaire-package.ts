@@ -293,9 +293,19 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
     if (q && !chosen.includes(q)) chosen.push(q);
   };
   if (req.questionnaires.length > 0) {
+    // A named form is one payer's: when the Coverages name payers PriorPath serves and none of them is the form's, the
+    // form is not this member's (a completed form decides under its policy and can carry an authorization number,
+    // design.md §4 "Payer", §8 "One authorization per order"). Coverages naming no payer PriorPath serves leave the
+    // choice to the client, as before.
+    const named = new Set([...payers.values()].filter((p) => !p.defaulted).map((p) => p.key));
     for (const c of req.questionnaires) {
       const q = catalog.byCanonical.get(c);
-      if (q) add(q);
+      const formPayer = q ? catalog.policyOf.get(q)?.file.payer : undefined;
+      if (q && formPayer && named.size > 0 && !named.has(formPayer)) {
+        issues.push(
+          issue('error', 'business-rule', `Questionnaire ${c} is payer ${formPayer}'s form; the Coverage names payer ${[...named].join(', ')}`),
+        );
+      } else if (q) add(q);
       else issues.push(issue('warning', 'not-found', `Questionnaire ${c} is not offered by this payer`));
     }
   } else {

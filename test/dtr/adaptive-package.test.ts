@@ -127,3 +127,21 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('adaptive fo
     }
   });
 });
+
+describe('a named form is the Coverage payer\'s (design.md §4 "Payer", §8)', () => {
+  it('is not packaged for a member whose Coverage names another payer PriorPath serves, and the outcome says whose form it is; the same form is packaged for its own payer and for a Coverage naming no payer PriorPath serves', async () => {
+    const { app } = fhirApp();
+    const bcbsncForm = `${CANONICAL_BASE}/Questionnaire/bcbsnc-blinatumomab`;
+    for (const form of [bcbsncForm, `${bcbsncForm}-adaptive`]) {
+      const other = (await request(app).post('/fhir/Questionnaire/$questionnaire-package').set('Content-Type', FHIR).send(JSON.stringify(packageFor('centene', form))).expect(200)).body as Parameters;
+      expect(bundlesOf(other)).toEqual([]);
+      const outcome = other.parameter!.find((p) => p.name === 'outcome' || p.name === 'operationOutcome')?.resource as { issue: { diagnostics?: string }[] } | undefined;
+      expect(outcome?.issue.map((i) => i.diagnostics).join(' ')).toMatch(/payer bcbsnc's form; the Coverage names payer centene/);
+
+      const own = (await request(app).post('/fhir/Questionnaire/$questionnaire-package').set('Content-Type', FHIR).send(JSON.stringify(packageFor('bcbsnc', form))).expect(200)).body as Parameters;
+      expect(bundlesOf(own).length).toBeGreaterThan(0);
+      const unknown = (await request(app).post('/fhir/Questionnaire/$questionnaire-package').set('Content-Type', FHIR).send(JSON.stringify(packageFor('aetna', form))).expect(200)).body as Parameters;
+      expect(bundlesOf(unknown).length).toBeGreaterThan(0);
+    }
+  });
+});
