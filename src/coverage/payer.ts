@@ -42,15 +42,23 @@ export async function identifyPayer(opts: {
   byReference: Map<string, Resource>;
   ehr?: ResourceReader;
   defaultPayer?: string;
+  /** The day asked about (YYYY-MM-DD): a Coverage whose period ended before it is not active. */
+  today?: string;
 }): Promise<PayerMatch> {
   const { content, defaultPayer } = opts;
   const fallback = defaultPayer ? content.payers.get(defaultPayer) : undefined;
-  const active = opts.coverages.filter((c): c is Coverage => c.resourceType === 'Coverage' && (c.status === undefined || c.status === 'active'));
+  const coverages = opts.coverages.filter((c): c is Coverage => c.resourceType === 'Coverage' && (c.status === undefined || c.status === 'active'));
+  const active = coverages.filter((c) => !lapsedOn(c, opts.today));
   if (active.length !== 1) {
     if (fallback) return { payer: fallback, coverage: active[0], defaulted: true };
+    const lapsed = coverages.find((c) => lapsedOn(c, opts.today));
     throw new DomainError(
       'invalid',
-      active.length === 0 ? 'No active Coverage for the patient: cannot tell which payer to ask' : `${active.length} active Coverages: send only the primary Coverage`,
+      active.length === 0
+        ? lapsed
+          ? `No active Coverage for the patient: Coverage${lapsed.id ? ` ${lapsed.id}` : ''} ended on ${lapsed.period!.end!.slice(0, 10)}`
+          : 'No active Coverage for the patient: cannot tell which payer to ask'
+        : `${active.length} active Coverages: send only the primary Coverage`,
       ['prefetch.coverage'],
     );
   }
@@ -82,4 +90,17 @@ export async function identifyPayer(opts: {
     throw new DomainError('incomplete', `The Coverage names its payer by ${unreadable}, which could not be read from fhirServer`, ['prefetch.coverage.payor']);
   }
   throw new DomainError('invalid', `The Coverage names no payer PriorPath serves (payor identifier system ${PAYER_ID_SYSTEM})`, ['prefetch.coverage.payor']);
+}
+
+/**
+ * Whether a Coverage's period ended before `today` (design.md §4 "Payer": the primary *active* Coverage; CRD 2.2.1
+ * [resp-45]): `status` active with a past `period.end` is a lapsed plan an EHR has not closed, and no authorization is
+ * issued on it. A period with no end, or an end the day itself or later, is in force; so is any Coverage when no day is
+ * given.
+ */
+export function lapsedOn(coverage: Coverage, today: string | undefined): boolean {
+  const end = coverage.period?.end;
+  if (!today || !end || !/^\d{4}(-\d{2}(-\d{2})?)?/.test(end)) return false;
+  // A partial date (2025, 2025-12) ends at the end of its year or month: compare on its own precision.
+  return end.slice(0, 10) < today.slice(0, end.slice(0, 10).length);
 }

@@ -46,6 +46,8 @@ export interface PackageDeps {
   defaultPayer?: string;
   /** The shape when the request carries no DTR version signal. Default `both`. */
   defaultShape?: PackageShape;
+  /** Today (YYYY-MM-DD), for whether a Coverage has lapsed; the clock's day when absent. */
+  today?: () => string;
   log: Logger;
 }
 
@@ -257,7 +259,7 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
   let unknownPayer: unknown;
   for (const coverage of req.coverages) {
     try {
-      const m = await identifyPayer({ content, coverages: [coverage], byReference, defaultPayer: deps.defaultPayer });
+      const m = await identifyPayer({ content, coverages: [coverage], byReference, defaultPayer: deps.defaultPayer, today: deps.today?.() ?? new Date().toISOString().slice(0, 10) });
       payers.set(coverage, { key: m.payer.key, defaulted: m.defaulted });
     } catch (err) {
       // Names no payer PriorPath serves, or is not active: said below when it was asked to choose a form.

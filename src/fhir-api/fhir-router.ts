@@ -162,6 +162,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
       fhirBase,
       defaultPayer: deps.defaultPayer,
       defaultShape: deps.packageShape,
+      today,
       log,
     });
     send(res, 200, out);

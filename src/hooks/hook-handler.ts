@@ -185,7 +185,7 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
   const patient = (data.patient ?? []).find((r) => r.resourceType === 'Patient');
   if (patient && patient.id && patient.id !== req.patientId) throw badRequest('prefetch.patient is not the patient in context.patientId', ['prefetch.patient']);
 
-  const payerMatch = await identifyPayer({ content: deps.content, coverages: data.coverage ?? [], byReference, ehr: reader, defaultPayer: deps.defaultPayer });
+  const payerMatch = await identifyPayer({ content: deps.content, coverages: data.coverage ?? [], byReference, ehr: reader, defaultPayer: deps.defaultPayer, today });
   const coverage: Coverage | undefined = payerMatch.coverage;
 
   const users = (data.user ?? []).filter((r): r is PractitionerRole | Practitioner => r.resourceType === 'PractitionerRole' || r.resourceType === 'Practitioner');

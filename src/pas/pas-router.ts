@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import type { Content, Payer } from '../content.js';
 import { PAYER_ID_SYSTEM } from '../content.js';
 import { DomainError, HttpError, badRequest, notFound, outcome } from '../errors.js';
-import { identifyPayer, payerNamedBy } from '../coverage/payer.js';
+import { identifyPayer, lapsedOn, payerNamedBy } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import type { NewPasSubmission, OrderKey, PasQuery, PasSubmission, Storage } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
@@ -66,7 +66,11 @@ function conflict(bundleIdentifier: string): HttpError {
 }
 
 /** The payer of the request: the Coverage's payor, else the Claim's insurer, by our payer identifier (design.md §4 "Payer"). */
-async function payerOf(content: Content, req: PasRequest, defaultPayer?: string): Promise<Payer> {
+async function payerOf(content: Content, req: PasRequest, defaultPayer: string | undefined, today: string): Promise<Payer> {
+  // A Coverage that ended before the request is no coverage to authorize under, whatever the Claim's insurer says.
+  if (lapsedOn(req.coverage, today)) {
+    throw new DomainError('invalid', `No active Coverage: Coverage${req.coverage.id ? ` ${req.coverage.id}` : ''} ended on ${req.coverage.period!.end!.slice(0, 10)}`, ['Bundle.entry.resource.ofType(Coverage).period']);
+  }
   try {
     return (await identifyPayer({ content, coverages: [req.coverage], byReference: req.byReference })).payer;
   } catch (err) {
@@ -158,7 +162,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
       return sendFhir(res, 200, answerTo(request, answer));
     }
 
-    const payer = await payerOf(content, request, deps.defaultPayer);
+    const payer = await payerOf(content, request, deps.defaultPayer, today());
     const answer = await decideRequest(request, payer, log, client);
     sendFhir(res, 200, answerTo(request, answer));
   });
@@ -192,7 +196,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     }
     const named = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier, client);
     if (named && named.id !== found.id) throw conflict(request.bundleIdentifier);
-    const payer = content.payers.get(found.payer) ?? (await payerOf(content, request, deps.defaultPayer));
+    const payer = content.payers.get(found.payer) ?? (await payerOf(content, request, deps.defaultPayer, today()));
     const version = pasVersionOf(request.bundle, deps.pasVersion ?? '2.2.1');
     for (let attempt = 0; attempt < 3; attempt++) {
       const target = await settle((await storage.getPasSubmission(found.id)) ?? found);

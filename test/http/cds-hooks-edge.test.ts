@@ -352,6 +352,18 @@ describe('CDS Hooks edge', () => {
       expect(audit.map((a) => [a.status, a.outcome])).toEqual([[400, 'http-400']]);
     });
 
+    it('returns 400 for a Coverage still marked active whose period ended before today, naming its end; one ending today or later is in force', async () => {
+      const { app } = buildApp();
+      const { resources, order } = edgePatient();
+      const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+      const withPeriod = (end: string) => resources.map((r) => (r.resourceType === 'Coverage' ? { ...r, period: { start: '2020-01-01', end } } : r));
+      const lapsed = await request(app).post(SIGN).send(orderSignRequest(withPeriod(day(-400)), order));
+      expect(lapsed.status).toBe(400);
+      expect(lapsed.body.issue[0].diagnostics).toMatch(new RegExp(`No active Coverage.*ended on ${day(-400)}`));
+      expect(JSON.stringify(lapsed.body)).not.toMatch(/PA-/);
+      await request(app).post(SIGN).send(orderSignRequest(withPeriod(day(1)), order)).expect(200);
+    });
+
     it('returns 400 for several active Coverages', async () => {
       const { app } = buildApp();
       const { resources, order } = edgePatient();

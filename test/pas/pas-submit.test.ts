@@ -104,6 +104,16 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
     expect(claimResponseOf(res.body).preAuthRef).toMatch(/^PA-MMM-/);
   });
 
+  it('refuses (400, nothing certified) a request whose Coverage, still marked active, ended before the request, though the Claim names the insurer', async () => {
+    const bundle = storyBundle('mmm-ph-positive-tki', { code: 'rxnorm', orderId: 'order-lapsed-coverage' });
+    for (const e of bundle.entry ?? []) if (e.resource?.resourceType === 'Coverage') e.resource.period = { start: '2024-01-01', end: '2025-12-31' };
+    const res = await submit(bundle);
+    expect(res.status).toBe(400);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+    expect(res.body.issue[0].diagnostics).toMatch(/No active Coverage.*ended on 2025-12-31/);
+    expect(JSON.stringify(res.body)).not.toMatch(/PA-MMM/);
+  });
+
   it('does not certify (A3) an off-label request (DLBCL under MMM), citing the policy clause', async () => {
     const res = await submit(storyBundle('mmm-dlbcl-offlabel'));
     expect(res.status, JSON.stringify(res.body)).toBe(200);
