@@ -10,6 +10,7 @@ import {
   SDC_ADAPT_QUESTIONNAIRE,
 } from '../fhir/dtr-urls.js';
 import { EXT_CQF_LIBRARY } from './cql-questionnaire.js';
+import { EXT_INFORMATION_ORIGIN } from '../fhir/dtr-urls.js';
 
 /** The id of the Questionnaire a draft adaptive response contains (the one `$next-question` grows). */
 export const CONTAINED_ADAPTIVE_ID = 'adaptive';
@@ -83,7 +84,7 @@ export function adaptiveQuestionnaire(
  * order-date item the payer filled, so `$next-question` judges the order on the date CRD did (design.md §8). The copy keeps the form's extensions as the package carries it (with `cqf-library` in 2.0.1, without in 2.2),
  * which decides the expression language of the questions `$next-question` adds. A client can post it as it is.
  */
-export function adaptiveDraftResponse(draft: QuestionnaireResponse, adaptive: Questionnaire, orderDate?: string): QuestionnaireResponse {
+export function adaptiveDraftResponse(draft: QuestionnaireResponse, adaptive: Questionnaire, orderDate?: string, dtrVersion: '2.0.1' | '2.2' = '2.2'): QuestionnaireResponse {
   const canonical = adaptive.version ? `${adaptive.url}|${adaptive.version}` : adaptive.url!;
   const contained: Questionnaire = {
     resourceType: 'Questionnaire',
@@ -102,7 +103,19 @@ export function adaptiveDraftResponse(draft: QuestionnaireResponse, adaptive: Qu
   if (orderDate) contained.item = [orderDateItem()];
   return {
     ...rest,
-    ...(orderDate ? { item: [{ linkId: ORDER_DATE_LINK_ID, text: contained.item![0].text, answer: [{ valueDate: orderDate }] }] } : {}),
+    // The payer filled the order date: like every answer of dtr-questionnaireresponse-adapt it carries its
+    // information-origin (auto in 2.0.1, auto-server in 2.2; design.md §7).
+    ...(orderDate
+      ? {
+          item: [
+            {
+              linkId: ORDER_DATE_LINK_ID,
+              text: contained.item![0].text,
+              answer: [{ valueDate: orderDate, extension: [{ url: EXT_INFORMATION_ORIGIN, extension: [{ url: 'source', valueCode: dtrVersion === '2.2' ? 'auto-server' : 'auto' }] }] }],
+            },
+          ],
+        }
+      : {}),
     meta: { profile: [DTR_QR_ADAPT] },
     contained: [contained],
     questionnaire: `#${CONTAINED_ADAPTIVE_ID}`,

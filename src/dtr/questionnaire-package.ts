@@ -301,7 +301,14 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
     // choice to the client, as before.
     const named = new Set([...payers.values()].filter((p) => !p.defaulted).map((p) => p.key));
     for (const c of req.questionnaires) {
-      const q = catalog.byCanonical.get(c);
+      let q = catalog.byCanonical.get(c);
+      // A version this payer no longer offers (a client's cached canonical): the form's current version is what the
+      // payer decides on now, so it is given, and the outcome says which version replaced the one asked for.
+      const [url, asked] = c.split('|');
+      if (!q && asked !== undefined && catalog.byCanonical.get(url)) {
+        q = catalog.byCanonical.get(url)!;
+        issues.push(issue('information', 'not-found', `Questionnaire ${url} version ${asked} is no longer offered; its current version ${q.version} is given`));
+      }
       const formPayer = q ? catalog.policyOf.get(q)?.file.payer : undefined;
       if (q && formPayer && named.size > 0 && !named.has(formPayer)) {
         issues.push(
@@ -558,7 +565,7 @@ function packageBundle(
       id,
       orderDate,
     });
-    entry.push({ fullUrl: `urn:uuid:${id}`, resource: standard ? adaptiveDraftResponse(qr, form, orderDate) : qr });
+    entry.push({ fullUrl: `urn:uuid:${id}`, resource: standard ? adaptiveDraftResponse(qr, form, orderDate, version) : qr });
   }
   return {
     resourceType: 'Bundle',

@@ -145,3 +145,46 @@ describe('a named form is the Coverage payer\'s (design.md §4 "Payer", §8)', (
     }
   });
 });
+
+describe('the adaptive draft response (dtr-questionnaireresponse-adapt)', () => {
+  it('marks the order date the payer filled with its information-origin: auto in the 2.0.1 package, auto-server in the 2.2 one', async () => {
+    const { app } = fhirApp();
+    const order = {
+      resourceType: 'MedicationRequest',
+      id: 'ord-adaptive-origin',
+      status: 'draft',
+      intent: 'order',
+      subject: { reference: 'Patient/p1' },
+      medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '1597262', display: 'blinatumomab 0.035 MG Injection' }] },
+      dosageInstruction: [{ timing: { repeat: { boundsPeriod: { start: '2026-12-14' } } }, doseAndRate: [{ doseQuantity: { value: 28, unit: 'mcg/d', system: 'http://unitsofmeasure.org', code: 'ug/d' } }] }],
+    };
+    const body = packageFor('bcbsnc', `${CANONICAL_BASE}/Questionnaire/bcbsnc-blinatumomab-adaptive`);
+    body.parameter.push({ name: 'order', resource: order } as never);
+    const out = (await request(app).post('/fhir/Questionnaire/$questionnaire-package').set('Content-Type', FHIR).send(JSON.stringify(body)).expect(200)).body as Parameters;
+    const bundles = bundlesOf(out);
+    expect(bundles.map(([name]) => name)).toEqual(['PackageBundle', 'packagebundle']);
+    for (const [part, b] of bundles) {
+      const [qr] = ofType<QuestionnaireResponse>(b, 'QuestionnaireResponse');
+      const answers = (qr.item ?? []).flatMap((i) => i.answer ?? []);
+      expect(answers.map((a) => a.valueDate)).toEqual(['2026-12-14']);
+      for (const a of answers) {
+        const origin = a.extension?.find((e) => e.url === 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin');
+        expect(origin?.extension?.find((e) => e.url === 'source')?.valueCode, part).toBe(part === 'packagebundle' ? 'auto-server' : 'auto');
+      }
+    }
+  });
+});
+
+describe('a form version the payer no longer offers', () => {
+  it('is answered with the current version of the same form, the outcome naming the version asked for and the one given', async () => {
+    const { app } = fhirApp();
+    const url = `${CANONICAL_BASE}/Questionnaire/centene-blinatumomab`;
+    const out = (await request(app).post('/fhir/Questionnaire/$questionnaire-package').set('Content-Type', FHIR).send(JSON.stringify(packageFor('centene', `${url}|1999-01`))).expect(200)).body as Parameters;
+    const bundles = bundlesOf(out);
+    expect(bundles.length).toBeGreaterThan(0);
+    const current = content.policies.find((p) => p.file.id === 'centene-blinatumomab')!.file.version;
+    for (const [, b] of bundles) expect(b.entry![0].resource).toMatchObject({ resourceType: 'Questionnaire', url, version: current });
+    const outcome = out.parameter!.find((p) => p.name === 'outcome' || p.name === 'operationOutcome')?.resource as { issue: { severity: string; diagnostics?: string }[] };
+    expect(outcome.issue).toEqual([expect.objectContaining({ severity: 'information', diagnostics: expect.stringContaining(`version 1999-01 is no longer offered; its current version ${current} is given`) })]);
+  });
+});
