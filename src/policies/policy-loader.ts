@@ -342,7 +342,7 @@ function compilePolicy(
         const fact = from === undefined ? undefined : compiledFacts.get(from);
         if (from !== undefined && !fact) problems.push({ file: path, field: `${field}.approval.from`, message: `unknown fact ${from}` });
         else if (fact && fact.def.type !== 'date')
-          problems.push({ file: path, field: `${field}.approval.from`, message: `fact ${from} is a ${fact.def.type}: an approval runs from a date fact` });
+          problems.push({ file: path, field: `${field}.approval.from`, message: `fact ${from} is of type ${fact.def.type}: an approval runs from a date fact` });
       }
       if ('cycles' in r && r.cycles !== undefined) rule.cycles = r.cycles;
       if ('justification' in r) rule.justification = r.justification;
