@@ -1,30 +1,10 @@
 import { randomFillSync } from 'node:crypto';
+import { periodEnd } from '../policies/approval-period.js';
+import type { ApprovalLength } from '../policies/approval-period.js';
 import type { AuthorizationRecord } from '../storage/storage.js';
 
-/** A policy's approval length (policy file `approval`). */
-export interface ApprovalLength {
-  days?: number;
-  weeks?: number;
-  months?: number;
-}
-
-/**
- * Adds a period to a date (YYYY-MM-DD) and returns the last day it covers (docs/design.md §5 "satisfied"). Months
- * are calendar months clamped to the last day of a shorter month, as FHIRPath and CQL add them: 31 August + 6 months
- * is 28 February, so the approval ends on the 27th, not on 2 March (JavaScript's setUTCMonth would roll over).
- */
-export function periodEnd(start: string, d: ApprovalLength): string {
-  const date = new Date(`${start}T00:00:00Z`);
-  if (d.months) {
-    const day = date.getUTCDate();
-    date.setUTCDate(1);
-    date.setUTCMonth(date.getUTCMonth() + d.months);
-    const lastDay = new Date(Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 0)).getUTCDate();
-    date.setUTCDate(Math.min(day, lastDay));
-  } else date.setUTCDate(date.getUTCDate() + (d.days ?? 0) + 7 * (d.weeks ?? 0));
-  date.setUTCDate(date.getUTCDate() - 1);
-  return date.toISOString().slice(0, 10);
-}
+export { periodEnd };
+export type { ApprovalLength };
 
 /**
  * Cryptographically random bytes drawn from a buffer filled 4 KB at a time: a synchronous call into the system's
@@ -56,9 +36,12 @@ export function authorizationNumber(payer: string, date: string): string {
 }
 
 /**
- * A new approval (docs/design.md §5 "satisfied"): a fresh number and the period from the order's planned start
- * for the policy's approval length. Whether the order already holds one is the authorization record's business.
+ * A new approval (docs/design.md §5 "satisfied"): a fresh number and the period from the order's planned start to the
+ * end of the policy's approval length, counted from `from` when the approving pathway runs from a date (its
+ * `approval.from`, e.g. the first cycle of the course: `PolicyEvaluation.pathway.approvalFrom`), else from the
+ * order's start. The policy evaluation never approves an order that starts after that end (evaluate-policy.ts). Whether
+ * the order already holds one is the authorization record's business.
  */
-export function newApproval(payer: string, today: string, orderDate: string, length: ApprovalLength): AuthorizationRecord {
-  return { number: authorizationNumber(payer, today), start: orderDate, end: periodEnd(orderDate, length) };
+export function newApproval(payer: string, today: string, orderDate: string, length: ApprovalLength, from?: string): AuthorizationRecord {
+  return { number: authorizationNumber(payer, today), start: orderDate, end: periodEnd(from !== undefined && from < orderDate ? from : orderDate, length) };
 }

@@ -151,7 +151,7 @@ export function decideOrders(opts: {
       // The authorization already issued for this order stands: the EHR must not see a second number for it.
       decision.authorization = priorAuth;
     } else if (evaluation.outcome === 'satisfied' && evaluation.pathway?.approval && opts.issueApprovals !== false) {
-      decision.authorization = newApproval(opts.payer.key, opts.today, data.orderDate, evaluation.pathway.approval);
+      decision.authorization = newApproval(opts.payer.key, opts.today, data.orderDate, evaluation.pathway.approval, evaluation.pathway.approvalFrom);
     }
     decisions.push(decision);
   }

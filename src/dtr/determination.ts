@@ -82,7 +82,7 @@ export function determinationKey(opts: Pick<DetermineOptions, 'policy' | 'patien
 function proposed({ policy, evaluation, today, orderDate }: DetermineOptions) {
   const authorization =
     evaluation.outcome === 'satisfied' && evaluation.pathway?.approval
-      ? newApproval(policy.file.payer, today, orderDate ?? today, evaluation.pathway.approval)
+      ? newApproval(policy.file.payer, today, orderDate ?? today, evaluation.pathway.approval, evaluation.pathway.approvalFrom)
       : undefined;
   // A response does not carry the order: its dose is the one CRD read (the assertion's facts) or an answer, and one
   // neither gives is not an order's dose found unreadable, so it reopens no approval (docs/design.md §8).

@@ -3,6 +3,7 @@ import type { Content, Payer } from '../content.js';
 import { policiesFor, policiesForCodings } from '../content.js';
 import { answeredCanonical, evaluateQuestionnaireResponse, policyForQuestionnaire } from '../coverage/evaluate-response.js';
 import { newApproval, periodEnd } from '../coverage/authorization.js';
+import type { ApprovalLength } from '../coverage/authorization.js';
 import { determinationOf } from '../coverage/determination.js';
 import { DomainError, HttpError, badRequest } from '../errors.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
@@ -110,6 +111,21 @@ function defaultApproval(policy: CompiledPolicy, ev: PolicyEvaluation): { days?:
 }
 
 /**
+ * The end of the period a reviewer approves by default: the pathway that held counts its approval from its
+ * `approval.from` date when it has one (a course's first cycle: what is left of the course's authorization, as an
+ * approval at signing gives), unless that authorization ended before the order starts (the order is outside it; the
+ * reviewer judges it as a renewal) or the date is unknown; otherwise from the order's start.
+ */
+function reviewEnd(policy: CompiledPolicy, ev: PolicyEvaluation, orderDate: string, approval: ApprovalLength): string {
+  const held = ev.rules.find((r) => r.kind === 'pathway' && r.result === true);
+  const from = policy.pathways.find((p) => p.id === held?.id)?.approval?.from;
+  const value = from === undefined ? undefined : ev.facts.find((f) => f.name === from)?.value;
+  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(value) || value.slice(0, 10) > orderDate) return periodEnd(orderDate, approval);
+  const end = periodEnd(value.slice(0, 10), approval);
+  return end >= orderDate ? end : periodEnd(orderDate, approval);
+}
+
+/**
  * A fact a criterion reads, as the reviewer sees it: its label in the policy author's words (`label`, else the DTR
  * question: policy-loader.ts `reviewerLabel`), its value and whether the chart or an answer gave it. `fact` is the
  * policy's identifier, for tools; a screen shows `label`. Requests stored before labels carry `question` instead.
@@ -148,10 +164,10 @@ export function factLabel(policy: CompiledPolicy, fact: string): string | undefi
 export function decisionFor(policy: CompiledPolicy, ev: PolicyEvaluation, opts: { sequence: number; orderDate: string; payer: string; today: string }): ItemDecision {
   const criteria = ev.rules.map((r) => ({ id: r.id, kind: r.kind, cite: r.cite, text: r.text, result: r.result, ...(r.applies !== undefined ? { applies: r.applies } : {}), evidence: evidenceOf(policy, ev, r.id) }));
   const approval = defaultApproval(policy, ev);
-  const reviewPeriod = { start: opts.orderDate, end: periodEnd(opts.orderDate, approval) };
+  const reviewPeriod = { start: opts.orderDate, end: reviewEnd(policy, ev, opts.orderDate, approval) };
   const base = { sequence: opts.sequence, policyId: policy.file.id, policyVersion: policy.file.version, outcome: ev.outcome, criteria, orderDate: opts.orderDate, reviewPeriod };
   const authorization =
-    ev.outcome === 'satisfied' ? newApproval(opts.payer, opts.today, opts.orderDate, ev.pathway?.approval ?? approval) : undefined;
+    ev.outcome === 'satisfied' ? newApproval(opts.payer, opts.today, opts.orderDate, ev.pathway?.approval ?? approval, ev.pathway?.approvalFrom) : undefined;
   const d = determinationOf(policy, ev, authorization);
   return {
     ...base,

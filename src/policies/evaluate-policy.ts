@@ -1,4 +1,6 @@
 import type { CompiledFact, CompiledPolicy, CompiledRule } from './compiled-policy.js';
+import { periodEnd } from './approval-period.js';
+import type { ApprovalLength } from './approval-period.js';
 import type { FactDefinition, FactType } from './policy-schema.js';
 
 /** Three-valued truth: true, false, or unknown (FHIRPath's empty collection). */
@@ -59,8 +61,12 @@ export interface PolicyEvaluation {
   outcome: Outcome;
   facts: FactResult[];
   rules: RuleResult[];
-  /** The pathway that approved the order (outcome satisfied). */
-  pathway?: RuleResult & { approval?: CompiledRule['approval'] };
+  /**
+   * The pathway that approved the order (outcome satisfied). `approvalFrom`: the date its approval is counted from
+   * (the value of its `approval.from` fact, e.g. the first cycle of the course), when it has one and it is known; the
+   * period then ends `approvalFrom` + the length, not the order's start + the length (authorization.ts `newApproval`).
+   */
+  pathway?: RuleResult & { approval?: CompiledRule['approval']; approvalFrom?: string };
   /** Askable facts whose answer would decide the order, in policy order. */
   missingFacts: string[];
   /** Rules that failed, for not-covered and limit-exceeded reasons. */
@@ -218,9 +224,25 @@ export function evaluatePolicy(
   const requirements = policy.requirements.map(run);
   const pathways = policy.pathways.map(run);
   const limits = policy.limits.map(run);
+  // A pathway whose approval runs from a date (`approval.from`: e.g. a course's initial authorization, counted from the
+  // course's first cycle) approves only an order that starts before that authorization ends: the first pathway that
+  // holds and whose authorization is not over approves. When every pathway that holds has ended its authorization
+  // before the order's start, the order is outside it: a limit exceeded (design.md §5 row 3; clinical review, where a
+  // renewal is judged), never an approval ending before it starts, and never a denial.
+  const holding = pathways.filter((p) => p.result === true);
+  const approvingNow = holding.find((p) => !approvalEnded(approvalWindow(policy, p.id, factValues), data.orderDate));
+  const endedWindow = approvingNow === undefined && holding.length > 0 ? approvalWindow(policy, holding[0].id, factValues) : undefined;
+  const periodLimit: RuleResult | undefined = endedWindow && {
+    kind: 'limit',
+    id: `${holding[0].id}-initial-period`,
+    cite: holding[0].cite,
+    applies: true,
+    text: `The authorization of this use lasts ${lengthText(endedWindow.length)} from the first cycle of the course (${endedWindow.from} to ${endedWindow.end}); the order starts on ${data.orderDate}, after it ended`,
+    result: false,
+  };
+  if (periodLimit) limits.push(periodLimit);
   // A pathway's `cycles` is what one approval covers: when the pathway that would approve is asked for more cycles
   // (cyclesRequested), that is a limit exceeded (design.md §5 row 3), not an approval of the whole request.
-  const approvingNow = pathways.find((p) => p.result === true);
   const approvingRule = approvingNow && policy.pathways.find((r) => r.id === approvingNow.id);
   const requested = factValues.cyclesRequested;
   if (approvingRule?.cycles !== undefined && typeof requested === 'number' && requested > approvingRule.cycles) {
@@ -282,8 +304,10 @@ export function evaluatePolicy(
     const cycles = onCycles.length > 0 ? cyclesWithinLimits(policy, data, answers, onCycles, requested, approvingRule) : undefined;
     if (cycles) proposals.push(cycles);
     // The alternate order must come within every limit it exceeds: with a course already complete no number of cycles
-    // fits, and a lowered dose alone would still exceed it, so nothing is proposed.
+    // fits, and a lowered dose alone would still exceed it, so nothing is proposed; nor does any change of dose or
+    // cycles bring an order back within an authorization that ended before it starts.
     else if (onCycles.length > 0) proposals.length = 0;
+    if (periodLimit) proposals.length = 0;
     const alternateApproved =
       proposals.length > 0 && approvingNow !== undefined && requirements.every((r) => r.result === true) && limits.every((r) => r.result === true || exceeded.includes(r));
     // DTR asks what could lift the limit (its unknown facts, e.g. a guideline-support attestation) and whatever is
@@ -300,17 +324,46 @@ export function evaluatePolicy(
     return e;
   }
 
-  const approving = pathways.find((p) => p.result === true);
+  const approving = approvingNow;
   const unknownRequirements = requirements.filter((r) => r.result === 'unknown');
   const unknownLimits = limits.filter((r) => r.result === 'unknown');
   if (approving && unknownRequirements.length === 0 && unknownLimits.length === 0) {
     const rule = policy.pathways.find((r) => r.id === approving.id);
     const e = result('satisfied', [], []);
-    e.pathway = Object.assign({}, approving, { approval: rule?.approval });
+    const window = approvalWindow(policy, approving.id, factValues);
+    e.pathway = window ? Object.assign({}, approving, { approval: rule?.approval, approvalFrom: window.from }) : Object.assign({}, approving, { approval: rule?.approval });
     return e;
   }
 
   return result('documentation-needed', missingFor(policy, undecidedRules(rules), factValues, data.orderDate), []);
+}
+
+/**
+ * The authorization a pathway whose approval runs from a date (`approval.from`) gives: from that date to its end
+ * (`periodEnd`, the last day covered). Undefined when the pathway has no `from` or the date is unknown: the period is
+ * then counted from the order's start, as for any other pathway.
+ */
+function approvalWindow(
+  policy: CompiledPolicy,
+  id: string,
+  factValues: Record<string, FactValue>,
+): { from: string; end: string; length: ApprovalLength } | undefined {
+  const length = policy.pathways.find((r) => r.id === id)?.approval;
+  const value = length?.from === undefined ? undefined : factValues[length.from];
+  if (!length || typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(value)) return undefined;
+  const from = value.slice(0, 10);
+  return { from, end: periodEnd(from, length), length };
+}
+
+/** Whether an authorization counted from a date ended before the order starts. */
+function approvalEnded(window: { end: string } | undefined, orderDate: string): boolean {
+  return window !== undefined && window.end < orderDate;
+}
+
+/** An approval length in words: "30 weeks", "6 months", "1 day". */
+function lengthText(d: ApprovalLength): string {
+  const [n, unit] = d.months ? [d.months, 'month'] : d.weeks ? [d.weeks, 'week'] : [d.days ?? 0, 'day'];
+  return `${n} ${unit}${n === 1 ? '' : 's'}`;
 }
 
 /** Whether the pathway `id`, were it to hold, would cover `requested` cycles in one approval (no cap, or a cap as large). */

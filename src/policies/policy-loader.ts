@@ -336,7 +336,14 @@ function compilePolicy(
       const rule: CompiledRule = { kind, id: r.id, cite: r.cite, text: r.text, facts, when: compileFhirPath(r.when, fpFacts) };
       if ('notCovered' in r) rule.notCovered = r.notCovered;
       if ('outsideUse' in r && r.outsideUse) rule.outsideUse = true;
-      if ('approval' in r) rule.approval = r.approval;
+      if ('approval' in r) {
+        rule.approval = r.approval;
+        const from = r.approval.from;
+        const fact = from === undefined ? undefined : compiledFacts.get(from);
+        if (from !== undefined && !fact) problems.push({ file: path, field: `${field}.approval.from`, message: `unknown fact ${from}` });
+        else if (fact && fact.def.type !== 'date')
+          problems.push({ file: path, field: `${field}.approval.from`, message: `fact ${from} is of type ${fact.def.type}: an approval runs from a date fact` });
+      }
       if ('cycles' in r && r.cycles !== undefined) rule.cycles = r.cycles;
       if ('justification' in r) rule.justification = r.justification;
       if (kind === 'pathway') {
@@ -392,6 +399,7 @@ function compilePolicy(
   };
   for (const r of [...file.requirements, ...file.pathways, ...file.limits]) {
     bareIdentifiers(r.when).forEach(use);
+    if ('approval' in r && r.approval.from) use(r.approval.from);
     if ('propose' in r && r.propose) {
       bareIdentifiers(r.propose.value).forEach(use);
       if (r.propose.perM2) bareIdentifiers(r.propose.perM2.value).forEach(use);

@@ -10,11 +10,24 @@ const citation = z
   .min(3)
   .describe('Seed clause this criterion comes from, e.g. "CP.PHAR.312 I.A.4.b.i"');
 
-const duration = z
+/**
+ * A pathway's approval: its length, and optionally the date fact it runs from (design.md §5 "satisfied"). Without
+ * `from` the period runs from the order's planned start; with it, it ends `from` + length (a course's initial
+ * authorization counted from the course's first cycle), still starting on the order's date. An order that starts after
+ * that end is outside the pathway's authorization: a limit exceeded, never an approval (cds-services/README.md).
+ */
+const approval = z
   .object({
     days: z.number().int().positive().optional(),
     weeks: z.number().int().positive().optional(),
     months: z.number().int().positive().optional(),
+    from: z
+      .string()
+      .regex(/^[a-zA-Z][a-zA-Z0-9]*$/, 'a date fact name')
+      .optional()
+      .describe(
+        "A date fact the period is counted from (e.g. courseFirstCycleStart): the period ends that date + the length; unknown, it is counted from the order's start",
+      ),
   })
   .strict()
   .refine((d) => [d.days, d.weeks, d.months].filter((x) => x !== undefined).length === 1, {
@@ -93,7 +106,7 @@ export const requirementSchema = z
 export const pathwaySchema = z
   .object({
     ...ruleBase,
-    approval: duration.describe('Approval period when this pathway is met'),
+    approval: approval.describe('Approval period when this pathway is met (and the date fact it runs from)'),
     cycles: z
       .number()
       .int()

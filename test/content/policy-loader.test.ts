@@ -83,6 +83,20 @@ describe('policy loading', () => {
     expect(problemsOf(p)).toMatch(/blinatumomab\.yaml: pathways\[0\]\.when: unknown fact mrdPercnt/);
   });
 
+  it('refuses an approval.from that names no fact or a fact that is not a date, and keeps the date fact it names', () => {
+    const p = basePolicy();
+    const pathway = (from: string) => [{ id: 'relapsed', when: 'relapsedOrRefractory', cite: 'ACME-RX-101 1.c', text: 'Relapsed or refractory disease', approval: { weeks: 30, from } }];
+    p.pathways = pathway('courseStrat');
+    expect(problemsOf(p)).toMatch(/blinatumomab\.yaml: pathways\[0\]\.approval\.from: unknown fact courseStrat/);
+    p.pathways = pathway('cyclesGiven');
+    expect(problemsOf(p)).toMatch(/pathways\[0\]\.approval\.from: fact cyclesGiven is of type integer: an approval runs from a date fact/);
+    p.pathways = pathway('relapsedRefractoryCourseStart');
+    const policy = loadContent({ root: contentRoot(p), canonicalBase: 'https://priorpath.dev/fhir' }).policies[0];
+    expect(policy.pathways[0].approval).toEqual({ weeks: 30, from: 'relapsedRefractoryCourseStart' });
+    // Read by no rule, the imported fact is still kept: the approval reads it.
+    expect(policy.facts.map((f) => f.name)).toEqual(expect.arrayContaining(['relapsedRefractoryCourseStart', 'courseFirstCycleStart']));
+  });
+
   it('refuses a limit written iif(A, B, true), which passes when A is unknown, and takes the same limit written with implies', () => {
     const p = basePolicy();
     p.limits = [

@@ -24,6 +24,14 @@ describe('approval period', () => {
     expect(periodEnd('2026-12-31', { months: 12 })).toBe('2027-12-30');
   });
 
+  it('a pathway whose approval runs from an earlier date (approval.from: the course\'s first cycle) ends that date + the length, starting on the order', () => {
+    // HEALTHSERVICES-0382 I: cycle 5 of a relapsed/refractory course begun 2026-07-01, ordered for 2026-12-10.
+    expect(newApproval('ohsu', '2026-12-05', '2026-12-10', { weeks: 30 }, '2026-07-01')).toMatchObject({ start: '2026-12-10', end: '2027-01-26' });
+    // Unknown, or the order itself: the order's start + the length, as before.
+    expect(newApproval('ohsu', '2026-12-05', '2026-12-10', { weeks: 30 })).toMatchObject({ start: '2026-12-10', end: '2027-07-07' });
+    expect(newApproval('ohsu', '2026-12-05', '2026-12-10', { weeks: 30 }, '2026-12-10')).toMatchObject({ start: '2026-12-10', end: '2027-07-07' });
+  });
+
   it('counts days and weeks exactly', () => {
     expect(periodEnd('2026-11-24', { days: 42 })).toBe('2027-01-04');
     expect(periodEnd('2026-11-24', { weeks: 30 })).toBe('2027-06-21');

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { loadContent } from '../../src/content.js';
+import { newApproval } from '../../src/coverage/authorization.js';
 import { determinationOf } from '../../src/coverage/determination.js';
 import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
 import type { FactValue } from '../../src/policies/evaluate-policy.js';
@@ -14,8 +15,13 @@ interface PolicyCase extends PolicyCaseInput {
   expect: {
     outcome: string;
     pathway?: string;
-    /** The approving pathway's approval period, as the seed states it (e.g. { weeks: 24 }). */
-    approval?: { days?: number; weeks?: number; months?: number };
+    /**
+     * The approving pathway's approval length, as the seed states it (e.g. { weeks: 24 }), with the date fact it runs
+     * from when it has one (e.g. { weeks: 30, from: courseFirstCycleStart }).
+     */
+    approval?: { days?: number; weeks?: number; months?: number; from?: string };
+    /** The approval period issued at the order's date (CRD expiry-date, DTR, PAS preAuthPeriod): newApproval's. */
+    period?: { start: string; end: string };
     missing?: string[];
     notMissing?: string[];
     failed?: string[];
@@ -48,8 +54,9 @@ describe.each(caseFiles)('policy cases %s', (file) => {
     // order plans is ahead of today, and the evaluation must still read it.
     vi.useFakeTimers({ toFake: ['Date'], now: new Date(`${spec.today}T12:00:00Z`) });
     let result: ReturnType<typeof evaluatePolicy>;
+    const data = evaluationDataFor(record, order, spec.today);
     try {
-      result = evaluatePolicy(policy!, evaluationDataFor(record, order, spec.today), c.answers ?? {});
+      result = evaluatePolicy(policy!, data, c.answers ?? {});
     } finally {
       vi.useRealTimers();
     }
@@ -57,7 +64,17 @@ describe.each(caseFiles)('policy cases %s', (file) => {
 
     expect(result.outcome, trace).toBe(c.expect.outcome);
     if (c.expect.pathway) expect(result.pathway?.id, trace).toBe(c.expect.pathway);
-    if (c.expect.approval) expect(result.pathway?.approval, trace).toEqual(c.expect.approval);
+    if (c.expect.approval) {
+      // A case written before `from` states the length alone: only what it states is compared.
+      const { from, ...length } = result.pathway?.approval ?? {};
+      expect(c.expect.approval.from === undefined ? length : { ...length, from }, trace).toEqual(c.expect.approval);
+    }
+    if (c.expect.period) {
+      const a = result.pathway?.approval;
+      expect(a, trace).toBeDefined();
+      const { start, end } = newApproval(policy!.file.payer, spec.today, data.orderDate, a!, result.pathway?.approvalFrom);
+      expect({ start, end }, trace).toEqual(c.expect.period);
+    }
     for (const m of c.expect.missing ?? []) expect(result.missingFacts, trace).toContain(m);
     for (const m of c.expect.notMissing ?? []) expect(result.missingFacts, trace).not.toContain(m);
     for (const f of c.expect.failed ?? []) expect(result.failed.map((r) => r.id), trace).toContain(f);
