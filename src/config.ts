@@ -107,6 +107,7 @@ const schema = z.object({
   SANDBOX: z.enum(['on', 'off']).optional().describe('mounts /sandbox/*, the demo page and open mode'),
   FHIR_SANDBOX_URL: baseUrl.optional().describe('external FHIR server used instead of the embedded sandbox'),
   EHR_TIMEOUT_MS: decimalInt(1, 60_000).default(2000).describe('per request to an EHR FHIR server'),
+  EHR_BUDGET_MS: decimalInt(1, 60_000).default(4000).describe("all of one hook call's EHR reads together, from the call's arrival (CRD allows 5 s)"),
   ATTACHMENT_BODY_MAX_BYTES: decimalInt(MAX_BODY_BYTES, MAX_ATTACHMENT_BODY_BYTES)
     .default(DEFAULT_ATTACHMENT_BODY_BYTES)
     .describe('largest body of PAS Claim/$submit and Claim/$inquire and of a DTR QuestionnaireResponse (POST, PUT, $next-question), which carry attachments as base64 (1 MiB to 16 MiB); hooks and every other body stay at 1 MiB'),
@@ -153,6 +154,11 @@ export interface Config {
   sandbox: boolean;
   fhirSandboxUrl?: string;
   ehrTimeoutMs: number;
+  /**
+   * EHR_BUDGET_MS: how long all of one hook call's EHR reads may take together, counted from the call's arrival (every
+   * read, each page of a search included, waits at most what is left of it, and at most EHR_TIMEOUT_MS).
+   */
+  ehrBudgetMs: number;
   /** ATTACHMENT_BODY_MAX_BYTES: the body limit of the PAS and DTR QuestionnaireResponse endpoints (attachments). */
   attachmentBodyMaxBytes: number;
   logLevel: string;
@@ -248,6 +254,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     sandbox,
     fhirSandboxUrl: e.FHIR_SANDBOX_URL,
     ehrTimeoutMs: e.EHR_TIMEOUT_MS,
+    ehrBudgetMs: e.EHR_BUDGET_MS,
     attachmentBodyMaxBytes: e.ATTACHMENT_BODY_MAX_BYTES,
     logLevel: e.LOG_LEVEL,
     canonicalBase: e.CANONICAL_BASE.replace(/\/+$/, ''),
