@@ -28,13 +28,13 @@ const PAGE_MS = 300;
 const PAGES = 8;
 
 beforeAll(async () => {
-  // /slow-role/...: PractitionerRole reads never answer. /paged/...: the Observation search has PAGES pages.
+  // /slow-role/...: PractitionerRole reads never answer; /slow-role-org/...: nor do Organization reads. /paged/...: the Observation search has PAGES pages.
   ehr = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://ehr');
     const [, mode, type] = url.pathname.split('/');
     asked.push(url.pathname + url.search);
     const json = (body: unknown) => void res.writeHead(200, { 'content-type': 'application/fhir+json' }).end(JSON.stringify(body));
-    if (mode === 'slow-role' && type === 'PractitionerRole') {
+    if ((mode === 'slow-role' && type === 'PractitionerRole') || (mode === 'slow-role-org' && (type === 'PractitionerRole' || type === 'Organization'))) {
       pending.add(res);
       return;
     }
@@ -82,6 +82,24 @@ describe("a hook call's EHR reads", () => {
     expect(res.body.issue[0].expression).toEqual(['prefetch.observations']);
     // Not every page was asked for: the search stopped when the budget was spent (a generous bound, not a target).
     expect(asked.filter((p) => p.startsWith('/paged/Observation')).length).toBeLessThan(PAGES);
+    expect(tookMs).toBeLessThan(budgetMs + 1000);
+  });
+
+  it('bounds the reads that follow the prefetch (requester, payor Organization) by what is left of the budget: 412 naming the payor within it', async () => {
+    const budgetMs = 1500;
+    const { app } = buildApp({ env: { EHR_TIMEOUT_MS: '1000', EHR_BUDGET_MS: String(budgetMs) }, today: '2026-11-23' });
+    asked.length = 0;
+    // The Coverage names its payer only by reference, so the payor Organization is read after the prefetch.
+    const byReference = all.map((r) => (r.resourceType === 'Coverage' ? { ...r, payor: [{ reference: 'Organization/payer-centene' }] } : r)).filter((r) => r.resourceType !== 'Organization');
+    const body = orderSignRequest(byReference, order, { fhirServer: `${ehrBase}/slow-role-org` }) as { prefetch: Record<string, unknown> };
+    delete body.prefetch.user;
+    const started = performance.now();
+    const res = await request(app).post(SIGN).send(body).timeout(20_000);
+    const tookMs = performance.now() - started;
+    expect(res.status).toBe(412);
+    expect(res.body.issue[0].expression).toEqual(['prefetch.coverage.payor']);
+    expect(asked.filter((p) => p.startsWith('/slow-role-org/PractitionerRole/'))).toHaveLength(1);
+    // Each phase waiting its own EHR_TIMEOUT_MS took three of them (3 s); a generous bound, not a target.
     expect(tookMs).toBeLessThan(budgetMs + 1000);
   });
 });
