@@ -158,8 +158,9 @@ async function main(): Promise<void> {
   }
   const webAssetsDir = built ? join(root, 'dist', 'public') : undefined;
   let draining = false;
-  // A hook whose client left still finishes within EHR_TIMEOUT_MS and the write queue's 2 s; the drain waits that long.
-  const inFlight = new InFlight(Math.min(config.ehrTimeoutMs + 3_000, SHUTDOWN_GRACE_MS - 2_000));
+  // A hook whose client left still finishes within EHR_BUDGET_MS of its arrival (all of its EHR reads) and the write
+  // queue's 2 s; the drain waits that long. (EHR_TIMEOUT_MS was one read's bound, not the hook's.)
+  const inFlight = new InFlight(Math.min(config.ehrBudgetMs + 3_000, SHUTDOWN_GRACE_MS - 2_000));
   const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth, webAssetsDir, isDraining: () => draining, inFlight });
   // How many of the content's FHIRPath expressions run compiled to JavaScript, and how many by fhirpath.js (counts).
   const { fhirPathStats } = fhirPath;
