@@ -186,6 +186,9 @@ export function createApp(deps: AppDeps): express.Express {
           // them whenever it is): in production there is no launch page, so no DTR launch card links to one (F9).
           ...(config.sandbox ? { dtrLaunchUrl: `${config.publicBaseUrl}/dtr/launch.html` } : {}),
           ehrTimeoutMs: config.ehrTimeoutMs,
+          // One deadline for all of the call's EHR reads, from its arrival (README EHR_BUDGET_MS; design.md §4, §9).
+          ehrBudgetMs: config.ehrBudgetMs,
+          receivedAt: r.receivedAt ?? started,
           defaultPayer: config.defaultPayer,
           allowUnauthenticatedEhr: config.sandbox,
           fetchImpl: deps.fetchImpl,

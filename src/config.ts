@@ -107,6 +107,8 @@ const schema = z.object({
   SANDBOX: z.enum(['on', 'off']).optional().describe('mounts /sandbox/*, the demo page and open mode'),
   FHIR_SANDBOX_URL: baseUrl.optional().describe('external FHIR server used instead of the embedded sandbox'),
   EHR_TIMEOUT_MS: decimalInt(1, 60_000).default(2000).describe('per request to an EHR FHIR server'),
+  DRAIN_ACCEPT_MS: decimalInt(0, 5_000).default(1000).describe('after SIGTERM, how long the listening socket keeps accepting (/readyz already 503) before it closes, so that connections the kernel completed are answered, not reset'),
+  EHR_BUDGET_MS: decimalInt(1, 60_000).default(4000).describe("all of one hook call's EHR reads together, from the call's arrival (CRD allows 5 s)"),
   ATTACHMENT_BODY_MAX_BYTES: decimalInt(MAX_BODY_BYTES, MAX_ATTACHMENT_BODY_BYTES)
     .default(DEFAULT_ATTACHMENT_BODY_BYTES)
     .describe('largest body of PAS Claim/$submit and Claim/$inquire and of a DTR QuestionnaireResponse (POST, PUT, $next-question), which carry attachments as base64 (1 MiB to 16 MiB); hooks and every other body stay at 1 MiB'),
@@ -153,6 +155,16 @@ export interface Config {
   sandbox: boolean;
   fhirSandboxUrl?: string;
   ehrTimeoutMs: number;
+  /**
+   * EHR_BUDGET_MS: how long all of one hook call's EHR reads may take together, counted from the call's arrival (every
+   * read, each page of a search included, waits at most what is left of it, and at most EHR_TIMEOUT_MS).
+   */
+  ehrBudgetMs: number;
+  /**
+   * DRAIN_ACCEPT_MS: after SIGTERM, how long the listening socket keeps accepting before it closes (then at the first
+   * turn of the event loop that accepts nothing), so that connections the kernel completed are answered, not reset.
+   */
+  drainAcceptMs: number;
   /** ATTACHMENT_BODY_MAX_BYTES: the body limit of the PAS and DTR QuestionnaireResponse endpoints (attachments). */
   attachmentBodyMaxBytes: number;
   logLevel: string;
@@ -248,6 +260,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     sandbox,
     fhirSandboxUrl: e.FHIR_SANDBOX_URL,
     ehrTimeoutMs: e.EHR_TIMEOUT_MS,
+    ehrBudgetMs: e.EHR_BUDGET_MS,
+    drainAcceptMs: e.DRAIN_ACCEPT_MS,
     attachmentBodyMaxBytes: e.ATTACHMENT_BODY_MAX_BYTES,
     logLevel: e.LOG_LEVEL,
     canonicalBase: e.CANONICAL_BASE.replace(/\/+$/, ''),

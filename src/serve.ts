@@ -158,8 +158,9 @@ async function main(): Promise<void> {
   }
   const webAssetsDir = built ? join(root, 'dist', 'public') : undefined;
   let draining = false;
-  // A hook whose client left still finishes within EHR_TIMEOUT_MS and the write queue's 2 s; the drain waits that long.
-  const inFlight = new InFlight(Math.min(config.ehrTimeoutMs + 3_000, SHUTDOWN_GRACE_MS - 2_000));
+  // A hook whose client left still finishes within EHR_BUDGET_MS of its arrival (all of its EHR reads) and the write
+  // queue's 2 s; the drain waits that long. (EHR_TIMEOUT_MS was one read's bound, not the hook's.)
+  const inFlight = new InFlight(Math.min(config.ehrBudgetMs + 3_000, SHUTDOWN_GRACE_MS - 2_000));
   const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth, webAssetsDir, isDraining: () => draining, inFlight });
   // How many of the content's FHIRPath expressions run compiled to JavaScript, and how many by fhirpath.js (counts).
   const { fhirPathStats } = fhirPath;
@@ -185,21 +186,23 @@ async function main(): Promise<void> {
   else server.listen(config.port, listening);
   // A request Node's parser refuses (headers over 16 KiB, a malformed header) is answered with an OperationOutcome too.
   server.on('clientError', answerClientError);
-  // SIGTERM drains: stop accepting connections, let every connection close once it has answered what it was sent
+  // SIGTERM drains: report not ready, stop accepting connections (after DRAIN_ACCEPT_MS), let every connection close once it has answered what it was sent
   // (responses from then on say `Connection: close`; a connection answering nothing is closed once it has been silent
   // long enough for a request sent before the signal to have arrived: http/connection-drain.ts), let the handlers
   // finish (each is bounded by EHR_TIMEOUT_MS and the storage timeouts), close storage, exit 0. "Finish" is the
   // handler's answer, not the connection's end: a client that gave up has left a hook still running, which must
   // record its assertion before storage closes (http/in-flight.ts). Past the grace period (a request body that never
   // finishes arriving), the connections are cut and storage still closes, for at most 2 s, before the exit 1.
-  const connections = new ConnectionDrain(server);
+  // The listening socket keeps accepting for DRAIN_ACCEPT_MS (and until the kernel's accept queue is seen empty) while
+  // /readyz already answers 503: a connection the kernel completed before the signal is answered, not reset.
+  const connections = new ConnectionDrain(server, undefined, undefined, config.drainAcceptMs);
   let closing: Promise<void> | undefined;
   const closeStorage = () => (closing ??= storage.close().catch((err: unknown) => logger.error({ err }, 'storage close failed')));
   const stop = (signal: string) => {
     if (draining) return;
     draining = true;
     (app.locals.subscriptionNotifier as SubscriptionNotifier).stop();
-    logger.info({ signal }, 'draining: in-flight requests finish, no new connections');
+    logger.info({ signal }, 'draining: in-flight requests finish, new connections accepted for DRAIN_ACCEPT_MS, then none');
     void (async () => {
       await connections.close();
       await inFlight.idle();

@@ -32,15 +32,28 @@ export type FetchLike = (url: string, init: RequestInit) => Promise<EhrResponse>
 
 /**
  * Reads from the EHR's FHIR API with the hook's access token (CDS Hooks §FHIR Resource Access), bounded by a timeout
- * on every call (design.md §3 EHR_TIMEOUT_MS).
+ * on every call (design.md §3 EHR_TIMEOUT_MS) and by one deadline for all of the hook's reads (EHR_BUDGET_MS, from the
+ * call's arrival): a read waits at most the smaller of the two, so reads in sequence (the prefetch, then the
+ * requester and Medications, then the payor Organization; each next page of a search) cannot add up past CRD's 5 s.
  */
 export class EhrClient {
+  /**
+   * @param deadlineAt - when the hook's EHR budget is spent (a `performance.now()` time); Infinity: no budget. Once
+   *   spent, a read fails at once without asking the EHR.
+   */
   constructor(
     private readonly baseUrl: string,
     private readonly accessToken: string | undefined,
     private readonly timeoutMs: number,
     private readonly fetchImpl: FetchLike = httpGet,
+    private readonly deadlineAt = Infinity,
   ) {}
+
+  /**
+   * Reads that failed in this hook, by URL: asked again (a `user` PractitionerRole read again as the order's
+   * requester) they fail the same way at once, rather than waiting on the same slow or failing EHR a second time.
+   */
+  private readonly failed = new Map<string, EhrQueryError>();
 
   /** One line per successful read: the query and a digest of the bytes answered (see `answersDigest`). */
   private readonly answered: string[] = [];
@@ -69,12 +82,26 @@ export class EhrClient {
   }
 
   private async read(url: string, relative: string): Promise<Resource> {
+    const failed = this.failed.get(url);
+    if (failed) throw failed;
+    try {
+      return await this.readOnce(url, relative);
+    } catch (err) {
+      if (err instanceof EhrQueryError) this.failed.set(url, err);
+      throw err;
+    }
+  }
+
+  private async readOnce(url: string, relative: string): Promise<Resource> {
+    const left = this.deadlineAt - performance.now();
+    if (left <= 0) throw new EhrQueryError("was not read: the hook's EHR time (EHR_BUDGET_MS) is spent");
+    const waitMs = Math.min(this.timeoutMs, Math.ceil(left));
     const headers: Record<string, string> = { Accept: 'application/fhir+json' };
     if (this.accessToken) headers.Authorization = `Bearer ${this.accessToken}`;
     // The timeout bounds the whole exchange, body included, and is cleared as soon as the body is read. Not
     // `AbortSignal.timeout`: its timer and signal stay allocated for the full EHR_TIMEOUT_MS after the answer, and
     // eight queries a hook at a few hundred hooks a second kept tens of MB of them alive (README "Memory").
-    const deadline = requestDeadline(this.timeoutMs);
+    const deadline = requestDeadline(waitMs);
     let text: string;
     try {
       let res: EhrResponse;
@@ -82,7 +109,7 @@ export class EhrClient {
         res = await this.fetchImpl(url, { headers, signal: deadline.signal, redirect: 'error' });
       } catch (err) {
         const name = (err as Error).name;
-        throw new EhrQueryError(name === 'TimeoutError' || name === 'AbortError' ? `timed out after ${this.timeoutMs} ms` : `unreachable (${(err as Error).message})`);
+        throw new EhrQueryError(name === 'TimeoutError' || name === 'AbortError' ? waitMs < this.timeoutMs ? `timed out after ${waitMs} ms, when the hook's EHR time (EHR_BUDGET_MS) was spent` : `timed out after ${this.timeoutMs} ms` : `unreachable (${(err as Error).message})`);
       }
       if (!res.ok) {
         await res.body?.cancel().catch(() => undefined);

@@ -33,6 +33,13 @@ export interface HookDeps {
   /** The DTR SMART app's launch page when this process serves it (see buildHookResponse); undefined: no DTR card. */
   dtrLaunchUrl?: string;
   ehrTimeoutMs: number;
+  /**
+   * EHR_BUDGET_MS: how long all of the call's EHR reads may take together, from `receivedAt` (README "Configuration");
+   * unset, none beyond each read's EHR_TIMEOUT_MS.
+   */
+  ehrBudgetMs?: number;
+  /** When the call arrived (`performance.now()`); unset, when its context starts being resolved. */
+  receivedAt?: number;
   defaultPayer?: string;
   /** Sandbox mode: query a fhirServer even without fhirAuthorization (the CDS Hooks Sandbox sends none). */
   allowUnauthenticatedEhr: boolean;
@@ -100,7 +107,7 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
   const today = deps.today?.() ?? new Date().toISOString().slice(0, 10);
   const ehr =
     req.fhirServer && (req.accessToken || deps.allowUnauthenticatedEhr)
-      ? new EhrClient(req.fhirServer, req.accessToken, deps.ehrTimeoutMs, deps.fetchImpl)
+      ? new EhrClient(req.fhirServer, req.accessToken, deps.ehrTimeoutMs, deps.fetchImpl, (deps.receivedAt ?? performance.now()) + (deps.ehrBudgetMs ?? Infinity))
       : undefined;
 
   const { data, queried } = await resolvePrefetch(req, service.prefetch ?? {}, ehr, hookLog);

@@ -4,6 +4,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import { createStorage } from '../../src/storage/create-storage.js';
 import { edgePatient } from '../fixtures/edge-patient.js';
 import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
 import { killAll, startPriorPath, waitForStatus } from '../helpers/priorpath-process.js';
+import { repoRoot } from '../helpers/stories.js';
 import type { PriorPathProcess } from '../helpers/priorpath-process.js';
 
 const { resources, order } = edgePatient();
@@ -60,7 +62,9 @@ describe('SIGTERM', () => {
     });
     await observationQueried;
     pp.child.kill('SIGTERM');
-    // The listening socket closes at once: a new connection is refused while the old request is still running.
+    // Not ready at once, while the listening socket still accepts (DRAIN_ACCEPT_MS): the probe is answered, 503.
+    expect(await waitForStatus(`${pp.base}/readyz`, (s) => s === 503, 5_000)).toBe(503);
+    // Then the listening socket closes: a new connection is refused while the old request is still running.
     const refused = await waitUntilRefused(pp.port);
     expect(refused).toBe(true);
 
@@ -125,9 +129,9 @@ describe('SIGTERM while a hook runs for a client that gave up', () => {
   }, 120_000);
 });
 
-/** Tries to connect until the port refuses (bounded); true when refused. */
+/** Tries to connect until the port refuses (bounded: the drain accepts for DRAIN_ACCEPT_MS first); true when refused. */
 async function waitUntilRefused(port: number): Promise<boolean> {
-  for (let i = 0; i < 50; i++) {
+  for (const until = performance.now() + 5_000; performance.now() < until; ) {
     const ok = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1000) }).then(
       () => true,
       () => false,
@@ -263,4 +267,56 @@ describe('SIGTERM under keep-alive load', () => {
       expect(results.some((r) => r.connectionClose)).toBe(true);
     });
   }, 180_000);
+});
+
+describe('SIGTERM while the event loop is busy, with connections the kernel has completed and not yet handed over', () => {
+  it('accepts and answers every one of them (none is reset with the listening socket), then exits 0', async () => {
+    // A server with the service's ConnectionDrain whose loop a request holds (test/helpers/drain-server.ts), as earlier
+    // requests hold a busy service's: the connections below are completed by the kernel and wait in its accept queue,
+    // each with a whole request written, when the signal comes. Closing the listening socket then resets them.
+    const child = spawn(process.execPath, ['--import', 'tsx', join('test', 'helpers', 'drain-server.ts')], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += String(c)));
+    child.stderr.on('data', (c: Buffer) => (out += String(c)));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const seen = async (text: string) => {
+      while (!out.includes(text)) {
+        if (child.exitCode !== null) throw new Error(`drain server exited: ${out}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    try {
+      await seen('listening');
+      const port = Number(/listening (\d+)/.exec(out)![1]);
+      const blocker = connect(port, '127.0.0.1');
+      blocker.on('error', () => undefined);
+      blocker.write('GET /block?ms=1500 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+      await seen('blocking');
+      const endings: Promise<string>[] = [];
+      const connected: Promise<void>[] = [];
+      for (let i = 0; i < 100; i++) {
+        const socket = connect(port, '127.0.0.1');
+        connected.push(new Promise((resolve) => socket.once('connect', () => resolve())));
+        let data = '';
+        socket.on('data', (c: Buffer) => (data += String(c)));
+        endings.push(
+          new Promise((resolve) => {
+            socket.on('error', (err: NodeJS.ErrnoException) => resolve(data.split('\r\n')[0] || (err.code ?? err.message)));
+            socket.on('close', () => resolve(data.split('\r\n')[0] || 'closed without an answer'));
+          }),
+        );
+        socket.write('POST /order HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello');
+      }
+      // Every connection is complete (the kernel's handshake) while the server's loop is still held.
+      await Promise.all(connected);
+      child.kill('SIGTERM');
+      const answers = await Promise.all(endings);
+      blocker.destroy();
+      expect(answers.filter((a) => a !== 'HTTP/1.1 200 OK')).toEqual([]);
+      expect(await exited).toBe(0);
+      expect(out).toContain('drained');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 60_000);
 });
