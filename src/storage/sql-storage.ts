@@ -348,7 +348,6 @@ interface OrderEventRow {
   assertion_id: string | null;
 }
 
-/** Thrown inside a transaction to roll it back when an order's change is refused. */
 /** Thrown in a transaction to roll it back: the client already has a request waiting on the orders (`id`). */
 class WaitingFound extends Error {
   constructor(readonly id: string) {
@@ -357,16 +356,17 @@ class WaitingFound extends Error {
 }
 
 /**
- * The oldest pended request of client $1 whose pended items name every order of $2 (waitingPattern), by the pended
- * requests' index (the reviewer's queue: few rows), as Storage.findWaitingSubmission.
+ * The oldest pended request of client $1 whose pended items name every order of $2 (waitingPattern), other than $3,
+ * by the pended requests' index (the reviewer's queue: few rows), as Storage.findWaitingSubmission.
  */
 const WAITING_SQL = `SELECT id FROM pas_submissions WHERE review_action = 'A4' AND client_id = $1 AND detail -> 'items' @> $2::text::jsonb
-  ORDER BY created_at, id LIMIT 1`;
+  AND id <> $3 ORDER BY created_at, id LIMIT 1`;
 
 /** The JSON an A4 item naming each order contains (WAITING_SQL's $2). */
 const waitingPattern = (orders: OrderKey[]) =>
   json(orders.map((k) => ({ reviewAction: 'A4', order: { payer: k.payer, patientId: k.patientId, orderRef: k.orderRef, drug: k.drug } })));
 
+/** Thrown inside a transaction to roll it back when an order's change is refused. */
 class OrderRefused extends Error {
   constructor(readonly key: OrderKey) {
     super('order change refused');
@@ -1047,20 +1047,20 @@ export class SqlStorage implements Storage {
     const waitingOn = opts.waitingOn && opts.waitingOn.length > 0 && s.clientId ? opts.waitingOn : undefined;
     try {
       const created = await this.driver.transaction(async (tx) => {
+        const rows = await tx.query(
+          `${INSERT_SUBMISSION} RETURNING id`,
+          submissionParams(s),
+        );
+        if (rows.length === 0) return false;
         if (waitingOn) {
           // The orders' records are locked (in key order, as every order change takes them) before the client's
           // waiting request is looked for: a concurrent request of the client for them waits here, then sees it.
           for (const k of [...waitingOn].sort((a, b) => (keyText(a) < keyText(b) ? -1 : keyText(a) > keyText(b) ? 1 : 0))) {
             await tx.query(`SELECT 1 FROM order_authorizations WHERE ${BY_KEY} FOR UPDATE`, keyParams(k));
           }
-          const [found] = await tx.query<{ id: string }>(WAITING_SQL, [s.clientId, waitingPattern(waitingOn)]);
+          const [found] = await tx.query<{ id: string }>(WAITING_SQL, [s.clientId, waitingPattern(waitingOn), s.id]);
           if (found) throw new WaitingFound(found.id);
         }
-        const rows = await tx.query(
-          `${INSERT_SUBMISSION} RETURNING id`,
-          submissionParams(s),
-        );
-        if (rows.length === 0) return false;
         const applied = await applyOrderChangesIn(tx, orders);
         const refused = orders.find((_, i) => !applied[i]);
         if (refused) throw new OrderRefused(refused.key);
@@ -1088,7 +1088,7 @@ export class SqlStorage implements Storage {
 
   async findWaitingSubmission(client: string, orders: OrderKey[]): Promise<PasSubmission | undefined> {
     if (orders.length === 0) return undefined;
-    const [found] = await this.driver.query<{ id: string }>(WAITING_SQL, [client, waitingPattern(orders)]);
+    const [found] = await this.driver.query<{ id: string }>(WAITING_SQL, [client, waitingPattern(orders), '']);
     return found ? this.getPasSubmission(found.id) : undefined;
   }
 
