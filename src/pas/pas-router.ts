@@ -116,12 +116,14 @@ function bringsDocumentation(pended: PasSubmission, request: PasRequest, items: 
   return caseOfBundle(pended.requestBundle) !== JSON.stringify(reviewCase(request)) || askedFor(before) !== askedFor(items);
 }
 
+/** An order's record key as text (one per payer, patient, order and drug). */
+const orderText = (o: OrderKey) => JSON.stringify([o.payer, o.patientId, o.orderRef, o.drug]);
+
 /** Whether a request names every order a pended request pends (so it can stand for that request in the reviewer's case). */
 function coversPendedOrders(pended: PasSubmission, items: ItemDecision[]): boolean {
-  const key = (o: OrderKey) => JSON.stringify([o.payer, o.patientId, o.orderRef, o.drug]);
-  const named = new Set(items.flatMap((i) => (i.order ? [key(i.order)] : [])));
+  const named = new Set(items.flatMap((i) => (i.order ? [orderText(i.order)] : [])));
   const pendedItems = ((pended.detail as { items?: ItemDecision[] }).items ?? []).filter((i) => i.reviewAction === 'A4');
-  return pendedItems.length > 0 && pendedItems.every((i) => i.order && named.has(key(i.order)));
+  return pendedItems.length > 0 && pendedItems.every((i) => i.order && named.has(orderText(i.order)));
 }
 
 /**
@@ -229,7 +231,9 @@ export function createPasRouter(deps: PasDeps): express.Router {
    * over its own documentation is stored with that decision even when another request pends its orders (which then
    * takes it from the orders' records); a request whose orders another request of the same client pends, still
    * pended over its documentation, changes that request's case (documentPended) or, bringing nothing new, collapses
-   * into it; an order another request pends stays that request's (this one is pended with it and takes its decision). `client` files the request (design.md
+   * into it; an order another request pends stays that request's (this one is pended with it and takes its decision),
+   * and of another client's pending request this client has one request waiting on it, which its later requests
+   * change or collapse into as into its own pended request. `client` files the request (design.md
    * §8 "Who may call"). Returns the response Bundle to send.
    */
   async function decideRequest(request: PasRequest, payer: Payer, log: Logger, client: string | undefined, attempt = 0): Promise<Record<string, unknown>> {
@@ -246,11 +250,22 @@ export function createPasRouter(deps: PasDeps): express.Router {
     // request in place, so the reviewer's case holds what it sent and what is still missing. A request whose items
     // the rules now decide is stored as a new one below: its decision becomes the order's, and the pended request
     // takes it from the order's record (settlePended).
+    //
+    // Another payer API client's pending request is not this client's to read, so this client's request for those
+    // orders is its own, waiting on that one (design.md §8); but only once: a later request of this client for the
+    // same orders is its waiting request, as above (a resend collapses into it, documentation changes it in place).
+    // `waitingOn` stores the first at most once, whatever runs at the same time (createPasSubmissionForOrders).
     const pendedBy = new Set(items.map((i, n) => (i.reviewAction === 'A4' && records[n]?.state === 'pended' ? records[n]?.submissionId : undefined)));
+    let waitingOn: OrderKey[] | undefined;
     if (pendedBy.size === 1 && !pendedBy.has(undefined) && items.every((i) => i.reviewAction === 'A4')) {
-      const pended = await storage.getPasSubmission([...pendedBy][0]!);
+      const owner = await storage.getPasSubmission([...pendedBy][0]!);
       // Only into a request this client may read: another client's request is not answered to it.
-      if (pended && readableBy(pended.clientId, client)) {
+      let pended = owner && readableBy(owner.clientId, client) ? owner : undefined;
+      if (owner && !pended && client) {
+        waitingOn = [...new Map(items.flatMap((i) => (i.order ? [[orderText(i.order), i.order] as const] : []))).values()];
+        pended = await storage.findWaitingSubmission(client, waitingOn);
+      }
+      if (pended) {
         if (pended.reviewAction === 'A4' && bringsDocumentation(pended, request, items) && coversPendedOrders(pended, items)) {
           const answer = await documentPended(request, items, pended, client, version, log);
           if (answer) return answer;
@@ -304,10 +319,11 @@ export function createPasRouter(deps: PasDeps): express.Router {
     // New approvals and denials become the orders' decisions with the request, or not at all (a concurrent resend
     // stored first records none of this one's); a concurrent decision of the same order wins, and it is taken below.
     const decisions = itemDecisionChanges(items, { submissionId: id, at: created });
-    const result = await storage.createPasSubmissionForOrders(submission, [...decisions, ...pending], authorization);
+    const result = await storage.createPasSubmissionForOrders(submission, [...decisions, ...pending], authorization, waitingOn ? { waitingOn } : undefined);
     if (!result.created) {
       if (result.submission) return replay(result.submission, request);
-      // Another request (or path) pended or decided one of these orders first: answer as that order's record now says.
+      // Another request (or path) pended or decided one of these orders first, or another request of this client
+      // came to wait on them first (`waiting`): answer as that order's record, or that request, now says.
       if (attempt < 2) return decideRequest(request, payer, log, client, attempt + 1);
       throw new DomainError('transient', 'The order changed while this request was decided; send it again');
     }

@@ -3,6 +3,7 @@ import type {
   ApiAccessRecord,
   AssertionRecord,
   AuthorizationRecord,
+  CreatePasSubmissionOptions,
   FeedbackRecord,
   QuestionnaireResponseRecord,
   DecidedResponseInput,
@@ -212,9 +213,13 @@ export class MemoryStorage implements Storage {
     s: NewPasSubmission,
     orders: GuardedOrderChange[],
     authorization?: AuthorizationRecord,
-  ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord }> {
+    opts: CreatePasSubmissionOptions = {},
+  ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord; waiting?: PasSubmission }> {
+    // No await between the checks and the writes: one step, like the SQL transaction.
     const existing = [...this.submissions.values()].find((x) => x.bundleIdentifier === s.bundleIdentifier && (x.clientId ?? '') === (s.clientId ?? ''));
     if (existing) return { created: false, submission: structuredClone(existing) };
+    const waiting = opts.waitingOn && s.clientId ? this.waitingOf(s.clientId, opts.waitingOn) : undefined;
+    if (waiting) return { created: false, waiting: structuredClone(waiting) };
     const refused = orders.find((o) => !this.allows(o));
     if (refused) return { created: false, blockedBy: structuredClone(this.orders.get(orderKeyOf(refused.key))!) };
     const stored: PasSubmission = { ...structuredClone(s), updatedAt: s.createdAt, decisions: [], revision: 0 };
@@ -224,6 +229,21 @@ export class MemoryStorage implements Storage {
       this.authorizations.set(authorization.number, { ...authorization, payer: s.payer, source: 'pas', submissionId: s.id, issuedAt: s.createdAt });
     }
     return { created: true, submission: structuredClone(stored) };
+  }
+
+  async findWaitingSubmission(client: string, orders: OrderKey[]): Promise<PasSubmission | undefined> {
+    const found = this.waitingOf(client, orders);
+    return found ? structuredClone(found) : undefined;
+  }
+
+  /** findWaitingSubmission without a copy (no await: a caller checks and writes in one step). */
+  private waitingOf(client: string, orders: OrderKey[]): PasSubmission | undefined {
+    if (orders.length === 0) return undefined;
+    const names = (s: PasSubmission, k: OrderKey) =>
+      ((s.detail as { items?: { reviewAction?: string; order?: OrderKey }[] }).items ?? []).some((i) => i.reviewAction === 'A4' && i.order && orderKeyOf(i.order) === orderKeyOf(k));
+    return [...this.submissions.values()]
+      .filter((s) => s.clientId === client && s.reviewAction === 'A4' && orders.every((k) => names(s, k)))
+      .sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0))[0];
   }
 
   async queueAssertion(a: AssertionRecord): Promise<void> {

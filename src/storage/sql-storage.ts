@@ -4,6 +4,7 @@ import type {
   ApiAccessRecord,
   AssertionRecord,
   AuthorizationRecord,
+  CreatePasSubmissionOptions,
   DecidedResponseInput,
   DeterminationInput,
   FeedbackRecord,
@@ -346,6 +347,24 @@ interface OrderEventRow {
   submission_id: string | null;
   assertion_id: string | null;
 }
+
+/** Thrown in a transaction to roll it back: the client already has a request waiting on the orders (`id`). */
+class WaitingFound extends Error {
+  constructor(readonly id: string) {
+    super('a request of this client waits on these orders');
+  }
+}
+
+/**
+ * The oldest pended request of client $1 whose pended items name every order of $2 (waitingPattern), other than $3,
+ * by the pended requests' index (the reviewer's queue: few rows), as Storage.findWaitingSubmission.
+ */
+const WAITING_SQL = `SELECT id FROM pas_submissions WHERE review_action = 'A4' AND client_id = $1 AND detail -> 'items' @> $2::text::jsonb
+  AND id <> $3 ORDER BY created_at, id LIMIT 1`;
+
+/** The JSON an A4 item naming each order contains (WAITING_SQL's $2). */
+const waitingPattern = (orders: OrderKey[]) =>
+  json(orders.map((k) => ({ reviewAction: 'A4', order: { payer: k.payer, patientId: k.patientId, orderRef: k.orderRef, drug: k.drug } })));
 
 /** Thrown inside a transaction to roll it back when an order's change is refused. */
 class OrderRefused extends Error {
@@ -1019,11 +1038,13 @@ export class SqlStorage implements Storage {
     s: NewPasSubmission,
     orders: GuardedOrderChange[],
     authorization?: AuthorizationRecord,
-  ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord }> {
+    opts: CreatePasSubmissionOptions = {},
+  ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord; waiting?: PasSubmission }> {
     this.open();
     this.noteOrders(orders.map((o) => o.key));
     // PAS after CRD: the orders' changes queued behind hook answers are written first, so this sees them.
     await this.behind.settled(orders.map((o) => o.key));
+    const waitingOn = opts.waitingOn && opts.waitingOn.length > 0 && s.clientId ? opts.waitingOn : undefined;
     try {
       const created = await this.driver.transaction(async (tx) => {
         const rows = await tx.query(
@@ -1031,6 +1052,15 @@ export class SqlStorage implements Storage {
           submissionParams(s),
         );
         if (rows.length === 0) return false;
+        if (waitingOn) {
+          // The orders' records are locked (in key order, as every order change takes them) before the client's
+          // waiting request is looked for: a concurrent request of the client for them waits here, then sees it.
+          for (const k of [...waitingOn].sort((a, b) => (keyText(a) < keyText(b) ? -1 : keyText(a) > keyText(b) ? 1 : 0))) {
+            await tx.query(`SELECT 1 FROM order_authorizations WHERE ${BY_KEY} FOR UPDATE`, keyParams(k));
+          }
+          const [found] = await tx.query<{ id: string }>(WAITING_SQL, [s.clientId, waitingPattern(waitingOn), s.id]);
+          if (found) throw new WaitingFound(found.id);
+        }
         const applied = await applyOrderChangesIn(tx, orders);
         const refused = orders.find((_, i) => !applied[i]);
         if (refused) throw new OrderRefused(refused.key);
@@ -1047,9 +1077,19 @@ export class SqlStorage implements Storage {
       if (created && submission) return { created: true, submission };
       return { created: false, submission };
     } catch (err) {
+      if (err instanceof WaitingFound) {
+        const waiting = await this.getPasSubmission(err.id);
+        return { created: false, ...(waiting ? { waiting } : {}) };
+      }
       if (!(err instanceof OrderRefused)) throw err;
       return { created: false, blockedBy: await this.getOrderRecord(err.key) };
     }
+  }
+
+  async findWaitingSubmission(client: string, orders: OrderKey[]): Promise<PasSubmission | undefined> {
+    if (orders.length === 0) return undefined;
+    const [found] = await this.driver.query<{ id: string }>(WAITING_SQL, [client, waitingPattern(orders), '']);
+    return found ? this.getPasSubmission(found.id) : undefined;
   }
 
   private subscriptionOf(r: SubscriptionRow): SubscriptionRecord {

@@ -178,6 +178,18 @@ export interface OrderChange {
   withdrawsApproval?: boolean;
 }
 
+/** Options of Storage.createPasSubmissionForOrders. */
+export interface CreatePasSubmissionOptions {
+  /**
+   * The orders a request waits on (every item pended, each order pended by another client's request, design.md §8):
+   * it is stored only while its client has no request waiting on them (findWaitingSubmission), checked with the
+   * orders' records locked in the same transaction, so of two requests of one client for those orders (a double
+   * click, a resend under a new identifier), on any replica, exactly one is stored. Otherwise nothing is written and
+   * `waiting` is the client's request.
+   */
+  waitingOn?: OrderKey[];
+}
+
 /** A guarded change: applied when the order has no record yet or its state is one of `from`. */
 export interface GuardedOrderChange {
   key: OrderKey;
@@ -576,7 +588,14 @@ export interface Storage {
     s: NewPasSubmission,
     orders: GuardedOrderChange[],
     authorization?: AuthorizationRecord,
-  ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord }>;
+    opts?: CreatePasSubmissionOptions,
+  ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord; waiting?: PasSubmission }>;
+  /**
+   * The oldest pended request `client` filed whose pended (A4) items name every one of `orders`: the request of this
+   * client that waits on another client's request for them (design.md §8 "One authorization per order"), which a
+   * later request of this client for the same orders collapses into.
+   */
+  findWaitingSubmission(client: string, orders: OrderKey[]): Promise<PasSubmission | undefined>;
   getPasSubmission(id: string): Promise<PasSubmission | undefined>;
   /**
    * The submission a Bundle identifier names: its own, or one it collapsed into, or the one a Claim Update under it

@@ -10,27 +10,33 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Bundle } from '@medplum/fhirtypes';
+import type { Bundle, Claim, Parameters } from '@medplum/fhirtypes';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PAYER_API_SCOPES } from '../../src/fhir-api/smart-configuration.js';
 import { createStorage } from '../../src/storage/create-storage.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import type { SqlStorage } from '../../src/storage/sql-storage.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { BASE, buildApp } from '../helpers/app.js';
-import { claimResponseOf, inquiryParameters, reviewActions, storyBundle } from './pas-fixtures.js';
+import { claimResponseOf, inquiryParameters, pasSubscription, reviewActions, storyBundle } from './pas-fixtures.js';
+import { closeReceivers, notificationReceiver, until } from '../helpers/notification-receiver.js';
 
 const X12 = 'https://codesystem.x12.org/005010/306';
 const FHIR = 'application/fhir+json';
 const REVIEW_TOKEN = 'review-token-for-one-case-per-order';
 const STORY = 'centene-missing-mrd';
+const MEMBER = 'U5521039476';
+const url = process.env.DATABASE_URL;
+const schema = `pp_case_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
 
 const clients = ['oncology-ehr', 'infusion-center-ehr'];
 let keys: { clientId: string; privateKey: CryptoKey; kid: string; jwk: object }[];
 let dir: string;
 let pglite: SqlStorage;
+/** PostgreSQL (DATABASE_URL), in a schema of its own dropped afterwards; the suite runs there only when it is set. */
+let postgres: SqlStorage | undefined;
 beforeAll(async () => {
   keys = await Promise.all(
     clients.map(async (clientId) => {
@@ -41,11 +47,15 @@ beforeAll(async () => {
   );
   dir = mkdtempSync(join(tmpdir(), 'priorpath-one-case-'));
   pglite = await createStorage({ dataDir: dir });
+  if (url) postgres = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
 }, 120_000);
 afterAll(async () => {
   await pglite?.close();
   rmSync(dir, { recursive: true, force: true });
+  await postgres?.driver.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
+  await postgres?.close();
 });
+afterEach(closeReceivers);
 
 /** A replica over `storage` with both clients registered, acting as client `n` (0 or 1). */
 async function replicaAs(storage: Storage, n: number) {
@@ -61,9 +71,11 @@ async function replicaAs(storage: Storage, n: number) {
   expect(granted.status, JSON.stringify(granted.body)).toBe(200);
   const bearer = `Bearer ${granted.body.access_token as string}`;
   return {
+    app,
+    subscribe: (endpoint: string) => request(app).post('/fhir/Subscription').set('Authorization', bearer).set('Content-Type', FHIR).send(JSON.stringify(pasSubscription(endpoint, MEMBER))),
     submit: (b: Bundle) => request(app).post('/fhir/Claim/$submit').set('Authorization', bearer).set('Content-Type', FHIR).send(JSON.stringify(b)),
     inquire: (b: Bundle) => request(app).post('/fhir/Claim/$inquire').set('Authorization', bearer).set('Content-Type', FHIR).send(JSON.stringify(inquiryParameters({ identifier: b.identifier as { system: string; value: string } }))),
-    queue: async () => (await request(app).get('/review/pended').set('Authorization', `Bearer ${REVIEW_TOKEN}`).expect(200)).body.pended as { id: string; bundleIdentifier: string; waiting?: { id: string }[] }[],
+    queue: async () => (await request(app).get('/review/pended').set('Authorization', `Bearer ${REVIEW_TOKEN}`).expect(200)).body.pended as { id: string; bundleIdentifier: string; waiting?: { id: string; bundleIdentifier: string }[] }[],
     view: (id: string) => request(app).get(`/review/${id}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`),
     decide: (id: string, decision: 'approve' | 'deny', reason: string) =>
       request(app).post(`/review/${id}/decision`).set('Authorization', `Bearer ${REVIEW_TOKEN}`).send({ decision, reviewer: 'Dr. R. Okafor (medical director)', reason }),
@@ -106,5 +118,134 @@ describe.each([
     expect([reviewActions(nowA), reviewActions(nowB)]).toEqual([[`${X12}#${action}`], [`${X12}#${action}`]]);
     expect(nowB.preAuthRef).toBe(nowA.preAuthRef);
     expect((await oncology.queue()).filter((e) => [a.id, b.id].includes(e.id))).toEqual([]);
+  });
+});
+
+/** The same request under a new Bundle identifier and Claim identifier (a client that regenerates them on resend). */
+function renamed(b: Bundle): Bundle {
+  const copy = structuredClone(b);
+  copy.identifier = { ...copy.identifier!, value: randomUUID() };
+  const claim = copy.entry![0].resource as Claim;
+  claim.identifier = [{ system: 'urn:trnorg:1122334455', value: `TRN-${randomUUID().slice(0, 8)}` }];
+  return copy;
+}
+
+/**
+ * `storage`, whose next `n` request stores (createPasSubmissionForOrders) wait for each other and then go at once: a
+ * double click whose two requests reach the store together, on one replica or two.
+ */
+function storingTogether(storage: Storage, n: number): Storage {
+  let left = n;
+  const held: (() => void)[] = [];
+  return new Proxy(storage, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target) as unknown;
+      if (typeof value !== 'function') return value;
+      const fn = value as (...args: unknown[]) => unknown;
+      if (prop !== 'createPasSubmissionForOrders') return fn.bind(target);
+      return async (...args: unknown[]) => {
+        if (left > 0) {
+          left--;
+          await new Promise<void>((resolve) => {
+            held.push(resolve);
+            if (left === 0) for (const go of held.splice(0)) go();
+          });
+        }
+        return fn.apply(target, args);
+      };
+    },
+  });
+}
+
+const typeOf = (b: Bundle) => (b.entry![0].resource as Parameters).parameter!.find((p) => p.name === 'type')?.valueCode;
+
+const backends: [string, () => Storage][] = [
+  ['MemoryStorage', () => new MemoryStorage()],
+  ['embedded PGlite', () => pglite],
+  ...(url ? [['PostgreSQL (DATABASE_URL)', () => postgres!] as [string, () => Storage]] : []),
+];
+
+describe.each(backends)('the second client’s own resends of its request for an order the first client’s request pends (%s)', (_name, storageOf) => {
+  it('collapse into its one waiting request (same ClaimResponse id), which the queue lists once under `waiting` and whose decision it is notified of once (review s39 lifecycle finding 1)', async () => {
+    const storage = storageOf();
+    // Client 2 on two replicas, the reviewer on a third.
+    const [oncology, infusion, infusionElsewhere] = [await replicaAs(storage, 0), await replicaAs(storage, 1), await replicaAs(storage, 1)];
+    const endpoint = await notificationReceiver();
+    await infusion.subscribe(endpoint.url).expect(201);
+    await until('the handshake', () => endpoint.received[0]);
+
+    const orderId = `order-${randomUUID()}`;
+    const a = claimResponseOf((await oncology.submit(storyBundle(STORY, { orderId })).expect(200)).body);
+    const sent = storyBundle(STORY, { orderId });
+    const w = claimResponseOf((await infusion.submit(sent).expect(200)).body);
+    expect(w.id).not.toBe(a.id);
+    // The same request twice more under new identifiers, each to another replica: the first one's answer.
+    const resends = [renamed(sent), renamed(sent)];
+    for (const [n, b] of resends.entries()) {
+      const res = await (n === 0 ? infusionElsewhere : infusion).submit(b).expect(200);
+      expect(res.body.identifier).toEqual(b.identifier);
+      expect(claimResponseOf(res.body).id).toBe(w.id);
+      expect(reviewActions(claimResponseOf(res.body))).toEqual([`${X12}#A4`]);
+    }
+    // Client 1's own resend still collapses into its request.
+    expect(claimResponseOf((await oncology.submit(storyBundle(STORY, { orderId })).expect(200)).body).id).toBe(a.id);
+
+    // One case, with one waiting request; each resend's identifier finds that request.
+    const mine = (await oncology.queue()).filter((e) => e.id === a.id || e.waiting?.some((x) => x.id === w.id));
+    expect(mine.map((e) => [e.id, e.waiting?.map((x) => x.id)])).toEqual([[a.id, [w.id]]]);
+    for (const b of resends) expect((await infusion.inquire(b).expect(200)).body.parameter.map((p: { resource: Bundle }) => claimResponseOf(p.resource).id)).toEqual([w.id]);
+
+    const decided = await oncology.decide(a.id!, 'approve', 'MRD 0.4 % on the attached flow report');
+    expect(decided.status, JSON.stringify(decided.body)).toBe(200);
+    const note = await until('the event notification', () => endpoint.received.find((b) => typeOf(b) === 'event-notification'));
+    expect(JSON.stringify(note)).toContain(w.id);
+    await Promise.all([oncology, infusion, infusionElsewhere].map((r) => (r.app.locals.subscriptionNotifier as { idle(): Promise<void> }).idle()));
+    expect(endpoint.received.filter((b) => typeOf(b) === 'event-notification')).toHaveLength(1);
+    for (const b of [sent, ...resends]) expect(reviewActions(claimResponseOf((await infusion.inquire(b).expect(200)).body.parameter[0].resource))).toEqual([`${X12}#A1`]);
+  });
+
+  it('sent at once (two of them reaching the store together, on two replicas), still end as one waiting request', async () => {
+    const base = storageOf();
+    const oncology = await replicaAs(base, 0);
+    const orderId = `order-${randomUUID()}`;
+    const a = claimResponseOf((await oncology.submit(storyBundle(STORY, { orderId })).expect(200)).body);
+    const together = storingTogether(base, 2);
+    const [one, two] = [await replicaAs(together, 1), await replicaAs(together, 1)];
+    const sent = storyBundle(STORY, { orderId });
+    const bundles = [sent, renamed(sent), renamed(sent)];
+    const answers = await Promise.all(bundles.map((b, n) => (n % 2 === 0 ? one : two).submit(b)));
+    for (const res of answers) expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const ids = new Set(answers.map((res) => claimResponseOf(res.body).id));
+    expect(ids.size).toBe(1);
+    const [w] = [...ids];
+    expect(w).not.toBe(a.id);
+    const mine = (await oncology.queue()).filter((e) => e.id === a.id || e.waiting?.some((x) => x.id === w));
+    expect(mine.map((e) => [e.id, e.waiting?.map((x) => x.id)])).toEqual([[a.id, [w]]]);
+  });
+
+  it('bringing documentation, still pended, changes its waiting request in place (as a pended request takes documentation): the same id, the case holds the answers, the first client’s case is untouched', async () => {
+    const storage = storageOf();
+    const [oncology, infusion] = [await replicaAs(storage, 0), await replicaAs(storage, 1)];
+    const story = 'bcbsnc-inotuzumab-status-unknown';
+    const orderId = `order-${randomUUID()}`;
+    const a = claimResponseOf((await oncology.submit(storyBundle(story, { orderId })).expect(200)).body);
+    const w = claimResponseOf((await infusion.submit(storyBundle(story, { orderId })).expect(200)).body);
+    expect(w.id).not.toBe(a.id);
+    const before = (await infusion.view(w.id!).expect(200)).body;
+    expect(before.case.answers).toEqual([]);
+
+    const documented = storyBundle(story, { orderId, answers: { 'cd22-positive': [{ valueBoolean: true }] } });
+    const answer = claimResponseOf((await infusion.submit(documented).expect(200)).body);
+    expect(answer.id).toBe(w.id);
+    expect(reviewActions(answer)).toEqual([`${X12}#A4`]);
+    const after = (await infusion.view(w.id!).expect(200)).body;
+    expect(after.case.answers[0].items).toContainEqual(expect.objectContaining({ linkId: 'cd22-positive', answer: 'Yes' }));
+    expect(after.waitsOn).toBe(a.id);
+    expect((await oncology.view(a.id!).expect(200)).body.case.answers).toEqual([]);
+    // The documented request renamed changes nothing more; the queue still lists one waiting request.
+    expect(claimResponseOf((await infusion.submit(renamed(documented)).expect(200)).body).id).toBe(w.id);
+    expect((await infusion.view(w.id!).expect(200)).body.updatedAt).toBe(after.updatedAt);
+    const mine = (await oncology.queue()).filter((e) => e.id === a.id || e.waiting?.some((x) => x.id === w.id));
+    expect(mine.map((e) => [e.id, e.waiting?.map((x) => x.id)])).toEqual([[a.id, [w.id]]]);
   });
 });

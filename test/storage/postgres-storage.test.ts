@@ -135,6 +135,37 @@ describe.skipIf(!url)('PostgreSQL storage (DATABASE_URL)', () => {
     }
   }, 30_000);
 
+  it("stores one of two requests of a client waiting on another client's pending request, one on each replica, when they meet at the order's row (waitingOn locks it)", async () => {
+    const { default: pg } = await import('pg');
+    const replica = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
+    const holder = new pg.Client({ connectionString: url, options: `-c search_path=${schema}` });
+    await holder.connect();
+    try {
+      const key: OrderKey = { payer: 'centene', patientId: `pat-${randomUUID().slice(0, 8)}`, orderRef: `MedicationRequest/${randomUUID()}`, drug: 'blinatumomab' };
+      const owner = newSubmission({ clientId: 'first-ehr' });
+      const pended = await storage.createPasSubmissionForOrders(owner, [
+        { key, from: ['auth-needed', 'not-covered'], change: { state: 'pended', at: new Date().toISOString(), source: 'pas', actor: `PAS ${owner.id}`, reason: 'documentation needed', submissionId: owner.id } },
+      ]);
+      expect(pended.created).toBe(true);
+      const waiter = () => newSubmission({ clientId: 'second-ehr', detail: { items: [{ sequence: 1, reviewAction: 'A4', order: { ...key } }] } });
+      // Another session holds the order's row, so both requests reach it before either looks for the other.
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM order_authorizations WHERE payer = $1 AND patient_id = $2 AND order_ref = $3 AND drug = $4 FOR UPDATE', [key.payer, key.patientId, key.orderRef, key.drug]);
+      let done = 0;
+      const both = [storage, replica].map((s) => s.createPasSubmissionForOrders(waiter(), [], undefined, { waitingOn: [key] }).finally(() => done++));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(done).toBe(0);
+      await holder.query('ROLLBACK');
+      const results = await Promise.all(both);
+      const created = results.filter((r) => r.created);
+      expect(created).toHaveLength(1);
+      expect(results.find((r) => !r.created)).toMatchObject({ created: false, waiting: { id: created[0].submission!.id } });
+    } finally {
+      await holder.end();
+      await replica.close();
+    }
+  }, 30_000);
+
   it('has the server cancel a statement it gave up waiting for, so it stops holding a server process and its locks (was: it ran on after the 503)', async () => {
     const answerMs = 300;
     const tag = `pp-cancel-${randomUUID().slice(0, 8)}`;

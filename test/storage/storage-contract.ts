@@ -787,6 +787,34 @@ export function storageContract(get: () => Storage): void {
     expect((await get().getOrderRecord(key))?.history).toHaveLength(1);
   });
 
+  it("stores one request of a client waiting on another client's pending request, however many of its requests race (waitingOn); findWaitingSubmission finds it", async () => {
+    const key = orderKey();
+    const other = orderKey();
+    const owner = newSubmission({ clientId: 'first-ehr' });
+    await get().createPasSubmissionForOrders(owner, [change(key, 'pended', { source: 'pas', actor: `PAS ${owner.id}`, submissionId: owner.id })]);
+    // The second client's requests: every item pended on the order the first client's request pends (no order change).
+    const waiter = (createdAt = new Date().toISOString()) =>
+      newSubmission({ clientId: 'second-ehr', createdAt, detail: { items: [{ sequence: 1, reviewAction: 'A4', order: { ...key } }] } });
+    expect(await get().findWaitingSubmission('second-ehr', [key])).toBeUndefined();
+    const subs = Array.from({ length: 6 }, () => waiter());
+    const results = await Promise.all(subs.map((s) => get().createPasSubmissionForOrders(s, [], undefined, { waitingOn: [key] })));
+    const created = results.filter((r) => r.created);
+    expect(created).toHaveLength(1);
+    const winner = created[0].submission!.id;
+    for (const r of results.filter((x) => !x.created)) expect(r).toMatchObject({ created: false, waiting: { id: winner, clientId: 'second-ehr' } });
+    for (const s of subs.filter((x) => x.id !== winner)) expect(await get().getPasSubmission(s.id)).toBeUndefined();
+    expect((await get().findWaitingSubmission('second-ehr', [key]))?.id).toBe(winner);
+    // Not another client's, nor one that does not name every order among its pended items; the order's record is untouched.
+    expect(await get().findWaitingSubmission('third-ehr', [key])).toBeUndefined();
+    expect(await get().findWaitingSubmission('second-ehr', [key, other])).toBeUndefined();
+    expect(await get().findWaitingSubmission('first-ehr', [other])).toBeUndefined();
+    expect(await get().getOrderRecord(key)).toMatchObject({ state: 'pended', submissionId: owner.id });
+    expect((await get().getOrderRecord(key))?.history).toHaveLength(1);
+    // Without waitingOn (a request that is its own), or for other orders, nothing holds it back.
+    expect((await get().createPasSubmissionForOrders(waiter(), [])).created).toBe(true);
+    expect((await get().createPasSubmissionForOrders(waiter(), [], undefined, { waitingOn: [other] })).created).toBe(true);
+  });
+
   it("applies a reviewer's decision to the request and its orders together, or to neither", async () => {
     const key = orderKey();
     const s = newSubmission();
