@@ -230,8 +230,8 @@ export function evaluatePolicy(
   // before the order's start, the order is outside it: a limit exceeded (design.md §5 row 3; clinical review, where a
   // renewal is judged), never an approval ending before it starts, and never a denial.
   const holding = pathways.filter((p) => p.result === true);
-  const approvingNow = holding.find((p) => !approvalEnded(approvalWindow(policy, p.id, factValues), data.orderDate));
-  const endedWindow = approvingNow === undefined && holding.length > 0 ? approvalWindow(policy, holding[0].id, factValues) : undefined;
+  const approvingNow = holding.find((p) => !approvalEnded(approvalWindow(policy, p.id, factValues, data.orderDate), data.orderDate));
+  const endedWindow = approvingNow === undefined && holding.length > 0 ? approvalWindow(policy, holding[0].id, factValues, data.orderDate) : undefined;
   const periodLimit: RuleResult | undefined = endedWindow && {
     kind: 'limit',
     id: `${holding[0].id}-initial-period`,
@@ -330,7 +330,7 @@ export function evaluatePolicy(
   if (approving && unknownRequirements.length === 0 && unknownLimits.length === 0) {
     const rule = policy.pathways.find((r) => r.id === approving.id);
     const e = result('satisfied', [], []);
-    const window = approvalWindow(policy, approving.id, factValues);
+    const window = approvalWindow(policy, approving.id, factValues, data.orderDate);
     e.pathway = window ? Object.assign({}, approving, { approval: rule?.approval, approvalFrom: window.from }) : Object.assign({}, approving, { approval: rule?.approval });
     return e;
   }
@@ -347,12 +347,17 @@ function approvalWindow(
   policy: CompiledPolicy,
   id: string,
   factValues: Record<string, FactValue>,
+  orderDate: string,
 ): { from: string; end: string; length: ApprovalLength } | undefined {
   const length = policy.pathways.find((r) => r.id === id)?.approval;
   const value = length?.from === undefined ? undefined : factValues[length.from];
   if (!length || typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(value)) return undefined;
   const from = value.slice(0, 10);
-  return { from, end: periodEnd(from, length), length };
+  const end = periodEnd(from, length);
+  // `afterEnd: order`: a period the seed does not state (the policy's own reading of a course's length) caps a later
+  // cycle's approval while the course's window lasts, but an order past it is counted from its own start, not reviewed.
+  if (length.afterEnd === 'order' && end < orderDate) return undefined;
+  return { from, end, length };
 }
 
 /** Whether an authorization counted from a date ended before the order starts. */

@@ -28,6 +28,12 @@ const approval = z
       .describe(
         "A date fact the period is counted from (e.g. courseFirstCycleStart): the period ends that date + the length; unknown, it is counted from the order's start",
       ),
+    afterEnd: z
+      .enum(['review', 'order'])
+      .optional()
+      .describe(
+        "With `from`: an order that starts after that period ended is a limit exceeded (`review`, the default: the seed states the period) or approved for the length from its own start (`order`: the period is the policy's own reading, the seed states none)",
+      ),
   })
   .strict()
   .refine((d) => [d.days, d.weeks, d.months].filter((x) => x !== undefined).length === 1, {
