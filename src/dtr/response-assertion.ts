@@ -3,6 +3,8 @@ import { coverageAssertionIds, responseContext } from '../coverage/evaluate-resp
 import { localReference } from '../fhir/references.js';
 import type { Logger } from '../logger.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import { orderKeyOf } from '../coverage/order-record.js';
 import { assertionIsAbout, assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
 
 /** What the CRD assertion a response names knows of its order, for what the response itself does not say. */
@@ -24,11 +26,12 @@ export interface AssertedContext {
  */
 export async function responseAssertion(
   qr: QuestionnaireResponse,
-  policyId: string,
+  policy: CompiledPolicy,
   storage: Storage,
   log: Logger,
 ): Promise<AssertionRecord | undefined> {
-  const { patientId } = responseContext(qr);
+  const policyId = policy.file.id;
+  const { patientId, orders } = responseContext(qr);
   const patients = new Set(patientId ? [patientId] : []);
   for (const assertionId of coverageAssertionIds(qr)) {
     const a = await storage.getAssertion(assertionId).catch(() => undefined);
@@ -36,7 +39,16 @@ export async function responseAssertion(
     if (a && !assertionIsAbout(a, patients))
       log.warn({ coverageAssertionId: assertionId }, 'questionnaire-response: coverage-assertion-id of another patient, not used');
   }
-  return undefined;
+  // A response that carries no id (a DTR 2.0.1 client's, or one posted as the package drafted it) still names its
+  // order and patient (qr-context, subject): the order's record under this policy's payer knows what CRD asserted
+  // when it signed, and that is what the form was asked on (design.md §8 "One authorization per order"). Without it
+  // the answers alone would be judged over an empty chart (a count of earlier cycles read as none).
+  const orderRef = localReference(orders[0]);
+  const key = orderKeyOf({ payer: policy.file.payer, patientId, orderRef, drug: policy.file.drug });
+  const record = key ? await storage.getOrderRecord(key).catch(() => undefined) : undefined;
+  const signed = [...(record?.history ?? [])].reverse().find((e) => e.source === 'crd' && e.assertionId);
+  const a = signed?.assertionId ? await storage.getAssertion(signed.assertionId).catch(() => undefined) : undefined;
+  return a && a.policyId === policyId && assertionIsAbout(a, patients) ? a : undefined;
 }
 
 /**

@@ -190,7 +190,7 @@ async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDe
   const ctx = responseContext(qr);
   // The facts, the order date and the order CRD recorded stand in for what the response does not say, only for the
   // patient they were read from (response-assertion.ts).
-  const asserted = assertedContext(qr, found ? await responseAssertion(qr, found.policy.file.id, deps.storage, deps.log) : undefined);
+  const asserted = assertedContext(qr, found ? await responseAssertion(qr, found.policy, deps.storage, deps.log) : undefined);
   const result = evaluateQuestionnaireResponse({ content: deps.content, qr, knownFacts: asserted.knownFacts, assertedOrderDate: asserted.assertedOrderDate, today: deps.today });
   if (result.problems.length > 0) throw invalid(result.problems);
   return {
