@@ -46,3 +46,14 @@ describe('a completed form without a coverage-assertion-id is judged on what CRD
     expect(sub(answered.extension, 'satisfied-pa-id')).toBeUndefined();
   });
 });
+
+describe('a completed form with no signing on record', () => {
+  it('an OHSU adult MRD-positive first course, answered in full, is approved: renewal-of-authorization, which the form hides on a first request, holds nothing open', async () => {
+    const { app } = buildApp({ today: '2026-12-05', storage: new MemoryStorage() });
+    const qr = fixture<QuestionnaireResponse>('b-ohsu-mrd2-qr.json');
+    delete qr.id;
+    const created = await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', 'application/fhir+json').send(JSON.stringify(qr)).expect(201);
+    const answered = created.body as QuestionnaireResponse;
+    expect(sub(answered.extension, 'pa-needed')?.valueCode, JSON.stringify(answered.extension)).toBe('satisfied');
+  });
+});
