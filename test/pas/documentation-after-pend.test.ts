@@ -7,12 +7,12 @@
  * stored, and nothing is lost across a restart (review rev-ui F7).
  */
 import { randomUUID } from 'node:crypto';
-import type { Bundle, Claim } from '@medplum/fhirtypes';
+import type { Bundle } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import type { OrderKey } from '../../src/storage/storage.js';
 import { UNDECIDED } from '../../src/coverage/order-record.js';
-import { REVIEW_TOKEN, claimResponseOf, inquiryParameters, pasAppOnDisk, reviewActions, storyBundle } from './pas-fixtures.js';
+import { REVIEW_TOKEN, claimResponseOf, inquiryParameters, pasAppOnDisk, reviewActions, renamed, storyBundle } from './pas-fixtures.js';
 
 const X12 = 'https://codesystem.x12.org/005010/306';
 const FHIR_JSON = 'application/fhir+json';
@@ -23,15 +23,6 @@ const submit = pas.submit;
 const inquire = (b: Bundle) => request(pas.app).post('/fhir/Claim/$inquire').set('Content-Type', FHIR_JSON).send(JSON.stringify(inquiryParameters({ identifier: b.identifier as { system: string; value: string } })));
 const review = (path: string) => request(pas.app).get(`/review${path}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`);
 const pendedIds = async () => ((await review('/pended').expect(200)).body.pended as { id: string }[]).map((p) => p.id);
-
-/** The same request under a new Bundle identifier and Claim identifier (a client that regenerates them on resend). */
-function renamed(b: Bundle): Bundle {
-  const copy = structuredClone(b);
-  copy.identifier = { ...copy.identifier!, value: randomUUID() };
-  const claim = copy.entry![0].resource as Claim;
-  claim.identifier = [{ system: 'urn:trnorg:1122334455', value: `TRN-${randomUUID().slice(0, 8)}` }];
-  return copy;
-}
 
 describe('a PAS request for a pended order, with documentation', () => {
   it('approved over its documentation (MRD 0.52 %, CP.PHAR.312 I.A.4.a): the order is approved and the pended request takes the approval; the reviewer no longer has it', async () => {

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Bundle, Claim, Parameters } from '@medplum/fhirtypes';
+import type { Bundle, Parameters } from '@medplum/fhirtypes';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -20,7 +20,7 @@ import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import type { SqlStorage } from '../../src/storage/sql-storage.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { BASE, buildApp } from '../helpers/app.js';
-import { claimResponseOf, inquiryParameters, pasSubscription, reviewActions, storyBundle } from './pas-fixtures.js';
+import { claimResponseOf, inquiryParameters, pasSubscription, reviewActions, renamed, storyBundle } from './pas-fixtures.js';
 import { closeReceivers, notificationReceiver, until } from '../helpers/notification-receiver.js';
 
 const X12 = 'https://codesystem.x12.org/005010/306';
@@ -120,15 +120,6 @@ describe.each([
     expect((await oncology.queue()).filter((e) => [a.id, b.id].includes(e.id))).toEqual([]);
   });
 });
-
-/** The same request under a new Bundle identifier and Claim identifier (a client that regenerates them on resend). */
-function renamed(b: Bundle): Bundle {
-  const copy = structuredClone(b);
-  copy.identifier = { ...copy.identifier!, value: randomUUID() };
-  const claim = copy.entry![0].resource as Claim;
-  claim.identifier = [{ system: 'urn:trnorg:1122334455', value: `TRN-${randomUUID().slice(0, 8)}` }];
-  return copy;
-}
 
 /**
  * `storage`, whose next `n` request stores (createPasSubmissionForOrders) wait for each other and then go at once: a

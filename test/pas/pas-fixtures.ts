@@ -229,3 +229,12 @@ export function pasSubscription(endpoint: string, memberId: string) {
     },
   };
 }
+
+/** The same request under a new Bundle identifier and Claim identifier (a client that regenerates them on resend). */
+export function renamed(b: Bundle): Bundle {
+  const copy = structuredClone(b);
+  copy.identifier = { ...copy.identifier!, value: randomUUID() };
+  const claim = copy.entry![0].resource as Claim;
+  claim.identifier = [{ system: 'urn:trnorg:1122334455', value: `TRN-${randomUUID().slice(0, 8)}` }];
+  return copy;
+}
