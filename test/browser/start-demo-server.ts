@@ -35,6 +35,11 @@ export async function startDemoServer(): Promise<DemoServer> {
     CDS_AUTH: 'required',
     SANDBOX: 'on',
     LOG_LEVEL: 'silent',
+    // The page's hooks read the in-process sandbox EHR over HTTP, on a CI machine that also runs chromium and the other
+    // suites: these tests are about what the screens show, not how fast, so a loaded machine must not turn a slow read
+    // into a 412 (EHR_BUDGET_MS is 4 s in production, where CRD allows 5 s).
+    EHR_TIMEOUT_MS: '15000',
+    EHR_BUDGET_MS: '30000',
   });
   const logger = createLogger(config.logLevel);
   const content = loadContent({ root: repoRoot, canonicalBase: config.canonicalBase });
