@@ -298,6 +298,8 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     const { page, url } = s;
     await page.goto(`${url}/?story=centene-missing-mrd`);
     await page.getByLabel('Dose', { exact: true }).fill('56');
+    // The story's draft is the sandbox EHR's, shared with the tests before this one: state the cycles signed here.
+    await page.getByLabel('Cycles requested').fill('1');
     await page.getByRole('button', { name: 'Sign order' }).click();
     await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
     await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
