@@ -58,8 +58,6 @@ describe('PAS: an attestation the seed conditions on submitted evidence (CP.PHAR
       overDose('over-dose-yes-evidence', {
         'dose-guideline-supported': [{ valueBoolean: true }],
         'dose-evidence': [{ valueAttachment: EVIDENCE }],
-        // A later induction cycle (the first, step-dosed, given elsewhere): the first week's 9 mcg/day does not apply.
-        'relapsed-course-cycle-one': [{ valueBoolean: false }],
       }),
     );
     expect(res.status, JSON.stringify(res.body)).toBe(200);
