@@ -66,7 +66,9 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     const { page, url } = s;
     await page.goto(`${url}/?story=centene-pediatric-consolidation`);
     const sign = page.getByRole('button', { name: 'Sign order' });
-    await sign.waitFor();
+    // The chart has loaded when Sign is enabled: a value typed before that is overwritten by the chart's draft (on a
+    // loaded machine the click then signed the draft's valid cycles and no refusal came).
+    await expect.poll(() => sign.isEnabled(), { timeout: 30_000 }).toBe(true);
     const hooks: string[] = [];
     page.on('request', (r) => {
       if (r.url().endsWith('/cds-services/priorpath-order-sign')) hooks.push(r.postData() ?? '');

@@ -297,6 +297,8 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
     await page.goto(`${url}/?story=centene-missing-mrd`);
+    // The chart has loaded when Sign is enabled: a value typed before that is overwritten by the chart's draft.
+    await expect.poll(() => page.getByRole('button', { name: 'Sign order' }).isEnabled(), { timeout: 30_000 }).toBe(true);
     await page.getByLabel('Dose', { exact: true }).fill('56');
     // The story's draft is the sandbox EHR's, shared with the tests before this one: state the cycles signed here.
     await page.getByLabel('Cycles requested').fill('1');
