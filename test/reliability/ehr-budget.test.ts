@@ -4,14 +4,13 @@
  * search) each wait at most what is left of it, and a read that already failed in the call is not asked again. The
  * bounds asserted are generous (the budget plus a second), not performance figures.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Resource } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EDGE_MRD, edgePatient } from '../fixtures/edge-patient.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
+import { startHttpEhr } from '../helpers/http-ehr.js';
 
 const SIGN = '/cds-services/priorpath-order-sign';
 const { resources, order } = edgePatient();
@@ -19,9 +18,8 @@ const all: Resource[] = [...resources, EDGE_MRD];
 
 /** Paths the stub EHR was asked, in order of arrival. */
 const asked: string[] = [];
-const pending = new Set<http.ServerResponse>();
-let ehr: http.Server;
 let ehrBase: string;
+let stopEhr: () => Promise<void>;
 
 /** Each Observation page is answered after this long, within EHR_TIMEOUT_MS; PAGES of them together are not. */
 const PAGE_MS = 300;
@@ -29,13 +27,13 @@ const PAGES = 8;
 
 beforeAll(async () => {
   // /slow-role/...: PractitionerRole reads never answer; /slow-role-org/...: nor do Organization reads. /paged/...: the Observation search has PAGES pages.
-  ehr = http.createServer((req, res) => {
+  ({ base: ehrBase, stop: stopEhr } = await startHttpEhr((req, res, hold) => {
     const url = new URL(req.url ?? '/', 'http://ehr');
     const [, mode, type] = url.pathname.split('/');
     asked.push(url.pathname + url.search);
     const json = (body: unknown) => void res.writeHead(200, { 'content-type': 'application/fhir+json' }).end(JSON.stringify(body));
     if ((mode === 'slow-role' && type === 'PractitionerRole') || (mode === 'slow-role-org' && (type === 'PractitionerRole' || type === 'Organization'))) {
-      pending.add(res);
+      hold(res);
       return;
     }
     if (mode === 'paged' && type === 'Observation') {
@@ -46,15 +44,9 @@ beforeAll(async () => {
       return;
     }
     json(searchset(all.filter((r) => r.resourceType === type)));
-  });
-  await new Promise<void>((resolve) => ehr.listen(0, '127.0.0.1', resolve));
-  ehrBase = `http://127.0.0.1:${(ehr.address() as AddressInfo).port}`;
+  }));
 });
-afterAll(async () => {
-  for (const r of pending) r.destroy();
-  ehr.closeAllConnections();
-  await new Promise((resolve) => ehr.close(resolve));
-});
+afterAll(() => stopEhr());
 
 describe("a hook call's EHR reads", () => {
   it('does not read again as the order requester a user PractitionerRole whose read already failed in the call', async () => {

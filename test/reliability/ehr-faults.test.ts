@@ -3,14 +3,13 @@
  * garbage, a connection closed mid-body, a body that stalls. The hook answers in bounded time with 412 for a
  * required key it could not get, or a determination that is not an approval; never a 5xx.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Extension, Resource } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EDGE_MRD, edgePatient } from '../fixtures/edge-patient.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
+import { startHttpEhr } from '../helpers/http-ehr.js';
 
 type Fault = 'slow' | 'status500' | 'garbage' | 'html' | 'cut' | 'stall' | 'wrong-shape' | 'ok' | 'bom';
 const SIGN = '/cds-services/priorpath-order-sign';
@@ -21,11 +20,10 @@ const { resources, order } = edgePatient();
 const all: Resource[] = [...resources, mrd];
 
 /** A real HTTP EHR: Observation searches misbehave as told by the path prefix /{fault}/; everything else answers. */
-let ehr: http.Server;
 let ehrBase: string;
-const pending = new Set<http.ServerResponse>();
+let stopEhr: () => Promise<void>;
 beforeAll(async () => {
-  ehr = http.createServer((req, res) => {
+  ({ base: ehrBase, stop: stopEhr } = await startHttpEhr((req, res, hold) => {
     const [, fault, type] = (req.url ?? '').split('?')[0].split('/') as [string, Fault, string];
     const body = JSON.stringify(type === 'Observation' ? searchset(all.filter((r) => r.resourceType === 'Observation')) : searchset(all.filter((r) => r.resourceType === type)));
     if (type !== 'Observation' || fault === 'ok') return void res.writeHead(200, { 'content-type': 'application/fhir+json' }).end(body);
@@ -34,7 +32,7 @@ beforeAll(async () => {
         // Servers on .NET and Java stacks may start UTF-8 JSON with a byte-order mark; a WHATWG text() drops it.
         return void res.writeHead(200, { 'content-type': 'application/fhir+json' }).end(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(body)]));
       case 'slow':
-        pending.add(res);
+        hold(res);
         setTimeout(() => res.writeHead(200, { 'content-type': 'application/fhir+json' }).end(body), 10 * EHR_TIMEOUT_MS).unref();
         return;
       case 'status500':
@@ -51,20 +49,14 @@ beforeAll(async () => {
         setTimeout(() => res.socket?.destroy(), 20);
         return;
       case 'stall':
-        pending.add(res);
+        hold(res);
         res.writeHead(200, { 'content-type': 'application/fhir+json' });
         res.write(body.slice(0, 10));
         return;
     }
-  });
-  await new Promise<void>((resolve) => ehr.listen(0, '127.0.0.1', resolve));
-  ehrBase = `http://127.0.0.1:${(ehr.address() as AddressInfo).port}`;
+  }));
 });
-afterAll(async () => {
-  for (const r of pending) r.destroy();
-  ehr.closeAllConnections();
-  await new Promise((resolve) => ehr.close(resolve));
-});
+afterAll(() => stopEhr());
 
 /** order-sign for an approvable patient whose observations are not prefetched, so they must be queried. */
 function hookFor(fault: Fault) {
