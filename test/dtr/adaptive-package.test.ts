@@ -7,7 +7,7 @@
 import type { Bundle, Library, Parameters, Questionnaire, QuestionnaireResponse } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { CANONICAL_BASE, dtrContent, FHIR_BASE, fhirApp, fhirIssues } from './helpers.js';
+import { CANONICAL_BASE, draftOrder, dtrContent, FHIR_BASE, fhirApp, fhirIssues, memberCoverage } from './helpers.js';
 
 const content = dtrContent();
 const FHIR = 'application/fhir+json';
@@ -15,17 +15,10 @@ const ADAPTIVE_EXT = 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questio
 const CQF_LIBRARY = 'http://hl7.org/fhir/StructureDefinition/cqf-library';
 const ADAPT_SEARCH = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-questionnaire-adapt-search';
 
-const coverage = (payer: string) => ({
-  resourceType: 'Coverage',
-  id: 'cov1',
-  status: 'active',
-  beneficiary: { reference: 'Patient/p1' },
-  payor: [{ identifier: { system: 'https://priorpath.dev/fhir/sid/payer', value: payer } }],
-});
 const packageFor = (payer: string, questionnaire: string) => ({
   resourceType: 'Parameters',
   parameter: [
-    { name: 'coverage', resource: coverage(payer) },
+    { name: 'coverage', resource: memberCoverage(payer) },
     { name: 'questionnaire', valueCanonical: questionnaire },
   ],
 });
@@ -149,15 +142,11 @@ describe('a named form is the Coverage payer\'s (design.md §4 "Payer", §8)', (
 describe('the adaptive draft response (dtr-questionnaireresponse-adapt)', () => {
   it('marks the order date the payer filled with its information-origin: auto in the 2.0.1 package, auto-server in the 2.2 one', async () => {
     const { app } = fhirApp();
-    const order = {
-      resourceType: 'MedicationRequest',
-      id: 'ord-adaptive-origin',
-      status: 'draft',
-      intent: 'order',
-      subject: { reference: 'Patient/p1' },
-      medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '1597262', display: 'blinatumomab 0.035 MG Injection' }] },
-      dosageInstruction: [{ timing: { repeat: { boundsPeriod: { start: '2026-12-14' } } }, doseAndRate: [{ doseQuantity: { value: 28, unit: 'mcg/d', system: 'http://unitsofmeasure.org', code: 'ug/d' } }] }],
-    };
+    const order = draftOrder(
+      'ord-adaptive-origin',
+      { system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '1597262', display: 'blinatumomab 0.035 MG Injection' },
+      { dosageInstruction: [{ timing: { repeat: { boundsPeriod: { start: '2026-12-14' } } }, doseAndRate: [{ doseQuantity: { value: 28, unit: 'mcg/d', system: 'http://unitsofmeasure.org', code: 'ug/d' } }] }] },
+    );
     const body = packageFor('bcbsnc', `${CANONICAL_BASE}/Questionnaire/bcbsnc-blinatumomab-adaptive`);
     body.parameter.push({ name: 'order', resource: order } as never);
     const out = (await request(app).post('/fhir/Questionnaire/$questionnaire-package').set('Content-Type', FHIR).send(JSON.stringify(body)).expect(200)).body as Parameters;

@@ -6,19 +6,13 @@ import type { Bundle, CapabilityStatement, OperationOutcome, Parameters, Questio
 import type { Express } from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { CANONICAL_BASE, dtrContent, fhirApp, fhirIssues } from './helpers.js';
+import { CANONICAL_BASE, draftOrder, dtrContent, fhirApp, fhirIssues, memberCoverage } from './helpers.js';
 
 const content = dtrContent();
 const policy = content.policies.find((p) => p.file.id === 'centene-blinatumomab') ?? content.policies[0];
 const qUrl = `${CANONICAL_BASE}/Questionnaire/${policy.file.id}`;
 const FHIR = 'application/fhir+json';
-const coverage = (payer = policy.file.payer) => ({
-  resourceType: 'Coverage',
-  id: 'cov1',
-  status: 'active',
-  beneficiary: { reference: 'Patient/p1' },
-  payor: [{ identifier: { system: 'https://priorpath.dev/fhir/sid/payer', value: payer } }],
-});
+const coverage = (payer = policy.file.payer) => memberCoverage(payer);
 const packageRequest = (parameter: unknown[], meta?: unknown) => ({
   resourceType: 'Parameters',
   ...(meta ? { meta } : {}),
@@ -353,14 +347,7 @@ describe('POST $questionnaire-package: forms and shapes', () => {
     ).body as Parameters;
     expect(unknown.parameter!.map((p) => p.name)).toEqual(['operationOutcome', 'outcome']);
     expect(unknown.parameter![0].resource!.resourceType).toBe('OperationOutcome');
-    const ungoverned = {
-      resourceType: 'MedicationRequest',
-      id: 'o1',
-      status: 'draft',
-      intent: 'order',
-      subject: { reference: 'Patient/p1' },
-      medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '161' }] },
-    };
+    const ungoverned = draftOrder('o1', { system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '161' });
     const none = (
       await post(
         app,
@@ -375,14 +362,7 @@ describe('POST $questionnaire-package: forms and shapes', () => {
 
   it('answers a Coverage of a payer it does not serve with a 400 naming the payor, as CRD and PAS do, when the payer would choose the form', async () => {
     const { app } = fhirApp();
-    const order = {
-      resourceType: 'MedicationRequest',
-      id: 'o1',
-      status: 'draft',
-      intent: 'order',
-      subject: { reference: 'Patient/p1' },
-      medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '1605168', display: 'blinatumomab' }] },
-    };
+    const order = draftOrder('o1', { system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '1605168', display: 'blinatumomab' });
     for (const selector of [{ name: 'order', resource: order }, { name: 'context', valueString: 'b0c5e7e6-0000-4000-8000-000000000000' }]) {
       const res = await post(app, packageRequest([{ name: 'coverage', resource: coverage('nobody') }, selector])).expect(400);
       expect(res.body.issue[0]).toMatchObject({ severity: 'error', code: 'invalid', expression: ["Parameters.parameter.where(name = 'coverage').resource.payor"] });
@@ -403,14 +383,7 @@ describe('POST $questionnaire-package: forms and shapes', () => {
   it('picks the form from the policy governing the order for the coverage payer; an unknown context id only means no pre-fill', async () => {
     const { app } = fhirApp();
     const drug = content.valueSets.get(`${CANONICAL_BASE}/ValueSet/${policy.file.drug}`)!.expansion!.contains![0];
-    const order = {
-      resourceType: 'MedicationRequest',
-      id: 'o1',
-      status: 'draft',
-      intent: 'order',
-      subject: { reference: 'Patient/p1' },
-      medicationCodeableConcept: { coding: [{ system: drug.system, code: drug.code }] },
-    };
+    const order = draftOrder('o1', { system: drug.system, code: drug.code });
     const out = (
       await post(
         app,

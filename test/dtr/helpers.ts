@@ -53,6 +53,26 @@ export function dtrContent(): Content {
 }
 
 /** Today as the renderer sees it (`today()` in FHIRPath runs on the real clock). */
+/** The member's Coverage (Coverage/cov1 of Patient/p1) naming a payer by the payer identifier (design.md §4 "Payer"). */
+export const memberCoverage = (payer: string) => ({
+  resourceType: 'Coverage' as const,
+  id: 'cov1',
+  status: 'active' as const,
+  beneficiary: { reference: 'Patient/p1' },
+  payor: [{ identifier: { system: PAYER_ID_SYSTEM, value: payer } }],
+});
+
+/** A draft order of Patient/p1 for the drug coded as given, with whatever else the test states. */
+export const draftOrder = (id: string, coding: Coding, more: Partial<MedicationRequest> = {}): MedicationRequest => ({
+  resourceType: 'MedicationRequest',
+  id,
+  status: 'draft',
+  intent: 'order',
+  subject: { reference: 'Patient/p1' },
+  medicationCodeableConcept: { coding: [coding] },
+  ...more,
+});
+
 export const TODAY = new Date().toISOString().slice(0, 10);
 
 export function daysBefore(date: string, days: number): string {
