@@ -4,7 +4,7 @@ import { localReference } from '../fhir/references.js';
 import type { Logger } from '../logger.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { orderKeyOf } from '../coverage/order-record.js';
+import { determinationKey } from './determination.js';
 import { assertionIsAbout, assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
 
 /** What the CRD assertion a response names knows of its order, for what the response itself does not say. */
@@ -44,7 +44,7 @@ export async function responseAssertion(
   // when it signed, and that is what the form was asked on (design.md §8 "One authorization per order"). Without it
   // the answers alone would be judged over an empty chart (a count of earlier cycles read as none).
   const orderRef = localReference(orders[0]);
-  const key = orderKeyOf({ payer: policy.file.payer, patientId, orderRef, drug: policy.file.drug });
+  const key = determinationKey({ policy, patientId, orderRef });
   const record = key ? await storage.getOrderRecord(key).catch(() => undefined) : undefined;
   const signed = [...(record?.history ?? [])].reverse().find((e) => e.source === 'crd' && e.assertionId);
   const a = signed?.assertionId ? await storage.getAssertion(signed.assertionId).catch(() => undefined) : undefined;
