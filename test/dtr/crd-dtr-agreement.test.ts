@@ -102,6 +102,21 @@ function shownAnswers(policy: CompiledPolicy, structure: PolicyStructure, drawn:
   }
 }
 
+/**
+ * The CRD values of facts that no question asks and that read the order or the patient's drug orders, as the CRD
+ * assertion carries them
+ * (evaluate-response.ts withKnownFacts keeps one only while the answers it is computed from are those CRD read).
+ */
+function orderFacts(policy: CompiledPolicy, ev: PolicyEvaluation): Record<string, FactValue> {
+  const out: Record<string, FactValue> = {};
+  for (const f of ev.facts) {
+    const fact = policy.factsByName.get(f.name);
+    if (f.value === undefined || !fact || fact.def.askable || !/%(order|medications)\b/.test(fact.def.fhirpath)) continue;
+    out[f.name] = f.value;
+  }
+  return out;
+}
+
 function summary(ev: PolicyEvaluation) {
   return { outcome: ev.outcome, pathway: ev.pathway?.id, failed: ev.failed.map((r) => r.id).sort() };
 }
@@ -121,7 +136,12 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
       for (const a of policy.attachments)
         if (a.proves?.some((f) => asked[f] === true))
           (qr.item ??= []).push({ linkId: a.linkId, answer: [{ valueAttachment: { contentType: 'application/pdf', data: 'JVBERi0xLjQ=' } }] });
-      const atDtr = evaluateQuestionnaireResponse({ content, qr, knownFacts: prefilledHidden, today: TODAY });
+      // What the CRD assertion carries beside the answers (hook-handler.ts stores every known fact): the facts no
+      // question asks that read the orders (e.g. the first week's dose, whether it is one instruction for the whole
+      // cycle, whether any Blincyto is on record), which a response cannot carry, with the answers they were read with
+      // (withKnownFacts keeps such a fact only while those answers stand).
+      const knownFacts = { ...asked, ...orderFacts(policy, atCrd), ...prefilledHidden };
+      const atDtr = evaluateQuestionnaireResponse({ content, qr, knownFacts, today: TODAY });
       expect(atDtr.problems).toEqual([]);
       expect(Object.keys(atDtr.answers).sort(), 'every held fact travels through the QuestionnaireResponse').toEqual(
         Object.keys(asked).sort(),

@@ -401,7 +401,7 @@ const PROMISES: Record<string, Promise_> = {
     evidence: { 'ph-status': 'positive', 'disease-status': 'relapsed', 'cd19-status': 'positive' },
     weightKg: 74,
     specialty: '207RH0003X',
-    dose: [28, 'ug/d'],
+    dose: [9, 'ug/d'],
     phase: 'induction',
     expected: 'satisfied',
   },
