@@ -326,9 +326,9 @@ describe('demo EHR: the documentation on file', () => {
 describe('the sig after a dose change', () => {
   it("keeps the prescriber's words and changes only the dose they state (accepting the payer's 28 mcg/day)", () => {
     const base = storyOrder('centene-over-dose') as MedicationRequest;
-    expect(base.dosageInstruction?.[0]?.text).toBe('56 mcg/day continuous IV infusion, days 1-28');
+    expect(base.dosageInstruction?.[0]?.text).toBe('56 mcg/day continuous IV infusion, days 1-28 (induction cycle 2)');
     const accepted = applyForm(base, { ...formOf(base), dose: 28 });
-    expect(accepted.dosageInstruction?.[0]?.text).toBe('28 mcg/day continuous IV infusion, days 1-28');
+    expect(accepted.dosageInstruction?.[0]?.text).toBe('28 mcg/day continuous IV infusion, days 1-28 (induction cycle 2)');
     expect(accepted.dosageInstruction?.[0]?.doseAndRate?.[0]?.doseQuantity?.value).toBe(28);
     const f = formOf(base);
     expect(sigWithDose('Infuse over 28 days', f, { ...f, dose: 28 })).toBe('Infuse over 28 days');
