@@ -284,9 +284,13 @@ export async function recordEvaluation(
   current?: OrderRecord | null,
   behind = false,
   assertion?: () => AssertionRecord,
+  mayReopen = true,
 ): Promise<{ record: OrderRecord | undefined; assertionWritten: boolean }> {
   let record = current === undefined ? await storage.getOrderRecord(key) : (current ?? undefined);
   const reopen = reopeningReason(record, d, d.reasons[0]?.text ?? d.summary);
+  // A call that commits nothing (order-select, a "what if") is answered for the order as it now stands, and the
+  // approval on the record stays as it is: only signing, DTR and PAS let an approval go (docs/design.md §8).
+  if (reopen && !mayReopen) return { record: undefined, assertionWritten: false };
   if (reopen) record = await reopenApproval(storage, record!, reopen, who);
   const change = evaluationChange(key, record, d, who);
   if (!change) return { record, assertionWritten: false };
@@ -380,6 +384,12 @@ export async function settleOrderDecisions(opts: {
   /** The day of the call (YYYY-MM-DD): an approval that ended before it is not one an order is judged again under. */
   today: string;
   assertionOf?: (d: OrderDecision) => AssertionRecord;
+  /**
+   * False for a call that commits nothing: order-select (the clinician is still editing) and a "what if" (no
+   * unsolicited determination, CRD [found-35]). An approval the order as now sent outgrows is then not let go of; the
+   * call is answered for the order as sent, and the record keeps its approval for the order as approved.
+   */
+  mayReopen?: boolean;
 }): Promise<Set<OrderDecision>> {
   const written = new Set<OrderDecision>();
   const governed = opts.decisions.filter((d) => d.policy && d.order.id);
@@ -402,6 +412,7 @@ export async function settleOrderDecisions(opts: {
         current,
         true,
         assertionOf && (() => assertionOf(d)),
+        opts.mayReopen !== false,
       );
       if (assertionWritten) written.add(d);
       if (record) {

@@ -299,6 +299,8 @@ async function answerHook(decided: DecidedHook, deps: HookDeps): Promise<HookRes
     actor: `${req.hook} ${req.hookInstance}`,
     today,
     assertionOf,
+    // order-select and a "what if" commit nothing: they never let an approval go (docs/design.md §8).
+    mayReopen: req.hook !== 'order-select' && effectiveConfiguration(req.configuration).unsolicitedDeterminations,
   });
   for (const d of decisions) {
     // Written behind the answer (design.md §2 "Written behind the hook's answer"); readable at once by DTR and PAS in

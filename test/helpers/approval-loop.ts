@@ -11,8 +11,6 @@ import { orderSignRequest } from './hook-requests.js';
 import { expectValidHookResponse } from './response-checks.js';
 import { storyOrder, storyResources } from './stories.js';
 
-const SIGN = '/cds-services/priorpath-order-sign';
-
 /** A Centene story's loop (the payer and drug of the record key are Centene's blinatumomab). */
 export function approvalLoop(story: string, reviewToken: string) {
   const { app, storage } = buildApp({ env: { REVIEW_TOKEN: reviewToken }, today: '2026-11-23' });
@@ -20,9 +18,11 @@ export function approvalLoop(story: string, reviewToken: string) {
   const order = storyOrder(story, resources);
   const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;
   const key = { payer: 'centene', patientId, orderRef: `MedicationRequest/${order.id}`, drug: 'blinatumomab' };
-  const sign = async (o: MedicationRequest) => {
-    const res = await request(app).post(SIGN).send(orderSignRequest(resources, o)).expect(200);
-    const [ext] = expectValidHookResponse(res.body, 'order-sign');
+  /** Signs the order; `extra` overrides parts of the hook request (another hook, a configuration). */
+  const sign = async (o: MedicationRequest, extra: Record<string, unknown> = {}) => {
+    const body = { ...orderSignRequest(resources, o), ...extra };
+    const res = await request(app).post(`/cds-services/priorpath-${String(body.hook)}`).send(body).expect(200);
+    const [ext] = expectValidHookResponse(res.body, body.hook as 'order-sign');
     return { ext, body: res.body as { cards: { summary: string; detail?: string; suggestions?: unknown[] }[] } };
   };
   const submit = (b: Bundle) => request(app).post('/fhir/Claim/$submit').set('Content-Type', 'application/fhir+json').send(b).expect(200);

@@ -60,6 +60,30 @@ describe('an approval covers the order as it was approved', () => {
     expect(sub(same.ext, 'satisfied-pa-id')!.valueString).toBe(renewed);
   });
 
+  it('a "what if" (unsolicited-determ false) or an order-select over the limit is answered for the order as sent and leaves the approval in place: the order signed as approved keeps its one number', async () => {
+    const { storage, order, key, sign } = setUp();
+    const number = sub((await sign(order)).ext, 'satisfied-pa-id')!.valueString!;
+
+    // The EHR asks what 60 mcg/day would mean, without asking for a determination (CRD [found-35]).
+    const whatIf = await sign(atDose(order, 60), { extension: { 'davinci-crd.configuration': { 'unsolicited-determ': false } } });
+    expect(sub(whatIf.ext, 'pa-needed')!.valueCode).toBe('auth-needed');
+    expect(sub(whatIf.ext, 'satisfied-pa-id')).toBeUndefined();
+    // The clinician selects the draft while typing 60 mcg/day (order-select: still editing).
+    const selected = atDose(order, 60);
+    const browsing = sign(selected, {
+      hook: 'order-select',
+      context: { userId: 'PractitionerRole/centene-mrd-positive-role', patientId: key.patientId, selections: [`MedicationRequest/${order.id}`], draftOrders: { resourceType: 'Bundle', type: 'collection', entry: [{ resource: selected }] } },
+    });
+    expect(sub((await browsing).ext, 'satisfied-pa-id')).toBeUndefined();
+
+    const record = await storage.getOrderRecord(key);
+    expect(record?.state).toBe('approved');
+    expect(record?.authorization?.number).toBe(number);
+    expect(record!.history.map((h) => h.state)).toEqual(['approved']);
+    // Signed as approved: the same number, not a second one.
+    expect(sub((await sign(order)).ext, 'satisfied-pa-id')!.valueString).toBe(number);
+  });
+
   it('an approval its submitter cancelled (a PAS Claim Update), then the order signed over the limit: the clinician reads that the authorization was cancelled, not that it was outgrown', async () => {
     const { storage, order, key, sign, submit } = setUp();
     const number = sub((await sign(order)).ext, 'satisfied-pa-id')!.valueString!;
