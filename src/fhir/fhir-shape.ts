@@ -115,7 +115,9 @@ function checkProperties(obj: Record<string, unknown>, table: Record<string, [st
       else checkElement(value, 'Element', at);
       continue;
     }
-    const spec = table?.[key];
+    // Own keys only: a property named like an Object.prototype member (constructor, toString, __proto__) is an
+    // element the table does not know, not the prototype's function.
+    const spec = table !== undefined && Object.hasOwn(table, key) ? table[key] : undefined;
     if (!spec) {
       checkUnknown(value, at);
       continue;

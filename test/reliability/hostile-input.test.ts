@@ -131,6 +131,30 @@ describe('CRD order-sign: request shapes the code does not expect', () => {
     expect(res.status).toBe(200);
   });
 
+  it('answers properties named like Object.prototype members (constructor, toString, valueOf, __proto__) as any unknown element: never a 500', async () => {
+    for (const name of ['constructor', 'toString', 'valueOf', 'hasOwnProperty', '__proto__']) {
+      const body = approvable((_order, resources) => {
+        const patient = resources.find((r) => r.resourceType === 'Patient')!;
+        Object.defineProperty(patient, name, { value: 'x', enumerable: true, writable: true, configurable: true });
+      });
+      // JSON text, so that __proto__ travels as a property name, as an EHR would send it.
+      const { app } = buildApp({ today: TODAY });
+      const res = await request(app).post(SIGN).set('Content-Type', 'application/json').send(JSON.stringify(body));
+      if (name === '__proto__' && res.status === 400) {
+        // Refused by the request's schema as a property no plain record has: a 400 OperationOutcome, never a 500.
+        expect(res.body.resourceType).toBe('OperationOutcome');
+        continue;
+      }
+      expect(res.status, name).toBe(200);
+      const [ext] = expectValidHookResponse(res.body, 'order-sign');
+      expect(code(ext, 'pa-needed'), name).toBe('satisfied');
+    }
+    const { app } = buildApp({ today: TODAY });
+    const pkg = await request(app).post('/fhir/Questionnaire/$questionnaire-package').set('Content-Type', FHIR_JSON).send('{"resourceType":"Parameters","valueOf":1,"__proto__":{"x":1}}');
+    expect(pkg.status).toBe(400);
+    expect(pkg.body.resourceType).toBe('OperationOutcome');
+  });
+
   it('treats an EHR answer of the wrong shape as a failed query: 412 naming the prefetch key', async () => {
     const { resources, order } = edgePatient();
     const ehr = fakeEhr(resources);
