@@ -154,7 +154,7 @@ function coerce(type: FactType, values: unknown[]): FactValue | undefined {
 /**
  * Whether a fact value can be true of a patient (design.md §6 "How absence reads": an unreadable dose is an unknown
  * fact, never a reason to approve). A measured amount (a number with a unit: dose, weight, height, BSA) is never
- * negative, and never zero unless it is a percentage (MRD 0 % is a result); a date the record states (birth date) is
+ * negative, and never zero unless it is a percentage (MRD 0 % is a result), which is never above 100; a date the record states (birth date) is
  * not after the order date or today. Anything else is treated as not known, so DTR asks for it and no rule approves on
  * it.
  */
@@ -165,7 +165,9 @@ export function plausible(
   orderDate = latestDate,
 ): boolean {
   if ((def.type === 'decimal' || def.type === 'integer') && def.unit && typeof value === 'number') {
-    return value > 0 || (value === 0 && def.unit === '%');
+    // A percentage (MRD: the share of cells) is at most 100: 101 is a slip (0.101? 0.01?), not a result.
+    if (def.unit === '%') return value >= 0 && value <= 100;
+    return value > 0;
   }
   // An order's planned start (dateOf: order) is routinely ahead of today: it is bounded by this order's date only.
   if (def.type === 'date' && typeof value === 'string') return value.slice(0, 10) <= (def.dateOf === 'order' ? orderDate : latestDate);
