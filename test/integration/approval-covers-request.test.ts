@@ -105,6 +105,52 @@ describe('H1: a request pended over a limit is not certified by an approval of t
   });
 });
 
+/**
+ * A Claim Update of `prior` (PAS 2.2.1 profile-claim-update; the prior Claim in the Bundle, spec-65) whose item 1 is
+ * changed (infoChanged) and whose order is now at `mcgPerDay`.
+ */
+function doseUpdateOf(prior: Bundle, mcgPerDay: number): Bundle {
+  const priorEntry = prior.entry![0];
+  const priorClaim = priorEntry.resource as Claim;
+  const item = structuredClone(priorClaim.item![0]);
+  item.extension = [...(item.extension ?? []), { url: `${PAS}/extension-infoChanged`, valueCode: 'changed' }];
+  item.quantity = { value: mcgPerDay * 28, unit: 'ug', system: 'http://unitsofmeasure.org', code: 'ug' };
+  const claim: Claim = {
+    ...structuredClone(priorClaim),
+    id: 'claim-update-dose',
+    meta: { profile: [`${PAS}/profile-claim-update`] },
+    identifier: [{ system: 'urn:trnorg:1122334455', value: 'TRN-update-dose' }],
+    related: [{ claim: { reference: priorEntry.fullUrl }, relationship: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship', code: 'prior' }] } }],
+    item: [item],
+  };
+  const rest = prior.entry!.slice(1).map((e) => (e.resource?.resourceType === 'MedicationRequest' ? { ...e, resource: atDose(e.resource, mcgPerDay) } : e));
+  return {
+    resourceType: 'Bundle',
+    identifier: { system: 'urn:ehr.example.org:pas-transaction', value: 'update-dose' },
+    type: 'collection',
+    timestamp: prior.timestamp,
+    entry: [{ fullUrl: 'https://ehr.example.org/fhir/Claim/claim-update-dose', resource: claim }, priorEntry, ...rest],
+  };
+}
+
+describe('H1 through a Claim Update', () => {
+  it('an approved request updated to 60 mcg/day is pended; the order re-signed at 28 mcg/day does not certify the update', async () => {
+    const { order, sign, submit, queue } = setUp();
+    const first = requestAt(28);
+    const approved = claimResponseOf((await submit(first)).body);
+    expect(reviewActions(approved)).toEqual([`${X12}#A1`]);
+    const update = doseUpdateOf(first, 60);
+    const pended = claimResponseOf((await submit(update)).body);
+    expect(reviewActions(pended)).toEqual([`${X12}#A4`]);
+
+    expect(pa((await sign(order)).ext, 'pa-needed')!.valueCode).toBe('satisfied');
+    const again = claimResponseOf((await submit(update)).body);
+    expect(reviewActions(again)).toEqual([`${X12}#A4`]);
+    expect(authorizedQuantity(again)).toBeUndefined();
+    expect(await queue()).toContain(pended.id);
+  });
+});
+
 describe("H2: a reviewer's approval certifies what the reviewer approved, not more", () => {
   it('approved at 56 mcg/day for 2 cycles: a request at 112 mcg/day for 9 cycles is pended for review with the approval intact; the same or less is certified', async () => {
     const { storage, key, submit, review, read, queue } = setUp();
