@@ -1,5 +1,5 @@
 import type { Content, Payer } from '../content.js';
-import { PROVISIONAL, cancelledApprovalReason } from '../coverage/order-record.js';
+import { PROVISIONAL, cancelledApprovalReason, isDecided } from '../coverage/order-record.js';
 import { badRequest } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { GuardedOrderChange, OrderKey, OrderRecord, PasSubmission, Storage } from '../storage/storage.js';
@@ -103,7 +103,7 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
     deciding.length > 0
       ? adjudicate({ content: o.content, payer: o.payer, request, today: o.day, assertedOrderDates: await assertedOrderDates(storage, request) }).filter((d) => deciding.includes(d.sequence))
       : [];
-  const records = await withOrderRecords(storage, decided, { day: o.day, actor: `PAS ${s.id}` });
+  const records = await withOrderRecords(storage, decided, { day: o.day, actor: `PAS ${s.id}`, request });
   const kept = new Set<number>();
   decided.forEach((d, n) => {
     const was = (plan.get(d.sequence) as { was?: ItemDecision }).was;
@@ -135,7 +135,7 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
     .map((i, n) => (i.order && sharesOrder(i.order, next, i.sequence) ? undefined : releaseOf(i, orderRecords[n], s, at)))
     .filter((c): c is GuardedOrderChange => !!c);
   const pends = decided
-    .filter((d, n): d is ItemDecision & { order: OrderKey } => !!d.order && d.reviewAction === 'A4' && records[n]?.state !== 'pended')
+    .filter((d, n): d is ItemDecision & { order: OrderKey } => !!d.order && d.reviewAction === 'A4' && records[n]?.state !== 'pended' && !isDecided(records[n]))
     .map((d) => ({
       key: d.order,
       from: PROVISIONAL,

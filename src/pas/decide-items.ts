@@ -1,6 +1,7 @@
 import { UNDECIDED, recordedDecision, reopenApproval, reopeningReason } from '../coverage/order-record.js';
 import type { AuthorizationRecord, GuardedOrderChange, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
+import { approvalCovers } from './approval-covers.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import type { ResponseMeta } from './claim-response.js';
@@ -9,10 +10,15 @@ import type { PasRequest } from './request-bundle.js';
 /**
  * Lets each item's order record speak (design.md §8 "One authorization per order"), in place: an order that no longer
  * fits the approval the rules gave it, or whose dose cannot be read after an approval at signing, is reopened (a review, not A1), and an order that has a decision answers
- * it (A1 with the order's number, A3 with its reason). Returns the records as they now stand, one per item.
- * `actor` names the PAS request in the orders' history.
+ * it (A1 with the order's number, A3 with its reason), except a pended item that asks more than the order's approval
+ * covers (approval-covers.ts; `request` gives the items' Claim quantities): it stays pended for review and the approval
+ * stands. Returns the records as they now stand, one per item. `actor` names the PAS request in the orders' history.
  */
-export async function withOrderRecords(storage: Storage, items: ItemDecision[], opts: { day: string; actor: string }): Promise<(OrderRecord | undefined)[]> {
+export async function withOrderRecords(
+  storage: Storage,
+  items: ItemDecision[],
+  opts: { day: string; actor: string; request?: PasRequest },
+): Promise<(OrderRecord | undefined)[]> {
   const records = await Promise.all(items.map((i) => (i.order ? storage.getOrderRecord(i.order) : Promise.resolve(undefined))));
   await Promise.all(
     items.map(async (item, n) => {
@@ -22,11 +28,28 @@ export async function withOrderRecords(storage: Storage, items: ItemDecision[], 
       records[n] = await reopenApproval(storage, record!, reason, { source: 'pas', actor: opts.actor, policyId: item.policyId });
     }),
   );
-  items.forEach((item, n) => {
-    const decided = recordedDecision(records[n], opts.day);
-    if (decided) items[n] = itemFromOrderRecord(item, decided);
-  });
+  await Promise.all(
+    items.map(async (item, n) => {
+      const decided = recordedDecision(records[n], opts.day);
+      if (!decided) return;
+      // A reviewer's approval answers what the reviewer approved: an item pended here that asks more of it (a higher
+      // dose, more cycles, a larger quantity) stays pended for review, the approval intact (approval-covers.ts).
+      if (decided.reviewAction === 'A1' && item.reviewAction === 'A4') {
+        const quantity = opts.request?.items.find((i) => i.sequence === item.sequence)?.item.quantity;
+        if (!(await approvalCovers(storage, item, quantity, records[n]!))) {
+          items[n] = { ...item, needed: [...item.needed, beyondApproval(decided.authorization.number)] };
+          return;
+        }
+      }
+      items[n] = itemFromOrderRecord(item, decided);
+    }),
+  );
   return records;
+}
+
+/** What a request pended beyond an order's approval needs, in the reviewer's and the submitter's words. */
+export function beyondApproval(number: string): string {
+  return `Clinical review: the request asks more than authorization ${number} of this order covers (a higher dose, more cycles or a larger quantity than approved); that approval stands for what it covers`;
 }
 
 /** One authorization number for the new approvals of a request; every such item carries it, each with its own period. */

@@ -9,7 +9,7 @@ import type { Logger } from '../logger.js';
 import type { NewPasSubmission, OrderKey, PasQuery, PasSubmission, Storage } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
 import { payerClientOf } from '../http/payer-api-auth.js';
-import { PROVISIONAL } from '../coverage/order-record.js';
+import { PROVISIONAL, isDecided } from '../coverage/order-record.js';
 import { adjudicate } from './adjudicate.js';
 import { itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
 import type { ItemDecision } from './adjudicate.js';
@@ -242,7 +242,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const items = adjudicate({ content, payer, request, today: day, assertedOrderDates: await assertedOrderDates(storage, request) });
     // An order that no longer fits the approval the rules gave it is decided afresh (a limit review), not answered A1;
     // an order that has a decision answers it.
-    const records = await withOrderRecords(storage, items, { day, actor: `PAS request ${request.bundleIdentifier}` });
+    const records = await withOrderRecords(storage, items, { day, actor: `PAS request ${request.bundleIdentifier}`, request });
 
     // A request for the orders another request of this client pends, every item still pended (design.md §8: pended
     // is not a decision): a repeat that brings nothing new (a double click, a resend under a new identifier) is that
@@ -308,9 +308,10 @@ export function createPasRouter(deps: PasDeps): express.Router {
     };
     // The pended orders are marked in the same transaction as the request is stored: of two requests for one order,
     // on any replica, exactly one pends it. An order another request already pends stays that request's: this item
-    // waits with it and takes the order's decision when it is read (settlePended).
+    // waits with it and takes the order's decision when it is read (settlePended). An order whose approval does not
+    // cover this item (withOrderRecords) keeps its approval: the request alone is pended, for the reviewer.
     const pending = items
-      .filter((i, n): i is ItemDecision & { order: OrderKey } => !!i.order && i.reviewAction === 'A4' && records[n]?.state !== 'pended')
+      .filter((i, n): i is ItemDecision & { order: OrderKey } => !!i.order && i.reviewAction === 'A4' && records[n]?.state !== 'pended' && !isDecided(records[n]))
       .map((i) => ({
         key: i.order,
         from: PROVISIONAL,

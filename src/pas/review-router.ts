@@ -5,8 +5,8 @@ import { z } from 'zod';
 import { HttpError, badRequest, notFound, outcome, unauthorized } from '../errors.js';
 import { authorizationNumber } from '../coverage/authorization.js';
 import type { Logger } from '../logger.js';
-import { UNDECIDED, isDecided } from '../coverage/order-record.js';
-import type { AuthorizationRecord, OrderEvent, OrderKey, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
+import { UNDECIDED, isDecided, recordedDecision } from '../coverage/order-record.js';
+import type { AuthorizationRecord, OrderEvent, OrderKey, OrderState, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
 import type { Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
@@ -311,19 +311,32 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       const decidedAt = new Date().toISOString();
       const detail = s.detail as unknown as Detail;
       const number = decision === 'approve' ? authorizationNumber(s.payer, decidedAt.slice(0, 10)) : undefined;
-      const items: ItemDecision[] = detail.items.map((i) => {
+      // An item pended over what its order's approval covers (settlePended left it pended; approval-covers.ts): the
+      // order keeps its one number, which a reviewer's approval now also covers this request with, and a denial is
+      // of this request's item only (docs/design.md §8 "What an approval covers").
+      const approvedOrders = await Promise.all(
+        detail.items.map(async (i) => {
+          const r = i.reviewAction === 'A4' && i.order ? await storage.getOrderRecord(i.order) : undefined;
+          // In force only: an expired approval covers nothing to reuse (recordedDecision).
+          return recordedDecision(r, decidedAt.slice(0, 10))?.reviewAction === 'A1' ? r : undefined;
+        }),
+      );
+      const items: ItemDecision[] = detail.items.map((i, n) => {
         if (i.reviewAction !== 'A4') return i;
         const review = { decision, reason, decidedAt };
         if (decision === 'approve') {
           const p = period ?? i.reviewPeriod;
-          return { ...i, reviewAction: 'A1', needed: [], reasons: [`Certified on clinical review`], authorization: { number: number!, start: p.start, end: p.end }, review };
+          const held = approvedOrders[n]?.authorization;
+          return { ...i, reviewAction: 'A1', needed: [], reasons: [`Certified on clinical review`], authorization: held ? { ...held } : { number: number!, start: p.start, end: p.end }, review };
         }
         return { ...i, reviewAction: 'A3', needed: [], reasons: [`Not certified on clinical review: ${reason}`], review };
       });
       // Only the items pended until now are this decision's: an item a reviewer decided before (the request was
       // pended again by a Claim Update adding an item) keeps its decision, its order and its number.
       const decidedNow = new Set(detail.items.filter((i) => i.reviewAction === 'A4').map((i) => i.sequence));
-      const granted = items.filter((i) => decidedNow.has(i.sequence) && i.authorization).map((i) => i.authorization!);
+      const approvedBefore = new Set(detail.items.filter((_, n) => approvedOrders[n]).map((i) => i.sequence));
+      const granted = items.filter((i) => decidedNow.has(i.sequence) && !approvedBefore.has(i.sequence) && i.authorization).map((i) => i.authorization!);
+      const reused = items.find((i) => approvedBefore.has(i.sequence) && i.reviewAction === 'A1')?.authorization;
       const authorization: AuthorizationRecord | undefined =
         number && granted.length > 0 ? { number, start: granted.map((g) => g.start).sort()[0], end: granted.map((g) => g.end).sort().at(-1)! } : undefined;
 
@@ -333,11 +346,13 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       const { bundle, claimResponse } = buildResponseBundle(request, items, { id: s.id, created: s.createdAt, humanReviewed: true, version });
       const { status, reviewAction } = summarize(items);
       // The reviewer's decision is the order's decision (design.md §8): the orders change with the request, or neither.
+      // An approved order's approval is kept (its number, its period) and becomes the reviewer's for this request; a
+      // denial of more than it covers leaves it.
       const orders = items
-        .filter((i): i is ItemDecision & { order: OrderKey } => !!i.order && decidedNow.has(i.sequence))
+        .filter((i): i is ItemDecision & { order: OrderKey } => !!i.order && decidedNow.has(i.sequence) && !(approvedBefore.has(i.sequence) && decision === 'deny'))
         .map((i) => ({
           key: i.order,
-          from: UNDECIDED,
+          from: approvedBefore.has(i.sequence) ? (['approved'] as OrderState[]) : UNDECIDED,
           change: {
             state: decision === 'approve' ? ('approved' as const) : ('denied' as const),
             at: decidedAt,
@@ -358,7 +373,11 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
           status,
           reviewAction,
           needed: [],
-          ...(authorization ? { preAuthRef: authorization.number, preAuthPeriod: { start: authorization.start, end: authorization.end } } : { preAuthRef: s.preAuthRef, preAuthPeriod: s.preAuthPeriod }),
+          ...(authorization
+            ? { preAuthRef: authorization.number, preAuthPeriod: { start: authorization.start, end: authorization.end } }
+            : reused
+              ? { preAuthRef: reused.number, preAuthPeriod: { start: reused.start, end: reused.end } }
+              : { preAuthRef: s.preAuthRef, preAuthPeriod: s.preAuthPeriod }),
           claimResponse: claimResponse as unknown as Record<string, unknown>,
           responseBundle: bundle as unknown as Record<string, unknown>,
           detail: { items, pasVersion: version },

@@ -6,6 +6,7 @@ import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import { parsePasRequest } from './request-bundle.js';
 import { answeredVersion } from './pas-version.js';
+import { approvalCovers, quantityOf } from './approval-covers.js';
 
 /**
  * Who decided an order, in the words the reviewer's decision history shows (stored as the decision's `reviewer`):
@@ -23,8 +24,9 @@ export function decidedBy(event: Pick<OrderEvent, 'source' | 'actor' | 'submissi
  * A pended PAS request whose order was decided on another path meanwhile (an approval at signing once the chart held
  * the evidence, a DTR determination, a denial) takes the order's decision (design.md §8: one record per order; every
  * edge answers its decision, `$inquire` the current state, and a pended request's subscribers hear when it is
- * decided). The request's items become A1 with the order's number and period, or A3 with its reason; the change is
- * stored as a decision on the request (who: the path that decided the order) with its subscription event, only if the
+ * decided). The request's items become A1 with the order's number and period, or A3 with its reason; an approval
+ * takes only the items it covers (approval-covers.ts: an item over a limit is not covered by the rules' approval, nor by
+ * a reviewer's of less), the others stay pended for the reviewer. The change is stored as a decision on the request (who: the path that decided the order) with its subscription event, only if the
  * request is still pended. Returns the request as it now stands; a request with nothing to settle is returned as is.
  */
 export async function settlePended(
@@ -41,6 +43,9 @@ export async function settlePended(
       const record = await storage.getOrderRecord(item.order);
       const decided = recordedDecision(record, today);
       if (!decided || !record) return { item };
+      // An approval answers only what it covers: a request pended over a limit stays the reviewer's when the order is
+      // approved within it (at signing, in DTR), or by a reviewer for less (docs/design.md §8 "What an approval covers").
+      if (decided.reviewAction === 'A1' && !(await approvalCovers(storage, item, quantityOf(s.requestBundle, item.sequence), record))) return { item };
       const event = [...record.history].reverse().find((h) => h.state === record.state);
       const by = event ? decidedBy(event) : 'The order record';
       return { item: itemFromOrderRecord(item, decided), by };

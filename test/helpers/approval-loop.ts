@@ -47,5 +47,5 @@ export function approvalLoop(story: string, reviewToken: string) {
     expect(renewed).not.toBe(number);
     return renewed;
   };
-  return { storage, order, key, sign, submit, review, expectReopened, signedAgainRenewed };
+  return { app, storage, order, key, sign, submit, review, expectReopened, signedAgainRenewed };
 }

@@ -1,0 +1,62 @@
+import type { Quantity } from '@medplum/fhirtypes';
+import type { OrderKey, OrderRecord, Storage } from '../storage/storage.js';
+import type { ItemDecision } from './adjudicate.js';
+import { parsePasRequest } from './request-bundle.js';
+
+/**
+ * Whether an order's approval covers what a PAS item asks (docs/design.md §8 "What an approval covers"), before the
+ * item takes that approval as its answer (A1 with the order's number, and the item's quantity as the authorized
+ * detail):
+ * - an approval the rules gave (at signing, in DTR or in PAS) was given with every limit held, so it covers an item
+ *   pended for documentation it supplied, never an item over a limit (design.md §5 row 3: a limit exceeded is a
+ *   clinical review, never an approval by the rules). A request pended for 56 mcg/day stays pended when the order is
+ *   approved at signing at 28;
+ * - a reviewer's approval covers what the reviewed request asked: an item asks no more when every limit it exceeds
+ *   was exceeded in the reviewed item too, each of that limit's facts (the dose, the cycles) at most what the
+ *   reviewer saw, and its Claim quantity at most the reviewed one in the same unit. A resend, or a request asking
+ *   the same or less, takes the approval; one asking more is pended for review.
+ */
+export async function approvalCovers(storage: Storage, item: ItemDecision, quantity: Quantity | undefined, record: OrderRecord): Promise<boolean> {
+  const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
+  if (approvedBy?.source !== 'review' || !approvedBy.submissionId) return !overLimit(item);
+  const reviewed = await storage.getPasSubmission(approvedBy.submissionId);
+  const was = ((reviewed?.detail as { items?: ItemDecision[] } | undefined)?.items ?? []).find((i) => i.order && item.order && sameOrder(i.order, item.order));
+  if (!reviewed || !was) return !overLimit(item);
+  return asksNoMoreThan(item, quantity, was, quantityOf(reviewed.requestBundle, was.sequence));
+}
+
+/** An item over a limit: its outcome, or any limit found false (a limit review, design.md §5 row 3). */
+export function overLimit(item: ItemDecision): boolean {
+  return item.outcome === 'limit-exceeded' || item.criteria.some((c) => c.kind === 'limit' && c.result === false);
+}
+
+/** The Claim item quantity of a stored request's item (by sequence); undefined when it states none or cannot be read. */
+export function quantityOf(requestBundle: Record<string, unknown>, sequence: number): Quantity | undefined {
+  try {
+    return parsePasRequest(requestBundle).items.find((i) => i.sequence === sequence)?.item.quantity;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `item` (with its Claim quantity) asks no more than the reviewed item `was` (see {@link approvalCovers}). */
+function asksNoMoreThan(item: ItemDecision, quantity: Quantity | undefined, was: ItemDecision, wasQuantity: Quantity | undefined): boolean {
+  for (const limit of item.criteria) {
+    if (limit.kind !== 'limit' || limit.result !== false) continue;
+    const then = was.criteria.find((c) => c.id === limit.id);
+    // The reviewer did not grant the order over this limit.
+    if (then?.result !== false) return false;
+    for (const e of limit.evidence ?? []) {
+      const before = then.evidence?.find((x) => x.fact === e.fact)?.value;
+      if (e.value === before) continue;
+      if (typeof e.value === 'number' && typeof before === 'number' && e.value <= before) continue;
+      return false;
+    }
+  }
+  if (quantity?.value === undefined) return true;
+  if (wasQuantity?.value === undefined) return false;
+  const unit = (q: Quantity) => q.code ?? q.unit;
+  return unit(quantity) === unit(wasQuantity) && quantity.value <= wasQuantity.value;
+}
+
+const sameOrder = (a: OrderKey, b: OrderKey) => a.payer === b.payer && a.patientId === b.patientId && a.orderRef === b.orderRef && a.drug === b.drug;

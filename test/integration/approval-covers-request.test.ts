@@ -1,0 +1,194 @@
+import type { Bundle, Claim, ClaimResponse, MedicationRequest } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { approvalLoop } from '../helpers/approval-loop.js';
+import { claimResponseOf, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
+
+/**
+ * A PAS request is certified only for what the order's approval covers (docs/design.md §5 row 3, §8 "What an approval
+ * covers"; integrator review H1, H2). Centene's Blincyto policy limits the dose to 28 mcg/day (CP.PHAR.312 I.A.5,
+ * II.A.3): a request over it is a clinical review, and neither the rules' approval of the order at 28 mcg/day nor a
+ * reviewer's approval of a smaller request certifies it.
+ */
+const X12 = 'https://codesystem.x12.org/005010/306';
+const STORY = 'centene-mrd-positive';
+const REVIEW_TOKEN = 'review-token-for-approval-covers';
+const PAS = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition';
+const pa = (ext: { extension?: { url: string; valueCode?: string; valueString?: string }[] }, url: string) => ext.extension!.find((e) => e.url === url);
+
+/** The story's order at another daily dose (mcg/day), as the clinician edited it. */
+function atDose(order: MedicationRequest, mcgPerDay: number): MedicationRequest {
+  const copy = structuredClone(order);
+  copy.dosageInstruction![0].doseAndRate![0].doseQuantity = { value: mcgPerDay, unit: 'mcg/d', system: 'http://unitsofmeasure.org', code: 'ug/d' };
+  copy.dosageInstruction![0].text = `${mcgPerDay} mcg/day continuous IV infusion, days 1-28 of a 42-day cycle`;
+  return copy;
+}
+
+/** The story's PAS request for its order at `mcgPerDay`, the Claim item asking for `cycles` 28-day cycles of it (J9039, 1 mcg units). */
+function requestAt(mcgPerDay: number, cycles = 1): Bundle {
+  const bundle = storyBundle(STORY);
+  for (const e of bundle.entry ?? []) {
+    if (e.resource?.resourceType === 'MedicationRequest') e.resource = atDose(e.resource, mcgPerDay);
+  }
+  (bundle.entry![0].resource as Claim).item![0].quantity = { value: mcgPerDay * 28 * cycles, unit: 'ug', system: 'http://unitsofmeasure.org', code: 'ug' };
+  return bundle;
+}
+
+/** The quantity a certified item states as authorized (PAS extension-itemAuthorizedDetail). */
+const authorizedQuantity = (cr: ClaimResponse) =>
+  cr.item?.[0]?.extension?.find((e) => e.url === `${PAS}/extension-itemAuthorizedDetail`)?.extension?.find((e) => e.url === 'quantity')?.valueQuantity?.value;
+
+function setUp() {
+  const loop = approvalLoop(STORY, REVIEW_TOKEN);
+  const read = (id: string) => request(loop.app).get(`/review/${id}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`).expect(200);
+  const queue = async () => ((await request(loop.app).get('/review/pended').set('Authorization', `Bearer ${REVIEW_TOKEN}`).expect(200)).body.pended as { id: string }[]).map((p) => p.id);
+  return { ...loop, read, queue };
+}
+
+describe('H1: a request pended over a limit is not certified by an approval of the order within it', () => {
+  it('pended at 56 mcg/day, the order then approved at signing at 28: the request stays pended for the reviewer, whose approval certifies it with the order\'s one number', async () => {
+    const { storage, order, key, sign, submit, review, read, queue } = setUp();
+    expect(pa((await sign(atDose(order, 56))).ext, 'pa-needed')!.valueCode).toBe('auth-needed');
+    const over = requestAt(56);
+    const pended = claimResponseOf((await submit(over)).body);
+    expect(reviewActions(pended)).toEqual([`${X12}#A4`]);
+
+    // The clinician accepts the card and signs at 28 mcg/day: approved at signing.
+    const signed = await sign(order);
+    expect(pa(signed.ext, 'pa-needed')!.valueCode).toBe('satisfied');
+    const number = pa(signed.ext, 'satisfied-pa-id')!.valueString!;
+
+    // The 56 mcg/day request (read again: a resend answers its current state) is still pended, not A1 at 1568 ug.
+    const again = claimResponseOf((await submit(over)).body);
+    expect(reviewActions(again)).toEqual([`${X12}#A4`]);
+    expect(again.preAuthRef).toBeUndefined();
+    expect(authorizedQuantity(again)).toBeUndefined();
+    expect((await read(pended.id!)).body.status).toBe('pended');
+    expect(await queue()).toContain(pended.id);
+
+    // The reviewer approves the 56 mcg/day dose: the order keeps its one number, now the reviewer's approval.
+    const decided = await review(`/${pended.id}/decision`, { decision: 'approve', reviewer: 'Dr. R. Okafor (medical director)', reason: '56 mcg/day per the attached protocol amendment' }).expect(200);
+    expect(decided.body.reviewAction).toBe('A1');
+    expect(decided.body.preAuthRef).toBe(number);
+    const record = await storage.getOrderRecord(key);
+    expect(record?.authorization?.number).toBe(number);
+    expect(record?.history.at(-1)).toMatchObject({ state: 'approved', source: 'review', submissionId: pended.id, authorizationNumber: number });
+    const certified = claimResponseOf((await submit(over)).body);
+    expect(reviewActions(certified)).toEqual([`${X12}#A1`]);
+    expect(authorizedQuantity(certified)).toBe(1568);
+  });
+
+  it('the reviewer denies the 56 mcg/day request: it is not certified, and the order keeps its approval at 28 mcg/day', async () => {
+    const { storage, order, key, sign, submit, review } = setUp();
+    const over = requestAt(56);
+    const pended = claimResponseOf((await submit(over)).body);
+    expect(reviewActions(pended)).toEqual([`${X12}#A4`]);
+    const number = pa((await sign(order)).ext, 'satisfied-pa-id')!.valueString!;
+
+    const decided = await review(`/${pended.id}/decision`, { decision: 'deny', reviewer: 'Dr. R. Okafor (medical director)', reason: 'No evidence for more than 28 mcg/day was submitted' }).expect(200);
+    expect(decided.body.reviewAction).toBe('A3');
+    const record = await storage.getOrderRecord(key);
+    expect(record?.state).toBe('approved');
+    expect(record?.authorization?.number).toBe(number);
+    expect(pa((await sign(order)).ext, 'satisfied-pa-id')!.valueString).toBe(number);
+  });
+
+  it('an unchanged re-sign after a PAS request at three times the limit does not certify that request', async () => {
+    const { order, sign, submit } = setUp();
+    expect(pa((await sign(order)).ext, 'pa-needed')!.valueCode).toBe('satisfied');
+    const over = requestAt(84, 12);
+    expect(reviewActions(claimResponseOf((await submit(over)).body))).toEqual([`${X12}#A4`]);
+    expect(pa((await sign(order)).ext, 'pa-needed')!.valueCode).toBe('satisfied');
+    const again = claimResponseOf((await submit(over)).body);
+    expect(reviewActions(again)).toEqual([`${X12}#A4`]);
+    expect(authorizedQuantity(again)).toBeUndefined();
+  });
+});
+
+/**
+ * A Claim Update of `prior` (PAS 2.2.1 profile-claim-update; the prior Claim in the Bundle, spec-65) whose item 1 is
+ * changed (infoChanged) and whose order is now at `mcgPerDay`.
+ */
+function doseUpdateOf(prior: Bundle, mcgPerDay: number): Bundle {
+  const priorEntry = prior.entry![0];
+  const priorClaim = priorEntry.resource as Claim;
+  const item = structuredClone(priorClaim.item![0]);
+  item.extension = [...(item.extension ?? []), { url: `${PAS}/extension-infoChanged`, valueCode: 'changed' }];
+  item.quantity = { value: mcgPerDay * 28, unit: 'ug', system: 'http://unitsofmeasure.org', code: 'ug' };
+  const claim: Claim = {
+    ...structuredClone(priorClaim),
+    id: 'claim-update-dose',
+    meta: { profile: [`${PAS}/profile-claim-update`] },
+    identifier: [{ system: 'urn:trnorg:1122334455', value: 'TRN-update-dose' }],
+    related: [{ claim: { reference: priorEntry.fullUrl }, relationship: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship', code: 'prior' }] } }],
+    item: [item],
+  };
+  const rest = prior.entry!.slice(1).map((e) => (e.resource?.resourceType === 'MedicationRequest' ? { ...e, resource: atDose(e.resource, mcgPerDay) } : e));
+  return {
+    resourceType: 'Bundle',
+    identifier: { system: 'urn:ehr.example.org:pas-transaction', value: 'update-dose' },
+    type: 'collection',
+    timestamp: prior.timestamp,
+    entry: [{ fullUrl: 'https://ehr.example.org/fhir/Claim/claim-update-dose', resource: claim }, priorEntry, ...rest],
+  };
+}
+
+describe('H1 through a Claim Update', () => {
+  it('an approved request updated to 60 mcg/day is pended; the order re-signed at 28 mcg/day does not certify the update', async () => {
+    const { order, sign, submit, queue } = setUp();
+    const first = requestAt(28);
+    const approved = claimResponseOf((await submit(first)).body);
+    expect(reviewActions(approved)).toEqual([`${X12}#A1`]);
+    const update = doseUpdateOf(first, 60);
+    const pended = claimResponseOf((await submit(update)).body);
+    expect(reviewActions(pended)).toEqual([`${X12}#A4`]);
+
+    expect(pa((await sign(order)).ext, 'pa-needed')!.valueCode).toBe('satisfied');
+    const again = claimResponseOf((await submit(update)).body);
+    expect(reviewActions(again)).toEqual([`${X12}#A4`]);
+    expect(authorizedQuantity(again)).toBeUndefined();
+    expect(await queue()).toContain(pended.id);
+  });
+});
+
+describe("H2: a reviewer's approval certifies what the reviewer approved, not more", () => {
+  it('approved at 56 mcg/day for 2 cycles: a request at 112 mcg/day for 9 cycles is pended for review with the approval intact; the same or less is certified', async () => {
+    const { storage, key, submit, review, read, queue } = setUp();
+    const first = claimResponseOf((await submit(requestAt(56, 2))).body);
+    expect(reviewActions(first)).toEqual([`${X12}#A4`]);
+    const approved = await review(`/${first.id}/decision`, { decision: 'approve', reviewer: 'Dr. R. Okafor (medical director)', reason: '56 mcg/day justified by attached literature for this patient' }).expect(200);
+    const number: string = approved.body.preAuthRef;
+    expect(number).toMatch(/^PA-CENTENE-/);
+
+    // More than reviewed: pended, saying so; the order's approval stands.
+    const more = claimResponseOf((await submit(requestAt(112, 9))).body);
+    expect(reviewActions(more)).toEqual([`${X12}#A4`]);
+    expect(more.preAuthRef).toBeUndefined();
+    expect(authorizedQuantity(more)).toBeUndefined();
+    const view = (await read(more.id!)).body;
+    expect(view.status).toBe('pended');
+    expect(JSON.stringify(view)).toContain(`asks more than authorization ${number}`);
+    expect(await queue()).toContain(more.id);
+    const record = await storage.getOrderRecord(key);
+    expect(record?.state).toBe('approved');
+    expect(record?.authorization?.number).toBe(number);
+
+    // The same dose for more cycles (a larger quantity) is more too.
+    expect(reviewActions(claimResponseOf((await submit(requestAt(56, 9))).body))).toEqual([`${X12}#A4`]);
+
+    // The same request again under new identifiers, or a lower dose over the limit: the reviewer's approval answers.
+    const same = claimResponseOf((await submit(requestAt(56, 2))).body);
+    expect(reviewActions(same)).toEqual([`${X12}#A1`]);
+    expect(same.preAuthRef).toBe(number);
+    const less = claimResponseOf((await submit(requestAt(42, 2))).body);
+    expect(reviewActions(less)).toEqual([`${X12}#A1`]);
+    expect(less.preAuthRef).toBe(number);
+
+    // The reviewer approves the larger request: the order's one number covers it from now on.
+    const granted = await review(`/${more.id}/decision`, { decision: 'approve', reviewer: 'Dr. R. Okafor (medical director)', reason: 'Escalation per the attached protocol amendment' }).expect(200);
+    expect(granted.body.preAuthRef).toBe(number);
+    const later = claimResponseOf((await submit(requestAt(112, 9))).body);
+    expect(reviewActions(later)).toEqual([`${X12}#A1`]);
+    expect(later.preAuthRef).toBe(number);
+  });
+});
