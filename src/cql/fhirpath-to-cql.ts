@@ -92,6 +92,18 @@ const CALENDAR_UNITS = new Set([
   'year', 'years', 'month', 'months', 'week', 'weeks', 'day', 'days', 'hour', 'hours', 'minute', 'minutes', 'second', 'seconds', 'millisecond', 'milliseconds',
 ]);
 
+/**
+ * CQL's reserved words that a FHIR element may be named (Timing.repeat.duration, .when): after a dot they must be a
+ * quoted identifier, or the translator reads the keyword ("duration in days of") and fails. The keywords CQL also
+ * takes as identifiers (start, end, code, display) stay as they are.
+ */
+const CQL_RESERVED = new Set(['duration', 'when', 'interval', 'between', 'where', 'with', 'without', 'such', 'from', 'let', 'sort', 'return', 'all', 'distinct', 'if', 'then', 'else', 'case', 'is', 'as', 'in', 'and', 'or', 'xor', 'not', 'null', 'true', 'false', 'exists', 'div', 'mod', 'union', 'intersect', 'except', 'implies', 'before', 'after', 'within', 'during', 'singleton', 'width', 'minimum', 'maximum', 'timezone']);
+
+/** An element name as a CQL member: quoted when it is a reserved word ({@link CQL_RESERVED}). */
+function memberName(name: string): string {
+  return CQL_RESERVED.has(name) ? `"${name}"` : name;
+}
+
 /** Parenthesises CQL unless it is a plain identifier, quoted identifier, literal or dotted path. */
 const P = (cql: string) => (/^(?:[A-Za-z_][\w]*|"[^"]+"|'[^']*'|-?\d+(?:\.\d+)?)(?:\.[A-Za-z_]\w*)*$/.test(cql) ? cql : `(${cql})`);
 
@@ -322,7 +334,8 @@ export class FhirPathToCql {
         suffix = '.value';
       } else out = { k: 'fhir', name: cls };
     }
-    const path = (x: string) => `${P(x)}.${name}`;
+    const member = memberName(name);
+    const path = (x: string) => `${P(x)}.${member}`;
     if (!input.many && !el.list) return node(`${path(input.cql)}${suffix}`, out);
     if (!input.many && el.list) {
       if (!suffix) return node(path(input.cql), out, true);
@@ -330,8 +343,8 @@ export class FhirPathToCql {
       return node(`(${path(input.cql)}) ${b} where ${b}${suffix} is not null return all ${b}${suffix}`, out, true);
     }
     const a = ctx.fresh();
-    if (!el.list) return node(`(${input.cql}) ${a} where ${a}.${name}${suffix} is not null return all ${a}.${name}${suffix}`, out, true);
-    const flat = `Flatten((${input.cql}) ${a} where ${a}.${name} is not null return all ${a}.${name})`;
+    if (!el.list) return node(`(${input.cql}) ${a} where ${a}.${member}${suffix} is not null return all ${a}.${member}${suffix}`, out, true);
+    const flat = `Flatten((${input.cql}) ${a} where ${a}.${member} is not null return all ${a}.${member})`;
     if (!suffix) return node(flat, out, true);
     const b = ctx.fresh();
     return node(`(${flat}) ${b} where ${b}${suffix} is not null return all ${b}${suffix}`, out, true);
