@@ -32,6 +32,11 @@ interface PolicyCase extends PolicyCaseInput {
     facts?: Record<string, FactValue | null>;
     /** Words the determination's reason (CRD reason, card, DTR, PAS) must and must not hold (design.md §6). */
     reason?: { includes?: string[]; excludes?: string[] };
+    /**
+     * Words the approving pathway's `cite` must and must not hold: the seed clause a reviewer is sent to has to say what
+     * the pathway approves (cds-services/README.md "Rules": every rule cites its clause).
+     */
+    pathwayCite?: { includes?: string[]; excludes?: string[] };
   };
 }
 
@@ -95,6 +100,11 @@ describe.each(caseFiles)('policy cases %s', (file) => {
       const reason = determinationOf(policy!, result).reasons.map((r) => r.text).join(' ');
       for (const w of c.expect.reason.includes ?? []) expect(reason, trace).toContain(w);
       for (const w of c.expect.reason.excludes ?? []) expect(reason, trace).not.toContain(w);
+    }
+    if (c.expect.pathwayCite) {
+      const cite = result.pathway?.cite ?? '';
+      for (const w of c.expect.pathwayCite.includes ?? []) expect(cite, trace).toContain(w);
+      for (const w of c.expect.pathwayCite.excludes ?? []) expect(cite, trace).not.toContain(w);
     }
     for (const [name, value] of Object.entries(c.expect.facts ?? {})) {
       const fact = result.facts.find((f) => f.name === name);
