@@ -44,17 +44,45 @@ function nextPage(value: unknown): string | undefined {
  * of its kind (design.md §6: absence of a history reads as false), so a page that cannot be read leaves the key
  * missing rather than a part of it read as the whole.
  */
-async function allPages(first: unknown, ehr: EhrClient | undefined): Promise<Resource[]> {
+async function allPages(first: unknown, ehr: EhrClient | undefined, searchType?: string): Promise<Resource[]> {
+  if (searchType !== undefined) checkSearchAnswer(first, searchType);
   const out = resourcesOf(first);
   let next = nextPage(first);
   for (let pages = 0; next !== undefined; pages++) {
     if (!ehr) throw new EhrQueryError('is paged, and there is no fhirServer with fhirAuthorization to read the next page');
     if (pages >= MAX_PAGES) throw new EhrQueryError(`has more than ${MAX_PAGES + 1} pages`);
     const page = await ehr.getPage(next);
+    checkSearchAnswer(page, searchType);
     out.push(...resourcesOf(page));
     next = nextPage(page);
   }
   return out.filter((r) => r.resourceType !== 'OperationOutcome');
+}
+
+/**
+ * An EHR's answer to a search (or one of its pages) that is not a search result is a failed read, never "the patient has
+ * none" (design.md §4 "Prefetch": a key is missing when it is an OperationOutcome; §6: absence of a history reads as
+ * false, so a refusal read as absence would decide on data the EHR withheld): an OperationOutcome in place of the
+ * searchset (a 200 "forbidden"), something other than a Bundle, or a Bundle whose entries are all of another type than
+ * the one searched and not marked as included (the EHR answered another query).
+ */
+function checkSearchAnswer(answer: unknown, searchType: string | undefined): void {
+  const a = answer as (Omit<Bundle, 'resourceType'> & { resourceType?: string }) | undefined;
+  if (a?.resourceType === 'OperationOutcome') throw new EhrQueryError('was answered with an OperationOutcome instead of a search result');
+  if (a?.resourceType !== 'Bundle') throw new EhrQueryError(`was answered with ${a?.resourceType ?? 'no resource'} instead of a searchset Bundle`);
+  if (searchType === undefined) return;
+  const entries = (a.entry ?? []).filter((e) => e.resource && e.resource.resourceType !== 'OperationOutcome' && e.search?.mode !== 'include' && e.search?.mode !== 'outcome');
+  if (entries.length > 0 && !entries.some((e) => e.resource!.resourceType === searchType)) {
+    throw new EhrQueryError(`was answered with ${entries[0].resource!.resourceType} resources to a ${searchType} search`);
+  }
+}
+
+/** The resource type a search template queries (`Observation?patient=…` → Observation); undefined for a read. */
+function searchedType(template: string): string | undefined {
+  const q = template.indexOf('?');
+  if (q < 0) return undefined;
+  const type = template.slice(0, q).split('/').pop();
+  return type && /^[A-Z][A-Za-z]+$/.test(type) ? type : undefined;
 }
 
 export interface ResolvedPrefetch {
@@ -97,7 +125,7 @@ export async function resolvePrefetch(
       }
       try {
         const res = await ehr.get(query);
-        data[key] = await allPages(res, ehr);
+        data[key] = await allPages(res, ehr, searchedType(template));
         queried.push(key);
       } catch (err) {
         log.warn({ key, reason: (err as Error).message }, 'prefetch query failed');

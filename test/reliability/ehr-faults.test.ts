@@ -11,7 +11,7 @@ import { buildApp } from '../helpers/app.js';
 import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
 import { startHttpEhr } from '../helpers/http-ehr.js';
 
-type Fault = 'slow' | 'status500' | 'garbage' | 'html' | 'cut' | 'stall' | 'wrong-shape' | 'ok' | 'bom';
+type Fault = 'slow' | 'status500' | 'garbage' | 'html' | 'cut' | 'stall' | 'wrong-shape' | 'ok' | 'bom' | 'refused' | 'other-type';
 const SIGN = '/cds-services/priorpath-order-sign';
 const EHR_TIMEOUT_MS = 400;
 
@@ -41,6 +41,12 @@ beforeAll(async () => {
         return void res.writeHead(200, { 'content-type': 'application/fhir+json' }).end('{"resourceType":"Bundle","entry":[{"resou\u0000\u0001');
       case 'html':
         return void res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>Service Unavailable</body></html>');
+      case 'refused':
+        // A 200 whose body is the EHR's refusal, not a search result.
+        return void res.writeHead(200, { 'content-type': 'application/fhir+json' }).end('{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"forbidden"}]}');
+      case 'other-type':
+        // The answer to another query: a searchset of Patients for an Observation search.
+        return void res.writeHead(200, { 'content-type': 'application/fhir+json' }).end(JSON.stringify(searchset(all.filter((r) => r.resourceType === 'Patient'))));
       case 'wrong-shape':
         return void res.writeHead(200, { 'content-type': 'application/fhir+json' }).end('{"resourceType":"Bundle","type":"searchset","entry":{"resource":"Observation/1"}}');
       case 'cut':
@@ -88,6 +94,8 @@ describe('the EHR fails while a hook queries it', () => {
     ['answers a body that is not JSON', 'garbage'],
     ['answers an HTML error page', 'html'],
     ['answers JSON that is not FHIR of the right shape', 'wrong-shape'],
+    ['answers 200 with an OperationOutcome (forbidden) instead of a searchset', 'refused'],
+    ['answers an Observation search with a searchset of Patients', 'other-type'],
     ['closes the connection mid-body', 'cut'],
     ['sends headers, then stalls in the body', 'stall'],
   ])('answers 412 naming prefetch.observations, never an approval, when the EHR %s', async (_what, fault) => {
