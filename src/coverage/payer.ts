@@ -48,15 +48,15 @@ export async function identifyPayer(opts: {
   const { content, defaultPayer } = opts;
   const fallback = defaultPayer ? content.payers.get(defaultPayer) : undefined;
   const coverages = opts.coverages.filter((c): c is Coverage => c.resourceType === 'Coverage' && (c.status === undefined || c.status === 'active'));
-  const active = coverages.filter((c) => !lapsedOn(c, opts.today));
+  const active = coverages.filter((c) => !notInForce(c, opts.today));
   if (active.length !== 1) {
     if (fallback) return { payer: fallback, coverage: active[0], defaulted: true };
-    const lapsed = coverages.find((c) => lapsedOn(c, opts.today));
+    const lapsed = coverages.find((c) => notInForce(c, opts.today));
     throw new DomainError(
       'invalid',
       active.length === 0
         ? lapsed
-          ? `No active Coverage for the patient: Coverage${lapsed.id ? ` ${lapsed.id}` : ''} ended on ${lapsed.period!.end!.slice(0, 10)}`
+          ? `No active Coverage for the patient: Coverage${lapsed.id ? ` ${lapsed.id}` : ''} ${notInForce(lapsed, opts.today)}`
           : 'No active Coverage for the patient: cannot tell which payer to ask'
         : `${active.length} active Coverages: send only the primary Coverage`,
       ['prefetch.coverage'],
@@ -93,14 +93,18 @@ export async function identifyPayer(opts: {
 }
 
 /**
- * Whether a Coverage's period ended before `today` (design.md §4 "Payer": the primary *active* Coverage; CRD 2.2.1
- * [resp-45]): `status` active with a past `period.end` is a lapsed plan an EHR has not closed, and no authorization is
- * issued on it. A period with no end, or an end the day itself or later, is in force; so is any Coverage when no day is
- * given.
+ * Why a Coverage marked active is not in force on `today`, if it is not (design.md §4 "Payer": the primary *active*
+ * Coverage; CRD 2.2.1 [resp-45]): its period ended before that day (a lapsed plan an EHR has not closed), or begins
+ * after it (a plan not yet in force: no authorization is issued on it before it covers the member). A period with no
+ * end, or one in force that day, is in force; so is any Coverage when no day is given. Partial dates (2025, 2025-12)
+ * are compared on their own precision.
  */
-export function lapsedOn(coverage: Coverage, today: string | undefined): boolean {
-  const end = coverage.period?.end;
-  if (!today || !end || !/^\d{4}(-\d{2}(-\d{2})?)?/.test(end)) return false;
-  // A partial date (2025, 2025-12) ends at the end of its year or month: compare on its own precision.
-  return end.slice(0, 10) < today.slice(0, end.slice(0, 10).length);
+export function notInForce(coverage: Coverage, today: string | undefined): string | undefined {
+  if (!today) return undefined;
+  const day = (d: string | undefined) => (d && /^\d{4}(-\d{2}(-\d{2})?)?/.test(d) ? d.slice(0, 10) : undefined);
+  const end = day(coverage.period?.end);
+  if (end && end < today.slice(0, end.length)) return `ended on ${end}`;
+  const start = day(coverage.period?.start);
+  if (start && start > today.slice(0, start.length)) return `begins on ${start}`;
+  return undefined;
 }

@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import type { Content, Payer } from '../content.js';
 import { PAYER_ID_SYSTEM } from '../content.js';
 import { DomainError, HttpError, badRequest, notFound, outcome } from '../errors.js';
-import { identifyPayer, lapsedOn, payerNamedBy } from '../coverage/payer.js';
+import { identifyPayer, notInForce, payerNamedBy } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import type { NewPasSubmission, OrderKey, PasQuery, PasSubmission, Storage } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
@@ -67,9 +67,11 @@ function conflict(bundleIdentifier: string): HttpError {
 
 /** The payer of the request: the Coverage's payor, else the Claim's insurer, by our payer identifier (design.md §4 "Payer"). */
 async function payerOf(content: Content, req: PasRequest, defaultPayer: string | undefined, today: string): Promise<Payer> {
-  // A Coverage that ended before the request is no coverage to authorize under, whatever the Claim's insurer says.
-  if (lapsedOn(req.coverage, today)) {
-    throw new DomainError('invalid', `No active Coverage: Coverage${req.coverage.id ? ` ${req.coverage.id}` : ''} ended on ${req.coverage.period!.end!.slice(0, 10)}`, ['Bundle.entry.resource.ofType(Coverage).period']);
+  // A Coverage not in force on the day of the request (ended, or not begun) is no coverage to authorize under, whatever
+  // the Claim's insurer says.
+  const outOfForce = notInForce(req.coverage, today);
+  if (outOfForce) {
+    throw new DomainError('invalid', `No active Coverage: Coverage${req.coverage.id ? ` ${req.coverage.id}` : ''} ${outOfForce}`, ['Bundle.entry.resource.ofType(Coverage).period']);
   }
   try {
     return (await identifyPayer({ content, coverages: [req.coverage], byReference: req.byReference })).payer;

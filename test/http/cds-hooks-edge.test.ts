@@ -364,6 +364,18 @@ describe('CDS Hooks edge', () => {
       await request(app).post(SIGN).send(orderSignRequest(withPeriod(day(1)), order)).expect(200);
     });
 
+    it('returns 400 for a Coverage marked active whose period has not begun, naming its start; one begun today is in force', async () => {
+      const { app } = buildApp();
+      const { resources, order } = edgePatient();
+      const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+      const from = (start: string) => resources.map((r) => (r.resourceType === 'Coverage' ? { ...r, period: { start } } : r));
+      const future = await request(app).post(SIGN).send(orderSignRequest(from(day(180)), order));
+      expect(future.status).toBe(400);
+      expect(future.body.issue[0].diagnostics).toMatch(new RegExp(`No active Coverage.*begins on ${day(180)}`));
+      expect(JSON.stringify(future.body)).not.toMatch(/PA-/);
+      await request(app).post(SIGN).send(orderSignRequest(from(day(0)), order)).expect(200);
+    });
+
     it('returns 400 for several active Coverages', async () => {
       const { app } = buildApp();
       const { resources, order } = edgePatient();

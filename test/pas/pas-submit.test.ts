@@ -114,6 +114,15 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
     expect(JSON.stringify(res.body)).not.toMatch(/PA-MMM/);
   });
 
+  it('refuses (400, nothing certified) a request whose Coverage, marked active, has not begun', async () => {
+    const bundle = storyBundle('mmm-ph-positive-tki', { code: 'rxnorm', orderId: 'order-future-coverage' });
+    for (const e of bundle.entry ?? []) if (e.resource?.resourceType === 'Coverage') e.resource.period = { start: '2099-09-01' };
+    const res = await submit(bundle);
+    expect(res.status).toBe(400);
+    expect(res.body.issue[0].diagnostics).toMatch(/No active Coverage.*begins on 2099-09-01/);
+    expect(JSON.stringify(res.body)).not.toMatch(/PA-MMM/);
+  });
+
   it('does not certify (A3) an off-label request (DLBCL under MMM), citing the policy clause', async () => {
     const res = await submit(storyBundle('mmm-dlbcl-offlabel'));
     expect(res.status, JSON.stringify(res.body)).toBe(200);
