@@ -249,7 +249,7 @@ export function policiesFor(content: Content, payer: string, order: MedicationRe
 /**
  * The drug set an order belongs to by name alone (design.md §6 "Clinical readings": code lists are incomplete; match
  * by code and, as a fallback, by ingredient or brand name in the coding display or text): e.g. Besponsa ordered by an
- * NDC no value set lists (00008-0100-01, unverified) or a local code, its display "BESPONSA (inotuzumab ozogamicin)".
+ * EHR-local code or an NDC no value set lists, its display "BESPONSA (inotuzumab ozogamicin)".
  * Only when no value set lists any of the order's codes (a listed code says which drug it is), and the concept names
  * the drugs of exactly one set with match names (a text naming another drug too, "dexamethasone premedication for
  * Blincyto", or "blinded study drug", is not this drug). Undefined otherwise. The name is lower case, as listed.

@@ -9,8 +9,9 @@ import { storyOrder, storyResources } from '../helpers/stories.js';
 /*
  * design.md §6 "Clinical readings": code lists are incomplete, so a drug order is matched by code and, as a fallback,
  * by ingredient or brand name in the coding display or text, and the reason says when a name decided (contract review
- * F10). Besponsa's NDC 00008-0100-01 is unverified (docs/terminology.md §5, §12) and stays out of the value set: an
- * order coded by it alone is governed by the name it carries, never answered with silence.
+ * F10): an order coded only by a local code, or by its text alone, is governed by the name it carries, never answered
+ * with silence. Besponsa's NDC 00008-0100-01 is now listed (docs/terminology.md §5, from the FDA label's How Supplied
+ * and DailyMed; review pharm s40 F5), so an order coded by it is Besponsa by code.
  */
 
 const STORY = 'bcbsnc-inotuzumab-status-unknown';
@@ -24,14 +25,13 @@ describe('an order whose code no value set lists is governed by the drug name it
   const resources = storyResources(STORY);
   const order = storyOrder(STORY, resources);
 
-  it('the unverified Besponsa NDC is not in the inotuzumab value set', () => {
+  it.each(['0008-0100-01', '00008-0100-01', '00008010001'])('the Besponsa vial NDC %s is in the inotuzumab value set', (code) => {
     const content = testContent();
-    expect(content.valueSets.contains(`${content.canonicalBase}/ValueSet/inotuzumab`, { system: NDC, code: '00008-0100-01' })).toBe(false);
+    expect(content.valueSets.contains(`${content.canonicalBase}/ValueSet/inotuzumab`, { system: NDC, code })).toBe(true);
   });
 
   it.each<[string, MedicationRequest['medicationCodeableConcept']]>([
-    ['the NDC with the display "BESPONSA (inotuzumab ozogamicin) 0.9 mg vial"', { coding: [{ system: NDC, code: '00008-0100-01', display: 'BESPONSA (inotuzumab ozogamicin) 0.9 mg vial' }], text: 'Besponsa 0.9 mg' }],
-    ['the NDC with no display, the text "Besponsa 0.9 mg"', { coding: [{ system: NDC, code: '00008010001' }], text: 'Besponsa 0.9 mg' }],
+    ['a local code with the display "BESPONSA (inotuzumab ozogamicin) 0.9 mg vial"', { coding: [{ system: 'urn:oid:1.2.840.114350.1.13.0.1.7.2.698288', code: '174501', display: 'BESPONSA (inotuzumab ozogamicin) 0.9 mg vial' }] }],
     ['a local code with the text "inotuzumab ozogamicin 0.9 mg vial"', { coding: [{ system: 'urn:oid:1.2.840.114350.1.13.0.1.7.2.698288', code: '174501' }], text: 'inotuzumab ozogamicin 0.9 mg vial' }],
     ['the text alone', { text: 'Besponsa 0.9 mg' }],
   ])('%s: auth-needed as by code, the reason saying the drug was recognised by its name', async (_name, concept) => {
@@ -41,8 +41,11 @@ describe('an order whose code no value set lists is governed by the drug name it
     expect(reasonText(ext)).toMatch(/The drug was recognised by its name \("(besponsa|inotuzumab)" in "[^"]+"\), not by a code the policy lists\./);
   });
 
-  it('by a listed code (the story: RxNorm SCD and J9229) the reason says nothing about names', async () => {
-    const { ext } = await signOne(resources, order, TODAY);
+  it.each<[string, MedicationRequest['medicationCodeableConcept']]>([
+    ['the story: RxNorm SCD and J9229', undefined],
+    ['the vial NDC 0008-0100-01 alone, no display or text', { coding: [{ system: NDC, code: '0008-0100-01' }] }],
+  ])('by a listed code (%s) the reason says nothing about names', async (_name, concept) => {
+    const { ext } = await signOne(resources, concept ? withDrug(order, concept) : order, TODAY);
     expect(codeOf(ext, 'pa-needed')).toBe('auth-needed');
     expect(reasonText(ext)).not.toMatch(/recognised by its name/);
   });

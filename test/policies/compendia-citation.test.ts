@@ -56,7 +56,11 @@ const tAllRecord: Resource[] = [
   },
 ];
 
-/** The policy's draft order at the labelled dose, starting 2026-11-24. */
+/**
+ * The policy's draft order at the labelled dose, starting 2026-11-24. The Besponsa order states its one day-1 dose
+ * (count 1): a dose with no count, dates or frequency leaves the label's cycle unknown (BCBSNC inotuzumab
+ * label-cycle-dose-per-m2, review pharm s40 F1).
+ */
 function order(drug: 'blinatumomab' | 'inotuzumab'): MedicationRequest {
   const blin = drug === 'blinatumomab';
   return {
@@ -71,7 +75,7 @@ function order(drug: 'blinatumomab' | 'inotuzumab'): MedicationRequest {
     },
     dosageInstruction: [
       {
-        timing: { repeat: { boundsPeriod: { start: '2026-11-24' } } },
+        timing: { repeat: { boundsPeriod: { start: '2026-11-24' }, ...(blin ? {} : { count: 1 }) } },
         doseAndRate: [{ doseQuantity: blin ? { value: 28, unit: 'mcg/d', system: 'http://unitsofmeasure.org', code: 'ug/d' } : { value: 0.8, unit: 'mg/m2', system: 'http://unitsofmeasure.org', code: 'mg/m2' } }],
       },
     ],
