@@ -1,6 +1,8 @@
 import type { CodeableConcept, Condition, MedicationRequest, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
 import type { Content, Payer } from '../content.js';
-import { policiesFor, policiesForCodings } from '../content.js';
+import { drugNamedOnly, policiesFor, policiesForCodings } from '../content.js';
+import { resolveValueSetUrl } from '../fhir/fhirpath.js';
+import { codingsWithBillingOptions } from '../fhir/value-sets.js';
 import { answeredCanonical, evaluateQuestionnaireResponse, policyForQuestionnaire } from '../coverage/evaluate-response.js';
 import { newApproval, periodEnd } from '../coverage/authorization.js';
 import type { ApprovalLength } from '../coverage/authorization.js';
@@ -44,6 +46,11 @@ export interface ItemDecision {
   unreadableDose?: string;
   /** Set when the order already had this decision before the request (approved or denied elsewhere). */
   fromOrderRecord?: boolean;
+  /**
+   * Set when the item's policy states no amount limit, so its quantity was never judged: an approval certifies the drug
+   * for the order, never the quantity asked (design.md §8 "What PAS certifies"). Decisions stored before it lack it.
+   */
+  quantityNotJudged?: true;
   /** Set when its submitter cancelled the item (reviewAction C): when, and what it had been before. */
   cancelled?: { at: string; was: ItemActionCode };
 }
@@ -60,18 +67,93 @@ export function itemFromOrderRecord(item: ItemDecision, decided: NonNullable<Ret
 
 const DAY = /^\d{4}-\d{2}-\d{2}/;
 
-/** The order an item asks for: its requestedService, else a MedicationRequest of the Bundle for the same drug, else one built from the item. */
+/** Where the Claim's item `it` sits in the request, for an error's location. */
+function itemPath(req: PasRequest, it: RequestedItem): string {
+  const n = (req.claim.item ?? []).indexOf(it.item);
+  return `Claim.item[${n < 0 ? it.sequence - 1 : n}]`;
+}
+
+/**
+ * The drugs PriorPath governs (the value sets its policies name, any payer's) that a drug concept names: by code
+ * (with CRD billing options), else by name alone (content.ts `drugNamedOnly`). Empty when it names none of them.
+ */
+function governedDrugsOf(content: Content, concept: CodeableConcept | undefined): Set<string> {
+  const base = `${content.canonicalBase}/ValueSet`;
+  const sets = [...new Set(content.policies.map((p) => resolveValueSetUrl(p.file.drug, base)))];
+  const codings = codingsWithBillingOptions(concept);
+  const byCode = sets.filter((s) => codings.some((c) => content.valueSets.contains(s, c)));
+  if (byCode.length > 0) return new Set(byCode);
+  const named = concept ? drugNamedOnly(content, { resourceType: 'MedicationRequest', status: 'draft', intent: 'order', subject: {}, medicationCodeableConcept: concept }) : undefined;
+  return new Set(named ? [named.url] : []);
+}
+
+/** A drug concept in a reason's words: its text, else its first coding's display or `system|code`. */
+function drugWords(concept: CodeableConcept | undefined): string {
+  const c = concept?.coding?.find((x) => x.code);
+  return concept?.text ?? (c ? `${c.display ?? ''} (${c.system ?? ''}|${c.code})`.trim() : 'no drug');
+}
+
+/**
+ * Refuses (400) an item whose own codes name one governed drug while the order it asks for (its requestedService)
+ * names another, or a drug no policy governs: the approval of that order would certify the item's code, a drug never
+ * judged (design.md §8: one authorization per (payer, patient, order, drug); review s40 F10: a J9039 item certified
+ * on a Besponsa order). Like the other inconsistent requests (a reference that does not resolve, a quantity that is
+ * not positive: design.md §4 "Errors"), it is the client's to correct, not a reviewer's.
+ */
+function refuseOtherDrug(content: Content, req: PasRequest, it: RequestedItem, order: MedicationRequest): void {
+  const itemDrugs = governedDrugsOf(content, it.item.productOrService);
+  if (itemDrugs.size === 0) return;
+  const concept = order.medicationCodeableConcept;
+  const orderDrugs = governedDrugsOf(content, concept);
+  const namesADrug = codingsWithBillingOptions(concept).some((c) => c.code) || !!concept?.text;
+  if (orderDrugs.size === 0 ? !namesADrug : [...orderDrugs].some((d) => itemDrugs.has(d))) return;
+  const path = itemPath(req, it);
+  throw badRequest(
+    `Claim item ${it.sequence} asks for ${drugWords(it.item.productOrService)}, but the order it names (requestedService MedicationRequest/${order.id ?? ''}) is for ${drugWords(concept)}: ` +
+      'a prior authorization is judged and certified for one drug; name the order for this drug, or code the item as the order\'s drug',
+    [`${path}.productOrService`, `${path}.extension`],
+  );
+}
+
+/** An order's start as a day (its first dosage instruction's bounds, else its validity period, else when written). */
+function orderStart(m: MedicationRequest): string | undefined {
+  const d = m.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start ?? m.dispenseRequest?.validityPeriod?.start ?? m.authoredOn;
+  return d && DAY.test(d) ? d.slice(0, 10) : undefined;
+}
+
+/**
+ * The order an item asks for: its requestedService, else the one MedicationRequest of the Bundle the same policy
+ * governs that is to be judged, else one built from the item. Without requestedService (PAS: 0..1) the Bundle may hold
+ * earlier cycles still active beside the new order: a draft (not yet under way) is preferred, then an order starting on
+ * or after the item's service date (else the Claim's date); several left is a 400 naming them, never an approval of an
+ * order already under way (review s40 F11: an earlier active cycle was certified with its retroactive period while the
+ * new over-dose draft went unjudged).
+ */
 function orderFor(req: PasRequest, it: RequestedItem, content: Content, payer: Payer): MedicationRequest {
   if (it.requestedService?.resourceType === 'MedicationRequest') return it.requestedService;
   const requestable = req.resources.filter(
     (r): r is MedicationRequest => r.resourceType === 'MedicationRequest' && (r.status === 'draft' || r.status === 'active' || r.status === undefined),
   );
   const itemPolicies = new Set(policiesForCodings(content, payer.key, it.codings).map((p) => p.file.id));
-  const governedBySame = requestable.find((m) =>
+  const governedBySame = requestable.filter((m) =>
     policiesFor(content, payer.key, withMedicationCode(m, { byReference: req.byReference })).some((p) => itemPolicies.has(p.file.id)),
   );
-  if (governedBySame) return governedBySame;
   const period = it.item.servicedPeriod?.start ?? it.item.servicedDate;
+  const drafts = governedBySame.filter((m) => m.status === 'draft');
+  let pool = drafts.length > 0 ? drafts : governedBySame;
+  if (pool.length > 1) {
+    const from = (period && DAY.test(period) ? period : req.claim.created)?.slice(0, 10);
+    const notUnderWay = from ? pool.filter((m) => (orderStart(m) ?? '') >= from) : [];
+    if (notUnderWay.length > 0) pool = notUnderWay;
+  }
+  if (pool.length > 1) {
+    throw badRequest(
+      `Claim item ${it.sequence} names no order (extension-requestedService) and the Bundle holds ${pool.length} orders it could be for ` +
+        `(${pool.map((m) => `MedicationRequest/${m.id ?? '?'} ${m.status ?? ''} from ${orderStart(m) ?? 'an unstated date'}`).join('; ')}): name the order the item asks for`,
+      [`${itemPath(req, it)}.extension`],
+    );
+  }
+  if (pool.length === 1) return pool[0];
   return {
     resourceType: 'MedicationRequest',
     id: `claim-item-${it.sequence}`,
@@ -82,6 +164,30 @@ function orderFor(req: PasRequest, it: RequestedItem, content: Content, payer: P
     ...(req.claim.provider ? { requester: req.claim.provider } : {}),
     ...(period && DAY.test(period) ? { dispenseRequest: { validityPeriod: { start: period.slice(0, 10) } } } : {}),
   };
+}
+
+/**
+ * Whether a policy judges the amount an order dispenses: one of its facts reads the order's dispense quantity (OHSU's
+ * 980 J9039 units per 42 days, MMM's labelled amount per cycle). Read from the policy's data, never a payer's name.
+ */
+function judgesQuantity(policy: CompiledPolicy): boolean {
+  return [...policy.factsByName.values()].some((f) => typeof f.def.fhirpath === 'string' && f.def.fhirpath.includes('dispenseRequest.quantity'));
+}
+
+/**
+ * The order as PAS judges it for one Claim item (design.md §8 "What PAS certifies"): what an approval certifies is
+ * the item's quantity (itemAuthorizedDetail), so that quantity is the order's requested amount when the order states
+ * none, or states less in the same unit. The policy's amount limits then read what would be certified (review s40 F6:
+ * 2000 J9039 units were certified for one OHSU cycle, whose limit is 980). An order stating more, or another unit, is
+ * judged as it is.
+ */
+function withItemQuantity(order: MedicationRequest, item: RequestedItem['item']): MedicationRequest {
+  const asked = item.quantity;
+  if (!asked || typeof asked.value !== 'number') return order;
+  const stated = order.dispenseRequest?.quantity;
+  const sameUnit = !!stated && (stated.code !== undefined || asked.code !== undefined ? stated.code === asked.code : stated.unit === asked.unit);
+  if (stated && !(sameUnit && typeof stated.value === 'number' && asked.value > stated.value)) return order;
+  return { ...order, dispenseRequest: { ...order.dispenseRequest, quantity: asked } };
 }
 
 /** The QuestionnaireResponse statuses whose answers are evidence: finished (`completed`) or corrected (`amended`). */
@@ -210,10 +316,15 @@ export function adjudicate(opts: {
   return req.items.map((it) => {
     const order = orderFor(req, it, content, payer);
     const coded = withMedicationCode(order, { byReference: req.byReference });
+    if (it.requestedService === order) refuseOtherDrug(content, req, it, coded);
     const [policy] = [...policiesFor(content, payer.key, coded), ...policiesForCodings(content, payer.key, it.codings)];
+    // A policy that judges amounts judges the item's (design.md §8 "What PAS certifies"); the order's record key and
+    // date are the order's own.
+    const quantityJudged = !!policy && judgesQuantity(policy);
+    const judged = quantityJudged ? withItemQuantity(order, it.item) : order;
     const practitioner = req.claim.provider?.reference;
-    const resources: Resource[] = req.resources.some((r) => r === order) ? req.resources : [...req.resources, order];
-    const record = recordFromResources(resources, [order], practitioner && /^(PractitionerRole|Practitioner)\//.test(practitioner) ? practitioner : undefined);
+    const resources: Resource[] = req.resources.some((r) => r === order) ? req.resources.map((r) => (r === order ? judged : r)) : [...req.resources, judged];
+    const record = recordFromResources(resources, [judged], practitioner && /^(PractitionerRole|Practitioner)\//.test(practitioner) ? practitioner : undefined);
     for (const [k, r] of req.byReference) record.byReference.set(k, r);
     // A PAS Bundle is not the whole chart: the Claim's diagnoses count as the patient's conditions, and a request that
     // carries none leaves the diagnosis unknown (A4, documentation), never "a different diagnosis" (A3).
@@ -227,7 +338,7 @@ export function adjudicate(opts: {
     // order on, else today: one date per order (design.md §7), and the same date for the evaluation and the period.
     const asserted = order.id ? opts.assertedOrderDates?.get(`MedicationRequest/${order.id}`) : undefined;
     // Built once: its order date dates the period, and the evaluation without a response reads the same data.
-    const data = evaluationDataFor(indexRecord(record), order, asserted ?? today);
+    const data = evaluationDataFor(indexRecord(record), judged, asserted ?? today);
     let orderDate = data.orderDate;
 
     if (!policy) {
@@ -249,7 +360,7 @@ export function adjudicate(opts: {
     try {
       if (qr) {
         // The same evaluation DTR runs for a completed response: the Bundle's record, the answers overriding it.
-        const result = evaluateQuestionnaireResponse({ content, qr, record, order, assertedOrderDate: asserted, today });
+        const result = evaluateQuestionnaireResponse({ content, qr, record, order: judged, assertedOrderDate: asserted, today });
         if (result.problems.length > 0) {
           throw badRequest(`QuestionnaireResponse answers that cannot be read: ${result.problems.map((p) => p.message).join('; ')}`, result.problems.map((p) => p.path));
         }
@@ -268,6 +379,9 @@ export function adjudicate(opts: {
     // Only an order the EHR named (not one built from the Claim item) has a record to share with CRD and DTR.
     const named = order.id && !order.id.startsWith('claim-item-') ? `MedicationRequest/${order.id}` : undefined;
     const key = orderKeyOf({ payer: payer.key, patientId: req.patient.id, orderRef: named, drug: policy.file.drug });
-    return key ? { ...decision, order: key } : decision;
+    // A policy that states no amount limit never judged the item's quantity: an approval certifies the drug for the
+    // order, not that amount (claim-response.ts authorizedItemDetail).
+    const amount = quantityJudged || !it.item.quantity ? decision : { ...decision, quantityNotJudged: true as const };
+    return key ? { ...amount, order: key } : amount;
   });
 }

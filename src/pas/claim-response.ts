@@ -105,16 +105,20 @@ function authorizedProvider(req: PasRequest, requestor: Reference | undefined): 
 /**
  * What an item certified in total (A1) is authorized for, PAS 2.2.1 `itemAuthorizedDetail` ("the details of what has
  * been authorized for this item"; a must-support element a payer SHALL be capable of returning, conf-6): the Claim
- * item's own code, modifiers, quantity and unit price, since PriorPath certifies what was asked and never a
- * substitute. Undefined when the item states none of them. PAS 2.0.1 defines the extension only "if different from
- * what was requested", which a certification in total never is, so 2.0.1 answers leave it out.
+ * item's own code and modifiers, since PriorPath certifies what was asked and never a substitute, and its quantity
+ * and unit price when the policy judged that quantity (its amount limits read it: adjudicate.ts withItemQuantity).
+ * Undefined when the item states none of them. PAS 2.0.1 defines the extension only "if different from what was
+ * requested", which a certification in total never is, so 2.0.1 answers leave it out.
  */
-export function authorizedItemDetail(item: ClaimItem): Extension | undefined {
+export function authorizedItemDetail(item: ClaimItem, opts: { quantityJudged?: boolean } = {}): Extension | undefined {
+  // Only a quantity the policy judged is certified (design.md §8 "What PAS certifies"): one whose amount limits read
+  // it; a policy stating no amount limit certifies the drug for the order, never an amount nobody judged.
+  const quantity = opts.quantityJudged !== false && item.quantity;
   const parts: Extension[] = [
     ...(item.productOrService ? [{ url: 'productOrServiceCode', valueCodeableConcept: item.productOrService }] : []),
     ...(item.modifier ?? []).map((m) => ({ url: 'modifier', valueCodeableConcept: m })),
-    ...(item.unitPrice ? [{ url: 'unitPrice', valueMoney: item.unitPrice }] : []),
-    ...(item.quantity ? [{ url: 'quantity', valueQuantity: item.quantity }] : []),
+    ...(item.unitPrice && quantity ? [{ url: 'unitPrice', valueMoney: item.unitPrice }] : []),
+    ...(quantity ? [{ url: 'quantity', valueQuantity: quantity }] : []),
   ];
   return parts.length > 0 ? { url: EXT_ITEM_AUTHORIZED_DETAIL, extension: parts } : undefined;
 }
@@ -179,7 +183,7 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
       extension.push({ url: EXT_ITEM_PRE_AUTH_ISSUE_DATE, valueDate: (d.review?.decidedAt ?? meta.created).slice(0, 10) });
       extension.push({ url: EXT_ITEM_PRE_AUTH_PERIOD, valuePeriod: { start: d.authorization.start, end: d.authorization.end } });
     }
-    const detail = d.reviewAction === 'A1' && d.authorization && item && version !== '2.0.1' ? authorizedItemDetail(item) : undefined;
+    const detail = d.reviewAction === 'A1' && d.authorization && item && version !== '2.0.1' ? authorizedItemDetail(item, { quantityJudged: !d.quantityNotJudged }) : undefined;
     if (detail) extension.push(detail);
     if (provider) {
       extension.push({

@@ -105,7 +105,8 @@ describe('PAS 2.2.1 shapes (request profile |2.2.1, or no version signal)', () =
   });
 
   it('says what a certified item is authorized for (authorizedItemDetail: its code and quantity), and nothing of it on a pended or denied item (kit group 3 must support)', async () => {
-    const bundle = approval();
+    // MMM judges the amount a request dispenses (Limits A: 784 mcg per cycle), so its approval certifies the quantity.
+    const bundle = storyBundle('mmm-ph-positive-tki');
     const claim = bundle.entry![0].resource as Claim;
     const cr = claimResponseOf((await submit(app(), bundle)).body);
     const detail = cr.item![0].extension!.filter((e) => e.url === `${PAS}/extension-itemAuthorizedDetail`);
@@ -113,6 +114,13 @@ describe('PAS 2.2.1 shapes (request profile |2.2.1, or no version signal)', () =
     expect(detail[0].extension).toEqual([
       { url: 'productOrServiceCode', valueCodeableConcept: claim.item![0].productOrService },
       { url: 'quantity', valueQuantity: claim.item![0].quantity },
+    ]);
+    // Centene's policy states no amount limit: its approval certifies the drug, never a quantity nobody judged
+    // (design.md §8 "What PAS certifies").
+    const centene = approval();
+    const unjudged = claimResponseOf((await submit(app(), centene)).body);
+    expect(unjudged.item![0].extension!.find((e) => e.url === `${PAS}/extension-itemAuthorizedDetail`)?.extension).toEqual([
+      { url: 'productOrServiceCode', valueCodeableConcept: (centene.entry![0].resource as Claim).item![0].productOrService },
     ]);
     for (const make of [pended, denial]) {
       const other = claimResponseOf((await submit(app(), make())).body);

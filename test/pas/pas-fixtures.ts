@@ -20,6 +20,9 @@ import { testContent } from '../helpers/app.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
 
 export const TODAY = '2026-11-23';
+/** The HCPCS codes of the two governed drugs, as a PAS Claim item bills them. */
+export const J9039 = { system: 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets', code: 'J9039', display: 'Injection, blinatumomab, 1 microgram' };
+export const J9229 = { system: 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets', code: 'J9229', display: 'Injection, inotuzumab ozogamicin, 0.1 mg' };
 export const REVIEW_TOKEN = 'test-review-token-5f2c';
 const EHR = 'https://ehr.example.org/fhir';
 
@@ -102,7 +105,7 @@ export interface StoryBundleOptions {
   remove?: string[];
   /** Put the QuestionnaireResponse inside a DTR QuestionnaireResponse Bundle instead of directly. */
   qrBundle?: boolean;
-  /** Item code: HCPCS J9039 (default) or the order's own RxNorm code. */
+  /** Item code: the order's HCPCS code (default: J9039 for Blincyto, J9229 for Besponsa) or its own RxNorm code. */
   code?: 'hcpcs' | 'rxnorm';
   /** Another order of the same patient (the story's order under this id): orders have one decision each. */
   orderId?: string;
@@ -110,7 +113,7 @@ export interface StoryBundleOptions {
 
 /**
  * A PAS request Bundle (PAS 2.2.1 PASRequestBundle) built from a sandbox story: the Claim first (preauthorization, one
- * item for the story's order with HCPCS J9039 and a requestedService reference), then every story resource with an
+ * item for the story's order with its HCPCS code and a requestedService reference), then every story resource with an
  * EHR fullUrl, and the QuestionnaireResponse as supportingInfo.
  */
 export function storyBundle(story: string, opts: StoryBundleOptions = {}): Bundle {
@@ -127,6 +130,8 @@ export function storyBundle(story: string, opts: StoryBundleOptions = {}): Bundl
   const policyId = `${story.split('-')[0]}-blinatumomab`;
   const qr = opts.answers ? questionnaireResponse(policyId, opts.answers, patientRef) : undefined;
   const qrUrl = `urn:uuid:${randomUUID()}`;
+  // The item is coded as its order's drug: an item coded as another drug than its order is refused (adjudicate.ts).
+  const besponsa = /inotuzumab|besponsa/i.test(JSON.stringify(order.medicationCodeableConcept ?? {}));
 
   const claim: Claim = {
     resourceType: 'Claim',
@@ -157,11 +162,9 @@ export function storyBundle(story: string, opts: StoryBundleOptions = {}): Bundl
         sequence: 1,
         extension: [{ url: 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-requestedService', valueReference: { reference: `MedicationRequest/${order.id}` } }],
         category: { coding: [{ system: 'https://codesystem.x12.org/005010/1365', code: '1', display: 'Medical Care' }] },
-        productOrService:
-          opts.code === 'rxnorm'
-            ? order.medicationCodeableConcept!
-            : { coding: [{ system: 'https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets', code: 'J9039', display: 'Injection, blinatumomab, 1 microgram' }] },
-        quantity: { value: 784, unit: 'ug' },
+        productOrService: opts.code === 'rxnorm' ? order.medicationCodeableConcept! : { coding: [besponsa ? J9229 : J9039] },
+        // One cycle: Blincyto 28 mcg/day × 28 days; Besponsa 0.8 + 0.5 + 0.5 mg/m² × about 1.9 m².
+        quantity: besponsa ? { value: 3.4, unit: 'mg', system: 'http://unitsofmeasure.org', code: 'mg' } : { value: 784, unit: 'ug' },
         locationCodeableConcept: { coding: [{ system: 'https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set', code: '21' }] },
       },
     ],
