@@ -75,7 +75,10 @@ describe('H1: a request pended over a limit is not certified by an approval of t
     expect(record?.history.at(-1)).toMatchObject({ state: 'approved', source: 'review', submissionId: pended.id, authorizationNumber: number });
     const certified = claimResponseOf((await submit(over)).body);
     expect(reviewActions(certified)).toEqual([`${X12}#A1`]);
-    expect(authorizedQuantity(certified)).toBe(1568);
+    expect(certified.preAuthRef).toBe(number);
+    // Centene's policy judges no amount, so its approval certifies the drug for the order without a quantity
+    // (docs/design.md §8 "What PAS certifies").
+    expect(authorizedQuantity(certified)).toBeUndefined();
   });
 
   it('the reviewer denies the 56 mcg/day request: it is not certified, and the order keeps its approval at 28 mcg/day', async () => {
