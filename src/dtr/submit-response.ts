@@ -189,12 +189,13 @@ const clientText = (qr: QuestionnaireResponse): Narrative | undefined =>
 async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDeps): Promise<DetermineOptions & { warnings: number }> {
   const found = policyForQuestionnaire(deps.content, answeredCanonical(qr));
   const ctx = responseContext(qr);
-  await checkOnePatient(qr, ctx.patientId, deps.storage);
   // The facts, the order date and the order CRD recorded stand in for what the response does not say, only for the
   // patient they were read from (response-assertion.ts).
   const asserted = assertedContext(qr, found ? await responseAssertion(qr, found.policy, deps.storage, deps.log) : undefined);
   const result = evaluateQuestionnaireResponse({ content: deps.content, qr, knownFacts: asserted.knownFacts, assertedOrderDate: asserted.assertedOrderDate, today: deps.today });
   if (result.problems.length > 0) throw invalid(result.problems);
+  // A well-formed response for a form the payer serves, decided only for the one patient it is about.
+  await checkOnePatient(qr, ctx.patientId, deps.storage);
   return {
     policy: result.policy,
     evaluation: result.evaluation,
