@@ -10,6 +10,7 @@ import { determinationKey, planDetermination, withCoverageInformation } from './
 import type { Determination, DetermineOptions } from './determination.js';
 import {
   answeredCanonical,
+  coverageAssertionIds,
   evaluateQuestionnaireResponse,
   policyForQuestionnaire,
   responseContext,
@@ -193,6 +194,8 @@ async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDe
   const asserted = assertedContext(qr, found ? await responseAssertion(qr, found.policy, deps.storage, deps.log) : undefined);
   const result = evaluateQuestionnaireResponse({ content: deps.content, qr, knownFacts: asserted.knownFacts, assertedOrderDate: asserted.assertedOrderDate, today: deps.today });
   if (result.problems.length > 0) throw invalid(result.problems);
+  // A well-formed response for a form the payer serves, decided only for the one patient it is about.
+  await checkOnePatient(qr, ctx.patientId, deps.storage);
   return {
     policy: result.policy,
     evaluation: result.evaluation,
@@ -204,6 +207,37 @@ async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDe
     source: 'dtr:QuestionnaireResponse',
     warnings: result.warnings.length,
   };
+}
+
+/**
+ * A finished response decides an order for one patient, the one its `subject` names (DTR QuestionnaireResponse
+ * profile: subject 1..1, the Patient), and only that patient's (docs/design.md §4 "One patient"):
+ * - without a subject naming a Patient its determination belongs to no order record (orderKeyOf needs the patient), so
+ *   the number it would issue is one no other edge knows: a 400;
+ * - a `coverage-assertion-id` it carries of a CRD assertion recorded for another patient means the response was
+ *   answered on another patient's order (or its subject is wrong): deciding it would put an approval for the subject on
+ *   that patient's order, so it is a 400 naming the assertion, rather than the assertion being set aside.
+ */
+async function checkOnePatient(qr: QuestionnaireResponse, patientId: string | undefined, storage: Storage): Promise<void> {
+  if (!patientId) {
+    throw invalid([
+      {
+        path: 'QuestionnaireResponse.subject',
+        message: 'A completed QuestionnaireResponse names its patient in subject (a Patient reference; DTR QuestionnaireResponse profile subject 1..1): its determination belongs to that patient\'s order',
+      },
+    ]);
+  }
+  for (const assertionId of coverageAssertionIds(qr)) {
+    const a = await storage.getAssertion(assertionId).catch(() => undefined);
+    if (a && a.patientId !== '' && a.patientId !== patientId) {
+      throw invalid([
+        {
+          path: 'QuestionnaireResponse.extension',
+          message: `coverage-assertion-id ${assertionId} is CRD's assertion for another patient than QuestionnaireResponse.subject (Patient/${patientId}): a response decides only its subject's order`,
+        },
+      ]);
+    }
+  }
 }
 
 /** The stored form of a finished response: the response as sent, with its determination's coverage-information. */

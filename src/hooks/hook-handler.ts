@@ -5,6 +5,7 @@ import { HttpError, badRequest, outcome, preconditionFailed } from '../errors.js
 import type { Logger } from '../logger.js';
 import { indexRecord } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
+import { aboutAnotherPatient } from '../fhir/one-patient.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
 import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 import { assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
@@ -129,6 +130,9 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
       let order = byReference.get(ref);
       if (!order && ehr && /^[A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(ref)) order = await ehr.get(ref).catch(() => undefined);
       if (!isOrder(order)) throw preconditionFailed(`Dispatched order ${ref} was not prefetched and could not be fetched`, ['context.dispatchedOrders']);
+      // An order the EHR answers about another patient is not this patient's order: the read failed, as for any
+      // query (design.md §4 "One patient", src/fhir/one-patient.ts).
+      if (aboutAnotherPatient(order, req.patientId)) throw preconditionFailed(`Dispatched order ${ref} read from fhirServer is about another patient than context.patientId`, ['context.dispatchedOrders']);
       remember(order);
       orders.push(order);
     }

@@ -6,7 +6,7 @@ import { CRD_VERSIONS } from '../coverage/coverage-information.js';
 import type { CrdVersion } from '../coverage/coverage-information.js';
 import { HttpError, badRequest, outcome } from '../errors.js';
 import { ShapeError, assertFhirResource } from '../fhir/fhir-shape.js';
-import { localReference } from '../fhir/references.js';
+import { otherPatientField, resourceLabel, samePatientId } from '../fhir/one-patient.js';
 
 /**
  * The CDS Hooks request as PriorPath reads it (CDS Hooks 2.0 §HTTP Request; CRD hooks.md). Lenient where real
@@ -171,26 +171,17 @@ function checkFhirContent(raw: RawHookRequest): void {
   }
 }
 
-/** The fields through which a resource the hook reads names its patient (Coverage: the covered person). */
-const PATIENT_FIELDS = ['subject', 'patient', 'beneficiary'] as const;
-
 /**
  * The draft orders and prefetched data must be about the patient in `context.patientId`: a resource naming another
  * patient (a `Patient/…` reference, relative, absolute or versioned) would lend that patient's record to this one's
- * decision, so it is a 400 naming where it is, like a prefetched Patient that is not the context patient.
+ * decision, so it is a 400 naming where it is, like a prefetched Patient that is not the context patient. The rule is
+ * the one every record path applies (src/fhir/one-patient.ts, docs/design.md §4 "One patient").
  */
 function checkOnePatient(raw: RawHookRequest): void {
-  const patientId = raw.context.patientId;
+  const samePatient = samePatientId(raw.context.patientId);
   const check = (value: unknown, path: string) => {
     for (const r of resourcesOf(value)) {
-      for (const field of PATIENT_FIELDS) {
-        const ref = (r as unknown as Record<string, { reference?: unknown } | undefined>)[field]?.reference;
-        const local = typeof ref === 'string' ? localReference(ref) : undefined;
-        const id = local?.startsWith('Patient/') ? local.slice('Patient/'.length) : undefined;
-        if (id !== undefined && id !== patientId) {
-          throw badRequest(`${path} holds ${r.resourceType}${r.id ? `/${r.id}` : ''} about another patient than context.patientId`, [path]);
-        }
-      }
+      if (otherPatientField(r, samePatient)) throw badRequest(`${path} holds ${resourceLabel(r)} about another patient than context.patientId`, [path]);
     }
   };
   if (raw.context.draftOrders !== undefined) check(raw.context.draftOrders, 'context.draftOrders');

@@ -1,5 +1,6 @@
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import { preconditionFailed } from '../errors.js';
+import { aboutAnotherPatient, resourceLabel } from '../fhir/one-patient.js';
 import type { Logger } from '../logger.js';
 import { EhrQueryError } from './ehr-client.js';
 import type { EhrClient } from './ehr-client.js';
@@ -43,17 +44,29 @@ function nextPage(value: unknown): string | undefined {
  * Every resource of a search, reading the pages after the first from the EHR. A search is the patient's whole record
  * of its kind (design.md §6: absence of a history reads as false), so a page that cannot be read leaves the key
  * missing rather than a part of it read as the whole.
+ *
+ * What the EHR answers (`fromEhr` for the first page of a query, always for later pages) must be about the context
+ * patient, the same rule as for prefetch (src/fhir/one-patient.ts): an answer holding another patient's resource is an
+ * EHR that ignored or misapplied `patient=`, so the read failed and the key is missing (412 naming it), rather than
+ * that patient's lab lent to this one's decision or the rest taken as this patient's whole record (design.md §4
+ * "One patient"). The first page of a prefetch was checked with the request (400).
  */
-async function allPages(first: unknown, ehr: EhrClient | undefined, searchType?: string): Promise<Resource[]> {
+async function allPages(first: unknown, ehr: EhrClient | undefined, patientId: string, fromEhr: boolean, searchType?: string): Promise<Resource[]> {
+  const onePatient = (page: unknown) => {
+    const rs = resourcesOf(page);
+    const other = rs.find((r) => aboutAnotherPatient(r, patientId));
+    if (other) throw new EhrQueryError(`answered ${resourceLabel(other)} about another patient than context.patientId`);
+    return rs;
+  };
   if (searchType !== undefined) checkSearchAnswer(first, searchType);
-  const out = resourcesOf(first);
+  const out = fromEhr ? onePatient(first) : resourcesOf(first);
   let next = nextPage(first);
   for (let pages = 0; next !== undefined; pages++) {
     if (!ehr) throw new EhrQueryError('is paged, and there is no fhirServer with fhirAuthorization to read the next page');
     if (pages >= MAX_PAGES) throw new EhrQueryError(`has more than ${MAX_PAGES + 1} pages`);
     const page = await ehr.getPage(next);
     checkSearchAnswer(page, searchType);
-    out.push(...resourcesOf(page));
+    out.push(...onePatient(page));
     next = nextPage(page);
   }
   return out.filter((r) => r.resourceType !== 'OperationOutcome');
@@ -111,7 +124,7 @@ export async function resolvePrefetch(
       const value = req.prefetch[key];
       if (isUsablePrefetch(value)) {
         try {
-          data[key] = await allPages(value, ehr);
+          data[key] = await allPages(value, ehr, req.patientId, false);
         } catch (err) {
           log.warn({ key, reason: (err as Error).message }, 'prefetch next page failed');
           if (!OPTIONAL_KEYS.has(key)) failed.push(key);
@@ -125,7 +138,7 @@ export async function resolvePrefetch(
       }
       try {
         const res = await ehr.get(query);
-        data[key] = await allPages(res, ehr, searchedType(template));
+        data[key] = await allPages(res, ehr, req.patientId, true, searchedType(template));
         queried.push(key);
       } catch (err) {
         log.warn({ key, reason: (err as Error).message }, 'prefetch query failed');

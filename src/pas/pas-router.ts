@@ -15,7 +15,7 @@ import { itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecor
 import type { ItemDecision } from './adjudicate.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
 import { parseInquiry, samePatient } from './inquiry.js';
-import { identifierKey, parsePasRequest, unwrapOperationInput } from './request-bundle.js';
+import { assertOnePatient, identifierKey, parsePasRequest, unwrapOperationInput } from './request-bundle.js';
 import type { PasRequest } from './request-bundle.js';
 import { pasVersionOf } from './pas-version.js';
 import type { PasVersion } from './pas-version.js';
@@ -156,6 +156,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const log = logOf(req, logger);
     const client = payerClientOf(req);
     const request = parsePasRequest(unwrapOperationInput(req.body, '$submit'));
+    assertOnePatient(request);
     if (request.update) return sendFhir(res, 200, answerTo(request, await updateRequest(request, log, client)));
     // A Bundle identifier names one request of one client: another client's is not there for this one.
     const stored = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier, client);

@@ -13,6 +13,8 @@ import type {
   Resource,
 } from '@medplum/fhirtypes';
 import { HttpError, badRequest, outcome } from '../errors.js';
+import { otherPatientField, resourceLabel, samePatientId } from '../fhir/one-patient.js';
+import { localReference } from '../fhir/references.js';
 import { EXT_REQUESTED_SERVICE } from './pas-urls.js';
 import { cancelsRequest, isCancelledEntry, isClaimUpdate, readClaimUpdate } from './claim-update-request.js';
 import type { ClaimUpdate } from './claim-update-request.js';
@@ -254,6 +256,29 @@ export function parsePasRequest(input: Record<string, unknown>): PasRequest {
     byReference,
     ...(isClaimUpdate(claim) ? { update: readClaimUpdate(claim, claimPath, prior, identifierKey) } : {}),
   };
+}
+
+/**
+ * Every resource of a PAS request must be about the Claim's patient (docs/design.md §4 "One patient", the rule of
+ * src/fhir/one-patient.ts that CRD applies to prefetch): an Observation, Condition, MedicationRequest or Coverage whose
+ * subject/patient/beneficiary is another patient, or a QuestionnaireResponse (Claim.supportingInfo, DTR's answers) about
+ * another patient, would lend that patient's record to this one's decision. Throws a 400 naming the first such entry.
+ * A reference is resolved inside the Bundle (`urn:uuid:` fullUrls included); one that does not resolve names this
+ * patient only as `Patient/<Claim.patient's id>`. Checked at $submit, not in `parsePasRequest`, which also re-reads
+ * stored requests.
+ */
+export function assertOnePatient(req: PasRequest): void {
+  const byId = samePatientId(req.patient.id);
+  const samePatient = (reference: string) => {
+    if (reference.startsWith('#')) return true;
+    const found = req.index.resolve(reference)?.resource;
+    if (!found) return req.patient.id !== undefined ? byId(reference) : !localReference(reference)?.startsWith('Patient/');
+    return found.resourceType !== 'Patient' || found === req.patient || (!!found.id && found.id === req.patient.id);
+  };
+  for (const l of req.index.all) {
+    const field = otherPatientField(l.resource, samePatient);
+    if (field) throw badRequest(`${l.path} holds ${resourceLabel(l.resource)} whose ${field} is another patient than Claim.patient: a PAS request carries one patient's record`, [`${l.path}.${field}`]);
+  }
 }
 
 /**

@@ -16,6 +16,7 @@ import type {
 } from '@medplum/fhirtypes';
 import { MAX_ATTACHMENT_BODY_BYTES } from '../http/json-body.js';
 import { HttpError, outcome } from '../errors.js';
+import { otherPatientField, samePatientId } from '../fhir/one-patient.js';
 import { ensureBaseDefinitions, ensureResourceType, isKnownResourceType } from './definitions.js';
 
 export { describeStories, loadSandboxBundles, shiftBundleDates, STORY_EXTENSIONS } from './sandbox-bundles.js';
@@ -463,22 +464,14 @@ export async function checkRequestAccess(
   return onlyPatient;
 }
 
-/** The reference fields by which a resource belongs to a patient's record (FHIR R4 Patient CompartmentDefinition, simplified). */
-const PATIENT_FIELDS = ['subject', 'patient', 'beneficiary'] as const;
-
 /**
  * Whether a resource lies outside patient `patientId`'s record: another Patient, or a resource whose subject,
- * patient or beneficiary names another patient. Resources about no patient (Practitioner, Organization, Medication,
- * Location, ...) are nobody's record and lie outside none.
+ * patient or beneficiary names another patient (the one rule of src/fhir/one-patient.ts). Resources about no patient
+ * (Practitioner, Organization, Medication, Location, ...) are nobody's record and lie outside none.
  */
 export function outsidePatient(resource: Resource, patientId: string | undefined): boolean {
   if (resource.resourceType === 'Patient') return resource.id !== patientId;
-  for (const field of PATIENT_FIELDS) {
-    const ref = ((resource as unknown as Record<string, unknown>)[field] as { reference?: unknown } | undefined)?.reference;
-    const m = typeof ref === 'string' ? /(?:^|\/)Patient\/([^/]+)(?:\/_history\/[^/]+)?$/.exec(ref) : null;
-    if (m) return m[1] !== patientId;
-  }
-  return false;
+  return otherPatientField(resource, samePatientId(patientId)) !== undefined;
 }
 
 /**

@@ -106,7 +106,7 @@ describe('POST /fhir/QuestionnaireResponse naming a coverage-assertion-id of ano
     item: [{ linkId: 'group-requirements', item: [{ linkId: 'prescriber-specialist', answer: [{ valueBoolean: true }] }] }],
   });
 
-  it('does not decide on the other chart: no authorization number for a patient whose facts the payer never saw', async () => {
+  it('refuses it (400) for a patient whose facts the payer never saw: no decision, no authorization number on the other chart', async () => {
     const { app } = buildApp();
     const a = await sign(app, SATISFIED);
     expect(sub(a.info, 'pa-needed')?.valueCode).toBe('satisfied');
@@ -115,10 +115,11 @@ describe('POST /fhir/QuestionnaireResponse naming a coverage-assertion-id of ano
     const forA = await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(response(SATISFIED, a.info))).expect(201);
     expect(sub((forA.body as QuestionnaireResponse).extension!.find((e) => e.url === COVERAGE_INFO), 'pa-needed')?.valueCode).toBe('satisfied');
 
-    const forB = await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(response(MISSING_MRD, a.info))).expect(201);
-    const info = (forB.body as QuestionnaireResponse).extension!.find((e) => e.url === COVERAGE_INFO);
-    expect(sub(info, 'pa-needed')?.valueCode).toBe('auth-needed');
-    expect(sub(info, 'satisfied-pa-id')).toBeUndefined();
+    // Refused, not decided without A's facts (design.md §4 "One patient"; QA s40 F10): a response naming A's assertion
+    // was answered on A's order, or names the wrong subject; either way it decides nothing for B.
+    const forB = await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(response(MISSING_MRD, a.info))).expect(400);
+    expect(forB.body.issue[0].diagnostics).toContain(sub(a.info, 'coverage-assertion-id')!.valueString!);
+    expect(forB.body.issue[0].expression).toEqual(['QuestionnaireResponse.extension']);
   });
 
   it("chooses no form by the other chart's coverage-information: another payer's form is not offered for this member", async () => {
@@ -144,5 +145,44 @@ describe('POST /fhir/QuestionnaireResponse naming a coverage-assertion-id of ano
     expect(forms).toEqual(['https://priorpath.dev/fhir/Questionnaire/bcbsnc-blinatumomab']);
     const said = (out.parameter!.find((p) => p.name === 'operationOutcome')?.resource as { issue: { diagnostics: string }[] }).issue.map((i) => i.diagnostics);
     expect(said.join('\n')).toMatch(/recorded for another patient than the one this request names: it neither chooses nor pre-fills a form/);
+  });
+});
+
+describe('POST /fhir/QuestionnaireResponse: a completed response decides only for the patient its subject names (QA s40 F10)', () => {
+  // B's own order, its MRD result documented in the form (0.4 %: meets Centene CP.PHAR.312 for B-ALL in remission).
+  const documented = (info: Extension, subject: QuestionnaireResponse['subject']): QuestionnaireResponse => ({
+    resourceType: 'QuestionnaireResponse',
+    status: 'completed',
+    questionnaire: 'https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11',
+    ...(subject ? { subject } : {}),
+    authored: '2026-11-23T09:00:00Z',
+    extension: [
+      { url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-coverage', valueReference: { reference: `Coverage/${MISSING_MRD}-coverage` } },
+      { url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-context', valueReference: { reference: `MedicationRequest/${MISSING_MRD}-order` } },
+      info,
+    ],
+    item: [{ linkId: 'mrd-percent', answer: [{ valueDecimal: 0.4 }] }],
+  });
+  const post = (app: App, qr: QuestionnaireResponse) => request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(qr));
+
+  it("refuses (400) one without subject, and one whose subject is another patient than its order's CRD assertion; the patient's own is approved", async () => {
+    const { app } = buildApp();
+    const b = await sign(app, MISSING_MRD);
+    expect(sub(b.info, 'pa-needed')?.valueCode).toBe('auth-needed');
+
+    const noSubject = await post(app, documented(b.info, undefined)).expect(400);
+    expect(noSubject.body.issue[0].expression).toEqual(['QuestionnaireResponse.subject']);
+
+    const otherSubject = await post(app, documented(b.info, { reference: 'Patient/centene-mrd-positive' })).expect(400);
+    expect(otherSubject.body.issue[0].diagnostics).toContain(sub(b.info, 'coverage-assertion-id')!.valueString!);
+
+    // Neither left a number behind: the order's own patient, documented, is approved, and signing again finds it.
+    const own = await post(app, documented(b.info, { reference: `Patient/${MISSING_MRD}` })).expect(201);
+    const info = (own.body as QuestionnaireResponse).extension!.find((e) => e.url === COVERAGE_INFO);
+    expect(sub(info, 'pa-needed')?.valueCode).toBe('satisfied');
+    const number = sub(info, 'satisfied-pa-id')?.valueString;
+    expect(number).toMatch(/^PA-CENTENE-/);
+    const again = await sign(app, MISSING_MRD);
+    expect(sub(again.info, 'satisfied-pa-id')?.valueString).toBe(number);
   });
 });
