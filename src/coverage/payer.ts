@@ -66,25 +66,35 @@ export async function identifyPayer(opts: {
   // A payor named only by a reference to an Organization the EHR could not give (timeout, 5xx, garbage; not a 404)
   // may be a payer we serve: not knowing is not "names no payer".
   let unreadable: string | undefined;
+  // Every payer the Coverage names, by any payor's identifier or its Organization's: two different ones are a
+  // Coverage that does not say which payer to ask (each payer's policy differs), answered as several Coverages are.
+  const named = new Map<string, Payer>();
   for (const payor of coverage.payor ?? []) {
-    let payer = payerNamedBy(content, payor.identifier ? [payor.identifier] : undefined);
+    const byId = payerNamedBy(content, payor.identifier ? [payor.identifier] : undefined);
+    if (byId) named.set(byId.key, byId);
     // An absolute reference (`https://ehr.example.org/fhir/Organization/x`) names the same Organization as its
     // relative form, which is how prefetched resources are indexed and how the EHR is asked.
     const ref = localReference(payor.reference) ?? payor.reference;
-    if (!payer && ref) {
-      let org: Resource | undefined = ref.startsWith('#') ? coverage.contained?.find((c) => c.id === ref.slice(1)) : opts.byReference.get(ref);
-      if (!org && opts.ehr && /^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(ref)) {
-        org = await opts.ehr.get(ref).catch((err: unknown) => {
-          const status = (err as { status?: unknown }).status;
-          // Only when the reference is how this payor names its payer: an identifier on it already said who it is.
-          if (status !== 404 && status !== 410 && !payor.identifier) unreadable ??= ref;
-          return undefined;
-        });
-      }
-      if (org?.resourceType === 'Organization') payer = payerNamedBy(content, (org as Organization).identifier);
+    if (!ref) continue;
+    let org: Resource | undefined = ref.startsWith('#') ? coverage.contained?.find((c) => c.id === ref.slice(1)) : opts.byReference.get(ref);
+    // The EHR is asked for the Organization only while no payer is named yet: one already named by an identifier
+    // is checked against an Organization the request carries, not one more read.
+    if (!org && named.size === 0 && opts.ehr && /^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(ref)) {
+      org = await opts.ehr.get(ref).catch((err: unknown) => {
+        const status = (err as { status?: unknown }).status;
+        // Only when the reference is how this payor names its payer: an identifier on it already said who it is.
+        if (status !== 404 && status !== 410 && !payor.identifier) unreadable ??= ref;
+        return undefined;
+      });
     }
-    if (payer) return { payer, coverage, defaulted: false };
+    const byOrg = org?.resourceType === 'Organization' ? payerNamedBy(content, (org as Organization).identifier) : undefined;
+    if (byOrg) named.set(byOrg.key, byOrg);
   }
+  if (named.size > 1) {
+    throw new DomainError('invalid', `The Coverage names more than one payer PriorPath serves (${[...named.keys()].join(', ')}): send the Coverage of the one payer to ask`, ['prefetch.coverage.payor']);
+  }
+  const [payer] = named.values();
+  if (payer) return { payer, coverage, defaulted: false };
   if (fallback) return { payer: fallback, coverage, defaulted: true };
   if (unreadable) {
     throw new DomainError('incomplete', `The Coverage names its payer by ${unreadable}, which could not be read from fhirServer`, ['prefetch.coverage.payor']);

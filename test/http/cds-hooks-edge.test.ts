@@ -376,6 +376,29 @@ describe('CDS Hooks edge', () => {
       await request(app).post(SIGN).send(orderSignRequest(from(day(0)), order)).expect(200);
     });
 
+    it('returns 400 for a Coverage that names two payers PriorPath serves (payor identifier and its Organization, or two payors), rather than picking one', async () => {
+      const { app } = buildApp();
+      const { resources, order } = edgePatient();
+      const system = 'https://priorpath.dev/fhir/sid/payer';
+      const withPayors = (coverage: Record<string, unknown>) => resources.map((r) => (r.resourceType === 'Coverage' ? { ...r, ...coverage } : r));
+      const viaOrg = withPayors({
+        contained: [{ resourceType: 'Organization', id: 'plan', identifier: [{ system, value: 'centene' }], name: 'Ambetter from Home State Health' }],
+        payor: [{ reference: '#plan', identifier: { system, value: 'bcbsnc' } }],
+      });
+      const two = withPayors({ payor: [{ identifier: { system, value: 'centene' } }, { identifier: { system, value: 'bcbsnc' } }] });
+      for (const rs of [viaOrg, two]) {
+        const res = await request(app).post(SIGN).send(orderSignRequest(rs, order));
+        expect(res.status).toBe(400);
+        expect(res.body.issue[0].diagnostics).toMatch(/names more than one payer PriorPath serves \((centene, bcbsnc|bcbsnc, centene)\)/);
+      }
+      // The same payer named both ways is one payer.
+      const same = withPayors({
+        contained: [{ resourceType: 'Organization', id: 'plan', identifier: [{ system, value: 'centene' }], name: 'Ambetter from Home State Health' }],
+        payor: [{ reference: '#plan', identifier: { system, value: 'centene' } }],
+      });
+      await request(app).post(SIGN).send(orderSignRequest(same, order)).expect(200);
+    });
+
     it('returns 400 for several active Coverages', async () => {
       const { app } = buildApp();
       const { resources, order } = edgePatient();
