@@ -91,7 +91,8 @@ export async function identifyPayer(opts: {
     if (byOrg) named.set(byOrg.key, byOrg);
   }
   if (named.size > 1) {
-    throw new DomainError('invalid', `The Coverage names more than one payer PriorPath serves (${[...named.keys()].join(', ')}): send the Coverage of the one payer to ask`, ['prefetch.coverage.payor']);
+    // multiple-matches, not invalid: PAS falls back to the Claim's insurer only for a Coverage naming no payer.
+    throw new DomainError('multiple-matches', `The Coverage names more than one payer PriorPath serves (${[...named.keys()].join(', ')}): send the Coverage of the one payer to ask`, ['prefetch.coverage.payor']);
   }
   const [payer] = named.values();
   if (payer) return { payer, coverage, defaulted: false };

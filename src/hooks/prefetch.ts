@@ -76,12 +76,14 @@ async function allPages(first: unknown, ehr: EhrClient | undefined, patientId: s
  * An EHR's answer to a search (or one of its pages) that is not a search result is a failed read, never "the patient has
  * none" (design.md §4 "Prefetch": a key is missing when it is an OperationOutcome; §6: absence of a history reads as
  * false, so a refusal read as absence would decide on data the EHR withheld): an OperationOutcome in place of the
- * searchset (a 200 "forbidden"), something other than a Bundle, or a Bundle whose entries are all of another type than
- * the one searched and not marked as included (the EHR answered another query).
+ * searchset (a 200 "forbidden"), something other than a Bundle or one resource of the type searched, or a Bundle whose
+ * entries are all of another type than the one searched and not marked as included (the EHR answered another query).
  */
 function checkSearchAnswer(answer: unknown, searchType: string | undefined): void {
   const a = answer as (Omit<Bundle, 'resourceType'> & { resourceType?: string }) | undefined;
   if (a?.resourceType === 'OperationOutcome') throw new EhrQueryError('was answered with an OperationOutcome instead of a search result');
+  // A search answered with one resource of the type searched is read as that one result (design.md §4 "Prefetch").
+  if (a?.resourceType !== undefined && a.resourceType === searchType) return;
   if (a?.resourceType !== 'Bundle') throw new EhrQueryError(`was answered with ${a?.resourceType ?? 'no resource'} instead of a searchset Bundle`);
   if (searchType === undefined) return;
   const entries = (a.entry ?? []).filter((e) => e.resource && e.resource.resourceType !== 'OperationOutcome' && e.search?.mode !== 'include' && e.search?.mode !== 'outcome');

@@ -11,7 +11,7 @@ import { DomainError, HttpError, badRequest } from '../errors.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { Outcome, PolicyEvaluation, Tri } from '../policies/evaluate-policy.js';
-import { evaluationDataFor, indexRecord, withMedicationCode } from '../policies/evaluation-data.js';
+import { evaluationDataFor, indexRecord, orderStartOf, withMedicationCode } from '../policies/evaluation-data.js';
 import { reviewerLabel } from '../policies/policy-loader.js';
 import { recordFromResources } from '../policies/record-from-resources.js';
 import type { AuthorizationRecord, ItemActionCode, OrderKey } from '../storage/storage.js';
@@ -95,7 +95,7 @@ function drugWords(concept: CodeableConcept | undefined): string {
 
 /**
  * Refuses (400) an item whose own codes name one governed drug while the order it asks for (its requestedService)
- * names another, or a drug no policy governs: the approval of that order would certify the item's code, a drug never
+ * names another governed drug: the approval of that order would certify the item's code, a drug never
  * judged (design.md §8: one authorization per (payer, patient, order, drug); review s40 F10: a J9039 item certified
  * on a Besponsa order). Like the other inconsistent requests (a reference that does not resolve, a quantity that is
  * not positive: design.md §4 "Errors"), it is the client's to correct, not a reviewer's.
@@ -105,8 +105,9 @@ function refuseOtherDrug(content: Content, req: PasRequest, it: RequestedItem, o
   if (itemDrugs.size === 0) return;
   const concept = order.medicationCodeableConcept;
   const orderDrugs = governedDrugsOf(content, concept);
-  const namesADrug = codingsWithBillingOptions(concept).some((c) => c.code) || !!concept?.text;
-  if (orderDrugs.size === 0 ? !namesADrug : [...orderDrugs].some((d) => itemDrugs.has(d))) return;
+  // An order coded only in a way no policy lists (an EHR-local code, an unlisted NDC) does not contradict the item: code
+  // lists are incomplete (design.md §6), and the item's code decides as it always has.
+  if (orderDrugs.size === 0 || [...orderDrugs].some((d) => itemDrugs.has(d))) return;
   const path = itemPath(req, it);
   throw badRequest(
     `Claim item ${it.sequence} asks for ${drugWords(it.item.productOrService)}, but the order it names (requestedService MedicationRequest/${order.id ?? ''}) is for ${drugWords(concept)}: ` +
@@ -115,11 +116,6 @@ function refuseOtherDrug(content: Content, req: PasRequest, it: RequestedItem, o
   );
 }
 
-/** An order's start as a day (its first dosage instruction's bounds, else its validity period, else when written). */
-function orderStart(m: MedicationRequest): string | undefined {
-  const d = m.dosageInstruction?.[0]?.timing?.repeat?.boundsPeriod?.start ?? m.dispenseRequest?.validityPeriod?.start ?? m.authoredOn;
-  return d && DAY.test(d) ? d.slice(0, 10) : undefined;
-}
 
 /**
  * The order an item asks for: its requestedService, else the one MedicationRequest of the Bundle the same policy
@@ -143,13 +139,13 @@ function orderFor(req: PasRequest, it: RequestedItem, content: Content, payer: P
   let pool = drafts.length > 0 ? drafts : governedBySame;
   if (pool.length > 1) {
     const from = (period && DAY.test(period) ? period : req.claim.created)?.slice(0, 10);
-    const notUnderWay = from ? pool.filter((m) => (orderStart(m) ?? '') >= from) : [];
+    const notUnderWay = from ? pool.filter((m) => (orderStartOf(m) ?? '') >= from) : [];
     if (notUnderWay.length > 0) pool = notUnderWay;
   }
   if (pool.length > 1) {
     throw badRequest(
       `Claim item ${it.sequence} names no order (extension-requestedService) and the Bundle holds ${pool.length} orders it could be for ` +
-        `(${pool.map((m) => `MedicationRequest/${m.id ?? '?'} ${m.status ?? ''} from ${orderStart(m) ?? 'an unstated date'}`).join('; ')}): name the order the item asks for`,
+        `(${pool.map((m) => `MedicationRequest/${m.id ?? '?'} ${m.status ?? ''} from ${orderStartOf(m) ?? 'an unstated date'}`).join('; ')}): name the order the item asks for`,
       [`${itemPath(req, it)}.extension`],
     );
   }
@@ -176,18 +172,25 @@ function judgesQuantity(policy: CompiledPolicy): boolean {
 
 /**
  * The order as PAS judges it for one Claim item (design.md §8 "What PAS certifies"): what an approval certifies is
- * the item's quantity (itemAuthorizedDetail), so that quantity is the order's requested amount when the order states
- * none, or states less in the same unit. The policy's amount limits then read what would be certified (review s40 F6:
- * 2000 J9039 units were certified for one OHSU cycle, whose limit is 980). An order stating more, or another unit, is
- * judged as it is.
+ * the item's quantity (itemAuthorizedDetail), so that quantity, per cycle of the order, is the order's requested amount
+ * when the order states none, states it in another unit, or states less. The policy's amount limits then read what
+ * would be certified (review s40 F6: 2000 J9039 units were certified for one OHSU cycle, whose limit is 980). An order
+ * stating as much or more in the same unit is judged as it is.
  */
 function withItemQuantity(order: MedicationRequest, item: RequestedItem['item']): MedicationRequest {
   const asked = item.quantity;
   if (!asked || typeof asked.value !== 'number') return order;
+  // The item asks for the whole authorization; the order's dispense quantity is one dispense, one cycle, of its
+  // 1 + numberOfRepeatsAllowed (design.md §6 "Cycles"): the policy reads the item's amount per cycle.
+  const repeats = order.dispenseRequest?.numberOfRepeatsAllowed;
+  const cycles = 1 + (typeof repeats === 'number' && Number.isInteger(repeats) && repeats > 0 ? repeats : 0);
+  const perCycle = { ...asked, value: asked.value / cycles };
   const stated = order.dispenseRequest?.quantity;
   const sameUnit = !!stated && (stated.code !== undefined || asked.code !== undefined ? stated.code === asked.code : stated.unit === asked.unit);
-  if (stated && !(sameUnit && typeof stated.value === 'number' && asked.value > stated.value)) return order;
-  return { ...order, dispenseRequest: { ...order.dispenseRequest, quantity: asked } };
+  // In another unit (the order in ug, the item in J9039 {unit}) the item is what would be certified: the policy's own
+  // reader converts it, or leaves it unknown and asked, never within a limit.
+  if (stated && sameUnit && !(typeof stated.value === 'number' && perCycle.value > stated.value)) return order;
+  return { ...order, dispenseRequest: { ...order.dispenseRequest, quantity: perCycle } };
 }
 
 /** The QuestionnaireResponse statuses whose answers are evidence: finished (`completed`) or corrected (`amended`). */

@@ -125,6 +125,21 @@ describe('F6: never a quantity above what the policy allows, nor one it never ju
     }
   });
 
+  it('OHSU: an order stating 784 ug while its item asks 2000 J9039 units is judged on what would be certified (A4), and an item for three cycles is judged per cycle', async () => {
+    const { bundle, orderId } = requestFor('ohsu-infant-kmt2a', { quantity: { value: 2000, unit: 'UN', system: UCUM, code: '{unit}' }, answers: noLiveVaccine });
+    orderOf(bundle, orderId).dispenseRequest = { ...orderOf(bundle, orderId).dispenseRequest, quantity: { value: 784, unit: 'ug', system: UCUM, code: 'ug' } };
+    const cr = claimResponseOf((await submit(bundle).expect(200)).body);
+    expect(reviewActions(cr), notes(cr)).toEqual([`${X12}#A4`]);
+    expect(notes(cr)).toContain('HEALTHSERVICES-0382 II Dosing Limits');
+
+    // 2352 units over the order's 3 cycles (1 + 2 repeats) are 784 a cycle, within the 980 of one cycle.
+    const three = requestFor('ohsu-infant-kmt2a', { quantity: { value: 2352, unit: 'UN', system: UCUM, code: '{unit}' }, answers: noLiveVaccine });
+    const order = orderOf(three.bundle, three.orderId);
+    order.dispenseRequest = { ...order.dispenseRequest, numberOfRepeatsAllowed: 2 };
+    const perCycle = claimResponseOf((await submit(three.bundle).expect(200)).body);
+    expect(notes(perCycle)).not.toContain('HEALTHSERVICES-0382 II Dosing Limits');
+  });
+
   it('OHSU: a cycle within the limit is certified with the quantity asked', async () => {
     const { bundle } = requestFor('ohsu-infant-kmt2a', { quantity: { value: 170, unit: 'UN', system: UCUM, code: '{unit}' }, answers: noLiveVaccine });
     const cr = claimResponseOf((await submit(bundle).expect(200)).body);
@@ -144,7 +159,7 @@ describe('F6: never a quantity above what the policy allows, nor one it never ju
     expect(notes(cr)).toContain('HEALTHSERVICES-0382 II Dosing Limits');
   });
 
-  it('MMM (label: 28 mcg/day × 28 days, 784 mcg per cycle): 5000 mcg for one cycle is pended with the limit cited (was A1 "certified" 5000)', async () => {
+  it('MMM (label: 28 infusion days a cycle, one 35 mcg vial a day, 980 mcg per cycle): 5000 mcg for one cycle is pended with the limit cited (was A1 "certified" 5000)', async () => {
     const { bundle } = requestFor('mmm-ph-positive-tki', { code: 'rxnorm', quantity: { value: 5000, unit: 'ug' } });
     const cr = claimResponseOf((await submit(bundle).expect(200)).body);
     expect(reviewActions(cr), notes(cr)).toEqual([`${X12}#A4`]);

@@ -114,6 +114,18 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
     expect(JSON.stringify(res.body)).not.toMatch(/PA-MMM/);
   });
 
+  it('refuses (400, naming both) a request whose Coverage names two payers PriorPath serves, whatever the Claim insurer says', async () => {
+    const bundle = storyBundle('mmm-ph-positive-tki', { code: 'rxnorm', orderId: 'order-two-payers' });
+    for (const e of bundle.entry ?? []) {
+      if (e.resource?.resourceType === 'Coverage') {
+        e.resource.payor = [{ identifier: { system: 'https://priorpath.dev/fhir/sid/payer', value: 'mmm' } }, { identifier: { system: 'https://priorpath.dev/fhir/sid/payer', value: 'centene' } }];
+      }
+    }
+    const res = await submit(bundle);
+    expect(res.status).toBe(400);
+    expect(res.body.issue[0].diagnostics).toMatch(/names more than one payer PriorPath serves \((mmm, centene|centene, mmm)\)/);
+  });
+
   it('refuses (400, nothing certified) a request whose Coverage, marked active, has not begun', async () => {
     const bundle = storyBundle('mmm-ph-positive-tki', { code: 'rxnorm', orderId: 'order-future-coverage' });
     for (const e of bundle.entry ?? []) if (e.resource?.resourceType === 'Coverage') e.resource.period = { start: '2099-09-01' };

@@ -11,7 +11,7 @@ import { buildApp } from '../helpers/app.js';
 import { orderSignRequest, searchset } from '../helpers/hook-requests.js';
 import { startHttpEhr } from '../helpers/http-ehr.js';
 
-type Fault = 'slow' | 'status500' | 'garbage' | 'html' | 'cut' | 'stall' | 'wrong-shape' | 'ok' | 'bom' | 'refused' | 'other-type';
+type Fault = 'slow' | 'status500' | 'garbage' | 'html' | 'cut' | 'stall' | 'wrong-shape' | 'ok' | 'bom' | 'refused' | 'other-type' | 'single';
 const SIGN = '/cds-services/priorpath-order-sign';
 const EHR_TIMEOUT_MS = 400;
 
@@ -41,6 +41,9 @@ beforeAll(async () => {
         return void res.writeHead(200, { 'content-type': 'application/fhir+json' }).end('{"resourceType":"Bundle","entry":[{"resou\u0000\u0001');
       case 'html':
         return void res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>Service Unavailable</body></html>');
+      case 'single':
+        // A search answered with its one result as a resource, not a searchset: read as that result.
+        return void res.writeHead(200, { 'content-type': 'application/fhir+json' }).end(JSON.stringify(mrd));
       case 'refused':
         // A 200 whose body is the EHR's refusal, not a search result.
         return void res.writeHead(200, { 'content-type': 'application/fhir+json' }).end('{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"forbidden"}]}');
@@ -86,6 +89,11 @@ describe('the EHR fails while a hook queries it', () => {
     const res = await request(app).post(SIGN).send(hookFor('bom')).expect(200);
     const ext = res.body.systemActions[0].resource.extension.find((e: Extension) => e.url.endsWith('ext-coverage-information')) as Extension;
     expect(code(ext, 'pa-needed')).toBe('satisfied');
+  });
+
+  it('reads a search the EHR answers with its one result as a resource of the type searched (no 412)', async () => {
+    const res = await request(app).post(SIGN).send(hookFor('single'));
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
   });
 
   it.each<[string, Fault]>([
