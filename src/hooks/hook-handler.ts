@@ -232,6 +232,8 @@ interface DecidedHook {
   coverageId?: string;
   orders: OrderResource[];
   decisions: OrderDecision[];
+  /** False for a "what if" (unsolicited-determ false): no number is issued, and no approval let go. */
+  issueApprovals: boolean;
   today: string;
   queried: number;
   log: Logger;
@@ -269,6 +271,7 @@ async function decideHook(service: ServiceDefinition, body: unknown, deps: HookD
     coverageId: payerMatch.coverage?.id,
     orders,
     decisions,
+    issueApprovals,
     today,
     queried: queried.length,
     log: hookLog,
@@ -304,7 +307,7 @@ async function answerHook(decided: DecidedHook, deps: HookDeps): Promise<HookRes
     today,
     assertionOf,
     // order-select and a "what if" commit nothing: they never let an approval go (docs/design.md §8).
-    mayReopen: req.hook !== 'order-select' && effectiveConfiguration(req.configuration).unsolicitedDeterminations,
+    mayReopen: req.hook !== 'order-select' && decided.issueApprovals,
   });
   for (const d of decisions) {
     // Written behind the answer (design.md §2 "Written behind the hook's answer"); readable at once by DTR and PAS in

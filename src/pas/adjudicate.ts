@@ -78,13 +78,24 @@ function itemPath(req: PasRequest, it: RequestedItem): string {
  * (with CRD billing options), else by name alone (content.ts `drugNamedOnly`). Empty when it names none of them.
  */
 function governedDrugsOf(content: Content, concept: CodeableConcept | undefined): Set<string> {
-  const base = `${content.canonicalBase}/ValueSet`;
-  const sets = [...new Set(content.policies.map((p) => resolveValueSetUrl(p.file.drug, base)))];
+  const sets = drugValueSetsOf(content);
   const codings = codingsWithBillingOptions(concept);
   const byCode = sets.filter((s) => codings.some((c) => content.valueSets.contains(s, c)));
   if (byCode.length > 0) return new Set(byCode);
   const named = concept ? drugNamedOnly(content, { resourceType: 'MedicationRequest', status: 'draft', intent: 'order', subject: {}, medicationCodeableConcept: concept }) : undefined;
   return new Set(named ? [named.url] : []);
+}
+
+const drugValueSets = new WeakMap<Content, string[]>();
+
+/** The drug value sets the loaded policies name (any payer's), found once per loaded content. */
+function drugValueSetsOf(content: Content): string[] {
+  let sets = drugValueSets.get(content);
+  if (!sets) {
+    const base = `${content.canonicalBase}/ValueSet`;
+    drugValueSets.set(content, (sets = [...new Set(content.policies.map((p) => resolveValueSetUrl(p.file.drug, base)))]));
+  }
+  return sets;
 }
 
 /** A drug concept in a reason's words: its text, else its first coding's display or `system|code`. */
@@ -167,8 +178,14 @@ function orderFor(req: PasRequest, it: RequestedItem, content: Content, payer: P
  * 980 J9039 units per 42 days, MMM's labelled amount per cycle). Read from the policy's data, never a payer's name.
  */
 function judgesQuantity(policy: CompiledPolicy): boolean {
-  return [...policy.factsByName.values()].some((f) => typeof f.def.fhirpath === 'string' && f.def.fhirpath.includes('dispenseRequest.quantity'));
+  let judges = quantityJudged.get(policy);
+  if (judges === undefined) {
+    judges = [...policy.factsByName.values()].some((f) => typeof f.def.fhirpath === 'string' && f.def.fhirpath.includes('dispenseRequest.quantity'));
+    quantityJudged.set(policy, judges);
+  }
+  return judges;
 }
+const quantityJudged = new WeakMap<CompiledPolicy, boolean>();
 
 /**
  * The order as PAS judges it for one Claim item (design.md §8 "What PAS certifies"): what an approval certifies is
