@@ -153,6 +153,14 @@ async function main(): Promise<void> {
     sandbox = config.fhirSandboxUrl
       ? await externalSandbox(config.fhirSandboxUrl, logger, sandboxAuth)
       : await mountSandbox(root, logger, sandboxAuth.endpoints, sandboxAuth.checkAccess);
+    // The sandbox hands anyone who asks a payer API token and a signed CDS client JWT (its demo EHR's, README
+    // "Sandbox"): beside real clients that is an open door, so say so where an operator looks.
+    if (config.payerApiClients.length > 0 || config.trustedClients.length > 0) {
+      logger.warn(
+        { payerApiClients: config.payerApiClients.length, cdsTrustedClients: config.trustedClients.length },
+        'SANDBOX=on beside configured clients: /sandbox/payer-token and /sandbox/auth/cds-token give any caller the sandbox EHR\'s tokens; set SANDBOX=off (or NODE_ENV=production) for a real deployment',
+      );
+    }
   } else if (config.fhirSandboxUrl) {
     logger.warn('FHIR_SANDBOX_URL is set but the sandbox is off (SANDBOX=off or NODE_ENV=production): the service does not use it');
   }

@@ -6,6 +6,7 @@ import { CRD_VERSIONS } from '../coverage/coverage-information.js';
 import type { CrdVersion } from '../coverage/coverage-information.js';
 import { HttpError, badRequest, outcome } from '../errors.js';
 import { ShapeError, assertFhirResource } from '../fhir/fhir-shape.js';
+import { ehrUrlProblem } from './ehr-address.js';
 import { otherPatientField, resourceLabel, samePatientId } from '../fhir/one-patient.js';
 
 /**
@@ -74,6 +75,17 @@ export interface HookRequest {
 }
 
 /**
+ * A `fhirServer` the service can read: an http(s) base URL (CDS Hooks §HTTP Request: "the base URL of the CDS Client's
+ * FHIR server"), not on an address that is never an EHR (docs/design.md §4 "Prefetch", where the EHR is read). Else a 400 naming it.
+ */
+function checkFhirServer(fhirServer: string): void {
+  const url = new URL(fhirServer);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw badRequest(`Invalid CDS Hooks request: fhirServer must be an http(s) URL, not ${url.protocol}`, ['fhirServer']);
+  const problem = ehrUrlProblem(url);
+  if (problem) throw badRequest(`Invalid CDS Hooks request: fhirServer ${url.hostname} is ${problem}, which is never an EHR`, ['fhirServer']);
+}
+
+/**
  * Validates the body against the hook the service implements; throws a 400 OperationOutcome naming the field.
  * `versions` are the CRD versions the service declares in discovery (`davinci-crd.version`).
  */
@@ -89,6 +101,7 @@ export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook'
   // CDS Hooks 2.0 §HTTP Request (cds-r-1): fhirServer is required when fhirAuthorization is present; a request breaking
   // a CDS Hooks rule is a 400 (CRD [hook-13]), not a token PriorPath holds with nowhere to use it.
   if (raw.fhirAuthorization && !raw.fhirServer) throw badRequest('Invalid CDS Hooks request: fhirServer is required when fhirAuthorization is present', ['fhirServer']);
+  if (raw.fhirServer) checkFhirServer(raw.fhirServer);
   checkFhirContent(raw);
   checkOnePatient(raw);
   if (raw.hook !== expectedHook) throw badRequest(`This service implements ${expectedHook}, not ${raw.hook}`, ['hook']);

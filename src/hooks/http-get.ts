@@ -1,11 +1,15 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { EhrResponse, FetchLike } from './ehr-client.js';
+import { ehrLookup, ehrUrlProblem } from './ehr-address.js';
 
-/** Kept-alive connections to the EHR: a hook asks it several things at once, and the next hook asks again. */
+/**
+ * Kept-alive connections to the EHR: a hook asks it several things at once, and the next hook asks again. Their name
+ * lookup refuses addresses that are never an EHR (ehr-address.ts).
+ */
 const agents: Record<string, http.Agent> = {
-  'http:': new http.Agent({ keepAlive: true, maxSockets: 64 }),
-  'https:': new https.Agent({ keepAlive: true, maxSockets: 64 }),
+  'http:': new http.Agent({ keepAlive: true, maxSockets: 64, lookup: ehrLookup }),
+  'https:': new https.Agent({ keepAlive: true, maxSockets: 64, lookup: ehrLookup }),
 };
 
 /**
@@ -27,6 +31,11 @@ export const httpGet: FetchLike = (url, init) =>
     const agent = agents[target.protocol];
     if (!agent) {
       reject(new TypeError(`unsupported protocol ${target.protocol}`));
+      return;
+    }
+    const problem = ehrUrlProblem(target);
+    if (problem) {
+      reject(new Error(`${target.hostname} is ${problem}, which is never an EHR`));
       return;
     }
     const request = (target.protocol === 'https:' ? https : http).request(

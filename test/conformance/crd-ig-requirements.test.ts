@@ -180,6 +180,29 @@ describe('[hook-13] a request that breaks a CDS Hooks rule is a 400 with an Oper
     expect(res.body.resourceType).toBe('OperationOutcome');
     expect(res.body.issue[0].expression).toEqual(['fhirServer']);
   });
+
+  it('a fhirServer the service must never send a token to (cloud metadata, link-local, not http) is a 400 naming it, and nothing is read from it', async () => {
+    const asked: string[] = [];
+    const fetchImpl = (url: string) => {
+      asked.push(url);
+      return Promise.reject(new Error('no EHR in this test'));
+    };
+    const { app, storage } = buildApp({ fetchImpl });
+    for (const fhirServer of ['http://169.254.169.254/latest', 'http://[fe80::1]/fhir', 'http://0.0.0.0:8080/fhir', 'ftp://ehr.example.org/fhir', 'http://[::ffff:169.254.169.254]/fhir']) {
+      const { body } = centene();
+      body.fhirServer = fhirServer;
+      const res = await request(app).post(SIGN).send(body);
+      expect(res.status, fhirServer).toBe(400);
+      expect(res.body.resourceType, fhirServer).toBe('OperationOutcome');
+      expect(res.body.issue[0].expression, fhirServer).toEqual(['fhirServer']);
+    }
+    expect(asked).toEqual([]);
+    expect(storage.assertions.size).toBe(0);
+    // A private-network EHR (hospitals run them there) is a fhirServer like any other.
+    const { body } = centene();
+    body.fhirServer = 'http://10.20.30.40/fhir';
+    await request(app).post(SIGN).send(body).expect(200);
+  });
 });
 
 describe('[dev-1] [dev-2] [dev-3] the CRD version a request asks for is one the service declares, or a 400', () => {
