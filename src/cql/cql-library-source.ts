@@ -486,7 +486,7 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
 
 /**
  * The define's value: one value of the fact's type, empty when implausible (evaluate-policy.ts `plausible`: a measured
- * amount is positive, or zero for a percentage; a stated date is not after the order date or today).
+ * amount is positive, a percentage 0 to 100; a stated date is not after the order date or today, a planned one unbounded).
  */
 function factValue(def: FactDefinition, out: CqlNode, needHelper: (name: 'Order Date' | 'Latest Plausible Date') => void): string {
   if (out.ty.k === 'null') return `null as ${cqlType(factTy(def.type))}`;
@@ -495,8 +495,9 @@ function factValue(def: FactDefinition, out: CqlNode, needHelper: (name: 'Order 
   }
   const one = out.many ? `singleton from (${out.cql})` : out.cql;
   if ((def.type === 'decimal' || def.type === 'integer') && def.unit) {
-    return `(${one}) V where V ${def.unit === '%' ? '>=' : '>'} 0`;
+    return def.unit === '%' ? `(${one}) V where V >= 0 and V <= 100` : `(${one}) V where V > 0`;
   }
+  if (def.type === 'date' && def.dateOf === 'plan') return one;
   if (def.type === 'date' && def.dateOf === 'order') {
     needHelper('Order Date');
     return `(${one}) V where Substring(V, 0, 10) <= ToString("Order Date")`;

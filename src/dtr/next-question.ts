@@ -27,6 +27,11 @@ import { adaptiveNarrative } from './adaptive-questionnaire.js';
 import { EXT_CQF_LIBRARY } from './cql-questionnaire.js';
 import { justificationLinkId } from '../policies/questionnaire-names.js';
 import { assertedContext, responseAssertion } from './response-assertion.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import type { PolicyStructure } from '../policies/policy-structure.js';
+import type { FactValue } from '../policies/evaluate-policy.js';
+import { askWhenFalse, askWhenKnown, ruleClosure } from '../policies/evaluate-policy.js';
+import { bareIdentifiers } from '../policies/policy-loader.js';
 
 export interface NextQuestionDeps {
   content: Content;
@@ -143,12 +148,20 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
   }
   const ev = result.evaluation;
 
+  const answered = deps.catalog.byCanonical.get(canonical!) ?? deps.catalog.byCanonical.get(canonical!.split('|')[0]);
+  const adaptiveForm = answered && deps.catalog.standardOf.has(answered) ? answered : undefined;
+  const source = itemSource(staticForm, previous, deps.catalog);
+  const sourceItems = new Map(flattenItems(source.item).map((i) => [i.linkId, i]));
   const linkIdOf = (fact: string) => policy.factsByName.get(fact)?.def.linkId;
   const toAsk: string[] = [];
   if (ev.outcome === 'documentation-needed' || ev.outcome === 'limit-exceeded') {
     const missing = new Set(ev.missingFacts.filter((f) => !asked.has(linkIdOf(f) ?? '')));
     const stage = structure.groups.find((g) => g.facts.some((f) => missing.has(f)));
-    if (stage) toAsk.push(...stage.facts.filter((f) => missing.has(f)).map((f) => linkIdOf(f)!));
+    if (stage) {
+      const known = Object.fromEntries(ev.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value!]));
+      const canAsk = (f: string) => sourceItems.has(linkIdOf(f) ?? '') && !asked.has(linkIdOf(f)!) && !askWhenFalse(policy.factsByName.get(f)?.askWhen, known, result.orderDate);
+      toAsk.push(...broadestFirst(structure, gatesFirst(policy, stage.facts.filter((f) => missing.has(f)), known, result.orderDate, canAsk)).map((f) => linkIdOf(f)!));
+    }
     if (ev.outcome === 'limit-exceeded') {
       for (const j of structure.justifications.filter((x) => ev.failed.some((r) => r.id === x.limit.id))) {
         const links = j.facts.length > 0 ? j.facts.map((f) => linkIdOf(f)!) : [justificationLinkId(j.limit.id)];
@@ -164,10 +177,6 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
     if (doc && !asked.has(doc.linkId) && !toAsk.includes(doc.linkId)) toAsk.push(doc.linkId);
   }
 
-  const answered = deps.catalog.byCanonical.get(canonical!) ?? deps.catalog.byCanonical.get(canonical!.split('|')[0]);
-  const adaptiveForm = answered && deps.catalog.standardOf.has(answered) ? answered : undefined;
-  const source = itemSource(staticForm, previous, deps.catalog);
-  const sourceItems = new Map(flattenItems(source.item).map((i) => [i.linkId, i]));
   const newItems = toAsk.filter((l) => sourceItems.has(l)).map((l) => adaptiveItem(sourceItems.get(l)!));
   const contained: Questionnaire = {
     resourceType: 'Questionnaire',
@@ -240,6 +249,57 @@ function itemSource(staticForm: Questionnaire, completing: Questionnaire | undef
     (e) => e.url === EXT_CQF_LIBRARY && !!library?.url && e.valueCanonical?.split('|')[0] === library.url,
   );
   return names && cql ? cql.questionnaire : staticForm;
+}
+
+/**
+ * The questions to ask now, gates first (design.md §6: questions are asked only of the patients they concern). The
+ * adaptive profile carries no enableWhen (dtr-questionnaire-adapt), so a question whose `askWhen` is still open (the
+ * AYA question before the birth date is known, the renewal follow-ups before "is this a renewal?" is answered) is not
+ * asked yet: the unknown askable facts its condition reads, directly or through derived facts, are asked in its place,
+ * and the next round asks it only if its condition then holds. A question whose condition reads nothing that can be
+ * asked is asked as it is (the form can show it; the policy still needs it).
+ */
+function gatesFirst(
+  policy: CompiledPolicy,
+  facts: string[],
+  known: Record<string, FactValue>,
+  orderDate: string,
+  canAsk: (fact: string) => boolean,
+): string[] {
+  const out: string[] = [];
+  const add = (fact: string, seen: Set<string>) => {
+    if (seen.has(fact) || out.includes(fact)) return;
+    seen.add(fact);
+    const f = policy.factsByName.get(fact);
+    if (!f?.askWhen || askWhenKnown(f.askWhen, known, orderDate)) {
+      out.push(fact);
+      return;
+    }
+    const gates = ruleClosure(policy, bareIdentifiers(f.def.askWhen!).filter((n) => policy.factsByName.has(n))).filter(
+      (n) => n !== fact && policy.factsByName.get(n)!.def.askable && !Object.prototype.hasOwnProperty.call(known, n) && canAsk(n),
+    );
+    if (gates.length === 0) out.push(fact);
+    else for (const g of gates) add(g, seen);
+  };
+  for (const fact of facts) add(fact, new Set());
+  return out;
+}
+
+/**
+ * Of the questions due now, those whose answers can make others moot first: a question only some of the rules another
+ * question feeds need (every rule that reads it reads the other, which more rules read) waits a round. "Given with
+ * dasatinib or imatinib?" feeds only the pediatric Ph-positive pathway, which also reads the Ph status: asked beside the
+ * Ph status, it is put to the clinician of a Ph-negative child, whose answer rules that pathway out. The static form hides
+ * it by the same reading (its usage gate); the adaptive form, without enableWhen, asks it later or not at all.
+ */
+function broadestFirst(structure: PolicyStructure, due: string[]): string[] {
+  const rulesOf = new Map(due.map((f) => [f, new Set((structure.usedBy.get(f) ?? []).map((r) => r.id))]));
+  const within = (a: Set<string>, b: Set<string>) => a.size < b.size && [...a].every((r) => b.has(r));
+  const now = due.filter((f) => {
+    const mine = rulesOf.get(f)!;
+    return mine.size === 0 || !due.some((g) => g !== f && within(mine, rulesOf.get(g)!));
+  });
+  return now.length > 0 ? now : due;
 }
 
 /** A static item as the adaptive profile allows it: no enableWhen/enableWhenExpression (dtr-questionnaire-adapt). */

@@ -50,9 +50,10 @@ export interface CompiledRule {
   justification?: string;
   /**
    * Pathway: the approval length, and the date fact the period is counted from (`from`: the period ends that date +
-   * the length; without it, or with the fact unknown, the order's start + the length).
+   * the length; without it, or with the fact unknown, the order's start + the length). `covers`: the date fact of the
+   * last day the order needs covered; a period from `from` ending before it is treated as ended (`afterEnd`).
    */
-  approval?: { days?: number; weeks?: number; months?: number; from?: string; afterEnd?: 'review' | 'order' };
+  approval?: { days?: number; weeks?: number; months?: number; from?: string; covers?: string; afterEnd?: 'review' | 'order' };
   /** Pathway: the most cycles one approval covers (per request); more is a limit exceeded. */
   cycles?: number;
   /** Limit: the highest allowed dose, and its per-m² form for an order written per m² (design.md §6 "Limits"). */

@@ -159,7 +159,7 @@ function coerce(type: FactType, values: unknown[]): FactValue | undefined {
  * it.
  */
 export function plausible(
-  def: Pick<FactDefinition, 'type' | 'unit'> & { dateOf?: 'record' | 'order' },
+  def: Pick<FactDefinition, 'type' | 'unit'> & { dateOf?: 'record' | 'order' | 'plan' },
   value: FactValue,
   latestDate: string,
   orderDate = latestDate,
@@ -169,7 +169,9 @@ export function plausible(
     if (def.unit === '%') return value >= 0 && value <= 100;
     return value > 0;
   }
-  // An order's planned start (dateOf: order) is routinely ahead of today: it is bounded by this order's date only.
+  // An order's planned start (dateOf: order) is routinely ahead of today: it is bounded by this order's date only. A day
+  // the order plans after its start (dateOf: plan: the end of its cycles) is computed from it, not stated: unbounded.
+  if (def.type === 'date' && def.dateOf === 'plan') return true;
   if (def.type === 'date' && typeof value === 'string') return value.slice(0, 10) <= (def.dateOf === 'order' ? orderDate : latestDate);
   return true;
 }
@@ -232,14 +234,16 @@ export function evaluatePolicy(
   // before the order's start, the order is outside it: a limit exceeded (design.md §5 row 3; clinical review, where a
   // renewal is judged), never an approval ending before it starts, and never a denial.
   const holding = pathways.filter((p) => p.result === true);
-  const approvingNow = holding.find((p) => !approvalEnded(approvalWindow(policy, p.id, factValues, data.orderDate), data.orderDate));
+  const approvingNow = holding.find((p) => !approvalEnded(approvalWindow(policy, p.id, factValues, data.orderDate)));
   const endedWindow = approvingNow === undefined && holding.length > 0 ? approvalWindow(policy, holding[0].id, factValues, data.orderDate) : undefined;
   const periodLimit: RuleResult | undefined = endedWindow && {
     kind: 'limit',
     id: `${holding[0].id}-initial-period`,
     cite: holding[0].cite,
     applies: true,
-    text: `The authorization of this use lasts ${lengthText(endedWindow.length)} from the first cycle of the course (${endedWindow.from} to ${endedWindow.end}); the order starts on ${data.orderDate}, after it ended`,
+    text: `The authorization of this use lasts ${lengthText(endedWindow.length)} from the first cycle of the course (${endedWindow.from} to ${endedWindow.end}); ${
+      endedWindow.end < data.orderDate ? `the order starts on ${data.orderDate}, after it ended` : `the order's cycle starts on ${data.orderDate} and runs to ${endedWindow.needs}, after it ends`
+    }`,
     result: false,
   };
   if (periodLimit) limits.push(periodLimit);
@@ -342,29 +346,37 @@ export function evaluatePolicy(
 
 /**
  * The authorization a pathway whose approval runs from a date (`approval.from`) gives: from that date to its end
- * (`periodEnd`, the last day covered). Undefined when the pathway has no `from` or the date is unknown: the period is
- * then counted from the order's start, as for any other pathway.
+ * (`periodEnd`, the last day covered), and `needs`, the last day the order needs covered: the date of its
+ * `approval.covers` fact (the end of the cycle's infusion) when known and later than its start, else its start.
+ * Undefined when the pathway has no `from` or the date is unknown: the period is then counted from the order's start,
+ * as for any other pathway.
  */
 function approvalWindow(
   policy: CompiledPolicy,
   id: string,
   factValues: Record<string, FactValue>,
   orderDate: string,
-): { from: string; end: string; length: ApprovalLength } | undefined {
+): { from: string; end: string; needs: string; length: ApprovalLength } | undefined {
   const length = policy.pathways.find((r) => r.id === id)?.approval;
   const value = length?.from === undefined ? undefined : factValues[length.from];
   if (!length || typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(value)) return undefined;
   const from = value.slice(0, 10);
   const end = periodEnd(from, length);
+  const covers = length.covers === undefined ? undefined : factValues[length.covers];
+  const needs = typeof covers === 'string' && /^\d{4}-\d{2}-\d{2}/.test(covers) && covers.slice(0, 10) > orderDate ? covers.slice(0, 10) : orderDate;
   // `afterEnd: order`: a period the seed does not state (the policy's own reading of a course's length) caps a later
-  // cycle's approval while the course's window lasts, but an order past it is counted from its own start, not reviewed.
-  if (length.afterEnd === 'order' && end < orderDate) return undefined;
-  return { from, end, length };
+  // cycle's approval while the course's window lasts, but an order it does not cover (past it, or whose cycle runs past
+  // it) is counted from its own start, not reviewed, and not approved for a period ending mid-cycle.
+  if (length.afterEnd === 'order' && end < needs) return undefined;
+  return { from, end, needs, length };
 }
 
-/** Whether an authorization counted from a date ended before the order starts. */
-function approvalEnded(window: { end: string } | undefined, orderDate: string): boolean {
-  return window !== undefined && window.end < orderDate;
+/**
+ * Whether an authorization counted from a date does not cover the order: it ended before the order starts, or before
+ * the last day the order needs covered (pharmacist review s41: an approval ending on day 8 of a 28-day infusion).
+ */
+function approvalEnded(window: { end: string; needs: string } | undefined): boolean {
+  return window !== undefined && window.end < window.needs;
 }
 
 /** An approval length in words: "30 weeks", "6 months", "1 day". */
@@ -646,6 +658,25 @@ export function askWhenFalse(
   try {
     const v = askWhen(known, { orderDate, orderDateTime: `${orderDate}T00:00:00Z` });
     return v.length === 1 && v[0] === false;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether an `askWhen` condition is known for this patient (true or false), not left open by facts still unknown: a
+ * question whose condition is open waits, in `$next-question`, for the facts its condition reads (the birth date before
+ * the AYA question; the renewal question before its follow-ups).
+ */
+export function askWhenKnown(
+  askWhen: CompiledPolicy['facts'][number]['askWhen'],
+  known: Record<string, FactValue>,
+  orderDate: string,
+): boolean {
+  if (!askWhen) return true;
+  try {
+    const v = askWhen(known, { orderDate, orderDateTime: `${orderDate}T00:00:00Z` });
+    return v.length === 1 && typeof v[0] === 'boolean';
   } catch {
     return false;
   }

@@ -338,11 +338,15 @@ function compilePolicy(
       if ('outsideUse' in r && r.outsideUse) rule.outsideUse = true;
       if ('approval' in r) {
         rule.approval = r.approval;
-        const from = r.approval.from;
-        const fact = from === undefined ? undefined : compiledFacts.get(from);
-        if (from !== undefined && !fact) problems.push({ file: path, field: `${field}.approval.from`, message: `unknown fact ${from}` });
-        else if (fact && fact.def.type !== 'date')
-          problems.push({ file: path, field: `${field}.approval.from`, message: `fact ${from} is of type ${fact.def.type}: an approval runs from a date fact` });
+        for (const key of ['from', 'covers'] as const) {
+          const name = r.approval[key];
+          const fact = name === undefined ? undefined : compiledFacts.get(name);
+          if (name !== undefined && !fact) problems.push({ file: path, field: `${field}.approval.${key}`, message: `unknown fact ${name}` });
+          else if (fact && fact.def.type !== 'date')
+            problems.push({ file: path, field: `${field}.approval.${key}`, message: `fact ${name} is of type ${fact.def.type}: approval.${key} names a date fact` });
+        }
+        if (r.approval.covers !== undefined && r.approval.from === undefined)
+          problems.push({ file: path, field: `${field}.approval.covers`, message: 'covers needs from: it says whether a period counted from a date reaches far enough' });
       }
       if ('cycles' in r && r.cycles !== undefined) rule.cycles = r.cycles;
       if ('justification' in r) rule.justification = r.justification;
@@ -400,6 +404,7 @@ function compilePolicy(
   for (const r of [...file.requirements, ...file.pathways, ...file.limits]) {
     bareIdentifiers(r.when).forEach(use);
     if ('approval' in r && r.approval.from) use(r.approval.from);
+    if ('approval' in r && r.approval.covers) use(r.approval.covers);
     if ('propose' in r && r.propose) {
       bareIdentifiers(r.propose.value).forEach(use);
       if (r.propose.perM2) bareIdentifiers(r.propose.perM2.value).forEach(use);

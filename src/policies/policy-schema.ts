@@ -28,6 +28,13 @@ const approval = z
       .describe(
         "A date fact the period is counted from (e.g. courseFirstCycleStart): the period ends that date + the length; unknown, it is counted from the order's start",
       ),
+    covers: z
+      .string()
+      .regex(/^[a-zA-Z][a-zA-Z0-9]*$/, 'a date fact name')
+      .optional()
+      .describe(
+        "With `from`: a date fact, the last day the order's period must reach (e.g. the end of its first cycle's infusion). A period from `from` that ends before it does not cover the order: as if it had ended before the order's start (see afterEnd)",
+      ),
     afterEnd: z
       .enum(['review', 'order'])
       .optional()
@@ -67,10 +74,10 @@ export const factSchema = z
       .describe('What an empty search means: unknown (findings) or false (history, diagnosis); documentation only'),
     askable: z.boolean().default(true).describe('false for facts the clinician is never asked (derived values)'),
     dateOf: z
-      .enum(['record', 'order'])
+      .enum(['record', 'order', 'plan'])
       .default('record')
       .describe(
-        "A date fact's source: 'record', a date the record states (not after the order date or today); 'order', an order's planned start, which may be ahead of today (not after this order's date)",
+        "A date fact's source: 'record', a date the record states (not after the order date or today); 'order', an order's planned start, which may be ahead of today (not after this order's date); 'plan', a day this order plans after its start (the end of its cycles), not bounded",
       ),
     askWhen: z
       .string()
