@@ -174,18 +174,13 @@ function orderFor(req: PasRequest, it: RequestedItem, content: Content, payer: P
 }
 
 /**
- * Whether a policy judges the amount an order dispenses: one of its facts reads the order's dispense quantity (OHSU's
- * 980 J9039 units per 42 days, MMM's labelled amount per cycle). Read from the policy's data, never a payer's name.
+ * Whether a policy judges the amount an order dispenses: it declares which of its facts is the requested amount
+ * (`requestedAmount`: OHSU's J9039 units per 42 days, MMM's micrograms per cycle), which the loader checks a limit
+ * judges (policy-loader.ts `requestedAmountProblems`). Read from the policy's data, never a payer's name.
  */
 function judgesQuantity(policy: CompiledPolicy): boolean {
-  let judges = quantityJudged.get(policy);
-  if (judges === undefined) {
-    judges = [...policy.factsByName.values()].some((f) => typeof f.def.fhirpath === 'string' && f.def.fhirpath.includes('dispenseRequest.quantity'));
-    quantityJudged.set(policy, judges);
-  }
-  return judges;
+  return policy.requestedAmount !== undefined;
 }
-const quantityJudged = new WeakMap<CompiledPolicy, boolean>();
 
 /**
  * The order as PAS judges it for one Claim item (design.md §8 "What PAS certifies"): what an approval certifies is

@@ -85,6 +85,12 @@ export interface CompiledPolicy {
   /** Attachment items with their `askWhen` compiled. */
   /** `proves`: the attestations this document proves (policy-schema.ts attachmentSchema). */
   attachments: { linkId: string; text: string; cite: string; askWhen?: CompiledExpression; askWhenText?: string; proves?: string[] }[];
+  /**
+   * The fact that is the amount the order asks for (the file's `requestedAmount`): a number fact reading `%order` that a
+   * limit judges. Set only when the policy judges amounts; PAS then judges and certifies a Claim item's quantity
+   * (design.md §8 "What PAS certifies"), and otherwise certifies the drug without one.
+   */
+  requestedAmount?: string;
   /** Canonical URL of the policy's DTR Questionnaire, with `|version`. */
   questionnaire: string;
 }
