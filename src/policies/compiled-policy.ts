@@ -28,6 +28,13 @@ export interface CompiledFact {
    * by its name only (no listed code), so the reason can say a name decided (design.md §6 "Clinical readings").
    */
   nameOnly?: (order: unknown) => string | undefined;
+  /**
+   * An amount the order asks for: a number (decimal or integer) its expression reads from `%order` (the dose, the
+   * starting dose, the cycles requested, the amount dispensed). A later PAS request asking more of it than a reviewer
+   * approved is not covered by that approval (approval-covers.ts); the patient's and the record's facts (a weight, a
+   * lab value, the cycles already given, a date) are not asked by the request and are not compared.
+   */
+  asked?: true;
   /** `askWhen` compiled over the facts: a question whose condition is false is not asked (hidden in DTR). */
   askWhen?: CompiledExpression;
 }

@@ -25,10 +25,14 @@ function atDose(order: MedicationRequest, mcgPerDay: number): MedicationRequest 
 }
 
 /** The story's PAS request for its order at `mcgPerDay`, the Claim item asking for `cycles` 28-day cycles of it (J9039, 1 mcg units). */
-function requestAt(mcgPerDay: number, cycles = 1): Bundle {
+function requestAt(mcgPerDay: number, cycles = 1, opts: { weightKg?: number } = {}): Bundle {
   const bundle = storyBundle(STORY);
   for (const e of bundle.entry ?? []) {
     if (e.resource?.resourceType === 'MedicationRequest') e.resource = atDose(e.resource, mcgPerDay);
+    // The patient weighed again (LOINC 29463-7 body weight, the story's 70 kg observation).
+    if (opts.weightKg !== undefined && e.resource?.resourceType === 'Observation' && e.resource.code?.coding?.[0]?.code === '29463-7') {
+      e.resource = { ...e.resource, valueQuantity: { value: opts.weightKg, unit: 'kg', system: 'http://unitsofmeasure.org', code: 'kg' } };
+    }
   }
   (bundle.entry![0].resource as Claim).item![0].quantity = { value: mcgPerDay * 28 * cycles, unit: 'ug', system: 'http://unitsofmeasure.org', code: 'ug' };
   return bundle;
@@ -193,5 +197,21 @@ describe("H2: a reviewer's approval certifies what the reviewer approved, not mo
     const later = claimResponseOf((await submit(requestAt(112, 9))).body);
     expect(reviewActions(later)).toEqual([`${X12}#A1`]);
     expect(later.preAuthRef).toBe(number);
+  });
+
+  it('only what the order asks is compared (review s40 L6): the patient weighed heavier since the approval asks nothing more of it; a higher dose does', async () => {
+    // 40 kg (Centene weight class below 45 kg: at most 15 mcg/m²/day × BSA, CP.PHAR.312 V): 56 mcg/day is over it.
+    const { submit, review } = setUp();
+    const first = claimResponseOf((await submit(requestAt(56, 2, { weightKg: 40 }))).body);
+    expect(reviewActions(first)).toEqual([`${X12}#A4`]);
+    const approved = await review(`/${first.id}/decision`, { decision: 'approve', reviewer: 'Dr. R. Okafor (medical director)', reason: '56 mcg/day per the attached protocol amendment' }).expect(200);
+    const number: string = approved.body.preAuthRef;
+
+    // 43 kg a week later: a larger weight and BSA were read as asking more, and the same request was pended again.
+    const heavier = claimResponseOf((await submit(requestAt(56, 2, { weightKg: 43 }))).body);
+    expect(reviewActions(heavier)).toEqual([`${X12}#A1`]);
+    expect(heavier.preAuthRef).toBe(number);
+    const higher = claimResponseOf((await submit(requestAt(60, 2, { weightKg: 43 }))).body);
+    expect(reviewActions(higher)).toEqual([`${X12}#A4`]);
   });
 });
