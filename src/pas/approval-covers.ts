@@ -14,8 +14,8 @@ import { parsePasRequest } from './request-bundle.js';
  * - a reviewer's approval covers what the reviewed request asked: an item asks no more when every limit it exceeds
  *   was exceeded in the reviewed item too, each amount of that limit the order asks for (the dose, the cycles) at
  *   most what the reviewer saw, and its Claim quantity (kept on the item's decision) at most the reviewed one in the
- *   same unit. A resend, or a request asking
- *   the same or less, takes the approval; one asking more is pended for review.
+ *   same unit. A resend, or a request asking the same or less, takes the approval; one asking more is pended for
+ *   review.
  */
 export async function approvalCovers(
   storage: Storage,

@@ -196,7 +196,7 @@ export const policySchema = z
       .regex(/^[a-zA-Z][a-zA-Z0-9]*$/, 'a fact name')
       .optional()
       .describe(
-        'The fact that is the amount the order asks for (a decimal fact reading %order, judged by a limit): PAS judges and certifies a Claim item quantity only for a policy that names one',
+        'The fact that is the amount the order asks for (a decimal or integer fact reading %order, judged by a limit): PAS judges and certifies a Claim item quantity only for a policy that names one',
       ),
     offLabel: z.string().optional().describe('Where a use outside this policy goes (named in not-covered reasons)'),
     notes: z.array(z.string()).default([]).describe('Reading decisions on ambiguous seed text, with citations'),
