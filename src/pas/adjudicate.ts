@@ -1,4 +1,4 @@
-import type { CodeableConcept, Condition, MedicationRequest, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
+import type { CodeableConcept, Condition, MedicationRequest, Quantity, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
 import type { Content, Payer } from '../content.js';
 import { drugNamedOnly, policiesFor, policiesForCodings } from '../content.js';
 import { resolveValueSetUrl } from '../fhir/fhirpath.js';
@@ -51,6 +51,18 @@ export interface ItemDecision {
    * for the order, never the quantity asked (design.md §8 "What PAS certifies"). Decisions stored before it lack it.
    */
   quantityNotJudged?: true;
+  /**
+   * The Claim item's quantity as asked (the whole authorization), kept so that a later request is compared with what
+   * a reviewer approved without reading the stored request again (approval-covers.ts); null when the item stated
+   * none. Absent from decisions stored before it was kept: their request is read for it.
+   */
+  quantity?: Quantity | null;
+  /**
+   * The facts of its policy's limits that are amounts the order asks for (CompiledFact.asked: the dose, the cycles, the
+   * amount dispensed): the only ones a later request is compared on with what a reviewer approved (approval-covers.ts).
+   * Absent from decisions stored before it was kept: every fact of a limit is compared, as then.
+   */
+  askedAmounts?: string[];
   /** Set when its submitter cancelled the item (reviewAction C): when, and what it had been before. */
   cancelled?: { at: string; was: ItemActionCode };
 }
@@ -174,18 +186,13 @@ function orderFor(req: PasRequest, it: RequestedItem, content: Content, payer: P
 }
 
 /**
- * Whether a policy judges the amount an order dispenses: one of its facts reads the order's dispense quantity (OHSU's
- * 980 J9039 units per 42 days, MMM's labelled amount per cycle). Read from the policy's data, never a payer's name.
+ * Whether a policy judges the amount an order dispenses: it declares which of its facts is the requested amount
+ * (`requestedAmount`: OHSU's J9039 units per 42 days, MMM's micrograms per cycle), which the loader checks a limit
+ * judges (policy-loader.ts `requestedAmountProblems`). Read from the policy's data, never a payer's name.
  */
 function judgesQuantity(policy: CompiledPolicy): boolean {
-  let judges = quantityJudged.get(policy);
-  if (judges === undefined) {
-    judges = [...policy.factsByName.values()].some((f) => typeof f.def.fhirpath === 'string' && f.def.fhirpath.includes('dispenseRequest.quantity'));
-    quantityJudged.set(policy, judges);
-  }
-  return judges;
+  return policy.requestedAmount !== undefined;
 }
-const quantityJudged = new WeakMap<CompiledPolicy, boolean>();
 
 /**
  * The order as PAS judges it for one Claim item (design.md §8 "What PAS certifies"): what an approval certifies is
@@ -291,7 +298,8 @@ export function decisionFor(policy: CompiledPolicy, ev: PolicyEvaluation, opts: 
   const criteria = ev.rules.map((r) => ({ id: r.id, kind: r.kind, cite: r.cite, text: r.text, result: r.result, ...(r.applies !== undefined ? { applies: r.applies } : {}), evidence: evidenceOf(policy, ev, r.id) }));
   const approval = defaultApproval(policy, ev);
   const reviewPeriod = { start: opts.orderDate, end: reviewEnd(policy, ev, opts.orderDate, approval) };
-  const base = { sequence: opts.sequence, policyId: policy.file.id, policyVersion: policy.file.version, outcome: ev.outcome, criteria, orderDate: opts.orderDate, reviewPeriod };
+  const askedAmounts = [...new Set(policy.limits.flatMap((l) => l.facts))].filter((f) => policy.factsByName.get(f)?.asked);
+  const base = { sequence: opts.sequence, policyId: policy.file.id, policyVersion: policy.file.version, outcome: ev.outcome, criteria, orderDate: opts.orderDate, reviewPeriod, askedAmounts };
   const authorization =
     ev.outcome === 'satisfied' ? newApproval(opts.payer, opts.today, opts.orderDate, ev.pathway?.approval ?? approval, ev.pathway?.approvalFrom) : undefined;
   const d = determinationOf(policy, ev, authorization);
@@ -372,6 +380,7 @@ export function adjudicate(opts: {
         criteria: [],
         orderDate,
         reviewPeriod: period,
+        quantity: it.item.quantity ?? null,
       } satisfies ItemDecision;
     }
 
@@ -401,7 +410,8 @@ export function adjudicate(opts: {
     const key = orderKeyOf({ payer: payer.key, patientId: req.patient.id, orderRef: named, drug: policy.file.drug });
     // A policy that states no amount limit never judged the item's quantity: an approval certifies the drug for the
     // order, not that amount (claim-response.ts authorizedItemDetail).
-    const amount = quantityJudged || !it.item.quantity ? decision : { ...decision, quantityNotJudged: true as const };
+    const asked = { ...decision, quantity: it.item.quantity ?? null };
+    const amount = quantityJudged || !it.item.quantity ? asked : { ...asked, quantityNotJudged: true as const };
     return key ? { ...amount, order: key } : amount;
   });
 }

@@ -12,17 +12,33 @@ import { parsePasRequest } from './request-bundle.js';
  *   clinical review, never an approval by the rules). A request pended for 56 mcg/day stays pended when the order is
  *   approved at signing at 28;
  * - a reviewer's approval covers what the reviewed request asked: an item asks no more when every limit it exceeds
- *   was exceeded in the reviewed item too, each of that limit's facts (the dose, the cycles) at most what the
- *   reviewer saw, and its Claim quantity at most the reviewed one in the same unit. A resend, or a request asking
- *   the same or less, takes the approval; one asking more is pended for review.
+ *   was exceeded in the reviewed item too, each amount of that limit the order asks for (the dose, the cycles) at
+ *   most what the reviewer saw, and its Claim quantity (kept on the item's decision) at most the reviewed one in the
+ *   same unit. A resend, or a request asking the same or less, takes the approval; one asking more is pended for
+ *   review.
  */
-export async function approvalCovers(storage: Storage, item: ItemDecision, quantity: Quantity | undefined, record: OrderRecord): Promise<boolean> {
+export async function approvalCovers(
+  storage: Storage,
+  item: ItemDecision,
+  record: OrderRecord,
+  /** The item's Claim quantity when its decision does not hold one (stored before quantities were kept). */
+  askedBefore?: () => Quantity | undefined,
+): Promise<boolean> {
   const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
   if (approvedBy?.source !== 'review' || !approvedBy.submissionId) return !overLimit(item);
   const reviewed = await storage.getPasSubmission(approvedBy.submissionId);
   const was = ((reviewed?.detail as { items?: ItemDecision[] } | undefined)?.items ?? []).find((i) => i.order && item.order && sameOrder(i.order, item.order));
   if (!reviewed || !was) return !overLimit(item);
-  return asksNoMoreThan(item, quantity, was, quantityOf(reviewed.requestBundle, was.sequence));
+  return asksNoMoreThan(item, claimQuantity(item, askedBefore), was, claimQuantity(was, () => quantityOf(reviewed.requestBundle, was.sequence)));
+}
+
+/**
+ * An item's Claim quantity: the one its decision holds (adjudicate.ts `ItemDecision.quantity`), else, for a decision
+ * stored before quantities were kept, what `askedBefore` reads from its request (so what was stored keeps its meaning).
+ */
+export function claimQuantity(item: ItemDecision, askedBefore?: () => Quantity | undefined): Quantity | undefined {
+  if (item.quantity !== undefined) return item.quantity ?? undefined;
+  return askedBefore?.();
 }
 
 /** An item over a limit: its outcome, or any limit found false (a limit review, design.md §5 row 3). */
@@ -30,7 +46,10 @@ export function overLimit(item: ItemDecision): boolean {
   return item.outcome === 'limit-exceeded' || item.criteria.some((c) => c.kind === 'limit' && c.result === false);
 }
 
-/** The Claim item quantity of a stored request's item (by sequence); undefined when it states none or cannot be read. */
+/**
+ * The Claim item quantity of a stored request's item (by sequence); undefined when it states none or cannot be read.
+ * Only for decisions stored before they held their quantity ({@link claimQuantity}).
+ */
 export function quantityOf(requestBundle: Record<string, unknown>, sequence: number): Quantity | undefined {
   try {
     return parsePasRequest(requestBundle).items.find((i) => i.sequence === sequence)?.item.quantity;
@@ -39,14 +58,22 @@ export function quantityOf(requestBundle: Record<string, unknown>, sequence: num
   }
 }
 
-/** Whether `item` (with its Claim quantity) asks no more than the reviewed item `was` (see {@link approvalCovers}). */
+/**
+ * Whether `item` (with its Claim quantity) asks no more than the reviewed item `was` (see {@link approvalCovers}): of
+ * each limit it exceeds, only the amounts the order asks for are compared (ItemDecision.askedAmounts: the dose, the
+ * starting dose, the cycles requested, the amount dispensed), a larger one asking more. What the request does not ask
+ * (the patient's weight or BSA, a lab value, the cycles already given, a date) is not compared: a heavier patient or a
+ * later course start asks nothing more. Decisions stored before the asked amounts were kept compare every fact, as then.
+ */
 function asksNoMoreThan(item: ItemDecision, quantity: Quantity | undefined, was: ItemDecision, wasQuantity: Quantity | undefined): boolean {
+  const asked = item.askedAmounts ?? was.askedAmounts;
   for (const limit of item.criteria) {
     if (limit.kind !== 'limit' || limit.result !== false) continue;
     const then = was.criteria.find((c) => c.id === limit.id);
     // The reviewer did not grant the order over this limit.
     if (then?.result !== false) return false;
     for (const e of limit.evidence ?? []) {
+      if (asked && !asked.includes(e.fact)) continue;
       const before = then.evidence?.find((x) => x.fact === e.fact)?.value;
       if (e.value === before) continue;
       if (typeof e.value === 'number' && typeof before === 'number' && e.value <= before) continue;

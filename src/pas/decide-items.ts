@@ -11,8 +11,8 @@ import type { PasRequest } from './request-bundle.js';
  * Lets each item's order record speak (design.md §8 "One authorization per order"), in place: an order that no longer
  * fits the approval the rules gave it, or whose dose cannot be read after an approval at signing, is reopened (a review, not A1), and an order that has a decision answers
  * it (A1 with the order's number, A3 with its reason), except a pended item that asks more than the order's approval
- * covers (approval-covers.ts; `request` gives the items' Claim quantities): it stays pended for review and the approval
- * stands. Returns the records as they now stand, one per item. `actor` names the PAS request in the orders' history.
+ * covers (approval-covers.ts; `request` gives the Claim quantities of items decided before their decisions held
+ * them): it stays pended for review and the approval stands. Returns the records as they now stand, one per item. `actor` names the PAS request in the orders' history.
  */
 export async function withOrderRecords(
   storage: Storage,
@@ -35,8 +35,8 @@ export async function withOrderRecords(
       // A reviewer's approval answers what the reviewer approved: an item pended here that asks more of it (a higher
       // dose, more cycles, a larger quantity) stays pended for review, the approval intact (approval-covers.ts).
       if (decided.reviewAction === 'A1' && item.reviewAction === 'A4') {
-        const quantity = opts.request?.items.find((i) => i.sequence === item.sequence)?.item.quantity;
-        if (!(await approvalCovers(storage, item, quantity, records[n]!))) {
+        const asked = () => opts.request?.items.find((i) => i.sequence === item.sequence)?.item.quantity;
+        if (!(await approvalCovers(storage, item, records[n]!, asked))) {
           items[n] = { ...item, needed: [...item.needed, beyondApproval(decided.authorization.number)] };
           return;
         }

@@ -327,7 +327,10 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         if (decision === 'approve') {
           const p = period ?? i.reviewPeriod;
           const held = approvedOrders[n]?.authorization;
-          return { ...i, reviewAction: 'A1', needed: [], reasons: [`Certified on clinical review`], authorization: held ? { ...held } : { number: number!, start: p.start, end: p.end }, review };
+          // Beside the order's approval the reviewer's approval keeps its number; a period the reviewer gives is the
+          // order's period from now on (a 9-cycle request outlasts a one-cycle approval at signing), else it stays.
+          const authorization = held ? { ...held, ...(period ? { start: period.start, end: period.end } : {}) } : { number: number!, start: p.start, end: p.end };
+          return { ...i, reviewAction: 'A1', needed: [], reasons: [`Certified on clinical review`], authorization, review };
         }
         return { ...i, reviewAction: 'A3', needed: [], reasons: [`Not certified on clinical review: ${reason}`], review };
       });
@@ -362,6 +365,8 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
             policyId: i.policyId,
             submissionId: id,
             ...(i.authorization ? { authorization: i.authorization } : {}),
+            // The reviewer's period replaces the period of the approval the order holds (its number stays).
+            ...(approvedBefore.has(i.sequence) && decision === 'approve' && period ? { setsPeriod: true } : {}),
           },
         }));
       const result = await storage.recordReviewDecision({

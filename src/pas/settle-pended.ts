@@ -45,7 +45,7 @@ export async function settlePended(
       if (!decided || !record) return { item };
       // An approval answers only what it covers: a request pended over a limit stays the reviewer's when the order is
       // approved within it (at signing, in DTR), or by a reviewer for less (docs/design.md §8 "What an approval covers").
-      if (decided.reviewAction === 'A1' && !(await approvalCovers(storage, item, quantityOf(s.requestBundle, item.sequence), record))) return { item };
+      if (decided.reviewAction === 'A1' && !(await approvalCovers(storage, item, record, () => quantityOf(s.requestBundle, item.sequence)))) return { item };
       const event = [...record.history].reverse().find((h) => h.state === record.state);
       const by = event ? decidedBy(event) : 'The order record';
       return { item: itemFromOrderRecord(item, decided), by };

@@ -28,6 +28,13 @@ export interface CompiledFact {
    * by its name only (no listed code), so the reason can say a name decided (design.md §6 "Clinical readings").
    */
   nameOnly?: (order: unknown) => string | undefined;
+  /**
+   * An amount the order asks for: a number (decimal or integer) its expression reads from `%order` (the dose, the
+   * starting dose, the cycles requested, the amount dispensed). A later PAS request asking more of it than a reviewer
+   * approved is not covered by that approval (approval-covers.ts); the patient's and the record's facts (a weight, a
+   * lab value, the cycles already given, a date) are not asked by the request and are not compared.
+   */
+  asked?: true;
   /** `askWhen` compiled over the facts: a question whose condition is false is not asked (hidden in DTR). */
   askWhen?: CompiledExpression;
 }
@@ -86,6 +93,12 @@ export interface CompiledPolicy {
   /** Attachment items with their `askWhen` compiled. */
   /** `proves`: the attestations this document proves (policy-schema.ts attachmentSchema). */
   attachments: { linkId: string; text: string; cite: string; askWhen?: CompiledExpression; askWhenText?: string; proves?: string[] }[];
+  /**
+   * The fact that is the amount the order asks for (the file's `requestedAmount`): a number fact reading `%order` that a
+   * limit judges. Set only when the policy judges amounts; PAS then judges and certifies a Claim item's quantity
+   * (design.md §8 "What PAS certifies"), and otherwise certifies the drug without one.
+   */
+  requestedAmount?: string;
   /** Canonical URL of the policy's DTR Questionnaire, with `|version`. */
   questionnaire: string;
 }

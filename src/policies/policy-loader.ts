@@ -275,6 +275,7 @@ function compilePolicy(
     const reads = variableReferences(f.def.fhirpath);
     const deps = f.deps.map((d) => compiledFacts.get(d)).filter((d): d is CompiledFact => d !== undefined);
     f.dated = f.def.type === 'date' || reads.includes('orderDate') || reads.includes('orderDateTime') || deps.some((d) => d.dated);
+    if ((f.def.type === 'decimal' || f.def.type === 'integer') && reads.includes('order')) f.asked = true;
     const pureOf = pureVariables(f.def, reads, compiledFacts);
     if (pureOf) f.pureOf = pureOf;
     f.shareKey = shareKeyOf(
@@ -389,6 +390,7 @@ function compilePolicy(
   const requirements = file.requirements.map((r, i) => compileRule('requirement', i, r));
   const pathways = file.pathways.map((r, i) => compileRule('pathway', i, r));
   const limits = file.limits.map((r, i) => compileRule('limit', i, r));
+  problems.push(...requestedAmountProblems(file, compiledFacts).map((message) => ({ file: path, field: 'requestedAmount', message })));
   if (problems.length > before) return undefined;
 
   // Imported facts no rule reads are dropped: they cost evaluation time on every order and would be asked in DTR
@@ -429,7 +431,36 @@ function compilePolicy(
         : (a as CompiledPolicy['attachments'][number]),
     ),
     questionnaire: `${opts.canonicalBase}/Questionnaire/${file.id}|${file.version}`,
+    ...(file.requestedAmount ? { requestedAmount: file.requestedAmount } : {}),
   };
+}
+
+/**
+ * What is wrong with a policy's `requestedAmount` (policy-schema.ts): the fact it names must be a number the order
+ * states (a decimal or integer fact whose expression reads `%order`: PAS gives it the Claim item's quantity as the
+ * order's `dispenseRequest.quantity`), and a limit must judge it, itself or through the facts it reads. Otherwise PAS
+ * would certify an item quantity that no limit judged (design.md §8 "What PAS certifies").
+ */
+function requestedAmountProblems(file: PolicyFile, facts: Map<string, CompiledFact>): string[] {
+  const name = file.requestedAmount;
+  if (name === undefined) return [];
+  const fact = facts.get(name);
+  if (!fact) return [`unknown fact ${name}`];
+  const problems: string[] = [];
+  if (fact.def.type !== 'decimal' && fact.def.type !== 'integer') problems.push(`fact ${name} is of type ${fact.def.type}: the requested amount is a number (decimal or integer)`);
+  if (!variableReferences(fact.def.fhirpath).includes('order')) problems.push(`fact ${name} does not read %order: the requested amount is the amount the order asks for`);
+  const judged = file.limits.some((l) => {
+    const seen = new Set<string>();
+    const reaches = (f: string): boolean => {
+      if (f === name) return true;
+      if (seen.has(f)) return false;
+      seen.add(f);
+      return (facts.get(f)?.deps ?? []).some(reaches);
+    };
+    return bareIdentifiers(l.when).some(reaches);
+  });
+  if (!judged) problems.push(`no limit reads ${name}: a requested amount is declared for an amount limit to judge`);
+  return problems;
 }
 
 /**

@@ -198,6 +198,13 @@ export const policySchema = z
     pathways: z.array(pathwaySchema).min(1),
     limits: z.array(limitSchema).default([]),
     attachments: z.array(attachmentSchema).default([]).describe('Documents the seed asks for, as attachment items'),
+    requestedAmount: z
+      .string()
+      .regex(/^[a-zA-Z][a-zA-Z0-9]*$/, 'a fact name')
+      .optional()
+      .describe(
+        'The fact that is the amount the order asks for (a decimal or integer fact reading %order, judged by a limit): PAS judges and certifies a Claim item quantity only for a policy that names one',
+      ),
     offLabel: z.string().optional().describe('Where a use outside this policy goes (named in not-covered reasons)'),
     notes: z.array(z.string()).default([]).describe('Reading decisions on ambiguous seed text, with citations'),
   })

@@ -264,7 +264,8 @@ interface SubmissionRow {
 /**
  * Orders' guarded changes (design.md §8) in one statement, however many (one round trip and one plan per batch of
  * hooks, design.md §9): each upsert applies when its order has no record or its state is among that change's allowed
- * ones; an approval number already on the record is kept unless the change withdraws it; the event and the issued
+ * ones; an approval number already on the record is kept unless the change withdraws it, its period unless a reviewer's
+ * approval sets it (`setsPeriod`, same number); the event and the issued
  * authorization are written only for the changes that applied. ON CONFLICT takes the row lock, so concurrent changes to one order, from any replica,
  * apply one after another and each sees the other's result. `$1` is a JSON array with one object per change, at most
  * one per order (a statement cannot change a row twice: applyOrderChangesIn splits the rest into later statements),
@@ -277,7 +278,7 @@ const ORDER_CHANGES_SQL = `
 WITH given AS (
   SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS x(i integer, id text, payer text, patient_id text, order_ref text, drug text, state text,
     policy_id text, reason text, authorization_number text, auth_start date, auth_end date, submission_id text, at timestamptz, from_states jsonb,
-    source text, actor text, assertion_id text, withdraws boolean, event_id text)
+    source text, actor text, assertion_id text, withdraws boolean, sets_period boolean, event_id text)
 ), c AS (
   -- A lookup per change in event_id's index, never a join: the planner cannot see how few changes $1 holds and,
   -- with the table's statistics unknown (embedded PGlite never analyzes), hashed the whole events table per batch.
@@ -292,8 +293,10 @@ WITH given AS (
     policy_id = coalesce(EXCLUDED.policy_id, o.policy_id),
     reason = EXCLUDED.reason,
     authorization_number = CASE WHEN (SELECT g.withdraws FROM c g WHERE g.id = EXCLUDED.id) THEN NULL ELSE coalesce(o.authorization_number, EXCLUDED.authorization_number) END,
-    auth_start = CASE WHEN (SELECT g.withdraws FROM c g WHERE g.id = EXCLUDED.id) THEN NULL WHEN o.authorization_number IS NULL THEN EXCLUDED.auth_start ELSE o.auth_start END,
-    auth_end = CASE WHEN (SELECT g.withdraws FROM c g WHERE g.id = EXCLUDED.id) THEN NULL WHEN o.authorization_number IS NULL THEN EXCLUDED.auth_end ELSE o.auth_end END,
+    auth_start = CASE WHEN (SELECT g.withdraws FROM c g WHERE g.id = EXCLUDED.id) THEN NULL WHEN o.authorization_number IS NULL THEN EXCLUDED.auth_start
+      WHEN o.authorization_number = EXCLUDED.authorization_number AND (SELECT g.sets_period FROM c g WHERE g.id = EXCLUDED.id) THEN EXCLUDED.auth_start ELSE o.auth_start END,
+    auth_end = CASE WHEN (SELECT g.withdraws FROM c g WHERE g.id = EXCLUDED.id) THEN NULL WHEN o.authorization_number IS NULL THEN EXCLUDED.auth_end
+      WHEN o.authorization_number = EXCLUDED.authorization_number AND (SELECT g.sets_period FROM c g WHERE g.id = EXCLUDED.id) THEN EXCLUDED.auth_end ELSE o.auth_end END,
     submission_id = coalesce(EXCLUDED.submission_id, o.submission_id),
     updated_at = EXCLUDED.updated_at
   WHERE o.state IN (SELECT jsonb_array_elements_text(g.from_states) FROM c g WHERE g.id = EXCLUDED.id)
@@ -427,6 +430,7 @@ function orderChangeSteps(changes: GuardedOrderChange[]): Step[] {
               actor: c.actor,
               assertion_id: c.assertionId ?? null,
               withdraws: c.withdrawsApproval === true,
+              sets_period: approving && c.setsPeriod === true,
               // Changes written in a caller's transaction (PAS, DTR, the reviewer) are not retried by storage: a key
               // made here serves them; queued and awaited changes carry theirs from before the first attempt.
               event_id: eventId ?? randomUUID(),

@@ -150,7 +150,10 @@ export interface OrderRecord extends OrderKey {
   policyId?: string;
   /** The latest reason (the last event's). */
   reason: string;
-  /** The approval, once issued: never replaced; let go of only when the order outgrows it (`withdrawsApproval`). */
+  /**
+   * The approval, once issued: its number never replaced, its period only by a reviewer's approval (`setsPeriod`); let
+   * go of only when the order outgrows it (`withdrawsApproval`).
+   */
   authorization?: AuthorizationRecord;
   /** The PAS request that pends the order or carries its decision. */
   submissionId?: string;
@@ -176,6 +179,12 @@ export interface OrderChange {
    * lets go of its number, which stays in the history and among the issued authorizations.
    */
   withdrawsApproval?: boolean;
+  /**
+   * For `approved` over the approval the record holds, with its number: `authorization`'s period replaces the held one
+   * (the number stays). A reviewer who approves a request asking more than the order's approval covered, for a period
+   * of the reviewer's own, grants the order that period (docs/design.md §8 "What an approval covers").
+   */
+  setsPeriod?: boolean;
 }
 
 /** Options of Storage.createPasSubmissionForOrders. */
@@ -450,7 +459,7 @@ export interface PasQuery {
 /**
  * Applies `c` to `record` in place, as every store applies an order change: state, reason and time, the policy and
  * request it names, a withdrawn approval dropped, an approval issued only when none is held (docs/design.md §8 "One
- * authorization per order"), and its history event. True when this change issued the record's approval.
+ * authorization per order") or its period set by a reviewer (`setsPeriod`), and its history event. True when this change issued the record's approval.
  */
 export function applyChangeTo(record: OrderRecord, c: OrderChange): boolean {
   record.state = c.state;
@@ -461,6 +470,9 @@ export function applyChangeTo(record: OrderRecord, c: OrderChange): boolean {
   if (c.withdrawsApproval) delete record.authorization;
   const issuing = c.state === 'approved' && c.authorization !== undefined && !record.authorization;
   if (issuing) record.authorization = { ...c.authorization! };
+  else if (c.state === 'approved' && c.setsPeriod && c.authorization && record.authorization?.number === c.authorization.number) {
+    record.authorization = { ...record.authorization, start: c.authorization.start, end: c.authorization.end };
+  }
   record.history.push(orderEventOf(c, record.authorization?.number));
   return issuing;
 }

@@ -22,7 +22,9 @@ export function approvalLoop(story: string, reviewToken: string) {
   const sign = async (o: MedicationRequest, extra: Record<string, unknown> = {}) => {
     const body = { ...orderSignRequest(resources, o), ...extra };
     const res = await request(app).post(`/cds-services/priorpath-${String(body.hook)}`).send(body).expect(200);
-    const [ext] = expectValidHookResponse(res.body, body.hook as 'order-sign');
+    // Checked against the CRD version the request asks for (2.2 adds `expiry-date` and `detail`).
+    const version = (body.extension as Record<string, unknown> | undefined)?.['davinci-crd.requestedVersion'] === '2.2' ? '2.2' : '2.0';
+    const [ext] = expectValidHookResponse(res.body, body.hook as 'order-sign', version);
     return { ext, body: res.body as { cards: { summary: string; detail?: string; suggestions?: unknown[] }[] } };
   };
   const submit = (b: Bundle) => request(app).post('/fhir/Claim/$submit').set('Content-Type', 'application/fhir+json').send(b).expect(200);

@@ -2,7 +2,7 @@ import type { Bundle, Claim, ClaimResponse, MedicationRequest } from '@medplum/f
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { approvalLoop } from '../helpers/approval-loop.js';
-import { claimResponseOf, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
+import { claimResponseOf, inquiryParameters, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
 
 /**
  * A PAS request is certified only for what the order's approval covers (docs/design.md §5 row 3, §8 "What an approval
@@ -14,7 +14,7 @@ const X12 = 'https://codesystem.x12.org/005010/306';
 const STORY = 'centene-mrd-positive';
 const REVIEW_TOKEN = 'review-token-for-approval-covers';
 const PAS = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition';
-const pa = (ext: { extension?: { url: string; valueCode?: string; valueString?: string }[] }, url: string) => ext.extension!.find((e) => e.url === url);
+const pa = (ext: { extension?: { url: string; valueCode?: string; valueString?: string; valueDate?: string }[] }, url: string) => ext.extension!.find((e) => e.url === url);
 
 /** The story's order at another daily dose (mcg/day), as the clinician edited it. */
 function atDose(order: MedicationRequest, mcgPerDay: number): MedicationRequest {
@@ -25,10 +25,14 @@ function atDose(order: MedicationRequest, mcgPerDay: number): MedicationRequest 
 }
 
 /** The story's PAS request for its order at `mcgPerDay`, the Claim item asking for `cycles` 28-day cycles of it (J9039, 1 mcg units). */
-function requestAt(mcgPerDay: number, cycles = 1): Bundle {
+function requestAt(mcgPerDay: number, cycles = 1, opts: { weightKg?: number } = {}): Bundle {
   const bundle = storyBundle(STORY);
   for (const e of bundle.entry ?? []) {
     if (e.resource?.resourceType === 'MedicationRequest') e.resource = atDose(e.resource, mcgPerDay);
+    // The patient weighed again (LOINC 29463-7 body weight, the story's 70 kg observation).
+    if (opts.weightKg !== undefined && e.resource?.resourceType === 'Observation' && e.resource.code?.coding?.[0]?.code === '29463-7') {
+      e.resource = { ...e.resource, valueQuantity: { value: opts.weightKg, unit: 'kg', system: 'http://unitsofmeasure.org', code: 'kg' } };
+    }
   }
   (bundle.entry![0].resource as Claim).item![0].quantity = { value: mcgPerDay * 28 * cycles, unit: 'ug', system: 'http://unitsofmeasure.org', code: 'ug' };
   return bundle;
@@ -193,5 +197,100 @@ describe("H2: a reviewer's approval certifies what the reviewer approved, not mo
     const later = claimResponseOf((await submit(requestAt(112, 9))).body);
     expect(reviewActions(later)).toEqual([`${X12}#A1`]);
     expect(later.preAuthRef).toBe(number);
+  });
+
+  it('only what the order asks is compared (review s40 L6): the patient weighed heavier since the approval asks nothing more of it; a higher dose does', async () => {
+    // 40 kg (Centene weight class below 45 kg: at most 15 mcg/m²/day × BSA, CP.PHAR.312 V): 56 mcg/day is over it.
+    const { submit, review } = setUp();
+    const first = claimResponseOf((await submit(requestAt(56, 2, { weightKg: 40 }))).body);
+    expect(reviewActions(first)).toEqual([`${X12}#A4`]);
+    const approved = await review(`/${first.id}/decision`, { decision: 'approve', reviewer: 'Dr. R. Okafor (medical director)', reason: '56 mcg/day per the attached protocol amendment' }).expect(200);
+    const number: string = approved.body.preAuthRef;
+
+    // 43 kg a week later: a larger weight and BSA were read as asking more, and the same request was pended again.
+    const heavier = claimResponseOf((await submit(requestAt(56, 2, { weightKg: 43 }))).body);
+    expect(reviewActions(heavier)).toEqual([`${X12}#A1`]);
+    expect(heavier.preAuthRef).toBe(number);
+    const higher = claimResponseOf((await submit(requestAt(60, 2, { weightKg: 43 }))).body);
+    expect(reviewActions(higher)).toEqual([`${X12}#A4`]);
+  });
+});
+
+/**
+ * A reviewer's approval answers with the period the reviewer granted wherever the order's approval is read again
+ * (docs/design.md §8: "A PAS request for an order that already has a decision returns that decision"): the request
+ * decided, a later request reusing the approval, `$inquire` and signing (review s40 L3: a period given beside the
+ * order's approval was dropped, and the order answered the period it was approved for at signing).
+ */
+describe("the reviewer's period", () => {
+  const REVIEWER = 'Dr. R. Okafor (medical director)';
+  const PERIOD = { start: '2026-11-23', end: '2027-08-31' };
+
+  function withInquiry() {
+    const loop = setUp();
+    /** The stored request's answer now, found by `$inquire` with its Bundle identifier. */
+    const inquire = async (b: Bundle) => {
+      const res = await request(loop.app).post('/fhir/Claim/$inquire').send(inquiryParameters({ identifier: b.identifier as { system: string; value: string } })).expect(200);
+      return claimResponseOf(res.body.parameter[0].resource);
+    };
+    /** Signs as a CRD 2.2 client, whose coverage-information carries the approval's `expiry-date`. */
+    const sign = (o: MedicationRequest) => loop.sign(o, { extension: { 'davinci-crd.requestedVersion': '2.2' } });
+    return { ...loop, inquire, sign };
+  }
+
+  it('beside the approval at signing: the reviewer approving the 56 mcg/day request for a period keeps the number and grants that period to PAS, $inquire, later requests and signing', async () => {
+    const { storage, order, key, sign, submit, review, inquire } = withInquiry();
+    const over = requestAt(56);
+    const pended = claimResponseOf((await submit(over)).body);
+    expect(reviewActions(pended)).toEqual([`${X12}#A4`]);
+    const signed = await sign(order);
+    const number = pa(signed.ext, 'satisfied-pa-id')!.valueString!;
+    expect(pa(signed.ext, 'expiry-date')!.valueDate).not.toBe(PERIOD.end);
+
+    const decided = await review(`/${pended.id}/decision`, { decision: 'approve', reviewer: REVIEWER, reason: '56 mcg/day for 9 months per the attached protocol', period: PERIOD }).expect(200);
+    expect(decided.body.preAuthRef).toBe(number);
+    expect(decided.body.preAuthPeriod).toEqual(PERIOD);
+    expect((await storage.getOrderRecord(key))?.authorization).toEqual({ number, ...PERIOD });
+
+    const inquired = await inquire(over);
+    expect(reviewActions(inquired)).toEqual([`${X12}#A1`]);
+    expect(inquired.preAuthRef).toBe(number);
+    expect(inquired.preAuthPeriod).toEqual(PERIOD);
+
+    const later = claimResponseOf((await submit(requestAt(56))).body);
+    expect(reviewActions(later)).toEqual([`${X12}#A1`]);
+    expect(later.preAuthPeriod).toEqual(PERIOD);
+
+    const resigned = await sign(order);
+    expect(pa(resigned.ext, 'satisfied-pa-id')!.valueString).toBe(number);
+    expect(pa(resigned.ext, 'expiry-date')!.valueDate).toBe(PERIOD.end);
+  });
+
+  it("a reviewer's approval reused for later requests answers the reviewer's period, and a second reviewer's period for more replaces it", async () => {
+    const { storage, key, order, sign, submit, review, inquire } = withInquiry();
+    const first = claimResponseOf((await submit(requestAt(56, 2))).body);
+    const approved = await review(`/${first.id}/decision`, { decision: 'approve', reviewer: REVIEWER, reason: '56 mcg/day per the attached literature', period: PERIOD }).expect(200);
+    const number: string = approved.body.preAuthRef;
+    expect(approved.body.preAuthPeriod).toEqual(PERIOD);
+
+    const again = requestAt(56, 2);
+    const reused = claimResponseOf((await submit(again)).body);
+    expect(reviewActions(reused)).toEqual([`${X12}#A1`]);
+    expect(reused.preAuthPeriod).toEqual(PERIOD);
+    expect((await inquire(again)).preAuthPeriod).toEqual(PERIOD);
+    expect(pa((await sign(atDose(order, 56))).ext, 'expiry-date')!.valueDate).toBe(PERIOD.end);
+
+    // More than approved, pended beside the approval; the reviewer approves it for a longer period.
+    const longer = { start: '2026-11-23', end: '2027-11-22' };
+    const more = requestAt(112, 9);
+    const pended = claimResponseOf((await submit(more)).body);
+    expect(reviewActions(pended)).toEqual([`${X12}#A4`]);
+    const granted = await review(`/${pended.id}/decision`, { decision: 'approve', reviewer: REVIEWER, reason: 'Escalation per the attached protocol amendment', period: longer }).expect(200);
+    expect(granted.body.preAuthRef).toBe(number);
+    expect(granted.body.preAuthPeriod).toEqual(longer);
+    expect((await storage.getOrderRecord(key))?.authorization).toEqual({ number, ...longer });
+    expect((await inquire(more)).preAuthPeriod).toEqual(longer);
+    expect(claimResponseOf((await submit(requestAt(112, 9))).body).preAuthPeriod).toEqual(longer);
+    expect(pa((await sign(atDose(order, 112))).ext, 'expiry-date')!.valueDate).toBe(longer.end);
   });
 });

@@ -536,6 +536,30 @@ export function storageContract(get: () => Storage): void {
     expect((await get().findOrderRecordsBySubmission('sub-1')).map((r) => r.id)).toEqual([approved.record.id]);
   });
 
+  it("sets the held approval's period only for a reviewer's approval with its number (setsPeriod); the number and the issued record stand", async () => {
+    const key = orderKey();
+    const number = `PA-CENTENE-${randomUUID().slice(0, 8)}`;
+    await get().applyOrderChange(change(key, 'approved', { reason: '28 mcg/day at signing', authorization: { number, start: '2026-11-20', end: '2027-05-19' } }));
+    const review = (extra: Partial<GuardedOrderChange['change']>) =>
+      change(key, 'approved', { source: 'review', actor: 'Dr. Ada Reviewer', reason: '56 mcg/day justified', submissionId: 'sub-2', ...extra }, ['approved']);
+
+    // Without setsPeriod, or for another number, the held approval stands as it is.
+    const kept = await get().applyOrderChange(review({ authorization: { number, start: '2026-11-23', end: '2027-08-31' } }));
+    expect(kept.applied).toBe(true);
+    expect(kept.record.authorization).toEqual({ number, start: '2026-11-20', end: '2027-05-19' });
+    const other = await get().applyOrderChange(review({ authorization: { number: 'PA-OTHER-2', start: '2026-11-23', end: '2027-08-31' }, setsPeriod: true }));
+    expect(other.record.authorization).toEqual({ number, start: '2026-11-20', end: '2027-05-19' });
+
+    const set = await get().applyOrderChange(review({ authorization: { number, start: '2026-11-23', end: '2027-08-31' }, setsPeriod: true }));
+    expect(set.applied).toBe(true);
+    expect(set.record.authorization).toEqual({ number, start: '2026-11-23', end: '2027-08-31' });
+    expect((await get().getOrderRecord(key))?.authorization).toEqual({ number, start: '2026-11-23', end: '2027-08-31' });
+    expect(set.record.history.at(-1)).toMatchObject({ source: 'review', state: 'approved', authorizationNumber: number });
+    // The issued authorization is the record of the number's issue, as issued.
+    expect(await get().getAuthorization(number)).toMatchObject({ number, start: '2026-11-20', end: '2027-05-19' });
+    expect(await get().getAuthorization('PA-OTHER-2')).toBeUndefined();
+  });
+
   it('lets an outgrown approval go: the record reopens without its number, keeps it in the history, and a later approval has its own', async () => {
     const key = orderKey();
     const first = `PA-CENTENE-${randomUUID().slice(0, 8)}`;
