@@ -10,7 +10,6 @@ import { determinationKey, planDetermination, withCoverageInformation } from './
 import type { Determination, DetermineOptions } from './determination.js';
 import {
   answeredCanonical,
-  coverageAssertionIds,
   evaluateQuestionnaireResponse,
   policyForQuestionnaire,
   responseContext,
@@ -191,11 +190,12 @@ async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDe
   const ctx = responseContext(qr);
   // The facts, the order date and the order CRD recorded stand in for what the response does not say, only for the
   // patient they were read from (response-assertion.ts).
-  const asserted = assertedContext(qr, found ? await responseAssertion(qr, found.policy, deps.storage, deps.log) : undefined);
+  const named = found ? await responseAssertion(qr, found.policy, deps.storage, deps.log) : { otherPatientIds: [] };
+  const asserted = assertedContext(qr, named.assertion);
   const result = evaluateQuestionnaireResponse({ content: deps.content, qr, knownFacts: asserted.knownFacts, assertedOrderDate: asserted.assertedOrderDate, today: deps.today });
   if (result.problems.length > 0) throw invalid(result.problems);
   // A well-formed response for a form the payer serves, decided only for the one patient it is about.
-  await checkOnePatient(qr, ctx.patientId, deps.storage);
+  checkOnePatient({ patientId: ctx.patientId, otherPatientIds: named.otherPatientIds });
   return {
     policy: result.policy,
     evaluation: result.evaluation,
@@ -214,11 +214,15 @@ async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDe
  * profile: subject 1..1, the Patient), and only that patient's (docs/design.md §4 "One patient"):
  * - without a subject naming a Patient its determination belongs to no order record (orderKeyOf needs the patient), so
  *   the number it would issue is one no other edge knows: a 400;
- * - a `coverage-assertion-id` it carries of a CRD assertion recorded for another patient means the response was
- *   answered on another patient's order (or its subject is wrong): deciding it would put an approval for the subject on
- *   that patient's order, so it is a 400 naming the assertion, rather than the assertion being set aside.
+ * - a `coverage-assertion-id` it carries of a CRD assertion recorded for another patient (`otherPatientIds`, found by
+ *   the one walk of the response's ids, response-assertion.ts) means the response was answered on another patient's
+ *   order (or its subject is wrong): deciding it would put an approval for the subject on that patient's order, so it
+ *   is a 400 naming the assertion, rather than the assertion being set aside.
  */
-async function checkOnePatient(qr: QuestionnaireResponse, patientId: string | undefined, storage: Storage): Promise<void> {
+function checkOnePatient(
+  about: { patientId: string | undefined; otherPatientIds: readonly string[] },
+): void {
+  const { patientId } = about;
   if (!patientId) {
     throw invalid([
       {
@@ -227,16 +231,14 @@ async function checkOnePatient(qr: QuestionnaireResponse, patientId: string | un
       },
     ]);
   }
-  for (const assertionId of coverageAssertionIds(qr)) {
-    const a = await storage.getAssertion(assertionId).catch(() => undefined);
-    if (a && a.patientId !== '' && a.patientId !== patientId) {
-      throw invalid([
-        {
-          path: 'QuestionnaireResponse.extension',
-          message: `coverage-assertion-id ${assertionId} is CRD's assertion for another patient than QuestionnaireResponse.subject (Patient/${patientId}): a response decides only its subject's order`,
-        },
-      ]);
-    }
+  const [otherPatients] = about.otherPatientIds;
+  if (otherPatients) {
+    throw invalid([
+      {
+        path: 'QuestionnaireResponse.extension',
+        message: `coverage-assertion-id ${otherPatients} is CRD's assertion for another patient than QuestionnaireResponse.subject (Patient/${patientId}): a response decides only its subject's order`,
+      },
+    ]);
   }
 }
 
