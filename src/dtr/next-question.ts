@@ -127,7 +127,7 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
   // The CRD assertion the response names (its coverage-information): the adaptive form starts from what CRD knew of the
   // order, as the POST of a finished response does (response-assertion.ts), so it neither asks again what the
   // assertion holds nor judges the order on another date or facts.
-  const asserted = assertedContext(qr, await responseAssertion(qr, policy, deps.storage, deps.log));
+  const asserted = assertedContext(qr, (await responseAssertion(qr, policy, deps.storage, deps.log)).assertion);
   const result = evaluateQuestionnaireResponse({
     content: deps.content,
     qr: { ...qr, questionnaire: `${staticForm.url}|${staticForm.version}` },

@@ -29,6 +29,7 @@ import type { DtrCatalog } from './catalog.js';
 import { adaptiveDraftResponse, withoutLibrary } from './adaptive-questionnaire.js';
 import { fhirInstant, packageChangedAt } from './package-changes.js';
 import { coverageAssertionIds } from '../coverage/evaluate-response.js';
+import { ASSERTION_READ_THROUGH_MS, mayBeOurAssertionId, readAssertions } from '../coverage/read-assertions.js';
 import { DTR_PACKAGE_BUNDLE, DTR_PACKAGE_OUTPUT } from '../fhir/dtr-urls.js';
 import { prebuildArrayHead } from '../fhir/prebuilt-json.js';
 import type { DtrVersion } from '../fhir/dtr-urls.js';
@@ -191,6 +192,28 @@ function extensionQuestionnaires(order: Resource, notAbout: ReadonlySet<string>)
     .filter((v): v is string => !!v);
 }
 
+/**
+ * The coverage-assertion-ids of a request worth waiting for when storage does not hold them yet (read-assertions.ts):
+ * those shaped like PriorPath's, given as the `context` (DTR: the id CRD gave with the form) or in an order's
+ * coverage-information that does not name a Coverage of this request whose payer PriorPath does not serve. An order
+ * may carry another payer's CRD answer too (an EHR asks every payer of the patient); that payer's id will never be
+ * ours, and waiting for it would only delay every package of the order.
+ */
+function awaitedAssertionIds(req: PackageRequest, payers: ReadonlyMap<Coverage, unknown>): Set<string> {
+  const ids = new Set<string>();
+  if (req.context && mayBeOurAssertionId(req.context)) ids.add(req.context);
+  const otherPayers = new Set(req.coverages.filter((c) => !payers.has(c)).map(refOf).filter((r): r is string => !!r));
+  for (const o of req.orders) {
+    for (const e of (o as { extension?: Extension[] }).extension ?? []) {
+      if (e.url !== COVERAGE_INFO_URL) continue;
+      const id = e.extension?.find((s) => s.url === 'coverage-assertion-id')?.valueString;
+      const coverage = localReference(e.extension?.find((s) => s.url === 'coverage')?.valueReference?.reference);
+      if (id && mayBeOurAssertionId(id) && !(coverage && otherPayers.has(coverage))) ids.add(id);
+    }
+  }
+  return ids;
+}
+
 function refOf(r: Resource | undefined): string | undefined {
   return r?.id ? `${r.resourceType}/${r.id}` : undefined;
 }
@@ -203,50 +226,15 @@ function refOf(r: Resource | undefined): string | undefined {
  * collection Bundle per form: the Questionnaire, the ValueSets it binds (with their local expansions) and, when a CRD
  * assertion for that policy is found, a QuestionnaireResponse pre-filled from the facts recorded at signing.
  * With `changedsince`, a form whose package has not changed since then is left out, and the outcome says so
- * (package-changes.ts). Nothing applicable is an `outcome` part, never an HTTP error; an unknown assertion id only means no pre-fill, and
- * an assertion recorded for another patient than the request names is not used at all (a warning says so).
+ * (package-changes.ts). Nothing applicable is an `outcome` part, never an HTTP error. An assertion id storage does not
+ * hold yet is read through for a moment (another replica may still be writing it: read-assertions.ts); one of ours
+ * still unknown then means no pre-fill and a warning saying so (another payer's id: no pre-fill, silently), and an
+ * assertion recorded for another patient than the request names is not used at all (a warning says so).
  */
 export async function questionnairePackage(req: PackageRequest, deps: PackageDeps): Promise<Parameters> {
   const { content, catalog } = deps;
   const shape: PackageShape = req.shape ?? deps.defaultShape ?? 'both';
   const issues: OperationOutcomeIssue[] = [];
-
-  // CRD assertions: the context parameter and every order's coverage-assertion-id.
-  const assertionIds = [
-    ...new Set([
-      ...(req.context ? [req.context] : []),
-      ...req.orders.flatMap((o) => coverageAssertionIds(o as { extension?: Extension[] })),
-    ]),
-  ];
-  const assertions: AssertionRecord[] = [];
-  // Assertion ids recorded for another patient: their coverage-information chooses no form either.
-  const otherPatient = new Set<string>();
-  let contextUnknown = false;
-  let contextOtherPatient = false;
-  const patients = requestPatientIds(req.coverages, req.orders);
-  for (const id of assertionIds) {
-    try {
-      const a = await deps.storage.getAssertion(id);
-      if (a && assertionIsAbout(a, patients)) assertions.push(a);
-      else if (a) {
-        otherPatient.add(id);
-        if (id === req.context) contextOtherPatient = true;
-        issues.push(
-          issue(
-            'warning',
-            'business-rule',
-            `The coverage-assertion-id ${id} was recorded for another patient than the one this request names: it neither chooses nor pre-fills a form`,
-          ),
-        );
-        deps.log.warn({ coverageAssertionId: id }, 'questionnaire-package: coverage-assertion-id of another patient, not used');
-      } else {
-        if (id === req.context) contextUnknown = true;
-        deps.log.info({ coverageAssertionId: id }, 'questionnaire-package: unknown coverage-assertion-id, no pre-fill');
-      }
-    } catch (err) {
-      deps.log.warn({ err, coverageAssertionId: id }, 'questionnaire-package: assertion lookup failed, no pre-fill');
-    }
-  }
 
   // The payer each Coverage names (DTR 2.0.1 takes several): a form belongs to one payer, and its response names that
   // payer's Coverage, not merely the first one sent.
@@ -274,6 +262,67 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
     const why = unknownPayer instanceof Error ? unknownPayer.message : 'The Coverage names no payer PriorPath serves';
     throw badRequest(`Unknown payer: ${why.charAt(0).toLowerCase()}${why.slice(1)}`, ['Parameters.parameter.where(name = \'coverage\').resource.payor']);
   }
+  // CRD assertions: the context parameter and every order's coverage-assertion-id, read through to what another
+  // replica may still be writing (read-assertions.ts: the signing's assertion reaches the shared database moments after
+  // its answer, and a package asked for on another replica in between is otherwise drafted as if there were none).
+  const assertionIds = [
+    ...new Set([
+      ...(req.context ? [req.context] : []),
+      ...req.orders.flatMap((o) => coverageAssertionIds(o as { extension?: Extension[] })),
+    ]),
+  ];
+  const ours = awaitedAssertionIds(req, payers);
+  const reads = await readAssertions(deps.storage, assertionIds, { waitFor: (id) => ours.has(id) });
+  const assertions: AssertionRecord[] = [];
+  // Assertion ids recorded for another patient: their coverage-information chooses no form either.
+  const otherPatient = new Set<string>();
+  let contextUnknown = false;
+  let contextOtherPatient = false;
+  const patients = requestPatientIds(req.coverages, req.orders);
+  for (const id of assertionIds) {
+    const read = reads.get(id)!;
+    if ('found' in read) {
+      const a = read.found;
+      if (assertionIsAbout(a, patients)) assertions.push(a);
+      else {
+        otherPatient.add(id);
+        if (id === req.context) contextOtherPatient = true;
+        issues.push(
+          issue(
+            'warning',
+            'business-rule',
+            `The coverage-assertion-id ${id} was recorded for another patient than the one this request names: it neither chooses nor pre-fills a form`,
+          ),
+        );
+        deps.log.warn({ coverageAssertionId: id }, 'questionnaire-package: coverage-assertion-id of another patient, not used');
+      }
+    } else if ('missing' in read) {
+      if (id === req.context) contextUnknown = true;
+      // One of ours not found even after the wait: the draft is not what signing saw, and the client is told, not
+      // handed a near-empty form as if the order carried no assertion (QA s40 F9). Another payer's id (its
+      // coverage-information names that payer's Coverage) is not ours to know: no pre-fill, as always.
+      if (read.waited) {
+        issues.push(
+          issue(
+            'warning',
+            'not-found',
+            `The coverage-assertion-id ${id} is not known to this payer: the draft QuestionnaireResponse is not pre-filled from the data seen at order signing. If the order was signed moments ago, ask for the package again`,
+          ),
+        );
+        deps.log.warn({ coverageAssertionId: id, waitedMs: ASSERTION_READ_THROUGH_MS }, 'questionnaire-package: coverage-assertion-id not found after waiting, no pre-fill');
+      } else deps.log.info({ coverageAssertionId: id }, 'questionnaire-package: unknown coverage-assertion-id, no pre-fill');
+    } else {
+      issues.push(
+        issue(
+          'warning',
+          'transient',
+          `The coverage-assertion-id ${id} could not be read now: the draft QuestionnaireResponse is not pre-filled from the data seen at order signing. Ask for the package again`,
+        ),
+      );
+      deps.log.warn({ err: read.failed, coverageAssertionId: id }, 'questionnaire-package: assertion lookup failed, no pre-fill');
+    }
+  }
+
   const coverageFor = (payer: string): Coverage | undefined =>
     req.coverages.find((c) => payers.get(c)?.key === payer && !payers.get(c)!.defaulted) ??
     req.coverages.find((c) => payers.get(c)?.key === payer) ??

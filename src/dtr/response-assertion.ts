@@ -6,6 +6,7 @@ import type { AssertionRecord, Storage } from '../storage/storage.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { determinationKey } from './determination.js';
 import { assertionIsAbout, assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
+import { ASSERTION_READ_THROUGH_MS, readAssertions } from '../coverage/read-assertions.js';
 
 /** What the CRD assertion a response names knows of its order, for what the response itself does not say. */
 export interface AssertedContext {
@@ -17,28 +18,56 @@ export interface AssertedContext {
   orderRef?: string;
 }
 
+/** What the CRD assertions a QuestionnaireResponse names say of it ({@link responseAssertion}). */
+export interface ResponseAssertion {
+  /** The assertion that may speak for the response: recorded for its policy and its subject. */
+  assertion?: AssertionRecord;
+  /**
+   * The coverage-assertion-ids the response carries of assertions CRD recorded for another patient than its subject
+   * (the response was answered on that patient's order, or names the wrong subject): never used, and a completed
+   * response carrying one decides nothing (submit-response.ts `checkOnePatient`).
+   */
+  otherPatientIds: string[];
+}
+
 /**
  * The CRD assertion a QuestionnaireResponse names in its coverage-information (DTR 2.2 lets the response carry the
  * order's) that may speak for it: recorded for the response's policy and for its subject (coverage/assertion-speaks-for.ts: an
  * id is only a lookup key, and another patient's facts never stand in for this one's). POST /QuestionnaireResponse
  * and `$next-question` both start from it, so a form answered either way is judged on what CRD knew of the order:
- * its facts, its date and the order itself (design.md §8 "One authorization per order").
+ * its facts, its date and the order itself (design.md §8 "One authorization per order"). Every id is read once, and
+ * each is judged by {@link assertionIsAbout}: the one walk finds both the assertion to use and those of another
+ * patient. An id of ours that storage does not hold yet is read through for a moment (read-assertions.ts: the
+ * signing's assertion may still be on its way from another replica); one still unknown then is set aside, as before.
  */
 export async function responseAssertion(
   qr: QuestionnaireResponse,
   policy: CompiledPolicy,
   storage: Storage,
   log: Logger,
-): Promise<AssertionRecord | undefined> {
+): Promise<ResponseAssertion> {
   const policyId = policy.file.id;
   const { patientId, orders } = responseContext(qr);
   const patients = new Set(patientId ? [patientId] : []);
-  for (const assertionId of coverageAssertionIds(qr)) {
-    const a = await storage.getAssertion(assertionId).catch(() => undefined);
-    if (a && a.policyId === policyId && assertionIsAbout(a, patients)) return a;
-    if (a && !assertionIsAbout(a, patients))
+  const ids = coverageAssertionIds(qr);
+  const reads = await readAssertions(storage, ids);
+  let assertion: AssertionRecord | undefined;
+  const otherPatientIds: string[] = [];
+  for (const assertionId of ids) {
+    const read = reads.get(assertionId)!;
+    if ('missing' in read && read.waited)
+      log.warn({ coverageAssertionId: assertionId, waitedMs: ASSERTION_READ_THROUGH_MS }, 'questionnaire-response: coverage-assertion-id not found after waiting, not used');
+    if (!('found' in read)) continue;
+    const a = read.found;
+    if (assertionIsAbout(a, patients)) {
+      if (a.policyId === policyId) assertion ??= a;
+    } else {
       log.warn({ coverageAssertionId: assertionId }, 'questionnaire-response: coverage-assertion-id of another patient, not used');
+      // An assertion recorded for no patient is of no other patient either.
+      if (a.patientId !== '') otherPatientIds.push(assertionId);
+    }
   }
+  if (assertion) return { assertion, otherPatientIds };
   // A response that carries no id (a DTR 2.0.1 client's, or one posted as the package drafted it) still names its
   // order and patient (qr-context, subject): the order's record under this policy's payer knows what CRD asserted
   // when it signed, and that is what the form was asked on (design.md §8 "One authorization per order"). Without it
@@ -48,7 +77,7 @@ export async function responseAssertion(
   const record = key ? await storage.getOrderRecord(key).catch(() => undefined) : undefined;
   const signed = [...(record?.history ?? [])].reverse().find((e) => e.source === 'crd' && e.assertionId);
   const a = signed?.assertionId ? await storage.getAssertion(signed.assertionId).catch(() => undefined) : undefined;
-  return a && a.policyId === policyId && assertionIsAbout(a, patients) ? a : undefined;
+  return { ...(a && a.policyId === policyId && assertionIsAbout(a, patients) ? { assertion: a } : {}), otherPatientIds };
 }
 
 /**

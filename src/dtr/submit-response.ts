@@ -3,6 +3,8 @@ import type { Narrative, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import { HttpError, notFound, outcome, serviceUnavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import { localReference } from '../fhir/references.js';
 import type { QuestionnaireResponseRecord, Storage } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
 import type { AnswerProblem } from '../coverage/questionnaire-answers.js';
@@ -10,7 +12,6 @@ import { determinationKey, planDetermination, withCoverageInformation } from './
 import type { Determination, DetermineOptions } from './determination.js';
 import {
   answeredCanonical,
-  coverageAssertionIds,
   evaluateQuestionnaireResponse,
   policyForQuestionnaire,
   responseContext,
@@ -191,11 +192,12 @@ async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDe
   const ctx = responseContext(qr);
   // The facts, the order date and the order CRD recorded stand in for what the response does not say, only for the
   // patient they were read from (response-assertion.ts).
-  const asserted = assertedContext(qr, found ? await responseAssertion(qr, found.policy, deps.storage, deps.log) : undefined);
+  const named = found ? await responseAssertion(qr, found.policy, deps.storage, deps.log) : { otherPatientIds: [] };
+  const asserted = assertedContext(qr, named.assertion);
   const result = evaluateQuestionnaireResponse({ content: deps.content, qr, knownFacts: asserted.knownFacts, assertedOrderDate: asserted.assertedOrderDate, today: deps.today });
   if (result.problems.length > 0) throw invalid(result.problems);
   // A well-formed response for a form the payer serves, decided only for the one patient it is about.
-  await checkOnePatient(qr, ctx.patientId, deps.storage);
+  await checkOnePatient(qr, { patientId: ctx.patientId, otherPatientIds: named.otherPatientIds, policy: result.policy, orderRef: asserted.orderRef }, deps);
   return {
     policy: result.policy,
     evaluation: result.evaluation,
@@ -214,11 +216,21 @@ async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDe
  * profile: subject 1..1, the Patient), and only that patient's (docs/design.md §4 "One patient"):
  * - without a subject naming a Patient its determination belongs to no order record (orderKeyOf needs the patient), so
  *   the number it would issue is one no other edge knows: a 400;
- * - a `coverage-assertion-id` it carries of a CRD assertion recorded for another patient means the response was
- *   answered on another patient's order (or its subject is wrong): deciding it would put an approval for the subject on
- *   that patient's order, so it is a 400 naming the assertion, rather than the assertion being set aside.
+ * - a `coverage-assertion-id` it carries of a CRD assertion recorded for another patient (`otherPatientIds`, found by
+ *   the one walk of the response's ids, response-assertion.ts) means the response was answered on another patient's
+ *   order (or its subject is wrong): deciding it would put an approval for the subject on that patient's order, so it
+ *   is a 400 naming the assertion, rather than the assertion being set aside;
+ * - the order it is about (its qr-context, else its assertion's), when this payer holds that order's record for
+ *   other patients only, is another patient's order: deciding it would give the subject a second record, and an
+ *   approval, on it (QA s40 F10, a response with no assertion id). A 400 naming the order and the subject, not the
+ *   other patient. An order this payer holds no record of has nothing to compare with and is decided as before.
  */
-async function checkOnePatient(qr: QuestionnaireResponse, patientId: string | undefined, storage: Storage): Promise<void> {
+async function checkOnePatient(
+  qr: QuestionnaireResponse,
+  about: { patientId: string | undefined; otherPatientIds: readonly string[]; policy: CompiledPolicy; orderRef: string | undefined },
+  deps: SubmitResponseDeps,
+): Promise<void> {
+  const { patientId } = about;
   if (!patientId) {
     throw invalid([
       {
@@ -227,17 +239,31 @@ async function checkOnePatient(qr: QuestionnaireResponse, patientId: string | un
       },
     ]);
   }
-  for (const assertionId of coverageAssertionIds(qr)) {
-    const a = await storage.getAssertion(assertionId).catch(() => undefined);
-    if (a && a.patientId !== '' && a.patientId !== patientId) {
-      throw invalid([
-        {
-          path: 'QuestionnaireResponse.extension',
-          message: `coverage-assertion-id ${assertionId} is CRD's assertion for another patient than QuestionnaireResponse.subject (Patient/${patientId}): a response decides only its subject's order`,
-        },
-      ]);
-    }
+  const [otherPatients] = about.otherPatientIds;
+  if (otherPatients) {
+    throw invalid([
+      {
+        path: 'QuestionnaireResponse.extension',
+        message: `coverage-assertion-id ${otherPatients} is CRD's assertion for another patient than QuestionnaireResponse.subject (Patient/${patientId}): a response decides only its subject's order`,
+      },
+    ]);
   }
+  const orderRef = localReference(about.orderRef);
+  if (!orderRef) return;
+  const { payer, drug } = about.policy.file;
+  const holders = await deps.storage.orderPatientIds({ payer, orderRef, drug });
+  if (holders.length === 0 || holders.includes(patientId)) return;
+  deps.log.warn({ orderRef, patientId, policy: about.policy.file.id }, 'questionnaire-response: order of another patient than its subject, refused');
+  const orderAt = responseContext(qr).orders[0] ? "QuestionnaireResponse.extension.where(url = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-context')" : 'QuestionnaireResponse.extension';
+  throw new HttpError(
+    400,
+    outcome(
+      'error',
+      'invalid',
+      `${orderRef}, the order this response is about, is another patient's order at this payer, not QuestionnaireResponse.subject's (Patient/${patientId}): a response decides only its subject's order`,
+      ['QuestionnaireResponse.subject', orderAt],
+    ),
+  );
 }
 
 /** The stored form of a finished response: the response as sent, with its determination's coverage-information. */

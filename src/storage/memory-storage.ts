@@ -36,6 +36,9 @@ const orderKeyOf = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orde
 const overlaps = (a: string[] | undefined, b: string[]) => !!a && a.some((x) => b.includes(x));
 
 /** In-process storage for unit tests; same contract as the SQL backends, nothing survives the process. */
+/** As SqlStorage: how many patients of one order are read (one is the rule, two already say enough). */
+const ORDER_PATIENTS_READ = 10;
+
 export class MemoryStorage implements Storage {
   readonly assertions = new Map<string, AssertionRecord>();
   readonly audit: HookAuditRecord[] = [];
@@ -197,6 +200,10 @@ export class MemoryStorage implements Storage {
   }
   async findOrderRecordsBySubmission(submissionId: string): Promise<OrderRecord[]> {
     return [...this.orders.values()].filter((r) => r.submissionId === submissionId).map((r) => structuredClone(r));
+  }
+  async orderPatientIds(q: { payer: string; orderRef: string; drug: string }): Promise<string[]> {
+    const ids = [...this.orders.values()].filter((r) => r.payer === q.payer && r.orderRef === q.orderRef && r.drug === q.drug).map((r) => r.patientId);
+    return [...new Set(ids)].slice(0, ORDER_PATIENTS_READ);
   }
   async applyOrderChange(c: GuardedOrderChange, assertion?: AssertionRecord): Promise<{ applied: boolean; record: OrderRecord }> {
     const applied = this.allows(c);

@@ -398,6 +398,16 @@ CREATE INDEX review_decisions_authorization_number ON review_decisions (authoriz
 CREATE INDEX subscription_deliveries_undelivered ON subscription_deliveries (subscription_id) WHERE delivered_at IS NULL;
 `,
   },
+  {
+    version: 14,
+    name: "an order's records found by the order alone, so a DTR response is checked against its order's patient",
+    sql: `
+-- A DTR QuestionnaireResponse names its order (qr-context) apart from its patient (subject): the patients whose records
+-- hold that order (SqlStorage.orderPatientIds) are found from the order, not by scanning the payer's orders (the
+-- record's unique key leads with the patient).
+CREATE INDEX order_authorizations_order ON order_authorizations (order_ref, payer, drug);
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

@@ -1308,6 +1308,16 @@ export class SqlStorage implements Storage {
     return readOrders(this.driver, 'submission_id = $1', [submissionId]);
   }
 
+  /** By the index on (order_ref, payer, drug) (migration 14): at most a few rows, never a scan of the payer's orders. */
+  async orderPatientIds(q: { payer: string; orderRef: string; drug: string }): Promise<string[]> {
+    await this.behind.settled();
+    const rows = await this.driver.query<{ patient_id: string }>(
+      'SELECT DISTINCT patient_id FROM order_authorizations WHERE order_ref = $1 AND payer = $2 AND drug = $3 ORDER BY patient_id LIMIT 10',
+      [q.orderRef, q.payer, q.drug],
+    );
+    return rows.map((r) => r.patient_id);
+  }
+
   /**
    * Applied after the changes queued before it, in the next batch's transaction: concurrent callers (hooks approving
    * at signing, PAS, DTR) share one commit, and each resolves once that commit is durable.

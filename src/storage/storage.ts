@@ -666,6 +666,13 @@ export interface Storage {
   /** The records a PAS request pends or decides. */
   findOrderRecordsBySubmission(submissionId: string): Promise<OrderRecord[]>;
   /**
+   * The patients whose records hold an order (by its `Type/id`) under one payer and drug, at most a few: an order is one
+   * patient's, and a DTR response names its order (qr-context) apart from its patient (subject), so a response whose
+   * subject is not the patient the order's record is held for is about another patient's order (docs/design.md §4
+   * "One patient"). Reads after what this process queued (as getOrderRecord).
+   */
+  orderPatientIds(q: { payer: string; orderRef: string; drug: string }): Promise<string[]>;
+  /**
    * Applies a change to an order's record atomically: inserted when the order has none, updated when its state is
    * one of `from`, else refused (`applied: false`, the current record returned). An approval already on the record
    * is kept: an approval is issued once per order; a new one is also recorded among issued authorizations.

@@ -186,3 +186,43 @@ describe('POST /fhir/QuestionnaireResponse: a completed response decides only fo
     expect(sub(again.info, 'satisfied-pa-id')?.valueString).toBe(number);
   });
 });
+
+describe("POST /fhir/QuestionnaireResponse without a coverage-assertion-id: its subject must be its order's patient (QA s40 F10)", () => {
+  // No coverage-information: a DTR 2.0.1 client's response, or one stripped of it. Only qr-context ties it to the order.
+  const documented = (patient: string, orderRef: string): QuestionnaireResponse => ({
+    resourceType: 'QuestionnaireResponse',
+    status: 'completed',
+    questionnaire: 'https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11',
+    subject: { reference: `Patient/${patient}` },
+    authored: '2026-11-23T09:00:00Z',
+    extension: [
+      { url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-coverage', valueReference: { reference: `Coverage/${MISSING_MRD}-coverage` } },
+      { url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-context', valueReference: { reference: orderRef } },
+    ],
+    item: [{ linkId: 'mrd-percent', answer: [{ valueDecimal: 0.4 }] }],
+  });
+  const post = (app: App, qr: QuestionnaireResponse) => request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(qr));
+
+  it("refuses (400) one whose subject is not the patient this payer holds its order for, naming the order and the subject; the order's own patient is decided", async () => {
+    const { app, storage } = buildApp();
+    const b = await sign(app, MISSING_MRD);
+    const orderRef = `MedicationRequest/${b.order.id}`;
+
+    const refused = await post(app, documented(SATISFIED, orderRef)).expect(400);
+    expect(refused.body.resourceType).toBe('OperationOutcome');
+    expect(refused.body.issue[0].diagnostics).toContain(orderRef);
+    expect(refused.body.issue[0].diagnostics).toContain(`Patient/${SATISFIED}`);
+    expect(refused.body.issue[0].diagnostics, 'the other patient is not named').not.toContain(`Patient/${MISSING_MRD}`);
+    expect(refused.body.issue[0].expression[0]).toBe('QuestionnaireResponse.subject');
+    // Nothing was decided for the subject on that order: the order is still held for its own patient only.
+    expect(await storage.orderPatientIds({ payer: 'centene', orderRef, drug: 'blinatumomab' })).toEqual([MISSING_MRD]);
+
+    const own = await post(app, documented(MISSING_MRD, orderRef)).expect(201);
+    expect(sub((own.body as QuestionnaireResponse).extension!.find((e) => e.url === COVERAGE_INFO), 'pa-needed')?.valueCode).toBe('satisfied');
+  });
+
+  it('decides as before for an order this payer holds no record of: nothing to compare with', async () => {
+    const { app } = buildApp();
+    await post(app, documented(SATISFIED, 'MedicationRequest/never-signed-order')).expect(201);
+  });
+});

@@ -583,6 +583,19 @@ export function storageContract(get: () => Storage): void {
     expect(await get().getAuthorization(second)).toMatchObject({ source: 'review' });
   });
 
+  it("finds the patients whose records hold an order by the order alone (a DTR response's order against its subject)", async () => {
+    const key = orderKey();
+    expect(await get().orderPatientIds({ payer: key.payer, orderRef: key.orderRef, drug: key.drug })).toEqual([]);
+    await get().applyOrderChange(change(key, 'auth-needed'));
+    expect(await get().orderPatientIds({ payer: key.payer, orderRef: key.orderRef, drug: key.drug })).toEqual([key.patientId]);
+    // The same order under another payer or drug is another record; a second patient's record of it is found beside.
+    await get().applyOrderChange(change({ ...key, payer: 'bcbsnc', patientId: `${key.patientId}-b` }, 'auth-needed'));
+    await get().applyOrderChange(change({ ...key, drug: 'inotuzumab', patientId: `${key.patientId}-i` }, 'auth-needed'));
+    expect(await get().orderPatientIds({ payer: key.payer, orderRef: key.orderRef, drug: key.drug })).toEqual([key.patientId]);
+    await get().applyOrderChange(change({ ...key, patientId: `${key.patientId}-2` }, 'auth-needed'));
+    expect((await get().orderPatientIds({ payer: key.payer, orderRef: key.orderRef, drug: key.drug })).sort()).toEqual([key.patientId, `${key.patientId}-2`].sort());
+  });
+
   it("answers many concurrent order reads each with its own patient's orders only", async () => {
     const keys = Array.from({ length: 12 }, () => orderKey());
     await Promise.all(keys.map((k, i) => get().applyOrderChange(change(k, i % 2 ? 'auth-needed' : 'not-covered', { reason: `reason ${i}` }))));
