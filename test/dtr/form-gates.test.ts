@@ -145,8 +145,19 @@ describe('questions a met covered use does not need (BCBSNC blinatumomab)', () =
       'disease-status': code('cr1'),
       'renewal-request': [{ valueBoolean: true }],
       'earlier-course-indication': code('relapsed-refractory'),
+      'next-cycle-of-course': [{ valueBoolean: true }],
       'treatment-phase': code('consolidation'),
     });
+    // A consolidation order not shown to be the course's next cycle (review pharm s41 F5: one 23 months after the
+    // induction) is not that course's for sure: the attestation is asked beside the next-cycle question.
+    const unscheduled = answers({
+      'b-all-diagnosis': [{ valueBoolean: true }],
+      'disease-status': code('cr1'),
+      'renewal-request': [{ valueBoolean: true }],
+      'earlier-course-indication': code('relapsed-refractory'),
+      'treatment-phase': code('consolidation'),
+    });
+    expect(shown(q, 'compendia-strong-support', unscheduled), 'attestation for a consolidation not shown to be the next cycle').toBe(true);
     const firstRemission = answers({ 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('cr1') });
     expect(shown(q, 'compendia-strong-support', relapsed), 'attestation for relapsed B-ALL').toBe(false);
     expect(shown(q, 'compendia-strong-support', consolidation), 'attestation for consolidation of a relapsed/refractory course').toBe(false);
@@ -311,7 +322,12 @@ describe('questions that cannot change the decision', () => {
 
   it('BCBSNC: the MRD level is not asked on a continued-therapy or consolidation order of a relapsed/refractory course, in CR2', () => {
     const q = questionnaire('bcbsnc-blinatumomab');
-    const course = { 'disease-status': code('cr2'), 'renewal-request': [{ valueBoolean: true }], 'earlier-course-indication': code('relapsed-refractory') };
+    const course = {
+      'disease-status': code('cr2'),
+      'renewal-request': [{ valueBoolean: true }],
+      'earlier-course-indication': code('relapsed-refractory'),
+      'next-cycle-of-course': [{ valueBoolean: true }],
+    };
     expect(shown(q, 'mrd-percent', answers({ ...course, 'treatment-phase': code('continued') }))).toBe(false);
     expect(shown(q, 'mrd-percent', answers({ ...course, 'treatment-phase': code('consolidation') }))).toBe(false);
     // An induction order in CR2 may begin an MRD-positive course: asked.
