@@ -106,6 +106,29 @@ function expressionExtension(url: string, expression: string, description?: stri
   return { url, valueExpression: { language: 'text/fhirpath', expression, ...(description ? { description } : {}) } };
 }
 
+/**
+ * Adds a gate to an item's `enableWhenExpression`. SDC allows the extension 0..1 on an item, so a second gate (a
+ * justification's beside a question's askWhen, e.g. CP.PHAR.312's dose attestation) is joined to the first with `and`
+ * rather than added beside it: a renderer that kept only one of two would ask or hide the question by its own choice
+ * (design.md §7 "Questions"; §6 "Questions are asked only of the patients they concern"). Every gate this builder
+ * writes is `iif(…, false, true)`, never empty, so `and` shows the item exactly when each gate alone would.
+ */
+function addEnableWhen(item: { extension?: Extension[] }, expression: string, description: string): void {
+  const extension = item.extension ?? [];
+  const i = extension.findIndex((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION);
+  if (i < 0) {
+    item.extension = [...extension, expressionExtension(EXT_ENABLE_WHEN_EXPRESSION, expression, description)];
+    return;
+  }
+  const prior = extension[i].valueExpression!;
+  const joined = expressionExtension(
+    EXT_ENABLE_WHEN_EXPRESSION,
+    `(${prior.expression}) and (${expression})`,
+    [prior.description, description].filter(Boolean).join('; '),
+  );
+  item.extension = extension.map((e, k) => (k === i ? joined : e));
+}
+
 /** The `enableWhenExpression` of a pathway's own questions: shown unless the answers so far make the pathway false. */
 function pathwayGate(
   policy: CompiledPolicy,
@@ -257,19 +280,9 @@ export function buildQuestionnaire(
       .join(' ');
     item.item = [helpItem(def.linkId!, help)];
     const gate = askWhenGate(policy, def.askWhen, gateCtx);
-    if (gate) {
-      item.extension = [
-        ...(item.extension ?? []),
-        expressionExtension(EXT_ENABLE_WHEN_EXPRESSION, gate, 'Asked only of the patients this question concerns'),
-      ];
-    }
+    if (gate) addEnableWhen(item, gate, 'Asked only of the patients this question concerns');
     const usage = usageGated.has(name) ? usageGate(policy, pathwaysOnly(name)!, itemFor, hideable) : undefined;
-    if (usage) {
-      item.extension = [
-        ...(item.extension ?? []),
-        expressionExtension(EXT_ENABLE_WHEN_EXPRESSION, usage, USAGE_GATE_DESCRIPTION),
-      ];
-    }
+    if (usage) addEnableWhen(item, usage, USAGE_GATE_DESCRIPTION);
     return item;
   };
 
@@ -287,15 +300,7 @@ export function buildQuestionnaire(
           if (q.fact) placed.add(q.fact);
           const limits = q.fact ? structure.justifications.filter((x) => x.facts.includes(q.fact!)) : [j];
           const gate = justificationGate(policy, limits, itemFor);
-          if (gate)
-            q.item.extension = [
-              ...(q.item.extension ?? []),
-              expressionExtension(
-                EXT_ENABLE_WHEN_EXPRESSION,
-                gate,
-                'Asked unless the answers so far already meet the limit',
-              ),
-            ];
+          if (gate) addEnableWhen(q.item, gate, 'Asked unless the answers so far already meet the limit');
           items.push(q.item);
         }
       }

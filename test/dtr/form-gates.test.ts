@@ -37,7 +37,9 @@ const shown = (q: Questionnaire, linkId: string, qr: QuestionnaireResponse) => s
 describe('age-band questions in the DTR form', () => {
   it('Centene: the adult-only maintenance-with-POMP question (I.A.4.c.iii) is hidden for a child, shown for an adult', () => {
     const q = questionnaire('centene-blinatumomab');
-    const maintenance = { 'ph-status': code('negative'), 'treatment-phase': code('maintenance') };
+    // A first request (the renewal answer pre-filled no): continued therapy (II), whose covered-indication check reads
+    // POMP for an adult's maintenance course (review s41 F1), is ruled out too.
+    const maintenance = { 'ph-status': code('negative'), 'treatment-phase': code('maintenance'), 'renewal-request': [{ valueBoolean: false }] };
     expect(shown(q, 'with-pomp', answers({ ...maintenance, 'birth-date': [{ valueDate: bornYearsAgo(9) }] }))).toBe(false);
     expect(shown(q, 'with-pomp', answers({ ...maintenance, 'birth-date': [{ valueDate: bornYearsAgo(45) }] }))).toBe(true);
     // No birth date: the age is unknown, so the question stays.

@@ -50,6 +50,26 @@ describe('generated questionnaires', () => {
     expect(generateQuestionnaireFiles(content).map((f) => f.text)).toEqual(files.map((f) => f.text));
   });
 
+  // SDC 3.0 sdc-questionnaire-enableWhenExpression is 0..1: a renderer given two keeps one of its choice, so a question
+  // gated twice (CP.PHAR.312's dose attestation: its askWhen and its justification gate) was asked or hidden by the
+  // renderer (review s41 F7). The builder joins such gates with `and` (design.md §7).
+  it('no item of any generated form carries more than one enableWhenExpression, and a joined gate keeps both', () => {
+    for (const f of files) {
+      const all = [f.questionnaire as QuestionnaireItem | Questionnaire, ...flattenItems(f.questionnaire.item)];
+      for (const i of all) {
+        const n = expressions(i, EXT_ENABLE_WHEN_EXPRESSION).length;
+        expect(n, `${f.fileName} ${'linkId' in i ? i.linkId : 'Questionnaire'}: ${n} enableWhenExpressions`).toBeLessThanOrEqual(1);
+      }
+    }
+    const centene = files.find((f) => f.policy.file.id === 'centene-blinatumomab')!;
+    const dose = flattenItems(centene.questionnaire.item).find((i) => i.linkId === 'dose-guideline-supported')!;
+    const [gate] = expressions(dose, EXT_ENABLE_WHEN_EXPRESSION);
+    const ext = dose.extension!.find((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION)!;
+    expect(ext.valueExpression!.description).toContain('Asked only of the patients this question concerns');
+    expect(ext.valueExpression!.description).toContain('Asked unless the answers so far already meet the limit');
+    expect(gate).toMatch(/^\(iif\(.*\)\) and \(iif\(.*\)\)$/s);
+  });
+
   describe.each(files.map((f) => [f.policy.file.id, f] as const))('%s', (_id, f) => {
     const q = f.questionnaire;
     const policy = f.policy;
