@@ -277,6 +277,7 @@ function compilePolicy(
     f.dated = f.def.type === 'date' || reads.includes('orderDate') || reads.includes('orderDateTime') || deps.some((d) => d.dated);
     const pureOf = pureVariables(f.def, reads, compiledFacts);
     if (pureOf) f.pureOf = pureOf;
+    if (reads.includes('order')) f.readsOrder = true;
     f.shareKey = shareKeyOf(
       JSON.stringify([f.def.type, f.def.unit ?? null, f.def.fhirpath, reads.includes('policyDrug') ? file.drug : null, deps.map((d) => [d.name, d.shareKey])]),
     );
