@@ -1,7 +1,7 @@
 import type { Payer } from '../content.js';
 import { provingAttachment } from './questionnaire-answers.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { undecidedRules, type Outcome, type PolicyEvaluation } from '../policies/evaluate-policy.js';
+import { undecidedRules, type FactValue, type Outcome, type PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { failedUses } from '../policies/pathway-failures.js';
 import type { AuthorizationRecord, ReviewActionCode } from '../storage/storage.js';
 
@@ -38,6 +38,11 @@ export interface Determination {
    * policy's words: no approval on the order's record answers for it (docs/design.md §8 "What an approval covers").
    */
   unreadableDose?: string;
+  /**
+   * Pended for clinical review because answers contradict what was read from the record at signing
+   * (docs/design.md §7 "Answers and the record"): the order's record keeps the reason even when its state stays.
+   */
+  clinicalReview?: true;
 }
 
 function questionOf(policy: CompiledPolicy, name: string): string {
@@ -104,11 +109,42 @@ export function unreadableDoseOf(policy: CompiledPolicy, ev: PolicyEvaluation): 
  * whose dose cannot be read says so (`unreadableDose`), so that no recorded approval answers for it.
  */
 export function determinationOf(policy: CompiledPolicy, ev: PolicyEvaluation, authorization?: AuthorizationRecord): Determination {
+  if (ev.contradicted && ev.contradicted.length > 0) return chartReview(policy, ev.contradicted);
   const d = rulesDetermination(policy, ev, authorization);
   // Only an order that is not satisfied can have an unreadable dose (the dose limits are then unknown); the loop is
   // skipped for the approvals, the common answer.
   const dose = d.outcome === 'satisfied' ? undefined : unreadableDoseOf(policy, ev);
   return dose ? { ...d, unreadableDose: dose } : d;
+}
+
+/** A fact value in a reviewer's words: Yes/No, a number with its unit, a code as it is. */
+function shownValue(policy: CompiledPolicy, fact: string, v: FactValue): string {
+  if (typeof v === 'boolean') return v ? 'Yes' : 'No';
+  const unit = policy.factsByName.get(fact)?.def.unit;
+  return typeof v === 'number' && unit ? `${v} ${unit}` : String(v);
+}
+
+/**
+ * The determination of a response whose answers contradict what PriorPath read from the record at signing, when the
+ * order would be approved only on those answers (docs/design.md §7 "Answers and the record"): pended for clinical
+ * review (A4), never `satisfied`. Whatever the answers' `information-origin` (auto, override, manual): an answer
+ * labelled `auto` that differs from the record was not read from it, and a clinician's override may well be right, but
+ * a payer's reviewer decides it, not the rules. The reason and what is needed name each answer by its question, with
+ * the record's value and the answer: the response stays as sent, so the reviewer reads both.
+ */
+function chartReview(policy: CompiledPolicy, contradicted: NonNullable<PolicyEvaluation['contradicted']>): Determination {
+  const list = contradicted.map((c) => `${questionOf(policy, c.fact)} answered ${shownValue(policy, c.fact, c.answer)}; the record read at signing: ${shownValue(policy, c.fact, c.record)}`);
+  return {
+    outcome: 'documentation-needed',
+    covered: 'covered',
+    paNeeded: 'auth-needed',
+    reasons: [{ text: `Pended for clinical review (${policy.file.source.id}): the answers that would approve this order contradict the patient's record as read when the order was signed: ${list.join('; ')}` }],
+    // What PAS stores as needed carries no clinical values (storage.ts PasSubmission.needed): the question alone.
+    needed: contradicted.map((c) => `Clinical review: an answer contradicts the patient's record as read at signing: ${questionOf(policy, c.fact)}`),
+    reviewAction: 'A4',
+    summary: 'prior authorization pended for clinical review',
+    clinicalReview: true,
+  };
 }
 
 function rulesDetermination(policy: CompiledPolicy, ev: PolicyEvaluation, authorization?: AuthorizationRecord): Determination {

@@ -5,7 +5,7 @@ import { COVERAGE_INFO_URL } from './coverage-information.js';
 import { localReference } from '../fhir/references.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { evaluatePolicy } from '../policies/evaluate-policy.js';
-import type { EvaluationData, FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
+import type { ChartContradiction, EvaluationData, FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
 import { answersFromQuestionnaireResponse } from './questionnaire-answers.js';
@@ -69,6 +69,13 @@ export interface EvaluateResponseInput {
    * is computed from, so it is recomputed from the answer.
    */
   knownFacts?: Record<string, unknown>;
+  /**
+   * What PriorPath itself read from the patient's record and the order when the order was signed: the facts of the CRD
+   * assertion for this order (never a DTR determination's, which holds answers). An answer that contradicts one of
+   * them and alone would approve the order sends it to clinical review (`PolicyEvaluation.contradicted`); without a
+   * record, a fact of the order stated there stands over an answer (docs/design.md §7 "Answers and the record").
+   */
+  chartFacts?: Record<string, unknown>;
   /**
    * YYYY-MM-DD: the date CRD judged the order on, as the assertion found with `knownFacts` recorded it
    * (`AssertionRecord.orderDate`): the order date when neither the record's order nor the response's order-date item
@@ -147,6 +154,29 @@ export function emptyData(today: string): EvaluationData {
 
 const isFactValue = (v: unknown): v is FactValue =>
   typeof v === 'boolean' || typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v));
+
+/**
+ * Answers with each fact of the order (`readsOrder`) replaced by the value the order stated at signing (`stated`: the
+ * CRD assertion's facts), where it stated one (docs/design.md §7 "Answers and the record"). An answer still fills a
+ * fact of the order the order left unknown.
+ */
+export function withOrderStated(
+  policy: CompiledPolicy,
+  answers: Record<string, FactValue>,
+  stated: Record<string, unknown> | undefined,
+): Record<string, FactValue> {
+  if (!stated) return answers;
+  let out = answers;
+  for (const name of Object.keys(answers)) {
+    const f = policy.factsByName.get(name);
+    const v = stated[name];
+    if (f?.readsOrder && isFactValue(v) && v !== answers[name]) {
+      if (out === answers) out = { ...answers };
+      out[name] = v;
+    }
+  }
+  return out;
+}
 
 /** Answers plus the known facts they leave standing (see {@link EvaluateResponseInput.knownFacts}). */
 export function withKnownFacts(
@@ -229,10 +259,60 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
       reading = read(hidden);
     }
   }
-  const { parsed, evaluation, orderDate } = reading;
+  const { parsed, orderDate } = reading;
+  let { evaluation } = reading;
   if (parsed.notShown.length > 0)
     warnings.push(`Answers to questions the form does not show for these answers were not read: ${parsed.notShown.join(', ')}`);
+  const setAside = orderAnswersSetAside(policy, parsed.answers, evaluation);
+  if (setAside.length > 0) warnings.push(`Answers about the order that differ from what the order states were not read: ${setAside.join(', ')}`);
+  // Only an approval can rest on a contradicted answer: nothing more runs for the other outcomes, or when nothing
+  // answered differs from the record (docs/design.md §7 "Answers and the record").
+  if (evaluation.outcome === 'satisfied' && input.chartFacts) {
+    const contradicted = contradictions(policy, parsed.answers, input.chartFacts);
+    if (contradicted.length > 0) {
+      const record = Object.fromEntries(contradicted.map((c) => [c.fact, c.record]));
+      const onRecord = judge(input, policy, { ...parsed, answers: { ...parsed.answers, ...record } }, recordData).evaluation;
+      if (onRecord.outcome !== 'satisfied') evaluation = forReview(evaluation, contradicted);
+    }
+  }
   return { ...parsed, policy, evaluation, warnings, orderDate };
+}
+
+const sameValue = (a: unknown, b: unknown) => a === b || (typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase());
+
+/**
+ * The answered facts whose answer differs from the value PriorPath read from the record at signing (`chartFacts`),
+ * the facts of the order aside (the order's value stands: {@link orderAnswersSetAside}). Every answer is compared,
+ * whatever its `information-origin`.
+ */
+function contradictions(policy: CompiledPolicy, answers: Record<string, FactValue>, chart: Record<string, unknown>): ChartContradiction[] {
+  const out: ChartContradiction[] = [];
+  for (const [fact, answer] of Object.entries(answers)) {
+    const f = policy.factsByName.get(fact);
+    const record = chart[fact];
+    if (!f || f.readsOrder || !f.def.askable || !isFactValue(record) || sameValue(answer, record)) continue;
+    out.push({ fact, record, answer });
+  }
+  return out;
+}
+
+/** The evaluation of a response sent to clinical review: not `satisfied`, no approving pathway, the answers named. */
+function forReview(ev: PolicyEvaluation, contradicted: ChartContradiction[]): PolicyEvaluation {
+  const { pathway: _notApproving, ...rest } = ev;
+  return { ...rest, outcome: 'documentation-needed', contradicted };
+}
+
+/** The linkIds of answers to facts of the order that the evaluation read from the order instead (evaluate-policy.ts). */
+function orderAnswersSetAside(policy: CompiledPolicy, answers: Record<string, FactValue>, ev: PolicyEvaluation): string[] {
+  const out: string[] = [];
+  for (const [fact, answer] of Object.entries(answers)) {
+    const f = policy.factsByName.get(fact);
+    if (!f?.readsOrder) continue;
+    const read = ev.facts.find((x) => x.name === fact);
+    if (read?.source === 'ehr' && !sameValue(read.value, answer)) out.push(f.def.linkId ?? fact);
+    else if (read?.source === 'answer' && read.value !== undefined && !sameValue(read.value, answer)) out.push(f.def.linkId ?? fact);
+  }
+  return out;
 }
 
 /** The fact values an evaluation read (answered, recorded or computed), for the form's gates. */
@@ -273,7 +353,9 @@ function judge(
   const known = input.knownFacts && parsed.unproven.length > 0
     ? Object.fromEntries(Object.entries(input.knownFacts).filter(([k]) => !parsed.unproven.includes(k)))
     : input.knownFacts;
-  const answers = withKnownFacts(policy, parsed.answers, known);
+  // Without the record (a DTR response), the order is what CRD read of it at signing: a fact of the order stated
+  // there stands over an answer, as the order itself does where the record is read (evaluate-policy.ts).
+  const answers = withKnownFacts(policy, input.record ? parsed.answers : withOrderStated(policy, parsed.answers, input.chartFacts), known);
 
   // The order is judged on the date CRD judged it on (design.md §8: one decision per order): the order's own start
   // when the record has the order, else the start the payer pre-filled in the form's order-date item, else the date

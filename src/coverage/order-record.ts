@@ -312,7 +312,9 @@ export async function recordEvaluation(
 function evaluationChange(key: OrderKey, record: OrderRecord | undefined, d: Determination, who: Actor & { policyId?: string }): GuardedOrderChange | undefined {
   if (isDecided(record)) return undefined;
   const state = stateOf(d);
-  if (record && state !== 'approved' && (record.state === state || record.state === 'pended')) return undefined;
+  // A response pended for clinical review says why on the order's record even when its state stays `auth-needed`
+  // (docs/design.md §7 "Answers and the record"): the reviewer and the next edge read the reason.
+  if (record && state !== 'approved' && (record.state === 'pended' || (record.state === state && !d.clinicalReview))) return undefined;
   return {
     key,
     from: state === 'approved' ? UNDECIDED : PROVISIONAL,

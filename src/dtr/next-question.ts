@@ -26,7 +26,7 @@ import { responseShapeProblems } from './response-shape.js';
 import { adaptiveNarrative } from './adaptive-questionnaire.js';
 import { EXT_CQF_LIBRARY } from './cql-questionnaire.js';
 import { justificationLinkId } from '../policies/questionnaire-names.js';
-import { assertedContext, responseAssertion } from './response-assertion.js';
+import { responseAssertions } from './response-assertion.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyStructure } from '../policies/policy-structure.js';
 import type { FactValue } from '../policies/evaluate-policy.js';
@@ -127,11 +127,12 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
   // The CRD assertion the response names (its coverage-information): the adaptive form starts from what CRD knew of the
   // order, as the POST of a finished response does (response-assertion.ts), so it neither asks again what the
   // assertion holds nor judges the order on another date or facts.
-  const asserted = assertedContext(qr, (await responseAssertion(qr, policy, deps.storage, deps.log)).assertion);
+  const asserted = await responseAssertions(qr, policy, deps.storage, deps.log);
   const result = evaluateQuestionnaireResponse({
     content: deps.content,
     qr: { ...qr, questionnaire: `${staticForm.url}|${staticForm.version}` },
     knownFacts: asserted.knownFacts,
+    chartFacts: asserted.chartFacts,
     assertedOrderDate: asserted.assertedOrderDate,
     today: deps.today,
   });

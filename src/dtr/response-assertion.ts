@@ -16,6 +16,12 @@ export interface AssertedContext {
   assertedOrderDate?: string;
   /** The order the response is about: its qr-context, else the order CRD recorded the assertion for. */
   orderRef?: string;
+  /**
+   * What PriorPath read from the record and the order at signing: the facts of the CRD assertion that speaks for the
+   * order (the one the response names when it is CRD's, else the one the order's record holds from signing). Answers
+   * are compared with them (docs/design.md §7 "Answers and the record"); a DTR determination's facts never stand here.
+   */
+  chartFacts?: Record<string, unknown>;
 }
 
 /** What the CRD assertions a QuestionnaireResponse names say of it ({@link responseAssertion}). */
@@ -29,6 +35,12 @@ export interface ResponseAssertion {
    */
   otherPatientIds: string[];
 }
+
+/** The `hookInstance` a DTR determination's assertion is recorded under (dtr/determination.ts): its facts hold answers. */
+const DTR_SOURCES = new Set(['dtr:QuestionnaireResponse', 'dtr:$next-question']);
+
+/** Whether an assertion is CRD's, made at signing from the record (not a DTR determination over answers). */
+export const isSigningAssertion = (a: AssertionRecord): boolean => !DTR_SOURCES.has(a.hookInstance);
 
 /**
  * The CRD assertion a QuestionnaireResponse names in its coverage-information (DTR 2.2 lets the response carry the
@@ -47,7 +59,7 @@ export async function responseAssertion(
   log: Logger,
 ): Promise<ResponseAssertion> {
   const policyId = policy.file.id;
-  const { patientId, orders } = responseContext(qr);
+  const { patientId } = responseContext(qr);
   const patients = new Set(patientId ? [patientId] : []);
   const ids = coverageAssertionIds(qr);
   const reads = await readAssertions(storage, ids);
@@ -72,34 +84,70 @@ export async function responseAssertion(
   // order and patient (qr-context, subject): the order's record under this policy's payer knows what CRD asserted
   // when it signed, and that is what the form was asked on (design.md §8 "One authorization per order"). Without it
   // the answers alone would be judged over an empty chart (a count of earlier cycles read as none).
+  const signed = await signingAssertion(qr, policy, storage);
+  return { ...(signed ? { assertion: signed } : {}), otherPatientIds };
+}
+
+/**
+ * The CRD assertion the order's record holds from its latest signing under this policy's payer, for the response's
+ * patient and order (undefined when the response names neither, or the order was never signed here).
+ */
+export async function signingAssertion(qr: QuestionnaireResponse, policy: CompiledPolicy, storage: Storage): Promise<AssertionRecord | undefined> {
+  const policyId = policy.file.id;
+  const { patientId, orders } = responseContext(qr);
+  const patients = new Set(patientId ? [patientId] : []);
   const orderRef = localReference(orders[0]);
   const key = determinationKey({ policy, patientId, orderRef });
   const record = key ? await storage.getOrderRecord(key).catch(() => undefined) : undefined;
   const signed = [...(record?.history ?? [])].reverse().find((e) => e.source === 'crd' && e.assertionId);
   const a = signed?.assertionId ? await storage.getAssertion(signed.assertionId).catch(() => undefined) : undefined;
-  return { ...(a && a.policyId === policyId && assertionIsAbout(a, patients) ? { assertion: a } : {}), otherPatientIds };
+  return a && a.policyId === policyId && assertionIsAbout(a, patients) ? a : undefined;
 }
 
 /**
  * What a response's assertion adds to the response ({@link AssertedContext}), only where the assertion speaks for the
- * order the response names ({@link assertionSpeaksFor}, design.md §8): an assertion about another order of the same
+ * order the response names (and `signed`, the order's signing assertion, where the response's is not CRD's: what the
+ * record said, {@link AssertedContext.chartFacts}) ({@link assertionSpeaksFor}, design.md §8): an assertion about another order of the same
  * patient (an earlier cycle's) says nothing of this order's facts (a first order, the cycle) or its start.
  */
-export function assertedContext(qr: QuestionnaireResponse, a: AssertionRecord | undefined): AssertedContext {
+export function assertedContext(qr: QuestionnaireResponse, a: AssertionRecord | undefined, signed?: AssertionRecord): AssertedContext {
   const context = responseContext(qr);
   const named = context.orders[0];
-  const speaks =
-    a &&
-    assertionSpeaksFor(a, {
+  const speaksFor = (x: AssertionRecord | undefined): x is AssertionRecord =>
+    !!x &&
+    assertionSpeaksFor(x, {
       patientIds: new Set(context.patientId ? [context.patientId] : []),
       orderRef: named,
       carriedIds: coverageAssertionIds(qr),
     });
-  if (!a || !speaks) return named ? { orderRef: named } : {};
+  const speaks = speaksFor(a);
+  // What signing read: the response's own assertion when it is CRD's, else the one the order's record holds.
+  const chart = speaks && isSigningAssertion(a) ? a : speaksFor(signed) && isSigningAssertion(signed) ? signed : undefined;
+  const chartFacts = chart ? { chartFacts: chart.facts } : {};
+  if (!a || !speaks) return named ? { orderRef: named, ...chartFacts } : { ...chartFacts };
   const assertedOrder = localReference(a.orderRef);
   return {
+    ...chartFacts,
     knownFacts: a.facts,
     ...(a.orderDate ? { assertedOrderDate: a.orderDate } : {}),
     ...(named ? { orderRef: named } : assertedOrder ? { orderRef: assertedOrder } : {}),
   };
+}
+
+/**
+ * What the CRD assertions of a response's order add to it ({@link assertedContext}): the response's assertion
+ * ({@link responseAssertion}) and, where that is not the signing's, the order's signing assertion for what the record
+ * said ({@link signingAssertion}). `POST /QuestionnaireResponse` and `$next-question` read a response alike.
+ */
+export async function responseAssertions(
+  qr: QuestionnaireResponse,
+  policy: CompiledPolicy,
+  storage: Storage,
+  log: Logger,
+): Promise<AssertedContext & Pick<ResponseAssertion, 'otherPatientIds'>> {
+  const { assertion: a, otherPatientIds } = await responseAssertion(qr, policy, storage, log);
+  const context = assertedContext(qr, a);
+  if (context.chartFacts) return { ...context, otherPatientIds };
+  // The response names a DTR determination (a response posted again), or an assertion that does not speak for its order.
+  return { ...assertedContext(qr, a, await signingAssertion(qr, policy, storage)), otherPatientIds };
 }

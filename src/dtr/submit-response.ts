@@ -16,7 +16,7 @@ import {
   policyForQuestionnaire,
   responseContext,
 } from '../coverage/evaluate-response.js';
-import { assertedContext, responseAssertion } from './response-assertion.js';
+import { assertedContext, responseAssertions } from './response-assertion.js';
 import { responseShapeProblems } from './response-shape.js';
 
 export interface SubmitResponseDeps {
@@ -192,12 +192,11 @@ async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDe
   const ctx = responseContext(qr);
   // The facts, the order date and the order CRD recorded stand in for what the response does not say, only for the
   // patient they were read from (response-assertion.ts).
-  const named = found ? await responseAssertion(qr, found.policy, deps.storage, deps.log) : { otherPatientIds: [] };
-  const asserted = assertedContext(qr, named.assertion);
-  const result = evaluateQuestionnaireResponse({ content: deps.content, qr, knownFacts: asserted.knownFacts, assertedOrderDate: asserted.assertedOrderDate, today: deps.today });
+  const asserted = found ? await responseAssertions(qr, found.policy, deps.storage, deps.log) : { ...assertedContext(qr, undefined), otherPatientIds: [] };
+  const result = evaluateQuestionnaireResponse({ content: deps.content, qr, knownFacts: asserted.knownFacts, chartFacts: asserted.chartFacts, assertedOrderDate: asserted.assertedOrderDate, today: deps.today });
   if (result.problems.length > 0) throw invalid(result.problems);
   // A well-formed response for a form the payer serves, decided only for the one patient it is about.
-  await checkOnePatient(qr, { patientId: ctx.patientId, otherPatientIds: named.otherPatientIds, policy: result.policy, orderRef: asserted.orderRef }, deps);
+  await checkOnePatient(qr, { patientId: ctx.patientId, otherPatientIds: asserted.otherPatientIds, policy: result.policy, orderRef: asserted.orderRef }, deps);
   return {
     policy: result.policy,
     evaluation: result.evaluation,

@@ -4,6 +4,7 @@ import { drugNamedOnly, policiesFor, policiesForCodings } from '../content.js';
 import { resolveValueSetUrl } from '../fhir/fhirpath.js';
 import { codingsWithBillingOptions } from '../fhir/value-sets.js';
 import { answeredCanonical, evaluateQuestionnaireResponse, policyForQuestionnaire } from '../coverage/evaluate-response.js';
+import { signingFactsKey } from './asserted-order-dates.js';
 import { newApproval, periodEnd } from '../coverage/authorization.js';
 import type { ApprovalLength } from '../coverage/authorization.js';
 import { determinationOf } from '../coverage/determination.js';
@@ -339,6 +340,8 @@ export function adjudicate(opts: {
   today: string;
   /** The dates CRD judged the request's orders on, by `MedicationRequest/<id>` (asserted-order-dates.ts). */
   assertedOrderDates?: ReadonlyMap<string, string>;
+  /** What signing read of the request's orders (asserted-order-dates.ts `signingFacts`), for the answers to be compared with. */
+  signingFacts?: ReadonlyMap<string, Record<string, unknown>>;
 }): ItemDecision[] {
   const { content, payer, request: req, today } = opts;
   return req.items.map((it) => {
@@ -389,7 +392,9 @@ export function adjudicate(opts: {
     try {
       if (qr) {
         // The same evaluation DTR runs for a completed response: the Bundle's record, the answers overriding it.
-        const result = evaluateQuestionnaireResponse({ content, qr, record, order: judged, assertedOrderDate: asserted, today });
+        // An answer contradicting what signing read of the record pends the order for clinical review, as in DTR.
+        const chartFacts = order.id ? opts.signingFacts?.get(signingFactsKey(`MedicationRequest/${order.id}`, policy.file.drug)) : undefined;
+        const result = evaluateQuestionnaireResponse({ content, qr, record, order: judged, assertedOrderDate: asserted, ...(chartFacts ? { chartFacts } : {}), today });
         if (result.problems.length > 0) {
           throw badRequest(`QuestionnaireResponse answers that cannot be read: ${result.problems.map((p) => p.message).join('; ')}`, result.problems.map((p) => p.path));
         }

@@ -9,7 +9,7 @@ import { itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecor
 import type { PasVersion } from './pas-version.js';
 import { identifierKey, parsePasRequest } from './request-bundle.js';
 import type { PasRequest } from './request-bundle.js';
-import { assertedOrderDates } from './asserted-order-dates.js';
+import { assertedOrderDates, signingFacts } from './asserted-order-dates.js';
 
 /** How one item of the request fares in an update. */
 type Plan = { kind: 'keep'; item: ItemDecision } | { kind: 'decide'; was?: ItemDecision } | { kind: 'cancel'; item: ItemDecision };
@@ -101,7 +101,7 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
   const deciding = [...plan.entries()].filter(([, p]) => p.kind === 'decide').map(([seq]) => seq);
   const decided =
     deciding.length > 0
-      ? adjudicate({ content: o.content, payer: o.payer, request, today: o.day, assertedOrderDates: await assertedOrderDates(storage, request) }).filter((d) => deciding.includes(d.sequence))
+      ? adjudicate({ content: o.content, payer: o.payer, request, today: o.day, assertedOrderDates: await assertedOrderDates(storage, request), signingFacts: await signingFacts(storage, request, o.payer.key) }).filter((d) => deciding.includes(d.sequence))
       : [];
   const records = await withOrderRecords(storage, decided, { day: o.day, actor: `PAS ${s.id}`, request });
   const kept = new Set<number>();

@@ -3,6 +3,7 @@ import { assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
 import { coverageAssertionIds, responseContext } from '../coverage/evaluate-response.js';
 import { localReference } from '../fhir/references.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
+import { isSigningAssertion } from '../dtr/response-assertion.js';
 import type { PasRequest } from './request-bundle.js';
 
 /** At most this many coverage-assertion-ids are read per resource (an order carries one per CRD call that answered it). */
@@ -46,6 +47,31 @@ export async function assertedOrderDates(storage: Storage, req: PasRequest): Pro
       const ref = a && (localReference(a.orderRef) ?? responseContext(qr).orders[0]);
       if (a && ref && !out.has(ref) && assertionSpeaksFor(a, { patientIds, orderRef: ref, carriedIds })) out.set(ref, a.orderDate!);
     }
+  }
+  return out;
+}
+
+/** The key of {@link signingFacts}' map: an order's reference and the drug of its record. */
+export const signingFactsKey = (orderRef: string, drug: string) => `${orderRef} ${drug}`;
+
+/**
+ * What PriorPath read from the record and the order when the request's orders were signed: the facts of the CRD
+ * assertion each order's record holds from its latest signing under this payer (docs/design.md §7 "Answers and the
+ * record"), by {@link signingFactsKey}. A QuestionnaireResponse answer that contradicts one of them and alone would
+ * approve the order pends it for clinical review, in PAS as in DTR (§8: one decision per order). Read only for a
+ * request that carries a response; an order never signed here has none.
+ */
+export async function signingFacts(storage: Storage, req: PasRequest, payer: string): Promise<Map<string, Record<string, unknown>>> {
+  const out = new Map<string, Record<string, unknown>>();
+  const patientId = req.patient.id;
+  if (!patientId || req.questionnaireResponses.length === 0) return out;
+  const orderRefs = req.resources.filter((r): r is MedicationRequest => r.resourceType === 'MedicationRequest' && !!r.id).map((r) => `MedicationRequest/${r.id}`);
+  if (orderRefs.length === 0) return out;
+  const records = await storage.findOrderRecords({ payer, patientId, orderRefs });
+  for (const record of records) {
+    const signed = [...record.history].reverse().find((e) => e.source === 'crd' && e.assertionId);
+    const a = signed?.assertionId ? await storage.getAssertion(signed.assertionId).catch(() => undefined) : undefined;
+    if (a && a.patientId === patientId && isSigningAssertion(a)) out.set(signingFactsKey(record.orderRef, record.drug), a.facts);
   }
   return out;
 }

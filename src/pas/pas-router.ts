@@ -22,7 +22,7 @@ import type { PasVersion } from './pas-version.js';
 import { settlePended } from './settle-pended.js';
 import { applyClaimUpdate } from './apply-claim-update.js';
 import { answerTo, inquiryResponseOf } from './claim-response.js';
-import { assertedOrderDates } from './asserted-order-dates.js';
+import { assertedOrderDates, signingFacts } from './asserted-order-dates.js';
 import { reviewCase } from './review-case.js';
 import { byCodePoint } from '../code-point-order.js';
 import { DEFAULT_ATTACHMENT_BODY_BYTES } from '../http/json-body.js';
@@ -242,7 +242,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
   async function decideRequest(request: PasRequest, payer: Payer, log: Logger, client: string | undefined, attempt = 0): Promise<Record<string, unknown>> {
     const day = today();
     const version = pasVersionOf(request.bundle, deps.pasVersion ?? '2.2.1');
-    const items = adjudicate({ content, payer, request, today: day, assertedOrderDates: await assertedOrderDates(storage, request) });
+    const items = adjudicate({ content, payer, request, today: day, assertedOrderDates: await assertedOrderDates(storage, request), signingFacts: await signingFacts(storage, request, payer.key) });
     // An order that no longer fits the approval the rules gave it is decided afresh (a limit review), not answered A1;
     // an order that has a decision answers it.
     const records = await withOrderRecords(storage, items, { day, actor: `PAS request ${request.bundleIdentifier}`, request });

@@ -37,6 +37,12 @@ export interface CompiledFact {
   asked?: true;
   /** `askWhen` compiled over the facts: a question whose condition is false is not asked (hidden in DTR). */
   askWhen?: CompiledExpression;
+  /**
+   * The fact is read from the order (its expression reads `%order`: the dose, the cycles requested, the treatment
+   * phase). Where the order states it, the order's value stands over a DTR or PAS answer (docs/design.md §7 "Answers
+   * and the record").
+   */
+  readsOrder?: true;
 }
 
 export type RuleKind = 'requirement' | 'pathway' | 'limit';

@@ -83,6 +83,20 @@ export interface PolicyEvaluation {
    * order would still need documentation), so no card promises it is covered without review.
    */
   alternateApproved?: boolean;
+  /**
+   * Answers of a QuestionnaireResponse that contradict what PriorPath read from the patient's record at signing, on
+   * which alone the order would have been approved (docs/design.md §7 "Answers and the record"): the order is not
+   * approved automatically but goes to clinical review (coverage/determination.ts). Set only by the evaluation of a
+   * response (coverage/evaluate-response.ts), never at signing; the outcome is then not `satisfied`.
+   */
+  contradicted?: ChartContradiction[];
+}
+
+/** An answer that contradicts the value read from the record: the fact, the record's value and the answer. */
+export interface ChartContradiction {
+  fact: string;
+  record: FactValue;
+  answer: FactValue;
 }
 
 /** The hook data a fact expression reads as FHIRPath variables (see cds-services/README.md). */
@@ -195,7 +209,8 @@ export function undecidedRules(rules: RuleResult[]): RuleResult[] {
 /**
  * Evaluates one policy for one order (design.md §5, "One model, three uses"). `answers` are facts supplied by a
  * QuestionnaireResponse (DTR/PAS); they take precedence over what the EHR data says, and facts derived from them are
- * recomputed. Never throws for data problems: a failing fact or rule makes the outcome `error`, which the caller
+ * recomputed, except a fact of the order (`readsOrder`) that the order states: the order's value stands
+ * (docs/design.md §7 "Answers and the record"). Never throws for data problems: a failing fact or rule makes the outcome `error`, which the caller
  * turns into `conditional`/`indeterminate`, never a positive assertion (design.md §4 "Errors").
  */
 export function evaluatePolicy(
@@ -420,7 +435,8 @@ function cyclesWithinLimits(
   const rules = policy.limits.filter((r) => limitIds.includes(r.id));
   const only = new Set(ruleClosure(policy, rules.flatMap((r) => r.facts)));
   for (let k = Math.min(requested - 1, pathway?.cycles ?? Infinity); k >= 1; k--) {
-    const { factValues, broken } = readFacts(policy, data, { ...answers, cyclesRequested: k }, only);
+    // The order changed as proposed: its cycles are the proposal's, not the order's as sent.
+    const { factValues, broken } = readFacts(policy, data, { ...answers, cyclesRequested: k }, only, PROPOSED_CYCLES);
     if (broken) return undefined;
     if (rules.every((r) => ruleOutcome(r, factValues).result === true)) {
       return { kind: 'cycles', limitIds, value: k, unit: '{cycle}', display: k === 1 ? 'cycle' : 'cycles' };
@@ -450,11 +466,16 @@ export function factEnvironment(policy: CompiledPolicy, data: EvaluationData): R
  * Reads the policy's facts over the data, in dependency order (answers first, then the memo, then the expression);
  * `only` limits it to those facts (a closure: every fact's dependencies included).
  */
+/** The facts of the order a cycles proposal changes (cyclesWithinLimits). */
+const PROPOSED_CYCLES: ReadonlySet<string> = new Set(['cyclesRequested']);
+
 function readFacts(
   policy: CompiledPolicy,
   data: EvaluationData,
   answers: Record<string, FactValue>,
   only?: Set<string>,
+  /** Facts of the order given in `answers` as an alternate order would state them: they stand over the order's. */
+  proposed?: ReadonlySet<string>,
 ): { factValues: Record<string, FactValue>; facts: FactResult[]; broken: boolean } {
   const env = factEnvironment(policy, data);
   const factValues: Record<string, FactValue> = {};
@@ -467,6 +488,20 @@ function readFacts(
   for (const f of policy.facts) {
     if (only && !only.has(f.name)) continue;
     if (Object.prototype.hasOwnProperty.call(answers, f.name) && plausible(f.def, answers[f.name], latestDate, data.orderDate)) {
+      // A fact of the order (the cycles, the dose, the phase) that the order states is the order's: an answer fills it
+      // only where the order says nothing (docs/design.md §7 "Answers and the record"). A form saying "2 cycles" does
+      // not make a 10-cycle order a 2-cycle one (review s40 F11). Read only for answered order facts a form asks, so
+      // signing (no answers) does no more work; a derived one given as an answer is CRD's reading of the order.
+      if (f.readsOrder && f.def.askable && !proposed?.has(f.name)) {
+        const stated = readFact(f, data, env, latestDate);
+        if (stated.error === undefined && stated.value !== undefined) {
+          factValues[f.name] = stated.value;
+          env[f.name] = stated.value;
+          facts.push({ name: f.name, value: stated.value, source: 'ehr' });
+          fromAnswers.add(f.name);
+          continue;
+        }
+      }
       const value = answers[f.name];
       factValues[f.name] = value;
       env[f.name] = value;

@@ -278,6 +278,7 @@ function compilePolicy(
     if ((f.def.type === 'decimal' || f.def.type === 'integer') && reads.includes('order')) f.asked = true;
     const pureOf = pureVariables(f.def, reads, compiledFacts);
     if (pureOf) f.pureOf = pureOf;
+    if (reads.includes('order')) f.readsOrder = true;
     f.shareKey = shareKeyOf(
       JSON.stringify([f.def.type, f.def.unit ?? null, f.def.fhirpath, reads.includes('policyDrug') ? file.drug : null, deps.map((d) => [d.name, d.shareKey])]),
     );

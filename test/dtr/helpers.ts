@@ -401,6 +401,18 @@ export function synthesizeRecord(
             },
           ];
         break;
+      case 'cyclesRequested':
+        // The order states its cycles (1 + numberOfRepeatsAllowed), and the order's value stands over an answer
+        // (docs/design.md §7 "Answers and the record"): the record holds it, not an override.
+        if (typeof value === 'number' && Number.isInteger(value) && value >= 1) order.dispenseRequest = { ...order.dispenseRequest, numberOfRepeatsAllowed: value - 1 };
+        break;
+      case 'requestedUg':
+      case 'requestedUnits':
+        // The amount one cycle dispenses is the order's dispense quantity (1 J9039 unit = 1 mcg), which stands over an
+        // answer as every fact of the order does.
+        if (typeof value === 'number' && value > 0)
+          order.dispenseRequest = { ...order.dispenseRequest, quantity: { value, unit: 'mcg', system: UCUM, code: 'ug' } };
+        break;
       case 'liveVaccineWithinTwoWeeks':
         if (value === true) {
           const cvx = codesOf(c, 'live-vaccines-cvx')[0];

@@ -31,8 +31,13 @@ function responseFor(policyId: string, caseName: string, visible: Answers, stale
   const policy = content.policies.find((p) => p.file.id === policyId)!;
   const c = spec.cases.find((x) => x.name === caseName);
   expect(c, caseName).toBeDefined();
-  const { resources, order } = buildCase(c!);
-  const record = recordFromResources(resources, [order], order.requester?.reference);
+  const { resources, order: built } = buildCase(c!);
+  // The cycles requested are the order's (1 + numberOfRepeatsAllowed), and the order's value stands over an answer
+  // (docs/design.md §7 "Answers and the record"): a case answering them states them on its order.
+  const cycles = { ...visible, ...stale }['cycles-requested']?.[0]?.valueInteger;
+  const order = cycles === undefined ? built : { ...built, dispenseRequest: { ...built.dispenseRequest, numberOfRepeatsAllowed: cycles - 1 } };
+  const withOrder = resources.map((r) => (r === built ? order : r));
+  const record = recordFromResources(withOrder, [order], order.requester?.reference);
   const data = evaluationDataFor(indexRecord(record), order, spec.today);
   const atCrd = evaluatePolicy(policy, data, {});
   const known = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]));

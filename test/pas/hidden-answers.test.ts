@@ -21,8 +21,12 @@ function pasReading(policyId: string, caseName: string, answers: Record<string, 
   const spec = readCaseFile(`${policyId}.yaml`);
   const c = spec.cases.find((x) => x.name === caseName);
   expect(c, caseName).toBeDefined();
-  const { resources, order } = buildCase(c!);
-  const record = recordFromResources(resources, [order], order.requester?.reference);
+  const { resources, order: built } = buildCase(c!);
+  // The cycles requested are the order's (1 + numberOfRepeatsAllowed), which stand over an answer (docs/design.md §7
+  // "Answers and the record"): a case answering them states them on its order, as a PAS request's order does.
+  const cycles = answers['cycles-requested']?.[0]?.valueInteger;
+  const order = cycles === undefined ? built : { ...built, dispenseRequest: { ...built.dispenseRequest, numberOfRepeatsAllowed: cycles - 1 } };
+  const record = recordFromResources(resources.map((r) => (r === built ? order : r)), [order], order.requester?.reference);
   const qr: QuestionnaireResponse = questionnaireResponse(policyId, answers, 'Patient/pt');
   qr.questionnaire = `${content.canonicalBase}/Questionnaire/${policyId}`;
   return evaluateQuestionnaireResponse({ content, qr, record, order, today: spec.today });
