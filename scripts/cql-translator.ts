@@ -44,11 +44,12 @@ export function createTranslator(extraLibraries: Record<string, string> = {}) {
   // No source annotations: the Library already carries the CQL text beside the ELM, and the annotations (the CQL of
   // every expression again, with locators) doubled the size of every DTR 2.0.1 package for no engine's use.
   options.options.asJsSetView().delete(CqlCompilerOptions.Options.EnableAnnotations);
-  // Operator signatures only where an invocation's operand types differ from the declared ones (implicit conversions):
-  // every engine resolves the rest from the operands, as cql-execution does at run time, and the framework's default
-  // (Overloads: a signature on every call of an overloaded operator) was 29 % of the ELM, which must fit one FHIR
-  // string (1 MiB of base64, the largest policy's ELM had grown past it again).
-  options.signatureLevel = LibraryBuilder.SignatureLevel.Differing;
+  // No operator signatures: the translator has already made every implicit conversion explicit in the operands, and
+  // engines resolve operators from the operands' types, as cql-execution (what the DTR reference app and the tests run)
+  // does at run time. The framework's default (Overloads: a signature on every call of an overloaded operator) was 29 %
+  // of the ELM, and Differing (only where operand types differ) still about 7 %; the ELM must fit one FHIR string
+  // (1 MiB of base64), and the largest policy's (OHSU) had grown past it again with the s41 course readings.
+  options.signatureLevel = LibraryBuilder.SignatureLevel.None;
   const refuse = (): never => {
     throw new Error('UCUM unit arithmetic is not available at translation time');
   };
