@@ -683,38 +683,37 @@ export function ruleReadsOrderDate(policy: CompiledPolicy, rule: Pick<CompiledRu
   return ruleClosure(policy, rule.facts).some((n) => policy.factsByName.get(n)?.dated === true);
 }
 
+/** An `askWhen` condition's value for this patient: true or false, or undefined while the facts it reads leave it open. */
+function askWhenValue(askWhen: CompiledPolicy['facts'][number]['askWhen'], known: Record<string, FactValue>, orderDate: string): boolean | undefined {
+  if (!askWhen) return undefined;
+  try {
+    const v = askWhen(known, { orderDate, orderDateTime: `${orderDate}T00:00:00Z` });
+    return v.length === 1 && typeof v[0] === 'boolean' ? v[0] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** True only when an `askWhen` condition is known to be false for this patient; unknown shows the question. */
 export function askWhenFalse(
   askWhen: CompiledPolicy['facts'][number]['askWhen'],
   known: Record<string, FactValue>,
   orderDate: string,
 ): boolean {
-  if (!askWhen) return false;
-  try {
-    const v = askWhen(known, { orderDate, orderDateTime: `${orderDate}T00:00:00Z` });
-    return v.length === 1 && v[0] === false;
-  } catch {
-    return false;
-  }
+  return askWhenValue(askWhen, known, orderDate) === false;
 }
 
 /**
  * Whether an `askWhen` condition is known for this patient (true or false), not left open by facts still unknown: a
  * question whose condition is open waits, in `$next-question`, for the facts its condition reads (the birth date before
- * the AYA question; the renewal question before its follow-ups).
+ * the AYA question; the renewal question before its follow-ups). No condition is known.
  */
 export function askWhenKnown(
   askWhen: CompiledPolicy['facts'][number]['askWhen'],
   known: Record<string, FactValue>,
   orderDate: string,
 ): boolean {
-  if (!askWhen) return true;
-  try {
-    const v = askWhen(known, { orderDate, orderDateTime: `${orderDate}T00:00:00Z` });
-    return v.length === 1 && typeof v[0] === 'boolean';
-  } catch {
-    return false;
-  }
+  return !askWhen || askWhenValue(askWhen, known, orderDate) !== undefined;
 }
 
 function safeNumber(fn: () => unknown[]): number | undefined {

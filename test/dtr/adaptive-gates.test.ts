@@ -8,7 +8,7 @@
 import type { Questionnaire, QuestionnaireResponse } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { answerItem, dtrContent, EVIDENCE, fhirApp } from './helpers.js';
+import { answerItem, bareAdaptiveResponse, dtrContent, EVIDENCE, fhirApp } from './helpers.js';
 
 const FHIR = 'application/fhir+json';
 const content = dtrContent();
@@ -18,22 +18,7 @@ const code = (c: string) => ({ valueCoding: { system: EVIDENCE, code: c } });
 async function adaptiveRounds(policyId: string, answers: Record<string, Record<string, unknown>>): Promise<string[][]> {
   const policy = content.policies.find((p) => p.file.id === policyId)!;
   const { app } = fhirApp();
-  let qr: QuestionnaireResponse = {
-    resourceType: 'QuestionnaireResponse',
-    status: 'in-progress',
-    subject: { reference: 'Patient/p1' },
-    extension: [{ url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-context', valueReference: { reference: 'Coverage/cov1' } }],
-    questionnaire: '#adaptive',
-    contained: [
-      {
-        resourceType: 'Questionnaire',
-        id: 'adaptive',
-        status: 'active',
-        derivedFrom: [policy.questionnaire],
-        extension: [{ url: 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive', valueBoolean: true }],
-      },
-    ],
-  };
+  let qr = bareAdaptiveResponse(policy.questionnaire);
   const rounds: string[][] = [];
   let seen = 0;
   for (let round = 0; round < 30 && qr.status !== 'completed'; round++) {

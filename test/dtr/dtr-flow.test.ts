@@ -33,6 +33,7 @@ import type { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import {
   answerItem,
+  bareAdaptiveResponse,
   CANONICAL_BASE,
   dtrContent,
   fhirApp,
@@ -340,32 +341,7 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
     };
     const byLinkId = new Map(sc.structure.asked.map((f) => [policy.factsByName.get(f)!.def.linkId!, f]));
     const proving = new Set(provingLinkIds(policy, complete));
-    let qr: QuestionnaireResponse = {
-      resourceType: 'QuestionnaireResponse',
-      status: 'in-progress',
-      subject: { reference: 'Patient/p1' },
-      extension: [
-        {
-          url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-context',
-          valueReference: { reference: 'Coverage/cov1' },
-        },
-      ],
-      questionnaire: '#adaptive',
-      contained: [
-        {
-          resourceType: 'Questionnaire',
-          id: 'adaptive',
-          status: 'active',
-          derivedFrom: [policy.questionnaire],
-          extension: [
-            {
-              url: 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive',
-              valueBoolean: true,
-            },
-          ],
-        },
-      ],
-    };
+    let qr = bareAdaptiveResponse(policy.questionnaire);
     const asked: string[] = [];
     for (let round = 0; round < 25 && qr.status !== 'completed'; round++) {
       const path = round % 2 === 0 ? '/fhir/Questionnaire/$next-question' : '/fhir/$next-question';

@@ -546,3 +546,26 @@ export function withAnswers(qr: QuestionnaireResponse, a: Record<string, Questio
   for (const [linkId, answer] of Object.entries(a)) if (!set.has(linkId)) (out.item ??= []).push({ linkId, answer });
   return out;
 }
+
+/**
+ * A bare adaptive response starting `$next-question` for a form: no answers, a contained form with no items deriving
+ * from `questionnaire` (the policy's standard canonical), for patient p1 under Coverage cov1.
+ */
+export function bareAdaptiveResponse(questionnaire: string): QuestionnaireResponse {
+  return {
+    resourceType: 'QuestionnaireResponse',
+    status: 'in-progress',
+    subject: { reference: 'Patient/p1' },
+    extension: [{ url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-context', valueReference: { reference: 'Coverage/cov1' } }],
+    questionnaire: '#adaptive',
+    contained: [
+      {
+        resourceType: 'Questionnaire',
+        id: 'adaptive',
+        status: 'active',
+        derivedFrom: [questionnaire],
+        extension: [{ url: 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive', valueBoolean: true }],
+      },
+    ],
+  };
+}
