@@ -117,7 +117,9 @@ function readValue(
 }
 
 /**
- * Reads a QuestionnaireResponse into fact values (design.md §5: DTR and PAS answers override EHR facts by name).
+ * Reads a QuestionnaireResponse into fact values by name (design.md §5): an answer fills what the record leaves
+ * unknown, and stands over the record only as docs/design.md §7 "Answers and the record" allows (the order's own facts
+ * keep the order's value; an answer contradicting what signing read pends for review).
  * Walks nested items (groups and items under answers); an item maps to the fact whose `linkId` it carries. Items
  * without an answer are unknown; items PriorPath does not know (display, groups, other forms' questions) are ignored,
  * and so are the items in `hidden` (those the form does not show for these answers: {@link ParsedAnswers.notShown}).

@@ -27,6 +27,7 @@ import { adaptiveNarrative } from './adaptive-questionnaire.js';
 import { EXT_CQF_LIBRARY } from './cql-questionnaire.js';
 import { justificationLinkId } from '../policies/questionnaire-names.js';
 import { responseAssertions } from './response-assertion.js';
+import { checkOnePatient } from './submit-response.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyStructure } from '../policies/policy-structure.js';
 import type { FactValue } from '../policies/evaluate-policy.js';
@@ -128,6 +129,12 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
   // order, as the POST of a finished response does (response-assertion.ts), so it neither asks again what the
   // assertion holds nor judges the order on another date or facts.
   const asserted = await responseAssertions(qr, policy, deps.storage, deps.log);
+  // The form grows toward a decision on the order, so only for the response's subject, as the POST of a finished
+  // response is judged (submit-response.ts checkOnePatient: another patient's assertion id, or an order this payer
+  // holds for other patients only, is a 400; docs/design.md §4 "One patient"). A response naming no subject yet is
+  // asked on; its POST, when finished, needs one.
+  const subject = responseContext(qr).patientId;
+  if (subject) await checkOnePatient(qr, { patientId: subject, otherPatientIds: asserted.otherPatientIds, policy, orderRef: asserted.orderRef }, deps);
   const result = evaluateQuestionnaireResponse({
     content: deps.content,
     qr: { ...qr, questionnaire: `${staticForm.url}|${staticForm.version}` },

@@ -224,10 +224,10 @@ async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDe
  *   approval, on it (QA s40 F10, a response with no assertion id). A 400 naming the order and the subject, not the
  *   other patient. An order this payer holds no record of has nothing to compare with and is decided as before.
  */
-async function checkOnePatient(
+export async function checkOnePatient(
   qr: QuestionnaireResponse,
   about: { patientId: string | undefined; otherPatientIds: readonly string[]; policy: CompiledPolicy; orderRef: string | undefined },
-  deps: SubmitResponseDeps,
+  deps: Pick<SubmitResponseDeps, 'storage' | 'log'>,
 ): Promise<void> {
   const { patientId } = about;
   if (!patientId) {

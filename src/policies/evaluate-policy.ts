@@ -462,13 +462,13 @@ export function factEnvironment(policy: CompiledPolicy, data: EvaluationData): R
   });
 }
 
+/** The facts of the order a cycles proposal changes (cyclesWithinLimits). */
+const PROPOSED_CYCLES: ReadonlySet<string> = new Set(['cyclesRequested']);
+
 /**
  * Reads the policy's facts over the data, in dependency order (answers first, then the memo, then the expression);
  * `only` limits it to those facts (a closure: every fact's dependencies included).
  */
-/** The facts of the order a cycles proposal changes (cyclesWithinLimits). */
-const PROPOSED_CYCLES: ReadonlySet<string> = new Set(['cyclesRequested']);
-
 function readFacts(
   policy: CompiledPolicy,
   data: EvaluationData,

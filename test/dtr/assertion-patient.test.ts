@@ -120,6 +120,24 @@ describe('POST /fhir/QuestionnaireResponse naming a coverage-assertion-id of ano
     const forB = await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(response(MISSING_MRD, a.info))).expect(400);
     expect(forB.body.issue[0].diagnostics).toContain(sub(a.info, 'coverage-assertion-id')!.valueString!);
     expect(forB.body.issue[0].expression).toEqual(['QuestionnaireResponse.extension']);
+
+    // $next-question grows the form toward the same decision: refused alike, before any question (review s41 F2).
+    const adaptive: QuestionnaireResponse = {
+      ...response(MISSING_MRD, a.info),
+      status: 'in-progress',
+      questionnaire: '#adaptive',
+      contained: [
+        {
+          resourceType: 'Questionnaire',
+          id: 'adaptive',
+          status: 'active',
+          derivedFrom: ['https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11'],
+          extension: [{ url: 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive', valueBoolean: true }],
+        },
+      ],
+    };
+    const next = await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(adaptive)).expect(400);
+    expect(next.body.issue[0].diagnostics).toContain(sub(a.info, 'coverage-assertion-id')!.valueString!);
   });
 
   it("chooses no form by the other chart's coverage-information: another payer's form is not offered for this member", async () => {
