@@ -69,3 +69,9 @@ export function assertionSpeaksFor(assertion: AssertionRecord, order: OrderInQue
   if (asserted && wanted) return asserted === wanted;
   return order.carriedIds.includes(assertion.assertionId);
 }
+
+/** The `hookInstance` a DTR determination's assertion is recorded under (dtr/determination.ts): its facts hold answers. */
+const DTR_SOURCES = new Set(['dtr:QuestionnaireResponse', 'dtr:$next-question']);
+
+/** Whether an assertion is CRD's, made at signing from the record (not a DTR determination over answers). */
+export const isSigningAssertion = (a: AssertionRecord): boolean => !DTR_SOURCES.has(a.hookInstance);

@@ -5,7 +5,7 @@ import type { Logger } from '../logger.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { determinationKey } from './determination.js';
-import { assertionIsAbout, assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
+import { assertionIsAbout, assertionSpeaksFor, isSigningAssertion } from '../coverage/assertion-speaks-for.js';
 import { ASSERTION_READ_THROUGH_MS, readAssertions } from '../coverage/read-assertions.js';
 
 /** What the CRD assertion a response names knows of its order, for what the response itself does not say. */
@@ -35,12 +35,6 @@ export interface ResponseAssertion {
    */
   otherPatientIds: string[];
 }
-
-/** The `hookInstance` a DTR determination's assertion is recorded under (dtr/determination.ts): its facts hold answers. */
-const DTR_SOURCES = new Set(['dtr:QuestionnaireResponse', 'dtr:$next-question']);
-
-/** Whether an assertion is CRD's, made at signing from the record (not a DTR determination over answers). */
-export const isSigningAssertion = (a: AssertionRecord): boolean => !DTR_SOURCES.has(a.hookInstance);
 
 /**
  * The CRD assertion a QuestionnaireResponse names in its coverage-information (DTR 2.2 lets the response carry the

@@ -3,7 +3,7 @@ import { assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
 import { coverageAssertionIds, responseContext } from '../coverage/evaluate-response.js';
 import { localReference } from '../fhir/references.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
-import { isSigningAssertion } from '../dtr/response-assertion.js';
+import { isSigningAssertion } from '../coverage/assertion-speaks-for.js';
 import type { PasRequest } from './request-bundle.js';
 
 /** At most this many coverage-assertion-ids are read per resource (an order carries one per CRD call that answered it). */

@@ -345,7 +345,11 @@ function compilePolicy(
           const fact = name === undefined ? undefined : compiledFacts.get(name);
           if (name !== undefined && !fact) problems.push({ file: path, field: `${field}.approval.${key}`, message: `unknown fact ${name}` });
           else if (fact && fact.def.type !== 'date')
-            problems.push({ file: path, field: `${field}.approval.${key}`, message: `fact ${name} is of type ${fact.def.type}: approval.${key} names a date fact` });
+            problems.push({
+              file: path,
+              field: `${field}.approval.${key}`,
+              message: `fact ${name} is of type ${fact.def.type}: ${key === 'from' ? 'an approval runs from a date fact' : 'approval.covers names a date fact (the last day the order needs covered)'}`,
+            });
         }
         if (r.approval.covers !== undefined && r.approval.from === undefined)
           problems.push({ file: path, field: `${field}.approval.covers`, message: 'covers needs from: it says whether a period counted from a date reaches far enough' });

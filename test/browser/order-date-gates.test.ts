@@ -23,7 +23,10 @@ const daysAfter = (date: string, days: number) => daysBefore(date, -days);
 const eighteenthBirthday = daysAfter(TODAY, 10);
 const birthDate = `${String(Number(eighteenthBirthday.slice(0, 4)) - 18)}${eighteenthBirthday.slice(4)}`;
 
-/** The payer's pre-filled response: the order start (or none), the birth date, a Ph-negative maintenance order. */
+/**
+ * The payer's pre-filled response: the order start (or none), the birth date, a first request (renewal no: continued
+ * therapy reads POMP for an adult's maintenance course too, review s41 F1), a Ph-negative maintenance order.
+ */
 function prefilled(orderStart: string | undefined): QuestionnaireResponse {
   return {
     resourceType: 'QuestionnaireResponse',
@@ -31,7 +34,13 @@ function prefilled(orderStart: string | undefined): QuestionnaireResponse {
     questionnaire: `${q.url}|${q.version}`,
     item: [
       ...(orderStart ? [{ linkId: ORDER_DATE_LINK_ID, answer: [{ valueDate: orderStart }] }] : []),
-      { linkId: 'group-requirements', item: [{ linkId: 'birth-date', answer: [{ valueDate: birthDate }] }] },
+      {
+        linkId: 'group-requirements',
+        item: [
+          { linkId: 'birth-date', answer: [{ valueDate: birthDate }] },
+          { linkId: 'renewal-request', answer: [{ valueBoolean: false }] },
+        ],
+      },
       {
         linkId: 'group-indication',
         item: [

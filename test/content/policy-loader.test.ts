@@ -97,6 +97,19 @@ describe('policy loading', () => {
     expect(policy.facts.map((f) => f.name)).toEqual(expect.arrayContaining(['relapsedRefractoryCourseStart', 'courseFirstCycleStart']));
   });
 
+  it('refuses an approval.covers without approval.from, or naming no date fact; keeps the one it names (the day the order needs covered)', () => {
+    const p = basePolicy();
+    const pathway = (approval: Record<string, unknown>) => [{ id: 'relapsed', when: 'relapsedOrRefractory', cite: 'ACME-RX-101 1.c', text: 'Relapsed or refractory disease', approval }];
+    p.pathways = pathway({ weeks: 30, covers: 'cycleInfusionEnd' });
+    expect(problemsOf(p)).toMatch(/pathways\[0\]\.approval\.covers: covers needs from/);
+    p.pathways = pathway({ weeks: 30, from: 'relapsedRefractoryCourseStart', covers: 'cyclesGiven' });
+    expect(problemsOf(p)).toMatch(/pathways\[0\]\.approval\.covers: fact cyclesGiven is of type integer: approval\.covers names a date fact/);
+    p.pathways = pathway({ weeks: 30, from: 'relapsedRefractoryCourseStart', covers: 'cycleInfusionEnd' });
+    const policy = loadContent({ root: contentRoot(p), canonicalBase: 'https://priorpath.dev/fhir' }).policies[0];
+    expect(policy.pathways[0].approval).toEqual({ weeks: 30, from: 'relapsedRefractoryCourseStart', covers: 'cycleInfusionEnd' });
+    expect(policy.facts.map((f) => f.name)).toContain('cycleInfusionEnd');
+  });
+
   it('refuses a limit written iif(A, B, true), which passes when A is unknown, and takes the same limit written with implies', () => {
     const p = basePolicy();
     p.limits = [
