@@ -28,14 +28,52 @@ export const CURRENT_MEDICATIONS_FHIRPATH =
   ` and ${STATED_ENDS}.all(toString().substring(0, 10).toDate() < %orderDate.toDate())` +
   ' and dosageInstruction.timing.repeat.bounds.ofType(Period).where(end.empty()).empty()).not())';
 
-const REFERENCE = new RegExp(`%${CURRENT_MEDICATIONS_VARIABLE}(?![A-Za-z0-9_])`, 'g');
+/**
+ * `%regimenMedications`: the orders of this course's regimen, written once for every fact that reads "given with" or
+ * "alternating with" a chemotherapy regimen (multiagent chemotherapy, POMP; cds-services/README.md "Variables";
+ * design.md §6 "Clinical readings": a regimen criterion is read from the therapy around this order).
+ *
+ * An order of the regimen is a current order (`%currentMedications`), or an order (active, draft, on-hold or
+ * completed) whose start (its first dosage's `timing.repeat.boundsPeriod.start`, else `dispenseRequest.validityPeriod
+ * .start`, else `authoredOn`) is within the 180 days before this order's planned start or later: the window the
+ * project reads a regimen's recent courses in (MMM's mini-hyper-CVD with inotuzumab). A POMP or induction course that
+ * ended two years ago is not given with, nor alternating with, this order (acceptance review s42 F4). An older or
+ * undated order is not read as no regimen either: the facts that read this variable ask when the record shows such
+ * orders only, never deny on them (design.md §6 "Clinical readings": a denial never rests on the absence of something
+ * the record cannot prove).
+ */
+export const REGIMEN_MEDICATIONS_VARIABLE = 'regimenMedications';
 
-/** A fact's FHIRPath with `%currentMedications` written out (string literals are left as they are). */
-export function expandCurrentMedications(fhirpath: string): string {
-  if (!fhirpath.includes(`%${CURRENT_MEDICATIONS_VARIABLE}`)) return fhirpath;
+/** The start of a MedicationRequest (FHIRPath over the order as `$this`), as the order date is read (README "Variables"). */
+const STATED_START =
+  '(dosageInstruction.first().timing.repeat.bounds.ofType(Period).start | dispenseRequest.validityPeriod.start | authoredOn).first()';
+
+/**
+ * The FHIRPath `%regimenMedications` stands for: the current orders, and the orders started in the window. A union of
+ * two filters of `%medications`, so the CQL Library reuses the current orders' define and adds only the window's
+ * (src/cql/fhirpath-to-cql.ts shares a filter of the patient's orders): the OHSU Library is near the FHIR string limit.
+ */
+export const REGIMEN_MEDICATIONS_FHIRPATH =
+  `(${CURRENT_MEDICATIONS_FHIRPATH} | %medications.where(status in ('active' | 'draft' | 'on-hold' | 'completed')` +
+  ` and ${STATED_START}.toString().substring(0, 10).toDate() >= %orderDate.toDate() - 180 days))`;
+
+const MACROS: ReadonlyArray<readonly [string, string]> = [
+  [CURRENT_MEDICATIONS_VARIABLE, CURRENT_MEDICATIONS_FHIRPATH],
+  [REGIMEN_MEDICATIONS_VARIABLE, REGIMEN_MEDICATIONS_FHIRPATH],
+];
+
+/**
+ * A fact's FHIRPath with `%currentMedications` and `%regimenMedications` written out (string literals are left as
+ * they are).
+ */
+export function expandMedicationMacros(fhirpath: string): string {
+  const used = MACROS.filter(([name]) => fhirpath.includes(`%${name}`));
+  if (used.length === 0) return fhirpath;
   // Split on string literals so that only code is rewritten.
   return fhirpath
     .split(/('(?:[^'\\]|\\.)*')/)
-    .map((part, i) => (i % 2 === 1 ? part : part.replace(REFERENCE, CURRENT_MEDICATIONS_FHIRPATH)))
+    .map((part, i) =>
+      i % 2 === 1 ? part : used.reduce((code, [name, fp]) => code.replace(new RegExp(`%${name}(?![A-Za-z0-9_])`, 'g'), () => fp), part),
+    )
     .join('');
 }

@@ -5,7 +5,7 @@ import { readYamlFile } from '../content-yaml.js';
 import { compileFhirPath, referencedValueSets, resolveValueSetUrl } from '../fhir/fhirpath.js';
 import type { FhirPathOptions } from '../fhir/fhirpath.js';
 import type { ValueSetIndex } from '../fhir/value-sets.js';
-import { expandCurrentMedications, CURRENT_MEDICATIONS_VARIABLE } from './current-orders.js';
+import { expandMedicationMacros, CURRENT_MEDICATIONS_VARIABLE, REGIMEN_MEDICATIONS_VARIABLE } from './current-orders.js';
 import { applicabilityOf, passesWhenUnknown, splitTopLevel } from './limit-applicability.js';
 import type { CompiledFact, CompiledPolicy, CompiledRule, RuleKind } from './compiled-policy.js';
 import { factLibrarySchema, policySchema } from './policy-schema.js';
@@ -21,6 +21,7 @@ export const RESERVED_VARIABLES = [
   'observations',
   'medications',
   CURRENT_MEDICATIONS_VARIABLE,
+  REGIMEN_MEDICATIONS_VARIABLE,
   'immunizations',
   'diagnoses',
   'diagnosesComplete',
@@ -235,8 +236,9 @@ function compilePolicy(
   const compiledFacts = new Map<string, CompiledFact>();
   for (const [name, written] of Object.entries(defs)) {
     const field = `facts.${name}`;
-    // Written out before anything reads the expression (current-orders.ts), so every engine reads one definition.
-    const def = { ...written, fhirpath: expandCurrentMedications(written.fhirpath) };
+    // %currentMedications and %regimenMedications written out before anything reads the expression (current-orders.ts),
+    // so every engine reads one definition.
+    const def = { ...written, fhirpath: expandMedicationMacros(written.fhirpath) };
     if ((RESERVED_VARIABLES as readonly string[]).includes(name)) {
       problems.push({ file: path, field, message: `"${name}" is a reserved variable name` });
       continue;
