@@ -15,6 +15,7 @@ import type { Determination } from './determination.js';
 import { defaultDetermination, determinationOf, unreadableDoseOf } from './determination.js';
 import type { OrderResource } from './order.js';
 import { withOrderRecord } from './order-record.js';
+import { beyondApproval } from './reviewed-approval.js';
 import { longDate } from '../fhir/long-date.js';
 
 /** What PriorPath decided for one order: a policy evaluation, or the payer's default for ungoverned orders. */
@@ -40,6 +41,12 @@ export interface OrderDecision {
    * covers"). Kept only in that case: it holds the patient record past the hook's storage wait.
    */
   judgedOn?: (orderDate: string) => PolicyEvaluation;
+  /**
+   * The number of a reviewer's approval on the order's record that the order as now signed asks more of (a higher dose,
+   * more cycles than the reviewed request): the order is answered as evaluated, a limit review, and the approval stands
+   * (docs/design.md §8 "What an approval covers"; set by settleOrderDecisions).
+   */
+  beyondApproval?: string;
   /** The policy governs the order by the drug's name alone, no listed code (content.ts drugNamedOnly): said in the reason. */
   drugByName?: { name: string; text: string };
 }
@@ -47,7 +54,13 @@ export interface OrderDecision {
 /** The determination of a decision: the order's record where it has a decision, else the policy's, else the payer's default. */
 export function determinationFor(decision: OrderDecision, today: string): Determination {
   if (decision.defaultAnswer) return defaultDetermination(decision.defaultAnswer);
-  const d = withNameNote(withOrderRecord(determinationOf(decision.policy!, decision.evaluation!, decision.authorization), decision.record, today), decision.drugByName);
+  const evaluated = determinationOf(decision.policy!, decision.evaluation!, decision.authorization);
+  const d = withNameNote(
+    decision.beyondApproval
+      ? { ...evaluated, reasons: [...evaluated.reasons, { text: `${beyondApproval(decision.beyondApproval, 'order')}.` }] }
+      : withOrderRecord(evaluated, decision.record, today),
+    decision.drugByName,
+  );
   if (!decision.laterStart || d.outcome !== 'not-covered' || d.reasons.length === 0) return d;
   // The clinician can act on a timing exclusion: say which start date would no longer be excluded.
   const [first, ...rest] = d.reasons;

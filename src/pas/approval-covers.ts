@@ -1,5 +1,6 @@
 import type { Quantity } from '@medplum/fhirtypes';
-import type { OrderKey, OrderRecord, Storage } from '../storage/storage.js';
+import type { OrderRecord, Storage } from '../storage/storage.js';
+import { limitsAskNoMore, reviewedItemOf } from '../coverage/reviewed-approval.js';
 import type { ItemDecision } from './adjudicate.js';
 import { parsePasRequest } from './request-bundle.js';
 
@@ -24,11 +25,9 @@ export async function approvalCovers(
   /** The item's Claim quantity when its decision does not hold one (stored before quantities were kept). */
   askedBefore?: () => Quantity | undefined,
 ): Promise<boolean> {
-  const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
-  if (approvedBy?.source !== 'review' || !approvedBy.submissionId) return !overLimit(item);
-  const reviewed = await storage.getPasSubmission(approvedBy.submissionId);
-  const was = ((reviewed?.detail as { items?: ItemDecision[] } | undefined)?.items ?? []).find((i) => i.order && item.order && sameOrder(i.order, item.order));
-  if (!reviewed || !was) return !overLimit(item);
+  const reviewed = await reviewedItemOf(storage, record);
+  if (!reviewed) return !overLimit(item);
+  const was = reviewed.item as unknown as ItemDecision;
   return asksNoMoreThan(item, claimQuantity(item, askedBefore), was, claimQuantity(was, () => quantityOf(reviewed.requestBundle, was.sequence)));
 }
 
@@ -66,24 +65,10 @@ export function quantityOf(requestBundle: Record<string, unknown>, sequence: num
  * later course start asks nothing more. Decisions stored before the asked amounts were kept compare every fact, as then.
  */
 function asksNoMoreThan(item: ItemDecision, quantity: Quantity | undefined, was: ItemDecision, wasQuantity: Quantity | undefined): boolean {
-  const asked = item.askedAmounts ?? was.askedAmounts;
-  for (const limit of item.criteria) {
-    if (limit.kind !== 'limit' || limit.result !== false) continue;
-    const then = was.criteria.find((c) => c.id === limit.id);
-    // The reviewer did not grant the order over this limit.
-    if (then?.result !== false) return false;
-    for (const e of limit.evidence ?? []) {
-      if (asked && !asked.includes(e.fact)) continue;
-      const before = then.evidence?.find((x) => x.fact === e.fact)?.value;
-      if (e.value === before) continue;
-      if (typeof e.value === 'number' && typeof before === 'number' && e.value <= before) continue;
-      return false;
-    }
-  }
+  if (!limitsAskNoMore(item.criteria, was.criteria, item.askedAmounts ?? was.askedAmounts)) return false;
   if (quantity?.value === undefined) return true;
   if (wasQuantity?.value === undefined) return false;
   const unit = (q: Quantity) => q.code ?? q.unit;
   return unit(quantity) === unit(wasQuantity) && quantity.value <= wasQuantity.value;
 }
 
-const sameOrder = (a: OrderKey, b: OrderKey) => a.payer === b.payer && a.patientId === b.patientId && a.orderRef === b.orderRef && a.drug === b.drug;

@@ -216,6 +216,38 @@ describe("H2: a reviewer's approval certifies what the reviewer approved, not mo
   });
 });
 
+describe("QA s40 F7: signing after a reviewer's approval answers it only for what the reviewer approved", () => {
+  /** The order at `mcgPerDay` for `cycles` 28-day cycles (dispenseRequest.numberOfRepeatsAllowed = cycles - 1). */
+  const forCycles = (o: MedicationRequest, cycles: number): MedicationRequest => ({ ...o, dispenseRequest: { ...o.dispenseRequest, numberOfRepeatsAllowed: cycles - 1 } });
+
+  it('approved on review at 56 mcg/day: the order signed at 56, 42 or 28 answers the approval; at 112 mcg/day or for 21 cycles a limit review naming it, the approval intact', async () => {
+    const { storage, order, key, sign, submit, review } = setUp();
+    const pended = claimResponseOf((await submit(requestAt(56, 2))).body);
+    expect(reviewActions(pended)).toEqual([`${X12}#A4`]);
+    const approved = await review(`/${pended.id}/decision`, { decision: 'approve', reviewer: 'Dr. R. Okafor (medical director)', reason: '56 mcg/day justified by attached literature for this patient' }).expect(200);
+    const number: string = approved.body.preAuthRef;
+
+    // The order the reviewer approved, and less of it: the approval, its number.
+    for (const dose of [56, 42, 28]) {
+      const signed = await sign(atDose(order, dose));
+      expect(pa(signed.ext, 'pa-needed')!.valueCode, `${dose} mcg/day`).toBe('satisfied');
+      expect(pa(signed.ext, 'satisfied-pa-id')!.valueString).toBe(number);
+    }
+
+    // More than reviewed: a limit review of its own, saying which approval it asks more of; the approval stands.
+    for (const [what, o] of [['112 mcg/day', atDose(order, 112)], ['21 cycles', forCycles(atDose(order, 56), 21)]] as const) {
+      const signed = await sign(o);
+      expect(pa(signed.ext, 'pa-needed')!.valueCode, what).toBe('auth-needed');
+      expect(pa(signed.ext, 'satisfied-pa-id'), what).toBeUndefined();
+      expect(JSON.stringify(signed.body.cards), what).toContain(`asks more than authorization ${number}`);
+      const record = await storage.getOrderRecord(key);
+      expect(record?.state).toBe('approved');
+      expect(record?.authorization?.number).toBe(number);
+    }
+    expect(pa((await sign(atDose(order, 56))).ext, 'satisfied-pa-id')!.valueString).toBe(number);
+  });
+});
+
 /**
  * A reviewer's approval answers with the period the reviewer granted wherever the order's approval is read again
  * (docs/design.md §8: "A PAS request for an order that already has a decision returns that decision"): the request
