@@ -24,6 +24,12 @@ export interface OrderDecision {
   assertionId: string;
   policy?: CompiledPolicy;
   evaluation?: PolicyEvaluation;
+  /**
+   * The facts of `evaluation` that the order's earlier DTR answers decided ({@link SigningEvaluation.answeredFacts}):
+   * its assertion records them (`AssertionRecord.answeredFacts`), so that they never stand for what signing read from
+   * the record (docs/design.md §7 "Answers and the record").
+   */
+  answeredFacts?: string[];
   /** For orders no policy governs and a payer with a default answer (design.md §6 last bullet). */
   defaultAnswer?: Exclude<Payer['defaultAnswer'], 'none'>;
   authorization?: AuthorizationRecord;
@@ -40,7 +46,7 @@ export interface OrderDecision {
    * approval is in force, was given at signing and the order is unchanged (docs/design.md §8 "What an approval
    * covers"). Kept only in that case: it holds the patient record past the hook's storage wait.
    */
-  judgedOn?: (orderDate: string) => PolicyEvaluation;
+  judgedOn?: (orderDate: string) => SigningEvaluation;
   /**
    * The number of a reviewer's approval on the order's record that the order as now signed asks more of (a higher dose,
    * more cycles than the reviewed request): the order is answered as evaluated, a limit review, and the approval stands
@@ -135,12 +141,13 @@ export function decideOrders(opts: {
     // Only governed orders pay for narrowing the record to FHIRPath variables.
     const data = evaluationDataFor(opts.record, order, opts.today);
     let evaluation: PolicyEvaluation;
+    let answeredFacts: string[] = [];
     const prior = order.id ? opts.prior?.get(order.id) : undefined;
     const usablePrior = prior && prior.policyId === policy.file.id && prior.payer === opts.payer.key ? prior : undefined;
     try {
       // The record's source digest names its data; the order's place and the date complete what the data is built from.
       const source = opts.record.sourceDigest !== undefined ? `${opts.record.sourceDigest}|${index}|${order.id ?? ''}|${opts.today}` : undefined;
-      evaluation = evaluateOrder(policy, data, usablePrior, (answers) => (opts.cache ? opts.cache.evaluate(policy, data, answers, source) : evaluatePolicy(policy, data, answers)));
+      ({ evaluation, answeredFacts } = evaluateOrder(policy, data, usablePrior, (answers) => (opts.cache ? opts.cache.evaluate(policy, data, answers, source) : evaluatePolicy(policy, data, answers))));
     } catch (err) {
       opts.log.error({ policy: policy.file.id, err }, 'policy evaluation failed');
       evaluation = { policyId: policy.file.id, policyVersion: policy.file.version, outcome: 'error', facts: [], rules: [], missingFacts: [], failed: [], proposals: [] };
@@ -150,7 +157,7 @@ export function decideOrders(opts: {
         opts.log.error({ policy: policy.file.id, criterion: 'id' in r ? r.id : r.name, reason: r.error }, 'policy criterion failed at run time');
       }
     }
-    const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, orderDate: data.orderDate };
+    const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, answeredFacts, orderDate: data.orderDate };
     const byName = drugNamedOnly(opts.content, coded);
     if (byName) decision.drugByName = { name: byName.name, text: byName.text };
     if (orderStartOf(order) === undefined && evaluation.outcome !== 'satisfied' && evaluation.outcome !== 'error' && unreadableDoseOf(policy, evaluation)) {
@@ -174,24 +181,42 @@ export function decideOrders(opts: {
   return decisions;
 }
 
+/** An order's evaluation at signing ({@link evaluateOrder}). */
+export interface SigningEvaluation {
+  evaluation: PolicyEvaluation;
+  /**
+   * The facts whose value in `evaluation` the order's earlier DTR answers gave: an answer filled, or a fact computed
+   * from one that the record alone left unknown or read otherwise. Empty when the record alone decided.
+   */
+  answeredFacts: string[];
+}
+
 /**
  * One order's evaluation over its data: the chart alone, then, when it is not satisfied, with what the clinician
  * documented for this order in DTR (`prior`, CRD [resp-36]: take the previous decision into account) filling the facts
- * the chart still lacks; the chart wins wherever it speaks.
+ * the chart still lacks; the chart wins wherever it speaks. The facts the answers decided are named
+ * ({@link SigningEvaluation.answeredFacts}): they are the clinician's earlier answers, not what signing read from the
+ * record, and a later response that corrects one is judged on the correction (docs/design.md §7 "Answers and the
+ * record", review s41 F1).
  */
 function evaluateOrder(
   policy: CompiledPolicy,
   data: EvaluationData,
   prior: AssertionRecord | undefined,
   evaluate: (answers: Record<string, FactValue>) => PolicyEvaluation,
-): PolicyEvaluation {
+): SigningEvaluation {
   const evaluation = evaluate({});
-  if (!prior || evaluation.outcome === 'satisfied' || evaluation.outcome === 'error') return evaluation;
+  if (!prior || evaluation.outcome === 'satisfied' || evaluation.outcome === 'error') return { evaluation, answeredFacts: [] };
   const unknown = new Set(evaluation.facts.filter((f) => f.source === 'unknown').map((f) => f.name));
   const answers = Object.fromEntries(
     Object.entries(prior.facts).filter(([name, v]) => unknown.has(name) && policy.factsByName.get(name)?.def.askable && isFactValue(v)),
   ) as Record<string, FactValue>;
-  return Object.keys(answers).length > 0 ? evaluate(answers) : evaluation;
+  if (Object.keys(answers).length === 0) return { evaluation, answeredFacts: [] };
+  const withAnswers = evaluate(answers);
+  // Compared with the record's own reading: a fact read alike either way is the record's, whatever read it.
+  const chart = new Map(evaluation.facts.map((f) => [f.name, f.value]));
+  const answeredFacts = withAnswers.facts.filter((f) => f.value !== undefined && (f.source === 'answer' || chart.get(f.name) !== f.value)).map((f) => f.name);
+  return { evaluation: withAnswers, answeredFacts };
 }
 
 function isFactValue(v: unknown): v is FactValue {

@@ -112,8 +112,9 @@ async function judgeOnApprovalDate(storage: Storage, d: OrderDecision, record: O
   const then = judge(start);
   judge = undefined;
   const assertion = await storage.getAssertion(approved.assertionId).catch(() => undefined);
-  if (!assertion || !sameOrderFacts(d.policy, then, assertion)) return;
-  d.evaluation = then;
+  if (!assertion || !sameOrderFacts(d.policy, then.evaluation, assertion)) return;
+  d.evaluation = then.evaluation;
+  d.answeredFacts = then.answeredFacts;
   d.orderDate = start;
 }
 

@@ -208,9 +208,11 @@ export function undecidedRules(rules: RuleResult[]): RuleResult[] {
 
 /**
  * Evaluates one policy for one order (design.md §5, "One model, three uses"). `answers` are facts supplied by a
- * QuestionnaireResponse (DTR/PAS); they take precedence over what the EHR data says, and facts derived from them are
- * recomputed, except a fact of the order (`readsOrder`) that the order states: the order's value stands
- * (docs/design.md §7 "Answers and the record"). Never throws for data problems: a failing fact or rule makes the outcome `error`, which the caller
+ * QuestionnaireResponse (DTR/PAS), or at signing the order's earlier DTR answers for what the record leaves unknown
+ * (coverage/decide-orders.ts). An answer given stands for its fact here and facts derived from it are recomputed,
+ * except a fact of the order (`readsOrder`) that the order states: the order's value stands. Which answers are given,
+ * and when one contradicting the record is reviewed instead, is the callers' (docs/design.md §7 "Answers and the
+ * record"). Never throws for data problems: a failing fact or rule makes the outcome `error`, which the caller
  * turns into `conditional`/`indeterminate`, never a positive assertion (design.md §4 "Errors").
  */
 export function evaluatePolicy(
@@ -490,8 +492,9 @@ function readFacts(
     if (Object.prototype.hasOwnProperty.call(answers, f.name) && plausible(f.def, answers[f.name], latestDate, data.orderDate)) {
       // A fact of the order (the cycles, the dose, the phase) that the order states is the order's: an answer fills it
       // only where the order says nothing (docs/design.md §7 "Answers and the record"). A form saying "2 cycles" does
-      // not make a 10-cycle order a 2-cycle one (review s40 F11). Read only for answered order facts a form asks, so
-      // signing (no answers) does no more work; a derived one given as an answer is CRD's reading of the order.
+      // not make a 10-cycle order a 2-cycle one (review s40 F11). Read only for answered order facts a form asks, so an
+      // evaluation without answers (nearly every signing: only an order carrying its DTR determination, with facts the
+      // record leaves unknown, gives any) does no more work; a derived one given as an answer is CRD's reading of the order.
       if (f.readsOrder && f.def.askable && !proposed?.has(f.name)) {
         const stated = readFact(f, data, env, latestDate);
         if (stated.error === undefined && stated.value !== undefined) {

@@ -216,3 +216,71 @@ describe('F8: answers that contradict the chart signing read are pended for clin
     expect(sub(ext, 'satisfied-pa-id')?.valueString).toMatch(/^PA-CENTENE-/);
   });
 });
+
+describe('review s41 F1: earlier DTR answers that a re-signing filled in are not "the record read at signing"', () => {
+  const story = 'centene-missing-mrd';
+
+  /** The order as the EHR keeps it after DTR: the determination's coverage-information written back in place of signing's. */
+  const carrying = (signed: MedicationRequest, determined: QuestionnaireResponse): MedicationRequest => ({
+    ...signed,
+    extension: [...(signed.extension ?? []).filter((e) => e.url !== COVERAGE_INFO), determined.extension!.find((e) => e.url === COVERAGE_INFO)!],
+  });
+
+  /**
+   * Signed, documented in DTR (the answers given), signed again carrying that determination: the second signing is
+   * judged with the earlier answers filling what the chart lacks (decide-orders.ts evaluateOrder).
+   */
+  async function documentedThenResigned(app: App, resources: Resource[], order: MedicationRequest, first: Record<string, QuestionnaireResponseItem['answer']>) {
+    const { signed } = await sign(app, resources, order);
+    const determined = await post(app, answered(await draft(app, resources, signed), first, 'manual'));
+    expect(sub(coverageInfo(determined), 'satisfied-pa-id'), 'the first answers do not approve').toBeUndefined();
+    return sign(app, resources, carrying(signed, determined));
+  }
+
+  it.each(['DTR', 'PAS'] as const)('an MRD level corrected after a re-signing is decided on the correction, not pended against the earlier answer (%s)', async (edge) => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const resources = storyResources(story);
+    const order = storyOrder(story, resources);
+    // MRD 0.005 % (under CP.PHAR.312 I.A.4.a's 0.01 %): no covered use; the chart has no MRD result at all.
+    const again = await documentedThenResigned(app, resources, order, { 'mrd-percent': [{ valueDecimal: 0.005 }] });
+    expect(sub(again.ext, 'satisfied-pa-id')).toBeUndefined();
+    const resigning = await storage.getAssertion(sub(again.ext, 'coverage-assertion-id')!.valueString!);
+    expect(resigning?.facts.mrdPercent, 'the re-signing was judged with the earlier answer').toBe(0.005);
+    expect(resigning?.answeredFacts).toContain('mrdPercent');
+    if (edge === 'PAS') {
+      // PAS reads the signing the order's record names. A re-signing is named there when it changes the order's state
+      // (a chart that changed meanwhile); this one did not, so the record's signing is made the re-signing's.
+      const [record] = await storage.findOrderRecords({ payer: 'centene', patientId: order.subject!.reference!.split('/')[1], orderRefs: [`MedicationRequest/${order.id}`] });
+      const named = [...record.history].reverse().find((h) => h.source === 'crd')!.assertionId!;
+      await storage.saveAssertion({ ...resigning!, assertionId: named });
+    }
+    // The clinician corrects the level: 0.4 %.
+    const corrected = answered(await draft(app, resources, again.signed), { 'mrd-percent': [{ valueDecimal: 0.4 }] }, 'manual');
+    if (edge === 'DTR') {
+      const ext = coverageInfo(await post(app, corrected));
+      expect(reasons(ext).join(' ')).not.toMatch(/the record read at signing/);
+      expect(sub(ext, 'pa-needed')?.valueCode).toBe('satisfied');
+      expect(sub(ext, 'satisfied-pa-id')?.valueString).toMatch(/^PA-CENTENE-/);
+    } else {
+      const cr = await pas(app, storyBundle(story, { answers: leafAnswers(corrected) }));
+      expect(reviewActions(cr)).toEqual([`${X12}#A1`]);
+      expect(cr.preAuthRef).toMatch(/^PA-CENTENE-/);
+    }
+  });
+
+  it('a dose written only as text, answered again after a re-signing, is judged on the new answer', async () => {
+    const { app } = buildApp({ today: TODAY });
+    const base = storyOrder(story, storyResources(story));
+    const order: MedicationRequest = { ...base, dosageInstruction: [{ text: 'blinatumomab continuous infusion per protocol' }] };
+    const resources = storyResources(story).map((r) => (r.id === base.id && r.resourceType === 'MedicationRequest' ? order : r));
+    // 56 mcg a day, over CP.PHAR.312 II.A.3's 28 with no guideline attached: pended for the limit.
+    const again = await documentedThenResigned(app, resources, order, { 'mrd-percent': [{ valueDecimal: 0.4 }], 'daily-dose': [{ valueDecimal: 56 }] });
+    expect(reasons(again.ext).join(' ')).toMatch(/Outside the policy limit/);
+    // The dose corrected to 28 mcg a day: within the limit, approved (the order states no dose for it to stand over).
+    const created = await post(app, answered(await draft(app, resources, again.signed), { 'daily-dose': [{ valueDecimal: 28 }] }, 'manual'));
+    const ext = coverageInfo(created);
+    expect(reasons(ext).join(' ')).not.toMatch(/Outside the policy limit/);
+    expect(sub(ext, 'pa-needed')?.valueCode).toBe('satisfied');
+    expect(sub(ext, 'satisfied-pa-id')?.valueString).toMatch(/^PA-CENTENE-/);
+  });
+});

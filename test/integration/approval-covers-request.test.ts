@@ -270,7 +270,7 @@ describe("the reviewer's period", () => {
     return { ...loop, inquire, sign };
   }
 
-  it('beside the approval at signing: the reviewer approving the 56 mcg/day request for a period keeps the number and grants that period to PAS, $inquire, later requests and signing', async () => {
+  it('beside the approval at signing: the reviewer approving the 56 mcg/day request for a period keeps the number and widens its period to that period\'s end for PAS, $inquire, later requests and signing, never moving its start (review s41 F8)', async () => {
     const { storage, order, key, sign, submit, review, inquire } = withInquiry();
     const over = requestAt(56);
     const pended = claimResponseOf((await submit(over)).body);
@@ -278,27 +278,32 @@ describe("the reviewer's period", () => {
     const signed = await sign(order);
     const number = pa(signed.ext, 'satisfied-pa-id')!.valueString!;
     expect(pa(signed.ext, 'expiry-date')!.valueDate).not.toBe(PERIOD.end);
+    // The approval at signing runs from the order's start, before the reviewer's period starts: cycle 1 may already
+    // be dispensed and billed under the number, so the reviewer's period adds to it and takes nothing from it.
+    const held = (await storage.getOrderRecord(key))!.authorization!;
+    expect(held.start < PERIOD.start).toBe(true);
+    const widened = { start: held.start, end: PERIOD.end };
 
     const decided = await review(`/${pended.id}/decision`, { decision: 'approve', reviewer: REVIEWER, reason: '56 mcg/day for 9 months per the attached protocol', period: PERIOD }).expect(200);
     expect(decided.body.preAuthRef).toBe(number);
-    expect(decided.body.preAuthPeriod).toEqual(PERIOD);
-    expect((await storage.getOrderRecord(key))?.authorization).toEqual({ number, ...PERIOD });
+    expect(decided.body.preAuthPeriod).toEqual(widened);
+    expect((await storage.getOrderRecord(key))?.authorization).toEqual({ number, ...widened });
 
     const inquired = await inquire(over);
     expect(reviewActions(inquired)).toEqual([`${X12}#A1`]);
     expect(inquired.preAuthRef).toBe(number);
-    expect(inquired.preAuthPeriod).toEqual(PERIOD);
+    expect(inquired.preAuthPeriod).toEqual(widened);
 
     const later = claimResponseOf((await submit(requestAt(56))).body);
     expect(reviewActions(later)).toEqual([`${X12}#A1`]);
-    expect(later.preAuthPeriod).toEqual(PERIOD);
+    expect(later.preAuthPeriod).toEqual(widened);
 
     const resigned = await sign(order);
     expect(pa(resigned.ext, 'satisfied-pa-id')!.valueString).toBe(number);
     expect(pa(resigned.ext, 'expiry-date')!.valueDate).toBe(PERIOD.end);
   });
 
-  it("a reviewer's approval reused for later requests answers the reviewer's period, and a second reviewer's period for more replaces it", async () => {
+  it("a reviewer's approval reused for later requests answers the reviewer's period, and a second reviewer's period for more extends it", async () => {
     const { storage, key, order, sign, submit, review, inquire } = withInquiry();
     const first = claimResponseOf((await submit(requestAt(56, 2))).body);
     const approved = await review(`/${first.id}/decision`, { decision: 'approve', reviewer: REVIEWER, reason: '56 mcg/day per the attached literature', period: PERIOD }).expect(200);
