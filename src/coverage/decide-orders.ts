@@ -53,6 +53,14 @@ export interface OrderDecision {
    * (docs/design.md §8 "What an approval covers"; set by settleOrderDecisions).
    */
   beyondApproval?: string;
+  /**
+   * The order judged again with answers: set only for an order with an id whose evaluation is documentation needed or
+   * not covered. An approval given in DTR or PAS rested on answers signing does not have; when the order was changed
+   * since and signed again, settleOrderDecisions judges the order as it now stands with that approval's answers, to
+   * tell whether the approval still covers it (docs/design.md §8 "What an approval covers"). Let go of as soon as the
+   * order's record is read: it holds the order's data.
+   */
+  withAnswers?: (answers: Record<string, FactValue>) => PolicyEvaluation;
   /** The policy governs the order by the drug's name alone, no listed code (content.ts drugNamedOnly): said in the reason. */
   drugByName?: { name: string; text: string };
 }
@@ -166,6 +174,9 @@ export function decideOrders(opts: {
         const then = evaluationDataFor(record, order, orderDate);
         return evaluateOrder(policy, then, usablePrior, (answers) => evaluatePolicy(policy, then, answers));
       };
+    }
+    if (order.id && (evaluation.outcome === 'documentation-needed' || evaluation.outcome === 'not-covered')) {
+      decision.withAnswers = (answers) => evaluatePolicy(policy, data, answers);
     }
     const laterStart = laterStartThatQualifies(policy, data, evaluation);
     if (laterStart) decision.laterStart = laterStart;

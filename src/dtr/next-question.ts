@@ -31,8 +31,7 @@ import { checkOnePatient } from './submit-response.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyStructure } from '../policies/policy-structure.js';
 import type { FactValue } from '../policies/evaluate-policy.js';
-import { askWhenFalse, askWhenKnown, ruleClosure } from '../policies/evaluate-policy.js';
-import { bareIdentifiers } from '../policies/policy-loader.js';
+import { askWhenFalse, askWhenKnown } from '../policies/evaluate-policy.js';
 
 export interface NextQuestionDeps {
   content: Content;
@@ -285,7 +284,7 @@ function gatesFirst(
       out.push(fact);
       return;
     }
-    const gates = ruleClosure(policy, bareIdentifiers(f.def.askWhen!).filter((n) => policy.factsByName.has(n))).filter(
+    const gates = (f.askWhenReads ?? []).filter(
       (n) => n !== fact && policy.factsByName.get(n)!.def.askable && !Object.prototype.hasOwnProperty.call(known, n) && canAsk(n),
     );
     if (gates.length === 0) out.push(fact);

@@ -284,3 +284,83 @@ describe('review s41 F1: earlier DTR answers that a re-signing filled in are not
     expect(sub(ext, 'satisfied-pa-id')?.valueString).toMatch(/^PA-CENTENE-/);
   });
 });
+
+describe('F4 (review s41): an answer contradicting the chart does not decide a denial either', () => {
+  // MMM MP-RX-FP-14-23 A.i: CD19-positive B-ALL only (requirement cd19-positive-b-all: CD19-negative is not covered).
+  // The story's chart gets a recent CD19-positive result and loses its weight, so signing asks for the weight only.
+  const story = 'mmm-cd19-unknown';
+  const cd19Positive: Resource = {
+    resourceType: 'Observation',
+    id: 'mmm-cd19-unknown-cd19',
+    status: 'final',
+    category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'laboratory', display: 'Laboratory' }] }],
+    code: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'cd19-status', display: 'CD19 expression' }], text: 'CD19 expression' },
+    subject: { reference: `Patient/${story}` },
+    effectiveDateTime: '2026-11-12T10:20:00-04:00',
+    valueCodeableConcept: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'positive', display: 'Positive' }], text: 'Positive' },
+    method: { text: 'Flow cytometry, bone marrow' },
+  } as Resource;
+  const chart = (withCd19: boolean) => [...storyResources(story).filter((r) => r.id !== `${story}-weight`), ...(withCd19 ? [cd19Positive] : [])];
+  const weight = { weight: [{ valueDecimal: 77 }] };
+
+  it.each(['auto', 'override'] as const)('the record says CD19-positive, the form answers No (origin %s): pended for review, not denied, in DTR and PAS', async (origin) => {
+    const { app, storage } = buildApp({ today: TODAY, env: { REVIEW_TOKEN } });
+    const resources = chart(true);
+    const order = storyOrder(story, resources);
+    const { signed, ext: atSigning } = await sign(app, resources, order);
+    expect(sub(atSigning, 'pa-needed')?.valueCode, 'the chart lacks the weight').toBe('auth-needed');
+    const qr = await draft(app, resources, signed);
+    expect(answerOf(qr.item, 'cd19-positive')?.[0].valueBoolean, "the package pre-fills the chart's CD19-positive").toBe(true);
+    const sent = answered(answered(qr, weight, 'manual'), { 'cd19-positive': [{ valueBoolean: false }] }, origin);
+    const created = await post(app, sent);
+    const ext = coverageInfo(created);
+    expect(sub(ext, 'covered')?.valueCode).toBe('covered');
+    expect(sub(ext, 'pa-needed')?.valueCode).toBe('auth-needed');
+    expect(sub(ext, 'satisfied-pa-id')).toBeUndefined();
+    const why = reasons(ext).join(' ');
+    expect(why).toMatch(/^Pended for clinical review/);
+    expect(why).toMatch(/CD19[^;]*answered No; the record read at signing: Yes/i);
+    const records = await storage.findOrderRecords({ payer: 'mmm', patientId: story, orderRefs: [`MedicationRequest/${order.id}`] });
+    expect(records[0].state).toBe('auth-needed');
+    expect([...records[0].history].reverse().find((h) => h.source === 'dtr')?.reason).toMatch(/^Pended for clinical review.*CD19/i);
+
+    // PAS with the same answers (and the chart's CD19 result in the Bundle): A4 for the reviewer, never A3.
+    const bundle = storyBundle(story, { answers: leafAnswers(sent) });
+    bundle.entry!.push({ fullUrl: `Observation/${cd19Positive.id}`, resource: cd19Positive });
+    const cr = await pas(app, bundle);
+    expect(reviewActions(cr)).toEqual([`${X12}#A4`]);
+    const stored = await storage.getPasSubmission(cr.id!);
+    expect(stored?.needed?.join(' ')).toMatch(/Clinical review: an answer contradicts the patient's record as read at signing: .*CD19/i);
+    const queue = await request(app).get('/review/pended').set('Authorization', `Bearer ${REVIEW_TOKEN}`).expect(200);
+    expect((queue.body.pended as { id: string }[]).map((p) => p.id)).toContain(cr.id);
+  });
+
+  it('controls: the same answers with CD19 as the chart has it are decided by the rules; CD19 answered No where the chart has no result is a denial as before', async () => {
+    const { app } = buildApp({ today: TODAY });
+    const agreeing = chart(true);
+    const order = storyOrder(story, agreeing);
+    const first = await sign(app, agreeing, order);
+    const agreed = coverageInfo(await post(app, answered(await draft(app, agreeing, first.signed), weight, 'manual')));
+    expect(sub(agreed, 'covered')?.valueCode).toBe('covered');
+    expect(reasons(agreed).join(' ')).not.toMatch(/Pended for clinical review/);
+
+    const { app: other } = buildApp({ today: TODAY });
+    const unknown = chart(false);
+    const second = await sign(other, unknown, storyOrder(story, unknown));
+    const denied = coverageInfo(await post(other, answered(await draft(other, unknown, second.signed), { ...weight, 'cd19-positive': [{ valueBoolean: false }] }, 'manual')));
+    expect(sub(denied, 'covered')?.valueCode).toBe('not-covered');
+    expect(reasons(denied).join(' ')).not.toMatch(/Pended for clinical review/);
+  });
+
+  it('a limit review resting on the contradicting answer is reviewed for it too (Centene: CD19-negative is a limit, the record says positive)', async () => {
+    const { app } = buildApp({ today: TODAY });
+    const resources = storyResources('centene-missing-mrd');
+    const order = storyOrder('centene-missing-mrd', resources);
+    const { signed } = await sign(app, resources, order);
+    const qr = await draft(app, resources, signed);
+    expect(answerOf(qr.item, 'cd19-positive')?.[0].valueBoolean).toBe(true);
+    const created = await post(app, answered(answered(qr, { 'mrd-percent': [{ valueDecimal: 0.4 }] }, 'manual'), { 'cd19-positive': [{ valueBoolean: false }] }, 'override'));
+    const why = reasons(coverageInfo(created)).join(' ');
+    expect(why).toMatch(/^Pended for clinical review.*CD19[^;]*answered No; the record read at signing: Yes/i);
+  });
+});
