@@ -48,8 +48,9 @@ export interface Proposal {
   display?: string;
   /**
    * A dose proposal's per-m² form (the limit's `propose.perM2`), for an order whose dose is written per m² of body
-   * surface area; `value` above is then its mcg/day equivalent at today's BSA. Absent when the policy gives none or it
-   * is empty for this patient (e.g. 45 kg or more, where the labelled dose is flat).
+   * surface area; `value` above is then its flat equivalent at today's BSA (the per-m² form itself when the BSA is
+   * unknown). Absent when the policy gives none or it is empty for this patient (e.g. 45 kg or more, where the
+   * labelled dose is flat).
    */
   perM2?: { value: number; unit: string; display?: string };
 }
@@ -304,13 +305,14 @@ export function evaluatePolicy(
       const v = safeNumber(() => rule.propose!.value(factValues, {}));
       const perM2 = rule.propose.perM2;
       const m2 = perM2 ? safeNumber(() => perM2.value(factValues, {})) : undefined;
-      if (v === undefined) continue;
+      // An order written per m² can be proposed per m² without today's BSA (a Besponsa cycle in mg/m² with no BSA on
+      // record): the per-m² form then stands for the proposal alone.
+      if (v === undefined && (m2 === undefined || !perM2)) continue;
+      const flat = v !== undefined ? { value: v, unit: rule.propose.unit, display: rule.propose.display } : { value: m2!, unit: perM2!.unit, display: perM2!.display };
       const proposal: Proposal = {
         kind: 'dose',
         limitIds: [l.id],
-        value: v,
-        unit: rule.propose.unit,
-        display: rule.propose.display,
+        ...flat,
         ...(perM2 && m2 !== undefined ? { perM2: { value: m2, unit: perM2.unit, display: perM2.display } } : {}),
       };
       // Several dose limits can each propose (the daily cap beside a regimen's per-m² dose): the alternate order must
