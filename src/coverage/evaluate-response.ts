@@ -4,7 +4,7 @@ import { DomainError } from '../errors.js';
 import { COVERAGE_INFO_URL } from './coverage-information.js';
 import { localReference } from '../fhir/references.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { evaluatePolicy } from '../policies/evaluate-policy.js';
+import { askWhenFalse, evaluatePolicy } from '../policies/evaluate-policy.js';
 import type { ChartContradiction, EvaluationData, FactValue, Outcome, PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
@@ -111,7 +111,11 @@ const NOT_RECORD = new Set(['orderDate', 'orderDateTime', 'today', 'policyDrug',
  * read an empty record as "false" for history facts). A derived fact computed from other facts runs over the answers;
  * one that also reads the record runs only once every askable fact it is computed from is answered, and is unknown
  * before: over an empty record, "no Condition" or "no MedicationRequest" would otherwise turn an unanswered question
- * into a definite "false". A derived fact that reads nothing but the record is unknown.
+ * into a definite "false". A question that does not arise for this patient (its `askWhen` known false over the facts
+ * read so far, as the form and hidden-answers.ts read it: e.g. "cycle 1 of this relapsed course?" for a patient in
+ * first remission) is not waited for: the form hides it, so it is never answered and its fact stays unknown, which is
+ * its value (design.md §7 "One record of what CRD knew": a question that does not arise holds nothing open), as
+ * limitApplies reads it. A derived fact that reads nothing but the record is unknown.
  */
 function answersOnly(policy: CompiledPolicy): CompiledPolicy {
   let view = answersOnlyCache.get(policy);
@@ -127,10 +131,17 @@ function answersOnly(policy: CompiledPolicy): CompiledPolicy {
         );
         if (!readsRecord) return f;
         const needs = [...askableClosure(policy, f.deps).askable];
+        const doesNotArise = (d: string, env: Record<string, unknown>) => {
+          const askWhen = policy.factsByName.get(d)?.askWhen;
+          if (!askWhen) return false;
+          const known: Record<string, FactValue> = {};
+          for (const g of policy.facts) if (!isUnknown(env[g.name])) known[g.name] = env[g.name] as FactValue;
+          return askWhenFalse(askWhen, known, String(env.orderDate));
+        };
         return {
           ...f,
           expr: (resource: unknown, env: Record<string, unknown>) =>
-            needs.some((d) => isUnknown(env[d])) ? [] : f.expr(resource, env),
+            needs.some((d) => isUnknown(env[d]) && !doesNotArise(d, env)) ? [] : f.expr(resource, env),
         };
       }),
     };

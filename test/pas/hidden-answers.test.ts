@@ -65,8 +65,16 @@ describe('PAS: answers the form hides decide nothing; answers it shows count', (
 
   it("Centene: an answer in a covered use's own group the answers rule out (adult maintenance with POMP, for a child) is not read, and decides nothing either way", () => {
     const name = 'the same child, weight and height answered in the form (30 kg, 130 cm), at 15 mcg/m²/day is approved';
-    // A relapsed child's first order at 15 mcg/m²/day for the whole cycle: answered "not cycle 1", as its case is.
-    const size = { weight: [{ valueDecimal: 30 }], height: [{ valueDecimal: 130 }], 'relapsed-course-cycle-one': [{ valueBoolean: false }] };
+    // A relapsed child's first order at 15 mcg/m²/day for the whole cycle: answered "not cycle 1", one cycle given
+    // elsewhere and not a renewal, as its case is (a "not cycle 1" alone asks the cycles given and the renewal:
+    // pharmacist review s41 F1).
+    const size = {
+      weight: [{ valueDecimal: 30 }],
+      height: [{ valueDecimal: 130 }],
+      'relapsed-course-cycle-one': [{ valueBoolean: false }],
+      'cycles-given': [{ valueInteger: 1 }],
+      'renewal-request': [{ valueBoolean: false }],
+    };
     const plain = pasReading('centene-blinatumomab', name, size);
     const stale = pasReading('centene-blinatumomab', name, { ...size, 'with-pomp': yes });
     // The group's gate (group-pathway-ph-negative-adult-maintenance, no askWhen of its own): the pathway is false for
