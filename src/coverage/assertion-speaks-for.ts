@@ -75,3 +75,17 @@ const DTR_SOURCES = new Set(['dtr:QuestionnaireResponse', 'dtr:$next-question'])
 
 /** Whether an assertion is CRD's, made at signing from the record (not a DTR determination over answers). */
 export const isSigningAssertion = (a: AssertionRecord): boolean => !DTR_SOURCES.has(a.hookInstance);
+
+/**
+ * What a signing assertion read from the record and the order: its facts, less those the order's earlier DTR answers
+ * gave (`AssertionRecord.answeredFacts`). A signed order that carries its DTR determination is judged with those
+ * answers filling what the record leaves unknown (decide-orders.ts `evaluateOrder`), but they remain the clinician's
+ * answers: a later response correcting one is neither compared with it as "the record read at signing" nor set aside
+ * for it (docs/design.md §7 "Answers and the record", review s41 F1). DTR (response-assertion.ts) and PAS
+ * (asserted-order-dates.ts `signingFacts`) read the record at signing through this one function.
+ */
+export function recordFactsOf(a: AssertionRecord): Record<string, unknown> {
+  if (!a.answeredFacts?.length) return a.facts;
+  const answered = new Set(a.answeredFacts);
+  return Object.fromEntries(Object.entries(a.facts).filter(([name]) => !answered.has(name)));
+}

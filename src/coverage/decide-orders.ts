@@ -15,6 +15,7 @@ import type { Determination } from './determination.js';
 import { defaultDetermination, determinationOf, unreadableDoseOf } from './determination.js';
 import type { OrderResource } from './order.js';
 import { withOrderRecord } from './order-record.js';
+import { beyondApproval } from './reviewed-approval.js';
 import { longDate } from '../fhir/long-date.js';
 
 /** What PriorPath decided for one order: a policy evaluation, or the payer's default for ungoverned orders. */
@@ -23,6 +24,12 @@ export interface OrderDecision {
   assertionId: string;
   policy?: CompiledPolicy;
   evaluation?: PolicyEvaluation;
+  /**
+   * The facts of `evaluation` that the order's earlier DTR answers decided ({@link SigningEvaluation.answeredFacts}):
+   * its assertion records them (`AssertionRecord.answeredFacts`), so that they never stand for what signing read from
+   * the record (docs/design.md §7 "Answers and the record").
+   */
+  answeredFacts?: string[];
   /** For orders no policy governs and a payer with a default answer (design.md §6 last bullet). */
   defaultAnswer?: Exclude<Payer['defaultAnswer'], 'none'>;
   authorization?: AuthorizationRecord;
@@ -39,7 +46,21 @@ export interface OrderDecision {
    * approval is in force, was given at signing and the order is unchanged (docs/design.md §8 "What an approval
    * covers"). Kept only in that case: it holds the patient record past the hook's storage wait.
    */
-  judgedOn?: (orderDate: string) => PolicyEvaluation;
+  judgedOn?: (orderDate: string) => SigningEvaluation;
+  /**
+   * The number of a reviewer's approval on the order's record that the order as now signed asks more of (a higher dose,
+   * more cycles than the reviewed request): the order is answered as evaluated, a limit review, and the approval stands
+   * (docs/design.md §8 "What an approval covers"; set by settleOrderDecisions).
+   */
+  beyondApproval?: string;
+  /**
+   * The order judged again with answers: set only for an order with an id whose evaluation is documentation needed or
+   * not covered. An approval given in DTR or PAS rested on answers signing does not have; when the order was changed
+   * since and signed again, settleOrderDecisions judges the order as it now stands with that approval's answers, to
+   * tell whether the approval still covers it (docs/design.md §8 "What an approval covers"). Let go of as soon as the
+   * order's record is read: it holds the order's data.
+   */
+  withAnswers?: (answers: Record<string, FactValue>) => PolicyEvaluation;
   /** The policy governs the order by the drug's name alone, no listed code (content.ts drugNamedOnly): said in the reason. */
   drugByName?: { name: string; text: string };
 }
@@ -47,7 +68,13 @@ export interface OrderDecision {
 /** The determination of a decision: the order's record where it has a decision, else the policy's, else the payer's default. */
 export function determinationFor(decision: OrderDecision, today: string): Determination {
   if (decision.defaultAnswer) return defaultDetermination(decision.defaultAnswer);
-  const d = withNameNote(withOrderRecord(determinationOf(decision.policy!, decision.evaluation!, decision.authorization), decision.record, today), decision.drugByName);
+  const evaluated = determinationOf(decision.policy!, decision.evaluation!, decision.authorization);
+  const d = withNameNote(
+    decision.beyondApproval
+      ? { ...evaluated, reasons: [...evaluated.reasons, { text: `${beyondApproval(decision.beyondApproval, 'order')}.` }] }
+      : withOrderRecord(evaluated, decision.record, today),
+    decision.drugByName,
+  );
   if (!decision.laterStart || d.outcome !== 'not-covered' || d.reasons.length === 0) return d;
   // The clinician can act on a timing exclusion: say which start date would no longer be excluded.
   const [first, ...rest] = d.reasons;
@@ -122,12 +149,13 @@ export function decideOrders(opts: {
     // Only governed orders pay for narrowing the record to FHIRPath variables.
     const data = evaluationDataFor(opts.record, order, opts.today);
     let evaluation: PolicyEvaluation;
+    let answeredFacts: string[] = [];
     const prior = order.id ? opts.prior?.get(order.id) : undefined;
     const usablePrior = prior && prior.policyId === policy.file.id && prior.payer === opts.payer.key ? prior : undefined;
     try {
       // The record's source digest names its data; the order's place and the date complete what the data is built from.
       const source = opts.record.sourceDigest !== undefined ? `${opts.record.sourceDigest}|${index}|${order.id ?? ''}|${opts.today}` : undefined;
-      evaluation = evaluateOrder(policy, data, usablePrior, (answers) => (opts.cache ? opts.cache.evaluate(policy, data, answers, source) : evaluatePolicy(policy, data, answers)));
+      ({ evaluation, answeredFacts } = evaluateOrder(policy, data, usablePrior, (answers) => (opts.cache ? opts.cache.evaluate(policy, data, answers, source) : evaluatePolicy(policy, data, answers))));
     } catch (err) {
       opts.log.error({ policy: policy.file.id, err }, 'policy evaluation failed');
       evaluation = { policyId: policy.file.id, policyVersion: policy.file.version, outcome: 'error', facts: [], rules: [], missingFacts: [], failed: [], proposals: [] };
@@ -137,7 +165,7 @@ export function decideOrders(opts: {
         opts.log.error({ policy: policy.file.id, criterion: 'id' in r ? r.id : r.name, reason: r.error }, 'policy criterion failed at run time');
       }
     }
-    const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, orderDate: data.orderDate };
+    const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, answeredFacts, orderDate: data.orderDate };
     const byName = drugNamedOnly(opts.content, coded);
     if (byName) decision.drugByName = { name: byName.name, text: byName.text };
     if (orderStartOf(order) === undefined && evaluation.outcome !== 'satisfied' && evaluation.outcome !== 'error' && unreadableDoseOf(policy, evaluation)) {
@@ -146,6 +174,9 @@ export function decideOrders(opts: {
         const then = evaluationDataFor(record, order, orderDate);
         return evaluateOrder(policy, then, usablePrior, (answers) => evaluatePolicy(policy, then, answers));
       };
+    }
+    if (order.id && (evaluation.outcome === 'documentation-needed' || evaluation.outcome === 'not-covered')) {
+      decision.withAnswers = (answers) => evaluatePolicy(policy, data, answers);
     }
     const laterStart = laterStartThatQualifies(policy, data, evaluation);
     if (laterStart) decision.laterStart = laterStart;
@@ -161,24 +192,42 @@ export function decideOrders(opts: {
   return decisions;
 }
 
+/** An order's evaluation at signing ({@link evaluateOrder}). */
+export interface SigningEvaluation {
+  evaluation: PolicyEvaluation;
+  /**
+   * The facts whose value in `evaluation` the order's earlier DTR answers gave: an answer filled, or a fact computed
+   * from one that the record alone left unknown or read otherwise. Empty when the record alone decided.
+   */
+  answeredFacts: string[];
+}
+
 /**
  * One order's evaluation over its data: the chart alone, then, when it is not satisfied, with what the clinician
  * documented for this order in DTR (`prior`, CRD [resp-36]: take the previous decision into account) filling the facts
- * the chart still lacks; the chart wins wherever it speaks.
+ * the chart still lacks; the chart wins wherever it speaks. The facts the answers decided are named
+ * ({@link SigningEvaluation.answeredFacts}): they are the clinician's earlier answers, not what signing read from the
+ * record, and a later response that corrects one is judged on the correction (docs/design.md §7 "Answers and the
+ * record", review s41 F1).
  */
 function evaluateOrder(
   policy: CompiledPolicy,
   data: EvaluationData,
   prior: AssertionRecord | undefined,
   evaluate: (answers: Record<string, FactValue>) => PolicyEvaluation,
-): PolicyEvaluation {
+): SigningEvaluation {
   const evaluation = evaluate({});
-  if (!prior || evaluation.outcome === 'satisfied' || evaluation.outcome === 'error') return evaluation;
+  if (!prior || evaluation.outcome === 'satisfied' || evaluation.outcome === 'error') return { evaluation, answeredFacts: [] };
   const unknown = new Set(evaluation.facts.filter((f) => f.source === 'unknown').map((f) => f.name));
   const answers = Object.fromEntries(
     Object.entries(prior.facts).filter(([name, v]) => unknown.has(name) && policy.factsByName.get(name)?.def.askable && isFactValue(v)),
   ) as Record<string, FactValue>;
-  return Object.keys(answers).length > 0 ? evaluate(answers) : evaluation;
+  if (Object.keys(answers).length === 0) return { evaluation, answeredFacts: [] };
+  const withAnswers = evaluate(answers);
+  // Compared with the record's own reading: a fact read alike either way is the record's, whatever read it.
+  const chart = new Map(evaluation.facts.map((f) => [f.name, f.value]));
+  const answeredFacts = withAnswers.facts.filter((f) => f.value !== undefined && (f.source === 'answer' || chart.get(f.name) !== f.value)).map((f) => f.name);
+  return { evaluation: withAnswers, answeredFacts };
 }
 
 function isFactValue(v: unknown): v is FactValue {

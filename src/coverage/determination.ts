@@ -126,8 +126,8 @@ function shownValue(policy: CompiledPolicy, fact: string, v: FactValue): string 
 
 /**
  * The determination of a response whose answers contradict what PriorPath read from the record at signing, when the
- * order would be approved only on those answers (docs/design.md §7 "Answers and the record"): pended for clinical
- * review (A4), never `satisfied`. Whatever the answers' `information-origin` (auto, override, manual): an answer
+ * decision would rest on those answers (approved, or denied, only on them: docs/design.md §7 "Answers and the record"):
+ * pended for clinical review (A4), never `satisfied` nor `not-covered`. Whatever the answers' `information-origin` (auto, override, manual): an answer
  * labelled `auto` that differs from the record was not read from it, and a clinician's override may well be right, but
  * a payer's reviewer decides it, not the rules. The reason and what is needed name each answer by its question, with
  * the record's value and the answer: the response stays as sent, so the reviewer reads both.
@@ -138,7 +138,7 @@ function chartReview(policy: CompiledPolicy, contradicted: NonNullable<PolicyEva
     outcome: 'documentation-needed',
     covered: 'covered',
     paNeeded: 'auth-needed',
-    reasons: [{ text: `Pended for clinical review (${policy.file.source.id}): the answers that would approve this order contradict the patient's record as read when the order was signed: ${list.join('; ')}` }],
+    reasons: [{ text: `Pended for clinical review (${policy.file.source.id}): the answers this order's decision would rest on contradict the patient's record as read when the order was signed: ${list.join('; ')}` }],
     // What PAS stores as needed carries no clinical values (storage.ts PasSubmission.needed): the question alone.
     needed: contradicted.map((c) => `Clinical review: an answer contradicts the patient's record as read at signing: ${questionOf(policy, c.fact)}`),
     reviewAction: 'A4',

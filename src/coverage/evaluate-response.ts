@@ -5,7 +5,7 @@ import { COVERAGE_INFO_URL } from './coverage-information.js';
 import { localReference } from '../fhir/references.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { evaluatePolicy } from '../policies/evaluate-policy.js';
-import type { ChartContradiction, EvaluationData, FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
+import type { ChartContradiction, EvaluationData, FactValue, Outcome, PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
 import { answersFromQuestionnaireResponse } from './questionnaire-answers.js';
@@ -265,17 +265,31 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
     warnings.push(`Answers to questions the form does not show for these answers were not read: ${parsed.notShown.join(', ')}`);
   const setAside = orderAnswersSetAside(policy, parsed.answers, evaluation);
   if (setAside.length > 0) warnings.push(`Answers about the order that differ from what the order states were not read: ${setAside.join(', ')}`);
-  // Only an approval can rest on a contradicted answer: nothing more runs for the other outcomes, or when nothing
-  // answered differs from the record (docs/design.md §7 "Answers and the record").
-  if (evaluation.outcome === 'satisfied' && input.chartFacts) {
+  // A decision that rests on an answer contradicting the record is reviewed, not made by the rules: an approval, and
+  // a denial or any other answer the record's values would change (docs/design.md §7 "Answers and the record"). The
+  // second reading runs only when an answer differs from the record; nothing more runs otherwise.
+  if (evaluation.outcome !== 'error' && input.chartFacts) {
     const contradicted = contradictions(policy, parsed.answers, input.chartFacts);
     if (contradicted.length > 0) {
       const record = Object.fromEntries(contradicted.map((c) => [c.fact, c.record]));
       const onRecord = judge(input, policy, { ...parsed, answers: { ...parsed.answers, ...record } }, recordData).evaluation;
-      if (onRecord.outcome !== 'satisfied') evaluation = forReview(evaluation, contradicted);
+      if (restsOnContradiction(evaluation.outcome, onRecord.outcome)) evaluation = forReview(evaluation, contradicted);
     }
   }
   return { ...parsed, policy, evaluation, warnings, orderDate };
+}
+
+/**
+ * Whether the outcome of the answers (`answered`) rests on the answers that contradict the record, given the outcome
+ * with the record's values put back (`onRecord`): an approval the record's values would not give; a denial they would
+ * not give (they leave the order approvable, unknown or a limit review); any other answer the record's values would
+ * turn into an approval or into documentation still needed (a limit exceeded only on an answered weight). A denial, or
+ * documentation needed, that the record's values leave as it is does not rest on them.
+ */
+function restsOnContradiction(answered: Outcome, onRecord: Outcome): boolean {
+  if (answered === onRecord || onRecord === 'error') return false;
+  if (answered === 'satisfied' || answered === 'not-covered') return true;
+  return onRecord === 'satisfied' || onRecord === 'documentation-needed';
 }
 
 const sameValue = (a: unknown, b: unknown) => a === b || (typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase());
@@ -296,10 +310,13 @@ function contradictions(policy: CompiledPolicy, answers: Record<string, FactValu
   return out;
 }
 
-/** The evaluation of a response sent to clinical review: not `satisfied`, no approving pathway, the answers named. */
+/**
+ * The evaluation of a response sent to clinical review: not `satisfied`, no approving pathway, the answers named, and
+ * nothing more to ask (a reviewer decides it, so an adaptive form completes with the review rather than asking on).
+ */
 function forReview(ev: PolicyEvaluation, contradicted: ChartContradiction[]): PolicyEvaluation {
   const { pathway: _notApproving, ...rest } = ev;
-  return { ...rest, outcome: 'documentation-needed', contradicted };
+  return { ...rest, outcome: 'documentation-needed', missingFacts: [], contradicted };
 }
 
 /** The linkIds of answers to facts of the order that the evaluation read from the order instead (evaluate-policy.ts). */

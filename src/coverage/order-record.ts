@@ -7,8 +7,9 @@ import { isDeepStrictEqual } from 'node:util';
 import { localReference } from '../fhir/references.js';
 import { longDate } from '../fhir/long-date.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
+import type { FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { variableReferences } from '../policies/policy-loader.js';
+import { askedAmountsOf, limitFindings, limitsAskNoMore, reviewedItemOf } from './reviewed-approval.js';
 
 /**
  * The order's one authorization record (design.md §8 "One authorization per order"): CRD, DTR, PAS and the reviewer
@@ -111,9 +112,107 @@ async function judgeOnApprovalDate(storage: Storage, d: OrderDecision, record: O
   const then = judge(start);
   judge = undefined;
   const assertion = await storage.getAssertion(approved.assertionId).catch(() => undefined);
-  if (!assertion || !sameOrderFacts(d.policy, then, assertion)) return;
-  d.evaluation = then;
+  if (!assertion || !sameOrderFacts(d.policy, then.evaluation, assertion)) return;
+  d.evaluation = then.evaluation;
+  d.answeredFacts = then.answeredFacts;
   d.orderDate = start;
+}
+
+/**
+ * Whether the order as now signed asks more than a reviewer's approval on its record granted (docs/design.md §8 "What
+ * an approval covers"): only when a limit is exceeded now; then the reviewed PAS request's item is read, and the order
+ * asks more when a limit it exceeds was held in the reviewed item, or one of that limit's amounts the order asks for
+ * (the dose, the cycles) is larger than the reviewer saw. An approval the rules gave is judged by outgrowsApproval.
+ */
+async function asksMoreThanReviewed(storage: Storage, d: OrderDecision, record: OrderRecord): Promise<boolean> {
+  if (!d.policy || !d.evaluation?.rules.some((r) => r.kind === 'limit' && r.result === false)) return false;
+  const reviewed = await reviewedItemOf(storage, record);
+  if (!reviewed) return false;
+  return !limitsAskNoMore(limitFindings(d.policy, d.evaluation), reviewed.item.criteria, askedAmountsOf(d.policy));
+}
+
+/**
+ * An approval given in DTR or PAS rested on answers (the MRD level, the disease status) that signing does not have:
+ * the order signed again, changed since (more cycles, a higher dose), is evaluated without them, finds its pathway
+ * unknown, and a limit that applies only to that pathway is not found exceeded, so {@link outgrowsApproval} cannot
+ * tell that the approval no longer covers it (docs/design.md §8 "What an approval covers"). Judged here again with
+ * that approval's answers (its facts filling what the order's evaluation leaves unknown, as answers fill what the
+ * record leaves unknown, §7 "Answers and the record"), only when the order's evaluation is neither satisfied nor a
+ * limit exceeded, the approval was DTR's or PAS's and still the record's, and the order's facts differ from those it
+ * was approved with ({@link orderChanged}): an order signed again unchanged keeps its approval without a second
+ * evaluation, and any other signing reads nothing more.
+ * - A limit then exceeded: the order's evaluation is that one, so the record is reopened as outgrown and the order is
+ *   answered as a limit review (§5 row 3), with the proposal at the limit.
+ * - The order then no longer meeting the policy: returns the reason the approval does not cover it; the record is
+ *   reopened and the order answered as now evaluated (documentation for the order as it now stands), never denied
+ *   on answers given for the order as it then stood.
+ */
+async function judgeWithApprovalAnswers(storage: Storage, d: OrderDecision, record: OrderRecord | null): Promise<string | undefined> {
+  const judge = d.withAnswers;
+  // Let go of the order's data before the answer waits for storage.
+  d.withAnswers = undefined;
+  const evaluation = d.evaluation;
+  if (!judge || !d.policy || !evaluation || record?.state !== 'approved') return undefined;
+  if (evaluation.outcome !== 'documentation-needed' && evaluation.outcome !== 'not-covered') return undefined;
+  const approved = [...record.history].reverse().find((h) => h.state === 'approved');
+  if (!approved || (approved.source !== 'dtr' && approved.source !== 'pas')) return undefined;
+  const facts = await approvalFacts(storage, record, approved);
+  if (!facts || !orderChanged(d.policy, evaluation, facts)) return undefined;
+  const answers: Record<string, FactValue> = {};
+  for (const f of evaluation.facts) {
+    const then = facts[f.name];
+    if (f.source === 'answer' && isFactValue(f.value)) answers[f.name] = f.value;
+    else if (f.source === 'unknown' && d.policy.factsByName.get(f.name)?.def.askable && isFactValue(then)) answers[f.name] = then;
+  }
+  if (Object.keys(answers).length === 0) return undefined;
+  const answered = judge(answers);
+  if (answered.outcome === 'limit-exceeded') {
+    d.evaluation = answered;
+    return undefined;
+  }
+  if (answered.outcome !== 'not-covered') return undefined;
+  const number = record.authorization?.number;
+  const why = determinationOf(d.policy, answered).reasons[0]?.text;
+  return `The order changed after the approval${number ? ` ${number}` : ''} was given on answers for the order as it then stood; with those answers the order as it now stands does not meet the policy${why ? `: ${why}` : ''}`;
+}
+
+/**
+ * The facts an approval given in DTR or PAS was given on (`approved`: the record's approving event): the DTR
+ * determination's assertion, or what the PAS request's item showed the reviewer (each criterion's evidence).
+ * Undefined for another approval, or when they cannot be read.
+ */
+export async function approvalFacts(storage: Storage, record: OrderRecord, approved: OrderEvent): Promise<Record<string, unknown> | undefined> {
+  if (approved.source === 'dtr' && approved.assertionId) return (await storage.getAssertion(approved.assertionId).catch(() => undefined))?.facts;
+  if (approved.source !== 'pas' || !approved.submissionId) return undefined;
+  const submission = await storage.getPasSubmission(approved.submissionId).catch(() => undefined);
+  const items = (submission?.detail as { items?: StoredItem[] } | undefined)?.items ?? [];
+  const item = items.find((i) => i.order?.orderRef === record.orderRef && i.order.drug === record.drug && i.order.patientId === record.patientId);
+  if (!item) return undefined;
+  return Object.fromEntries((item.criteria ?? []).flatMap((c) => c.evidence ?? []).filter((e) => e.value !== undefined).map((e) => [e.fact, e.value]));
+}
+
+/** What approvalFacts reads of a stored PAS item decision (src/pas/adjudicate.ts ItemDecision; the core does not import the edge). */
+interface StoredItem {
+  order?: OrderKey;
+  criteria?: { evidence?: { fact: string; value?: unknown }[] }[];
+}
+
+/**
+ * Whether the order as now evaluated differs from the order an approval was given for: a fact of the order (its
+ * expression reads `%order`: the cycles, the dose) the order now states with another value than the approval's (or
+ * one the approval's facts do not show). A fact the order leaves unknown (a dose written only as text, answered in the
+ * form) cannot tell.
+ */
+function orderChanged(policy: CompiledPolicy, evaluation: PolicyEvaluation, approval: Record<string, unknown>): boolean {
+  const now = new Map(evaluation.facts.map((f) => [f.name, f]));
+  return orderFactsOf(policy).some((f) => {
+    const fact = now.get(f.name);
+    return fact !== undefined && fact.source !== 'unknown' && fact.source !== 'answer' && fact.value !== undefined && !isDeepStrictEqual(fact.value, approval[f.name]);
+  });
+}
+
+function isFactValue(v: unknown): v is FactValue {
+  return typeof v === 'boolean' || typeof v === 'number' || typeof v === 'string';
 }
 
 const orderFactsByPolicy = new WeakMap<CompiledPolicy, CompiledPolicy['facts']>();
@@ -402,16 +501,25 @@ export async function settleOrderDecisions(opts: {
   await Promise.all(
     governed.map(async (d) => {
       const key = orderKeyOf({ payer: opts.payer, patientId: opts.patientId, orderRef: `${d.order.resourceType}/${d.order.id}`, drug: d.policy!.file.drug });
-      if (!key) return;
+      if (!key) {
+        // No record to judge against: let go of what the judgements would read (the order's data).
+        d.judgedOn = undefined;
+        d.withAnswers = undefined;
+        return;
+      }
       const current = records.find((r) => r.orderRef === key.orderRef && r.drug === key.drug) ?? null;
       await judgeOnApprovalDate(opts.storage, d, current, opts.today);
+      const noLongerMeets = await judgeWithApprovalAnswers(opts.storage, d, current);
+      // A call that commits nothing answers the order as sent and lets go of no approval (as recordEvaluation).
+      if (noLongerMeets && opts.mayReopen === false) return;
+      const reopened = noLongerMeets ? await reopenApproval(opts.storage, current!, noLongerMeets, { source: 'crd', actor: opts.actor, assertionId: d.assertionId, policyId: d.policy!.file.id }) : current;
       const determination = determinationOf(d.policy!, d.evaluation!, d.authorization);
       const { record, assertionWritten } = await recordEvaluation(
         opts.storage,
         key,
         determination,
         { source: 'crd', actor: opts.actor, assertionId: d.assertionId, policyId: d.policy!.file.id },
-        current,
+        reopened,
         true,
         assertionOf && (() => assertionOf(d)),
         opts.mayReopen !== false,
@@ -419,7 +527,11 @@ export async function settleOrderDecisions(opts: {
       if (assertionWritten) written.add(d);
       if (record) {
         d.record = record;
-        if (record.state === 'approved') d.authorization = record.authorization;
+        if (record.state === 'approved' && record.authorization && (await asksMoreThanReviewed(opts.storage, d, record))) {
+          // The order as signed asks more than the reviewer approved: a limit review of its own, the approval intact.
+          d.beyondApproval = record.authorization.number;
+          d.authorization = undefined;
+        } else if (record.state === 'approved') d.authorization = record.authorization;
         else if (d.authorization && record.authorization?.number !== d.authorization.number) d.authorization = undefined;
       }
     }),

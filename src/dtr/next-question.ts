@@ -31,8 +31,7 @@ import { checkOnePatient } from './submit-response.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyStructure } from '../policies/policy-structure.js';
 import type { FactValue } from '../policies/evaluate-policy.js';
-import { askWhenFalse, askWhenKnown, ruleClosure } from '../policies/evaluate-policy.js';
-import { bareIdentifiers } from '../policies/policy-loader.js';
+import { askWhenFalse, askWhenKnown } from '../policies/evaluate-policy.js';
 
 export interface NextQuestionDeps {
   content: Content;
@@ -128,7 +127,9 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
   // The CRD assertion the response names (its coverage-information): the adaptive form starts from what CRD knew of the
   // order, as the POST of a finished response does (response-assertion.ts), so it neither asks again what the
   // assertion holds nor judges the order on another date or facts.
-  const asserted = await responseAssertions(qr, policy, deps.storage, deps.log);
+  // Read through (an assertion still on its way from the signing replica) on the first round only: later rounds carry
+  // the same ids, which the first round already waited for (review s41 F10).
+  const asserted = await responseAssertions(qr, policy, deps.storage, deps.log, { readThrough: asked.size === 0 });
   // The form grows toward a decision on the order, so only for the response's subject, as the POST of a finished
   // response is judged (submit-response.ts checkOnePatient: another patient's assertion id, or an order this payer
   // holds for other patients only, is a 400; docs/design.md §4 "One patient"). A response naming no subject yet is
@@ -283,7 +284,7 @@ function gatesFirst(
       out.push(fact);
       return;
     }
-    const gates = ruleClosure(policy, bareIdentifiers(f.def.askWhen!).filter((n) => policy.factsByName.has(n))).filter(
+    const gates = (f.askWhenReads ?? []).filter(
       (n) => n !== fact && policy.factsByName.get(n)!.def.askable && !Object.prototype.hasOwnProperty.call(known, n) && canAsk(n),
     );
     if (gates.length === 0) out.push(fact);

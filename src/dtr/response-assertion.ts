@@ -5,8 +5,9 @@ import type { Logger } from '../logger.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { determinationKey } from './determination.js';
-import { assertionIsAbout, assertionSpeaksFor, isSigningAssertion } from '../coverage/assertion-speaks-for.js';
-import { ASSERTION_READ_THROUGH_MS, readAssertions } from '../coverage/read-assertions.js';
+import { assertionIsAbout, assertionSpeaksFor, isSigningAssertion, recordFactsOf } from '../coverage/assertion-speaks-for.js';
+import { ASSERTION_READ_THROUGH_MS, mayBeOurAssertionId, readAssertions } from '../coverage/read-assertions.js';
+import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 
 /** What the CRD assertion a response names knows of its order, for what the response itself does not say. */
 export interface AssertedContext {
@@ -18,8 +19,9 @@ export interface AssertedContext {
   orderRef?: string;
   /**
    * What PriorPath read from the record and the order at signing: the facts of the CRD assertion that speaks for the
-   * order (the one the response names when it is CRD's, else the one the order's record holds from signing). Answers
-   * are compared with them (docs/design.md §7 "Answers and the record"); a DTR determination's facts never stand here.
+   * order (the one the response names when it is CRD's, else the one the order's record holds from signing), less
+   * those the order's earlier DTR answers gave at that signing (`recordFactsOf`). Answers are compared with them
+   * (docs/design.md §7 "Answers and the record"); a DTR determination's facts, or earlier answers, never stand here.
    */
   chartFacts?: Record<string, unknown>;
 }
@@ -36,6 +38,42 @@ export interface ResponseAssertion {
   otherPatientIds: string[];
 }
 
+/** How a response's assertion ids are read ({@link responseAssertions}). */
+export interface ResponseReadOptions {
+  /**
+   * Whether an id of ours storage does not hold yet is read through (read-assertions.ts; default true). A later
+   * `$next-question` round passes false: the first round already waited for the same ids (the response carries the
+   * same coverage-information every round), and an id that is not ours would otherwise cost every round the wait
+   * (review s41 F10).
+   */
+  readThrough?: boolean;
+}
+
+/**
+ * The coverage-assertion-ids of a response worth waiting for: those shaped like PriorPath's, except one whose
+ * coverage-information names another Coverage than the response's own (`qr-coverage`) while another
+ * coverage-information names that one. A DTR 2.2 response carries the order's coverage-information, and an order may
+ * carry every payer's CRD answer (an EHR asks each payer of the patient): the one naming the form's Coverage is this
+ * payer's, the others are other payers', whose ids will never be ours (questionnaire-package.ts
+ * `awaitedAssertionIds` sets them aside alike, from the Coverages' payers). A response that names no Coverage, or
+ * carries no coverage-information naming it, says nothing of whose the others are: they are waited for, as before.
+ */
+export function awaitedResponseIds(qr: QuestionnaireResponse): Set<string> {
+  const own = responseContext(qr).coverage;
+  const infos = (qr.extension ?? [])
+    .filter((e) => e.url === COVERAGE_INFO_URL)
+    .map((e) => ({
+      id: e.extension?.find((s) => s.url === 'coverage-assertion-id')?.valueString,
+      coverage: localReference(e.extension?.find((s) => s.url === 'coverage')?.valueReference?.reference),
+    }));
+  const namesOwn = !!own && infos.some((i) => i.coverage === own);
+  const ids = new Set<string>();
+  for (const { id, coverage } of infos) {
+    if (id && mayBeOurAssertionId(id) && !(namesOwn && coverage && coverage !== own)) ids.add(id);
+  }
+  return ids;
+}
+
 /**
  * The CRD assertion a QuestionnaireResponse names in its coverage-information (DTR 2.2 lets the response carry the
  * order's) that may speak for it: recorded for the response's policy and for its subject (coverage/assertion-speaks-for.ts: an
@@ -44,19 +82,22 @@ export interface ResponseAssertion {
  * its facts, its date and the order itself (design.md §8 "One authorization per order"). Every id is read once, and
  * each is judged by {@link assertionIsAbout}: the one walk finds both the assertion to use and those of another
  * patient. An id of ours that storage does not hold yet is read through for a moment (read-assertions.ts: the
- * signing's assertion may still be on its way from another replica); one still unknown then is set aside, as before.
+ * signing's assertion may still be on its way from another replica; {@link awaitedResponseIds}, and only when
+ * `opts.readThrough` is not false); one still unknown then is set aside, as before.
  */
 export async function responseAssertion(
   qr: QuestionnaireResponse,
   policy: CompiledPolicy,
   storage: Storage,
   log: Logger,
+  opts: ResponseReadOptions = {},
 ): Promise<ResponseAssertion> {
   const policyId = policy.file.id;
   const { patientId } = responseContext(qr);
   const patients = new Set(patientId ? [patientId] : []);
   const ids = coverageAssertionIds(qr);
-  const reads = await readAssertions(storage, ids);
+  const awaited = opts.readThrough === false ? new Set<string>() : awaitedResponseIds(qr);
+  const reads = await readAssertions(storage, ids, { waitFor: (id) => awaited.has(id) });
   let assertion: AssertionRecord | undefined;
   const otherPatientIds: string[] = [];
   for (const assertionId of ids) {
@@ -100,9 +141,12 @@ export async function signingAssertion(qr: QuestionnaireResponse, policy: Compil
 
 /**
  * What a response's assertion adds to the response ({@link AssertedContext}), only where the assertion speaks for the
- * order the response names (and `signed`, the order's signing assertion, where the response's is not CRD's: what the
- * record said, {@link AssertedContext.chartFacts}) ({@link assertionSpeaksFor}, design.md §8): an assertion about another order of the same
- * patient (an earlier cycle's) says nothing of this order's facts (a first order, the cycle) or its start.
+ * order the response names ({@link assertionSpeaksFor}, design.md §8): an assertion about another order of the same
+ * patient (an earlier cycle's) says nothing of this order's facts (a first order, the cycle) or its start. `signed`,
+ * the order's signing assertion, says what the record said ({@link AssertedContext.chartFacts}) where the response's is
+ * not CRD's, and stands for the order altogether where the response's does not speak for it: a cycle-2 response that
+ * carries cycle 1's id (an EHR copying the last cycle's coverage-information) is judged over what signing knew of
+ * cycle 2, not over its answers alone (review s41 F9).
  */
 export function assertedContext(qr: QuestionnaireResponse, a: AssertionRecord | undefined, signed?: AssertionRecord): AssertedContext {
   const context = responseContext(qr);
@@ -115,15 +159,18 @@ export function assertedContext(qr: QuestionnaireResponse, a: AssertionRecord | 
       carriedIds: coverageAssertionIds(qr),
     });
   const speaks = speaksFor(a);
+  const signedSpeaks = speaksFor(signed);
   // What signing read: the response's own assertion when it is CRD's, else the one the order's record holds.
-  const chart = speaks && isSigningAssertion(a) ? a : speaksFor(signed) && isSigningAssertion(signed) ? signed : undefined;
-  const chartFacts = chart ? { chartFacts: chart.facts } : {};
-  if (!a || !speaks) return named ? { orderRef: named, ...chartFacts } : { ...chartFacts };
-  const assertedOrder = localReference(a.orderRef);
+  const chart = speaks && isSigningAssertion(a) ? a : signedSpeaks && isSigningAssertion(signed) ? signed : undefined;
+  const chartFacts = chart ? { chartFacts: recordFactsOf(chart) } : {};
+  // What is known of the order: the response's assertion where it speaks for it, else the order's own signing.
+  const use = speaks ? a : signedSpeaks ? signed : undefined;
+  if (!use) return named ? { orderRef: named, ...chartFacts } : { ...chartFacts };
+  const assertedOrder = localReference(use.orderRef);
   return {
     ...chartFacts,
-    knownFacts: a.facts,
-    ...(a.orderDate ? { assertedOrderDate: a.orderDate } : {}),
+    knownFacts: use.facts,
+    ...(use.orderDate ? { assertedOrderDate: use.orderDate } : {}),
     ...(named ? { orderRef: named } : assertedOrder ? { orderRef: assertedOrder } : {}),
   };
 }
@@ -138,8 +185,9 @@ export async function responseAssertions(
   policy: CompiledPolicy,
   storage: Storage,
   log: Logger,
+  opts: ResponseReadOptions = {},
 ): Promise<AssertedContext & Pick<ResponseAssertion, 'otherPatientIds'>> {
-  const { assertion: a, otherPatientIds } = await responseAssertion(qr, policy, storage, log);
+  const { assertion: a, otherPatientIds } = await responseAssertion(qr, policy, storage, log, opts);
   const context = assertedContext(qr, a);
   if (context.chartFacts) return { ...context, otherPatientIds };
   // The response names a DTR determination (a response posted again), or an assertion that does not speak for its order.

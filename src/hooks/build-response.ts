@@ -270,14 +270,16 @@ function alternateOrder(order: MedicationRequest, proposals: Proposal[]): { orde
     // An order written per m² is proposed per m² (design.md §6 "Limits": "15 mcg/m²/day below" 45 kg), so that the
     // accepted order still follows the patient's BSA; its label gives today's mcg/day equivalent. A flat order keeps the
     // flat dose.
-    const perM2 = dose.perM2 && perM2DoseAbove(order, dose.perM2.value) ? dose.perM2 : undefined;
+    const perM2 = dose.perM2 && perM2DoseAbove(order, dose.perM2.value, dose.perM2.unit) ? dose.perM2 : undefined;
+    // Without today's BSA the proposal is its per-m² form alone, which only an order written per m² can take.
+    if (!perM2 && dose.perM2 && dose.unit === dose.perM2.unit) return undefined;
     const shown = perM2 ?? dose;
     const target = { value: Math.round(shown.value * 10) / 10, unit: shown.display ?? shown.unit, system: 'http://unitsofmeasure.org', code: shown.unit };
     if (!proposeDose(updated, target)) return undefined;
     const label = doseLabel(shown.value, shown.unit, shown.display);
     changes.push(`the dose to ${label}`);
     within.push(label);
-    if (perM2) today = `; ${doseLabel(dose.value, dose.unit, dose.display)} at today's BSA`;
+    if (perM2 && dose.unit !== perM2.unit) today = `; ${doseLabel(dose.value, dose.unit, dose.display)} at today's BSA`;
   }
   if (cycles) {
     // An order asks for 1 + numberOfRepeatsAllowed cycles (design.md §6 "Cycles").
@@ -303,7 +305,10 @@ export function proposeDose(order: MedicationRequest, target: { value: number; u
   const dosed = (order.dosageInstruction ?? []).filter((i) => !!i.doseAndRate?.[0]?.doseQuantity);
   if (dosed.length === 0) return false;
   const sameUnit = (q: { code?: string; unit?: string }) =>
-    q.code === target.code || (target.code === 'ug/d' && (q.code === 'mcg/d' || q.unit === 'mcg/d')) || (PER_M2_CODES.has(target.code) && isPerM2(q));
+    q.code === target.code ||
+    (target.code === 'ug/d' && (q.code === 'mcg/d' || q.unit === 'mcg/d')) ||
+    (PER_M2_CODES.has(target.code) && isPerM2(q)) ||
+    (q.code === undefined && q.unit !== undefined && (UNIT_TEXTS[target.code] ?? [target.code]).includes(q.unit));
   const over = dosed.filter((i) => sameUnit(i.doseAndRate![0].doseQuantity!) && (i.doseAndRate![0].doseQuantity!.value ?? 0) > target.value);
   for (const instruction of over.length > 0 ? over : [dosed[dosed.length - 1]]) {
     const dose = instruction.doseAndRate![0];
@@ -316,11 +321,14 @@ export function proposeDose(order: MedicationRequest, target: { value: number; u
   return true;
 }
 
-/** Rewrites each "60 mcg/day" (or "60mcg daily", "60 micrograms/m2/d", ...) stating `before` in a sig as `after`. */
+/**
+ * Rewrites each "60 mcg/day" (or "60mcg daily", "60 micrograms/m2/d", "1.8 mg/m2", ...) stating `before` in a sig as
+ * `after`.
+ */
 function restateDose(text: string, before: number, after: string): string {
   const value = String(before).replace('.', '\\.');
   const stated = new RegExp(
-    `(?<![\\d.])${value}(?:\\.0+)?\\s*(?:mcg|µg|ug|micrograms?)(?:\\s*/\\s*m(?:2|²))?(?:\\s*/\\s*(?:day|d)\\b|\\s+(?:per|a)\\s+day\\b|\\s+daily\\b)?`,
+    `(?<![\\d.])${value}(?:\\.0+)?\\s*(?:mcg|µg|ug|micrograms?|mg|milligrams?)(?:\\s*/\\s*m(?:2|²))?(?:\\s*/\\s*(?:day|d)\\b|\\s+(?:per|a)\\s+day\\b|\\s+daily\\b)?`,
     'gi',
   );
   return text.replace(stated, after);
@@ -334,10 +342,18 @@ function isPerM2(q: { code?: string; unit?: string }): boolean {
   return q.code !== undefined ? PER_M2_CODES.has(q.code) : q.unit !== undefined && PER_M2_UNITS.has(q.unit);
 }
 
-/** Whether the order states a dose per m² above `limit` (the exceeding dose is written per m²). */
-function perM2DoseAbove(order: MedicationRequest, limit: number): boolean {
+/** Unit texts (a dose with no UCUM code) that state a proposal's UCUM unit, where they differ from the code. */
+const UNIT_TEXTS: Record<string, string[]> = { 'mg/m2': ['mg/m2', 'mg/m²'] };
+
+/**
+ * Whether the order states a dose per m² above `limit` in the proposal's per-m² unit `unit` (the exceeding dose is
+ * written per m²): mcg/m²/day for Blincyto, mg/m² a dose for Besponsa.
+ */
+function perM2DoseAbove(order: MedicationRequest, limit: number, unit: string): boolean {
+  const perM2 = (q: { code?: string; unit?: string }) =>
+    PER_M2_CODES.has(unit) ? isPerM2(q) : q.code !== undefined ? q.code === unit : q.unit !== undefined && (UNIT_TEXTS[unit] ?? [unit]).includes(q.unit);
   return (order.dosageInstruction ?? []).some((i) => {
     const q = i.doseAndRate?.[0]?.doseQuantity;
-    return !!q && isPerM2(q) && (q.value ?? 0) > limit;
+    return !!q && perM2(q) && (q.value ?? 0) > limit;
   });
 }

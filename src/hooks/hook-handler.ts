@@ -297,6 +297,8 @@ async function answerHook(decided: DecidedHook, deps: HookDeps): Promise<HookRes
     outcome: d.evaluation?.outcome ?? 'default',
     facts: Object.fromEntries((d.evaluation?.facts ?? []).filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
     missingFacts: d.evaluation?.missingFacts ?? [],
+    // The facts the order's earlier DTR answers gave: never "the record read at signing" (design.md §7).
+    ...(d.answeredFacts?.length ? { answeredFacts: d.answeredFacts } : {}),
     authorization: d.authorization,
     // The date the order was judged on: DTR and PAS given only this assertion judge the order on it too (design.md §7).
     orderDate: d.orderDate,

@@ -1,4 +1,5 @@
 import type { CodeableConcept, Condition, MedicationRequest, Quantity, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
+import { askedAmountsOf } from '../coverage/reviewed-approval.js';
 import type { Content, Payer } from '../content.js';
 import { drugNamedOnly, policiesFor, policiesForCodings } from '../content.js';
 import { resolveValueSetUrl } from '../fhir/fhirpath.js';
@@ -299,7 +300,7 @@ export function decisionFor(policy: CompiledPolicy, ev: PolicyEvaluation, opts: 
   const criteria = ev.rules.map((r) => ({ id: r.id, kind: r.kind, cite: r.cite, text: r.text, result: r.result, ...(r.applies !== undefined ? { applies: r.applies } : {}), evidence: evidenceOf(policy, ev, r.id) }));
   const approval = defaultApproval(policy, ev);
   const reviewPeriod = { start: opts.orderDate, end: reviewEnd(policy, ev, opts.orderDate, approval) };
-  const askedAmounts = [...new Set(policy.limits.flatMap((l) => l.facts))].filter((f) => policy.factsByName.get(f)?.asked);
+  const askedAmounts = askedAmountsOf(policy);
   const base = { sequence: opts.sequence, policyId: policy.file.id, policyVersion: policy.file.version, outcome: ev.outcome, criteria, orderDate: opts.orderDate, reviewPeriod, askedAmounts };
   const authorization =
     ev.outcome === 'satisfied' ? newApproval(opts.payer, opts.today, opts.orderDate, ev.pathway?.approval ?? approval, ev.pathway?.approvalFrom) : undefined;

@@ -1,7 +1,9 @@
 import type { Quantity } from '@medplum/fhirtypes';
-import type { OrderKey, OrderRecord, Storage } from '../storage/storage.js';
+import type { OrderRecord, Storage } from '../storage/storage.js';
+import { limitsAskNoMore, reviewedItemOf } from '../coverage/reviewed-approval.js';
 import type { ItemDecision } from './adjudicate.js';
 import { parsePasRequest } from './request-bundle.js';
+import { approvalFacts } from '../coverage/order-record.js';
 
 /**
  * Whether an order's approval covers what a PAS item asks (docs/design.md §8 "What an approval covers"), before the
@@ -10,7 +12,8 @@ import { parsePasRequest } from './request-bundle.js';
  * - an approval the rules gave (at signing, in DTR or in PAS) was given with every limit held, so it covers an item
  *   pended for documentation it supplied, never an item over a limit (design.md §5 row 3: a limit exceeded is a
  *   clinical review, never an approval by the rules). A request pended for 56 mcg/day stays pended when the order is
- *   approved at signing at 28;
+ *   approved at signing at 28; nor one given in DTR or PAS, on answers, an item whose order now asks more cycles or a
+ *   higher dose than it was approved for ({@link asksMoreThanAnswered});
  * - a reviewer's approval covers what the reviewed request asked: an item asks no more when every limit it exceeds
  *   was exceeded in the reviewed item too, each amount of that limit the order asks for (the dose, the cycles) at
  *   most what the reviewer saw, and its Claim quantity (kept on the item's decision) at most the reviewed one in the
@@ -25,11 +28,31 @@ export async function approvalCovers(
   askedBefore?: () => Quantity | undefined,
 ): Promise<boolean> {
   const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
-  if (approvedBy?.source !== 'review' || !approvedBy.submissionId) return !overLimit(item);
-  const reviewed = await storage.getPasSubmission(approvedBy.submissionId);
-  const was = ((reviewed?.detail as { items?: ItemDecision[] } | undefined)?.items ?? []).find((i) => i.order && item.order && sameOrder(i.order, item.order));
-  if (!reviewed || !was) return !overLimit(item);
+  if (approvedBy && (approvedBy.source === 'dtr' || approvedBy.source === 'pas')) return !overLimit(item) && !(await asksMoreThanAnswered(storage, item, record, approvedBy));
+  const reviewed = await reviewedItemOf(storage, record);
+  if (!reviewed) return !overLimit(item);
+  const was = reviewed.item as unknown as ItemDecision;
   return asksNoMoreThan(item, claimQuantity(item, askedBefore), was, claimQuantity(was, () => quantityOf(reviewed.requestBundle, was.sequence)));
+}
+
+/**
+ * Whether an item asks more of the order than an approval given in DTR or PAS was given for: an amount the order asks
+ * for (ItemDecision.askedAmounts: the cycles, the dose), read from the order, larger than the approval's. Such an
+ * approval rested on answers the request may not carry (the MRD level), so the changed order's limits are unknown
+ * without them and the item is pended for documentation, not over a limit: the approval covers the order as it
+ * then stood, not 10 cycles after 4 (docs/design.md §8 "What an approval covers"). The item stays pended for review
+ * and the approval stands. Reads the approval's facts only for an item that states such an amount.
+ */
+async function asksMoreThanAnswered(storage: Storage, item: ItemDecision, record: OrderRecord, approvedBy: OrderRecord['history'][number]): Promise<boolean> {
+  const asked = new Set(item.askedAmounts ?? []);
+  const amounts = item.criteria.flatMap((c) => c.evidence ?? []).filter((e) => asked.has(e.fact) && e.source === 'ehr' && typeof e.value === 'number');
+  if (amounts.length === 0) return false;
+  const facts = await approvalFacts(storage, record, approvedBy);
+  if (!facts) return false;
+  return amounts.some((e) => {
+    const then = facts[e.fact];
+    return typeof then === 'number' && (e.value as number) > then;
+  });
 }
 
 /**
@@ -66,24 +89,10 @@ export function quantityOf(requestBundle: Record<string, unknown>, sequence: num
  * later course start asks nothing more. Decisions stored before the asked amounts were kept compare every fact, as then.
  */
 function asksNoMoreThan(item: ItemDecision, quantity: Quantity | undefined, was: ItemDecision, wasQuantity: Quantity | undefined): boolean {
-  const asked = item.askedAmounts ?? was.askedAmounts;
-  for (const limit of item.criteria) {
-    if (limit.kind !== 'limit' || limit.result !== false) continue;
-    const then = was.criteria.find((c) => c.id === limit.id);
-    // The reviewer did not grant the order over this limit.
-    if (then?.result !== false) return false;
-    for (const e of limit.evidence ?? []) {
-      if (asked && !asked.includes(e.fact)) continue;
-      const before = then.evidence?.find((x) => x.fact === e.fact)?.value;
-      if (e.value === before) continue;
-      if (typeof e.value === 'number' && typeof before === 'number' && e.value <= before) continue;
-      return false;
-    }
-  }
+  if (!limitsAskNoMore(item.criteria, was.criteria, item.askedAmounts ?? was.askedAmounts)) return false;
   if (quantity?.value === undefined) return true;
   if (wasQuantity?.value === undefined) return false;
   const unit = (q: Quantity) => q.code ?? q.unit;
   return unit(quantity) === unit(wasQuantity) && quantity.value <= wasQuantity.value;
 }
 
-const sameOrder = (a: OrderKey, b: OrderKey) => a.payer === b.payer && a.patientId === b.patientId && a.orderRef === b.orderRef && a.drug === b.drug;

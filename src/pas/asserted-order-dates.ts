@@ -3,7 +3,7 @@ import { assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
 import { coverageAssertionIds, responseContext } from '../coverage/evaluate-response.js';
 import { localReference } from '../fhir/references.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
-import { isSigningAssertion } from '../coverage/assertion-speaks-for.js';
+import { isSigningAssertion, recordFactsOf } from '../coverage/assertion-speaks-for.js';
 import type { PasRequest } from './request-bundle.js';
 
 /** At most this many coverage-assertion-ids are read per resource (an order carries one per CRD call that answered it). */
@@ -56,8 +56,8 @@ export const signingFactsKey = (orderRef: string, drug: string) => `${orderRef} 
 
 /**
  * What PriorPath read from the record and the order when the request's orders were signed: the facts of the CRD
- * assertion each order's record holds from its latest signing under this payer (docs/design.md §7 "Answers and the
- * record"), by {@link signingFactsKey}. A QuestionnaireResponse answer that contradicts one of them and alone would
+ * assertion each order's record holds from its latest signing under this payer, less those the order's earlier DTR
+ * answers gave (`recordFactsOf`; docs/design.md §7 "Answers and the record"), by {@link signingFactsKey}. A QuestionnaireResponse answer that contradicts one of them and alone would
  * approve the order pends it for clinical review, in PAS as in DTR (§8: one decision per order). Read only for a
  * request that carries a response; an order never signed here has none.
  */
@@ -71,7 +71,7 @@ export async function signingFacts(storage: Storage, req: PasRequest, payer: str
   for (const record of records) {
     const signed = [...record.history].reverse().find((e) => e.source === 'crd' && e.assertionId);
     const a = signed?.assertionId ? await storage.getAssertion(signed.assertionId).catch(() => undefined) : undefined;
-    if (a && a.patientId === patientId && isSigningAssertion(a)) out.set(signingFactsKey(record.orderRef, record.drug), a.facts);
+    if (a && a.patientId === patientId && isSigningAssertion(a)) out.set(signingFactsKey(record.orderRef, record.drug), recordFactsOf(a));
   }
   return out;
 }

@@ -2,6 +2,7 @@ import { UNDECIDED, recordedDecision, reopenApproval, reopeningReason } from '..
 import type { AuthorizationRecord, GuardedOrderChange, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
 import { approvalCovers } from './approval-covers.js';
+import { beyondApproval } from '../coverage/reviewed-approval.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import type { ResponseMeta } from './claim-response.js';
@@ -47,10 +48,6 @@ export async function withOrderRecords(
   return records;
 }
 
-/** What a request pended beyond an order's approval needs, in the reviewer's and the submitter's words. */
-export function beyondApproval(number: string): string {
-  return `Clinical review: the request asks more than authorization ${number} of this order covers (a higher dose, more cycles or a larger quantity than approved); that approval stands for what it covers`;
-}
 
 /** One authorization number for the new approvals of a request; every such item carries it, each with its own period. */
 export function shareAuthorization(items: ItemDecision[]): void {

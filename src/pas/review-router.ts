@@ -7,6 +7,7 @@ import { authorizationNumber } from '../coverage/authorization.js';
 import type { Logger } from '../logger.js';
 import { UNDECIDED, isDecided, recordedDecision } from '../coverage/order-record.js';
 import type { AuthorizationRecord, OrderEvent, OrderKey, OrderState, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
+import { widenedPeriod } from '../storage/storage.js';
 import type { Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
@@ -327,9 +328,11 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         if (decision === 'approve') {
           const p = period ?? i.reviewPeriod;
           const held = approvedOrders[n]?.authorization;
-          // Beside the order's approval the reviewer's approval keeps its number; a period the reviewer gives is the
-          // order's period from now on (a 9-cycle request outlasts a one-cycle approval at signing), else it stays.
-          const authorization = held ? { ...held, ...(period ? { start: period.start, end: period.end } : {}) } : { number: number!, start: p.start, end: p.end };
+          // Beside the order's approval the reviewer's approval keeps its number; a period the reviewer gives widens the
+          // order's period (a 9-cycle request outlasts a one-cycle approval at signing), never narrows or moves it: the
+          // issued approval may already have been dispensed and billed under (review s41 F8), so it runs from the
+          // earlier start to the later end (applyChangeTo and SQL storage's setsPeriod alike).
+          const authorization = held ? (period ? widenedPeriod(held, period) : held) : { number: number!, start: p.start, end: p.end };
           return { ...i, reviewAction: 'A1', needed: [], reasons: [`Certified on clinical review`], authorization, review };
         }
         return { ...i, reviewAction: 'A3', needed: [], reasons: [`Not certified on clinical review: ${reason}`], review };
@@ -365,7 +368,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
             policyId: i.policyId,
             submissionId: id,
             ...(i.authorization ? { authorization: i.authorization } : {}),
-            // The reviewer's period replaces the period of the approval the order holds (its number stays).
+            // The reviewer's period widens the period of the approval the order holds (its number stays).
             ...(approvedBefore.has(i.sequence) && decision === 'approve' && period ? { setsPeriod: true } : {}),
           },
         }));

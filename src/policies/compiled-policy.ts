@@ -38,6 +38,12 @@ export interface CompiledFact {
   /** `askWhen` compiled over the facts: a question whose condition is false is not asked (hidden in DTR). */
   askWhen?: CompiledExpression;
   /**
+   * The facts `askWhen` reads, with the facts those are computed from (set at load with `askWhen`): `$next-question`
+   * asks the unknown askable ones first while the condition is open (next-question.ts gatesFirst), without reading the
+   * condition's text again each round (review s41 F6).
+   */
+  askWhenReads?: string[];
+  /**
    * The fact is read from the order (its expression reads `%order`: the dose, the cycles requested, the treatment
    * phase). Where the order states it, the order's value stands over a DTR or PAS answer (docs/design.md §7 "Answers
    * and the record").

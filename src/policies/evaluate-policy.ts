@@ -48,8 +48,9 @@ export interface Proposal {
   display?: string;
   /**
    * A dose proposal's per-m² form (the limit's `propose.perM2`), for an order whose dose is written per m² of body
-   * surface area; `value` above is then its mcg/day equivalent at today's BSA. Absent when the policy gives none or it
-   * is empty for this patient (e.g. 45 kg or more, where the labelled dose is flat).
+   * surface area; `value` above is then its flat equivalent at today's BSA (the per-m² form itself when the BSA is
+   * unknown). Absent when the policy gives none or it is empty for this patient (e.g. 45 kg or more, where the
+   * labelled dose is flat).
    */
   perM2?: { value: number; unit: string; display?: string };
 }
@@ -213,9 +214,11 @@ export function undecidedRules(rules: RuleResult[]): RuleResult[] {
 
 /**
  * Evaluates one policy for one order (design.md §5, "One model, three uses"). `answers` are facts supplied by a
- * QuestionnaireResponse (DTR/PAS); they take precedence over what the EHR data says, and facts derived from them are
- * recomputed, except a fact of the order (`readsOrder`) that the order states: the order's value stands
- * (docs/design.md §7 "Answers and the record"). Never throws for data problems: a failing fact or rule makes the outcome `error`, which the caller
+ * QuestionnaireResponse (DTR/PAS), or at signing the order's earlier DTR answers for what the record leaves unknown
+ * (coverage/decide-orders.ts). An answer given stands for its fact here and facts derived from it are recomputed,
+ * except a fact of the order (`readsOrder`) that the order states: the order's value stands. Which answers are given,
+ * and when one contradicting the record is reviewed instead, is the callers' (docs/design.md §7 "Answers and the
+ * record"). Never throws for data problems: a failing fact or rule makes the outcome `error`, which the caller
  * turns into `conditional`/`indeterminate`, never a positive assertion (design.md §4 "Errors").
  */
 export function evaluatePolicy(
@@ -311,13 +314,14 @@ export function evaluatePolicy(
       const v = safeNumber(() => rule.propose!.value(factValues, {}));
       const perM2 = rule.propose.perM2;
       const m2 = perM2 ? safeNumber(() => perM2.value(factValues, {})) : undefined;
-      if (v === undefined) continue;
+      // An order written per m² can be proposed per m² without today's BSA (a Besponsa cycle in mg/m² with no BSA on
+      // record): the per-m² form then stands for the proposal alone.
+      if (v === undefined && (m2 === undefined || !perM2)) continue;
+      const flat = v !== undefined ? { value: v, unit: rule.propose.unit, display: rule.propose.display } : { value: m2!, unit: perM2!.unit, display: perM2!.display };
       const proposal: Proposal = {
         kind: 'dose',
         limitIds: [l.id],
-        value: v,
-        unit: rule.propose.unit,
-        display: rule.propose.display,
+        ...flat,
         ...(perM2 && m2 !== undefined ? { perM2: { value: m2, unit: perM2.unit, display: perM2.display } } : {}),
       };
       // Several dose limits can each propose (the daily cap beside a regimen's per-m² dose): the alternate order must
@@ -500,8 +504,9 @@ function readFacts(
     if (Object.prototype.hasOwnProperty.call(answers, f.name) && plausible(f.def, answers[f.name], latestDate, data.orderDate)) {
       // A fact of the order (the cycles, the dose, the phase) that the order states is the order's: an answer fills it
       // only where the order says nothing (docs/design.md §7 "Answers and the record"). A form saying "2 cycles" does
-      // not make a 10-cycle order a 2-cycle one (review s40 F11). Read only for answered order facts a form asks, so
-      // signing (no answers) does no more work; a derived one given as an answer is CRD's reading of the order.
+      // not make a 10-cycle order a 2-cycle one (review s40 F11). Read only for answered order facts a form asks, so an
+      // evaluation without answers (nearly every signing: only an order carrying its DTR determination, with facts the
+      // record leaves unknown, gives any) does no more work; a derived one given as an answer is CRD's reading of the order.
       if (f.readsOrder && f.def.askable && !proposed?.has(f.name)) {
         const stated = readFact(f, data, env, latestDate);
         if (stated.error === undefined && stated.value !== undefined) {

@@ -89,6 +89,21 @@ export class ContentError extends Error {
   }
 }
 
+/**
+ * The facts `names` and those they are computed from, in the order evaluate-policy.ts `ruleClosure` lists them (each
+ * name, then its dependencies, depth first): read once at load where a hot path would otherwise tokenise the text.
+ */
+function factClosure(facts: ReadonlyMap<string, CompiledFact>, names: string[]): string[] {
+  const seen = new Set<string>();
+  const visit = (n: string) => {
+    if (seen.has(n)) return;
+    seen.add(n);
+    facts.get(n)?.deps.forEach(visit);
+  };
+  names.forEach(visit);
+  return [...seen];
+}
+
 /** Bare identifiers of a rule expression that are not FHIRPath words, functions, members or strings. */
 export function bareIdentifiers(expression: string): string[] {
   const stripped = expression.replace(/'(?:[^'\\]|\\.)*'/g, "''").replace(/`[^`]*`/g, '');
@@ -298,7 +313,9 @@ function compilePolicy(
     }
   };
   for (const f of compiledFacts.values()) {
-    if (f.def.askWhen) f.askWhen = compileAskWhen(f.def.askWhen, `facts.${f.name}.askWhen`);
+    if (!f.def.askWhen) continue;
+    f.askWhen = compileAskWhen(f.def.askWhen, `facts.${f.name}.askWhen`);
+    f.askWhenReads = factClosure(compiledFacts, bareIdentifiers(f.def.askWhen).filter((n) => compiledFacts.has(n)));
   }
   const attachments = file.attachments.map((a, i) => ({
     linkId: a.linkId,

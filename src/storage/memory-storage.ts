@@ -201,6 +201,10 @@ export class MemoryStorage implements Storage {
   async findOrderRecordsBySubmission(submissionId: string): Promise<OrderRecord[]> {
     return [...this.orders.values()].filter((r) => r.submissionId === submissionId).map((r) => structuredClone(r));
   }
+  /**
+   * Scans every order record on each call (each completed DTR POST and `$next-question` round reads it): acceptable
+   * for this dev and test storage only, whose records are few (review s41 F6). SqlStorage answers it from an index.
+   */
   async orderPatientIds(q: { payer: string; orderRef: string; drug: string }): Promise<string[]> {
     const ids = [...this.orders.values()].filter((r) => r.payer === q.payer && r.orderRef === q.orderRef && r.drug === q.drug).map((r) => r.patientId);
     return [...new Set(ids)].slice(0, ORDER_PATIENTS_READ);

@@ -408,6 +408,17 @@ CREATE INDEX subscription_deliveries_undelivered ON subscription_deliveries (sub
 CREATE INDEX order_authorizations_order ON order_authorizations (order_ref, payer, drug);
 `,
   },
+  {
+    version: 15,
+    name: "which of a CRD assertion's facts the order's earlier DTR answers gave",
+    sql: `
+-- A signing that fills what the record leaves unknown from the order's earlier DTR determination (decide-orders.ts
+-- evaluateOrder) names those facts (a JSON array of fact names): they are the clinician's answers, not what signing
+-- read from the record, so a later response is never compared with them (design.md §7 "Answers and the record").
+-- NULL when none did, and on assertions recorded before: read as none, as before.
+ALTER TABLE crd_assertions ADD COLUMN answered_facts jsonb;
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

@@ -70,15 +70,17 @@ type Step = { sql: string; params: unknown[] };
 
 const BATCH_SQL = `
 WITH assertions AS (
-  INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts, authorization_number, order_date)
+  INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts, authorization_number, order_date, answered_facts)
   SELECT x.assertion_id, x.created_at, x.payer, x.policy_id, x.policy_version, x.patient_id, x.order_ref, x.hook_instance, x.outcome,
-         coalesce(x.facts, '{}'::jsonb), coalesce(x.missing_facts, '[]'::jsonb), x.authorization_number, x.order_date
+         coalesce(x.facts, '{}'::jsonb), coalesce(x.missing_facts, '[]'::jsonb), x.authorization_number, x.order_date, x.answered_facts
   FROM jsonb_to_recordset($1::text::jsonb) AS x(assertion_id text, created_at timestamptz, payer text, policy_id text, policy_version text,
-       patient_id text, order_ref text, hook_instance text, outcome text, facts jsonb, missing_facts jsonb, authorization_number text, order_date text)
+       patient_id text, order_ref text, hook_instance text, outcome text, facts jsonb, missing_facts jsonb, authorization_number text, order_date text,
+       answered_facts jsonb)
   ON CONFLICT (assertion_id) DO UPDATE SET created_at = EXCLUDED.created_at, payer = EXCLUDED.payer, policy_id = EXCLUDED.policy_id,
     policy_version = EXCLUDED.policy_version, patient_id = EXCLUDED.patient_id, order_ref = EXCLUDED.order_ref,
     hook_instance = EXCLUDED.hook_instance, outcome = EXCLUDED.outcome, facts = EXCLUDED.facts,
-    missing_facts = EXCLUDED.missing_facts, authorization_number = EXCLUDED.authorization_number, order_date = EXCLUDED.order_date
+    missing_facts = EXCLUDED.missing_facts, authorization_number = EXCLUDED.authorization_number, order_date = EXCLUDED.order_date,
+    answered_facts = EXCLUDED.answered_facts
 ), authorizations_issued AS (
   INSERT INTO authorizations (number, payer, source, assertion_id, start_date, end_date, issued_at)
   SELECT x.number, x.payer, 'crd', x.assertion_id, x.start_date, x.end_date, x.issued_at
@@ -98,11 +100,11 @@ ON CONFLICT (line_id) DO NOTHING`;
  * authorization row is the change's own. A batch retried after a COMMIT of unknown outcome writes it once.
  */
 const FOLLOWING_ASSERTIONS_SQL = `
-INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts, authorization_number, order_date)
+INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts, authorization_number, order_date, answered_facts)
 SELECT x.assertion_id, x.created_at, x.payer, x.policy_id, x.policy_version, x.patient_id, x.order_ref, x.hook_instance, x.outcome,
-       coalesce(x.facts, '{}'::jsonb), coalesce(x.missing_facts, '[]'::jsonb), o.authorization_number, x.order_date
+       coalesce(x.facts, '{}'::jsonb), coalesce(x.missing_facts, '[]'::jsonb), o.authorization_number, x.order_date, x.answered_facts
 FROM jsonb_to_recordset($1::text::jsonb) AS x(assertion_id text, created_at timestamptz, payer text, policy_id text, policy_version text,
-     patient_id text, order_ref text, hook_instance text, outcome text, facts jsonb, missing_facts jsonb, order_date text,
+     patient_id text, order_ref text, hook_instance text, outcome text, facts jsonb, missing_facts jsonb, order_date text, answered_facts jsonb,
      k_payer text, k_patient_id text, k_order_ref text, k_drug text)
 LEFT JOIN LATERAL (SELECT k.authorization_number FROM order_authorizations k
   WHERE k.payer = x.k_payer AND k.patient_id = x.k_patient_id AND k.order_ref = x.k_order_ref AND k.drug = x.k_drug AND k.state = 'approved' LIMIT 1) o ON true
@@ -123,6 +125,8 @@ function assertionRow(r: AssertionRecord) {
     facts: r.facts ?? {},
     missing_facts: r.missingFacts ?? [],
     order_date: r.orderDate,
+    // NULL when signing used no earlier answer (most assertions): read back as absent.
+    answered_facts: r.answeredFacts?.length ? r.answeredFacts : undefined,
   };
 }
 
@@ -265,7 +269,7 @@ interface SubmissionRow {
  * Orders' guarded changes (design.md §8) in one statement, however many (one round trip and one plan per batch of
  * hooks, design.md §9): each upsert applies when its order has no record or its state is among that change's allowed
  * ones; an approval number already on the record is kept unless the change withdraws it, its period unless a reviewer's
- * approval sets it (`setsPeriod`, same number); the event and the issued
+ * approval widens it (`setsPeriod`, same number: LEAST start, GREATEST end, storage.ts `widenedPeriod`); the event and the issued
  * authorization are written only for the changes that applied. ON CONFLICT takes the row lock, so concurrent changes to one order, from any replica,
  * apply one after another and each sees the other's result. `$1` is a JSON array with one object per change, at most
  * one per order (a statement cannot change a row twice: applyOrderChangesIn splits the rest into later statements),
@@ -294,9 +298,9 @@ WITH given AS (
     reason = EXCLUDED.reason,
     authorization_number = CASE WHEN (SELECT g.withdraws FROM c g WHERE g.id = EXCLUDED.id) THEN NULL ELSE coalesce(o.authorization_number, EXCLUDED.authorization_number) END,
     auth_start = CASE WHEN (SELECT g.withdraws FROM c g WHERE g.id = EXCLUDED.id) THEN NULL WHEN o.authorization_number IS NULL THEN EXCLUDED.auth_start
-      WHEN o.authorization_number = EXCLUDED.authorization_number AND (SELECT g.sets_period FROM c g WHERE g.id = EXCLUDED.id) THEN EXCLUDED.auth_start ELSE o.auth_start END,
+      WHEN o.authorization_number = EXCLUDED.authorization_number AND (SELECT g.sets_period FROM c g WHERE g.id = EXCLUDED.id) THEN LEAST(o.auth_start, EXCLUDED.auth_start) ELSE o.auth_start END,
     auth_end = CASE WHEN (SELECT g.withdraws FROM c g WHERE g.id = EXCLUDED.id) THEN NULL WHEN o.authorization_number IS NULL THEN EXCLUDED.auth_end
-      WHEN o.authorization_number = EXCLUDED.authorization_number AND (SELECT g.sets_period FROM c g WHERE g.id = EXCLUDED.id) THEN EXCLUDED.auth_end ELSE o.auth_end END,
+      WHEN o.authorization_number = EXCLUDED.authorization_number AND (SELECT g.sets_period FROM c g WHERE g.id = EXCLUDED.id) THEN GREATEST(o.auth_end, EXCLUDED.auth_end) ELSE o.auth_end END,
     submission_id = coalesce(EXCLUDED.submission_id, o.submission_id),
     updated_at = EXCLUDED.updated_at
   WHERE o.state IN (SELECT jsonb_array_elements_text(g.from_states) FROM c g WHERE g.id = EXCLUDED.id)
@@ -799,10 +803,11 @@ export class SqlStorage implements Storage {
       start_date: string | null;
       end_date: string | null;
       order_date: string | null;
+      answered_facts: string[] | null;
     }>(
       `SELECT c.assertion_id, ${ts('c.created_at')} AS created_at, c.payer, c.policy_id, c.policy_version, c.patient_id, c.order_ref,
               c.hook_instance, c.outcome, c.facts, c.missing_facts, a.number, ${day('a.start_date')} AS start_date, ${day('a.end_date')} AS end_date,
-              c.order_date
+              c.order_date, c.answered_facts
        FROM crd_assertions c LEFT JOIN authorizations a ON a.number = c.authorization_number
        WHERE c.assertion_id = $1`,
       [assertionId],
@@ -824,6 +829,8 @@ export class SqlStorage implements Storage {
       ...(r.number && r.start_date && r.end_date ? { authorization: { number: r.number, start: r.start_date, end: r.end_date } } : {}),
       // NULL on an assertion recorded before migration 12: absent, as it was.
       ...(r.order_date ? { orderDate: r.order_date } : {}),
+      // NULL when signing used no earlier answer, and on an assertion recorded before migration 15.
+      ...(r.answered_facts?.length ? { answeredFacts: r.answered_facts } : {}),
     };
   }
 

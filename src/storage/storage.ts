@@ -15,6 +15,14 @@ export interface AssertionRecord {
   /** Fact values by name (clinical facts: kept for DTR pre-fill and disputes, never logged). */
   facts: Record<string, unknown>;
   missingFacts: string[];
+  /**
+   * The names of `facts` that the order's earlier DTR answers gave at signing (coverage/decide-orders.ts
+   * `evaluateOrder`: a DTR determination the order carries fills what the record leaves unknown). They still pre-fill
+   * the form, but they are not what signing read from the record and the order: a later response's answers are never
+   * compared with them, nor set aside for them (docs/design.md §7 "Answers and the record"). Absent when none did, and
+   * on assertions recorded before it was kept.
+   */
+  answeredFacts?: string[];
   authorization?: AuthorizationRecord;
   /**
    * YYYY-MM-DD: the date the order was judged on (evaluation-data.ts `orderDateOf`: its planned start, else validity
@@ -151,8 +159,8 @@ export interface OrderRecord extends OrderKey {
   /** The latest reason (the last event's). */
   reason: string;
   /**
-   * The approval, once issued: its number never replaced, its period only by a reviewer's approval (`setsPeriod`); let
-   * go of only when the order outgrows it (`withdrawsApproval`).
+   * The approval, once issued: its number never replaced, its period only widened by a reviewer's approval
+   * (`setsPeriod`); let go of only when the order outgrows it (`withdrawsApproval`).
    */
   authorization?: AuthorizationRecord;
   /** The PAS request that pends the order or carries its decision. */
@@ -180,9 +188,10 @@ export interface OrderChange {
    */
   withdrawsApproval?: boolean;
   /**
-   * For `approved` over the approval the record holds, with its number: `authorization`'s period replaces the held one
-   * (the number stays). A reviewer who approves a request asking more than the order's approval covered, for a period
-   * of the reviewer's own, grants the order that period (docs/design.md §8 "What an approval covers").
+   * For `approved` over the approval the record holds, with its number: the held period widens to take in
+   * `authorization`'s ({@link widenedPeriod}: the earlier start, the later end; the number stays). A reviewer who
+   * approves a request asking more than the order's approval covered, for a period of the reviewer's own, grants the
+   * order that period too, and never takes from it what was issued (docs/design.md §8 "What an approval covers").
    */
   setsPeriod?: boolean;
 }
@@ -457,9 +466,19 @@ export interface PasQuery {
 }
 
 /**
+ * An issued approval with its period widened to take in `period`: from the earlier start to the later end (dates as
+ * YYYY-MM-DD compare as strings). A reviewer's period never narrows or moves an approval already issued, which may have
+ * been dispensed and billed under (docs/design.md §8, review s41 F8); SQL storage applies the same rule with
+ * LEAST/GREATEST.
+ */
+export function widenedPeriod(held: AuthorizationRecord, period: { start: string; end: string }): AuthorizationRecord {
+  return { ...held, start: period.start < held.start ? period.start : held.start, end: period.end > held.end ? period.end : held.end };
+}
+
+/**
  * Applies `c` to `record` in place, as every store applies an order change: state, reason and time, the policy and
  * request it names, a withdrawn approval dropped, an approval issued only when none is held (docs/design.md §8 "One
- * authorization per order") or its period set by a reviewer (`setsPeriod`), and its history event. True when this change issued the record's approval.
+ * authorization per order") or its period widened by a reviewer (`setsPeriod`), and its history event. True when this change issued the record's approval.
  */
 export function applyChangeTo(record: OrderRecord, c: OrderChange): boolean {
   record.state = c.state;
@@ -471,7 +490,7 @@ export function applyChangeTo(record: OrderRecord, c: OrderChange): boolean {
   const issuing = c.state === 'approved' && c.authorization !== undefined && !record.authorization;
   if (issuing) record.authorization = { ...c.authorization! };
   else if (c.state === 'approved' && c.setsPeriod && c.authorization && record.authorization?.number === c.authorization.number) {
-    record.authorization = { ...record.authorization, start: c.authorization.start, end: c.authorization.end };
+    record.authorization = widenedPeriod(record.authorization, c.authorization);
   }
   record.history.push(orderEventOf(c, record.authorization?.number));
   return issuing;

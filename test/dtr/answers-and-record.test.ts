@@ -216,3 +216,151 @@ describe('F8: answers that contradict the chart signing read are pended for clin
     expect(sub(ext, 'satisfied-pa-id')?.valueString).toMatch(/^PA-CENTENE-/);
   });
 });
+
+describe('review s41 F1: earlier DTR answers that a re-signing filled in are not "the record read at signing"', () => {
+  const story = 'centene-missing-mrd';
+
+  /** The order as the EHR keeps it after DTR: the determination's coverage-information written back in place of signing's. */
+  const carrying = (signed: MedicationRequest, determined: QuestionnaireResponse): MedicationRequest => ({
+    ...signed,
+    extension: [...(signed.extension ?? []).filter((e) => e.url !== COVERAGE_INFO), determined.extension!.find((e) => e.url === COVERAGE_INFO)!],
+  });
+
+  /**
+   * Signed, documented in DTR (the answers given), signed again carrying that determination: the second signing is
+   * judged with the earlier answers filling what the chart lacks (decide-orders.ts evaluateOrder).
+   */
+  async function documentedThenResigned(app: App, resources: Resource[], order: MedicationRequest, first: Record<string, QuestionnaireResponseItem['answer']>) {
+    const { signed } = await sign(app, resources, order);
+    const determined = await post(app, answered(await draft(app, resources, signed), first, 'manual'));
+    expect(sub(coverageInfo(determined), 'satisfied-pa-id'), 'the first answers do not approve').toBeUndefined();
+    return sign(app, resources, carrying(signed, determined));
+  }
+
+  it.each(['DTR', 'PAS'] as const)('an MRD level corrected after a re-signing is decided on the correction, not pended against the earlier answer (%s)', async (edge) => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const resources = storyResources(story);
+    const order = storyOrder(story, resources);
+    // MRD 0.005 % (under CP.PHAR.312 I.A.4.a's 0.01 %): no covered use; the chart has no MRD result at all.
+    const again = await documentedThenResigned(app, resources, order, { 'mrd-percent': [{ valueDecimal: 0.005 }] });
+    expect(sub(again.ext, 'satisfied-pa-id')).toBeUndefined();
+    const resigning = await storage.getAssertion(sub(again.ext, 'coverage-assertion-id')!.valueString!);
+    expect(resigning?.facts.mrdPercent, 'the re-signing was judged with the earlier answer').toBe(0.005);
+    expect(resigning?.answeredFacts).toContain('mrdPercent');
+    if (edge === 'PAS') {
+      // PAS reads the signing the order's record names. A re-signing is named there when it changes the order's state
+      // (a chart that changed meanwhile); this one did not, so the record's signing is made the re-signing's.
+      const [record] = await storage.findOrderRecords({ payer: 'centene', patientId: order.subject!.reference!.split('/')[1], orderRefs: [`MedicationRequest/${order.id}`] });
+      const named = [...record.history].reverse().find((h) => h.source === 'crd')!.assertionId!;
+      await storage.saveAssertion({ ...resigning!, assertionId: named });
+    }
+    // The clinician corrects the level: 0.4 %.
+    const corrected = answered(await draft(app, resources, again.signed), { 'mrd-percent': [{ valueDecimal: 0.4 }] }, 'manual');
+    if (edge === 'DTR') {
+      const ext = coverageInfo(await post(app, corrected));
+      expect(reasons(ext).join(' ')).not.toMatch(/the record read at signing/);
+      expect(sub(ext, 'pa-needed')?.valueCode).toBe('satisfied');
+      expect(sub(ext, 'satisfied-pa-id')?.valueString).toMatch(/^PA-CENTENE-/);
+    } else {
+      const cr = await pas(app, storyBundle(story, { answers: leafAnswers(corrected) }));
+      expect(reviewActions(cr)).toEqual([`${X12}#A1`]);
+      expect(cr.preAuthRef).toMatch(/^PA-CENTENE-/);
+    }
+  });
+
+  it('a dose written only as text, answered again after a re-signing, is judged on the new answer', async () => {
+    const { app } = buildApp({ today: TODAY });
+    const base = storyOrder(story, storyResources(story));
+    const order: MedicationRequest = { ...base, dosageInstruction: [{ text: 'blinatumomab continuous infusion per protocol' }] };
+    const resources = storyResources(story).map((r) => (r.id === base.id && r.resourceType === 'MedicationRequest' ? order : r));
+    // 56 mcg a day, over CP.PHAR.312 II.A.3's 28 with no guideline attached: pended for the limit.
+    const again = await documentedThenResigned(app, resources, order, { 'mrd-percent': [{ valueDecimal: 0.4 }], 'daily-dose': [{ valueDecimal: 56 }] });
+    expect(reasons(again.ext).join(' ')).toMatch(/Outside the policy limit/);
+    // The dose corrected to 28 mcg a day: within the limit, approved (the order states no dose for it to stand over).
+    const created = await post(app, answered(await draft(app, resources, again.signed), { 'daily-dose': [{ valueDecimal: 28 }] }, 'manual'));
+    const ext = coverageInfo(created);
+    expect(reasons(ext).join(' ')).not.toMatch(/Outside the policy limit/);
+    expect(sub(ext, 'pa-needed')?.valueCode).toBe('satisfied');
+    expect(sub(ext, 'satisfied-pa-id')?.valueString).toMatch(/^PA-CENTENE-/);
+  });
+});
+
+describe('F4 (review s41): an answer contradicting the chart does not decide a denial either', () => {
+  // MMM MP-RX-FP-14-23 A.i: CD19-positive B-ALL only (requirement cd19-positive-b-all: CD19-negative is not covered).
+  // The story's chart gets a recent CD19-positive result and loses its weight, so signing asks for the weight only.
+  const story = 'mmm-cd19-unknown';
+  const cd19Positive: Resource = {
+    resourceType: 'Observation',
+    id: 'mmm-cd19-unknown-cd19',
+    status: 'final',
+    category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'laboratory', display: 'Laboratory' }] }],
+    code: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'cd19-status', display: 'CD19 expression' }], text: 'CD19 expression' },
+    subject: { reference: `Patient/${story}` },
+    effectiveDateTime: '2026-11-12T10:20:00-04:00',
+    valueCodeableConcept: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'positive', display: 'Positive' }], text: 'Positive' },
+    method: { text: 'Flow cytometry, bone marrow' },
+  } as Resource;
+  const chart = (withCd19: boolean) => [...storyResources(story).filter((r) => r.id !== `${story}-weight`), ...(withCd19 ? [cd19Positive] : [])];
+  const weight = { weight: [{ valueDecimal: 77 }] };
+
+  it.each(['auto', 'override'] as const)('the record says CD19-positive, the form answers No (origin %s): pended for review, not denied, in DTR and PAS', async (origin) => {
+    const { app, storage } = buildApp({ today: TODAY, env: { REVIEW_TOKEN } });
+    const resources = chart(true);
+    const order = storyOrder(story, resources);
+    const { signed, ext: atSigning } = await sign(app, resources, order);
+    expect(sub(atSigning, 'pa-needed')?.valueCode, 'the chart lacks the weight').toBe('auth-needed');
+    const qr = await draft(app, resources, signed);
+    expect(answerOf(qr.item, 'cd19-positive')?.[0].valueBoolean, "the package pre-fills the chart's CD19-positive").toBe(true);
+    const sent = answered(answered(qr, weight, 'manual'), { 'cd19-positive': [{ valueBoolean: false }] }, origin);
+    const created = await post(app, sent);
+    const ext = coverageInfo(created);
+    expect(sub(ext, 'covered')?.valueCode).toBe('covered');
+    expect(sub(ext, 'pa-needed')?.valueCode).toBe('auth-needed');
+    expect(sub(ext, 'satisfied-pa-id')).toBeUndefined();
+    const why = reasons(ext).join(' ');
+    expect(why).toMatch(/^Pended for clinical review/);
+    expect(why).toMatch(/CD19[^;]*answered No; the record read at signing: Yes/i);
+    const records = await storage.findOrderRecords({ payer: 'mmm', patientId: story, orderRefs: [`MedicationRequest/${order.id}`] });
+    expect(records[0].state).toBe('auth-needed');
+    expect([...records[0].history].reverse().find((h) => h.source === 'dtr')?.reason).toMatch(/^Pended for clinical review.*CD19/i);
+
+    // PAS with the same answers (and the chart's CD19 result in the Bundle): A4 for the reviewer, never A3.
+    const bundle = storyBundle(story, { answers: leafAnswers(sent) });
+    bundle.entry!.push({ fullUrl: `Observation/${cd19Positive.id}`, resource: cd19Positive });
+    const cr = await pas(app, bundle);
+    expect(reviewActions(cr)).toEqual([`${X12}#A4`]);
+    const stored = await storage.getPasSubmission(cr.id!);
+    expect(stored?.needed?.join(' ')).toMatch(/Clinical review: an answer contradicts the patient's record as read at signing: .*CD19/i);
+    const queue = await request(app).get('/review/pended').set('Authorization', `Bearer ${REVIEW_TOKEN}`).expect(200);
+    expect((queue.body.pended as { id: string }[]).map((p) => p.id)).toContain(cr.id);
+  });
+
+  it('controls: the same answers with CD19 as the chart has it are decided by the rules; CD19 answered No where the chart has no result is a denial as before', async () => {
+    const { app } = buildApp({ today: TODAY });
+    const agreeing = chart(true);
+    const order = storyOrder(story, agreeing);
+    const first = await sign(app, agreeing, order);
+    const agreed = coverageInfo(await post(app, answered(await draft(app, agreeing, first.signed), weight, 'manual')));
+    expect(sub(agreed, 'covered')?.valueCode).toBe('covered');
+    expect(reasons(agreed).join(' ')).not.toMatch(/Pended for clinical review/);
+
+    const { app: other } = buildApp({ today: TODAY });
+    const unknown = chart(false);
+    const second = await sign(other, unknown, storyOrder(story, unknown));
+    const denied = coverageInfo(await post(other, answered(await draft(other, unknown, second.signed), { ...weight, 'cd19-positive': [{ valueBoolean: false }] }, 'manual')));
+    expect(sub(denied, 'covered')?.valueCode).toBe('not-covered');
+    expect(reasons(denied).join(' ')).not.toMatch(/Pended for clinical review/);
+  });
+
+  it('a limit review resting on the contradicting answer is reviewed for it too (Centene: CD19-negative is a limit, the record says positive)', async () => {
+    const { app } = buildApp({ today: TODAY });
+    const resources = storyResources('centene-missing-mrd');
+    const order = storyOrder('centene-missing-mrd', resources);
+    const { signed } = await sign(app, resources, order);
+    const qr = await draft(app, resources, signed);
+    expect(answerOf(qr.item, 'cd19-positive')?.[0].valueBoolean).toBe(true);
+    const created = await post(app, answered(answered(qr, { 'mrd-percent': [{ valueDecimal: 0.4 }] }, 'manual'), { 'cd19-positive': [{ valueBoolean: false }] }, 'override'));
+    const why = reasons(coverageInfo(created)).join(' ');
+    expect(why).toMatch(/^Pended for clinical review.*CD19[^;]*answered No; the record read at signing: Yes/i);
+  });
+});

@@ -283,6 +283,37 @@ describe('what DTR has of an order only through its CRD assertion', () => {
     };
     expect(await post(otherOrder), "another order: the first cycle's facts do not answer for it").not.toBe('satisfied');
   });
+
+  it("a cycle-2 response carrying cycle 1's assertion id is read over cycle 2's own signing: its facts, its date, its order (review s41 F9)", async () => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const { resources, order, start } = turningEighteen(STORY);
+    const { assertionId: firstCycle } = await sign(app, resources, order);
+    // The next cycle, four weeks later, signed on its own: its record names its own signing.
+    const next = structuredClone(order);
+    next.id = `${order.id}-cycle-2`;
+    const nextStart = daysAfter(start, 28);
+    next.dosageInstruction![0].timing!.repeat!.boundsPeriod = { start: nextStart, end: daysAfter(nextStart, 27) };
+    next.dispenseRequest!.validityPeriod = { start: nextStart, end: daysAfter(nextStart, 167) };
+    const { signed: signedNext, assertionId: secondCycle } = await sign(app, resources, next);
+    const [bundle] = await packageBundles(app, resources, [{ name: 'order', resource: signedNext }], '2.2');
+    const answered = withAnswers(responseOf(bundle), { 'mrd-percent': [{ valueDecimal: 0.5 }], weight: [{ valueDecimal: 66 }] });
+    // Only the answers CRD lacked, no order-date item, and the coverage-information the EHR copied from cycle 1.
+    const kept = new Set(['mrd-percent', 'weight']);
+    const keepOnly = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] =>
+      (items ?? []).flatMap((i) => (kept.has(i.linkId) ? [i] : keepOnly(i.item)));
+    const info: Extension = { url: COVERAGE_INFO, extension: [{ url: 'coverage-assertion-id', valueString: firstCycle }] };
+    const extension = [...(answered.extension ?? []).filter((e) => e.url !== COVERAGE_INFO), info];
+    expect(extension.some((e) => e.url.endsWith('/qr-context') && e.valueReference?.reference === `MedicationRequest/${next.id}`)).toBe(true);
+    const sent: QuestionnaireResponse = { ...answered, extension, item: keepOnly(answered.item), status: 'completed' };
+    const created = (await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(sent)).expect(201)).body as QuestionnaireResponse;
+    const ext = coverageInfoOf(created);
+    expect(sub(ext, 'pa-needed')?.valueCode, "cycle 2's signing knows the rest of its chart").toBe('satisfied');
+    const determination = await storage.getAssertion(sub(ext, 'coverage-assertion-id')!.valueString!);
+    expect(determination?.orderRef).toBe(`MedicationRequest/${next.id}`);
+    expect(determination?.orderDate, "cycle 2's date, which its signing judged it on").toBe(nextStart);
+    expect(determination?.authorization?.start).toBe(nextStart);
+    expect(secondCycle).not.toBe(firstCycle);
+  });
 });
 
 /**

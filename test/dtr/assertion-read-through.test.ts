@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import type { AssertionRecord } from '../../src/storage/storage.js';
 import { buildApp } from '../helpers/app.js';
+import { bareAdaptiveResponse } from './helpers.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
 
@@ -171,5 +172,76 @@ describe('POST /fhir/QuestionnaireResponse on another replica right after signin
     };
     const res = await request(other).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(qr)).expect(400);
     expect(res.body.issue[0].diagnostics).toContain(sub(b.info, 'coverage-assertion-id')!.valueString!);
+  });
+});
+
+/**
+ * Review s41 F10: a response waits only for ids that may be this payer's, and only once. Whether an id was read
+ * through is seen from how often storage was asked for it (read-assertions.ts reads a missing id again until it is
+ * found or the bound passes), never from a clock.
+ */
+describe('a QuestionnaireResponse is not held for an id that is not ours', () => {
+  class CountingStorage extends MemoryStorage {
+    readonly reads = new Map<string, number>();
+    override async getAssertion(id: string): Promise<AssertionRecord | undefined> {
+      this.reads.set(id, (this.reads.get(id) ?? 0) + 1);
+      return super.getAssertion(id);
+    }
+  }
+  /** An id PriorPath never issued, shaped like its ids (a UUID), as another payer's CRD service gives them. */
+  const FOREIGN_ID = '6b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
+  const foreignInfo = (date: string | undefined): Extension => ({
+    url: COVERAGE_INFO,
+    extension: [
+      { url: 'coverage', valueReference: { reference: 'Coverage/secondary-coverage' } },
+      { url: 'covered', valueCode: 'covered' },
+      { url: 'pa-needed', valueCode: 'no-auth' },
+      ...(date ? [{ url: 'date', valueDate: date }] : []),
+      { url: 'coverage-assertion-id', valueString: FOREIGN_ID },
+    ],
+  });
+
+  it("POST: another payer's coverage-assertion-id beside this payer's is read once, not read through; ours still decides", async () => {
+    const storage = new CountingStorage();
+    const { app } = buildApp({ storage });
+    const b = await sign(app, MISSING_MRD);
+    const res = await request(app)
+      .post('/fhir/Questionnaire/$questionnaire-package')
+      .set('Content-Type', FHIR)
+      .send(JSON.stringify({
+        resourceType: 'Parameters',
+        meta: { profile: ['http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-input-parameters|2.2.0'] },
+        parameter: [{ name: 'coverage', resource: b.coverage }, { name: 'order', resource: b.order }],
+      }))
+      .expect(200);
+    const bundle = (res.body as Parameters).parameter!.find((p) => p.name === 'packagebundle')!.resource as Bundle;
+    const draft = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
+    // The draft names the form's Coverage and carries this payer's coverage-information for it.
+    expect(draft.extension?.find((e) => e.url.endsWith('/qr-coverage'))?.valueReference?.reference).toBe(`Coverage/${b.coverage.id}`);
+    expect(sub(draft.extension?.find((e) => e.url === COVERAGE_INFO), 'coverage')?.valueReference?.reference).toBe(`Coverage/${b.coverage.id}`);
+    const walk = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] | undefined =>
+      items?.map((i) => (i.linkId === 'mrd-percent' ? { ...i, answer: [{ valueDecimal: 0.4 }] } : i.item ? { ...i, item: walk(i.item) } : i));
+    const hasMrd = (items: QuestionnaireResponseItem[] | undefined): boolean => (items ?? []).some((i) => i.linkId === 'mrd-percent' || hasMrd(i.item));
+    const items = hasMrd(draft.item) ? walk(draft.item)! : [...(draft.item ?? []), { linkId: 'mrd-percent', answer: [{ valueDecimal: 0.4 }] }];
+    const sent: QuestionnaireResponse = { ...draft, status: 'completed', item: items, extension: [...(draft.extension ?? []), foreignInfo(sub(b.info, 'date')?.valueDate)] };
+    const created = (await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(sent)).expect(201)).body as QuestionnaireResponse;
+    expect(sub(created.extension?.find((e) => e.url === COVERAGE_INFO && sub(e, 'coverage-assertion-id')?.valueString !== FOREIGN_ID), 'pa-needed')?.valueCode).toBe('satisfied');
+    expect(storage.reads.get(FOREIGN_ID), 'read once, not read again until the read-through bound').toBe(1);
+  });
+
+  it('$next-question: the first round reads an unknown id of ours through, a later round reads it once', async () => {
+    const storage = new CountingStorage();
+    const { app } = buildApp({ storage });
+    const unknownId = '0d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a';
+    const first = bareAdaptiveResponse('https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11');
+    first.extension = [...(first.extension ?? []), { url: COVERAGE_INFO, extension: [{ url: 'coverage-assertion-id', valueString: unknownId }] }];
+    const next = async (qr: QuestionnaireResponse) =>
+      (await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(qr)).expect(200)).body as QuestionnaireResponse;
+    const second = await next(first);
+    const afterFirst = storage.reads.get(unknownId) ?? 0;
+    expect(afterFirst, 'the first round waited for it (read again until the bound)').toBeGreaterThan(1);
+    expect(((second.contained?.[0] as { item?: unknown[] }).item ?? []).length).toBeGreaterThan(0);
+    await next(second);
+    expect(storage.reads.get(unknownId)! - afterFirst, 'the second round read it once').toBe(1);
   });
 });

@@ -216,6 +216,38 @@ describe("H2: a reviewer's approval certifies what the reviewer approved, not mo
   });
 });
 
+describe("QA s40 F7: signing after a reviewer's approval answers it only for what the reviewer approved", () => {
+  /** The order at `mcgPerDay` for `cycles` 28-day cycles (dispenseRequest.numberOfRepeatsAllowed = cycles - 1). */
+  const forCycles = (o: MedicationRequest, cycles: number): MedicationRequest => ({ ...o, dispenseRequest: { ...o.dispenseRequest, numberOfRepeatsAllowed: cycles - 1 } });
+
+  it('approved on review at 56 mcg/day: the order signed at 56, 42 or 28 answers the approval; at 112 mcg/day or for 21 cycles a limit review naming it, the approval intact', async () => {
+    const { storage, order, key, sign, submit, review } = setUp();
+    const pended = claimResponseOf((await submit(requestAt(56, 2))).body);
+    expect(reviewActions(pended)).toEqual([`${X12}#A4`]);
+    const approved = await review(`/${pended.id}/decision`, { decision: 'approve', reviewer: 'Dr. R. Okafor (medical director)', reason: '56 mcg/day justified by attached literature for this patient' }).expect(200);
+    const number: string = approved.body.preAuthRef;
+
+    // The order the reviewer approved, and less of it: the approval, its number.
+    for (const dose of [56, 42, 28]) {
+      const signed = await sign(atDose(order, dose));
+      expect(pa(signed.ext, 'pa-needed')!.valueCode, `${dose} mcg/day`).toBe('satisfied');
+      expect(pa(signed.ext, 'satisfied-pa-id')!.valueString).toBe(number);
+    }
+
+    // More than reviewed: a limit review of its own, saying which approval it asks more of; the approval stands.
+    for (const [what, o] of [['112 mcg/day', atDose(order, 112)], ['21 cycles', forCycles(atDose(order, 56), 21)]] as const) {
+      const signed = await sign(o);
+      expect(pa(signed.ext, 'pa-needed')!.valueCode, what).toBe('auth-needed');
+      expect(pa(signed.ext, 'satisfied-pa-id'), what).toBeUndefined();
+      expect(JSON.stringify(signed.body.cards), what).toContain(`asks more than authorization ${number}`);
+      const record = await storage.getOrderRecord(key);
+      expect(record?.state).toBe('approved');
+      expect(record?.authorization?.number).toBe(number);
+    }
+    expect(pa((await sign(atDose(order, 56))).ext, 'satisfied-pa-id')!.valueString).toBe(number);
+  });
+});
+
 /**
  * A reviewer's approval answers with the period the reviewer granted wherever the order's approval is read again
  * (docs/design.md §8: "A PAS request for an order that already has a decision returns that decision"): the request
@@ -238,7 +270,7 @@ describe("the reviewer's period", () => {
     return { ...loop, inquire, sign };
   }
 
-  it('beside the approval at signing: the reviewer approving the 56 mcg/day request for a period keeps the number and grants that period to PAS, $inquire, later requests and signing', async () => {
+  it('beside the approval at signing: the reviewer approving the 56 mcg/day request for a period keeps the number and widens its period to that period\'s end for PAS, $inquire, later requests and signing, never moving its start (review s41 F8)', async () => {
     const { storage, order, key, sign, submit, review, inquire } = withInquiry();
     const over = requestAt(56);
     const pended = claimResponseOf((await submit(over)).body);
@@ -246,27 +278,32 @@ describe("the reviewer's period", () => {
     const signed = await sign(order);
     const number = pa(signed.ext, 'satisfied-pa-id')!.valueString!;
     expect(pa(signed.ext, 'expiry-date')!.valueDate).not.toBe(PERIOD.end);
+    // The approval at signing runs from the order's start, before the reviewer's period starts: cycle 1 may already
+    // be dispensed and billed under the number, so the reviewer's period adds to it and takes nothing from it.
+    const held = (await storage.getOrderRecord(key))!.authorization!;
+    expect(held.start < PERIOD.start).toBe(true);
+    const widened = { start: held.start, end: PERIOD.end };
 
     const decided = await review(`/${pended.id}/decision`, { decision: 'approve', reviewer: REVIEWER, reason: '56 mcg/day for 9 months per the attached protocol', period: PERIOD }).expect(200);
     expect(decided.body.preAuthRef).toBe(number);
-    expect(decided.body.preAuthPeriod).toEqual(PERIOD);
-    expect((await storage.getOrderRecord(key))?.authorization).toEqual({ number, ...PERIOD });
+    expect(decided.body.preAuthPeriod).toEqual(widened);
+    expect((await storage.getOrderRecord(key))?.authorization).toEqual({ number, ...widened });
 
     const inquired = await inquire(over);
     expect(reviewActions(inquired)).toEqual([`${X12}#A1`]);
     expect(inquired.preAuthRef).toBe(number);
-    expect(inquired.preAuthPeriod).toEqual(PERIOD);
+    expect(inquired.preAuthPeriod).toEqual(widened);
 
     const later = claimResponseOf((await submit(requestAt(56))).body);
     expect(reviewActions(later)).toEqual([`${X12}#A1`]);
-    expect(later.preAuthPeriod).toEqual(PERIOD);
+    expect(later.preAuthPeriod).toEqual(widened);
 
     const resigned = await sign(order);
     expect(pa(resigned.ext, 'satisfied-pa-id')!.valueString).toBe(number);
     expect(pa(resigned.ext, 'expiry-date')!.valueDate).toBe(PERIOD.end);
   });
 
-  it("a reviewer's approval reused for later requests answers the reviewer's period, and a second reviewer's period for more replaces it", async () => {
+  it("a reviewer's approval reused for later requests answers the reviewer's period, and a second reviewer's period for more extends it", async () => {
     const { storage, key, order, sign, submit, review, inquire } = withInquiry();
     const first = claimResponseOf((await submit(requestAt(56, 2))).body);
     const approved = await review(`/${first.id}/decision`, { decision: 'approve', reviewer: REVIEWER, reason: '56 mcg/day per the attached literature', period: PERIOD }).expect(200);

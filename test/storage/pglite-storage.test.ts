@@ -9,7 +9,7 @@ import { openPglite } from '../../src/storage/pglite-driver.js';
 import type { PgliteDriver } from '../../src/storage/pglite-driver.js';
 import { SqlStorage } from '../../src/storage/sql-storage.js';
 import { StorageError } from '../../src/storage/storage.js';
-import { checkAssertionOrderDateMigration, checkIdentifierIndexMigration, newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
+import { checkAssertionAnsweredFactsMigration, checkAssertionOrderDateMigration, checkIdentifierIndexMigration, newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -281,6 +281,10 @@ async function checkMigration(
 
 describe('migration 13: indexes for the payer API, reviewer and notifier lookups', () => {
   it('finds requests filed before it by every identifier as before', () => checkMigration(13, checkIdentifierIndexMigration), 60_000);
+});
+
+describe("migration 15: which of a CRD assertion's facts the order's earlier DTR answers gave", () => {
+  it('reads an assertion written before it as it was, and keeps the names of one written after', () => checkMigration(15, checkAssertionAnsweredFactsMigration), 60_000);
 });
 
 describe('migration 12: the date each CRD assertion judged its order on', () => {

@@ -67,6 +67,27 @@ export async function checkAssertionOrderDateMigration(driver: SqlDriver, migrat
 }
 
 /**
+ * Migration 15 on a database migrated to 14 (`driver`): an assertion written before it reads back as it did, with no
+ * `answeredFacts` (what signing read is all its facts, as before), and one written after keeps the names it was given.
+ */
+export async function checkAssertionAnsweredFactsMigration(driver: SqlDriver, migrate: () => Promise<number[]>, storageOf: (d: SqlDriver) => Storage): Promise<void> {
+  const old = newAssertion({ orderDate: '2026-12-21' });
+  await driver.query(
+    `INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts, order_date)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb, $11::text::jsonb, $12)`,
+    [old.assertionId, old.createdAt, old.payer, old.policyId, old.policyVersion, old.patientId, old.orderRef, old.hookInstance, old.outcome, JSON.stringify(old.facts), JSON.stringify(old.missingFacts), old.orderDate],
+  );
+  expect(await migrate()).toContain(15);
+  const storage = storageOf(driver);
+  const read = await storage.getAssertion(old.assertionId);
+  expect(read).toEqual(old);
+  expect(read && 'answeredFacts' in read).toBe(false);
+  const answered = newAssertion({ answeredFacts: ['mrdPercent'] });
+  await storage.saveAssertion(answered);
+  expect(await storage.getAssertion(answered.assertionId)).toEqual(answered);
+}
+
+/**
  * Migration 13 on a database migrated to 12 (`driver`): requests, an alias and a reviewer's decision filed before it
  * are found by every kind of identifier exactly as before it.
  */
@@ -509,6 +530,24 @@ export function storageContract(get: () => Storage): void {
     change: { state, at: new Date().toISOString(), source: 'crd', actor: 'order-sign hook-1', reason: `now ${state}`, policyId: 'centene-blinatumomab', ...extra },
   });
 
+  it('keeps the facts an assertion names as given by earlier DTR answers (design.md §7 "Answers and the record"), written alone, queued or with its order', async () => {
+    const a = newAssertion({ answeredFacts: ['mrdPercent', 'mrdPositive'] });
+    await get().saveAssertion(a);
+    expect(await get().getAssertion(a.assertionId)).toEqual(a);
+    const queued = newAssertion({ answeredFacts: ['dailyDoseUg'] });
+    await get().queueAssertion(queued);
+    expect((await get().getAssertion(queued.assertionId))?.answeredFacts).toEqual(['dailyDoseUg']);
+    const key = orderKey();
+    const withOrder = newAssertion({ patientId: key.patientId, orderRef: key.orderRef, answeredFacts: ['mrdPercent'] });
+    await get().applyOrderChange(change(key, 'auth-needed', { assertionId: withOrder.assertionId }), withOrder);
+    expect((await get().getAssertion(withOrder.assertionId))?.answeredFacts).toEqual(['mrdPercent']);
+    // None given: absent, as before.
+    const none = newAssertion();
+    await get().saveAssertion(none);
+    expect(await get().getAssertion(none.assertionId)).toEqual(none);
+    expect('answeredFacts' in (await get().getAssertion(none.assertionId))!).toBe(false);
+  });
+
   it("keeps one record per order with every change's who, when and why, and issues its approval once", async () => {
     const key = orderKey();
     expect(await get().getOrderRecord(key)).toBeUndefined();
@@ -536,7 +575,7 @@ export function storageContract(get: () => Storage): void {
     expect((await get().findOrderRecordsBySubmission('sub-1')).map((r) => r.id)).toEqual([approved.record.id]);
   });
 
-  it("sets the held approval's period only for a reviewer's approval with its number (setsPeriod); the number and the issued record stand", async () => {
+  it("widens the held approval's period only for a reviewer's approval with its number (setsPeriod), never narrowing or moving it; the number and the issued record stand", async () => {
     const key = orderKey();
     const number = `PA-CENTENE-${randomUUID().slice(0, 8)}`;
     await get().applyOrderChange(change(key, 'approved', { reason: '28 mcg/day at signing', authorization: { number, start: '2026-11-20', end: '2027-05-19' } }));
@@ -550,11 +589,19 @@ export function storageContract(get: () => Storage): void {
     const other = await get().applyOrderChange(review({ authorization: { number: 'PA-OTHER-2', start: '2026-11-23', end: '2027-08-31' }, setsPeriod: true }));
     expect(other.record.authorization).toEqual({ number, start: '2026-11-20', end: '2027-05-19' });
 
+    // A reviewer's period starting after the held start and ending after the held end: the held start stays (the
+    // approval may already be dispensed and billed under from it: review s41 F8), the end moves out.
     const set = await get().applyOrderChange(review({ authorization: { number, start: '2026-11-23', end: '2027-08-31' }, setsPeriod: true }));
     expect(set.applied).toBe(true);
-    expect(set.record.authorization).toEqual({ number, start: '2026-11-23', end: '2027-08-31' });
-    expect((await get().getOrderRecord(key))?.authorization).toEqual({ number, start: '2026-11-23', end: '2027-08-31' });
+    expect(set.record.authorization).toEqual({ number, start: '2026-11-20', end: '2027-08-31' });
+    expect((await get().getOrderRecord(key))?.authorization).toEqual({ number, start: '2026-11-20', end: '2027-08-31' });
     expect(set.record.history.at(-1)).toMatchObject({ source: 'review', state: 'approved', authorizationNumber: number });
+    // A shorter period inside it takes nothing away; one starting earlier moves the start back.
+    const inside = await get().applyOrderChange(review({ authorization: { number, start: '2026-12-01', end: '2027-01-31' }, setsPeriod: true }));
+    expect(inside.record.authorization).toEqual({ number, start: '2026-11-20', end: '2027-08-31' });
+    const earlier = await get().applyOrderChange(review({ authorization: { number, start: '2026-11-10', end: '2027-02-28' }, setsPeriod: true }));
+    expect(earlier.record.authorization).toEqual({ number, start: '2026-11-10', end: '2027-08-31' });
+    expect((await get().getOrderRecord(key))?.authorization).toEqual({ number, start: '2026-11-10', end: '2027-08-31' });
     // The issued authorization is the record of the number's issue, as issued.
     expect(await get().getAuthorization(number)).toMatchObject({ number, start: '2026-11-20', end: '2027-05-19' });
     expect(await get().getAuthorization('PA-OTHER-2')).toBeUndefined();
