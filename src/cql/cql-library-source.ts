@@ -220,6 +220,13 @@ define "Other Medication Requests":
     where not (if M.id.value is null then medication_request.id.value is null
       else Coalesce(M.id.value = medication_request.id.value, false))`,
   },
+  'Request Orders Before': {
+    cql: `// %requestOrdersBefore: the orders signed or claimed with this one that come before it in the same request
+// (design.md §6 "Orders signed or claimed together"). A DTR client judges one order alone, with the orders signed with
+// it already in the record: none.
+define "Request Orders Before":
+  List<FHIR.MedicationRequest>{}`,
+  },
   'Completed Immunizations': {
     retrieves: ['Immunization'],
     cql: `// %immunizations
@@ -380,6 +387,8 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
           return helper('Other Medication Requests', fhir('MedicationRequest'), true);
         case 'immunizations':
           return helper('Completed Immunizations', fhir('Immunization'), true);
+        case 'requestOrdersBefore':
+          return helper('Request Orders Before', fhir('MedicationRequest'), true);
         case 'diagnoses':
           return helper('Diagnoses', fhir('CodeableConcept'), true);
         case 'diagnosesComplete':

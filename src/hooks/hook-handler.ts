@@ -210,6 +210,11 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
     medications: asMedicationRequests(data.medications ?? []).filter((m) => !orderIds.has(m.id)),
     immunizations: (data.immunizations ?? []).filter((r) => r.resourceType === 'Immunization') as PatientRecord['immunizations'],
     orders: asMedicationRequests(req.hook === 'order-dispatch' ? orders : req.draftResources),
+    // The orders signed (or selected) together are one request: each is judged with the ones before it, so a course
+    // limit counts them (docs/design.md §6 "Cycles"). The draft orders someone will act on, the unselected drafts of an
+    // order-select included: they are signed with it. Dispatched orders are signed already: the record holds them as
+    // active, counted as any order under way.
+    requestOrders: req.hook === 'order-dispatch' ? [] : asMedicationRequests(req.draftResources).filter(isActionableOrder),
     byReference,
   });
   // What the record was built from, as bytes: the request body and the EHR's answers (evaluation-cache keys).

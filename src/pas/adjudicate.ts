@@ -345,8 +345,11 @@ export function adjudicate(opts: {
   signingFacts?: ReadonlyMap<string, Record<string, unknown>>;
 }): ItemDecision[] {
   const { content, payer, request: req, today } = opts;
-  return req.items.map((it) => {
-    const order = orderFor(req, it, content, payer);
+  // The orders the request's items ask for, in the items' order: the orders claimed together are one request, each
+  // judged with the ones before it, so a course limit counts them (docs/design.md §6 "Cycles"), as at signing.
+  const orders = req.items.map((it) => orderFor(req, it, content, payer));
+  return req.items.map((it, n) => {
+    const order = orders[n];
     const coded = withMedicationCode(order, { byReference: req.byReference });
     if (it.requestedService === order) refuseOtherDrug(content, req, it, coded);
     const [policy] = [...policiesFor(content, payer.key, coded), ...policiesForCodings(content, payer.key, it.codings)];
@@ -358,6 +361,7 @@ export function adjudicate(opts: {
     const resources: Resource[] = req.resources.some((r) => r === order) ? req.resources.map((r) => (r === order ? judged : r)) : [...req.resources, judged];
     const record = recordFromResources(resources, [judged], practitioner && /^(PractitionerRole|Practitioner)\//.test(practitioner) ? practitioner : undefined);
     for (const [k, r] of req.byReference) record.byReference.set(k, r);
+    record.requestOrders = orders.map((o) => (o === order ? judged : o));
     // A PAS Bundle is not the whole chart: the Claim's diagnoses count as the patient's conditions, and a request that
     // carries none leaves the diagnosis unknown (A4, documentation), never "a different diagnosis" (A3).
     record.diagnosesComplete = false;

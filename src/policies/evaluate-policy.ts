@@ -110,6 +110,11 @@ export interface EvaluationData {
   observations: unknown[];
   medications: unknown[];
   immunizations: unknown[];
+  /**
+   * `%requestOrdersBefore`: the other orders of the same request that come before this one (evaluation-data.ts
+   * requestOrdersBefore); empty, or absent, for an order judged alone.
+   */
+  requestOrdersBefore?: unknown[];
   /** Diagnosis codes (CodeableConcepts): the order's reasons, else the patient's qualifying Conditions. */
   diagnoses: unknown[];
   /**
@@ -225,9 +230,13 @@ export function evaluatePolicy(
   let broken = factsBroken;
 
   const nameNotes = namesThatDecided(policy, data, factValues);
+  const requestNotes = requestCounts(policy, data, factValues);
   const run = (r: CompiledRule): RuleResult => {
     // Nearly every order's drugs are coded: with no name deciding, no rule's text changes (no closure walked).
-    const notes = nameNotes.size === 0 ? NO_NOTES : ruleClosure(policy, r.facts).flatMap((f) => nameNotes.get(f) ?? []);
+    const named = nameNotes.size === 0 ? NO_NOTES : ruleClosure(policy, r.facts).flatMap((f) => nameNotes.get(f) ?? []);
+    // A count of the request's other orders a rule reads is named in its text (design.md §6 "Cycles"): the clinician
+    // and the reviewer see that the orders signed or claimed with this one brought it over the course.
+    const notes = requestNotes.size === 0 ? named : [...named, ...r.facts.flatMap((f) => requestNotes.get(f) ?? [])];
     const text = notes.length > 0 ? `${r.text} [${[...new Set(notes)].join('; ')}]` : r.text;
     // Each result is written out as one literal: an object made by spreading another and adding a property gets a
     // hidden class of its own in V8 (Node 20), allocated in the old generation, about 40 per policy evaluation and
@@ -460,6 +469,7 @@ export function factEnvironment(policy: CompiledPolicy, data: EvaluationData): R
   // added to an object made by a spread gives that object a hidden class of its own, allocated in the old generation
   // (about 50 a policy evaluation; README "Memory"). EvaluationData is built by our code, so no key is `__proto__`.
   return Object.assign({}, vars, {
+    requestOrdersBefore: data.requestOrdersBefore ?? [],
     diagnosesComplete: data.diagnosesComplete ?? true,
     orderDateTime: `${data.orderDate}T00:00:00Z`,
     policyDrug: policy.file.drug,
@@ -645,6 +655,22 @@ function readFact(f: CompiledFact, data: EvaluationData, env: Record<string, unk
   } catch (err) {
     return { error: (err as Error).message };
   }
+}
+
+/**
+ * Per known fact that counts the request's other orders (its expression reads `%requestOrdersBefore`) and is above
+ * zero: its label and value, for the text of the rules that read it. None for an order judged alone.
+ */
+function requestCounts(policy: CompiledPolicy, data: EvaluationData, known: Record<string, FactValue>): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!data.requestOrdersBefore?.length) return out;
+  for (const f of policy.facts) {
+    const v = known[f.name];
+    if (typeof v === 'number' && v > 0 && typeof f.def.fhirpath === 'string' && f.def.fhirpath.includes('%requestOrdersBefore')) {
+      out.set(f.name, `${f.def.label ?? f.name}: ${v}`);
+    }
+  }
+  return out;
 }
 
 const NAME_MATCH_STATUSES = new Set(['active', 'draft', 'on-hold', 'completed']);

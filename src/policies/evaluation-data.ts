@@ -28,6 +28,13 @@ export interface PatientRecord {
   immunizations: Immunization[];
   /** Every draft order of this hook call (order-sign/select) or the dispatched orders. */
   orders: MedicationRequest[];
+  /**
+   * The orders one request asks a decision for together, in the request's order: an order-sign or order-select call's
+   * draft orders someone will act on, the orders a PAS request's Claim items ask for. Each is judged with the ones
+   * before it in the request (`%requestOrdersBefore`, {@link requestOrdersBefore}): a course limit counts them
+   * (docs/design.md §6 "Cycles"). Unset: the order is judged alone.
+   */
+  requestOrders?: MedicationRequest[];
   /** Resources found anywhere (prefetch, contained), for resolving references such as requester. */
   byReference: Map<string, Resource>;
   /**
@@ -195,8 +202,43 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
     // list, no reason) is one that does not say which, and the diagnosis is asked (design.md §6 "How absence reads").
     diagnosesComplete: (record.diagnosesComplete ?? true) && diagnoses.length > 0,
     orderDate: orderDateOf(order, today),
+    requestOrdersBefore: requestOrdersBefore(record, order, today),
     memo: new FactMemo(),
   };
+}
+
+/** Statuses of an order already given or under way: the record's cycle counts read these orders themselves. */
+const UNDER_WAY = new Set(['active', 'on-hold', 'completed', 'stopped']);
+
+/**
+ * `%requestOrdersBefore`: the other orders of the same request (PatientRecord.requestOrders) that come before this
+ * one, by planned start (orderDateOf) and then by their place in the request (docs/design.md §6 "Cycles": orders
+ * signed or claimed together are counted as though signed one after another in that sequence, so each order's
+ * course limit counts the ones before it and the first orders within the course are approved). An entry that repeats
+ * this order (same id), repeats an earlier entry, or repeats an order the record already holds as given or under way
+ * is not another order: it is left out, so no cycle counts twice. What counts is the policies' to say (the shared fact
+ * requestCyclesBefore: the drug, the phase, a separate first-week order that is part of its cycle).
+ */
+export function requestOrdersBefore(record: PatientRecord, order: MedicationRequest, today: string): MedicationRequest[] {
+  const list = record.requestOrders ?? [];
+  if (list.length < 2) return [];
+  const place = list.findIndex((o) => o === order || (order.id !== undefined && o.id === order.id));
+  const at = place < 0 ? list.length : place;
+  const start = orderDateOf(order, today);
+  const counted = new Set(record.medications.filter((m) => m.id !== undefined && UNDER_WAY.has(String(m.status))).map((m) => m.id));
+  if (order.id !== undefined) counted.add(order.id);
+  const out: MedicationRequest[] = [];
+  list.forEach((o, i) => {
+    if (o === order || i === at) return;
+    const date = orderDateOf(o, today);
+    if (!(date < start || (date === start && i < at))) return;
+    if (o.id !== undefined) {
+      if (counted.has(o.id)) return;
+      counted.add(o.id);
+    }
+    out.push(withMedicationCode(o, record));
+  });
+  return out;
 }
 
 const ICD10CM = 'http://hl7.org/fhir/sid/icd-10-cm';

@@ -20,6 +20,7 @@ export const RESERVED_VARIABLES = [
   'conditions',
   'observations',
   'medications',
+  'requestOrdersBefore',
   CURRENT_MEDICATIONS_VARIABLE,
   REGIMEN_MEDICATIONS_VARIABLE,
   'immunizations',

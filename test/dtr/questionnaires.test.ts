@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Questionnaire, QuestionnaireItem } from '@medplum/fhirtypes';
+import type { Library, Questionnaire, QuestionnaireItem } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
 import { compileFhirPath } from '../../src/fhir/fhirpath.js';
 import { SERVER_FUNCTIONS } from '../../src/dtr/expressions.js';
@@ -48,6 +48,22 @@ describe('generated questionnaires', () => {
 
   it('generation is deterministic', () => {
     expect(generateQuestionnaireFiles(content).map((f) => f.text)).toEqual(files.map((f) => f.text));
+  });
+
+  // A Library's content.data is a FHIR base64Binary held in one JSON string, which FHIR validators (Medplum's among
+  // them) refuse past 1 MiB, so a DTR 2.0.1 package carrying a larger ELM cannot be read. The OHSU ELM has twice grown
+  // past it with new course readings (scripts/cql-translator.ts compactElm; review s41 F7). Here, not only in the
+  // slow CQL agreement test, so a policy change that outgrows it fails in the DTR tests run with every form change.
+  it('every committed Library (libraries/, the CQL and ELM of the 2.0.1 packages) fits each content part in one FHIR string (1 MiB)', () => {
+    const libraryFiles = readdirSync(join(repoRoot, 'libraries')).filter((n) => n.endsWith('.json'));
+    expect(libraryFiles.length).toBe(content.policies.length + 1); // with FHIRHelpers
+    for (const name of libraryFiles) {
+      const library = JSON.parse(readFileSync(join(repoRoot, 'libraries', name), 'utf8')) as Library;
+      expect(library.content?.map((c) => c.contentType).sort(), name).toEqual(['application/elm+json', 'text/cql']);
+      for (const part of library.content!) {
+        expect(part.data!.length, `libraries/${name} ${part.contentType}: ${part.data!.length} base64 characters`).toBeLessThanOrEqual(1_048_576);
+      }
+    }
   });
 
   // SDC 3.0 sdc-questionnaire-enableWhenExpression is 0..1: a renderer given two keeps one of its choice, so a question

@@ -16,6 +16,12 @@ export interface PolicyCaseInput {
   resources?: Resource[];
   order?: Partial<MedicationRequest>;
   answers?: Record<string, FactValue>;
+  /**
+   * The ids of the orders signed (or claimed) in one request with the case's order, in the request's order, the case's
+   * order among them: each a MedicationRequest of the case's resources (PatientRecord.requestOrders; docs/design.md §6
+   * "Cycles"). Unset: the order is judged alone.
+   */
+  request?: string[];
 }
 
 /** A policy case file: the policy it exercises, the date its cases are evaluated on, the cases. */

@@ -1,3 +1,4 @@
+import type { MedicationRequest } from '@medplum/fhirtypes';
 import { describe, expect, it, vi } from 'vitest';
 import { loadContent } from '../../src/content.js';
 import { newApproval } from '../../src/coverage/authorization.js';
@@ -55,6 +56,14 @@ describe.each(caseFiles)('policy cases %s', (file) => {
     expect(c.cite, 'every case cites the clause it tests').toBeTruthy();
     const { resources, order } = buildCase(c);
     const record = indexRecord(recordFromResources(resources, [order], order.requester?.reference));
+    if (c.request) {
+      const byId = (id: string) => (id === order.id ? order : resources.find((r): r is MedicationRequest => r.resourceType === 'MedicationRequest' && r.id === id));
+      record.requestOrders = c.request.map((id) => {
+        const o = byId(id);
+        if (!o) throw new Error(`case "${c.name}": request names ${id}, which is not a MedicationRequest of the case`);
+        return o;
+      });
+    }
     // The clock stands at the file's `today`, before the orders' planned start, as at a real signing: a date an
     // order plans is ahead of today, and the evaluation must still read it.
     vi.useFakeTimers({ toFake: ['Date'], now: new Date(`${spec.today}T12:00:00Z`) });
