@@ -9,10 +9,11 @@
  *   PAS pends it (A4) for the reviewer's queue with the same reason. An answer filling what the chart left unknown
  *   still decides (MRD answered when missing).
  */
-import type { Bundle, Extension, MedicationRequest, Parameters, QuestionnaireResponse, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
+import type { Bundle, Extension, MedicationRequest, QuestionnaireResponse, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../helpers/app.js';
+import { coverageInfo, packageDraft, reasons, sub } from '../helpers/dtr-package.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
 import { claimResponseOf, REVIEW_TOKEN, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
@@ -25,9 +26,6 @@ const ORIGIN = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/informati
 
 type App = ReturnType<typeof buildApp>['app'];
 
-const coverageInfo = (r: { extension?: Extension[] }) => r.extension!.find((e) => e.url === COVERAGE_INFO)!.extension!;
-const sub = (ext: Extension[], url: string) => ext.find((e) => e.url === url);
-const reasons = (ext: Extension[]) => ext.filter((e) => e.url === 'reason').map((e) => e.valueCodeableConcept?.text ?? '');
 
 async function sign(app: App, resources: Resource[], order: MedicationRequest): Promise<{ signed: MedicationRequest; ext: Extension[] }> {
   const res = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order)).expect(200);
@@ -36,19 +34,7 @@ async function sign(app: App, resources: Resource[], order: MedicationRequest): 
 }
 
 /** The pre-filled draft response of the package for the signed order (DTR 2.2 shape). */
-async function draft(app: App, resources: Resource[], signed: MedicationRequest): Promise<QuestionnaireResponse> {
-  const res = await request(app)
-    .post('/fhir/Questionnaire/$questionnaire-package')
-    .set('Content-Type', FHIR)
-    .send(JSON.stringify({
-      resourceType: 'Parameters',
-      meta: { profile: ['http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-input-parameters|2.2.0'] },
-      parameter: [{ name: 'coverage', resource: resources.find((r) => r.resourceType === 'Coverage') }, { name: 'order', resource: signed }],
-    }))
-    .expect(200);
-  const bundle = (res.body as Parameters).parameter!.find((p) => p.name === 'packagebundle')!.resource as Bundle;
-  return bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
-}
+const draft = (app: App, resources: Resource[], signed: MedicationRequest) => packageDraft(app, resources.find((r) => r.resourceType === 'Coverage'), signed);
 
 /** The response with these answers set (replacing the pre-filled ones, the origin kept or set as given). */
 function answered(qr: QuestionnaireResponse, set: Record<string, QuestionnaireResponseItem['answer']>, origin?: 'auto' | 'override' | 'manual'): QuestionnaireResponse {

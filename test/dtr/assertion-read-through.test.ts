@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import type { AssertionRecord } from '../../src/storage/storage.js';
 import { buildApp } from '../helpers/app.js';
+import { packageDraft } from '../helpers/dtr-package.js';
 import { bareAdaptiveResponse } from './helpers.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
@@ -205,17 +206,7 @@ describe('a QuestionnaireResponse is not held for an id that is not ours', () =>
     const storage = new CountingStorage();
     const { app } = buildApp({ storage });
     const b = await sign(app, MISSING_MRD);
-    const res = await request(app)
-      .post('/fhir/Questionnaire/$questionnaire-package')
-      .set('Content-Type', FHIR)
-      .send(JSON.stringify({
-        resourceType: 'Parameters',
-        meta: { profile: ['http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-input-parameters|2.2.0'] },
-        parameter: [{ name: 'coverage', resource: b.coverage }, { name: 'order', resource: b.order }],
-      }))
-      .expect(200);
-    const bundle = (res.body as Parameters).parameter!.find((p) => p.name === 'packagebundle')!.resource as Bundle;
-    const draft = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
+    const draft = await packageDraft(app, b.coverage, b.order);
     // The draft names the form's Coverage and carries this payer's coverage-information for it.
     expect(draft.extension?.find((e) => e.url.endsWith('/qr-coverage'))?.valueReference?.reference).toBe(`Coverage/${b.coverage.id}`);
     expect(sub(draft.extension?.find((e) => e.url === COVERAGE_INFO), 'coverage')?.valueReference?.reference).toBe(`Coverage/${b.coverage.id}`);

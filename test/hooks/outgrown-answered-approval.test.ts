@@ -6,10 +6,11 @@
  * signed again unchanged keeps its one number. Centene CP.PHAR.312: MRD-positive B-ALL in remission (I.A.4.a), the MRD
  * level missing from the chart and answered in DTR; V Dosage table: 4 cycles a course, 28 mcg/day.
  */
-import type { Bundle, Extension, MedicationRequest, Parameters, QuestionnaireResponse, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
+import type { Extension, MedicationRequest, QuestionnaireResponse, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../helpers/app.js';
+import { coverageInfo, packageDraft, reasons, sub } from '../helpers/dtr-package.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
 import { claimResponseOf, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
@@ -18,13 +19,9 @@ const FHIR = 'application/fhir+json';
 const X12 = 'https://codesystem.x12.org/005010/306';
 const TODAY = '2026-11-23';
 const STORY = 'centene-missing-mrd';
-const COVERAGE_INFO = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
 
 type App = ReturnType<typeof buildApp>['app'];
 
-const coverageInfo = (r: { extension?: Extension[] }) => r.extension!.find((e) => e.url === COVERAGE_INFO)!.extension!;
-const sub = (ext: Extension[], url: string) => ext.find((e) => e.url === url);
-const reasons = (ext: Extension[]) => ext.filter((e) => e.url === 'reason').map((e) => e.valueCodeableConcept?.text ?? '');
 
 /** The story with its order replaced by `order` (the chart otherwise unchanged). */
 function withOrder(order: MedicationRequest): Resource[] {
@@ -42,17 +39,7 @@ async function sign(app: App, order: MedicationRequest): Promise<{ signed: Medic
 /** The signed order's pre-filled response (DTR 2.2 package), with the MRD level the chart lacks answered, completed. */
 async function answeredResponse(app: App, signed: MedicationRequest): Promise<QuestionnaireResponse> {
   const coverage = storyResources(STORY).find((r) => r.resourceType === 'Coverage');
-  const res = await request(app)
-    .post('/fhir/Questionnaire/$questionnaire-package')
-    .set('Content-Type', FHIR)
-    .send(JSON.stringify({
-      resourceType: 'Parameters',
-      meta: { profile: ['http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-input-parameters|2.2.0'] },
-      parameter: [{ name: 'coverage', resource: coverage }, { name: 'order', resource: signed }],
-    }))
-    .expect(200);
-  const bundle = (res.body as Parameters).parameter!.find((p) => p.name === 'packagebundle')!.resource as Bundle;
-  const qr = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
+  const qr = await packageDraft(app, coverage, signed);
   let found = false;
   const walk = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] | undefined =>
     items?.map((i) => {

@@ -1,0 +1,43 @@
+/**
+ * The DTR steps tests share: the coverage-information of a signed order or a decided response, and the pre-filled
+ * draft response of a DTR 2.2 `$questionnaire-package` (design.md §7).
+ */
+import type { Bundle, Extension, MedicationRequest, Parameters, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
+import request from 'supertest';
+import type { buildApp } from './app.js';
+
+type App = ReturnType<typeof buildApp>['app'];
+
+const COVERAGE_INFO = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
+
+/** The coverage-information extension's parts, on a signed order or a decided response. */
+export const coverageInfo = (r: { extension?: Extension[] }) => r.extension!.find((e) => e.url === COVERAGE_INFO)!.extension!;
+/** One part of a coverage-information. */
+export const sub = (ext: Extension[], url: string) => ext.find((e) => e.url === url);
+/** The reasons' texts of a coverage-information. */
+export const reasons = (ext: Extension[]) => ext.filter((e) => e.url === 'reason').map((e) => e.valueCodeableConcept?.text ?? '');
+
+/** The package Bundle (DTR 2.2 `packagebundle`) for the order under the Coverage. */
+export async function packageBundle(app: App, coverage: Resource | undefined, order: MedicationRequest): Promise<Bundle> {
+  const res = await request(app)
+    .post('/fhir/Questionnaire/$questionnaire-package')
+    .set('Content-Type', 'application/fhir+json')
+    .send(
+      JSON.stringify({
+        resourceType: 'Parameters',
+        meta: { profile: ['http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-input-parameters|2.2.0'] },
+        parameter: [
+          { name: 'coverage', resource: coverage },
+          { name: 'order', resource: order },
+        ],
+      }),
+    )
+    .expect(200);
+  return (res.body as Parameters).parameter!.find((p) => p.name === 'packagebundle')!.resource as Bundle;
+}
+
+/** The package's pre-filled draft response for the order. */
+export async function packageDraft(app: App, coverage: Resource | undefined, order: MedicationRequest): Promise<QuestionnaireResponse> {
+  const bundle = await packageBundle(app, coverage, order);
+  return bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
+}
