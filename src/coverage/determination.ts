@@ -173,7 +173,11 @@ function rulesDetermination(policy: CompiledPolicy, ev: PolicyEvaluation, author
         outcome: 'satisfied',
         covered: 'covered',
         paNeeded: 'satisfied',
-        reasons: [{ text: `Meets ${source}: ${ev.pathway!.text} (${ev.pathway!.cite})` }],
+        reasons: [
+          { text: `Meets ${source}: ${ev.pathway!.text} (${ev.pathway!.cite})` },
+          // A limit the order is over, held on the prescriber's justification: said, with its clause (review s42 F2).
+          ...(ev.justifiedLimits ?? []).map((l) => ({ text: `Over the policy limit, accepted on the prescriber's justification: ${l.text} (${l.cite})` })),
+        ],
         needed: [],
         reviewAction: 'A1',
         summary: `prior authorization satisfied: ${authorization?.number ?? ''}`.trim(),

@@ -1,4 +1,5 @@
 import type { CompiledFact, CompiledPolicy, CompiledRule } from './compiled-policy.js';
+import { policyStructure } from './policy-structure.js';
 import { periodEnd } from './approval-period.js';
 import type { ApprovalLength } from './approval-period.js';
 import type { FactDefinition, FactType } from './policy-schema.js';
@@ -84,6 +85,12 @@ export interface PolicyEvaluation {
    * order would still need documentation), so no card promises it is covered without review.
    */
   alternateApproved?: boolean;
+  /**
+   * Satisfied only: the limits the order is over that held on the prescriber's justification alone (a limit's
+   * `justification`, e.g. Centene's "dose supported by practice guidelines", CP.PHAR.312 I.A.5.b, answered yes): the
+   * approval's reason names each, so nobody reads an approval of 56 mcg/day as an order within 28 (review s42 F2).
+   */
+  justifiedLimits?: RuleResult[];
   /**
    * Answers of a QuestionnaireResponse that contradict what PriorPath read from the patient's record at signing, on
    * which alone the order would have been approved (docs/design.md §7 "Answers and the record"): the order is not
@@ -364,6 +371,8 @@ export function evaluatePolicy(
   if (approving && unknownRequirements.length === 0 && unknownLimits.length === 0) {
     const rule = policy.pathways.find((r) => r.id === approving.id);
     const e = result('satisfied', [], []);
+    const justified = justifiedLimits(policy, limits, factValues, answers);
+    if (justified.length > 0) e.justifiedLimits = justified;
     const window = approvalWindow(policy, approving.id, factValues, data.orderDate);
     e.pathway = window ? Object.assign({}, approving, { approval: rule?.approval, approvalFrom: window.from }) : Object.assign({}, approving, { approval: rule?.approval });
     return e;
@@ -611,6 +620,27 @@ const EMPTY: readonly unknown[] = [];
 const NO_NOTES: string[] = [];
 
 /** A rule's result over the fact values (or the error it throws), remembered by the values it reads. */
+const justificationFactsByPolicy = new WeakMap<CompiledPolicy, Map<string, string[]>>();
+
+/**
+ * The limits that hold only because a justification fact (policy-structure.ts `justifications`: an attestation read
+ * by that limit alone) was answered yes: with that answer put to no, the limit is exceeded. Limits without a
+ * justification, or with no such answer, cost a map lookup.
+ */
+function justifiedLimits(policy: CompiledPolicy, limits: RuleResult[], factValues: Record<string, FactValue>, answers: Record<string, FactValue>): RuleResult[] {
+  let byLimit = justificationFactsByPolicy.get(policy);
+  if (!byLimit) justificationFactsByPolicy.set(policy, (byLimit = new Map(policyStructure(policy).justifications.map((j) => [j.limit.id, j.facts]))));
+  const out: RuleResult[] = [];
+  for (const l of limits) {
+    const facts = l.result === true ? byLimit.get(l.id)?.filter((f) => answers[f] === true) : undefined;
+    if (!facts || facts.length === 0) continue;
+    const rule = policy.limits.find((r) => r.id === l.id)!;
+    const without = { ...factValues, ...Object.fromEntries(facts.map((f) => [f, false])) };
+    if (ruleOutcome(rule, without).result === false) out.push(l);
+  }
+  return out;
+}
+
 function ruleOutcome(r: CompiledRule, factValues: Record<string, FactValue>): { result: Tri; error?: undefined } | { result?: undefined; error: string } {
   let memo = ruleOutcomes.get(r);
   if (!memo) ruleOutcomes.set(r, (memo = new Map()));

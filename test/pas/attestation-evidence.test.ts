@@ -64,6 +64,8 @@ describe('PAS: an attestation the seed conditions on submitted evidence (CP.PHAR
     const cr = claimResponseOf(res.body);
     expect(reviewActions(cr)).toEqual([`${X12}#A1`]);
     expect(cr.preAuthRef).toMatch(/^PA-CENTENE-/);
+    // The certification says the dose is over I.A.5.a and was accepted on the submitted justification (review s42 F2).
+    expect(JSON.stringify(cr)).toMatch(/Over the policy limit, accepted on the prescriber's justification: Dose does not exceed 28 mcg per day[^"]*\(CP\.PHAR\.312 I\.A\.5/);
   });
 
   it('a "no" needs no document: the dose is outside the limit and goes to clinical review (A4), as before', async () => {
