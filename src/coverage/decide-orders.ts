@@ -224,10 +224,16 @@ function evaluateOrder(
   ) as Record<string, FactValue>;
   if (Object.keys(answers).length === 0) return { evaluation, answeredFacts: [] };
   const withAnswers = evaluate(answers);
-  // Compared with the record's own reading: a fact read alike either way is the record's, whatever read it.
-  const chart = new Map(evaluation.facts.map((f) => [f.name, f.value]));
-  const answeredFacts = withAnswers.facts.filter((f) => f.value !== undefined && (f.source === 'answer' || chart.get(f.name) !== f.value)).map((f) => f.name);
-  return { evaluation: withAnswers, answeredFacts };
+  return { evaluation: withAnswers, answeredFacts: answeredFactsOf(evaluation, withAnswers) };
+}
+
+/**
+ * The facts of `withAnswers` that the answers decided, compared with the record's own reading (`chart`): an answer,
+ * or a fact read otherwise than the record alone read it. A fact read alike either way is the record's, whatever read it.
+ */
+export function answeredFactsOf(chart: PolicyEvaluation, withAnswers: PolicyEvaluation): string[] {
+  const read = new Map(chart.facts.map((f) => [f.name, f.value]));
+  return withAnswers.facts.filter((f) => f.value !== undefined && (f.source === 'answer' || read.get(f.name) !== f.value)).map((f) => f.name);
 }
 
 function isFactValue(v: unknown): v is FactValue {

@@ -1,6 +1,7 @@
 import type { AssertionRecord, AuthorizationSource, GuardedOrderChange, OrderEvent, OrderKey, OrderRecord, OrderState, Storage } from '../storage/storage.js';
 import { applyChangeTo } from '../storage/storage.js';
 import type { OrderDecision } from './decide-orders.js';
+import { answeredFactsOf } from './decide-orders.js';
 import type { Determination } from './determination.js';
 import { determinationOf } from './determination.js';
 import { isDeepStrictEqual } from 'node:util';
@@ -168,6 +169,9 @@ async function judgeWithApprovalAnswers(storage: Storage, d: OrderDecision, reco
   const answered = judge(answers);
   if (answered.outcome === 'limit-exceeded') {
     d.evaluation = answered;
+    // The approval's answers decided these facts: the signing assertion names them, so they never stand for the record
+    // (docs/design.md §7 "Answers and the record").
+    d.answeredFacts = [...new Set([...(d.answeredFacts ?? []), ...answeredFactsOf(evaluation, answered)])];
     return undefined;
   }
   if (answered.outcome !== 'not-covered') return undefined;

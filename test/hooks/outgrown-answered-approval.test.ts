@@ -102,6 +102,11 @@ describe('an approval given in DTR does not cover the order changed and signed a
     expect(record.state).toBe('auth-needed');
     expect(record.authorization).toBeUndefined();
     expect(record.history.at(-1)?.reason).toMatch(new RegExp(`no longer fits the approval ${number}`));
+    // The MRD level the DTR answers gave, where the limit needed them (10 cycles: the pathway's cycles), is named as an
+    // answer in the signing assertion, never kept as the record's (the 56 mcg/day limit needs no answer).
+    const assertion = await storage.getAssertion(sub(again.ext, 'coverage-assertion-id')!.valueString!);
+    if (_label === 'as 10 cycles') expect(assertion?.facts.mrdPercent).toBe(0.4);
+    if (assertion?.facts.mrdPercent !== undefined) expect(assertion.answeredFacts).toContain('mrdPercent');
 
     // Signed again as approved: no number (the approval was let go of; the order is decided afresh).
     const back = await sign(app, order);
