@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
+import { bareAdaptiveResponse } from './helpers.js';
 
 const FHIR = 'application/fhir+json';
 const COVERAGE_INFO = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
@@ -122,20 +123,8 @@ describe('POST /fhir/QuestionnaireResponse naming a coverage-assertion-id of ano
     expect(forB.body.issue[0].expression).toEqual(['QuestionnaireResponse.extension']);
 
     // $next-question grows the form toward the same decision: refused alike, before any question (review s41 F2).
-    const adaptive: QuestionnaireResponse = {
-      ...response(MISSING_MRD, a.info),
-      status: 'in-progress',
-      questionnaire: '#adaptive',
-      contained: [
-        {
-          resourceType: 'Questionnaire',
-          id: 'adaptive',
-          status: 'active',
-          derivedFrom: ['https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11'],
-          extension: [{ url: 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive', valueBoolean: true }],
-        },
-      ],
-    };
+    const { questionnaire, contained } = bareAdaptiveResponse('https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11');
+    const adaptive: QuestionnaireResponse = { ...response(MISSING_MRD, a.info), status: 'in-progress', questionnaire, contained };
     const next = await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(adaptive)).expect(400);
     expect(next.body.issue[0].diagnostics).toContain(sub(a.info, 'coverage-assertion-id')!.valueString!);
   });
