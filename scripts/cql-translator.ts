@@ -80,9 +80,13 @@ export function createTranslator(extraLibraries: Record<string, string> = {}) {
  * 4,609 empty lists, about 9 % of the OHSU ELM. A Library's `content.data` is a FHIR base64Binary held in one JSON
  * string, which FHIR validators (Medplum's among them) refuse past 1 MiB (test/dtr/questionnaires.test.ts guards it);
  * the largest policy's ELM had grown past that again with the s42 request-order course limits (1,051,924).
+ * Empty `relationship` and `let` lists of a Query go too (about 3 %): both are optional repeated elements of the ELM
+ * Query, and cql-execution builds an absent one as the empty list.
  */
+const EMPTY_DROPPED = new Set(['annotation', 'signature', 'relationship', 'let']);
+
 function compactElm(key: string, value: unknown): unknown {
   if (key === 'locator' || key === 'localId') return undefined;
-  if ((key === 'annotation' || key === 'signature') && Array.isArray(value) && value.length === 0) return undefined;
+  if (EMPTY_DROPPED.has(key) && Array.isArray(value) && value.length === 0) return undefined;
   return value;
 }
