@@ -21,6 +21,7 @@ import { RETRY_AFTER_SECONDS } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
 import { BASE, buildApp, testContent } from '../helpers/app.js';
 import { storyResources } from '../helpers/stories.js';
+import { bareAdaptiveResponse } from '../dtr/helpers.js';
 import { inquiryParameters, questionnaireResponse, storyBundle } from '../pas/pas-fixtures.js';
 
 const TOKEN_URL = `${BASE}/auth/token`;
@@ -274,21 +275,7 @@ const get = (path: string) => (app: ReturnType<typeof securedApp>['app'], token?
 const centene = storyResources('centene-missing-mrd');
 const coverage = centene.find((r) => r.resourceType === 'Coverage');
 const packageRequest = { resourceType: 'Parameters', parameter: [{ name: 'coverage', resource: coverage }, { name: 'questionnaire', valueCanonical: 'https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11' }] };
-const adaptive = {
-  resourceType: 'QuestionnaireResponse',
-  status: 'in-progress',
-  subject: { reference: 'Patient/p1' },
-  questionnaire: '#adaptive',
-  contained: [
-    {
-      resourceType: 'Questionnaire',
-      id: 'adaptive',
-      status: 'active',
-      derivedFrom: ['https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11'],
-      extension: [{ url: 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive', valueBoolean: true }],
-    },
-  ],
-};
+const adaptive = bareAdaptiveResponse('https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11');
 const VS = 'https://priorpath.dev/fhir/ValueSet/b-all-snomed';
 let hookUrl = 'http://127.0.0.1:9/hook';
 const subscription = () => ({
