@@ -663,7 +663,8 @@ export class FhirPathToCql {
                   throw new Untranslatable(`recent() from a ${tyText(date.ty)}`);
                 })();
         const a = ctx.fresh();
-        const recent = node(`(${asList(n, ctx)}) ${a} where ${this.env.helper(`${n.ty.name} Date`)}(${a}) >= ${P(from)} - ${days} days`, n.ty, true);
+        const day = `${this.env.helper(`${n.ty.name} Date`)}(${a})`;
+        const recent = node(`(${asList(n, ctx)}) ${a} where ${day} >= ${P(from)} - ${days} days and ${day} <= ${P(from)}`, n.ty, true);
         return from === '"Order Date"' ? this.share(n, `within ${days} days`, recent) : recent;
       }
       default:
