@@ -10,7 +10,7 @@ import { longDate } from '../fhir/long-date.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { variableReferences } from '../policies/policy-loader.js';
-import { askedAmountsOf, limitFindings, limitsAskNoMore, reviewedItemOf } from './reviewed-approval.js';
+import { beyondReviewedApproval } from './reviewed-approval.js';
 
 /**
  * The order's one authorization record (design.md §8 "One authorization per order"): CRD, DTR, PAS and the reviewer
@@ -117,19 +117,6 @@ async function judgeOnApprovalDate(storage: Storage, d: OrderDecision, record: O
   d.evaluation = then.evaluation;
   d.answeredFacts = then.answeredFacts;
   d.orderDate = start;
-}
-
-/**
- * Whether the order as now signed asks more than a reviewer's approval on its record granted (docs/design.md §8 "What
- * an approval covers"): only when a limit is exceeded now; then the reviewed PAS request's item is read, and the order
- * asks more when a limit it exceeds was held in the reviewed item, or one of that limit's amounts the order asks for
- * (the dose, the cycles) is larger than the reviewer saw. An approval the rules gave is judged by outgrowsApproval.
- */
-async function asksMoreThanReviewed(storage: Storage, d: OrderDecision, record: OrderRecord): Promise<boolean> {
-  if (!d.policy || !d.evaluation?.rules.some((r) => r.kind === 'limit' && r.result === false)) return false;
-  const reviewed = await reviewedItemOf(storage, record);
-  if (!reviewed) return false;
-  return !limitsAskNoMore(limitFindings(d.policy, d.evaluation), reviewed.item.criteria, askedAmountsOf(d.policy));
 }
 
 /**
@@ -531,9 +518,10 @@ export async function settleOrderDecisions(opts: {
       if (assertionWritten) written.add(d);
       if (record) {
         d.record = record;
-        if (record.state === 'approved' && record.authorization && (await asksMoreThanReviewed(opts.storage, d, record))) {
+        const beyond = await beyondReviewedApproval(opts.storage, d.policy!, d.evaluation!, record);
+        if (beyond) {
           // The order as signed asks more than the reviewer approved: a limit review of its own, the approval intact.
-          d.beyondApproval = record.authorization.number;
+          d.beyondApproval = beyond;
           d.authorization = undefined;
         } else if (record.state === 'approved') d.authorization = record.authorization;
         else if (d.authorization && record.authorization?.number !== d.authorization.number) d.authorization = undefined;

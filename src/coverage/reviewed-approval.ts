@@ -6,7 +6,8 @@ import type { PolicyEvaluation, Tri } from '../policies/evaluate-policy.js';
  * What a reviewer's approval covers (docs/design.md §8 "What an approval covers"): the reviewed PAS request holds what
  * the reviewer approved, so every edge can tell whether the order as it now stands asks more of that approval. PAS
  * compares a later request's items (pas/approval-covers.ts), signing compares the order as signed
- * (coverage/order-record.ts settleOrderDecisions); both read the limits the same way, here.
+ * (coverage/order-record.ts settleOrderDecisions) and DTR the order as a response's answers evaluate it
+ * (dtr/determination.ts orderRecordOf); all read the limits the same way, here.
  */
 
 /** A limit as judged: its result and the facts it read with their values (a PAS item's criterion has this shape). */
@@ -76,6 +77,24 @@ export async function reviewedItemOf(storage: Storage, record: OrderRecord): Pro
   const items = (reviewed?.detail as { items?: ReviewedItem[] } | undefined)?.items ?? [];
   const item = items.find((i) => i.order && sameOrder(i.order, record));
   return item && reviewed ? { item, submissionId: approvedBy.submissionId, requestBundle: reviewed.requestBundle } : undefined;
+}
+
+/**
+ * The number of the reviewer's approval on the order's record that the order as now evaluated asks more of, if it does
+ * (docs/design.md §8 "What an approval covers"): only when a limit is exceeded now is the reviewed PAS request's item
+ * read, and the order asks more when a limit it exceeds was held in the reviewed item, or one of that limit's amounts
+ * the order asks for (the dose, the cycles) is larger than the reviewer saw ({@link limitsAskNoMore}). Signing
+ * (coverage/order-record.ts settleOrderDecisions) and DTR (a response's determination, dtr/determination.ts) read a
+ * reviewer's approval this way, as PAS does its items: the order is then answered as evaluated, a limit review naming
+ * the approval ({@link beyondApproval}), and the approval stands (the reviewer may have granted a limit on purpose).
+ * Undefined when the record holds no reviewer's approval, or the order asks no more of it.
+ */
+export async function beyondReviewedApproval(storage: Storage, policy: CompiledPolicy, evaluation: PolicyEvaluation, record: OrderRecord | null | undefined): Promise<string | undefined> {
+  if (record?.state !== 'approved' || !record.authorization) return undefined;
+  if (!evaluation.rules.some((r) => r.kind === 'limit' && r.result === false)) return undefined;
+  const reviewed = await reviewedItemOf(storage, record);
+  if (!reviewed || limitsAskNoMore(limitFindings(policy, evaluation), reviewed.item.criteria, askedAmountsOf(policy))) return undefined;
+  return record.authorization.number;
 }
 
 /**
