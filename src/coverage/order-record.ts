@@ -4,13 +4,10 @@ import type { OrderDecision } from './decide-orders.js';
 import { answeredFactsOf } from './decide-orders.js';
 import type { Determination } from './determination.js';
 import { determinationOf } from './determination.js';
-import { isDeepStrictEqual } from 'node:util';
 import { localReference } from '../fhir/references.js';
 import { longDate } from '../fhir/long-date.js';
-import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import type { FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
-import { variableReferences } from '../policies/policy-loader.js';
-import { askedAmountsOf, limitFindings, limitsAskNoMore, reviewedItemOf } from './reviewed-approval.js';
+import type { FactValue } from '../policies/evaluate-policy.js';
+import { approvalFacts, beyondReviewedApproval, orderChanged, sameOrderFacts } from './reviewed-approval.js';
 
 /**
  * The order's one authorization record (design.md §8 "One authorization per order"): CRD, DTR, PAS and the reviewer
@@ -113,23 +110,10 @@ async function judgeOnApprovalDate(storage: Storage, d: OrderDecision, record: O
   const then = judge(start);
   judge = undefined;
   const assertion = await storage.getAssertion(approved.assertionId).catch(() => undefined);
-  if (!assertion || !sameOrderFacts(d.policy, then.evaluation, assertion)) return;
+  if (!assertion || !sameOrderFacts(d.policy, then.evaluation, assertion.facts)) return;
   d.evaluation = then.evaluation;
   d.answeredFacts = then.answeredFacts;
   d.orderDate = start;
-}
-
-/**
- * Whether the order as now signed asks more than a reviewer's approval on its record granted (docs/design.md §8 "What
- * an approval covers"): only when a limit is exceeded now; then the reviewed PAS request's item is read, and the order
- * asks more when a limit it exceeds was held in the reviewed item, or one of that limit's amounts the order asks for
- * (the dose, the cycles) is larger than the reviewer saw. An approval the rules gave is judged by outgrowsApproval.
- */
-async function asksMoreThanReviewed(storage: Storage, d: OrderDecision, record: OrderRecord): Promise<boolean> {
-  if (!d.policy || !d.evaluation?.rules.some((r) => r.kind === 'limit' && r.result === false)) return false;
-  const reviewed = await reviewedItemOf(storage, record);
-  if (!reviewed) return false;
-  return !limitsAskNoMore(limitFindings(d.policy, d.evaluation), reviewed.item.criteria, askedAmountsOf(d.policy));
 }
 
 /**
@@ -180,65 +164,8 @@ async function judgeWithApprovalAnswers(storage: Storage, d: OrderDecision, reco
   return `The order changed after the approval${number ? ` ${number}` : ''} was given on answers for the order as it then stood; with those answers the order as it now stands does not meet the policy${why ? `: ${why}` : ''}`;
 }
 
-/**
- * The facts an approval given in DTR or PAS was given on (`approved`: the record's approving event): the DTR
- * determination's assertion, or what the PAS request's item showed the reviewer (each criterion's evidence).
- * Undefined for another approval, or when they cannot be read.
- */
-export async function approvalFacts(storage: Storage, record: OrderRecord, approved: OrderEvent): Promise<Record<string, unknown> | undefined> {
-  if (approved.source === 'dtr' && approved.assertionId) return (await storage.getAssertion(approved.assertionId).catch(() => undefined))?.facts;
-  if (approved.source !== 'pas' || !approved.submissionId) return undefined;
-  const submission = await storage.getPasSubmission(approved.submissionId).catch(() => undefined);
-  const items = (submission?.detail as { items?: StoredItem[] } | undefined)?.items ?? [];
-  const item = items.find((i) => i.order?.orderRef === record.orderRef && i.order.drug === record.drug && i.order.patientId === record.patientId);
-  if (!item) return undefined;
-  return Object.fromEntries((item.criteria ?? []).flatMap((c) => c.evidence ?? []).filter((e) => e.value !== undefined).map((e) => [e.fact, e.value]));
-}
-
-/** What approvalFacts reads of a stored PAS item decision (src/pas/adjudicate.ts ItemDecision; the core does not import the edge). */
-interface StoredItem {
-  order?: OrderKey;
-  criteria?: { evidence?: { fact: string; value?: unknown }[] }[];
-}
-
-/**
- * Whether the order as now evaluated differs from the order an approval was given for: a fact of the order (its
- * expression reads `%order`: the cycles, the dose) the order now states with another value than the approval's (or
- * one the approval's facts do not show). A fact the order leaves unknown (a dose written only as text, answered in the
- * form) cannot tell.
- */
-function orderChanged(policy: CompiledPolicy, evaluation: PolicyEvaluation, approval: Record<string, unknown>): boolean {
-  const now = new Map(evaluation.facts.map((f) => [f.name, f]));
-  return orderFactsOf(policy).some((f) => {
-    const fact = now.get(f.name);
-    return fact !== undefined && fact.source !== 'unknown' && fact.source !== 'answer' && fact.value !== undefined && !isDeepStrictEqual(fact.value, approval[f.name]);
-  });
-}
-
 function isFactValue(v: unknown): v is FactValue {
   return typeof v === 'boolean' || typeof v === 'number' || typeof v === 'string';
-}
-
-const orderFactsByPolicy = new WeakMap<CompiledPolicy, CompiledPolicy['facts']>();
-
-/** The facts whose expression reads `%order`, found once per loaded policy (the expressions are not read again). */
-function orderFactsOf(policy: CompiledPolicy): CompiledPolicy['facts'] {
-  let found = orderFactsByPolicy.get(policy);
-  if (!found) orderFactsByPolicy.set(policy, (found = policy.facts.filter((f) => variableReferences(f.def.fhirpath).includes('order'))));
-  return found;
-}
-
-/**
- * Whether an order judged again on its approval's date reads, from the order, what the approval's assertion recorded
- * then: every fact whose expression reads `%order` (the dose, the cycles) has the value it had. Only then is
- * it the order approved, signed again unchanged; an order changed since (another dose, more cycles) is judged as it
- * now stands, on today, as {@link reopeningReason} and {@link outgrowsApproval} judge the order as it now stands.
- */
-function sameOrderFacts(policy: CompiledPolicy, then: PolicyEvaluation, approval: AssertionRecord): boolean {
-  const orderFacts = orderFactsOf(policy);
-  if (orderFacts.length === 0) return false;
-  const values = new Map(then.facts.map((f) => [f.name, f.value]));
-  return orderFacts.every((f) => isDeepStrictEqual(values.get(f.name), approval.facts[f.name]));
 }
 
 /**
@@ -531,9 +458,10 @@ export async function settleOrderDecisions(opts: {
       if (assertionWritten) written.add(d);
       if (record) {
         d.record = record;
-        if (record.state === 'approved' && record.authorization && (await asksMoreThanReviewed(opts.storage, d, record))) {
+        const beyond = await beyondReviewedApproval(opts.storage, d.policy!, d.evaluation!, record);
+        if (beyond) {
           // The order as signed asks more than the reviewer approved: a limit review of its own, the approval intact.
-          d.beyondApproval = record.authorization.number;
+          d.beyondApproval = beyond;
           d.authorization = undefined;
         } else if (record.state === 'approved') d.authorization = record.authorization;
         else if (d.authorization && record.authorization?.number !== d.authorization.number) d.authorization = undefined;

@@ -1,24 +1,40 @@
-import type { OrderKey, OrderRecord, Storage } from '../storage/storage.js';
+import { isDeepStrictEqual } from 'node:util';
+import type { OrderEvent, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyEvaluation, Tri } from '../policies/evaluate-policy.js';
+import { variableReferences } from '../policies/policy-loader.js';
 
 /**
- * What a reviewer's approval covers (docs/design.md §8 "What an approval covers"): the reviewed PAS request holds what
- * the reviewer approved, so every edge can tell whether the order as it now stands asks more of that approval. PAS
- * compares a later request's items (pas/approval-covers.ts), signing compares the order as signed
- * (coverage/order-record.ts settleOrderDecisions); both read the limits the same way, here.
+ * What an approval covers (docs/design.md §8 "What an approval covers"), judged here for every edge: CRD signing
+ * (coverage/order-record.ts settleOrderDecisions), DTR (dtr/determination.ts orderRecordOf) and PAS
+ * (pas/approval-covers.ts) ask this module, and never each other, whether the approval on an order's record covers
+ * the order as it now stands (one decision per order, §8 "One authorization per order"):
+ * - an approval the rules gave at signing covers the order judged again on its approval's date only when the order's
+ *   own facts are those it was approved with ({@link sameOrderFacts});
+ * - an approval given in DTR or PAS rested on answers: the order changed since ({@link orderChanged}) is judged again
+ *   with them, and a PAS item asking more of an amount than it was approved for is not covered
+ *   ({@link asksMoreThanAnswered}); what it was approved with is {@link approvalFacts};
+ * - a reviewer's approval covers what the reviewed PAS request asked ({@link reviewedItemOf}): the order asks no more
+ *   when its limits ask no more than the reviewed item's ({@link limitsAskNoMore}, {@link beyondReviewedApproval}).
+ * The PAS item an approval was given in is found by one finder ({@link submittedItemOf}).
  */
 
-/** A limit as judged: its result and the facts it read with their values (a PAS item's criterion has this shape). */
+/**
+ * A limit (or any criterion) as judged: its result and the facts it read with their values, and where each value came
+ * from (a PAS item's criterion has this shape: src/pas/adjudicate.ts CriterionEvidence).
+ */
 export interface LimitFinding {
   id: string;
   kind?: string;
   result: Tri;
-  evidence?: { fact: string; value?: boolean | number | string }[];
+  evidence?: { fact: string; value?: boolean | number | string; source?: string }[];
 }
 
-/** What the reviewed request's item for the order recorded: its criteria and the amounts its limits ask for. */
-export interface ReviewedItem {
+/**
+ * What this module reads of a stored PAS request's item decision (src/pas/adjudicate.ts ItemDecision; the core does not
+ * import the edge): the order it is about, its criteria and the amounts its limits ask for.
+ */
+export interface StoredItem {
   order?: OrderKey;
   criteria: LimitFinding[];
   /** The facts of its limits that are amounts the order asks for (CompiledFact.asked); absent: compare every fact. */
@@ -66,16 +82,125 @@ export function askedAmountsOf(policy: CompiledPolicy): string[] {
 }
 
 /**
+ * The item for the order of `record` in the stored PAS request `submissionId`, with that request's Bundle: the one
+ * finder of the PAS item an approval was given in (a reviewer's, {@link reviewedItemOf}; PAS's own,
+ * {@link approvalFacts}). Undefined when the request or the item cannot be read.
+ */
+export async function submittedItemOf(storage: Storage, submissionId: string, record: OrderKey): Promise<{ item: StoredItem; requestBundle: Record<string, unknown> } | undefined> {
+  const submission = await storage.getPasSubmission(submissionId).catch(() => undefined);
+  const items = (submission?.detail as { items?: StoredItem[] } | undefined)?.items ?? [];
+  const item = items.find((i) => i.order && sameOrder(i.order, record));
+  return item && submission ? { item, requestBundle: submission.requestBundle } : undefined;
+}
+
+/**
  * The reviewed request's item for the order whose record a reviewer approved: undefined when the approval on the
  * record is not a reviewer's, or its request or item cannot be read.
  */
-export async function reviewedItemOf(storage: Storage, record: OrderRecord): Promise<{ item: ReviewedItem; submissionId: string; requestBundle: Record<string, unknown> } | undefined> {
+export async function reviewedItemOf(storage: Storage, record: OrderRecord): Promise<{ item: StoredItem; submissionId: string; requestBundle: Record<string, unknown> } | undefined> {
   const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
   if (approvedBy?.source !== 'review' || !approvedBy.submissionId) return undefined;
-  const reviewed = await storage.getPasSubmission(approvedBy.submissionId).catch(() => undefined);
-  const items = (reviewed?.detail as { items?: ReviewedItem[] } | undefined)?.items ?? [];
-  const item = items.find((i) => i.order && sameOrder(i.order, record));
-  return item && reviewed ? { item, submissionId: approvedBy.submissionId, requestBundle: reviewed.requestBundle } : undefined;
+  const reviewed = await submittedItemOf(storage, approvedBy.submissionId, record);
+  return reviewed ? { ...reviewed, submissionId: approvedBy.submissionId } : undefined;
+}
+
+/**
+ * The facts an approval given in DTR or PAS was given on (`approved`: the record's approving event): the DTR
+ * determination's assertion, or what the PAS request's item showed the reviewer (each criterion's evidence).
+ * Undefined for another approval, or when they cannot be read.
+ */
+export async function approvalFacts(storage: Storage, record: OrderRecord, approved: OrderEvent): Promise<Record<string, unknown> | undefined> {
+  if (approved.source === 'dtr' && approved.assertionId) return (await storage.getAssertion(approved.assertionId).catch(() => undefined))?.facts;
+  if (approved.source !== 'pas' || !approved.submissionId) return undefined;
+  const item = (await submittedItemOf(storage, approved.submissionId, record))?.item;
+  if (!item) return undefined;
+  // Stored JSON: its criteria and evidence are read defensively.
+  return Object.fromEntries((item.criteria ?? []).flatMap((c) => c.evidence ?? []).filter((e) => e.value !== undefined).map((e) => [e.fact, e.value]));
+}
+
+/**
+ * Whether an item asks more of the order than an approval given in DTR or PAS was given for: an amount the order asks
+ * for (`askedAmounts`: the cycles, the dose), read from the order, larger than the approval's. Such an approval rested
+ * on answers the request may not carry (the MRD level), so the changed order's limits are unknown without them and
+ * the item is pended for documentation, not over a limit: the approval covers the order as it then stood, not 10
+ * cycles after 4 (docs/design.md §8 "What an approval covers"). The item stays pended for review and the approval
+ * stands. Reads the approval's facts only for an item that states such an amount.
+ */
+export async function asksMoreThanAnswered(storage: Storage, item: Pick<StoredItem, 'criteria' | 'askedAmounts'>, record: OrderRecord, approvedBy: OrderEvent): Promise<boolean> {
+  const asked = new Set(item.askedAmounts ?? []);
+  const amounts = item.criteria.flatMap((c) => c.evidence ?? []).filter((e) => asked.has(e.fact) && e.source === 'ehr' && typeof e.value === 'number');
+  if (amounts.length === 0) return false;
+  const facts = await approvalFacts(storage, record, approvedBy);
+  if (!facts) return false;
+  return amounts.some((e) => {
+    const then = facts[e.fact];
+    return typeof then === 'number' && (e.value as number) > then;
+  });
+}
+
+const orderFactsByPolicy = new WeakMap<CompiledPolicy, CompiledPolicy['facts']>();
+
+/** The facts whose expression reads `%order`, found once per loaded policy (the expressions are not read again). */
+function orderFactsOf(policy: CompiledPolicy): CompiledPolicy['facts'] {
+  let found = orderFactsByPolicy.get(policy);
+  if (!found) orderFactsByPolicy.set(policy, (found = policy.facts.filter((f) => variableReferences(f.def.fhirpath).includes('order'))));
+  return found;
+}
+
+/**
+ * The one comparison of an order's own facts with an approval's: each fact whose expression reads `%order` (the dose,
+ * the cycles), whether the evaluation has the value the approval's facts have (`same`), and whether the evaluation
+ * read it from the order (`stated`: neither unknown nor answered in the form, which cannot tell).
+ */
+function orderFactsBeside(policy: CompiledPolicy, evaluation: PolicyEvaluation, approval: Record<string, unknown>): { same: boolean; stated: boolean }[] {
+  const now = new Map(evaluation.facts.map((f) => [f.name, f]));
+  return orderFactsOf(policy).map((f) => {
+    const fact = now.get(f.name);
+    return {
+      same: isDeepStrictEqual(fact?.value, approval[f.name]),
+      stated: fact !== undefined && fact.source !== 'unknown' && fact.source !== 'answer' && fact.value !== undefined,
+    };
+  });
+}
+
+/**
+ * Whether an order judged again on its approval's date reads, from the order, what the approval's assertion recorded
+ * then (`approval`: its facts): every fact whose expression reads `%order` (the dose, the cycles) has the value it had.
+ * Only then is it the order approved, signed again unchanged; an order changed since (another dose, more cycles) is
+ * judged as it now stands, on today (coverage/order-record.ts reopeningReason, outgrowsApproval). A policy whose facts
+ * read nothing of the order cannot tell: never the same.
+ */
+export function sameOrderFacts(policy: CompiledPolicy, then: PolicyEvaluation, approval: Record<string, unknown>): boolean {
+  const facts = orderFactsBeside(policy, then, approval);
+  return facts.length > 0 && facts.every((f) => f.same);
+}
+
+/**
+ * Whether the order as now evaluated differs from the order an approval was given for: a fact of the order (its
+ * expression reads `%order`: the cycles, the dose) the order now states with another value than the approval's (or
+ * one the approval's facts do not show). A fact the order leaves unknown (a dose written only as text, answered in the
+ * form) cannot tell.
+ */
+export function orderChanged(policy: CompiledPolicy, evaluation: PolicyEvaluation, approval: Record<string, unknown>): boolean {
+  return orderFactsBeside(policy, evaluation, approval).some((f) => f.stated && !f.same);
+}
+
+/**
+ * The number of the reviewer's approval on the order's record that the order as now evaluated asks more of, if it does
+ * (docs/design.md §8 "What an approval covers"): only when a limit is exceeded now is the reviewed PAS request's item
+ * read, and the order asks more when a limit it exceeds was held in the reviewed item, or one of that limit's amounts
+ * the order asks for (the dose, the cycles) is larger than the reviewer saw ({@link limitsAskNoMore}). Signing
+ * (coverage/order-record.ts settleOrderDecisions) and DTR (a response's determination, dtr/determination.ts) read a
+ * reviewer's approval this way, as PAS does its items: the order is then answered as evaluated, a limit review naming
+ * the approval ({@link beyondApproval}), and the approval stands (the reviewer may have granted a limit on purpose).
+ * Undefined when the record holds no reviewer's approval, or the order asks no more of it.
+ */
+export async function beyondReviewedApproval(storage: Storage, policy: CompiledPolicy, evaluation: PolicyEvaluation, record: OrderRecord | null | undefined): Promise<string | undefined> {
+  if (record?.state !== 'approved' || !record.authorization) return undefined;
+  if (!evaluation.rules.some((r) => r.kind === 'limit' && r.result === false)) return undefined;
+  const reviewed = await reviewedItemOf(storage, record);
+  if (!reviewed || limitsAskNoMore(limitFindings(policy, evaluation), reviewed.item.criteria, askedAmountsOf(policy))) return undefined;
+  return record.authorization.number;
 }
 
 /**

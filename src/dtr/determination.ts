@@ -5,6 +5,7 @@ import { serviceUnavailable } from '../errors.js';
 import { assertionFor, buildCoverageInformation, COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
 import { determinationOf } from '../coverage/determination.js';
 import { orderKeyOf, planEvaluation, withOrderRecord } from '../coverage/order-record.js';
+import { beyondApproval, beyondReviewedApproval } from '../coverage/reviewed-approval.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
 import type { AssertionRecord, GuardedOrderChange, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
@@ -43,9 +44,8 @@ export interface DetermineOptions {
  * order's record that moved meanwhile (a decision on another path) is read again and the determination made on it.
  */
 export async function determine(opts: DetermineOptions & { storage: Storage }): Promise<Determination> {
-  const key = determinationKey(opts);
   for (let attempt = 1; ; attempt++) {
-    const plan = planDetermination({ ...opts, record: key ? await opts.storage.getOrderRecord(key) : undefined });
+    const plan = planDetermination({ ...opts, ...(await orderRecordOf(opts, opts.storage)) });
     const result = await opts.storage.saveDetermination({ assertion: plan.assertion, orders: plan.orders });
     if (result.applied) return { extension: plan.extension, assertion: plan.assertion };
     if (attempt === DETERMINE_ATTEMPTS) throw serviceUnavailable("The order's record kept changing while the form's determination was stored: send it again");
@@ -55,12 +55,38 @@ export async function determine(opts: DetermineOptions & { storage: Storage }): 
 /** How many times a determination is planned again on an order's record that moved while it was being made. */
 const DETERMINE_ATTEMPTS = 5;
 
+/** What a determination reads of the order's record: the record, and the reviewer's approval the answers ask more of. */
+export interface OrderRecordRead {
+  record: OrderRecord | undefined;
+  /**
+   * The number of a reviewer's approval on the record that the order as the answers evaluate it asks more of (a higher
+   * dose, more cycles than the reviewed PAS request: coverage/reviewed-approval.ts beyondReviewedApproval).
+   */
+  beyondApproval?: string;
+}
+
+/**
+ * Reads the order's record for a determination (none when the response names no order or patient), and whether the
+ * order as evaluated asks more than a reviewer's approval on it (docs/design.md §8 "What an approval covers"): read
+ * afresh each time the determination is planned, so it always speaks of the record it is planned on.
+ */
+export async function orderRecordOf(opts: DetermineOptions, storage: Storage): Promise<OrderRecordRead> {
+  const key = determinationKey(opts);
+  const record = key ? await storage.getOrderRecord(key) : undefined;
+  const beyondApproval = await beyondReviewedApproval(storage, opts.policy, opts.evaluation, record);
+  return { record, ...(beyondApproval ? { beyondApproval } : {}) };
+}
+
 /**
  * A determination like {@link determine}'s, over the order's record as read (`record`), writing nothing: the
  * assertion to store and the order's changes, for the caller to store in one transaction with the response they
  * decide (Storage.saveDecidedQuestionnaireResponse), so that a response whose write is refused records nothing.
+ * With `beyondApproval` (the answers ask more of the order than a reviewer approved) the determination is the
+ * evaluation's, a limit review naming that approval, as signing answers the same order (decide-orders.ts
+ * determinationFor): the record keeps the reviewer's approval (a reviewer's approval is never reopened,
+ * order-record.ts outgrowsApproval), and the order's one decision is not this response's to change (docs/design.md §8).
  */
-export function planDetermination(opts: DetermineOptions & { record: OrderRecord | undefined }): Determination & { orders: GuardedOrderChange[] } {
+export function planDetermination(opts: DetermineOptions & OrderRecordRead): Determination & { orders: GuardedOrderChange[] } {
   const assertionId = randomUUID();
   let determination = proposed(opts);
   const key = determinationKey(opts);
@@ -68,7 +94,9 @@ export function planDetermination(opts: DetermineOptions & { record: OrderRecord
   if (key) {
     const plan = planEvaluation(key, opts.record, determination, { source: 'dtr', actor: opts.source, assertionId, policyId: opts.policy.file.id });
     orders = plan.changes;
-    determination = withOrderRecord(determination, plan.record, opts.today);
+    determination = opts.beyondApproval
+      ? { ...determination, reasons: [...determination.reasons, { text: `${beyondApproval(opts.beyondApproval, 'order')}.` }] }
+      : withOrderRecord(determination, plan.record, opts.today);
   }
   return { ...shaped(opts, determination, assertionId), orders };
 }

@@ -8,7 +8,7 @@ import { localReference } from '../fhir/references.js';
 import type { QuestionnaireResponseRecord, Storage } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
 import type { AnswerProblem } from '../coverage/questionnaire-answers.js';
-import { determinationKey, planDetermination, withCoverageInformation } from './determination.js';
+import { orderRecordOf, planDetermination, withCoverageInformation } from './determination.js';
 import type { Determination, DetermineOptions } from './determination.js';
 import {
   answeredCanonical,
@@ -161,9 +161,8 @@ async function storeResponse(
     return record;
   }
   const evaluated = await evaluateAnswers(qr, deps);
-  const key = determinationKey(evaluated);
   for (let attempt = 1; ; attempt++) {
-    const plan = planDetermination({ ...evaluated, record: key ? await deps.storage.getOrderRecord(key) : undefined });
+    const plan = planDetermination({ ...evaluated, ...(await orderRecordOf(evaluated, deps.storage)) });
     const record = decidedRecord(qr, deps, id, versionId, plan);
     const result = await deps.storage.saveDecidedQuestionnaireResponse({ record, assertion: plan.assertion, orders: plan.orders, ...(previousVersionId !== undefined ? { previousVersionId } : {}) });
     if (result.applied) {

@@ -1,9 +1,8 @@
 import type { Quantity } from '@medplum/fhirtypes';
 import type { OrderRecord, Storage } from '../storage/storage.js';
-import { limitsAskNoMore, reviewedItemOf } from '../coverage/reviewed-approval.js';
+import { asksMoreThanAnswered, limitsAskNoMore, reviewedItemOf } from '../coverage/reviewed-approval.js';
 import type { ItemDecision } from './adjudicate.js';
 import { parsePasRequest } from './request-bundle.js';
-import { approvalFacts } from '../coverage/order-record.js';
 
 /**
  * Whether an order's approval covers what a PAS item asks (docs/design.md §8 "What an approval covers"), before the
@@ -33,26 +32,6 @@ export async function approvalCovers(
   if (!reviewed) return !overLimit(item);
   const was = reviewed.item as unknown as ItemDecision;
   return asksNoMoreThan(item, claimQuantity(item, askedBefore), was, claimQuantity(was, () => quantityOf(reviewed.requestBundle, was.sequence)));
-}
-
-/**
- * Whether an item asks more of the order than an approval given in DTR or PAS was given for: an amount the order asks
- * for (ItemDecision.askedAmounts: the cycles, the dose), read from the order, larger than the approval's. Such an
- * approval rested on answers the request may not carry (the MRD level), so the changed order's limits are unknown
- * without them and the item is pended for documentation, not over a limit: the approval covers the order as it
- * then stood, not 10 cycles after 4 (docs/design.md §8 "What an approval covers"). The item stays pended for review
- * and the approval stands. Reads the approval's facts only for an item that states such an amount.
- */
-async function asksMoreThanAnswered(storage: Storage, item: ItemDecision, record: OrderRecord, approvedBy: OrderRecord['history'][number]): Promise<boolean> {
-  const asked = new Set(item.askedAmounts ?? []);
-  const amounts = item.criteria.flatMap((c) => c.evidence ?? []).filter((e) => asked.has(e.fact) && e.source === 'ehr' && typeof e.value === 'number');
-  if (amounts.length === 0) return false;
-  const facts = await approvalFacts(storage, record, approvedBy);
-  if (!facts) return false;
-  return amounts.some((e) => {
-    const then = facts[e.fact];
-    return typeof then === 'number' && (e.value as number) > then;
-  });
 }
 
 /**

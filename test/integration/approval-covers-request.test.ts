@@ -1,7 +1,10 @@
-import type { Bundle, Claim, ClaimResponse, MedicationRequest } from '@medplum/fhirtypes';
+import type { Bundle, Claim, ClaimResponse, MedicationRequest, QuestionnaireResponse } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { approvalLoop } from '../helpers/approval-loop.js';
+import { coverageInfo, packageDraft, reasons, sub } from '../helpers/dtr-package.js';
+import { storyResources } from '../helpers/stories.js';
+import { bareAdaptiveResponse } from '../dtr/helpers.js';
 import { claimResponseOf, inquiryParameters, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
 
 /**
@@ -14,6 +17,7 @@ const X12 = 'https://codesystem.x12.org/005010/306';
 const STORY = 'centene-mrd-positive';
 const REVIEW_TOKEN = 'review-token-for-approval-covers';
 const PAS = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition';
+const COVERAGE_INFO = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
 const pa = (ext: { extension?: { url: string; valueCode?: string; valueString?: string; valueDate?: string }[] }, url: string) => ext.extension!.find((e) => e.url === url);
 
 /** The story's order at another daily dose (mcg/day), as the clinician edited it. */
@@ -329,5 +333,79 @@ describe("the reviewer's period", () => {
     expect((await inquire(more)).preAuthPeriod).toEqual(longer);
     expect(claimResponseOf((await submit(requestAt(112, 9))).body).preAuthPeriod).toEqual(longer);
     expect(pa((await sign(atDose(order, 112))).ext, 'expiry-date')!.valueDate).toBe(longer.end);
+  });
+});
+
+describe("DTR after a reviewer's approval answers it only for what the reviewer approved", () => {
+  /** The order at `mcgPerDay` for `cycles` 28-day cycles (dispenseRequest.numberOfRepeatsAllowed = cycles - 1). */
+  const forCycles = (o: MedicationRequest, cycles: number): MedicationRequest => ({ ...o, dispenseRequest: { ...o.dispenseRequest, numberOfRepeatsAllowed: cycles - 1 } });
+
+  /**
+   * The order signed as `o`, then its DTR 2.2 package's pre-filled response completed and sent
+   * (POST /QuestionnaireResponse): the coverage-information of the decided response.
+   */
+  async function signedAndAnswered(loop: ReturnType<typeof setUp>, o: MedicationRequest) {
+    const signed = (await loop.sign(o)).body as unknown as { systemActions: { resource: MedicationRequest }[] };
+    const coverage = storyResources(STORY).find((r) => r.resourceType === 'Coverage');
+    const draft = await packageDraft(loop.app, coverage, signed.systemActions[0].resource);
+    const created = await request(loop.app).post('/fhir/QuestionnaireResponse').set('Content-Type', 'application/fhir+json').send(JSON.stringify({ ...draft, status: 'completed' })).expect(201);
+    return coverageInfo(created.body as QuestionnaireResponse);
+  }
+
+  /**
+   * The order signed as `o`, then completed through `$next-question` (DTR adaptive form): a bare adaptive response
+   * naming the order, its Coverage and the signing's coverage-assertion-id, its rounds sent back until it comes back
+   * completed. The coverage-information of the completed response.
+   */
+  async function signedAndAdapted(loop: ReturnType<typeof setUp>, o: MedicationRequest) {
+    const signed = await loop.sign(o);
+    const coverage = storyResources(STORY).find((r) => r.resourceType === 'Coverage')!;
+    let qr: QuestionnaireResponse = {
+      ...bareAdaptiveResponse('https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11'),
+      subject: { reference: `Patient/${loop.key.patientId}` },
+      extension: [
+        { url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-context', valueReference: { reference: `Coverage/${coverage.id}` } },
+        { url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-context', valueReference: { reference: loop.key.orderRef } },
+        { url: COVERAGE_INFO, extension: [pa(signed.ext, 'coverage-assertion-id')!] },
+      ],
+    };
+    for (let round = 0; qr.status !== 'completed'; round++) {
+      expect(round, 'the form completes').toBeLessThan(10);
+      qr = (await request(loop.app).post('/fhir/Questionnaire/$next-question').set('Content-Type', 'application/fhir+json').send(JSON.stringify(qr)).expect(200)).body as QuestionnaireResponse;
+    }
+    return coverageInfo(qr);
+  }
+
+  it('approved on review at 56 mcg/day × 2 cycles: a response for the order at 56 answers the approval; at 112 mcg/day or for 21 cycles a limit review naming it, the approval intact', async () => {
+    const loop = setUp();
+    const { storage, order, key, submit, review } = loop;
+    const pended = claimResponseOf((await submit(requestAt(56, 2))).body);
+    expect(reviewActions(pended)).toEqual([`${X12}#A4`]);
+    const approved = await review(`/${pended.id}/decision`, { decision: 'approve', reviewer: 'Dr. R. Okafor (medical director)', reason: '56 mcg/day justified by attached literature for this patient' }).expect(200);
+    const number: string = approved.body.preAuthRef;
+
+    // The order the reviewer approved: the approval, its number.
+    const same = await signedAndAnswered(loop, atDose(order, 56));
+    expect(sub(same, 'pa-needed')?.valueCode).toBe('satisfied');
+    expect(sub(same, 'satisfied-pa-id')?.valueString).toBe(number);
+
+    // More than reviewed, sent as a response or completed through $next-question: a limit review of its own, saying
+    // which approval it asks more of; the approval stands.
+    for (const [what, o, answer] of [
+      ['112 mcg/day', atDose(order, 112), signedAndAnswered],
+      ['21 cycles', forCycles(atDose(order, 56), 21), signedAndAnswered],
+      ['112 mcg/day ($next-question)', atDose(order, 112), signedAndAdapted],
+    ] as const) {
+      const answered = await answer(loop, o);
+      expect(sub(answered, 'pa-needed')?.valueCode, what).toBe('auth-needed');
+      expect(sub(answered, 'satisfied-pa-id'), what).toBeUndefined();
+      expect(reasons(answered).join(' '), what).toContain(`asks more than authorization ${number}`);
+      const record = await storage.getOrderRecord(key);
+      expect(record?.state).toBe('approved');
+      expect(record?.authorization?.number).toBe(number);
+      expect(record?.history.at(-1)).toMatchObject({ state: 'approved', source: 'review' });
+    }
+    expect(sub(await signedAndAnswered(loop, atDose(order, 56)), 'satisfied-pa-id')?.valueString).toBe(number);
+    expect(sub(await signedAndAdapted(loop, atDose(order, 56)), 'satisfied-pa-id')?.valueString).toBe(number);
   });
 });
