@@ -119,7 +119,7 @@ export interface EvaluationData {
   immunizations: unknown[];
   /**
    * `%requestOrdersBefore`: the other orders of the same request that come before this one (evaluation-data.ts
-   * requestOrdersBefore); empty, or absent, for an order judged alone.
+   * requestPlace: in the orders' own sequence, not the listing); empty, or absent, for an order judged alone.
    */
   requestOrdersBefore?: unknown[];
   /** Diagnosis codes (CodeableConcepts): the order's reasons, else the patient's qualifying Conditions. */

@@ -29,10 +29,10 @@ export interface PatientRecord {
   /** Every draft order of this hook call (order-sign/select) or the dispatched orders. */
   orders: MedicationRequest[];
   /**
-   * The orders one request asks a decision for together, in the request's order: an order-sign or order-select call's
-   * draft orders someone will act on, the orders a PAS request's Claim items ask for. Each is judged with the ones
-   * before it in the request (`%requestOrdersBefore`, {@link requestOrdersBefore}): a course limit counts them
-   * (docs/design.md §6 "Cycles"). Unset: the order is judged alone.
+   * The orders one request asks a decision for together, as listed: an order-sign or order-select call's draft orders
+   * someone will act on, the orders a PAS request's Claim items ask for. Each is judged with the ones before it in the
+   * request's own sequence, not the listing (`%requestOrdersBefore`, requestPlace below): a course limit
+   * counts them (docs/design.md §6 "Orders signed or claimed together"). Unset: the order is judged alone.
    */
   requestOrders?: MedicationRequest[];
   /** Resources found anywhere (prefetch, contained), for resolving references such as requester. */
@@ -186,7 +186,13 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
         : [];
 
   const others = record.orders.filter((o) => o !== order && o.id !== order.id);
-  const medications = [...record.medications.filter((m) => m.id !== order.id), ...others].map((m) => withMedicationCode(m, record));
+  const place = requestPlace(record, order, today);
+  // The request's orders of this drug under way after this one are read as not signed yet (requestPlace), so each
+  // cycle is counted once: by the order after it.
+  const later = (m: MedicationRequest) => place.laterUnderWay.some((o) => o === m || (o.id !== undefined && o.id === m.id));
+  const medications = [...record.medications.filter((m) => m.id !== order.id), ...others].map((m) =>
+    withMedicationCode(place.laterUnderWay.length > 0 && later(m) ? { ...m, status: 'draft' } : m, record),
+  );
 
   return {
     order,
@@ -202,7 +208,7 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
     // list, no reason) is one that does not say which, and the diagnosis is asked (design.md §6 "How absence reads").
     diagnosesComplete: (record.diagnosesComplete ?? true) && diagnoses.length > 0,
     orderDate: orderDateOf(order, today),
-    requestOrdersBefore: requestOrdersBefore(record, order, today),
+    requestOrdersBefore: place.before,
     memo: new FactMemo(),
   };
 }
@@ -210,35 +216,83 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
 /** Statuses of an order already given or under way: the record's cycle counts read these orders themselves. */
 const UNDER_WAY = new Set(['active', 'on-hold', 'completed', 'stopped']);
 
+/** Where one order stands in its request's sequence ({@link requestPlace}). */
+interface RequestPlace {
+  /** `%requestOrdersBefore`: the request's other orders before this one that are not under way yet. */
+  before: MedicationRequest[];
+  /** The request's other orders of this order's drug after this one that are under way: read here as not signed yet. */
+  laterUnderWay: MedicationRequest[];
+}
+
+const NOT_IN_A_REQUEST: RequestPlace = { before: [], laterUnderWay: [] };
+
 /**
- * `%requestOrdersBefore`: the other orders of the same request (PatientRecord.requestOrders) that come before this
- * one, by planned start (orderDateOf) and then by their place in the request (docs/design.md §6 "Cycles": orders
- * signed or claimed together are counted as though signed one after another in that sequence, so each order's
- * course limit counts the ones before it and the first orders within the course are approved). An entry that repeats
- * this order (same id), repeats an earlier entry, or repeats an order the record already holds as given or under way
- * is not another order: it is left out, so no cycle counts twice. What counts is the policies' to say (the shared fact
- * requestCyclesBefore: the drug, the phase, a separate first-week order that is part of its cycle).
+ * Where an order stands among the other orders of its request (PatientRecord.requestOrders), as though the request's
+ * orders were signed one after another (docs/design.md §6 "Orders signed or claimed together"). The sequence is the
+ * orders' own, never the listing's, so the same orders signed or claimed again in another order get the same
+ * decisions and an approval already given to one of them stands (§8, one decision per order): first the orders
+ * already under way (active, on-hold, completed or stopped, as sent or as the record holds them: signed before the
+ * others), then by planned start (orderDateOf), then by id; the place in the request decides only between orders
+ * without an id. An entry that repeats this order (same id) or an earlier entry is not another order.
+ * - `before`: the orders before this one, left out those under way (the record's own facts count them as given) and
+ *   repeats, so no cycle counts twice. What counts is the policies' to say (the shared fact requestCyclesBefore: the
+ *   drug, the phase, a separate first-week order that is part of its cycle).
+ * - `laterUnderWay`: the orders of the same drug after this one that are under way. As the sequence has it, they were
+ *   not yet signed when this one was, so this order reads them as drafts, as it reads the request's later drafts:
+ *   otherwise two orders under way claimed or signed together would each count the other's cycles as given, and
+ *   each cycle is counted once, by the order after it.
  */
-export function requestOrdersBefore(record: PatientRecord, order: MedicationRequest, today: string): MedicationRequest[] {
+function requestPlace(record: PatientRecord, order: MedicationRequest, today: string): RequestPlace {
   const list = record.requestOrders ?? [];
-  if (list.length < 2) return [];
-  const place = list.findIndex((o) => o === order || (order.id !== undefined && o.id === order.id));
-  const at = place < 0 ? list.length : place;
-  const start = orderDateOf(order, today);
-  const counted = new Set(record.medications.filter((m) => m.id !== undefined && UNDER_WAY.has(String(m.status))).map((m) => m.id));
-  if (order.id !== undefined) counted.add(order.id);
-  const out: MedicationRequest[] = [];
-  list.forEach((o, i) => {
-    if (o === order || i === at) return;
-    const date = orderDateOf(o, today);
-    if (!(date < start || (date === start && i < at))) return;
-    if (o.id !== undefined) {
-      if (counted.has(o.id)) return;
-      counted.add(o.id);
+  if (list.length < 2) return NOT_IN_A_REQUEST;
+  const recordUnderWay = new Set(record.medications.filter((m) => m.id !== undefined && UNDER_WAY.has(String(m.status))).map((m) => m.id));
+  const underWay = (o: MedicationRequest) => UNDER_WAY.has(String(o.status)) || (o.id !== undefined && recordUnderWay.has(o.id));
+  const seen = new Set<string>();
+  const entries: { o: MedicationRequest; place: number }[] = [];
+  let self = -1;
+  list.forEach((o, place) => {
+    if (o === order || (order.id !== undefined && o.id === order.id)) {
+      if (self < 0) self = entries.push({ o: order, place }) - 1;
+      return;
     }
-    out.push(withMedicationCode(o, record));
+    if (o.id !== undefined) {
+      if (seen.has(o.id)) return;
+      seen.add(o.id);
+    }
+    entries.push({ o, place });
   });
-  return out;
+  if (self < 0) self = entries.push({ o: order, place: list.length }) - 1;
+  const keyed = entries.map((e) => ({ ...e, underWay: underWay(e.o), start: orderDateOf(e.o, today) }));
+  const compare = (a: (typeof keyed)[number], b: (typeof keyed)[number]) =>
+    Number(b.underWay) - Number(a.underWay) ||
+    (a.start < b.start ? -1 : a.start > b.start ? 1 : 0) ||
+    (a.o.id !== undefined && b.o.id !== undefined ? (a.o.id < b.o.id ? -1 : a.o.id > b.o.id ? 1 : 0) : Number(a.o.id === undefined) - Number(b.o.id === undefined)) ||
+    a.place - b.place;
+  const me = keyed[self];
+  const before: MedicationRequest[] = [];
+  const laterUnderWay: MedicationRequest[] = [];
+  const drug = withMedicationCode(order, record).medicationCodeableConcept;
+  for (const e of keyed) {
+    if (e === me) continue;
+    if (compare(e, me) < 0) {
+      if (!e.underWay) before.push(withMedicationCode(e.o, record));
+    } else if (e.underWay && sameDrug(drug, withMedicationCode(e.o, record).medicationCodeableConcept)) {
+      laterUnderWay.push(e.o);
+    }
+  }
+  return { before, laterUnderWay };
+}
+
+/**
+ * Whether two drug concepts name the same drug: a coding (system and code) in common, or the same text when neither
+ * names it by a code both share. Orders of one drug coded differently (one by its product, the other by its
+ * ingredient) are not matched: their cycles are then counted as before, in full (reviewed, never denied).
+ */
+function sameDrug(a: CodeableConcept | undefined, b: CodeableConcept | undefined): boolean {
+  const codes = new Set((a?.coding ?? []).filter((c) => c.code).map((c) => `${c.system ?? ''}|${c.code}`));
+  if ((b?.coding ?? []).some((c) => c.code && codes.has(`${c.system ?? ''}|${c.code}`))) return true;
+  const text = (c: CodeableConcept | undefined) => c?.text?.trim().toLowerCase();
+  return !!text(a) && text(a) === text(b);
 }
 
 const ICD10CM = 'http://hl7.org/fhir/sid/icd-10-cm';

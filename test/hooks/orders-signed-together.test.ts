@@ -69,12 +69,24 @@ describe('orders of the same drug signed together', () => {
     expect(by.has('dexa-premed')).toBe(false);
   });
 
-  it('the same request listed the other way round approves the order listed first: the sequence is the request\'s', async () => {
+  it('the same request listed the other way round gives the same decisions: the sequence is the orders\' (planned start, then id), not the listing\'s', async () => {
     const { app } = buildApp();
     const res = await request(app).post(SIGN).send(signTogether(resources, [second, first])).expect(200);
     const by = answered(res.body);
-    expect(sub(by.get('second-blin')!, 'pa-needed')!.valueCode).toBe('satisfied');
-    expect(sub(by.get(first.id!)!, 'pa-needed')!.valueCode).toBe('auth-needed');
+    expect(sub(by.get(first.id!)!, 'pa-needed')!.valueCode).toBe('satisfied');
+    expect(sub(by.get('second-blin')!, 'pa-needed')!.valueCode).toBe('auth-needed');
+  });
+
+  it('the pair signed again in the other order keeps the first one\'s approval and number (one decision per order, design.md §8): re-listing reopens nothing', async () => {
+    const { app } = buildApp();
+    const signed = answered((await request(app).post(SIGN).send(signTogether(resources, [first, second])).expect(200)).body);
+    const number = sub(signed.get(first.id!)!, 'satisfied-pa-id')!.valueString;
+    expect(number).toMatch(/^PA-CENTENE-/);
+    const again = answered((await request(app).post(SIGN).send(signTogether(resources, [second, first])).expect(200)).body);
+    expect(sub(again.get(first.id!)!, 'pa-needed')!.valueCode).toBe('satisfied');
+    expect(sub(again.get(first.id!)!, 'satisfied-pa-id')!.valueString).toBe(number);
+    expect(reasons(again.get(first.id!)!).join(' ')).not.toContain('in the same request');
+    expect(sub(again.get('second-blin')!, 'pa-needed')!.valueCode).toBe('auth-needed');
   });
 
   it('an entry that repeats the order (the same id) is the same order, not a second course: approved', async () => {

@@ -55,6 +55,16 @@ describe('orders of the same drug claimed together', () => {
     expect(itemNotes(cr)).toContain('before it in the same request: 4');
   });
 
+  it('two items naming two 4-cycle MRD-positive orders already active (signed earlier) do not count each other as given: the first is certified, the second pended', async () => {
+    const active = (o: MedicationRequest): MedicationRequest => ({ ...o, status: 'active' });
+    const { bundle } = claimed('centene-mrd-positive', [active, active], 3136);
+    const res = await submit(bundle);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const cr = claimResponseOf(res.body);
+    // Each cycle is counted once, by the order after it: the second counts the first's 4 cycles as given.
+    expect(reviewActions(cr)).toEqual([`${X12}#A1`, `${X12}#A4`]);
+  });
+
   it('a Claim whose two items name the same order judges one order, not two courses', async () => {
     const same = (o: MedicationRequest) => o;
     const { bundle, ids } = claimed('centene-mrd-positive', [same], 3136);
