@@ -79,9 +79,10 @@ export function determinationFor(decision: OrderDecision, today: string): Determ
   // The clinician can act on a timing exclusion: say which start date would no longer be excluded.
   const [first, ...rest] = d.reasons;
   const start = `A planned start on or after ${longDate(decision.laterStart.date)}`;
-  // A denial on the order's record (a PAS request decided A3) stands for this order whatever its start: signing it
-  // again changes nothing, so the clinician is told to write a new order (design.md §8 "One authorization per order").
-  const act = decision.record?.state === 'denied' ? 'this order\'s request was denied, so write a new order with the later start' : 'change the start date and sign again';
+  // A denial on the order's record (a PAS request decided A3) is the decision on the order as it was denied: the
+  // order signed again with another start is judged afresh (docs/design.md §8 "A denial is the decision on the order
+  // as it was denied"), so the same advice holds, after the denial's own (order-record.ts DENIAL_ADVICE).
+  const act = 'change the start date and sign again';
   const hint = decision.laterStart.criteria.length
     ? `${start} would meet "${decision.laterStart.criteria.join('" and "')}": ${act}.`
     : `${start} would no longer be excluded: ${act}.`;

@@ -6,8 +6,10 @@ import type { Determination } from './determination.js';
 import { determinationOf } from './determination.js';
 import { localReference } from '../fhir/references.js';
 import { longDate } from '../fhir/long-date.js';
-import type { FactValue } from '../policies/evaluate-policy.js';
-import { approvalFacts, beyondReviewedApproval, orderChanged, sameOrderFacts } from './reviewed-approval.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import type { FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
+import { orderStartOf } from '../policies/evaluation-data.js';
+import { approvalFacts, beyondReviewedApproval, evidenceFacts, orderChanged, sameOrderFacts, submittedItemOf } from './reviewed-approval.js';
 
 /**
  * The order's one authorization record (design.md §8 "One authorization per order"): CRD, DTR, PAS and the reviewer
@@ -164,6 +166,97 @@ async function judgeWithApprovalAnswers(storage: Storage, d: OrderDecision, reco
   return `The order changed after the approval${number ? ` ${number}` : ''} was given on answers for the order as it then stood; with those answers the order as it now stands does not meet the policy${why ? `: ${why}` : ''}`;
 }
 
+/**
+ * Why a denied order is judged afresh, when it is (docs/design.md §8 "A denial is the decision on the order as it was
+ * denied"): the order has changed since the PAS request that was denied. Its facts read from `%order` (the dose, the
+ * quantity, the cycles: {@link orderChanged}, the comparison an approval is read with) differ from those the denied
+ * item showed (the amount a policy judges only when `now` is a PAS item too: PAS reads it from the Claim item), or
+ * the start it states (`orderDate`, given only when the order states one: a date the order does not state moves with
+ * the calendar and is no change of the order) is not the denied item's. A fact the denied item did not show (no
+ * criterion read it) cannot tell, and is not compared: the denial stands unless the order is shown to have changed.
+ * Undefined for an order that is not denied, or is the order as denied (signed or claimed again unchanged): the
+ * denial stands, with its advice ({@link recordedDecision}).
+ */
+export async function changedSinceDenial(
+  storage: Storage,
+  policy: CompiledPolicy,
+  now: { evaluation: Pick<PolicyEvaluation, 'facts'>; orderDate?: string; fromClaimItem?: boolean },
+  record: OrderRecord | null | undefined,
+): Promise<string | undefined> {
+  if (record?.state !== 'denied') return undefined;
+  const denial = [...record.history].reverse().find((h) => h.state === 'denied');
+  if (!denial?.submissionId) return undefined;
+  const item = (await submittedItemOf(storage, denial.submissionId, record))?.item;
+  if (!item) return undefined;
+  const shown = evidenceFacts(item);
+  const asNow = Object.fromEntries(now.evaluation.facts.map((f) => [f.name, f.value]));
+  // PAS read the amount a policy judges from the Claim item (adjudicate.ts withItemQuantity), signing reads it from the
+  // order: the two readings are not comparable, so signing does not compare it (PAS compares item with item).
+  if (!now.fromClaimItem && policy.requestedAmount) delete shown[policy.requestedAmount];
+  const changed =
+    orderChanged(policy, now.evaluation as PolicyEvaluation, { ...asNow, ...shown }) || (!!now.orderDate && !!item.orderDate && now.orderDate !== item.orderDate);
+  if (!changed) return undefined;
+  const by = denial.source === 'review' ? `by a reviewer (${denial.actor})` : 'by the rules';
+  return `The order changed after its prior authorization request (PAS ${denial.submissionId}) was denied ${by} on ${longDate(denial.at.slice(0, 10))} for the order as it then stood ("${denial.reason}"): the order as it now stands is judged afresh`;
+}
+
+/**
+ * The change that reopens a denied order judged afresh ({@link changedSinceDenial}): `denied` → `auth-needed`, durably,
+ * with that reason. The denial stays in the order's history (who denied it, when, why), never erased.
+ */
+export function reopenDenialChange(record: OrderRecord, reason: string, who: Actor & { policyId?: string }): GuardedOrderChange {
+  const change = reopenChange(record, reason, who);
+  const { withdrawsApproval: _none, ...rest } = change.change;
+  return { ...change, from: ['denied'], change: rest };
+}
+
+/**
+ * The reviewer's denial an order's record still stands under after it was reopened for a changed order
+ * ({@link changedSinceDenial}): the record's latest decision in its history is a reviewer's denial and no approval
+ * came after it. The rules alone never overturn it (docs/design.md §8): an order that now meets the policy is pended
+ * for a reviewer ({@link afterReviewDenial}), not approved in real time.
+ */
+export function standingReviewDenial(record: OrderRecord | null | undefined): OrderEvent | undefined {
+  if (!record || record.state === 'denied' || record.state === 'approved') return undefined;
+  const last = [...record.history].reverse().find((h) => h.state === 'approved' || h.state === 'denied');
+  return last?.state === 'denied' && last.source === 'review' ? last : undefined;
+}
+
+/**
+ * What a reviewer reads of an order pended because its earlier request was denied by a reviewer (PAS `needed`: no
+ * clinical values, the request and date only; the reviewer opens that request for the reason).
+ */
+export function afterReviewDenialNeeded(denial: OrderEvent): string {
+  return `Clinical review: a reviewer denied this order's earlier request${denial.submissionId ? ` (PAS ${denial.submissionId})` : ''} on ${longDate(denial.at.slice(0, 10))}; the order has changed since and now meets the policy's criteria, but the rules do not overturn a reviewer's denial`;
+}
+
+/**
+ * The determination of an order whose record stands under a reviewer's denial ({@link standingReviewDenial}): one the
+ * rules would approve is pended for clinical review (auth-needed, A4, no number), its reason naming the earlier
+ * denial; any other determination (not covered, documentation or a limit) is answered as it is.
+ */
+export function afterReviewDenial(d: Determination, denial: OrderEvent | undefined): Determination {
+  if (!denial || d.outcome !== 'satisfied' || (d.reviewAction === 'A4' && d.clinicalReview)) return d;
+  // What it meets, without the advice for an approval not issued (a PAS request is the way forward here).
+  const met = d.reasons.map((r) => ({ ...r, text: r.text.replace(/ No authorization number was issued.*$/, '') }));
+  return {
+    ...d,
+    covered: 'covered',
+    paNeeded: 'auth-needed',
+    reasons: [
+      {
+        text: `A reviewer (${denial.actor}) denied this order's earlier prior authorization request on ${longDate(denial.at.slice(0, 10))}: "${denial.reason}". The order has changed since and, as it now stands, meets the policy, but the rules do not overturn a reviewer's denial: request prior authorization for the order as it now stands, and a reviewer decides it.`,
+      },
+      ...met,
+    ],
+    needed: [afterReviewDenialNeeded(denial)],
+    reviewAction: 'A4',
+    summary: 'prior authorization needed: clinical review after an earlier denial',
+    authorization: undefined,
+    clinicalReview: true,
+  };
+}
+
 function isFactValue(v: unknown): v is FactValue {
   return typeof v === 'boolean' || typeof v === 'number' || typeof v === 'string';
 }
@@ -233,6 +326,13 @@ export function stateOf(d: Determination): OrderState {
   return 'auth-needed';
 }
 
+/**
+ * What a clinician can do about a denial (docs/design.md §8 "A denial is the decision on the order as it was denied"):
+ * signed or claimed again unchanged the order gets the same denial, so the answer says how to go on.
+ */
+export const DENIAL_ADVICE =
+  'The denial is the decision on this order as it stood when denied: to request again, change the order (its dose, quantity, cycles or start) or write a new one, and request prior authorization again.';
+
 /** The decision an order's record holds, in the words every edge uses; undefined while it has none (or it expired). */
 export function recordedDecision(
   record: OrderRecord | undefined,
@@ -242,7 +342,7 @@ export function recordedDecision(
     const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
     return { reviewAction: 'A1', reason: `Approved${approvedBy?.source === 'review' ? ' on clinical review' : ''}: ${record.reason}`, authorization: record.authorization };
   }
-  if (record?.state === 'denied') return { reviewAction: 'A3', reason: `Prior authorization denied: ${record.reason}` };
+  if (record?.state === 'denied') return { reviewAction: 'A3', reason: `Prior authorization denied: ${record.reason.replace(/\.?$/, '.')} ${DENIAL_ADVICE}` };
   return undefined;
 }
 
@@ -283,6 +383,8 @@ export function withOrderRecord(d: Determination, record: OrderRecord | undefine
       authorization: undefined,
     };
   }
+  // Reopened after a reviewer's denial for a changed order: the rules alone do not approve it (design.md §8).
+  d = afterReviewDenial(d, standingReviewDenial(record));
   const letGo = record.state !== 'approved' && d.outcome !== 'satisfied' ? whyApprovalLetGo(record.history) : undefined;
   // Outgrown or cancelled: the clinician must see why the order's earlier number no longer answers.
   if (letGo) d = { ...d, reasons: [...d.reasons, { text: letGo }] };
@@ -341,6 +443,8 @@ export async function recordEvaluation(
  */
 function evaluationChange(key: OrderKey, record: OrderRecord | undefined, d: Determination, who: Actor & { policyId?: string }): GuardedOrderChange | undefined {
   if (isDecided(record)) return undefined;
+  // Under a reviewer's denial an order the rules would approve is pended for a reviewer, never approved here.
+  d = afterReviewDenial(d, standingReviewDenial(record));
   const state = stateOf(d);
   // A response pended for clinical review says why on the order's record even when its state stays `auth-needed`
   // (docs/design.md §7 "Answers and the record"): the reviewer and the next edge read the reason.
@@ -443,7 +547,20 @@ export async function settleOrderDecisions(opts: {
       const noLongerMeets = await judgeWithApprovalAnswers(opts.storage, d, current);
       // A call that commits nothing answers the order as sent and lets go of no approval (as recordEvaluation).
       if (noLongerMeets && opts.mayReopen === false) return;
-      const reopened = noLongerMeets ? await reopenApproval(opts.storage, current!, noLongerMeets, { source: 'crd', actor: opts.actor, assertionId: d.assertionId, policyId: d.policy!.file.id }) : current;
+      let reopened = noLongerMeets ? await reopenApproval(opts.storage, current!, noLongerMeets, { source: 'crd', actor: opts.actor, assertionId: d.assertionId, policyId: d.policy!.file.id }) : current;
+      // A denied order changed since its denial is judged afresh (docs/design.md §8): its record is reopened, the
+      // denial kept in its history. A call that commits nothing answers the order as sent and writes nothing.
+      const ownStart = d.order.resourceType === 'MedicationRequest' && orderStartOf(d.order) !== undefined;
+      const denialChange = await changedSinceDenial(opts.storage, d.policy!, { evaluation: d.evaluation!, ...(ownStart ? { orderDate: d.orderDate } : {}) }, current);
+      if (denialChange) {
+        const change = reopenDenialChange(current!, denialChange, { source: 'crd', actor: opts.actor, assertionId: d.assertionId, policyId: d.policy!.file.id });
+        if (opts.mayReopen === false) {
+          d.record = applied(current!, change);
+          d.authorization = undefined;
+          return;
+        }
+        reopened = (await opts.storage.applyOrderChange(change)).record;
+      }
       const determination = determinationOf(d.policy!, d.evaluation!, d.authorization);
       const { record, assertionWritten } = await recordEvaluation(
         opts.storage,

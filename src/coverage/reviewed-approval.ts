@@ -36,6 +36,8 @@ export interface LimitFinding {
  */
 export interface StoredItem {
   order?: OrderKey;
+  /** The order date the item was judged with, when the order stated one (adjudicate.ts ItemDecision.orderDate). */
+  orderDate?: string;
   criteria: LimitFinding[];
   /** The facts of its limits that are amounts the order asks for (CompiledFact.asked); absent: compare every fact. */
   askedAmounts?: string[];
@@ -113,7 +115,11 @@ export async function approvalFacts(storage: Storage, record: OrderRecord, appro
   if (approved.source === 'dtr' && approved.assertionId) return (await storage.getAssertion(approved.assertionId).catch(() => undefined))?.facts;
   if (approved.source !== 'pas' || !approved.submissionId) return undefined;
   const item = (await submittedItemOf(storage, approved.submissionId, record))?.item;
-  if (!item) return undefined;
+  return item && evidenceFacts(item);
+}
+
+/** The facts a stored PAS item showed its reviewer (each criterion's evidence), by name. */
+export function evidenceFacts(item: Pick<StoredItem, 'criteria'>): Record<string, unknown> {
   // Stored JSON: its criteria and evidence are read defensively.
   return Object.fromEntries((item.criteria ?? []).flatMap((c) => c.evidence ?? []).filter((e) => e.value !== undefined).map((e) => [e.fact, e.value]));
 }

@@ -103,7 +103,7 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
     deciding.length > 0
       ? adjudicate({ content: o.content, payer: o.payer, request, today: o.day, assertedOrderDates: await assertedOrderDates(storage, request), signingFacts: await signingFacts(storage, request, o.payer.key) }).filter((d) => deciding.includes(d.sequence))
       : [];
-  const records = await withOrderRecords(storage, decided, { day: o.day, actor: `PAS ${s.id}`, request });
+  const records = await withOrderRecords(storage, decided, { day: o.day, actor: `PAS ${s.id}`, request, policyOf: (id) => o.content.policies.find((p) => p.file.id === id) });
   const kept = new Set<number>();
   decided.forEach((d, n) => {
     const was = (plan.get(d.sequence) as { was?: ItemDecision }).was;

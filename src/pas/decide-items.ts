@@ -1,4 +1,7 @@
-import { UNDECIDED, recordedDecision, reopenApproval, reopeningReason } from '../coverage/order-record.js';
+import { UNDECIDED, afterReviewDenialNeeded, changedSinceDenial, recordedDecision, reopenApproval, reopenDenialChange, reopeningReason, standingReviewDenial } from '../coverage/order-record.js';
+import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import type { FactResult } from '../policies/evaluate-policy.js';
+import { orderStartOf } from '../policies/evaluation-data.js';
 import type { AuthorizationRecord, GuardedOrderChange, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
 import { approvalCovers } from './approval-covers.js';
@@ -18,21 +21,26 @@ import type { PasRequest } from './request-bundle.js';
 export async function withOrderRecords(
   storage: Storage,
   items: ItemDecision[],
-  opts: { day: string; actor: string; request?: PasRequest },
+  opts: { day: string; actor: string; request?: PasRequest; policyOf?: (id: string) => CompiledPolicy | undefined },
 ): Promise<(OrderRecord | undefined)[]> {
   const records = await Promise.all(items.map((i) => (i.order ? storage.getOrderRecord(i.order) : Promise.resolve(undefined))));
   await Promise.all(
     items.map(async (item, n) => {
       const record = records[n];
       const reason = reopeningReason(record, item, item.reasons[0] ?? item.needed[0] ?? 'a limit is exceeded');
-      if (!reason) return;
-      records[n] = await reopenApproval(storage, record!, reason, { source: 'pas', actor: opts.actor, policyId: item.policyId });
+      if (reason) records[n] = await reopenApproval(storage, record!, reason, { source: 'pas', actor: opts.actor, policyId: item.policyId });
+      else if (record?.state === 'denied') records[n] = await reopenedDenial(storage, item, record, opts);
     }),
   );
   await Promise.all(
     items.map(async (item, n) => {
       const decided = recordedDecision(records[n], opts.day);
-      if (!decided) return;
+      if (!decided) {
+        // Reopened after a reviewer's denial: an item the rules would certify is pended for a reviewer (design.md §8).
+        const denial = standingReviewDenial(records[n]);
+        if (denial && item.reviewAction === 'A1') items[n] = { ...item, reviewAction: 'A4', needed: [afterReviewDenialNeeded(denial)], reasons: [], authorization: undefined };
+        return;
+      }
       // A reviewer's approval answers what the reviewer approved: an item pended here that asks more of it (a higher
       // dose, more cycles, a larger quantity) stays pended for review, the approval intact (approval-covers.ts).
       if (decided.reviewAction === 'A1' && item.reviewAction === 'A4') {
@@ -48,6 +56,29 @@ export async function withOrderRecords(
   return records;
 }
 
+
+/**
+ * A denied order claimed again (design.md §8 "A denial is the decision on the order as it was denied"): changed since
+ * its denial (the item's facts read from the order, or the start the order states, are not the denied item's:
+ * order-record.ts changedSinceDenial), its record is reopened, durably and the denial kept in its history, and the
+ * item is decided as adjudicated; claimed again unchanged, the denial stands. Returns the record as it now stands.
+ */
+async function reopenedDenial(
+  storage: Storage,
+  item: ItemDecision,
+  record: OrderRecord,
+  opts: { actor: string; request?: PasRequest; policyOf?: (id: string) => CompiledPolicy | undefined },
+): Promise<OrderRecord> {
+  const policy = item.policyId ? opts.policyOf?.(item.policyId) : undefined;
+  if (!policy) return record;
+  // The facts the item was decided on, as the reviewer reads them (each criterion's evidence).
+  const facts: FactResult[] = [...new Map(item.criteria.flatMap((c) => c.evidence ?? []).map((e) => [e.fact, { name: e.fact, value: e.value, source: e.source }])).values()];
+  const order = opts.request?.resources.find((r) => r.resourceType === 'MedicationRequest' && `MedicationRequest/${r.id ?? ''}` === item.order?.orderRef);
+  const ownStart = order?.resourceType === 'MedicationRequest' && orderStartOf(order) !== undefined;
+  const reason = await changedSinceDenial(storage, policy, { evaluation: { facts }, fromClaimItem: true, ...(ownStart ? { orderDate: item.orderDate } : {}) }, record);
+  if (!reason) return record;
+  return (await storage.applyOrderChange(reopenDenialChange(record, reason, { source: 'pas', actor: opts.actor, policyId: item.policyId }))).record;
+}
 
 /** One authorization number for the new approvals of a request; every such item carries it, each with its own period. */
 export function shareAuthorization(items: ItemDecision[]): void {

@@ -245,7 +245,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const items = adjudicate({ content, payer, request, today: day, assertedOrderDates: await assertedOrderDates(storage, request), signingFacts: await signingFacts(storage, request, payer.key) });
     // An order that no longer fits the approval the rules gave it is decided afresh (a limit review), not answered A1;
     // an order that has a decision answers it.
-    const records = await withOrderRecords(storage, items, { day, actor: `PAS request ${request.bundleIdentifier}`, request });
+    const records = await withOrderRecords(storage, items, { day, actor: `PAS request ${request.bundleIdentifier}`, request, policyOf: (id) => content.policies.find((p) => p.file.id === id) });
 
     // A request for the orders another request of this client pends, every item still pended (design.md §8: pended
     // is not a decision): a repeat that brings nothing new (a double click, a resend under a new identifier) is that
