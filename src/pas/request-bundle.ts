@@ -173,7 +173,7 @@ export function parsePasRequest(input: Record<string, unknown>): PasRequest {
 
   const index = new BundleIndex(bundle.entry);
   const claims = bundle.entry.map((e, i) => ({ e, i })).filter(({ e }) => e.resource?.resourceType === 'Claim');
-  if (claims.length === 0) throw badRequest('The PAS request Bundle holds no Claim (its first entry must be the prior authorization Claim)', ['Bundle.entry']);
+  if (claims.length === 0) throw badRequest('The PAS request Bundle holds no Claim: a PAS request carries the prior authorization Claim (PASRequestBundle, its first entry)', ['Bundle.entry']);
   const submitted = submittedClaim(claims, index);
   const claim = submitted.e.resource as Claim;
   const prior = claims.find((c) => c !== submitted)?.e.resource as Claim | undefined;
