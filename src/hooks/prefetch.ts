@@ -7,9 +7,6 @@ import type { EhrClient } from './ehr-client.js';
 import type { HookRequest } from './hook-request.js';
 import { resourcesOf } from './hook-request.js';
 
-/** Keys a decision can be made without: a missing `user` leaves the prescriber's specialty unknown (asked in DTR). */
-const OPTIONAL_KEYS = new Set(['user']);
-
 /** Whether a prefetch value carries data: absent, null and OperationOutcome values are missing (design.md §4). */
 export function isUsablePrefetch(value: unknown): boolean {
   if (value === undefined || value === null || typeof value !== 'object') return false;
@@ -129,13 +126,13 @@ export async function resolvePrefetch(
           data[key] = await allPages(value, ehr, req.patientId, false);
         } catch (err) {
           log.warn({ key, reason: (err as Error).message }, 'prefetch next page failed');
-          if (!OPTIONAL_KEYS.has(key)) failed.push(key);
+          failed.push(key);
         }
         return;
       }
       const query = fillTemplate(template, req);
       if (!ehr || !query) {
-        if (!OPTIONAL_KEYS.has(key)) failed.push(key);
+        failed.push(key);
         return;
       }
       try {
@@ -144,7 +141,7 @@ export async function resolvePrefetch(
         queried.push(key);
       } catch (err) {
         log.warn({ key, reason: (err as Error).message }, 'prefetch query failed');
-        if (!OPTIONAL_KEYS.has(key)) failed.push(key);
+        failed.push(key);
       }
     }),
   );
