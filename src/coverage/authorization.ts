@@ -40,8 +40,11 @@ export function authorizationNumber(payer: string, date: string): string {
  * end of the policy's approval length, counted from `from` when the approving pathway runs from a date (its
  * `approval.from`, e.g. the first cycle of the course: `PolicyEvaluation.pathway.approvalFrom`), else from the
  * order's start. The policy evaluation never approves an order that starts after that end (evaluate-policy.ts). Whether
- * the order already holds one is the authorization record's business.
+ * the order already holds one is the authorization record's business. `coverageEnd`, the last day of the Coverage it
+ * is issued under (payer.ts `coverageLastDay`), caps the period: no approval outlives the member's coverage
+ * (design.md §4 "Payer"; the Coverage is in force on the order date, so the period never ends before it starts).
  */
-export function newApproval(payer: string, today: string, orderDate: string, length: ApprovalLength, from?: string): AuthorizationRecord {
-  return { number: authorizationNumber(payer, today), start: orderDate, end: periodEnd(from !== undefined && from < orderDate ? from : orderDate, length) };
+export function newApproval(payer: string, today: string, orderDate: string, length: ApprovalLength, from?: string, coverageEnd?: string): AuthorizationRecord {
+  const end = periodEnd(from !== undefined && from < orderDate ? from : orderDate, length);
+  return { number: authorizationNumber(payer, today), start: orderDate, end: coverageEnd && coverageEnd < end && coverageEnd >= orderDate ? coverageEnd : end };
 }

@@ -10,6 +10,7 @@ import type { PatientRecord } from '../policies/evaluation-data.js';
 import type { AssertionRecord, AuthorizationRecord, OrderRecord } from '../storage/storage.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import { newApproval } from './authorization.js';
+import { coverageLastDay } from './payer.js';
 import { laterStartThatQualifies } from './later-start.js';
 import type { Determination } from './determination.js';
 import { defaultDetermination, determinationOf, unreadableDoseOf } from './determination.js';
@@ -186,7 +187,7 @@ export function decideOrders(opts: {
       // The authorization already issued for this order stands: the EHR must not see a second number for it.
       decision.authorization = priorAuth;
     } else if (evaluation.outcome === 'satisfied' && evaluation.pathway?.approval && opts.issueApprovals !== false) {
-      decision.authorization = newApproval(opts.payer.key, opts.today, data.orderDate, evaluation.pathway.approval, evaluation.pathway.approvalFrom);
+      decision.authorization = newApproval(opts.payer.key, opts.today, data.orderDate, evaluation.pathway.approval, evaluation.pathway.approvalFrom, coverageLastDay(opts.record.coverage));
     }
     decisions.push(decision);
   }

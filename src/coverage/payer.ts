@@ -32,9 +32,13 @@ export function payerNamedBy(content: Content, identifiers: Identifier[] | undef
 /**
  * Identifies the payer from the primary active Coverage (design.md §4 "Payer"; CRD [hook-13]): the payor's
  * identifier in our payer system, on the reference or on the referenced Organization (contained, prefetched or
- * fetched). No Coverage, several active Coverages or an unknown payer are a DomainError `invalid` (the edges answer
- * 400), unless DEFAULT_PAYER is set; a payor Organization the EHR failed to give (not a 404) is `incomplete` (412,
- * design.md §4: a prefetch that cannot be fetched).
+ * fetched). A Coverage is active when its status is (or is absent) and it is in force on every day in `onDates` (the
+ * order dates of §6, the service it would authorize; design.md §4 "Payer"), else on `today`. No Coverage, several
+ * active Coverages or an unknown payer are a DomainError `invalid` (the edges answer 400); DEFAULT_PAYER stands in
+ * only where no Coverage names a payer PriorPath serves (design.md §3): never for several active Coverages of which
+ * one names a known payer, nor for a known payer's Coverage that is lapsed, not begun or not active. A payor
+ * Organization the EHR failed to give (not a 404) is `incomplete` (412, design.md §4: a prefetch that cannot be
+ * fetched).
  */
 export async function identifyPayer(opts: {
   content: Content;
@@ -42,32 +46,73 @@ export async function identifyPayer(opts: {
   byReference: Map<string, Resource>;
   ehr?: ResourceReader;
   defaultPayer?: string;
-  /** The day asked about (YYYY-MM-DD): a Coverage whose period ended before it is not active. */
+  /** The day asked about (YYYY-MM-DD): the day a Coverage must be in force on when no `onDates` are given. */
   today?: string;
+  /** The order dates (YYYY-MM-DD, design.md §6) of the orders asked about: the active Coverage is in force on each. */
+  onDates?: string[];
 }): Promise<PayerMatch> {
   const { content, defaultPayer } = opts;
   const fallback = defaultPayer ? content.payers.get(defaultPayer) : undefined;
-  const coverages = opts.coverages.filter((c): c is Coverage => c.resourceType === 'Coverage' && (c.status === undefined || c.status === 'active'));
-  const active = coverages.filter((c) => !notInForce(c, opts.today));
+  const dates = opts.onDates?.length ? [...new Set(opts.onDates)].sort() : opts.today ? [opts.today] : [];
+  const all = opts.coverages.filter((c): c is Coverage => c.resourceType === 'Coverage');
+  const coverages = all.filter((c) => c.status === undefined || c.status === 'active');
+  const active = coverages.filter((c) => !notInForceOn(c, dates));
   if (active.length !== 1) {
-    if (fallback) return { payer: fallback, coverage: active[0], defaulted: true };
-    const lapsed = coverages.find((c) => notInForce(c, opts.today));
+    // DEFAULT_PAYER is for a Coverage that names no payer PriorPath serves (design.md §3): a known payer's Coverage,
+    // active or not, is answered as without it (several: send the primary; none in force: no coverage to authorize under).
+    if (fallback && !(await someNamesKnownPayer(active.length > 1 ? active : all, opts))) return { payer: fallback, coverage: active[0], defaulted: true };
+    const lapsed = coverages.find((c) => notInForceOn(c, dates));
+    const inactive = all.find((c) => !coverages.includes(c));
     throw new DomainError(
       'invalid',
       active.length === 0
         ? lapsed
-          ? `No active Coverage for the patient: Coverage${lapsed.id ? ` ${lapsed.id}` : ''} ${notInForce(lapsed, opts.today)}`
-          : 'No active Coverage for the patient: cannot tell which payer to ask'
+          ? `No active Coverage for the patient: Coverage${lapsed.id ? ` ${lapsed.id}` : ''} ${notInForceOn(lapsed, dates)}`
+          : inactive
+            ? `No active Coverage for the patient: Coverage${inactive.id ? ` ${inactive.id}` : ''} is ${inactive.status}`
+            : 'No active Coverage for the patient: cannot tell which payer to ask'
         : `${active.length} active Coverages: send only the primary Coverage`,
       ['prefetch.coverage'],
     );
   }
   const coverage = active[0];
-  // A payor named only by a reference to an Organization the EHR could not give (timeout, 5xx, garbage; not a 404)
-  // may be a payer we serve: not knowing is not "names no payer".
+  const { named, unreadable } = await payersNamedBy(coverage, opts);
+  if (named.size > 1) {
+    // multiple-matches, not invalid: PAS falls back to the Claim's insurer only for a Coverage naming no payer.
+    throw new DomainError('multiple-matches', `The Coverage names more than one payer PriorPath serves (${[...named.keys()].join(', ')}): send the Coverage of the one payer to ask`, ['prefetch.coverage.payor']);
+  }
+  const [payer] = named.values();
+  if (payer) return { payer, coverage, defaulted: false };
+  if (fallback) return { payer: fallback, coverage, defaulted: true };
+  if (unreadable) {
+    throw new DomainError('incomplete', `The Coverage names its payer by ${unreadable}, which could not be read from fhirServer`, ['prefetch.coverage.payor']);
+  }
+  throw new DomainError('invalid', `The Coverage names no payer PriorPath serves (payor identifier system ${PAYER_ID_SYSTEM})`, ['prefetch.coverage.payor']);
+}
+
+/**
+ * Whether any of these Coverages names a payer PriorPath serves, so that DEFAULT_PAYER may not stand in for them
+ * (design.md §3). A payor Organization the EHR could not give counts as naming none, as for the one active Coverage.
+ */
+async function someNamesKnownPayer(coverages: Coverage[], opts: { content: Content; byReference: Map<string, Resource>; ehr?: ResourceReader }): Promise<boolean> {
+  for (const coverage of coverages) {
+    if ((await payersNamedBy(coverage, opts)).named.size > 0) return true;
+  }
+  return false;
+}
+
+/**
+ * Every payer PriorPath serves that the Coverage names, by any payor's identifier or its Organization's (two
+ * different ones are a Coverage that does not say which payer to ask: each payer's policy differs), and the
+ * reference of a payor Organization the EHR could not give (timeout, 5xx, garbage; not a 404), which may name a payer
+ * we serve: not knowing is not "names no payer".
+ */
+async function payersNamedBy(
+  coverage: Coverage,
+  opts: { content: Content; byReference: Map<string, Resource>; ehr?: ResourceReader },
+): Promise<{ named: Map<string, Payer>; unreadable?: string }> {
+  const { content } = opts;
   let unreadable: string | undefined;
-  // Every payer the Coverage names, by any payor's identifier or its Organization's: two different ones are a
-  // Coverage that does not say which payer to ask (each payer's policy differs), answered as several Coverages are.
   const named = new Map<string, Payer>();
   for (const payor of coverage.payor ?? []) {
     const byId = payerNamedBy(content, payor.identifier ? [payor.identifier] : undefined);
@@ -90,17 +135,35 @@ export async function identifyPayer(opts: {
     const byOrg = org?.resourceType === 'Organization' ? payerNamedBy(content, (org as Organization).identifier) : undefined;
     if (byOrg) named.set(byOrg.key, byOrg);
   }
-  if (named.size > 1) {
-    // multiple-matches, not invalid: PAS falls back to the Claim's insurer only for a Coverage naming no payer.
-    throw new DomainError('multiple-matches', `The Coverage names more than one payer PriorPath serves (${[...named.keys()].join(', ')}): send the Coverage of the one payer to ask`, ['prefetch.coverage.payor']);
+  return { named, unreadable };
+}
+
+/**
+ * Why a Coverage is not in force on one of these days (the order dates it would authorize, design.md §4 "Payer"), if
+ * it is not: {@link notInForce} on the first day it fails, naming that day when it is not the only one asked about.
+ */
+export function notInForceOn(coverage: Coverage, dates: string[]): string | undefined {
+  for (const day of dates) {
+    const why = notInForce(coverage, day);
+    if (why) return `${why}, not in force on the order date ${day}`;
   }
-  const [payer] = named.values();
-  if (payer) return { payer, coverage, defaulted: false };
-  if (fallback) return { payer: fallback, coverage, defaulted: true };
-  if (unreadable) {
-    throw new DomainError('incomplete', `The Coverage names its payer by ${unreadable}, which could not be read from fhirServer`, ['prefetch.coverage.payor']);
+  return undefined;
+}
+
+/**
+ * The last day a Coverage covers (YYYY-MM-DD), from its `period.end` read at its own precision (2026 → 2026-12-31,
+ * 2026-02 → 2026-02-28), or undefined for a period with no end. An approval issued under the Coverage ends no later
+ * (design.md §4 "Payer": no authorization outlives the coverage it is issued under).
+ */
+export function coverageLastDay(coverage: Coverage | undefined): string | undefined {
+  const end = coverage?.period?.end;
+  if (!end || !/^\d{4}(-\d{2}(-\d{2})?)?/.test(end)) return undefined;
+  if (/^\d{4}-\d{2}-\d{2}/.test(end)) return end.slice(0, 10);
+  if (/^\d{4}-\d{2}/.test(end)) {
+    const [y, m] = end.slice(0, 7).split('-').map(Number);
+    return `${end.slice(0, 7)}-${String(new Date(Date.UTC(y, m, 0)).getUTCDate()).padStart(2, '0')}`;
   }
-  throw new DomainError('invalid', `The Coverage names no payer PriorPath serves (payor identifier system ${PAYER_ID_SYSTEM})`, ['prefetch.coverage.payor']);
+  return `${end.slice(0, 4)}-12-31`;
 }
 
 /**

@@ -3,7 +3,7 @@ import type { Coverage, MedicationRequest, Practitioner, PractitionerRole, Resou
 import type { Content, ServiceDefinition } from '../content.js';
 import { HttpError, badRequest, outcome, preconditionFailed } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { indexRecord } from '../policies/evaluation-data.js';
+import { indexRecord, orderDateOf } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
 import { aboutAnotherPatient } from '../fhir/one-patient.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
@@ -196,7 +196,10 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
   const patient = (data.patient ?? []).find((r) => r.resourceType === 'Patient');
   if (patient && patient.id && patient.id !== req.patientId) throw badRequest('prefetch.patient is not the patient in context.patientId', ['prefetch.patient']);
 
-  const payerMatch = await identifyPayer({ content: deps.content, coverages: data.coverage ?? [], byReference, ehr: reader, defaultPayer: deps.defaultPayer, today });
+  // The Coverage is judged on the dates of the service it would authorize (design.md §4 "Payer", the order date of §6):
+  // each medication order's own date, today for one that states none.
+  const onDates = inScope.filter((o): o is MedicationRequest => o.resourceType === 'MedicationRequest').map((o) => orderDateOf(o, today));
+  const payerMatch = await identifyPayer({ content: deps.content, coverages: data.coverage ?? [], byReference, ehr: reader, defaultPayer: deps.defaultPayer, today, onDates });
   const coverage: Coverage | undefined = payerMatch.coverage;
 
   const users = (data.user ?? []).filter((r): r is PractitionerRole | Practitioner => r.resourceType === 'PractitionerRole' || r.resourceType === 'Practitioner');

@@ -7,6 +7,7 @@ import { codingsWithBillingOptions } from '../fhir/value-sets.js';
 import { answeredCanonical, evaluateQuestionnaireResponse, policyForQuestionnaire } from '../coverage/evaluate-response.js';
 import { signingFactsKey } from './asserted-order-dates.js';
 import { newApproval, periodEnd } from '../coverage/authorization.js';
+import { coverageLastDay, notInForceOn } from '../coverage/payer.js';
 import type { ApprovalLength } from '../coverage/authorization.js';
 import { determinationOf } from '../coverage/determination.js';
 import { DomainError, HttpError, badRequest } from '../errors.js';
@@ -296,14 +297,14 @@ export function factLabel(policy: CompiledPolicy, fact: string): string | undefi
  * A3 with the clause; documentation needed, a limit exceeded or a policy failure → A4 pended (documentation or
  * clinical review), never a positive answer.
  */
-export function decisionFor(policy: CompiledPolicy, ev: PolicyEvaluation, opts: { sequence: number; orderDate: string; payer: string; today: string }): ItemDecision {
+export function decisionFor(policy: CompiledPolicy, ev: PolicyEvaluation, opts: { sequence: number; orderDate: string; payer: string; today: string; coverageEnd?: string }): ItemDecision {
   const criteria = ev.rules.map((r) => ({ id: r.id, kind: r.kind, cite: r.cite, text: r.text, result: r.result, ...(r.applies !== undefined ? { applies: r.applies } : {}), evidence: evidenceOf(policy, ev, r.id) }));
   const approval = defaultApproval(policy, ev);
   const reviewPeriod = { start: opts.orderDate, end: reviewEnd(policy, ev, opts.orderDate, approval) };
   const askedAmounts = askedAmountsOf(policy);
   const base = { sequence: opts.sequence, policyId: policy.file.id, policyVersion: policy.file.version, outcome: ev.outcome, criteria, orderDate: opts.orderDate, reviewPeriod, askedAmounts };
   const authorization =
-    ev.outcome === 'satisfied' ? newApproval(opts.payer, opts.today, opts.orderDate, ev.pathway?.approval ?? approval, ev.pathway?.approvalFrom) : undefined;
+    ev.outcome === 'satisfied' ? newApproval(opts.payer, opts.today, opts.orderDate, ev.pathway?.approval ?? approval, ev.pathway?.approvalFrom, opts.coverageEnd) : undefined;
   const d = determinationOf(policy, ev, authorization);
   return {
     ...base,
@@ -327,6 +328,16 @@ function claimDiagnoses(req: PasRequest): Condition[] {
       code,
       subject: { reference: req.patientFullUrl ?? `Patient/${req.patient.id ?? ''}` },
     }));
+}
+
+/**
+ * Refuses (DomainError `invalid`, 400) an item whose order date the request's Coverage is not in force on: a Coverage
+ * ended before the service, or begun after it, is no coverage to authorize under, whatever the Claim's insurer says
+ * (design.md §4 "Payer", as CRD answers it).
+ */
+function inForceOn(req: PasRequest, orderDate: string): void {
+  const why = notInForceOn(req.coverage, [orderDate]);
+  if (why) throw new DomainError('invalid', `No active Coverage: Coverage${req.coverage.id ? ` ${req.coverage.id}` : ''} ${why}`, ['Bundle.entry.resource.ofType(Coverage).period']);
 }
 
 /**
@@ -378,6 +389,7 @@ export function adjudicate(opts: {
     let orderDate = data.orderDate;
 
     if (!policy) {
+      inForceOn(req, orderDate);
       const period = { start: orderDate, end: periodEnd(orderDate, { days: 30 }) };
       return {
         sequence: it.sequence,
@@ -414,7 +426,8 @@ export function adjudicate(opts: {
       if (err instanceof HttpError || err instanceof DomainError) throw err;
       ev = { policyId: policy.file.id, policyVersion: policy.file.version, outcome: 'error', facts: [], rules: [], missingFacts: [], failed: [], proposals: [] };
     }
-    const decision = decisionFor(policy, ev, { sequence: it.sequence, orderDate, payer: payer.key, today });
+    inForceOn(req, orderDate);
+    const decision = decisionFor(policy, ev, { sequence: it.sequence, orderDate, payer: payer.key, today, coverageEnd: coverageLastDay(req.coverage) });
     // Only an order the EHR named (not one built from the Claim item) has a record to share with CRD and DTR.
     const named = order.id && !order.id.startsWith('claim-item-') ? `MedicationRequest/${order.id}` : undefined;
     const key = orderKeyOf({ payer: payer.key, patientId: req.patient.id, orderRef: named, drug: policy.file.drug });

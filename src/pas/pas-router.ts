@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import type { Content, Payer } from '../content.js';
 import { PAYER_ID_SYSTEM } from '../content.js';
 import { DomainError, HttpError, badRequest, notFound, outcome } from '../errors.js';
-import { identifyPayer, notInForce, payerNamedBy } from '../coverage/payer.js';
+import { identifyPayer, payerNamedBy } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import type { NewPasSubmission, OrderKey, PasQuery, PasSubmission, Storage } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
@@ -65,28 +65,39 @@ function conflict(bundleIdentifier: string): HttpError {
   );
 }
 
-/** The payer of the request: the Coverage's payor, else the Claim's insurer, by our payer identifier (design.md §4 "Payer"). */
-async function payerOf(content: Content, req: PasRequest, defaultPayer: string | undefined, today: string): Promise<Payer> {
-  // A Coverage not in force on the day of the request (ended, or not begun) is no coverage to authorize under, whatever
-  // the Claim's insurer says.
-  const outOfForce = notInForce(req.coverage, today);
-  if (outOfForce) {
-    throw new DomainError('invalid', `No active Coverage: Coverage${req.coverage.id ? ` ${req.coverage.id}` : ''} ${outOfForce}`, ['Bundle.entry.resource.ofType(Coverage).period']);
+/**
+ * The payer of the request: the Coverage's payor, else the Claim's insurer, by our payer identifier (design.md §4
+ * "Payer"). A Coverage whose status is not active (cancelled, entered in error, draft) is no coverage to authorize
+ * under, whatever the Claim's insurer says, as CRD answers it; whether it is in force on each item's order date is
+ * judged with the item (adjudicate.ts). A Claim whose insurer names another payer PriorPath serves than the
+ * Coverage's payor is a payer problem (400): the request would be decided under one payer and answered in the
+ * other's name.
+ */
+async function payerOf(content: Content, req: PasRequest, defaultPayer: string | undefined): Promise<Payer> {
+  if (req.coverage.status !== undefined && req.coverage.status !== 'active') {
+    throw new DomainError('invalid', `No active Coverage: Coverage${req.coverage.id ? ` ${req.coverage.id}` : ''} is ${req.coverage.status}`, ['Bundle.entry.resource.ofType(Coverage).status']);
   }
+  const insurer = req.claim.insurer;
+  const org = insurer?.reference ? req.byReference.get(insurer.reference) : undefined;
+  const ids = [...(insurer?.identifier ? [insurer.identifier] : []), ...(org?.resourceType === 'Organization' ? (org.identifier ?? []) : [])];
+  const namedByInsurer = payerNamedBy(content, ids);
+  let payer: Payer;
   try {
-    return (await identifyPayer({ content, coverages: [req.coverage], byReference: req.byReference })).payer;
+    payer = (await identifyPayer({ content, coverages: [req.coverage], byReference: req.byReference })).payer;
   } catch (err) {
     if (!(err instanceof DomainError) || err.code !== 'invalid') throw err;
-    const insurer = req.claim.insurer;
-    const org = insurer?.reference ? req.byReference.get(insurer.reference) : undefined;
-    const ids = [...(insurer?.identifier ? [insurer.identifier] : []), ...(org?.resourceType === 'Organization' ? (org.identifier ?? []) : [])];
-    const named = payerNamedBy(content, ids);
-    if (named) return named;
+    if (namedByInsurer) return namedByInsurer;
     const fallback = defaultPayer ? content.payers.get(defaultPayer) : undefined;
     if (fallback) return fallback;
-    const reason = req.coverage.status && req.coverage.status !== 'active' ? `the Coverage is ${req.coverage.status}` : 'neither the Coverage payor nor the Claim insurer names a payer PriorPath serves';
-    throw badRequest(`Unknown payer: ${reason} (identifier system ${PAYER_ID_SYSTEM})`, ['Claim.insurance.coverage.payor', 'Claim.insurer']);
+    throw badRequest(`Unknown payer: neither the Coverage payor nor the Claim insurer names a payer PriorPath serves (identifier system ${PAYER_ID_SYSTEM})`, ['Claim.insurance.coverage.payor', 'Claim.insurer']);
   }
+  if (namedByInsurer && namedByInsurer.key !== payer.key) {
+    throw badRequest(
+      `The Claim's insurer names ${namedByInsurer.key} but its Coverage's payor names ${payer.key}: send the request to the payer of the Coverage it is under, with that Coverage`,
+      ['Claim.insurer', 'Claim.insurance.coverage.payor'],
+    );
+  }
+  return payer;
 }
 
 /** The answer to a resubmission of a stored request: its current response, or 409 when the content differs. */
@@ -167,7 +178,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
       return sendFhir(res, 200, answerTo(request, answer));
     }
 
-    const payer = await payerOf(content, request, deps.defaultPayer, today());
+    const payer = await payerOf(content, request, deps.defaultPayer);
     const answer = await decideRequest(request, payer, log, client);
     sendFhir(res, 200, answerTo(request, answer));
   });
@@ -201,7 +212,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     }
     const named = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier, client);
     if (named && named.id !== found.id) throw conflict(request.bundleIdentifier);
-    const payer = content.payers.get(found.payer) ?? (await payerOf(content, request, deps.defaultPayer, today()));
+    const payer = content.payers.get(found.payer) ?? (await payerOf(content, request, deps.defaultPayer));
     const version = pasVersionOf(request.bundle, deps.pasVersion ?? '2.2.1');
     for (let attempt = 0; attempt < 3; attempt++) {
       const target = await settle((await storage.getPasSubmission(found.id)) ?? found);

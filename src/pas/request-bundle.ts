@@ -200,7 +200,14 @@ export function parsePasRequest(input: Record<string, unknown>): PasRequest {
   };
 
   const patient = target<Patient>(claim.patient, 'Patient', `${claimPath}.patient`, 'patient');
-  const insurance = claim.insurance?.find((i) => i.focal) ?? claim.insurance?.[0];
+  // The one Coverage the request is adjudicated under (FHIR Claim.insurance.focal: "to be used for adjudication"; PAS
+  // asks prior authorization of one payer, design.md §4 "Payer"): several focal entries do not say which payer's policy
+  // decides, so none is picked. With none marked focal the first is the one.
+  const focal = (claim.insurance ?? []).filter((i) => i.focal === true);
+  if (focal.length > 1) {
+    throw badRequest(`${focal.length} Claim.insurance entries are focal: mark only the Coverage the request is to be adjudicated under focal`, [`${claimPath}.insurance`]);
+  }
+  const insurance = focal[0] ?? claim.insurance?.[0];
   const coverage = target<Coverage>(insurance?.coverage, 'Coverage', `${claimPath}.insurance.coverage`, 'Coverage (Claim.insurance.coverage)');
 
   const items: RequestedItem[] = (claim.item ?? []).map((item, i) => {

@@ -364,7 +364,7 @@ describe('CDS Hooks edge', () => {
       await request(app).post(SIGN).send(orderSignRequest(withPeriod(day(1)), order)).expect(200);
     });
 
-    it('returns 400 for a Coverage marked active whose period has not begun, naming its start; one begun today is in force', async () => {
+    it('returns 400 for a Coverage marked active whose period has not begun, naming its start; one begun by the order date is in force', async () => {
       const { app } = buildApp();
       const { resources, order } = edgePatient();
       const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
@@ -373,7 +373,12 @@ describe('CDS Hooks edge', () => {
       expect(future.status).toBe(400);
       expect(future.body.issue[0].diagnostics).toMatch(new RegExp(`No active Coverage.*begins on ${day(180)}`));
       expect(JSON.stringify(future.body)).not.toMatch(/PA-/);
-      await request(app).post(SIGN).send(orderSignRequest(from(day(0)), order)).expect(200);
+      // The Coverage is judged on the order date (design.md §4 "Payer", §6): the order's planned start, here before
+      // today; an order planned to start today is in force under a Coverage begun today.
+      const plannedStart = order.dosageInstruction![0].timing!.repeat!.boundsPeriod!.start!;
+      await request(app).post(SIGN).send(orderSignRequest(from(plannedStart), order)).expect(200);
+      const startingToday = { ...order, dosageInstruction: order.dosageInstruction!.map((i) => ({ ...i, timing: { repeat: { boundsPeriod: { start: day(0) } } } })) };
+      await request(app).post(SIGN).send(orderSignRequest(from(day(0)), startingToday)).expect(200);
     });
 
     it('returns 400 for a Coverage that names two payers PriorPath serves (payor identifier and its Organization, or two payors), rather than picking one', async () => {

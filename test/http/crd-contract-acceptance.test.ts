@@ -289,7 +289,7 @@ describe('payer identification (design.md §4 "Payer")', () => {
     expect(code(onlyCoverageInfo(res.body), 'pa-needed')).toBe('satisfied');
   });
 
-  it('answers 400 when the only Coverage is cancelled, and answers under DEFAULT_PAYER when it is set', async () => {
+  it("answers 400 when the only Coverage is cancelled, also under DEFAULT_PAYER when it is a served payer's; answers under DEFAULT_PAYER when the cancelled Coverage names no payer PriorPath serves", async () => {
     const record = relapseRecord().map((r) =>
       r.resourceType === 'Coverage' ? { ...r, status: 'cancelled' as const } : r,
     );
@@ -298,9 +298,18 @@ describe('payer identification (design.md §4 "Payer")', () => {
       .send(bcbsncSign(blinatumomabOrder(), record));
     expect(strict.status).toBe(400);
     expect(strict.body.resourceType).toBe('OperationOutcome');
-    const lenient = await request(buildApp({ today: TODAY, env: { ...OPEN, DEFAULT_PAYER: 'bcbsnc' } }).app)
+    // DEFAULT_PAYER stands in only where no Coverage names a payer PriorPath serves (design.md §3, §4 "Payer"): a
+    // served payer's cancelled Coverage is no coverage to authorize under, not an unknown payer.
+    const lenientApp = buildApp({ today: TODAY, env: { ...OPEN, DEFAULT_PAYER: 'bcbsnc' } }).app;
+    const known = await request(lenientApp).post(SIGN).send(bcbsncSign(blinatumomabOrder(), record));
+    expect(known.status).toBe(400);
+    expect(known.body.issue[0].diagnostics).toMatch(/No active Coverage.*is cancelled/);
+    const unserved = record.map((r) =>
+      r.resourceType === 'Coverage' ? { ...r, payor: [{ identifier: { system: 'https://priorpath.dev/fhir/sid/payer', value: 'acme-health' } }] } : r,
+    );
+    const lenient = await request(lenientApp)
       .post(SIGN)
-      .send(bcbsncSign(blinatumomabOrder(), record))
+      .send(bcbsncSign(blinatumomabOrder(), unserved))
       .expect(200);
     onlyCoverageInfo(lenient.body);
     expect((lenient.body as HookAnswer).cards.every((c) => c.source.label === payerLabel('bcbsnc'))).toBe(true);
