@@ -125,12 +125,6 @@ function answersOnly(policy: CompiledPolicy): CompiledPolicy {
     view = {
       ...policy,
       facts: policy.facts.map((f) => {
-        if (f.def.askable || f.deps.length === 0) return { ...f, expr: unknown };
-        const readsRecord = tokenize(f.def.fhirpath).some(
-          (t) => t.kind === 'var' && !policy.factsByName.has(t.name!) && !NOT_RECORD.has(t.name!),
-        );
-        if (!readsRecord) return f;
-        const needs = [...askableClosure(policy, f.deps).askable];
         const doesNotArise = (d: string, env: Record<string, unknown>) => {
           const askWhen = policy.factsByName.get(d)?.askWhen;
           if (!askWhen) return false;
@@ -138,6 +132,20 @@ function answersOnly(policy: CompiledPolicy): CompiledPolicy {
           for (const g of policy.facts) if (!isUnknown(env[g.name])) known[g.name] = env[g.name] as FactValue;
           return askWhenFalse(askWhen, known, String(env.orderDate));
         };
+        const readsRecord = tokenize(f.def.fhirpath).some(
+          (t) => t.kind === 'var' && !policy.factsByName.has(t.name!) && !NOT_RECORD.has(t.name!),
+        );
+        // A question whose answer follows from other answers (its askWhen closes once they are given: "is this a
+        // renewal?" after "not cycle 1 of this course", design.md §6 "Cycles") is not asked, so it is computed from
+        // those facts, as a derived fact is, when its expression reads nothing but facts; otherwise a question is
+        // known only when answered.
+        if (f.def.askable) {
+          if (!f.askWhen || f.deps.length === 0 || readsRecord) return { ...f, expr: unknown };
+          return { ...f, expr: (resource: unknown, env: Record<string, unknown>) => (doesNotArise(f.name, env) ? f.expr(resource, env) : []) };
+        }
+        if (f.deps.length === 0) return { ...f, expr: unknown };
+        if (!readsRecord) return f;
+        const needs = [...askableClosure(policy, f.deps).askable];
         return {
           ...f,
           expr: (resource: unknown, env: Record<string, unknown>) =>
@@ -189,11 +197,15 @@ export function withOrderStated(
   return out;
 }
 
-/** Answers plus the known facts they leave standing (see {@link EvaluateResponseInput.knownFacts}). */
+/**
+ * Answers plus the known facts they leave standing (see {@link EvaluateResponseInput.knownFacts}). A question's known
+ * value stands unless the answers close the question (closedByAnswers): `orderDate` is the date its gate reads.
+ */
 export function withKnownFacts(
   policy: CompiledPolicy,
   answers: Record<string, FactValue>,
   known: Record<string, unknown> | undefined,
+  orderDate = '',
 ): Record<string, FactValue> {
   if (!known) return answers;
   const out: Record<string, FactValue> = { ...answers };
@@ -201,13 +213,33 @@ export function withKnownFacts(
   for (const f of policy.facts) {
     const v = known[f.name];
     if (has(answers, f.name) || !isFactValue(v)) continue;
-    if (f.def.askable) out[f.name] = v;
-    else {
+    if (f.def.askable) {
+      if (!closedByAnswers(f, answers, known, orderDate)) out[f.name] = v;
+    } else {
       const { askable } = askableClosure(policy, f.deps);
       if ([...askable].every((d) => !has(answers, d) || answers[d] === known[d])) out[f.name] = v;
     }
   }
   return out;
+}
+
+/**
+ * Whether the answers close a question whose value was recorded earlier (CRD's pre-fill): its `askWhen` is false over
+ * the answers (the recorded facts filling the rest) and reads a fact the answers changed. The recorded value was
+ * computed while that answer was still open ("is this a renewal?" read "no" before the clinician answered "not cycle 1
+ * of this course"), so it no more stands for the question than a hidden answer does (design.md §7 "Answers the form
+ * does not show"): the fact follows from the answers (answersOnly) or the record.
+ */
+function closedByAnswers(
+  f: CompiledPolicy['facts'][number],
+  answers: Record<string, FactValue>,
+  known: Record<string, unknown>,
+  orderDate: string,
+): boolean {
+  if (!f.askWhen || !f.askWhenReads?.some((d) => Object.prototype.hasOwnProperty.call(answers, d) && !sameValue(answers[d], known[d]))) return false;
+  const facts: Record<string, FactValue> = {};
+  for (const [k, v] of Object.entries(known)) if (isFactValue(v)) facts[k] = v;
+  return askWhenFalse(f.askWhen, Object.assign(facts, answers), orderDate);
 }
 
 /**
@@ -383,13 +415,18 @@ function judge(
     : input.knownFacts;
   // Without the record (a DTR response), the order is what CRD read of it at signing: a fact of the order stated
   // there stands over an answer, as the order itself does where the record is read (evaluate-policy.ts).
-  const answers = withKnownFacts(policy, input.record ? parsed.answers : withOrderStated(policy, parsed.answers, input.chartFacts), known);
-
   // The order is judged on the date CRD judged it on (design.md §8: one decision per order): the order's own start
   // when the record has the order, else the start the payer pre-filled in the form's order-date item, else the date
   // the CRD assertion the response names recorded; today only when none says (the same fallback as
   // evaluation-data.ts orderDateOf).
   const fallback = parsed.orderDate ?? input.assertedOrderDate ?? input.today;
+  const answers = withKnownFacts(
+    policy,
+    input.record ? parsed.answers : withOrderStated(policy, parsed.answers, input.chartFacts),
+    known,
+    recordData ? recordData(fallback).orderDate : fallback,
+  );
+
   if (recordData) {
     const data = recordData(fallback);
     return { evaluation: evaluatePolicy(policy, data, answers), orderDate: data.orderDate };

@@ -70,6 +70,12 @@ function readBothWays(policyId: string, caseName: string, visible: Answers, stal
   return { read, plain, readAll };
 }
 
+/** The DTR reading alone (design.md §7: over CRD's facts) of the response {@link responseFor} builds. */
+function readAsDtr(policyId: string, caseName: string, visible: Answers) {
+  const { qr, known, today } = responseFor(policyId, caseName, visible);
+  return evaluateQuestionnaireResponse({ content, qr, knownFacts: known, today });
+}
+
 const yes = [{ valueBoolean: true }];
 const code = (c: string) => [{ valueCoding: { system: EVIDENCE, code: c } }];
 
@@ -119,6 +125,54 @@ describe('DTR: an answer the form hides decides nothing; one it shows still coun
     expect(renewal.read.evaluation.failed.map((r) => r.id)).toContain('course-mrd-positive');
   });
 
+  it('MMM: "not cycle 1 of this course" beside the renewal pre-fill "No" is a reauthorization (B.i), never an initial request; the course start is not asked where no course window reads it', () => {
+    // design.md §6 "Cycles": the payer pre-filled renewal-request No from the record (no Blincyto on it) before the
+    // clinician answered that the order is not cycle 1; that answer says earlier cycles of the course were given, so
+    // the form hides the renewal question (its answer follows: yes) and the server reads the renewal from it.
+    const name = 'a relapsed induction order written as one 28 mcg/day instruction for 28 days with no Blincyto on record is asked whether it is cycle 1, not approved at signing';
+    const notCycleOne = { 'relapsed-course-cycle-one': [{ valueBoolean: false }], 'cycles-given': [{ valueInteger: 1 }] };
+    const { read, readAll } = readBothWays('mmm-blinatumomab', name, notCycleOne);
+    const flat = (items: QuestionnaireResponseItem[] = []): QuestionnaireResponseItem[] => items.flatMap((i) => [i, ...flat(i.item)]);
+    const renewalPrefill = flat(responseFor('mmm-blinatumomab', name, notCycleOne).qr.item).find((i) => i.linkId === 'renewal-request');
+    expect(renewalPrefill?.answer, 'the payer pre-filled "not a renewal" from the record').toEqual([expect.objectContaining({ valueBoolean: false })]);
+    expect(readAll.evaluation.outcome, 'read as given, the pre-filled "No" would approve an initial request').toBe('satisfied');
+    expect(read.notShown).toContain('renewal-request');
+    expect(read.evaluation.facts.find((f) => f.name === 'renewalRequest')).toMatchObject({ value: true });
+    expect(read.evaluation.outcome).toBe('documentation-needed');
+    expect(read.evaluation.missingFacts).toEqual(expect.arrayContaining(['earlierCourseIndication', 'noProgressionOrToxicity']));
+    expect(read.evaluation.missingFacts).not.toContain('renewalRequest');
+    expect(read.evaluation.missingFacts).not.toContain('courseCycleOneStart');
+    // Answered as a reauthorization (the earlier course relapsed or refractory, no progression or toxicity), approved.
+    const reauthorized = readAsDtr('mmm-blinatumomab', name, {
+      ...notCycleOne,
+      'earlier-course-indication': code('relapsed-refractory'),
+      'no-progression-or-toxicity': yes,
+    });
+    expect(reauthorized.evaluation.outcome).toBe('satisfied');
+    expect(reauthorized.evaluation.facts.find((f) => f.name === 'renewalRequest')).toMatchObject({ value: true });
+  }, 60_000);
+
+  it("OHSU: after \"not cycle 1\" the course's cycle 1 start is asked and the 30 weeks run from it, not from the order's date", () => {
+    // design.md §6 "Cycles": a course begun elsewhere has no start on record; its initial authorization (HEALTHSERVICES-0382
+    // I, 30 weeks) is counted from the answered start of its cycle 1, never from this order.
+    const name = 'a child with relapsed Ph- ALL as a single agent is approved for 30 weeks';
+    const base = {
+      'relapsed-course-cycle-one': [{ valueBoolean: false }],
+      'cycles-given': [{ valueInteger: 1 }],
+      'earlier-course-indication': code('relapsed-refractory'),
+      'course-first-cycle-start': [],
+    };
+    const unanswered = readAsDtr('ohsu-blinatumomab', name, base);
+    expect(unanswered.evaluation.outcome).toBe('documentation-needed');
+    expect(unanswered.evaluation.missingFacts).toContain('courseCycleOneStart');
+    const answered = readAsDtr('ohsu-blinatumomab', name, { ...base, 'course-first-cycle-start': [{ valueDate: '2026-10-13' }] });
+    expect(answered.evaluation.outcome).toBe('satisfied');
+    expect(answered.evaluation.pathway?.approvalFrom).toBe('2026-10-13');
+    const overdue = readAsDtr('ohsu-blinatumomab', name, { ...base, 'cycles-given': [{ valueInteger: 3 }], 'course-first-cycle-start': [{ valueDate: '2026-03-10' }] });
+    expect(overdue.evaluation.outcome).toBe('limit-exceeded');
+    expect(overdue.evaluation.failed.map((r) => r.id)).toContain('pediatric-relapsed-refractory-initial-period');
+  }, 60_000);
+
   it('BCBSNC: a shown answer counts (CD19 positive approves the MRD-positive label use); hidden renewal answers on a first request are ignored', () => {
     const name = 'MRD-positive remission without a CD19 result asks for CD19';
     const shown = readBothWays('bcbsnc-blinatumomab', name, { 'cd19-positive': yes });
@@ -166,7 +220,8 @@ describe("the server reads a question's askWhen as the form does", () => {
   // src/coverage/hidden-answers.ts reads an askWhen over the server's facts: that is the form's reading only while the
   // form has a reading of every fact the askWhen names (its question, or its pre-filled initialExpression). A fact
   // the form cannot read is unknown there and would close the gate on the server alone, dropping an answer the
-  // clinician was shown.
+  // clinician was shown. A derived fact that is `{}` is unknown on the server too (BCBSNC's relapsedCourseCycleOne,
+  // which the shared renewal gate names: not asked there), so it closes no gate on either side.
   it.each(content.policies.map((p) => [p.file.id, p] as const))('%s: every fact an askWhen names is one the form reads', (_id, policy) => {
     const structure = policyStructure(policy);
     const ctx = { valueSets: content.valueSets, valueSetBase: `${CANONICAL_BASE}/ValueSet` };
@@ -175,7 +230,8 @@ describe("the server reads a question's askWhen as the form does", () => {
     const unread = texts
       .filter((t): t is string => t !== undefined)
       .flatMap((t) => [...t.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)].map((m) => m[0]))
-      .filter((n) => policy.factsByName.has(n) && !onForm(n) && clientInitialExpression(policy, n, ctx).expression === undefined);
+      .filter((n) => policy.factsByName.has(n) && !onForm(n) && clientInitialExpression(policy, n, ctx).expression === undefined)
+      .filter((n) => !(policy.factsByName.get(n)!.def.askable === false && /^\s*\{\s*\}\s*$/.test(policy.factsByName.get(n)!.def.fhirpath)));
     expect([...new Set(unread)]).toEqual([]);
   });
 });

@@ -63,24 +63,26 @@ describe('PAS: answers the form hides decide nothing; answers it shows count', (
     expect(renewal.evaluation.failed.map((r) => r.id)).toContain('course-mrd-positive');
   });
 
-  it("Centene: an answer in a covered use's own group the answers rule out (adult maintenance with POMP, for a child) is not read, and decides nothing either way", () => {
+  it("Centene: an answer to a covered use the answers rule out (adult maintenance with POMP, for a child) decides nothing either way; a renewal's form shows it (continued therapy reads it too)", () => {
     const name = 'the same child, weight and height answered in the form (30 kg, 130 cm), at 15 mcg/m²/day is approved';
     // A relapsed child's first order at 15 mcg/m²/day for the whole cycle: answered "not cycle 1", one cycle given
-    // elsewhere and not a renewal, as its case is (a "not cycle 1" alone asks the cycles given and the renewal:
-    // pharmacist review s41 F1).
+    // elsewhere, as its case is (a "not cycle 1" asks the cycles given, pharmacist review s41 F1, and makes the order a
+    // renewal, whose question the form then hides: design.md §6 "Cycles"; so no renewal answer is sent, and the earlier
+    // course's indication is answered).
     const size = {
       weight: [{ valueDecimal: 30 }],
       height: [{ valueDecimal: 130 }],
       'relapsed-course-cycle-one': [{ valueBoolean: false }],
       'cycles-given': [{ valueInteger: 1 }],
-      'renewal-request': [{ valueBoolean: false }],
+      'earlier-course-indication': [{ valueCoding: { system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'relapsed-refractory' } }],
     };
     const plain = pasReading('centene-blinatumomab', name, size);
     const stale = pasReading('centene-blinatumomab', name, { ...size, 'with-pomp': yes });
-    // The group's gate (group-pathway-ph-negative-adult-maintenance, no askWhen of its own): the pathway is false for
-    // a child whatever is answered in it, so the answer is dropped and the determination is the one without it.
-    expect(stale.notShown).toEqual(['with-pomp']);
-    expect(stale.evaluation.facts.find((f) => f.name === 'withPomp')?.source).not.toBe('answer');
+    // "Not cycle 1" makes this order a renewal (design.md §6 "Cycles"), so with-pomp is also a question of the
+    // continued-therapy use (II.A.1's covered indication, continuedUseCovered), which the form shows to a renewal: it
+    // is no longer hidden. Where the answers rule the adult-maintenance use out (a child), it still decides nothing:
+    // the determination is the one without it.
+    expect(stale.notShown).toEqual([]);
     expect(stale.evaluation.outcome).toBe('satisfied');
     expect(stale.evaluation.outcome).toBe(plain.evaluation.outcome);
     expect(stale.evaluation.pathway?.id).toBe(plain.evaluation.pathway?.id);
