@@ -266,21 +266,6 @@ describe('CDS Hooks edge', () => {
       expect(res.body.issue[0].expression).toEqual(['prefetch.coverage']);
     });
 
-    it('returns 412 naming prefetch.user when the user prefetch is missing or an OperationOutcome and there is no fhirServer (design.md §4: every key)', async () => {
-      const { app } = buildApp();
-      const { resources, order } = edgePatient();
-      for (const user of [undefined, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'forbidden' }] }]) {
-        const body = orderSignRequest(resources, order) as { prefetch: Record<string, unknown>; fhirServer?: string; fhirAuthorization?: unknown };
-        if (user) body.prefetch.user = user;
-        else delete body.prefetch.user;
-        delete body.fhirServer;
-        delete body.fhirAuthorization;
-        const res = await request(app).post(SIGN).send(body);
-        expect(res.status).toBe(412);
-        expect(res.body.issue[0].expression).toEqual(['prefetch.user']);
-      }
-    });
-
     it('queries the EHR with the access token for prefetch given as null or OperationOutcome', async () => {
       const { resources: withId, order } = edgePatient();
       // The Coverage names its payer only by reference here, so the Organization is read from the EHR too.
