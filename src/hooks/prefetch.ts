@@ -7,6 +7,9 @@ import type { EhrClient } from './ehr-client.js';
 import type { HookRequest } from './hook-request.js';
 import { resourcesOf } from './hook-request.js';
 
+/** Keys a decision can be made without: a missing `user` leaves the prescriber's specialty unknown (asked in DTR). */
+const OPTIONAL_KEYS = new Set(['user']);
+
 /** Whether a prefetch value carries data: absent, null and OperationOutcome values are missing (design.md §4). */
 export function isUsablePrefetch(value: unknown): boolean {
   if (value === undefined || value === null || typeof value !== 'object') return false;
@@ -126,13 +129,13 @@ export async function resolvePrefetch(
           data[key] = await allPages(value, ehr, req.patientId, false);
         } catch (err) {
           log.warn({ key, reason: (err as Error).message }, 'prefetch next page failed');
-          failed.push(key);
+          if (!OPTIONAL_KEYS.has(key)) failed.push(key);
         }
         return;
       }
       const query = fillTemplate(template, req);
       if (!ehr || !query) {
-        failed.push(key);
+        if (!OPTIONAL_KEYS.has(key)) failed.push(key);
         return;
       }
       try {
@@ -141,7 +144,7 @@ export async function resolvePrefetch(
         queried.push(key);
       } catch (err) {
         log.warn({ key, reason: (err as Error).message }, 'prefetch query failed');
-        failed.push(key);
+        if (!OPTIONAL_KEYS.has(key)) failed.push(key);
       }
     }),
   );
