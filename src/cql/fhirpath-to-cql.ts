@@ -663,8 +663,7 @@ export class FhirPathToCql {
                   throw new Untranslatable(`recent() from a ${tyText(date.ty)}`);
                 })();
         const a = ctx.fresh();
-        const day = `${this.env.helper(`${n.ty.name} Date`)}(${a})`;
-        const recent = node(`(${asList(n, ctx)}) ${a} where ${day} >= ${P(from)} - ${days} days and ${day} <= ${P(from)}`, n.ty, true);
+        const recent = node(`(${asList(n, ctx)}) ${a} where ${this.env.helper(`${n.ty.name} Date`)}(${a}) >= ${P(from)} - ${days} days`, n.ty, true);
         return from === '"Order Date"' ? this.share(n, `within ${days} days`, recent) : recent;
       }
       default:

@@ -308,7 +308,7 @@ function standardCall(
     case 'recent': {
       const days = args[1]?.trim();
       return args.length === 2 && /^\d+$/.test(days ?? '')
-        ? `where(${RESOURCE_DATE} >= (${args[0].trim()}).toString().substring(0, 10).toDate() - ${days} days and ${RESOURCE_DATE} <= (${args[0].trim()}).toString().substring(0, 10).toDate())`
+        ? `where(${RESOURCE_DATE} >= (${args[0].trim()}).toString().substring(0, 10).toDate() - ${days} days)`
         : undefined;
     }
     default:

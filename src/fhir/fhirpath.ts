@@ -76,9 +76,7 @@ function daysBefore(date: string, days: number): string {
  *   medicationCodeableConcept);
  * - `codedIn(valueSet)` = `where(code.memberOf(VS))`, where a drug set's `valueset-match-name` names also match the
  *   concept's text or displays (design.md §6 "Clinical readings");
- * - `recent(date, days)` = resources whose clinically relevant date is on or after `date - days` and on or before
- *   `date` (date precision): a result taken after the order date speaks for the patient after the therapy began, not
- *   for the indication at its start (docs/design.md §6, recency "within 90 days before the order date").
+ * - `recent(date, days)` = resources whose clinically relevant date is on or after `date - days` (date precision).
  */
 function collectionFilters(options: FhirPathOptions) {
   // One pass over the input: the resources (objects) that pass `keep`.
@@ -104,11 +102,10 @@ function collectionFilters(options: FhirPathOptions) {
     recent: {
       fn: (inputs: unknown[], date: string, days: number) => {
         if (typeof date !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(date)) return [];
-        const to = date.slice(0, 10);
-        const from = daysBefore(to, days);
+        const from = daysBefore(date.slice(0, 10), days);
         return resourcesWhere(inputs, (r) => {
           const d = resourceDate(r);
-          return d !== undefined && d >= from && d <= to;
+          return d !== undefined && d >= from;
         });
       },
       arity: { 2: ['String', 'Integer'] },

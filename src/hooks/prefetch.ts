@@ -7,7 +7,7 @@ import type { EhrClient } from './ehr-client.js';
 import type { HookRequest } from './hook-request.js';
 import { resourcesOf } from './hook-request.js';
 
-/** Keys a decision can be made without: a missing `user` leaves the prescriber's specialty unknown (asked in DTR). */
+/** Keys a decision can be made without: a missing `user` leaves the prescriber's specialty unknown (asked in DTR; docs/design.md §4 Prefetch). */
 const OPTIONAL_KEYS = new Set(['user']);
 
 /** Whether a prefetch value carries data: absent, null and OperationOutcome values are missing (design.md §4). */
