@@ -212,14 +212,16 @@ export function reopenDenialChange(record: OrderRecord, reason: string, who: Act
 
 /**
  * The reviewer's denial an order's record still stands under after it was reopened for a changed order
- * ({@link changedSinceDenial}): the record's latest decision in its history is a reviewer's denial and no approval
- * came after it. The rules alone never overturn it (docs/design.md §8): an order that now meets the policy is pended
+ * ({@link changedSinceDenial}): a reviewer's denial in its history with no approval after it, whatever the rules
+ * decided since. The rules alone never overturn it (docs/design.md §8): an order that now meets the policy is pended
  * for a reviewer ({@link afterReviewDenial}), not approved in real time.
  */
 export function standingReviewDenial(record: OrderRecord | null | undefined): OrderEvent | undefined {
   if (!record || record.state === 'denied' || record.state === 'approved') return undefined;
-  const last = [...record.history].reverse().find((h) => h.state === 'approved' || h.state === 'denied');
-  return last?.state === 'denied' && last.source === 'review' ? last : undefined;
+  // Any reviewer's denial since the last approval: a denial by the rules after it (the order changed, then failed
+  // the policy) does not release the order from the reviewer's (review-diff s43 F5).
+  const since = record.history.slice(record.history.map((h) => h.state).lastIndexOf('approved') + 1);
+  return since.reverse().find((h) => h.state === 'denied' && h.source === 'review');
 }
 
 /**
