@@ -227,6 +227,12 @@ define "Other Medication Requests":
 define "Request Orders Before":
   List<FHIR.MedicationRequest>{}`,
   },
+  'Request Orders Before Any': {
+    cql: `// %requestOrdersBeforeAny: those orders whatever their status (review-diff s43 F3). A DTR client judges one order
+// alone: none.
+define "Request Orders Before Any":
+  List<FHIR.MedicationRequest>{}`,
+  },
   'Completed Immunizations': {
     retrieves: ['Immunization'],
     cql: `// %immunizations
@@ -389,6 +395,8 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
           return helper('Completed Immunizations', fhir('Immunization'), true);
         case 'requestOrdersBefore':
           return helper('Request Orders Before', fhir('MedicationRequest'), true);
+        case 'requestOrdersBeforeAny':
+          return helper('Request Orders Before Any', fhir('MedicationRequest'), true);
         case 'diagnoses':
           return helper('Diagnoses', fhir('CodeableConcept'), true);
         case 'diagnosesComplete':

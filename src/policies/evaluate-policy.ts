@@ -122,6 +122,12 @@ export interface EvaluationData {
    * requestPlace: in the orders' own sequence, not the listing); empty, or absent, for an order judged alone.
    */
   requestOrdersBefore?: unknown[];
+  /**
+   * `%requestOrdersBeforeAny`: those orders whatever their status (requestOrdersBefore leaves out the ones under way,
+   * which the record's facts count as given), for a limit per request that counts no cycles given; empty, or absent,
+   * for an order judged alone.
+   */
+  requestOrdersBeforeAny?: unknown[];
   /** Diagnosis codes (CodeableConcepts): the order's reasons, else the patient's qualifying Conditions. */
   diagnoses: unknown[];
   /**
@@ -479,6 +485,7 @@ export function factEnvironment(policy: CompiledPolicy, data: EvaluationData): R
   // (about 50 a policy evaluation; README "Memory"). EvaluationData is built by our code, so no key is `__proto__`.
   return Object.assign({}, vars, {
     requestOrdersBefore: data.requestOrdersBefore ?? [],
+    requestOrdersBeforeAny: data.requestOrdersBeforeAny ?? [],
     diagnosesComplete: data.diagnosesComplete ?? true,
     orderDateTime: `${data.orderDate}T00:00:00Z`,
     policyDrug: policy.file.drug,
@@ -688,12 +695,13 @@ function readFact(f: CompiledFact, data: EvaluationData, env: Record<string, unk
 }
 
 /**
- * Per known fact that counts the request's other orders (its expression reads `%requestOrdersBefore`) and is above
+ * Per known fact that counts the request's other orders (its expression reads `%requestOrdersBefore` or
+ * `%requestOrdersBeforeAny`) and is above
  * zero: its label and value, for the text of the rules that read it. None for an order judged alone.
  */
 function requestCounts(policy: CompiledPolicy, data: EvaluationData, known: Record<string, FactValue>): Map<string, string> {
   const out = new Map<string, string>();
-  if (!data.requestOrdersBefore?.length) return out;
+  if (!data.requestOrdersBefore?.length && !data.requestOrdersBeforeAny?.length) return out;
   for (const f of policy.facts) {
     const v = known[f.name];
     if (typeof v === 'number' && v > 0 && typeof f.def.fhirpath === 'string' && f.def.fhirpath.includes('%requestOrdersBefore')) {

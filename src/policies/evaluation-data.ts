@@ -209,6 +209,7 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
     diagnosesComplete: (record.diagnosesComplete ?? true) && diagnoses.length > 0,
     orderDate: orderDateOf(order, today),
     requestOrdersBefore: place.before,
+    requestOrdersBeforeAny: place.beforeAny,
     memo: new FactMemo(),
   };
 }
@@ -220,11 +221,17 @@ const UNDER_WAY = new Set(['active', 'on-hold', 'completed', 'stopped']);
 interface RequestPlace {
   /** `%requestOrdersBefore`: the request's other orders before this one that are not under way yet. */
   before: MedicationRequest[];
+  /**
+   * `%requestOrdersBeforeAny`: the request's other orders before this one whatever their status, for a limit per
+   * request that does not count the cycles given (Centene's one consolidation cycle per request): an order under way
+   * is left out of `before` because the record's facts count it as given, which such a limit does not read.
+   */
+  beforeAny: MedicationRequest[];
   /** The request's other orders of this order's drug after this one that are under way: read here as not signed yet. */
   laterUnderWay: MedicationRequest[];
 }
 
-const NOT_IN_A_REQUEST: RequestPlace = { before: [], laterUnderWay: [] };
+const NOT_IN_A_REQUEST: RequestPlace = { before: [], beforeAny: [], laterUnderWay: [] };
 
 /**
  * Where an order stands among the other orders of its request (PatientRecord.requestOrders), as though the request's
@@ -237,6 +244,8 @@ const NOT_IN_A_REQUEST: RequestPlace = { before: [], laterUnderWay: [] };
  * - `before`: the orders before this one, left out those under way (the record's own facts count them as given) and
  *   repeats, so no cycle counts twice. What counts is the policies' to say (the shared fact requestCyclesBefore: the
  *   drug, the phase, a separate first-week order that is part of its cycle).
+ * - `beforeAny`: the orders before this one, repeats left out, under way or not: for a limit on the request itself,
+ *   which counts no cycles given (review-diff s43 F3: two active orders claimed or dispatched together).
  * - `laterUnderWay`: the orders of the same drug after this one that are under way. As the sequence has it, they were
  *   not yet signed when this one was, so this order reads them as drafts, as it reads the request's later drafts:
  *   otherwise two orders under way claimed or signed together would each count the other's cycles as given, and
@@ -270,17 +279,20 @@ function requestPlace(record: PatientRecord, order: MedicationRequest, today: st
     a.place - b.place;
   const me = keyed[self];
   const before: MedicationRequest[] = [];
+  const beforeAny: MedicationRequest[] = [];
   const laterUnderWay: MedicationRequest[] = [];
   const drug = withMedicationCode(order, record).medicationCodeableConcept;
   for (const e of keyed) {
     if (e === me) continue;
     if (compare(e, me) < 0) {
-      if (!e.underWay) before.push(withMedicationCode(e.o, record));
+      const coded = withMedicationCode(e.o, record);
+      beforeAny.push(coded);
+      if (!e.underWay) before.push(coded);
     } else if (e.underWay && sameDrug(drug, withMedicationCode(e.o, record).medicationCodeableConcept)) {
       laterUnderWay.push(e.o);
     }
   }
-  return { before, laterUnderWay };
+  return { before, beforeAny, laterUnderWay };
 }
 
 /**

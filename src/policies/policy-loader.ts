@@ -21,6 +21,7 @@ export const RESERVED_VARIABLES = [
   'observations',
   'medications',
   'requestOrdersBefore',
+  'requestOrdersBeforeAny',
   CURRENT_MEDICATIONS_VARIABLE,
   REGIMEN_MEDICATIONS_VARIABLE,
   'immunizations',
