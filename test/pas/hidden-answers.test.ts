@@ -88,6 +88,19 @@ describe('PAS: answers the form hides decide nothing; answers it shows count', (
     expect(stale.evaluation.pathway?.id).toBe(plain.evaluation.pathway?.id);
   });
 
+  it('Centene: on a first request for a child, an answer to the adult maintenance use (with POMP) is hidden and decides nothing', () => {
+    // The covered-use group the answers rule out stays hidden on a first request (the renewal case above shows it,
+    // because continued therapy reads it too): a child's first single-agent order after consolidation.
+    const name = 'child with Ph-negative disease, single agent after consolidation, BSA dosing, is approved';
+    const first = { 'renewal-request': [{ valueBoolean: false }] };
+    const plain = pasReading('centene-blinatumomab', name, first);
+    const stale = pasReading('centene-blinatumomab', name, { ...first, 'with-pomp': yes });
+    expect(stale.notShown).toContain('with-pomp');
+    expect(stale.evaluation.outcome).toBe('satisfied');
+    expect(stale.evaluation.outcome).toBe(plain.evaluation.outcome);
+    expect(stale.evaluation.pathway?.id).toBe(plain.evaluation.pathway?.id);
+  });
+
   it('BCBSNC: "currently receiving" on a first request does not count a new relapse on the old course', () => {
     const name =
       "a new relapse after a completed 8-cycle course that brought a remission begins a new course (orders without a phase), so its 2 induction cycles are approved, not counted on the old course's 8";
