@@ -320,6 +320,38 @@ describe.each(storages)('PAS Claim Updates (%s)', (_name, storage) => {
     expect(reviewActions(fresh)).toEqual([`${X12}#A4`]);
     expect(await pended()).toContain(fresh.id);
   });
+
+  it('cancelling one of two requests that carry the order\'s approval (a resend under a new Bundle identifier) leaves the approval the other still certifies; cancelling the last withdraws it', async () => {
+    const { storage: s, submit, inquire } = app();
+    const orderId = `order-${randomUUID()}`;
+    const key = { payer: 'centene', patientId: STORY, orderRef: `MedicationRequest/${orderId}`, drug: 'blinatumomab' };
+    const claimIdOf = (bundle: Bundle) => (bundle.entry![0].resource as Claim).identifier![0] as { system: string; value: string };
+    const inquiry = async (bundle: Bundle) => (await inquire(inquiryParameters({ identifier: claimIdOf(bundle) })).expect(200)).body.parameter[0].resource as Bundle;
+    const first = storyBundle(STORY, { orderId });
+    const a = claimResponseOf((await submit(first).expect(200)).body);
+    expect(reviewActions(a)).toEqual([`${X12}#A1`]);
+    const number = a.preAuthRef!;
+    // The EHR resends the request under a new Bundle identifier (a retry after a timeout): the order's decision.
+    const resend = storyBundle(STORY, { orderId });
+    const b = claimResponseOf((await submit(resend).expect(200)).body);
+    expect(b.id).not.toBe(a.id);
+    expect(b.preAuthRef).toBe(number);
+
+    // It cancels the duplicate: the first request still certifies the order, which keeps its approval and number.
+    expect(itemsOf((await submit(updateOf(resend, [], { cancelAll: true })).expect(200)).body)).toEqual(['1:C']);
+    expect(itemsOf(await inquiry(first))).toEqual(['1:A1']);
+    expect(claimResponseOf(await inquiry(first)).preAuthRef).toBe(number);
+    const held = await s.getOrderRecord(key);
+    expect(held?.state).toBe('approved');
+    expect(held?.authorization?.number).toBe(number);
+
+    // Cancelling the last request that carries it withdraws it: the order is asked for afresh, with a new number.
+    expect(itemsOf((await submit(updateOf(first, [], { cancelAll: true })).expect(200)).body)).toEqual(['1:C']);
+    expect((await s.getOrderRecord(key))?.state).toBe('auth-needed');
+    const fresh = claimResponseOf((await submit(storyBundle(STORY, { orderId })).expect(200)).body);
+    expect(reviewActions(fresh)).toEqual([`${X12}#A1`]);
+    expect(fresh.preAuthRef).not.toBe(number);
+  });
 });
 
 describe('PAS Claim Updates: only the client that filed a request updates it', () => {
