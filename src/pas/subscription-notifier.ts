@@ -207,6 +207,7 @@ export class SubscriptionNotifier {
       if (busy || this.stopped) return;
       busy = true;
       this.settleDecidedElsewhere()
+        .then(() => this.resumeLeftDue())
         .catch((err: unknown) => this.opts.logger.warn({ err }, 'pended request sweep failed'))
         .finally(() => (busy = false));
     }, ms);
@@ -222,6 +223,21 @@ export class SubscriptionNotifier {
     const settled = [...current.values()].filter((s) => s.reviewAction !== 'A4').length;
     if (settled > 0) this.kick();
     return settled;
+  }
+
+  /**
+   * Kicks delivery when the outbox holds anything undelivered (a pass claims only what is due), so notifications and
+   * handshakes another replica queued or left due when it stopped go out from this one (docs/design.md §8 Subscriptions: the outbox "resumes ... on another
+   * replica"). A replica schedules its own retries in-process, so without this a running replica never sent what a
+   * replica that went away left, until something else kicked it (acceptance s44 F1). Cheap when nothing is left: two
+   * counts every sweep.
+   */
+  async resumeLeftDue(): Promise<boolean> {
+    const { storage } = this.opts;
+    if (this.running) return false;
+    const left = (await storage.countUndelivered()) > 0 || (await storage.pendingPasEvents(1)).length > 0;
+    if (left) this.kick();
+    return left;
   }
 
   private schedule(ms: number): void {
