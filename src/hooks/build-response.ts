@@ -255,13 +255,15 @@ function orderLabel(order: OrderResource): string {
 
 /**
  * The same order within every limit it exceeds (design.md §4 Propose Alternate Request, §6 "Limits"): the dose at
- * the policy maximum and the number of cycles the course still allows, each where the evaluation proposes one.
+ * the policy maximum, the dispense quantity at the amount limit and the number of cycles the course still allows, each
+ * where the evaluation proposes one.
  * Undefined when there is nothing to propose or the order carries no dose to lower.
  */
 function alternateOrder(order: MedicationRequest, proposals: Proposal[]): { order: MedicationRequest; label: string; exceeds: string; within: string } | undefined {
   const dose = proposals.find((p) => p.kind === 'dose');
   const cycles = proposals.find((p) => p.kind === 'cycles');
-  if (!dose && !cycles) return undefined;
+  const quantity = proposals.find((p) => p.kind === 'quantity');
+  if (!dose && !cycles && !quantity) return undefined;
   const updated = structuredClone(order);
   const changes: string[] = [];
   const within: string[] = [];
@@ -281,6 +283,14 @@ function alternateOrder(order: MedicationRequest, proposals: Proposal[]): { orde
     within.push(label);
     if (perM2 && dose.unit !== perM2.unit) today = `; ${doseLabel(dose.value, dose.unit, dose.display)} at today's BSA`;
   }
+  if (quantity) {
+    // The amount limit is per cycle (or per its period): the same cycles with less drug dispensed, so the order's
+    // schedule, days supply and validity stay as written; only dispenseRequest.quantity changes (design.md §6 "Limits").
+    const unit = quantity.display ?? quantity.unit;
+    updated.dispenseRequest = { ...updated.dispenseRequest, quantity: { value: quantity.value, unit, system: 'http://unitsofmeasure.org', code: quantity.unit } };
+    changes.push(`the quantity dispensed to ${quantity.value} ${unit}`);
+    within.push(`${quantity.value} ${unit}`);
+  }
   if (cycles) {
     // An order asks for 1 + numberOfRepeatsAllowed cycles (design.md §6 "Cycles").
     updated.dispenseRequest = { ...updated.dispenseRequest, numberOfRepeatsAllowed: cycles.value - 1 };
@@ -291,7 +301,7 @@ function alternateOrder(order: MedicationRequest, proposals: Proposal[]): { orde
   return {
     order: updated,
     label: `Change ${changes.join(' and ')} (policy maximum${today})`,
-    exceeds: dose && cycles ? 'dose and cycles' : dose ? 'dose' : 'cycles',
+    exceeds: [dose && 'dose', quantity && 'quantity', cycles && 'cycles'].filter((w): w is string => !!w).join(' and '),
     within: within.join(', '),
   };
 }

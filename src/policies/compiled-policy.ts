@@ -78,6 +78,11 @@ export interface CompiledRule {
   /** Limit: the highest allowed dose, and its per-m² form for an order written per m² (design.md §6 "Limits"). */
   propose?: { value: CompiledExpression; unit: string; display?: string; perM2?: { value: CompiledExpression; unit: string; display?: string } };
   /**
+   * Limit on the amount the order asks for (the policy's `requestedAmount`): the dispense quantity at the limit, in the
+   * UCUM `unit`, that the Propose Alternate Request card offers (the limit's `propose.quantity`; design.md §4, §6 "Limits").
+   */
+  proposeQuantity?: { value: CompiledExpression; unit: string; display?: string };
+  /**
    * Limit: true when the limit concerns this patient (its `A` in `A implies B` or `iif(A, B, true)`), so a limit that
    * holds only because it does not apply is told apart from one within its bound (limit-applicability.ts). Absent for
    * a limit on every patient.

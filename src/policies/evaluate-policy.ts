@@ -38,11 +38,12 @@ export type Outcome = 'satisfied' | 'documentation-needed' | 'limit-exceeded' | 
 
 /**
  * What an alternate order changes to come within a limit (design.md §6 "Limits"): the dose at the limit's `propose`,
- * or the number of cycles (`cyclesRequested`) that fits every limit on cycles. `limitIds` are the exceeded limits it
+ * the dispense quantity at its `propose.quantity` (`value` in the UCUM `unit`), or the number of cycles
+ * (`cyclesRequested`) that fits every limit on cycles. `limitIds` are the exceeded limits it
  * brings back within bounds.
  */
 export interface Proposal {
-  kind: 'dose' | 'cycles';
+  kind: 'dose' | 'cycles' | 'quantity';
   limitIds: string[];
   value: number;
   unit: string;
@@ -347,6 +348,8 @@ export function evaluatePolicy(
         proposals[same] = proposal.value < proposals[same].value ? { ...proposal, limitIds } : { ...proposals[same], limitIds };
       }
     }
+    const quantity = quantityWithinLimits(policy, data, answers, exceeded, factValues);
+    if (quantity) proposals.push(quantity);
     const onCycles = cycleLimitIds(policy, exceeded, approvingRule);
     const cycles = onCycles.length > 0 ? cyclesWithinLimits(policy, data, answers, onCycles, requested, approvingRule) : undefined;
     if (cycles) proposals.push(cycles);
@@ -355,6 +358,10 @@ export function evaluatePolicy(
     // cycles bring an order back within an authorization that ended before it starts.
     else if (onCycles.length > 0) proposals.length = 0;
     if (periodLimit) proposals.length = 0;
+    // The order at the amount limit must come within every limit it exceeds (design.md §6 "Limits"): when another
+    // exceeded limit is one no proposal brings back within bounds (e.g. more than 28 days of infusion), the same order
+    // with less drug dispensed would still be reviewed, so no quantity is proposed.
+    if (quantity && !exceeded.every((l) => proposals.some((p) => p.limitIds.includes(l.id)))) proposals.splice(proposals.indexOf(quantity), 1);
     const alternateApproved =
       proposals.length > 0 && approvingNow !== undefined && requirements.every((r) => r.result === true) && limits.every((r) => r.result === true || exceeded.includes(r));
     // DTR asks what could lift the limit (its unknown facts, e.g. a guideline-support attestation) and whatever is
@@ -490,6 +497,42 @@ export function factEnvironment(policy: CompiledPolicy, data: EvaluationData): R
     orderDateTime: `${data.orderDate}T00:00:00Z`,
     policyDrug: policy.file.drug,
   });
+}
+
+/**
+ * The order's dispense quantity at its amount limit (design.md §4 Propose Alternate Request "a dose or quantity exceeds
+ * the policy", §6 "Limits"): the lowest `propose.quantity` of the exceeded limits that state one, when the order with
+ * its `dispenseRequest.quantity` replaced by it is within every one of them (read again, as an alternate order would
+ * be). Undefined when no exceeded limit proposes a quantity, their units differ, the order states no dispense quantity
+ * (its amount is then read from its dose, which a dose proposal lowers), or the proposed quantity would not be within
+ * them.
+ */
+function quantityWithinLimits(
+  policy: CompiledPolicy,
+  data: EvaluationData,
+  answers: Record<string, FactValue>,
+  exceeded: RuleResult[],
+  factValues: Record<string, FactValue>,
+): Proposal | undefined {
+  const rules = policy.limits.filter((r) => r.proposeQuantity && exceeded.some((l) => l.id === r.id));
+  const order = data.order as { dispenseRequest?: { quantity?: unknown } } | undefined;
+  if (rules.length === 0 || !order?.dispenseRequest?.quantity) return undefined;
+  const unit = rules[0].proposeQuantity!.unit;
+  if (rules.some((r) => r.proposeQuantity!.unit !== unit)) return undefined;
+  let lowest: { value: number; display?: string } | undefined;
+  for (const r of rules) {
+    const value = safeNumber(() => r.proposeQuantity!.value(factValues, {}));
+    if (value === undefined || value <= 0) return undefined;
+    if (!lowest || value < lowest.value) lowest = { value, display: r.proposeQuantity!.display };
+  }
+  const { value, display } = lowest!;
+  const changed = { ...order, dispenseRequest: { ...order.dispenseRequest, quantity: { value, unit: display ?? unit, system: 'http://unitsofmeasure.org', code: unit } } };
+  // The order changed as proposed: its amount facts are read from the proposed quantity (an order fact the order
+  // states stands over an answer), with nothing shared from the order as sent.
+  const only = new Set(ruleClosure(policy, rules.flatMap((r) => r.facts)));
+  const { factValues: changedValues, broken } = readFacts(policy, { ...data, order: changed, memo: undefined }, answers, only);
+  if (broken || !rules.every((r) => ruleOutcome(r, changedValues).result === true)) return undefined;
+  return { kind: 'quantity', limitIds: rules.map((r) => r.id), value, unit, ...(display ? { display } : {}) };
 }
 
 /** The facts of the order a cycles proposal changes (cyclesWithinLimits). */

@@ -389,16 +389,37 @@ function compilePolicy(
         rule.applies = compileFhirPath(applies, fpFacts);
         rule.appliesFacts = bareIdentifiers(applies);
       }
-      if ('propose' in r && r.propose) {
-        for (const f of bareIdentifiers(r.propose.value)) {
+      const propose = 'propose' in r ? r.propose : undefined;
+      if (propose && 'quantity' in propose) {
+        const q = propose.quantity;
+        for (const f of bareIdentifiers(q.value)) {
+          if (!compiledFacts.has(f)) problems.push({ file: path, field: `${field}.propose.quantity.value`, message: `unknown fact ${f}` });
+        }
+        // A quantity is proposed for the amount the order asks for: on a limit that does not read it (the policy's
+        // requestedAmount where it declares one, else at least a fact of the order), lowering the order's dispense
+        // quantity would change nothing the limit judges. Whether it does is checked again on every proposal
+        // (evaluate-policy.ts quantityWithinLimits).
+        const read = factClosure(compiledFacts, bareIdentifiers(r.when));
+        if (file.requestedAmount ? !read.includes(file.requestedAmount) : !read.some((f) => compiledFacts.get(f)?.readsOrder)) {
+          problems.push({
+            file: path,
+            field: `${field}.propose.quantity`,
+            message: file.requestedAmount
+              ? `the limit does not read the policy's requestedAmount (${file.requestedAmount}): a quantity is proposed only for an amount limit`
+              : 'the limit reads no fact of the order: a quantity is proposed only for an amount limit',
+          });
+        }
+        rule.proposeQuantity = { unit: q.unit, ...(q.display ? { display: q.display } : {}), value: compileFhirPath(q.value, fpFacts) };
+      } else if (propose) {
+        for (const f of bareIdentifiers(propose.value)) {
           if (!compiledFacts.has(f)) problems.push({ file: path, field: `${field}.propose.value`, message: `unknown fact ${f}` });
         }
-        const perM2 = r.propose.perM2;
+        const perM2 = propose.perM2;
         for (const f of perM2 ? bareIdentifiers(perM2.value) : []) {
           if (!compiledFacts.has(f)) problems.push({ file: path, field: `${field}.propose.perM2.value`, message: `unknown fact ${f}` });
         }
-        const { perM2: _perM2Source, ...flat } = r.propose;
-        rule.propose = { ...flat, value: compileFhirPath(r.propose.value, fpFacts), ...(perM2 ? { perM2: { ...perM2, value: compileFhirPath(perM2.value, fpFacts) } } : {}) };
+        const { perM2: _perM2Source, ...flat } = propose;
+        rule.propose = { ...flat, value: compileFhirPath(propose.value, fpFacts), ...(perM2 ? { perM2: { ...perM2, value: compileFhirPath(perM2.value, fpFacts) } } : {}) };
       }
       return rule;
     } catch (err) {
@@ -433,9 +454,11 @@ function compilePolicy(
     bareIdentifiers(r.when).forEach(use);
     if ('approval' in r && r.approval.from) use(r.approval.from);
     if ('approval' in r && r.approval.covers) use(r.approval.covers);
-    if ('propose' in r && r.propose) {
-      bareIdentifiers(r.propose.value).forEach(use);
-      if (r.propose.perM2) bareIdentifiers(r.propose.perM2.value).forEach(use);
+    const propose = 'propose' in r ? r.propose : undefined;
+    if (propose && 'quantity' in propose) bareIdentifiers(propose.quantity.value).forEach(use);
+    else if (propose) {
+      bareIdentifiers(propose.value).forEach(use);
+      if (propose.perM2) bareIdentifiers(propose.perM2.value).forEach(use);
     }
   }
   Object.keys(file.facts).forEach(use);

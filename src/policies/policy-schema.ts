@@ -133,22 +133,38 @@ export const limitSchema = z
   .object({
     ...ruleBase,
     propose: z
-      .object({
-        value: z.string().min(1).describe('FHIRPath over the facts giving the highest allowed dose'),
-        unit: z.string().min(1).describe('UCUM code of the proposed dose, e.g. ug/d'),
-        display: z.string().optional().describe('Human unit, e.g. mcg/day'),
-        perM2: z
+      .union([
+        z
           .object({
-            value: z.string().min(1).describe('FHIRPath over the facts giving the highest allowed dose per m² of BSA; empty: propose the flat dose'),
-            unit: z.string().min(1).describe('UCUM code of the proposed dose per m², e.g. ug/m2/d'),
-            display: z.string().optional().describe('Human unit, e.g. mcg/m²/day'),
+            value: z.string().min(1).describe('FHIRPath over the facts giving the highest allowed dose'),
+            unit: z.string().min(1).describe('UCUM code of the proposed dose, e.g. ug/d'),
+            display: z.string().optional().describe('Human unit, e.g. mcg/day'),
+            perM2: z
+              .object({
+                value: z.string().min(1).describe('FHIRPath over the facts giving the highest allowed dose per m² of BSA; empty: propose the flat dose'),
+                unit: z.string().min(1).describe('UCUM code of the proposed dose per m², e.g. ug/m2/d'),
+                display: z.string().optional().describe('Human unit, e.g. mcg/m²/day'),
+              })
+              .strict()
+              .optional()
+              .describe('The same proposal for an order written per m² of body surface area: proposed in that form, not converted to a flat dose'),
           })
-          .strict()
-          .optional()
-          .describe('The same proposal for an order written per m² of body surface area: proposed in that form, not converted to a flat dose'),
-      })
-      .strict()
-      .optional(),
+          .strict(),
+        z
+          .object({
+            quantity: z
+              .object({
+                value: z.string().min(1).describe('FHIRPath over the facts giving the most the order may dispense (its dispenseRequest.quantity), in `unit`'),
+                unit: z.string().min(1).describe('UCUM code of the proposed dispense quantity, e.g. ug'),
+                display: z.string().optional().describe('Human unit, e.g. mcg'),
+              })
+              .strict()
+              .describe("For a limit on the amount the order asks for (the policy's requestedAmount): the dispense quantity at the limit"),
+          })
+          .strict(),
+      ])
+      .optional()
+      .describe('What the Propose Alternate Request card offers when the limit is exceeded: a dose, or a dispense quantity'),
     justification: z
       .string()
       .optional()

@@ -117,7 +117,8 @@ function runScenario(s: Scenario, policy: CompiledPolicy, answers: Record<string
 function overFacts(policy: CompiledPolicy, known: Record<string, FactValue>, orderDate: string, where: string): void {
   for (const r of ruleTexts(policy)) {
     both(expr(r.when, 'none', `rule ${r.id}`), known, {}, where);
-    if ('propose' in r && r.propose) both(expr(r.propose.value, 'none', `proposal ${r.id}`), known, {}, where);
+    const propose = 'propose' in r ? r.propose : undefined;
+    if (propose) both(expr('quantity' in propose ? propose.quantity.value : propose.value, 'none', `proposal ${r.id}`), known, {}, where);
   }
   const dates = { orderDate, orderDateTime: `${orderDate}T00:00:00Z` };
   for (const f of policy.facts) if (f.def.askWhen) both(expr(f.def.askWhen, 'none', `askWhen ${f.name}`), known, dates, where);

@@ -28,8 +28,15 @@ interface PolicyCase extends PolicyCaseInput {
     failed?: string[];
     /** Rules that must not fail: e.g. a limit whose clause is not the patient's (the < 45 kg dose row for an adult). */
     notFailed?: string[];
-    /** The first proposal; `perM2` its per-m² form for an order written per m² (null: none, the labelled dose is flat). */
-    proposal?: { value: number; unit: string; perM2?: { value: number; unit: string } | null };
+    /**
+     * The first proposal (of `kind` when given: dose, quantity or cycles); `perM2` its per-m² form for an order written
+     * per m² (null: none, the labelled dose is flat).
+     */
+    proposal?: { kind?: string; value: number; unit: string; perM2?: { value: number; unit: string } | null };
+    /** Every proposal's kind, in order ([] : nothing is proposed, e.g. an exceeded limit no proposal brings within). */
+    proposalKinds?: string[];
+    /** Whether the order changed as proposed would be approved at signing (the card's "covered without review"). */
+    alternateApproved?: boolean;
     facts?: Record<string, FactValue | null>;
     /** Words the determination's reason (CRD reason, card, DTR, PAS) must and must not hold (design.md §6). */
     reason?: { includes?: string[]; excludes?: string[] };
@@ -96,6 +103,7 @@ describe.each(caseFiles)('policy cases %s', (file) => {
     if (c.expect.proposal) {
       const p = result.proposals[0];
       expect(p, trace).toBeDefined();
+      if (c.expect.proposal.kind) expect(p.kind, trace).toBe(c.expect.proposal.kind);
       expect(p.unit).toBe(c.expect.proposal.unit);
       expect(p.value).toBeCloseTo(c.expect.proposal.value, 1);
       const perM2 = c.expect.proposal.perM2;
@@ -105,6 +113,8 @@ describe.each(caseFiles)('policy cases %s', (file) => {
         expect(p.perM2?.value, trace).toBeCloseTo(perM2.value, 1);
       }
     }
+    if (c.expect.proposalKinds) expect(result.proposals.map((p) => p.kind), trace).toEqual(c.expect.proposalKinds);
+    if (c.expect.alternateApproved !== undefined) expect(result.alternateApproved, trace).toBe(c.expect.alternateApproved);
     if (c.expect.reason) {
       const reason = determinationOf(policy!, result).reasons.map((r) => r.text).join(' ');
       for (const w of c.expect.reason.includes ?? []) expect(reason, trace).toContain(w);

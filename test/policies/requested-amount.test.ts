@@ -58,6 +58,15 @@ describe('requestedAmount: the policies that judge amounts say so', () => {
     const unjudged = (y: string) => declare('requestedUg')(y).replace('when: requestedUg <= 980', 'when: "true"');
     expect(loadMmmWith(unjudged)).toThrow(/no limit reads requestedUg/);
   });
+
+  it("the loader refuses a quantity proposal (propose.quantity) on a limit that does not read the requested amount, or with an unknown fact", () => {
+    // infusion-days judges the days of infusion: a lower dispense quantity would not bring the order within it.
+    const onInfusionDays = (y: string) =>
+      y.replace('    when: infusionOver28Days.not()\n', '    when: infusionOver28Days.not()\n    propose:\n      quantity: { value: "980", unit: ug }\n');
+    expect(loadMmmWith(onInfusionDays)).toThrow(/propose\.quantity.*does not read the policy's requestedAmount \(requestedUg\)/s);
+    const unknownFact = (y: string) => y.replace('quantity: { value: "980", unit: ug, display: mcg }', 'quantity: { value: "cycleUg", unit: ug, display: mcg }');
+    expect(loadMmmWith(unknownFact)).toThrow(/propose\.quantity\.value.*unknown fact cycleUg/s);
+  });
 });
 
 describe('PAS judges the item quantity by the declaration, not by the FHIRPath text', () => {
