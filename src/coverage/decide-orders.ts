@@ -64,12 +64,17 @@ export interface OrderDecision {
   withAnswers?: (answers: Record<string, FactValue>) => PolicyEvaluation;
   /** The policy governs the order by the drug's name alone, no listed code (content.ts drugNamedOnly): said in the reason. */
   drugByName?: { name: string; text: string };
+  /**
+   * The rules approve an order that carries no id: it gets no number, since no order record could keep it (docs/design.md
+   * §8 "An order that cannot be named"), and its determination says what it needs.
+   */
+  unnamed?: true;
 }
 
 /** The determination of a decision: the order's record where it has a decision, else the policy's, else the payer's default. */
 export function determinationFor(decision: OrderDecision, today: string): Determination {
   if (decision.defaultAnswer) return defaultDetermination(decision.defaultAnswer);
-  const evaluated = determinationOf(decision.policy!, decision.evaluation!, decision.authorization);
+  const evaluated = determinationOf(decision.policy!, decision.evaluation!, decision.authorization, decision.unnamed);
   const d = withNameNote(
     decision.beyondApproval
       ? { ...evaluated, reasons: [...evaluated.reasons, { text: `${beyondApproval(decision.beyondApproval, 'order')}.` }] }
@@ -186,6 +191,10 @@ export function decideOrders(opts: {
     if (evaluation.outcome === 'satisfied' && priorAuth && priorAuth.end >= opts.today) {
       // The authorization already issued for this order stands: the EHR must not see a second number for it.
       decision.authorization = priorAuth;
+    } else if (evaluation.outcome === 'satisfied' && !order.id) {
+      // An order without an id has no record to keep a number on, so every signing would issue it another: it gets
+      // none, and the answer says it needs its id (docs/design.md §8 "An order that cannot be named").
+      decision.unnamed = true;
     } else if (evaluation.outcome === 'satisfied' && evaluation.pathway?.approval && opts.issueApprovals !== false) {
       decision.authorization = newApproval(opts.payer.key, opts.today, data.orderDate, evaluation.pathway.approval, evaluation.pathway.approvalFrom, coverageLastDay(opts.record.coverage));
     }

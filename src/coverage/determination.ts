@@ -45,6 +45,16 @@ export interface Determination {
   clinicalReview?: true;
 }
 
+/**
+ * Why an order the rules approve gets no authorization number when PriorPath cannot name it (no id, or no patient id:
+ * order-record.ts orderKeyOf): a number is issued once per order and must be found again by the order's later
+ * signing, DTR response and PAS request, and a number kept on no order's record is issued afresh on every call
+ * (docs/design.md §8 "An order that cannot be named"; review accept2 A5). Said in the CRD reason, the PAS `needed`
+ * and the reviewer's queue.
+ */
+export const UNNAMED_ORDER =
+  'No authorization number was issued: the order carries no id, so its authorization could not be found again by the order\'s later signing, DTR response or prior authorization request (one authorization per order). Send the order with its id (at signing, the draft order\'s id; in DTR, the order in the launch context; in a PAS request, the MedicationRequest with its id, which the Claim item names in requestedService) and it is decided again.';
+
 function questionOf(policy: CompiledPolicy, name: string): string {
   const question = policy.factsByName.get(name)?.def.question ?? name;
   // An attestation the seed conditions on a submitted document names the document: a "Yes" counts only with it.
@@ -108,9 +118,9 @@ export function unreadableDoseOf(policy: CompiledPolicy, ev: PolicyEvaluation): 
  * what is needed and the PAS review action. `authorization` is the order's approval when it is satisfied. An order
  * whose dose cannot be read says so (`unreadableDose`), so that no recorded approval answers for it.
  */
-export function determinationOf(policy: CompiledPolicy, ev: PolicyEvaluation, authorization?: AuthorizationRecord): Determination {
+export function determinationOf(policy: CompiledPolicy, ev: PolicyEvaluation, authorization?: AuthorizationRecord, unnamed = false): Determination {
   if (ev.contradicted && ev.contradicted.length > 0) return chartReview(policy, ev.contradicted);
-  const d = rulesDetermination(policy, ev, authorization);
+  const d = rulesDetermination(policy, ev, authorization, unnamed);
   // Only an order that is not satisfied can have an unreadable dose (the dose limits are then unknown); the loop is
   // skipped for the approvals, the common answer.
   const dose = d.outcome === 'satisfied' ? undefined : unreadableDoseOf(policy, ev);
@@ -147,12 +157,25 @@ function chartReview(policy: CompiledPolicy, contradicted: NonNullable<PolicyEva
   };
 }
 
-function rulesDetermination(policy: CompiledPolicy, ev: PolicyEvaluation, authorization?: AuthorizationRecord): Determination {
+function rulesDetermination(policy: CompiledPolicy, ev: PolicyEvaluation, authorization?: AuthorizationRecord, unnamed = false): Determination {
   const source = policy.file.source.id;
   switch (ev.outcome) {
     case 'satisfied':
       // `satisfied` always carries its number (crd-ci-q5). Without one (none was issued: a "what if" call, CRD
       // [found-35]) the order still needs its prior authorization request, whose form the chart already answers.
+      if (!authorization && unnamed) {
+        // An order that cannot be named gets no number (docs/design.md §8 "An order that cannot be named"): what it
+        // needs is its id, said to the EHR (the reason) and to PAS and its reviewer (what is needed).
+        return {
+          outcome: 'satisfied',
+          covered: 'covered',
+          paNeeded: 'auth-needed',
+          reasons: [{ text: `Meets ${source}: ${ev.pathway!.text} (${ev.pathway!.cite}). ${UNNAMED_ORDER}` }],
+          needed: [UNNAMED_ORDER],
+          reviewAction: 'A4',
+          summary: 'meets the policy; no authorization number for an order without an id',
+        };
+      }
       if (!authorization) {
         return {
           outcome: 'satisfied',

@@ -106,15 +106,22 @@ export function determinationKey(opts: Pick<DetermineOptions, 'policy' | 'patien
   return orderKeyOf({ payer: opts.policy.file.payer, patientId: opts.patientId, orderRef: opts.orderRef, drug: opts.policy.file.drug });
 }
 
-/** The rules' determination, with a new authorization number when they approve (before the order's record speaks). */
-function proposed({ policy, evaluation, today, orderDate }: DetermineOptions) {
+/**
+ * The rules' determination, with a new authorization number when they approve (before the order's record speaks).
+ * A response that names no order (nor a CRD assertion recorded for one) or no patient has no order record to keep a
+ * number on, so each response would issue another: it gets none, and says the order needs its id (docs/design.md §8
+ * "An order that cannot be named").
+ */
+function proposed(opts: DetermineOptions) {
+  const { policy, evaluation, today, orderDate } = opts;
+  const unnamed = determinationKey(opts) === undefined;
   const authorization =
-    evaluation.outcome === 'satisfied' && evaluation.pathway?.approval
+    evaluation.outcome === 'satisfied' && evaluation.pathway?.approval && !unnamed
       ? newApproval(policy.file.payer, today, orderDate ?? today, evaluation.pathway.approval, evaluation.pathway.approvalFrom)
       : undefined;
   // A response does not carry the order: its dose is the one CRD read (the assertion's facts) or an answer, and one
   // neither gives is not an order's dose found unreadable, so it reopens no approval (docs/design.md §8).
-  const { unreadableDose: _notTheOrders, ...determination } = determinationOf(policy, evaluation, authorization);
+  const { unreadableDose: _notTheOrders, ...determination } = determinationOf(policy, evaluation, authorization, unnamed);
   return determination;
 }
 

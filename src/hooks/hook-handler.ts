@@ -321,9 +321,9 @@ async function answerHook(decided: DecidedHook, deps: HookDeps): Promise<HookRes
   });
   for (const d of decisions) {
     // Written behind the answer (design.md §2 "Written behind the hook's answer"); readable at once by DTR and PAS in
-    // this process. Except an approval that no order record holds (an order without an id has none): the assertion is
-    // then the only place its number is kept, and a number the EHR is given is durable first (docs/design.md §8: an
-    // approval is issued once).
+    // this process. Except an approval that no order record holds: the assertion is then the only place its number is
+    // kept, and a number the EHR is given is durable first (docs/design.md §8: an approval is issued once; an order
+    // without an id, which has no record, gets no number: "An order that cannot be named").
     if (!writtenWithApproval.has(d)) {
       const write = d.authorization && !d.record ? deps.storage.saveAssertion.bind(deps.storage) : deps.storage.queueAssertion.bind(deps.storage);
       await write(assertionOf(d));

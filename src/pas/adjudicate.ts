@@ -297,15 +297,19 @@ export function factLabel(policy: CompiledPolicy, fact: string): string | undefi
  * A3 with the clause; documentation needed, a limit exceeded or a policy failure → A4 pended (documentation or
  * clinical review), never a positive answer.
  */
-export function decisionFor(policy: CompiledPolicy, ev: PolicyEvaluation, opts: { sequence: number; orderDate: string; payer: string; today: string; coverageEnd?: string }): ItemDecision {
+export function decisionFor(
+  policy: CompiledPolicy,
+  ev: PolicyEvaluation,
+  opts: { sequence: number; orderDate: string; payer: string; today: string; coverageEnd?: string; unnamed?: boolean },
+): ItemDecision {
   const criteria = ev.rules.map((r) => ({ id: r.id, kind: r.kind, cite: r.cite, text: r.text, result: r.result, ...(r.applies !== undefined ? { applies: r.applies } : {}), evidence: evidenceOf(policy, ev, r.id) }));
   const approval = defaultApproval(policy, ev);
   const reviewPeriod = { start: opts.orderDate, end: reviewEnd(policy, ev, opts.orderDate, approval) };
   const askedAmounts = askedAmountsOf(policy);
   const base = { sequence: opts.sequence, policyId: policy.file.id, policyVersion: policy.file.version, outcome: ev.outcome, criteria, orderDate: opts.orderDate, reviewPeriod, askedAmounts };
   const authorization =
-    ev.outcome === 'satisfied' ? newApproval(opts.payer, opts.today, opts.orderDate, ev.pathway?.approval ?? approval, ev.pathway?.approvalFrom, opts.coverageEnd) : undefined;
-  const d = determinationOf(policy, ev, authorization);
+    ev.outcome === 'satisfied' && !opts.unnamed ? newApproval(opts.payer, opts.today, opts.orderDate, ev.pathway?.approval ?? approval, ev.pathway?.approvalFrom, opts.coverageEnd) : undefined;
+  const d = determinationOf(policy, ev, authorization, opts.unnamed);
   return {
     ...base,
     reviewAction: d.reviewAction,
@@ -427,10 +431,13 @@ export function adjudicate(opts: {
       ev = { policyId: policy.file.id, policyVersion: policy.file.version, outcome: 'error', facts: [], rules: [], missingFacts: [], failed: [], proposals: [] };
     }
     inForceOn(req, orderDate);
-    const decision = decisionFor(policy, ev, { sequence: it.sequence, orderDate, payer: payer.key, today, coverageEnd: coverageLastDay(req.coverage) });
     // Only an order the EHR named (not one built from the Claim item) has a record to share with CRD and DTR.
     const named = order.id && !order.id.startsWith('claim-item-') ? `MedicationRequest/${order.id}` : undefined;
     const key = orderKeyOf({ payer: payer.key, patientId: req.patient.id, orderRef: named, drug: policy.file.drug });
+    // An order that cannot be named (no id: a `urn:uuid` entry, or none but the Claim item) has no record to keep a
+    // number on, so each request under a new Bundle identifier would certify it again with another: an item the rules
+    // would certify is pended, its `needed` saying to name the order (docs/design.md §8 "An order that cannot be named").
+    const decision = decisionFor(policy, ev, { sequence: it.sequence, orderDate, payer: payer.key, today, coverageEnd: coverageLastDay(req.coverage), unnamed: !key });
     // A policy that states no amount limit never judged the item's quantity: an approval certifies the drug for the
     // order, not that amount (claim-response.ts authorizedItemDetail).
     const asked = { ...decision, quantity: it.item.quantity ?? null };

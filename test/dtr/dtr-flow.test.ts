@@ -341,7 +341,13 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
     };
     const byLinkId = new Map(sc.structure.asked.map((f) => [policy.factsByName.get(f)!.def.linkId!, f]));
     const proving = new Set(provingLinkIds(policy, complete));
-    let qr = bareAdaptiveResponse(policy.questionnaire);
+    // The response names its order, as a DTR app launched for an order does: an approval of a response naming no order
+    // issues no number (docs/design.md §8 "An order that cannot be named").
+    const bare = bareAdaptiveResponse(policy.questionnaire);
+    let qr: QuestionnaireResponse = {
+      ...bare,
+      extension: [...bare.extension!, { url: 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-context', valueReference: { reference: 'MedicationRequest/flow-order-1' } }],
+    };
     const asked: string[] = [];
     for (let round = 0; round < 25 && qr.status !== 'completed'; round++) {
       const path = round % 2 === 0 ? '/fhir/Questionnaire/$next-question' : '/fhir/$next-question';

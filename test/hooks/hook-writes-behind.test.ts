@@ -229,14 +229,17 @@ describe('an approval no order record holds', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('is stored before the EHR is given its number: an order without an id that the store cannot record gets no authorization number', async () => {
+  it('is never given: an order without an id, which no record can hold, gets no authorization number, whether or not the store records its assertion', async () => {
+    // Before review accept2 A5 such an order was approved with a number kept only on its assertion (so a store that
+    // refused the assertion answered 500, never a number it did not hold). It now gets no number at all: there is
+    // nothing to hold first, and the answer says the order needs its id (docs/design.md §8 "An order that cannot be named").
     const resources = storyResources('centene-mrd-positive');
     const order = { ...storyOrder('centene-mrd-positive', resources) };
     delete order.id;
     const res = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order));
-    // An error the EHR can show (an OperationOutcome, no stack), never a number the payer does not hold.
-    expect(res.status).toBe(500);
-    expect(res.body.resourceType).toBe('OperationOutcome');
+    expect(res.status).toBe(200);
+    expect(JSON.stringify(res.body)).toMatch(/"pa-needed","valueCode":"auth-needed"/);
+    expect(JSON.stringify(res.body)).toMatch(/carries no id/);
     expect(JSON.stringify(res.body)).not.toMatch(/satisfied-pa-id|PA-CENTENE-/);
   }, 120_000);
 });
