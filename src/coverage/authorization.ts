@@ -46,5 +46,19 @@ export function authorizationNumber(payer: string, date: string): string {
  */
 export function newApproval(payer: string, today: string, orderDate: string, length: ApprovalLength, from?: string, coverageEnd?: string): AuthorizationRecord {
   const end = periodEnd(from !== undefined && from < orderDate ? from : orderDate, length);
-  return { number: authorizationNumber(payer, today), start: orderDate, end: coverageEnd && coverageEnd < end && coverageEnd >= orderDate ? coverageEnd : end };
+  return withinCoverage({ number: authorizationNumber(payer, today), start: orderDate, end }, coverageEnd);
+}
+
+/**
+ * An approval as it may be issued or answered under a Coverage whose last day is `coverageEnd` (payer.ts
+ * `coverageLastDay`; undefined: a Coverage with no end, or none known): its period ends no later than that day
+ * (design.md §4 "Payer": no approval outlives the Coverage it is issued or answered under). Every edge that issues an
+ * approval (signing, DTR, PAS, the reviewer) or answers one the order's record holds (issued earlier, under another
+ * Coverage, or before the cap was kept) reads it through this one rule; the record keeps the period as issued. A
+ * Coverage that ended before the approval starts leaves it as it is: the edges judge the Coverage in force on the
+ * order's date first (notInForceOn), so the period never ends before it starts.
+ */
+export function withinCoverage<A extends { start: string; end: string }>(authorization: A, coverageEnd: string | undefined): A {
+  if (!coverageEnd || authorization.end <= coverageEnd || coverageEnd < authorization.start) return authorization;
+  return { ...authorization, end: coverageEnd };
 }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { MedicationRequest } from '@medplum/fhirtypes';
 import type { Content, Payer } from '../content.js';
 import { drugNamedOnly, policiesFor } from '../content.js';
 import type { Logger } from '../logger.js';
@@ -9,7 +10,7 @@ import { evaluationDataFor, orderDateOf, orderStartOf, withMedicationCode } from
 import type { PatientRecord } from '../policies/evaluation-data.js';
 import type { AssertionRecord, AuthorizationRecord, OrderRecord } from '../storage/storage.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
-import { newApproval } from './authorization.js';
+import { newApproval, withinCoverage } from './authorization.js';
 import { coverageLastDay } from './payer.js';
 import { laterStartThatQualifies } from './later-start.js';
 import type { Determination } from './determination.js';
@@ -35,6 +36,12 @@ export interface OrderDecision {
   defaultAnswer?: Exclude<Payer['defaultAnswer'], 'none'>;
   authorization?: AuthorizationRecord;
   orderDate: string;
+  /**
+   * The last day of the Coverage the order is decided under (payer.ts `coverageLastDay`; undefined: no end): every
+   * approval the order is answered with, issued now or held by its record, ends no later (authorization.ts
+   * `withinCoverage`, design.md §4 "Payer").
+   */
+  coverageEnd?: string;
   /** The order's authorization record, once read or written (design.md §8). */
   record?: OrderRecord;
   /** Not covered only because of a window before the planned start: the first later start that would qualify. */
@@ -78,7 +85,7 @@ export function determinationFor(decision: OrderDecision, today: string): Determ
   const d = withNameNote(
     decision.beyondApproval
       ? { ...evaluated, reasons: [...evaluated.reasons, { text: `${beyondApproval(decision.beyondApproval, 'order')}.` }] }
-      : withOrderRecord(evaluated, decision.record, today),
+      : withOrderRecord(evaluated, decision.record, today, decision.coverageEnd),
     decision.drugByName,
   );
   if (!decision.laterStart || d.outcome !== 'not-covered' || d.reasons.length === 0) return d;
@@ -118,6 +125,17 @@ export function governedOrderCount(content: Content, payer: Payer, record: Patie
 }
 
 /**
+ * Whether {@link decideOrders} answers this medication order for the payer: a policy of the payer governs its drug, or
+ * the payer has a default answer for a coded drug no policy governs (the seed payers have none). Only the orders a
+ * payer answers are the service its Coverage is judged on (design.md §4 "Payer": the order dates of the orders
+ * decided); an ungoverned draft beside them (a premedication, a drug of the next plan year) is not.
+ */
+export function decidesOrder(content: Content, payer: Payer, order: MedicationRequest, record: Pick<PatientRecord, 'byReference'>): boolean {
+  const coded = withMedicationCode(order, record);
+  return policiesFor(content, payer.key, coded).length > 0 || (payer.defaultAnswer !== 'none' && !!coded.medicationCodeableConcept);
+}
+
+/**
  * The seam between protocol and policy: hook data + payer in, one decision per governed order out.
  * A policy that throws is contained here: the order gets an `error` evaluation, never a positive assertion.
  */
@@ -139,6 +157,7 @@ export function decideOrders(opts: {
   issueApprovals?: boolean;
 }): OrderDecision[] {
   const decisions: OrderDecision[] = [];
+  const coverageEnd = coverageLastDay(opts.record.coverage);
   for (const [index, order] of opts.orders.entries()) {
     if (order.resourceType !== 'MedicationRequest') {
       // No policy governs devices or services; only a payer default (e.g. the conformance-kit payer) answers them.
@@ -172,7 +191,7 @@ export function decideOrders(opts: {
         opts.log.error({ policy: policy.file.id, criterion: 'id' in r ? r.id : r.name, reason: r.error }, 'policy criterion failed at run time');
       }
     }
-    const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, answeredFacts, orderDate: data.orderDate };
+    const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, answeredFacts, orderDate: data.orderDate, ...(coverageEnd ? { coverageEnd } : {}) };
     const byName = drugNamedOnly(opts.content, coded);
     if (byName) decision.drugByName = { name: byName.name, text: byName.text };
     if (orderStartOf(order) === undefined && evaluation.outcome !== 'satisfied' && evaluation.outcome !== 'error' && unreadableDoseOf(policy, evaluation)) {
@@ -189,14 +208,15 @@ export function decideOrders(opts: {
     if (laterStart) decision.laterStart = laterStart;
     const priorAuth = usablePrior?.authorization;
     if (evaluation.outcome === 'satisfied' && priorAuth && priorAuth.end >= opts.today) {
-      // The authorization already issued for this order stands: the EHR must not see a second number for it.
-      decision.authorization = priorAuth;
+      // The authorization already issued for this order stands: the EHR must not see a second number for it. Its period
+      // is answered within the Coverage the order is decided under (it may have been issued under another, or before).
+      decision.authorization = withinCoverage(priorAuth, coverageEnd);
     } else if (evaluation.outcome === 'satisfied' && !order.id) {
       // An order without an id has no record to keep a number on, so every signing would issue it another: it gets
       // none, and the answer says it needs its id (docs/design.md §8 "An order that cannot be named").
       decision.unnamed = true;
     } else if (evaluation.outcome === 'satisfied' && evaluation.pathway?.approval && opts.issueApprovals !== false) {
-      decision.authorization = newApproval(opts.payer.key, opts.today, data.orderDate, evaluation.pathway.approval, evaluation.pathway.approvalFrom, coverageLastDay(opts.record.coverage));
+      decision.authorization = newApproval(opts.payer.key, opts.today, data.orderDate, evaluation.pathway.approval, evaluation.pathway.approvalFrom, coverageEnd);
     }
     decisions.push(decision);
   }

@@ -4,6 +4,7 @@ import type { OrderDecision } from './decide-orders.js';
 import { answeredFactsOf } from './decide-orders.js';
 import type { Determination } from './determination.js';
 import { determinationOf } from './determination.js';
+import { withinCoverage } from './authorization.js';
 import { localReference } from '../fhir/references.js';
 import { longDate } from '../fhir/long-date.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
@@ -335,14 +336,23 @@ export function stateOf(d: Determination): OrderState {
 export const DENIAL_ADVICE =
   'The denial is the decision on this order as it stood when denied: to request again, change the order (its dose, quantity, cycles or start) or write a new one, and request prior authorization again.';
 
-/** The decision an order's record holds, in the words every edge uses; undefined while it has none (or it expired). */
+/**
+ * The decision an order's record holds, in the words every edge uses; undefined while it has none (or it expired). An
+ * approval is answered within the Coverage the edge answers under (`coverageEnd`, its last day: authorization.ts
+ * `withinCoverage`, design.md §4 "Payer"); the record keeps the period as issued.
+ */
 export function recordedDecision(
   record: OrderRecord | undefined,
   today: string,
+  coverageEnd?: string,
 ): { reviewAction: 'A1'; reason: string; authorization: NonNullable<OrderRecord['authorization']> } | { reviewAction: 'A3'; reason: string } | undefined {
   if (record?.state === 'approved' && record.authorization && record.authorization.end >= today) {
     const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
-    return { reviewAction: 'A1', reason: `Approved${approvedBy?.source === 'review' ? ' on clinical review' : ''}: ${record.reason}`, authorization: record.authorization };
+    return {
+      reviewAction: 'A1',
+      reason: `Approved${approvedBy?.source === 'review' ? ' on clinical review' : ''}: ${record.reason}`,
+      authorization: withinCoverage(record.authorization, coverageEnd),
+    };
   }
   if (record?.state === 'denied') return { reviewAction: 'A3', reason: `Prior authorization denied: ${record.reason.replace(/\.?$/, '.')} ${DENIAL_ADVICE}` };
   return undefined;
@@ -350,12 +360,13 @@ export function recordedDecision(
 
 /**
  * The determination as the order's record has it: the order's decision wins over a fresh evaluation. An approval
- * (by any path, the reviewer's included) answers `satisfied` with its number and period while it lasts; a denial
- * answers not covered with its reason; a pended request adds that it waits for review.
+ * (by any path, the reviewer's included) answers `satisfied` with its number and period while it lasts, the period
+ * ending no later than `coverageEnd` ({@link recordedDecision}); a denial answers not covered with its reason; a pended
+ * request adds that it waits for review.
  */
-export function withOrderRecord(d: Determination, record: OrderRecord | undefined, today: string): Determination {
+export function withOrderRecord(d: Determination, record: OrderRecord | undefined, today: string, coverageEnd?: string): Determination {
   if (!record) return d;
-  const decided = recordedDecision(record, today);
+  const decided = recordedDecision(record, today, coverageEnd);
   if (decided?.reviewAction === 'A1') {
     const reasons = d.outcome === 'satisfied' ? d.reasons : [{ text: decided.reason }];
     return {
@@ -582,7 +593,7 @@ export async function settleOrderDecisions(opts: {
           // The order as signed asks more than the reviewer approved: a limit review of its own, the approval intact.
           d.beyondApproval = beyond;
           d.authorization = undefined;
-        } else if (record.state === 'approved') d.authorization = record.authorization;
+        } else if (record.state === 'approved') d.authorization = record.authorization && withinCoverage(record.authorization, d.coverageEnd);
         else if (d.authorization && record.authorization?.number !== d.authorization.number) d.authorization = undefined;
       }
     }),

@@ -33,7 +33,10 @@ export function payerNamedBy(content: Content, identifiers: Identifier[] | undef
  * Identifies the payer from the primary active Coverage (design.md §4 "Payer"; CRD [hook-13]): the payor's
  * identifier in our payer system, on the reference or on the referenced Organization (contained, prefetched or
  * fetched). A Coverage is active when its status is (or is absent) and it is in force on every day in `onDates` (the
- * order dates of §6, the service it would authorize; design.md §4 "Payer"), else on `today`. No Coverage, several
+ * order dates of §6 of the orders decided under it, the service it would authorize; design.md §4 "Payer"), else on
+ * `today`. Given as a function, `onDates` names the dates of the orders the Coverage's payer would decide (the payer it
+ * names, DEFAULT_PAYER for one naming none PriorPath serves, undefined when that cannot be told): an order no policy of
+ * that payer governs is not judged, and does not make the Coverage lapse (review s43 F2). No Coverage, several
  * active Coverages or an unknown payer are a DomainError `invalid` (the edges answer 400); DEFAULT_PAYER stands in
  * only where no Coverage names a payer PriorPath serves (design.md §3): never for several active Coverages of which
  * one names a known payer, nor for a known payer's Coverage that is lapsed, not begun or not active. A payor
@@ -48,26 +51,42 @@ export async function identifyPayer(opts: {
   defaultPayer?: string;
   /** The day asked about (YYYY-MM-DD): the day a Coverage must be in force on when no `onDates` are given. */
   today?: string;
-  /** The order dates (YYYY-MM-DD, design.md §6) of the orders asked about: the active Coverage is in force on each. */
-  onDates?: string[];
+  /**
+   * The order dates (YYYY-MM-DD, design.md §6) of the orders asked about: the active Coverage is in force on each. As a
+   * function, those of the orders the Coverage's payer decides (above).
+   */
+  onDates?: string[] | ((payer: Payer | undefined) => string[]);
 }): Promise<PayerMatch> {
   const { content, defaultPayer } = opts;
   const fallback = defaultPayer ? content.payers.get(defaultPayer) : undefined;
-  const dates = opts.onDates?.length ? [...new Set(opts.onDates)].sort() : opts.today ? [opts.today] : [];
+  // Each Coverage's payers are read once per call (a payor Organization may be read from the EHR).
+  const naming = new Map<Coverage, ReturnType<typeof payersNamedBy>>();
+  const namedBy = (c: Coverage) => naming.get(c) ?? naming.set(c, payersNamedBy(c, opts)).get(c)!;
+  const daysOf = (on: string[] | undefined) => (on?.length ? [...new Set(on)].sort() : opts.today ? [opts.today] : []);
+  const datesOf = new Map<Coverage, string[]>();
   const all = opts.coverages.filter((c): c is Coverage => c.resourceType === 'Coverage');
   const coverages = all.filter((c) => c.status === undefined || c.status === 'active');
-  const active = coverages.filter((c) => !notInForceOn(c, dates));
+  for (const c of coverages) {
+    const on = opts.onDates;
+    if (typeof on !== 'function') datesOf.set(c, daysOf(on));
+    else {
+      const { named } = await namedBy(c);
+      datesOf.set(c, daysOf(on(named.size === 1 ? [...named.values()][0] : named.size === 0 ? fallback : undefined)));
+    }
+  }
+  const lapses = (c: Coverage) => notInForceOn(c, datesOf.get(c)!);
+  const active = coverages.filter((c) => !lapses(c));
   if (active.length !== 1) {
     // DEFAULT_PAYER is for a Coverage that names no payer PriorPath serves (design.md §3): a known payer's Coverage,
     // active or not, is answered as without it (several: send the primary; none in force: no coverage to authorize under).
-    if (fallback && !(await someNamesKnownPayer(active.length > 1 ? active : all, opts))) return { payer: fallback, coverage: active[0], defaulted: true };
-    const lapsed = coverages.find((c) => notInForceOn(c, dates));
+    if (fallback && !(await someNamesKnownPayer(active.length > 1 ? active : all, namedBy))) return { payer: fallback, coverage: active[0], defaulted: true };
+    const lapsed = coverages.find(lapses);
     const inactive = all.find((c) => !coverages.includes(c));
     throw new DomainError(
       'invalid',
       active.length === 0
         ? lapsed
-          ? `No active Coverage for the patient: Coverage${lapsed.id ? ` ${lapsed.id}` : ''} ${notInForceOn(lapsed, dates)}`
+          ? `No active Coverage for the patient: Coverage${lapsed.id ? ` ${lapsed.id}` : ''} ${lapses(lapsed)}`
           : inactive
             ? `No active Coverage for the patient: Coverage${inactive.id ? ` ${inactive.id}` : ''} is ${inactive.status}`
             : 'No active Coverage for the patient: cannot tell which payer to ask'
@@ -76,7 +95,7 @@ export async function identifyPayer(opts: {
     );
   }
   const coverage = active[0];
-  const { named, unreadable } = await payersNamedBy(coverage, opts);
+  const { named, unreadable } = await namedBy(coverage);
   if (named.size > 1) {
     // multiple-matches, not invalid: PAS falls back to the Claim's insurer only for a Coverage naming no payer.
     throw new DomainError('multiple-matches', `The Coverage names more than one payer PriorPath serves (${[...named.keys()].join(', ')}): send the Coverage of the one payer to ask`, ['prefetch.coverage.payor']);
@@ -94,9 +113,9 @@ export async function identifyPayer(opts: {
  * Whether any of these Coverages names a payer PriorPath serves, so that DEFAULT_PAYER may not stand in for them
  * (design.md §3). A payor Organization the EHR could not give counts as naming none, as for the one active Coverage.
  */
-async function someNamesKnownPayer(coverages: Coverage[], opts: { content: Content; byReference: Map<string, Resource>; ehr?: ResourceReader }): Promise<boolean> {
+async function someNamesKnownPayer(coverages: Coverage[], namedBy: (c: Coverage) => ReturnType<typeof payersNamedBy>): Promise<boolean> {
   for (const coverage of coverages) {
-    if ((await payersNamedBy(coverage, opts)).named.size > 0) return true;
+    if ((await namedBy(coverage)).named.size > 0) return true;
   }
   return false;
 }

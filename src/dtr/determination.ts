@@ -27,6 +27,12 @@ export interface DetermineOptions {
    */
   orderDate?: string;
   coverageRef?: string;
+  /**
+   * The last day of the Coverage the order is decided under, when known (the CRD assertion's `coverageEnd`: a response
+   * names its Coverage only by reference): an approval the determination issues or answers ends no later (design.md
+   * §4 "Payer"). Unknown, none is applied here; CRD and PAS answer the approval within their Coverage.
+   */
+  coverageEnd?: string;
   orderRef?: string;
   patientId?: string;
   source: string;
@@ -96,7 +102,7 @@ export function planDetermination(opts: DetermineOptions & OrderRecordRead): Det
     orders = plan.changes;
     determination = opts.beyondApproval
       ? { ...determination, reasons: [...determination.reasons, { text: `${beyondApproval(opts.beyondApproval, 'order')}.` }] }
-      : withOrderRecord(determination, plan.record, opts.today);
+      : withOrderRecord(determination, plan.record, opts.today, opts.coverageEnd);
   }
   return { ...shaped(opts, determination, assertionId), orders };
 }
@@ -113,11 +119,11 @@ export function determinationKey(opts: Pick<DetermineOptions, 'policy' | 'patien
  * "An order that cannot be named").
  */
 function proposed(opts: DetermineOptions) {
-  const { policy, evaluation, today, orderDate } = opts;
+  const { policy, evaluation, today, orderDate, coverageEnd } = opts;
   const unnamed = determinationKey(opts) === undefined;
   const authorization =
     evaluation.outcome === 'satisfied' && evaluation.pathway?.approval && !unnamed
-      ? newApproval(policy.file.payer, today, orderDate ?? today, evaluation.pathway.approval, evaluation.pathway.approvalFrom)
+      ? newApproval(policy.file.payer, today, orderDate ?? today, evaluation.pathway.approval, evaluation.pathway.approvalFrom, coverageEnd)
       : undefined;
   // A response does not carry the order: its dose is the one CRD read (the assertion's facts) or an answer, and one
   // neither gives is not an order's dose found unreadable, so it reopens no approval (docs/design.md §8).
@@ -159,6 +165,8 @@ function shaped(opts: DetermineOptions, determination: ReturnType<typeof propose
     ...(issued ? { authorization: issued } : {}),
     // The date the answers were judged on, for whoever later has only this assertion (PAS reading the response's).
     ...(opts.orderDate ? { orderDate: opts.orderDate } : {}),
+    // The Coverage's last day it was decided under, for whoever later has only this assertion (a response posted again).
+    ...(opts.coverageEnd ? { coverageEnd: opts.coverageEnd } : {}),
   };
   return { extension, assertion: record };
 }

@@ -226,6 +226,7 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
       today: deps.today,
       orderDate: result.orderDate,
       coverageRef: ctx.coverage,
+      ...(asserted.coverageEnd ? { coverageEnd: asserted.coverageEnd } : {}),
       orderRef: asserted.orderRef,
       patientId: ctx.patientId,
       source: 'dtr:$next-question',

@@ -17,7 +17,8 @@ import type { Content } from '../content.js';
 import { policiesFor } from '../content.js';
 import { badRequest, HttpError, outcome } from '../errors.js';
 import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
-import { identifyPayer } from '../coverage/payer.js';
+import { identifyPayer, notInForceOn } from '../coverage/payer.js';
+import { decidesOrder } from '../coverage/decide-orders.js';
 import type { Logger } from '../logger.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { orderStartOf, withMedicationCode } from '../policies/evaluation-data.js';
@@ -47,7 +48,10 @@ export interface PackageDeps {
   defaultPayer?: string;
   /** The shape when the request carries no DTR version signal. Default `both`. */
   defaultShape?: PackageShape;
-  /** Today (YYYY-MM-DD), for whether a Coverage has lapsed; the clock's day when absent. */
+  /**
+   * Today (YYYY-MM-DD): the order date of an order that states none and of which no CRD assertion tells one, for
+   * whether a Coverage is in force (design.md §4 "Payer"); the clock's day when absent.
+   */
   today?: () => string;
   log: Logger;
 }
@@ -243,11 +247,14 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
     const ref = refOf(r);
     if (ref) byReference.set(ref, r);
   }
+  const today = deps.today?.() ?? new Date().toISOString().slice(0, 10);
   const payers = new Map<Coverage, { key: string; defaulted: boolean }>();
   let unknownPayer: unknown;
   for (const coverage of req.coverages) {
     try {
-      const m = await identifyPayer({ content, coverages: [coverage], byReference, defaultPayer: deps.defaultPayer, today: deps.today?.() ?? new Date().toISOString().slice(0, 10) });
+      // The payer the Coverage names, and whether it is active: whether it is in force is judged below, on the dates of
+      // the orders the package is for, once the CRD assertions that date them are read.
+      const m = await identifyPayer({ content, coverages: [coverage], byReference, defaultPayer: deps.defaultPayer });
       payers.set(coverage, { key: m.payer.key, defaulted: m.defaulted });
     } catch (err) {
       // Names no payer PriorPath serves, or is not active: said below when it was asked to choose a form.
@@ -321,6 +328,32 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
       );
       deps.log.warn({ err: read.failed, coverageAssertionId: id }, 'questionnaire-package: assertion lookup failed, no pre-fill');
     }
+  }
+
+  // A Coverage is judged on the order dates of the orders it would decide (design.md §4 "Payer", §6; as CRD and PAS
+  // judge it): the package's orders its payer's policies govern, each on the start it states, else the date the CRD
+  // assertion it carries judged it on, else today; with no such order, the dates of this payer's CRD assertions the
+  // request names (its `context`), else today. One not in force on them is no coverage to draft a form under: left out
+  // as a Coverage naming no payer is, and a 400 when it was the request's only way to a form. DEFAULT_PAYER's stand-in
+  // for a Coverage naming no payer PriorPath serves is not judged, as CRD does not judge it (payer.ts identifyPayer).
+  let lapsed: string | undefined;
+  for (const [coverage, { key, defaulted }] of [...payers]) {
+    if (defaulted) continue;
+    const payer = content.payers.get(key);
+    const mine = assertions.filter((a) => a.payer === key);
+    const orderDates = req.orders
+      .filter((o): o is MedicationRequest => o.resourceType === 'MedicationRequest' && !!payer && decidesOrder(content, payer, o, { byReference }))
+      .map((o) => orderStartOf(o) ?? mine.find((a) => a.orderDate && coverageAssertionIds(o).includes(a.assertionId))?.orderDate ?? today);
+    const asserted = mine.map((a) => a.orderDate).filter((d): d is string => !!d);
+    const dates = orderDates.length > 0 ? orderDates : asserted.length > 0 ? asserted : [today];
+    const why = notInForceOn(coverage, [...new Set(dates)].sort());
+    if (why) {
+      payers.delete(coverage);
+      lapsed ??= `No active Coverage for the patient: Coverage${coverage.id ? ` ${coverage.id}` : ''} ${why}`;
+    }
+  }
+  if (lapsed && payers.size === 0 && req.questionnaires.length === 0) {
+    throw badRequest(lapsed, ['Parameters.parameter.where(name = \'coverage\').resource.period']);
   }
 
   const coverageFor = (payer: string): Coverage | undefined =>

@@ -24,6 +24,11 @@ export interface AssertedContext {
    * (docs/design.md §7 "Answers and the record"); a DTR determination's facts, or earlier answers, never stand here.
    */
   chartFacts?: Record<string, unknown>;
+  /**
+   * The last day of the Coverage the order was judged under (`AssertionRecord.coverageEnd`): an approval the response
+   * gives ends no later (design.md §4 "Payer"). A response names its Coverage only by reference.
+   */
+  coverageEnd?: string;
 }
 
 /** What the CRD assertions a QuestionnaireResponse names say of it ({@link responseAssertion}). */
@@ -162,9 +167,11 @@ export function assertedContext(qr: QuestionnaireResponse, a: AssertionRecord | 
   const signedSpeaks = speaksFor(signed);
   // What signing read: the response's own assertion when it is CRD's, else the one the order's record holds.
   const chart = speaks && isSigningAssertion(a) ? a : signedSpeaks && isSigningAssertion(signed) ? signed : undefined;
-  const chartFacts = chart ? { chartFacts: recordFactsOf(chart) } : {};
   // What is known of the order: the response's assertion where it speaks for it, else the order's own signing.
   const use = speaks ? a : signedSpeaks ? signed : undefined;
+  // The Coverage the order was judged under: the one it is known by, else the signing's.
+  const coverageEnd = use?.coverageEnd ?? chart?.coverageEnd;
+  const chartFacts = { ...(chart ? { chartFacts: recordFactsOf(chart) } : {}), ...(coverageEnd ? { coverageEnd } : {}) };
   if (!use) return named ? { orderRef: named, ...chartFacts } : { ...chartFacts };
   const assertedOrder = localReference(use.orderRef);
   return {

@@ -202,6 +202,7 @@ async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDe
     today: deps.today,
     orderDate: result.orderDate,
     coverageRef: ctx.coverage,
+    ...(asserted.coverageEnd ? { coverageEnd: asserted.coverageEnd } : {}),
     orderRef: asserted.orderRef,
     patientId: ctx.patientId,
     source: 'dtr:QuestionnaireResponse',

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Coverage, MedicationRequest, Practitioner, PractitionerRole, Resource } from '@medplum/fhirtypes';
-import type { Content, ServiceDefinition } from '../content.js';
+import type { Content, Payer, ServiceDefinition } from '../content.js';
 import { HttpError, badRequest, outcome, preconditionFailed } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { indexRecord, orderDateOf } from '../policies/evaluation-data.js';
@@ -12,7 +12,7 @@ import { assertionSpeaksFor } from '../coverage/assertion-speaks-for.js';
 import type { EvaluationCache } from '../policies/evaluation-cache.js';
 import type { HookResponse, RespondedRequest } from './build-response.js';
 import { buildHookResponse, effectiveConfiguration } from './build-response.js';
-import { decideOrders, governedOrderCount } from '../coverage/decide-orders.js';
+import { decideOrders, decidesOrder, governedOrderCount } from '../coverage/decide-orders.js';
 import type { OrderDecision } from '../coverage/decide-orders.js';
 import { settleOrderDecisions } from '../coverage/order-record.js';
 import { EhrClient } from './ehr-client.js';
@@ -197,8 +197,12 @@ export async function resolveHookContext(service: ServiceDefinition, body: unkno
   if (patient && patient.id && patient.id !== req.patientId) throw badRequest('prefetch.patient is not the patient in context.patientId', ['prefetch.patient']);
 
   // The Coverage is judged on the dates of the service it would authorize (design.md §4 "Payer", the order date of §6):
-  // each medication order's own date, today for one that states none.
-  const onDates = inScope.filter((o): o is MedicationRequest => o.resourceType === 'MedicationRequest').map((o) => orderDateOf(o, today));
+  // each date of a medication order its payer decides (decidesOrder), today for one that states none. An order no
+  // policy of that payer governs gets no answer, and its date (a premedication, a drug planned into the next plan
+  // year) does not make the Coverage lapse for the orders that do (review s43 F2); with no payer told, every order's.
+  const medicationOrders = inScope.filter((o): o is MedicationRequest => o.resourceType === 'MedicationRequest');
+  const onDates = (payer: Payer | undefined) =>
+    medicationOrders.filter((o) => !payer || decidesOrder(deps.content, payer, o, { byReference })).map((o) => orderDateOf(o, today));
   const payerMatch = await identifyPayer({ content: deps.content, coverages: data.coverage ?? [], byReference, ehr: reader, defaultPayer: deps.defaultPayer, today, onDates });
   const coverage: Coverage | undefined = payerMatch.coverage;
 
@@ -305,6 +309,8 @@ async function answerHook(decided: DecidedHook, deps: HookDeps): Promise<HookRes
     authorization: d.authorization,
     // The date the order was judged on: DTR and PAS given only this assertion judge the order on it too (design.md §7).
     orderDate: d.orderDate,
+    // The last day of the Coverage it was judged under: DTR, given the Coverage only by reference, caps an approval there.
+    ...(d.coverageEnd ? { coverageEnd: d.coverageEnd } : {}),
   });
   // The order's one record (design.md §8): a decision already made stands; an approval at signing is issued once, in
   // one transaction with its assertion (which names the number stored).

@@ -6,7 +6,7 @@ import { resolveValueSetUrl } from '../fhir/fhirpath.js';
 import { codingsWithBillingOptions } from '../fhir/value-sets.js';
 import { answeredCanonical, evaluateQuestionnaireResponse, policyForQuestionnaire } from '../coverage/evaluate-response.js';
 import { signingFactsKey } from './asserted-order-dates.js';
-import { newApproval, periodEnd } from '../coverage/authorization.js';
+import { newApproval, periodEnd, withinCoverage } from '../coverage/authorization.js';
 import { coverageLastDay, notInForceOn } from '../coverage/payer.js';
 import type { ApprovalLength } from '../coverage/authorization.js';
 import { determinationOf } from '../coverage/determination.js';
@@ -304,7 +304,8 @@ export function decisionFor(
 ): ItemDecision {
   const criteria = ev.rules.map((r) => ({ id: r.id, kind: r.kind, cite: r.cite, text: r.text, result: r.result, ...(r.applies !== undefined ? { applies: r.applies } : {}), evidence: evidenceOf(policy, ev, r.id) }));
   const approval = defaultApproval(policy, ev);
-  const reviewPeriod = { start: opts.orderDate, end: reviewEnd(policy, ev, opts.orderDate, approval) };
+  // What a reviewer's approval grants by default ends within the Coverage too (design.md §4 "Payer").
+  const reviewPeriod = withinCoverage({ start: opts.orderDate, end: reviewEnd(policy, ev, opts.orderDate, approval) }, opts.coverageEnd);
   const askedAmounts = askedAmountsOf(policy);
   const base = { sequence: opts.sequence, policyId: policy.file.id, policyVersion: policy.file.version, outcome: ev.outcome, criteria, orderDate: opts.orderDate, reviewPeriod, askedAmounts };
   const authorization =
@@ -394,7 +395,7 @@ export function adjudicate(opts: {
 
     if (!policy) {
       inForceOn(req, orderDate);
-      const period = { start: orderDate, end: periodEnd(orderDate, { days: 30 }) };
+      const period = withinCoverage({ start: orderDate, end: periodEnd(orderDate, { days: 30 }) }, coverageLastDay(req.coverage));
       return {
         sequence: it.sequence,
         outcome: 'ungoverned',

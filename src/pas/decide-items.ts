@@ -4,6 +4,7 @@ import type { FactResult } from '../policies/evaluate-policy.js';
 import { orderStartOf } from '../policies/evaluation-data.js';
 import type { AuthorizationRecord, GuardedOrderChange, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
+import { coverageLastDay } from '../coverage/payer.js';
 import { approvalCovers } from './approval-covers.js';
 import { beyondApproval } from '../coverage/reviewed-approval.js';
 import type { ItemDecision } from './adjudicate.js';
@@ -32,9 +33,12 @@ export async function withOrderRecords(
       else if (record?.state === 'denied') records[n] = await reopenedDenial(storage, item, record, opts);
     }),
   );
+  // An approval the order holds is answered within the request's Coverage (design.md §4 "Payer"): it may have been
+  // issued in DTR, by a reviewer of another request, under another Coverage or before the cap was kept.
+  const coverageEnd = coverageLastDay(opts.request?.coverage);
   await Promise.all(
     items.map(async (item, n) => {
-      const decided = recordedDecision(records[n], opts.day);
+      const decided = recordedDecision(records[n], opts.day, coverageEnd);
       if (!decided) {
         // Reopened after a reviewer's denial: an item the rules would certify is pended for a reviewer (design.md §8).
         const denial = standingReviewDenial(records[n]);

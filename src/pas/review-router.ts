@@ -3,7 +3,8 @@ import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import { z } from 'zod';
 import { HttpError, badRequest, notFound, outcome, unauthorized } from '../errors.js';
-import { authorizationNumber } from '../coverage/authorization.js';
+import { authorizationNumber, withinCoverage } from '../coverage/authorization.js';
+import { coverageLastDay } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import { UNDECIDED, isDecided, recordedDecision } from '../coverage/order-record.js';
 import type { AuthorizationRecord, OrderEvent, OrderKey, OrderState, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
@@ -311,6 +312,16 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
 
       const decidedAt = new Date().toISOString();
       const detail = s.detail as unknown as Detail;
+      const request = parsePasRequest(s.requestBundle);
+      // No approval outlives the Coverage it is issued under (design.md §4 "Payer"): a reviewer's approval ends no later
+      // than the request's Coverage's last day. A period asked past it is capped and the answer says so: the clinical
+      // decision stands, the member's eligibility bounds it (a payer's authorization is valid only while the member is
+      // covered), and the reviewer is not made to retype a date the request already tells. A period that starts after
+      // that day has nothing in the Coverage to approve: a 400 naming the day.
+      const coverageEnd = coverageLastDay(request.coverage);
+      const coverageName = `Coverage${request.coverage.id ? ` ${request.coverage.id}` : ''}`;
+      if (decision === 'approve' && period && coverageEnd && period.start > coverageEnd)
+        throw badRequest(`Invalid decision: period.start ${period.start} is after ${coverageEnd}, the last day of the request's ${coverageName}: an approval ends within the Coverage it is issued under`, ['period.start']);
       const number = decision === 'approve' ? authorizationNumber(s.payer, decidedAt.slice(0, 10)) : undefined;
       // An item pended over what its order's approval covers (settlePended left it pended; approval-covers.ts): the
       // order keeps its one number, which a reviewer's approval now also covers this request with, and a denial is
@@ -319,7 +330,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         detail.items.map(async (i) => {
           const r = i.reviewAction === 'A4' && i.order ? await storage.getOrderRecord(i.order) : undefined;
           // In force only: an expired approval covers nothing to reuse (recordedDecision).
-          return recordedDecision(r, decidedAt.slice(0, 10))?.reviewAction === 'A1' ? r : undefined;
+          return recordedDecision(r, decidedAt.slice(0, 10), coverageEnd)?.reviewAction === 'A1' ? r : undefined;
         }),
       );
       const items: ItemDecision[] = detail.items.map((i, n) => {
@@ -331,9 +342,15 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
           // Beside the order's approval the reviewer's approval keeps its number; a period the reviewer gives widens the
           // order's period (a 9-cycle request outlasts a one-cycle approval at signing), never narrows or moves it: the
           // issued approval may already have been dispensed and billed under (review s41 F8), so it runs from the
-          // earlier start to the later end (applyChangeTo and SQL storage's setsPeriod alike).
-          const authorization = held ? (period ? widenedPeriod(held, period) : held) : { number: number!, start: p.start, end: p.end };
-          return { ...i, reviewAction: 'A1', needed: [], reasons: [`Certified on clinical review`], authorization, review };
+          // earlier start to the later end (applyChangeTo and SQL storage's setsPeriod alike). Either ends within the
+          // Coverage (above).
+          const asked = held ? (period ? widenedPeriod(held, period) : held) : { number: number!, start: p.start, end: p.end };
+          const authorization = withinCoverage(asked, coverageEnd);
+          const capped =
+            authorization.end !== asked.end
+              ? ` (period ending on ${authorization.end}, the last day of the member's ${coverageName}, not ${asked.end}: an approval does not outlive the Coverage)`
+              : '';
+          return { ...i, reviewAction: 'A1', needed: [], reasons: [`Certified on clinical review${capped}`], authorization, review };
         }
         return { ...i, reviewAction: 'A3', needed: [], reasons: [`Not certified on clinical review: ${reason}`], review };
       });
@@ -346,7 +363,6 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       const authorization: AuthorizationRecord | undefined =
         number && granted.length > 0 ? { number, start: granted.map((g) => g.start).sort()[0], end: granted.map((g) => g.end).sort().at(-1)! } : undefined;
 
-      const request = parsePasRequest(s.requestBundle);
       // Answered again in the version the request was answered in (PAS_VERSION may have chosen 2.0.1).
       const version = answeredVersion(s);
       const { bundle, claimResponse } = buildResponseBundle(request, items, { id: s.id, created: s.createdAt, humanReviewed: true, version });

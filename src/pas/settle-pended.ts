@@ -1,10 +1,11 @@
 import type { Logger } from '../logger.js';
-import { recordedDecision } from '../coverage/order-record.js';
+import { isDecided, recordedDecision } from '../coverage/order-record.js';
 import type { OrderEvent, OrderKey, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import { parsePasRequest } from './request-bundle.js';
+import { coverageLastDay } from '../coverage/payer.js';
 import { answeredVersion } from './pas-version.js';
 import { approvalCovers, quantityOf } from './approval-covers.js';
 
@@ -37,12 +38,17 @@ export async function settlePended(
   const today = opts.today ?? new Date().toISOString().slice(0, 10);
   if (s.reviewAction !== 'A4') return s;
   const items = (s.detail as { items?: ItemDecision[] }).items ?? [];
+  // Parsed only for a request that has something to settle: the reviewer's queue and the sweep settle every pended one.
+  let request: ReturnType<typeof parsePasRequest> | undefined;
+  const requestOf = () => (request ??= parsePasRequest(s.requestBundle));
   const settled: { item: ItemDecision; by?: string }[] = await Promise.all(
     items.map(async (item) => {
       if (item.reviewAction !== 'A4' || !item.order) return { item };
       const record = await storage.getOrderRecord(item.order);
-      const decided = recordedDecision(record, today);
-      if (!decided || !record) return { item };
+      if (!isDecided(record)) return { item };
+      // The order's approval is answered within the request's Coverage (design.md §4 "Payer"), whoever issued it.
+      const decided = recordedDecision(record, today, coverageLastDay(requestOf().coverage));
+      if (!decided) return { item };
       // An approval answers only what it covers: a request pended over a limit stays the reviewer's when the order is
       // approved within it (at signing, in DTR), or by a reviewer for less (docs/design.md §8 "What an approval covers").
       if (decided.reviewAction === 'A1' && !(await approvalCovers(storage, item, record, () => quantityOf(s.requestBundle, item.sequence)))) return { item };
@@ -57,7 +63,7 @@ export async function settlePended(
   const next = settled.map((x) => x.item);
   const decidedAt = new Date().toISOString();
   const version = answeredVersion(s);
-  const { bundle, claimResponse } = buildResponseBundle(parsePasRequest(s.requestBundle), next, { id: s.id, created: s.createdAt, version });
+  const { bundle, claimResponse } = buildResponseBundle(requestOf(), next, { id: s.id, created: s.createdAt, version });
   const { status, reviewAction } = summarize(next);
   const approved = next.find((i) => i.reviewAction === 'A1' && i.authorization)?.authorization;
   const first = changed[0].item;

@@ -419,6 +419,16 @@ CREATE INDEX order_authorizations_order ON order_authorizations (order_ref, paye
 ALTER TABLE crd_assertions ADD COLUMN answered_facts jsonb;
 `,
   },
+  {
+    version: 16,
+    name: 'the last day of the Coverage each CRD assertion judged its order under',
+    sql: `
+-- The last day of the Coverage CRD judged the order under (design.md §4 "Payer": no approval outlives the Coverage):
+-- a DTR response, which names its Coverage only by reference, ends an approval for the order no later. NULL for a
+-- Coverage with no end, and on assertions recorded before: no cap known, as before. Text, as the order date is.
+ALTER TABLE crd_assertions ADD COLUMN coverage_end text;
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

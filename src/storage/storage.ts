@@ -31,6 +31,12 @@ export interface AssertionRecord {
    * it was kept.
    */
   orderDate?: string;
+  /**
+   * YYYY-MM-DD: the last day of the Coverage the order was judged under (payer.ts `coverageLastDay`), when it has an
+   * end. DTR, which is given only a reference to the Coverage, ends an approval it issues for the order no later
+   * (design.md §4 "Payer"). Absent for a Coverage with no end, and on assertions recorded before it was kept.
+   */
+  coverageEnd?: string;
 }
 
 /** An authorization number issued at signing ("real-time approval", design.md §5). */

@@ -92,6 +92,62 @@ describe('the Coverage judged on the order date (A7)', () => {
   });
 });
 
+describe('only the orders decided judge the Coverage, and every approval answered ends within it (review s43 F1, F2)', () => {
+  const BEFORE_START = '2026-11-19';
+  const ENDING = { period: { start: '2026-01-01', end: '2026-12-31' } };
+
+  it('answers the governed order when an ungoverned draft beside it (a dexamethasone premedication) is dated past the Coverage end', async () => {
+    const { app } = buildApp({ today: BEFORE_START });
+    const resources = withCoverage(ENDING);
+    const order = storyOrder(STORY);
+    // Dexamethasone (RxNorm 3264), which no policy of the payer governs, planned into the next plan year.
+    const premed: MedicationRequest = {
+      resourceType: 'MedicationRequest',
+      id: 'dexamethasone-next-year',
+      status: 'draft',
+      intent: 'order',
+      subject: order.subject,
+      authoredOn: '2026-11-16',
+      medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '3264', display: 'dexamethasone' }], text: 'dexamethasone 20 mg' },
+      dosageInstruction: [{ text: '20 mg IV before the infusion', timing: { repeat: { boundsPeriod: { start: '2027-01-05', end: '2027-01-05' } } } }],
+    };
+    const body = orderSignRequest(resources, order, { extension: { 'davinci-crd.requestedVersion': '2.2' } });
+    (body.context as { draftOrders: { entry: { resource: Resource }[] } }).draftOrders.entry.push({ resource: premed });
+    const res = await request(app).post(SIGN).send(body);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const [ext] = expectValidHookResponse(res.body, 'order-sign', '2.2');
+    expect(sub(ext, 'pa-needed')!.valueCode).toBe('satisfied');
+    expect(sub(ext, 'expiry-date')!.valueDate).toBe('2026-12-31');
+    // The governed order itself dated past the Coverage end is still refused.
+    const late = structuredClone(order);
+    for (const i of late.dosageInstruction ?? []) i.timing!.repeat!.boundsPeriod = { start: '2027-01-04', end: '2027-01-31' };
+    const refused = await sign(app, resources, late);
+    expect(refused.status).toBe(400);
+    expect(refused.body.issue[0].diagnostics).toMatch(/No active Coverage.*ended on 2026-12-31.*order date 2027-01-04/);
+  });
+
+  it('answers an approval the order already holds within the Coverage it is signed under now, keeping its number and the period issued on its record', async () => {
+    const { app, storage } = buildApp({ today: BEFORE_START });
+    // Approved under a Coverage with no end: the period runs past 2026-12-31.
+    const first = await sign(app, withCoverage({ period: { start: '2026-01-01' } })).expect(200);
+    const [ext] = expectValidHookResponse(first.body, 'order-sign', '2.2');
+    const number = sub(ext, 'satisfied-pa-id')!.valueString;
+    const issued = sub(ext, 'expiry-date')!.valueDate!;
+    expect(issued > '2026-12-31').toBe(true);
+    // Signed again under the member's Coverage as it now stands, ending on 2026-12-31.
+    const again = await sign(app, withCoverage(ENDING)).expect(200);
+    const [next] = expectValidHookResponse(again.body, 'order-sign', '2.2');
+    expect(sub(next, 'satisfied-pa-id')!.valueString).toBe(number);
+    expect(sub(next, 'expiry-date')!.valueDate).toBe('2026-12-31');
+    const allowed = next.extension!.filter((e) => e.url === 'detail').find((d) => d.extension!.some((e) => e.valueCodeableConcept?.coding?.[0]?.code === 'allowed-period'));
+    expect(allowed!.extension!.find((e) => e.url === 'value')!.valuePeriod).toEqual({ start: '2026-11-21', end: '2026-12-31' });
+    // The record keeps the period as issued: a Coverage renewed past it answers it whole again.
+    const patientId = storyResources(STORY).find((r) => r.resourceType === 'Patient')!.id!;
+    const record = await storage.getOrderRecord({ payer: 'centene', patientId, orderRef: `MedicationRequest/${storyOrder(STORY).id}`, drug: 'blinatumomab' });
+    expect(record?.authorization?.end).toBe(issued);
+  });
+});
+
 describe('DEFAULT_PAYER stands in only where no Coverage names a payer PriorPath serves (A1)', () => {
   const env = { CDS_AUTH: 'open', DEFAULT_PAYER: 'example' };
   const today = '2026-11-23';

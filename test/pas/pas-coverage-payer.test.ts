@@ -2,7 +2,7 @@ import type { Bundle, Claim, Coverage } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
-import { claimResponseOf, pasApp, reviewActions, storyBundle } from './pas-fixtures.js';
+import { REVIEW_TOKEN, claimResponseOf, pasApp, reviewActions, storyBundle } from './pas-fixtures.js';
 
 /**
  * PAS judges the request's Coverage with the service it authorizes, as CRD does (docs/design.md §4 "Payer", §8): a
@@ -21,8 +21,8 @@ function submit(today: string, bundle: Bundle) {
 }
 
 /** The story's request Bundle with its Coverage (and Claim) changed. */
-function bundleWith(orderId: string, coverage: Partial<Coverage>, claim: (c: Claim) => void = () => {}): Bundle {
-  const bundle = storyBundle(STORY, { code: 'rxnorm', orderId });
+function bundleWith(orderId: string, coverage: Partial<Coverage>, claim: (c: Claim) => void = () => {}, story = STORY): Bundle {
+  const bundle = storyBundle(story, { code: 'rxnorm', orderId });
   for (const e of bundle.entry ?? []) {
     if (e.resource?.resourceType === 'Coverage') Object.assign(e.resource, coverage);
     if (e.resource?.resourceType === 'Claim') claim(e.resource);
@@ -87,5 +87,71 @@ describe("PAS: the Claim's insurer and its Coverage (A3)", () => {
     );
     expect(res.status).toBe(400);
     expect(res.body.issue[0].diagnostics).toMatch(/2 Claim.insurance entries are focal/);
+  });
+});
+
+describe('PAS: every approval answered or granted ends within the Coverage (review s43 F1)', () => {
+  const ENDING = { period: { start: '2026-01-01', end: '2026-12-10' } };
+  const post = (app: Parameters<typeof request>[0], bundle: Bundle) =>
+    request(app).post('/fhir/Claim/$submit').set('Content-Type', 'application/fhir+json').send(JSON.stringify(bundle));
+
+  it("answers an order's approval held from an earlier request within the Coverage of the request in hand", async () => {
+    const { app } = pasApp(new MemoryStorage(), { today: '2026-11-17' });
+    const open = await post(app, bundleWith('order-held', { period: { start: '2026-01-01' } })).expect(200);
+    const first = claimResponseOf(open.body);
+    expect(reviewActions(first)).toEqual([`${X12}#A1`]);
+    expect((first.preAuthPeriod?.end ?? '') > '2026-12-10').toBe(true);
+    // The same order claimed again under the member's Coverage as it now stands, ending on 2026-12-10: the order's one
+    // approval answers (its number), within that Coverage.
+    const again = claimResponseOf((await post(app, bundleWith('order-held', ENDING)).expect(200)).body);
+    expect(reviewActions(again)).toEqual([`${X12}#A1`]);
+    expect(again.preAuthRef).toBe(first.preAuthRef);
+    expect(again.preAuthPeriod).toEqual({ start: '2026-11-19', end: '2026-12-10' });
+  });
+
+  describe("a reviewer's approval", () => {
+    // A Centene request pended for its MRD reading (A4), planned start 2026-11-21, under a Coverage ending 2026-12-31.
+    const pended = async () => {
+      const storage = new MemoryStorage();
+      const { app } = pasApp(storage, { today: '2026-11-23' });
+      const bundle = bundleWith('order-reviewed', { period: { start: '2026-01-01', end: '2026-12-31' } }, () => {}, 'centene-missing-mrd');
+      const cr = claimResponseOf((await post(app, bundle).expect(200)).body);
+      expect(reviewActions(cr)).toEqual([`${X12}#A4`]);
+      const decide = (body: object) =>
+        request(app)
+          .post(`/review/${cr.id}/decision`)
+          .set('Authorization', `Bearer ${REVIEW_TOKEN}`)
+          .send({ decision: 'approve', reviewer: 'Dr. R. Okafor (medical director)', reason: 'MRD 0.4 % on the flow report of 2026-11-10', ...body });
+      return { app, storage, cr, decide };
+    };
+
+    it('asked past the Coverage end is granted to its last day, and the answer says so', async () => {
+      const { storage, decide } = await pended();
+      const res = await decide({ period: { start: '2026-11-21', end: '2027-02-21' } });
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      expect(res.body.preAuthPeriod).toEqual({ start: '2026-11-21', end: '2026-12-31' });
+      expect(res.body.items[0].reasons[0]).toMatch(/ending on 2026-12-31, the last day of the member's Coverage centene-missing-mrd-coverage, not 2027-02-21/);
+      const [auth] = [...storage.authorizations.values()];
+      expect(auth).toMatchObject({ start: '2026-11-21', end: '2026-12-31' });
+    });
+
+    it('by default (no period given) ends within the Coverage too, as the reviewer is shown before deciding', async () => {
+      const { app, cr, decide } = await pended();
+      // The policy's default (6 months from the start) would run to May 2027.
+      const shown = await request(app).get(`/review/${cr.id}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`).expect(200);
+      expect(shown.body.items[0].reviewPeriod).toEqual({ start: '2026-11-21', end: '2026-12-31' });
+      const res = await decide({});
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      expect(res.body.preAuthPeriod).toEqual({ start: '2026-11-21', end: '2026-12-31' });
+    });
+
+    it('starting after the Coverage end is a 400 naming its last day, and the request stays pended', async () => {
+      const { storage, decide } = await pended();
+      const res = await decide({ period: { start: '2027-01-04', end: '2027-03-31' } });
+      expect(res.status).toBe(400);
+      expect(res.body.issue[0].diagnostics).toMatch(/period\.start 2027-01-04 is after 2026-12-31, the last day of the request's Coverage centene-missing-mrd-coverage/);
+      expect(res.body.issue[0].expression).toEqual(['period.start']);
+      expect(storage.authorizations.size).toBe(0);
+    });
   });
 });

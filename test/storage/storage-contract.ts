@@ -165,6 +165,19 @@ export function storageContract(get: () => Storage): void {
     expect((await get().getAssertion(queued.assertionId))?.orderDate).toBe('2027-01-04');
   });
 
+  it("keeps the last day of the Coverage an assertion judged its order under (DTR caps an approval there: design.md §4 \"Payer\")", async () => {
+    const a = newAssertion({ orderDate: '2026-11-21', coverageEnd: '2026-12-31' });
+    await get().saveAssertion(a);
+    expect(await get().getAssertion(a.assertionId)).toEqual(a);
+    const queued = newAssertion({ coverageEnd: '2027-01-31' });
+    await get().queueAssertion(queued);
+    expect((await get().getAssertion(queued.assertionId))?.coverageEnd).toBe('2027-01-31');
+    // A Coverage with no end: none kept.
+    const open = newAssertion();
+    await get().saveAssertion(open);
+    expect(await get().getAssertion(open.assertionId)).not.toHaveProperty('coverageEnd');
+  });
+
   it('keeps optional assertion fields absent when they were absent', async () => {
     const a = newAssertion({ policyId: undefined, policyVersion: undefined, outcome: 'default', facts: {}, missingFacts: [] });
     delete a.policyId;
