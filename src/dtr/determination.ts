@@ -7,6 +7,7 @@ import { determinationOf } from '../coverage/determination.js';
 import { orderKeyOf, planEvaluation, withOrderRecord } from '../coverage/order-record.js';
 import { beyondApproval, beyondReviewedApproval } from '../coverage/reviewed-approval.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
+import { longDate } from '../fhir/long-date.js';
 import type { PolicyEvaluation } from '../policies/evaluate-policy.js';
 import type { AssertionRecord, GuardedOrderChange, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
 
@@ -141,7 +142,13 @@ function shaped(opts: DetermineOptions, determination: ReturnType<typeof propose
     date: today,
     billingCodes: policy.file.billingCodes,
   });
-  const extension = buildCoverageInformation(assertion, opts.version ?? '2.0');
+  const version = opts.version ?? '2.0';
+  // The shared (2.0.1) form has no expiry-date: the approval's period is said in words instead, so the clinician who
+  // completed the form knows how long it is valid, as signing and PAS tell it (review ui s44 M5).
+  if (version !== '2.2' && assertion.paNeeded === 'satisfied' && issued) {
+    assertion.reasons = [...assertion.reasons, { text: `Authorization ${issued.number} is valid from ${longDate(issued.start)} to ${longDate(issued.end)}` }];
+  }
+  const extension = buildCoverageInformation(assertion, version);
   if (!opts.coverageRef) {
     // The response named no Coverage: keep the required element, without inventing a reference.
     extension.extension = extension.extension?.map((e) =>

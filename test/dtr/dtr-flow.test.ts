@@ -319,6 +319,10 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
     if (reviewed) expect(sub(ext, 'reason')[0]?.valueCodeableConcept?.text).toMatch(/^Pended for clinical review/);
     // An approval carries its authorization number; any other answer carries none.
     expect(sub(ext, 'satisfied-pa-id').map((e) => /^PA-/.test(e.valueString ?? ''))).toEqual(expected === 'satisfied' ? [true] : []);
+    // The shared form has no expiry-date: an approval says its period in words, so the clinician knows how long it holds.
+    const number = sub(ext, 'satisfied-pa-id')[0]?.valueString;
+    const period = sub(ext, 'reason').map((r) => r.valueCodeableConcept?.text ?? '').filter((t) => /is valid from \d{1,2} \w+ \d{4} to \d{1,2} \w+ \d{4}$/.test(t));
+    expect(period).toEqual(expected === 'satisfied' ? [expect.stringContaining(`Authorization ${number} is valid from`)] : []);
     const stored = await storage.getAssertion(sub(ext, 'coverage-assertion-id')[0].valueString!);
     expect(stored?.policyId).toBe(policy.file.id);
     expect(fhirIssues(body)).toEqual([]);
