@@ -61,8 +61,9 @@ export function laterStartThatQualifies(
   try {
     for (let days = 1; days <= HORIZON_DAYS; days++) {
       const date = addDays(data.orderDate, days);
-      // Object.assign, not a spread with a property after it: see factEnvironment (evaluate-policy.ts).
-      const dataThen: EvaluationData = Object.assign({}, data, { orderDate: date });
+      // Object.assign, not a spread with a property after it: see factEnvironment (evaluate-policy.ts). An order that
+      // states its start is read as stating the later one, so its recency windows end there too (design.md §6).
+      const dataThen: EvaluationData = Object.assign({}, data, data.orderStart !== undefined ? { orderDate: date, orderStart: date } : { orderDate: date });
       // Most dates change nothing: the rules that exclude the order now are read first, from their own facts only,
       // and the whole policy is evaluated only at a date where they no longer exclude it.
       if (stillExcluded(excluding, evaluateRules(policy, dataThen, excluding.rules))) continue;

@@ -32,7 +32,7 @@ import {
   EXT_QR_COVERAGE,
 } from '../fhir/dtr-urls.js';
 import type { DtrVersion } from '../fhir/dtr-urls.js';
-import { justificationLinkId, ORDER_DATE_LINK_ID } from '../policies/questionnaire-names.js';
+import { justificationLinkId, ORDER_DATE_LINK_ID, ORDER_START_LINK_ID } from '../policies/questionnaire-names.js';
 
 /** DTR `information-origin` source, folded to the three values both DTR 2.0.1 and 2.2 mean. */
 export type InformationOrigin = 'auto' | 'override' | 'manual';
@@ -226,6 +226,8 @@ export interface PrefillOptions {
   authored?: string;
   /** The order's start (evaluation-data.ts `orderStartOf`): the answer of the hidden order-date item. */
   orderDate?: string;
+  /** The start the order states (evaluation-data.ts `statedStartOf`): the answer of the hidden order-start item. */
+  orderStart?: string;
 }
 
 function answerValue(
@@ -332,7 +334,9 @@ export function prefilledResponse(
       const answer =
         item.linkId === ORDER_DATE_LINK_ID
           ? answerValue(opts.orderDate, 'date', () => undefined)
-          : fact
+          : item.linkId === ORDER_START_LINK_ID
+            ? answerValue(opts.orderStart, 'date', () => undefined)
+            : fact
             ? answerValue(facts[fact.name], fact.type, codingFor(fact.answerValueSet))
             : undefined;
       if (answer)

@@ -81,6 +81,17 @@ define "Order Date":
     Today()
   )`,
   },
+  'Order Start': {
+    needs: ['Day Of'],
+    cql: `// %orderStart: the start the order states (the earliest start of any dosage instruction, else the validity
+// start), never authoredOn; null when it states none. The recency windows end on it (design.md §6; evaluation-data.ts
+// statedStartOf).
+define "Order Start":
+  Coalesce(
+    Min(medication_request.dosageInstruction D return "Day Of"((D.timing.repeat.bounds as FHIR.Period).start.value)),
+    "Day Of"(medication_request.dispenseRequest.validityPeriod.start.value)
+  )`,
+  },
   'Order DateTime': {
     needs: ['Order Date'],
     cql: `// %orderDateTime: the order date at 00:00 UTC.
@@ -405,6 +416,8 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
           return helper('Order Date', sys('Date'));
         case 'orderDateTime':
           return helper('Order DateTime', sys('DateTime'));
+        case 'orderStart':
+          return helper('Order Start', sys('Date'));
         case 'policyDrug':
           return { ...v(cqlString(policy.file.drug), sys('String')), literal: policy.file.drug };
         case 'user':

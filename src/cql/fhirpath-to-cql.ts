@@ -652,19 +652,25 @@ export class FhirPathToCql {
       }
       case 'recent': {
         if (n.ty.k !== 'fhir') throw new Untranslatable(`recent() of ${tyText(n.ty)}`);
-        const date = this.visit(args[0], ctx);
         const days = this.numberArg(args, 1, ctx, name);
-        const from =
-          date.ty.k === 'sys' && date.ty.name === 'Date'
-            ? one(date)
-            : date.ty.k === 'sys' && date.ty.name === 'String'
-              ? `ToDate(${one(date)})`
+        const dayOf = (arg: CqlNode) =>
+          arg.ty.k === 'sys' && arg.ty.name === 'Date'
+            ? one(arg)
+            : arg.ty.k === 'sys' && arg.ty.name === 'String'
+              ? `ToDate(${one(arg)})`
               : (() => {
-                  throw new Untranslatable(`recent() from a ${tyText(date.ty)}`);
+                  throw new Untranslatable(`recent() from a ${tyText(arg.ty)}`);
                 })();
+        const from = dayOf(this.visit(args[0], ctx));
+        // The upper end (fhirpath.ts recent: `until`), none when it is null (an order stating no start: %orderStart).
+        const until = args.length > 2 ? dayOf(this.visit(args[2], ctx)) : undefined;
         const a = ctx.fresh();
-        const recent = node(`(${asList(n, ctx)}) ${a} where ${this.env.helper(`${n.ty.name} Date`)}(${a}) >= ${P(from)} - ${days} days`, n.ty, true);
-        return from === '"Order Date"' ? this.share(n, `within ${days} days`, recent) : recent;
+        const day = `${this.env.helper(`${n.ty.name} Date`)}(${a})`;
+        const upTo = until === undefined ? '' : ` and (${P(until)} is null or ${day} <= ${P(until)})`;
+        const recent = node(`(${asList(n, ctx)}) ${a} where ${day} >= ${P(from)} - ${days} days${upTo}`, n.ty, true);
+        return from === '"Order Date"' && (until === undefined || until === '"Order Start"')
+          ? this.share(n, until === undefined ? `within ${days} days` : `within ${days} days up to the stated start`, recent)
+          : recent;
       }
       default:
         throw new Untranslatable(`the function ${name}() is not translated`);

@@ -1,7 +1,7 @@
 import type { Library, Questionnaire, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { adaptiveQuestionnaireUrl, ORDER_DATE_LINK_ID } from '../policies/questionnaire-names.js';
-import { orderDateItem } from './questionnaire-builder.js';
+import { adaptiveQuestionnaireUrl } from '../policies/questionnaire-names.js';
+import { orderDateItem, orderStartItem } from './questionnaire-builder.js';
 import {
   DTR_ADAPT_QUESTIONNAIRE,
   DTR_ADAPT_SEARCH_QUESTIONNAIRE,
@@ -84,7 +84,14 @@ export function adaptiveQuestionnaire(
  * order-date item the payer filled, so `$next-question` judges the order on the date CRD did (design.md §8). The copy keeps the form's extensions as the package carries it (with `cqf-library` in 2.0.1, without in 2.2),
  * which decides the expression language of the questions `$next-question` adds. A client can post it as it is.
  */
-export function adaptiveDraftResponse(draft: QuestionnaireResponse, adaptive: Questionnaire, orderDate?: string, dtrVersion: '2.0.1' | '2.2' = '2.2'): QuestionnaireResponse {
+export function adaptiveDraftResponse(
+  draft: QuestionnaireResponse,
+  adaptive: Questionnaire,
+  orderDate?: string,
+  dtrVersion: '2.0.1' | '2.2' = '2.2',
+  /** The start the order states: the hidden order-start item the questions' recency windows end on (design.md §6). */
+  orderStart?: string,
+): QuestionnaireResponse {
   const canonical = adaptive.version ? `${adaptive.url}|${adaptive.version}` : adaptive.url!;
   const contained: Questionnaire = {
     resourceType: 'Questionnaire',
@@ -100,22 +107,17 @@ export function adaptiveDraftResponse(draft: QuestionnaireResponse, adaptive: Qu
     subjectType: ['Patient'],
   };
   const { item: _items, ...rest } = draft;
-  if (orderDate) contained.item = [orderDateItem()];
+  // The payer filled the order date (and the start the order states): like every answer of
+  // dtr-questionnaireresponse-adapt each carries its information-origin (auto in 2.0.1, auto-server in 2.2; design.md §7).
+  const filled = (date: string) => [{ valueDate: date, extension: [{ url: EXT_INFORMATION_ORIGIN, extension: [{ url: 'source', valueCode: dtrVersion === '2.2' ? 'auto-server' : 'auto' }] }] }];
+  const hidden = [
+    ...(orderDate ? [{ question: orderDateItem(), answer: filled(orderDate) }] : []),
+    ...(orderDate && orderStart ? [{ question: orderStartItem(), answer: filled(orderStart) }] : []),
+  ];
+  if (hidden.length > 0) contained.item = hidden.map((h) => h.question);
   return {
     ...rest,
-    // The payer filled the order date: like every answer of dtr-questionnaireresponse-adapt it carries its
-    // information-origin (auto in 2.0.1, auto-server in 2.2; design.md §7).
-    ...(orderDate
-      ? {
-          item: [
-            {
-              linkId: ORDER_DATE_LINK_ID,
-              text: contained.item![0].text,
-              answer: [{ valueDate: orderDate, extension: [{ url: EXT_INFORMATION_ORIGIN, extension: [{ url: 'source', valueCode: dtrVersion === '2.2' ? 'auto-server' : 'auto' }] }] }],
-            },
-          ],
-        }
-      : {}),
+    ...(hidden.length > 0 ? { item: hidden.map((h) => ({ linkId: h.question.linkId, text: h.question.text, answer: h.answer })) } : {}),
     meta: { profile: [DTR_QR_ADAPT] },
     contained: [contained],
     questionnaire: `#${CONTAINED_ADAPTIVE_ID}`,

@@ -5,7 +5,7 @@ import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { FactType } from '../policies/policy-schema.js';
 import { tokenize } from '../fhir/fhirpath-tokens.js';
 import type { Token } from '../fhir/fhirpath-tokens.js';
-import { ORDER_DATE_LINK_ID } from '../policies/questionnaire-names.js';
+import { ORDER_DATE_LINK_ID, ORDER_START_LINK_ID } from '../policies/questionnaire-names.js';
 import { readsRecord, SERVER_FUNCTIONS } from '../policies/reads-record.js';
 
 /**
@@ -101,6 +101,13 @@ export const RENDERER_ORDER_DATE_EXPR = `iif(${ORDER_DATE_ANSWER}.exists(), ${OR
 const RENDERER_ORDER_DATE_TIME_EXPR = `(${RENDERER_ORDER_DATE_EXPR} + 'T00:00:00Z')`;
 
 /**
+ * `%orderStart` in the renderer: the start the order states, as the payer pre-filled it in the hidden order-start
+ * item (questionnaire-names.ts `ORDER_START_LINK_ID`); empty when the order states none or the form was not
+ * pre-filled, and the recency windows then have no upper end, as on the server (docs/design.md §6 "Recency").
+ */
+const RENDERER_ORDER_START_EXPR = `%resource.repeat(item).where(linkId = '${ORDER_START_LINK_ID}').answer.valueDate.first().toString().substring(0, 10)`;
+
+/**
  * What each server-side variable (cds-services/README.md "Variables") becomes in the renderer. The renderer has the
  * launch contexts (patient, user, encounter) and the x-fhir-query Bundles; it has no order and no Coverage.
  */
@@ -142,6 +149,11 @@ const CLIENT_VARIABLES: Record<string, { expr?: string; portability: Portability
     expr: RENDERER_ORDER_DATE_TIME_EXPR,
     portability: 'approximate',
     note: "the order's start from the payer's pre-filled order-date item; today's date when the form was not pre-filled",
+  },
+  orderStart: {
+    expr: RENDERER_ORDER_START_EXPR,
+    portability: 'approximate',
+    note: "the start the order states, from the payer's pre-filled order-start item; empty (no upper end) when the form was not pre-filled",
   },
   order: {
     portability: 'none',
@@ -307,9 +319,12 @@ function standardCall(
         : undefined;
     case 'recent': {
       const days = args[1]?.trim();
-      return args.length === 2 && /^\d+$/.test(days ?? '')
-        ? `where(${RESOURCE_DATE} >= (${args[0].trim()}).toString().substring(0, 10).toDate() - ${days} days)`
-        : undefined;
+      if (!(args.length === 2 || args.length === 3) || !/^\d+$/.test(days ?? '')) return undefined;
+      const from = `${RESOURCE_DATE} >= (${args[0].trim()}).toString().substring(0, 10).toDate() - ${days} days`;
+      if (args.length === 2) return `where(${from})`;
+      // The upper end, when the third argument is not empty (fhirpath.ts recent: an empty one sets none).
+      const until = `(${args[2].trim()})`;
+      return `where(${from} and (${until}.empty() or ${RESOURCE_DATE} <= ${until}.toString().substring(0, 10).toDate()))`;
     }
     default:
       return undefined;

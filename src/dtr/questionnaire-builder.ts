@@ -20,7 +20,7 @@ import {
 } from '../fhir/dtr-urls.js';
 import { pathwaysOnlyRules, policyStructure, usageGatedFacts } from '../policies/policy-structure.js';
 import type { FactGroup, PolicyStructure } from '../policies/policy-structure.js';
-import { justificationLinkId, ORDER_DATE_LINK_ID, questionnaireUrl } from '../policies/questionnaire-names.js';
+import { justificationLinkId, ORDER_DATE_LINK_ID, ORDER_START_LINK_ID, questionnaireUrl } from '../policies/questionnaire-names.js';
 
 /** What the builder needs besides the policy. */
 export interface QuestionnaireBuildContext {
@@ -384,7 +384,7 @@ export function buildQuestionnaire(
     subjectType: ['Patient'],
     ...(ctx.payerLabel ? { publisher: ctx.payerLabel } : {}),
     description,
-    item: [orderDateItem(), ...groups],
+    item: [orderDateItem(), ...(readsOrderStart(policy) ? [orderStartItem()] : []), ...groups],
   };
 }
 
@@ -400,6 +400,26 @@ export function orderDateItem(): QuestionnaireItem {
     type: 'date',
     readOnly: true,
   };
+}
+
+/**
+ * The hidden, read-only start the order states ({@link ORDER_START_LINK_ID}): filled by the payer only when the order
+ * states one (planned or validity start, never authoredOn), read by the pre-fill's recency windows as `%orderStart`,
+ * which end on it as the server's do (docs/design.md §6 "Recency").
+ */
+export function orderStartItem(): QuestionnaireItem {
+  return {
+    extension: [{ url: EXT_HIDDEN, valueBoolean: true }],
+    linkId: ORDER_START_LINK_ID,
+    text: "The start date the order states: recent results are read up to it (filled in by the payer)",
+    type: 'date',
+    readOnly: true,
+  };
+}
+
+/** Whether any of the policy's facts reads `%orderStart` (only then does its form carry the order-start item). */
+export function readsOrderStart(policy: CompiledPolicy): boolean {
+  return policy.facts.some((f) => /%orderStart\b/.test(f.def.fhirpath ?? ''));
 }
 
 function syntheticJustification(limit: CompiledRule): QuestionnaireItem {

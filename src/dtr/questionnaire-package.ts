@@ -21,7 +21,7 @@ import { identifyPayer, notInForceOn } from '../coverage/payer.js';
 import { decidesOrder } from '../coverage/decide-orders.js';
 import type { Logger } from '../logger.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { orderStartOf, withMedicationCode } from '../policies/evaluation-data.js';
+import { orderStartOf, statedStartOf, withMedicationCode } from '../policies/evaluation-data.js';
 import { localReference } from '../fhir/references.js';
 import type { AssertionRecord, Storage } from '../storage/storage.js';
 import { prefilledResponse } from '../coverage/questionnaire-answers.js';
@@ -635,6 +635,9 @@ function packageBundle(
         ? assertion
         : undefined;
     const orderDate = (order && aboutSubject ? orderStartOf(order as MedicationRequest) : undefined) ?? ofOrder?.orderDate;
+    // The start the order itself states, for the form's recency windows (docs/design.md §6 "Recency"); none from an
+    // assertion alone, which records the date judged on, not whether the order stated it.
+    const orderStart = order && aboutSubject ? statedStartOf(order as MedicationRequest) : undefined;
     const qr = prefilledResponse(policy, q, ofOrder?.facts ?? {}, {
       valueSets: content.valueSets,
       canonicalBase: content.canonicalBase,
@@ -646,8 +649,9 @@ function packageBundle(
       extension: version === '2.2' ? coverageInfo : [],
       id,
       orderDate,
+      orderStart,
     });
-    entry.push({ fullUrl: `urn:uuid:${id}`, resource: standard ? adaptiveDraftResponse(qr, form, orderDate, version) : qr });
+    entry.push({ fullUrl: `urn:uuid:${id}`, resource: standard ? adaptiveDraftResponse(qr, form, orderDate, version, orderStart) : qr });
   }
   return {
     resourceType: 'Bundle',

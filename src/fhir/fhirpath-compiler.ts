@@ -1058,21 +1058,25 @@ class Compiler {
     // Only an input that is the same array from one evaluation to the next is worth remembering results for: a
     // variable's collection (variableItems keeps it) or a user function's result over one.
     const stable = /^S\[\d+\]\(run\)$/.test(inp) || this.stable.has(inp);
-    // The table's functions take at most two arguments (coded, recent): one site shape for all, without arrays or
-    // spreads per call, since every hook makes hundreds of these calls (memberOf over each diagnosis's codings).
-    if (args.length > 2) throw new Unsupported(`${name} with ${args.length} arguments`);
+    // The table's functions take at most three arguments (coded, recent with its upper end): one site shape for all,
+    // without arrays or spreads per call, since every hook makes hundreds of these calls (memberOf over each
+    // diagnosis's codings).
+    if (args.length > 3) throw new Unsupported(`${name} with ${args.length} arguments`);
     const argValue = (c: Coll, i: number) => (types[i] === 'String' ? argString(c) : argInteger(c));
     const arity = args.length;
-    const site = (input: Coll, a?: Coll, b?: Coll): Coll => {
+    const site = (input: Coll, a?: Coll, b?: Coll, c?: Coll): Coll => {
       const va = arity > 0 ? argValue(a as Coll, 0) : undefined;
       const vb = arity > 1 ? argValue(b as Coll, 1) : undefined;
+      // A third argument may be empty (recent's `%orderStart` when the order states no start): fhirpath.js hands an
+      // empty argument over as [], and so does this.
+      const vc = arity > 2 ? ((c as Coll).length === 0 ? [] : argValue(c as Coll, 2)) : undefined;
       let results: Map<string, Coll> | undefined;
       let key = '';
       if (stable) {
         // The table's functions are pure: over the same collection (a variable's, which variableItems keeps for the
         // request) with the same arguments they give the same items, so several facts and policies filtering the same
         // record (`%medications.codedIn('tki')`) share one pass.
-        key = arity === 0 ? '' : arity === 1 ? String(va) : `${va}\u0000${vb}`;
+        key = arity === 0 ? '' : arity === 1 ? String(va) : arity === 2 ? `${va}\u0000${vb}` : `${va}\u0000${vb}\u0000${Array.isArray(vc) ? '\u0001' : vc}`;
         results = byInput.get(input);
         const hit = results?.get(key);
         if (hit) return hit;
@@ -1086,7 +1090,7 @@ class Compiler {
       }
       let res: unknown;
       try {
-        res = arity === 0 ? fn(inputs) : arity === 1 ? fn(inputs, va) : fn(inputs, va, vb);
+        res = arity === 0 ? fn(inputs) : arity === 1 ? fn(inputs, va) : arity === 2 ? fn(inputs, va, vb) : fn(inputs, va, vb, vc);
       } catch {
         return bail();
       }

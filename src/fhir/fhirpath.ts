@@ -76,7 +76,10 @@ function daysBefore(date: string, days: number): string {
  *   medicationCodeableConcept);
  * - `codedIn(valueSet)` = `where(code.memberOf(VS))`, where a drug set's `valueset-match-name` names also match the
  *   concept's text or displays (design.md §6 "Clinical readings");
- * - `recent(date, days)` = resources whose clinically relevant date is on or after `date - days` (date precision).
+ * - `recent(date, days)` = resources whose clinically relevant date is on or after `date - days` (date precision);
+ *   `recent(date, days, until)` also on or before `until` when it is a date, with no upper end when it is empty
+ *   (`%orderStart`: the start the order states; a result after it is not evidence at the start, docs/design.md §6
+ *   "Recency").
  */
 function collectionFilters(options: FhirPathOptions) {
   // One pass over the input: the resources (objects) that pass `keep`.
@@ -100,15 +103,17 @@ function collectionFilters(options: FhirPathOptions) {
       arity: { 1: ['String'] },
     },
     recent: {
-      fn: (inputs: unknown[], date: string, days: number) => {
+      // `until` is undefined (two arguments) or [] (an empty third argument, as fhirpath.js passes one): no upper end.
+      fn: (inputs: unknown[], date: string, days: number, until?: string | []) => {
         if (typeof date !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(date)) return [];
         const from = daysBefore(date.slice(0, 10), days);
+        const to = typeof until === 'string' && /^\d{4}-\d{2}-\d{2}/.test(until) ? until.slice(0, 10) : undefined;
         return resourcesWhere(inputs, (r) => {
           const d = resourceDate(r);
-          return d !== undefined && d >= from;
+          return d !== undefined && d >= from && (to === undefined || d <= to);
         });
       },
-      arity: { 2: ['String', 'Integer'] },
+      arity: { 2: ['String', 'Integer'], 3: ['String', 'Integer', 'String'] },
     },
   };
 }

@@ -140,6 +140,12 @@ export interface EvaluationData {
   /** Planned start of the order, YYYY-MM-DD (design.md §6 "order date"). */
   orderDate: string;
   /**
+   * `%orderStart`: the start the order states (evaluation-data.ts `statedStartOf`: planned start, else validity start,
+   * never authoredOn), YYYY-MM-DD; absent when it states none. The recency windows end on it (docs/design.md §6
+   * "Recency"); when it is absent they have no upper end. Equal to `orderDate` whenever present.
+   */
+  orderStart?: string;
+  /**
    * Facts already evaluated over this data, shared by every policy evaluated over it (and by the same data at
    * another order date: copies made with `{ ...data, orderDate }` keep the memo). Without it nothing is shared.
    */
@@ -482,7 +488,8 @@ function cyclesWithinLimits(
 
 /**
  * The FHIRPath variables a policy's fact expressions run with (cds-services/README.md "Facts"): the order's
- * evaluation data, `%orderDateTime`, `%policyDrug`, and `%diagnosesComplete` (true unless the data says otherwise).
+ * evaluation data, `%orderDateTime`, `%orderStart` (empty when the order states no start), `%policyDrug`, and
+ * `%diagnosesComplete` (true unless the data says otherwise).
  * Each fact's value is added under its name as it is read.
  */
 export function factEnvironment(policy: CompiledPolicy, data: EvaluationData): Record<string, unknown> {
@@ -495,6 +502,8 @@ export function factEnvironment(policy: CompiledPolicy, data: EvaluationData): R
     requestOrdersBeforeAny: data.requestOrdersBeforeAny ?? [],
     diagnosesComplete: data.diagnosesComplete ?? true,
     orderDateTime: `${data.orderDate}T00:00:00Z`,
+    // Empty when the order states no start: `recent()` then has no upper end.
+    orderStart: data.orderStart ?? [],
     policyDrug: policy.file.drug,
   });
 }

@@ -113,11 +113,23 @@ const toTheDay = (c: unknown): string | undefined => (typeof c === 'string' && /
  * may list its days 8-28 before its days 1-7.
  */
 export function orderStartOf(order: MedicationRequest): string | undefined {
+  return statedStartOf(order) ?? toTheDay(order.authoredOn);
+}
+
+/**
+ * The start an order states for its therapy: the planned start (the earliest `boundsPeriod.start` of its dosage
+ * instructions), else its validity start; undefined when it states neither. Unlike {@link orderStartOf} it never
+ * falls back to `authoredOn`: an order is often written before its pre-treatment work-up, so the day it was written
+ * says nothing of when the therapy begins. The recency windows end here (`%orderStart`, docs/design.md §6
+ * "Recency"): a result taken after the stated start (a retrospective request) describes the patient on the therapy
+ * being authorized, not the indication it was started for.
+ */
+export function statedStartOf(order: MedicationRequest): string | undefined {
   const planned = (order.dosageInstruction ?? [])
     .map((i) => toTheDay(i.timing?.repeat?.boundsPeriod?.start))
     .filter((d): d is string => d !== undefined)
     .sort()[0];
-  return planned ?? toTheDay(order.dispenseRequest?.validityPeriod?.start) ?? toTheDay(order.authoredOn);
+  return planned ?? toTheDay(order.dispenseRequest?.validityPeriod?.start);
 }
 
 const refKey = (ref: string | undefined): string | undefined => localReference(ref) ?? ref;
@@ -208,6 +220,7 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
     // list, no reason) is one that does not say which, and the diagnosis is asked (design.md §6 "How absence reads").
     diagnosesComplete: (record.diagnosesComplete ?? true) && diagnoses.length > 0,
     orderDate: orderDateOf(order, today),
+    orderStart: statedStartOf(order),
     requestOrdersBefore: place.before,
     requestOrdersBeforeAny: place.beforeAny,
     memo: new FactMemo(),

@@ -30,6 +30,7 @@ export const RESERVED_VARIABLES = [
   'policyDrug',
   'orderDate',
   'orderDateTime',
+  'orderStart',
   'today',
   'resource',
   'context',
@@ -293,7 +294,7 @@ function compilePolicy(
   for (const f of ordered) {
     const reads = variableReferences(f.def.fhirpath);
     const deps = f.deps.map((d) => compiledFacts.get(d)).filter((d): d is CompiledFact => d !== undefined);
-    f.dated = f.def.type === 'date' || reads.includes('orderDate') || reads.includes('orderDateTime') || deps.some((d) => d.dated);
+    f.dated = f.def.type === 'date' || reads.includes('orderDate') || reads.includes('orderDateTime') || reads.includes('orderStart') || deps.some((d) => d.dated);
     if ((f.def.type === 'decimal' || f.def.type === 'integer') && reads.includes('order')) f.asked = true;
     const pureOf = pureVariables(f.def, reads, compiledFacts);
     if (pureOf) f.pureOf = pureOf;

@@ -33,3 +33,11 @@ export function justificationLinkId(limitId: string): string {
  * (design.md §8: one decision per order). Unanswered, the date is today.
  */
 export const ORDER_DATE_LINK_ID = 'order-date';
+
+/**
+ * The linkId of the hidden, read-only date item for the start the order states (evaluation-data.ts `statedStartOf`:
+ * planned start, else validity start; never authoredOn). The payer pre-fills it in `$questionnaire-package` only when
+ * the order states one; the form's `%orderStart` reads it, so the recency windows of its pre-fill end where the
+ * server's do (docs/design.md §6 "Recency"). Unanswered, the windows have no upper end.
+ */
+export const ORDER_START_LINK_ID = 'order-start';

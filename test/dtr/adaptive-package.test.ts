@@ -155,7 +155,8 @@ describe('the adaptive draft response (dtr-questionnaireresponse-adapt)', () => 
     for (const [part, b] of bundles) {
       const [qr] = ofType<QuestionnaireResponse>(b, 'QuestionnaireResponse');
       const answers = (qr.item ?? []).flatMap((i) => i.answer ?? []);
-      expect(answers.map((a) => a.valueDate)).toEqual(['2026-12-14']);
+      // The order date and the start the order states (order-start, design.md §6 Recency): the same day here.
+      expect(answers.map((a) => a.valueDate)).toEqual(['2026-12-14', '2026-12-14']);
       for (const a of answers) {
         const origin = a.extension?.find((e) => e.url === 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin');
         expect(origin?.extension?.find((e) => e.url === 'source')?.valueCode, part).toBe(part === 'packagebundle' ? 'auto-server' : 'auto');

@@ -69,8 +69,8 @@ describe('$questionnaire-package with a coverage-assertion-id of another patient
       { name: 'context', valueString: aId },
     ]);
     expect(stale.qr.subject?.reference).toBe(`Patient/${MISSING_MRD}`);
-    // Only the order start, read from B's own order (the request's), not from A's chart.
-    expect(answered(stale.qr.item).map((i) => i.linkId), 'no answer read from the other patient').toEqual(['order-date']);
+    // Only the order start (and the start it states), read from B's own order (the request's), not from A's chart.
+    expect(answered(stale.qr.item).map((i) => i.linkId), 'no answer read from the other patient').toEqual(['order-date', 'order-start']);
     expect(stale.outcome?.join(' ')).toContain(aId);
 
     // B's order carrying A's coverage-information (an order copied from the other chart).
@@ -79,8 +79,8 @@ describe('$questionnaire-package with a coverage-assertion-id of another patient
       { name: 'coverage', resource: b.coverage },
       { name: 'order', resource: copied },
     ]);
-    // Only B's own order start, from B's order.
-    expect(answered(fromOrder.qr.item).map((i) => i.linkId)).toEqual(['order-date']);
+    // Only B's own order start (and the start it states), from B's order.
+    expect(answered(fromOrder.qr.item).map((i) => i.linkId)).toEqual(['order-date', 'order-start']);
 
     // A's order (with A's coverage-information) beside B's Coverage: the response would be about B, so A's chart stays out.
     const mixed = await packageResponse(app, [

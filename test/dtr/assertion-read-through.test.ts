@@ -121,8 +121,9 @@ describe('$questionnaire-package on another replica right after signing (QA s40 
       { name: 'coverage', resource: b.coverage },
       { name: 'order', resource: b.order },
     ]);
-    // The package as before (the order's form, drafted from the order alone), and the outcome names the id.
-    expect(answered(qr.item).map((i) => i.linkId)).toEqual(['order-date']);
+    // The package as before (the order's form, drafted from the order alone: its start and the start it states), and
+    // the outcome names the id.
+    expect(answered(qr.item).map((i) => i.linkId)).toEqual(['order-date', 'order-start']);
     const said = warnings.find((w) => w.includes(id));
     expect(said).toMatch(/is not known to this payer: the draft QuestionnaireResponse is not pre-filled from the data seen at order signing/);
   });

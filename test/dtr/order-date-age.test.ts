@@ -8,7 +8,7 @@ import type { Bundle, MedicationRequest, Parameters, Questionnaire, Questionnair
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
-import { ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
+import { ORDER_DATE_LINK_ID, ORDER_START_LINK_ID } from '../../src/policies/questionnaire-names.js';
 import type { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
@@ -105,7 +105,9 @@ describe('a patient who turns 18 between today and the order start', () => {
     const draft = bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
     expect(answerOf(draft.item, ORDER_DATE_LINK_ID)?.[0].valueDate).toBe(start);
     const form = draft.contained!.find((c) => c.resourceType === 'Questionnaire') as Questionnaire;
-    expect(form.item?.map((i) => i.linkId)).toEqual([ORDER_DATE_LINK_ID]);
+    // With the start the order states beside it, for the recency windows of the questions' pre-fill (design.md §6).
+    expect(form.item?.map((i) => i.linkId)).toEqual([ORDER_DATE_LINK_ID, ORDER_START_LINK_ID]);
+    expect(answerOf(draft.item, ORDER_START_LINK_ID)?.[0].valueDate).toBe(start);
     // $next-question reads the answers so far over the same evaluation: the birth date given, an adult for this order.
     const read = evaluateQuestionnaireResponse({ content, qr: withAnswers(draft, { 'birth-date': [{ valueDate: birthDate }] }), today: TODAY });
     expect(read.evaluation.facts.find((f) => f.name === 'adult')?.value).toBe(true);

@@ -23,7 +23,7 @@ import { generateQuestionnaireFiles } from '../../src/dtr/questionnaire-files.js
 import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
 import { repoRoot } from '../helpers/stories.js';
 import { CANONICAL_BASE, dtrContent, fhirIssues } from './helpers.js';
-import { justificationLinkId, ORDER_DATE_LINK_ID } from '../../src/policies/questionnaire-names.js';
+import { justificationLinkId, ORDER_DATE_LINK_ID, ORDER_START_LINK_ID } from '../../src/policies/questionnaire-names.js';
 
 const content = dtrContent();
 const files = generateQuestionnaireFiles(content);
@@ -91,8 +91,9 @@ describe('generated questionnaires', () => {
     const policy = f.policy;
     const structure = policyStructure(policy);
     const items = flattenItems(q.item);
-    // The hidden order-date item is the payer's, not a question (questionnaire-names.ts ORDER_DATE_LINK_ID).
-    const questions = items.filter((i) => i.type !== 'group' && i.type !== 'display' && i.type !== 'attachment' && i.linkId !== ORDER_DATE_LINK_ID);
+    // The hidden order-date and order-start items are the payer's, not questions (questionnaire-names.ts).
+    const payerItems = new Set([ORDER_DATE_LINK_ID, ORDER_START_LINK_ID]);
+    const questions = items.filter((i) => i.type !== 'group' && i.type !== 'display' && i.type !== 'attachment' && !payerItems.has(i.linkId));
     const attachments = items.filter((i) => i.type === 'attachment');
 
     it('is a valid FHIR R4 Questionnaire (Medplum validator)', () => {
@@ -158,6 +159,13 @@ describe('generated questionnaires', () => {
       expect(items.filter((i) => i.linkId === ORDER_DATE_LINK_ID)).toHaveLength(1);
     });
 
+    it('carries the start the order states as a second hidden, read-only date item, which the recency windows of its pre-fill end on (design.md §6 Recency)', () => {
+      const second = q.item![1];
+      expect(second).toMatchObject({ linkId: ORDER_START_LINK_ID, type: 'date', readOnly: true });
+      expect(second.extension).toContainEqual({ url: 'http://hl7.org/fhir/StructureDefinition/questionnaire-hidden', valueBoolean: true });
+      expect(JSON.stringify(q)).toContain(`linkId = '${ORDER_START_LINK_ID}'`);
+    });
+
     it('maps every question to a policy fact or a limit justification', () => {
       const factLinkIds = new Set(structure.asked.map((n) => policy.factsByName.get(n)!.def.linkId));
       const justifications = new Set(
@@ -195,7 +203,7 @@ describe('generated questionnaires', () => {
     });
 
     it('groups questions by rule kind or pathway, and gates pathway groups, justifications, askWhen questions and shared pathway questions with enableWhenExpression', () => {
-      const groups = (q.item ?? []).map((g) => g.linkId).filter((l) => l !== ORDER_DATE_LINK_ID);
+      const groups = (q.item ?? []).map((g) => g.linkId).filter((l) => !payerItems.has(l));
       expect(groups.every((g) => g.startsWith('group-'))).toBe(true);
       for (const g of structure.groups.filter((x) => x.kind === 'pathway'))
         expect(groups).toContain(`group-pathway-${g.rule!.id}`);

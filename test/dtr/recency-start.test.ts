@@ -1,0 +1,89 @@
+/**
+ * The recency windows of the indication's evidence end on the start the order states (docs/design.md §6 Recency,
+ * review s43 A8), in the DTR 2.2 form's pre-fill as on the server: the form reads `%orderStart` from the hidden
+ * order-start item the payer fills in `$questionnaire-package`, only from a start the order states (boundsPeriod or
+ * validityPeriod, never authoredOn). The pre-fill runs here in fhirpath.js, as LHC-Forms and Smart Forms run it.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Observation, Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
+import fhirpath from 'fhirpath';
+import r4 from 'fhirpath/fhir-context/r4/index.js';
+import { describe, expect, it } from 'vitest';
+import { EXT_INITIAL_EXPRESSION } from '../../src/fhir/dtr-urls.js';
+import { ORDER_DATE_LINK_ID, ORDER_START_LINK_ID } from '../../src/policies/questionnaire-names.js';
+import { statedStartOf, orderStartOf } from '../../src/policies/evaluation-data.js';
+import { repoRoot } from '../helpers/stories.js';
+
+const form = JSON.parse(readFileSync(join(repoRoot, 'questionnaires', 'centene-blinatumomab.json'), 'utf8')) as Questionnaire;
+
+function itemOf(items: QuestionnaireItem[] | undefined, linkId: string): QuestionnaireItem | undefined {
+  for (const i of items ?? []) {
+    if (i.linkId === linkId) return i;
+    const inner = itemOf(i.item, linkId);
+    if (inner) return inner;
+  }
+  return undefined;
+}
+
+const initial = (linkId: string) =>
+  itemOf(form.item, linkId)!.extension!.find((e) => e.url === EXT_INITIAL_EXPRESSION)!.valueExpression!.expression!;
+
+const mrd = (id: string, when: string, value: number): Observation => ({
+  resourceType: 'Observation',
+  id,
+  status: 'final',
+  code: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'mrd' }] },
+  effectiveDateTime: when,
+  valueQuantity: { value, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
+});
+
+/** The draft as the payer fills it: the order date, and the start the order states when it states one. */
+const draft = (orderDate: string, orderStart?: string): QuestionnaireResponse => ({
+  resourceType: 'QuestionnaireResponse',
+  status: 'in-progress',
+  item: [
+    { linkId: ORDER_DATE_LINK_ID, answer: [{ valueDate: orderDate }] },
+    ...(orderStart ? [{ linkId: ORDER_START_LINK_ID, answer: [{ valueDate: orderStart }] }] : []),
+  ],
+});
+
+function prefill(expression: string, qr: QuestionnaireResponse, observations: Observation[]): unknown[] {
+  const bundle = { resourceType: 'Bundle', type: 'searchset', entry: observations.map((resource) => ({ resource })) };
+  return fhirpath.evaluate(qr, expression, { resource: qr, observations: bundle } as Record<string, unknown>, r4) as unknown[];
+}
+
+describe('recency windows end on the stated start in the DTR 2.2 pre-fill (design.md §6 Recency)', () => {
+  // A retrospective order for a cycle that started 2026-08-01: MRD 0.5 % before it, 0 % in November, on the therapy.
+  const record = [mrd('mrd-pre', '2026-07-28T09:00:00Z', 0.5), mrd('mrd-post', '2026-11-10T09:00:00Z', 0)];
+
+  it('reads the MRD taken before the start the order states, not the one taken after it', () => {
+    expect(prefill(initial('mrd-percent'), draft('2026-08-01', '2026-08-01'), record)).toEqual([0.5]);
+  });
+
+  it('counts a result taken on the start day', () => {
+    const onTheDay = [mrd('mrd-pre', '2026-08-01T15:00:00-05:00', 0.5), mrd('mrd-post', '2026-11-10T09:00:00Z', 0)];
+    expect(prefill(initial('mrd-percent'), draft('2026-08-01', '2026-08-01'), onTheDay)).toEqual([0.5]);
+  });
+
+  it('sets no upper end when the order states no start (its order date is authoredOn): the latest result is read', () => {
+    expect(prefill(initial('mrd-percent'), draft('2026-08-01'), record)).toEqual([0]);
+  });
+
+  it('the form carries the hidden order-start item its pre-fill reads', () => {
+    expect(form.item!.map((i) => i.linkId).slice(0, 2)).toEqual([ORDER_DATE_LINK_ID, ORDER_START_LINK_ID]);
+    expect(initial('cd19-positive')).toContain(`linkId = '${ORDER_START_LINK_ID}'`);
+  });
+});
+
+describe('the start an order states (evaluation-data.ts statedStartOf)', () => {
+  const base = { resourceType: 'MedicationRequest' as const, status: 'draft' as const, intent: 'order' as const, subject: { reference: 'Patient/pt' } };
+  it('is the planned start, else the validity start, never authoredOn', () => {
+    const planned = { ...base, authoredOn: '2026-11-22', dosageInstruction: [{ timing: { repeat: { boundsPeriod: { start: '2026-08-01' } } } }], dispenseRequest: { validityPeriod: { start: '2026-07-30' } } };
+    const validity = { ...base, authoredOn: '2026-11-22', dispenseRequest: { validityPeriod: { start: '2026-07-30' } } };
+    const authored = { ...base, authoredOn: '2026-11-03T10:00:00-05:00' };
+    expect([statedStartOf(planned), statedStartOf(validity), statedStartOf(authored)]).toEqual(['2026-08-01', '2026-07-30', undefined]);
+    // The order date still falls back to authoredOn (the windows count back from it).
+    expect(orderStartOf(authored)).toBe('2026-11-03');
+  });
+});
