@@ -49,6 +49,8 @@ export interface ReviewFact {
 export interface ReviewCase {
   patient: { name: string; birthDate?: string; gender?: string; memberId?: string };
   payerName?: string;
+  /** The member's Coverage period as the request carries it: no approval outlives it (docs/design.md §4 "Payer"). */
+  coverage?: { start?: string; end?: string };
   orders: { sequence: number; drug: string; dose?: string; sig?: string; cycles?: number; start?: string }[];
   answers: { questionnaire?: string; authored?: string; items: ReviewAnswer[] }[];
   attachments: ReviewAttachment[];
@@ -335,6 +337,9 @@ export function reviewCase(req: PasRequest, questionText: QuestionText = () => u
       ...(req.patient.gender ? { gender: req.patient.gender } : {}),
       ...(memberIdOf(req.coverage) ? { memberId: memberIdOf(req.coverage) } : {}),
     },
+    ...(req.coverage.period?.start || req.coverage.period?.end
+      ? { coverage: { ...(req.coverage.period.start ? { start: req.coverage.period.start } : {}), ...(req.coverage.period.end ? { end: req.coverage.period.end } : {}) } }
+      : {}),
     ...((payerOrg as { name?: string } | undefined)?.name || payer?.display
       ? { payerName: (payerOrg as { name?: string } | undefined)?.name ?? payer?.display }
       : {}),

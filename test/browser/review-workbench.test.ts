@@ -1,6 +1,6 @@
 import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Bundle, Claim, MedicationRequest } from '@medplum/fhirtypes';
+import type { Bundle, Claim, Coverage, MedicationRequest } from '@medplum/fhirtypes';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium, launchChromium, lowContrastText, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
@@ -641,6 +641,39 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
       expect(await attachment(title).getByRole('link', { name: 'Download' }).count()).toBe(1);
     await s.shot('attachments');
     expect(await page.title()).not.toBe('ran');
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
+  it("shows the member's Coverage period, and refuses an approval that would end after it", async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    // Kwame's request with a Coverage that ends on 31 January 2027 (a plan year ending), filed as an EHR back end would.
+    const token = (await (await fetch(`${url}/sandbox/payer-token`, { method: 'POST' })).json()) as { access_token: string };
+    const bundle = storyBundle('centene-missing-mrd', { orderId: 'coverage-ends' });
+    const coverage = bundle.entry!.find((e) => e.resource?.resourceType === 'Coverage')!.resource as Coverage;
+    coverage.period = { start: '2026-01-01', end: '2027-01-31' };
+    const res = await fetch(`${url}/fhir/Claim/$submit`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/fhir+json', Authorization: `Bearer ${token.access_token}` },
+      body: JSON.stringify(bundle),
+    });
+    expect(JSON.stringify(await res.json())).toContain('"A4"');
+    await openKwame(page, url);
+    expect(await textOf(page, '[data-testid=request-summary]')).toContain('1 January 2026 to 31 January 2027');
+    expect(await page.getByLabel('Approved until').getAttribute('max')).toBe('2027-01-31');
+    // The period the workbench proposes already ends within the Coverage.
+    expect((await page.getByLabel('Approved until').inputValue()) <= '2027-01-31').toBe(true);
+
+    await page.getByRole('radio', { name: 'Approve' }).check();
+    await page.getByLabel(/Reason/).fill('MRD 0.3 % on the outside flow report reviewed.');
+    await page.getByLabel('Approved until').fill('2027-06-30');
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    expect(await textOf(page, '#decide-error')).toContain("the period ends after the member's Coverage does (31 January 2027)");
+    expect(await page.getByLabel('Approved until').getAttribute('aria-invalid')).toBe('true');
+    await page.getByLabel('Approved until').fill('2027-01-31');
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    await page.getByTestId('decisions').waitFor();
+    expect(await textOf(page, '[data-testid=request-status]')).toMatch(/Approved: PA-CENTENE-\d{8}-[A-Z0-9]{8}, .* to 31 January 2027/);
     expect(s.problems).toEqual([]);
   }, 90_000);
 

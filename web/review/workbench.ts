@@ -58,6 +58,7 @@ interface Decision {
 interface Case {
   patient: { name: string; birthDate?: string; gender?: string; memberId?: string };
   payerName?: string;
+  coverage?: { start?: string; end?: string };
   orders: { sequence: number; drug: string; dose?: string; sig?: string; cycles?: number; start?: string }[];
   answers: {
     questionnaire?: string;
@@ -803,7 +804,7 @@ function decisionForm(v: RequestView): HTMLElement {
         'div',
         {},
         h('label', { for: 'period-end' }, 'Approved until'),
-        h('input', { id: 'period-end', type: 'date', value: draft ? draft.end : period?.end }),
+        h('input', { id: 'period-end', type: 'date', value: draft ? draft.end : period?.end, ...(v.case?.coverage?.end ? { max: v.case.coverage.end } : {}) }),
       ),
     ),
     h(
@@ -856,6 +857,12 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
     problem('give the approval period', ...(!start ? ['period-start'] : []), ...(!end ? ['period-end'] : []));
   if (choice === 'approve' && start && end && end < start)
     problem('the period ends before it starts', 'period-start', 'period-end');
+  // No approval outlives the member's Coverage (docs/design.md §4 "Payer"): said here, before the service caps it.
+  const coverageEnd = v.case?.coverage?.end;
+  if (choice === 'approve' && coverageEnd && end && end > coverageEnd)
+    problem(`the period ends after the member's Coverage does (${formatDate(coverageEnd)}): end it on or before that day`, 'period-end');
+  if (choice === 'approve' && coverageEnd && start && start > coverageEnd)
+    problem(`the period starts after the member's Coverage has ended (${formatDate(coverageEnd)})`, 'period-start');
   // Each field with a problem says so to assistive technology, and names the message as its description.
   for (const field of form.querySelectorAll<HTMLElement>('input, textarea')) {
     if (invalid.includes(field.id)) {
@@ -970,6 +977,21 @@ function renderRequest(v: RequestView): void {
               : null,
             c?.patient.memberId ? [h('dt', {}, 'Member id'), h('dd', {}, c.patient.memberId)] : null,
             [h('dt', {}, 'Payer'), h('dd', {}, c?.payerName ?? v.payer.toUpperCase())],
+            // The member's Coverage period: an approval ends no later than its last day (the service caps it).
+            c?.coverage
+              ? [
+                  h('dt', {}, 'Coverage'),
+                  h(
+                    'dd',
+                    { id: 'coverage-period' },
+                    c.coverage.start && c.coverage.end
+                      ? `${formatDate(c.coverage.start)} to ${formatDate(c.coverage.end)}`
+                      : c.coverage.end
+                        ? `until ${formatDate(c.coverage.end)}`
+                        : `from ${formatDate(c.coverage.start!)}, no end date`,
+                  ),
+                ]
+              : null,
             v.policyId
               ? [
                   h('dt', {}, 'Policy'),
