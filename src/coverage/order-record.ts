@@ -403,10 +403,19 @@ export function withOrderRecord(d: Determination, record: OrderRecord | undefine
   if (letGo) d = { ...d, reasons: [...d.reasons, { text: letGo }] };
   if (record.state === 'pended' && d.reviewAction === 'A4') {
     const since = [...record.history].reverse().find((h) => h.state === 'pended')?.at.slice(0, 10);
-    // "For review": the request may wait for documentation or for a clinical reviewer (X12 306 A4 is both).
+    // "For review": the request may wait for documentation or for a clinical reviewer (X12 306 A4 is both). The reviewer
+    // reads the request as filed: documentation that now meets the policy settles it at once (DTR, a signing), anything
+    // else reaches the reviewer only as an update of that request, which the clinician must be told (review ui s44 M6).
     return {
       ...d,
-      reasons: [...d.reasons, { text: `A prior authorization request for this order is pended for review${since ? ` since ${longDate(since)}` : ''}.` }],
+      reasons: [
+        ...d.reasons,
+        {
+          text:
+            `A prior authorization request for this order is pended for review${since ? ` since ${longDate(since)}` : ''}. ` +
+            'Documentation that meets the policy settles it at once; other answers and documents reach the reviewer only when sent as an update of that request.',
+        },
+      ],
       summary: 'prior authorization pended for review',
     };
   }

@@ -69,6 +69,8 @@ describe('one decision per order: CRD, PAS, the reviewer and DTR share the order
     // "clinical review" for a request that may wait for documentation (screens review F3).
     const waiting = JSON.stringify((await request(app).post(SIGN).send(orderSignRequest(resources, order)).expect(200)).body);
     expect(waiting).toMatch(/A prior authorization request for this order is pended for review since \d{1,2} (January|February|March|April|May|June|July|August|September|October|November|December) \d{4}\./);
+    // And where what the clinician sends next goes: answers that meet the policy settle it; the rest only with the request.
+    expect(waiting).toContain('other answers and documents reach the reviewer only when sent as an update of that request');
 
     // 4. The reviewer approves: the decision is the order's.
     const decided = await review()
