@@ -660,23 +660,26 @@ class InvalidAnswers extends Error {
  */
 function formProblems(state: FormState): string[] {
   const own = checkBounds(state).map((p) => `${p.text} ${p.message}`);
-  return [...(lforms().checkValidity(state.container) ?? []).map((p) => p.replace(/(?<=\S)(?=(must|requires) )/, ' ')), ...own];
+  const lhc = (lforms().checkValidity(state.container) ?? []).map((p) => p.replace(/(?<=\S)(?=(must|requires) )/, ' '));
+  // Letters in a number field are not a number: LHC-Forms also says they are outside its bounds (NaN compares false),
+  // which would only repeat the problem; the field's own message is the first, "must be a decimal number."
+  const question = (p: string) => p.replace(/ must be .*$/, '');
+  const notNumbers = new Set(lhc.filter((p) => / must be (a decimal|an integer) number\.$/.test(p)).map(question));
+  return [...lhc.filter((p) => !(/ must be a value (greater|less) than/.test(p) && notNumbers.has(question(p)))), ...own];
 }
 
 /**
  * Checks the answers against the bounds LHC-Forms does not apply (bounds.ts) and marks each field outside them; the
- * problems found. Nothing while an answer cannot be encoded (LHC-Forms names that one itself).
+ * problems found. Nothing while an answer cannot be encoded (no response: LHC-Forms names that one itself).
  */
 function checkBounds(state: FormState): BoundProblem[] {
   const evaluate = fhirpathR4();
   let problems: BoundProblem[] = [];
-  if (state.onPage && evaluate) {
-    try {
-      problems = dateBoundProblems(state.onPage, currentResponse(state), evaluate);
-    } catch (err) {
-      if (!(err instanceof InvalidAnswers)) throw err;
-    }
-  }
+  // The form's response read directly, not through currentResponse, whose error names the form's problems (this).
+  const qr = state.onPage && evaluate
+    ? (lforms().getFormFHIRData('QuestionnaireResponse', 'R4', state.container) as QuestionnaireResponse | null)
+    : null;
+  if (qr && state.onPage && evaluate) problems = dateBoundProblems(state.onPage, qr, evaluate);
   state.outOfBounds = new Map(problems.map((p) => [p.linkId, p.message]));
   markInvalidFields(state.container, state.outOfBounds);
   return problems;
