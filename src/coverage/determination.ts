@@ -1,7 +1,7 @@
 import type { Payer } from '../content.js';
 import { provingAttachment } from './questionnaire-answers.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { undecidedRules, type FactValue, type Outcome, type PolicyEvaluation } from '../policies/evaluate-policy.js';
+import { factBounds, undecidedRules, type FactValue, type Outcome, type PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { failedUses } from '../policies/pathway-failures.js';
 import type { AuthorizationRecord, ReviewActionCode } from '../storage/storage.js';
 
@@ -55,11 +55,31 @@ export interface Determination {
 export const UNNAMED_ORDER =
   'No authorization number was issued: the order carries no id, so its authorization could not be found again by the order\'s later signing, DTR response or prior authorization request (one authorization per order). Send the order with its id (at signing, the draft order\'s id; in DTR, the order in the launch context; in a PAS request, the MedicationRequest with its id, which the Claim item names in requestedService) and it is decided again.';
 
-function questionOf(policy: CompiledPolicy, name: string): string {
+function questionOf(policy: CompiledPolicy, name: string, ev?: PolicyEvaluation): string {
   const question = policy.factsByName.get(name)?.def.question ?? name;
+  // An answer given but not used, because it cannot be true of a patient, is named: "still needed" alone would tell the
+  // clinician who just typed MRD 150 % nothing (review s44 M1).
+  const unusable = ev?.unusable?.find((u) => u.fact === name);
+  if (unusable) return `${question} (${unusableWords(policy, name, unusable.answer)})`;
   // An attestation the seed conditions on a submitted document names the document: a "Yes" counts only with it.
   const doc = provingAttachment(policy, name);
   return doc ? `${question} (if yes, attach: ${doc.text.replace(/\s+/g, ' ').trim()})` : question;
+}
+
+/**
+ * Why an answer was not used, in the clinician's words, from the one definition of what a fact can be
+ * (evaluate-policy.ts factBounds): "the answer 150 % is not possible (0 to 100 %); it was not used".
+ */
+export function unusableWords(policy: CompiledPolicy, name: string, answer: FactValue): string {
+  const def = policy.factsByName.get(name)?.def;
+  const b = def ? factBounds(def) : undefined;
+  const unit = def?.unit ? (def.unit === '%' ? ' %' : ` ${def.unit}`) : '';
+  let range = '';
+  if (b?.notAfter === 'order') range = "on or before the order's start";
+  else if (b?.notAfter === 'latest') range = "on or before today and the order's start";
+  else if (b?.min !== undefined && b.max !== undefined) range = `${b.min} to ${b.max}${unit}`;
+  else if (b?.min !== undefined) range = b.minExcluded ? `more than ${b.min}${unit}` : `${b.min}${unit} or more`;
+  return `the answer ${typeof answer === 'number' ? `${answer}${unit}` : String(answer)} is not possible${range ? ` (${range})` : ''}; it was not used`;
 }
 
 /**
@@ -207,7 +227,7 @@ function rulesDetermination(policy: CompiledPolicy, ev: PolicyEvaluation, author
         ...(authorization ? { authorization } : {}),
       };
     case 'documentation-needed': {
-      const questions = ev.missingFacts.map((f) => questionOf(policy, f));
+      const questions = ev.missingFacts.map((f) => questionOf(policy, f, ev));
       const undecided = unknownCites(ev, ['requirement', 'pathway', 'limit']);
       return {
         outcome: 'documentation-needed',
@@ -227,7 +247,7 @@ function rulesDetermination(policy: CompiledPolicy, ev: PolicyEvaluation, author
         const rule = policy.limits.find((l) => l.id === r.id);
         return `Clinical review: the order is outside the limit "${r.text}" (${r.cite})${rule?.justification ? `; the policy accepts ${rule.justification}` : ''}`;
       });
-      const questions = ev.missingFacts.map((f) => questionOf(policy, f));
+      const questions = ev.missingFacts.map((f) => questionOf(policy, f, ev));
       return {
         outcome: 'limit-exceeded',
         covered: 'covered',

@@ -4,7 +4,7 @@ import { DomainError } from '../errors.js';
 import { COVERAGE_INFO_URL } from './coverage-information.js';
 import { localReference } from '../fhir/references.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { askWhenFalse, evaluatePolicy } from '../policies/evaluate-policy.js';
+import { askWhenFalse, evaluatePolicy, unusableAnswers } from '../policies/evaluate-policy.js';
 import type { ChartContradiction, EvaluationData, FactValue, Outcome, PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { evaluationDataFor, indexRecord } from '../policies/evaluation-data.js';
 import type { PatientRecord } from '../policies/evaluation-data.js';
@@ -311,8 +311,14 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
   // A decision that rests on an answer contradicting the record is reviewed, not made by the rules: an approval, and
   // a denial or any other answer the record's values would change (docs/design.md §7 "Answers and the record"). The
   // second reading runs only when an answer differs from the record; nothing more runs otherwise.
+  // An answer that cannot be true of a patient (MRD 150 %, 0 kg: evaluate-policy.ts factBounds) was not used: its fact
+  // is unknown, and the determination names the answer rather than only asking again (review s44 M1). Not a
+  // contradiction of the record either: nothing was decided on it.
+  const unusable = unusableAnswers(policy, parsed.answers, orderDate).filter((u) => evaluation.facts.find((f) => f.name === u.fact)?.value === undefined);
+  if (unusable.length > 0) evaluation = { ...evaluation, unusable };
   if (evaluation.outcome !== 'error' && input.chartFacts) {
-    const contradicted = contradictions(policy, parsed.answers, input.chartFacts);
+    const usable = unusable.length > 0 ? Object.fromEntries(Object.entries(parsed.answers).filter(([k]) => !unusable.some((u) => u.fact === k))) : parsed.answers;
+    const contradicted = contradictions(policy, usable, input.chartFacts);
     if (contradicted.length > 0) {
       const record = Object.fromEntries(contradicted.map((c) => [c.fact, c.record]));
       const onRecord = judge(input, policy, { ...parsed, answers: { ...parsed.answers, ...record } }, recordData).evaluation;

@@ -1,6 +1,7 @@
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { codingDefine } from './define-names.js';
 import type { FactDefinition } from '../policies/policy-schema.js';
+import { factBounds } from '../policies/evaluate-policy.js';
 import { FhirPathToCql, Untranslatable, cqlType } from './fhirpath-to-cql.js';
 import type { CqlNode, Ty } from './fhirpath-to-cql.js';
 import type { FhirModel } from './model-info.js';
@@ -515,8 +516,9 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
 }
 
 /**
- * The define's value: one value of the fact's type, empty when implausible (evaluate-policy.ts `plausible`: a measured
- * amount is positive, a percentage 0 to 100; a stated date is not after the order date or today, a planned one unbounded).
+ * The define's value: one value of the fact's type, empty when implausible (evaluate-policy.ts `factBounds`, as
+ * `plausible` reads them: a measured amount is positive, a percentage 0 to 100, a count never negative; a stated date is
+ * not after the order date or today, a planned one unbounded).
  */
 function factValue(def: FactDefinition, out: CqlNode, needHelper: (name: 'Order Date' | 'Latest Plausible Date') => void): string {
   if (out.ty.k === 'null') return `null as ${cqlType(factTy(def.type))}`;
@@ -524,15 +526,20 @@ function factValue(def: FactDefinition, out: CqlNode, needHelper: (name: 'Order 
     throw new Untranslatable(`its FHIRPath gives ${out.ty.k === 'sys' ? out.ty.name : 'a FHIR element'}, not a ${def.type}`);
   }
   const one = out.many ? `singleton from (${out.cql})` : out.cql;
-  if ((def.type === 'decimal' || def.type === 'integer') && def.unit) {
-    return def.unit === '%' ? `(${one}) V where V >= 0 and V <= 100` : `(${one}) V where V > 0`;
+  const b = factBounds(def);
+  if (!b) return one;
+  if (b.min !== undefined || b.max !== undefined) {
+    const conds = [
+      ...(b.min !== undefined ? [`V ${b.minExcluded ? '>' : '>='} ${b.min}`] : []),
+      ...(b.max !== undefined ? [`V <= ${b.max}`] : []),
+    ];
+    return `(${one}) V where ${conds.join(' and ')}`;
   }
-  if (def.type === 'date' && def.dateOf === 'plan') return one;
-  if (def.type === 'date' && def.dateOf === 'order') {
+  if (b.notAfter === 'order') {
     needHelper('Order Date');
     return `(${one}) V where Substring(V, 0, 10) <= ToString("Order Date")`;
   }
-  if (def.type === 'date') {
+  if (b.notAfter === 'latest') {
     needHelper('Latest Plausible Date');
     return `(${one}) V where Substring(V, 0, 10) <= ToString("Latest Plausible Date")`;
   }

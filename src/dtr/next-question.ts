@@ -74,7 +74,8 @@ export function nextQuestionInput(body: unknown): QuestionnaireResponse {
  * `missingFacts` of the first group of the static form (universal criteria, shared indication, each pathway, limits)
  * that has any, and the justification of an exceeded limit. The questions come from the CQL or the FHIRPath form of the
  * policy, as the form being completed names its Library or not ({@link itemSource}). A question asked before and left
- * unanswered is not asked again. When nothing is left to ask, the response comes back `completed` with the determination in
+ * unanswered is not asked again; one answered with a value that cannot be true of a patient is (the response stays in
+ * progress, and a determination names the answer: review s44 M1). When nothing is left to ask, the response comes back `completed` with the determination in
  * `ext-coverage-information`. A `stopped` or `entered-in-error` response is a 422: it is not carried on to a decision.
  */
 export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promise<QuestionnaireResponse> {
@@ -162,13 +163,18 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
   const source = itemSource(staticForm, previous, deps.catalog);
   const sourceItems = new Map(flattenItems(source.item).map((i) => [i.linkId, i]));
   const linkIdOf = (fact: string) => policy.factsByName.get(fact)?.def.linkId;
+  // A question answered with a value that cannot be true of a patient (MRD 150 %: evaluate-policy.ts factBounds) was
+  // asked, but its answer was not used: it is asked again, never taken as answered, or one slip would complete the
+  // form with the question still needed (review s44 M1). Its item is already on the form: the response stays in progress.
+  const unusable = new Set((ev.unusable ?? []).map((u) => linkIdOf(u.fact)).filter((l): l is string => l !== undefined));
+  const wasAsked = (linkId: string) => asked.has(linkId) && !unusable.has(linkId);
   const toAsk: string[] = [];
   if (ev.outcome === 'documentation-needed' || ev.outcome === 'limit-exceeded') {
-    const missing = new Set(ev.missingFacts.filter((f) => !asked.has(linkIdOf(f) ?? '')));
+    const missing = new Set(ev.missingFacts.filter((f) => !wasAsked(linkIdOf(f) ?? '')));
     const stage = structure.groups.find((g) => g.facts.some((f) => missing.has(f)));
     if (stage) {
       const known = Object.fromEntries(ev.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value!]));
-      const canAsk = (f: string) => sourceItems.has(linkIdOf(f) ?? '') && !asked.has(linkIdOf(f)!) && !askWhenFalse(policy.factsByName.get(f)?.askWhen, known, result.orderDate);
+      const canAsk = (f: string) => sourceItems.has(linkIdOf(f) ?? '') && !wasAsked(linkIdOf(f)!) && !askWhenFalse(policy.factsByName.get(f)?.askWhen, known, result.orderDate);
       toAsk.push(...broadestFirst(structure, gatesFirst(policy, stage.facts.filter((f) => missing.has(f)), known, result.orderDate, canAsk)).map((f) => linkIdOf(f)!));
     }
     if (ev.outcome === 'limit-exceeded') {
@@ -186,7 +192,9 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
     if (doc && !asked.has(doc.linkId) && !toAsk.includes(doc.linkId)) toAsk.push(doc.linkId);
   }
 
-  const newItems = toAsk.filter((l) => sourceItems.has(l)).map((l) => adaptiveItem(sourceItems.get(l)!));
+  const askedAgain = toAsk.filter((l) => asked.has(l));
+  const newItems = toAsk.filter((l) => sourceItems.has(l) && !asked.has(l)).map((l) => adaptiveItem(sourceItems.get(l)!));
+  const done = newItems.length === 0 && askedAgain.length === 0;
   const contained: Questionnaire = {
     resourceType: 'Questionnaire',
     id: containedId,
@@ -216,9 +224,9 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
       ...(qr.contained ?? []).filter((c) => !(c.resourceType === 'Questionnaire' && c.id === containedId)),
     ],
     questionnaire: `#${containedId}`,
-    status: newItems.length > 0 ? 'in-progress' : 'completed',
+    status: done ? 'completed' : 'in-progress',
   };
-  if (newItems.length === 0) {
+  if (done) {
     const ctx = responseContext(qr);
     const d = await determine({
       policy,
@@ -238,7 +246,7 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
       'next-question completed',
     );
   } else {
-    deps.log.info({ policy: policy.file.id, asked: newItems.length }, 'next-question');
+    deps.log.info({ policy: policy.file.id, asked: newItems.length, askedAgain: askedAgain.length }, 'next-question');
   }
   return out;
 }

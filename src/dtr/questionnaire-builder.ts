@@ -3,6 +3,7 @@ import { resolveValueSetUrl } from '../fhir/fhirpath.js';
 import type { ValueSetIndex } from '../fhir/value-sets.js';
 import type { CompiledPolicy, CompiledRule } from '../policies/compiled-policy.js';
 import type { FactType } from '../policies/policy-schema.js';
+import { factBounds, type BoundedFact } from '../policies/evaluate-policy.js';
 import { askWhenForRenderer, clientInitialExpression, CLIENT_QUERIES, ruleOverAnswers, splitTopLevel } from './expressions.js';
 import {
   DTR_STD_QUESTIONNAIRE,
@@ -12,6 +13,10 @@ import {
   EXT_INITIAL_EXPRESSION,
   EXT_ITEM_CONTROL,
   EXT_LAUNCH_CONTEXT,
+  EXT_CQF_EXPRESSION,
+  EXT_MAX_VALUE,
+  EXT_MIN_VALUE,
+  EXT_MIN_VALUE_EXCLUDED,
   EXT_QUESTIONNAIRE_UNIT,
   EXT_VARIABLE,
   ITEM_CONTROL_SYSTEM,
@@ -207,6 +212,36 @@ function justificationGate(
   return perLimit.length === 0 ? undefined : `iif(${perLimit.join(' and ')}, false, true)`;
 }
 
+/** The form's order date: the order-date item the payer pre-fills with the order's planned start (FHIRPath). */
+const FORM_ORDER_DATE = `%resource.repeat(item).where(linkId = '${ORDER_DATE_LINK_ID}').answer.value`;
+
+/**
+ * The bounds of an item's answers, from the one definition of what a fact can be (evaluate-policy.ts factBounds, the
+ * bounds the service applies to every answer): a renderer refuses MRD 150 % or a weight of 0 kg on the field instead of
+ * the payer silently setting the answer aside (review s44 M1). R4 minValue/maxValue are inclusive: a bound that is
+ * itself excluded ("more than 0 kg") is minValue 0 with PriorPath's min-value-excluded, which the project's DTR app
+ * reads (a renderer that does not know it refuses what is below 0; the service names 0 as not possible). A date bound
+ * of "today, or the order's start when earlier" changes with the day: it is a maxValue whose value is a FHIRPath
+ * expression over the response (cqf-expression on the primitive, SDC §Expression extensions), which the DTR app evaluates.
+ */
+export function boundExtensions(def: BoundedFact): Extension[] {
+  const b = factBounds(def);
+  if (!b) return [];
+  const out: Extension[] = [];
+  const key = def.type === 'integer' ? 'valueInteger' : 'valueDecimal';
+  if (b.min !== undefined) out.push({ url: EXT_MIN_VALUE, [key]: b.min });
+  if (b.minExcluded) out.push({ url: EXT_MIN_VALUE_EXCLUDED, valueBoolean: true });
+  if (b.max !== undefined) out.push({ url: EXT_MAX_VALUE, [key]: b.max });
+  if (b.notAfter) {
+    const expression = b.notAfter === 'order' ? FORM_ORDER_DATE : `iif(${FORM_ORDER_DATE} < today(), ${FORM_ORDER_DATE}, today())`;
+    out.push({
+      url: EXT_MAX_VALUE,
+      _valueDate: { extension: [{ url: EXT_CQF_EXPRESSION, valueExpression: { language: 'text/fhirpath', expression } }] },
+    } as Extension);
+  }
+  return out;
+}
+
 /** The source text of a rule's condition (the compiled rule keeps only the function). */
 function ruleText(policy: CompiledPolicy, rule: CompiledRule): string {
   const f = policy.file;
@@ -259,6 +294,7 @@ export function buildQuestionnaire(
         valueCoding: { system: UCUM, code: def.unit, display: UNIT_DISPLAY[def.unit] ?? def.unit },
       });
     }
+    extension.push(...boundExtensions(def));
     if (init.portability !== 'portable') {
       extension.push({
         url: EXT_DESIGN_NOTE,

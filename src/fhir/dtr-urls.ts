@@ -28,6 +28,16 @@ export const ITEM_CONTROL_SYSTEM = 'http://hl7.org/fhir/questionnaire-item-contr
 export const EXT_QUESTIONNAIRE_UNIT = 'http://hl7.org/fhir/StructureDefinition/questionnaire-unit';
 export const EXT_DESIGN_NOTE = 'http://hl7.org/fhir/StructureDefinition/designNote';
 export const EXT_HIDDEN = 'http://hl7.org/fhir/StructureDefinition/questionnaire-hidden';
+/** R4 core: the inclusive bounds of an item's answers (SDC §Questionnaire: minValue/maxValue on Questionnaire.item). */
+export const EXT_MIN_VALUE = 'http://hl7.org/fhir/StructureDefinition/minValue';
+export const EXT_MAX_VALUE = 'http://hl7.org/fhir/StructureDefinition/maxValue';
+/** A primitive's value given by an expression (SDC §Expression extensions): a date bound of "today". */
+export const EXT_CQF_EXPRESSION = 'http://hl7.org/fhir/StructureDefinition/cqf-expression';
+/**
+ * PriorPath: the item's minValue is itself not an allowed answer (a weight, a dose: more than 0). minValue is
+ * inclusive and R4 has no exclusive bound; a renderer that does not know this extension still refuses what is below.
+ */
+export const EXT_MIN_VALUE_EXCLUDED = 'https://priorpath.dev/fhir/StructureDefinition/min-value-excluded';
 export const EXT_ADAPTIVE = `${SDC}/sdc-questionnaire-questionnaireAdaptive`;
 
 export const EXT_INFORMATION_ORIGIN = `${DTR}/information-origin`;

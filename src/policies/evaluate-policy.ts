@@ -99,6 +99,12 @@ export interface PolicyEvaluation {
    * response (coverage/evaluate-response.ts), never at signing; the outcome is then not `satisfied`.
    */
   contradicted?: ChartContradiction[];
+  /**
+   * Answers of a QuestionnaireResponse that were not used because they cannot be true of a patient (factBounds: MRD
+   * 150 %, a weight of 0 kg, a birth date after today): set by the evaluation of a response (coverage/evaluate-response.ts)
+   * for the facts left unknown, so the determination names them and `$next-question` asks them again.
+   */
+  unusable?: UnusableAnswer[];
 }
 
 /** An answer that contradicts the value read from the record: the fact, the record's value and the answer. */
@@ -192,28 +198,76 @@ function coerce(type: FactType, values: unknown[]): FactValue | undefined {
 }
 
 /**
- * Whether a fact value can be true of a patient (design.md §6 "How absence reads": an unreadable dose is an unknown
- * fact, never a reason to approve). A measured amount (a number with a unit: dose, weight, height, BSA) is never
- * negative, and never zero unless it is a percentage (MRD 0 % is a result), which is never above 100; a date the record states (birth date) is
- * not after the order date or today. Anything else is treated as not known, so DTR asks for it and no rule approves on
- * it.
+ * The values a fact can take for a patient (design.md §6 "How absence reads"): the one definition of what is possible,
+ * which `plausible` applies to every value read or answered, the DTR Questionnaire states on its items (minValue and
+ * maxValue: questionnaire-builder.ts) and the determination names when an answer falls outside it. A measured amount
+ * (a number with a unit: dose, weight, height, BSA) is never negative, and never zero unless it is a percentage (MRD 0 %
+ * is a result), which is never above 100. A count (an integer without a unit: cycles) is never negative. A date the
+ * record states (birth date) is not after the order date or today (`notAfter: 'latest'`); an order's planned start not
+ * after this order's date (`'order'`); a day the order plans after its start is not bounded. Undefined: any value.
  */
-export function plausible(
-  def: Pick<FactDefinition, 'type' | 'unit'> & { dateOf?: 'record' | 'order' | 'plan' },
-  value: FactValue,
-  latestDate: string,
-  orderDate = latestDate,
-): boolean {
-  if ((def.type === 'decimal' || def.type === 'integer') && def.unit && typeof value === 'number') {
+export interface FactBounds {
+  /** The lowest possible value; with `minExcluded`, values above it only ("> 0"). */
+  min?: number;
+  minExcluded?: true;
+  /** The highest possible value. */
+  max?: number;
+  /** A date: not after the earlier of the order date and today (`latest`), or not after this order's date (`order`). */
+  notAfter?: 'latest' | 'order';
+}
+
+export type BoundedFact = Pick<FactDefinition, 'type' | 'unit'> & { dateOf?: 'record' | 'order' | 'plan' };
+
+export function factBounds(def: BoundedFact): FactBounds | undefined {
+  if ((def.type === 'decimal' || def.type === 'integer') && def.unit) {
     // A percentage (MRD: the share of cells) is at most 100: 101 is a slip (0.101? 0.01?), not a result.
-    if (def.unit === '%') return value >= 0 && value <= 100;
-    return value > 0;
+    if (def.unit === '%') return { min: 0, max: 100 };
+    return { min: 0, minExcluded: true };
   }
+  // A count of cycles or doses: 0 is a count (no cycle given yet), -1 is not.
+  if (def.type === 'integer') return { min: 0 };
   // An order's planned start (dateOf: order) is routinely ahead of today: it is bounded by this order's date only. A day
   // the order plans after its start (dateOf: plan: the end of its cycles) is computed from it, not stated: unbounded.
-  if (def.type === 'date' && def.dateOf === 'plan') return true;
-  if (def.type === 'date' && typeof value === 'string') return value.slice(0, 10) <= (def.dateOf === 'order' ? orderDate : latestDate);
+  if (def.type === 'date' && def.dateOf === 'plan') return undefined;
+  if (def.type === 'date') return { notAfter: def.dateOf === 'order' ? 'order' : 'latest' };
+  return undefined;
+}
+
+/**
+ * Whether a fact value can be true of a patient ({@link factBounds}). Anything else is treated as not known, so DTR
+ * asks for it and no rule approves on it.
+ */
+export function plausible(def: BoundedFact, value: FactValue, latestDate: string, orderDate = latestDate): boolean {
+  const b = factBounds(def);
+  if (!b) return true;
+  if (typeof value === 'number') {
+    if (b.min !== undefined && (b.minExcluded ? value <= b.min : value < b.min)) return false;
+    return b.max === undefined || value <= b.max;
+  }
+  if (b.notAfter && typeof value === 'string') return value.slice(0, 10) <= (b.notAfter === 'order' ? orderDate : latestDate);
   return true;
+}
+
+/** The date a date the record states can be at the latest: the order date or today, whichever is earlier. */
+export function latestPlausibleDate(orderDate: string): string {
+  return [orderDate, new Date().toISOString().slice(0, 10)].sort()[0];
+}
+
+/** An answer no rule reads because it cannot be true of a patient ({@link factBounds}): the fact and the answer. */
+export interface UnusableAnswer {
+  fact: string;
+  answer: FactValue;
+}
+
+/**
+ * The answers `readFacts` sets aside as implausible (out of {@link factBounds}), in policy order: the determination
+ * names each instead of only asking again, and the adaptive form asks the question again (review s44 M1).
+ */
+export function unusableAnswers(policy: CompiledPolicy, answers: Record<string, FactValue>, orderDate: string): UnusableAnswer[] {
+  const latest = latestPlausibleDate(orderDate);
+  return policy.facts
+    .filter((f) => Object.prototype.hasOwnProperty.call(answers, f.name) && !plausible(f.def, answers[f.name], latest, orderDate))
+    .map((f) => ({ fact: f.name, answer: answers[f.name] }));
 }
 
 function tri(values: unknown[]): Tri {
@@ -564,7 +618,7 @@ function readFacts(
   const facts: FactResult[] = [];
   let broken = false;
 
-  const latestDate = [data.orderDate, new Date().toISOString().slice(0, 10)].sort()[0];
+  const latestDate = latestPlausibleDate(data.orderDate);
   // Facts that are answered, or read an answered fact, have values of their own in this evaluation: never shared.
   const fromAnswers = new Set<string>();
   for (const f of policy.facts) {

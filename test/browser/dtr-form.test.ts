@@ -621,6 +621,54 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(session.problems.filter((p) => !p.includes('Invalid data. Cannot generate a QuestionnaireResponse'))).toEqual([]);
   }, 120_000);
 
+  it('an impossible answer (MRD 150 % or -5 %, a weight of 0 kg, a birth date in 2099): the field is marked with the allowed range and nothing is sent (review s44 M1)', async () => {
+    const { session, page, mrd } = await openMrdForm();
+    const invalid = (linkId: string) =>
+      page.waitForFunction((id) => document.querySelector(`lhc-item[id^="item-${id}/"] input`)?.getAttribute('aria-invalid') === 'true', linkId);
+    await mrd.fill('150');
+    await mrd.press('Tab');
+    await invalid('mrd-percent');
+    expect(await descriptionOf(mrd)).toMatch(/^must be a value less than or equal to 100\./);
+    await mrd.fill('-5');
+    await mrd.press('Tab');
+    await page.waitForFunction(() => /greater than or equal to 0/.test(document.querySelector('lhc-item[id^="item-mrd-percent/"]')?.textContent ?? ''));
+    expect(await descriptionOf(mrd)).toMatch(/^must be a value greater than or equal to 0\./);
+    // A weight is more than 0 kg (min-value-excluded): 0 is refused too.
+    const weight = question(page, 'weight').locator('input').first();
+    await weight.fill('0');
+    await weight.press('Tab');
+    await invalid('weight');
+    expect(await descriptionOf(weight)).toMatch(/^must be a value greater than 0\./);
+    // A birth date after today: a bound LHC-Forms does not evaluate (a maxValue expression), checked by the app.
+    // Typed as a clinician types it over the pre-filled date (LHC-Forms' date field parses keystrokes, not a fill).
+    const dob = page.getByRole('textbox', { name: /date of birth/i });
+    await dob.click();
+    await dob.press('Control+A');
+    await dob.pressSequentially('12/31/2099');
+    await dob.press('Tab');
+    await invalid('birth-date');
+    expect(await descriptionOf(dob)).toMatch(/^must be a date on or before \d{1,2} [A-Z][a-z]+ \d{4}\./);
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    await page.locator('#problems:not([hidden])').waitFor();
+    const problems = await textOf(page, '#problems');
+    expect(problems).toMatch(/must be a value greater than or equal to 0\./);
+    expect(problems).toMatch(/must be a value greater than 0\./);
+    expect(problems).toMatch(/Patient date of birth must be a date on or before/);
+    expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(0);
+    // Corrected, every mark goes and the documentation is sent.
+    await mrd.fill('0.5');
+    await weight.fill('66');
+    await dob.click();
+    await dob.press('Control+A');
+    await dob.pressSequentially('03/06/1985');
+    await dob.press('Tab');
+    await page.waitForFunction(() => document.querySelectorAll('input[aria-invalid="true"]').length === 0);
+    expect(await page.locator('.bound-error').count()).toBe(0);
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    expect(session.problems.filter((p) => !p.includes('Invalid data. Cannot generate a QuestionnaireResponse'))).toEqual([]);
+  }, 120_000);
+
   it('adaptive form: Continue with an answer that is not valid says which and leaves the button usable', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
@@ -641,6 +689,28 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
     expect(await textOf(page, '#result')).toMatch(/Prior authorization approved: PA-CENTENE-/);
     expect(s.problems.filter((p) => !p.includes('Invalid data. Cannot generate a QuestionnaireResponse'))).toEqual([]);
+  }, 120_000);
+
+  it('adaptive form: Continue with an impossible MRD (150 %) says the allowed range and sends nothing, so a slip cannot complete the form (review s44 M1)', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
+    await page.waitForURL(/\/dtr\/index\.html/);
+    await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
+    const mrd = page.getByRole('textbox', { name: /Minimal residual disease/ });
+    await mrd.fill('150');
+    await mrd.press('Tab');
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByText(/^Not sent: Minimal residual disease .* must be a value less than or equal to 100\. Correct it and continue\.$/).waitFor();
+    expect(await mrd.getAttribute('aria-invalid')).toBe('true');
+    expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(0);
+    await mrd.fill('0.5');
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    expect(await textOf(page, '#result')).toMatch(/Prior authorization approved: PA-CENTENE-/);
   }, 120_000);
 
   it("names every control of a document to attach after its question (the file chooser, the URL toggle and fields), never 'Choose File' or '↯' alone", async () => {

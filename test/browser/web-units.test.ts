@@ -1,4 +1,4 @@
-import type { Extension, MedicationRequest, QuestionnaireResponse } from '@medplum/fhirtypes';
+import type { Extension, MedicationRequest, Questionnaire, QuestionnaireResponse } from '@medplum/fhirtypes';
 import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
@@ -18,6 +18,7 @@ import {
 import { DraftSaver } from '../../web/dtr/draft.js';
 import { keepUnsaved, takeUnsaved, unsavedKey } from '../../web/dtr/unsaved-copy.js';
 import { withPopulationContext } from '../../web/dtr/lforms.js';
+import { dateBoundProblems, withExcludedMinimums } from '../../web/dtr/bounds.js';
 import { attachmentBlob, attachmentText, imageSource, viewableType } from '../../web/review/attachment-view.js';
 import { criterionResult } from '../../web/review/criterion-result.js';
 import { queuePage } from '../../web/review/queue-view.js';
@@ -568,5 +569,60 @@ describe('review attachments: what opens in the browser', () => {
     expect(imageSource({ title: 'Scan', contentType: 'image/PNG', data: 'iVBORw0KGgo=' })).toBe('data:image/png;base64,iVBORw0KGgo=');
     // Data that is not base64 is not opened.
     expect(attachmentBlob({ title: 'Broken', contentType: 'application/pdf', data: '%%%not base64%%%' })).toBeUndefined();
+  });
+});
+
+describe('DTR answer bounds the app applies itself (review s44 M1)', () => {
+  const q = {
+    resourceType: 'Questionnaire',
+    status: 'active',
+    item: [
+      { linkId: 'order-date', type: 'date' },
+      {
+        linkId: 'g',
+        type: 'group',
+        item: [
+          {
+            linkId: 'weight',
+            type: 'decimal',
+            extension: [
+              { url: 'http://hl7.org/fhir/StructureDefinition/minValue', valueDecimal: 0 },
+              { url: 'https://priorpath.dev/fhir/StructureDefinition/min-value-excluded', valueBoolean: true },
+            ],
+          },
+          { linkId: 'mrd', type: 'decimal', extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/minValue', valueDecimal: 0 }] },
+          {
+            linkId: 'birth-date',
+            type: 'date',
+            text: 'Patient date of birth',
+            extension: [
+              {
+                url: 'http://hl7.org/fhir/StructureDefinition/maxValue',
+                _valueDate: { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/cqf-expression', valueExpression: { language: 'text/fhirpath', expression: 'today()' } }] },
+              },
+            ],
+          },
+        ],
+      },
+    ],
+  } as unknown as Questionnaire;
+
+  it('an excluded minimum becomes LHC-Forms\' minExclusive; an inclusive one stays', () => {
+    const form = { items: [{ linkId: 'g', items: [{ linkId: 'weight', restrictions: { minInclusive: 0 } }, { linkId: 'mrd', restrictions: { minInclusive: 0 } }] }] };
+    withExcludedMinimums(form, q);
+    expect(form.items[0].items[0].restrictions).toEqual({ minExclusive: 0 });
+    expect(form.items[0].items[1].restrictions).toEqual({ minInclusive: 0 });
+  });
+
+  it('a date after the latest day its maxValue expression gives is a problem, with the day in words; on that day or before, none', () => {
+    const qr = (dob: string) =>
+      ({ resourceType: 'QuestionnaireResponse', status: 'in-progress', item: [{ linkId: 'g', item: [{ linkId: 'birth-date', answer: [{ valueDate: dob }] }] }] }) as QuestionnaireResponse;
+    const evaluate = () => ['2026-12-06'];
+    expect(dateBoundProblems(q, qr('2099-12-31'), evaluate)).toEqual([
+      { linkId: 'birth-date', text: 'Patient date of birth', message: 'must be a date on or before 6 December 2026.' },
+    ]);
+    expect(dateBoundProblems(q, qr('2026-12-06'), evaluate)).toEqual([]);
+    // An expression that fails bounds nothing: the payer still names an answer it cannot use.
+    expect(dateBoundProblems(q, qr('2099-12-31'), () => { throw new Error('no'); })).toEqual([]);
   });
 });

@@ -19,13 +19,15 @@ import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, Netwo
 import type { NoticeKind } from '../shared/dom.js';
 import { labelAttachmentFields } from './attachment-labels.js';
 import { markInvalidFields } from './invalid-fields.js';
+import { dateBoundProblems, withExcludedMinimums } from './bounds.js';
+import type { BoundProblem } from './bounds.js';
 import { syncRadioStates } from './radio-state.js';
 import { labelUnitFields } from './unit-labels.js';
 import { chartSources, originLine } from './chart-origin.js';
 import type { ChartData, ChartSource } from './chart-origin.js';
 import { DraftSaver, latestResponse } from './draft.js';
 import { dropUnsaved, keepUnsaved, takeUnsaved, unsavedKey } from './unsaved-copy.js';
-import { lforms, withContainedValueSets, withPopulationContext, withViewMode } from './lforms.js';
+import { fhirpathR4, lforms, withContainedValueSets, withPopulationContext, withViewMode } from './lforms.js';
 import type { AnswerSnapshot } from './origin.js';
 import {
   answerKey,
@@ -215,6 +217,10 @@ interface FormState {
   completed?: boolean;
   valueSets: ValueSet[];
   prefilled?: QuestionnaireResponse;
+  /** The Questionnaire whose items are on the page (the static form, or the adaptive step's), for its bounds (bounds.ts). */
+  onPage?: Questionnaire;
+  /** Answers outside a bound LHC-Forms does not check (a date's latest day), by linkId: marked on their fields. */
+  outOfBounds?: Map<string, string>;
 }
 
 async function main(): Promise<void> {
@@ -363,7 +369,8 @@ async function renderForm(
   else if (state.prefilled?.item?.length)
     form = util.mergeFHIRDataIntoLForms('QuestionnaireResponse', state.prefilled, form, 'R4');
   await customElements.whenDefined('wc-lhc-form');
-  await util.addFormToPage(withViewMode(form), state.container, { prepopulate: !base });
+  state.onPage = state.questionnaire;
+  await util.addFormToPage(withViewMode(withExcludedMinimums(form, state.questionnaire)), state.container, { prepopulate: !base });
   state.fromPayer = new Set(snapshotAnswers(state.prefilled).keys());
   if (base) {
     // The saved answers' own origins say which were the chart's: those count as pre-filled.
@@ -504,13 +511,17 @@ function wireForm(state: FormState): void {
   new MutationObserver(() => {
     labelAttachmentFields(state.container);
     labelUnitFields(state.container);
-    markInvalidFields(state.container);
+    markInvalidFields(state.container, state.outOfBounds);
   }).observe(state.container, { childList: true, subtree: true, characterData: true });
   const edited = () => {
     showOrigins(state);
     state.draft?.schedule();
   };
   for (const type of ['change', 'input']) state.container.addEventListener(type, edited);
+  // The bounds LHC-Forms does not check (bounds.ts) are checked once its model has the answer: a tick after an edit,
+  // and when a field is left (its date picker settles the typed date then, with no change event of its own).
+  const bounds = () => setTimeout(() => checkBounds(state), 0);
+  for (const type of ['change', 'input', 'focusout']) state.container.addEventListener(type, bounds);
   // LHC-Forms' radio groups and autocompletes settle their model after the click; read it a tick later, when the
   // browser has also undone the cancelled radio click (radio-state.ts). Captured: the radio stops the click's bubbling.
   state.container.addEventListener(
@@ -643,9 +654,35 @@ class InvalidAnswers extends Error {
   }
 }
 
-/** LHC-Forms' validation messages ("…(within 90 days)must be a decimal number."), with the space it leaves out. */
+/**
+ * LHC-Forms' validation messages ("…(within 90 days)must be a decimal number."), with the space it leaves out, and the
+ * answers outside a bound LHC-Forms does not check (bounds.ts: a birth date after today), in the same words.
+ */
 function formProblems(state: FormState): string[] {
-  return (lforms().checkValidity(state.container) ?? []).map((p) => p.replace(/(?<=\S)(?=(must|requires) )/, ' '));
+  const own = checkBounds(state).map((p) => `${p.text} ${p.message}`);
+  const lhc = (lforms().checkValidity(state.container) ?? []).map((p) => p.replace(/(?<=\S)(?=(must|requires) )/, ' '));
+  // Letters in a number field are not a number: LHC-Forms also says they are outside its bounds (NaN compares false),
+  // which would only repeat the problem; the field's own message is the first, "must be a decimal number."
+  const question = (p: string) => p.replace(/ must be .*$/, '');
+  const notNumbers = new Set(lhc.filter((p) => / must be (a decimal|an integer) number\.$/.test(p)).map(question));
+  return [...lhc.filter((p) => !(/ must be a value (greater|less) than/.test(p) && notNumbers.has(question(p)))), ...own];
+}
+
+/**
+ * Checks the answers against the bounds LHC-Forms does not apply (bounds.ts) and marks each field outside them; the
+ * problems found. Nothing while an answer cannot be encoded (no response: LHC-Forms names that one itself).
+ */
+function checkBounds(state: FormState): BoundProblem[] {
+  const evaluate = fhirpathR4();
+  let problems: BoundProblem[] = [];
+  // The form's response read directly, not through currentResponse, whose error names the form's problems (this).
+  const qr = state.onPage && evaluate
+    ? (lforms().getFormFHIRData('QuestionnaireResponse', 'R4', state.container) as QuestionnaireResponse | null)
+    : null;
+  if (qr && state.onPage && evaluate) problems = dateBoundProblems(state.onPage, qr, evaluate);
+  state.outOfBounds = new Map(problems.map((p) => [p.linkId, p.message]));
+  markInvalidFields(state.container, state.outOfBounds);
+  return problems;
 }
 
 function currentResponse(state: FormState): QuestionnaireResponse {
@@ -1034,7 +1071,8 @@ async function runAdaptive(
         'R4',
       );
     await customElements.whenDefined('wc-lhc-form');
-    await util.addFormToPage(withViewMode(form), state.container, { prepopulate: true });
+    state.onPage = contained;
+    await util.addFormToPage(withViewMode(withExcludedMinimums(form, contained)), state.container, { prepopulate: true });
     // Answers the form filled in from the chart on this step are the pre-filled ones (origin auto).
     const filled = currentResponse(state);
     const filledText = textsOf(filled.item);
@@ -1069,6 +1107,13 @@ async function runAdaptive(
     } catch (err) {
       // An answer the form cannot encode (letters in a number field): say which, and leave the form as it is.
       setStatus(`Not sent: ${problemWords(err).replace(/\.$/, '')}. Correct it and continue.`, 'error');
+      return;
+    }
+    // An answer outside its bounds (MRD 150 %, 0 kg, a birth date after today) is not sent either: the payer could not
+    // use it, and one slip would otherwise be taken as the answer (review s44 M1).
+    const problems = formProblems(state);
+    if (problems.length > 0) {
+      setStatus(`Not sent: ${problems.join(' ').replace(/\.$/, '')}. Correct it and continue.`, 'error');
       return;
     }
     state.sending = true;

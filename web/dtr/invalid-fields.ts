@@ -4,14 +4,24 @@
  * invalid nor why. Here each such field gets `aria-invalid` and the message as (part of) its accessible description,
  * and loses both once the answer is corrected. Other descriptions on the field (the answer's origin line) are kept.
  */
-export function markInvalidFields(container: ParentNode): void {
+export function markInvalidFields(container: ParentNode, outOfBounds: ReadonlyMap<string, string> = new Map()): void {
   for (const item of container.querySelectorAll<HTMLElement>('lhc-item.lhc-item-question')) {
     const host = item.querySelector<HTMLElement>(':scope > lhc-item-question') ?? item;
     // The message alone ("must be a decimal number."): LHC-Forms puts the question's text before it without a space,
     // and the field's label already says the question.
-    const message = [...host.querySelectorAll<HTMLElement>('lhc-validate .validation-error .lhc-error-msg')].find(
+    let message = [...host.querySelectorAll<HTMLElement>('lhc-validate .validation-error .lhc-error-msg')].find(
       (m) => m.closest('lhc-item') === item && m.textContent?.trim(),
     );
+    // An answer outside a bound LHC-Forms does not check (a date's latest day: bounds.ts) gets a message of this
+    // app's, drawn under the field as LHC-Forms draws its own, while LHC-Forms has none of its own for the field.
+    const linkId = item.id.startsWith('item-') ? item.id.slice(5, item.id.indexOf('/') > 0 ? item.id.indexOf('/') : undefined) : '';
+    const own = [...host.querySelectorAll<HTMLElement>('.bound-error')].find((m) => m.closest('lhc-item') === item);
+    const bound = message ? undefined : outOfBounds.get(linkId);
+    if (bound) {
+      const el = own ?? host.appendChild(Object.assign(document.createElement('div'), { className: 'bound-error' }));
+      if (el.textContent !== bound) el.textContent = bound;
+      message = el;
+    } else own?.remove();
     const messageId = `invalid-${item.id}`;
     if (message && message.id !== messageId) message.id = messageId;
     for (const field of host.querySelectorAll<HTMLElement>('input, textarea, select')) {

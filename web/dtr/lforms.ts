@@ -32,6 +32,19 @@ export function lforms(): LFormsUtil {
 }
 
 /**
+ * LHC-Forms' bundled fhirpath.js with its R4 model (`LForms.FHIR.R4.fhirpath`, `.fhirpathModel`), for the expressions
+ * LHC-Forms does not evaluate itself (a date item's maxValue: bounds.ts); undefined when this build does not carry it.
+ */
+export function fhirpathR4(): ((resource: QuestionnaireResponse, expression: string) => unknown[]) | undefined {
+  const r4 = (window as unknown as {
+    LForms?: { FHIR?: { R4?: { fhirpath?: { evaluate(r: unknown, e: string, ctx: unknown, model: unknown): unknown[] }; fhirpathModel?: unknown } } };
+  }).LForms?.FHIR?.R4;
+  const fp = r4?.fhirpath;
+  if (!fp) return undefined;
+  return (resource, expression) => fp.evaluate(resource, expression, { resource }, r4.fhirpathModel);
+}
+
+/**
  * A copy of the Questionnaire whose `answerValueSet`s point at contained, expanded copies of the package's ValueSets
  * (`#id`), so the renderer needs no terminology server: the EHR's FHIR server does not hold the payer's value sets,
  * and the package already carries them expanded (DTR §Questionnaire package: "every external ValueSet, expanded").
