@@ -53,7 +53,7 @@ export interface Determination {
  * and the reviewer's queue.
  */
 export const UNNAMED_ORDER =
-  'No authorization number was issued: the order carries no id, so its authorization could not be found again by the order\'s later signing, DTR response or prior authorization request (one authorization per order). Send the order with its id (at signing, the draft order\'s id; in DTR, the order in the launch context; in a PAS request, the MedicationRequest with its id, which the Claim item names in requestedService) and it is decided again.';
+  'No authorization number was issued: the order (or, in a PAS request, its patient) carries no id, so its authorization could not be found again by the order\'s later signing, DTR response or prior authorization request (one authorization per order). Send the order with its id (at signing, the draft order\'s id; in DTR, the order in the launch context; in a PAS request, the MedicationRequest and the Patient with their ids, the Claim item naming the order in requestedService) and it is decided again.';
 
 function questionOf(policy: CompiledPolicy, name: string, ev?: PolicyEvaluation): string {
   const question = policy.factsByName.get(name)?.def.question ?? name;

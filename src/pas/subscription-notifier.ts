@@ -206,9 +206,12 @@ export class SubscriptionNotifier {
     this.sweeper = setInterval(() => {
       if (busy || this.stopped) return;
       busy = true;
+      // The outbox is resumed whatever became of the settling (one request failing to settle must not hold back what a
+      // replica that went away left to send).
       this.settleDecidedElsewhere()
-        .then(() => this.resumeLeftDue())
         .catch((err: unknown) => this.opts.logger.warn({ err }, 'pended request sweep failed'))
+        .then(() => this.resumeLeftDue())
+        .catch((err: unknown) => this.opts.logger.warn({ err }, 'outbox resume failed'))
         .finally(() => (busy = false));
     }, ms);
     this.sweeper.unref();

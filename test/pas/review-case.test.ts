@@ -91,6 +91,15 @@ describe('reviewer request view (GET /review/{id})', () => {
     });
   });
 
+  it("gives the member's Coverage period as full dates, a partial end read as its last day (the workbench compares dates)", () => {
+    const bundle = storyBundle('centene-missing-mrd');
+    const coverage = bundle.entry!.find((e) => e.resource?.resourceType === 'Coverage')!.resource as { period?: { start?: string; end?: string } };
+    coverage.period = { start: '2026-07', end: '2026-12' };
+    expect(reviewCase(parsePasRequest(bundle)).coverage).toEqual({ start: '2026-07-01', end: '2026-12-31' });
+    coverage.period = { start: '2026-01-01' };
+    expect(reviewCase(parsePasRequest(bundle)).coverage).toEqual({ start: '2026-01-01' });
+  });
+
   it('lists the DTR answers with who supplied each', async () => {
     const { app } = pasApp(new MemoryStorage());
     const bundle = storyBundle('centene-missing-mrd');
