@@ -95,9 +95,9 @@ describe('reviewer request view (GET /review/{id})', () => {
     const bundle = storyBundle('centene-missing-mrd');
     const coverage = bundle.entry!.find((e) => e.resource?.resourceType === 'Coverage')!.resource as { period?: { start?: string; end?: string } };
     coverage.period = { start: '2026-07', end: '2026-12' };
-    expect(reviewCase(parsePasRequest(bundle)).coverage).toEqual({ start: '2026-07-01', end: '2026-12-31' });
+    expect(reviewCase(parsePasRequest(bundle as unknown as Record<string, unknown>)).coverage).toEqual({ start: '2026-07-01', end: '2026-12-31' });
     coverage.period = { start: '2026-01-01' };
-    expect(reviewCase(parsePasRequest(bundle)).coverage).toEqual({ start: '2026-01-01' });
+    expect(reviewCase(parsePasRequest(bundle as unknown as Record<string, unknown>)).coverage).toEqual({ start: '2026-01-01' });
   });
 
   it('lists the DTR answers with who supplied each', async () => {
