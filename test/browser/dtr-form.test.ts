@@ -32,6 +32,16 @@ async function openForm(page: Page, url: string, story: string): Promise<void> {
   await page.getByText(/answers? pre-filled from the chart/).waitFor({ timeout: 30_000 });
 }
 
+/** Signs the story's draft order in the demo EHR and opens the adaptive DTR form (`$next-question`) from the answer. */
+async function openAdaptiveForm(page: Page, url: string, story: string): Promise<void> {
+  await page.goto(`${url}/?story=${story}`);
+  await page.getByRole('button', { name: 'Sign order' }).click();
+  await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+  await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
+  await page.waitForURL(/\/dtr\/index\.html/);
+  await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
+}
+
 /** The QuestionnaireResponses the sandbox EHR holds for a patient. */
 async function responsesInEhr(s: BrowserSession, patient: string): Promise<QuestionnaireResponse[]> {
   const res = await s.page.request.get(`${s.url}/sandbox/fhir/QuestionnaireResponse?patient=${patient}&_count=100`);
@@ -672,12 +682,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
   it('adaptive form: Continue with an answer that is not valid says which and leaves the button usable', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
-    await page.goto(`${url}/?story=centene-missing-mrd`);
-    await page.getByRole('button', { name: 'Sign order' }).click();
-    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
-    await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
-    await page.waitForURL(/\/dtr\/index\.html/);
-    await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
+    await openAdaptiveForm(page, url, 'centene-missing-mrd');
     const mrd = page.getByRole('textbox', { name: /Minimal residual disease/ });
     await mrd.fill('abc');
     await mrd.press('Tab');
@@ -694,12 +699,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
   it('adaptive form: Continue with an impossible MRD (150 %) says the allowed range and sends nothing, so a slip cannot complete the form (review s44 M1)', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
-    await page.goto(`${url}/?story=centene-missing-mrd`);
-    await page.getByRole('button', { name: 'Sign order' }).click();
-    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
-    await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
-    await page.waitForURL(/\/dtr\/index\.html/);
-    await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
+    await openAdaptiveForm(page, url, 'centene-missing-mrd');
     const mrd = page.getByRole('textbox', { name: /Minimal residual disease/ });
     await mrd.fill('150');
     await mrd.press('Tab');
