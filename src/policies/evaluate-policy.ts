@@ -3,6 +3,8 @@ import { policyStructure } from './policy-structure.js';
 import { periodEnd } from './approval-period.js';
 import type { ApprovalLength } from './approval-period.js';
 import type { FactDefinition, FactType } from './policy-schema.js';
+import type { MedicationRequest } from '@medplum/fhirtypes';
+import { alternateOrder } from './alternate-order.js';
 
 /** Three-valued truth: true, false, or unknown (FHIRPath's empty collection). */
 export type Tri = true | false | 'unknown';
@@ -81,8 +83,8 @@ export interface PolicyEvaluation {
    */
   notes?: string[];
   /**
-   * Limit exceeded with proposals: whether the order changed as proposed would be approved at signing, i.e. a pathway
-   * holds and every requirement and every other limit is true. False when something is still unknown (the changed
+   * Limit exceeded with proposals: whether the order changed as proposed would be approved at signing: the alternate
+   * order (alternate-order.ts), evaluated again, is satisfied. False when something is still unknown (the changed
    * order would still need documentation), so no card promises it is covered without review.
    */
   alternateApproved?: boolean;
@@ -300,7 +302,16 @@ export function evaluatePolicy(
   data: EvaluationData,
   answers: Record<string, FactValue> = {},
 ): PolicyEvaluation {
-  const { factValues, facts, broken: factsBroken } = readFacts(policy, data, answers);
+  return evaluate(policy, data, answers, false);
+}
+
+/**
+ * {@link evaluatePolicy}, or, with `alternate`, the judgement of an alternate order (`data.order` changed as proposed):
+ * its facts of the order are read afresh from it (never from the memo, which holds the order as sent), and no
+ * proposal of its own is made, since only its outcome is wanted (design.md §6 "Limits").
+ */
+function evaluate(policy: CompiledPolicy, data: EvaluationData, answers: Record<string, FactValue>, alternate: boolean): PolicyEvaluation {
+  const { factValues, facts, broken: factsBroken } = readFacts(policy, data, answers, undefined, undefined, alternate);
   let broken = factsBroken;
 
   const nameNotes = namesThatDecided(policy, data, factValues);
@@ -380,6 +391,7 @@ export function evaluatePolicy(
   }
 
   const exceeded = limits.filter((l) => l.result === false);
+  if (exceeded.length > 0 && alternate) return result('limit-exceeded', [], exceeded);
   if (exceeded.length > 0) {
     const proposals: Proposal[] = [];
     for (const l of exceeded) {
@@ -408,22 +420,21 @@ export function evaluatePolicy(
         proposals[same] = proposal.value < proposals[same].value ? { ...proposal, limitIds } : { ...proposals[same], limitIds };
       }
     }
-    const quantity = quantityWithinLimits(policy, data, answers, exceeded, factValues);
+    const quantity = quantityProposal(policy, data, exceeded, factValues);
     if (quantity) proposals.push(quantity);
     const onCycles = cycleLimitIds(policy, exceeded, approvingRule);
     const cycles = onCycles.length > 0 ? cyclesWithinLimits(policy, data, answers, onCycles, requested, approvingRule) : undefined;
     if (cycles) proposals.push(cycles);
-    // The alternate order must come within every limit it exceeds: with a course already complete no number of cycles
-    // fits, and a lowered dose alone would still exceed it, so nothing is proposed; nor does any change of dose or
-    // cycles bring an order back within an authorization that ended before it starts.
-    else if (onCycles.length > 0) proposals.length = 0;
-    if (periodLimit) proposals.length = 0;
-    // The order at the amount limit must come within every limit it exceeds (design.md §6 "Limits"): when another
-    // exceeded limit is one no proposal brings back within bounds (e.g. more than 28 days of infusion), the same order
-    // with less drug dispensed would still be reviewed, so no quantity is proposed.
-    if (quantity && !exceeded.every((l) => proposals.some((p) => p.limitIds.includes(l.id)))) proposals.splice(proposals.indexOf(quantity), 1);
-    const alternateApproved =
-      proposals.length > 0 && approvingNow !== undefined && requirements.every((r) => r.result === true) && limits.every((r) => r.result === true || exceeded.includes(r));
+    // The alternate order must come within every limit of the policy (design.md §6 "Limits"), not only the ones each
+    // proposal names: it is written with every change the proposals make (alternate-order.ts, the order the card
+    // offers) and judged again as a whole. A change can bring another limit within bounds (a lower Besponsa day-1 dose
+    // lowers the cycle's total too), or leave one exceeded that nothing proposes (a first week above the step dose, a
+    // course already complete, more than 28 days of infusion, an authorization that ended before the order starts):
+    // then nothing is offered. Only an alternate the rules would approve is "covered without review"; one still
+    // needing documentation is offered as such.
+    const judged = proposals.length > 0 ? alternateOutcome(policy, data, answers, proposals) : undefined;
+    if (judged !== 'satisfied' && judged !== 'documentation-needed') proposals.length = 0;
+    const alternateApproved = judged === 'satisfied';
     // DTR asks what could lift the limit (its unknown facts, e.g. a guideline-support attestation) and whatever is
     // still undecided elsewhere.
     // When what is exceeded is the approving pathway's own cycles, an undecided pathway that would cover the cycles
@@ -564,19 +575,12 @@ export function factEnvironment(policy: CompiledPolicy, data: EvaluationData): R
 
 /**
  * The order's dispense quantity at its amount limit (design.md §4 Propose Alternate Request "a dose or quantity exceeds
- * the policy", §6 "Limits"): the lowest `propose.quantity` of the exceeded limits that state one, when the order with
- * its `dispenseRequest.quantity` replaced by it is within every one of them (read again, as an alternate order would
- * be). Undefined when no exceeded limit proposes a quantity, their units differ, the order states no dispense quantity
- * (its amount is then read from its dose, which a dose proposal lowers), or the proposed quantity would not be within
- * them.
+ * the policy", §6 "Limits"): the lowest `propose.quantity` of the exceeded limits that state one. Undefined when no
+ * exceeded limit proposes a quantity, their units differ, or the order states no dispense quantity (its amount is then
+ * read from its dose, which a dose proposal lowers). Whether the order at that quantity is within them, and within
+ * every other limit, is judged on the whole alternate order (`alternateOutcome`).
  */
-function quantityWithinLimits(
-  policy: CompiledPolicy,
-  data: EvaluationData,
-  answers: Record<string, FactValue>,
-  exceeded: RuleResult[],
-  factValues: Record<string, FactValue>,
-): Proposal | undefined {
+function quantityProposal(policy: CompiledPolicy, data: EvaluationData, exceeded: RuleResult[], factValues: Record<string, FactValue>): Proposal | undefined {
   const rules = policy.limits.filter((r) => r.proposeQuantity && exceeded.some((l) => l.id === r.id));
   const order = data.order as { dispenseRequest?: { quantity?: unknown } } | undefined;
   if (rules.length === 0 || !order?.dispenseRequest?.quantity) return undefined;
@@ -589,13 +593,21 @@ function quantityWithinLimits(
     if (!lowest || value < lowest.value) lowest = { value, display: r.proposeQuantity!.display };
   }
   const { value, display } = lowest!;
-  const changed = { ...order, dispenseRequest: { ...order.dispenseRequest, quantity: { value, unit: display ?? unit, system: 'http://unitsofmeasure.org', code: unit } } };
-  // The order changed as proposed: its amount facts are read from the proposed quantity (an order fact the order
-  // states stands over an answer), with nothing shared from the order as sent.
-  const only = new Set(ruleClosure(policy, rules.flatMap((r) => r.facts)));
-  const { factValues: changedValues, broken } = readFacts(policy, { ...data, order: changed, memo: undefined }, answers, only);
-  if (broken || !rules.every((r) => ruleOutcome(r, changedValues).result === true)) return undefined;
   return { kind: 'quantity', limitIds: rules.map((r) => r.id), value, unit, ...(display ? { display } : {}) };
+}
+
+/**
+ * The outcome of the order changed as every proposal says (alternate-order.ts `alternateOrder`, the very order the
+ * Propose Alternate Request card offers), judged against the whole policy with the order's facts read from it:
+ * undefined when the proposals cannot be written into the order (no dose to change, a per-m² dose with no BSA for an
+ * order in mg). The record's facts are the same order's, so they come from the memo; the compiled expressions are
+ * run again, nothing is parsed.
+ */
+function alternateOutcome(policy: CompiledPolicy, data: EvaluationData, answers: Record<string, FactValue>, proposals: Proposal[]): Outcome | undefined {
+  const order = data.order as MedicationRequest | undefined;
+  if (order?.resourceType !== 'MedicationRequest') return undefined;
+  const alternate = alternateOrder(order, proposals);
+  return alternate && evaluate(policy, { ...data, order: alternate.order }, answers, true).outcome;
 }
 
 /** The facts of the order a cycles proposal changes (cyclesWithinLimits). */
@@ -612,6 +624,11 @@ function readFacts(
   only?: Set<string>,
   /** Facts of the order given in `answers` as an alternate order would state them: they stand over the order's. */
   proposed?: ReadonlySet<string>,
+  /**
+   * `data.order` is an alternate order, not the order the memo was read over: the facts of the order (and those read
+   * from them) are read afresh, the record's still shared.
+   */
+  orderChanged = false,
 ): { factValues: Record<string, FactValue>; facts: FactResult[]; broken: boolean } {
   const env = factEnvironment(policy, data);
   const factValues: Record<string, FactValue> = {};
@@ -646,7 +663,7 @@ function readFacts(
       fromAnswers.add(f.name);
       continue;
     }
-    const shared = data.memo !== undefined && (fromAnswers.size === 0 || !f.deps.some((d) => fromAnswers.has(d)));
+    const shared = data.memo !== undefined && !(orderChanged && f.readsOrder) && (fromAnswers.size === 0 || !f.deps.some((d) => fromAnswers.has(d)));
     if (!shared) fromAnswers.add(f.name);
     const key = f.dated ? `${f.shareKey}@${data.orderDate}` : f.shareKey;
     let read = shared ? data.memo!.reads.get(key) : undefined;

@@ -1,6 +1,6 @@
 import type { MedicationRequest } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
-import { proposeDose } from '../../src/hooks/build-response.js';
+import { proposeDose } from '../../src/policies/alternate-order.js';
 
 const target = { value: 28, unit: 'mcg/day', system: 'http://unitsofmeasure.org', code: 'ug/d' };
 const order = (doses: { value: number; code: string }[]): MedicationRequest => ({
