@@ -25,7 +25,7 @@ import { announce, byId, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock
 import type { NoticeKind } from '../shared/dom.js';
 import { applyForm, describeOrder, DRUGS, formOf, UNIT_DISPLAY, validCycles } from './order.js';
 import type { DrugKey, OrderForm } from './order.js';
-import { newestFirst, savedAt } from './responses.js';
+import { newestFirst, payerAnswersOn, savedAt } from './responses.js';
 
 /**
  * The demo EHR page (design.md §1, §2): a small EHR over the sandbox FHIR server. It lists the sandbox stories, opens
@@ -382,10 +382,11 @@ async function showDocumentation(): Promise<void> {
     return;
   }
   const at = when(savedAt(latest));
-  const decided = coverageInformationOf(latest)
+  const answers = payerAnswersOn(latest);
+  const decided = answers
     .map((e) => summarizeCoverage(e, 'documentation'))
     .filter((s) => s.tone !== 'needed' || s.reasons.length > 0)[0];
-  state.documentationAssertions = coverageInformationOf(latest)
+  state.documentationAssertions = answers
     .map((e) => e.extension?.find((x) => x.url === 'coverage-assertion-id')?.valueString)
     .filter((a): a is string => !!a);
   fill(
