@@ -116,7 +116,8 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
       expect(await descriptionOf(question(page, 'b-all-diagnosis').getByRole('radio', { name, exact: true }))).toMatch(
         /^From the chart: Condition: B-cell acute lymphoblastic leukemia.*, \d{1,2} [A-Z][a-z]+ \d{4}$/,
       );
-    expect(await descriptionOf(page.getByRole('textbox', { name: /Minimal residual disease/ }))).toBe('');
+    // The MRD, which the payer still needs, has no origin yet; it is marked as needed (review ui s44 M4).
+    expect(await descriptionOf(page.getByRole('textbox', { name: /Minimal residual disease/ }))).toBe('Needed by the payer');
     // Every piece of text on the form reads against its background (WCAG AA contrast), LHC-Forms' own included.
     expect(await lowContrastText(page)).toEqual([]);
     const form = await s.shot('form', true);
@@ -138,7 +139,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
     await page.getByText(/Draft saved in the EHR at \d{2}:\d{2} UTC/).waitFor();
     expect(await question(page, 'mrd-percent').locator('.origin-line').innerText()).toBe('Entered by you');
-    expect(await descriptionOf(page.getByRole('textbox', { name: /Minimal residual disease/ }))).toBe('Entered by you');
+    expect(await descriptionOf(page.getByRole('textbox', { name: /Minimal residual disease/ }))).toBe('Needed by the payer Entered by you');
     let stored = await responsesInEhr(s, 'centene-missing-mrd');
     expect(stored.map((r) => r.status)).toEqual(['in-progress']);
     expect(answerOf(stored[0], 'mrd-percent')).toMatchObject({ valueDecimal: 0.5 });
@@ -813,8 +814,28 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(await page.getByRole('button', { name: /Revise|Save and send/ }).count()).toBe(0);
     expect(await page.locator('lhc-item').count()).toBe(0);
     expect(await textOf(page, '#form-why')).toBe('');
+    // The EHR's chart, opened in a browser that holds no record of the PAS request, shows the decision too: the answer
+    // on file ("Still needed") is out of date, and its "Complete documentation" is no longer offered.
+    await page.goto(`${session.url}/?story=centene-missing-mrd`);
+    await page.getByTestId('order-decision').waitFor();
+    expect(await page.getByTestId('order-decision').innerText()).toMatch(/^Prior authorization denied: MRD not documented; attach the flow cytometry report\. The denial is the decision/);
+    expect(await textOf(page, '#stale-note')).toMatch(/^The payer has since decided the prior authorization request: denied/);
+    expect(await page.getByRole('button', { name: 'Complete documentation', exact: true }).isVisible()).toBe(false);
     expect(session.problems).toEqual([]);
   }, 150_000);
+
+  it("the EHR's chart does not present a draft the clinician has not sent as the payer's answer (review ui s44 L2)", async () => {
+    const { session, page, draftStatus } = await openMrdForm();
+    await page.getByRole('textbox', { name: /Body weight/ }).fill('70');
+    await draftStatus.filter({ hasText: /^Draft saved in the EHR at \d{2}:\d{2} UTC\.$/ }).waitFor();
+    await page.goto(`${session.url}/?story=centene-missing-mrd`);
+    await page.getByTestId('documentation-on-file').filter({ hasText: 'not sent yet' }).waitFor();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    expect(await textOf(page, '#documentation')).not.toContain("Payer's answer to the documentation");
+    expect(await textOf(page, '#result')).toContain('As the payer answered at the last signing');
+    expect(await textOf(page, '#result')).not.toContain('the documentation (DTR)');
+    expect(session.problems).toEqual([]);
+  }, 120_000);
 
   it('works on a 360 px phone: no sideways scrolling, every answer reachable', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });

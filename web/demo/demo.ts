@@ -6,6 +6,7 @@ import type {
   Coverage,
   Extension,
   MedicationRequest,
+  OperationOutcome,
   Parameters,
   Patient,
   PractitionerRole,
@@ -17,6 +18,7 @@ import {
   answeredOn,
   coverageInformationOf,
   formatDate,
+  orderDecisionOf,
   summarizeCoverage,
   supersededByDecision,
 } from '../shared/coverage.js';
@@ -311,6 +313,7 @@ async function openChart(storyId: string): Promise<void> {
   showAnswerOnFile();
   if (pas) renderPas(pas);
   if (state.order && coverageInformationOf(state.order).length > 0) checkSuperseded(pas, signedAtOf(state.order));
+  if (!state.supersededBy) void checkOrderDecision();
   byId('sign').textContent = state.order && coverageInformationOf(state.order).length > 0 ? 'Sign again' : 'Sign order';
   // The buttons stay disabled until the chart's order is loaded: a click before then had nothing to sign and was
   // silently dropped.
@@ -349,6 +352,51 @@ function signedAtOf(order: MedicationRequest): string | undefined {
 function checkSuperseded(pas: PasRecord | undefined, signedAt: string | undefined): void {
   const action = pas ? reviewActionOf(pas.claimResponse) : undefined;
   if (pas && (action === 'A1' || action === 'A3') && answeredAfter(pas.decidedAt ?? pas.sentAt, signedAt)) overtakeSigningAnswer(action);
+}
+
+/**
+ * The decision the payer's record of the order holds, when the answer on file still asks for documentation (review ui
+ * s44 L5): a reviewer may have decided the order's PAS request since, and this browser may hold no record of that
+ * request to inquire about (another session, another EHR user). The EHR asks the payer's DTR API for the order's
+ * package, whose outcome names the order's decision (src/dtr/questionnaire-package.ts `orderDecisionIssue`); the
+ * answer on file is then out of date, as after a PAS decision (markStale), and the decision is shown below it.
+ */
+async function checkOrderDecision(): Promise<void> {
+  const { order, coverage } = state;
+  const tone = state.lastSummary?.tone;
+  if (!order?.id || !coverage || (tone !== 'needed' && tone !== 'unclear')) return;
+  let answer: Parameters;
+  try {
+    answer = await fetchJson<Parameters>(here('fhir/Questionnaire/$questionnaire-package'), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/fhir+json' },
+      body: JSON.stringify({
+        resourceType: 'Parameters',
+        parameter: [
+          { name: 'coverage', resource: coverage },
+          { name: 'order', resource: order },
+        ],
+      }),
+    });
+  } catch {
+    return; // The answer on file stays; signing again asks the payer anyway.
+  }
+  // Another chart opened meanwhile, or a PAS answer on this page decided it first.
+  if (state.order?.id !== order.id || state.supersededBy) return;
+  const outcome = answer.parameter?.find((p) => p.resource?.resourceType === 'OperationOutcome')?.resource as
+    | OperationOutcome
+    | undefined;
+  const decided = orderDecisionOf(outcome);
+  if (!decided) return;
+  const approved = decided.action === 'A1';
+  fill(
+    byId('pas'),
+    h('h2', {}, "The payer's decision on this order"),
+    h('p', { class: `decision decision-${approved ? 'approved' : 'not-covered'}`, 'data-testid': 'order-decision' }, readable(decided.text)),
+    h('p', { class: 'muted' }, "From the payer's record of the order, read when the chart was opened."),
+  );
+  byId('pas').hidden = false;
+  overtakeSigningAnswer(decided.action);
 }
 
 /** "OHSU Health employee medical plan", not "OHSU Health OHSU Health employee medical plan". */

@@ -13,7 +13,7 @@ import type {
   Resource,
   ValueSet,
 } from '@medplum/fhirtypes';
-import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, stillToDocument, summarizeCoverage } from '../shared/coverage.js';
+import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, orderDecisionOf, stillToDocument, summarizeCoverage } from '../shared/coverage.js';
 import type { CoverageSummary } from '../shared/coverage.js';
 import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, NetworkError, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
@@ -1101,21 +1101,6 @@ function showSent(state: FormState, sent: QuestionnaireResponse): void {
   result.hidden = false;
   byId('actions').hidden = true;
   setStatus('This documentation was already sent to the payer.', 'ok');
-}
-
-/** X12 306 Action Code: the review action the payer names an order's decision by (A1 certified, A3 not certified). */
-const X12_306 = 'https://codesystem.x12.org/005010/306';
-
-/**
- * The decision the order's record holds, as the package's outcome says it (src/dtr/questionnaire-package.ts
- * `orderDecisionIssue`): an information issue whose details code it A1 or A3, with the reason.
- */
-export function orderDecisionOf(outcome: OperationOutcome | undefined): { action: 'A1' | 'A3'; text: string } | undefined {
-  for (const issue of outcome?.issue ?? []) {
-    const code = issue.details?.coding?.find((c) => c.system === X12_306)?.code;
-    if ((code === 'A1' || code === 'A3') && issue.details?.text) return { action: code, text: issue.details.text };
-  }
-  return undefined;
 }
 
 /** Whether a response sent to the payer carries the answer that is the order's decision now. */

@@ -76,7 +76,9 @@ export function markNeededFields(container: ParentNode, needed: ReadonlySet<stri
       if (on && field.getAttribute('aria-required') !== 'true') field.setAttribute('aria-required', 'true');
       else if (!on && field.hasAttribute('aria-required')) field.removeAttribute('aria-required');
       const ids = (field.getAttribute('aria-describedby') ?? '').split(/\s+/).filter((x) => x && x !== lineId);
-      if (on) ids.push(lineId);
+      // Read after the field's validation message (invalid-fields.ts puts it first) and before where its answer came
+      // from (the origin line, last): the same order on every redraw.
+      if (on) ids.splice(ids.findIndex((x) => x.startsWith('invalid-')) + 1, 0, lineId);
       const described = ids.join(' ');
       if (described && field.getAttribute('aria-describedby') !== described) field.setAttribute('aria-describedby', described);
       else if (!described && field.hasAttribute('aria-describedby')) field.removeAttribute('aria-describedby');
