@@ -18,7 +18,10 @@ const STORY = 'centene-missing-mrd';
 type App = ReturnType<typeof buildApp>['app'];
 
 async function signed(app: App, resources: Resource[], order: MedicationRequest): Promise<MedicationRequest> {
-  const res = await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order)).expect(200);
+  const res = await request(app)
+    .post('/cds-services/priorpath-order-sign')
+    .send(orderSignRequest(resources, order))
+    .expect(200);
   return res.body.systemActions[0].resource as MedicationRequest;
 }
 
@@ -38,8 +41,13 @@ async function packageOutcomes(app: App, resources: Resource[], order: Medicatio
     )
     .expect(200);
   const params = (res.body as Parameters).parameter ?? [];
-  expect(params.some((p) => p.name === 'PackageBundle'), 'the form is still sent').toBe(true);
-  return params.filter((p) => p.resource?.resourceType === 'OperationOutcome').map((p) => p.resource as OperationOutcome);
+  expect(
+    params.some((p) => p.name === 'PackageBundle'),
+    'the form is still sent',
+  ).toBe(true);
+  return params
+    .filter((p) => p.resource?.resourceType === 'OperationOutcome')
+    .map((p) => p.resource as OperationOutcome);
 }
 
 const decisionIssues = (outcomes: OperationOutcome[]) =>
@@ -58,19 +66,32 @@ describe('$questionnaire-package names the decision the order already has', () =
     const resources = storyResources(STORY);
     const draft = storyOrder(STORY, resources);
     const order = await signed(app, resources, draft);
-    const key = { payer: 'centene', patientId: draft.subject!.reference!.replace('Patient/', ''), orderRef: `MedicationRequest/${draft.id}`, drug: 'blinatumomab' };
+    const key = {
+      payer: 'centene',
+      patientId: draft.subject!.reference!.replace('Patient/', ''),
+      orderRef: `MedicationRequest/${draft.id}`,
+      drug: 'blinatumomab',
+    };
     expect((await storage.getOrderRecord(key))?.state).toBe('auth-needed');
     await storage.applyOrderChange({
       key,
       from: ['auth-needed', 'pended'],
-      change: { state: 'denied', at: new Date().toISOString(), source: 'review', actor: 'Dr. R. Okafor', reason: 'MRD not documented; attach the flow cytometry report' },
+      change: {
+        state: 'denied',
+        at: new Date().toISOString(),
+        source: 'review',
+        actor: 'Dr. R. Okafor',
+        reason: 'MRD not documented; attach the flow cytometry report',
+      },
     });
     const issues = decisionIssues(await packageOutcomes(app, resources, order));
     expect(issues).toHaveLength(2);
     for (const issue of issues) {
       expect(issue.severity).toBe('information');
       expect(issue.details!.coding![0].code).toBe('A3');
-      expect(issue.details!.text).toMatch(/^Prior authorization denied: MRD not documented; attach the flow cytometry report\. The denial is the decision on this order/);
+      expect(issue.details!.text).toMatch(
+        /^Prior authorization denied: MRD not documented; attach the flow cytometry report\. The denial is the decision on this order/,
+      );
     }
   });
 
@@ -79,7 +100,12 @@ describe('$questionnaire-package names the decision the order already has', () =
     const resources = storyResources(STORY);
     const draft = storyOrder(STORY, resources);
     const order = await signed(app, resources, draft);
-    const key = { payer: 'centene', patientId: draft.subject!.reference!.replace('Patient/', ''), orderRef: `MedicationRequest/${draft.id}`, drug: 'blinatumomab' };
+    const key = {
+      payer: 'centene',
+      patientId: draft.subject!.reference!.replace('Patient/', ''),
+      orderRef: `MedicationRequest/${draft.id}`,
+      drug: 'blinatumomab',
+    };
     const end = new Date(Date.now() + 60 * 86_400_000).toISOString().slice(0, 10);
     await storage.applyOrderChange({
       key,
@@ -95,6 +121,8 @@ describe('$questionnaire-package names the decision the order already has', () =
     });
     const [issue] = decisionIssues(await packageOutcomes(app, resources, order));
     expect(issue.details!.coding![0].code).toBe('A1');
-    expect(issue.details!.text).toMatch(/^Prior authorization approved: PA-CENTENE-REVIEW-1, valid from \d{1,2} [A-Z][a-z]+ \d{4} to \d{1,2} [A-Z][a-z]+ \d{4}\. Approved on clinical review: MRD 0\.4 %/);
+    expect(issue.details!.text).toMatch(
+      /^Prior authorization approved: PA-CENTENE-REVIEW-1, valid from \d{1,2} [A-Z][a-z]+ \d{4} to \d{1,2} [A-Z][a-z]+ \d{4}\. Approved on clinical review: MRD 0\.4 %/,
+    );
   });
 });

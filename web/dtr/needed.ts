@@ -67,7 +67,11 @@ export function markNeededFields(container: ParentNode, needed: ReadonlySet<stri
     let line = [...host.querySelectorAll<HTMLElement>(`.${LINE}`)].find((l) => l.closest('lhc-item') === item);
     const on = needed.has(linkId);
     if (on && !line) {
-      line = Object.assign(document.createElement('p'), { className: LINE, id: lineId, textContent: 'Needed by the payer' });
+      line = Object.assign(document.createElement('p'), {
+        className: LINE,
+        id: lineId,
+        textContent: 'Needed by the payer',
+      });
       host.append(line);
     } else if (!on && line) line.remove();
     if (item.classList.contains('needed') !== on) item.classList.toggle('needed', on);
@@ -80,7 +84,8 @@ export function markNeededFields(container: ParentNode, needed: ReadonlySet<stri
       // from (the origin line, last): the same order on every redraw.
       if (on) ids.splice(ids.findIndex((x) => x.startsWith('invalid-')) + 1, 0, lineId);
       const described = ids.join(' ');
-      if (described && field.getAttribute('aria-describedby') !== described) field.setAttribute('aria-describedby', described);
+      if (described && field.getAttribute('aria-describedby') !== described)
+        field.setAttribute('aria-describedby', described);
       else if (!described && field.hasAttribute('aria-describedby')) field.removeAttribute('aria-describedby');
     }
   }
