@@ -17,7 +17,7 @@ import type { Content } from '../content.js';
 import { policiesFor } from '../content.js';
 import { badRequest, HttpError, outcome } from '../errors.js';
 import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
-import { identifyPayer, notInForceOn } from '../coverage/payer.js';
+import { coverageLastDay, identifyPayer, notInForceOn } from '../coverage/payer.js';
 import { decidesOrder } from '../coverage/decide-orders.js';
 import type { Logger } from '../logger.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
@@ -31,7 +31,9 @@ import { adaptiveDraftResponse, withoutLibrary } from './adaptive-questionnaire.
 import { fhirInstant, packageChangedAt } from './package-changes.js';
 import { coverageAssertionIds } from '../coverage/evaluate-response.js';
 import { ASSERTION_READ_THROUGH_MS, mayBeOurAssertionId, readAssertions } from '../coverage/read-assertions.js';
-import { DTR_PACKAGE_BUNDLE, DTR_PACKAGE_OUTPUT } from '../fhir/dtr-urls.js';
+import { DTR_PACKAGE_BUNDLE, DTR_PACKAGE_OUTPUT, X12_306_REVIEW_ACTION as X12_306 } from '../fhir/dtr-urls.js';
+import { orderKeyOf, recordedDecision } from '../coverage/order-record.js';
+import { longDate } from '../fhir/long-date.js';
 import { prebuildArrayHead } from '../fhir/prebuilt-json.js';
 import type { DtrVersion } from '../fhir/dtr-urls.js';
 
@@ -467,12 +469,20 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
 
   // Each part holds the shape of its version: `PackageBundle` parts 2.0.1 bundles, `packagebundle` parts 2.2 bundles
   // (FHIR parameter names are case-sensitive). 2.0.1 parts come first: the DTR reference app reads parameter[0].
+  // The decision the order's record holds for each form's order, when it has one (orderDecisionIssue).
+  const sent = chosen.filter((_, i) => changed[i]);
+  const context = { coverageFor, orderFor, patientIds: patients };
+  for (const q of sent) {
+    const policy = catalog.policyOf.get(q);
+    const decided = policy ? await orderDecisionIssue(policy, formOrder(policy, req, assertions, context), deps, today) : undefined;
+    if (decided) issues.push(decided);
+  }
   const versions: DtrVersion[] = shape === 'both' ? ['2.0.1', '2.2'] : [shape];
   const parameter: ParametersParameter[] = [];
   const bundles: Bundle[] = [];
   for (const v of versions) {
-    for (const q of chosen.filter((_, i) => changed[i])) {
-      const b = packageBundle(q, req, assertions, v, deps, { coverageFor, orderFor, patientIds: patients });
+    for (const q of sent) {
+      const b = packageBundle(q, req, assertions, v, deps, context);
       bundles.push(b);
       parameter.push({ name: v === '2.2' ? 'packagebundle' : 'PackageBundle', resource: b });
     }
@@ -539,6 +549,77 @@ function hasAnswer(item: QuestionnaireResponseItem): boolean {
   return (item.answer ?? []).length > 0 || (item.item ?? []).some(hasAnswer);
 }
 
+/** What a form's package is about: the order it documents, its Coverage and patient, and the CRD assertion for it. */
+interface FormOrder {
+  assertion?: AssertionRecord;
+  order?: Resource;
+  coverage?: Coverage;
+  subject?: { reference: string };
+  orderRef?: string;
+}
+
+/**
+ * The order a form's package documents (the one carrying the form's CRD assertion, else the first its policy governs,
+ * else the first sent), the Coverage of the form's payer, the patient (the Coverage's beneficiary, else the
+ * assertion's) and the order's reference (else the assertion's).
+ */
+function formOrder(
+  policy: CompiledPolicy,
+  req: PackageRequest,
+  assertions: AssertionRecord[],
+  context: { coverageFor: (payer: string) => Coverage | undefined; orderFor: (policy: CompiledPolicy) => Resource | undefined },
+): FormOrder {
+  const assertion = assertions.find((a) => a.policyId === policy.file.id);
+  const order =
+    (assertion &&
+      req.orders.find((o) => coverageAssertionIds(o as { extension?: Extension[] }).includes(assertion.assertionId))) ??
+    context.orderFor(policy) ??
+    req.orders[0];
+  const coverage = context.coverageFor(policy.file.payer);
+  const subject = coverage?.beneficiary?.reference
+    ? { reference: coverage.beneficiary.reference }
+    : assertion?.patientId
+      ? { reference: `Patient/${assertion.patientId}` }
+      : undefined;
+  const orderRef =
+    refOf(order) ?? (assertion?.orderRef && !assertion.orderRef.endsWith('/') ? assertion.orderRef : undefined);
+  return { assertion, order, coverage, subject, orderRef };
+}
+
+/**
+ * The decision the order's one record holds for a form's order (approved while it lasts, or denied: order-record.ts
+ * `recordedDecision`), as an `information` issue of the package's outcome: the X12 306 review action (A1 certified,
+ * A3 not certified) in `details.coding`, the reason in `details.text` and `diagnostics`. A DTR client launched for an
+ * order a reviewer (or PAS, or an earlier response) has decided then shows that decision rather than "Still needed"
+ * from the EHR's copy of an earlier answer, and does not invite documentation for an order already decided
+ * (design.md §8 "One authorization per order": DTR shows the order's decision; review ui s44 L5). Nothing while the
+ * order is undecided, cannot be named, or its record cannot be read now (the package is still useful without it).
+ */
+async function orderDecisionIssue(policy: CompiledPolicy, form: FormOrder, deps: PackageDeps, today: string): Promise<OperationOutcomeIssue | undefined> {
+  const patientId = localReference(form.subject?.reference)?.replace(/^Patient\//, '');
+  const key = orderKeyOf({ payer: policy.file.payer, patientId, orderRef: form.orderRef, drug: policy.file.drug });
+  if (!key) return undefined;
+  const record = await deps.storage.getOrderRecord(key).catch((err: unknown) => {
+    deps.log.warn({ err }, 'questionnaire-package: order record not read, no decision noted');
+    return undefined;
+  });
+  const decided = recordedDecision(record, today, coverageLastDay(form.coverage));
+  if (!decided) return undefined;
+  const text =
+    decided.reviewAction === 'A1'
+      ? `Prior authorization approved: ${decided.authorization.number}, valid from ${longDate(decided.authorization.start)} to ${longDate(decided.authorization.end)}. ${decided.reason}`
+      : decided.reason;
+  return {
+    severity: 'information',
+    code: 'informational',
+    details: {
+      coding: [{ system: X12_306, code: decided.reviewAction, display: decided.reviewAction === 'A1' ? 'Certified in total' : 'Not Certified' }],
+      text,
+    },
+    diagnostics: `The order ${key.orderRef} has its decision: ${text}`,
+  };
+}
+
 /** By form, then by DTR version and FHIR base: the entries every package Bundle of that form starts with. */
 const formEntriesCache = new WeakMap<Questionnaire, Map<string, { form: Questionnaire; entries: readonly BundleEntry[] }>>();
 
@@ -595,21 +676,8 @@ function packageBundle(
   const entry: BundleEntry[] = [...entries];
 
   const policy = catalog.policyOf.get(q);
-  const assertion = policy && assertions.find((a) => a.policyId === policy.file.id);
   if (policy) {
-    const order =
-      (assertion &&
-        req.orders.find((o) => coverageAssertionIds(o as { extension?: Extension[] }).includes(assertion.assertionId))) ??
-      context.orderFor(policy) ??
-      req.orders[0];
-    const coverage = context.coverageFor(policy.file.payer);
-    const subject = coverage?.beneficiary?.reference
-      ? { reference: coverage.beneficiary.reference }
-      : assertion?.patientId
-        ? { reference: `Patient/${assertion.patientId}` }
-        : undefined;
-    const orderRef =
-      refOf(order) ?? (assertion?.orderRef && !assertion.orderRef.endsWith('/') ? assertion.orderRef : undefined);
+    const { assertion, order, coverage, subject, orderRef } = formOrder(policy, req, assertions, context);
     const coverageInfo = assertion
       ? ((order as { extension?: Extension[] } | undefined)?.extension ?? []).filter(
           (e) => e.url === COVERAGE_INFO_URL && coverageAssertionIds({ extension: [e] }).includes(assertion.assertionId),

@@ -116,7 +116,8 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
       expect(await descriptionOf(question(page, 'b-all-diagnosis').getByRole('radio', { name, exact: true }))).toMatch(
         /^From the chart: Condition: B-cell acute lymphoblastic leukemia.*, \d{1,2} [A-Z][a-z]+ \d{4}$/,
       );
-    expect(await descriptionOf(page.getByRole('textbox', { name: /Minimal residual disease/ }))).toBe('');
+    // The MRD, which the payer still needs, has no origin yet; it is marked as needed (review ui s44 M4).
+    expect(await descriptionOf(page.getByRole('textbox', { name: /Minimal residual disease/ }))).toBe('Needed by the payer');
     // Every piece of text on the form reads against its background (WCAG AA contrast), LHC-Forms' own included.
     expect(await lowContrastText(page)).toEqual([]);
     const form = await s.shot('form', true);
@@ -138,7 +139,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
     await page.getByText(/Draft saved in the EHR at \d{2}:\d{2} UTC/).waitFor();
     expect(await question(page, 'mrd-percent').locator('.origin-line').innerText()).toBe('Entered by you');
-    expect(await descriptionOf(page.getByRole('textbox', { name: /Minimal residual disease/ }))).toBe('Entered by you');
+    expect(await descriptionOf(page.getByRole('textbox', { name: /Minimal residual disease/ }))).toBe('Needed by the payer Entered by you');
     let stored = await responsesInEhr(s, 'centene-missing-mrd');
     expect(stored.map((r) => r.status)).toEqual(['in-progress']);
     expect(answerOf(stored[0], 'mrd-percent')).toMatchObject({ valueDecimal: 0.5 });
@@ -611,8 +612,8 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await draftStatus.filter({ hasText: /^Draft saved in the EHR at/ }).waitFor();
     await mrd.fill('0.4 abc');
     await mrd.press('Tab');
-    // LHC-Forms gives no response at all while one answer is not valid: the draft says so, rather than stopping silently.
-    await draftStatus.filter({ hasText: /^The draft is not saved while an answer is not valid: Minimal residual disease .*\(within 90 days\) must be a decimal number\. Correct it/ }).waitFor();
+    // LHC-Forms gives no response while one answer is not valid: the draft is saved without it, and says so (s44 L4).
+    await draftStatus.filter({ hasText: /^Draft saved in the EHR at \d{2}:\d{2} UTC, without the answer that is not valid: Minimal residual disease .*\(within 90 days\) must be a decimal number\. Correct it/ }).waitFor();
     // The field itself says it is invalid and why, to a screen reader as to the eye.
     await page.waitForFunction(() => document.querySelector('lhc-item[id^="item-mrd-percent/"] input')?.getAttribute('aria-invalid') === 'true');
     expect(await descriptionOf(mrd)).toMatch(/^must be a decimal number\./);
@@ -623,7 +624,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(0);
     // Corrected: the draft is saved again and the documentation goes.
     await mrd.fill('0.4');
-    await draftStatus.filter({ hasText: /^Draft saved in the EHR at/ }).waitFor();
+    await draftStatus.filter({ hasText: /^Draft saved in the EHR at \d{2}:\d{2} UTC\.$/ }).waitFor();
     expect(await mrd.getAttribute('aria-invalid')).toBeNull();
     expect(await descriptionOf(mrd)).not.toContain('must be');
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
@@ -740,6 +741,101 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     }
     expect(s.problems).toEqual([]);
   }, 90_000);
+
+  it('marks the questions the payer still needs, links them from "Still to document", and asks before sending without them (review ui s44 M4)', async () => {
+    const { session, page, mrd } = await openMrdForm();
+    // The payer's answer at signing names the MRD: that question, and only it, is marked and announced as required.
+    const line = question(page, 'mrd-percent').locator('.needed-line');
+    await line.waitFor();
+    expect(await line.innerText()).toBe('Needed by the payer');
+    expect(await mrd.getAttribute('aria-required')).toBe('true');
+    expect(await descriptionOf(mrd)).toContain('Needed by the payer');
+    expect(await page.locator('.needed-line').count()).toBe(1);
+    expect(await question(page, 'weight').locator('input').first().getAttribute('aria-required')).toBeNull();
+    // "Still to document" links to the question.
+    await page.locator('#form-why').getByRole('button', { name: /Minimal residual disease/ }).click();
+    expect(await mrd.evaluate((el) => el === document.activeElement)).toBe(true);
+    // Sending without it stops once, naming it, and nothing goes to the payer.
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    await page.locator('#problems:not([hidden])').waitFor();
+    expect(await textOf(page, '#problems')).toMatch(/^The payer still needs this answer; sent without it, the documentation comes back "Still needed": Minimal residual disease/);
+    expect(await textOf(page, '[role=alert]#alert')).toMatch(/^Not sent yet: 1 question the payer needs is unanswered\. Answer it, or send without it\./);
+    expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(0);
+    await session.shot('needed-stop');
+    // The clinician may still send without it: the payer then says what it still needs, and the form keeps it marked.
+    await page.getByRole('button', { name: 'Send without them' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    expect(await page.getByTestId('dtr-determination').innerText()).toMatch(/^Still needed: Minimal residual disease/);
+    expect(await question(page, 'mrd-percent').locator('.needed-line').count()).toBe(1);
+    // Answered, it goes at once.
+    await mrd.fill('0.5');
+    await page.getByRole('button', { name: 'Save and send again' }).click();
+    await page.getByTestId('dtr-determination').filter({ hasText: /Prior authorization approved/ }).waitFor();
+    expect(session.problems).toEqual([]);
+  }, 150_000);
+
+  it('an answer that is not valid does not cost the others: the draft is saved without it and a reload brings the rest back (review ui s44 L4)', async () => {
+    const { session, page, mrd, draftStatus } = await openMrdForm();
+    const weight = page.getByRole('textbox', { name: /Body weight/ });
+    await mrd.fill('0.4 abc');
+    await weight.fill('70');
+    await weight.press('Tab');
+    await draftStatus
+      .filter({ hasText: /^Draft saved in the EHR at \d{2}:\d{2} UTC, without the answer that is not valid: Minimal residual disease .* must be a decimal number\. Correct it and it is saved too\.$/ })
+      .waitFor();
+    const [draft] = await responsesInEhr(session, 'centene-missing-mrd');
+    expect(draft.status).toBe('in-progress');
+    expect(answerOf(draft, 'weight')).toMatchObject({ valueDecimal: 70 });
+    expect(answerOf(draft, 'mrd-percent')).toBeUndefined();
+    await page.reload();
+    await page.getByText(/Your answers saved .* are back/).waitFor({ timeout: 30_000 });
+    expect(await page.getByRole('textbox', { name: /Body weight/ }).inputValue()).toBe('70');
+    expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).inputValue()).toBe('');
+    expect(session.problems.filter((p) => !p.includes('Invalid data. Cannot generate a QuestionnaireResponse'))).toEqual([]);
+  }, 120_000);
+
+  it("after a reviewer's denial the form shows the order's decision and its reason, not \"Still needed\" with an invitation to revise (review ui s44 L5)", async () => {
+    const { session, page } = await openMrdForm();
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    await page.getByRole('button', { name: 'Send without them' }).click();
+    await page.getByTestId('dtr-determination').filter({ hasText: /^Still needed/ }).waitFor();
+    // A reviewer denies the order (the PAS request pended for the MRD): the order's one record holds the denial.
+    const key = { payer: 'centene', patientId: 'centene-missing-mrd', orderRef: 'MedicationRequest/centene-missing-mrd-order', drug: 'blinatumomab' };
+    expect((await session.server.storage.getOrderRecord(key))?.state).toBe('auth-needed');
+    await session.server.storage.applyOrderChange({
+      key,
+      from: ['auth-needed', 'pended'],
+      change: { state: 'denied', at: new Date().toISOString(), source: 'review', actor: 'Dana Reyes, MD', reason: 'MRD not documented; attach the flow cytometry report' },
+    });
+    await page.reload();
+    await page.getByText('The payer has already decided this order: denied.').waitFor({ timeout: 30_000 });
+    expect(await page.getByTestId('dtr-determination').innerText()).toBe('Prior authorization denied: MRD not documented; attach the flow cytometry report.');
+    expect(await textOf(page, '#result')).toContain('The denial is the decision on this order as it stood when denied');
+    expect(await page.getByRole('button', { name: /Revise|Save and send/ }).count()).toBe(0);
+    expect(await page.locator('lhc-item').count()).toBe(0);
+    expect(await textOf(page, '#form-why')).toBe('');
+    // The EHR's chart, opened in a browser that holds no record of the PAS request, shows the decision too: the answer
+    // on file ("Still needed") is out of date, and its "Complete documentation" is no longer offered.
+    await page.goto(`${session.url}/?story=centene-missing-mrd`);
+    await page.getByTestId('order-decision').waitFor();
+    expect(await page.getByTestId('order-decision').innerText()).toMatch(/^Prior authorization denied: MRD not documented; attach the flow cytometry report\. The denial is the decision/);
+    expect(await textOf(page, '#stale-note')).toMatch(/^The payer has since decided the prior authorization request: denied/);
+    expect(await page.getByRole('button', { name: 'Complete documentation', exact: true }).isVisible()).toBe(false);
+    expect(session.problems).toEqual([]);
+  }, 150_000);
+
+  it("the EHR's chart does not present a draft the clinician has not sent as the payer's answer (review ui s44 L2)", async () => {
+    const { session, page, draftStatus } = await openMrdForm();
+    await page.getByRole('textbox', { name: /Body weight/ }).fill('70');
+    await draftStatus.filter({ hasText: /^Draft saved in the EHR at \d{2}:\d{2} UTC\.$/ }).waitFor();
+    await page.goto(`${session.url}/?story=centene-missing-mrd`);
+    await page.getByTestId('documentation-on-file').filter({ hasText: 'not sent yet' }).waitFor();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    expect(await textOf(page, '#documentation')).not.toContain("Payer's answer to the documentation");
+    expect(await textOf(page, '#result')).toContain('As the payer answered at the last signing');
+    expect(await textOf(page, '#result')).not.toContain('the documentation (DTR)');
+    expect(session.problems).toEqual([]);
+  }, 120_000);
 
   it('works on a 360 px phone: no sideways scrolling, every answer reachable', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });

@@ -18,6 +18,8 @@ import {
 import { DraftSaver } from '../../web/dtr/draft.js';
 import { keepUnsaved, takeUnsaved, unsavedKey } from '../../web/dtr/unsaved-copy.js';
 import { withPopulationContext } from '../../web/dtr/lforms.js';
+import { listEntries, neededQuestions } from '../../web/dtr/needed.js';
+import { payerAnswersOn } from '../../web/demo/responses.js';
 import { dateBoundProblems, withExcludedMinimums } from '../../web/dtr/bounds.js';
 import { attachmentBlob, attachmentText, imageSource, viewableType } from '../../web/review/attachment-view.js';
 import { criterionResult } from '../../web/review/criterion-result.js';
@@ -569,6 +571,55 @@ describe('review attachments: what opens in the browser', () => {
     expect(imageSource({ title: 'Scan', contentType: 'image/PNG', data: 'iVBORw0KGgo=' })).toBe('data:image/png;base64,iVBORw0KGgo=');
     // Data that is not base64 is not opened.
     expect(attachmentBlob({ title: 'Broken', contentType: 'application/pdf', data: '%%%not base64%%%' })).toBeUndefined();
+  });
+});
+
+describe('DTR: the questions the payer still needs (review ui s44 M4)', () => {
+  const form: Questionnaire = {
+    resourceType: 'Questionnaire',
+    status: 'active',
+    item: [
+      { linkId: 'order-date', type: 'date', readOnly: true, text: "The order's start date" },
+      {
+        linkId: 'g',
+        type: 'group',
+        text: 'Indication',
+        item: [
+          { linkId: 'mrd', type: 'decimal', text: 'Minimal residual disease (MRD) level, in percent (within 90 days)' },
+          { linkId: 'vaccine', type: 'boolean', text: 'Do you attest that the patient will not receive live vaccines?' },
+          { linkId: 'weight', type: 'decimal', text: 'Body weight (kg)' },
+          { linkId: 'doc', type: 'attachment', text: 'Flow cytometry report' },
+        ],
+      },
+    ],
+  };
+  const reason = (list: string) => `Prior authorization needed. Still to document (HEALTHSERVICES-0382 III (Universal)): ${list}`;
+
+  it('marks the questions a "Still to document" reason quotes, whole entries only, a parenthesis of its own allowed', () => {
+    const needed = neededQuestions(form, [
+      reason('Do you attest that the patient will not receive live vaccines? (if yes, attach: Flow cytometry report; a note)'),
+      'Prior authorization needed: documentation of Body weight (kg)',
+    ]);
+    expect([...needed.keys()]).toEqual(['vaccine']);
+    expect([...neededQuestions(form, [reason('Minimal residual disease (MRD) level, in percent (within 90 days); Body weight (kg)')]).keys()]).toEqual(['mrd', 'weight']);
+    // A question that only begins like an entry, or a read-only item, is not marked.
+    expect(neededQuestions(form, [reason('Body weight (kg) and height')]).size).toBe(0);
+    expect(neededQuestions(form, [reason("The order's start date")]).size).toBe(0);
+    expect(neededQuestions(form, []).size).toBe(0);
+  });
+
+  it('splits a reason\'s list at "; " outside parentheses only', () => {
+    expect(listEntries('a (x; y); b; c (d)')).toEqual(['a (x; y)', 'b', 'c (d)']);
+  });
+});
+
+describe("demo EHR: a draft is not the payer's answer (review ui s44 L2)", () => {
+  it('reads coverage-information only from documentation that was sent', () => {
+    const ext = { url: COVERAGE_INFO_URL, extension: [{ url: 'pa-needed', valueCode: 'auth-needed' }] };
+    const qr = (status: QuestionnaireResponse['status']): QuestionnaireResponse => ({ resourceType: 'QuestionnaireResponse', status, extension: [ext] } as QuestionnaireResponse);
+    expect(payerAnswersOn(qr('in-progress'))).toEqual([]);
+    expect(payerAnswersOn(qr('completed'))).toEqual([ext]);
+    expect(payerAnswersOn(undefined)).toEqual([]);
   });
 });
 

@@ -6,6 +6,7 @@ import type {
   Coverage,
   Extension,
   MedicationRequest,
+  OperationOutcome,
   Parameters,
   Patient,
   PractitionerRole,
@@ -17,6 +18,7 @@ import {
   answeredOn,
   coverageInformationOf,
   formatDate,
+  orderDecisionOf,
   summarizeCoverage,
   supersededByDecision,
 } from '../shared/coverage.js';
@@ -25,7 +27,7 @@ import { announce, byId, fetchJson, fill, h, HttpError, jsonBlock, markdownBlock
 import type { NoticeKind } from '../shared/dom.js';
 import { applyForm, describeOrder, DRUGS, formOf, UNIT_DISPLAY, validCycles } from './order.js';
 import type { DrugKey, OrderForm } from './order.js';
-import { newestFirst, savedAt } from './responses.js';
+import { newestFirst, payerAnswersOn, savedAt } from './responses.js';
 
 /**
  * The demo EHR page (design.md §1, §2): a small EHR over the sandbox FHIR server. It lists the sandbox stories, opens
@@ -311,6 +313,7 @@ async function openChart(storyId: string): Promise<void> {
   showAnswerOnFile();
   if (pas) renderPas(pas);
   if (state.order && coverageInformationOf(state.order).length > 0) checkSuperseded(pas, signedAtOf(state.order));
+  if (!state.supersededBy) void checkOrderDecision();
   byId('sign').textContent = state.order && coverageInformationOf(state.order).length > 0 ? 'Sign again' : 'Sign order';
   // The buttons stay disabled until the chart's order is loaded: a click before then had nothing to sign and was
   // silently dropped.
@@ -351,6 +354,51 @@ function checkSuperseded(pas: PasRecord | undefined, signedAt: string | undefine
   if (pas && (action === 'A1' || action === 'A3') && answeredAfter(pas.decidedAt ?? pas.sentAt, signedAt)) overtakeSigningAnswer(action);
 }
 
+/**
+ * The decision the payer's record of the order holds, when the answer on file still asks for documentation (review ui
+ * s44 L5): a reviewer may have decided the order's PAS request since, and this browser may hold no record of that
+ * request to inquire about (another session, another EHR user). The EHR asks the payer's DTR API for the order's
+ * package, whose outcome names the order's decision (src/dtr/questionnaire-package.ts `orderDecisionIssue`); the
+ * answer on file is then out of date, as after a PAS decision (markStale), and the decision is shown below it.
+ */
+async function checkOrderDecision(): Promise<void> {
+  const { order, coverage } = state;
+  const tone = state.lastSummary?.tone;
+  if (!order?.id || !coverage || (tone !== 'needed' && tone !== 'unclear')) return;
+  let answer: Parameters;
+  try {
+    answer = await fetchJson<Parameters>(here('fhir/Questionnaire/$questionnaire-package'), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/fhir+json' },
+      body: JSON.stringify({
+        resourceType: 'Parameters',
+        parameter: [
+          { name: 'coverage', resource: coverage },
+          { name: 'order', resource: order },
+        ],
+      }),
+    });
+  } catch {
+    return; // The answer on file stays; signing again asks the payer anyway.
+  }
+  // Another chart opened meanwhile, or a PAS answer on this page decided it first.
+  if (state.order?.id !== order.id || state.supersededBy) return;
+  const outcome = answer.parameter?.find((p) => p.resource?.resourceType === 'OperationOutcome')?.resource as
+    | OperationOutcome
+    | undefined;
+  const decided = orderDecisionOf(outcome);
+  if (!decided) return;
+  const approved = decided.action === 'A1';
+  fill(
+    byId('pas'),
+    h('h2', {}, "The payer's decision on this order"),
+    h('p', { class: `decision decision-${approved ? 'approved' : 'not-covered'}`, 'data-testid': 'order-decision' }, readable(decided.text)),
+    h('p', { class: 'muted' }, "From the payer's record of the order, read when the chart was opened."),
+  );
+  byId('pas').hidden = false;
+  overtakeSigningAnswer(decided.action);
+}
+
 /** "OHSU Health employee medical plan", not "OHSU Health OHSU Health employee medical plan". */
 function coverageName(c: Coverage): string {
   const payer = c.payor?.[0]?.display ?? '';
@@ -382,10 +430,11 @@ async function showDocumentation(): Promise<void> {
     return;
   }
   const at = when(savedAt(latest));
-  const decided = coverageInformationOf(latest)
+  const answers = payerAnswersOn(latest);
+  const decided = answers
     .map((e) => summarizeCoverage(e, 'documentation'))
     .filter((s) => s.tone !== 'needed' || s.reasons.length > 0)[0];
-  state.documentationAssertions = coverageInformationOf(latest)
+  state.documentationAssertions = answers
     .map((e) => e.extension?.find((x) => x.url === 'coverage-assertion-id')?.valueString)
     .filter((a): a is string => !!a);
   fill(

@@ -13,7 +13,7 @@ import type {
   Resource,
   ValueSet,
 } from '@medplum/fhirtypes';
-import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, stillToDocument, summarizeCoverage } from '../shared/coverage.js';
+import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, orderDecisionOf, stillToDocument, summarizeCoverage } from '../shared/coverage.js';
 import type { CoverageSummary } from '../shared/coverage.js';
 import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, NetworkError, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
@@ -22,12 +22,13 @@ import { markInvalidFields } from './invalid-fields.js';
 import { dateBoundProblems, withExcludedMinimums } from './bounds.js';
 import type { BoundProblem } from './bounds.js';
 import { syncRadioStates } from './radio-state.js';
+import { listEntries, markNeededFields, neededQuestions } from './needed.js';
 import { labelUnitFields } from './unit-labels.js';
 import { chartSources, originLine } from './chart-origin.js';
 import type { ChartData, ChartSource } from './chart-origin.js';
 import { DraftSaver, latestResponse } from './draft.js';
 import { dropUnsaved, keepUnsaved, takeUnsaved, unsavedKey } from './unsaved-copy.js';
-import { fhirpathR4, lforms, withContainedValueSets, withPopulationContext, withViewMode } from './lforms.js';
+import { fhirpathR4, lforms, responseWithoutInvalid, withContainedValueSets, withPopulationContext, withViewMode } from './lforms.js';
 import type { AnswerSnapshot } from './origin.js';
 import {
   answerKey,
@@ -221,6 +222,15 @@ interface FormState {
   onPage?: Questionnaire;
   /** Answers outside a bound LHC-Forms does not check (a date's latest day), by linkId: marked on their fields. */
   outOfBounds?: Map<string, string>;
+  /**
+   * The questions the payer's latest determination says it still needs (needed.ts), by linkId with their text: marked
+   * on the form, linked from the "Still to document" line, and asked about before sending without them (review ui s44 M4).
+   */
+  needed: Map<string, string>;
+  /** The clinician chose to send without the questions the payer still needs (after being told which). */
+  sendWithoutNeeded?: boolean;
+  /** The problems of the answers the draft being saved leaves out because they are not valid (review ui s44 L4). */
+  draftLeftOut?: string[];
 }
 
 async function main(): Promise<void> {
@@ -274,7 +284,9 @@ async function main(): Promise<void> {
     .find((r): r is QuestionnaireResponse => r?.resourceType === 'QuestionnaireResponse');
   const canonical = questionnaire.version ? `${questionnaire.url}|${questionnaire.version}` : (questionnaire.url ?? '');
   byId('form-title').textContent = questionnaire.title ?? 'Prior authorization documentation';
-  if (crdSummary?.reasons.length) byId('form-why').textContent = crdSummary.reasons.join(' ');
+  // The order already has its decision (a reviewer's, a PAS answer's, an earlier response's): that is what the
+  // clinician reads, not an earlier "Still needed" with an invitation to document an order the payer has decided.
+  const decided = orderDecisionOf(outcome);
 
   const user = await readUser(client, order);
   const author = client.getFhirUser() ?? order?.requester?.reference ?? undefined;
@@ -296,12 +308,18 @@ async function main(): Promise<void> {
     sending: false,
     valueSets,
     prefilled,
+    needed: new Map(),
   };
+  showStillNeeded(state, crdSummary?.reasons ?? []);
 
   if (
     ctx.adaptive ||
     questionnaire.extension?.some((e) => e.url === EXT_ADAPTIVE && (e.valueBoolean === true || !!e.valueUrl))
   ) {
+    if (decided) {
+      showOrderDecision(decided, ctx.returnUrl);
+      return;
+    }
     await runAdaptive(state, user, valueSets, prefilled);
     return;
   }
@@ -324,6 +342,12 @@ async function main(): Promise<void> {
       return undefined;
     });
   const previous = latestResponse(found, canonical, orderRef);
+  // The documentation sent for this order already shows the order's decision (its own approval): shown as sent, with
+  // Revise, as before. A decision it does not show (a reviewer's after "Still needed") takes the place of the form.
+  if (decided && !showsDecision(previous, decided)) {
+    showOrderDecision(decided, ctx.returnUrl);
+    return;
+  }
   // Answers typed after the EHR stopped taking them (an expired sign-in, the network down) come back before the EHR's
   // older draft, and go to the EHR at once with this launch's sign-in.
   const unsaved = takeUnsaved(sessionStorage, unsavedKeyOf(state), previous);
@@ -428,7 +452,7 @@ function unsavedKeyOf(state: FormState): string {
 /** The answers on the page, kept in this tab because the EHR did not take them (unsaved-copy.ts). */
 function keepOnPageAnswers(state: FormState, id: string | undefined): void {
   try {
-    const qr = { ...finalResponse(state, currentResponse(state)), status: 'in-progress' as const };
+    const qr = { ...finalResponse(state, draftAnswers(state)), status: 'in-progress' as const };
     keepUnsaved(sessionStorage, unsavedKeyOf(state), id ? { ...qr, id } : qr);
   } catch {
     // The form is gone from the page (sent meanwhile): nothing to keep.
@@ -439,10 +463,13 @@ function keepOnPageAnswers(state: FormState, id: string | undefined): void {
 function newDraft(state: FormState, id: string | undefined): DraftSaver {
   const saver: DraftSaver = new DraftSaver(
     { serverUrl: state.client.state.serverUrl, authorization: () => state.client.getAuthorizationHeader() },
-    () => ({ ...finalResponse(state, currentResponse(state)), status: 'in-progress' }),
+    () => ({ ...finalResponse(state, draftAnswers(state)), status: 'in-progress' }),
     (at) => {
       dropUnsaved(sessionStorage, unsavedKeyOf(state));
-      byId('draft-status').textContent = `Draft saved in the EHR at ${at.slice(11, 16)} UTC.`;
+      const left = state.draftLeftOut;
+      byId('draft-status').textContent = left
+        ? `Draft saved in the EHR at ${at.slice(11, 16)} UTC, without the answer that is not valid: ${left.join(' ') || 'the answer marked on the form.'} Correct it and it is saved too.`
+        : `Draft saved in the EHR at ${at.slice(11, 16)} UTC.`;
     },
     (err) => {
       if (err instanceof InvalidAnswers) {
@@ -464,6 +491,25 @@ function newDraft(state: FormState, id: string | undefined): DraftSaver {
     id,
   );
   return saver;
+}
+
+/**
+ * The answers a draft saves: the form's response, or while an answer is not valid (LHC-Forms then gives none) every
+ * other answer, the invalid one left out and named in `state.draftLeftOut`, so a reload or a closed tab loses only the
+ * answer that could not be saved (review ui s44 L4). Throws InvalidAnswers only when even that cannot be had.
+ */
+function draftAnswers(state: FormState): QuestionnaireResponse {
+  try {
+    const qr = currentResponse(state);
+    state.draftLeftOut = undefined;
+    return qr;
+  } catch (err) {
+    if (!(err instanceof InvalidAnswers)) throw err;
+    const partial = responseWithoutInvalid(state.container);
+    if (!partial) throw err;
+    state.draftLeftOut = err.problems;
+    return { ...partial.qr, subject: { reference: `Patient/${state.patient.id}` } };
+  }
 }
 
 function formatWhen(iso: string | undefined): string {
@@ -512,6 +558,7 @@ function wireForm(state: FormState): void {
     labelAttachmentFields(state.container);
     labelUnitFields(state.container);
     markInvalidFields(state.container, state.outOfBounds);
+    markNeededFields(state.container, new Set(state.needed.keys()));
   }).observe(state.container, { childList: true, subtree: true, characterData: true });
   const edited = () => {
     showOrigins(state);
@@ -734,22 +781,57 @@ function signedResponse(qr: QuestionnaireResponse, author: string | undefined): 
 }
 
 /**
- * Required questions the clinician can see and has not answered (Questionnaire.item.required; a question hidden by
- * enableWhen is not shown, so it is not asked).
+ * Questions the clinician can see and has not answered among those `asked` picks: the required ones
+ * (Questionnaire.item.required), or those the payer still needs (needed.ts). A question hidden by enableWhen is not
+ * shown, so it is not asked.
  */
-function unansweredRequired(state: FormState): { linkId: string; text: string }[] {
+function unanswered(state: FormState, asked: (item: NonNullable<Questionnaire['item']>[number]) => boolean): { linkId: string; text: string }[] {
   const answered = new Set(flattenAnswered(currentResponse(state).item).map((i) => i.linkId));
   const out: { linkId: string; text: string }[] = [];
   const visit = (items: Questionnaire['item']) => {
     for (const item of items ?? []) {
       const shown = state.container.querySelector(`lhc-item[id^="item-${CSS.escape(item.linkId)}/"]`);
-      if (item.required && item.type !== 'group' && item.type !== 'display' && shown && !answered.has(item.linkId))
+      if (asked(item) && item.type !== 'group' && item.type !== 'display' && shown && !answered.has(item.linkId))
         out.push({ linkId: item.linkId, text: item.text ?? item.linkId });
       visit(item.item);
     }
   };
   visit(state.questionnaire.item);
   return out;
+}
+
+/**
+ * The payer's reasons above the form, each question it still needs a link to that question on the form (review ui
+ * s44 M4), and the questions marked on the form ({@link markNeededFields}): from the order's determination at launch,
+ * and from the payer's answer each time the documentation is sent and it still needs more.
+ */
+function showStillNeeded(state: FormState, reasons: string[]): void {
+  state.needed = neededQuestions(state.questionnaire, reasons);
+  state.sendWithoutNeeded = false;
+  const norm = (t: string) => t.replace(/\s+/g, ' ').trim();
+  const parts: (string | HTMLElement)[] = [];
+  for (const reason of reasons) {
+    if (parts.length) parts.push(' ');
+    const list = stillToDocument(reason);
+    if (list === undefined) {
+      parts.push(reason);
+      continue;
+    }
+    parts.push(reason.slice(0, reason.length - list.length));
+    listEntries(norm(list)).forEach((entry, i) => {
+      if (i > 0) parts.push('; ');
+      const hit = [...state.needed].find(([, text]) => entry === norm(text) || entry.startsWith(`${norm(text)} (`));
+      if (!hit) {
+        parts.push(entry);
+        return;
+      }
+      const b = h('button', { type: 'button', class: 'link' }, hit[1]);
+      b.addEventListener('click', () => focusQuestion(state, hit[0]));
+      parts.push(b, entry.slice(norm(hit[1]).length));
+    });
+  }
+  byId('form-why').replaceChildren(...parts);
+  markNeededFields(state.container, new Set(state.needed.keys()));
 }
 
 function focusQuestion(state: FormState, linkId: string): void {
@@ -766,10 +848,46 @@ async function save(state: FormState): Promise<void> {
   const problems = formProblems(state);
   // While an answer is not valid the form gives no response to check for required ones: its problems are listed alone.
   let missing: { linkId: string; text: string }[] = [];
+  let stillNeeded: { linkId: string; text: string }[] = [];
   try {
-    missing = unansweredRequired(state);
+    missing = unanswered(state, (item) => !!item.required);
+    if (!state.sendWithoutNeeded) stillNeeded = unanswered(state, (item) => state.needed.has(item.linkId) && !item.required);
   } catch (err) {
     if (!(err instanceof InvalidAnswers)) throw err;
+  }
+  // Questions the payer still needs, unanswered: sending now would only bring "Still needed" back (review ui s44 M4).
+  // The clinician is told which, and may send without them (an answer that is not yet known, a request for review).
+  if (!missing.length && !problems.length && stillNeeded.length) {
+    const anyway = h('button', { type: 'button', id: 'send-anyway' }, 'Send without them');
+    anyway.addEventListener('click', () => {
+      state.sendWithoutNeeded = true;
+      void save(state);
+    });
+    list.append(
+      h(
+        'p',
+        {},
+        `The payer still needs ${stillNeeded.length === 1 ? 'this answer' : 'these answers'}; sent without ${stillNeeded.length === 1 ? 'it' : 'them'}, the documentation comes back "Still needed":`,
+      ),
+      h(
+        'ul',
+        {},
+        stillNeeded.map((m) => {
+          const b = h('button', { type: 'button', class: 'link' }, m.text);
+          b.addEventListener('click', () => focusQuestion(state, m.linkId));
+          return h('li', {}, b);
+        }),
+      ),
+      h('p', {}, anyway),
+    );
+    list.hidden = false;
+    setStatus(
+      `Not sent yet: ${stillNeeded.length === 1 ? '1 question the payer needs is' : `${stillNeeded.length} questions the payer needs are`} unanswered. Answer ${stillNeeded.length === 1 ? 'it' : 'them'}, or send without ${stillNeeded.length === 1 ? 'it' : 'them'}. Your answers are kept as a draft.`,
+      'error',
+    );
+    byId('draft-status').textContent = '';
+    void state.draft?.saveNow().catch(() => undefined);
+    return;
   }
   if (missing.length || problems.length) {
     list.append(
@@ -923,6 +1041,8 @@ function showDetermination(
   // When the payer still needs something, the form stays open to complete and send again; a completed adaptive form
   // cannot be sent again ($next-question would only get the completed response back), so it closes like a decided one.
   const still = (tone === 'needed' || tone === 'unclear') && !state.completed;
+  // What the payer now still needs is what the form marks (the questions answered meanwhile are no longer named).
+  if (still) showStillNeeded(state, summary?.reasons ?? []);
   byId('actions').hidden = !still || state.container.childElementCount === 0;
   byId<HTMLButtonElement>('save').textContent = 'Save and send again';
   byId<HTMLButtonElement>('save').disabled = false;
@@ -981,6 +1101,42 @@ function showSent(state: FormState, sent: QuestionnaireResponse): void {
   result.hidden = false;
   byId('actions').hidden = true;
   setStatus('This documentation was already sent to the payer.', 'ok');
+}
+
+/** Whether a response sent to the payer carries the answer that is the order's decision now. */
+function showsDecision(sent: QuestionnaireResponse | undefined, decided: { action: 'A1' | 'A3' }): boolean {
+  if (!sent || sent.status === 'in-progress') return false;
+  const ext = coverageInformationOf(sent)[0];
+  const tone = ext ? summarizeCoverage(ext, 'documentation').tone : undefined;
+  return decided.action === 'A1' ? tone === 'approved' : tone === 'not-covered';
+}
+
+/**
+ * The order's decision in place of the form (review ui s44 L5): approved with its number and period, or denied with
+ * the reviewer's reason and how to request again. No form and no "Revise": documentation sent now would not change it.
+ */
+function showOrderDecision(decided: { action: 'A1' | 'A3'; text: string }, returnUrl: string | undefined): void {
+  const headline =
+    decided.action === 'A1' ? decided.text.replace(/\. (Approved( on clinical review)?:.*)$/, '.') : decided.text.replace(/\. The denial is the decision.*$/, '.');
+  const rest = decided.text.slice(headline.length).trim();
+  byId('form-why').replaceChildren();
+  fill(
+    byId('result'),
+    h('h2', {}, 'Payer determination'),
+    h('p', { class: `decision decision-${decided.action === 'A1' ? 'approved' : 'not-covered'}`, 'data-testid': 'dtr-determination' }, headline),
+    rest ? h('p', {}, rest) : null,
+    h(
+      'p',
+      { class: 'saved' },
+      decided.action === 'A1'
+        ? 'The payer has approved this order: there is nothing more to document for it.'
+        : 'The payer has decided this order: documentation sent for it now would not change the decision.',
+    ),
+    returnUrl ? h('p', {}, h('a', { href: returnUrl, class: 'button' }, 'Return to the EHR')) : null,
+  );
+  byId('result').hidden = false;
+  byId('actions').hidden = true;
+  setStatus(`The payer has already decided this order: ${decided.action === 'A1' ? 'approved' : 'denied'}.`, 'ok');
 }
 
 /**

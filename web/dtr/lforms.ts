@@ -113,3 +113,55 @@ export function withPopulationContext(contained: Questionnaire, population: Exte
   });
   return missing.length === 0 ? contained : { ...contained, extension: [...(contained.extension ?? []), ...missing] };
 }
+
+/** The slice of LHC-Forms 40's form object (`LForms.LFormsData`) {@link responseWithoutInvalid} reads. */
+interface LFormsData {
+  itemList?: { linkId?: string; _validationErrors?: unknown[]; _skipLogicStatus?: string }[];
+  getFormData(...args: unknown[]): { items?: FormDataItem[] };
+  _invalidData?: boolean;
+}
+interface FormDataItem {
+  linkId?: string;
+  items?: FormDataItem[];
+}
+
+/**
+ * The response the form gives with the answers LHC-Forms cannot encode left out (letters in a number field, 2.5 for a
+ * count), and the linkIds left out; undefined when nothing is invalid, or when this build of LHC-Forms does not
+ * expose what is needed (then no response, as before). LHC-Forms gives no response at all while one answer is
+ * invalid (`getFormFHIRData` returns null), so a draft could not be saved and a reload lost every answer typed
+ * meanwhile (review ui s44 L4). Its own QuestionnaireResponse conversion is run over the form's data without those
+ * items. Reads LHC-Forms 40.1.3 internals (`_getFormObjectInScope`, `itemList[]._validationErrors`, `_invalidData`,
+ * `LForms.FHIR.R4.SDC.convertLFormsToQuestionnaireResponse`), pinned by the vendored copy and its browser test.
+ */
+export function responseWithoutInvalid(container: HTMLElement): { qr: QuestionnaireResponse; leftOut: string[] } | undefined {
+  const lf = (window as unknown as {
+    LForms?: {
+      Util?: { _getFormObjectInScope?: (el: HTMLElement) => LFormsData | undefined; checkValidity(el: HTMLElement): unknown };
+      FHIR?: { R4?: { SDC?: { convertLFormsToQuestionnaireResponse?: (data: unknown, noExtensions?: boolean) => QuestionnaireResponse | null } } };
+    };
+  }).LForms;
+  const data = lf?.Util?._getFormObjectInScope?.(container);
+  const sdc = lf?.FHIR?.R4?.SDC;
+  if (!data?.itemList || !sdc?.convertLFormsToQuestionnaireResponse) return undefined;
+  // checkValidity sets each item's validation errors (a disabled item has none that count).
+  lf!.Util!.checkValidity(container);
+  const leftOut = new Set(
+    data.itemList
+      .filter((i) => i.linkId && i._validationErrors?.length && i._skipLogicStatus !== 'target-disabled')
+      .map((i) => i.linkId!),
+  );
+  if (leftOut.size === 0) return undefined;
+  const prune = (items: FormDataItem[] | undefined): FormDataItem[] | undefined =>
+    items?.filter((i) => !leftOut.has(i.linkId ?? '')).map((i) => (i.items ? { ...i, items: prune(i.items) } : i));
+  // The conversion reads the form's data through getFormData and refuses it when `_invalidData` is set: a view of the
+  // form whose data leaves the invalid answers out, and so is valid.
+  const view = Object.create(data) as LFormsData;
+  view.getFormData = (...args: unknown[]) => {
+    const d = data.getFormData(...args);
+    return { ...d, items: prune(d.items) };
+  };
+  view._invalidData = false;
+  const qr = sdc.convertLFormsToQuestionnaireResponse(view);
+  return qr ? { qr, leftOut: [...leftOut] } : undefined;
+}

@@ -1,4 +1,4 @@
-import type { Extension, Resource } from '@medplum/fhirtypes';
+import type { Extension, OperationOutcome, Resource } from '@medplum/fhirtypes';
 
 /** CRD `ext-coverage-information` (CRD 2.0.1 and 2.2). */
 export const COVERAGE_INFO_URL = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
@@ -178,4 +178,20 @@ export function answeredAfter(answerAt: string | undefined, signedAt: string | u
   const a = Date.parse(answerAt);
   const b = Date.parse(signedAt);
   return Number.isNaN(a) || Number.isNaN(b) ? true : a > b;
+}
+
+/** X12 306 Action Code: the review action the payer names an order's decision by (A1 certified, A3 not certified). */
+const X12_306 = 'https://codesystem.x12.org/005010/306';
+
+/**
+ * The decision the order's record holds, as a `$questionnaire-package` outcome says it (src/dtr/questionnaire-package.ts
+ * `orderDecisionIssue`): an information issue whose details code it A1 or A3, with the reason. Read by the DTR app
+ * and by the demo EHR's chart (review ui s44 L5).
+ */
+export function orderDecisionOf(outcome: OperationOutcome | undefined): { action: 'A1' | 'A3'; text: string } | undefined {
+  for (const issue of outcome?.issue ?? []) {
+    const code = issue.details?.coding?.find((c) => c.system === X12_306)?.code;
+    if ((code === 'A1' || code === 'A3') && issue.details?.text) return { action: code, text: issue.details.text };
+  }
+  return undefined;
 }

@@ -1,0 +1,128 @@
+/**
+ * One decision per order (docs/design.md §8): once the order's record holds a decision (a reviewer's denial or approval,
+ * a PAS answer), `$questionnaire-package` for that order says so in its outcome, so a DTR client launched afterwards
+ * shows the decision rather than the "Still needed" of an earlier answer (review ui s44 L5).
+ */
+import type { MedicationRequest, OperationOutcome, Parameters, Resource } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { X12_306_REVIEW_ACTION } from '../../src/fhir/dtr-urls.js';
+import { buildApp } from '../helpers/app.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { storyOrder, storyResources } from '../helpers/stories.js';
+import { TODAY } from './helpers.js';
+
+const FHIR = 'application/fhir+json';
+const STORY = 'centene-missing-mrd';
+
+type App = ReturnType<typeof buildApp>['app'];
+
+async function signed(app: App, resources: Resource[], order: MedicationRequest): Promise<MedicationRequest> {
+  const res = await request(app)
+    .post('/cds-services/priorpath-order-sign')
+    .send(orderSignRequest(resources, order))
+    .expect(200);
+  return res.body.systemActions[0].resource as MedicationRequest;
+}
+
+/** The outcome of a package request for the signed order (both shapes: the 2.0.1 and 2.2 outcome parts say the same). */
+async function packageOutcomes(app: App, resources: Resource[], order: MedicationRequest): Promise<OperationOutcome[]> {
+  const res = await request(app)
+    .post('/fhir/Questionnaire/$questionnaire-package')
+    .set('Content-Type', FHIR)
+    .send(
+      JSON.stringify({
+        resourceType: 'Parameters',
+        parameter: [
+          { name: 'coverage', resource: resources.find((r) => r.resourceType === 'Coverage') },
+          { name: 'order', resource: order },
+        ],
+      }),
+    )
+    .expect(200);
+  const params = (res.body as Parameters).parameter ?? [];
+  expect(
+    params.some((p) => p.name === 'PackageBundle'),
+    'the form is still sent',
+  ).toBe(true);
+  return params
+    .filter((p) => p.resource?.resourceType === 'OperationOutcome')
+    .map((p) => p.resource as OperationOutcome);
+}
+
+const decisionIssues = (outcomes: OperationOutcome[]) =>
+  outcomes.flatMap((o) => o.issue).filter((i) => i.details?.coding?.some((c) => c.system === X12_306_REVIEW_ACTION));
+
+describe('$questionnaire-package names the decision the order already has', () => {
+  it('an undecided order (documentation required): no decision in the outcome', async () => {
+    const { app } = buildApp({ today: TODAY });
+    const resources = storyResources(STORY);
+    const order = await signed(app, resources, storyOrder(STORY, resources));
+    expect(decisionIssues(await packageOutcomes(app, resources, order))).toEqual([]);
+  });
+
+  it("a reviewer's denial: A3 with the reviewer's reason and how to request again, in both outcome parts", async () => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const resources = storyResources(STORY);
+    const draft = storyOrder(STORY, resources);
+    const order = await signed(app, resources, draft);
+    const key = {
+      payer: 'centene',
+      patientId: draft.subject!.reference!.replace('Patient/', ''),
+      orderRef: `MedicationRequest/${draft.id}`,
+      drug: 'blinatumomab',
+    };
+    expect((await storage.getOrderRecord(key))?.state).toBe('auth-needed');
+    await storage.applyOrderChange({
+      key,
+      from: ['auth-needed', 'pended'],
+      change: {
+        state: 'denied',
+        at: new Date().toISOString(),
+        source: 'review',
+        actor: 'Dr. R. Okafor',
+        reason: 'MRD not documented; attach the flow cytometry report',
+      },
+    });
+    const issues = decisionIssues(await packageOutcomes(app, resources, order));
+    expect(issues).toHaveLength(2);
+    for (const issue of issues) {
+      expect(issue.severity).toBe('information');
+      expect(issue.details!.coding![0].code).toBe('A3');
+      expect(issue.details!.text).toMatch(
+        /^Prior authorization denied: MRD not documented; attach the flow cytometry report\. The denial is the decision on this order/,
+      );
+    }
+  });
+
+  it("a reviewer's approval: A1 with the number and its period", async () => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const resources = storyResources(STORY);
+    const draft = storyOrder(STORY, resources);
+    const order = await signed(app, resources, draft);
+    const key = {
+      payer: 'centene',
+      patientId: draft.subject!.reference!.replace('Patient/', ''),
+      orderRef: `MedicationRequest/${draft.id}`,
+      drug: 'blinatumomab',
+    };
+    const end = new Date(Date.now() + 60 * 86_400_000).toISOString().slice(0, 10);
+    await storage.applyOrderChange({
+      key,
+      from: ['auth-needed', 'pended'],
+      change: {
+        state: 'approved',
+        at: new Date().toISOString(),
+        source: 'review',
+        actor: 'Dr. R. Okafor',
+        reason: 'MRD 0.4 % on the attached flow report',
+        authorization: { number: 'PA-CENTENE-REVIEW-1', start: TODAY, end },
+      },
+    });
+    const [issue] = decisionIssues(await packageOutcomes(app, resources, order));
+    expect(issue.details!.coding![0].code).toBe('A1');
+    expect(issue.details!.text).toMatch(
+      /^Prior authorization approved: PA-CENTENE-REVIEW-1, valid from \d{1,2} [A-Z][a-z]+ \d{4} to \d{1,2} [A-Z][a-z]+ \d{4}\. Approved on clinical review: MRD 0\.4 %/,
+    );
+  });
+});
