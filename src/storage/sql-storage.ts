@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { SqlDriver, SqlSession } from './sql-driver.js';
 import type {
   ApiAccessRecord,
+  ApprovalWithdrawal,
   AssertionRecord,
   AuthorizationRecord,
   CreatePasSubmissionOptions,
@@ -480,6 +481,39 @@ async function applyOrderChangesIn(db: SqlSession, changes: GuardedOrderChange[]
   for (const step of orderChangeSteps(byKey.map((i) => changes[i]))) results.push(await db.query(step.sql, step.params));
   const applied = appliedOf(changes.length, results);
   return changes.map((_, i) => applied[byKey.indexOf(i)]);
+}
+
+/**
+ * Whether the order's record ($1-$4) still holds approval $6 and whether a stored request other than $5 answers it for
+ * that order: an item A1 with that number and that order, anywhere among its items (the GIN index on `detail -> 'items'`,
+ * migration 17), whatever identifies its patient. Run after the record is locked (releasableIn), as its own statement:
+ * under READ COMMITTED it then sees every request stored by a transaction that held the lock before.
+ */
+const HELD_ELSEWHERE_SQL = `SELECT o.state, o.authorization_number,
+  EXISTS (SELECT 1 FROM pas_submissions s WHERE (s.detail -> 'items') @> $7::text::jsonb AND s.id <> $5) AS held
+  FROM order_authorizations o WHERE o.payer = $1 AND o.patient_id = $2 AND o.order_ref = $3 AND o.drug = $4 AND o.authorization_number = $6`;
+
+/** The items pattern HELD_ELSEWHERE_SQL looks for: an item answering `number` (A1) for the order `key`. */
+const carryingPattern = (key: OrderKey, number: string) =>
+  json([{ reviewAction: 'A1', order: { payer: key.payer, patientId: key.patientId, orderRef: key.orderRef, drug: key.drug }, authorization: { number } }]);
+
+/**
+ * The withdrawals of a Claim Update (PasUpdateInput.withdrawals) to apply, decided in `tx` after the update's own row is
+ * written: every order the update changes is locked first (in key order, as applyOrderChangesIn takes them, so no two
+ * transactions wait on each other), and each approval is withdrawn only while its record still holds it and no other
+ * stored request answers it. Two duplicate requests cancelled at once (review-diff s44 D1): the second to take the
+ * lock waits for the first to commit and then sees its request cancelled, so it withdraws what the first kept.
+ */
+async function releasableIn(tx: SqlSession, submissionId: string, withdrawals: ApprovalWithdrawal[], orders: GuardedOrderChange[]): Promise<GuardedOrderChange[]> {
+  if (withdrawals.length === 0) return [];
+  const keys = new Map([...withdrawals.map((w) => w.change), ...orders].map((c) => [keyText(c.key), c.key]));
+  for (const k of [...keys.keys()].sort()) await tx.query(`SELECT 1 FROM order_authorizations WHERE ${BY_KEY} FOR UPDATE`, keyParams(keys.get(k)!));
+  const kept: GuardedOrderChange[] = [];
+  for (const w of withdrawals) {
+    const [row] = await tx.query<{ state: string; held: boolean }>(HELD_ELSEWHERE_SQL, [...keyParams(w.change.key), submissionId, w.number, carryingPattern(w.change.key, w.number)]);
+    if (row?.state === 'approved' && !row.held) kept.push(w.change);
+  }
+  return kept;
 }
 
 /** Orders changes by their order's key (stable: one order's changes keep the order they were made in). */
@@ -1436,9 +1470,11 @@ export class SqlStorage implements Storage {
   async updatePasSubmission(input: PasUpdateInput): Promise<{ applied: boolean; submission?: PasSubmission; blockedBy?: OrderRecord }> {
     this.open();
     const { update: u, next, orders, authorization } = input;
-    this.noteOrders(orders.map((o) => o.key));
+    const withdrawals = input.withdrawals ?? [];
+    const keys = [...orders, ...withdrawals.map((w) => w.change)].map((o) => o.key);
+    this.noteOrders(keys);
     // The orders' changes queued behind hook answers are written first, so the guards see them.
-    await this.behind.settled(orders.map((o) => o.key));
+    await this.behind.settled(keys);
     try {
       const applied = await this.driver.transaction(async (tx) => {
         const rows = await tx.query<{ id: string; payer: string }>(
@@ -1462,8 +1498,9 @@ export class SqlStorage implements Storage {
         );
         // The same update was applied meanwhile (a concurrent resend): this one rolls back and is answered as a resend.
         if (recorded.length === 0) throw new SubmissionMoved();
-        const changed = await applyOrderChangesIn(tx, orders);
-        const refused = orders.find((_, i) => !changed[i]);
+        const all = [...(await releasableIn(tx, u.submissionId, withdrawals, orders)), ...orders];
+        const changed = await applyOrderChangesIn(tx, all);
+        const refused = all.find((_, i) => !changed[i]);
         if (refused) throw new OrderRefused(refused.key);
         if (authorization) {
           await tx.query(

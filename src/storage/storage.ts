@@ -399,8 +399,26 @@ export interface PasUpdateInput {
   next: Pick<PasSubmission, 'status' | 'reviewAction' | 'needed' | 'preAuthRef' | 'preAuthPeriod' | 'claimResponse' | 'responseBundle' | 'detail' | 'requestBundle' | 'claimIdentifiers'>;
   /** The orders the update pends, releases or withdraws, in the same transaction; any refused change refuses it. */
   orders: GuardedOrderChange[];
+  /**
+   * Approvals the update's cancelled items carried and let go of (docs/design.md §8 "Claim updates"): each `change`
+   * (guarded `from: ['approved']`, `withdrawsApproval`) is applied only when, decided in the same transaction with the
+   * order's record locked, the record still holds `number` and no other stored request has an item answering
+   * `number` for that order (A1), wherever the item is in that request and whatever identifies its patient. Otherwise
+   * it is left out, and the update applies without it: an approval another request still certifies stays. Decided
+   * there, not before, so that of two requests carrying one approval cancelled at the same time, on any replica, the
+   * one stored last withdraws it (each read alone sees the other still carrying it; review-diff s44 D1).
+   */
+  withdrawals?: ApprovalWithdrawal[];
   /** An authorization the update issued (stored under the submission's payer). */
   authorization?: AuthorizationRecord;
+}
+
+/** An approval a cancelled PAS item carried, withdrawn unless another request still answers it (PasUpdateInput). */
+export interface ApprovalWithdrawal {
+  /** The approval's number, as the cancelled item answered it. */
+  number: string;
+  /** The order's change that withdraws it. */
+  change: GuardedOrderChange;
 }
 
 /** A decided DTR response with what its determination records, stored atomically. */
