@@ -5,7 +5,7 @@ import type { Logger } from '../logger.js';
 import type { ApprovalWithdrawal, GuardedOrderChange, OrderKey, OrderRecord, PasSubmission, Storage } from '../storage/storage.js';
 import { adjudicate } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
-import { itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
+import { answeredApprovals, itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
 import type { PasVersion } from './pas-version.js';
 import { identifierKey, parsePasRequest } from './request-bundle.js';
 import type { PasRequest } from './request-bundle.js';
@@ -179,6 +179,7 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
     },
     orders: [...releases, ...decisions, ...pends],
     withdrawals,
+    answers: answeredApprovals(decided),
     ...(issued ? { authorization: issued } : {}),
   });
   if (!result.applied) return undefined;

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type {
   ApiAccessRecord,
+  AnsweredApproval,
   ApprovalWithdrawal,
   AssertionRecord,
   AuthorizationRecord,
@@ -234,6 +235,8 @@ export class MemoryStorage implements Storage {
     if (waiting) return { created: false, waiting: structuredClone(waiting) };
     const refused = orders.find((o) => !this.allows(o));
     if (refused) return { created: false, blockedBy: structuredClone(this.orders.get(orderKeyOf(refused.key))!) };
+    const unheld = this.unheld(opts.answers);
+    if (unheld) return { created: false, ...this.recordOf(unheld) };
     const stored: PasSubmission = { ...structuredClone(s), updatedAt: s.createdAt, decisions: [], revision: 0 };
     this.submissions.set(s.id, stored);
     for (const o of orders) this.applyNow(o);
@@ -401,6 +404,8 @@ export class MemoryStorage implements Storage {
     const orders = [...withdrawn, ...input.orders];
     const refused = orders.find((o) => !this.allows(o));
     if (refused) return { applied: false, submission: structuredClone(s), blockedBy: structuredClone(this.orders.get(orderKeyOf(refused.key))!) };
+    const unheld = this.unheld(input.answers);
+    if (unheld) return { applied: false, submission: structuredClone(s), ...this.recordOf(unheld) };
     for (const o of orders) this.applyNow(o);
     Object.assign(s, structuredClone(input.next), { updatedAt: u.createdAt, revision: s.revision + 1 });
     this.updates.push(structuredClone(u));
@@ -421,6 +426,20 @@ export class MemoryStorage implements Storage {
         (i) => i.reviewAction === 'A1' && i.authorization?.number === number && i.order && orderKeyOf(i.order) === orderKeyOf(key),
       );
     return ![...this.submissions.values()].some((s) => s.id !== submissionId && carries(s));
+  }
+
+  /** The first approval answered from an order's record (AnsweredApproval) that the record no longer holds. */
+  private unheld(answers: AnsweredApproval[] = []): OrderKey | undefined {
+    return answers.find(({ key, number }) => {
+      const record = this.orders.get(orderKeyOf(key));
+      return record?.state !== 'approved' || record.authorization?.number !== number;
+    })?.key;
+  }
+
+  /** `blockedBy`: the order's record as it stands, when it has one. */
+  private recordOf(key: OrderKey): { blockedBy?: OrderRecord } {
+    const record = this.orders.get(orderKeyOf(key));
+    return record ? { blockedBy: structuredClone(record) } : {};
   }
 
   async findPasSubmissions(q: PasQuery): Promise<PasSubmission[]> {
@@ -454,7 +473,7 @@ export class MemoryStorage implements Storage {
     const s = this.submissions.get(input.decision.submissionId);
     if (!s) return { applied: false };
     if (s.reviewAction !== 'A4' || (input.revision !== undefined && input.revision !== s.revision)) return { applied: false, submission: structuredClone(s) };
-    if ((input.orders ?? []).some((o) => !this.allows(o))) return { applied: false, submission: structuredClone(s) };
+    if ((input.orders ?? []).some((o) => !this.allows(o)) || this.unheld(input.answers)) return { applied: false, submission: structuredClone(s) };
     for (const o of input.orders ?? []) this.applyNow(o);
     Object.assign(s, structuredClone(input.next), { updatedAt: input.decision.decidedAt, revision: s.revision + 1 });
     s.decisions.push({ ...input.decision });

@@ -212,6 +212,24 @@ export interface CreatePasSubmissionOptions {
    * `waiting` is the client's request.
    */
   waitingOn?: OrderKey[];
+  /**
+   * The approvals the request's items answer from their orders' records (AnsweredApproval): it is stored only while
+   * each record still holds its number, checked with the records locked in the same transaction. Otherwise nothing is
+   * written and `blockedBy` is the record as it stands.
+   */
+  answers?: AnsweredApproval[];
+}
+
+/**
+ * An approval a PAS request's item answers from its order's record (pas/decide-items.ts withOrderRecords: A1 with the
+ * order's number, issued before). A write carrying it checks, with the order's record locked, that the record still
+ * holds it: a cancellation withdrawing it at the same moment (PasUpdateInput.withdrawals, which looks for the requests
+ * still carrying it with the same lock held) then either sees this request stored or is seen by it, so no request is
+ * stored answering a number its order no longer holds (docs/design.md §8 "Claim updates").
+ */
+export interface AnsweredApproval {
+  key: OrderKey;
+  number: string;
 }
 
 /** A guarded change: applied when the order has no record yet or its state is one of `from`. */
@@ -409,6 +427,8 @@ export interface PasUpdateInput {
    * one stored last withdraws it (each read alone sees the other still carrying it; review-diff s44 D1).
    */
   withdrawals?: ApprovalWithdrawal[];
+  /** The approvals its items decided again answer from their orders' records: applied only while held (AnsweredApproval). */
+  answers?: AnsweredApproval[];
   /** An authorization the update issued (stored under the submission's payer). */
   authorization?: AuthorizationRecord;
 }
@@ -461,6 +481,8 @@ export interface ReviewDecisionInput {
   revision?: number;
   /** The authorization issued on approval (stored under the submission's payer). */
   authorization?: AuthorizationRecord;
+  /** The approvals its items take from their orders' records (settle-pended.ts): applied only while held (AnsweredApproval). */
+  answers?: AnsweredApproval[];
 }
 
 /** The reviewer work list entry: identifiers, payer, policy and what is needed; no clinical content. */

@@ -553,3 +553,86 @@ describe('PAS Claim Updates: two duplicate requests cancelled at the same time (
     expect(fresh.preAuthRef).not.toBe(number);
   });
 });
+
+/**
+ * Holds the first Claim Update made through `storages` until a new request is about to be stored, and that request
+ * until the update is stored: the request read the order's record (its approval) before the update withdrew it, and
+ * is stored after. Returns the undo.
+ */
+function cancelledWhileAnswered(storages: Storage[]): () => void {
+  let arrived!: () => void;
+  let stored!: () => void;
+  const storing = new Promise<void>((go) => (arrived = go));
+  const cancelled = new Promise<void>((go) => (stored = go));
+  let holding = { update: true, create: true };
+  for (const s of new Set(storages)) {
+    const update = s.updatePasSubmission.bind(s);
+    const create = s.createPasSubmissionForOrders.bind(s);
+    s.updatePasSubmission = async (input: PasUpdateInput) => {
+      if (!holding.update) return update(input);
+      holding = { ...holding, update: false };
+      await storing;
+      try {
+        return await update(input);
+      } finally {
+        stored();
+      }
+    };
+    s.createPasSubmissionForOrders = async (...args: Parameters<Storage['createPasSubmissionForOrders']>) => {
+      if (!holding.create) return create(...args);
+      holding = { ...holding, create: false };
+      arrived();
+      await cancelled;
+      return create(...args);
+    };
+  }
+  return () => {
+    for (const s of new Set(storages)) {
+      delete (s as { updatePasSubmission?: unknown }).updatePasSubmission;
+      delete (s as { createPasSubmissionForOrders?: unknown }).createPasSubmissionForOrders;
+    }
+  };
+}
+
+describe('PAS: the request carrying an approval cancelled while a resend answers it from the order record', () => {
+  let second: SqlStorage | undefined;
+  beforeAll(async () => {
+    if (url) second = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
+  }, 120_000);
+  afterAll(async () => {
+    await second?.close();
+  });
+  const replicas: [string, () => [Storage, Storage]][] = [
+    ['MemoryStorage, one process', () => ((m) => [m, m])(new MemoryStorage()) as [Storage, Storage]],
+    ['embedded PGlite, one process', () => [pglite, pglite]],
+    ...(url ? [['PostgreSQL, two replicas', () => [postgres!, second!]] as [string, () => [Storage, Storage]]] : []),
+  ];
+
+  it.each(replicas)('never stores the resend answering a number its order no longer holds: it is decided again (%s)', async (_name, both) => {
+    const [one, other] = both();
+    const apps = [pasApp(one).app, pasApp(other).app];
+    const submit = (n: number, body: unknown) => request(apps[n]).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
+    const orderId = `order-${randomUUID()}`;
+    const key = { payer: 'centene', patientId: STORY, orderRef: `MedicationRequest/${orderId}`, drug: 'blinatumomab' };
+    const first = storyBundle(STORY, { orderId });
+    const number = claimResponseOf((await submit(0, first).expect(200)).body).preAuthRef!;
+
+    // The request is cancelled through one replica while its resend, under a new Bundle identifier, is decided on the
+    // other: the resend reads the order's approval before the cancellation is stored, and is stored after it.
+    const undo = cancelledWhileAnswered([one, other]);
+    let resent: Bundle;
+    try {
+      const [cancel, resend] = await Promise.all([submit(0, updateOf(first, [], { cancelAll: true })), submit(1, storyBundle(STORY, { orderId }))]);
+      expect(itemsOf(cancel.body)).toEqual(['1:C']);
+      resent = resend.body as Bundle;
+    } finally {
+      undo();
+    }
+    // The order's record and the resend agree: the resend was decided again after the withdrawal (a new number, the
+    // order's), never stored answering the withdrawn one.
+    const cr = claimResponseOf(resent);
+    expect(reviewActions(cr)).toEqual([`${X12}#A1`]);
+    expect(cr.preAuthRef).not.toBe(number);
+    expect(await one.getOrderRecord(key)).toMatchObject({ state: 'approved', authorization: { number: cr.preAuthRef } });
+  });
+});

@@ -931,6 +931,38 @@ export function storageContract(get: () => Storage): void {
     }
   });
 
+  it("stores a request, an update or a settled decision answering an order's approval only while the order's record holds it (AnsweredApproval)", async () => {
+    const { key, number, first, second, cancel } = await twoCarriers();
+    const answers = [{ key, number }];
+    const resend = newSubmission({ status: 'approved', reviewAction: 'A1', needed: [], preAuthRef: number, detail: { items: [{ sequence: 1, reviewAction: 'A1', order: key, authorization: { number } }] } });
+    expect((await get().createPasSubmissionForOrders(resend, [], undefined, { answers })).created).toBe(true);
+    await cancel(first);
+    await cancel(second);
+    // Still carried by the resend: held.
+    expect(await get().getOrderRecord(key)).toMatchObject({ state: 'approved', authorization: { number } });
+    await cancel(resend);
+    expect((await get().getOrderRecord(key))?.state).toBe('auth-needed');
+    // Withdrawn: a request, an update or a pended request's settling that answers it is refused, nothing written.
+    const late = newSubmission({ status: 'approved', reviewAction: 'A1', needed: [], preAuthRef: number });
+    const refused = await get().createPasSubmissionForOrders(late, [], undefined, { answers });
+    expect(refused).toMatchObject({ created: false, blockedBy: { state: 'auth-needed' } });
+    expect(await get().getPasSubmission(late.id)).toBeUndefined();
+    const pended = newSubmission();
+    await get().createPasSubmission(pended);
+    const next = { status: 'approved' as const, reviewAction: 'A1' as const, needed: [], claimResponse: {}, responseBundle: {}, detail: { items: [{ sequence: 1, reviewAction: 'A1', order: key, authorization: { number } }] } };
+    const decision = { submissionId: pended.id, decision: 'approve' as const, reviewer: 'Order signing (CRD)', reason: 'criteria met', decidedAt: new Date().toISOString(), authorizationNumber: number };
+    expect((await get().recordReviewDecision({ decision, next, orders: [], answers, revision: 0 })).applied).toBe(false);
+    const update = await get().updatePasSubmission({
+      update: { submissionId: pended.id, bundleIdentifier: `urn:test:update|${randomUUID()}`, requestHash: 'd'.repeat(64), claimIdentifiers: [], kind: 'update', requestBundle: {}, createdAt: new Date().toISOString() },
+      revision: 0,
+      next: { ...next, requestBundle: pended.requestBundle, claimIdentifiers: pended.claimIdentifiers },
+      orders: [],
+      answers,
+    });
+    expect(update).toMatchObject({ applied: false, blockedBy: { state: 'auth-needed' } });
+    expect(await get().getPasSubmission(pended.id)).toMatchObject({ reviewAction: 'A4', revision: 0, decisions: [] });
+  });
+
   it('pends an order for exactly one of many concurrent PAS requests; the others see which', async () => {
     const key = orderKey();
     const subs = Array.from({ length: 6 }, () => newSubmission());
