@@ -2,10 +2,10 @@ import type { Content, Payer } from '../content.js';
 import { PROVISIONAL, cancelledApprovalReason, isDecided } from '../coverage/order-record.js';
 import { badRequest } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { GuardedOrderChange, OrderKey, OrderRecord, PasSubmission, Storage } from '../storage/storage.js';
+import type { ApprovalWithdrawal, GuardedOrderChange, OrderKey, OrderRecord, PasSubmission, Storage } from '../storage/storage.js';
 import { adjudicate } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
-import { itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
+import { answeredApprovals, itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
 import type { PasVersion } from './pas-version.js';
 import { identifierKey, parsePasRequest } from './request-bundle.js';
 import type { PasRequest } from './request-bundle.js';
@@ -49,33 +49,13 @@ const sharesOrder = (key: OrderKey, items: ItemDecision[], except: number) =>
   items.some((i) => i.sequence !== except && i.reviewAction !== 'C' && i.order && JSON.stringify(i.order) === JSON.stringify(key));
 
 /**
- * The approvals of cancelled items that another stored request still carries (an item answered A1 with the same number
- * for the same order, e.g. the same request resent under a new Bundle identifier, design.md §8 "One authorization per
- * order"): cancelling one of them does not withdraw the order's approval, which the other request still certifies
- * (docs/design.md §8 "Claim updates": an order another request holds stays held). Found by the number (the requests
- * answering it) and the patient's identifiers (a request whose approved item is not its first).
- */
-const heldKey = (number: string, order: OrderKey) => `${number} ${JSON.stringify(order)}`;
-
-async function heldElsewhere(storage: Storage, s: PasSubmission, cancelling: ItemDecision[]): Promise<Set<string>> {
-  const numbers = cancelling.filter((i) => i.reviewAction === 'A1' && i.order && i.authorization?.number).map((i) => i.authorization!.number);
-  if (numbers.length === 0) return new Set();
-  const others = (await storage.findPasSubmissions({ preAuthRefs: numbers, patientIdentifiers: s.patientIdentifiers, limit: 500 })).filter((o) => o.id !== s.id);
-  const held = new Set<string>();
-  for (const o of others) {
-    for (const i of (o.detail as { items?: ItemDecision[] }).items ?? []) {
-      if (i.reviewAction === 'A1' && i.order && i.authorization?.number && numbers.includes(i.authorization.number)) held.add(heldKey(i.authorization.number, i.order));
-    }
-  }
-  return held;
-}
-
-/**
  * The order change a cancelled item makes (design.md §8, one record per order): a review this request pends for the
  * order is released (the order goes back to `auth-needed`, and the request leaves the reviewer's queue once nothing
  * else of it is pended), and an approval this request carries for it is withdrawn (the submitter no longer needs it;
  * the number stays in the order's history). A denial stays the order's decision; an order another request pends or
- * decided stays that request's, and an approval another request still carries stays (heldElsewhere).
+ * decided stays that request's. Whether an approval another stored request still carries stays is decided by storage,
+ * in the transaction that stores the update (PasUpdateInput.withdrawals): read here, before it, two duplicate
+ * requests cancelled at once each saw the other still carrying it and both kept it (review-diff s44 D1).
  */
 function releaseOf(item: ItemDecision, record: OrderRecord | undefined, s: PasSubmission, at: string): GuardedOrderChange | undefined {
   if (!item.order || !record) return undefined;
@@ -153,10 +133,18 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
   // The orders change with the request, or neither: decided or pended for the items decided again, released or
   // withdrawn for cancelled items.
   const orderRecords = await Promise.all(cancelling.map((i) => (i.order ? storage.getOrderRecord(i.order) : Promise.resolve(undefined))));
-  const stillHeld = await heldElsewhere(storage, s, cancelling);
-  const releases = cancelling
-    .map((i, n) => (i.order && (sharesOrder(i.order, next, i.sequence) || (i.authorization && stillHeld.has(heldKey(i.authorization.number, i.order)))) ? undefined : releaseOf(i, orderRecords[n], s, at)))
-    .filter((c): c is GuardedOrderChange => !!c);
+  const released = cancelling.map((i, n) => (i.order && sharesOrder(i.order, next, i.sequence) ? undefined : releaseOf(i, orderRecords[n], s, at)));
+  const releases = released.filter((c): c is GuardedOrderChange => !!c && !c.change.withdrawsApproval);
+  // An approval is withdrawn only if no other stored request still answers it: storage decides, with the write. Once
+  // per order (two cancelled items of the request naming one order withdraw it once).
+  const withdrawals = [
+    ...new Map(
+      cancelling.flatMap((i, n): [string, ApprovalWithdrawal][] => {
+        const change = released[n];
+        return change?.change.withdrawsApproval && i.authorization ? [[JSON.stringify(change.key), { number: i.authorization.number, change }]] : [];
+      }),
+    ).values(),
+  ];
   const pends = decided
     .filter((d, n): d is ItemDecision & { order: OrderKey } => !!d.order && d.reviewAction === 'A4' && records[n]?.state !== 'pended' && !isDecided(records[n]))
     .map((d) => ({
@@ -190,6 +178,8 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
       claimIdentifiers: [...new Set([...s.claimIdentifiers, ...claimIdentifiers])],
     },
     orders: [...releases, ...decisions, ...pends],
+    withdrawals,
+    answers: answeredApprovals(decided),
     ...(issued ? { authorization: issued } : {}),
   });
   if (!result.applied) return undefined;

@@ -2,7 +2,7 @@ import { UNDECIDED, afterReviewDenialNeeded, changedSinceDenial, recordedDecisio
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { FactResult } from '../policies/evaluate-policy.js';
 import { orderStartOf } from '../policies/evaluation-data.js';
-import type { AuthorizationRecord, GuardedOrderChange, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
+import type { AnsweredApproval, AuthorizationRecord, GuardedOrderChange, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
 import { coverageLastDay } from '../coverage/payer.js';
 import { approvalCovers } from './approval-covers.js';
@@ -82,6 +82,16 @@ async function reopenedDenial(
   const reason = await changedSinceDenial(storage, policy, { evaluation: { facts }, fromClaimItem: true, ...(ownStart ? { orderDate: item.orderDate } : {}) }, record);
   if (!reason) return record;
   return (await storage.applyOrderChange(reopenDenialChange(record, reason, { source: 'pas', actor: opts.actor, policyId: item.policyId }))).record;
+}
+
+/**
+ * The approvals `items` answer from their orders' records (A1 with the order's number, withOrderRecords). The write that
+ * stores them checks, with the records locked, that each record still holds its number (storage AnsweredApproval): a
+ * cancellation of the last other request carrying it, at the same moment, either sees this one or withdraws it first,
+ * and then this one is decided again (docs/design.md §8 "Claim updates").
+ */
+export function answeredApprovals(items: ItemDecision[]): AnsweredApproval[] {
+  return items.flatMap((i) => (i.fromOrderRecord && i.reviewAction === 'A1' && i.order && i.authorization ? [{ key: i.order, number: i.authorization.number }] : []));
 }
 
 /** One authorization number for the new approvals of a request; every such item carries it, each with its own period. */

@@ -11,7 +11,7 @@ import { readableBy } from '../storage/storage.js';
 import { payerClientOf } from '../http/payer-api-auth.js';
 import { PROVISIONAL, isDecided } from '../coverage/order-record.js';
 import { adjudicate } from './adjudicate.js';
-import { itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
+import { answeredApprovals, itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
 import type { ItemDecision } from './adjudicate.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
 import { parseInquiry, samePatient } from './inquiry.js';
@@ -334,7 +334,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
     // New approvals and denials become the orders' decisions with the request, or not at all (a concurrent resend
     // stored first records none of this one's); a concurrent decision of the same order wins, and it is taken below.
     const decisions = itemDecisionChanges(items, { submissionId: id, at: created });
-    const result = await storage.createPasSubmissionForOrders(submission, [...decisions, ...pending], authorization, waitingOn ? { waitingOn } : undefined);
+    const answers = answeredApprovals(items);
+    const result = await storage.createPasSubmissionForOrders(submission, [...decisions, ...pending], authorization, { ...(waitingOn ? { waitingOn } : {}), ...(answers.length > 0 ? { answers } : {}) });
     if (!result.created) {
       if (result.submission) return replay(result.submission, request);
       // Another request (or path) pended or decided one of these orders first, or another request of this client

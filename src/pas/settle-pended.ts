@@ -8,6 +8,7 @@ import { parsePasRequest } from './request-bundle.js';
 import { coverageLastDay } from '../coverage/payer.js';
 import { answeredVersion } from './pas-version.js';
 import { approvalCovers, quantityOf } from './approval-covers.js';
+import { answeredApprovals } from './decide-items.js';
 
 /**
  * Who decided an order, in the words the reviewer's decision history shows (stored as the decision's `reviewer`):
@@ -68,8 +69,9 @@ export async function settlePended(
   const approved = next.find((i) => i.reviewAction === 'A1' && i.authorization)?.authorization;
   const first = changed[0].item;
   const result = await storage.recordReviewDecision({
-    // The orders already hold these decisions: nothing to change there.
+    // The orders already hold these decisions: nothing to change there, but the approvals taken must still be theirs.
     orders: [],
+    answers: answeredApprovals(changed.map((x) => x.item)),
     // Not over a Claim Update made meanwhile (it may have cancelled the item).
     revision: s.revision,
     decision: {

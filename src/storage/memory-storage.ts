@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type {
   ApiAccessRecord,
+  AnsweredApproval,
+  ApprovalWithdrawal,
   AssertionRecord,
   AuthorizationRecord,
   CreatePasSubmissionOptions,
@@ -233,6 +235,8 @@ export class MemoryStorage implements Storage {
     if (waiting) return { created: false, waiting: structuredClone(waiting) };
     const refused = orders.find((o) => !this.allows(o));
     if (refused) return { created: false, blockedBy: structuredClone(this.orders.get(orderKeyOf(refused.key))!) };
+    const unheld = this.unheld(opts.answers);
+    if (unheld) return { created: false, ...this.recordOf(unheld) };
     const stored: PasSubmission = { ...structuredClone(s), updatedAt: s.createdAt, decisions: [], revision: 0 };
     this.submissions.set(s.id, stored);
     for (const o of orders) this.applyNow(o);
@@ -395,15 +399,49 @@ export class MemoryStorage implements Storage {
     if (!s) return { applied: false };
     const resent = this.updates.some((x) => x.bundleIdentifier === u.bundleIdentifier && (x.clientId ?? '') === (u.clientId ?? '') && x.requestHash === u.requestHash);
     if (s.revision !== input.revision || resent) return { applied: false, submission: structuredClone(s) };
-    const refused = input.orders.find((o) => !this.allows(o));
+    // The approvals nobody else carries any more, read in the same step as the writes (PasUpdateInput.withdrawals).
+    const withdrawn = (input.withdrawals ?? []).filter((w) => this.releasable(s.id, w)).map((w) => w.change);
+    const orders = [...withdrawn, ...input.orders];
+    const refused = orders.find((o) => !this.allows(o));
     if (refused) return { applied: false, submission: structuredClone(s), blockedBy: structuredClone(this.orders.get(orderKeyOf(refused.key))!) };
-    for (const o of input.orders) this.applyNow(o);
+    const unheld = this.unheld(input.answers);
+    if (unheld) return { applied: false, submission: structuredClone(s), ...this.recordOf(unheld) };
+    for (const o of orders) this.applyNow(o);
     Object.assign(s, structuredClone(input.next), { updatedAt: u.createdAt, revision: s.revision + 1 });
     this.updates.push(structuredClone(u));
     const a = input.authorization;
     if (a && !this.authorizations.has(a.number)) this.authorizations.set(a.number, { ...a, payer: s.payer, source: 'pas', submissionId: s.id, issuedAt: u.createdAt });
     return { applied: true, submission: structuredClone(s) };
   }
+  /**
+   * Whether an approval a cancelled item of `submissionId` carried is to be withdrawn: the order's record still holds
+   * its number and no other stored request answers it for that order (any of its items, A1). No await: one step with
+   * the update's writes.
+   */
+  private releasable(submissionId: string, { number, change: { key } }: ApprovalWithdrawal): boolean {
+    const record = this.orders.get(orderKeyOf(key));
+    if (record?.state !== 'approved' || record.authorization?.number !== number) return false;
+    const carries = (s: PasSubmission) =>
+      ((s.detail as { items?: { reviewAction?: string; order?: OrderKey; authorization?: { number?: string } }[] }).items ?? []).some(
+        (i) => i.reviewAction === 'A1' && i.authorization?.number === number && i.order && orderKeyOf(i.order) === orderKeyOf(key),
+      );
+    return ![...this.submissions.values()].some((s) => s.id !== submissionId && carries(s));
+  }
+
+  /** The first approval answered from an order's record (AnsweredApproval) that the record no longer holds. */
+  private unheld(answers: AnsweredApproval[] = []): OrderKey | undefined {
+    return answers.find(({ key, number }) => {
+      const record = this.orders.get(orderKeyOf(key));
+      return record?.state !== 'approved' || record.authorization?.number !== number;
+    })?.key;
+  }
+
+  /** `blockedBy`: the order's record as it stands, when it has one. */
+  private recordOf(key: OrderKey): { blockedBy?: OrderRecord } {
+    const record = this.orders.get(orderKeyOf(key));
+    return record ? { blockedBy: structuredClone(record) } : {};
+  }
+
   async findPasSubmissions(q: PasQuery): Promise<PasSubmission[]> {
     return [...this.submissions.values()]
       .filter((s) => q.readableBy === undefined || readableBy(s.clientId, q.readableBy))
@@ -435,7 +473,7 @@ export class MemoryStorage implements Storage {
     const s = this.submissions.get(input.decision.submissionId);
     if (!s) return { applied: false };
     if (s.reviewAction !== 'A4' || (input.revision !== undefined && input.revision !== s.revision)) return { applied: false, submission: structuredClone(s) };
-    if ((input.orders ?? []).some((o) => !this.allows(o))) return { applied: false, submission: structuredClone(s) };
+    if ((input.orders ?? []).some((o) => !this.allows(o)) || this.unheld(input.answers)) return { applied: false, submission: structuredClone(s) };
     for (const o of input.orders ?? []) this.applyNow(o);
     Object.assign(s, structuredClone(input.next), { updatedAt: input.decision.decidedAt, revision: s.revision + 1 });
     s.decisions.push({ ...input.decision });

@@ -429,6 +429,17 @@ ALTER TABLE crd_assertions ADD COLUMN answered_facts jsonb;
 ALTER TABLE crd_assertions ADD COLUMN coverage_end text;
 `,
   },
+  {
+    version: 17,
+    name: "the stored PAS requests answering an approval for an order, found by their items",
+    sql: `
+-- A cancelled PAS request withdraws its order's approval only when no other stored request still answers it (an item
+-- A1 with the number, for that order; design.md §8 "Claim updates"), decided in the update's transaction
+-- (SqlStorage.updatePasSubmission). That item may be any of the request's items and its patient may carry no
+-- identifier, so the requests are found by their items: "items containing this one" (@>) from the index.
+CREATE INDEX pas_submissions_items ON pas_submissions USING gin ((detail -> 'items') jsonb_path_ops);
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

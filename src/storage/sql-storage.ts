@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { SqlDriver, SqlSession } from './sql-driver.js';
 import type {
   ApiAccessRecord,
+  AnsweredApproval,
+  ApprovalWithdrawal,
   AssertionRecord,
   AuthorizationRecord,
   CreatePasSubmissionOptions,
@@ -480,6 +482,56 @@ async function applyOrderChangesIn(db: SqlSession, changes: GuardedOrderChange[]
   for (const step of orderChangeSteps(byKey.map((i) => changes[i]))) results.push(await db.query(step.sql, step.params));
   const applied = appliedOf(changes.length, results);
   return changes.map((_, i) => applied[byKey.indexOf(i)]);
+}
+
+/**
+ * Whether the order's record ($1-$4) still holds approval $6 and whether a stored request other than $5 answers it for
+ * that order: an item A1 with that number and that order, anywhere among its items (the GIN index on `detail -> 'items'`,
+ * migration 17), whatever identifies its patient. Run after the record is locked (releasableIn), as its own statement:
+ * under READ COMMITTED it then sees every request stored by a transaction that held the lock before.
+ */
+const HELD_ELSEWHERE_SQL = `SELECT o.state, o.authorization_number,
+  EXISTS (SELECT 1 FROM pas_submissions s WHERE (s.detail -> 'items') @> $7::text::jsonb AND s.id <> $5) AS held
+  FROM order_authorizations o WHERE o.payer = $1 AND o.patient_id = $2 AND o.order_ref = $3 AND o.drug = $4 AND o.authorization_number = $6`;
+
+/** The items pattern HELD_ELSEWHERE_SQL looks for: an item answering `number` (A1) for the order `key`. */
+const carryingPattern = (key: OrderKey, number: string) =>
+  json([{ reviewAction: 'A1', order: { payer: key.payer, patientId: key.patientId, orderRef: key.orderRef, drug: key.drug }, authorization: { number } }]);
+
+/**
+ * Locks the records of `keys` that exist, in key order, as applyOrderChangesIn takes them (so no two transactions wait
+ * on each other): the statements `tx` runs next see what every earlier holder of these locks committed (READ
+ * COMMITTED), and a later one sees what `tx` commits.
+ */
+async function lockOrdersIn(tx: SqlSession, keys: OrderKey[]): Promise<void> {
+  const byText = new Map(keys.map((k) => [keyText(k), k]));
+  for (const k of [...byText.keys()].sort()) await tx.query(`SELECT 1 FROM order_authorizations WHERE ${BY_KEY} FOR UPDATE`, keyParams(byText.get(k)!));
+}
+
+/** The first approval answered from an order's record (AnsweredApproval) that the record, locked (lockOrdersIn), no longer holds. */
+async function unheldIn(tx: SqlSession, answers: AnsweredApproval[]): Promise<OrderKey | undefined> {
+  for (const a of answers) {
+    const held = await tx.query(`SELECT 1 FROM order_authorizations WHERE ${BY_KEY} AND state = 'approved' AND authorization_number = $5`, [...keyParams(a.key), a.number]);
+    if (held.length === 0) return a.key;
+  }
+  return undefined;
+}
+
+/**
+ * The withdrawals of a Claim Update (PasUpdateInput.withdrawals) to apply, decided in `tx` after the update's own row is
+ * written and its orders' records are locked (lockOrdersIn): each approval is withdrawn only while its record still
+ * holds it and no other stored request answers it. Two duplicate requests cancelled at once (review-diff s44 D1): the
+ * second to take the lock waits for the first to commit and then sees its request cancelled, so it withdraws what the
+ * first kept; a request answering the approval from the record is stored only while the record holds it (unheldIn,
+ * under the same lock), so it is either seen here or refused.
+ */
+async function releasableIn(tx: SqlSession, submissionId: string, withdrawals: ApprovalWithdrawal[]): Promise<GuardedOrderChange[]> {
+  const kept: GuardedOrderChange[] = [];
+  for (const w of withdrawals) {
+    const [row] = await tx.query<{ state: string; held: boolean }>(HELD_ELSEWHERE_SQL, [...keyParams(w.change.key), submissionId, w.number, carryingPattern(w.change.key, w.number)]);
+    if (row?.state === 'approved' && !row.held) kept.push(w.change);
+  }
+  return kept;
 }
 
 /** Orders changes by their order's key (stable: one order's changes keep the order they were made in). */
@@ -1056,9 +1108,11 @@ export class SqlStorage implements Storage {
     opts: CreatePasSubmissionOptions = {},
   ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord; waiting?: PasSubmission }> {
     this.open();
-    this.noteOrders(orders.map((o) => o.key));
+    const answers = opts.answers ?? [];
+    const keys = [...orders, ...answers].map((o) => o.key);
+    this.noteOrders(keys);
     // PAS after CRD: the orders' changes queued behind hook answers are written first, so this sees them.
-    await this.behind.settled(orders.map((o) => o.key));
+    await this.behind.settled(keys);
     const waitingOn = opts.waitingOn && opts.waitingOn.length > 0 && s.clientId ? opts.waitingOn : undefined;
     try {
       const created = await this.driver.transaction(async (tx) => {
@@ -1067,15 +1121,16 @@ export class SqlStorage implements Storage {
           submissionParams(s),
         );
         if (rows.length === 0) return false;
+        // The orders' records are locked (in key order, as every order change takes them) before the client's waiting
+        // request is looked for, and before the approvals the request answers are checked: a concurrent request of the
+        // client for them waits here, then sees it; a cancellation withdrawing an approval sees this request or is seen.
+        if (waitingOn || answers.length > 0) await lockOrdersIn(tx, [...(waitingOn ?? []), ...keys]);
         if (waitingOn) {
-          // The orders' records are locked (in key order, as every order change takes them) before the client's
-          // waiting request is looked for: a concurrent request of the client for them waits here, then sees it.
-          for (const k of [...waitingOn].sort((a, b) => (keyText(a) < keyText(b) ? -1 : keyText(a) > keyText(b) ? 1 : 0))) {
-            await tx.query(`SELECT 1 FROM order_authorizations WHERE ${BY_KEY} FOR UPDATE`, keyParams(k));
-          }
           const [found] = await tx.query<{ id: string }>(WAITING_SQL, [s.clientId, waitingPattern(waitingOn), s.id]);
           if (found) throw new WaitingFound(found.id);
         }
+        const unheld = await unheldIn(tx, answers);
+        if (unheld) throw new OrderRefused(unheld);
         const applied = await applyOrderChangesIn(tx, orders);
         const refused = orders.find((_, i) => !applied[i]);
         if (refused) throw new OrderRefused(refused.key);
@@ -1436,9 +1491,12 @@ export class SqlStorage implements Storage {
   async updatePasSubmission(input: PasUpdateInput): Promise<{ applied: boolean; submission?: PasSubmission; blockedBy?: OrderRecord }> {
     this.open();
     const { update: u, next, orders, authorization } = input;
-    this.noteOrders(orders.map((o) => o.key));
+    const withdrawals = input.withdrawals ?? [];
+    const answers = input.answers ?? [];
+    const keys = [...orders, ...withdrawals.map((w) => w.change), ...answers].map((o) => o.key);
+    this.noteOrders(keys);
     // The orders' changes queued behind hook answers are written first, so the guards see them.
-    await this.behind.settled(orders.map((o) => o.key));
+    await this.behind.settled(keys);
     try {
       const applied = await this.driver.transaction(async (tx) => {
         const rows = await tx.query<{ id: string; payer: string }>(
@@ -1462,8 +1520,12 @@ export class SqlStorage implements Storage {
         );
         // The same update was applied meanwhile (a concurrent resend): this one rolls back and is answered as a resend.
         if (recorded.length === 0) throw new SubmissionMoved();
-        const changed = await applyOrderChangesIn(tx, orders);
-        const refused = orders.find((_, i) => !changed[i]);
+        if (withdrawals.length > 0 || answers.length > 0) await lockOrdersIn(tx, keys);
+        const unheld = await unheldIn(tx, answers);
+        if (unheld) throw new OrderRefused(unheld);
+        const all = [...(await releasableIn(tx, u.submissionId, withdrawals)), ...orders];
+        const changed = await applyOrderChangesIn(tx, all);
+        const refused = all.find((_, i) => !changed[i]);
         if (refused) throw new OrderRefused(refused.key);
         if (authorization) {
           await tx.query(
@@ -1543,8 +1605,10 @@ export class SqlStorage implements Storage {
 
   async recordReviewDecision(input: ReviewDecisionInput): Promise<{ applied: boolean; submission?: PasSubmission }> {
     this.open();
-    this.noteOrders((input.orders ?? []).map((o) => o.key));
-    await this.behind.settled((input.orders ?? []).map((o) => o.key));
+    const answers = input.answers ?? [];
+    const keys = [...(input.orders ?? []), ...answers].map((o) => o.key);
+    this.noteOrders(keys);
+    await this.behind.settled(keys);
     const { decision: d, next, authorization } = input;
     const run = async (db: SqlSession) => db.query<{ applied: number }>(
       `WITH upd AS (
@@ -1587,13 +1651,17 @@ export class SqlStorage implements Storage {
       ],
     );
     let applied: boolean;
-    if (!input.orders?.length) {
+    if (!input.orders?.length && answers.length === 0) {
       applied = Number((await run(this.driver))[0]?.applied ?? 0) === 1;
     } else {
       // The orders' decision and the request's are one: both apply, or neither.
       try {
         applied = await this.driver.transaction(async (tx) => {
           if (Number((await run(tx))[0]?.applied ?? 0) !== 1) return false;
+          // The approvals the request takes from its orders' records are still theirs (AnsweredApproval).
+          if (answers.length > 0) await lockOrdersIn(tx, keys);
+          const unheld = await unheldIn(tx, answers);
+          if (unheld) throw new OrderRefused(unheld);
           const orders = input.orders ?? [];
           const applied = await applyOrderChangesIn(tx, orders);
           const refused = orders.find((_, i) => !applied[i]);

@@ -212,6 +212,24 @@ export interface CreatePasSubmissionOptions {
    * `waiting` is the client's request.
    */
   waitingOn?: OrderKey[];
+  /**
+   * The approvals the request's items answer from their orders' records (AnsweredApproval): it is stored only while
+   * each record still holds its number, checked with the records locked in the same transaction. Otherwise nothing is
+   * written and `blockedBy` is the record as it stands.
+   */
+  answers?: AnsweredApproval[];
+}
+
+/**
+ * An approval a PAS request's item answers from its order's record (pas/decide-items.ts withOrderRecords: A1 with the
+ * order's number, issued before). A write carrying it checks, with the order's record locked, that the record still
+ * holds it: a cancellation withdrawing it at the same moment (PasUpdateInput.withdrawals, which looks for the requests
+ * still carrying it with the same lock held) then either sees this request stored or is seen by it, so no request is
+ * stored answering a number its order no longer holds (docs/design.md §8 "Claim updates").
+ */
+export interface AnsweredApproval {
+  key: OrderKey;
+  number: string;
 }
 
 /** A guarded change: applied when the order has no record yet or its state is one of `from`. */
@@ -399,8 +417,28 @@ export interface PasUpdateInput {
   next: Pick<PasSubmission, 'status' | 'reviewAction' | 'needed' | 'preAuthRef' | 'preAuthPeriod' | 'claimResponse' | 'responseBundle' | 'detail' | 'requestBundle' | 'claimIdentifiers'>;
   /** The orders the update pends, releases or withdraws, in the same transaction; any refused change refuses it. */
   orders: GuardedOrderChange[];
+  /**
+   * Approvals the update's cancelled items carried and let go of (docs/design.md §8 "Claim updates"): each `change`
+   * (guarded `from: ['approved']`, `withdrawsApproval`) is applied only when, decided in the same transaction with the
+   * order's record locked, the record still holds `number` and no other stored request has an item answering
+   * `number` for that order (A1), wherever the item is in that request and whatever identifies its patient. Otherwise
+   * it is left out, and the update applies without it: an approval another request still certifies stays. Decided
+   * there, not before, so that of two requests carrying one approval cancelled at the same time, on any replica, the
+   * one stored last withdraws it (each read alone sees the other still carrying it; review-diff s44 D1).
+   */
+  withdrawals?: ApprovalWithdrawal[];
+  /** The approvals its items decided again answer from their orders' records: applied only while held (AnsweredApproval). */
+  answers?: AnsweredApproval[];
   /** An authorization the update issued (stored under the submission's payer). */
   authorization?: AuthorizationRecord;
+}
+
+/** An approval a cancelled PAS item carried, withdrawn unless another request still answers it (PasUpdateInput). */
+export interface ApprovalWithdrawal {
+  /** The approval's number, as the cancelled item answered it. */
+  number: string;
+  /** The order's change that withdraws it. */
+  change: GuardedOrderChange;
 }
 
 /** A decided DTR response with what its determination records, stored atomically. */
@@ -443,6 +481,8 @@ export interface ReviewDecisionInput {
   revision?: number;
   /** The authorization issued on approval (stored under the submission's payer). */
   authorization?: AuthorizationRecord;
+  /** The approvals its items take from their orders' records (settle-pended.ts): applied only while held (AnsweredApproval). */
+  answers?: AnsweredApproval[];
 }
 
 /** The reviewer work list entry: identifiers, payer, policy and what is needed; no clinical content. */

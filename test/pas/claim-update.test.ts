@@ -21,7 +21,7 @@ import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import type { SqlStorage } from '../../src/storage/sql-storage.js';
 import type { PasUpdateInput, Storage } from '../../src/storage/storage.js';
 import { BASE, buildApp } from '../helpers/app.js';
-import { REVIEW_TOKEN, TODAY, claimResponseOf, inquiryParameters, pasApp, reviewActions, storyBundle } from './pas-fixtures.js';
+import { REVIEW_TOKEN, TODAY, claimResponseOf, inquiryParameters, pasApp, renamed, reviewActions, storyBundle } from './pas-fixtures.js';
 
 const X12 = 'https://codesystem.x12.org/005010/306';
 const FHIR_JSON = 'application/fhir+json';
@@ -352,6 +352,43 @@ describe.each(storages)('PAS Claim Updates (%s)', (_name, storage) => {
     expect(reviewActions(fresh)).toEqual([`${X12}#A1`]);
     expect(fresh.preAuthRef).not.toBe(number);
   });
+
+  it('keeps the approval while another request answers it on an item that is not its first, for a patient with no identifier (review-diff s44 D7)', async () => {
+    const { storage: s, submit } = app();
+    const chart = orders();
+    // Order A for one cycle, and order C, a second such order: both within Centene's four cycles, so both approved.
+    // The Patient carries an id but no identifier.
+    const orderA = chart.base.entry!.find((e) => e.resource?.id === chart.a)!.resource as MedicationRequest;
+    orderA.dispenseRequest = { ...orderA.dispenseRequest, numberOfRepeatsAllowed: 0 };
+    const cId = `order-c-${randomUUID()}`;
+    const c: MedicationRequest = { ...structuredClone(orderA), id: cId };
+    const anonymous = (bundle: Bundle) => {
+      for (const e of bundle.entry!) if (e.resource?.resourceType === 'Patient') delete e.resource.identifier;
+      return bundle;
+    };
+    const first = anonymous(initialRequest(chart));
+    const a = claimResponseOf((await submit(first).expect(200)).body);
+    expect(reviewActions(a)).toEqual([`${X12}#A1`]);
+    const number = a.preAuthRef!;
+    // Another request asks for order C (a new approval, its preAuthRef) and order A again (answered from A's record).
+    const second = renamed(first);
+    (second.entry![0].resource as Claim).item = [item(1, cId), item(2, chart.a)];
+    second.entry!.push({ fullUrl: `${EHR}/MedicationRequest/${cId}`, resource: c });
+    const b = (await submit(second).expect(200)).body as Bundle;
+    expect(itemsOf(b), JSON.stringify(claimResponseOf(b).processNote)).toEqual(['1:A1', '2:A1']);
+    const [own, echoed] = itemNumbers(b);
+    expect(echoed).toBe(number);
+    expect(own).not.toBe(number);
+    expect(claimResponseOf(b).preAuthRef).toBe(own);
+
+    // Cancelling the first request leaves order A approved: the second still answers its number on item 2.
+    expect(itemsOf((await submit(updateOf(first, [], { cancelAll: true })).expect(200)).body)).toEqual(['1:C']);
+    const key = { payer: 'centene', patientId: STORY, orderRef: `MedicationRequest/${chart.a}`, drug: 'blinatumomab' };
+    expect(await s.getOrderRecord(key)).toMatchObject({ state: 'approved', authorization: { number } });
+    // Cancelling the second, the last carrying it, withdraws it.
+    expect(itemsOf((await submit(updateOf(second, [], { cancelAll: true })).expect(200)).body)).toEqual(['1:C', '2:C']);
+    expect((await s.getOrderRecord(key))?.state).toBe('auth-needed');
+  });
 });
 
 describe('PAS Claim Updates: only the client that filed a request updates it', () => {
@@ -443,5 +480,159 @@ describe('PAS Claim Updates racing a cancellation', () => {
     expect(orderA?.state).not.toBe('approved');
     expect(orderA?.history.filter((h) => h.source === 'pas') ?? []).toEqual([]);
     expect([...storage.authorizations.values()]).toEqual([]);
+  });
+});
+
+/**
+ * Holds the next `count` Claim Updates made through `storages` until all have been made, then lets them go on together
+ * (later calls pass straight through): every one of them read the stored requests and the orders' records before any
+ * was stored, as when two replicas, or one with interleaved awaits, apply them at the same moment. Returns the undo.
+ */
+function heldTogether(storages: Storage[], count: number): () => void {
+  const waiting: (() => void)[] = [];
+  for (const s of new Set(storages)) {
+    const update = s.updatePasSubmission.bind(s);
+    s.updatePasSubmission = async (input: PasUpdateInput) => {
+      if (waiting.length < count) {
+        await new Promise<void>((go) => {
+          waiting.push(go);
+          if (waiting.length === count) for (const w of waiting) w();
+        });
+      }
+      return update(input);
+    };
+  }
+  return () => {
+    for (const s of new Set(storages)) delete (s as { updatePasSubmission?: unknown }).updatePasSubmission;
+  };
+}
+
+describe('PAS Claim Updates: two duplicate requests cancelled at the same time (review-diff s44 D1)', () => {
+  let second: SqlStorage | undefined;
+  beforeAll(async () => {
+    // A second replica on the same PostgreSQL database and schema.
+    if (url) second = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
+  }, 120_000);
+  afterAll(async () => {
+    await second?.close();
+  });
+  const replicas: [string, () => [Storage, Storage]][] = [
+    ['MemoryStorage, one process', () => ((m) => [m, m])(new MemoryStorage()) as [Storage, Storage]],
+    ['embedded PGlite, one process', () => [pglite, pglite]],
+    ...(url ? [['PostgreSQL, two replicas', () => [postgres!, second!]] as [string, () => [Storage, Storage]]] : []),
+  ];
+
+  it.each(replicas)('withdraws the approval both carried once both are cancelled (%s)', async (_name, both) => {
+    const [one, other] = both();
+    const apps = [pasApp(one).app, pasApp(other).app];
+    const submit = (n: number, body: unknown) => request(apps[n]).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
+    const orderId = `order-${randomUUID()}`;
+    const key = { payer: 'centene', patientId: STORY, orderRef: `MedicationRequest/${orderId}`, drug: 'blinatumomab' };
+    // A request approved, and the same request resent under a new Bundle identifier: both answer the order's number.
+    const first = storyBundle(STORY, { orderId });
+    const number = claimResponseOf((await submit(0, first).expect(200)).body).preAuthRef!;
+    const resend = storyBundle(STORY, { orderId });
+    expect(claimResponseOf((await submit(1, resend).expect(200)).body).preAuthRef).toBe(number);
+
+    // The EHR cancels both at once, one through each replica.
+    const undo = heldTogether([one, other], 2);
+    try {
+      const [a, b] = await Promise.all([submit(0, updateOf(first, [], { cancelAll: true })), submit(1, updateOf(resend, [], { cancelAll: true }))]);
+      expect(itemsOf(a.body)).toEqual(['1:C']);
+      expect(itemsOf(b.body)).toEqual(['1:C']);
+    } finally {
+      undo();
+    }
+    // No request carries the approval any more: it is withdrawn, once, and the order is asked for afresh.
+    const record = await one.getOrderRecord(key);
+    expect(record?.state).toBe('auth-needed');
+    expect(record?.authorization).toBeUndefined();
+    expect(record?.history.filter((h) => h.state === 'auth-needed')).toHaveLength(1);
+    const fresh = claimResponseOf((await submit(0, storyBundle(STORY, { orderId })).expect(200)).body);
+    expect(reviewActions(fresh)).toEqual([`${X12}#A1`]);
+    expect(fresh.preAuthRef).not.toBe(number);
+  });
+});
+
+/**
+ * Holds the first Claim Update made through `storages` until a new request is about to be stored, and that request
+ * until the update is stored: the request read the order's record (its approval) before the update withdrew it, and
+ * is stored after. Returns the undo.
+ */
+function cancelledWhileAnswered(storages: Storage[]): () => void {
+  let arrived!: () => void;
+  let stored!: () => void;
+  const storing = new Promise<void>((go) => (arrived = go));
+  const cancelled = new Promise<void>((go) => (stored = go));
+  let holding = { update: true, create: true };
+  for (const s of new Set(storages)) {
+    const update = s.updatePasSubmission.bind(s);
+    const create = s.createPasSubmissionForOrders.bind(s);
+    s.updatePasSubmission = async (input: PasUpdateInput) => {
+      if (!holding.update) return update(input);
+      holding = { ...holding, update: false };
+      await storing;
+      try {
+        return await update(input);
+      } finally {
+        stored();
+      }
+    };
+    s.createPasSubmissionForOrders = async (...args: Parameters<Storage['createPasSubmissionForOrders']>) => {
+      if (!holding.create) return create(...args);
+      holding = { ...holding, create: false };
+      arrived();
+      await cancelled;
+      return create(...args);
+    };
+  }
+  return () => {
+    for (const s of new Set(storages)) {
+      delete (s as { updatePasSubmission?: unknown }).updatePasSubmission;
+      delete (s as { createPasSubmissionForOrders?: unknown }).createPasSubmissionForOrders;
+    }
+  };
+}
+
+describe('PAS: the request carrying an approval cancelled while a resend answers it from the order record', () => {
+  let second: SqlStorage | undefined;
+  beforeAll(async () => {
+    if (url) second = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
+  }, 120_000);
+  afterAll(async () => {
+    await second?.close();
+  });
+  const replicas: [string, () => [Storage, Storage]][] = [
+    ['MemoryStorage, one process', () => ((m) => [m, m])(new MemoryStorage()) as [Storage, Storage]],
+    ['embedded PGlite, one process', () => [pglite, pglite]],
+    ...(url ? [['PostgreSQL, two replicas', () => [postgres!, second!]] as [string, () => [Storage, Storage]]] : []),
+  ];
+
+  it.each(replicas)('never stores the resend answering a number its order no longer holds: it is decided again (%s)', async (_name, both) => {
+    const [one, other] = both();
+    const apps = [pasApp(one).app, pasApp(other).app];
+    const submit = (n: number, body: unknown) => request(apps[n]).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
+    const orderId = `order-${randomUUID()}`;
+    const key = { payer: 'centene', patientId: STORY, orderRef: `MedicationRequest/${orderId}`, drug: 'blinatumomab' };
+    const first = storyBundle(STORY, { orderId });
+    const number = claimResponseOf((await submit(0, first).expect(200)).body).preAuthRef!;
+
+    // The request is cancelled through one replica while its resend, under a new Bundle identifier, is decided on the
+    // other: the resend reads the order's approval before the cancellation is stored, and is stored after it.
+    const undo = cancelledWhileAnswered([one, other]);
+    let resent: Bundle;
+    try {
+      const [cancel, resend] = await Promise.all([submit(0, updateOf(first, [], { cancelAll: true })), submit(1, storyBundle(STORY, { orderId }))]);
+      expect(itemsOf(cancel.body)).toEqual(['1:C']);
+      resent = resend.body as Bundle;
+    } finally {
+      undo();
+    }
+    // The order's record and the resend agree: the resend was decided again after the withdrawal (a new number, the
+    // order's), never stored answering the withdrawn one.
+    const cr = claimResponseOf(resent);
+    expect(reviewActions(cr)).toEqual([`${X12}#A1`]);
+    expect(cr.preAuthRef).not.toBe(number);
+    expect(await one.getOrderRecord(key)).toMatchObject({ state: 'approved', authorization: { number: cr.preAuthRef } });
   });
 });

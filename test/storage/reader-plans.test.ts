@@ -91,6 +91,22 @@ describe.each(backends)("the payer API's and the reviewer's statements on $name"
       next: { status: 'denied', reviewAction: 'A3', needed: [], claimResponse: found.claimResponse, responseBundle: found.responseBundle, detail: found.detail },
       revision: found.revision,
     });
+    // A Claim Update cancelling a request that carried its order's approval: whether another request still answers it
+    // (any of its items: migration 17), decided with the order's record locked.
+    const c = newSubmission();
+    await storage.createPasSubmission(c);
+    const approvedKey: OrderKey = { ...key, orderRef: `MedicationRequest/${c.id}` };
+    const number = `PA-PLAN-${c.id.slice(0, 8)}`;
+    const withdraw = orderChange(approvedKey, c.id);
+    await storage.applyOrderChange({ ...withdraw, change: { ...withdraw.change, state: 'approved', authorization: { number, start: '2026-11-23', end: '2027-05-22' } } });
+    await storage.updatePasSubmission({
+      update: { submissionId: c.id, bundleIdentifier: `urn:test:cancel|${c.id}`, requestHash: 'c'.repeat(64), claimIdentifiers: [], kind: 'cancel', requestBundle: {}, createdAt: now },
+      revision: 0,
+      next: { status: 'cancelled', reviewAction: 'C', needed: [], claimResponse: {}, responseBundle: {}, detail: { items: [] }, requestBundle: {}, claimIdentifiers: [] },
+      orders: [],
+      withdrawals: [{ number, change: { ...withdraw, from: ['approved'], change: { ...withdraw.change, state: 'auth-needed', withdrawsApproval: true } } }],
+    });
+    expect((await storage.getOrderRecord(approvedKey))?.state).toBe('auth-needed');
     // Subscriptions: the notifier's events and outbox, a subscription's status, $events.
     const events = await storage.pendingPasEvents(10);
     for (const e of events) await storage.dispatchPasEvent(e.id, e.submissionId, [`sub-${a.id}`], now);

@@ -868,6 +868,101 @@ export function storageContract(get: () => Storage): void {
     expect(record?.history).toHaveLength(1);
   });
 
+  /**
+   * Two PAS requests carrying one order's approval (docs/design.md §8 "Claim updates"): `first` answers it on its only
+   * item (its preAuthRef), `second` (a resend that also asks for another order) on its second item, under another
+   * number of its own. Neither patient carries an identifier. `cancel` stores a cancellation of one, withdrawing the
+   * approval unless another request still answers it (PasUpdateInput.withdrawals).
+   */
+  async function twoCarriers() {
+    const key = orderKey();
+    const number = `PA-CENTENE-${randomUUID().slice(0, 8)}`;
+    const own = `PA-CENTENE-${randomUUID().slice(0, 8)}`;
+    const period = { start: '2026-11-23', end: '2027-05-22' };
+    const approval = { reviewAction: 'A1', order: key, authorization: { number, ...period } };
+    const first = newSubmission({ status: 'approved', reviewAction: 'A1', needed: [], preAuthRef: number, patientIdentifiers: [], detail: { items: [{ sequence: 1, ...approval }] } });
+    const second = newSubmission({
+      status: 'approved',
+      reviewAction: 'A1',
+      needed: [],
+      preAuthRef: own,
+      patientIdentifiers: [],
+      detail: { items: [{ sequence: 1, reviewAction: 'A1', order: orderKey(), authorization: { number: own, ...period } }, { sequence: 2, ...approval }] },
+    });
+    await get().applyOrderChange(change(key, 'approved', { source: 'pas', actor: `PAS ${first.id}`, submissionId: first.id, authorization: { number, ...period } }));
+    await get().createPasSubmission(first);
+    await get().createPasSubmission(second, { number: own, ...period });
+    const cancel = async (s: NewPasSubmission) => {
+      const stored = (await get().getPasSubmission(s.id))!;
+      const items = (stored.detail as { items: { sequence: number }[] }).items.map((i) => ({ ...i, reviewAction: 'C', authorization: undefined }));
+      return get().updatePasSubmission({
+        update: { submissionId: s.id, bundleIdentifier: `urn:test:cancel|${randomUUID()}`, requestHash: 'c'.repeat(64), claimIdentifiers: [], kind: 'cancel', requestBundle: { resourceType: 'Bundle' }, createdAt: new Date().toISOString() },
+        revision: stored.revision,
+        next: { status: 'cancelled', reviewAction: 'C', needed: [], claimResponse: {}, responseBundle: {}, detail: { items }, requestBundle: stored.requestBundle, claimIdentifiers: stored.claimIdentifiers },
+        orders: [],
+        withdrawals: [{ number, change: change(key, 'auth-needed', { source: 'pas', actor: `PAS ${s.id}`, submissionId: s.id, reason: `${number} cancelled`, withdrawsApproval: true }, ['approved']) }],
+      });
+    };
+    return { key, number, first, second, cancel };
+  }
+
+  it('withdraws an approval only when no other stored request answers it, whichever item answers it and whatever identifies the patient (review-diff s44 D7)', async () => {
+    const { key, number, first, second, cancel } = await twoCarriers();
+    // The first request is cancelled: the second still answers the number on its second item; the approval stays.
+    expect((await cancel(first)).applied).toBe(true);
+    expect(await get().getOrderRecord(key)).toMatchObject({ state: 'approved', authorization: { number } });
+    // The last request carrying it is cancelled: withdrawn, the number kept in the history.
+    expect((await cancel(second)).applied).toBe(true);
+    const record = await get().getOrderRecord(key);
+    expect(record).toMatchObject({ state: 'auth-needed' });
+    expect(record?.authorization).toBeUndefined();
+    expect(record?.history.map((h) => [h.state, h.authorizationNumber])).toEqual([['approved', number], ['auth-needed', undefined]]);
+  });
+
+  it('withdraws an approval two requests carry when both are cancelled at the same time: each decides with the other stored (review-diff s44 D1)', async () => {
+    for (let round = 0; round < 4; round++) {
+      const { key, first, second, cancel } = await twoCarriers();
+      const results = await Promise.all([cancel(first), cancel(second)]);
+      expect(results.map((r) => r.applied)).toEqual([true, true]);
+      const record = await get().getOrderRecord(key);
+      expect(record?.state, `round ${round}`).toBe('auth-needed');
+      expect(record?.authorization).toBeUndefined();
+      expect(record?.history.map((h) => h.state)).toEqual(['approved', 'auth-needed']);
+    }
+  });
+
+  it("stores a request, an update or a settled decision answering an order's approval only while the order's record holds it (AnsweredApproval)", async () => {
+    const { key, number, first, second, cancel } = await twoCarriers();
+    const answers = [{ key, number }];
+    const resend = newSubmission({ status: 'approved', reviewAction: 'A1', needed: [], preAuthRef: number, detail: { items: [{ sequence: 1, reviewAction: 'A1', order: key, authorization: { number } }] } });
+    expect((await get().createPasSubmissionForOrders(resend, [], undefined, { answers })).created).toBe(true);
+    await cancel(first);
+    await cancel(second);
+    // Still carried by the resend: held.
+    expect(await get().getOrderRecord(key)).toMatchObject({ state: 'approved', authorization: { number } });
+    await cancel(resend);
+    expect((await get().getOrderRecord(key))?.state).toBe('auth-needed');
+    // Withdrawn: a request, an update or a pended request's settling that answers it is refused, nothing written.
+    const late = newSubmission({ status: 'approved', reviewAction: 'A1', needed: [], preAuthRef: number });
+    const refused = await get().createPasSubmissionForOrders(late, [], undefined, { answers });
+    expect(refused).toMatchObject({ created: false, blockedBy: { state: 'auth-needed' } });
+    expect(await get().getPasSubmission(late.id)).toBeUndefined();
+    const pended = newSubmission();
+    await get().createPasSubmission(pended);
+    const next = { status: 'approved' as const, reviewAction: 'A1' as const, needed: [], claimResponse: {}, responseBundle: {}, detail: { items: [{ sequence: 1, reviewAction: 'A1', order: key, authorization: { number } }] } };
+    const decision = { submissionId: pended.id, decision: 'approve' as const, reviewer: 'Order signing (CRD)', reason: 'criteria met', decidedAt: new Date().toISOString(), authorizationNumber: number };
+    expect((await get().recordReviewDecision({ decision, next, orders: [], answers, revision: 0 })).applied).toBe(false);
+    const update = await get().updatePasSubmission({
+      update: { submissionId: pended.id, bundleIdentifier: `urn:test:update|${randomUUID()}`, requestHash: 'd'.repeat(64), claimIdentifiers: [], kind: 'update', requestBundle: {}, createdAt: new Date().toISOString() },
+      revision: 0,
+      next: { ...next, requestBundle: pended.requestBundle, claimIdentifiers: pended.claimIdentifiers },
+      orders: [],
+      answers,
+    });
+    expect(update).toMatchObject({ applied: false, blockedBy: { state: 'auth-needed' } });
+    expect(await get().getPasSubmission(pended.id)).toMatchObject({ reviewAction: 'A4', revision: 0, decisions: [] });
+  });
+
   it('pends an order for exactly one of many concurrent PAS requests; the others see which', async () => {
     const key = orderKey();
     const subs = Array.from({ length: 6 }, () => newSubmission());
