@@ -247,8 +247,74 @@ async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick()
 }
 
 /**
+ * One entry of the reviewer's "Decided" list (`GET /review/decided`): a decision recorded on a request (a reviewer's,
+ * or the request settled by its order's decision on another path, whose `reviewer` names that path), with what a
+ * reviewer recognises the request by, as the queue names it (PendedEntry), and the request's state now (`status`,
+ * `reviewAction`: a later Claim Update may have cancelled it). Fields the request does not give are absent.
+ */
+export interface DecidedEntry {
+  id: string;
+  bundleIdentifier?: string;
+  payer?: string;
+  policyId?: string;
+  decision: 'approve' | 'deny';
+  reviewer: string;
+  reason: string;
+  decidedAt: string;
+  authorizationNumber?: string;
+  status?: string;
+  reviewAction?: string;
+  patientName?: string;
+  memberId?: string;
+  payerName?: string;
+  drug?: string;
+  dose?: string;
+}
+
+/** How far back the Decided list reaches at most, in days, and how many decisions it lists at most. */
+export const DECIDED_MAX_DAYS = 90;
+const DECIDED_LIMIT = 200;
+
+/**
+ * The decisions of the last `days` days, newest first, each naming its patient and order (design.md §8 "The reviewer
+ * API"): read from the durable store, so a reviewer finds what was decided after a reload or on another replica.
+ */
+async function decidedList(storage: Storage, days: number, content?: ReviewDeps['content'], now = Date.now()): Promise<DecidedEntry[]> {
+  const decisions = await storage.listReviewDecisions({ since: new Date(now - days * 86_400_000).toISOString(), limit: DECIDED_LIMIT });
+  const ids = [...new Set(decisions.map((d) => d.submissionId))];
+  const byId = new Map((ids.length ? await storage.findPasSubmissions({ ids, limit: ids.length }) : []).map((s) => [s.id, s]));
+  return decisions.map((d) => {
+    const s = byId.get(d.submissionId);
+    const c = s ? caseOf(s) : undefined;
+    const payerName = (s && content?.payers?.get(s.payer)?.label) ?? c?.payerName;
+    // The order decided: the first item a decision answers (approved or denied), never one its submitter cancelled.
+    const items = (s?.detail as unknown as Detail | undefined)?.items ?? [];
+    const decided = items.find((i) => i.reviewAction === 'A1' || i.reviewAction === 'A3') ?? items.find((i) => i.reviewAction !== 'C');
+    const order = c?.orders.find((o) => o.sequence === decided?.sequence) ?? c?.orders[0];
+    return {
+      id: d.submissionId,
+      ...(s ? { bundleIdentifier: s.bundleIdentifier, payer: s.payer, ...(s.policyId ? { policyId: s.policyId } : {}) } : {}),
+      decision: d.decision,
+      reviewer: d.reviewer,
+      reason: d.reason,
+      decidedAt: d.decidedAt,
+      ...(d.authorizationNumber ? { authorizationNumber: d.authorizationNumber } : {}),
+      ...(s ? { status: s.status, reviewAction: s.reviewAction } : {}),
+      ...(c ? { patientName: c.patient.name } : {}),
+      ...(c?.patient.memberId ? { memberId: c.patient.memberId } : {}),
+      ...(payerName ? { payerName } : {}),
+      ...(order ? { drug: order.drug } : {}),
+      ...(order?.dose ? { dose: order.dose } : {}),
+    };
+  });
+}
+
+const daysSchema = z.coerce.number().int().min(1).max(DECIDED_MAX_DAYS);
+
+/**
  * The clinical reviewer's API for pended PAS requests (design.md §8: pended, then decided), mounted at `/review`:
- * `GET /pended` lists what waits (ids, payer, policy, created, what is needed), `GET /:id` shows one request's
+ * `GET /pended` lists what waits (ids, payer, policy, created, what is needed), `GET /decided?days=N` what was decided
+ * in the last N days (default 7, newest first), `GET /:id` shows one request's
  * criteria results and decisions, `POST /:id/decision` with `{ decision: 'approve'|'deny', reviewer, reason,
  * period? }` records who decided, when and why; an approval issues an authorization number and period. Afterwards
  * `$inquire` (and a resubmission of the same request) return A1 or A3. Every call needs `Authorization: Bearer
@@ -266,6 +332,17 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
     reviewer,
     handler(async (_req, res) => {
       res.json({ pended: await pendedQueue(storage, logOf(_req, logger), deps.notifier, deps.content) });
+    }),
+  );
+
+  router.get(
+    '/decided',
+    reviewer,
+    handler(async (req, res) => {
+      const asked = req.query.days;
+      const parsed = asked === undefined ? { success: true as const, data: 7 } : daysSchema.safeParse(typeof asked === 'string' ? asked : Number.NaN);
+      if (!parsed.success) throw badRequest(`Invalid days: give a whole number of days from 1 to ${DECIDED_MAX_DAYS}`, ['days']);
+      res.json({ days: parsed.data, decided: await decidedList(storage, parsed.data, deps.content) });
     }),
   );
 

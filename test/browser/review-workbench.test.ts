@@ -693,6 +693,47 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(s.problems).toEqual([]);
   }, 90_000);
 
+  it('a decided request is found again after a reload: the Decided list reads the store, newest first, with who decided, and a search finds it (review ui s44 L1)', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1366, height: 900 });
+    const { page, url } = s;
+    expect(await fileRequests(url, ['centene-missing-mrd', 'centene-over-dose'])).toBe(2);
+    await signIn(page, url);
+    await page.getByText('Nothing was decided in the last 7 days.').waitFor();
+    // Another reviewer denies Bradley's request through the API; this reviewer approves Kwame's on the page.
+    const bradley = (await page.getByRole('link', { name: /Bradley/ }).getAttribute('href'))!.replace('#/request/', '');
+    const post = await reviewerApi(url);
+    expect((await post(`/${bradley}/decision`, { decision: 'deny', reviewer: 'Sam Okafor, PharmD', reason: '56 mcg/day is above the labelled 28 mcg/day.' })).status).toBe(200);
+    await page.getByRole('link', { name: /Kwame/ }).click();
+    await page.getByRole('radio', { name: 'Approve' }).check();
+    await page.getByLabel(/Reason/).fill('MRD below 0.1% on the outside report.');
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    await page.getByTestId('decisions').waitFor();
+
+    // A reload (nothing of the page's memory survives it) still lists both, newest first, each with who decided.
+    await page.goto(`${url}/review`);
+    await page.reload();
+    await page.getByText('Nothing is waiting for review.').waitFor();
+    const decided = page.getByTestId('decided');
+    await decided.waitFor();
+    expect(await textOf(page, '#decided-count')).toBe('2 decisions in the last 7 days, newest first.');
+    const rows = decided.locator('tbody tr');
+    expect(await rows.count()).toBe(2);
+    expect(await rows.nth(0).innerText()).toMatch(/Kwame Osei Mensah[\s\S]*Blincyto[\s\S]*Approved \(PA-CENTENE-\d{8}-[A-Z0-9]{8}\)[\s\S]*Dana Reyes, MD \(demo reviewer\)[\s\S]*MRD below 0\.1%/);
+    expect(await rows.nth(1).innerText()).toMatch(/Bradley[\s\S]*56 mcg\/day[\s\S]*Denied[\s\S]*Sam Okafor, PharmD/);
+    // "What did you decide for Bradley?": one search; the window can change.
+    await page.getByLabel(/Search the decisions/).fill('bradley denied');
+    expect(await rows.count()).toBe(1);
+    expect(await textOf(page, '#decided-count')).toBe('1 of 2 decisions in the last 7 days match “bradley denied”, newest first.');
+    await page.getByLabel('Decided in the last').selectOption('1');
+    await page.getByText('1 of 2 decisions in the last day match “bradley denied”, newest first.').waitFor();
+    // The row opens the request as decided.
+    await rows.first().getByRole('link', { name: /Bradley/ }).click();
+    await page.getByTestId('decisions').waitFor();
+    expect(await textOf(page, '[data-testid=request-status]')).toBe('Denied');
+    expect(await textOf(page, '[data-testid=decisions]')).toContain('Sam Okafor, PharmD');
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
   it('a long queue: every word of a search finds a request in any column, the order can change, 25 rows a page, and the choice holds after opening a request', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1366, height: 900 });
     const { page, url } = s;

@@ -5,8 +5,8 @@ import { attachmentBlob, attachmentText, imageSource, TEXT_PREVIEW_CHARS, viewab
 import type { InlineAttachment } from './attachment-view.js';
 import { criterionResult } from './criterion-result.js';
 import { stackOnNarrow } from './stacked-table.js';
-import { QUEUE_SORTS, queuePage } from './queue-view.js';
-import type { QueueChoice, QueueRow, QueueSort } from './queue-view.js';
+import { decidedMatching, QUEUE_SORTS, queuePage } from './queue-view.js';
+import type { DecidedRow, QueueChoice, QueueRow, QueueSort } from './queue-view.js';
 
 /**
  * The clinical reviewer's workbench (design.md §2 "Reviewer API and workbench", §8 "The reviewer API"): sign in, the
@@ -119,7 +119,14 @@ interface DecisionDraft {
   end: string;
 }
 const decisionDrafts = new Map<string, DecisionDraft>();
-const decidedHere: { id: string; patient: string; drug: string; decision: Decision }[] = [];
+/**
+ * The Decided list as last read from the reviewer API (`GET /review/decided`, the durable store: a reload, another
+ * tab or another replica finds the same decisions; review ui s44 L1), the reviewer's search and window, and why it
+ * could not be read, if it could not.
+ */
+let decidedRows: DecidedRow[] = [];
+const decidedChoice = { filter: '', days: 7 };
+let decidedProblem: string | undefined;
 
 /** A notice in the page's status or alert region (shared/dom.ts `announce`: errors that stop the user are alerts). */
 function setStatus(text: string, kind: NoticeKind = 'ok'): void {
@@ -296,6 +303,8 @@ async function showQueue(): Promise<void> {
   byId('queue').hidden = false;
   document.title = 'Pended requests — PriorPath clinical review';
   setStatus('Loading the pended requests…', 'busy');
+  // Read beside the queue; a Decided list that cannot be read says so in its own section, never hides the queue.
+  const decided = loadDecided();
   const { pended } = await api<{ pended: Pended[] }>('/pended');
   // The list names the patient and drug when the API provides them; otherwise each request is read once.
   queueRows = await Promise.all(
@@ -314,8 +323,21 @@ async function showQueue(): Promise<void> {
     }),
   );
   renderQueue();
-  renderHistory();
+  await decided;
+  renderDecided();
   setStatus('');
+}
+
+/** Reads the decisions of the reviewer's window, newest first; a failure is kept to be said in the section. */
+async function loadDecided(): Promise<void> {
+  try {
+    const { decided } = await api<{ decided: DecidedRow[] }>(`/decided?days=${decidedChoice.days}`);
+    decidedRows = decided;
+    decidedProblem = undefined;
+  } catch (err) {
+    decidedRows = [];
+    decidedProblem = err instanceof HttpError && err.status === 401 ? undefined : problemWords(err).replace(/\.$/, '');
+  }
 }
 
 /** The column whose order the "Sort by" choice follows, for aria-sort. */
@@ -401,35 +423,53 @@ function turnPage(step: 1 | -1): void {
   if (pressed.disabled) byId('queue-list').querySelector<HTMLElement>('a')?.focus();
 }
 
-function renderHistory(): void {
-  byId('history').hidden = decidedHere.length === 0;
+/** "the last 7 days", "the last day": the window the Decided list covers, in words. */
+const windowWords = (days: number) => (days === 1 ? 'the last day' : `the last ${days} days`);
+
+/** The Decided list under the reviewer's search: each decision with its request's patient, order, decider and date. */
+function renderDecided(): void {
+  const rows = decidedMatching(decidedRows, decidedChoice.filter);
+  const filter = decidedChoice.filter.trim();
+  const window = windowWords(decidedChoice.days);
+  byId('decided-count').textContent = decidedProblem
+    ? `The decided requests could not be loaded: ${decidedProblem}. Choose the period again to retry.`
+    : decidedRows.length === 0
+      ? `Nothing was decided in ${window}.`
+      : filter
+        ? rows.length
+          ? `${rows.length} of ${decidedRows.length} decisions in ${window} match “${filter}”, newest first.`
+          : `No decision in ${window} matches “${filter}”; ${decidedRows.length} in all.`
+        : `${decidedRows.length} decision${decidedRows.length === 1 ? '' : 's'} in ${window}, newest first.`;
   fill(
     byId('history-list'),
-    decidedHere.length
+    rows.length
       ? stackOnNarrow(h(
           'table',
-          {},
+          { 'data-testid': 'decided' },
           h(
             'thead',
             {},
             h(
               'tr',
               {},
-              ['Patient', 'Drug', 'Decision', 'Reason', 'When'].map((c) => h('th', { scope: 'col' }, c)),
+              ['Patient', 'Member id', 'Drug and dose', 'Decision', 'Decided by', 'Reason', 'When'].map((c) => h('th', { scope: 'col' }, c)),
             ),
           ),
           h(
             'tbody',
             {},
-            decidedHere.map((d) =>
+            rows.map((d) =>
               h(
                 'tr',
                 {},
-                h('th', { scope: 'row' }, h('a', { href: `#/request/${d.id}` }, d.patient)),
-                h('td', {}, d.drug),
-                h('td', {}, decisionWords(d.decision)),
-                h('td', {}, d.decision.reason),
-                h('td', {}, dateTime(d.decision.decidedAt)),
+                h('th', { scope: 'row' }, h('a', { href: `#/request/${d.id}` }, d.patientName ?? `Request ${d.id.slice(0, 8)}`)),
+                h('td', {}, d.memberId ?? ''),
+                h('td', {}, [d.drug ?? '', d.dose ? `, ${d.dose}` : ''].join('')),
+                // A request its submitter cancelled after the decision says so: the decision no longer stands.
+                h('td', {}, decisionWords(d), d.status === 'cancelled' ? ' (since cancelled by the submitter)' : ''),
+                h('td', {}, d.reviewer),
+                h('td', {}, d.reason),
+                h('td', {}, dateTime(d.decidedAt)),
               ),
             ),
           ),
@@ -438,7 +478,7 @@ function renderHistory(): void {
   );
 }
 
-function decisionWords(d: Decision): string {
+function decisionWords(d: Pick<Decision, 'decision' | 'authorizationNumber'>): string {
   return d.decision === 'approve' ? `Approved${d.authorizationNumber ? ` (${d.authorizationNumber})` : ''}` : 'Denied';
 }
 
@@ -896,13 +936,6 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
     });
     decisionDrafts.delete(v.id);
     const last = decided.decisions.at(-1);
-    if (last)
-      decidedHere.unshift({
-        id: v.id,
-        patient: v.case?.patient.name ?? v.id,
-        drug: liveOrder(v)?.drug ?? '',
-        decision: last,
-      });
     renderRequest(decided);
     setStatus(
       last
@@ -1104,6 +1137,17 @@ function wire(): void {
     queueChoice.sort = sort.value as QueueSort;
     queueChoice.page = 1;
     renderQueue();
+  });
+  byId('decided-tools').addEventListener('submit', (e) => e.preventDefault());
+  byId<HTMLInputElement>('decided-filter').addEventListener('input', (e) => {
+    decidedChoice.filter = (e.target as HTMLInputElement).value;
+    renderDecided();
+  });
+  const days = byId<HTMLSelectElement>('decided-days');
+  days.addEventListener('change', () => {
+    decidedChoice.days = Number(days.value) || 7;
+    byId('decided-count').textContent = `Loading the decisions of ${windowWords(decidedChoice.days)}…`;
+    void loadDecided().then(renderDecided);
   });
   byId('queue-prev').addEventListener('click', () => turnPage(-1));
   byId('queue-next').addEventListener('click', () => turnPage(1));
