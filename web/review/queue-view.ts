@@ -121,6 +121,8 @@ export interface DecidedRow {
   reason: string;
   decidedAt: string;
   authorizationNumber?: string;
+  /** An approval as modified (less than asked). */
+  modified?: boolean;
   status?: string;
   payer?: string;
   payerName?: string;
