@@ -12,8 +12,9 @@ import { widenedPeriod } from '../storage/storage.js';
 import type { Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { factLabel } from './adjudicate.js';
-import type { CriterionEvidence, ItemDecision } from './adjudicate.js';
+import { approvedAsWords, factLabel } from './adjudicate.js';
+import type { ApprovedAs, CriterionEvidence, ItemDecision } from './adjudicate.js';
+import { claimQuantity, quantityOf } from './approval-covers.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf } from './http.js';
 import { parsePasRequest } from './request-bundle.js';
@@ -51,8 +52,20 @@ const decisionSchema = z
     reason: z.string().trim().min(1).max(4000),
     /** Approval period; default: the policy's approval from the order's planned start. */
     period: z.object({ start: day, end: day }).strict().refine((p) => p.end >= p.start, 'period.end is before period.start').optional(),
+    /**
+     * Approve as modified (docs/design.md §8 "Approve as modified"): the amounts the order asks (by fact, a number each)
+     * and the Claim item quantity approved lower than asked; with `decision: "approve"` only.
+     */
+    modified: z
+      .object({
+        amounts: z.record(z.string().min(1).max(100), z.number().positive().finite()).optional(),
+        quantity: z.number().positive().finite().optional(),
+      })
+      .strict()
+      .optional(),
   })
-  .strict();
+  .strict()
+  .refine((d) => !d.modified || d.decision === 'approve', { message: 'only an approval can be modified', path: ['modified'] });
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -151,6 +164,11 @@ function reviewView(s: PasSubmission, content?: ReviewDeps['content']) {
       return evidence ? { ...c, evidence } : c;
     }),
     reviewPeriod: i.reviewPeriod,
+    // What "approve as modified" may lower: the amounts the order asks (each with its asked value in the evidence)
+    // and the Claim item quantity; and what an approval as modified approved.
+    ...(i.askedAmounts ? { askedAmounts: i.askedAmounts } : {}),
+    ...(i.quantity ? { quantity: i.quantity } : {}),
+    ...(i.approvedAs ? { approvedAs: i.approvedAs } : {}),
     ...(i.authorization ? { authorization: i.authorization } : {}),
     // A Claim Update cancelled it (X12 306 C): when, and what it was; the reviewer is shown it apart, never to decide.
     ...(i.cancelled ? { cancelled: i.cancelled } : {}),
@@ -247,8 +265,109 @@ async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick()
 }
 
 /**
+ * One entry of the reviewer's "Decided" list (`GET /review/decided`): a decision recorded on a request (a reviewer's,
+ * or the request settled by its order's decision on another path, whose `reviewer` names that path), with what a
+ * reviewer recognises the request by, as the queue names it (PendedEntry), and the request's state now (`status`,
+ * `reviewAction`: a later Claim Update may have cancelled it). Fields the request does not give are absent.
+ */
+export interface DecidedEntry {
+  id: string;
+  bundleIdentifier?: string;
+  payer?: string;
+  policyId?: string;
+  decision: 'approve' | 'deny';
+  reviewer: string;
+  reason: string;
+  decidedAt: string;
+  authorizationNumber?: string;
+  /** The decision approved less than asked (approve as modified: the item's `approvedAs`). */
+  modified?: boolean;
+  status?: string;
+  reviewAction?: string;
+  patientName?: string;
+  memberId?: string;
+  payerName?: string;
+  drug?: string;
+  dose?: string;
+}
+
+/** How far back the Decided list reaches at most, in days, and how many decisions it lists at most. */
+export const DECIDED_MAX_DAYS = 90;
+const DECIDED_LIMIT = 200;
+
+/**
+ * The decisions of the last `days` days, newest first, each naming its patient and order (design.md §8 "The reviewer
+ * API"): read from the durable store, so a reviewer finds what was decided after a reload or on another replica.
+ */
+async function decidedList(storage: Storage, days: number, content?: ReviewDeps['content'], now = Date.now()): Promise<DecidedEntry[]> {
+  const decisions = await storage.listReviewDecisions({ since: new Date(now - days * 86_400_000).toISOString(), limit: DECIDED_LIMIT });
+  const ids = [...new Set(decisions.map((d) => d.submissionId))];
+  const byId = new Map((ids.length ? await storage.findPasSubmissions({ ids, limit: ids.length }) : []).map((s) => [s.id, s]));
+  return decisions.map((d) => {
+    const s = byId.get(d.submissionId);
+    const c = s ? caseOf(s) : undefined;
+    const payerName = (s && content?.payers?.get(s.payer)?.label) ?? c?.payerName;
+    // The order decided: the first item a decision answers (approved or denied), never one its submitter cancelled.
+    const items = (s?.detail as unknown as Detail | undefined)?.items ?? [];
+    const decided = items.find((i) => i.reviewAction === 'A1' || i.reviewAction === 'A3') ?? items.find((i) => i.reviewAction !== 'C');
+    const order = c?.orders.find((o) => o.sequence === decided?.sequence) ?? c?.orders[0];
+    return {
+      id: d.submissionId,
+      ...(s ? { bundleIdentifier: s.bundleIdentifier, payer: s.payer, ...(s.policyId ? { policyId: s.policyId } : {}) } : {}),
+      decision: d.decision,
+      reviewer: d.reviewer,
+      reason: d.reason,
+      decidedAt: d.decidedAt,
+      ...(d.authorizationNumber ? { authorizationNumber: d.authorizationNumber } : {}),
+      ...(items.some((i) => i.approvedAs && i.review?.decidedAt === d.decidedAt) ? { modified: true } : {}),
+      ...(s ? { status: s.status, reviewAction: s.reviewAction } : {}),
+      ...(c ? { patientName: c.patient.name } : {}),
+      ...(c?.patient.memberId ? { memberId: c.patient.memberId } : {}),
+      ...(payerName ? { payerName } : {}),
+      ...(order ? { drug: order.drug } : {}),
+      ...(order?.dose ? { dose: order.dose } : {}),
+    };
+  });
+}
+
+const daysSchema = z.coerce.number().int().min(1).max(DECIDED_MAX_DAYS);
+
+/**
+ * What an approval as modified approves (docs/design.md §8 "Approve as modified"), checked against the one pended item
+ * it decides: each amount is one the order asks (the item's `askedAmounts`, a number in its evidence) and at most what
+ * was asked, the quantity at most the Claim item's; at least one is lower (else it is an approval of what was asked).
+ * A 400 naming the field otherwise. Only what is lower is kept.
+ */
+function modification(items: ItemDecision[], m: { amounts?: Record<string, number>; quantity?: number }, requestBundle: Record<string, unknown>): ApprovedAs {
+  const pended = items.filter((i) => i.reviewAction === 'A4');
+  if (pended.length !== 1)
+    throw badRequest(`Invalid decision: modified: an approval as modified decides a request with one pended item; this one has ${pended.length}. Approve or deny it as asked`, ['modified']);
+  const item = pended[0];
+  const evidence = item.criteria.flatMap((c) => c.evidence ?? []);
+  const amounts: ApprovedAs['amounts'] = [];
+  for (const [fact, approved] of Object.entries(m.amounts ?? {})) {
+    const asked = evidence.find((e) => e.fact === fact && typeof e.value === 'number');
+    if (!(item.askedAmounts ?? []).includes(fact) || !asked)
+      throw badRequest(`Invalid decision: modified.amounts.${fact}: not an amount this request asks for a number of (${(item.askedAmounts ?? []).join(', ') || 'none'})`, [`modified.amounts.${fact}`]);
+    const label = asked.label ?? asked.question ?? fact;
+    if (approved > (asked.value as number)) throw badRequest(`Invalid decision: modified.amounts.${fact}: ${approved} is more than asked (${label}: ${String(asked.value)}); an approval as modified approves less`, [`modified.amounts.${fact}`]);
+    if (approved < (asked.value as number)) amounts.push({ fact, label, asked: asked.value as number, approved });
+  }
+  let quantity: ApprovedAs['quantity'];
+  if (m.quantity !== undefined) {
+    const asked = claimQuantity(item, () => quantityOf(requestBundle, item.sequence));
+    if (asked?.value === undefined) throw badRequest('Invalid decision: modified.quantity: the request states no quantity to approve less of', ['modified.quantity']);
+    if (m.quantity > asked.value) throw badRequest(`Invalid decision: modified.quantity: ${m.quantity} is more than asked (${asked.value}); an approval as modified approves less`, ['modified.quantity']);
+    if (m.quantity < asked.value) quantity = { ...asked, value: m.quantity };
+  }
+  if (amounts.length === 0 && !quantity) throw badRequest('Invalid decision: modified: nothing is lower than asked; approve the request as asked instead', ['modified']);
+  return { amounts, ...(quantity ? { quantity } : {}) };
+}
+
+/**
  * The clinical reviewer's API for pended PAS requests (design.md §8: pended, then decided), mounted at `/review`:
- * `GET /pended` lists what waits (ids, payer, policy, created, what is needed), `GET /:id` shows one request's
+ * `GET /pended` lists what waits (ids, payer, policy, created, what is needed), `GET /decided?days=N` what was decided
+ * in the last N days (default 7, newest first), `GET /:id` shows one request's
  * criteria results and decisions, `POST /:id/decision` with `{ decision: 'approve'|'deny', reviewer, reason,
  * period? }` records who decided, when and why; an approval issues an authorization number and period. Afterwards
  * `$inquire` (and a resubmission of the same request) return A1 or A3. Every call needs `Authorization: Bearer
@@ -266,6 +385,17 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
     reviewer,
     handler(async (_req, res) => {
       res.json({ pended: await pendedQueue(storage, logOf(_req, logger), deps.notifier, deps.content) });
+    }),
+  );
+
+  router.get(
+    '/decided',
+    reviewer,
+    handler(async (req, res) => {
+      const asked = req.query.days;
+      const parsed = asked === undefined ? { success: true as const, data: 7 } : daysSchema.safeParse(typeof asked === 'string' ? asked : Number.NaN);
+      if (!parsed.success) throw badRequest(`Invalid days: give a whole number of days from 1 to ${DECIDED_MAX_DAYS}`, ['days']);
+      res.json({ days: parsed.data, decided: await decidedList(storage, parsed.data, deps.content) });
     }),
   );
 
@@ -292,7 +422,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         const issue = parsed.error.issues[0];
         throw badRequest(`Invalid decision: ${issue.path.join('.') || 'body'}: ${issue.message}. Send { decision: "approve" | "deny", reviewer, reason }`, [issue.path.join('.') || 'body']);
       }
-      const { decision, reviewer, reason, period } = parsed.data;
+      const { decision, reviewer, reason, period, modified } = parsed.data;
       const id = String(req.params.id);
       const found = await storage.getPasSubmission(id);
       if (!found) throw notFound(`No PAS request ${id}`);
@@ -313,6 +443,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       const decidedAt = new Date().toISOString();
       const detail = s.detail as unknown as Detail;
       const request = parsePasRequest(s.requestBundle);
+      const approvedAs = modified ? modification(detail.items, modified, s.requestBundle) : undefined;
       // No approval outlives the Coverage it is issued under (design.md §4 "Payer"): a reviewer's approval ends no later
       // than the request's Coverage's last day. A period asked past it is capped and the answer says so: the clinical
       // decision stands, the member's eligibility bounds it (a payer's authorization is valid only while the member is
@@ -350,6 +481,16 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
             authorization.end !== asked.end
               ? ` (period ending on ${authorization.end}, the last day of the member's ${coverageName}, not ${asked.end}: an approval does not outlive the Coverage)`
               : '';
+          if (approvedAs)
+            return {
+              ...i,
+              reviewAction: 'A1',
+              needed: [],
+              reasons: [`Certified as modified on clinical review: ${approvedAsWords(approvedAs, claimQuantity(i, () => quantityOf(s.requestBundle, i.sequence)))}${capped}`],
+              authorization,
+              review,
+              approvedAs,
+            };
           return { ...i, reviewAction: 'A1', needed: [], reasons: [`Certified on clinical review${capped}`], authorization, review };
         }
         return { ...i, reviewAction: 'A3', needed: [], reasons: [`Not certified on clinical review: ${reason}`], review };

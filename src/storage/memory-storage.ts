@@ -28,6 +28,7 @@ import type {
   SubscriptionRecord,
   SubscriptionStatus,
   PendedSummary,
+  ReviewDecision,
   ReviewDecisionInput,
   Storage,
 } from './storage.js';
@@ -468,6 +469,15 @@ export class MemoryStorage implements Storage {
       .sort((a, b) => a.createdAt.localeCompare(b.createdAt))
       .slice(0, limit)
       .map((s) => ({ id: s.id, bundleIdentifier: s.bundleIdentifier, payer: s.payer, policyId: s.policyId, policyVersion: s.policyVersion, createdAt: s.createdAt, needed: [...s.needed] }));
+  }
+  async listReviewDecisions(q: { since: string; limit?: number }): Promise<ReviewDecision[]> {
+    // Decisions are appended in the order they were made: the later of two at the same instant comes first, as in SQL (id).
+    return [...this.submissions.values()]
+      .flatMap((s) => s.decisions.map((d, n) => ({ d, n })))
+      .filter(({ d }) => Date.parse(d.decidedAt) >= Date.parse(q.since))
+      .sort((a, b) => Date.parse(b.d.decidedAt) - Date.parse(a.d.decidedAt) || b.n - a.n)
+      .slice(0, q.limit ?? 100)
+      .map(({ d }) => ({ ...d }));
   }
   async recordReviewDecision(input: ReviewDecisionInput): Promise<{ applied: boolean; submission?: PasSubmission }> {
     const s = this.submissions.get(input.decision.submissionId);

@@ -440,6 +440,15 @@ ALTER TABLE crd_assertions ADD COLUMN coverage_end text;
 CREATE INDEX pas_submissions_items ON pas_submissions USING gin ((detail -> 'items') jsonb_path_ops);
 `,
   },
+  {
+    version: 18,
+    name: "the reviewer's Decided list read by decision time",
+    sql: `
+-- The workbench's Decided list (GET /review/decided, design.md §8 "The reviewer API") reads the decisions of the last
+-- days, newest first: found through this index, never a scan of every decision ever made.
+CREATE INDEX review_decisions_decided_at ON review_decisions (decided_at DESC, id DESC);
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

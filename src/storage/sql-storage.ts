@@ -1603,6 +1603,23 @@ export class SqlStorage implements Storage {
     }));
   }
 
+  async listReviewDecisions(q: { since: string; limit?: number }): Promise<ReviewDecision[]> {
+    // Newest first through review_decisions_decided_at (migration 18): every decision ever made stays in the table.
+    const rows = await this.driver.query<DecisionRow>(
+      `SELECT submission_id, decision, reviewer, reason, ${ts('decided_at')} AS decided_at, authorization_number
+       FROM review_decisions WHERE decided_at >= $1::timestamptz ORDER BY decided_at DESC, id DESC LIMIT $2`,
+      [q.since, q.limit ?? 100],
+    );
+    return rows.map((r) => ({
+      submissionId: r.submission_id,
+      decision: r.decision,
+      reviewer: r.reviewer,
+      reason: r.reason,
+      decidedAt: r.decided_at,
+      ...(r.authorization_number !== null ? { authorizationNumber: r.authorization_number } : {}),
+    }));
+  }
+
   async recordReviewDecision(input: ReviewDecisionInput): Promise<{ applied: boolean; submission?: PasSubmission }> {
     this.open();
     const answers = input.answers ?? [];

@@ -694,6 +694,13 @@ export interface Storage {
   findPasSubmissions(q: PasQuery): Promise<PasSubmission[]>;
   listPendedSubmissions(limit?: number): Promise<PendedSummary[]>;
   /**
+   * The decisions recorded on PAS requests at or after `since` (an ISO instant), newest first, at most `limit` (default
+   * 100): each reviewer's decision and each settling of a pended request by its order's decision on another path
+   * (settlePended records it as a decision naming that path). What the reviewer's "Decided" list reads
+   * (`GET /review/decided`, design.md §8 "The reviewer API"), so a decided request is found again after a reload.
+   */
+  listReviewDecisions(q: { since: string; limit?: number }): Promise<ReviewDecision[]>;
+  /**
    * Records a reviewer's decision and the submission's new state in one transaction, only if the submission is still
    * pended. `applied: false` means it was not (already decided, or unknown: then `submission` is undefined).
    */

@@ -23,8 +23,8 @@ import { payerAnswersOn } from '../../web/demo/responses.js';
 import { dateBoundProblems, withExcludedMinimums } from '../../web/dtr/bounds.js';
 import { attachmentBlob, attachmentText, imageSource, viewableType } from '../../web/review/attachment-view.js';
 import { criterionResult } from '../../web/review/criterion-result.js';
-import { queuePage } from '../../web/review/queue-view.js';
-import type { QueueRow } from '../../web/review/queue-view.js';
+import { decidedMatching, queuePage } from '../../web/review/queue-view.js';
+import type { DecidedRow, QueueRow } from '../../web/review/queue-view.js';
 import { storyOrder } from '../helpers/stories.js';
 
 const sourceOf = (qr: QuestionnaireResponse, linkId: string) =>
@@ -376,6 +376,22 @@ describe('web router', () => {
     );
     expect(story).toMatchObject({ orderId: 'centene-missing-mrd-order', patientId: 'centene-missing-mrd' });
     expect(story?.story).toContain('MRD');
+  });
+});
+
+describe("reviewer's Decided list: search (review ui s44 L1)", () => {
+  const rows: DecidedRow[] = [
+    { id: 'b', decision: 'deny', reviewer: 'Sam Okafor, PharmD', reason: '56 mcg/day is above the labelled 28 mcg/day', decidedAt: '2026-12-06T15:00:00.000Z', patientName: 'Bradley Scott Hoffman', drug: 'Blincyto', dose: '56 mcg/day', memberId: 'CEN-88' },
+    { id: 'j', decision: 'approve', reviewer: 'Dana Reyes, MD', reason: 'MRD documented', decidedAt: '2026-12-06T09:00:00.000Z', authorizationNumber: 'PA-CENTENE-20261206-AB12CD34', patientName: 'José Álvarez', drug: 'Blincyto', dose: '28 mcg/day' },
+  ];
+  it('keeps the rows every word matches in any field (patient without accents, decision in words, number, reviewer), in the order given', () => {
+    expect(decidedMatching(rows, '').map((r) => r.id)).toEqual(['b', 'j']);
+    expect(decidedMatching(rows, 'jose approved').map((r) => r.id)).toEqual(['j']);
+    expect(decidedMatching(rows, 'PA-CENTENE-20261206').map((r) => r.id)).toEqual(['j']);
+    expect(decidedMatching(rows, 'okafor denied 56').map((r) => r.id)).toEqual(['b']);
+    expect(decidedMatching(rows, 'cen-88').map((r) => r.id)).toEqual(['b']);
+    expect(decidedMatching(rows, 'blincyto').map((r) => r.id)).toEqual(['b', 'j']);
+    expect(decidedMatching(rows, 'jose denied')).toEqual([]);
   });
 });
 

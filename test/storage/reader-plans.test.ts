@@ -1,6 +1,6 @@
 /**
  * The payer API's and the reviewer's reads (PAS `$inquire`, a `$submit` replay or Claim Update finding its request,
- * the pended queue, one request with its decisions, DTR's response read, subscription notifications and their outbox)
+ * the pended queue, the Decided list, one request with its decisions, DTR's response read, subscription notifications and their outbox)
  * and their decisions' writes must each find their rows through an index: PAS data grows with every request ever
  * filed, and a statement that can only scan costs every call time in proportion to it (README "Storage off the hook's
  * path"). Each statement's generic plan is read with sequential scans discouraged: a table scanned all the same has no
@@ -83,6 +83,7 @@ describe.each(backends)("the payer API's and the reviewer's statements on $name"
     await storage.getQuestionnaireResponse(randomUUID());
     // The reviewer: the queue, one request and its orders, a decision.
     await storage.listPendedSubmissions(50);
+    await storage.listReviewDecisions({ since: new Date(Date.now() - 7 * 86_400_000).toISOString(), limit: 200 });
     await storage.findOrderRecordsBySubmission(a.id);
     await storage.getOrderRecord(key);
     const found = (await storage.getPasSubmission(b.id))!;

@@ -412,6 +412,39 @@ export function storageContract(get: () => Storage): void {
     expect(await get().recordReviewDecision({ decision: { ...decision, submissionId: randomUUID() }, next })).toEqual({ applied: false });
   });
 
+  it("lists the decisions made since a given instant, newest first, each naming its request (the reviewer's Decided list)", async () => {
+    const [old, earlier, later] = [newSubmission(), newSubmission(), newSubmission()];
+    for (const s of [old, earlier, later]) await get().createPasSubmission(s);
+    // Stamped apart by whole minutes, a minute in the future at most, so other tests' decisions (now) sort below them.
+    const at = (minutes: number) => new Date(Date.now() + minutes * 60_000).toISOString();
+    const next = (id: string, approved: boolean) => ({
+      status: approved ? ('approved' as const) : ('denied' as const),
+      reviewAction: approved ? ('A1' as const) : ('A3' as const),
+      needed: [],
+      claimResponse: { resourceType: 'ClaimResponse', id },
+      responseBundle: { resourceType: 'Bundle', type: 'collection', entry: [] },
+      detail: { items: [{ sequence: 1, reviewAction: approved ? 'A1' : 'A3' }] },
+    });
+    const number = `PA-R-${randomUUID().slice(0, 8)}`;
+    const decisions = {
+      old: { submissionId: old.id, decision: 'deny' as const, reviewer: 'Dr. Old', reason: 'T-ALL, not B-ALL', decidedAt: new Date(Date.now() - 9 * 86_400_000).toISOString() },
+      earlier: { submissionId: earlier.id, decision: 'deny' as const, reviewer: 'Dr. A', reason: 'CD19 not documented', decidedAt: at(-1) },
+      later: { submissionId: later.id, decision: 'approve' as const, reviewer: 'Dr. B', reason: 'MRD documented', decidedAt: at(1), authorizationNumber: number },
+    };
+    expect((await get().recordReviewDecision({ decision: decisions.old, next: next(old.id, false) })).applied).toBe(true);
+    expect((await get().recordReviewDecision({ decision: decisions.later, next: next(later.id, true), authorization: { number, start: '2026-12-07', end: '2027-03-06' } })).applied).toBe(true);
+    expect((await get().recordReviewDecision({ decision: decisions.earlier, next: next(earlier.id, false) })).applied).toBe(true);
+
+    const ours = new Set([old.id, earlier.id, later.id]);
+    const week = (await get().listReviewDecisions({ since: new Date(Date.now() - 7 * 86_400_000).toISOString(), limit: 1000 })).filter((d) => ours.has(d.submissionId));
+    // Newest first, whatever order they were recorded in; the one decided nine days ago is not in the last seven.
+    expect(week).toEqual([decisions.later, decisions.earlier]);
+    const fortnight = (await get().listReviewDecisions({ since: new Date(Date.now() - 14 * 86_400_000).toISOString(), limit: 1000 })).filter((d) => ours.has(d.submissionId));
+    expect(fortnight).toEqual([decisions.later, decisions.earlier, decisions.old]);
+    // The limit keeps the newest.
+    expect(await get().listReviewDecisions({ since: at(-2), limit: 1 })).toEqual([decisions.later]);
+  });
+
   it('applies a Claim Update to a stored request once, at the revision it was computed from; a reviewer decision computed before it is refused', async () => {
     const s = newSubmission();
     const created = await get().createPasSubmission(s);

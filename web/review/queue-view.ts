@@ -112,3 +112,40 @@ export function queuePage<R extends QueueRow>(all: R[], choice: QueueChoice, siz
     to: rows.length ? (page - 1) * size + rows.length : 0,
   };
 }
+
+/** A row of the reviewer's Decided list (`GET /review/decided`): a decision recorded on a request, newest first. */
+export interface DecidedRow {
+  id: string;
+  decision: 'approve' | 'deny';
+  reviewer: string;
+  reason: string;
+  decidedAt: string;
+  authorizationNumber?: string;
+  /** An approval as modified (less than asked). */
+  modified?: boolean;
+  status?: string;
+  payer?: string;
+  payerName?: string;
+  policyId?: string;
+  patientName?: string;
+  memberId?: string;
+  drug?: string;
+  dose?: string;
+}
+
+/**
+ * The decided rows a search keeps, in the order the API gave them (newest first): every word must match the patient,
+ * member id, drug and dose, payer, policy, decision, authorization number, reviewer or reason, as the queue's search
+ * does, so "what did you decide for Jordan Carter" is one search.
+ */
+export function decidedMatching<R extends DecidedRow>(all: R[], filter: string): R[] {
+  const words = fold(filter).split(/\s+/).filter(Boolean);
+  return all.filter((r) => {
+    const text = fold(
+      [r.patientName, r.memberId, r.drug, r.dose, r.payer, r.payerName, r.policyId, r.decision === 'approve' ? 'approved' : 'denied', r.authorizationNumber, r.reviewer, r.reason]
+        .filter(Boolean)
+        .join(' \u0000 '),
+    );
+    return words.every((w) => text.includes(w));
+  });
+}

@@ -5,8 +5,8 @@ import { attachmentBlob, attachmentText, imageSource, TEXT_PREVIEW_CHARS, viewab
 import type { InlineAttachment } from './attachment-view.js';
 import { criterionResult } from './criterion-result.js';
 import { stackOnNarrow } from './stacked-table.js';
-import { QUEUE_SORTS, queuePage } from './queue-view.js';
-import type { QueueChoice, QueueRow, QueueSort } from './queue-view.js';
+import { decidedMatching, QUEUE_SORTS, queuePage } from './queue-view.js';
+import type { DecidedRow, QueueChoice, QueueRow, QueueSort } from './queue-view.js';
 
 /**
  * The clinical reviewer's workbench (design.md §2 "Reviewer API and workbench", §8 "The reviewer API"): sign in, the
@@ -47,6 +47,12 @@ interface Item {
   authorization?: { number: string; start: string; end: string };
   /** Set when a Claim Update cancelled the item (review action C): when, and the review action it had. */
   cancelled?: { at: string; was: string };
+  /** The facts that are amounts the order asks (the dose, the cycles): what "Approve as modified" may lower. */
+  askedAmounts?: string[];
+  /** The Claim item's quantity as asked. */
+  quantity?: { value?: number; unit?: string; code?: string };
+  /** What a reviewer's approval as modified approved (docs/design.md §8 "Approve as modified"). */
+  approvedAs?: { amounts: { fact: string; label: string; asked: number; approved: number }[]; quantity?: { value?: number; unit?: string; code?: string } };
 }
 interface Decision {
   decision: 'approve' | 'deny';
@@ -113,13 +119,42 @@ let session: Session | undefined;
  * rejected or expired token, a failed call or leaving for the queue never throws away a half-written reason.
  */
 interface DecisionDraft {
-  choice?: 'approve' | 'deny';
+  choice?: 'approve' | 'modify' | 'deny';
   reason: string;
   start: string;
   end: string;
+  /** Approve as modified: each amount typed, by fact, and the quantity typed. */
+  amounts: Record<string, string>;
+  quantity: string;
+}
+
+/**
+ * What "Approve as modified" offers for a request (docs/design.md §8 "Approve as modified"; review ui s44 L3): the
+ * amounts its one pended item's order asks (the dose, the cycles: the item's askedAmounts with the value the trace
+ * read) and the Claim item quantity, each to be lowered. Undefined when the request has more than one pended item or
+ * nothing to lower: approve or deny it as asked.
+ */
+function modifiable(v: RequestView): { amounts: { fact: string; label: string; asked: number }[]; quantity?: { value: number; unit: string } } | undefined {
+  const pended = v.items.filter((i) => i.reviewAction === 'A4');
+  if (pended.length !== 1) return undefined;
+  const item = pended[0];
+  const amounts: { fact: string; label: string; asked: number }[] = [];
+  for (const fact of item.askedAmounts ?? []) {
+    const e = item.criteria.flatMap((c) => c.evidence ?? []).find((x) => x.fact === fact && typeof x.value === 'number');
+    if (e) amounts.push({ fact, label: e.label, asked: e.value as number });
+  }
+  const q = item.quantity?.value !== undefined ? { value: item.quantity.value, unit: item.quantity.unit ?? item.quantity.code ?? '' } : undefined;
+  return amounts.length || q ? { amounts, ...(q ? { quantity: q } : {}) } : undefined;
 }
 const decisionDrafts = new Map<string, DecisionDraft>();
-const decidedHere: { id: string; patient: string; drug: string; decision: Decision }[] = [];
+/**
+ * The Decided list as last read from the reviewer API (`GET /review/decided`, the durable store: a reload, another
+ * tab or another replica finds the same decisions; review ui s44 L1), the reviewer's search and window, and why it
+ * could not be read, if it could not.
+ */
+let decidedRows: DecidedRow[] = [];
+const decidedChoice = { filter: '', days: 7 };
+let decidedProblem: string | undefined;
 
 /** A notice in the page's status or alert region (shared/dom.ts `announce`: errors that stop the user are alerts). */
 function setStatus(text: string, kind: NoticeKind = 'ok'): void {
@@ -296,6 +331,8 @@ async function showQueue(): Promise<void> {
   byId('queue').hidden = false;
   document.title = 'Pended requests — PriorPath clinical review';
   setStatus('Loading the pended requests…', 'busy');
+  // Read beside the queue; a Decided list that cannot be read says so in its own section, never hides the queue.
+  const decided = loadDecided();
   const { pended } = await api<{ pended: Pended[] }>('/pended');
   // The list names the patient and drug when the API provides them; otherwise each request is read once.
   queueRows = await Promise.all(
@@ -314,8 +351,21 @@ async function showQueue(): Promise<void> {
     }),
   );
   renderQueue();
-  renderHistory();
+  await decided;
+  renderDecided();
   setStatus('');
+}
+
+/** Reads the decisions of the reviewer's window, newest first; a failure is kept to be said in the section. */
+async function loadDecided(): Promise<void> {
+  try {
+    const { decided } = await api<{ decided: DecidedRow[] }>(`/decided?days=${decidedChoice.days}`);
+    decidedRows = decided;
+    decidedProblem = undefined;
+  } catch (err) {
+    decidedRows = [];
+    decidedProblem = err instanceof HttpError && err.status === 401 ? undefined : problemWords(err).replace(/\.$/, '');
+  }
 }
 
 /** The column whose order the "Sort by" choice follows, for aria-sort. */
@@ -401,35 +451,53 @@ function turnPage(step: 1 | -1): void {
   if (pressed.disabled) byId('queue-list').querySelector<HTMLElement>('a')?.focus();
 }
 
-function renderHistory(): void {
-  byId('history').hidden = decidedHere.length === 0;
+/** "the last 7 days", "the last day": the window the Decided list covers, in words. */
+const windowWords = (days: number) => (days === 1 ? 'the last day' : `the last ${days} days`);
+
+/** The Decided list under the reviewer's search: each decision with its request's patient, order, decider and date. */
+function renderDecided(): void {
+  const rows = decidedMatching(decidedRows, decidedChoice.filter);
+  const filter = decidedChoice.filter.trim();
+  const window = windowWords(decidedChoice.days);
+  byId('decided-count').textContent = decidedProblem
+    ? `The decided requests could not be loaded: ${decidedProblem}. Choose the period again to retry.`
+    : decidedRows.length === 0
+      ? `Nothing was decided in ${window}.`
+      : filter
+        ? rows.length
+          ? `${rows.length} of ${decidedRows.length} decisions in ${window} match “${filter}”, newest first.`
+          : `No decision in ${window} matches “${filter}”; ${decidedRows.length} in all.`
+        : `${decidedRows.length} decision${decidedRows.length === 1 ? '' : 's'} in ${window}, newest first.`;
   fill(
     byId('history-list'),
-    decidedHere.length
+    rows.length
       ? stackOnNarrow(h(
           'table',
-          {},
+          { 'data-testid': 'decided' },
           h(
             'thead',
             {},
             h(
               'tr',
               {},
-              ['Patient', 'Drug', 'Decision', 'Reason', 'When'].map((c) => h('th', { scope: 'col' }, c)),
+              ['Patient', 'Member id', 'Drug and dose', 'Decision', 'Decided by', 'Reason', 'When'].map((c) => h('th', { scope: 'col' }, c)),
             ),
           ),
           h(
             'tbody',
             {},
-            decidedHere.map((d) =>
+            rows.map((d) =>
               h(
                 'tr',
                 {},
-                h('th', { scope: 'row' }, h('a', { href: `#/request/${d.id}` }, d.patient)),
-                h('td', {}, d.drug),
-                h('td', {}, decisionWords(d.decision)),
-                h('td', {}, d.decision.reason),
-                h('td', {}, dateTime(d.decision.decidedAt)),
+                h('th', { scope: 'row' }, h('a', { href: `#/request/${d.id}` }, d.patientName ?? `Request ${d.id.slice(0, 8)}`)),
+                h('td', {}, d.memberId ?? ''),
+                h('td', {}, [d.drug ?? '', d.dose ? `, ${d.dose}` : ''].join('')),
+                // A request its submitter cancelled after the decision says so: the decision no longer stands.
+                h('td', {}, decisionWords(d), d.status === 'cancelled' ? ' (since cancelled by the submitter)' : ''),
+                h('td', {}, d.reviewer),
+                h('td', {}, d.reason),
+                h('td', {}, dateTime(d.decidedAt)),
               ),
             ),
           ),
@@ -438,8 +506,8 @@ function renderHistory(): void {
   );
 }
 
-function decisionWords(d: Decision): string {
-  return d.decision === 'approve' ? `Approved${d.authorizationNumber ? ` (${d.authorizationNumber})` : ''}` : 'Denied';
+function decisionWords(d: Pick<Decision, 'decision' | 'authorizationNumber'> & { modified?: boolean }): string {
+  return d.decision === 'approve' ? `Approved${d.modified ? ' as modified' : ''}${d.authorizationNumber ? ` (${d.authorizationNumber})` : ''}` : 'Denied';
 }
 
 /** An item its submitter cancelled with a Claim Update (X12 306 C): shown apart, never offered for a decision. */
@@ -764,6 +832,7 @@ function decisionScope(v: RequestView): HTMLElement | null {
 function decisionForm(v: RequestView): HTMLElement {
   const period = v.items.find((i) => i.reviewAction === 'A4')?.reviewPeriod ?? v.items.find((i) => !isCancelled(i))?.reviewPeriod;
   const draft = decisionDrafts.get(v.id);
+  const lower = modifiable(v);
   const form = h(
     'form',
     { id: 'decide', novalidate: true },
@@ -790,7 +859,39 @@ function decisionForm(v: RequestView): HTMLElement {
         h('input', { type: 'radio', name: 'decision', value: 'deny', id: 'decide-deny', checked: draft?.choice === 'deny' }),
         'Deny',
       ),
+      // After Deny: Approve and Deny keep their places (the arrow key goes from one to the other).
+      lower
+        ? h(
+            'label',
+            { class: 'choice' },
+            h('input', { type: 'radio', name: 'decision', value: 'modify', id: 'decide-modify', checked: draft?.choice === 'modify' }),
+            'Approve as modified (less than asked)',
+          )
+        : null,
     ),
+    lower
+      ? h(
+          'fieldset',
+          { id: 'modified-fields', hidden: draft?.choice !== 'modify' },
+          h('legend', {}, 'Approved amounts (each at most what was asked; lower at least one)'),
+          lower.amounts.map((a) =>
+            h(
+              'div',
+              { class: 'field' },
+              h('label', { for: `modified-${a.fact}` }, `${a.label} (asked: ${a.asked})`),
+              h('input', { id: `modified-${a.fact}`, 'data-fact': a.fact, type: 'number', inputmode: 'decimal', min: '0', max: String(a.asked), step: 'any', value: draft?.amounts[a.fact] ?? String(a.asked) }),
+            ),
+          ),
+          lower.quantity
+            ? h(
+                'div',
+                { class: 'field' },
+                h('label', { for: 'modified-quantity' }, `Quantity for the whole authorization${lower.quantity.unit ? `, ${lower.quantity.unit}` : ''} (asked: ${lower.quantity.value})`),
+                h('input', { id: 'modified-quantity', type: 'number', inputmode: 'decimal', min: '0', max: String(lower.quantity.value), step: 'any', value: draft?.quantity || String(lower.quantity.value) }),
+              )
+            : null,
+        )
+      : null,
     h(
       'div',
       { class: 'field period', id: 'period-fields', hidden: draft?.choice === 'deny' },
@@ -817,9 +918,11 @@ function decisionForm(v: RequestView): HTMLElement {
     h('button', { type: 'submit', class: 'primary', id: 'decide-submit' }, 'Record the decision'),
   );
   const periodFields = form.querySelector<HTMLElement>('#period-fields')!;
+  const modifiedFields = form.querySelector<HTMLElement>('#modified-fields');
   form.addEventListener('change', () => {
     const choice = form.querySelector<HTMLInputElement>('input[name=decision]:checked')?.value;
     periodFields.hidden = choice === 'deny';
+    if (modifiedFields) modifiedFields.hidden = choice !== 'modify';
   });
   const keep = () => decisionDrafts.set(v.id, formValues(form));
   form.addEventListener('input', keep);
@@ -837,6 +940,8 @@ function formValues(form: HTMLFormElement): DecisionDraft {
     reason: form.querySelector<HTMLTextAreaElement>('#decision-reason')!.value,
     start: form.querySelector<HTMLInputElement>('#period-start')!.value,
     end: form.querySelector<HTMLInputElement>('#period-end')!.value,
+    amounts: Object.fromEntries([...form.querySelectorAll<HTMLInputElement>('#modified-fields input[data-fact]')].map((i) => [i.dataset.fact!, i.value])),
+    quantity: form.querySelector<HTMLInputElement>('#modified-quantity')?.value ?? '',
   };
 }
 
@@ -852,16 +957,42 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
     invalid.push(...fields);
   };
   if (!choice) problem('choose Approve or Deny', 'decide-approve', 'decide-deny');
+  // Approve as modified: each amount a number above zero and at most what was asked, at least one lower.
+  const lower = modifiable(v);
+  const modified: { amounts: Record<string, number>; quantity?: number } = { amounts: {} };
+  if (choice === 'modify' && lower) {
+    let lowered = false;
+    const check = (id: string, typedValue: string, asked: number, words: string): number | undefined => {
+      const n = Number(typedValue);
+      if (typedValue.trim() === '' || !Number.isFinite(n) || n <= 0) problem(`give ${words} approved, a number above zero`, id);
+      else if (n > asked) problem(`${words} approved (${n}) cannot exceed what was asked (${asked})`, id);
+      else {
+        if (n < asked) lowered = true;
+        return n < asked ? n : undefined;
+      }
+      return undefined;
+    };
+    for (const a of lower.amounts) {
+      const n = check(`modified-${a.fact}`, typed.amounts[a.fact] ?? '', a.asked, `the ${a.label.charAt(0).toLowerCase()}${a.label.slice(1)}`);
+      if (n !== undefined) modified.amounts[a.fact] = n;
+    }
+    if (lower.quantity) {
+      const n = check('modified-quantity', typed.quantity, lower.quantity.value, 'the quantity');
+      if (n !== undefined) modified.quantity = n;
+    }
+    if (!lowered && !problems.length) problem('nothing is lower than asked: lower an amount, or choose Approve', ...lower.amounts.map((a) => `modified-${a.fact}`).slice(0, 1));
+  }
+  const approving = choice === 'approve' || choice === 'modify';
   if (!reason) problem(choice === 'deny' ? 'give the reason for the denial' : 'give a reason', 'decision-reason');
-  if (choice === 'approve' && (!start || !end))
+  if (approving && (!start || !end))
     problem('give the approval period', ...(!start ? ['period-start'] : []), ...(!end ? ['period-end'] : []));
-  if (choice === 'approve' && start && end && end < start)
+  if (approving && start && end && end < start)
     problem('the period ends before it starts', 'period-start', 'period-end');
   // No approval outlives the member's Coverage (docs/design.md §4 "Payer"): said here, before the service caps it.
   const coverageEnd = v.case?.coverage?.end;
-  if (choice === 'approve' && coverageEnd && end && end > coverageEnd)
+  if (approving && coverageEnd && end && end > coverageEnd)
     problem(`the period ends after the member's Coverage does (${formatDate(coverageEnd)}): end it on or before that day`, 'period-end');
-  if (choice === 'approve' && coverageEnd && start && start > coverageEnd)
+  if (approving && coverageEnd && start && start > coverageEnd)
     problem(`the period starts after the member's Coverage has ended (${formatDate(coverageEnd)})`, 'period-start');
   // Each field with a problem says so to assistive technology, and names the message as its description.
   for (const field of form.querySelectorAll<HTMLElement>('input, textarea')) {
@@ -888,21 +1019,15 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({
-        decision: choice,
+        decision: choice === 'modify' ? 'approve' : choice,
         reviewer: session!.reviewer,
         reason,
-        ...(choice === 'approve' ? { period: { start, end } } : {}),
+        ...(approving ? { period: { start, end } } : {}),
+        ...(choice === 'modify' ? { modified } : {}),
       }),
     });
     decisionDrafts.delete(v.id);
     const last = decided.decisions.at(-1);
-    if (last)
-      decidedHere.unshift({
-        id: v.id,
-        patient: v.case?.patient.name ?? v.id,
-        drug: liveOrder(v)?.drug ?? '',
-        decision: last,
-      });
     renderRequest(decided);
     setStatus(
       last
@@ -1068,8 +1193,15 @@ function renderRequest(v: RequestView): void {
 
 function statusWords(v: RequestView): string {
   switch (v.reviewAction) {
-    case 'A1':
-      return `Approved${v.preAuthRef ? `: ${v.preAuthRef}` : ''}${v.preAuthPeriod ? `, ${formatDate(v.preAuthPeriod.start)} to ${formatDate(v.preAuthPeriod.end)}` : ''}`;
+    case 'A1': {
+      // An approval as modified says what it approved: the clinician is told the same (PAS A6, its note).
+      const modified = v.items.flatMap((i) => (i.approvedAs ? [i.approvedAs] : []));
+      const approved = modified.flatMap((m) => [
+        ...m.amounts.map((a) => `${a.label} ${a.approved} (asked ${a.asked})`),
+        ...(m.quantity?.value !== undefined ? [`quantity ${m.quantity.value}${m.quantity.unit ? ` ${m.quantity.unit}` : ''}`] : []),
+      ]);
+      return `Approved${modified.length ? ' as modified' : ''}${v.preAuthRef ? `: ${v.preAuthRef}` : ''}${v.preAuthPeriod ? `, ${formatDate(v.preAuthPeriod.start)} to ${formatDate(v.preAuthPeriod.end)}` : ''}${approved.length ? `. Approved: ${approved.join('; ')}` : ''}`;
+    }
     case 'A3':
       return 'Denied';
     case 'A4':
@@ -1104,6 +1236,17 @@ function wire(): void {
     queueChoice.sort = sort.value as QueueSort;
     queueChoice.page = 1;
     renderQueue();
+  });
+  byId('decided-tools').addEventListener('submit', (e) => e.preventDefault());
+  byId<HTMLInputElement>('decided-filter').addEventListener('input', (e) => {
+    decidedChoice.filter = (e.target as HTMLInputElement).value;
+    renderDecided();
+  });
+  const days = byId<HTMLSelectElement>('decided-days');
+  days.addEventListener('change', () => {
+    decidedChoice.days = Number(days.value) || 7;
+    byId('decided-count').textContent = `Loading the decisions of ${windowWords(decidedChoice.days)}…`;
+    void loadDecided().then(renderDecided);
   });
   byId('queue-prev').addEventListener('click', () => turnPage(-1));
   byId('queue-next').addEventListener('click', () => turnPage(1));

@@ -1,0 +1,118 @@
+/**
+ * The reviewer's Decided list (`GET /review/decided?days=N`, design.md §8 "The reviewer API"; review ui s44 L1: after a
+ * reload the workbench kept no trace of what was decided). Read from the durable store: MemoryStorage, embedded
+ * PGlite and, with DATABASE_URL, PostgreSQL.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createStorage } from '../../src/storage/create-storage.js';
+import { MemoryStorage } from '../../src/storage/memory-storage.js';
+import type { SqlStorage } from '../../src/storage/sql-storage.js';
+import type { Storage } from '../../src/storage/storage.js';
+import { REVIEW_TOKEN, claimResponseOf, pasApp, storyBundle } from './pas-fixtures.js';
+
+const FHIR_JSON = 'application/fhir+json';
+
+let dir: string;
+let pglite: SqlStorage;
+let postgres: SqlStorage | undefined;
+const url = process.env.DATABASE_URL;
+const schema = `pp_decided_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'priorpath-review-decided-'));
+  pglite = await createStorage({ dataDir: dir });
+  if (url) postgres = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
+}, 120_000);
+afterAll(async () => {
+  await pglite?.close();
+  await postgres?.driver.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
+  await postgres?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const storages: [string, () => Storage][] = [
+  ['MemoryStorage', () => new MemoryStorage()],
+  ['embedded PGlite', () => pglite],
+  ...(url ? [['PostgreSQL', () => postgres!] as [string, () => Storage]] : []),
+];
+
+interface Decided {
+  id: string;
+  decision: string;
+  reviewer: string;
+  reason: string;
+  decidedAt: string;
+  authorizationNumber?: string;
+  status?: string;
+  patientName?: string;
+  memberId?: string;
+  payerName?: string;
+  drug?: string;
+  dose?: string;
+}
+
+describe.each(storages)('reviewer Decided list (GET /review/decided, %s)', (_name, storage) => {
+  it('lists the requests decided in the last days, newest first, by patient, order, decision, reviewer and date; a request decided leaves the queue and is found here', async () => {
+    const { app } = pasApp(storage());
+    const auth = { Authorization: `Bearer ${REVIEW_TOKEN}` };
+    // Each story under a Bundle identifier of its own, so the stores shared by the suites hold it apart.
+    const submit = async (story: string) => {
+      const b = storyBundle(story);
+      b.identifier = { system: 'urn:test:decided', value: randomUUID() };
+      const res = await request(app).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(b));
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      return claimResponseOf(res.body).id!;
+    };
+    const mrd = await submit('centene-missing-mrd');
+    const dose = await submit('centene-over-dose');
+    const pended = ((await request(app).get('/review/pended').set(auth)).body.pended as { id: string }[]).map((p) => p.id);
+    expect(pended).toEqual(expect.arrayContaining([mrd, dose]));
+
+    const approved = await request(app).post(`/review/${mrd}/decision`).set(auth).send({ decision: 'approve', reviewer: 'Sam Okafor, PharmD', reason: 'MRD 0.3 % in the attached report' });
+    expect(approved.status, JSON.stringify(approved.body)).toBe(200);
+    const denied = await request(app).post(`/review/${dose}/decision`).set(auth).send({ decision: 'deny', reviewer: 'Dana Reyes, MD', reason: '56 mcg/day is above the labelled 28 mcg/day' });
+    expect(denied.status, JSON.stringify(denied.body)).toBe(200);
+
+    // A reload reads the list again: nothing of it lives in the page.
+    const res = await request(app).get('/review/decided').set(auth);
+    expect(res.status).toBe(200);
+    expect(res.body.days).toBe(7);
+    const ours = (res.body.decided as Decided[]).filter((d) => d.id === mrd || d.id === dose);
+    expect(ours.map((d) => d.id)).toEqual([dose, mrd]);
+    expect(ours[0]).toMatchObject({ decision: 'deny', reviewer: 'Dana Reyes, MD', reason: '56 mcg/day is above the labelled 28 mcg/day', status: 'denied', drug: expect.stringMatching(/Blincyto/), dose: '56 mcg/day', payerName: expect.any(String) });
+    expect(ours[0].authorizationNumber).toBeUndefined();
+    expect(ours[1]).toMatchObject({
+      decision: 'approve',
+      reviewer: 'Sam Okafor, PharmD',
+      status: 'approved',
+      patientName: 'Kwame Osei Mensah',
+      memberId: 'U5521039476',
+      authorizationNumber: approved.body.preAuthRef,
+      decidedAt: approved.body.decisions[0].decidedAt,
+    });
+    expect(Date.parse(ours[0].decidedAt)).toBeGreaterThanOrEqual(Date.parse(ours[1].decidedAt));
+    const queue = ((await request(app).get('/review/pended').set(auth)).body.pended as { id: string }[]).map((p) => p.id);
+    expect(queue).not.toContain(mrd);
+    expect(queue).not.toContain(dose);
+
+    // `days` chooses the window: today's decisions are in the last day too.
+    const day = await request(app).get('/review/decided?days=1').set(auth);
+    expect(day.status).toBe(200);
+    expect((day.body.decided as Decided[]).map((d) => d.id)).toEqual(expect.arrayContaining([mrd, dose]));
+  });
+
+  it('needs the reviewer token, as the queue does, and refuses a window that is not a whole number of days from 1 to 90', async () => {
+    const { app } = pasApp(storage());
+    expect((await request(app).get('/review/decided')).status).toBe(401);
+    expect((await request(app).get('/review/decided').set('Authorization', 'Bearer wrong-token')).status).toBe(401);
+    for (const days of ['0', '91', '1.5', 'week', '-3']) {
+      const res = await request(app).get(`/review/decided?days=${days}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`);
+      expect(res.status, days).toBe(400);
+      expect(res.body.issue[0].expression).toEqual(['days']);
+    }
+  });
+});
