@@ -36,6 +36,8 @@ export interface OrderDecision {
   defaultAnswer?: Exclude<Payer['defaultAnswer'], 'none'>;
   authorization?: AuthorizationRecord;
   orderDate: string;
+  /** The start the order states (evaluation-data.ts `statedStartOf`), kept with its assertion (`AssertionRecord.orderStart`). */
+  orderStart?: string;
   /**
    * The last day of the Coverage the order is decided under (payer.ts `coverageLastDay`; undefined: no end): every
    * approval the order is answered with, issued now or held by its record, ends no later (authorization.ts
@@ -191,7 +193,7 @@ export function decideOrders(opts: {
         opts.log.error({ policy: policy.file.id, criterion: 'id' in r ? r.id : r.name, reason: r.error }, 'policy criterion failed at run time');
       }
     }
-    const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, answeredFacts, orderDate: data.orderDate, ...(coverageEnd ? { coverageEnd } : {}) };
+    const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, answeredFacts, orderDate: data.orderDate, ...(data.orderStart ? { orderStart: data.orderStart } : {}), ...(coverageEnd ? { coverageEnd } : {}) };
     const byName = drugNamedOnly(opts.content, coded);
     if (byName) decision.drugByName = { name: byName.name, text: byName.text };
     if (orderStartOf(order) === undefined && evaluation.outcome !== 'satisfied' && evaluation.outcome !== 'error' && unreadableDoseOf(policy, evaluation)) {

@@ -83,6 +83,11 @@ export interface EvaluateResponseInput {
    */
   assertedOrderDate?: string;
   /**
+   * YYYY-MM-DD: the start the order stated when CRD judged it (`AssertionRecord.orderStart`): a record's order that
+   * states none (a PAS copy that dropped it) is judged on it, windows and all (evaluation-data.ts evaluationDataFor).
+   */
+  assertedOrderStart?: string;
+  /**
    * YYYY-MM-DD: the order date when neither the record's order, the response's order-date item (the start the payer
    * pre-filled) nor `assertedOrderDate` states one.
    */
@@ -402,7 +407,7 @@ function recordDataOf(input: EvaluateResponseInput): RecordData {
   const made = new Map<string, EvaluationData>();
   return (fallback) => {
     let data = made.get(fallback);
-    if (!data) made.set(fallback, (data = evaluationDataFor(indexed, order, fallback)));
+    if (!data) made.set(fallback, (data = evaluationDataFor(indexed, order, fallback, input.assertedOrderStart)));
     return data;
   };
 }

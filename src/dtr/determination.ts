@@ -34,6 +34,13 @@ export interface DetermineOptions {
    * §4 "Payer"). Unknown, none is applied here; CRD and PAS answer the approval within their Coverage.
    */
   coverageEnd?: string;
+  /** `Coverage/<id>` of the Coverage `coverageEnd` belongs to (the CRD assertion's `coverageRef`), when known. */
+  coverageEndRef?: string;
+  /**
+   * The start the order stated when CRD judged it on `orderDate` (`AssertionRecord.orderStart`), kept with this
+   * determination's assertion, so PAS reading it ends the recency windows there (design.md §6 "Order date").
+   */
+  orderStart?: string;
   orderRef?: string;
   patientId?: string;
   source: string;
@@ -174,6 +181,9 @@ function shaped(opts: DetermineOptions, determination: ReturnType<typeof propose
     ...(opts.orderDate ? { orderDate: opts.orderDate } : {}),
     // The Coverage's last day it was decided under, for whoever later has only this assertion (a response posted again).
     ...(opts.coverageEnd ? { coverageEnd: opts.coverageEnd } : {}),
+    // Which Coverage that end is of: the one CRD judged, else the one the response names.
+    ...(opts.coverageEndRef ?? opts.coverageRef ? { coverageRef: opts.coverageEndRef ?? opts.coverageRef } : {}),
+    ...(opts.orderDate && opts.orderStart === opts.orderDate ? { orderStart: opts.orderStart } : {}),
   };
   return { extension, assertion: record };
 }

@@ -235,6 +235,8 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
       orderDate: result.orderDate,
       coverageRef: ctx.coverage,
       ...(asserted.coverageEnd ? { coverageEnd: asserted.coverageEnd } : {}),
+      ...(asserted.coverageRef ? { coverageEndRef: asserted.coverageRef } : {}),
+      ...(asserted.assertedOrderStart ? { orderStart: asserted.assertedOrderStart } : {}),
       orderRef: asserted.orderRef,
       patientId: ctx.patientId,
       source: 'dtr:$next-question',

@@ -702,10 +702,13 @@ function packageBundle(
       })
         ? assertion
         : undefined;
-    const orderDate = (order && aboutSubject ? orderStartOf(order as MedicationRequest) : undefined) ?? ofOrder?.orderDate;
-    // The start the order itself states, for the form's recency windows (docs/design.md §6 "Recency"); none from an
-    // assertion alone, which records the date judged on, not whether the order stated it.
-    const orderStart = order && aboutSubject ? statedStartOf(order as MedicationRequest) : undefined;
+    const ownDate = order && aboutSubject ? orderStartOf(order as MedicationRequest) : undefined;
+    const orderDate = ownDate ?? ofOrder?.orderDate;
+    // The start the order states, for the form's recency windows (docs/design.md §6 "Order date"), from where the date
+    // came: the order itself, else the CRD assertion that dated it (a request naming only the `context`: the start
+    // signing read off the order, `AssertionRecord.orderStart`; none when the order stated none, never authoredOn).
+    // Without it a context-only form's windows had no upper end (review-diff s44 D4).
+    const orderStart = ownDate !== undefined ? statedStartOf(order as MedicationRequest) : orderDate && ofOrder?.orderStart === orderDate ? ofOrder.orderStart : undefined;
     const qr = prefilledResponse(policy, q, ofOrder?.facts ?? {}, {
       valueSets: content.valueSets,
       canonicalBase: content.canonicalBase,

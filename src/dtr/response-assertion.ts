@@ -15,6 +15,11 @@ export interface AssertedContext {
   knownFacts?: Record<string, unknown>;
   /** The date CRD judged the order on, for a response whose order-date item states none. */
   assertedOrderDate?: string;
+  /**
+   * The start the order stated when CRD judged it (`AssertionRecord.orderStart`; never authoredOn), beside
+   * `assertedOrderDate`: kept with a DTR determination's assertion, so PAS reading it ends the recency windows there.
+   */
+  assertedOrderStart?: string;
   /** The order the response is about: its qr-context, else the order CRD recorded the assertion for. */
   orderRef?: string;
   /**
@@ -26,9 +31,14 @@ export interface AssertedContext {
   chartFacts?: Record<string, unknown>;
   /**
    * The last day of the Coverage the order was judged under (`AssertionRecord.coverageEnd`): an approval the response
-   * gives ends no later (design.md §4 "Payer"). A response names its Coverage only by reference.
+   * gives ends no later (design.md §4 "Payer"). A response names its Coverage only by reference: the end is that of
+   * the Coverage the response names (the assertion's `coverageRef`), never another's. A response naming a Coverage
+   * other than the one CRD judged (the plan renewed) has no end known here, as a response never signed here has none:
+   * CRD or PAS caps the approval when it answers it.
    */
   coverageEnd?: string;
+  /** `Coverage/<id>` of the Coverage `coverageEnd` is the last day of, when known. */
+  coverageRef?: string;
 }
 
 /** What the CRD assertions a QuestionnaireResponse names say of it ({@link responseAssertion}). */
@@ -169,15 +179,24 @@ export function assertedContext(qr: QuestionnaireResponse, a: AssertionRecord | 
   const chart = speaks && isSigningAssertion(a) ? a : signedSpeaks && isSigningAssertion(signed) ? signed : undefined;
   // What is known of the order: the response's assertion where it speaks for it, else the order's own signing.
   const use = speaks ? a : signedSpeaks ? signed : undefined;
-  // The Coverage the order was judged under: the one it is known by, else the signing's.
-  const coverageEnd = use?.coverageEnd ?? chart?.coverageEnd;
-  const chartFacts = { ...(chart ? { chartFacts: recordFactsOf(chart) } : {}), ...(coverageEnd ? { coverageEnd } : {}) };
+  // The Coverage the order was judged under: the one it is known by, else the signing's; only where it is the Coverage
+  // the response names (a renewed plan's response is not capped at the old plan's end: review-diff s44 D6). An
+  // assertion that names no Coverage (recorded before it was kept, or a Coverage with no id) caps as before.
+  const judgedUnder = [use, chart].find((x) => x?.coverageEnd && (!context.coverage || !x.coverageRef || x.coverageRef === context.coverage));
+  const coverageEnd = judgedUnder?.coverageEnd;
+  const coverageRef = judgedUnder?.coverageRef;
+  const chartFacts = {
+    ...(chart ? { chartFacts: recordFactsOf(chart) } : {}),
+    ...(coverageEnd ? { coverageEnd } : {}),
+    ...(coverageRef ? { coverageRef } : {}),
+  };
   if (!use) return named ? { orderRef: named, ...chartFacts } : { ...chartFacts };
   const assertedOrder = localReference(use.orderRef);
   return {
     ...chartFacts,
     knownFacts: use.facts,
     ...(use.orderDate ? { assertedOrderDate: use.orderDate } : {}),
+    ...(use.orderDate && use.orderStart ? { assertedOrderStart: use.orderStart } : {}),
     ...(named ? { orderRef: named } : assertedOrder ? { orderRef: assertedOrder } : {}),
   };
 }

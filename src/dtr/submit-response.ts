@@ -203,6 +203,8 @@ async function evaluateAnswers(qr: QuestionnaireResponse, deps: SubmitResponseDe
     orderDate: result.orderDate,
     coverageRef: ctx.coverage,
     ...(asserted.coverageEnd ? { coverageEnd: asserted.coverageEnd } : {}),
+    ...(asserted.coverageRef ? { coverageEndRef: asserted.coverageRef } : {}),
+    ...(asserted.assertedOrderStart ? { orderStart: asserted.assertedOrderStart } : {}),
     orderRef: asserted.orderRef,
     patientId: ctx.patientId,
     source: 'dtr:QuestionnaireResponse',

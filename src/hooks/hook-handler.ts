@@ -311,6 +311,11 @@ async function answerHook(decided: DecidedHook, deps: HookDeps): Promise<HookRes
     orderDate: d.orderDate,
     // The last day of the Coverage it was judged under: DTR, given the Coverage only by reference, caps an approval there.
     ...(d.coverageEnd ? { coverageEnd: d.coverageEnd } : {}),
+    // Which Coverage that is: a DTR response naming another (renewed) Coverage is not capped at this one's end.
+    ...(coverageId ? { coverageRef: `Coverage/${coverageId}` } : {}),
+    // The start the order stated (never authoredOn): DTR and PAS, given the order without it, end the recency windows
+    // there as signing did (design.md §6 "Order date").
+    ...(d.orderStart ? { orderStart: d.orderStart } : {}),
   });
   // The order's one record (design.md §8): a decision already made stands; an approval at signing is issued once, in
   // one transaction with its assertion (which names the number stored).

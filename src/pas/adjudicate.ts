@@ -5,7 +5,7 @@ import { drugNamedOnly, policiesFor, policiesForCodings } from '../content.js';
 import { resolveValueSetUrl } from '../fhir/fhirpath.js';
 import { codingsWithBillingOptions } from '../fhir/value-sets.js';
 import { answeredCanonical, evaluateQuestionnaireResponse, policyForQuestionnaire } from '../coverage/evaluate-response.js';
-import { signingFactsKey } from './asserted-order-dates.js';
+import { signingFactsKey, type AssertedOrderDate } from './asserted-order-dates.js';
 import { newApproval, periodEnd, withinCoverage } from '../coverage/authorization.js';
 import { coverageLastDay, notInForceOn } from '../coverage/payer.js';
 import type { ApprovalLength } from '../coverage/authorization.js';
@@ -377,8 +377,11 @@ export function adjudicate(opts: {
   payer: Payer;
   request: PasRequest;
   today: string;
-  /** The dates CRD judged the request's orders on, by `MedicationRequest/<id>` (asserted-order-dates.ts). */
-  assertedOrderDates?: ReadonlyMap<string, string>;
+  /**
+   * The dates CRD judged the request's orders on, and the starts they stated then, by `MedicationRequest/<id>`
+   * (asserted-order-dates.ts).
+   */
+  assertedOrderDates?: ReadonlyMap<string, AssertedOrderDate>;
   /** What signing read of the request's orders (asserted-order-dates.ts `signingFacts`), for the answers to be compared with. */
   signingFacts?: ReadonlyMap<string, Record<string, unknown>>;
 }): ItemDecision[] {
@@ -412,7 +415,8 @@ export function adjudicate(opts: {
     // order on, else today: one date per order (design.md §7), and the same date for the evaluation and the period.
     const asserted = order.id ? opts.assertedOrderDates?.get(`MedicationRequest/${order.id}`) : undefined;
     // Built once: its order date dates the period, and the evaluation without a response reads the same data.
-    const data = evaluationDataFor(indexRecord(record), judged, asserted ?? today);
+    // A copy of the order that drops the start signing read off it is judged on that start (review-diff s44 D5).
+    const data = evaluationDataFor(indexRecord(record), judged, asserted?.orderDate ?? today, asserted?.orderStart);
     let orderDate = data.orderDate;
 
     if (!policy) {
@@ -438,7 +442,7 @@ export function adjudicate(opts: {
         // The same evaluation DTR runs for a completed response: the Bundle's record, the answers overriding it.
         // An answer contradicting what signing read of the record pends the order for clinical review, as in DTR.
         const chartFacts = order.id ? opts.signingFacts?.get(signingFactsKey(`MedicationRequest/${order.id}`, policy.file.drug)) : undefined;
-        const result = evaluateQuestionnaireResponse({ content, qr, record, order: judged, assertedOrderDate: asserted, ...(chartFacts ? { chartFacts } : {}), today });
+        const result = evaluateQuestionnaireResponse({ content, qr, record, order: judged, assertedOrderDate: asserted?.orderDate, assertedOrderStart: asserted?.orderStart, ...(chartFacts ? { chartFacts } : {}), today });
         if (result.problems.length > 0) {
           throw badRequest(`QuestionnaireResponse answers that cannot be read: ${result.problems.map((p) => p.message).join('; ')}`, result.problems.map((p) => p.path));
         }

@@ -9,6 +9,17 @@ import type { PasRequest } from './request-bundle.js';
 /** At most this many coverage-assertion-ids are read per resource (an order carries one per CRD call that answered it). */
 const IDS_PER_RESOURCE = 5;
 
+/** The date CRD judged an order on, and the start the order stated then (`AssertionRecord.orderStart`), if it did. */
+export interface AssertedOrderDate {
+  orderDate: string;
+  orderStart?: string;
+}
+
+const assertedDateOf = (a: AssertionRecord): AssertedOrderDate => ({
+  orderDate: a.orderDate!,
+  ...(a.orderStart && a.orderStart === a.orderDate ? { orderStart: a.orderStart } : {}),
+});
+
 /**
  * The dates CRD judged the request's orders on, by order reference (`MedicationRequest/<id>`), from the CRD
  * assertions the request names: an order's coverage-information (the EHR keeps CRD's answer on the order), else a
@@ -16,10 +27,11 @@ const IDS_PER_RESOURCE = 5;
  * did (design.md §7 "One date per order"), so its approval or review period starts where CRD's would. An assertion
  * dates an order only where it speaks for it ({@link assertionSpeaksFor}, design.md §8): recorded for the request's
  * patient, and for this order (or for no order, when the order or its response carries it); one that cannot be read
- * leaves the order to its own date (an id is only a lookup key).
+ * leaves the order to its own date (an id is only a lookup key). With the date, the start the order stated at signing:
+ * a PAS copy of the order that drops its start is judged on it, windows and all (design.md §6 "Order date").
  */
-export async function assertedOrderDates(storage: Storage, req: PasRequest): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
+export async function assertedOrderDates(storage: Storage, req: PasRequest): Promise<Map<string, AssertedOrderDate>> {
+  const out = new Map<string, AssertedOrderDate>();
   const patientId = req.patient.id;
   if (!patientId) return out;
   const patientIds = new Set([patientId]);
@@ -34,7 +46,7 @@ export async function assertedOrderDates(storage: Storage, req: PasRequest): Pro
     for (const id of carriedIds) {
       const a = await read(id);
       if (a && assertionSpeaksFor(a, { patientIds, orderRef: ref, carriedIds })) {
-        out.set(ref, a.orderDate!);
+        out.set(ref, assertedDateOf(a));
         break;
       }
     }
@@ -45,7 +57,7 @@ export async function assertedOrderDates(storage: Storage, req: PasRequest): Pro
     for (const id of carriedIds) {
       const a = await read(id);
       const ref = a && (localReference(a.orderRef) ?? responseContext(qr).orders[0]);
-      if (a && ref && !out.has(ref) && assertionSpeaksFor(a, { patientIds, orderRef: ref, carriedIds })) out.set(ref, a.orderDate!);
+      if (a && ref && !out.has(ref) && assertionSpeaksFor(a, { patientIds, orderRef: ref, carriedIds })) out.set(ref, assertedDateOf(a));
     }
   }
   return out;

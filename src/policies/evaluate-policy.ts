@@ -218,7 +218,7 @@ export interface FactBounds {
   notAfter?: 'latest' | 'order';
 }
 
-export type BoundedFact = Pick<FactDefinition, 'type' | 'unit'> & { dateOf?: 'record' | 'order' | 'plan' };
+export type BoundedFact = Pick<FactDefinition, 'type' | 'unit'> & { dateOf?: 'record' | 'order' | 'plan'; min?: number };
 
 export function factBounds(def: BoundedFact): FactBounds | undefined {
   if ((def.type === 'decimal' || def.type === 'integer') && def.unit) {
@@ -226,8 +226,9 @@ export function factBounds(def: BoundedFact): FactBounds | undefined {
     if (def.unit === '%') return { min: 0, max: 100 };
     return { min: 0, minExcluded: true };
   }
-  // A count of cycles or doses: 0 is a count (no cycle given yet), -1 is not.
-  if (def.type === 'integer') return { min: 0 };
+  // A count of cycles or doses: 0 is a count (no cycle given yet), -1 is not. A count of what the request asks for
+  // states its own least value (`min: 1`, cycles requested: a request for 0 cycles requests nothing).
+  if (def.type === 'integer') return { min: def.min ?? 0 };
   // An order's planned start (dateOf: order) is routinely ahead of today: it is bounded by this order's date only. A day
   // the order plans after its start (dateOf: plan: the end of its cycles) is computed from it, not stated: unbounded.
   if (def.type === 'date' && def.dateOf === 'plan') return undefined;

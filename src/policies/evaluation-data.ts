@@ -164,8 +164,12 @@ function byTimeTaken(observations: Observation[]): Observation[] {
  * Narrows an indexed record to the FHIRPath variables of one order (see cds-services/README.md "Variables"), with an
  * empty fact memo: every policy evaluated over the result shares the facts they define alike.
  * `%diagnoses` is the order's own reasons when it has any, else the codes of the patient's qualifying Conditions.
+ * `assertedStart`: the start CRD read off this order when it was signed (`AssertionRecord.orderStart`), for a copy of
+ * the order that states none (a PAS Bundle's slimmed MedicationRequest): the order is judged on it, its order date and
+ * `%orderStart` both, as signing judged it, not on the copy's authoredOn with no upper end to its windows (design.md §6
+ * "Order date"; review-diff s44 D5). A copy that states a start of its own is judged on that.
  */
-export function evaluationDataFor(record: PatientRecord, order: MedicationRequest, today: string): EvaluationData {
+export function evaluationDataFor(record: PatientRecord, order: MedicationRequest, today: string, assertedStart?: string): EvaluationData {
   const users: Resource[] = [...record.users];
   const requester = refKey(order.requester?.reference);
   const requesterResource = requester ? (record.byReference.get(requester) ?? containedOf(order, order.requester?.reference)) : undefined;
@@ -219,12 +223,17 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
     // An empty list proves no diagnosis absent: a drug for a disease is ordered, so a record naming none (no problem
     // list, no reason) is one that does not say which, and the diagnosis is asked (design.md §6 "How absence reads").
     diagnosesComplete: (record.diagnosesComplete ?? true) && diagnoses.length > 0,
-    orderDate: orderDateOf(order, today),
-    orderStart: statedStartOf(order),
+    ...datesOf(order, today, assertedStart),
     requestOrdersBefore: place.before,
     requestOrdersBeforeAny: place.beforeAny,
     memo: new FactMemo(),
   };
+}
+
+/** The order date and `%orderStart` of an order ({@link evaluationDataFor}). */
+function datesOf(order: MedicationRequest, today: string, assertedStart: string | undefined): { orderDate: string; orderStart?: string } {
+  const stated = statedStartOf(order) ?? assertedStart;
+  return stated !== undefined ? { orderDate: stated, orderStart: stated } : { orderDate: orderDateOf(order, today) };
 }
 
 /** Statuses of an order already given or under way: the record's cycle counts read these orders themselves. */

@@ -79,6 +79,14 @@ export const factSchema = z
       .describe(
         "A date fact's source: 'record', a date the record states (not after the order date or today); 'order', an order's planned start, which may be ahead of today (not after this order's date); 'plan', a day this order plans after its start (the end of its cycles), not bounded",
       ),
+    min: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe(
+        "The least possible value of an integer count, when it is more than 0: a count of what the request asks for (cycles requested) is at least 1, since a request for none requests nothing",
+      ),
     askWhen: z
       .string()
       .min(1)

@@ -72,17 +72,18 @@ type Step = { sql: string; params: unknown[] };
 
 const BATCH_SQL = `
 WITH assertions AS (
-  INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts, authorization_number, order_date, answered_facts, coverage_end)
+  INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts, authorization_number, order_date, answered_facts, coverage_end, order_start, coverage_ref)
   SELECT x.assertion_id, x.created_at, x.payer, x.policy_id, x.policy_version, x.patient_id, x.order_ref, x.hook_instance, x.outcome,
-         coalesce(x.facts, '{}'::jsonb), coalesce(x.missing_facts, '[]'::jsonb), x.authorization_number, x.order_date, x.answered_facts, x.coverage_end
+         coalesce(x.facts, '{}'::jsonb), coalesce(x.missing_facts, '[]'::jsonb), x.authorization_number, x.order_date, x.answered_facts, x.coverage_end, x.order_start, x.coverage_ref
   FROM jsonb_to_recordset($1::text::jsonb) AS x(assertion_id text, created_at timestamptz, payer text, policy_id text, policy_version text,
        patient_id text, order_ref text, hook_instance text, outcome text, facts jsonb, missing_facts jsonb, authorization_number text, order_date text,
-       answered_facts jsonb, coverage_end text)
+       answered_facts jsonb, coverage_end text, order_start text, coverage_ref text)
   ON CONFLICT (assertion_id) DO UPDATE SET created_at = EXCLUDED.created_at, payer = EXCLUDED.payer, policy_id = EXCLUDED.policy_id,
     policy_version = EXCLUDED.policy_version, patient_id = EXCLUDED.patient_id, order_ref = EXCLUDED.order_ref,
     hook_instance = EXCLUDED.hook_instance, outcome = EXCLUDED.outcome, facts = EXCLUDED.facts,
     missing_facts = EXCLUDED.missing_facts, authorization_number = EXCLUDED.authorization_number, order_date = EXCLUDED.order_date,
-    answered_facts = EXCLUDED.answered_facts, coverage_end = EXCLUDED.coverage_end
+    answered_facts = EXCLUDED.answered_facts, coverage_end = EXCLUDED.coverage_end, order_start = EXCLUDED.order_start,
+    coverage_ref = EXCLUDED.coverage_ref
 ), authorizations_issued AS (
   INSERT INTO authorizations (number, payer, source, assertion_id, start_date, end_date, issued_at)
   SELECT x.number, x.payer, 'crd', x.assertion_id, x.start_date, x.end_date, x.issued_at
@@ -102,11 +103,12 @@ ON CONFLICT (line_id) DO NOTHING`;
  * authorization row is the change's own. A batch retried after a COMMIT of unknown outcome writes it once.
  */
 const FOLLOWING_ASSERTIONS_SQL = `
-INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts, authorization_number, order_date, answered_facts, coverage_end)
+INSERT INTO crd_assertions (assertion_id, created_at, payer, policy_id, policy_version, patient_id, order_ref, hook_instance, outcome, facts, missing_facts, authorization_number, order_date, answered_facts, coverage_end, order_start, coverage_ref)
 SELECT x.assertion_id, x.created_at, x.payer, x.policy_id, x.policy_version, x.patient_id, x.order_ref, x.hook_instance, x.outcome,
-       coalesce(x.facts, '{}'::jsonb), coalesce(x.missing_facts, '[]'::jsonb), o.authorization_number, x.order_date, x.answered_facts, x.coverage_end
+       coalesce(x.facts, '{}'::jsonb), coalesce(x.missing_facts, '[]'::jsonb), o.authorization_number, x.order_date, x.answered_facts, x.coverage_end, x.order_start, x.coverage_ref
 FROM jsonb_to_recordset($1::text::jsonb) AS x(assertion_id text, created_at timestamptz, payer text, policy_id text, policy_version text,
      patient_id text, order_ref text, hook_instance text, outcome text, facts jsonb, missing_facts jsonb, order_date text, answered_facts jsonb, coverage_end text,
+     order_start text, coverage_ref text,
      k_payer text, k_patient_id text, k_order_ref text, k_drug text)
 LEFT JOIN LATERAL (SELECT k.authorization_number FROM order_authorizations k
   WHERE k.payer = x.k_payer AND k.patient_id = x.k_patient_id AND k.order_ref = x.k_order_ref AND k.drug = x.k_drug AND k.state = 'approved' LIMIT 1) o ON true
@@ -130,6 +132,8 @@ function assertionRow(r: AssertionRecord) {
     // NULL when signing used no earlier answer (most assertions): read back as absent.
     answered_facts: r.answeredFacts?.length ? r.answeredFacts : undefined,
     coverage_end: r.coverageEnd,
+    order_start: r.orderStart,
+    coverage_ref: r.coverageRef,
   };
 }
 
@@ -858,10 +862,12 @@ export class SqlStorage implements Storage {
       order_date: string | null;
       answered_facts: string[] | null;
       coverage_end: string | null;
+      order_start: string | null;
+      coverage_ref: string | null;
     }>(
       `SELECT c.assertion_id, ${ts('c.created_at')} AS created_at, c.payer, c.policy_id, c.policy_version, c.patient_id, c.order_ref,
               c.hook_instance, c.outcome, c.facts, c.missing_facts, a.number, ${day('a.start_date')} AS start_date, ${day('a.end_date')} AS end_date,
-              c.order_date, c.answered_facts, c.coverage_end
+              c.order_date, c.answered_facts, c.coverage_end, c.order_start, c.coverage_ref
        FROM crd_assertions c LEFT JOIN authorizations a ON a.number = c.authorization_number
        WHERE c.assertion_id = $1`,
       [assertionId],
@@ -887,6 +893,9 @@ export class SqlStorage implements Storage {
       ...(r.answered_facts?.length ? { answeredFacts: r.answered_facts } : {}),
       // NULL for a Coverage with no end, and on an assertion recorded before migration 16.
       ...(r.coverage_end ? { coverageEnd: r.coverage_end } : {}),
+      // NULL when the order stated no start / the Coverage had no id, and on an assertion recorded before migration 19.
+      ...(r.order_start ? { orderStart: r.order_start } : {}),
+      ...(r.coverage_ref ? { coverageRef: r.coverage_ref } : {}),
     };
   }
 

@@ -37,6 +37,18 @@ export interface AssertionRecord {
    * (design.md §4 "Payer"). Absent for a Coverage with no end, and on assertions recorded before it was kept.
    */
   coverageEnd?: string;
+  /**
+   * `Coverage/<id>`: the Coverage the order was judged under, whose last day `coverageEnd` is. A DTR response naming
+   * another Coverage (the plan renewed) is not capped at this one's end (design.md §4 "Payer"). Absent when the
+   * Coverage has no id, and on assertions recorded before it was kept.
+   */
+  coverageRef?: string;
+  /**
+   * YYYY-MM-DD: the start the order stated when it was judged (evaluation-data.ts `statedStartOf`: planned start, else
+   * validity start, never authoredOn); absent when it stated none. A DTR package asked by the assertion alone and a PAS
+   * copy of the order that drops its start end the recency windows on it, as signing did (design.md §6 "Order date").
+   */
+  orderStart?: string;
 }
 
 /** An authorization number issued at signing ("real-time approval", design.md §5). */

@@ -70,6 +70,8 @@ describe('the Questionnaire states the bounds the service applies', () => {
       expect(ext(item(l), EXCLUDED)?.valueBoolean, l).toBe(true);
     }
     expect(ext(item('cycles-given'), MIN)?.valueInteger).toBe(0);
+    // A request asks for at least one cycle: 0 cycles requested requests nothing.
+    expect(ext(item('cycles-requested'), MIN)?.valueInteger).toBe(1);
     const dob = ext(item('birth-date'), MAX) as { _valueDate?: { extension?: Extension[] } };
     expect(dob._valueDate?.extension?.[0]?.valueExpression?.expression).toMatch(/today\(\)/);
     expect(dob._valueDate?.extension?.[0]?.valueExpression?.expression).toMatch(/'order-date'/);
@@ -107,6 +109,22 @@ describe('the payer names an answer it could not use', () => {
       expect(d.reasons.map((r) => r.text).join(' ')).toMatch(/the answer 2099-12-31 is not possible \(on or before today and the order's start\)/);
     const good = evaluateQuestionnaireResponse({ content, qr: withAnswers(base, { 'mrd-percent': [{ valueDecimal: 0 }], 'weight': [{ valueDecimal: 66 }] }), today: TODAY });
     expect(good.evaluation.unusable).toBeUndefined();
+  });
+});
+
+describe('a request for 0 cycles is not a request', () => {
+  it('cycles requested answered 0 is named not possible (1 or more) and not used; 1 is used', () => {
+    const q = buildQuestionnaire(centene, { canonicalBase: CANONICAL_BASE, valueSets: content.valueSets });
+    const base = { resourceType: 'QuestionnaireResponse', status: 'completed', questionnaire: `${q.url}|${q.version}` } as QuestionnaireResponse;
+    const zero = evaluateQuestionnaireResponse({ content, qr: withAnswers(base, { 'cycles-requested': [{ valueInteger: 0 }] }), today: TODAY });
+    expect(zero.evaluation.unusable).toEqual([{ fact: 'cyclesRequested', answer: 0 }]);
+    expect(zero.evaluation.facts.find((f) => f.name === 'cyclesRequested')?.value).toBeUndefined();
+    const d = determinationOf(centene, zero.evaluation);
+    if (zero.evaluation.missingFacts.includes('cyclesRequested'))
+      expect(d.reasons.map((r) => r.text).join(' ')).toMatch(/the answer 0 is not possible \(1 or more\); it was not used/);
+    const one = evaluateQuestionnaireResponse({ content, qr: withAnswers(base, { 'cycles-requested': [{ valueInteger: 1 }] }), today: TODAY });
+    expect(one.evaluation.unusable).toBeUndefined();
+    expect(one.evaluation.facts.find((f) => f.name === 'cyclesRequested')?.value).toBe(1);
   });
 });
 

@@ -218,7 +218,8 @@ export function factDomain(policy: CompiledPolicy, name: string, c: Content = dt
     }
     case 'integer': {
       const top = Math.max(10, ...numbers);
-      return [...Array.from({ length: top + 2 }, (_, i) => i), undefined];
+      // As for decimals: a count the engine reads as unknown (0 cycles requested: `min: 1`) is no answer at all.
+      return [...Array.from({ length: top + 2 }, (_, i) => i).filter((v) => plausible(def, v, '9999-12-31')), undefined];
     }
     case 'date': {
       const ages = [20, 40, 200, 400, 365 * 10, 365 * 17 + 300, 365 * 18 + 10, 365 * 25, 365 * 40, 365 * 70];

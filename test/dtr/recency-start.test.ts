@@ -6,14 +6,18 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Observation, Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
+import type { Bundle, Extension, MedicationRequest, Observation, Parameters, Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
 import fhirpath from 'fhirpath';
 import r4 from 'fhirpath/fhir-context/r4/index.js';
+import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { EXT_INITIAL_EXPRESSION } from '../../src/fhir/dtr-urls.js';
 import { ORDER_DATE_LINK_ID, ORDER_START_LINK_ID } from '../../src/policies/questionnaire-names.js';
 import { statedStartOf, orderStartOf } from '../../src/policies/evaluation-data.js';
-import { repoRoot } from '../helpers/stories.js';
+import { buildApp } from '../helpers/app.js';
+import { coverageInfo, sub } from '../helpers/dtr-package.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { repoRoot, storyOrder, storyResources } from '../helpers/stories.js';
 
 const form = JSON.parse(readFileSync(join(repoRoot, 'questionnaires', 'centene-blinatumomab.json'), 'utf8')) as Questionnaire;
 
@@ -85,5 +89,61 @@ describe('the start an order states (evaluation-data.ts statedStartOf)', () => {
     expect([statedStartOf(planned), statedStartOf(validity), statedStartOf(authored)]).toEqual(['2026-08-01', '2026-07-30', undefined]);
     // The order date still falls back to authoredOn (the windows count back from it).
     expect(orderStartOf(authored)).toBe('2026-11-03');
+  });
+});
+
+/**
+ * A package asked with the CRD assertion alone (`context`, no order: the launch the CRD card's appContext allows) fills
+ * the order-start item from the start signing read off the order, kept with the assertion (review-diff s44 D4): its
+ * pre-fill's windows end there, as when the order is sent. The story's order plans its start for 2026-11-21.
+ */
+describe('$questionnaire-package by context alone fills the order-start item (design.md §6 "Order date")', () => {
+  const STORY = 'centene-missing-mrd';
+
+  async function contextPackage(order: MedicationRequest): Promise<QuestionnaireResponse[]> {
+    const { app } = buildApp({ today: '2026-11-19' });
+    const resources = storyResources(STORY);
+    const signed = (await request(app).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, order)).expect(200)).body.systemActions[0].resource as MedicationRequest;
+    const assertionId = sub(coverageInfo(signed as { extension?: Extension[] }), 'coverage-assertion-id')!.valueString!;
+    const coverage = resources.find((r) => r.resourceType === 'Coverage')!;
+    const res = await request(app)
+      .post('/fhir/Questionnaire/$questionnaire-package')
+      .set('Content-Type', 'application/fhir+json')
+      .send(JSON.stringify({ resourceType: 'Parameters', parameter: [{ name: 'coverage', resource: coverage }, { name: 'context', valueString: assertionId }] }))
+      .expect(200);
+    const bundles = ((res.body as Parameters).parameter ?? []).filter((p) => p.resource?.resourceType === 'Bundle').map((p) => p.resource as Bundle);
+    expect(bundles.length).toBeGreaterThan(0);
+    return bundles.map((b) => b.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse);
+  }
+
+  const answerOf = (qr: QuestionnaireResponse, linkId: string) => {
+    const find = (items: QuestionnaireResponse['item']): unknown => {
+      for (const i of items ?? []) {
+        if (i.linkId === linkId) return i.answer?.[0]?.valueDate;
+        const inner = find(i.item);
+        if (inner !== undefined) return inner;
+      }
+      return undefined;
+    };
+    return find(qr.item);
+  };
+
+  it('with the start the signed order stated, in every DTR version the package holds', async () => {
+    const drafts = await contextPackage(storyOrder(STORY));
+    for (const qr of drafts) {
+      expect(answerOf(qr, ORDER_DATE_LINK_ID)).toBe('2026-11-21');
+      expect(answerOf(qr, ORDER_START_LINK_ID), 'the pre-fill windows end on the start').toBe('2026-11-21');
+    }
+  });
+
+  it('with none when the signed order stated no start (its order date is authoredOn, no upper end)', async () => {
+    const order = structuredClone(storyOrder(STORY));
+    for (const d of order.dosageInstruction ?? []) delete d.timing?.repeat?.boundsPeriod;
+    delete order.dispenseRequest?.validityPeriod;
+    const drafts = await contextPackage(order);
+    for (const qr of drafts) {
+      expect(answerOf(qr, ORDER_DATE_LINK_ID)).toBe('2026-11-16');
+      expect(answerOf(qr, ORDER_START_LINK_ID)).toBeUndefined();
+    }
   });
 });

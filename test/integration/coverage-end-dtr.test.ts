@@ -70,6 +70,26 @@ describe('DTR: the Coverage judged on the order dates, and approvals within it',
     expect(record?.authorization).toEqual({ number, start: '2026-11-21', end: '2026-12-31' });
   });
 
+  it('does not cap at the end of the Coverage signing judged when the response names the renewed Coverage (review-diff s44 D6)', async () => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const resources = withCoverage({ period: { start: '2026-01-01', end: '2026-12-31' } });
+    const order = storyOrder(STORY, resources);
+    const signed = (await request(app).post(SIGN).send(orderSignRequest(resources, order)).expect(200)).body.systemActions[0].resource as MedicationRequest;
+    // The plan renewed: the EHR's DTR launch names the new Coverage, in force through 2027.
+    const old = resources.find((r) => r.resourceType === 'Coverage')!;
+    const renewed = { ...old, id: `${old.id}-2027`, period: { start: '2026-01-01', end: '2027-12-31' } };
+    const qr = await packageDraft(app, renewed, signed);
+    answer((qr.item ??= []) as never, 'mrd-percent', [{ valueDecimal: 0.6 }]);
+    qr.status = 'completed';
+    const saved = await request(app).post('/fhir/QuestionnaireResponse').send(qr).expect(201);
+    const info = coverageInfo(saved.body as { extension?: Extension[] });
+    expect(sub(info, 'pa-needed')!.valueCode).toBe('satisfied');
+    const number = sub(info, 'satisfied-pa-id')!.valueString!;
+    const assertion = await storage.getAssertion(sub(info, 'coverage-assertion-id')!.valueString!);
+    // Six months from 2026-11-21, uncut: the old plan's last day (2026-12-31) is not this Coverage's.
+    expect(assertion?.authorization).toEqual({ number, start: '2026-11-21', end: '2027-05-20' });
+  });
+
   it("caps the approval of an adaptive form completed by $next-question at the Coverage's last day", async () => {
     const { app, storage } = buildApp({ today: TODAY });
     const resources = withCoverage({ period: { start: '2026-01-01', end: '2026-12-31' } });

@@ -130,3 +130,50 @@ describe('PAS dates an order only from an assertion that speaks for it', () => {
     expect(claimResponseOf(answer).preAuthPeriod?.start, "this order's own date (the day of the request), not the earlier cycle's").toBe(REQUESTED_ON);
   });
 });
+
+/**
+ * The start signing read off the order stands when the PAS copy of the order drops it (review-diff s44 D5; design.md
+ * §6 "Order date"): the order is judged on that start, its recency windows ending there, not on the copy's authoredOn
+ * with no upper end. The story's order plans its start for 2026-11-21 (written 2026-11-16); its chart has no MRD.
+ */
+describe('PAS judges a copy of the order without its start on the start signing read', () => {
+  const SIGNED = '2026-11-19';
+  const REQUESTED = '2026-12-10';
+  /** An MRD level (CP.PHAR.312 I.A.4.a) taken on `at`, sent with the request. */
+  const mrd = (at: string): Resource => ({
+    resourceType: 'Observation',
+    id: 'centene-missing-mrd-mrd',
+    status: 'final',
+    subject: { reference: 'Patient/centene-missing-mrd' },
+    code: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'mrd', display: 'Minimal residual disease' }] },
+    effectiveDateTime: at,
+    valueQuantity: { value: 0.5, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
+  });
+
+  async function requestWithMrd(at: string): Promise<ClaimResponse> {
+    const storage = new MemoryStorage();
+    const signing = buildApp({ today: SIGNED, storage }).app;
+    const resources = storyResources(STORY);
+    const signed = (await request(signing).post('/cds-services/priorpath-order-sign').send(orderSignRequest(resources, storyOrder(STORY, resources))).expect(200)).body.systemActions[0].resource as MedicationRequest;
+    // The EHR's slimmed copy: the dosage without its timing, no validity period; authoredOn (2026-11-16) kept.
+    const copy = structuredClone(signed);
+    for (const d of copy.dosageInstruction ?? []) delete d.timing;
+    delete copy.dispenseRequest?.validityPeriod;
+    const bundle = withOrder(storyBundle(STORY), copy);
+    bundle.entry!.push({ fullUrl: 'urn:uuid:4c1e2a7e-1d55-4b0e-9a7e-3a1f0d2b6c11', resource: mrd(at) });
+    const pas = buildApp({ today: REQUESTED, storage }).app;
+    const answer = (await request(pas).post('/fhir/Claim/$submit').set('Content-Type', FHIR).send(JSON.stringify(bundle)).expect(200)).body as Bundle;
+    return claimResponseOf(answer);
+  }
+
+  it('an MRD result taken after the start signing read (2026-12-01) is not read: the request is not approved on it', async () => {
+    const cr = await requestWithMrd('2026-12-01T09:00:00-05:00');
+    expect(cr.preAuthRef, 'no approval on an MRD taken on therapy').toBeUndefined();
+  });
+
+  it('an MRD result taken before it (2026-11-20) approves the order, from the start signing read, not the copy\'s authoredOn', async () => {
+    const cr = await requestWithMrd('2026-11-20T09:00:00-05:00');
+    expect(cr.preAuthRef).toBeDefined();
+    expect(cr.preAuthPeriod?.start).toBe('2026-11-21');
+  });
+});

@@ -178,6 +178,24 @@ export function storageContract(get: () => Storage): void {
     expect(await get().getAssertion(open.assertionId)).not.toHaveProperty('coverageEnd');
   });
 
+  it("keeps the start an assertion's order stated and the Coverage it was judged under (design.md §6 \"Order date\", §4 \"Payer\"), written alone, queued or with its order", async () => {
+    const a = newAssertion({ orderDate: '2026-08-01', orderStart: '2026-08-01', coverageEnd: '2026-12-31', coverageRef: 'Coverage/plan-2026' });
+    await get().saveAssertion(a);
+    expect(await get().getAssertion(a.assertionId)).toEqual(a);
+    const queued = newAssertion({ orderDate: '2026-11-21', orderStart: '2026-11-21', coverageRef: 'Coverage/plan-2027' });
+    await get().queueAssertion(queued);
+    expect(await get().getAssertion(queued.assertionId)).toMatchObject({ orderStart: '2026-11-21', coverageRef: 'Coverage/plan-2027' });
+    const key = orderKey();
+    const withOrder = newAssertion({ patientId: key.patientId, orderRef: key.orderRef, orderDate: '2026-11-24', orderStart: '2026-11-24', coverageRef: 'Coverage/c1' });
+    await get().applyOrderChange(change(key, 'auth-needed', { assertionId: withOrder.assertionId }), withOrder);
+    expect(await get().getAssertion(withOrder.assertionId)).toMatchObject({ orderStart: '2026-11-24', coverageRef: 'Coverage/c1' });
+    // An order stating no start, a Coverage with no id: absent, as before.
+    const none = newAssertion({ orderDate: '2026-11-03' });
+    await get().saveAssertion(none);
+    const read = (await get().getAssertion(none.assertionId))!;
+    expect('orderStart' in read || 'coverageRef' in read).toBe(false);
+  });
+
   it('keeps optional assertion fields absent when they were absent', async () => {
     const a = newAssertion({ policyId: undefined, policyVersion: undefined, outcome: 'default', facts: {}, missingFacts: [] });
     delete a.policyId;
