@@ -170,6 +170,18 @@ export function notInForceOn(coverage: Coverage, dates: string[]): string | unde
 }
 
 /**
+ * The first day a Coverage covers (YYYY-MM-DD), from its `period.start` read at its own precision (2026 → 2026-01-01,
+ * 2026-07 → 2026-07-01), or undefined for a period with no start: the other end of {@link coverageLastDay}, shown to
+ * the reviewer beside it (design.md §4 "Payer").
+ */
+export function coverageFirstDay(coverage: Coverage | undefined): string | undefined {
+  const start = coverage?.period?.start;
+  if (!start || !/^\d{4}(-\d{2}(-\d{2})?)?/.test(start)) return undefined;
+  if (/^\d{4}-\d{2}-\d{2}/.test(start)) return start.slice(0, 10);
+  return /^\d{4}-\d{2}/.test(start) ? `${start.slice(0, 7)}-01` : `${start.slice(0, 4)}-01-01`;
+}
+
+/**
  * The last day a Coverage covers (YYYY-MM-DD), from its `period.end` read at its own precision (2026 → 2026-12-31,
  * 2026-02 → 2026-02-28), or undefined for a period with no end. An approval issued under the Coverage ends no later
  * (design.md §4 "Payer": no authorization outlives the coverage it is issued under).

@@ -12,7 +12,7 @@ import type {
 import type { PasRequest } from './request-bundle.js';
 import { instantOf } from '../fhir/fhir-instant.js';
 import { longDate, longDateTime } from '../fhir/long-date.js';
-import { coverageLastDay } from '../coverage/payer.js';
+import { coverageFirstDay, coverageLastDay } from '../coverage/payer.js';
 
 /** DTR `information-origin` (2.0.1 and 2.2 URL). */
 const INFORMATION_ORIGIN = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin';
@@ -289,13 +289,6 @@ function newestTakenFirst(facts: ReviewFact[]): ReviewFact[] {
   return keyed.map((k) => k.f);
 }
 
-/** The Coverage's first day as a full date (a partial start, "2026-07", is its first day). */
-function coverageStart(coverage: Coverage): string | undefined {
-  const start = coverage.period?.start;
-  if (!start || !/^\d{4}/.test(start)) return undefined;
-  return /^\d{4}-\d{2}-\d{2}/.test(start) ? start.slice(0, 10) : /^\d{4}-\d{2}/.test(start) ? `${start.slice(0, 7)}-01` : `${start.slice(0, 4)}-01-01`;
-}
-
 /**
  * The reviewer's reading of a PAS request (PAS §"Request": the Claim, its supporting information and the DTR
  * QuestionnaireResponse; X12 278 "additional information"): the patient and member id, each requested order, every
@@ -338,6 +331,8 @@ export function reviewCase(req: PasRequest, questionText: QuestionText = () => u
   const newestFirst = newestTakenFirst(facts);
   const payer = req.coverage.payor?.[0];
   const payerOrg = payer?.reference ? req.byReference.get(payer.reference) : undefined;
+  const coverageStart = coverageFirstDay(req.coverage);
+  const coverageEnd = coverageLastDay(req.coverage);
   return {
     patient: {
       name: nameOf(req.patient.name),
@@ -347,8 +342,8 @@ export function reviewCase(req: PasRequest, questionText: QuestionText = () => u
     },
     // As full dates: the Coverage's last day as the service reads it (a partial end, "2026-12", is its last day), and
     // the start's date part, so the workbench compares dates with dates.
-    ...(coverageStart(req.coverage) || coverageLastDay(req.coverage)
-      ? { coverage: { ...(coverageStart(req.coverage) ? { start: coverageStart(req.coverage) } : {}), ...(coverageLastDay(req.coverage) ? { end: coverageLastDay(req.coverage) } : {}) } }
+    ...(coverageStart || coverageEnd
+      ? { coverage: { ...(coverageStart ? { start: coverageStart } : {}), ...(coverageEnd ? { end: coverageEnd } : {}) } }
       : {}),
     ...((payerOrg as { name?: string } | undefined)?.name || payer?.display
       ? { payerName: (payerOrg as { name?: string } | undefined)?.name ?? payer?.display }
