@@ -41,42 +41,6 @@ export interface StoredItem {
   criteria: LimitFinding[];
   /** The facts of its limits that are amounts the order asks for (CompiledFact.asked); absent: compare every fact. */
   askedAmounts?: string[];
-  /** The Claim item's quantity as asked (null: none stated; absent: stored before it was kept). */
-  quantity?: { value?: number; unit?: string; code?: string; system?: string } | null;
-  /**
-   * A reviewer's approval of less than asked (adjudicate.ts ItemDecision.approvedAs): the amounts and the quantity
-   * approved, which bound what the approval covers ({@link asApproved}, {@link asksMoreThanModified}).
-   */
-  approvedAs?: { amounts: { fact: string; approved: number }[]; quantity?: { value?: number; unit?: string; code?: string; system?: string } };
-}
-
-/**
- * A reviewed item as its reviewer approved it: an approval as modified (docs/design.md §8 "Approve as modified")
- * approved its amounts and quantity, not those asked, so its evidence reads the approved amounts and its quantity the
- * approved one. What the approval covers is then compared with what was approved ({@link limitsAskNoMore},
- * approval-covers.ts), never with what was asked. Any other item is returned as is.
- */
-export function asApproved<T extends StoredItem>(item: T): T {
-  const a = item.approvedAs;
-  if (!a) return item;
-  const approved = new Map(a.amounts.map((m) => [m.fact, m.approved]));
-  return {
-    ...item,
-    criteria: item.criteria.map((c) => ({ ...c, ...(c.evidence ? { evidence: c.evidence.map((e) => (approved.has(e.fact) ? { ...e, value: approved.get(e.fact) } : e)) } : {}) })),
-    ...(a.quantity ? { quantity: a.quantity } : {}),
-  };
-}
-
-/**
- * Whether facts of an order (by name) ask more than a reviewer's approval as modified approved: an amount it approved
- * lower (the dose, the cycles) that the order now states higher. Within every policy limit an order may still ask
- * more than the reviewer approved (6 cycles asked, 2 approved), so this is read whether or not a limit is exceeded.
- */
-export function asksMoreThanModified(facts: ReadonlyMap<string, unknown>, approvedAs: StoredItem['approvedAs']): boolean {
-  return (approvedAs?.amounts ?? []).some((m) => {
-    const now = facts.get(m.fact);
-    return typeof now === 'number' && now > m.approved;
-  });
 }
 
 /**
@@ -139,8 +103,7 @@ export async function reviewedItemOf(storage: Storage, record: OrderRecord): Pro
   const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
   if (approvedBy?.source !== 'review' || !approvedBy.submissionId) return undefined;
   const reviewed = await submittedItemOf(storage, approvedBy.submissionId, record);
-  // As the reviewer approved it: an approval as modified covers the amounts approved, not those asked.
-  return reviewed ? { ...reviewed, item: asApproved(reviewed.item), submissionId: approvedBy.submissionId } : undefined;
+  return reviewed ? { ...reviewed, submissionId: approvedBy.submissionId } : undefined;
 }
 
 /**
@@ -240,16 +203,9 @@ export function orderChanged(policy: CompiledPolicy, evaluation: PolicyEvaluatio
  */
 export async function beyondReviewedApproval(storage: Storage, policy: CompiledPolicy, evaluation: PolicyEvaluation, record: OrderRecord | null | undefined): Promise<string | undefined> {
   if (record?.state !== 'approved' || !record.authorization) return undefined;
-  const overLimit = evaluation.rules.some((r) => r.kind === 'limit' && r.result === false);
-  // A reviewer's approval may have been of less than asked (approve as modified): its request is read for the order
-  // signed within every limit too, so an order asking more than was approved (6 cycles after 2) is not answered by it.
-  // Only an order a reviewer approved is read, and only then.
-  const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
-  if (!overLimit && approvedBy?.source !== 'review') return undefined;
+  if (!evaluation.rules.some((r) => r.kind === 'limit' && r.result === false)) return undefined;
   const reviewed = await reviewedItemOf(storage, record);
-  if (!reviewed) return undefined;
-  if (asksMoreThanModified(new Map(evaluation.facts.map((f) => [f.name, f.value])), reviewed.item.approvedAs)) return record.authorization.number;
-  if (!overLimit || limitsAskNoMore(limitFindings(policy, evaluation), reviewed.item.criteria, askedAmountsOf(policy))) return undefined;
+  if (!reviewed || limitsAskNoMore(limitFindings(policy, evaluation), reviewed.item.criteria, askedAmountsOf(policy))) return undefined;
   return record.authorization.number;
 }
 

@@ -66,30 +66,8 @@ export interface ItemDecision {
    * Absent from decisions stored before it was kept: every fact of a limit is compared, as then.
    */
   askedAmounts?: string[];
-  /**
-   * A reviewer's approval of less than the item asked ("approve as modified", docs/design.md §8 "Approve as modified";
-   * review ui s44 L3): each amount of the order approved lower (`fact`, one of `askedAmounts`, in the policy's words,
-   * with the value asked and the value approved) and the quantity approved when lower than the Claim item's. The item
-   * is certified for these only (reviewAction A1 in PriorPath's records, answered X12 306 A6 Modified with them in
-   * `itemAuthorizedDetail`); a later order or request asking more than them is not covered (reviewed-approval.ts).
-   */
-  approvedAs?: ApprovedAs;
   /** Set when its submitter cancelled the item (reviewAction C): when, and what it had been before. */
   cancelled?: { at: string; was: ItemActionCode };
-}
-
-/** What a reviewer approved of an item asking more (ItemDecision.approvedAs). */
-export interface ApprovedAs {
-  amounts: { fact: string; label: string; asked: number; approved: number }[];
-  quantity?: Quantity;
-}
-
-/** "Highest prescribed daily dose … 28 (56 asked); quantity 784 ug (1568 asked)": what an approval as modified approved. */
-export function approvedAsWords(a: ApprovedAs, askedQuantity?: Quantity | null): string {
-  const amounts = a.amounts.map((m) => `${m.label}: ${m.approved} (${m.asked} asked)`);
-  const unit = a.quantity?.unit ?? a.quantity?.code ?? '';
-  const quantity = a.quantity ? [`quantity ${a.quantity.value}${unit ? ` ${unit}` : ''}${askedQuantity?.value !== undefined ? ` (${askedQuantity.value} asked)` : ''}`] : [];
-  return [...amounts, ...quantity].join('; ');
 }
 
 /**

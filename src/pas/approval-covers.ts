@@ -1,6 +1,6 @@
 import type { Quantity } from '@medplum/fhirtypes';
 import type { OrderRecord, Storage } from '../storage/storage.js';
-import { asksMoreThanAnswered, asksMoreThanModified, limitsAskNoMore, reviewedItemOf } from '../coverage/reviewed-approval.js';
+import { asksMoreThanAnswered, limitsAskNoMore, reviewedItemOf } from '../coverage/reviewed-approval.js';
 import type { ItemDecision } from './adjudicate.js';
 import { parsePasRequest } from './request-bundle.js';
 
@@ -68,10 +68,6 @@ export function quantityOf(requestBundle: Record<string, unknown>, sequence: num
  * later course start asks nothing more. Decisions stored before the asked amounts were kept compare every fact, as then.
  */
 function asksNoMoreThan(item: ItemDecision, quantity: Quantity | undefined, was: ItemDecision, wasQuantity: Quantity | undefined): boolean {
-  // An approval as modified covers the amounts approved, whether or not the item exceeds a limit (`was` reads them:
-  // reviewedItemOf gives the reviewed item as approved, its quantity the approved one).
-  const asked = new Map(item.criteria.flatMap((c) => c.evidence ?? []).filter((e) => typeof e.value === 'number').map((e) => [e.fact, e.value]));
-  if (asksMoreThanModified(asked, was.approvedAs)) return false;
   if (!limitsAskNoMore(item.criteria, was.criteria, item.askedAmounts ?? was.askedAmounts)) return false;
   if (quantity?.value === undefined) return true;
   if (wasQuantity?.value === undefined) return false;

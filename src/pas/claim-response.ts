@@ -1,4 +1,4 @@
-import type { Bundle, BundleEntry, ClaimItem, ClaimResponse, ClaimResponseItem, Extension, PractitionerRole, Quantity, Reference, Resource } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, ClaimItem, ClaimResponse, ClaimResponseItem, Extension, PractitionerRole, Reference, Resource } from '@medplum/fhirtypes';
 import type { ItemActionCode, PasStatus } from '../storage/storage.js';
 import type { ItemDecision } from './adjudicate.js';
 import {
@@ -42,21 +42,11 @@ export function summarize(items: ItemDecision[]): { status: PasStatus; reviewAct
   return { status: 'partial', reviewAction: 'A1' };
 }
 
-/**
- * The item's X12 306 code: its decision, except a reviewer's approval of less than asked (ItemDecision.approvedAs),
- * answered A6 Modified, never A1 Certified in total (what was certified differs from what was requested, and the
- * item's itemAuthorizedDetail says what: docs/design.md §8 "Approve as modified").
- */
-function reviewActionCode(d: ItemDecision): keyof typeof REVIEW_ACTION_DISPLAY {
-  return d.reviewAction === 'A1' && d.approvedAs ? 'A6' : d.reviewAction;
-}
-
 function reviewAction(d: ItemDecision): Extension {
-  const code = reviewActionCode(d);
   return {
     url: EXT_REVIEW_ACTION,
     extension: [
-      { url: EXT_REVIEW_ACTION_CODE, valueCodeableConcept: { coding: [{ system: X12_306, code, display: REVIEW_ACTION_DISPLAY[code] }] } },
+      { url: EXT_REVIEW_ACTION_CODE, valueCodeableConcept: { coding: [{ system: X12_306, code: d.reviewAction, display: REVIEW_ACTION_DISPLAY[d.reviewAction] }] } },
       ...(d.authorization ? [{ url: 'number', valueString: d.authorization.number }] : []),
     ],
   };
@@ -120,11 +110,10 @@ function authorizedProvider(req: PasRequest, requestor: Reference | undefined): 
  * Undefined when the item states none of them. PAS 2.0.1 defines the extension only "if different from what was
  * requested", which a certification in total never is, so 2.0.1 answers leave it out.
  */
-export function authorizedItemDetail(item: ClaimItem, opts: { quantityJudged?: boolean; approvedQuantity?: Quantity } = {}): Extension | undefined {
+export function authorizedItemDetail(item: ClaimItem, opts: { quantityJudged?: boolean } = {}): Extension | undefined {
   // Only a quantity the policy judged is certified (design.md §8 "What PAS certifies"): one whose amount limits read
-  // it; a policy stating no amount limit certifies the drug for the order, never an amount nobody judged. A quantity a
-  // reviewer approved lower than asked (approve as modified) was judged by the reviewer: it is the one certified.
-  const quantity = opts.approvedQuantity ?? (opts.quantityJudged !== false && item.quantity);
+  // it; a policy stating no amount limit certifies the drug for the order, never an amount nobody judged.
+  const quantity = opts.quantityJudged !== false && item.quantity;
   const parts: Extension[] = [
     ...(item.productOrService ? [{ url: 'productOrServiceCode', valueCodeableConcept: item.productOrService }] : []),
     ...(item.modifier ?? []).map((m) => ({ url: 'modifier', valueCodeableConcept: m })),
@@ -194,11 +183,7 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
       extension.push({ url: EXT_ITEM_PRE_AUTH_ISSUE_DATE, valueDate: (d.review?.decidedAt ?? meta.created).slice(0, 10) });
       extension.push({ url: EXT_ITEM_PRE_AUTH_PERIOD, valuePeriod: { start: d.authorization.start, end: d.authorization.end } });
     }
-    // PAS 2.0.1 defines itemAuthorizedDetail only "if different from what was requested": an approval as modified is.
-    const detail =
-      d.reviewAction === 'A1' && d.authorization && item && (version !== '2.0.1' || d.approvedAs)
-        ? authorizedItemDetail(item, { quantityJudged: !d.quantityNotJudged, ...(d.approvedAs?.quantity ? { approvedQuantity: d.approvedAs.quantity } : {}) })
-        : undefined;
+    const detail = d.reviewAction === 'A1' && d.authorization && item && version !== '2.0.1' ? authorizedItemDetail(item, { quantityJudged: !d.quantityNotJudged }) : undefined;
     if (detail) extension.push(detail);
     if (provider) {
       extension.push({
@@ -224,7 +209,7 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
 
   const { status } = summarize(items);
   const disposition: Record<PasStatus, string> = {
-    approved: items.some((i) => i.reviewAction === 'A1' && i.approvedAs) ? 'Certified as modified' : 'Certified in total',
+    approved: 'Certified in total',
     denied: 'Not certified',
     pended: items.some((i) => i.needed.some((n) => n.startsWith('Clinical review'))) ? 'Pended for clinical review' : 'Pended: documentation needed',
     partial: 'Certified in part',

@@ -46,7 +46,7 @@ export const ADJUDICATION_SYSTEM = 'http://terminology.hl7.org/CodeSystem/adjudi
 /** Identifier system of PriorPath's reference numbers for PAS requests (REF-NT, ClaimResponse.identifier). */
 export const PAS_REFERENCE_SYSTEM = 'https://priorpath.dev/fhir/sid/pas-request';
 
-export const REVIEW_ACTION_DISPLAY = { A1: 'Certified in total', A3: 'Not Certified', A4: 'Pended', A6: 'Modified', C: 'Cancelled' } as const;
+export const REVIEW_ACTION_DISPLAY = { A1: 'Certified in total', A3: 'Not Certified', A4: 'Pended', C: 'Cancelled' } as const;
 
 /** PAS Claim Update (`profile-claim-update`): the prior Claim it updates is `related.claim` with this relationship. */
 export const PAS_CLAIM_UPDATE = `${PAS}/profile-claim-update`;

@@ -12,9 +12,8 @@ import { widenedPeriod } from '../storage/storage.js';
 import type { Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { approvedAsWords, factLabel } from './adjudicate.js';
-import type { ApprovedAs, CriterionEvidence, ItemDecision } from './adjudicate.js';
-import { claimQuantity, quantityOf } from './approval-covers.js';
+import { factLabel } from './adjudicate.js';
+import type { CriterionEvidence, ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf } from './http.js';
 import { parsePasRequest } from './request-bundle.js';
@@ -52,20 +51,8 @@ const decisionSchema = z
     reason: z.string().trim().min(1).max(4000),
     /** Approval period; default: the policy's approval from the order's planned start. */
     period: z.object({ start: day, end: day }).strict().refine((p) => p.end >= p.start, 'period.end is before period.start').optional(),
-    /**
-     * Approve as modified (docs/design.md §8 "Approve as modified"): the amounts the order asks (by fact, a number each)
-     * and the Claim item quantity approved lower than asked; with `decision: "approve"` only.
-     */
-    modified: z
-      .object({
-        amounts: z.record(z.string().min(1).max(100), z.number().positive().finite()).optional(),
-        quantity: z.number().positive().finite().optional(),
-      })
-      .strict()
-      .optional(),
   })
-  .strict()
-  .refine((d) => !d.modified || d.decision === 'approve', { message: 'only an approval can be modified', path: ['modified'] });
+  .strict();
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -164,11 +151,6 @@ function reviewView(s: PasSubmission, content?: ReviewDeps['content']) {
       return evidence ? { ...c, evidence } : c;
     }),
     reviewPeriod: i.reviewPeriod,
-    // What "approve as modified" may lower: the amounts the order asks (each with its asked value in the evidence)
-    // and the Claim item quantity; and what an approval as modified approved.
-    ...(i.askedAmounts ? { askedAmounts: i.askedAmounts } : {}),
-    ...(i.quantity ? { quantity: i.quantity } : {}),
-    ...(i.approvedAs ? { approvedAs: i.approvedAs } : {}),
     ...(i.authorization ? { authorization: i.authorization } : {}),
     // A Claim Update cancelled it (X12 306 C): when, and what it was; the reviewer is shown it apart, never to decide.
     ...(i.cancelled ? { cancelled: i.cancelled } : {}),
@@ -280,8 +262,6 @@ export interface DecidedEntry {
   reason: string;
   decidedAt: string;
   authorizationNumber?: string;
-  /** The decision approved less than asked (approve as modified: the item's `approvedAs`). */
-  modified?: boolean;
   status?: string;
   reviewAction?: string;
   patientName?: string;
@@ -319,7 +299,6 @@ async function decidedList(storage: Storage, days: number, content?: ReviewDeps[
       reason: d.reason,
       decidedAt: d.decidedAt,
       ...(d.authorizationNumber ? { authorizationNumber: d.authorizationNumber } : {}),
-      ...(items.some((i) => i.approvedAs && i.review?.decidedAt === d.decidedAt) ? { modified: true } : {}),
       ...(s ? { status: s.status, reviewAction: s.reviewAction } : {}),
       ...(c ? { patientName: c.patient.name } : {}),
       ...(c?.patient.memberId ? { memberId: c.patient.memberId } : {}),
@@ -331,38 +310,6 @@ async function decidedList(storage: Storage, days: number, content?: ReviewDeps[
 }
 
 const daysSchema = z.coerce.number().int().min(1).max(DECIDED_MAX_DAYS);
-
-/**
- * What an approval as modified approves (docs/design.md §8 "Approve as modified"), checked against the one pended item
- * it decides: each amount is one the order asks (the item's `askedAmounts`, a number in its evidence) and at most what
- * was asked, the quantity at most the Claim item's; at least one is lower (else it is an approval of what was asked).
- * A 400 naming the field otherwise. Only what is lower is kept.
- */
-function modification(items: ItemDecision[], m: { amounts?: Record<string, number>; quantity?: number }, requestBundle: Record<string, unknown>): ApprovedAs {
-  const pended = items.filter((i) => i.reviewAction === 'A4');
-  if (pended.length !== 1)
-    throw badRequest(`Invalid decision: modified: an approval as modified decides a request with one pended item; this one has ${pended.length}. Approve or deny it as asked`, ['modified']);
-  const item = pended[0];
-  const evidence = item.criteria.flatMap((c) => c.evidence ?? []);
-  const amounts: ApprovedAs['amounts'] = [];
-  for (const [fact, approved] of Object.entries(m.amounts ?? {})) {
-    const asked = evidence.find((e) => e.fact === fact && typeof e.value === 'number');
-    if (!(item.askedAmounts ?? []).includes(fact) || !asked)
-      throw badRequest(`Invalid decision: modified.amounts.${fact}: not an amount this request asks for a number of (${(item.askedAmounts ?? []).join(', ') || 'none'})`, [`modified.amounts.${fact}`]);
-    const label = asked.label ?? asked.question ?? fact;
-    if (approved > (asked.value as number)) throw badRequest(`Invalid decision: modified.amounts.${fact}: ${approved} is more than asked (${label}: ${String(asked.value)}); an approval as modified approves less`, [`modified.amounts.${fact}`]);
-    if (approved < (asked.value as number)) amounts.push({ fact, label, asked: asked.value as number, approved });
-  }
-  let quantity: ApprovedAs['quantity'];
-  if (m.quantity !== undefined) {
-    const asked = claimQuantity(item, () => quantityOf(requestBundle, item.sequence));
-    if (asked?.value === undefined) throw badRequest('Invalid decision: modified.quantity: the request states no quantity to approve less of', ['modified.quantity']);
-    if (m.quantity > asked.value) throw badRequest(`Invalid decision: modified.quantity: ${m.quantity} is more than asked (${asked.value}); an approval as modified approves less`, ['modified.quantity']);
-    if (m.quantity < asked.value) quantity = { ...asked, value: m.quantity };
-  }
-  if (amounts.length === 0 && !quantity) throw badRequest('Invalid decision: modified: nothing is lower than asked; approve the request as asked instead', ['modified']);
-  return { amounts, ...(quantity ? { quantity } : {}) };
-}
 
 /**
  * The clinical reviewer's API for pended PAS requests (design.md §8: pended, then decided), mounted at `/review`:
@@ -422,7 +369,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         const issue = parsed.error.issues[0];
         throw badRequest(`Invalid decision: ${issue.path.join('.') || 'body'}: ${issue.message}. Send { decision: "approve" | "deny", reviewer, reason }`, [issue.path.join('.') || 'body']);
       }
-      const { decision, reviewer, reason, period, modified } = parsed.data;
+      const { decision, reviewer, reason, period } = parsed.data;
       const id = String(req.params.id);
       const found = await storage.getPasSubmission(id);
       if (!found) throw notFound(`No PAS request ${id}`);
@@ -443,7 +390,6 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       const decidedAt = new Date().toISOString();
       const detail = s.detail as unknown as Detail;
       const request = parsePasRequest(s.requestBundle);
-      const approvedAs = modified ? modification(detail.items, modified, s.requestBundle) : undefined;
       // No approval outlives the Coverage it is issued under (design.md §4 "Payer"): a reviewer's approval ends no later
       // than the request's Coverage's last day. A period asked past it is capped and the answer says so: the clinical
       // decision stands, the member's eligibility bounds it (a payer's authorization is valid only while the member is
@@ -481,16 +427,6 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
             authorization.end !== asked.end
               ? ` (period ending on ${authorization.end}, the last day of the member's ${coverageName}, not ${asked.end}: an approval does not outlive the Coverage)`
               : '';
-          if (approvedAs)
-            return {
-              ...i,
-              reviewAction: 'A1',
-              needed: [],
-              reasons: [`Certified as modified on clinical review: ${approvedAsWords(approvedAs, claimQuantity(i, () => quantityOf(s.requestBundle, i.sequence)))}${capped}`],
-              authorization,
-              review,
-              approvedAs,
-            };
           return { ...i, reviewAction: 'A1', needed: [], reasons: [`Certified on clinical review${capped}`], authorization, review };
         }
         return { ...i, reviewAction: 'A3', needed: [], reasons: [`Not certified on clinical review: ${reason}`], review };

@@ -351,7 +351,7 @@ function signedAtOf(order: MedicationRequest): string | undefined {
  */
 function checkSuperseded(pas: PasRecord | undefined, signedAt: string | undefined): void {
   const action = pas ? reviewActionOf(pas.claimResponse) : undefined;
-  if (pas && (action === 'A1' || action === 'A6' || action === 'A3') && answeredAfter(pas.decidedAt ?? pas.sentAt, signedAt)) overtakeSigningAnswer(action === 'A3' ? 'A3' : 'A1');
+  if (pas && (action === 'A1' || action === 'A3') && answeredAfter(pas.decidedAt ?? pas.sentAt, signedAt)) overtakeSigningAnswer(action);
 }
 
 /**
@@ -956,16 +956,15 @@ function renderPas(r: PasRecord, extra: (HTMLElement | null)[] = []): void {
   const notes = (cr.processNote ?? []).map((n) => n.text).filter((t): t is string => !!t);
   const needed = notes.filter((n) => /^Needed: /.test(n)).map((n) => n.replace(/^Needed: /, ''));
   const other = notes.filter((n) => !/^Needed: /.test(n));
-  // A6: a reviewer approved less than asked (approve as modified); the note below says what was approved.
   const headline =
-    code === 'A1' || code === 'A6'
-      ? `Prior authorization approved${code === 'A6' ? ' as modified, for less than asked (see below)' : ''}: ${cr.preAuthRef ?? ''}${period?.end ? ` valid until ${formatDate(period.end)}` : ''}`
+    code === 'A1'
+      ? `Prior authorization approved: ${cr.preAuthRef ?? ''}${period?.end ? ` valid until ${formatDate(period.end)}` : ''}`
       : code === 'A3'
         ? 'Prior authorization denied'
         : code === 'A4'
           ? 'Pended for review'
           : `The payer answered${code ? ` (${code})` : ''}`;
-  const tone = code === 'A1' || code === 'A6' ? 'approved' : code === 'A3' ? 'not-covered' : 'needed';
+  const tone = code === 'A1' ? 'approved' : code === 'A3' ? 'not-covered' : 'needed';
   fill(
     box,
     h('h2', {}, 'Prior authorization request (PAS)'),
@@ -1042,12 +1041,12 @@ async function inquire(r: PasRecord): Promise<void> {
       .find((x): x is ClaimResponse => x?.resourceType === 'ClaimResponse');
     if (cr && reviewActionOf(cr) !== reviewActionOf(r.claimResponse)) {
       const action = reviewActionOf(cr);
-      const final = action === 'A1' || action === 'A6' || action === 'A3';
+      const final = action === 'A1' || action === 'A3';
       const next = { ...r, claimResponse: cr, ...(final ? { decidedAt: new Date().toISOString() } : {}) };
       savePas(next);
       renderPas(next);
       // The signing answer above (documentation required, pended) is now out of date: one answer for the order.
-      if (final) overtakeSigningAnswer(action === 'A3' ? 'A3' : 'A1');
+      if (final) overtakeSigningAnswer(action);
       setStatus(
         `The payer decided the prior authorization request: ${reviewActionOf(cr) === 'A1' ? 'approved' : 'denied'}.`,
         'ok',

@@ -121,8 +121,6 @@ export interface DecidedRow {
   reason: string;
   decidedAt: string;
   authorizationNumber?: string;
-  /** An approval as modified (less than asked). */
-  modified?: boolean;
   status?: string;
   payer?: string;
   payerName?: string;

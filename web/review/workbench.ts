@@ -47,12 +47,6 @@ interface Item {
   authorization?: { number: string; start: string; end: string };
   /** Set when a Claim Update cancelled the item (review action C): when, and the review action it had. */
   cancelled?: { at: string; was: string };
-  /** The facts that are amounts the order asks (the dose, the cycles): what "Approve as modified" may lower. */
-  askedAmounts?: string[];
-  /** The Claim item's quantity as asked. */
-  quantity?: { value?: number; unit?: string; code?: string };
-  /** What a reviewer's approval as modified approved (docs/design.md §8 "Approve as modified"). */
-  approvedAs?: { amounts: { fact: string; label: string; asked: number; approved: number }[]; quantity?: { value?: number; unit?: string; code?: string } };
 }
 interface Decision {
   decision: 'approve' | 'deny';
@@ -119,32 +113,10 @@ let session: Session | undefined;
  * rejected or expired token, a failed call or leaving for the queue never throws away a half-written reason.
  */
 interface DecisionDraft {
-  choice?: 'approve' | 'modify' | 'deny';
+  choice?: 'approve' | 'deny';
   reason: string;
   start: string;
   end: string;
-  /** Approve as modified: each amount typed, by fact, and the quantity typed. */
-  amounts: Record<string, string>;
-  quantity: string;
-}
-
-/**
- * What "Approve as modified" offers for a request (docs/design.md §8 "Approve as modified"; review ui s44 L3): the
- * amounts its one pended item's order asks (the dose, the cycles: the item's askedAmounts with the value the trace
- * read) and the Claim item quantity, each to be lowered. Undefined when the request has more than one pended item or
- * nothing to lower: approve or deny it as asked.
- */
-function modifiable(v: RequestView): { amounts: { fact: string; label: string; asked: number }[]; quantity?: { value: number; unit: string } } | undefined {
-  const pended = v.items.filter((i) => i.reviewAction === 'A4');
-  if (pended.length !== 1) return undefined;
-  const item = pended[0];
-  const amounts: { fact: string; label: string; asked: number }[] = [];
-  for (const fact of item.askedAmounts ?? []) {
-    const e = item.criteria.flatMap((c) => c.evidence ?? []).find((x) => x.fact === fact && typeof x.value === 'number');
-    if (e) amounts.push({ fact, label: e.label, asked: e.value as number });
-  }
-  const q = item.quantity?.value !== undefined ? { value: item.quantity.value, unit: item.quantity.unit ?? item.quantity.code ?? '' } : undefined;
-  return amounts.length || q ? { amounts, ...(q ? { quantity: q } : {}) } : undefined;
 }
 const decisionDrafts = new Map<string, DecisionDraft>();
 /**
@@ -506,8 +478,8 @@ function renderDecided(): void {
   );
 }
 
-function decisionWords(d: Pick<Decision, 'decision' | 'authorizationNumber'> & { modified?: boolean }): string {
-  return d.decision === 'approve' ? `Approved${d.modified ? ' as modified' : ''}${d.authorizationNumber ? ` (${d.authorizationNumber})` : ''}` : 'Denied';
+function decisionWords(d: Pick<Decision, 'decision' | 'authorizationNumber'>): string {
+  return d.decision === 'approve' ? `Approved${d.authorizationNumber ? ` (${d.authorizationNumber})` : ''}` : 'Denied';
 }
 
 /** An item its submitter cancelled with a Claim Update (X12 306 C): shown apart, never offered for a decision. */
@@ -832,7 +804,6 @@ function decisionScope(v: RequestView): HTMLElement | null {
 function decisionForm(v: RequestView): HTMLElement {
   const period = v.items.find((i) => i.reviewAction === 'A4')?.reviewPeriod ?? v.items.find((i) => !isCancelled(i))?.reviewPeriod;
   const draft = decisionDrafts.get(v.id);
-  const lower = modifiable(v);
   const form = h(
     'form',
     { id: 'decide', novalidate: true },
@@ -859,39 +830,7 @@ function decisionForm(v: RequestView): HTMLElement {
         h('input', { type: 'radio', name: 'decision', value: 'deny', id: 'decide-deny', checked: draft?.choice === 'deny' }),
         'Deny',
       ),
-      // After Deny: Approve and Deny keep their places (the arrow key goes from one to the other).
-      lower
-        ? h(
-            'label',
-            { class: 'choice' },
-            h('input', { type: 'radio', name: 'decision', value: 'modify', id: 'decide-modify', checked: draft?.choice === 'modify' }),
-            'Approve as modified (less than asked)',
-          )
-        : null,
     ),
-    lower
-      ? h(
-          'fieldset',
-          { id: 'modified-fields', hidden: draft?.choice !== 'modify' },
-          h('legend', {}, 'Approved amounts (each at most what was asked; lower at least one)'),
-          lower.amounts.map((a) =>
-            h(
-              'div',
-              { class: 'field' },
-              h('label', { for: `modified-${a.fact}` }, `${a.label} (asked: ${a.asked})`),
-              h('input', { id: `modified-${a.fact}`, 'data-fact': a.fact, type: 'number', inputmode: 'decimal', min: '0', max: String(a.asked), step: 'any', value: draft?.amounts[a.fact] ?? String(a.asked) }),
-            ),
-          ),
-          lower.quantity
-            ? h(
-                'div',
-                { class: 'field' },
-                h('label', { for: 'modified-quantity' }, `Quantity for the whole authorization${lower.quantity.unit ? `, ${lower.quantity.unit}` : ''} (asked: ${lower.quantity.value})`),
-                h('input', { id: 'modified-quantity', type: 'number', inputmode: 'decimal', min: '0', max: String(lower.quantity.value), step: 'any', value: draft?.quantity || String(lower.quantity.value) }),
-              )
-            : null,
-        )
-      : null,
     h(
       'div',
       { class: 'field period', id: 'period-fields', hidden: draft?.choice === 'deny' },
@@ -918,11 +857,9 @@ function decisionForm(v: RequestView): HTMLElement {
     h('button', { type: 'submit', class: 'primary', id: 'decide-submit' }, 'Record the decision'),
   );
   const periodFields = form.querySelector<HTMLElement>('#period-fields')!;
-  const modifiedFields = form.querySelector<HTMLElement>('#modified-fields');
   form.addEventListener('change', () => {
     const choice = form.querySelector<HTMLInputElement>('input[name=decision]:checked')?.value;
     periodFields.hidden = choice === 'deny';
-    if (modifiedFields) modifiedFields.hidden = choice !== 'modify';
   });
   const keep = () => decisionDrafts.set(v.id, formValues(form));
   form.addEventListener('input', keep);
@@ -940,8 +877,6 @@ function formValues(form: HTMLFormElement): DecisionDraft {
     reason: form.querySelector<HTMLTextAreaElement>('#decision-reason')!.value,
     start: form.querySelector<HTMLInputElement>('#period-start')!.value,
     end: form.querySelector<HTMLInputElement>('#period-end')!.value,
-    amounts: Object.fromEntries([...form.querySelectorAll<HTMLInputElement>('#modified-fields input[data-fact]')].map((i) => [i.dataset.fact!, i.value])),
-    quantity: form.querySelector<HTMLInputElement>('#modified-quantity')?.value ?? '',
   };
 }
 
@@ -957,42 +892,16 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
     invalid.push(...fields);
   };
   if (!choice) problem('choose Approve or Deny', 'decide-approve', 'decide-deny');
-  // Approve as modified: each amount a number above zero and at most what was asked, at least one lower.
-  const lower = modifiable(v);
-  const modified: { amounts: Record<string, number>; quantity?: number } = { amounts: {} };
-  if (choice === 'modify' && lower) {
-    let lowered = false;
-    const check = (id: string, typedValue: string, asked: number, words: string): number | undefined => {
-      const n = Number(typedValue);
-      if (typedValue.trim() === '' || !Number.isFinite(n) || n <= 0) problem(`give ${words} approved, a number above zero`, id);
-      else if (n > asked) problem(`${words} approved (${n}) cannot exceed what was asked (${asked})`, id);
-      else {
-        if (n < asked) lowered = true;
-        return n < asked ? n : undefined;
-      }
-      return undefined;
-    };
-    for (const a of lower.amounts) {
-      const n = check(`modified-${a.fact}`, typed.amounts[a.fact] ?? '', a.asked, `the ${a.label.charAt(0).toLowerCase()}${a.label.slice(1)}`);
-      if (n !== undefined) modified.amounts[a.fact] = n;
-    }
-    if (lower.quantity) {
-      const n = check('modified-quantity', typed.quantity, lower.quantity.value, 'the quantity');
-      if (n !== undefined) modified.quantity = n;
-    }
-    if (!lowered && !problems.length) problem('nothing is lower than asked: lower an amount, or choose Approve', ...lower.amounts.map((a) => `modified-${a.fact}`).slice(0, 1));
-  }
-  const approving = choice === 'approve' || choice === 'modify';
   if (!reason) problem(choice === 'deny' ? 'give the reason for the denial' : 'give a reason', 'decision-reason');
-  if (approving && (!start || !end))
+  if (choice === 'approve' && (!start || !end))
     problem('give the approval period', ...(!start ? ['period-start'] : []), ...(!end ? ['period-end'] : []));
-  if (approving && start && end && end < start)
+  if (choice === 'approve' && start && end && end < start)
     problem('the period ends before it starts', 'period-start', 'period-end');
   // No approval outlives the member's Coverage (docs/design.md §4 "Payer"): said here, before the service caps it.
   const coverageEnd = v.case?.coverage?.end;
-  if (approving && coverageEnd && end && end > coverageEnd)
+  if (choice === 'approve' && coverageEnd && end && end > coverageEnd)
     problem(`the period ends after the member's Coverage does (${formatDate(coverageEnd)}): end it on or before that day`, 'period-end');
-  if (approving && coverageEnd && start && start > coverageEnd)
+  if (choice === 'approve' && coverageEnd && start && start > coverageEnd)
     problem(`the period starts after the member's Coverage has ended (${formatDate(coverageEnd)})`, 'period-start');
   // Each field with a problem says so to assistive technology, and names the message as its description.
   for (const field of form.querySelectorAll<HTMLElement>('input, textarea')) {
@@ -1019,11 +928,10 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({
-        decision: choice === 'modify' ? 'approve' : choice,
+        decision: choice,
         reviewer: session!.reviewer,
         reason,
-        ...(approving ? { period: { start, end } } : {}),
-        ...(choice === 'modify' ? { modified } : {}),
+        ...(choice === 'approve' ? { period: { start, end } } : {}),
       }),
     });
     decisionDrafts.delete(v.id);
@@ -1193,15 +1101,8 @@ function renderRequest(v: RequestView): void {
 
 function statusWords(v: RequestView): string {
   switch (v.reviewAction) {
-    case 'A1': {
-      // An approval as modified says what it approved: the clinician is told the same (PAS A6, its note).
-      const modified = v.items.flatMap((i) => (i.approvedAs ? [i.approvedAs] : []));
-      const approved = modified.flatMap((m) => [
-        ...m.amounts.map((a) => `${a.label} ${a.approved} (asked ${a.asked})`),
-        ...(m.quantity?.value !== undefined ? [`quantity ${m.quantity.value}${m.quantity.unit ? ` ${m.quantity.unit}` : ''}`] : []),
-      ]);
-      return `Approved${modified.length ? ' as modified' : ''}${v.preAuthRef ? `: ${v.preAuthRef}` : ''}${v.preAuthPeriod ? `, ${formatDate(v.preAuthPeriod.start)} to ${formatDate(v.preAuthPeriod.end)}` : ''}${approved.length ? `. Approved: ${approved.join('; ')}` : ''}`;
-    }
+    case 'A1':
+      return `Approved${v.preAuthRef ? `: ${v.preAuthRef}` : ''}${v.preAuthPeriod ? `, ${formatDate(v.preAuthPeriod.start)} to ${formatDate(v.preAuthPeriod.end)}` : ''}`;
     case 'A3':
       return 'Denied';
     case 'A4':
