@@ -605,6 +605,16 @@ async function orderDecisionIssue(policy: CompiledPolicy, form: FormOrder, deps:
   });
   const decided = recordedDecision(record, today, coverageLastDay(form.coverage));
   if (!decided) return undefined;
+  // An approval covers the order as it was approved, and the package is not judged against it (review-diff s45 H4: an
+  // order re-signed at twice the approved dose, which CRD answers auth-needed, was shown "Certified in total"). So an
+  // approval is named only when it is news to the order the EHR holds: the order carries the signing assertion this
+  // form is for, and the approval was given after that signing. A signing after the approval already gave the EHR
+  // CRD's own answer on the order as it now stands; an order without an assertion cannot be placed. A denial stands
+  // for the order until it is changed and signed again (which reopens the record), so it is always named.
+  if (decided.reviewAction === 'A1') {
+    const approvedAt = [...(record?.history ?? [])].reverse().find((h) => h.state === 'approved')?.at;
+    if (!form.assertion || !approvedAt || form.assertion.createdAt >= approvedAt) return undefined;
+  }
   const text =
     decided.reviewAction === 'A1'
       ? `Prior authorization approved: ${decided.authorization.number}, valid from ${longDate(decided.authorization.start)} to ${longDate(decided.authorization.end)}. ${decided.reason}`

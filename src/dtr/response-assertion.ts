@@ -31,10 +31,8 @@ export interface AssertedContext {
   chartFacts?: Record<string, unknown>;
   /**
    * The last day of the Coverage the order was judged under (`AssertionRecord.coverageEnd`): an approval the response
-   * gives ends no later (design.md §4 "Payer"). A response names its Coverage only by reference: the end is that of
-   * the Coverage the response names (the assertion's `coverageRef`), never another's. A response naming a Coverage
-   * other than the one CRD judged (the plan renewed) has no end known here, as a response never signed here has none:
-   * CRD or PAS caps the approval when it answers it.
+   * gives ends no later (design.md §4 "Payer"), also when the response names another Coverage, whose end a reference
+   * does not give. A response never signed here has none: CRD or PAS caps the approval when it answers it.
    */
   coverageEnd?: string;
   /** `Coverage/<id>` of the Coverage `coverageEnd` is the last day of, when known. */
@@ -179,10 +177,11 @@ export function assertedContext(qr: QuestionnaireResponse, a: AssertionRecord | 
   const chart = speaks && isSigningAssertion(a) ? a : signedSpeaks && isSigningAssertion(signed) ? signed : undefined;
   // What is known of the order: the response's assertion where it speaks for it, else the order's own signing.
   const use = speaks ? a : signedSpeaks ? signed : undefined;
-  // The Coverage the order was judged under: the one it is known by, else the signing's; only where it is the Coverage
-  // the response names (a renewed plan's response is not capped at the old plan's end: review-diff s44 D6). An
-  // assertion that names no Coverage (recorded before it was kept, or a Coverage with no id) caps as before.
-  const judgedUnder = [use, chart].find((x) => x?.coverageEnd && (!context.coverage || !x.coverageRef || x.coverageRef === context.coverage));
+  // The Coverage the order was judged under: the one it is known by, else the signing's. Its end caps the approval even
+  // when the response names another Coverage: the response gives that one by reference only, so its end is not known
+  // here, and a reference PriorPath never saw would otherwise lift every cap (review-diff s45 M2). An approval is issued
+  // under the Coverage that was judged (design.md §4 "Payer"); a renewed plan's is answered when CRD or PAS judge it.
+  const judgedUnder = [use, chart].find((x) => x?.coverageEnd);
   const coverageEnd = judgedUnder?.coverageEnd;
   const coverageRef = judgedUnder?.coverageRef;
   const chartFacts = {

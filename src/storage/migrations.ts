@@ -457,8 +457,8 @@ CREATE INDEX review_decisions_decided_at ON review_decisions (decided_at DESC, i
 -- a PAS copy of the order that drops its start end the recency windows on it (design.md §6 "Order date"). NULL when
 -- the order stated none, and on assertions recorded before: no upper end, as before. Text, as the order date is.
 ALTER TABLE crd_assertions ADD COLUMN order_start text;
--- The Coverage (Coverage/<id>) whose last day coverage_end is: a DTR response naming another Coverage (the plan
--- renewed) is not capped at this one's end (design.md §4 "Payer"). NULL when the Coverage had no id, and on
+-- The Coverage (Coverage/<id>) whose last day coverage_end is: a DTR response's approval is issued under it and
+-- capped at its end (design.md §4 "Payer"). NULL when the Coverage had no id, and on
 -- assertions recorded before: the end caps as before.
 ALTER TABLE crd_assertions ADD COLUMN coverage_ref text;
 `,

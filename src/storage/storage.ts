@@ -38,8 +38,8 @@ export interface AssertionRecord {
    */
   coverageEnd?: string;
   /**
-   * `Coverage/<id>`: the Coverage the order was judged under, whose last day `coverageEnd` is. A DTR response naming
-   * another Coverage (the plan renewed) is not capped at this one's end (design.md §4 "Payer"). Absent when the
+   * `Coverage/<id>`: the Coverage the order was judged under, whose last day `coverageEnd` is. A DTR response's approval
+   * is issued under it and capped at its end, whatever Coverage the response names (design.md §4 "Payer"). Absent when the
    * Coverage has no id, and on assertions recorded before it was kept.
    */
   coverageRef?: string;

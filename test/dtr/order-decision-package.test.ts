@@ -125,4 +125,40 @@ describe('$questionnaire-package names the decision the order already has', () =
       /^Prior authorization approved: PA-CENTENE-REVIEW-1, valid from \d{1,2} [A-Z][a-z]+ \d{4} to \d{1,2} [A-Z][a-z]+ \d{4}\. Approved on clinical review: MRD 0\.4 %/,
     );
   });
+  it("an approval is named only when it came after the signing the order carries (review-diff s45 H4)", async () => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const resources = storyResources(STORY);
+    const draft = storyOrder(STORY, resources);
+    const firstSigned = await signed(app, resources, draft);
+    const key = {
+      payer: 'centene',
+      patientId: draft.subject!.reference!.replace('Patient/', ''),
+      orderRef: `MedicationRequest/${draft.id}`,
+      drug: 'blinatumomab',
+    };
+    const end = new Date(Date.now() + 60 * 86_400_000).toISOString().slice(0, 10);
+    await storage.applyOrderChange({
+      key,
+      from: ['auth-needed', 'pended'],
+      change: {
+        state: 'approved',
+        at: new Date().toISOString(),
+        source: 'review',
+        actor: 'Dr. R. Okafor',
+        reason: 'MRD 0.4 % on the attached flow report',
+        authorization: { number: 'PA-CENTENE-REVIEW-2', start: TODAY, end },
+      },
+    });
+    // The order as signed before the approval: the approval is news to it.
+    expect(new Set(decisionIssues(await packageOutcomes(app, resources, firstSigned)).map((i) => i.details!.coding![0].code))).toEqual(new Set(['A1']));
+    // The order without any signing's assertion (an EHR's copy that may have changed since): the package does not judge
+    // it against what was approved, so it does not call it certified.
+    expect(decisionIssues(await packageOutcomes(app, resources, draft))).toEqual([]);
+    // Signed again after the approval (at twice the dose): the EHR already holds CRD's answer on the order as it now
+    // stands, which the package does not override with "certified in total".
+    const doubled = JSON.parse(JSON.stringify(draft).replace(/"doseQuantity":\{"value":(\d+(?:\.\d+)?)/g, (_m, v: string) => `"doseQuantity":{"value":${Number(v) * 2}`)) as MedicationRequest;
+    expect(JSON.stringify(doubled)).not.toBe(JSON.stringify(draft));
+    const resigned = await signed(app, resources, doubled);
+    expect(decisionIssues(await packageOutcomes(app, resources, resigned))).toEqual([]);
+  });
 });

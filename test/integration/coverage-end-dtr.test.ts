@@ -70,7 +70,7 @@ describe('DTR: the Coverage judged on the order dates, and approvals within it',
     expect(record?.authorization).toEqual({ number, start: '2026-11-21', end: '2026-12-31' });
   });
 
-  it('does not cap at the end of the Coverage signing judged when the response names the renewed Coverage (review-diff s44 D6)', async () => {
+  it('caps at the end of the Coverage signing judged even when the response names another Coverage, whose end a reference does not give (review-diff s45 M2)', async () => {
     const { app, storage } = buildApp({ today: TODAY });
     const resources = withCoverage({ period: { start: '2026-01-01', end: '2026-12-31' } });
     const order = storyOrder(STORY, resources);
@@ -86,8 +86,9 @@ describe('DTR: the Coverage judged on the order dates, and approvals within it',
     expect(sub(info, 'pa-needed')!.valueCode).toBe('satisfied');
     const number = sub(info, 'satisfied-pa-id')!.valueString!;
     const assertion = await storage.getAssertion(sub(info, 'coverage-assertion-id')!.valueString!);
-    // Six months from 2026-11-21, uncut: the old plan's last day (2026-12-31) is not this Coverage's.
-    expect(assertion?.authorization).toEqual({ number, start: '2026-11-21', end: '2027-05-20' });
+    // The response names the renewed Coverage by reference only (any id would do): the approval is issued under the
+    // Coverage signing judged, and ends on its last day, not six months on (2027-05-20).
+    expect(assertion?.authorization).toEqual({ number, start: '2026-11-21', end: '2026-12-31' });
   });
 
   it("caps the approval of an adaptive form completed by $next-question at the Coverage's last day", async () => {
