@@ -41,6 +41,13 @@ export interface StoredItem {
   criteria: LimitFinding[];
   /** The facts of its limits that are amounts the order asks for (CompiledFact.asked); absent: compare every fact. */
   askedAmounts?: string[];
+  /** X12 306 review action of the item as it now stands (A1, A3, A4, C). */
+  reviewAction?: string;
+  /**
+   * What a reviewer approved on this item before a Claim Update decided it again without approving it (adjudicate.ts
+   * ItemDecision.approvedBefore): the approval covers that, not what the update asks.
+   */
+  approvedBefore?: { criteria: LimitFinding[]; askedAmounts?: string[]; quantity: unknown };
 }
 
 /**
@@ -103,7 +110,12 @@ export async function reviewedItemOf(storage: Storage, record: OrderRecord): Pro
   const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
   if (approvedBy?.source !== 'review' || !approvedBy.submissionId) return undefined;
   const reviewed = await submittedItemOf(storage, approvedBy.submissionId, record);
-  return reviewed ? { ...reviewed, submissionId: approvedBy.submissionId } : undefined;
+  if (!reviewed) return undefined;
+  // An item a Claim Update decided again without approving it: the approval is read as the reviewer gave it, its
+  // criteria, asked amounts and quantity (review-diff s45 H1: the update asking twice the dose was read as approved).
+  const { approvedBefore, ...item } = reviewed.item;
+  const asApproved = approvedBefore && item.reviewAction !== 'A1' ? { ...item, askedAmounts: undefined, ...approvedBefore } : item;
+  return { ...reviewed, item: asApproved, submissionId: approvedBy.submissionId };
 }
 
 /**

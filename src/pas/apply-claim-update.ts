@@ -10,6 +10,7 @@ import type { PasVersion } from './pas-version.js';
 import { identifierKey, parsePasRequest } from './request-bundle.js';
 import type { PasRequest } from './request-bundle.js';
 import { assertedOrderDates, signingFacts } from './asserted-order-dates.js';
+import { quantityOf } from './approval-covers.js';
 
 /** How one item of the request fares in an update. */
 type Plan = { kind: 'keep'; item: ItemDecision } | { kind: 'decide'; was?: ItemDecision } | { kind: 'cancel'; item: ItemDecision };
@@ -110,6 +111,22 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
   decided.forEach((d, n) => {
     const was = (plan.get(d.sequence) as { was?: ItemDecision }).was;
     if (d.fromOrderRecord && was?.review) decided[n] = { ...d, review: was.review };
+    // A reviewer's approval of the item, decided again and not approved (the update asks more): what was approved is
+    // kept with it, since the order's record still names this request as the approval's (review-diff s45 H1).
+    // The item's own approval when it was approved (a later one than any kept before), else the one it kept.
+    else if (d.reviewAction !== 'A1' && was && ((was.reviewAction === 'A1' && was.review?.decision === 'approve') || was.approvedBefore)) {
+      const approvedNow = was.reviewAction === 'A1' && was.review?.decision === 'approve';
+      decided[n] = {
+        ...d,
+        approvedBefore: approvedNow
+          ? {
+              criteria: was.criteria,
+              ...(was.askedAmounts ? { askedAmounts: was.askedAmounts } : {}),
+              quantity: was.quantity !== undefined ? was.quantity : (quantityOf(s.requestBundle, was.sequence) ?? null),
+            }
+          : was.approvedBefore,
+      };
+    }
     // An approval this request already holds for the item is not issued again (an item naming no order has no record
     // to answer it): the item keeps its number and period.
     else if (d.reviewAction === 'A1' && !d.fromOrderRecord && was?.reviewAction === 'A1' && was.authorization) {
