@@ -50,6 +50,29 @@ async function packageOutcomes(app: App, resources: Resource[], order: Medicatio
     .map((p) => p.resource as OperationOutcome);
 }
 
+/** A reviewer's approval of the signed order on its record, valid 60 days from TODAY (as the workbench records it). */
+async function approvedOnReview(storage: ReturnType<typeof buildApp>['storage'], draft: MedicationRequest, number: string): Promise<void> {
+  const key = {
+    payer: 'centene',
+    patientId: draft.subject!.reference!.replace('Patient/', ''),
+    orderRef: `MedicationRequest/${draft.id}`,
+    drug: 'blinatumomab',
+  };
+  const end = new Date(Date.now() + 60 * 86_400_000).toISOString().slice(0, 10);
+  await storage.applyOrderChange({
+    key,
+    from: ['auth-needed', 'pended'],
+    change: {
+      state: 'approved',
+      at: new Date().toISOString(),
+      source: 'review',
+      actor: 'Dr. R. Okafor',
+      reason: 'MRD 0.4 % on the attached flow report',
+      authorization: { number, start: TODAY, end },
+    },
+  });
+}
+
 const decisionIssues = (outcomes: OperationOutcome[]) =>
   outcomes.flatMap((o) => o.issue).filter((i) => i.details?.coding?.some((c) => c.system === X12_306_REVIEW_ACTION));
 
@@ -100,25 +123,7 @@ describe('$questionnaire-package names the decision the order already has', () =
     const resources = storyResources(STORY);
     const draft = storyOrder(STORY, resources);
     const order = await signed(app, resources, draft);
-    const key = {
-      payer: 'centene',
-      patientId: draft.subject!.reference!.replace('Patient/', ''),
-      orderRef: `MedicationRequest/${draft.id}`,
-      drug: 'blinatumomab',
-    };
-    const end = new Date(Date.now() + 60 * 86_400_000).toISOString().slice(0, 10);
-    await storage.applyOrderChange({
-      key,
-      from: ['auth-needed', 'pended'],
-      change: {
-        state: 'approved',
-        at: new Date().toISOString(),
-        source: 'review',
-        actor: 'Dr. R. Okafor',
-        reason: 'MRD 0.4 % on the attached flow report',
-        authorization: { number: 'PA-CENTENE-REVIEW-1', start: TODAY, end },
-      },
-    });
+    await approvedOnReview(storage, draft, 'PA-CENTENE-REVIEW-1');
     const [issue] = decisionIssues(await packageOutcomes(app, resources, order));
     expect(issue.details!.coding![0].code).toBe('A1');
     expect(issue.details!.text).toMatch(
@@ -130,25 +135,7 @@ describe('$questionnaire-package names the decision the order already has', () =
     const resources = storyResources(STORY);
     const draft = storyOrder(STORY, resources);
     const firstSigned = await signed(app, resources, draft);
-    const key = {
-      payer: 'centene',
-      patientId: draft.subject!.reference!.replace('Patient/', ''),
-      orderRef: `MedicationRequest/${draft.id}`,
-      drug: 'blinatumomab',
-    };
-    const end = new Date(Date.now() + 60 * 86_400_000).toISOString().slice(0, 10);
-    await storage.applyOrderChange({
-      key,
-      from: ['auth-needed', 'pended'],
-      change: {
-        state: 'approved',
-        at: new Date().toISOString(),
-        source: 'review',
-        actor: 'Dr. R. Okafor',
-        reason: 'MRD 0.4 % on the attached flow report',
-        authorization: { number: 'PA-CENTENE-REVIEW-2', start: TODAY, end },
-      },
-    });
+    await approvedOnReview(storage, draft, 'PA-CENTENE-REVIEW-2');
     // The order as signed before the approval: the approval is news to it.
     expect(new Set(decisionIssues(await packageOutcomes(app, resources, firstSigned)).map((i) => i.details!.coding![0].code))).toEqual(new Set(['A1']));
     // The order without any signing's assertion (an EHR's copy that may have changed since): the package does not judge
