@@ -484,6 +484,26 @@ describe('PAS Claim Updates racing a cancellation', () => {
 });
 
 /**
+ * The stores two replicas share, by name, for the describe block it is called in: one MemoryStorage or PGlite store
+ * twice (one process), and with DATABASE_URL a second replica on the same PostgreSQL database and schema (opened before
+ * the block's tests, closed after).
+ */
+function replicaPairs(): [string, () => [Storage, Storage]][] {
+  let second: SqlStorage | undefined;
+  beforeAll(async () => {
+    if (url) second = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
+  }, 120_000);
+  afterAll(async () => {
+    await second?.close();
+  });
+  return [
+    ['MemoryStorage, one process', () => ((m) => [m, m])(new MemoryStorage()) as [Storage, Storage]],
+    ['embedded PGlite, one process', () => [pglite, pglite]],
+    ...(url ? [['PostgreSQL, two replicas', () => [postgres!, second!]] as [string, () => [Storage, Storage]]] : []),
+  ];
+}
+
+/**
  * Holds the next `count` Claim Updates made through `storages` until all have been made, then lets them go on together
  * (later calls pass straight through): every one of them read the stored requests and the orders' records before any
  * was stored, as when two replicas, or one with interleaved awaits, apply them at the same moment. Returns the undo.
@@ -508,19 +528,7 @@ function heldTogether(storages: Storage[], count: number): () => void {
 }
 
 describe('PAS Claim Updates: two duplicate requests cancelled at the same time (review-diff s44 D1)', () => {
-  let second: SqlStorage | undefined;
-  beforeAll(async () => {
-    // A second replica on the same PostgreSQL database and schema.
-    if (url) second = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
-  }, 120_000);
-  afterAll(async () => {
-    await second?.close();
-  });
-  const replicas: [string, () => [Storage, Storage]][] = [
-    ['MemoryStorage, one process', () => ((m) => [m, m])(new MemoryStorage()) as [Storage, Storage]],
-    ['embedded PGlite, one process', () => [pglite, pglite]],
-    ...(url ? [['PostgreSQL, two replicas', () => [postgres!, second!]] as [string, () => [Storage, Storage]]] : []),
-  ];
+  const replicas = replicaPairs();
 
   it.each(replicas)('withdraws the approval both carried once both are cancelled (%s)', async (_name, both) => {
     const [one, other] = both();
@@ -595,18 +603,7 @@ function cancelledWhileAnswered(storages: Storage[]): () => void {
 }
 
 describe('PAS: the request carrying an approval cancelled while a resend answers it from the order record', () => {
-  let second: SqlStorage | undefined;
-  beforeAll(async () => {
-    if (url) second = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
-  }, 120_000);
-  afterAll(async () => {
-    await second?.close();
-  });
-  const replicas: [string, () => [Storage, Storage]][] = [
-    ['MemoryStorage, one process', () => ((m) => [m, m])(new MemoryStorage()) as [Storage, Storage]],
-    ['embedded PGlite, one process', () => [pglite, pglite]],
-    ...(url ? [['PostgreSQL, two replicas', () => [postgres!, second!]] as [string, () => [Storage, Storage]]] : []),
-  ];
+  const replicas = replicaPairs();
 
   it.each(replicas)('never stores the resend answering a number its order no longer holds: it is decided again (%s)', async (_name, both) => {
     const [one, other] = both();
