@@ -662,6 +662,18 @@ interface DecisionRow {
   authorization_number: string | null;
 }
 
+/** A review_decisions row as the reviewer API reads it (a request's decisions, the Decided list). */
+function reviewDecisionOf(r: DecisionRow): ReviewDecision {
+  return {
+    submissionId: r.submission_id,
+    decision: r.decision,
+    reviewer: r.reviewer,
+    reason: r.reason,
+    decidedAt: r.decided_at,
+    ...(r.authorization_number !== null ? { authorizationNumber: r.authorization_number } : {}),
+  };
+}
+
 /**
  * The durable Storage over SQL (design.md §2): the same statements on embedded PGlite and on PostgreSQL. Every
  * write is one statement (data-modifying CTEs where several tables change together), so each is atomic without a
@@ -1413,14 +1425,7 @@ export class SqlStorage implements Storage {
     );
     for (const r of rows) {
       const list = out.get(r.submission_id) ?? [];
-      list.push({
-        submissionId: r.submission_id,
-        decision: r.decision,
-        reviewer: r.reviewer,
-        reason: r.reason,
-        decidedAt: r.decided_at,
-        ...(r.authorization_number !== null ? { authorizationNumber: r.authorization_number } : {}),
-      });
+      list.push(reviewDecisionOf(r));
       out.set(r.submission_id, list);
     }
     return out;
@@ -1619,14 +1624,7 @@ export class SqlStorage implements Storage {
        FROM review_decisions WHERE decided_at >= $1::timestamptz ORDER BY decided_at DESC, id DESC LIMIT $2`,
       [q.since, q.limit ?? 100],
     );
-    return rows.map((r) => ({
-      submissionId: r.submission_id,
-      decision: r.decision,
-      reviewer: r.reviewer,
-      reason: r.reason,
-      decidedAt: r.decided_at,
-      ...(r.authorization_number !== null ? { authorizationNumber: r.authorization_number } : {}),
-    }));
+    return rows.map(reviewDecisionOf);
   }
 
   async recordReviewDecision(input: ReviewDecisionInput): Promise<{ applied: boolean; submission?: PasSubmission }> {
