@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { MedicationRequest } from '@medplum/fhirtypes';
+import type { Coverage, MedicationRequest } from '@medplum/fhirtypes';
 import type { Content, Payer } from '../content.js';
 import { drugNamedOnly, policiesFor } from '../content.js';
 import type { Logger } from '../logger.js';
@@ -14,7 +14,7 @@ import { newApproval, withinCoverage } from './authorization.js';
 import { coverageLastDay } from './payer.js';
 import { laterStartThatQualifies } from './later-start.js';
 import type { Determination } from './determination.js';
-import { defaultDetermination, determinationOf, unreadableDoseOf } from './determination.js';
+import { defaultDetermination, determinationOf, noActiveCoverageDetermination, unreadableDoseOf } from './determination.js';
 import type { OrderResource } from './order.js';
 import { withOrderRecord } from './order-record.js';
 import { beyondApproval } from './reviewed-approval.js';
@@ -44,6 +44,16 @@ export interface OrderDecision {
    * `withinCoverage`, design.md §4 "Payer").
    */
   coverageEnd?: string;
+  /**
+   * `Coverage/<id>` the order is decided under, when the call spans a plan change and it is not the call's one
+   * Coverage (payer.ts coverageOn): its coverage-information and assertion name it.
+   */
+  coverageRef?: string;
+  /**
+   * Why no Coverage of the payer is in force on the order's date, in a call across a plan change whose other orders
+   * have one: the order is not judged and is answered "no active Coverage" on its own (design.md §4 "Payer").
+   */
+  noActiveCoverage?: string;
   /** The order's authorization record, once read or written (design.md §8). */
   record?: OrderRecord;
   /** Not covered only because of a window before the planned start: the first later start that would qualify. */
@@ -82,6 +92,7 @@ export interface OrderDecision {
 
 /** The determination of a decision: the order's record where it has a decision, else the policy's, else the payer's default. */
 export function determinationFor(decision: OrderDecision, today: string): Determination {
+  if (decision.noActiveCoverage) return noActiveCoverageDetermination(decision.noActiveCoverage);
   if (decision.defaultAnswer) return defaultDetermination(decision.defaultAnswer);
   const evaluated = determinationOf(decision.policy!, decision.evaluation!, decision.authorization, decision.unnamed);
   const d = withNameNote(
@@ -157,23 +168,45 @@ export function decideOrders(opts: {
    * for no unsolicited determination (CRD [found-35]): an approval already issued for the order still stands.
    */
   issueApprovals?: boolean;
+  /**
+   * The Coverage an order dated so is decided under, when the call spans a plan change (payer.ts coverageOn, the
+   * payer's Coverage in force that day, or why none is); unset or undefined, the record's one Coverage.
+   */
+  coverageOn?: (orderDate: string) => { coverage: Coverage; notInForce?: string } | undefined;
 }): OrderDecision[] {
   const decisions: OrderDecision[] = [];
-  const coverageEnd = coverageLastDay(opts.record.coverage);
+  const callCoverageEnd = coverageLastDay(opts.record.coverage);
+  // The Coverage each order is decided under (design.md §4 "Payer"): the call's, or across a plan change its own.
+  const under = (orderDate: string): Pick<OrderDecision, 'coverageEnd' | 'coverageRef' | 'noActiveCoverage'> => {
+    const placed = opts.coverageOn?.(orderDate);
+    if (!placed) return callCoverageEnd ? { coverageEnd: callCoverageEnd } : {};
+    const ref = placed.coverage.id ? { coverageRef: `Coverage/${placed.coverage.id}` } : {};
+    if (placed.notInForce) return { ...ref, noActiveCoverage: placed.notInForce };
+    const end = coverageLastDay(placed.coverage);
+    return { ...ref, ...(end ? { coverageEnd: end } : {}) };
+  };
   for (const [index, order] of opts.orders.entries()) {
     if (order.resourceType !== 'MedicationRequest') {
       // No policy governs devices or services; only a payer default (e.g. the conformance-kit payer) answers them.
-      if (opts.payer.defaultAnswer !== 'none') decisions.push({ order, assertionId: randomUUID(), defaultAnswer: opts.payer.defaultAnswer, orderDate: opts.today });
+      if (opts.payer.defaultAnswer !== 'none') decisions.push({ order, assertionId: randomUUID(), ...answeredOrNot(under(opts.today), opts.payer.defaultAnswer), orderDate: opts.today });
       continue;
     }
     const coded = withMedicationCode(order, opts.record);
     const [policy] = policiesFor(opts.content, opts.payer.key, coded);
     if (!policy) {
       if (opts.payer.defaultAnswer !== 'none' && coded.medicationCodeableConcept) {
-        decisions.push({ order, assertionId: randomUUID(), defaultAnswer: opts.payer.defaultAnswer, orderDate: orderDateOf(order, opts.today) });
+        const orderDate = orderDateOf(order, opts.today);
+        decisions.push({ order, assertionId: randomUUID(), ...answeredOrNot(under(orderDate), opts.payer.defaultAnswer), orderDate });
       }
       continue;
     }
+    // An order no Coverage of the payer is in force on is not judged: it gets its own "no active Coverage" answer.
+    const placed = under(orderDateOf(order, opts.today));
+    if (placed.noActiveCoverage) {
+      decisions.push({ order, assertionId: randomUUID(), orderDate: orderDateOf(order, opts.today), ...placed });
+      continue;
+    }
+    const { coverageEnd } = placed;
     // Only governed orders pay for narrowing the record to FHIRPath variables.
     const data = evaluationDataFor(opts.record, order, opts.today);
     let evaluation: PolicyEvaluation;
@@ -193,7 +226,7 @@ export function decideOrders(opts: {
         opts.log.error({ policy: policy.file.id, criterion: 'id' in r ? r.id : r.name, reason: r.error }, 'policy criterion failed at run time');
       }
     }
-    const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, answeredFacts, orderDate: data.orderDate, ...(data.orderStart ? { orderStart: data.orderStart } : {}), ...(coverageEnd ? { coverageEnd } : {}) };
+    const decision: OrderDecision = { order, assertionId: randomUUID(), policy, evaluation, answeredFacts, orderDate: data.orderDate, ...(data.orderStart ? { orderStart: data.orderStart } : {}), ...placed };
     const byName = drugNamedOnly(opts.content, coded);
     if (byName) decision.drugByName = { name: byName.name, text: byName.text };
     if (orderStartOf(order) === undefined && evaluation.outcome !== 'satisfied' && evaluation.outcome !== 'error' && unreadableDoseOf(policy, evaluation)) {
@@ -223,6 +256,11 @@ export function decideOrders(opts: {
     decisions.push(decision);
   }
   return decisions;
+}
+
+/** A default-answered order's Coverage fields, its default answer only when a Coverage is in force on its date. */
+function answeredOrNot(placed: Pick<OrderDecision, 'coverageEnd' | 'coverageRef' | 'noActiveCoverage'>, answer: Exclude<Payer['defaultAnswer'], 'none'>): Partial<OrderDecision> {
+  return placed.noActiveCoverage ? placed : { ...placed, defaultAnswer: answer };
 }
 
 /** An order's evaluation at signing ({@link evaluateOrder}). */

@@ -288,6 +288,23 @@ function rulesDetermination(policy: CompiledPolicy, ev: PolicyEvaluation, author
   }
 }
 
+/**
+ * The determination for an order no Coverage of the payer is in force on (a call across a plan change, payer.ts
+ * coverageOn): CRD [resp-45], member found but no active coverage, is `not-covered` with reason `no-active-coverage`
+ * (a 200 answer, not an error), which CRD 2.0.1's code system lacks, so there the text alone says it
+ * (coverage-information.ts). Never a denial on the order's record: the order is not judged at all.
+ */
+export function noActiveCoverageDetermination(why: string): Determination {
+  return {
+    outcome: 'not-covered',
+    covered: 'not-covered',
+    reasons: [{ code: 'no-active-coverage', text: `${why}. Nothing is authorized for this order: sign it again under the member's Coverage in force on its start, or with a start a Coverage covers.` }],
+    needed: [],
+    reviewAction: 'A3',
+    summary: 'not covered: no active Coverage on the order date',
+  };
+}
+
 /** The determination for an order no policy governs, from the payer's default answer (design.md §6 last bullet). */
 export function defaultDetermination(answer: Exclude<Payer['defaultAnswer'], 'none'>): Determination {
   const paNeeded = answer.paNeeded ?? 'no-auth';

@@ -15,6 +15,13 @@ export interface PayerMatch {
   coverage?: Coverage;
   /** True when DEFAULT_PAYER stood in for a Coverage that named no known payer. */
   defaulted: boolean;
+  /**
+   * Set when the orders asked about fall in different Coverages of the one payer (a plan change: one Coverage ends and
+   * the next begins), or some of them after every Coverage of it ends: every status-active Coverage of the payer, each
+   * order decided under the one in force on its date ({@link coverageOn}), an order under none answered "no active
+   * Coverage" on its own (design.md §4 "Payer"). `coverage` is then the one of the earliest order in force.
+   */
+  planCoverages?: Coverage[];
 }
 
 /**
@@ -36,7 +43,9 @@ export function payerNamedBy(content: Content, identifiers: Identifier[] | undef
  * order dates of §6 of the orders decided under it, the service it would authorize; design.md §4 "Payer"), else on
  * `today`. Given as a function, `onDates` names the dates of the orders the Coverage's payer would decide (the payer it
  * names, DEFAULT_PAYER for one naming none PriorPath serves, undefined when that cannot be told): an order no policy of
- * that payer governs is not judged, and does not make the Coverage lapse (review s43 F2). No Coverage, several
+ * that payer governs is not judged, and does not make the Coverage lapse (review s43 F2). Orders on both sides of a
+ * plan change of one payer, or some past every Coverage of it, give a match with `planCoverages`, each order then
+ * decided under its own ({@link coverageOn}). No Coverage, several
  * active Coverages or an unknown payer are a DomainError `invalid` (the edges answer 400); DEFAULT_PAYER stands in
  * only where no Coverage names a payer PriorPath serves (design.md §3): never for several active Coverages of which
  * one names a known payer, nor for a known payer's Coverage that is lapsed, not begun or not active. A payor
@@ -80,6 +89,10 @@ export async function identifyPayer(opts: {
     // DEFAULT_PAYER is for a Coverage that names no payer PriorPath serves (design.md §3): a known payer's Coverage,
     // active or not, is answered as without it (several: send the primary; none in force: no coverage to authorize under).
     if (fallback && !(await someNamesKnownPayer(active.length > 1 ? active : all, namedBy))) return { payer: fallback, coverage: active[0], defaulted: true };
+    // No one Coverage is in force on every order's date, but each order may still have its own: orders on both sides
+    // of a plan change of one payer are decided per order, as PAS judges each item on its date (design.md §4 "Payer").
+    const plan = active.length === 0 && typeof opts.onDates === 'function' ? await acrossPlanChange(coverages, namedBy, opts.onDates) : undefined;
+    if (plan) return plan;
     const lapsed = coverages.find(lapses);
     const inactive = all.find((c) => !coverages.includes(c));
     throw new DomainError(
@@ -107,6 +120,50 @@ export async function identifyPayer(opts: {
     throw new DomainError('incomplete', `The Coverage names its payer by ${unreadable}, which could not be read from fhirServer`, ['prefetch.coverage.payor']);
   }
   throw new DomainError('invalid', `The Coverage names no payer PriorPath serves (payor identifier system ${PAYER_ID_SYSTEM})`, ['prefetch.coverage.payor']);
+}
+
+/**
+ * The payer of a call whose orders no one Coverage covers, when every status-active Coverage names that one payer
+ * PriorPath serves, no order date has two of them in force (several active Coverages stay the 400: none is picked),
+ * and at least one order date has one (with none, the call has no Coverage to answer under: the "No active Coverage"
+ * 400). Undefined otherwise, and the call is refused as before.
+ */
+async function acrossPlanChange(
+  coverages: Coverage[],
+  namedBy: (c: Coverage) => ReturnType<typeof payersNamedBy>,
+  onDates: (payer: Payer | undefined) => string[],
+): Promise<PayerMatch | undefined> {
+  let payer: Payer | undefined;
+  for (const c of coverages) {
+    const { named } = await namedBy(c);
+    const [only] = named.values();
+    if (named.size !== 1 || (payer && only !== payer)) return undefined;
+    payer = only;
+  }
+  if (!payer) return undefined;
+  const inForce = [...new Set(onDates(payer))].sort().map((day) => coverages.filter((c) => !notInForce(c, day)));
+  if (inForce.some((cs) => cs.length > 1)) return undefined;
+  const first = inForce.find((cs) => cs.length === 1);
+  return first ? { payer, coverage: first[0], defaulted: false, planCoverages: coverages } : undefined;
+}
+
+/**
+ * The Coverage an order dated `orderDate` is decided under when the call spans a plan change
+ * ({@link PayerMatch.planCoverages}): the one in force that day; else the one the order falls nearest (the last to end
+ * before it, else the first to begin after it), which the order's "no active Coverage" answer names (CRD's
+ * coverage-information names a Coverage, 1..1), with `notInForce` saying why. Undefined for a call decided under its
+ * one Coverage.
+ */
+export function coverageOn(match: PayerMatch, orderDate: string): { coverage: Coverage; notInForce?: string } | undefined {
+  const plan = match.planCoverages;
+  if (!plan) return undefined;
+  const current = plan.find((c) => !notInForce(c, orderDate));
+  if (current) return { coverage: current };
+  const last = (c: Coverage) => coverageLastDay(c) ?? '9999-12-31';
+  const ended = plan.filter((c) => last(c) < orderDate).sort((a, b) => last(b).localeCompare(last(a)));
+  const begins = plan.filter((c) => last(c) >= orderDate).sort((a, b) => (coverageFirstDay(a) ?? '').localeCompare(coverageFirstDay(b) ?? ''));
+  const coverage = ended[0] ?? begins[0];
+  return { coverage, notInForce: `No active Coverage: Coverage${coverage.id ? ` ${coverage.id}` : ''} ${notInForceOn(coverage, [orderDate])}` };
 }
 
 /**

@@ -100,9 +100,11 @@ export function buildHookResponse(opts: {
     const orderRef = `${d.order.resourceType}/${d.order.id ?? 'unknown'}`;
     const drug = orderLabel(d.order);
     const determination = determinationFor(d, today);
-    if (opts.coverageRef && cfg.coverageInfo) {
+    // Across a plan change each order names the Coverage it was decided under (design.md §4 "Payer").
+    const coverageRef = d.coverageRef ?? opts.coverageRef;
+    if (coverageRef && cfg.coverageInfo) {
       const assertion = assertionFor(determination, {
-        coverageRef: opts.coverageRef,
+        coverageRef,
         assertionId: d.assertionId,
         date: today,
         billingCodes: d.policy?.file.billingCodes,
@@ -116,6 +118,10 @@ export function buildHookResponse(opts: {
         description: `${payer.label}: coverage information for ${drug} (${determination.summary})`,
         resource: withCoverageInfo(d.order, ext),
       });
+    }
+    if (d.noActiveCoverage && cfg.coverageInfo) {
+      // The order is not judged: the card says why it is not covered and what to do, as a denial's does.
+      cards.push(instructionsCard(payer.label, summaryNaming((n) => `${n} is not covered: no active Coverage on its start date`, drug), determination.reasons[0].text, 'warning', orderRef));
     }
     if (!d.policy || !d.evaluation) continue;
     const ev = d.evaluation;
@@ -183,7 +189,7 @@ export function buildHookResponse(opts: {
         dtrLaunchCard(
           payer.label,
           opts.dtrLaunchUrl,
-          { questionnaire: [d.policy.questionnaire], order: orderRef, coverage: opts.coverageRef, coverageAssertionId: d.assertionId },
+          { questionnaire: [d.policy.questionnaire], order: orderRef, coverage: coverageRef, coverageAssertionId: d.assertionId },
           orderRef,
           cfg.dtrCardForm,
         ),

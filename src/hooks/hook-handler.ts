@@ -21,7 +21,7 @@ import type { OrderResource } from '../coverage/order.js';
 import { isActionableOrder, isOrder } from '../coverage/order.js';
 import type { HookRequest } from './hook-request.js';
 import { parseHookRequest, resourcesOf } from './hook-request.js';
-import { identifyPayer } from '../coverage/payer.js';
+import { coverageOn, identifyPayer } from '../coverage/payer.js';
 import type { ResourceReader } from '../coverage/payer.js';
 import { resolvePrefetch } from './prefetch.js';
 import { bodyDigestOf } from '../http/json-body.js';
@@ -275,7 +275,10 @@ async function decideHook(service: ServiceDefinition, body: unknown, deps: HookD
       ]),
     );
   }
-  const decisions = decideOrders({ content: deps.content, payer: payerMatch.payer, record, orders, today, log: hookLog, cache: deps.cache, prior, issueApprovals });
+  // Orders on both sides of a plan change are each decided under the Coverage in force on their date, and one under
+  // none is answered so on its own (design.md §4 "Payer"; payer.ts coverageOn).
+  const perOrder = payerMatch.planCoverages ? { coverageOn: (orderDate: string) => coverageOn(payerMatch, orderDate) } : {};
+  const decisions = decideOrders({ content: deps.content, payer: payerMatch.payer, record, orders, today, log: hookLog, cache: deps.cache, prior, issueApprovals, ...perOrder });
   const { hook, hookInstance, patientId, configuration, requestedVersion, draftResources, dispatchedRefs } = req;
   return {
     req: { hook, hookInstance, patientId, configuration, requestedVersion, draftResources, dispatchedRefs },
@@ -301,7 +304,7 @@ async function answerHook(decided: DecidedHook, deps: HookDeps): Promise<HookRes
     patientId: req.patientId,
     orderRef: `${d.order.resourceType}/${d.order.id ?? ''}`,
     hookInstance: req.hookInstance,
-    outcome: d.evaluation?.outcome ?? 'default',
+    outcome: d.noActiveCoverage ? 'not-covered' : (d.evaluation?.outcome ?? 'default'),
     facts: Object.fromEntries((d.evaluation?.facts ?? []).filter((f) => f.value !== undefined).map((f) => [f.name, f.value])),
     missingFacts: d.evaluation?.missingFacts ?? [],
     // The facts the order's earlier DTR answers gave: never "the record read at signing" (design.md §7).
@@ -312,7 +315,7 @@ async function answerHook(decided: DecidedHook, deps: HookDeps): Promise<HookRes
     // The last day of the Coverage it was judged under: DTR, given the Coverage only by reference, caps an approval there.
     ...(d.coverageEnd ? { coverageEnd: d.coverageEnd } : {}),
     // Which Coverage that is: a DTR response naming another (renewed) Coverage is not capped at this one's end.
-    ...(coverageId ? { coverageRef: `Coverage/${coverageId}` } : {}),
+    ...(d.coverageRef ? { coverageRef: d.coverageRef } : coverageId ? { coverageRef: `Coverage/${coverageId}` } : {}),
     // The start the order stated (never authoredOn): DTR and PAS, given the order without it, end the recency windows
     // there as signing did (design.md §6 "Order date").
     ...(d.orderStart ? { orderStart: d.orderStart } : {}),
@@ -374,7 +377,7 @@ async function answerHook(decided: DecidedHook, deps: HookDeps): Promise<HookRes
     ...(deps.dtrLaunchUrl ? { dtrLaunchUrl: deps.dtrLaunchUrl } : {}),
   });
   hookLog.info({ orders: orders.length, governed: decisions.length, queried, cards: response.cards.length, payer: payer.key }, 'hook answered');
-  const outcome = decisions.length === 0 ? 'ungoverned' : [...new Set(decisions.map((d) => d.evaluation?.outcome ?? 'default'))].join('+');
+  const outcome = decisions.length === 0 ? 'ungoverned' : [...new Set(decisions.map((d) => (d.noActiveCoverage ? 'no-active-coverage' : (d.evaluation?.outcome ?? 'default'))))].join('+');
   return { response, outcome, patientId: req.patientId, hookInstance: req.hookInstance };
 }
 

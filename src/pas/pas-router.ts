@@ -15,7 +15,7 @@ import { answeredApprovals, itemDecisionChanges, requestOutcome, shareAuthorizat
 import type { ItemDecision } from './adjudicate.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
 import { parseInquiry, samePatient } from './inquiry.js';
-import { assertOnePatient, identifierKey, parsePasRequest, unwrapOperationInput } from './request-bundle.js';
+import { assertFullUrlsAgree, assertOnePatient, identifierKey, parsePasRequest, unwrapOperationInput } from './request-bundle.js';
 import type { PasRequest } from './request-bundle.js';
 import { pasVersionOf } from './pas-version.js';
 import type { PasVersion } from './pas-version.js';
@@ -167,6 +167,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const log = logOf(req, logger);
     const client = payerClientOf(req);
     const request = parsePasRequest(unwrapOperationInput(req.body, '$submit'));
+    assertFullUrlsAgree(request);
     assertOnePatient(request);
     if (request.update) return sendFhir(res, 200, answerTo(request, await updateRequest(request, log, client)));
     // A Bundle identifier names one request of one client: another client's is not there for this one.

@@ -65,6 +65,13 @@ export class BundleIndex {
   private add(e: BundleEntry, path: string): void {
     const r = e.resource;
     if (!r || typeof r.resourceType !== 'string') return;
+    // FHIR R4 Bundle.entry.fullUrl: a fullUrl that is not a urn:uuid "SHALL NOT disagree with the id in the resource", so
+    // a RESTful one (`…/MedicationRequest/123`) names its resource whether or not the resource repeats the id. One left
+    // without it takes the fullUrl's: `MedicationRequest/123` then resolves to it, and the order is named, with a record
+    // to keep its one decision (docs/design.md §8 "An order that cannot be named"). An id that disagrees is the 400 of
+    // assertFullUrlsAgree, at $submit.
+    const named = r.id === undefined ? restfulIdOf(e.fullUrl, r.resourceType) : undefined;
+    if (named) r.id = named;
     const located: Located = { resource: r, fullUrl: e.fullUrl, path: `${path}.resource` };
     this.all.push(located);
     if (e.fullUrl) this.byFullUrl.set(e.fullUrl, located);
@@ -85,6 +92,33 @@ export class BundleIndex {
   /** How other resources refer to `r`: its fullUrl and `Type/id`, for a reference map keyed both ways. */
   static keysOf(l: Located): string[] {
     return [l.fullUrl, l.resource.id ? `${l.resource.resourceType}/${l.resource.id}` : undefined].filter((k): k is string => !!k);
+  }
+}
+
+/**
+ * The id a RESTful fullUrl (`[base/]Type/id`, FHIR R4 §3.1.0.1.1 literal references) gives a resource of this type, or
+ * undefined when the fullUrl is not one (a `urn:uuid:`, `urn:oid:`, any other URI) or names another type.
+ */
+function restfulIdOf(fullUrl: string | undefined, resourceType: string): string | undefined {
+  const m = typeof fullUrl === 'string' ? fullUrl.match(/(?:^|\/)([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})$/) : null;
+  return m && m[1] === resourceType ? m[2] : undefined;
+}
+
+/**
+ * Every entry's resource agrees with its RESTful fullUrl (FHIR R4 Bundle.entry.fullUrl: it "SHALL NOT disagree with the
+ * id in the resource"): `…/MedicationRequest/123` over a MedicationRequest whose id is 456 does not say which order the
+ * Claim's `MedicationRequest/123` asks for, nor which order's record the decision belongs to, so it is a 400 naming the
+ * entry, never one of the two picked. Checked at $submit, not in `parsePasRequest`, which also re-reads stored requests.
+ */
+export function assertFullUrlsAgree(req: PasRequest): void {
+  for (const l of req.index.all) {
+    const named = restfulIdOf(l.fullUrl, l.resource.resourceType);
+    if (named && l.resource.id !== named) {
+      throw badRequest(
+        `${l.path.replace(/\.resource$/, '.fullUrl')} is ${l.fullUrl}, but its ${l.resource.resourceType}'s id is ${JSON.stringify(l.resource.id)}: a fullUrl that is not a urn:uuid must agree with the resource's id (FHIR Bundle.entry.fullUrl)`,
+        [l.path.replace(/\.resource$/, '.fullUrl'), `${l.path}.id`],
+      );
+    }
   }
 }
 
@@ -171,6 +205,8 @@ export function parsePasRequest(input: Record<string, unknown>): PasRequest {
   if (!bundleIdentifier) throw badRequest('A PAS request Bundle needs an identifier with a value (PASRequestBundle identifier 1..1): it makes $submit idempotent', ['Bundle.identifier']);
   if (!Array.isArray(bundle.entry) || bundle.entry.length === 0) throw badRequest('The PAS request Bundle has no entries; the first must be the Claim', ['Bundle.entry']);
 
+  // The request as sent is its fingerprint: taken before the index gives a resource its fullUrl's id.
+  const hash = requestHash(input);
   const index = new BundleIndex(bundle.entry);
   const claims = bundle.entry.map((e, i) => ({ e, i })).filter(({ e }) => e.resource?.resourceType === 'Claim');
   if (claims.length === 0) throw badRequest('The PAS request Bundle holds no Claim: a PAS request carries the prior authorization Claim (PASRequestBundle, its first entry)', ['Bundle.entry']);
@@ -250,7 +286,7 @@ export function parsePasRequest(input: Record<string, unknown>): PasRequest {
   return {
     bundle,
     bundleIdentifier,
-    requestHash: requestHash(input),
+    requestHash: hash,
     claim,
     claimFullUrl: claims[0].e.fullUrl,
     patient: patient.resource,

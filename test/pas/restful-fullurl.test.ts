@@ -1,0 +1,64 @@
+import type { Bundle, BundleEntry, Claim, MedicationRequest } from '@medplum/fhirtypes';
+import { describe, expect, it } from 'vitest';
+import { storyResources } from '../helpers/stories.js';
+import { claimResponseOf, pasAppOnDisk, reviewActions, storyBundle } from './pas-fixtures.js';
+
+/**
+ * A RESTful fullUrl names its entry's resource (FHIR R4 Bundle.entry.fullUrl: one that is not a urn:uuid "SHALL NOT
+ * disagree with the id in the resource"): an order sent as `…/MedicationRequest/123` without `id` is the order
+ * `MedicationRequest/123`, which the Claim's references resolve to and whose record keeps its one decision
+ * (docs/design.md §8 "An order that cannot be named"); an id that disagrees with its fullUrl is a 400 naming the entry.
+ * The story: an MMM member's Blincyto order for Ph-positive B-ALL with a TKI, certified (A1) as sent.
+ */
+const STORY = 'mmm-ph-positive-tki';
+const X12 = 'https://codesystem.x12.org/005010/306';
+const pas = pasAppOnDisk('restful-fullurl');
+
+/** The story's request with its order under `orderId`, the order entry changed by `change`. */
+function withOrderEntry(orderId: string, change: (e: BundleEntry<MedicationRequest>, claim: Claim) => void): Bundle {
+  const bundle = storyBundle(STORY, { code: 'rxnorm', orderId });
+  const entry = bundle.entry!.find((e) => e.resource?.resourceType === 'MedicationRequest' && e.resource.id === orderId) as BundleEntry<MedicationRequest>;
+  change(entry, bundle.entry![0].resource as Claim);
+  return bundle;
+}
+
+const patientId = storyResources(STORY).find((r) => r.resourceType === 'Patient')!.id!;
+const recordOf = (orderId: string) => pas.storage.getOrderRecord({ payer: 'mmm', patientId, orderRef: `MedicationRequest/${orderId}`, drug: 'blinatumomab' });
+
+describe('a RESTful fullUrl names its resource (FHIR Bundle.entry.fullUrl; s45 open point)', () => {
+  it('resolves the Claim item\'s MedicationRequest/<id> to an order entry that carries only its fullUrl, and certifies it on the order\'s record', async () => {
+    const bundle = withOrderEntry('order-fullurl-only', (e) => delete e.resource!.id);
+    const res = await pas.submit(bundle);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const cr = claimResponseOf(res.body);
+    expect(reviewActions(cr)).toEqual([`${X12}#A1`]);
+    expect(cr.preAuthRef).toMatch(/^PA-MMM-/);
+    expect((await recordOf('order-fullurl-only'))?.authorization?.number).toBe(cr.preAuthRef);
+  });
+
+  it('names the order, not "cannot be named", when the Claim refers to it by its absolute fullUrl', async () => {
+    const bundle = withOrderEntry('order-fullurl-absolute', (e, claim) => {
+      delete e.resource!.id;
+      claim.item![0].extension![0].valueReference = { reference: e.fullUrl };
+    });
+    const res = await pas.submit(bundle);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const cr = claimResponseOf(res.body);
+    expect(reviewActions(cr)).toEqual([`${X12}#A1`]);
+    expect(JSON.stringify(cr)).not.toMatch(/carries no id/);
+    expect((await recordOf('order-fullurl-absolute'))?.authorization?.number).toBe(cr.preAuthRef);
+  });
+
+  it('refuses (400 OperationOutcome naming the entry) an order whose id disagrees with its fullUrl, deciding nothing', async () => {
+    const bundle = withOrderEntry('order-fullurl-disagrees', (e) => {
+      e.fullUrl = 'https://ehr.example.org/fhir/MedicationRequest/order-fullurl-elsewhere';
+    });
+    const res = await pas.submit(bundle);
+    expect(res.status).toBe(400);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+    expect(res.body.issue[0].diagnostics).toMatch(/fullUrl is https:\/\/ehr\.example\.org\/fhir\/MedicationRequest\/order-fullurl-elsewhere, but its MedicationRequest's id is "order-fullurl-disagrees"/);
+    expect(res.body.issue[0].expression[0]).toMatch(/^Bundle\.entry\[\d+\]\.fullUrl$/);
+    expect(await recordOf('order-fullurl-disagrees')).toBeUndefined();
+    expect(await recordOf('order-fullurl-elsewhere')).toBeUndefined();
+  });
+});
