@@ -401,25 +401,34 @@ export function withOrderRecord(d: Determination, record: OrderRecord | undefine
   const letGo = record.state !== 'approved' && d.outcome !== 'satisfied' ? whyApprovalLetGo(record.history) : undefined;
   // Outgrown or cancelled: the clinician must see why the order's earlier number no longer answers.
   if (letGo) d = { ...d, reasons: [...d.reasons, { text: letGo }] };
-  if (record.state === 'pended' && d.reviewAction === 'A4') {
-    const since = [...record.history].reverse().find((h) => h.state === 'pended')?.at.slice(0, 10);
-    // "For review": the request may wait for documentation or for a clinical reviewer (X12 306 A4 is both). The reviewer
-    // reads the request as filed: documentation that now meets the policy settles it at once (DTR, a signing), anything
-    // else reaches the reviewer only as an update of that request, which the clinician must be told (review ui s44 M6).
-    return {
-      ...d,
-      reasons: [
-        ...d.reasons,
-        {
-          text:
-            `A prior authorization request for this order is pended for review${since ? ` since ${longDate(since)}` : ''}. ` +
-            'Documentation that meets the policy settles it at once; other answers and documents reach the reviewer only when sent as an update of that request.',
-        },
-      ],
-      summary: 'prior authorization pended for review',
-    };
+  const pended = pendedReview(record);
+  if (pended && d.reviewAction === 'A4') {
+    return { ...d, reasons: [...d.reasons, { text: pended.reason }], summary: 'prior authorization pended for review' };
   }
   return d;
+}
+
+/**
+ * The review an order's record waits for while a PAS request pends it (X12 306 A4; a request in the reviewer's queue),
+ * in the words signing and DTR use; undefined while the order is not pended. "For review": the request may wait for
+ * documentation or for a clinical reviewer (A4 is both). The reviewer reads the request as filed: documentation that
+ * now meets the policy settles it at once (DTR, a signing), anything else reaches the reviewer only as an update of
+ * that request, which the clinician must be told (review ui s44 M6; docs/design.md §8 "One authorization per order").
+ * With `naming`, the pended sentence names the request by its reference (the PAS answer's id, REF-NT) for a reader who
+ * has not the PAS answer at hand (a DTR form opened from the EHR).
+ */
+export function pendedReview(
+  record: OrderRecord | undefined,
+  opts: { naming?: boolean } = {},
+): { reviewAction: 'A4'; reason: string; pended: string; advice: string; waitsFor?: string } | undefined {
+  if (record?.state !== 'pended') return undefined;
+  const event = [...record.history].reverse().find((h) => h.state === 'pended');
+  const since = event?.at.slice(0, 10);
+  const submissionId = record.submissionId ?? event?.submissionId;
+  const named = opts.naming && submissionId ? ` (reference ${submissionId})` : '';
+  const pended = `A prior authorization request for this order${named} is pended for review${since ? ` since ${longDate(since)}` : ''}.`;
+  const advice = 'Documentation that meets the policy settles it at once; other answers and documents reach the reviewer only when sent as an update of that request.';
+  return { reviewAction: 'A4', reason: `${pended} ${advice}`, pended, advice, ...(event?.reason ? { waitsFor: event.reason } : {}) };
 }
 
 /**

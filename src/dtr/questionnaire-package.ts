@@ -23,7 +23,7 @@ import type { Logger } from '../logger.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { orderStartOf, statedStartOf, withMedicationCode } from '../policies/evaluation-data.js';
 import { localReference } from '../fhir/references.js';
-import type { AssertionRecord, Storage } from '../storage/storage.js';
+import type { AssertionRecord, OrderRecord, Storage } from '../storage/storage.js';
 import { prefilledResponse } from '../coverage/questionnaire-answers.js';
 import { assertionIsAbout, assertionSpeaksFor, requestPatientIds } from '../coverage/assertion-speaks-for.js';
 import type { DtrCatalog } from './catalog.js';
@@ -32,7 +32,7 @@ import { fhirInstant, packageChangedAt } from './package-changes.js';
 import { coverageAssertionIds } from '../coverage/evaluate-response.js';
 import { ASSERTION_READ_THROUGH_MS, mayBeOurAssertionId, readAssertions } from '../coverage/read-assertions.js';
 import { DTR_PACKAGE_BUNDLE, DTR_PACKAGE_OUTPUT, X12_306_REVIEW_ACTION as X12_306 } from '../fhir/dtr-urls.js';
-import { orderKeyOf, recordedDecision } from '../coverage/order-record.js';
+import { orderKeyOf, pendedReview, recordedDecision } from '../coverage/order-record.js';
 import { longDate } from '../fhir/long-date.js';
 import { prebuildArrayHead } from '../fhir/prebuilt-json.js';
 import type { DtrVersion } from '../fhir/dtr-urls.js';
@@ -592,8 +592,9 @@ function formOrder(
  * A3 not certified) in `details.coding`, the reason in `details.text` and `diagnostics`. A DTR client launched for an
  * order a reviewer (or PAS, or an earlier response) has decided then shows that decision rather than "Still needed"
  * from the EHR's copy of an earlier answer, and does not invite documentation for an order already decided
- * (design.md §8 "One authorization per order": DTR shows the order's decision; review ui s44 L5). Nothing while the
- * order is undecided, cannot be named, or its record cannot be read now (the package is still useful without it).
+ * (design.md §8 "One authorization per order": DTR shows the order's decision; review ui s44 L5). An order a PAS
+ * request pends has no decision yet: it is named pended (A4, {@link pendedIssue}). Nothing while the order is
+ * otherwise undecided, cannot be named, or its record cannot be read now (the package is still useful without it).
  */
 async function orderDecisionIssue(policy: CompiledPolicy, form: FormOrder, deps: PackageDeps, today: string): Promise<OperationOutcomeIssue | undefined> {
   const patientId = localReference(form.subject?.reference)?.replace(/^Patient\//, '');
@@ -604,7 +605,7 @@ async function orderDecisionIssue(policy: CompiledPolicy, form: FormOrder, deps:
     return undefined;
   });
   const decided = recordedDecision(record, today, coverageLastDay(form.coverage));
-  if (!decided) return undefined;
+  if (!decided) return pendedIssue(record, key.orderRef);
   // An approval covers the order as it was approved, and the package is not judged against it (review-diff s45 H4: an
   // order re-signed at twice the approved dose, which CRD answers auth-needed, was shown "Certified in total"). So an
   // approval is named only when it is news to the order the EHR holds: the order carries the signing assertion this
@@ -627,6 +628,29 @@ async function orderDecisionIssue(policy: CompiledPolicy, form: FormOrder, deps:
       text,
     },
     diagnostics: `The order ${key.orderRef} has its decision: ${text}`,
+  };
+}
+
+/**
+ * An order a PAS request pends for a payer reviewer (the order's record `pended`, order-record.ts `pendedReview`), as
+ * an `information` issue of the package's outcome coded X12 306 A4 (Pended), with what the request waits for and
+ * where the clinician's answers go: documentation that meets the policy settles it at once, other answers reach the
+ * reviewer only sent as an update of that request (design.md §8 "One authorization per order"). The form is still
+ * sent, since documentation may still settle the order; a DTR client says, when the form opens, what is pending
+ * rather than show nothing until the documentation is sent (review ui s45 "A pended order is not shown").
+ */
+function pendedIssue(record: OrderRecord | undefined, orderRef: string): OperationOutcomeIssue | undefined {
+  const pended = pendedReview(record, { naming: true });
+  if (!pended) return undefined;
+  // What the request waits for: the questions or documents it still needs, as the PAS answer's `needed` names them
+  // ("clinical review" when it waits for a reviewer's judgement alone).
+  const waits = pended.waitsFor && pended.waitsFor !== 'clinical review' ? ` It waits for: ${pended.waitsFor.replace(/\.$/, '')}.` : ' It waits for a clinical reviewer.';
+  const text = `${pended.pended}${waits} ${pended.advice}`;
+  return {
+    severity: 'information',
+    code: 'informational',
+    details: { coding: [{ system: X12_306, code: 'A4', display: 'Pended' }], text },
+    diagnostics: `The order ${orderRef} is pended: ${text}`,
   };
 }
 

@@ -54,7 +54,7 @@ export const UCUM = 'http://unitsofmeasure.org';
 export type DtrVersion = '2.0.1' | '2.2';
 
 /**
- * X12 306 Action Code, the review actions PAS answers (A1 certified in total, A3 not certified): the package names
+ * X12 306 Action Code, the review actions PAS answers (A1 certified in total, A3 not certified, A4 pended): the package names
  * the decision an order's record holds by the same code (dtr/questionnaire-package.ts `orderDecisionIssue`).
  */
 export const X12_306_REVIEW_ACTION = 'https://codesystem.x12.org/005010/306';

@@ -837,6 +837,78 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(session.problems).toEqual([]);
   }, 120_000);
 
+  it('an order a PAS request has pended for review: the form says so when it opens (static and adaptive), what it waits for and where answers go, and documentation that meets the policy settles it (review ui s45 A4)', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    // The clinician signs the order and sends the PAS request without the MRD result: pended, in the reviewer's queue.
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' }).click();
+    await page.getByTestId('pas-decision').waitFor();
+    expect(await textOf(page, '#pas')).toContain('Pended for review');
+    const key = { payer: 'centene', patientId: 'centene-missing-mrd', orderRef: 'MedicationRequest/centene-missing-mrd-order', drug: 'blinatumomab' };
+    expect((await s.server.storage.getOrderRecord(key))?.state).toBe('pended');
+    const pended = page.getByRole('region', { name: 'Pended for review' });
+    const said =
+      /^A prior authorization request for this order \(reference [\w-]+\) is pended for review since \d{1,2} [A-Z][a-z]+ \d{4}\. It waits for: Minimal residual disease .*\. Documentation that meets the policy settles it at once; other answers and documents reach the reviewer only when sent as an update of that request\.$/;
+
+    // The adaptive form says it above its questions, and still asks them.
+    await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
+    await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
+    expect(await pended.locator('p').innerText()).toMatch(said);
+    expect(await page.getByRole('textbox', { name: /Minimal residual disease/ }).isVisible()).toBe(true);
+    expect(await page.getByRole('button', { name: 'Continue' }).isEnabled()).toBe(true);
+    await s.shot('adaptive-pended');
+
+    // So does the static form, with its Save; the MRD answered, the documentation settles the order and the notice goes.
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Complete documentation', exact: true }).click();
+    await page.getByText(/answers? pre-filled from the chart/).waitFor({ timeout: 30_000 });
+    expect(await pended.locator('p').innerText()).toMatch(said);
+    expect(await lowContrastText(page)).toEqual([]);
+    await s.shot('form-pended');
+    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    await page.getByTestId('dtr-determination').filter({ hasText: /Prior authorization approved/ }).waitFor();
+    expect(await pended.count()).toBe(0);
+    expect((await s.server.storage.getOrderRecord(key))?.state).toBe('approved');
+    expect(s.problems).toEqual([]);
+  }, 150_000);
+
+  it('adaptive form: Continue with a question the payer needs unanswered stops once, names it and offers "Send without them", as the static form does (review ui s45)', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    const sent: QuestionnaireResponse[] = [];
+    await page.route('**/Questionnaire/$next-question', async (route) => {
+      sent.push(route.request().postDataJSON() as QuestionnaireResponse);
+      await route.continue();
+    });
+    await openAdaptiveForm(page, url, 'centene-missing-mrd');
+    const mrd = page.getByRole('textbox', { name: /Minimal residual disease/ });
+    await question(page, 'mrd-percent').locator('.needed-line').waitFor();
+    expect(await mrd.getAttribute('aria-required')).toBe('true');
+    const asked = sent.length;
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.locator('#problems:not([hidden])').waitFor();
+    expect(await textOf(page, '#problems')).toMatch(
+      /^The payer still needs this answer; sent without it, the payer does not ask for it again, and the form it completes comes back "Still needed" \(a completed form cannot be sent again\): Minimal residual disease/,
+    );
+    expect(await textOf(page, '[role=alert]#alert')).toMatch(/^Not sent yet: 1 question the payer needs is unanswered\. Answer it, or send without it\. Your answers are still on this page\.$/);
+    expect(sent.length).toBe(asked);
+    // The listed question is a link to it.
+    await page.locator('#problems').getByRole('button', { name: /Minimal residual disease/ }).click();
+    expect(await mrd.evaluate((el) => el === document.activeElement)).toBe(true);
+    await s.shot('adaptive-needed-stop');
+    // Sent without it: the payer answers with what it has.
+    await page.getByRole('button', { name: 'Send without them' }).click();
+    await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
+    expect(sent.length).toBe(asked + 1);
+    expect(await page.getByTestId('dtr-determination').innerText()).toMatch(/^Still needed: Minimal residual disease/);
+    expect(await page.locator('#problems').isHidden()).toBe(true);
+    expect(s.problems).toEqual([]);
+  }, 120_000);
+
   it('works on a 360 px phone: no sideways scrolling, every answer reachable', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 360, height: 780 });
     const { page, url } = s;

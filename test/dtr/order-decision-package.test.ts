@@ -10,6 +10,7 @@ import { X12_306_REVIEW_ACTION } from '../../src/fhir/dtr-urls.js';
 import { buildApp } from '../helpers/app.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
+import { claimResponseOf, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
 import { TODAY } from './helpers.js';
 
 const FHIR = 'application/fhir+json';
@@ -147,5 +148,37 @@ describe('$questionnaire-package names the decision the order already has', () =
     expect(JSON.stringify(doubled)).not.toBe(JSON.stringify(draft));
     const resigned = await signed(app, resources, doubled);
     expect(decisionIssues(await packageOutcomes(app, resources, resigned))).toEqual([]);
+  });
+
+  it('an order a PAS request pends for review: A4, what it waits for, the request, and where answers go; none once it is decided (review ui s45 A4)', async () => {
+    const { app, storage } = buildApp({ today: TODAY });
+    const resources = storyResources(STORY);
+    const draft = storyOrder(STORY, resources);
+    const order = await signed(app, resources, draft);
+    // The PAS request sent without the MRD result the policy asks for: pended (A4), in the reviewer's queue.
+    const cr = claimResponseOf((await request(app).post('/fhir/Claim/$submit').send(storyBundle(STORY)).expect(200)).body);
+    expect(reviewActions(cr)).toEqual([`${X12_306_REVIEW_ACTION}#A4`]);
+    const key = { payer: 'centene', patientId: draft.subject!.reference!.replace('Patient/', ''), orderRef: `MedicationRequest/${draft.id}`, drug: 'blinatumomab' };
+    expect((await storage.getOrderRecord(key))?.state).toBe('pended');
+
+    const issues = decisionIssues(await packageOutcomes(app, resources, order));
+    expect(issues).toHaveLength(2);
+    for (const issue of issues) {
+      expect(issue.severity).toBe('information');
+      expect(issue.details!.coding).toEqual([{ system: X12_306_REVIEW_ACTION, code: 'A4', display: 'Pended' }]);
+      expect(issue.details!.text).toMatch(
+        new RegExp(
+          `^A prior authorization request for this order \\(reference ${cr.id}\\) is pended for review since \\d{1,2} [A-Z][a-z]+ \\d{4}\\. It waits for: .*Minimal residual disease.*\\. ` +
+            'Documentation that meets the policy settles it at once; other answers and documents reach the reviewer only when sent as an update of that request\\.$',
+        ),
+      );
+    }
+    // A reviewer's denial of that request is the order's decision: the package names it (A3), no longer pended.
+    await storage.applyOrderChange({
+      key,
+      from: ['pended'],
+      change: { state: 'denied', at: new Date().toISOString(), source: 'review', actor: 'Dr. R. Okafor', reason: 'MRD not documented' },
+    });
+    expect(decisionIssues(await packageOutcomes(app, resources, order)).map((i) => i.details!.coding![0].code)).toEqual(['A3', 'A3']);
   });
 });

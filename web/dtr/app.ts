@@ -13,7 +13,7 @@ import type {
   Resource,
   ValueSet,
 } from '@medplum/fhirtypes';
-import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, orderDecisionOf, stillToDocument, summarizeCoverage } from '../shared/coverage.js';
+import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, orderDecisionOf, orderPendedOf, stillToDocument, summarizeCoverage } from '../shared/coverage.js';
 import type { CoverageSummary } from '../shared/coverage.js';
 import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, NetworkError, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
@@ -287,6 +287,8 @@ async function main(): Promise<void> {
   // The order already has its decision (a reviewer's, a PAS answer's, an earlier response's): that is what the
   // clinician reads, not an earlier "Still needed" with an invitation to document an order the payer has decided.
   const decided = orderDecisionOf(outcome);
+  // Or a PAS request pends the order for a reviewer: said when the form opens, above it (showPended).
+  showPended(decided ? undefined : orderPendedOf(outcome));
 
   const user = await readUser(client, order);
   const author = client.getFhirUser() ?? order?.requester?.reference ?? undefined;
@@ -796,7 +798,8 @@ function unanswered(state: FormState, asked: (item: NonNullable<Questionnaire['i
       visit(item.item);
     }
   };
-  visit(state.questionnaire.item);
+  // The form on the page: the static form, or the adaptive step's (whose questions the static form may not hold).
+  visit((state.onPage ?? state.questionnaire).item);
   return out;
 }
 
@@ -840,6 +843,49 @@ function focusQuestion(state: FormState, linkId: string): void {
   (el?.querySelector<HTMLElement>('input, textarea, select') ?? el)?.focus();
 }
 
+/**
+ * Stops a send once while questions the payer still needs are unanswered (review ui s44 M4): says which, each a link
+ * to its question, and offers "Send without them", which sends (`send`) without asking again (the clinician may not know
+ * the answer yet, or may want review). The static form's Save and the adaptive form's Continue both stop here. On the
+ * adaptive form ($next-question) a question left unanswered is not asked again, and the payer completes the form with
+ * what it has: the clinician is told so before, since a completed adaptive form cannot be sent again.
+ */
+function askBeforeSendingWithout(state: FormState, stillNeeded: { linkId: string; text: string }[], send: () => void, adaptive: boolean): void {
+  const list = byId('problems');
+  const one = stillNeeded.length === 1;
+  const anyway = h('button', { type: 'button', id: 'send-anyway' }, 'Send without them');
+  anyway.addEventListener('click', () => {
+    state.sendWithoutNeeded = true;
+    send();
+  });
+  list.replaceChildren(
+    h(
+      'p',
+      {},
+      adaptive
+        ? `The payer still needs ${one ? 'this answer' : 'these answers'}; sent without ${one ? 'it' : 'them'}, the payer does not ask for ${one ? 'it' : 'them'} again, and the form it completes comes back "Still needed" (a completed form cannot be sent again):`
+        : `The payer still needs ${one ? 'this answer' : 'these answers'}; sent without ${one ? 'it' : 'them'}, the documentation comes back "Still needed":`,
+    ),
+    h(
+      'ul',
+      {},
+      stillNeeded.map((m) => {
+        const b = h('button', { type: 'button', class: 'link' }, m.text);
+        b.addEventListener('click', () => focusQuestion(state, m.linkId));
+        return h('li', {}, b);
+      }),
+    ),
+    h('p', {}, anyway),
+  );
+  list.hidden = false;
+  setStatus(
+    `Not sent yet: ${one ? '1 question the payer needs is' : `${stillNeeded.length} questions the payer needs are`} unanswered. Answer ${one ? 'it' : 'them'}, or send without ${one ? 'it' : 'them'}. ${state.draft ? 'Your answers are kept as a draft.' : 'Your answers are still on this page.'}`,
+    'error',
+  );
+  byId('draft-status').textContent = '';
+  void state.draft?.saveNow().catch(() => undefined);
+}
+
 async function save(state: FormState): Promise<void> {
   if (state.sending) return;
   const button = byId<HTMLButtonElement>('save');
@@ -856,37 +902,8 @@ async function save(state: FormState): Promise<void> {
     if (!(err instanceof InvalidAnswers)) throw err;
   }
   // Questions the payer still needs, unanswered: sending now would only bring "Still needed" back (review ui s44 M4).
-  // The clinician is told which, and may send without them (an answer that is not yet known, a request for review).
   if (!missing.length && !problems.length && stillNeeded.length) {
-    const anyway = h('button', { type: 'button', id: 'send-anyway' }, 'Send without them');
-    anyway.addEventListener('click', () => {
-      state.sendWithoutNeeded = true;
-      void save(state);
-    });
-    list.append(
-      h(
-        'p',
-        {},
-        `The payer still needs ${stillNeeded.length === 1 ? 'this answer' : 'these answers'}; sent without ${stillNeeded.length === 1 ? 'it' : 'them'}, the documentation comes back "Still needed":`,
-      ),
-      h(
-        'ul',
-        {},
-        stillNeeded.map((m) => {
-          const b = h('button', { type: 'button', class: 'link' }, m.text);
-          b.addEventListener('click', () => focusQuestion(state, m.linkId));
-          return h('li', {}, b);
-        }),
-      ),
-      h('p', {}, anyway),
-    );
-    list.hidden = false;
-    setStatus(
-      `Not sent yet: ${stillNeeded.length === 1 ? '1 question the payer needs is' : `${stillNeeded.length} questions the payer needs are`} unanswered. Answer ${stillNeeded.length === 1 ? 'it' : 'them'}, or send without ${stillNeeded.length === 1 ? 'it' : 'them'}. Your answers are kept as a draft.`,
-      'error',
-    );
-    byId('draft-status').textContent = '';
-    void state.draft?.saveNow().catch(() => undefined);
+    askBeforeSendingWithout(state, stillNeeded, () => void save(state), false);
     return;
   }
   if (missing.length || problems.length) {
@@ -1041,6 +1058,8 @@ function showDetermination(
   // When the payer still needs something, the form stays open to complete and send again; a completed adaptive form
   // cannot be sent again ($next-question would only get the completed response back), so it closes like a decided one.
   const still = (tone === 'needed' || tone === 'unclear') && !state.completed;
+  // Documentation that decided the order settled the pended request: it is no longer pending.
+  if (tone === 'approved' || tone === 'no-auth' || tone === 'not-covered') showPended(undefined);
   // What the payer now still needs is what the form marks (the questions answered meanwhile are no longer named).
   if (still) showStillNeeded(state, summary?.reasons ?? []);
   byId('actions').hidden = !still || state.container.childElementCount === 0;
@@ -1109,6 +1128,19 @@ function showsDecision(sent: QuestionnaireResponse | undefined, decided: { actio
   const ext = coverageInformationOf(sent)[0];
   const tone = ext ? summarizeCoverage(ext, 'documentation').tone : undefined;
   return decided.action === 'A1' ? tone === 'approved' : tone === 'not-covered';
+}
+
+/**
+ * What the order is pended for when the form opens (a PAS request in the payer reviewer's queue; X12 306 A4 in the
+ * package's outcome), and where what the clinician adds goes: documentation that meets the policy settles the order
+ * at once, other answers reach the reviewer only sent as an update of that request (docs/design.md §8 "One
+ * authorization per order"). Not a decision, so the form stays below it (review ui s45: "A pended order is not shown").
+ */
+function showPended(pended: { text: string } | undefined): void {
+  const box = byId('order-pended');
+  box.hidden = !pended;
+  if (pended) fill(box, h('h2', { id: 'order-pended-title' }, 'Pended for review'), h('p', {}, pended.text));
+  else box.replaceChildren();
 }
 
 /**
@@ -1255,7 +1287,7 @@ async function runAdaptive(
   byId('actions').hidden = false;
   const button = byId<HTMLButtonElement>('save');
   button.textContent = 'Continue';
-  button.addEventListener('click', () => {
+  const next = (): void => {
     if (state.completed || state.sending) return;
     let answered: QuestionnaireResponse;
     try {
@@ -1272,6 +1304,13 @@ async function runAdaptive(
       setStatus(`Not sent: ${problems.join(' ').replace(/\.$/, '')}. Correct it and continue.`, 'error');
       return;
     }
+    // The same stop as the static form's Save: the payer does not ask again a question left unanswered.
+    const stillNeeded = state.sendWithoutNeeded ? [] : unanswered(state, (i) => state.needed.has(i.linkId) && !i.required);
+    if (stillNeeded.length) {
+      askBeforeSendingWithout(state, stillNeeded, next, true);
+      return;
+    }
+    byId('problems').hidden = true;
     state.sending = true;
     button.disabled = true;
     const onForm = (qr.contained?.find((r): r is Questionnaire => r.resourceType === 'Questionnaire')?.item ?? []).map(
@@ -1288,7 +1327,8 @@ async function runAdaptive(
       .finally(() => {
         state.sending = false;
       });
-  });
+  };
+  button.addEventListener('click', next);
   await step();
 }
 

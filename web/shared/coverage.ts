@@ -180,7 +180,7 @@ export function answeredAfter(answerAt: string | undefined, signedAt: string | u
   return Number.isNaN(a) || Number.isNaN(b) ? true : a > b;
 }
 
-/** X12 306 Action Code: the review action the payer names an order's decision by (A1 certified, A3 not certified). */
+/** X12 306 Action Code: the review action the payer names an order's decision by (A1 certified, A3 not certified, A4 pended). */
 const X12_306 = 'https://codesystem.x12.org/005010/306';
 
 /**
@@ -192,6 +192,20 @@ export function orderDecisionOf(outcome: OperationOutcome | undefined): { action
   for (const issue of outcome?.issue ?? []) {
     const code = issue.details?.coding?.find((c) => c.system === X12_306)?.code;
     if ((code === 'A1' || code === 'A3') && issue.details?.text) return { action: code, text: issue.details.text };
+  }
+  return undefined;
+}
+
+/**
+ * The review a PAS request pends the order for, as a `$questionnaire-package` outcome says it
+ * (src/dtr/questionnaire-package.ts `pendedIssue`): an information issue whose details code it A4, with what the request
+ * waits for and where the clinician's answers go. Not a decision: the form stays open, since documentation that meets
+ * the policy still settles the order (docs/design.md §8 "One authorization per order").
+ */
+export function orderPendedOf(outcome: OperationOutcome | undefined): { action: 'A4'; text: string } | undefined {
+  for (const issue of outcome?.issue ?? []) {
+    const code = issue.details?.coding?.find((c) => c.system === X12_306)?.code;
+    if (code === 'A4' && issue.details?.text) return { action: code, text: issue.details.text };
   }
   return undefined;
 }
