@@ -35,6 +35,8 @@ export interface LimitFinding {
  * import the edge): the order it is about, its criteria and the amounts its limits ask for.
  */
 export interface StoredItem {
+  /** Claim item sequence within its request. */
+  sequence?: number;
   order?: OrderKey;
   /** The order date the item was judged with, when the order stated one (adjudicate.ts ItemDecision.orderDate). */
   orderDate?: string;
@@ -43,11 +45,8 @@ export interface StoredItem {
   askedAmounts?: string[];
   /** X12 306 review action of the item as it now stands (A1, A3, A4, C). */
   reviewAction?: string;
-  /**
-   * What a reviewer approved on this item before a Claim Update decided it again without approving it (adjudicate.ts
-   * ItemDecision.approvedBefore): the approval covers that, not what the update asks.
-   */
-  approvedBefore?: { criteria: LimitFinding[]; askedAmounts?: string[]; quantity: unknown };
+  /** Its Claim quantity as asked (adjudicate.ts ItemDecision.quantity): null when it stated none; absent when not kept. */
+  quantity?: unknown;
 }
 
 /**
@@ -103,19 +102,24 @@ export async function submittedItemOf(storage: Storage, submissionId: string, re
 }
 
 /**
- * The reviewed request's item for the order whose record a reviewer approved: undefined when the approval on the
- * record is not a reviewer's, or its request or item cannot be read.
+ * What a reviewer approved for the order whose record holds the reviewer's approval, as the reviewed PAS item then
+ * stood: undefined when the approval on the record is not a reviewer's, or what it approved cannot be read. Read from
+ * the order's approving event (storage ApprovedItem, written with the decision; migration 20 copied it there for
+ * approvals given before), not from the reviewed request, whose item a Claim Update may have changed since while the
+ * approval stands for what the reviewer saw (review-diff s45 H1). `requestBundle`: the reviewed request's, read only
+ * for an approval whose Claim quantity was not kept (decisions stored before quantities were), to read it from there
+ * as then; an approving event without what was approved (its item not found when migrated) reads the item as stored.
  */
-export async function reviewedItemOf(storage: Storage, record: OrderRecord): Promise<{ item: StoredItem; submissionId: string; requestBundle: Record<string, unknown> } | undefined> {
+export async function reviewedItemOf(storage: Storage, record: OrderRecord): Promise<{ item: StoredItem; submissionId: string; requestBundle?: Record<string, unknown> } | undefined> {
   const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
   if (approvedBy?.source !== 'review' || !approvedBy.submissionId) return undefined;
-  const reviewed = await submittedItemOf(storage, approvedBy.submissionId, record);
-  if (!reviewed) return undefined;
-  // An item a Claim Update decided again without approving it: the approval is read as the reviewer gave it, its
-  // criteria, asked amounts and quantity (review-diff s45 H1: the update asking twice the dose was read as approved).
-  const { approvedBefore, ...item } = reviewed.item;
-  const asApproved = approvedBefore && item.reviewAction !== 'A1' ? { ...item, askedAmounts: undefined, ...approvedBefore } : item;
-  return { ...reviewed, item: asApproved, submissionId: approvedBy.submissionId };
+  const submissionId = approvedBy.submissionId;
+  const approved = approvedBy.approvedItem;
+  const asApproved: StoredItem | undefined = approved && { order: orderOf(record), criteria: approved.criteria, ...(approved.askedAmounts ? { askedAmounts: approved.askedAmounts } : {}), reviewAction: 'A1' };
+  if (asApproved && approved?.quantity !== undefined) return { item: { ...asApproved, quantity: approved?.quantity }, submissionId };
+  const reviewed = await submittedItemOf(storage, submissionId, record);
+  if (!reviewed) return asApproved && { item: asApproved, submissionId };
+  return { item: asApproved ? { ...asApproved, sequence: reviewed.item.sequence } : reviewed.item, submissionId, requestBundle: reviewed.requestBundle };
 }
 
 /**
@@ -229,4 +233,5 @@ export function beyondApproval(number: string, asking: 'request' | 'order' = 're
   return `Clinical review: the ${asking} asks more than authorization ${number} of this order covers (a higher dose, more cycles or a larger quantity than approved); that approval stands for what it covers`;
 }
 
+const orderOf = (k: OrderKey): OrderKey => ({ payer: k.payer, patientId: k.patientId, orderRef: k.orderRef, drug: k.drug });
 const sameOrder = (a: OrderKey, b: OrderKey) => a.payer === b.payer && a.patientId === b.patientId && a.orderRef === b.orderRef && a.drug === b.drug;

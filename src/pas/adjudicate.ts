@@ -68,14 +68,6 @@ export interface ItemDecision {
   askedAmounts?: string[];
   /** Set when its submitter cancelled the item (reviewAction C): when, and what it had been before. */
   cancelled?: { at: string; was: ItemActionCode };
-  /**
-   * What a reviewer's approval of this item was given for (its criteria, asked amounts and Claim quantity), kept when a
-   * Claim Update decides the item again without approving it (the update asked more: it is pended). The order's record
-   * still names this request as its approver, and what the approval covers is what the reviewer saw, not what the
-   * update asks (design.md §8 "What an approval covers"; review-diff s45 H1). Read only while the item is not approved
-   * again (coverage/reviewed-approval.ts reviewedItemOf).
-   */
-  approvedBefore?: { criteria: ItemDecision['criteria']; askedAmounts?: string[]; quantity: Quantity | null };
 }
 
 /**

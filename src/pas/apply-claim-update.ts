@@ -10,7 +10,6 @@ import type { PasVersion } from './pas-version.js';
 import { identifierKey, parsePasRequest } from './request-bundle.js';
 import type { PasRequest } from './request-bundle.js';
 import { assertedOrderDates, signingFacts } from './asserted-order-dates.js';
-import { quantityOf } from './approval-covers.js';
 
 /** How one item of the request fares in an update. */
 type Plan = { kind: 'keep'; item: ItemDecision } | { kind: 'decide'; was?: ItemDecision } | { kind: 'cancel'; item: ItemDecision };
@@ -53,10 +52,13 @@ const sharesOrder = (key: OrderKey, items: ItemDecision[], except: number) =>
  * The order change a cancelled item makes (design.md §8, one record per order): a review this request pends for the
  * order is released (the order goes back to `auth-needed`, and the request leaves the reviewer's queue once nothing
  * else of it is pended), and an approval this request carries for it is withdrawn (the submitter no longer needs it;
- * the number stays in the order's history). A denial stays the order's decision; an order another request pends or
- * decided stays that request's. Whether an approval another stored request still carries stays is decided by storage,
- * in the transaction that stores the update (PasUpdateInput.withdrawals): read here, before it, two duplicate
- * requests cancelled at once each saw the other still carrying it and both kept it (review-diff s44 D1).
+ * the number stays in the order's history). The request carries the approval when its item answers it (A1), or when
+ * the approval was issued in this request (the record's approving event names it) and a Claim Update asking more
+ * pended the item again (A4): the approval stood for what was approved meanwhile (review-diff s45 H1). A denial stays
+ * the order's decision; an order another request pends or decided stays that request's. Whether an approval another
+ * stored request still carries stays is decided by storage, in the transaction that stores the update
+ * (PasUpdateInput.withdrawals): read here, before it, two duplicate requests cancelled at once each saw the other
+ * still carrying it and both kept it (review-diff s44 D1).
  */
 function releaseOf(item: ItemDecision, record: OrderRecord | undefined, s: PasSubmission, at: string): GuardedOrderChange | undefined {
   if (!item.order || !record) return undefined;
@@ -64,8 +66,11 @@ function releaseOf(item: ItemDecision, record: OrderRecord | undefined, s: PasSu
   if (record.state === 'pended' && record.submissionId === s.id) {
     return { key: item.order, from: ['pended'], change: { ...change, reason: `The prior authorization request ${s.id} for this order was cancelled by its submitter before a decision` } };
   }
-  const number = item.authorization?.number;
-  if (record.state === 'approved' && item.reviewAction === 'A1' && number && record.authorization?.number === number) {
+  const number = record.state === 'approved' ? record.authorization?.number : undefined;
+  if (!number) return undefined;
+  const answers = item.reviewAction === 'A1' && item.authorization?.number === number;
+  const issuedHere = item.reviewAction === 'A4' && [...record.history].reverse().find((h) => h.state === 'approved')?.submissionId === s.id;
+  if (answers || issuedHere) {
     return { key: item.order, from: ['approved'], change: { ...change, reason: cancelledApprovalReason(number, s.id), withdrawsApproval: true } };
   }
   return undefined;
@@ -111,22 +116,8 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
   decided.forEach((d, n) => {
     const was = (plan.get(d.sequence) as { was?: ItemDecision }).was;
     if (d.fromOrderRecord && was?.review) decided[n] = { ...d, review: was.review };
-    // A reviewer's approval of the item, decided again and not approved (the update asks more): what was approved is
-    // kept with it, since the order's record still names this request as the approval's (review-diff s45 H1).
-    // The item's own approval when it was approved (a later one than any kept before), else the one it kept.
-    else if (d.reviewAction !== 'A1' && was && ((was.reviewAction === 'A1' && was.review?.decision === 'approve') || was.approvedBefore)) {
-      const approvedNow = was.reviewAction === 'A1' && was.review?.decision === 'approve';
-      decided[n] = {
-        ...d,
-        approvedBefore: approvedNow
-          ? {
-              criteria: was.criteria,
-              ...(was.askedAmounts ? { askedAmounts: was.askedAmounts } : {}),
-              quantity: was.quantity !== undefined ? was.quantity : (quantityOf(s.requestBundle, was.sequence) ?? null),
-            }
-          : was.approvedBefore,
-      };
-    }
+    // (A reviewer's approval of the item decided again and not approved, the update asking more, stands for what the
+    // reviewer approved: that is kept on the order's approving event, coverage/reviewed-approval.ts reviewedItemOf.)
     // An approval this request already holds for the item is not issued again (an item naming no order has no record
     // to answer it): the item keeps its number and period.
     else if (d.reviewAction === 'A1' && !d.fromOrderRecord && was?.reviewAction === 'A1' && was.authorization) {
@@ -158,7 +149,8 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
     ...new Map(
       cancelling.flatMap((i, n): [string, ApprovalWithdrawal][] => {
         const change = released[n];
-        return change?.change.withdrawsApproval && i.authorization ? [[JSON.stringify(change.key), { number: i.authorization.number, change }]] : [];
+        const number = orderRecords[n]?.authorization?.number;
+        return change?.change.withdrawsApproval && number ? [[JSON.stringify(change.key), { number, change }]] : [];
       }),
     ).values(),
   ];

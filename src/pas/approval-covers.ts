@@ -31,7 +31,7 @@ export async function approvalCovers(
   const reviewed = await reviewedItemOf(storage, record);
   if (!reviewed) return !overLimit(item);
   const was = reviewed.item as unknown as ItemDecision;
-  return asksNoMoreThan(item, claimQuantity(item, askedBefore), was, claimQuantity(was, () => quantityOf(reviewed.requestBundle, was.sequence)));
+  return asksNoMoreThan(item, claimQuantity(item, askedBefore), was, claimQuantity(was, () => (reviewed.requestBundle ? quantityOf(reviewed.requestBundle, was.sequence) : undefined)));
 }
 
 /**

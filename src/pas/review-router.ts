@@ -7,7 +7,7 @@ import { authorizationNumber, withinCoverage } from '../coverage/authorization.j
 import { coverageLastDay } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import { UNDECIDED, isDecided, recordedDecision } from '../coverage/order-record.js';
-import type { AuthorizationRecord, OrderEvent, OrderKey, OrderState, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
+import type { ApprovedItem, AuthorizationRecord, OrderEvent, OrderKey, OrderState, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
 import { widenedPeriod } from '../storage/storage.js';
 import type { Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
@@ -21,6 +21,7 @@ import { reviewCase } from './review-case.js';
 import { currentPended, settlePended, settleWaitingOn, waitsOn } from './settle-pended.js';
 import type { ReviewCase } from './review-case.js';
 import { answeredVersion } from './pas-version.js';
+import { quantityOf } from './approval-covers.js';
 
 export interface ReviewDeps {
   storage: Storage;
@@ -64,6 +65,27 @@ function requireToken(token: string | undefined) {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!expected || !m || !timingSafeEqual(digest(m[1]), expected)) return next(unauthorized());
     next();
+  };
+}
+
+/**
+ * What a reviewer approves of an item (storage ApprovedItem, read by coverage/reviewed-approval.ts reviewedItemOf):
+ * its criteria, the amounts its limits ask (absent on a decision stored before they were kept: every fact compared)
+ * and its Claim quantity (null when the Claim states none; read from the request for a decision stored before
+ * quantities were kept).
+ */
+function approvedItemOf(i: ItemDecision, requestBundle: Record<string, unknown>): ApprovedItem {
+  const quantity = i.quantity !== undefined ? i.quantity : (quantityOf(requestBundle, i.sequence) ?? null);
+  return {
+    // Each criterion's result and fact values, without the reviewer's words (labels): what the comparison reads.
+    criteria: i.criteria.map((c) => ({
+      id: c.id,
+      ...(c.kind ? { kind: c.kind } : {}),
+      result: c.result,
+      ...(c.evidence ? { evidence: c.evidence.map((e) => ({ fact: e.fact, ...(e.value !== undefined ? { value: e.value } : {}), source: e.source })) } : {}),
+    })),
+    ...(i.askedAmounts ? { askedAmounts: i.askedAmounts } : {}),
+    quantity: quantity as ApprovedItem['quantity'],
   };
 }
 
@@ -463,6 +485,9 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
             ...(i.authorization ? { authorization: i.authorization } : {}),
             // The reviewer's period widens the period of the approval the order holds (its number stays).
             ...(approvedBefore.has(i.sequence) && decision === 'approve' && period ? { setsPeriod: true } : {}),
+            // What the reviewer approved lives with the order's decision, never only on this request's item, which a
+            // Claim Update may change while the approval stands (design.md §8 "What an approval covers"; s45 H1).
+            ...(decision === 'approve' ? { approvedItem: approvedItemOf(i, s.requestBundle) } : {}),
           },
         }));
       const result = await storage.recordReviewDecision({

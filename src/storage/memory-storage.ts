@@ -416,15 +416,21 @@ export class MemoryStorage implements Storage {
   }
   /**
    * Whether an approval a cancelled item of `submissionId` carried is to be withdrawn: the order's record still holds
-   * its number and no other stored request answers it for that order (any of its items, A1). No await: one step with
-   * the update's writes.
+   * its number and no other stored request carries it for that order: an item of it answering the number (A1), or,
+   * for the request the approval was issued in (the record's latest approving event), its item for the order still
+   * answering or waiting (A1, A4: a Claim Update asking more pended it again; review-diff s45 H1), as SQL storage's
+   * HELD_ELSEWHERE_SQL. No await: one step with the update's writes.
    */
   private releasable(submissionId: string, { number, change: { key } }: ApprovalWithdrawal): boolean {
     const record = this.orders.get(orderKeyOf(key));
     if (record?.state !== 'approved' || record.authorization?.number !== number) return false;
+    const issuedIn = [...record.history].reverse().find((h) => h.state === 'approved')?.submissionId;
     const carries = (s: PasSubmission) =>
       ((s.detail as { items?: { reviewAction?: string; order?: OrderKey; authorization?: { number?: string } }[] }).items ?? []).some(
-        (i) => i.reviewAction === 'A1' && i.authorization?.number === number && i.order && orderKeyOf(i.order) === orderKeyOf(key),
+        (i) =>
+          i.order &&
+          orderKeyOf(i.order) === orderKeyOf(key) &&
+          ((i.reviewAction === 'A1' && i.authorization?.number === number) || (s.id === issuedIn && (i.reviewAction === 'A1' || i.reviewAction === 'A4'))),
       );
     return ![...this.submissions.values()].some((s) => s.id !== submissionId && carries(s));
   }

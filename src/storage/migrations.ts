@@ -463,6 +463,30 @@ ALTER TABLE crd_assertions ADD COLUMN order_start text;
 ALTER TABLE crd_assertions ADD COLUMN coverage_ref text;
 `,
   },
+  {
+    version: 20,
+    name: "what a reviewer approved, kept on the order's approving event",
+    sql: `
+-- What a reviewer's approval was given for (the reviewed PAS item's criteria, asked amounts and Claim quantity) lives
+-- with the order's decision, on its approving event, not on the request's item, which a Claim Update of that request
+-- changes while the approval stands for what the reviewer saw (design.md §8 "What an approval covers"; review-diff
+-- s45 H1). NULL on every other event.
+ALTER TABLE order_authorization_events ADD COLUMN approved_item jsonb;
+-- Reviewers' approvals given before: taken from the reviewed item, or from what it kept of the approval when a Claim
+-- Update had decided it again (its approvedBefore, stored from s45 until this version). An item stored before its
+-- asked amounts or quantity were kept leaves them out, and they are read as then (every fact compared; the quantity
+-- from the reviewed request).
+UPDATE order_authorization_events e SET approved_item = (
+  SELECT coalesce(i -> 'approvedBefore', jsonb_build_object('criteria', coalesce(i -> 'criteria', '[]'::jsonb))
+    || CASE WHEN i ? 'askedAmounts' THEN jsonb_build_object('askedAmounts', i -> 'askedAmounts') ELSE '{}'::jsonb END
+    || CASE WHEN i ? 'quantity' THEN jsonb_build_object('quantity', i -> 'quantity') ELSE '{}'::jsonb END)
+  FROM order_authorizations o, pas_submissions s, jsonb_array_elements(s.detail -> 'items') i
+  WHERE o.id = e.order_id AND s.id = e.submission_id
+    AND i -> 'order' @> jsonb_build_object('payer', o.payer, 'patientId', o.patient_id, 'orderRef', o.order_ref, 'drug', o.drug)
+  LIMIT 1)
+WHERE e.state = 'approved' AND e.source = 'review' AND e.submission_id IS NOT NULL;
+`,
+  },
 ];
 
 /** Advisory lock key taken while migrating, so replicas starting together migrate one after another. */

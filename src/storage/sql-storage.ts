@@ -12,6 +12,7 @@ import type {
   FeedbackRecord,
   QuestionnaireResponseRecord,
   GuardedOrderChange,
+  ApprovedItem,
   HookAuditRecord,
   IssuedAuthorization,
   JtiRecord,
@@ -289,7 +290,7 @@ const ORDER_CHANGES_SQL = `
 WITH given AS (
   SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS x(i integer, id text, payer text, patient_id text, order_ref text, drug text, state text,
     policy_id text, reason text, authorization_number text, auth_start date, auth_end date, submission_id text, at timestamptz, from_states jsonb,
-    source text, actor text, assertion_id text, withdraws boolean, sets_period boolean, event_id text)
+    source text, actor text, assertion_id text, withdraws boolean, sets_period boolean, event_id text, approved_item jsonb)
 ), c AS (
   -- A lookup per change in event_id's index, never a join: the planner cannot see how few changes $1 holds and,
   -- with the table's statistics unknown (embedded PGlite never analyzes), hashed the whole events table per batch.
@@ -316,8 +317,9 @@ WITH given AS (
   SELECT up.id AS order_id, up.payer AS order_payer, up.authorization_number AS held_number, c.*
   FROM up JOIN c ON c.payer = up.payer AND c.patient_id = up.patient_id AND c.order_ref = up.order_ref AND c.drug = up.drug
 ), ev AS (
-  INSERT INTO order_authorization_events (order_id, at, source, actor, state, reason, authorization_number, submission_id, assertion_id, event_id)
-  SELECT order_id, at, source, actor, state, reason, CASE WHEN state = 'approved' THEN held_number END, submission_id, assertion_id, event_id
+  INSERT INTO order_authorization_events (order_id, at, source, actor, state, reason, authorization_number, submission_id, assertion_id, event_id, approved_item)
+  SELECT order_id, at, source, actor, state, reason, CASE WHEN state = 'approved' THEN held_number END, submission_id, assertion_id, event_id,
+    CASE WHEN state = 'approved' THEN approved_item END
   FROM applied ORDER BY i
 ), issued AS (
   INSERT INTO authorizations (number, payer, source, assertion_id, submission_id, start_date, end_date, issued_at)
@@ -360,6 +362,7 @@ interface OrderEventRow {
   authorization_number: string | null;
   submission_id: string | null;
   assertion_id: string | null;
+  approved_item?: ApprovedItem | null;
 }
 
 /** Thrown in a transaction to roll it back: the client already has a request waiting on the orders (`id`). */
@@ -442,6 +445,7 @@ function orderChangeSteps(changes: GuardedOrderChange[]): Step[] {
               assertion_id: c.assertionId ?? null,
               withdraws: c.withdrawsApproval === true,
               sets_period: approving && c.setsPeriod === true,
+              approved_item: approving && c.approvedItem ? c.approvedItem : null,
               // Changes written in a caller's transaction (PAS, DTR, the reviewer) are not retried by storage: a key
               // made here serves them; queued and awaited changes carry theirs from before the first attempt.
               event_id: eventId ?? randomUUID(),
@@ -489,18 +493,26 @@ async function applyOrderChangesIn(db: SqlSession, changes: GuardedOrderChange[]
 }
 
 /**
- * Whether the order's record ($1-$4) still holds approval $6 and whether a stored request other than $5 answers it for
- * that order: an item A1 with that number and that order, anywhere among its items (the GIN index on `detail -> 'items'`,
- * migration 17), whatever identifies its patient. Run after the record is locked (releasableIn), as its own statement:
- * under READ COMMITTED it then sees every request stored by a transaction that held the lock before.
+ * Whether the order's record ($1-$4) still holds approval $6 and whether a stored request other than $5 carries it for
+ * that order: an item A1 with that number and that order, anywhere among its items (the GIN index on
+ * `detail -> 'items'`, migration 17), whatever identifies its patient; or the request the approval was issued in (the
+ * record's latest approving event names it) while its item for the order still answers or waits (A1, A4): a Claim
+ * Update of that request asking more pends the item again, and the approval stands for what was approved (review-diff
+ * s45 H1, and the held-elsewhere edge of the s45 note). Run after the record is locked (releasableIn), as its own
+ * statement: under READ COMMITTED it then sees every request stored by a transaction that held the lock before.
  */
 const HELD_ELSEWHERE_SQL = `SELECT o.state, o.authorization_number,
-  EXISTS (SELECT 1 FROM pas_submissions s WHERE (s.detail -> 'items') @> $7::text::jsonb AND s.id <> $5) AS held
+  EXISTS (SELECT 1 FROM pas_submissions s WHERE (s.detail -> 'items') @> $7::text::jsonb AND s.id <> $5)
+  OR EXISTS (SELECT 1 FROM pas_submissions s, jsonb_array_elements(s.detail -> 'items') i
+    WHERE s.id = (SELECT e.submission_id FROM order_authorization_events e WHERE e.order_id = o.id AND e.state = 'approved' ORDER BY e.id DESC LIMIT 1)
+      AND s.id <> $5 AND i -> 'order' @> $8::text::jsonb AND i ->> 'reviewAction' IN ('A1', 'A4')) AS held
   FROM order_authorizations o WHERE o.payer = $1 AND o.patient_id = $2 AND o.order_ref = $3 AND o.drug = $4 AND o.authorization_number = $6`;
 
+/** The order as PAS items name it (ItemDecision.order), for containment (`@>`) in stored JSON. */
+const orderPattern = (key: OrderKey) => ({ payer: key.payer, patientId: key.patientId, orderRef: key.orderRef, drug: key.drug });
+
 /** The items pattern HELD_ELSEWHERE_SQL looks for: an item answering `number` (A1) for the order `key`. */
-const carryingPattern = (key: OrderKey, number: string) =>
-  json([{ reviewAction: 'A1', order: { payer: key.payer, patientId: key.patientId, orderRef: key.orderRef, drug: key.drug }, authorization: { number } }]);
+const carryingPattern = (key: OrderKey, number: string) => json([{ reviewAction: 'A1', order: orderPattern(key), authorization: { number } }]);
 
 /**
  * Locks the records of `keys` that exist, in key order, as applyOrderChangesIn takes them (so no two transactions wait
@@ -532,7 +544,13 @@ async function unheldIn(tx: SqlSession, answers: AnsweredApproval[]): Promise<Or
 async function releasableIn(tx: SqlSession, submissionId: string, withdrawals: ApprovalWithdrawal[]): Promise<GuardedOrderChange[]> {
   const kept: GuardedOrderChange[] = [];
   for (const w of withdrawals) {
-    const [row] = await tx.query<{ state: string; held: boolean }>(HELD_ELSEWHERE_SQL, [...keyParams(w.change.key), submissionId, w.number, carryingPattern(w.change.key, w.number)]);
+    const [row] = await tx.query<{ state: string; held: boolean }>(HELD_ELSEWHERE_SQL, [
+      ...keyParams(w.change.key),
+      submissionId,
+      w.number,
+      carryingPattern(w.change.key, w.number),
+      json(orderPattern(w.change.key)),
+    ]);
     if (row?.state === 'approved' && !row.held) kept.push(w.change);
   }
   return kept;
@@ -547,7 +565,7 @@ const byKeyText = (a: GuardedOrderChange, b: GuardedOrderChange) => {
 
 /** An order's events, oldest first, as one JSON array (so a record and its history are read in one statement). */
 const EVENTS_JSON = `coalesce((SELECT jsonb_agg(jsonb_build_object('at', ${ts('e.at')}, 'source', e.source, 'actor', e.actor, 'state', e.state,
-  'reason', e.reason, 'authorization_number', e.authorization_number, 'submission_id', e.submission_id, 'assertion_id', e.assertion_id) ORDER BY e.id)
+  'reason', e.reason, 'authorization_number', e.authorization_number, 'submission_id', e.submission_id, 'assertion_id', e.assertion_id, 'approved_item', e.approved_item) ORDER BY e.id)
   FROM order_authorization_events e WHERE e.order_id = o.id), '[]'::jsonb) AS events`;
 
 /** The statement reading order records with their history (one round trip on the hook's path, design.md §9). */
@@ -581,6 +599,7 @@ function orderRecordsOf(rows: (OrderRow & { events: Omit<OrderEventRow, 'order_i
       ...(e.authorization_number !== null ? { authorizationNumber: e.authorization_number } : {}),
       ...(e.submission_id !== null ? { submissionId: e.submission_id } : {}),
       ...(e.assertion_id !== null ? { assertionId: e.assertion_id } : {}),
+      ...(e.approved_item ? { approvedItem: e.approved_item } : {}),
     })),
   }));
 }

@@ -167,6 +167,23 @@ export interface OrderEvent {
   authorizationNumber?: string;
   submissionId?: string;
   assertionId?: string;
+  /** On a reviewer's approving event: what the reviewer approved ({@link ApprovedItem}). */
+  approvedItem?: ApprovedItem;
+}
+
+/**
+ * What a reviewer's approval of an order was given for, kept on the approving event (the order's one decision,
+ * docs/design.md §8 "What an approval covers"): the reviewed PAS item's criteria (each limit's result and the values
+ * of its facts), the amounts of its limits the order asks for (`CompiledFact.asked`; absent: compare every fact, as
+ * for decisions stored before they were kept) and its Claim quantity (null: the item stated none; absent: read it from
+ * the reviewed request, as for decisions stored before quantities were kept). Opaque to storage (stored JSON). Kept
+ * here, not on the PAS item, because a Claim Update of the reviewed request changes the item while the approval
+ * stands for what the reviewer saw (review-diff s45 H1), and the request stays the approval's carrier meanwhile.
+ */
+export interface ApprovedItem {
+  criteria: { id: string; kind?: string; result: boolean | 'unknown'; evidence?: { fact: string; value?: boolean | number | string; source?: string }[] }[];
+  askedAmounts?: string[];
+  quantity?: Record<string, unknown> | null;
 }
 
 /** An order's authorization record: its state, its approval once issued, and every change, oldest first. */
@@ -200,6 +217,8 @@ export interface OrderChange {
   authorization?: AuthorizationRecord;
   submissionId?: string;
   assertionId?: string;
+  /** For a reviewer's `approved`: what the reviewer approved, kept on the event it writes (OrderEvent.approvedItem). */
+  approvedItem?: ApprovedItem;
   /**
    * The approval on the record no longer covers the order (coverage/order-record.ts `reopeningReason`: outgrown, or its dose unreadable): the record
    * lets go of its number, which stays in the history and among the issued authorizations.
@@ -432,8 +451,10 @@ export interface PasUpdateInput {
   /**
    * Approvals the update's cancelled items carried and let go of (docs/design.md §8 "Claim updates"): each `change`
    * (guarded `from: ['approved']`, `withdrawsApproval`) is applied only when, decided in the same transaction with the
-   * order's record locked, the record still holds `number` and no other stored request has an item answering
-   * `number` for that order (A1), wherever the item is in that request and whatever identifies its patient. Otherwise
+   * order's record locked, the record still holds `number` and no other stored request carries it: an item answering
+   * `number` for that order (A1), wherever the item is in that request and whatever identifies its patient, or, for the
+   * request the approval was issued in (the record's latest approving event), its item for the order still answering
+   * or waiting (A1, A4: a Claim Update asking more pended it again, and the approval stands). Otherwise
    * it is left out, and the update applies without it: an approval another request still certifies stays. Decided
    * there, not before, so that of two requests carrying one approval cancelled at the same time, on any replica, the
    * one stored last withdraws it (each read alone sees the other still carrying it; review-diff s44 D1).
@@ -447,7 +468,7 @@ export interface PasUpdateInput {
 
 /** An approval a cancelled PAS item carried, withdrawn unless another request still answers it (PasUpdateInput). */
 export interface ApprovalWithdrawal {
-  /** The approval's number, as the cancelled item answered it. */
+  /** The approval's number, as the order's record held it when the cancelled item let go of it. */
   number: string;
   /** The order's change that withdraws it. */
   change: GuardedOrderChange;
@@ -570,6 +591,7 @@ export function orderEventOf(c: OrderChange, authorizationNumber: string | undef
     ...(c.state === 'approved' && authorizationNumber ? { authorizationNumber } : {}),
     ...(c.submissionId ? { submissionId: c.submissionId } : {}),
     ...(c.assertionId ? { assertionId: c.assertionId } : {}),
+    ...(c.state === 'approved' && c.approvedItem ? { approvedItem: c.approvedItem } : {}),
   };
 }
 

@@ -4,6 +4,7 @@
  * request, act as the reviewer; with the order's record key to read storage directly.
  */
 import type { Bundle, MedicationRequest } from '@medplum/fhirtypes';
+import type { Storage } from '../../src/storage/storage.js';
 import request from 'supertest';
 import { expect } from 'vitest';
 import { buildApp } from './app.js';
@@ -11,9 +12,14 @@ import { orderSignRequest } from './hook-requests.js';
 import { expectValidHookResponse } from './response-checks.js';
 import { storyOrder, storyResources } from './stories.js';
 
-/** A Centene story's loop (the payer and drug of the record key are Centene's blinatumomab). */
-export function approvalLoop(story: string, reviewToken: string) {
-  const { app, storage } = buildApp({ env: { REVIEW_TOKEN: reviewToken }, today: '2026-11-23' });
+/**
+ * A Centene story's loop (the payer and drug of the record key are Centene's blinatumomab); `on`: a store of the
+ * caller's (PGlite, PostgreSQL) instead of a fresh MemoryStorage.
+ */
+export function approvalLoop(story: string, reviewToken: string, on?: Storage) {
+  const built = buildApp({ env: { REVIEW_TOKEN: reviewToken }, today: '2026-11-23', ...(on ? { storageOverride: on } : {}) });
+  const { app } = built;
+  const storage: Storage = on ?? built.storage;
   const resources = storyResources(story);
   const order = storyOrder(story, resources);
   const patientId = resources.find((r) => r.resourceType === 'Patient')!.id!;

@@ -9,7 +9,7 @@ import { openPglite } from '../../src/storage/pglite-driver.js';
 import type { PgliteDriver } from '../../src/storage/pglite-driver.js';
 import { SqlStorage } from '../../src/storage/sql-storage.js';
 import { StorageError } from '../../src/storage/storage.js';
-import { checkAssertionAnsweredFactsMigration, checkAssertionOrderDateMigration, checkIdentifierIndexMigration, newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
+import { checkAssertionAnsweredFactsMigration, checkApprovedItemMigration, checkAssertionOrderDateMigration, checkIdentifierIndexMigration, newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -285,6 +285,10 @@ describe('migration 13: indexes for the payer API, reviewer and notifier lookups
 
 describe("migration 15: which of a CRD assertion's facts the order's earlier DTR answers gave", () => {
   it('reads an assertion written before it as it was, and keeps the names of one written after', () => checkMigration(15, checkAssertionAnsweredFactsMigration), 60_000);
+});
+
+describe("migration 20: what a reviewer approved, kept on the order's approving event", () => {
+  it("copies a reviewer's approval given before it from the reviewed item, or what the item kept of it", () => checkMigration(20, checkApprovedItemMigration), 60_000);
 });
 
 describe('migration 12: the date each CRD assertion judged its order on', () => {

@@ -6,7 +6,7 @@ import { openPostgres, STATEMENT_CANCEL_MARGIN_MS } from '../../src/storage/post
 import { SqlStorage } from '../../src/storage/sql-storage.js';
 import { StorageUnavailableError } from '../../src/storage/storage.js';
 import type { GuardedOrderChange, OrderKey, OrderState } from '../../src/storage/storage.js';
-import { checkAssertionAnsweredFactsMigration, checkAssertionOrderDateMigration, checkIdentifierIndexMigration, newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
+import { checkAssertionAnsweredFactsMigration, checkApprovedItemMigration, checkAssertionOrderDateMigration, checkIdentifierIndexMigration, newAssertion, newAudit, newSubmission, storageContract } from './storage-contract.js';
 import { MIGRATIONS, migrate } from '../../src/storage/migrations.js';
 
 const url = process.env.DATABASE_URL;
@@ -57,6 +57,8 @@ describe.skipIf(!url)('PostgreSQL storage (DATABASE_URL)', () => {
   it('migration 13: finds requests filed before it by every identifier as before', () => checkMigration(13, checkIdentifierIndexMigration));
 
   it('migration 15: reads an assertion written before it as it was, and keeps the answered facts of one written after', () => checkMigration(15, checkAssertionAnsweredFactsMigration));
+
+  it("migration 20: copies a reviewer's approval given before it from the reviewed item, or what the item kept of it", () => checkMigration(20, checkApprovedItemMigration));
 
   it('migrates once when replicas start at the same moment (advisory lock)', async () => {
     const shared = `${schema}_r`;

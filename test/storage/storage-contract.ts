@@ -88,6 +88,64 @@ export async function checkAssertionAnsweredFactsMigration(driver: SqlDriver, mi
 }
 
 /**
+ * Migration 20 on a database migrated to 19 (`driver`): a reviewer's approval given before it keeps what the reviewer
+ * approved on its approving event, taken from the reviewed item (its criteria, asked amounts and quantity) or, for an
+ * item a Claim Update had pended again since, from what that item kept of the approval (`approvedBefore`, s45). Other
+ * events carry none. Written as the older schema did, in SQL (the storage of this build writes the new column).
+ */
+export async function checkApprovedItemMigration(driver: SqlDriver, migrate: () => Promise<number[]>, storageOf: (d: SqlDriver) => Storage): Promise<void> {
+  const criteria = [{ id: 'max-daily-dose', kind: 'limit', cite: 'CP.PHAR.312 II.A', text: 'dose', result: false, evidence: [{ fact: 'dailyDoseUg', label: 'Daily dose', value: 56, source: 'ehr' }] }];
+  const approvedBefore = { criteria, askedAmounts: ['dailyDoseUg'], quantity: { value: 1568, unit: 'ug' } };
+  const cases = [
+    // Reviewed and still as approved (A1).
+    { item: { sequence: 1, reviewAction: 'A1', criteria, askedAmounts: ['dailyDoseUg'], quantity: { value: 1568, unit: 'ug' } }, expected: approvedBefore, source: 'review' },
+    // Pended again by a Claim Update asking 112 mcg/day, keeping what was approved.
+    {
+      item: { sequence: 1, reviewAction: 'A4', criteria: [{ ...criteria[0], evidence: [{ ...criteria[0].evidence[0], value: 112 }] }], askedAmounts: ['dailyDoseUg'], quantity: { value: 3136, unit: 'ug' }, approvedBefore },
+      expected: approvedBefore,
+      source: 'review',
+    },
+    // Stored before asked amounts and quantities were kept: they stay absent (read as then).
+    { item: { sequence: 1, reviewAction: 'A1', criteria }, expected: { criteria }, source: 'review' },
+    // Approved by the rules in PAS: no reviewer's approval to keep.
+    { item: { sequence: 1, reviewAction: 'A1', criteria }, expected: undefined, source: 'pas' },
+  ];
+  const keys: OrderKey[] = [];
+  for (const c of cases) {
+    const key: OrderKey = { payer: 'centene', patientId: `patient-${randomUUID().slice(0, 8)}`, orderRef: `MedicationRequest/${randomUUID()}`, drug: 'blinatumomab' };
+    const s = newSubmission({ payer: 'centene', status: 'approved', reviewAction: 'A1', needed: [], detail: { items: [{ ...c.item, order: key }] } });
+    await driver.query(
+      `INSERT INTO pas_submissions (id, bundle_identifier, request_hash, payer, policy_id, policy_version, claim_identifiers, patient_identifiers, status, review_action, needed,
+         claim_response, response_bundle, request_bundle, detail, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, $10, $11::text::jsonb, $12::text::jsonb, $13::text::jsonb, $14::text::jsonb, $15::text::jsonb, $16, $16)`,
+      [s.id, s.bundleIdentifier, s.requestHash, s.payer, s.policyId, s.policyVersion, JSON.stringify(s.claimIdentifiers), JSON.stringify(s.patientIdentifiers), s.status, s.reviewAction,
+        JSON.stringify(s.needed), JSON.stringify(s.claimResponse), JSON.stringify(s.responseBundle), JSON.stringify(s.requestBundle), JSON.stringify(s.detail), s.createdAt],
+    );
+    const orderId = randomUUID();
+    await driver.query(
+      `INSERT INTO order_authorizations (id, payer, patient_id, order_ref, drug, state, reason, authorization_number, auth_start, auth_end, submission_id, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, 'approved', 'approved', $6, '2026-11-20', '2027-05-19', $7, now(), now())`,
+      [orderId, key.payer, key.patientId, key.orderRef, key.drug, `PA-CENTENE-${orderId.slice(0, 8)}`, s.id],
+    );
+    await driver.query(
+      `INSERT INTO order_authorization_events (order_id, at, source, actor, state, reason, submission_id) VALUES ($1, now(), 'crd', 'order-sign h', 'auth-needed', 'documentation', NULL)`,
+      [orderId],
+    );
+    await driver.query(
+      `INSERT INTO order_authorization_events (order_id, at, source, actor, state, reason, authorization_number, submission_id) VALUES ($1, now(), $2, 'Dr. R. Okafor', 'approved', 'ok', $3, $4)`,
+      [orderId, c.source, `PA-CENTENE-${orderId.slice(0, 8)}`, s.id],
+    );
+    keys.push(key);
+  }
+  expect(await migrate()).toContain(20);
+  const storage = storageOf(driver);
+  for (const [n, c] of cases.entries()) {
+    const record = await storage.getOrderRecord(keys[n]);
+    expect(record?.history.map((h) => h.approvedItem)).toEqual([undefined, c.expected]);
+  }
+}
+
+/**
  * Migration 13 on a database migrated to 12 (`driver`): requests, an alias and a reviewer's decision filed before it
  * are found by every kind of identifier exactly as before it.
  */
