@@ -4,41 +4,14 @@
  * PGlite and, with DATABASE_URL, PostgreSQL.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createStorage } from '../../src/storage/create-storage.js';
-import { MemoryStorage } from '../../src/storage/memory-storage.js';
-import type { SqlStorage } from '../../src/storage/sql-storage.js';
-import type { Storage } from '../../src/storage/storage.js';
+import { describe, expect, it } from 'vitest';
+import { threeStores } from '../helpers/three-stores.js';
 import { REVIEW_TOKEN, claimResponseOf, pasApp, storyBundle } from './pas-fixtures.js';
 
 const FHIR_JSON = 'application/fhir+json';
 
-let dir: string;
-let pglite: SqlStorage;
-let postgres: SqlStorage | undefined;
-const url = process.env.DATABASE_URL;
-const schema = `pp_decided_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'priorpath-review-decided-'));
-  pglite = await createStorage({ dataDir: dir });
-  if (url) postgres = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
-}, 120_000);
-afterAll(async () => {
-  await pglite?.close();
-  await postgres?.driver.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
-  await postgres?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const storages: [string, () => Storage][] = [
-  ['MemoryStorage', () => new MemoryStorage()],
-  ['embedded PGlite', () => pglite],
-  ...(url ? [['PostgreSQL', () => postgres!] as [string, () => Storage]] : []),
-];
+const { storages } = threeStores('decided');
 
 interface Decided {
   id: string;
