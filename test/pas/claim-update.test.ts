@@ -482,6 +482,19 @@ function replicaPairs(): [string, () => [Storage, Storage]][] {
 }
 
 /**
+ * A PAS app on each of two replicas' stores (a pair from replicaPairs), and `submit(n, body)`: `POST
+ * /fhir/Claim/$submit` of a body, as FHIR JSON, through replica `n` (0 or 1).
+ */
+function replicaApps([one, other]: [Storage, Storage]) {
+  const apps = [pasApp(one).app, pasApp(other).app];
+  return {
+    one,
+    other,
+    submit: (n: 0 | 1, body: unknown) => request(apps[n]).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body)),
+  };
+}
+
+/**
  * Holds the next `count` Claim Updates made through `storages` until all have been made, then lets them go on together
  * (later calls pass straight through): every one of them read the stored requests and the orders' records before any
  * was stored, as when two replicas, or one with interleaved awaits, apply them at the same moment. Returns the undo.
@@ -509,9 +522,7 @@ describe('PAS Claim Updates: two duplicate requests cancelled at the same time (
   const replicas = replicaPairs();
 
   it.each(replicas)('withdraws the approval both carried once both are cancelled (%s)', async (_name, both) => {
-    const [one, other] = both();
-    const apps = [pasApp(one).app, pasApp(other).app];
-    const submit = (n: number, body: unknown) => request(apps[n]).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
+    const { one, other, submit } = replicaApps(both());
     const orderId = `order-${randomUUID()}`;
     const key = { payer: 'centene', patientId: STORY, orderRef: `MedicationRequest/${orderId}`, drug: 'blinatumomab' };
     // A request approved, and the same request resent under a new Bundle identifier: both answer the order's number.
@@ -584,9 +595,7 @@ describe('PAS: the request carrying an approval cancelled while a resend answers
   const replicas = replicaPairs();
 
   it.each(replicas)('never stores the resend answering a number its order no longer holds: it is decided again (%s)', async (_name, both) => {
-    const [one, other] = both();
-    const apps = [pasApp(one).app, pasApp(other).app];
-    const submit = (n: number, body: unknown) => request(apps[n]).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
+    const { one, other, submit } = replicaApps(both());
     const orderId = `order-${randomUUID()}`;
     const key = { payer: 'centene', patientId: STORY, orderRef: `MedicationRequest/${orderId}`, drug: 'blinatumomab' };
     const first = storyBundle(STORY, { orderId });
