@@ -5,7 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import type { DecidedEntry } from '../../src/pas/review-router.js';
+import type { DecidedRow } from '../../web/review/queue-view.js';
 import { threeStores } from '../helpers/three-stores.js';
 import { REVIEW_TOKEN, claimResponseOf, pasApp, storyBundle } from './pas-fixtures.js';
 
@@ -13,20 +15,11 @@ const FHIR_JSON = 'application/fhir+json';
 
 const { storages } = threeStores('decided');
 
-interface Decided {
-  id: string;
-  decision: string;
-  reviewer: string;
-  reason: string;
-  decidedAt: string;
-  authorizationNumber?: string;
-  status?: string;
-  patientName?: string;
-  memberId?: string;
-  payerName?: string;
-  drug?: string;
-  dose?: string;
-}
+describe('the Decided list\'s entries and the workbench\'s rows', () => {
+  it('the server\'s entry (DecidedEntry) is a row the workbench reads (DecidedRow): one shape, declared on each side', () => {
+    expectTypeOf<DecidedEntry>().toExtend<DecidedRow>();
+  });
+});
 
 describe.each(storages)('reviewer Decided list (GET /review/decided, %s)', (_name, storage) => {
   it('lists the requests decided in the last days, newest first, by patient, order, decision, reviewer and date; a request decided leaves the queue and is found here', async () => {
@@ -54,7 +47,7 @@ describe.each(storages)('reviewer Decided list (GET /review/decided, %s)', (_nam
     const res = await request(app).get('/review/decided').set(auth);
     expect(res.status).toBe(200);
     expect(res.body.days).toBe(7);
-    const ours = (res.body.decided as Decided[]).filter((d) => d.id === mrd || d.id === dose);
+    const ours = (res.body.decided as DecidedEntry[]).filter((d) => d.id === mrd || d.id === dose);
     expect(ours.map((d) => d.id)).toEqual([dose, mrd]);
     expect(ours[0]).toMatchObject({ decision: 'deny', reviewer: 'Dana Reyes, MD', reason: '56 mcg/day is above the labelled 28 mcg/day', status: 'denied', drug: expect.stringMatching(/Blincyto/), dose: '56 mcg/day', payerName: expect.any(String) });
     expect(ours[0].authorizationNumber).toBeUndefined();
@@ -75,7 +68,7 @@ describe.each(storages)('reviewer Decided list (GET /review/decided, %s)', (_nam
     // `days` chooses the window: today's decisions are in the last day too.
     const day = await request(app).get('/review/decided?days=1').set(auth);
     expect(day.status).toBe(200);
-    expect((day.body.decided as Decided[]).map((d) => d.id)).toEqual(expect.arrayContaining([mrd, dose]));
+    expect((day.body.decided as DecidedEntry[]).map((d) => d.id)).toEqual(expect.arrayContaining([mrd, dose]));
   });
 
   it('needs the reviewer token, as the queue does, and refuses a window that is not a whole number of days from 1 to 90', async () => {
