@@ -272,7 +272,9 @@ async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick()
  * One entry of the reviewer's "Decided" list (`GET /review/decided`): a decision recorded on a request (a reviewer's,
  * or the request settled by its order's decision on another path, whose `reviewer` names that path), with what a
  * reviewer recognises the request by, as the queue names it (PendedEntry), and the request's state now (`status`,
- * `reviewAction`: a later Claim Update may have cancelled it). Fields the request does not give are absent.
+ * `reviewAction`: a later Claim Update may have cancelled it). Fields the request does not give are absent. The
+ * workbench reads it as its DecidedRow (web/review/queue-view.ts: web code imports no server module, and src/ no
+ * web/ one); test/pas/review-decided.test.ts checks that every DecidedEntry is such a row.
  */
 export interface DecidedEntry {
   id: string;

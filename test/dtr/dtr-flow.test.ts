@@ -30,6 +30,7 @@ import type { FactValue, PolicyEvaluation } from '../../src/policies/evaluate-po
 import { evaluationDataFor, indexRecord, orderDateOf } from '../../src/policies/evaluation-data.js';
 import { recordFromResources } from '../../src/policies/record-from-resources.js';
 import type { MemoryStorage } from '../../src/storage/memory-storage.js';
+import { packageParameters } from '../helpers/dtr-package.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import {
   answerItem,
@@ -173,21 +174,7 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
     const assertionId = sub(ext, 'coverage-assertion-id')[0].valueString!;
     const assertion = (await storage.getAssertion(assertionId))!;
 
-    const res = await request(app)
-      .post('/fhir/Questionnaire/$questionnaire-package')
-      .set('Content-Type', FHIR)
-      .send(
-        JSON.stringify({
-          resourceType: 'Parameters',
-          parameter: [
-            { name: 'coverage', resource: sc.atSigning.coverage },
-            { name: 'order', resource: signed },
-            { name: 'context', valueString: assertionId },
-          ],
-        }),
-      )
-      .expect(200);
-    const out = res.body as Parameters;
+    const out = await packageParameters(app, sc.atSigning.coverage, signed, assertionId);
     expect(fhirIssues(out)).toEqual([]);
     const bundles = out.parameter!.filter((p) => p.name === 'PackageBundle').map((p) => p.resource as Bundle);
     expect(bundles).toHaveLength(1);

@@ -3,17 +3,17 @@
  * a PAS answer), `$questionnaire-package` for that order says so in its outcome, so a DTR client launched afterwards
  * shows the decision rather than the "Still needed" of an earlier answer (review ui s44 L5).
  */
-import type { MedicationRequest, OperationOutcome, Parameters, Resource } from '@medplum/fhirtypes';
+import type { MedicationRequest, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { X12_306_REVIEW_ACTION } from '../../src/fhir/dtr-urls.js';
 import { buildApp } from '../helpers/app.js';
+import { packageParameters } from '../helpers/dtr-package.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
 import { claimResponseOf, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
 import { TODAY } from './helpers.js';
 
-const FHIR = 'application/fhir+json';
 const STORY = 'centene-missing-mrd';
 
 type App = ReturnType<typeof buildApp>['app'];
@@ -28,20 +28,7 @@ async function signed(app: App, resources: Resource[], order: MedicationRequest)
 
 /** The outcome of a package request for the signed order (both shapes: the 2.0.1 and 2.2 outcome parts say the same). */
 async function packageOutcomes(app: App, resources: Resource[], order: MedicationRequest): Promise<OperationOutcome[]> {
-  const res = await request(app)
-    .post('/fhir/Questionnaire/$questionnaire-package')
-    .set('Content-Type', FHIR)
-    .send(
-      JSON.stringify({
-        resourceType: 'Parameters',
-        parameter: [
-          { name: 'coverage', resource: resources.find((r) => r.resourceType === 'Coverage') },
-          { name: 'order', resource: order },
-        ],
-      }),
-    )
-    .expect(200);
-  const params = (res.body as Parameters).parameter ?? [];
+  const params = (await packageParameters(app, resources.find((r) => r.resourceType === 'Coverage'), order)).parameter ?? [];
   expect(
     params.some((p) => p.name === 'PackageBundle'),
     'the form is still sent',

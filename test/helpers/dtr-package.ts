@@ -3,6 +3,7 @@
  * draft response of a DTR 2.2 `$questionnaire-package` (design.md §7).
  */
 import type { Bundle, Extension, MedicationRequest, Parameters, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
+import type { Express } from 'express';
 import request from 'supertest';
 import type { buildApp } from './app.js';
 
@@ -16,6 +17,28 @@ export const coverageInfo = (r: { extension?: Extension[] }) => r.extension!.fin
 export const sub = (ext: Extension[], url: string) => ext.find((e) => e.url === url);
 /** The reasons' texts of a coverage-information. */
 export const reasons = (ext: Extension[]) => ext.filter((e) => e.url === 'reason').map((e) => e.valueCodeableConcept?.text ?? '');
+
+/**
+ * The output Parameters of `$questionnaire-package` (answered 200) for the order under the Coverage, asked with the
+ * order's CRD assertion id as `context` when given (DTR 2.2 input parameters, no profile stated).
+ */
+export async function packageParameters(app: App | Express, coverage: Resource | undefined, order: MedicationRequest, context?: string): Promise<Parameters> {
+  const res = await request(app)
+    .post('/fhir/Questionnaire/$questionnaire-package')
+    .set('Content-Type', 'application/fhir+json')
+    .send(
+      JSON.stringify({
+        resourceType: 'Parameters',
+        parameter: [
+          { name: 'coverage', resource: coverage },
+          { name: 'order', resource: order },
+          ...(context ? [{ name: 'context', valueString: context }] : []),
+        ],
+      }),
+    )
+    .expect(200);
+  return res.body as Parameters;
+}
 
 /** The package Bundle (DTR 2.2 `packagebundle`) for the order under the Coverage. */
 export async function packageBundle(app: App, coverage: Resource | undefined, order: MedicationRequest): Promise<Bundle> {

@@ -44,21 +44,27 @@ function answer(items: { linkId: string; item?: unknown[]; answer?: unknown[] }[
   if (!find(items)) items.push({ linkId, answer: value });
 }
 
+/**
+ * The story's order signed under `resources` (CRD: documentation needed), its form drafted by `$questionnaire-package`
+ * under `coverage` (the Coverage the DTR launch names; default the one signing judged), the missing MRD answered
+ * (0.6 %) and the completed response saved: the order, the signed order and the saved response's coverage-information.
+ */
+async function signedAndAnswered(app: ReturnType<typeof buildApp>['app'], resources: Resource[], coverage = resources.find((r) => r.resourceType === 'Coverage')!) {
+  const order = storyOrder(STORY, resources);
+  const signed = (await request(app).post(SIGN).send(orderSignRequest(resources, order)).expect(200)).body.systemActions[0].resource as MedicationRequest;
+  const qr = await packageDraft(app, coverage, signed);
+  answer((qr.item ??= []) as never, 'mrd-percent', [{ valueDecimal: 0.6 }]);
+  qr.status = 'completed';
+  const saved = await request(app).post('/fhir/QuestionnaireResponse').send(qr).expect(201);
+  return { order, signed, info: coverageInfo(saved.body as { extension?: Extension[] }) };
+}
+
 describe('DTR: the Coverage judged on the order dates, and approvals within it', () => {
   it("caps a completed response's approval at the last day of the Coverage the order was signed under", async () => {
     const { app, storage } = buildApp({ today: TODAY });
     const resources = withCoverage({ period: { start: '2026-01-01', end: '2026-12-31' } });
-    const order = storyOrder(STORY, resources);
-    const signedRes = await request(app).post(SIGN).send(orderSignRequest(resources, order)).expect(200);
-    const signed: MedicationRequest = signedRes.body.systemActions[0].resource;
+    const { order, signed, info } = await signedAndAnswered(app, resources);
     expect(sub(coverageInfo(signed), 'pa-needed')!.valueCode).toBe('auth-needed');
-
-    const coverage = resources.find((r) => r.resourceType === 'Coverage')!;
-    const qr = await packageDraft(app, coverage, signed);
-    answer((qr.item ??= []) as never, 'mrd-percent', [{ valueDecimal: 0.6 }]);
-    qr.status = 'completed';
-    const saved = await request(app).post('/fhir/QuestionnaireResponse').send(qr).expect(201);
-    const info = coverageInfo(saved.body as { extension?: Extension[] });
     expect(sub(info, 'pa-needed')!.valueCode).toBe('satisfied');
     const number = sub(info, 'satisfied-pa-id')!.valueString!;
     // Six months from 2026-11-21 would run to 2027-05-21. The DTR 2.0 coverage-information states no period: its
@@ -73,16 +79,10 @@ describe('DTR: the Coverage judged on the order dates, and approvals within it',
   it('caps at the end of the Coverage signing judged even when the response names another Coverage, whose end a reference does not give (review-diff s45 M2)', async () => {
     const { app, storage } = buildApp({ today: TODAY });
     const resources = withCoverage({ period: { start: '2026-01-01', end: '2026-12-31' } });
-    const order = storyOrder(STORY, resources);
-    const signed = (await request(app).post(SIGN).send(orderSignRequest(resources, order)).expect(200)).body.systemActions[0].resource as MedicationRequest;
     // The plan renewed: the EHR's DTR launch names the new Coverage, in force through 2027.
     const old = resources.find((r) => r.resourceType === 'Coverage')!;
     const renewed = { ...old, id: `${old.id}-2027`, period: { start: '2026-01-01', end: '2027-12-31' } };
-    const qr = await packageDraft(app, renewed, signed);
-    answer((qr.item ??= []) as never, 'mrd-percent', [{ valueDecimal: 0.6 }]);
-    qr.status = 'completed';
-    const saved = await request(app).post('/fhir/QuestionnaireResponse').send(qr).expect(201);
-    const info = coverageInfo(saved.body as { extension?: Extension[] });
+    const { info } = await signedAndAnswered(app, resources, renewed);
     expect(sub(info, 'pa-needed')!.valueCode).toBe('satisfied');
     const number = sub(info, 'satisfied-pa-id')!.valueString!;
     const assertion = await storage.getAssertion(sub(info, 'coverage-assertion-id')!.valueString!);

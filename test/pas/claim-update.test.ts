@@ -7,9 +7,6 @@
  * MemoryStorage, embedded PGlite and, with DATABASE_URL, PostgreSQL.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Bundle, Claim, ClaimItem, Extension, MedicationRequest } from '@medplum/fhirtypes';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import type { JWK } from 'jose';
@@ -21,6 +18,7 @@ import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import type { SqlStorage } from '../../src/storage/sql-storage.js';
 import type { PasUpdateInput, Storage } from '../../src/storage/storage.js';
 import { BASE, buildApp } from '../helpers/app.js';
+import { threeStores } from '../helpers/three-stores.js';
 import { REVIEW_TOKEN, TODAY, claimResponseOf, inquiryParameters, pasApp, renamed, reviewActions, storyBundle } from './pas-fixtures.js';
 
 const X12 = 'https://codesystem.x12.org/005010/306';
@@ -113,28 +111,8 @@ const itemsOf = (body: Bundle) => {
 const itemNumbers = (body: Bundle) =>
   (claimResponseOf(body).item ?? []).map((i) => i.adjudication?.[0]?.extension?.[0]?.extension?.find((e) => e.url === 'number')?.valueString);
 
-let dir: string;
-let pglite: SqlStorage;
-let postgres: SqlStorage | undefined;
-const url = process.env.DATABASE_URL;
-const schema = `pp_update_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'priorpath-claim-update-'));
-  pglite = await createStorage({ dataDir: dir });
-  if (url) postgres = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
-}, 120_000);
-afterAll(async () => {
-  await pglite?.close();
-  await postgres?.driver.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
-  await postgres?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const storages: [string, () => Storage][] = [
-  ['MemoryStorage', () => new MemoryStorage()],
-  ['embedded PGlite', () => pglite],
-  ...(url ? [['PostgreSQL', () => postgres!] as [string, () => Storage]] : []),
-];
+const stores = threeStores('update');
+const { url, schema, storages } = stores;
 
 describe.each(storages)('PAS Claim Updates (%s)', (_name, storage) => {
   const app = () => {
@@ -498,9 +476,22 @@ function replicaPairs(): [string, () => [Storage, Storage]][] {
   });
   return [
     ['MemoryStorage, one process', () => ((m) => [m, m])(new MemoryStorage()) as [Storage, Storage]],
-    ['embedded PGlite, one process', () => [pglite, pglite]],
-    ...(url ? [['PostgreSQL, two replicas', () => [postgres!, second!]] as [string, () => [Storage, Storage]]] : []),
+    ['embedded PGlite, one process', () => [stores.pglite, stores.pglite]],
+    ...(url ? [['PostgreSQL, two replicas', () => [stores.postgres!, second!]] as [string, () => [Storage, Storage]]] : []),
   ];
+}
+
+/**
+ * A PAS app on each of two replicas' stores (a pair from replicaPairs), and `submit(n, body)`: `POST
+ * /fhir/Claim/$submit` of a body, as FHIR JSON, through replica `n` (0 or 1).
+ */
+function replicaApps([one, other]: [Storage, Storage]) {
+  const apps = [pasApp(one).app, pasApp(other).app];
+  return {
+    one,
+    other,
+    submit: (n: 0 | 1, body: unknown) => request(apps[n]).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body)),
+  };
 }
 
 /**
@@ -531,9 +522,7 @@ describe('PAS Claim Updates: two duplicate requests cancelled at the same time (
   const replicas = replicaPairs();
 
   it.each(replicas)('withdraws the approval both carried once both are cancelled (%s)', async (_name, both) => {
-    const [one, other] = both();
-    const apps = [pasApp(one).app, pasApp(other).app];
-    const submit = (n: number, body: unknown) => request(apps[n]).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
+    const { one, other, submit } = replicaApps(both());
     const orderId = `order-${randomUUID()}`;
     const key = { payer: 'centene', patientId: STORY, orderRef: `MedicationRequest/${orderId}`, drug: 'blinatumomab' };
     // A request approved, and the same request resent under a new Bundle identifier: both answer the order's number.
@@ -606,9 +595,7 @@ describe('PAS: the request carrying an approval cancelled while a resend answers
   const replicas = replicaPairs();
 
   it.each(replicas)('never stores the resend answering a number its order no longer holds: it is decided again (%s)', async (_name, both) => {
-    const [one, other] = both();
-    const apps = [pasApp(one).app, pasApp(other).app];
-    const submit = (n: number, body: unknown) => request(apps[n]).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
+    const { one, other, submit } = replicaApps(both());
     const orderId = `order-${randomUUID()}`;
     const key = { payer: 'centene', patientId: STORY, orderRef: `MedicationRequest/${orderId}`, drug: 'blinatumomab' };
     const first = storyBundle(STORY, { orderId });

@@ -6,20 +6,16 @@
  * over one storage), each client on its own, with real SMART Backend Services tokens, on MemoryStorage and on
  * embedded PGlite.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Bundle, Parameters } from '@medplum/fhirtypes';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import request from 'supertest';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PAYER_API_SCOPES } from '../../src/fhir-api/smart-configuration.js';
-import { createStorage } from '../../src/storage/create-storage.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
-import type { SqlStorage } from '../../src/storage/sql-storage.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { BASE, buildApp } from '../helpers/app.js';
+import { threeStores } from '../helpers/three-stores.js';
 import { claimResponseOf, inquiryParameters, pasSubscription, reviewActions, renamed, storyBundle } from './pas-fixtures.js';
 import { closeReceivers, notificationReceiver, until } from '../helpers/notification-receiver.js';
 
@@ -28,15 +24,11 @@ const FHIR = 'application/fhir+json';
 const REVIEW_TOKEN = 'review-token-for-one-case-per-order';
 const STORY = 'centene-missing-mrd';
 const MEMBER = 'U5521039476';
-const url = process.env.DATABASE_URL;
-const schema = `pp_case_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
 
 const clients = ['oncology-ehr', 'infusion-center-ehr'];
 let keys: { clientId: string; privateKey: CryptoKey; kid: string; jwk: object }[];
-let dir: string;
-let pglite: SqlStorage;
-/** PostgreSQL (DATABASE_URL), in a schema of its own dropped afterwards; the suite runs there only when it is set. */
-let postgres: SqlStorage | undefined;
+/** MemoryStorage, embedded PGlite, and PostgreSQL (DATABASE_URL) in a schema of its own, only when it is set. */
+const stores = threeStores('case');
 beforeAll(async () => {
   keys = await Promise.all(
     clients.map(async (clientId) => {
@@ -45,16 +37,7 @@ beforeAll(async () => {
       return { clientId, privateKey: privateKey as CryptoKey, kid, jwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES384', use: 'sig' } };
     }),
   );
-  dir = mkdtempSync(join(tmpdir(), 'priorpath-one-case-'));
-  pglite = await createStorage({ dataDir: dir });
-  if (url) postgres = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
 }, 120_000);
-afterAll(async () => {
-  await pglite?.close();
-  rmSync(dir, { recursive: true, force: true });
-  await postgres?.driver.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
-  await postgres?.close();
-});
 afterEach(closeReceivers);
 
 /** A replica over `storage` with both clients registered, acting as client `n` (0 or 1). */
@@ -84,7 +67,7 @@ async function replicaAs(storage: Storage, n: number) {
 
 describe.each([
   ['MemoryStorage', () => new MemoryStorage() as Storage],
-  ['embedded PGlite', () => pglite as Storage],
+  ['embedded PGlite', () => stores.pglite as Storage],
 ])('a second client’s request for an order the first client’s request pends (%s)', (_name, storageOf) => {
   it.each(['approve', 'deny'] as const)('is one case in the queue, and the reviewer’s one decision (%s) answers both requests at once', async (decision) => {
     const storage = storageOf();
@@ -150,13 +133,7 @@ function storingTogether(storage: Storage, n: number): Storage {
 
 const typeOf = (b: Bundle) => (b.entry![0].resource as Parameters).parameter!.find((p) => p.name === 'type')?.valueCode;
 
-const backends: [string, () => Storage][] = [
-  ['MemoryStorage', () => new MemoryStorage()],
-  ['embedded PGlite', () => pglite],
-  ...(url ? [['PostgreSQL (DATABASE_URL)', () => postgres!] as [string, () => Storage]] : []),
-];
-
-describe.each(backends)('the second client’s own resends of its request for an order the first client’s request pends (%s)', (_name, storageOf) => {
+describe.each(stores.storages)('the second client’s own resends of its request for an order the first client’s request pends (%s)', (_name, storageOf) => {
   it('collapse into its one waiting request (same ClaimResponse id), which the queue lists once under `waiting` and whose decision it is notified of once (review s39 lifecycle finding 1)', async () => {
     const storage = storageOf();
     // Client 2 on two replicas, the reviewer on a third.

@@ -4,56 +4,22 @@
  * PGlite and, with DATABASE_URL, PostgreSQL.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createStorage } from '../../src/storage/create-storage.js';
-import { MemoryStorage } from '../../src/storage/memory-storage.js';
-import type { SqlStorage } from '../../src/storage/sql-storage.js';
-import type { Storage } from '../../src/storage/storage.js';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import type { DecidedEntry } from '../../src/pas/review-router.js';
+import type { DecidedRow } from '../../web/review/queue-view.js';
+import { threeStores } from '../helpers/three-stores.js';
 import { REVIEW_TOKEN, claimResponseOf, pasApp, storyBundle } from './pas-fixtures.js';
 
 const FHIR_JSON = 'application/fhir+json';
 
-let dir: string;
-let pglite: SqlStorage;
-let postgres: SqlStorage | undefined;
-const url = process.env.DATABASE_URL;
-const schema = `pp_decided_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'priorpath-review-decided-'));
-  pglite = await createStorage({ dataDir: dir });
-  if (url) postgres = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
-}, 120_000);
-afterAll(async () => {
-  await pglite?.close();
-  await postgres?.driver.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
-  await postgres?.close();
-  rmSync(dir, { recursive: true, force: true });
+const { storages } = threeStores('decided');
+
+describe('the Decided list\'s entries and the workbench\'s rows', () => {
+  it('the server\'s entry (DecidedEntry) is a row the workbench reads (DecidedRow): one shape, declared on each side', () => {
+    expectTypeOf<DecidedEntry>().toExtend<DecidedRow>();
+  });
 });
-
-const storages: [string, () => Storage][] = [
-  ['MemoryStorage', () => new MemoryStorage()],
-  ['embedded PGlite', () => pglite],
-  ...(url ? [['PostgreSQL', () => postgres!] as [string, () => Storage]] : []),
-];
-
-interface Decided {
-  id: string;
-  decision: string;
-  reviewer: string;
-  reason: string;
-  decidedAt: string;
-  authorizationNumber?: string;
-  status?: string;
-  patientName?: string;
-  memberId?: string;
-  payerName?: string;
-  drug?: string;
-  dose?: string;
-}
 
 describe.each(storages)('reviewer Decided list (GET /review/decided, %s)', (_name, storage) => {
   it('lists the requests decided in the last days, newest first, by patient, order, decision, reviewer and date; a request decided leaves the queue and is found here', async () => {
@@ -81,7 +47,7 @@ describe.each(storages)('reviewer Decided list (GET /review/decided, %s)', (_nam
     const res = await request(app).get('/review/decided').set(auth);
     expect(res.status).toBe(200);
     expect(res.body.days).toBe(7);
-    const ours = (res.body.decided as Decided[]).filter((d) => d.id === mrd || d.id === dose);
+    const ours = (res.body.decided as DecidedEntry[]).filter((d) => d.id === mrd || d.id === dose);
     expect(ours.map((d) => d.id)).toEqual([dose, mrd]);
     expect(ours[0]).toMatchObject({ decision: 'deny', reviewer: 'Dana Reyes, MD', reason: '56 mcg/day is above the labelled 28 mcg/day', status: 'denied', drug: expect.stringMatching(/Blincyto/), dose: '56 mcg/day', payerName: expect.any(String) });
     expect(ours[0].authorizationNumber).toBeUndefined();
@@ -102,7 +68,7 @@ describe.each(storages)('reviewer Decided list (GET /review/decided, %s)', (_nam
     // `days` chooses the window: today's decisions are in the last day too.
     const day = await request(app).get('/review/decided?days=1').set(auth);
     expect(day.status).toBe(200);
-    expect((day.body.decided as Decided[]).map((d) => d.id)).toEqual(expect.arrayContaining([mrd, dose]));
+    expect((day.body.decided as DecidedEntry[]).map((d) => d.id)).toEqual(expect.arrayContaining([mrd, dose]));
   });
 
   it('needs the reviewer token, as the queue does, and refuses a window that is not a whole number of days from 1 to 90', async () => {

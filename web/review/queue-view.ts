@@ -4,17 +4,25 @@
  * readable page at a time and the same choices give the same rows.
  */
 
-/** A queue row as the workbench shows it. */
-export interface QueueRow {
+/**
+ * What a reviewer recognises a request by, in the queue and in the Decided list alike (`GET /review/pended` and
+ * `/review/decided` name it the same way): its patient, order and payer. Fields the API does not give are absent.
+ */
+export interface RequestNames {
   id: string;
-  createdAt: string;
-  payer: string;
+  payer?: string;
   payerName?: string;
   policyId?: string;
   patientName?: string;
   memberId?: string;
   drug?: string;
   dose?: string;
+}
+
+/** A queue row as the workbench shows it. */
+export interface QueueRow extends RequestNames {
+  createdAt: string;
+  payer: string;
   needed: string[];
   missing?: string[];
   /** Other requests (another EHR's, for the same order) that this request's decision answers too. */
@@ -62,10 +70,13 @@ function fold(s: string): string {
     .toLowerCase();
 }
 
+/** The names a search finds a request by, queued or decided: patient, member id, drug and dose, payer, policy. */
+const names = (r: RequestNames) => [r.patientName, r.memberId, r.drug, r.dose, r.payer, r.payerName, r.policyId];
+
 /** Everything a reviewer might type to find a request: patient, member id, drug and dose, payer, policy, what is missing. */
 function haystack(r: QueueRow): string {
   return fold(
-    [r.patientName, r.memberId, r.drug, r.dose, r.payer, r.payerName, r.policyId, ...(r.missing ?? r.needed)]
+    [...names(r), ...(r.missing ?? r.needed)]
       .filter(Boolean)
       .join(' \u0000 '),
   );
@@ -113,22 +124,18 @@ export function queuePage<R extends QueueRow>(all: R[], choice: QueueChoice, siz
   };
 }
 
-/** A row of the reviewer's Decided list (`GET /review/decided`): a decision recorded on a request, newest first. */
-export interface DecidedRow {
-  id: string;
+/**
+ * A row of the reviewer's Decided list (`GET /review/decided`): a decision recorded on a request, newest first. The
+ * server's `DecidedEntry` (src/pas/review-router.ts) is what it reads; test/pas/review-decided.test.ts checks that
+ * every entry is such a row.
+ */
+export interface DecidedRow extends RequestNames {
   decision: 'approve' | 'deny';
   reviewer: string;
   reason: string;
   decidedAt: string;
   authorizationNumber?: string;
   status?: string;
-  payer?: string;
-  payerName?: string;
-  policyId?: string;
-  patientName?: string;
-  memberId?: string;
-  drug?: string;
-  dose?: string;
 }
 
 /**
@@ -140,7 +147,7 @@ export function decidedMatching<R extends DecidedRow>(all: R[], filter: string):
   const words = fold(filter).split(/\s+/).filter(Boolean);
   return all.filter((r) => {
     const text = fold(
-      [r.patientName, r.memberId, r.drug, r.dose, r.payer, r.payerName, r.policyId, r.decision === 'approve' ? 'approved' : 'denied', r.authorizationNumber, r.reviewer, r.reason]
+      [...names(r), r.decision === 'approve' ? 'approved' : 'denied', r.authorizationNumber, r.reviewer, r.reason]
         .filter(Boolean)
         .join(' \u0000 '),
     );
