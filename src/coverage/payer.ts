@@ -1,6 +1,7 @@
 import type { Coverage, Identifier, Organization, Resource } from '@medplum/fhirtypes';
 import type { Content, Payer } from '../content.js';
 import { PAYER_ID_SYSTEM } from '../content.js';
+import { byCodePoint } from '../code-point-order.js';
 import { DomainError } from '../errors.js';
 import { localReference } from '../fhir/references.js';
 
@@ -160,8 +161,8 @@ export function coverageOn(match: PayerMatch, orderDate: string): { coverage: Co
   const current = plan.find((c) => !notInForce(c, orderDate));
   if (current) return { coverage: current };
   const last = (c: Coverage) => coverageLastDay(c) ?? '9999-12-31';
-  const ended = plan.filter((c) => last(c) < orderDate).sort((a, b) => last(b).localeCompare(last(a)));
-  const begins = plan.filter((c) => last(c) >= orderDate).sort((a, b) => (coverageFirstDay(a) ?? '').localeCompare(coverageFirstDay(b) ?? ''));
+  const ended = plan.filter((c) => last(c) < orderDate).sort((a, b) => byCodePoint(last(b), last(a)));
+  const begins = plan.filter((c) => last(c) >= orderDate).sort((a, b) => byCodePoint(coverageFirstDay(a) ?? '', coverageFirstDay(b) ?? ''));
   const coverage = ended[0] ?? begins[0];
   return { coverage, notInForce: `No active Coverage: Coverage${coverage.id ? ` ${coverage.id}` : ''} ${notInForceOn(coverage, [orderDate])}` };
 }
