@@ -128,6 +128,22 @@ describe('a request for 0 cycles is not a request', () => {
   });
 });
 
+describe('a Besponsa cycle of 0 doses is not a cycle', () => {
+  it('doses per cycle: the item states minValue 1, an answer of 0 is named not possible (1 or more) and not used; 3 is used', () => {
+    const besponsa = content.policies.find((p) => p.file.id === 'bcbsnc-inotuzumab')!;
+    const q = buildQuestionnaire(besponsa, { canonicalBase: CANONICAL_BASE, valueSets: content.valueSets });
+    const item = flatten(q.item).find((i) => i.linkId === 'inotuzumab-doses-per-cycle')!;
+    expect(ext(item, MIN)?.valueInteger).toBe(1);
+    const base = { resourceType: 'QuestionnaireResponse', status: 'completed', questionnaire: `${q.url}|${q.version}` } as QuestionnaireResponse;
+    const zero = evaluateQuestionnaireResponse({ content, qr: withAnswers(base, { 'inotuzumab-doses-per-cycle': [{ valueInteger: 0 }] }), today: TODAY });
+    expect(zero.evaluation.unusable).toEqual([{ fact: 'inotuzumabDosesPerCycle', answer: 0 }]);
+    expect(zero.evaluation.facts.find((f) => f.name === 'inotuzumabDosesPerCycle')?.value).toBeUndefined();
+    const three = evaluateQuestionnaireResponse({ content, qr: withAnswers(base, { 'inotuzumab-doses-per-cycle': [{ valueInteger: 3 }] }), today: TODAY });
+    expect(three.evaluation.unusable).toBeUndefined();
+    expect(three.evaluation.facts.find((f) => f.name === 'inotuzumabDosesPerCycle')?.value).toBe(3);
+  });
+});
+
 describe('$next-question asks again a question whose answer could not be used', () => {
   it('Centene: MRD 150 % keeps the form open with the MRD question on it; the form completes only once a possible MRD is given', async () => {
     const { app } = fhirApp();

@@ -80,6 +80,33 @@ describe('recency windows end on the stated start in the DTR 2.2 pre-fill (desig
   });
 });
 
+/**
+ * History facts (Ph, KMT2A, the remission and relapse dates) have no recency window but end on the stated start too
+ * (design.md §6 "Order date"): a result taken after it describes the patient on the therapy, not at its start.
+ */
+describe('a KMT2A result after the stated start is not read in the DTR 2.2 pre-fill (design.md §6 "Order date")', () => {
+  const kmt2a = (id: string, when: string | undefined, code: string): Observation => ({
+    resourceType: 'Observation',
+    id,
+    status: 'final',
+    code: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'kmt2a-status' }] },
+    ...(when ? { effectiveDateTime: when } : {}),
+    valueCodeableConcept: { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code }] },
+  });
+  // An infant's order for a cycle that started 2026-08-01: rearranged at diagnosis, "not rearranged" in September.
+  const record = [kmt2a('kmt2a-pre', '2026-07-20T09:00:00Z', 'rearranged'), kmt2a('kmt2a-post', '2026-09-01T09:00:00Z', 'not-rearranged')];
+
+  it('reads the result taken before the start the order states, not the later one', () => {
+    expect(prefill(initial('kmt2a-rearranged'), draft('2026-08-01', '2026-08-01'), record)).toEqual([true]);
+  });
+
+  it('reads the latest result when the order states no start, and a result stating no date as before', () => {
+    expect(prefill(initial('kmt2a-rearranged'), draft('2026-08-01'), record)).toEqual([false]);
+    const undated = [kmt2a('kmt2a-pre', '2026-07-20T09:00:00Z', 'rearranged'), kmt2a('kmt2a-undated', undefined, 'not-rearranged')];
+    expect(prefill(initial('kmt2a-rearranged'), draft('2026-08-01', '2026-08-01'), undated)).toEqual([false]);
+  });
+});
+
 describe('the start an order states (evaluation-data.ts statedStartOf)', () => {
   const base = { resourceType: 'MedicationRequest' as const, status: 'draft' as const, intent: 'order' as const, subject: { reference: 'Patient/pt' } };
   it('is the planned start, else the validity start, never authoredOn', () => {
