@@ -472,14 +472,16 @@ ALTER TABLE crd_assertions ADD COLUMN coverage_ref text;
 -- changes while the approval stands for what the reviewer saw (design.md §8 "What an approval covers"; review-diff
 -- s45 H1). NULL on every other event.
 ALTER TABLE order_authorization_events ADD COLUMN approved_item jsonb;
--- Reviewers' approvals given before: taken from the reviewed item, or from what it kept of the approval when a Claim
--- Update had decided it again (its approvedBefore, stored from s45 until this version). An item stored before its
--- asked amounts or quantity were kept leaves them out, and they are read as then (every fact compared; the quantity
--- from the reviewed request).
+-- Reviewers' approvals given before: taken from the reviewed item, or from what it kept of the approval while a Claim
+-- Update had decided it again without approving it (its approvedBefore, stored from s45 until this version, read only
+-- while the item is not A1, as that version's reader did: an item a reviewer approved again after the update carries
+-- a stale approvedBefore; review-diff s46 F0). An item stored before its asked amounts or quantity were kept leaves
+-- them out, and they are read as then (every fact compared; the quantity from the reviewed request).
 UPDATE order_authorization_events e SET approved_item = (
-  SELECT coalesce(i -> 'approvedBefore', jsonb_build_object('criteria', coalesce(i -> 'criteria', '[]'::jsonb))
+  SELECT CASE WHEN i ? 'approvedBefore' AND (i ->> 'reviewAction') IS DISTINCT FROM 'A1' THEN i -> 'approvedBefore'
+    ELSE jsonb_build_object('criteria', coalesce(i -> 'criteria', '[]'::jsonb))
     || CASE WHEN i ? 'askedAmounts' THEN jsonb_build_object('askedAmounts', i -> 'askedAmounts') ELSE '{}'::jsonb END
-    || CASE WHEN i ? 'quantity' THEN jsonb_build_object('quantity', i -> 'quantity') ELSE '{}'::jsonb END)
+    || CASE WHEN i ? 'quantity' THEN jsonb_build_object('quantity', i -> 'quantity') ELSE '{}'::jsonb END END
   FROM order_authorizations o, pas_submissions s, jsonb_array_elements(s.detail -> 'items') i
   WHERE o.id = e.order_id AND s.id = e.submission_id
     AND i -> 'order' @> jsonb_build_object('payer', o.payer, 'patientId', o.patient_id, 'orderRef', o.order_ref, 'drug', o.drug)

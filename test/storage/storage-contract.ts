@@ -90,7 +90,7 @@ export async function checkAssertionAnsweredFactsMigration(driver: SqlDriver, mi
 /**
  * Migration 20 on a database migrated to 19 (`driver`): a reviewer's approval given before it keeps what the reviewer
  * approved on its approving event, taken from the reviewed item (its criteria, asked amounts and quantity) or, for an
- * item a Claim Update had pended again since, from what that item kept of the approval (`approvedBefore`, s45). Other
+ * item a Claim Update had pended again since (not A1), from what that item kept of the approval (`approvedBefore`, s45). Other
  * events carry none. Written as the older schema did, in SQL (the storage of this build writes the new column).
  */
 export async function checkApprovedItemMigration(driver: SqlDriver, migrate: () => Promise<number[]>, storageOf: (d: SqlDriver) => Storage): Promise<void> {
@@ -103,6 +103,13 @@ export async function checkApprovedItemMigration(driver: SqlDriver, migrate: () 
     {
       item: { sequence: 1, reviewAction: 'A4', criteria: [{ ...criteria[0], evidence: [{ ...criteria[0].evidence[0], value: 112 }] }], askedAmounts: ['dailyDoseUg'], quantity: { value: 3136, unit: 'ug' }, approvedBefore },
       expected: approvedBefore,
+      source: 'review',
+    },
+    // Pended again by an update asking 112 mcg/day, which the reviewer then approved (A1): the approval is the one the
+    // item now holds, never the earlier one its approvedBefore still names (review-diff s46 F0).
+    {
+      item: { sequence: 1, reviewAction: 'A1', criteria: [{ ...criteria[0], evidence: [{ ...criteria[0].evidence[0], value: 112 }] }], askedAmounts: ['dailyDoseUg'], quantity: { value: 3136, unit: 'ug' }, approvedBefore },
+      expected: { criteria: [{ ...criteria[0], evidence: [{ ...criteria[0].evidence[0], value: 112 }] }], askedAmounts: ['dailyDoseUg'], quantity: { value: 3136, unit: 'ug' } },
       source: 'review',
     },
     // Stored before asked amounts and quantities were kept: they stay absent (read as then).
