@@ -185,6 +185,12 @@ export function decideOrders(opts: {
     const end = coverageLastDay(placed.coverage);
     return { ...ref, ...(end ? { coverageEnd: end } : {}) };
   };
+  // An order no Coverage of the payer is in force on is not judged, so it is no part of the payer's request: the orders
+  // signed with it do not count it among the orders of their request (design.md §6 "Orders signed or claimed
+  // together"; review-diff s46 F1: it put the next plan year's one cycle to a limit review). Its cycle counts for a
+  // course once the record shows it given, as any order's does.
+  const outside = (o: MedicationRequest) => !!under(orderDateOf(o, opts.today)).noActiveCoverage;
+  const record = opts.coverageOn && opts.record.requestOrders?.some(outside) ? { ...opts.record, requestOrders: opts.record.requestOrders.filter((o) => !outside(o)) } : opts.record;
   for (const [index, order] of opts.orders.entries()) {
     if (order.resourceType !== 'MedicationRequest') {
       // No policy governs devices or services; only a payer default (e.g. the conformance-kit payer) answers them.
@@ -208,7 +214,7 @@ export function decideOrders(opts: {
     }
     const { coverageEnd } = placed;
     // Only governed orders pay for narrowing the record to FHIRPath variables.
-    const data = evaluationDataFor(opts.record, order, opts.today);
+    const data = evaluationDataFor(record, order, opts.today);
     let evaluation: PolicyEvaluation;
     let answeredFacts: string[] = [];
     const prior = order.id ? opts.prior?.get(order.id) : undefined;

@@ -298,7 +298,7 @@ export function noActiveCoverageDetermination(why: string): Determination {
   return {
     outcome: 'not-covered',
     covered: 'not-covered',
-    reasons: [{ code: 'no-active-coverage', text: `${why}. Nothing is authorized for this order: sign it again under the member's Coverage in force on its start, or with a start a Coverage covers.` }],
+    reasons: [{ code: 'no-active-coverage', text: `${why}. This order was not judged under the Coverage sent with it: sign it again with the member's Coverage in force on its start, or with a start a Coverage covers (an authorization already issued for it stands as issued).` }],
     needed: [],
     reviewAction: 'A3',
     summary: 'not covered: no active Coverage on the order date',

@@ -109,3 +109,43 @@ describe('orders across a plan change of one payer are answered per order (s44 o
     expect(overlapping.status).toBe(400);
   });
 });
+
+describe('an order under no Coverage is no part of the payer request (review-diff s46 F1)', () => {
+  /** The story's order planned to start on `start` (4 weeks), with this id suffix. */
+  function orderFrom(suffix: string, start: string, end: string): MedicationRequest {
+    const o = structuredClone(storyOrder(STORY));
+    o.id = `${o.id}-${suffix}`;
+    for (const i of o.dosageInstruction ?? []) i.timing!.repeat!.boundsPeriod = { start, end };
+    if (o.dispenseRequest?.validityPeriod) o.dispenseRequest.validityPeriod = { start, end };
+    return o;
+  }
+  /** A member whose Centene Coverage begins 2027-01-01, weighed and measured 2026-12-10 (within 30 days of both starts). */
+  function newMember(): Resource[] {
+    const resources = withCoverages({ id: 'centene-2027', period: { start: '2027-01-01' } });
+    for (const r of resources) {
+      if (r.resourceType === 'Observation' && ['29463-7', '8302-2', '8277-6'].includes(r.code?.coding?.[0]?.code ?? '')) r.effectiveDateTime = '2026-12-10T10:40:00-05:00';
+    }
+    return resources;
+  }
+  function sign(app: Parameters<typeof request>[0], orders: MedicationRequest[]) {
+    const body = orderSignRequest(newMember(), orders[0], { extension: { 'davinci-crd.requestedVersion': '2.2' } });
+    (body.context as { draftOrders: { entry: { resource: Resource }[] } }).draftOrders.entry = orders.map((resource) => ({ resource }));
+    return request(app).post(SIGN).send(body);
+  }
+
+  it("does not count a December order before the member's Coverage begins against the January order's one cycle per request", async () => {
+    const january = orderFrom('jan', '2027-01-04', '2027-01-31');
+    const alone = await sign(buildApp({ today: '2026-12-12' }).app, [january]).expect(200);
+    const [aloneAnswer] = expectValidHookResponse(alone.body, 'order-sign', '2.2');
+    expect(sub(aloneAnswer, 'pa-needed')!.valueCode).toBe('satisfied');
+
+    for (const orders of [[orderFrom('dec', '2026-12-14', '2027-01-10'), january], [january, orderFrom('dec', '2026-12-14', '2027-01-10')]]) {
+      const res = await sign(buildApp({ today: '2026-12-12' }).app, orders);
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      const byOrder = answers(res.body);
+      expect(sub(byOrder.get(january.id!)!, 'pa-needed')!.valueCode).toBe('satisfied');
+      const december = byOrder.get(`${storyOrder(STORY).id}-dec`)!;
+      expect(sub(december, 'reason')!.valueCodeableConcept!.coding?.[0]?.code).toBe('no-active-coverage');
+    }
+  });
+});
