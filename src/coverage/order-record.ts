@@ -7,10 +7,9 @@ import { determinationOf } from './determination.js';
 import { withinCoverage } from './authorization.js';
 import { localReference } from '../fhir/references.js';
 import { longDate } from '../fhir/long-date.js';
-import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import type { FactValue, PolicyEvaluation } from '../policies/evaluate-policy.js';
+import type { FactValue } from '../policies/evaluate-policy.js';
 import { orderStartOf } from '../policies/evaluation-data.js';
-import { approvalFacts, beyondReviewedApproval, evidenceFacts, orderChanged, sameOrderFacts, submittedItemOf } from './reviewed-approval.js';
+import { approvalFacts, beyondReviewedApproval, changedSinceDenial, latestEvent, orderChanged, sameOrderFacts, standingReviewDenial } from './reviewed-approval.js';
 
 /**
  * The order's one authorization record (design.md §8 "One authorization per order"): CRD, DTR, PAS and the reviewer
@@ -54,7 +53,7 @@ export interface Actor {
  */
 export function outgrowsApproval(record: OrderRecord | undefined, outcome: string): record is OrderRecord & { state: 'approved' } {
   if (record?.state !== 'approved' || outcome !== 'limit-exceeded') return false;
-  const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
+  const approvedBy = latestEvent(record, 'approved');
   return approvedBy !== undefined && approvedBy.source !== 'review';
 }
 
@@ -85,7 +84,7 @@ export function reopeningReason(record: OrderRecord | undefined, found: { outcom
 
 /** Who gave the approval the record stands on (its latest approved event). */
 function approvalSource(record: OrderRecord): string | undefined {
-  return [...record.history].reverse().find((h) => h.state === 'approved')?.source;
+  return latestEvent(record, 'approved')?.source;
 }
 
 /**
@@ -108,7 +107,7 @@ async function judgeOnApprovalDate(storage: Storage, d: OrderDecision, record: O
   if (start === d.orderDate || end < today) return;
   // Only the rules' approval at signing is let go of for an unreadable dose (reopeningReason), and only it was given
   // for the dose signing read from the order, which its assertion recorded.
-  const approved = [...record.history].reverse().find((h) => h.state === 'approved');
+  const approved = latestEvent(record, 'approved');
   if (approved?.source !== 'crd' || !approved.assertionId) return;
   const then = judge(start);
   judge = undefined;
@@ -142,7 +141,7 @@ async function judgeWithApprovalAnswers(storage: Storage, d: OrderDecision, reco
   const evaluation = d.evaluation;
   if (!judge || !d.policy || !evaluation || record?.state !== 'approved') return undefined;
   if (evaluation.outcome !== 'documentation-needed' && evaluation.outcome !== 'not-covered') return undefined;
-  const approved = [...record.history].reverse().find((h) => h.state === 'approved');
+  const approved = latestEvent(record, 'approved');
   if (!approved || (approved.source !== 'dtr' && approved.source !== 'pas')) return undefined;
   const facts = await approvalFacts(storage, record, approved);
   if (!facts || !orderChanged(d.policy, evaluation, facts)) return undefined;
@@ -168,40 +167,6 @@ async function judgeWithApprovalAnswers(storage: Storage, d: OrderDecision, reco
 }
 
 /**
- * Why a denied order is judged afresh, when it is (docs/design.md §8 "A denial is the decision on the order as it was
- * denied"): the order has changed since the PAS request that was denied. Its facts read from `%order` (the dose, the
- * quantity, the cycles: {@link orderChanged}, the comparison an approval is read with) differ from those the denied
- * item showed (the amount a policy judges only when `now` is a PAS item too: PAS reads it from the Claim item), or
- * the start it states (`orderDate`, given only when the order states one: a date the order does not state moves with
- * the calendar and is no change of the order) is not the denied item's. A fact the denied item did not show (no
- * criterion read it) cannot tell, and is not compared: the denial stands unless the order is shown to have changed.
- * Undefined for an order that is not denied, or is the order as denied (signed or claimed again unchanged): the
- * denial stands, with its advice ({@link recordedDecision}).
- */
-export async function changedSinceDenial(
-  storage: Storage,
-  policy: CompiledPolicy,
-  now: { evaluation: Pick<PolicyEvaluation, 'facts'>; orderDate?: string; fromClaimItem?: boolean },
-  record: OrderRecord | null | undefined,
-): Promise<string | undefined> {
-  if (record?.state !== 'denied') return undefined;
-  const denial = [...record.history].reverse().find((h) => h.state === 'denied');
-  if (!denial?.submissionId) return undefined;
-  const item = (await submittedItemOf(storage, denial.submissionId, record))?.item;
-  if (!item) return undefined;
-  const shown = evidenceFacts(item);
-  const asNow = Object.fromEntries(now.evaluation.facts.map((f) => [f.name, f.value]));
-  // PAS read the amount a policy judges from the Claim item (adjudicate.ts withItemQuantity), signing reads it from the
-  // order: the two readings are not comparable, so signing does not compare it (PAS compares item with item).
-  if (!now.fromClaimItem && policy.requestedAmount) delete shown[policy.requestedAmount];
-  const changed =
-    orderChanged(policy, now.evaluation as PolicyEvaluation, { ...asNow, ...shown }) || (!!now.orderDate && !!item.orderDate && now.orderDate !== item.orderDate);
-  if (!changed) return undefined;
-  const by = denial.source === 'review' ? `by a reviewer (${denial.actor})` : 'by the rules';
-  return `The order changed after its prior authorization request (PAS ${denial.submissionId}) was denied ${by} on ${longDate(denial.at.slice(0, 10))} for the order as it then stood ("${denial.reason}"): the order as it now stands is judged afresh`;
-}
-
-/**
  * The change that reopens a denied order judged afresh ({@link changedSinceDenial}): `denied` → `auth-needed`, durably,
  * with that reason. The denial stays in the order's history (who denied it, when, why), never erased.
  */
@@ -209,20 +174,6 @@ export function reopenDenialChange(record: OrderRecord, reason: string, who: Act
   const change = reopenChange(record, reason, who);
   const { withdrawsApproval: _none, ...rest } = change.change;
   return { ...change, from: ['denied'], change: rest };
-}
-
-/**
- * The reviewer's denial an order's record still stands under after it was reopened for a changed order
- * ({@link changedSinceDenial}): a reviewer's denial in its history with no approval after it, whatever the rules
- * decided since. The rules alone never overturn it (docs/design.md §8): an order that now meets the policy is pended
- * for a reviewer ({@link afterReviewDenial}), not approved in real time.
- */
-export function standingReviewDenial(record: OrderRecord | null | undefined): OrderEvent | undefined {
-  if (!record || record.state === 'denied' || record.state === 'approved') return undefined;
-  // Any reviewer's denial since the last approval: a denial by the rules after it (the order changed, then failed
-  // the policy) does not release the order from the reviewer's (review-diff s43 F5).
-  const since = record.history.slice(record.history.map((h) => h.state).lastIndexOf('approved') + 1);
-  return since.reverse().find((h) => h.state === 'denied' && h.source === 'review');
 }
 
 /**
@@ -347,7 +298,7 @@ export function recordedDecision(
   coverageEnd?: string,
 ): { reviewAction: 'A1'; reason: string; authorization: NonNullable<OrderRecord['authorization']> } | { reviewAction: 'A3'; reason: string } | undefined {
   if (record?.state === 'approved' && record.authorization && record.authorization.end >= today) {
-    const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
+    const approvedBy = latestEvent(record, 'approved');
     return {
       reviewAction: 'A1',
       reason: `Approved${approvedBy?.source === 'review' ? ' on clinical review' : ''}: ${record.reason}`,

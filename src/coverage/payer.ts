@@ -75,7 +75,7 @@ export async function identifyPayer(opts: {
   const daysOf = (on: string[] | undefined) => (on?.length ? [...new Set(on)].sort() : opts.today ? [opts.today] : []);
   const datesOf = new Map<Coverage, string[]>();
   const all = opts.coverages.filter((c): c is Coverage => c.resourceType === 'Coverage');
-  const coverages = all.filter((c) => c.status === undefined || c.status === 'active');
+  const coverages = all.filter(statusActive);
   for (const c of coverages) {
     const on = opts.onDates;
     if (typeof on !== 'function') datesOf.set(c, daysOf(on));
@@ -94,16 +94,12 @@ export async function identifyPayer(opts: {
     // of a plan change of one payer are decided per order, as PAS judges each item on its date (design.md §4 "Payer").
     const plan = active.length === 0 && typeof opts.onDates === 'function' ? await acrossPlanChange(coverages, namedBy, opts.onDates) : undefined;
     if (plan) return plan;
-    const lapsed = coverages.find(lapses);
-    const inactive = all.find((c) => !coverages.includes(c));
+    // One lapsed on its dates is named before one whose status is not active.
+    const refused = coverages.find(lapses) ?? all.find((c) => !coverages.includes(c));
     throw new DomainError(
       'invalid',
       active.length === 0
-        ? lapsed
-          ? `No active Coverage for the patient: Coverage${lapsed.id ? ` ${lapsed.id}` : ''} ${lapses(lapsed)}`
-          : inactive
-            ? `No active Coverage for the patient: Coverage${inactive.id ? ` ${inactive.id}` : ''} is ${inactive.status}`
-            : 'No active Coverage for the patient: cannot tell which payer to ask'
+        ? `No active Coverage for the patient: ${refused ? notActiveOn(refused, datesOf.get(refused) ?? []) : 'cannot tell which payer to ask'}`
         : `${active.length} active Coverages: send only the primary Coverage`,
       ['prefetch.coverage'],
     );
@@ -164,7 +160,7 @@ export function coverageOn(match: PayerMatch, orderDate: string): { coverage: Co
   const ended = plan.filter((c) => last(c) < orderDate).sort((a, b) => byCodePoint(last(b), last(a)));
   const begins = plan.filter((c) => last(c) >= orderDate).sort((a, b) => byCodePoint(coverageFirstDay(a) ?? '', coverageFirstDay(b) ?? ''));
   const coverage = ended[0] ?? begins[0];
-  return { coverage, notInForce: `No active Coverage: Coverage${coverage.id ? ` ${coverage.id}` : ''} ${notInForceOn(coverage, [orderDate])}` };
+  return { coverage, notInForce: `No active Coverage: ${notActiveOn(coverage, [orderDate])}` };
 }
 
 /**
@@ -213,6 +209,26 @@ async function payersNamedBy(
     if (byOrg) named.set(byOrg.key, byOrg);
   }
   return { named, unreadable };
+}
+
+/**
+ * Why a Coverage is no coverage to authorize under on these days (the order dates it would authorize), if it is not,
+ * naming it: its status is not active (`Coverage c1 is cancelled`; absent counts as active), else it is not in force
+ * on one of them ({@link notInForceOn}: `Coverage c1 ended on 2025-12-31, not in force on the order date 2026-01-04`).
+ * The one judgement of a Coverage on an order's date that CRD ({@link identifyPayer}, {@link coverageOn}), PAS (each
+ * item on its order date, and the request's Coverage status) and DTR make (design.md §4 "Payer"); each edge puts it
+ * after its own "No active Coverage" (a call-wide refusal: "… for the patient"). With no dates only the status is judged.
+ */
+export function notActiveOn(coverage: Coverage, dates: string[]): string | undefined {
+  const name = `Coverage${coverage.id ? ` ${coverage.id}` : ''}`;
+  if (!statusActive(coverage)) return `${name} is ${coverage.status}`;
+  const why = notInForceOn(coverage, dates);
+  return why ? `${name} ${why}` : undefined;
+}
+
+/** Whether a Coverage's status is active, or absent (design.md §4 "Payer": the primary *active* Coverage). */
+function statusActive(coverage: Coverage): boolean {
+  return coverage.status === undefined || coverage.status === 'active';
 }
 
 /**

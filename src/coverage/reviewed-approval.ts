@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { OrderEvent, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
+import type { OrderEvent, OrderKey, OrderRecord, OrderState, Storage } from '../storage/storage.js';
+import { longDate } from '../fhir/long-date.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyEvaluation, Tri } from '../policies/evaluate-policy.js';
 import { variableReferences } from '../policies/policy-loader.js';
@@ -111,7 +112,7 @@ export async function submittedItemOf(storage: Storage, submissionId: string, re
  * as then; an approving event without what was approved (its item not found when migrated) reads the item as stored.
  */
 export async function reviewedItemOf(storage: Storage, record: OrderRecord): Promise<{ item: StoredItem; submissionId: string; requestBundle?: Record<string, unknown> } | undefined> {
-  const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
+  const approvedBy = latestEvent(record, 'approved');
   if (approvedBy?.source !== 'review' || !approvedBy.submissionId) return undefined;
   const submissionId = approvedBy.submissionId;
   const approved = approvedBy.approvedItem;
@@ -130,8 +131,17 @@ export async function reviewedItemOf(storage: Storage, record: OrderRecord): Pro
 export async function approvalFacts(storage: Storage, record: OrderRecord, approved: OrderEvent): Promise<Record<string, unknown> | undefined> {
   if (approved.source === 'dtr' && approved.assertionId) return (await storage.getAssertion(approved.assertionId).catch(() => undefined))?.facts;
   if (approved.source !== 'pas' || !approved.submissionId) return undefined;
-  const item = (await submittedItemOf(storage, approved.submissionId, record))?.item;
-  return item && evidenceFacts(item);
+  return (await shownIn(storage, approved.submissionId, record))?.facts;
+}
+
+/**
+ * The item for the order of `record` in the stored PAS request `submissionId` and the facts it showed its reviewer
+ * ({@link evidenceFacts}): what an approval given in PAS was given on ({@link approvalFacts}), and what a denied order
+ * was denied as ({@link changedSinceDenial}). Undefined when the request or the item cannot be read.
+ */
+async function shownIn(storage: Storage, submissionId: string, record: OrderKey): Promise<{ item: StoredItem; facts: Record<string, unknown> } | undefined> {
+  const item = (await submittedItemOf(storage, submissionId, record))?.item;
+  return item && { item, facts: evidenceFacts(item) };
 }
 
 /** The facts a stored PAS item showed its reviewer (each criterion's evidence), by name. */
@@ -231,6 +241,65 @@ export async function beyondReviewedApproval(storage: Storage, policy: CompiledP
  */
 export function beyondApproval(number: string, asking: 'request' | 'order' = 'request'): string {
   return `Clinical review: the ${asking} asks more than authorization ${number} of this order covers (a higher dose, more cycles or a larger quantity than approved); that approval stands for what it covers`;
+}
+
+/**
+ * What a denial stands for (docs/design.md §8 "A denial is the decision on the order as it was denied"), judged here
+ * beside what an approval covers and with the same comparisons ({@link orderChanged}, the facts a PAS item showed):
+ * CRD signing (coverage/order-record.ts) and PAS (pas/decide-items.ts) ask these, and never each other.
+ */
+
+/**
+ * Why a denied order is judged afresh, when it is (docs/design.md §8 "A denial is the decision on the order as it was
+ * denied"): the order has changed since the PAS request that was denied. Its facts read from `%order` (the dose, the
+ * quantity, the cycles: {@link orderChanged}, the comparison an approval is read with) differ from those the denied
+ * item showed (the amount a policy judges only when `now` is a PAS item too: PAS reads it from the Claim item), or
+ * the start it states (`orderDate`, given only when the order states one: a date the order does not state moves with
+ * the calendar and is no change of the order) is not the denied item's. A fact the denied item did not show (no
+ * criterion read it) cannot tell, and is not compared: the denial stands unless the order is shown to have changed.
+ * Undefined for an order that is not denied, or is the order as denied (signed or claimed again unchanged): the
+ * denial stands, with its advice (coverage/order-record.ts recordedDecision).
+ */
+export async function changedSinceDenial(
+  storage: Storage,
+  policy: CompiledPolicy,
+  now: { evaluation: Pick<PolicyEvaluation, 'facts'>; orderDate?: string; fromClaimItem?: boolean },
+  record: OrderRecord | null | undefined,
+): Promise<string | undefined> {
+  if (record?.state !== 'denied') return undefined;
+  const denial = latestEvent(record, 'denied');
+  if (!denial?.submissionId) return undefined;
+  const denied = await shownIn(storage, denial.submissionId, record);
+  if (!denied) return undefined;
+  const { item, facts: shown } = denied;
+  const asNow = Object.fromEntries(now.evaluation.facts.map((f) => [f.name, f.value]));
+  // PAS read the amount a policy judges from the Claim item (adjudicate.ts withItemQuantity), signing reads it from the
+  // order: the two readings are not comparable, so signing does not compare it (PAS compares item with item).
+  if (!now.fromClaimItem && policy.requestedAmount) delete shown[policy.requestedAmount];
+  const changed =
+    orderChanged(policy, now.evaluation as PolicyEvaluation, { ...asNow, ...shown }) || (!!now.orderDate && !!item.orderDate && now.orderDate !== item.orderDate);
+  if (!changed) return undefined;
+  const by = denial.source === 'review' ? `by a reviewer (${denial.actor})` : 'by the rules';
+  return `The order changed after its prior authorization request (PAS ${denial.submissionId}) was denied ${by} on ${longDate(denial.at.slice(0, 10))} for the order as it then stood ("${denial.reason}"): the order as it now stands is judged afresh`;
+}
+
+/**
+ * The reviewer's denial an order's record still stands under after it was reopened for a changed order
+ * ({@link changedSinceDenial}): a reviewer's denial in its history with no approval after it, whatever the rules
+ * decided since. The rules alone never overturn it (docs/design.md §8): an order that now meets the policy is pended
+ * for a reviewer (coverage/order-record.ts afterReviewDenial), not approved in real time.
+ */
+export function standingReviewDenial(record: OrderRecord | null | undefined): OrderEvent | undefined {
+  if (!record || record.state === 'denied' || record.state === 'approved') return undefined;
+  // Any reviewer's denial since the last approval: a denial by the rules after it (the order changed, then failed
+  // the policy) does not release the order from the reviewer's (review-diff s43 F5).
+  const since = record.history.slice(record.history.map((h) => h.state).lastIndexOf('approved') + 1);
+  return since.reverse().find((h) => h.state === 'denied' && h.source === 'review');
+}
+
+/** The latest event of an order's history that put it in `state`: the approval it stands on, the denial it stands under. */
+export function latestEvent(record: Pick<OrderRecord, 'history'>, state: OrderState): OrderEvent | undefined {
+  return [...record.history].reverse().find((h) => h.state === state);
 }
 
 const orderOf = (k: OrderKey): OrderKey => ({ payer: k.payer, patientId: k.patientId, orderRef: k.orderRef, drug: k.drug });

@@ -17,7 +17,7 @@ import type { Content } from '../content.js';
 import { policiesFor } from '../content.js';
 import { badRequest, HttpError, outcome } from '../errors.js';
 import { COVERAGE_INFO_URL } from '../coverage/coverage-information.js';
-import { coverageLastDay, identifyPayer, notInForceOn } from '../coverage/payer.js';
+import { coverageLastDay, identifyPayer, notActiveOn } from '../coverage/payer.js';
 import { decidesOrder } from '../coverage/decide-orders.js';
 import type { Logger } from '../logger.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
@@ -348,10 +348,10 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
       .map((o) => orderStartOf(o) ?? mine.find((a) => a.orderDate && coverageAssertionIds(o).includes(a.assertionId))?.orderDate ?? today);
     const asserted = mine.map((a) => a.orderDate).filter((d): d is string => !!d);
     const dates = orderDates.length > 0 ? orderDates : asserted.length > 0 ? asserted : [today];
-    const why = notInForceOn(coverage, [...new Set(dates)].sort());
+    const why = notActiveOn(coverage, [...new Set(dates)].sort());
     if (why) {
       payers.delete(coverage);
-      lapsed ??= `No active Coverage for the patient: Coverage${coverage.id ? ` ${coverage.id}` : ''} ${why}`;
+      lapsed ??= `No active Coverage for the patient: ${why}`;
     }
   }
   if (lapsed && payers.size === 0 && req.questionnaires.length === 0) {

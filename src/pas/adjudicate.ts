@@ -7,7 +7,7 @@ import { codingsWithBillingOptions } from '../fhir/value-sets.js';
 import { answeredCanonical, evaluateQuestionnaireResponse, policyForQuestionnaire } from '../coverage/evaluate-response.js';
 import { signingFactsKey, type AssertedOrderDate } from './asserted-order-dates.js';
 import { newApproval, periodEnd, withinCoverage } from '../coverage/authorization.js';
-import { coverageLastDay, notInForceOn } from '../coverage/payer.js';
+import { coverageLastDay, notActiveOn } from '../coverage/payer.js';
 import type { ApprovalLength } from '../coverage/authorization.js';
 import { determinationOf } from '../coverage/determination.js';
 import { DomainError, HttpError, badRequest } from '../errors.js';
@@ -341,8 +341,8 @@ function claimDiagnoses(req: PasRequest): Condition[] {
  * (design.md §4 "Payer", as CRD answers it).
  */
 function inForceOn(req: PasRequest, orderDate: string): void {
-  const why = notInForceOn(req.coverage, [orderDate]);
-  if (why) throw new DomainError('invalid', `No active Coverage: Coverage${req.coverage.id ? ` ${req.coverage.id}` : ''} ${why}`, ['Bundle.entry.resource.ofType(Coverage).period']);
+  const why = notActiveOn(req.coverage, [orderDate]);
+  if (why) throw new DomainError('invalid', `No active Coverage: ${why}`, ['Bundle.entry.resource.ofType(Coverage).period']);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { UNDECIDED, afterReviewDenialNeeded, changedSinceDenial, recordedDecision, reopenApproval, reopenDenialChange, reopeningReason, standingReviewDenial } from '../coverage/order-record.js';
+import { UNDECIDED, afterReviewDenialNeeded, recordedDecision, reopenApproval, reopenDenialChange, reopeningReason } from '../coverage/order-record.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { FactResult } from '../policies/evaluate-policy.js';
 import { orderStartOf } from '../policies/evaluation-data.js';
@@ -6,7 +6,7 @@ import type { AnsweredApproval, AuthorizationRecord, GuardedOrderChange, OrderKe
 import { itemFromOrderRecord } from './adjudicate.js';
 import { coverageLastDay } from '../coverage/payer.js';
 import { approvalCovers } from './approval-covers.js';
-import { beyondApproval } from '../coverage/reviewed-approval.js';
+import { beyondApproval, changedSinceDenial, standingReviewDenial } from '../coverage/reviewed-approval.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import type { ResponseMeta } from './claim-response.js';
@@ -64,7 +64,7 @@ export async function withOrderRecords(
 /**
  * A denied order claimed again (design.md §8 "A denial is the decision on the order as it was denied"): changed since
  * its denial (the item's facts read from the order, or the start the order states, are not the denied item's:
- * order-record.ts changedSinceDenial), its record is reopened, durably and the denial kept in its history, and the
+ * reviewed-approval.ts changedSinceDenial), its record is reopened, durably and the denial kept in its history, and the
  * item is decided as adjudicated; claimed again unchanged, the denial stands. Returns the record as it now stands.
  */
 async function reopenedDenial(

@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import type { Content, Payer } from '../content.js';
 import { PAYER_ID_SYSTEM } from '../content.js';
 import { DomainError, HttpError, badRequest, notFound, outcome } from '../errors.js';
-import { identifyPayer, payerNamedBy } from '../coverage/payer.js';
+import { identifyPayer, notActiveOn, payerNamedBy } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import type { NewPasSubmission, OrderKey, PasQuery, PasSubmission, Storage } from '../storage/storage.js';
 import { readableBy } from '../storage/storage.js';
@@ -74,9 +74,9 @@ function conflict(bundleIdentifier: string): HttpError {
  * other's name.
  */
 async function payerOf(content: Content, req: PasRequest, defaultPayer: string | undefined): Promise<Payer> {
-  if (req.coverage.status !== undefined && req.coverage.status !== 'active') {
-    throw new DomainError('invalid', `No active Coverage: Coverage${req.coverage.id ? ` ${req.coverage.id}` : ''} is ${req.coverage.status}`, ['Bundle.entry.resource.ofType(Coverage).status']);
-  }
+  // Its status only (no dates): the dates are the items'.
+  const inactive = notActiveOn(req.coverage, []);
+  if (inactive) throw new DomainError('invalid', `No active Coverage: ${inactive}`, ['Bundle.entry.resource.ofType(Coverage).status']);
   const insurer = req.claim.insurer;
   const org = insurer?.reference ? req.byReference.get(insurer.reference) : undefined;
   const ids = [...(insurer?.identifier ? [insurer.identifier] : []), ...(org?.resourceType === 'Organization' ? (org.identifier ?? []) : [])];

@@ -196,18 +196,44 @@ function reviewView(s: PasSubmission, content?: ReviewDeps['content']) {
 }
 
 /**
- * One entry of the reviewer's queue (`GET /review/pended`): the stored summary (id, bundleIdentifier, payer,
- * policyId, policyVersion, createdAt, needed) plus what a reviewer recognises a request by: `patientName`,
- * `memberId`, `drug`, `dose` (the first item's order), `payerName` (the payer file's `label`, as the cards name the
- * payer; else the payer as the request names it; `payer` is PriorPath's key), `missing` (= needed: what the request lacks) and `ageSeconds` (time in the queue).
- * Fields the request does not give are absent.
+ * What a reviewer recognises a request by, in the queue (PendedEntry) and the Decided list (DecidedEntry) alike:
+ * `patientName`, `memberId`, `drug`, `dose` (the order of the item the entry is about), `payerName` (the payer file's
+ * `label`, as the cards name the payer; else the payer as the request names it; `payer` is PriorPath's key). Fields
+ * the request does not give are absent. The workbench reads them as its RequestNames (web/review/queue-view.ts).
  */
-export interface PendedEntry extends PendedSummary {
+export interface EntryNames {
   patientName?: string;
   payerName?: string;
   memberId?: string;
   drug?: string;
   dose?: string;
+}
+
+/**
+ * The {@link EntryNames} of a stored request (`s`, if it was read; `payer`, its payer key as the list knows it) for the
+ * order of its item `item` (else its first order): one reading for both lists, so the queue and the Decided list name
+ * a request the same way.
+ */
+function entryNames(payer: string | undefined, s: PasSubmission | undefined, item: { sequence: number } | undefined, content?: ReviewDeps['content']): EntryNames {
+  const c = s ? caseOf(s) : undefined;
+  // Named as the request view names it (caseOf): the payer file's label, else the request's payor name.
+  const payerName = (payer !== undefined ? content?.payers?.get(payer)?.label : undefined) ?? c?.payerName;
+  const order = c?.orders.find((o) => o.sequence === item?.sequence) ?? c?.orders[0];
+  return {
+    ...(c ? { patientName: c.patient.name } : {}),
+    ...(c?.patient.memberId ? { memberId: c.patient.memberId } : {}),
+    ...(payerName ? { payerName } : {}),
+    ...(order ? { drug: order.drug } : {}),
+    ...(order?.dose ? { dose: order.dose } : {}),
+  };
+}
+
+/**
+ * One entry of the reviewer's queue (`GET /review/pended`): the stored summary (id, bundleIdentifier, payer,
+ * policyId, policyVersion, createdAt, needed) plus what a reviewer recognises a request by ({@link EntryNames}, the
+ * first pended item's order), `missing` (= needed: what the request lacks) and `ageSeconds` (time in the queue).
+ */
+export interface PendedEntry extends PendedSummary, EntryNames {
   missing: string[];
   ageSeconds: number;
   /**
@@ -247,20 +273,12 @@ async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick()
   const pended = open.filter((_, n) => !(owners[n] && listedIds.has(owners[n]!)));
   return pended.map((p) => {
     const s = byId.get(p.id);
-    const c = s ? caseOf(s) : undefined;
-    // Named as the request view names it (caseOf): the payer file's label, else the request's payor name.
-    const payerName = content?.payers?.get(p.payer)?.label ?? c?.payerName;
     // The order the reviewer is asked to decide: the first pended item's, never one its submitter cancelled.
     const items = (s?.detail as unknown as Detail | undefined)?.items ?? [];
     const live = items.find((i) => i.reviewAction === 'A4') ?? items.find((i) => i.reviewAction !== 'C');
-    const order = c?.orders.find((o) => o.sequence === live?.sequence) ?? c?.orders[0];
     return {
       ...p,
-      ...(c ? { patientName: c.patient.name } : {}),
-      ...(c?.patient.memberId ? { memberId: c.patient.memberId } : {}),
-      ...(payerName ? { payerName } : {}),
-      ...(order ? { drug: order.drug } : {}),
-      ...(order?.dose ? { dose: order.dose } : {}),
+      ...entryNames(p.payer, s, live, content),
       missing: p.needed,
       ageSeconds: Math.max(0, Math.round((now - Date.parse(p.createdAt)) / 1000)),
       ...(waiting.has(p.id) ? { waiting: waiting.get(p.id)!.map((w) => ({ id: w.id, bundleIdentifier: w.bundleIdentifier, createdAt: w.createdAt })) } : {}),
@@ -276,7 +294,7 @@ async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick()
  * workbench reads it as its DecidedRow (web/review/queue-view.ts: web code imports no server module, and src/ no
  * web/ one); test/pas/review-decided.test.ts checks that every DecidedEntry is such a row.
  */
-export interface DecidedEntry {
+export interface DecidedEntry extends EntryNames {
   id: string;
   bundleIdentifier?: string;
   payer?: string;
@@ -288,11 +306,6 @@ export interface DecidedEntry {
   authorizationNumber?: string;
   status?: string;
   reviewAction?: string;
-  patientName?: string;
-  memberId?: string;
-  payerName?: string;
-  drug?: string;
-  dose?: string;
 }
 
 /** How far back the Decided list reaches at most, in days, and how many decisions it lists at most. */
@@ -309,12 +322,9 @@ async function decidedList(storage: Storage, days: number, content?: ReviewDeps[
   const byId = new Map((ids.length ? await storage.findPasSubmissions({ ids, limit: ids.length }) : []).map((s) => [s.id, s]));
   return decisions.map((d) => {
     const s = byId.get(d.submissionId);
-    const c = s ? caseOf(s) : undefined;
-    const payerName = (s && content?.payers?.get(s.payer)?.label) ?? c?.payerName;
     // The order decided: the first item a decision answers (approved or denied), never one its submitter cancelled.
     const items = (s?.detail as unknown as Detail | undefined)?.items ?? [];
     const decided = items.find((i) => i.reviewAction === 'A1' || i.reviewAction === 'A3') ?? items.find((i) => i.reviewAction !== 'C');
-    const order = c?.orders.find((o) => o.sequence === decided?.sequence) ?? c?.orders[0];
     return {
       id: d.submissionId,
       ...(s ? { bundleIdentifier: s.bundleIdentifier, payer: s.payer, ...(s.policyId ? { policyId: s.policyId } : {}) } : {}),
@@ -324,11 +334,7 @@ async function decidedList(storage: Storage, days: number, content?: ReviewDeps[
       decidedAt: d.decidedAt,
       ...(d.authorizationNumber ? { authorizationNumber: d.authorizationNumber } : {}),
       ...(s ? { status: s.status, reviewAction: s.reviewAction } : {}),
-      ...(c ? { patientName: c.patient.name } : {}),
-      ...(c?.patient.memberId ? { memberId: c.patient.memberId } : {}),
-      ...(payerName ? { payerName } : {}),
-      ...(order ? { drug: order.drug } : {}),
-      ...(order?.dose ? { dose: order.dose } : {}),
+      ...entryNames(s?.payer, s, decided, content),
     };
   });
 }

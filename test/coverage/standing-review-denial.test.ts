@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { afterReviewDenial, standingReviewDenial } from '../../src/coverage/order-record.js';
+import { afterReviewDenial } from '../../src/coverage/order-record.js';
+import { standingReviewDenial } from '../../src/coverage/reviewed-approval.js';
 import type { Determination } from '../../src/coverage/determination.js';
 import type { OrderEvent, OrderRecord, OrderState } from '../../src/storage/storage.js';
 
