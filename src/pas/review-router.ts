@@ -372,6 +372,10 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       const asked = req.query.days;
       const parsed = asked === undefined ? { success: true as const, data: 7 } : daysSchema.safeParse(typeof asked === 'string' ? asked : Number.NaN);
       if (!parsed.success) throw badRequest(`Invalid days: give a whole number of days from 1 to ${DECIDED_MAX_DAYS}`, ['days']);
+      // A pended request whose order was decided elsewhere (a DTR approval) takes that decision when read (settlePended):
+      // settled here too, before the list is read, so the Decided list holds it whichever list a reader (or replica)
+      // reads first, and a request never drops out of both (review ui s46 L1; design.md §8 "The reviewer API").
+      await currentPended(storage, { log: logOf(req, logger), notifier: deps.notifier });
       res.json({ days: parsed.data, decided: await decidedList(storage, parsed.data, deps.content) });
     }),
   );

@@ -753,7 +753,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(await page.locator('.needed-line').count()).toBe(1);
     expect(await question(page, 'weight').locator('input').first().getAttribute('aria-required')).toBeNull();
     // "Still to document" links to the question.
-    await page.locator('#form-why').getByRole('button', { name: /Minimal residual disease/ }).click();
+    await page.locator('#form-why').getByRole('link', { name: /Minimal residual disease/ }).click();
     expect(await mrd.evaluate((el) => el === document.activeElement)).toBe(true);
     // Sending without it stops once, naming it, and nothing goes to the payer.
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
@@ -763,7 +763,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(0);
     await session.shot('needed-stop');
     // The clinician may still send without it: the payer then says what it still needs, and the form keeps it marked.
-    await page.getByRole('button', { name: 'Send without them' }).click();
+    await page.getByRole('button', { name: 'Send without it', exact: true }).click();
     await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
     expect(await page.getByTestId('dtr-determination').innerText()).toMatch(/^Still needed: Minimal residual disease/);
     expect(await question(page, 'mrd-percent').locator('.needed-line').count()).toBe(1);
@@ -771,6 +771,10 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await mrd.fill('0.5');
     await page.getByRole('button', { name: 'Save and send again' }).click();
     await page.getByTestId('dtr-determination').filter({ hasText: /Prior authorization approved/ }).waitFor();
+    // The approval is the page's one status: no "Still to document" line above it, no link to a question gone with the
+    // form (review ui s46 M1).
+    expect(await textOf(page, '#form-why')).toBe('');
+    expect(await page.locator('#form-why a, #form-why button').count()).toBe(0);
     expect(session.problems).toEqual([]);
   }, 150_000);
 
@@ -797,7 +801,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
   it("after a reviewer's denial the form shows the order's decision and its reason, not \"Still needed\" with an invitation to revise (review ui s44 L5)", async () => {
     const { session, page } = await openMrdForm();
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
-    await page.getByRole('button', { name: 'Send without them' }).click();
+    await page.getByRole('button', { name: 'Send without it', exact: true }).click();
     await page.getByTestId('dtr-determination').filter({ hasText: /^Still needed/ }).waitFor();
     // A reviewer denies the order (the PAS request pended for the MRD): the order's one record holds the denial.
     const key = { payer: 'centene', patientId: 'centene-missing-mrd', orderRef: 'MedicationRequest/centene-missing-mrd-order', drug: 'blinatumomab' };
@@ -872,11 +876,72 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
     await page.getByTestId('dtr-determination').filter({ hasText: /Prior authorization approved/ }).waitFor();
     expect(await pended.count()).toBe(0);
+    expect(await textOf(page, '#form-why')).toBe('');
     expect((await s.server.storage.getOrderRecord(key))?.state).toBe('approved');
     expect(s.problems).toEqual([]);
   }, 150_000);
 
-  it('adaptive form: Continue with a question the payer needs unanswered stops once, names it and offers "Send without them", as the static form does (review ui s45)', async () => {
+  /** Kwame's order signed and sent as a PAS request without the MRD: pended for review (the story of the test above). */
+  async function pendOrder(page: Page, url: string): Promise<void> {
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' }).click();
+    await page.getByTestId('pas-decision').waitFor();
+  }
+  const pendedKey = { payer: 'centene', patientId: 'centene-missing-mrd', orderRef: 'MedicationRequest/centene-missing-mrd-order', drug: 'blinatumomab' };
+
+  it('a pended order the documentation answers "not covered": the request stays pended, so the form keeps saying so; the determination is its one status (review ui s46 M1, M2)', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 390, height: 844 });
+    const { page, url } = s;
+    await pendOrder(page, url);
+    await page.getByRole('button', { name: 'Complete documentation', exact: true }).click();
+    await page.getByText(/answers? pre-filled from the chart/).waitFor({ timeout: 30_000 });
+    const pended = page.getByRole('region', { name: 'Pended for review' });
+    await pended.waitFor();
+    // The pended sentence is said once, in the box with the reference, not again in the "Still to document" line (L4).
+    expect(await textOf(page, '#form-why')).not.toContain('is pended for review');
+    // Its entries are links that wrap as text (inline), so a "; " after a wrapped one stays on its line (L4).
+    const link = page.locator('#form-why').getByRole('link', { name: /Minimal residual disease/ });
+    expect(await link.evaluate((el) => getComputedStyle(el).display)).toBe('inline');
+    await link.click();
+    const mrd = page.getByRole('textbox', { name: /Minimal residual disease/ });
+    expect(await mrd.evaluate((el) => el === document.activeElement)).toBe(true);
+    // MRD 0 %: MRD-negative, no covered use fits. The rules' "not covered" is provisional (design.md §8): the order's
+    // record stays pended and the request waits for its reviewer, so the box stays.
+    await mrd.fill('0');
+    await page.getByRole('button', { name: 'Save and send to the payer' }).click();
+    await page.getByTestId('dtr-determination').filter({ hasText: /^Not covered/ }).waitFor();
+    expect((await s.server.storage.getOrderRecord(pendedKey))?.state).toBe('pended');
+    expect(await pended.locator('p').innerText()).toMatch(/^A prior authorization request for this order \(reference [\w-]+\) is pended for review since/);
+    expect(await textOf(page, '#form-why')).toBe('');
+    expect(await page.locator('lhc-item').count()).toBe(0);
+    await s.shot('not-covered-pended');
+    expect(s.problems).toEqual([]);
+  }, 150_000);
+
+  it('a pended order\'s adaptive form sent without the MRD: the form closes with "Still needed" and no "Still to document" line, the pended sentence said once, in its box (review ui s46 M1, L4)', async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    await pendOrder(page, url);
+    await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
+    await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
+    const pended = page.getByRole('region', { name: 'Pended for review' });
+    await pended.waitFor();
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.locator('#problems:not([hidden])').waitFor();
+    // One question unanswered: the button says "it", as the alert does.
+    expect(await textOf(page, '[role=alert]#alert')).toMatch(/Answer it, or send without it\./);
+    await page.getByRole('button', { name: 'Send without it', exact: true }).click();
+    await page.getByTestId('dtr-determination').filter({ hasText: /^Still needed/ }).waitFor();
+    expect(await pended.isVisible()).toBe(true);
+    expect(await textOf(page, '#form-why')).toBe('');
+    const body = await page.locator('body').innerText();
+    expect(body.match(/is pended for review since/g)?.length).toBe(1);
+    expect(s.problems).toEqual([]);
+  }, 150_000);
+
+  it('adaptive form: Continue with a question the payer needs unanswered stops once, names it and offers "Send without it", as the static form does (review ui s45)', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
     const sent: QuestionnaireResponse[] = [];
@@ -901,7 +966,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(await mrd.evaluate((el) => el === document.activeElement)).toBe(true);
     await s.shot('adaptive-needed-stop');
     // Sent without it: the payer answers with what it has.
-    await page.getByRole('button', { name: 'Send without them' }).click();
+    await page.getByRole('button', { name: 'Send without it', exact: true }).click();
     await page.getByRole('heading', { name: 'Payer determination' }).waitFor();
     expect(sent.length).toBe(asked + 1);
     expect(await page.getByTestId('dtr-determination').innerText()).toMatch(/^Still needed: Minimal residual disease/);

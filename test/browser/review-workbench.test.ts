@@ -703,7 +703,14 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     const bradley = (await page.getByRole('link', { name: /Bradley/ }).getAttribute('href'))!.replace('#/request/', '');
     const post = await reviewerApi(url);
     expect((await post(`/${bradley}/decision`, { decision: 'deny', reviewer: 'Sam Okafor, PharmD', reason: '56 mcg/day is above the labelled 28 mcg/day.' })).status).toBe(200);
+    const kwame = (await page.getByRole('link', { name: /Kwame/ }).getAttribute('href'))!.replace('#/request/', '');
+    // The queue's search finds a request by the reference the clinician's DTR form quotes (review ui s46 L2).
+    const search = page.getByRole('searchbox', { name: /Find by patient/ });
+    await search.fill(kwame);
+    await expect.poll(() => page.getByRole('link', { name: /Bradley/ }).count()).toBe(0);
     await page.getByRole('link', { name: /Kwame/ }).click();
+    // Its page names that reference.
+    expect(await textOf(page, '[data-testid=request-reference]')).toBe(kwame);
     await page.getByRole('radio', { name: 'Approve' }).check();
     await page.getByLabel(/Reason/).fill('MRD below 0.1% on the outside report.');
     await page.getByRole('button', { name: 'Record the decision' }).click();

@@ -419,6 +419,18 @@ describe('reviewer queue: search, order and pages', () => {
     expect(queuePage(rows, { filter: 'besponsa mrd', sort: 'oldest', page: 1 }).matching).toBe(0);
   });
 
+  it('finds a request by the reference the clinician\'s DTR form quotes (its id), in the queue and in Decided (review ui s46 L2)', () => {
+    const ref = 'dbf505a8-3736-48af-a093-6066ca2fcb1b';
+    const queued = [...rows, { ...rows[1], id: ref }];
+    expect(queuePage(queued, { filter: ref, sort: 'oldest', page: 1 }).rows.map((r) => r.id)).toEqual([ref]);
+    expect(queuePage(queued, { filter: ref.toUpperCase(), sort: 'oldest', page: 1 }).rows.map((r) => r.id)).toEqual([ref]);
+    expect(queuePage(queued, { filter: 'dbf505a8', sort: 'oldest', page: 1 }).rows.map((r) => r.id)).toEqual([ref]);
+    // A part of it is no search word of its own: "505" (a dose, a code) does not find every reference holding it.
+    expect(queuePage(queued, { filter: '505', sort: 'oldest', page: 1 }).matching).toBe(0);
+    const decided = [{ id: ref, patientName: 'Kwame Osei Mensah', decision: 'approve' as const, reviewer: 'Documentation answers (DTR)', reason: 'Meets CP.PHAR.312', decidedAt: '2026-12-06T10:00:00Z' }];
+    expect(decidedMatching(decided, ref).map((r) => r.id)).toEqual([ref]);
+  });
+
   it('orders oldest or newest first, or by patient, drug or payer name', () => {
     const ids = (sort: 'oldest' | 'newest' | 'patient' | 'drug' | 'payer') =>
       queuePage(rows, { filter: '', sort, page: 1 }).rows.map((r) => r.id);

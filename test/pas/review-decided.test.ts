@@ -7,6 +7,8 @@ import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import type { DecidedEntry } from '../../src/pas/review-router.js';
+import { UNDECIDED } from '../../src/coverage/order-record.js';
+import type { OrderKey, PasSubmission } from '../../src/storage/storage.js';
 import type { DecidedRow } from '../../web/review/queue-view.js';
 import { threeStores } from '../helpers/three-stores.js';
 import { REVIEW_TOKEN, claimResponseOf, pasApp, storyBundle } from './pas-fixtures.js';
@@ -69,6 +71,32 @@ describe.each(storages)('reviewer Decided list (GET /review/decided, %s)', (_nam
     const day = await request(app).get('/review/decided?days=1').set(auth);
     expect(day.status).toBe(200);
     expect((day.body.decided as DecidedEntry[]).map((d) => d.id)).toEqual(expect.arrayContaining([mrd, dose]));
+  });
+
+  it('a pended request its order\'s DTR approval settled is in the Decided list on the first read, before the queue is read (review ui s46 L1)', async () => {
+    const store = storage();
+    const { app } = pasApp(store);
+    const auth = { Authorization: `Bearer ${REVIEW_TOKEN}` };
+    const b = storyBundle('centene-missing-mrd', { orderId: `decided-list-${randomUUID()}` });
+    b.identifier = { system: 'urn:test:decided', value: randomUUID() };
+    const res = await request(app).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(b));
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const id = claimResponseOf(res.body).id!;
+    const stored = (await store.getPasSubmission(id)) as PasSubmission;
+    expect(stored.reviewAction).toBe('A4');
+    const order = (stored.detail as { items: { order: OrderKey }[] }).items[0].order;
+    // What src/dtr/submit-response.ts records when the DTR answers (MRD 0.5 %) approve the order.
+    await store.applyOrderChange({
+      key: order,
+      from: UNDECIDED,
+      change: { state: 'approved', at: new Date().toISOString(), source: 'dtr', actor: 'dtr:QuestionnaireResponse', reason: 'Meets CP.PHAR.312: MRD-positive B-ALL in first or second complete remission', authorization: { number: 'PA-CENTENE-20261206-L1DECIDE', start: '2026-12-06', end: '2027-06-05' } },
+    });
+    // The workbench reads the Decided list beside the queue: read first, it already holds the request.
+    const decided = await request(app).get('/review/decided').set(auth).expect(200);
+    const entry = (decided.body.decided as DecidedEntry[]).find((d) => d.id === id);
+    expect(entry).toMatchObject({ decision: 'approve', reviewer: 'Documentation answers (DTR)', status: 'approved', authorizationNumber: 'PA-CENTENE-20261206-L1DECIDE' });
+    const queue = ((await request(app).get('/review/pended').set(auth)).body.pended as { id: string }[]).map((p) => p.id);
+    expect(queue).not.toContain(id);
   });
 
   it('needs the reviewer token, as the queue does, and refuses a window that is not a whole number of days from 1 to 90', async () => {

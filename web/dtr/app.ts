@@ -813,7 +813,7 @@ function showStillNeeded(state: FormState, reasons: string[]): void {
   state.sendWithoutNeeded = false;
   const norm = (t: string) => t.replace(/\s+/g, ' ').trim();
   const parts: (string | HTMLElement)[] = [];
-  for (const reason of reasons) {
+  for (const reason of reasons.filter((r) => !saidInPendedBox(r))) {
     if (parts.length) parts.push(' ');
     const list = stillToDocument(reason);
     if (list === undefined) {
@@ -828,9 +828,14 @@ function showStillNeeded(state: FormState, reasons: string[]): void {
         parts.push(entry);
         return;
       }
-      const b = h('button', { type: 'button', class: 'link' }, hit[1]);
-      b.addEventListener('click', () => focusQuestion(state, hit[0]));
-      parts.push(b, entry.slice(norm(hit[1]).length));
+      // A link (inline, unlike a button), so that a long entry wraps as text and its "; " follows it on its line
+      // instead of falling on a line of its own (review ui s46 L4).
+      const a = h('a', { href: '#form', class: 'link' }, hit[1]);
+      a.addEventListener('click', (e) => {
+        e.preventDefault();
+        focusQuestion(state, hit[0]);
+      });
+      parts.push(a, entry.slice(norm(hit[1]).length));
     });
   }
   byId('form-why').replaceChildren(...parts);
@@ -853,7 +858,7 @@ function focusQuestion(state: FormState, linkId: string): void {
 function askBeforeSendingWithout(state: FormState, stillNeeded: { linkId: string; text: string }[], send: () => void, adaptive: boolean): void {
   const list = byId('problems');
   const one = stillNeeded.length === 1;
-  const anyway = h('button', { type: 'button', id: 'send-anyway' }, 'Send without them');
+  const anyway = h('button', { type: 'button', id: 'send-anyway' }, `Send without ${one ? 'it' : 'them'}`);
   anyway.addEventListener('click', () => {
     state.sendWithoutNeeded = true;
     send();
@@ -1017,8 +1022,28 @@ async function recordDetermination(
 function reasonsParagraph(summary: CoverageSummary | undefined): HTMLElement | null {
   const said = (r: string) =>
     !!summary?.headline.includes(stillToDocument(r) ?? r.replace(/^Prior authorization needed: documentation (of|for) /, ''));
-  const more = (summary?.reasons ?? []).filter((r) => !said(r));
+  const more = (summary?.reasons ?? []).filter((r) => !said(r) && !saidInPendedBox(r));
   return more.length ? h('p', {}, more.join(' ')) : null;
+}
+
+/**
+ * Whether a reason is the pended sentence (order-record.ts `pendedReview`) while the "Pended for review" box above the
+ * form says it, with the request's reference: said once on the page, not again in the reasons (review ui s46 L4).
+ */
+function saidInPendedBox(reason: string): boolean {
+  return !byId('order-pended').hidden && reason.startsWith('A prior authorization request for this order');
+}
+
+/**
+ * Whether a determination settled the PAS request that pends the order, as the service settles it (pas/settle-pended.ts:
+ * a pended request takes its order's decision once the order's record is decided, order-record.ts `isDecided`): an
+ * approval (the record approved), or the order's recorded denial (a reviewer's, answered in `recordedDecision`'s words).
+ * A "not covered" of the rules and a "no prior authorization needed" are provisional: the record stays pended and the
+ * request waits for its reviewer (docs/design.md §8 "One authorization per order"; review ui s46 M2).
+ */
+function settlesPended(tone: CoverageSummary['tone'], summary: CoverageSummary | undefined): boolean {
+  if (tone === 'approved') return true;
+  return tone === 'not-covered' && (summary?.reasons ?? []).some((r) => r.startsWith('Prior authorization denied: '));
 }
 
 function showDetermination(
@@ -1033,6 +1058,10 @@ function showDetermination(
   const counts = countOrigins(sent);
   const result = byId('result');
   byId('known').hidden = true;
+  const tone = summary?.tone ?? 'unclear';
+  // Documentation that decided the order settled the pended request: it is no longer pending. Said before the reasons,
+  // which leave out the pended sentence while the box says it.
+  if (settlesPended(tone, summary)) showPended(undefined);
   fill(
     result,
     h('h2', {}, 'Payer determination'),
@@ -1054,14 +1083,14 @@ function showDetermination(
     h('details', {}, h('summary', {}, "Payer's answer"), jsonBlock(decided)),
   );
   result.hidden = false;
-  const tone = summary?.tone ?? 'unclear';
   // When the payer still needs something, the form stays open to complete and send again; a completed adaptive form
   // cannot be sent again ($next-question would only get the completed response back), so it closes like a decided one.
   const still = (tone === 'needed' || tone === 'unclear') && !state.completed;
-  // Documentation that decided the order settled the pended request: it is no longer pending.
-  if (tone === 'approved' || tone === 'no-auth' || tone === 'not-covered') showPended(undefined);
-  // What the payer now still needs is what the form marks (the questions answered meanwhile are no longer named).
+  // What the payer now still needs is what the form marks (the questions answered meanwhile are no longer named). A
+  // form that closes takes its "Still to document" line with it: the determination is the page's one status, and the
+  // line's links would point at questions no longer on the page (review ui s46 M1).
   if (still) showStillNeeded(state, summary?.reasons ?? []);
+  else byId('form-why').replaceChildren();
   byId('actions').hidden = !still || state.container.childElementCount === 0;
   byId<HTMLButtonElement>('save').textContent = 'Save and send again';
   byId<HTMLButtonElement>('save').disabled = false;

@@ -73,6 +73,16 @@ function fold(s: string): string {
 /** The names a search finds a request by, queued or decided: patient, member id, drug and dose, payer, policy. */
 const names = (r: RequestNames) => [r.patientName, r.memberId, r.drug, r.dose, r.payer, r.payerName, r.policyId];
 
+/**
+ * Whether a searched word is the request's reference (its id, the PAS answer's: the one the clinician's DTR form and
+ * chart quote, order-record.ts `pendedReview`; review ui s46 L2): the whole reference, or its first 8 characters or
+ * more. Not any part of it, so a number typed for a dose ("56 mcg") does not find every reference that holds "56".
+ */
+const isReference = (r: RequestNames, w: string) => {
+  const id = fold(r.id);
+  return id === w || (w.length >= 8 && id.startsWith(w));
+};
+
 /** Everything a reviewer might type to find a request: patient, member id, drug and dose, payer, policy, what is missing. */
 function haystack(r: QueueRow): string {
   return fold(
@@ -107,7 +117,7 @@ export function queuePage<R extends QueueRow>(all: R[], choice: QueueChoice, siz
   const matching = all
     .filter((r) => {
       const text = haystack(r);
-      return words.every((w) => text.includes(w));
+      return words.every((w) => text.includes(w) || isReference(r, w));
     })
     .sort(compare(choice.sort));
   const pages = Math.max(1, Math.ceil(matching.length / size));
@@ -151,6 +161,6 @@ export function decidedMatching<R extends DecidedRow>(all: R[], filter: string):
         .filter(Boolean)
         .join(' \u0000 '),
     );
-    return words.every((w) => text.includes(w));
+    return words.every((w) => text.includes(w) || isReference(r, w));
   });
 }

@@ -1050,6 +1050,8 @@ function renderRequest(v: RequestView): void {
                   : null,
               ),
             ]),
+            // The reference the clinician's DTR form and chart quote for this request (review ui s46 L2).
+            [h('dt', {}, 'Reference'), h('dd', { 'data-testid': 'request-reference' }, v.id)],
             [
               h('dt', {}, 'Submitted'),
               h('dd', {}, `${dateTime(v.createdAt)}${pended ? ` (waiting ${ageOf(v.createdAt)})` : ''}`),
