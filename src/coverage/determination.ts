@@ -107,7 +107,7 @@ export function notCoveredReason(policy: CompiledPolicy, ev: PolicyEvaluation): 
   if (failedRequirement) {
     const rule = policy.requirements.find((r) => r.id === failedRequirement.id);
     const why = rule?.notCovered ?? `Does not meet: ${failedRequirement.text}`;
-    return `${why} (${failedRequirement.cite})${file.offLabel && rule?.outsideUse ? `. ${file.offLabel}` : ''}`;
+    return `${why} (${failedRequirement.cite})${nameNotes(ev)}${file.offLabel && rule?.outsideUse ? `. ${file.offLabel}` : ''}`;
   }
   // Name what failed, and only for the covered uses that concern this patient (pathway-failures.ts), never every
   // pathway's clause (design.md §6 "Clinical readings").
@@ -115,7 +115,19 @@ export function notCoveredReason(policy: CompiledPolicy, ev: PolicyEvaluation): 
   const notMet = uses.map((u) => `${u.words} (${u.cites.join('; ')})`).join('; ');
   const others = more > 0 ? `; and ${more} other covered use${more === 1 ? '' : 's'}` : '';
   const why = uses.length > 0 ? `. Not met: ${notMet}${others}` : ` (${[...new Set(ev.failed.map((r) => r.cite))].join('; ')})`;
-  return `No covered use of ${file.source.id} fits this order${why}${file.offLabel ? `. ${file.offLabel}` : ''}`;
+  return `No covered use of ${file.source.id} fits this order${why}${nameNotes(ev)}${file.offLabel ? `. ${file.offLabel}` : ''}`;
+}
+
+/**
+ * The drug-name matches that decided the failed rules (evaluate-policy.ts namesThatDecided: a drug recognised by its
+ * name in free text or a display, not by a listed code), as the approvals carry them in the rule text: design.md §6
+ * "Clinical readings" says so in the reason when a name match decided it, and a denial is where the prescriber most
+ * needs to see that a name, not a code, decided it (review-accept s46 F3). The not-covered words are the questions
+ * and answers, not the rule texts, so the notes are added here; "" when no name decided a failed rule.
+ */
+function nameNotes(ev: PolicyEvaluation): string {
+  const notes = (ev.notes ?? []).filter((n) => ev.failed.some((r) => r.text.includes(n)));
+  return notes.length > 0 ? ` [${notes.join('; ')}]` : '';
 }
 
 /**

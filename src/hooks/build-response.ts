@@ -10,6 +10,7 @@ import type { Card } from './cards.js';
 import { dtrLaunchCard, externalReferenceCard, instructionsCard, proposeAlternateCard, summaryNaming } from './cards.js';
 import type { HookRequest } from './hook-request.js';
 import { localReference } from '../fhir/references.js';
+import { prescribedDose } from '../fhir/dose.js';
 
 /** CDS Hooks response body (CDS Hooks 2.0 §CDS Service Response). */
 export interface HookResponse {
@@ -235,8 +236,8 @@ function nameAssociatedOrders(cards: Card[], req: Pick<HookRequest, 'hook' | 'dr
 function orderDescription(order: OrderResource): string {
   const label = orderLabel(order);
   if (order.resourceType !== 'MedicationRequest') return label;
-  const instruction = order.dosageInstruction?.find((i) => i.doseAndRate?.[0]?.doseQuantity?.value !== undefined) ?? order.dosageInstruction?.[0];
-  const q = instruction?.doseAndRate?.[0]?.doseQuantity;
+  const instruction = order.dosageInstruction?.find((i) => prescribedDose(i)?.doseQuantity?.value !== undefined) ?? order.dosageInstruction?.[0];
+  const q = prescribedDose(instruction)?.doseQuantity;
   const dose = q?.value !== undefined ? `${q.value} ${q.unit ?? q.code ?? ''}`.trim() : instruction?.text;
   return dose ? `${label}, ${dose}` : label;
 }

@@ -11,6 +11,7 @@ import type {
 } from '@medplum/fhirtypes';
 import type { PasRequest } from './request-bundle.js';
 import { instantOf } from '../fhir/fhir-instant.js';
+import { prescribedDose } from '../fhir/dose.js';
 import { longDate, longDateTime } from '../fhir/long-date.js';
 import { coverageFirstDay, coverageLastDay } from '../coverage/payer.js';
 
@@ -108,7 +109,7 @@ export function orderSummary(order: MedicationRequest | undefined): {
   const steps = order?.dosageInstruction ?? [];
   const di = steps[0];
   // A step repeating the dose before it (another timing, the same dose) is not another dose.
-  const doses = steps.map((d) => quantityText(d.doseAndRate?.[0]?.doseQuantity)).filter((d): d is string => !!d).filter((d, i, all) => i === 0 || d !== all[i - 1]);
+  const doses = steps.map((d) => quantityText(prescribedDose(d)?.doseQuantity)).filter((d): d is string => !!d).filter((d, i, all) => i === 0 || d !== all[i - 1]);
   const sig = steps.map((d) => d.text).filter((t): t is string => !!t).join('; ');
   const repeats = order?.dispenseRequest?.numberOfRepeatsAllowed;
   return {

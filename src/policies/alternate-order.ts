@@ -1,5 +1,6 @@
 import type { MedicationRequest } from '@medplum/fhirtypes';
 import type { Proposal } from './evaluate-policy.js';
+import { DOSE_RATE_TYPE, prescribedDose } from '../fhir/dose.js';
 
 // The Propose Alternate Request's order (design.md §4, §6 "Limits"), written here in the domain core rather than in the
 // hook's response: the evaluation judges this very order again against every limit of the policy before it proposes it
@@ -64,18 +65,21 @@ export function alternateOrder(order: MedicationRequest, proposals: Proposal[]):
  * Returns false when the order has no dose to change.
  */
 export function proposeDose(order: MedicationRequest, target: { value: number; unit: string; system: string; code: string }): boolean {
-  const dosed = (order.dosageInstruction ?? []).filter((i) => !!i.doseAndRate?.[0]?.doseQuantity);
+  const dosed = (order.dosageInstruction ?? []).filter((i) => !!prescribedDose(i)?.doseQuantity);
   if (dosed.length === 0) return false;
   const sameUnit = (q: { code?: string; unit?: string }) =>
     q.code === target.code ||
     (target.code === 'ug/d' && (q.code === 'mcg/d' || q.unit === 'mcg/d')) ||
     (PER_M2_CODES.has(target.code) && isPerM2(q)) ||
     (q.code === undefined && q.unit !== undefined && (UNIT_TEXTS[target.code] ?? [target.code]).includes(q.unit));
-  const over = dosed.filter((i) => sameUnit(i.doseAndRate![0].doseQuantity!) && (i.doseAndRate![0].doseQuantity!.value ?? 0) > target.value);
+  const over = dosed.filter((i) => sameUnit(prescribedDose(i)!.doseQuantity!) && (prescribedDose(i)!.doseQuantity!.value ?? 0) > target.value);
   for (const instruction of over.length > 0 ? over : [dosed[dosed.length - 1]]) {
-    const dose = instruction.doseAndRate![0];
+    const dose = prescribedDose(instruction)!;
     const before = dose.doseQuantity!.value;
     dose.doseQuantity = { ...target };
+    // A `calculated` entry beside the ordered one was worked out from the dose just replaced: kept, it would state the
+    // old dose beside the new one (review-accept s46 F1).
+    instruction.doseAndRate = instruction.doseAndRate!.filter((e) => e === dose || !e.type?.coding?.some((c) => c.system === DOSE_RATE_TYPE && c.code === 'calculated'));
     // The sig keeps its route and schedule, but never states the dose it replaced: an accepted suggestion whose text
     // said 60 mcg/day over a structured 28 would be an order that contradicts itself.
     if (instruction.text && before !== undefined) instruction.text = restateDose(instruction.text, before, `${target.value} ${target.unit}`);
@@ -115,7 +119,7 @@ function perM2DoseAbove(order: MedicationRequest, limit: number, unit: string): 
   const perM2 = (q: { code?: string; unit?: string }) =>
     PER_M2_CODES.has(unit) ? isPerM2(q) : q.code !== undefined ? q.code === unit : q.unit !== undefined && (UNIT_TEXTS[unit] ?? [unit]).includes(q.unit);
   return (order.dosageInstruction ?? []).some((i) => {
-    const q = i.doseAndRate?.[0]?.doseQuantity;
+    const q = prescribedDose(i)?.doseQuantity;
     return !!q && perM2(q) && (q.value ?? 0) > limit;
   });
 }

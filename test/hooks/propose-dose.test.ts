@@ -21,6 +21,21 @@ describe('Propose Alternate Request dose', () => {
     expect(o.dosageInstruction!.map((i) => i.doseAndRate![0].doseQuantity!.value)).toEqual([9, 28]);
   });
 
+  it('lowers the dose typed ordered, not a calculated one listed before it, and drops the stale calculated entry (review-accept s46 F1)', () => {
+    const typed = (code: string) => ({ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/dose-rate-type', code }] });
+    const o = order([]);
+    o.dosageInstruction = [
+      {
+        doseAndRate: [
+          { type: typed('calculated'), doseQuantity: { value: 28, code: 'ug/d', system: 'http://unitsofmeasure.org' } },
+          { type: typed('ordered'), doseQuantity: { value: 56, code: 'ug/d', system: 'http://unitsofmeasure.org' } },
+        ],
+      },
+    ];
+    expect(proposeDose(o, { ...target, value: 20.9 })).toBe(true);
+    expect(o.dosageInstruction[0].doseAndRate).toEqual([{ type: typed('ordered'), doseQuantity: { ...target, value: 20.9 } }]);
+  });
+
   it('replaces a per-m² dose with the proposed daily dose', () => {
     const o = order([{ value: 30, code: 'ug/m2/d' }]);
     proposeDose(o, { ...target, value: 14.4 });
