@@ -57,13 +57,37 @@ export const REGIMEN_MEDICATIONS_FHIRPATH =
   `(${CURRENT_MEDICATIONS_FHIRPATH} | %medications.where(status in ('active' | 'draft' | 'on-hold' | 'completed')` +
   ` and ${STATED_START}.toString().substring(0, 10).toDate() >= %orderDate.toDate() - 180 days))`;
 
+/**
+ * `%medicationsBefore`: the orders of `%medications` that do not start after the start this order states, written once
+ * for every fact that reads the drug history as given or under way before this order (the cycles given and the
+ * course's cycles, an earlier course, a renewal, "currently receiving"; cds-services/README.md "Variables"; design.md
+ * §6 "Cycles"). An order is judged as of its start: an order that starts after it (the record of a retrospective
+ * request holds the cycles that followed; an earlier cycle re-signed alone, or claimed in PAS, finds the course's
+ * later cycle already active) was not given before it, and counting it would put the order to a limit it did not
+ * reach when it began, or move it into another course.
+ *
+ * An order is kept when this order states no start (`%orderStart` empty: no upper end, as for the recency windows and
+ * the history facts, since an order written before its work-up may begin after the orders already on record), when it
+ * states no date at all, or when its start (its first dosage's `timing.repeat.boundsPeriod.start`, else
+ * `dispenseRequest.validityPeriod.start`, else `authoredOn`, as the facts read an order's start) is on or before this
+ * order's start: the start day counts, as in the history facts, since two orders starting the same day cannot be
+ * ordered by their dates (counted, a limit is reviewed, never denied). The request's own orders keep their sequence
+ * (`%requestOrdersBefore`; an order of the request under way after this one is already a draft in `%medications`).
+ */
+export const MEDICATIONS_BEFORE_VARIABLE = 'medicationsBefore';
+
+/** The FHIRPath `%medicationsBefore` stands for (an `iif` so that an order whose start cannot be compared is kept). */
+export const MEDICATIONS_BEFORE_FHIRPATH =
+  `%medications.where(iif(${STATED_START}.toString().substring(0, 10).toDate() > %orderStart.toDate(), false, true))`;
+
 const MACROS: ReadonlyArray<readonly [string, string]> = [
   [CURRENT_MEDICATIONS_VARIABLE, CURRENT_MEDICATIONS_FHIRPATH],
   [REGIMEN_MEDICATIONS_VARIABLE, REGIMEN_MEDICATIONS_FHIRPATH],
+  [MEDICATIONS_BEFORE_VARIABLE, MEDICATIONS_BEFORE_FHIRPATH],
 ];
 
 /**
- * A fact's FHIRPath with `%currentMedications` and `%regimenMedications` written out (string literals are left as
+ * A fact's FHIRPath with `%currentMedications`, `%regimenMedications` and `%medicationsBefore` written out (string literals are left as
  * they are).
  */
 export function expandMedicationMacros(fhirpath: string): string {

@@ -5,7 +5,7 @@ import { readYamlFile } from '../content-yaml.js';
 import { compileFhirPath, referencedValueSets, resolveValueSetUrl } from '../fhir/fhirpath.js';
 import type { FhirPathOptions } from '../fhir/fhirpath.js';
 import type { ValueSetIndex } from '../fhir/value-sets.js';
-import { expandMedicationMacros, CURRENT_MEDICATIONS_VARIABLE, REGIMEN_MEDICATIONS_VARIABLE } from './current-orders.js';
+import { expandMedicationMacros, CURRENT_MEDICATIONS_VARIABLE, REGIMEN_MEDICATIONS_VARIABLE, MEDICATIONS_BEFORE_VARIABLE } from './current-orders.js';
 import { applicabilityOf, passesWhenUnknown, splitTopLevel } from './limit-applicability.js';
 import type { CompiledFact, CompiledPolicy, CompiledRule, RuleKind } from './compiled-policy.js';
 import { factLibrarySchema, policySchema } from './policy-schema.js';
@@ -24,6 +24,7 @@ export const RESERVED_VARIABLES = [
   'requestOrdersBeforeAny',
   CURRENT_MEDICATIONS_VARIABLE,
   REGIMEN_MEDICATIONS_VARIABLE,
+  MEDICATIONS_BEFORE_VARIABLE,
   'immunizations',
   'diagnoses',
   'diagnosesComplete',
@@ -254,7 +255,7 @@ function compilePolicy(
   const compiledFacts = new Map<string, CompiledFact>();
   for (const [name, written] of Object.entries(defs)) {
     const field = `facts.${name}`;
-    // %currentMedications and %regimenMedications written out before anything reads the expression (current-orders.ts),
+    // %currentMedications, %regimenMedications and %medicationsBefore written out before anything reads the expression (current-orders.ts),
     // so every engine reads one definition.
     const def = { ...written, fhirpath: expandMedicationMacros(written.fhirpath) };
     if ((RESERVED_VARIABLES as readonly string[]).includes(name)) {

@@ -174,3 +174,35 @@ describe('$questionnaire-package by context alone fills the order-start item (de
     }
   });
 });
+
+/**
+ * The drug history ends on the stated start too (design.md §6 "Cycles", `%medicationsBefore`): an order that starts
+ * after this one was not given, nor under way, before it. The form reads it from the same FHIRPath, over the EHR's
+ * MedicationRequest search.
+ */
+describe('an order starting after the stated start is not read as under way in the DTR 2.2 pre-fill (design.md §6 "Cycles")', () => {
+  const blincyto = (id: string, start: string): MedicationRequest => ({
+    resourceType: 'MedicationRequest',
+    id,
+    status: 'active',
+    intent: 'order',
+    subject: { reference: 'Patient/pt' },
+    medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '1597262' }] },
+    dosageInstruction: [{ timing: { repeat: { boundsPeriod: { start } } } }],
+  });
+  const receiving = (qr: QuestionnaireResponse, medications: MedicationRequest[]) => {
+    const bundle = { resourceType: 'Bundle', type: 'searchset', entry: medications.map((resource) => ({ resource })) };
+    return fhirpath.evaluate(qr, initial('currently-receiving'), { resource: qr, medications: bundle } as Record<string, unknown>, r4) as unknown[];
+  };
+  // Cycle 1 re-signed (start 2026-11-24) while the course's cycle 2, starting 2027-01-05, is already active.
+  const cycle2 = blincyto('blin-c2', '2027-01-05');
+
+  it('does not read the later cycle as the treatment under way at this order start', () => {
+    expect(receiving(draft('2026-11-24', '2026-11-24'), [cycle2])).toEqual([false]);
+  });
+
+  it('reads an active order that started before it, and every order when the order states no start, as before', () => {
+    expect(receiving(draft('2026-11-24', '2026-11-24'), [blincyto('blin-c0', '2026-10-13')])).toEqual([true]);
+    expect(receiving(draft('2026-11-24'), [cycle2])).toEqual([true]);
+  });
+});
