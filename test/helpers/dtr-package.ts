@@ -20,15 +20,16 @@ export const reasons = (ext: Extension[]) => ext.filter((e) => e.url === 'reason
 
 /**
  * The output Parameters of `$questionnaire-package` (answered 200) for the order under the Coverage, asked with the
- * order's CRD assertion id as `context` when given (DTR 2.2 input parameters, no profile stated).
+ * order's CRD assertion id as `context` when given (DTR 2.2 input parameters; the input profile stated when given).
  */
-export async function packageParameters(app: App | Express, coverage: Resource | undefined, order: MedicationRequest, context?: string): Promise<Parameters> {
+export async function packageParameters(app: App | Express, coverage: Resource | undefined, order: MedicationRequest, context?: string, profile?: string): Promise<Parameters> {
   const res = await request(app)
     .post('/fhir/Questionnaire/$questionnaire-package')
     .set('Content-Type', 'application/fhir+json')
     .send(
       JSON.stringify({
         resourceType: 'Parameters',
+        ...(profile ? { meta: { profile: [profile] } } : {}),
         parameter: [
           { name: 'coverage', resource: coverage },
           { name: 'order', resource: order },
@@ -42,21 +43,8 @@ export async function packageParameters(app: App | Express, coverage: Resource |
 
 /** The package Bundle (DTR 2.2 `packagebundle`) for the order under the Coverage. */
 export async function packageBundle(app: App, coverage: Resource | undefined, order: MedicationRequest): Promise<Bundle> {
-  const res = await request(app)
-    .post('/fhir/Questionnaire/$questionnaire-package')
-    .set('Content-Type', 'application/fhir+json')
-    .send(
-      JSON.stringify({
-        resourceType: 'Parameters',
-        meta: { profile: ['http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-input-parameters|2.2.0'] },
-        parameter: [
-          { name: 'coverage', resource: coverage },
-          { name: 'order', resource: order },
-        ],
-      }),
-    )
-    .expect(200);
-  return (res.body as Parameters).parameter!.find((p) => p.name === 'packagebundle')!.resource as Bundle;
+  const out = await packageParameters(app, coverage, order, undefined, 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-input-parameters|2.2.0');
+  return out.parameter!.find((p) => p.name === 'packagebundle')!.resource as Bundle;
 }
 
 /** The package's pre-filled draft response for the order. */

@@ -15,7 +15,8 @@ import type { Storage } from '../../src/storage/storage.js';
  * (`pp_<name>_…`); without DATABASE_URL the PostgreSQL variant is left out. Registers the file's beforeAll (opening
  * both) and afterAll (closing them, dropping the schema, removing the directory), so call it at the top of a test
  * file. `name`: lower case letters and `_`, for the schema's and the directory's names.
- */export function threeStores(name: string) {
+ */
+export function threeStores(name: string) {
   const url = process.env.DATABASE_URL;
   const schema = `pp_${name}_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
   let dir = '';

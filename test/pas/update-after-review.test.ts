@@ -8,16 +8,10 @@
  * PGlite and, with DATABASE_URL, PostgreSQL.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Bundle, Claim, Extension, MedicationRequest } from '@medplum/fhirtypes';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createStorage } from '../../src/storage/create-storage.js';
-import { MemoryStorage } from '../../src/storage/memory-storage.js';
-import type { SqlStorage } from '../../src/storage/sql-storage.js';
-import type { Storage } from '../../src/storage/storage.js';
+import { describe, expect, it } from 'vitest';
 import { approvalLoop } from '../helpers/approval-loop.js';
+import { threeStores } from '../helpers/three-stores.js';
 import { claimResponseOf, reviewActions, storyBundle } from './pas-fixtures.js';
 
 const STORY = 'centene-mrd-positive';
@@ -78,28 +72,7 @@ function updateAt(prior: Bundle, mcg: number | 'cancel'): Bundle {
 
 const paNeeded = (ext: { extension?: Extension[] }) => ext.extension!.find((e) => e.url === 'pa-needed')?.valueCode;
 
-let dir: string;
-let pglite: SqlStorage;
-let postgres: SqlStorage | undefined;
-const url = process.env.DATABASE_URL;
-const schema = `pp_held_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'priorpath-update-after-review-'));
-  pglite = await createStorage({ dataDir: dir });
-  if (url) postgres = await createStorage({ databaseUrl: url, dataDir: '/nonexistent-unused', schema });
-}, 120_000);
-afterAll(async () => {
-  await pglite?.close();
-  await postgres?.driver.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
-  await postgres?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const storages: [string, () => Storage][] = [
-  ['MemoryStorage', () => new MemoryStorage()],
-  ['embedded PGlite', () => pglite],
-  ...(url ? [['PostgreSQL', () => postgres!] as [string, () => Storage]] : []),
-];
+const { storages } = threeStores('held');
 
 /**
  * What the reviewer approved is read from the order's approving event; the reviewed request pended again by a Claim
