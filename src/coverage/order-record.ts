@@ -1,5 +1,5 @@
 import type { AssertionRecord, AuthorizationSource, GuardedOrderChange, OrderEvent, OrderKey, OrderRecord, OrderState, Storage } from '../storage/storage.js';
-import { applyChangeTo } from '../storage/storage.js';
+import { applyChangeTo, latestEvent } from '../storage/storage.js';
 import type { OrderDecision } from './decide-orders.js';
 import { answeredFactsOf } from './decide-orders.js';
 import type { Determination } from './determination.js';
@@ -9,7 +9,7 @@ import { localReference } from '../fhir/references.js';
 import { longDate } from '../fhir/long-date.js';
 import type { FactValue } from '../policies/evaluate-policy.js';
 import { orderStartOf } from '../policies/evaluation-data.js';
-import { approvalFacts, beyondReviewedApproval, changedSinceDenial, latestEvent, orderChanged, sameOrderFacts, standingReviewDenial } from './reviewed-approval.js';
+import { approvalFacts, beyondReviewedApproval, changedSinceDenial, orderChanged, sameOrderFacts, standingReviewDenial } from './reviewed-approval.js';
 
 /**
  * The order's one authorization record (design.md §8 "One authorization per order"): CRD, DTR, PAS and the reviewer

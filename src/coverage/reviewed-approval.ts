@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { OrderEvent, OrderKey, OrderRecord, OrderState, Storage } from '../storage/storage.js';
+import type { OrderEvent, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
+import { latestEvent } from '../storage/storage.js';
 import { longDate } from '../fhir/long-date.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyEvaluation, Tri } from '../policies/evaluate-policy.js';
@@ -297,10 +298,6 @@ export function standingReviewDenial(record: OrderRecord | null | undefined): Or
   return since.reverse().find((h) => h.state === 'denied' && h.source === 'review');
 }
 
-/** The latest event of an order's history that put it in `state`: the approval it stands on, the denial it stands under. */
-export function latestEvent(record: Pick<OrderRecord, 'history'>, state: OrderState): OrderEvent | undefined {
-  return [...record.history].reverse().find((h) => h.state === state);
-}
 
 const orderOf = (k: OrderKey): OrderKey => ({ payer: k.payer, patientId: k.patientId, orderRef: k.orderRef, drug: k.drug });
 const sameOrder = (a: OrderKey, b: OrderKey) => a.payer === b.payer && a.patientId === b.patientId && a.orderRef === b.orderRef && a.drug === b.drug;

@@ -32,7 +32,7 @@ import type {
   ReviewDecisionInput,
   Storage,
 } from './storage.js';
-import { StorageError, SUBSCRIPTION_PAGE, applyChangeTo, readableBy } from './storage.js';
+import { StorageError, SUBSCRIPTION_PAGE, applyChangeTo, latestEvent, readableBy } from './storage.js';
 
 const orderKeyOf = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef, k.drug]);
 
@@ -424,7 +424,7 @@ export class MemoryStorage implements Storage {
   private releasable(submissionId: string, { number, change: { key } }: ApprovalWithdrawal): boolean {
     const record = this.orders.get(orderKeyOf(key));
     if (record?.state !== 'approved' || record.authorization?.number !== number) return false;
-    const issuedIn = [...record.history].reverse().find((h) => h.state === 'approved')?.submissionId;
+    const issuedIn = latestEvent(record, 'approved')?.submissionId;
     const carries = (s: PasSubmission) =>
       ((s.detail as { items?: { reviewAction?: string; order?: OrderKey; authorization?: { number?: string } }[] }).items ?? []).some(
         (i) =>

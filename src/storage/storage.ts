@@ -840,3 +840,11 @@ export interface Storage {
   /** Flushes pending writes and releases the store. */
   close(): Promise<void>;
 }
+
+/**
+ * The latest event of an order's history that put it in `state`: the approval it stands on, the denial it stands under
+ * (coverage/ and storage's own held-elsewhere check read it alike).
+ */
+export function latestEvent(record: Pick<OrderRecord, 'history'>, state: OrderState): OrderEvent | undefined {
+  return [...record.history].reverse().find((h) => h.state === state);
+}

@@ -191,3 +191,15 @@ export function useDemoBrowser(): { readonly browser: Browser; readonly server: 
     },
   };
 }
+
+/**
+ * On the demo chart, Kwame's Blincyto order (story centene-missing-mrd) signed and sent as a PAS request without the
+ * MRD result: pended for review.
+ */
+export async function pendKwameOnDemo(page: Page, url: string): Promise<void> {
+  await page.goto(`${url}/?story=centene-missing-mrd`);
+  await page.getByRole('button', { name: 'Sign order' }).click();
+  await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+  await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' }).click();
+  await page.getByTestId('pas-decision').waitFor();
+}

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Bundle, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Browser, Locator, Page, Route } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hasChromium, launchChromium, lowContrastText, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
+import { hasChromium, launchChromium, lowContrastText, openSession, overflowsSideways, pendKwameOnDemo, SCREENSHOTS, textOf } from './browser-session.js';
 import type { BrowserSession } from './browser-session.js';
 import { repoRoot } from './start-demo-server.js';
 
@@ -881,20 +881,12 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(s.problems).toEqual([]);
   }, 150_000);
 
-  /** Kwame's order signed and sent as a PAS request without the MRD: pended for review (the story of the test above). */
-  async function pendOrder(page: Page, url: string): Promise<void> {
-    await page.goto(`${url}/?story=centene-missing-mrd`);
-    await page.getByRole('button', { name: 'Sign order' }).click();
-    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
-    await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' }).click();
-    await page.getByTestId('pas-decision').waitFor();
-  }
   const pendedKey = { payer: 'centene', patientId: 'centene-missing-mrd', orderRef: 'MedicationRequest/centene-missing-mrd-order', drug: 'blinatumomab' };
 
   it('a pended order the documentation answers "not covered": the request stays pended, so the form keeps saying so; the determination is its one status (review ui s46 M1, M2)', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 390, height: 844 });
     const { page, url } = s;
-    await pendOrder(page, url);
+    await pendKwameOnDemo(page, url);
     await page.getByRole('button', { name: 'Complete documentation', exact: true }).click();
     await page.getByText(/answers? pre-filled from the chart/).waitFor({ timeout: 30_000 });
     const pended = page.getByRole('region', { name: 'Pended for review' });
@@ -923,7 +915,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
   it('a pended order\'s adaptive form sent without the MRD: the form closes with "Still needed" and no "Still to document" line, the pended sentence said once, in its box (review ui s46 M1, L4)', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;
-    await pendOrder(page, url);
+    await pendKwameOnDemo(page, url);
     await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
     await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
     const pended = page.getByRole('region', { name: 'Pended for review' });

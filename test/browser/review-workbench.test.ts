@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Bundle, Claim, Coverage, MedicationRequest } from '@medplum/fhirtypes';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hasChromium, launchChromium, lowContrastText, openSession, overflowsSideways, SCREENSHOTS, textOf } from './browser-session.js';
+import { hasChromium, launchChromium, lowContrastText, openSession, overflowsSideways, pendKwameOnDemo, SCREENSHOTS, textOf } from './browser-session.js';
 import type { BrowserSession } from './browser-session.js';
 import { repoRoot } from './start-demo-server.js';
 import { storyBundle } from '../pas/pas-fixtures.js';
@@ -12,11 +12,7 @@ const ARTIFACTS = join(repoRoot, 'test-artifacts', 'review-workbench');
 
 /** The clinician signs Kwame's Blincyto order and sends the PAS request without documentation: it is pended. */
 async function pendKwame(page: Page, url: string): Promise<void> {
-  await page.goto(`${url}/?story=centene-missing-mrd`);
-  await page.getByRole('button', { name: 'Sign order' }).click();
-  await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
-  await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' }).click();
-  await page.getByTestId('pas-decision').waitFor();
+  await pendKwameOnDemo(page, url);
   expect(await textOf(page, '#pas')).toContain('Pended for review');
 }
 
