@@ -373,7 +373,7 @@ export function pendedReview(
   opts: { naming?: boolean } = {},
 ): { reviewAction: 'A4'; reason: string; pended: string; advice: string; waitsFor?: string } | undefined {
   if (record?.state !== 'pended') return undefined;
-  const event = [...record.history].reverse().find((h) => h.state === 'pended');
+  const event = latestEvent(record, 'pended');
   const since = event?.at.slice(0, 10);
   const submissionId = record.submissionId ?? event?.submissionId;
   const named = opts.naming && submissionId ? ` (reference ${submissionId})` : '';
