@@ -176,14 +176,22 @@ export function decideOrders(opts: {
 }): OrderDecision[] {
   const decisions: OrderDecision[] = [];
   const callCoverageEnd = coverageLastDay(opts.record.coverage);
-  // The Coverage each order is decided under (design.md §4 "Payer"): the call's, or across a plan change its own.
-  const under = (orderDate: string): Pick<OrderDecision, 'coverageEnd' | 'coverageRef' | 'noActiveCoverage'> => {
+  // The Coverage each order is decided under (design.md §4 "Payer"): the call's, or across a plan change its own. Each
+  // date is placed once per call: the orders of the request are placed to leave out those outside every Coverage, and
+  // each is then decided under the same placing.
+  const placedOn = new Map<string, Pick<OrderDecision, 'coverageEnd' | 'coverageRef' | 'noActiveCoverage'>>();
+  const place = (orderDate: string): Pick<OrderDecision, 'coverageEnd' | 'coverageRef' | 'noActiveCoverage'> => {
     const placed = opts.coverageOn?.(orderDate);
     if (!placed) return callCoverageEnd ? { coverageEnd: callCoverageEnd } : {};
     const ref = placed.coverage.id ? { coverageRef: `Coverage/${placed.coverage.id}` } : {};
     if (placed.notInForce) return { ...ref, noActiveCoverage: placed.notInForce };
     const end = coverageLastDay(placed.coverage);
     return { ...ref, ...(end ? { coverageEnd: end } : {}) };
+  };
+  const under = (orderDate: string): Pick<OrderDecision, 'coverageEnd' | 'coverageRef' | 'noActiveCoverage'> => {
+    let placed = placedOn.get(orderDate);
+    if (!placed) placedOn.set(orderDate, (placed = place(orderDate)));
+    return placed;
   };
   // An order no Coverage of the payer is in force on is not judged, so it is no part of the payer's request: the orders
   // signed with it do not count it among the orders of their request (design.md §6 "Orders signed or claimed

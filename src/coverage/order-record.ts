@@ -373,7 +373,7 @@ export function pendedReview(
   opts: { naming?: boolean } = {},
 ): { reviewAction: 'A4'; reason: string; pended: string; advice: string; waitsFor?: string } | undefined {
   if (record?.state !== 'pended') return undefined;
-  const event = [...record.history].reverse().find((h) => h.state === 'pended');
+  const event = latestEvent(record, 'pended');
   const since = event?.at.slice(0, 10);
   const submissionId = record.submissionId ?? event?.submissionId;
   const named = opts.naming && submissionId ? ` (reference ${submissionId})` : '';
@@ -533,7 +533,7 @@ export async function settleOrderDecisions(opts: {
       // A denied order changed since its denial is judged afresh (docs/design.md §8): its record is reopened, the
       // denial kept in its history. A call that commits nothing answers the order as sent and writes nothing.
       const ownStart = d.order.resourceType === 'MedicationRequest' && orderStartOf(d.order) !== undefined;
-      const denialChange = await changedSinceDenial(opts.storage, d.policy!, { evaluation: d.evaluation!, ...(ownStart ? { orderDate: d.orderDate } : {}) }, current);
+      const denialChange = await changedSinceDenial(opts.storage, d.policy!, { evaluation: d.evaluation!, order: d.order, ...(ownStart ? { orderDate: d.orderDate } : {}) }, current);
       if (denialChange) {
         const change = reopenDenialChange(current!, denialChange, { source: 'crd', actor: opts.actor, assertionId: d.assertionId, policyId: d.policy!.file.id });
         if (opts.mayReopen === false) {

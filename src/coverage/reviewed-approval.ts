@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
 import type { OrderEvent, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
 import { latestEvent } from '../storage/storage.js';
 import { longDate } from '../fhir/long-date.js';
@@ -132,17 +133,7 @@ export async function reviewedItemOf(storage: Storage, record: OrderRecord): Pro
 export async function approvalFacts(storage: Storage, record: OrderRecord, approved: OrderEvent): Promise<Record<string, unknown> | undefined> {
   if (approved.source === 'dtr' && approved.assertionId) return (await storage.getAssertion(approved.assertionId).catch(() => undefined))?.facts;
   if (approved.source !== 'pas' || !approved.submissionId) return undefined;
-  return (await shownIn(storage, approved.submissionId, record))?.facts;
-}
-
-/**
- * The item for the order of `record` in the stored PAS request `submissionId` and the facts it showed its reviewer
- * ({@link evidenceFacts}): what an approval given in PAS was given on ({@link approvalFacts}), and what a denied order
- * was denied as ({@link changedSinceDenial}). Undefined when the request or the item cannot be read.
- */
-async function shownIn(storage: Storage, submissionId: string, record: OrderKey): Promise<{ item: StoredItem; facts: Record<string, unknown> } | undefined> {
-  const item = (await submittedItemOf(storage, submissionId, record))?.item;
-  return item && { item, facts: evidenceFacts(item) };
+  return (await reviewedOrderOf(storage, approved.submissionId, record))?.facts;
 }
 
 /** The facts a stored PAS item showed its reviewer (each criterion's evidence), by name. */
@@ -251,35 +242,108 @@ export function beyondApproval(number: string, asking: 'request' | 'order' = 're
  */
 
 /**
- * Why a denied order is judged afresh, when it is (docs/design.md §8 "A denial is the decision on the order as it was
- * denied"): the order has changed since the PAS request that was denied. Its facts read from `%order` (the dose, the
- * quantity, the cycles: {@link orderChanged}, the comparison an approval is read with) differ from those the denied
- * item showed (the amount a policy judges only when `now` is a PAS item too: PAS reads it from the Claim item), or
- * the start it states (`orderDate`, given only when the order states one: a date the order does not state moves with
- * the calendar and is no change of the order) is not the denied item's. A fact the denied item did not show (no
- * criterion read it) cannot tell, and is not compared: the denial stands unless the order is shown to have changed.
- * Undefined for an order that is not denied, or is the order as denied (signed or claimed again unchanged): the
- * denial stands, with its advice (coverage/order-record.ts recordedDecision).
+ * What an order asks, as the EHR wrote it: the dose of each instruction and its timing (with the planned start), the
+ * quantity dispensed, the repeats (cycles) and the supply duration. Two readings of one order that differ here are two
+ * orders to judge, whatever facts a policy reads of them ({@link sameOrderAsReviewed}). JSON-normalised, since one side
+ * is read from storage.
  */
-export async function changedSinceDenial(
-  storage: Storage,
-  policy: CompiledPolicy,
-  now: { evaluation: Pick<PolicyEvaluation, 'facts'>; orderDate?: string; fromClaimItem?: boolean },
-  record: OrderRecord | null | undefined,
-): Promise<string | undefined> {
+function orderTerms(order: Resource): unknown {
+  const mr = order as MedicationRequest;
+  return JSON.parse(
+    JSON.stringify({
+      dose: (mr.dosageInstruction ?? []).map((d) => ({ doseAndRate: d.doseAndRate ?? [], timing: d.timing?.repeat ?? {} })),
+      quantity: mr.dispenseRequest?.quantity ?? {},
+      repeats: mr.dispenseRequest?.numberOfRepeatsAllowed ?? 0,
+      duration: mr.dispenseRequest?.expectedSupplyDuration ?? {},
+    }),
+  );
+}
+
+/** The order `orderRef` (`MedicationRequest/<id>`) in a stored PAS request Bundle: by its id, else its RESTful fullUrl. */
+function orderInBundle(bundle: Record<string, unknown> | undefined, orderRef: string): Resource | undefined {
+  const entries = ((bundle as { entry?: { fullUrl?: string; resource?: Resource }[] } | undefined)?.entry ?? []);
+  const found = entries.find((e) => {
+    const r = e.resource;
+    if (r?.resourceType !== 'MedicationRequest') return false;
+    return (r.id !== undefined && `MedicationRequest/${r.id}` === orderRef) || (!!e.fullUrl && e.fullUrl.endsWith(`/${orderRef}`));
+  });
+  return found?.resource;
+}
+
+/**
+ * An order as a PAS request's item showed it when the request was decided (denied, or approved by a reviewer or the
+ * rules): the item, the facts its criteria read ({@link evidenceFacts}) and the order as the request's Bundle holds it
+ * (absent when the Bundle does not hold it: an order made up from the Claim item).
+ */
+export interface ReviewedOrder {
+  item: StoredItem;
+  facts: Record<string, unknown>;
+  order?: Resource;
+}
+
+/** The order of `record` as the stored PAS request `submissionId` showed it. Undefined when it cannot be read. */
+export async function reviewedOrderOf(storage: Storage, submissionId: string, record: OrderKey): Promise<ReviewedOrder | undefined> {
+  const submitted = await submittedItemOf(storage, submissionId, record);
+  if (!submitted) return undefined;
+  const order = orderInBundle(submitted.requestBundle, record.orderRef);
+  return { item: submitted.item, facts: evidenceFacts(submitted.item), ...(order ? { order } : {}) };
+}
+
+/**
+ * An order as an edge now has it, to be compared with the order as reviewed ({@link sameOrderAsReviewed}): its
+ * evaluation (signing, PAS; the DTR package has none), the start it states (`orderDate`, given only when the order
+ * states one: a date it does not state moves with the calendar and is no change of the order), the order as sent (the
+ * EHR's MedicationRequest) and, for a PAS Claim item, the item's quantity.
+ */
+export interface OrderAsNow {
+  evaluation?: Pick<PolicyEvaluation, 'facts'>;
+  orderDate?: string;
+  order?: Resource;
+  /** Set for a PAS Claim item: its requested amount was read from the item (adjudicate.ts withItemQuantity). */
+  fromClaimItem?: boolean;
+  /** The Claim item's quantity as asked (null: none), for a PAS item. */
+  claimQuantity?: unknown;
+}
+
+/**
+ * The one definition of "the same order as reviewed" (docs/design.md §8 "A denial is the decision on the order as it
+ * was denied"), for CRD signing, the DTR package and PAS alike. The order is another order when any of these tells:
+ * - a fact read from `%order` (the dose, the quantity, the cycles: {@link orderChanged}) the order states with another
+ *   value than the reviewed item showed; the amount a policy judges (`requestedAmount`) only when `now` is a PAS item
+ *   too (PAS reads it from the Claim item, signing from the order: the two readings are not comparable);
+ * - the start it states is not the reviewed item's order date;
+ * - what the order asks as the EHR wrote it (its dose, timing, dispense quantity, repeats, supply duration:
+ *   `orderTerms`) differs from the order the reviewed request's Bundle held, so a quantity-only change is seen at
+ *   signing as PAS sees it, whatever facts the policy reads;
+ * - for a PAS item, its Claim quantity differs from the reviewed item's (when both were kept).
+ * What cannot be read on either side (a fact the item did not show, an order the Bundle did not hold, an edge without
+ * an evaluation) cannot tell and is not compared: the order is the same unless shown to differ.
+ */
+export function sameOrderAsReviewed(policy: CompiledPolicy, now: OrderAsNow, reviewed: ReviewedOrder): boolean {
+  if (now.evaluation) {
+    const shown = { ...reviewed.facts };
+    if (!now.fromClaimItem && policy.requestedAmount) delete shown[policy.requestedAmount];
+    const asNow = Object.fromEntries(now.evaluation.facts.map((f) => [f.name, f.value]));
+    if (orderChanged(policy, now.evaluation as PolicyEvaluation, { ...asNow, ...shown })) return false;
+  }
+  if (now.orderDate && reviewed.item.orderDate && now.orderDate !== reviewed.item.orderDate) return false;
+  if (now.order?.resourceType === 'MedicationRequest' && reviewed.order && !isDeepStrictEqual(orderTerms(now.order), orderTerms(reviewed.order))) return false;
+  if (now.fromClaimItem && now.claimQuantity !== undefined && reviewed.item.quantity !== undefined && !isDeepStrictEqual(JSON.parse(JSON.stringify(now.claimQuantity)), reviewed.item.quantity)) return false;
+  return true;
+}
+
+/**
+ * Why a denied order is judged afresh, when it is (docs/design.md §8 "A denial is the decision on the order as it was
+ * denied"): the order is not the same order as the PAS request that was denied ({@link sameOrderAsReviewed}, the one
+ * definition CRD, DTR and PAS share). Undefined for an order that is not denied, or is the order as denied (signed or
+ * claimed again unchanged): the denial stands, with its advice (coverage/order-record.ts recordedDecision).
+ */
+export async function changedSinceDenial(storage: Storage, policy: CompiledPolicy, now: OrderAsNow, record: OrderRecord | null | undefined): Promise<string | undefined> {
   if (record?.state !== 'denied') return undefined;
   const denial = latestEvent(record, 'denied');
   if (!denial?.submissionId) return undefined;
-  const denied = await shownIn(storage, denial.submissionId, record);
-  if (!denied) return undefined;
-  const { item, facts: shown } = denied;
-  const asNow = Object.fromEntries(now.evaluation.facts.map((f) => [f.name, f.value]));
-  // PAS read the amount a policy judges from the Claim item (adjudicate.ts withItemQuantity), signing reads it from the
-  // order: the two readings are not comparable, so signing does not compare it (PAS compares item with item).
-  if (!now.fromClaimItem && policy.requestedAmount) delete shown[policy.requestedAmount];
-  const changed =
-    orderChanged(policy, now.evaluation as PolicyEvaluation, { ...asNow, ...shown }) || (!!now.orderDate && !!item.orderDate && now.orderDate !== item.orderDate);
-  if (!changed) return undefined;
+  const denied = await reviewedOrderOf(storage, denial.submissionId, record);
+  if (!denied || sameOrderAsReviewed(policy, now, denied)) return undefined;
   const by = denial.source === 'review' ? `by a reviewer (${denial.actor})` : 'by the rules';
   return `The order changed after its prior authorization request (PAS ${denial.submissionId}) was denied ${by} on ${longDate(denial.at.slice(0, 10))} for the order as it then stood ("${denial.reason}"): the order as it now stands is judged afresh`;
 }

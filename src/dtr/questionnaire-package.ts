@@ -23,7 +23,9 @@ import type { Logger } from '../logger.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { orderStartOf, statedStartOf, withMedicationCode } from '../policies/evaluation-data.js';
 import { localReference } from '../fhir/references.js';
-import type { AssertionRecord, OrderRecord, Storage } from '../storage/storage.js';
+import type { AssertionRecord, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
+import { latestEvent } from '../storage/storage.js';
+import { reviewedOrderOf, sameOrderAsReviewed } from '../coverage/reviewed-approval.js';
 import { prefilledResponse } from '../coverage/questionnaire-answers.js';
 import { assertionIsAbout, assertionSpeaksFor, requestPatientIds } from '../coverage/assertion-speaks-for.js';
 import type { DtrCatalog } from './catalog.js';
@@ -610,11 +612,15 @@ async function orderDecisionIssue(policy: CompiledPolicy, form: FormOrder, deps:
   // order re-signed at twice the approved dose, which CRD answers auth-needed, was shown "Certified in total"). So an
   // approval is named only when it is news to the order the EHR holds: the order carries the signing assertion this
   // form is for, and the approval was given after that signing. A signing after the approval already gave the EHR
-  // CRD's own answer on the order as it now stands; an order without an assertion cannot be placed. A denial stands
-  // for the order until it is changed and signed again (which reopens the record), so it is always named.
+  // CRD's own answer on the order as it now stands; an order without an assertion cannot be placed. Nor is it named
+  // for an order the EHR has changed since what was approved (the dose raised and not yet signed again): an approval
+  // given in PAS or by a reviewer is compared with the order the approved request held, by the one definition of the
+  // same order CRD and PAS use (reviewed-approval.ts sameOrderAsReviewed). A denial stands for the order until it is
+  // changed and signed again (which reopens the record), so it is always named.
   if (decided.reviewAction === 'A1') {
-    const approvedAt = [...(record?.history ?? [])].reverse().find((h) => h.state === 'approved')?.at;
-    if (!form.assertion || !approvedAt || form.assertion.createdAt >= approvedAt) return undefined;
+    const approvedBy = record && latestEvent(record, 'approved');
+    if (!form.assertion || !approvedBy || form.assertion.createdAt >= approvedBy.at) return undefined;
+    if (approvedBy.submissionId && form.order && (await changedSinceApproved(policy, form.order, approvedBy.submissionId, key, deps))) return undefined;
   }
   const text =
     decided.reviewAction === 'A1'
@@ -629,6 +635,19 @@ async function orderDecisionIssue(policy: CompiledPolicy, form: FormOrder, deps:
     },
     diagnostics: `The order ${key.orderRef} has its decision: ${text}`,
   };
+}
+
+/**
+ * Whether the EHR's order a package is for is not the order the PAS request `submissionId` (whose approval the record
+ * holds) asked for: what it asks (dose, quantity, cycles, supply) differs from that request's order
+ * (reviewed-approval.ts sameOrderAsReviewed). False when the request or its order cannot be read: nothing tells.
+ */
+async function changedSinceApproved(policy: CompiledPolicy, order: Resource, submissionId: string, key: OrderKey, deps: PackageDeps): Promise<boolean> {
+  const approved = await reviewedOrderOf(deps.storage, submissionId, key).catch((err: unknown) => {
+    deps.log.warn({ err }, 'questionnaire-package: approved request not read, the approval named as recorded');
+    return undefined;
+  });
+  return !!approved && !sameOrderAsReviewed(policy, { order }, approved);
 }
 
 /**

@@ -3,6 +3,7 @@ import { PROVISIONAL, cancelledApprovalReason, isDecided } from '../coverage/ord
 import { badRequest } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ApprovalWithdrawal, GuardedOrderChange, OrderKey, OrderRecord, PasSubmission, Storage } from '../storage/storage.js';
+import { latestEvent } from '../storage/storage.js';
 import { adjudicate } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
 import { answeredApprovals, itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
@@ -69,7 +70,7 @@ function releaseOf(item: ItemDecision, record: OrderRecord | undefined, s: PasSu
   const number = record.state === 'approved' ? record.authorization?.number : undefined;
   if (!number) return undefined;
   const answers = item.reviewAction === 'A1' && item.authorization?.number === number;
-  const issuedHere = item.reviewAction === 'A4' && [...record.history].reverse().find((h) => h.state === 'approved')?.submissionId === s.id;
+  const issuedHere = item.reviewAction === 'A4' && latestEvent(record, 'approved')?.submissionId === s.id;
   if (answers || issuedHere) {
     return { key: item.order, from: ['approved'], change: { ...change, reason: cancelledApprovalReason(number, s.id), withdrawsApproval: true } };
   }

@@ -1,5 +1,6 @@
 import type { Quantity } from '@medplum/fhirtypes';
 import type { OrderRecord, Storage } from '../storage/storage.js';
+import { latestEvent } from '../storage/storage.js';
 import { asksMoreThanAnswered, limitsAskNoMore, reviewedItemOf } from '../coverage/reviewed-approval.js';
 import type { ItemDecision } from './adjudicate.js';
 import { parsePasRequest } from './request-bundle.js';
@@ -26,7 +27,7 @@ export async function approvalCovers(
   /** The item's Claim quantity when its decision does not hold one (stored before quantities were kept). */
   askedBefore?: () => Quantity | undefined,
 ): Promise<boolean> {
-  const approvedBy = [...record.history].reverse().find((h) => h.state === 'approved');
+  const approvedBy = latestEvent(record, 'approved');
   if (approvedBy && (approvedBy.source === 'dtr' || approvedBy.source === 'pas')) return !overLimit(item) && !(await asksMoreThanAnswered(storage, item, record, approvedBy));
   const reviewed = await reviewedItemOf(storage, record);
   if (!reviewed) return !overLimit(item);

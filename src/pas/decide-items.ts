@@ -79,7 +79,12 @@ async function reopenedDenial(
   const facts: FactResult[] = [...new Map(item.criteria.flatMap((c) => c.evidence ?? []).map((e) => [e.fact, { name: e.fact, value: e.value, source: e.source }])).values()];
   const order = opts.request?.resources.find((r) => r.resourceType === 'MedicationRequest' && `MedicationRequest/${r.id ?? ''}` === item.order?.orderRef);
   const ownStart = order?.resourceType === 'MedicationRequest' && orderStartOf(order) !== undefined;
-  const reason = await changedSinceDenial(storage, policy, { evaluation: { facts }, fromClaimItem: true, ...(ownStart ? { orderDate: item.orderDate } : {}) }, record);
+  const reason = await changedSinceDenial(
+    storage,
+    policy,
+    { evaluation: { facts }, fromClaimItem: true, ...(item.quantity !== undefined ? { claimQuantity: item.quantity } : {}), ...(order ? { order } : {}), ...(ownStart ? { orderDate: item.orderDate } : {}) },
+    record,
+  );
   if (!reason) return record;
   return (await storage.applyOrderChange(reopenDenialChange(record, reason, { source: 'pas', actor: opts.actor, policyId: item.policyId }))).record;
 }

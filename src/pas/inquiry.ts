@@ -2,7 +2,7 @@ import type { Bundle, Claim, Extension, Identifier, Patient } from '@medplum/fhi
 import { badRequest } from '../errors.js';
 import type { PasQuery, PasSubmission } from '../storage/storage.js';
 import { EXT_ADMINISTRATION_REFERENCE_NUMBER, EXT_AUTHORIZATION_NUMBER } from './pas-urls.js';
-import { BundleIndex, identifierKey } from './request-bundle.js';
+import { BundleIndex, assertEntriesAgree, identifierKey } from './request-bundle.js';
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -27,6 +27,8 @@ function fromInquiryBundle(bundle: Bundle): Inquiry {
   const claim = entries.find((e) => e.resource?.resourceType === 'Claim')?.resource as Claim | undefined;
   if (!claim) throw badRequest('A PAS inquiry Bundle holds the Claim (PASClaimInquiry) to search by; this one has none', ['Bundle.entry']);
   const index = new BundleIndex(entries);
+  // An entry whose RESTful fullUrl disagrees with its resource does not say which patient or Claim it is (as at $submit).
+  assertEntriesAgree(index);
   const patient = claim.patient?.reference ? index.resolve(claim.patient.reference)?.resource : undefined;
   const patientIdentifiers = patient?.resourceType === 'Patient' ? ((patient as Patient).identifier ?? []).map(identifierKey).filter((k): k is string => !!k) : [];
 

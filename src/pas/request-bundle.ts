@@ -15,6 +15,7 @@ import type {
 import { HttpError, badRequest, outcome } from '../errors.js';
 import { otherPatientField, resourceLabel, samePatientId } from '../fhir/one-patient.js';
 import { localReference } from '../fhir/references.js';
+import { isKnownResourceType } from '../fhir/fhir-shape.js';
 import { EXT_REQUESTED_SERVICE } from './pas-urls.js';
 import { cancelsRequest, isCancelledEntry, isClaimUpdate, readClaimUpdate } from './claim-update-request.js';
 import type { ClaimUpdate } from './claim-update-request.js';
@@ -95,28 +96,49 @@ export class BundleIndex {
   }
 }
 
+/** A RESTful URL's last two segments, `Type/id` (FHIR R4 §3.1.0.1.1 literal references). */
+const RESTFUL = /(?:^|\/)([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})$/;
+
 /**
  * The id a RESTful fullUrl (`[base/]Type/id`, FHIR R4 §3.1.0.1.1 literal references) gives a resource of this type, or
  * undefined when the fullUrl is not one (a `urn:uuid:`, `urn:oid:`, any other URI) or names another type.
  */
 function restfulIdOf(fullUrl: string | undefined, resourceType: string): string | undefined {
-  const m = typeof fullUrl === 'string' ? fullUrl.match(/(?:^|\/)([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})$/) : null;
+  const m = typeof fullUrl === 'string' ? fullUrl.match(RESTFUL) : null;
   return m && m[1] === resourceType ? m[2] : undefined;
 }
 
 /**
  * Every entry's resource agrees with its RESTful fullUrl (FHIR R4 Bundle.entry.fullUrl: it "SHALL NOT disagree with the
- * id in the resource"): `…/MedicationRequest/123` over a MedicationRequest whose id is 456 does not say which order the
- * Claim's `MedicationRequest/123` asks for, nor which order's record the decision belongs to, so it is a 400 naming the
- * entry, never one of the two picked. Checked at $submit, not in `parsePasRequest`, which also re-reads stored requests.
+ * id in the resource"): `…/MedicationRequest/123` over a MedicationRequest whose id is 456, or over a Patient (another
+ * resource type), does not say which resource the Bundle's references to `MedicationRequest/123` mean, nor which
+ * order's record a decision belongs to, so it is a 400 naming the entry, never one of the two picked. Checked at
+ * $submit and $inquire ({@link assertEntriesAgree}), not in `parsePasRequest`, which also re-reads stored requests.
  */
 export function assertFullUrlsAgree(req: PasRequest): void {
-  for (const l of req.index.all) {
-    const named = restfulIdOf(l.fullUrl, l.resource.resourceType);
-    if (named && l.resource.id !== named) {
+  assertEntriesAgree(req.index);
+}
+
+/**
+ * {@link assertFullUrlsAgree} over a Bundle's indexed entries (a PAS request's, an inquiry's). A fullUrl ending in
+ * `Type/id` whose `Type` is a FHIR resource type is RESTful; any other URI (`urn:uuid:`, `urn:oid:`, a URL not naming a
+ * resource) names nothing and is not compared.
+ */
+export function assertEntriesAgree(index: Pick<BundleIndex, 'all'>): void {
+  for (const l of index.all) {
+    const m = typeof l.fullUrl === 'string' ? l.fullUrl.match(RESTFUL) : null;
+    if (!m || !isKnownResourceType(m[1])) continue;
+    const at = l.path.replace(/\.resource$/, '.fullUrl');
+    if (m[1] !== l.resource.resourceType) {
       throw badRequest(
-        `${l.path.replace(/\.resource$/, '.fullUrl')} is ${l.fullUrl}, but its ${l.resource.resourceType}'s id is ${JSON.stringify(l.resource.id)}: a fullUrl that is not a urn:uuid must agree with the resource's id (FHIR Bundle.entry.fullUrl)`,
-        [l.path.replace(/\.resource$/, '.fullUrl'), `${l.path}.id`],
+        `${at} is ${l.fullUrl}, which names a ${m[1]}, but its resource is a ${l.resource.resourceType}: a fullUrl that is not a urn:uuid must name its resource (FHIR Bundle.entry.fullUrl)`,
+        [at, `${l.path}.resourceType`],
+      );
+    }
+    if (l.resource.id !== m[2]) {
+      throw badRequest(
+        `${at} is ${l.fullUrl}, but its ${l.resource.resourceType}'s id is ${JSON.stringify(l.resource.id)}: a fullUrl that is not a urn:uuid must agree with the resource's id (FHIR Bundle.entry.fullUrl)`,
+        [at, `${l.path}.id`],
       );
     }
   }

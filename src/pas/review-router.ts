@@ -8,7 +8,7 @@ import { coverageLastDay } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import { UNDECIDED, isDecided, recordedDecision } from '../coverage/order-record.js';
 import type { ApprovedItem, AuthorizationRecord, OrderEvent, OrderKey, OrderState, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
-import { widenedPeriod } from '../storage/storage.js';
+import { latestEvent, widenedPeriod } from '../storage/storage.js';
 import type { Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
@@ -526,7 +526,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
         // Who decided the order meanwhile: another path (signing, DTR, another request), or a review of this request.
         // The record keeps naming this request while another path decides its order, so the deciding event says.
         const decided = (await Promise.all(orders.map((o) => storage.getOrderRecord(o.key))))
-          .map((r) => (isDecided(r) ? { record: r, by: [...r.history].reverse().find((h) => h.state === r.state) } : undefined))
+          .map((r) => (isDecided(r) ? { record: r, by: latestEvent(r, r.state) } : undefined))
           .find((d) => d && !(d.by?.source === 'review' && d.by.submissionId === id));
         // The request takes that decision now, so $inquire and its subscribers have it without another read.
         if (decided) await settlePended(storage, s, { log: logOf(req, logger), notifier: deps.notifier });

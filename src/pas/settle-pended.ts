@@ -1,6 +1,7 @@
 import type { Logger } from '../logger.js';
 import { isDecided, recordedDecision } from '../coverage/order-record.js';
 import type { OrderEvent, OrderKey, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
+import { latestEvent } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
@@ -53,7 +54,7 @@ export async function settlePended(
       // An approval answers only what it covers: a request pended over a limit stays the reviewer's when the order is
       // approved within it (at signing, in DTR), or by a reviewer for less (docs/design.md §8 "What an approval covers").
       if (decided.reviewAction === 'A1' && !(await approvalCovers(storage, item, record, () => quantityOf(s.requestBundle, item.sequence)))) return { item };
-      const event = [...record.history].reverse().find((h) => h.state === record.state);
+      const event = latestEvent(record, record.state);
       const by = event ? decidedBy(event) : 'The order record';
       return { item: itemFromOrderRecord(item, decided), by };
     }),

@@ -137,6 +137,28 @@ describe('$questionnaire-package names the decision the order already has', () =
     expect(decisionIssues(await packageOutcomes(app, resources, resigned))).toEqual([]);
   });
 
+  it("a reviewer's approval after the signing is not named for the EHR's order changed since what was approved (the dose raised, not signed again)", async () => {
+    const token = 'review-token-package-changed-order';
+    const { app } = buildApp({ today: TODAY, env: { REVIEW_TOKEN: token } });
+    const resources = storyResources(STORY);
+    const order = await signed(app, resources, storyOrder(STORY, resources));
+    const cr = claimResponseOf((await request(app).post('/fhir/Claim/$submit').send(storyBundle(STORY)).expect(200)).body);
+    expect(reviewActions(cr)).toEqual([`${X12_306_REVIEW_ACTION}#A4`]);
+    await request(app)
+      .post(`/review/${cr.id}/decision`)
+      .set('Authorization', `Bearer ${token}`)
+      .send({ decision: 'approve', reviewer: 'Dr. R. Okafor', reason: 'MRD 0.4 % on the attached flow report' })
+      .expect(200);
+    // The order as signed and as approved: the approval is news to it.
+    expect(decisionIssues(await packageOutcomes(app, resources, order)).map((i) => i.details!.coding![0].code)).toEqual(['A1', 'A1']);
+    // The EHR's order, still carrying that signing, with its dose doubled or its supply halved since: not what was approved.
+    const doubled = JSON.parse(JSON.stringify(order).replace(/"doseQuantity":\{"value":(\d+(?:\.\d+)?)/g, (_m, v: string) => `"doseQuantity":{"value":${Number(v) * 2}`)) as MedicationRequest;
+    expect(JSON.stringify(doubled)).not.toBe(JSON.stringify(order));
+    expect(decisionIssues(await packageOutcomes(app, resources, doubled))).toEqual([]);
+    const shorter: MedicationRequest = { ...order, dispenseRequest: { ...order.dispenseRequest, expectedSupplyDuration: { value: 14, unit: 'days', system: 'http://unitsofmeasure.org', code: 'd' } } };
+    expect(decisionIssues(await packageOutcomes(app, resources, shorter))).toEqual([]);
+  });
+
   it('an order a PAS request pends for review: A4, what it waits for, the request, and where answers go; none once it is decided (review ui s45 A4)', async () => {
     const { app, storage } = buildApp({ today: TODAY });
     const resources = storyResources(STORY);

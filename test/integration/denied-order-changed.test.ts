@@ -47,6 +47,20 @@ async function deniedOverDose() {
   return { ...loop, deniedId: pended.id! };
 }
 
+/** The DTR response the signed order's package drafts, completed as drafted: its coverage-information. */
+async function dtrResponse(app: Parameters<typeof request>[0], signedBody: unknown): Promise<Extension> {
+  const signedOrder = (signedBody as { systemActions: { resource: MedicationRequest }[] }).systemActions[0].resource;
+  const coverage = storyResources(STORY).find((r) => r.resourceType === 'Coverage');
+  const pkg = await request(app)
+    .post('/fhir/Questionnaire/$questionnaire-package')
+    .send({ resourceType: 'Parameters', parameter: [{ name: 'coverage', resource: coverage }, { name: 'order', resource: signedOrder }] })
+    .expect(200);
+  const bundle = pkg.body.parameter.find((p: { name: string }) => p.name === 'PackageBundle').resource as Bundle;
+  const draft = bundle.entry!.map((e) => e.resource).find((r) => r?.resourceType === 'QuestionnaireResponse') as QuestionnaireResponse;
+  const saved = await request(app).post('/fhir/QuestionnaireResponse').send({ ...draft, status: 'completed' }).expect(201);
+  return (saved.body.extension as Extension[]).find((e) => e.url === COVERAGE_INFO_URL)!;
+}
+
 describe('a denial is the decision on the order as it was denied', () => {
   it('signed and claimed again unchanged, the denial stands and says how to go on', async () => {
     const { order, sign, submit } = await deniedOverDose();
@@ -142,6 +156,54 @@ describe('a denial is the decision on the order as it was denied', () => {
     expect(sub(raised.ext, 'pa-needed')!.valueCode).toBe('auth-needed');
     expect(JSON.stringify(raised.body)).not.toContain('Prior authorization denied');
     expect(raised.body.cards.some((c) => (c.suggestions ?? []).length > 0)).toBe(true);
+  });
+
+  // Only what the order dispenses changed, not its dose (the one definition of the same order as reviewed,
+  // reviewed-approval.ts sameOrderAsReviewed): Centene's policy reads no quantity, and signing still sees another order,
+  // as PAS would.
+  const quantityOnly: [string, (o: MedicationRequest) => MedicationRequest][] = [
+    ['a dispense quantity of 14 days at 56 mcg/day', (o) => ({ ...o, dispenseRequest: { ...o.dispenseRequest, quantity: { value: 784, unit: 'mcg', system: 'http://unitsofmeasure.org', code: 'ug' } } })],
+    ['a 14-day supply instead of 28', (o) => ({ ...o, dispenseRequest: { ...o.dispenseRequest, expectedSupplyDuration: { value: 14, unit: 'days', system: 'http://unitsofmeasure.org', code: 'd' } } })],
+  ];
+
+  it.each(quantityOnly)('re-signed with only %s, the order is judged afresh, not answered with the denial', async (_what, change) => {
+    const { order, key, storage, sign, deniedId } = await deniedOverDose();
+    const changed = await sign(change(order));
+    expect(sub(changed.ext, 'covered')!.valueCode).toBe('covered');
+    expect(sub(changed.ext, 'pa-needed')!.valueCode).toBe('auth-needed');
+    expect(JSON.stringify(changed.body) + JSON.stringify(changed.ext)).not.toContain('Prior authorization denied');
+    const record = await storage.getOrderRecord(key);
+    expect(record?.state).toBe('auth-needed');
+    const denial = record!.history.findIndex((h) => h.state === 'denied');
+    expect(record!.history[denial + 1].reason).toContain(`The order changed after its prior authorization request (PAS ${deniedId}) was denied by a reviewer (Dr. L. Chen)`);
+  });
+
+  it('claimed again with only its supply changed, PAS sees the same changed order signing does: pended for the reviewer, not A3', async () => {
+    const { storage, key, submit } = await deniedOverDose();
+    const bundle = storyBundle(STORY);
+    for (const e of bundle.entry ?? []) {
+      if (e.resource?.resourceType === 'MedicationRequest' && e.resource.status === 'draft') e.resource = quantityOnly[1][1](e.resource);
+    }
+    const pas = claimResponseOf((await submit(bundle)).body);
+    expect(reviewActions(pas)).toEqual([`${X12}#A4`]);
+    expect((await storage.getOrderRecord(key))?.state).toBe('pended');
+  });
+
+  it('re-signed unchanged after the reviewer\'s denial, the denial stands at signing and in DTR', async () => {
+    const { app, order, key, storage, sign } = await deniedOverDose();
+    const again = await sign(order);
+    expect(sub(again.ext, 'covered')!.valueCode).toBe('not-covered');
+    expect((await storage.getOrderRecord(key))?.state).toBe('denied');
+    const ext = await dtrResponse(app, again.body);
+    expect(JSON.stringify(ext)).toContain(`Prior authorization denied: ${DENIED}.`);
+  });
+
+  it('re-signed with only its quantity changed, its DTR response is the changed order\'s: for a reviewer, not the denial', async () => {
+    const { app, order, sign } = await deniedOverDose();
+    const signed = await sign(quantityOnly[0][1](order));
+    const ext = await dtrResponse(app, signed.body);
+    expect(sub(ext, 'pa-needed')!.valueCode).toBe('auth-needed');
+    expect(JSON.stringify(ext)).not.toContain('Prior authorization denied');
   });
 
   it('an order-select of the corrected order answers it afresh and leaves the denial on the record', async () => {

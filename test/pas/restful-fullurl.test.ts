@@ -1,4 +1,5 @@
 import type { Bundle, BundleEntry, Claim, MedicationRequest } from '@medplum/fhirtypes';
+import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { storyResources } from '../helpers/stories.js';
 import { claimResponseOf, pasAppOnDisk, reviewActions, storyBundle } from './pas-fixtures.js';
@@ -60,5 +61,34 @@ describe('a RESTful fullUrl names its resource (FHIR Bundle.entry.fullUrl; s45 o
     expect(res.body.issue[0].expression[0]).toMatch(/^Bundle\.entry\[\d+\]\.fullUrl$/);
     expect(await recordOf('order-fullurl-disagrees')).toBeUndefined();
     expect(await recordOf('order-fullurl-elsewhere')).toBeUndefined();
+  });
+
+  it('refuses (400 naming the entry) a fullUrl that names another resource type than its resource, at $submit and at $inquire', async () => {
+    // A Patient entry sent under an order's fullUrl: references to MedicationRequest/<id> would mean a Patient.
+    const bundle = withOrderEntry('order-fullurl-type', () => undefined);
+    const patientEntry = bundle.entry!.find((e) => e.resource?.resourceType === 'Patient')!;
+    patientEntry.fullUrl = `https://ehr.example.org/fhir/MedicationRequest/${patientEntry.resource!.id}`;
+    const res = await pas.submit(bundle);
+    expect(res.status).toBe(400);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+    expect(res.body.issue[0].diagnostics).toMatch(/fullUrl is https:\/\/ehr\.example\.org\/fhir\/MedicationRequest\/.*, which names a MedicationRequest, but its resource is a Patient/);
+    expect(res.body.issue[0].expression[0]).toBe(`Bundle.entry[${bundle.entry!.indexOf(patientEntry)}].fullUrl`);
+    expect(await recordOf('order-fullurl-type')).toBeUndefined();
+
+    const claim = bundle.entry![0].resource as Claim;
+    const inquiry = {
+      resourceType: 'Bundle',
+      identifier: { system: 'urn:ehr.example.org:pas-inquiry', value: 'INQ-FULLURL-TYPE' },
+      type: 'collection',
+      timestamp: '2026-11-23T10:00:00Z',
+      entry: [
+        { fullUrl: 'urn:uuid:5b1f4c8e-2f0a-4d7e-9a51-3c2b7e8d9f10', resource: { resourceType: 'Claim', identifier: claim.identifier, status: 'active', use: 'preauthorization', patient: { reference: `Patient/${patientId}` } } },
+        { fullUrl: `https://ehr.example.org/fhir/Coverage/${patientId}`, resource: { resourceType: 'Patient', id: patientId } },
+      ],
+    };
+    const inq = await request(pas.app).post('/fhir/Claim/$inquire').set('Content-Type', 'application/fhir+json').send(JSON.stringify(inquiry));
+    expect(inq.status).toBe(400);
+    expect(inq.body.issue[0].diagnostics).toMatch(/names a Coverage, but its resource is a Patient/);
+    expect(inq.body.issue[0].expression[0]).toBe('Bundle.entry[1].fullUrl');
   });
 });
