@@ -178,10 +178,21 @@ describe('CDS Hooks edge', () => {
       expect(res.body.resourceType).toBe('OperationOutcome');
     });
 
-    it('returns 400 for malformed JSON', async () => {
-      const res = await post('{"hook": "order-sign",');
-      expect(res.status).toBe(400);
-      expect(res.body.issue[0].diagnostics).toMatch(/Malformed JSON/);
+    it('returns 400 for malformed JSON naming the position, a truncated body too, on every edge that reads JSON', async () => {
+      const { app } = buildApp();
+      const truncated = '{"resourceType": "Bundle", "type": "collection",';
+      for (const [path, body, at] of [
+        [SIGN, '{"hook": "order-sign",', 22],
+        [SIGN, '{bad', 1],
+        ['/fhir/Claim/$submit', truncated, truncated.length],
+        ['/fhir/Claim/$inquire', truncated, truncated.length],
+        ['/fhir/QuestionnaireResponse', '{"resourceType": "QuestionnaireResponse"', 40],
+        ['/fhir/Questionnaire/$questionnaire-package', '{"resourceType": "Parameters", "parameter": [', 45],
+      ] as const) {
+        const res = await request(app).post(path).set('Content-Type', 'application/fhir+json').send(body);
+        expect(res.status, path).toBe(400);
+        expect(res.body.issue[0].diagnostics, path).toMatch(new RegExp(`^Malformed JSON at position ${at}\\b`));
+      }
     });
 
     it('returns 400 for JSON nested deeper than 64 levels', async () => {
