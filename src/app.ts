@@ -16,7 +16,7 @@ import { cdsAuth } from './http/cds-auth.js';
 import { cors } from './http/cors.js';
 import { hookFirstListener } from './http/direct-hook.js';
 import type { HookRoute } from './http/direct-hook.js';
-import { errorHandler } from './http/error-handler.js';
+import { answeredStatus, errorHandler } from './http/error-handler.js';
 import type { InFlight } from './http/in-flight.js';
 import { MAX_BODY_BYTES, jsonBody } from './http/json-body.js';
 import { answerOtherMethods } from './http/method-guard.js';
@@ -67,6 +67,9 @@ export interface AppDeps {
   /** Host name resolution for notification endpoints (tests inject one; default the system resolver). */
   resolveHost?: HostResolver;
 }
+
+/** A hook request: its client's issuer once its JWT passed, and whether its answer was counted and audited yet. */
+type HookRequest = ContextRequest & { clientIss?: string; hookObserved?: boolean };
 
 /** /readyz's "not ready": its 503, Retry-After and OperationOutcome, answered here (not thrown: no error log line). */
 const notReady = (res: Response, err: HttpError): void => {
@@ -166,8 +169,33 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   const hookBody = jsonBody(MAX_BODY_BYTES, true);
+  /**
+   * One hook answer's histogram sample and audit line (design.md §4 "Contract strings": `outcome` is the policy outcome
+   * or `http-<status>` as answered). Ids and hashes only: a call refused before its body was read has none.
+   */
+  const observeHook = (r: HookRequest, serviceId: string, seconds: number, line: { status: number; outcome: string; patientIdHash: string; hookInstance: string }): Promise<void> => {
+    r.hookObserved = true;
+    metrics.hookLatency.observe({ service: serviceId, outcome: line.outcome.split('+')[0] }, seconds);
+    return storage
+      .saveAudit({ requestId: r.id, at: new Date().toISOString(), service: serviceId, clientIss: r.clientIss, latencyMs: Math.round(seconds * 10000) / 10, ...line })
+      .catch((e: unknown) => r.log.error({ err: e }, 'audit write failed'));
+  };
+  /**
+   * A hook call refused before its handler ran (its JWT, its media type, its size, its JSON): counted and audited with
+   * the status it is answered, like every hook answer, then answered by the error middleware.
+   */
+  const hookRefused = (err: unknown, req: Request, _res: Response, next: NextFunction): void => {
+    const r = req as HookRequest;
+    const service = servicesById.get(String(req.params.id));
+    if (service && !r.hookObserved) {
+      const status = answeredStatus(err);
+      const seconds = r.receivedAt === undefined ? 0 : (performance.now() - r.receivedAt) / 1000;
+      void observeHook(r, service.id, seconds, { status, outcome: `http-${status}`, patientIdHash: '', hookInstance: '' });
+    }
+    next(err);
+  };
   const hookHandler = async (req: Request, res: Response): Promise<void> => {
-    const r = req as ContextRequest & { clientIss?: string };
+    const r = req as HookRequest;
     const service = servicesById.get(String(req.params.id))!;
     const started = performance.now();
     let status = 200;
@@ -204,19 +232,14 @@ export function createApp(deps: AppDeps): express.Express {
     } catch (err) {
       // The status the client is answered (a payer problem is a DomainError: 400 or 412, not 500), so the histogram
       // and the audit line say what happened (design.md §2 Ops).
-      const answered = toHttpError(err);
-      status = (answered as { status?: number }).status ?? 500;
+      status = answeredStatus(err);
       outcome = `http-${status}`;
-      throw answered;
+      throw toHttpError(err);
     } finally {
-      const seconds = (performance.now() - started) / 1000;
-      metrics.hookLatency.observe({ service: service.id, outcome: outcome.split('+')[0] }, seconds);
-      await storage
-        .saveAudit({ requestId: r.id, at: new Date().toISOString(), service: service.id, hookInstance, clientIss: r.clientIss, patientIdHash: patientHash, status, outcome, latencyMs: Math.round(seconds * 10000) / 10 })
-        .catch((e: unknown) => r.log.error({ err: e }, 'audit write failed'));
+      await observeHook(r, service.id, (performance.now() - started) / 1000, { status, outcome, patientIdHash: patientHash, hookInstance });
     }
   };
-  cds.post('/:id', auth, hookBody, asyncHandler(hookHandler));
+  cds.post('/:id', auth, hookBody, asyncHandler(hookHandler), hookRefused);
   cds.post(
     '/:id/feedback',
     auth,
@@ -287,7 +310,7 @@ export function createApp(deps: AppDeps): express.Express {
     ids: new Set(servicesById.keys()),
     steps: [...(deps.inFlight ? [deps.inFlight.track] : []), context, cdsCors, auth, hookBody],
     handler: hookHandler,
-    onError,
+    onError: (err, req, res, next) => hookRefused(err, req, res, (e?: unknown) => onError(e, req, res, next)),
   };
   app.locals.hookRoute = hookRoute;
   return app;

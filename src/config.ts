@@ -92,7 +92,7 @@ const schema = z.object({
   PORT: decimalInt(0, 65535).default(3000).describe('listen port'),
   PUBLIC_BASE_URL: baseUrl.optional().describe('URL clients use; JWT aud is {PUBLIC_BASE_URL}/cds-services/{id}'),
   CDS_TRUSTED_CLIENTS: z.string().optional().describe('JSON array of {iss, jku} | {iss, jwks} | {iss, jwksFile}'),
-  CDS_AUTH: z.enum(['required', 'open']).default('required').describe('open accepts unsigned calls (sandbox only)'),
+  CDS_AUTH: z.enum(['required', 'open']).default('required').describe('open accepts unsigned hook and feedback calls (development, curl, conformance benches; with or without the sandbox); refused in production'),
   CDS_JTI_REPLAY: z
     .enum(['reject', 'allow'])
     .default('reject')
@@ -104,7 +104,7 @@ const schema = z.object({
     .refine((v) => URL.canParse(v) && new URL(v).hostname !== '', { message: 'expected a URL with a host (postgres://user:password@host:5432/db)' })
     .optional().describe('PostgreSQL URL; unset means embedded PGlite in DATA_DIR'),
   DATA_DIR: z.string().default('./data').describe('embedded storage directory'),
-  SANDBOX: z.enum(['on', 'off']).optional().describe('mounts /sandbox/*, the demo page and open mode'),
+  SANDBOX: z.enum(['on', 'off']).optional().describe('mounts /sandbox/*, the demo page and the DTR app, and makes up a demo REVIEW_TOKEN when unset; PAYER_API_AUTH=open needs it; refused in production'),
   FHIR_SANDBOX_URL: baseUrl.optional().describe('external FHIR server used instead of the embedded sandbox'),
   EHR_TIMEOUT_MS: decimalInt(1, 60_000).default(2000).describe('per request to an EHR FHIR server'),
   DRAIN_ACCEPT_MS: decimalInt(0, 5_000).default(1000).describe('after SIGTERM, how long the listening socket keeps accepting (/readyz already 503) before it closes, so that connections the kernel completed are answered, not reset'),
@@ -119,7 +119,7 @@ const schema = z.object({
     .default('*')
     .refine(isOriginList, { message: 'expected * or comma-separated origins such as https://ehr.example.org (scheme and host, no path or trailing slash)' })
     .describe('comma-separated allowed origins for browser CDS clients, or *'),
-  REVIEW_TOKEN: z.string().min(16).optional().describe('bearer token for the reviewer API (/review); unset refuses it'),
+  REVIEW_TOKEN: z.string().min(16).optional().describe('bearer token for the reviewer API and workbench (/review), 16+ characters; unset: the sandbox makes up a demo token, and without the sandbox every reviewer call is refused'),
   PAS_VERSION: z
     .enum(['2.2.1', '2.0.1'])
     .default('2.2.1')

@@ -27,6 +27,25 @@ describe('configuration', () => {
     expect(c.dataDir).toBe('./data');
   });
 
+  it('documents every variable as it behaves: .env.example and the README table name each, and the open hook mode is not called sandbox-only', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { configHelp } = await import('../src/config.js');
+    const example = readFileSync(join(repoRoot, '.env.example'), 'utf8');
+    const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+    for (const name of CONFIG_VARIABLES) {
+      expect(example, `.env.example: ${name}`).toMatch(new RegExp(`^#? ?${name}=`, 'm'));
+      expect(readme, `README: ${name}`).toContain(`| \`${name}\` |`);
+    }
+    // CDS_AUTH=open starts without the sandbox (the bench relies on it): no text may say it needs the sandbox.
+    expect(loadConfig({ SANDBOX: 'off', CDS_AUTH: 'open' }).cdsAuth).toBe('open');
+    const helpLine = (name: string) => configHelp().split('\n').find((l) => l.trimStart().startsWith(`${name} `))!;
+    expect(helpLine('CDS_AUTH')).not.toMatch(/sandbox only/);
+    expect(helpLine('SANDBOX')).not.toMatch(/open mode/);
+    expect(readme).not.toMatch(/\| `SANDBOX` \|[^\n]*the open modes/);
+    // REVIEW_TOKEN unset: the sandbox makes up a demo token; only without it is the reviewer API refused.
+    expect(helpLine('REVIEW_TOKEN')).toMatch(/the sandbox makes up a demo token/);
+  });
+
   it('takes an empty value as unset, a path and a trailing slash on a base URL, and decimal numbers', () => {
     const c = loadConfig({ DATABASE_URL: '', PORT: '8080', EHR_TIMEOUT_MS: '2500', PUBLIC_BASE_URL: 'https://payer.example.org/priorpath/', FHIR_SANDBOX_URL: 'http://hapi:8080/fhir/', CANONICAL_BASE: 'https://priorpath.dev/fhir/' });
     expect(c.databaseUrl).toBeUndefined();

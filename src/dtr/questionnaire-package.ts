@@ -161,17 +161,33 @@ export function parsePackageRequest(body: unknown): PackageRequest {
     throw badRequest('dtr-1: give at least one of order, questionnaire or context', ['Parameters.parameter']);
   }
   req.shape = shapeSignal(body as Parameters);
+  // DTR 2.2's input profile takes one Coverage (coverage 1..1, FHIR-51736); 2.0.1's takes several.
+  if (req.shape === '2.2' && req.coverages.length > 1)
+    throw badRequest(`DTR 2.2 takes one coverage parameter; this request has ${req.coverages.length}`, ['Parameters.parameter']);
   return req;
 }
 
+/** The DTR versions whose input profile a request may claim, read two-part (2.0.1 answers 2.0 and 2.1). */
+const DTR_VERSIONS: Record<string, DtrVersion> = { '2.0': '2.0.1', '2.1': '2.0.1', '2.2': '2.2' };
+
 /**
  * The DTR version a request announces, if any: the version of the input-parameters profile it claims in
- * `meta.profile` (`…/dtr-qpackage-input-parameters|2.2.0`), the only in-band signal DTR defines.
+ * `meta.profile` (`…/dtr-qpackage-input-parameters|2.2.0`), the only in-band signal DTR defines. A version this
+ * service does not serve is a 400 `not-supported` naming those it does, as CRD's `requestedVersion` is (design.md §7).
  */
 function shapeSignal(p: Parameters): DtrVersion | undefined {
-  for (const prof of p.meta?.profile ?? []) {
-    const m = /\/dtr-qpackage-input-parameters\|(\d+)\.(\d+)/.exec(prof);
-    if (m) return Number(m[1]) > 2 || (Number(m[1]) === 2 && Number(m[2]) >= 2) ? '2.2' : '2.0.1';
+  for (const [i, prof] of (Array.isArray(p.meta?.profile) ? p.meta.profile : []).entries()) {
+    const m = typeof prof === 'string' ? /\/dtr-qpackage-input-parameters\|(.*)$/.exec(prof) : null;
+    if (!m) continue;
+    const two = /^(\d+)\.(\d+)(?:\.\d+)?(?:-[A-Za-z0-9.-]+)?$/.exec(m[1]);
+    const version = two ? DTR_VERSIONS[`${Number(two[1])}.${Number(two[2])}`] : undefined;
+    if (!version) {
+      throw new HttpError(
+        400,
+        outcome('error', 'not-supported', `DTR version ${m[1]} (dtr-qpackage-input-parameters) is not supported: this payer serves ${Object.keys(DTR_VERSIONS).join(', ')}`, [`Parameters.meta.profile[${i}]`]),
+      );
+    }
+    return version;
   }
   return undefined;
 }
@@ -438,6 +454,23 @@ export async function questionnairePackage(req: PackageRequest, deps: PackageDep
             add(catalog.forPolicy.get(p.file.id));
       }
     }
+  }
+
+  // Orders no policy governs (design.md §7; DTR: "a warning SHALL be provided in the outcome"): one warning each, naming
+  // the order, whether or not the request's other orders got forms, so the client knows which orders have none.
+  const servedPayers = [...new Set([...payers.values()].map((p) => p.key))];
+  if (servedPayers.length > 0) {
+    req.orders.forEach((o, n) => {
+      const coded = o.resourceType === 'MedicationRequest' ? withMedicationCode(o as MedicationRequest, { byReference }) : undefined;
+      if (coded && servedPayers.some((key) => policiesFor(content, key, coded).length > 0)) return;
+      const code = coded?.medicationCodeableConcept?.coding?.find((c) => c.code)?.code;
+      issues.push({
+        severity: 'warning',
+        code: 'not-found',
+        diagnostics: `No payer Questionnaire applies to order ${refOf(o) ?? `${o.resourceType} (order parameter ${n + 1})`}: no policy of payer ${servedPayers.join(', ')} governs it${code ? ` (code ${code})` : ''}`,
+        expression: [`Parameters.parameter.where(name = 'order')[${n}].resource`],
+      });
+    });
   }
 
   // changedsince (DTR): a form whose package has not changed since then is left out (the client resuming a draft keeps

@@ -48,6 +48,17 @@ export function errorHandler(logger: Logger) {
   };
 }
 
+/**
+ * The status errorHandler answers `thrown` with: an HttpError's (a DomainError's, once toHttpError mapped it), a
+ * client error's status an Express internal carries, else 500. The hook histogram and audit line record it.
+ */
+export function answeredStatus(thrown: unknown): number {
+  const err = toHttpError(thrown);
+  if (err instanceof HttpError) return err.status;
+  const status = (err as { status?: unknown }).status;
+  return typeof status === 'number' && status < 500 ? status : 500;
+}
+
 /** The code and message of what a 503 wraps (a driver's connection error), without its stack. */
 function causeOf(thrown: unknown): { code?: unknown; message?: string } | undefined {
   const cause = thrown instanceof Error ? thrown.cause : undefined;

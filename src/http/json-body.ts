@@ -100,9 +100,12 @@ export function bodyDigestOf(body: unknown): string | undefined {
  * The parser's complaint without the body's text: V8 quotes the JSON around the error ("Unexpected token 'M', \"Maria
  * Gonz\"... is not valid JSON"), which would put patient data into the answer and the log. Keeps only the position.
  */
-function malformedJson(err: Error): string {
+function malformedJson(err: Error, text: string): string {
   const at = /position (\d+)/.exec(err.message);
-  return at ? `Malformed JSON at position ${at[1]}` : 'Malformed JSON';
+  if (at) return `Malformed JSON at position ${at[1]}`;
+  // V8 gives no position for a body that ends inside its JSON ("Unexpected end of JSON input", a truncated upload):
+  // the position is where the body ends, so every malformed body is answered with one (README "Errors").
+  return `Malformed JSON at position ${text.length}: the body ends before its JSON does`;
 }
 
 /** After a 413, how much more of the refused body is read and discarded before the connection is closed. */
@@ -198,7 +201,7 @@ export function jsonBody(limit = MAX_BODY_BYTES, digest = false) {
       } catch (err) {
         // A pathologically deep body can exhaust the parser's stack: it is refused the same way as any deep body.
         if (err instanceof RangeError) return finish(badRequest(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`));
-        return finish(badRequest(malformedJson(err as Error)));
+        return finish(badRequest(malformedJson(err as Error, text)));
       }
       if (deeperThan(parsed, MAX_JSON_DEPTH)) return finish(badRequest(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`));
       // Every body this service takes is an object (a CDS Hooks request, a FHIR resource, a reviewer's decision):

@@ -76,6 +76,18 @@ export const PAYER_API_ROUTES: readonly PayerApiRoute[] = [
   route('DELETE', '/Subscription/:id', ['Subscription', 'd']),
 ];
 
+/** The operations the payer API serves, as a 404 for an unknown one names them. */
+const SERVED_OPERATIONS = [...new Set(PAYER_API_ROUTES.map((r) => /\$[^/]+/.exec(r.path)?.[0]).filter((o): o is string => !!o))].join(', ');
+
+/**
+ * Whether a route's `:id` took an operation name (`POST /Questionnaire/$foo` matching `/Questionnaire/:id`): a FHIR id
+ * never holds `$` ([A-Za-z0-9-.]{1,64}), so the URL names an operation, and an unknown one is answered as one (404)
+ * whatever path it is under, not as a read of id `$foo` (405 "use GET").
+ */
+function operationAsId(req: Request): boolean {
+  return Object.values(req.params ?? {}).some((v) => typeof v === 'string' && v.startsWith('$'));
+}
+
 /** The authenticated payer API client of a request (undefined in open mode). */
 export type PayerApiRequest = ContextRequest & { payerClient?: ApiCaller; payerApi?: { operation: string; outcome?: string } };
 
@@ -163,6 +175,7 @@ export function payerApiGate(opts: PayerApiGateOptions): express.RequestHandler 
     for (const rt of list) {
       const register = gate[rt.method.toLowerCase() as 'get' | 'post' | 'put' | 'delete' | 'patch'].bind(gate);
       register(path, (req: Request, _res: Response, next: NextFunction) => {
+        if (operationAsId(req)) return next();
         const r = req as PayerApiRequest;
         r.payerApi = { operation: `${rt.method} ${rt.path}` };
         if (rt.scope === null || opts.mode === 'open') return next('router');
@@ -182,15 +195,22 @@ export function payerApiGate(opts: PayerApiGateOptions): express.RequestHandler 
     // A declared path asked with a method it does not serve goes on to the routers, whose method guard
     // answers 405 with the Allow their route table gives (http/method-guard.ts): one list, not a second copy here.
     // Here, before a later `:id` line takes the same URL (`/Questionnaire/$questionnaire-package` vs `/Questionnaire/:id`).
-    gate.all(path, (_req: Request, _res: Response, next: NextFunction) => next('router'));
+    gate.all(path, (req: Request, _res: Response, next: NextFunction) => next(operationAsId(req) ? undefined : 'router'));
   }
 
-  // Not a declared route: authenticate first (a caller without a token learns nothing), then 404.
+  // Not a declared route: authenticate first (a caller without a token learns nothing), then 404. An operation this
+  // API does not serve is that 404 too, whatever its resource type or method (design.md §4 "Errors").
+  const undeclared = (req: Request): HttpError => {
+    const op = /\/(\$[^/]*)/.exec(req.path)?.[1];
+    return op
+      ? new HttpError(404, outcome('error', 'not-supported', `Unknown operation ${op.slice(0, 64)}: this payer API serves ${SERVED_OPERATIONS}`))
+      : notFound(`No route for ${req.method} /fhir${req.path}`);
+  };
   gate.use((req: Request, _res: Response, next: NextFunction) => {
     const r = req as PayerApiRequest;
-    if (opts.mode === 'open') return next(notFound(`No route for ${req.method} /fhir${req.path}`));
+    if (opts.mode === 'open') return next(undeclared(req));
     authenticate(r).then(
-      () => next(notFound(`No route for ${req.method} /fhir${req.path}`)),
+      () => next(undeclared(req)),
       (err: unknown) => next(err),
     );
   });

@@ -85,21 +85,24 @@ function echoed(req: PasRequest, refs: (Reference | undefined)[], exclude: Set<R
 }
 
 /**
- * The provider an item is authorized for: PAS itemAuthorizedProvider.provider is a Practitioner or an Organization,
- * so a requesting PractitionerRole is named by its Practitioner (else its Organization).
+ * The provider an item is authorized for: PAS itemAuthorizedProvider.provider is a Practitioner or an Organization
+ * (Reference(PASPractitioner or PASOrganization): never the PractitionerRole itself), so a requesting PractitionerRole
+ * is named by its Practitioner, else its Organization, whichever the request Bundle holds: the response echoes what it
+ * references and may reference nothing it does not carry (PAS: every referenced resource is in the Bundle). A role
+ * whose Practitioner and Organization are both absent names its Practitioner by identifier when it gives one (a
+ * logical reference, resolved by no one), else no provider is named.
  */
 function authorizedProvider(req: PasRequest, requestor: Reference | undefined): Reference | undefined {
   if (!requestor?.reference) return undefined;
   const l = req.index.resolve(requestor.reference);
+  const held = (ref: Reference | undefined, type: 'Practitioner' | 'Organization'): Reference | undefined =>
+    ref?.reference && !ref.reference.startsWith('#') && req.index.resolve(ref.reference)?.resource.resourceType === type ? { reference: ref.reference } : undefined;
   if (l?.resource.resourceType === 'PractitionerRole') {
     const role = l.resource as PractitionerRole;
-    const ref = role.practitioner?.reference ?? role.organization?.reference;
-    return ref ? { reference: ref } : undefined;
+    const practitioner = role.practitioner?.identifier?.value ? { identifier: role.practitioner.identifier, ...(role.practitioner.display ? { display: role.practitioner.display } : {}) } : undefined;
+    return held(role.practitioner, 'Practitioner') ?? held(role.organization, 'Organization') ?? practitioner;
   }
-  if (/^(Practitioner|Organization)\//.test(requestor.reference) || l?.resource.resourceType === 'Practitioner' || l?.resource.resourceType === 'Organization') {
-    return { reference: requestor.reference };
-  }
-  return undefined;
+  return held(requestor, 'Practitioner') ?? held(requestor, 'Organization');
 }
 
 /**

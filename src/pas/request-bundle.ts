@@ -225,13 +225,15 @@ export function parsePasRequest(input: Record<string, unknown>): PasRequest {
   if (bundle.type !== 'collection') throw badRequest(`A PAS request Bundle has type "collection", got ${JSON.stringify(bundle.type ?? null)}`, ['Bundle.type']);
   const bundleIdentifier = identifierKey(bundle.identifier);
   if (!bundleIdentifier) throw badRequest('A PAS request Bundle needs an identifier with a value (PASRequestBundle identifier 1..1): it makes $submit idempotent', ['Bundle.identifier']);
-  if (!Array.isArray(bundle.entry) || bundle.entry.length === 0) throw badRequest('The PAS request Bundle has no entries; the first must be the Claim', ['Bundle.entry']);
+  if (!Array.isArray(bundle.entry) || bundle.entry.length === 0) throw badRequest('The PAS request Bundle has no entries: it carries the prior authorization Claim', ['Bundle.entry']);
 
+  // PASRequestBundle's ClaimFirst asks for the Claim as the first entry; it is read wherever it stands (design.md §8), so
+  // no message here demands it first.
   // The request as sent is its fingerprint: taken before the index gives a resource its fullUrl's id.
   const hash = requestHash(input);
   const index = new BundleIndex(bundle.entry);
   const claims = bundle.entry.map((e, i) => ({ e, i })).filter(({ e }) => e.resource?.resourceType === 'Claim');
-  if (claims.length === 0) throw badRequest('The PAS request Bundle holds no Claim: a PAS request carries the prior authorization Claim (PASRequestBundle, its first entry)', ['Bundle.entry']);
+  if (claims.length === 0) throw badRequest('The PAS request Bundle holds no Claim: a PAS request carries the prior authorization Claim', ['Bundle.entry']);
   const submitted = submittedClaim(claims, index);
   const claim = submitted.e.resource as Claim;
   const prior = claims.find((c) => c !== submitted)?.e.resource as Claim | undefined;

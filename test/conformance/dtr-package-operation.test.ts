@@ -152,6 +152,42 @@ describe('error paths', () => {
   });
 
   it.each([
+    ['a 2.2 request with two coverage parameters (coverage 1..1 in 2.2)', body([{ name: 'coverage', resource: coverage }, { name: 'coverage', resource: { ...coverage, id: 'second' } }, { name: 'order', resource: order }], '2.2.0'), 'Parameters.parameter'],
+    ['an input profile version this payer does not serve', body([{ name: 'coverage', resource: coverage }, { name: 'order', resource: order }], '9.9.9'), 'Parameters.meta.profile[0]'],
+    ['an input profile version before DTR 2.0', body([{ name: 'coverage', resource: coverage }, { name: 'order', resource: order }], '1.0.0'), 'Parameters.meta.profile[0]'],
+  ])('%s: 400 naming where, and what is served', async (_label, b, where) => {
+    const res = await post('/fhir/Questionnaire/$questionnaire-package', b);
+    expect(res.status).toBe(400);
+    const oo = res.body as OperationOutcome;
+    expect(oo.issue![0].expression).toEqual([where]);
+    if (where.startsWith('Parameters.meta')) expect(oo.issue![0]).toMatchObject({ code: 'not-supported', diagnostics: expect.stringMatching(/serves 2\.0, 2\.1, 2\.2$/) });
+  });
+
+  it('two coverage parameters are still taken from a 2.0.1 request (coverage 1..*)', async () => {
+    const b = body([{ name: 'coverage', resource: coverage }, { name: 'coverage', resource: { ...coverage, id: 'second' } }, { name: 'order', resource: order }], '2.0.1');
+    expect(partsOf((await post('/fhir/Questionnaire/$questionnaire-package', b).expect(200)).body as Parameters).map((p) => p.name)).toEqual(['PackageBundle']);
+  });
+
+  it.each([
+    [undefined, 'operationOutcome'],
+    ['2.0.1', 'operationOutcome'],
+    ['2.2.0', 'outcome'],
+  ])('an order no policy governs is a warning naming it, alone or beside an order that gets its form (signal %s)', async (version, name) => {
+    const aspirin = { ...order, id: 'aspirin-81', medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '1191', display: 'aspirin' }] } };
+    const warningsOf = (p: Parameters) => ((p.parameter!.find((x) => x.name === name)?.resource as OperationOutcome | undefined)?.issue ?? []).filter((i) => i.severity === 'warning');
+    const alone = (await post('/fhir/Questionnaire/$questionnaire-package', body([{ name: 'coverage', resource: coverage }, { name: 'order', resource: aspirin }], version)).expect(200)).body as Parameters;
+    expect(warningsOf(alone).map((i) => [i.code, i.diagnostics, i.expression])).toEqual([
+      ['not-found', expect.stringMatching(/^No payer Questionnaire applies to order MedicationRequest\/aspirin-81: no policy of payer centene governs it \(code 1191\)/), ["Parameters.parameter.where(name = 'order')[0].resource"]],
+    ]);
+    const beside = (await post('/fhir/Questionnaire/$questionnaire-package', body([{ name: 'coverage', resource: coverage }, { name: 'order', resource: order }, { name: 'order', resource: aspirin }], version)).expect(200)).body as Parameters;
+    expect(partsOf(beside).length).toBeGreaterThan(0);
+    expect(warningsOf(beside).map((i) => [i.diagnostics, i.expression])).toEqual([
+      [expect.stringMatching(/order MedicationRequest\/aspirin-81/), ["Parameters.parameter.where(name = 'order')[1].resource"]],
+    ]);
+    if (version === undefined) expect(beside.parameter!.find((x) => x.name === 'outcome')).toBeDefined();
+  });
+
+  it.each([
     ['2.0.1', 'operationOutcome'],
     ['2.2.0', 'outcome'],
   ])('nothing applicable (DTR %s): 200 with only the %s part, saying why', async (version, name) => {

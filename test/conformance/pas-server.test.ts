@@ -84,6 +84,45 @@ describe('PAS 2.2.1 shapes (request profile |2.2.1, or no version signal)', () =
     expect(provider.extension![0].valueReference!.reference).toBe('Practitioner/centene-missing-mrd-practitioner');
   });
 
+  it('reads the Claim wherever it stands in the request Bundle, and no refusal demands it first', async () => {
+    const bundle = approval();
+    bundle.entry = [...bundle.entry!.slice(1), bundle.entry![0]];
+    expect(reviewActions(claimResponseOf((await submit(app(), bundle).expect(200)).body))).toEqual([`${X12}#A1`]);
+    const empty = await submit(app(), { ...approval(), entry: [] }).expect(400);
+    const noClaim = await submit(app(), { ...approval(), entry: approval().entry!.slice(1) }).expect(400);
+    for (const res of [empty, noClaim]) expect(res.body.issue[0].diagnostics).not.toMatch(/first/);
+  });
+
+  it('names only a provider the response carries: a requesting PractitionerRole whose Practitioner the request left out is named by its Organization, else by the Practitioner\'s identifier', async () => {
+    const providerOf = (out: Bundle) => claimResponseOf(out).item![0].extension!.find((e) => e.url === `${PAS}/extension-itemAuthorizedProvider`)?.extension?.find((e) => e.url === 'provider')?.valueReference;
+    const held = (out: Bundle, ref: string) => out.entry!.some((e) => `${e.resource!.resourceType}/${e.resource!.id}` === ref);
+    const withoutPractitioner = (role: (r: Resource & { practitioner?: unknown; organization?: unknown }) => void) => {
+      const bundle = approval();
+      bundle.entry = bundle.entry!.filter((e) => e.resource!.resourceType !== 'Practitioner');
+      role(bundle.entry.find((e) => e.resource!.resourceType === 'PractitionerRole')!.resource as Resource);
+      return bundle;
+    };
+    for (const version of ['2.2.1', '2.0.1']) {
+      const byOrganization = (await submit(app(), withVersion(withoutPractitioner(() => {}), version)).expect(200)).body as Bundle;
+      expect(providerOf(byOrganization)).toEqual({ reference: 'Organization/centene-missing-mrd-clinic' });
+      expect(held(byOrganization, 'Organization/centene-missing-mrd-clinic')).toBe(true);
+      const npi = { system: 'http://hl7.org/fhir/sid/us-npi', value: '1740283956' };
+      const byIdentifier = (
+        await submit(
+          app(),
+          withVersion(
+            withoutPractitioner((r) => {
+              r.practitioner = { reference: 'Practitioner/centene-missing-mrd-practitioner', identifier: npi };
+              delete r.organization;
+            }),
+            version,
+          ),
+        ).expect(200)
+      ).body as Bundle;
+      expect(providerOf(byIdentifier)).toEqual({ identifier: npi });
+    }
+  });
+
   it('echoes each item\'s trace number (itemTraceNumber, 2000F TRN) and the service date it asked for (requestedServiceDate)', async () => {
     const bundle = approval();
     const claim = bundle.entry![0].resource as Claim;

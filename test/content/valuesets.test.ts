@@ -361,13 +361,24 @@ describe('discovery entries', () => {
       const byCode = new Map(options.map((o) => [o.code, o]));
       expect(byCode.get('coverage-info')).toMatchObject({ type: 'boolean', default: true });
       expect(byCode.get('max-cards')).toMatchObject({ type: 'integer', default: 10 });
-      expect(byCode.get('dtr-clin')).toMatchObject({ type: 'boolean', default: false });
+      if (byCode.has('dtr-clin')) expect(byCode.get('dtr-clin')).toMatchObject({ type: 'boolean', default: false });
     });
   });
 
-  it('declare the same configuration options on every hook (CRD dev-9)', () => {
-    const [first, ...rest] = services.map(({ svc }) => svc.extension['davinci-crd.configuration-options']);
-    for (const options of rest) expect(options).toEqual(first);
+  it('declare on each hook only the configuration options it honours (design.md §4), an option on several hooks alike (CRD dev-9)', () => {
+    const codes = Object.fromEntries(services.map(({ svc }) => [svc.hook, svc.extension['davinci-crd.configuration-options'].map((o) => o.code)]));
+    const all = ['coverage-info', 'unsolicited-determ', 'guideline', 'therapy-alternatives-req', 'dtr-clin', 'dtr-launch-query', 'max-cards'];
+    expect(codes['order-sign']).toEqual(all);
+    // No DTR card at order-select (it asks for no documentation, CRD hook-19); no Propose Alternate Request at dispatch
+    // (the order is signed; a suggestion changes a draft order, CRD resp-53).
+    expect(codes['order-select']).toEqual(all.filter((c) => c !== 'dtr-clin' && c !== 'dtr-launch-query'));
+    expect(codes['order-dispatch']).toEqual(all.filter((c) => c !== 'therapy-alternatives-req'));
+    const declared = new Map<string, unknown>();
+    for (const { svc } of services)
+      for (const o of svc.extension['davinci-crd.configuration-options']) {
+        if (declared.has(o.code)) expect(o, `${svc.id} ${o.code}`).toEqual(declared.get(o.code));
+        else declared.set(o.code, o);
+      }
   });
 });
 

@@ -2,7 +2,8 @@ import request from 'supertest';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { coverageInformationProblems, COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
 import { edgePatient, BIRTH_DATE, PATIENT_NAME } from '../fixtures/edge-patient.js';
-import { buildApp, makeKeys, signFor } from '../helpers/app.js';
+import { requestListener } from '../../src/app.js';
+import { ISS, buildApp, makeKeys, signFor } from '../helpers/app.js';
 import type { TestKeys } from '../helpers/app.js';
 import { fakeEhr, silentEhr } from '../helpers/fake-ehr.js';
 import type { FetchLike } from '../../src/hooks/ehr-client.js';
@@ -177,10 +178,21 @@ describe('CDS Hooks edge', () => {
       expect(res.body.resourceType).toBe('OperationOutcome');
     });
 
-    it('returns 400 for malformed JSON', async () => {
-      const res = await post('{"hook": "order-sign",');
-      expect(res.status).toBe(400);
-      expect(res.body.issue[0].diagnostics).toMatch(/Malformed JSON/);
+    it('returns 400 for malformed JSON naming the position, a truncated body too, on every edge that reads JSON', async () => {
+      const { app } = buildApp();
+      const truncated = '{"resourceType": "Bundle", "type": "collection",';
+      for (const [path, body, at] of [
+        [SIGN, '{"hook": "order-sign",', 22],
+        [SIGN, '{bad', 1],
+        ['/fhir/Claim/$submit', truncated, truncated.length],
+        ['/fhir/Claim/$inquire', truncated, truncated.length],
+        ['/fhir/QuestionnaireResponse', '{"resourceType": "QuestionnaireResponse"', 40],
+        ['/fhir/Questionnaire/$questionnaire-package', '{"resourceType": "Parameters", "parameter": [', 45],
+      ] as const) {
+        const res = await request(app).post(path).set('Content-Type', 'application/fhir+json').send(body);
+        expect(res.status, path).toBe(400);
+        expect(res.body.issue[0].diagnostics, path).toMatch(new RegExp(`^Malformed JSON at position ${at}\\b`));
+      }
     });
 
     it('returns 400 for JSON nested deeper than 64 levels', async () => {
@@ -350,6 +362,35 @@ describe('CDS Hooks edge', () => {
       expect(m.text).not.toMatch(/outcome="http-500"/);
       const audit = await storage.listAudit();
       expect(audit.map((a) => [a.status, a.outcome])).toEqual([[400, 'http-400']]);
+    });
+
+    it('counts and audits every hook refused before the handler with the status it was answered, on both paths', async () => {
+      const { resources, order } = edgePatient();
+      const json = JSON.stringify(orderSignRequest(resources, order));
+      for (const direct of [false, true]) {
+        const { app, storage } = buildApp({ keys });
+        const target = direct ? requestListener(app) : app;
+        const token = async () => `Bearer ${await signFor(keys, SIGN)}`;
+        await request(target).post(SIGN).set('Content-Type', 'application/json').send(json).expect(401);
+        await request(target).post(SIGN).set('Authorization', 'Bearer not.a.jwt').set('Content-Type', 'application/json').send(json).expect(401);
+        await request(target).post(SIGN).set('Authorization', await token()).set('Content-Type', 'text/plain').send(json).expect(415);
+        await request(target).post(SIGN).set('Authorization', await token()).set('Content-Type', 'application/json').send(`{"pad":"${'x'.repeat(1_150_000)}"}`).expect(413);
+        await request(target).post(SIGN).set('Authorization', await token()).set('Content-Type', 'application/json').send('{bad').expect(400);
+        const m = await request(app).get('/metrics').expect(200);
+        for (const [status, n] of [['401', 2], ['415', 1], ['413', 1], ['400', 1]] as const) {
+          expect(m.text, `direct ${direct}`).toMatch(new RegExp(`priorpath_hook_duration_seconds_count\\{[^}]*outcome="http-${status}"[^}]*\\} ${n}\\n`));
+        }
+        const audit = (await storage.listAudit()).map((a) => [a.service, a.status, a.outcome, a.hookInstance, a.patientIdHash, a.clientIss ?? null]).sort();
+        expect(audit, `direct ${direct}`).toEqual(
+          [
+            ['priorpath-order-sign', 401, 'http-401', '', '', null],
+            ['priorpath-order-sign', 401, 'http-401', '', '', null],
+            ['priorpath-order-sign', 415, 'http-415', '', '', ISS],
+            ['priorpath-order-sign', 413, 'http-413', '', '', ISS],
+            ['priorpath-order-sign', 400, 'http-400', '', '', ISS],
+          ].sort(),
+        );
+      }
     });
 
     it('returns 400 for a Coverage still marked active whose period ended before today, naming its end; one ending today or later is in force', async () => {
