@@ -14,12 +14,23 @@ export interface CoverageSummary {
   questionnaires: string[];
   assertionId?: string;
   paId?: string;
+  /** First day of the approved period: CRD 2.2 `detail` allowed-period (absent from the 2.0.1 shape). */
+  start?: string;
   expiry?: string;
   coverage?: string;
 }
 
 const sub = (ext: Extension, url: string) => (ext.extension ?? []).filter((e) => e.url === url);
 const code = (ext: Extension, url: string) => sub(ext, url)[0]?.valueCode;
+
+/** CRD 2.2 `detail` with code allowed-period (category cat-limitation): the period an authorization is valid for. */
+function allowedPeriodOf(ext: Extension): { start?: string; end?: string } | undefined {
+  for (const d of sub(ext, 'detail')) {
+    const codes = sub(d, 'code')[0]?.valueCodeableConcept?.coding ?? [];
+    if (codes.some((c) => c.code === 'allowed-period')) return sub(d, 'value')[0]?.valuePeriod;
+  }
+  return undefined;
+}
 
 /** "2027-05-20" → "20 May 2027" (the reader's locale would vary by machine; this page states dates one way). */
 export function formatDate(date: string | undefined): string {
@@ -107,6 +118,7 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
       .filter((q): q is string => !!q),
     assertionId: sub(ext, 'coverage-assertion-id')[0]?.valueString,
     paId: sub(ext, 'satisfied-pa-id')[0]?.valueString,
+    start: allowedPeriodOf(ext)?.start,
     expiry: sub(ext, 'expiry-date')[0]?.valueDate,
     coverage: sub(ext, 'coverage')[0]?.valueReference?.reference,
   };
