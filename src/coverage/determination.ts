@@ -23,8 +23,12 @@ export interface Determination {
   paNeeded?: PaNeededCode;
   /** The Questionnaire canonical to complete, when documentation is what is needed (CRD doc-needed clinical, withpa). */
   questionnaire?: string;
-  /** Why, citing the policy: the CRD `reason`, and the PAS reasons for A1 and A3. */
-  reasons: { text: string; code?: string }[];
+  /**
+   * Why, citing the policy: the CRD `reason`, and the PAS reasons for A1 and A3. `code`: a CRD reason code;
+   * `recordedDecision`: the reason is the order's recorded denial (X12 306 A3, order-record.ts `withOrderRecord`),
+   * coded so a client tells it from a provisional "not covered" without reading the words (design.md §8).
+   */
+  reasons: { text: string; code?: string; recordedDecision?: 'A3' }[];
   /** What is missing, in words a clinician or reviewer reads: questions, limits to review. Empty unless pended. */
   needed: string[];
   /** The X12 306 review action PAS answers with: A1 certified, A3 not certified, A4 pended. */

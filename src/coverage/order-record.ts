@@ -340,7 +340,7 @@ export function withOrderRecord(d: Determination, record: OrderRecord | undefine
       covered: 'not-covered',
       paNeeded: undefined,
       questionnaire: undefined,
-      reasons: [{ text: decided.reason }],
+      reasons: [{ text: decided.reason, recordedDecision: 'A3' }],
       needed: [],
       reviewAction: 'A3',
       summary: 'prior authorization denied',

@@ -4,7 +4,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { createSandboxAuth } from '../../src/sandbox-auth/index.js';
 import { createWebRouter } from '../../src/web/index.js';
-import { answeredAfter, COVERAGE_INFO_URL, summarizeCoverage, supersededByDecision } from '../../web/shared/coverage.js';
+import { answeredAfter, COVERAGE_INFO_URL, settlesPendedRequest, summarizeCoverage, supersededByDecision } from '../../web/shared/coverage.js';
 import { applyForm, describeOrder, formOf, sigWithDose, TREATMENT_PHASE_URL, validCycles } from '../../web/demo/order.js';
 import { newestFirst, savedAt } from '../../web/demo/responses.js';
 import {
@@ -216,6 +216,25 @@ describe('coverage-information in plain words', () => {
       'documentation',
     );
     expect(overLimit.headline).toBe('Still needed: Is the requested dose supported? (if yes, attach: Practice guideline)');
+  });
+
+  it("tells the order's recorded denial (a reason coded X12 306 A3) from a provisional not covered by the code, not the words (review ui s47 #4)", () => {
+    const words = 'Prior authorization denied: MRD negative on the outside flow report. The denial is the decision on this order as it stood when denied.';
+    const notCovered = (reason: Extension['valueCodeableConcept']) =>
+      summarizeCoverage(ext([{ url: 'covered', valueCode: 'not-covered' }, { url: 'reason', valueCodeableConcept: reason }]), 'documentation');
+    const recorded = notCovered({ coding: [{ system: 'https://codesystem.x12.org/005010/306', code: 'A3', display: 'Not Certified' }], text: words });
+    expect(recorded.recordedDenial).toBe(true);
+    expect(settlesPendedRequest(recorded)).toBe(true);
+    // The same words without the code, and the rules' own "not covered", leave the pended request waiting.
+    expect(settlesPendedRequest(notCovered({ text: words }))).toBe(false);
+    expect(settlesPendedRequest(notCovered({ text: 'Not covered: Philadelphia chromosome-positive B-ALL without a TKI (CP.PHAR.312 I.A.2)' }))).toBe(false);
+    // Another X12 306 code on a reason (A4) is no denial.
+    expect(notCovered({ coding: [{ system: 'https://codesystem.x12.org/005010/306', code: 'A4' }], text: words }).recordedDenial).toBe(false);
+    const approved = summarizeCoverage(
+      ext([{ url: 'covered', valueCode: 'covered' }, { url: 'pa-needed', valueCode: 'satisfied' }, { url: 'satisfied-pa-id', valueString: 'PA-X-1' }]),
+      'documentation',
+    );
+    expect(settlesPendedRequest(approved)).toBe(true);
   });
 });
 

@@ -13,7 +13,7 @@ import type {
   Resource,
   ValueSet,
 } from '@medplum/fhirtypes';
-import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, orderDecisionOf, orderPendedOf, stillToDocument, summarizeCoverage } from '../shared/coverage.js';
+import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, orderDecisionOf, orderPendedOf, settlesPendedRequest, stillToDocument, summarizeCoverage } from '../shared/coverage.js';
 import type { CoverageSummary } from '../shared/coverage.js';
 import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, NetworkError, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
@@ -1034,18 +1034,6 @@ function saidInPendedBox(reason: string): boolean {
   return !byId('order-pended').hidden && reason.startsWith('A prior authorization request for this order');
 }
 
-/**
- * Whether a determination settled the PAS request that pends the order, as the service settles it (pas/settle-pended.ts:
- * a pended request takes its order's decision once the order's record is decided, order-record.ts `isDecided`): an
- * approval (the record approved), or the order's recorded denial (a reviewer's, answered in `recordedDecision`'s words).
- * A "not covered" of the rules and a "no prior authorization needed" are provisional: the record stays pended and the
- * request waits for its reviewer (docs/design.md §8 "One authorization per order"; review ui s46 M2).
- */
-function settlesPended(tone: CoverageSummary['tone'], summary: CoverageSummary | undefined): boolean {
-  if (tone === 'approved') return true;
-  return tone === 'not-covered' && (summary?.reasons ?? []).some((r) => r.startsWith('Prior authorization denied: '));
-}
-
 function showDetermination(
   state: FormState,
   sent: QuestionnaireResponse,
@@ -1061,7 +1049,7 @@ function showDetermination(
   const tone = summary?.tone ?? 'unclear';
   // Documentation that decided the order settled the pended request: it is no longer pending. Said before the reasons,
   // which leave out the pended sentence while the box says it.
-  if (settlesPended(tone, summary)) showPended(undefined);
+  if (settlesPendedRequest(summary)) showPended(undefined);
   fill(
     result,
     h('h2', {}, 'Payer determination'),

@@ -3,6 +3,9 @@ import type { Extension, OperationOutcome, Resource } from '@medplum/fhirtypes';
 /** CRD `ext-coverage-information` (CRD 2.0.1 and 2.2). */
 export const COVERAGE_INFO_URL = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
 
+/** X12 306 Action Code: the review action the payer names an order's decision by (A1 certified, A3 not certified, A4 pended). */
+const X12_306 = 'https://codesystem.x12.org/005010/306';
+
 /** What one coverage-information extension says, in the words a clinician reads. */
 export interface CoverageSummary {
   /** approved: PA satisfied; needed: PA needed; not-covered; no-auth: covered, no PA; unclear: conditional or indeterminate. */
@@ -11,6 +14,11 @@ export interface CoverageSummary {
   /** The payer's reasons, as sent. */
   reasons: string[];
   docNeeded?: string;
+  /**
+   * The answer is the order's recorded denial: a reason coded X12 306 A3 (src/coverage/order-record.ts
+   * `withOrderRecord`), which a provisional "not covered" of the rules never carries.
+   */
+  recordedDenial: boolean;
   questionnaires: string[];
   assertionId?: string;
   paId?: string;
@@ -110,8 +118,12 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
         r.valueCodeableConcept?.coding?.[0]?.code,
     )
     .filter((t): t is string => !!t);
+  const recordedDenial = sub(ext, 'reason').some((r) =>
+    (r.valueCodeableConcept?.coding ?? []).some((c) => c.system === X12_306 && c.code === 'A3'),
+  );
   const base = {
     reasons,
+    recordedDenial,
     docNeeded,
     questionnaires: sub(ext, 'questionnaire')
       .map((q) => q.valueCanonical)
@@ -192,8 +204,6 @@ export function answeredAfter(answerAt: string | undefined, signedAt: string | u
   return Number.isNaN(a) || Number.isNaN(b) ? true : a > b;
 }
 
-/** X12 306 Action Code: the review action the payer names an order's decision by (A1 certified, A3 not certified, A4 pended). */
-const X12_306 = 'https://codesystem.x12.org/005010/306';
 
 /**
  * The decision the order's record holds, as a `$questionnaire-package` outcome says it (src/dtr/questionnaire-package.ts
@@ -220,4 +230,16 @@ export function orderPendedOf(outcome: OperationOutcome | undefined): { action: 
     if (code === 'A4' && issue.details?.text) return { action: code, text: issue.details.text };
   }
   return undefined;
+}
+
+/**
+ * Whether a determination settled the PAS request that pends the order, as the service settles it (pas/settle-pended.ts:
+ * a pended request takes its order's decision once the order's record is decided, order-record.ts `isDecided`): an
+ * approval (the record approved), or the order's recorded denial, which the answer codes X12 306 A3 on its reason
+ * ({@link CoverageSummary.recordedDenial}; the words are for the clinician, not for this test). A "not covered" of the
+ * rules and a "no prior authorization needed" are provisional: the record stays pended and the request waits for its
+ * reviewer (docs/design.md §8 "One authorization per order"; review ui s46 M2).
+ */
+export function settlesPendedRequest(summary: CoverageSummary | undefined): boolean {
+  return summary?.tone === 'approved' || (summary?.tone === 'not-covered' && summary.recordedDenial);
 }
