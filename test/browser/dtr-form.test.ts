@@ -928,8 +928,18 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.getByTestId('dtr-determination').filter({ hasText: /^Still needed/ }).waitFor();
     expect(await pended.isVisible()).toBe(true);
     expect(await textOf(page, '#form-why')).toBe('');
+    // The box says what holds after that choice (review ui s47 #3): this documentation did not settle the request and
+    // the form cannot be sent again; no longer "Documentation that meets the policy settles it at once".
+    expect(await textOf(page, '[data-testid=pended-now]')).toMatch(
+      /^Sent without what the payer still needs, this documentation did not settle the prior authorization request, and the completed form cannot be sent again\. The request waits for the payer's reviewer/,
+    );
+    expect(await pended.innerText()).not.toContain('settles it at once');
+    // The payer's words from the opening, with the request's reference, are one click away, said once.
+    await pended.getByText('What the payer said when the form opened').click();
     const body = await page.locator('body').innerText();
     expect(body.match(/is pended for review since/g)?.length).toBe(1);
+    expect(await pended.innerText()).toMatch(/\(reference [\w-]+\) is pended for review since/);
+    await s.shot('adaptive-sent-without-pended');
     expect(s.problems).toEqual([]);
   }, 150_000);
 

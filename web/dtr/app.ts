@@ -1050,6 +1050,8 @@ function showDetermination(
   // Documentation that decided the order settled the pended request: it is no longer pending. Said before the reasons,
   // which leave out the pended sentence while the box says it.
   if (settlesPendedRequest(summary)) showPended(undefined);
+  // A completed adaptive form that did not settle it cannot be sent again: the box then says what holds now.
+  else if (state.completed && !byId('order-pended').hidden) showPendedUnsettled(!!state.sendWithoutNeeded);
   fill(
     result,
     h('h2', {}, 'Payer determination'),
@@ -1156,8 +1158,33 @@ function showsDecision(sent: QuestionnaireResponse | undefined, decided: { actio
 function showPended(pended: { text: string } | undefined): void {
   const box = byId('order-pended');
   box.hidden = !pended;
+  pendedAtOpen = pended?.text;
   if (pended) fill(box, h('h2', { id: 'order-pended-title' }, 'Pended for review'), h('p', {}, pended.text));
   else box.replaceChildren();
+}
+
+/** What the payer said of the pended request when the form opened ({@link showPended}). */
+let pendedAtOpen: string | undefined;
+
+/**
+ * The pended box once a completed adaptive form has not settled the request (review ui s47 #3): the payer's words
+ * from the opening ("documentation that meets the policy settles it at once") no longer describe this form, which was
+ * sent (after "Send without them", without what the payer needs) and cannot be sent again. It says what holds now: the
+ * request waits for the reviewer, who reads it as filed, and only documentation completed again from the EHR, or an
+ * update of the request, changes that. The opening words stay behind a disclosure, with the request's reference.
+ */
+function showPendedUnsettled(withoutNeeded: boolean): void {
+  const box = byId('order-pended');
+  fill(
+    box,
+    h('h2', { id: 'order-pended-title' }, 'Pended for review'),
+    h(
+      'p',
+      { 'data-testid': 'pended-now' },
+      `${withoutNeeded ? 'Sent without what the payer still needs, this documentation did not settle the prior authorization request' : 'This documentation did not settle the prior authorization request'}, and the completed form cannot be sent again. The request waits for the payer's reviewer, who reads it as it was filed: other answers and documents reach the reviewer only when sent as an update of that request. To have documentation settle it, complete the documentation again from the EHR with what the payer needs.`,
+    ),
+    pendedAtOpen ? h('details', {}, h('summary', {}, 'What the payer said when the form opened'), h('p', {}, pendedAtOpen)) : null,
+  );
 }
 
 /**
