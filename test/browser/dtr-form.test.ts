@@ -639,11 +639,14 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await mrd.fill('150');
     await mrd.press('Tab');
     await invalid('mrd-percent');
-    expect(await descriptionOf(mrd)).toMatch(/^must be a value less than or equal to 100\./);
+    // The whole range, not only the side crossed (review ui s47 #5): LHC-Forms alone says "less than or equal to 100".
+    expect(await descriptionOf(mrd)).toMatch(/^must be a value from 0 to 100\./);
+    expect(await question(page, 'mrd-percent').innerText()).not.toContain('less than or equal to');
     await mrd.fill('-5');
     await mrd.press('Tab');
     await page.waitForFunction(() => /greater than or equal to 0/.test(document.querySelector('lhc-item[id^="item-mrd-percent/"]')?.textContent ?? ''));
-    expect(await descriptionOf(mrd)).toMatch(/^must be a value greater than or equal to 0\./);
+    expect(await descriptionOf(mrd)).toMatch(/^must be a value from 0 to 100\./);
+    expect(await question(page, 'mrd-percent').innerText()).not.toContain('greater than or equal to');
     // A weight is more than 0 kg (min-value-excluded): 0 is refused too.
     const weight = question(page, 'weight').locator('input').first();
     await weight.fill('0');
@@ -662,7 +665,8 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
     await page.locator('#problems:not([hidden])').waitFor();
     const problems = await textOf(page, '#problems');
-    expect(problems).toMatch(/must be a value greater than or equal to 0\./);
+    expect(problems).toMatch(/\(within 90 days\) must be a value from 0 to 100\./);
+    expect(problems).not.toMatch(/greater than or equal to 0/);
     expect(problems).toMatch(/must be a value greater than 0\./);
     expect(problems).toMatch(/Patient date of birth must be a date on or before/);
     expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(0);
@@ -705,7 +709,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await mrd.fill('150');
     await mrd.press('Tab');
     await page.getByRole('button', { name: 'Continue' }).click();
-    await page.getByText(/^Not sent: Minimal residual disease .* must be a value less than or equal to 100\. Correct it and continue\.$/).waitFor();
+    await page.getByText(/^Not sent: Minimal residual disease .* must be a value from 0 to 100\. Correct it and continue\.$/).waitFor();
     expect(await mrd.getAttribute('aria-invalid')).toBe('true');
     expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(0);
     await mrd.fill('0.5');

@@ -20,7 +20,7 @@ import { keepUnsaved, takeUnsaved, unsavedKey } from '../../web/dtr/unsaved-copy
 import { withPopulationContext } from '../../web/dtr/lforms.js';
 import { listEntries, neededQuestions } from '../../web/dtr/needed.js';
 import { payerAnswersOn } from '../../web/demo/responses.js';
-import { dateBoundProblems, withExcludedMinimums } from '../../web/dtr/bounds.js';
+import { dateBoundProblems, ONE_SIDED_BOUND, rangeMessages, withExcludedMinimums } from '../../web/dtr/bounds.js';
 import { attachmentBlob, attachmentText, imageSource, viewableType } from '../../web/review/attachment-view.js';
 import { criterionResult } from '../../web/review/criterion-result.js';
 import { decidedMatching, queuePage } from '../../web/review/queue-view.js';
@@ -704,6 +704,25 @@ describe('DTR answer bounds the app applies itself (review s44 M1)', () => {
       },
     ],
   } as unknown as Questionnaire;
+
+  it('a number bounded on both sides is said with its whole range, by linkId and question text; one bound, or a date, is left to LHC-Forms (review ui s47 #5)', () => {
+    const min = (v: number) => ({ url: 'http://hl7.org/fhir/StructureDefinition/minValue', valueInteger: v });
+    const max = (v: number) => ({ url: 'http://hl7.org/fhir/StructureDefinition/maxValue', valueInteger: v });
+    const ranged = {
+      resourceType: 'Questionnaire',
+      status: 'active',
+      item: [
+        { linkId: 'cycles', type: 'integer', text: 'Cycles requested', extension: [min(1), max(6)] },
+        { linkId: 'dose', type: 'decimal', text: 'Daily dose (mcg)', extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/minValue', valueDecimal: 0 }, { url: 'https://priorpath.dev/fhir/StructureDefinition/min-value-excluded', valueBoolean: true }, { url: 'http://hl7.org/fhir/StructureDefinition/maxValue', valueDecimal: 28 }] },
+      ],
+    } as unknown as Questionnaire;
+    const { byLinkId, byText } = rangeMessages(ranged);
+    expect(Object.fromEntries(byLinkId)).toEqual({ cycles: 'must be a value from 1 to 6.', dose: 'must be a value greater than 0 and at most 28.' });
+    expect(byText.get('Cycles requested')).toBe('must be a value from 1 to 6.');
+    expect(rangeMessages(q).byLinkId.size).toBe(0);
+    expect(ONE_SIDED_BOUND.test('Cycles requested must be a value greater than or equal to 1.')).toBe(true);
+    expect(ONE_SIDED_BOUND.test('Cycles requested must be a decimal number.')).toBe(false);
+  });
 
   it('an excluded minimum becomes LHC-Forms\' minExclusive; an inclusive one stays', () => {
     const form = { items: [{ linkId: 'g', items: [{ linkId: 'weight', restrictions: { minInclusive: 0 } }, { linkId: 'mrd', restrictions: { minInclusive: 0 } }] }] };

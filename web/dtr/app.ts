@@ -19,7 +19,7 @@ import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, Netwo
 import type { NoticeKind } from '../shared/dom.js';
 import { labelAttachmentFields } from './attachment-labels.js';
 import { markInvalidFields } from './invalid-fields.js';
-import { dateBoundProblems, withExcludedMinimums } from './bounds.js';
+import { dateBoundProblems, ONE_SIDED_BOUND, rangeMessages, withExcludedMinimums } from './bounds.js';
 import type { BoundProblem } from './bounds.js';
 import { syncRadioStates } from './radio-state.js';
 import { listEntries, markNeededFields, neededQuestions } from './needed.js';
@@ -559,7 +559,7 @@ function wireForm(state: FormState): void {
   new MutationObserver(() => {
     labelAttachmentFields(state.container);
     labelUnitFields(state.container);
-    markInvalidFields(state.container, state.outOfBounds);
+    markInvalidFields(state.container, state.outOfBounds, rangesOf(state).byLinkId);
     markNeededFields(state.container, new Set(state.needed.keys()));
   }).observe(state.container, { childList: true, subtree: true, characterData: true });
   const edited = () => {
@@ -714,7 +714,10 @@ function formProblems(state: FormState): string[] {
   // which would only repeat the problem; the field's own message is the first, "must be a decimal number."
   const question = (p: string) => p.replace(/ must be .*$/, '');
   const notNumbers = new Set(lhc.filter((p) => / must be (a decimal|an integer) number\.$/.test(p)).map(question));
-  return [...lhc.filter((p) => !(/ must be a value (greater|less) than/.test(p) && notNumbers.has(question(p)))), ...own];
+  // A number past one bound is named with its whole range where the item has one (LHC-Forms names only the side crossed).
+  const { byText } = rangesOf(state);
+  const ranged = (p: string) => (ONE_SIDED_BOUND.test(p) && byText.has(question(p)) ? `${question(p)} ${byText.get(question(p))}` : p);
+  return [...lhc.filter((p) => !(/ must be a value (greater|less) than/.test(p) && notNumbers.has(question(p)))).map(ranged), ...own];
 }
 
 /**
@@ -730,8 +733,17 @@ function checkBounds(state: FormState): BoundProblem[] {
     : null;
   if (qr && state.onPage && evaluate) problems = dateBoundProblems(state.onPage, qr, evaluate);
   state.outOfBounds = new Map(problems.map((p) => [p.linkId, p.message]));
-  markInvalidFields(state.container, state.outOfBounds);
+  markInvalidFields(state.container, state.outOfBounds, rangesOf(state).byLinkId);
   return problems;
+}
+
+/** The whole range of each item bounded on both sides (bounds.ts rangeMessages), for the form on the page. */
+const rangeCache = new WeakMap<Questionnaire, ReturnType<typeof rangeMessages>>();
+function rangesOf(state: FormState): ReturnType<typeof rangeMessages> {
+  const q = state.onPage ?? state.questionnaire;
+  let r = rangeCache.get(q);
+  if (!r) rangeCache.set(q, (r = rangeMessages(q)));
+  return r;
 }
 
 function currentResponse(state: FormState): QuestionnaireResponse {
