@@ -99,9 +99,10 @@ export function buildCoverageInformation(a: CoverageAssertion, version: CrdVersi
     const coded = r.code && (version === '2.2' || REASON_CODES_2_0_1.has(r.code));
     const coding = [
       ...(coded ? [{ system: CRD_TEMP_SYSTEM, code: r.code! }] : []),
-      // The order's recorded denial, coded as PAS answers it (X12 306 A3): the reason binding is extensible and the
-      // coding comes with its text (crd-ci-q7), in every version's shape (design.md §8 "One authorization per order").
-      ...(r.recordedDecision ? [{ system: X12_306_REVIEW_ACTION, code: r.recordedDecision, display: 'Not Certified' }] : []),
+      // What a PAS request for the order gets, coded as PAS answers it (X12 306: A3 the order's recorded denial, A4 a
+      // reviewer decides it): the reason binding is extensible and the coding comes with its text (crd-ci-q7), in every
+      // version's shape (design.md §8 "One authorization per order").
+      ...(r.reviewAction ? [{ system: X12_306_REVIEW_ACTION, code: r.reviewAction, display: r.reviewAction === 'A3' ? 'Not Certified' : 'Pended' }] : []),
     ];
     ext.push({ url: 'reason', valueCodeableConcept: coding.length ? { coding, text: r.text } : { text: r.text } });
   }

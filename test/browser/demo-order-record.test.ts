@@ -307,6 +307,37 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(s.problems).toEqual([]);
   }, 90_000);
 
+  it("after a reviewer's denial, the order changed to meet the policy offers its request as what it is: for a reviewer's decision (PAS pends it)", async () => {
+    s = await openSession(browser, ARTIFACTS);
+    const { page, url, server } = s;
+    await page.goto(`${url}/?story=centene-over-dose`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization', exact: true }).click();
+    await page.getByTestId('pas-decision').filter({ hasText: 'Pended for review' }).waitFor();
+    const [pended] = await server.storage.listPendedSubmissions(50);
+    const signIn = await page.request.post(`${url}/review/demo-sign-in`);
+    const { token } = (await signIn.json()) as { token: string };
+    const decided = await page.request.post(`${url}/review/${pended.id}/decision`, {
+      headers: { Authorization: `Bearer ${token}` },
+      data: { decision: 'deny', reviewer: 'Dana Reyes, MD', reason: '56 mcg/day is above the labelled 28 mcg/day (CP.PHAR.312 II.A.2)' },
+    });
+    expect(decided.status()).toBe(200);
+    await page.getByTestId('pas-decision').filter({ hasText: 'Prior authorization denied' }).waitFor({ timeout: 15_000 });
+
+    // The clinician changes the dose to the label's 28 mcg/day and signs again: the rules do not overturn a reviewer's
+    // denial, so the request goes to a reviewer, and the button says so.
+    await page.getByLabel('Dose').fill('28');
+    await page.getByRole('button', { name: 'Sign again' }).click();
+    await page.locator('#coverage', { hasText: 'the rules do not overturn a reviewer' }).waitFor();
+    const submit = page.locator('#actions').getByRole('button', { name: "Submit prior authorization for a reviewer's decision" });
+    expect(await submit.isVisible()).toBe(true);
+    await submit.click();
+    await page.getByTestId('pas-decision').filter({ hasText: 'Pended for review' }).waitFor();
+    await s.shot('changed-after-denial-for-reviewer');
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
   it('PAS: the button is disabled while the request is in flight (a double click sends one), pended survives a refresh, and the reviewer decision appears when it arrives', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 390, height: 844 });
     const { page, url, server } = s;

@@ -94,6 +94,10 @@ describe('a denial is the decision on the order as it was denied', () => {
     expect(reasons[0]).toContain(`A reviewer (Dr. L. Chen) denied this order's earlier prior authorization request on`);
     expect(reasons[0]).toContain(DENIED);
     expect(reasons[0]).toContain('request prior authorization for the order as it now stands, and a reviewer decides it');
+    // Coded as what a PAS request for it gets (X12 306 A4, pended for a reviewer), so an EHR labels its action by the code.
+    const coded = corrected.ext.extension!.filter((e) => e.url === 'reason')[0].valueCodeableConcept?.coding;
+    expect(coded).toEqual([{ system: X12, code: 'A4', display: 'Pended' }]);
+    expect(coverageInformationProblems(corrected.ext, '2.0')).toEqual([]);
     expect(JSON.stringify(corrected.body)).not.toContain('Prior authorization denied');
     let record = await storage.getOrderRecord(key);
     expect(record?.state).toBe('auth-needed');

@@ -505,6 +505,15 @@ function settledOrder(): Settled | undefined {
 }
 
 /**
+ * The PAS request's button, named for what the payer does with it: after a reviewer's denial the changed order goes to
+ * a reviewer (the answer's reason coded X12 306 A4; PAS pends it, design.md §8 "A denial is the decision on the order
+ * as it was denied"), so the button says so rather than promise a decision the rules would make.
+ */
+function submitLabel(s: CoverageSummary | undefined): string {
+  return s?.reviewerDecides ? "Submit prior authorization for a reviewer's decision" : 'Submit prior authorization';
+}
+
+/**
  * Under the documentation on file: the prior authorization request with it while the order is open, or, once the order
  * is settled, what settled it and no button (a request would only be answered with that same approval or denial).
  */
@@ -520,7 +529,7 @@ function renderRequestOffer(): void {
         { class: 'muted' },
         "Sign the order again to get the payer's answer at signing, or submit the prior authorization request with this documentation.",
       ),
-      h('div', { class: 'buttons' }, h('button', { type: 'button', id: 'submit-pas-doc', disabled: state.submitting }, 'Submit prior authorization')),
+      h('div', { class: 'buttons' }, h('button', { type: 'button', id: 'submit-pas-doc', disabled: state.submitting }, submitLabel(state.lastSummary))),
     );
     document.getElementById('submit-pas-doc')?.addEventListener('click', () => {
       void submitPas();
@@ -802,7 +811,7 @@ function renderResult(
       ? h('button', { type: 'button', id: 'complete-doc-adaptive' }, 'Complete documentation (adaptive form)')
       : null,
     s && (s.tone === 'needed' || s.tone === 'unclear')
-      ? h('button', { type: 'button', id: 'submit-pas' }, 'Submit prior authorization')
+      ? h('button', { type: 'button', id: 'submit-pas' }, submitLabel(s))
       : null,
   );
   document.getElementById('complete-doc')?.addEventListener('click', () => launchDtr(s!));

@@ -19,6 +19,11 @@ export interface CoverageSummary {
    * `withOrderRecord`), which a provisional "not covered" of the rules never carries.
    */
   recordedDenial: boolean;
+  /**
+   * A PAS request for the order goes to a payer reviewer: a reason coded X12 306 A4 (after a reviewer's denial the
+   * changed order meets the policy, but only a reviewer decides it: src/coverage/order-record.ts `afterReviewDenial`).
+   */
+  reviewerDecides: boolean;
   questionnaires: string[];
   assertionId?: string;
   paId?: string;
@@ -118,12 +123,12 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
         r.valueCodeableConcept?.coding?.[0]?.code,
     )
     .filter((t): t is string => !!t);
-  const recordedDenial = sub(ext, 'reason').some((r) =>
-    (r.valueCodeableConcept?.coding ?? []).some((c) => c.system === X12_306 && c.code === 'A3'),
-  );
+  const reasonCoded = (action: string) =>
+    sub(ext, 'reason').some((r) => (r.valueCodeableConcept?.coding ?? []).some((c) => c.system === X12_306 && c.code === action));
   const base = {
     reasons,
-    recordedDenial,
+    recordedDenial: reasonCoded('A3'),
+    reviewerDecides: reasonCoded('A4'),
     docNeeded,
     questionnaires: sub(ext, 'questionnaire')
       .map((q) => q.valueCanonical)
