@@ -1,4 +1,5 @@
 import type { Extension } from '@medplum/fhirtypes';
+import { X12_306_REVIEW_ACTION } from '../fhir/dtr-urls.js';
 import type { CoveredCode, Determination, PaNeededCode } from './determination.js';
 
 /** http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information (CRD 2.0.1 and 2.2.1). */
@@ -22,7 +23,7 @@ export interface CoverageAssertion {
   docPurpose?: 'withpa';
   infoNeeded?: 'OTH';
   questionnaire?: string;
-  reasons: { text: string; code?: string }[];
+  reasons: Determination['reasons'];
   satisfiedPaId?: string;
   expiryDate?: string;
   /** First day of the approved period (with `expiryDate`, the 2.2 `detail` allowed-period). */
@@ -96,10 +97,14 @@ export function buildCoverageInformation(a: CoverageAssertion, version: CrdVersi
   for (const r of reasons) {
     // The shared form codes a reason only with a code CRD 2.0.1 defines; the text says the same (e.g. `technical`).
     const coded = r.code && (version === '2.2' || REASON_CODES_2_0_1.has(r.code));
-    ext.push({
-      url: 'reason',
-      valueCodeableConcept: coded ? { coding: [{ system: CRD_TEMP_SYSTEM, code: r.code! }], text: r.text } : { text: r.text },
-    });
+    const coding = [
+      ...(coded ? [{ system: CRD_TEMP_SYSTEM, code: r.code! }] : []),
+      // What a PAS request for the order gets, coded as PAS answers it (X12 306: A3 the order's recorded denial, A4 a
+      // reviewer decides it): the reason binding is extensible and the coding comes with its text (crd-ci-q7), in every
+      // version's shape (design.md §8 "One authorization per order").
+      ...(r.reviewAction ? [{ system: X12_306_REVIEW_ACTION, code: r.reviewAction, display: r.reviewAction === 'A3' ? 'Not Certified' : 'Pended' }] : []),
+    ];
+    ext.push({ url: 'reason', valueCodeableConcept: coding.length ? { coding, text: r.text } : { text: r.text } });
   }
   if (docNeeded && a.questionnaire) ext.push({ url: 'questionnaire', valueCanonical: a.questionnaire });
   ext.push({ url: 'date', valueDate: a.date });

@@ -23,8 +23,13 @@ export interface Determination {
   paNeeded?: PaNeededCode;
   /** The Questionnaire canonical to complete, when documentation is what is needed (CRD doc-needed clinical, withpa). */
   questionnaire?: string;
-  /** Why, citing the policy: the CRD `reason`, and the PAS reasons for A1 and A3. */
-  reasons: { text: string; code?: string }[];
+  /**
+   * Why, citing the policy: the CRD `reason`, and the PAS reasons for A1 and A3. `code`: a CRD reason code;
+   * `reviewAction`: the X12 306 review action the reason states for a PAS request for the order, coded so a client
+   * acts on it without reading the words (design.md §8): A3, the order's recorded denial (order-record.ts
+   * `withOrderRecord`), never a provisional "not covered"; A4, a reviewer decides the order (`afterReviewDenial`).
+   */
+  reasons: { text: string; code?: string; reviewAction?: 'A3' | 'A4' }[];
   /** What is missing, in words a clinician or reviewer reads: questions, limits to review. Empty unless pended. */
   needed: string[];
   /** The X12 306 review action PAS answers with: A1 certified, A3 not certified, A4 pended. */

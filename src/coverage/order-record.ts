@@ -200,6 +200,7 @@ export function afterReviewDenial(d: Determination, denial: OrderEvent | undefin
     reasons: [
       {
         text: `A reviewer (${denial.actor}) denied this order's earlier prior authorization request on ${longDate(denial.at.slice(0, 10))}: "${denial.reason}". The order has changed since and, as it now stands, meets the policy, but the rules do not overturn a reviewer's denial: request prior authorization for the order as it now stands, and a reviewer decides it.`,
+        reviewAction: 'A4',
       },
       ...met,
     ],
@@ -340,7 +341,7 @@ export function withOrderRecord(d: Determination, record: OrderRecord | undefine
       covered: 'not-covered',
       paNeeded: undefined,
       questionnaire: undefined,
-      reasons: [{ text: decided.reason }],
+      reasons: [{ text: decided.reason, reviewAction: 'A3' }],
       needed: [],
       reviewAction: 'A3',
       summary: 'prior authorization denied',

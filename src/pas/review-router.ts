@@ -18,7 +18,7 @@ import { buildResponseBundle, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf } from './http.js';
 import { parsePasRequest } from './request-bundle.js';
 import { reviewCase } from './review-case.js';
-import { currentPended, settlePended, settleWaitingOn, waitsOn } from './settle-pended.js';
+import { currentPended, decidedBy, settlePended, settleWaitingOn, waitsOn } from './settle-pended.js';
 import type { ReviewCase } from './review-case.js';
 import { answeredVersion } from './pas-version.js';
 import { quantityOf } from './approval-covers.js';
@@ -155,6 +155,56 @@ function questionTexts(content: NonNullable<ReviewDeps['content']>, s: PasSubmis
  */
 function labelledEvidence(evidence: CriterionEvidence[] | undefined, policy: CompiledPolicy | undefined): CriterionEvidence[] | undefined {
   return evidence?.map(({ question, ...e }) => ({ ...e, label: (policy && factLabel(policy, e.fact)) ?? e.label ?? question ?? e.fact }));
+}
+
+/** One item decided by its order's decision made on another path, and what that decision rests on. */
+interface SettledItem {
+  sequence: number;
+  /** The path, in the words the decision history uses (settle-pended.ts `decidedBy`): "Documentation answers (DTR)". */
+  by: string;
+  source: OrderEvent['source'];
+  /** When the order was decided on that path. */
+  at: string;
+  decision: 'approve' | 'deny';
+  reason: string;
+  /**
+   * The facts the request's criteria read that the deciding evaluation (its coverage assertion) read otherwise than the
+   * request as filed (unknown then, or another value): what settled it, each under the policy's label; known values only.
+   */
+  facts: { fact: string; label: string; value: boolean | number | string }[];
+}
+
+/**
+ * The items of a request whose decision is their order's decision made on another path (the clinician's DTR answers, a
+ * signing once the chart held the evidence, another PAS request): by which path, when, why, and the values that
+ * evaluation read where the request as filed lacked them or read others, from the coverage assertion the order's
+ * deciding event names (review ui s47 #2). The trace the
+ * request was filed with shows what it lacked then; this shows what settled it. A reviewer's decision, and the request's
+ * own decision at submission, are not listed: the decision history and the trace say them.
+ */
+async function settledItems(storage: Storage, s: PasSubmission, policies: readonly CompiledPolicy[]): Promise<SettledItem[]> {
+  const items = ((s.detail as unknown as Detail).items ?? []).filter((i) => (i.reviewAction === 'A1' || i.reviewAction === 'A3') && i.order);
+  const out = await Promise.all(
+    items.map(async (i): Promise<SettledItem | undefined> => {
+      const record = await storage.getOrderRecord(i.order!);
+      const state = i.reviewAction === 'A1' ? 'approved' : 'denied';
+      const event = [...(record?.history ?? [])].reverse().find((h) => h.state === state);
+      if (!event || event.source === 'review' || (event.source === 'pas' && event.submissionId === s.id)) return undefined;
+      const assertion = event.assertionId ? await storage.getAssertion(event.assertionId) : undefined;
+      const policy = policies.find((p) => p.file.id === (assertion?.policyId ?? i.policyId));
+      // What the trace as filed read for each fact its criteria read: the facts listed are those the deciding
+      // evaluation read otherwise (unknown then, or another value), i.e. what the new answers or chart brought.
+      const read = new Set(i.criteria.flatMap((c) => (c.evidence ?? []).map((e) => e.fact)));
+      const filed = new Map(i.criteria.flatMap((c) => (c.evidence ?? []).filter((e) => e.source !== 'unknown' && e.value !== undefined).map((e) => [e.fact, e.value] as const)));
+      const facts = Object.entries(assertion?.facts ?? {}).flatMap(([fact, value]) => {
+        const label = policy && factLabel(policy, fact);
+        const known = typeof value === 'boolean' || typeof value === 'number' || typeof value === 'string';
+        return label && known && read.has(fact) && filed.get(fact) !== value ? [{ fact, label, value }] : [];
+      });
+      return { sequence: i.sequence, by: decidedBy(event), source: event.source, at: event.at, decision: state === 'approved' ? 'approve' : 'deny', reason: event.reason, facts };
+    }),
+  );
+  return out.filter((x): x is SettledItem => !!x);
 }
 
 /** What a reviewer sees of one request: identifiers, payer, policy, the criteria with their evidence, the request itself, decisions. */
@@ -388,8 +438,9 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       if (!s) throw notFound(`No PAS request ${String(req.params.id)}`);
       const current = await settlePended(storage, s, { log: logOf(req, logger), notifier: deps.notifier });
       const owner = await waitsOn(storage, current);
+      const settled = await settledItems(storage, current, deps.content?.policies ?? []);
       // A request waiting on another's orders names that request: its case, whose decision this one takes.
-      res.json({ ...reviewView(current, deps.content), ...(owner ? { waitsOn: owner } : {}) });
+      res.json({ ...reviewView(current, deps.content), ...(settled.length ? { settled } : {}), ...(owner ? { waitsOn: owner } : {}) });
     }),
   );
 

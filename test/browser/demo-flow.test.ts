@@ -179,7 +179,7 @@ describe.skipIf(!hasChromium)(
       expect(problems, 'browser console errors and failed requests').toEqual([]);
     }, 120_000);
 
-    it('adaptive form asks only what signing left open (the MRD); the PAS request with that documentation is approved', async () => {
+    it('adaptive form asks only what signing left open (the MRD); back in the EHR the authorization is shown and no request is offered', async () => {
       const url = await open();
       await signAndExpectDocumentation(url);
       await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
@@ -197,15 +197,19 @@ describe.skipIf(!hasChromium)(
       );
       await shot('adaptive-determination');
 
-      // Back in the EHR, the prior authorization request goes to PAS with the completed documentation.
+      const issued = PA.exec(await textOf(page, '#result'))![0];
+
+      // Back in the EHR the order is authorized: its number and period, and no "Submit prior authorization" (a request
+      // would only be answered with this approval).
       await page.getByRole('link', { name: 'Return to the EHR' }).first().click();
       await page.getByRole('heading', { name: 'Documentation on file' }).waitFor();
-      await page.locator('#documentation').getByRole('button', { name: 'Submit prior authorization' }).click();
-      await page.getByTestId('pas-decision').waitFor();
-      expect(await textOf(page, '#pas')).toMatch(
-        new RegExp(`Prior authorization approved: ${PA.source} valid until \\d{1,2} [A-Z][a-z]+ \\d{4}`),
+      await page.getByTestId('order-authorization').waitFor();
+      expect(await textOf(page, '[data-testid=order-authorization]')).toBe(`Prior authorization approved: ${issued}.`);
+      expect(await textOf(page, '#documentation')).toMatch(
+        new RegExp(`Authorization ${issued} is valid from \\d{1,2} [A-Z][a-z]+ \\d{4} to \\d{1,2} [A-Z][a-z]+ \\d{4}`),
       );
-      await shot('pas-approved');
+      expect(await page.getByRole('button', { name: 'Submit prior authorization' }).count()).toBe(0);
+      await shot('ehr-authorized');
       expect(outside).toEqual([]);
       expect(problems).toEqual([]);
     }, 120_000);

@@ -8,6 +8,22 @@ import { repoRoot } from './start-demo-server.js';
 const ARTIFACTS = join(repoRoot, 'test-artifacts', 'demo-order-record');
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
 
+/** Documentation on file in Kwame's chart (the sandbox EHR): a completed Centene questionnaire that leaves the MRD unanswered. */
+async function putDocumentationOnFile(s: BrowserSession): Promise<void> {
+  const put = await s.page.request.put(`${s.url}/sandbox/fhir/QuestionnaireResponse/kwame-centene-doc`, {
+    headers: { 'Content-Type': 'application/fhir+json' },
+    data: {
+      resourceType: 'QuestionnaireResponse',
+      id: 'kwame-centene-doc',
+      status: 'completed',
+      questionnaire: 'https://priorpath.dev/fhir/Questionnaire/centene-blinatumomab|2026-11',
+      subject: { reference: 'Patient/centene-missing-mrd' },
+      authored: new Date().toISOString(),
+    },
+  });
+  expect(put.ok()).toBe(true);
+}
+
 describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to the order as signed', () => {
   let browser: Browser;
   let s: BrowserSession | undefined;
@@ -251,9 +267,81 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(s.problems).toEqual([]);
   }, 90_000);
 
+  it('with documentation on file, the chart offers the PAS request only while the order is open: under a reviewer\'s denial it says the denial and offers no request that would be answered with it', async () => {
+    s = await openSession(browser, ARTIFACTS);
+    const { page, url, server } = s;
+    await putDocumentationOnFile(s);
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByText('Prior authorization needed — documentation required').waitFor();
+    const offer = page.locator('#documentation').getByRole('button', { name: 'Submit prior authorization' });
+    // Open: the request with the documentation is offered.
+    expect(await offer.isVisible()).toBe(true);
+    await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' }).click();
+    await page.getByTestId('pas-decision').waitFor();
+    expect(await textOf(page, '[data-testid=pas-decision]')).toBe('Pended for review');
+
+    const [pended] = await server.storage.listPendedSubmissions(50);
+    const signIn = await page.request.post(`${url}/review/demo-sign-in`);
+    const { token } = (await signIn.json()) as { token: string };
+    const decided = await page.request.post(`${url}/review/${pended.id}/decision`, {
+      headers: { Authorization: `Bearer ${token}` },
+      data: { decision: 'deny', reviewer: 'Dana Reyes, MD', reason: 'MRD negative on the outside flow report (CP.PHAR.312 I.A.4)' },
+    });
+    expect(decided.status()).toBe(200);
+    await page.getByTestId('pas-decision').filter({ hasText: 'Prior authorization denied' }).waitFor({ timeout: 15_000 });
+    // Denied: no button anywhere that would send the order as it stands, and the documentation box says why.
+    expect(await page.getByRole('button', { name: 'Submit prior authorization' }).count()).toBe(0);
+    expect(await textOf(page, '[data-testid=order-authorization]')).toContain('Denied:');
+    expect(await textOf(page, '[data-testid=order-authorization]')).toContain('MRD negative on the outside flow report');
+    expect(await textOf(page, '#documentation')).toMatch(/Change the order .* and sign again/);
+
+    // Signed again unchanged, the order answers the denial: still no request offered, after a reload too.
+    await page.getByRole('button', { name: 'Sign again' }).click();
+    await page.locator('[data-testid=coverage-headline]', { hasText: /^Not covered/ }).waitFor();
+    await page.reload();
+    await page.getByTestId('order-authorization').waitFor();
+    expect(await textOf(page, '[data-testid=order-authorization]')).toContain('MRD negative on the outside flow report');
+    expect(await page.getByRole('button', { name: 'Submit prior authorization' }).count()).toBe(0);
+    await s.shot('denied-no-request-offered');
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
+  it("after a reviewer's denial, the order changed to meet the policy offers its request as what it is: for a reviewer's decision (PAS pends it)", async () => {
+    s = await openSession(browser, ARTIFACTS);
+    const { page, url, server } = s;
+    await page.goto(`${url}/?story=centene-over-dose`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
+    await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization', exact: true }).click();
+    await page.getByTestId('pas-decision').filter({ hasText: 'Pended for review' }).waitFor();
+    const [pended] = await server.storage.listPendedSubmissions(50);
+    const signIn = await page.request.post(`${url}/review/demo-sign-in`);
+    const { token } = (await signIn.json()) as { token: string };
+    const decided = await page.request.post(`${url}/review/${pended.id}/decision`, {
+      headers: { Authorization: `Bearer ${token}` },
+      data: { decision: 'deny', reviewer: 'Dana Reyes, MD', reason: '56 mcg/day is above the labelled 28 mcg/day (CP.PHAR.312 II.A.2)' },
+    });
+    expect(decided.status()).toBe(200);
+    await page.getByTestId('pas-decision').filter({ hasText: 'Prior authorization denied' }).waitFor({ timeout: 15_000 });
+
+    // The clinician changes the dose to the label's 28 mcg/day and signs again: the rules do not overturn a reviewer's
+    // denial, so the request goes to a reviewer, and the button says so.
+    await page.getByLabel('Dose').fill('28');
+    await page.getByRole('button', { name: 'Sign again' }).click();
+    await page.locator('#coverage', { hasText: 'the rules do not overturn a reviewer' }).waitFor();
+    const submit = page.locator('#actions').getByRole('button', { name: "Submit prior authorization for a reviewer's decision" });
+    expect(await submit.isVisible()).toBe(true);
+    await submit.click();
+    await page.getByTestId('pas-decision').filter({ hasText: 'Pended for review' }).waitFor();
+    await s.shot('changed-after-denial-for-reviewer');
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
   it('PAS: the button is disabled while the request is in flight (a double click sends one), pended survives a refresh, and the reviewer decision appears when it arrives', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 390, height: 844 });
     const { page, url, server } = s;
+    await putDocumentationOnFile(s);
     await page.goto(`${url}/?story=centene-missing-mrd`);
     await page.getByRole('button', { name: 'Sign order' }).click();
     await page.getByRole('heading', { name: 'What the payer says' }).waitFor();
@@ -293,8 +381,13 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
       data: { decision: 'approve', reviewer: 'Dana Reyes, MD', reason: 'MRD 0.3 % on the outside flow report' },
     });
     expect(decided.status()).toBe(200);
-    await page.getByText(/Prior authorization approved: PA-CENTENE-/).waitFor({ timeout: 15_000 });
+    await page.getByTestId('pas-decision').filter({ hasText: /Prior authorization approved: PA-CENTENE-/ }).waitFor({ timeout: 15_000 });
     expect(await textOf(page, '#status')).toContain('approved');
+    // The documentation on file no longer offers a request: the order is authorized, its number and period said.
+    expect(await textOf(page, '[data-testid=order-authorization]')).toMatch(
+      /^Prior authorization approved: PA-CENTENE-\S+, valid from \d{1,2} [A-Z][a-z]+ \d{4} to \d{1,2} [A-Z][a-z]+ \d{4}\.$/,
+    );
+    expect(await page.getByRole('button', { name: 'Submit prior authorization' }).count()).toBe(0);
     // The reopened chart's signing answer is overtaken by the decision, as on the page that signed.
     expect(await textOf(page, '#stale-note')).toMatch(/decided the prior authorization request: approved .*sign again/);
     expect(await page.getByText('Prior authorization needed — documentation required').isVisible()).toBe(false);

@@ -639,11 +639,14 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await mrd.fill('150');
     await mrd.press('Tab');
     await invalid('mrd-percent');
-    expect(await descriptionOf(mrd)).toMatch(/^must be a value less than or equal to 100\./);
+    // The whole range, not only the side crossed (review ui s47 #5): LHC-Forms alone says "less than or equal to 100".
+    expect(await descriptionOf(mrd)).toMatch(/^must be a value from 0 to 100\./);
+    expect(await question(page, 'mrd-percent').innerText()).not.toContain('less than or equal to');
     await mrd.fill('-5');
     await mrd.press('Tab');
     await page.waitForFunction(() => /greater than or equal to 0/.test(document.querySelector('lhc-item[id^="item-mrd-percent/"]')?.textContent ?? ''));
-    expect(await descriptionOf(mrd)).toMatch(/^must be a value greater than or equal to 0\./);
+    expect(await descriptionOf(mrd)).toMatch(/^must be a value from 0 to 100\./);
+    expect(await question(page, 'mrd-percent').innerText()).not.toContain('greater than or equal to');
     // A weight is more than 0 kg (min-value-excluded): 0 is refused too.
     const weight = question(page, 'weight').locator('input').first();
     await weight.fill('0');
@@ -662,7 +665,8 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.getByRole('button', { name: 'Save and send to the payer' }).click();
     await page.locator('#problems:not([hidden])').waitFor();
     const problems = await textOf(page, '#problems');
-    expect(problems).toMatch(/must be a value greater than or equal to 0\./);
+    expect(problems).toMatch(/\(within 90 days\) must be a value from 0 to 100\./);
+    expect(problems).not.toMatch(/greater than or equal to 0/);
     expect(problems).toMatch(/must be a value greater than 0\./);
     expect(problems).toMatch(/Patient date of birth must be a date on or before/);
     expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(0);
@@ -705,7 +709,7 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await mrd.fill('150');
     await mrd.press('Tab');
     await page.getByRole('button', { name: 'Continue' }).click();
-    await page.getByText(/^Not sent: Minimal residual disease .* must be a value less than or equal to 100\. Correct it and continue\.$/).waitFor();
+    await page.getByText(/^Not sent: Minimal residual disease .* must be a value from 0 to 100\. Correct it and continue\.$/).waitFor();
     expect(await mrd.getAttribute('aria-invalid')).toBe('true');
     expect(await page.getByRole('heading', { name: 'Payer determination' }).count()).toBe(0);
     await mrd.fill('0.5');
@@ -928,8 +932,18 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     await page.getByTestId('dtr-determination').filter({ hasText: /^Still needed/ }).waitFor();
     expect(await pended.isVisible()).toBe(true);
     expect(await textOf(page, '#form-why')).toBe('');
+    // The box says what holds after that choice (review ui s47 #3): this documentation did not settle the request and
+    // the form cannot be sent again; no longer "Documentation that meets the policy settles it at once".
+    expect(await textOf(page, '[data-testid=pended-now]')).toMatch(
+      /^Sent without what the payer still needs, this documentation did not settle the prior authorization request, and the completed form cannot be sent again\. The request waits for the payer's reviewer/,
+    );
+    expect(await pended.innerText()).not.toContain('settles it at once');
+    // The payer's words from the opening, with the request's reference, are one click away, said once.
+    await pended.getByText('What the payer said when the form opened').click();
     const body = await page.locator('body').innerText();
     expect(body.match(/is pended for review since/g)?.length).toBe(1);
+    expect(await pended.innerText()).toMatch(/\(reference [\w-]+\) is pended for review since/);
+    await s.shot('adaptive-sent-without-pended');
     expect(s.problems).toEqual([]);
   }, 150_000);
 

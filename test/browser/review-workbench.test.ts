@@ -737,6 +737,38 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(s.problems).toEqual([]);
   }, 90_000);
 
+  it("a request the clinician's DTR answers settled says so above the trace: by the documentation from the DTR form, when, and the values it rests on (review ui s47 #2)", async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1366, height: 900 });
+    const { page, url, server } = s;
+    await pendKwame(page, url);
+    const [pended] = await server.storage.listPendedSubmissions(50);
+    // The clinician then documents the MRD level in the adaptive form: the order is approved, which settles the request.
+    await page.getByRole('button', { name: 'Complete documentation (adaptive form)' }).click();
+    await page.getByText(/the payer asks only what it still needs/).waitFor({ timeout: 30_000 });
+    await page.getByRole('textbox', { name: /Minimal residual disease/ }).fill('0.5');
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByTestId('dtr-determination').filter({ hasText: /Prior authorization approved/ }).waitFor();
+
+    await signIn(page, url);
+    await page.goto(`${url}/review#/request/${pended.id}`);
+    await page.getByTestId('settled').waitFor();
+    expect(await textOf(page, '[data-testid=request-status]')).toMatch(/^Approved: PA-CENTENE-/);
+    const settled = await textOf(page, '[data-testid=settled]');
+    expect(settled).toMatch(/^Approved by the documentation answers sent from the DTR form, \d{1,2} [A-Z][a-z]+ \d{4}, \d{2}:\d{2} UTC/);
+    // What the clinician's MRD level (0.5 %) made of the criterion's fact, under the policy's words: unknown as filed.
+    expect(settled).toMatch(/What it read that the request as filed did not .*: MRD-positive \(minimal residual disease detectable at 0\.01 % or more, or reported positive\) Yes /);
+    expect(settled).toContain('The policy trace below is the request as it was filed');
+    // Said before the trace it would otherwise be read with.
+    const order = await page.evaluate(() => {
+      const a = document.querySelector('[data-testid=settled]')!;
+      const b = document.querySelector('[data-testid=trace]')!;
+      return a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING;
+    });
+    expect(order).toBeTruthy();
+    await s.shot('settled-by-dtr');
+    expect(s.problems).toEqual([]);
+  }, 120_000);
+
   it('a long queue: every word of a search finds a request in any column, the order can change, 25 rows a page, and the choice holds after opening a request', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1366, height: 900 });
     const { page, url } = s;

@@ -4,7 +4,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { createSandboxAuth } from '../../src/sandbox-auth/index.js';
 import { createWebRouter } from '../../src/web/index.js';
-import { answeredAfter, COVERAGE_INFO_URL, summarizeCoverage, supersededByDecision } from '../../web/shared/coverage.js';
+import { answeredAfter, COVERAGE_INFO_URL, settlesPendedRequest, summarizeCoverage, supersededByDecision } from '../../web/shared/coverage.js';
 import { applyForm, describeOrder, formOf, sigWithDose, TREATMENT_PHASE_URL, validCycles } from '../../web/demo/order.js';
 import { newestFirst, savedAt } from '../../web/demo/responses.js';
 import {
@@ -20,7 +20,7 @@ import { keepUnsaved, takeUnsaved, unsavedKey } from '../../web/dtr/unsaved-copy
 import { withPopulationContext } from '../../web/dtr/lforms.js';
 import { listEntries, neededQuestions } from '../../web/dtr/needed.js';
 import { payerAnswersOn } from '../../web/demo/responses.js';
-import { dateBoundProblems, withExcludedMinimums } from '../../web/dtr/bounds.js';
+import { dateBoundProblems, ONE_SIDED_BOUND, rangeMessages, withExcludedMinimums } from '../../web/dtr/bounds.js';
 import { attachmentBlob, attachmentText, imageSource, viewableType } from '../../web/review/attachment-view.js';
 import { criterionResult } from '../../web/review/criterion-result.js';
 import { decidedMatching, queuePage } from '../../web/review/queue-view.js';
@@ -216,6 +216,25 @@ describe('coverage-information in plain words', () => {
       'documentation',
     );
     expect(overLimit.headline).toBe('Still needed: Is the requested dose supported? (if yes, attach: Practice guideline)');
+  });
+
+  it("tells the order's recorded denial (a reason coded X12 306 A3) from a provisional not covered by the code, not the words (review ui s47 #4)", () => {
+    const words = 'Prior authorization denied: MRD negative on the outside flow report. The denial is the decision on this order as it stood when denied.';
+    const notCovered = (reason: Extension['valueCodeableConcept']) =>
+      summarizeCoverage(ext([{ url: 'covered', valueCode: 'not-covered' }, { url: 'reason', valueCodeableConcept: reason }]), 'documentation');
+    const recorded = notCovered({ coding: [{ system: 'https://codesystem.x12.org/005010/306', code: 'A3', display: 'Not Certified' }], text: words });
+    expect(recorded.recordedDenial).toBe(true);
+    expect(settlesPendedRequest(recorded)).toBe(true);
+    // The same words without the code, and the rules' own "not covered", leave the pended request waiting.
+    expect(settlesPendedRequest(notCovered({ text: words }))).toBe(false);
+    expect(settlesPendedRequest(notCovered({ text: 'Not covered: Philadelphia chromosome-positive B-ALL without a TKI (CP.PHAR.312 I.A.2)' }))).toBe(false);
+    // Another X12 306 code on a reason (A4) is no denial.
+    expect(notCovered({ coding: [{ system: 'https://codesystem.x12.org/005010/306', code: 'A4' }], text: words }).recordedDenial).toBe(false);
+    const approved = summarizeCoverage(
+      ext([{ url: 'covered', valueCode: 'covered' }, { url: 'pa-needed', valueCode: 'satisfied' }, { url: 'satisfied-pa-id', valueString: 'PA-X-1' }]),
+      'documentation',
+    );
+    expect(settlesPendedRequest(approved)).toBe(true);
   });
 });
 
@@ -685,6 +704,25 @@ describe('DTR answer bounds the app applies itself (review s44 M1)', () => {
       },
     ],
   } as unknown as Questionnaire;
+
+  it('a number bounded on both sides is said with its whole range, by linkId and question text; one bound, or a date, is left to LHC-Forms (review ui s47 #5)', () => {
+    const min = (v: number) => ({ url: 'http://hl7.org/fhir/StructureDefinition/minValue', valueInteger: v });
+    const max = (v: number) => ({ url: 'http://hl7.org/fhir/StructureDefinition/maxValue', valueInteger: v });
+    const ranged = {
+      resourceType: 'Questionnaire',
+      status: 'active',
+      item: [
+        { linkId: 'cycles', type: 'integer', text: 'Cycles requested', extension: [min(1), max(6)] },
+        { linkId: 'dose', type: 'decimal', text: 'Daily dose (mcg)', extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/minValue', valueDecimal: 0 }, { url: 'https://priorpath.dev/fhir/StructureDefinition/min-value-excluded', valueBoolean: true }, { url: 'http://hl7.org/fhir/StructureDefinition/maxValue', valueDecimal: 28 }] },
+      ],
+    } as unknown as Questionnaire;
+    const { byLinkId, byText } = rangeMessages(ranged);
+    expect(Object.fromEntries(byLinkId)).toEqual({ cycles: 'must be a value from 1 to 6.', dose: 'must be a value greater than 0 and at most 28.' });
+    expect(byText.get('Cycles requested')).toBe('must be a value from 1 to 6.');
+    expect(rangeMessages(q).byLinkId.size).toBe(0);
+    expect(ONE_SIDED_BOUND.test('Cycles requested must be a value greater than or equal to 1.')).toBe(true);
+    expect(ONE_SIDED_BOUND.test('Cycles requested must be a decimal number.')).toBe(false);
+  });
 
   it('an excluded minimum becomes LHC-Forms\' minExclusive; an inclusive one stays', () => {
     const form = { items: [{ linkId: 'g', items: [{ linkId: 'weight', restrictions: { minInclusive: 0 } }, { linkId: 'mrd', restrictions: { minInclusive: 0 } }] }] };

@@ -1,6 +1,6 @@
 import type { Bundle, Extension, MedicationRequest, QuestionnaireResponse } from '@medplum/fhirtypes';
 import request from 'supertest';
-import { COVERAGE_INFO_URL } from '../../src/coverage/coverage-information.js';
+import { COVERAGE_INFO_URL, coverageInformationProblems } from '../../src/coverage/coverage-information.js';
 import { storyResources } from '../helpers/stories.js';
 import { describe, expect, it } from 'vitest';
 import { approvalLoop } from '../helpers/approval-loop.js';
@@ -75,6 +75,28 @@ describe('a denial is the decision on the order as it was denied', () => {
     expect(JSON.stringify(resent.processNote)).toContain('or write a new one, and request prior authorization again');
   });
 
+  it("the recorded denial's reason is coded X12 306 A3 at signing and in the DTR answer, so a client tells it from a provisional not covered without reading the words (review ui s47 #4)", async () => {
+    const { app, order, sign } = await deniedOverDose();
+    const denialCoding = (ext: Extension) =>
+      ext.extension!.filter((e) => e.url === 'reason').flatMap((e) => (e.valueCodeableConcept?.coding ?? []).filter((c) => c.system === X12).map((c) => ({ code: c.code, text: e.valueCodeableConcept?.text })));
+    const again = await sign(order);
+    expect(denialCoding(again.ext)).toEqual([{ code: 'A3', text: expect.stringContaining(`Prior authorization denied: ${DENIED}.`) }]);
+
+    const signedOrder = (again.body as unknown as { systemActions: { resource: MedicationRequest }[] }).systemActions[0].resource;
+    const coverage = storyResources(STORY).find((r) => r.resourceType === 'Coverage');
+    const pkg = await request(app)
+      .post('/fhir/Questionnaire/$questionnaire-package')
+      .send({ resourceType: 'Parameters', parameter: [{ name: 'coverage', resource: coverage }, { name: 'order', resource: signedOrder }] })
+      .expect(200);
+    const bundle = pkg.body.parameter.find((p: { name: string }) => p.name === 'PackageBundle').resource as Bundle;
+    const draft = bundle.entry!.map((e) => e.resource).find((r) => r?.resourceType === 'QuestionnaireResponse') as QuestionnaireResponse;
+    const saved = await request(app).post('/fhir/QuestionnaireResponse').send({ ...draft, status: 'completed' }).expect(201);
+    const ext = (saved.body.extension as Extension[]).find((e) => e.url === COVERAGE_INFO_URL)!;
+    expect(sub(ext, 'covered')!.valueCode).toBe('not-covered');
+    expect(denialCoding(ext)).toEqual([{ code: 'A3', text: expect.stringContaining(`Prior authorization denied: ${DENIED}.`) }]);
+    expect(coverageInformationProblems(ext, '2.0')).toEqual([]);
+  });
+
   it('corrected to the dose the reviewer asked for, the same order is pended for a reviewer, never approved by the rules; the denial stays in its history', async () => {
     const { app, storage, order, key, sign, submit, review, deniedId } = await deniedOverDose();
 
@@ -86,6 +108,10 @@ describe('a denial is the decision on the order as it was denied', () => {
     expect(reasons[0]).toContain(`A reviewer (Dr. L. Chen) denied this order's earlier prior authorization request on`);
     expect(reasons[0]).toContain(DENIED);
     expect(reasons[0]).toContain('request prior authorization for the order as it now stands, and a reviewer decides it');
+    // Coded as what a PAS request for it gets (X12 306 A4, pended for a reviewer), so an EHR labels its action by the code.
+    const coded = corrected.ext.extension!.filter((e) => e.url === 'reason')[0].valueCodeableConcept?.coding;
+    expect(coded).toEqual([{ system: X12, code: 'A4', display: 'Pended' }]);
+    expect(coverageInformationProblems(corrected.ext, '2.0')).toEqual([]);
     expect(JSON.stringify(corrected.body)).not.toContain('Prior authorization denied');
     let record = await storage.getOrderRecord(key);
     expect(record?.state).toBe('auth-needed');

@@ -130,4 +130,47 @@ describe('who settled a pended request, in the reviewer\'s words (review rev-ui 
     expect(decided.reviewAction).toBe('A1');
     expect(decided.decisions.map((d: { reviewer: string }) => d.reviewer)).toEqual(['Documentation answers (DTR)']);
   });
+
+  it('the request page says what settled it: the DTR answers, when, and the values the request as filed lacked, under the policy\'s words (review ui s47 #2)', async () => {
+    const pended = claimResponseOf((await submit(storyBundle('bcbsnc-status-unknown', { orderId: `order-${randomUUID()}` })).expect(200)).body);
+    expect((await review(`/${pended.id}`).expect(200)).body.settled).toBeUndefined();
+    const stored = (await pas.storage.getPasSubmission(pended.id!))!;
+    const order = (stored.detail as { items: { order: OrderKey }[] }).items[0].order;
+    // The DTR determination's coverage assertion, as src/dtr/determination.ts records it, and the order approved on it.
+    const at = new Date().toISOString();
+    await pas.storage.saveAssertion({
+      assertionId: 'dtr-assertion-s47',
+      createdAt: at,
+      payer: 'bcbsnc',
+      policyId: stored.policyId,
+      patientId: order.patientId,
+      orderRef: order.orderRef,
+      hookInstance: 'dtr:QuestionnaireResponse',
+      outcome: 'satisfied',
+      facts: { mrdPercent: 0.3, phNegative: true, internalScratch: { not: 'a value' } },
+      missingFacts: [],
+    });
+    await pas.storage.applyOrderChange({
+      key: order,
+      from: UNDECIDED,
+      change: { state: 'approved', at, source: 'dtr', actor: 'dtr:QuestionnaireResponse', assertionId: 'dtr-assertion-s47', reason: 'Meets BCBSNC Blinatumomab: MRD-positive B-ALL in remission', authorization: { number: 'PA-BCBSNC-20261207-S47S47S4', start: '2026-12-07', end: '2027-06-05' } },
+    });
+    const decided = (await review(`/${pended.id}`).expect(200)).body;
+    expect(decided.reviewAction).toBe('A1');
+    expect(decided.settled).toEqual([
+      {
+        sequence: 1,
+        by: 'Documentation answers (DTR)',
+        source: 'dtr',
+        at,
+        decision: 'approve',
+        reason: 'Meets BCBSNC Blinatumomab: MRD-positive B-ALL in remission',
+        facts: [
+          // What the request as filed lacked: the MRD level. Ph-negative the trace already read (true, from the chart),
+          // and a value that is no fact value is not shown.
+          { fact: 'mrdPercent', label: 'Minimal residual disease (MRD) level, in percent, from the most recent assessment (within 90 days)', value: 0.3 },
+        ],
+      },
+    ]);
+  });
 });

@@ -107,6 +107,10 @@ const state: {
   supersededBy?: 'A1' | 'A3';
   /** The coverage assertions the payer answered the latest documentation on file (DTR) with. */
   documentationAssertions: string[];
+  /** The payer's answer to the latest documentation on file (DTR), when it gave one. */
+  documentationSummary?: CoverageSummary;
+  /** The order's decision as the payer's record holds it (checkOrderDecision), in the payer's words. */
+  orderDecision?: string;
 } = { stories: [], signing: false, submitting: false, documentationAssertions: [] };
 
 /** m2 → m² wherever a unit is written for a person (the wire keeps UCUM's m2). */
@@ -389,6 +393,7 @@ async function checkOrderDecision(): Promise<void> {
   const decided = orderDecisionOf(outcome);
   if (!decided) return;
   const approved = decided.action === 'A1';
+  state.orderDecision = decided.text;
   fill(
     byId('pas'),
     h('h2', {}, "The payer's decision on this order"),
@@ -425,6 +430,7 @@ async function showDocumentation(): Promise<void> {
   const latest = responses[0];
   const box = byId('documentation');
   state.documentationAssertions = [];
+  state.documentationSummary = undefined;
   if (!latest) {
     box.hidden = true;
     return;
@@ -454,12 +460,7 @@ async function showDocumentation(): Promise<void> {
           `Payer's answer to the documentation: ${decided.headline}`,
         )
       : null,
-    h(
-      'p',
-      { class: 'muted' },
-      "Sign the order again to get the payer's answer at signing, or submit the prior authorization request with this documentation.",
-    ),
-    h('div', { class: 'buttons' }, h('button', { type: 'button', id: 'submit-pas-doc' }, 'Submit prior authorization')),
+    h('div', { id: 'documentation-request' }),
     h(
       'details',
       { class: 'tech' },
@@ -467,10 +468,111 @@ async function showDocumentation(): Promise<void> {
       h('p', { class: 'mono' }, `QuestionnaireResponse/${latest.id}`),
     ),
   );
-  document.getElementById('submit-pas-doc')?.addEventListener('click', () => {
-    void submitPas();
-  });
+  state.documentationSummary = decided;
   box.hidden = false;
+  renderRequestOffer();
+}
+
+/** What the page knows the order's prior authorization stands at: approved (with its period) or denied, else open. */
+type Settled =
+  | { action: 'A1'; number?: string; start?: string; end?: string; text?: string; reasons?: string[] }
+  | { action: 'A3'; reasons: string[] }
+  | { action: 'no-auth' };
+
+/**
+ * Whether the order is settled, on the latest answer the page holds (review ui s47 #1): the PAS decision or the order's
+ * recorded decision when it overtook the answer on screen (`supersededBy`), else the answer on screen (from signing or,
+ * stored on the order, the documentation's), else the documentation's own answer. A PAS request for a settled order is
+ * answered with what settled it (design.md §8: the order's decision from every edge; a denial is the decision on the
+ * order as it was denied), so the page offers none: it says what holds instead.
+ */
+function settledOrder(): Settled | undefined {
+  if (state.supersededBy) {
+    const cr = loadPas(state.order?.id)?.claimResponse;
+    const fromPas = cr && reviewActionOf(cr) === state.supersededBy;
+    if (state.supersededBy === 'A1')
+      return fromPas
+        ? { action: 'A1', number: cr.preAuthRef, start: cr.preAuthPeriod?.start, end: cr.preAuthPeriod?.end }
+        : { action: 'A1', text: state.orderDecision };
+    const notes = fromPas ? (cr.processNote ?? []).map((n) => n.text).filter((t): t is string => !!t) : [];
+    return { action: 'A3', reasons: notes.length ? notes : state.orderDecision ? [state.orderDecision] : [] };
+  }
+  const s = state.lastSummary ?? state.documentationSummary;
+  if (s?.tone === 'approved') return { action: 'A1', number: s.paId, start: s.start, end: s.expiry, reasons: s.reasons };
+  if (s?.tone === 'not-covered') return { action: 'A3', reasons: s.reasons };
+  if (s?.tone === 'no-auth') return { action: 'no-auth' };
+  return undefined;
+}
+
+/**
+ * The PAS request's button, named for what the payer does with it: after a reviewer's denial the changed order goes to
+ * a reviewer (the answer's reason coded X12 306 A4; PAS pends it, design.md §8 "A denial is the decision on the order
+ * as it was denied"), so the button says so rather than promise a decision the rules would make.
+ */
+function submitLabel(s: CoverageSummary | undefined): string {
+  return s?.reviewerDecides ? "Submit prior authorization for a reviewer's decision" : 'Submit prior authorization';
+}
+
+/**
+ * Under the documentation on file: the prior authorization request with it while the order is open, or, once the order
+ * is settled, what settled it and no button (a request would only be answered with that same approval or denial).
+ */
+function renderRequestOffer(): void {
+  const slot = document.getElementById('documentation-request');
+  if (!slot) return;
+  const settled = settledOrder();
+  if (!settled) {
+    fill(
+      slot,
+      h(
+        'p',
+        { class: 'muted' },
+        "Sign the order again to get the payer's answer at signing, or submit the prior authorization request with this documentation.",
+      ),
+      h('div', { class: 'buttons' }, h('button', { type: 'button', id: 'submit-pas-doc', disabled: state.submitting }, submitLabel(state.lastSummary))),
+    );
+    document.getElementById('submit-pas-doc')?.addEventListener('click', () => {
+      void submitPas();
+    });
+    return;
+  }
+  if (settled.action === 'A1') {
+    const period =
+      settled.start && settled.end
+        ? `, valid from ${formatDate(settled.start)} to ${formatDate(settled.end)}`
+        : settled.end
+          ? `, valid until ${formatDate(settled.end)}`
+          : '';
+    fill(
+      slot,
+      h(
+        'p',
+        { class: 'decision decision-approved', 'data-testid': 'order-authorization' },
+        settled.text ? readable(settled.text) : `Prior authorization approved: ${settled.number ?? 'on file'}${period}.`,
+      ),
+      // The shared (CRD 2.0.1) shape, which the DTR answer has, carries no period: its reasons say it in words.
+      !settled.start && settled.reasons?.length ? h('p', {}, readable(settled.reasons.join(' '))) : null,
+      h('p', { class: 'muted' }, 'The order is authorized: there is no request to submit.'),
+    );
+    return;
+  }
+  if (settled.action === 'no-auth') {
+    fill(slot, h('p', { class: 'muted', 'data-testid': 'order-authorization' }, 'Covered: this order needs no prior authorization, so there is no request to submit.'));
+    return;
+  }
+  fill(
+    slot,
+    h(
+      'p',
+      { class: 'decision decision-not-covered', 'data-testid': 'order-authorization' },
+      `Denied: ${readable(settled.reasons.join(' ') || 'the payer does not cover this order as it stands.')}`,
+    ),
+    h(
+      'p',
+      { class: 'muted' },
+      'No request is offered: sent as the order now stands, it would get the same answer. Change the order (its dose, cycles or start) and sign again to be answered afresh.',
+    ),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -671,7 +773,11 @@ function renderResult(
               ]
             : null,
           s.paId ? [h('dt', {}, 'Authorization number'), h('dd', { 'data-testid': 'pa-number' }, s.paId)] : null,
-          s.expiry ? [h('dt', {}, 'Valid until'), h('dd', {}, formatDate(s.expiry))] : null,
+          s.start && s.expiry
+            ? [h('dt', {}, 'Valid'), h('dd', {}, `from ${formatDate(s.start)} to ${formatDate(s.expiry)}`)]
+            : s.expiry
+              ? [h('dt', {}, 'Valid until'), h('dd', {}, formatDate(s.expiry))]
+              : null,
         ),
         s.questionnaires.length || s.assertionId
           ? h(
@@ -705,7 +811,7 @@ function renderResult(
       ? h('button', { type: 'button', id: 'complete-doc-adaptive' }, 'Complete documentation (adaptive form)')
       : null,
     s && (s.tone === 'needed' || s.tone === 'unclear')
-      ? h('button', { type: 'button', id: 'submit-pas' }, 'Submit prior authorization')
+      ? h('button', { type: 'button', id: 'submit-pas' }, submitLabel(s))
       : null,
   );
   document.getElementById('complete-doc')?.addEventListener('click', () => launchDtr(s!));
@@ -724,6 +830,7 @@ function renderResult(
   byId('stale-note').hidden = true;
   state.supersededBy = undefined;
   byId('pas').hidden = !loadPas(state.order?.id);
+  renderRequestOffer();
 }
 
 const INDICATOR_WORDS: Record<string, string> = { info: 'Information', warning: 'Warning', critical: 'Critical' };
@@ -1014,6 +1121,7 @@ function overtakeSigningAnswer(action: 'A1' | 'A3'): void {
   if (!supersededByDecision(state.lastSummary, action)) return;
   state.supersededBy = action;
   markStale();
+  renderRequestOffer();
 }
 
 /** How often the page asks the payer about a pended request (PAS `$inquire`); the sandbox reviewer is quick. */

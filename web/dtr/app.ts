@@ -13,13 +13,13 @@ import type {
   Resource,
   ValueSet,
 } from '@medplum/fhirtypes';
-import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, orderDecisionOf, orderPendedOf, stillToDocument, summarizeCoverage } from '../shared/coverage.js';
+import { coverageInformationOf, COVERAGE_INFO_URL, formatDate, orderDecisionOf, orderPendedOf, settlesPendedRequest, stillToDocument, summarizeCoverage } from '../shared/coverage.js';
 import type { CoverageSummary } from '../shared/coverage.js';
 import { announce, byId, describeErrorBody, fetchJson, fill, h, jsonBlock, NetworkError, problemWords } from '../shared/dom.js';
 import type { NoticeKind } from '../shared/dom.js';
 import { labelAttachmentFields } from './attachment-labels.js';
 import { markInvalidFields } from './invalid-fields.js';
-import { dateBoundProblems, withExcludedMinimums } from './bounds.js';
+import { dateBoundProblems, ONE_SIDED_BOUND, rangeMessages, withExcludedMinimums } from './bounds.js';
 import type { BoundProblem } from './bounds.js';
 import { syncRadioStates } from './radio-state.js';
 import { listEntries, markNeededFields, neededQuestions } from './needed.js';
@@ -559,7 +559,7 @@ function wireForm(state: FormState): void {
   new MutationObserver(() => {
     labelAttachmentFields(state.container);
     labelUnitFields(state.container);
-    markInvalidFields(state.container, state.outOfBounds);
+    markInvalidFields(state.container, state.outOfBounds, rangesOf(state).byLinkId);
     markNeededFields(state.container, new Set(state.needed.keys()));
   }).observe(state.container, { childList: true, subtree: true, characterData: true });
   const edited = () => {
@@ -714,7 +714,10 @@ function formProblems(state: FormState): string[] {
   // which would only repeat the problem; the field's own message is the first, "must be a decimal number."
   const question = (p: string) => p.replace(/ must be .*$/, '');
   const notNumbers = new Set(lhc.filter((p) => / must be (a decimal|an integer) number\.$/.test(p)).map(question));
-  return [...lhc.filter((p) => !(/ must be a value (greater|less) than/.test(p) && notNumbers.has(question(p)))), ...own];
+  // A number past one bound is named with its whole range where the item has one (LHC-Forms names only the side crossed).
+  const { byText } = rangesOf(state);
+  const ranged = (p: string) => (ONE_SIDED_BOUND.test(p) && byText.has(question(p)) ? `${question(p)} ${byText.get(question(p))}` : p);
+  return [...lhc.filter((p) => !(/ must be a value (greater|less) than/.test(p) && notNumbers.has(question(p)))).map(ranged), ...own];
 }
 
 /**
@@ -730,8 +733,17 @@ function checkBounds(state: FormState): BoundProblem[] {
     : null;
   if (qr && state.onPage && evaluate) problems = dateBoundProblems(state.onPage, qr, evaluate);
   state.outOfBounds = new Map(problems.map((p) => [p.linkId, p.message]));
-  markInvalidFields(state.container, state.outOfBounds);
+  markInvalidFields(state.container, state.outOfBounds, rangesOf(state).byLinkId);
   return problems;
+}
+
+/** The whole range of each item bounded on both sides (bounds.ts rangeMessages), for the form on the page. */
+const rangeCache = new WeakMap<Questionnaire, ReturnType<typeof rangeMessages>>();
+function rangesOf(state: FormState): ReturnType<typeof rangeMessages> {
+  const q = state.onPage ?? state.questionnaire;
+  let r = rangeCache.get(q);
+  if (!r) rangeCache.set(q, (r = rangeMessages(q)));
+  return r;
 }
 
 function currentResponse(state: FormState): QuestionnaireResponse {
@@ -1034,18 +1046,6 @@ function saidInPendedBox(reason: string): boolean {
   return !byId('order-pended').hidden && reason.startsWith('A prior authorization request for this order');
 }
 
-/**
- * Whether a determination settled the PAS request that pends the order, as the service settles it (pas/settle-pended.ts:
- * a pended request takes its order's decision once the order's record is decided, order-record.ts `isDecided`): an
- * approval (the record approved), or the order's recorded denial (a reviewer's, answered in `recordedDecision`'s words).
- * A "not covered" of the rules and a "no prior authorization needed" are provisional: the record stays pended and the
- * request waits for its reviewer (docs/design.md §8 "One authorization per order"; review ui s46 M2).
- */
-function settlesPended(tone: CoverageSummary['tone'], summary: CoverageSummary | undefined): boolean {
-  if (tone === 'approved') return true;
-  return tone === 'not-covered' && (summary?.reasons ?? []).some((r) => r.startsWith('Prior authorization denied: '));
-}
-
 function showDetermination(
   state: FormState,
   sent: QuestionnaireResponse,
@@ -1061,7 +1061,9 @@ function showDetermination(
   const tone = summary?.tone ?? 'unclear';
   // Documentation that decided the order settled the pended request: it is no longer pending. Said before the reasons,
   // which leave out the pended sentence while the box says it.
-  if (settlesPended(tone, summary)) showPended(undefined);
+  if (settlesPendedRequest(summary)) showPended(undefined);
+  // A completed adaptive form that did not settle it cannot be sent again: the box then says what holds now.
+  else if (state.completed && !byId('order-pended').hidden) showPendedUnsettled(!!state.sendWithoutNeeded);
   fill(
     result,
     h('h2', {}, 'Payer determination'),
@@ -1168,8 +1170,33 @@ function showsDecision(sent: QuestionnaireResponse | undefined, decided: { actio
 function showPended(pended: { text: string } | undefined): void {
   const box = byId('order-pended');
   box.hidden = !pended;
+  pendedAtOpen = pended?.text;
   if (pended) fill(box, h('h2', { id: 'order-pended-title' }, 'Pended for review'), h('p', {}, pended.text));
   else box.replaceChildren();
+}
+
+/** What the payer said of the pended request when the form opened ({@link showPended}). */
+let pendedAtOpen: string | undefined;
+
+/**
+ * The pended box once a completed adaptive form has not settled the request (review ui s47 #3): the payer's words
+ * from the opening ("documentation that meets the policy settles it at once") no longer describe this form, which was
+ * sent (after "Send without them", without what the payer needs) and cannot be sent again. It says what holds now: the
+ * request waits for the reviewer, who reads it as filed, and only documentation completed again from the EHR, or an
+ * update of the request, changes that. The opening words stay behind a disclosure, with the request's reference.
+ */
+function showPendedUnsettled(withoutNeeded: boolean): void {
+  const box = byId('order-pended');
+  fill(
+    box,
+    h('h2', { id: 'order-pended-title' }, 'Pended for review'),
+    h(
+      'p',
+      { 'data-testid': 'pended-now' },
+      `${withoutNeeded ? 'Sent without what the payer still needs, this documentation did not settle the prior authorization request' : 'This documentation did not settle the prior authorization request'}, and the completed form cannot be sent again. The request waits for the payer's reviewer, who reads it as it was filed: other answers and documents reach the reviewer only when sent as an update of that request. To have documentation settle it, complete the documentation again from the EHR with what the payer needs.`,
+    ),
+    pendedAtOpen ? h('details', {}, h('summary', {}, 'What the payer said when the form opened'), h('p', {}, pendedAtOpen)) : null,
+  );
 }
 
 /**

@@ -12,6 +12,7 @@ import { formatDate } from '../shared/coverage.js';
  */
 
 const MIN_VALUE_EXCLUDED = 'https://priorpath.dev/fhir/StructureDefinition/min-value-excluded';
+const MIN_VALUE = 'http://hl7.org/fhir/StructureDefinition/minValue';
 const MAX_VALUE = 'http://hl7.org/fhir/StructureDefinition/maxValue';
 const CQF_EXPRESSION = 'http://hl7.org/fhir/StructureDefinition/cqf-expression';
 
@@ -96,3 +97,33 @@ export function dateBoundProblems(q: Questionnaire, qr: QuestionnaireResponse, e
   }
   return out;
 }
+
+/** A number bound of an item (R4 minValue/maxValue, valueInteger or valueDecimal); a date's or an expression's is not. */
+function numberBound(item: QuestionnaireItem, url: string): number | undefined {
+  const e = item.extension?.find((x) => x.url === url && (x.valueInteger !== undefined || x.valueDecimal !== undefined));
+  return e?.valueInteger ?? e?.valueDecimal;
+}
+
+/**
+ * The whole range of each number item bounded on both sides, in the words shown when an answer falls outside it
+ * (review ui s47 #5): LHC-Forms names only the side crossed ("must be a value greater than or equal to 1." for a
+ * question bounded 1..6), so a clinician who corrects to 7 is refused again. By linkId, and by the question's text
+ * (LHC-Forms' list of problems names the question by its text).
+ */
+export function rangeMessages(q: Questionnaire): { byLinkId: Map<string, string>; byText: Map<string, string> } {
+  const byLinkId = new Map<string, string>();
+  const byText = new Map<string, string>();
+  for (const item of flatten(q.item)) {
+    const min = numberBound(item, MIN_VALUE);
+    const max = numberBound(item, MAX_VALUE);
+    if (min === undefined || max === undefined) continue;
+    const excluded = item.extension?.some((e) => e.url === MIN_VALUE_EXCLUDED && e.valueBoolean === true);
+    const message = excluded ? `must be a value greater than ${min} and at most ${max}.` : `must be a value from ${min} to ${max}.`;
+    byLinkId.set(item.linkId, message);
+    if (item.text) byText.set(item.text, message);
+  }
+  return { byLinkId, byText };
+}
+
+/** LHC-Forms' message for an answer past one bound ("must be a value less than or equal to 6."), its only wording for it. */
+export const ONE_SIDED_BOUND = / must be a value (greater|less) than (or equal to )?\S+\.$/;

@@ -4,7 +4,11 @@
  * invalid nor why. Here each such field gets `aria-invalid` and the message as (part of) its accessible description,
  * and loses both once the answer is corrected. Other descriptions on the field (the answer's origin line) are kept.
  */
-export function markInvalidFields(container: ParentNode, outOfBounds: ReadonlyMap<string, string> = new Map()): void {
+export function markInvalidFields(
+  container: ParentNode,
+  outOfBounds: ReadonlyMap<string, string> = new Map(),
+  ranges: ReadonlyMap<string, string> = new Map(),
+): void {
   for (const item of container.querySelectorAll<HTMLElement>('lhc-item.lhc-item-question')) {
     const host = item.querySelector<HTMLElement>(':scope > lhc-item-question') ?? item;
     // The message alone ("must be a decimal number."): LHC-Forms puts the question's text before it without a space,
@@ -16,7 +20,13 @@ export function markInvalidFields(container: ParentNode, outOfBounds: ReadonlyMa
     // app's, drawn under the field as LHC-Forms draws its own, while LHC-Forms has none of its own for the field.
     const linkId = item.id.startsWith('item-') ? item.id.slice(5, item.id.indexOf('/') > 0 ? item.id.indexOf('/') : undefined) : '';
     const own = [...host.querySelectorAll<HTMLElement>('.bound-error')].find((m) => m.closest('lhc-item') === item);
-    const bound = message ? undefined : outOfBounds.get(linkId);
+    // LHC-Forms' message for a number past one bound names only that side: for an item bounded on both, the whole
+    // range is said instead (bounds.ts rangeMessages), in this app's message under the field, LHC-Forms' own hidden.
+    const lhcBox = message?.closest<HTMLElement>('.validation-error');
+    const range = message && /^must be a value (greater|less) than/.test(message.textContent?.trim() ?? '') ? ranges.get(linkId) : undefined;
+    if (lhcBox) lhcBox.classList.toggle('range-said', !!range);
+    if (range) message = undefined;
+    const bound = message ? undefined : (range ?? outOfBounds.get(linkId));
     if (bound) {
       const el = own ?? host.appendChild(Object.assign(document.createElement('div'), { className: 'bound-error' }));
       if (el.textContent !== bound) el.textContent = bound;

@@ -83,6 +83,17 @@ interface RequestView {
   items: Item[];
   decisions: Decision[];
   case?: Case;
+  /** Items decided by their order's decision made on another path (the DTR answers, a signing): what settled them. */
+  settled?: Settled[];
+}
+interface Settled {
+  sequence: number;
+  by: string;
+  source: string;
+  at: string;
+  decision: 'approve' | 'deny';
+  reason: string;
+  facts: { fact: string; label: string; value: boolean | number | string }[];
 }
 /** A pended-list entry: the API's summary, with the patient fields when the API gives them. */
 interface Pended {
@@ -586,6 +597,37 @@ function criteriaTable(criteria: Criterion[]): HTMLElement {
  * Every criterion with its result, citation and evidence: the requirements, the covered uses that are met or still
  * open, and the limits; covered uses that are plainly not met fold away under one line (still one click from view).
  */
+/**
+ * What decided a request no reviewer decided (review ui s47 #2): the path that decided its order (the clinician's DTR
+ * answers, a signing), when, why, and the facts that evaluation read, each under the policy's words. Said above the
+ * trace, which is the request as filed and shows what it lacked then, so "Approved" is not read as resting on it.
+ */
+function settledSection(settled: Settled[], numbered: boolean): HTMLElement {
+  const value = (v: boolean | number | string) => (v === true ? 'Yes' : v === false ? 'No' : String(v));
+  return section(
+    'What decided it',
+    ...settled.map((x) =>
+      h(
+        'div',
+        { 'data-testid': 'settled' },
+        h(
+          'p',
+          { class: `decision decision-${x.decision}` },
+          `${numbered ? `Item ${x.sequence}: ` : ''}${x.decision === 'approve' ? 'Approved' : 'Denied'} by ${x.source === 'dtr' ? 'the documentation answers sent from the DTR form' : x.by}, ${dateTime(x.at)}`,
+        ),
+        h('p', {}, x.reason),
+        x.facts.length
+          ? [
+              h('p', {}, 'What it read that the request as filed did not (unknown then, or another value):'),
+              h('dl', { class: 'settled-facts' }, x.facts.flatMap((f) => [h('dt', {}, f.label), h('dd', {}, value(f.value))])),
+            ]
+          : null,
+        h('p', { class: 'muted' }, 'The policy trace below is the request as it was filed, before this decision.'),
+      ),
+    ),
+  );
+}
+
 function traceOf(items: Item[], numbered: boolean): HTMLElement {
   return section(
     'Policy trace',
@@ -1062,6 +1104,7 @@ function renderRequest(v: RequestView): void {
             ? h('p', { class: 'missing' }, h('strong', {}, 'What is missing: '), missing.join('; '))
             : null,
         ),
+        v.settled?.length ? settledSection(v.settled, v.items.length > 1) : null,
         live.length ? traceOf(live, v.items.length > 1) : null,
         cancelled.length
           ? section(

@@ -3,6 +3,9 @@ import type { Extension, OperationOutcome, Resource } from '@medplum/fhirtypes';
 /** CRD `ext-coverage-information` (CRD 2.0.1 and 2.2). */
 export const COVERAGE_INFO_URL = 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information';
 
+/** X12 306 Action Code: the review action the payer names an order's decision by (A1 certified, A3 not certified, A4 pended). */
+const X12_306 = 'https://codesystem.x12.org/005010/306';
+
 /** What one coverage-information extension says, in the words a clinician reads. */
 export interface CoverageSummary {
   /** approved: PA satisfied; needed: PA needed; not-covered; no-auth: covered, no PA; unclear: conditional or indeterminate. */
@@ -11,15 +14,36 @@ export interface CoverageSummary {
   /** The payer's reasons, as sent. */
   reasons: string[];
   docNeeded?: string;
+  /**
+   * The answer is the order's recorded denial: a reason coded X12 306 A3 (src/coverage/order-record.ts
+   * `withOrderRecord`), which a provisional "not covered" of the rules never carries.
+   */
+  recordedDenial: boolean;
+  /**
+   * A PAS request for the order goes to a payer reviewer: a reason coded X12 306 A4 (after a reviewer's denial the
+   * changed order meets the policy, but only a reviewer decides it: src/coverage/order-record.ts `afterReviewDenial`).
+   */
+  reviewerDecides: boolean;
   questionnaires: string[];
   assertionId?: string;
   paId?: string;
+  /** First day of the approved period: CRD 2.2 `detail` allowed-period (absent from the 2.0.1 shape). */
+  start?: string;
   expiry?: string;
   coverage?: string;
 }
 
 const sub = (ext: Extension, url: string) => (ext.extension ?? []).filter((e) => e.url === url);
 const code = (ext: Extension, url: string) => sub(ext, url)[0]?.valueCode;
+
+/** CRD 2.2 `detail` with code allowed-period (category cat-limitation): the period an authorization is valid for. */
+function allowedPeriodOf(ext: Extension): { start?: string; end?: string } | undefined {
+  for (const d of sub(ext, 'detail')) {
+    const codes = sub(d, 'code')[0]?.valueCodeableConcept?.coding ?? [];
+    if (codes.some((c) => c.code === 'allowed-period')) return sub(d, 'value')[0]?.valuePeriod;
+  }
+  return undefined;
+}
 
 /** "2027-05-20" → "20 May 2027" (the reader's locale would vary by machine; this page states dates one way). */
 export function formatDate(date: string | undefined): string {
@@ -99,14 +123,19 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
         r.valueCodeableConcept?.coding?.[0]?.code,
     )
     .filter((t): t is string => !!t);
+  const reasonCoded = (action: string) =>
+    sub(ext, 'reason').some((r) => (r.valueCodeableConcept?.coding ?? []).some((c) => c.system === X12_306 && c.code === action));
   const base = {
     reasons,
+    recordedDenial: reasonCoded('A3'),
+    reviewerDecides: reasonCoded('A4'),
     docNeeded,
     questionnaires: sub(ext, 'questionnaire')
       .map((q) => q.valueCanonical)
       .filter((q): q is string => !!q),
     assertionId: sub(ext, 'coverage-assertion-id')[0]?.valueString,
     paId: sub(ext, 'satisfied-pa-id')[0]?.valueString,
+    start: allowedPeriodOf(ext)?.start,
     expiry: sub(ext, 'expiry-date')[0]?.valueDate,
     coverage: sub(ext, 'coverage')[0]?.valueReference?.reference,
   };
@@ -180,8 +209,6 @@ export function answeredAfter(answerAt: string | undefined, signedAt: string | u
   return Number.isNaN(a) || Number.isNaN(b) ? true : a > b;
 }
 
-/** X12 306 Action Code: the review action the payer names an order's decision by (A1 certified, A3 not certified, A4 pended). */
-const X12_306 = 'https://codesystem.x12.org/005010/306';
 
 /**
  * The decision the order's record holds, as a `$questionnaire-package` outcome says it (src/dtr/questionnaire-package.ts
@@ -208,4 +235,16 @@ export function orderPendedOf(outcome: OperationOutcome | undefined): { action: 
     if (code === 'A4' && issue.details?.text) return { action: code, text: issue.details.text };
   }
   return undefined;
+}
+
+/**
+ * Whether a determination settled the PAS request that pends the order, as the service settles it (pas/settle-pended.ts:
+ * a pended request takes its order's decision once the order's record is decided, order-record.ts `isDecided`): an
+ * approval (the record approved), or the order's recorded denial, which the answer codes X12 306 A3 on its reason
+ * ({@link CoverageSummary.recordedDenial}; the words are for the clinician, not for this test). A "not covered" of the
+ * rules and a "no prior authorization needed" are provisional: the record stays pended and the request waits for its
+ * reviewer (docs/design.md §8 "One authorization per order"; review ui s46 M2).
+ */
+export function settlesPendedRequest(summary: CoverageSummary | undefined): boolean {
+  return summary?.tone === 'approved' || (summary?.tone === 'not-covered' && summary.recordedDenial);
 }
