@@ -346,9 +346,16 @@ function evaluate(policy: CompiledPolicy, data: EvaluationData, answers: Record<
   // holds and whose authorization is not over approves. When every pathway that holds has ended its authorization
   // before the order's start, the order is outside it: a limit exceeded (design.md §5 row 3; clinical review, where a
   // renewal is judged), never an approval ending before it starts, and never a denial.
+  // The first pathway that holds and is not over approves, counted from its `approval.from` date. While that date is
+  // unknown (e.g. the indication the earlier course was given for, on which the course's start depends), the period
+  // cannot be placed: the order is documentation needed, the date's questions asked, never approved with a period
+  // counted from the order, which would give a later cycle a fresh authorization (design.md §6 "Cycles"; acceptance
+  // review s47 H).
   const holding = pathways.filter((p) => p.result === true);
-  const approvingNow = holding.find((p) => !approvalEnded(approvalWindow(policy, p.id, factValues, data.orderDate)));
-  const endedWindow = approvingNow === undefined && holding.length > 0 ? approvalWindow(policy, holding[0].id, factValues, data.orderDate) : undefined;
+  const firstOpen = holding.find((p) => !approvalEnded(approvalWindow(policy, p.id, factValues, data.orderDate)));
+  const unplacedFrom = firstOpen === undefined ? undefined : unknownApprovalFrom(policy, firstOpen.id, factValues);
+  const approvingNow = unplacedFrom === undefined ? firstOpen : undefined;
+  const endedWindow = firstOpen === undefined && holding.length > 0 ? approvalWindow(policy, holding[0].id, factValues, data.orderDate) : undefined;
   const periodLimit: RuleResult | undefined = endedWindow && {
     kind: 'limit',
     id: `${holding[0].id}-initial-period`,
@@ -360,9 +367,18 @@ function evaluate(policy: CompiledPolicy, data: EvaluationData, answers: Record<
     result: false,
   };
   if (periodLimit) limits.push(periodLimit);
+  const startLimit: RuleResult | undefined = firstOpen && unplacedFrom && {
+    kind: 'limit',
+    id: `${firstOpen.id}-course-start`,
+    cite: firstOpen.cite,
+    applies: true,
+    text: `The authorization of this use lasts ${lengthText(unplacedFrom.length)} from the first cycle of the course; where that course began (or the indication it was given for) must be known`,
+    result: 'unknown',
+  };
+  if (startLimit) limits.push(startLimit);
   // A pathway's `cycles` is what one approval covers: when the pathway that would approve is asked for more cycles
   // (cyclesRequested), that is a limit exceeded (design.md §5 row 3), not an approval of the whole request.
-  const approvingRule = approvingNow && policy.pathways.find((r) => r.id === approvingNow.id);
+  const approvingRule = firstOpen && policy.pathways.find((r) => r.id === firstOpen.id);
   const requested = factValues.cyclesRequested;
   if (approvingRule?.cycles !== undefined && typeof requested === 'number' && requested > approvingRule.cycles) {
     limits.push({
@@ -445,7 +461,7 @@ function evaluate(policy: CompiledPolicy, data: EvaluationData, answers: Record<
       approvingRule?.cycles !== undefined && exceeded.some((l) => l.id === `${approvingRule.id}-cycles`)
         ? pathways.filter((p) => p.result === 'unknown' && coversCycles(policy, p.id, requested))
         : [];
-    const e = result('limit-exceeded', missingFor(policy, [...exceeded, ...undecidedRules(rules), ...widerPathways], factValues, data.orderDate), exceeded, proposals);
+    const e = result('limit-exceeded', missingFor(policy, [...exceeded, ...undecidedRules(rules), ...widerPathways], factValues, data.orderDate, unplacedFrom && [unplacedFrom.fact]), exceeded, proposals);
     e.alternateApproved = alternateApproved;
     return e;
   }
@@ -463,7 +479,7 @@ function evaluate(policy: CompiledPolicy, data: EvaluationData, answers: Record<
     return e;
   }
 
-  return result('documentation-needed', missingFor(policy, undecidedRules(rules), factValues, data.orderDate), []);
+  return result('documentation-needed', missingFor(policy, undecidedRules(rules), factValues, data.orderDate, unplacedFrom && [unplacedFrom.fact]), []);
 }
 
 /**
@@ -491,6 +507,25 @@ function approvalWindow(
   // it) is counted from its own start, not reviewed, and not approved for a period ending mid-cycle.
   if (length.afterEnd === 'order' && end < needs) return undefined;
   return { from, end, needs, length };
+}
+
+/**
+ * The pathway's `approval.from` date fact and length when it has one whose value is unknown (not a date) and the seed
+ * sets the period (no `afterEnd: order`): the period cannot be placed, so the pathway does not approve yet (design.md §6 "Cycles": a course's initial authorization runs
+ * from its first cycle, never counted from this order's date while that start is unknown). Undefined otherwise.
+ */
+function unknownApprovalFrom(
+  policy: CompiledPolicy,
+  id: string,
+  factValues: Record<string, FactValue>,
+): { fact: string; length: ApprovalLength } | undefined {
+  const length = policy.pathways.find((r) => r.id === id)?.approval;
+  // `afterEnd: order`: the length is the policy's own reading of a course whose seed states no period (BCBSNC), and an
+  // order its window does not cover is approved for the length from its own start: a start not known is no more a
+  // reason to hold the order than one whose window has ended (the course's cycle limits still count the course).
+  if (length?.from === undefined || length.afterEnd === 'order') return undefined;
+  const value = factValues[length.from];
+  return typeof value === 'string' && /^\d{4}-\d{2}-\d{2}/.test(value) ? undefined : { fact: length.from, length };
 }
 
 /**
@@ -922,7 +957,7 @@ function safeNumber(fn: () => unknown[]): number | undefined {
  * The askable facts behind undecided rules: an unknown fact that the clinician can answer, or, for a derived fact
  * (askable: false), the unknown facts it is computed from.
  */
-function missingFor(policy: CompiledPolicy, undecided: RuleResult[], known: Record<string, FactValue>, orderDate: string): string[] {
+function missingFor(policy: CompiledPolicy, undecided: RuleResult[], known: Record<string, FactValue>, orderDate: string, alsoRead: string[] = []): string[] {
   const out = new Set<string>();
   const visit = (name: string, seen: Set<string>) => {
     if (seen.has(name) || Object.prototype.hasOwnProperty.call(known, name)) return;
@@ -939,5 +974,7 @@ function missingFor(policy: CompiledPolicy, undecided: RuleResult[], known: Reco
     const rule = [...policy.requirements, ...policy.pathways, ...policy.limits].find((x) => x.id === r.id);
     for (const name of rule?.facts ?? []) visit(name, new Set());
   }
+  // Facts a synthetic rule reads (a pathway's unknown `approval.from` date: its `-course-start` limit).
+  for (const name of alsoRead) visit(name, new Set());
   return policy.facts.map((f) => f.name).filter((n) => out.has(n));
 }
