@@ -275,8 +275,6 @@ const STATED_DATE =
   ' | occurrence.ofType(dateTime) | onset.ofType(dateTime) | authoredOn | issued).first()';
 /** The date a resource speaks for (src/fhir/fhirpath.ts `resourceDate`), at date precision (a partial one stays partial). */
 const RESOURCE_DATE = `${STATED_DATE}.toString().substring(0, 10).toDate()`;
-/** Dated to the day (resourceDate is not empty). */
-const DATED_TO_THE_DAY = `${STATED_DATE}.toString().length() >= 10`;
 /** The last day it may have been on (src/fhir/fhirpath.ts `possibleDays`): its date, else the day it was recorded. */
 const LAST_POSSIBLE_DAY = `iif(${STATED_DATE}.exists(), ${RESOURCE_DATE}, recorded.toString().where(length() >= 10).substring(0, 10).toDate())`;
 
@@ -334,21 +332,25 @@ function standardCall(
       return `where(${from} and (${until}.empty() or ${RESOURCE_DATE} <= ${until}.toString().substring(0, 10).toDate()))`;
     }
     case 'maybeRecent': {
-      // The latest day of the input dated in the window (a variable: a where() cannot see its input), then those not
-      // dated to the day that may fall in it and not wholly before that day. A comparison with a partial date that
-      // cannot tell is empty, so iif(…, false, true) keeps the resource, as the server does.
+      // The input as a variable (a where() cannot see its input); then, cheaply, those not dated to the day; then, for
+      // those few, whether they may fall in the window and are not wholly before the latest day the input dates in it.
+      // A comparison with a partial date that cannot tell is empty, so iif(…, false, true) keeps the resource, as the
+      // server does.
       const days = args[1]?.trim();
       if (args.length !== 3 || !/^\d+$/.test(days ?? '')) return undefined;
       const from = `(${args[0].trim()}).toString().substring(0, 10).toDate() - ${days} days`;
       const until = `(${args[2].trim()})`;
       const untilDay = `${until}.toString().substring(0, 10).toDate()`;
-      const latest = variableName();
+      const input = variableName();
+      const latest =
+        `%${input}.select(${STATED_DATE}.toString()).where(length() >= 10).select(substring(0, 10).toDate())` +
+        `.where($this >= ${from} and (${until}.empty() or $this <= ${untilDay}))` +
+        '.aggregate(iif($total.empty() or $this > $total, $this, $total), {})';
       return (
-        `defineVariable('${latest}', where(${DATED_TO_THE_DAY} and ${RESOURCE_DATE} >= ${from} and (${until}.empty() or ${RESOURCE_DATE} <= ${untilDay}))` +
-        `.select(${RESOURCE_DATE}).aggregate(iif($total.empty() or $this > $total, $this, $total), {}))` +
-        `.where((${STATED_DATE}.empty() or ${STATED_DATE}.toString().length() < 10) and iif(${LAST_POSSIBLE_DAY} < ${from}, false, true)` +
+        `defineVariable('${input}').where(${STATED_DATE}.select(toString().length() < 10).allTrue())` +
+        `.where(iif(${LAST_POSSIBLE_DAY} < ${from}, false, true)` +
         ` and (${until}.empty() or iif(${RESOURCE_DATE} > ${untilDay}, false, true))` +
-        ` and (%${latest}.empty() or iif(${LAST_POSSIBLE_DAY} < %${latest}, false, true)))`
+        ` and iif(${LAST_POSSIBLE_DAY} < ${latest}, false, true))`
       );
     }
     default:
@@ -403,9 +405,9 @@ export function clientInitialExpression(
     notes: Set<string>;
   }
   const memo = new Map<string, ClientExpression>();
-  // Names for the variables maybeRecent defines, numbered within this fact's expression.
+  // Names for the variables maybeRecent defines (its input), numbered within this fact's expression.
   let variables = 0;
-  const variableName = () => `latestDated${++variables}`;
+  const variableName = () => `inWindow${++variables}`;
 
   const translateText = (expr: string, stack: string[]): Acc => {
     const acc: Acc = { text: '', portability: 'portable', notes: new Set() };
