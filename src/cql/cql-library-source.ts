@@ -328,6 +328,28 @@ define function "Names Match"(C FHIR.CodeableConcept, names List<System.String>)
     cql: `define function "Immunization Date"(R FHIR.Immunization):
   "Day Of"((R.occurrence as FHIR.dateTime).value)`,
   },
+  // fhirpath.ts maybeRecent: the resources not dated to the day (D: the date as written, of any precision, or null)
+  // that may fall in [F, U] and may be later than the latest dated in it (T). A comparison of a partial date that
+  // cannot tell is null, so Coalesce(…, false) keeps the resource, as fhirpath.ts keeps it.
+  'Observation Maybe Recent': {
+    needs: ['Observation Date'],
+    cql: `define function "Observation Maybe Recent"(L List<FHIR.Observation>, F System.Date, U System.Date):
+  (L R where "Observation Date"(R) is null) R
+    let D: date from Coalesce((R.effective as FHIR.dateTime).value, (R.effective as FHIR.instant).value,
+        (R.effective as FHIR.Period).start.value, R.issued.value),
+      T: Max(L X let Y: "Observation Date"(X) where Y >= F and (U is null or Y <= U) return Y)
+    where not Coalesce(D < F, false) and not Coalesce(D > U, false) and not Coalesce(D < T, false)`,
+  },
+  'Immunization Maybe Recent': {
+    needs: ['Immunization Date'],
+    cql: `// One with no date at all was given on or before the day it was recorded.
+define function "Immunization Maybe Recent"(L List<FHIR.Immunization>, F System.Date, U System.Date):
+  (L R where "Immunization Date"(R) is null) R
+    let D: date from (R.occurrence as FHIR.dateTime).value,
+      E: Coalesce(D, "Day Of"(R.recorded.value)),
+      T: Max(L X let Y: "Immunization Date"(X) where Y >= F and (U is null or Y <= U) return Y)
+    where not Coalesce(E < F, false) and not Coalesce(D > U, false) and not Coalesce(E < T, false)`,
+  },
   'Condition Date': {
     needs: ['Day Of'],
     cql: `define function "Condition Date"(R FHIR.Condition):

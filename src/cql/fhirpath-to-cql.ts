@@ -672,6 +672,23 @@ export class FhirPathToCql {
           ? this.share(n, until === undefined ? `within ${days} days` : `within ${days} days up to the stated start`, recent)
           : recent;
       }
+      case 'maybeRecent': {
+        // fhirpath.ts maybeRecent: a helper per resource type (cql-library-source.ts), the list read once.
+        if (n.ty.k !== 'fhir' || !['Observation', 'Immunization'].includes(n.ty.name)) throw new Untranslatable(`maybeRecent() of ${tyText(n.ty)}`);
+        if (args.length !== 3) throw new Untranslatable('maybeRecent() needs a date, a number of days and an upper end');
+        const days = this.numberArg(args, 1, ctx, name);
+        const dayOf = (arg: CqlNode) =>
+          arg.ty.k === 'sys' && arg.ty.name === 'Date'
+            ? one(arg)
+            : arg.ty.k === 'sys' && arg.ty.name === 'String'
+              ? `ToDate(${one(arg)})`
+              : (() => {
+                  throw new Untranslatable(`maybeRecent() from a ${tyText(arg.ty)}`);
+                })();
+        const from = dayOf(this.visit(args[0], ctx));
+        const until = dayOf(this.visit(args[2], ctx));
+        return node(`${this.env.helper(`${n.ty.name} Maybe Recent`)}(${asList(n, ctx)}, ${P(from)} - ${days} days, ${until})`, n.ty, true);
+      }
       default:
         throw new Untranslatable(`the function ${name}() is not translated`);
     }

@@ -269,21 +269,26 @@ function valueSetCheck(valueSets: ValueSetIndex, url: string): string | undefine
 
 /** What a resource is "about" (src/fhir/fhirpath.ts `conceptsOf`): its code, vaccine code or medication code. */
 const CONCEPTS = '(code | vaccineCode | medication.ofType(CodeableConcept))';
-/** The date a resource speaks for (src/fhir/fhirpath.ts `resourceDate`), at date precision. */
-const RESOURCE_DATE =
+/** The date a resource states, as written (src/fhir/fhirpath.ts `statedDate`). */
+const STATED_DATE =
   '(effective.ofType(dateTime) | effective.ofType(instant) | effective.ofType(Period).start | onset.ofType(Period).start' +
-  ' | occurrence.ofType(dateTime) | onset.ofType(dateTime) | authoredOn | issued).first().toString().substring(0, 10).toDate()';
+  ' | occurrence.ofType(dateTime) | onset.ofType(dateTime) | authoredOn | issued).first()';
+/** The date a resource speaks for (src/fhir/fhirpath.ts `resourceDate`), at date precision (a partial one stays partial). */
+const RESOURCE_DATE = `${STATED_DATE}.toString().substring(0, 10).toDate()`;
+/** The last day it may have been on (src/fhir/fhirpath.ts `possibleDays`): its date, else the day it was recorded. */
+const LAST_POSSIBLE_DAY = `iif(${STATED_DATE}.exists(), ${RESOURCE_DATE}, recorded.toString().where(length() >= 10).substring(0, 10).toDate())`;
 
 /**
  * Standard-FHIRPath spellings of the functions PriorPath adds on the server (src/fhir/fhirpath.ts), so any engine
  * runs them without a terminology server: `memberOf` from the local expansion (same three-valued result: empty for
  * empty input, else whether any Coding is in the set), and the fast filters `coded`, `codedIn`, `recent` as the
- * `where()` they stand for (cds-services/README.md "Fast filters").
+ * `where()` they stand for, `maybeRecent` as a `defineVariable()` and a `where()` (cds-services/README.md "Fast filters").
  */
 function standardCall(
   name: string,
   args: string[],
   ctx: { valueSets: ValueSetIndex; valueSetBase: string },
+  variableName: () => string,
 ): string | undefined {
   const literal = (a: string | undefined) =>
     a !== undefined && /^'(?:[^'\\]|\\.)*'$/.test(a.trim()) ? a.trim().slice(1, -1).replace(/\\(.)/g, '$1') : undefined;
@@ -325,6 +330,28 @@ function standardCall(
       // The upper end, when the third argument is not empty (fhirpath.ts recent: an empty one sets none).
       const until = `(${args[2].trim()})`;
       return `where(${from} and (${until}.empty() or ${RESOURCE_DATE} <= ${until}.toString().substring(0, 10).toDate()))`;
+    }
+    case 'maybeRecent': {
+      // The input as a variable (a where() cannot see its input); then, cheaply, those not dated to the day; then, for
+      // those few, whether they may fall in the window and are not wholly before the latest day the input dates in it.
+      // A comparison with a partial date that cannot tell is empty, so iif(…, false, true) keeps the resource, as the
+      // server does.
+      const days = args[1]?.trim();
+      if (args.length !== 3 || !/^\d+$/.test(days ?? '')) return undefined;
+      const from = `(${args[0].trim()}).toString().substring(0, 10).toDate() - ${days} days`;
+      const until = `(${args[2].trim()})`;
+      const untilDay = `${until}.toString().substring(0, 10).toDate()`;
+      const input = variableName();
+      const latest =
+        `%${input}.select(${STATED_DATE}.toString()).where(length() >= 10).select(substring(0, 10).toDate())` +
+        `.where($this >= ${from} and (${until}.empty() or $this <= ${untilDay}))` +
+        '.aggregate(iif($total.empty() or $this > $total, $this, $total), {})';
+      return (
+        `defineVariable('${input}').where(${STATED_DATE}.select(toString().length() < 10).allTrue())` +
+        `.where(iif(${LAST_POSSIBLE_DAY} < ${from}, false, true)` +
+        ` and (${until}.empty() or iif(${RESOURCE_DATE} > ${untilDay}, false, true))` +
+        ` and iif(${LAST_POSSIBLE_DAY} < ${latest}, false, true))`
+      );
     }
     default:
       return undefined;
@@ -378,6 +405,9 @@ export function clientInitialExpression(
     notes: Set<string>;
   }
   const memo = new Map<string, ClientExpression>();
+  // Names for the variables maybeRecent defines (its input), numbered within this fact's expression.
+  let variables = 0;
+  const variableName = () => `inWindow${++variables}`;
 
   const translateText = (expr: string, stack: string[]): Acc => {
     const acc: Acc = { text: '', portability: 'portable', notes: new Set() };
@@ -421,6 +451,7 @@ export function clientInitialExpression(
             t.name!,
             args.map((a) => a.text),
             ctx,
+            variableName,
           );
           if (replacement) {
             acc.text += replacement;

@@ -46,11 +46,31 @@ function someConcept(r: Record<string, unknown>, test: (c: CodingLike) => boolea
   return false;
 }
 
+/** The date a resource states, as written (any precision), from effective[x], occurrence[x], onset[x], authoredOn or issued. */
+function statedDate(r: Record<string, unknown>): unknown {
+  const period = (r.effectivePeriod ?? r.onsetPeriod) as { start?: string } | undefined;
+  return r.effectiveDateTime ?? r.effectiveInstant ?? period?.start ?? r.occurrenceDateTime ?? r.onsetDateTime ?? r.authoredOn ?? r.issued;
+}
+
 /** The date a resource speaks for (YYYY-MM-DD), from effective[x], occurrence[x], onset[x], authoredOn or issued. */
 export function resourceDate(r: Record<string, unknown>): string | undefined {
-  const period = (r.effectivePeriod ?? r.onsetPeriod) as { start?: string } | undefined;
-  const v = (r.effectiveDateTime ?? r.effectiveInstant ?? period?.start ?? r.occurrenceDateTime ?? r.onsetDateTime ?? r.authoredOn ?? r.issued) as string | undefined;
+  const v = statedDate(r);
   return typeof v === 'string' && /^\d{4}-\d{2}-\d{2}/.test(v) ? v.slice(0, 10) : undefined;
+}
+
+/**
+ * The days a resource not dated to the day may have been taken on: a partial date ("2026-11", "2026") spans its month
+ * or year; no date at all (only text, as occurrenceString, or none) spans every day up to the day it was recorded
+ * (Immunization.recorded), else every day. `undefined` for a resource dated to the day. The last day of a month is
+ * written `-31`: no date lies between it and the month's real last day, so comparisons with dates come out the same.
+ */
+export function possibleDays(r: Record<string, unknown>): { first?: string; last?: string } | undefined {
+  if (resourceDate(r) !== undefined) return undefined;
+  const v = statedDate(r);
+  const m = typeof v === 'string' ? /^(\d{4})(?:-(\d{2}))?$/.exec(v) : null;
+  if (m) return m[2] ? { first: `${m[1]}-${m[2]}-01`, last: `${m[1]}-${m[2]}-31` } : { first: `${m[1]}-01-01`, last: `${m[1]}-12-31` };
+  const recorded = r.recorded;
+  return { last: typeof recorded === 'string' && /^\d{4}-\d{2}-\d{2}/.test(recorded) ? recorded.slice(0, 10) : undefined };
 }
 
 const windowStarts = new Map<string, string>();
@@ -79,7 +99,11 @@ function daysBefore(date: string, days: number): string {
  * - `recent(date, days)` = resources whose clinically relevant date is on or after `date - days` (date precision);
  *   `recent(date, days, until)` also on or before `until` when it is a date, with no upper end when it is empty
  *   (`%orderStart`: the start the order states; a result after it is not evidence at the start, docs/design.md §6
- *   "Recency").
+ *   "Recency");
+ * - `maybeRecent(date, days, until)` = the resources `recent()` cannot place: not dated to the day (a month, a year,
+ *   only text, none: `possibleDays`), that may fall in its window and may be later than every resource of the input
+ *   dated in it (a partial date comparison that cannot tell is kept, as FHIRPath's and CQL's are empty). A recency fact
+ *   is unknown when one exists (docs/design.md §6 "Recency": never decided by an older result or by absence).
  */
 function collectionFilters(options: FhirPathOptions) {
   // One pass over the input: the resources (objects) that pass `keep`.
@@ -114,6 +138,28 @@ function collectionFilters(options: FhirPathOptions) {
         });
       },
       arity: { 2: ['String', 'Integer'], 3: ['String', 'Integer', 'String'] },
+    },
+    maybeRecent: {
+      fn: (inputs: unknown[], date: string, days: number, until?: string | []) => {
+        if (typeof date !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(date)) return [];
+        const from = daysBefore(date.slice(0, 10), days);
+        const to = typeof until === 'string' && /^\d{4}-\d{2}-\d{2}/.test(until) ? until.slice(0, 10) : undefined;
+        const resources = resourcesWhere(inputs, () => true);
+        // The latest day of the input's resources dated in the window: one not dated to the day wholly before it is
+        // not the latest.
+        let latest: string | undefined;
+        for (const r of resources) {
+          const d = resourceDate(r);
+          if (d !== undefined && d >= from && (to === undefined || d <= to) && (latest === undefined || d > latest)) latest = d;
+        }
+        return resources.filter((r) => {
+          const span = possibleDays(r);
+          if (span === undefined) return false;
+          const { first, last } = span;
+          return (last === undefined || (last >= from && (latest === undefined || last >= latest))) && (to === undefined || first === undefined || first <= to);
+        });
+      },
+      arity: { 3: ['String', 'Integer', 'String'] },
     },
   };
 }

@@ -38,8 +38,11 @@ function undeclared(q: Questionnaire): string[] {
     for (const e of exts ?? []) {
       const x = e.valueExpression;
       if (!x || !['text/fhirpath', 'application/x-fhir-query'].includes(x.language as string)) continue;
+      // A name the expression defines itself (FHIRPath defineVariable, as the recency facts' pre-fill does) is in scope
+      // after it; fhirpath.js resolves it.
+      const own = new Set([...(x.expression ?? '').matchAll(/defineVariable\('([A-Za-z][A-Za-z0-9]*)'/g)].map((m) => m[1]));
       for (const t of tokenize(x.expression ?? ''))
-        if (t.kind === 'var' && !scope.has(t.name!) && !ALWAYS.has(t.name!) && !/^(vs|ext)-/.test(t.name!)) out.push(`${where}: %${t.name}`);
+        if (t.kind === 'var' && !scope.has(t.name!) && !own.has(t.name!) && !ALWAYS.has(t.name!) && !/^(vs|ext)-/.test(t.name!)) out.push(`${where}: %${t.name}`);
     }
   };
   const root = declared(q);

@@ -81,6 +81,43 @@ describe('recency windows end on the stated start in the DTR 2.2 pre-fill (desig
 });
 
 /**
+ * A result in the window not dated to the day (only a month or a year) that may be the latest leaves the fact unknown,
+ * so the form asks it, as the server does (design.md §6 "Recency", fhirpath.ts maybeRecent): never an older result read
+ * in its place. One wholly before a result dated to the day in the window, or wholly outside the window, changes nothing.
+ */
+describe('a result dated only by its month or year that may be the latest is asked in the DTR 2.2 pre-fill (design.md §6 "Recency")', () => {
+  it('leaves the MRD level empty when a November 2026 result may be later than the 1 October one', () => {
+    const record = [mrd('mrd-oct', '2026-10-01T09:00:00Z', 0), mrd('mrd-nov', '2026-11', 0.5)];
+    expect(prefill(initial('mrd-percent'), draft('2026-11-24', '2026-11-24'), record)).toEqual([]);
+  });
+
+  it('leaves it empty for a result dated only 2026 and none dated to the day', () => {
+    expect(prefill(initial('mrd-percent'), draft('2026-11-24', '2026-11-24'), [mrd('mrd-2026', '2026', 0)])).toEqual([]);
+  });
+
+  it('reads the dated result when the partial one lies wholly before it or wholly after the start', () => {
+    const before = [mrd('mrd-oct', '2026-10', 0), mrd('mrd-nov', '2026-11-10T09:00:00Z', 0.5)];
+    expect(prefill(initial('mrd-percent'), draft('2026-11-24', '2026-11-24'), before)).toEqual([0.5]);
+    const after = [mrd('mrd-nov', '2026-11-10T09:00:00Z', 0.5), mrd('mrd-dec', '2026-12', 0)];
+    expect(prefill(initial('mrd-percent'), draft('2026-11-24', '2026-11-24'), after)).toEqual([0.5]);
+  });
+
+  it('leaves the weight empty when a weight dated only November 2026 may be later than the one of 1 November', () => {
+    const weight = (id: string, when: string, kg: number): Observation => ({
+      resourceType: 'Observation',
+      id,
+      status: 'final',
+      code: { coding: [{ system: 'http://loinc.org', code: '29463-7', display: 'Body weight' }] },
+      effectiveDateTime: when,
+      valueQuantity: { value: kg, unit: 'kg', system: 'http://unitsofmeasure.org', code: 'kg' },
+    });
+    expect(prefill(initial('weight'), draft('2026-11-24', '2026-11-24'), [weight('w-1', '2026-11-01T09:00:00Z', 70)])).toEqual([70]);
+    expect(prefill(initial('weight'), draft('2026-11-24', '2026-11-24'), [weight('w-1', '2026-11-01T09:00:00Z', 70), weight('w-2', '2026-11', 38)])).toEqual([]);
+  });
+});
+
+/**
+ * History facts (Ph, KMT2A,/**
  * History facts (Ph, KMT2A, the remission and relapse dates) have no recency window but end on the stated start too
  * (design.md §6 "Order date"): a result taken after it describes the patient on the therapy, not at its start.
  */
