@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { MedicationRequest, Resource } from '@medplum/fhirtypes';
 import type { OrderEvent, OrderKey, OrderRecord, Storage } from '../storage/storage.js';
 import { latestEvent } from '../storage/storage.js';
+import { prescribedDose } from '../fhir/dose.js';
 import { longDate } from '../fhir/long-date.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { PolicyEvaluation, Tri } from '../policies/evaluate-policy.js';
@@ -242,21 +243,74 @@ export function beyondApproval(number: string, asking: 'request' | 'order' = 're
  */
 
 /**
- * What an order asks, as the EHR wrote it: the dose of each instruction and its timing (with the planned start), the
- * quantity dispensed, the repeats (cycles) and the supply duration. Two readings of one order that differ here are two
- * orders to judge, whatever facts a policy reads of them ({@link sameOrderAsReviewed}). JSON-normalised, since one side
- * is read from storage.
+ * A quantity as the number it says and its unit: the unit's code when the quantity is coded (UCUM `ug/d`), else its
+ * unit text in lower case without spaces or a plural `s` (`days` = `day`). A display-only difference (the unit text
+ * beside the same code, the coding's display) is the same quantity written differently, never another order.
  */
-function orderTerms(order: Resource): unknown {
+function quantityTerms(q: unknown, at: string, into: Map<string, unknown>): void {
+  const quantity = q as { value?: unknown; code?: unknown; unit?: unknown } | undefined;
+  // Stated or not is always compared: an order that now states a dispense quantity or supply it did not is changed.
+  into.set(at, !!quantity && typeof quantity === 'object');
+  if (!quantity || typeof quantity !== 'object') return;
+  if (typeof quantity.value === 'number') into.set(`${at}.value`, quantity.value);
+  if (typeof quantity.code === 'string') into.set(`${at}.code`, quantity.code);
+  else if (typeof quantity.unit === 'string') into.set(`${at}.unit`, quantity.unit.toLowerCase().replace(/\s+/g, '').replace(/s$/, ''));
+}
+
+/**
+ * What an order asks, as the EHR wrote it, value by value: the prescribed dose of each instruction (the entry typed
+ * `ordered`, else the first: fhir/dose.ts `prescribedDose`) and its timing (how often, how long, how many times; the
+ * start is compared apart, as the order's date), the quantity dispensed, the repeats (cycles) and the supply duration.
+ * Two readings of one order that differ in a value here are two orders to judge, whatever facts a policy reads of them
+ * ({@link sameOrderAsReviewed}). Values, not elements: the PAS Bundle's copy of the order may write the same order
+ * differently from the EHR's at signing (a dose-rate type or display left out, `day` for `days`, a unit coded on one
+ * side only), and such a copy is the same order (review diff1 s47 F1: the whole elements compared lifted a reviewer's
+ * denial for an unchanged order).
+ */
+function orderTerms(order: Resource): Map<string, unknown> {
   const mr = order as MedicationRequest;
-  return JSON.parse(
-    JSON.stringify({
-      dose: (mr.dosageInstruction ?? []).map((d) => ({ doseAndRate: d.doseAndRate ?? [], timing: d.timing?.repeat ?? {} })),
-      quantity: mr.dispenseRequest?.quantity ?? {},
-      repeats: mr.dispenseRequest?.numberOfRepeatsAllowed ?? 0,
-      duration: mr.dispenseRequest?.expectedSupplyDuration ?? {},
-    }),
-  );
+  const terms = new Map<string, unknown>();
+  const instructions = mr.dosageInstruction ?? [];
+  if (instructions.length) terms.set('instructions', instructions.length);
+  instructions.forEach((d, i) => {
+    const dose = prescribedDose(d);
+    quantityTerms(dose?.doseQuantity, `dose${i}`, terms);
+    quantityTerms(dose?.doseRange?.low, `dose${i}.low`, terms);
+    quantityTerms(dose?.doseRange?.high, `dose${i}.high`, terms);
+    quantityTerms(dose?.rateQuantity, `rate${i}`, terms);
+    const repeat = d.timing?.repeat;
+    for (const key of ['count', 'countMax', 'duration', 'durationMax', 'durationUnit', 'frequency', 'frequencyMax', 'period', 'periodMax', 'periodUnit'] as const) {
+      if (repeat?.[key] !== undefined) terms.set(`timing${i}.${key}`, repeat[key]);
+    }
+    quantityTerms(repeat?.boundsDuration, `timing${i}.bounds`, terms);
+    const end = repeat?.boundsPeriod?.end;
+    if (typeof end === 'string') terms.set(`timing${i}.end`, end.slice(0, 10));
+  });
+  quantityTerms(mr.dispenseRequest?.quantity, 'quantity', terms);
+  // No repeats stated in a dispense request is none; a copy without the dispense request cannot tell.
+  if (mr.dispenseRequest) terms.set('repeats', mr.dispenseRequest.numberOfRepeatsAllowed ?? 0);
+  quantityTerms(mr.dispenseRequest?.expectedSupplyDuration, 'supply', terms);
+  return terms;
+}
+
+/**
+ * Whether two readings of what an order asks ({@link orderTerms}, {@link quantityTerms}) tell a difference: a value
+ * both state differently, or a quantity (dose, dispense quantity, supply) one states and the other does not. Inside a
+ * quantity a unit is compared only as both write it (both coded, or both in text); a timing value only one side states
+ * cannot tell.
+ */
+function termsDiffer(a: Map<string, unknown>, b: Map<string, unknown>): boolean {
+  for (const [key, value] of a) {
+    if (b.has(key) && !isDeepStrictEqual(b.get(key), value)) return true;
+  }
+  return false;
+}
+
+/** What a PAS Claim item's quantity asks, value by value ({@link quantityTerms}). */
+function claimQuantityTerms(q: unknown): Map<string, unknown> {
+  const terms = new Map<string, unknown>();
+  quantityTerms(q, 'quantity', terms);
+  return terms;
 }
 
 /** The order `orderRef` (`MedicationRequest/<id>`) in a stored PAS request Bundle: by its id, else its RESTful fullUrl. */
@@ -327,8 +381,8 @@ export function sameOrderAsReviewed(policy: CompiledPolicy, now: OrderAsNow, rev
     if (orderChanged(policy, now.evaluation as PolicyEvaluation, { ...asNow, ...shown })) return false;
   }
   if (now.orderDate && reviewed.item.orderDate && now.orderDate !== reviewed.item.orderDate) return false;
-  if (now.order?.resourceType === 'MedicationRequest' && reviewed.order && !isDeepStrictEqual(orderTerms(now.order), orderTerms(reviewed.order))) return false;
-  if (now.fromClaimItem && now.claimQuantity !== undefined && reviewed.item.quantity !== undefined && !isDeepStrictEqual(JSON.parse(JSON.stringify(now.claimQuantity)), reviewed.item.quantity)) return false;
+  if (now.order?.resourceType === 'MedicationRequest' && reviewed.order && termsDiffer(orderTerms(now.order), orderTerms(reviewed.order))) return false;
+  if (now.fromClaimItem && now.claimQuantity !== undefined && reviewed.item.quantity !== undefined && termsDiffer(claimQuantityTerms(now.claimQuantity), claimQuantityTerms(reviewed.item.quantity))) return false;
   return true;
 }
 

@@ -60,4 +60,46 @@ describe('the same order as reviewed', () => {
     expect(sameOrderAsReviewed(policy, item(2000), reviewed)).toBe(true);
     expect(sameOrderAsReviewed(policy, item(980), reviewed)).toBe(false);
   });
+
+  // Review diff1 s47 F1: the PAS Bundle's copy of the order may write the same order differently from the EHR at
+  // signing; compared element by element, such a copy lifted a reviewer's denial for an unchanged order.
+  describe('the same order written differently is the same order', () => {
+    const written = (change: (o: MedicationRequest) => void) => {
+      const o = order(980);
+      o.dosageInstruction![0].doseAndRate![0].type = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/dose-rate-type', code: 'ordered', display: 'Ordered' }] };
+      o.dispenseRequest!.expectedSupplyDuration = { value: 28, unit: 'days', system: 'http://unitsofmeasure.org', code: 'd' };
+      o.dosageInstruction![0].timing = { repeat: { boundsPeriod: { start: '2026-12-10', end: '2027-01-06T23:59:00Z' }, frequency: 1, period: 1, periodUnit: 'd' } };
+      change(o);
+      return o;
+    };
+    const asReviewed: ReviewedOrder = { ...reviewed, order: written(() => {}) };
+
+    it.each([
+      ['the dose-rate type left out', (o: MedicationRequest) => { delete o.dosageInstruction![0].doseAndRate![0].type; }],
+      ['the dose-rate type without its display', (o: MedicationRequest) => { o.dosageInstruction![0].doseAndRate![0].type!.coding![0].display = undefined; }],
+      ['the dose unit text another spelling of the same code', (o: MedicationRequest) => { o.dosageInstruction![0].doseAndRate![0].doseQuantity!.unit = 'microgram/m2/day'; }],
+      ['the supply duration in "day" uncoded', (o: MedicationRequest) => { o.dispenseRequest!.expectedSupplyDuration = { value: 28, unit: 'day' }; }],
+      ['the bounds ending on the same day at another time', (o: MedicationRequest) => { o.dosageInstruction![0].timing!.repeat!.boundsPeriod!.end = '2027-01-06'; }],
+    ])('signing: %s', (_what, change) => {
+      expect(sameOrderAsReviewed(policy, signing(written(change)), asReviewed)).toBe(true);
+    });
+
+    it.each([
+      ['the dose per m2 raised', (o: MedicationRequest) => { o.dosageInstruction![0].doseAndRate![0].doseQuantity!.value = 28; }],
+      ['the supply shortened to 14 days', (o: MedicationRequest) => { o.dispenseRequest!.expectedSupplyDuration = { value: 14, unit: 'days', system: 'http://unitsofmeasure.org', code: 'd' }; }],
+      ['a supply duration no longer stated', (o: MedicationRequest) => { delete o.dispenseRequest!.expectedSupplyDuration; }],
+      ['a repeat (another cycle) added', (o: MedicationRequest) => { o.dispenseRequest!.numberOfRepeatsAllowed = 1; }],
+      ['given twice a day', (o: MedicationRequest) => { o.dosageInstruction![0].timing!.repeat!.frequency = 2; }],
+    ])('signing: %s is another order', (_what, change) => {
+      expect(sameOrderAsReviewed(policy, signing(written(change)), asReviewed)).toBe(false);
+    });
+
+    it('PAS: the Claim item quantity with its system added is the same quantity; another unit code is another', () => {
+      const item = (quantity: object) => ({ evaluation: { facts: [{ name: 'requestedUnits', value: 2000, source: 'ehr' as const }, { name: 'dailyDoseUg', value: 4.95, source: 'ehr' as const }] }, order: order(980), fromClaimItem: true, claimQuantity: quantity });
+      const plain: ReviewedOrder = { ...reviewed, item: { ...reviewed.item, quantity: { value: 2000, unit: 'UN' } } };
+      expect(sameOrderAsReviewed(policy, item({ value: 2000, unit: 'UN', system: 'http://unitsofmeasure.org' }), plain)).toBe(true);
+      expect(sameOrderAsReviewed(policy, item({ value: 2000, unit: 'UN', code: '{unit}' }), reviewed)).toBe(true);
+      expect(sameOrderAsReviewed(policy, item({ value: 2000, unit: 'mg', code: 'mg' }), reviewed)).toBe(false);
+    });
+  });
 });

@@ -36,11 +36,11 @@ function bundleAtDose(mcgPerDay: number): Bundle {
 }
 
 /** Signs the story's order at 56 mcg/day, sends its PAS request (pended over the limit) and has the reviewer deny it. */
-async function deniedOverDose() {
+async function deniedOverDose(bundle: () => Bundle = () => storyBundle(STORY)) {
   const loop = approvalLoop(STORY, REVIEW_TOKEN);
   const signed = await loop.sign(loop.order);
   expect(sub(signed.ext, 'pa-needed')!.valueCode).toBe('auth-needed');
-  const pended = claimResponseOf((await loop.submit(storyBundle(STORY))).body);
+  const pended = claimResponseOf((await loop.submit(bundle())).body);
   expect(reviewActions(pended)).toEqual([`${X12}#A4`]);
   await loop.review(`/${pended.id}/decision`, { decision: 'deny', reviewer: 'Dr. L. Chen', reason: DENIED }).expect(200);
   expect((await loop.storage.getOrderRecord(loop.key))?.state).toBe('denied');
@@ -213,6 +213,28 @@ describe('a denial is the decision on the order as it was denied', () => {
     const pas = claimResponseOf((await submit(bundle)).body);
     expect(reviewActions(pas)).toEqual([`${X12}#A4`]);
     expect((await storage.getOrderRecord(key))?.state).toBe('pended');
+  });
+
+  // Review diff1 s47 F1: the PAS Bundle's copy of the order may write the same order differently from the EHR's (a
+  // dose-rate type left out, "day" for "days"); that copy is the order the reviewer denied, not another order.
+  it('denied on a PAS copy of the order written differently, the order re-signed unchanged keeps the denial, and the copy resent gets A3', async () => {
+    const rewritten = () => {
+      const bundle = storyBundle(STORY);
+      for (const e of bundle.entry ?? []) {
+        const mr = e.resource;
+        if (mr?.resourceType !== 'MedicationRequest' || mr.status !== 'draft') continue;
+        delete mr.dosageInstruction![0].doseAndRate![0].type;
+        mr.dosageInstruction![0].doseAndRate![0].doseQuantity!.unit = 'mcg/day';
+        if (mr.dispenseRequest?.expectedSupplyDuration) mr.dispenseRequest.expectedSupplyDuration.unit = 'day';
+      }
+      return bundle;
+    };
+    const { order, key, storage, sign, submit } = await deniedOverDose(rewritten);
+    const again = await sign(order);
+    expect(sub(again.ext, 'covered')!.valueCode).toBe('not-covered');
+    expect(JSON.stringify(again.ext)).toContain(`Prior authorization denied: ${DENIED}.`);
+    expect((await storage.getOrderRecord(key))?.state).toBe('denied');
+    expect(reviewActions(claimResponseOf((await submit(rewritten())).body))).toEqual([`${X12}#A3`]);
   });
 
   it('re-signed unchanged after the reviewer\'s denial, the denial stands at signing and in DTR', async () => {
