@@ -79,6 +79,11 @@ export const PAYER_API_ROUTES: readonly PayerApiRoute[] = [
 /** The operations the payer API serves, as a 404 for an unknown one names them. */
 const SERVED_OPERATIONS = [...new Set(PAYER_API_ROUTES.map((r) => /\$[^/]+/.exec(r.path)?.[0]).filter((o): o is string => !!o))].join(', ');
 
+/** Where each served operation is served (`/Claim/$submit`), as a 404 for one asked at another path names them. */
+function servedAt(op: string): string[] {
+  return [...new Set(PAYER_API_ROUTES.filter((r) => r.path.endsWith(`/${op}`)).map((r) => `/fhir${r.path}`))];
+}
+
 /**
  * Whether a route's `:id` took an operation name (`POST /Questionnaire/$foo` matching `/Questionnaire/:id`): a FHIR id
  * never holds `$` ([A-Za-z0-9-.]{1,64}), so the URL names an operation, and an unknown one is answered as one (404)
@@ -202,9 +207,12 @@ export function payerApiGate(opts: PayerApiGateOptions): express.RequestHandler 
   // API does not serve is that 404 too, whatever its resource type or method (design.md §4 "Errors").
   const undeclared = (req: Request): HttpError => {
     const op = /\/(\$[^/]*)/.exec(req.path)?.[1];
-    return op
-      ? new HttpError(404, outcome('error', 'not-supported', `Unknown operation ${op.slice(0, 64)}: this payer API serves ${SERVED_OPERATIONS}`))
-      : notFound(`No route for ${req.method} /fhir${req.path}`);
+    if (!op) return notFound(`No route for ${req.method} /fhir${req.path}`);
+    // A served operation asked at another path (`/Claim/$questionnaire-package`) is not served there: say where it is.
+    const at = servedAt(op);
+    return new HttpError(404, outcome('error', 'not-supported', at.length
+      ? `Operation ${op} is not served at /fhir${req.path.slice(0, 128)}: it is served at ${at.join(', ')}`
+      : `Unknown operation ${op.slice(0, 64)}: this payer API serves ${SERVED_OPERATIONS}`));
   };
   gate.use((req: Request, _res: Response, next: NextFunction) => {
     const r = req as PayerApiRequest;

@@ -41,6 +41,16 @@ describe('unknown operations on the payer FHIR API', () => {
     expect((await request(app).get('/fhir/Questionnaire/centene-blinatumomab')).status).toBe(200);
   });
 
+  it('a served operation asked under another resource type is a 404 saying where it is served (review diff1 s47 F4)', async () => {
+    const { app } = buildApp();
+    const res = await request(app).post('/fhir/Claim/$questionnaire-package').set('Content-Type', FHIR).send('{"resourceType":"Parameters"}');
+    expect(res.status).toBe(404);
+    expect(res.body.issue[0]).toMatchObject({ severity: 'error', code: 'not-supported' });
+    expect(res.body.issue[0].diagnostics).toBe(
+      'Operation $questionnaire-package is not served at /fhir/Claim/$questionnaire-package: it is served at /fhir/Questionnaire/$questionnaire-package, /fhir/$questionnaire-package',
+    );
+  });
+
   it('asks for a token first when the payer API requires one: an unauthenticated caller learns nothing of the path', async () => {
     const { app } = buildApp({ env: { PAYER_API_AUTH: 'required' } });
     for (const path of ['/fhir/Questionnaire/$foo', '/fhir/Claim/$foo']) {
