@@ -9,7 +9,7 @@ import { localReference } from '../fhir/references.js';
 import { longDate } from '../fhir/long-date.js';
 import type { FactValue } from '../policies/evaluate-policy.js';
 import { orderStartOf } from '../policies/evaluation-data.js';
-import { approvalFacts, beyondReviewedApproval, changedSinceDenial, orderChanged, sameOrderFacts, standingReviewDenial } from './reviewed-approval.js';
+import { approvalFacts, backToDeniedOrder, beyondReviewedApproval, changedSinceDenial, orderChanged, sameOrderFacts, standingReviewDenial } from './reviewed-approval.js';
 
 /**
  * The order's one authorization record (design.md §8 "One authorization per order"): CRD, DTR, PAS and the reviewer
@@ -174,6 +174,28 @@ export function reopenDenialChange(record: OrderRecord, reason: string, who: Act
   const change = reopenChange(record, reason, who);
   const { withdrawsApproval: _none, ...rest } = change.change;
   return { ...change, from: ['denied'], change: rest };
+}
+
+/**
+ * The change that gives an order back to its denial when it is again the order as denied ({@link backToDeniedOrder}):
+ * `auth-needed`/`not-covered` → `denied`, durably, with the denial's reason (the answer every edge gives is then the
+ * denial and its advice) and its request; who made the change is the edge that saw the order come back.
+ */
+export function deniedAgainChange(record: OrderRecord, denial: OrderEvent, who: Actor & { policyId?: string }): GuardedOrderChange {
+  return {
+    key: { payer: record.payer, patientId: record.patientId, orderRef: record.orderRef, drug: record.drug },
+    from: ['auth-needed', 'not-covered'],
+    change: {
+      state: 'denied',
+      at: who.at ?? new Date().toISOString(),
+      source: who.source,
+      actor: who.actor,
+      reason: denial.reason,
+      ...(who.policyId ? { policyId: who.policyId } : {}),
+      ...(who.assertionId ? { assertionId: who.assertionId } : {}),
+      ...(denial.submissionId ? { submissionId: denial.submissionId } : {}),
+    },
+  };
 }
 
 /**
@@ -535,10 +557,13 @@ export async function settleOrderDecisions(opts: {
       // denial kept in its history. A call that commits nothing answers the order as sent and writes nothing.
       const ownStart = d.order.resourceType === 'MedicationRequest' && orderStartOf(d.order) !== undefined;
       const denialChange = await changedSinceDenial(opts.storage, d.policy!, { evaluation: d.evaluation!, order: d.order, ...(ownStart ? { orderDate: d.orderDate } : {}) }, current);
-      if (denialChange) {
-        const change = reopenDenialChange(current!, denialChange, { source: 'crd', actor: opts.actor, assertionId: d.assertionId, policyId: d.policy!.file.id });
+      // Reopened for a change, then signed again as it was denied: the denial is again its decision (design.md §8).
+      const again = denialChange ? undefined : await backToDeniedOrder(opts.storage, d.policy!, { evaluation: d.evaluation!, order: d.order, ...(ownStart ? { orderDate: d.orderDate } : {}) }, reopened);
+      const who = { source: 'crd' as const, actor: opts.actor, assertionId: d.assertionId, policyId: d.policy!.file.id };
+      if (denialChange || again) {
+        const change = denialChange ? reopenDenialChange(current!, denialChange, who) : deniedAgainChange(reopened!, again!, who);
         if (opts.mayReopen === false) {
-          d.record = applied(current!, change);
+          d.record = applied(denialChange ? current! : reopened!, change);
           d.authorization = undefined;
           return;
         }

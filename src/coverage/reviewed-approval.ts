@@ -398,8 +398,28 @@ export async function changedSinceDenial(storage: Storage, policy: CompiledPolic
   if (!denial?.submissionId) return undefined;
   const denied = await reviewedOrderOf(storage, denial.submissionId, record);
   if (!denied || sameOrderAsReviewed(policy, now, denied)) return undefined;
-  const by = denial.source === 'review' ? `by a reviewer (${denial.actor})` : 'by the rules';
-  return `The order changed after its prior authorization request (PAS ${denial.submissionId}) was denied ${by} on ${longDate(denial.at.slice(0, 10))} for the order as it then stood ("${denial.reason}"): the order as it now stands is judged afresh`;
+  // Who denied it: the denial as first given (a denial given again to the order as denied, backToDeniedOrder, is not
+  // a second decision).
+  const first = record.history.find((h) => h.state === 'denied' && h.submissionId === denial.submissionId) ?? denial;
+  const by = first.source === 'review' ? `by a reviewer (${first.actor})` : 'by the rules';
+  return `The order changed after its prior authorization request (PAS ${denial.submissionId}) was denied ${by} on ${longDate(first.at.slice(0, 10))} for the order as it then stood ("${denial.reason}"): the order as it now stands is judged afresh`;
+}
+
+/**
+ * The denial an order reopened for a change is again the decision on, once the order is back to the order as denied
+ * (docs/design.md §8 "A denial is the decision on the order as it was denied"; review accept2 s47 F3): signed changed,
+ * then signed again as it was denied, it keeps its denial as if never changed. The latest denial with no approval
+ * after it, when the order now is the same order as its request's ({@link sameOrderAsReviewed}). Undefined for a
+ * record that is denied ({@link changedSinceDenial} judges it), approved, or pended (a request waits on the order as
+ * changed), and for an order still changed.
+ */
+export async function backToDeniedOrder(storage: Storage, policy: CompiledPolicy, now: OrderAsNow, record: OrderRecord | null | undefined): Promise<OrderEvent | undefined> {
+  if (!record || (record.state !== 'auth-needed' && record.state !== 'not-covered')) return undefined;
+  const since = record.history.slice(record.history.map((h) => h.state).lastIndexOf('approved') + 1);
+  const denial = [...since].reverse().find((h) => h.state === 'denied');
+  if (!denial?.submissionId) return undefined;
+  const denied = await reviewedOrderOf(storage, denial.submissionId, record);
+  return denied && sameOrderAsReviewed(policy, now, denied) ? denial : undefined;
 }
 
 /**

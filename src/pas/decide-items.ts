@@ -1,4 +1,4 @@
-import { UNDECIDED, afterReviewDenialNeeded, recordedDecision, reopenApproval, reopenDenialChange, reopeningReason } from '../coverage/order-record.js';
+import { UNDECIDED, afterReviewDenialNeeded, deniedAgainChange, recordedDecision, reopenApproval, reopenDenialChange, reopeningReason } from '../coverage/order-record.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { FactResult } from '../policies/evaluate-policy.js';
 import { orderStartOf } from '../policies/evaluation-data.js';
@@ -6,7 +6,7 @@ import type { AnsweredApproval, AuthorizationRecord, GuardedOrderChange, OrderKe
 import { itemFromOrderRecord } from './adjudicate.js';
 import { coverageLastDay } from '../coverage/payer.js';
 import { approvalCovers } from './approval-covers.js';
-import { beyondApproval, changedSinceDenial, standingReviewDenial } from '../coverage/reviewed-approval.js';
+import { backToDeniedOrder, beyondApproval, changedSinceDenial, standingReviewDenial } from '../coverage/reviewed-approval.js';
 import type { ItemDecision } from './adjudicate.js';
 import { buildResponseBundle, summarize } from './claim-response.js';
 import type { ResponseMeta } from './claim-response.js';
@@ -30,7 +30,7 @@ export async function withOrderRecords(
       const record = records[n];
       const reason = reopeningReason(record, item, item.reasons[0] ?? item.needed[0] ?? 'a limit is exceeded');
       if (reason) records[n] = await reopenApproval(storage, record!, reason, { source: 'pas', actor: opts.actor, policyId: item.policyId });
-      else if (record?.state === 'denied') records[n] = await reopenedDenial(storage, item, record, opts);
+      else if (record) records[n] = await reopenedDenial(storage, item, record, opts);
     }),
   );
   // An approval the order holds is answered within the request's Coverage (design.md §4 "Payer"): it may have been
@@ -65,7 +65,9 @@ export async function withOrderRecords(
  * A denied order claimed again (design.md §8 "A denial is the decision on the order as it was denied"): changed since
  * its denial (the item's facts read from the order, or the start the order states, are not the denied item's:
  * reviewed-approval.ts changedSinceDenial), its record is reopened, durably and the denial kept in its history, and the
- * item is decided as adjudicated; claimed again unchanged, the denial stands. Returns the record as it now stands.
+ * item is decided as adjudicated; claimed again unchanged, the denial stands. An order reopened so (by signing or
+ * PAS) and now claimed as it was denied is given back its denial (reviewed-approval.ts backToDeniedOrder). Returns the
+ * record as it now stands.
  */
 async function reopenedDenial(
   storage: Storage,
@@ -79,14 +81,16 @@ async function reopenedDenial(
   const facts: FactResult[] = [...new Map(item.criteria.flatMap((c) => c.evidence ?? []).map((e) => [e.fact, { name: e.fact, value: e.value, source: e.source }])).values()];
   const order = opts.request?.resources.find((r) => r.resourceType === 'MedicationRequest' && `MedicationRequest/${r.id ?? ''}` === item.order?.orderRef);
   const ownStart = order?.resourceType === 'MedicationRequest' && orderStartOf(order) !== undefined;
-  const reason = await changedSinceDenial(
-    storage,
-    policy,
-    { evaluation: { facts }, fromClaimItem: true, ...(item.quantity !== undefined ? { claimQuantity: item.quantity } : {}), ...(order ? { order } : {}), ...(ownStart ? { orderDate: item.orderDate } : {}) },
-    record,
-  );
+  const now = { evaluation: { facts }, fromClaimItem: true, ...(item.quantity !== undefined ? { claimQuantity: item.quantity } : {}), ...(order ? { order } : {}), ...(ownStart ? { orderDate: item.orderDate } : {}) };
+  const who = { source: 'pas' as const, actor: opts.actor, policyId: item.policyId };
+  if (record.state !== 'denied') {
+    // Reopened for a change, then claimed as it was denied: the denial is again its decision (design.md §8).
+    const again = await backToDeniedOrder(storage, policy, now, record);
+    return again ? (await storage.applyOrderChange(deniedAgainChange(record, again, who))).record : record;
+  }
+  const reason = await changedSinceDenial(storage, policy, now, record);
   if (!reason) return record;
-  return (await storage.applyOrderChange(reopenDenialChange(record, reason, { source: 'pas', actor: opts.actor, policyId: item.policyId }))).record;
+  return (await storage.applyOrderChange(reopenDenialChange(record, reason, who))).record;
 }
 
 /**

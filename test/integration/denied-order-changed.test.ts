@@ -254,6 +254,36 @@ describe('a denial is the decision on the order as it was denied', () => {
     expect(JSON.stringify(ext)).not.toContain('Prior authorization denied');
   });
 
+  // Review accept2 s47 F3: the denial is the decision on the order as denied, whatever was signed in between.
+  it('signed changed, then signed again as it was denied, the order is given back its denial, at signing and in PAS', async () => {
+    const { order, key, storage, sign, submit, deniedId } = await deniedOverDose();
+    const changed = await sign(quantityOnly[0][1](order));
+    expect(sub(changed.ext, 'covered')!.valueCode).toBe('covered');
+    expect((await storage.getOrderRecord(key))?.state).toBe('auth-needed');
+
+    const back = await sign(order);
+    expect(sub(back.ext, 'covered')!.valueCode).toBe('not-covered');
+    expect(JSON.stringify(back.ext)).toContain(`Prior authorization denied: ${DENIED}.`);
+    const record = await storage.getOrderRecord(key);
+    expect(record?.state).toBe('denied');
+    expect(record?.history.at(-1)).toMatchObject({ state: 'denied', submissionId: deniedId, reason: DENIED });
+    expect(reviewActions(claimResponseOf((await submit(storyBundle(STORY))).body))).toEqual([`${X12}#A3`]);
+
+    // Changed once more, its reason still names the reviewer who denied it, not the signing that gave it back.
+    await sign(quantityOnly[1][1](order));
+    const reopened = await storage.getOrderRecord(key);
+    expect(reopened?.state).toBe('auth-needed');
+    expect(reopened?.history.at(-1)?.reason).toContain(`was denied by a reviewer (Dr. L. Chen)`);
+  });
+
+  it('signed changed, then claimed in PAS as it was denied, PAS gives the order back its denial (A3)', async () => {
+    const { order, key, storage, sign, submit } = await deniedOverDose();
+    await sign(quantityOnly[1][1](order));
+    expect((await storage.getOrderRecord(key))?.state).toBe('auth-needed');
+    expect(reviewActions(claimResponseOf((await submit(storyBundle(STORY))).body))).toEqual([`${X12}#A3`]);
+    expect((await storage.getOrderRecord(key))?.state).toBe('denied');
+  });
+
   it('an order-select of the corrected order answers it afresh and leaves the denial on the record', async () => {
     const { storage, order, key, sign } = await deniedOverDose();
     const selected = atDose(order, 28);
