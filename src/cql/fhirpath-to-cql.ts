@@ -137,6 +137,13 @@ function one(n: CqlNode): string {
   return n.many ? `singleton from ${P(n.cql)}` : n.cql;
 }
 
+/** A window's day (`recent()`, `maybeRecent()`): a Date as it is, a String (an instant's text) as its date. */
+function windowDay(arg: CqlNode, fn: string): string {
+  if (arg.ty.k === 'sys' && arg.ty.name === 'Date') return one(arg);
+  if (arg.ty.k === 'sys' && arg.ty.name === 'String') return `ToDate(${one(arg)})`;
+  throw new Untranslatable(`${fn}() from a ${tyText(arg.ty)}`);
+}
+
 /** A criterion (where, iif, and/or operands) as one Boolean. */
 function truth(n: CqlNode): string {
   if (n.ty.k === 'null') return 'null as System.Boolean';
@@ -653,14 +660,7 @@ export class FhirPathToCql {
       case 'recent': {
         if (n.ty.k !== 'fhir') throw new Untranslatable(`recent() of ${tyText(n.ty)}`);
         const days = this.numberArg(args, 1, ctx, name);
-        const dayOf = (arg: CqlNode) =>
-          arg.ty.k === 'sys' && arg.ty.name === 'Date'
-            ? one(arg)
-            : arg.ty.k === 'sys' && arg.ty.name === 'String'
-              ? `ToDate(${one(arg)})`
-              : (() => {
-                  throw new Untranslatable(`recent() from a ${tyText(arg.ty)}`);
-                })();
+        const dayOf = (arg: CqlNode) => windowDay(arg, 'recent');
         const from = dayOf(this.visit(args[0], ctx));
         // The upper end (fhirpath.ts recent: `until`), none when it is null (an order stating no start: %orderStart).
         const until = args.length > 2 ? dayOf(this.visit(args[2], ctx)) : undefined;
@@ -677,14 +677,7 @@ export class FhirPathToCql {
         if (n.ty.k !== 'fhir' || !['Observation', 'Immunization'].includes(n.ty.name)) throw new Untranslatable(`maybeRecent() of ${tyText(n.ty)}`);
         if (args.length !== 3) throw new Untranslatable('maybeRecent() needs a date, a number of days and an upper end');
         const days = this.numberArg(args, 1, ctx, name);
-        const dayOf = (arg: CqlNode) =>
-          arg.ty.k === 'sys' && arg.ty.name === 'Date'
-            ? one(arg)
-            : arg.ty.k === 'sys' && arg.ty.name === 'String'
-              ? `ToDate(${one(arg)})`
-              : (() => {
-                  throw new Untranslatable(`maybeRecent() from a ${tyText(arg.ty)}`);
-                })();
+        const dayOf = (arg: CqlNode) => windowDay(arg, 'maybeRecent');
         const from = dayOf(this.visit(args[0], ctx));
         const until = dayOf(this.visit(args[2], ctx));
         return node(`${this.env.helper(`${n.ty.name} Maybe Recent`)}(${asList(n, ctx)}, ${P(from)} - ${days} days, ${until})`, n.ty, true);

@@ -82,16 +82,7 @@ describe('a denial is the decision on the order as it was denied', () => {
     const again = await sign(order);
     expect(denialCoding(again.ext)).toEqual([{ code: 'A3', text: expect.stringContaining(`Prior authorization denied: ${DENIED}.`) }]);
 
-    const signedOrder = (again.body as unknown as { systemActions: { resource: MedicationRequest }[] }).systemActions[0].resource;
-    const coverage = storyResources(STORY).find((r) => r.resourceType === 'Coverage');
-    const pkg = await request(app)
-      .post('/fhir/Questionnaire/$questionnaire-package')
-      .send({ resourceType: 'Parameters', parameter: [{ name: 'coverage', resource: coverage }, { name: 'order', resource: signedOrder }] })
-      .expect(200);
-    const bundle = pkg.body.parameter.find((p: { name: string }) => p.name === 'PackageBundle').resource as Bundle;
-    const draft = bundle.entry!.map((e) => e.resource).find((r) => r?.resourceType === 'QuestionnaireResponse') as QuestionnaireResponse;
-    const saved = await request(app).post('/fhir/QuestionnaireResponse').send({ ...draft, status: 'completed' }).expect(201);
-    const ext = (saved.body.extension as Extension[]).find((e) => e.url === COVERAGE_INFO_URL)!;
+    const ext = await dtrResponse(app, again.body);
     expect(sub(ext, 'covered')!.valueCode).toBe('not-covered');
     expect(denialCoding(ext)).toEqual([{ code: 'A3', text: expect.stringContaining(`Prior authorization denied: ${DENIED}.`) }]);
     expect(coverageInformationProblems(ext, '2.0')).toEqual([]);
@@ -146,16 +137,7 @@ describe('a denial is the decision on the order as it was denied', () => {
     const corrected = atDose(order, 28);
     const signed = await sign(corrected);
     expect(sub(signed.ext, 'pa-needed')!.valueCode).toBe('auth-needed');
-    const signedOrder = (signed.body as unknown as { systemActions: { resource: MedicationRequest }[] }).systemActions[0].resource;
-    const coverage = storyResources(STORY).find((r) => r.resourceType === 'Coverage');
-    const pkg = await request(app)
-      .post('/fhir/Questionnaire/$questionnaire-package')
-      .send({ resourceType: 'Parameters', parameter: [{ name: 'coverage', resource: coverage }, { name: 'order', resource: signedOrder }] })
-      .expect(200);
-    const bundle = pkg.body.parameter.find((p: { name: string }) => p.name === 'PackageBundle').resource as Bundle;
-    const draft = bundle.entry!.map((e) => e.resource).find((r) => r?.resourceType === 'QuestionnaireResponse') as QuestionnaireResponse;
-    const saved = await request(app).post('/fhir/QuestionnaireResponse').send({ ...draft, status: 'completed' }).expect(201);
-    const ext = (saved.body.extension as Extension[]).find((e) => e.url === COVERAGE_INFO_URL)!;
+    const ext = await dtrResponse(app, signed.body);
     expect(sub(ext, 'pa-needed')!.valueCode).toBe('auth-needed');
     expect(sub(ext, 'satisfied-pa-id')).toBeUndefined();
     expect(JSON.stringify(ext)).toContain('A reviewer (Dr. L. Chen) denied');
