@@ -188,7 +188,9 @@ async function settledItems(storage: Storage, s: PasSubmission, policies: readon
     items.map(async (i): Promise<SettledItem | undefined> => {
       const record = await storage.getOrderRecord(i.order!);
       const state = i.reviewAction === 'A1' ? 'approved' : 'denied';
-      const event = [...(record?.history ?? [])].reverse().find((h) => h.state === state);
+      const latest = record ? latestEvent(record, state) : undefined;
+      // A decision given back to the order as decided (coverage/order-record.ts deniedAgainChange) is the first one.
+      const event = (latest?.submissionId && record?.history.find((h) => h.state === state && h.submissionId === latest.submissionId)) || latest;
       if (!event || event.source === 'review' || (event.source === 'pas' && event.submissionId === s.id)) return undefined;
       const assertion = event.assertionId ? await storage.getAssertion(event.assertionId) : undefined;
       const policy = policies.find((p) => p.file.id === (assertion?.policyId ?? i.policyId));

@@ -238,7 +238,7 @@ describe('a denial is the decision on the order as it was denied', () => {
 
   // Review accept2 s47 F3: the denial is the decision on the order as denied, whatever was signed in between.
   it('signed changed, then signed again as it was denied, the order is given back its denial, at signing and in PAS', async () => {
-    const { order, key, storage, sign, submit, deniedId } = await deniedOverDose();
+    const { app, order, key, storage, sign, submit, deniedId } = await deniedOverDose();
     const changed = await sign(quantityOnly[0][1](order));
     expect(sub(changed.ext, 'covered')!.valueCode).toBe('covered');
     expect((await storage.getOrderRecord(key))?.state).toBe('auth-needed');
@@ -250,6 +250,9 @@ describe('a denial is the decision on the order as it was denied', () => {
     expect(record?.state).toBe('denied');
     expect(record?.history.at(-1)).toMatchObject({ state: 'denied', submissionId: deniedId, reason: DENIED });
     expect(reviewActions(claimResponseOf((await submit(storyBundle(STORY))).body))).toEqual([`${X12}#A3`]);
+    // The reviewer's page of the denied request does not say signing decided it: the reviewer did.
+    const page = await request(app).get(`/review/${deniedId}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`).expect(200);
+    expect(page.body.settled).toBeUndefined();
 
     // Changed once more, its reason still names the reviewer who denied it, not the signing that gave it back.
     await sign(quantityOnly[1][1](order));
