@@ -203,3 +203,16 @@ export async function pendKwameOnDemo(page: Page, url: string): Promise<void> {
   await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' }).click();
   await page.getByTestId('pas-decision').waitFor();
 }
+
+/**
+ * A reviewer decides a pended request through the demo's reviewer API (demo sign-in token), as the workbench would:
+ * the answer's status, for the test to assert.
+ */
+export async function decideOnDemo(page: Page, url: string, requestId: string, decision: 'approve' | 'deny', reason: string): Promise<number> {
+  const { token } = (await (await page.request.post(`${url}/review/demo-sign-in`)).json()) as { token: string };
+  const decided = await page.request.post(`${url}/review/${requestId}/decision`, {
+    headers: { Authorization: `Bearer ${token}` },
+    data: { decision, reviewer: 'Dana Reyes, MD', reason },
+  });
+  return decided.status();
+}

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hasChromium, launchChromium, openSession, overflowsSideways, textOf } from './browser-session.js';
+import { decideOnDemo, hasChromium, launchChromium, openSession, overflowsSideways, textOf } from './browser-session.js';
 import type { BrowserSession } from './browser-session.js';
 import { repoRoot } from './start-demo-server.js';
 
@@ -240,13 +240,7 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(await page.getByRole('button', { name: 'Complete documentation', exact: true }).isVisible()).toBe(true);
 
     const [pended] = await server.storage.listPendedSubmissions(50);
-    const signIn = await page.request.post(`${url}/review/demo-sign-in`);
-    const { token } = (await signIn.json()) as { token: string };
-    const decided = await page.request.post(`${url}/review/${pended.id}/decision`, {
-      headers: { Authorization: `Bearer ${token}` },
-      data: { decision: 'deny', reviewer: 'Dana Reyes, MD', reason: 'MRD negative on the outside flow report (CP.PHAR.312 I.A.4)' },
-    });
-    expect(decided.status()).toBe(200);
+    expect(await decideOnDemo(page, url, pended.id, 'deny', 'MRD negative on the outside flow report (CP.PHAR.312 I.A.4)')).toBe(200);
     await page.getByText('Prior authorization denied').waitFor({ timeout: 15_000 });
 
     // design.md §8: the decision is the order's answer; the signing answer says it is out of date, and offers nothing.
@@ -282,13 +276,7 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(await textOf(page, '[data-testid=pas-decision]')).toBe('Pended for review');
 
     const [pended] = await server.storage.listPendedSubmissions(50);
-    const signIn = await page.request.post(`${url}/review/demo-sign-in`);
-    const { token } = (await signIn.json()) as { token: string };
-    const decided = await page.request.post(`${url}/review/${pended.id}/decision`, {
-      headers: { Authorization: `Bearer ${token}` },
-      data: { decision: 'deny', reviewer: 'Dana Reyes, MD', reason: 'MRD negative on the outside flow report (CP.PHAR.312 I.A.4)' },
-    });
-    expect(decided.status()).toBe(200);
+    expect(await decideOnDemo(page, url, pended.id, 'deny', 'MRD negative on the outside flow report (CP.PHAR.312 I.A.4)')).toBe(200);
     await page.getByTestId('pas-decision').filter({ hasText: 'Prior authorization denied' }).waitFor({ timeout: 15_000 });
     // Denied: no button anywhere that would send the order as it stands, and the documentation box says why.
     expect(await page.getByRole('button', { name: 'Submit prior authorization' }).count()).toBe(0);
@@ -316,13 +304,7 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization', exact: true }).click();
     await page.getByTestId('pas-decision').filter({ hasText: 'Pended for review' }).waitFor();
     const [pended] = await server.storage.listPendedSubmissions(50);
-    const signIn = await page.request.post(`${url}/review/demo-sign-in`);
-    const { token } = (await signIn.json()) as { token: string };
-    const decided = await page.request.post(`${url}/review/${pended.id}/decision`, {
-      headers: { Authorization: `Bearer ${token}` },
-      data: { decision: 'deny', reviewer: 'Dana Reyes, MD', reason: '56 mcg/day is above the labelled 28 mcg/day (CP.PHAR.312 II.A.2)' },
-    });
-    expect(decided.status()).toBe(200);
+    expect(await decideOnDemo(page, url, pended.id, 'deny', '56 mcg/day is above the labelled 28 mcg/day (CP.PHAR.312 II.A.2)')).toBe(200);
     await page.getByTestId('pas-decision').filter({ hasText: 'Prior authorization denied' }).waitFor({ timeout: 15_000 });
 
     // The clinician changes the dose to the label's 28 mcg/day and signs again: the rules do not overturn a reviewer's
@@ -374,13 +356,7 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(await page.locator('#stale-note').isVisible()).toBe(false);
 
     // The reviewer approves through the reviewer API; the page shows it without a reload.
-    const signIn = await page.request.post(`${url}/review/demo-sign-in`);
-    const { token } = (await signIn.json()) as { token: string };
-    const decided = await page.request.post(`${url}/review/${pended[0].id}/decision`, {
-      headers: { Authorization: `Bearer ${token}` },
-      data: { decision: 'approve', reviewer: 'Dana Reyes, MD', reason: 'MRD 0.3 % on the outside flow report' },
-    });
-    expect(decided.status()).toBe(200);
+    expect(await decideOnDemo(page, url, pended[0].id, 'approve', 'MRD 0.3 % on the outside flow report')).toBe(200);
     await page.getByTestId('pas-decision').filter({ hasText: /Prior authorization approved: PA-CENTENE-/ }).waitFor({ timeout: 15_000 });
     expect(await textOf(page, '#status')).toContain('approved');
     // The documentation on file no longer offers a request: the order is authorized, its number and period said.
