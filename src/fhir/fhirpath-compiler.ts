@@ -212,11 +212,33 @@ function regexCache(flags: string): (pattern: string) => RegExp | undefined {
   };
 }
 
-const treeKeys = new WeakMap<AstNode, string>();
-/** A parse tree as a key, without where it stands in the text (`start`, `length`): equal keys, equal trees. */
-function treeKey(n: AstNode): string {
-  let key = treeKeys.get(n);
-  if (key === undefined) treeKeys.set(n, (key = JSON.stringify(n, (k, v: unknown) => (k === 'start' || k === 'length' ? undefined : v))));
+/** Keys of the trees of one expression (see {@link treeKey}); dropped with its compiler. */
+interface TreeKeys {
+  /** By node. */
+  keys: Map<AstNode, string>;
+  /** Ids of the distinct trees met so far, by their node's fields and their children's ids. */
+  ids: Map<string, string>;
+}
+/**
+ * A parse tree as a key, without where it stands in the text (`start`, `length`): equal keys, equal trees (within
+ * one `TreeKeys`). Each distinct tree gets a short id made from its own fields and its children's ids (hash-consing),
+ * so a node's key is built from its children's once: the JSON of each subtree again at every level above it (with a
+ * replacer call per property) was about a sixth of compiling the content at start-up.
+ */
+function treeKey(n: AstNode, memo: TreeKeys): string {
+  let key = memo.keys.get(n);
+  if (key === undefined) {
+    let shape = '';
+    for (const k of Object.keys(n)) {
+      if (k === 'start' || k === 'length') continue;
+      const v = (n as unknown as Record<string, unknown>)[k];
+      if (v === undefined) continue;
+      shape += k === 'children' && Array.isArray(v) ? `children:[${(v as AstNode[]).map((c) => treeKey(c, memo)).join(',')}]|` : `${k}:${JSON.stringify(v)}|`;
+    }
+    key = memo.ids.get(shape);
+    if (key === undefined) memo.ids.set(shape, (key = `t${memo.ids.size}`));
+    memo.keys.set(n, key);
+  }
   return key;
 }
 
@@ -351,6 +373,7 @@ export interface CompileCounts {
 export function compileAst(ast: AstNode, options: CompilerOptions): (resource: unknown, env: Record<string, unknown>) => unknown[] {
   const c = new Compiler(options);
   const code = c.program(ast);
+  c.compiled();
   let body: (input: Coll, self: Coll, run: Run) => Coll;
   try {
     body = new Function('S', 'H', `"use strict"; return function compiledFhirPath(input, self, run) { ${code} };`)(c.sites, HELPERS) as typeof body;
@@ -436,8 +459,15 @@ class Compiler {
   private readonly shared: { code: string; uses: number; scope: number }[] = [];
   private readonly scopes: Scope[] = [];
   private scopeCount = 0;
+  private readonly treeKeys: TreeKeys = { keys: new Map(), ids: new Map() };
   constructor(private readonly options: CompilerOptions) {
     this.model = options.model;
+  }
+
+  /** The code is made: what only making it needed goes (per-site functions may keep the compiler alive). */
+  compiled(): void {
+    this.treeKeys.keys.clear();
+    this.treeKeys.ids.clear();
   }
 
   /** The body of the expression's function: its scope's variables, then the value of the whole tree. */
@@ -497,7 +527,7 @@ class Compiler {
   expr(n: AstNode, inp: string, self: string): string {
     const scope = this.scopes[this.scopes.length - 1];
     if (inp !== self || !scope || !SHAREABLE.has(n.type)) return this.node(n, inp, self);
-    const key = `${self}\u0000${treeKey(n)}`;
+    const key = `${self}\u0000${treeKey(n, this.treeKeys)}`;
     const known = scope.byKey.get(key);
     if (known !== undefined) {
       this.shared[known].uses++;
