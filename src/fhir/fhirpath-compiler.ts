@@ -212,11 +212,33 @@ function regexCache(flags: string): (pattern: string) => RegExp | undefined {
   };
 }
 
-const treeKeys = new WeakMap<AstNode, string>();
-/** A parse tree as a key, without where it stands in the text (`start`, `length`): equal keys, equal trees. */
-function treeKey(n: AstNode): string {
-  let key = treeKeys.get(n);
-  if (key === undefined) treeKeys.set(n, (key = JSON.stringify(n, (k, v: unknown) => (k === 'start' || k === 'length' ? undefined : v))));
+/** Keys of the trees of one expression (see {@link treeKey}); dropped with its compiler. */
+interface TreeKeys {
+  /** By node. */
+  keys: Map<AstNode, string>;
+  /** Ids of the distinct trees met so far, by their node's fields and their children's ids. */
+  ids: Map<string, string>;
+}
+/**
+ * A parse tree as a key, without where it stands in the text (`start`, `length`): equal keys, equal trees (within
+ * one `TreeKeys`). Each distinct tree gets a short id made from its own fields and its children's ids (hash-consing),
+ * so a node's key is built from its children's once: the JSON of each subtree again at every level above it (with a
+ * replacer call per property) was about a sixth of compiling the content at start-up.
+ */
+function treeKey(n: AstNode, memo: TreeKeys): string {
+  let key = memo.keys.get(n);
+  if (key === undefined) {
+    let shape = '';
+    for (const k of Object.keys(n)) {
+      if (k === 'start' || k === 'length') continue;
+      const v = (n as unknown as Record<string, unknown>)[k];
+      if (v === undefined) continue;
+      shape += k === 'children' && Array.isArray(v) ? `children:[${(v as AstNode[]).map((c) => treeKey(c, memo)).join(',')}]|` : `${k}:${JSON.stringify(v)}|`;
+    }
+    key = memo.ids.get(shape);
+    if (key === undefined) memo.ids.set(shape, (key = `t${memo.ids.size}`));
+    memo.keys.set(n, key);
+  }
   return key;
 }
 
@@ -351,6 +373,7 @@ export interface CompileCounts {
 export function compileAst(ast: AstNode, options: CompilerOptions): (resource: unknown, env: Record<string, unknown>) => unknown[] {
   const c = new Compiler(options);
   const code = c.program(ast);
+  c.compiled();
   let body: (input: Coll, self: Coll, run: Run) => Coll;
   try {
     body = new Function('S', 'H', `"use strict"; return function compiledFhirPath(input, self, run) { ${code} };`)(c.sites, HELPERS) as typeof body;
@@ -436,8 +459,15 @@ class Compiler {
   private readonly shared: { code: string; uses: number; scope: number }[] = [];
   private readonly scopes: Scope[] = [];
   private scopeCount = 0;
+  private readonly treeKeys: TreeKeys = { keys: new Map(), ids: new Map() };
   constructor(private readonly options: CompilerOptions) {
     this.model = options.model;
+  }
+
+  /** The code is made: what only making it needed goes (per-site functions may keep the compiler alive). */
+  compiled(): void {
+    this.treeKeys.keys.clear();
+    this.treeKeys.ids.clear();
   }
 
   /** The body of the expression's function: its scope's variables, then the value of the whole tree. */
@@ -497,7 +527,7 @@ class Compiler {
   expr(n: AstNode, inp: string, self: string): string {
     const scope = this.scopes[this.scopes.length - 1];
     if (inp !== self || !scope || !SHAREABLE.has(n.type)) return this.node(n, inp, self);
-    const key = `${self}\u0000${treeKey(n)}`;
+    const key = `${self}\u0000${treeKey(n, this.treeKeys)}`;
     const known = scope.byKey.get(key);
     if (known !== undefined) {
       this.shared[known].uses++;
@@ -1062,21 +1092,25 @@ class Compiler {
     // without arrays or spreads per call, since every hook makes hundreds of these calls (memberOf over each
     // diagnosis's codings).
     if (args.length > 3) throw new Unsupported(`${name} with ${args.length} arguments`);
-    const argValue = (c: Coll, i: number) => (types[i] === 'String' ? argString(c) : argInteger(c));
+    // An empty argument (recent's `%orderStart` when the order states no start; maybeRecent's
+    // `%earlierCourseFirstCycleStart` when there is no earlier course), or one item without a value, is handed over
+    // as [], as fhirpath.js's `singleton()` hands it (misc.js): bailing on it sent every evaluation of such a fact to
+    // fhirpath.js, about 0.5 ms each.
+    const argValue = (c: Coll, i: number): string | number | [] =>
+      c.length === 0 || (c.length === 1 && valData(c[0]) == null) ? [] : types[i] === 'String' ? argString(c) : argInteger(c);
+    const keyOf = (v: string | number | [] | undefined) => (Array.isArray(v) ? '\u0001' : String(v));
     const arity = args.length;
     const site = (input: Coll, a?: Coll, b?: Coll, c?: Coll): Coll => {
       const va = arity > 0 ? argValue(a as Coll, 0) : undefined;
       const vb = arity > 1 ? argValue(b as Coll, 1) : undefined;
-      // A third argument may be empty (recent's `%orderStart` when the order states no start): fhirpath.js hands an
-      // empty argument over as [], and so does this.
-      const vc = arity > 2 ? ((c as Coll).length === 0 ? [] : argValue(c as Coll, 2)) : undefined;
+      const vc = arity > 2 ? argValue(c as Coll, 2) : undefined;
       let results: Map<string, Coll> | undefined;
       let key = '';
       if (stable) {
         // The table's functions are pure: over the same collection (a variable's, which variableItems keeps for the
         // request) with the same arguments they give the same items, so several facts and policies filtering the same
         // record (`%medications.codedIn('tki')`) share one pass.
-        key = arity === 0 ? '' : arity === 1 ? String(va) : arity === 2 ? `${va}\u0000${vb}` : `${va}\u0000${vb}\u0000${Array.isArray(vc) ? '\u0001' : vc}`;
+        key = arity === 0 ? '' : arity === 1 ? keyOf(va) : arity === 2 ? `${keyOf(va)}\u0000${keyOf(vb)}` : `${keyOf(va)}\u0000${keyOf(vb)}\u0000${keyOf(vc)}`;
         results = byInput.get(input);
         const hit = results?.get(key);
         if (hit) return hit;

@@ -125,6 +125,13 @@ const CASES: Case[] = [
   { name: 'a dateTime element against a date-time', expression: 'occurrence.ofType(dateTime) < %t.toDateTime() + 1 day', resource: { resourceType: 'Immunization', occurrenceDateTime: '2026-11-20T10:00:00Z' }, env: { t: '2026-11-20T00:00:00Z' }, expected: [true] },
   { name: 'toDate of a non-date string is empty', expression: "'soon'.toDate()", model: 'none', expected: [] },
   { name: 'a date element is returned as its string', expression: 'birthDate', resource: { resourceType: 'Patient', birthDate: '2010-05-01' }, expected: ['2010-05-01'] },
+  // PriorPath's user functions (src/fhir/fhirpath.ts) with an empty argument: fhirpath.js hands it over as [], and the
+  // compiled code answers the same itself (a bail here sent every such evaluation to fhirpath.js: an OHSU fact asking
+  // maybeRecent over an earlier course's first cycle, empty for every patient without an earlier course)
+  { name: 'maybeRecent with an empty window day is empty', expression: '%obs.maybeRecent(%start, 0, %start)', env: { obs: [observation({ effectiveDateTime: '2026-11' })], start: [] }, expected: [] },
+  { name: 'maybeRecent with an empty upper end keeps a month that may be latest', expression: '%obs.maybeRecent(%on, 30, %start).count()', env: { obs: [observation({ effectiveDateTime: '2026-11' })], on: '2026-11-23', start: [] }, expected: [1] },
+  { name: 'recent with an empty date is empty', expression: '%obs.recent(%start, 30)', env: { obs: [observation({})], start: [] }, expected: [] },
+  { name: 'coded with an empty system is empty', expression: "%obs.coded(%system, '29463-7')", env: { obs: [observation({})], system: [] }, expected: [] },
 ];
 
 describe('compiled FHIRPath: tricky semantics', () => {
