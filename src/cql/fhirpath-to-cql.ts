@@ -195,6 +195,11 @@ function stringValue(text: string): string {
  * Translates a policy fact's FHIRPath (fhirpath.js's parse tree) into CQL over the FHIR 4.0.1 model, so DTR 2.0.1
  * clients get CQL and ELM computing what the server's FHIRPath computes (docs/design.md §7; CQL 1.5 Author's Guide).
  */
+/** Whether every query alias or let (X1, X2, …) a CQL expression names is declared in it (`(source) X1`, `let X2:`): no outer one. */
+function closedQuery(cql: string): boolean {
+  return [...new Set(cql.match(/\bX\d+\b/g) ?? [])].every((x) => new RegExp(`(\\) |let )${x}\\b`).test(cql));
+}
+
 export class FhirPathToCql {
   private counter = 0;
 
@@ -509,9 +514,12 @@ export class FhirPathToCql {
       case 'where': {
         const { alias, value } = within(n, args[0]);
         const out = node(`(${n.cql}) ${alias} where ${truth(value)}`, n.ty, n.many);
-        // A filter of the patient's orders themselves (%currentMedications written out: src/policies/current-orders.ts)
-        // is a define of its own, so the facts that read it, several times each, share one copy in the Library.
-        return n.cql === '"Other Medication Requests"' ? this.share(n, (cql) => `where ${shortHash(cql)}`, out) : out;
+        // A filter of a define (the patient's orders themselves, %currentMedications written out:
+        // src/policies/current-orders.ts; the results of one code) is a define of its own, so the facts that read it,
+        // several times each (a history fact reads its results for the value and again for whether their dates settle
+        // it), share one copy in the Library. A FHIRPath where() sees only its own $this and %variables, so the filter
+        // is closed unless its translation names a query alias it does not declare.
+        return /^"[^"]+"$/.test(n.cql) && closedQuery(out.cql) ? this.share(n, (cql) => `where ${shortHash(cql)}`, out) : out;
       }
       case 'select': {
         const { alias, value } = within(n, args[0]);
@@ -519,7 +527,9 @@ export class FhirPathToCql {
         const v = ctx.fresh();
         if (!n.many) return node(`(${n.cql}) ${alias} let ${v}: ${value.cql} return ${v}`, value.ty, value.many);
         const q = `(${n.cql}) ${alias} let ${v}: ${value.cql} where ${v} is not null return all ${v}`;
-        return node(value.many ? `Flatten(${q})` : q, value.ty, true);
+        const out = node(value.many ? `Flatten(${q})` : q, value.ty, true);
+        // What a define's items say (the dates of one code's results), shared as where() is.
+        return /^"[^"]+"$/.test(n.cql) && closedQuery(out.cql) ? this.share(n, (cql) => `select ${shortHash(cql)}`, out) : out;
       }
       case 'exists': {
         const src = args[0] ? this.call(n, { type: 'Functn', children: [{ type: 'Identifier', text: 'where' }, fn.children![1]] }, ctx) : n;
