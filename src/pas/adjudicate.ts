@@ -252,8 +252,10 @@ function defaultApproval(policy: CompiledPolicy, ev: PolicyEvaluation): Approval
   const rule = policy.pathways.find((p) => p.id === held?.id);
   if (rule?.approval) return rule.approval;
   const days = (a: ApprovalLength) => (a.days ?? 0) + 7 * (a.weeks ?? 0) + 30 * (a.months ?? 0);
+  // No pathway held, so no course is known to count from: the shortest length, from the order's start.
   const approvals = policy.pathways.map((p) => p.approval).filter((a): a is NonNullable<typeof a> => !!a);
-  return approvals.sort((a, b) => days(a) - days(b))[0] ?? { days: 30 };
+  const shortest = approvals.sort((a, b) => days(a) - days(b))[0];
+  return shortest ? { days: shortest.days, weeks: shortest.weeks, months: shortest.months } : { days: 30 };
 }
 
 /** An approval's length in words, as a reviewer reads it ("30 weeks"). */
@@ -263,9 +265,9 @@ function lengthInWords(a: ApprovalLength): string {
 }
 
 /**
- * The period a reviewer approves by default. The approval (the pathway that held, else the policy's shortest) counts
- * from its `approval.from` date when it has one (a course's first cycle: what is left of the course's authorization,
- * as an approval at signing gives), unless that authorization ended before the order starts (the order is outside
+ * The period a reviewer approves by default. The approval of the pathway that held counts from its `approval.from`
+ * date when it has one (a course's first cycle: what is left of the course's authorization, as an approval at signing
+ * gives), unless that authorization ended before the order starts (the order is outside
  * it; the reviewer judges it as a renewal); otherwise from the order's start. When that date is unknown, no end is
  * proposed and `periodFrom` says which date the reviewer must read the period from (design.md §8 "The reviewer API"),
  * except where the policy itself counts an unknown start from the order (`afterEnd: order`, BCBSNC's own reading of a
