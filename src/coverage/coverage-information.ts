@@ -33,6 +33,9 @@ export interface CoverageAssertion {
   billingCodes?: { system: string; code: string; display?: string }[];
 }
 
+/** X12 306 review action displays, as PAS answers them (PAS 2.2.1 X12 306 value set). */
+const REVIEW_ACTION_DISPLAY = { A1: 'Certified in total', A3: 'Not Certified', A4: 'Pended' } as const;
+
 /** CRD 2.2 coverage detail codes (HL7 terminology crd-coverage-detail; `detail.code`). */
 export const CRD_COVERAGE_DETAIL_SYSTEM = 'http://terminology.hl7.org/CodeSystem/crd-coverage-detail';
 
@@ -99,10 +102,11 @@ export function buildCoverageInformation(a: CoverageAssertion, version: CrdVersi
     const coded = r.code && (version === '2.2' || REASON_CODES_2_0_1.has(r.code));
     const coding = [
       ...(coded ? [{ system: CRD_TEMP_SYSTEM, code: r.code! }] : []),
-      // What a PAS request for the order gets, coded as PAS answers it (X12 306: A3 the order's recorded denial, A4 a
-      // reviewer decides it): the reason binding is extensible and the coding comes with its text (crd-ci-q7), in every
-      // version's shape (design.md §8 "One authorization per order").
-      ...(r.reviewAction ? [{ system: X12_306_REVIEW_ACTION, code: r.reviewAction, display: r.reviewAction === 'A3' ? 'Not Certified' : 'Pended' }] : []),
+      // What a PAS request for the order gets, coded as PAS answers it (X12 306: A1 the order's recorded approval, given
+      // before this answer; A3 its recorded denial; A4 a reviewer decides it): the reason binding is extensible and the
+      // coding comes with its text (crd-ci-q7), in every version's shape (design.md §8 "One authorization per order").
+      // A client reads the decision from the code, never from the words.
+      ...(r.reviewAction ? [{ system: X12_306_REVIEW_ACTION, code: r.reviewAction, display: REVIEW_ACTION_DISPLAY[r.reviewAction] }] : []),
     ];
     ext.push({ url: 'reason', valueCodeableConcept: coding.length ? { coding, text: r.text } : { text: r.text } });
   }

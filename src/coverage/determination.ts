@@ -29,7 +29,7 @@ export interface Determination {
    * acts on it without reading the words (design.md §8): A3, the order's recorded denial (order-record.ts
    * `withOrderRecord`), never a provisional "not covered"; A4, a reviewer decides the order (`afterReviewDenial`).
    */
-  reasons: { text: string; code?: string; reviewAction?: 'A3' | 'A4' }[];
+  reasons: { text: string; code?: string; reviewAction?: 'A1' | 'A3' | 'A4' }[];
   /** What is missing, in words a clinician or reviewer reads: questions, limits to review. Empty unless pended. */
   needed: string[];
   /** The X12 306 review action PAS answers with: A1 certified, A3 not certified, A4 pended. */

@@ -342,7 +342,9 @@ export function withOrderRecord(d: Determination, record: OrderRecord | undefine
   if (!record) return d;
   const decided = recordedDecision(record, today, coverageEnd);
   if (decided?.reviewAction === 'A1') {
-    const reasons = d.outcome === 'satisfied' ? d.reasons : [{ text: decided.reason }];
+    // The record's approval, given before this answer (in DTR, PAS, by a reviewer, at an earlier signing), is coded
+    // X12 306 A1 on its reason, as the recorded denial is A3: a client tells it by the code (design.md §8).
+    const reasons = d.outcome === 'satisfied' ? d.reasons : [{ text: decided.reason, reviewAction: 'A1' as const }];
     return {
       ...d,
       outcome: 'satisfied',

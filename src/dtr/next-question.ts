@@ -22,7 +22,7 @@ import {
   SDC_ADAPT_QUESTIONNAIRE,
 } from '../fhir/dtr-urls.js';
 import { flattenItems } from './questionnaire-builder.js';
-import { responseShapeProblems } from './response-shape.js';
+import { coverageShapeOf, responseShapeProblems } from './response-shape.js';
 import { adaptiveNarrative } from './adaptive-questionnaire.js';
 import { EXT_CQF_LIBRARY } from './cql-questionnaire.js';
 import { justificationLinkId } from '../policies/questionnaire-names.js';
@@ -241,6 +241,7 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
       patientId: ctx.patientId,
       source: 'dtr:$next-question',
       storage: deps.storage,
+      version: coverageShapeOf(qr),
     });
     out = withCoverageInformation(out, d.extension);
     deps.log.info(

@@ -1,4 +1,5 @@
 import type { AnswerProblem } from '../coverage/questionnaire-answers.js';
+import { DTR_QR, DTR_QR_ADAPT } from '../fhir/dtr-urls.js';
 
 const STATUSES = new Set(['in-progress', 'completed', 'amended', 'entered-in-error', 'stopped']);
 const VALUE_KEYS = [
@@ -98,4 +99,19 @@ export function responseShapeProblems(body: unknown, opts: { requireQuestionnair
   };
   items(body.item, 'QuestionnaireResponse.item');
   return problems;
+}
+
+/**
+ * The CRD coverage-information shape a response's determination is answered in: CRD 2.2's (`expiry-date`, `detail`
+ * allowed-period: the approved period as data, as order-sign answers a 2.2 request) when the response claims a DTR 2.2
+ * QuestionnaireResponse profile (`dtr-questionnaireresponse` or `-adapt`, its version read two-part: DTR 2.2 is the
+ * version that lets a response carry coverage-information, and it binds CRD 2.2's extension); otherwise the shape CRD
+ * 2.0.1 and 2.2 share, whose reasons say the period in words (design.md §4 "Versions", §7).
+ */
+export function coverageShapeOf(qr: { meta?: { profile?: string[] } }): '2.0' | '2.2' {
+  const dtr22 = (qr.meta?.profile ?? []).some((p) => {
+    const [url, version] = p.split('|');
+    return (url === DTR_QR || url === DTR_QR_ADAPT) && /^2\.2(\.|$)/.test(version ?? '');
+  });
+  return dtr22 ? '2.2' : '2.0';
 }

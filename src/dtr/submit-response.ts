@@ -17,7 +17,7 @@ import {
   responseContext,
 } from '../coverage/evaluate-response.js';
 import { assertedContext, responseAssertions } from './response-assertion.js';
-import { responseShapeProblems } from './response-shape.js';
+import { coverageShapeOf, responseShapeProblems } from './response-shape.js';
 
 export interface SubmitResponseDeps {
   content: Content;
@@ -162,7 +162,8 @@ async function storeResponse(
   }
   const evaluated = await evaluateAnswers(qr, deps);
   for (let attempt = 1; ; attempt++) {
-    const plan = planDetermination({ ...evaluated, ...(await orderRecordOf(evaluated, deps.storage)) });
+    // The determination in the CRD shape the response's DTR version carries (response-shape.ts coverageShapeOf).
+    const plan = planDetermination({ ...evaluated, version: coverageShapeOf(qr), ...(await orderRecordOf(evaluated, deps.storage)) });
     const record = decidedRecord(qr, deps, id, versionId, plan);
     const result = await deps.storage.saveDecidedQuestionnaireResponse({ record, assertion: plan.assertion, orders: plan.orders, ...(previousVersionId !== undefined ? { previousVersionId } : {}) });
     if (result.applied) {

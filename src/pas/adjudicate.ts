@@ -39,8 +39,18 @@ export interface ItemDecision {
   criteria: { id: string; kind?: 'requirement' | 'pathway' | 'limit'; cite: string; text: string; result: Tri; applies?: Tri; evidence?: CriterionEvidence[] }[];
   orderDate: string;
   authorization?: AuthorizationRecord;
-  /** The period a reviewer's approval grants unless the reviewer gives one. */
-  reviewPeriod: { start: string; end: string };
+  /**
+   * The period a reviewer's approval grants unless the reviewer gives one. No `end` when the policy's period runs from
+   * a date the request does not give (`periodFrom`): the reviewer sets it (design.md §8 "The reviewer API").
+   */
+  reviewPeriod: { start: string; end?: string };
+  /**
+   * Set when the policy's approval runs from a course's first cycle (the pathway's `approval.from`: OHSU's "Initial 30
+   * weeks for a total of five cycles") and the request does not give that date: the fact, its words, and the
+   * approval's length. No period is proposed counted from the order's date, which would give a later cycle a fresh
+   * course's period (design.md §6 "Cycles"); the reviewer's approval must carry one.
+   */
+  periodFrom?: { fact: string; label: string; length: string };
   /** The clinical reviewer's decision, once made. */
   review?: { decision: 'approve' | 'deny'; reason: string; decidedAt: string };
   /** The order's record key (design.md §8), when the item names an order of a known patient. */
@@ -237,28 +247,46 @@ function responseFor(content: Content, policy: CompiledPolicy, qrs: Questionnair
 }
 
 /** The approval a reviewer grants by default: the pathway that held, else the shortest pathway approval of the policy. */
-function defaultApproval(policy: CompiledPolicy, ev: PolicyEvaluation): { days?: number; weeks?: number; months?: number } {
+function defaultApproval(policy: CompiledPolicy, ev: PolicyEvaluation): ApprovalLength & { from?: string; afterEnd?: 'review' | 'order' } {
   const held = ev.rules.find((r) => r.kind === 'pathway' && r.result === true);
   const rule = policy.pathways.find((p) => p.id === held?.id);
   if (rule?.approval) return rule.approval;
-  const days = (a: { days?: number; weeks?: number; months?: number }) => (a.days ?? 0) + 7 * (a.weeks ?? 0) + 30 * (a.months ?? 0);
+  const days = (a: ApprovalLength) => (a.days ?? 0) + 7 * (a.weeks ?? 0) + 30 * (a.months ?? 0);
+  // No pathway held, so no course is known to count from: the shortest length, from the order's start.
   const approvals = policy.pathways.map((p) => p.approval).filter((a): a is NonNullable<typeof a> => !!a);
-  return approvals.sort((a, b) => days(a) - days(b))[0] ?? { days: 30 };
+  const shortest = approvals.sort((a, b) => days(a) - days(b))[0];
+  return shortest ? { days: shortest.days, weeks: shortest.weeks, months: shortest.months } : { days: 30 };
+}
+
+/** An approval's length in words, as a reviewer reads it ("30 weeks"). */
+function lengthInWords(a: ApprovalLength): string {
+  const part = (n: number | undefined, unit: string) => (n ? [`${n} ${unit}${n === 1 ? '' : 's'}`] : []);
+  return [...part(a.months, 'month'), ...part(a.weeks, 'week'), ...part(a.days, 'day')].join(' and ') || '0 days';
 }
 
 /**
- * The end of the period a reviewer approves by default: the pathway that held counts its approval from its
- * `approval.from` date when it has one (a course's first cycle: what is left of the course's authorization, as an
- * approval at signing gives), unless that authorization ended before the order starts (the order is outside it; the
- * reviewer judges it as a renewal) or the date is unknown; otherwise from the order's start.
+ * The period a reviewer approves by default. The approval of the pathway that held counts from its `approval.from`
+ * date when it has one (a course's first cycle: what is left of the course's authorization, as an approval at signing
+ * gives), unless that authorization ended before the order starts (the order is outside
+ * it; the reviewer judges it as a renewal); otherwise from the order's start. When that date is unknown, no end is
+ * proposed and `periodFrom` says which date the reviewer must read the period from (design.md §8 "The reviewer API"),
+ * except where the policy itself counts an unknown start from the order (`afterEnd: order`, BCBSNC's own reading of a
+ * seed that states no period; design.md §6 "Cycles").
  */
-function reviewEnd(policy: CompiledPolicy, ev: PolicyEvaluation, orderDate: string, approval: ApprovalLength): string {
-  const held = ev.rules.find((r) => r.kind === 'pathway' && r.result === true);
-  const from = policy.pathways.find((p) => p.id === held?.id)?.approval?.from;
+function reviewPeriodOf(
+  policy: CompiledPolicy,
+  ev: PolicyEvaluation,
+  orderDate: string,
+  approval: ReturnType<typeof defaultApproval>,
+): { end?: string; periodFrom?: NonNullable<ItemDecision['periodFrom']> } {
+  const from = approval.from;
   const value = from === undefined ? undefined : ev.facts.find((f) => f.name === from)?.value;
-  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(value) || value.slice(0, 10) > orderDate) return periodEnd(orderDate, approval);
+  const known = typeof value === 'string' && /^\d{4}-\d{2}-\d{2}/.test(value);
+  if (from !== undefined && !known && approval.afterEnd !== 'order')
+    return { periodFrom: { fact: from, label: factLabel(policy, from) ?? 'the first day of the course', length: lengthInWords(approval) } };
+  if (!known || value.slice(0, 10) > orderDate) return { end: periodEnd(orderDate, approval) };
   const end = periodEnd(value.slice(0, 10), approval);
-  return end >= orderDate ? end : periodEnd(orderDate, approval);
+  return { end: end >= orderDate ? end : periodEnd(orderDate, approval) };
 }
 
 /**
@@ -305,9 +333,10 @@ export function decisionFor(
   const criteria = ev.rules.map((r) => ({ id: r.id, kind: r.kind, cite: r.cite, text: r.text, result: r.result, ...(r.applies !== undefined ? { applies: r.applies } : {}), evidence: evidenceOf(policy, ev, r.id) }));
   const approval = defaultApproval(policy, ev);
   // What a reviewer's approval grants by default ends within the Coverage too (design.md §4 "Payer").
-  const reviewPeriod = withinCoverage({ start: opts.orderDate, end: reviewEnd(policy, ev, opts.orderDate, approval) }, opts.coverageEnd);
+  const { end, periodFrom } = reviewPeriodOf(policy, ev, opts.orderDate, approval);
+  const reviewPeriod = end === undefined ? { start: opts.orderDate } : withinCoverage({ start: opts.orderDate, end }, opts.coverageEnd);
   const askedAmounts = askedAmountsOf(policy);
-  const base = { sequence: opts.sequence, policyId: policy.file.id, policyVersion: policy.file.version, outcome: ev.outcome, criteria, orderDate: opts.orderDate, reviewPeriod, askedAmounts };
+  const base = { sequence: opts.sequence, policyId: policy.file.id, policyVersion: policy.file.version, outcome: ev.outcome, criteria, orderDate: opts.orderDate, reviewPeriod, ...(periodFrom ? { periodFrom } : {}), askedAmounts };
   const authorization =
     ev.outcome === 'satisfied' && !opts.unnamed ? newApproval(opts.payer, opts.today, opts.orderDate, ev.pathway?.approval ?? approval, ev.pathway?.approvalFrom, opts.coverageEnd) : undefined;
   const d = determinationOf(policy, ev, authorization, opts.unnamed);

@@ -209,6 +209,16 @@ async function settledItems(storage: Storage, s: PasSubmission, policies: readon
   return out.filter((x): x is SettledItem => !!x);
 }
 
+/**
+ * Why no approval period is proposed for an item (ItemDecision.periodFrom), in the words the workbench and a refused
+ * decision say it: the policy's period runs from the course's first cycle, which the request does not give.
+ */
+function periodFromWords(i: Pick<ItemDecision, 'periodFrom'>): string {
+  const f = i.periodFrom;
+  if (!f) return '';
+  return `The policy's approval period (${f.length}) runs from the ${f.label.replace(/^./, (c) => c.toLowerCase())}, which the request does not give, so no period is proposed counted from the order's date: set the period from the course's first cycle (ask the requesting clinician for its date if the case does not show it).`;
+}
+
 /** What a reviewer sees of one request: identifiers, payer, policy, the criteria with their evidence, the request itself, decisions. */
 function reviewView(s: PasSubmission, content?: ReviewDeps['content']) {
   const policies = content?.policies ?? [];
@@ -225,6 +235,8 @@ function reviewView(s: PasSubmission, content?: ReviewDeps['content']) {
       return evidence ? { ...c, evidence } : c;
     }),
     reviewPeriod: i.reviewPeriod,
+    // The date the policy's period runs from, which the request does not give: the reviewer sets the period.
+    ...(i.periodFrom ? { periodFrom: { ...i.periodFrom, text: periodFromWords(i) } } : {}),
     ...(i.authorization ? { authorization: i.authorization } : {}),
     // A Claim Update cancelled it (X12 306 C): when, and what it was; the reviewer is shown it apart, never to decide.
     ...(i.cancelled ? { cancelled: i.cancelled } : {}),
@@ -497,6 +509,15 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
           return recordedDecision(r, decidedAt.slice(0, 10), coverageEnd)?.reviewAction === 'A1' ? r : undefined;
         }),
       );
+      // A period the policy counts from a date the request does not give (a course's first cycle: periodFrom) is the
+      // reviewer's to set, never one counted from the order's date (design.md §8 "The reviewer API"). An item whose order
+      // holds an approval keeps that approval's period.
+      const unset = decision === 'approve' && !period ? detail.items.find((i, n) => i.reviewAction === 'A4' && !approvedOrders[n] && i.reviewPeriod.end === undefined) : undefined;
+      if (unset)
+        throw badRequest(
+          `Invalid decision: period: give the approval period. ${periodFromWords(unset)}`,
+          ['period'],
+        );
       const items: ItemDecision[] = detail.items.map((i, n) => {
         if (i.reviewAction !== 'A4') return i;
         const review = { decision, reason, decidedAt };
@@ -508,7 +529,8 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
           // issued approval may already have been dispensed and billed under (review s41 F8), so it runs from the
           // earlier start to the later end (applyChangeTo and SQL storage's setsPeriod alike). Either ends within the
           // Coverage (above).
-          const asked = held ? (period ? widenedPeriod(held, period) : held) : { number: number!, start: p.start, end: p.end };
+          // p.end is set: an item without one was refused above unless the reviewer gave a period.
+          const asked = held ? (period ? widenedPeriod(held, period) : held) : { number: number!, start: p.start, end: p.end! };
           const authorization = withinCoverage(asked, coverageEnd);
           const capped =
             authorization.end !== asked.end

@@ -295,6 +295,35 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     expect(s.problems).toEqual([]);
   }, 90_000);
 
+  it('while the request is pended for documentation, the chart sends the documentation to it as an update (PAS Claim Update), never a second request (was "Submit prior authorization" again)', async () => {
+    s = await openSession(browser, ARTIFACTS);
+    const { page, url, server } = s;
+    await putDocumentationOnFile(s);
+    await page.goto(`${url}/?story=centene-missing-mrd`);
+    await page.getByRole('button', { name: 'Sign order' }).click();
+    await page.getByText('Prior authorization needed — documentation required').waitFor();
+    await page.locator('#actions').getByRole('button', { name: 'Submit prior authorization' }).click();
+    await page.getByTestId('pas-decision').waitFor();
+    expect(await textOf(page, '[data-testid=pas-decision]')).toBe('Pended for review');
+    const [pended] = await server.storage.listPendedSubmissions(50);
+
+    // Pended: neither the documentation box nor the signing answer offers a second request.
+    expect(await page.getByRole('button', { name: /^Submit prior authorization/ }).count()).toBe(0);
+    expect(await textOf(page, '[data-testid=documentation-offer]')).toContain(`(reference ${pended.id}) is pended for review: this documentation goes to it as an update, not as a second request`);
+    await page.locator('#documentation').getByRole('button', { name: 'Send the documentation to the pended request' }).click();
+    await page.getByTestId('pas-sent').filter({ hasText: 'Documentation sent to it as an update' }).waitFor();
+    expect(await textOf(page, '[data-testid=pas-decision]')).toBe('Pended for review');
+    // One request, updated in place: the reviewer's queue holds it once, under its id.
+    const after = await server.storage.listPendedSubmissions(50);
+    expect(after.map((x) => x.id)).toEqual([pended.id]);
+    // After a reload the offer is still the update of that request.
+    await page.reload();
+    await page.getByTestId('documentation-offer').waitFor();
+    expect(await page.getByRole('button', { name: /^Submit prior authorization/ }).count()).toBe(0);
+    expect(await page.locator('#documentation').getByRole('button', { name: 'Send the documentation to the pended request' }).count()).toBe(1);
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
   it("after a reviewer's denial, the order changed to meet the policy offers its request as what it is: for a reviewer's decision (PAS pends it)", async () => {
     s = await openSession(browser, ARTIFACTS);
     const { page, url, server } = s;
@@ -341,7 +370,9 @@ describe.skipIf(!hasChromium)('demo EHR page: the answer on screen belongs to th
     await page.getByTestId('pas-decision').waitFor();
     expect(await textOf(page, '[data-testid=pas-decision]')).toBe('Pended for review');
     expect(await textOf(page, '#pas')).toContain('The payer still needs:');
-    expect(await submit.isDisabled()).toBe(false);
+    // The same button, enabled again, now sends documentation to the pended request as its update (no second request).
+    expect(await page.locator('#submit-pas').isDisabled()).toBe(false);
+    expect(await textOf(page, '#submit-pas')).toBe('Send the documentation to the pended request');
     expect(submits).toHaveLength(1);
     const pended = await server.storage.listPendedSubmissions(50);
     expect(pended).toHaveLength(1);

@@ -161,6 +161,11 @@ describe.skipIf(!hasChromium)('DTR form in Chromium: never loses work', () => {
     expect(await textOf(page, '#status')).toBe('Saved in the EHR and sent to the payer.');
     stored = await responsesInEhr(s, 'centene-missing-mrd');
     expect(stored.map((r) => r.status)).toEqual(['completed']);
+    // Signed in CRD 2.2's shape, the order's documentation is answered in it too: the approved period as data
+    // (expiry-date, allowed-period), which the headline reads, as at signing (was only in the reasons' words, s48).
+    const answer = stored[0].extension?.find((e) => e.url.endsWith('/ext-coverage-information'))?.extension ?? [];
+    expect(answer.find((x) => x.url === 'expiry-date')?.valueDate).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    expect(await textOf(page, '[data-testid=dtr-determination]')).toMatch(/^Prior authorization approved: PA-CENTENE-\S+ valid until \d{1,2} [A-Z][a-z]+ \d{4}$/);
 
     // Refresh (or Back) after the decision: the decision, not a blank form with an active Save.
     await page.reload();

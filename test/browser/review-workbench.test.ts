@@ -673,6 +673,42 @@ describe.skipIf(!hasChromium)('reviewer workbench at /review in Chromium', () =>
     expect(s.problems).toEqual([]);
   }, 90_000);
 
+  it("a later cycle whose course start the request does not give: no period counted from the order is proposed, the page says what to set it from, and approving without one is refused (was 30 weeks from the order's date, silently)", async () => {
+    s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
+    const { page, url } = s;
+    // OHSU's relapsed adult (no live vaccine), answered "not cycle 1" of a course begun elsewhere, its start not given.
+    const token = (await (await fetch(`${url}/sandbox/payer-token`, { method: 'POST' })).json()) as { access_token: string };
+    const bundle = storyBundle('ohsu-live-vaccine', {
+      orderId: 'later-cycle',
+      remove: ['ohsu-live-vaccine-yellow-fever'],
+      answers: {
+        'no-live-vaccine-on-therapy': [{ valueBoolean: true }],
+        'relapsed-course-cycle-one': [{ valueBoolean: false }],
+        'cycles-given': [{ valueInteger: 1 }],
+      },
+    });
+    const res = await fetch(`${url}/fhir/Claim/$submit`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/fhir+json', Authorization: `Bearer ${token.access_token}` },
+      body: JSON.stringify(bundle),
+    });
+    expect(JSON.stringify(await res.json())).toContain('"A4"');
+    await signIn(page, url);
+    await page.getByRole('link', { name: /Tyler/ }).click();
+    await page.getByTestId('period-from').waitFor();
+    expect(await textOf(page, '[data-testid=period-from]')).toContain("The policy's approval period (30 weeks) runs from the start of the first cycle of the relapsed or refractory course");
+    expect(await page.getByLabel('Approved until').inputValue()).toBe('');
+    await page.getByRole('radio', { name: 'Approve' }).check();
+    await page.getByLabel(/Reason/).fill('Cycle 1 began on 2 October 2026 at the referring center (letter attached).');
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    expect(await textOf(page, '#decide-error')).toContain('give the approval period');
+    await page.getByLabel('Approved until').fill('2027-04-29');
+    await page.getByRole('button', { name: 'Record the decision' }).click();
+    await page.getByTestId('decisions').waitFor();
+    expect(await textOf(page, '[data-testid=request-status]')).toMatch(/Approved: PA-OHSU-\d{8}-[A-Z0-9]{8}, .* to 29 April 2027/);
+    expect(s.problems).toEqual([]);
+  }, 90_000);
+
   it('after recording a decision focus moves to the decision, and back in the queue to its heading', async () => {
     s = await openSession(browser, ARTIFACTS, { width: 1280, height: 900 });
     const { page, url } = s;

@@ -163,20 +163,24 @@ describe('coverage-information in plain words', () => {
     expect(approved.headline).toBe('Approved at signing: PA-X-1 valid until 20 May 2027');
     // A number this signing did not issue (the order's recorded approval answered, or the EHR held it already) is not
     // "approved at signing".
-    const recorded = (reason: string, known: string[] = []) =>
+    const A1 = [{ system: 'https://codesystem.x12.org/005010/306', code: 'A1', display: 'Certified in total' }];
+    const recorded = (reason: string, known: string[] = [], coding?: typeof A1) =>
       summarizeCoverage(
         ext([
           { url: 'covered', valueCode: 'covered' },
           { url: 'pa-needed', valueCode: 'satisfied' },
-          { url: 'reason', valueCodeableConcept: { text: reason } },
+          { url: 'reason', valueCodeableConcept: { ...(coding ? { coding } : {}), text: reason } },
           { url: 'satisfied-pa-id', valueString: 'PA-BCBSNC-20261205-Z7GBW3WN' },
           { url: 'expiry-date', valueDate: '2027-06-08' },
         ]),
         'signing',
         known,
       ).headline;
-    expect(recorded('Approved on clinical review: NCCN B-Cell Lymphomas category 2A')).toBe('Prior authorization approved: PA-BCBSNC-20261205-Z7GBW3WN valid until 8 June 2027');
-    expect(recorded('Approved: Meets BCBSNC Blinatumomab: relapsed or refractory B-ALL (II.A.1)')).toBe('Prior authorization approved: PA-BCBSNC-20261205-Z7GBW3WN valid until 8 June 2027');
+    // The order's recorded approval is read from its reason's X12 306 A1 code, never from words ("Approved: …"): a
+    // reason that merely begins so (a policy's own text) is not a recorded approval (was read from the words, s48).
+    expect(recorded('Approved on clinical review: NCCN B-Cell Lymphomas category 2A', [], A1)).toBe('Prior authorization approved: PA-BCBSNC-20261205-Z7GBW3WN valid until 8 June 2027');
+    expect(recorded('Meets BCBSNC Blinatumomab: relapsed or refractory B-ALL (II.A.1)', [], A1)).toBe('Prior authorization approved: PA-BCBSNC-20261205-Z7GBW3WN valid until 8 June 2027');
+    expect(recorded('Approved: Meets BCBSNC Blinatumomab: relapsed or refractory B-ALL (II.A.1)')).toBe('Approved at signing: PA-BCBSNC-20261205-Z7GBW3WN valid until 8 June 2027');
     expect(recorded('Meets BCBSNC Blinatumomab: relapsed or refractory B-ALL (II.A.1)', ['PA-BCBSNC-20261205-Z7GBW3WN'])).toBe('Prior authorization approved: PA-BCBSNC-20261205-Z7GBW3WN valid until 8 June 2027');
     expect(recorded('Meets BCBSNC Blinatumomab: relapsed or refractory B-ALL (II.A.1)', ['PA-BCBSNC-20261101-AAAAAAAA'])).toBe('Approved at signing: PA-BCBSNC-20261205-Z7GBW3WN valid until 8 June 2027');
     const notCovered = summarizeCoverage(

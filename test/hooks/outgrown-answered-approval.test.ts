@@ -80,6 +80,10 @@ describe('an approval given in DTR does not cover the order changed and signed a
     const again = await sign(app, order);
     expect(sub(again.ext, 'pa-needed')?.valueCode).toBe('satisfied');
     expect(sub(again.ext, 'satisfied-pa-id')?.valueString).toBe(number);
+    // The number was issued before this signing (in DTR): its reason is coded X12 306 A1, as a recorded denial is A3,
+    // so the EHR tells it by the code, not by the words "Approved: …" (was words only, s48).
+    const codes = again.ext.filter((e) => e.url === 'reason').flatMap((r) => r.valueCodeableConcept?.coding ?? []);
+    expect(codes).toContainEqual({ system: X12, code: 'A1', display: 'Certified in total' });
   });
 
   it.each([

@@ -70,6 +70,8 @@ interface HookResponse {
 
 const SERVICE = 'priorpath-order-sign';
 const PAS_TEMP = 'http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes';
+/** PAS 2.2.1 extension-infoChanged: what a Claim Update adds or changes (design.md §8 "Claim updates"). */
+const INFO_CHANGED = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-infoChanged';
 const REVIEW_ACTION = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-reviewAction';
 const REVIEW_ACTION_CODE = 'http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-reviewActionCode';
 
@@ -510,7 +512,21 @@ function settledOrder(): Settled | undefined {
  * as it was denied"), so the button says so rather than promise a decision the rules would make.
  */
 function submitLabel(s: CoverageSummary | undefined): string {
+  if (pendedRequest()) return UPDATE_LABEL;
   return s?.reviewerDecides ? "Submit prior authorization for a reviewer's decision" : 'Submit prior authorization';
+}
+
+/** The button that sends the chart's documentation to the order's pended request, as its update. */
+const UPDATE_LABEL = 'Send the documentation to the pended request';
+
+/**
+ * The order's PAS request while it is pended (X12 306 A4) and can be updated: the chart's documentation then goes to
+ * it as a PAS Claim Update, never as a second request (design.md §8 "One authorization per order": the reviewer reads
+ * the request as filed, and other answers and documents reach the reviewer only as an update of that request).
+ */
+function pendedRequest(): PasRecord | undefined {
+  const r = loadPas(state.order?.id);
+  return r?.claimIdentifier && reviewActionOf(r.claimResponse) === 'A4' ? r : undefined;
 }
 
 /**
@@ -522,12 +538,15 @@ function renderRequestOffer(): void {
   if (!slot) return;
   const settled = settledOrder();
   if (!settled) {
+    const pended = pendedRequest();
     fill(
       slot,
       h(
         'p',
-        { class: 'muted' },
-        "Sign the order again to get the payer's answer at signing, or submit the prior authorization request with this documentation.",
+        { class: 'muted', 'data-testid': 'documentation-offer' },
+        pended
+          ? `The prior authorization request for this order (reference ${pended.claimResponse.id ?? 'on file'}) is pended for review: this documentation goes to it as an update, not as a second request. The reviewer reads the request with it.`
+          : "Sign the order again to get the payer's answer at signing, or submit the prior authorization request with this documentation.",
       ),
       h('div', { class: 'buttons' }, h('button', { type: 'button', id: 'submit-pas-doc', disabled: state.submitting }, submitLabel(state.lastSummary))),
     );
@@ -1024,8 +1043,12 @@ interface PasRecord {
   orderId: string;
   /** The request Bundle's identifier, which `$inquire` finds the request by. */
   identifier: { system: string; value: string };
+  /** The request's Claim identifier: a Claim Update names the request it updates by it (PAS `related.claim`). */
+  claimIdentifier?: { system: string; value: string };
   claimResponse: ClaimResponse;
   sentAt: string;
+  /** When this page last sent an update of the request (its documentation), if it did. */
+  updatedAt?: string;
   /** When this page first saw the final decision (A1/A3): a decision after the last signing overtakes its answer. */
   decidedAt?: string;
 }
@@ -1076,7 +1099,7 @@ function renderPas(r: PasRecord, extra: (HTMLElement | null)[] = []): void {
     box,
     h('h2', {}, 'Prior authorization request (PAS)'),
     h('p', { class: `decision decision-${tone}`, 'data-testid': 'pas-decision' }, headline),
-    h('p', { class: 'muted', 'data-testid': 'pas-sent' }, `Sent ${when(r.sentAt)}.`),
+    h('p', { class: 'muted', 'data-testid': 'pas-sent' }, `Sent ${when(r.sentAt)}.${r.updatedAt ? ` Documentation sent to it as an update ${when(r.updatedAt)}.` : ''}`),
     needed.length
       ? h(
           'div',
@@ -1168,15 +1191,33 @@ async function inquire(r: PasRecord): Promise<void> {
   state.inquiryTimer = setTimeout(() => void inquire(r), INQUIRY_EVERY_MS);
 }
 
+/**
+ * The request Bundle as a PAS Claim Update of the pended request (PAS 2.2.1 "Updating Authorization Requests"): the
+ * Claim names the prior Claim by its identifier (`related.claim`, relationship prior) and marks its documentation
+ * `infoChanged` added, so the payer decides the pended item again over it (design.md §8 "Claim updates").
+ */
+function asUpdateOf(bundle: Bundle, pended: PasRecord): Bundle {
+  const claim = bundle.entry![0].resource as Claim;
+  claim.related = [
+    {
+      claim: { identifier: pended.claimIdentifier },
+      relationship: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship', code: 'prior' }] },
+    },
+  ];
+  claim.supportingInfo = claim.supportingInfo?.map((i) => ({ ...i, extension: [...(i.extension ?? []), { url: INFO_CHANGED, valueCode: 'added' }] }));
+  return bundle;
+}
+
 async function submitPas(): Promise<void> {
   if (state.submitting) return;
   const box = byId('pas');
   box.hidden = false;
   setSubmitting(true);
-  fill(box, h('h2', {}, 'Prior authorization request (PAS)'), h('p', {}, 'Sending the request…'));
+  const pended = pendedRequest();
+  fill(box, h('h2', {}, 'Prior authorization request (PAS)'), h('p', {}, pended ? 'Sending the update of the pended request…' : 'Sending the request…'));
   let request: Bundle | undefined;
   try {
-    request = await buildPasBundle();
+    request = pended ? asUpdateOf(await buildPasBundle(), pended) : await buildPasBundle();
     const answer = await fetchJson<Bundle>(here('fhir/Claim/$submit'), {
       method: 'POST',
       headers: { 'Content-Type': 'application/fhir+json' },
@@ -1187,19 +1228,28 @@ async function submitPas(): Promise<void> {
     const action = reviewActionOf(cr);
     const final = action === 'A1' || action === 'A3';
     const sentAt = new Date().toISOString();
-    const record: PasRecord = {
-      orderId: state.order!.id!,
-      identifier: request.identifier as { system: string; value: string },
-      claimResponse: cr,
-      sentAt,
-      ...(final ? { decidedAt: sentAt } : {}),
-    };
+    const claim = request.entry?.[0]?.resource as Claim;
+    // An update keeps the request it updates: its identifiers, which $inquire and a later update find it by.
+    const record: PasRecord = pended
+      ? { ...pended, claimResponse: cr, updatedAt: sentAt, ...(final ? { decidedAt: sentAt } : {}) }
+      : {
+          orderId: state.order!.id!,
+          identifier: request.identifier as { system: string; value: string },
+          claimIdentifier: claim.identifier?.[0] as { system: string; value: string },
+          claimResponse: cr,
+          sentAt,
+          ...(final ? { decidedAt: sentAt } : {}),
+        };
     savePas(record);
     renderPas(record, [
       h('details', {}, h('summary', {}, 'PAS request Bundle'), jsonBlock(request)),
       h('details', {}, h('summary', {}, 'PAS response Bundle'), jsonBlock(answer)),
     ]);
     if (final) overtakeSigningAnswer(action);
+    // Pended now (or still): every button that sent it becomes the update of this request (pendedRequest).
+    renderRequestOffer();
+    const top = document.getElementById('submit-pas');
+    if (top) top.textContent = submitLabel(state.lastSummary);
   } catch (err) {
     const missing = err instanceof HttpError && err.status === 404;
     fill(

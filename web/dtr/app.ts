@@ -754,7 +754,7 @@ function currentResponse(state: FormState): QuestionnaireResponse {
   return qr;
 }
 
-/** The response as DTR wants it (DTR 2.0.1 `dtr-questionnaireresponse`): context, intended use, origins, author. */
+/** The response as DTR wants it (`dtr-questionnaireresponse`, 2.2 after a CRD 2.2 signing): context, intended use, origins, author. */
 function finalResponse(state: FormState, from: QuestionnaireResponse): QuestionnaireResponse {
   const extension: Extension[] = [];
   if (state.order?.id)
@@ -768,10 +768,14 @@ function finalResponse(state: FormState, from: QuestionnaireResponse): Questionn
     valueCodeableConcept: { coding: [{ system: CRD_TEMP, code: 'withpa', display: 'With prior authorization' }] },
   });
   // DTR 2.2: the CRD coverage-information links the response to the assertion made at signing.
-  extension.push(...coverageInformationOf(state.order));
+  const signing = coverageInformationOf(state.order);
+  extension.push(...signing);
+  // Signing answered in CRD 2.2's shape (expiry-date, detail): the response claims DTR 2.2, so the payer answers it in
+  // that shape too, the approved period as data (allowed-period) as at signing, not only in words (design.md §7).
+  const crd22 = signing.some((e) => (e.extension ?? []).some((x) => x.url === 'expiry-date' || x.url === 'detail'));
   const qr: QuestionnaireResponse = {
     resourceType: 'QuestionnaireResponse',
-    meta: { profile: [`${DTR}/dtr-questionnaireresponse`] },
+    meta: { profile: [`${DTR}/dtr-questionnaireresponse${crd22 ? '|2.2.0' : ''}`] },
     extension,
     questionnaire: state.canonical,
     status: 'completed',

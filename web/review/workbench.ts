@@ -43,7 +43,10 @@ interface Item {
   needed: string[];
   reasons: string[];
   criteria: Criterion[];
-  reviewPeriod?: { start: string; end: string };
+  /** No `end` when the policy's period runs from a date the request does not give (`periodFrom`). */
+  reviewPeriod?: { start: string; end?: string };
+  /** The date the policy's period runs from, which the request does not give: the reviewer sets the period. */
+  periodFrom?: { fact: string; label: string; length: string; text: string };
   authorization?: { number: string; start: string; end: string };
   /** Set when a Claim Update cancelled the item (review action C): when, and the review action it had. */
   cancelled?: { at: string; was: string };
@@ -845,6 +848,9 @@ function decisionScope(v: RequestView): HTMLElement | null {
 
 function decisionForm(v: RequestView): HTMLElement {
   const period = v.items.find((i) => i.reviewAction === 'A4')?.reviewPeriod ?? v.items.find((i) => !isCancelled(i))?.reviewPeriod;
+  // A pended item whose policy period runs from a course start the request does not give: no end is proposed, and the
+  // page says why and what to set it from (design.md §8 "The reviewer API"), rather than a period counted from the order.
+  const periodFrom = v.items.find((i) => i.reviewAction === 'A4' && i.periodFrom)?.periodFrom;
   const draft = decisionDrafts.get(v.id);
   const form = h(
     'form',
@@ -886,8 +892,15 @@ function decisionForm(v: RequestView): HTMLElement {
         'div',
         {},
         h('label', { for: 'period-end' }, 'Approved until'),
-        h('input', { id: 'period-end', type: 'date', value: draft ? draft.end : period?.end, ...(v.case?.coverage?.end ? { max: v.case.coverage.end } : {}) }),
+        h('input', {
+          id: 'period-end',
+          type: 'date',
+          value: draft ? draft.end : periodFrom ? undefined : period?.end,
+          ...(v.case?.coverage?.end ? { max: v.case.coverage.end } : {}),
+          ...(periodFrom ? { 'aria-describedby': 'period-from' } : {}),
+        }),
       ),
+      periodFrom ? h('p', { class: 'period-from', id: 'period-from', 'data-testid': 'period-from' }, periodFrom.text) : null,
     ),
     h(
       'div',
@@ -946,13 +959,17 @@ async function decide(v: RequestView, form: HTMLFormElement): Promise<void> {
   if (choice === 'approve' && coverageEnd && start && start > coverageEnd)
     problem(`the period starts after the member's Coverage has ended (${formatDate(coverageEnd)})`, 'period-start');
   // Each field with a problem says so to assistive technology, and names the message as its description.
+  // The end of a period the reviewer must set keeps the note saying what to set it from (#period-from) as well.
+  const periodNote = form.querySelector('#period-from') ? ['period-from'] : [];
   for (const field of form.querySelectorAll<HTMLElement>('input, textarea')) {
+    const notes = field.id === 'period-end' ? periodNote : [];
     if (invalid.includes(field.id)) {
       field.setAttribute('aria-invalid', 'true');
-      field.setAttribute('aria-describedby', 'decide-error');
+      field.setAttribute('aria-describedby', ['decide-error', ...notes].join(' '));
     } else {
       field.removeAttribute('aria-invalid');
-      field.removeAttribute('aria-describedby');
+      if (notes.length) field.setAttribute('aria-describedby', notes.join(' '));
+      else field.removeAttribute('aria-describedby');
     }
   }
   if (problems.length) {

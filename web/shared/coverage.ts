@@ -20,6 +20,11 @@ export interface CoverageSummary {
    */
   recordedDenial: boolean;
   /**
+   * The answer is the order's recorded approval, given before this answer: a reason coded X12 306 A1
+   * (src/coverage/order-record.ts `withOrderRecord`), as a recorded denial is coded A3.
+   */
+  recordedApproval: boolean;
+  /**
    * A PAS request for the order goes to a payer reviewer: a reason coded X12 306 A4 (after a reviewer's denial the
    * changed order meets the policy, but only a reviewer decides it: src/coverage/order-record.ts `afterReviewDenial`).
    */
@@ -91,18 +96,14 @@ export function stillToDocument(reason: string): string | undefined {
 }
 
 /**
- * How a reason begins when the order's record, not this evaluation, answered with an approval given earlier (in DTR, in
- * PAS, by a reviewer: src/coverage/order-record.ts `recordedDecision`, "Approved: …", "Approved on clinical review: …").
+ * Whether a `satisfied` answer's number was issued before this signing: a reason coded X12 306 A1 says the order's
+ * recorded approval answered (given earlier in DTR, in PAS, by a reviewer: src/coverage/order-record.ts
+ * `withOrderRecord`), or the EHR already held the number for this order (`known`: from the order's earlier
+ * coverage-information or its PAS request). Read from the code, never the reason's words (design.md §8). CRD carries no
+ * "issued now" flag, so the page reads only what the extension and its own record say.
  */
-const RECORDED_APPROVAL = /^Approved(:| on clinical review\b)/;
-
-/**
- * Whether a `satisfied` answer's number was issued before this signing: the reason says the order's recorded approval
- * answered, or the EHR already held the number for this order (`known`: from the order's earlier coverage-information
- * or its PAS request). CRD carries no "issued now" flag, so the page reads only what the extension and its own record say.
- */
-export function approvedEarlier(reasons: string[], paId: string | undefined, known: string[]): boolean {
-  return reasons.some((r) => RECORDED_APPROVAL.test(r)) || (!!paId && known.includes(paId));
+export function approvedEarlier(recordedApproval: boolean, paId: string | undefined, known: string[]): boolean {
+  return recordedApproval || (!!paId && known.includes(paId));
 }
 
 /**
@@ -127,6 +128,7 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
     sub(ext, 'reason').some((r) => (r.valueCodeableConcept?.coding ?? []).some((c) => c.system === X12_306 && c.code === action));
   const base = {
     reasons,
+    recordedApproval: reasonCoded('A1'),
     recordedDenial: reasonCoded('A3'),
     reviewerDecides: reasonCoded('A4'),
     docNeeded,
@@ -149,7 +151,7 @@ export function summarizeCoverage(ext: Extension, when: 'signing' | 'documentati
   if (pa === 'satisfied') {
     const until = base.expiry ? ` valid until ${formatDate(base.expiry)}` : '';
     const headline =
-      when === 'signing' && !approvedEarlier(reasons, base.paId, known)
+      when === 'signing' && !approvedEarlier(base.recordedApproval, base.paId, known)
         ? `Approved at signing: ${base.paId ?? 'prior authorization on file'}${until}`
         : `Prior authorization approved: ${base.paId ?? 'on file'}${until}`;
     return { ...base, tone: 'approved', headline };

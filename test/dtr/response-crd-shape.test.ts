@@ -1,0 +1,83 @@
+/**
+ * A DTR response's determination carries the approved period as data where the CRD coverage-information extension has
+ * a slot for it (design.md §4 "Versions", §7): a response that claims DTR 2.2's QuestionnaireResponse profile is answered
+ * in CRD 2.2's shape, `expiry-date` and `detail` allowed-period, as order-sign answers a 2.2 request; one that claims no
+ * version keeps the shape CRD 2.0.1 and 2.2 share, which has no such slot and says the period in its reasons.
+ * Centene CP.PHAR.312 (Kwame, the MRD level missing from the chart and answered in DTR: I.A.4).
+ */
+import type { Extension, MedicationRequest, QuestionnaireResponse, QuestionnaireResponseItem } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { coverageInformationProblems } from '../../src/coverage/coverage-information.js';
+import { buildApp } from '../helpers/app.js';
+import { coverageInfo, packageDraft, reasons, sub } from '../helpers/dtr-package.js';
+import { orderSignRequest } from '../helpers/hook-requests.js';
+import { storyOrder, storyResources } from '../helpers/stories.js';
+
+const FHIR = 'application/fhir+json';
+const STORY = 'centene-missing-mrd';
+const DTR_QR = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-questionnaireresponse';
+const DETAIL_CODES = 'http://terminology.hl7.org/CodeSystem/crd-coverage-detail';
+
+type App = ReturnType<typeof buildApp>['app'];
+
+/** Kwame's order signed (CRD 2.2), then its pre-filled response with the MRD level answered, completed, as `profile`. */
+async function answered(app: App, profile: string): Promise<{ signed: Extension[]; qr: QuestionnaireResponse }> {
+  const order = storyOrder(STORY);
+  const hook = orderSignRequest(storyResources(STORY), order) as { extension?: Record<string, unknown> };
+  hook.extension = { ...(hook.extension ?? {}), 'davinci-crd.requestedVersion': '2.2' };
+  const res = await request(app).post('/cds-services/priorpath-order-sign').send(hook).expect(200);
+  const signedOrder = res.body.systemActions[0].resource as MedicationRequest;
+  const coverage = storyResources(STORY).find((r) => r.resourceType === 'Coverage');
+  const draft = await packageDraft(app, coverage, signedOrder);
+  let found = false;
+  const walk = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] | undefined =>
+    items?.map((i) => {
+      if (i.linkId === 'mrd-percent') {
+        found = true;
+        return { ...i, answer: [{ valueDecimal: 0.4 }] };
+      }
+      return i.item ? { ...i, item: walk(i.item) } : i;
+    });
+  const item = walk(draft.item) ?? [];
+  if (!found) item.push({ linkId: 'mrd-percent', answer: [{ valueDecimal: 0.4 }] });
+  const qr = { ...draft, item, status: 'completed' as const, meta: { profile: [profile] } };
+  return { signed: coverageInfo(signedOrder), qr };
+}
+
+async function send(app: App, qr: QuestionnaireResponse): Promise<Extension[]> {
+  const created = await request(app).post('/fhir/QuestionnaireResponse').set('Content-Type', FHIR).send(JSON.stringify(qr)).expect(201);
+  return coverageInfo(created.body as QuestionnaireResponse);
+}
+
+const allowedPeriod = (ext: Extension[]) =>
+  ext
+    .filter((e) => e.url === 'detail')
+    .find((d) => d.extension?.some((x) => x.url === 'code' && x.valueCodeableConcept?.coding?.some((c) => c.system === DETAIL_CODES && c.code === 'allowed-period')))
+    ?.extension?.find((x) => x.url === 'value')?.valuePeriod;
+
+describe("the DTR answer's approval period as data", () => {
+  it('a DTR 2.2 response gets expiry-date and the allowed-period detail, as a 2.2 signing does, not the period in words; was words only', async () => {
+    const { app } = buildApp({ today: '2026-11-23' });
+    const { signed, qr } = await answered(app, `${DTR_QR}|2.2.0`);
+    expect(sub(signed, 'pa-needed')?.valueCode, 'the chart lacks the MRD level').toBe('auth-needed');
+    const ext = await send(app, qr);
+    expect(sub(ext, 'pa-needed')?.valueCode).toBe('satisfied');
+    const number = sub(ext, 'satisfied-pa-id')!.valueString!;
+    const period = allowedPeriod(ext);
+    expect(period?.start).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    expect(sub(ext, 'expiry-date')?.valueDate).toBe(period?.end);
+    expect(reasons(ext).join(' ')).not.toContain(`Authorization ${number} is valid from`);
+    expect(coverageInformationProblems({ url: 'http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information', extension: ext }, '2.2')).toEqual([]);
+  });
+
+  it('a response claiming no DTR version keeps the shared shape: no expiry-date, the period in its reasons', async () => {
+    const { app } = buildApp({ today: '2026-11-23' });
+    const { qr } = await answered(app, DTR_QR);
+    const ext = await send(app, qr);
+    const number = sub(ext, 'satisfied-pa-id')!.valueString!;
+    expect(sub(ext, 'expiry-date')).toBeUndefined();
+    expect(allowedPeriod(ext)).toBeUndefined();
+    expect(reasons(ext).join(' ')).toContain(`Authorization ${number} is valid from`);
+  });
+});
