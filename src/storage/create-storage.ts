@@ -61,7 +61,15 @@ export async function createStorage(config: StorageConfig): Promise<SqlStorage> 
   if (config.databaseUrl) {
     driver = await openPostgres(config.databaseUrl, { logger: config.logger, schema: config.schema });
   } else {
-    const pglite = await openPglite(config.dataDir, { template: config.pgliteTemplate });
+    const logger = config.logger;
+    const pglite = await openPglite(config.dataDir, {
+      template: config.pgliteTemplate,
+      // README "Faults": a worker that stopped answering is replaced; an operator sees it, and sees it fail to reopen.
+      onRestart: (e) =>
+        e.reopened
+          ? logger?.warn({ storage: 'pglite' }, 'embedded storage stopped answering; replaced it on the same DATA_DIR')
+          : logger?.error({ storage: 'pglite', reason: e.error }, 'embedded storage stopped answering and cannot be opened again yet; retrying'),
+    });
     driver = pglite;
     fsyncCount = () => pglite.fsyncCount;
   }
