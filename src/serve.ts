@@ -56,7 +56,14 @@ async function main(): Promise<void> {
   // file imports only configuration, logging and storage statically; everything else is imported after this line. Listen at once: hooks are answered while the store opens (their records are written once it is
   // open); PAS, DTR and the reviewer wait for it (deferred-storage.ts).
   const pgliteTemplate = built ? pgliteTemplateData(join(root, 'dist', 'pglite-template')) : undefined;
-  const opening = createStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteTemplate, logger });
+  // PostgreSQL: the pool's first connection is made once the content is loaded. loadContent blocks the event loop for
+  // seconds on a loaded host; a connection begun before it timed out meanwhile (its server's answer lay unread), and
+  // of three replicas started at once one exited "PostgreSQL cannot be reached" (review s48). PGlite opens in its
+  // worker thread, which goes on while the content loads.
+  let contentLoaded = () => {};
+  const afterContent = new Promise<void>((resolve) => (contentLoaded = resolve));
+  const open = () => createStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteTemplate, logger });
+  const opening = config.databaseUrl ? afterContent.then(open) : open();
   // A storage failure is reported once the configuration has been checked against the content below: a bad setting
   // is named first, whichever fails sooner.
   let configChecked = false;
@@ -118,6 +125,7 @@ async function main(): Promise<void> {
     throw err;
   }
   configChecked = true;
+  contentLoaded();
   if (storageFailure) storageFailed(storageFailure);
   const storage = deferredStorage(opening, { onLateWriteError: (err, method) => logger.error({ err, method }, 'a record kept while storage opened could not be written') });
   // A client sending its request slower than the bounds (a slowloris body) is answered 408, not waited on for 5 min.

@@ -211,11 +211,12 @@ export function createPasRouter(deps: PasDeps): express.Router {
         outcome('error', 'not-found', `No prior authorization request matches the Claim this update names (Claim.related.claim, identifier ${request.update!.priorIdentifiers.join(', ')}); send a new request`, ['Claim.related.claim']),
       );
     }
-    const named = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier, client);
-    if (named && named.id !== found.id) throw conflict(request.bundleIdentifier);
     const payer = content.payers.get(found.payer) ?? (await payerOf(content, request, deps.defaultPayer));
     const version = pasVersionOf(request.bundle, deps.pasVersion ?? '2.2.1');
     for (let attempt = 0; attempt < 3; attempt++) {
+      // Read on every attempt: another request may have taken the identifier meanwhile (storage then applied nothing).
+      const named = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier, client);
+      if (named && named.id !== found.id) throw conflict(request.bundleIdentifier);
       const target = await settle((await storage.getPasSubmission(found.id)) ?? found);
       // PAS specification §"Additional Notes" 2: a denied request is not updated; a new request is needed.
       if (target.status === 'denied' || target.status === 'cancelled') {
@@ -288,7 +289,9 @@ export function createPasRouter(deps: PasDeps): express.Router {
           if (attempt < 2) return decideRequest(request, payer, log, client, attempt + 1);
           throw new DomainError('transient', 'The prior authorization request changed while this request was decided; send it again');
         }
-        await storage.addPasSubmissionAlias({
+        // The identifier names one request whatever runs at the same time (design.md §8): what it names once the alias
+        // is filed answers (the pended request, or another request that took the identifier first: 409 unless the same).
+        const named = await storage.addPasSubmissionAlias({
           bundleIdentifier: request.bundleIdentifier,
           ...(client ? { clientId: client } : {}),
           submissionId: pended.id,
@@ -296,6 +299,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
           claimIdentifiers: (request.claim.identifier ?? []).map(identifierKey).filter((k): k is string => !!k),
           createdAt: new Date().toISOString(),
         });
+        if (named && (named.id !== pended.id || named.requestHash !== request.requestHash)) return replay(named, request);
         log.info({ submissionId: pended.id, reviewAction: pended.reviewAction, collapsed: true }, 'pas submit');
         return pended.responseBundle;
       }

@@ -160,9 +160,23 @@ export class MemoryStorage implements Storage {
     return this.deliveries.filter((d) => !d.deliveredAt && !d.held).length;
   }
 
-  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<void> {
-    const key = `${a.clientId ?? ''} ${a.bundleIdentifier}`;
-    if (!this.aliases.has(key)) this.aliases.set(key, structuredClone(a));
+  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<PasSubmission | undefined> {
+    // An identifier that names a request already (its own, an alias, a Claim Update) keeps naming that one.
+    if (!this.named(a.bundleIdentifier, a.clientId)) this.aliases.set(`${a.clientId ?? ''} ${a.bundleIdentifier}`, structuredClone(a));
+    return this.getPasSubmissionByBundleIdentifier(a.bundleIdentifier, a.clientId);
+  }
+
+  /**
+   * The request one client's Bundle identifier names in any of the three places (its own, an alias, a Claim Update),
+   * with the naming content's hash: design.md §8, one identifier names one content (SQL: lockBundleName).
+   */
+  private named(bundleIdentifier: string, client: string | undefined): PasSubmission | undefined {
+    const same = (x: { bundleIdentifier: string; clientId?: string }) => x.bundleIdentifier === bundleIdentifier && (x.clientId ?? '') === (client ?? '');
+    const own = [...this.submissions.values()].find(same);
+    if (own) return structuredClone(own);
+    const name = [...this.aliases.values()].find(same) ?? this.updates.find(same);
+    const target = name ? this.submissions.get(name.submissionId) : undefined;
+    return name && target ? { ...structuredClone(target), requestHash: name.requestHash } : undefined;
   }
 
   /** Whether a guarded change may apply now (no awaits between this check and the write: one step, like SQL). */
@@ -230,8 +244,8 @@ export class MemoryStorage implements Storage {
     opts: CreatePasSubmissionOptions = {},
   ): Promise<{ created: true; submission: PasSubmission } | { created: false; submission?: PasSubmission; blockedBy?: OrderRecord; waiting?: PasSubmission }> {
     // No await between the checks and the writes: one step, like the SQL transaction.
-    const existing = [...this.submissions.values()].find((x) => x.bundleIdentifier === s.bundleIdentifier && (x.clientId ?? '') === (s.clientId ?? ''));
-    if (existing) return { created: false, submission: structuredClone(existing) };
+    const existing = this.named(s.bundleIdentifier, s.clientId);
+    if (existing) return { created: false, submission: existing };
     const waiting = opts.waitingOn && s.clientId ? this.waitingOf(s.clientId, opts.waitingOn) : undefined;
     if (waiting) return { created: false, waiting: structuredClone(waiting) };
     const refused = orders.find((o) => !this.allows(o));
@@ -362,8 +376,8 @@ export class MemoryStorage implements Storage {
 
   async createPasSubmission(s: NewPasSubmission, authorization?: AuthorizationRecord): Promise<{ created: boolean; submission: PasSubmission }> {
     // No await before the insert: the check and the insert are one step, like the SQL unique index.
-    const existing = [...this.submissions.values()].find((x) => x.bundleIdentifier === s.bundleIdentifier && (x.clientId ?? '') === (s.clientId ?? ''));
-    if (existing) return { created: false, submission: structuredClone(existing) };
+    const existing = this.named(s.bundleIdentifier, s.clientId);
+    if (existing) return { created: false, submission: existing };
     const stored: PasSubmission = { ...structuredClone(s), updatedAt: s.createdAt, decisions: [], revision: 0 };
     this.submissions.set(s.id, stored);
     if (authorization) {
@@ -398,6 +412,8 @@ export class MemoryStorage implements Storage {
     const { update: u } = input;
     const s = this.submissions.get(u.submissionId);
     if (!s) return { applied: false };
+    // The update's identifier may not name another request: nothing is applied (the caller answers 409).
+    if ((this.named(u.bundleIdentifier, u.clientId)?.id ?? s.id) !== s.id) return { applied: false, submission: structuredClone(s) };
     const resent = this.updates.some((x) => x.bundleIdentifier === u.bundleIdentifier && (x.clientId ?? '') === (u.clientId ?? '') && x.requestHash === u.requestHash);
     if (s.revision !== input.revision || resent) return { applied: false, submission: structuredClone(s) };
     // The approvals nobody else carries any more, read in the same step as the writes (PasUpdateInput.withdrawals).

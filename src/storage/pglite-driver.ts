@@ -145,7 +145,26 @@ export interface PgliteOptions {
   template?: string;
   /** How often this process renews its lock's lease (default every 5 s, well inside the 30 s lease); tests shorten it. */
   lockRenewMs?: number;
+  /**
+   * How long the worker may go without answering while statements wait on it before it counts as jammed
+   * (STATEMENT_DEADLINE_MS); tests shorten it.
+   */
+  statementDeadlineMs?: number;
+  /** Told when a jammed worker is replaced (or its replacement fails to open): serve.ts logs it. */
+  onRestart?: (event: { reopened: boolean; error?: string }) => void;
 }
+
+/**
+ * How long PGlite's worker may go without answering any statement while some wait on it. A worker that stops
+ * answering (the review of s48: on a full DATA_DIR it spun in WebAssembly and never replied) jammed every storage call
+ * forever: readiness, review reads and PAS submits hung, and so did the SIGTERM drain. Past this deadline every
+ * waiting call is answered StorageUnavailableError (a 503 to resend: a resent request finds what was stored, if its
+ * commit was), and the worker is replaced. Far above any statement's time, also under load (a migration's steps, a
+ * queue of statements: each reply counts as progress).
+ */
+export const STATEMENT_DEADLINE_MS = 30_000;
+/** How often a replaced worker's successor tries to open DATA_DIR again while it cannot (a disk still full). */
+const REOPEN_EVERY_MS = 5_000;
 
 /** PostgreSQL's error, rebuilt on this side of the thread boundary with its SQLSTATE. */
 class PgliteError extends Error {
@@ -234,71 +253,154 @@ export async function openPglite(dataDir: string, opts: PgliteOptions = {}): Pro
     // Started before any await: the worker copies the template (if any) and compiles PGlite on its own thread while
     // this one goes on (serve.ts loads the policies meanwhile).
     const worker = startWorker({ dir, extraParams: EXTRA_PARAMS, template: opts.template });
-    const fsyncs = await new Promise<number>((res, rej) => {
-      const onError = (err: Error) => rej(err);
-      worker.once('error', onError);
-      worker.once('message', (m: { ready: boolean; error?: { message: string }; fsyncs: number }) => {
-        worker.off('error', onError);
-        if (m.ready) res(m.fsyncs);
-        else rej(new StorageError(`embedded storage failed to open: ${m.error?.message ?? 'unknown error'}`));
-      });
-    });
-    return workerDriver(worker, fsyncs, release);
+    const fsyncs = await workerReady(worker);
+    // A successor opens the same directory (this process still holds its lock); the template only seeds a new one.
+    const reopen = async () => {
+      const next = startWorker({ dir, extraParams: EXTRA_PARAMS });
+      try {
+        return { worker: next, fsyncs: await workerReady(next) };
+      } catch (err) {
+        await next.terminate().catch(() => undefined);
+        throw err;
+      }
+    };
+    return workerDriver(worker, fsyncs, release, { reopen, deadlineMs: opts.statementDeadlineMs ?? STATEMENT_DEADLINE_MS, onRestart: opts.onRestart });
   } catch (err) {
     release();
     throw err;
   }
 }
 
-function workerDriver(worker: Worker, initialFsyncs: number, onClose: () => void): PgliteDriver {
+/** The worker's first message: ready (with its fsync count), or why it could not open. */
+function workerReady(worker: Worker): Promise<number> {
+  return new Promise<number>((res, rej) => {
+    const onError = (err: Error) => rej(err);
+    const onExit = () => rej(new StorageError('embedded storage stopped while it opened'));
+    worker.once('error', onError).once('exit', onExit);
+    worker.once('message', (m: { ready: boolean; error?: { message: string }; fsyncs: number }) => {
+      worker.off('error', onError).off('exit', onExit);
+      if (m.ready) res(m.fsyncs);
+      else rej(new StorageError(`embedded storage failed to open: ${m.error?.message ?? 'unknown error'}`));
+    });
+  });
+}
+
+interface Replacement {
+  /** Starts a successor worker on the same DATA_DIR and waits until it is open. */
+  reopen: () => Promise<{ worker: Worker; fsyncs: number }>;
+  deadlineMs: number;
+  onRestart?: PgliteOptions['onRestart'];
+}
+
+function workerDriver(first: Worker, initialFsyncs: number, onClose: () => void, replacement: Replacement): PgliteDriver {
+  let worker = first;
   let fsyncs = initialFsyncs;
   let nextId = 1;
   let closed = false;
   let closing = false;
   let failure: Error | undefined;
+  /** Set while a jammed worker is being replaced: calls are answered at once, 503, instead of queued on it. */
+  let replacing: Error | undefined;
+  /** Which worker a transaction id belongs to: a successor knows nothing of its predecessor's transactions. */
+  let generation = 0;
+  /** When the worker last answered, or was first given work after being idle. */
+  let progressAt = Date.now();
   const pending = new Map<number, { resolve: (r: WorkerReply) => void; reject: (e: Error) => void }>();
-  // The worker keeps the process alive only while a statement is in flight, as the in-thread PGlite did.
-  worker.unref();
 
-  worker.on('message', (r: WorkerReply) => {
-    fsyncs = r.fsyncs;
-    const p = pending.get(r.id);
-    if (!p) return;
-    pending.delete(r.id);
-    if (pending.size === 0) worker.unref();
-    if (r.error) {
-      const err = new PgliteError(r.error.message, r.error.code);
-      // DATA_DIR's disk full or failing: nothing of the statement's transaction was stored, and the same request
-      // succeeds once the operator frees space; a 503 to resend, kept and retried by the write-behind queue.
-      p.reject(isResourceShortage(err.code) ? new StorageUnavailableError(err) : err);
-    } else p.resolve(r);
-  });
-  const fail = (err: Error) => {
-    failure = err;
+  const attach = (w: Worker) => {
+    // The worker keeps the process alive only while a statement is in flight, as the in-thread PGlite did.
+    w.unref();
+    w.on('message', (r: WorkerReply) => {
+      if (w !== worker) return;
+      progressAt = Date.now();
+      fsyncs = r.fsyncs;
+      const p = pending.get(r.id);
+      if (!p) return;
+      pending.delete(r.id);
+      if (pending.size === 0) w.unref();
+      if (r.error) {
+        const err = new PgliteError(r.error.message, r.error.code);
+        // DATA_DIR's disk full or failing: nothing of the statement's transaction was stored, and the same request
+        // succeeds once the operator frees space; a 503 to resend, kept and retried by the write-behind queue.
+        p.reject(isResourceShortage(err.code) ? new StorageUnavailableError(err) : err);
+      } else p.resolve(r);
+    });
+    w.on('error', (err) => {
+      if (w === worker && !replacing) fail(new StorageError(`embedded storage stopped: ${err.message}`));
+    });
+    w.on('exit', () => {
+      if (w === worker && !closing && !replacing) fail(new StorageError('embedded storage stopped'));
+    });
+  };
+  attach(first);
+
+  const rejectPending = (err: Error) => {
     for (const p of pending.values()) p.reject(err);
     pending.clear();
   };
-  worker.on('error', (err) => fail(new StorageError(`embedded storage stopped: ${err.message}`)));
-  worker.on('exit', () => {
-    if (!closing) fail(new StorageError('embedded storage stopped'));
-  });
+  const fail = (err: Error) => {
+    failure = err;
+    rejectPending(err);
+  };
 
-  const send = (req: Omit<WorkerRequest, 'id'>): Promise<WorkerReply> => {
+  /**
+   * The jammed worker is terminated (as a crash: PostgreSQL recovers from its WAL when the successor opens, so every
+   * commit it acknowledged is kept) and a successor opened on the same directory, again every REOPEN_EVERY_MS while
+   * it cannot be (a disk still full). Meanwhile every call is answered 503 at once, so /readyz says not ready.
+   */
+  const replace = async (cause: Error) => {
+    replacing = cause;
+    generation++;
+    rejectPending(cause);
+    const jammed = worker;
+    await jammed.terminate().catch(() => undefined);
+    while (!closing) {
+      try {
+        const next = await replacement.reopen();
+        if (closing) {
+          await next.worker.terminate().catch(() => undefined);
+          return;
+        }
+        worker = next.worker;
+        fsyncs = Math.max(fsyncs, next.fsyncs);
+        attach(worker);
+        progressAt = Date.now();
+        replacing = undefined;
+        replacement.onRestart?.({ reopened: true });
+        return;
+      } catch (err) {
+        replacement.onRestart?.({ reopened: false, error: (err as Error).message });
+        await new Promise((r) => setTimeout(r, Math.min(REOPEN_EVERY_MS, replacement.deadlineMs)).unref());
+      }
+    }
+  };
+  const watchdog = setInterval(() => {
+    if (replacing || closing || failure || pending.size === 0) return;
+    if (Date.now() - progressAt < replacement.deadlineMs) return;
+    void replace(new StorageUnavailableError(new Error(`embedded storage did not answer for ${Math.round(replacement.deadlineMs / 1000)} s: restarting it`), { outcomeUnknown: true }));
+  }, Math.max(50, Math.floor(replacement.deadlineMs / 4)));
+  watchdog.unref();
+
+  const send = (req: Omit<WorkerRequest, 'id'>, gen = generation): Promise<WorkerReply> => {
     if (failure) return Promise.reject(failure);
+    if (replacing) return Promise.reject(replacing);
+    // A transaction of a replaced worker is gone with it: rolled back, nothing of it stored.
+    if (gen !== generation) return Promise.reject(new StorageUnavailableError(new Error('embedded storage restarted during this transaction; nothing of it was stored')));
     const id = nextId++;
     return new Promise((resolve, reject) => {
+      if (pending.size === 0) progressAt = Date.now();
       pending.set(id, { resolve, reject });
       if (pending.size === 1) worker.ref();
       // Not `{ ...req, id }`: see factEnvironment (evaluate-policy.ts); one message per statement.
       worker.postMessage(Object.assign({}, req, { id }));
     });
   };
-  const session = (tx?: number): SqlSession => ({
+  const session = (tx?: number, gen?: number): SqlSession => ({
     async query<T>(sql: string, params: unknown[] = []) {
-      return (await send({ op: 'query', sql, params, tx })).rows as T[];
+      return (await send({ op: 'query', sql, params, tx }, gen)).rows as T[];
     },
     async exec(sql: string) {
-      await send({ op: 'exec', sql, tx });
+      await send({ op: 'exec', sql, tx }, gen);
     },
   });
 
@@ -313,22 +415,29 @@ function workerDriver(worker: Worker, initialFsyncs: number, onClose: () => void
       return (await send({ op: 'batch', steps })).results ?? [];
     },
     async transaction(fn) {
-      const { tx } = await send({ op: 'begin' });
+      const gen = generation;
+      const { tx } = await send({ op: 'begin' }, gen);
       let result;
       try {
-        result = await fn(session(tx));
+        result = await fn(session(tx, gen));
       } catch (err) {
-        await send({ op: 'rollback', tx }).catch(() => undefined);
+        await send({ op: 'rollback', tx }, gen).catch(() => undefined);
         throw err;
       }
-      await send({ op: 'commit', tx });
+      await send({ op: 'commit', tx }, gen);
       return result;
     },
     async close() {
       if (closed) return;
       closing = true;
+      clearInterval(watchdog);
       try {
-        await send({ op: 'close' });
+        // A jammed worker never answers `close`: it is terminated after the deadline (its commits are in its WAL).
+        if (!replacing) {
+          let timer: NodeJS.Timeout | undefined;
+          const late = new Promise((r) => (timer = setTimeout(r, replacement.deadlineMs)));
+          await Promise.race([send({ op: 'close' }), late]).finally(() => clearTimeout(timer));
+        }
       } finally {
         closed = true;
         await worker.terminate().catch(() => undefined);

@@ -56,6 +56,35 @@ const INSERT_SUBMISSION = `INSERT INTO pas_submissions (id, bundle_identifier, r
     $15::text::json, $16::text::json, $17::text::json, $18::text::jsonb, $19::timestamptz, $19::timestamptz, $20)
   ON CONFLICT (bundle_identifier, client_id) DO NOTHING`;
 
+/**
+ * The advisory-lock class of a (client, Bundle identifier) name (two-key advisory locks: a space apart from the
+ * migration lock's one-key MIGRATION_LOCK_KEY).
+ */
+const BUNDLE_NAME_LOCK_CLASS = 48;
+
+/**
+ * Takes, for the rest of `tx`, the lock on one client's Bundle identifier. design.md §8 "Submit and inquire": the
+ * same identifier with other content is a 409. An identifier can name a request from three tables (its own row in
+ * pas_submissions, an alias of a request it collapsed into, a Claim Update): a unique index holds only within one, so
+ * every writer of a name takes this lock first and then looks in all three (`otherNameSql`). Without it, two replicas
+ * filed one identifier as a new request and as an alias of another patient's request at once, and `$inquire` by it
+ * answered both. Taken before any order's row lock, so it cannot deadlock with them.
+ */
+async function lockBundleName(tx: SqlSession, bundleIdentifier: string, client: string): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock($1::integer, hashtext($2::text))', [BUNDLE_NAME_LOCK_CLASS, `${client}\n${bundleIdentifier}`]);
+}
+
+/** The request a (Bundle identifier $1, client $2) already names in any of the three tables, if one does. */
+const NAMED_SQL = `SELECT id AS submission_id FROM pas_submissions WHERE bundle_identifier = $1 AND client_id = $2
+  UNION ALL SELECT submission_id FROM pas_submission_aliases WHERE bundle_identifier = $1 AND client_id = $2
+  UNION ALL SELECT submission_id FROM pas_submission_updates WHERE bundle_identifier = $1 AND client_id = $2
+  LIMIT 1`;
+
+/** Whether a client's Bundle identifier names a request already; call under lockBundleName. */
+async function isNamed(tx: SqlSession, bundleIdentifier: string, client: string): Promise<boolean> {
+  return (await tx.query(NAMED_SQL, [bundleIdentifier, client])).length > 0;
+}
+
 /** The parameters of INSERT_SUBMISSION, in order. */
 function submissionParams(s: NewPasSubmission): unknown[] {
   return [
@@ -1124,18 +1153,23 @@ export class SqlStorage implements Storage {
 
   async createPasSubmission(s: NewPasSubmission, authorization?: AuthorizationRecord): Promise<{ created: boolean; submission: PasSubmission }> {
     this.open();
-    const rows = await this.driver.query<{ created: number }>(
-      `WITH ins AS (
-         ${INSERT_SUBMISSION}
-         RETURNING id, payer
-       ), issued AS (
-         INSERT INTO authorizations (number, payer, source, submission_id, start_date, end_date, issued_at)
-         SELECT $21::text, ins.payer, 'pas', ins.id, $22::date, $23::date, $19::timestamptz FROM ins WHERE $21::text IS NOT NULL
-       )
-       SELECT count(*)::integer AS created FROM ins`,
-      [...submissionParams(s), authorization?.number ?? null, authorization?.start ?? null, authorization?.end ?? null],
-    );
-    const created = Number(rows[0]?.created ?? 0) === 1;
+    const created = await this.driver.transaction(async (tx) => {
+      // The identifier may already name a request as an alias or a Claim Update: then it is that request's name.
+      await lockBundleName(tx, s.bundleIdentifier, s.clientId ?? '');
+      if (await isNamed(tx, s.bundleIdentifier, s.clientId ?? '')) return false;
+      const rows = await tx.query<{ created: number }>(
+        `WITH ins AS (
+           ${INSERT_SUBMISSION}
+           RETURNING id, payer
+         ), issued AS (
+           INSERT INTO authorizations (number, payer, source, submission_id, start_date, end_date, issued_at)
+           SELECT $21::text, ins.payer, 'pas', ins.id, $22::date, $23::date, $19::timestamptz FROM ins WHERE $21::text IS NOT NULL
+         )
+         SELECT count(*)::integer AS created FROM ins`,
+        [...submissionParams(s), authorization?.number ?? null, authorization?.start ?? null, authorization?.end ?? null],
+      );
+      return Number(rows[0]?.created ?? 0) === 1;
+    });
     const submission = await this.getPasSubmissionByBundleIdentifier(s.bundleIdentifier, s.clientId ?? '');
     if (!submission) throw new StorageError(`PAS submission ${s.bundleIdentifier} was neither stored nor found`);
     return { created, submission };
@@ -1156,6 +1190,9 @@ export class SqlStorage implements Storage {
     const waitingOn = opts.waitingOn && opts.waitingOn.length > 0 && s.clientId ? opts.waitingOn : undefined;
     try {
       const created = await this.driver.transaction(async (tx) => {
+        // The identifier may already name a request as an alias or a Claim Update (lockBundleName): that request's name.
+        await lockBundleName(tx, s.bundleIdentifier, s.clientId ?? '');
+        if (await isNamed(tx, s.bundleIdentifier, s.clientId ?? '')) return false;
         const rows = await tx.query(
           `${INSERT_SUBMISSION} RETURNING id`,
           submissionParams(s),
@@ -1532,6 +1569,11 @@ export class SqlStorage implements Storage {
     await this.behind.settled(keys);
     try {
       const applied = await this.driver.transaction(async (tx) => {
+        // The update's identifier may not name another request (lockBundleName): nothing is applied, and the caller,
+        // reading the name again, answers 409.
+        await lockBundleName(tx, u.bundleIdentifier, u.clientId ?? '');
+        const [named] = await tx.query<{ submission_id: string }>(NAMED_SQL, [u.bundleIdentifier, u.clientId ?? '']);
+        if (named && named.submission_id !== u.submissionId) return false;
         const rows = await tx.query<{ id: string; payer: string }>(
           `UPDATE pas_submissions SET status = $2, review_action = $3, needed = $4::text::jsonb, pre_auth_ref = $5, pre_auth_start = $6::date,
              pre_auth_end = $7::date, claim_response = $8::text::json, response_bundle = $9::text::json, detail = $10::text::jsonb,
@@ -1577,13 +1619,19 @@ export class SqlStorage implements Storage {
     }
   }
 
-  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<void> {
+  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<PasSubmission | undefined> {
     this.open();
-    await this.driver.query(
-      `INSERT INTO pas_submission_aliases (bundle_identifier, submission_id, request_hash, claim_identifiers, created_at, client_id)
-       VALUES ($1, $2, $3, $4::text::jsonb, $5::timestamptz, $6) ON CONFLICT (bundle_identifier, client_id) DO NOTHING`,
-      [a.bundleIdentifier, a.submissionId, a.requestHash, json(a.claimIdentifiers), a.createdAt, a.clientId ?? ''],
-    );
+    await this.driver.transaction(async (tx) => {
+      // An identifier that names a request already (its own, an alias, a Claim Update) keeps naming that one.
+      await lockBundleName(tx, a.bundleIdentifier, a.clientId ?? '');
+      if (await isNamed(tx, a.bundleIdentifier, a.clientId ?? '')) return;
+      await tx.query(
+        `INSERT INTO pas_submission_aliases (bundle_identifier, submission_id, request_hash, claim_identifiers, created_at, client_id)
+         VALUES ($1, $2, $3, $4::text::jsonb, $5::timestamptz, $6) ON CONFLICT (bundle_identifier, client_id) DO NOTHING`,
+        [a.bundleIdentifier, a.submissionId, a.requestHash, json(a.claimIdentifiers), a.createdAt, a.clientId ?? ''],
+      );
+    });
+    return this.getPasSubmissionByBundleIdentifier(a.bundleIdentifier, a.clientId);
   }
 
   /**

@@ -722,8 +722,14 @@ export interface Storage {
   updatePasSubmission(input: PasUpdateInput): Promise<{ applied: boolean; submission?: PasSubmission; blockedBy?: OrderRecord }>;
   /** The submission an applied Claim Update with this client, Bundle identifier and content changed (its resend). */
   findPasUpdate(bundleIdentifier: string, client: string | undefined, requestHash: string): Promise<PasSubmission | undefined>;
-  /** Records that a request (Bundle and Claim identifiers) collapsed into a stored submission. First alias wins. */
-  addPasSubmissionAlias(a: PasSubmissionAlias): Promise<void>;
+  /**
+   * Records that a request (Bundle and Claim identifiers) collapsed into a stored submission, unless the client's
+   * identifier already names a request (its own, an alias, a Claim Update), atomically with every other writer of the
+   * name (design.md §8 "Submit and inquire": one identifier, one content). Returns what the identifier names
+   * afterwards, as getPasSubmissionByBundleIdentifier does: the caller answers 409 when that is another request or
+   * other content.
+   */
+  addPasSubmissionAlias(a: PasSubmissionAlias): Promise<PasSubmission | undefined>;
   /** Submissions matching any key of the query, newest first. */
   findPasSubmissions(q: PasQuery): Promise<PasSubmission[]>;
   listPendedSubmissions(limit?: number): Promise<PendedSummary[]>;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
-import type { AssertionRecord, GuardedOrderChange, HookAuditRecord, NewPasSubmission, OrderKey, PasQuery, OrderState, Storage, SubscriptionRecord } from '../../src/storage/storage.js';
+import type { AssertionRecord, GuardedOrderChange, HookAuditRecord, NewPasSubmission, OrderKey, PasSubmission, PasQuery, OrderState, Storage, SubscriptionRecord } from '../../src/storage/storage.js';
 import { everySubscription, StorageUnavailableError } from '../../src/storage/storage.js';
 import type { SqlDriver } from '../../src/storage/sql-driver.js';
 
@@ -444,6 +444,35 @@ export function storageContract(get: () => Storage): void {
     await get().addPasSubmissionAlias({ bundleIdentifier: alias, clientId: 'ehr-a', submissionId: a.id, requestHash: 'c'.repeat(64), claimIdentifiers: [], createdAt: new Date().toISOString() });
     expect((await get().getPasSubmissionByBundleIdentifier(alias, 'ehr-a'))?.id).toBe(a.id);
     expect(await get().getPasSubmissionByBundleIdentifier(alias, 'ehr-b')).toBeUndefined();
+  });
+
+  it('lets one Bundle identifier of a client name one request, whichever of an alias and a new request files it first or at once', async () => {
+    // design.md §8: the same identifier with other content is a 409. The review of s48 filed one identifier as a
+    // resend collapsing into a pended request and as another patient's new request at once: both were stored.
+    const at = new Date().toISOString();
+    for (const order of ['alias first', 'request first', 'at once'] as const) {
+      const pended = newSubmission({ clientId: 'ehr-a' });
+      await get().createPasSubmission(pended);
+      const name = `urn:ehr.example.org:pas-transaction|${randomUUID()}`;
+      const other = newSubmission({ clientId: 'ehr-a', bundleIdentifier: name, requestHash: 'd'.repeat(64) });
+      const alias = () => get().addPasSubmissionAlias({ bundleIdentifier: name, clientId: 'ehr-a', submissionId: pended.id, requestHash: 'c'.repeat(64), claimIdentifiers: [], createdAt: at });
+      const request = () => get().createPasSubmissionForOrders(other, []);
+      let named: PasSubmission | undefined;
+      let created: Awaited<ReturnType<typeof request>>;
+      if (order === 'alias first') {
+        named = await alias();
+        created = await request();
+      } else if (order === 'request first') {
+        created = await request();
+        named = await alias();
+      } else [named, created] = await Promise.all([alias(), request()]);
+      const stored = await get().getPasSubmissionByBundleIdentifier(name, 'ehr-a');
+      // One request answers the identifier, and each writer is told which, with the content that named it.
+      expect((await get().findPasSubmissions({ bundleIdentifiers: [name], readableBy: 'ehr-a' })).map((s) => s.id), order).toEqual([stored!.id]);
+      expect([named?.id, named?.requestHash], order).toEqual([stored!.id, stored!.requestHash]);
+      if (created.created) expect([stored!.id, stored!.requestHash], order).toEqual([other.id, other.requestHash]);
+      else expect([created.submission?.id, created.submission?.requestHash, stored!.id], order).toEqual([pended.id, 'c'.repeat(64), pended.id]);
+    }
   });
 
   it('keeps the client that sent a DTR QuestionnaireResponse', async () => {
