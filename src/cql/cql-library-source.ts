@@ -1,5 +1,6 @@
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { codingDefine } from './define-names.js';
+import { ICD10CM_NO_DISEASE_LETTERS } from '../fhir/value-sets.js';
 import type { FactDefinition } from '../policies/policy-schema.js';
 import { factBounds } from '../policies/evaluate-policy.js';
 import { FhirPathToCql, Untranslatable, cqlType } from './fhirpath-to-cql.js';
@@ -136,10 +137,11 @@ define "Qualifying Conditions":
   [Condition] C where "Qualifies"(C)`,
   },
   'Names Disease': {
-    cql: `// A reason that names a disease: a coded concept, not only ICD-10-CM Z codes (encounters, long-term drug therapy).
+    cql: `// A reason that names a disease: a coded concept, not only ICD-10-CM codes of the chapters that name none (symptoms R,
+// external causes V-Y, encounters and long-term drug therapy Z: value-sets.ts ICD10CM_NO_DISEASE_LETTERS).
 define function "Names Disease"(C FHIR.CodeableConcept):
   exists (C.coding X where Length(X.code.value) > 0
-    and not (Coalesce(X.system.value = ${cqlString(ICD10CM)}, false) and Matches(Upper(X.code.value), '\\s*Z.*')))`,
+    and not (Coalesce(X.system.value = ${cqlString(ICD10CM)}, false) and Matches(Upper(X.code.value), '\\s*[${ICD10CM_NO_DISEASE_LETTERS}].*')))`,
   },
   Diagnoses: {
     needs: ['Qualifying Conditions', 'Qualifies', 'Names Disease'],
@@ -172,7 +174,7 @@ define "Diagnoses":
       })
     else List<FHIR.CodeableConcept>{}
 
-// A concept coded only with ICD-10-CM Z codes (evaluation-data.ts encounterCodesOnly): a problem list of them alone
+// A concept coded only with ICD-10-CM codes that name no disease (R, V-Y, Z: evaluation-data.ts encounterCodesOnly): a problem list of them alone
 // names no disease, so it is no diagnosis.
 define function "Encounter Codes Only"(C FHIR.CodeableConcept):
   exists (C.coding X where Length(X.code.value) > 0) and not "Names Disease"(C)`,

@@ -1,5 +1,5 @@
 import type { ValueSetIndex } from '../fhir/value-sets.js';
-import { HCPCS_SYSTEM, ICD10_SYSTEMS } from '../fhir/value-sets.js';
+import { HCPCS_SYSTEM, ICD10CM_NO_DISEASE_LETTERS, ICD10_SYSTEMS } from '../fhir/value-sets.js';
 import { resolveValueSetUrl } from '../fhir/fhirpath.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { FactType } from '../policies/policy-schema.js';
@@ -74,19 +74,23 @@ const QUALIFYING_CONDITION =
 /** The codes of the qualifying Conditions on the problem list. */
 const PROBLEM_LIST_CODES = `%conditions.entry.resource.where(${QUALIFYING_CONDITION}).code`;
 
+/** value-sets.ts ICD10CM_NO_DISEASE_LETTERS: an ICD-10-CM code of a chapter that names no disease (R, V-Y, Z). */
+const NO_DISEASE_ICD10CM = `(system = 'http://hl7.org/fhir/sid/icd-10-cm' and code.trim().upper().matches('^[${ICD10CM_NO_DISEASE_LETTERS}]'))`;
+
 /**
- * evaluation-data.ts encounterCodesOnly, negated (on a CodeableConcept): not coded only with ICD-10-CM Z codes. A list
- * of such codes alone names no disease, so it is no diagnosis.
+ * evaluation-data.ts encounterCodesOnly, negated (on a CodeableConcept): not coded only with ICD-10-CM codes that name
+ * no disease (symptoms R, external causes V-Y, encounters and history Z). A list of such codes alone names no disease,
+ * so it is no diagnosis.
  */
 const NAMES_MORE_THAN_ENCOUNTER =
-  "(coding.where(code.exists()).empty() or coding.where(code.exists() and (system = 'http://hl7.org/fhir/sid/icd-10-cm' and code.trim().upper().startsWith('Z')).not()).exists())";
+  `(coding.where(code.exists()).empty() or coding.where(code.exists() and ${NO_DISEASE_ICD10CM}.not()).exists())`;
 
 /** evaluation-data.ts isSuspectedDiagnosis: a current Condition naming a disease whose diagnosis is only suspected. */
 const SUSPECTED_DIAGNOSIS =
   "(clinicalStatus.coding.empty() or clinicalStatus.coding.where(code in ('active' | 'recurrence' | 'relapse' | 'remission')).exists())" +
   " and verificationStatus.coding.where(code in ('unconfirmed' | 'provisional' | 'differential')).exists()" +
   " and verificationStatus.coding.where(code in ('refuted' | 'entered-in-error')).empty()" +
-  " and code.coding.where(code.exists() and (system = 'http://hl7.org/fhir/sid/icd-10-cm' and code.trim().upper().startsWith('Z')).not()).exists()";
+  ` and code.coding.where(code.exists() and ${NO_DISEASE_ICD10CM}.not()).exists()`;
 
 /** The answer of the form's hidden order-date item (the payer's pre-fill), as a FHIRPath date string. */
 const ORDER_DATE_ANSWER = `%resource.repeat(item).where(linkId = '${ORDER_DATE_LINK_ID}').answer.valueDate`;

@@ -19,6 +19,15 @@ export const NDC_SYSTEM = 'http://hl7.org/fhir/sid/ndc';
 /** ICD-10-CM and WHO ICD-10: codes written with a dot after the category (C91.00), as FHIR's code system pages say. */
 export const ICD10_SYSTEMS: ReadonlySet<string> = new Set(['http://hl7.org/fhir/sid/icd-10-cm', 'http://hl7.org/fhir/sid/icd-10']);
 
+/**
+ * ICD-10-CM chapters that name no disease (design.md §6 "Clinical readings", diagnosis): 18, symptoms, signs and
+ * abnormal findings (R00-R99: R50.9 fever, R53.83 fatigue); 20, external causes (V00-Y99); 21, factors influencing
+ * health status and contact with services (Z00-Z99: Z51.11 chemotherapy encounter, Z79.x long-term drug therapy). The
+ * server (src/policies/evaluation-data.ts namesDisease), the DTR pre-fill (src/dtr/expressions.ts) and the CQL (src/cql/cql-library-source.ts "Names Disease") read the same
+ * first letters; bcbsnc `cancerDiagnosis` counts only the other letters as naming an indication.
+ */
+export const ICD10CM_NO_DISEASE_LETTERS = 'RVWXYZ';
+
 const ICD10_UNDOTTED = /^[A-Za-z][0-9][0-9A-Za-z][0-9A-Za-z]{1,4}$/;
 
 /**

@@ -73,16 +73,21 @@ export function proposeDose(order: MedicationRequest, target: { value: number; u
     (PER_M2_CODES.has(target.code) && isPerM2(q)) ||
     (q.code === undefined && q.unit !== undefined && (UNIT_TEXTS[target.code] ?? [target.code]).includes(q.unit));
   const over = dosed.filter((i) => sameUnit(prescribedDose(i)!.doseQuantity!) && (prescribedDose(i)!.doseQuantity!.value ?? 0) > target.value);
-  for (const instruction of over.length > 0 ? over : [dosed[dosed.length - 1]]) {
+  const changed = over.length > 0 ? over : [dosed[dosed.length - 1]];
+  // One spelling of a unit per order (acceptance review s48, 5): a line kept in the same UCUM unit ("mg/m2") gives the
+  // changed lines its text, so the card never writes "mg/m²" beside "mg/m2".
+  const kept = dosed.filter((i) => !changed.includes(i)).map((i) => prescribedDose(i)!.doseQuantity!).find((q) => q.code === target.code && q.unit);
+  const unit = kept?.unit ?? target.unit;
+  for (const instruction of changed) {
     const dose = prescribedDose(instruction)!;
     const before = dose.doseQuantity!.value;
-    dose.doseQuantity = { ...target };
+    dose.doseQuantity = { ...target, unit };
     // A `calculated` entry beside the ordered one was worked out from the dose just replaced: kept, it would state the
     // old dose beside the new one (review-accept s46 F1).
     instruction.doseAndRate = instruction.doseAndRate!.filter((e) => e === dose || !e.type?.coding?.some((c) => c.system === DOSE_RATE_TYPE && c.code === 'calculated'));
     // The sig keeps its route and schedule, but never states the dose it replaced: an accepted suggestion whose text
     // said 60 mcg/day over a structured 28 would be an order that contradicts itself.
-    if (instruction.text && before !== undefined) instruction.text = restateDose(instruction.text, before, `${target.value} ${target.unit}`);
+    if (instruction.text && before !== undefined) instruction.text = restateDose(instruction.text, before, `${target.value} ${unit}`);
   }
   return true;
 }

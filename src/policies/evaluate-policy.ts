@@ -953,6 +953,85 @@ function safeNumber(fn: () => unknown[]): number | undefined {
   }
 }
 
+/** Most combinations of the other unknown facts' values {@link couldChange} tries before it keeps a fact asked. */
+const MAX_COMBINATIONS = 512;
+const ruleTexts = new WeakMap<CompiledPolicy, Map<string, string>>();
+
+/**
+ * The values worth trying for an unknown fact in a rule: both booleans; for a code, every string literal the rule's
+ * text compares with and one it does not name; for a number, the rule's numeric literals and their neighbours (the
+ * edges of its comparisons), 0 and a large value. Undefined when the type offers no finite set to try (a date, a
+ * string): such a fact is kept, never dropped on a guess.
+ */
+function candidateValues(type: FactType, text: string): FactValue[] | undefined {
+  if (type === 'boolean') return [true, false];
+  if (type === 'code') return [...new Set([...text.matchAll(/'([^'\\]*)'/g)].map((m) => m[1])), '\u0000other'];
+  if (type === 'integer' || type === 'decimal') {
+    const literals = [...text.matchAll(/(?<![A-Za-z0-9_.])(\d+(?:\.\d+)?)/g)].map((m) => Number(m[1]));
+    const steps = type === 'integer' ? [1] : [1, literals.reduce((m, x) => (x > 0 && x < m ? x : m), 1) / 10];
+    const values = new Set<number>([0, 1e6]);
+    for (const x of literals) for (const d of [0, ...steps, ...steps.map((v) => -v)]) if (x + d >= 0) values.add(x + d);
+    return [...values];
+  }
+  return undefined;
+}
+
+/**
+ * Whether some value of `name` could change the value of `rule`, the rule's other unknown facts taking any value
+ * (or none), and so do the facts computed from it: every combination is tried while there are at most
+ * {@link MAX_COMBINATIONS}; beyond that, or where a
+ * fact's values cannot be listed, the fact is kept (asked), as before. A derived fact is tried as the rule reads it:
+ * when no value of it changes the rule, nothing it is computed from can either.
+ */
+function couldChange(policy: CompiledPolicy, rule: CompiledRule, name: string, known: Record<string, FactValue>): boolean {
+  if (Object.prototype.hasOwnProperty.call(known, name)) return false;
+  let texts = ruleTexts.get(policy);
+  if (!texts) {
+    texts = new Map([...policy.file.requirements, ...policy.file.pathways, ...policy.file.limits].map((r) => [r.id, r.when]));
+    ruleTexts.set(policy, texts);
+  }
+  const text = texts.get(rule.id);
+  const def = policy.factsByName.get(name)?.def;
+  const own = text !== undefined && def ? candidateValues(def.type, text) : undefined;
+  if (!own) return true;
+  const others: { name: string; values: (FactValue | undefined)[] }[] = [];
+  let combinations = 1;
+  // A fact computed from this one (the cycles of the order's phase, from its unknown phase) was read without it: it
+  // takes any value too.
+  const free: Record<string, FactValue> = { ...known };
+  for (const other of rule.facts) {
+    if (other === name) continue;
+    if (Object.prototype.hasOwnProperty.call(known, other)) {
+      if (!ruleClosure(policy, [other]).includes(name)) continue;
+      delete free[other];
+    }
+    const type = policy.factsByName.get(other)?.def.type;
+    const values = type ? candidateValues(type, text!) : undefined;
+    if (!values) return true;
+    others.push({ name: other, values: [undefined, ...values] });
+    combinations *= values.length + 1;
+    if (combinations > MAX_COMBINATIONS) return true;
+  }
+  const at = (values: Record<string, FactValue>): string => {
+    const o = ruleOutcome(rule, values);
+    return o.error !== undefined ? 'error' : String(o.result);
+  };
+  const assign = (i: number, values: Record<string, FactValue>): boolean => {
+    if (i === others.length) {
+      const first = at({ ...values, [name]: own[0] });
+      return own.slice(1).some((v) => at({ ...values, [name]: v }) !== first);
+    }
+    const { name: other, values: options } = others[i];
+    return options.some((v) => {
+      const next = { ...values };
+      if (v === undefined) delete next[other];
+      else next[other] = v;
+      return assign(i + 1, next);
+    });
+  };
+  return assign(0, free);
+}
+
 /**
  * The askable facts behind undecided rules: an unknown fact that the clinician can answer, or, for a derived fact
  * (askable: false), the unknown facts it is computed from.
@@ -972,7 +1051,11 @@ function missingFor(policy: CompiledPolicy, undecided: RuleResult[], known: Reco
   };
   for (const r of undecided) {
     const rule = [...policy.requirements, ...policy.pathways, ...policy.limits].find((x) => x.id === r.id);
-    for (const name of rule?.facts ?? []) visit(name, new Set());
+    if (!rule) continue;
+    // design.md §6: questions are asked only of the patients they concern. A fact the rule reads is still to document
+    // only if some value of it could change the rule's value (acceptance review s48, 2: MRD beside a Besponsa order
+    // of 6 cycles, whose HSCT limit only a third cycle after 2 given could meet).
+    for (const name of rule.facts) if (couldChange(policy, rule, name, known)) visit(name, new Set());
   }
   // Facts a synthetic rule reads (a pathway's unknown `approval.from` date: its `-course-start` limit).
   for (const name of alsoRead) visit(name, new Set());

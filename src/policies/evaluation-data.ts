@@ -10,7 +10,7 @@ import type {
   PractitionerRole,
   Resource,
 } from '@medplum/fhirtypes';
-import { ICD10_SYSTEMS, canonicalIcd10Code } from '../fhir/value-sets.js';
+import { ICD10_SYSTEMS, ICD10CM_NO_DISEASE_LETTERS, canonicalIcd10Code } from '../fhir/value-sets.js';
 import type { EvaluationData } from './evaluate-policy.js';
 import { FactMemo } from './evaluate-policy.js';
 import { localReference } from '../fhir/references.js';
@@ -182,11 +182,12 @@ export function evaluationDataFor(record: PatientRecord, order: MedicationReques
     .filter((r): r is Condition => r?.resourceType === 'Condition' && isQualifyingCondition(r) && namesDisease(r.code))
     .map(withCanonicalCode);
   // design.md §6 "Clinical readings": encounter and procedure reasons (ICD-10-CM Z51.x chemotherapy encounter, Z09,
-  // Z79.x long-term drug therapy, any Z code) and text-only reasons are not diagnoses; the order's reason decides only
-  // when it names a disease, otherwise the problem list does.
+  // Z79.x long-term drug therapy, any Z code), symptoms (R50.9 fever: any R code), external causes (V-Y) and text-only
+  // reasons are not diagnoses; the order's reason decides only when it names a disease, otherwise the problem list does.
   const reasonCodes = (order.reasonCode ?? []).filter(namesDisease).map(canonicalConcept);
-  // A problem list of encounter codes alone (Z51.11, Z79.x: every code an ICD-10-CM Z code) names no disease: like an
-  // empty one it says nothing of the diagnosis, so it is no diagnosis (asked), never "another diagnosis".
+  // A problem list of encounter or symptom codes alone (Z51.11, Z79.x, R53.83, R50.9: every code an ICD-10-CM R, V-Y
+  // or Z code) names no disease: like an empty one it says nothing of the diagnosis, so it is no diagnosis (asked),
+  // never "another diagnosis".
   const listed = record.conditions.map((c) => c.code).filter((c): c is CodeableConcept => !!c);
   // A reason written in words only ("relapsed B-ALL", no code) cannot decide the diagnosis, but it is the order's own
   // statement of it: beside a problem list that decides, it is read with the list, so words naming a leukemia keep the
@@ -354,7 +355,10 @@ function withCanonicalCode(c: Condition): Condition {
   return code === c.code ? c : { ...c, code };
 }
 
-/** A concept coded only with ICD-10-CM Z codes (encounters, status, history): it names no disease by itself. */
+/**
+ * A concept coded only with ICD-10-CM codes that name no disease (symptoms R, external causes V-Y, encounters, status
+ * and history Z): it names no disease by itself.
+ */
 function encounterCodesOnly(c: CodeableConcept): boolean {
   const codings = (c.coding ?? []).filter((x) => x.code);
   return codings.length > 0 && !namesDisease(c);
@@ -365,10 +369,15 @@ function isTextOnly(c: CodeableConcept): boolean {
   return !(c.coding ?? []).some((x) => x.code) && typeof c.text === 'string' && c.text.trim() !== '';
 }
 
-/** A reason concept that names a disease: it has a coding, and not only ICD-10-CM Z codes (encounters, history). */
+const NO_DISEASE = new RegExp(`^[${ICD10CM_NO_DISEASE_LETTERS}]`, 'i');
+
+/**
+ * A reason concept that names a disease: it has a coding, and not only ICD-10-CM codes of the chapters that name none
+ * (symptoms R, external causes V-Y, encounters and history Z: {@link ICD10CM_NO_DISEASE_LETTERS}).
+ */
 function namesDisease(c: CodeableConcept | undefined): boolean {
   const codings = (c?.coding ?? []).filter((x) => x.code);
-  return codings.length > 0 && codings.some((x) => !(x.system === ICD10CM && /^Z/i.test(x.code!.trim())));
+  return codings.length > 0 && codings.some((x) => !(x.system === ICD10CM && NO_DISEASE.test(x.code!.trim())));
 }
 
 function containedOf(order: MedicationRequest, ref: string | undefined): Resource | undefined {

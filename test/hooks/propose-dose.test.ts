@@ -36,6 +36,14 @@ describe('Propose Alternate Request dose', () => {
     expect(o.dosageInstruction[0].doseAndRate).toEqual([{ type: typed('ordered'), doseQuantity: { ...target, value: 20.9 } }]);
   });
 
+  it('writes the changed line in the unit spelling of the lines it keeps, one spelling per card (acceptance review s48, 5)', () => {
+    const o = order([]);
+    const line = (value: number) => ({ doseAndRate: [{ doseQuantity: { value, unit: 'mg/m2', system: 'http://unitsofmeasure.org', code: 'mg/m2' } }] });
+    o.dosageInstruction = [line(1.2), line(0.5), line(0.5)];
+    proposeDose(o, { value: 0.8, unit: 'mg/m²', system: 'http://unitsofmeasure.org', code: 'mg/m2' });
+    expect(o.dosageInstruction.map((i) => i.doseAndRate![0].doseQuantity)).toEqual([0.8, 0.5, 0.5].map((value) => ({ value, unit: 'mg/m2', system: 'http://unitsofmeasure.org', code: 'mg/m2' })));
+  });
+
   it('replaces a per-m² dose with the proposed daily dose', () => {
     const o = order([{ value: 30, code: 'ug/m2/d' }]);
     proposeDose(o, { ...target, value: 14.4 });
