@@ -965,7 +965,11 @@ const ruleTexts = new WeakMap<CompiledPolicy, Map<string, string>>();
  */
 function candidateValues(type: FactType, text: string): FactValue[] | undefined {
   if (type === 'boolean') return [true, false];
-  if (type === 'code') return [...new Set([...text.matchAll(/'([^'\\]*)'/g)].map((m) => m[1])), '\u0000other'];
+  if (type === 'code') {
+    // A code the rule names no value of (read through a function or another fact) offers nothing to try: kept asked.
+    const named = [...new Set([...text.matchAll(/'([^'\\]*)'/g)].map((m) => m[1]))];
+    return named.length > 0 ? [...named, '\u0000other'] : undefined;
+  }
   if (type === 'integer' || type === 'decimal') {
     const literals = [...text.matchAll(/(?<![A-Za-z0-9_.])(\d+(?:\.\d+)?)/g)].map((m) => Number(m[1]));
     const steps = type === 'integer' ? [1] : [1, literals.reduce((m, x) => (x > 0 && x < m ? x : m), 1) / 10];
