@@ -946,6 +946,13 @@ class Compiler {
           const str = inputString(input);
           return str === undefined ? [] : [str.toLowerCase()];
         });
+      case 'length':
+        // §5.6 length(): a string's length in characters; fhirpath.js reads it as `lower` reads its input.
+        arity(0);
+        return unary((input) => {
+          const str = inputString(input);
+          return str === undefined ? [] : [str.length];
+        });
       case 'contains':
       case 'startsWith':
         arity(1);
