@@ -47,7 +47,7 @@ describe('Besponsa above the label dose: Propose Alternate Request at the label 
       { value: 0.5, code: 'mg/m2' },
     ]);
     // The sig no longer states the dose it replaced.
-    expect(proposed.dosageInstruction![0].text).toBe('0.8 mg/m² IV over 1 hour on day 1');
+    expect(proposed.dosageInstruction![0].text).toBe('0.8 mg/m2 IV over 1 hour on day 1');
   });
 
   it('the labelled cycle is approved with no alternate proposed', async () => {
@@ -112,7 +112,7 @@ describe('a later Besponsa cycle in CR/CRi above the label dose: Propose Alterna
       { value: 0.5, code: 'mg/m2' },
       { value: 0.5, code: 'mg/m2' },
     ]);
-    expect(proposed.dosageInstruction![0].text).toBe('0.5 mg/m² IV over 1 hour on day 1 (cycle 2 of 28 days)');
+    expect(proposed.dosageInstruction![0].text).toBe('0.5 mg/m2 IV over 1 hour on day 1 (cycle 2 of 28 days)');
   });
 
   it('the same cycle 2 for a patient still refractory after cycle 1 is the labelled dose, approved with no alternate', async () => {
