@@ -5,12 +5,12 @@
  * version keeps the shape CRD 2.0.1 and 2.2 share, which has no such slot and says the period in its reasons.
  * Centene CP.PHAR.312 (Kwame, the MRD level missing from the chart and answered in DTR: I.A.4).
  */
-import type { Extension, MedicationRequest, QuestionnaireResponse, QuestionnaireResponseItem } from '@medplum/fhirtypes';
+import type { Extension, MedicationRequest, QuestionnaireResponse } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { coverageInformationProblems } from '../../src/coverage/coverage-information.js';
 import { buildApp } from '../helpers/app.js';
-import { coverageInfo, packageDraft, reasons, sub } from '../helpers/dtr-package.js';
+import { answering, coverageInfo, packageDraft, reasons, sub } from '../helpers/dtr-package.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
 
@@ -30,17 +30,7 @@ async function answered(app: App, profile: string): Promise<{ signed: Extension[
   const signedOrder = res.body.systemActions[0].resource as MedicationRequest;
   const coverage = storyResources(STORY).find((r) => r.resourceType === 'Coverage');
   const draft = await packageDraft(app, coverage, signedOrder);
-  let found = false;
-  const walk = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] | undefined =>
-    items?.map((i) => {
-      if (i.linkId === 'mrd-percent') {
-        found = true;
-        return { ...i, answer: [{ valueDecimal: 0.4 }] };
-      }
-      return i.item ? { ...i, item: walk(i.item) } : i;
-    });
-  const item = walk(draft.item) ?? [];
-  if (!found) item.push({ linkId: 'mrd-percent', answer: [{ valueDecimal: 0.4 }] });
+  const item = answering(draft, 'mrd-percent', { valueDecimal: 0.4 });
   const qr = { ...draft, item, status: 'completed' as const, meta: { profile: [profile] } };
   return { signed: coverageInfo(signedOrder), qr };
 }

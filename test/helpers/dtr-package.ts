@@ -2,7 +2,16 @@
  * The DTR steps tests share: the coverage-information of a signed order or a decided response, and the pre-filled
  * draft response of a DTR 2.2 `$questionnaire-package` (design.md §7).
  */
-import type { Bundle, Extension, MedicationRequest, Parameters, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
+import type {
+  Bundle,
+  Extension,
+  MedicationRequest,
+  Parameters,
+  QuestionnaireResponse,
+  QuestionnaireResponseItem,
+  QuestionnaireResponseItemAnswer,
+  Resource,
+} from '@medplum/fhirtypes';
 import type { Express } from 'express';
 import request from 'supertest';
 import type { buildApp } from './app.js';
@@ -51,4 +60,23 @@ export async function packageBundle(app: App, coverage: Resource | undefined, or
 export async function packageDraft(app: App, coverage: Resource | undefined, order: MedicationRequest): Promise<QuestionnaireResponse> {
   const bundle = await packageBundle(app, coverage, order);
   return bundle.entry!.find((e) => e.resource?.resourceType === 'QuestionnaireResponse')!.resource as QuestionnaireResponse;
+}
+
+/**
+ * The draft's items with `linkId` answered (wherever it is nested; added at the top when the draft has no such item):
+ * a clinician completing the one question the chart left open.
+ */
+export function answering(draft: QuestionnaireResponse, linkId: string, answer: QuestionnaireResponseItemAnswer): QuestionnaireResponseItem[] {
+  let found = false;
+  const walk = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] | undefined =>
+    items?.map((i) => {
+      if (i.linkId === linkId) {
+        found = true;
+        return { ...i, answer: [answer] };
+      }
+      return i.item ? { ...i, item: walk(i.item) } : i;
+    });
+  const item = walk(draft.item) ?? [];
+  if (!found) item.push({ linkId, answer: [answer] });
+  return item;
 }

@@ -6,11 +6,11 @@
  * signed again unchanged keeps its one number. Centene CP.PHAR.312: MRD-positive B-ALL in remission (I.A.4.a), the MRD
  * level missing from the chart and answered in DTR; V Dosage table: 4 cycles a course, 28 mcg/day.
  */
-import type { Extension, MedicationRequest, QuestionnaireResponse, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
+import type { Extension, MedicationRequest, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../helpers/app.js';
-import { coverageInfo, packageDraft, reasons, sub } from '../helpers/dtr-package.js';
+import { answering, coverageInfo, packageDraft, reasons, sub } from '../helpers/dtr-package.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
 import { claimResponseOf, reviewActions, storyBundle } from '../pas/pas-fixtures.js';
@@ -40,17 +40,7 @@ async function sign(app: App, order: MedicationRequest): Promise<{ signed: Medic
 async function answeredResponse(app: App, signed: MedicationRequest): Promise<QuestionnaireResponse> {
   const coverage = storyResources(STORY).find((r) => r.resourceType === 'Coverage');
   const qr = await packageDraft(app, coverage, signed);
-  let found = false;
-  const walk = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] | undefined =>
-    items?.map((i) => {
-      if (i.linkId === 'mrd-percent') {
-        found = true;
-        return { ...i, answer: [{ valueDecimal: 0.4 }] };
-      }
-      return i.item ? { ...i, item: walk(i.item) } : i;
-    });
-  const item = walk(qr.item) ?? [];
-  if (!found) item.push({ linkId: 'mrd-percent', answer: [{ valueDecimal: 0.4 }] });
+  const item = answering(qr, 'mrd-percent', { valueDecimal: 0.4 });
   return { ...qr, item, status: 'completed' };
 }
 
