@@ -1399,11 +1399,15 @@ export class SqlStorage implements Storage {
 
   // Order reads wait for this process's queued changes to those orders (read-your-writes); never a cache of records:
   // a record is read from the database every time, so a decision made on another replica is seen at once. Only the
-  // embedded database's knowledge that an order has no record at all (orderIndex) answers without a read.
+  // embedded database's knowledge that an order has no record at all (orderIndex) answers without a read. The reads
+  // arriving together (32 `$questionnaire-package` requests in flight each read their form's order) share one
+  // statement with the hooks' reads (runReads): one round trip to the embedded database's thread instead of one each,
+  // each caller still getting a record read after it asked.
   async getOrderRecord(key: OrderKey): Promise<OrderRecord | undefined> {
     if (this.unrecorded(key.payer, key.patientId, key.orderRef)) return undefined;
     await this.behind.settled([key]);
-    return (await readOrders(this.driver, BY_KEY, keyParams(key)))[0];
+    const records = await this.queueRead({ payer: key.payer, patientId: key.patientId, orderRefs: [key.orderRef] });
+    return records.find((r) => sameKey(r, key));
   }
 
   /**
@@ -1416,6 +1420,11 @@ export class SqlStorage implements Storage {
     if (q.orderRefs.length === 0) return [];
     if (q.orderRefs.every((ref) => this.unrecorded(q.payer, q.patientId, ref))) return [];
     await this.behind.settledFor(q.payer, q.patientId, q.orderRefs);
+    return this.queueRead(q);
+  }
+
+  /** Reads the records of `q`'s orders in the next statement of reads queued in this event-loop turn (runReads). */
+  private queueRead(q: { payer: string; patientId: string; orderRefs: string[] }): Promise<OrderRecord[]> {
     return new Promise((resolve, reject) => {
       this.reads.push({ q, resolve, reject });
       if (this.reads.length === 1) setImmediate(() => void this.runReads());
