@@ -299,7 +299,12 @@ export function createPasRouter(deps: PasDeps): express.Router {
           claimIdentifiers: (request.claim.identifier ?? []).map(identifierKey).filter((k): k is string => !!k),
           createdAt: new Date().toISOString(),
         });
-        if (named && (named.id !== pended.id || named.requestHash !== request.requestHash)) return replay(named, request);
+        if (named.submissionId !== pended.id || named.requestHash !== request.requestHash) {
+          // Another request or other content named it first (rare): read what it names to answer it, or 409.
+          const other = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier, client);
+          if (!other) throw new DomainError('transient', 'The prior authorization request changed while this request was decided; send it again');
+          return replay(other, request);
+        }
         log.info({ submissionId: pended.id, reviewAction: pended.reviewAction, collapsed: true }, 'pas submit');
         return pended.responseBundle;
       }

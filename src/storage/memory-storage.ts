@@ -20,6 +20,7 @@ import type {
   PasQuery,
   PasSubmission,
   PasSubmissionAlias,
+  BundleName,
   PasSubmissionUpdate,
   PasUpdateInput,
   DueDelivery,
@@ -160,10 +161,12 @@ export class MemoryStorage implements Storage {
     return this.deliveries.filter((d) => !d.deliveredAt && !d.held).length;
   }
 
-  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<PasSubmission | undefined> {
+  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<BundleName> {
     // An identifier that names a request already (its own, an alias, a Claim Update) keeps naming that one.
-    if (!this.named(a.bundleIdentifier, a.clientId)) this.aliases.set(`${a.clientId ?? ''} ${a.bundleIdentifier}`, structuredClone(a));
-    return this.getPasSubmissionByBundleIdentifier(a.bundleIdentifier, a.clientId);
+    const named = this.named(a.bundleIdentifier, a.clientId);
+    if (named) return { submissionId: named.id, requestHash: named.requestHash };
+    this.aliases.set(`${a.clientId ?? ''} ${a.bundleIdentifier}`, structuredClone(a));
+    return { submissionId: a.submissionId, requestHash: a.requestHash };
   }
 
   /**

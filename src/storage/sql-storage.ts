@@ -24,6 +24,7 @@ import type {
   PasQuery,
   PasSubmission,
   PasSubmissionAlias,
+  BundleName,
   DueDelivery,
   SubscriptionEvent,
   SubscriptionQuery,
@@ -74,15 +75,24 @@ async function lockBundleName(tx: SqlSession, bundleIdentifier: string, client: 
   await tx.query('SELECT pg_advisory_xact_lock($1::integer, hashtext($2::text))', [BUNDLE_NAME_LOCK_CLASS, `${client}\n${bundleIdentifier}`]);
 }
 
-/** The request a (Bundle identifier $1, client $2) already names in any of the three tables, if one does. */
-const NAMED_SQL = `SELECT id AS submission_id FROM pas_submissions WHERE bundle_identifier = $1 AND client_id = $2
-  UNION ALL SELECT submission_id FROM pas_submission_aliases WHERE bundle_identifier = $1 AND client_id = $2
-  UNION ALL SELECT submission_id FROM pas_submission_updates WHERE bundle_identifier = $1 AND client_id = $2
+/**
+ * The request a (Bundle identifier $1, client $2) already names in any of the three tables, if one does, with the
+ * content's hash that named it (the request's own, or the alias's or Claim Update's).
+ */
+const NAMED_SQL = `SELECT id AS submission_id, request_hash FROM pas_submissions WHERE bundle_identifier = $1 AND client_id = $2
+  UNION ALL SELECT submission_id, request_hash FROM pas_submission_aliases WHERE bundle_identifier = $1 AND client_id = $2
+  UNION ALL SELECT submission_id, request_hash FROM pas_submission_updates WHERE bundle_identifier = $1 AND client_id = $2
   LIMIT 1`;
+
+/** What a client's Bundle identifier names already, if anything; call under lockBundleName. */
+async function namedBy(tx: SqlSession, bundleIdentifier: string, client: string): Promise<BundleName | undefined> {
+  const row = (await tx.query<{ submission_id: string; request_hash: string }>(NAMED_SQL, [bundleIdentifier, client]))[0];
+  return row ? { submissionId: row.submission_id, requestHash: row.request_hash } : undefined;
+}
 
 /** Whether a client's Bundle identifier names a request already; call under lockBundleName. */
 async function isNamed(tx: SqlSession, bundleIdentifier: string, client: string): Promise<boolean> {
-  return (await tx.query(NAMED_SQL, [bundleIdentifier, client])).length > 0;
+  return (await namedBy(tx, bundleIdentifier, client)) !== undefined;
 }
 
 /** The parameters of INSERT_SUBMISSION, in order. */
@@ -1619,19 +1629,22 @@ export class SqlStorage implements Storage {
     }
   }
 
-  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<PasSubmission | undefined> {
+  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<BundleName> {
     this.open();
-    await this.driver.transaction(async (tx) => {
+    // What the name names is read in the transaction that files it, under its lock: no read-back after it (a round
+    // trip on every collapsing resend, stop 47's note).
+    return this.driver.transaction(async (tx) => {
       // An identifier that names a request already (its own, an alias, a Claim Update) keeps naming that one.
       await lockBundleName(tx, a.bundleIdentifier, a.clientId ?? '');
-      if (await isNamed(tx, a.bundleIdentifier, a.clientId ?? '')) return;
+      const named = await namedBy(tx, a.bundleIdentifier, a.clientId ?? '');
+      if (named) return named;
       await tx.query(
         `INSERT INTO pas_submission_aliases (bundle_identifier, submission_id, request_hash, claim_identifiers, created_at, client_id)
          VALUES ($1, $2, $3, $4::text::jsonb, $5::timestamptz, $6) ON CONFLICT (bundle_identifier, client_id) DO NOTHING`,
         [a.bundleIdentifier, a.submissionId, a.requestHash, json(a.claimIdentifiers), a.createdAt, a.clientId ?? ''],
       );
+      return { submissionId: a.submissionId, requestHash: a.requestHash };
     });
-    return this.getPasSubmissionByBundleIdentifier(a.bundleIdentifier, a.clientId);
   }
 
   /**
