@@ -12,7 +12,7 @@ import { payerClientOf } from '../http/payer-api-auth.js';
 import { PROVISIONAL, isDecided } from '../coverage/order-record.js';
 import { adjudicate } from './adjudicate.js';
 import { answeredApprovals, itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
-import type { ItemDecision } from './adjudicate.js';
+import type { ItemDecision, ItemError } from './adjudicate.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
 import { parseInquiry, samePatient } from './inquiry.js';
 import { assertFullUrlsAgree, assertOnePatient, identifierKey, parsePasRequest, unwrapOperationInput } from './request-bundle.js';
@@ -21,7 +21,7 @@ import { pasVersionOf } from './pas-version.js';
 import type { PasVersion } from './pas-version.js';
 import { settlePended } from './settle-pended.js';
 import { applyClaimUpdate } from './apply-claim-update.js';
-import { answerTo, inquiryResponseOf } from './claim-response.js';
+import { answerTo, buildResponseBundle, inquiryResponseOf } from './claim-response.js';
 import { assertedOrderDates, signingFacts } from './asserted-order-dates.js';
 import { reviewCase } from './review-case.js';
 import { byCodePoint } from '../code-point-order.js';
@@ -255,7 +255,17 @@ export function createPasRouter(deps: PasDeps): express.Router {
   async function decideRequest(request: PasRequest, payer: Payer, log: Logger, client: string | undefined, attempt = 0): Promise<Record<string, unknown>> {
     const day = today();
     const version = pasVersionOf(request.bundle, deps.pasVersion ?? '2.2.1');
-    const items = adjudicate({ content, payer, request, today: day, assertedOrderDates: await assertedOrderDates(storage, request), signingFacts: await signingFacts(storage, request, payer.key) });
+    // Items that cannot be decided (an order date the Coverage is not in force on) are answered in ClaimResponse.error
+    // beside the others' decisions (PAS: business errors in the ClaimResponse, a 4xx only for a request that cannot
+    // be processed).
+    const itemErrors: ItemError[] = [];
+    const items = adjudicate({ content, payer, request, today: day, assertedOrderDates: await assertedOrderDates(storage, request), signingFacts: await signingFacts(storage, request, payer.key), errors: itemErrors });
+    if (items.length === 0) {
+      // No item could be decided: nothing is certified or stored, and the answer says what to correct (the same
+      // answer to a resend, which is decided again).
+      log.info({ items: itemErrors.length, undecided: true }, 'pas submit');
+      return buildResponseBundle(request, [], { id: randomUUID(), created: new Date().toISOString(), version, itemErrors }).bundle as unknown as Record<string, unknown>;
+    }
     // An order that no longer fits the approval the rules gave it is decided afresh (a limit review), not answered A1;
     // an order that has a decision answers it.
     const records = await withOrderRecords(storage, items, { day, actor: `PAS request ${request.bundleIdentifier}`, request, policyOf: (id) => content.policies.find((p) => p.file.id === id) });
@@ -273,7 +283,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
     // `waitingOn` stores the first at most once, whatever runs at the same time (createPasSubmissionForOrders).
     const pendedBy = new Set(items.map((i, n) => (i.reviewAction === 'A4' && records[n]?.state === 'pended' ? records[n]?.submissionId : undefined)));
     let waitingOn: OrderKey[] | undefined;
-    if (pendedBy.size === 1 && !pendedBy.has(undefined) && items.every((i) => i.reviewAction === 'A4')) {
+    // (A request with an undecided item is its own: collapsing it would lose the error.)
+    if (pendedBy.size === 1 && !pendedBy.has(undefined) && items.every((i) => i.reviewAction === 'A4') && itemErrors.length === 0) {
       const owner = await storage.getPasSubmission([...pendedBy][0]!);
       // Only into a request this client may read: another client's request is not answered to it.
       let pended = owner && readableBy(owner.clientId, client) ? owner : undefined;
@@ -314,7 +325,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const created = new Date().toISOString();
     shareAuthorization(items.filter((i) => !i.fromOrderRecord));
 
-    const { authorization, stored: outcome } = requestOutcome(request, items, { id, created, version });
+    const { authorization, stored: outcome } = requestOutcome(request, items, { id, created, version, itemErrors });
     const first = items.find((i) => i.policyId);
     const submission: NewPasSubmission = {
       id,

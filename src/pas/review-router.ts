@@ -14,7 +14,7 @@ import type { Content } from '../content.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { factLabel } from './adjudicate.js';
 import type { CriterionEvidence, ItemDecision } from './adjudicate.js';
-import { buildResponseBundle, summarize } from './claim-response.js';
+import { buildResponseBundle, itemErrorsOf, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf } from './http.js';
 import { parsePasRequest } from './request-bundle.js';
 import { reviewCase } from './review-case.js';
@@ -551,7 +551,8 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
 
       // Answered again in the version the request was answered in (PAS_VERSION may have chosen 2.0.1).
       const version = answeredVersion(s);
-      const { bundle, claimResponse } = buildResponseBundle(request, items, { id: s.id, created: s.createdAt, humanReviewed: true, version });
+      const itemErrors = itemErrorsOf(s.detail);
+      const { bundle, claimResponse } = buildResponseBundle(request, items, { id: s.id, created: s.createdAt, humanReviewed: true, version, itemErrors });
       const { status, reviewAction } = summarize(items);
       // The reviewer's decision is the order's decision (design.md §8): the orders change with the request, or neither.
       // An approved order's approval is kept (its number, its period) and becomes the reviewer's for this request; a
@@ -593,7 +594,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
               : { preAuthRef: s.preAuthRef, preAuthPeriod: s.preAuthPeriod }),
           claimResponse: claimResponse as unknown as Record<string, unknown>,
           responseBundle: bundle as unknown as Record<string, unknown>,
-          detail: { items, pasVersion: version },
+          detail: { items, pasVersion: version, ...(itemErrors.length > 0 ? { itemErrors } : {}) },
         },
         authorization,
       });

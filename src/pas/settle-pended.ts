@@ -4,7 +4,7 @@ import type { OrderEvent, OrderKey, PasSubmission, PendedSummary, Storage } from
 import { latestEvent } from '../storage/storage.js';
 import { itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
-import { buildResponseBundle, summarize } from './claim-response.js';
+import { buildResponseBundle, itemErrorsOf, summarize } from './claim-response.js';
 import { parsePasRequest } from './request-bundle.js';
 import { coverageLastDay } from '../coverage/payer.js';
 import { answeredVersion } from './pas-version.js';
@@ -65,7 +65,8 @@ export async function settlePended(
   const next = settled.map((x) => x.item);
   const decidedAt = new Date().toISOString();
   const version = answeredVersion(s);
-  const { bundle, claimResponse } = buildResponseBundle(requestOf(), next, { id: s.id, created: s.createdAt, version });
+  const itemErrors = itemErrorsOf(s.detail);
+  const { bundle, claimResponse } = buildResponseBundle(requestOf(), next, { id: s.id, created: s.createdAt, version, itemErrors });
   const { status, reviewAction } = summarize(next);
   const approved = next.find((i) => i.reviewAction === 'A1' && i.authorization)?.authorization;
   const first = changed[0].item;
@@ -90,7 +91,7 @@ export async function settlePended(
       ...(approved ? { preAuthRef: approved.number, preAuthPeriod: { start: approved.start, end: approved.end } } : { preAuthRef: s.preAuthRef, preAuthPeriod: s.preAuthPeriod }),
       claimResponse: claimResponse as unknown as Record<string, unknown>,
       responseBundle: bundle as unknown as Record<string, unknown>,
-      detail: { items: next, pasVersion: version },
+      detail: { items: next, pasVersion: version, ...(itemErrors.length > 0 ? { itemErrors } : {}) },
     },
   });
   opts.log?.info({ submissionId: s.id, reviewAction, applied: result.applied }, 'pas pended request settled from its order record');
