@@ -387,7 +387,9 @@ export interface ItemError {
 function notInForceFor(req: PasRequest, it: RequestedItem, orderDate: string, errors: ItemError[] | undefined): boolean {
   const why = notActiveOn(req.coverage, [orderDate]);
   if (!why) return false;
-  if (!errors) throw new DomainError('invalid', `No active Coverage: ${why}`, ['Bundle.entry.resource.ofType(Coverage).period']);
+  // A Coverage that is not active (cancelled, entered in error, draft) covers no item: the request is refused (400).
+  const whole = req.coverage.status !== undefined && req.coverage.status !== 'active';
+  if (!errors || whole) throw new DomainError('invalid', `No active Coverage: ${why}`, ['Bundle.entry.resource.ofType(Coverage).period']);
   errors.push({ sequence: it.sequence, reason: `No active Coverage: ${why}; this item is not decided: correct its Coverage or its date and send it again`, path: it.path });
   return true;
 }
