@@ -404,7 +404,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
     // requests answer it. 2.0.1 keeps matching by the Claim identifier only.
     if (matched.length === 0 && inquiry.byPatient && version === '2.2.1') matched = await search(inquiry.byPatient);
     // The stored, current state: a pended request whose order was decided elsewhere meanwhile has that decision.
-    const found = await Promise.all(matched.map((s) => settlePended(storage, s, { log, today: today(), notifier: deps.notifier })));
+    // Read only: the decision is stored by the sweep or the next write (an inquiry changes no state, PAS Claim-inquiry).
+    const found = await Promise.all(matched.map((s) => settlePended(storage, s, { log, today: today(), readOnly: true })));
     log.info({ matches: found.length, version }, 'pas inquire');
     if (version === '2.0.1') {
       // PAS 2.0.1 Claim-inquiry: `return` 1..1 Bundle, so the answer is the (latest) matching response Bundle itself.
@@ -424,7 +425,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const id = String(req.params.id);
     const found = FHIR_ID.test(id) ? await storage.getPasSubmission(id) : undefined;
     if (!found || !readableBy(found.clientId, payerClientOf(req))) throw notFound(`ClaimResponse/${id} is not known`);
-    const current = await settlePended(storage, found, { log: logOf(req, logger), today: today(), notifier: deps.notifier });
+    // A GET changes no state: the request as it now stands, stored by the sweep or the next write.
+    const current = await settlePended(storage, found, { log: logOf(req, logger), today: today(), readOnly: true });
     sendFhir(res, 200, current.claimResponse);
   });
 
