@@ -100,7 +100,7 @@ describe.each(storages)('reviewer Decided list (GET /review/decided, %s)', (_nam
     expect(queue).not.toContain(id);
   });
 
-  it('reading changes no state: the lists, the request, $inquire and GET ClaimResponse answer the settled request, which the sweep stores (was stored by the first GET)', async () => {
+  it('reading changes no state: the lists, the request and GET ClaimResponse answer the settled request, which the sweep stores (was stored by the first GET)', async () => {
     const store = storage();
     const { app } = pasApp(store);
     const auth = { Authorization: `Bearer ${REVIEW_TOKEN}` };
