@@ -535,16 +535,17 @@ async function applyOrderChangesIn(db: SqlSession, changes: GuardedOrderChange[]
  * Whether the order's record ($1-$4) still holds approval $6 and whether a stored request other than $5 carries it for
  * that order: an item A1 with that number and that order, anywhere among its items (the GIN index on
  * `detail -> 'items'`, migration 17), whatever identifies its patient; or the request the approval was issued in (the
- * record's latest approving event names it) while its item for the order still answers or waits (A1, A4): a Claim
+ * record's latest approving event names it) while its item for the order is not cancelled (A1, A4, A3): a Claim
  * Update of that request asking more pends the item again, and the approval stands for what was approved (review-diff
- * s45 H1, and the held-elsewhere edge of the s45 note). Run after the record is locked (releasableIn), as its own
+ * s45 H1, and the held-elsewhere edge of the s45 note), also once the reviewer denies that update (A3: a denial of
+ * more than the approval covers leaves it; the s47 note's edge, where a duplicate's cancellation then withdrew it). Run after the record is locked (releasableIn), as its own
  * statement: under READ COMMITTED it then sees every request stored by a transaction that held the lock before.
  */
 const HELD_ELSEWHERE_SQL = `SELECT o.state, o.authorization_number,
   EXISTS (SELECT 1 FROM pas_submissions s WHERE (s.detail -> 'items') @> $7::text::jsonb AND s.id <> $5)
   OR EXISTS (SELECT 1 FROM pas_submissions s, jsonb_array_elements(s.detail -> 'items') i
     WHERE s.id = (SELECT e.submission_id FROM order_authorization_events e WHERE e.order_id = o.id AND e.state = 'approved' ORDER BY e.id DESC LIMIT 1)
-      AND s.id <> $5 AND i -> 'order' @> $8::text::jsonb AND i ->> 'reviewAction' IN ('A1', 'A4')) AS held
+      AND s.id <> $5 AND i -> 'order' @> $8::text::jsonb AND i ->> 'reviewAction' IN ('A1', 'A3', 'A4')) AS held
   FROM order_authorizations o WHERE o.payer = $1 AND o.patient_id = $2 AND o.order_ref = $3 AND o.drug = $4 AND o.authorization_number = $6`;
 
 /** The order as PAS items name it (ItemDecision.order), for containment (`@>`) in stored JSON. */
