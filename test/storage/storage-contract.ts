@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
-import type { AssertionRecord, GuardedOrderChange, HookAuditRecord, NewPasSubmission, OrderKey, PasSubmission, PasQuery, OrderState, Storage, SubscriptionRecord } from '../../src/storage/storage.js';
+import type { AssertionRecord, GuardedOrderChange, HookAuditRecord, NewPasSubmission, OrderKey, PasQuery, OrderState, Storage, SubscriptionRecord } from '../../src/storage/storage.js';
 import { everySubscription, StorageUnavailableError } from '../../src/storage/storage.js';
 import type { SqlDriver } from '../../src/storage/sql-driver.js';
 
