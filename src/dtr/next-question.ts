@@ -22,7 +22,7 @@ import {
   SDC_ADAPT_QUESTIONNAIRE,
 } from '../fhir/dtr-urls.js';
 import { flattenItems } from './questionnaire-builder.js';
-import { coverageShapeOf, responseShapeProblems } from './response-shape.js';
+import { claimedDtrVersion, coverageShapeOf, responseShapeProblems } from './response-shape.js';
 import { adaptiveNarrative } from './adaptive-questionnaire.js';
 import { EXT_CQF_LIBRARY } from './cql-questionnaire.js';
 import { justificationLinkId } from '../policies/questionnaire-names.js';
@@ -216,9 +216,11 @@ export async function nextQuestion(body: unknown, deps: NextQuestionDeps): Promi
     subjectType: ['Patient'],
     item: [...(previous?.item ?? []), ...newItems],
   };
+  const claimed = claimedDtrVersion(qr);
   let out: QuestionnaireResponse = {
     ...qr,
-    meta: { ...(qr.meta ?? {}), profile: [DTR_QR_ADAPT] },
+    // The version the client declared stays declared (it decides the determination's CRD shape, response-shape.ts).
+    meta: { ...(qr.meta ?? {}), profile: [claimed ? `${DTR_QR_ADAPT}|${claimed}` : DTR_QR_ADAPT] },
     contained: [
       contained,
       ...(qr.contained ?? []).filter((c) => !(c.resourceType === 'Questionnaire' && c.id === containedId)),

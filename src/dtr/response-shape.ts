@@ -109,9 +109,18 @@ export function responseShapeProblems(body: unknown, opts: { requireQuestionnair
  * 2.0.1 and 2.2 share, whose reasons say the period in words (design.md §4 "Versions", §7).
  */
 export function coverageShapeOf(qr: { meta?: { profile?: string[] } }): '2.0' | '2.2' {
-  const dtr22 = (qr.meta?.profile ?? []).some((p) => {
+  return /^2\.2(\.|$)/.test(claimedDtrVersion(qr) ?? '') ? '2.2' : '2.0';
+}
+
+/**
+ * The DTR version a response claims with its QuestionnaireResponse profile (`dtr-questionnaireresponse` or `-adapt`,
+ * `|2.2.0`), if it claims one: `$next-question` answers each step claiming the same version, so the client's next step
+ * and the completed determination keep the shape it declared (DTR 2.2 `dtr-questionnaireresponse-adapt`).
+ */
+export function claimedDtrVersion(qr: { meta?: { profile?: string[] } }): string | undefined {
+  for (const p of qr.meta?.profile ?? []) {
     const [url, version] = p.split('|');
-    return (url === DTR_QR || url === DTR_QR_ADAPT) && /^2\.2(\.|$)/.test(version ?? '');
-  });
-  return dtr22 ? '2.2' : '2.0';
+    if ((url === DTR_QR || url === DTR_QR_ADAPT) && version) return version;
+  }
+  return undefined;
 }

@@ -365,13 +365,33 @@ function claimDiagnoses(req: PasRequest): Condition[] {
 }
 
 /**
- * Refuses (DomainError `invalid`, 400) an item whose order date the request's Coverage is not in force on: a Coverage
- * ended before the service, or begun after it, is no coverage to authorize under, whatever the Claim's insurer says
- * (design.md §4 "Payer", as CRD answers it).
+ * A Claim item PAS cannot decide although the request is well formed (PAS 2.2.1 §"Submitting a Prior Authorization":
+ * business errors go in `ClaimResponse.error`, a 4xx only for a request that cannot be processed): its order date is
+ * one the request's Coverage is not in force on. The answer names it by `itemSequence` with the words and the
+ * element (claim-response.ts); nothing is certified or recorded for it, and the request's other items are decided.
  */
-function inForceOn(req: PasRequest, orderDate: string): void {
+export interface ItemError {
+  sequence: number;
+  /** Why, in words ("No active Coverage: Coverage cov-1 ended on …, not in force on the order date …"). */
+  reason: string;
+  /** FHIRPath of the element from the request Bundle (PAS `extension-errorPath`). */
+  path: string;
+}
+
+/**
+ * Why an item's order date is one the request's Coverage is not in force on, if it is: a Coverage ended before the
+ * service, or begun after it, is no coverage to authorize under, whatever the Claim's insurer says (design.md §4
+ * "Payer", as CRD answers it). Without `errors` (a Claim Update) it is refused (DomainError `invalid`, 400);
+ * with them, it is the item's error and the item is not decided.
+ */
+function notInForceFor(req: PasRequest, it: RequestedItem, orderDate: string, errors: ItemError[] | undefined): boolean {
   const why = notActiveOn(req.coverage, [orderDate]);
-  if (why) throw new DomainError('invalid', `No active Coverage: ${why}`, ['Bundle.entry.resource.ofType(Coverage).period']);
+  if (!why) return false;
+  // A Coverage that is not active (cancelled, entered in error, draft) covers no item: the request is refused (400).
+  const whole = req.coverage.status !== undefined && req.coverage.status !== 'active';
+  if (!errors || whole) throw new DomainError('invalid', `No active Coverage: ${why}`, ['Bundle.entry.resource.ofType(Coverage).period']);
+  errors.push({ sequence: it.sequence, reason: `No active Coverage: ${why}; this item is not decided: correct its Coverage or its date and send it again`, path: it.path });
+  return true;
 }
 
 /**
@@ -391,12 +411,17 @@ export function adjudicate(opts: {
   assertedOrderDates?: ReadonlyMap<string, AssertedOrderDate>;
   /** What signing read of the request's orders (asserted-order-dates.ts `signingFacts`), for the answers to be compared with. */
   signingFacts?: ReadonlyMap<string, Record<string, unknown>>;
+  /**
+   * Collects the items that cannot be decided (ItemError), which are then left out of the decisions; without it such
+   * an item refuses the request (400).
+   */
+  errors?: ItemError[];
 }): ItemDecision[] {
   const { content, payer, request: req, today } = opts;
   // The orders the request's items ask for, in the items' order: the orders claimed together are one request, each
   // judged with the ones before it, so a course limit counts them (docs/design.md §6 "Cycles"), as at signing.
   const orders = req.items.map((it) => orderFor(req, it, content, payer));
-  return req.items.map((it, n) => {
+  return req.items.flatMap((it, n): ItemDecision[] => {
     const order = orders[n];
     const coded = withMedicationCode(order, { byReference: req.byReference });
     if (it.requestedService === order) refuseOtherDrug(content, req, it, coded);
@@ -427,9 +452,9 @@ export function adjudicate(opts: {
     let orderDate = data.orderDate;
 
     if (!policy) {
-      inForceOn(req, orderDate);
+      if (notInForceFor(req, it, orderDate, opts.errors)) return [];
       const period = withinCoverage({ start: orderDate, end: periodEnd(orderDate, { days: 30 }) }, coverageLastDay(req.coverage));
-      return {
+      return [{
         sequence: it.sequence,
         outcome: 'ungoverned',
         reviewAction: 'A4',
@@ -439,7 +464,7 @@ export function adjudicate(opts: {
         orderDate,
         reviewPeriod: period,
         quantity: it.item.quantity ?? null,
-      } satisfies ItemDecision;
+      } satisfies ItemDecision];
     }
 
     let ev: PolicyEvaluation;
@@ -464,7 +489,7 @@ export function adjudicate(opts: {
       if (err instanceof HttpError || err instanceof DomainError) throw err;
       ev = { policyId: policy.file.id, policyVersion: policy.file.version, outcome: 'error', facts: [], rules: [], missingFacts: [], failed: [], proposals: [] };
     }
-    inForceOn(req, orderDate);
+    if (notInForceFor(req, it, orderDate, opts.errors)) return [];
     // Only an order the EHR named (not one built from the Claim item) has a record to share with CRD and DTR.
     const named = order.id && !order.id.startsWith('claim-item-') ? `MedicationRequest/${order.id}` : undefined;
     const key = orderKeyOf({ payer: payer.key, patientId: req.patient.id, orderRef: named, drug: policy.file.drug });
@@ -476,6 +501,6 @@ export function adjudicate(opts: {
     // order, not that amount (claim-response.ts authorizedItemDetail).
     const asked = { ...decision, quantity: it.item.quantity ?? null };
     const amount = quantityJudged || !it.item.quantity ? asked : { ...asked, quantityNotJudged: true as const };
-    return key ? { ...amount, order: key } : amount;
+    return [key ? { ...amount, order: key } : amount];
   });
 }

@@ -5,7 +5,9 @@ import type { Logger } from '../logger.js';
 import type { ApprovalWithdrawal, GuardedOrderChange, OrderKey, OrderRecord, PasSubmission, Storage } from '../storage/storage.js';
 import { latestEvent } from '../storage/storage.js';
 import { adjudicate } from './adjudicate.js';
-import type { ItemDecision } from './adjudicate.js';
+import type { ItemDecision, ItemError } from './adjudicate.js';
+import { itemErrorsOf } from './claim-response.js';
+import { DomainError } from '../errors.js';
 import { answeredApprovals, itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
 import type { PasVersion } from './pas-version.js';
 import { identifierKey, parsePasRequest } from './request-bundle.js';
@@ -108,10 +110,17 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
 
   // Added and changed items: the same decision as a new request's, then what their orders' records say.
   const deciding = [...plan.entries()].filter(([, p]) => p.kind === 'decide').map(([seq]) => seq);
+  // An item the request had not decided (added, or an error before) that still cannot be decided is answered as an
+  // error again (ClaimResponse.error); a decided item changed into one that cannot be is refused (400): its decision
+  // stands until a change that can be decided.
+  const undecided: ItemError[] = [];
   const decided =
     deciding.length > 0
-      ? adjudicate({ content: o.content, payer: o.payer, request, today: o.day, assertedOrderDates: await assertedOrderDates(storage, request), signingFacts: await signingFacts(storage, request, o.payer.key) }).filter((d) => deciding.includes(d.sequence))
+      ? adjudicate({ content: o.content, payer: o.payer, request, today: o.day, assertedOrderDates: await assertedOrderDates(storage, request), signingFacts: await signingFacts(storage, request, o.payer.key), errors: undecided }).filter((d) => deciding.includes(d.sequence))
       : [];
+  const newErrors = undecided.filter((e) => deciding.includes(e.sequence));
+  const refused = newErrors.find((e) => (plan.get(e.sequence) as { was?: ItemDecision }).was);
+  if (refused) throw new DomainError('invalid', refused.reason, [refused.path]);
   const records = await withOrderRecords(storage, decided, { day: o.day, actor: `PAS ${s.id}`, request, policyOf: (id) => o.content.policies.find((p) => p.file.id === id) });
   const kept = new Set<number>();
   decided.forEach((d, n) => {
@@ -167,7 +176,11 @@ export async function applyClaimUpdate(o: ClaimUpdateOptions): Promise<Record<st
   // then the items are the prior version's, and the answer names the cancelling Bundle and Claim.
   const prior = request.items.length > 0 ? undefined : parsePasRequest(s.requestBundle);
   const current = prior ? { ...prior, bundle: { ...prior.bundle, identifier: request.bundle.identifier }, claim: { ...prior.claim, identifier: request.claim.identifier ?? prior.claim.identifier } } : request;
-  const { stored: outcome } = requestOutcome(current, next, { id: s.id, created: s.createdAt, version: o.version, humanReviewed: next.some((i) => i.review) });
+  // An item the request could not decide stays answered as an error while the Claim as it now stands still asks for
+  // it and nothing decided it since.
+  const asked = new Set(current.items.map((i) => i.sequence));
+  const itemErrors = [...newErrors, ...itemErrorsOf(s.detail).filter((e) => asked.has(e.sequence) && !next.some((i) => i.sequence === e.sequence) && !deciding.includes(e.sequence))].sort((a, b) => a.sequence - b.sequence);
+  const { stored: outcome } = requestOutcome(current, next, { id: s.id, created: s.createdAt, version: o.version, humanReviewed: next.some((i) => i.review), itemErrors });
   const issued = decided.find((d) => d.reviewAction === 'A1' && d.authorization && !d.fromOrderRecord && !kept.has(d.sequence))?.authorization;
   const claimIdentifiers = (request.claim.identifier ?? []).map(identifierKey).filter((k): k is string => !!k);
   const result = await storage.updatePasSubmission({

@@ -1,12 +1,15 @@
-import type { Bundle, BundleEntry, ClaimItem, ClaimResponse, ClaimResponseItem, Extension, PractitionerRole, Reference, Resource } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, ClaimItem, ClaimResponse, ClaimResponseError, ClaimResponseItem, Extension, PractitionerRole, Reference, Resource } from '@medplum/fhirtypes';
 import type { ItemActionCode, PasStatus } from '../storage/storage.js';
-import type { ItemDecision } from './adjudicate.js';
+import type { ItemDecision, ItemError } from './adjudicate.js';
 import {
   ADJUDICATION_SYSTEM,
   EXT_ADMINISTRATION_REFERENCE_NUMBER,
   EXT_AUTHORIZATION_NUMBER,
   EXT_AUTHORIZED_PROVIDER_TYPE,
   EXT_CLAIM_RESPONSE_REVIEWER,
+  EXT_ERROR_ELEMENT,
+  EXT_ERROR_FOLLOWUP_ACTION,
+  EXT_ERROR_PATH,
   EXT_ITEM_AUTHORIZED_DETAIL,
   EXT_ITEM_AUTHORIZED_PROVIDER,
   EXT_ITEM_PRE_AUTH_ISSUE_DATE,
@@ -22,6 +25,8 @@ import {
   PAS_RESPONSE_BUNDLE,
   REVIEW_ACTION_DISPLAY,
   X12_306,
+  X12_889,
+  X12_901,
   X12_98,
 } from './pas-urls.js';
 import type { PasRequest } from './request-bundle.js';
@@ -134,6 +139,33 @@ export interface ResponseMeta {
   humanReviewed?: boolean;
   /** The PAS version to answer in; default: the one the request Bundle announces, else 2.2.1. */
   version?: PasVersion;
+  /** The items that could not be decided (adjudicate.ts ItemError), answered in `ClaimResponse.error`. */
+  itemErrors?: ItemError[];
+}
+
+/** The items a stored request could not decide (kept in its `detail` as `itemErrors`, answered again with it). */
+export function itemErrorsOf(detail: Record<string, unknown> | undefined): ItemError[] {
+  const kept = detail?.itemErrors;
+  return Array.isArray(kept) ? (kept as ItemError[]) : [];
+}
+
+/**
+ * One undecided item as `ClaimResponse.error` (PAS 2.2.1 PASClaimResponseBase `error`: `itemSequence`, `code` from
+ * X12 901, `errorPath`, `errorElement`, `followupAction`): 901 code 57 (Invalid/Missing Date(s) of Service: the
+ * item's date is one the Coverage does not cover) with the words as its text, X12 889 C (Please Correct and
+ * Resubmit). `errorElement` is a string in PAS 2.0.1 (1..1) and sub-extensions in 2.2.1.
+ */
+function itemError(e: ItemError, noteNumber: number, version: PasVersion): ClaimResponseError {
+  const element = '2000F-DTP03';
+  return {
+    extension: [
+      version === '2.0.1' ? { url: EXT_ERROR_ELEMENT, valueString: element } : { url: EXT_ERROR_ELEMENT, extension: [{ url: 'processNote', valuePositiveInt: noteNumber }, { url: 'error', valueString: element }] },
+      { url: EXT_ERROR_PATH, valueString: e.path },
+      { url: EXT_ERROR_FOLLOWUP_ACTION, valueCodeableConcept: { coding: [{ system: X12_889, code: 'C', display: 'Please Correct and Resubmit' }] } },
+    ],
+    itemSequence: e.sequence,
+    code: { coding: [{ system: X12_901, code: '57', display: 'Invalid/Missing Date(s) of Service' }], text: e.reason },
+  };
 }
 
 /**
@@ -210,6 +242,11 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
     };
   });
 
+  // The items that could not be decided: their words as process notes, each named by an error (after the decided
+  // items' notes, so those keep their numbers).
+  const itemErrors = meta.itemErrors ?? [];
+  const errors = itemErrors.map((e) => itemError(e, note(`Item ${e.sequence} not decided: ${e.reason}`), version));
+
   const { status } = summarize(items);
   const disposition: Record<PasStatus, string> = {
     approved: 'Certified in total',
@@ -225,7 +262,8 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
     meta: { profile: [PAS_CLAIM_RESPONSE] },
     // claimResponseReviewer is PAS 2.2's (2.0.1 defines no such extension: its answers say it in the process note).
     ...(meta.humanReviewed && version !== '2.0.1' ? { extension: [{ url: EXT_CLAIM_RESPONSE_REVIEWER, extension: [{ url: 'wasHumanReviewedFlag', valueBoolean: true }] }] } : {}),
-    identifier: [{ system: PAS_REFERENCE_SYSTEM, value: meta.id }],
+    // A request none of whose items could be decided is not kept: it has no reference number to inquire by.
+    ...(items.length > 0 || errors.length === 0 ? { identifier: [{ system: PAS_REFERENCE_SYSTEM, value: meta.id }] } : {}),
     status: 'active',
     type: req.claim.type ?? { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/claim-type', code: 'pharmacy' }] },
     use: 'preauthorization',
@@ -234,10 +272,12 @@ export function buildResponseBundle(req: PasRequest, items: ItemDecision[], meta
     insurer: req.claim.insurer ?? { display: 'payer' },
     ...(requestor ? { requestor } : {}),
     request: claimIdentifier ? { identifier: claimIdentifier } : { reference: req.claimFullUrl ?? `Claim/${req.claim.id ?? ''}` },
-    outcome: 'complete',
-    disposition: disposition[status],
+    // FHIR RemittanceOutcome `error`: "one or more errors have been detected in the Claim" (the decided items stand).
+    outcome: errors.length > 0 ? 'error' : 'complete',
+    disposition: items.length === 0 && errors.length > 0 ? 'Not decided: see the errors' : disposition[status],
     ...(latest ? { preAuthRef: latest.number, preAuthPeriod: { start: latest.start, end: latest.end } } : {}),
-    item: crItems,
+    ...(crItems.length > 0 ? { item: crItems } : {}),
+    ...(errors.length > 0 ? { error: errors } : {}),
     ...(notes.length > 0 ? { processNote: notes } : {}),
   };
 

@@ -168,7 +168,7 @@ export function requestOutcome(request: PasRequest, items: ItemDecision[], meta:
       claimResponse: claimResponse as unknown as Record<string, unknown>,
       responseBundle: bundle as unknown as Record<string, unknown>,
       // The version answered, so a later re-rendering (a reviewer's decision, another path's) answers in it too.
-      detail: { items, ...(meta.version ? { pasVersion: meta.version } : {}) },
+      detail: { items, ...(meta.version ? { pasVersion: meta.version } : {}), ...(meta.itemErrors?.length ? { itemErrors: meta.itemErrors } : {}) },
     },
   };
 }

@@ -12,7 +12,7 @@ import { payerClientOf } from '../http/payer-api-auth.js';
 import { PROVISIONAL, isDecided } from '../coverage/order-record.js';
 import { adjudicate } from './adjudicate.js';
 import { answeredApprovals, itemDecisionChanges, requestOutcome, shareAuthorization, withOrderRecords } from './decide-items.js';
-import type { ItemDecision } from './adjudicate.js';
+import type { ItemDecision, ItemError } from './adjudicate.js';
 import { ensureJsonBody, handler, logOf, sendFhir } from './http.js';
 import { parseInquiry, samePatient } from './inquiry.js';
 import { assertFullUrlsAgree, assertOnePatient, identifierKey, parsePasRequest, unwrapOperationInput } from './request-bundle.js';
@@ -21,7 +21,7 @@ import { pasVersionOf } from './pas-version.js';
 import type { PasVersion } from './pas-version.js';
 import { settlePended } from './settle-pended.js';
 import { applyClaimUpdate } from './apply-claim-update.js';
-import { answerTo, inquiryResponseOf } from './claim-response.js';
+import { answerTo, buildResponseBundle, inquiryResponseOf } from './claim-response.js';
 import { assertedOrderDates, signingFacts } from './asserted-order-dates.js';
 import { reviewCase } from './review-case.js';
 import { byCodePoint } from '../code-point-order.js';
@@ -255,7 +255,17 @@ export function createPasRouter(deps: PasDeps): express.Router {
   async function decideRequest(request: PasRequest, payer: Payer, log: Logger, client: string | undefined, attempt = 0): Promise<Record<string, unknown>> {
     const day = today();
     const version = pasVersionOf(request.bundle, deps.pasVersion ?? '2.2.1');
-    const items = adjudicate({ content, payer, request, today: day, assertedOrderDates: await assertedOrderDates(storage, request), signingFacts: await signingFacts(storage, request, payer.key) });
+    // Items that cannot be decided (an order date the Coverage is not in force on) are answered in ClaimResponse.error
+    // beside the others' decisions (PAS: business errors in the ClaimResponse, a 4xx only for a request that cannot
+    // be processed).
+    const itemErrors: ItemError[] = [];
+    const items = adjudicate({ content, payer, request, today: day, assertedOrderDates: await assertedOrderDates(storage, request), signingFacts: await signingFacts(storage, request, payer.key), errors: itemErrors });
+    if (items.length === 0) {
+      // No item could be decided: nothing is certified or stored, and the answer says what to correct (the same
+      // answer to a resend, which is decided again).
+      log.info({ items: itemErrors.length, undecided: true }, 'pas submit');
+      return buildResponseBundle(request, [], { id: randomUUID(), created: new Date().toISOString(), version, itemErrors }).bundle as unknown as Record<string, unknown>;
+    }
     // An order that no longer fits the approval the rules gave it is decided afresh (a limit review), not answered A1;
     // an order that has a decision answers it.
     const records = await withOrderRecords(storage, items, { day, actor: `PAS request ${request.bundleIdentifier}`, request, policyOf: (id) => content.policies.find((p) => p.file.id === id) });
@@ -273,7 +283,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
     // `waitingOn` stores the first at most once, whatever runs at the same time (createPasSubmissionForOrders).
     const pendedBy = new Set(items.map((i, n) => (i.reviewAction === 'A4' && records[n]?.state === 'pended' ? records[n]?.submissionId : undefined)));
     let waitingOn: OrderKey[] | undefined;
-    if (pendedBy.size === 1 && !pendedBy.has(undefined) && items.every((i) => i.reviewAction === 'A4')) {
+    // (A request with an undecided item is its own: collapsing it would lose the error.)
+    if (pendedBy.size === 1 && !pendedBy.has(undefined) && items.every((i) => i.reviewAction === 'A4') && itemErrors.length === 0) {
       const owner = await storage.getPasSubmission([...pendedBy][0]!);
       // Only into a request this client may read: another client's request is not answered to it.
       let pended = owner && readableBy(owner.clientId, client) ? owner : undefined;
@@ -299,7 +310,12 @@ export function createPasRouter(deps: PasDeps): express.Router {
           claimIdentifiers: (request.claim.identifier ?? []).map(identifierKey).filter((k): k is string => !!k),
           createdAt: new Date().toISOString(),
         });
-        if (named && (named.id !== pended.id || named.requestHash !== request.requestHash)) return replay(named, request);
+        if (named.submissionId !== pended.id || named.requestHash !== request.requestHash) {
+          // Another request or other content named it first (rare): read what it names to answer it, or 409.
+          const other = await storage.getPasSubmissionByBundleIdentifier(request.bundleIdentifier, client);
+          if (!other) throw new DomainError('transient', 'The prior authorization request changed while this request was decided; send it again');
+          return replay(other, request);
+        }
         log.info({ submissionId: pended.id, reviewAction: pended.reviewAction, collapsed: true }, 'pas submit');
         return pended.responseBundle;
       }
@@ -309,7 +325,7 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const created = new Date().toISOString();
     shareAuthorization(items.filter((i) => !i.fromOrderRecord));
 
-    const { authorization, stored: outcome } = requestOutcome(request, items, { id, created, version });
+    const { authorization, stored: outcome } = requestOutcome(request, items, { id, created, version, itemErrors });
     const first = items.find((i) => i.policyId);
     const submission: NewPasSubmission = {
       id,
@@ -388,7 +404,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
     // requests answer it. 2.0.1 keeps matching by the Claim identifier only.
     if (matched.length === 0 && inquiry.byPatient && version === '2.2.1') matched = await search(inquiry.byPatient);
     // The stored, current state: a pended request whose order was decided elsewhere meanwhile has that decision.
-    const found = await Promise.all(matched.map((s) => settlePended(storage, s, { log, today: today(), notifier: deps.notifier })));
+    // Read only: the decision is stored by the sweep or the next write (an inquiry changes no state, PAS Claim-inquiry).
+    const found = await Promise.all(matched.map((s) => settlePended(storage, s, { log, today: today(), readOnly: true })));
     log.info({ matches: found.length, version }, 'pas inquire');
     if (version === '2.0.1') {
       // PAS 2.0.1 Claim-inquiry: `return` 1..1 Bundle, so the answer is the (latest) matching response Bundle itself.
@@ -408,7 +425,8 @@ export function createPasRouter(deps: PasDeps): express.Router {
     const id = String(req.params.id);
     const found = FHIR_ID.test(id) ? await storage.getPasSubmission(id) : undefined;
     if (!found || !readableBy(found.clientId, payerClientOf(req))) throw notFound(`ClaimResponse/${id} is not known`);
-    const current = await settlePended(storage, found, { log: logOf(req, logger), today: today(), notifier: deps.notifier });
+    // A GET changes no state: the request as it now stands, stored by the sweep or the next write.
+    const current = await settlePended(storage, found, { log: logOf(req, logger), today: today(), readOnly: true });
     sendFhir(res, 200, current.claimResponse);
   });
 

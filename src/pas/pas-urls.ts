@@ -36,6 +36,20 @@ export const EXT_ITEM_AUTHORIZED_DETAIL = `${PAS}/extension-itemAuthorizedDetail
 export const EXT_AUTHORIZED_PROVIDER_TYPE = `${PAS}/extension-authorizedProviderType`;
 export const EXT_CLAIM_RESPONSE_REVIEWER = `${PAS}/extension-claimResponseReviewer`;
 
+/** `ClaimResponse.error` (PAS 2.2.1 PASClaimResponseBase): the FHIRPath, from the request Bundle, of what the error is about. */
+export const EXT_ERROR_PATH = `${PAS}/extension-errorPath`;
+/**
+ * `ClaimResponse.error`: the X12 loop, segment or element the error is about. PAS 2.0.1: a string (1..1); PAS 2.2.1:
+ * sub-extensions `processNote` (the note with the words) and `error` (the element, e.g. `2000F-DTP03`).
+ */
+export const EXT_ERROR_ELEMENT = `${PAS}/extension-errorElement`;
+/** `ClaimResponse.error`: what the submitter must do (X12 889 Follow-up Action Code). */
+export const EXT_ERROR_FOLLOWUP_ACTION = `${PAS}/extension-errorFollowupAction`;
+/** X12 901 "Reject Reason Code" (AAA03), PAS `ClaimResponse.error.code` (X12278RejectReasonCodes, required). */
+export const X12_901 = 'https://codesystem.x12.org/005010/901';
+/** X12 889 "Follow-up Action Code" (AAA04). */
+export const X12_889 = 'https://codesystem.x12.org/005010/889';
+
 /** X12 306 "Action Code" (HCR01): the review outcome of an item. */
 export const X12_306 = 'https://codesystem.x12.org/005010/306';
 /** X12 98 "Entity Identifier Code" (NM101), for the authorized provider's type; 1P = Provider. */

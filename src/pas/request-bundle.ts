@@ -164,6 +164,8 @@ export interface RequestedItem {
   codings: Coding[];
   /** The order named by the item's requestedService extension, when it is in the Bundle. */
   requestedService?: Resource;
+  /** FHIRPath of the item from the request Bundle (`Bundle.entry[0].resource.item[1]`), for an error to name it. */
+  path: string;
 }
 
 /** A structurally valid PAS request: the Claim and what it references, all resolved inside the Bundle. */
@@ -282,7 +284,7 @@ export function parsePasRequest(input: Record<string, unknown>): PasRequest {
       throw badRequest('Claim item quantity must be a positive number (the amount requested)', [`${path}.quantity`]);
     }
     const ref = item.extension?.find((e) => e.url === EXT_REQUESTED_SERVICE)?.valueReference?.reference;
-    return { item, sequence: item.sequence, codings, requestedService: ref ? index.resolve(ref)?.resource : undefined };
+    return { item, sequence: item.sequence, codings, requestedService: ref ? index.resolve(ref)?.resource : undefined, path };
   });
   // Each item is decided over a record that holds the others' orders, so a request's cost grows faster than its items:
   // 150 items held every route for 15 s (docs/design.md §4 "Errors", the hooks' bound of 20 governed orders).

@@ -7,14 +7,15 @@ import { authorizationNumber, withinCoverage } from '../coverage/authorization.j
 import { coverageLastDay } from '../coverage/payer.js';
 import type { Logger } from '../logger.js';
 import { UNDECIDED, isDecided, recordedDecision } from '../coverage/order-record.js';
-import type { ApprovedItem, AuthorizationRecord, OrderEvent, OrderKey, OrderState, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
+import type { ApprovedItem, AuthorizationRecord, OrderEvent, OrderKey, OrderState, PasSubmission, PendedSummary, ReviewDecision, Storage } from '../storage/storage.js';
 import { latestEvent, widenedPeriod } from '../storage/storage.js';
+import { byCodePoint } from '../code-point-order.js';
 import type { Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
 import type { Content } from '../content.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { factLabel } from './adjudicate.js';
 import type { CriterionEvidence, ItemDecision } from './adjudicate.js';
-import { buildResponseBundle, summarize } from './claim-response.js';
+import { buildResponseBundle, itemErrorsOf, summarize } from './claim-response.js';
 import { ensureJsonBody, handler, logOf } from './http.js';
 import { parsePasRequest } from './request-bundle.js';
 import { reviewCase } from './review-case.js';
@@ -311,8 +312,9 @@ export interface PendedEntry extends PendedSummary, EntryNames {
  * The pended queue, oldest first, each entry naming its patient and order (one read of the stored requests). A
  * request whose order was decided elsewhere meanwhile takes that decision and leaves the queue (settlePended).
  */
-async function pendedQueue(storage: Storage, logger: Logger, notifier?: { kick(): void }, content?: ReviewDeps['content'], now = Date.now()): Promise<PendedEntry[]> {
-  const { listed, current: byId } = await currentPended(storage, { log: logger, notifier });
+async function pendedQueue(storage: Storage, logger: Logger, content?: ReviewDeps['content'], now = Date.now()): Promise<PendedEntry[]> {
+  // Read only (a GET): a request its order's decision settles leaves the list now and is stored by the sweep.
+  const { listed, current: byId } = await currentPended(storage, { log: logger, readOnly: true });
   const open = listed.filter((p) => (byId.get(p.id)?.reviewAction ?? 'A4') === 'A4');
   // One case per order (design.md §8): a request waiting on another listed request's orders is listed with that one.
   const orderText = (k: OrderKey) => JSON.stringify([k.payer, k.patientId, k.orderRef, k.drug]);
@@ -380,10 +382,14 @@ const DECIDED_LIMIT = 200;
  * The decisions of the last `days` days, newest first, each naming its patient and order (design.md §8 "The reviewer
  * API"): read from the durable store, so a reviewer finds what was decided after a reload or on another replica.
  */
-async function decidedList(storage: Storage, days: number, content?: ReviewDeps['content'], now = Date.now()): Promise<DecidedEntry[]> {
-  const decisions = await storage.listReviewDecisions({ since: new Date(now - days * 86_400_000).toISOString(), limit: DECIDED_LIMIT });
+async function decidedList(storage: Storage, days: number, content?: ReviewDeps['content'], settledNow: PasSubmission[] = [], now = Date.now()): Promise<DecidedEntry[]> {
+  const stored = await storage.listReviewDecisions({ since: new Date(now - days * 86_400_000).toISOString(), limit: DECIDED_LIMIT });
+  // The requests settled by their orders' decisions as read now, not yet stored: their decision, newest first.
+  const unstored = settledNow.filter((s) => !stored.some((d) => d.submissionId === s.id)).map((s) => s.decisions.at(-1)).filter((d): d is ReviewDecision => !!d);
+  const decisions = [...unstored, ...stored].sort((a, b) => byCodePoint(b.decidedAt, a.decidedAt)).slice(0, DECIDED_LIMIT);
   const ids = [...new Set(decisions.map((d) => d.submissionId))];
   const byId = new Map((ids.length ? await storage.findPasSubmissions({ ids, limit: ids.length }) : []).map((s) => [s.id, s]));
+  for (const s of settledNow) byId.set(s.id, s);
   return decisions.map((d) => {
     const s = byId.get(d.submissionId);
     // The order decided: the first item a decision answers (approved or denied), never one its submitter cancelled.
@@ -425,7 +431,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
     '/pended',
     reviewer,
     handler(async (_req, res) => {
-      res.json({ pended: await pendedQueue(storage, logOf(_req, logger), deps.notifier, deps.content) });
+      res.json({ pended: await pendedQueue(storage, logOf(_req, logger), deps.content) });
     }),
   );
 
@@ -436,11 +442,11 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
       const asked = req.query.days;
       const parsed = asked === undefined ? { success: true as const, data: 7 } : daysSchema.safeParse(typeof asked === 'string' ? asked : Number.NaN);
       if (!parsed.success) throw badRequest(`Invalid days: give a whole number of days from 1 to ${DECIDED_MAX_DAYS}`, ['days']);
-      // A pended request whose order was decided elsewhere (a DTR approval) takes that decision when read (settlePended):
-      // settled here too, before the list is read, so the Decided list holds it whichever list a reader (or replica)
-      // reads first, and a request never drops out of both (review ui s46 L1; design.md §8 "The reviewer API").
-      await currentPended(storage, { log: logOf(req, logger), notifier: deps.notifier });
-      res.json({ days: parsed.data, decided: await decidedList(storage, parsed.data, deps.content) });
+      // A pended request whose order was decided elsewhere (a DTR approval) is listed with that decision whichever list a
+      // reader (or replica) reads first, so a request never drops out of both (review ui s46 L1; design.md §8 "The
+      // reviewer API"), read only: a GET changes no state, the sweep (or the next write) stores the decision.
+      const { current } = await currentPended(storage, { log: logOf(req, logger), readOnly: true });
+      res.json({ days: parsed.data, decided: await decidedList(storage, parsed.data, deps.content, [...current.values()].filter((s) => s.reviewAction !== 'A4')) });
     }),
   );
 
@@ -450,7 +456,8 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
     handler(async (req, res) => {
       const s = await storage.getPasSubmission(String(req.params.id));
       if (!s) throw notFound(`No PAS request ${String(req.params.id)}`);
-      const current = await settlePended(storage, s, { log: logOf(req, logger), notifier: deps.notifier });
+      // A GET changes no state: the request as it now stands, stored by the sweep or the next write.
+      const current = await settlePended(storage, s, { log: logOf(req, logger), readOnly: true });
       const owner = await waitsOn(storage, current);
       const settled = await settledItems(storage, current, deps.content?.policies ?? []);
       // A request waiting on another's orders names that request: its case, whose decision this one takes.
@@ -551,7 +558,8 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
 
       // Answered again in the version the request was answered in (PAS_VERSION may have chosen 2.0.1).
       const version = answeredVersion(s);
-      const { bundle, claimResponse } = buildResponseBundle(request, items, { id: s.id, created: s.createdAt, humanReviewed: true, version });
+      const itemErrors = itemErrorsOf(s.detail);
+      const { bundle, claimResponse } = buildResponseBundle(request, items, { id: s.id, created: s.createdAt, humanReviewed: true, version, itemErrors });
       const { status, reviewAction } = summarize(items);
       // The reviewer's decision is the order's decision (design.md §8): the orders change with the request, or neither.
       // An approved order's approval is kept (its number, its period) and becomes the reviewer's for this request; a
@@ -593,7 +601,7 @@ export function createReviewRouter(deps: ReviewDeps): express.Router {
               : { preAuthRef: s.preAuthRef, preAuthPeriod: s.preAuthPeriod }),
           claimResponse: claimResponse as unknown as Record<string, unknown>,
           responseBundle: bundle as unknown as Record<string, unknown>,
-          detail: { items, pasVersion: version },
+          detail: { items, pasVersion: version, ...(itemErrors.length > 0 ? { itemErrors } : {}) },
         },
         authorization,
       });

@@ -1,10 +1,11 @@
 import type { Logger } from '../logger.js';
 import { isDecided, recordedDecision } from '../coverage/order-record.js';
-import type { OrderEvent, OrderKey, PasSubmission, PendedSummary, Storage } from '../storage/storage.js';
+import type { OrderEvent, OrderKey, PasSubmission, PendedSummary, ReviewDecisionInput, Storage } from '../storage/storage.js';
 import { latestEvent } from '../storage/storage.js';
+import { byCodePoint } from '../code-point-order.js';
 import { itemFromOrderRecord } from './adjudicate.js';
 import type { ItemDecision } from './adjudicate.js';
-import { buildResponseBundle, summarize } from './claim-response.js';
+import { buildResponseBundle, itemErrorsOf, summarize } from './claim-response.js';
 import { parsePasRequest } from './request-bundle.js';
 import { coverageLastDay } from '../coverage/payer.js';
 import { answeredVersion } from './pas-version.js';
@@ -35,7 +36,13 @@ export function decidedBy(event: Pick<OrderEvent, 'source' | 'actor' | 'submissi
 export async function settlePended(
   storage: Storage,
   s: PasSubmission,
-  opts: { log?: Logger; today?: string; notifier?: { kick(): void } } = {},
+  opts: {
+    log?: Logger;
+    today?: string;
+    notifier?: { kick(): void };
+    /** Answer the settled request without storing it: a read changes no state (HTTP GET is safe, RFC 9110 §9.2.1). */
+    readOnly?: boolean;
+  } = {},
 ): Promise<PasSubmission> {
   const today = opts.today ?? new Date().toISOString().slice(0, 10);
   if (s.reviewAction !== 'A4') return s;
@@ -43,7 +50,7 @@ export async function settlePended(
   // Parsed only for a request that has something to settle: the reviewer's queue and the sweep settle every pended one.
   let request: ReturnType<typeof parsePasRequest> | undefined;
   const requestOf = () => (request ??= parsePasRequest(s.requestBundle));
-  const settled: { item: ItemDecision; by?: string }[] = await Promise.all(
+  const settled: { item: ItemDecision; by?: string; at?: string }[] = await Promise.all(
     items.map(async (item) => {
       if (item.reviewAction !== 'A4' || !item.order) return { item };
       const record = await storage.getOrderRecord(item.order);
@@ -56,20 +63,23 @@ export async function settlePended(
       if (decided.reviewAction === 'A1' && !(await approvalCovers(storage, item, record, () => quantityOf(s.requestBundle, item.sequence)))) return { item };
       const event = latestEvent(record, record.state);
       const by = event ? decidedBy(event) : 'The order record';
-      return { item: itemFromOrderRecord(item, decided), by };
+      return { item: itemFromOrderRecord(item, decided), by, ...(event ? { at: event.at } : {}) };
     }),
   );
   const changed = settled.filter((x) => x.by);
   if (changed.length === 0) return s;
 
   const next = settled.map((x) => x.item);
-  const decidedAt = new Date().toISOString();
+  // When the order was decided (its latest deciding event), so a read that answers the settled request before it is
+  // stored says the same time as the stored decision does.
+  const decidedAt = changed.map((x) => x.at).filter((a): a is string => !!a).sort(byCodePoint).at(-1) ?? new Date().toISOString();
   const version = answeredVersion(s);
-  const { bundle, claimResponse } = buildResponseBundle(requestOf(), next, { id: s.id, created: s.createdAt, version });
+  const itemErrors = itemErrorsOf(s.detail);
+  const { bundle, claimResponse } = buildResponseBundle(requestOf(), next, { id: s.id, created: s.createdAt, version, itemErrors });
   const { status, reviewAction } = summarize(next);
   const approved = next.find((i) => i.reviewAction === 'A1' && i.authorization)?.authorization;
   const first = changed[0].item;
-  const result = await storage.recordReviewDecision({
+  const input: ReviewDecisionInput = {
     // The orders already hold these decisions: nothing to change there, but the approvals taken must still be theirs.
     orders: [],
     answers: answeredApprovals(changed.map((x) => x.item)),
@@ -90,9 +100,13 @@ export async function settlePended(
       ...(approved ? { preAuthRef: approved.number, preAuthPeriod: { start: approved.start, end: approved.end } } : { preAuthRef: s.preAuthRef, preAuthPeriod: s.preAuthPeriod }),
       claimResponse: claimResponse as unknown as Record<string, unknown>,
       responseBundle: bundle as unknown as Record<string, unknown>,
-      detail: { items: next, pasVersion: version },
+      detail: { items: next, pasVersion: version, ...(itemErrors.length > 0 ? { itemErrors } : {}) },
     },
-  });
+  };
+  // A read (GET, $inquire) answers the request as it now stands without storing it: the decision is stored by the
+  // sweep (subscription-notifier.ts sweepPended), by a write that reads the request, or by the reviewer's decision.
+  if (opts.readOnly) return { ...s, ...input.next, decisions: [...s.decisions, input.decision] };
+  const result = await storage.recordReviewDecision(input);
   opts.log?.info({ submissionId: s.id, reviewAction, applied: result.applied }, 'pas pended request settled from its order record');
   // Its subscribers hear of it now (the event is in storage with the decision).
   if (result.applied) opts.notifier?.kick();
@@ -106,7 +120,7 @@ export async function settlePended(
  */
 export async function currentPended(
   storage: Storage,
-  opts: { log?: Logger; notifier?: { kick(): void } } = {},
+  opts: { log?: Logger; notifier?: { kick(): void }; readOnly?: boolean } = {},
 ): Promise<{ listed: PendedSummary[]; current: Map<string, PasSubmission> }> {
   const listed = await storage.listPendedSubmissions(500);
   const found = listed.length > 0 ? await storage.findPasSubmissions({ ids: listed.map((p) => p.id), limit: 500 }) : [];

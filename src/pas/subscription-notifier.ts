@@ -196,9 +196,9 @@ export class SubscriptionNotifier {
   }
 
   /**
-   * Every `ms` while anyone subscribes: pended requests whose order was decided on another path (at signing, in DTR)
-   * take that decision (settlePended stores it with its event), so their subscribers hear of it within moments, as
-   * they do of a reviewer's decision (design.md §8). serve.ts starts it; a pass at a time, never overlapping.
+   * Every `ms`: pended requests whose order was decided on another path (at signing, in DTR) take that decision
+   * (settlePended stores it with its event), so their subscribers hear of it within moments, as they do of a
+   * reviewer's decision (design.md §8); reads answer such a request settled without storing it. serve.ts starts it; a pass at a time, never overlapping.
    */
   sweepPended(ms = 10_000): void {
     if (this.stopped || this.sweeper) return;
@@ -220,7 +220,8 @@ export class SubscriptionNotifier {
   /** Settles every pended request whose order was decided meanwhile; kicks delivery when one was. */
   async settleDecidedElsewhere(): Promise<number> {
     const { storage, logger } = this.opts;
-    if ((await storage.listSubscriptions({ limit: 1 })).length === 0) return 0;
+    // Whether anyone subscribes or not: reads (the reviewer's lists, $inquire, GET ClaimResponse) answer a settled request
+    // without storing it, so this is where the decision is stored.
     // Every listed request was pended: those no longer A4 took a decision made elsewhere.
     const { current } = await currentPended(storage, { log: logger });
     const settled = [...current.values()].filter((s) => s.reviewAction !== 'A4').length;

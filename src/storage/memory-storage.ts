@@ -20,6 +20,7 @@ import type {
   PasQuery,
   PasSubmission,
   PasSubmissionAlias,
+  BundleName,
   PasSubmissionUpdate,
   PasUpdateInput,
   DueDelivery,
@@ -160,10 +161,12 @@ export class MemoryStorage implements Storage {
     return this.deliveries.filter((d) => !d.deliveredAt && !d.held).length;
   }
 
-  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<PasSubmission | undefined> {
+  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<BundleName> {
     // An identifier that names a request already (its own, an alias, a Claim Update) keeps naming that one.
-    if (!this.named(a.bundleIdentifier, a.clientId)) this.aliases.set(`${a.clientId ?? ''} ${a.bundleIdentifier}`, structuredClone(a));
-    return this.getPasSubmissionByBundleIdentifier(a.bundleIdentifier, a.clientId);
+    const named = this.named(a.bundleIdentifier, a.clientId);
+    if (named) return { submissionId: named.id, requestHash: named.requestHash };
+    this.aliases.set(`${a.clientId ?? ''} ${a.bundleIdentifier}`, structuredClone(a));
+    return { submissionId: a.submissionId, requestHash: a.requestHash };
   }
 
   /**
@@ -434,7 +437,8 @@ export class MemoryStorage implements Storage {
    * Whether an approval a cancelled item of `submissionId` carried is to be withdrawn: the order's record still holds
    * its number and no other stored request carries it for that order: an item of it answering the number (A1), or,
    * for the request the approval was issued in (the record's latest approving event), its item for the order still
-   * answering or waiting (A1, A4: a Claim Update asking more pended it again; review-diff s45 H1), as SQL storage's
+   * answering, waiting or denied more (A1; A4: a Claim Update asking more pended it again, review-diff s45 H1; A3: the
+   * reviewer denied that update, which leaves the approval), i.e. not cancelled, as SQL storage's
    * HELD_ELSEWHERE_SQL. No await: one step with the update's writes.
    */
   private releasable(submissionId: string, { number, change: { key } }: ApprovalWithdrawal): boolean {
@@ -446,7 +450,7 @@ export class MemoryStorage implements Storage {
         (i) =>
           i.order &&
           orderKeyOf(i.order) === orderKeyOf(key) &&
-          ((i.reviewAction === 'A1' && i.authorization?.number === number) || (s.id === issuedIn && (i.reviewAction === 'A1' || i.reviewAction === 'A4'))),
+          ((i.reviewAction === 'A1' && i.authorization?.number === number) || (s.id === issuedIn && i.reviewAction !== undefined && i.reviewAction !== 'C')),
       );
     return ![...this.submissions.values()].some((s) => s.id !== submissionId && carries(s));
   }

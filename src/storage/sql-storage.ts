@@ -24,6 +24,7 @@ import type {
   PasQuery,
   PasSubmission,
   PasSubmissionAlias,
+  BundleName,
   DueDelivery,
   SubscriptionEvent,
   SubscriptionQuery,
@@ -74,15 +75,24 @@ async function lockBundleName(tx: SqlSession, bundleIdentifier: string, client: 
   await tx.query('SELECT pg_advisory_xact_lock($1::integer, hashtext($2::text))', [BUNDLE_NAME_LOCK_CLASS, `${client}\n${bundleIdentifier}`]);
 }
 
-/** The request a (Bundle identifier $1, client $2) already names in any of the three tables, if one does. */
-const NAMED_SQL = `SELECT id AS submission_id FROM pas_submissions WHERE bundle_identifier = $1 AND client_id = $2
-  UNION ALL SELECT submission_id FROM pas_submission_aliases WHERE bundle_identifier = $1 AND client_id = $2
-  UNION ALL SELECT submission_id FROM pas_submission_updates WHERE bundle_identifier = $1 AND client_id = $2
+/**
+ * The request a (Bundle identifier $1, client $2) already names in any of the three tables, if one does, with the
+ * content's hash that named it (the request's own, or the alias's or Claim Update's).
+ */
+const NAMED_SQL = `SELECT id AS submission_id, request_hash FROM pas_submissions WHERE bundle_identifier = $1 AND client_id = $2
+  UNION ALL SELECT submission_id, request_hash FROM pas_submission_aliases WHERE bundle_identifier = $1 AND client_id = $2
+  UNION ALL SELECT submission_id, request_hash FROM pas_submission_updates WHERE bundle_identifier = $1 AND client_id = $2
   LIMIT 1`;
+
+/** What a client's Bundle identifier names already, if anything; call under lockBundleName. */
+async function namedBy(tx: SqlSession, bundleIdentifier: string, client: string): Promise<BundleName | undefined> {
+  const row = (await tx.query<{ submission_id: string; request_hash: string }>(NAMED_SQL, [bundleIdentifier, client]))[0];
+  return row ? { submissionId: row.submission_id, requestHash: row.request_hash } : undefined;
+}
 
 /** Whether a client's Bundle identifier names a request already; call under lockBundleName. */
 async function isNamed(tx: SqlSession, bundleIdentifier: string, client: string): Promise<boolean> {
-  return (await tx.query(NAMED_SQL, [bundleIdentifier, client])).length > 0;
+  return (await namedBy(tx, bundleIdentifier, client)) !== undefined;
 }
 
 /** The parameters of INSERT_SUBMISSION, in order. */
@@ -525,16 +535,17 @@ async function applyOrderChangesIn(db: SqlSession, changes: GuardedOrderChange[]
  * Whether the order's record ($1-$4) still holds approval $6 and whether a stored request other than $5 carries it for
  * that order: an item A1 with that number and that order, anywhere among its items (the GIN index on
  * `detail -> 'items'`, migration 17), whatever identifies its patient; or the request the approval was issued in (the
- * record's latest approving event names it) while its item for the order still answers or waits (A1, A4): a Claim
+ * record's latest approving event names it) while its item for the order is not cancelled (A1, A4, A3): a Claim
  * Update of that request asking more pends the item again, and the approval stands for what was approved (review-diff
- * s45 H1, and the held-elsewhere edge of the s45 note). Run after the record is locked (releasableIn), as its own
+ * s45 H1, and the held-elsewhere edge of the s45 note), also once the reviewer denies that update (A3: a denial of
+ * more than the approval covers leaves it; the s47 note's edge, where a duplicate's cancellation then withdrew it). Run after the record is locked (releasableIn), as its own
  * statement: under READ COMMITTED it then sees every request stored by a transaction that held the lock before.
  */
 const HELD_ELSEWHERE_SQL = `SELECT o.state, o.authorization_number,
   EXISTS (SELECT 1 FROM pas_submissions s WHERE (s.detail -> 'items') @> $7::text::jsonb AND s.id <> $5)
   OR EXISTS (SELECT 1 FROM pas_submissions s, jsonb_array_elements(s.detail -> 'items') i
     WHERE s.id = (SELECT e.submission_id FROM order_authorization_events e WHERE e.order_id = o.id AND e.state = 'approved' ORDER BY e.id DESC LIMIT 1)
-      AND s.id <> $5 AND i -> 'order' @> $8::text::jsonb AND i ->> 'reviewAction' IN ('A1', 'A4')) AS held
+      AND s.id <> $5 AND i -> 'order' @> $8::text::jsonb AND i ->> 'reviewAction' IN ('A1', 'A3', 'A4')) AS held
   FROM order_authorizations o WHERE o.payer = $1 AND o.patient_id = $2 AND o.order_ref = $3 AND o.drug = $4 AND o.authorization_number = $6`;
 
 /** The order as PAS items name it (ItemDecision.order), for containment (`@>`) in stored JSON. */
@@ -1628,19 +1639,22 @@ export class SqlStorage implements Storage {
     }
   }
 
-  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<PasSubmission | undefined> {
+  async addPasSubmissionAlias(a: PasSubmissionAlias): Promise<BundleName> {
     this.open();
-    await this.driver.transaction(async (tx) => {
+    // What the name names is read in the transaction that files it, under its lock: no read-back after it (a round
+    // trip on every collapsing resend, stop 47's note).
+    return this.driver.transaction(async (tx) => {
       // An identifier that names a request already (its own, an alias, a Claim Update) keeps naming that one.
       await lockBundleName(tx, a.bundleIdentifier, a.clientId ?? '');
-      if (await isNamed(tx, a.bundleIdentifier, a.clientId ?? '')) return;
+      const named = await namedBy(tx, a.bundleIdentifier, a.clientId ?? '');
+      if (named) return named;
       await tx.query(
         `INSERT INTO pas_submission_aliases (bundle_identifier, submission_id, request_hash, claim_identifiers, created_at, client_id)
          VALUES ($1, $2, $3, $4::text::jsonb, $5::timestamptz, $6) ON CONFLICT (bundle_identifier, client_id) DO NOTHING`,
         [a.bundleIdentifier, a.submissionId, a.requestHash, json(a.claimIdentifiers), a.createdAt, a.clientId ?? ''],
       );
+      return { submissionId: a.submissionId, requestHash: a.requestHash };
     });
-    return this.getPasSubmissionByBundleIdentifier(a.bundleIdentifier, a.clientId);
   }
 
   /**

@@ -401,6 +401,13 @@ export interface DueDelivery {
 }
 
 /** A request that collapsed into a pended one: its identifiers name that submission. */
+/** What one client's Bundle identifier names (design.md §8 "Submit and inquire"): a request, and the content that named it. */
+export interface BundleName {
+  submissionId: string;
+  /** SHA-256 of the content filed under the name (the request's own, an alias's, a Claim Update's). */
+  requestHash: string;
+}
+
 export interface PasSubmissionAlias {
   bundleIdentifier: string;
   /** The client that sent the collapsed request (always the pended request's own client). */
@@ -725,11 +732,11 @@ export interface Storage {
   /**
    * Records that a request (Bundle and Claim identifiers) collapsed into a stored submission, unless the client's
    * identifier already names a request (its own, an alias, a Claim Update), atomically with every other writer of the
-   * name (design.md §8 "Submit and inquire": one identifier, one content). Returns what the identifier names
-   * afterwards, as getPasSubmissionByBundleIdentifier does: the caller answers 409 when that is another request or
-   * other content.
+   * name (design.md §8 "Submit and inquire": one identifier, one content). Returns what the client's identifier names
+   * afterwards (this alias, or what named it first), read in the same transaction: the caller answers 409 when that
+   * is another request or other content.
    */
-  addPasSubmissionAlias(a: PasSubmissionAlias): Promise<PasSubmission | undefined>;
+  addPasSubmissionAlias(a: PasSubmissionAlias): Promise<BundleName>;
   /** Submissions matching any key of the query, newest first. */
   findPasSubmissions(q: PasQuery): Promise<PasSubmission[]>;
   listPendedSubmissions(limit?: number): Promise<PendedSummary[]>;

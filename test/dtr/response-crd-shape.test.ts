@@ -8,11 +8,12 @@
 import type { Extension, MedicationRequest, QuestionnaireResponse } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { coverageInformationProblems } from '../../src/coverage/coverage-information.js';
+import { COVERAGE_INFO_URL, coverageInformationProblems } from '../../src/coverage/coverage-information.js';
 import { buildApp } from '../helpers/app.js';
 import { answering, coverageInfo, packageDraft, reasons, sub } from '../helpers/dtr-package.js';
 import { orderSignRequest } from '../helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../helpers/stories.js';
+import { CANONICAL_BASE, fhirApp } from './helpers.js';
 
 const FHIR = 'application/fhir+json';
 const STORY = 'centene-missing-mrd';
@@ -69,5 +70,42 @@ describe("the DTR answer's approval period as data", () => {
     expect(sub(ext, 'expiry-date')).toBeUndefined();
     expect(allowedPeriod(ext)).toBeUndefined();
     expect(reasons(ext).join(' ')).toContain(`Authorization ${number} is valid from`);
+  });
+});
+
+describe('the adaptive form keeps the DTR version its response declared', () => {
+  // Before: $next-question answered every step claiming dtr-questionnaireresponse-adapt with no version, so the
+  // client's next step, and the completed determination, fell back to the shared shape whatever the client declared.
+  const ADAPT = 'http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-questionnaireresponse-adapt';
+  const start = (profile: string): QuestionnaireResponse => ({
+    resourceType: 'QuestionnaireResponse',
+    meta: { profile: [profile] },
+    questionnaire: `${CANONICAL_BASE}/Questionnaire/centene-blinatumomab|2026-11`,
+    status: 'in-progress',
+    subject: { reference: 'Patient/p1' },
+    item: [
+      { linkId: 'daily-dose', answer: [{ valueDecimal: 28 }] },
+      { linkId: 'dose-guideline-supported', answer: [{ valueBoolean: false }] },
+    ],
+  });
+
+  it.each([`${ADAPT}|2.2.0`, `${DTR_QR}|2.2.0`])('each step, and the completion, claims DTR 2.2 when the first step claimed %s', async (profile) => {
+    const { app } = fhirApp();
+    let qr = start(profile);
+    const claimed: string[][] = [];
+    for (let step = 0; step < 12 && qr.status !== 'completed'; step++) {
+      qr = (await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(qr)).expect(200)).body as QuestionnaireResponse;
+      claimed.push(qr.meta?.profile ?? []);
+    }
+    expect(qr.status).toBe('completed');
+    expect(new Set(claimed.flat())).toEqual(new Set([`${ADAPT}|2.2.0`]));
+    const info = (qr.extension ?? []).find((e) => e.url === COVERAGE_INFO_URL)!;
+    expect(coverageInformationProblems(info, '2.2')).toEqual([]);
+  });
+
+  it('a response claiming no version is answered claiming none', async () => {
+    const { app } = fhirApp();
+    const out = (await request(app).post('/fhir/Questionnaire/$next-question').set('Content-Type', FHIR).send(JSON.stringify(start(ADAPT))).expect(200)).body as QuestionnaireResponse;
+    expect(out.meta?.profile).toEqual([ADAPT]);
   });
 });

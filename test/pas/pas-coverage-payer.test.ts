@@ -6,7 +6,7 @@ import { REVIEW_TOKEN, claimResponseOf, pasApp, reviewActions, storyBundle } fro
 
 /**
  * PAS judges the request's Coverage with the service it authorizes, as CRD does (docs/design.md §4 "Payer", §8): a
- * Coverage not in force on an item's order date, or not active, is no coverage to authorize under (400) whatever the
+ * Coverage not in force on an item's order date is no coverage to authorize that item under (ClaimResponse.error), one not active none at all (400), whatever the
  * Claim's insurer says; an approval ends no later than the Coverage; a Claim whose insurer names another payer
  * PriorPath serves than its Coverage, or that marks several insurances focal, is a payer problem (400). The story: an
  * MMM member's Ph-positive request, planned start 2026-11-19, certified by MP-RX-FP-14-23.
@@ -43,17 +43,17 @@ describe('PAS: the Coverage judged on the order date (A7)', () => {
     expect((claimResponseOf(open.body).preAuthPeriod?.end ?? '') > '2026-12-10').toBe(true);
   });
 
-  it('refuses (400, nothing certified) a Coverage in force on the day of the request that ends before the order starts', async () => {
+  it('certifies nothing under a Coverage in force on the day of the request that ends before the order starts: the item is a ClaimResponse.error (was a 400)', async () => {
     const res = await submit('2026-11-17', bundleWith('order-cov-ends-before-start', { period: { start: '2026-01-01', end: '2026-11-18' } }));
-    expect(res.status).toBe(400);
-    expect(res.body.issue[0].diagnostics).toMatch(/No active Coverage.*ended on 2026-11-18.*order date 2026-11-19/);
+    expect(res.status).toBe(200);
+    expect(claimResponseOf(res.body).error?.[0].code.text).toMatch(/No active Coverage.*ended on 2026-11-18.*order date 2026-11-19/);
     expect(JSON.stringify(res.body)).not.toMatch(/PA-MMM/);
   });
 
-  it('refuses a retroactive request whose order starts before its Coverage began, and certifies one whose Coverage begins after the request but by the order date', async () => {
+  it('certifies nothing for a retroactive request whose order starts before its Coverage began (a ClaimResponse.error), and certifies one whose Coverage begins after the request but by the order date', async () => {
     const retro = await submit('2026-11-23', bundleWith('order-cov-retro', { period: { start: '2026-11-20' } }));
-    expect(retro.status).toBe(400);
-    expect(retro.body.issue[0].diagnostics).toMatch(/No active Coverage.*begins on 2026-11-20.*order date 2026-11-19/);
+    expect(retro.status).toBe(200);
+    expect(claimResponseOf(retro.body).error?.[0].code.text).toMatch(/No active Coverage.*begins on 2026-11-20.*order date 2026-11-19/);
     expect(JSON.stringify(retro.body)).not.toMatch(/PA-MMM/);
     const ahead = await submit('2026-11-17', bundleWith('order-cov-ahead', { period: { start: '2026-11-19' } }));
     expect(ahead.status, JSON.stringify(ahead.body)).toBe(200);

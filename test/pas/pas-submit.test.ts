@@ -104,13 +104,14 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
     expect(claimResponseOf(res.body).preAuthRef).toMatch(/^PA-MMM-/);
   });
 
-  it('refuses (400, nothing certified) a request whose Coverage, still marked active, ended before the request, though the Claim names the insurer', async () => {
+  it('certifies nothing for a request whose Coverage, still marked active, ended before the request, though the Claim names the insurer: its item is answered in ClaimResponse.error (was a 400)', async () => {
     const bundle = storyBundle('mmm-ph-positive-tki', { code: 'rxnorm', orderId: 'order-lapsed-coverage' });
     for (const e of bundle.entry ?? []) if (e.resource?.resourceType === 'Coverage') e.resource.period = { start: '2024-01-01', end: '2025-12-31' };
     const res = await submit(bundle);
-    expect(res.status).toBe(400);
-    expect(res.body.resourceType).toBe('OperationOutcome');
-    expect(res.body.issue[0].diagnostics).toMatch(/No active Coverage.*ended on 2025-12-31/);
+    expect(res.status).toBe(200);
+    const cr = claimResponseOf(res.body);
+    expect(cr.error?.map((e) => e.itemSequence)).toEqual([1]);
+    expect(cr.error?.[0].code.text).toMatch(/No active Coverage.*ended on 2025-12-31/);
     expect(JSON.stringify(res.body)).not.toMatch(/PA-MMM/);
   });
 
@@ -126,12 +127,12 @@ describe('Claim/$submit end to end (sandbox stories, embedded PGlite)', () => {
     expect(res.body.issue[0].diagnostics).toMatch(/names more than one payer PriorPath serves \((mmm, centene|centene, mmm)\)/);
   });
 
-  it('refuses (400, nothing certified) a request whose Coverage, marked active, has not begun', async () => {
+  it('certifies nothing for a request whose Coverage, marked active, has not begun: its item is answered in ClaimResponse.error (was a 400)', async () => {
     const bundle = storyBundle('mmm-ph-positive-tki', { code: 'rxnorm', orderId: 'order-future-coverage' });
     for (const e of bundle.entry ?? []) if (e.resource?.resourceType === 'Coverage') e.resource.period = { start: '2099-09-01' };
     const res = await submit(bundle);
-    expect(res.status).toBe(400);
-    expect(res.body.issue[0].diagnostics).toMatch(/No active Coverage.*begins on 2099-09-01/);
+    expect(res.status).toBe(200);
+    expect(claimResponseOf(res.body).error?.[0].code.text).toMatch(/No active Coverage.*begins on 2099-09-01/);
     expect(JSON.stringify(res.body)).not.toMatch(/PA-MMM/);
   });
 

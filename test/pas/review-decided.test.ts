@@ -10,6 +10,7 @@ import type { DecidedEntry } from '../../src/pas/review-router.js';
 import { UNDECIDED } from '../../src/coverage/order-record.js';
 import type { OrderKey, PasSubmission } from '../../src/storage/storage.js';
 import type { DecidedRow } from '../../web/review/queue-view.js';
+import { currentPended } from '../../src/pas/settle-pended.js';
 import { threeStores } from '../helpers/three-stores.js';
 import { REVIEW_TOKEN, claimResponseOf, pasApp, storyBundle } from './pas-fixtures.js';
 
@@ -97,6 +98,36 @@ describe.each(storages)('reviewer Decided list (GET /review/decided, %s)', (_nam
     expect(entry).toMatchObject({ decision: 'approve', reviewer: 'Documentation answers (DTR)', status: 'approved', authorizationNumber: 'PA-CENTENE-20261206-L1DECIDE' });
     const queue = ((await request(app).get('/review/pended').set(auth)).body.pended as { id: string }[]).map((p) => p.id);
     expect(queue).not.toContain(id);
+  });
+
+  it('reading changes no state: the lists, the request and GET ClaimResponse answer the settled request, which the sweep stores (was stored by the first GET)', async () => {
+    const store = storage();
+    const { app } = pasApp(store);
+    const auth = { Authorization: `Bearer ${REVIEW_TOKEN}` };
+    const b = storyBundle('centene-missing-mrd', { orderId: `read-only-${randomUUID()}` });
+    b.identifier = { system: 'urn:test:decided', value: randomUUID() };
+    const id = claimResponseOf((await request(app).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(b)).expect(200)).body).id!;
+    const filed = (await store.getPasSubmission(id)) as PasSubmission;
+    const order = (filed.detail as { items: { order: OrderKey }[] }).items[0].order;
+    // The DTR answers approve the order (what src/dtr/submit-response.ts records).
+    await store.applyOrderChange({
+      key: order,
+      from: UNDECIDED,
+      change: { state: 'approved', at: new Date().toISOString(), source: 'dtr', actor: 'dtr:QuestionnaireResponse', reason: 'Meets CP.PHAR.312: MRD-positive B-ALL in first or second complete remission', authorization: { number: 'PA-CENTENE-20261206-READONLY', start: '2026-12-06', end: '2027-06-05' } },
+    });
+    const decided = (await request(app).get('/review/decided').set(auth).expect(200)).body.decided as DecidedEntry[];
+    expect(decided.find((d) => d.id === id)).toMatchObject({ decision: 'approve', reviewer: 'Documentation answers (DTR)', status: 'approved' });
+    expect(((await request(app).get('/review/pended').set(auth).expect(200)).body.pended as { id: string }[]).map((p) => p.id)).not.toContain(id);
+    expect((await request(app).get(`/review/${id}`).set(auth).expect(200)).body).toMatchObject({ reviewAction: 'A1' });
+    expect((await request(app).get(`/fhir/ClaimResponse/${id}`).expect(200)).body.preAuthRef).toBe('PA-CENTENE-20261206-READONLY');
+    // None of these reads stored anything: the request is as filed.
+    const after = (await store.getPasSubmission(id)) as PasSubmission;
+    expect([after.reviewAction, after.revision, after.decisions.length]).toEqual([filed.reviewAction, filed.revision, filed.decisions.length]);
+    // The sweep (subscription-notifier.ts sweepPended) stores it, with the time the order was decided, as listed.
+    await currentPended(store);
+    const stored = (await store.getPasSubmission(id)) as PasSubmission;
+    expect(stored.reviewAction).toBe('A1');
+    expect(stored.decisions.at(-1)?.decidedAt).toBe(decided.find((d) => d.id === id)?.decidedAt);
   });
 
   it('needs the reviewer token, as the queue does, and refuses a window that is not a whole number of days from 1 to 90', async () => {

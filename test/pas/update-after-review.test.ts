@@ -144,6 +144,31 @@ describe.each(storages)('a Claim Update asking more than a reviewer approved (%s
     expect(paNeeded((await sign(atDose(order, 112))).ext)).not.toBe('satisfied');
   });
 
+  it("keeps the order approved when the reviewer denies the update asking more (A3) and a duplicate carrying the number is then cancelled, twice", async () => {
+    // The s47 note's open edge: the reviewed request's item denied (A3) for the update's 112 mcg/day, the approval of 56
+    // stands (design.md §8: a denial of more than it covers leaves it); the duplicate's cancellation withdrew it, as no
+    // request then answered the number A1.
+    const { submit, sign, review, storage: s, order, key, orderId, paId, reviewed } = setUp();
+    const { first, number } = await reviewed();
+    const duplicate = requestAt(56, `duplicate-${randomUUID()}`, orderId);
+    expect(reviewActions(claimResponseOf((await submit(duplicate)).body))).toEqual([`${X12}#A1`]);
+    const updated = claimResponseOf((await submit(updateAt(first, 112))).body);
+    expect(reviewActions(updated)).toEqual([`${X12}#A4`]);
+    expect((await review(`/${updated.id}/decision`, { decision: 'deny', reviewer: 'Dr. R. Okafor', reason: '112 mcg/day is not supported after cycle 1' })).status).toBe(200);
+    expect((await s.getOrderRecord(key))?.state).toBe('approved');
+
+    const cancel = updateAt(duplicate, 'cancel');
+    expect(reviewActions(claimResponseOf((await submit(cancel)).body))).toEqual([`${X12}#C`]);
+    // The same cancellation sent again is answered as stored, and changes nothing.
+    expect(reviewActions(claimResponseOf((await submit(cancel)).body))).toEqual([`${X12}#C`]);
+
+    const record = await s.getOrderRecord(key);
+    expect([record?.state, record?.authorization?.number]).toEqual(['approved', number]);
+    const signed = await sign(atDose(order, 56));
+    expect([paNeeded(signed.ext), paId(signed.ext)]).toEqual(['satisfied', number]);
+    expect(paNeeded((await sign(atDose(order, 112))).ext)).not.toBe('satisfied');
+  });
+
   it('withdraws the approval when the reviewed request, pended again by the update, is itself cancelled and nothing else carries it', async () => {
     const { submit, sign, storage: s, order, key, reviewed } = setUp();
     const { first, number } = await reviewed();

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createStorage } from '../../src/storage/create-storage.js';
 import { MIGRATIONS, migrate } from '../../src/storage/migrations.js';
 import { openPglite } from '../../src/storage/pglite-driver.js';
@@ -37,6 +37,24 @@ describe('embedded PGlite storage', () => {
   });
 
   storageContract(() => storage);
+
+  it('files an alias and tells what the name names in one transaction, with no read-back after it', async () => {
+    // A resend collapsing into a pended request (design.md §8): the name is read under its lock, in the transaction
+    // that files it; a query after it was one more round trip on the PAS path (stop 47's note).
+    const pended = newSubmission({ clientId: 'ehr-a' });
+    await storage.createPasSubmission(pended);
+    const name = `urn:ehr.example.org:pas-transaction|alias-${pended.id}`;
+    const alias = { bundleIdentifier: name, clientId: 'ehr-a', submissionId: pended.id, requestHash: 'c'.repeat(64), claimIdentifiers: [], createdAt: new Date().toISOString() };
+    const query = vi.spyOn(storage.driver, 'query');
+    try {
+      expect(await storage.addPasSubmissionAlias(alias)).toEqual({ submissionId: pended.id, requestHash: 'c'.repeat(64) });
+      // Filed again with other content: the name keeps naming the first content, told from the same transaction.
+      expect(await storage.addPasSubmissionAlias({ ...alias, requestHash: 'e'.repeat(64) })).toEqual({ submissionId: pended.id, requestHash: 'c'.repeat(64) });
+      expect(query).not.toHaveBeenCalled();
+    } finally {
+      query.mockRestore();
+    }
+  });
 
   it('flushes every acknowledged commit to disk with fsync(2)', async () => {
     const driver = storage.driver as PgliteDriver;

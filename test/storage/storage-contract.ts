@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
-import type { AssertionRecord, GuardedOrderChange, HookAuditRecord, NewPasSubmission, OrderKey, PasSubmission, PasQuery, OrderState, Storage, SubscriptionRecord } from '../../src/storage/storage.js';
+import type { AssertionRecord, GuardedOrderChange, HookAuditRecord, NewPasSubmission, OrderKey, PasQuery, OrderState, Storage, SubscriptionRecord } from '../../src/storage/storage.js';
 import { everySubscription, StorageUnavailableError } from '../../src/storage/storage.js';
 import type { SqlDriver } from '../../src/storage/sql-driver.js';
 
@@ -457,7 +457,7 @@ export function storageContract(get: () => Storage): void {
       const other = newSubmission({ clientId: 'ehr-a', bundleIdentifier: name, requestHash: 'd'.repeat(64) });
       const alias = () => get().addPasSubmissionAlias({ bundleIdentifier: name, clientId: 'ehr-a', submissionId: pended.id, requestHash: 'c'.repeat(64), claimIdentifiers: [], createdAt: at });
       const request = () => get().createPasSubmissionForOrders(other, []);
-      let named: PasSubmission | undefined;
+      let named: Awaited<ReturnType<typeof alias>> | undefined;
       let created: Awaited<ReturnType<typeof request>>;
       if (order === 'alias first') {
         named = await alias();
@@ -469,7 +469,7 @@ export function storageContract(get: () => Storage): void {
       const stored = await get().getPasSubmissionByBundleIdentifier(name, 'ehr-a');
       // One request answers the identifier, and each writer is told which, with the content that named it.
       expect((await get().findPasSubmissions({ bundleIdentifiers: [name], readableBy: 'ehr-a' })).map((s) => s.id), order).toEqual([stored!.id]);
-      expect([named?.id, named?.requestHash], order).toEqual([stored!.id, stored!.requestHash]);
+      expect([named?.submissionId, named?.requestHash], order).toEqual([stored!.id, stored!.requestHash]);
       if (created.created) expect([stored!.id, stored!.requestHash], order).toEqual([other.id, other.requestHash]);
       else expect([created.submission?.id, created.submission?.requestHash, stored!.id], order).toEqual([pended.id, 'c'.repeat(64), pended.id]);
     }

@@ -1253,8 +1253,13 @@ async function runAdaptive(
   // Population needs the form's launch contexts and x-fhir-query variables (SDC §launchContext, §variable): the
   // payer's contained Questionnaire declares them; the static form's fill in for a payer whose form does not.
   const population = (state.questionnaire.extension ?? []).filter((e) => /launchContext|\/variable$/.test(e.url));
+  // The same context and DTR version as the static form's response: after a CRD 2.2 signing the adaptive response
+  // claims DTR 2.2 (dtr-questionnaireresponse-adapt|2.2.0), so the payer answers its determination in CRD 2.2's shape.
+  const shared = finalResponse(state, { resourceType: 'QuestionnaireResponse', status: 'in-progress' });
+  const version = shared.meta?.profile?.[0]?.split('|')[1];
   let qr: QuestionnaireResponse = {
     resourceType: 'QuestionnaireResponse',
+    meta: { profile: [`${DTR}/dtr-questionnaireresponse-adapt${version ? `|${version}` : ''}`] },
     contained: [
       {
         resourceType: 'Questionnaire',
@@ -1267,7 +1272,7 @@ async function runAdaptive(
     questionnaire: '#adaptive',
     status: 'in-progress',
     subject: { reference: `Patient/${state.patient.id}` },
-    extension: finalResponse(state, { resourceType: 'QuestionnaireResponse', status: 'in-progress' }).extension,
+    extension: shared.extension,
     // What the payer already knows from signing goes first, so it asks only for the rest.
     item: flattenAnswered(prefilled?.item),
   };
