@@ -980,6 +980,33 @@ function candidateValues(type: FactType, text: string): FactValue[] | undefined 
   return undefined;
 }
 
+/** {@link candidateValues} per rule and fact: `null` where there is none (the rule's text is unknown, or the type lists no values). */
+const candidatesByRule = new WeakMap<CompiledRule, Map<string, readonly FactValue[] | null>>();
+
+/**
+ * The candidate values of fact `name` in `rule`, read from the rule's text once per rule and fact (the text and the
+ * fact's type are content, fixed at load): the hook path asks for them on every undecided rule of every
+ * documentation-needed order, and scanning the text with regular expressions each time was wasted. Never changed by
+ * callers.
+ */
+function ruleCandidates(policy: CompiledPolicy, rule: CompiledRule, name: string): readonly FactValue[] | undefined {
+  let byFact = candidatesByRule.get(rule);
+  if (!byFact) candidatesByRule.set(rule, (byFact = new Map()));
+  let values = byFact.get(name);
+  if (values === undefined) {
+    let texts = ruleTexts.get(policy);
+    if (!texts) {
+      texts = new Map([...policy.file.requirements, ...policy.file.pathways, ...policy.file.limits].map((r) => [r.id, r.when]));
+      ruleTexts.set(policy, texts);
+    }
+    const text = texts.get(rule.id);
+    const type = policy.factsByName.get(name)?.def.type;
+    values = (text !== undefined && type !== undefined ? candidateValues(type, text) : undefined) ?? null;
+    byFact.set(name, values);
+  }
+  return values ?? undefined;
+}
+
 /**
  * Whether some value of `name` could change the value of `rule`, the rule's other unknown facts taking any value
  * (or none), and so do the facts computed from it: every combination is tried while there are at most
@@ -989,28 +1016,24 @@ function candidateValues(type: FactType, text: string): FactValue[] | undefined 
  */
 function couldChange(policy: CompiledPolicy, rule: CompiledRule, name: string, known: Record<string, FactValue>): boolean {
   if (Object.prototype.hasOwnProperty.call(known, name)) return false;
-  let texts = ruleTexts.get(policy);
-  if (!texts) {
-    texts = new Map([...policy.file.requirements, ...policy.file.pathways, ...policy.file.limits].map((r) => [r.id, r.when]));
-    ruleTexts.set(policy, texts);
-  }
-  const text = texts.get(rule.id);
-  const def = policy.factsByName.get(name)?.def;
-  const own = text !== undefined && def ? candidateValues(def.type, text) : undefined;
+  const own = ruleCandidates(policy, rule, name);
   if (!own) return true;
   const others: { name: string; values: (FactValue | undefined)[] }[] = [];
   let combinations = 1;
+  // A rule's value is a function of the values of the facts it reads alone (ruleOutcome remembers it by them): each
+  // combination is tried on an object of those facts only, not on a copy of every known fact of the policy (about 70),
+  // which was most of this function's time on a documentation-needed order.
+  const free: Record<string, FactValue> = {};
+  for (const f of rule.facts) if (Object.prototype.hasOwnProperty.call(known, f)) free[f] = known[f];
   // A fact computed from this one (the cycles of the order's phase, from its unknown phase) was read without it: it
   // takes any value too.
-  const free: Record<string, FactValue> = { ...known };
   for (const other of rule.facts) {
     if (other === name) continue;
     if (Object.prototype.hasOwnProperty.call(known, other)) {
       if (!ruleClosure(policy, [other]).includes(name)) continue;
       delete free[other];
     }
-    const type = policy.factsByName.get(other)?.def.type;
-    const values = type ? candidateValues(type, text!) : undefined;
+    const values = ruleCandidates(policy, rule, other);
     if (!values) return true;
     others.push({ name: other, values: [undefined, ...values] });
     combinations *= values.length + 1;
