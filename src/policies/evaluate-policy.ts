@@ -167,13 +167,25 @@ export interface FactRead {
 }
 
 /**
- * Fact results by `CompiledFact.shareKey` (with `@orderDate` for dated facts) over one order's data: a fact defined the
- * same way in several policies (the shared fact library) is evaluated once per order, not once per policy
- * (design.md §9). `evaluated` counts the expressions actually run.
+ * Fact results by `CompiledFact.shareKey` over one order's data (`reads`; a dated fact's under its order date,
+ * `readsOn`): a fact defined the same way in several policies (the shared fact library) is evaluated once per order,
+ * not once per policy (design.md §9). `evaluated` counts the expressions actually run.
  */
 export class FactMemo {
   readonly reads = new Map<string, FactRead>();
+  /**
+   * Dated facts' results by order date, then share key. Two maps, not one keyed `shareKey@orderDate`: that key was a new
+   * string to hash on every read and write of every dated fact (most of them), a visible share of readFacts' own time.
+   */
+  readonly readsOn = new Map<string, Map<string, FactRead>>();
   evaluated = 0;
+
+  /** The results of the dated facts at one order date. */
+  on(orderDate: string): Map<string, FactRead> {
+    let reads = this.readsOn.get(orderDate);
+    if (!reads) this.readsOn.set(orderDate, (reads = new Map()));
+    return reads;
+  }
 }
 
 function coerce(type: FactType, values: unknown[]): FactValue | undefined {
@@ -672,6 +684,7 @@ function readFacts(
   let broken = false;
 
   const latestDate = latestPlausibleDate(data.orderDate);
+  const datedReads = data.memo?.on(data.orderDate);
   // Facts that are answered, or read an answered fact, have values of their own in this evaluation: never shared.
   const fromAnswers = new Set<string>();
   for (const f of policy.facts) {
@@ -701,8 +714,8 @@ function readFacts(
     }
     const shared = data.memo !== undefined && !(orderChanged && f.readsOrder) && (fromAnswers.size === 0 || !f.deps.some((d) => fromAnswers.has(d)));
     if (!shared) fromAnswers.add(f.name);
-    const key = f.dated ? `${f.shareKey}@${data.orderDate}` : f.shareKey;
-    let read = shared ? data.memo!.reads.get(key) : undefined;
+    const reads = f.dated ? datedReads! : data.memo?.reads;
+    let read = shared ? reads!.get(f.shareKey) : undefined;
     if (read === undefined && f.pureOf) {
       // Computed from facts alone: the same input values give the same value, whichever patient they belong to.
       const pureKey = `${f.shareKey}|${valuesKey(f.pureOf, env, undefined)}`;
@@ -713,7 +726,7 @@ function readFacts(
       read = readFact(f, data, env, latestDate);
       if (shared) {
         data.memo!.evaluated++;
-        data.memo!.reads.set(key, read);
+        reads!.set(f.shareKey, read);
       }
     }
     if (read.error !== undefined) {
