@@ -167,13 +167,25 @@ export interface FactRead {
 }
 
 /**
- * Fact results by `CompiledFact.shareKey` (with `@orderDate` for dated facts) over one order's data: a fact defined the
- * same way in several policies (the shared fact library) is evaluated once per order, not once per policy
- * (design.md §9). `evaluated` counts the expressions actually run.
+ * Fact results by `CompiledFact.shareKey` over one order's data (`reads`; a dated fact's under its order date,
+ * `readsOn`): a fact defined the same way in several policies (the shared fact library) is evaluated once per order,
+ * not once per policy (design.md §9). `evaluated` counts the expressions actually run.
  */
 export class FactMemo {
   readonly reads = new Map<string, FactRead>();
+  /**
+   * Dated facts' results by order date, then share key. Two maps, not one keyed `shareKey@orderDate`: that key was a new
+   * string to hash on every read and write of every dated fact (most of them), a visible share of readFacts' own time.
+   */
+  readonly readsOn = new Map<string, Map<string, FactRead>>();
   evaluated = 0;
+
+  /** The results of the dated facts at one order date. */
+  on(orderDate: string): Map<string, FactRead> {
+    let reads = this.readsOn.get(orderDate);
+    if (!reads) this.readsOn.set(orderDate, (reads = new Map()));
+    return reads;
+  }
 }
 
 function coerce(type: FactType, values: unknown[]): FactValue | undefined {
@@ -672,6 +684,7 @@ function readFacts(
   let broken = false;
 
   const latestDate = latestPlausibleDate(data.orderDate);
+  const datedReads = data.memo?.on(data.orderDate);
   // Facts that are answered, or read an answered fact, have values of their own in this evaluation: never shared.
   const fromAnswers = new Set<string>();
   for (const f of policy.facts) {
@@ -701,8 +714,8 @@ function readFacts(
     }
     const shared = data.memo !== undefined && !(orderChanged && f.readsOrder) && (fromAnswers.size === 0 || !f.deps.some((d) => fromAnswers.has(d)));
     if (!shared) fromAnswers.add(f.name);
-    const key = f.dated ? `${f.shareKey}@${data.orderDate}` : f.shareKey;
-    let read = shared ? data.memo!.reads.get(key) : undefined;
+    const reads = f.dated ? datedReads! : data.memo?.reads;
+    let read = shared ? reads!.get(f.shareKey) : undefined;
     if (read === undefined && f.pureOf) {
       // Computed from facts alone: the same input values give the same value, whichever patient they belong to.
       const pureKey = `${f.shareKey}|${valuesKey(f.pureOf, env, undefined)}`;
@@ -713,7 +726,7 @@ function readFacts(
       read = readFact(f, data, env, latestDate);
       if (shared) {
         data.memo!.evaluated++;
-        data.memo!.reads.set(key, read);
+        reads!.set(f.shareKey, read);
       }
     }
     if (read.error !== undefined) {
@@ -980,6 +993,33 @@ function candidateValues(type: FactType, text: string): FactValue[] | undefined 
   return undefined;
 }
 
+/** {@link candidateValues} per rule and fact: `null` where there is none (the rule's text is unknown, or the type lists no values). */
+const candidatesByRule = new WeakMap<CompiledRule, Map<string, readonly FactValue[] | null>>();
+
+/**
+ * The candidate values of fact `name` in `rule`, read from the rule's text once per rule and fact (the text and the
+ * fact's type are content, fixed at load): the hook path asks for them on every undecided rule of every
+ * documentation-needed order, and scanning the text with regular expressions each time was wasted. Never changed by
+ * callers.
+ */
+function ruleCandidates(policy: CompiledPolicy, rule: CompiledRule, name: string): readonly FactValue[] | undefined {
+  let byFact = candidatesByRule.get(rule);
+  if (!byFact) candidatesByRule.set(rule, (byFact = new Map()));
+  let values = byFact.get(name);
+  if (values === undefined) {
+    let texts = ruleTexts.get(policy);
+    if (!texts) {
+      texts = new Map([...policy.file.requirements, ...policy.file.pathways, ...policy.file.limits].map((r) => [r.id, r.when]));
+      ruleTexts.set(policy, texts);
+    }
+    const text = texts.get(rule.id);
+    const type = policy.factsByName.get(name)?.def.type;
+    values = (text !== undefined && type !== undefined ? candidateValues(type, text) : undefined) ?? null;
+    byFact.set(name, values);
+  }
+  return values ?? undefined;
+}
+
 /**
  * Whether some value of `name` could change the value of `rule`, the rule's other unknown facts taking any value
  * (or none), and so do the facts computed from it: every combination is tried while there are at most
@@ -989,28 +1029,24 @@ function candidateValues(type: FactType, text: string): FactValue[] | undefined 
  */
 function couldChange(policy: CompiledPolicy, rule: CompiledRule, name: string, known: Record<string, FactValue>): boolean {
   if (Object.prototype.hasOwnProperty.call(known, name)) return false;
-  let texts = ruleTexts.get(policy);
-  if (!texts) {
-    texts = new Map([...policy.file.requirements, ...policy.file.pathways, ...policy.file.limits].map((r) => [r.id, r.when]));
-    ruleTexts.set(policy, texts);
-  }
-  const text = texts.get(rule.id);
-  const def = policy.factsByName.get(name)?.def;
-  const own = text !== undefined && def ? candidateValues(def.type, text) : undefined;
+  const own = ruleCandidates(policy, rule, name);
   if (!own) return true;
   const others: { name: string; values: (FactValue | undefined)[] }[] = [];
   let combinations = 1;
+  // A rule's value is a function of the values of the facts it reads alone (ruleOutcome remembers it by them): each
+  // combination is tried on an object of those facts only, not on a copy of every known fact of the policy (about 70),
+  // which was most of this function's time on a documentation-needed order.
+  const free: Record<string, FactValue> = {};
+  for (const f of rule.facts) if (Object.prototype.hasOwnProperty.call(known, f)) free[f] = known[f];
   // A fact computed from this one (the cycles of the order's phase, from its unknown phase) was read without it: it
   // takes any value too.
-  const free: Record<string, FactValue> = { ...known };
   for (const other of rule.facts) {
     if (other === name) continue;
     if (Object.prototype.hasOwnProperty.call(known, other)) {
       if (!ruleClosure(policy, [other]).includes(name)) continue;
       delete free[other];
     }
-    const type = policy.factsByName.get(other)?.def.type;
-    const values = type ? candidateValues(type, text!) : undefined;
+    const values = ruleCandidates(policy, rule, other);
     if (!values) return true;
     others.push({ name: other, values: [undefined, ...values] });
     combinations *= values.length + 1;
