@@ -325,6 +325,13 @@ define function "Names Match"(C FHIR.CodeableConcept, names List<System.String>)
   "Day Of"(Coalesce((R.effective as FHIR.dateTime).value, (R.effective as FHIR.instant).value,
     (R.effective as FHIR.Period).start.value, R.issued.value))`,
   },
+  // fhirpath.ts statedDay: the date an Observation states, as written, up to the day (a partial one stays partial):
+  // when it was taken, else when it was issued (design.md §6 "A date not to the day").
+  'Observation Stated Day': {
+    cql: `define function "Observation Stated Day"(R FHIR.Observation):
+  Substring(ToString(Coalesce((R.effective as FHIR.dateTime).value, (R.effective as FHIR.instant).value,
+    (R.effective as FHIR.Period).start.value, R.issued.value)), 0, 10)`,
+  },
   'Immunization Date': {
     needs: ['Day Of'],
     cql: `define function "Immunization Date"(R FHIR.Immunization):

@@ -682,6 +682,17 @@ export class FhirPathToCql {
           ? this.share(n, until === undefined ? `within ${days} days` : `within ${days} days up to the stated start`, recent)
           : recent;
       }
+      case 'statedDay': {
+        // fhirpath.ts statedDay: the date each Observation states, up to the day, by one helper
+        // (cql-library-source.ts "Observation Stated Day"), so every history fact reads the same precedence.
+        if (n.ty.k !== 'fhir' || n.ty.name !== 'Observation') throw new Untranslatable(`statedDay() of ${tyText(n.ty)}`);
+        if (args.length !== 0) throw new Untranslatable('statedDay() takes no argument');
+        const day = this.env.helper('Observation Stated Day');
+        if (!n.many) return node(`${day}(${n.cql})`, SYS('String'));
+        const a = ctx.fresh();
+        const d = ctx.fresh();
+        return node(`((${n.cql}) ${a} return ${day}(${a})) ${d} where ${d} is not null`, SYS('String'), true);
+      }
       case 'maybeRecent': {
         // fhirpath.ts maybeRecent: a helper per resource type (cql-library-source.ts), the list read once.
         if (n.ty.k !== 'fhir' || !['Observation', 'Immunization'].includes(n.ty.name)) throw new Untranslatable(`maybeRecent() of ${tyText(n.ty)}`);

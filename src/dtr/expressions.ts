@@ -335,6 +335,9 @@ function standardCall(
       const until = `(${args[2].trim()})`;
       return `where(${from} and (${until}.empty() or ${RESOURCE_DATE} <= ${until}.toString().substring(0, 10).toDate()))`;
     }
+    case 'statedDay':
+      // fhirpath.ts statedDay: each resource's stated date, up to the day.
+      return args.length === 0 ? `select(${STATED_DATE}.toString().substring(0, 10))` : undefined;
     case 'maybeRecent': {
       // The input as a variable (a where() cannot see its input); then, cheaply, those not dated to the day; then, for
       // those few, whether they may fall in the window and are not wholly before the latest day the input dates in it.

@@ -100,6 +100,11 @@ function daysBefore(date: string, days: number): string {
  *   `recent(date, days, until)` also on or before `until` when it is a date, with no upper end when it is empty
  *   (`%orderStart`: the start the order states; a result after it is not evidence at the start, docs/design.md §6
  *   "Recency");
+ * - `statedDay()` = the date each resource states, as written, up to the day ("2026-11-05", "2026-11", "2026"): for an
+ *   Observation `(effective.ofType(dateTime) | effective.ofType(instant) | effective.ofType(Period).start | issued)
+ *   .first().toString().substring(0, 10)`, the precedence `recent()` reads (docs/design.md §6 "A date not to the day":
+ *   when a result was taken, else when it was issued); compared with `toDate()`, a partial one is empty where it
+ *   cannot tell;
  * - `maybeRecent(date, days, until)` = the resources `recent()` cannot place: not dated to the day (a month, a year,
  *   only text, none: `possibleDays`), that may fall in its window and may be later than every resource of the input
  *   dated in it (a partial date comparison that cannot tell is kept, as FHIRPath's and CQL's are empty). A recency fact
@@ -138,6 +143,15 @@ function collectionFilters(options: FhirPathOptions) {
         });
       },
       arity: { 2: ['String', 'Integer'], 3: ['String', 'Integer', 'String'] },
+    },
+    statedDay: {
+      // One item per resource that states a date: its text up to the day, a partial date staying partial.
+      fn: (inputs: unknown[]) =>
+        resourcesWhere(inputs, () => true)
+          .map((r) => statedDate(r))
+          .filter((v): v is string => typeof v === 'string')
+          .map((v) => v.slice(0, 10)),
+      arity: { 0: [] },
     },
     maybeRecent: {
       fn: (inputs: unknown[], date: string, days: number, until?: string | []) => {

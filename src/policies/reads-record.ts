@@ -2,7 +2,7 @@ import type { Token } from '../fhir/fhirpath-tokens.js';
 import type { CompiledPolicy } from './compiled-policy.js';
 
 /** Server-only functions (src/fhir/fhirpath.ts); a renderer's FHIRPath engine has none of them. */
-export const SERVER_FUNCTIONS = ['memberOf', 'coded', 'codedIn', 'recent', 'maybeRecent'];
+export const SERVER_FUNCTIONS = ['memberOf', 'coded', 'codedIn', 'recent', 'maybeRecent', 'statedDay'];
 
 /** Variables a form's FHIRPath has a reading of besides the facts: terminology constants, the drug, the order date. */
 const FORM_VARIABLES = /^(ucum|sct|loinc|policyDrug|orderDate|orderDateTime)$/;
