@@ -204,9 +204,14 @@ describe.skipIf(!hasChromium)(
       await page.getByRole('link', { name: 'Return to the EHR' }).first().click();
       await page.getByRole('heading', { name: 'Documentation on file' }).waitFor();
       await page.getByTestId('order-authorization').waitFor();
-      expect(await textOf(page, '[data-testid=order-authorization]')).toBe(`Prior authorization approved: ${issued}.`);
+      // The adaptive response claims the DTR version of the signing (2.2 after a CRD 2.2 signing), so the determination
+      // comes in CRD 2.2's shape with its period, as after the static form: the number and the period are said.
+      expect(await textOf(page, '[data-testid=order-authorization]')).toMatch(
+        new RegExp(`^Prior authorization approved: ${issued}, valid from \\d{1,2} [A-Z][a-z]+ \\d{4} to \\d{1,2} [A-Z][a-z]+ \\d{4}\\.$`),
+      );
+      // The payer's answer to the documentation is on file as after the static form, with the period's end.
       expect(await textOf(page, '#documentation')).toMatch(
-        new RegExp(`Authorization ${issued} is valid from \\d{1,2} [A-Z][a-z]+ \\d{4} to \\d{1,2} [A-Z][a-z]+ \\d{4}`),
+        new RegExp(`Payer's answer to the documentation: Prior authorization approved: ${issued} valid until \\d{1,2} [A-Z][a-z]+ \\d{4}`),
       );
       expect(await page.getByRole('button', { name: 'Submit prior authorization' }).count()).toBe(0);
       await shot('ehr-authorized');
