@@ -194,6 +194,13 @@ async function main(): Promise<void> {
     (app.locals.subscriptionNotifier as SubscriptionNotifier).kick();
     (app.locals.subscriptionNotifier as SubscriptionNotifier).sweepPended();
     (app.locals.subscriptionNotifier as SubscriptionNotifier).heartbeats();
+    // fhirpath.js (the engine an evaluation the compiled code cannot model is handed to) was not needed to start:
+    // it loads a second after storage is open, so neither the readiness answer nor the first hooks wait for it, and
+    // the first evaluation handed to it does not load it either.
+    void opening.then(
+      () => setTimeout(() => fhirPath.loadReferenceEngine(), 1_000).unref(),
+      () => {},
+    );
   };
   process.off('SIGTERM', stopWhileStarting);
   process.off('SIGINT', stopWhileStarting);

@@ -50,19 +50,35 @@ interface ElmLibrary {
   library?: { statements?: { def?: { name: string }[] }; valueSets?: { def?: { id: string }[] } };
 }
 
-function elmOf(library: Library): ElmLibrary {
-  const elm = library.content?.find((c) => c.contentType === 'application/elm+json')?.data;
-  return elm ? (JSON.parse(Buffer.from(elm, 'base64').toString('utf8')) as ElmLibrary) : {};
+/** What this module reads of a Library's ELM, by Library: content is immutable, and each ELM is about 1 MB. */
+const elmNames = new WeakMap<Library, { defines: string[]; valueSets: string[] }>();
+
+/**
+ * The names a Library's ELM defines and the value sets it names, read once per Library: the catalog asks for a
+ * shared Library (FHIRHelpers) once per policy, and decoding and parsing every ELM again was a tenth of start-up.
+ */
+function elmOf(library: Library): { defines: string[]; valueSets: string[] } {
+  let names = elmNames.get(library);
+  if (!names) {
+    const data = library.content?.find((c) => c.contentType === 'application/elm+json')?.data;
+    const elm = data ? (JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as ElmLibrary) : {};
+    names = {
+      defines: (elm.library?.statements?.def ?? []).map((d) => d.name).filter((n) => n !== 'Patient'),
+      valueSets: (elm.library?.valueSets?.def ?? []).map((d) => d.id),
+    };
+    elmNames.set(library, names);
+  }
+  return names;
 }
 
 /** The expression definitions of a Library's ELM (`application/elm+json` content). */
 export function definesOf(library: Library): string[] {
-  return (elmOf(library).library?.statements?.def ?? []).map((d) => d.name).filter((n) => n !== 'Patient');
+  return [...elmOf(library).defines];
 }
 
 /** The value set canonicals a Library's ELM names (the package carries them, expanded: DTR "external ValueSets"). */
 export function valueSetsOfLibrary(library: Library): string[] {
-  return (elmOf(library).library?.valueSets?.def ?? []).map((d) => d.id);
+  return [...elmOf(library).valueSets];
 }
 
 /** A Library and, recursively, the Libraries it depends on (relatedArtifact depends-on), each once. */

@@ -1,6 +1,5 @@
 import { createRequire } from 'node:module';
-// The CommonJS build, so fhirpath.js's value classes (src/fhir/fhirpath-compiler.ts) come from the same copy.
-import fhirpath from 'fhirpath/src/fhirpath.js';
+import type * as FhirPathJs from 'fhirpath/src/fhirpath.js';
 import r4Model from 'fhirpath/fhir-context/r4/index.js';
 import { BAIL, compileAst, Unsupported } from './fhirpath-compiler.js';
 import type { AstNode, ModelTables, UserFunction } from './fhirpath-compiler.js';
@@ -241,12 +240,30 @@ function makeUserFunctions(options: FhirPathOptions) {
   return { ...memberOfTable(options), ...collectionFilters(options) };
 }
 
+const requireHere = createRequire(import.meta.url);
+let engine: typeof FhirPathJs.default | undefined;
+/**
+ * fhirpath.js's engine and parser, loaded on first use: the CommonJS build, so its value classes are those
+ * src/fhir/fhirpath-compiler.ts uses (one copy). The built service compiles every expression from the build's parse
+ * trees and runs none with fhirpath.js until an evaluation bails, so loading the engine (its ANTLR parser and
+ * function tables, about 80 ms of CPU) waits: `loadReferenceEngine` is called once the service listens.
+ */
+function fhirpathJs(): typeof FhirPathJs.default {
+  return (engine ??= requireHere('fhirpath/src/fhirpath.js') as typeof FhirPathJs.default);
+}
+
+/** Loads fhirpath.js's engine now (see {@link fhirpathJs}), so that the first evaluation handed to it does not. */
+export function loadReferenceEngine(): void {
+  fhirpathJs();
+}
+
 /** fhirpath.js alone: the reference engine every compiled expression must agree with. */
 export function referenceFhirPath(expression: string, options: FhirPathOptions): CompiledExpression {
+  const fhirpath = fhirpathJs();
   const fn = fhirpath.compile(expression, options.model === 'r4' ? r4Model : undefined, {
     userInvocationTable: userFunctions(options),
     resolveInternalTypes: true,
-  } as Parameters<typeof fhirpath.compile>[2]);
+  } as Parameters<typeof FhirPathJs.default.compile>[2]);
   return (resource, env) => fn(resource as object, env as Record<string, unknown>) as unknown[];
 }
 
@@ -277,7 +294,7 @@ let recordedTrees: Map<string, string> | undefined;
 
 /** The version of fhirpath.js whose parser made a tree: a file of trees from another version is not used. */
 export function parseTreeStamp(): string {
-  return `fhirpath ${(createRequire(import.meta.url)('fhirpath/package.json') as { version: string }).version}`;
+  return `fhirpath ${(requireHere('fhirpath/package.json') as { version: string }).version}`;
 }
 
 /** Hands in trees by expression text, as `recordParseTrees` returned them; `undefined` drops them (after loading). */
@@ -301,7 +318,7 @@ function parseTree(expression: string): AstNode {
   const known = knownTrees?.get(expression);
   if (known) return known;
   fhirPathStats.parsed++;
-  const ast = fhirpath.parse(expression) as unknown as AstNode;
+  const ast = fhirpathJs().parse(expression) as unknown as AstNode;
   // As text at once: what is written is the parser's tree, whatever later reads it.
   recordedTrees?.set(expression, JSON.stringify(ast));
   return ast;
