@@ -66,6 +66,8 @@ export interface AppDeps {
   notifyFetch?: NotifyFetch;
   /** Host name resolution for notification endpoints (tests inject one; default the system resolver). */
   resolveHost?: HostResolver;
+  /** Takes work start-up can leave until the service is ready (serve.ts; see FhirRouterDeps.defer). Unset: done at once. */
+  defer?: (work: () => void) => void;
 }
 
 /** A hook request: its client's issuer once its JWT passed, and whether its answer was counted and audited yet. */
@@ -265,7 +267,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/auth/token', tokenEndpointRouter(tokens));
   // Browsers (the DTR SMART app) call the payer API cross-origin.
   app.use('/fhir', cors(config.corsOrigins), payerApiGate({ mode: config.payerApiAuth, tokens, storage, logger }));
-  app.use('/fhir', createFhirRouter({ content, storage, publicBaseUrl: config.publicBaseUrl, logger, defaultPayer: config.defaultPayer, today: deps.today, tokenEndpoint: tokens.tokenEndpoint, attachmentBodyBytes: config.attachmentBodyMaxBytes }));
+  app.use('/fhir', createFhirRouter({ content, storage, publicBaseUrl: config.publicBaseUrl, logger, defaultPayer: config.defaultPayer, today: deps.today, tokenEndpoint: tokens.tokenEndpoint, attachmentBodyBytes: config.attachmentBodyMaxBytes, defer: deps.defer }));
   // PAS Subscriptions: the notifier delivers from the durable outbox; serve.ts kicks it at start-up to resume.
   const fhirBase = `${config.publicBaseUrl}/fhir`;
   const endpoints: EndpointPolicy = {

@@ -177,7 +177,11 @@ async function main(): Promise<void> {
   // A hook whose client left still finishes within EHR_BUDGET_MS of its arrival (all of its EHR reads) and the write
   // queue's 2 s; the drain waits that long. (EHR_TIMEOUT_MS was one read's bound, not the hook's.)
   const inFlight = new InFlight(Math.min(config.ehrBudgetMs + 3_000, SHUTDOWN_GRACE_MS - 2_000));
-  const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth, webAssetsDir, isDraining: () => draining, inFlight });
+  // Work no hook needs (the DTR catalog; fhirpath.js's engine, which only an evaluation the compiled code cannot model
+  // is handed to) is left until a second after storage is open, so neither listening nor the readiness answer waits
+  // for it; whatever needs it first makes it then.
+  const deferred: (() => void)[] = [fhirPath.loadReferenceEngine];
+  const app = createApp({ config, content, storage, logger, sandboxFhir: sandbox?.router, sandboxAuth, webAssetsDir, isDraining: () => draining, inFlight, defer: (work) => deferred.push(work) });
   // How many of the content's FHIRPath expressions run compiled to JavaScript, and how many by fhirpath.js (counts).
   const { fhirPathStats } = fhirPath;
   const fhirpath = { compiled: fhirPathStats.compiled, fallback: fhirPathStats.fallback, parsed: fhirPathStats.parsed };
@@ -194,11 +198,15 @@ async function main(): Promise<void> {
     (app.locals.subscriptionNotifier as SubscriptionNotifier).kick();
     (app.locals.subscriptionNotifier as SubscriptionNotifier).sweepPended();
     (app.locals.subscriptionNotifier as SubscriptionNotifier).heartbeats();
-    // fhirpath.js (the engine an evaluation the compiled code cannot model is handed to) was not needed to start:
-    // it loads a second after storage is open, so neither the readiness answer nor the first hooks wait for it, and
-    // the first evaluation handed to it does not load it either.
+    // The deferred work, each in its own turn of the event loop, so a request arriving meanwhile waits for one.
+    const runDeferred = () => {
+      const work = deferred.shift();
+      if (!work) return;
+      work();
+      setImmediate(runDeferred);
+    };
     void opening.then(
-      () => setTimeout(() => fhirPath.loadReferenceEngine(), 1_000).unref(),
+      () => setTimeout(runDeferred, 1_000).unref(),
       () => {},
     );
   };

@@ -4,6 +4,7 @@ import type { Bundle, Parameters, Resource, ValueSet } from '@medplum/fhirtypes'
 import type { Content } from '../content.js';
 import { badRequest, notFound, outcome } from '../errors.js';
 import { buildCatalog } from '../dtr/catalog.js';
+import type { DtrCatalog } from '../dtr/catalog.js';
 import { loggableIssues, readErrorReport } from '../dtr/log-errors.js';
 import { nextQuestion } from '../dtr/next-question.js';
 import { parsePackageRequest, questionnairePackage } from '../dtr/questionnaire-package.js';
@@ -39,6 +40,12 @@ export interface FhirRouterDeps {
   packageShape?: PackageShape;
   /** `ATTACHMENT_BODY_MAX_BYTES`: the body limit of a QuestionnaireResponse (POST, PUT) and `$next-question`. Default 1 MiB. */
   attachmentBodyBytes?: number;
+  /**
+   * Takes work start-up can leave until the service is ready (serve.ts runs it a second after storage opens): the DTR
+   * catalog is then built there, or by the first request that needs it, whichever comes first. Without it the
+   * catalog is built at once.
+   */
+  defer?: (work: () => void) => void;
 }
 
 const FHIR_JSON = 'application/fhir+json';
@@ -133,7 +140,12 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
   const { content, storage, logger } = deps;
   const router = express.Router();
   const fhirBase = `${deps.publicBaseUrl.replace(/\/+$/, '')}/fhir`;
-  const catalog = buildCatalog(content, { fhirBase });
+  // The DTR catalog (every form, its CQL form and adaptive form, serialised once: about a tenth of start-up's CPU) is
+  // needed by no hook and by no DTR request before storage is open, which those requests wait for anyway.
+  let built: DtrCatalog | undefined;
+  const catalog = () => (built ??= buildCatalog(content, { fhirBase }));
+  if (deps.defer) deps.defer(catalog);
+  else catalog();
   const valueSets = content.valueSets.all().sort((a, b) => byCodePoint(a.id ?? '', b.id ?? ''));
   const tokenEndpoint = deps.tokenEndpoint ?? `${deps.publicBaseUrl.replace(/\/+$/, '')}/auth/token`;
   const metadata = capabilityStatement({ fhirBase, date: content.loadedAt.toISOString(), tokenEndpoint });
@@ -158,7 +170,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
     const out: Parameters = await questionnairePackage(parsed, {
       content,
       storage,
-      catalog,
+      catalog: catalog(),
       fhirBase,
       defaultPayer: deps.defaultPayer,
       defaultShape: deps.packageShape,
@@ -174,7 +186,7 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
     send(
       res,
       200,
-      await nextQuestion(req.body, { content, catalog, storage, today: today(), log: logOf(req, logger), fhirBase }),
+      await nextQuestion(req.body, { content, catalog: catalog(), storage, today: today(), log: logOf(req, logger), fhirBase }),
     );
   };
   // A QuestionnaireResponse carries its attachments (the documents a "Yes" needs) as base64: ATTACHMENT_BODY_MAX_BYTES
@@ -194,19 +206,19 @@ export function createFhirRouter(deps: FhirRouterDeps): express.Router {
     send(res, 200, outcome('information', 'informational', `Logged ${issues.length} issue(s)`));
   });
 
-  router.get('/Questionnaire', (req, res) => send(res, 200, searchCanonical(req, fhirBase, 'Questionnaire', catalog.all)));
+  router.get('/Questionnaire', (req, res) => send(res, 200, searchCanonical(req, fhirBase, 'Questionnaire', catalog().all)));
   router.get('/Questionnaire/:id', (req, res) => {
     const id = String(req.params.id);
-    const q = FHIR_ID.test(id) ? catalog.byId.get(id) : undefined;
+    const q = FHIR_ID.test(id) ? catalog().byId.get(id) : undefined;
     if (!q) throw notFound(`Questionnaire/${id} is not known`);
     send(res, 200, q);
   });
 
   // Libraries (CQL + ELM) named by the DTR 2.0.1 forms' cqf-library (DTR: payers SHALL make them available).
-  router.get('/Library', (req, res) => send(res, 200, searchCanonical(req, fhirBase, 'Library', catalog.libraries)));
+  router.get('/Library', (req, res) => send(res, 200, searchCanonical(req, fhirBase, 'Library', catalog().libraries)));
   router.get('/Library/:id', (req, res) => {
     const id = String(req.params.id);
-    const l = FHIR_ID.test(id) ? catalog.libraries.find((x) => x.id === id) : undefined;
+    const l = FHIR_ID.test(id) ? catalog().libraries.find((x) => x.id === id) : undefined;
     if (!l) throw notFound(`Library/${id} is not known`);
     send(res, 200, l);
   });
