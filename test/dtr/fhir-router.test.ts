@@ -52,6 +52,19 @@ describe('GET /fhir/metadata', () => {
   });
 });
 
+describe('the DTR catalog left until after start-up (serve.ts defer)', () => {
+  it('hands the catalog to defer, and a request before that work runs answers the same forms as one after it', async () => {
+    const deferred: (() => void)[] = [];
+    const { app } = fhirApp({ defer: (work) => deferred.push(work) });
+    expect(deferred).toHaveLength(1);
+    const before = await request(app).get(`/fhir/Questionnaire/${policy.file.id}`).expect(200);
+    expect(before.body).toEqual(content.questionnaires.get(policy.questionnaire));
+    for (const work of deferred) work();
+    const after = await request(app).get('/fhir/Questionnaire').query({ url: qUrl }).expect(200);
+    expect((after.body as Bundle).entry?.map((e) => e.resource)).toEqual([before.body]);
+  });
+});
+
 describe('Questionnaire read and search', () => {
   it('reads every policy Questionnaire by id, identical to the committed file', async () => {
     const { app } = fhirApp();
