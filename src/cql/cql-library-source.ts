@@ -1,6 +1,7 @@
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { codingDefine } from './define-names.js';
 import { ICD10CM_NO_DISEASE_LETTERS } from '../fhir/value-sets.js';
+import { UNPLACED_ONSET } from '../fhir/fhirpath.js';
 import type { FactDefinition } from '../policies/policy-schema.js';
 import { factBounds } from '../policies/evaluate-policy.js';
 import { FhirPathToCql, Untranslatable, cqlType } from './fhirpath-to-cql.js';
@@ -331,6 +332,13 @@ define function "Names Match"(C FHIR.CodeableConcept, names List<System.String>)
     cql: `define function "Observation Stated Day"(R FHIR.Observation):
   Substring(ToString(Coalesce((R.effective as FHIR.dateTime).value, (R.effective as FHIR.instant).value,
     (R.effective as FHIR.Period).start.value, R.issued.value)), 0, 10)`,
+  },
+  // fhirpath.ts statedDay of a Condition: onset dateTime, else onsetPeriod.start, else with no onset its recordedDate;
+  // an onset in another form (an age, a range, words) is UNPLACED_ONSET, not a date (design.md §6 "A Condition's date").
+  'Condition Stated Day': {
+    cql: `define function "Condition Stated Day"(R FHIR.Condition):
+  if R.onset is null then Substring(ToString(R.recordedDate.value), 0, 10)
+  else Coalesce(Substring(ToString(Coalesce((R.onset as FHIR.dateTime).value, (R.onset as FHIR.Period).start.value)), 0, 10), ${cqlString(UNPLACED_ONSET)})`,
   },
   'Immunization Date': {
     needs: ['Day Of'],

@@ -683,11 +683,12 @@ export class FhirPathToCql {
           : recent;
       }
       case 'statedDay': {
-        // fhirpath.ts statedDay: the date each Observation states, up to the day, by one helper
-        // (cql-library-source.ts "Observation Stated Day"), so every history fact reads the same precedence.
-        if (n.ty.k !== 'fhir' || n.ty.name !== 'Observation') throw new Untranslatable(`statedDay() of ${tyText(n.ty)}`);
+        // fhirpath.ts statedDay: the date each Observation or Condition states, up to the day, by one helper per type
+        // (cql-library-source.ts "Observation Stated Day", "Condition Stated Day"), so every history fact reads the
+        // same precedence.
+        if (n.ty.k !== 'fhir' || !['Observation', 'Condition'].includes(n.ty.name)) throw new Untranslatable(`statedDay() of ${tyText(n.ty)}`);
         if (args.length !== 0) throw new Untranslatable('statedDay() takes no argument');
-        const day = this.env.helper('Observation Stated Day');
+        const day = this.env.helper(`${n.ty.name} Stated Day`);
         if (!n.many) return node(`${day}(${n.cql})`, SYS('String'));
         const a = ctx.fresh();
         const d = ctx.fresh();

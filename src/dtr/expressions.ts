@@ -1,6 +1,6 @@
 import type { ValueSetIndex } from '../fhir/value-sets.js';
 import { HCPCS_SYSTEM, ICD10CM_NO_DISEASE_LETTERS, ICD10_SYSTEMS } from '../fhir/value-sets.js';
-import { resolveValueSetUrl } from '../fhir/fhirpath.js';
+import { resolveValueSetUrl, UNPLACED_ONSET } from '../fhir/fhirpath.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import type { FactType } from '../policies/policy-schema.js';
 import { tokenize } from '../fhir/fhirpath-tokens.js';
@@ -274,9 +274,10 @@ function valueSetCheck(valueSets: ValueSetIndex, url: string): string | undefine
 /** What a resource is "about" (src/fhir/fhirpath.ts `conceptsOf`): its code, vaccine code or medication code. */
 const CONCEPTS = '(code | vaccineCode | medication.ofType(CodeableConcept))';
 /** The date a resource states, as written (src/fhir/fhirpath.ts `statedDate`). */
-const STATED_DATE =
-  '(effective.ofType(dateTime) | effective.ofType(instant) | effective.ofType(Period).start | onset.ofType(Period).start' +
-  ' | occurrence.ofType(dateTime) | onset.ofType(dateTime) | authoredOn | issued).first()';
+const STATED_DATES =
+  'effective.ofType(dateTime) | effective.ofType(instant) | effective.ofType(Period).start | onset.ofType(Period).start' +
+  ' | occurrence.ofType(dateTime) | onset.ofType(dateTime) | authoredOn | issued';
+const STATED_DATE = `(${STATED_DATES}).first()`;
 /** The date a resource speaks for (src/fhir/fhirpath.ts `resourceDate`), at date precision (a partial one stays partial). */
 const RESOURCE_DATE = `${STATED_DATE}.toString().substring(0, 10).toDate()`;
 /** The last day it may have been on (src/fhir/fhirpath.ts `possibleDays`): its date, else the day it was recorded. */
@@ -336,8 +337,13 @@ function standardCall(
       return `where(${from} and (${until}.empty() or ${RESOURCE_DATE} <= ${until}.toString().substring(0, 10).toDate()))`;
     }
     case 'statedDay':
-      // fhirpath.ts statedDay: each resource's stated date, up to the day.
-      return args.length === 0 ? `select(${STATED_DATE}.toString().substring(0, 10))` : undefined;
+      // fhirpath.ts statedDay: each resource's stated date, up to the day; a Condition's onset, else with no onset its
+      // recordedDate, an onset in another form (an age, a range, words) 'unknown' (fhirpath.ts UNPLACED_ONSET). An
+      // Observation has neither onset nor recordedDate, so one spelling serves both.
+      return args.length === 0
+        ? `select(iif(onset.exists() and (onset.ofType(dateTime) | onset.ofType(Period).start).empty(), '${UNPLACED_ONSET}',` +
+            ` (${STATED_DATES} | recordedDate).first().toString().substring(0, 10)))`
+        : undefined;
     case 'maybeRecent': {
       // The input as a variable (a where() cannot see its input); then, cheaply, those not dated to the day; then, for
       // those few, whether they may fall in the window and are not wholly before the latest day the input dates in it.

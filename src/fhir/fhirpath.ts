@@ -51,6 +51,30 @@ function statedDate(r: Record<string, unknown>): unknown {
   return r.effectiveDateTime ?? r.effectiveInstant ?? period?.start ?? r.occurrenceDateTime ?? r.onsetDateTime ?? r.authoredOn ?? r.issued;
 }
 
+/**
+ * What `statedDay()` gives for a Condition whose onset is on record in a form that states no date to compare (an age,
+ * a range of ages, words, a period with no start): not a date (`toDate()` is empty, so every comparison with it cannot
+ * tell and the fact reading it is unknown), and not "no date" (read as before, docs/design.md §6 "A Condition's date").
+ * As text it sorts after every date, so a date fact that would take it as its value (the only relapse, with no start
+ * stated) is after the order date, implausible, and unknown, in the server (evaluate-policy.ts `plausible`) and the CQL
+ * alike; a fact that compares dates as text (`$this <= %earlierCourseFirstCycleStart`) drops it.
+ */
+export const UNPLACED_ONSET = 'unknown';
+
+const ONSET_KEYS = ['onsetDateTime', 'onsetAge', 'onsetPeriod', 'onsetRange', 'onsetString'] as const;
+
+/**
+ * The date a Condition states (docs/design.md §6 "A Condition's date"): `onsetDateTime`, else `onsetPeriod.start`, else,
+ * with no onset at all, `recordedDate` (when it was recorded, the latest the onset can be, is the only date it has);
+ * an onset in another form, UNPLACED_ONSET: the recorded date is not when such an onset was.
+ */
+function conditionStatedDate(r: Record<string, unknown>): unknown {
+  if (r.onsetDateTime !== undefined) return r.onsetDateTime;
+  const start = (r.onsetPeriod as { start?: unknown } | undefined)?.start;
+  if (start !== undefined) return start;
+  return ONSET_KEYS.some((k) => r[k] !== undefined) ? UNPLACED_ONSET : r.recordedDate;
+}
+
 /** The date a resource speaks for (YYYY-MM-DD), from effective[x], occurrence[x], onset[x], authoredOn or issued. */
 export function resourceDate(r: Record<string, unknown>): string | undefined {
   const v = statedDate(r);
@@ -103,7 +127,9 @@ function daysBefore(date: string, days: number): string {
  *   Observation `(effective.ofType(dateTime) | effective.ofType(instant) | effective.ofType(Period).start | issued)
  *   .first().toString().substring(0, 10)`, the precedence `recent()` reads (docs/design.md §6 "A date not to the day":
  *   when a result was taken, else when it was issued); compared with `toDate()`, a partial one is empty where it
- *   cannot tell;
+ *   cannot tell; for a Condition `iif(onset.exists() and (onset.ofType(dateTime) | onset.ofType(Period).start).empty(),
+ *   'unknown', (onset.ofType(dateTime) | onset.ofType(Period).start | recordedDate).first().toString().substring(0, 10))`
+ *   (docs/design.md §6 "A Condition's date": an onset as an age, a range or words is unknown, never undated);
  * - `maybeRecent(date, days, until)` = the resources `recent()` cannot place: not dated to the day (a month, a year,
  *   only text, none: `possibleDays`), that may fall in its window and may be later than every resource of the input
  *   dated in it (a partial date comparison that cannot tell is kept, as FHIRPath's and CQL's are empty). A recency fact
@@ -144,10 +170,11 @@ function collectionFilters(options: FhirPathOptions) {
       arity: { 2: ['String', 'Integer'], 3: ['String', 'Integer', 'String'] },
     },
     statedDay: {
-      // One item per resource that states a date: its text up to the day, a partial date staying partial.
+      // One item per resource that states a date: its text up to the day, a partial date staying partial; a Condition
+      // whose onset cannot be placed, UNPLACED_ONSET.
       fn: (inputs: unknown[]) =>
         resourcesWhere(inputs, () => true)
-          .map((r) => statedDate(r))
+          .map((r) => (r.resourceType === 'Condition' ? conditionStatedDate(r) : statedDate(r)))
           .filter((v): v is string => typeof v === 'string')
           .map((v) => v.slice(0, 10)),
       arity: { 0: [] },

@@ -144,6 +144,42 @@ describe('clientInitialExpression', () => {
     expect(run(bundle(cond('http://hl7.org/fhir/sid/icd-10-cm', 'Z51.11')))).toEqual([]);
   });
 
+  it("reads a Condition's date as the server does: onset, else with no onset recordedDate; an onset that cannot be placed is unknown", () => {
+    // Centene's infant ALL (CP.PHAR.312 I.A.4.e) pre-fill, for a child past the second birthday (design.md §6
+    // "A Condition's date"): the renderer runs the standard-FHIRPath spelling of statedDay().
+    const policy = content.policies.find((p) => p.file.id === 'centene-blinatumomab')!;
+    const init = clientInitialExpression(policy, 'infantAll', { valueSets: content.valueSets, valueSetBase: `${CANONICAL_BASE}/ValueSet` });
+    expect(init.expression).not.toMatch(/statedDay/);
+    const ball = (dates: Record<string, unknown>) => ({
+      resourceType: 'Condition',
+      id: 'dx-ball',
+      subject: { reference: 'Patient/pt' },
+      clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: 'active' }] },
+      code: { coding: [{ system: 'http://snomed.info/sct', code: '277571004', display: 'B-cell acute lymphoblastic leukemia' }] },
+      ...dates,
+    });
+    const response = {
+      resourceType: 'QuestionnaireResponse',
+      status: 'in-progress',
+      item: [{ linkId: 'order-date', answer: [{ valueDate: '2026-11-24' }] }],
+    };
+    const run = (condition: unknown) =>
+      fp(init.expression!)(
+        {},
+        {
+          conditions: { resourceType: 'Bundle', type: 'searchset', entry: [{ resource: condition }] },
+          patient: { resourceType: 'Patient', id: 'pt', birthDate: '2024-06-15' },
+          resource: response,
+        },
+      );
+    expect(run(ball({ onsetPeriod: { start: '2025-03-01' } }))).toEqual([true]);
+    expect(run(ball({ recordedDate: '2025-03-01' }))).toEqual([true]);
+    expect(run(ball({ onsetDateTime: '2025-09-01', recordedDate: '2025-03-01' }))).toEqual([false]);
+    // An onset on record that states no date to compare is not dated by when it was recorded: asked.
+    expect(run(ball({ onsetPeriod: { end: '2025-09-30' }, recordedDate: '2026-09-02' }))).toEqual([]);
+    expect(run(ball({ onsetString: 'in infancy, diagnosed at an outside hospital', recordedDate: '2026-09-02' }))).toEqual([]);
+  });
+
   it('gives no expression for facts a renderer cannot read (the order, attestations, codes)', () => {
     for (const p of content.policies) {
       for (const f of p.facts.filter((x) => x.def.askable)) {
