@@ -1,0 +1,129 @@
+/**
+ * Continued therapy reads the chart in DTR too (design.md §6 "Clinical readings": an answer the record contradicts is
+ * not simply believed). The DTR reading has CRD's facts, not the record (evaluate-response.ts), and the course start a
+ * progression is read against may be an answer (the cycle-1 date of a course begun elsewhere): the record's statuses
+ * are kept in CRD's facts (progressionRecordedFrom, progressionRecordedBy) and progressionOnCourse is recomputed from
+ * them and the answered start. MMM MP-RX-FP-14-23 B.i: "no evidence of ... disease progression while on the current
+ * regimen".
+ */
+import type { Observation, Questionnaire, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
+import { describe, expect, it } from 'vitest';
+import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
+import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
+import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
+import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
+import { recordFromResources } from '../../src/policies/record-from-resources.js';
+import { buildCase, readCaseFile } from '../helpers/policy-cases.js';
+import { CANONICAL_BASE, EVIDENCE, dtrContent } from './helpers.js';
+
+const content = dtrContent();
+type Answers = Record<string, QuestionnaireResponseItem['answer']>;
+
+/** A disease-status result (the evidence code system's disease-status panel) recorded on `day`. */
+const status = (id: string, code: string, day: string): Observation => ({
+  resourceType: 'Observation',
+  id,
+  status: 'final',
+  code: { coding: [{ system: EVIDENCE, code: 'disease-status' }] },
+  effectiveDateTime: `${day}T09:00:00Z`,
+  valueCodeableConcept: { coding: [{ system: EVIDENCE, code }] },
+});
+
+/**
+ * A case of a policy's case file with `more` added to its record, as DTR reads it: the form pre-filled from CRD's facts
+ * and the case's answers (as the clinician gave them), with `answers` set, evaluated over CRD's facts without the record.
+ */
+function readCaseAsDtr(policyId: string, name: string, more: Resource[], answers: Answers) {
+  const spec = readCaseFile(`${policyId}.yaml`);
+  const policy = content.policies.find((p) => p.file.id === policyId)!;
+  const c = spec.cases.find((x) => x.name === name);
+  expect(c, name).toBeDefined();
+  const { resources, order } = buildCase(c!);
+  const record = recordFromResources([...resources, ...more], [order], order.requester?.reference);
+  const data = evaluationDataFor(indexRecord(record), order, spec.today);
+  const atCrd = evaluatePolicy(policy, data, {});
+  const known = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]));
+  const form = content.questionnaires.get(policy.questionnaire.split('|')[0]) as unknown as Questionnaire;
+  const qr = prefilledResponse(policy, form, { ...known, ...(c!.answers ?? {}) }, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE, orderDate: data.orderDate, dtrVersion: '2.2' });
+  qr.status = 'completed';
+  const drop = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] =>
+    (items ?? []).filter((i) => !(i.linkId in answers)).map((i) => (i.item ? { ...i, item: drop(i.item) } : i));
+  qr.item = [...drop(qr.item), ...Object.entries(answers).map(([linkId, answer]) => ({ linkId, answer }))];
+  return { known, atCrd, read: evaluateQuestionnaireResponse({ content, qr, knownFacts: known, today: spec.today }) };
+}
+
+/**
+ * The MMM case of a relapsed adult (relapsed status 2026-11-10, no Blincyto on record, order 2026-11-23) with `more`
+ * added to the record, read as DTR reads it.
+ */
+const readAsDtr = (more: Resource[], answers: Answers) =>
+  readCaseAsDtr(
+    'mmm-blinatumomab',
+    'a relapsed induction order written as one 28 mcg/day instruction for 28 days with no Blincyto on record is asked whether it is cycle 1, not approved at signing',
+    more,
+    answers,
+  );
+
+/** A reauthorization of a relapsed course begun elsewhere, answered in full: not cycle 1, no progression or toxicity. */
+const reauthorization: Answers = {
+  'relapsed-course-cycle-one': [{ valueBoolean: false }],
+  'cycles-given': [{ valueInteger: 1 }],
+  'earlier-course-indication': [{ valueCoding: { system: EVIDENCE, code: 'relapsed-refractory' } }],
+  'no-progression-or-toxicity': [{ valueBoolean: true }],
+};
+const refractoryOn18 = status('obs-refractory', 'refractory', '2026-11-18');
+
+describe('MMM B.i in DTR: the chart read against an answered course start', () => {
+  it('a refractory status recorded after the answered cycle-1 start sends "no progression: yes" to review, never approves it', () => {
+    const { read } = readAsDtr([refractoryOn18], { ...reauthorization, 'course-first-cycle-start': [{ valueDate: '2026-10-27' }] });
+    expect(read.evaluation.outcome).toBe('limit-exceeded');
+    const failed = read.evaluation.failed.find((r) => r.id === 'progression-on-course');
+    expect(failed?.text).toMatch(/relapsed, refractory or progressive disease recorded after the current course began/);
+    expect(read.evaluation.facts.find((f) => f.name === 'progressionOnCourse')).toMatchObject({ value: true });
+  }, 60_000);
+
+  it('the same status recorded before the answered cycle-1 start is the disease the course was given for: decided', () => {
+    const { read } = readAsDtr([refractoryOn18], { ...reauthorization, 'course-first-cycle-start': [{ valueDate: '2026-11-19' }] });
+    expect(read.evaluation.facts.find((f) => f.name === 'progressionOnCourse')).toMatchObject({ value: false });
+    expect(read.evaluation.outcome).toBe('satisfied');
+  }, 60_000);
+
+  it('with such a status and the cycle-1 start not answered, the start is asked (the chart cannot be placed without it)', () => {
+    const { read } = readAsDtr([refractoryOn18], { ...reauthorization, 'course-first-cycle-start': [] });
+    expect(read.evaluation.outcome).toBe('documentation-needed');
+    expect(read.evaluation.missingFacts).toContain('courseCycleOneStart');
+  }, 60_000);
+
+  it('a relapse from a remission recorded during the course (remission 2026-11-12, relapse 2026-11-16) is read the same way', () => {
+    const more = [status('obs-cr', 'cr2', '2026-11-12'), status('obs-relapse', 'relapsed', '2026-11-16')];
+    const { known, read } = readAsDtr(more, { ...reauthorization, 'course-first-cycle-start': [{ valueDate: '2026-10-27' }] });
+    expect(known.progressionRecordedFrom).toBe('2026-11-16');
+    expect(read.evaluation.outcome).toBe('limit-exceeded');
+    expect(read.evaluation.failed.map((r) => r.id)).toContain('progression-on-course');
+  }, 60_000);
+
+  it('a refractory status dated only to the month the answered course began in may fall before or after its start: not approved on the answer, left to document', () => {
+    const monthOnly: Observation = { ...refractoryOn18, id: 'obs-month', effectiveDateTime: '2026-10' };
+    const { known, read } = readAsDtr([monthOnly], { ...reauthorization, 'course-first-cycle-start': [{ valueDate: '2026-10-05' }] });
+    expect(known).toMatchObject({ progressionRecordedFrom: '2026-10-01', progressionRecordedBy: '2026-10-31' });
+    expect(read.evaluation.facts.find((f) => f.name === 'progressionOnCourse')?.value).toBeUndefined();
+    expect(read.evaluation.outcome).toBe('documentation-needed');
+  }, 60_000);
+});
+
+describe('Centene CP.PHAR.312 II.A.2 in DTR: a course on record', () => {
+  it('refractory disease recorded since the course began: "responding: yes" is reviewed in DTR as at signing', () => {
+    const name = 'on Blincyto with refractory disease recorded since the course began, answered "responding", is reviewed';
+    const { atCrd, read } = readCaseAsDtr('centene-blinatumomab', name, [], {});
+    expect(atCrd.facts.find((f) => f.name === 'progressionOnCourse')).toMatchObject({ value: true });
+    expect(read.evaluation.outcome).toBe('limit-exceeded');
+    expect(read.evaluation.failed.map((r) => r.id)).toContain('progression-on-course');
+  }, 60_000);
+
+  it('a remission recorded during the course and nothing since: the response is pre-filled yes and the renewal decided', () => {
+    const name = 'continued therapy with a complete remission recorded during the course (and no relapse since) is pre-filled as responding and renewed for 12 months';
+    const { known, read } = readCaseAsDtr('centene-blinatumomab', name, [], {});
+    expect(known).toMatchObject({ respondingToTherapy: true, progressionOnCourse: false });
+    expect(read.evaluation.outcome).toBe('satisfied');
+  }, 60_000);
+});
