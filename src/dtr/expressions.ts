@@ -7,6 +7,7 @@ import { tokenize } from '../fhir/fhirpath-tokens.js';
 import type { Token } from '../fhir/fhirpath-tokens.js';
 import { ORDER_DATE_LINK_ID, ORDER_START_LINK_ID } from '../policies/questionnaire-names.js';
 import { readsRecord, SERVER_FUNCTIONS } from '../policies/reads-record.js';
+import { displayDecimals } from '../policies/display-precision.js';
 
 /**
  * Turns policy FHIRPath (design.md §5) into the FHIRPath an SDC renderer runs in the browser:
@@ -501,8 +502,16 @@ export function clientInitialExpression(
   if (r.expression === undefined) return r;
   if (!tokenize(r.expression).some((t) => t.kind === 'var'))
     return { portability: 'none', notes: ['computed only from answers to other questions'] };
-  // A date item wants a FHIR date; the facts library yields the date as a string.
-  const expression = fact.def.type === 'date' ? `(${r.expression}).toString().substring(0, 10).toDate()` : r.expression;
+  // A date item wants a FHIR date; the facts library yields the date as a string. A computed amount (a weight
+  // converted from pounds) is shown as a clinician reads it, rounded as the payer's pre-filled answer is
+  // (display-precision.ts); the server reads the unrounded value, and the rounded answer sent back as it.
+  const decimals = displayDecimals(fact.def);
+  const expression =
+    fact.def.type === 'date'
+      ? `(${r.expression}).toString().substring(0, 10).toDate()`
+      : decimals !== undefined
+        ? `(${r.expression}).round(${decimals})`
+        : r.expression;
   return { ...r, expression };
 }
 

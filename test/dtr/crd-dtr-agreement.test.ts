@@ -18,6 +18,7 @@ import { hiddenLinkIds } from '../../src/coverage/hidden-answers.js';
 import { buildQuestionnaire, flattenItems, USAGE_GATE_DESCRIPTION, USE_GATE_DESCRIPTION } from '../../src/dtr/questionnaire-builder.js';
 import { compileFhirPath } from '../../src/fhir/fhirpath.js';
 import { splitTopLevel } from '../../src/dtr/expressions.js';
+import { forDisplay } from '../../src/policies/display-precision.js';
 import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
 import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
 import type { FactValue, PolicyEvaluation } from '../../src/policies/evaluate-policy.js';
@@ -192,7 +193,9 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
         const server = atCrd.facts.find((f) => f.name === c.fact)?.value;
         const client = c.fn(emptyQr, { ...env, resource: emptyQr });
         expect(client.length, `${c.linkId}: ${JSON.stringify(client)}`).toBeLessThanOrEqual(1);
-        expect(client[0], `${c.linkId} (${c.fact})`).toEqual(server);
+        // A computed amount is shown rounded as a clinician reads it (display-precision.ts), as the payer pre-fills it.
+        const def = policy.factsByName.get(c.fact)!.def;
+        expect(client[0], `${c.linkId} (${c.fact})`).toEqual(typeof server === 'number' ? forDisplay(def, server) : server);
         compared++;
       }
     }
