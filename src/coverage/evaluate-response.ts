@@ -14,6 +14,7 @@ import type { ParsedAnswers } from './questionnaire-answers.js';
 import { tokenize } from '../fhir/fhirpath-tokens.js';
 import { askableClosure } from '../policies/policy-structure.js';
 import { adaptiveQuestionnaireUrl, questionnaireUrl } from '../policies/questionnaire-names.js';
+import { sameAtDisplay } from '../policies/display-precision.js';
 
 /**
  * The policy a Questionnaire canonical (`url` or `url|version`) belongs to, and the version asked for: the policy's
@@ -276,7 +277,7 @@ export function evaluateQuestionnaireResponse(input: EvaluateResponseInput): Eva
   // The record does not change between the readings below (only the answers do): it is indexed once.
   const recordData = recordDataOf(input);
   const read = (hidden?: ReadonlySet<string>) => {
-    const parsed = answersFromQuestionnaireResponse(policy, qr, content.valueSets, valueSetBase, hidden);
+    const parsed = withReadPrecision(policy, answersFromQuestionnaireResponse(policy, qr, content.valueSets, valueSetBase, hidden), input);
     return { parsed, ...judge(input, policy, parsed, recordData) };
   };
   let reading = read();
@@ -347,6 +348,24 @@ function restsOnContradiction(answered: Outcome, onRecord: Outcome): boolean {
 }
 
 const sameValue = (a: unknown, b: unknown) => a === b || (typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase());
+
+/**
+ * The answers with each pre-filled amount sent back as the form showed it (rounded for display: display-precision.ts)
+ * read as the unrounded value PriorPath read at signing (the CRD assertion's facts: the record's and the order's), so
+ * the rounding the form shows never moves a decision across a limit's edge, nor reads as a contradiction of the record
+ * or an answer about the order set aside (design.md §7 "Pre-filled amounts"). An answer the clinician changed is read
+ * as given.
+ */
+function withReadPrecision(policy: CompiledPolicy, parsed: ParsedAnswers, input: EvaluateResponseInput): ParsedAnswers {
+  let answers: Record<string, FactValue> | undefined;
+  for (const [fact, answer] of Object.entries(parsed.answers)) {
+    const def = policy.factsByName.get(fact)?.def;
+    if (!def || typeof answer !== 'number') continue;
+    const read = input.chartFacts?.[fact] ?? input.knownFacts?.[fact];
+    if (typeof read === 'number' && read !== answer && sameAtDisplay(def, answer, read)) (answers ??= { ...parsed.answers })[fact] = read;
+  }
+  return answers ? { ...parsed, answers } : parsed;
+}
 
 /**
  * The answered facts whose answer differs from the value PriorPath read from the record at signing (`chartFacts`),

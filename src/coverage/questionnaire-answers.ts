@@ -33,6 +33,7 @@ import {
 } from '../fhir/dtr-urls.js';
 import type { DtrVersion } from '../fhir/dtr-urls.js';
 import { justificationLinkId, ORDER_DATE_LINK_ID, ORDER_START_LINK_ID } from '../policies/questionnaire-names.js';
+import { forDisplay } from '../policies/display-precision.js';
 
 /** DTR `information-origin` source, folded to the three values both DTR 2.0.1 and 2.2 mean. */
 export type InformationOrigin = 'auto' | 'override' | 'manual';
@@ -258,6 +259,7 @@ interface AskableFact {
   name: string;
   type: FactType;
   answerValueSet?: string;
+  unit?: string;
 }
 
 /** By policy: its askable facts by linkId, made once (a compiled policy never changes). */
@@ -269,7 +271,7 @@ function askableByLinkId(policy: CompiledPolicy): Map<string, AskableFact> {
     byLinkId = new Map();
     for (const f of policy.facts)
       if (f.def.linkId && f.def.askable)
-        byLinkId.set(f.def.linkId, { name: f.name, type: f.def.type, answerValueSet: f.def.answerValueSet });
+        byLinkId.set(f.def.linkId, { name: f.name, type: f.def.type, answerValueSet: f.def.answerValueSet, unit: f.def.unit });
     askableCache.set(policy, byLinkId);
   }
   return byLinkId;
@@ -343,7 +345,13 @@ export function prefilledResponse(
           : item.linkId === ORDER_START_LINK_ID
             ? answerValue(opts.orderStart, 'date', () => undefined)
             : fact
-            ? answerValue(facts[fact.name], fact.type, codingFor(fact.answerValueSet))
+            ? // A computed amount is shown as a clinician reads it (display-precision.ts: 0.87 mg/m², not
+              // 0.8673675867890412); sent back unchanged it is read as the unrounded value (sameAtDisplay).
+              answerValue(
+                typeof facts[fact.name] === 'number' ? forDisplay(fact, facts[fact.name] as number) : facts[fact.name],
+                fact.type,
+                codingFor(fact.answerValueSet),
+              )
             : undefined;
       if (answer) {
         // answerValue made the answer for this item alone, with no extension of its own.

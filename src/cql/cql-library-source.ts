@@ -1,5 +1,6 @@
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { codingDefine } from './define-names.js';
+import { codingDefine, shownDefine } from './define-names.js';
+import { displayDecimals } from '../policies/display-precision.js';
 import { ICD10CM_NO_DISEASE_LETTERS } from '../fhir/value-sets.js';
 import { UNPLACED_ONSET } from '../fhir/fhirpath.js';
 import type { FactDefinition } from '../policies/policy-schema.js';
@@ -30,6 +31,8 @@ export interface CqlLibrarySource {
   defines: Map<string, string>;
   /** Fact name → why it is not expressed in CQL. */
   notExpressed: Map<string, string>;
+  /** Fact name → its "<fact>AsShown" define: the dose as the form shows it, rounded (display-precision.ts). */
+  shown: Map<string, string>;
   /** Value sets the CQL names: CQL name → canonical. */
   valueSets: Map<string, string>;
   /** FHIR resource types the CQL retrieves (Library.dataRequirement, what the DTR reference app fetches). */
@@ -396,6 +399,7 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
   const version = policy.file.version;
   const defines = new Map<string, string>();
   const notExpressed = new Map<string, string>();
+  const shown = new Map<string, string>();
   const valueSets = new Map<string, string>();
   const usedHelpers = new Set<string>();
   const shared = new Map<string, string>();
@@ -525,6 +529,17 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
     body.push(`// ${f.def.linkId ?? f.name} as a Coding of its answer value set\ndefine "${codingDefine(f.name)}":\n  case "${f.name}"\n    ${whens.join('\n    ')}\n    else null\n  end`);
   }
 
+  // A dose computed from the body surface area (its expression reads %bsa: Besponsa's mg/m², Blincyto's mcg/day from
+  // mcg/m²/day) is pre-filled as a clinician reads it (display-precision.ts): "<fact>AsShown" rounds it, and the DTR
+  // 2.0.1 form names that define on the item (src/dtr/cql-questionnaire.ts). Only those: each such define costs about
+  // 330 characters of ELM, and the OHSU Library has room for one under the 1 MiB of a FHIR string (design.md §7).
+  for (const f of policy.facts) {
+    const decimals = displayDecimals(f.def);
+    if (decimals === undefined || !f.def.askable || !f.def.linkId || !defines.has(f.name) || !f.deps.includes('bsa')) continue;
+    shown.set(f.name, shownDefine(f.name));
+    body.push(`// ${f.def.linkId} as the form shows it\ndefine "${shownDefine(f.name)}":\n  Round("${f.name}", ${decimals})`);
+  }
+
   const lines = [
     `library ${name} version '${version}'`,
     '',
@@ -551,7 +566,7 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
     lines.push('// Facts not expressed in CQL (asked in the form, or pre-filled by the payer from what CRD read):');
     for (const [fact, why] of notExpressed) lines.push(`//   ${fact}: ${why}`);
   }
-  return { name, version, cql: `${lines.join('\n').trimEnd()}\n`, defines, notExpressed, valueSets, dataTypes: [...types] };
+  return { name, version, cql: `${lines.join('\n').trimEnd()}\n`, defines, notExpressed, shown, valueSets, dataTypes: [...types] };
 }
 
 /**

@@ -12,3 +12,13 @@
 export function codingDefine(fact: string): string {
   return `${fact}Coding`;
 }
+
+/**
+ * The define that gives a dose computed from the body surface area as the form shows it: the fact rounded to its
+ * display decimals (src/policies/display-precision.ts), so a DTR 2.0.1 client pre-fills 0.8 mg/m², not
+ * 0.8042857142857143, as the FHIRPath form and the payer's pre-filled response do. The fact's own define stays
+ * unrounded: other defines read it, and the CQL agrees with the server's FHIRPath on it.
+ */
+export function shownDefine(fact: string): string {
+  return `${fact}AsShown`;
+}

@@ -1,6 +1,6 @@
 import type { Library, Questionnaire, QuestionnaireItem } from '@medplum/fhirtypes';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
-import { codingDefine } from '../cql/define-names.js';
+import { codingDefine, shownDefine } from '../cql/define-names.js';
 import { EXT_INITIAL_EXPRESSION, EXT_VARIABLE } from '../fhir/dtr-urls.js';
 
 /** SDC / CQF: the Library whose definitions a Questionnaire's CQL expressions name. */
@@ -29,7 +29,15 @@ export function cqlQuestionnaire(q: Questionnaire, policy: CompiledPolicy, libra
       const extension = (item.extension ?? []).filter((e) => e.url !== EXT_INITIAL_EXPRESSION);
       // A choice item is pre-filled with a Coding: the fact's Coding define where the Library has one, else nothing
       // (a bare code string is not an answer a client can select).
-      const define = item.type === 'choice' || item.type === 'open-choice' ? (fact && defines.has(codingDefine(fact)) ? codingDefine(fact) : undefined) : fact;
+      // A computed amount is pre-filled rounded as the form shows it ("<fact>Shown", display-precision.ts).
+      const define =
+        item.type === 'choice' || item.type === 'open-choice'
+          ? fact && defines.has(codingDefine(fact))
+            ? codingDefine(fact)
+            : undefined
+          : fact && defines.has(shownDefine(fact))
+            ? shownDefine(fact)
+            : fact;
       if (fact && define && defines.has(define) && item.type !== 'group' && item.type !== 'display') {
         extension.push({ url: EXT_INITIAL_EXPRESSION, valueExpression: { language: 'text/cql', expression: `"${library.name}".${define}` } });
       }

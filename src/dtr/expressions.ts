@@ -7,6 +7,7 @@ import { tokenize } from '../fhir/fhirpath-tokens.js';
 import type { Token } from '../fhir/fhirpath-tokens.js';
 import { ORDER_DATE_LINK_ID, ORDER_START_LINK_ID } from '../policies/questionnaire-names.js';
 import { readsRecord, SERVER_FUNCTIONS } from '../policies/reads-record.js';
+import { displayDecimals } from '../policies/display-precision.js';
 
 /**
  * Turns policy FHIRPath (design.md §5) into the FHIRPath an SDC renderer runs in the browser:
@@ -507,8 +508,16 @@ export function clientInitialExpression(
   if (r.expression === undefined) return r;
   if (!tokenize(r.expression).some((t) => t.kind === 'var'))
     return { portability: 'none', notes: ['computed only from answers to other questions'] };
-  // A date item wants a FHIR date; the facts library yields the date as a string.
-  const expression = fact.def.type === 'date' ? `(${r.expression}).toString().substring(0, 10).toDate()` : r.expression;
+  // A date item wants a FHIR date; the facts library yields the date as a string. A computed amount (a weight
+  // converted from pounds) is shown as a clinician reads it, rounded as the payer's pre-filled answer is
+  // (display-precision.ts); the server reads the unrounded value, and the rounded answer sent back as it.
+  const decimals = displayDecimals(fact.def);
+  const expression =
+    fact.def.type === 'date'
+      ? `(${r.expression}).toString().substring(0, 10).toDate()`
+      : decimals !== undefined
+        ? `(${r.expression}).round(${decimals})`
+        : r.expression;
   return { ...r, expression };
 }
 
@@ -705,4 +714,66 @@ export function askWhenForRenderer(
     .replace(/\s+/g, ' ')
     .trim();
   return known ? text : undefined;
+}
+
+/** A condition beside a fact's use in a rule whose value, once known, decides that part of the rule without the fact. */
+export interface UseGuard {
+  /** The sibling condition (rule text). */
+  expr: string;
+  /** The value of `expr` that decides without the fact: `false` beside `and` or as an `implies` antecedent, else `true`. */
+  value: boolean;
+  /** The guard is an `implies` antecedent (a limit's "applies to" part). */
+  antecedent?: boolean;
+}
+
+/** The top-level `implies` of an expression (FHIRPath's loosest operator) as [antecedent, consequent], if exactly one. */
+function splitImplies(text: string): [string, string] | undefined {
+  const tokens = tokenize(text);
+  let depth = 0;
+  const cuts: number[] = [];
+  tokens.forEach((t, i) => {
+    if (t.text === '(' || t.text === '[' || t.text === '{') depth++;
+    else if (t.text === ')' || t.text === ']' || t.text === '}') depth--;
+    else if (depth === 0 && t.kind === 'ident' && t.name === 'implies' && significant(tokens, i, -1)?.text !== '.') cuts.push(i);
+  });
+  if (cuts.length !== 1) return undefined;
+  const join = (ts: Token[]) => ts.map((t) => t.text).join('').trim();
+  return [join(tokens.slice(0, cuts[0])), join(tokens.slice(cuts[0] + 1))];
+}
+
+/**
+ * Where a rule reads a fact, and what beside each reading decides the rule without it (FHIRPath's three-valued
+ * logic: `false and x`, `true or x`, `false implies x` and `x implies true` hold whatever `x` is). Walks the rule's
+ * `implies`, `or`, `and` and `(…).not()` structure; any other expression that names a fact `reads` accepts is one
+ * reading, with the guards of the operators above it. A reading with no guard is decided by the fact whatever else is
+ * answered. The form's use gate (questionnaire-builder.ts) hides a question once some guard of every reading holds.
+ */
+export function useGuards(condition: string, reads: (name: string) => boolean, outer: UseGuard[] = []): UseGuard[][] {
+  let text = condition.trim();
+  for (;;) {
+    const inner = unwrapParens(text);
+    if (inner === undefined) break;
+    text = inner.trim();
+  }
+  const implication = splitImplies(text);
+  if (implication) {
+    const [a, c] = implication;
+    return [
+      ...useGuards(a, reads, [...outer, { expr: c, value: true }]),
+      ...useGuards(c, reads, [...outer, { expr: a, value: false, antecedent: true }]),
+    ];
+  }
+  for (const [op, value] of [['or', true], ['and', false]] as const) {
+    const parts = splitTopLevel(text, op);
+    if (parts.length > 1) {
+      return parts.flatMap((p, i) =>
+        useGuards(p, reads, [...outer, ...parts.filter((_, j) => j !== i).map((expr) => ({ expr, value }))]),
+      );
+    }
+  }
+  const not = /^([\s\S]*)\.\s*not\s*\(\s*\)$/.exec(text);
+  if (not && unwrapParens(not[1].trim()) !== undefined) return useGuards(not[1], reads, outer);
+  const tokens = tokenize(text);
+  const named = tokens.some((t, i) => t.kind === 'ident' && isBare(tokens, i) && reads(t.name!));
+  return named ? [outer] : [];
 }

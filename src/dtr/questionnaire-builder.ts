@@ -4,7 +4,7 @@ import type { ValueSetIndex } from '../fhir/value-sets.js';
 import type { CompiledPolicy, CompiledRule } from '../policies/compiled-policy.js';
 import type { FactType } from '../policies/policy-schema.js';
 import { factBounds, type BoundedFact } from '../policies/evaluate-policy.js';
-import { askWhenForRenderer, clientInitialExpression, CLIENT_QUERIES, ruleOverAnswers, splitTopLevel } from './expressions.js';
+import { answerPath, askWhenForRenderer, clientInitialExpression, CLIENT_QUERIES, ruleOverAnswers, splitTopLevel, useGuards } from './expressions.js';
 import {
   DTR_STD_QUESTIONNAIRE,
   EXT_DESIGN_NOTE,
@@ -23,7 +23,7 @@ import {
   LAUNCH_CONTEXT_SYSTEM,
   UCUM,
 } from '../fhir/dtr-urls.js';
-import { pathwaysOnlyRules, policyStructure, usageGatedFacts } from '../policies/policy-structure.js';
+import { askableClosure, factsReadByAskWhen, pathwaysOnlyRules, policyStructure, usageGatedFacts } from '../policies/policy-structure.js';
 import type { FactGroup, PolicyStructure } from '../policies/policy-structure.js';
 import { justificationLinkId, ORDER_DATE_LINK_ID, ORDER_START_LINK_ID, questionnaireUrl } from '../policies/questionnaire-names.js';
 
@@ -212,6 +212,109 @@ function justificationGate(
   return perLimit.length === 0 ? undefined : `iif(${perLimit.join(' and ')}, false, true)`;
 }
 
+/** The description of a limit question's use gate ({@link useGate}). */
+export const USE_GATE_DESCRIPTION = 'Asked unless the answers so far decide every criterion that reads it without it';
+
+/**
+ * The questions a use gate ({@link useGate}) may hide: asked facts only limits read (a requirement's or a covered
+ * use's question has its own gates), no justification, and none that an `askWhen`, an approval period or an
+ * alternate order reads (those need the answer whatever the limits say). The builder's gates read them as unanswered,
+ * so no two use gates depend on each other.
+ */
+export function useGateCandidates(policy: CompiledPolicy, structure: PolicyStructure): string[] {
+  const justification = new Set(structure.justifications.flatMap((j) => j.facts));
+  const askWhenReads = factsReadByAskWhen(policy);
+  // Facts read outside the rules' conditions: approval periods (`approval.from`, `covers`) and proposals (`propose`),
+  // with what they are computed from; the number of cycles an approval covers reads cyclesRequested.
+  const outside = new Set<string>();
+  const names = (x: unknown) => [...JSON.stringify(x ?? null).matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)].map((m) => m[0]);
+  const roots = [
+    ...policy.file.pathways.flatMap((p) => [...names(p.approval), ...(p.cycles !== undefined ? ['cyclesRequested'] : [])]),
+    ...policy.file.limits.flatMap((l) => names(l.propose)),
+  ].filter((n) => policy.factsByName.has(n));
+  const visit = (n: string) => {
+    if (outside.has(n)) return;
+    outside.add(n);
+    policy.factsByName.get(n)?.deps.forEach(visit);
+  };
+  roots.forEach(visit);
+  return structure.asked.filter((f) => {
+    const rules = structure.usedBy.get(f) ?? [];
+    return (
+      rules.length > 0 &&
+      rules.every((r) => r.kind === 'limit') &&
+      !justification.has(f) &&
+      !askWhenReads.has(f) &&
+      !outside.has(f)
+    );
+  });
+}
+
+/**
+ * The `enableWhenExpression` of a question only limits read (a use gate): shown unless the answers so far decide every
+ * criterion that reads it without it, so a fact a limit uses only under some answers is asked only under them (design.md
+ * §6 "Questions are asked only of the patients they concern"; the server lists it as still to document only where some
+ * value of it could change a rule: evaluate-policy.ts couldChange). Each place a limit reads the fact (directly or
+ * through a derived fact) is decided without it once a condition beside it has its deciding value (expressions.ts
+ * useGuards: `false and x`, `true or x`, `false implies x`, `x implies true`), e.g. Besponsa's MRD level, read only
+ * under "proceeding to HSCT", once that is answered no. A question that is never read from the record and is asked only
+ * under its `askWhen` (the HSCT plan of an order within 2 cycles) is never answered once that `askWhen` is false: as a
+ * limit's antecedent it then leaves the limit to its bound, which the policy's `askWhen` declares met, so its closed
+ * `askWhen` decides too (the agreement test holds every policy to it). An askable fact computed from this one (B-ALL from
+ * a CD22-positive result) reads it while that fact is unanswered, so the question stays until it is answered. Undefined
+ * when some reading has no guard the answers can close.
+ */
+function useGate(
+  policy: CompiledPolicy,
+  structure: PolicyStructure,
+  fact: string,
+  ctx: {
+    itemFor: (f: string) => { linkId: string; type: FactType } | undefined;
+    unknown: Set<string>;
+    valueSets: ValueSetIndex;
+    valueSetBase: string;
+  },
+): string | undefined {
+  const reads = (name: string) => {
+    if (name === fact) return true;
+    const f = policy.factsByName.get(name);
+    return !!f && !f.def.askable && askableClosure(policy, [name]).askable.has(fact);
+  };
+  const clauses: string[] = [];
+  // Askable facts whose own expression reads this one: their answer, once given, stands over it.
+  for (const f of policy.facts) {
+    if (!f.def.askable || f.name === fact || !askableClosure(policy, f.deps).askable.has(fact)) continue;
+    if (!structure.usedBy.has(f.name)) continue;
+    const item = ctx.itemFor(f.name);
+    if (!item) return undefined;
+    clauses.push(`${answerPath(item.linkId, item.type)}.exists()`);
+  }
+  const unknown = new Set([...ctx.unknown, fact]);
+  for (const rule of structure.usedBy.get(fact) ?? []) {
+    const readings = useGuards(ruleText(policy, rule), reads);
+    if (readings.length === 0) return undefined;
+    for (const guards of readings) {
+      const alternatives: string[] = [];
+      for (const g of guards) {
+        const e = ruleOverAnswers(policy, g.expr, { itemFor: ctx.itemFor, unknown });
+        if (e !== undefined) alternatives.push(`(${e}) = ${g.value}`);
+        if (!g.antecedent) continue;
+        for (const conjunct of splitTopLevel(g.expr, 'and')) {
+          const q = policy.factsByName.get(conjunct.trim());
+          if (!q?.def.askable || !q.def.askWhen || q.def.fhirpath.trim() !== '{}' || !ctx.itemFor(q.name)) continue;
+          const closed = askWhenForRenderer(policy, q.def.askWhen, ctx);
+          if (closed !== undefined) alternatives.push(`(${closed}) = false`);
+        }
+      }
+      if (alternatives.length === 0) return undefined;
+      const unique = [...new Set(alternatives)];
+      clauses.push(unique.length === 1 ? unique[0] : `(${unique.join(' or ')})`);
+    }
+  }
+  const unique = [...new Set(clauses)];
+  return unique.length === 0 ? undefined : `iif(${unique.join(' and ')}, false, true)`;
+}
+
 /** The form's order date: the order-date item the payer pre-fills with the order's planned start (FHIRPath). */
 const FORM_ORDER_DATE = `%resource.repeat(item).where(linkId = '${ORDER_DATE_LINK_ID}').answer.value`;
 
@@ -274,6 +377,10 @@ export function buildQuestionnaire(
   const pathwaysOnly = (f: string): CompiledRule[] | undefined => pathwaysOnlyRules(structure, f);
   const usageGated = new Set(usageGatedFacts(policy, structure));
   const hideable = new Set([...usageGated, ...structure.groups.filter((g) => g.kind === 'pathway').flatMap((g) => g.facts)]);
+  // Questions only limits read are hidden once the answers decide those limits without them (useGate); every gate of
+  // this kind reads the others, and the questions other gates hide, as unanswered.
+  const useGated = new Set(useGateCandidates(policy, structure));
+  const useCtx = { ...gateCtx, unknown: new Set([...hideable, ...useGated]) };
 
   const factItem = (name: string): QuestionnaireItem => {
     const def = policy.factsByName.get(name)!.def;
@@ -319,6 +426,8 @@ export function buildQuestionnaire(
     if (gate) addEnableWhen(item, gate, 'Asked only of the patients this question concerns');
     const usage = usageGated.has(name) ? usageGate(policy, pathwaysOnly(name)!, itemFor, hideable) : undefined;
     if (usage) addEnableWhen(item, usage, USAGE_GATE_DESCRIPTION);
+    const use = useGated.has(name) ? useGate(policy, structure, name, useCtx) : undefined;
+    if (use) addEnableWhen(item, use, USE_GATE_DESCRIPTION);
     return item;
   };
 

@@ -1,5 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { codingDefine } from '../../src/cql/define-names.js';
+import { forDisplay } from '../../src/policies/display-precision.js';
 import { join } from 'node:path';
 import type { Bundle, Library, MedicationRequest, QuestionnaireItem, Resource, ValueSet } from '@medplum/fhirtypes';
 import cql from 'cql-execution';
@@ -316,7 +317,8 @@ describe('the DTR 2.0.1 form of every Questionnaire', () => {
         if (!item || !src.defines.has(f.name)) continue;
         const initial = item.extension?.find((e) => e.url.endsWith('sdc-questionnaire-initialExpression'))?.valueExpression;
         // A choice item is pre-filled with the fact as a Coding of its answer value set.
-        const define = item.type === 'choice' ? codingDefine(f.name) : f.name;
+        // A dose computed from the BSA is pre-filled rounded as the form shows it (display-precision.ts).
+        const define = item.type === 'choice' ? codingDefine(f.name) : src.shown.get(f.name) ?? f.name;
         expect(initial, `${policy.file.id} ${f.def.linkId}`).toEqual({ language: 'text/cql', expression: `"${main.name}".${define}` });
         prefilled++;
       }
@@ -344,6 +346,12 @@ describe('CQL agrees with FHIRPath and with CRD (every Library, every sandbox st
           expectSame(value, fhirpathValue, `${s.label} ${policy.file.id} ${fact}`);
           if (value !== undefined) fromCql[fact] = value as FactValue;
           compared++;
+          // A dose computed from the BSA is pre-filled by its AsShown define: the same value, rounded as the form shows it.
+          const shownAs = src.shown.get(fact);
+          if (shownAs) {
+            const def = policy.factsByName.get(fact)!.def;
+            expectSame(normal(cqlValues[shownAs]), typeof fhirpathValue === 'number' ? forDisplay(def, fhirpathValue) : fhirpathValue, `${s.label} ${policy.file.id} ${shownAs}`);
+          }
           // A code fact's Coding define (a choice item's pre-fill) is the same answer, as a Coding of its value set.
           if (codingDefine(fact) in cqlValues) {
             const coding = cqlValues[codingDefine(fact)] as { code?: string; system?: string } | null;

@@ -88,4 +88,45 @@ describe('$next-question asks the gates of a question before the question', () =
     expect(followUps.length).toBeGreaterThan(0);
     for (const l of followUps) expect(asked, l).not.toContain(l);
   });
+
+  it('BCBSNC Besponsa, cycle 1 of relapsed B-ALL: neither the HSCT plan nor the MRD level is asked, as the static form hides both', async () => {
+    const rounds = await adaptiveRounds('bcbsnc-inotuzumab', {
+      'cancer-diagnosis': { valueBoolean: true },
+      'b-all-diagnosis': { valueBoolean: true },
+      'disease-status': code('relapsed'),
+      'renewal-request': { valueBoolean: false },
+      'cycles-requested': { valueInteger: 1 },
+      'cycles-given': { valueInteger: 0 },
+      'birth-date': { valueDate: '1980-03-01' },
+      'inotuzumab-dose': { valueDecimal: 0.8 },
+      'inotuzumab-doses-per-cycle': { valueInteger: 3 },
+      'inotuzumab-cycle-dose': { valueDecimal: 1.8 },
+    });
+    const asked = rounds.flat();
+    expect(asked).toContain('cycles-requested');
+    for (const never of ['proceeding-to-hsct', 'mrd-percent', 'cd22-positive']) expect(asked, never).not.toContain(never);
+  });
+
+  it('BCBSNC Besponsa, a third cycle after 2 for a patient proceeding to transplant in CR: the MRD level is asked, as the static form shows it', async () => {
+    const rounds = await adaptiveRounds('bcbsnc-inotuzumab', {
+      'cancer-diagnosis': { valueBoolean: true },
+      'b-all-diagnosis': { valueBoolean: true },
+      'disease-status': code('refractory'),
+      'renewal-request': { valueBoolean: true },
+      'earlier-course-indication': code('relapsed-refractory'),
+      'currently-receiving': { valueBoolean: true },
+      'cycles-requested': { valueInteger: 1 },
+      'cycles-given': { valueInteger: 2 },
+      'birth-date': { valueDate: '1980-03-01' },
+      'inotuzumab-dose': { valueDecimal: 0.5 },
+      'inotuzumab-doses-per-cycle': { valueInteger: 3 },
+      'inotuzumab-cycle-dose': { valueDecimal: 1.5 },
+      'proceeding-to-hsct': { valueBoolean: true },
+      'inotuzumab-cr-cri': { valueBoolean: true },
+      'mrd-percent': { valueDecimal: 0.5 },
+    });
+    const asked = rounds.flat();
+    expect(asked).toContain('proceeding-to-hsct');
+    expect(asked).toContain('mrd-percent');
+  });
 });

@@ -15,8 +15,10 @@ import { EXT_ENABLE_WHEN_EXPRESSION, EXT_INITIAL_EXPRESSION } from '../../src/fh
 import { policyStructure } from '../../src/policies/policy-structure.js';
 import type { PolicyStructure } from '../../src/policies/policy-structure.js';
 import { hiddenLinkIds } from '../../src/coverage/hidden-answers.js';
-import { buildQuestionnaire, flattenItems, USAGE_GATE_DESCRIPTION } from '../../src/dtr/questionnaire-builder.js';
+import { buildQuestionnaire, flattenItems, USAGE_GATE_DESCRIPTION, USE_GATE_DESCRIPTION } from '../../src/dtr/questionnaire-builder.js';
 import { compileFhirPath } from '../../src/fhir/fhirpath.js';
+import { splitTopLevel } from '../../src/dtr/expressions.js';
+import { forDisplay } from '../../src/policies/display-precision.js';
 import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
 import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
 import type { FactValue, PolicyEvaluation } from '../../src/policies/evaluate-policy.js';
@@ -191,7 +193,9 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
         const server = atCrd.facts.find((f) => f.name === c.fact)?.value;
         const client = c.fn(emptyQr, { ...env, resource: emptyQr });
         expect(client.length, `${c.linkId}: ${JSON.stringify(client)}`).toBeLessThanOrEqual(1);
-        expect(client[0], `${c.linkId} (${c.fact})`).toEqual(server);
+        // A computed amount is shown rounded as a clinician reads it (display-precision.ts), as the payer pre-fills it.
+        const def = policy.factsByName.get(c.fact)!.def;
+        expect(client[0], `${c.linkId} (${c.fact})`).toEqual(typeof server === 'number' ? forDisplay(def, server) : server);
         compared++;
       }
     }
@@ -229,6 +233,19 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
           : i.extension!.some((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION && e.valueExpression?.description === USAGE_GATE_DESCRIPTION)
             ? (structure.usedBy.get(structure.asked.find((n) => policy.factsByName.get(n)!.def.linkId === i.linkId)!) ?? []).map((r) => r.id)
             : [],
+      use: i.extension!.some((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION && e.valueExpression?.description?.includes(USE_GATE_DESCRIPTION))
+        ? compileFhirPath(splitTopLevel(i.extension!.find((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION)!.valueExpression!.expression!, 'and').at(-1)!, {
+            valueSets: content.valueSets,
+            valueSetBase: `${CANONICAL_BASE}/ValueSet`,
+            model: 'r4',
+          })
+        : undefined,
+      // A limit question's use gate (USE_GATE_DESCRIPTION) is about every limit that reads it: each comes out the same
+      // whatever the hidden question gets.
+      same:
+        i.type !== 'group' && i.extension!.some((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION && e.valueExpression?.description?.includes(USE_GATE_DESCRIPTION))
+          ? (structure.usedBy.get(structure.asked.find((n) => policy.factsByName.get(n)!.def.linkId === i.linkId)!) ?? []).map((r) => r.id)
+          : [],
       limits:
         i.type === 'group'
           ? []
@@ -257,6 +274,9 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
         expect(open.length, g.item.linkId).toBe(1);
         if (open[0] !== false) continue;
         closed++;
+        // A use gate joined to an askWhen (the last of the joined gates) is judged on its own closing: an askWhen hides
+        // a question for other patients, whose answer may well change a limit (design.md §7).
+        const same = g.use && g.use(qr, { resource: qr, patient: { resourceType: 'Patient', birthDate: '1980-01-01' } })[0] === false ? g.same : [];
         // Whatever the hidden questions get, the rule stays decided the same way. A limit is met, or (a justification
         // asked only once another answer shows the limit concerns the patient: Centene's dose attestation waits for
         // the weight) comes out the same whatever is answered to the hidden questions.
@@ -280,6 +300,10 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
               ev.rules.find((x) => x.id === rule)?.result,
               `${g.item.linkId} closed (${rule}): ${JSON.stringify(variant)}`,
             ).toBe(false);
+          for (const l of same) {
+            const result = ev.rules.find((x) => x.id === l)?.result;
+            limitResults.set(l, (limitResults.get(l) ?? new Set()).add(result));
+          }
           for (const l of g.limits) {
             const result = ev.rules.find((x) => x.id === l)?.result;
             expect(result, `${g.item.linkId} closed: ${JSON.stringify(variant)}`).not.toBe(false);

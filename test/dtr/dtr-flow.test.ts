@@ -211,7 +211,9 @@ describe.each(content.policies.map((p) => [p.file.id, p] as const))('%s', (_id, 
         .map((f) => [policy.factsByName.get(f)!.def.linkId!, assertion.facts[f]]),
     );
     expect(answers.map((a) => a.linkId).sort()).toEqual(Object.keys(held).sort());
-    const parsed = evaluateQuestionnaireResponse({ content, qr, today: TODAY });
+    // Sent back as pre-filled, the answers read as the facts CRD recorded: a computed amount the form shows rounded
+    // (display-precision.ts) is read as the unrounded value (design.md §7 "Pre-filled amounts").
+    const parsed = evaluateQuestionnaireResponse({ content, qr, knownFacts: assertion.facts, chartFacts: assertion.facts, today: TODAY });
     for (const [name, v] of Object.entries(parsed.answers)) expect(v, name).toEqual(assertion.facts[name]);
     for (const a of answers) expect(originOf(a.answer![0])).toBe('auto');
     expect(Object.keys(parsed.answers).length).toBeGreaterThan(0);

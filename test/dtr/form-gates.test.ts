@@ -336,4 +336,32 @@ describe('questions that cannot change the decision', () => {
     expect(shown(q, 'mrd-percent', answers({ ...course, 'treatment-phase': code('induction') }))).toBe(true);
     expect(shown(q, 'mrd-percent', answers({ 'disease-status': code('cr2') }))).toBe(true);
   });
+
+  it('BCBSNC Besponsa: the MRD level (read only by the HSCT limit) is not asked of an order within 2 cycles, nor once the plan is no transplant', () => {
+    const q = questionnaire('bcbsnc-inotuzumab');
+    const relapsed = { 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('relapsed') };
+    // Cycle 1 of a relapsed course: the label's HSCT limit (2 cycles, a third only without CR/CRi and MRD
+    // negativity) cannot be passed, so the plan is not asked and neither is the MRD level.
+    const cycleOne = { ...relapsed, 'cycles-given': [{ valueInteger: 0 }], 'cycles-requested': [{ valueInteger: 1 }] };
+    expect(shown(q, 'proceeding-to-hsct', answers(cycleOne))).toBe(false);
+    expect(shown(q, 'mrd-percent', answers(cycleOne))).toBe(false);
+    // A third cycle after 2: the plan is asked; the MRD level with it, until the plan is answered no.
+    const third = { ...relapsed, 'cycles-given': [{ valueInteger: 2 }], 'cycles-requested': [{ valueInteger: 1 }] };
+    expect(shown(q, 'mrd-percent', answers(third))).toBe(true);
+    expect(shown(q, 'mrd-percent', answers({ ...third, 'proceeding-to-hsct': [{ valueBoolean: true }] }))).toBe(true);
+    expect(shown(q, 'mrd-percent', answers({ ...third, 'proceeding-to-hsct': [{ valueBoolean: false }] }))).toBe(false);
+    // Not B-ALL, or B-ALL in first remission on a first request: the HSCT limit is about relapsed or refractory courses.
+    expect(shown(q, 'mrd-percent', answers({ ...third, 'b-all-diagnosis': [{ valueBoolean: false }] }))).toBe(false);
+    expect(shown(q, 'mrd-percent', answers({ ...third, 'disease-status': code('cr1'), 'renewal-request': [{ valueBoolean: false }] }))).toBe(false);
+    // Nothing answered: the cycles are unknown, so it stays.
+    expect(shown(q, 'mrd-percent', answers({}))).toBe(true);
+  });
+
+  it('BCBSNC Besponsa: the CD22 result is not asked once the disease is answered not B-ALL, and stays while B-ALL is open (a CD22-positive result shows B-lineage)', () => {
+    const q = questionnaire('bcbsnc-inotuzumab');
+    expect(shown(q, 'cd22-positive', answers({ 'b-all-diagnosis': [{ valueBoolean: false }] }))).toBe(false);
+    // The CD22-directed limit reads it for B-ALL; B-ALL itself reads it while unanswered (ALL coded without lineage).
+    expect(shown(q, 'cd22-positive', answers({ 'b-all-diagnosis': [{ valueBoolean: true }] }))).toBe(true);
+    expect(shown(q, 'cd22-positive', answers({}))).toBe(true);
+  });
 });

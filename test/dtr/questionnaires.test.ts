@@ -18,7 +18,7 @@ import {
   LAUNCH_CONTEXT_SYSTEM,
 } from '../../src/fhir/dtr-urls.js';
 import { policyStructure } from '../../src/policies/policy-structure.js';
-import { flattenItems, USAGE_GATE_DESCRIPTION } from '../../src/dtr/questionnaire-builder.js';
+import { flattenItems, USAGE_GATE_DESCRIPTION, USE_GATE_DESCRIPTION, useGateCandidates } from '../../src/dtr/questionnaire-builder.js';
 import { generateQuestionnaireFiles } from '../../src/dtr/questionnaire-files.js';
 import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
 import { repoRoot } from '../helpers/stories.js';
@@ -218,13 +218,17 @@ describe('generated questionnaires', () => {
           .filter((f) => (structure.usedBy.get(f) ?? []).every((r) => r.kind === 'pathway'))
           .map((f) => policy.factsByName.get(f)!.def.linkId),
       );
+      // A question only limits read is hidden once the answers decide those limits without it (the use gate).
+      const limitsOnly = new Set(useGateCandidates(policy, structure).map((f) => policy.factsByName.get(f)!.def.linkId));
       for (const i of gated)
         expect(
           i.linkId.startsWith('group-pathway-') ||
             structure.justifications.length > 0 ||
             askWhen.has(i.linkId) ||
             (pathwaysOnly.has(i.linkId) &&
-              i.extension!.some((e) => e.valueExpression?.description === USAGE_GATE_DESCRIPTION)),
+              i.extension!.some((e) => e.valueExpression?.description === USAGE_GATE_DESCRIPTION)) ||
+            (limitsOnly.has(i.linkId) &&
+              i.extension!.some((e) => e.valueExpression?.description?.includes(USE_GATE_DESCRIPTION))),
           i.linkId,
         ).toBe(true);
       // design.md §6 "Clinical readings": a question asked only of the patients it concerns (askWhen: renewals, an

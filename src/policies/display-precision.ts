@@ -1,0 +1,53 @@
+import type { FactType } from './policy-schema.js';
+
+/**
+ * How many decimals a clinician reads a computed amount to, by its UCUM unit (design.md §7 "Pre-filled amounts"). A
+ * dose divided by the body surface area (Besponsa 0.8673675867890412 mg/m²) or a weight converted from pounds is
+ * shown rounded, never to 16 digits: mg/m² and m² to 2 decimals (the labels state doses to 0.1 mg/m², so 2 decimals
+ * show any step past a limit such as 0.8 mg/m²; BSA is recorded to 0.01 m²), mcg, mcg/day, mcg/m²/day, billable units,
+ * kg and cm to 1 decimal (doses and amounts stated in whole mcg; a scale or stadiometer reads to 0.1). Units not listed
+ * (MRD %, whose levels run to 0.001 %) are shown as read. Display only: the server keeps deciding on the unrounded
+ * value it read, and an answer that is that value so rounded is read as it ({@link sameAtDisplay}).
+ */
+const DISPLAY_DECIMALS: Record<string, number> = {
+  'mg/m2': 2,
+  'mg/m2/d': 2,
+  m2: 2,
+  ug: 1,
+  'ug/d': 1,
+  'ug/m2/d': 1,
+  '{units}': 1,
+  kg: 1,
+  cm: 1,
+};
+
+/** The decimals a decimal fact's pre-filled answer is shown to; undefined: shown as read. */
+export function displayDecimals(def: { type: FactType; unit?: string }): number | undefined {
+  return def.type === 'decimal' && def.unit !== undefined ? DISPLAY_DECIMALS[def.unit] : undefined;
+}
+
+/**
+ * A value rounded to `decimals` as FHIRPath's `round(precision)` does in fhirpath.js (the renderers' engine), so the
+ * payer's pre-filled answer and a renderer's initialExpression show the same number.
+ */
+export function roundTo(value: number, decimals: number): number {
+  const f = 10 ** decimals;
+  return Math.round(value * f) / f;
+}
+
+/** The value a pre-filled answer shows: rounded to the fact's display decimals, or as read. */
+export function forDisplay(def: { type: FactType; unit?: string }, value: number): number {
+  const d = displayDecimals(def);
+  return d === undefined ? value : roundTo(value, d);
+}
+
+/**
+ * Whether an answer is the value read from the record or the order as the form showed it (rounded to the fact's display
+ * decimals): the pre-filled answer sent back unchanged. Such an answer is read as the unrounded value, so rounding never
+ * moves a decision across a limit's edge (e.g. 0.804 mg/m² shown 0.80 stays above Besponsa's 0.8).
+ */
+export function sameAtDisplay(def: { type: FactType; unit?: string }, answer: unknown, read: unknown): boolean {
+  if (answer === read) return true;
+  const d = displayDecimals(def);
+  return d !== undefined && typeof answer === 'number' && typeof read === 'number' && Number.isFinite(read) && roundTo(read, d) === answer;
+}
