@@ -559,18 +559,23 @@ export function isMonotone(expr: string): boolean {
   return true;
 }
 
+/** An expression with its whole-expression parentheses taken off, however deeply nested: `((a and b))` is `a and b`. */
+function withoutOuterParens(expr: string): string {
+  let text = expr.trim();
+  for (;;) {
+    const inner = unwrapParens(text);
+    if (inner === undefined) return text;
+    text = inner.trim();
+  }
+}
+
 /**
  * Splits an expression at top-level `and` (a conjunction) or `or` (a disjunction), respecting parentheses, strings and
  * FHIRPath precedence (`and` binds tighter than `or`/`xor`, `implies` is loosest). An expression that is not such a
  * chain comes back whole.
  */
 export function splitTopLevel(expr: string, op: 'and' | 'or'): string[] {
-  let text = expr.trim();
-  for (;;) {
-    const inner = unwrapParens(text);
-    if (inner === undefined) break;
-    text = inner.trim();
-  }
+  const text = withoutOuterParens(expr);
   const tokens = tokenize(text);
   let depth = 0;
   const cuts: number[] = [];
@@ -749,12 +754,7 @@ function splitImplies(text: string): [string, string] | undefined {
  * answered. The form's use gate (questionnaire-builder.ts) hides a question once some guard of every reading holds.
  */
 export function useGuards(condition: string, reads: (name: string) => boolean, outer: UseGuard[] = []): UseGuard[][] {
-  let text = condition.trim();
-  for (;;) {
-    const inner = unwrapParens(text);
-    if (inner === undefined) break;
-    text = inner.trim();
-  }
+  const text = withoutOuterParens(condition);
   const implication = splitImplies(text);
   if (implication) {
     const [a, c] = implication;
