@@ -29,7 +29,8 @@ export function cqlQuestionnaire(q: Questionnaire, policy: CompiledPolicy, libra
       const extension = (item.extension ?? []).filter((e) => e.url !== EXT_INITIAL_EXPRESSION);
       // A choice item is pre-filled with a Coding: the fact's Coding define where the Library has one, else nothing
       // (a bare code string is not an answer a client can select).
-      // A computed amount is pre-filled rounded as the form shows it ("<fact>Shown", display-precision.ts).
+      // A computed amount is pre-filled rounded as the form shows it (its `shownDefine`, "<fact>AsShown";
+      // display-precision.ts).
       const define =
         item.type === 'choice' || item.type === 'open-choice'
           ? fact && defines.has(codingDefine(fact))
