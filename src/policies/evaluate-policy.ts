@@ -604,17 +604,13 @@ function cyclesWithinLimits(
  * evaluation data, `%orderDateTime`, `%orderStart` (empty when the order states no start), `%policyDrug`, and
  * `%diagnosesComplete` (true unless the data says otherwise).
  * Each fact's value is added under its name as it is read.
- *
- * The object has a property for every fact of the policy from the start (undefined until read): readFacts stores the
- * policy's 40–100 facts into it one by one under computed names, and V8 (Node 20) turns an object that gains more than
- * a dozen properties that way into a dictionary with a hidden class of its own, so every variable read of every fact
- * expression was a hash lookup that the inline caches could not remember from one request to the next. A copy of a
- * per-policy template made by JSON.parse keeps fast properties and one hidden class for every request (design: no
- * property is added after the copy). A fact is read
- * only by the facts after it in the policy's order (its dependents), so no expression sees a fact before its value.
  */
 export function factEnvironment(policy: CompiledPolicy, data: EvaluationData): Record<string, unknown> {
-  const values: Record<string, unknown> = {
+  const { memo: _memo, ...vars } = data;
+  // Object.assign, not `{ ...vars, … }`: readFacts adds every fact to this object, and in V8 (Node 20) each property
+  // added to an object made by a spread gives that object a hidden class of its own, allocated in the old generation
+  // (about 50 a policy evaluation; README "Memory"). EvaluationData is built by our code, so no key is `__proto__`.
+  return Object.assign({}, vars, {
     requestOrdersBefore: data.requestOrdersBefore ?? [],
     requestOrdersBeforeAny: data.requestOrdersBeforeAny ?? [],
     diagnosesComplete: data.diagnosesComplete ?? true,
@@ -622,37 +618,7 @@ export function factEnvironment(policy: CompiledPolicy, data: EvaluationData): R
     // Empty when the order states no start: `recent()` then has no upper end.
     orderStart: data.orderStart ?? [],
     policyDrug: policy.file.drug,
-  };
-  const keys = Object.keys(data);
-  // A spread of a fast-properties object copies its hidden class and its property array at once; Object.assign onto
-  // `{}` grows the property array three slots at a time (about 18 KB of copies for 120 properties).
-  const env = { ...envTemplate(policy, keys) };
-  const source = data as unknown as Record<string, unknown>;
-  for (const k of keys) if (k !== 'memo') env[k] = source[k];
-  for (const k in values) env[k] = values[k];
-  return env;
-}
-
-/** By policy, by the evaluation data's keys (in order): the fast-properties template of factEnvironment. */
-const envTemplates = new WeakMap<CompiledPolicy, Map<string, Record<string, unknown>>>();
-function envTemplate(policy: CompiledPolicy, dataKeys: string[]): Record<string, unknown> {
-  let byKeys = envTemplates.get(policy);
-  if (!byKeys) envTemplates.set(policy, (byKeys = new Map()));
-  const signature = dataKeys.join(',');
-  let template = byKeys.get(signature);
-  if (!template) {
-    // The keys in Object.assign({}, data without memo, the computed variables)'s order, then each fact's name.
-    const names = new Set(dataKeys.filter((k) => k !== 'memo'));
-    for (const k of ['requestOrdersBefore', 'requestOrdersBeforeAny', 'diagnosesComplete', 'orderDateTime', 'orderStart', 'policyDrug']) names.add(k);
-    for (const f of policy.facts) names.add(f.name);
-    // JSON.parse builds an object with fast properties whatever their number (a literal would need generated code);
-    // JSON has no undefined, so null first, then undefined stored over it (the same hidden class).
-    template = JSON.parse(JSON.stringify(Object.fromEntries([...names].map((n) => [n, null])))) as Record<string, unknown>;
-    for (const n of names) template[n] = undefined;
-    if (byKeys.size >= 16) byKeys.clear();
-    byKeys.set(signature, template);
-  }
-  return template;
+  });
 }
 
 /**
