@@ -74,6 +74,8 @@ export class Node {
 
 type Item = unknown;
 type Coll = Item[];
+/** A user function's String/Integer argument as handed over: the value, or [] when empty (see Compiler.userCall). */
+type ArgValue = string | number | [] | undefined;
 /** The run-time context: the variables and the evaluation's root collection. */
 interface Run {
   env: Record<string, unknown>;
@@ -330,8 +332,11 @@ const isTrue = (c: Coll) => c.length === 1 && valData(c[0]) === true;
  * would type it: a bail).
  */
 function variableItems(value: unknown): Coll {
-  if (value === undefined || value === null) return [];
-  if (typeof value !== 'object') return [value];
+  // Shared arrays for the commonest values (an unknown fact is [], a boolean fact true or false): compiled code never
+  // changes a collection it is given, and a fact expression reads its dependencies' values several times.
+  if (value === undefined || value === null) return NONE;
+  if (typeof value !== 'object') return value === true ? TRUE : value === false ? FALSE : [value];
+  if (Array.isArray(value) && value.length === 0) return NONE;
   // The record's collections are read by many expressions of one request: their nodes are made once (nodes are
   // immutable, and compiled code never changes a collection it is given).
   const hit = variableCache.get(value);
@@ -351,6 +356,8 @@ function variableItems(value: unknown): Coll {
   return items;
 }
 const variableCache = new WeakMap<object, Coll>();
+/** The empty collection variableItems hands out (never changed: see TRUE). */
+const NONE: Coll = [];
 /** Results of the user functions by function, input collection and arguments (see userCall). */
 const userMemos = new WeakMap<object, WeakMap<Coll, Map<string, Coll>>>();
 /** Whether cached items still stand for the value's elements (an array changed since is read again). */
@@ -1115,18 +1122,34 @@ class Compiler {
     const argValue = (c: Coll, i: number): string | number | [] =>
       c.length === 0 || (c.length === 1 && valData(c[0]) == null) ? [] : types[i] === 'String' ? argString(c) : argInteger(c);
     const keyOf = (v: string | number | [] | undefined) => (Array.isArray(v) ? '\u0001' : String(v));
+    const keyFor = (va: ArgValue, vb: ArgValue, vc: ArgValue) =>
+      arity === 0 ? '' : arity === 1 ? keyOf(va) : arity === 2 ? `${keyOf(va)}\u0000${keyOf(vb)}` : `${keyOf(va)}\u0000${keyOf(vb)}\u0000${keyOf(vc)}`;
     const arity = args.length;
+    // Arguments made of literals alone (`coded('…', 'cd19-status')`, `memberOf('b-all-snomed')`, nearly every call in
+    // the content) are read, and their memo key built, once here: building the key per call made a new string whose
+    // hash the memo's lookup then computed, on every one of a hook's hundreds of calls. A literal the run time would
+    // bail on is left to it.
+    let fixed: { va: ArgValue; vb: ArgValue; vc: ArgValue; key: string } | undefined;
+    const literals = args.map((a) => this.constant(a));
+    if (literals.every((l) => l !== undefined)) {
+      try {
+        const [va, vb, vc] = literals.map((l, i) => argValue(l as Coll, i));
+        fixed = { va, vb, vc, key: keyFor(va, vb, vc) };
+      } catch (err) {
+        if (err !== BAIL) throw err;
+      }
+    }
     const site = (input: Coll, a?: Coll, b?: Coll, c?: Coll): Coll => {
-      const va = arity > 0 ? argValue(a as Coll, 0) : undefined;
-      const vb = arity > 1 ? argValue(b as Coll, 1) : undefined;
-      const vc = arity > 2 ? argValue(c as Coll, 2) : undefined;
+      const va = fixed ? fixed.va : arity > 0 ? argValue(a as Coll, 0) : undefined;
+      const vb = fixed ? fixed.vb : arity > 1 ? argValue(b as Coll, 1) : undefined;
+      const vc = fixed ? fixed.vc : arity > 2 ? argValue(c as Coll, 2) : undefined;
       let results: Map<string, Coll> | undefined;
       let key = '';
       if (stable) {
         // The table's functions are pure: over the same collection (a variable's, which variableItems keeps for the
         // request) with the same arguments they give the same items, so several facts and policies filtering the same
         // record (`%medications.codedIn('tki')`) share one pass.
-        key = arity === 0 ? '' : arity === 1 ? keyOf(va) : arity === 2 ? `${keyOf(va)}\u0000${keyOf(vb)}` : `${keyOf(va)}\u0000${keyOf(vb)}\u0000${keyOf(vc)}`;
+        key = fixed ? fixed.key : keyFor(va, vb, vc);
         results = byInput.get(input);
         const hit = results?.get(key);
         if (hit) return hit;

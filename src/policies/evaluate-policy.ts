@@ -718,9 +718,21 @@ function readFacts(
     let read = shared ? reads!.get(f.shareKey) : undefined;
     if (read === undefined && f.pureOf) {
       // Computed from facts alone: the same input values give the same value, whichever patient they belong to.
-      const pureKey = `${f.shareKey}|${valuesKey(f.pureOf, env, undefined)}`;
-      read = pureReads.get(pureKey);
-      if (read === undefined) remember(pureReads, pureKey, (read = readFact(f, data, env, latestDate)));
+      // By share key, then by the input values: a key made of the share key (the fact's whole FHIRPath text) and the
+      // values was a new string of hundreds of characters to hash on every read.
+      let byValues = pureReads.get(f.shareKey);
+      if (!byValues) pureReads.set(f.shareKey, (byValues = new Map()));
+      const valuesAt = valuesKey(f.pureOf, env, undefined);
+      read = byValues.get(valuesAt);
+      if (read === undefined) {
+        if (++pureEntries > PURE_MEMO_ENTRIES) {
+          pureReads.clear();
+          pureEntries = 1;
+          pureReads.set(f.shareKey, byValues);
+          byValues.clear();
+        }
+        byValues.set(valuesAt, (read = readFact(f, data, env, latestDate)));
+      }
     }
     if (read === undefined) {
       read = readFact(f, data, env, latestDate);
@@ -764,7 +776,9 @@ export function evaluateRules(policy: CompiledPolicy, data: EvaluationData, rule
 /** Entries kept per memo below; past it the memo starts again (a bound, not an eviction policy). */
 const PURE_MEMO_ENTRIES = 4096;
 /** Values of facts computed from facts alone, by share key and input values (`CompiledFact.pureOf`). */
-const pureReads = new Map<string, FactRead>();
+const pureReads = new Map<string, Map<string, FactRead>>();
+/** The values pureReads holds in all (at most PURE_MEMO_ENTRIES; all are dropped past it). */
+let pureEntries = 0;
 /** Rule results by the values of the facts the rule reads: a rule is a function of those values alone. */
 const ruleOutcomes = new WeakMap<CompiledRule, Map<string, { result: Tri; error?: undefined } | { result?: undefined; error: string }>>();
 
