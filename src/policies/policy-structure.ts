@@ -31,6 +31,13 @@ export interface PolicyStructure {
    * limits), or none, in which case the form asks a separate justification question.
    */
   justifications: { limit: CompiledRule; facts: string[] }[];
+  /**
+   * Per pathway with an approval period or a cycle cap, and per limit with a proposal: the facts that period, cap or
+   * alternate order reads outside the rule's condition (`approval.from`, `approval.covers`, `cyclesRequested` for
+   * `cycles`, the proposal's expressions), with every fact those are computed from, in policy order. A form needs
+   * their answers whatever the conditions decide, so no use gate hides them (questionnaire-builder.ts useGateCandidates).
+   */
+  approvalReads: { rule: CompiledRule; facts: string[] }[];
 }
 
 /** Every rule of a policy in evaluation order: universal requirements, then indication pathways, then limits (design.md §5). */
@@ -115,7 +122,33 @@ export function policyStructure(policy: CompiledPolicy): PolicyStructure {
   const justificationGroupFacts = remaining.filter((f) => justificationFacts.has(f));
   if (justifications.length > 0) groups.push({ kind: 'justifications', facts: justificationGroupFacts });
 
-  return { asked, usedBy, needs, derived, groups, justifications };
+  return { asked, usedBy, needs, derived, groups, justifications, approvalReads: approvalReadsOf(policy) };
+}
+
+/** {@link PolicyStructure.approvalReads}, from the compiled rules. */
+function approvalReadsOf(policy: CompiledPolicy): { rule: CompiledRule; facts: string[] }[] {
+  const out: { rule: CompiledRule; facts: string[] }[] = [];
+  const closure = (roots: string[]) => {
+    const seen = new Set<string>();
+    const visit = (n: string) => {
+      const f = policy.factsByName.get(n);
+      if (!f || seen.has(n)) return;
+      seen.add(n);
+      f.deps.forEach(visit);
+    };
+    roots.forEach(visit);
+    return policy.facts.map((f) => f.name).filter((n) => seen.has(n));
+  };
+  for (const rule of policy.pathways) {
+    const roots = [rule.approval?.from, rule.approval?.covers, rule.cycles !== undefined ? 'cyclesRequested' : undefined];
+    const facts = closure(roots.filter((n): n is string => n !== undefined));
+    if (facts.length > 0) out.push({ rule, facts });
+  }
+  for (const rule of policy.limits) {
+    const facts = closure(rule.proposeFacts ?? []);
+    if (facts.length > 0) out.push({ rule, facts });
+  }
+  return out;
 }
 
 /**
