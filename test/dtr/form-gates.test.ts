@@ -357,6 +357,33 @@ describe('questions that cannot change the decision', () => {
     expect(shown(q, 'mrd-percent', answers({}))).toBe(true);
   });
 
+  it('BCBSNC Besponsa: the MRD level is not asked of a patient proceeding to HSCT with fewer than 2 cycles given (the course count the limit reads is on record only)', () => {
+    const q = questionnaire('bcbsnc-inotuzumab');
+    const hsct = { 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('relapsed'), 'proceeding-to-hsct': [{ valueBoolean: true }] };
+    // Cycles 2 and 3 after 1 given (pre-filled from the record): past 2 cycles, so the plan is asked, and with the plan
+    // yes the limit is exceeded whatever the MRD level (a third cycle only once 2 are given): not asked.
+    expect(shown(q, 'proceeding-to-hsct', answers({ ...hsct, 'cycles-given': [{ valueInteger: 1 }], 'cycles-requested': [{ valueInteger: 2 }] }))).toBe(true);
+    expect(shown(q, 'mrd-percent', answers({ ...hsct, 'cycles-given': [{ valueInteger: 1 }], 'cycles-requested': [{ valueInteger: 2 }] }))).toBe(false);
+    // A third cycle after 2 given: the MRD level can decide it, so it is asked.
+    expect(shown(q, 'mrd-percent', answers({ ...hsct, 'cycles-given': [{ valueInteger: 2 }], 'cycles-requested': [{ valueInteger: 1 }] }))).toBe(true);
+  });
+
+  it('BCBSNC Besponsa and Blincyto: "is this a renewal?" has no gate that can never close (its askWhen reads a fact the policy never knows)', () => {
+    for (const id of ['bcbsnc-inotuzumab', 'bcbsnc-blinatumomab']) {
+      const q = questionnaire(id);
+      const item = flattenItems(q.item).find((i) => i.linkId === 'renewal-request')!;
+      expect(item.extension?.some((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION), id).toBe(false);
+      expect(shown(q, 'renewal-request', answers({ 'disease-status': code('relapsed') }))).toBe(true);
+    }
+    // Every policy: no askWhen gate compares a value the form cannot have (`{} = false`): such a gate never closes.
+    for (const p of content.policies) {
+      for (const i of flattenItems(questionnaire(p.file.id).item)) {
+        const gate = i.extension?.find((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION)?.valueExpression;
+        if (gate?.description === 'Asked only of the patients this question concerns') expect(gate.expression, `${p.file.id} ${i.linkId}`).not.toMatch(/\{\}\s*(=|!=|<|>|in)\s/);
+      }
+    }
+  });
+
   it('BCBSNC Besponsa: the CD22 result is not asked once the disease is answered not B-ALL, and stays while B-ALL is open (a CD22-positive result shows B-lineage)', () => {
     const q = questionnaire('bcbsnc-inotuzumab');
     expect(shown(q, 'cd22-positive', answers({ 'b-all-diagnosis': [{ valueBoolean: false }] }))).toBe(false);
