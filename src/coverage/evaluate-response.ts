@@ -11,8 +11,7 @@ import type { PatientRecord } from '../policies/evaluation-data.js';
 import { answersFromQuestionnaireResponse } from './questionnaire-answers.js';
 import { answeredLinkIds, anyGated, hiddenLinkIds } from './hidden-answers.js';
 import type { ParsedAnswers } from './questionnaire-answers.js';
-import { tokenize } from '../fhir/fhirpath-tokens.js';
-import { askableClosure } from '../policies/policy-structure.js';
+import { askableClosure, recordVariablesOf } from '../policies/policy-structure.js';
 import { adaptiveQuestionnaireUrl, questionnaireUrl } from '../policies/questionnaire-names.js';
 import { sameAtDisplay } from '../policies/display-precision.js';
 
@@ -109,9 +108,6 @@ export interface EvaluateResponseResult extends ParsedAnswers {
 
 const answersOnlyCache = new WeakMap<CompiledPolicy, CompiledPolicy>();
 
-/** Variables that are not patient data: a derived fact reading only these and other facts needs no record. */
-const NOT_RECORD = new Set(['orderDate', 'orderDateTime', 'today', 'policyDrug', 'ucum', 'sct', 'loinc']);
-
 /**
  * The policy as it runs over answers alone. An askable fact is known only when answered (its EHR expression would
  * read an empty record as "false" for history facts). A derived fact computed from other facts runs over the answers;
@@ -138,9 +134,7 @@ function answersOnly(policy: CompiledPolicy): CompiledPolicy {
           for (const g of policy.facts) if (!isUnknown(env[g.name])) known[g.name] = env[g.name] as FactValue;
           return askWhenFalse(askWhen, known, String(env.orderDate));
         };
-        const readsRecord = tokenize(f.def.fhirpath).some(
-          (t) => t.kind === 'var' && !policy.factsByName.has(t.name!) && !NOT_RECORD.has(t.name!),
-        );
+        const readsRecord = recordVariablesOf(policy, f).length > 0;
         // A question whose answer follows from other answers (its askWhen closes once they are given: "is this a
         // renewal?" after "not cycle 1 of this course", design.md §6 "Cycles") is not asked, so it is computed from
         // those facts, as a derived fact is, when its expression reads nothing but facts; otherwise a question is

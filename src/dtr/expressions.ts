@@ -697,6 +697,7 @@ export function askWhenForRenderer(
     valueSetBase: string;
   },
 ): string | undefined {
+  if (neverFalseInForm(policy, askWhen, ctx)) return undefined;
   const tokens = tokenize(askWhen);
   let known = false;
   const text = tokens
@@ -719,6 +720,29 @@ export function askWhenForRenderer(
     .replace(/\s+/g, ' ')
     .trim();
   return known ? text : undefined;
+}
+
+/**
+ * Whether an `askWhen` of the form `iif(A and B ..., false, true)` can never be false in the form: one of its conjuncts
+ * compares a fact the form can neither show nor compute (rendered `{}`: no item, no client pre-fill, e.g. Besponsa's
+ * relapsedCourseCycleOne, which its policy never knows) with a value. Such a comparison is empty (FHIRPath §Equality,
+ * §Comparison: an empty operand gives an empty result), so the `and` is never true and the `iif` never false: the
+ * gate would never close (a `{} = false and ...` part), and the question is simply shown, as the server, which never
+ * knows that fact either, reads it.
+ */
+function neverFalseInForm(
+  policy: CompiledPolicy,
+  askWhen: string,
+  ctx: { itemFor: (f: string) => { linkId: string; type: FactType } | undefined; valueSets: ValueSetIndex; valueSetBase: string },
+): boolean {
+  const m = /^iif\(([\s\S]*),\s*false\s*,\s*true\s*\)$/.exec(withoutOuterParens(askWhen));
+  if (!m || unwrapParens(`(${m[1]})`) === undefined) return false;
+  const emptyInForm = (name: string) =>
+    policy.factsByName.has(name) && !ctx.itemFor(name) && clientInitialExpression(policy, name, ctx).expression === undefined;
+  return splitTopLevel(m[1], 'and').some((conjunct) => {
+    const c = /^([A-Za-z_][A-Za-z0-9_]*)\s*(?:=|!=|<=|>=|<|>|in)\s*(?:'[^']*'|[\w.]+|\([^()]*\))$/.exec(withoutOuterParens(conjunct));
+    return c !== null && emptyInForm(c[1]);
+  });
 }
 
 /** A condition beside a fact's use in a rule whose value, once known, decides that part of the rule without the fact. */

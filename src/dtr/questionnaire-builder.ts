@@ -224,20 +224,7 @@ export const USE_GATE_DESCRIPTION = 'Asked unless the answers so far decide ever
 export function useGateCandidates(policy: CompiledPolicy, structure: PolicyStructure): string[] {
   const justification = new Set(structure.justifications.flatMap((j) => j.facts));
   const askWhenReads = factsReadByAskWhen(policy);
-  // Facts read outside the rules' conditions: approval periods (`approval.from`, `covers`) and proposals (`propose`),
-  // with what they are computed from; the number of cycles an approval covers reads cyclesRequested.
-  const outside = new Set<string>();
-  const names = (x: unknown) => [...JSON.stringify(x ?? null).matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)].map((m) => m[0]);
-  const roots = [
-    ...policy.file.pathways.flatMap((p) => [...names(p.approval), ...(p.cycles !== undefined ? ['cyclesRequested'] : [])]),
-    ...policy.file.limits.flatMap((l) => names(l.propose)),
-  ].filter((n) => policy.factsByName.has(n));
-  const visit = (n: string) => {
-    if (outside.has(n)) return;
-    outside.add(n);
-    policy.factsByName.get(n)?.deps.forEach(visit);
-  };
-  roots.forEach(visit);
+  const outside = new Set(structure.approvalReads.flatMap((a) => a.facts));
   return structure.asked.filter((f) => {
     const rules = structure.usedBy.get(f) ?? [];
     return (

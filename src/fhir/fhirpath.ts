@@ -68,7 +68,7 @@ const ONSET_KEYS = ['onsetDateTime', 'onsetAge', 'onsetPeriod', 'onsetRange', 'o
  * with no onset at all, `recordedDate` (when it was recorded, the latest the onset can be, is the only date it has);
  * an onset in another form, UNPLACED_ONSET: the recorded date is not when such an onset was.
  */
-function conditionStatedDate(r: Record<string, unknown>): unknown {
+export function conditionStatedDate(r: Record<string, unknown>): unknown {
   if (r.onsetDateTime !== undefined) return r.onsetDateTime;
   const start = (r.onsetPeriod as { start?: unknown } | undefined)?.start;
   if (start !== undefined) return start;

@@ -11,6 +11,7 @@ import type {
 } from '@medplum/fhirtypes';
 import type { PasRequest } from './request-bundle.js';
 import { instantOf } from '../fhir/fhir-instant.js';
+import { conditionStatedDate, UNPLACED_ONSET } from '../fhir/fhirpath.js';
 import { prescribedDose } from '../fhir/dose.js';
 import { longDate, longDateTime } from '../fhir/long-date.js';
 import { coverageFirstDay, coverageLastDay } from '../coverage/payer.js';
@@ -45,6 +46,12 @@ export interface ReviewFact {
   value?: string;
   status?: string;
   date?: string;
+  /**
+   * A Condition whose onset is on record in a form that states no date (an age, words, a range): its onset is unknown,
+   * and `date` is absent; `recorded` is its `recordedDate`, the latest the onset can be, never shown as the onset
+   * (design.md §6 "A Condition's date", as `statedDay()` reads it).
+   */
+  onsetUnknown?: { recorded?: string };
 }
 
 /** What a clinical reviewer reads about a pended request: the patient, the order, the documentation and the chart. */
@@ -241,13 +248,22 @@ function factOf(r: Resource, orderRefs: Set<string>): ReviewFact | undefined {
   const d = r as Dated;
   const date = dateOf(d);
   const base = date ? { date } : {};
-  if (r.resourceType === 'Condition')
+  if (r.resourceType === 'Condition') {
+    // One reading of a Condition's date with the rules (fhirpath.ts statedDay): the onset, else with no onset at all
+    // the date it was recorded; an onset as an age or words is not placed by the recorded date.
+    const stated = conditionStatedDate(d);
+    const recorded = typeof d.recordedDate === 'string' ? d.recordedDate : undefined;
     return {
       kind: 'Condition',
       what: conceptText(r.code) ?? 'Condition',
       status: conceptText(r.clinicalStatus),
-      ...base,
+      ...(stated === UNPLACED_ONSET
+        ? { onsetUnknown: recorded ? { recorded } : {} }
+        : typeof stated === 'string'
+          ? { date: stated }
+          : {}),
     };
+  }
   if (r.resourceType === 'Observation')
     return {
       kind: 'Observation',
@@ -281,11 +297,12 @@ function factOf(r: Resource, orderRefs: Set<string>): ReviewFact | undefined {
 
 /**
  * Chart facts newest first by the instant each was taken, not by its text (results written with different time-zone
- * offsets: fhir-instant.ts). Each date is parsed once, not once per comparison; undated facts come last, and facts of
+ * offsets: fhir-instant.ts), a Condition of unknown onset by the day it was recorded (the latest its onset can be). Each
+ * date is parsed once, not once per comparison; undated facts come last, and facts of
  * the same instant keep the Bundle's order (as byTimeTaken in policies/evaluation-data.ts).
  */
 function newestTakenFirst(facts: ReviewFact[]): ReviewFact[] {
-  const keyed = facts.map((f, i) => ({ f, i, at: instantOf(f.date) ?? -Infinity }));
+  const keyed = facts.map((f, i) => ({ f, i, at: instantOf(f.date ?? f.onsetUnknown?.recorded) ?? -Infinity }));
   keyed.sort((a, b) => (a.at > b.at ? -1 : a.at < b.at ? 1 : a.i - b.i));
   return keyed.map((k) => k.f);
 }

@@ -83,6 +83,11 @@ export interface CompiledRule {
    */
   proposeQuantity?: { value: CompiledExpression; unit: string; display?: string };
   /**
+   * Limit with a proposal: the facts its proposal's expressions read (`propose.value`, `propose.perM2.value`,
+   * `propose.quantity.value`), as the loader compiled them: the alternate order a CRD card offers is computed from them.
+   */
+  proposeFacts?: string[];
+  /**
    * Limit: true when the limit concerns this patient (its `A` in `A implies B` or `iif(A, B, true)`), so a limit that
    * holds only because it does not apply is told apart from one within its bound (limit-applicability.ts). Absent for
    * a limit on every patient.

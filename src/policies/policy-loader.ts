@@ -412,6 +412,7 @@ function compilePolicy(
           });
         }
         rule.proposeQuantity = { unit: q.unit, ...(q.display ? { display: q.display } : {}), value: compileFhirPath(q.value, fpFacts) };
+        rule.proposeFacts = bareIdentifiers(q.value).filter((f) => compiledFacts.has(f));
       } else if (propose) {
         for (const f of bareIdentifiers(propose.value)) {
           if (!compiledFacts.has(f)) problems.push({ file: path, field: `${field}.propose.value`, message: `unknown fact ${f}` });
@@ -422,6 +423,7 @@ function compilePolicy(
         }
         const { perM2: _perM2Source, ...flat } = propose;
         rule.propose = { ...flat, value: compileFhirPath(propose.value, fpFacts), ...(perM2 ? { perM2: { ...perM2, value: compileFhirPath(perM2.value, fpFacts) } } : {}) };
+        rule.proposeFacts = [...new Set([...bareIdentifiers(propose.value), ...(perM2 ? bareIdentifiers(perM2.value) : [])])].filter((f) => compiledFacts.has(f));
       }
       return rule;
     } catch (err) {

@@ -1,4 +1,5 @@
-import type { CompiledPolicy, CompiledRule } from './compiled-policy.js';
+import type { CompiledFact, CompiledPolicy, CompiledRule } from './compiled-policy.js';
+import { tokenize } from '../fhir/fhirpath-tokens.js';
 
 /**
  * Which askable facts a policy's rules can ever ask for, and how they group on a form. This is the static view of
@@ -30,6 +31,13 @@ export interface PolicyStructure {
    * limits), or none, in which case the form asks a separate justification question.
    */
   justifications: { limit: CompiledRule; facts: string[] }[];
+  /**
+   * Per pathway with an approval period or a cycle cap, and per limit with a proposal: the facts that period, cap or
+   * alternate order reads outside the rule's condition (`approval.from`, `approval.covers`, `cyclesRequested` for
+   * `cycles`, the proposal's expressions), with every fact those are computed from, in policy order. A form needs
+   * their answers whatever the conditions decide, so no use gate hides them (questionnaire-builder.ts useGateCandidates).
+   */
+  approvalReads: { rule: CompiledRule; facts: string[] }[];
 }
 
 /** Every rule of a policy in evaluation order: universal requirements, then indication pathways, then limits (design.md §5). */
@@ -114,7 +122,33 @@ export function policyStructure(policy: CompiledPolicy): PolicyStructure {
   const justificationGroupFacts = remaining.filter((f) => justificationFacts.has(f));
   if (justifications.length > 0) groups.push({ kind: 'justifications', facts: justificationGroupFacts });
 
-  return { asked, usedBy, needs, derived, groups, justifications };
+  return { asked, usedBy, needs, derived, groups, justifications, approvalReads: approvalReadsOf(policy) };
+}
+
+/** {@link PolicyStructure.approvalReads}, from the compiled rules. */
+function approvalReadsOf(policy: CompiledPolicy): { rule: CompiledRule; facts: string[] }[] {
+  const out: { rule: CompiledRule; facts: string[] }[] = [];
+  const closure = (roots: string[]) => {
+    const seen = new Set<string>();
+    const visit = (n: string) => {
+      const f = policy.factsByName.get(n);
+      if (!f || seen.has(n)) return;
+      seen.add(n);
+      f.deps.forEach(visit);
+    };
+    roots.forEach(visit);
+    return policy.facts.map((f) => f.name).filter((n) => seen.has(n));
+  };
+  for (const rule of policy.pathways) {
+    const roots = [rule.approval?.from, rule.approval?.covers, rule.cycles !== undefined ? 'cyclesRequested' : undefined];
+    const facts = closure(roots.filter((n): n is string => n !== undefined));
+    if (facts.length > 0) out.push({ rule, facts });
+  }
+  for (const rule of policy.limits) {
+    const facts = closure(rule.proposeFacts ?? []);
+    if (facts.length > 0) out.push({ rule, facts });
+  }
+  return out;
 }
 
 /**
@@ -151,4 +185,69 @@ export function usageGatedFacts(policy: CompiledPolicy, structure: PolicyStructu
     .filter((g) => g.kind === 'indication')
     .flatMap((g) => g.facts)
     .filter((f) => pathwaysOnlyRules(structure, f) !== undefined && !policy.factsByName.get(f)!.def.askWhen && !askWhenReads.has(f));
+}
+
+/**
+ * Variables that are not the patient's record or the order: a fact reading only these and other facts is computed from
+ * facts alone, as DTR can recompute it from an answer (design.md §7 "One record of what CRD knew").
+ */
+const NOT_RECORD = new Set(['orderDate', 'orderDateTime', 'today', 'policyDrug', 'ucum', 'sct', 'loinc']);
+
+/**
+ * The record variables a fact's own expression reads (`%observations`, `%medicationsBefore`, `%order`, `%orderStart`
+ * ...; not other facts, not the order date): what a DTR reading, which has only CRD's facts and the answers, cannot
+ * read again (design.md §7 "One record of what CRD knew").
+ */
+export function recordVariablesOf(policy: CompiledPolicy, f: CompiledFact): string[] {
+  const out = new Set<string>();
+  for (const t of tokenize(f.def.fhirpath)) if (t.kind === 'var' && !policy.factsByName.has(t.name!) && !NOT_RECORD.has(t.name!)) out.add(t.name!);
+  return [...out];
+}
+
+/** A derived fact that reads the record and, directly or through derived facts, a fact the form may ask. */
+export interface MixedFact {
+  fact: string;
+  /** The record variables its own expression reads. */
+  record: string[];
+  /** The askable facts it is computed from. */
+  asked: string[];
+}
+
+/**
+ * The derived facts (askable: false) whose own expression reads the record and which are computed from a fact the
+ * form may ask. Over CRD's facts, DTR keeps such a fact's CRD value while the answers leave its asked facts as CRD
+ * read them, and recomputes it over the answers alone (no record) once one changes: either way one side is lost (an
+ * answer that cannot move it, or a record reading that turns empty). The pattern that keeps both (design.md §7 "One
+ * record of what CRD knew"): the record side in facts that read the record alone, whose CRD values stand, and the
+ * fact derived from them and the asked fact (`progressionOnCourse` from `progressionRecordedFrom`,
+ * `progressionRecordedBy`, `statusOrderUncertain` and `courseFirstCycleStart`).
+ */
+export function mixedFacts(policy: CompiledPolicy): MixedFact[] {
+  const out: MixedFact[] = [];
+  for (const f of policy.facts) {
+    if (f.def.askable) continue;
+    const record = recordVariablesOf(policy, f);
+    if (record.length === 0) continue;
+    const asked = [...askableClosure(policy, f.deps).askable];
+    if (asked.length > 0) out.push({ fact: f.name, record, asked });
+  }
+  return out;
+}
+
+/**
+ * The problems of a policy's mixed facts ({@link mixedFacts}) not in `audited` (fact name to the reason its mix is
+ * safe or the fix it awaits): one message each, telling the author how to split the fact.
+ */
+export function mixedFactProblems(policy: CompiledPolicy, audited: ReadonlyMap<string, string>): string[] {
+  return mixedFacts(policy)
+    .filter((m) => !audited.has(m.fact))
+    .map(
+      (m) =>
+        `${policy.file.id}: fact ${m.fact} reads the record (%${m.record.join(', %')}) and the asked fact${m.asked.length > 1 ? 's' : ''} ` +
+        `${m.asked.join(', ')}; DTR, which has CRD's facts and the answers but not the record, would keep CRD's value against an ` +
+        `answer or recompute it over an empty record. Move what it reads of the record into facts that read the record alone ` +
+        `(askable: false, no asked fact in their closure: their CRD values stand in DTR and PAS), and derive ${m.fact} from ` +
+        `them and the asked facts (as progressionOnCourse is derived from progressionRecordedFrom, progressionRecordedBy and ` +
+        `statusOrderUncertain: cds-services/README.md "Facts that read the record and an answer")`,
+    );
 }

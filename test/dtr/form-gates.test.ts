@@ -357,6 +357,22 @@ describe('questions that cannot change the decision', () => {
     expect(shown(q, 'mrd-percent', answers({}))).toBe(true);
   });
 
+  it('BCBSNC Besponsa and Blincyto: "is this a renewal?" has no gate that can never close (its askWhen reads a fact the policy never knows)', () => {
+    for (const id of ['bcbsnc-inotuzumab', 'bcbsnc-blinatumomab']) {
+      const q = questionnaire(id);
+      const item = flattenItems(q.item).find((i) => i.linkId === 'renewal-request')!;
+      expect(item.extension?.some((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION), id).toBe(false);
+      expect(shown(q, 'renewal-request', answers({ 'disease-status': code('relapsed') }))).toBe(true);
+    }
+    // Every policy: no askWhen gate compares a value the form cannot have (`{} = false`): such a gate never closes.
+    for (const p of content.policies) {
+      for (const i of flattenItems(questionnaire(p.file.id).item)) {
+        const gate = i.extension?.find((e) => e.url === EXT_ENABLE_WHEN_EXPRESSION)?.valueExpression;
+        if (gate?.description === 'Asked only of the patients this question concerns') expect(gate.expression, `${p.file.id} ${i.linkId}`).not.toMatch(/\{\}\s*(=|!=|<|>|in)\s/);
+      }
+    }
+  });
+
   it('BCBSNC Besponsa: the CD22 result is not asked once the disease is answered not B-ALL, and stays while B-ALL is open (a CD22-positive result shows B-lineage)', () => {
     const q = questionnaire('bcbsnc-inotuzumab');
     expect(shown(q, 'cd22-positive', answers({ 'b-all-diagnosis': [{ valueBoolean: false }] }))).toBe(false);

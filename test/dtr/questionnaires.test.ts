@@ -233,7 +233,11 @@ describe('generated questionnaires', () => {
         ).toBe(true);
       // design.md §6 "Clinical readings": a question asked only of the patients it concerns (askWhen: renewals, an
       // age band) is hidden from the others in the form too, not only in the CRD reason.
-      for (const i of items.filter((x) => askWhen.has(x.linkId)))
+      // Except an askWhen that can never be false, in the form or on the server: BCBSNC's renewal question, whose
+      // askWhen reads relapsedCourseCycleOne, which those policies never know (`{}`), is simply asked (expressions.ts
+      // neverFalseInForm; test/dtr/form-gates.test.ts).
+      const neverCloses = (linkId: string) => linkId === 'renewal-request' && policy.factsByName.get('relapsedCourseCycleOne')?.def.fhirpath.trim() === '{}';
+      for (const i of items.filter((x) => askWhen.has(x.linkId) && !neverCloses(x.linkId)))
         expect(expressions(i, EXT_ENABLE_WHEN_EXPRESSION), `${i.linkId} has askWhen but no enableWhenExpression`).not.toHaveLength(0);
     });
 
@@ -325,5 +329,33 @@ describe('questions asked only of the patients they concern (design.md §6 "Clin
     expect(shown('cog-aall1331', { birthDate: child, diseaseStatus: 'cr2' })).toBe(true);
     expect(shown('cog-aall1331', { birthDate: child, diseaseStatus: 'relapsed' })).toBe(true);
     expect(shown('cog-aall1331', { birthDate: child })).toBe(true);
+  });
+});
+
+describe('the facts an approval period or a proposal reads (policy-structure.ts approvalReads, design.md §7 "Questions only limits read")', () => {
+  const besponsa = content.policies.find((p) => p.file.id === 'bcbsnc-inotuzumab')!;
+
+  it('are what the compiled period, cycle cap and proposal expressions read, with what those are computed from', () => {
+    const reads = new Map(policyStructure(besponsa).approvalReads.map((a) => [a.rule.id, a.facts]));
+    // The per-m² dose limit proposes 0.8 mg/m² of BSA: BSA, from weight and height.
+    expect(reads.get('label-dose-per-m2')).toEqual(expect.arrayContaining(['weightKg', 'heightCm', 'bsa']));
+    expect(reads.get('label-dose-per-m2')).not.toContain('mrdPercent');
+    // A 6-month approval with a cycle cap reads the cycles requested and nothing else.
+    expect(reads.get('compendia-or-fda-label')).toEqual(['cyclesRequested']);
+  });
+
+  it('do not include a fact a proposal only names in its words: the MRD level stays behind its use gate', () => {
+    // Besponsa's MRD level is read only by the HSCT limit, so the form hides it until that limit can read it. A
+    // proposal whose display words happen to spell a fact's name does not read that fact.
+    const worded: typeof besponsa = {
+      ...besponsa,
+      file: {
+        ...besponsa.file,
+        limits: besponsa.file.limits.map((l) =>
+          l.id === 'label-dose-per-m2' && 'propose' in l && l.propose && !('quantity' in l.propose) ? { ...l, propose: { ...l.propose, display: 'mg (mrdPercent not read)' } } : l,
+        ),
+      },
+    };
+    expect(useGateCandidates(worded, policyStructure(worded))).toContain('mrdPercent');
   });
 });

@@ -215,4 +215,41 @@ describe("the reviewer's chart facts", () => {
       .filter((d) => d === '2026-11-01T22:00:00-05:00' || d === '2026-11-02T01:00:00+05:00');
     expect(dates).toEqual(['2026-11-01T22:00:00-05:00', '2026-11-02T01:00:00+05:00']);
   });
+
+  it("give a Condition's onset as the rules read it: an onset in words or an age is unknown, its recorded date said as such", () => {
+    const bundle = storyBundle('centene-missing-mrd');
+    const patient = bundle.entry!.find((e) => e.resource?.resourceType === 'Patient')!.resource!;
+    const relapse = (id: string, onset: Record<string, unknown>): BundleEntry => ({
+      fullUrl: `urn:uuid:${id}`,
+      resource: {
+        resourceType: 'Condition',
+        id,
+        clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: 'relapse' }] },
+        code: {
+          coding: [{ system: 'http://hl7.org/fhir/sid/icd-10-cm', code: 'C91.02', display: 'Acute lymphoblastic leukemia, in relapse' }],
+          text: `ALL in relapse (${id})`,
+        },
+        subject: { reference: `Patient/${patient.id}` },
+        recordedDate: '2026-10-01',
+        ...onset,
+      } as BundleEntry['resource'],
+    });
+    bundle.entry!.push(
+      relapse('words', { onsetString: 'relapse noted at an outside hospital' }),
+      relapse('age', { onsetAge: { value: 41, unit: 'a', system: 'http://unitsofmeasure.org', code: 'a' } }),
+      relapse('period', { onsetPeriod: { start: '2026-09-12' } }),
+      relapse('none', {}),
+    );
+    const facts = reviewCase(parsePasRequest(bundle as unknown as Record<string, unknown>)).facts;
+    const of = (id: string) => facts.find((f) => f.what === `ALL in relapse (${id})`)!;
+    // The recorded date is the latest the onset can be, not when it was: never given as the Condition's date.
+    expect(of('words')).toMatchObject({ onsetUnknown: { recorded: '2026-10-01' } });
+    expect(of('words').date).toBeUndefined();
+    expect(of('age')).toMatchObject({ onsetUnknown: { recorded: '2026-10-01' } });
+    expect(of('age').date).toBeUndefined();
+    // An onset period's start is the onset; with no onset at all the recorded date is the only date it has.
+    expect(of('period')).toMatchObject({ date: '2026-09-12' });
+    expect(of('period').onsetUnknown).toBeUndefined();
+    expect(of('none')).toMatchObject({ date: '2026-10-01' });
+  });
 });

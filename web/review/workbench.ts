@@ -69,7 +69,7 @@ interface Case {
     items: { question: string; answer: string; origin?: string }[];
   }[];
   attachments: { title: string; contentType?: string; size?: number; date?: string; url?: string; data?: string }[];
-  facts: { kind: string; what: string; value?: string; status?: string; date?: string }[];
+  facts: { kind: string; what: string; value?: string; status?: string; date?: string; onsetUnknown?: { recorded?: string } }[];
 }
 interface RequestView {
   id: string;
@@ -811,7 +811,7 @@ function caseSections(c: Case | undefined): HTMLElement[] {
                   h(
                     'tr',
                     {},
-                    h('td', {}, f.date ? formatDate(f.date) : 'no date'),
+                    h('td', {}, chartFactDate(f)),
                     h('td', {}, f.kind),
                     h('td', {}, f.what),
                     h('td', {}, f.value ?? ''),
@@ -1266,3 +1266,12 @@ function fail(err: unknown): void {
 wire();
 session = loadSession();
 route().catch(fail);
+
+/**
+ * A chart fact's date as the reviewer reads it: a Condition whose onset is an age or words has no onset date, and the
+ * day it was recorded is said as such, never shown where an onset date would be (design.md §6 "A Condition's date").
+ */
+function chartFactDate(f: Case['facts'][number]): string {
+  if (f.onsetUnknown) return f.onsetUnknown.recorded ? `onset unknown (recorded ${formatDate(f.onsetUnknown.recorded)})` : 'onset unknown';
+  return f.date ? formatDate(f.date) : 'no date';
+}
