@@ -375,6 +375,14 @@ define function "Immunization Maybe Recent"(L List<FHIR.Immunization>, F System.
     cql: `define function "Condition Date"(R FHIR.Condition):
   "Day Of"(Coalesce((R.onset as FHIR.Period).start.value, (R.onset as FHIR.dateTime).value))`,
   },
+  'MedicationRequest Start': {
+    cql: `// An order's start as the course facts read it (fhirpath-to-cql.ts ORDER_START): the first dosage's planned start,
+// else the validity start, else authoredOn, as written.
+define function "MedicationRequest Start"(R FHIR.MedicationRequest):
+  First(((({ ((First(R.dosageInstruction)).timing.repeat.bounds as FHIR.Period).start.value }) S1 where S1 is not null)
+    union (({ R.dispenseRequest.validityPeriod.start.value }) S2 where S2 is not null))
+    union (({ R.authoredOn.value }) S3 where S3 is not null))`,
+  },
   'MedicationRequest Date': {
     needs: ['Day Of'],
     cql: `define function "MedicationRequest Date"(R FHIR.MedicationRequest):

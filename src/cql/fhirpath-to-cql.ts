@@ -200,6 +200,21 @@ function closedQuery(cql: string): boolean {
   return [...new Set(cql.match(/\bX\d+\b/g) ?? [])].every((x) => new RegExp(`(\\) |let )${x}\\b`).test(cql));
 }
 
+/** A parse tree without its source positions, so that one spelling of an expression compares equal wherever it is written. */
+function positionless(ast: Ast): string {
+  return JSON.stringify(ast, (k, v: unknown) => (k === 'length' || k === 'atRoot' || (k === 'start' && typeof v === 'object') ? undefined : v));
+}
+
+/**
+ * The start of an order (a MedicationRequest in focus) as the course facts spell it: its first dosage's planned start,
+ * else its validity start, else `authoredOn` (design.md §6 "Cycles"). Translated to the helper "MedicationRequest
+ * Start" (cql-library-source.ts), the same union and first().
+ */
+const ORDER_START = positionless(
+  (fhirpath.parse('(dosageInstruction.first().timing.repeat.bounds.ofType(Period).start | dispenseRequest.validityPeriod.start | authoredOn).first()') as unknown as Ast)
+    .children![0].children![0],
+);
+
 export class FhirPathToCql {
   private counter = 0;
 
@@ -261,8 +276,14 @@ export class FhirPathToCql {
       case 'FunctionInvocation':
         return this.call(ctx.focus, c[0], ctx);
       case 'InvocationExpression': {
-        const input = this.visit(c[0], ctx);
         const step = c[1];
+        // An order's start as every course fact spells it (ORDER_START): one helper call, not the union written out
+        // again at each of its many sites, which the OHSU Library's ELM could no longer afford (design.md §7).
+        if (ctx.focus && !ctx.focus.many && ctx.focus.ty.k === 'fhir' && ctx.focus.ty.name === 'MedicationRequest' && positionless(ast) === ORDER_START) {
+          const written = this.call(this.visit(c[0], ctx), step.children![0], ctx);
+          return node(`${this.env.helper('MedicationRequest Start')}(${ctx.focus.cql})`, written.ty, written.many);
+        }
+        const input = this.visit(c[0], ctx);
         if (step.type === 'MemberInvocation') return this.member(input, identifier(step.children![0]), ctx);
         if (step.type === 'FunctionInvocation') return this.call(input, step.children![0], ctx);
         throw new Untranslatable(`${step.type} is not translated`);
