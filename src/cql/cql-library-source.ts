@@ -31,7 +31,7 @@ export interface CqlLibrarySource {
   defines: Map<string, string>;
   /** Fact name → why it is not expressed in CQL. */
   notExpressed: Map<string, string>;
-  /** Fact name → its "<fact>AsShown" define: the dose as the form shows it, rounded (display-precision.ts). */
+  /** Fact name → its "<fact>AsShown" define: the amount as the form shows it, rounded (display-precision.ts). */
   shown: Map<string, string>;
   /** Value sets the CQL names: CQL name → canonical. */
   valueSets: Map<string, string>;
@@ -561,13 +561,15 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
     });
   }
 
-  // A dose computed from the body surface area (its expression reads %bsa: Besponsa's mg/m², Blincyto's mcg/day from
-  // mcg/m²/day) is pre-filled as a clinician reads it (display-precision.ts): "<fact>AsShown" rounds it, and the DTR
-  // 2.0.1 form names that define on the item (src/dtr/cql-questionnaire.ts). Only those: each such define costs about
-  // 330 characters of ELM, and the OHSU Library has room for one under the 1 MiB of a FHIR string (design.md §7).
+  // A computed amount (a dose from the body surface area, Besponsa's mg/m² or Blincyto's mcg/day from mcg/m²/day; a
+  // weight or height converted from pounds or inches; OHSU's billable units) is pre-filled as a clinician reads it,
+  // rounded to its unit's display decimals as the FHIRPath form and the payer's pre-filled response round it
+  // (display-precision.ts, src/dtr/expressions.ts): "<fact>AsShown" rounds it, and the DTR 2.0.1 form names that define
+  // on the item (src/dtr/cql-questionnaire.ts). Every item with display decimals, as in the FHIRPath form: the Libraries
+  // in parts (design.md §7) leave room for them.
   for (const f of policy.facts) {
     const decimals = displayDecimals(f.def);
-    if (decimals === undefined || !f.def.askable || !f.def.linkId || !defines.has(f.name) || !f.deps.includes('bsa')) continue;
+    if (decimals === undefined || !f.def.askable || !f.def.linkId || !defines.has(f.name)) continue;
     shown.set(f.name, shownDefine(f.name));
     body.push({ name: shownDefine(f.name), cql: `// ${f.def.linkId} as the form shows it\ndefine "${shownDefine(f.name)}":\n  Round("${f.name}", ${decimals})` });
   }
