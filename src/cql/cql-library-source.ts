@@ -31,13 +31,42 @@ export interface CqlLibrarySource {
   defines: Map<string, string>;
   /** Fact name → why it is not expressed in CQL. */
   notExpressed: Map<string, string>;
-  /** Fact name → its "<fact>AsShown" define: the dose as the form shows it, rounded (display-precision.ts). */
+  /** Fact name → its "<fact>AsShown" define: the amount as the form shows it, rounded (display-precision.ts). */
   shown: Map<string, string>;
   /** Value sets the CQL names: CQL name → canonical. */
   valueSets: Map<string, string>;
   /** FHIR resource types the CQL retrieves (Library.dataRequirement, what the DTR reference app fetches). */
   dataTypes: string[];
+  /**
+   * The Libraries the main one includes (design.md §7 "Libraries in parts"), oldest first: each holds a
+   * dependency-closed share of the definitions, so no Library's ELM nears the 1 MiB of one FHIR string. Empty when
+   * the whole CQL fits one Library.
+   */
+  parts: CqlLibraryPart[];
 }
+
+/** One included Library of a policy's CQL: `<main name>Part<n>`, included by the main Library as `Part<n>`. */
+export interface CqlLibraryPart {
+  name: string;
+  /** The include alias the other Libraries qualify its definitions with (`Part1."Order Date"`). */
+  alias: string;
+  /** 1, 2, …: the Library id is `<policy id>-part<n>`. */
+  index: number;
+  cql: string;
+  /** The definitions it holds, in order. */
+  defines: string[];
+  /** The resource types its own definitions retrieve. */
+  dataTypes: string[];
+}
+
+/**
+ * The most CQL text of definitions one Library holds. The ELM of the generated CQL is 5.5 to 5.8 times its CQL in
+ * base64 characters (s51, every policy), so a Library of this much CQL has ELM of about 600,000 base64 characters:
+ * well under the 1,048,576 of one FHIR string (the limit test/dtr/questionnaires.test.ts guards), with room for a
+ * denser translation. Text, not ELM, decides the split so that it is known before translation and the same on
+ * every run.
+ */
+export const LIBRARY_CQL_BUDGET = 100_000;
 
 export interface CqlLibraryOptions {
   canonicalBase: string;
@@ -412,7 +441,7 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
   const usedHelpers = new Set<string>();
   const shared = new Map<string, string>();
   const types = new Set<string>(['Patient']);
-  const body: string[] = [];
+  const body: { name: string; cql: string }[] = [];
 
   const useHelper = (h: string): string => {
     const helper = HELPERS[h];
@@ -513,7 +542,7 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
       for (const [sname, cql] of pendingShared) shared.set(sname, cql);
       defines.set(f.name, f.name);
       const label = f.def.linkId ? `${f.def.linkId}${f.def.cite ? ` (${f.def.cite})` : ''}` : `derived${f.def.cite ? ` (${f.def.cite})` : ''}`;
-      body.push(`// ${label}\ndefine "${f.name}":\n  ${value.replace(/\n/g, '\n  ')}`);
+      body.push({ name: f.name, cql: `// ${label}\ndefine "${f.name}":\n  ${value.replace(/\n/g, '\n  ')}` });
     } catch (err) {
       if (!(err instanceof Untranslatable)) throw err;
       notExpressed.set(f.name, err.message);
@@ -534,31 +563,51 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
       (c) =>
         `when ${cqlString(c.code!)} then Code { code: ${cqlString(c.code!)}, system: ${cqlString(c.system!)}${c.display ? `, display: ${cqlString(c.display)}` : ''} }`,
     );
-    body.push(`// ${f.def.linkId ?? f.name} as a Coding of its answer value set\ndefine "${codingDefine(f.name)}":\n  case "${f.name}"\n    ${whens.join('\n    ')}\n    else null\n  end`);
+    body.push({
+      name: codingDefine(f.name),
+      cql: `// ${f.def.linkId ?? f.name} as a Coding of its answer value set\ndefine "${codingDefine(f.name)}":\n  case "${f.name}"\n    ${whens.join('\n    ')}\n    else null\n  end`,
+    });
   }
 
-  // A dose computed from the body surface area (its expression reads %bsa: Besponsa's mg/m², Blincyto's mcg/day from
-  // mcg/m²/day) is pre-filled as a clinician reads it (display-precision.ts): "<fact>AsShown" rounds it, and the DTR
-  // 2.0.1 form names that define on the item (src/dtr/cql-questionnaire.ts). Only those: each such define costs about
-  // 330 characters of ELM, and the OHSU Library has room for one under the 1 MiB of a FHIR string (design.md §7).
+  // A computed amount (a dose from the body surface area, Besponsa's mg/m² or Blincyto's mcg/day from mcg/m²/day; a
+  // weight or height converted from pounds or inches; OHSU's billable units) is pre-filled as a clinician reads it,
+  // rounded to its unit's display decimals as the FHIRPath form and the payer's pre-filled response round it
+  // (display-precision.ts, src/dtr/expressions.ts): "<fact>AsShown" rounds it, and the DTR 2.0.1 form names that define
+  // on the item (src/dtr/cql-questionnaire.ts). Every item with display decimals, as in the FHIRPath form: the Libraries
+  // in parts (design.md §7) leave room for them.
   for (const f of policy.facts) {
     const decimals = displayDecimals(f.def);
-    if (decimals === undefined || !f.def.askable || !f.def.linkId || !defines.has(f.name) || !f.deps.includes('bsa')) continue;
+    if (decimals === undefined || !f.def.askable || !f.def.linkId || !defines.has(f.name)) continue;
     shown.set(f.name, shownDefine(f.name));
-    body.push(`// ${f.def.linkId} as the form shows it\ndefine "${shownDefine(f.name)}":\n  Round("${f.name}", ${decimals})`);
+    body.push({ name: shownDefine(f.name), cql: `// ${f.def.linkId} as the form shows it\ndefine "${shownDefine(f.name)}":\n  Round("${f.name}", ${decimals})` });
   }
 
-  const lines = [
-    `library ${name} version '${version}'`,
+  const groups: Group[] = [
+    ...Object.keys(HELPERS)
+      .filter((h) => usedHelpers.has(h))
+      .map((h) => ({ names: [...HELPERS[h].cql.matchAll(/^define (?:function )?"([^"]+)"/gm)].map((m) => m[1]), cql: HELPERS[h].cql, forward: false })),
+    ...[...shared].map(([sname, cql]) => ({ names: [sname], cql: `define "${sname}":\n  ${cql}`, forward: false })),
+    ...body.map((b) => ({ names: [b.name], cql: b.cql, forward: true })),
+  ];
+  const notes: string[] = [];
+  if (notExpressed.size > 0) {
+    notes.push('// Facts not expressed in CQL (asked in the form, or pre-filled by the payer from what CRD read):');
+    for (const [fact, why] of notExpressed) notes.push(`//   ${fact}: ${why}`);
+  }
+  const header = (libName: string, purpose: string[], includes: CqlLibraryPart[], sets: Set<string>) => [
+    `library ${libName} version '${version}'`,
     '',
     `// Generated from PriorPath policy ${policy.file.id} version ${version} by npm run libraries; do not edit.`,
-    '// Each define is the policy fact of the same name, translated from its FHIRPath (src/cql/fhirpath-to-cql.ts);',
-    '// null is unknown, as an empty FHIRPath result is.',
+    ...purpose,
     "using FHIR version '4.0.1'",
     "include FHIRHelpers version '4.0.1' called FHIRHelpers",
+    ...includes.map((p) => `include ${p.name} version '${version}' called ${p.alias}`),
     '',
-    ...[...valueSets].sort(([a], [b]) => a.localeCompare(b)).map(([id, url]) => `valueset "${id}": ${cqlString(url)}`),
-    ...(valueSets.size > 0 ? [''] : []),
+    ...[...valueSets]
+      .filter(([id]) => sets.has(id))
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([id, url]) => `valueset "${id}": ${cqlString(url)}`),
+    ...(sets.size > 0 ? [''] : []),
     '// The order under review (the DTR reference app passes a MedicationRequest order as medication_request).',
     'parameter medication_request FHIR.MedicationRequest',
     '// %diagnosesComplete: the Conditions are the whole problem list (true for a DTR client reading the EHR).',
@@ -567,14 +616,121 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
     'context Patient',
     '',
   ];
-  for (const h of Object.keys(HELPERS)) if (usedHelpers.has(h)) lines.push(HELPERS[h].cql, '');
-  for (const [sname, cql] of shared) lines.push(`define "${sname}":\n  ${cql}`, '');
-  lines.push(...body.flatMap((b) => [b, '']));
-  if (notExpressed.size > 0) {
-    lines.push('// Facts not expressed in CQL (asked in the form, or pre-filled by the payer from what CRD read):');
-    for (const [fact, why] of notExpressed) lines.push(`//   ${fact}: ${why}`);
+  const mainPurpose = [
+    '// Each define is the policy fact of the same name, translated from its FHIRPath (src/cql/fhirpath-to-cql.ts);',
+    '// null is unknown, as an empty FHIRPath result is.',
+  ];
+
+  const packed = packGroups(groups, new Set(valueSets.keys()));
+  const parts: CqlLibraryPart[] = [];
+  const partOf = new Map<string, CqlLibraryPart>();
+  for (const [n, pack] of packed.slice(0, -1).entries()) {
+    const part: CqlLibraryPart = { name: `${name}Part${n + 1}`, alias: `Part${n + 1}`, index: n + 1, cql: '', defines: [], dataTypes: [] };
+    const texts = pack.map((g) => qualify(g.cql, (ref) => partOf.get(ref)?.alias));
+    const sets = new Set(texts.flatMap((t) => [...t.refs]).filter((r) => valueSets.has(r)));
+    const purpose = [
+      `// Part ${n + 1} of the CQL of ${name}, which includes it: definitions its defines read, split off so that each`,
+      '// Library fits one FHIR string (design.md §7 "Libraries in parts"). Facts are defined by name in the main Library.',
+    ];
+    part.cql = `${[...header(part.name, purpose, parts, sets), ...texts.flatMap((t) => [t.text, ''])].join('\n').trimEnd()}\n`;
+    part.defines = pack.flatMap((g) => g.names);
+    part.dataTypes = [...types].filter((t) => t === 'Patient' || new RegExp(`\\[${t}[\\]:\\s]`).test(part.cql));
+    for (const d of part.defines) partOf.set(d, part);
+    parts.push(part);
   }
-  return { name, version, cql: `${lines.join('\n').trimEnd()}\n`, defines, notExpressed, shown, valueSets, dataTypes: [...types] };
+  const mainTexts = packed[packed.length - 1].map((g) => qualify(g.cql, (ref) => partOf.get(ref)?.alias));
+  // Every fact (and its Coding and AsShown define) stays a define of the main Library under its own name: the form's
+  // initialExpressions name them there ("PriorPathX".fact), and a client's results are the main Library's.
+  const forwards = groups.filter((g) => g.forward && partOf.has(g.names[0])).map((g) => `define "${g.names[0]}":\n  ${partOf.get(g.names[0])!.alias}."${g.names[0]}"`);
+  const mainSets = new Set(mainTexts.flatMap((t) => [...t.refs]).filter((r) => valueSets.has(r)));
+  const lines = [
+    ...header(name, mainPurpose, parts, mainSets),
+    ...mainTexts.flatMap((t) => [t.text, '']),
+    ...(forwards.length > 0 ? ['// The facts defined in the included parts, by name.', ...forwards.flatMap((f) => [f, ''])] : []),
+    ...notes,
+  ];
+  return { name, version, cql: `${lines.join('\n').trimEnd()}\n`, defines, notExpressed, shown, valueSets, dataTypes: [...types], parts };
+}
+
+/** A unit of the generated CQL: a define (or a helper's defines and functions) with its comments. */
+interface Group {
+  names: string[];
+  cql: string;
+  /** A define the main Library must define by name (a fact, its Coding, its AsShown). */
+  forward: boolean;
+}
+
+/**
+ * The groups in Libraries: each group after every group it reads (a stable topological order), then packed in that
+ * order, each Library up to {@link LIBRARY_CQL_BUDGET} characters; the last Library is the main one. A Library so
+ * reads only itself and the ones before it, which it includes.
+ */
+function packGroups(groups: Group[], valueSetIds: Set<string>): Group[][] {
+  const owner = new Map<string, Group>();
+  for (const g of groups) for (const n of g.names) {
+    if (owner.has(n) || valueSetIds.has(n)) throw new Error(`the CQL name ${n} is defined twice`);
+    owner.set(n, g);
+  }
+  const deps = new Map(groups.map((g) => [g, [...qualify(g.cql, () => undefined).refs].map((r) => owner.get(r)).filter((d): d is Group => !!d && d !== g)]));
+  const ordered: Group[] = [];
+  const done = new Set<Group>();
+  while (ordered.length < groups.length) {
+    const next = groups.find((g) => !done.has(g) && deps.get(g)!.every((d) => done.has(d)));
+    if (!next) throw new Error('the generated CQL definitions read each other in a cycle');
+    ordered.push(next);
+    done.add(next);
+  }
+  const packs: Group[][] = [[]];
+  let size = 0;
+  for (const g of ordered) {
+    if (size > 0 && size + g.cql.length > LIBRARY_CQL_BUDGET) {
+      packs.push([]);
+      size = 0;
+    }
+    packs[packs.length - 1].push(g);
+    size += g.cql.length + 2;
+  }
+  return packs;
+}
+
+/**
+ * The quoted identifiers a CQL text reads (outside strings and comments, and not a member after a dot), and the text
+ * with each one another Library defines qualified by that Library's include alias (`Part1."Order Date"`).
+ */
+function qualify(cql: string, aliasOf: (name: string) => string | undefined): { text: string; refs: Set<string> } {
+  const refs = new Set<string>();
+  let out = '';
+  let i = 0;
+  while (i < cql.length) {
+    const c = cql[i];
+    if (c === '/' && cql[i + 1] === '/') {
+      const end = cql.indexOf('\n', i);
+      const stop = end < 0 ? cql.length : end;
+      out += cql.slice(i, stop);
+      i = stop;
+    } else if (c === '/' && cql[i + 1] === '*') {
+      const stop = cql.indexOf('*/', i + 2) + 2;
+      out += cql.slice(i, stop);
+      i = stop;
+    } else if (c === "'") {
+      let j = i + 1;
+      while (j < cql.length && cql[j] !== "'") j += cql[j] === '\\' ? 2 : 1;
+      out += cql.slice(i, j + 1);
+      i = j + 1;
+    } else if (c === '"') {
+      const j = cql.indexOf('"', i + 1);
+      const ref = cql.slice(i + 1, j);
+      const member = /\.\s*$/.test(out);
+      const alias = member ? undefined : aliasOf(ref);
+      if (!member) refs.add(ref);
+      out += alias ? `${alias}."${ref}"` : cql.slice(i, j + 1);
+      i = j + 1;
+    } else {
+      out += c;
+      i++;
+    }
+  }
+  return { text: out, refs };
 }
 
 /**

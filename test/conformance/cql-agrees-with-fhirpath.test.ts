@@ -7,7 +7,8 @@ import cql from 'cql-execution';
 import cqlfhir from 'cql-exec-fhir';
 import { describe, expect, it } from 'vitest';
 import { policiesFor } from '../../src/content.js';
-import { cqlLibrarySource } from '../../src/cql/cql-library-source.js';
+import { LIBRARY_CQL_BUDGET, cqlLibrarySource } from '../../src/cql/cql-library-source.js';
+import { byCodePoint } from '../../src/code-point-order.js';
 import { buildCatalog } from '../../src/dtr/catalog.js';
 import { loadFhirModel } from '../../src/cql/model-info.js';
 import type { CompiledPolicy } from '../../src/policies/compiled-policy.js';
@@ -40,10 +41,18 @@ const elmOf = (l: Library) => JSON.parse(Buffer.from(l.content!.find((c) => c.co
 const helpers = libraries.find((l) => l.name === 'FHIRHelpers')!;
 const stories = storyIds();
 
-/** The local expansions of the value sets a Library names, as cql-execution's CodeService wants them. */
-function codeService(library: Library) {
+/** The committed Libraries a policy's Library depends on besides FHIRHelpers: its parts (design.md §7 "Libraries in parts"). */
+function partsOf(library: Library): Library[] {
+  return (library.relatedArtifact ?? [])
+    .filter((r) => r.type === 'depends-on')
+    .map((r) => libraries.find((l) => `${l.url}|${l.version}` === r.resource))
+    .filter((l): l is Library => !!l && l.name !== 'FHIRHelpers');
+}
+
+/** The local expansions of the value sets a Library and its parts name, as cql-execution's CodeService wants them. */
+function codeService(library: Library, parts: Library[] = []) {
   const sets: Record<string, Record<string, { code: string; system: string; version?: string }[]>> = {};
-  for (const def of elmOf(library).library.valueSets?.def ?? []) {
+  for (const def of [library, ...parts].flatMap((l) => elmOf(l).library.valueSets?.def ?? [])) {
     const vs = content.valueSets.get(def.id) as ValueSet | undefined;
     sets[def.id] = { [vs?.version ?? '1']: (vs?.expansion?.contains ?? []).map((c) => ({ code: c.code!, system: c.system! })) };
   }
@@ -232,7 +241,10 @@ function elmLibrary(policy: CompiledPolicy) {
   if (!hit) {
     const library = libraries.find((l) => l.id === policy.file.id);
     expect(library, `libraries/${policy.file.id}.json`).toBeDefined();
-    hit = { lib: new cql.Library(elmOf(library!), new cql.Repository({ FHIRHelpers: elmOf(helpers) })), codes: codeService(library!) };
+    // The Libraries it includes (FHIRHelpers and its parts), as a DTR client finds them by the main Library's includes.
+    const included = partsOf(library!);
+    const repository = new cql.Repository(Object.fromEntries([helpers, ...included].map((l) => [l.name!, elmOf(l)])));
+    hit = { lib: new cql.Library(elmOf(library!), repository), codes: codeService(library!, included) };
     compiled.set(policy.file.id, hit);
   }
   return hit;
@@ -265,14 +277,41 @@ const decision = (e: PolicyEvaluation) => ({
 describe('committed Libraries (npm run libraries)', () => {
   it('hold the CQL the current policy facts generate, with ELM beside it, for every policy', () => {
     for (const policy of content.policies) {
-      const library = libraries.find((l) => l.id === policy.file.id);
-      expect(library, `libraries/${policy.file.id}.json: run npm run libraries`).toBeDefined();
-      const cqlText = Buffer.from(library!.content!.find((c) => c.contentType === 'text/cql')!.data!, 'base64').toString('utf8');
-      expect(cqlText, `libraries/${policy.file.id}.json is stale: run npm run libraries`).toBe(sourceOf(policy).cql);
-      const elm = elmOf(library!);
-      expect(elm.library.identifier).toEqual({ id: library!.name, version: library!.version });
-      const errors = (elm.library.annotation ?? []).filter((a: { type: string; errorSeverity?: string }) => a.type === 'CqlToElmError' && a.errorSeverity !== 'warning');
-      expect(errors).toEqual([]);
+      const src = sourceOf(policy);
+      // The policy's Library, then each part it includes (design.md §7 "Libraries in parts").
+      const expected = [
+        { id: policy.file.id, name: src.name, cql: src.cql },
+        ...src.parts.map((p) => ({ id: `${policy.file.id}-part${p.index}`, name: p.name, cql: p.cql })),
+      ];
+      for (const want of expected) {
+        const library = libraries.find((l) => l.id === want.id);
+        expect(library, `libraries/${want.id}.json: run npm run libraries`).toBeDefined();
+        expect(library!.name).toBe(want.name);
+        const cqlText = Buffer.from(library!.content!.find((c) => c.contentType === 'text/cql')!.data!, 'base64').toString('utf8');
+        expect(cqlText, `libraries/${want.id}.json is stale: run npm run libraries`).toBe(want.cql);
+        const elm = elmOf(library!);
+        expect(elm.library.identifier).toEqual({ id: library!.name, version: library!.version });
+        const errors = (elm.library.annotation ?? []).filter((a: { type: string; errorSeverity?: string }) => a.type === 'CqlToElmError' && a.errorSeverity !== 'warning');
+        expect(errors).toEqual([]);
+      }
+      // The main Library includes every part (a DTR client resolves the main Library's includes from the package) and
+      // declares each by depends-on.
+      const main = libraries.find((l) => l.id === policy.file.id)!;
+      const includes = (elmOf(main).library.includes?.def ?? []).map((d: { path: string; version?: string }) => `${d.path}|${d.version ?? ''}`);
+      expect(includes.sort(byCodePoint)).toEqual(['FHIRHelpers|4.0.1', ...src.parts.map((p) => `${p.name}|${src.version}`)].sort(byCodePoint));
+      expect(main.relatedArtifact?.map((r) => r.resource ?? "").sort(byCodePoint)).toEqual(
+        [`${helpers.url}|${helpers.version}`, ...src.parts.map((p) => `${main.url!.slice(0, main.url!.lastIndexOf("/") + 1)}${p.name}|${src.version}`)].sort(byCodePoint),
+      );
+    }
+  });
+
+  it('split every policy\'s CQL into Libraries of at most LIBRARY_CQL_BUDGET characters of definitions, each fact still a define of the main Library', () => {
+    for (const policy of content.policies) {
+      const src = sourceOf(policy);
+      const main = libraries.find((l) => l.id === policy.file.id)!;
+      const defined = new Set(elmOf(main).library.statements.def.map((d: { name: string }) => d.name));
+      for (const fact of src.defines.keys()) expect(defined.has(fact), `${policy.file.id}: ${fact} is a define of ${src.name}`).toBe(true);
+      for (const part of src.parts) expect(part.cql.length, part.name).toBeLessThan(LIBRARY_CQL_BUDGET + 5_000);
     }
   });
 
@@ -305,8 +344,10 @@ describe('the DTR 2.0.1 form of every Questionnaire', () => {
       const form = catalog.cqlFormOf(q);
       expect(form, `${q.url}: a CQL form`).toBeDefined();
       const main = form!.libraries[0];
-      expect(form!.libraries.map((l) => l.name)).toEqual([main.name, 'FHIRHelpers']);
-      expect(main.relatedArtifact?.map((r) => r.resource)).toEqual([`${form!.libraries[1].url}|${form!.libraries[1].version}`]);
+      // The main Library first, then what it depends on: FHIRHelpers and the parts it includes, each once.
+      const parts = sourceOf(policy).parts.map((p) => p.name);
+      expect(form!.libraries.map((l) => l.name)).toEqual([main.name, 'FHIRHelpers', ...parts]);
+      expect(main.relatedArtifact?.map((r) => r.resource)).toEqual(form!.libraries.slice(1).map((l) => `${l.url}|${l.version}`));
       const src = sourceOf(policy);
       const items = new Map<string, { type?: string; extension?: { url: string; valueExpression?: { language?: string; expression?: string } }[] }>();
       const walk = (list: QuestionnaireItem[] | undefined): void => list?.forEach((i) => (items.set(i.linkId, i), walk(i.item)));

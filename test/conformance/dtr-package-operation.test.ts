@@ -76,6 +76,12 @@ describe.each(STORIES)('package Bundles for %s', (story) => {
         const types = (l.content ?? []).map((c) => c.contentType);
         expect(types, `${at}: ${l.name}`).toEqual(expect.arrayContaining(['text/cql', 'application/elm+json']));
         for (const d of (l.relatedArtifact ?? []).filter((r) => r.type === 'depends-on')) expect(urls, `${at}: ${l.name} depends on ${d.resource}`).toContain(d.resource!.split('|')[0]);
+        // Every Library its ELM includes (FHIRHelpers, the parts a policy's CQL is split into) is in the Bundle, by
+        // name and version, as an engine resolves an include.
+        const elm = JSON.parse(Buffer.from(l.content!.find((c) => c.contentType === 'application/elm+json')!.data!, 'base64').toString('utf8'));
+        for (const inc of (elm.library.includes?.def ?? []) as { path: string; version?: string }[]) {
+          expect(libraries.some((x) => x.name === inc.path && x.version === inc.version), `${at}: ${l.name} includes ${inc.path} ${inc.version}`).toBe(true);
+        }
       }
       // ValueSets: every answerValueSet and every value set a Library's ELM names, with an expansion.
       const bound = walk(q.item).map((i) => i.answerValueSet).filter((v): v is string => !!v);

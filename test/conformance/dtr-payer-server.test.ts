@@ -118,7 +118,13 @@ describe('DTR 2.0.1 Library read', () => {
       await request(app).get(`/fhir/Library/${l.id}`).expect(200);
       const byUrl = await request(app).get('/fhir/Library').query({ url: `${l.url}|${l.version}` }).expect(200);
       expect((byUrl.body as Bundle).entry!.map((e) => e.resource!.id)).toEqual([l.id]);
+      // A client that fetches Libraries one by one (the DTR reference app follows depends-on) finds each one a Library
+      // depends on, the parts a policy's CQL is split into among them.
+      for (const d of (l.relatedArtifact ?? []).filter((r) => r.type === 'depends-on')) {
+        expect(libraries.some((x) => `${x.url}|${x.version}` === d.resource), `${l.name} depends on ${d.resource}`).toBe(true);
+      }
     }
+    expect(libraries.filter((l) => /Part\d+$/.test(l.name!)).length).toBeGreaterThan(0);
     await request(app).get('/fhir/Library/no-such-library').expect(404);
   });
 });

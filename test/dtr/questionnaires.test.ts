@@ -22,6 +22,7 @@ import { flattenItems, USAGE_GATE_DESCRIPTION, USE_GATE_DESCRIPTION, useGateCand
 import { generateQuestionnaireFiles } from '../../src/dtr/questionnaire-files.js';
 import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
 import { repoRoot } from '../helpers/stories.js';
+import { buildCatalog } from '../../src/dtr/catalog.js';
 import { CANONICAL_BASE, dtrContent, fhirIssues } from './helpers.js';
 import { justificationLinkId, ORDER_DATE_LINK_ID, ORDER_START_LINK_ID } from '../../src/policies/questionnaire-names.js';
 
@@ -56,7 +57,9 @@ describe('generated questionnaires', () => {
   // slow CQL agreement test, so a policy change that outgrows it fails in the DTR tests run with every form change.
   it('every committed Library (libraries/, the CQL and ELM of the 2.0.1 packages) fits each content part in one FHIR string (1 MiB)', () => {
     const libraryFiles = readdirSync(join(repoRoot, 'libraries')).filter((n) => n.endsWith('.json'));
-    expect(libraryFiles.length).toBe(content.policies.length + 1); // with FHIRHelpers
+    // Each policy's Library and the parts it includes (design.md §7 "Libraries in parts"), and FHIRHelpers.
+    for (const p of content.policies) expect(libraryFiles, p.file.id).toContain(`${p.file.id}.json`);
+    expect(libraryFiles.filter((n) => !/-part\d+\.json$/.test(n))).toHaveLength(content.policies.length + 1);
     for (const name of libraryFiles) {
       const library = JSON.parse(readFileSync(join(repoRoot, 'libraries', name), 'utf8')) as Library;
       expect(library.content?.map((c) => c.contentType).sort(), name).toEqual(['application/elm+json', 'text/cql']);
@@ -64,6 +67,27 @@ describe('generated questionnaires', () => {
         expect(part.data!.length, `libraries/${name} ${part.contentType}: ${part.data!.length} base64 characters`).toBeLessThanOrEqual(1_048_576);
       }
     }
+  });
+
+  // design.md §7 "Pre-filled amounts": a computed amount is pre-filled rounded to its unit's display decimals in both
+  // forms. The 2.0.1 CQL used to round only the BSA doses, so a weight converted from pounds (70.30682 kg), a height
+  // from inches or OHSU's billable units came to a 2.0.1 client unrounded while the FHIRPath form showed 70.3.
+  it('the DTR 2.0.1 form pre-fills every amount the FHIRPath form rounds with its rounded (AsShown) define', () => {
+    const catalog = buildCatalog(content);
+    let rounded = 0;
+    for (const q of catalog.all.filter((x) => !catalog.standardOf.has(x))) {
+      const cqlForm = catalog.cqlFormOf(q)!.questionnaire;
+      const library = catalog.cqlFormOf(q)!.libraries[0];
+      const cqlItems = new Map(flattenItems(cqlForm.item ?? []).map((i) => [i.linkId, i]));
+      for (const item of flattenItems(q.item ?? [])) {
+        const fhirpath = item.extension?.find((e) => e.url === EXT_INITIAL_EXPRESSION)?.valueExpression?.expression;
+        if (!fhirpath || !/\.round\(\d\)$/.test(fhirpath)) continue;
+        rounded++;
+        const cql = cqlItems.get(item.linkId)?.extension?.find((e) => e.url === EXT_INITIAL_EXPRESSION)?.valueExpression?.expression;
+        expect(cql, `${q.url} ${item.linkId}`).toMatch(new RegExp(`^"${library.name}"\\.\\w+AsShown$`));
+      }
+    }
+    expect(rounded).toBeGreaterThan(0);
   });
 
   // SDC 3.0 sdc-questionnaire-enableWhenExpression is 0..1: a renderer given two keeps one of its choice, so a question
