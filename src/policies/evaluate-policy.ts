@@ -1,5 +1,6 @@
 import type { CompiledFact, CompiledPolicy, CompiledRule } from './compiled-policy.js';
 import { policyStructure } from './policy-structure.js';
+import { factClosure } from './fact-closure.js';
 import { periodEnd } from './approval-period.js';
 import type { ApprovalLength } from './approval-period.js';
 import type { FactDefinition, FactType } from './policy-schema.js';
@@ -921,14 +922,7 @@ export function ruleClosure(policy: CompiledPolicy, names: string[]): string[] {
   const key = names.join(',');
   const hit = cache.get(key);
   if (hit) return hit;
-  const seen = new Set<string>();
-  const visit = (n: string) => {
-    if (seen.has(n)) return;
-    seen.add(n);
-    policy.factsByName.get(n)?.deps.forEach(visit);
-  };
-  names.forEach(visit);
-  const out = [...seen];
+  const out = factClosure(policy.factsByName, names);
   cache.set(key, out);
   return out;
 }

@@ -2,6 +2,7 @@ import { readdirSync, existsSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { ZodError } from 'zod';
 import { readYamlFile } from '../content-yaml.js';
+import { factClosure } from './fact-closure.js';
 import { compileFhirPath, referencedValueSets, resolveValueSetUrl } from '../fhir/fhirpath.js';
 import type { FhirPathOptions } from '../fhir/fhirpath.js';
 import type { ValueSetIndex } from '../fhir/value-sets.js';
@@ -91,21 +92,6 @@ export class ContentError extends Error {
     );
     this.name = 'ContentError';
   }
-}
-
-/**
- * The facts `names` and those they are computed from, in the order evaluate-policy.ts `ruleClosure` lists them (each
- * name, then its dependencies, depth first): read once at load where a hot path would otherwise tokenise the text.
- */
-function factClosure(facts: ReadonlyMap<string, CompiledFact>, names: string[]): string[] {
-  const seen = new Set<string>();
-  const visit = (n: string) => {
-    if (seen.has(n)) return;
-    seen.add(n);
-    facts.get(n)?.deps.forEach(visit);
-  };
-  names.forEach(visit);
-  return [...seen];
 }
 
 /** Bare identifiers of a rule expression that are not FHIRPath words, functions, members or strings. */

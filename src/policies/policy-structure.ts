@@ -1,5 +1,6 @@
 import type { CompiledFact, CompiledPolicy, CompiledRule } from './compiled-policy.js';
 import { tokenize } from '../fhir/fhirpath-tokens.js';
+import { factClosure } from './fact-closure.js';
 
 /**
  * Which askable facts a policy's rules can ever ask for, and how they group on a form. This is the static view of
@@ -128,15 +129,9 @@ export function policyStructure(policy: CompiledPolicy): PolicyStructure {
 /** {@link PolicyStructure.approvalReads}, from the compiled rules. */
 function approvalReadsOf(policy: CompiledPolicy): { rule: CompiledRule; facts: string[] }[] {
   const out: { rule: CompiledRule; facts: string[] }[] = [];
+  // Policy order, so the gates a form builds are listed as the facts are.
   const closure = (roots: string[]) => {
-    const seen = new Set<string>();
-    const visit = (n: string) => {
-      const f = policy.factsByName.get(n);
-      if (!f || seen.has(n)) return;
-      seen.add(n);
-      f.deps.forEach(visit);
-    };
-    roots.forEach(visit);
+    const seen = new Set(factClosure(policy.factsByName, roots));
     return policy.facts.map((f) => f.name).filter((n) => seen.has(n));
   };
   for (const rule of policy.pathways) {
