@@ -3,6 +3,7 @@ import { provingAttachment } from './questionnaire-answers.js';
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { factBounds, undecidedRules, type FactValue, type Outcome, type PolicyEvaluation } from '../policies/evaluate-policy.js';
 import { failedUses } from '../policies/pathway-failures.js';
+import { forDisplay } from '../policies/display-precision.js';
 import type { AuthorizationRecord, ReviewActionCode } from '../storage/storage.js';
 
 /** CRD `covered` codes (ext-coverage-information). */
@@ -164,11 +165,15 @@ export function determinationOf(policy: CompiledPolicy, ev: PolicyEvaluation, au
   return dose ? { ...d, unreadableDose: dose } : d;
 }
 
-/** A fact value in a reviewer's words: Yes/No, a number with its unit, a code as it is. */
-function shownValue(policy: CompiledPolicy, fact: string, v: FactValue): string {
+/**
+ * A fact value in a reviewer's words: Yes/No, a number with its unit, a code as it is. A computed amount read from the
+ * record is shown as the form showed it (display-precision.ts: 44.95 kg, not 44.951297...); an answer as it was given.
+ */
+function shownValue(policy: CompiledPolicy, fact: string, v: FactValue, read = false): string {
   if (typeof v === 'boolean') return v ? 'Yes' : 'No';
-  const unit = policy.factsByName.get(fact)?.def.unit;
-  return typeof v === 'number' && unit ? `${v} ${unit}` : String(v);
+  const def = policy.factsByName.get(fact)?.def;
+  if (typeof v !== 'number' || !def?.unit) return String(v);
+  return `${read ? forDisplay(def, v) : v} ${def.unit}`;
 }
 
 /**
@@ -180,7 +185,7 @@ function shownValue(policy: CompiledPolicy, fact: string, v: FactValue): string 
  * the record's value and the answer: the response stays as sent, so the reviewer reads both.
  */
 function chartReview(policy: CompiledPolicy, contradicted: NonNullable<PolicyEvaluation['contradicted']>): Determination {
-  const list = contradicted.map((c) => `${questionOf(policy, c.fact)} answered ${shownValue(policy, c.fact, c.answer)}; the record read at signing: ${shownValue(policy, c.fact, c.record)}`);
+  const list = contradicted.map((c) => `${questionOf(policy, c.fact)} answered ${shownValue(policy, c.fact, c.answer)}; the record read at signing: ${shownValue(policy, c.fact, c.record, true)}`);
   return {
     outcome: 'documentation-needed',
     covered: 'covered',

@@ -1,6 +1,6 @@
 import type { CompiledPolicy } from '../policies/compiled-policy.js';
 import { codingDefine, shownDefine } from './define-names.js';
-import { displayDecimals } from '../policies/display-precision.js';
+import { displayDecimals, EXTRA_DECIMALS } from '../policies/display-precision.js';
 import { ICD10CM_NO_DISEASE_LETTERS } from '../fhir/value-sets.js';
 import { UNPLACED_ONSET } from '../fhir/fhirpath.js';
 import type { FactDefinition } from '../policies/policy-schema.js';
@@ -579,7 +579,7 @@ export function cqlLibrarySource(policy: CompiledPolicy, opts: CqlLibraryOptions
     const decimals = displayDecimals(f.def);
     if (decimals === undefined || !f.def.askable || !f.def.linkId || !defines.has(f.name)) continue;
     shown.set(f.name, shownDefine(f.name));
-    body.push({ name: shownDefine(f.name), cql: `// ${f.def.linkId} as the form shows it\ndefine "${shownDefine(f.name)}":\n  Round("${f.name}", ${decimals})` });
+    body.push({ name: shownDefine(f.name), cql: `// ${f.def.linkId} as the form shows it\ndefine "${shownDefine(f.name)}":\n  ${shownCql(`"${f.name}"`, decimals)}` });
   }
 
   const groups: Group[] = [
@@ -762,4 +762,18 @@ function factValue(def: FactDefinition, out: CqlNode, needHelper: (name: 'Order 
     return `(${one}) V where Substring(V, 0, 10) <= ToString("Latest Plausible Date")`;
   }
   return one;
+}
+
+
+/**
+ * CQL that rounds an amount as the form shows it: to `decimals`, with one more while the value so rounded is not the
+ * value and lands on the step one decimal coarser, up to EXTRA_DECIMALS more (display-precision.ts `shownDecimals`;
+ * design.md §7 "Pre-filled amounts"). Null stays null: every comparison with it is null, so the last branch rounds it.
+ */
+function shownCql(value: string, decimals: number): string {
+  let body = `Round(${value}, ${decimals + EXTRA_DECIMALS})`;
+  for (let d = decimals + EXTRA_DECIMALS - 1; d >= decimals; d--) {
+    body = `if Round(${value}, ${d}) != ${value} and Round(${value}, ${d}) = Round(${value}, ${d - 1}) then (${body}) else Round(${value}, ${d})`;
+  }
+  return body;
 }

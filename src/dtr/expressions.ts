@@ -7,7 +7,7 @@ import { tokenize } from '../fhir/fhirpath-tokens.js';
 import type { Token } from '../fhir/fhirpath-tokens.js';
 import { ORDER_DATE_LINK_ID, ORDER_START_LINK_ID } from '../policies/questionnaire-names.js';
 import { readsRecord, SERVER_FUNCTIONS } from '../policies/reads-record.js';
-import { displayDecimals } from '../policies/display-precision.js';
+import { displayDecimals, EXTRA_DECIMALS } from '../policies/display-precision.js';
 
 /**
  * Turns policy FHIRPath (design.md §5) into the FHIRPath an SDC renderer runs in the browser:
@@ -516,9 +516,22 @@ export function clientInitialExpression(
     fact.def.type === 'date'
       ? `(${r.expression}).toString().substring(0, 10).toDate()`
       : decimals !== undefined
-        ? `(${r.expression}).round(${decimals})`
+        ? shownExpression(r.expression, decimals)
         : r.expression;
   return { ...r, expression };
+}
+
+/**
+ * FHIRPath that rounds an amount as the form shows it: to `decimals`, with one more while the value so rounded is not
+ * the value and lands on the step one decimal coarser, up to EXTRA_DECIMALS more (display-precision.ts `shownDecimals`,
+ * which the payer's pre-filled answer uses; design.md §7 "Pre-filled amounts"): 0.804 mg/m² shows 0.804, not 0.80.
+ */
+export function shownExpression(expression: string, decimals: number): string {
+  let body = `$this.round(${decimals + EXTRA_DECIMALS})`;
+  for (let d = decimals + EXTRA_DECIMALS - 1; d >= decimals; d--) {
+    body = `iif($this.round(${d}) != $this and $this.round(${d}) = $this.round(${d - 1}), ${body}, $this.round(${d}))`;
+  }
+  return `(${expression}).select(${body})`;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ describe('generated questionnaires', () => {
       const cqlItems = new Map(flattenItems(cqlForm.item ?? []).map((i) => [i.linkId, i]));
       for (const item of flattenItems(q.item ?? [])) {
         const fhirpath = item.extension?.find((e) => e.url === EXT_INITIAL_EXPRESSION)?.valueExpression?.expression;
-        if (!fhirpath || !/\.round\(\d\)$/.test(fhirpath)) continue;
+        if (!fhirpath || !/\.round\(\d\)\)*$/.test(fhirpath)) continue;
         rounded++;
         const cql = cqlItems.get(item.linkId)?.extension?.find((e) => e.url === EXT_INITIAL_EXPRESSION)?.valueExpression?.expression;
         expect(cql, `${q.url} ${item.linkId}`).toMatch(new RegExp(`^"${library.name}"\\.\\w+AsShown$`));
