@@ -95,8 +95,8 @@ describe('the course start in DTR: an answer does not move the course to this or
       status('obs-status-cr2-oct', 'cr2', '2026-10-12'),
     ]);
     expect(known.earlierCourseRelapsedRefractory).toBeUndefined();
-    expect(known.relapsedWhenEarlierCourseBegan).toBe(false);
     expect(fact('earlierCourseRelapsedRefractory')).toBeUndefined();
+    expect(known.relapsedWhenEarlierCourseBegan).toBe(false);
   }, 60_000);
 
   it('an active order on record and relapsed disease answered "refractory": the earlier course is still read as relapsed or refractory', () => {
@@ -120,8 +120,9 @@ describe('the course start in DTR: an answer does not move the course to this or
       { 'disease-status': [{ valueCoding: { system: EVIDENCE, code: 'refractory' } }], 'currently-receiving': [{ valueBoolean: true }] },
       [active],
     );
-    expect(known).toMatchObject({ currentlyReceiving: true, activeOrderOnRecord: true, earlierCourseRelapsedRefractory: true });
+    expect(known).toMatchObject({ currentlyReceiving: true, earlierCourseRelapsedRefractory: true });
     expect(fact('earlierCourseRelapsedRefractory')).toBe(true);
+    expect(known.activeOrderOnRecord).toBe(true);
   }, 60_000);
 });
 
