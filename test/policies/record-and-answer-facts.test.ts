@@ -17,11 +17,7 @@ const AUDITED = new Map<string, string>([
   ['bsa', 'pending: a recorded BSA (which CRD prefers over weight x height) is lost once weight or height is answered; DTR computes weight x height'],
   ['startingDoseUg', 'pending: the order\'s dose is lost once weight or height is answered; the starting dose turns unknown'],
   ['infusionOver28Days', 'pending: the order\'s timing is lost once cycles requested or the phase is answered (the order stated neither)'],
-  ['courseCyclesGiven', 'pending: an answered cycle count differing from the record\'s replaces it (CRD counts the record); a contradiction of the pre-filled count is reviewed'],
   ['requestCyclesBeforeThisPhase', 'pending: earlier requests of the phase are lost once the phase is answered (the order stated none)'],
-  ['earlierCourseRelapsedRefractory', 'pending: turns unknown once disease status or currently receiving is answered otherwise'],
-  ['courseFirstCycleStartOnRecord', 'pending: the course\'s first order on record is lost once disease status or currently receiving is answered otherwise; the order date stands in'],
-  ['consolidationCourseStart', 'pending: the consolidation course\'s first order on record is lost once the earlier course\'s indication is answered'],
   ['allDiagnosis', 'pending: a B-ALL answer "No" reads the diagnoses over an empty record (false) where CRD read ALL of unknown lineage (true)'],
   ['cyclesGivenThisPhase', 'pending: the phase\'s cycles on record are lost once the phase is answered (the order stated none)'],
 ]);
