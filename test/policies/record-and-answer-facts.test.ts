@@ -14,15 +14,11 @@ const AUDITED = new Map<string, string>([
   // Safe: every answer decides it without the record.
   ['inRemission', 'safe: every disease-status answer (the whole disease-status value set) decides it without the record; the record is read only while it is unanswered, when CRD\'s value stands'],
   // Awaiting the split (each: what DTR does once the asked fact is answered otherwise than CRD read it).
-  ['bsa', 'pending: a recorded BSA (which CRD prefers over weight x height) is lost once weight or height is answered; DTR computes weight x height'],
-  ['startingDoseUg', 'pending: the order\'s dose is lost once weight or height is answered; the starting dose turns unknown'],
-  ['infusionOver28Days', 'pending: the order\'s timing is lost once cycles requested or the phase is answered (the order stated neither)'],
   ['courseCyclesGiven', 'pending: an answered cycle count differing from the record\'s replaces it (CRD counts the record); a contradiction of the pre-filled count is reviewed'],
   ['requestCyclesBeforeThisPhase', 'pending: earlier requests of the phase are lost once the phase is answered (the order stated none)'],
   ['earlierCourseRelapsedRefractory', 'pending: turns unknown once disease status or currently receiving is answered otherwise'],
   ['courseFirstCycleStartOnRecord', 'pending: the course\'s first order on record is lost once disease status or currently receiving is answered otherwise; the order date stands in'],
   ['consolidationCourseStart', 'pending: the consolidation course\'s first order on record is lost once the earlier course\'s indication is answered'],
-  ['allDiagnosis', 'pending: a B-ALL answer "No" reads the diagnoses over an empty record (false) where CRD read ALL of unknown lineage (true)'],
   ['cyclesGivenThisPhase', 'pending: the phase\'s cycles on record are lost once the phase is answered (the order stated none)'],
 ]);
 
@@ -42,11 +38,25 @@ describe('facts that read the record and a fact the form may ask (design.md §7 
     }
   });
 
+  it('the body size, the dose and the infusion days, split so, are not such facts; nor are their record-only parts', () => {
+    for (const id of ['centene-blinatumomab', 'mmm-blinatumomab', 'ohsu-blinatumomab', 'bcbsnc-blinatumomab']) {
+      const policy = content.policies.find((p) => p.file.id === id)!;
+      const names = mixedFacts(policy).map((m) => m.fact);
+      const split = ['bsa', 'bsaRecorded', 'infusionOver28Days', 'orderBoundsOver28Days', 'orderCountedInfusionDays', 'orderInfusionDurationDays', 'orderSupplyDays'];
+      if (policy.factsByName.has('startingDoseUg')) split.push('startingDoseUg', 'startingDoseOrderedUg', 'startingDoseOrderedPerM2');
+      if (id === 'ohsu-blinatumomab') split.push('allDiagnosis', 'allDiagnosisOnRecord');
+      for (const f of split) {
+        expect(policy.factsByName.has(f), `${id} ${f}`).toBe(true);
+        expect(names, id).not.toContain(f);
+      }
+    }
+  });
+
   it('refuses a fact not audited, and tells the author how to split it', () => {
     const centene = content.policies.find((p) => p.file.id === 'centene-blinatumomab')!;
-    const problems = mixedFactProblems(centene, new Map([...AUDITED].filter(([f]) => f !== 'bsa')));
+    const problems = mixedFactProblems(centene, new Map([...AUDITED].filter(([f]) => f !== 'courseCyclesGiven')));
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toContain('fact bsa reads the record (%observations, %orderStart) and the asked facts weightKg, heightCm');
+    expect(problems[0]).toContain('fact courseCyclesGiven reads the record (%medications, %orderStart) and the asked facts relapsedCourseCycleOne, cyclesGiven');
     expect(problems[0]).toContain('Move what it reads of the record into facts that read the record alone');
   });
 
