@@ -9,7 +9,9 @@
  * - the order's first-week dose (startingDoseOrderedUg, startingDoseOrderedPerM2: CP.PHAR.312 V, relapsed or
  *   refractory induction cycle 1, days 1-7: 9 mcg/day);
  * - the order's infusion days (orderBoundsOver28Days ...: CP.PHAR.312 V, 28 days of continuous infusion per cycle);
- * - OHSU's Appendix 1 diagnosis on record (allDiagnosisOnRecord: HEALTHSERVICES-0382 Appendix 1, C83.5x, C91.0x).
+ * - OHSU's Appendix 1 diagnosis on record (allDiagnosisOnRecord: HEALTHSERVICES-0382 Appendix 1, C83.5x, C91.0x);
+ * - the cycles of a phase on record and earlier in the same request (cyclesGivenConsolidation,
+ *   requestCyclesBeforeConsolidation: HEALTHSERVICES-0382 V, consolidation up to 5 cycles).
  */
 import type { MedicationRequest, Observation, Questionnaire, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
@@ -31,7 +33,7 @@ type Answers = Record<string, QuestionnaireResponseItem['answer']>;
 function readCaseAsDtr(
   policyId: string,
   name: string,
-  change: (resources: Resource[], order: MedicationRequest) => { resources: Resource[]; order: MedicationRequest },
+  change: (resources: Resource[], order: MedicationRequest) => { resources: Resource[]; order: MedicationRequest; before?: MedicationRequest[] },
   answers: Answers,
 ) {
   const spec = readCaseFile(`${policyId}.yaml`);
@@ -39,8 +41,8 @@ function readCaseAsDtr(
   const c = spec.cases.find((x) => x.name === name);
   expect(c, name).toBeDefined();
   const built = buildCase(c!);
-  const { resources, order } = change(built.resources, built.order);
-  const record = recordFromResources(resources, [order], order.requester?.reference);
+  const { resources, order, before = [] } = change(built.resources, built.order);
+  const record = recordFromResources(resources, [...before, order], order.requester?.reference);
   const data = evaluationDataFor(indexRecord(record), order, spec.today);
   const atCrd = evaluatePolicy(policy, data, {});
   const known = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]));
@@ -160,5 +162,35 @@ describe('OHSU in DTR: an Appendix 1 diagnosis on record is kept once the B-ALL 
     expect(known.bAll).toBeUndefined();
     expect(known.allDiagnosis).toBe(true);
     expect(fact('allDiagnosis')).toBe(true);
+  });
+});
+
+describe('OHSU in DTR: the cycles of a phase on record and in the request are kept once the phase is answered', () => {
+  const name = '4 consolidation cycles given plus 2 requested exceeds 5 consolidation cycles';
+  const consolidation = { 'treatment-phase': [{ valueCoding: { system: 'https://priorpath.dev/fhir/CodeSystem/treatment-phase', code: 'consolidation' } }] };
+
+  it('4 consolidation cycles on record, 2 requested by an order stating no phase, the phase answered consolidation: over the 5 cycles, reviewed', () => {
+    const { known, read, fact } = readCaseAsDtr('ohsu-blinatumomab', name, (resources, order) => ({ resources, order: { ...order, extension: undefined } }), consolidation);
+    expect(known.cyclesGivenConsolidation).toBe(4);
+    expect(fact('cyclesGivenThisPhase')).toBe(4);
+    expect(read.evaluation.outcome).toBe('limit-exceeded');
+    expect(read.evaluation.failed.map((r) => r.id)).toContain('cycles-consolidation');
+  });
+
+  it('4 consolidation cycles on record, a consolidation cycle before this one in the same request, 1 requested, the phase answered consolidation: over the 5 cycles, reviewed', () => {
+    const { known, read, fact } = readCaseAsDtr(
+      'ohsu-blinatumomab',
+      name,
+      (resources, order) => ({
+        resources,
+        order: { ...order, extension: undefined, dispenseRequest: { numberOfRepeatsAllowed: 0 } },
+        before: [{ ...order, id: 'cons-earlier', dispenseRequest: { numberOfRepeatsAllowed: 0 } }],
+      }),
+      consolidation,
+    );
+    expect(known.requestCyclesBeforeConsolidation).toBe(1);
+    expect(fact('requestCyclesBeforeThisPhase')).toBe(1);
+    expect(fact('cyclesRequested')).toBe(1);
+    expect(read.evaluation.failed.map((r) => r.id)).toContain('cycles-consolidation');
   });
 });

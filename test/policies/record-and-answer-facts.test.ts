@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadContent } from '../../src/content.js';
+import { askedAmountsOf } from '../../src/coverage/reviewed-approval.js';
 import { mixedFactProblems, mixedFacts } from '../../src/policies/policy-structure.js';
 import { repoRoot } from '../helpers/stories.js';
 
@@ -15,11 +16,9 @@ const AUDITED = new Map<string, string>([
   ['inRemission', 'safe: every disease-status answer (the whole disease-status value set) decides it without the record; the record is read only while it is unanswered, when CRD\'s value stands'],
   // Awaiting the split (each: what DTR does once the asked fact is answered otherwise than CRD read it).
   ['courseCyclesGiven', 'pending: an answered cycle count differing from the record\'s replaces it (CRD counts the record); a contradiction of the pre-filled count is reviewed'],
-  ['requestCyclesBeforeThisPhase', 'pending: earlier requests of the phase are lost once the phase is answered (the order stated none)'],
   ['earlierCourseRelapsedRefractory', 'pending: turns unknown once disease status or currently receiving is answered otherwise'],
   ['courseFirstCycleStartOnRecord', 'pending: the course\'s first order on record is lost once disease status or currently receiving is answered otherwise; the order date stands in'],
   ['consolidationCourseStart', 'pending: the consolidation course\'s first order on record is lost once the earlier course\'s indication is answered'],
-  ['cyclesGivenThisPhase', 'pending: the phase\'s cycles on record are lost once the phase is answered (the order stated none)'],
 ]);
 
 describe('facts that read the record and a fact the form may ask (design.md §7 "One record of what CRD knew")', () => {
@@ -38,17 +37,28 @@ describe('facts that read the record and a fact the form may ask (design.md §7 
     }
   });
 
-  it('the body size, the dose and the infusion days, split so, are not such facts; nor are their record-only parts', () => {
+  it('the body size, the dose, the infusion days, the diagnosis and the cycles of a phase, split so, are not such facts; nor are their record-only parts', () => {
     for (const id of ['centene-blinatumomab', 'mmm-blinatumomab', 'ohsu-blinatumomab', 'bcbsnc-blinatumomab']) {
       const policy = content.policies.find((p) => p.file.id === id)!;
       const names = mixedFacts(policy).map((m) => m.fact);
       const split = ['bsa', 'bsaRecorded', 'infusionOver28Days', 'orderBoundsOver28Days', 'orderCountedInfusionDays', 'orderInfusionDurationDays', 'orderSupplyDays'];
       if (policy.factsByName.has('startingDoseUg')) split.push('startingDoseUg', 'startingDoseOrderedUg', 'startingDoseOrderedPerM2');
-      if (id === 'ohsu-blinatumomab') split.push('allDiagnosis', 'allDiagnosisOnRecord');
+      if (id === 'ohsu-blinatumomab' || id === 'bcbsnc-blinatumomab') split.push('requestCyclesBeforeThisPhase', 'requestCyclesBeforeConsolidation');
+      if (id === 'ohsu-blinatumomab') split.push('allDiagnosis', 'allDiagnosisOnRecord', 'cyclesGivenThisPhase', 'cyclesGivenMaintenance');
       for (const f of split) {
         expect(policy.factsByName.has(f), `${id} ${f}`).toBe(true);
         expect(names, id).not.toContain(f);
       }
+    }
+  });
+
+  it('the starting dose, computed from the order\'s dose read alone, is still an amount the order asks for (README "Amounts the order asks for")', () => {
+    for (const id of ['centene-blinatumomab', 'mmm-blinatumomab', 'ohsu-blinatumomab']) {
+      const policy = content.policies.find((p) => p.file.id === id)!;
+      expect(policy.factsByName.get('startingDoseUg')!.asked, id).toBe(true);
+      expect(askedAmountsOf(policy), id).toContain('startingDoseUg');
+      // The body size it is computed with is the patient's, not asked by the order.
+      expect(policy.factsByName.get('bsa')!.asked, id).toBeUndefined();
     }
   });
 
