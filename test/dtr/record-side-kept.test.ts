@@ -43,6 +43,8 @@ function readCaseAsDtr(
   const built = buildCase(c!);
   const { resources, order, before = [] } = change(built.resources, built.order);
   const record = recordFromResources(resources, [...before, order], order.requester?.reference);
+  // Orders signed together (one CDS Hooks order-sign call): `before` come first in the request.
+  if (before.length > 0) record.requestOrders = [...before, order];
   const data = evaluationDataFor(indexRecord(record), order, spec.today);
   const atCrd = evaluatePolicy(policy, data, {});
   const known = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]));
