@@ -883,15 +883,28 @@ function readFact(f: CompiledFact, data: EvaluationData, env: Record<string, unk
 
 /**
  * Per known fact that counts the request's other orders (its expression reads `%requestOrdersBefore` or
- * `%requestOrdersBeforeAny`) and is above
+ * `%requestOrdersBeforeAny`, or it is a number computed from such a count: requestCyclesBeforeThisPhase selects the
+ * count of its phase, design.md §7 "One record of what CRD knew") and is above
  * zero: its label and value, for the text of the rules that read it. None for an order judged alone.
  */
 function requestCounts(policy: CompiledPolicy, data: EvaluationData, known: Record<string, FactValue>): Map<string, string> {
   const out = new Map<string, string>();
   if (!data.requestOrdersBefore?.length && !data.requestOrdersBeforeAny?.length) return out;
+  const counts = new Map<string, boolean>();
+  const countsRequest = (name: string): boolean => {
+    const f = policy.factsByName.get(name);
+    if (!f || typeof f.def.fhirpath !== 'string') return false;
+    let c = counts.get(name);
+    if (c === undefined) {
+      counts.set(name, false);
+      c = f.def.fhirpath.includes('%requestOrdersBefore') || ((f.def.type === 'integer' || f.def.type === 'decimal') && f.deps.some(countsRequest));
+      counts.set(name, c);
+    }
+    return c;
+  };
   for (const f of policy.facts) {
     const v = known[f.name];
-    if (typeof v === 'number' && v > 0 && typeof f.def.fhirpath === 'string' && f.def.fhirpath.includes('%requestOrdersBefore')) {
+    if (typeof v === 'number' && v > 0 && countsRequest(f.name)) {
       out.set(f.name, `${f.def.label ?? f.name}: ${v}`);
     }
   }

@@ -282,7 +282,14 @@ function compilePolicy(
     const reads = variableReferences(f.def.fhirpath);
     const deps = f.deps.map((d) => compiledFacts.get(d)).filter((d): d is CompiledFact => d !== undefined);
     f.dated = f.def.type === 'date' || reads.includes('orderDate') || reads.includes('orderDateTime') || reads.includes('orderStart') || deps.some((d) => d.dated);
-    if ((f.def.type === 'decimal' || f.def.type === 'integer') && reads.includes('order')) f.asked = true;
+    // A number computed from the order's record-only amounts (startingDoseUg from the dose the order writes per day or
+    // per m², split out so that DTR keeps the order's side: design.md §7 "One record of what CRD knew") is asked as
+    // they are: it moves with what the order asks.
+    if (
+      (f.def.type === 'decimal' || f.def.type === 'integer') &&
+      (reads.includes('order') || (!f.def.askable && deps.some((d) => d.asked && !d.def.askable)))
+    )
+      f.asked = true;
     const pureOf = pureVariables(f.def, reads, compiledFacts);
     if (pureOf) f.pureOf = pureOf;
     if (reads.includes('order')) f.readsOrder = true;
