@@ -299,5 +299,5 @@ describe('reviewer request view: a renewal answer the chart contradicts', () => 
     expect(progression!.evidence).toContainEqual(
       expect.objectContaining({ fact: 'progressionOnRenewedCourse', label: expect.stringMatching(/^The record shows a relapse from remission/), value: true }),
     );
-  });
+  }, 60_000);
 });
