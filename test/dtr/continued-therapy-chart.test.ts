@@ -127,3 +127,29 @@ describe('Centene CP.PHAR.312 II.A.2 in DTR: a course on record', () => {
     expect(read.evaluation.outcome).toBe('satisfied');
   }, 60_000);
 });
+
+describe('OHSU HEALTHSERVICES-0382 IV in DTR: "responded or stabilized" read against the chart', () => {
+  it('refractory disease recorded since the renewed course began: the "yes" answered in the form is reviewed, as at signing', () => {
+    const name = 'the same renewal answered "responded or stabilized" with refractory disease recorded since the course began is reviewed, not approved';
+    const { atCrd, read } = readCaseAsDtr('ohsu-blinatumomab', name, [], { 'disease-response': [{ valueBoolean: true }] });
+    expect(atCrd.facts.find((f) => f.name === 'progressionOnRenewedCourse')).toMatchObject({ value: true });
+    expect(read.evaluation.outcome).toBe('limit-exceeded');
+    const failed = read.evaluation.failed.find((r) => r.id === 'progression-on-course');
+    expect(failed?.text).toMatch(/relapsed, refractory or progressive disease recorded after the current course began/);
+  }, 60_000);
+
+  it('a relapse from the course\'s remission, though the record reads this order as a new course for it, is reviewed in DTR too', () => {
+    const name = 'a continued-therapy order answered "responded or stabilized" with a relapse from the course\'s remission recorded during the course is reviewed, not approved';
+    const { known, read } = readCaseAsDtr('ohsu-blinatumomab', name, [], { 'disease-response': [{ valueBoolean: true }] });
+    expect(known).toMatchObject({ renewedCourseStart: '2026-03-01', progressionRecordedFrom: '2026-07-15' });
+    expect(read.evaluation.outcome).toBe('limit-exceeded');
+    expect(read.evaluation.failed.map((r) => r.id)).toContain('progression-on-course');
+  }, 60_000);
+
+  it('a second remission reached on the course and nothing worse since: the response is pre-filled yes and the renewal decided', () => {
+    const name = 'a sixth relapsed/refractory cycle whose order names no phase is a renewal, approved for the 24 weeks of a renewal, not a new 30-week course';
+    const { known, read } = readCaseAsDtr('ohsu-blinatumomab', name, [], {});
+    expect(known).toMatchObject({ diseaseResponse: true, progressionOnRenewedCourse: false });
+    expect(read.evaluation.outcome).toBe('satisfied');
+  }, 60_000);
+});

@@ -357,6 +357,19 @@ describe('questions that cannot change the decision', () => {
     expect(shown(q, 'mrd-percent', answers({}))).toBe(true);
   });
 
+  it('BCBSNC Besponsa: the MRD level is not asked of a patient proceeding to HSCT with fewer than 2 cycles given (the course count the limit reads is on record only)', () => {
+    const q = questionnaire('bcbsnc-inotuzumab');
+    const hsct = { 'b-all-diagnosis': [{ valueBoolean: true }], 'disease-status': code('relapsed'), 'proceeding-to-hsct': [{ valueBoolean: true }] };
+    // Cycles 2 and 3 after 1 given (pre-filled from the record): past 2 cycles, so the plan is asked, and with the plan
+    // yes the limit is exceeded whatever the MRD level (a third cycle only once 2 are given): not asked (before:
+    // shown, its answer changing nothing). CR/CRi stays: the later-cycle dose limit reads it too.
+    const early = { ...hsct, 'cycles-given': [{ valueInteger: 1 }], 'cycles-requested': [{ valueInteger: 2 }] };
+    expect(shown(q, 'proceeding-to-hsct', answers(early))).toBe(true);
+    expect(shown(q, 'mrd-percent', answers(early))).toBe(false);
+    // A third cycle after 2 given: the MRD level can decide it, so it is asked.
+    expect(shown(q, 'mrd-percent', answers({ ...hsct, 'cycles-given': [{ valueInteger: 2 }], 'cycles-requested': [{ valueInteger: 1 }] }))).toBe(true);
+  });
+
   it('BCBSNC Besponsa and Blincyto: "is this a renewal?" has no gate that can never close (its askWhen reads a fact the policy never knows)', () => {
     for (const id of ['bcbsnc-inotuzumab', 'bcbsnc-blinatumomab']) {
       const q = questionnaire(id);

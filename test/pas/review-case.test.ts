@@ -1,4 +1,4 @@
-import type { BundleEntry, Observation } from '@medplum/fhirtypes';
+import type { BundleEntry, MedicationRequest, Observation } from '@medplum/fhirtypes';
 import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
@@ -6,7 +6,7 @@ import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { parsePasRequest } from '../../src/pas/request-bundle.js';
 import { reviewCase } from '../../src/pas/review-case.js';
 import { createReviewPageRouter } from '../../src/web/review-page.js';
-import { REVIEW_TOKEN, claimResponseOf, pasApp, questionnaireResponse, storyBundle } from './pas-fixtures.js';
+import { REVIEW_TOKEN, claimResponseOf, pasApp, questionnaireResponse, reviewActions, storyBundle } from './pas-fixtures.js';
 
 const FHIR_JSON = 'application/fhir+json';
 
@@ -252,4 +252,52 @@ describe("the reviewer's chart facts", () => {
     expect(of('period').onsetUnknown).toBeUndefined();
     expect(of('none')).toMatchObject({ date: '2026-10-01' });
   });
+});
+
+describe('reviewer request view: a renewal answer the chart contradicts', () => {
+  it('OHSU IV: a continued-therapy cycle answered "responded or stabilized" with refractory disease recorded since the course began is pended, and the reviewer sees why', async () => {
+    const { app } = pasApp(new MemoryStorage());
+    const bundle = storyBundle('ohsu-live-vaccine', {
+      remove: ['ohsu-live-vaccine-yellow-fever'],
+      answers: {
+        'no-live-vaccine-on-therapy': [{ valueBoolean: true }],
+        'earlier-course-indication': [{ valueCoding: { system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'relapsed-refractory' } }],
+        'no-unacceptable-toxicity': [{ valueBoolean: true }],
+        'disease-response': [{ valueBoolean: true }],
+      },
+    });
+    const resources = bundle.entry!.map((e) => e.resource!);
+    // Cycles 6-9 of the relapsed course begun 1 March 2026 (five cycles on record); the marrow of 7 November 2026 is
+    // refractory, recorded after the course began.
+    const order = resources.find((r) => r.resourceType === 'MedicationRequest') as MedicationRequest;
+    order.extension = [{ url: 'https://priorpath.dev/fhir/StructureDefinition/treatment-phase', valueCode: 'continued' }];
+    const status = resources.find((r) => r.id === 'ohsu-live-vaccine-status') as Observation;
+    status.valueCodeableConcept = { coding: [{ system: 'https://priorpath.dev/fhir/CodeSystem/evidence', code: 'refractory', display: 'Refractory' }] };
+    bundle.entry!.push({
+      fullUrl: 'https://ehr.example.org/fhir/MedicationRequest/ohsu-course-2026-03',
+      resource: {
+        resourceType: 'MedicationRequest',
+        id: 'ohsu-course-2026-03',
+        status: 'completed',
+        intent: 'order',
+        subject: order.subject,
+        authoredOn: '2026-03-01',
+        medicationCodeableConcept: order.medicationCodeableConcept,
+        dispenseRequest: { numberOfRepeatsAllowed: 4 },
+      },
+    });
+    const submitted = await request(app).post('/fhir/Claim/$submit').set('Content-Type', FHIR_JSON).send(JSON.stringify(bundle));
+    expect(submitted.status).toBe(200);
+    // Pended for review (A4), neither certified on the "yes" nor denied on the status (before: A1 certified).
+    expect(reviewActions(claimResponseOf(submitted.body))).toEqual([expect.stringMatching(/#A4$/)]);
+    const id = claimResponseOf(submitted.body).id!;
+    const res = await request(app).get(`/review/${id}`).set('Authorization', `Bearer ${REVIEW_TOKEN}`);
+    expect(res.status).toBe(200);
+    const criteria = res.body.items[0].criteria as { id: string; result: unknown; text: string; evidence: { fact: string; label: string; value?: unknown }[] }[];
+    const progression = criteria.find((c) => c.id === 'progression-on-course');
+    expect(progression).toMatchObject({ result: false, text: expect.stringMatching(/no relapsed, refractory or progressive disease recorded after the current course began/) });
+    expect(progression!.evidence).toContainEqual(
+      expect.objectContaining({ fact: 'progressionOnRenewedCourse', label: expect.stringMatching(/^The record shows a relapse from remission/), value: true }),
+    );
+  }, 60_000);
 });
