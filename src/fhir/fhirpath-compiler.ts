@@ -339,32 +339,43 @@ function variableItems(value: unknown): Coll {
   if (Array.isArray(value) && value.length === 0) return NONE;
   // The record's collections are read by many expressions of one request: their nodes are made once (nodes are
   // immutable, and compiled code never changes a collection it is given).
+  // A collection of bare objects (`%diagnoses`: CodeableConcepts) is kept too, its items checked again for a
+  // `__path__` on every read (fhirpath.js may mark an object it returned after the items were made): it was made
+  // afresh on every read, about a sixteenth of what an order-sign allocates in evaluation (2026-12-07).
   const hit = variableCache.get(value);
   if (hit && sameItems(hit, value)) return hit;
-  let cacheable = true;
-  const one = (i: unknown): Item => {
-    if (i !== null && typeof i === 'object') {
-      const rt = (i as { resourceType?: unknown }).resourceType;
-      if (rt) return typeof rt === 'string' ? new Node(i, rt, rt) : bail();
-      if ((i as { __path__?: unknown }).__path__ !== undefined) bail();
-      cacheable = false;
-    }
-    return i;
-  };
-  const items = Array.isArray(value) ? value.map(one) : [one(value)];
-  if (cacheable) variableCache.set(value, items);
+  const items = Array.isArray(value) ? value.map(variableItem) : [variableItem(value)];
+  variableCache.set(value, items);
   return items;
+}
+/** One item of a variable's value: a resource as a typed node, anything else bare (see variableItems). */
+function variableItem(i: unknown): Item {
+  if (i !== null && typeof i === 'object') {
+    const rt = (i as { resourceType?: unknown }).resourceType;
+    if (rt) return typeof rt === 'string' ? new Node(i, rt, rt) : bail();
+    if ((i as { __path__?: unknown }).__path__ !== undefined) bail();
+  }
+  return i;
 }
 const variableCache = new WeakMap<object, Coll>();
 /** The empty collection variableItems hands out (never changed: see TRUE). */
 const NONE: Coll = [];
 /** Results of the user functions by function, input collection and arguments (see userCall). */
 const userMemos = new WeakMap<object, WeakMap<Coll, Map<string, Coll>>>();
-/** Whether cached items still stand for the value's elements (an array changed since is read again). */
+/**
+ * Whether cached items still stand for the value's elements (an array changed since is read again); a bare object
+ * fhirpath.js has marked with `__path__` since bails, as when its items were first made.
+ */
 function sameItems(items: Coll, value: object): boolean {
-  const arr = Array.isArray(value) ? value : [value];
-  if (arr.length !== items.length) return false;
-  for (let i = 0; i < arr.length; i++) if (valData(items[i]) !== arr[i]) return false;
+  if (!Array.isArray(value)) return sameItem(items.length === 1 ? items[0] : NONE, value);
+  if (value.length !== items.length) return false;
+  for (let i = 0; i < value.length; i++) if (!sameItem(items[i], value[i])) return false;
+  return true;
+}
+function sameItem(item: Item, v: unknown): boolean {
+  if (item instanceof Node) return item.d === v;
+  if (item !== v) return false;
+  if (v !== null && typeof v === 'object' && (v as { __path__?: unknown }).__path__ !== undefined) bail();
   return true;
 }
 
@@ -387,11 +398,11 @@ export interface CompileCounts {
  */
 export function compileAst(ast: AstNode, options: CompilerOptions): (resource: unknown, env: Record<string, unknown>) => unknown[] {
   const c = new Compiler(options);
-  const code = c.program(ast);
+  const { code, loops } = c.program(ast);
   c.compiled();
   let body: (input: Coll, self: Coll, run: Run) => Coll;
   try {
-    body = new Function('S', 'H', `"use strict"; return function compiledFhirPath(input, self, run) { ${code} };`)(c.sites, HELPERS) as typeof body;
+    body = new Function('S', 'H', `"use strict"; ${loops}\n return function compiledFhirPath(input, self, run) { ${code} };`)(c.sites, HELPERS) as typeof body;
   } catch (err) {
     // A process run with --disallow-code-generation-from-strings: every expression stays with fhirpath.js.
     throw new Unsupported(`code generation refused: ${(err as Error).message}`);
@@ -470,6 +481,8 @@ class Compiler {
   /** Code whose collection is the same array on every evaluation over the same record (see userCall). */
   private readonly stable = new Set<string>();
   private vars = 0;
+  /** The loops' functions (see {@link loop}), with placeholders until {@link program} resolves them. */
+  private readonly loops: string[] = [];
   /** Shareable sub-expressions met so far: code (with placeholders), how often it is used, and its scope. */
   private readonly shared: { code: string; uses: number; scope: number }[] = [];
   private readonly scopes: Scope[] = [];
@@ -487,9 +500,9 @@ class Compiler {
   }
 
   /** The body of the expression's function: its scope's variables, then the value of the whole tree. */
-  program(ast: AstNode): string {
+  program(ast: AstNode): { code: string; loops: string } {
     const { code, declarations } = this.scoped(() => this.expr(ast, 'input', 'self'));
-    return this.resolve(`${declarations} return ${code};`);
+    return { code: this.resolve(`${declarations} return ${code};`), loops: this.loops.map((l) => this.resolve(l)).join('\n') };
   }
 
   /**
@@ -660,9 +673,24 @@ class Compiler {
     if (OBJECT_KEYS.has(name)) throw new Unsupported(`variable ${name}`);
     // Read afresh each time (fhirpath.js keeps what it read for one evaluation): the record's collections come from
     // variableItems' cache, and two reads of one value give equal items, which is all FHIRPath can observe.
+    // A string or number value (`%orderDate`, a date or count fact) was a new one-item array on every read: the last
+    // one is kept, and handed out again while the value is the same (compiled code never changes a collection).
+    let lastValue: unknown;
+    let lastItems: Coll | undefined;
     return (run) => {
       const env = run.env;
-      if (name in env) return variableItems(env[name]);
+      const value = env[name];
+      if (value !== undefined) {
+        if (typeof value === 'string' || typeof value === 'number') {
+          if (lastItems === undefined || !Object.is(value, lastValue)) {
+            lastItems = [value];
+            lastValue = value;
+          }
+          return lastItems;
+        }
+        return variableItems(value);
+      }
+      if (name in env) return NONE;
       if (name === 'context') return run.root;
       if (name === 'ucum') return [UCUM];
       return bail();
@@ -879,10 +907,18 @@ class Compiler {
     return this.expr(a, v, v);
   }
 
-  /** A loop (where, select, exists, all) whose body is the argument over `$this` = `v`: the body is a scope of its own. */
-  private loop(a: AstNode, v: string, write: (body: string, declarations: string) => string): string {
+  /**
+   * A loop (where, select, exists, all) whose body is the argument over `$this` = `v`: the body is a scope of its own.
+   * The loop is a function of its input and `run` written once beside the expression's function, not an arrow made
+   * and called in place: an arrow would be a new closure on every evaluation of the loop (every item of an enclosing
+   * loop, every fact evaluation). Nothing else is shared with the enclosing code: a loop body reads only its own `$this`,
+   * its own scope's variables, `run`, `S` and `H` (a lambda's `$this` is its own item; see {@link lambda}).
+   */
+  private loop(a: AstNode, v: string, input: string, inp: string, write: (body: string, declarations: string) => string): string {
     const { code, declarations } = this.scoped(() => this.lambda(a, v));
-    return write(code, declarations);
+    const name = `L${this.loops.length}`;
+    this.loops.push(`function ${name}(${input}, run) ${write(code, declarations)}`);
+    return `${name}(${inp}, run)`;
   }
 
   /** A function invocation (FHIRPath §Functions) as code; the user functions (memberOf, coded, codedIn, recent) first. */
@@ -910,10 +946,10 @@ class Compiler {
         if (args.length === 0) return unary((input) => bool(input.length > 0));
         // exists(criteria) is where(criteria).exists() in fhirpath.js: a truthy first item counts, and every item's
         // criterion runs (one that throws throws, even after a match).
-        return this.loop(args[0], s, (body, vars) => `((${i}) => { let ${o} = false; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (H.truthy(${body})) ${o} = true; } return H.bool(${o}); })(${inp})`);
+        return this.loop(args[0], s, i, inp, (body, vars) => `{ let ${o} = false; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (H.truthy(${body})) ${o} = true; } return H.bool(${o}); }`);
       case 'all':
         arity(1);
-        return this.loop(args[0], s, (body, vars) => `((${i}) => { for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (!H.isTrue(${body})) return H.FALSE; } return H.TRUE; })(${inp})`);
+        return this.loop(args[0], s, i, inp, (body, vars) => `{ for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (!H.isTrue(${body})) return H.FALSE; } return H.TRUE; }`);
       case 'not':
         arity(0);
         return unary((input) => {
@@ -923,10 +959,10 @@ class Compiler {
       // §5.2 Filtering and projection
       case 'where':
         arity(1);
-        return this.loop(args[0], s, (body, vars) => `((${i}) => { const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (H.truthy(${body})) ${o}.push(${i}[${j}]); } return ${o}; })(${inp})`);
+        return this.loop(args[0], s, i, inp, (body, vars) => `{ const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (H.truthy(${body})) ${o}.push(${i}[${j}]); } return ${o}; }`);
       case 'select':
         arity(1);
-        return this.loop(args[0], s, (body, vars) => `((${i}) => { const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} const ${r} = ${body}; for (let q = 0; q < ${r}.length; q++) ${o}.push(${r}[q]); } return ${o}; })(${inp})`);
+        return this.loop(args[0], s, i, inp, (body, vars) => `{ const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} const ${r} = ${body}; for (let q = 0; q < ${r}.length; q++) ${o}.push(${r}[q]); } return ${o}; }`);
       case 'ofType': {
         arity(1);
         const spec = typeSpecifier(args[0], model);

@@ -916,13 +916,18 @@ const NAME_MATCH_STATUSES = new Set(['active', 'draft', 'on-hold', 'completed'])
 /** Per known fact over a name-matching drug set: the orders it counted by name only. */
 function namesThatDecided(policy: CompiledPolicy, data: EvaluationData, known: Record<string, FactValue>): Map<string, string[]> {
   const out = new Map<string, string[]>();
+  // The orders a name can match are picked once, not per fact, and a fact's notes are made only when a name decided:
+  // three arrays per name-matching fact per evaluation were about 2.5 % of what an order-sign allocates (2026-12-07).
+  let matchable: unknown[] | undefined;
   for (const f of policy.facts) {
     if (!f.nameOnly || !Object.prototype.hasOwnProperty.call(known, f.name)) continue;
-    const notes = data.medications
-      .filter((m) => NAME_MATCH_STATUSES.has(String((m as { status?: string }).status)))
-      .map((m) => f.nameOnly!(m))
-      .filter((n): n is string => n !== undefined);
-    if (notes.length > 0) out.set(f.name, notes);
+    matchable ??= data.medications.filter((m) => NAME_MATCH_STATUSES.has(String((m as { status?: string }).status)));
+    let notes: string[] | undefined;
+    for (const m of matchable) {
+      const n = f.nameOnly(m);
+      if (n !== undefined) (notes ??= []).push(n);
+    }
+    if (notes) out.set(f.name, notes);
   }
   return out;
 }
