@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
 import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
 import { EXT_ENABLE_WHEN_EXPRESSION, EXT_INITIAL_EXPRESSION } from '../../src/fhir/dtr-urls.js';
-import { policyStructure } from '../../src/policies/policy-structure.js';
+import { policyStructure, recordVariablesOf } from '../../src/policies/policy-structure.js';
 import type { PolicyStructure } from '../../src/policies/policy-structure.js';
 import { hiddenLinkIds } from '../../src/coverage/hidden-answers.js';
 import { buildQuestionnaire, flattenItems, USAGE_GATE_DESCRIPTION, USE_GATE_DESCRIPTION } from '../../src/dtr/questionnaire-builder.js';
@@ -105,15 +105,17 @@ function shownAnswers(policy: CompiledPolicy, structure: PolicyStructure, drawn:
 }
 
 /**
- * The CRD values of facts that no question asks and that read the order or the patient's drug orders, as the CRD
- * assertion carries them
- * (evaluate-response.ts withKnownFacts keeps one only while the answers it is computed from are those CRD read).
+ * The CRD values of facts that no question asks and that read the record (the order, the patient's drug orders, the
+ * diagnoses, the observations: policy-structure.ts `recordVariablesOf`), as the CRD assertion carries them, since DTR
+ * has no record to read them from (design.md §7 "One record of what CRD knew"; evaluate-response.ts withKnownFacts keeps
+ * one only while the answers it is computed from are those CRD read). Facts derived from facts alone are not given:
+ * DTR must recompute them from the answers.
  */
 function orderFacts(policy: CompiledPolicy, ev: PolicyEvaluation): Record<string, FactValue> {
   const out: Record<string, FactValue> = {};
   for (const f of ev.facts) {
     const fact = policy.factsByName.get(f.name);
-    if (f.value === undefined || !fact || fact.def.askable || !/%(order|medications)\b/.test(fact.def.fhirpath)) continue;
+    if (f.value === undefined || !fact || fact.def.askable || recordVariablesOf(policy, fact).length === 0) continue;
     out[f.name] = f.value;
   }
   return out;
