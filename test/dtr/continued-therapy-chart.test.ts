@@ -6,51 +6,18 @@
  * them and the answered start. MMM MP-RX-FP-14-23 B.i: "no evidence of ... disease progression while on the current
  * regimen".
  */
-import type { Observation, Questionnaire, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
+import type { Observation, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
-import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
-import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
-import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
-import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
-import { recordFromResources } from '../../src/policies/record-from-resources.js';
-import { buildCase, readCaseFile } from '../helpers/policy-cases.js';
-import { CANONICAL_BASE, EVIDENCE, dtrContent } from './helpers.js';
+import { caseAsDtr, diseaseStatusResult, dtrContent, EVIDENCE } from './helpers.js';
 
 const content = dtrContent();
 type Answers = Record<string, QuestionnaireResponseItem['answer']>;
 
-/** A disease-status result (the evidence code system's disease-status panel) recorded on `day`. */
-const status = (id: string, code: string, day: string): Observation => ({
-  resourceType: 'Observation',
-  id,
-  status: 'final',
-  code: { coding: [{ system: EVIDENCE, code: 'disease-status' }] },
-  effectiveDateTime: `${day}T09:00:00Z`,
-  valueCodeableConcept: { coding: [{ system: EVIDENCE, code }] },
-});
+const status = diseaseStatusResult;
 
-/**
- * A case of a policy's case file with `more` added to its record, as DTR reads it: the form pre-filled from CRD's facts
- * and the case's answers (as the clinician gave them), with `answers` set, evaluated over CRD's facts without the record.
- */
-function readCaseAsDtr(policyId: string, name: string, more: Resource[], answers: Answers) {
-  const spec = readCaseFile(`${policyId}.yaml`);
-  const policy = content.policies.find((p) => p.file.id === policyId)!;
-  const c = spec.cases.find((x) => x.name === name);
-  expect(c, name).toBeDefined();
-  const { resources, order } = buildCase(c!);
-  const record = recordFromResources([...resources, ...more], [order], order.requester?.reference);
-  const data = evaluationDataFor(indexRecord(record), order, spec.today);
-  const atCrd = evaluatePolicy(policy, data, {});
-  const known = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]));
-  const form = content.questionnaires.get(policy.questionnaire.split('|')[0]) as unknown as Questionnaire;
-  const qr = prefilledResponse(policy, form, { ...known, ...(c!.answers ?? {}) }, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE, orderDate: data.orderDate, dtrVersion: '2.2' });
-  qr.status = 'completed';
-  const drop = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] =>
-    (items ?? []).filter((i) => !(i.linkId in answers)).map((i) => (i.item ? { ...i, item: drop(i.item) } : i));
-  qr.item = [...drop(qr.item), ...Object.entries(answers).map(([linkId, answer]) => ({ linkId, answer }))];
-  return { known, atCrd, read: evaluateQuestionnaireResponse({ content, qr, knownFacts: known, today: spec.today }) };
-}
+/** A case as DTR reads it (helpers.ts caseAsDtr), with `more` added to its record. */
+const readCaseAsDtr = (policyId: string, name: string, more: Resource[], answers: Answers) =>
+  caseAsDtr(content, policyId, name, answers, (resources, order) => ({ resources: [...resources, ...more], order }));
 
 /**
  * The MMM case of a relapsed adult (relapsed status 2026-11-10, no Blincyto on record, order 2026-11-23) with `more`

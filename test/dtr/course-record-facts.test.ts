@@ -7,55 +7,18 @@
  * activeOrderOnRecord, earliestOrderStartOnRecord, consolidationOrderStartOnRecord, unphasedOrderStartOnRecord), whose
  * CRD values stand, and is derived from them and the answers.
  */
-import type { MedicationRequest, Observation, Questionnaire, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
+import type { MedicationRequest, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
-import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
-import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
-import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
-import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
-import { recordFromResources } from '../../src/policies/record-from-resources.js';
-import { buildCase, readCaseFile } from '../helpers/policy-cases.js';
-import { CANONICAL_BASE, EVIDENCE, dtrContent } from './helpers.js';
+import { caseAsDtr, diseaseStatusResult, dtrContent, EVIDENCE } from './helpers.js';
 
 const content = dtrContent();
 type Answers = Record<string, QuestionnaireResponseItem['answer']>;
 
-/** A disease-status result (the evidence code system's disease-status panel) recorded on `day`. */
-const status = (id: string, code: string, day: string): Observation => ({
-  resourceType: 'Observation',
-  id,
-  status: 'final',
-  code: { coding: [{ system: EVIDENCE, code: 'disease-status' }] },
-  effectiveDateTime: `${day}T09:00:00Z`,
-  valueCodeableConcept: { coding: [{ system: EVIDENCE, code }] },
-});
+const status = diseaseStatusResult;
 
-/**
- * A case of a policy's case file, its order patched by `order` and `more` added to its record, as DTR reads it: the
- * form pre-filled from CRD's facts and the case's answers, with `answers` set, evaluated over CRD's facts (judged
- * without the case's answers, as at signing) and without the record.
- */
-function readCaseAsDtr(policyId: string, name: string, answers: Answers, more: Resource[] = [], order: Partial<MedicationRequest> = {}) {
-  const spec = readCaseFile(`${policyId}.yaml`);
-  const policy = content.policies.find((p) => p.file.id === policyId)!;
-  const c = spec.cases.find((x) => x.name === name);
-  expect(c, name).toBeDefined();
-  const built = buildCase(c!);
-  const ord = { ...built.order, ...order } as MedicationRequest;
-  const record = recordFromResources([...built.resources, ...more], [ord], ord.requester?.reference);
-  const data = evaluationDataFor(indexRecord(record), ord, spec.today);
-  const atCrd = evaluatePolicy(policy, data, {});
-  const known = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]));
-  const form = content.questionnaires.get(policy.questionnaire.split('|')[0]) as unknown as Questionnaire;
-  const qr = prefilledResponse(policy, form, { ...known, ...(c!.answers ?? {}) }, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE, orderDate: data.orderDate, dtrVersion: '2.2' });
-  qr.status = 'completed';
-  const drop = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] =>
-    (items ?? []).filter((i) => !(i.linkId in answers)).map((i) => (i.item ? { ...i, item: drop(i.item) } : i));
-  qr.item = [...drop(qr.item), ...Object.entries(answers).map(([linkId, answer]) => ({ linkId, answer }))];
-  const read = evaluateQuestionnaireResponse({ content, qr, knownFacts: known, today: spec.today });
-  const fact = (n: string) => read.evaluation.facts.find((f) => f.name === n)?.value;
-  return { known, atCrd, read, fact };
-}
+/** A case as DTR reads it (helpers.ts caseAsDtr), with `more` added to its record and its order patched by `order`. */
+const readCaseAsDtr = (policyId: string, name: string, answers: Answers, more: Resource[] = [], order: Partial<MedicationRequest> = {}) =>
+  caseAsDtr(content, policyId, name, answers, (resources, o) => ({ resources: [...resources, ...more], order: { ...o, ...order } as MedicationRequest }));
 
 describe('courseCyclesGiven in DTR: the course the chart splits keeps its count beside an answered cycles-given', () => {
   // Centene: an MRD-positive course (4 cycles), a relapse, then a relapsed/refractory course of 5 cycles on record; the

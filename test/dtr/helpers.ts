@@ -38,6 +38,9 @@ import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-da
 import { recordFromResources } from '../../src/policies/record-from-resources.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { repoRoot, storyOrder, storyResources } from '../helpers/stories.js';
+import { buildCase, readCaseFile } from '../helpers/policy-cases.js';
+import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
+import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
 
 export const CANONICAL_BASE = 'https://priorpath.dev/fhir';
 export const PUBLIC_BASE = 'http://priorpath.test';
@@ -570,3 +573,52 @@ export function bareAdaptiveResponse(questionnaire: string): QuestionnaireRespon
     ],
   };
 }
+
+/** A disease-status result (the evidence code system's disease-status panel) recorded on `day`. */
+export const diseaseStatusResult = (id: string, code: string, day: string): Observation => ({
+  resourceType: 'Observation',
+  id,
+  status: 'final',
+  code: { coding: [{ system: EVIDENCE, code: 'disease-status' }] },
+  effectiveDateTime: `${day}T09:00:00Z`,
+  valueCodeableConcept: { coding: [{ system: EVIDENCE, code }] },
+});
+
+/** A case's record and order as a test changes them; `before` are orders signed before it in the same call. */
+export type CaseChange = (resources: Resource[], order: MedicationRequest) => { resources: Resource[]; order: MedicationRequest; before?: MedicationRequest[] };
+
+/**
+ * A case of a policy's case file (test/policies/cases), its record and order changed by `change`, as DTR reads it: the
+ * form pre-filled from CRD's facts and the case's answers, with `answers` set, evaluated over CRD's facts (judged
+ * without the case's answers, as at signing) and without the record (design.md §7 "One record of what CRD knew").
+ */
+export function caseAsDtr(
+  content: Content,
+  policyId: string,
+  name: string,
+  answers: Record<string, QuestionnaireResponseItem['answer']>,
+  change: CaseChange = (resources, order) => ({ resources, order }),
+) {
+  const spec = readCaseFile(`${policyId}.yaml`);
+  const policy = content.policies.find((p) => p.file.id === policyId)!;
+  const c = spec.cases.find((x) => x.name === name);
+  expect(c, name).toBeDefined();
+  const built = buildCase(c!);
+  const { resources, order, before = [] } = change(built.resources, built.order);
+  const record = recordFromResources(resources, [...before, order], order.requester?.reference);
+  // Orders signed together (one CDS Hooks order-sign call): `before` come first in the request.
+  if (before.length > 0) record.requestOrders = [...before, order];
+  const data = evaluationDataFor(indexRecord(record), order, spec.today);
+  const atCrd = evaluatePolicy(policy, data, {});
+  const known = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value!]));
+  const form = content.questionnaires.get(policy.questionnaire.split('|')[0]) as unknown as Questionnaire;
+  const qr = prefilledResponse(policy, form, { ...known, ...(c!.answers ?? {}) }, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE, orderDate: data.orderDate, dtrVersion: '2.2' });
+  qr.status = 'completed';
+  const drop = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] =>
+    (items ?? []).filter((i) => !(i.linkId in answers)).map((i) => (i.item ? { ...i, item: drop(i.item) } : i));
+  qr.item = [...drop(qr.item), ...Object.entries(answers).map(([linkId, answer]) => ({ linkId, answer }))];
+  const read = evaluateQuestionnaireResponse({ content, qr, knownFacts: known, today: spec.today });
+  const fact = (n: string) => read.evaluation.facts.find((f) => f.name === n)?.value;
+  return { known, atCrd, read, fact };
+}
+

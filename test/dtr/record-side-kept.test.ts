@@ -13,51 +13,15 @@
  * - the cycles of a phase on record and earlier in the same request (cyclesGivenConsolidation,
  *   requestCyclesBeforeConsolidation: HEALTHSERVICES-0382 V, consolidation up to 5 cycles).
  */
-import type { MedicationRequest, Observation, Questionnaire, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
+import type { MedicationRequest, Observation, QuestionnaireResponseItem, Resource } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
-import { prefilledResponse } from '../../src/coverage/questionnaire-answers.js';
-import { evaluateQuestionnaireResponse } from '../../src/coverage/evaluate-response.js';
-import { evaluatePolicy } from '../../src/policies/evaluate-policy.js';
-import { evaluationDataFor, indexRecord } from '../../src/policies/evaluation-data.js';
-import { recordFromResources } from '../../src/policies/record-from-resources.js';
-import { buildCase, readCaseFile } from '../helpers/policy-cases.js';
-import { CANONICAL_BASE, dtrContent } from './helpers.js';
+import { caseAsDtr, dtrContent, type CaseChange } from './helpers.js';
 
 const content = dtrContent();
 type Answers = Record<string, QuestionnaireResponseItem['answer']>;
 
-/**
- * A case of a policy's case file, its record and order changed by `change`, as DTR reads it: the form pre-filled from
- * CRD's facts and the case's answers, with `answers` set, evaluated over CRD's facts without the record.
- */
-function readCaseAsDtr(
-  policyId: string,
-  name: string,
-  change: (resources: Resource[], order: MedicationRequest) => { resources: Resource[]; order: MedicationRequest; before?: MedicationRequest[] },
-  answers: Answers,
-) {
-  const spec = readCaseFile(`${policyId}.yaml`);
-  const policy = content.policies.find((p) => p.file.id === policyId)!;
-  const c = spec.cases.find((x) => x.name === name);
-  expect(c, name).toBeDefined();
-  const built = buildCase(c!);
-  const { resources, order, before = [] } = change(built.resources, built.order);
-  const record = recordFromResources(resources, [...before, order], order.requester?.reference);
-  // Orders signed together (one CDS Hooks order-sign call): `before` come first in the request.
-  if (before.length > 0) record.requestOrders = [...before, order];
-  const data = evaluationDataFor(indexRecord(record), order, spec.today);
-  const atCrd = evaluatePolicy(policy, data, {});
-  const known = Object.fromEntries(atCrd.facts.filter((f) => f.value !== undefined).map((f) => [f.name, f.value]));
-  const form = content.questionnaires.get(policy.questionnaire.split('|')[0]) as unknown as Questionnaire;
-  const qr = prefilledResponse(policy, form, { ...known, ...(c!.answers ?? {}) }, { valueSets: content.valueSets, canonicalBase: CANONICAL_BASE, orderDate: data.orderDate, dtrVersion: '2.2' });
-  qr.status = 'completed';
-  const drop = (items: QuestionnaireResponseItem[] | undefined): QuestionnaireResponseItem[] =>
-    (items ?? []).filter((i) => !(i.linkId in answers)).map((i) => (i.item ? { ...i, item: drop(i.item) } : i));
-  qr.item = [...drop(qr.item), ...Object.entries(answers).map(([linkId, answer]) => ({ linkId, answer }))];
-  const read = evaluateQuestionnaireResponse({ content, qr, knownFacts: known, today: spec.today });
-  const fact = (n: string) => read.evaluation.facts.find((f) => f.name === n)?.value;
-  return { known, atCrd, read, fact };
-}
+/** A case as DTR reads it (helpers.ts caseAsDtr), its record and order changed by `change`. */
+const readCaseAsDtr = (policyId: string, name: string, change: CaseChange, answers: Answers) => caseAsDtr(content, policyId, name, answers, change);
 
 const same = (resources: Resource[], order: MedicationRequest) => ({ resources, order });
 const without = (id: string) => (resources: Resource[], order: MedicationRequest) => ({ resources: resources.filter((r) => r.id !== id), order });
