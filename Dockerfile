@@ -56,5 +56,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
 # past what is live (about 40-60 MB) under load, and 4 MB semi-spaces keep the young generation at 12 MB instead of
 # the 48 MB it grows to at start-up and keeps. --heap-growing-percent=15 marks the old generation when it has grown by
 # V8's minimum step (8 MB) past what the last mark-compact left, instead of by 40 %: about 12 MiB less at the peak
-# of load, for about 3 % more main-thread CPU a hook (README "Memory", session 53).
+# of load, for about 5 % more main-thread CPU a hook (README "Memory", session 53).
 CMD ["node", "--max-old-space-size=512", "--max-semi-space-size=4", "--heap-growing-percent=15", "dist/main.js"]
