@@ -29,6 +29,11 @@ describe('FHIR shape check by element table', () => {
     expect(problem({ ...patient(), birthDate: 19920619 })?.path).toBe('Patient.birthDate');
     expect(problem({ ...patient(), name: { family: 'Reyes' } })).toBeUndefined(); // one object where FHIR has an array: read as one item
     expect(problem({ ...patient(), gender: ['female'] })?.path).toBe('Patient.gender');
+    expect(problem({ ...patient(), birthDate: '1992-13-01' })?.message).toBe('Patient.birthDate: is not a valid FHIR date');
+    expect(problem({ ...patient(), multipleBirthInteger: 1.5 })?.message).toBe('Patient.multipleBirthInteger: must be a whole number (integer)');
+    const order = { resourceType: 'MedicationRequest', id: 'o-1', status: 'draft', intent: 'order', dispenseRequest: { numberOfRepeatsAllowed: -1 } };
+    expect(problem(order)?.message).toBe('MedicationRequest.dispenseRequest.numberOfRepeatsAllowed: must not be negative (unsignedInt)');
+    expect(problem({ ...order, dispenseRequest: { numberOfRepeatsAllowed: '2' } })?.message).toBe('MedicationRequest.dispenseRequest.numberOfRepeatsAllowed: must be a number (unsignedInt), not a string');
     expect(problem({ ...patient(), 'nick\u0001name': 'x' })?.path).toBe('Patient');
     expect(problem({ ...patient(), name: [{ family: 'Reyes', 'gi\u0000ven': ['Ana'] }] })?.path).toBe('Patient.name[0]');
   });
