@@ -11,7 +11,13 @@ import shapesFile from './fhir-shapes.json' with { type: 'json' };
  * The element table is generated from the FHIR StructureDefinitions (`npx tsx scripts/generate-fhir-shapes.ts`).
  */
 type Shapes = Record<string, Record<string, [string, 0 | 1]>>;
-const SHAPES = shapesFile.types as unknown as Shapes;
+/** An element's type and whether it repeats (1), by element name. */
+type Table = Map<string, readonly [string, 0 | 1]>;
+/**
+ * The element tables as Maps, built once at load: looking a property up in the generated JSON's objects (hundreds of
+ * types, some with a hundred elements, read with whatever key the body has) was the largest part of the check's cost.
+ */
+const SHAPES: ReadonlyMap<string, Table> = new Map(Object.entries(shapesFile.types as unknown as Shapes).map(([type, table]) => [type, new Map(Object.entries(table))]));
 
 const YEAR = '([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)';
 const MONTH = '(0[1-9]|1[0-2])';
@@ -26,7 +32,16 @@ const FORMATS: Record<string, RegExp> = {
   time: new RegExp(`^${TIME}$`),
   id: /^[A-Za-z0-9\-.]{1,64}$/,
 };
-const NUMBER_TYPES = new Set(['decimal', 'integer', 'positiveInt', 'unsignedInt']);
+const NUMBER_TYPES = ['decimal', 'integer', 'positiveInt', 'unsignedInt'];
+/**
+ * What a primitive type's value is checked against beyond being a string: a number type, or its format. One Map
+ * lookup per primitive checked: a Set lookup and then a property read of FORMATS with every primitive type's name (a
+ * keyed load that never settles on one name) were most of checkPrimitive.
+ */
+const PRIMITIVE_RULES: ReadonlyMap<string, 'number' | RegExp> = new Map<string, 'number' | RegExp>([
+  ...NUMBER_TYPES.map((t) => [t, 'number'] as const),
+  ...Object.entries(FORMATS),
+]);
 
 /**
  * Characters FHIR strings may not hold (R4 datatypes "string": no code points below 32 except tab, LF, CR) and
@@ -60,9 +75,9 @@ const kind = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array
 
 /** Whether `type` names a FHIR resource type PriorPath can check (R4). */
 export function isKnownResourceType(type: string): boolean {
-  if (type === 'Resource' || type === 'DomainResource' || !Object.prototype.hasOwnProperty.call(SHAPES, type)) return false;
-  const t = SHAPES[type];
-  return 'meta' in t && 'implicitRules' in t;
+  if (type === 'Resource' || type === 'DomainResource') return false;
+  const t = SHAPES.get(type);
+  return t !== undefined && t.has('meta') && t.has('implicitRules');
 }
 
 function checkString(v: string, path: string): void {
@@ -74,7 +89,8 @@ function checkPrimitive(v: unknown, type: string, path: string): void {
     if (typeof v !== 'boolean') throw new ShapeError(path, `must be a boolean, not ${kind(v)}`);
     return;
   }
-  if (NUMBER_TYPES.has(type)) {
+  const rule = PRIMITIVE_RULES.get(type);
+  if (rule === 'number') {
     if (typeof v !== 'number') throw new ShapeError(path, `must be a number (${type}), not ${kind(v)}`);
     if (type !== 'decimal' && !Number.isInteger(v)) throw new ShapeError(path, `must be a whole number (${type})`);
     if (type === 'positiveInt' && v < 1) throw new ShapeError(path, 'must be 1 or more (positiveInt)');
@@ -83,8 +99,7 @@ function checkPrimitive(v: unknown, type: string, path: string): void {
   }
   if (typeof v !== 'string') throw new ShapeError(path, `must be a string (${type}), not ${kind(v)}`);
   checkString(v, path);
-  const format = FORMATS[type];
-  if (format && !format.test(v)) throw new ShapeError(path, `is not a valid FHIR ${type}`);
+  if (rule !== undefined && !rule.test(v)) throw new ShapeError(path, `is not a valid FHIR ${type}`);
 }
 
 /**
@@ -100,13 +115,17 @@ function checkElement(v: unknown, type: string, path: string): void {
   if (isPrimitiveType(type)) return checkPrimitive(v, type, path);
   if (!isObject(v)) throw new ShapeError(path, `must be an object (${type}), not ${kind(v)}`);
   if (type === 'Resource') return checkResource(v, path);
-  checkProperties(v, SHAPES[type], path);
+  checkProperties(v, SHAPES.get(type), path);
 }
 
-function checkProperties(obj: Record<string, unknown>, table: Record<string, [string, 0 | 1]> | undefined, path: string): void {
+function checkProperties(obj: Record<string, unknown>, table: Table | undefined, path: string): void {
   for (const key in obj) {
     const value = obj[key];
-    checkString(key, path);
+    // A key the table knows is a FHIR element name (letters only): only the others can hold a forbidden character.
+    // Own entries only: a property named like an Object.prototype member (constructor, toString, __proto__) is an
+    // element the table does not know, not the prototype's function (a Map has no such members).
+    const spec = table?.get(key);
+    if (spec === undefined) checkString(key, path);
     const at = child(path, key);
     if (key === 'resourceType') continue;
     if (key.startsWith('_')) {
@@ -115,9 +134,6 @@ function checkProperties(obj: Record<string, unknown>, table: Record<string, [st
       else checkElement(value, 'Element', at);
       continue;
     }
-    // Own keys only: a property named like an Object.prototype member (constructor, toString, __proto__) is an
-    // element the table does not know, not the prototype's function.
-    const spec = table !== undefined && Object.hasOwn(table, key) ? table[key] : undefined;
     if (!spec) {
       checkUnknown(value, at);
       continue;
@@ -161,7 +177,7 @@ function checkResource(obj: Record<string, unknown>, path: string): void {
   if (obj.id !== undefined && (typeof obj.id !== 'string' || !FORMATS.id.test(obj.id))) {
     throw new ShapeError(`${path}.id`, 'must be a FHIR id (1 to 64 letters, digits, "-" or ".")');
   }
-  checkProperties(obj, SHAPES[type], path);
+  checkProperties(obj, SHAPES.get(type), path);
 }
 
 /**
