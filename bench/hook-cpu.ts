@@ -8,6 +8,7 @@ import autocannon from 'autocannon';
 import { dockerfileEnv } from '../test/helpers/dockerfile.js';
 import { orderSignRequest } from '../test/helpers/hook-requests.js';
 import { storyOrder, storyResources } from '../test/helpers/stories.js';
+import { benchPorts } from './profile-run.js';
 
 /**
  * CPU a hook, for comparing two builds on a busy machine (README "Performance"): `npx tsx bench/hook-cpu.ts <dirA>
@@ -102,9 +103,13 @@ const load = (base: string, amount: number) =>
     requests: [{ method: 'POST', headers: { 'content-type': 'application/json' }, setupRequest: (req) => ({ ...req, body: distinct() }) }],
   });
 
-const servers = [start(dirA, 4510), start(dirB, 4511)];
+// Ports the operating system says are free (as `npm run profile`), so two comparisons, or a comparison beside a
+// bench, can run at once on one host.
+const servers: Server[] = [];
 
 async function main(): Promise<void> {
+  const { service, baseline } = await benchPorts(undefined);
+  servers.push(start(dirA, service), start(dirB, baseline));
   await Promise.all(servers.map((s) => ready(s.base)));
   await Promise.all(servers.map((s) => load(s.base, 1000)));
   for (let round = 0; round < Number(rounds); round++) {
