@@ -120,3 +120,37 @@ describe('OHSU HEALTHSERVICES-0382 IV in DTR: "responded or stabilized" read aga
     expect(read.evaluation.outcome).toBe('satisfied');
   }, 60_000);
 });
+
+/**
+ * A relapse after the last cycles (remission 2026-06-10 during a course begun 2026-05-01 and over by its cycles,
+ * relapse 2026-11-10), then a continued-therapy order: at signing the record shows the course over, so the relapse
+ * begins a new course with this order. The form answers that the patient is still receiving Blincyto, so the order
+ * continues the course the relapse fell in: the relapse is progression on it (progressionOnCourse), recomputed in DTR
+ * from CRD's record fact relapseAfterLastCourse and the answer, and the continuation criterion answered "yes" is
+ * reviewed, never approved on it (CP.PHAR.312 II.A.2, MP-RX-FP-14-23 B.i; design.md §6 "Clinical readings").
+ */
+describe('a relapse after the last cycles, answered in DTR as a course still received', () => {
+  const yes = [{ valueBoolean: true }];
+
+  it('MMM: continued therapy answered currently receiving and "no progression" is reviewed, not reauthorized', () => {
+    const name = 'the same continued-therapy order with nothing answered: the record shows the course over, so the relapse begins a new initial request under A, which B.i does not judge';
+    const { known, read, fact } = readCaseAsDtr('mmm-blinatumomab', name, [], { 'currently-receiving': yes, 'no-progression-or-toxicity': yes });
+    expect(known).toMatchObject({ relapseAfterLastCourse: true, currentlyReceiving: false });
+    expect(fact('progressionOnCourse')).toBe(true);
+    expect(read.evaluation.outcome).toBe('limit-exceeded');
+    expect(read.evaluation.failed.map((r) => r.id)).toContain('progression-on-course');
+  }, 60_000);
+
+  it('Centene: continued therapy answered currently receiving and responding is reviewed, not renewed', () => {
+    const name = 'the same continued-therapy order with nothing answered: the record shows the course over, so II.A (currently receiving) is not judged; the relapse begins a new relapsed course, approved on I.A.4.c.ii';
+    const { known, read, fact } = readCaseAsDtr('centene-blinatumomab', name, [], {
+      'currently-receiving': yes,
+      'responding-to-therapy': yes,
+      'earlier-course-indication': [{ valueCoding: { system: EVIDENCE, code: 'relapsed-refractory' } }],
+    });
+    expect(known).toMatchObject({ relapseAfterLastCourse: true, currentlyReceiving: false });
+    expect(fact('progressionOnCourse')).toBe(true);
+    expect(read.evaluation.outcome).toBe('limit-exceeded');
+    expect(read.evaluation.failed.map((r) => r.id)).toContain('progression-on-course');
+  }, 60_000);
+});
