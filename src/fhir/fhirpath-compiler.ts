@@ -477,7 +477,7 @@ const FALSE: Coll = [false];
 const bool = (b: boolean): Coll => (b ? TRUE : FALSE);
 
 /** What the generated code calls besides its sites. */
-const HELPERS = { truthy: (c: Coll) => truthy(c), isTrue: (c: Coll) => isTrue(c), bool, TRUE, FALSE };
+const HELPERS = { truthy: (c: Coll) => truthy(c), isTrue: (c: Coll) => isTrue(c), bool, TRUE, FALSE, NONE };
 
 /** Node types worth evaluating once when they recur (the rest are pass-throughs, literals, variables or `$this`). */
 const SHAREABLE = new Set([
@@ -1036,7 +1036,18 @@ class Compiler {
       // §5.2 Filtering and projection
       case 'where':
         arity(1);
-        return this.loop(args[0], s, i, inp, (body, vars) => `{ const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (H.truthy(${body})) ${o}.push(${i}[${j}]); } return ${o}; }`);
+        // While every item so far is kept, only their count (`n`): when all are, the result is the input itself (the
+        // same items in the same order; compiled code never changes a collection), and otherwise a collection is made
+        // at the first item dropped and then kept. Filters that keep their whole input (`where(status in (...))` over
+        // a record's active orders) then make no array, and none grows from empty by push() (room for 16).
+        return this.loop(
+          args[0],
+          s,
+          i,
+          inp,
+          (body, vars) =>
+            `{ let ${o}; let ${r} = 0; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (H.truthy(${body})) { if (${o} !== undefined) ${o}.push(${i}[${j}]); else if (${r} === ${j}) ${r}++; else { ${o} = ${i}.slice(0, ${r}); ${o}.push(${i}[${j}]); } } } return ${o} !== undefined ? ${o} : ${r} === ${i}.length ? ${i} : ${r} === 0 ? H.NONE : ${i}.slice(0, ${r}); }`,
+        );
       case 'select':
         arity(1);
         return this.loop(args[0], s, i, inp, (body, vars) => `{ const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} const ${r} = ${body}; for (let q = 0; q < ${r}.length; q++) ${o}.push(${r}[q]); } return ${o}; }`);
