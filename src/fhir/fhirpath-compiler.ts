@@ -264,7 +264,14 @@ function equalValues(a: unknown, b: unknown): boolean | undefined {
   if (fa || fb) {
     // fhirpath.js: two of its values compare by their own equals() (undefined when precisions differ); one against
     // a number converts the number; against anything else, false.
-    if (fa && fb) return fp(() => (a as FpType).equals(b));
+    if (fa && fb) {
+      // fp()'s work inline: a closure per date comparison was a visible allocator (2026-12-07).
+      try {
+        return (a as FpType).equals(b);
+      } catch {
+        return bail();
+      }
+    }
     if (typeof (fa ? b : a) === 'number') return bail();
     return false;
   }
@@ -277,14 +284,36 @@ function equalValues(a: unknown, b: unknown): boolean | undefined {
   if (a === null || b === null || ta !== 'object' || tb !== 'object') return false;
   const arr = Array.isArray(a);
   if (arr !== Array.isArray(b)) return bail();
-  const ka = Object.keys(a as object);
-  const kb = Object.keys(b as object);
-  if (ka.length !== kb.length) return false;
-  for (const k of ka) {
-    if (!Object.prototype.hasOwnProperty.call(b, k)) return false;
-    if (!equalValues((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  if (arr) {
+    const ka = Object.keys(a as object);
+    const kb = Object.keys(b as object);
+    if (ka.length !== kb.length) return false;
+    for (const k of ka) {
+      if (!Object.prototype.hasOwnProperty.call(b, k)) return false;
+      if (!equalValues((a as unknown as Record<string, unknown>)[k], (b as unknown as Record<string, unknown>)[k])) return false;
+    }
+    return true;
+  }
+  // Two JSON objects (CodeableConcepts compared by `|`, `in`, distinct()): their own keys counted and read with for-in,
+  // as Object.keys would give them (own enumerable string keys, in the same order), without the two arrays of keys
+  // per pair; about 3 % of what an order-sign allocated (2026-12-07). Counted first, as before: objects of different
+  // sizes are unequal without comparing (and perhaps bailing on) any member.
+  const ra = a as unknown as Record<string, unknown>;
+  const rb = b as unknown as Record<string, unknown>;
+  if (ownKeyCount(ra) !== ownKeyCount(rb)) return false;
+  for (const k in ra) {
+    if (!Object.prototype.hasOwnProperty.call(ra, k)) continue;
+    if (!Object.prototype.hasOwnProperty.call(rb, k)) return false;
+    if (!equalValues(ra[k], rb[k])) return false;
   }
   return true;
+}
+
+/** How many keys Object.keys would give for an object (own enumerable string keys), without making the array. */
+function ownKeyCount(o: Record<string, unknown>): number {
+  let n = 0;
+  for (const k in o) if (Object.prototype.hasOwnProperty.call(o, k)) n++;
+  return n;
 }
 
 /** The FHIRPath `=` of two items (undefined: not comparable; a bail for values whose equality is not compiled). */
@@ -410,18 +439,32 @@ export function compileAst(ast: AstNode, options: CompilerOptions): (resource: u
   return (resource, env) => {
     const root = variableItems(resource);
     const out = body(root, root, { env, root });
+    // Nearly every fact gives one value or none: that result is made to size (an array grown by push() from empty
+    // gets room for 16 on its first push, once per fact evaluation).
+    if (out.length === 0) return [];
+    if (out.length === 1) {
+      const v = resultValue(out[0]);
+      return v == null ? [] : [v];
+    }
     const result: unknown[] = [];
-    for (const x of out) {
-      if (x instanceof Node) {
-        // fhirpath.js marks a typed object it returns with a hidden `__path__` that later evaluations read: leave
-        // such results to it so both engines see the same objects afterwards.
-        if (x.p !== null && typeof x.d === 'object' && x.d !== null) bail();
-        if (x.d != null) result.push(x.d);
-      } else if (x instanceof FP_Type) result.push(x.toJSON());
-      else if (x != null) result.push(x);
+    for (let i = 0; i < out.length; i++) {
+      const v = resultValue(out[i]);
+      if (v != null) result.push(v);
     }
     return result;
   };
+}
+
+/** One item of a compiled expression's result as fhirpath.js returns it (null or undefined: no item). */
+function resultValue(x: Item): unknown {
+  if (x instanceof Node) {
+    // fhirpath.js marks a typed object it returns with a hidden `__path__` that later evaluations read: leave
+    // such results to it so both engines see the same objects afterwards.
+    if (x.p !== null && typeof x.d === 'object' && x.d !== null) bail();
+    return x.d;
+  }
+  if (x instanceof FP_Type) return x.toJSON();
+  return x;
 }
 
 /**
@@ -434,7 +477,7 @@ const FALSE: Coll = [false];
 const bool = (b: boolean): Coll => (b ? TRUE : FALSE);
 
 /** What the generated code calls besides its sites. */
-const HELPERS = { truthy: (c: Coll) => truthy(c), isTrue: (c: Coll) => isTrue(c), bool, TRUE, FALSE };
+const HELPERS = { truthy: (c: Coll) => truthy(c), isTrue: (c: Coll) => isTrue(c), bool, TRUE, FALSE, NONE };
 
 /** Node types worth evaluating once when they recur (the rest are pass-throughs, literals, variables or `$this`). */
 const SHAREABLE = new Set([
@@ -772,14 +815,103 @@ class Compiler {
       lastInfo = info;
       return info;
     };
-    const push = (out: Coll, toAdd: unknown, path: string | null, type: string | null) => {
+    // The children of one value, appended to `out`, or (no `out`) as a collection of their own made to size: most
+    // navigations have one input item (a loop's `$this`) and one or two children, and an array grown by push() from
+    // empty gets room for 16 (about 80 bytes) on its first push. Member navigation was the largest allocator of an
+    // order-sign (about a sixth of its bytes, 2026-12-07).
+    const children = (out: Coll | undefined, toAdd: unknown, path: string | null, type: string | null): Coll => {
       if (type === 'integer64') bail();
       if (Array.isArray(toAdd)) {
-        for (const x of toAdd) {
+        const n = toAdd.length;
+        if (out === undefined) {
+          if (n === 1) {
+            const x = toAdd[0];
+            if (x == null) bail();
+            return [nodeOf(x, path, type)];
+          }
+          if (n === 2) {
+            const x = toAdd[0];
+            const y = toAdd[1];
+            if (x == null || y == null) bail();
+            return [nodeOf(x, path, type), nodeOf(y, path, type)];
+          }
+          out = [];
+        }
+        for (let k = 0; k < n; k++) {
+          const x = toAdd[k];
           if (x == null) bail();
           out.push(nodeOf(x, path, type));
         }
-      } else out.push(nodeOf(toAdd, path, type));
+        return out;
+      }
+      if (out === undefined) return [nodeOf(toAdd, path, type)];
+      out.push(nodeOf(toAdd, path, type));
+      return out;
+    };
+    /**
+     * One input item's step (fhirpath.js's makeChildResNodes): its children appended to `out`, or as a collection of
+     * their own; `out` itself (or the shared empty collection, never changed) when it has none.
+     */
+    const step = (item: Item, typeTest: boolean, out: Coll | undefined): Coll => {
+      if (typeTest && typeIs(item, key, model)) {
+        const typed = item instanceof Node ? item : nodeOf(item, null, null);
+        if (out === undefined) return [typed];
+        out.push(typed);
+        return out;
+      }
+      let data: unknown;
+      let path: string | null;
+      if (item instanceof Node) {
+        data = item.d;
+        path = item.p;
+      } else {
+        data = item;
+        path = null;
+        if (data instanceof FP_Type) bail();
+        if (data !== null && typeof data === 'object') {
+          if ((data as { __path__?: unknown }).__path__ !== undefined) bail();
+          const rt = (data as { resourceType?: unknown }).resourceType;
+          if (rt) path = typeof rt === 'string' ? rt : bail();
+        }
+      }
+      const none = out ?? NONE;
+      if (data === null || data === undefined) return none;
+      // fhirpath.js holds numbers as decimal objects with members of their own (`.value`): not compiled.
+      if (typeof data === 'number') bail();
+      if (typeof data !== 'object' || Array.isArray(data)) {
+        // fhirpath.js reads `'abc'.length` and the like from primitives: not compiled.
+        if ((data as Record<string, unknown>)[key] !== undefined) bail();
+        return none;
+      }
+      const obj = data as Record<string, unknown>;
+      if (obj.resourceType === key) {
+        const self = item instanceof Node ? item : new Node(obj, key, key);
+        if (out === undefined) return [self];
+        out.push(self);
+        return out;
+      }
+      if (path !== null) {
+        const info = childInfo(path);
+        if (info.choices) {
+          for (const c of info.choices) {
+            const toAdd = obj[c.field];
+            if (obj[c.underscored] !== undefined) bail();
+            if (toAdd !== undefined) {
+              if (toAdd === null || (Array.isArray(toAdd) && toAdd.length === 0)) return none;
+              return children(out, toAdd, c.outPath, c.type);
+            }
+          }
+          return none;
+        }
+        const toAdd = obj[key];
+        if (obj[underscored] !== undefined) bail();
+        if (toAdd === undefined || toAdd === null || (Array.isArray(toAdd) && toAdd.length === 0)) return none;
+        return children(out, toAdd, info.outPath, info.type);
+      }
+      const toAdd = obj[key];
+      if (obj[underscored] !== undefined) bail();
+      if (toAdd === undefined || toAdd === null || (Array.isArray(toAdd) && toAdd.length === 0)) return none;
+      return children(out, toAdd, null, null);
     };
     return (input, self, run) => {
       let typeTest = atRoot === 1 && mayBeType;
@@ -788,66 +920,11 @@ class Compiler {
         // fhirpath.js compares $this[0] with the root item at $index, which compiled code does not track.
         else if (sharesItem(self, run.root)) bail();
       }
+      if (input.length === 0) return NONE;
+      if (input.length === 1) return step(input[0], typeTest, undefined);
       const out: Coll = [];
-      for (const item of input) {
-        if (typeTest && typeIs(item, key, model)) {
-          out.push(item instanceof Node ? item : nodeOf(item, null, null));
-          continue;
-        }
-        let data: unknown;
-        let path: string | null;
-        if (item instanceof Node) {
-          data = item.d;
-          path = item.p;
-        } else {
-          data = item;
-          path = null;
-          if (data instanceof FP_Type) bail();
-          if (data !== null && typeof data === 'object') {
-            if ((data as { __path__?: unknown }).__path__ !== undefined) bail();
-            const rt = (data as { resourceType?: unknown }).resourceType;
-            if (rt) path = typeof rt === 'string' ? rt : bail();
-          }
-        }
-        if (data === null || data === undefined) continue;
-        // fhirpath.js holds numbers as decimal objects with members of their own (`.value`): not compiled.
-        if (typeof data === 'number') bail();
-        if (typeof data !== 'object' || Array.isArray(data)) {
-          // fhirpath.js reads `'abc'.length` and the like from primitives: not compiled.
-          if ((data as Record<string, unknown>)[key] !== undefined) bail();
-          continue;
-        }
-        const obj = data as Record<string, unknown>;
-        if (obj.resourceType === key) {
-          out.push(item instanceof Node ? item : new Node(obj, key, key));
-          continue;
-        }
-        if (path !== null) {
-          const info = childInfo(path);
-          if (info.choices) {
-            for (const c of info.choices) {
-              const toAdd = obj[c.field];
-              if (obj[c.underscored] !== undefined) bail();
-              if (toAdd !== undefined) {
-                if (toAdd === null || (Array.isArray(toAdd) && toAdd.length === 0)) break;
-                push(out, toAdd, c.outPath, c.type);
-                break;
-              }
-            }
-            continue;
-          }
-          const toAdd = obj[key];
-          if (obj[underscored] !== undefined) bail();
-          if (toAdd === undefined || toAdd === null || (Array.isArray(toAdd) && toAdd.length === 0)) continue;
-          push(out, toAdd, info.outPath, info.type);
-        } else {
-          const toAdd = obj[key];
-          if (obj[underscored] !== undefined) bail();
-          if (toAdd === undefined || toAdd === null || (Array.isArray(toAdd) && toAdd.length === 0)) continue;
-          push(out, toAdd, null, null);
-        }
-      }
-      return out;
+      for (let k = 0; k < input.length; k++) step(input[k], typeTest, out);
+      return out.length === 0 ? NONE : out;
     };
   }
 
@@ -959,14 +1036,27 @@ class Compiler {
       // §5.2 Filtering and projection
       case 'where':
         arity(1);
-        return this.loop(args[0], s, i, inp, (body, vars) => `{ const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (H.truthy(${body})) ${o}.push(${i}[${j}]); } return ${o}; }`);
+        // While every item so far is kept, only their count (`n`): when all are, the result is the input itself (the
+        // same items in the same order; compiled code never changes a collection), and otherwise a collection is made
+        // at the first item dropped and then kept. Filters that keep their whole input (`where(status in (...))` over
+        // a record's active orders) then make no array, and none grows from empty by push() (room for 16).
+        return this.loop(
+          args[0],
+          s,
+          i,
+          inp,
+          (body, vars) =>
+            `{ let ${o}; let ${r} = 0; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} if (H.truthy(${body})) { if (${o} !== undefined) ${o}.push(${i}[${j}]); else if (${r} === ${j}) ${r}++; else { ${o} = ${i}.slice(0, ${r}); ${o}.push(${i}[${j}]); } } } return ${o} !== undefined ? ${o} : ${r} === ${i}.length ? ${i} : ${r} === 0 ? H.NONE : ${i}.slice(0, ${r}); }`,
+        );
       case 'select':
         arity(1);
         return this.loop(args[0], s, i, inp, (body, vars) => `{ const ${o} = []; for (let ${j} = 0; ${j} < ${i}.length; ${j}++) { const ${s} = [${i}[${j}]]; ${vars} const ${r} = ${body}; for (let q = 0; q < ${r}.length; q++) ${o}.push(${r}[q]); } return ${o}; }`);
       case 'ofType': {
         arity(1);
         const spec = typeSpecifier(args[0], model);
-        return unary((input) => input.filter((x) => convertibleTo(x, spec, model)));
+        // The test made once per site, not once per call.
+        const convertible = (x: Item) => convertibleTo(x, spec, model);
+        return unary((input) => input.filter(convertible));
       }
       // §5.3 Subsetting
       case 'first':
@@ -1190,13 +1280,10 @@ class Compiler {
         const hit = results?.get(key);
         if (hit) return hit;
       }
-      const inputs: unknown[] = [];
-      for (const x of input) {
-        const v = valData(x);
-        // fhirpath.js hands numbers over as decimal objects; the table's functions are not written for either.
-        if (typeof v === 'number') bail();
-        inputs.push(v);
-      }
+      // Made to size (map), not grown by push() from empty.
+      const inputs = input.map(valData);
+      // fhirpath.js hands numbers over as decimal objects; the table's functions are not written for either.
+      for (let i = 0; i < inputs.length; i++) if (typeof inputs[i] === 'number') bail();
       let res: unknown;
       try {
         res = arity === 0 ? fn(inputs) : arity === 1 ? fn(inputs, va) : arity === 2 ? fn(inputs, va, vb) : fn(inputs, va, vb, vc);
@@ -1218,10 +1305,19 @@ class Compiler {
   /** `|` (FHIRPath §6.5 union): both sides, duplicates removed (first kept), order kept. */
   private union(): (x: Coll, y: Coll) => Coll {
     const model = this.model;
+    // One side empty and the other a single item (`(a | b | c).first()` over a record stating one of them): that
+    // side is the result (compiled code never changes a collection). Otherwise plain loops: a closure per item for
+    // some() made the union a visible allocator of an order-sign (2026-12-07).
+    const add = (out: Coll, v: Item) => {
+      for (let i = 0; i < out.length; i++) if (equalItems(out[i], v, model)) return;
+      out.push(v);
+    };
     return (x, y) => {
+      if (y.length === 0 && x.length <= 1) return x.length === 0 ? NONE : x;
+      if (x.length === 0 && y.length === 1) return y;
       const out: Coll = [];
-      for (const v of x) if (!out.some((w) => equalItems(w, v, model))) out.push(v);
-      for (const v of y) if (!out.some((w) => equalItems(w, v, model))) out.push(v);
+      for (let i = 0; i < x.length; i++) add(out, x[i]);
+      for (let i = 0; i < y.length; i++) add(out, y[i]);
       return out;
     };
   }
@@ -1253,7 +1349,13 @@ class Compiler {
       let c: number;
       if (l instanceof FP_Type || r instanceof FP_Type) {
         if (!(l instanceof FP_Type && r instanceof FP_Type)) return bail();
-        const cmp = fp(() => l.compare(r));
+        let cmp: number | null;
+        // fp()'s work inline, without a closure per comparison.
+        try {
+          cmp = l.compare(r);
+        } catch {
+          return bail();
+        }
         if (cmp === null) return [];
         c = cmp;
       } else if (typeof l === 'number' && typeof r === 'number') c = compareNumbers(l, r);
@@ -1277,11 +1379,15 @@ class Compiler {
     const op = operatorOf(n, ['in', 'contains'] as const);
     const model = this.model;
     return (l, r) => {
-      const [item, coll] = op === 'in' ? [l, r] : [r, l];
+      const item = op === 'in' ? l : r;
+      const coll = op === 'in' ? r : l;
       if (item.length === 0) return [];
       if (coll.length === 0) return FALSE;
       if (item.length > 1) bail();
-      return bool(coll.some((x) => equalItems(x, item[0], model)));
+      // A plain loop, as some() would run it (first match ends it), without a closure per test.
+      const v = item[0];
+      for (let i = 0; i < coll.length; i++) if (equalItems(coll[i], v, model)) return TRUE;
+      return FALSE;
     };
   }
 
@@ -1436,9 +1542,19 @@ function nodeOf(x: unknown, path: string | null, type: string | null): Node {
 /** The namespace and name of an element's declared type (`System.X` or a FHIR type), when the model gave it one. */
 function elementType(x: Item): [string, string] | undefined {
   if (!(x instanceof Node) || x.t === null) return undefined;
-  const m = /^System\.(.*)$/.exec(x.t);
-  return m ? ['System', m[1]] : ['FHIR', x.t];
+  let typed = elementTypes.get(x.t);
+  if (typed === undefined) {
+    const m = /^System\.(.*)$/.exec(x.t);
+    typed = m ? ['System', m[1]] : ['FHIR', x.t];
+    elementTypes.set(x.t, typed);
+  }
+  return typed;
 }
+/**
+ * elementType's answers by type name (a few hundred at most: the model's types): a match and a pair per `ofType()`
+ * and type test item were made afresh. The pairs are shared, so never changed: callers only read them.
+ */
+const elementTypes = new Map<string, [string, string]>();
 
 /**
  * The System type of a number, string or boolean, as fhirpath.js names it; undefined for anything else. A decimal's

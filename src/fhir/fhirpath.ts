@@ -30,6 +30,26 @@ export function resolveValueSetUrl(ref: string, base: string): string {
   return ref.includes('/') ? ref : `${base}/${ref}`;
 }
 
+/**
+ * resolveValueSetUrl for one content load's base, each answer kept: memberOf and codedIn run on every hook's
+ * hundreds of calls with the same few arguments, and a URL made afresh per call was a new string to allocate and
+ * then hash in the value-set index's lookups.
+ */
+function valueSetUrls(base: string): (ref: string) => string {
+  const urls = new Map<string, string>();
+  return (ref) => {
+    // An empty argument arrives as [] (see fhirpath-compiler.ts userCall): not kept. The content names a few dozen
+    // sets; a bound keeps arguments computed from a record from growing the map.
+    if (typeof ref !== 'string') return resolveValueSetUrl(ref, base);
+    let url = urls.get(ref);
+    if (url === undefined) {
+      if (urls.size >= 1000) urls.clear();
+      urls.set(ref, (url = resolveValueSetUrl(ref, base)));
+    }
+    return url;
+  };
+}
+
 const CONCEPT_KEYS = ['code', 'vaccineCode', 'medicationCodeableConcept'] as const;
 
 /**
@@ -139,6 +159,7 @@ function collectionFilters(options: FhirPathOptions) {
   // One pass over the input: the resources (objects) that pass `keep`.
   const resourcesWhere = (inputs: unknown[], keep: (r: Record<string, unknown>) => boolean) =>
     inputs.filter((r): r is Record<string, unknown> => !!r && typeof r === 'object' && keep(r as Record<string, unknown>));
+  const urlOf = valueSetUrls(options.valueSetBase);
   return {
     coded: {
       fn: (inputs: unknown[], system: string, code: string) => {
@@ -149,7 +170,7 @@ function collectionFilters(options: FhirPathOptions) {
     },
     codedIn: {
       fn: (inputs: unknown[], ref: string) => {
-        const url = resolveValueSetUrl(ref, options.valueSetBase);
+        const url = urlOf(ref);
         // By a listed code, else (for drug sets that name their drugs) by the drug's name in the text or displays.
         const inSet = (c: CodingLike) => c.coding?.some((x) => options.valueSets.contains(url, x)) || options.valueSets.nameIn(url, c) !== undefined;
         return resourcesWhere(inputs, (r) => someConcept(r, inSet));
@@ -214,11 +235,12 @@ function collectionFilters(options: FhirPathOptions) {
  * See https://hl7.org/fhir/R4/fhirpath.html#functions.
  */
 function memberOfTable(options: FhirPathOptions) {
+  const urlOf = valueSetUrls(options.valueSetBase);
   return {
     memberOf: {
       fn: (inputs: unknown[], ref: string) => {
         if (inputs.length === 0) return [];
-        const url = resolveValueSetUrl(ref, options.valueSetBase);
+        const url = urlOf(ref);
         const hit = inputs.some((item) => {
           if (typeof item === 'string') return false;
           const c = item as CodingLike;
