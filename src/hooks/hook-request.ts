@@ -13,7 +13,7 @@ import { otherPatientField, resourceLabel, samePatientId } from '../fhir/one-pat
  * The CDS Hooks request as PriorPath reads it (CDS Hooks 2.0 §HTTP Request; CRD hooks.md). Lenient where real
  * clients differ (no Bundle.type, unknown context fields, empty access_token) and strict where meaning depends on it.
  */
-export const requestSchema = z
+const requestSchema = z
   .object({
     hook: z.string().min(1),
     hookInstance: z.string().min(1),
@@ -85,63 +85,19 @@ function checkFhirServer(fhirServer: string): void {
   if (problem) throw badRequest(`Invalid CDS Hooks request: fhirServer ${url.hostname} is ${problem}, which is never an EHR`, ['fhirServer']);
 }
 
-const isRecord = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype && !Object.hasOwn(v, '__proto__') && !Object.hasOwn(v, 'constructor');
-const optionalString = (v: unknown) => v === undefined || typeof v === 'string';
-const optionalStrings = (v: unknown) => v === undefined || (Array.isArray(v) && v.every((x) => typeof x === 'string'));
-
-/**
- * Whether `body` certainly passes {@link requestSchema}, and is then what the schema would give back (the schema only
- * checks, and copies each object it passes through: a URL it trims, which is why one with spaces around it is left to
- * the schema). Checked by hand first because the schema's copying of the request (every prefetch key, every draft
- * order's properties) cost each hook more than checking it; a body that fails here is parsed by the schema, whose first
- * issue names the 400 as before, so what a client is answered does not change. An own `__proto__` key (which the schema
- * drops) or `constructor` key (which makes the schema refuse a record: zod's isPlainObject) also goes to the schema.
- */
-export function plainlyValid(body: object): body is RawHookRequest {
-  const b = body as Record<string, unknown>;
-  if (!isRecord(b) || typeof b.hook !== 'string' || b.hook.length === 0 || typeof b.hookInstance !== 'string' || b.hookInstance.length === 0) return false;
-  if (b.fhirServer !== undefined) {
-    if (typeof b.fhirServer !== 'string' || b.fhirServer.trim() !== b.fhirServer || !URL.canParse(b.fhirServer)) return false;
-  }
-  const auth = b.fhirAuthorization;
-  if (auth !== undefined && auth !== null) {
-    if (!isRecord(auth) || typeof auth.access_token !== 'string') return false;
-    if (!optionalString(auth.token_type) || !optionalString(auth.scope) || !optionalString(auth.subject) || !optionalString(auth.patient)) return false;
-    if (auth.expires_in !== undefined && (typeof auth.expires_in !== 'number' || !Number.isFinite(auth.expires_in))) return false;
-  }
-  const ctx = b.context;
-  if (!isRecord(ctx) || typeof ctx.patientId !== 'string' || ctx.patientId.length === 0) return false;
-  if (!optionalString(ctx.userId) || !optionalString(ctx.encounterId) || !optionalString(ctx.order) || !optionalString(ctx.performer)) return false;
-  if (!optionalStrings(ctx.selections) || !optionalStrings(ctx.dispatchedOrders) || !optionalStrings(ctx['dispatched-orders'])) return false;
-  const drafts = ctx.draftOrders;
-  if (drafts !== undefined) {
-    if (!isRecord(drafts) || drafts.resourceType !== 'Bundle') return false;
-    const entry = drafts.entry;
-    if (entry !== undefined && !(Array.isArray(entry) && entry.every((e) => isRecord(e) && (e.resource === undefined || isRecord(e.resource))))) return false;
-  }
-  if (b.prefetch !== undefined && b.prefetch !== null && !isRecord(b.prefetch)) return false;
-  if (b.extension !== undefined && !isRecord(b.extension)) return false;
-  return true;
-}
-
 /**
  * Validates the body against the hook the service implements; throws a 400 OperationOutcome naming the field.
  * `versions` are the CRD versions the service declares in discovery (`davinci-crd.version`).
  */
 export function parseHookRequest(body: unknown, expectedHook: HookRequest['hook'], versions: readonly CrdVersion[] = CRD_VERSIONS): HookRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('Request body must be a JSON object');
-  let raw: RawHookRequest;
-  if (plainlyValid(body)) raw = body;
-  else {
-    const parsed = requestSchema.safeParse(body);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const path = issue.path.join('.');
-      throw badRequest(`Invalid CDS Hooks request: ${path || '(root)'}: ${issue.message}`, path ? [path] : undefined);
-    }
-    raw = parsed.data;
+  const parsed = requestSchema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const path = issue.path.join('.');
+    throw badRequest(`Invalid CDS Hooks request: ${path || '(root)'}: ${issue.message}`, path ? [path] : undefined);
   }
+  const raw = parsed.data;
   // CDS Hooks 2.0 §HTTP Request (cds-r-1): fhirServer is required when fhirAuthorization is present; a request breaking
   // a CDS Hooks rule is a 400 (CRD [hook-13]), not a token PriorPath holds with nowhere to use it.
   if (raw.fhirAuthorization && !raw.fhirServer) throw badRequest('Invalid CDS Hooks request: fhirServer is required when fhirAuthorization is present', ['fhirServer']);
