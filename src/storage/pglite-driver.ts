@@ -129,8 +129,16 @@ function releaseLock(lock: HeldLock): void {
  * backend in single-user mode: no client connections, no autovacuum, no WAL senders. Sized for a handful, the
  * memory is 4 MiB less resident, idle and under load (README "Memory"); a transaction's locks still have
  * `max_locks_per_transaction` (64) times the slots, far more than a migration or a batch takes.
+ *
+ * `wal_init_zero=off`: PostgreSQL otherwise writes each new 16 MB WAL segment full of zeros before using it, in writes
+ * of 128 × 8 KB, and Emscripten's pwritev copies each into a new 1 MiB JavaScript buffer, garbage the worker keeps
+ * until its next collection: 16 MiB more resident for a moment every 16 MB of WAL (every few thousand order-signs), the
+ * transient at the bench's memory peaks (README "Memory", session 54), and 16 MB written and fsynced while statements
+ * wait. Off, the segment is extended by writing its last byte. Commits are as durable: each WAL flush is still
+ * fsync(2), which writes the file's block allocation with its data. What changes is where a full disk is met: at a WAL
+ * write into the segment instead of at its creation, both inside PostgreSQL's WAL flush (a PANIC either way).
  */
-const EXTRA_PARAMS = ['-c', 'wal_sync_method=fsync', '-c', 'shared_buffers=4MB', '-c', 'max_connections=4', '-c', 'autovacuum_worker_slots=1', '-c', 'max_wal_senders=0'];
+const EXTRA_PARAMS = ['-c', 'wal_sync_method=fsync', '-c', 'shared_buffers=4MB', '-c', 'max_connections=4', '-c', 'autovacuum_worker_slots=1', '-c', 'max_wal_senders=0', '-c', 'wal_init_zero=off'];
 
 export interface PgliteDriver extends SqlDriver {
   /** fsync(2) calls made by PostgreSQL so far: lets start-up verify that commits really reach the disk. */
