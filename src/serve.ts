@@ -114,6 +114,7 @@ async function main(): Promise<void> {
       content = loadContent({ root, canonicalBase: config.canonicalBase });
     } finally {
       fhirPath.useParseTrees(undefined);
+      fhirPath.forgetTreeIds();
       contentYaml.useYamlCache(undefined);
     }
     checkConfigAgainstContent(config, content.payers.keys());

@@ -2,11 +2,17 @@ import { createRequire } from 'node:module';
 import type * as FhirPathJs from 'fhirpath/src/fhirpath.js';
 import r4Model from 'fhirpath/fhir-context/r4/index.js';
 import { BAIL, compileAst, Unsupported } from './fhirpath-compiler.js';
-import type { AstNode, ModelTables, UserFunction } from './fhirpath-compiler.js';
+import type { AstNode, HeldValues, ModelTables, UserFunction } from './fhirpath-compiler.js';
+
+export { forgetTreeIds } from './fhirpath-compiler.js';
 import type { ValueSetIndex } from './value-sets.js';
 
-/** A FHIRPath expression parsed once; call it as often as needed (design.md §5 "FHIRPath compiles once at load"). */
-export type CompiledExpression = (resource: unknown, env: Record<string, unknown>) => unknown[];
+/**
+ * A FHIRPath expression parsed once; call it as often as needed (design.md §5 "FHIRPath compiles once at load").
+ * `held`: values of sub-expressions shared with the other expressions evaluated over the same resource and variables
+ * (src/fhir/fhirpath-compiler.ts `HeldValues`); fhirpath.js ignores it.
+ */
+export type CompiledExpression = (resource: unknown, env: Record<string, unknown>, held?: HeldValues) => unknown[];
 
 /** Options shared by every expression of one content load. */
 export interface FhirPathOptions {
@@ -402,9 +408,9 @@ function compileUncached(expression: string, options: FhirPathOptions): Compiled
   // fhirpath.js parses the expression again only when an evaluation is first handed to it: parsing every
   // expression twice was a tenth of start-up, for a fallback most expressions never take.
   let reference: CompiledExpression | undefined;
-  const compiled: CompiledExpression = (resource, env) => {
+  const compiled: CompiledExpression = (resource, env, held) => {
     try {
-      return fast(resource, env);
+      return fast(resource, env, held);
     } catch (err) {
       if (err === BAIL) fhirPathStats.bails++;
       else fhirPathStats.faults++;

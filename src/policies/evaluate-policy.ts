@@ -6,6 +6,7 @@ import type { ApprovalLength } from './approval-period.js';
 import type { FactDefinition, FactType } from './policy-schema.js';
 import type { MedicationRequest } from '@medplum/fhirtypes';
 import { alternateOrder } from './alternate-order.js';
+import { HeldValues } from '../fhir/fhirpath-compiler.js';
 
 /** Three-valued truth: true, false, or unknown (FHIRPath's empty collection). */
 export type Tri = true | false | 'unknown';
@@ -680,6 +681,9 @@ function readFacts(
   orderChanged = false,
 ): { factValues: Record<string, FactValue>; facts: FactResult[]; broken: boolean } {
   const env = factEnvironment(policy, data);
+  // Sub-expressions several facts contain are evaluated once over this env (each fact's value is added to it once,
+  // before any fact that reads it runs: what HeldValues needs to be exact).
+  const held = new HeldValues(data.order, env);
   const factValues: Record<string, FactValue> = {};
   const facts: FactResult[] = [];
   let broken = false;
@@ -697,7 +701,7 @@ function readFacts(
       // evaluation without answers (nearly every signing: only an order carrying its DTR determination, with facts the
       // record leaves unknown, gives any) does no more work; a derived one given as an answer is CRD's reading of the order.
       if (f.readsOrder && f.def.askable && !proposed?.has(f.name)) {
-        const stated = readFact(f, data, env, latestDate);
+        const stated = readFact(f, data, env, latestDate, held);
         if (stated.error === undefined && stated.value !== undefined) {
           factValues[f.name] = stated.value;
           env[f.name] = stated.value;
@@ -732,11 +736,11 @@ function readFacts(
           pureReads.set(f.shareKey, byValues);
           byValues.clear();
         }
-        byValues.set(valuesAt, (read = readFact(f, data, env, latestDate)));
+        byValues.set(valuesAt, (read = readFact(f, data, env, latestDate, held)));
       }
     }
     if (read === undefined) {
-      read = readFact(f, data, env, latestDate);
+      read = readFact(f, data, env, latestDate, held);
       if (shared) {
         data.memo!.evaluated++;
         reads!.set(f.shareKey, read);
@@ -872,9 +876,9 @@ function limitApplies(policy: CompiledPolicy, r: CompiledRule, factValues: Recor
 }
 
 /** Runs one fact's expression: its value when plausible, nothing when unknown, or the error it threw. */
-function readFact(f: CompiledFact, data: EvaluationData, env: Record<string, unknown>, latestDate: string): FactRead {
+function readFact(f: CompiledFact, data: EvaluationData, env: Record<string, unknown>, latestDate: string, held: HeldValues): FactRead {
   try {
-    const read = coerce(f.def.type, f.expr(data.order, env));
+    const read = coerce(f.def.type, f.expr(data.order, env, held));
     return read !== undefined && plausible(f.def, read, latestDate, data.orderDate) ? { value: read } : {};
   } catch (err) {
     return { error: (err as Error).message };
