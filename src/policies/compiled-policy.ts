@@ -68,6 +68,11 @@ export interface CompiledRule {
   outsideUse?: true;
   justification?: string;
   /**
+   * Limit: the facts whose known values the text of the limit names when it is exceeded, each after its words (the
+   * file's `names`), so that a reason states what the record showed, e.g. the relapse date and the order's phase.
+   */
+  names?: { fact: string; words: string }[];
+  /**
    * Pathway: the approval length, and the date fact the period is counted from (`from`: the period ends that date +
    * the length; without it, or with the fact unknown, the order's start + the length). `covers`: the date fact of the
    * last day the order needs covered; a period from `from` ending before it is treated as ended (`afterEnd`).

@@ -337,7 +337,7 @@ function evaluate(policy: CompiledPolicy, data: EvaluationData, answers: Record<
     // A count of the request's other orders a rule reads is named in its text (design.md §6 "Cycles"): the clinician
     // and the reviewer see that the orders signed or claimed with this one brought it over the course.
     const notes = requestNotes.size === 0 ? named : [...named, ...r.facts.flatMap((f) => requestNotes.get(f) ?? [])];
-    const text = notes.length > 0 ? `${r.text} [${[...new Set(notes)].join('; ')}]` : r.text;
+    let text = notes.length > 0 ? `${r.text} [${[...new Set(notes)].join('; ')}]` : r.text;
     // Each result is written out as one literal: an object made by spreading another and adding a property gets a
     // hidden class of its own in V8 (Node 20), allocated in the old generation, about 40 per policy evaluation and
     // kept for as long as the evaluation cache keeps the result (README "Memory").
@@ -345,6 +345,12 @@ function evaluate(policy: CompiledPolicy, data: EvaluationData, answers: Record<
     const outcome = ruleOutcome(r, factValues);
     if (outcome.error !== undefined) broken = true;
     const result: Tri = outcome.error === undefined ? outcome.result : 'unknown';
+    // An exceeded limit that names facts (`names`) says what the record showed, e.g. the relapse date and the phase the
+    // order states, so the reviewer and the card read the conflict itself, not only the rule (design.md §6).
+    if (r.names && result === false) {
+      const named = r.names.filter((n) => factValues[n.fact] !== undefined).map((n) => `${n.words} ${String(factValues[n.fact])}`);
+      if (named.length > 0) text = `${text} [${named.join('; ')}]`;
+    }
     if (applies === undefined) {
       return outcome.error === undefined ? { kind: r.kind, id: r.id, cite: r.cite, text, result } : { kind: r.kind, id: r.id, cite: r.cite, text, result, error: outcome.error };
     }

@@ -372,6 +372,12 @@ function compilePolicy(
       }
       if ('cycles' in r && r.cycles !== undefined) rule.cycles = r.cycles;
       if ('justification' in r) rule.justification = r.justification;
+      if ('names' in r && r.names) {
+        rule.names = Object.entries(r.names).map(([fact, words]) => ({ fact, words }));
+        for (const { fact } of rule.names) {
+          if (!compiledFacts.has(fact)) problems.push({ file: path, field: `${field}.names.${fact}`, message: `unknown fact ${fact}` });
+        }
+      }
       if (kind === 'pathway') {
         rule.conjuncts = splitTopLevel(r.when.trim(), /^\s+and\s+/).map((text) => ({
           text: text.trim(),

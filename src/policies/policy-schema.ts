@@ -177,6 +177,12 @@ export const limitSchema = z
       .string()
       .optional()
       .describe('What the payer accepts instead (asked in DTR), e.g. "supported by practice guidelines"'),
+    names: z
+      .record(z.string(), z.string().min(3))
+      .optional()
+      .describe(
+        'Facts whose values an exceeded limit names after its text, each with the words before its value (e.g. { treatmentPhase: "the order says" }): the record the limit read, for the reviewer and the card (design.md §6 "Clinical readings")',
+      ),
   })
   .strict();
 

@@ -133,7 +133,7 @@ describe('a relapse after the last cycles, answered in DTR as a course still rec
   const yes = [{ valueBoolean: true }];
 
   it('MMM: continued therapy answered currently receiving and "no progression" is reviewed, not reauthorized', () => {
-    const name = 'the same continued-therapy order with nothing answered: the record shows the course over, so the relapse begins a new initial request under A, which B.i does not judge';
+    const name = "the same continued-therapy order with nothing answered: the record shows the course over, so B.i's progression limit does not judge it, but its phase says it continues the course the chart shows over: reviewed (review s54), not approved under A";
     const { known, read, fact } = readCaseAsDtr('mmm-blinatumomab', name, [], { 'currently-receiving': yes, 'no-progression-or-toxicity': yes });
     expect(known).toMatchObject({ relapseAfterLastCourse: true, currentlyReceiving: false });
     expect(fact('progressionOnCourse')).toBe(true);
@@ -142,7 +142,7 @@ describe('a relapse after the last cycles, answered in DTR as a course still rec
   }, 60_000);
 
   it('Centene: continued therapy answered currently receiving and responding is reviewed, not renewed', () => {
-    const name = 'the same continued-therapy order with nothing answered: the record shows the course over, so II.A (currently receiving) is not judged; the relapse begins a new relapsed course, approved on I.A.4.c.ii';
+    const name = 'the same continued-therapy order with nothing answered: the record shows the course over, so II.A (currently receiving) is not judged, but its phase says it continues the course the chart shows over: reviewed (review s54), not approved on I.A.4.c.ii';
     const { known, read, fact } = readCaseAsDtr('centene-blinatumomab', name, [], {
       'currently-receiving': yes,
       'responding-to-therapy': yes,
@@ -152,5 +152,33 @@ describe('a relapse after the last cycles, answered in DTR as a course still rec
     expect(fact('progressionOnCourse')).toBe(true);
     expect(read.evaluation.outcome).toBe('limit-exceeded');
     expect(read.evaluation.failed.map((r) => r.id)).toContain('progression-on-course');
+  }, 60_000);
+});
+
+/**
+ * The same record (relapse 2026-11-10 after a course over by its cycles) and an order naming no phase: at signing it
+ * begins the new relapsed course (BCBSNC approves it). The form then answers its phase consolidation: the order says
+ * it continues a course the chart shows over, so it is reviewed, never approved on the answer nor denied
+ * (continuingPhaseAfterNewRelapse, recomputed in DTR from CRD's record fact relapseAfterLastCourse and the answered
+ * phase; review s54, design.md §6 "Clinical readings"). An answered induction phase keeps it the new course's cycle 1.
+ */
+describe('a relapse after the last course, the phase answered in DTR', () => {
+  const name = 'an order naming no phase after the same relapse begins the new relapsed course and is approved, as before';
+  const phase = (code: string): Answers => ({ 'treatment-phase': [{ valueCoding: { system: 'https://priorpath.dev/fhir/CodeSystem/treatment-phase', code } }] });
+
+  it('BCBSNC: answered consolidation, the order approved at signing is reviewed, the reason naming the relapse date and the phase', () => {
+    const { atCrd, known, read, fact } = readCaseAsDtr('bcbsnc-blinatumomab', name, [], phase('consolidation'));
+    expect(atCrd.outcome).toBe('satisfied');
+    expect(known).toMatchObject({ relapseAfterLastCourse: true });
+    expect(fact('continuingPhaseAfterNewRelapse')).toBe(true);
+    expect(read.evaluation.outcome).toBe('limit-exceeded');
+    const failed = read.evaluation.failed.find((r) => r.id === 'continuing-phase-after-new-relapse');
+    expect(failed?.text).toContain('[the record shows a relapse after the last course on 2026-11-10; the order says consolidation]');
+  }, 60_000);
+
+  it('BCBSNC: answered induction, it stays the new course and is approved', () => {
+    const { read, fact } = readCaseAsDtr('bcbsnc-blinatumomab', name, [], phase('induction'));
+    expect(fact('continuingPhaseAfterNewRelapse')).toBe(false);
+    expect(read.evaluation.outcome).toBe('satisfied');
   }, 60_000);
 });
