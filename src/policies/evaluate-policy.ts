@@ -348,8 +348,8 @@ function evaluate(policy: CompiledPolicy, data: EvaluationData, answers: Record<
     // An exceeded limit that names facts (`names`) says what the record showed, e.g. the relapse date and the phase the
     // order states, so the reviewer and the card read the conflict itself, not only the rule (design.md §6).
     if (r.names && result === false) {
-      const named = r.names.filter((n) => factValues[n.fact] !== undefined).map((n) => `${n.words} ${String(factValues[n.fact])}`);
-      if (named.length > 0) text = `${text} [${named.join('; ')}]`;
+      const shown = r.names.filter((n) => factValues[n.fact] !== undefined).map((n) => `${n.words} ${String(factValues[n.fact])}`);
+      if (shown.length > 0) text = `${text} [${shown.join('; ')}]`;
     }
     if (applies === undefined) {
       return outcome.error === undefined ? { kind: r.kind, id: r.id, cite: r.cite, text, result } : { kind: r.kind, id: r.id, cite: r.cite, text, result, error: outcome.error };
